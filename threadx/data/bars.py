@@ -1,0 +1,104 @@
+"""`Bars`: the numpy view of a canonical OHLCV frame that engine paths work on.
+
+The fingerprint (a hash of the index and the five columns' bytes) is computed once
+per Bars object and keys every cache entry derived from the data.
+"""
+from __future__ import annotations
+
+import hashlib
+import weakref
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from threadx.data.timeframe import infer_timeframe
+from threadx.errors import DataError
+
+OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+@dataclass(eq=False)
+class Bars:
+    """Contiguous float64 OHLCV arrays plus the UTC bar-open times (int64 ns)."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    time_ns: np.ndarray
+    timeframe: str | None = None
+    name: str | None = None
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame, timeframe: str | None = None, name: str | None = None) -> "Bars":
+        """Wrap a canonical frame (UTC DatetimeIndex, float64 OHLCV columns)."""
+        missing = [c for c in OHLCV_COLUMNS if c not in df.columns]
+        if missing:
+            raise DataError(f"frame lacks columns {missing}; load it with threadx.load_ohlcv")
+        if not isinstance(df.index, pd.DatetimeIndex) or df.index.tz is None:
+            raise DataError("frame index must be a tz-aware UTC DatetimeIndex; load it with threadx.load_ohlcv")
+        cols = {c: np.ascontiguousarray(df[c].to_numpy(dtype=np.float64)) for c in OHLCV_COLUMNS}
+        time_ns = np.ascontiguousarray(df.index.tz_convert("UTC").as_unit("ns").asi8)
+        tf = timeframe or df.attrs.get("timeframe") or infer_timeframe(df.index)
+        return cls(time_ns=time_ns, timeframe=tf, name=name or df.attrs.get("name"), **cols)
+
+    def __len__(self) -> int:
+        return len(self.close)
+
+    @property
+    def fingerprint(self) -> str:
+        """Hex digest of index and OHLCV bytes, computed on first use and kept."""
+        if self._fingerprint is None:
+            digest = hashlib.blake2b(digest_size=16)
+            digest.update(self.time_ns.tobytes())
+            for col in OHLCV_COLUMNS:
+                digest.update(getattr(self, col).tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+    @cached_property
+    def index(self) -> pd.DatetimeIndex:
+        """Bar-open times as a UTC DatetimeIndex named ``timestamp``."""
+        return pd.DatetimeIndex(pd.to_datetime(self.time_ns, utc=True), name="timestamp")
+
+    def slice(self, start: int, stop: int) -> "Bars":
+        """Bars[start:stop] as a new object (own fingerprint)."""
+        return Bars(
+            *(getattr(self, c)[start:stop] for c in OHLCV_COLUMNS),
+            time_ns=self.time_ns[start:stop],
+            timeframe=self.timeframe,
+            name=self.name,
+        )
+
+
+_FRAME_CACHE: dict[int, tuple[weakref.ref, Bars]] = {}
+
+
+def as_bars(data: "pd.DataFrame | Bars", timeframe: str | None = None) -> Bars:
+    """Accept a canonical frame or Bars.
+
+    Frames are remembered (weakly) with their Bars, so a frame passed again keeps its
+    fingerprint instead of being hashed anew; the remembered arrays are compared with the
+    frame's current values first, so a frame edited in place is never served stale.
+    """
+    if isinstance(data, Bars):
+        return data
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"expected an OHLCV DataFrame or Bars, got {type(data).__name__}")
+    fresh = Bars.from_frame(data, timeframe=timeframe)
+    entry = _FRAME_CACHE.get(id(data))
+    if entry is not None and entry[0]() is data:
+        known = entry[1]
+        same = len(known) == len(fresh) and known.timeframe == fresh.timeframe and all(
+            np.array_equal(getattr(known, c), getattr(fresh, c)) for c in (*OHLCV_COLUMNS, "time_ns")
+        )
+        if same:
+            return known
+    for key in [k for k, (ref, _) in _FRAME_CACHE.items() if ref() is None]:
+        del _FRAME_CACHE[key]
+    _FRAME_CACHE[id(data)] = (weakref.ref(data), fresh)
+    return fresh

@@ -1,0 +1,47 @@
+"""Timeframe strings ("1m", "15m", "1h", "4h", "1d", "1w") to durations and bars per year."""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from threadx.errors import DataError
+
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PATTERN = re.compile(r"^(\d+)([smhdw])$")
+SECONDS_PER_YEAR = 365 * 86400  # crypto trades every day
+
+
+def timeframe_seconds(timeframe: str) -> int:
+    """Length of one bar in seconds; raises DataError for an unknown timeframe."""
+    match = _PATTERN.match(str(timeframe).strip())
+    if not match or int(match.group(1)) == 0:
+        raise DataError(f"unknown timeframe {timeframe!r}: use a number and one of s, m, h, d, w (e.g. 1h, 15m)")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def timeframe_delta(timeframe: str) -> pd.Timedelta:
+    """Bar length as a pandas Timedelta."""
+    return pd.Timedelta(seconds=timeframe_seconds(timeframe))
+
+
+def bars_per_year(timeframe: str) -> float:
+    """Number of bars in a 365-day year."""
+    return SECONDS_PER_YEAR / timeframe_seconds(timeframe)
+
+
+def infer_timeframe(index: pd.DatetimeIndex) -> str | None:
+    """Most common spacing of an index as a timeframe string, or None if it has fewer than 2 bars."""
+    if len(index) < 2:
+        return None
+    ns = index.as_unit("ns").asi8
+    diffs = pd.Series(ns[1:] - ns[:-1])
+    step_ns = int(diffs[diffs > 0].mode().iloc[0]) if (diffs > 0).any() else 0
+    seconds = step_ns // 1_000_000_000
+    if seconds <= 0:
+        return None
+    for unit in ("w", "d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return None

@@ -1,0 +1,21 @@
+"""Error types. Messages tell the user what to do; the UI shows them, the CLI exits non-zero."""
+
+
+class ThreadXError(Exception):
+    """Base class of every error ThreadX raises on purpose."""
+
+
+class DataError(ThreadXError):
+    """Missing, malformed or inconsistent market data."""
+
+
+class ParamError(ThreadXError, ValueError):
+    """A strategy or engine parameter that is unknown, out of range or inconsistent."""
+
+
+class CacheError(ThreadXError):
+    """A cache entry that cannot be read or written."""
+
+
+class FetchError(DataError):
+    """A download from an exchange that failed after its retries."""
