@@ -1,0 +1,214 @@
+"""Dataset names, their files under the data root, and the list of what is on disk.
+
+A dataset is ``<exchange>/<BASE>_<QUOTE>-<timeframe>``, stored as
+``<data_root>/<exchange>/<BASE>_<QUOTE>-<timeframe>.parquet`` (e.g. ``binance/BTC_USDT-1h``).
+A file name may carry a label after the timeframe (``BTC_USDT-1h-2017-2020``), which is part
+of the dataset name. ccxt symbols (``BTC/USDT``) map to ``BTC_USDT``. The synthetic sample
+lives under the ``synthetic`` exchange and is also reachable as ``sample:SYMBOL-tf``.
+Feather, CSV and JSON files in the same layout are listed too (freqtrade's
+``user_data/data`` folder can serve as a data root).
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from threadx.data.timeframe import timeframe_seconds
+from threadx.errors import DataError
+
+SAMPLE_PREFIX = "sample:"
+SYNTHETIC_EXCHANGE = "synthetic"
+LIST_COLUMNS = ["name", "exchange", "symbol", "timeframe", "path", "first", "last", "bars", "synthetic", "quality"]
+_FORMAT_PREFERENCE = {"parquet": 0, "feather": 1, "csv": 2, "json": 3}
+# exchange: lower-case id (ccxt style); symbol: BASE_QUOTE (more parts allowed) or BASE/QUOTE[:SETTLE]
+_NAME = re.compile(
+    r"^(?:(?P<exchange>[a-z0-9][a-z0-9_.]*)/)?"
+    r"(?P<symbol>[A-Za-z0-9]+(?:[_/:][A-Za-z0-9]+)*)"
+    r"-(?P<timeframe>\d+[smhdw])"
+    r"(?P<label>-[A-Za-z0-9_.-]+)?$"
+)
+_STAT_CACHE: dict[tuple[str, int, int], tuple] = {}
+
+
+def normalize_symbol(symbol: str) -> str:
+    """``BTC/USDT`` -> ``BTC_USDT`` (also ``BTC/USDT:USDT`` -> ``BTC_USDT_USDT``), upper case."""
+    return re.sub(r"[/:]", "_", symbol.strip()).upper()
+
+
+def parse_dataset_name(name: str) -> tuple[str | None, str, str]:
+    """Split ``[exchange/]SYMBOL-tf[-label]`` (or ``sample:SYMBOL-tf``) into ``(exchange, symbol, timeframe)``.
+
+    The exchange is None when the name has none; ``sample:`` means the ``synthetic`` exchange.
+    Raises DataError for a name that does not follow the pattern.
+    """
+    exchange, symbol, timeframe, _ = _parse(name)
+    return exchange, symbol, timeframe
+
+
+def _parse(name: str) -> tuple[str | None, str, str, str]:
+    """``(exchange, symbol, timeframe, label)`` of a dataset name (label '' or '-...')."""
+    text = str(name).strip()
+    exchange: str | None = None
+    if text.startswith(SAMPLE_PREFIX):
+        text, exchange = text[len(SAMPLE_PREFIX):], SYNTHETIC_EXCHANGE
+    match = _NAME.match(text)
+    if not match:
+        raise DataError(f"bad dataset name {name!r}: use exchange/BASE_QUOTE-timeframe, e.g. binance/BTC_USDT-1h")
+    if match.group("exchange"):
+        if exchange is not None:
+            raise DataError(f"bad dataset name {name!r}: 'sample:' takes SYMBOL-timeframe only")
+        exchange = match.group("exchange")
+    timeframe_seconds(match.group("timeframe"))
+    return exchange, normalize_symbol(match.group("symbol")), match.group("timeframe"), match.group("label") or ""
+
+
+def dataset_path(exchange: str, symbol: str, timeframe: str, data_root: str | os.PathLike | None = None) -> Path:
+    """Where a dataset is stored: ``<data_root>/<exchange>/<BASE>_<QUOTE>-<timeframe>.parquet``."""
+    timeframe_seconds(timeframe)
+    return _root(data_root) / exchange.strip().lower() / f"{normalize_symbol(symbol)}-{timeframe}.parquet"
+
+
+def resolve_dataset(name: str | os.PathLike, data_root: str | os.PathLike | None = None) -> Path:
+    """The file behind a path or dataset name; DataError listing the available names if unknown.
+
+    Accepts a path to an existing file, ``exchange/SYMBOL-tf``, ``SYMBOL-tf`` (if only one
+    exchange has it), ``sample:SYMBOL-tf`` and ``synthetic/SYMBOL-tf`` (the sample is written
+    first if missing).
+    """
+    root = _root(data_root)
+    candidate = Path(name).expanduser() if not str(name).startswith(SAMPLE_PREFIX) else None
+    if candidate is not None and candidate.is_file():
+        return candidate
+    text = str(name).strip()
+    try:
+        exchange, symbol, timeframe, label = _parse(text)
+    except DataError:
+        if candidate is not None and (candidate.suffix or os.sep in text):
+            raise DataError(f"{name}: file not found") from None
+        raise DataError(f"unknown dataset {name!r}; available: {_available(root)}") from None
+    stem = f"{symbol}-{timeframe}{label}"
+    if exchange == SYNTHETIC_EXCHANGE:
+        from threadx.data.synthetic import ensure_sample
+
+        ensure_sample(root)
+    files = _dataset_files(root)
+    if exchange is not None:
+        found = files.get((exchange, stem))
+        if found is not None:
+            return found
+    else:
+        matches = sorted((ex, p) for (ex, s), p in files.items() if s == stem)
+        if len(matches) == 1:
+            return matches[0][1]
+        if len(matches) > 1:
+            options = ", ".join(f"{ex}/{stem}" for ex, _ in matches)
+            raise DataError(f"dataset {name!r} is ambiguous: {options}; name the exchange")
+    raise DataError(f"unknown dataset {name!r} in {root}; available: {_available(root)}")
+
+
+def list_datasets(data_root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Datasets under the data root, one row each, sorted by name.
+
+    Columns: name, exchange, symbol, timeframe, path, first, last, bars, synthetic, quality.
+    ``first/last/bars/quality`` come from reading and validating each file once; the result is
+    cached per (path, mtime, size), so listing again is cheap. An unreadable file is listed with
+    ``bars`` 0 and ``quality`` NaN.
+    """
+    rows = []
+    for (exchange, stem), path in sorted(_dataset_files(_root(data_root)).items()):
+        _, symbol, timeframe = parse_dataset_name(f"{exchange}/{stem}")
+        first, last, bars, synthetic, quality = _file_stats(path)
+        rows.append(
+            {
+                "name": f"{exchange}/{stem}",
+                "exchange": exchange,
+                "symbol": symbol,
+                "timeframe": timeframe,
+                "path": str(path),
+                "first": first,
+                "last": last,
+                "bars": bars,
+                "synthetic": bool(synthetic or exchange == SYNTHETIC_EXCHANGE),
+                "quality": quality,
+            }
+        )
+    out = pd.DataFrame(rows, columns=LIST_COLUMNS)
+    out["first"] = pd.to_datetime(out["first"], utc=True)
+    out["last"] = pd.to_datetime(out["last"], utc=True)
+    out["bars"] = out["bars"].astype(np.int64)
+    out["synthetic"] = out["synthetic"].astype(bool)
+    out["quality"] = out["quality"].astype(np.float64)
+    return out
+
+
+# --------------------------------------------------------------------------------- helpers
+
+
+def _root(data_root: str | os.PathLike | None) -> Path:
+    if data_root is not None:
+        return Path(data_root).expanduser()
+    from threadx.config import settings
+
+    return settings().data_root
+
+
+def _dataset_files(root: Path) -> dict[tuple[str, str], Path]:
+    """``{(exchange, stem): path}`` for data files in ``root/<exchange>/``; Parquet wins over other formats."""
+    from threadx.data.io import file_format
+
+    found: dict[tuple[str, str], tuple[int, Path]] = {}
+    if not root.is_dir():
+        return {}
+    for folder in root.iterdir():
+        if not folder.is_dir() or folder.name.startswith("."):
+            continue
+        exchange = folder.name
+        for path in folder.iterdir():
+            fmt = file_format(path)
+            if fmt is None or path.name.startswith(".") or not path.is_file():
+                continue
+            stem = path.name[: len(path.name) - len(_suffix(path.name))]
+            if not _NAME.match(f"{exchange}/{stem}"):
+                continue
+            rank = _FORMAT_PREFERENCE[fmt]
+            key = (exchange, stem)
+            if key not in found or rank < found[key][0]:
+                found[key] = (rank, path)
+    return {key: path for key, (_, path) in found.items()}
+
+
+def _suffix(filename: str) -> str:
+    from threadx.data.io import FORMATS
+
+    lower = filename.lower()
+    return next(s for s in sorted(FORMATS, key=len, reverse=True) if lower.endswith(s))
+
+
+def _available(root: Path) -> str:
+    names = sorted(f"{ex}/{stem}" for ex, stem in _dataset_files(root))
+    names += [f"{SAMPLE_PREFIX}{s}-1h" for s in ("BTC_USDT", "ETH_USDT", "SOL_USDT")]
+    return ", ".join(names)
+
+
+def _file_stats(path: Path) -> tuple:
+    from threadx.data.io import read_ohlcv_file
+    from threadx.data.validate import validate_ohlcv
+
+    try:
+        st = path.stat()
+    except OSError:
+        return None, None, 0, False, float("nan")
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _STAT_CACHE:
+        try:
+            df = read_ohlcv_file(path)
+            report = validate_ohlcv(df)
+            stats = (report.first, report.last, report.bars, bool(df.attrs.get("synthetic")), report.quality)
+        except DataError:
+            stats = (None, None, 0, False, float("nan"))
+        _STAT_CACHE[key] = stats
+    return _STAT_CACHE[key]

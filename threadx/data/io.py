@@ -1,0 +1,382 @@
+"""Read OHLCV files of any supported format into the canonical frame, write them atomically, load datasets.
+
+Formats: Parquet, Feather, CSV (with or without a header row) and JSON (list of
+``[time, open, high, low, close, volume, ...]`` rows as freqtrade writes them, a list
+of records, or a column mapping); ``.gz`` CSV/JSON too. freqtrade's layout
+(``user_data/data/<exchange>/<PAIR>-<tf>.feather|json``) reads as is.
+
+:func:`read_ohlcv_file` only converts: rows stay in file order, nothing is sorted,
+deduplicated or repaired; :func:`~threadx.data.validate.validate_ohlcv` reports
+problems and :func:`load_ohlcv` decides what to do with them.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from threadx.errors import DataError
+
+OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
+TIME_COLUMNS = ("timestamp", "date", "time", "open_time", "datetime")
+FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".feather": "feather",
+    ".ftr": "feather",
+    ".arrow": "feather",
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".txt": "csv",
+    ".json": "json",
+    ".json.gz": "json",
+}
+METADATA_KEY = b"threadx"
+_log = logging.getLogger("threadx.data")
+
+# Epoch magnitude thresholds: below 1e11 seconds (until year 5138), below 1e14 ms, below 1e17 us, else ns.
+_EPOCH_UNITS = ((1e11, 1_000_000_000), (1e14, 1_000_000), (1e17, 1_000), (float("inf"), 1))
+
+
+def file_format(path: str | os.PathLike) -> str | None:
+    """The format name for a file name (``parquet|feather|csv|json``), or None if unsupported."""
+    name = Path(path).name.lower()
+    for suffix in sorted(FORMATS, key=len, reverse=True):
+        if name.endswith(suffix):
+            return FORMATS[suffix]
+    return None
+
+
+def read_ohlcv_file(path: str | os.PathLike) -> pd.DataFrame:
+    """Read one OHLCV file into a frame indexed by a UTC ``timestamp`` DatetimeIndex (file order kept).
+
+    Columns ``open, high, low, close, volume`` as float64, found case-insensitively. The time is
+    taken from a ``timestamp|date|time|open_time|datetime`` column or a DatetimeIndex; numeric
+    epochs are read as seconds, milliseconds, microseconds or nanoseconds by their magnitude,
+    naive datetimes as UTC. Raises DataError (one line naming the file) if the file is missing,
+    of an unknown format, unreadable, lacks a column, or has non-numeric values.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a data file")
+    fmt = file_format(path)
+    if fmt is None:
+        raise DataError(f"{path}: unknown file format {path.suffix!r} (use .parquet, .feather, .csv or .json)")
+    meta: dict[str, Any] = {}
+    try:
+        if fmt == "parquet":
+            raw, meta = _read_parquet(path)
+        elif fmt == "feather":
+            import pyarrow.feather as feather
+
+            raw = feather.read_table(path).to_pandas()
+        elif fmt == "csv":
+            raw = _read_csv(path)
+        else:
+            raw = _read_json(path)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a data problem for the user
+        raise DataError(f"{path}: cannot read {fmt} content ({type(exc).__name__}: {_first_line(exc)})") from exc
+    df = _to_canonical(raw, path)
+    df.attrs["source"] = str(path)
+    if meta.get("synthetic"):
+        df.attrs["synthetic"] = True
+    return df
+
+
+def write_ohlcv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a canonical frame to Parquet atomically (temp file in the same folder, then rename).
+
+    The file has a ``timestamp`` column (UTC) and the five OHLCV columns; ``attrs["synthetic"]``
+    and ``attrs["timeframe"]`` are kept in the file's metadata. A failure leaves any existing
+    file at ``path`` untouched.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path).expanduser()
+    missing = [c for c in OHLCV_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"cannot write {path}: frame lacks columns {missing}")
+    if isinstance(df.index, pd.DatetimeIndex):
+        index = df.index
+    elif "timestamp" in df.columns:
+        index = pd.DatetimeIndex(df["timestamp"])
+    else:
+        raise DataError(f"cannot write {path}: frame has no DatetimeIndex or timestamp column")
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    arrays = {"timestamp": pa.array(index.as_unit("ns").asi8, type=pa.timestamp("ns", tz="UTC"))}
+    for col in OHLCV_COLUMNS:
+        arrays[col] = pa.array(np.asarray(df[col].to_numpy(dtype=np.float64)), type=pa.float64())
+    info = {"synthetic": bool(df.attrs.get("synthetic", False)), "timeframe": df.attrs.get("timeframe")}
+    table = pa.table(arrays).replace_schema_metadata({METADATA_KEY: json.dumps(info, sort_keys=True).encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_ohlcv(
+    source: str | os.PathLike,
+    timeframe: str | None = None,
+    start: str | pd.Timestamp | None = None,
+    end: str | pd.Timestamp | None = None,
+    *,
+    data_root: str | os.PathLike | None = None,
+    dedupe: bool = False,
+    with_report: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, Any]:
+    """Load a dataset as the canonical frame: read, validate, sort, resample, slice.
+
+    ``source`` is a file path or a dataset name (``binance/BTC_USDT-1h``, ``BTC_USDT-1h``,
+    ``sample:BTC_USDT-1h``; see :func:`~threadx.data.catalog.resolve_dataset`). Validation errors
+    raise DataError; unsorted rows are sorted (with a warning); ``dedupe=True`` keeps the last
+    row of each duplicated timestamp instead of failing. ``timeframe`` coarser than the native
+    one resamples (complete bins only); finer raises DataError. ``start`` (inclusive) and ``end``
+    (exclusive) are UTC and applied before resampling, so no bin uses data at or after ``end``.
+    ``attrs``: timeframe, name, synthetic, source, quality, warnings. ``with_report=True`` returns
+    ``(frame, ValidationReport)``.
+    """
+    from threadx.data.catalog import parse_dataset_name, resolve_dataset
+    from threadx.data.resample import resample_ohlcv
+    from threadx.data.timeframe import timeframe_seconds
+    from threadx.data.validate import validate_ohlcv
+
+    path = resolve_dataset(source, data_root=data_root)
+    from_name = not Path(str(source)).expanduser().is_file()
+    df = read_ohlcv_file(path)
+    synthetic = bool(df.attrs.get("synthetic")) or path.parent.name == "synthetic" or str(source).startswith("sample:")
+    report = validate_ohlcv(df, dedupe=dedupe)
+    if not report.ok:
+        shown = "; ".join(report.errors[:3])
+        more = f" (+{len(report.errors) - 3} more)" if len(report.errors) > 3 else ""
+        raise DataError(f"{path}: invalid data: {shown}{more}")
+    for warning in report.warnings:
+        _log.info("%s: %s", path.name, warning)
+
+    time_ns = df.index.asi8
+    if len(time_ns) > 1 and not bool(np.all(time_ns[1:] >= time_ns[:-1])):
+        df = df.iloc[np.argsort(time_ns, kind="stable")]
+    if report.duplicates:
+        df = df[~df.index.duplicated(keep="last")]
+    native = report.timeframe
+    if native is None:
+        try:
+            native = parse_dataset_name(path.stem)[2]
+        except DataError:
+            native = None
+
+    if start is not None or end is not None:
+        mask = np.ones(len(df), dtype=bool)
+        if start is not None:
+            mask &= df.index >= _utc(start)
+        if end is not None:
+            mask &= df.index < _utc(end)
+        df = df[mask]
+    if timeframe is not None and native is not None and timeframe != native:
+        if timeframe_seconds(timeframe) < timeframe_seconds(native):
+            raise DataError(f"{path.name}: cannot load {timeframe} bars from {native} data (finer than the data)")
+        df.attrs["timeframe"] = native
+        df = resample_ohlcv(df, timeframe)
+    df.attrs.clear()
+    df.attrs.update(
+        {
+            "timeframe": timeframe or native,
+            "name": f"{path.parent.name}/{path.stem}" if from_name else path.stem,
+            "synthetic": synthetic,
+            "source": str(path),
+            "quality": report.quality,
+            "warnings": list(report.warnings),
+        }
+    )
+    return (df, report) if with_report else df
+
+
+# --------------------------------------------------------------------------------- helpers
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no details"
+
+
+def _utc(value: str | pd.Timestamp | Any) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _read_parquet(path: Path) -> tuple[pd.DataFrame, dict]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    meta: dict = {}
+    schema_meta = table.schema.metadata or {}
+    if METADATA_KEY in schema_meta:
+        try:
+            meta = json.loads(schema_meta[METADATA_KEY])
+        except ValueError:
+            meta = {}
+    return table.to_pandas(), meta
+
+
+def _looks_numeric(names: list) -> bool:
+    try:
+        for name in names:
+            float(str(name))
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    raw = pd.read_csv(path)
+    if len(raw.columns) >= 6 and _looks_numeric(list(raw.columns[:6])):
+        # No header row (e.g. exchange kline dumps): time, open, high, low, close, volume, ...
+        raw = pd.read_csv(path, header=None)
+        raw = raw.iloc[:, :6]
+        raw.columns = ["timestamp", *OHLCV_COLUMNS]
+    return raw
+
+
+def _read_json(path: Path) -> pd.DataFrame:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        obj = json.load(fh)
+    if isinstance(obj, list):
+        if not obj:
+            return pd.DataFrame(columns=["timestamp", *OHLCV_COLUMNS])
+        if isinstance(obj[0], (list, tuple)):
+            # freqtrade: [[ms, open, high, low, close, volume], ...]
+            width = min(len(row) for row in obj)
+            if width < 6:
+                raise DataError(f"{path}: JSON rows have {width} values, expected [time, open, high, low, close, volume]")
+            try:
+                arr = np.asarray([row[:6] for row in obj], dtype=np.float64)
+                return pd.DataFrame(arr, columns=["timestamp", *OHLCV_COLUMNS])
+            except (TypeError, ValueError):
+                frame = pd.DataFrame([row[:6] for row in obj], columns=["timestamp", *OHLCV_COLUMNS])
+                return frame
+        if isinstance(obj[0], dict):
+            return pd.DataFrame.from_records(obj)
+        raise DataError(f"{path}: JSON list holds {type(obj[0]).__name__} values, expected rows or records")
+    if isinstance(obj, dict):
+        if "data" in obj and "columns" in obj:
+            return pd.DataFrame(obj["data"], columns=obj["columns"])
+        return pd.DataFrame(obj)
+    raise DataError(f"{path}: JSON holds a {type(obj).__name__}, expected a list of candles")
+
+
+def _to_canonical(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Find the time and OHLCV columns (any case), convert to UTC index and float64 columns."""
+    lower: dict[str, Any] = {}
+    for col in raw.columns:
+        lower.setdefault(str(col).strip().lower(), col)
+    time_values: Any = None
+    for name in TIME_COLUMNS:
+        if name in lower:
+            time_values = raw[lower[name]]
+            break
+    if time_values is None:
+        if isinstance(raw.index, pd.DatetimeIndex):
+            time_values = raw.index
+        elif raw.index.name is not None and str(raw.index.name).strip().lower() in TIME_COLUMNS:
+            time_values = raw.index.to_series()
+        else:
+            found = ", ".join(map(str, raw.columns)) or "none"
+            raise DataError(
+                f"{path}: no time column (expected one of {', '.join(TIME_COLUMNS)} or a datetime index; found {found})"
+            )
+    missing = [c for c in OHLCV_COLUMNS if c not in lower]
+    if missing:
+        found = ", ".join(map(str, raw.columns)) or "none"
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (found {found})")
+    index = _to_utc_index(time_values, path)
+    data = {c: _to_float(raw[lower[c]], c, path) for c in OHLCV_COLUMNS}
+    return pd.DataFrame(data, index=index, copy=False)
+
+
+def _to_float(series: pd.Series, name: str, path: Path) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    converted = pd.to_numeric(series, errors="coerce")
+    bad = converted.isna().to_numpy() & series.notna().to_numpy()
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{path}: column {name!r} has {int(bad.sum())} non-numeric value(s) (first at row {pos}: {series.iloc[pos]!r})"
+        )
+    return converted.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _to_utc_index(values: Any, path: Path) -> pd.DatetimeIndex:
+    dtype = getattr(values, "dtype", None)
+    try:
+        if dtype is not None and pd.api.types.is_datetime64_any_dtype(dtype):
+            index = pd.DatetimeIndex(values)
+            index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+        elif dtype is not None and pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+            index = _epoch_index(np.asarray(values), path)
+        else:
+            series = pd.Series(np.asarray(values, dtype=object))
+            numeric = pd.to_numeric(series, errors="coerce")
+            if numeric.notna().sum() == series.notna().sum() and series.notna().any():
+                index = _epoch_index(numeric.to_numpy(dtype=np.float64), path)
+            else:
+                index = _parse_datetimes(series, path)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"{path}: cannot read the time column ({type(exc).__name__}: {_first_line(exc)})") from exc
+    if index.hasnans:
+        pos = int(np.flatnonzero(index.isna())[0])
+        raise DataError(f"{path}: {int(index.isna().sum())} missing or unreadable time value(s) (first at row {pos})")
+    return pd.DatetimeIndex(index.as_unit("ns"), name="timestamp")
+
+
+def _epoch_index(arr: np.ndarray, path: Path) -> pd.DatetimeIndex:
+    """Epoch numbers to UTC times, the unit chosen by magnitude (s, ms, us or ns)."""
+    finite = np.isfinite(arr) if arr.dtype.kind == "f" else np.ones(len(arr), dtype=bool)
+    if not finite.all():
+        pos = int(np.flatnonzero(~finite)[0])
+        raise DataError(f"{path}: {int((~finite).sum())} missing time value(s) (first at row {pos})")
+    if len(arr) == 0:
+        return pd.DatetimeIndex([], dtype="datetime64[ns, UTC]")
+    magnitude = float(np.max(np.abs(arr)))
+    factor = next(f for limit, f in _EPOCH_UNITS if magnitude < limit)
+    if arr.dtype.kind in "iu":
+        ns = arr.astype(np.int64) * np.int64(factor)
+    else:
+        ns = np.round(arr.astype(np.float64) * factor).astype(np.int64)
+    return pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True))
+
+
+def _parse_datetimes(series: pd.Series, path: Path) -> pd.DatetimeIndex:
+    parsed = pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
+    bad = parsed.isna() & series.notna()
+    if bad.any():
+        parsed = pd.to_datetime(series, utc=True, errors="coerce", format="mixed")
+        bad = parsed.isna() & series.notna()
+    if bad.any():
+        pos = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{path}: unreadable time value {series.iloc[pos]!r} at row {pos}")
+    return pd.DatetimeIndex(parsed)

@@ -1,0 +1,203 @@
+"""Engine options and the kernel inputs they produce (shared by backtests and sweeps)."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL
+from threadx.data.bars import Bars
+from threadx.data.timeframe import bars_per_year
+from threadx.engine import layout as L
+from threadx.errors import DataError, ParamError
+from threadx.strategies.base import ExitRules, Levels
+
+_UNUSED = np.full(1, np.nan)  # placeholder for a line the kernel will not read
+FUNDING_HOURS_UTC = (0, 8, 16)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Costs, fills and sizing overrides of a run (units in the names).
+
+    ``sizing``/``leverage``/``fraction`` of None keep the strategy's own rule.
+    ``funding``: None, a constant rate per 8h settlement (00, 08, 16 UTC), a Series of
+    rates indexed by settlement time, or an array with one rate per bar (fractions, not %).
+    """
+
+    initial_capital: float = DEFAULT_INITIAL_CAPITAL
+    fee_bps: float = DEFAULT_FEE_BPS
+    slippage_bps: float = 0.0
+    fill: str = "next_open"
+    sizing: str | None = None
+    leverage: float | None = None
+    fraction: float | None = None
+    min_notional: float = 0.0
+    ambiguity: str = "conservative"
+    funding: Any = None
+
+    def validated(self) -> "EngineOptions":
+        """Self, after checking every value (ParamError with the fix on failure)."""
+        if not (math.isfinite(self.initial_capital) and self.initial_capital > 0):
+            raise ParamError(f"initial_capital must be positive, got {self.initial_capital}")
+        if not (math.isfinite(self.fee_bps) and 0 <= self.fee_bps < 10_000):
+            raise ParamError(f"fee_bps must be between 0 and 10000, got {self.fee_bps}")
+        if not (math.isfinite(self.slippage_bps) and 0 <= self.slippage_bps < 10_000):
+            raise ParamError(f"slippage_bps must be between 0 and 10000, got {self.slippage_bps}")
+        if self.fill not in L.FILL_MODES:
+            raise ParamError(f"fill must be one of {', '.join(L.FILL_MODES)}, got {self.fill!r}")
+        if self.sizing is not None and self.sizing not in L.SIZING_MODES:
+            raise ParamError(f"sizing must be one of {', '.join(L.SIZING_MODES)}, got {self.sizing!r}")
+        if self.leverage is not None and not (math.isfinite(self.leverage) and self.leverage >= 1):
+            raise ParamError(f"leverage must be >= 1, got {self.leverage}")
+        if self.fraction is not None and not (0 < self.fraction <= 1):
+            raise ParamError(f"fraction must be in (0, 1], got {self.fraction}")
+        if not self.min_notional >= 0:
+            raise ParamError(f"min_notional must be >= 0, got {self.min_notional}")
+        if self.ambiguity not in ("conservative", "optimistic"):
+            raise ParamError(f"ambiguity must be conservative or optimistic, got {self.ambiguity!r}")
+        return self
+
+    def with_overrides(self, **changes: Any) -> "EngineOptions":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """JSON-safe view (funding summarised)."""
+        out = asdict(self)
+        if self.funding is not None and not isinstance(self.funding, (int, float)):
+            out["funding"] = f"<{type(self.funding).__name__}>"
+        return out
+
+
+def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
+    """Strategy rules with the engine's sizing / leverage / fraction overrides applied."""
+    changes: dict[str, Any] = {}
+    if options.sizing is not None:
+        changes["sizing"] = options.sizing
+    if options.leverage is not None:
+        changes["leverage"] = float(options.leverage)
+    if options.fraction is not None:
+        changes["fraction"] = float(options.fraction)
+    rules = replace(rules, **changes) if changes else rules
+    if rules.sizing == "risk" and rules.stop_pct <= 0 and rules.stop_atr <= 0:
+        raise ParamError("sizing 'risk' needs a stop: set a stop-loss param, or use sizing all_in or fraction")
+    if rules.sizing == "risk" and not rules.risk_per_trade > 0:
+        raise ParamError("sizing 'risk' needs risk_per_trade > 0")
+    return rules
+
+
+def param_vector(rules: ExitRules, options: EngineOptions, timeframe: str | None, uses_funding: bool) -> np.ndarray:
+    """The kernel's float64 parameter vector for one run."""
+    p = np.zeros(L.N_PARAMS)
+    p[L.P_FILL] = L.FILL_MODES[options.fill]
+    p[L.P_FEE_RATE] = options.fee_bps / 10_000.0
+    p[L.P_SLIP_RATE] = options.slippage_bps / 10_000.0
+    p[L.P_INITIAL_CAPITAL] = options.initial_capital
+    p[L.P_SIZING] = L.SIZING_MODES[rules.sizing]
+    p[L.P_FRACTION] = rules.fraction
+    p[L.P_RISK] = rules.risk_per_trade
+    p[L.P_LEVERAGE] = rules.leverage
+    p[L.P_MIN_NOTIONAL] = options.min_notional
+    p[L.P_STOP_PCT] = rules.stop_pct
+    p[L.P_STOP_ATR] = rules.stop_atr
+    p[L.P_TP_PCT] = rules.tp_pct
+    p[L.P_TP_ATR] = rules.tp_atr
+    p[L.P_TARGET_MID] = 1.0 if rules.target_mid else 0.0
+    p[L.P_TRAIL_MODE] = L.TRAIL_MODES[rules.trail]
+    p[L.P_TRAIL_ATR] = rules.trail_atr
+    p[L.P_TRAIL_PCT] = rules.trail_pct
+    p[L.P_TRAIL_BAND_PCT] = rules.trail_band_pct
+    p[L.P_MAX_HOLD] = rules.max_hold_bars
+    p[L.P_SPACING] = rules.spacing_bars
+    p[L.P_OPTIMISTIC] = 1.0 if options.ambiguity == "optimistic" else 0.0
+    p[L.P_USE_FUNDING] = 1.0 if uses_funding else 0.0
+    if timeframe is None:
+        raise DataError("cannot tell the timeframe of the data (fewer than 2 bars?); pass timeframe=")
+    p[L.P_BARS_PER_YEAR] = bars_per_year(timeframe)
+    return p
+
+
+def level_arrays(levels: Levels, rules: ExitRules, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(atr, band_lo, band_mid, band_hi) for the kernel, checking the rules have what they read."""
+    needs_atr = rules.stop_atr > 0 or rules.tp_atr > 0 or rules.trail == "atr"
+    needs_mid = rules.target_mid or rules.trail == "band"
+    needs_edges = rules.trail == "band"
+
+    def pick(arr: np.ndarray | None, needed: bool, what: str) -> np.ndarray:
+        if not needed:
+            return _UNUSED if arr is None else _f64(arr, n, what)
+        if arr is None:
+            raise ParamError(f"the exit rules need the {what} line, which the strategy does not provide")
+        return _f64(arr, n, what)
+
+    return (
+        pick(levels.atr, needs_atr, "ATR"),
+        pick(levels.band_lo, needs_edges, "lower band"),
+        pick(levels.band_mid, needs_mid, "middle band"),
+        pick(levels.band_hi, needs_edges, "upper band"),
+    )
+
+
+def _f64(arr: np.ndarray, n: int, what: str) -> np.ndarray:
+    out = np.ascontiguousarray(arr, dtype=np.float64)
+    if out.shape != (n,):
+        raise ParamError(f"{what} line has shape {out.shape}, expected ({n},)")
+    return out
+
+
+def funding_per_bar(funding: Any, bars: Bars) -> np.ndarray | None:
+    """One funding rate per bar (charged at that bar's open), or None when off."""
+    if funding is None:
+        return None
+    n = len(bars)
+    if isinstance(funding, (int, float)):
+        if funding == 0:
+            return None
+        hours = (bars.time_ns // 3_600_000_000_000) % 24
+        on_hour = bars.time_ns % 3_600_000_000_000 == 0
+        mask = np.isin(hours, FUNDING_HOURS_UTC) & on_hour
+        return np.where(mask, float(funding), 0.0)
+    if isinstance(funding, pd.Series):
+        times = pd.DatetimeIndex(funding.index)
+        if times.tz is None:
+            raise DataError("funding Series index must be tz-aware UTC")
+        settle_ns = times.tz_convert("UTC").as_unit("ns").asi8
+        out = np.zeros(n)
+        # a rate settled at time T is paid at the first bar opening at or after T
+        pos = np.searchsorted(bars.time_ns, settle_ns, side="left")
+        values = funding.to_numpy(dtype=np.float64)
+        keep = (pos < n) & np.isfinite(values)
+        np.add.at(out, pos[keep], values[keep])
+        return out
+    arr = np.asarray(funding, dtype=np.float64)
+    if arr.shape != (n,):
+        raise DataError(f"funding array must have one rate per bar ({n}), got shape {arr.shape}")
+    return np.nan_to_num(arr, nan=0.0)
+
+
+def kernel_args(bars: Bars, sig: np.ndarray, levels: Levels, rules: ExitRules, options: EngineOptions,
+                funding: np.ndarray | None = None) -> tuple:
+    """Positional arguments of ``kernel.run_fast`` / ``kernel.run_full``."""
+    n = len(bars)
+    if n < 2:
+        raise DataError(f"need at least 2 bars to backtest, got {n}")
+    atr, lo, mid, hi = level_arrays(levels, rules, n)
+    sig = np.ascontiguousarray(sig, dtype=np.uint8)
+    if sig.shape != (n,):
+        raise ParamError(f"signal array has shape {sig.shape}, expected ({n},)")
+    fund = _UNUSED if funding is None else funding
+    p = param_vector(rules, options, bars.timeframe, funding is not None)
+    return (bars.open, bars.high, bars.low, bars.close, sig, atr, lo, mid, hi, fund, p)
+
+
+def options_from(mapping: Mapping[str, Any] | None = None, **kwargs: Any) -> EngineOptions:
+    """EngineOptions from keyword arguments, rejecting unknown names."""
+    values = dict(mapping or {}, **kwargs)
+    known = set(EngineOptions.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ParamError(f"unknown engine option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return EngineOptions(**values).validated()

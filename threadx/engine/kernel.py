@@ -1,0 +1,616 @@
+"""The one engine kernel: a numba bar loop for every strategy.
+
+Strategies hand the kernel precomputed arrays (a uint8 signal per bar, and the ATR and
+band lines their exits use) plus a float64 parameter vector (see ``layout``). The loop
+does fills, costs, sizing, stops and bookkeeping, and keeps the metrics as running sums,
+so fast mode needs no per-bar arrays.
+
+Timeline of one bar ``i`` (see SPEC §3):
+
+1. funding is settled at the open for a position held into the bar;
+2. orders pending from the previous close (``next_open`` mode) fill at the open:
+   an exit first, then an entry;
+3. an open position is tested against its stop and target with the bar's open, high and
+   low (gap fills at the open; both inside one bar: stop first unless optimistic),
+   then against liquidation;
+4. at the close: end of data closes the position on the last bar; otherwise exit
+   signals and the holding limit are acted on (at this close in ``close`` mode, at the
+   next open in ``next_open`` mode), then entry signals, then the trailing stop is
+   moved for the next bar;
+5. equity is marked at the close and the running metrics are updated.
+
+Every helper is a plain ``@njit`` function over scalars and arrays without allocation,
+which numba can also compile as CUDA device functions for the GPU batch kernel.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from threadx.engine.layout import (
+    EXIT_END_OF_DATA,
+    EXIT_LIQUIDATION,
+    EXIT_MAX_HOLD,
+    EXIT_SIGNAL,
+    EXIT_STOP_LOSS,
+    EXIT_TAKE_PROFIT,
+    EXIT_TRAILING_STOP,
+    FILL_CLOSE,
+    M_AVG_BARS_HELD,
+    M_AVG_LOSS,
+    M_AVG_WIN,
+    M_CAGR,
+    M_CALMAR,
+    M_EXPECTANCY,
+    M_EXPOSURE,
+    M_FINAL_EQUITY,
+    M_LARGEST_LOSS,
+    M_LARGEST_WIN,
+    M_LIQUIDATED,
+    M_MAX_DD,
+    M_MAX_DD_BARS,
+    M_N_AMBIGUOUS,
+    M_N_BARS,
+    M_N_LONG,
+    M_N_SHORT,
+    M_N_SKIPPED,
+    M_N_TRADES,
+    M_PROFIT_FACTOR,
+    M_SHARPE,
+    M_SORTINO,
+    M_SQN,
+    M_TOTAL_FEES,
+    M_TOTAL_FUNDING,
+    M_TOTAL_RETURN,
+    M_VOLATILITY,
+    M_WIN_RATE,
+    N_METRICS,
+    N_STATE,
+    N_TRADE_COLS,
+    P_BARS_PER_YEAR,
+    P_FEE_RATE,
+    P_FILL,
+    P_FRACTION,
+    P_INITIAL_CAPITAL,
+    P_LEVERAGE,
+    P_MAX_HOLD,
+    P_MIN_NOTIONAL,
+    P_OPTIMISTIC,
+    P_RISK,
+    P_SIZING,
+    P_SLIP_RATE,
+    P_SPACING,
+    P_STOP_ATR,
+    P_STOP_PCT,
+    P_TARGET_MID,
+    P_TP_ATR,
+    P_TP_PCT,
+    P_TRAIL_ATR,
+    P_TRAIL_BAND_PCT,
+    P_TRAIL_MODE,
+    P_TRAIL_PCT,
+    P_USE_FUNDING,
+    S_AMBIGUOUS,
+    S_ARMED,
+    S_BARS_HELD,
+    S_CASH,
+    S_DIR,
+    S_DOWN_SQ,
+    S_ENTRY_FEE,
+    S_ENTRY_I,
+    S_ENTRY_PX,
+    S_EQ_PREV,
+    S_EXPOSED_BARS,
+    S_FEES,
+    S_FUNDING,
+    S_FUNDING_TOTAL,
+    S_GROSS_LOSS,
+    S_GROSS_PROFIT,
+    S_LARGEST_LOSS,
+    S_LARGEST_WIN,
+    S_LAST_ENTRY_SIG,
+    S_LIQUIDATED,
+    S_MARGIN,
+    S_MAX_DD,
+    S_MAX_DD_BARS,
+    S_N_LONG,
+    S_N_LOSSES,
+    S_N_SHORT,
+    S_N_TRADES,
+    S_N_WINS,
+    S_PEAK,
+    S_PEAK_I,
+    S_PEND_ENTRY,
+    S_PEND_EXIT,
+    S_PEND_SIG_I,
+    S_PNL_M2,
+    S_PNL_MEAN,
+    S_QTY,
+    S_RET_M2,
+    S_RET_MEAN,
+    S_RET_N,
+    S_SKIPPED,
+    S_STOP,
+    S_TP,
+    S_TRADE_ROWS,
+    S_TRAILED,
+    SIG_ENTER_LONG,
+    SIG_ENTER_SHORT,
+    SIG_EXIT_LONG,
+    SIG_EXIT_SHORT,
+    SIZING_ALL_IN,
+    SIZING_FRACTION,
+    SIZING_RISK,
+    T_BARS_HELD,
+    T_ENTRY_I,
+    T_ENTRY_PX,
+    T_EXIT_I,
+    T_EXIT_PX,
+    T_FEES,
+    T_FUNDING,
+    T_PNL,
+    T_QTY,
+    T_REASON,
+    T_RETURN_PCT,
+    T_SIDE,
+    TRAIL_ATR,
+    TRAIL_BAND,
+    TRAIL_PCT,
+)
+
+_JIT = dict(cache=True, nogil=True)
+_NO_SIGNAL_BAR = -1.0e18
+
+
+@njit(**_JIT)
+def init_state(st, p):
+    """Reset the state vector for a new run."""
+    for k in range(st.shape[0]):
+        st[k] = 0.0
+    st[S_CASH] = p[P_INITIAL_CAPITAL]
+    st[S_EQ_PREV] = p[P_INITIAL_CAPITAL]
+    st[S_PEAK] = p[P_INITIAL_CAPITAL]
+    st[S_PEAK_I] = -1.0
+    st[S_STOP] = np.nan
+    st[S_TP] = np.nan
+    st[S_LAST_ENTRY_SIG] = _NO_SIGNAL_BAR
+    st[S_LARGEST_WIN] = -np.inf
+    st[S_LARGEST_LOSS] = np.inf
+
+
+@njit(**_JIT)
+def open_position(i, sig_i, raw_price, direction, p, st, atr):
+    """Enter ``direction`` (+1/-1) at ``raw_price`` on bar ``i`` for the signal of bar ``sig_i``.
+
+    Returns True when a position was opened, False when the signal was skipped
+    (no stop distance for risk sizing, zero quantity, below min notional).
+    """
+    slip = p[P_SLIP_RATE]
+    px = raw_price * (1.0 + slip) if direction > 0 else raw_price * (1.0 - slip)
+    has_stop = False
+    stop_dist = 0.0
+    if p[P_STOP_PCT] > 0.0:
+        stop_dist += p[P_STOP_PCT] * px
+        has_stop = True
+    if p[P_STOP_ATR] > 0.0:
+        a = atr[sig_i]
+        if not (a > 0.0):  # NaN or non-positive ATR: no defined stop
+            st[S_SKIPPED] += 1.0
+            return False
+        stop_dist += p[P_STOP_ATR] * a
+        has_stop = True
+    has_tp = False
+    tp_dist = 0.0
+    if p[P_TP_PCT] > 0.0:
+        tp_dist += p[P_TP_PCT] * px
+        has_tp = True
+    if p[P_TP_ATR] > 0.0:
+        a = atr[sig_i]
+        if not (a > 0.0):
+            st[S_SKIPPED] += 1.0
+            return False
+        tp_dist += p[P_TP_ATR] * a
+        has_tp = True
+
+    equity = st[S_CASH]
+    lev = p[P_LEVERAGE]
+    fee_rate = p[P_FEE_RATE]
+    max_notional = equity / (1.0 / lev + fee_rate)  # margin + entry fee == equity
+    sizing = p[P_SIZING]
+    notional = 0.0
+    if sizing == SIZING_ALL_IN:
+        notional = max_notional
+    elif sizing == SIZING_FRACTION:
+        notional = equity * p[P_FRACTION] * lev
+    elif sizing == SIZING_RISK:
+        if not has_stop or not (stop_dist > 0.0):
+            st[S_SKIPPED] += 1.0
+            return False
+        notional = equity * p[P_RISK] / stop_dist * px
+    if notional > max_notional:
+        notional = max_notional
+    if not (notional > 0.0) or notional < p[P_MIN_NOTIONAL] or not (px > 0.0):
+        st[S_SKIPPED] += 1.0
+        return False
+
+    qty = notional / px
+    fee = notional * fee_rate
+    margin = notional / lev
+    st[S_CASH] = equity - margin - fee
+    st[S_DIR] = float(direction)
+    st[S_QTY] = qty
+    st[S_ENTRY_PX] = px
+    st[S_ENTRY_I] = float(i)
+    st[S_MARGIN] = margin
+    st[S_ENTRY_FEE] = fee
+    st[S_FUNDING] = 0.0
+    st[S_STOP] = px - direction * stop_dist if has_stop else np.nan
+    st[S_TP] = px + direction * tp_dist if has_tp else np.nan
+    st[S_TRAILED] = 0.0
+    st[S_ARMED] = 0.0
+    st[S_LAST_ENTRY_SIG] = float(sig_i)
+    st[S_FEES] += fee
+    if direction > 0:
+        st[S_N_LONG] += 1.0
+    else:
+        st[S_N_SHORT] += 1.0
+    return True
+
+
+@njit(**_JIT)
+def close_position(i, raw_price, reason, p, st, trades):
+    """Exit the open position at ``raw_price`` on bar ``i`` and book the trade."""
+    d = st[S_DIR]
+    qty = st[S_QTY]
+    entry_px = st[S_ENTRY_PX]
+    slip = p[P_SLIP_RATE]
+    px = raw_price * (1.0 - slip) if d > 0 else raw_price * (1.0 + slip)
+    gross = d * qty * (px - entry_px)
+    fee = qty * px * p[P_FEE_RATE]
+    st[S_CASH] += st[S_MARGIN] + gross - fee
+    st[S_FEES] += fee
+    pnl = gross - st[S_ENTRY_FEE] - fee - st[S_FUNDING]
+    bars = i - st[S_ENTRY_I]
+
+    n = st[S_N_TRADES] + 1.0
+    st[S_N_TRADES] = n
+    delta = pnl - st[S_PNL_MEAN]
+    st[S_PNL_MEAN] += delta / n
+    st[S_PNL_M2] += delta * (pnl - st[S_PNL_MEAN])
+    st[S_BARS_HELD] += bars
+    if pnl > 0.0:
+        st[S_N_WINS] += 1.0
+        st[S_GROSS_PROFIT] += pnl
+    elif pnl < 0.0:
+        st[S_N_LOSSES] += 1.0
+        st[S_GROSS_LOSS] -= pnl
+    if pnl > st[S_LARGEST_WIN]:
+        st[S_LARGEST_WIN] = pnl
+    if pnl < st[S_LARGEST_LOSS]:
+        st[S_LARGEST_LOSS] = pnl
+
+    row = int(st[S_TRADE_ROWS])
+    if row < trades.shape[0]:
+        trades[row, T_ENTRY_I] = st[S_ENTRY_I]
+        trades[row, T_EXIT_I] = float(i)
+        trades[row, T_SIDE] = d
+        trades[row, T_QTY] = qty
+        trades[row, T_ENTRY_PX] = entry_px
+        trades[row, T_EXIT_PX] = px
+        trades[row, T_FEES] = st[S_ENTRY_FEE] + fee
+        trades[row, T_FUNDING] = st[S_FUNDING]
+        trades[row, T_PNL] = pnl
+        trades[row, T_RETURN_PCT] = 100.0 * pnl / (qty * entry_px)
+        trades[row, T_BARS_HELD] = bars
+        trades[row, T_REASON] = float(reason)
+        st[S_TRADE_ROWS] = row + 1.0
+
+    st[S_DIR] = 0.0
+    st[S_QTY] = 0.0
+    st[S_MARGIN] = 0.0
+    st[S_ENTRY_FEE] = 0.0
+    st[S_FUNDING] = 0.0
+    st[S_STOP] = np.nan
+    st[S_TP] = np.nan
+    st[S_TRAILED] = 0.0
+    st[S_ARMED] = 0.0
+
+
+@njit(**_JIT)
+def check_intrabar_exits(i, o, h, l, bmid, p, st, trades):
+    """Stop, target (gap fills at the open) and liquidation of the open position on bar i."""
+    d = st[S_DIR]
+    stop = st[S_STOP]
+    tgt = st[S_TP]
+    if p[P_TARGET_MID] > 0.0 and i > 0:
+        m = bmid[i - 1]  # known at the previous close
+        if m == m:
+            if tgt != tgt:
+                tgt = m
+            elif d > 0.0:
+                tgt = min(tgt, m)
+            else:
+                tgt = max(tgt, m)
+    stop_reason = EXIT_TRAILING_STOP if st[S_TRAILED] > 0.0 else EXIT_STOP_LOSS
+    has_stop = stop == stop
+    has_tgt = tgt == tgt
+    op = o[i]
+    reason = -1
+    px = 0.0
+    if d > 0.0:
+        if has_stop and op <= stop:
+            reason = stop_reason
+            px = op
+        elif has_tgt and op >= tgt:
+            reason = EXIT_TAKE_PROFIT
+            px = op
+        else:
+            hit_stop = has_stop and l[i] <= stop
+            hit_tgt = has_tgt and h[i] >= tgt
+            if hit_stop and hit_tgt:
+                st[S_AMBIGUOUS] += 1.0
+                hit_stop = p[P_OPTIMISTIC] == 0.0
+                hit_tgt = not hit_stop
+            if hit_stop:
+                reason = stop_reason
+                px = stop
+            elif hit_tgt:
+                reason = EXIT_TAKE_PROFIT
+                px = tgt
+    else:
+        if has_stop and op >= stop:
+            reason = stop_reason
+            px = op
+        elif has_tgt and op <= tgt:
+            reason = EXIT_TAKE_PROFIT
+            px = op
+        else:
+            hit_stop = has_stop and h[i] >= stop
+            hit_tgt = has_tgt and l[i] <= tgt
+            if hit_stop and hit_tgt:
+                st[S_AMBIGUOUS] += 1.0
+                hit_stop = p[P_OPTIMISTIC] == 0.0
+                hit_tgt = not hit_stop
+            if hit_stop:
+                reason = stop_reason
+                px = stop
+            elif hit_tgt:
+                reason = EXIT_TAKE_PROFIT
+                px = tgt
+    if reason >= 0:
+        close_position(i, px, reason, p, st, trades)
+        return
+
+    # Liquidation: equity at the bar's worst price reaches zero.
+    qty = st[S_QTY]
+    entry_px = st[S_ENTRY_PX]
+    buffer = st[S_CASH] + st[S_MARGIN]
+    worst = l[i] if d > 0.0 else h[i]
+    if buffer + d * qty * (worst - entry_px) <= 0.0:
+        liq_px = entry_px - d * buffer / qty
+        if (d > 0.0 and op <= liq_px) or (d < 0.0 and op >= liq_px):
+            liq_px = op
+        close_position(i, liq_px, EXIT_LIQUIDATION, p, st, trades)
+        st[S_LIQUIDATED] = 1.0
+
+
+@njit(**_JIT)
+def update_trailing_stop(i, h, l, c, atr, blo, bmid, bhi, p, st):
+    """Move the stop of the open position with this close; it applies from the next bar."""
+    mode = p[P_TRAIL_MODE]
+    d = st[S_DIR]
+    cand = np.nan
+    if mode == TRAIL_ATR:
+        cand = c[i] - d * p[P_TRAIL_ATR] * atr[i]
+    elif mode == TRAIL_PCT:
+        cand = c[i] * (1.0 - d * p[P_TRAIL_PCT])
+    elif mode == TRAIL_BAND:
+        if st[S_ARMED] == 0.0:
+            m = bmid[i]
+            if (d > 0.0 and h[i] >= m) or (d < 0.0 and l[i] <= m):
+                st[S_ARMED] = 1.0
+        if st[S_ARMED] > 0.0:
+            f = p[P_TRAIL_BAND_PCT]
+            if d > 0.0:
+                cand = blo[i] + (bmid[i] - blo[i]) * f
+            else:
+                cand = bhi[i] - (bhi[i] - bmid[i]) * f
+    if cand == cand:
+        stop = st[S_STOP]
+        if stop != stop or (d > 0.0 and cand > stop) or (d < 0.0 and cand < stop):
+            st[S_STOP] = cand
+            st[S_TRAILED] = 1.0
+
+
+@njit(**_JIT)
+def mark_to_market(i, c, st, equity):
+    """Equity at the close of bar i, and the running return / drawdown statistics."""
+    d = st[S_DIR]
+    eq = st[S_CASH]
+    if d != 0.0:
+        eq += st[S_MARGIN] + d * st[S_QTY] * (c[i] - st[S_ENTRY_PX])
+        st[S_EXPOSED_BARS] += 1.0
+    if equity.shape[0] > 0:
+        equity[i] = eq
+    prev = st[S_EQ_PREV]
+    r = eq / prev - 1.0 if prev > 0.0 else 0.0
+    n = st[S_RET_N] + 1.0
+    st[S_RET_N] = n
+    delta = r - st[S_RET_MEAN]
+    st[S_RET_MEAN] += delta / n
+    st[S_RET_M2] += delta * (r - st[S_RET_MEAN])
+    if r < 0.0:
+        st[S_DOWN_SQ] += r * r
+    if eq >= st[S_PEAK]:
+        if st[S_PEAK_I] < i - 1 and st[S_MAX_DD_BARS] < i - st[S_PEAK_I]:
+            st[S_MAX_DD_BARS] = i - st[S_PEAK_I]  # recovered: peak to recovery
+        st[S_PEAK] = eq
+        st[S_PEAK_I] = float(i)
+    else:
+        dd = eq / st[S_PEAK] - 1.0
+        if dd < st[S_MAX_DD]:
+            st[S_MAX_DD] = dd
+        if i - st[S_PEAK_I] > st[S_MAX_DD_BARS]:
+            st[S_MAX_DD_BARS] = i - st[S_PEAK_I]
+    st[S_EQ_PREV] = eq
+
+
+@njit(**_JIT)
+def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equity):
+    """Advance the backtest by bar ``i`` (0 <= i < n)."""
+    close_fill = p[P_FILL] == FILL_CLOSE
+
+    # 1. funding settled at the open for a position held into this bar
+    if st[S_DIR] != 0.0 and p[P_USE_FUNDING] > 0.0:
+        rate = funding[i]
+        if rate == rate and rate != 0.0:
+            pay = rate * st[S_QTY] * st[S_ENTRY_PX] * st[S_DIR]
+            st[S_CASH] -= pay
+            st[S_FUNDING] += pay
+            st[S_FUNDING_TOTAL] += pay
+
+    # 2. orders pending from the previous close fill at this open
+    if st[S_PEND_EXIT] > 0.0:
+        if st[S_DIR] != 0.0:
+            close_position(i, o[i], int(st[S_PEND_EXIT]) - 1, p, st, trades)
+        st[S_PEND_EXIT] = 0.0
+    if st[S_PEND_ENTRY] != 0.0:
+        if st[S_DIR] == 0.0 and st[S_LIQUIDATED] == 0.0:
+            open_position(i, int(st[S_PEND_SIG_I]), o[i], int(st[S_PEND_ENTRY]), p, st, atr)
+        st[S_PEND_ENTRY] = 0.0
+
+    # 3. intrabar stop / target / liquidation
+    if st[S_DIR] != 0.0:
+        check_intrabar_exits(i, o, h, l, bmid, p, st, trades)
+
+    # 4. decisions at the close
+    if i == n - 1:
+        if st[S_DIR] != 0.0:
+            close_position(i, c[i], EXIT_END_OF_DATA, p, st, trades)
+    else:
+        s = sig[i]
+        d = st[S_DIR]
+        if d != 0.0:
+            reason = -1
+            if (d > 0.0 and (s & SIG_EXIT_LONG) != 0) or (d < 0.0 and (s & SIG_EXIT_SHORT) != 0):
+                reason = EXIT_SIGNAL
+            elif p[P_MAX_HOLD] > 0.0:
+                held = i - st[S_ENTRY_I] + (0.0 if close_fill else 1.0)
+                if held >= p[P_MAX_HOLD]:
+                    reason = EXIT_MAX_HOLD
+            if reason >= 0:
+                if close_fill:
+                    close_position(i, c[i], reason, p, st, trades)
+                else:
+                    st[S_PEND_EXIT] = reason + 1.0
+        if (st[S_DIR] == 0.0 or st[S_PEND_EXIT] > 0.0) and st[S_LIQUIDATED] == 0.0:
+            want = 0
+            enter_long = (s & SIG_ENTER_LONG) != 0
+            enter_short = (s & SIG_ENTER_SHORT) != 0
+            if enter_long and not enter_short:
+                want = 1
+            elif enter_short and not enter_long:
+                want = -1
+            if want != 0 and i - st[S_LAST_ENTRY_SIG] >= p[P_SPACING]:
+                if close_fill:
+                    open_position(i, i, c[i], want, p, st, atr)
+                else:
+                    st[S_PEND_ENTRY] = float(want)
+                    st[S_PEND_SIG_I] = float(i)
+        if st[S_DIR] != 0.0 and st[S_PEND_EXIT] == 0.0 and p[P_TRAIL_MODE] > 0.0:
+            update_trailing_stop(i, h, l, c, atr, blo, bmid, bhi, p, st)
+
+    # 5. equity at the close
+    mark_to_market(i, c, st, equity)
+
+
+@njit(**_JIT)
+def finalize_metrics(st, p, n, m):
+    """Fill the metrics vector ``m`` from the running sums after the last bar."""
+    init = p[P_INITIAL_CAPITAL]
+    final = st[S_EQ_PREV]
+    bpy = p[P_BARS_PER_YEAR]
+    m[M_FINAL_EQUITY] = final
+    m[M_TOTAL_RETURN] = final / init - 1.0
+    m[M_CAGR] = (final / init) ** (bpy / n) - 1.0 if final > 0.0 else -1.0
+    rn = st[S_RET_N]
+    mean = st[S_RET_MEAN]
+    std = math.sqrt(st[S_RET_M2] / (rn - 1.0)) if rn > 1.0 else 0.0
+    ann = math.sqrt(bpy)
+    m[M_VOLATILITY] = std * ann
+    m[M_SHARPE] = mean / std * ann if std > 0.0 else 0.0
+    down = math.sqrt(st[S_DOWN_SQ] / rn) if rn > 0.0 else 0.0
+    if down > 0.0:
+        m[M_SORTINO] = mean / down * ann
+    else:
+        m[M_SORTINO] = np.inf if mean > 0.0 else 0.0
+    mdd = st[S_MAX_DD]
+    m[M_MAX_DD] = mdd
+    m[M_MAX_DD_BARS] = st[S_MAX_DD_BARS]
+    if mdd < 0.0:
+        m[M_CALMAR] = m[M_CAGR] / -mdd
+    else:
+        m[M_CALMAR] = np.inf if m[M_CAGR] > 0.0 else 0.0
+
+    nt = st[S_N_TRADES]
+    wins = st[S_N_WINS]
+    losses = st[S_N_LOSSES]
+    gp = st[S_GROSS_PROFIT]
+    gl = st[S_GROSS_LOSS]
+    m[M_N_TRADES] = nt
+    m[M_WIN_RATE] = wins / nt if nt > 0.0 else np.nan
+    if gl > 0.0:
+        m[M_PROFIT_FACTOR] = gp / gl
+    else:
+        m[M_PROFIT_FACTOR] = np.inf if gp > 0.0 else np.nan
+    m[M_EXPECTANCY] = st[S_PNL_MEAN] if nt > 0.0 else np.nan
+    m[M_AVG_WIN] = gp / wins if wins > 0.0 else np.nan
+    m[M_AVG_LOSS] = -gl / losses if losses > 0.0 else np.nan
+    m[M_LARGEST_WIN] = st[S_LARGEST_WIN] if wins > 0.0 else np.nan
+    m[M_LARGEST_LOSS] = st[S_LARGEST_LOSS] if losses > 0.0 else np.nan
+    m[M_AVG_BARS_HELD] = st[S_BARS_HELD] / nt if nt > 0.0 else np.nan
+    m[M_EXPOSURE] = st[S_EXPOSED_BARS] / n
+    m[M_TOTAL_FEES] = st[S_FEES]
+    m[M_TOTAL_FUNDING] = st[S_FUNDING_TOTAL]
+    pnl_std = math.sqrt(st[S_PNL_M2] / (nt - 1.0)) if nt > 1.0 else 0.0
+    m[M_SQN] = math.sqrt(nt) * st[S_PNL_MEAN] / pnl_std if pnl_std > 0.0 else np.nan
+    m[M_N_LONG] = st[S_N_LONG]
+    m[M_N_SHORT] = st[S_N_SHORT]
+    m[M_N_SKIPPED] = st[S_SKIPPED]
+    m[M_N_AMBIGUOUS] = st[S_AMBIGUOUS]
+    m[M_LIQUIDATED] = st[S_LIQUIDATED]
+    m[M_N_BARS] = float(n)
+
+
+@njit(**_JIT)
+def run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity):
+    """Run the whole backtest. Full mode: ``trades`` has rows and ``equity`` has n slots;
+    fast mode: pass a (0, N_TRADE_COLS) trades array and an empty equity array."""
+    n = c.shape[0]
+    init_state(st, p)
+    for i in range(n):
+        step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equity)
+    finalize_metrics(st, p, n, m)
+
+
+@njit(**_JIT)
+def run_fast(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p):
+    """Fast mode: metrics only, no per-bar arrays."""
+    st = np.empty(N_STATE)
+    m = np.empty(N_METRICS)
+    run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, np.empty((0, N_TRADE_COLS)), np.empty(0))
+    return m
+
+
+@njit(**_JIT)
+def run_full(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p):
+    """Full mode: metrics, the trade records (rows used) and the per-bar equity."""
+    n = c.shape[0]
+    st = np.empty(N_STATE)
+    m = np.empty(N_METRICS)
+    trades = np.empty((n + 1, N_TRADE_COLS))  # at most one entry per bar
+    equity = np.empty(n)
+    run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity)
+    return m, trades[: int(st[S_TRADE_ROWS])].copy(), equity

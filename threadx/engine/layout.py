@@ -1,0 +1,207 @@
+"""Fixed layouts shared by the engine kernel and its wrappers.
+
+The kernel takes its scalar settings as one float64 vector (``P_*`` slots), keeps its
+running state in another (``S_*``), writes metrics into a third (``M_*``) and trades
+into rows of a 2-D array (``T_*`` columns). Fixed vectors keep the per-bar step free
+of Python objects and allocation, so the same source compiles for CPU and CUDA, and a
+sweep can hand the kernel one parameter row per combo.
+"""
+from __future__ import annotations
+
+# --- signal bit flags (one uint8 per bar) -------------------------------------------
+SIG_ENTER_LONG = 1
+SIG_EXIT_LONG = 2
+SIG_ENTER_SHORT = 4
+SIG_EXIT_SHORT = 8
+
+# --- enums ---------------------------------------------------------------------------
+FILL_NEXT_OPEN = 0
+FILL_CLOSE = 1
+FILL_MODES = {"next_open": FILL_NEXT_OPEN, "close": FILL_CLOSE}
+
+SIZING_ALL_IN = 0
+SIZING_FRACTION = 1
+SIZING_RISK = 2
+SIZING_MODES = {"all_in": SIZING_ALL_IN, "fraction": SIZING_FRACTION, "risk": SIZING_RISK}
+
+TRAIL_NONE = 0
+TRAIL_ATR = 1  # candidate = close -/+ trail_atr * atr[i]
+TRAIL_PCT = 2  # candidate = close * (1 -/+ trail_pct)
+TRAIL_BAND = 3  # armed once price reaches band_mid; candidate between band edge and mid
+TRAIL_MODES = {"none": TRAIL_NONE, "atr": TRAIL_ATR, "pct": TRAIL_PCT, "band": TRAIL_BAND}
+
+EXIT_SIGNAL = 0
+EXIT_STOP_LOSS = 1
+EXIT_TAKE_PROFIT = 2
+EXIT_TRAILING_STOP = 3
+EXIT_MAX_HOLD = 4
+EXIT_END_OF_DATA = 5
+EXIT_LIQUIDATION = 6
+EXIT_REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop", "max_hold", "end_of_data", "liquidation")
+
+# --- parameter vector ----------------------------------------------------------------
+P_FILL = 0
+P_FEE_RATE = 1
+P_SLIP_RATE = 2
+P_INITIAL_CAPITAL = 3
+P_SIZING = 4
+P_FRACTION = 5
+P_RISK = 6
+P_LEVERAGE = 7
+P_MIN_NOTIONAL = 8
+P_STOP_PCT = 9  # stop distance as a fraction of the entry fill price (0 = off)
+P_STOP_ATR = 10  # stop distance in ATRs of the signal bar (0 = off)
+P_TP_PCT = 11
+P_TP_ATR = 12
+P_TARGET_MID = 13  # 1 = take profit when price returns to band_mid of the previous bar
+P_TRAIL_MODE = 14
+P_TRAIL_ATR = 15
+P_TRAIL_PCT = 16
+P_TRAIL_BAND_PCT = 17
+P_MAX_HOLD = 18  # bars, 0 = off
+P_SPACING = 19  # minimum bars between entry signals that were filled
+P_OPTIMISTIC = 20  # 1 = target first when stop and target share a bar
+P_USE_FUNDING = 21
+P_BARS_PER_YEAR = 22
+N_PARAMS = 23
+
+# --- state vector --------------------------------------------------------------------
+S_CASH = 0
+S_DIR = 1  # +1 long, -1 short, 0 flat
+S_QTY = 2
+S_ENTRY_PX = 3
+S_ENTRY_I = 4
+S_MARGIN = 5
+S_ENTRY_FEE = 6
+S_FUNDING = 7  # funding paid by the open trade
+S_STOP = 8  # NaN = none
+S_TP = 9  # fixed take-profit level, NaN = none
+S_TRAILED = 10  # 1 once the trailing rule moved the stop
+S_ARMED = 11  # band trailing armed
+S_PEND_EXIT = 12  # next_open: exit reason + 1 pending, 0 none
+S_PEND_ENTRY = 13  # next_open: +1 / -1 entry pending, 0 none
+S_PEND_SIG_I = 14
+S_LAST_ENTRY_SIG = 15
+S_EQ_PREV = 16
+S_LIQUIDATED = 17
+S_RET_N = 18
+S_RET_MEAN = 19
+S_RET_M2 = 20
+S_DOWN_SQ = 21
+S_PEAK = 22
+S_PEAK_I = 23
+S_MAX_DD = 24
+S_MAX_DD_BARS = 25
+S_EXPOSED_BARS = 26
+S_N_TRADES = 27
+S_N_WINS = 28
+S_N_LOSSES = 29
+S_GROSS_PROFIT = 30
+S_GROSS_LOSS = 31
+S_PNL_MEAN = 32
+S_PNL_M2 = 33
+S_FEES = 34
+S_FUNDING_TOTAL = 35
+S_BARS_HELD = 36
+S_LARGEST_WIN = 37
+S_LARGEST_LOSS = 38
+S_SKIPPED = 39
+S_AMBIGUOUS = 40
+S_N_LONG = 41
+S_N_SHORT = 42
+S_TRADE_ROWS = 43  # trades recorded (full mode)
+N_STATE = 44
+
+# --- metrics vector ------------------------------------------------------------------
+METRIC_NAMES = (
+    "total_return",
+    "cagr",
+    "volatility",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "max_drawdown_bars",
+    "calmar",
+    "n_trades",
+    "win_rate",
+    "profit_factor",
+    "expectancy",
+    "avg_win",
+    "avg_loss",
+    "largest_win",
+    "largest_loss",
+    "avg_bars_held",
+    "exposure",
+    "total_fees",
+    "total_funding",
+    "sqn",
+    "final_equity",
+    "n_long",
+    "n_short",
+    "n_skipped",
+    "n_ambiguous",
+    "liquidated",
+    "n_bars",
+)
+(
+    M_TOTAL_RETURN,
+    M_CAGR,
+    M_VOLATILITY,
+    M_SHARPE,
+    M_SORTINO,
+    M_MAX_DD,
+    M_MAX_DD_BARS,
+    M_CALMAR,
+    M_N_TRADES,
+    M_WIN_RATE,
+    M_PROFIT_FACTOR,
+    M_EXPECTANCY,
+    M_AVG_WIN,
+    M_AVG_LOSS,
+    M_LARGEST_WIN,
+    M_LARGEST_LOSS,
+    M_AVG_BARS_HELD,
+    M_EXPOSURE,
+    M_TOTAL_FEES,
+    M_TOTAL_FUNDING,
+    M_SQN,
+    M_FINAL_EQUITY,
+    M_N_LONG,
+    M_N_SHORT,
+    M_N_SKIPPED,
+    M_N_AMBIGUOUS,
+    M_LIQUIDATED,
+    M_N_BARS,
+) = range(len(METRIC_NAMES))
+N_METRICS = len(METRIC_NAMES)
+
+# --- trade record columns ------------------------------------------------------------
+TRADE_COLUMNS = (
+    "entry_i",
+    "exit_i",
+    "side",
+    "qty",
+    "entry_price",
+    "exit_price",
+    "fees",
+    "funding",
+    "pnl",
+    "return_pct",
+    "bars_held",
+    "exit_reason",
+)
+(
+    T_ENTRY_I,
+    T_EXIT_I,
+    T_SIDE,
+    T_QTY,
+    T_ENTRY_PX,
+    T_EXIT_PX,
+    T_FEES,
+    T_FUNDING,
+    T_PNL,
+    T_RETURN_PCT,
+    T_BARS_HELD,
+    T_REASON,
+) = range(len(TRADE_COLUMNS))
+N_TRADE_COLS = len(TRADE_COLUMNS)

@@ -1,0 +1,116 @@
+"""Performance metrics (SPEC §5).
+
+The engine kernel computes every metric from running sums (the numbers a backtest and a
+sweep report). :func:`metrics_from_equity` is the plain pandas formulation of the same
+definitions, computed from a per-bar equity series and a trade list: the reference the
+kernel is tested against, and the way to score an equity curve from elsewhere.
+
+Conventions: per-bar returns start from the initial capital (r_0 = E_0 / E_init - 1, as
+vectorbt does), so ``n_bars`` returns; Sharpe uses ddof 1 and is 0 for zero variance;
+Sortino's downside deviation is sqrt(mean(min(r, 0)^2)), with Sortino +inf when there
+is no downside and a positive mean; drawdowns are measured from the running peak,
+starting at the initial capital, and are negative numbers; trade statistics that are
+undefined (no trades, no losses) are NaN, counts are 0.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from threadx.engine.layout import METRIC_NAMES
+
+# Which metrics are counts (reported as int) and which sort better when larger.
+COUNT_METRICS = ("n_trades", "n_long", "n_short", "n_skipped", "n_ambiguous", "n_bars", "max_drawdown_bars")
+LOWER_IS_BETTER = ("volatility", "max_drawdown_bars", "total_fees", "n_skipped")
+
+
+def metrics_dict(vector: np.ndarray, timeframe_seconds: int | None = None) -> dict[str, float]:
+    """Kernel metrics vector -> dict; counts as int, liquidated as bool, plus the drawdown time."""
+    out: dict[str, float] = {}
+    for name, value in zip(METRIC_NAMES, vector.tolist()):
+        if name in COUNT_METRICS:
+            out[name] = int(value)
+        elif name == "liquidated":
+            out[name] = bool(value)
+        else:
+            out[name] = float(value)
+    if timeframe_seconds:
+        out["max_drawdown_days"] = out["max_drawdown_bars"] * timeframe_seconds / 86400.0
+    return out
+
+
+def metrics_from_equity(
+    equity: pd.Series | np.ndarray,
+    trades: pd.DataFrame,
+    initial_capital: float,
+    bars_per_year: float,
+    in_position: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Reference computation of the SPEC §5 metrics from per-bar equity and trades.
+
+    ``trades`` needs columns pnl, fees, bars_held (and funding if any);
+    ``in_position`` (bool per bar, position held at the close) gives the exposure.
+    """
+    eq = np.asarray(equity, dtype=np.float64)
+    n = len(eq)
+    prev = np.concatenate(([initial_capital], eq[:-1]))
+    r = np.where(prev > 0, eq / np.where(prev > 0, prev, 1.0) - 1.0, 0.0)
+    ann = math.sqrt(bars_per_year)
+    std = float(np.std(r, ddof=1)) if n > 1 else 0.0
+    mean = float(np.mean(r))
+    downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
+    final = float(eq[-1])
+    cagr = (final / initial_capital) ** (bars_per_year / n) - 1.0 if final > 0 else -1.0
+    peak = np.maximum.accumulate(np.concatenate(([initial_capital], eq)))[1:]
+    dd = eq / peak - 1.0
+    max_dd = float(min(dd.min(), 0.0))
+    max_dd_bars = _max_drawdown_bars(eq, initial_capital)
+
+    pnl = trades["pnl"].to_numpy(dtype=np.float64) if len(trades) else np.empty(0)
+    wins = pnl[pnl > 0]
+    losses = pnl[pnl < 0]
+    gp = float(wins.sum())
+    gl = float(-losses.sum())
+    nt = len(pnl)
+    pnl_std = float(np.std(pnl, ddof=1)) if nt > 1 else 0.0
+    return {
+        "total_return": final / initial_capital - 1.0,
+        "cagr": cagr,
+        "volatility": std * ann,
+        "sharpe": mean / std * ann if std > 0 else 0.0,
+        "sortino": mean / downside * ann if downside > 0 else (math.inf if mean > 0 else 0.0),
+        "max_drawdown": max_dd,
+        "max_drawdown_bars": max_dd_bars,
+        "calmar": cagr / -max_dd if max_dd < 0 else (math.inf if cagr > 0 else 0.0),
+        "n_trades": nt,
+        "win_rate": len(wins) / nt if nt else math.nan,
+        "profit_factor": gp / gl if gl > 0 else (math.inf if gp > 0 else math.nan),
+        "expectancy": float(pnl.mean()) if nt else math.nan,
+        "avg_win": float(wins.mean()) if len(wins) else math.nan,
+        "avg_loss": float(losses.mean()) if len(losses) else math.nan,
+        "largest_win": float(pnl.max()) if len(wins) else math.nan,
+        "largest_loss": float(pnl.min()) if len(losses) else math.nan,
+        "avg_bars_held": float(trades["bars_held"].mean()) if nt else math.nan,
+        "exposure": float(np.mean(in_position)) if in_position is not None else math.nan,
+        "total_fees": float(trades["fees"].sum()) if nt else 0.0,
+        "total_funding": float(trades["funding"].sum()) if nt and "funding" in trades else 0.0,
+        "sqn": math.sqrt(nt) * float(pnl.mean()) / pnl_std if pnl_std > 0 else math.nan,
+        "final_equity": final,
+    }
+
+
+def _max_drawdown_bars(eq: np.ndarray, initial_capital: float) -> int:
+    """Longest peak-to-recovery span in bars (peak to the last bar if never recovered)."""
+    peak = initial_capital
+    peak_i = -1
+    longest = 0
+    for i, value in enumerate(eq):
+        if value >= peak:
+            if peak_i < i - 1:
+                longest = max(longest, i - peak_i)
+            peak, peak_i = value, i
+        else:
+            longest = max(longest, i - peak_i)
+    return longest

@@ -1,0 +1,404 @@
+"""IndicatorBank: the two-level cache every indicator request goes through.
+
+Key: ``(bars.fingerprint, indicator name, canonical JSON of the normalised params)``
+hashed to a 20-hex-digit key. The fingerprint is computed once per Bars object (see
+:mod:`threadx.data.bars`), never per request.
+
+Level 1 is an in-memory LRU bounded in bytes (an entry larger than ``max_bytes`` is not
+kept in memory). Level 2 is a disk cache ``<cache_dir>/<indicator>/<key>.parquet`` (one
+float64 column per output line) with a JSON sidecar ``<key>.json`` holding the
+indicator, params, fingerprint, created_at, library version, rows, outputs and a
+blake2b checksum of the arrays' bytes. A file that cannot be read, or whose sidecar or
+content does not match (checksum, rows, outputs, version, fingerprint, params), is
+deleted and recomputed, never served. Files are written atomically (temp file +
+``os.replace``; the sidecar first, so a parquet file never exists without its
+sidecar except after outside damage). Disk errors (read-only or missing directory,
+full disk) turn the bank into a memory-only cache with one warning; they never raise.
+
+Arrays handed out are read-only views (``flags.writeable`` is False and cannot be set
+back, since their base is read-only too). ``ensure`` returns a new dict each call; the
+arrays are the cached ones.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+import uuid
+import warnings
+from collections import OrderedDict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+import threadx
+from threadx.config import settings
+from threadx.data.bars import Bars, as_bars
+from threadx.indicators.registry import INDICATORS, IndicatorDef, canonical_json, get_indicator
+
+__all__ = ["IndicatorBank", "default_bank", "cache_key", "arrays_checksum"]
+
+_FORMAT = 1
+
+
+def cache_key(fingerprint: str, name: str, canonical_params: str) -> str:
+    """Short hex key of (data fingerprint, indicator name, canonical params JSON)."""
+    digest = hashlib.blake2b(digest_size=10)
+    digest.update(f"{fingerprint}\x1f{name}\x1f{canonical_params}".encode())
+    return digest.hexdigest()
+
+
+def arrays_checksum(outputs: Iterable[str], arrays: Mapping[str, np.ndarray]) -> str:
+    """blake2b of the output names and the float64 bytes of each array, in order."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name in outputs:
+        digest.update(name.encode() + b"\x00")
+        digest.update(np.ascontiguousarray(arrays[name], dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def _freeze(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Read-only float64 copies-or-views: base frozen, a frozen view handed out."""
+    frozen = {}
+    for name, arr in arrays.items():
+        base = np.ascontiguousarray(arr, dtype=np.float64)
+        if base.flags.writeable:
+            base.flags.writeable = False
+        view = base.view()
+        view.flags.writeable = False
+        frozen[name] = view
+    return frozen
+
+
+def _nbytes(arrays: Mapping[str, np.ndarray]) -> int:
+    # arrays shared between lines (or entries) are counted once per entry
+    seen: set[int] = set()
+    total = 0
+    for arr in arrays.values():
+        base = arr.base if arr.base is not None else arr
+        if id(base) not in seen:
+            seen.add(id(base))
+            total += arr.nbytes
+    return total
+
+
+class _Corrupt(Exception):
+    """A disk entry that must not be served."""
+
+
+class IndicatorBank:
+    """Two-level (memory LRU + disk) cache of indicator results.
+
+    Parameters
+    ----------
+    cache_dir: disk cache root (default ``settings().cache_dir``, env ``THREADX_CACHE_DIR``).
+    max_bytes: bound of the in-memory level, in bytes of array data.
+    disk: False for a memory-only bank.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None, max_bytes: int = 512 * 2**20,
+                 disk: bool = True):
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else settings().cache_dir
+        self.max_bytes = int(max_bytes)
+        self._disk = bool(disk)
+        self._lock = threading.RLock()
+        self._mem: OrderedDict[str, tuple[dict[str, np.ndarray], int]] = OrderedDict()
+        self._mem_bytes = 0
+        self._stats = dict(memory_hits=0, disk_hits=0, misses=0, compute_seconds=0.0,
+                           disk_writes=0, disk_rejected=0, disk_errors=0)
+        self._warned = False
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def disk_enabled(self) -> bool:
+        return self._disk
+
+    def key(self, data: Any, name: str, params: Mapping[str, Any] | None = None) -> str:
+        """Cache key of one request (normalises the params)."""
+        bars = as_bars(data)
+        idef = get_indicator(name)
+        return cache_key(bars.fingerprint, idef.name, canonical_json(idef.normalize(params)))
+
+    def ensure(self, data: Any, name: str, params: Mapping[str, Any] | None = None,
+               **kwargs: Any) -> dict[str, np.ndarray]:
+        """Indicator ``name`` with ``params`` (plus keyword params) on ``data`` (Bars or a
+        canonical frame) -> {output: read-only float64 array}, from memory, disk or computed."""
+        if kwargs:
+            params = {**(params or {}), **kwargs}
+        return self.ensure_many(data, name, [params])[0]
+
+    def ensure_many(self, data: Any, name: str,
+                    list_of_params: Iterable[Mapping[str, Any] | None]) -> list[dict[str, np.ndarray]]:
+        """Many parameter sets of one indicator; only the misses are computed, in one
+        ``compute_many`` batch that shares intermediates. Results follow the input order."""
+        bars = as_bars(data)
+        idef = get_indicator(name)
+        fingerprint = bars.fingerprint
+        norms = [idef.normalize(p) for p in list_of_params]
+        keys = [cache_key(fingerprint, idef.name, canonical_json(n)) for n in norms]
+
+        found: dict[str, dict[str, np.ndarray]] = {}
+        missing: dict[str, dict] = {}
+        for key, norm in zip(keys, norms):
+            if key in found or key in missing:
+                continue
+            hit = self._memory_get(key)
+            if hit is None:
+                hit = self._disk_get(idef, key, norm, fingerprint, len(bars))
+                if hit is not None:
+                    self._memory_put(key, hit)
+            if hit is None:
+                missing[key] = norm
+            else:
+                found[key] = hit
+
+        if missing:
+            t0 = time.perf_counter()
+            computed = idef.compute_many(bars, list(missing.values()))
+            elapsed = time.perf_counter() - t0
+            with self._lock:
+                self._stats["misses"] += len(missing)
+                self._stats["compute_seconds"] += elapsed
+            for (key, norm), arrays in zip(missing.items(), computed):
+                frozen = _freeze(arrays)
+                found[key] = frozen
+                self._memory_put(key, frozen)
+                self._disk_put(idef, key, norm, fingerprint, len(bars), frozen)
+        return [dict(found[k]) for k in keys]
+
+    def stats(self) -> dict:
+        """Counters: memory_hits, disk_hits, misses, compute_seconds, bytes_in_memory,
+        entries_in_memory, disk_files, disk_bytes, hit_rate (plus disk_writes,
+        disk_rejected (corrupt or stale files deleted), disk_errors, disk_enabled)."""
+        with self._lock:
+            out: dict[str, Any] = dict(self._stats)
+            out["bytes_in_memory"] = self._mem_bytes
+            out["entries_in_memory"] = len(self._mem)
+        files, size = self._disk_usage()
+        out["disk_files"] = files
+        out["disk_bytes"] = size
+        hits = out["memory_hits"] + out["disk_hits"]
+        total = hits + out["misses"]
+        out["hit_rate"] = hits / total if total else 0.0
+        out["disk_enabled"] = self._disk
+        out["max_bytes"] = self.max_bytes
+        return out
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            for k in self._stats:
+                self._stats[k] = 0.0 if k == "compute_seconds" else 0
+
+    def clear(self, memory: bool = True, disk: bool = False) -> None:
+        """Drop the in-memory entries and/or the disk files of this bank's cache_dir
+        (only ``<indicator>/*.parquet|json`` of registered indicators are removed)."""
+        if memory:
+            with self._lock:
+                self._mem.clear()
+                self._mem_bytes = 0
+        if disk:
+            for path in self._disk_files(include_sidecars=True, include_temp=True):
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return key in self._mem
+
+    def __repr__(self) -> str:
+        return (f"IndicatorBank(cache_dir={str(self.cache_dir)!r}, max_bytes={self.max_bytes}, "
+                f"disk={self._disk}, entries={len(self._mem)})")
+
+    # -------------------------------------------------------------------- memory
+    def _memory_get(self, key: str) -> dict[str, np.ndarray] | None:
+        with self._lock:
+            entry = self._mem.get(key)
+            if entry is None:
+                return None
+            self._mem.move_to_end(key)
+            self._stats["memory_hits"] += 1
+            return entry[0]
+
+    def _memory_put(self, key: str, arrays: dict[str, np.ndarray]) -> None:
+        size = _nbytes(arrays)
+        with self._lock:
+            old = self._mem.pop(key, None)
+            if old is not None:
+                self._mem_bytes -= old[1]
+            if size > self.max_bytes:
+                return
+            self._mem[key] = (arrays, size)
+            self._mem_bytes += size
+            while self._mem_bytes > self.max_bytes and self._mem:
+                _, (_, dropped) = self._mem.popitem(last=False)
+                self._mem_bytes -= dropped
+
+    # ---------------------------------------------------------------------- disk
+    def _paths(self, indicator: str, key: str) -> tuple[Path, Path]:
+        folder = self.cache_dir / indicator
+        return folder / f"{key}.parquet", folder / f"{key}.json"
+
+    def _disk_failed(self, action: str, exc: BaseException) -> None:
+        with self._lock:
+            self._stats["disk_errors"] += 1
+            self._disk = False
+            warn = not self._warned
+            self._warned = True
+        if warn:
+            warnings.warn(
+                f"indicator disk cache {str(self.cache_dir)!r} unusable ({action}: {exc}); "
+                "continuing with the in-memory cache only. Set THREADX_CACHE_DIR to a writable folder.",
+                RuntimeWarning, stacklevel=4,
+            )
+
+    def _reject(self, parquet: Path, sidecar: Path) -> None:
+        with self._lock:
+            self._stats["disk_rejected"] += 1
+        for path in (parquet, sidecar):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                pass
+
+    def _disk_get(self, idef: IndicatorDef, key: str, norm: dict, fingerprint: str,
+                  rows: int) -> dict[str, np.ndarray] | None:
+        if not self._disk:
+            return None
+        parquet, sidecar = self._paths(idef.name, key)
+        try:
+            if not parquet.exists():
+                return None  # a sidecar alone may be a write in progress: plain miss
+        except OSError:
+            return None
+        try:
+            arrays = self._read_entry(idef, parquet, sidecar, norm, fingerprint, rows)
+        except Exception:  # noqa: BLE001 - anything wrong with the file: never serve it
+            self._reject(parquet, sidecar)
+            return None
+        with self._lock:
+            self._stats["disk_hits"] += 1
+        return arrays
+
+    def _read_entry(self, idef: IndicatorDef, parquet: Path, sidecar: Path, norm: dict,
+                    fingerprint: str, rows: int) -> dict[str, np.ndarray]:
+        import pyarrow.parquet as pq
+
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        expected = {
+            "format": _FORMAT,
+            "indicator": idef.name,
+            "params": norm,
+            "fingerprint": fingerprint,
+            "version": threadx.__version__,
+            "rows": rows,
+            "outputs": list(idef.outputs),
+        }
+        for field, value in expected.items():
+            if meta.get(field) != value:
+                raise _Corrupt(f"sidecar {field} mismatch")
+        table = pq.read_table(parquet)
+        if table.num_rows != rows or list(table.column_names) != list(idef.outputs):
+            raise _Corrupt("parquet shape mismatch")
+        arrays = {}
+        for name in idef.outputs:
+            arr = table.column(name).to_numpy(zero_copy_only=False)
+            if arr.dtype != np.float64 or arr.shape != (rows,):
+                raise _Corrupt("parquet column type mismatch")
+            arrays[name] = np.array(arr, dtype=np.float64, copy=True)
+        if arrays_checksum(idef.outputs, arrays) != meta.get("checksum"):
+            raise _Corrupt("checksum mismatch")
+        return _freeze(arrays)
+
+    def _disk_put(self, idef: IndicatorDef, key: str, norm: dict, fingerprint: str, rows: int,
+                  arrays: Mapping[str, np.ndarray]) -> None:
+        if not self._disk:
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        parquet, sidecar = self._paths(idef.name, key)
+        tag = f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp_parquet = parquet.with_name(parquet.name + tag)
+        tmp_sidecar = sidecar.with_name(sidecar.name + tag)
+        meta = {
+            "format": _FORMAT,
+            "key": key,
+            "indicator": idef.name,
+            "params": norm,
+            "fingerprint": fingerprint,
+            "created_at": datetime.now(timezone.utc).isoformat(),
+            "version": threadx.__version__,
+            "rows": rows,
+            "outputs": list(idef.outputs),
+            "checksum": arrays_checksum(idef.outputs, arrays),
+        }
+        try:
+            parquet.parent.mkdir(parents=True, exist_ok=True)
+            table = pa.table({name: pa.array(np.asarray(arrays[name])) for name in idef.outputs})
+            pq.write_table(table, tmp_parquet)
+            tmp_sidecar.write_text(json.dumps(meta, sort_keys=True, indent=1), encoding="utf-8")
+            os.replace(tmp_sidecar, sidecar)
+            os.replace(tmp_parquet, parquet)
+        except Exception as exc:  # noqa: BLE001 - disk trouble degrades, never crashes
+            for tmp in (tmp_parquet, tmp_sidecar):
+                try:
+                    tmp.unlink()
+                except OSError:
+                    pass
+            self._disk_failed("write", exc)
+            return
+        with self._lock:
+            self._stats["disk_writes"] += 1
+
+    def _disk_files(self, include_sidecars: bool = True, include_temp: bool = False) -> list[Path]:
+        files: list[Path] = []
+        for name in INDICATORS:
+            folder = self.cache_dir / name
+            try:
+                if not folder.is_dir():
+                    continue
+                for path in folder.iterdir():
+                    n = path.name
+                    if n.endswith(".parquet") or (include_sidecars and n.endswith(".json")) or (
+                        include_temp and ".tmp-" in n
+                    ):
+                        files.append(path)
+            except OSError:
+                continue
+        return files
+
+    def _disk_usage(self) -> tuple[int, int]:
+        count = 0
+        size = 0
+        for path in self._disk_files(include_sidecars=True):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            size += st.st_size
+            if path.name.endswith(".parquet"):
+                count += 1
+        return count, size
+
+
+_DEFAULT: IndicatorBank | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_bank() -> IndicatorBank:
+    """Process-wide bank on ``settings().cache_dir`` (a new one is made if that setting
+    changed since the last call, e.g. THREADX_CACHE_DIR set by a test)."""
+    global _DEFAULT
+    cache_dir = settings().cache_dir
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None or _DEFAULT.cache_dir != cache_dir:
+            _DEFAULT = IndicatorBank(cache_dir=cache_dir)
+        return _DEFAULT

@@ -1,0 +1,220 @@
+"""Strategy declarations: typed params, constraints, indicator needs, signals, exit rules.
+
+A strategy is data, not a loop: it says which indicators it needs for given params,
+how its entry/exit signals derive from them (one uint8 flag per bar, see
+``threadx.engine.layout.SIG_*``), which indicator lines feed the engine's stops and
+targets, and which exit rules apply. The one engine kernel does the rest.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Mapping
+
+import numpy as np
+
+from threadx.errors import ParamError
+
+ParamKind = Literal["int", "float", "bool", "choice"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One typed strategy parameter.
+
+    ``min``/``max`` bound what the engine accepts; ``opt_range`` = (low, high, step) is
+    the range suggested for optimisation.
+    """
+
+    name: str
+    kind: ParamKind
+    default: Any
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    choices: tuple = ()
+    opt_range: tuple[float, float, float] | None = None
+    description: str = ""
+
+    def coerce(self, value: Any) -> Any:
+        """Value converted to this param's type and checked against its bounds."""
+        name = self.name
+        if self.kind == "bool":
+            if isinstance(value, (bool, np.bool_)):
+                return bool(value)
+            if isinstance(value, (int, np.integer)) and value in (0, 1):
+                return bool(value)
+            if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.strip().lower() in ("true", "1", "yes")
+            raise ParamError(f"{name} must be true or false, got {value!r}")
+        if self.kind == "choice":
+            text = str(value).strip().lower()
+            if text not in self.choices:
+                raise ParamError(f"{name} must be one of {', '.join(self.choices)}, got {value!r}")
+            return text
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ParamError(f"{name} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ParamError(f"{name} must be finite, got {value!r}")
+        if self.kind == "int":
+            if number != round(number):
+                raise ParamError(f"{name} must be a whole number, got {value!r}")
+            number = int(round(number))
+        if self.min is not None and number < self.min:
+            raise ParamError(f"{name}={value} is below its minimum {self.min:g}")
+        if self.max is not None and number > self.max:
+            raise ParamError(f"{name}={value} is above its maximum {self.max:g}")
+        return number
+
+    def to_dict(self) -> dict:
+        """JSON-safe declaration."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "default": self.default,
+            "min": self.min,
+            "max": self.max,
+            "step": self.step,
+            "choices": list(self.choices),
+            "opt_range": list(self.opt_range) if self.opt_range else None,
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A rule between params, e.g. ``fast_period < slow_period``."""
+
+    description: str
+    check: Callable[[Mapping[str, Any]], bool]
+
+
+@dataclass(frozen=True)
+class ExitRules:
+    """Scalar exit and sizing rules a strategy hands the kernel (units in the names)."""
+
+    stop_pct: float = 0.0  # fraction of the entry price
+    stop_atr: float = 0.0  # ATRs of the signal bar
+    tp_pct: float = 0.0
+    tp_atr: float = 0.0
+    target_mid: bool = False  # take profit back at the previous bar's middle band
+    trail: str = "none"  # none | atr | pct | band
+    trail_atr: float = 0.0
+    trail_pct: float = 0.0
+    trail_band_pct: float = 0.0
+    max_hold_bars: int = 0
+    spacing_bars: int = 0
+    sizing: str = "all_in"  # all_in | fraction | risk
+    risk_per_trade: float = 0.0
+    fraction: float = 1.0
+    leverage: float = 1.0
+
+
+@dataclass(frozen=True)
+class Levels:
+    """Indicator lines the kernel's stops, targets and trailing rules read (None = unused)."""
+
+    atr: np.ndarray | None = None
+    band_lo: np.ndarray | None = None
+    band_mid: np.ndarray | None = None
+    band_hi: np.ndarray | None = None
+
+
+IndicatorNeeds = dict[str, tuple[str, dict]]
+IndicatorValues = Mapping[str, Mapping[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """Everything the engine, sweeps and UI need to know about one strategy.
+
+    - ``indicators(params)`` -> {label: (indicator name, indicator params)}
+    - ``signals(bars, values, params)`` -> uint8 flags per bar, from data up to each close
+    - ``levels(values, params)`` -> :class:`Levels` for stops / targets / trailing
+    - ``exits(params)`` -> :class:`ExitRules`
+    - ``overlays(params)`` -> {legend: (label, output)} lines to draw on the price chart
+    """
+
+    name: str
+    description: str
+    params: tuple[Param, ...]
+    indicators: Callable[[Mapping[str, Any]], IndicatorNeeds]
+    signals: Callable[..., np.ndarray]
+    levels: Callable[[IndicatorValues, Mapping[str, Any]], Levels]
+    exits: Callable[[Mapping[str, Any]], ExitRules]
+    constraints: tuple[Constraint, ...] = ()
+    overlays: Callable[[Mapping[str, Any]], dict[str, tuple[str, str]]] = field(default=lambda params: {})
+
+    def param(self, name: str) -> Param:
+        """The declaration of one param (ParamError if unknown)."""
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise ParamError(f"{self.name} has no param {name!r}; params: {', '.join(self.param_names)}")
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def defaults(self) -> dict[str, Any]:
+        """The declared defaults."""
+        return {p.name: p.default for p in self.params}
+
+    def normalize(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults filled in, values coerced and range-checked, constraints enforced."""
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(self.param_names))
+        if unknown:
+            raise ParamError(
+                f"{self.name} has no param {', '.join(map(repr, unknown))}; params: {', '.join(self.param_names)}"
+            )
+        values = {p.name: p.coerce(params.get(p.name, p.default)) for p in self.params}
+        for rule in self.constraints:
+            if not rule.check(values):
+                raise ParamError(f"{self.name}: constraint {rule.description} is violated by {values}")
+        return values
+
+    def is_valid(self, params: Mapping[str, Any]) -> bool:
+        """True when normalised params satisfy every constraint."""
+        return all(rule.check(params) for rule in self.constraints)
+
+    def to_dict(self) -> dict:
+        """JSON-safe declaration (for CLI, UI and docs)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "params": [p.to_dict() for p in self.params],
+            "constraints": [c.description for c in self.constraints],
+        }
+
+
+_REGISTRY: dict[str, StrategySpec] = {}
+
+
+def register(spec: StrategySpec) -> StrategySpec:
+    """Add a strategy to the registry (one line per strategy module)."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"strategy {spec.name!r} registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_strategy(name: str) -> StrategySpec:
+    """Look a strategy up by name (ParamError listing the known ones)."""
+    _load_builtin()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ParamError(f"unknown strategy {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def list_strategies() -> dict[str, StrategySpec]:
+    """All registered strategies by name."""
+    _load_builtin()
+    return dict(_REGISTRY)
+
+
+def _load_builtin() -> None:
+    import threadx.strategies.builtin  # noqa: F401  (registers on import)

@@ -1,0 +1,75 @@
+"""bb_atr: Bollinger mean reversion with ATR risk, the flagship (SPEC §4).
+
+Entries use the true z-score ((close - mid) / sigma, sigma the population std of the
+last ``bb_period`` closes) against ``entry_z``; ``bb_std`` sets the drawn bands only.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from threadx.strategies.base import ExitRules, Levels, Param, StrategySpec
+from threadx.strategies.signal_kernels import zscore_reversion_signals
+
+_NO_TREND = np.empty(0)
+
+
+def _indicators(p):
+    needs = {
+        "bb": ("bollinger", {"period": p["bb_period"], "std": p["bb_std"]}),
+        "atr": ("atr", {"period": p["atr_period"], "method": "wilder"}),
+    }
+    if p["trend_period"] > 0:
+        needs["trend"] = ("ema", {"period": p["trend_period"]})
+    return needs
+
+
+def _signals(bars, ind, p):
+    use_trend = p["trend_period"] > 0
+    trend = ind["trend"]["value"] if use_trend else _NO_TREND
+    return zscore_reversion_signals(ind["bb"]["z"], float(p["entry_z"]), bars.close, trend, use_trend)
+
+
+def _exits(p):
+    return ExitRules(
+        stop_atr=p["atr_multiplier"],
+        target_mid=True,
+        trail="atr" if p["trailing_stop"] else "none",
+        trail_atr=p["atr_multiplier"],
+        max_hold_bars=p["max_hold_bars"],
+        spacing_bars=p["spacing_bars"],
+        sizing="risk",
+        risk_per_trade=p["risk_per_trade"],
+        leverage=p["leverage"],
+    )
+
+
+SPEC = StrategySpec(
+    name="bb_atr",
+    description="Bollinger mean reversion: long when z crosses below -entry_z, short above +entry_z; "
+    "ATR stop (optionally trailing), target back at the middle band, max holding time, risk sizing.",
+    params=(
+        Param("bb_period", "int", 20, 2, 500, 1, opt_range=(10, 50, 1), description="Bollinger length (bars)"),
+        Param("bb_std", "float", 2.0, 0.1, 5.0, 0.25, opt_range=(1.5, 3.0, 0.25),
+              description="band width in std (drawn bands)"),
+        Param("entry_z", "float", 1.0, 0.1, 5.0, 0.1, opt_range=(0.5, 2.5, 0.1),
+              description="entry threshold in true standard deviations"),
+        Param("atr_period", "int", 14, 1, 200, 1, opt_range=(7, 21, 1), description="ATR length (bars)"),
+        Param("atr_multiplier", "float", 1.5, 0.1, 10.0, 0.1, opt_range=(1.0, 3.0, 0.1),
+              description="stop distance in ATRs"),
+        Param("trailing_stop", "bool", True, description="trail the stop at close -/+ atr_multiplier x ATR"),
+        Param("risk_per_trade", "float", 0.01, 0.001, 0.2, 0.005, opt_range=(0.005, 0.05, 0.005),
+              description="equity fraction risked per trade"),
+        Param("leverage", "float", 1.0, 1.0, 100.0, 1.0, opt_range=(1.0, 10.0, 1.0), description="leverage cap"),
+        Param("max_hold_bars", "int", 72, 1, 10000, 1, opt_range=(10, 500, 10), description="holding limit (bars)"),
+        Param("spacing_bars", "int", 6, 0, 1000, 1, opt_range=(0, 50, 1),
+              description="minimum bars between entries"),
+        Param("trend_period", "int", 0, 0, 1000, 1, opt_range=(0, 200, 10),
+              description="EMA trend filter length (0 = off)"),
+    ),
+    indicators=_indicators,
+    signals=_signals,
+    levels=lambda ind, p: Levels(atr=ind["atr"]["value"], band_mid=ind["bb"]["mid"]),
+    exits=_exits,
+    overlays=lambda p: {"BB mid": ("bb", "mid"), "BB upper": ("bb", "upper"), "BB lower": ("bb", "lower"),
+                        **({f"EMA {p['trend_period']}": ("trend", "value")} if p["trend_period"] > 0 else {})},
+)

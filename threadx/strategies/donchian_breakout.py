@@ -1,0 +1,50 @@
+"""donchian_breakout: channel breakout with ATR stop and target (SPEC §4)."""
+from __future__ import annotations
+
+from threadx.strategies.base import ExitRules, Levels, Param, StrategySpec
+from threadx.strategies.signal_kernels import breakout_signals
+
+
+def _indicators(p):
+    return {
+        "dc": ("donchian", {"period": p["channel_period"]}),
+        "atr": ("atr", {"period": p["atr_period"], "method": "wilder"}),
+    }
+
+
+def _signals(bars, ind, p):
+    dc = ind["dc"]
+    return breakout_signals(bars.close, dc["upper"], dc["lower"], p["allow_short"])
+
+
+def _exits(p):
+    return ExitRules(
+        stop_atr=p["stop_atr"],
+        tp_atr=p["target_atr"],
+        max_hold_bars=p["max_hold_bars"],
+        sizing="risk",
+        risk_per_trade=p["risk_per_trade"],
+    )
+
+
+SPEC = StrategySpec(
+    name="donchian_breakout",
+    description="Long when the close breaks above the highest high of the previous n bars, short below "
+    "the lowest low (allow_short); the opposite break exits. ATR stop and target multiples, risk sizing.",
+    params=(
+        Param("channel_period", "int", 20, 2, 1000, 1, opt_range=(10, 100, 5), description="channel length"),
+        Param("atr_period", "int", 14, 1, 200, 1, opt_range=(7, 28, 7), description="ATR length (bars)"),
+        Param("stop_atr", "float", 2.0, 0.1, 20.0, 0.25, opt_range=(1.0, 4.0, 0.5), description="stop in ATRs"),
+        Param("target_atr", "float", 4.0, 0.0, 50.0, 0.5, opt_range=(0.0, 8.0, 1.0),
+              description="target in ATRs (0 = off)"),
+        Param("risk_per_trade", "float", 0.01, 0.001, 0.2, 0.005, opt_range=(0.005, 0.05, 0.005),
+              description="equity fraction risked per trade"),
+        Param("max_hold_bars", "int", 0, 0, 10000, 1, description="holding limit (0 = off)"),
+        Param("allow_short", "bool", True, description="take short breakouts"),
+    ),
+    indicators=_indicators,
+    signals=_signals,
+    levels=lambda ind, p: Levels(atr=ind["atr"]["value"]),
+    exits=_exits,
+    overlays=lambda p: {"Donchian upper": ("dc", "upper"), "Donchian lower": ("dc", "lower")},
+)

@@ -1,0 +1,124 @@
+"""Numba kernels that turn indicator lines into per-bar signal flags.
+
+Every function reads only bars ``<= t`` to decide bar ``t`` (no look-ahead) and returns
+uint8 flags (``SIG_*`` bits of ``threadx.engine.layout``). A cross needs both bars
+defined: ``a`` crosses above ``b`` at t when a[t] > b[t] and a[t-1] <= b[t-1].
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from threadx.engine.layout import SIG_ENTER_LONG, SIG_ENTER_SHORT, SIG_EXIT_LONG, SIG_EXIT_SHORT
+
+_JIT = dict(cache=True, nogil=True)
+
+
+@njit(**_JIT)
+def cross_signals(fast, slow, allow_short):
+    """Long when ``fast`` crosses above ``slow``, exit long when it crosses below;
+    with ``allow_short`` the cross below also enters short and the cross above exits it."""
+    n = fast.shape[0]
+    out = np.zeros(n, np.uint8)
+    for t in range(1, n):
+        a0 = fast[t - 1]
+        b0 = slow[t - 1]
+        a1 = fast[t]
+        b1 = slow[t]
+        if not (a0 == a0 and b0 == b0 and a1 == a1 and b1 == b1):
+            continue
+        if a1 > b1 and a0 <= b0:
+            out[t] = SIG_ENTER_LONG | (SIG_EXIT_SHORT if allow_short else 0)
+        elif a1 < b1 and a0 >= b0:
+            out[t] = SIG_EXIT_LONG | (SIG_ENTER_SHORT if allow_short else 0)
+    return out
+
+
+@njit(**_JIT)
+def zscore_reversion_signals(z, entry_z, close, trend, use_trend):
+    """Enter long on the bar where z crosses below -entry_z, short where it crosses above
+    +entry_z; with a trend filter, longs only above ``trend`` and shorts only below."""
+    n = z.shape[0]
+    out = np.zeros(n, np.uint8)
+    lo = -entry_z
+    for t in range(1, n):
+        z0 = z[t - 1]
+        z1 = z[t]
+        if not (z0 == z0 and z1 == z1):
+            continue
+        flag = 0
+        if z1 < lo and z0 >= lo:
+            flag = SIG_ENTER_LONG
+        elif z1 > entry_z and z0 <= entry_z:
+            flag = SIG_ENTER_SHORT
+        if flag != 0 and use_trend:
+            tr = trend[t]
+            if not (tr == tr):
+                flag = 0
+            elif flag == SIG_ENTER_LONG and not (close[t] > tr):
+                flag = 0
+            elif flag == SIG_ENTER_SHORT and not (close[t] < tr):
+                flag = 0
+        out[t] = flag
+    return out
+
+
+@njit(**_JIT)
+def band_ma_signals(close, lower, upper, ma, allow_short):
+    """Long when close < lower band and close crosses above the MA; short when
+    close > upper band and close crosses below the MA."""
+    n = close.shape[0]
+    out = np.zeros(n, np.uint8)
+    for t in range(1, n):
+        c0 = close[t - 1]
+        c1 = close[t]
+        m0 = ma[t - 1]
+        m1 = ma[t]
+        if not (m0 == m0 and m1 == m1):
+            continue
+        lo = lower[t]
+        hi = upper[t]
+        if lo == lo and c1 < lo and c1 > m1 and c0 <= m0:
+            out[t] = SIG_ENTER_LONG
+        elif allow_short and hi == hi and c1 > hi and c1 < m1 and c0 >= m0:
+            out[t] = SIG_ENTER_SHORT
+    return out
+
+
+@njit(**_JIT)
+def breakout_signals(close, upper, lower, allow_short):
+    """Long on the bar whose close breaks above ``upper`` (a channel of previous bars),
+    short on a break below ``lower``; the opposite break exits an open position."""
+    n = close.shape[0]
+    out = np.zeros(n, np.uint8)
+    for t in range(1, n):
+        u0 = upper[t - 1]
+        u1 = upper[t]
+        l0 = lower[t - 1]
+        l1 = lower[t]
+        if not (u0 == u0 and u1 == u1 and l0 == l0 and l1 == l1):
+            continue
+        c0 = close[t - 1]
+        c1 = close[t]
+        if c1 > u1 and c0 <= u0:
+            out[t] = SIG_ENTER_LONG | SIG_EXIT_SHORT
+        elif c1 < l1 and c0 >= l0:
+            out[t] = SIG_EXIT_LONG | (SIG_ENTER_SHORT if allow_short else 0)
+    return out
+
+
+@njit(**_JIT)
+def flip_signals(direction, allow_short):
+    """Long when a +1/-1 direction flips up, exit (or reverse short) when it flips down."""
+    n = direction.shape[0]
+    out = np.zeros(n, np.uint8)
+    for t in range(1, n):
+        d0 = direction[t - 1]
+        d1 = direction[t]
+        if not (d0 == d0 and d1 == d1):
+            continue
+        if d1 > 0 and d0 < 0:
+            out[t] = SIG_ENTER_LONG | (SIG_EXIT_SHORT if allow_short else 0)
+        elif d1 < 0 and d0 > 0:
+            out[t] = SIG_EXIT_LONG | (SIG_ENTER_SHORT if allow_short else 0)
+    return out
