@@ -15,7 +15,7 @@ from threadx.engine import kernel
 from threadx.engine import layout as L
 from threadx.engine.inputs import EngineOptions, kernel_args
 from threadx.engine.backtest import trades_frame
-from threadx.strategies.base import ExitRules, Levels
+from threadx.strategy.base import ExitRules, Levels
 
 HOUR_NS = 3_600_000_000_000
 EL, XL, ES, XS = L.SIG_ENTER_LONG, L.SIG_EXIT_LONG, L.SIG_ENTER_SHORT, L.SIG_EXIT_SHORT

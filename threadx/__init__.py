@@ -22,7 +22,7 @@ __all__ = ["load_ohlcv", "backtest", "Result", "strategies", "__version__"]
 
 def strategies() -> dict:
     """The strategy registry: name -> StrategySpec (params, constraints, description)."""
-    from threadx.strategies.base import list_strategies
+    from threadx.strategy.base import list_strategies
 
     return list_strategies()
 

@@ -1,0 +1,27 @@
+"""Data layer: read, validate, resample, download and catalogue OHLCV candles (SPEC section 1).
+
+Importing this package is cheap: ccxt is imported only when a download needs it.
+"""
+from threadx.data.catalog import dataset_path, list_datasets, parse_dataset_name, resolve_dataset
+from threadx.data.fetch import FetchResult, fetch_ohlcv
+from threadx.data.io import load_ohlcv, read_ohlcv_file, write_ohlcv
+from threadx.data.resample import resample_ohlcv
+from threadx.data.synthetic import ensure_sample, generate_synthetic
+from threadx.data.validate import ValidationReport, validate_ohlcv
+
+__all__ = [
+    "FetchResult",
+    "ValidationReport",
+    "dataset_path",
+    "ensure_sample",
+    "fetch_ohlcv",
+    "generate_synthetic",
+    "list_datasets",
+    "load_ohlcv",
+    "parse_dataset_name",
+    "read_ohlcv_file",
+    "resample_ohlcv",
+    "resolve_dataset",
+    "validate_ohlcv",
+    "write_ohlcv",
+]

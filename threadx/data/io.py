@@ -166,7 +166,7 @@ def load_ohlcv(
     from_name = not Path(str(source)).expanduser().is_file()
     df = read_ohlcv_file(path)
     synthetic = bool(df.attrs.get("synthetic")) or path.parent.name == "synthetic" or str(source).startswith("sample:")
-    report = validate_ohlcv(df, dedupe=dedupe)
+    report = _cached_report(path, dedupe, lambda: validate_ohlcv(df, dedupe=dedupe))
     if not report.ok:
         shown = "; ".join(report.errors[:3])
         more = f" (+{len(report.errors) - 3} more)" if len(report.errors) > 3 else ""
@@ -213,6 +213,26 @@ def load_ohlcv(
 
 
 # --------------------------------------------------------------------------------- helpers
+
+_REPORTS: dict[tuple, Any] = {}
+_REPORTS_MAX = 64
+
+
+def _cached_report(path: Path, dedupe: bool, compute: Any) -> Any:
+    """Validation report of a file, reused while its (mtime, size) is unchanged."""
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size, dedupe)
+    except OSError:
+        return compute()
+    report = _REPORTS.get(key)
+    if report is None:
+        report = compute()
+        if len(_REPORTS) >= _REPORTS_MAX:
+            _REPORTS.pop(next(iter(_REPORTS)))
+        _REPORTS[key] = report
+    return report
+
 
 
 def _first_line(exc: BaseException) -> str:

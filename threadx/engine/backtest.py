@@ -16,7 +16,7 @@ from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, effective_rules, funding_per_bar, kernel_args, options_from
 from threadx.engine.layout import EXIT_REASONS, TRADE_COLUMNS
 from threadx.engine.metrics import metrics_dict
-from threadx.strategies.base import StrategySpec, get_strategy
+from threadx.strategy.base import StrategySpec, get_strategy
 
 TRADE_FRAME_COLUMNS = (
     "entry_time", "exit_time", "side", "qty", "entry_price", "exit_price",

@@ -13,7 +13,7 @@ from threadx.data.bars import Bars
 from threadx.data.timeframe import bars_per_year
 from threadx.engine import layout as L
 from threadx.errors import DataError, ParamError
-from threadx.strategies.base import ExitRules, Levels
+from threadx.strategy.base import ExitRules, Levels
 
 _UNUSED = np.full(1, np.nan)  # placeholder for a line the kernel will not read
 FUNDING_HOURS_UTC = (0, 8, 16)

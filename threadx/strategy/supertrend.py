@@ -1,8 +1,8 @@
 """supertrend: trade SuperTrend direction flips (SPEC §4)."""
 from __future__ import annotations
 
-from threadx.strategies.base import ExitRules, Levels, Param, StrategySpec
-from threadx.strategies.signal_kernels import flip_signals
+from threadx.strategy.base import ExitRules, Levels, Param, StrategySpec
+from threadx.strategy.signal_kernels import flip_signals
 
 
 def _indicators(p):

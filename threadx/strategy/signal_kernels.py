@@ -64,23 +64,32 @@ def zscore_reversion_signals(z, entry_z, close, trend, use_trend):
 
 
 @njit(**_JIT)
-def band_ma_signals(close, lower, upper, ma, allow_short):
-    """Long when close < lower band and close crosses above the MA; short when
-    close > upper band and close crosses below the MA."""
+def band_ma_signals(close, lower, upper, ma, allow_short, setup_lookback):
+    """Long when close < lower band and close crosses above the MA; short when close >
+    upper band and close crosses below the MA. With ``setup_lookback`` = k > 0 the band
+    excursion may have happened on any of the last k bars before the cross as well."""
     n = close.shape[0]
     out = np.zeros(n, np.uint8)
-    for t in range(1, n):
-        c0 = close[t - 1]
-        c1 = close[t]
+    last_below = -1  # last bar whose close was below the lower band
+    last_above = -1
+    for t in range(n):
+        lo = lower[t]
+        hi = upper[t]
+        if lo == lo and close[t] < lo:
+            last_below = t
+        if hi == hi and close[t] > hi:
+            last_above = t
+        if t == 0:
+            continue
         m0 = ma[t - 1]
         m1 = ma[t]
         if not (m0 == m0 and m1 == m1):
             continue
-        lo = lower[t]
-        hi = upper[t]
-        if lo == lo and c1 < lo and c1 > m1 and c0 <= m0:
+        c0 = close[t - 1]
+        c1 = close[t]
+        if last_below >= 0 and t - last_below <= setup_lookback and c1 > m1 and c0 <= m0:
             out[t] = SIG_ENTER_LONG
-        elif allow_short and hi == hi and c1 > hi and c1 < m1 and c0 >= m0:
+        elif allow_short and last_above >= 0 and t - last_above <= setup_lookback and c1 < m1 and c0 >= m0:
             out[t] = SIG_ENTER_SHORT
     return out
 

@@ -1,8 +1,8 @@
 """ma_crossover: fast/slow moving-average crossover (SPEC §4)."""
 from __future__ import annotations
 
-from threadx.strategies.base import Constraint, ExitRules, Levels, Param, StrategySpec
-from threadx.strategies.signal_kernels import cross_signals
+from threadx.strategy.base import Constraint, ExitRules, Levels, Param, StrategySpec
+from threadx.strategy.signal_kernels import cross_signals
 
 
 def _indicators(p):

@@ -1,8 +1,8 @@
 """bollinger_dual: band excursion confirmed by an MA cross, band-based trailing stop (SPEC §4)."""
 from __future__ import annotations
 
-from threadx.strategies.base import ExitRules, Levels, Param, StrategySpec
-from threadx.strategies.signal_kernels import band_ma_signals
+from threadx.strategy.base import ExitRules, Levels, Param, StrategySpec
+from threadx.strategy.signal_kernels import band_ma_signals
 
 
 def _indicators(p):
@@ -14,7 +14,8 @@ def _indicators(p):
 
 def _signals(bars, ind, p):
     bb = ind["bb"]
-    return band_ma_signals(bars.close, bb["lower"], bb["upper"], ind["ma"]["value"], p["allow_short"])
+    return band_ma_signals(bars.close, bb["lower"], bb["upper"], ind["ma"]["value"], p["allow_short"],
+                           p["setup_lookback"])
 
 
 def _exits(p):
@@ -31,7 +32,9 @@ def _exits(p):
 SPEC = StrategySpec(
     name="bollinger_dual",
     description="Long when close < lower band and close crosses above the MA (short mirrored). Stop at "
-    "entry x (1 -/+ stop_pct); once price reaches the middle band the stop trails between band and mid.",
+    "entry x (1 -/+ stop_pct); once price reaches the middle band the stop trails between band and mid. "
+    "With setup_lookback = 0 both conditions must hold on one bar, which is rare; a lookback of a few "
+    "bars lets the cross confirm a recent excursion.",
     params=(
         Param("bb_window", "int", 20, 2, 500, 1, opt_range=(10, 50, 1), description="Bollinger length (bars)"),
         Param("bb_std", "float", 2.0, 0.1, 5.0, 0.25, opt_range=(1.5, 3.0, 0.25), description="band width in std"),
@@ -45,6 +48,8 @@ SPEC = StrategySpec(
               description="equity fraction risked per trade"),
         Param("max_hold_bars", "int", 100, 1, 10000, 1, opt_range=(20, 300, 20), description="holding limit"),
         Param("allow_short", "bool", True, description="take the mirrored short entries"),
+        Param("setup_lookback", "int", 0, 0, 500, 1, opt_range=(0, 20, 1),
+              description="bars the band excursion may precede the MA cross (0 = same bar, rare)"),
     ),
     indicators=_indicators,
     signals=_signals,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from threadx.strategies.base import ExitRules, Levels, Param, StrategySpec
-from threadx.strategies.signal_kernels import zscore_reversion_signals
+from threadx.strategy.base import ExitRules, Levels, Param, StrategySpec
+from threadx.strategy.signal_kernels import zscore_reversion_signals
 
 _NO_TREND = np.empty(0)
 

@@ -217,4 +217,4 @@ def list_strategies() -> dict[str, StrategySpec]:
 
 
 def _load_builtin() -> None:
-    import threadx.strategies.builtin  # noqa: F401  (registers on import)
+    import threadx.strategy.builtin  # noqa: F401  (registers on import)

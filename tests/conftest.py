@@ -1,0 +1,25 @@
+"""Shared fixtures: the real-data folder beside the repo and an isolated data root."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """``../shared/data`` beside the repo (real Binance candles); skips the test when absent."""
+    if not (SHARED_DATA / "binance").is_dir():
+        pytest.skip(f"real market data not found at {SHARED_DATA} (it sits beside the repo in CI)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty data root in tmp_path, also set as THREADX_DATA_ROOT."""
+    root = tmp_path / "data"
+    root.mkdir()
+    monkeypatch.setenv("THREADX_DATA_ROOT", str(root))
+    return root

@@ -1,0 +1,310 @@
+"""The ``threadx`` command: data, backtest, strategies, cache.
+
+Human tables by default, ``--json`` for machines. Bad input exits with status 2 and one
+line on stderr (``error: ...``), never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from threadx.errors import ThreadXError
+
+EXIT_BAD_INPUT = 2
+
+
+def _parse_value(text: str) -> Any:
+    """'12' -> 12, '1.5' -> 1.5, 'true' -> True, other text unchanged."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ThreadXError(f"--param expects NAME=VALUE, got {item!r}")
+        params[name.strip()] = _parse_value(value)
+    return params
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return f"{value:,.4f}" if abs(value) < 1e6 else f"{value:,.0f}"
+    return str(value)
+
+
+def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[k]) for r in cells]) for k, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    return "\n".join(lines)
+
+
+def _print_json(obj: Any) -> None:
+    def default(value: Any) -> Any:
+        if hasattr(value, "isoformat"):
+            return value.isoformat()
+        if hasattr(value, "item"):
+            return value.item()
+        return str(value)
+
+    print(json.dumps(obj, default=default, indent=2, allow_nan=True))
+
+
+# --- data ---------------------------------------------------------------------------------
+
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from threadx.data.catalog import list_datasets
+
+    table = list_datasets()
+    if args.json:
+        _print_json(table.to_dict(orient="records"))
+    elif table.empty:
+        print("no datasets yet: run `threadx data fetch` or `threadx data import FILE`")
+    else:
+        cols = [c for c in ("name", "timeframe", "first", "last", "bars", "quality", "synthetic") if c in table]
+        print(_table(table.to_dict(orient="records"), cols))
+    return 0
+
+
+def cmd_data_validate(args: argparse.Namespace) -> int:
+    from threadx.data.catalog import resolve_dataset
+    from threadx.data.io import read_ohlcv_file
+    from threadx.data.validate import validate_ohlcv
+
+    path = resolve_dataset(args.source)
+    report = validate_ohlcv(read_ohlcv_file(path), timeframe=args.timeframe)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(f"{path}")
+        print(report.summary())
+    return 0 if report.ok else 1
+
+
+def cmd_data_import(args: argparse.Namespace) -> int:
+    from threadx.data.catalog import dataset_path
+    from threadx.data.io import load_ohlcv, write_ohlcv
+
+    df = load_ohlcv(args.file, dedupe=args.dedupe)
+    timeframe = args.timeframe or df.attrs.get("timeframe")
+    symbol = args.symbol or Path(args.file).stem.split("-")[0]
+    target = dataset_path(args.exchange, symbol, timeframe)
+    write_ohlcv(df, target)
+    print(f"imported {len(df):,} bars into {target}")
+    return 0
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from threadx.data.fetch import fetch_ohlcv
+
+    def progress(done: float, total: float) -> None:
+        if total > 0:
+            print(f"\r  {min(done / total, 1.0):6.1%}", end="", file=sys.stderr, flush=True)
+
+    result = fetch_ohlcv(args.exchange, args.symbol, args.timeframe, since=args.since, until=args.until,
+                         progress=None if args.json else progress)
+    if not args.json:
+        print(file=sys.stderr)
+    summary = {"path": str(result.path), "new_bars": result.new_bars, "total_bars": result.total_bars}
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"{result.new_bars:,} new bars, {result.total_bars:,} in {result.path}")
+    return 0
+
+
+def cmd_data_resample(args: argparse.Namespace) -> int:
+    from threadx.data.catalog import dataset_path, parse_dataset_name
+    from threadx.data.io import load_ohlcv, write_ohlcv
+
+    df = load_ohlcv(args.source, timeframe=args.to)
+    if args.out:
+        target = Path(args.out)
+    else:
+        exchange, symbol, _ = parse_dataset_name(df.attrs.get("name") or args.source)
+        target = dataset_path(exchange, symbol, args.to)
+    write_ohlcv(df, target)
+    print(f"wrote {len(df):,} {args.to} bars to {target}")
+    return 0
+
+
+# --- strategies / backtest -------------------------------------------------------------------
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    import threadx
+
+    specs = threadx.strategies()
+    if args.json:
+        _print_json([spec.to_dict() for spec in specs.values()])
+        return 0
+    for spec in specs.values():
+        print(f"{spec.name}: {spec.description}")
+        rows = [p.to_dict() for p in spec.params]
+        print(_table(rows, ("name", "kind", "default", "min", "max", "description")))
+        if spec.constraints:
+            print("constraints: " + "; ".join(c.description for c in spec.constraints))
+        print()
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    import threadx
+
+    df = threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
+    result = threadx.backtest(
+        df, args.strategy, _parse_params(args.param), initial_capital=args.capital, fee_bps=args.fee_bps,
+        slippage_bps=args.slippage_bps, fill=args.fill, sizing=args.sizing, leverage=args.leverage,
+    )
+    if args.json:
+        out = result.to_dict()
+        if not args.with_series:
+            out.pop("equity")
+        _print_json(out)
+        return 0
+    meta = result.meta
+    label = df.attrs.get("name") or args.data
+    synthetic = " (synthetic sample data)" if df.attrs.get("synthetic") else ""
+    print(f"{meta['strategy']} on {label}{synthetic}: {meta['bars']:,} bars {meta['start']} -> {meta['end']}")
+    print("params: " + ", ".join(f"{k}={v}" for k, v in result.params.items()))
+    rows = [{"metric": k, "value": v} for k, v in result.metrics.items()]
+    print(_table(rows, ("metric", "value")))
+    if args.trades and len(result.trades):
+        print(f"\nlast {min(args.trades, len(result.trades))} trades:")
+        cols = ("entry_time", "exit_time", "side", "entry_price", "exit_price", "pnl", "return_pct", "exit_reason")
+        print(_table(result.trades.tail(args.trades).to_dict(orient="records"), cols))
+    return 0
+
+
+# --- cache ------------------------------------------------------------------------------------
+
+def cmd_cache_stats(args: argparse.Namespace) -> int:
+    from threadx.indicators import default_bank
+
+    stats = default_bank().stats()
+    if args.json:
+        _print_json(stats)
+    else:
+        print(_table([{"stat": k, "value": v} for k, v in stats.items()], ("stat", "value")))
+    return 0
+
+
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    from threadx.indicators import default_bank
+
+    bank = default_bank()
+    before = bank.stats()
+    bank.clear(memory=True, disk=True)
+    print(f"cleared {before.get('disk_files', 0)} cache files ({before.get('disk_bytes', 0):,} bytes)")
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="threadx", description="ThreadX research workstation")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="datasets: list, import, validate, fetch, resample")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    p = dsub.add_parser("list", help="datasets in the data root")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_data_list)
+    p = dsub.add_parser("validate", help="validation report of a file or dataset")
+    p.add_argument("source")
+    p.add_argument("--timeframe")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_data_validate)
+    p = dsub.add_parser("import", help="copy a Parquet/Feather/CSV/JSON file into the data root")
+    p.add_argument("file")
+    p.add_argument("--exchange", default="local")
+    p.add_argument("--symbol")
+    p.add_argument("--timeframe")
+    p.add_argument("--dedupe", action="store_true", help="keep the last of duplicate timestamps")
+    p.set_defaults(func=cmd_data_import)
+    p = dsub.add_parser("fetch", help="download candles with ccxt (incremental)")
+    p.add_argument("--exchange", default="binance")
+    p.add_argument("--symbol", required=True, help="e.g. BTC/USDT")
+    p.add_argument("--timeframe", default="1h")
+    p.add_argument("--since", help="start date (UTC) of a first download")
+    p.add_argument("--until", help="end date (UTC)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_data_fetch)
+    p = dsub.add_parser("resample", help="resample to a coarser timeframe (complete bins only)")
+    p.add_argument("source")
+    p.add_argument("--to", required=True, help="target timeframe, e.g. 4h")
+    p.add_argument("--out", help="output file (default: beside the source in the data root)")
+    p.set_defaults(func=cmd_data_resample)
+
+    p = sub.add_parser("backtest", help="run one backtest")
+    p.add_argument("--data", default="sample:BTC_USDT-1h", help="dataset name or file path")
+    p.add_argument("--strategy", required=True)
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy param (repeatable)")
+    p.add_argument("--timeframe", help="resample to this timeframe first")
+    p.add_argument("--start")
+    p.add_argument("--end")
+    p.add_argument("--capital", type=float, default=10_000.0)
+    p.add_argument("--fee-bps", type=float, default=10.0)
+    p.add_argument("--slippage-bps", type=float, default=0.0)
+    p.add_argument("--fill", choices=("next_open", "close"), default="next_open")
+    p.add_argument("--sizing", choices=("all_in", "fraction", "risk"))
+    p.add_argument("--leverage", type=float)
+    p.add_argument("--trades", type=int, default=10, help="show the last N trades")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--with-series", action="store_true", help="include the equity series in --json")
+    p.set_defaults(func=cmd_backtest)
+
+    p = sub.add_parser("strategies", help="list strategies and their params")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_strategies)
+
+    cache = sub.add_parser("cache", help="indicator cache")
+    csub = cache.add_subparsers(dest="cache_command", required=True)
+    p = csub.add_parser("stats")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_cache_stats)
+    p = csub.add_parser("clear")
+    p.set_defaults(func=cmd_cache_clear)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ThreadXError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
