@@ -144,7 +144,7 @@ def cmd_data_resample(args: argparse.Namespace) -> int:
         target = Path(args.out)
     else:
         exchange, symbol, _ = parse_dataset_name(df.attrs.get("name") or args.source)
-        target = dataset_path(exchange, symbol, args.to)
+        target = dataset_path(exchange or "local", symbol, args.to)
     write_ohlcv(df, target)
     print(f"wrote {len(df):,} {args.to} bars to {target}")
     return 0

@@ -110,7 +110,9 @@ def fetch_ohlcv(
             if not batch:
                 break
             stamps = [int(c[0]) for c in batch]
-            rows.extend(_row(c) for c, ts in zip(batch, stamps) if lo <= ts < hi and ts + tf_ms <= now_ms)
+            # keep every closed candle before the stop, also one repeated from before `since`:
+            # a repeated timestamp keeps the newly fetched row when merged
+            rows.extend(_row(c) for c, ts in zip(batch, stamps) if ts < stop_ms and ts + tf_ms <= now_ms)
             newest = max(stamps)
             if newest < cursor:
                 break  # the exchange returned nothing new: stop rather than loop

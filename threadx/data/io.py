@@ -162,6 +162,8 @@ def load_ohlcv(
     from threadx.data.timeframe import timeframe_seconds
     from threadx.data.validate import validate_ohlcv
 
+    if timeframe is not None:
+        timeframe_seconds(timeframe)  # an unknown timeframe fails before any reading
     path = resolve_dataset(source, data_root=data_root)
     from_name = not Path(str(source)).expanduser().is_file()
     df = read_ohlcv_file(path)

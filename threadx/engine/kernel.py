@@ -161,10 +161,16 @@ from threadx.engine.layout import (
 )
 
 _JIT = dict(cache=True, nogil=True)
+# The bar loop and its helpers allocate nothing, so they are compiled without numba's
+# reference counting (_nrt=False) and inlined at IR level: otherwise every helper call
+# per bar pays atomic increfs/decrefs on each array argument, several times the cost
+# of the work itself (measured: 0.84 ms -> 0.10 ms for 12.5k bars without trades).
+_STEP_JIT = dict(cache=True, nogil=True, _nrt=False, inline="always")
+_LOOP_JIT = dict(cache=True, nogil=True, _nrt=False)
 _NO_SIGNAL_BAR = -1.0e18
 
 
-@njit(**_JIT)
+@njit(**_STEP_JIT)
 def init_state(st, p):
     """Reset the state vector for a new run."""
     for k in range(st.shape[0]):
@@ -180,7 +186,7 @@ def init_state(st, p):
     st[S_LARGEST_LOSS] = np.inf
 
 
-@njit(**_JIT)
+@njit(**_STEP_JIT)
 def open_position(i, sig_i, raw_price, direction, p, st, atr):
     """Enter ``direction`` (+1/-1) at ``raw_price`` on bar ``i`` for the signal of bar ``sig_i``.
 
@@ -259,7 +265,7 @@ def open_position(i, sig_i, raw_price, direction, p, st, atr):
     return True
 
 
-@njit(**_JIT)
+@njit(**_STEP_JIT)
 def close_position(i, raw_price, reason, p, st, trades):
     """Exit the open position at ``raw_price`` on bar ``i`` and book the trade."""
     d = st[S_DIR]
@@ -318,7 +324,7 @@ def close_position(i, raw_price, reason, p, st, trades):
     st[S_ARMED] = 0.0
 
 
-@njit(**_JIT)
+@njit(**_STEP_JIT)
 def check_intrabar_exits(i, o, h, l, bmid, p, st, trades):
     """Stop, target (gap fills at the open) and liquidation of the open position on bar i."""
     d = st[S_DIR]
@@ -396,7 +402,7 @@ def check_intrabar_exits(i, o, h, l, bmid, p, st, trades):
         st[S_LIQUIDATED] = 1.0
 
 
-@njit(**_JIT)
+@njit(**_STEP_JIT)
 def update_trailing_stop(i, h, l, c, atr, blo, bmid, bhi, p, st):
     """Move the stop of the open position with this close; it applies from the next bar."""
     mode = p[P_TRAIL_MODE]
@@ -424,7 +430,7 @@ def update_trailing_stop(i, h, l, c, atr, blo, bmid, bhi, p, st):
             st[S_TRAILED] = 1.0
 
 
-@njit(**_JIT)
+@njit(**_STEP_JIT)
 def mark_to_market(i, c, st, equity):
     """Equity at the close of bar i, and the running return / drawdown statistics."""
     d = st[S_DIR]
@@ -457,7 +463,7 @@ def mark_to_market(i, c, st, equity):
     st[S_EQ_PREV] = eq
 
 
-@njit(**_JIT)
+@njit(**_STEP_JIT)
 def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equity):
     """Advance the backtest by bar ``i`` (0 <= i < n)."""
     close_fill = p[P_FILL] == FILL_CLOSE
@@ -526,7 +532,7 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
     mark_to_market(i, c, st, equity)
 
 
-@njit(**_JIT)
+@njit(**_STEP_JIT)
 def finalize_metrics(st, p, n, m):
     """Fill the metrics vector ``m`` from the running sums after the last bar."""
     init = p[P_INITIAL_CAPITAL]
@@ -584,7 +590,7 @@ def finalize_metrics(st, p, n, m):
     m[M_N_BARS] = float(n)
 
 
-@njit(**_JIT)
+@njit(**_LOOP_JIT)
 def run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity):
     """Run the whole backtest. Full mode: ``trades`` has rows and ``equity`` has n slots;
     fast mode: pass a (0, N_TRADE_COLS) trades array and an empty equity array."""

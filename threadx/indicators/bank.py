@@ -15,8 +15,8 @@ deleted and recomputed, never served. Files are written atomically (temp file +
 sidecar except after outside damage). Disk errors (read-only or missing directory,
 full disk) turn the bank into a memory-only cache with one warning; they never raise.
 
-Arrays handed out are read-only views (``flags.writeable`` is False and cannot be set
-back, since their base is read-only too). ``ensure`` returns a new dict each call; the
+Arrays handed out are read-only zero-copy views through a read-only memoryview
+(``flags.writeable`` is False and numpy refuses to set it back). ``ensure`` returns a new dict each call; the
 arrays are the cached ones.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 
 import threadx
 from threadx.config import settings
-from threadx.data.bars import Bars, as_bars
+from threadx.data.bars import as_bars
 from threadx.indicators.registry import INDICATORS, IndicatorDef, canonical_json, get_indicator
 
 __all__ = ["IndicatorBank", "default_bank", "cache_key", "arrays_checksum"]
@@ -62,14 +62,20 @@ def arrays_checksum(outputs: Iterable[str], arrays: Mapping[str, np.ndarray]) ->
 
 
 def _freeze(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Read-only float64 copies-or-views: base frozen, a frozen view handed out."""
+    """Read-only float64 arrays, zero-copy where possible.
+
+    Each array handed out is a view through a read-only memoryview, so its
+    ``flags.writeable`` is False and numpy refuses to set it back to True.
+    """
     frozen = {}
     for name, arr in arrays.items():
+        if isinstance(arr.base, memoryview) and arr.base.readonly and arr.dtype == np.float64:
+            frozen[name] = arr  # frozen already (shared intermediate of a batch)
+            continue
         base = np.ascontiguousarray(arr, dtype=np.float64)
         if base.flags.writeable:
             base.flags.writeable = False
-        view = base.view()
-        view.flags.writeable = False
+        view = np.frombuffer(memoryview(base).toreadonly(), dtype=np.float64)
         frozen[name] = view
     return frozen
 

@@ -26,11 +26,11 @@ Numerical stability
 -------------------
 Rolling sums are O(N): the window sums of ``x - K`` and ``(x - K)**2`` are slid with
 Kahan-compensated additions, where the shift ``K`` is a value of a recent window;
-every ``max(n, 64)`` bars (and whenever a window becomes valid again after a NaN, or the
-window mean has drifted too far from ``K`` relative to sigma) the sums are recomputed
-from scratch over the window and ``K`` is re-based. Shifting by a nearby data value
+every ``max(n, 64)`` bars (and whenever a window becomes valid again after a NaN, or
+the error bound of the running sums grows past ~1e-11 of the variance) the sums are
+recomputed from scratch over the window and ``K`` is re-based. Shifting by a nearby data value
 removes the cancellation that ruins the naive ``E[x^2] - E[x]^2`` on large offsets
-(prices around 1e6 with unit noise keep ~1e-13 relative accuracy).
+(prices around 1e6 with unit noise keep ~1e-11 relative accuracy or better).
 A window of identical values gives a mean equal to that value and a sigma of exactly 0.
 
 Zero sigma
@@ -87,12 +87,14 @@ def _rolling_moments(x, n, want_std):
     computed by the same arithmetic in both cases, so ``sma`` and the Bollinger middle
     band are bitwise identical.
 
-    Sums are of ``d = x - K`` with ``K`` a value of a recent window (exact subtraction for
-    nearby values). The variance ``S2/n - (S1/n)**2`` loses about ``log10(1 + m**2/var)``
-    digits, ``m = mean - K``; when that ratio exceeds ``max(1e5, n)`` the window is rebuilt
-    around ``K = x[i]``. A value inside the window is never further than
-    ``sqrt((n-1) var)`` from the mean, so a rebuild happens at most once per ``n`` bars
-    (O(N) overall) and the relative error stays ~1e-11.
+    Sums are of ``d = x - K`` with ``K`` a value of a recent window (an exact subtraction
+    for nearby values), slid with Kahan compensation and rebuilt from the window every
+    ``max(n, 64)`` bars. Kahan's error is bounded by ~2 eps times the sum of the absolute
+    terms added since the last rebuild (``acc``); when that bound, plus the rounding of
+    ``S2/n - (S1/n)**2``, could exceed ~1e-11 of the variance (a calm window after a
+    large move, a mean drifting away from ``K``), the window is rebuilt around
+    ``K = x[i]`` at once. Those extra rebuilds draw on a work budget of 2 element visits
+    per bar, so the kernel stays O(N) on any input.
     """
     if n < 1:
         raise ValueError("window length n must be >= 1")
@@ -100,8 +102,12 @@ def _rolling_moments(x, n, want_std):
     mean = np.full(size, np.nan)
     std = np.full(size if want_std else 0, np.nan)
     period = n if n > _MIN_RECOMPUTE else _MIN_RECOMPUTE
-    ratio = 1e5 if n < 1e5 else float(n)
     inv_n = 1.0 / n
+    eps = 2.220446049250313e-16
+    tol = 8.0 * eps * n
+    if tol < 1e-11:
+        tol = 1e-11
+    budget = 0.0
     last_nan = -1
     same_run = 0
     since = 0
@@ -110,7 +116,9 @@ def _rolling_moments(x, n, want_std):
     c1 = 0.0
     s2 = 0.0
     c2 = 0.0
+    acc = 0.0  # sum of |terms| added to s2 since the last rebuild
     for i in range(size):
+        budget += 2.0
         v = x[i]
         if math.isnan(v):
             last_nan = i
@@ -127,6 +135,7 @@ def _rolling_moments(x, n, want_std):
             s1, s2 = _window_sums(x, i - n + 1, i + 1, k, want_std)
             c1 = 0.0
             c2 = 0.0
+            acc = s2
             since = 0
         else:
             d_in = v - k
@@ -141,11 +150,14 @@ def _rolling_moments(x, n, want_std):
             c1 = (t - s1) - y
             s1 = t
             if want_std:
-                y = d_in * d_in - c2
+                q_in = d_in * d_in
+                q_out = d_out * d_out
+                acc += q_in + q_out
+                y = q_in - c2
                 t = s2 + y
                 c2 = (t - s2) - y
                 s2 = t
-                y = -(d_out * d_out) - c2
+                y = -q_out - c2
                 t = s2 + y
                 c2 = (t - s2) - y
                 s2 = t
@@ -159,11 +171,13 @@ def _rolling_moments(x, n, want_std):
         m = s1 * inv_n
         if want_std:
             var = s2 * inv_n - m * m
-            if since > 0 and (m * m > ratio * var):
+            if since > 0 and 4.0 * eps * acc * inv_n > tol * var and budget >= n:
+                budget -= n
                 k = v
                 s1, s2 = _window_sums(x, i - n + 1, i + 1, k, want_std)
                 c1 = 0.0
                 c2 = 0.0
+                acc = s2
                 since = 0
                 m = s1 * inv_n
                 var = s2 * inv_n - m * m

@@ -207,7 +207,11 @@ class IndicatorDef:
 
         Raises ParamError for an unknown name or an out-of-range/inconsistent value.
         """
-        params = dict(params or {})
+        if params is None:
+            params = {}
+        if not isinstance(params, Mapping):
+            raise ParamError(f"parameters of {self.name!r} must be a mapping, got {type(params).__name__}")
+        params = dict(params)
         known = {p.name: p for p in self.params}
         unknown = sorted(str(k) for k in params if k not in known)
         if unknown:

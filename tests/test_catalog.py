@@ -1,0 +1,166 @@
+"""Dataset names, resolution and listing."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import threadx.data.io as data_io
+from threadx.data import dataset_path, list_datasets, parse_dataset_name, resolve_dataset, write_ohlcv
+from threadx.data.catalog import LIST_COLUMNS
+from threadx.errors import DataError
+
+T0 = pd.Timestamp("2024-03-01", tz="UTC")
+
+
+def bars(n: int = 24, freq: str = "1h") -> pd.DataFrame:
+    index = pd.date_range(T0, periods=n, freq=freq, name="timestamp").as_unit("ns")
+    o = 100.0 + np.arange(n)
+    return pd.DataFrame({"open": o, "high": o + 2, "low": o - 1, "close": o + 1, "volume": 5.0}, index=index)
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("binance/BTC_USDT-1h", ("binance", "BTC_USDT", "1h")),
+        ("BTC_USDT-4h", (None, "BTC_USDT", "4h")),
+        ("binance/BTC/USDT-15m", ("binance", "BTC_USDT", "15m")),
+        ("BTC/USDT-1d", (None, "BTC_USDT", "1d")),
+        ("kraken/btc_usd-1h", ("kraken", "BTC_USD", "1h")),
+        ("sample:ETH_USDT-1h", ("synthetic", "ETH_USDT", "1h")),
+        ("synthetic/SOL_USDT-1h", ("synthetic", "SOL_USDT", "1h")),
+        ("binance/BTC_USDT-1h-2017-2020", ("binance", "BTC_USDT", "1h")),
+        ("binanceusdm/BTC/USDT:USDT-1h", ("binanceusdm", "BTC_USDT_USDT", "1h")),
+    ],
+)
+def test_parse_dataset_name(name: str, expected: tuple) -> None:
+    assert parse_dataset_name(name) == expected
+
+
+@pytest.mark.parametrize("name", ["", "BTC_USDT", "binance/BTC_USDT-1x", "binance/BTC_USDT-0h", "sample:binance/BTC_USDT-1h"])
+def test_bad_names(name: str) -> None:
+    with pytest.raises(DataError):
+        parse_dataset_name(name)
+
+
+def test_dataset_path(tmp_path: Path, data_root: Path) -> None:
+    assert dataset_path("binance", "BTC/USDT", "1h", tmp_path) == tmp_path / "binance" / "BTC_USDT-1h.parquet"
+    assert dataset_path("Binance", "eth_usdt", "4h") == data_root / "binance" / "ETH_USDT-4h.parquet"
+    with pytest.raises(DataError):
+        dataset_path("binance", "BTC/USDT", "1x")
+
+
+def test_resolve_variants(data_root: Path, tmp_path: Path) -> None:
+    target = write_ohlcv(bars(), data_root / "binance" / "BTC_USDT-1h.parquet")
+    assert resolve_dataset("binance/BTC_USDT-1h") == target
+    assert resolve_dataset("BTC_USDT-1h") == target
+    assert resolve_dataset("binance/BTC/USDT-1h") == target
+    assert resolve_dataset("BTC/USDT-1h") == target
+    assert resolve_dataset(str(target)) == target
+    assert resolve_dataset(target) == target
+    elsewhere = write_ohlcv(bars(), tmp_path / "loose" / "whatever.parquet")
+    assert resolve_dataset(elsewhere) == elsewhere
+
+
+def test_resolve_explicit_data_root(tmp_path: Path) -> None:
+    root = tmp_path / "custom"
+    target = write_ohlcv(bars(), root / "kraken" / "XBT_USD-1h.parquet")
+    assert resolve_dataset("kraken/XBT_USD-1h", data_root=root) == target
+
+
+def test_resolve_ambiguous_and_unknown(data_root: Path) -> None:
+    write_ohlcv(bars(), data_root / "binance" / "BTC_USDT-1h.parquet")
+    write_ohlcv(bars(), data_root / "kraken" / "BTC_USDT-1h.parquet")
+    with pytest.raises(DataError, match="ambiguous") as info:
+        resolve_dataset("BTC_USDT-1h")
+    assert "binance/BTC_USDT-1h" in str(info.value) and "kraken/BTC_USDT-1h" in str(info.value)
+    with pytest.raises(DataError) as info:
+        resolve_dataset("binance/DOGE_USDT-1h")
+    message = str(info.value)
+    assert "unknown dataset" in message and "binance/BTC_USDT-1h" in message and "kraken/BTC_USDT-1h" in message
+    with pytest.raises(DataError, match="not found"):
+        resolve_dataset(str(data_root / "missing.parquet"))
+
+
+def test_resolve_sample_writes_the_sample(data_root: Path) -> None:
+    path = resolve_dataset("sample:BTC_USDT-1h")
+    assert path == data_root / "synthetic" / "BTC_USDT-1h.parquet" and path.is_file()
+    assert resolve_dataset("synthetic/SOL_USDT-1h") == data_root / "synthetic" / "SOL_USDT-1h.parquet"
+    with pytest.raises(DataError, match="unknown dataset"):
+        resolve_dataset("sample:DOGE_USDT-1h")
+
+
+def test_list_datasets(data_root: Path) -> None:
+    empty = list_datasets()
+    assert list(empty.columns) == LIST_COLUMNS and empty.empty
+    write_ohlcv(bars(48), data_root / "binance" / "BTC_USDT-1h.parquet")
+    write_ohlcv(bars(48).drop(index=[T0 + pd.Timedelta("5h")]), data_root / "binance" / "ETH_USDT-1h.parquet")
+    write_ohlcv(bars(10, "4h"), data_root / "kraken" / "BTC_USD-4h.parquet")
+    (data_root / "binance" / "notes.txt").write_text("not a dataset")
+    (data_root / "binance" / ".BTC_USDT-1h.parquet.abc.tmp").write_bytes(b"partial")
+    table = list_datasets()
+    assert list(table.columns) == LIST_COLUMNS
+    assert table["name"].tolist() == ["binance/BTC_USDT-1h", "binance/ETH_USDT-1h", "kraken/BTC_USD-4h"]
+    btc = table.iloc[0]
+    assert (btc["exchange"], btc["symbol"], btc["timeframe"]) == ("binance", "BTC_USDT", "1h")
+    assert btc["bars"] == 48 and btc["first"] == T0 and btc["last"] == T0 + pd.Timedelta("47h")
+    assert btc["path"] == str(data_root / "binance" / "BTC_USDT-1h.parquet")
+    assert not btc["synthetic"] and btc["quality"] == 100.0
+    assert table.iloc[1]["quality"] < 100.0 and table.iloc[1]["bars"] == 47
+    assert table.iloc[2]["bars"] == 10
+    assert table["bars"].dtype == np.int64 and table["quality"].dtype == np.float64
+
+
+def test_list_marks_synthetic_and_caches_by_mtime(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from threadx.data import ensure_sample
+
+    ensure_sample()
+    path = write_ohlcv(bars(24), data_root / "binance" / "BTC_USDT-1h.parquet")
+    table = list_datasets()
+    assert table.set_index("name")["synthetic"].to_dict() == {
+        "binance/BTC_USDT-1h": False,
+        "synthetic/BTC_USDT-1h": True,
+        "synthetic/ETH_USDT-1h": True,
+        "synthetic/SOL_USDT-1h": True,
+    }
+    reads: list[Path] = []
+    real = data_io.read_ohlcv_file
+    monkeypatch.setattr(data_io, "read_ohlcv_file", lambda p: reads.append(Path(p)) or real(p))
+    list_datasets()
+    assert reads == []  # cached
+    write_ohlcv(bars(30), path)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    again = list_datasets().set_index("name")
+    assert reads == [path]
+    assert again.loc["binance/BTC_USDT-1h", "bars"] == 30
+
+
+def test_list_unreadable_file_and_freqtrade_layout(tmp_path: Path) -> None:
+    root = tmp_path / "user_data" / "data"
+    (root / "binance").mkdir(parents=True)
+    frame = bars(12).reset_index().rename(columns={"timestamp": "date"})
+    frame.to_feather(root / "binance" / "BTC_USDT-1h.feather")
+    rows = [[int(t.value // 10**6), 1.0, 2.0, 0.5, 1.5, 3.0] for t in bars(6).index]
+    (root / "binance" / "ETH_USDT-1h.json").write_text(json.dumps(rows))
+    (root / "binance" / "BTC_USDT-trades.json").write_text("[]")  # not OHLCV: ignored by name
+    (root / "binance" / "SOL_USDT-1h.parquet").write_bytes(b"garbage")
+    table = list_datasets(root).set_index("name")
+    assert sorted(table.index) == ["binance/BTC_USDT-1h", "binance/ETH_USDT-1h", "binance/SOL_USDT-1h"]
+    assert table.loc["binance/BTC_USDT-1h", "bars"] == 12
+    assert table.loc["binance/ETH_USDT-1h", "bars"] == 6
+    assert table.loc["binance/SOL_USDT-1h", "bars"] == 0 and np.isnan(table.loc["binance/SOL_USDT-1h", "quality"])
+    assert resolve_dataset("binance/ETH_USDT-1h", data_root=root).suffix == ".json"
+
+
+def test_list_real_data(shared_data: Path) -> None:
+    table = list_datasets(shared_data).set_index("name")
+    assert len(table) == 7
+    assert table.loc["binance/BTC_USDT-1h", "bars"] == 12_556
+    assert table.loc["binance/BTC_USDT-1h-2017-2020", "timeframe"] == "1h"
+    assert table.loc["binance/BTC_USDT-1h-2017-2020", "quality"] < table.loc["binance/BTC_USDT-1h", "quality"]
+    assert not table["synthetic"].any()
+    assert resolve_dataset("BTC_USDT-1h-2017-2020", data_root=shared_data).name == "BTC_USDT-1h-2017-2020.parquet"
