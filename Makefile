@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 app: $(STAMP)
-	$(PY) -m threadx.cli backtest --data sample:BTC_USDT-1h --strategy bb_atr
+	$(PY) -m threadx.cli backtest --data sample:BTC_USDT-1h --strategy bb_atr --trades 5
 
 test: $(STAMP)
 	$(PY) -m pytest -q

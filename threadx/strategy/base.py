@@ -173,7 +173,8 @@ class StrategySpec:
         values = {p.name: p.coerce(params.get(p.name, p.default)) for p in self.params}
         for rule in self.constraints:
             if not rule.check(values):
-                raise ParamError(f"{self.name}: constraint {rule.description} is violated by {values}")
+                involved = ", ".join(f"{k}={v}" for k, v in values.items() if k in rule.description)
+                raise ParamError(f"{self.name} needs {rule.description} (got {involved})")
         return values
 
     def is_valid(self, params: Mapping[str, Any]) -> bool:

@@ -1,0 +1,103 @@
+"""The public API: threadx.load_ohlcv, threadx.backtest, threadx.strategies."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import threadx
+from threadx.errors import DataError, ParamError
+
+
+@pytest.fixture
+def sample(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("THREADX_CACHE_DIR", str(tmp_path / "cache"))
+    return threadx.load_ohlcv("sample:BTC_USDT-1h")
+
+
+def test_load_ohlcv_sample_is_canonical(sample):
+    assert isinstance(sample.index, pd.DatetimeIndex) and str(sample.index.tz) == "UTC"
+    assert sample.index.name == "timestamp" and sample.index.is_monotonic_increasing
+    assert list(sample.columns) == ["open", "high", "low", "close", "volume"]
+    assert all(sample[c].dtype == np.float64 for c in sample.columns)
+    assert sample.attrs["synthetic"] is True and sample.attrs["timeframe"] == "1h"
+
+
+def test_load_ohlcv_slices_and_resamples(sample):
+    df = threadx.load_ohlcv("synthetic/BTC_USDT-1h", timeframe="4h", start="2023-02-01", end="2023-03-01")
+    assert df.attrs["timeframe"] == "4h" and len(df) == 28 * 6
+    assert df.index[0] == pd.Timestamp("2023-02-01", tz="UTC")
+    assert df.index[-1] < pd.Timestamp("2023-03-01", tz="UTC")
+
+
+def test_backtest_result_shape(sample):
+    result = threadx.backtest(sample, "bb_atr", {"entry_z": 1.5})
+    for key in ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "calmar", "n_trades", "win_rate",
+                "profit_factor", "exposure", "total_fees", "final_equity"):
+        assert key in result.metrics
+    assert list(result.trades.columns[:11]) == ["entry_time", "exit_time", "side", "qty", "entry_price",
+                                                "exit_price", "fees", "funding", "pnl", "return_pct", "bars_held"]
+    assert "exit_reason" in result.trades
+    assert result.equity.index.equals(sample.index)
+    assert result.params["entry_z"] == 1.5 and result.params["bb_period"] == 20
+    assert result.metrics["final_equity"] == pytest.approx(result.equity.iloc[-1])
+    assert result.drawdown.min() == pytest.approx(result.metrics["max_drawdown"])
+    payload = json.loads(result.to_json())
+    assert payload["metrics"]["n_trades"] == len(payload["trades"])
+
+
+def test_backtest_is_deterministic_and_cache_transparent(sample, tmp_path):
+    from threadx.indicators import IndicatorBank
+
+    a = threadx.backtest(sample, "donchian_breakout", bank=IndicatorBank(cache_dir=tmp_path / "c1"))
+    b = threadx.backtest(sample, "donchian_breakout", bank=IndicatorBank(cache_dir=tmp_path / "c1"))  # disk hit
+    c = threadx.backtest(sample, "donchian_breakout", bank=IndicatorBank(disk=False))
+    assert a.metrics == b.metrics == c.metrics
+    pd.testing.assert_frame_equal(a.trades, b.trades)
+
+
+def test_engine_options_change_results(sample):
+    base = threadx.backtest(sample, "ma_crossover")
+    costly = threadx.backtest(sample, "ma_crossover", fee_bps=30, slippage_bps=5)
+    assert costly.metrics["final_equity"] < base.metrics["final_equity"]
+    assert costly.metrics["total_fees"] > base.metrics["total_fees"]
+    half = threadx.backtest(sample, "ma_crossover", sizing="fraction", fraction=0.5)
+    assert half.trades.qty.iloc[0] * half.trades.entry_price.iloc[0] == pytest.approx(5_000, rel=1e-9)
+
+
+def test_strategies_registry_declarations():
+    specs = threadx.strategies()
+    assert set(specs) == {"ma_crossover", "bb_atr", "bollinger_dual", "donchian_breakout", "supertrend"}
+    bb = specs["bb_atr"]
+    defaults = bb.defaults()
+    assert defaults["bb_period"] == 20 and defaults["entry_z"] == 1.0 and defaults["max_hold_bars"] == 72
+    assert bb.param("atr_multiplier").opt_range == (1.0, 3.0, 0.1)
+    for spec in specs.values():
+        assert spec.normalize({}) == spec.defaults()  # declared defaults are valid as declared
+        json.dumps(spec.to_dict())
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        (dict(strategy="nope"), ParamError),
+        (dict(strategy="ma_crossover", params={"fast_period": 50, "slow_period": 20}), ParamError),
+        (dict(strategy="bb_atr", params={"bb_period": 0}), ParamError),
+        (dict(strategy="bb_atr", fill="tomorrow"), ParamError),
+        (dict(strategy="bb_atr", fee_bps=-1), ParamError),
+        (dict(strategy="bb_atr", leverage=0.5), ParamError),
+        (dict(strategy="ma_crossover", sizing="risk"), ParamError),  # risk sizing needs a stop
+    ],
+)
+def test_bad_arguments_raise_typed_errors(sample, kwargs, error):
+    with pytest.raises(error):
+        threadx.backtest(sample, **kwargs)
+
+
+def test_bad_data_raises_data_error(tmp_path):
+    with pytest.raises(DataError):
+        threadx.load_ohlcv(tmp_path / "missing.parquet")
+    with pytest.raises(DataError):
+        threadx.backtest(pd.DataFrame({"close": [1.0, 2.0]}), "bb_atr")
