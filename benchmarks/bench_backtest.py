@@ -9,6 +9,7 @@ Prints, after warm-up (numba compiled, indicators cached in memory):
 """
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -24,6 +25,8 @@ from threadx.engine.backtest import prepare_signals
 from threadx.engine.inputs import EngineOptions, effective_rules, kernel_args
 from threadx.indicators import IndicatorBank
 from threadx.strategy import get_strategy
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py progress bars would garble the table
 
 DEFAULT_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "binance" / "BTC_USDT-1h.parquet"
 

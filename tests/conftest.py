@@ -23,3 +23,14 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     monkeypatch.setenv("THREADX_DATA_ROOT", str(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def btc_1h() -> "pd.DataFrame":
+    """The real BTC/USDT 1h candles (12.5k bars) as a timestamp-indexed frame; skips when absent."""
+    import pandas as pd
+
+    path = SHARED_DATA / "binance" / "BTC_USDT-1h.parquet"
+    if not path.exists():
+        pytest.skip(f"real market data not found at {path} (it sits beside the repo in CI)")
+    return pd.read_parquet(path).set_index("timestamp")

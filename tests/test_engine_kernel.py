@@ -359,3 +359,10 @@ def test_random_signals_accounting_invariants():
         assert m["total_fees"] == pytest.approx(t.fees.sum(), rel=1e-12)
         # trades never overlap
         assert np.all(t.entry_i.to_numpy()[1:] >= t.exit_i.to_numpy()[:-1])
+
+
+def test_atr_level_without_defined_atr_is_skipped_and_counted():
+    bars = flat_bars(6)
+    atr = np.array([np.nan, np.nan, 1.0, 1.0, 1.0, 1.0])  # warm-up: no ATR on the first bars
+    m, t, _ = run(bars, {1: EL, 3: EL}, ExitRules(stop_atr=2.0, max_hold_bars=1), Levels(atr=atr), fill="close")
+    assert m["n_skipped"] == 1 and list(t.entry_i) == [3]

@@ -1,7 +1,6 @@
 """Parity with vectorbt where conventions match: close fills, all-in sizing, 10 bps fees."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,14 +10,9 @@ import threadx
 
 vbt = pytest.importorskip("vectorbt")
 
-REAL_BTC_1H = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "binance" / "BTC_USDT-1h.parquet"
-
-
 @pytest.fixture(scope="module")
-def btc():
-    if not REAL_BTC_1H.exists():
-        pytest.skip(f"real market data not found at {REAL_BTC_1H}")
-    return pd.read_parquet(REAL_BTC_1H).set_index("timestamp")
+def btc(btc_1h):
+    return btc_1h
 
 
 @pytest.mark.parametrize("fast,slow", [(10, 30), (5, 100), (21, 55)])

@@ -4,7 +4,6 @@ plain pandas metric definitions."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,14 +20,9 @@ from threadx.strategy import get_strategy
 EL, XL, ES, XS = L.SIG_ENTER_LONG, L.SIG_EXIT_LONG, L.SIG_ENTER_SHORT, L.SIG_EXIT_SHORT
 
 
-REAL_BTC_1H = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "binance" / "BTC_USDT-1h.parquet"
-
-
 @pytest.fixture(scope="module")
-def btc():
-    if not REAL_BTC_1H.exists():
-        pytest.skip(f"real market data not found at {REAL_BTC_1H}")
-    return pd.read_parquet(REAL_BTC_1H).set_index("timestamp")
+def btc(btc_1h):
+    return btc_1h
 
 
 @pytest.fixture(scope="module")

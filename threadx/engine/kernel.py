@@ -187,6 +187,21 @@ def init_state(st, p):
 
 
 @njit(**_STEP_JIT)
+def level_distance(pct, atr_mult, px, atr, sig_i):
+    """Price distance of a stop or target: pct x fill price + atr_mult x ATR of the signal
+    bar. 0 when both are off, -1 when it needs an ATR the signal bar does not have."""
+    dist = 0.0
+    if pct > 0.0:
+        dist += pct * px
+    if atr_mult > 0.0:
+        a = atr[sig_i]
+        if not (a > 0.0):  # NaN or non-positive ATR
+            return -1.0
+        dist += atr_mult * a
+    return dist
+
+
+@njit(**_STEP_JIT)
 def open_position(i, sig_i, raw_price, direction, p, st, atr):
     """Enter ``direction`` (+1/-1) at ``raw_price`` on bar ``i`` for the signal of bar ``sig_i``.
 
@@ -195,30 +210,13 @@ def open_position(i, sig_i, raw_price, direction, p, st, atr):
     """
     slip = p[P_SLIP_RATE]
     px = raw_price * (1.0 + slip) if direction > 0 else raw_price * (1.0 - slip)
-    has_stop = False
-    stop_dist = 0.0
-    if p[P_STOP_PCT] > 0.0:
-        stop_dist += p[P_STOP_PCT] * px
-        has_stop = True
-    if p[P_STOP_ATR] > 0.0:
-        a = atr[sig_i]
-        if not (a > 0.0):  # NaN or non-positive ATR: no defined stop
-            st[S_SKIPPED] += 1.0
-            return False
-        stop_dist += p[P_STOP_ATR] * a
-        has_stop = True
-    has_tp = False
-    tp_dist = 0.0
-    if p[P_TP_PCT] > 0.0:
-        tp_dist += p[P_TP_PCT] * px
-        has_tp = True
-    if p[P_TP_ATR] > 0.0:
-        a = atr[sig_i]
-        if not (a > 0.0):
-            st[S_SKIPPED] += 1.0
-            return False
-        tp_dist += p[P_TP_ATR] * a
-        has_tp = True
+    stop_dist = level_distance(p[P_STOP_PCT], p[P_STOP_ATR], px, atr, sig_i)
+    tp_dist = level_distance(p[P_TP_PCT], p[P_TP_ATR], px, atr, sig_i)
+    if stop_dist < 0.0 or tp_dist < 0.0:  # an ATR level on a bar without a defined ATR
+        st[S_SKIPPED] += 1.0
+        return False
+    has_stop = stop_dist > 0.0
+    has_tp = tp_dist > 0.0
 
     equity = st[S_CASH]
     lev = p[P_LEVERAGE]
@@ -231,7 +229,7 @@ def open_position(i, sig_i, raw_price, direction, p, st, atr):
     elif sizing == SIZING_FRACTION:
         notional = equity * p[P_FRACTION] * lev
     elif sizing == SIZING_RISK:
-        if not has_stop or not (stop_dist > 0.0):
+        if not has_stop:
             st[S_SKIPPED] += 1.0
             return False
         notional = equity * p[P_RISK] / stop_dist * px
@@ -343,48 +341,31 @@ def check_intrabar_exits(i, o, h, l, bmid, p, st, trades):
     has_stop = stop == stop
     has_tgt = tgt == tgt
     op = o[i]
+    # with d = +1/-1 one test serves both sides: d * (price - level) <= 0 means "at or
+    # beyond the stop", >= 0 "at or beyond the target" (sign flips are exact in floats)
+    adverse = l[i] if d > 0.0 else h[i]
+    favourable = h[i] if d > 0.0 else l[i]
     reason = -1
     px = 0.0
-    if d > 0.0:
-        if has_stop and op <= stop:
-            reason = stop_reason
-            px = op
-        elif has_tgt and op >= tgt:
-            reason = EXIT_TAKE_PROFIT
-            px = op
-        else:
-            hit_stop = has_stop and l[i] <= stop
-            hit_tgt = has_tgt and h[i] >= tgt
-            if hit_stop and hit_tgt:
-                st[S_AMBIGUOUS] += 1.0
-                hit_stop = p[P_OPTIMISTIC] == 0.0
-                hit_tgt = not hit_stop
-            if hit_stop:
-                reason = stop_reason
-                px = stop
-            elif hit_tgt:
-                reason = EXIT_TAKE_PROFIT
-                px = tgt
+    if has_stop and d * (op - stop) <= 0.0:
+        reason = stop_reason
+        px = op
+    elif has_tgt and d * (op - tgt) >= 0.0:
+        reason = EXIT_TAKE_PROFIT
+        px = op
     else:
-        if has_stop and op >= stop:
+        hit_stop = has_stop and d * (adverse - stop) <= 0.0
+        hit_tgt = has_tgt and d * (favourable - tgt) >= 0.0
+        if hit_stop and hit_tgt:
+            st[S_AMBIGUOUS] += 1.0
+            hit_stop = p[P_OPTIMISTIC] == 0.0
+            hit_tgt = not hit_stop
+        if hit_stop:
             reason = stop_reason
-            px = op
-        elif has_tgt and op <= tgt:
+            px = stop
+        elif hit_tgt:
             reason = EXIT_TAKE_PROFIT
-            px = op
-        else:
-            hit_stop = has_stop and h[i] >= stop
-            hit_tgt = has_tgt and l[i] <= tgt
-            if hit_stop and hit_tgt:
-                st[S_AMBIGUOUS] += 1.0
-                hit_stop = p[P_OPTIMISTIC] == 0.0
-                hit_tgt = not hit_stop
-            if hit_stop:
-                reason = stop_reason
-                px = stop
-            elif hit_tgt:
-                reason = EXIT_TAKE_PROFIT
-                px = tgt
+            px = tgt
     if reason >= 0:
         close_position(i, px, reason, p, st, trades)
         return
@@ -393,8 +374,7 @@ def check_intrabar_exits(i, o, h, l, bmid, p, st, trades):
     qty = st[S_QTY]
     entry_px = st[S_ENTRY_PX]
     buffer = st[S_CASH] + st[S_MARGIN]
-    worst = l[i] if d > 0.0 else h[i]
-    if buffer + d * qty * (worst - entry_px) <= 0.0:
+    if buffer + d * qty * (adverse - entry_px) <= 0.0:
         liq_px = entry_px - d * buffer / qty
         if (d > 0.0 and op <= liq_px) or (d < 0.0 and op >= liq_px):
             liq_px = op

@@ -58,6 +58,14 @@ _NJIT = dict(cache=True, nogil=True)
 
 
 # --------------------------------------------------------------------------- rolling
+@njit(cache=True, nogil=True, inline="always")
+def _kahan_add(total, carry, value):
+    """Kahan-compensated ``total + value``: returns the new (total, carry)."""
+    y = value - carry
+    t = total + y
+    return t, (t - total) - y
+
+
 @njit(**_NJIT)
 def _window_sums(x, start, stop, k, want_std):
     """Kahan sums of (x - k) and (x - k)**2 over x[start:stop]."""
@@ -140,27 +148,14 @@ def _rolling_moments(x, n, want_std):
         else:
             d_in = v - k
             d_out = x[i - n] - k
-            # Kahan: add d_in, then subtract d_out
-            y = d_in - c1
-            t = s1 + y
-            c1 = (t - s1) - y
-            s1 = t
-            y = -d_out - c1
-            t = s1 + y
-            c1 = (t - s1) - y
-            s1 = t
+            s1, c1 = _kahan_add(s1, c1, d_in)
+            s1, c1 = _kahan_add(s1, c1, -d_out)
             if want_std:
                 q_in = d_in * d_in
                 q_out = d_out * d_out
                 acc += q_in + q_out
-                y = q_in - c2
-                t = s2 + y
-                c2 = (t - s2) - y
-                s2 = t
-                y = -q_out - c2
-                t = s2 + y
-                c2 = (t - s2) - y
-                s2 = t
+                s2, c2 = _kahan_add(s2, c2, q_in)
+                s2, c2 = _kahan_add(s2, c2, -q_out)
             since += 1
         if same_run >= n:
             # a window of identical values: exact mean, sigma exactly 0
