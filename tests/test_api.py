@@ -101,3 +101,18 @@ def test_bad_data_raises_data_error(tmp_path):
         threadx.load_ohlcv(tmp_path / "missing.parquet")
     with pytest.raises(DataError):
         threadx.backtest(pd.DataFrame({"close": [1.0, 2.0]}), "bb_atr")
+
+
+@pytest.mark.parametrize("damage", ["nan", "negative", "duplicate", "unsorted"])
+def test_backtest_rejects_damaged_frames(sample, damage):
+    df = sample.iloc[:500].copy()
+    if damage == "nan":
+        df.iloc[100, df.columns.get_loc("close")] = np.nan
+    elif damage == "negative":
+        df.iloc[100, df.columns.get_loc("low")] = -1.0
+    elif damage == "duplicate":
+        df = pd.concat([df.iloc[:200], df.iloc[199:]])
+    else:
+        df = df.iloc[::-1]
+    with pytest.raises(DataError):
+        threadx.backtest(df, "ma_crossover")

@@ -41,8 +41,18 @@ class Bars:
             raise DataError(f"frame lacks columns {missing}; load it with threadx.load_ohlcv")
         if not isinstance(df.index, pd.DatetimeIndex) or df.index.tz is None:
             raise DataError("frame index must be a tz-aware UTC DatetimeIndex; load it with threadx.load_ohlcv")
-        cols = {c: np.ascontiguousarray(df[c].to_numpy(dtype=np.float64)) for c in OHLCV_COLUMNS}
+        try:
+            cols = {c: np.ascontiguousarray(df[c].to_numpy(dtype=np.float64)) for c in OHLCV_COLUMNS}
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"OHLCV columns must be numeric: {exc}") from None
         time_ns = np.ascontiguousarray(df.index.tz_convert("UTC").as_unit("ns").asi8)
+        prices = np.stack([cols["open"], cols["high"], cols["low"], cols["close"]])
+        if not (np.isfinite(prices).all() and (prices > 0).all()):
+            raise DataError("prices must be finite and positive (NaN or <= 0 found); "
+                            "run `threadx data validate` on the source for the rows")
+        if len(time_ns) > 1 and not (np.diff(time_ns) > 0).all():
+            raise DataError("timestamps must be strictly increasing (unsorted or duplicated); "
+                            "load the data with threadx.load_ohlcv, which reports and sorts")
         tf = timeframe or df.attrs.get("timeframe") or infer_timeframe(df.index)
         return cls(time_ns=time_ns, timeframe=tf, name=name or df.attrs.get("name"), **cols)
 
