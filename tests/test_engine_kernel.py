@@ -366,3 +366,47 @@ def test_atr_level_without_defined_atr_is_skipped_and_counted():
     atr = np.array([np.nan, np.nan, 1.0, 1.0, 1.0, 1.0])  # warm-up: no ATR on the first bars
     m, t, _ = run(bars, {1: EL, 3: EL}, ExitRules(stop_atr=2.0, max_hold_bars=1), Levels(atr=atr), fill="close")
     assert m["n_skipped"] == 1 and list(t.entry_i) == [3]
+
+
+def test_liquidation_comes_before_a_stop_beyond_it_and_floors_equity_at_zero():
+    bars = make_bars([100, 100, 100, 95, 95], [101, 101, 100, 96, 96], [99, 99, 80, 94, 94], [100, 100, 85, 95, 95])
+    rules = ExitRules(stop_pct=0.15, sizing="all_in", leverage=10.0)  # stop 85 lies beyond liquidation (~90)
+    m, t, eq = run(bars, {1: EL, 3: EL}, rules, fill="close", fee_bps=10, slippage_bps=5)
+    row = t.iloc[0]
+    assert row.exit_reason == "liquidation" and m["liquidated"] == 1.0 and m["n_trades"] == 1
+    assert eq[2] == pytest.approx(0.0, abs=1e-6) and np.all(eq[2:] == eq[2])
+    assert row.pnl == pytest.approx(-10_000.0, rel=1e-9)
+    assert m["max_drawdown"] == pytest.approx(-1.0, abs=1e-9)
+
+
+def test_gap_through_the_stop_cannot_take_equity_below_zero():
+    bars = make_bars([100, 100, 100, 50, 50], [101, 101, 100.5, 51, 51], [99, 99, 99.5, 49, 49], [100, 100, 100, 50, 50])
+    rules = ExitRules(stop_pct=0.02, sizing="all_in", leverage=5.0)
+    m, t, eq = run(bars, {1: EL}, rules, fill="close")
+    assert m["liquidated"] == 1.0
+    assert eq[-1] == 0.0 and t.pnl.sum() == pytest.approx(-10_000.0)
+
+
+def test_band_trailing_does_not_arm_on_prices_before_a_close_fill():
+    # entry at the close 90 of bar 1, whose high (101) touched mid 100 before the fill
+    bars = make_bars([95, 95, 90, 91, 92], [96, 101, 91, 92, 93], [94, 89, 89.5, 90.5, 91.5], [95, 90, 90.5, 91.5, 92.5])
+    lo, mid, hi = np.full(5, 85.0), np.full(5, 100.0), np.full(5, 115.0)
+    rules = ExitRules(stop_pct=0.05, trail="band", trail_band_pct=0.8)
+    _, t, _ = run(bars, {1: EL}, rules, Levels(band_lo=lo, band_mid=mid, band_hi=hi), fill="close")
+    assert t.iloc[0].exit_reason == "end_of_data"
+
+
+def test_contradictory_entry_signal_is_skipped_and_counted():
+    m, t, _ = run(flat_bars(5), {1: EL | ES}, fill="close")
+    assert len(t) == 0 and m["n_skipped"] == 1
+
+
+def test_constant_funding_charges_every_settlement_on_long_bars():
+    from threadx.engine.inputs import funding_per_bar
+
+    for hours in (1, 3, 4, 12, 24):
+        n = 72 // hours
+        bars = Bars(*(np.full(n, 100.0) for _ in range(5)), np.arange(n) * hours * HOUR_NS, f"{hours}h")
+        rates = funding_per_bar(0.001, bars)
+        # 3 days = 9 settlements at 00, 08, 16 UTC
+        assert rates.sum() == pytest.approx(0.009), hours

@@ -10,7 +10,7 @@ import pandas as pd
 
 from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL
 from threadx.data.bars import Bars
-from threadx.data.timeframe import bars_per_year
+from threadx.data.timeframe import bars_per_year, timeframe_seconds
 from threadx.engine import layout as L
 from threadx.errors import DataError, ParamError
 from threadx.strategy.base import ExitRules, Levels
@@ -156,26 +156,36 @@ def funding_per_bar(funding: Any, bars: Bars) -> np.ndarray | None:
     if isinstance(funding, (int, float)):
         if funding == 0:
             return None
-        hours = (bars.time_ns // 3_600_000_000_000) % 24
-        on_hour = bars.time_ns % 3_600_000_000_000 == 0
-        mask = np.isin(hours, FUNDING_HOURS_UTC) & on_hour
-        return np.where(mask, float(funding), 0.0)
+        first = pd.Timestamp(int(bars.time_ns[0]), tz="UTC").floor("D")
+        last = pd.Timestamp(int(bars.time_ns[-1]), tz="UTC") + pd.Timedelta(hours=24)
+        settle = pd.date_range(first, last, freq="h")
+        settle = settle[settle.hour.isin(FUNDING_HOURS_UTC)]
+        funding = pd.Series(float(funding), index=settle)
     if isinstance(funding, pd.Series):
+        # a rate settled at time T is paid in the bar that contains T, by the position held
+        # at that bar's open (on aligned 1h/4h/8h bars: the bar opening at T)
         times = pd.DatetimeIndex(funding.index)
         if times.tz is None:
             raise DataError("funding Series index must be tz-aware UTC")
         settle_ns = times.tz_convert("UTC").as_unit("ns").asi8
         out = np.zeros(n)
-        # a rate settled at time T is paid at the first bar opening at or after T
-        pos = np.searchsorted(bars.time_ns, settle_ns, side="left")
+        pos = np.searchsorted(bars.time_ns, settle_ns, side="right") - 1
         values = funding.to_numpy(dtype=np.float64)
-        keep = (pos < n) & np.isfinite(values)
+        end_ns = bars.time_ns[-1] + _bar_ns(bars)
+        keep = (pos >= 0) & (settle_ns < end_ns) & np.isfinite(values)
         np.add.at(out, pos[keep], values[keep])
         return out
     arr = np.asarray(funding, dtype=np.float64)
     if arr.shape != (n,):
         raise DataError(f"funding array must have one rate per bar ({n}), got shape {arr.shape}")
     return np.nan_to_num(arr, nan=0.0)
+
+
+def _bar_ns(bars: Bars) -> int:
+    """Length of one bar in ns (from the timeframe, else the last spacing)."""
+    if bars.timeframe:
+        return timeframe_seconds(bars.timeframe) * 1_000_000_000
+    return int(bars.time_ns[-1] - bars.time_ns[-2]) if len(bars) > 1 else 0
 
 
 def kernel_args(bars: Bars, sig: np.ndarray, levels: Levels, rules: ExitRules, options: EngineOptions,

@@ -273,7 +273,14 @@ def close_position(i, raw_price, reason, p, st, trades):
     px = raw_price * (1.0 - slip) if d > 0 else raw_price * (1.0 + slip)
     gross = d * qty * (px - entry_px)
     fee = qty * px * p[P_FEE_RATE]
-    st[S_CASH] += st[S_MARGIN] + gross - fee
+    cash = st[S_CASH] + st[S_MARGIN] + gross - fee
+    if cash <= 0.0:
+        # the account is bust (liquidation, or a gap through the stop): the loss stops at
+        # the equity left, as an exchange's insurance fund takes the rest, and trading ends
+        gross -= cash
+        cash = 0.0
+        st[S_LIQUIDATED] = 1.0
+    st[S_CASH] = cash
     st[S_FEES] += fee
     pnl = gross - st[S_ENTRY_FEE] - fee - st[S_FUNDING]
     bars = i - st[S_ENTRY_I]
@@ -323,8 +330,18 @@ def close_position(i, raw_price, reason, p, st, trades):
 
 
 @njit(**_STEP_JIT)
+def liquidation_price(p, st):
+    """Raw price at which closing the open position leaves zero equity after the exit fee
+    and slippage: solves cash + margin + d*qty*(fill - entry) - qty*fill*fee = 0."""
+    d = st[S_DIR]
+    qty = st[S_QTY]
+    fill = (d * qty * st[S_ENTRY_PX] - st[S_CASH] - st[S_MARGIN]) / (qty * (d - p[P_FEE_RATE]))
+    return fill / (1.0 - d * p[P_SLIP_RATE])
+
+
+@njit(**_STEP_JIT)
 def check_intrabar_exits(i, o, h, l, bmid, p, st, trades):
-    """Stop, target (gap fills at the open) and liquidation of the open position on bar i."""
+    """Stop or liquidation, and target, of the open position on bar i (gap fills at the open)."""
     d = st[S_DIR]
     stop = st[S_STOP]
     tgt = st[S_TP]
@@ -338,7 +355,13 @@ def check_intrabar_exits(i, o, h, l, bmid, p, st, trades):
             else:
                 tgt = max(tgt, m)
     stop_reason = EXIT_TRAILING_STOP if st[S_TRAILED] > 0.0 else EXIT_STOP_LOSS
-    has_stop = stop == stop
+    # The liquidation price (equity net of the exit fee and slippage reaches zero) is an
+    # adverse level like the stop: whichever is nearer the entry is hit first.
+    liq = liquidation_price(p, st)
+    if stop != stop or d * (stop - liq) < 0.0:
+        stop = liq
+        stop_reason = EXIT_LIQUIDATION
+    has_stop = True
     has_tgt = tgt == tgt
     op = o[i]
     # with d = +1/-1 one test serves both sides: d * (price - level) <= 0 means "at or
@@ -368,18 +391,6 @@ def check_intrabar_exits(i, o, h, l, bmid, p, st, trades):
             px = tgt
     if reason >= 0:
         close_position(i, px, reason, p, st, trades)
-        return
-
-    # Liquidation: equity at the bar's worst price reaches zero.
-    qty = st[S_QTY]
-    entry_px = st[S_ENTRY_PX]
-    buffer = st[S_CASH] + st[S_MARGIN]
-    if buffer + d * qty * (adverse - entry_px) <= 0.0:
-        liq_px = entry_px - d * buffer / qty
-        if (d > 0.0 and op <= liq_px) or (d < 0.0 and op >= liq_px):
-            liq_px = op
-        close_position(i, liq_px, EXIT_LIQUIDATION, p, st, trades)
-        st[S_LIQUIDATED] = 1.0
 
 
 @njit(**_STEP_JIT)
@@ -395,7 +406,10 @@ def update_trailing_stop(i, h, l, c, atr, blo, bmid, bhi, p, st):
     elif mode == TRAIL_BAND:
         if st[S_ARMED] == 0.0:
             m = bmid[i]
-            if (d > 0.0 and h[i] >= m) or (d < 0.0 and l[i] <= m):
+            # on a close-fill entry bar only the close came after the fill
+            entry_bar = p[P_FILL] == FILL_CLOSE and i == st[S_ENTRY_I]
+            reach = c[i] if entry_bar else (h[i] if d > 0.0 else l[i])
+            if d * (reach - m) >= 0.0:
                 st[S_ARMED] = 1.0
         if st[S_ARMED] > 0.0:
             f = p[P_TRAIL_BAND_PCT]
@@ -495,9 +509,11 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
             want = 0
             enter_long = (s & SIG_ENTER_LONG) != 0
             enter_short = (s & SIG_ENTER_SHORT) != 0
-            if enter_long and not enter_short:
+            if enter_long and enter_short:
+                st[S_SKIPPED] += 1.0  # contradictory signal: neither side is taken
+            elif enter_long:
                 want = 1
-            elif enter_short and not enter_long:
+            elif enter_short:
                 want = -1
             if want != 0 and i - st[S_LAST_ENTRY_SIG] >= p[P_SPACING]:
                 if close_fill:

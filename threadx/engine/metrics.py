@@ -62,7 +62,8 @@ def metrics_from_equity(
     mean = float(np.mean(r))
     downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
     final = float(eq[-1])
-    cagr = (final / initial_capital) ** (bars_per_year / n) - 1.0 if final > 0 else -1.0
+    with np.errstate(over="ignore"):  # a short, strong run annualises to inf, as in the kernel
+        cagr = float(np.power(final / initial_capital, bars_per_year / n)) - 1.0 if final > 0 else -1.0
     peak = np.maximum.accumulate(np.concatenate(([initial_capital], eq)))[1:]
     dd = eq / peak - 1.0
     max_dd = float(min(dd.min(), 0.0))
