@@ -1,0 +1,175 @@
+"""Search spaces: per param a fixed value, a list, or a range; combos addressed by index.
+
+Every combo of a space is a point of the Cartesian grid of its axes and has one integer
+id: its mixed-radix index (the last axis varies fastest). Samplers return ids, so any
+chunk of a 10-million-combo grid is generated from an id range without materialising
+the grid, random samples snap to the grid and dedupe exactly, and a resumed run skips
+the ids already stored.
+
+Constraint functions of a strategy receive a dict of arrays (one entry per param) and
+must work elementwise (e.g. ``p["fast_period"] < p["slow_period"]``).
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from threadx.errors import ParamError
+from threadx.strategy.base import Param, StrategySpec
+
+DEFAULT_GRID_LIMIT = 10_000_000
+_MAX_SPACE = 2**62
+_RANGE_TEXT = re.compile(r"^\s*([^:]+):([^:]+):([^:]+)\s*$")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """The values one param takes in a space (kind: fixed, list or range)."""
+
+    name: str
+    kind: str
+    values: tuple
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "values": list(self.values)}
+
+
+def _range_values(param: Param, low: Any, high: Any, step: Any) -> tuple:
+    try:
+        low, high, step = float(low), float(high), float(step)
+    except (TypeError, ValueError):
+        raise ParamError(f"{param.name}: range needs numbers min:max:step, got {low}:{high}:{step}") from None
+    if not all(math.isfinite(v) for v in (low, high, step)):
+        raise ParamError(f"{param.name}: range bounds must be finite")
+    if step <= 0:
+        raise ParamError(f"{param.name}: step must be > 0, got {step:g}")
+    if low > high:
+        raise ParamError(f"{param.name}: empty range, min {low:g} > max {high:g}")
+    count = int(math.floor((high - low) / step + 1e-9)) + 1
+    if count > 10_000_000:
+        raise ParamError(f"{param.name}: {count:,} values in one range; use a larger step")
+    decimals = max(0, -int(math.floor(math.log10(step))) + 6) if step < 1 else 6
+    values = np.round(low + step * np.arange(count), decimals)
+    if param.kind == "int":
+        if low != round(low) or step != round(step):
+            raise ParamError(f"{param.name} is an integer param: use whole numbers for min and step")
+        return tuple(int(v) for v in values)
+    return tuple(float(v) for v in values)
+
+
+def make_axis(param: Param, spec_value: Any) -> Axis:
+    """Axis of one param from a user value: scalar (fixed), list/tuple (list),
+    ``"min:max:step"`` or ``{"min", "max", "step"}`` (range), or ``{"values": [...]}``."""
+    if isinstance(spec_value, str) and _RANGE_TEXT.match(spec_value) and param.kind in ("int", "float"):
+        low, high, step = _RANGE_TEXT.match(spec_value).groups()
+        raw, kind = _range_values(param, low, high, step), "range"
+    elif isinstance(spec_value, Mapping) and "values" in spec_value:
+        raw, kind = tuple(spec_value["values"]), "list"
+    elif isinstance(spec_value, Mapping):
+        missing = {"min", "max"} - set(spec_value)
+        if missing:
+            raise ParamError(f"{param.name}: a range needs min and max (and step), missing {sorted(missing)}")
+        step = spec_value.get("step", param.step or 1)
+        raw, kind = _range_values(param, spec_value["min"], spec_value["max"], step), "range"
+    elif isinstance(spec_value, (list, tuple, np.ndarray)):
+        raw, kind = tuple(spec_value), "list"
+    else:
+        raw, kind = (spec_value,), "fixed"
+    if not raw:
+        raise ParamError(f"{param.name}: empty list of values")
+    values = tuple(dict.fromkeys(param.coerce(v) for v in raw))  # typed, bounds-checked, de-duplicated
+    return Axis(param.name, kind if len(values) > 1 or kind == "fixed" else "fixed", values)
+
+
+class SearchSpace:
+    """The axes of every param of a strategy (unlisted params fixed at their default)."""
+
+    def __init__(self, strategy: StrategySpec, space: Mapping[str, Any] | None = None):
+        space = dict(space or {})
+        unknown = sorted(set(space) - set(strategy.param_names))
+        if unknown:
+            raise ParamError(f"{strategy.name} has no param {', '.join(unknown)}; "
+                             f"params: {', '.join(strategy.param_names)}")
+        self.strategy = strategy
+        self.axes = tuple(make_axis(p, space.get(p.name, p.default)) for p in strategy.params)
+        self.sizes = np.array([len(a) for a in self.axes], dtype=np.int64)
+        size = math.prod(int(s) for s in self.sizes)
+        if size > _MAX_SPACE:
+            raise ParamError(f"the space has {size:.3g} combos, more than can be addressed; narrow some ranges")
+        self.size = size
+        # strides of the mixed-radix index: the last axis varies fastest
+        self.strides = np.ones(len(self.axes), dtype=np.int64)
+        for k in range(len(self.axes) - 2, -1, -1):
+            self.strides[k] = self.strides[k + 1] * self.sizes[k + 1]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.axes)
+
+    @property
+    def varying(self) -> tuple[str, ...]:
+        """Names of the params with more than one value."""
+        return tuple(a.name for a in self.axes if len(a) > 1)
+
+    def value_indices(self, ids: np.ndarray) -> np.ndarray:
+        """(n, n_axes) value positions of combo ids."""
+        ids = np.asarray(ids, dtype=np.int64)
+        return (ids[:, None] // self.strides[None, :]) % self.sizes[None, :]
+
+    def ids_from_indices(self, idx: np.ndarray) -> np.ndarray:
+        """Combo ids of (n, n_axes) value positions."""
+        return (np.asarray(idx, dtype=np.int64) * self.strides[None, :]).sum(axis=1)
+
+    def columns(self, ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Param values of combo ids, one array per param."""
+        idx = self.value_indices(ids)
+        out = {}
+        for k, axis in enumerate(self.axes):
+            values = np.asarray(axis.values, dtype=object if isinstance(axis.values[0], str) else None)
+            out[axis.name] = values[idx[:, k]]
+        return out
+
+    def params(self, combo_id: int) -> dict[str, Any]:
+        """One combo as a params dict (Python scalars)."""
+        idx = self.value_indices(np.array([combo_id]))[0]
+        return {a.name: a.values[int(i)] for a, i in zip(self.axes, idx)}
+
+    def valid_mask(self, ids: np.ndarray) -> np.ndarray:
+        """True where the combo satisfies every constraint of the strategy."""
+        ids = np.asarray(ids, dtype=np.int64)
+        mask = np.ones(len(ids), dtype=bool)
+        if self.strategy.constraints and len(ids):
+            cols = self.columns(ids)
+            for rule in self.strategy.constraints:
+                mask &= np.asarray(rule.check(cols), dtype=bool)
+        return mask
+
+    def grid_chunks(self, chunk_size: int = 65_536, start: int = 0) -> Iterator[np.ndarray]:
+        """Combo ids of the whole grid in order, ``chunk_size`` at a time (never materialised)."""
+        for lo in range(start, self.size, chunk_size):
+            yield np.arange(lo, min(lo + chunk_size, self.size), dtype=np.int64)
+
+    def count_valid(self, chunk_size: int = 1_000_000) -> int:
+        """Combos of the grid that satisfy the constraints (exact; streams the grid)."""
+        if not self.strategy.constraints:
+            return self.size
+        return int(sum(int(self.valid_mask(ids).sum()) for ids in self.grid_chunks(chunk_size)))
+
+    def to_dict(self) -> dict:
+        """JSON-safe description (for the manifest)."""
+        return {"strategy": self.strategy.name, "size": self.size, "axes": [a.to_dict() for a in self.axes]}
+
+
+def size_band(n_combos: int, rate_per_s: float = 5_000.0, limit: int = DEFAULT_GRID_LIMIT) -> str:
+    """fast (< 1 min), minutes (< 1 h), long, or refused (over the grid limit) at ``rate_per_s``."""
+    if n_combos > limit:
+        return "refused"
+    seconds = n_combos / max(rate_per_s, 1e-9)
+    return "fast" if seconds < 60 else "minutes" if seconds < 3600 else "long"
