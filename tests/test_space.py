@@ -56,7 +56,7 @@ def test_constraints_are_counted():
 def test_ten_million_grid_starts_fast_with_bounded_memory():
     space = SearchSpace(BB, {"bb_period": "10:49:1", "entry_z": "0.5:2.4:0.1", "atr_period": "7:21:1",
                              "atr_multiplier": "1.0:3.0:0.5", "max_hold_bars": "10:200:10",
-                             "spacing_bars": [0, 3, 6, 9]})
+                             "spacing_bars": [0, 3, 6, 9], "trend_period": [0, 100]})
     assert 9_000_000 < space.size <= 10_000_000
     tracemalloc.start()
     start = time.perf_counter()
