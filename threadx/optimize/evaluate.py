@@ -1,0 +1,76 @@
+"""Evaluate chunks of combo ids with the fast kernel (the work of one sweep worker).
+
+A :class:`Evaluator` holds what every chunk needs: the strategy, the search space, the
+engine options, the bars and an indicator source (the shared block in a worker, the
+IndicatorBank in-process). ``evaluate(ids)`` returns small arrays: metrics per combo,
+a status code and the error text of the combos that raised.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from threadx.data.bars import Bars
+from threadx.engine import kernel
+from threadx.engine.backtest import prepare_signals
+from threadx.engine.inputs import EngineOptions, effective_rules, kernel_args
+from threadx.engine.layout import N_METRICS
+from threadx.optimize.space import SearchSpace
+from threadx.strategy.base import get_strategy
+
+STATUS_OK = 0
+STATUS_FAILED = 1
+
+
+@dataclass(frozen=True)
+class SweepTask:
+    """The picklable description of a sweep that workers rebuild an Evaluator from."""
+
+    strategy: str
+    space: Mapping[str, Any]
+    options: EngineOptions
+
+
+@dataclass
+class ChunkResult:
+    ids: np.ndarray
+    metrics: np.ndarray  # (n, N_METRICS) float64, NaN rows for failures
+    status: np.ndarray  # int8 per combo
+    errors: dict[int, str]  # combo id -> error text
+
+
+class Evaluator:
+    """Runs combos of one sweep; cheap to call per chunk."""
+
+    def __init__(self, task: SweepTask, bars: Bars, indicators: Any):
+        self.task = task
+        self.spec = get_strategy(task.strategy)
+        self.space = SearchSpace(self.spec, task.space)
+        self.bars = bars
+        self.indicators = indicators
+
+    def run_one(self, params: Mapping[str, Any]) -> np.ndarray:
+        """Fast-mode metrics of one param set."""
+        options = self.task.options
+        rules = effective_rules(self.spec.exits(params), options)
+        _, sig, levels = prepare_signals(self.spec, self.bars, params, self.indicators)
+        return kernel.run_fast(*kernel_args(self.bars, sig, levels, rules, options))
+
+    def evaluate(self, ids: np.ndarray) -> ChunkResult:
+        """Metrics of every combo id; a combo that raises is recorded, the rest go on."""
+        ids = np.asarray(ids, dtype=np.int64)
+        metrics = np.full((len(ids), N_METRICS), np.nan)
+        status = np.zeros(len(ids), dtype=np.int8)
+        errors: dict[int, str] = {}
+        cols = self.space.columns(ids)
+        names = self.space.names
+        rows = zip(*(cols[n].tolist() for n in names))
+        for k, row in enumerate(rows):
+            try:
+                metrics[k] = self.run_one(dict(zip(names, row)))
+            except Exception as exc:  # recorded per combo; the sweep goes on
+                status[k] = STATUS_FAILED
+                errors[int(ids[k])] = f"{type(exc).__name__}: {exc}"
+        return ChunkResult(ids, metrics, status, errors)

@@ -1,0 +1,121 @@
+"""Local executor: a process pool whose workers attach the shared block read-only.
+
+Each worker process attaches the :class:`SharedPack` once, builds its Evaluator and
+warms numba up with one combo before taking chunks. A worker that dies (segfault, OOM
+kill) breaks the pool: the pool is rebuilt and the chunks that were in flight are tried
+again one at a time; a chunk in flight at a second death is marked failed.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from threadx.engine.layout import N_METRICS
+from threadx.optimize.evaluate import STATUS_FAILED, ChunkResult, Evaluator, SweepTask
+from threadx.optimize.shared import PackLayout, SharedPack
+
+_WORKER: dict = {}
+
+
+def _init_worker(layout: PackLayout, task: SweepTask) -> None:
+    pack = SharedPack.attach(layout)
+    evaluator = Evaluator(task, pack.bars(), pack.indicator_source())
+    _WORKER.update(pack=pack, evaluator=evaluator)
+    first = np.zeros(1, dtype=np.int64)
+    try:  # compile / load the numba kernels once, before the first real chunk
+        evaluator.evaluate(first)
+    except Exception:
+        pass
+
+
+def _run_chunk(ids: np.ndarray) -> ChunkResult:
+    return _WORKER["evaluator"].evaluate(ids)
+
+
+def failed_chunk(ids: np.ndarray, message: str) -> ChunkResult:
+    """A chunk whose combos could not be evaluated at all."""
+    return ChunkResult(ids, np.full((len(ids), N_METRICS), np.nan), np.full(len(ids), STATUS_FAILED, np.int8),
+                       {int(i): message for i in ids})
+
+
+@dataclass
+class _Flight:
+    ids: np.ndarray
+    tries: int = 0
+
+
+@dataclass
+class LocalPool:
+    """Runs chunks on ``workers`` processes; results come back as they finish."""
+
+    layout: PackLayout
+    task: SweepTask
+    workers: int
+    context: str = "spawn"
+    _pool: ProcessPoolExecutor | None = field(default=None, init=False)
+
+    def _start(self) -> ProcessPoolExecutor:
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context(self.context),
+                                         initializer=_init_worker, initargs=(self.layout, self.task))
+        return self._pool
+
+    def run(self, chunks: Iterator[np.ndarray], should_stop: Callable[[], bool]) -> Iterator[ChunkResult]:
+        """Yield a ChunkResult per chunk (order of completion); stop taking new chunks
+        once ``should_stop()`` is true and return after the ones in flight."""
+        pool = self._start()
+        in_flight: dict[Future, _Flight] = {}
+        suspects: list[_Flight] = []  # chunks in flight when a worker died
+        source_done = False
+        try:
+            while True:
+                stopping = should_stop()
+                # keep every worker busy; after a worker death, suspects run one at a time
+                while not stopping and len(in_flight) < self.workers * 2:
+                    if suspects:
+                        if in_flight:
+                            break
+                        flight = suspects.pop(0)
+                    elif not source_done:
+                        ids = next(chunks, None)
+                        if ids is None:
+                            source_done = True
+                            continue
+                        flight = _Flight(ids)
+                    else:
+                        break
+                    in_flight[pool.submit(_run_chunk, flight.ids)] = flight
+                if not in_flight:
+                    return
+                done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED, timeout=0.5)
+                broken = False
+                for future in done:
+                    flight = in_flight.pop(future)
+                    try:
+                        yield future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        in_flight[future] = flight  # handled below with the others in flight
+                    except Exception as exc:  # a chunk-level failure outside any combo
+                        yield failed_chunk(flight.ids, f"{type(exc).__name__}: {exc}")
+                if broken:
+                    for flight in in_flight.values():
+                        flight.tries += 1
+                        if flight.tries > 1:
+                            yield failed_chunk(flight.ids, "worker process died twice on this chunk")
+                        else:
+                            suspects.append(flight)
+                    in_flight.clear()
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = self._start()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

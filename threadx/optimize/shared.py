@@ -1,0 +1,187 @@
+"""OHLCV and indicator arrays packed once into one ``multiprocessing.shared_memory`` block.
+
+The parent finds every distinct indicator request of a search space, computes them
+through the IndicatorBank batch path, stores each distinct array once (identical lines,
+such as the Bollinger middle band of every ``std`` of one period, are kept once) and
+hands workers a small picklable :class:`PackLayout`. Workers attach read-only views:
+no array is pickled per task.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import dataclass, field
+from multiprocessing import shared_memory
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from threadx.data.bars import OHLCV_COLUMNS, Bars
+from threadx.errors import ParamError
+from threadx.indicators.registry import canonical_params
+from threadx.optimize.space import SearchSpace
+
+Request = tuple[str, str]  # (indicator name, canonical params JSON)
+_PROBE_LIMIT = 200_000
+
+
+def indicator_requests(space: SearchSpace, ids: Iterable[np.ndarray] | None = None) -> dict[Request, dict]:
+    """Every distinct (indicator, params) the combos of ``space`` need.
+
+    Axes that change the indicator needs when varied alone are found by probing; the
+    needs of every combination of those axes (others at their first value) are then
+    collected. When that product is too large, the needs of the given ``ids`` are used.
+    """
+    spec = space.strategy
+    base = {a.name: a.values[0] for a in space.axes}
+
+    def needs_of(params: Mapping[str, Any]) -> list[tuple[str, dict]]:
+        try:
+            return list(spec.indicators(params).values())
+        except (ParamError, KeyError, ValueError):
+            return []
+
+    relevant = []
+    for axis in space.axes:
+        if len(axis) > 1:
+            reference = needs_of(base)
+            if any(needs_of({**base, axis.name: v}) != reference for v in axis.values[1:]):
+                relevant.append(axis)
+    product = int(np.prod([len(a) for a in relevant], dtype=np.float64)) if relevant else 1
+    out: dict[Request, dict] = {}
+
+    def add(params: Mapping[str, Any]) -> None:
+        for name, ind_params in needs_of(params):
+            try:
+                key = (name, canonical_params(name, ind_params))
+            except ParamError:
+                continue
+            out.setdefault(key, ind_params)
+
+    if product <= _PROBE_LIMIT or ids is None:
+        for values in itertools.product(*(a.values for a in relevant)):
+            add({**base, **dict(zip((a.name for a in relevant), values))})
+    else:
+        for chunk in ids:
+            cols = space.columns(chunk)
+            for row in zip(*(cols[n].tolist() for n in space.names)):
+                add(dict(zip(space.names, row)))
+    return out
+
+
+@dataclass(frozen=True)
+class PackLayout:
+    """Where each array lives in the shared block (offsets in float64 elements)."""
+
+    shm_name: str
+    total: int
+    n_bars: int
+    timeframe: str | None
+    ohlcv: dict[str, int]
+    time_offset: int
+    indicators: dict[Request, dict[str, int]] = field(default_factory=dict)
+
+
+class SharedPack:
+    """Owner (parent) or reader (worker) of one shared block."""
+
+    def __init__(self, shm: shared_memory.SharedMemory, layout: PackLayout, owner: bool):
+        self.shm = shm
+        self.layout = layout
+        self.owner = owner
+        self._buf = np.ndarray((layout.total,), dtype=np.float64, buffer=shm.buf)
+
+    @classmethod
+    def create(cls, bars: Bars, arrays: Mapping[Request, Mapping[str, np.ndarray]]) -> "SharedPack":
+        """Copy bars and indicator outputs into a new block (identical arrays stored once)."""
+        n = len(bars)
+        slots: list[np.ndarray] = []
+        by_digest: dict[bytes, int] = {}
+
+        def place(arr: np.ndarray) -> int:
+            data = np.ascontiguousarray(arr, dtype=np.float64)
+            digest = hashlib.blake2b(data.tobytes(), digest_size=16).digest()
+            if digest not in by_digest:
+                by_digest[digest] = len(slots) * n
+                slots.append(data)
+            return by_digest[digest]
+
+        ohlcv = {c: place(getattr(bars, c)) for c in OHLCV_COLUMNS}
+        time_offset = place(bars.time_ns.view(np.float64))
+        indicators = {key: {out: place(arr) for out, arr in outputs.items()} for key, outputs in arrays.items()}
+        total = max(1, len(slots) * n)
+        shm = shared_memory.SharedMemory(create=True, size=total * 8)
+        layout = PackLayout(shm.name, total, n, bars.timeframe, ohlcv, time_offset, indicators)
+        pack = cls(shm, layout, owner=True)
+        for k, data in enumerate(slots):
+            pack._buf[k * n:(k + 1) * n] = data
+        return pack
+
+    @classmethod
+    def attach(cls, layout: PackLayout) -> "SharedPack":
+        """Attach to the parent's block (worker side)."""
+        shm = shared_memory.SharedMemory(name=layout.shm_name)
+        _stop_tracking(shm)
+        return cls(shm, layout, owner=False)
+
+    def view(self, offset: int) -> np.ndarray:
+        out = self._buf[offset:offset + self.layout.n_bars]
+        out.flags.writeable = False
+        return out
+
+    def bars(self) -> Bars:
+        """Read-only Bars over the shared OHLCV."""
+        lay = self.layout
+        cols = {c: self.view(off) for c, off in lay.ohlcv.items()}
+        time_ns = self.view(lay.time_offset).view(np.int64)
+        return Bars(time_ns=time_ns, timeframe=lay.timeframe, **cols)
+
+    def indicator_source(self) -> "SharedIndicators":
+        return SharedIndicators(self)
+
+    @property
+    def nbytes(self) -> int:
+        return self.layout.total * 8
+
+    def close(self) -> None:
+        """Detach; the owner also unlinks the block (idempotent)."""
+        self._buf = None  # type: ignore[assignment]
+        try:
+            self.shm.close()
+        except BufferError:
+            pass
+        if self.owner:
+            try:
+                self.shm.unlink()
+            except FileNotFoundError:
+                pass
+
+
+class SharedIndicators:
+    """Stands in for the IndicatorBank inside workers: serves arrays from the shared block."""
+
+    def __init__(self, pack: SharedPack):
+        self.pack = pack
+        self._views: dict[Request, dict[str, np.ndarray]] = {}
+
+    def ensure(self, data: Any, name: str, params: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+        key = (name, canonical_params(name, params))
+        cached = self._views.get(key)
+        if cached is None:
+            offsets = self.pack.layout.indicators.get(key)
+            if offsets is None:
+                raise ParamError(f"indicator {name} {key[1]} was not prepared for this sweep")
+            cached = {out: self.pack.view(off) for out, off in offsets.items()}
+            self._views[key] = cached
+        return cached
+
+
+def _stop_tracking(shm: shared_memory.SharedMemory) -> None:
+    """Workers must not unlink the parent's block when they exit (Python < 3.13 tracks
+    every attached segment in the resource tracker)."""
+    try:
+        from multiprocessing import resource_tracker
+
+        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
+    except Exception:  # pragma: no cover - platform without a tracker
+        pass
