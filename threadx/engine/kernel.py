@@ -128,8 +128,8 @@ from threadx.engine.layout import (
     S_PNL_M2,
     S_PNL_MEAN,
     S_QTY,
-    S_RET_M2,
-    S_RET_MEAN,
+    S_RET_SUM,
+    S_RET_SUMSQ,
     S_RET_N,
     S_SKIPPED,
     S_STOP,
@@ -435,14 +435,13 @@ def mark_to_market(i, c, st, equity):
     if equity.shape[0] > 0:
         equity[i] = eq
     prev = st[S_EQ_PREV]
-    r = eq / prev - 1.0 if prev > 0.0 else 0.0
-    n = st[S_RET_N] + 1.0
-    st[S_RET_N] = n
-    delta = r - st[S_RET_MEAN]
-    st[S_RET_MEAN] += delta / n
-    st[S_RET_M2] += delta * (r - st[S_RET_MEAN])
-    if r < 0.0:
-        st[S_DOWN_SQ] += r * r
+    st[S_RET_N] += 1.0
+    if eq != prev and prev > 0.0:  # flat bars add a zero return: no division needed
+        r = eq / prev - 1.0
+        st[S_RET_SUM] += r
+        st[S_RET_SUMSQ] += r * r
+        if r < 0.0:
+            st[S_DOWN_SQ] += r * r
     if eq >= st[S_PEAK]:
         if st[S_PEAK_I] < i - 1 and st[S_MAX_DD_BARS] < i - st[S_PEAK_I]:
             st[S_MAX_DD_BARS] = i - st[S_PEAK_I]  # recovered: peak to recovery
@@ -538,8 +537,11 @@ def finalize_metrics(st, p, n, m):
     m[M_TOTAL_RETURN] = final / init - 1.0
     m[M_CAGR] = (final / init) ** (bpy / n) - 1.0 if final > 0.0 else -1.0
     rn = st[S_RET_N]
-    mean = st[S_RET_MEAN]
-    std = math.sqrt(st[S_RET_M2] / (rn - 1.0)) if rn > 1.0 else 0.0
+    mean = st[S_RET_SUM] / rn if rn > 0.0 else 0.0
+    var = (st[S_RET_SUMSQ] - st[S_RET_SUM] * mean) / (rn - 1.0) if rn > 1.0 else 0.0
+    if var <= 1e-12 * st[S_RET_SUMSQ] / rn:  # rounding residue of a (near) constant series
+        var = 0.0
+    std = math.sqrt(var)
     ann = math.sqrt(bpy)
     m[M_VOLATILITY] = std * ann
     m[M_SHARPE] = mean / std * ann if std > 0.0 else 0.0

@@ -94,14 +94,11 @@ def _compute_indicators(space: SearchSpace, bars: Bars, bank) -> dict:
 
 
 def _rows(space: SearchSpace, result: ChunkResult) -> pd.DataFrame:
-    frame = pd.DataFrame({"combo_id": result.ids})
-    for name, values in space.columns(result.ids).items():
-        frame[name] = values
-    for k, name in enumerate(METRIC_NAMES):
-        frame[name] = result.metrics[:, k]
-    frame["status"] = np.where(result.status == STATUS_OK, "ok", "failed")
-    frame["error"] = [result.errors.get(int(i), "") for i in result.ids]
-    return frame
+    columns: dict[str, Any] = {"combo_id": result.ids, **space.columns(result.ids)}
+    columns.update({name: result.metrics[:, k] for k, name in enumerate(METRIC_NAMES)})
+    columns["status"] = np.where(result.status == STATUS_OK, "ok", "failed")
+    columns["error"] = [result.errors.get(int(i), "") for i in result.ids] if result.errors else ""
+    return pd.DataFrame(columns)
 
 
 def sweep(
@@ -292,12 +289,19 @@ class _ArraysSource:
     def __init__(self, arrays: dict, bank):
         self.arrays = arrays
         self.bank = bank
+        self._memo: dict[tuple, dict] = {}  # keyed by the raw params
 
     def ensure(self, data: Any, name: str, params: Mapping[str, Any] | None = None):
-        from threadx.indicators.registry import canonical_params
+        raw = (name, tuple(sorted((params or {}).items())))
+        found = self._memo.get(raw)
+        if found is None:
+            from threadx.indicators.registry import canonical_params
 
-        found = self.arrays.get((name, canonical_params(name, params)))
-        return found if found is not None else self.bank.ensure(data, name, params)
+            found = self.arrays.get((name, canonical_params(name, params)))
+            if found is None:
+                found = self.bank.ensure(data, name, params)
+            self._memo[raw] = found
+        return found
 
 
 def _chunk_size(remaining: int, workers: int) -> int:

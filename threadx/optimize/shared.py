@@ -162,17 +162,18 @@ class SharedIndicators:
 
     def __init__(self, pack: SharedPack):
         self.pack = pack
-        self._views: dict[Request, dict[str, np.ndarray]] = {}
+        self._views: dict[tuple, dict[str, np.ndarray]] = {}  # keyed by the raw params
 
     def ensure(self, data: Any, name: str, params: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
-        key = (name, canonical_params(name, params))
-        cached = self._views.get(key)
+        raw = (name, tuple(sorted((params or {}).items())))
+        cached = self._views.get(raw)
         if cached is None:
+            key = (name, canonical_params(name, params))
             offsets = self.pack.layout.indicators.get(key)
             if offsets is None:
                 raise ParamError(f"indicator {name} {key[1]} was not prepared for this sweep")
             cached = {out: self.pack.view(off) for out, off in offsets.items()}
-            self._views[key] = cached
+            self._views[raw] = cached
         return cached
 
 
