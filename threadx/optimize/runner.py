@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import platform
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 import sys
 import time
 from dataclasses import dataclass
@@ -248,10 +250,17 @@ def sweep(
             evaluator = Evaluator(task, bars, _ArraysSource(arrays, bank))
 
             def run_chunks(chunks: Iterator[np.ndarray]) -> Iterator[ChunkResult]:
-                for ids in chunks:
-                    if should_stop():
-                        return
-                    yield evaluator.evaluate(ids)
+                # threads: the numba kernels release the GIL, only the per-combo glue holds it
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="threadx-sweep") as threads:
+                    queue: deque = deque()
+                    for ids in chunks:
+                        if should_stop():
+                            break
+                        queue.append(threads.submit(evaluator.evaluate, ids))
+                        while len(queue) >= 2 * workers:
+                            yield queue.popleft().result()
+                    while queue:
+                        yield queue.popleft().result()
         else:
             from threadx.optimize.pool import LocalPool
 
