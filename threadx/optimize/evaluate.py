@@ -7,6 +7,7 @@ a status code and the error text of the combos that raised.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -31,6 +32,7 @@ class SweepTask:
     strategy: str
     space: Mapping[str, Any]
     options: EngineOptions
+    module: str | None = None  # module that registers the strategy (for user strategies)
 
 
 @dataclass
@@ -45,6 +47,8 @@ class Evaluator:
     """Runs combos of one sweep; cheap to call per chunk."""
 
     def __init__(self, task: SweepTask, bars: Bars, indicators: Any):
+        if task.module:
+            importlib.import_module(task.module)  # a user strategy registers itself on import
         self.task = task
         self.spec = get_strategy(task.strategy)
         self.space = SearchSpace(self.spec, task.space)

@@ -8,6 +8,9 @@ again one at a time; a chunk in flight at a second death is marked failed.
 from __future__ import annotations
 
 import multiprocessing as mp
+import multiprocessing.connection
+import os
+import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -22,7 +25,17 @@ from threadx.optimize.shared import PackLayout, SharedPack
 _WORKER: dict = {}
 
 
+def _exit_with_parent() -> None:
+    """Leave when the parent dies (kill -9 included): an orphaned worker would hold the
+    shared block and the resource tracker open forever."""
+    parent = mp.parent_process()
+    if parent is not None:
+        mp.connection.wait([parent.sentinel])
+        os._exit(1)
+
+
 def _init_worker(layout: PackLayout, task: SweepTask) -> None:
+    threading.Thread(target=_exit_with_parent, name="threadx-parent-watch", daemon=True).start()
     pack = SharedPack.attach(layout)
     evaluator = Evaluator(task, pack.bars(), pack.indicator_source())
     _WORKER.update(pack=pack, evaluator=evaluator)

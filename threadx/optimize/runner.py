@@ -32,7 +32,7 @@ from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace
 from threadx.optimize.store import ResultStore, SweepRun, check_run_id
 from threadx.strategy.base import get_strategy
 
-EXECUTORS = ("local", "inline")
+EXECUTORS = ("auto", "local", "inline")
 _SECONDS_PER_COMBO_GUESS = 3e-4
 _INLINE_BELOW_SECONDS = 1.5  # smaller sweeps run in-process: a pool would cost more to start
 
@@ -115,7 +115,7 @@ def sweep(
     maximize: bool = True,
     min_trades: int = 0,
     workers: int | None = None,
-    executor: str = "local",
+    executor: str = "auto",
     run_id: str | None = None,
     store: str | os.PathLike | ResultStore | None = None,
     progress: Callable[[Progress], None] | None = None,
@@ -125,6 +125,7 @@ def sweep(
     adaptive_rounds: int = 5,
     patience: int = 2,
     bank=None,
+    flush_seconds: float = 2.0,
     **engine_options: Any,
 ) -> SweepRun:
     """Evaluate combos of ``space`` (see :class:`SearchSpace`) for ``strategy`` on ``df``.
@@ -134,6 +135,8 @@ def sweep(
     (fee_bps, fill, sizing, ...) are those of :func:`threadx.backtest`. Progress is
     reported through ``progress(Progress)``; ``cancel`` (an Event or a callable) stops the
     sweep within about one chunk, keeping what finished. The same ``run_id`` resumes.
+    ``executor``: ``local`` (shared-memory process pool of ``workers``), ``inline`` (threads
+    in this process) or ``auto`` (inline when the sweep is too small to repay starting a pool).
     """
     started = time.perf_counter()
     spec = get_strategy(strategy)
@@ -181,6 +184,7 @@ def sweep(
         "started_at": datetime.now(timezone.utc).isoformat(),
     }
     writer = store.open_run(run_id, manifest)
+    writer.flush_seconds = flush_seconds
     done_ids = store.done_ids(run_id)
     done_set = set(done_ids.tolist())
     counts = {"done": len(done_set), "failed": 0, "new": 0}
@@ -191,7 +195,8 @@ def sweep(
 
         bank = default_bank()
     arrays = _compute_indicators(search, bars, bank)
-    task = SweepTask(strategy, dict(space or {}), options)
+    module = getattr(spec.signals, "__module__", None)
+    task = SweepTask(strategy, dict(space or {}), options, None if module in (None, "__main__") else module)
 
     def pending_chunks(ids_source: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
         buffer: list[np.ndarray] = []
@@ -216,7 +221,7 @@ def sweep(
 
     remaining = max(0, total - counts["done"])
     use_inline = executor == "inline" or (
-        executor == "local" and (workers == 1 or remaining * _SECONDS_PER_COMBO_GUESS < _INLINE_BELOW_SECONDS)
+        executor == "auto" and (workers == 1 or remaining * _SECONDS_PER_COMBO_GUESS < _INLINE_BELOW_SECONDS)
     )
     size = chunk_size or _chunk_size(remaining, workers)
     last_report = 0.0

@@ -120,8 +120,9 @@ class SharedPack:
     @classmethod
     def attach(cls, layout: PackLayout) -> "SharedPack":
         """Attach to the parent's block (worker side)."""
+        # Pool workers share the parent's resource tracker, so the segment stays registered
+        # once: the parent unlinks it, and if the parent is killed the tracker does.
         shm = shared_memory.SharedMemory(name=layout.shm_name)
-        _stop_tracking(shm)
         return cls(shm, layout, owner=False)
 
     def view(self, offset: int) -> np.ndarray:
@@ -175,14 +176,3 @@ class SharedIndicators:
             cached = {out: self.pack.view(off) for out, off in offsets.items()}
             self._views[raw] = cached
         return cached
-
-
-def _stop_tracking(shm: shared_memory.SharedMemory) -> None:
-    """Workers must not unlink the parent's block when they exit (Python < 3.13 tracks
-    every attached segment in the resource tracker)."""
-    try:
-        from multiprocessing import resource_tracker
-
-        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
-    except Exception:  # pragma: no cover - platform without a tracker
-        pass

@@ -1,0 +1,180 @@
+"""Sweeps: stored metrics equal backtests, resume, cancel, failures, dead workers, no leaks."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import threadx
+from threadx.engine.layout import METRIC_NAMES
+from threadx.indicators import IndicatorBank
+from threadx.optimize.runner import sweep
+from threadx.optimize.store import ResultStore
+
+sys.path.insert(0, str(Path(__file__).parent))
+import sweep_helpers  # noqa: E402,F401  (registers test_faulty)
+
+KERNEL_METRICS = [m for m in METRIC_NAMES]
+
+
+def shm_segments() -> set[str]:
+    root = Path("/dev/shm")
+    return {p.name for p in root.iterdir() if p.name.startswith("psm_")} if root.exists() else set()
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    from threadx.data.synthetic import generate_synthetic
+
+    df = generate_synthetic("BTC_USDT", days=120, seed=5)
+    df.attrs["timeframe"] = "1h"
+    return df
+
+
+@pytest.fixture
+def bank(tmp_path):
+    return IndicatorBank(cache_dir=tmp_path / "cache")
+
+
+def assert_same_metrics(stored_row, metrics):
+    for name in KERNEL_METRICS:
+        expected, got = float(metrics[name]), float(stored_row[name])
+        if np.isnan(expected):
+            assert np.isnan(got), name
+        else:
+            assert got == expected, name  # exactly: the same kernel code path
+
+
+@pytest.mark.parametrize("strategy, space, fill", [
+    ("ma_crossover", {"fast_period": "5:15:5", "slow_period": "20:40:10", "stop_loss_pct": [0, 2]}, "next_open"),
+    ("bb_atr", {"bb_period": [15, 20, 30], "entry_z": "0.8:1.6:0.4", "trailing_stop": [True, False]}, "close"),
+    ("donchian_breakout", {"channel_period": [10, 20, 40], "target_atr": [0, 3]}, "next_open"),
+    ("bollinger_dual", {"setup_lookback": [3, 6], "ma_window": [4, 8]}, "close"),
+    ("supertrend", {"multiplier": [2.0, 3.0], "stop_loss_pct": [0, 3]}, "close"),
+])
+def test_best_combo_rerun_matches_stored_metrics(sample, bank, tmp_path, strategy, space, fill):
+    run = sweep(sample, strategy, space, store=tmp_path / "runs", run_id="r", fill=fill, fee_bps=7, bank=bank,
+                executor="inline", workers=2)
+    assert run.manifest["status"] == "completed" and (run.results.status == "ok").all()
+    best = run.top(1).iloc[0]
+    result = threadx.backtest(sample, strategy, run.best_params(), fill=fill, fee_bps=7, bank=bank)
+    assert_same_metrics(best, result.metrics)
+    # and every stored row, not only the best
+    for _, row in run.results.sample(min(5, len(run.results)), random_state=1).iterrows():
+        params = {k: row[k].item() if hasattr(row[k], "item") else row[k] for k in run.param_names}
+        assert_same_metrics(row, threadx.backtest(sample, strategy, params, fill=fill, fee_bps=7, bank=bank).metrics)
+
+
+def test_process_pool_equals_inline(sample, bank, tmp_path):
+    space = {"bb_period": [15, 20, 25, 30], "entry_z": "0.8:2.0:0.4", "atr_multiplier": [1.5, 2.5]}
+    before = shm_segments()
+    a = sweep(sample, "bb_atr", space, store=tmp_path, run_id="inline", executor="inline", bank=bank)
+    b = sweep(sample, "bb_atr", space, store=tmp_path, run_id="pool", executor="local", workers=2, chunk_size=5,
+              bank=bank)
+    cols = ["combo_id", *a.param_names, *KERNEL_METRICS]
+    pd.testing.assert_frame_equal(a.results[cols], b.results[cols])
+    assert shm_segments() <= before
+
+
+def test_grid_counts_invalid_combos_and_reports_progress(sample, bank, tmp_path):
+    seen = []
+    run = sweep(sample, "ma_crossover", {"fast_period": "10:40:10", "slow_period": "20:50:10"}, store=tmp_path,
+                run_id="g", bank=bank, executor="inline", chunk_size=3, progress=seen.append)
+    valid = sum(1 for f in (10, 20, 30, 40) for s in (20, 30, 40, 50) if f < s)
+    assert len(run.results) == valid and run.manifest["invalid"] == 16 - valid
+    assert seen[-1].done == seen[-1].total == valid and seen[-1].eta_s == 0
+    assert [p.done for p in seen] == sorted(p.done for p in seen)
+
+
+def test_a_combo_that_raises_is_recorded_and_the_sweep_goes_on(sample, bank, tmp_path):
+    run = sweep(sample, "test_faulty", {"fast_period": [5, 10], "mode": [0, 1]}, store=tmp_path, run_id="f",
+                bank=bank, executor="inline")
+    failed = run.results[run.results.status == "failed"]
+    assert len(failed) == 2 and (failed["mode"] == 1).all()
+    assert failed.error.str.contains("deliberate failure").all()
+    assert (run.results[run.results["mode"] == 0].status == "ok").all()
+
+
+def test_cancel_stops_within_a_chunk_and_resume_completes(sample, bank, tmp_path):
+    stop = threading.Event()
+    space = {"fast_period": "5:24:1", "slow_period": [30, 40], "mode": 3}
+
+    def progress(p):
+        if p.done >= 8:
+            stop.set()
+
+    run = sweep(sample, "test_faulty", space, store=tmp_path, run_id="c", bank=bank, executor="inline", workers=1,
+                chunk_size=4, progress=progress, cancel=stop)
+    assert run.manifest["status"] == "cancelled"
+    assert 8 <= len(run.results) <= 16  # stopped within about one chunk
+    done_before = set(run.results.combo_id)
+    resumed = sweep(sample, "test_faulty", space, store=tmp_path, run_id="c", bank=bank, executor="inline",
+                    chunk_size=4)
+    assert resumed.manifest["status"] == "completed" and len(resumed.results) == 40
+    assert done_before <= set(resumed.results.combo_id)
+
+
+def test_worker_killed_by_a_signal_does_not_hang_or_lose_the_run(sample, bank, tmp_path):
+    before = shm_segments()
+    space = {"fast_period": "5:14:1", "slow_period": [30], "mode": [0, 2]}
+    run = sweep(sample, "test_faulty", space, store=tmp_path, run_id="k", bank=bank, executor="local", workers=2,
+                chunk_size=1)
+    res = run.results
+    assert len(res) == 20 and run.manifest["status"] == "completed"
+    killers = res[res["mode"] == 2]
+    assert (killers.status == "failed").all() and killers.error.str.contains("died").all()
+    assert (res[res["mode"] == 0].status == "ok").sum() >= 8
+    assert shm_segments() <= before
+
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    import sweep_helpers
+    from threadx.data.synthetic import generate_synthetic
+    from threadx.optimize.runner import sweep
+    df = generate_synthetic("BTC_USDT", days=120, seed=5)
+    sweep(df, "test_faulty", {space!r}, store={store!r}, run_id="kill", executor={executor!r}, workers=2,
+          chunk_size=2, flush_seconds=0.0)
+""")
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_resume_after_kill_9_of_the_parent(tmp_path, executor):
+    space = {"fast_period": "5:24:1", "slow_period": [30, 40], "mode": 3}
+    store = tmp_path / "runs"
+    env = dict(os.environ, THREADX_CACHE_DIR=str(tmp_path / "cache"))
+    before = shm_segments()
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT.format(tests=str(Path(__file__).parent), space=space,
+                                                                 store=str(store), executor=executor)], env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((store / "kill").glob("part-*.parquet"))) < 3:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = ResultStore(store).load("kill")
+    assert 0 < len(partial.results) < 40
+    resumed = sweep(_df(), "test_faulty", space, store=store, run_id="kill", executor="inline",
+                    bank=IndicatorBank(cache_dir=tmp_path / "cache"))
+    ids = pd.concat([pd.read_parquet(p) for p in sorted((store / "kill").glob("part-*.parquet"))]).combo_id
+    assert ids.is_unique and len(ids) == 40  # every combo exactly once
+    assert len(resumed.results) == 40 and (resumed.results.status == "ok").all()
+    deadline = time.time() + 15  # orphaned workers exit, then the resource tracker unlinks the segment
+    while time.time() < deadline and not shm_segments() <= before:
+        time.sleep(0.1)
+    assert shm_segments() <= before
+
+
+def _df():
+    from threadx.data.synthetic import generate_synthetic
+
+    return generate_synthetic("BTC_USDT", days=120, seed=5)
