@@ -93,3 +93,19 @@ def test_console_script_runs_without_traceback(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: unknown strategy") and "Traceback" not in proc.stderr
+
+
+def test_sweep_and_runs_commands(tmp_path, capsys):
+    argv = ["sweep", "--strategy", "ma_crossover", "--param", "fast_period=5:15:5", "--param", "slow_period=20,40",
+            "--objective", "total_return", "--run-id", "cli", "--store", str(tmp_path / "runs"), "--json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["manifest"]["status"] == "completed" and out["manifest"]["done"] == 6
+    assert out["top"][0]["total_return"] == max(row["total_return"] for row in out["top"])
+    assert main(["runs", "list", "--store", str(tmp_path / "runs"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["run_id"] == "cli"
+    assert main(["runs", "show", "cli", "--store", str(tmp_path / "runs")]) == 0
+    assert "run cli" in capsys.readouterr().out
+    assert main(["sweep", "--strategy", "ma_crossover", "--param", "fast_period=30:5:5"]) == 2
+    assert "empty range" in capsys.readouterr().err
+    assert main(["runs", "show", "nope", "--store", str(tmp_path / "runs")]) == 2

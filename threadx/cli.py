@@ -197,6 +197,89 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- sweeps -------------------------------------------------------------------------------------
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import threadx
+    from threadx.optimize.runner import Progress
+
+    space: dict[str, Any] = {}
+    for item in args.param or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ThreadXError(f"--param expects NAME=MIN:MAX:STEP, NAME=A,B,C or NAME=VALUE, got {item!r}")
+        value = value.strip()
+        if "," in value:
+            space[name.strip()] = [_parse_value(v) for v in value.split(",")]
+        elif value.count(":") == 2:
+            space[name.strip()] = value
+        else:
+            space[name.strip()] = _parse_value(value)
+    df = threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
+
+    def progress(p: Progress) -> None:
+        if args.json:
+            return
+        eta = "-" if p.eta_s == float("inf") else f"{p.eta_s:,.0f}s"
+        bar = "#" * int(30 * p.done / max(p.total, 1))
+        print(f"\r  [{bar:<30}] {p.done:,}/{p.total:,}  {p.rate:,.0f}/s  ETA {eta}  failed {p.failed}",
+              end="", file=sys.stderr, flush=True)
+
+    run_id = args.run_id
+    try:
+        run = threadx.sweep(
+            df, args.strategy, space, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
+            maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers, executor=args.executor,
+            run_id=run_id, store=args.store, progress=progress, fee_bps=args.fee_bps,
+            slippage_bps=args.slippage_bps, fill=args.fill, sizing=args.sizing, leverage=args.leverage,
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished combos are stored; run the same command with --run-id to resume",
+              file=sys.stderr)
+        return 130
+    if not args.json:
+        print(file=sys.stderr)
+    return _show_run(run, args.json, args.top)
+
+
+def _show_run(run, as_json: bool, top: int) -> int:
+    m = run.manifest
+    best = run.top(top)
+    if as_json:
+        _print_json({"manifest": m, "top": best.to_dict(orient="records")})
+        return 0
+    print(f"run {m['run_id']}: {m['strategy']} on {m.get('dataset')}, sampler {m['sampler']}, "
+          f"{m.get('done', 0):,}/{m.get('total', 0):,} combos, status {m.get('status')}")
+    if m.get("status") == "cancelled":
+        print(f"resume with: threadx sweep ... --run-id {m['run_id']}")
+    cols = [*m.get("param_names", [])]
+    varying = [a["name"] for a in m.get("space", {}).get("axes", []) if len(a["values"]) > 1] or cols
+    shown = [*varying, m["objective"], "total_return", "sharpe", "max_drawdown", "n_trades"]
+    shown = list(dict.fromkeys(c for c in shown if c in best.columns))
+    if not best.empty:
+        print(_table(best[shown].to_dict(orient="records"), shown))
+    return 0
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    from threadx.optimize.store import ResultStore
+
+    runs = ResultStore(args.store).list_runs()
+    if args.json:
+        _print_json(runs.to_dict(orient="records"))
+    elif runs.empty:
+        print("no stored runs yet: see `threadx sweep --help`")
+    else:
+        print(_table(runs.to_dict(orient="records"), list(runs.columns)))
+    return 0
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    from threadx.optimize.store import ResultStore
+
+    return _show_run(ResultStore(args.store).load(args.run_id), args.json, args.top)
+
+
 # --- cache ------------------------------------------------------------------------------------
 
 def cmd_cache_stats(args: argparse.Namespace) -> int:
@@ -274,6 +357,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--with-series", action="store_true", help="include the equity series in --json")
     p.set_defaults(func=cmd_backtest)
+
+    p = sub.add_parser("sweep", help="grid or Monte Carlo optimisation (results stored, resumable)")
+    p.add_argument("--data", default="sample:BTC_USDT-1h", help="dataset name or file path")
+    p.add_argument("--strategy", required=True)
+    p.add_argument("--param", action="append", metavar="NAME=MIN:MAX:STEP|A,B|VALUE",
+                   help="search range of a param (repeatable); others stay at their defaults")
+    p.add_argument("--sampler", choices=("grid", "random", "lhs", "sobol", "adaptive"), default="grid")
+    p.add_argument("--n", type=int, help="combos for the Monte Carlo samplers")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--objective", default="sharpe")
+    p.add_argument("--minimize", action="store_true")
+    p.add_argument("--min-trades", type=int, default=0)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--executor", choices=("auto", "local", "inline"), default="auto")
+    p.add_argument("--run-id", help="name of the run; the same id resumes it")
+    p.add_argument("--store", help="results directory (default $THREADX_RESULTS_DIR or ./results)")
+    p.add_argument("--timeframe")
+    p.add_argument("--start")
+    p.add_argument("--end")
+    p.add_argument("--fee-bps", type=float, default=10.0)
+    p.add_argument("--slippage-bps", type=float, default=0.0)
+    p.add_argument("--fill", choices=("next_open", "close"), default="next_open")
+    p.add_argument("--sizing", choices=("all_in", "fraction", "risk"))
+    p.add_argument("--leverage", type=float)
+    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_sweep)
+
+    runs = sub.add_parser("runs", help="stored optimisation runs")
+    rsub = runs.add_subparsers(dest="runs_command", required=True)
+    p = rsub.add_parser("list")
+    p.add_argument("--store")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs_list)
+    p = rsub.add_parser("show")
+    p.add_argument("run_id")
+    p.add_argument("--store")
+    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs_show)
 
     p = sub.add_parser("strategies", help="list strategies and their params")
     p.add_argument("--json", action="store_true")

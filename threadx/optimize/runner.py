@@ -294,7 +294,11 @@ def sweep(
                                total=max(total, counts["done"]), finished_at=datetime.now(timezone.utc).isoformat(),
                                elapsed_s=time.perf_counter() - started)
         report(force=True)
-    return store.load(run_id)
+    run = store.load(run_id)
+    failed = int((run.results["status"] == "failed").sum()) if len(run.results) else 0
+    writer.update_manifest(failed=failed, done=len(run.results))
+    run.manifest.update(failed=failed, done=len(run.results))
+    return run
 
 
 class _ArraysSource:
