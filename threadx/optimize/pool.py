@@ -34,19 +34,34 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
 
-def _init_worker(layout: PackLayout, task: SweepTask) -> None:
+def _init_worker(task: SweepTask) -> None:
+    """Start-up of a worker: parent watch, then numba kernels loaded by one warm-up combo
+    on a small synthetic series, so the first real chunk runs at full speed."""
     threading.Thread(target=_exit_with_parent, name="threadx-parent-watch", daemon=True).start()
-    pack = SharedPack.attach(layout)
-    evaluator = Evaluator(task, pack.bars(), pack.indicator_source())
-    _WORKER.update(pack=pack, evaluator=evaluator)
-    first = np.zeros(1, dtype=np.int64)
-    try:  # compile / load the numba kernels once, before the first real chunk
-        evaluator.evaluate(first)
-    except Exception:
+    from threadx.data.bars import Bars
+    from threadx.data.synthetic import generate_synthetic
+    from threadx.indicators import IndicatorBank
+
+    try:
+        warm = Bars.from_frame(generate_synthetic("WARM_UP", days=10, seed=1), timeframe="1h")
+        Evaluator(task, warm, IndicatorBank(disk=False)).evaluate(np.zeros(1, dtype=np.int64))
+    except Exception:  # warm-up is an optimisation; real errors surface per combo
         pass
 
 
-def _run_chunk(ids: np.ndarray) -> ChunkResult:
+def _ready() -> bool:
+    return True
+
+
+def _run_chunk(layout: PackLayout, task: SweepTask, ids: np.ndarray) -> ChunkResult:
+    """Evaluate ids against the shared block of ``layout`` (attached once per block)."""
+    if _WORKER.get("shm_name") != layout.shm_name:
+        old = _WORKER.get("pack")
+        if old is not None:
+            old.close()
+        pack = SharedPack.attach(layout)
+        _WORKER.update(shm_name=layout.shm_name, pack=pack,
+                       evaluator=Evaluator(task, pack.bars(), pack.indicator_source()))
     return _WORKER["evaluator"].evaluate(ids)
 
 
@@ -64,23 +79,34 @@ class _Flight:
 
 @dataclass
 class LocalPool:
-    """Runs chunks on ``workers`` processes; results come back as they finish."""
+    """Runs chunks on ``workers`` processes; results come back as they finish.
 
-    layout: PackLayout
+    :meth:`start` spawns and warms the workers at once, so that their start-up overlaps
+    the parent's indicator computation; :meth:`run` then streams chunks.
+    """
+
     task: SweepTask
     workers: int
     context: str = "spawn"
     _pool: ProcessPoolExecutor | None = field(default=None, init=False)
 
-    def _start(self) -> ProcessPoolExecutor:
+    def start(self) -> "LocalPool":
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context(self.context),
-                                         initializer=_init_worker, initargs=(self.layout, self.task))
-        return self._pool
+                                         initializer=_init_worker, initargs=(self.task,))
+        for _ in range(self.workers):  # processes are spawned on submit
+            self._pool.submit(_ready)
+        return self
 
-    def run(self, chunks: Iterator[np.ndarray], should_stop: Callable[[], bool]) -> Iterator[ChunkResult]:
+    def _restart(self) -> ProcessPoolExecutor:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        return self.start()._pool  # type: ignore[return-value]
+
+    def run(self, layout: PackLayout, chunks: Iterator[np.ndarray],
+            should_stop: Callable[[], bool]) -> Iterator[ChunkResult]:
         """Yield a ChunkResult per chunk (order of completion); stop taking new chunks
         once ``should_stop()`` is true and return after the ones in flight."""
-        pool = self._start()
+        pool = self._pool or self.start()._pool
         in_flight: dict[Future, _Flight] = {}
         suspects: list[_Flight] = []  # chunks in flight when a worker died
         source_done = False
@@ -101,7 +127,7 @@ class LocalPool:
                         flight = _Flight(ids)
                     else:
                         break
-                    in_flight[pool.submit(_run_chunk, flight.ids)] = flight
+                    in_flight[pool.submit(_run_chunk, layout, self.task, flight.ids)] = flight
                 if not in_flight:
                     return
                 done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED, timeout=0.5)
@@ -123,8 +149,7 @@ class LocalPool:
                         else:
                             suspects.append(flight)
                     in_flight.clear()
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    pool = self._start()
+                    pool = self._restart()
         finally:
             self.close()
 

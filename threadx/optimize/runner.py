@@ -190,13 +190,22 @@ def sweep(
     counts = {"done": len(done_set), "failed": 0, "new": 0}
     writer.update_manifest(status="running", done=counts["done"])
 
+    module = getattr(spec.signals, "__module__", None)
+    task = SweepTask(strategy, dict(space or {}), options, None if module in (None, "__main__") else module)
+    remaining = max(0, total - counts["done"])
+    use_inline = executor == "inline" or (
+        executor == "auto" and (workers == 1 or remaining * _SECONDS_PER_COMBO_GUESS < _INLINE_BELOW_SECONDS)
+    )
+    pool = None
+    if not use_inline and remaining:
+        from threadx.optimize.pool import LocalPool
+
+        pool = LocalPool(task, workers).start()  # workers start up while the indicators are computed
     if bank is None:
         from threadx.indicators import default_bank
 
         bank = default_bank()
     arrays = _compute_indicators(search, bars, bank)
-    module = getattr(spec.signals, "__module__", None)
-    task = SweepTask(strategy, dict(space or {}), options, None if module in (None, "__main__") else module)
 
     def pending_chunks(ids_source: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
         buffer: list[np.ndarray] = []
@@ -219,10 +228,6 @@ def sweep(
             return (ids for ids, _ in grid_ids(search, limit=grid_limit))
         return iter([planned])
 
-    remaining = max(0, total - counts["done"])
-    use_inline = executor == "inline" or (
-        executor == "auto" and (workers == 1 or remaining * _SECONDS_PER_COMBO_GUESS < _INLINE_BELOW_SECONDS)
-    )
     size = chunk_size or _chunk_size(remaining, workers)
     last_report = 0.0
     status = "completed"
@@ -270,10 +275,10 @@ def sweep(
             from threadx.optimize.pool import LocalPool
 
             pack = SharedPack.create(bars, arrays)
-            runner = LocalPool(pack.layout, task, workers)
+            pool = pool or LocalPool(task, workers).start()
 
             def run_chunks(chunks: Iterator[np.ndarray]) -> Iterator[ChunkResult]:
-                return runner.run(chunks, should_stop)
+                return pool.run(pack.layout, chunks, should_stop)
 
         report(force=True)
         consume(run_chunks(pending_chunks(first_round(), size)))
@@ -288,6 +293,8 @@ def sweep(
         raise
     finally:
         writer.flush()
+        if pool is not None:
+            pool.close()
         if pack is not None:
             pack.close()
         writer.update_manifest(status=status, done=counts["done"], failed_this_session=counts["failed"],
