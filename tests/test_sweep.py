@@ -178,3 +178,15 @@ def _df():
     from threadx.data.synthetic import generate_synthetic
 
     return generate_synthetic("BTC_USDT", days=120, seed=5)
+
+
+def test_dask_local_cluster_equals_local_pool(sample, bank, tmp_path):
+    pytest.importorskip("dask.distributed")
+    space = {"bb_period": [15, 20, 25], "entry_z": "0.8:2.0:0.4", "atr_multiplier": [1.5, 2.5]}
+    pool = sweep(sample, "bb_atr", space, store=tmp_path, run_id="pool", executor="local", workers=2, chunk_size=4,
+                 bank=bank)
+    dask = sweep(sample, "bb_atr", space, store=tmp_path, run_id="dask", executor="dask", workers=2, chunk_size=4,
+                 bank=bank)
+    cols = ["combo_id", *pool.param_names, *KERNEL_METRICS]
+    assert dask.manifest["status"] == "completed"
+    pd.testing.assert_frame_equal(pool.results[cols], dask.results[cols])

@@ -32,7 +32,7 @@ from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace
 from threadx.optimize.store import ResultStore, SweepRun, check_run_id
 from threadx.strategy.base import get_strategy
 
-EXECUTORS = ("auto", "local", "inline")
+EXECUTORS = ("auto", "local", "inline", "dask")
 _SECONDS_PER_COMBO_GUESS = 3e-4
 _INLINE_BELOW_SECONDS = 1.5  # smaller sweeps run in-process: a pool would cost more to start
 
@@ -126,6 +126,7 @@ def sweep(
     patience: int = 2,
     bank=None,
     flush_seconds: float = 2.0,
+    scheduler: str | None = None,
     **engine_options: Any,
 ) -> SweepRun:
     """Evaluate combos of ``space`` (see :class:`SearchSpace`) for ``strategy`` on ``df``.
@@ -136,7 +137,8 @@ def sweep(
     reported through ``progress(Progress)``; ``cancel`` (an Event or a callable) stops the
     sweep within about one chunk, keeping what finished. The same ``run_id`` resumes.
     ``executor``: ``local`` (shared-memory process pool of ``workers``), ``inline`` (threads
-    in this process) or ``auto`` (inline when the sweep is too small to repay starting a pool).
+    in this process), ``auto`` (inline when the sweep is too small to repay starting a pool)
+    or ``dask`` (a Dask cluster at ``scheduler``, or a LocalCluster of ``workers``).
     """
     started = time.perf_counter()
     spec = get_strategy(strategy)
@@ -197,7 +199,7 @@ def sweep(
         executor == "auto" and (workers == 1 or remaining * _SECONDS_PER_COMBO_GUESS < _INLINE_BELOW_SECONDS)
     )
     pool = None
-    if not use_inline and remaining:
+    if not use_inline and remaining and executor != "dask":
         from threadx.optimize.pool import LocalPool
 
         pool = LocalPool(task, workers).start()  # workers start up while the indicators are computed
@@ -251,10 +253,12 @@ def sweep(
             counts["done"] += len(result.ids)
             counts["new"] += len(result.ids)
             counts["failed"] += int((result.status != STATUS_OK).sum())
-            done_set.update(result.ids.tolist())
+            if sampler == "adaptive":
+                done_set.update(result.ids.tolist())
             report()
 
     pack = None
+    cluster = None
     try:
         if use_inline:
             evaluator = Evaluator(task, bars, _ArraysSource(arrays, bank))
@@ -271,10 +275,18 @@ def sweep(
                             yield queue.popleft().result()
                     while queue:
                         yield queue.popleft().result()
+        elif executor == "dask":
+            from threadx.optimize.dask_executor import DaskExecutor
+
+            cluster = DaskExecutor(bars, arrays, task, workers, address=scheduler)
+
+            def run_chunks(chunks: Iterator[np.ndarray]) -> Iterator[ChunkResult]:
+                return cluster.run(chunks, should_stop)
         else:
             from threadx.optimize.pool import LocalPool
 
             pack = SharedPack.create(bars, arrays)
+            arrays.clear()  # workers read the shared copy; the bank keeps its own
             pool = pool or LocalPool(task, workers).start()
 
             def run_chunks(chunks: Iterator[np.ndarray]) -> Iterator[ChunkResult]:
@@ -295,6 +307,8 @@ def sweep(
         writer.flush()
         if pool is not None:
             pool.close()
+        if cluster is not None:
+            cluster.close()
         if pack is not None:
             pack.close()
         writer.update_manifest(status=status, done=counts["done"], failed_this_session=counts["failed"],

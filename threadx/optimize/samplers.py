@@ -72,7 +72,7 @@ def monte_carlo_ids(space: SearchSpace, kind: str, n: int, seed: int = 42) -> Sa
     if space.size <= DEFAULT_GRID_LIMIT and n >= space.size:
         ids = np.concatenate([chunk for chunk, _ in grid_ids(space)] or [np.empty(0, np.int64)])
         return SampleCount(ids=ids, invalid=space.size - len(ids))
-    chosen: dict[int, None] = {}
+    chosen = np.empty(0, dtype=np.int64)
     invalid = duplicates = stale = 0
     while len(chosen) < n and stale < 20:
         want = n - len(chosen)
@@ -81,20 +81,18 @@ def monte_carlo_ids(space: SearchSpace, kind: str, n: int, seed: int = 42) -> Sa
         idx = np.zeros((draw, len(space.sizes)), dtype=np.int64)
         for col, k in enumerate(varying):
             idx[:, k] = np.minimum((points[:, col] * space.sizes[k]).astype(np.int64), space.sizes[k] - 1)
+        del points
         ids = space.ids_from_indices(idx)
+        del idx
         mask = space.valid_mask(ids)
         invalid += int((~mask).sum())
-        before = len(chosen)
-        for combo_id in ids[mask].tolist():
-            if len(chosen) >= n:
-                break
-            if combo_id in chosen:
-                duplicates += 1
-            else:
-                chosen[combo_id] = None
-        stale = stale + 1 if len(chosen) == before else 0
-    return SampleCount(ids=np.fromiter(chosen, dtype=np.int64, count=len(chosen)), invalid=invalid,
-                       duplicates=duplicates)
+        merged = np.concatenate([chosen, ids[mask]])
+        _, first = np.unique(merged, return_index=True)  # keep the first draw of each id, in draw order
+        unique = merged[np.sort(first)]
+        duplicates += len(merged) - len(unique)
+        stale = stale + 1 if len(unique) == len(chosen) else 0
+        chosen = unique[:n]
+    return SampleCount(ids=chosen, invalid=invalid, duplicates=duplicates)
 
 
 def refine(space: SearchSpace, best_ids: np.ndarray, n: int, radius: float, seed: int,

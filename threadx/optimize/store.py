@@ -193,9 +193,19 @@ class ResultStore:
             raise ThreadXError(f"no run {run_id!r} under {self.root}; see `threadx runs list`")
         manifest = json.loads((folder / "manifest.json").read_text())
         parts = sorted(folder.glob("part-*.parquet"))
-        results = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts else pd.DataFrame()
-        if len(results):
-            results = results.drop_duplicates("combo_id", keep="last").sort_values("combo_id").reset_index(drop=True)
+        if not parts:
+            return SweepRun(manifest=manifest, results=pd.DataFrame())
+        import pyarrow.parquet as pq
+        import pyarrow as pa
+
+        table = pa.concat_tables([pq.read_table(p) for p in parts])
+        order = np.argsort(table.column("combo_id").to_numpy(), kind="stable")
+        table = table.take(order)  # sorted by combo id
+        results = table.to_pandas(self_destruct=True, split_blocks=True)  # without a second full copy
+        del table
+        ids = results["combo_id"].to_numpy()
+        if len(ids) > 1 and not (ids[1:] != ids[:-1]).all():  # a combo stored twice: keep the last write
+            results = results.drop_duplicates("combo_id", keep="last").reset_index(drop=True)
         return SweepRun(manifest=manifest, results=results)
 
     def list_runs(self) -> pd.DataFrame:
