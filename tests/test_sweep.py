@@ -190,3 +190,27 @@ def test_dask_local_cluster_equals_local_pool(sample, bank, tmp_path):
     cols = ["combo_id", *pool.param_names, *KERNEL_METRICS]
     assert dask.manifest["status"] == "completed"
     pd.testing.assert_frame_equal(pool.results[cols], dask.results[cols])
+
+
+def test_adaptive_sampler_refines_around_the_best(sample, bank, tmp_path):
+    space = {"bb_period": "10:40:1", "entry_z": "0.5:2.5:0.1", "atr_multiplier": "1.0:3.0:0.1"}
+    run = sweep(sample, "bb_atr", space, sampler="adaptive", n=40, seed=3, store=tmp_path, run_id="ad",
+                executor="inline", bank=bank, adaptive_rounds=3, patience=3)
+    assert run.manifest["status"] == "completed"
+    assert len(run.results) > 40 and run.results.combo_id.is_unique
+    again = sweep(sample, "bb_atr", space, sampler="adaptive", n=40, seed=3, store=tmp_path, run_id="ad2",
+                  executor="inline", bank=bank, adaptive_rounds=3, patience=3)
+    assert list(again.results.combo_id) == list(run.results.combo_id)  # seeded: same combos
+
+
+def test_sweep_rejects_bad_arguments(sample, tmp_path):
+    from threadx.errors import ParamError
+
+    with pytest.raises(ParamError):
+        sweep(sample, "bb_atr", {"entry_z": "2:1:0.1"}, store=tmp_path)
+    with pytest.raises(ParamError):
+        sweep(sample, "bb_atr", {}, objective="nope", store=tmp_path)
+    with pytest.raises(ParamError):
+        sweep(sample, "bb_atr", {"entry_z": "0.5:2.5:0.1"}, sampler="random", store=tmp_path)  # n missing
+    with pytest.raises(ParamError, match="Monte Carlo"):
+        sweep(sample, "bb_atr", {"bb_period": "10:50:1", "entry_z": "0.5:2.5:0.01"}, grid_limit=1000, store=tmp_path)

@@ -300,6 +300,9 @@ def sweep(
             total = counts["done"]
         if should_stop():
             status = "cancelled"
+    except KeyboardInterrupt:
+        status = "cancelled"  # Ctrl-C: what finished is stored, the same run id resumes
+        raise
     except BaseException:
         status = "failed"
         raise
