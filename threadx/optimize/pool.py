@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import multiprocessing.connection
 import os
+import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -47,6 +48,15 @@ def _init_worker(task: SweepTask) -> None:
         Evaluator(task, warm, IndicatorBank(disk=False)).evaluate(np.zeros(1, dtype=np.int64))
     except Exception:  # warm-up is an optimisation; real errors surface per combo
         pass
+
+
+def default_start_method() -> str:
+    """``fork`` on Linux when this process runs a single thread (workers then start at
+    once, with numba's compiled kernels inherited); ``spawn`` otherwise, since forking a
+    multi-threaded process (a Streamlit server, a Dask client) can deadlock."""
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
 
 
 def _ready() -> bool:
@@ -87,11 +97,12 @@ class LocalPool:
 
     task: SweepTask
     workers: int
-    context: str = "spawn"
+    context: str | None = None  # None: fork when it is safe, else spawn
     _pool: ProcessPoolExecutor | None = field(default=None, init=False)
 
     def start(self) -> "LocalPool":
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context(self.context),
+        context = self.context or default_start_method()
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context(context),
                                          initializer=_init_worker, initargs=(self.task,))
         for _ in range(self.workers):  # processes are spawned on submit
             self._pool.submit(_ready)
