@@ -12,6 +12,7 @@ import multiprocessing.connection
 import os
 import sys
 import threading
+from multiprocessing import resource_tracker
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -36,9 +37,14 @@ def _exit_with_parent() -> None:
 
 
 def _init_worker(task: SweepTask) -> None:
-    """Start-up of a worker: parent watch, then numba kernels loaded by one warm-up combo
-    on a small synthetic series, so the first real chunk runs at full speed."""
+    """Start-up of a worker: parent watch, then the numba kernels loaded by a warm-up."""
     threading.Thread(target=_exit_with_parent, name="threadx-parent-watch", daemon=True).start()
+    warm_up(task)
+
+
+def warm_up(task: SweepTask) -> None:
+    """Run one combo on a small synthetic series so that every numba kernel of the
+    strategy is compiled or loaded from cache before the first real chunk."""
     from threadx.data.bars import Bars
     from threadx.data.synthetic import generate_synthetic
     from threadx.indicators import IndicatorBank
@@ -102,6 +108,12 @@ class LocalPool:
 
     def start(self) -> "LocalPool":
         context = self.context or default_start_method()
+        # Workers must share the parent's resource tracker (one registration of the block,
+        # unlinked by the parent, or by the tracker if the parent is killed): start it
+        # before forking, or each forked worker would start a tracker of its own.
+        resource_tracker.ensure_running()
+        if context == "fork":
+            warm_up(self.task)  # compiled kernels are inherited by the forked workers
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context(context),
                                          initializer=_init_worker, initargs=(self.task,))
         for _ in range(self.workers):  # processes are spawned on submit
