@@ -21,10 +21,12 @@ from typing import Callable, Iterator
 import numpy as np
 
 from threadx.engine.layout import N_METRICS
+from threadx.errors import ThreadXError
 from threadx.optimize.evaluate import STATUS_FAILED, ChunkResult, Evaluator, SweepTask
 from threadx.optimize.shared import PackLayout, SharedPack
 
 _WORKER: dict = {}
+_MAX_RESTARTS = 50
 
 
 def _exit_with_parent() -> None:
@@ -131,17 +133,21 @@ class LocalPool:
         once ``should_stop()`` is true and return after the ones in flight."""
         pool = self._pool or self.start()._pool
         in_flight: dict[Future, _Flight] = {}
-        suspects: list[_Flight] = []  # chunks in flight when a worker died
+        suspects: list[_Flight] = []  # chunks in flight when a worker died: run one at a time
+        unsent: list[_Flight] = []  # chunks a broken pool refused before running them
         source_done = False
+        restarts = 0
         try:
             while True:
                 stopping = should_stop()
-                # keep every worker busy; after a worker death, suspects run one at a time
+                broken = False
                 while not stopping and len(in_flight) < self.workers * 2:
                     if suspects:
                         if in_flight:
                             break
                         flight = suspects.pop(0)
+                    elif unsent:
+                        flight = unsent.pop(0)
                     elif not source_done:
                         ids = next(chunks, None)
                         if ids is None:
@@ -150,20 +156,25 @@ class LocalPool:
                         flight = _Flight(ids)
                     else:
                         break
-                    in_flight[pool.submit(_run_chunk, layout, self.task, flight.ids)] = flight
-                if not in_flight:
-                    return
-                done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED, timeout=0.5)
-                broken = False
-                for future in done:
-                    flight = in_flight.pop(future)
                     try:
-                        yield future.result()
+                        in_flight[pool.submit(_run_chunk, layout, self.task, flight.ids)] = flight
                     except BrokenProcessPool:
+                        (suspects if flight.tries else unsent).insert(0, flight)
                         broken = True
-                        in_flight[future] = flight  # handled below with the others in flight
-                    except Exception as exc:  # a chunk-level failure outside any combo
-                        yield failed_chunk(flight.ids, f"{type(exc).__name__}: {exc}")
+                        break
+                if not in_flight and not broken:
+                    return
+                if in_flight:
+                    done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED, timeout=0.5)
+                    for future in done:
+                        flight = in_flight.pop(future)
+                        try:
+                            yield future.result()
+                        except BrokenProcessPool:
+                            broken = True
+                            in_flight[future] = flight  # handled below with the others in flight
+                        except Exception as exc:  # a chunk-level failure outside any combo
+                            yield failed_chunk(flight.ids, f"{type(exc).__name__}: {exc}")
                 if broken:
                     for flight in in_flight.values():
                         flight.tries += 1
@@ -172,6 +183,10 @@ class LocalPool:
                         else:
                             suspects.append(flight)
                     in_flight.clear()
+                    restarts += 1
+                    if restarts > _MAX_RESTARTS:
+                        raise ThreadXError(f"sweep workers died {restarts} times; finished combos are stored, "
+                                           "the same run id resumes (check memory, or lower workers)")
                     pool = self._restart()
         finally:
             self.close()
