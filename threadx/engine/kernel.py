@@ -448,9 +448,8 @@ def mark_to_market(i, c, st, equity):
         st[S_PEAK] = eq
         st[S_PEAK_I] = float(i)
     else:
-        dd = eq / st[S_PEAK] - 1.0
-        if dd < st[S_MAX_DD]:
-            st[S_MAX_DD] = dd
+        if eq < st[S_PEAK] * (1.0 + st[S_MAX_DD]):  # a deeper drawdown: divide only then
+            st[S_MAX_DD] = eq / st[S_PEAK] - 1.0
         if i - st[S_PEAK_I] > st[S_MAX_DD_BARS]:
             st[S_MAX_DD_BARS] = i - st[S_PEAK_I]
     st[S_EQ_PREV] = eq

@@ -49,9 +49,14 @@ def indicator_requests(space: SearchSpace, ids: Iterable[np.ndarray] | None = No
                 relevant.append(axis)
     product = int(np.prod([len(a) for a in relevant], dtype=np.float64)) if relevant else 1
     out: dict[Request, dict] = {}
+    seen: set[tuple] = set()  # raw (name, params) already handled: canonical JSON is costly
 
     def add(params: Mapping[str, Any]) -> None:
         for name, ind_params in needs_of(params):
+            raw = (name, tuple(sorted(ind_params.items())))
+            if raw in seen:
+                continue
+            seen.add(raw)
             try:
                 key = (name, canonical_params(name, ind_params))
             except ParamError:
