@@ -217,9 +217,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             space[name.strip()] = _parse_value(value)
     df = threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
 
+    announced = []
+
     def progress(p: Progress) -> None:
         if args.json:
             return
+        if not announced:
+            announced.append(True)
+            print(f"{args.strategy}: {p.total:,} combos to run ({args.sampler})", file=sys.stderr)
         eta = "-" if p.eta_s == float("inf") else f"{p.eta_s:,.0f}s"
         bar = "#" * int(30 * p.done / max(p.total, 1))
         print(f"\r  [{bar:<30}] {p.done:,}/{p.total:,}  {p.rate:,.0f}/s  ETA {eta}  failed {p.failed}",

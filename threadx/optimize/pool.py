@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import multiprocessing.connection
 import os
+import signal
 import sys
 import threading
 from multiprocessing import resource_tracker
@@ -40,6 +41,7 @@ def _exit_with_parent() -> None:
 
 def _init_worker(task: SweepTask) -> None:
     """Start-up of a worker: parent watch, then the numba kernels loaded by a warm-up."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
     threading.Thread(target=_exit_with_parent, name="threadx-parent-watch", daemon=True).start()
     warm_up(task)
 
