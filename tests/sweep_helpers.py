@@ -37,3 +37,32 @@ SPEC = StrategySpec(
 
 if "test_faulty" not in list_strategies():
     register(SPEC)
+
+
+def _filter_indicators(p):
+    needs = dict(ma_crossover.SPEC.indicators(p))
+    if p["use_filter"]:  # a need that exists only for some values of another param
+        needs["filter"] = ("ema", {"period": p["filter_period"]})
+    return needs
+
+
+def _filter_signals(bars, ind, p):
+    sig = ma_crossover.SPEC.signals(bars, ind, p)
+    if p["use_filter"]:
+        sig = sig * (bars.close > ind["filter"]["value"])
+    return sig.astype("uint8")
+
+
+FILTER_SPEC = StrategySpec(
+    name="test_filter",
+    description="ma_crossover with an optional EMA filter (tests only)",
+    params=ma_crossover.SPEC.params + (Param("use_filter", "bool", False), Param("filter_period", "int", 20, 2, 500, 1)),
+    constraints=ma_crossover.SPEC.constraints,
+    indicators=_filter_indicators,
+    signals=_filter_signals,
+    levels=ma_crossover.SPEC.levels,
+    exits=ma_crossover.SPEC.exits,
+)
+
+if "test_filter" not in list_strategies():
+    register(FILTER_SPEC)

@@ -214,3 +214,102 @@ def test_sweep_rejects_bad_arguments(sample, tmp_path):
         sweep(sample, "bb_atr", {"entry_z": "0.5:2.5:0.1"}, sampler="random", store=tmp_path)  # n missing
     with pytest.raises(ParamError, match="Monte Carlo"):
         sweep(sample, "bb_atr", {"bb_period": "10:50:1", "entry_z": "0.5:2.5:0.01"}, grid_limit=1000, store=tmp_path)
+    for bad in ({"chunk_size": -5}, {"chunk_size": 0}, {"workers": -1}, {"seed": -1}, {"seed": 1.5},
+                {"sampler": "random", "n": 10.5}, {"sampler": "random", "n": "10"}, {"min_trades": -2}):
+        with pytest.raises(ParamError):
+            sweep(sample, "bb_atr", {"entry_z": [1.0, 2.0]}, store=tmp_path, **bad)
+
+
+def test_needs_that_depend_on_two_params_work_in_every_executor(sample, bank, tmp_path):
+    space = {"use_filter": [False, True], "filter_period": [20, 50, 100], "fast_period": [5, 10]}
+    inline = sweep(sample, "test_filter", space, store=tmp_path, run_id="i", executor="inline", bank=bank)
+    pool = sweep(sample, "test_filter", space, store=tmp_path, run_id="p", executor="local", workers=2,
+                 chunk_size=2, bank=bank)
+    assert (inline.results.status == "ok").all() and (pool.results.status == "ok").all()
+    cols = ["combo_id", *inline.param_names, *KERNEL_METRICS]
+    pd.testing.assert_frame_equal(inline.results[cols], pool.results[cols])
+
+
+def test_monte_carlo_prepares_only_the_indicators_of_its_combos():
+    from threadx.optimize.samplers import monte_carlo_ids
+    from threadx.optimize.shared import indicator_requests
+    from threadx.optimize.space import SearchSpace
+    from threadx.strategy import get_strategy
+
+    space = SearchSpace(get_strategy("bb_atr"), {"bb_period": "10:200:1", "bb_std": "1.0:3.0:0.05",
+                                                 "atr_period": "5:100:1", "trend_period": "0:200:1",
+                                                 "entry_z": "0.5:2.5:0.1"})
+    ids = monte_carlo_ids(space, "random", 50, seed=1).ids
+    start = time.perf_counter()
+    requests = indicator_requests(space, [ids])
+    assert time.perf_counter() - start < 2.0 and len(requests) <= 150
+
+
+def test_a_first_combo_that_kills_workers_does_not_fail_the_others(sample, bank, tmp_path):
+    run = sweep(sample, "test_faulty", {"fast_period": "5:9:1", "mode": [2, 0]}, store=tmp_path, run_id="w0",
+                bank=bank, executor="local", workers=2, chunk_size=1)
+    res = run.results
+    assert (res[res["mode"] == 0].status == "ok").all() and (res[res["mode"] == 2].status == "failed").all()
+
+
+def test_errors_before_the_run_leave_no_workers_segments_or_running_manifest(sample, tmp_path):
+    class BrokenBank:
+        def ensure_many(self, *args, **kwargs):
+            raise RuntimeError("disk on fire")
+
+    before = shm_segments()
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        sweep(sample, "bb_atr", {"entry_z": "0.5:2.5:0.1", "bb_period": "10:40:1"}, store=tmp_path, run_id="e",
+              executor="local", workers=2, bank=BrokenBank())
+    assert ResultStore(tmp_path).load("e").manifest["status"] == "failed"
+    assert shm_segments() <= before
+    import psutil
+
+    workers = [c for c in psutil.Process().children(recursive=True)
+               if c.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(c.cmdline())]
+    assert not workers  # (the resource tracker stays for the life of this process, by design)
+
+
+def test_run_ids_resume_rules(sample, bank, tmp_path):
+    a = sweep(sample, "ma_crossover", {"fast_period": [5, 10]}, store=tmp_path, bank=bank)
+    b = sweep(sample, "ma_crossover", {"fast_period": [5, 10]}, store=tmp_path, bank=bank)
+    assert a.run_id != b.run_id  # default ids never collide
+    sweep(sample, "ma_crossover", {"fast_period": [5, 10]}, store=tmp_path, run_id="r", objective="max_drawdown",
+          bank=bank)
+    again = sweep(sample, "ma_crossover", {"fast_period": [5, 10]}, store=tmp_path, run_id="r", objective="sharpe",
+                  bank=bank)
+    assert again.manifest["objective"] == "sharpe"  # ranking settings follow the new call
+    from threadx.errors import ThreadXError
+
+    with pytest.raises(ThreadXError, match="different seed"):
+        sweep(sample, "ma_crossover", {"fast_period": "5:30:1"}, sampler="random", n=5, seed=1, store=tmp_path,
+              run_id="mc", bank=bank)
+        sweep(sample, "ma_crossover", {"fast_period": "5:30:1"}, sampler="random", n=5, seed=2, store=tmp_path,
+              run_id="mc", bank=bank)
+
+
+def test_top_reads_only_what_it_ranks(sample, bank, tmp_path):
+    run = sweep(sample, "bb_atr", {"entry_z": "0.5:2.5:0.1"}, store=tmp_path, run_id="t", bank=bank)
+    fresh = ResultStore(tmp_path).load("t")
+    lazy_top = fresh.top(5)
+    assert fresh._results is None  # nothing but the ranked columns was read
+    pd.testing.assert_frame_equal(lazy_top.reset_index(drop=True),
+                                  run.results.sort_values("sharpe", ascending=False, kind="stable").head(5)
+                                  .reset_index(drop=True)[lazy_top.columns])
+
+
+def test_dask_sweeps_on_one_scheduler_keep_their_own_data(sample, bank, tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    from threadx.data.synthetic import generate_synthetic
+
+    other = generate_synthetic("ETH_USDT", days=120, seed=9)
+    space = {"fast_period": [5, 10, 15], "slow_period": [30, 40]}
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cl:
+        a = sweep(sample, "ma_crossover", space, store=tmp_path, run_id="da", executor="dask", scheduler=cl.scheduler_address,
+                  bank=bank)
+        b = sweep(other, "ma_crossover", space, store=tmp_path, run_id="db", executor="dask", scheduler=cl.scheduler_address,
+                  bank=bank)
+    ref = sweep(other, "ma_crossover", space, store=tmp_path, run_id="ref", executor="inline", bank=bank)
+    cols = ["combo_id", *KERNEL_METRICS]
+    pd.testing.assert_frame_equal(b.results[cols], ref.results[cols])
+    assert not a.results[cols].equals(b.results[cols])

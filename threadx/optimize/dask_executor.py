@@ -16,20 +16,9 @@ import numpy as np
 from threadx.data.bars import Bars
 from threadx.optimize.evaluate import ChunkResult, Evaluator, SweepTask
 from threadx.optimize.pool import failed_chunk
+from threadx.optimize.shared import PreparedIndicators
 
 _EVALUATORS: dict[str, Evaluator] = {}
-
-
-class _ArraysIndicators:
-    """Indicator source over the scattered arrays (keyed by name + canonical params)."""
-
-    def __init__(self, arrays: dict):
-        self.arrays = arrays
-
-    def ensure(self, data: Any, name: str, params: Any = None) -> dict:
-        from threadx.indicators.registry import canonical_params
-
-        return self.arrays[(name, canonical_params(name, params))]
 
 
 def _dask_chunk(payload: dict, ids: np.ndarray) -> ChunkResult:
@@ -37,7 +26,7 @@ def _dask_chunk(payload: dict, ids: np.ndarray) -> ChunkResult:
     if evaluator is None:
         _EVALUATORS.clear()  # one sweep's data at a time per worker
         bars = Bars(**payload["bars"])
-        evaluator = Evaluator(payload["task"], bars, _ArraysIndicators(payload["arrays"]))
+        evaluator = Evaluator(payload["task"], bars, PreparedIndicators(payload["arrays"].get))
         _EVALUATORS[payload["token"]] = evaluator
     return evaluator.evaluate(ids)
 
@@ -65,7 +54,8 @@ class DaskExecutor:
             "arrays": arrays,
         }
         self.workers = max(1, len(self.client.scheduler_info().get("workers", {})) or workers)
-        self.data = self.client.scatter(payload, broadcast=True)
+        # scattered as a list with hash=False: a unique key, never shared with another sweep
+        self.data = self.client.scatter([payload], broadcast=True, hash=False)[0]
 
     def run(self, chunks: Iterator[np.ndarray], should_stop: Callable[[], bool]) -> Iterator[ChunkResult]:
         from dask.distributed import as_completed

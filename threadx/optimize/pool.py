@@ -27,7 +27,7 @@ from threadx.optimize.evaluate import STATUS_FAILED, ChunkResult, Evaluator, Swe
 from threadx.optimize.shared import PackLayout, SharedPack
 
 _WORKER: dict = {}
-_MAX_RESTARTS = 50
+_MAX_RESTARTS = 10  # consecutive worker deaths with no chunk finishing in between
 
 
 def _exit_with_parent() -> None:
@@ -39,20 +39,28 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
 
-def _init_worker(task: SweepTask) -> None:
-    """Start-up of a worker: parent watch, then the numba kernels loaded by a warm-up."""
+def _init_worker(task: SweepTask, warm: bool) -> None:
+    """Start-up of a worker: Ctrl-C left to the parent, parent watch, numba warm-up."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
     threading.Thread(target=_exit_with_parent, name="threadx-parent-watch", daemon=True).start()
-    warm_up(task)
+    if warm:
+        warm_up(task)
 
 
 def warm_up(task: SweepTask) -> None:
-    """Run one combo on a small synthetic series so that every numba kernel of the
-    strategy is compiled or loaded from cache before the first real chunk."""
+    """Load the engine's numba kernels (and a built-in strategy's signal kernels) by
+    running one combo on a small synthetic series before the first real chunk.
+
+    A user strategy is not run here: a combo that crashes its process must only fail its
+    own chunk, not every worker at start-up. It falls back to ``ma_crossover``'s defaults,
+    which load the shared engine kernel."""
     from threadx.data.bars import Bars
     from threadx.data.synthetic import generate_synthetic
     from threadx.indicators import IndicatorBank
 
+    builtin = task.module is None or task.module.startswith("threadx.")
+    if not builtin:
+        task = SweepTask("ma_crossover", {}, task.options)
     try:
         warm = Bars.from_frame(generate_synthetic("WARM_UP", days=10, seed=1), timeframe="1h")
         Evaluator(task, warm, IndicatorBank(disk=False)).evaluate(np.zeros(1, dtype=np.int64))
@@ -107,19 +115,21 @@ class LocalPool:
 
     task: SweepTask
     workers: int
-    context: str | None = None  # None: fork when it is safe, else spawn
+    context: str | None = None  # None: fork when it is safe, else spawn (kept for restarts)
     _pool: ProcessPoolExecutor | None = field(default=None, init=False)
 
     def start(self) -> "LocalPool":
-        context = self.context or default_start_method()
+        if self.context is None:
+            self.context = default_start_method()
         # Workers must share the parent's resource tracker (one registration of the block,
         # unlinked by the parent, or by the tracker if the parent is killed): start it
         # before forking, or each forked worker would start a tracker of its own.
         resource_tracker.ensure_running()
-        if context == "fork":
+        forking = self.context == "fork"
+        if forking and self._pool is None:
             warm_up(self.task)  # compiled kernels are inherited by the forked workers
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context(context),
-                                         initializer=_init_worker, initargs=(self.task,))
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context(self.context),
+                                         initializer=_init_worker, initargs=(self.task, not forking))
         for _ in range(self.workers):  # processes are spawned on submit
             self._pool.submit(_ready)
         return self
@@ -132,66 +142,67 @@ class LocalPool:
     def run(self, layout: PackLayout, chunks: Iterator[np.ndarray],
             should_stop: Callable[[], bool]) -> Iterator[ChunkResult]:
         """Yield a ChunkResult per chunk (order of completion); stop taking new chunks
-        once ``should_stop()`` is true and return after the ones in flight."""
+        once ``should_stop()`` is true and return after the ones in flight. The pool
+        stays up for further calls (adaptive rounds) until :meth:`close`."""
         pool = self._pool or self.start()._pool
         in_flight: dict[Future, _Flight] = {}
         suspects: list[_Flight] = []  # chunks in flight when a worker died: run one at a time
         unsent: list[_Flight] = []  # chunks a broken pool refused before running them
         source_done = False
-        restarts = 0
-        try:
-            while True:
-                stopping = should_stop()
-                broken = False
-                while not stopping and len(in_flight) < self.workers * 2:
-                    if suspects:
-                        if in_flight:
-                            break
-                        flight = suspects.pop(0)
-                    elif unsent:
-                        flight = unsent.pop(0)
-                    elif not source_done:
-                        ids = next(chunks, None)
-                        if ids is None:
-                            source_done = True
-                            continue
-                        flight = _Flight(ids)
-                    else:
+        restarts = 0  # consecutive restarts without a chunk coming back
+        while True:
+            stopping = should_stop()
+            broken = False
+            while not stopping and len(in_flight) < self.workers * 2:
+                if suspects:
+                    if in_flight:
                         break
+                    flight = suspects.pop(0)
+                elif unsent:
+                    flight = unsent.pop(0)
+                elif not source_done:
+                    ids = next(chunks, None)
+                    if ids is None:
+                        source_done = True
+                        continue
+                    flight = _Flight(ids)
+                else:
+                    break
+                try:
+                    in_flight[pool.submit(_run_chunk, layout, self.task, flight.ids)] = flight
+                except BrokenProcessPool:
+                    (suspects if flight.tries else unsent).insert(0, flight)
+                    broken = True
+                    break
+            if not in_flight and not broken:
+                return
+            if in_flight:
+                done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED, timeout=0.5)
+                for future in done:
+                    flight = in_flight.pop(future)
                     try:
-                        in_flight[pool.submit(_run_chunk, layout, self.task, flight.ids)] = flight
+                        result = future.result()
                     except BrokenProcessPool:
-                        (suspects if flight.tries else unsent).insert(0, flight)
                         broken = True
-                        break
-                if not in_flight and not broken:
-                    return
-                if in_flight:
-                    done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED, timeout=0.5)
-                    for future in done:
-                        flight = in_flight.pop(future)
-                        try:
-                            yield future.result()
-                        except BrokenProcessPool:
-                            broken = True
-                            in_flight[future] = flight  # handled below with the others in flight
-                        except Exception as exc:  # a chunk-level failure outside any combo
-                            yield failed_chunk(flight.ids, f"{type(exc).__name__}: {exc}")
-                if broken:
-                    for flight in in_flight.values():
-                        flight.tries += 1
-                        if flight.tries > 1:
-                            yield failed_chunk(flight.ids, "worker process died twice on this chunk")
-                        else:
-                            suspects.append(flight)
-                    in_flight.clear()
-                    restarts += 1
-                    if restarts > _MAX_RESTARTS:
-                        raise ThreadXError(f"sweep workers died {restarts} times; finished combos are stored, "
-                                           "the same run id resumes (check memory, or lower workers)")
-                    pool = self._restart()
-        finally:
-            self.close()
+                        in_flight[future] = flight  # handled below with the others in flight
+                        continue
+                    except Exception as exc:  # a chunk-level failure outside any combo
+                        result = failed_chunk(flight.ids, f"{type(exc).__name__}: {exc}")
+                    restarts = 0
+                    yield result
+            if broken:
+                for flight in in_flight.values():
+                    flight.tries += 1
+                    if flight.tries > 1:
+                        yield failed_chunk(flight.ids, "worker process died twice on this chunk")
+                    else:
+                        suspects.append(flight)
+                in_flight.clear()
+                restarts += 1
+                if restarts > _MAX_RESTARTS:
+                    raise ThreadXError(f"sweep workers died {restarts} times in a row; finished combos are "
+                                       "stored, the same run id resumes (check memory, or lower workers)")
+                pool = self._restart()
 
     def close(self) -> None:
         if self._pool is not None:

@@ -1,18 +1,20 @@
 """``threadx.sweep``: grid and Monte Carlo optimisation with progress, cancel and resume.
 
-The parent samples combo ids, computes every distinct indicator of the space once
-(IndicatorBank batch path), packs OHLCV and indicators into shared memory, and streams
-chunks of ids to the executor; one writer appends the small result arrays to the
-results store in batches. Re-running a run id skips the combos already stored.
+The parent samples combo ids, computes the distinct indicators of the planned combos
+once (IndicatorBank batch path), packs OHLCV and indicators into shared memory, and
+streams chunks of ids to an executor; one writer appends the small result arrays to
+the results store in batches. Re-running a run id skips the combos already stored.
 """
 from __future__ import annotations
 
 import os
 import platform
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 import sys
 import time
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Mapping
@@ -27,14 +29,15 @@ from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ParamError
 from threadx.optimize.evaluate import STATUS_OK, ChunkResult, Evaluator, SweepTask
 from threadx.optimize.samplers import SAMPLERS, grid_ids, monte_carlo_ids, refine
-from threadx.optimize.shared import SharedPack, indicator_requests
+from threadx.optimize.shared import PreparedIndicators, SharedPack, indicator_requests
 from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace
-from threadx.optimize.store import ResultStore, SweepRun, check_run_id
+from threadx.optimize.store import ResultStore, RunWriter, SweepRun, check_run_id
 from threadx.strategy.base import get_strategy
 
 EXECUTORS = ("auto", "local", "inline", "dask")
-_SECONDS_PER_COMBO_GUESS = 3e-4
+_SECONDS_PER_BAR_GUESS = 2e-8  # one combo on 12.5k bars takes about 0.2 ms
 _INLINE_BELOW_SECONDS = 1.5  # smaller sweeps run in-process: a pool would cost more to start
+_EXACT_COUNT_LIMIT = 1_000_000  # larger constrained grids show an estimated total first
 
 
 @dataclass(frozen=True)
@@ -49,16 +52,6 @@ class Progress:
     elapsed_s: float
 
 
-def _cancel_check(cancel: Any) -> Callable[[], bool]:
-    if cancel is None:
-        return lambda: False
-    if hasattr(cancel, "is_set"):
-        return cancel.is_set
-    if callable(cancel):
-        return lambda: bool(cancel())
-    raise ParamError("cancel must be a threading/multiprocessing Event or a callable returning bool")
-
-
 def default_workers() -> int:
     """Physical cores (logical when unknown)."""
     try:
@@ -67,40 +60,6 @@ def default_workers() -> int:
         return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
     except ImportError:  # pragma: no cover
         return max(1, os.cpu_count() or 1)
-
-
-def _planned_ids(space: SearchSpace, sampler: str, n: int | None, seed: int, grid_limit: int) -> tuple[np.ndarray | None, int, int]:
-    """(ids or None for a streamed grid, total to run, invalid count)."""
-    if sampler == "grid":
-        total = space.count_valid() if space.size <= grid_limit else space.size
-        if space.size > grid_limit:
-            next(grid_ids(space, limit=grid_limit))  # raises with advice
-        return None, total, space.size - total
-    if sampler in ("random", "lhs", "sobol"):
-        drawn = monte_carlo_ids(space, sampler, n, seed)
-        return drawn.ids, len(drawn.ids), drawn.invalid
-    raise ParamError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
-
-
-def _compute_indicators(space: SearchSpace, bars: Bars, bank) -> dict:
-    requests = indicator_requests(space)
-    by_name: dict[str, list] = {}
-    for (name, key), params in requests.items():
-        by_name.setdefault(name, []).append((key, params))
-    arrays = {}
-    for name, items in by_name.items():
-        outputs = bank.ensure_many(bars, name, [params for _, params in items])
-        for (key, _), out in zip(items, outputs):
-            arrays[(name, key)] = out
-    return arrays
-
-
-def _rows(space: SearchSpace, result: ChunkResult) -> pd.DataFrame:
-    columns: dict[str, Any] = {"combo_id": result.ids, **space.columns(result.ids)}
-    columns.update({name: result.metrics[:, k] for k, name in enumerate(METRIC_NAMES)})
-    columns["status"] = np.where(result.status == STATUS_OK, "ok", "failed")
-    columns["error"] = [result.errors.get(int(i), "") for i in result.ids] if result.errors else ""
-    return pd.DataFrame(columns)
 
 
 def sweep(
@@ -139,254 +98,356 @@ def sweep(
     ``executor``: ``local`` (shared-memory process pool of ``workers``), ``inline`` (threads
     in this process), ``auto`` (inline when the sweep is too small to repay starting a pool)
     or ``dask`` (a Dask cluster at ``scheduler``, or a LocalCluster of ``workers``).
+    The returned run reads its rows from the store when first used.
     """
-    started = time.perf_counter()
     spec = get_strategy(strategy)
     search = SearchSpace(spec, space)
-    options: EngineOptions = options_from(**engine_options)
+    _check_arguments(search, sampler, n, seed, objective, executor, workers, chunk_size, min_trades)
+    session = _Session(
+        search=search, bars=as_bars(df), options=options_from(**engine_options), sampler=sampler, n=n,
+        seed=int(seed), objective=objective, maximize=bool(maximize), min_trades=int(min_trades),
+        workers=int(workers or default_workers()), executor=executor, progress=progress,
+        should_stop=_cancel_check(cancel), chunk_size=chunk_size, grid_limit=grid_limit, bank=bank,
+        scheduler=scheduler, space_spec=dict(space or {}),
+        store=store if isinstance(store, ResultStore) else ResultStore(store),
+        run_id=check_run_id(run_id or _new_run_id(strategy)),
+    )
+    return session.run(flush_seconds, adaptive_rounds, patience)
+
+
+def _check_arguments(search: SearchSpace, sampler: str, n: Any, seed: Any, objective: str, executor: str,
+                     workers: Any, chunk_size: Any, min_trades: Any) -> None:
+    def whole(value: Any, name: str, minimum: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise ParamError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+
+    if sampler not in SAMPLERS:
+        raise ParamError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
+    if sampler != "grid":
+        if n is None:
+            raise ParamError(f"sampler {sampler!r} needs n, the number of combos to draw")
+        whole(n, "n", 1)
+    whole(seed, "seed", 0)
+    whole(min_trades, "min_trades", 0)
+    for value, name in ((workers, "workers"), (chunk_size, "chunk_size")):
+        if value is not None:
+            whole(value, name, 1)
     if objective not in METRIC_NAMES:
         raise ParamError(f"unknown objective {objective!r}; metrics: {', '.join(METRIC_NAMES)}")
     if executor not in EXECUTORS:
         raise ParamError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    if sampler not in SAMPLERS:
-        raise ParamError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
     clash = set(search.names) & set(METRIC_NAMES + ("combo_id", "status", "error"))
     if clash:
         raise ParamError(f"param names {sorted(clash)} clash with result columns")
-    bars = as_bars(df)
-    store = store if isinstance(store, ResultStore) else ResultStore(store)
-    run_id = check_run_id(run_id or f"{strategy}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{seed}")
-    should_stop = _cancel_check(cancel)
-    workers = workers or default_workers()
 
-    first_sampler = "lhs" if sampler == "adaptive" else sampler
-    planned, total, invalid = _planned_ids(search, first_sampler, n, seed, grid_limit)
-    manifest = {
-        "run_id": run_id,
-        "strategy": strategy,
-        "dataset": bars.name,
-        "fingerprint": bars.fingerprint,
-        "timeframe": bars.timeframe,
-        "bars": len(bars),
-        "space": search.to_dict(),
-        "param_names": list(search.names),
-        "sampler": sampler,
-        "n": n,
-        "seed": seed,
-        "objective": objective,
-        "maximize": maximize,
-        "min_trades": min_trades,
-        "engine": options.to_dict(),
-        "invalid": invalid,
-        "total": total,
-        "versions": {"threadx": threadx.__version__, "python": sys.version.split()[0],
-                     "numpy": np.__version__, "pandas": pd.__version__, "numba": _numba_version()},
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "workers": workers,
-                    "executor": executor},
-        "started_at": datetime.now(timezone.utc).isoformat(),
-    }
-    writer = store.open_run(run_id, manifest)
-    writer.flush_seconds = flush_seconds
-    done_ids = store.done_ids(run_id)
-    done_set = set(done_ids.tolist())
-    counts = {"done": len(done_set), "failed": 0, "new": 0}
-    writer.update_manifest(status="running", done=counts["done"])
 
-    module = getattr(spec.signals, "__module__", None)
-    task = SweepTask(strategy, dict(space or {}), options, None if module in (None, "__main__") else module)
-    remaining = max(0, total - counts["done"])
-    use_inline = executor == "inline" or (
-        executor == "auto" and (workers == 1 or remaining * _SECONDS_PER_COMBO_GUESS < _INLINE_BELOW_SECONDS)
-    )
-    pool = None
-    if not use_inline and remaining and executor != "dask":
-        from threadx.optimize.pool import LocalPool
+def _new_run_id(strategy: str) -> str:
+    return f"{strategy}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
-        pool = LocalPool(task, workers).start()  # workers start up while the indicators are computed
-    if bank is None:
-        from threadx.indicators import default_bank
 
-        bank = default_bank()
-    arrays = _compute_indicators(search, bars, bank)
+def _cancel_check(cancel: Any) -> Callable[[], bool]:
+    if cancel is None:
+        return lambda: False
+    if hasattr(cancel, "is_set"):
+        return cancel.is_set
+    if callable(cancel):
+        return lambda: bool(cancel())
+    raise ParamError("cancel must be a threading/multiprocessing Event or a callable returning bool")
 
-    def pending_chunks(ids_source: Iterator[np.ndarray], size: int) -> Iterator[np.ndarray]:
-        buffer: list[np.ndarray] = []
-        held = 0
-        for ids in ids_source:
-            if done_set:
-                ids = ids[~np.isin(ids, done_ids)]
-            if len(ids):
-                buffer.append(ids)
-                held += len(ids)
-            while held >= size:
-                merged = np.concatenate(buffer)
-                yield merged[:size]
-                buffer, held = [merged[size:]], held - size
-        if held:
-            yield np.concatenate(buffer)
 
-    def first_round() -> Iterator[np.ndarray]:
-        if planned is None:
-            return (ids for ids, _ in grid_ids(search, limit=grid_limit))
-        return iter([planned])
+@dataclass
+class _Session:
+    """One call of :func:`sweep`: plan, prepare, run chunks, store, clean up."""
 
-    size = chunk_size or _chunk_size(remaining, workers)
-    last_report = 0.0
-    status = "completed"
+    search: SearchSpace
+    bars: Bars
+    options: EngineOptions
+    sampler: str
+    n: int | None
+    seed: int
+    objective: str
+    maximize: bool
+    min_trades: int
+    workers: int
+    executor: str
+    progress: Callable[[Progress], None] | None
+    should_stop: Callable[[], bool]
+    chunk_size: int | None
+    grid_limit: int
+    bank: Any
+    scheduler: str | None
+    space_spec: dict
+    store: ResultStore
+    run_id: str
 
-    def report(force: bool = False) -> None:
-        nonlocal last_report
-        now = time.perf_counter()
-        if progress is None or (not force and now - last_report < 0.2):
-            return
-        last_report = now
-        elapsed = now - started
-        rate = counts["new"] / elapsed if elapsed > 0 else 0.0
-        left = max(0, total - counts["done"])
-        progress(Progress(counts["done"], total, counts["failed"], rate, left / rate if rate > 0 else float("inf"),
-                          elapsed))
+    def run(self, flush_seconds: float, adaptive_rounds: int, patience: int) -> SweepRun:
+        self.started = time.perf_counter()
+        self.planned, self.total, invalid = self._plan()
+        writer = self.store.open_run(self.run_id, self._manifest(invalid))
+        writer.flush_seconds = flush_seconds
+        self.writer = writer
+        self.done_ids = self.store.done_ids(self.run_id)
+        self.counts = {"done": len(self.done_ids), "failed": 0, "new": 0}
+        self._last_report = 0.0
+        status = "completed"
+        try:
+            writer.update_manifest(status="running", done=self.counts["done"])
+            with ExitStack() as cleanup:  # every resource released, whatever happens
+                run_chunks = self._executor(cleanup)
+                self._report(force=True)
+                self._consume(run_chunks(self._pending(self._first_round())))
+                if self.sampler == "adaptive" and not self.should_stop():
+                    self._adaptive(run_chunks, adaptive_rounds, patience)
+            if self.should_stop():
+                status = "cancelled"
+        except KeyboardInterrupt:
+            status = "cancelled"  # Ctrl-C: what finished is stored, the same run id resumes
+            raise
+        except BaseException:
+            status = "failed"
+            raise
+        finally:
+            self._finish(status)
+        return self.store.load(self.run_id)
 
-    def consume(results: Iterator[ChunkResult]) -> None:
-        for result in results:
-            frame = _rows(search, result)
-            writer.append(frame)
-            counts["done"] += len(result.ids)
-            counts["new"] += len(result.ids)
-            counts["failed"] += int((result.status != STATUS_OK).sum())
-            if sampler == "adaptive":
-                done_set.update(result.ids.tolist())
-            report()
+    # --- planning -----------------------------------------------------------------------
 
-    pack = None
-    cluster = None
-    try:
-        if use_inline:
-            evaluator = Evaluator(task, bars, _ArraysSource(arrays, bank))
+    def _plan(self) -> tuple[np.ndarray | None, int, int]:
+        """(ids, or None for a streamed grid; total to run; invalid combos dropped)."""
+        search = self.search
+        if self.sampler == "grid":
+            if search.size > self.grid_limit:
+                next(grid_ids(search, limit=self.grid_limit))  # raises with advice
+            if search.strategy.constraints and search.size > _EXACT_COUNT_LIMIT:
+                probe = np.random.default_rng(0).integers(0, search.size, 100_000)
+                total = int(round(search.valid_mask(probe).mean() * search.size))  # exact at the end
+            else:
+                total = search.count_valid()
+            return None, total, search.size - total
+        drawn = monte_carlo_ids(search, "lhs" if self.sampler == "adaptive" else self.sampler, self.n, self.seed)
+        return drawn.ids, len(drawn.ids), drawn.invalid
 
-            def run_chunks(chunks: Iterator[np.ndarray]) -> Iterator[ChunkResult]:
-                # threads: the numba kernels release the GIL, only the per-combo glue holds it
-                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="threadx-sweep") as threads:
-                    queue: deque = deque()
-                    for ids in chunks:
-                        if should_stop():
-                            break
-                        queue.append(threads.submit(evaluator.evaluate, ids))
-                        while len(queue) >= 2 * workers:
-                            yield queue.popleft().result()
-                    while queue:
-                        yield queue.popleft().result()
-        elif executor == "dask":
+    def _manifest(self, invalid: int) -> dict[str, Any]:
+        bars = self.bars
+        return {
+            "run_id": self.run_id,
+            "strategy": self.search.strategy.name,
+            "dataset": bars.name,
+            "fingerprint": bars.fingerprint,
+            "timeframe": bars.timeframe,
+            "bars": len(bars),
+            "space": self.search.to_dict(),
+            "param_names": list(self.search.names),
+            "sampler": self.sampler,
+            "n": self.n,
+            "seed": self.seed,
+            "objective": self.objective,
+            "maximize": self.maximize,
+            "min_trades": self.min_trades,
+            "engine": self.options.to_dict(),
+            "invalid": invalid,
+            "total": self.total,
+            "versions": {"threadx": threadx.__version__, "python": sys.version.split()[0],
+                         "numpy": np.__version__, "pandas": pd.__version__, "numba": _numba_version()},
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "workers": self.workers,
+                        "executor": self.executor},
+            "started_at": datetime.now(timezone.utc).isoformat(),
+        }
+
+    def _first_round(self) -> Iterator[np.ndarray]:
+        if self.planned is None:
+            return (ids for ids, _ in grid_ids(self.search, limit=self.grid_limit))
+        return iter([self.planned])
+
+    def _chunk(self) -> int:
+        """About 0.5 s of work per chunk (from the bar count), at least 4 chunks per worker."""
+        if self.chunk_size:
+            return self.chunk_size
+        per_combo = _SECONDS_PER_BAR_GUESS * max(len(self.bars), 1)
+        remaining = max(0, self.total - self.counts["done"])
+        per_worker = max(1, remaining // (4 * self.workers))
+        return int(max(1, min(0.5 / per_combo, per_worker)))
+
+    def _pending(self, sources: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        """Chunks of ids not stored yet, ``_chunk()`` at a time."""
+        size = self._chunk()
+        carry = np.empty(0, dtype=np.int64)
+        for ids in sources:
+            if len(self.done_ids):
+                ids = ids[~np.isin(ids, self.done_ids)]
+            if len(carry):
+                ids = np.concatenate([carry, ids])
+            stop = len(ids) - len(ids) % size
+            for lo in range(0, stop, size):
+                yield ids[lo:lo + size]
+            carry = ids[stop:].copy()
+        if len(carry):
+            yield carry
+
+    # --- execution ----------------------------------------------------------------------
+
+    def _executor(self, cleanup: ExitStack) -> Callable[[Iterator[np.ndarray]], Iterator[ChunkResult]]:
+        module = getattr(self.search.strategy.signals, "__module__", None)
+        importable = module not in (None, "__main__")
+        task = SweepTask(self.search.strategy.name, self.space_spec, self.options, module if importable else None)
+        remaining = max(0, self.total - self.counts["done"])
+        from threadx.optimize.pool import LocalPool, default_start_method
+
+        inline = self.executor == "inline" or (self.executor == "auto" and (
+            self.workers == 1
+            or remaining * _SECONDS_PER_BAR_GUESS * len(self.bars) < _INLINE_BELOW_SECONDS
+            # a strategy defined in __main__ or a notebook exists only in this process
+            or (not importable and default_start_method() != "fork")))
+        if not importable and not inline and (self.executor == "dask" or default_start_method() != "fork"):
+            raise ParamError(f"strategy {task.strategy!r} is defined in __main__, which worker processes cannot "
+                             "import: move it to a module, or use executor='inline'")
+        pool = None
+        if not inline and self.executor != "dask" and remaining:
+            pool = LocalPool(task, self.workers).start()  # workers start up while indicators are computed
+            cleanup.callback(pool.close)
+        bank = self.bank
+        if bank is None:
+            from threadx.indicators import default_bank
+
+            bank = default_bank()
+        arrays = self._indicators(bank)
+        if inline:
+            evaluator = Evaluator(task, self.bars, PreparedIndicators(arrays.get))
+            return lambda chunks: _run_in_threads(evaluator, chunks, self.workers, self.should_stop)
+        if self.executor == "dask":
             from threadx.optimize.dask_executor import DaskExecutor
 
-            cluster = DaskExecutor(bars, arrays, task, workers, address=scheduler)
+            cluster = DaskExecutor(self.bars, arrays, task, self.workers, address=self.scheduler)
+            cleanup.callback(cluster.close)
+            return lambda chunks: cluster.run(chunks, self.should_stop)
+        pack = SharedPack.create(self.bars, arrays)
+        cleanup.callback(pack.close)
+        arrays.clear()  # workers read the shared copy; the bank keeps its own
+        if pool is None:
+            pool = LocalPool(task, self.workers).start()
+            cleanup.callback(pool.close)
+        return lambda chunks: pool.run(pack.layout, chunks, self.should_stop)
 
-            def run_chunks(chunks: Iterator[np.ndarray]) -> Iterator[ChunkResult]:
-                return cluster.run(chunks, should_stop)
-        else:
-            from threadx.optimize.pool import LocalPool
+    def _indicators(self, bank) -> dict:
+        ids = None if self.planned is None else [self.planned]
+        requests = indicator_requests(self.search, ids)
+        by_name: dict[str, list] = {}
+        for (name, key), params in requests.items():
+            by_name.setdefault(name, []).append((key, params))
+        arrays = {}
+        for name, items in by_name.items():
+            for (key, _), out in zip(items, bank.ensure_many(self.bars, name, [p for _, p in items])):
+                arrays[(name, key)] = out
+        return arrays
 
-            pack = SharedPack.create(bars, arrays)
-            arrays.clear()  # workers read the shared copy; the bank keeps its own
-            pool = pool or LocalPool(task, workers).start()
+    def _consume(self, results: Iterator[ChunkResult]) -> None:
+        for result in results:
+            self.writer.append(_rows(self.search, result))
+            self.counts["done"] += len(result.ids)
+            self.counts["new"] += len(result.ids)
+            self.counts["failed"] += int((result.status != STATUS_OK).sum())
+            self._report()
 
-            def run_chunks(chunks: Iterator[np.ndarray]) -> Iterator[ChunkResult]:
-                return pool.run(pack.layout, chunks, should_stop)
-
-        report(force=True)
-        consume(run_chunks(pending_chunks(first_round(), size)))
-        if sampler == "adaptive" and not should_stop():
-            _adaptive_rounds(search, store, run_id, writer, objective, maximize, n or 0, seed, adaptive_rounds,
-                             patience, done_set, lambda ids: consume(run_chunks(pending_chunks(iter([ids]), size))))
-            total = counts["done"]
-        if should_stop():
-            status = "cancelled"
-    except KeyboardInterrupt:
-        status = "cancelled"  # Ctrl-C: what finished is stored, the same run id resumes
-        raise
-    except BaseException:
-        status = "failed"
-        raise
-    finally:
-        writer.flush()
-        if pool is not None:
-            pool.close()
-        if cluster is not None:
-            cluster.close()
-        if pack is not None:
-            pack.close()
-        writer.update_manifest(status=status, done=counts["done"], failed_this_session=counts["failed"],
-                               total=max(total, counts["done"]), finished_at=datetime.now(timezone.utc).isoformat(),
-                               elapsed_s=time.perf_counter() - started)
-        report(force=True)
-    run = store.load(run_id)
-    failed = int((run.results["status"] == "failed").sum()) if len(run.results) else 0
-    writer.update_manifest(failed=failed, done=len(run.results))
-    run.manifest.update(failed=failed, done=len(run.results))
-    return run
-
-
-class _ArraysSource:
-    """In-process indicator source: the precomputed arrays, the bank for anything else."""
-
-    def __init__(self, arrays: dict, bank):
-        self.arrays = arrays
-        self.bank = bank
-        self._memo: dict[tuple, dict] = {}  # keyed by the raw params
-
-    def ensure(self, data: Any, name: str, params: Mapping[str, Any] | None = None):
-        raw = (name, tuple(sorted((params or {}).items())))
-        found = self._memo.get(raw)
-        if found is None:
-            from threadx.indicators.registry import canonical_params
-
-            found = self.arrays.get((name, canonical_params(name, params)))
-            if found is None:
-                found = self.bank.ensure(data, name, params)
-            self._memo[raw] = found
-        return found
-
-
-def _chunk_size(remaining: int, workers: int) -> int:
-    """About 0.5 s of work per chunk, and at least 4 chunks per worker."""
-    target = int(0.5 / _SECONDS_PER_COMBO_GUESS)
-    per_worker = max(1, remaining // max(1, 4 * workers))
-    return int(max(16, min(target, per_worker)))
-
-
-def _adaptive_rounds(search: SearchSpace, store: ResultStore, run_id: str, writer, objective: str, maximize: bool,
-                     n: int, seed: int, rounds: int, patience: int, done_set: set[int],
-                     run_ids: Callable[[np.ndarray], None]) -> None:
-    """Refine around the top 20 % with a shrinking neighbourhood until ``patience``
-    rounds bring no improvement of the best objective."""
-    writer.flush()
-    best = _best_value(store, run_id, objective, maximize)
-    stale = 0
-    radius = 0.25
-    for round_no in range(rounds):
-        writer.flush()
-        results = store.load(run_id).ok().dropna(subset=[objective])
-        if results.empty:
+    def _report(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if self.progress is None or (not force and now - self._last_report < 0.2):
             return
-        top = results.sort_values(objective, ascending=not maximize).head(max(1, len(results) // 5))
-        new_ids = refine(search, top["combo_id"].to_numpy(), max(16, n // 2), radius, seed + round_no + 1, done_set)
-        if len(new_ids) == 0:
-            return
-        run_ids(new_ids)
-        writer.flush()
-        value = _best_value(store, run_id, objective, maximize)
-        improved = value is not None and (best is None or (value > best if maximize else value < best))
-        best = value if improved else best
-        stale = 0 if improved else stale + 1
-        if stale >= patience:
-            return
-        radius *= 0.5
+        self._last_report = now
+        elapsed = now - self.started
+        rate = self.counts["new"] / elapsed if elapsed > 0 else 0.0
+        total = max(self.total, self.counts["done"])
+        left = total - self.counts["done"]
+        eta = left / rate if rate > 0 else (0.0 if left == 0 else float("inf"))
+        self.progress(Progress(self.counts["done"], total, self.counts["failed"], rate, eta, elapsed))
+
+    def _adaptive(self, run_chunks, rounds: int, patience: int) -> None:
+        """Refine around the top 20 % (enough trades) with a shrinking neighbourhood until
+        ``patience`` rounds bring no improvement of the best objective."""
+        self.writer.flush()
+        seen = set(self.store.done_ids(self.run_id).tolist())
+        best = self._best_value()
+        stale = 0
+        radius = 0.25
+        for round_no in range(rounds):
+            if self.should_stop():
+                return
+            self.writer.flush()
+            ranked = self._ranked()
+            if ranked.empty:
+                return
+            top = ranked.head(max(1, len(ranked) // 5))["combo_id"].to_numpy()
+            new_ids = refine(self.search, top, max(16, (self.n or 0) // 2), radius, self.seed + round_no + 1, seen)
+            if len(new_ids) == 0:
+                return
+            seen.update(new_ids.tolist())
+            self.total += len(new_ids)
+            self._consume(run_chunks(self._pending(iter([new_ids]))))
+            self.writer.flush()
+            value = self._best_value()
+            improved = value is not None and (best is None or (value > best if self.maximize else value < best))
+            best = value if improved else best
+            stale = 0 if improved else stale + 1
+            if stale >= patience:
+                return
+            radius *= 0.5
+
+    def _ranked(self) -> pd.DataFrame:
+        run = self.store.load(self.run_id)
+        return run.top(max(1, int(self.writer.manifest.get("total", 0)) or 1), self.objective, self.maximize,
+                       self.min_trades).dropna(subset=[self.objective])
+
+    def _best_value(self) -> float | None:
+        ranked = self._ranked()
+        return None if ranked.empty else float(ranked.iloc[0][self.objective])
+
+    # --- the end ------------------------------------------------------------------------
+
+    def _finish(self, status: str) -> None:
+        writer: RunWriter = self.writer
+        try:
+            writer.flush()
+        finally:
+            stored = self.store.done_ids(self.run_id)
+            failed = self._failed_count()
+            total = len(stored) if status == "completed" else max(self.total, len(stored))
+            writer.update_manifest(status=status, done=len(stored), failed=failed, total=total,
+                                   finished_at=datetime.now(timezone.utc).isoformat(),
+                                   elapsed_s=time.perf_counter() - self.started)
+            writer.close()
+            self.total = total
+            self.counts["done"] = len(stored)
+            self._report(force=True)
+
+    def _failed_count(self) -> int:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        folder = self.store.folder(self.run_id)
+        return int(sum(pc.sum(pc.equal(pq.read_table(p, columns=["status"]).column("status"), "failed")).as_py() or 0
+                       for p in sorted(folder.glob("part-*.parquet"))))
 
 
-def _best_value(store: ResultStore, run_id: str, objective: str, maximize: bool) -> float | None:
-    results = store.load(run_id).ok()[objective].dropna()
-    if results.empty:
-        return None
-    return float(results.max() if maximize else results.min())
+def _run_in_threads(evaluator: Evaluator, chunks: Iterator[np.ndarray], workers: int,
+                    should_stop: Callable[[], bool]) -> Iterator[ChunkResult]:
+    """In-process executor: the numba kernels release the GIL, only the per-combo glue holds it."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="threadx-sweep") as threads:
+        queue: deque = deque()
+        for ids in chunks:
+            if should_stop():
+                break
+            queue.append(threads.submit(evaluator.evaluate, ids))
+            while len(queue) >= 2 * workers:
+                yield queue.popleft().result()
+        while queue:
+            yield queue.popleft().result()
+
+
+def _rows(space: SearchSpace, result: ChunkResult) -> pd.DataFrame:
+    columns: dict[str, Any] = {"combo_id": result.ids, **space.columns(result.ids)}
+    columns.update({name: result.metrics[:, k] for k, name in enumerate(METRIC_NAMES)})
+    columns["status"] = np.where(result.status == STATUS_OK, "ok", "failed")
+    columns["error"] = [result.errors.get(int(i), "") for i in result.ids] if result.errors else ""
+    return pd.DataFrame(columns)
 
 
 def _numba_version() -> str:

@@ -12,7 +12,7 @@ import hashlib
 import itertools
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -26,11 +26,13 @@ _PROBE_LIMIT = 200_000
 
 
 def indicator_requests(space: SearchSpace, ids: Iterable[np.ndarray] | None = None) -> dict[Request, dict]:
-    """Every distinct (indicator, params) the combos of ``space`` need.
+    """The distinct (indicator, params) the combos of ``space`` (or of ``ids``) need.
 
     Axes that change the indicator needs when varied alone are found by probing; the
     needs of every combination of those axes (others at their first value) are then
-    collected. When that product is too large, the needs of the given ``ids`` are used.
+    collected, over the whole grid or over the given ids. A need that depends on an
+    interaction this misses, or a grid too large to enumerate, is not an error: the
+    workers compute what was not prepared (:class:`PreparedIndicators`).
     """
     spec = space.strategy
     base = {a.name: a.values[0] for a in space.axes}
@@ -63,14 +65,16 @@ def indicator_requests(space: SearchSpace, ids: Iterable[np.ndarray] | None = No
                 continue
             out.setdefault(key, ind_params)
 
-    if product <= _PROBE_LIMIT or ids is None:
+    if ids is None and product <= _PROBE_LIMIT:
         for values in itertools.product(*(a.values for a in relevant)):
             add({**base, **dict(zip((a.name for a in relevant), values))})
-    else:
+    elif ids is not None:
+        # the combos themselves (a Monte Carlo plan): only their relevant params matter
+        positions = [space.names.index(a.name) for a in relevant]
         for chunk in ids:
-            cols = space.columns(chunk)
-            for row in zip(*(cols[n].tolist() for n in space.names)):
-                add(dict(zip(space.names, row)))
+            idx = space.value_indices(chunk)[:, positions] if positions else np.zeros((1, 0), np.int64)
+            for row in np.unique(idx, axis=0):
+                add({**base, **{a.name: a.values[int(k)] for a, k in zip(relevant, row)}})
     return out
 
 
@@ -142,8 +146,13 @@ class SharedPack:
         time_ns = self.view(lay.time_offset).view(np.int64)
         return Bars(time_ns=time_ns, timeframe=lay.timeframe, **cols)
 
-    def indicator_source(self) -> "SharedIndicators":
-        return SharedIndicators(self)
+    def indicator_source(self) -> "PreparedIndicators":
+        """Indicator source over the block's arrays."""
+        def lookup(key: Request) -> dict[str, np.ndarray] | None:
+            offsets = self.layout.indicators.get(key)
+            return None if offsets is None else {out: self.view(off) for out, off in offsets.items()}
+
+        return PreparedIndicators(lookup)
 
     @property
     def nbytes(self) -> int:
@@ -163,21 +172,25 @@ class SharedPack:
                 pass
 
 
-class SharedIndicators:
-    """Stands in for the IndicatorBank inside workers: serves arrays from the shared block."""
+class PreparedIndicators:
+    """Stands in for the IndicatorBank in sweeps: serves the arrays prepared by the parent,
+    computes (and keeps) any other one locally, e.g. for combos of an adaptive round."""
 
-    def __init__(self, pack: SharedPack):
-        self.pack = pack
-        self._views: dict[tuple, dict[str, np.ndarray]] = {}  # keyed by the raw params
+    def __init__(self, lookup: Callable[[Request], dict[str, np.ndarray] | None]):
+        self._lookup = lookup
+        self._memo: dict[tuple, dict[str, np.ndarray]] = {}  # keyed by the raw params
+        self._local = None
 
     def ensure(self, data: Any, name: str, params: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
         raw = (name, tuple(sorted((params or {}).items())))
-        cached = self._views.get(raw)
-        if cached is None:
-            key = (name, canonical_params(name, params))
-            offsets = self.pack.layout.indicators.get(key)
-            if offsets is None:
-                raise ParamError(f"indicator {name} {key[1]} was not prepared for this sweep")
-            cached = {out: self.pack.view(off) for out, off in offsets.items()}
-            self._views[raw] = cached
-        return cached
+        found = self._memo.get(raw)
+        if found is None:
+            found = self._lookup((name, canonical_params(name, params)))
+            if found is None:
+                if self._local is None:
+                    from threadx.indicators.bank import IndicatorBank
+
+                    self._local = IndicatorBank(disk=False)
+                found = self._local.ensure(data, name, params)
+            self._memo[raw] = found
+        return found

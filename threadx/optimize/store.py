@@ -13,7 +13,6 @@ import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,9 @@ from threadx.config import settings
 from threadx.errors import ThreadXError
 
 _PART = re.compile(r"^part-(\d{6})\.parquet$")
+_LOCK = ".writer.lock"
+_PLAN_KEYS = ("strategy", "fingerprint", "space", "engine", "sampler", "n", "seed")
+_SESSION_KEYS = ("objective", "maximize", "min_trades", "machine", "versions", "started_at")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -47,12 +49,21 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-@dataclass
 class SweepRun:
-    """A stored optimisation run: its manifest and one row per evaluated combo."""
+    """A stored optimisation run: its manifest and one row per evaluated combo.
 
-    manifest: dict[str, Any]
-    results: pd.DataFrame = field(repr=False)
+    ``results`` is read from the run's Parquet parts on first use (a 10-million-row run
+    is large); :meth:`top` reads only the columns it ranks by, then the winning rows.
+    """
+
+    def __init__(self, manifest: dict[str, Any], results: pd.DataFrame | None = None,
+                 parts: list[Path] | None = None):
+        self.manifest = manifest
+        self._results = results
+        self._parts = parts or []
+
+    def __repr__(self) -> str:
+        return f"SweepRun({self.run_id!r}, status={self.manifest.get('status')!r}, done={self.manifest.get('done')})"
 
     @property
     def run_id(self) -> str:
@@ -62,22 +73,40 @@ class SweepRun:
     def param_names(self) -> list[str]:
         return list(self.manifest.get("param_names", []))
 
+    @property
+    def results(self) -> pd.DataFrame:
+        """Every stored row, sorted by combo id (loaded once)."""
+        if self._results is None:
+            self._results = _read_parts(self._parts)
+        return self._results
+
     def ok(self) -> pd.DataFrame:
         """Rows whose backtest ran."""
-        return self.results[self.results["status"] == "ok"]
+        results = self.results
+        return results if results.empty else results[results["status"] == "ok"]
 
     def top(self, n: int = 10, objective: str | None = None, maximize: bool | None = None,
             min_trades: int = 0) -> pd.DataFrame:
         """Best ``n`` combos by the objective (default: the run's own), NaN last."""
         objective = objective or self.manifest.get("objective", "sharpe")
         maximize = self.manifest.get("maximize", True) if maximize is None else maximize
-        rows = self.ok()
+        if self._results is None and self._parts:
+            ranked = _read_parts(self._parts, columns=["combo_id", "status", "n_trades", objective])
+        else:
+            ranked = self.results
+        if ranked.empty:
+            return ranked
+        rows = ranked[ranked["status"] == "ok"]
         if min_trades:
             rows = rows[rows["n_trades"] >= min_trades]
-        return rows.sort_values(objective, ascending=not maximize, na_position="last", kind="stable").head(n)
+        best = rows.sort_values(objective, ascending=not maximize, na_position="last", kind="stable").head(n)
+        if ranked is self._results:
+            return best
+        full = _read_parts(self._parts, ids=best["combo_id"].to_numpy())
+        return full.set_index("combo_id").loc[best["combo_id"]].reset_index()
 
     def best_params(self) -> dict[str, Any]:
-        """Params of the best combo (ParamError-free Python scalars)."""
+        """Params of the best combo (respecting the run's minimum trade count)."""
         best = self.top(1, min_trades=int(self.manifest.get("min_trades", 0)))
         if best.empty:
             raise ThreadXError(f"run {self.run_id} has no successful combo")
@@ -91,6 +120,30 @@ class SweepRun:
 
         mask = pareto_mask(rows[x].to_numpy() * (1 if maximize_x else -1), rows[y].to_numpy() * (1 if maximize_y else -1))
         return self.ok().loc[rows.index[mask]].sort_values(x)
+
+
+def _read_parts(parts: list[Path], columns: list[str] | None = None, ids: np.ndarray | None = None) -> pd.DataFrame:
+    """Rows of a run's parts sorted by combo id, the last write of a combo kept."""
+    if not parts:
+        return pd.DataFrame(columns=columns) if columns else pd.DataFrame()
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    tables = []
+    for path in parts:
+        table = pq.read_table(path, columns=columns)
+        if ids is not None:
+            table = table.filter(pc.is_in(table.column("combo_id"), value_set=pa.array(ids, type=pa.int64())))
+        tables.append(table)
+    table = pa.concat_tables(tables)
+    table = table.take(np.argsort(table.column("combo_id").to_numpy(), kind="stable"))
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)  # without a second full copy
+    del table
+    combo = frame["combo_id"].to_numpy()
+    if len(combo) > 1 and not (combo[1:] != combo[:-1]).all():  # a combo stored twice: keep the last write
+        frame = frame.drop_duplicates("combo_id", keep="last").reset_index(drop=True)
+    return frame
 
 
 def _scalar(value: Any) -> Any:
@@ -140,10 +193,48 @@ class RunWriter:
             raise
         self._next_part += 1
 
+    def close(self) -> None:
+        """Flush and release the run's lock."""
+        try:
+            self.flush()
+        finally:
+            (self.folder / _LOCK).unlink(missing_ok=True)
+
     def update_manifest(self, **fields: Any) -> None:
         """Merge fields into the manifest and rewrite it atomically."""
         self.manifest.update(fields)
         write_manifest(self.folder, self.manifest)
+
+
+def _take_lock(folder: Path, run_id: str) -> None:
+    """Create the run's lock file, replacing one left by a process that no longer runs."""
+    lock = folder / _LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise ThreadXError(f"run {run_id} is being written by process {pid}; wait for it or use another run id")
+            lock.unlink(missing_ok=True)  # stale: its writer was killed
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        return
+    raise ThreadXError(f"cannot lock run {run_id} in {folder}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
@@ -163,21 +254,31 @@ class ResultStore:
         return (self.folder(run_id) / "manifest.json").exists()
 
     def open_run(self, run_id: str, manifest: dict[str, Any]) -> RunWriter:
-        """Writer for a new run, or for an existing one to resume (its manifest is kept)."""
+        """Writer for a new run, or for an existing one to resume.
+
+        Resuming needs the same strategy, data, space, engine options and sampling plan
+        (sampler, n, seed); the ranking settings (objective, maximize, min_trades) are
+        taken from the new call. One writer per run at a time (a lock file with its pid).
+        """
         folder = self.folder(run_id)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "manifest.json"
-        if path.exists():
-            stored = json.loads(path.read_text())
-            for key in ("strategy", "fingerprint", "space", "engine"):
-                if key in stored and key in manifest and stored[key] != manifest[key]:
-                    raise ThreadXError(
-                        f"run {run_id} exists with a different {key}; pick another run id to start a new run"
-                    )
-            stored.update({k: v for k, v in manifest.items() if k not in stored})
-            manifest = stored
-        writer = RunWriter(folder, manifest)
-        write_manifest(folder, manifest)
+        _take_lock(folder, run_id)
+        try:
+            path = folder / "manifest.json"
+            if path.exists():
+                stored = json.loads(path.read_text())
+                for key in _PLAN_KEYS:
+                    if key in stored and key in manifest and stored[key] != manifest[key]:
+                        raise ThreadXError(
+                            f"run {run_id} exists with a different {key}; pick another run id to start a new run"
+                        )
+                stored.update({k: v for k, v in manifest.items() if k not in stored or k in _SESSION_KEYS})
+                manifest = stored
+            writer = RunWriter(folder, manifest)
+            write_manifest(folder, manifest)
+        except BaseException:
+            (folder / _LOCK).unlink(missing_ok=True)
+            raise
         return writer
 
     def done_ids(self, run_id: str) -> np.ndarray:
@@ -187,26 +288,12 @@ class ResultStore:
         return np.unique(np.concatenate(ids)) if ids else np.empty(0, dtype=np.int64)
 
     def load(self, run_id: str) -> SweepRun:
-        """A stored run with all its rows."""
+        """A stored run (its rows are read when first used)."""
         folder = self.folder(run_id)
         if not (folder / "manifest.json").exists():
             raise ThreadXError(f"no run {run_id!r} under {self.root}; see `threadx runs list`")
         manifest = json.loads((folder / "manifest.json").read_text())
-        parts = sorted(folder.glob("part-*.parquet"))
-        if not parts:
-            return SweepRun(manifest=manifest, results=pd.DataFrame())
-        import pyarrow.parquet as pq
-        import pyarrow as pa
-
-        table = pa.concat_tables([pq.read_table(p) for p in parts])
-        order = np.argsort(table.column("combo_id").to_numpy(), kind="stable")
-        table = table.take(order)  # sorted by combo id
-        results = table.to_pandas(self_destruct=True, split_blocks=True)  # without a second full copy
-        del table
-        ids = results["combo_id"].to_numpy()
-        if len(ids) > 1 and not (ids[1:] != ids[:-1]).all():  # a combo stored twice: keep the last write
-            results = results.drop_duplicates("combo_id", keep="last").reset_index(drop=True)
-        return SweepRun(manifest=manifest, results=results)
+        return SweepRun(manifest=manifest, parts=sorted(folder.glob("part-*.parquet")))
 
     def list_runs(self) -> pd.DataFrame:
         """One row per stored run (newest first)."""
