@@ -1,21 +1,23 @@
 # Two commands: `make app` (start ThreadX on the sample data) and `make test`.
 PYTHON ?= python3
 VENV   ?= .venv
+PORT   ?= 8501
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: app test venv bench clean
+.PHONY: app test venv bench clean e2e
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,ui]"
 	@touch $(STAMP)
 
 app: $(STAMP)
-	$(PY) -m threadx.cli backtest --data sample:BTC_USDT-1h --strategy bb_atr --trades 5
+	$(PY) -m threadx.data.synthetic
+	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 test: $(STAMP)
 	$(PY) -m pytest -q

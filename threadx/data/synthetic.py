@@ -142,3 +142,8 @@ def ensure_sample(data_root: str | os.PathLike | None = None) -> list[Path]:
             write_ohlcv(generate_synthetic(symbol, SAMPLE_TIMEFRAME), path)
         paths.append(path)
     return paths
+
+
+if __name__ == "__main__":  # `python -m threadx.data.synthetic`: write the sample if it is missing
+    for written in ensure_sample():
+        print(f"sample dataset: {written}")

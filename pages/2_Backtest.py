@@ -1,0 +1,110 @@
+"""Backtest page: dataset + strategy + params -> one run with charts, cards and exports."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+import threadx
+from threadx.data.bars import as_bars
+from threadx.engine.backtest import prepare_signals
+from threadx.errors import ThreadXError
+from threadx.ui import charts
+from threadx.ui.state import dataset_picker, label_dataset, load_dataset
+from threadx.ui.widgets import param_form
+
+st.title("Backtest")
+
+handed = st.session_state.pop("open_in_backtest", None)
+if handed:
+    if handed.get("dataset"):
+        st.session_state["dataset"] = handed["dataset"]
+    st.session_state["strategy"] = handed["strategy"]
+    st.session_state[f"params:{handed['strategy']}"] = handed["params"]
+    for name, value in handed["params"].items():  # widgets start at the handed-over values
+        st.session_state[f"bt:{handed['strategy']}:{name}"] = value
+    st.info("Parameters carried over from the Optimisation page.")
+
+specs = threadx.strategies()
+names = [n for n in specs if not n.startswith("test_")]
+top = st.columns([3, 2])
+with top[0]:
+    dataset = dataset_picker()
+with top[1]:
+    current = st.session_state.get("strategy", "bb_atr")
+    strategy = st.selectbox("Strategy", names, index=names.index(current) if current in names else 0,
+                            key="bt_strategy")
+    st.session_state["strategy"] = strategy
+spec = specs[strategy]
+st.caption(spec.description)
+
+with st.expander("Parameters", expanded=True):
+    values = param_form(spec, st.session_state.get(f"params:{strategy}", spec.defaults()), key_prefix="bt")
+with st.expander("Costs, fills and sizing", expanded=False):
+    c = st.columns(6)
+    capital = c[0].number_input("Initial capital", min_value=1.0, value=10_000.0, step=1_000.0, key="bt_capital")
+    fee_bps = c[1].number_input("Fee (bps)", min_value=0.0, max_value=1000.0, value=10.0, step=0.5, key="bt_fee")
+    slip_bps = c[2].number_input("Slippage (bps)", min_value=0.0, max_value=1000.0, value=0.0, step=0.5,
+                                 key="bt_slip")
+    fill = c[3].selectbox("Fill", ["next_open", "close"], key="bt_fill")
+    sizing = c[4].selectbox("Sizing", ["strategy default", "all_in", "fraction", "risk"], key="bt_sizing")
+    leverage = c[5].number_input("Leverage (0 = strategy's)", min_value=0.0, max_value=100.0, value=0.0, step=1.0,
+                                 key="bt_leverage")
+
+run_clicked = st.button("Run backtest", type="primary", key="bt_run")
+if run_clicked:
+    try:
+        df = load_dataset(dataset)
+        with st.spinner("Running..."):
+            result = threadx.backtest(
+                df, strategy, values, initial_capital=capital, fee_bps=fee_bps, slippage_bps=slip_bps, fill=fill,
+                sizing=None if sizing == "strategy default" else sizing, leverage=leverage or None,
+            )
+        st.session_state["backtest"] = {"result": result, "dataset": dataset, "strategy": strategy}
+        st.session_state[f"params:{strategy}"] = values
+    except (ThreadXError, ValueError) as exc:
+        st.session_state.pop("backtest", None)
+        st.error(f"Cannot run this backtest: {exc}")
+
+shown = st.session_state.get("backtest")
+if shown:
+    result = shown["result"]
+    df = load_dataset(shown["dataset"])
+    st.subheader(f"{shown['strategy']} on {label_dataset(shown['dataset'], df)}")
+    cards = charts.metric_cards(result.metrics)
+    for row_start in range(0, len(cards), 6):
+        cols = st.columns(6)
+        for col, (label, value, help_text) in zip(cols, cards[row_start:row_start + 6]):
+            col.metric(label, value, help=help_text)
+    if result.metrics.get("n_trades", 0) == 0:
+        st.warning("No trades: the entry conditions never held with these parameters.")
+    spec_shown = specs[shown["strategy"]]
+    try:
+        ind, _, _ = prepare_signals(spec_shown, as_bars(df), result.params)
+        overlays = {legend: pd.Series(ind[label][out], index=df.index)
+                    for legend, (label, out) in spec_shown.overlays(result.params).items() if label in ind}
+    except ThreadXError:
+        overlays = {}
+    st.plotly_chart(charts.price_figure(df, trades=result.trades, overlays=overlays,
+                                        title=label_dataset(shown["dataset"], df)), use_container_width=True)
+    st.plotly_chart(charts.equity_figure(result.equity, result.drawdown,
+                                         initial_capital=result.meta["options"]["initial_capital"]),
+                    use_container_width=True)
+    tabs = st.tabs(["Trades", "Trade returns", "Run details"])
+    with tabs[0]:
+        st.dataframe(result.trades.drop(columns=["entry_i", "exit_i"]), use_container_width=True, height=320)
+    with tabs[1]:
+        if len(result.trades):
+            st.plotly_chart(charts.returns_histogram(result.trades), use_container_width=True)
+    with tabs[2]:
+        st.json({"params": result.params, "meta": result.meta})
+    d = st.columns(3)
+    d[0].download_button("Trades (CSV)", result.trades.to_csv(index=False), file_name="trades.csv",
+                         mime="text/csv", key="dl_trades")
+    metrics_csv = pd.DataFrame([result.metrics]).to_csv(index=False)
+    d[1].download_button("Metrics (CSV)", metrics_csv, file_name="metrics.csv", mime="text/csv", key="dl_metrics")
+    d[2].download_button("Run (JSON)", json.dumps(result.to_dict(), default=str), file_name="backtest.json",
+                         mime="application/json", key="dl_json")
+else:
+    st.info("Set the parameters and press **Run backtest**. The defaults are the strategy's declared defaults.")

@@ -1,0 +1,68 @@
+"""System monitor: CPU per core, RAM, swap, GPUs, running sweep workers, bank stats, history."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from threadx import monitor
+from threadx.ui import charts
+from threadx.ui.jobs import JobRegistry
+
+st.title("System monitor")
+
+
+@st.cache_resource
+def shared_history() -> monitor.MonitorHistory:
+    """One history for the whole server: every session sees the last 10 minutes."""
+    return monitor.MonitorHistory(max_age_s=600)
+
+
+@st.fragment(run_every=2.0)
+def live() -> None:
+    snap = monitor.sample()
+    history = shared_history()
+    history.add(snap)
+    c = st.columns(4)
+    c[0].metric("CPU", f"{snap['cpu_total']:.0f} %")
+    ram = snap["ram"]
+    c[1].metric("RAM", f"{ram['percent']:.0f} %", help=f"{ram['used'] / 2**30:.1f} of {ram['total'] / 2**30:.1f} GiB")
+    swap = snap["swap"]
+    c[2].metric("Swap", f"{swap['percent']:.0f} %")
+    c[3].metric("GPUs", str(len(snap["gpus"])), help=snap.get("gpu_status") or None)
+    st.plotly_chart(charts.cpu_figure(snap["cpu_percent"]), use_container_width=True, key="cpu_now")
+    if snap["gpus"]:
+        st.dataframe(pd.DataFrame(snap["gpus"]), use_container_width=True, hide_index=True)
+    else:
+        st.caption(f"No GPU telemetry: {snap.get('gpu_status') or 'no CUDA device'}")
+
+    frame = history.frame()
+    if len(frame):
+        cols = [col for col in frame.columns if col in ("cpu_total", "ram_percent", "swap_percent")
+                or col.startswith("gpu")]
+        st.plotly_chart(charts.history_figure(frame, cols, "Last 10 minutes", "%"), use_container_width=True,
+                        key="history")
+
+    registry = JobRegistry()
+    running = registry.running()
+    st.subheader("Sweeps")
+    if not running:
+        st.caption("No sweep running.")
+    for job in running:
+        st.markdown(f"**{job.label}** · {job.done:,}/{job.total:,} combos · "
+                    f"{job.rate or 0:,.0f} backtests/s")
+        procs = registry.worker_processes(job.job_id)
+        if procs:
+            st.dataframe(pd.DataFrame(procs), use_container_width=True, hide_index=True)
+
+    from threadx.indicators import default_bank
+
+    stats = default_bank().stats()
+    st.subheader("IndicatorBank (this server process)")
+    b = st.columns(4)
+    b[0].metric("Hit rate", f"{stats.get('hit_rate', 0):.0%}")
+    b[1].metric("Memory", f"{stats.get('bytes_in_memory', 0) / 2**20:,.1f} MiB")
+    b[2].metric("Disk cache", f"{stats.get('disk_bytes', 0) / 2**20:,.1f} MiB")
+    b[3].metric("Entries", f"{stats.get('entries_in_memory', 0):,}")
+
+
+live()

@@ -1,0 +1,396 @@
+"""Plotly figure builders of the workstation (threadx.ui.charts), without Streamlit."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from threadx.ui import charts as C
+
+
+def make_ohlcv(n: int, freq: str = "1h", seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    open_ = np.r_[100.0, close[:-1]]
+    spread = np.abs(rng.normal(0, 0.005, n)) * close
+    index = pd.date_range("2023-01-01", periods=n, freq=freq, tz="UTC", name="timestamp")
+    return pd.DataFrame({
+        "open": open_, "high": np.maximum(open_, close) + spread, "low": np.minimum(open_, close) - spread,
+        "close": close, "volume": rng.uniform(1, 10, n),
+    }, index=index)
+
+
+def make_trades(df: pd.DataFrame) -> pd.DataFrame:
+    """Five trades: long win, long loss, long win, short win, short loss."""
+    rows = []
+    specs = [("long", 10), ("long", -5), ("long", 3), ("short", 7), ("short", -2)]
+    for k, (side, pnl) in enumerate(specs):
+        i, j = 10 + 20 * k, 15 + 20 * k
+        rows.append(dict(
+            entry_time=df.index[i], exit_time=df.index[j], side=side, qty=1.0,
+            entry_price=df["open"].iloc[i], exit_price=df["open"].iloc[j], fees=0.1, funding=0.0,
+            pnl=float(pnl), return_pct=float(pnl) / 10, bars_held=j - i,
+            exit_reason="signal" if pnl > 0 else "stop_loss", entry_i=i, exit_i=j,
+        ))
+    return pd.DataFrame(rows)
+
+
+def make_results(n: int = 300, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "combo_id": np.arange(n),
+        "fast": rng.choice([5, 10, 15, 20], n),
+        "z": rng.choice([0.5, 1.0, 1.5], n),
+        "flag": rng.choice([True, False], n),
+        "ma_type": rng.choice(["sma", "ema"], n),
+        "sharpe": rng.normal(0.5, 1.0, n),
+        "max_drawdown": -rng.uniform(0.01, 0.6, n),
+        "total_return": rng.normal(0.1, 0.3, n),
+        "n_trades": rng.integers(0, 100, n).astype(float),
+        "status": "ok",
+        "error": "",
+    })
+    frame.loc[frame.index[:15], "status"] = "error"
+    frame.loc[frame.index[:15], "sharpe"] = 99.0  # must be ignored (status != ok)
+    frame.loc[frame.index[15:25], "sharpe"] = np.nan
+    return frame
+
+
+def ok_rows(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    return results[(results["status"] == "ok") & results[metric].notna()]
+
+
+# --- price chart ---------------------------------------------------------------------------------
+
+def test_price_figure_small_frame_is_not_resampled():
+    df = make_ohlcv(500)
+    fig = C.price_figure(df, title="BTC")
+    types = [type(t) for t in fig.data]
+    assert types == [go.Candlestick, go.Bar]
+    candle = fig.data[0]
+    assert len(candle.x) == 500
+    np.testing.assert_allclose(candle.close, df["close"].to_numpy())
+    np.testing.assert_allclose(fig.data[1].y, df["volume"].to_numpy())
+    assert fig.layout.title.text == "BTC"
+    assert fig.layout.xaxis.rangeslider.visible is False
+    assert not fig.layout.xaxis.rangebreaks and not fig.layout.xaxis2.rangebreaks
+    # the volume subplot shares the x axis of the candles
+    assert (fig.data[1].xaxis, fig.data[1].yaxis) == ("x2", "y2")
+    assert fig.layout.xaxis.matches == "x2"
+    fig.to_json()
+
+
+def test_price_figure_resamples_above_max_points_and_keeps_extremes():
+    df = make_ohlcv(10_000)
+    fig = C.price_figure(df, max_points=1000, title="BTC")
+    candle = fig.data[0]
+    n = len(candle.x)
+    assert 100 < n <= 1000
+    assert "resampled" in fig.layout.title.text and "10,000" in fig.layout.title.text
+    assert candle.open[0] == df["open"].iloc[0]
+    assert candle.close[-1] == df["close"].iloc[-1]
+    assert max(candle.high) == df["high"].max()
+    assert min(candle.low) == df["low"].min()
+    assert math.isclose(float(np.sum(fig.data[-1].y)), float(df["volume"].sum()), rel_tol=1e-12)
+    # every bin is the pandas OHLC resample of its UTC bin
+    width = pd.Timestamp(candle.x[1]) - pd.Timestamp(candle.x[0])
+    ref = df.resample(width, origin="epoch").agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}).dropna()
+    assert len(ref) == n
+    np.testing.assert_allclose(candle.open, ref["open"])
+    np.testing.assert_allclose(candle.high, ref["high"])
+    np.testing.assert_allclose(candle.low, ref["low"])
+    np.testing.assert_allclose(candle.close, ref["close"])
+    fig.to_json()
+
+
+def test_price_figure_resamples_a_100k_frame_quickly():
+    df = make_ohlcv(120_000, freq="1min")
+    fig = C.price_figure(df, overlays={"mid": df["close"].rolling(20).mean()})
+    assert len(fig.data[0].x) <= 4000
+    assert len(fig.data[1].x) == len(fig.data[0].x)
+    assert max(fig.data[0].high) == df["high"].max()
+
+
+def test_price_figure_overlays_are_lines_aligned_with_candles():
+    df = make_ohlcv(3000)
+    mid = df["close"].rolling(10).mean()
+    fig = C.price_figure(df, overlays={"MA 10": mid, "arr": mid.to_numpy() * 1.01})
+    lines = [t for t in fig.data if isinstance(t, (go.Scatter, go.Scattergl))]
+    assert [t.name for t in lines] == ["MA 10", "arr"]
+    assert all(isinstance(t, go.Scattergl) for t in lines)  # many points -> WebGL
+    np.testing.assert_allclose(np.asarray(lines[0].y, dtype=float), mid.to_numpy(), equal_nan=True)
+    # resampled: overlay follows the candles, last value of each bin
+    fig = C.price_figure(df, overlays={"MA 10": mid}, max_points=500)
+    line = fig.data[1]
+    assert len(line.y) == len(fig.data[0].x)
+    assert line.y[-1] == mid.iloc[-1]
+    with pytest.raises(ValueError, match="overlay"):
+        C.price_figure(df, overlays={"short": np.arange(10.0)})
+
+
+def test_price_figure_trade_markers_by_side_and_outcome():
+    df = make_ohlcv(300)
+    trades = make_trades(df)
+    fig = C.price_figure(df, trades=trades, quote="USDT")
+    markers = {t.name: t for t in fig.data if isinstance(t, (go.Scatter, go.Scattergl)) and t.mode == "markers"}
+    assert set(markers) == {"Long entry", "Short entry", "Long exit", "Short exit"}
+    entries = sum(len(markers[n].x) for n in ("Long entry", "Short entry"))
+    exits = sum(len(markers[n].x) for n in ("Long exit", "Short exit"))
+    assert entries == exits == len(trades)
+    assert len(markers["Long entry"].x) == 3 and len(markers["Short entry"].x) == 2
+    assert list(markers["Long entry"].marker.symbol) == ["triangle-up", "triangle-up-open", "triangle-up"]
+    assert list(markers["Short entry"].marker.symbol) == ["triangle-down", "triangle-down-open"]
+    assert list(markers["Long exit"].marker.symbol) == ["circle", "circle-open", "circle"]
+    assert list(markers["Short exit"].marker.symbol) == ["circle", "circle-open"]
+    assert markers["Long entry"].marker.color == C.LONG_COLOR == markers["Long exit"].marker.color
+    assert markers["Short entry"].marker.color == C.SHORT_COLOR == markers["Short exit"].marker.color
+    np.testing.assert_allclose(markers["Short entry"].y, trades.loc[trades.side == "short", "entry_price"])
+    np.testing.assert_allclose(markers["Long exit"].y, trades.loc[trades.side == "long", "exit_price"])
+    hover = markers["Long entry"].hovertemplate
+    assert "USDT" in hover and "%" in hover and "bars" in hover and "exit" in hover
+    assert markers["Long entry"].customdata[1][5] == "stop_loss"
+    fig.to_json()
+
+
+def test_price_figure_with_a_real_backtest(tmp_path, monkeypatch):
+    import threadx
+    from threadx.data.bars import as_bars
+    from threadx.engine.backtest import prepare_signals
+
+    for var in ("THREADX_DATA_ROOT", "THREADX_CACHE_DIR", "THREADX_RESULTS_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    df = threadx.load_ohlcv("sample:BTC_USDT-1h").iloc[:5000]
+    res = threadx.backtest(df, "bb_atr", {})
+    spec = threadx.strategies()["bb_atr"]
+    params = spec.normalize({})
+    values, _, _ = prepare_signals(spec, as_bars(df), params)
+    overlays = {legend: values[label][out] for legend, (label, out) in spec.overlays(params).items()}
+    fig = C.price_figure(df, res.trades, overlays, title="BTC/USDT 1h")
+    assert "resampled" in fig.layout.title.text
+    markers = [t for t in fig.data if getattr(t, "mode", None) == "markers"]
+    assert sum(len(t.x) for t in markers) == 2 * len(res.trades) > 0
+    wins = int((res.trades["pnl"] > 0).sum())
+    filled = sum(sum(not s.endswith("-open") for s in t.marker.symbol) for t in markers if "entry" in t.name)
+    assert filled == wins
+    eq = C.equity_figure(res.equity, res.drawdown, 10_000.0)
+    assert min(eq.data[1].y) == res.drawdown.min()
+    for f in (fig, eq, C.returns_histogram(res.trades)):
+        f.to_json()
+
+
+# --- equity -----------------------------------------------------------------------------------------
+
+def test_equity_figure_full_resolution_and_computed_drawdown():
+    eq = pd.Series(np.r_[100.0, 110, 99, 120, 90, 130],
+                   index=pd.date_range("2024-01-01", periods=6, freq="D", tz="UTC"))
+    fig = C.equity_figure(eq, initial_capital=100.0)
+    assert len(fig.data) == 2
+    np.testing.assert_allclose(fig.data[0].y, eq.to_numpy())
+    np.testing.assert_allclose(fig.data[1].y, (eq / eq.cummax() - 1).to_numpy())
+    assert fig.data[1].fill == "tozeroy"
+    assert fig.data[1].yaxis == "y2"
+    assert "%" in fig.layout.yaxis2.tickformat
+    assert len(fig.layout.shapes) == 1 and fig.layout.shapes[0].y0 == 100.0  # initial capital line
+    assert "downsampled" not in fig.layout.title.text
+    fig.to_json()
+
+
+def test_equity_figure_downsamples_keeping_extremes():
+    rng = np.random.default_rng(3)
+    n = 50_000
+    eq = pd.Series(10_000 * np.exp(np.cumsum(rng.normal(0, 0.002, n))),
+                   index=pd.date_range("2020-01-01", periods=n, freq="h", tz="UTC"))
+    dd = eq / eq.cummax() - 1
+    fig = C.equity_figure(eq, dd, max_points=2000)
+    e, d = fig.data
+    assert len(e.x) <= 2002 and len(d.x) <= 2002
+    assert isinstance(e, go.Scattergl)
+    assert max(e.y) == eq.max() and min(e.y) == eq.min()
+    assert e.y[0] == eq.iloc[0] and e.y[-1] == eq.iloc[-1]
+    assert min(d.y) == dd.min()
+    assert pd.Timestamp(d.x[int(np.argmin(d.y))]) == dd.idxmin()
+    assert "downsampled" in fig.layout.title.text
+
+
+# --- histogram ----------------------------------------------------------------------------------------
+
+def test_returns_histogram_splits_wins_and_losses():
+    trades = make_trades(make_ohlcv(300))
+    fig = C.returns_histogram(trades)
+    assert [type(t) for t in fig.data] == [go.Histogram, go.Histogram]
+    wins, losses = fig.data
+    assert len(wins.x) == 3 and len(losses.x) == 2
+    assert wins.marker.color == C.LONG_COLOR and losses.marker.color == C.SHORT_COLOR
+    assert wins.xbins.size == losses.xbins.size  # shared bins
+    assert "%" in fig.layout.xaxis.title.text
+    fig.to_json()
+    empty = C.returns_histogram(trades.iloc[:0])
+    assert len(empty.data) == 0 and "No trades" in empty.layout.annotations[0].text
+
+
+# --- heatmap -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("agg", ["max", "mean"])
+def test_heatmap_values_equal_pandas_pivot(agg):
+    results = make_results()
+    fig = C.heatmap_figure(results, "fast", "z", "sharpe", agg=agg)
+    assert len(fig.data) == 1 and isinstance(fig.data[0], go.Heatmap)
+    ref = ok_rows(results, "sharpe").pivot_table(index="z", columns="fast", values="sharpe", aggfunc=agg)
+    np.testing.assert_allclose(np.asarray(fig.data[0].z, dtype=float), ref.to_numpy(), equal_nan=True)
+    assert list(fig.data[0].x) == [str(v) for v in ref.columns]
+    assert list(fig.data[0].y) == [f"{v:g}" for v in ref.index]
+    assert np.nanmax(np.asarray(fig.data[0].z, dtype=float)) < 99  # error rows ignored
+    assert fig.layout.xaxis.title.text == "fast" and fig.layout.yaxis.title.text == "z"
+    assert "Sharpe" in fig.data[0].colorbar.title.text and agg in fig.data[0].colorbar.title.text
+    fig.to_json()
+
+
+def test_heatmap_with_bool_and_choice_axes():
+    results = make_results()
+    fig = C.heatmap_figure(results, "ma_type", "flag", "total_return", agg="mean")
+    ref = ok_rows(results, "total_return").pivot_table(index="flag", columns="ma_type", values="total_return",
+                                                       aggfunc="mean")
+    np.testing.assert_allclose(np.asarray(fig.data[0].z, dtype=float), ref.to_numpy())
+    assert list(fig.data[0].y) == ["False", "True"]
+
+
+def test_heatmap_errors():
+    results = make_results()
+    with pytest.raises(ValueError, match="different"):
+        C.heatmap_figure(results, "fast", "fast", "sharpe")
+    with pytest.raises(ValueError, match="'nope'"):
+        C.heatmap_figure(results, "fast", "nope", "sharpe")
+    with pytest.raises(ValueError, match="'calmar'"):
+        C.heatmap_figure(results, "fast", "z", "calmar")
+    with pytest.raises(ValueError, match="agg"):
+        C.heatmap_figure(results, "fast", "z", "sharpe", agg="median")
+    none_ok = results.assign(status="error")
+    assert len(C.heatmap_figure(none_ok, "fast", "z", "sharpe").data) == 0
+
+
+# --- parallel coordinates ---------------------------------------------------------------------------
+
+def test_parallel_coordinates_dimensions_and_encoding():
+    results = make_results()
+    params = ["fast", "z", "flag", "ma_type"]
+    fig = C.parallel_coordinates_figure(results, params, "sharpe")
+    assert len(fig.data) == 1 and isinstance(fig.data[0], go.Parcoords)
+    dims = fig.data[0].dimensions
+    assert [d.label for d in dims] == [*params, "Sharpe"]
+    ok = ok_rows(results, "sharpe")
+    assert len(dims[0].values) == len(ok)
+    np.testing.assert_allclose(dims[0].values, ok["fast"].to_numpy(dtype=float))
+    np.testing.assert_allclose(dims[-1].values, ok["sharpe"].to_numpy())
+    np.testing.assert_allclose(fig.data[0].line.color, ok["sharpe"].to_numpy())
+    # bool and choice params become integer codes with labels
+    flag, ma = dims[2], dims[3]
+    assert list(flag.tickvals) == [0, 1] and list(flag.ticktext) == ["False", "True"]
+    assert list(ma.ticktext) == ["ema", "sma"]
+    decoded = [ma.ticktext[int(v)] for v in ma.values]
+    assert decoded == list(ok["ma_type"])
+    assert [flag.ticktext[int(v)] for v in flag.values] == [str(v) for v in ok["flag"]]
+    fig.to_json()
+
+
+def test_parallel_coordinates_keeps_the_top_rows():
+    results = make_results(2000)
+    fig = C.parallel_coordinates_figure(results, ["fast", "z"], "sharpe", max_rows=100)
+    shown = np.sort(np.asarray(fig.data[0].dimensions[-1].values))
+    top = np.sort(ok_rows(results, "sharpe")["sharpe"].nlargest(100).to_numpy())
+    np.testing.assert_allclose(shown, top)
+    assert "top 100" in fig.layout.title.text
+    with pytest.raises(ValueError, match="'nope'"):
+        C.parallel_coordinates_figure(results, ["nope"], "sharpe")
+
+
+# --- pareto ----------------------------------------------------------------------------------------------
+
+def brute_front(x: np.ndarray, y: np.ndarray) -> set[tuple[float, float]]:
+    keep = set()
+    for i in range(len(x)):
+        dominated = np.any((x >= x[i]) & (y >= y[i]) & ((x > x[i]) | (y > y[i])))
+        if not dominated:
+            keep.add((x[i], y[i]))
+    return keep
+
+
+def test_pareto_front_equals_brute_force():
+    results = make_results(400)
+    fig = C.pareto_figure(results)  # max_drawdown vs sharpe, both maximised
+    assert [type(t) for t in fig.data] == [go.Scattergl, go.Scatter]
+    ok = results[(results["status"] == "ok") & results["sharpe"].notna()]
+    assert len(fig.data[0].x) == len(ok)
+    expected = brute_front(ok["max_drawdown"].to_numpy(), ok["sharpe"].to_numpy())
+    got = set(zip(fig.data[1].x, fig.data[1].y))
+    assert got == expected
+    assert list(fig.data[1].x) == sorted(fig.data[1].x)
+    # hover lists the params that vary
+    text = fig.data[1].text[0]
+    for p in ("fast", "z", "flag", "ma_type"):
+        assert f"{p} = " in text
+    assert "status" not in text and "sharpe" not in text
+    assert fig.layout.xaxis.title.text == "Max drawdown" and fig.layout.yaxis.title.text == "Sharpe"
+    fig.to_json()
+
+
+def test_pareto_uses_a_given_front():
+    results = make_results(100)
+    front = results.iloc[[30, 40]]
+    fig = C.pareto_figure(results, "total_return", "sharpe", front=front, params=["fast"])
+    assert sorted(fig.data[1].x) == sorted(front["total_return"])
+    assert fig.data[1].text[0].count("=") == 1
+
+
+# --- metric cards ----------------------------------------------------------------------------------------
+
+def test_metric_cards_formatting():
+    metrics = {
+        "total_return": 0.1234, "cagr": -0.05, "sharpe": 1.2345, "sortino": float("inf"), "max_drawdown": -0.2,
+        "calmar": float("nan"), "n_trades": 1353, "win_rate": float("nan"), "profit_factor": float("inf"),
+        "exposure": 0.25, "total_fees": 9550.379, "final_equity": 11234.5,
+    }
+    cards = C.metric_cards(metrics)
+    labels = [c[0] for c in cards]
+    assert labels == ["Total return", "CAGR", "Sharpe", "Sortino", "Max drawdown", "Calmar", "Trades", "Win rate",
+                      "Profit factor", "Exposure", "Fees", "Final equity"]
+    values = dict((c[0], c[1]) for c in cards)
+    assert values["Total return"] == "12.34 %"
+    assert values["CAGR"] == "-5.00 %"
+    assert values["Sharpe"] == "1.23"
+    assert values["Sortino"] == "∞"
+    assert values["Max drawdown"] == "-20.00 %"
+    assert values["Calmar"] == "–"
+    assert values["Trades"] == "1,353"
+    assert values["Win rate"] == "–"
+    assert values["Profit factor"] == "∞"
+    assert values["Exposure"] == "25.00 %"
+    assert values["Fees"] == "9,550.38"
+    assert values["Final equity"] == "11,234.50"
+    assert all(isinstance(c[2], str) and c[2] for c in cards)
+    assert C.metric_cards({})[0][1] == "–"
+    assert C.format_metric(float("-inf"), "ratio") == "-∞"
+
+
+# --- monitor -------------------------------------------------------------------------------------------
+
+def test_cpu_and_history_figures():
+    fig = C.cpu_figure([5.0, 55.0, 97.5])
+    assert len(fig.data) == 1 and isinstance(fig.data[0], go.Bar)
+    assert list(fig.data[0].y) == [5.0, 55.0, 97.5]
+    assert tuple(fig.layout.yaxis.range) == (0, 100)
+    assert len(set(fig.data[0].marker.color)) == 3
+    assert "%" in fig.data[0].hovertemplate
+    fig.to_json()
+
+    index = pd.date_range("2024-01-01", periods=30, freq="s", tz="UTC")
+    history = pd.DataFrame({"cpu": np.linspace(0, 90, 30), "ram": np.linspace(10, 20, 30)}, index=index)
+    fig = C.history_figure(history, ["cpu", "ram", "gpu0"], "Load", "%")
+    assert [t.name for t in fig.data] == ["cpu", "ram"]
+    assert tuple(fig.layout.yaxis.range) == (0, 100)
+    assert "%" in fig.data[0].hovertemplate and fig.layout.title.text == "Load"
+    fig.to_json()
+    assert len(C.history_figure(history.iloc[:0], ["cpu"], "Load", "%").data) == 0

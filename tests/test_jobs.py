@@ -1,0 +1,232 @@
+"""The session-independent job registry: sweeps in detached processes (threadx.ui.jobs)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from threadx.errors import ParamError
+from threadx.optimize.store import ResultStore
+from threadx.ui import jobs as jobs_module
+from threadx.ui.jobs import JobRegistry
+
+pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX process handling (signals, sessions)")
+
+SMALL = {"kind": "sweep", "params": {
+    "data": "sample:BTC_USDT-1h", "strategy": "ma_crossover", "space": {"fast_period": "5:15:5"},
+    "executor": "inline", "workers": 1,
+}}
+# about a minute of work on one core: long enough to be stopped midway
+LONG_SPACE = {"fast_period": "5:30:1", "slow_period": "40:100:1", "stop_loss_pct": "0:10:0.5",
+              "take_profit_pct": "0:20:0.5"}
+
+
+def long_spec(**extra) -> dict:
+    return {"kind": "sweep", "params": {
+        "data": "sample:BTC_USDT-1h", "strategy": "ma_crossover", "space": LONG_SPACE, "sampler": "random",
+        "n": 200_000, "seed": 7, "executor": "inline", "workers": 1, **extra,
+    }}
+
+
+@pytest.fixture(scope="module")
+def shared_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Data and indicator cache shared by the tests of this module (the sample is generated once)."""
+    base = tmp_path_factory.mktemp("jobs-shared")
+    return {"data": base / "data", "cache": base / "cache"}
+
+
+def _job_pids(registry: JobRegistry) -> set[int]:
+    pids = set()
+    for info in registry.list():
+        launch = jobs_module.read_json(info.folder / "launch.json")
+        for pid in (info.pid, launch.get("pid")):
+            if pid:
+                pids.add(int(pid))
+    return pids
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch, shared_dirs):
+    """A registry in tmp_path; every job process it started is killed on teardown."""
+    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("THREADX_DATA_ROOT", str(shared_dirs["data"]))
+    monkeypatch.setenv("THREADX_CACHE_DIR", str(shared_dirs["cache"]))
+    reg = JobRegistry()
+    yield reg
+    for _ in range(2):  # twice: a job process may launch the next queued job as it ends
+        for info in reg.list():
+            (info.folder / "stop").touch()
+        for pid in _job_pids(reg):
+            try:
+                os.killpg(pid, signal.SIGKILL)  # the job's own session: its workers too
+            except (ProcessLookupError, PermissionError):
+                pass
+        for child in list(jobs_module._CHILDREN.values()):
+            try:
+                child.wait(timeout=10)
+            except Exception:  # noqa: BLE001
+                pass
+        jobs_module._CHILDREN.clear()
+        time.sleep(0.1)
+
+
+def wait_for(registry: JobRegistry, job_id: str, predicate, timeout: float = 120.0, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        registry.refresh()
+        info = registry.get(job_id)
+        if predicate(info):
+            return info
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} not {what} after {timeout} s: {info}\nlog:\n{registry.log(job_id)}")
+        time.sleep(0.1)
+
+
+def finished(info) -> bool:
+    return info.is_finished
+
+
+def test_small_sweep_job_completes_in_a_background_process(registry, tmp_path):
+    job_id = registry.submit(SMALL)
+    folder = tmp_path / "results" / ".jobs" / job_id
+    assert (folder / "spec.json").exists() and (folder / "status.json").exists()
+    spec = json.loads((folder / "spec.json").read_text())
+    assert spec["kind"] == "sweep" and spec["params"]["strategy"] == "ma_crossover"
+    run_id = spec["params"]["run_id"]  # assigned at submit, so the UI knows where results go
+
+    info = wait_for(registry, job_id, finished, what="finished")
+    assert info.state == "completed", registry.log(job_id)
+    assert (info.done, info.total, info.failed) == (3, 3, 0)
+    assert info.run_id == run_id and info.error == ""
+    assert info.pid and info.pid != os.getpid()
+    assert info.started_at and info.finished_at and info.started_at <= info.finished_at
+    assert info.fraction == 1.0 and not info.is_active
+
+    status = json.loads((folder / "status.json").read_text())
+    for key in ("state", "pid", "run_id", "done", "total", "failed", "rate", "eta_s", "elapsed_s", "started_at",
+                "finished_at", "error", "updated_at"):
+        assert key in status
+    assert (folder / "log.txt").exists()
+
+    run = ResultStore(tmp_path / "results").load(run_id)
+    assert len(run.results) == 3 and set(run.results["status"]) == {"ok"}
+    assert sorted(run.results["fast_period"]) == [5, 10, 15]
+    assert run.manifest["status"] == "completed"
+    assert [j.job_id for j in registry.list()] == [job_id]
+    assert registry.running() == []
+
+
+def test_second_job_waits_in_the_queue_then_runs(registry, tmp_path):
+    first = registry.submit(SMALL)
+    second = registry.submit({**SMALL, "params": {**SMALL["params"], "space": {"fast_period": [7, 9]}}})
+    assert registry.get(first).state == "running"
+    assert registry.get(second).state == "queued"  # max_concurrent=1
+    assert [j.job_id for j in registry.list()] == [second, first]  # newest first
+
+    a = wait_for(registry, first, finished, what="finished")
+    b = wait_for(registry, second, finished, what="finished")
+    assert (a.state, b.state) == ("completed", "completed"), registry.log(second)
+    assert b.started_at >= a.finished_at  # one at a time
+    assert len(ResultStore(tmp_path / "results").load(b.run_id).results) == 2
+
+
+def test_stop_cancels_a_running_job_and_keeps_its_results(registry, tmp_path):
+    job_id = registry.submit(long_spec())
+    queued = registry.submit(SMALL)
+    info = wait_for(registry, job_id, lambda i: i.done > 0, timeout=60, what="making progress")
+    assert info.state == "running" and info.total == 200_000 and info.rate > 0
+
+    procs = registry.worker_processes(job_id)
+    assert procs and procs[0]["pid"] == info.pid
+    assert all(set(p) >= {"pid", "cpu_percent", "rss"} and p["rss"] > 0 for p in procs)
+    assert [j.job_id for j in registry.running()] == [job_id]
+
+    registry.stop(queued)  # a queued job is cancelled without ever running
+    assert registry.get(queued).state == "cancelled"
+    registry.stop(job_id)
+    info = wait_for(registry, job_id, finished, timeout=60, what="stopped")
+    assert info.state == "cancelled", registry.log(job_id)
+    assert 0 < info.done < 200_000
+    run = ResultStore(tmp_path / "results").load(info.run_id)
+    assert run.manifest["status"] == "cancelled"
+    assert 0 < len(run.results) < 200_000
+    assert registry.get(queued).pid is None  # never launched
+    deadline = time.monotonic() + 30
+    while registry.worker_processes(job_id) and time.monotonic() < deadline:  # the process exits
+        registry.refresh()
+        time.sleep(0.1)
+    assert registry.worker_processes(job_id) == []
+
+
+def test_sigterm_is_a_cancel(registry, tmp_path):
+    job_id = registry.submit(long_spec())
+    info = wait_for(registry, job_id, lambda i: i.done > 0, timeout=60, what="making progress")
+    os.kill(info.pid, signal.SIGTERM)
+    info = wait_for(registry, job_id, finished, timeout=60, what="stopped")
+    assert info.state == "cancelled", registry.log(job_id)
+    run = ResultStore(tmp_path / "results").load(info.run_id)
+    assert run.manifest["status"] == "cancelled" and len(run.results) > 0
+
+
+def test_killed_job_is_reported_failed_and_the_queue_moves_on(registry):
+    victim = registry.submit(long_spec())
+    waiting = registry.submit(SMALL)
+    info = wait_for(registry, victim, lambda i: i.pid is not None and i.started_at is not None, timeout=60,
+                    what="running")
+    assert registry.get(waiting).state == "queued"
+    os.kill(info.pid, signal.SIGKILL)
+    info = wait_for(registry, victim, finished, timeout=30, what="detected as dead")
+    assert info.state == "failed" and "died" in info.error
+    nxt = wait_for(registry, waiting, finished, what="finished")
+    assert nxt.state == "completed", registry.log(waiting)
+
+
+def test_failing_job_records_the_error_and_traceback(registry):
+    spec = {**SMALL, "params": {**SMALL["params"], "data": "no_such_exchange/NOPE_USDT-1h"}}
+    job_id = registry.submit(spec)  # the data is only read by the job
+    info = wait_for(registry, job_id, finished, what="finished")
+    assert info.state == "failed" and info.error and "\n" not in info.error
+    assert "Traceback" in registry.log(job_id)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"strategy": "no_such_strategy"}, "unknown strategy"),
+    ({"space": {"fast_period": "a:b:c"}}, "fast_period"),
+    ({"space": {"no_such_param": 3}}, "no_such_param"),
+    ({"sampler": "annealing"}, "sampler"),
+    ({"sampler": "random", "n": None}, "needs n"),
+    ({"objective": "happiness"}, "objective"),
+    ({"executor": "cloud"}, "executor"),
+    ({"engine_options": {"warp_speed": 9}}, "warp_speed"),
+    ({"run_id": "../escape"}, "run id"),
+    ({"colour": "blue"}, "colour"),
+    ({"data": ""}, "data"),
+])
+def test_bad_spec_raises_param_error(registry, tmp_path, params, match):
+    with pytest.raises(ParamError, match=match):
+        registry.submit({"kind": "sweep", "params": {**SMALL["params"], **params}})
+    assert registry.list() == []
+
+
+def test_bad_kind_and_shape(registry):
+    with pytest.raises(ParamError, match="kind"):
+        registry.submit({"kind": "backtest", "params": SMALL["params"]})
+    with pytest.raises(ParamError):
+        registry.submit("not a dict")  # type: ignore[arg-type]
+    with pytest.raises(ParamError, match="max_concurrent"):
+        JobRegistry(max_concurrent=0)
+
+
+def test_dead_launch_without_status_is_failed(registry):
+    """A job whose process died before writing its status (e.g. killed at import) is failed too."""
+    job_id = registry.submit(long_spec())
+    folder = registry.get(job_id).folder
+    launch = jobs_module.read_json(folder / "launch.json")
+    os.kill(launch["pid"], signal.SIGKILL)
+    info = wait_for(registry, job_id, finished, timeout=30, what="detected as dead")
+    assert info.state == "failed"

@@ -1,0 +1,137 @@
+"""Every page of the workstation under Streamlit's AppTest, on the synthetic sample."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def workspace(tmp_path, monkeypatch):
+    monkeypatch.setenv("THREADX_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("THREADX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def page(name: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / name), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def run_until(at: AppTest, done, timeout: float = 120.0) -> AppTest:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        if done(at):
+            return at
+        time.sleep(0.5)
+    raise AssertionError("condition not reached in time")
+
+
+def test_main_app_renders_with_sidebar():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    sidebar_text = " ".join(m.value for m in at.sidebar.markdown)
+    assert "synthetic" in sidebar_text.lower() and "CPU" in sidebar_text
+
+
+def test_data_page_renders_and_reports_bad_files(workspace):
+    at = page("1_Data.py")
+    assert any("synthetic" in str(df.value) for df in at.dataframe) or at.dataframe
+    bad = workspace / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    at.text_input(key="data_path").set_value(str(bad))
+    at.button(key="data_import").click().run()
+    assert not at.exception
+    assert any("Import failed" in e.value and "time column" in e.value for e in at.error)
+
+
+def test_backtest_page_default_run_shows_metrics():
+    at = page("2_Backtest.py")
+    assert at.selectbox(key="bt_strategy").value == "bb_atr"
+    # widgets start at the declared defaults
+    assert at.number_input(key="bt:bb_atr:bb_period").value == 20
+    assert at.number_input(key="bt:bb_atr:entry_z").value == 1.0
+    at.button(key="bt_run").click().run()
+    assert not at.exception, at.exception
+    labels = [m.label for m in at.metric]
+    assert "Sharpe" in labels and "Trades" in labels
+    assert not at.error
+
+
+def test_backtest_page_bad_params_show_an_error():
+    at = page("2_Backtest.py")
+    at.selectbox(key="bt_strategy").set_value("ma_crossover").run()
+    at.number_input(key="bt:ma_crossover:fast_period").set_value(50).run()
+    at.number_input(key="bt:ma_crossover:slow_period").set_value(20).run()
+    at.button(key="bt_run").click().run()
+    assert not at.exception
+    assert any("fast_period < slow_period" in e.value for e in at.error)
+
+
+def grid_page(fast=(5, 15, 5), slow=(20, 40, 10)) -> AppTest:
+    at = page("3_Optimisation.py")
+    at.selectbox(key="opt_strategy").set_value("ma_crossover").run()
+    for name, (lo, hi, step) in (("fast_period", fast), ("slow_period", slow)):
+        key = f"opt:ma_crossover:{name}"
+        at.selectbox(key=f"{key}:mode").set_value("range").run()
+        at.number_input(key=f"{key}:min").set_value(lo)
+        at.number_input(key=f"{key}:max").set_value(hi)
+        at.number_input(key=f"{key}:step").set_value(step)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_optimisation_small_grid_runs_to_completion():
+    at = grid_page()
+    assert any("**9** combos" in i.value for i in at.info)
+    at.button(key="opt_launch").click().run()
+    assert not at.error, [e.value for e in at.error]
+    run_until(at, lambda a: bool(a.session_state["sweep_run"]) if "sweep_run" in a.session_state else False)
+    at.run()
+    assert at.dataframe, "results table missing"
+    assert any(chart for chart in at.get("plotly_chart"))
+    assert at.button(key="opt_open_best")
+
+
+def test_optimisation_stop_cancels_a_sweep():
+    at = grid_page(fast=(2, 200, 1), slow=(3, 600, 1))
+    at.button(key="opt_launch").click().run()
+    job_id = at.session_state["sweep_job"]
+    from threadx.ui.jobs import JobRegistry
+
+    registry = JobRegistry()
+    deadline = time.time() + 60
+    while time.time() < deadline and registry.get(job_id).state != "running":
+        time.sleep(0.3)
+    at.run()
+    at.button(key="opt_stop").click().run()
+    deadline = time.time() + 60
+    while time.time() < deadline and registry.get(job_id).state == "running":
+        time.sleep(0.3)
+    assert registry.get(job_id).state == "cancelled"
+
+
+def test_optimisation_empty_range_shows_an_error():
+    at = grid_page(fast=(20, 5, 5))
+    assert any("empty range" in e.value for e in at.error)
+    assert at.button(key="opt_launch").disabled
+
+
+def test_system_monitor_renders():
+    at = page("4_System_monitor.py")
+    labels = [m.label for m in at.metric]
+    assert "CPU" in labels and "RAM" in labels and "Hit rate" in labels

@@ -1,0 +1,704 @@
+"""Plotly figure builders of the workstation (SPEC §9).
+
+Pure functions: frames and dicts in, ``plotly.graph_objects.Figure`` out, no Streamlit.
+Conventions shared by every figure:
+
+- long / win = green (``LONG_COLOR``), short / loss = red (``SHORT_COLOR``);
+- trade markers are filled for winners (pnl > 0) and hollow (``-open`` symbols) for
+  losers; entries are triangles (up for long, down for short), exits are circles;
+- large series are reduced *for display only* (candles resampled to a coarser OHLC bin,
+  lines downsampled keeping the extremes) and the title says so;
+- hover texts carry their units (%, bars, quote currency).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+TEMPLATE = "plotly_white"
+LONG_COLOR = "#26a69a"   # green: long side, winning trades, up candles
+SHORT_COLOR = "#ef5350"  # red: short side, losing trades, down candles
+LINE_COLOR = "#42a5f5"   # equity and generic lines (readable on light and dark)
+NEUTRAL_COLOR = "#9e9e9e"
+FRONT_COLOR = "#ff9800"
+OVERLAY_COLORS = ("#ffa726", "#ab47bc", "#29b6f6", "#d4e157", "#8d6e63", "#ec407a", "#66bb6a", "#78909c")
+GL_THRESHOLD = 1000  # above this many points, lines use WebGL (go.Scattergl)
+EMPTY = "–"          # shown for NaN / missing values
+
+# Nice display bins for candle resampling, in seconds.
+_NICE_BINS = (
+    60, 120, 180, 300, 600, 900, 1800,
+    3600, 7200, 10800, 14400, 21600, 28800, 43200,
+    86400, 2 * 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400,
+)
+_PERCENT_METRICS = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure"}
+_LOWER_IS_BETTER = {"volatility", "max_drawdown_bars", "max_drawdown_days", "total_fees", "n_skipped",
+                    "n_ambiguous"}
+_NON_PARAM_COLUMNS = {"combo_id", "status", "error", "max_drawdown_days"}
+
+
+# --- small helpers ----------------------------------------------------------------------
+
+def _new_figure(**layout: Any) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(**{"template": TEMPLATE, "margin": dict(l=50, r=20, t=50, b=40), **layout})
+    return fig
+
+
+def empty_figure(message: str, title: str | None = None) -> go.Figure:
+    """A blank figure carrying a centred message (no data, nothing to plot)."""
+    fig = _new_figure(title=title)
+    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                       font=dict(size=14, color=NEUTRAL_COLOR))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def _trace_cls(n: int) -> type:
+    return go.Scattergl if n > GL_THRESHOLD else go.Scatter
+
+
+def _fmt_value(value: Any) -> str:
+    """A param value as a short label (floats without binary noise)."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.10g}"
+    return str(value)
+
+
+def metric_label(name: str) -> str:
+    """Human label of a metric column (``max_drawdown`` -> ``Max drawdown``)."""
+    labels = {"cagr": "CAGR", "sqn": "SQN", "n_trades": "Trades", "n_long": "Long trades",
+              "n_short": "Short trades", "total_fees": "Fees"}
+    return labels.get(name, name.replace("_", " ").capitalize())
+
+
+def _metric_hover_format(name: str) -> str:
+    return ".2%" if name in _PERCENT_METRICS else ",.4g"
+
+
+def _is_categorical(series: pd.Series) -> bool:
+    return not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what}: column(s) {', '.join(map(repr, missing))} not in the results; "
+                         f"available: {', '.join(map(str, frame.columns))}")
+
+
+def _ok_rows(results: pd.DataFrame, finite: Sequence[str]) -> pd.DataFrame:
+    """Rows with status 'ok' (when there is a status column) and finite values in ``finite``."""
+    rows = results
+    if "status" in rows.columns:
+        rows = rows[rows["status"].astype(str) == "ok"]
+    for col in finite:
+        values = pd.to_numeric(rows[col], errors="coerce").astype(float)
+        rows = rows[np.isfinite(values.to_numpy())]
+    return rows
+
+
+def _infer_params(results: pd.DataFrame) -> list[str]:
+    """Param columns of a results frame: everything that is not a metric or bookkeeping."""
+    try:
+        from threadx.engine.layout import METRIC_NAMES
+        metrics = set(METRIC_NAMES)
+    except Exception:  # pragma: no cover - layout always importable in the package
+        metrics = set()
+    return [c for c in results.columns if c not in metrics and c not in _NON_PARAM_COLUMNS]
+
+
+# --- resampling for display ------------------------------------------------------------
+
+def _display_bin(index: pd.DatetimeIndex, max_points: int) -> pd.Timedelta:
+    """The smallest nice bin (>= two bars, a multiple of the bar when possible) leaving <= ``max_points`` bins."""
+    span = (index[-1] - index[0]).total_seconds()
+    bar = max(float(np.median(np.diff(index.as_unit("ns").asi8))) / 1e9, 1.0)
+    need = max(span / max(max_points - 1, 1), bar * 2)
+    candidates = [s for s in _NICE_BINS if s >= need]
+    multiples = [s for s in candidates if s % bar == 0]
+    if multiples or candidates:
+        return pd.Timedelta(seconds=(multiples or candidates)[0])
+    return pd.Timedelta(days=math.ceil(need / 86400))
+
+
+def _fmt_bin(width: pd.Timedelta) -> str:
+    seconds = int(width.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _bin_labels(df: pd.DataFrame, max_points: int) -> tuple[np.ndarray, str]:
+    """One group key per row for display resampling (UTC bins from the epoch), and the bin's label."""
+    if isinstance(df.index, pd.DatetimeIndex) and len(df) > 1:
+        width = _display_bin(df.index, max_points)
+        step = width.value  # ns
+        return (df.index.as_unit("ns").asi8 // step) * step, _fmt_bin(width)
+    k = math.ceil(len(df) / max_points)
+    return np.arange(len(df)) // k, f"{k} bars"
+
+
+def resample_ohlcv(df: pd.DataFrame, max_points: int = 4000) -> tuple[pd.DataFrame, str | None, np.ndarray | None]:
+    """``df`` reduced to at most about ``max_points`` bars for display.
+
+    OHLC aggregation per bin (first open, max high, min low, last close, summed volume),
+    labelled by the bin's first bar. Returns (frame, bin label or None, group key per
+    input row or None when no resampling was needed).
+    """
+    if len(df) <= max_points:
+        return df, None, None
+    keys, label = _bin_labels(df, max_points)
+    grouped = df.groupby(keys, sort=True)
+    agg = {"open": "first", "high": "max", "low": "min", "close": "last"}
+    if "volume" in df.columns:
+        agg["volume"] = "sum"
+    out = grouped.agg(agg)
+    first_pos = grouped.indices  # key -> positions
+    starts = np.array([first_pos[k][0] for k in out.index])
+    out.index = df.index[starts]
+    return out, label, keys
+
+
+def _downsample_positions(values: np.ndarray, max_points: int, keep: str = "minmax") -> np.ndarray:
+    """Positions kept when showing ``values`` with about ``max_points`` points.
+
+    ``keep="minmax"``: the min and the max of each bin (extremes survive);
+    ``keep="min"``: the min of each bin. First and last positions are always kept.
+    """
+    n = len(values)
+    if n <= max_points:
+        return np.arange(n)
+    per_bin = 2 if keep == "minmax" else 1
+    n_bins = max(max_points // per_bin - 1, 1)
+    k = math.ceil(n / n_bins)
+    pad = (-n) % k
+    v = np.asarray(values, dtype=float)
+    lo = np.concatenate([np.where(np.isnan(v), np.inf, v), np.full(pad, np.inf)]).reshape(-1, k)
+    offsets = np.arange(lo.shape[0]) * k
+    picks = [offsets + lo.argmin(axis=1)]
+    if keep == "minmax":
+        hi = np.concatenate([np.where(np.isnan(v), -np.inf, v), np.full(pad, -np.inf)]).reshape(-1, k)
+        picks.append(offsets + hi.argmax(axis=1))
+    picks.append(np.array([0, n - 1]))
+    pos = np.unique(np.concatenate(picks))
+    return pos[pos < n]
+
+
+# --- price chart ------------------------------------------------------------------------
+
+def _aligned(values: Any, df: pd.DataFrame, name: str) -> np.ndarray:
+    """An overlay as a float array aligned with ``df``'s rows."""
+    if isinstance(values, pd.Series):
+        if len(values) == len(df) and (values.index.equals(df.index) or not isinstance(values.index, pd.DatetimeIndex)):
+            arr = values.to_numpy(dtype=float, na_value=np.nan)
+        else:
+            arr = values.reindex(df.index).to_numpy(dtype=float, na_value=np.nan)
+    else:
+        arr = np.asarray(values, dtype=float).ravel()
+    if len(arr) != len(df):
+        raise ValueError(f"overlay {name!r} has {len(arr)} values for {len(df)} bars")
+    return arr
+
+
+def _trade_traces(trades: pd.DataFrame, quote: str) -> list[go.Scatter]:
+    """Entry and exit marker traces, one per (side, entry/exit) present."""
+    traces = []
+    n = len(trades)
+    side = trades["side"].astype(str).str.lower().to_numpy()
+    pnl = pd.to_numeric(trades["pnl"], errors="coerce").to_numpy(dtype=float) if "pnl" in trades else np.full(n, np.nan)
+    win = pnl > 0
+
+    def col(name: str, default: Any = np.nan) -> np.ndarray:
+        return trades[name].to_numpy() if name in trades.columns else np.full(n, default, dtype=object)
+
+    columns = [
+        side,
+        np.asarray(col("entry_price"), dtype=float),
+        np.asarray(col("exit_price"), dtype=float),
+        pnl,
+        np.asarray(col("return_pct"), dtype=float),
+        np.asarray(col("exit_reason", ""), dtype=object),
+        np.asarray(col("bars_held"), dtype=float),
+        np.asarray(col("qty"), dtype=float),
+    ]
+    custom = np.empty((n, len(columns)), dtype=object)  # mixed text and numbers, kept as such
+    for j, values in enumerate(columns):
+        custom[:, j] = values
+    hover = (
+        "<b>%{customdata[0]}</b> %{meta}<br>"
+        "entry %{customdata[1]:,.4~f} " + quote + "<br>"
+        "exit %{customdata[2]:,.4~f} " + quote + "<br>"
+        "qty %{customdata[7]:,.6~f}<br>"
+        "PnL %{customdata[3]:+,.2f} " + quote + " (%{customdata[4]:+.2f} %)<br>"
+        "held %{customdata[6]:.0f} bars, exit: %{customdata[5]}<br>"
+        "%{x|%Y-%m-%d %H:%M} UTC<extra></extra>"
+    )
+    for which in ("entry", "exit"):
+        for s, color in (("long", LONG_COLOR), ("short", SHORT_COLOR)):
+            sel = side == s
+            if not sel.any():
+                continue
+            if which == "entry":
+                base = "triangle-up" if s == "long" else "triangle-down"
+            else:
+                base = "circle"
+            symbols = np.where(win[sel], base, base + "-open")
+            cls = _trace_cls(int(sel.sum()))
+            traces.append(cls(
+                x=pd.to_datetime(trades.loc[sel, f"{which}_time"]),
+                y=pd.to_numeric(trades.loc[sel, f"{which}_price"]).to_numpy(dtype=float),
+                mode="markers",
+                name=f"{s.capitalize()} {which}",
+                legendgroup=f"trades-{s}",
+                meta=which,
+                marker=dict(symbol=symbols.tolist(), color=color, size=10 if which == "entry" else 8,
+                            line=dict(color=color, width=1.5)),
+                customdata=custom[sel],
+                hovertemplate=hover,
+            ))
+    return traces
+
+
+def price_figure(
+    df: pd.DataFrame,
+    trades: pd.DataFrame | None = None,
+    overlays: Mapping[str, pd.Series | np.ndarray] | None = None,
+    max_points: int = 4000,
+    title: str | None = None,
+    *,
+    quote: str = "",
+) -> go.Figure:
+    """Candlesticks with a volume subplot, indicator overlay lines and trade markers.
+
+    Above ``max_points`` bars the candles (and overlays, last value per bin) are resampled
+    to a coarser bin for display and the title says so. Trade markers keep their exact
+    times and prices; ``quote`` names the price currency in hovers (e.g. ``"USDT"``).
+    """
+    if "timestamp" in df.columns and not isinstance(df.index, pd.DatetimeIndex):
+        df = df.set_index("timestamp")
+    _require_columns(df, ["open", "high", "low", "close"], "price_figure")
+    has_volume = "volume" in df.columns
+    n_bars = len(df)
+    shown, bin_label, keys = resample_ohlcv(df, max_points)
+
+    rows = 2 if has_volume else 1
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.03,
+                        row_heights=[0.78, 0.22] if has_volume else [1.0])
+    unit = f" {quote}" if quote else ""
+    fig.add_trace(go.Candlestick(
+        x=shown.index, open=shown["open"], high=shown["high"], low=shown["low"], close=shown["close"],
+        name="Price" if bin_label is None else f"Price ({bin_label})",
+        increasing=dict(line=dict(color=LONG_COLOR), fillcolor=LONG_COLOR),
+        decreasing=dict(line=dict(color=SHORT_COLOR), fillcolor=SHORT_COLOR),
+        showlegend=False,
+    ), row=1, col=1)
+
+    for i, (legend, values) in enumerate((overlays or {}).items()):
+        arr = _aligned(values, df, legend)
+        if keys is not None:
+            arr = pd.Series(arr).groupby(keys, sort=True).last().to_numpy(dtype=float)
+        cls = _trace_cls(len(arr))
+        fig.add_trace(cls(
+            x=shown.index, y=arr, mode="lines", name=str(legend),
+            line=dict(color=OVERLAY_COLORS[i % len(OVERLAY_COLORS)], width=1.2),
+            hovertemplate=f"{legend}: %{{y:,.4~f}}{unit}<extra></extra>",
+        ), row=1, col=1)
+
+    if trades is not None and len(trades):
+        for trace in _trade_traces(trades, quote):
+            fig.add_trace(trace, row=1, col=1)
+
+    if has_volume:
+        up = (shown["close"] >= shown["open"]).to_numpy()
+        fig.add_trace(go.Bar(
+            x=shown.index, y=shown["volume"], name="Volume", showlegend=False,
+            marker=dict(color=np.where(up, LONG_COLOR, SHORT_COLOR).tolist(), line=dict(width=0)),
+            opacity=0.6, hovertemplate="volume %{y:,.2f}<extra></extra>",
+        ), row=2, col=1)
+        fig.update_yaxes(title_text="Volume", row=2, col=1)
+
+    text = title or "Price"
+    if bin_label is not None:
+        text += f" (resampled to {bin_label} for display: {n_bars:,} bars shown as {len(shown):,})"
+    fig.update_layout(template=TEMPLATE, title=dict(text=text, font=dict(size=14)), hovermode="x",
+                      margin=dict(l=50, r=20, t=50, b=30), legend=dict(orientation="h", y=1.02, x=0,
+                                                                         yanchor="bottom"),
+                      bargap=0)
+    fig.update_xaxes(rangeslider_visible=False)
+    fig.update_yaxes(title_text=f"Price{unit}", row=1, col=1)
+    return fig
+
+
+# --- equity and drawdown ------------------------------------------------------------------
+
+def equity_figure(
+    equity: pd.Series,
+    drawdown: pd.Series | None = None,
+    initial_capital: float | None = None,
+    max_points: int = 4000,
+    *,
+    quote: str = "",
+) -> go.Figure:
+    """Equity line over an underwater (drawdown, percent axis) area.
+
+    ``drawdown`` defaults to equity / running peak - 1. Beyond ``max_points`` the lines
+    are downsampled for display: the equity keeps each bin's min and max, the drawdown
+    each bin's min (so the deepest drawdown is always shown).
+    """
+    equity = pd.Series(equity, dtype=float) if not isinstance(equity, pd.Series) else equity.astype(float)
+    if len(equity) == 0:
+        return empty_figure("No equity to show", title="Equity")
+    if drawdown is None:
+        drawdown = equity / equity.cummax() - 1.0
+    drawdown = drawdown.astype(float)
+    unit = f" {quote}" if quote else ""
+
+    eq_pos = _downsample_positions(equity.to_numpy(), max_points, "minmax")
+    dd_pos = _downsample_positions(drawdown.to_numpy(), max_points, "min")
+    reduced = len(eq_pos) < len(equity) or len(dd_pos) < len(drawdown)
+
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.68, 0.32])
+    eq = equity.iloc[eq_pos]
+    fig.add_trace(_trace_cls(len(eq))(
+        x=eq.index, y=eq.to_numpy(), mode="lines", name="Equity", line=dict(color=LINE_COLOR, width=1.5),
+        hovertemplate=f"equity %{{y:,.2f}}{unit}<extra></extra>",
+    ), row=1, col=1)
+    if initial_capital is not None:
+        fig.add_hline(y=float(initial_capital), line=dict(color=NEUTRAL_COLOR, dash="dash", width=1),
+                      annotation_text=f"initial {float(initial_capital):,.0f}{unit}",
+                      annotation_position="bottom right", row=1, col=1)
+    dd = drawdown.iloc[dd_pos]
+    fig.add_trace(_trace_cls(len(dd))(
+        x=dd.index, y=dd.to_numpy(), mode="lines", name="Drawdown", fill="tozeroy",
+        line=dict(color=SHORT_COLOR, width=1), fillcolor="rgba(239,83,80,0.3)",
+        hovertemplate="drawdown %{y:.2%}<extra></extra>",
+    ), row=2, col=1)
+
+    title = "Equity and drawdown"
+    if reduced:
+        title += f" (downsampled for display: {len(equity):,} bars)"
+    fig.update_layout(template=TEMPLATE, title=dict(text=title, font=dict(size=14)), hovermode="x unified",
+                      showlegend=False, margin=dict(l=50, r=20, t=50, b=30))
+    fig.update_yaxes(title_text=f"Equity{unit}", row=1, col=1)
+    fig.update_yaxes(title_text="Drawdown", tickformat=".0%", row=2, col=1)
+    return fig
+
+
+# --- trade returns ---------------------------------------------------------------------------
+
+def returns_histogram(trades: pd.DataFrame, nbins: int = 40) -> go.Figure:
+    """Distribution of trade ``return_pct`` (percent), winners green and losers red, shared bins."""
+    if trades is None or len(trades) == 0 or "return_pct" not in trades.columns:
+        return empty_figure("No trades", title="Trade returns")
+    ret = pd.to_numeric(trades["return_pct"], errors="coerce").to_numpy(dtype=float)
+    pnl = pd.to_numeric(trades["pnl"], errors="coerce").to_numpy(dtype=float) if "pnl" in trades else ret
+    ok = np.isfinite(ret)
+    ret, win = ret[ok], (pnl > 0)[ok]
+    if len(ret) == 0:
+        return empty_figure("No finite trade returns", title="Trade returns")
+    lo, hi = float(ret.min()), float(ret.max())
+    size = (hi - lo) / nbins if hi > lo else 1.0
+    xbins = dict(start=lo, end=hi + size, size=size)
+    fig = _new_figure(title=dict(text=f"Trade returns ({len(ret):,} trades)", font=dict(size=14)),
+                      barmode="overlay", bargap=0.02)
+    for name, sel, color in (("Wins", win, LONG_COLOR), ("Losses", ~win, SHORT_COLOR)):
+        fig.add_trace(go.Histogram(
+            x=ret[sel], name=f"{name} ({int(sel.sum()):,})", xbins=xbins, autobinx=False,
+            marker=dict(color=color, line=dict(width=0)), opacity=0.75,
+            hovertemplate="%{x} %<br>%{y} trades<extra>" + name + "</extra>",
+        ))
+    fig.add_vline(x=0, line=dict(color=NEUTRAL_COLOR, width=1, dash="dot"))
+    mean = float(ret.mean())
+    fig.add_vline(x=mean, line=dict(color=LINE_COLOR, width=1, dash="dash"),
+                  annotation_text=f"mean {mean:+.2f} %", annotation_position="top")
+    fig.update_xaxes(title_text="Trade return (%)", ticksuffix=" %")
+    fig.update_yaxes(title_text="Trades")
+    return fig
+
+
+# --- optimisation results --------------------------------------------------------------------
+
+def _colorscale(metric: str) -> str:
+    return "RdYlGn_r" if metric in _LOWER_IS_BETTER else "RdYlGn"
+
+
+def heatmap_pivot(results: pd.DataFrame, x: str, y: str, metric: str, agg: str = "max") -> pd.DataFrame:
+    """The ``metric`` pivot (rows ``y``, columns ``x``) over ok rows, other params aggregated."""
+    if x == y:
+        raise ValueError(f"heatmap needs two different params for X and Y (both are {x!r})")
+    if agg not in ("max", "mean"):
+        raise ValueError(f"agg must be 'max' or 'mean', got {agg!r}")
+    _require_columns(results, [x, y, metric], "heatmap")
+    rows = _ok_rows(results, [metric])
+    values = rows[[x, y]].copy()
+    values[metric] = pd.to_numeric(rows[metric], errors="coerce").astype(float)
+    return values.pivot_table(index=y, columns=x, values=metric, aggfunc=agg, observed=True)
+
+
+def heatmap_figure(results: pd.DataFrame, x: str, y: str, metric: str, agg: str = "max") -> go.Figure:
+    """Heatmap of ``metric`` over params ``x`` and ``y``, the other params aggregated by max or mean.
+
+    Only rows with status "ok" and a finite metric count. Raises ValueError when x == y,
+    ``agg`` is unknown or a column is missing.
+    """
+    pivot = heatmap_pivot(results, x, y, metric, agg)
+    label = metric_label(metric)
+    if pivot.empty:
+        return empty_figure(f"No ok combos with a finite {label}", title=f"{label} by {x} × {y}")
+    xs = [_fmt_value(v) for v in pivot.columns]
+    ys = [_fmt_value(v) for v in pivot.index]
+    z = pivot.to_numpy(dtype=float)
+    fmt = _metric_hover_format(metric)
+    fig = _new_figure(title=dict(text=f"{label} by {x} × {y} ({agg} over other params)", font=dict(size=14)))
+    show_text = z.size <= 600
+    fig.add_trace(go.Heatmap(
+        z=z, x=xs, y=ys, colorscale=_colorscale(metric), hoverongaps=False,
+        colorbar=dict(title=dict(text=f"{label}<br>({agg})", side="right"),
+                      tickformat=".0%" if metric in _PERCENT_METRICS else None),
+        texttemplate=f"%{{z:{'.1%' if metric in _PERCENT_METRICS else '.3~g'}}}" if show_text else None,
+        textfont=dict(size=10),
+        hovertemplate=f"{x} = %{{x}}<br>{y} = %{{y}}<br>{label} ({agg}) = %{{z:{fmt}}}<extra></extra>",
+    ))
+    fig.update_xaxes(title_text=x, type="category")
+    fig.update_yaxes(title_text=y, type="category")
+    return fig
+
+
+def _encode_dimension(series: pd.Series, name: str) -> dict[str, Any]:
+    """A Parcoords dimension; non-numeric (choice/bool) values become integer codes with tick labels."""
+    if _is_categorical(series):
+        labels = sorted(series.astype(object).unique(), key=lambda v: (str(type(v)), v))
+        codes = {v: i for i, v in enumerate(labels)}
+        return dict(label=name, values=series.astype(object).map(codes).to_numpy(dtype=float),
+                    tickvals=list(range(len(labels))), ticktext=[_fmt_value(v) for v in labels],
+                    range=[-0.25, max(len(labels) - 1, 0) + 0.25] if len(labels) == 1 else None)
+    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+    dim = dict(label=name, values=values)
+    if len(values) and np.nanmin(values) == np.nanmax(values):  # constant: give it a visible range
+        v = float(np.nanmin(values))
+        dim["range"] = [v - 1, v + 1] if v == 0 else [v - abs(v) * 0.1, v + abs(v) * 0.1]
+    return dim
+
+
+def parallel_coordinates_figure(
+    results: pd.DataFrame, params: Sequence[str], metric: str, max_rows: int = 5000
+) -> go.Figure:
+    """Parallel coordinates of ``params`` plus ``metric`` (last axis), lines coloured by ``metric``.
+
+    Only ok rows with a finite metric; above ``max_rows`` rows the best ``max_rows`` by
+    ``metric`` are shown (the title says so). Choices/bools are encoded as integers with labels.
+    """
+    params = list(params)
+    if not params:
+        raise ValueError("parallel coordinates need at least one param")
+    _require_columns(results, [*params, metric], "parallel coordinates")
+    rows = _ok_rows(results, [metric])
+    label = metric_label(metric)
+    if rows.empty:
+        return empty_figure(f"No ok combos with a finite {label}", title="Parallel coordinates")
+    total = len(rows)
+    ascending = metric in _LOWER_IS_BETTER
+    if total > max_rows:
+        rows = rows.sort_values(metric, ascending=ascending, kind="stable").head(max_rows)
+    dims = []
+    for p in params:
+        dim = _encode_dimension(rows[p], p)
+        dims.append({k: v for k, v in dim.items() if v is not None})
+    mvals = pd.to_numeric(rows[metric]).to_numpy(dtype=float)
+    dims.append(dict(label=label, values=mvals, tickformat=".0%" if metric in _PERCENT_METRICS else None))
+    dims[-1] = {k: v for k, v in dims[-1].items() if v is not None}
+    title = f"Parallel coordinates coloured by {label}"
+    if total > max_rows:
+        title += f" (top {max_rows:,} of {total:,} by {label})"
+    fig = _new_figure(title=dict(text=title, font=dict(size=14)), margin=dict(l=60, r=60, t=80, b=30))
+    fig.add_trace(go.Parcoords(
+        line=dict(color=mvals, colorscale=_colorscale(metric), showscale=True,
+                  colorbar=dict(title=dict(text=label))),
+        dimensions=dims,
+    ))
+    return fig
+
+
+def _hover_params(rows: pd.DataFrame, params: Sequence[str]) -> np.ndarray:
+    """One '<br>'-joined 'param = value' text per row."""
+    if not params:
+        return np.full(len(rows), "", dtype=object)
+    parts = [rows[p].map(_fmt_value).radd(f"{p} = ") for p in params]
+    text = parts[0]
+    for part in parts[1:]:
+        text = text + "<br>" + part
+    if "combo_id" in rows.columns:
+        text = "combo " + rows["combo_id"].astype(str) + "<br>" + text
+    return text.to_numpy(dtype=object)
+
+
+def pareto_figure(
+    results: pd.DataFrame,
+    x: str = "max_drawdown",
+    y: str = "sharpe",
+    front: pd.DataFrame | None = None,
+    *,
+    params: Sequence[str] | None = None,
+) -> go.Figure:
+    """Scatter of all ok combos on (x, y) with the Pareto front (both maximised) highlighted.
+
+    ``front``: the front rows (e.g. ``SweepRun.pareto(x, y)``); computed with
+    :func:`threadx.optimize.pareto.pareto_mask` when None. Hover lists the param values
+    (``params``, inferred from the columns when None).
+    """
+    if x == y:
+        raise ValueError(f"the Pareto plot needs two different metrics (both are {x!r})")
+    _require_columns(results, [x, y], "pareto")
+    rows = _ok_rows(results, [x, y])
+    xl, yl = metric_label(x), metric_label(y)
+    if rows.empty:
+        return empty_figure("No ok combos to plot", title=f"Pareto front: {yl} vs {xl}")
+    if params is None:  # inferred: the params that vary (all of them when none does)
+        inferred = [p for p in _infer_params(results) if p not in (x, y)]
+        params = [p for p in inferred if rows[p].nunique(dropna=False) > 1] or inferred
+    params = [p for p in params if p in rows.columns and p not in (x, y)]
+    if front is None:
+        from threadx.optimize.pareto import pareto_mask
+
+        mask = pareto_mask(rows[x].to_numpy(dtype=float), rows[y].to_numpy(dtype=float))
+        front = rows[mask]
+    else:
+        _require_columns(front, [x, y], "pareto front")
+        front = _ok_rows(front, [x, y])
+    front = front.sort_values(x, kind="stable")
+    xf, yf = _metric_hover_format(x), _metric_hover_format(y)
+    hover = f"{xl} = %{{x:{xf}}}<br>{yl} = %{{y:{yf}}}<br>%{{text}}<extra></extra>"
+    fig = _new_figure(title=dict(text=f"Pareto front: {yl} vs {xl} ({len(front):,} of {len(rows):,} combos)",
+                                 font=dict(size=14)))
+    fig.add_trace(go.Scattergl(
+        x=rows[x].to_numpy(dtype=float), y=rows[y].to_numpy(dtype=float), mode="markers", name="Combos",
+        marker=dict(color=NEUTRAL_COLOR, size=5, opacity=0.5), text=_hover_params(rows, params),
+        hovertemplate=hover,
+    ))
+    fig.add_trace(go.Scatter(
+        x=front[x].to_numpy(dtype=float), y=front[y].to_numpy(dtype=float), mode="lines+markers",
+        name="Pareto front", line=dict(color=FRONT_COLOR, width=1.5, shape="hv"),
+        marker=dict(color=FRONT_COLOR, size=9, line=dict(color="#424242", width=1)),
+        text=_hover_params(front, params), hovertemplate=hover,
+    ))
+    fig.update_xaxes(title_text=xl, tickformat=".0%" if x in _PERCENT_METRICS else None)
+    fig.update_yaxes(title_text=yl, tickformat=".0%" if y in _PERCENT_METRICS else None)
+    fig.update_layout(legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom"))
+    return fig
+
+
+# --- metric cards --------------------------------------------------------------------------------
+
+_CARDS: tuple[tuple[str, str, str, str], ...] = (
+    # key, label, kind, help
+    ("total_return", "Total return", "pct", "Final equity / initial capital - 1, after fees and funding."),
+    ("cagr", "CAGR", "pct", "Compound annual growth rate (365-day years)."),
+    ("sharpe", "Sharpe", "ratio", "Mean / std of per-bar returns, annualised (risk-free 0, ddof 1)."),
+    ("sortino", "Sortino", "ratio", "Like Sharpe with the downside deviation sqrt(mean(min(r, 0)²))."),
+    ("max_drawdown", "Max drawdown", "pct", "Deepest fall of equity from its running peak."),
+    ("calmar", "Calmar", "ratio", "CAGR / |max drawdown|."),
+    ("n_trades", "Trades", "int", "Closed trades (long + short)."),
+    ("win_rate", "Win rate", "pct", "Share of trades with a positive PnL."),
+    ("profit_factor", "Profit factor", "ratio", "Gross profit / gross loss (∞ with no losing trade)."),
+    ("exposure", "Exposure", "pct", "Share of bars with an open position."),
+    ("total_fees", "Fees", "money", "Total fees paid on every fill."),
+    ("final_equity", "Final equity", "money", "Equity at the last bar."),
+)
+
+
+def format_metric(value: Any, kind: str) -> str:
+    """``value`` formatted as ``kind`` (pct, ratio, int, money); NaN/None -> "–", inf -> "∞"."""
+    if value is None or isinstance(value, str):
+        return EMPTY if not value else str(value)
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(v):
+        return EMPTY
+    if math.isinf(v):
+        return "∞" if v > 0 else "-∞"
+    if kind == "pct":
+        return f"{v * 100:.2f} %"
+    if kind == "int":
+        return f"{int(round(v)):,}"
+    if kind == "money":
+        return f"{v:,.2f}"
+    return f"{v:.2f}"
+
+
+def metric_cards(metrics: Mapping[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(label, formatted value, help text) for the headline metrics of a backtest, in display order.
+
+    Percentages for returns, drawdown, win rate and exposure; NaN or missing -> "–",
+    infinities -> "∞" / "-∞".
+    """
+    cards = []
+    for key, label, kind, help_text in _CARDS:
+        value = metrics.get(key) if metrics is not None else None
+        text = format_metric(value, kind)
+        if key == "total_fees" and metrics is not None and metrics.get("total_funding"):
+            help_text = f"{help_text} Funding paid: {format_metric(metrics.get('total_funding'), 'money')}."
+        cards.append((label, text, help_text))
+    return cards
+
+
+# --- system monitor ------------------------------------------------------------------------------
+
+def _load_color(pct: float) -> str:
+    if not np.isfinite(pct) or pct < 50:
+        return LONG_COLOR
+    return "#ffa726" if pct < 85 else SHORT_COLOR
+
+
+def cpu_figure(per_core: list[float]) -> go.Figure:
+    """Per-core CPU load as bars on a fixed 0-100 % axis, coloured by load."""
+    loads = np.asarray(per_core if per_core is not None else [], dtype=float)
+    if loads.size == 0:
+        return empty_figure("No CPU readings", title="CPU per core")
+    fig = _new_figure(title=dict(text=f"CPU per core (mean {np.nanmean(loads):.0f} %, {loads.size} cores)",
+                                 font=dict(size=14)), bargap=0.15, showlegend=False)
+    fig.add_trace(go.Bar(
+        x=[str(i) for i in range(loads.size)], y=loads,
+        marker=dict(color=[_load_color(v) for v in loads]),
+        hovertemplate="core %{x}: %{y:.1f} %<extra></extra>",
+    ))
+    fig.update_yaxes(range=[0, 100], title_text="Load (%)", ticksuffix=" %")
+    fig.update_xaxes(title_text="Core", type="category")
+    return fig
+
+
+def history_figure(history: pd.DataFrame, columns: list[str], title: str, unit: str) -> go.Figure:
+    """Lines of ``columns`` of a timestamp-indexed ``history`` (absent columns are skipped).
+
+    ``unit`` goes to the y axis and hovers; a "%" unit fixes the axis to 0-100.
+    """
+    present = [c for c in columns if history is not None and c in history.columns]
+    if history is None or history.empty or not present:
+        return empty_figure("No history yet", title=title)
+    suffix = f" {unit}" if unit else ""
+    fig = _new_figure(title=dict(text=title, font=dict(size=14)), hovermode="x unified",
+                      legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom"))
+    for i, col in enumerate(present):
+        values = pd.to_numeric(history[col], errors="coerce")
+        fig.add_trace(_trace_cls(len(values))(
+            x=history.index, y=values.to_numpy(dtype=float), mode="lines", name=str(col),
+            line=dict(color=OVERLAY_COLORS[(i + 2) % len(OVERLAY_COLORS)] if i else LINE_COLOR, width=1.5),
+            hovertemplate=f"%{{y:,.1f}}{suffix}<extra>{col}</extra>",
+        ))
+    fig.update_yaxes(title_text=unit or None, rangemode="tozero")
+    if unit.strip() == "%":
+        fig.update_yaxes(range=[0, 100])
+    fig.update_xaxes(title_text=None)
+    return fig

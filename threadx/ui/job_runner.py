@@ -1,0 +1,162 @@
+"""The job process: ``python -m threadx.ui.job_runner JOB_DIR`` (see threadx.ui.jobs).
+
+Reads ``JOB_DIR/spec.json``, loads the data, runs :func:`threadx.sweep` into the results
+store of the registry (``<root>`` of ``<root>/.jobs/<job_id>``), and keeps
+``JOB_DIR/status.json`` up to date (atomically, at most every 0.5 s). The sweep stops
+within about one chunk when ``JOB_DIR/stop`` appears or the process gets SIGTERM; what
+finished is stored either way. The final state is ``completed``, ``cancelled`` or
+``failed`` (with the error's one-line message; the traceback goes to stderr, which the
+launcher sends to ``JOB_DIR/log.txt``). At the end it refreshes the registry so the next
+queued job starts.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from threadx.errors import ThreadXError
+from threadx.ui.jobs import FINAL_STATES, now_iso, read_json, registry_for_job, write_json_atomic
+
+PROGRESS_EVERY_S = 0.5
+
+
+def _log(message: str) -> None:
+    print(f"[{now_iso()}] {message}", file=sys.stderr, flush=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(exc, ThreadXError) and first:
+        return first
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+class StatusFile:
+    """``status.json`` of one job, owned by this process while it runs."""
+
+    def __init__(self, job_dir: Path):
+        self.path = job_dir / "status.json"
+        self.status: dict[str, Any] = read_json(self.path)
+        self._last_write = 0.0
+
+    def write(self, **changes: Any) -> None:
+        self.status.update(changes)
+        self.status["updated_at"] = now_iso()
+        try:
+            write_json_atomic(self.path, self.status)
+        except OSError as exc:  # a full disk must not kill the sweep; the final write retries
+            _log(f"cannot write {self.path}: {exc}")
+        self._last_write = time.monotonic()
+
+    def progress(self, p: Any) -> None:
+        """The sweep's progress callback: remembered always, written at most every 0.5 s."""
+        eta = float(p.eta_s)
+        self.status.update(done=int(p.done), total=int(p.total), failed=int(p.failed), rate=float(p.rate),
+                           eta_s=eta if math.isfinite(eta) else None, elapsed_s=float(p.elapsed_s))
+        if time.monotonic() - self._last_write >= PROGRESS_EVERY_S:
+            self.write()
+
+
+class JobRunner:
+    def __init__(self, job_dir: Path):
+        self.job_dir = job_dir
+        self.spec = read_json(job_dir / "spec.json")
+        self.params: dict[str, Any] = self.spec.get("params", {})
+        self.status = StatusFile(job_dir)
+        self.terminated = threading.Event()
+
+    def should_stop(self) -> bool:
+        return self.terminated.is_set() or (self.job_dir / "stop").exists()
+
+    def _on_sigterm(self, signum, frame) -> None:  # noqa: ARG002
+        self.terminated.set()
+
+    def run(self) -> str:
+        """Run the job; returns its final state."""
+        if hasattr(signal, "SIGTERM"):
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+        self.status.write(state="running", pid=os.getpid(), run_id=self.params.get("run_id"), started_at=now_iso(),
+                          finished_at=None, error="")
+        started = time.monotonic()
+        state, error = "failed", ""
+        try:
+            if not self.spec:
+                raise ThreadXError(f"no readable spec.json in {self.job_dir}")
+            if self.spec.get("kind", "sweep") != "sweep":
+                raise ThreadXError(f"unknown job kind {self.spec.get('kind')!r}")
+            state = self._sweep()
+        except KeyboardInterrupt:
+            state = "cancelled"
+            _log("interrupted")
+        except BaseException as exc:  # noqa: BLE001 - recorded, the traceback goes to the log
+            state, error = "failed", _one_line(exc)
+            traceback.print_exc()
+            sys.stderr.flush()
+        finally:
+            if self.status.status.get("state") not in FINAL_STATES:
+                self.status.write(state=state, error=error, finished_at=now_iso(),
+                                  elapsed_s=self.status.status.get("elapsed_s") or time.monotonic() - started)
+        _log(f"job {self.job_dir.name} {state}" + (f": {error}" if error else ""))
+        return state
+
+    def _sweep(self) -> str:
+        import threadx
+        from threadx.optimize.store import ResultStore
+
+        p = self.params
+        if self.should_stop():
+            return "cancelled"
+        _log(f"loading {p['data']}")
+        df = threadx.load_ohlcv(p["data"], p.get("timeframe"), p.get("start"), p.get("end"))
+        if self.should_stop():
+            return "cancelled"
+        kwargs: dict[str, Any] = {
+            "sampler": p.get("sampler", "grid"), "n": p.get("n"), "seed": p.get("seed", 42),
+            "objective": p.get("objective", "sharpe"), "maximize": p.get("maximize", True),
+            "min_trades": p.get("min_trades", 0), "workers": p.get("workers"), "executor": p.get("executor", "auto"),
+            "run_id": p["run_id"], "scheduler": p.get("scheduler"), "chunk_size": p.get("chunk_size"),
+        }
+        for key in ("adaptive_rounds", "patience", "grid_limit"):
+            if p.get(key) is not None:
+                kwargs[key] = p[key]
+        store = ResultStore(self.job_dir.parent.parent)
+        _log(f"sweep {p['strategy']} run {p['run_id']} ({kwargs['sampler']}, executor {kwargs['executor']})")
+        run = threadx.sweep(df, p["strategy"], p.get("space") or {}, store=store, progress=self.status.progress,
+                            cancel=self.should_stop, **kwargs, **(p.get("engine_options") or {}))
+        manifest = run.manifest
+        state = "cancelled" if manifest.get("status") == "cancelled" else "completed"
+        totals = {k: int(manifest[k]) for k in ("done", "total", "failed") if manifest.get(k) is not None}
+        if manifest.get("elapsed_s") is not None:
+            totals["elapsed_s"] = float(manifest["elapsed_s"])
+        self.status.write(state=state, finished_at=now_iso(), error="",
+                          eta_s=0.0 if state == "completed" else None, **totals)
+        return state
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m threadx.ui.job_runner JOB_DIR", file=sys.stderr)
+        return 2
+    job_dir = Path(args[0]).absolute()
+    if not (job_dir / "spec.json").exists():
+        print(f"error: no spec.json in {job_dir}", file=sys.stderr)
+        return 2
+    state = JobRunner(job_dir).run()
+    try:
+        registry_for_job(job_dir).refresh()  # start the next queued job, with no UI around
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+    return 0 if state in ("completed", "cancelled") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,625 @@
+"""Session-independent job registry: sweeps run in detached processes (SPEC §9).
+
+A sweep launched from the workstation must outlive the Streamlit script run that
+started it: reruns, page changes and closed tabs neither block nor kill it. Each job
+is a folder on disk, so any session (or a restarted app) sees every job::
+
+    <results_dir>/.jobs/<job_id>/
+        spec.json     what to run: {"kind": "sweep", "params": {...}, "created_at", ...}
+        status.json   written atomically by the job process: state, pid, run_id, progress
+        launch.json   written by the launcher: pid and process start time of the job process
+        stop          flag file: present = cancel requested (the sweep stops within a chunk)
+        log.txt       stdout and stderr of the job process (tracebacks land here)
+
+States: ``queued`` -> ``running`` -> ``completed`` | ``cancelled`` | ``failed``. A job
+process is ``python -m threadx.ui.job_runner JOB_DIR`` started in its own session
+(``start_new_session``) so it survives the Streamlit process rerunning. The runner
+stores results in the ordinary :class:`~threadx.optimize.store.ResultStore` under
+``<results_dir>/<run_id>/`` and calls :meth:`JobRegistry.refresh` when it ends, so the
+queue advances without a UI.
+
+Usage::
+
+    jobs = JobRegistry()                                  # settings().results_dir
+    job_id = jobs.submit({"kind": "sweep", "params": {
+        "data": "sample:BTC_USDT-1h", "strategy": "ma_crossover",
+        "space": {"fast_period": "5:50:1"}, "sampler": "grid", "executor": "auto"}})
+    jobs.refresh()                                        # start queued jobs, detect dead ones
+    info = jobs.get(job_id); info.state, info.done, info.total, info.eta_s
+    jobs.stop(job_id)                                     # cooperative cancel
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from threadx.config import settings
+from threadx.errors import ParamError, ThreadXError
+
+JOBS_FOLDER = ".jobs"
+STATES = ("queued", "running", "completed", "cancelled", "failed")
+FINAL_STATES = ("completed", "cancelled", "failed")
+KINDS = ("sweep",)
+
+# Keys a sweep job's params may hold; ``data`` and ``strategy`` are required.
+SWEEP_PARAM_KEYS = (
+    "data", "timeframe", "start", "end",  # threadx.load_ohlcv(data, timeframe, start, end)
+    "strategy", "space", "sampler", "n", "seed", "objective", "maximize", "min_trades",
+    "workers", "executor", "run_id", "scheduler", "chunk_size", "adaptive_rounds", "patience",
+    "grid_limit", "engine_options", "label",
+)
+SWEEP_DEFAULTS: dict[str, Any] = {
+    "timeframe": None, "start": None, "end": None, "space": {}, "sampler": "grid", "n": None, "seed": 42,
+    "objective": "sharpe", "maximize": True, "min_trades": 0, "workers": None, "executor": "auto",
+    "scheduler": None, "chunk_size": None, "adaptive_rounds": 5, "patience": 2, "grid_limit": None,
+    "engine_options": {}, "label": "", "run_id": None,
+}
+
+_STARTING_GRACE_S = 60.0  # a launch that left no process record for this long is failed
+_CHILDREN: dict[str, subprocess.Popen] = {}  # job processes this process started (reaped on refresh)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars -> Python, tuples -> lists, non-finite floats -> None."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()  # numpy scalar
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise ParamError(f"job spec value {value!r} ({type(value).__name__}) cannot be stored as JSON")
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """Write JSON through a temp file and a rename, so readers never see half a file."""
+    text = json.dumps(_jsonable(data), indent=2, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; these files are meant to be read
+        for attempt in range(5):  # Windows refuses to replace a file a reader holds open
+            try:
+                os.replace(tmp, path)
+                break
+            except PermissionError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.02)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A small JSON file, or {} when missing or unreadable."""
+    for _ in range(3):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else {}
+        except FileNotFoundError:
+            return {}
+        except (OSError, json.JSONDecodeError):
+            time.sleep(0.01)
+    return {}
+
+
+@dataclass
+class JobInfo:
+    """One job as last recorded on disk: its spec, its status and its progress."""
+
+    job_id: str
+    spec: dict
+    created_at: str
+    state: str = "queued"
+    pid: int | None = None
+    run_id: str | None = None
+    done: int = 0
+    total: int = 0
+    failed: int = 0
+    rate: float = 0.0
+    eta_s: float | None = None
+    elapsed_s: float = 0.0
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str = ""
+    updated_at: str | None = None
+    stop_requested: bool = False
+    folder: Path | None = field(default=None, repr=False)
+
+    @property
+    def kind(self) -> str:
+        return self.spec.get("kind", "sweep")
+
+    @property
+    def params(self) -> dict:
+        return self.spec.get("params", {})
+
+    @property
+    def is_active(self) -> bool:
+        """Queued or running."""
+        return self.state not in FINAL_STATES
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def fraction(self) -> float:
+        """Progress in [0, 1] (1 once completed)."""
+        if self.state == "completed":
+            return 1.0
+        return min(1.0, self.done / self.total) if self.total else 0.0
+
+    @property
+    def label(self) -> str:
+        p = self.params
+        return p.get("label") or f"{p.get('strategy', '?')} on {p.get('data', '?')} ({p.get('sampler', 'grid')})"
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out.pop("folder", None)
+        return out
+
+
+class _Lock:
+    """An exclusive lock on a file, between processes and between threads (flock/msvcrt)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+b")
+        try:
+            if os.name == "nt":  # pragma: no cover - exercised on Windows only
+                import msvcrt
+
+                handle.seek(0)
+                while True:
+                    try:
+                        msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+                        break
+                    except OSError:
+                        time.sleep(0.05)
+                try:
+                    yield
+                finally:
+                    handle.seek(0)
+                    msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        finally:
+            handle.close()
+
+
+def _process(pid: int | None, create_time: float | None = None):
+    """The live psutil.Process of ``pid`` (None when gone, a zombie, or a reused pid)."""
+    if not pid:
+        return None
+    import psutil
+
+    try:
+        proc = psutil.Process(int(pid))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        if create_time is not None and abs(proc.create_time() - float(create_time)) > 1.0:
+            return None  # the pid was reused by another process
+        return proc
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.AccessDenied:  # exists, owned by someone else: the job cannot be ours
+        return None
+
+
+class JobRegistry:
+    """Jobs under ``<root>/.jobs`` (``root``: the results directory, default
+    ``settings().results_dir``); sweep results go to ``ResultStore(root)``.
+
+    ``max_concurrent`` jobs run at once; the others wait queued and start when a slot
+    frees (on :meth:`refresh`, which each job process also calls when it ends).
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, max_concurrent: int = 1):
+        if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
+            raise ParamError(f"max_concurrent must be a whole number >= 1, got {max_concurrent!r}")
+        base = Path(root) if root is not None else settings().results_dir
+        self.root = base.expanduser().absolute()
+        self.jobs_dir = self.root / JOBS_FOLDER
+        self.max_concurrent = max_concurrent
+        self._lock = _Lock(self.jobs_dir / ".lock")
+
+    def __repr__(self) -> str:
+        return f"JobRegistry(root={str(self.root)!r}, max_concurrent={self.max_concurrent})"
+
+    # --- submit -------------------------------------------------------------------------
+
+    def submit(self, spec: Mapping[str, Any]) -> str:
+        """Validate a job spec, queue it and start it if a slot is free; returns the job id.
+
+        ``spec``: ``{"kind": "sweep", "params": {...}}`` (or the params alone). Params:
+        ``data`` (dataset name or file path), ``strategy``, ``space`` and the keyword
+        arguments of :func:`threadx.sweep` (sampler, n, seed, objective, maximize,
+        min_trades, workers, executor, run_id, scheduler, ...), ``engine_options`` (a
+        dict: fee_bps, fill, ...), optional ``timeframe``/``start``/``end`` for loading
+        and a free-text ``label``. Raises ParamError on bad input (the data is not read).
+        """
+        params = self._validated(spec)
+        job_id = self._new_job_id()
+        folder = self.jobs_dir / job_id
+        with self._lock.held():
+            clash = [j.job_id for j in self._read_all() if j.is_active and j.run_id == params["run_id"]]
+            if clash:
+                raise ParamError(f"run id {params['run_id']!r} is already used by job {clash[0]}; pick another run id")
+            folder.mkdir(parents=True)
+            created = now_iso()
+            write_json_atomic(folder / "spec.json", {
+                "kind": "sweep", "params": params, "created_at": created, "job_id": job_id,
+                "max_concurrent": self.max_concurrent,
+            })
+            write_json_atomic(folder / "status.json", {
+                "state": "queued", "pid": None, "run_id": params["run_id"], "done": 0, "total": 0, "failed": 0,
+                "rate": 0.0, "eta_s": None, "elapsed_s": 0.0, "started_at": None, "finished_at": None,
+                "error": "", "updated_at": created,
+            })
+        self.refresh()
+        return job_id
+
+    def _validated(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        if not isinstance(spec, Mapping):
+            raise ParamError(f"a job spec is a dict, got {type(spec).__name__}")
+        kind = spec.get("kind", "sweep")
+        if kind not in KINDS:
+            raise ParamError(f"unknown job kind {kind!r}; kinds: {', '.join(KINDS)}")
+        if "params" in spec:
+            extra = sorted(set(spec) - {"kind", "params"})
+            if extra:
+                raise ParamError(f"unknown job spec keys {extra}; put sweep settings under 'params'")
+            raw = spec["params"]
+            if not isinstance(raw, Mapping):
+                raise ParamError("job spec 'params' must be a dict")
+        else:
+            raw = {k: v for k, v in spec.items() if k != "kind"}
+        unknown = sorted(set(raw) - set(SWEEP_PARAM_KEYS))
+        if unknown:
+            raise ParamError(f"unknown sweep job param(s) {', '.join(unknown)}; known: {', '.join(SWEEP_PARAM_KEYS)}")
+        params = {**SWEEP_DEFAULTS, **{k: v for k, v in raw.items() if v is not None or k not in SWEEP_DEFAULTS}}
+        for key in ("data", "strategy"):
+            if not params.get(key) or not isinstance(params[key], (str, os.PathLike)):
+                raise ParamError(f"a sweep job needs '{key}' (a name), got {params.get(key)!r}")
+        params["data"] = os.fspath(params["data"])
+        if params["space"] is None:
+            params["space"] = {}
+        if not isinstance(params["space"], Mapping):
+            raise ParamError(f"space must be a dict of param -> value/list/range, got {type(params['space']).__name__}")
+        if not isinstance(params["engine_options"], Mapping):
+            raise ParamError("engine_options must be a dict (fee_bps, fill, ...)")
+        params = _jsonable({k: params[k] for k in SWEEP_PARAM_KEYS if k in params})  # what the job reads back
+
+        from threadx.engine.inputs import options_from
+        from threadx.engine.layout import METRIC_NAMES
+        from threadx.optimize.runner import EXECUTORS, _check_arguments
+        from threadx.optimize.samplers import SAMPLERS
+        from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace
+        from threadx.optimize.store import check_run_id
+        from threadx.strategy.base import get_strategy
+
+        strategy = get_strategy(params["strategy"])  # ParamError listing the known ones
+        search = SearchSpace(strategy, params["space"])
+        if params["sampler"] not in SAMPLERS:
+            raise ParamError(f"unknown sampler {params['sampler']!r}; use one of {', '.join(SAMPLERS)}")
+        if params["objective"] not in METRIC_NAMES:
+            raise ParamError(f"unknown objective {params['objective']!r}; metrics: {', '.join(METRIC_NAMES)}")
+        if params["executor"] not in EXECUTORS:
+            raise ParamError(f"executor must be one of {', '.join(EXECUTORS)}, got {params['executor']!r}")
+        _check_arguments(search, params["sampler"], params["n"], params["seed"], params["objective"],
+                         params["executor"], params["workers"], params["chunk_size"], params["min_trades"])
+        limit = params["grid_limit"] or DEFAULT_GRID_LIMIT
+        if params["sampler"] == "grid" and search.size > limit:
+            raise ParamError(f"the grid has {search.size:,} combos, above the limit of {limit:,}: narrow the "
+                             "ranges, use larger steps, or use a Monte Carlo sampler (random, lhs, sobol) with n")
+        options_from(params["engine_options"])  # unknown or out-of-range engine options
+        if not isinstance(params["maximize"], bool):
+            raise ParamError(f"maximize must be true or false, got {params['maximize']!r}")
+        if params["run_id"] is None:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+            params["run_id"] = f"{params['strategy']}-{stamp}-{uuid.uuid4().hex[:6]}"
+        try:
+            check_run_id(params["run_id"])
+        except ThreadXError as exc:
+            raise ParamError(str(exc)) from None
+        return params
+
+    def _new_job_id(self) -> str:
+        return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}-{uuid.uuid4().hex[:4]}"
+
+    # --- read ---------------------------------------------------------------------------
+
+    def _folder(self, job_id: str) -> Path:
+        if not isinstance(job_id, str) or not job_id or "/" in job_id or "\\" in job_id or job_id.startswith("."):
+            raise ThreadXError(f"invalid job id {job_id!r}")
+        folder = self.jobs_dir / job_id
+        if not (folder / "spec.json").exists():
+            raise ThreadXError(f"no job {job_id!r} under {self.jobs_dir}")
+        return folder
+
+    def _read(self, folder: Path) -> JobInfo | None:
+        spec = read_json(folder / "spec.json")
+        if not spec:
+            return None
+        status = read_json(folder / "status.json")
+        launch = read_json(folder / "launch.json")
+        fields = {k: status[k] for k in JobInfo.__dataclass_fields__ if k in status
+                  and k not in ("job_id", "spec", "created_at", "folder", "stop_requested")}
+        info = JobInfo(job_id=folder.name, spec=spec, created_at=spec.get("created_at", ""), folder=folder, **fields)
+        if info.state not in STATES:
+            info.state = "failed"
+        if info.run_id is None:
+            info.run_id = spec.get("params", {}).get("run_id")
+        if info.state == "queued" and launch:  # launched, the process has not reported yet
+            info.state = "running"
+            info.started_at = info.started_at or launch.get("launched_at")
+        if info.pid is None and launch.get("pid") and info.state == "running":
+            info.pid = int(launch["pid"])
+        info.stop_requested = (folder / "stop").exists()
+        return info
+
+    def _read_all(self) -> list[JobInfo]:
+        if not self.jobs_dir.is_dir():
+            return []
+        jobs = [info for folder in self.jobs_dir.iterdir() if folder.is_dir() and not folder.name.startswith(".")
+                for info in [self._read(folder)] if info is not None]
+        jobs.sort(key=lambda j: (j.created_at, j.job_id), reverse=True)
+        return jobs
+
+    def list(self) -> list[JobInfo]:
+        """Every job, newest first (reads small JSON files only; call refresh() to advance)."""
+        return self._read_all()
+
+    def get(self, job_id: str) -> JobInfo:
+        """One job (ThreadXError when unknown)."""
+        info = self._read(self._folder(job_id))
+        if info is None:
+            raise ThreadXError(f"job {job_id!r} has no readable spec")
+        return info
+
+    def running(self) -> list[JobInfo]:
+        """Jobs whose process is (or should be) running, newest first."""
+        return [j for j in self._read_all() if j.state == "running"]
+
+    def queued(self) -> list[JobInfo]:
+        """Jobs waiting for a slot, oldest first (the order they will start in)."""
+        return sorted((j for j in self._read_all() if j.state == "queued"), key=lambda j: (j.created_at, j.job_id))
+
+    def log(self, job_id: str, max_chars: int = 20_000) -> str:
+        """The tail of a job's log (stdout and stderr of its process)."""
+        path = self._folder(job_id) / "log.txt"
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                size = handle.tell()
+                handle.seek(max(0, size - max_chars))
+                return handle.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    # --- control ------------------------------------------------------------------------
+
+    def stop(self, job_id: str) -> JobInfo:
+        """Ask a job to stop: a queued job is cancelled at once; a running one stops within
+        about one chunk, keeping its stored results (state ``cancelled``)."""
+        folder = self._folder(job_id)
+        with self._lock.held():
+            info = self._read(folder)
+            if info is None or info.is_finished:
+                return info
+            (folder / "stop").touch()
+            if info.state == "queued":
+                self._write_status(folder, info, state="cancelled", finished_at=now_iso(), error="")
+        return self.get(job_id)
+
+    def kill(self, job_id: str, force: bool = False) -> bool:
+        """Signal a running job: SIGTERM (handled as a cancel, results kept) or, with
+        ``force``, SIGKILL to its whole process group (workers included). True if signalled."""
+        info = self.get(job_id)
+        proc = self._live_process(info)
+        if proc is None:
+            return False
+        (info.folder / "stop").touch()
+        try:
+            if force:
+                if os.name != "nt" and hasattr(os, "killpg"):
+                    try:
+                        os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        proc.kill()
+                else:  # pragma: no cover
+                    proc.kill()
+            else:
+                proc.terminate()
+        except Exception:  # noqa: BLE001 - it ended meanwhile
+            return False
+        return True
+
+    def remove(self, job_id: str) -> None:
+        """Delete a finished job's folder (its results stay in the store)."""
+        import shutil
+
+        folder = self._folder(job_id)
+        with self._lock.held():
+            info = self._read(folder)
+            if info is not None and info.is_active:
+                raise ThreadXError(f"job {job_id} is {info.state}; stop it first")
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def refresh(self) -> list[JobInfo]:
+        """Mark running jobs whose process is gone as failed, then start queued jobs while
+        fewer than ``max_concurrent`` run. Returns the jobs, newest first."""
+        for job_id, child in list(_CHILDREN.items()):  # reap our own exited children (no zombies)
+            if child.poll() is not None:
+                _CHILDREN.pop(job_id, None)
+        with self._lock.held():
+            jobs = self._read_all()
+            running = 0
+            for info in jobs:
+                if info.state != "running":
+                    continue
+                if self._live_process(info) is not None:
+                    running += 1
+                    continue
+                launch = read_json(info.folder / "launch.json")
+                if not launch.get("pid") and not info.pid:
+                    started = _parse_time(info.started_at) or _parse_time(info.created_at) or 0.0
+                    if time.time() - started < _STARTING_GRACE_S:
+                        running += 1  # being launched by another process right now
+                        continue
+                fresh = self._read(info.folder)  # the process is gone: its last word is final
+                if fresh is not None and fresh.state == "running":
+                    self._write_status(info.folder, fresh, state="failed", finished_at=now_iso(),
+                                       error=fresh.error or "job process died")
+            for info in sorted((j for j in jobs if j.state == "queued"), key=lambda j: (j.created_at, j.job_id)):
+                if running >= self.max_concurrent:
+                    break
+                if info.stop_requested:
+                    self._write_status(info.folder, info, state="cancelled", finished_at=now_iso())
+                    continue
+                try:
+                    self._launch(info)
+                except OSError as exc:
+                    self._write_status(info.folder, info, state="failed", finished_at=now_iso(),
+                                       error=f"cannot start the job process: {exc}")
+                    continue
+                running += 1
+            return self._read_all()
+
+    def worker_processes(self, job_id: str) -> list[dict[str, Any]]:
+        """The job process and its children (pool workers): pid, name, cpu_percent, rss (bytes).
+
+        ``cpu_percent`` is measured since the previous call for the same process (0.0 the
+        first time), like ``psutil.Process.cpu_percent(interval=None)``.
+        """
+        import psutil
+
+        from threadx.monitor import cached_process
+
+        info = self.get(job_id)
+        proc = self._live_process(info)
+        if proc is None:
+            return []
+        try:
+            procs = [proc, *proc.children(recursive=True)]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return []
+        out = []
+        for p in procs:
+            try:
+                cached = cached_process(p.pid) or p
+                with cached.oneshot():
+                    out.append({"pid": cached.pid, "name": cached.name(), "cpu_percent": cached.cpu_percent(None),
+                                "rss": cached.memory_info().rss, "role": "job" if p.pid == proc.pid else "worker"})
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        return out
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _live_process(self, info: JobInfo):
+        launch = read_json(info.folder / "launch.json") if info.folder is not None else {}
+        pid = info.pid or launch.get("pid")
+        if not pid:
+            return None
+        create_time = launch.get("create_time") if launch.get("pid") == pid else None
+        return _process(pid, create_time)
+
+    def _write_status(self, folder: Path, info: JobInfo, **changes: Any) -> None:
+        status = read_json(folder / "status.json")
+        status.update({k: getattr(info, k) for k in ("state", "pid", "run_id", "done", "total", "failed", "rate",
+                                                       "eta_s", "elapsed_s", "started_at", "finished_at", "error")
+                       if k not in status})
+        status.update(changes)
+        status["updated_at"] = now_iso()
+        write_json_atomic(folder / "status.json", status)
+
+    def _launch(self, info: JobInfo) -> None:
+        """Start the job process, detached from this one (own session / process group)."""
+        folder = info.folder
+        log = open(folder / "log.txt", "ab")
+        kwargs: dict[str, Any] = {}
+        if os.name == "nt":  # pragma: no cover
+            kwargs["creationflags"] = (getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+                                       | getattr(subprocess, "DETACHED_PROCESS", 0)
+                                       | getattr(subprocess, "CREATE_NO_WINDOW", 0))
+        else:
+            kwargs["start_new_session"] = True
+        try:
+            log.write(f"[{now_iso()}] launching job {info.job_id}\n".encode())
+            log.flush()
+            child = subprocess.Popen([sys.executable, "-m", "threadx.ui.job_runner", str(folder)],
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                     close_fds=True, **kwargs)
+        finally:
+            log.close()
+        _CHILDREN[info.job_id] = child
+        create_time = None
+        try:
+            import psutil
+
+            create_time = psutil.Process(child.pid).create_time()
+        except Exception:  # noqa: BLE001 - it may already have ended
+            pass
+        write_json_atomic(folder / "launch.json", {"pid": child.pid, "create_time": create_time,
+                                                   "launched_at": now_iso(), "python": sys.executable,
+                                                   "cwd": os.getcwd()})
+
+
+def registry_for_job(job_dir: str | os.PathLike) -> JobRegistry:
+    """The registry a job folder belongs to (``<root>/.jobs/<job_id>``), with the
+    ``max_concurrent`` recorded when the job was submitted."""
+    folder = Path(job_dir).absolute()
+    spec = read_json(folder / "spec.json")
+    max_concurrent = spec.get("max_concurrent") or 1
+    return JobRegistry(folder.parent.parent, max_concurrent=int(max_concurrent))

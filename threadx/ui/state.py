@@ -1,0 +1,98 @@
+"""Shared UI state and cached loaders of the workstation.
+
+``st.session_state`` keys (the single source of UI state):
+
+- ``dataset``          name of the active dataset (sidebar, every page)
+- ``strategy``         active strategy name
+- ``params:<name>``    last params used for a strategy on the Backtest page
+- ``open_in_backtest`` {"strategy", "params", "dataset"} handed over by the Optimisation page
+- ``backtest``         the last :class:`threadx.Result` shown on the Backtest page
+- ``sweep_job``        id of the sweep job the Optimisation page follows
+- ``sweep_run``        run id of the stored sweep shown on the Optimisation page
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+DEFAULT_DATASET = "synthetic/BTC_USDT-1h"
+
+
+def dataset_names() -> list[str]:
+    """Datasets in the data root (the synthetic sample is created on first use)."""
+    from threadx.data.catalog import list_datasets
+    from threadx.data.synthetic import ensure_sample
+
+    ensure_sample()
+    table = list_datasets()
+    return list(table["name"]) if len(table) else [DEFAULT_DATASET]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _load(name: str, mtime: float) -> pd.DataFrame:
+    import threadx
+
+    return threadx.load_ohlcv(name)
+
+
+def load_dataset(name: str) -> pd.DataFrame:
+    """The canonical frame of a dataset, cached by name and file modification time."""
+    from threadx.data.catalog import resolve_dataset
+
+    path = resolve_dataset(name)
+    return _load(name, os.path.getmtime(path))
+
+
+def active_dataset() -> str:
+    """The dataset chosen in this session (the synthetic BTC sample by default)."""
+    names = dataset_names()
+    current = st.session_state.get("dataset")
+    if current not in names:
+        current = DEFAULT_DATASET if DEFAULT_DATASET in names else names[0]
+        st.session_state["dataset"] = current
+    return current
+
+
+def dataset_picker(label: str = "Dataset", key: str = "dataset_picker") -> str:
+    """A select box over the datasets, bound to the session's active dataset."""
+    names = dataset_names()
+    current = active_dataset()
+    choice = st.selectbox(label, names, index=names.index(current), key=key,
+                          format_func=lambda n: f"{n} (synthetic)" if n.startswith("synthetic/") else n)
+    st.session_state["dataset"] = choice
+    return choice
+
+
+def label_dataset(name: str, df: pd.DataFrame | None = None) -> str:
+    """A dataset's name, marked when it is the synthetic sample."""
+    synthetic = name.startswith("synthetic/") or bool(df is not None and df.attrs.get("synthetic"))
+    return f"{name} — synthetic sample data" if synthetic else name
+
+
+def gpu_status() -> tuple[bool, str]:
+    """(available, explanation) for the GPU toggle and the sidebar."""
+    try:
+        from threadx.monitor import sample
+
+        snap = sample()
+    except Exception as exc:  # the monitor never should raise; be safe in the sidebar
+        return False, f"GPU status unknown ({exc})"
+    gpus = snap.get("gpus") or []
+    if gpus:
+        return True, ", ".join(g.get("name", "GPU") for g in gpus)
+    return False, snap.get("gpu_status") or "no CUDA device found"
+
+
+def results_root() -> Path:
+    from threadx.config import settings
+
+    return settings().results_dir
+
+
+def handover(strategy: str, params: dict[str, Any], dataset: str | None) -> None:
+    """Carry a combo from the Optimisation page to the Backtest page."""
+    st.session_state["open_in_backtest"] = {"strategy": strategy, "params": dict(params), "dataset": dataset}
