@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-st.set_page_config(page_title="ThreadX", page_icon="📈", layout="wide")
+st.set_page_config(page_title="ThreadX", page_icon=":material/show_chart:", layout="wide")
 
 from threadx.ui.state import active_dataset, gpu_status, label_dataset  # noqa: E402
 
 PAGES = [
-    st.Page("pages/1_Data.py", title="Data", icon="🗂️"),
-    st.Page("pages/2_Backtest.py", title="Backtest", icon="📊", default=True),
-    st.Page("pages/3_Optimisation.py", title="Optimisation", icon="🧮"),
-    st.Page("pages/4_System_monitor.py", title="System monitor", icon="🖥️"),
+    st.Page("pages/1_Data.py", title="Data", icon=":material/database:"),
+    st.Page("pages/2_Backtest.py", title="Backtest", icon=":material/candlestick_chart:", default=True),
+    st.Page("pages/3_Optimisation.py", title="Optimisation", icon=":material/tune:"),
+    st.Page("pages/4_System_monitor.py", title="System monitor", icon=":material/monitor_heart:"),
 ]
 navigation = st.navigation(PAGES)
 

@@ -1,0 +1,143 @@
+"""End to end in headless Chromium: the app as `make app` starts it, driven like a user.
+
+Needs Debian's `chromium` (/usr/bin/chromium) and Playwright's Python package (no
+browser download: the system Chromium is used). Screenshots land in
+tests/e2e/artifacts/. Skipped with a reason when either is missing.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+playwright = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    work = tmp_path_factory.mktemp("e2e")
+    port = free_port()
+    env = dict(os.environ, THREADX_DATA_ROOT=str(work / "data"), THREADX_CACHE_DIR=str(work / "cache"),
+               THREADX_RESULTS_DIR=str(work / "results"))
+    # the command `make app` runs
+    subprocess.run([sys.executable, "-m", "threadx.data.synthetic"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    started = time.time()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    yield {"url": f"http://127.0.0.1:{port}", "started": started, "proc": proc}
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        yield b
+        b.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def open_app(page, url: str, deadline_s: float = 90.0) -> None:
+    deadline = time.time() + deadline_s
+    while True:
+        try:
+            page.goto(url, timeout=10_000)
+            return
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_backtest_optimise_and_open_best_combo(server, browser):
+    # tall viewport: Streamlit scrolls inside its own container, so full_page shots stop at the viewport
+    page = browser.new_page(viewport={"width": 1440, "height": 2800})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    open_app(page, server["url"])
+    page.get_by_role("button", name="Run backtest").wait_for(timeout=90_000)
+    interactive_s = time.time() - server["started"]
+    (ARTIFACTS.mkdir(parents=True, exist_ok=True), (ARTIFACTS / "timing.txt").write_text(
+        f"server start to Backtest page interactive: {interactive_s:.2f} s\n"))
+    shot(page, "1_backtest_page")
+
+    # the default backtest
+    page.get_by_role("button", name="Run backtest").click()
+    page.get_by_text("Sharpe", exact=True).first.wait_for(timeout=90_000)
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    page.wait_for_timeout(1500)
+    shot(page, "2_backtest_result")
+
+    # the Data and System monitor pages render
+    page.get_by_role("link", name="Data").click()
+    page.get_by_role("heading", name="Data").wait_for(timeout=60_000)
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    page.wait_for_timeout(1000)
+    shot(page, "3_data_page")
+    page.get_by_role("link", name="System monitor").click()
+    page.get_by_text("Hit rate").wait_for(timeout=60_000)
+    page.wait_for_timeout(2500)
+    shot(page, "4_system_monitor")
+
+    # a 50-combo grid: ma_crossover fast 5..45/10 x slow 50..140/10
+    page.get_by_role("link", name="Optimisation").click()
+    page.get_by_role("heading", name="Optimisation").wait_for(timeout=60_000)
+    strategy = page.locator(".st-key-opt_strategy")
+    strategy.click()
+    page.get_by_role("option", name="ma_crossover").click()
+    page.locator(".st-key-opt-ma_crossover-fast_period-min input").wait_for(timeout=30_000)
+    for name, (lo, hi, step) in (("fast_period", (5, 45, 10)), ("slow_period", (50, 140, 10))):
+        for part, value in (("min", lo), ("max", hi), ("step", step)):
+            box = page.locator(f".st-key-opt-ma_crossover-{name}-{part} input")
+            box.fill(str(value))
+            box.press("Enter")
+            page.wait_for_timeout(400)
+    page.get_by_text("combos to run", exact=False).first.wait_for()
+    assert "50" in page.locator("[data-testid=stAlertContentInfo]").first.inner_text()
+    shot(page, "5_optimisation_setup")
+    page.get_by_role("button", name="Launch").click()
+    page.get_by_role("button", name="Open in Backtest").wait_for(timeout=120_000)
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    page.wait_for_timeout(1500)
+    shot(page, "6_optimisation_results")
+
+    # best combo into the Backtest page
+    page.get_by_role("button", name="Open in Backtest").click()
+    page.get_by_text("Parameters carried over", exact=False).wait_for(timeout=60_000)
+    page.get_by_role("button", name="Run backtest").click()
+    page.get_by_text("Sharpe", exact=True).first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)
+    shot(page, "7_best_combo_in_backtest")
+    assert not errors, errors
