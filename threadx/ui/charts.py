@@ -331,9 +331,10 @@ def price_figure(
     text = title or "Price"
     if bin_label is not None:
         text += f" (resampled to {bin_label} for display: {n_bars:,} bars shown as {len(shown):,})"
+    # legend under the chart: above it, it would collide with the (long) title
     fig.update_layout(template=TEMPLATE, title=dict(text=text, font=dict(size=14)), hovermode="x",
-                      margin=dict(l=50, r=20, t=50, b=30), legend=dict(orientation="h", y=1.02, x=0,
-                                                                         yanchor="bottom"),
+                      margin=dict(l=50, r=20, t=50, b=60), legend=dict(orientation="h", y=-0.08, x=0,
+                                                                         yanchor="top"),
                       bargap=0)
     fig.update_xaxes(rangeslider_visible=False)
     fig.update_yaxes(title_text=f"Price{unit}", row=1, col=1)
