@@ -21,7 +21,9 @@ if handed:
     if handed.get("dataset"):
         st.session_state["dataset"] = handed["dataset"]
     st.session_state["strategy"] = handed["strategy"]
+    st.session_state["bt_strategy"] = handed["strategy"]
     st.session_state[f"params:{handed['strategy']}"] = handed["params"]
+    st.session_state.pop("backtest", None)  # the result shown was for other params
     for name, value in handed["params"].items():  # widgets start at the handed-over values
         st.session_state[f"bt:{handed['strategy']}:{name}"] = value
     st.info("Parameters carried over from the Optimisation page.")

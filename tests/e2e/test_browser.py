@@ -68,6 +68,26 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def settle(page, timeout_ms: int = 60_000) -> None:
+    """Wait until Streamlit has finished its script run (no 'Running...' status widget)."""
+    page.wait_for_timeout(300)
+    page.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=timeout_ms)
+
+
+def click_until(page, button: str, appears, attempts: int = 3) -> None:
+    """Click a button once the app is idle, again if what it should show does not come."""
+    for attempt in range(attempts):
+        settle(page)
+        page.get_by_role("button", name=button).click()
+        try:
+            appears.wait_for(timeout=15_000)
+            return
+        except playwright.TimeoutError:
+            if attempt == attempts - 1:
+                shot(page, f"failed_{button.replace(' ', '_')}")
+                raise
+
+
 def open_app(page, url: str, deadline_s: float = 90.0) -> None:
     deadline = time.time() + deadline_s
     while True:
@@ -94,8 +114,7 @@ def test_backtest_optimise_and_open_best_combo(server, browser):
     shot(page, "1_backtest_page")
 
     # the default backtest
-    page.get_by_role("button", name="Run backtest").click()
-    page.get_by_text("Sharpe", exact=True).first.wait_for(timeout=90_000)
+    click_until(page, "Run backtest", page.get_by_text("Sharpe", exact=True).first)
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
     page.wait_for_timeout(1500)
     shot(page, "2_backtest_result")
@@ -123,21 +142,23 @@ def test_backtest_optimise_and_open_best_combo(server, browser):
             box = page.locator(f".st-key-opt-ma_crossover-{name}-{part} input")
             box.fill(str(value))
             box.press("Enter")
-            page.wait_for_timeout(400)
+            settle(page)
     page.get_by_text("combos to run", exact=False).first.wait_for()
     assert "50" in page.locator("[data-testid=stAlertContentInfo]").first.inner_text()
     shot(page, "5_optimisation_setup")
-    page.get_by_role("button", name="Launch").click()
-    page.get_by_role("button", name="Open in Backtest").wait_for(timeout=120_000)
+    click_until(page, "Launch", page.get_by_text("combos ·", exact=False).first)
+    try:
+        page.get_by_role("button", name="Open in Backtest").wait_for(timeout=120_000)
+    except playwright.TimeoutError:
+        shot(page, "failed_sweep")
+        raise
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
     page.wait_for_timeout(1500)
     shot(page, "6_optimisation_results")
 
     # best combo into the Backtest page
-    page.get_by_role("button", name="Open in Backtest").click()
-    page.get_by_text("Parameters carried over", exact=False).wait_for(timeout=60_000)
-    page.get_by_role("button", name="Run backtest").click()
-    page.get_by_text("Sharpe", exact=True).first.wait_for(timeout=60_000)
+    click_until(page, "Open in Backtest", page.get_by_text("Parameters carried over", exact=False))
+    click_until(page, "Run backtest", page.get_by_text("Sharpe", exact=True).first)
     page.wait_for_timeout(1500)
     shot(page, "7_best_combo_in_backtest")
     assert not errors, errors
