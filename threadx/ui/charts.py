@@ -690,7 +690,7 @@ def history_figure(history: pd.DataFrame, columns: list[str], title: str, unit: 
         return empty_figure("No history yet", title=title)
     suffix = f" {unit}" if unit else ""
     fig = _new_figure(title=dict(text=title, font=dict(size=14)), hovermode="x unified",
-                      legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom"))
+                      legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
     for i, col in enumerate(present):
         values = pd.to_numeric(history[col], errors="coerce")
         fig.add_trace(_trace_cls(len(values))(
