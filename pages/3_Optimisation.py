@@ -84,31 +84,47 @@ if st.button("Launch", type="primary", disabled=count_error is not None, key="op
         st.error(f"Cannot launch: {exc}")
 
 
-@st.fragment(run_every=1.0)
-def job_panel() -> None:
+def current_job():
     job_id = st.session_state.get("sweep_job")
     if not job_id:
-        return
+        return None
     try:
-        job = registry.get(job_id)
+        return registry.get(job_id)
     except (ThreadXError, KeyError, FileNotFoundError):
+        return None
+
+
+job = current_job()
+if job is not None and job.state not in ("queued", "running") and job.run_id:
+    st.session_state["sweep_run"] = job.run_id  # a finished job's results are what this page shows
+# Poll while a job runs, and until a full run of this page has drawn its results: a
+# full rerun that a fragment tick interrupts would otherwise leave them undrawn.
+polling = job is not None and (job.state in ("queued", "running") or
+                               (job.run_id and st.session_state.get("shown_run") != job.run_id))
+page_run = {"full": True}  # False once this full run has finished: later calls are fragment reruns
+
+
+@st.fragment(run_every=1.0 if polling else None)
+def job_panel() -> None:
+    job = current_job()
+    if job is None:
         return
     registry.refresh()
     eta = "–" if job.eta_s is None or job.state != "running" else f"{job.eta_s:,.0f} s"
     st.progress(job.fraction, text=f"{job.state}: {job.done:,} / {job.total:,} combos · "
-                                    f"{job.rate or 0:,.0f} backtests/s · ETA {eta} · failed {job.failed or 0}")
+                                   f"{job.rate or 0:,.0f} backtests/s · ETA {eta} · failed {job.failed or 0}")
     if job.state in ("queued", "running"):
         if st.button("Stop", key="opt_stop"):
-            registry.stop(job_id)
+            registry.stop(job.job_id)
             st.toast("Stopping after the current chunk…")
-    else:
-        if job.state == "failed":
-            st.error(f"The sweep failed: {job.error}")
-        elif job.state == "cancelled":
-            st.warning("Stopped: the finished combos are stored; launch the same run id to resume.")
-        if job.run_id and st.session_state.get("sweep_run") != job.run_id:
-            st.session_state["sweep_run"] = job.run_id
-            st.rerun()
+        return
+    if job.state == "failed":
+        st.error(f"The sweep failed: {job.error}")
+    elif job.state == "cancelled":
+        st.warning("Stopped: the finished combos are stored; launch the same run id to resume.")
+    if job.run_id and st.session_state.get("shown_run") != job.run_id and not page_run["full"]:
+        st.session_state["sweep_run"] = job.run_id
+        st.rerun()  # a full run of the page draws the results
 
 
 job_panel()
@@ -178,3 +194,6 @@ if run_id:
             run.results.to_parquet(buffer, index=False)
             e[1].download_button("Results (Parquet)", buffer.getvalue(), file_name=f"{run_id}.parquet",
                                  key="opt_parquet")
+        st.session_state["shown_run"] = run_id  # this full run drew the results
+
+page_run["full"] = False
