@@ -3,6 +3,8 @@ results table, heatmap, parallel coordinates, Pareto front, best combo, run hist
 from __future__ import annotations
 
 import io
+import os
+import time
 
 import streamlit as st
 
@@ -15,6 +17,10 @@ from threadx.ui import charts
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import dataset_picker, gpu_status, handover
 from threadx.ui.widgets import space_editor
+
+# How long one script run follows a running sweep before starting a fresh run (tests set 0:
+# render the current state once and return).
+FOLLOW_SECONDS = float(os.environ.get("THREADX_UI_FOLLOW_SECONDS", "30"))
 
 st.title("Optimisation")
 registry = JobRegistry()
@@ -94,40 +100,44 @@ def current_job():
         return None
 
 
-job = current_job()
-if job is not None and job.state not in ("queued", "running") and job.run_id:
-    st.session_state["sweep_run"] = job.run_id  # a finished job's results are what this page shows
-# Poll while a job runs, and until a full run of this page has drawn its results: a
-# full rerun that a fragment tick interrupts would otherwise leave them undrawn.
-polling = job is not None and (job.state in ("queued", "running") or
-                               (job.run_id and st.session_state.get("shown_run") != job.run_id))
-page_run = {"full": True}  # False once this full run has finished: later calls are fragment reruns
+def progress_text(job) -> str:
+    eta = "–" if job.eta_s is None or job.state != "running" else f"{job.eta_s:,.0f} s"
+    return (f"{job.state}: {job.done:,} / {job.total:,} combos · {job.rate or 0:,.0f} backtests/s · ETA {eta} · "
+            f"failed {job.failed or 0}")
 
 
-@st.fragment(run_every=1.0 if polling else None)
-def job_panel() -> None:
+def follow_job() -> None:
+    """Show the job's progress until it ends. The sweep runs in its own process; this
+    script run only polls it (a click, e.g. on Stop, or leaving the page interrupts the
+    poll and the next run picks it up again)."""
     job = current_job()
     if job is None:
         return
     registry.refresh()
-    eta = "–" if job.eta_s is None or job.state != "running" else f"{job.eta_s:,.0f} s"
-    st.progress(job.fraction, text=f"{job.state}: {job.done:,} / {job.total:,} combos · "
-                                   f"{job.rate or 0:,.0f} backtests/s · ETA {eta} · failed {job.failed or 0}")
+    bar = st.empty()
+    if job.state in ("queued", "running") and st.button("Stop", key="opt_stop"):
+        registry.stop(job.job_id)
+        st.toast("Stopping after the current chunk…")
+    deadline = time.monotonic() + FOLLOW_SECONDS
+    while job.state in ("queued", "running") and time.monotonic() < deadline:
+        bar.progress(job.fraction, text=progress_text(job))
+        time.sleep(0.5)
+        registry.refresh()
+        job = registry.get(job.job_id)
+    bar.progress(job.fraction, text=progress_text(job))
     if job.state in ("queued", "running"):
-        if st.button("Stop", key="opt_stop"):
-            registry.stop(job.job_id)
-            st.toast("Stopping after the current chunk…")
+        if FOLLOW_SECONDS > 0:
+            st.rerun()  # keep following in a fresh run
         return
     if job.state == "failed":
         st.error(f"The sweep failed: {job.error}")
     elif job.state == "cancelled":
         st.warning("Stopped: the finished combos are stored; launch the same run id to resume.")
-    if job.run_id and st.session_state.get("shown_run") != job.run_id and not page_run["full"]:
+    if job.run_id:
         st.session_state["sweep_run"] = job.run_id
-        st.rerun()  # a full run of the page draws the results
 
 
-job_panel()
+follow_job()
 
 # --- results ------------------------------------------------------------------------------
 runs = store.list_runs()
@@ -194,6 +204,4 @@ if run_id:
             run.results.to_parquet(buffer, index=False)
             e[1].download_button("Results (Parquet)", buffer.getvalue(), file_name=f"{run_id}.parquet",
                                  key="opt_parquet")
-        st.session_state["shown_run"] = run_id  # this full run drew the results
 
-page_run["full"] = False

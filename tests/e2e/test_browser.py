@@ -43,16 +43,18 @@ def server(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "threadx.data.synthetic"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
     started = time.time()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = open(ARTIFACTS / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    yield {"url": f"http://127.0.0.1:{port}", "started": started, "proc": proc}
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    yield {"url": f"http://127.0.0.1:{port}", "started": started, "proc": proc, "results": work / "results"}
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+    log.close()
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +153,8 @@ def test_backtest_optimise_and_open_best_combo(server, browser):
         page.get_by_role("button", name="Open in Backtest").wait_for(timeout=120_000)
     except playwright.TimeoutError:
         shot(page, "failed_sweep")
+        for status in Path(server["results"]).glob(".jobs/*/status.json"):  # the job's side of the story
+            (ARTIFACTS / "failed_sweep_job.txt").write_text(status.read_text() + (status.parent / "log.txt").read_text())
         raise
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
     page.wait_for_timeout(1500)
