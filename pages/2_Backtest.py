@@ -11,7 +11,7 @@ from threadx.data.bars import as_bars
 from threadx.engine.backtest import prepare_signals
 from threadx.errors import ThreadXError
 from threadx.ui import charts
-from threadx.ui.state import dataset_picker, label_dataset, load_dataset
+from threadx.ui.state import dataset_picker, label_dataset, load_dataset, strategy_picker
 from threadx.ui.widgets import param_form
 
 st.title("Backtest")
@@ -29,15 +29,11 @@ if handed:
     st.info("Parameters carried over from the Optimisation page.")
 
 specs = threadx.strategies()
-names = [n for n in specs if not n.startswith("test_")]
 top = st.columns([3, 2])
 with top[0]:
     dataset = dataset_picker()
 with top[1]:
-    current = st.session_state.get("strategy", "bb_atr")
-    strategy = st.selectbox("Strategy", names, index=names.index(current) if current in names else 0,
-                            key="bt_strategy")
-    st.session_state["strategy"] = strategy
+    strategy = strategy_picker("bt_strategy", default="bb_atr")
 spec = specs[strategy]
 st.caption(spec.description)
 

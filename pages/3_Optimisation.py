@@ -15,7 +15,7 @@ from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace, size_band
 from threadx.optimize.store import ResultStore
 from threadx.ui import charts
 from threadx.ui.jobs import JobRegistry
-from threadx.ui.state import dataset_picker, gpu_status, handover
+from threadx.ui.state import dataset_picker, gpu_status, handover, strategy_picker
 from threadx.ui.widgets import space_editor
 
 # How long one script run follows a running sweep before starting a fresh run (tests set 0:
@@ -27,14 +27,11 @@ registry = JobRegistry()
 store = ResultStore()
 
 specs = threadx.strategies()
-names = [n for n in specs if not n.startswith("test_")]
 top = st.columns([3, 2, 2])
 with top[0]:
     dataset = dataset_picker()
 with top[1]:
-    current = st.session_state.get("strategy", "ma_crossover")
-    strategy = st.selectbox("Strategy", names, index=names.index(current) if current in names else 0,
-                            key="opt_strategy")
+    strategy = strategy_picker("opt_strategy", default="ma_crossover")
 with top[2]:
     method = st.radio("Search", ["Grid", "Monte Carlo"], horizontal=True, key="opt_method")
 spec = specs[strategy]

@@ -67,6 +67,17 @@ def dataset_picker(label: str = "Dataset", key: str = "dataset_picker") -> str:
     return choice
 
 
+def strategy_picker(key: str, default: str) -> str:
+    """A select box over the registered strategies, starting at the session's active one."""
+    import threadx
+
+    names = [n for n in threadx.strategies() if not n.startswith("test_")]  # test-only ones aside
+    current = st.session_state.get("strategy", default)
+    choice = st.selectbox("Strategy", names, index=names.index(current) if current in names else 0, key=key)
+    st.session_state["strategy"] = choice
+    return choice
+
+
 def label_dataset(name: str, df: pd.DataFrame | None = None) -> str:
     """A dataset's name, marked when it is the synthetic sample."""
     synthetic = name.startswith("synthetic/") or bool(df is not None and df.attrs.get("synthetic"))
