@@ -20,11 +20,6 @@ def timeframe_seconds(timeframe: str) -> int:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def timeframe_delta(timeframe: str) -> pd.Timedelta:
-    """Bar length as a pandas Timedelta."""
-    return pd.Timedelta(seconds=timeframe_seconds(timeframe))
-
-
 def bars_per_year(timeframe: str) -> float:
     """Number of bars in a 365-day year."""
     return SECONDS_PER_YEAR / timeframe_seconds(timeframe)

@@ -10,7 +10,8 @@ import pandas as pd
 
 from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL
 from threadx.data.bars import Bars
-from threadx.data.timeframe import bars_per_year, timeframe_seconds
+from threadx.data.grid import timeframe_ns
+from threadx.data.timeframe import bars_per_year
 from threadx.engine import layout as L
 from threadx.errors import DataError, ParamError
 from threadx.strategy.base import ExitRules, Levels
@@ -60,9 +61,6 @@ class EngineOptions:
         if self.ambiguity not in ("conservative", "optimistic"):
             raise ParamError(f"ambiguity must be conservative or optimistic, got {self.ambiguity!r}")
         return self
-
-    def with_overrides(self, **changes: Any) -> "EngineOptions":
-        return replace(self, **changes)
 
     def to_dict(self) -> dict:
         """JSON-safe view (funding summarised)."""
@@ -184,7 +182,7 @@ def funding_per_bar(funding: Any, bars: Bars) -> np.ndarray | None:
 def _bar_ns(bars: Bars) -> int:
     """Length of one bar in ns (from the timeframe, else the last spacing)."""
     if bars.timeframe:
-        return timeframe_seconds(bars.timeframe) * 1_000_000_000
+        return timeframe_ns(bars.timeframe)
     return int(bars.time_ns[-1] - bars.time_ns[-2]) if len(bars) > 1 else 0
 
 

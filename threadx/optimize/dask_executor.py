@@ -9,7 +9,7 @@ started for the sweep and closed after it.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -96,12 +95,6 @@ def gpu_status() -> tuple[bool, str]:
     if gpus:
         return True, ", ".join(g.get("name", "GPU") for g in gpus)
     return False, snap.get("gpu_status") or "no CUDA device found"
-
-
-def results_root() -> Path:
-    from threadx.config import settings
-
-    return settings().results_dir
 
 
 def handover(strategy: str, params: dict[str, Any], dataset: str | None) -> None:
