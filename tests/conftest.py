@@ -34,3 +34,12 @@ def btc_1h() -> "pd.DataFrame":
     if not path.exists():
         pytest.skip(f"real market data not found at {path} (it sits beside the repo in CI)")
     return pd.read_parquet(path).set_index("timestamp")
+
+
+@pytest.fixture(scope="session")
+def synthetic_bars() -> "Bars":
+    """A year of the seeded synthetic 1h sample (no real data needed)."""
+    from threadx.data.bars import as_bars
+    from threadx.data.synthetic import generate_synthetic
+
+    return as_bars(generate_synthetic(days=365, seed=7))

@@ -607,6 +607,48 @@ def run_fast(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p):
     return m
 
 
+@njit(**_LOOP_JIT)
+def run_blocks(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity, block_end, blocks):
+    """Fast mode that also sums the per-bar returns and their squares by time block.
+
+    Block ``b`` covers bars ``block_end[b-1] <= i < block_end[b]``; ``blocks[b, 0]`` gets
+    the sum of the returns, ``blocks[b, 1]`` the sum of their squares (the same returns as
+    the Sharpe's, so any union of blocks yields its exact per-bar Sharpe; used by PBO).
+    """
+    n = c.shape[0]
+    init_state(st, p)
+    blocks[:, :] = 0.0
+    b = 0
+    for i in range(n):
+        prev = st[S_EQ_PREV]
+        step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equity)
+        eq = st[S_EQ_PREV]
+        while b < block_end.shape[0] - 1 and i >= block_end[b]:
+            b += 1
+        if eq != prev and prev > 0.0:
+            r = eq / prev - 1.0
+            blocks[b, 0] += r
+            blocks[b, 1] += r * r
+    finalize_metrics(st, p, n, m)
+
+
+@njit(**_JIT)
+def run_fast_blocks(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, block_end):
+    """Fast-mode metrics and the per-block return moments (see ``run_blocks``)."""
+    st = np.empty(N_STATE)
+    m = np.empty(N_METRICS)
+    blocks = np.empty((block_end.shape[0], 2))
+    run_blocks(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, np.empty((0, N_TRADE_COLS)), np.empty(0),
+               block_end, blocks)
+    return m, blocks
+
+
+def block_bounds(n_bars: int, n_blocks: int) -> np.ndarray:
+    """End index (exclusive) of each of ``n_blocks`` near-equal time blocks of ``n_bars``."""
+    k = max(1, min(int(n_blocks), int(n_bars)))
+    return np.round(np.arange(1, k + 1) * (n_bars / k)).astype(np.int64)
+
+
 @njit(**_JIT)
 def run_full(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p):
     """Full mode: metrics, the trade records (rows used) and the per-bar equity."""

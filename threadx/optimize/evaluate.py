@@ -33,6 +33,7 @@ class SweepTask:
     space: Mapping[str, Any]
     options: EngineOptions
     module: str | None = None  # module that registers the strategy (for user strategies)
+    n_blocks: int = 0  # > 0: also sum per-bar returns over this many time blocks (for PBO)
 
 
 @dataclass
@@ -41,6 +42,7 @@ class ChunkResult:
     metrics: np.ndarray  # (n, N_METRICS) float64, NaN rows for failures
     status: np.ndarray  # int8 per combo
     errors: dict[int, str]  # combo id -> error text
+    blocks: np.ndarray | None = None  # (n, n_blocks, 2) sums of returns and squares, or None
 
 
 class Evaluator:
@@ -54,13 +56,17 @@ class Evaluator:
         self.space = SearchSpace(self.spec, task.space)
         self.bars = bars
         self.indicators = indicators
+        self.block_end = kernel.block_bounds(len(bars), task.n_blocks) if task.n_blocks > 0 else None
 
-    def run_one(self, params: Mapping[str, Any]) -> np.ndarray:
-        """Fast-mode metrics of one param set."""
+    def run_one(self, params: Mapping[str, Any]) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Fast-mode metrics of one param set (with its block moments when the task asks)."""
         options = self.task.options
         rules = effective_rules(self.spec.exits(params), options)
         _, sig, levels = prepare_signals(self.spec, self.bars, params, self.indicators)
-        return kernel.run_fast(*kernel_args(self.bars, sig, levels, rules, options))
+        args = kernel_args(self.bars, sig, levels, rules, options)
+        if self.block_end is not None:
+            return kernel.run_fast_blocks(*args, self.block_end)
+        return kernel.run_fast(*args)
 
     def evaluate(self, ids: np.ndarray) -> ChunkResult:
         """Metrics of every combo id; a combo that raises is recorded, the rest go on."""
@@ -68,13 +74,18 @@ class Evaluator:
         metrics = np.full((len(ids), N_METRICS), np.nan)
         status = np.zeros(len(ids), dtype=np.int8)
         errors: dict[int, str] = {}
+        blocks = None if self.block_end is None else np.full((len(ids), len(self.block_end), 2), np.nan)
         cols = self.space.columns(ids)
         names = self.space.names
         rows = zip(*(cols[n].tolist() for n in names))
         for k, row in enumerate(rows):
             try:
-                metrics[k] = self.run_one(dict(zip(names, row)))
+                out = self.run_one(dict(zip(names, row)))
+                if blocks is None:
+                    metrics[k] = out
+                else:
+                    metrics[k], blocks[k] = out
             except Exception as exc:  # recorded per combo; the sweep goes on
                 status[k] = STATUS_FAILED
                 errors[int(ids[k])] = f"{type(exc).__name__}: {exc}"
-        return ChunkResult(ids, metrics, status, errors)
+        return ChunkResult(ids, metrics, status, errors, blocks)

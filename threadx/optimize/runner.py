@@ -24,6 +24,7 @@ import pandas as pd
 
 import threadx
 from threadx.data.bars import Bars, as_bars
+from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, options_from
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ParamError
@@ -31,7 +32,7 @@ from threadx.optimize.evaluate import STATUS_OK, ChunkResult, Evaluator, SweepTa
 from threadx.optimize.samplers import SAMPLERS, grid_ids, monte_carlo_ids, refine
 from threadx.optimize.shared import PreparedIndicators, SharedPack, indicator_requests
 from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace
-from threadx.optimize.store import ResultStore, RunWriter, SweepRun, check_run_id
+from threadx.optimize.store import BLOCK_SQ_PREFIX, BLOCK_SUM_PREFIX, ResultStore, RunWriter, SweepRun, check_run_id
 from threadx.strategy.base import get_strategy
 
 EXECUTORS = ("auto", "local", "inline", "dask")
@@ -86,6 +87,7 @@ def sweep(
     bank=None,
     flush_seconds: float = 2.0,
     scheduler: str | None = None,
+    block_returns: int = 32,
     **engine_options: Any,
 ) -> SweepRun:
     """Evaluate combos of ``space`` (see :class:`SearchSpace`) for ``strategy`` on ``df``.
@@ -98,6 +100,8 @@ def sweep(
     ``executor``: ``local`` (shared-memory process pool of ``workers``), ``inline`` (threads
     in this process), ``auto`` (inline when the sweep is too small to repay starting a pool)
     or ``dask`` (a Dask cluster at ``scheduler``, or a LocalCluster of ``workers``).
+    ``block_returns``: per combo, the per-bar returns are also summed over this many time
+    blocks and stored (float32) so that :func:`threadx.pbo` can run on the sweep; 0 = off.
     The returned run reads its rows from the store when first used.
     """
     spec = get_strategy(strategy)
@@ -108,11 +112,17 @@ def sweep(
         seed=int(seed), objective=objective, maximize=bool(maximize), min_trades=int(min_trades),
         workers=int(workers or default_workers()), executor=executor, progress=progress,
         should_stop=_cancel_check(cancel), chunk_size=chunk_size, grid_limit=grid_limit, bank=bank,
-        scheduler=scheduler, space_spec=dict(space or {}),
+        scheduler=scheduler, space_spec=dict(space or {}), n_blocks=_blocks_argument(block_returns),
         store=store if isinstance(store, ResultStore) else ResultStore(store),
         run_id=check_run_id(run_id or _new_run_id(strategy)),
     )
     return session.run(flush_seconds, adaptive_rounds, patience)
+
+
+def _blocks_argument(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= 256:
+        raise ParamError(f"block_returns must be a whole number from 0 to 256, got {value!r}")
+    return int(value)
 
 
 def _check_arguments(search: SearchSpace, sampler: str, n: Any, seed: Any, objective: str, executor: str,
@@ -179,6 +189,7 @@ class _Session:
     space_spec: dict
     store: ResultStore
     run_id: str
+    n_blocks: int = 0
 
     def run(self, flush_seconds: float, adaptive_rounds: int, patience: int) -> SweepRun:
         self.started = time.perf_counter()
@@ -246,6 +257,7 @@ class _Session:
             "min_trades": self.min_trades,
             "engine": self.options.to_dict(),
             "invalid": invalid,
+            "block_end": (kernel.block_bounds(len(bars), self.n_blocks).tolist() if self.n_blocks else []),
             "total": self.total,
             "versions": {"threadx": threadx.__version__, "python": sys.version.split()[0],
                          "numpy": np.__version__, "pandas": pd.__version__, "numba": _numba_version()},
@@ -289,7 +301,8 @@ class _Session:
     def _executor(self, cleanup: ExitStack) -> Callable[[Iterator[np.ndarray]], Iterator[ChunkResult]]:
         module = getattr(self.search.strategy.signals, "__module__", None)
         importable = module not in (None, "__main__")
-        task = SweepTask(self.search.strategy.name, self.space_spec, self.options, module if importable else None)
+        task = SweepTask(self.search.strategy.name, self.space_spec, self.options, module if importable else None,
+                         self.n_blocks)
         remaining = max(0, self.total - self.counts["done"])
         from threadx.optimize.pool import LocalPool, default_start_method
 
@@ -342,7 +355,7 @@ class _Session:
 
     def _consume(self, results: Iterator[ChunkResult]) -> None:
         for result in results:
-            self.writer.append(_rows(self.search, result))
+            self.writer.append(_rows(self.search, result, len(self.writer.manifest.get("block_end") or [])))
             self.counts["done"] += len(result.ids)
             self.counts["new"] += len(result.ids)
             self.counts["failed"] += int((result.status != STATUS_OK).sum())
@@ -442,9 +455,17 @@ def _run_in_threads(evaluator: Evaluator, chunks: Iterator[np.ndarray], workers:
             yield queue.popleft().result()
 
 
-def _rows(space: SearchSpace, result: ChunkResult) -> pd.DataFrame:
+def _rows(space: SearchSpace, result: ChunkResult, n_blocks: int = 0) -> pd.DataFrame:
     columns: dict[str, Any] = {"combo_id": result.ids, **space.columns(result.ids)}
     columns.update({name: result.metrics[:, k] for k, name in enumerate(METRIC_NAMES)})
+    if n_blocks:
+        moments = result.blocks
+        if moments is None:  # a chunk that failed as a whole
+            moments = np.full((len(result.ids), n_blocks, 2), np.nan)
+        moments = moments.astype(np.float32)
+        for b in range(moments.shape[1]):
+            columns[f"{BLOCK_SUM_PREFIX}{b:03d}"] = moments[:, b, 0]
+            columns[f"{BLOCK_SQ_PREFIX}{b:03d}"] = moments[:, b, 1]
     columns["status"] = np.where(result.status == STATUS_OK, "ok", "failed")
     columns["error"] = [result.errors.get(int(i), "") for i in result.ids] if result.errors else ""
     return pd.DataFrame(columns)

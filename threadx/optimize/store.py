@@ -49,6 +49,10 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
+BLOCK_SUM_PREFIX = "blk_s"  # stored per combo: sum of per-bar returns in time block k
+BLOCK_SQ_PREFIX = "blk_q"  # ... and the sum of their squares
+
+
 class SweepRun:
     """A stored optimisation run: its manifest and one row per evaluated combo.
 
@@ -77,8 +81,33 @@ class SweepRun:
     def results(self) -> pd.DataFrame:
         """Every stored row, sorted by combo id (loaded once)."""
         if self._results is None:
-            self._results = _read_parts(self._parts)
+            self._results = _read_parts(self._parts, columns=self._row_columns())
         return self._results
+
+    def _row_columns(self) -> list[str] | None:
+        """Stored columns without the block moments (those are read by :meth:`block_moments`)."""
+        if not self._parts:
+            return None
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(self._parts[0]).names
+        return [c for c in names if not c.startswith((BLOCK_SUM_PREFIX, BLOCK_SQ_PREFIX))]
+
+    def block_moments(self, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(combo ids, sums (N, B), sums of squares (N, B), bars per block (B,)) of the
+        successful combos: each combo's per-bar returns summed over B time blocks."""
+        ends = list(self.manifest.get("block_end") or [])
+        if not ends or not self._parts:
+            raise ThreadXError(f"run {self.run_id} has no stored block returns (swept with block_returns=0 or "
+                               "by an older version); run the sweep again to validate it with PBO")
+        k = len(ends)
+        sums = [f"{BLOCK_SUM_PREFIX}{b:03d}" for b in range(k)]
+        sqs = [f"{BLOCK_SQ_PREFIX}{b:03d}" for b in range(k)]
+        frame = _read_parts(self._parts, columns=["combo_id", "status", *sums, *sqs], ids=ids)
+        frame = frame[frame["status"] == "ok"]
+        counts = np.diff(np.concatenate([[0], np.asarray(ends, dtype=np.int64)]))
+        return (frame["combo_id"].to_numpy(), frame[sums].to_numpy(np.float64), frame[sqs].to_numpy(np.float64),
+                counts)
 
     def ok(self) -> pd.DataFrame:
         """Rows whose backtest ran."""
@@ -102,7 +131,7 @@ class SweepRun:
         best = rows.sort_values(objective, ascending=not maximize, na_position="last", kind="stable").head(n)
         if ranked is self._results:
             return best
-        full = _read_parts(self._parts, ids=best["combo_id"].to_numpy())
+        full = _read_parts(self._parts, columns=self._row_columns(), ids=best["combo_id"].to_numpy())
         return full.set_index("combo_id").loc[best["combo_id"]].reset_index()
 
     def best_params(self) -> dict[str, Any]:
