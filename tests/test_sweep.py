@@ -313,3 +313,13 @@ def test_dask_sweeps_on_one_scheduler_keep_their_own_data(sample, bank, tmp_path
     cols = ["combo_id", *KERNEL_METRICS]
     pd.testing.assert_frame_equal(b.results[cols], ref.results[cols])
     assert not a.results[cols].equals(b.results[cols])
+
+
+def test_sweep_charges_funding_like_the_backtest(synthetic_bars, tmp_path):
+    options = dict(funding=0.0003, sizing="fraction", leverage=3.0)
+    run = threadx.sweep(synthetic_bars, "bb_atr", {"bb_period": [20]}, store=tmp_path, executor="inline", **options)
+    single = threadx.backtest(synthetic_bars, "bb_atr", **options).metrics
+    row = run.results.iloc[0]
+    assert single["total_funding"] != 0.0
+    assert row["total_funding"] == pytest.approx(single["total_funding"], rel=1e-12)
+    assert row["total_return"] == pytest.approx(single["total_return"], rel=1e-12)

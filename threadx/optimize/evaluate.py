@@ -16,7 +16,7 @@ import numpy as np
 from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine.backtest import prepare_signals
-from threadx.engine.inputs import EngineOptions, effective_rules, kernel_args
+from threadx.engine.inputs import EngineOptions, effective_rules, funding_per_bar, kernel_args
 from threadx.engine.layout import N_METRICS
 from threadx.optimize.space import SearchSpace
 from threadx.strategy.base import get_strategy
@@ -56,14 +56,19 @@ class Evaluator:
         self.space = SearchSpace(self.spec, task.space)
         self.bars = bars
         self.indicators = indicators
+        self.funding = funding_per_bar(task.options.funding, bars)
         self.block_end = kernel.block_bounds(len(bars), task.n_blocks) if task.n_blocks > 0 else None
 
-    def run_one(self, params: Mapping[str, Any]) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Fast-mode metrics of one param set (with its block moments when the task asks)."""
+    def kernel_inputs(self, params: Mapping[str, Any]) -> tuple:
+        """Positional kernel arguments of one param set over the whole history."""
         options = self.task.options
         rules = effective_rules(self.spec.exits(params), options)
         _, sig, levels = prepare_signals(self.spec, self.bars, params, self.indicators)
-        args = kernel_args(self.bars, sig, levels, rules, options)
+        return kernel_args(self.bars, sig, levels, rules, options, self.funding)
+
+    def run_one(self, params: Mapping[str, Any]) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Fast-mode metrics of one param set (with its block moments when the task asks)."""
+        args = self.kernel_inputs(params)
         if self.block_end is not None:
             return kernel.run_fast_blocks(*args, self.block_end)
         return kernel.run_fast(*args)
