@@ -194,3 +194,17 @@ class PreparedIndicators:
                 found = self._local.ensure(data, name, params)
             self._memo[raw] = found
         return found
+
+
+def compute_indicators(space: SearchSpace, bars: Bars, bank: Any,
+                       ids: Iterable[np.ndarray] | None = None) -> dict[Request, dict[str, np.ndarray]]:
+    """Every distinct indicator of the combos (of ``ids``, or of the whole space), computed
+    once through the bank's batch path."""
+    by_name: dict[str, list] = {}
+    for (name, key), params in indicator_requests(space, ids).items():
+        by_name.setdefault(name, []).append((key, params))
+    arrays: dict[Request, dict[str, np.ndarray]] = {}
+    for name, items in by_name.items():
+        for (key, _), out in zip(items, bank.ensure_many(bars, name, [p for _, p in items])):
+            arrays[(name, key)] = out
+    return arrays

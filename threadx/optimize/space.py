@@ -167,6 +167,12 @@ class SearchSpace:
         return {"strategy": self.strategy.name, "size": self.size, "axes": [a.to_dict() for a in self.axes]}
 
 
+def declared_space(strategy: StrategySpec) -> dict[str, dict[str, float]]:
+    """The optimisation ranges the strategy declares (``Param.opt_range``) as a space."""
+    return {p.name: {"min": p.opt_range[0], "max": p.opt_range[1], "step": p.opt_range[2]}
+            for p in strategy.params if p.opt_range}
+
+
 def size_band(n_combos: int, rate_per_s: float = 5_000.0, limit: int = DEFAULT_GRID_LIMIT) -> str:
     """fast (< 1 min), minutes (< 1 h), long, or refused (over the grid limit) at ``rate_per_s``."""
     if n_combos > limit:

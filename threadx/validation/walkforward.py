@@ -1,0 +1,478 @@
+"""Walk-forward optimisation (SPEC §7): optimise on each in-sample window, trade the
+winner on the next out-of-sample window, stitch the OOS windows into one record.
+
+Indicators and signals are computed once per combo on the whole history and the kernel
+runs on slices of those arrays. A signal at bar ``i`` uses data up to ``i`` only (the
+indicators are causal), so the bars before a window serve as warm-up and no bar after
+it is ever read. Every window's backtest starts flat with the initial capital; the
+stitched OOS record chains the OOS backtests of the winners, each starting with the
+equity the previous one ended with.
+
+Every sampled combo is evaluated in every window, IS and OOS (fast kernel), and once on
+the whole period with its per-block returns, which feed the IS-vs-OOS scatter, the
+full-period optimum shown beside the stitched equity, and PBO.
+"""
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from threadx.data.bars import Bars, as_bars
+from threadx.data.timeframe import bars_per_year, timeframe_seconds
+from threadx.engine import kernel
+from threadx.engine.backtest import trades_frame
+from threadx.engine.inputs import options_from
+from threadx.engine.layout import METRIC_NAMES, N_TRADE_COLS, P_INITIAL_CAPITAL
+from threadx.engine.metrics import metrics_dict, metrics_from_equity
+from threadx.errors import ParamError
+from threadx.optimize.evaluate import Evaluator, SweepTask
+from threadx.optimize.runner import Progress, _cancel_check, default_workers
+from threadx.optimize.samplers import SAMPLERS, grid_ids, monte_carlo_ids
+from threadx.optimize.shared import PreparedIndicators, compute_indicators
+from threadx.optimize.space import SearchSpace, declared_space
+from threadx.strategy.base import get_strategy
+
+_METRIC = {name: k for k, name in enumerate(METRIC_NAMES)}
+DEFAULT_WF_GRID_LIMIT = 200_000  # every combo runs in every window: keep grids moderate
+
+
+@dataclass(frozen=True)
+class Window:
+    """Bar positions of one walk-forward window (ends exclusive; IS ends where OOS starts)."""
+
+    index: int
+    is_start: int
+    is_end: int
+    oos_start: int
+    oos_end: int
+
+
+def plan_windows(n_bars: int, is_bars: int, oos_bars: int, step_bars: int | None = None,
+                 anchored: bool = False) -> list[Window]:
+    """Windows over ``n_bars``: the first OOS window starts after ``is_bars``, each next one
+    ``step_bars`` later (default: ``oos_bars``, so the OOS windows tile without overlap);
+    rolling IS windows keep ``is_bars``, anchored ones start at bar 0. Only complete OOS
+    windows are used; the tail after the last one is left out."""
+    for value, name, low in ((is_bars, "in-sample length", 2), (oos_bars, "out-of-sample length", 2)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ParamError(f"{name} must be a whole number of bars >= {low}, got {value!r}")
+    step = oos_bars if step_bars is None else step_bars
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < oos_bars:
+        raise ParamError(f"step must be a whole number of bars >= the OOS length ({oos_bars}), got {step!r}: "
+                         "a shorter step makes OOS windows overlap and the stitched record ambiguous")
+    windows = []
+    oos_start = int(is_bars)
+    while oos_start + oos_bars <= n_bars:
+        windows.append(Window(len(windows), 0 if anchored else oos_start - int(is_bars), oos_start, oos_start,
+                              oos_start + int(oos_bars)))
+        oos_start += int(step)
+    if not windows:
+        raise ParamError(f"no walk-forward window fits in {n_bars} bars: IS {is_bars} + OOS {oos_bars} bars "
+                         "are needed; shorten the windows or load more data")
+    return windows
+
+
+def window_lengths(timeframe: str | None, *, is_bars: int | None = None, is_days: float | None = None,
+                   oos_bars: int | None = None, oos_days: float | None = None, step_bars: int | None = None,
+                   step_days: float | None = None) -> tuple[int, int, int | None]:
+    """(IS, OOS, step) in bars from bars or days (one of each pair; step optional)."""
+    def pick(bars: Any, days: Any, name: str, required: bool) -> int | None:
+        if bars is not None and days is not None:
+            raise ParamError(f"give {name} in bars or in days, not both")
+        if days is not None:
+            if not timeframe:
+                raise ParamError(f"{name} in days needs a known timeframe; give it in bars")
+            try:
+                days = float(days)
+            except (TypeError, ValueError):
+                raise ParamError(f"{name}_days must be a number, got {days!r}") from None
+            if not math.isfinite(days) or days <= 0:
+                raise ParamError(f"{name}_days must be > 0, got {days!r}")
+            return int(round(days * 86400 / timeframe_seconds(timeframe)))
+        if bars is None and required:
+            raise ParamError(f"give the {name} window length ({name}_bars or {name}_days)")
+        return bars
+
+    return (pick(is_bars, is_days, "is", True), pick(oos_bars, oos_days, "oos", True),
+            pick(step_bars, step_days, "step", False))
+
+
+@dataclass
+class WalkForwardResult:
+    """Everything a walk-forward produced; arrays are indexed [window, combo, metric]."""
+
+    config: dict[str, Any]
+    windows: list[Window]
+    table: pd.DataFrame  # one row per window: times, winner, its IS/OOS metrics, regime
+    combos: pd.DataFrame  # combo_id and params of every evaluated combo (row k = combo k)
+    full_metrics: np.ndarray  # (N, M) whole period
+    is_metrics: np.ndarray  # (W, N, M)
+    oos_metrics: np.ndarray  # (W, N, M)
+    blocks: np.ndarray  # (N, B, 2) whole-period per-block return sums and squares
+    block_end: np.ndarray
+    oos_equity: pd.Series  # stitched OOS equity
+    oos_trades: pd.DataFrame  # stitched OOS trades (column "window")
+    oos_summary: dict[str, Any]  # SPEC §5 metrics of the stitched record
+    benchmark_equity: pd.Series  # the full-period optimum traded over the OOS span
+    benchmark_params: dict[str, Any]
+    efficiency: float  # mean OOS Sharpe / mean IS Sharpe of the window winners
+    consistency: float  # share of OOS windows with a positive return
+    drift: pd.DataFrame  # per param: values across windows and their spread
+    errors: dict[int, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def objective(self) -> str:
+        return self.config["objective"]
+
+    def metric(self, name: str, sample: str = "oos") -> np.ndarray:
+        """(windows, combos) values of one metric, ``sample`` = "is" or "oos"."""
+        if name not in _METRIC:
+            raise ParamError(f"unknown metric {name!r}")
+        cube = {"is": self.is_metrics, "oos": self.oos_metrics}[sample]
+        return cube[:, :, _METRIC[name]]
+
+    def oos_returns(self) -> np.ndarray:
+        """Per-bar returns of the stitched OOS record."""
+        eq = self.oos_equity.to_numpy()
+        prev = np.concatenate([[self.config["initial_capital"]], eq[:-1]])
+        return np.where(prev > 0, eq / np.where(prev > 0, prev, 1.0) - 1.0, 0.0)
+
+    def is_oos_points(self, metric: str | None = None) -> pd.DataFrame:
+        """One row per (window, combo) with IS and OOS values of ``metric`` (scatter data)."""
+        metric = metric or self.objective
+        is_v, oos_v = self.metric(metric, "is"), self.metric(metric, "oos")
+        w, n = is_v.shape
+        winners = self.table["combo_id"].to_numpy()
+        combo_ids = self.combos["combo_id"].to_numpy()
+        return pd.DataFrame({
+            "window": np.repeat(np.arange(w), n),
+            "combo_id": np.tile(combo_ids, w),
+            "is": is_v.ravel(),
+            "oos": oos_v.ravel(),
+            "selected": (np.tile(combo_ids, w) == np.repeat(winners, n)),
+        })
+
+    def combo_summary(self) -> pd.DataFrame:
+        """Per combo across windows: mean IS/OOS objective and Sharpe, OOS consistency,
+        windows won, and its whole-period objective."""
+        obj = self.objective
+        with np.errstate(all="ignore"):
+            frame = self.combos.copy()
+            frame[f"is_{obj}"] = np.nanmean(self.metric(obj, "is"), axis=0)
+            frame[f"oos_{obj}"] = np.nanmean(self.metric(obj, "oos"), axis=0)
+            frame["is_sharpe"] = np.nanmean(self.metric("sharpe", "is"), axis=0)
+            frame["oos_sharpe"] = np.nanmean(self.metric("sharpe", "oos"), axis=0)
+            frame["oos_consistency"] = np.mean(self.metric("total_return", "oos") > 0, axis=0)
+        wins = pd.Series(self.table["combo_id"]).value_counts()
+        frame["windows_won"] = frame["combo_id"].map(wins).fillna(0).astype(int)
+        frame[f"full_{obj}"] = self.full_metrics[:, _METRIC[obj]]
+        return frame
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary (no per-combo arrays)."""
+        table = self.table.copy()
+        for col in table.columns:
+            if pd.api.types.is_datetime64_any_dtype(table[col]):
+                table[col] = table[col].map(lambda t: t.isoformat())
+        return _json_safe({
+            "config": self.config,
+            "windows": table.to_dict(orient="records"),
+            "efficiency": self.efficiency,
+            "consistency": self.consistency,
+            "oos_summary": self.oos_summary,
+            "benchmark_params": self.benchmark_params,
+            "drift": self.drift.to_dict(orient="records"),
+            "meta": self.meta,
+            "failed_combos": len(self.errors),
+        })
+
+
+def walk_forward(
+    df: pd.DataFrame | Bars,
+    strategy: str,
+    space: Mapping[str, Any] | None = None,
+    *,
+    is_bars: int | None = None,
+    is_days: float | None = None,
+    oos_bars: int | None = None,
+    oos_days: float | None = None,
+    step_bars: int | None = None,
+    step_days: float | None = None,
+    anchored: bool = False,
+    sampler: str = "random",
+    n: int = 1000,
+    seed: int = 42,
+    objective: str = "sharpe",
+    maximize: bool = True,
+    min_trades: int = 0,
+    workers: int | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    cancel: Any = None,
+    bank: Any = None,
+    grid_limit: int = DEFAULT_WF_GRID_LIMIT,
+    n_blocks: int = 32,
+    **engine_options: Any,
+) -> WalkForwardResult:
+    """Walk-forward optimisation of ``strategy`` over ``space`` on ``df``.
+
+    Window lengths in bars or days (``is_*``, ``oos_*``, optional ``step_*`` >= OOS;
+    ``anchored`` IS windows start at the first bar). ``sampler`` grid | random | lhs |
+    sobol draws the combos (``n`` for Monte Carlo) once; all of them run in every window.
+    Without ``space``, the ranges the strategy declares for optimisation are used.
+    The IS winner of a window is the best ``objective`` (``maximize``) among combos with at
+    least ``min_trades`` IS trades. ``cancel`` (Event or callable) stops between chunks of
+    combos: the result then covers the combos finished so far (``meta["cancelled"]``).
+    Engine options are those of :func:`threadx.backtest`.
+    """
+    started = time.perf_counter()
+    bars = as_bars(df)
+    spec = get_strategy(strategy)
+    space = declared_space(spec) if space is None else space
+    search = SearchSpace(spec, space)
+    if objective not in _METRIC:
+        raise ParamError(f"unknown objective {objective!r}; metrics: {', '.join(METRIC_NAMES)}")
+    if sampler not in SAMPLERS or sampler == "adaptive":
+        raise ParamError(f"walk-forward sampler must be grid, random, lhs or sobol, got {sampler!r}")
+    if isinstance(min_trades, bool) or not isinstance(min_trades, (int, np.integer)) or min_trades < 0:
+        raise ParamError(f"min_trades must be a whole number >= 0, got {min_trades!r}")
+    is_len, oos_len, step_len = window_lengths(bars.timeframe, is_bars=is_bars, is_days=is_days, oos_bars=oos_bars,
+                                               oos_days=oos_days, step_bars=step_bars, step_days=step_days)
+    windows = plan_windows(len(bars), is_len, oos_len, step_len, anchored)
+    options = options_from(**engine_options)
+    if sampler == "grid":
+        ids = np.concatenate([chunk for chunk, _ in grid_ids(search, limit=grid_limit)] or [np.empty(0, np.int64)])
+    else:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ParamError(f"n must be a whole number >= 1, got {n!r}")
+        ids = monte_carlo_ids(search, sampler, int(n), int(seed)).ids
+    if len(ids) == 0:
+        raise ParamError("no valid combo in the space (every combo breaks a constraint)")
+
+    if bank is None:
+        from threadx.indicators import default_bank
+
+        bank = default_bank()
+    arrays = compute_indicators(search, bars, bank, [ids])
+    task = SweepTask(spec.name, dict(space or {}), options, None, n_blocks)
+    evaluator = Evaluator(task, bars, PreparedIndicators(arrays.get))
+    evaluated = _evaluate_all(evaluator, search, ids, windows, int(workers or default_workers()),
+                              _cancel_check(cancel), progress, started)
+    done, full, blocks, is_m, oos_m, errors = evaluated
+    if not len(done):
+        raise ParamError("walk-forward cancelled before any combo finished")
+    combos = pd.DataFrame({"combo_id": done, **search.columns(done)})
+    config = {
+        "strategy": spec.name, "space": search.to_dict(), "is_bars": is_len, "oos_bars": oos_len,
+        "step_bars": step_len or oos_len, "anchored": bool(anchored), "sampler": sampler,
+        "n": int(n) if sampler != "grid" else None, "seed": int(seed), "objective": objective,
+        "maximize": bool(maximize), "min_trades": int(min_trades), "engine": options.to_dict(),
+        "initial_capital": options.initial_capital, "bars_per_year": _bars_per_year(bars),
+    }
+    result = _assemble(evaluator, bars, windows, combos, full, blocks, is_m, oos_m, config, errors)
+    result.meta.update({
+        "dataset": bars.name, "fingerprint": bars.fingerprint, "timeframe": bars.timeframe, "bars": len(bars),
+        "combos_planned": int(len(ids)), "combos_done": int(len(done)),
+        "cancelled": bool(len(done) < len(ids)), "elapsed_s": time.perf_counter() - started,
+    })
+    return result
+
+
+def _bars_per_year(bars: Bars) -> float:
+    return bars_per_year(bars.timeframe) if bars.timeframe else 365.0
+
+
+def _slice_args(args: tuple, start: int, stop: int, capital: float | None = None) -> tuple:
+    """Kernel arguments restricted to bars [start, stop); placeholders (length 1) kept."""
+    n = args[3].shape[0]
+    out = [a[start:stop] if a.shape[0] == n else a for a in args[:-1]]
+    p = args[-1]
+    if capital is not None:
+        p = p.copy()
+        p[P_INITIAL_CAPITAL] = capital
+    return (*out, p)
+
+
+def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, windows: list[Window], workers: int,
+                  should_stop: Callable[[], bool], progress: Callable[[Progress], None] | None, started: float):
+    """Run every combo on the whole period and on every IS and OOS window (threads; the
+    kernel releases the GIL). Returns the finished combos only when cancelled."""
+    n, w, m = len(ids), len(windows), len(METRIC_NAMES)
+    n_blocks = len(evaluator.block_end)
+    full = np.full((n, m), np.nan)
+    blocks = np.full((n, n_blocks, 2), np.nan)
+    is_m = np.full((w, n, m), np.nan)
+    oos_m = np.full((w, n, m), np.nan)
+    finished = np.zeros(n, dtype=bool)
+    errors: dict[int, str] = {}
+    names = search.names
+    cols = search.columns(ids)
+
+    def run(lo: int, hi: int) -> None:
+        for k in range(lo, hi):
+            params = {name: _py(cols[name][k]) for name in names}
+            try:
+                args = evaluator.kernel_inputs(params)
+                full[k], blocks[k] = kernel.run_fast_blocks(*args, evaluator.block_end)
+                for j, win in enumerate(windows):
+                    is_m[j, k] = kernel.run_fast(*_slice_args(args, win.is_start, win.is_end))
+                    oos_m[j, k] = kernel.run_fast(*_slice_args(args, win.oos_start, win.oos_end))
+            except Exception as exc:  # recorded per combo; the walk-forward goes on
+                errors[int(ids[k])] = f"{type(exc).__name__}: {exc}"
+                full[k] = np.nan
+                is_m[:, k] = np.nan
+                oos_m[:, k] = np.nan
+            finished[k] = True
+
+    size = int(max(8, min(256, n // max(1, 8 * workers))))
+    bounds = [(lo, min(lo + size, n)) for lo in range(0, n, size)]
+    last = [0.0]
+
+    def report(force: bool = False) -> None:
+        now = time.perf_counter()
+        if progress is None or (not force and now - last[0] < 0.2):
+            return
+        last[0] = now
+        done = int(finished.sum())
+        elapsed = now - started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        progress(Progress(done, n, len(errors), rate, (n - done) / rate if rate > 0 else float("inf"), elapsed))
+
+    report(force=True)
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="threadx-wf") as pool:
+        pending = []
+        for lo, hi in bounds:
+            if should_stop():
+                break
+            pending.append(pool.submit(run, lo, hi))
+            while len(pending) >= 2 * workers:
+                pending.pop(0).result()
+                report()
+        for job in pending:
+            job.result()
+            report()
+    report(force=True)
+    keep = finished
+    return ids[keep], full[keep], blocks[keep], is_m[:, keep], oos_m[:, keep], errors
+
+
+def _py(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _select(values: np.ndarray, trades: np.ndarray, maximize: bool, min_trades: int) -> int | None:
+    """Index of the best finite value among rows with enough trades, or None."""
+    ok = np.isfinite(values) & (trades >= min_trades)
+    if not ok.any():
+        return None
+    masked = np.where(ok, values, -np.inf if maximize else np.inf)
+    return int(np.argmax(masked) if maximize else np.argmin(masked))
+
+
+def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: pd.DataFrame, full: np.ndarray,
+              blocks: np.ndarray, is_m: np.ndarray, oos_m: np.ndarray, config: dict[str, Any],
+              errors: dict[int, str]) -> WalkForwardResult:
+    from threadx.validation.regimes import classify_regime
+
+    obj, maximize, min_trades = _METRIC[config["objective"]], config["maximize"], config["min_trades"]
+    trades_k = _METRIC["n_trades"]
+    names = [c for c in combos.columns if c != "combo_id"]
+    index = bars.index
+    tf_s = timeframe_seconds(bars.timeframe) if bars.timeframe else None
+    capital = float(config["initial_capital"])
+    rows, equities, trade_frames = [], [], []
+    for win in windows:
+        pick = _select(is_m[win.index, :, obj], is_m[win.index, :, trades_k], maximize, min_trades)
+        regime = classify_regime(bars.close[win.oos_start:win.oos_end], bars.time_ns[win.oos_start:win.oos_end])
+        row: dict[str, Any] = {
+            "window": win.index, "is_start": index[win.is_start], "is_end": index[win.is_end - 1],
+            "oos_start": index[win.oos_start], "oos_end": index[win.oos_end - 1],
+            "is_bars": win.is_end - win.is_start, "oos_bars": win.oos_end - win.oos_start,
+            "regime": regime.regime, "regime_return": regime.return_pct, "regime_max_drawdown": regime.max_drawdown,
+            "combo_id": None,
+        }
+        oos_index = index[win.oos_start:win.oos_end]
+        if pick is None:  # no combo qualifies: stay flat through this OOS window
+            equities.append(pd.Series(capital, index=oos_index))
+        else:
+            params = {k: _py(combos.iloc[pick][k]) for k in names}
+            args = _slice_args(evaluator.kernel_inputs(params), win.oos_start, win.oos_end, capital)
+            m, trade_rows, equity = kernel.run_full(*args)
+            trades = trades_frame(trade_rows, oos_index)
+            trades["entry_i"] += win.oos_start
+            trades["exit_i"] += win.oos_start
+            trades.insert(0, "window", win.index)
+            trade_frames.append(trades)
+            equities.append(pd.Series(equity, index=oos_index))
+            capital = float(equity[-1])
+            row.update({"combo_id": int(combos.iloc[pick]["combo_id"]), **params})
+            for name in ("sharpe", "total_return", "max_drawdown", "n_trades", config["objective"]):
+                row[f"is_{name}"] = float(is_m[win.index, pick, _METRIC[name]])
+                row[f"oos_{name}"] = float(metrics_dict(m, tf_s)[name])
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    oos_equity = pd.concat(equities).rename("equity")
+    oos_trades = (pd.concat(trade_frames, ignore_index=True) if trade_frames
+                  else trades_frame(np.empty((0, N_TRADE_COLS)), index).assign(window=0))
+    summary = metrics_from_equity(oos_equity.to_numpy(), oos_trades, float(config["initial_capital"]),
+                                  float(config["bars_per_year"]))
+    chosen = table.dropna(subset=["combo_id"])
+    if len(chosen):
+        mean_is, mean_oos = float(chosen["is_sharpe"].mean()), float(chosen["oos_sharpe"].mean())
+        efficiency = mean_oos / mean_is if mean_is > 0 else float("nan")
+        consistency = float((chosen["oos_total_return"] > 0).mean())
+    else:
+        efficiency, consistency = float("nan"), float("nan")
+
+    best = _select(full[:, obj], full[:, trades_k], maximize, min_trades)
+    span = slice(windows[0].oos_start, windows[-1].oos_end)
+    if best is None:
+        benchmark_params: dict[str, Any] = {}
+        benchmark = pd.Series(float(config["initial_capital"]), index=index[span], name="equity")
+    else:
+        benchmark_params = {k: _py(combos.iloc[best][k]) for k in names}
+        args = _slice_args(evaluator.kernel_inputs(benchmark_params), span.start, span.stop)
+        benchmark = pd.Series(kernel.run_full(*args)[2], index=index[span], name="equity")
+    return WalkForwardResult(
+        config=config, windows=windows, table=table, combos=combos, full_metrics=full, is_metrics=is_m,
+        oos_metrics=oos_m, blocks=blocks, block_end=evaluator.block_end, oos_equity=oos_equity,
+        oos_trades=oos_trades, oos_summary=summary, benchmark_equity=benchmark, benchmark_params=benchmark_params,
+        efficiency=efficiency, consistency=consistency, drift=_drift(table, evaluator.space), errors=errors,
+    )
+
+
+def _drift(table: pd.DataFrame, space: SearchSpace) -> pd.DataFrame:
+    """Per varying param: the winners' values across windows, distinct count, and the
+    spread (std) relative to the param's range in the space (0 = never moved)."""
+    rows = []
+    chosen = table.dropna(subset=["combo_id"])
+    for axis in space.axes:
+        if len(axis) < 2 or axis.name not in chosen:
+            continue
+        values = chosen[axis.name].tolist()
+        row = {"param": axis.name, "values": values, "distinct": len(set(values)), "relative_spread": float("nan")}
+        if isinstance(axis.values[0], (int, float)) and not isinstance(axis.values[0], bool) and len(values) > 1:
+            span = float(max(axis.values) - min(axis.values))
+            row["relative_spread"] = float(np.std(np.asarray(values, dtype=float), ddof=1) / span) if span else 0.0
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["param", "values", "distinct", "relative_spread"])
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (pd.Timestamp,)):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
