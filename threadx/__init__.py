@@ -8,6 +8,9 @@ Public API::
     threadx.strategies()                                  # registry with param declarations
     run = threadx.sweep(df, "bb_atr", {"entry_z": "0.5:2.5:0.1"}, sampler="grid")
     run.results, run.manifest, run.top(10)
+    wf = threadx.walk_forward(df, "bb_atr", is_days=180, oos_days=30, n=1000)
+    threadx.validate(run) / threadx.validate(wf)          # bootstrap, DSR, PBO, stability, grade
+    threadx.bootstrap(result), threadx.deflated_sharpe(run), threadx.pbo(run, S=16)
 """
 from __future__ import annotations
 
@@ -20,8 +23,24 @@ if TYPE_CHECKING:  # pragma: no cover
     from threadx.engine.backtest import Result, backtest
     from threadx.optimize.runner import sweep
     from threadx.optimize.store import SweepRun
+    from threadx.validation.report import bootstrap, deflated_sharpe, pbo
+    from threadx.validation.walkforward import walk_forward
 
-__all__ = ["load_ohlcv", "backtest", "Result", "sweep", "SweepRun", "strategies", "__version__"]
+__all__ = ["load_ohlcv", "backtest", "Result", "sweep", "SweepRun", "walk_forward", "validate", "bootstrap",
+           "deflated_sharpe", "pbo", "strategies", "__version__"]
+
+
+def validate(subject: Any, df: Any = None, **kwargs: Any) -> Any:
+    """Validation report (bootstrap, DSR, PBO, stability, regimes, grade) of a walk-forward
+    result, or of a stored sweep (a SweepRun or run id; ``df``: its data when not named)."""
+    from threadx.validation import report
+    from threadx.validation.walkforward import WalkForwardResult
+
+    if isinstance(subject, WalkForwardResult):
+        if df is not None:
+            raise TypeError("a walk-forward result carries its data; do not pass df")
+        return report.validate_walk_forward(subject, **kwargs)
+    return report.validate_sweep(subject, df, **kwargs)
 
 
 def strategies() -> dict:
@@ -48,4 +67,12 @@ def __getattr__(name: str) -> Any:  # lazy: `import threadx` stays cheap
         from threadx.optimize.store import SweepRun
 
         return SweepRun
+    if name == "walk_forward":
+        from threadx.validation.walkforward import walk_forward
+
+        return walk_forward
+    if name in ("bootstrap", "deflated_sharpe", "pbo"):
+        from threadx.validation import report
+
+        return getattr(report, name)
     raise AttributeError(f"module 'threadx' has no attribute {name!r}")

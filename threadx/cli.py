@@ -1,4 +1,4 @@
-"""The ``threadx`` command: data, backtest, strategies, cache.
+"""The ``threadx`` command: data, backtest, sweep, runs, walkforward, validate, strategies, cache.
 
 Human tables by default, ``--json`` for machines. Bad input exits with status 2 and one
 line on stderr (``error: ...``), never a traceback.
@@ -173,10 +173,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     import threadx
 
     df = threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
-    result = threadx.backtest(
-        df, args.strategy, _parse_params(args.param), initial_capital=args.capital, fee_bps=args.fee_bps,
-        slippage_bps=args.slippage_bps, fill=args.fill, sizing=args.sizing, leverage=args.leverage,
-    )
+    result = threadx.backtest(df, args.strategy, _parse_params(args.param), initial_capital=args.capital,
+                              **_engine_options(args))
     if args.json:
         out = result.to_dict()
         if not args.with_series:
@@ -199,12 +197,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 # --- sweeps -------------------------------------------------------------------------------------
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    import threadx
-    from threadx.optimize.runner import Progress
-
+def _parse_space(items: Sequence[str] | None) -> dict[str, Any]:
+    """--param NAME=MIN:MAX:STEP | NAME=A,B,C | NAME=VALUE -> a search space."""
     space: dict[str, Any] = {}
-    for item in args.param or ():
+    for item in items or ():
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise ThreadXError(f"--param expects NAME=MIN:MAX:STEP, NAME=A,B,C or NAME=VALUE, got {item!r}")
@@ -215,28 +211,45 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             space[name.strip()] = value
         else:
             space[name.strip()] = _parse_value(value)
-    df = threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
+    return space
 
+
+def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(fee_bps=args.fee_bps, slippage_bps=args.slippage_bps, fill=args.fill, sizing=args.sizing,
+                leverage=args.leverage)
+
+
+def _progress_printer(args: argparse.Namespace, what: str):
+    """A progress callback drawing one bar on stderr (silent with --json)."""
     announced = []
 
-    def progress(p: Progress) -> None:
+    def progress(p) -> None:
         if args.json:
             return
         if not announced:
             announced.append(True)
-            print(f"{args.strategy}: {p.total:,} combos to run ({args.sampler})", file=sys.stderr)
+            print(f"{args.strategy}: {p.total:,} combos to run ({what})", file=sys.stderr)
         eta = "-" if p.eta_s == float("inf") else f"{p.eta_s:,.0f}s"
         bar = "#" * int(30 * p.done / max(p.total, 1))
         print(f"\r  [{bar:<30}] {p.done:,}/{p.total:,}  {p.rate:,.0f}/s  ETA {eta}  failed {p.failed}",
               end="", file=sys.stderr, flush=True)
+
+    return progress
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import threadx
+
+    space = _parse_space(args.param)
+    df = threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
+
+    progress = _progress_printer(args, args.sampler)
 
     run_id = args.run_id
     try:
         run = threadx.sweep(
             df, args.strategy, space, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
             maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers, executor=args.executor,
-            run_id=run_id, store=args.store, progress=progress, fee_bps=args.fee_bps,
-            slippage_bps=args.slippage_bps, fill=args.fill, sizing=args.sizing, leverage=args.leverage,
+            run_id=run_id, store=args.store, progress=progress, **_engine_options(args),
         )
     except KeyboardInterrupt:
         print("\ninterrupted: finished combos are stored; run the same command with --run-id to resume",
@@ -285,6 +298,93 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     return _show_run(ResultStore(args.store).load(args.run_id), args.json, args.top)
 
 
+# --- validation -------------------------------------------------------------------------------
+
+def cmd_walkforward(args: argparse.Namespace) -> int:
+    import time
+
+    import threadx
+    from threadx.validation.report import validate_walk_forward
+
+    df = threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
+    started = time.perf_counter()
+    try:
+        wf = threadx.walk_forward(
+            df, args.strategy, _parse_space(args.param) or None, is_bars=args.is_bars, is_days=args.is_days,
+            oos_bars=args.oos_bars, oos_days=args.oos_days, step_bars=args.step_bars, step_days=args.step_days,
+            anchored=args.anchored, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
+            maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers,
+            progress=_progress_printer(args, f"{args.sampler}, every combo in every window"), **_engine_options(args),
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    elapsed = time.perf_counter() - started
+    if not args.json:
+        print(file=sys.stderr)
+    report = validate_walk_forward(wf, n=args.bootstrap, seed=args.seed, S=args.S)
+    total = time.perf_counter() - started
+    out = {"walk_forward": wf.to_dict(), "validation": report.to_dict(),
+           "timing": {"walk_forward_s": elapsed, "total_s": total}}
+    if args.save:
+        Path(args.save).write_text(json.dumps(out, indent=2, default=str))
+    if args.json:
+        _print_json(out)
+        return 0
+    table = wf.table
+    print(f"walk-forward {wf.config['strategy']} on {wf.meta.get('dataset')}: {len(wf.windows)} windows "
+          f"(IS {wf.config['is_bars']} bars, OOS {wf.config['oos_bars']} bars, "
+          f"{'anchored' if wf.config['anchored'] else 'rolling'}), {wf.meta['combos_done']:,} combos per window")
+    cols = [c for c in ("window", "oos_start", "oos_end", "regime", f"is_{wf.objective}", f"oos_{wf.objective}",
+                        "oos_total_return", "oos_n_trades") if c in table.columns]
+    print(_table(table[cols].to_dict(orient="records"), cols))
+    s = wf.oos_summary
+    print(f"stitched OOS: return {s['total_return']:+.2%}, Sharpe {s['sharpe']:.2f}, max drawdown "
+          f"{s['max_drawdown']:.2%}, {s['n_trades']} trades; efficiency {_fmt(wf.efficiency)}, "
+          f"consistency {_fmt(wf.consistency)}")
+    _print_report(report)
+    print(f"time: walk-forward {elapsed:.1f} s, with validation {total:.1f} s")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    import threadx
+
+    df = None
+    if args.data:
+        df = threadx.load_ohlcv(args.data, timeframe=args.timeframe)
+    report = threadx.validate(args.run_id, df, store=args.store, n=args.bootstrap, block=args.block, seed=args.seed,
+                              S=args.S)
+    if args.json:
+        _print_json(report.to_dict())
+        return 0
+    src = report.source
+    print(f"run {src['run_id']}: {src['strategy']} on {src['dataset']}, winner {src['params']}")
+    _print_report(report)
+    return 0
+
+
+def _print_report(report) -> None:
+    boot = report.robustness.bootstrap
+    print(f"bootstrap ({boot.n} resamples, block {boot.block} bars): Sharpe {boot.observed['sharpe']:.2f} "
+          f"[{boot.ci['sharpe'][0]:.2f}, {boot.ci['sharpe'][1]:.2f}], p-value {boot.p_value:.3f}")
+    d = report.dsr
+    print(f"deflated Sharpe: {d.dsr:.3f} (per-bar SR {d.sr:.4f} vs SR0 {d.sr0:.4f}, N {d.n_trials:,.0f}, T {d.t:,})")
+    if report.pbo is not None:
+        print(f"PBO: {report.pbo.pbo:.2f} over {report.pbo.n_splits:,} CSCV splits (S={report.pbo.S}, "
+              f"{report.pbo.n_combos:,} combos)")
+    else:
+        print(f"PBO: not available ({report.pbo_error})")
+    st = report.stability
+    edge = f", on the grid edge of {', '.join(st.on_edge)}" if st.on_edge else ""
+    print(f"stability: neighbours/winner {_fmt(st.ratio)}{edge}")
+    g = report.grade
+    print(f"grade {g.letter}: {g.score:.1f}/100" + (f" ({g.cap})" if g.cap else ""))
+    rows = [{"component": c.name, "points": c.points, "max": c.max_points, "why": c.explanation}
+            for c in g.components]
+    print(_table(rows, ("component", "points", "max", "why")))
+
+
 # --- cache ------------------------------------------------------------------------------------
 
 def cmd_cache_stats(args: argparse.Namespace) -> int:
@@ -309,6 +409,14 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
 
 
 # --- parser -----------------------------------------------------------------------------------
+
+def _add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fee-bps", type=float, default=10.0)
+    p.add_argument("--slippage-bps", type=float, default=0.0)
+    p.add_argument("--fill", choices=("next_open", "close"), default="next_open")
+    p.add_argument("--sizing", choices=("all_in", "fraction", "risk"))
+    p.add_argument("--leverage", type=float)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="threadx", description="ThreadX research workstation")
@@ -353,11 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start")
     p.add_argument("--end")
     p.add_argument("--capital", type=float, default=10_000.0)
-    p.add_argument("--fee-bps", type=float, default=10.0)
-    p.add_argument("--slippage-bps", type=float, default=0.0)
-    p.add_argument("--fill", choices=("next_open", "close"), default="next_open")
-    p.add_argument("--sizing", choices=("all_in", "fraction", "risk"))
-    p.add_argument("--leverage", type=float)
+    _add_engine_arguments(p)
     p.add_argument("--trades", type=int, default=10, help="show the last N trades")
     p.add_argument("--json", action="store_true")
     p.add_argument("--with-series", action="store_true", help="include the equity series in --json")
@@ -381,14 +485,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeframe")
     p.add_argument("--start")
     p.add_argument("--end")
-    p.add_argument("--fee-bps", type=float, default=10.0)
-    p.add_argument("--slippage-bps", type=float, default=0.0)
-    p.add_argument("--fill", choices=("next_open", "close"), default="next_open")
-    p.add_argument("--sizing", choices=("all_in", "fraction", "risk"))
-    p.add_argument("--leverage", type=float)
+    _add_engine_arguments(p)
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("walkforward", help="walk-forward optimisation with its validation report and grade")
+    p.add_argument("--data", default="sample:BTC_USDT-1h", help="dataset name or file path")
+    p.add_argument("--strategy", required=True)
+    p.add_argument("--param", action="append", metavar="NAME=MIN:MAX:STEP|A,B|VALUE",
+                   help="search range of a param (repeatable); default: the strategy's declared ranges")
+    for name in ("is", "oos", "step"):
+        group = p.add_mutually_exclusive_group(required=name != "step")
+        group.add_argument(f"--{name}-days", type=float, help=f"{name.upper()} window length in days")
+        group.add_argument(f"--{name}-bars", type=int, help=f"{name.upper()} window length in bars")
+    p.add_argument("--anchored", action="store_true", help="IS windows all start at the first bar")
+    p.add_argument("--sampler", choices=("grid", "random", "lhs", "sobol"), default="random")
+    p.add_argument("--n", type=int, default=1000, help="combos for the Monte Carlo samplers")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--objective", default="sharpe")
+    p.add_argument("--minimize", action="store_true")
+    p.add_argument("--min-trades", type=int, default=0)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--S", type=int, default=16, help="PBO (CSCV) blocks")
+    p.add_argument("--timeframe")
+    p.add_argument("--start")
+    p.add_argument("--end")
+    p.add_argument("--save", help="also write the JSON report to this file")
+    _add_engine_arguments(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_walkforward)
+
+    p = sub.add_parser("validate", help="bootstrap, DSR, PBO, stability and grade of a stored sweep")
+    p.add_argument("run_id")
+    p.add_argument("--store")
+    p.add_argument("--data", help="the sweep's data when it was not a named dataset")
+    p.add_argument("--timeframe")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--block", type=int, help="bootstrap block length in bars (default sqrt of the bar count)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--S", type=int, default=16, help="PBO (CSCV) blocks")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_validate)
 
     runs = sub.add_parser("runs", help="stored optimisation runs")
     rsub = runs.add_subparsers(dest="runs_command", required=True)

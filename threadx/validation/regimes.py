@@ -98,7 +98,8 @@ def classify_regime(
     falls = c / peak - 1.0
     j = int(np.argmin(falls))
     mdd = float(min(falls[j], 0.0))
-    i = int(left[j] + np.argmax(c[left[j]:j + 1]))
+    seg = c[left[j]:j + 1]
+    i = int(left[j] + len(seg) - 1 - np.argmax(seg[::-1]))  # the last bar at the peak: where the fall starts
     ret = float(c[-1] / c[0] - 1.0)
     if mdd < -crash_drawdown:
         regime = "crash"
@@ -185,6 +186,11 @@ def _to_ns(time_ns: Any) -> np.ndarray:
     if isinstance(time_ns, pd.Series) and pd.api.types.is_datetime64_any_dtype(time_ns):
         return pd.DatetimeIndex(time_ns).as_unit("ns").asi8
     t = np.asarray(time_ns)
+    if t.dtype == object:  # e.g. tz-aware Timestamps
+        try:
+            return pd.DatetimeIndex(pd.to_datetime(t, utc=True)).as_unit("ns").asi8
+        except (TypeError, ValueError) as exc:
+            raise ParamError(f"time_ns must be int64 epoch nanoseconds or datetimes: {exc}") from None
     if np.issubdtype(t.dtype, np.datetime64):
         return t.astype("datetime64[ns]").astype(np.int64)
     if not np.issubdtype(t.dtype, np.integer):

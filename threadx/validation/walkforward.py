@@ -37,6 +37,7 @@ from threadx.optimize.samplers import SAMPLERS, grid_ids, monte_carlo_ids
 from threadx.optimize.shared import PreparedIndicators, compute_indicators
 from threadx.optimize.space import SearchSpace, declared_space
 from threadx.strategy.base import get_strategy
+from threadx.validation.common import json_safe, to_python
 
 _METRIC = {name: k for k, name in enumerate(METRIC_NAMES)}
 DEFAULT_WF_GRID_LIMIT = 200_000  # every combo runs in every window: keep grids moderate
@@ -126,6 +127,7 @@ class WalkForwardResult:
     drift: pd.DataFrame  # per param: values across windows and their spread
     errors: dict[int, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    evaluator: Any = field(default=None, repr=False)  # runs more combos on the same data (stability)
 
     @property
     def objective(self) -> str:
@@ -181,7 +183,7 @@ class WalkForwardResult:
         for col in table.columns:
             if pd.api.types.is_datetime64_any_dtype(table[col]):
                 table[col] = table[col].map(lambda t: t.isoformat())
-        return _json_safe({
+        return json_safe({
             "config": self.config,
             "windows": table.to_dict(orient="records"),
             "efficiency": self.efficiency,
@@ -316,7 +318,7 @@ def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, wi
 
     def run(lo: int, hi: int) -> None:
         for k in range(lo, hi):
-            params = {name: _py(cols[name][k]) for name in names}
+            params = {name: to_python(cols[name][k]) for name in names}
             try:
                 args = evaluator.kernel_inputs(params)
                 full[k], blocks[k] = kernel.run_fast_blocks(*args, evaluator.block_end)
@@ -362,10 +364,6 @@ def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, wi
     return ids[keep], full[keep], blocks[keep], is_m[:, keep], oos_m[:, keep], errors
 
 
-def _py(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _select(values: np.ndarray, trades: np.ndarray, maximize: bool, min_trades: int) -> int | None:
     """Index of the best finite value among rows with enough trades, or None."""
     ok = np.isfinite(values) & (trades >= min_trades)
@@ -401,7 +399,7 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
         if pick is None:  # no combo qualifies: stay flat through this OOS window
             equities.append(pd.Series(capital, index=oos_index))
         else:
-            params = {k: _py(combos.iloc[pick][k]) for k in names}
+            params = {k: to_python(combos.iloc[pick][k]) for k in names}
             args = _slice_args(evaluator.kernel_inputs(params), win.oos_start, win.oos_end, capital)
             m, trade_rows, equity = kernel.run_full(*args)
             trades = trades_frame(trade_rows, oos_index)
@@ -413,8 +411,9 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
             capital = float(equity[-1])
             row.update({"combo_id": int(combos.iloc[pick]["combo_id"]), **params})
             for name in ("sharpe", "total_return", "max_drawdown", "n_trades", config["objective"]):
-                row[f"is_{name}"] = float(is_m[win.index, pick, _METRIC[name]])
-                row[f"oos_{name}"] = float(metrics_dict(m, tf_s)[name])
+                value = float(is_m[win.index, pick, _METRIC[name]])
+                row[f"is_{name}"] = int(value) if name == "n_trades" else value
+                row[f"oos_{name}"] = metrics_dict(m, tf_s)[name]
         rows.append(row)
     table = pd.DataFrame(rows)
     oos_equity = pd.concat(equities).rename("equity")
@@ -436,7 +435,7 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
         benchmark_params: dict[str, Any] = {}
         benchmark = pd.Series(float(config["initial_capital"]), index=index[span], name="equity")
     else:
-        benchmark_params = {k: _py(combos.iloc[best][k]) for k in names}
+        benchmark_params = {k: to_python(combos.iloc[best][k]) for k in names}
         args = _slice_args(evaluator.kernel_inputs(benchmark_params), span.start, span.stop)
         benchmark = pd.Series(kernel.run_full(*args)[2], index=index[span], name="equity")
     return WalkForwardResult(
@@ -444,6 +443,7 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
         oos_metrics=oos_m, blocks=blocks, block_end=evaluator.block_end, oos_equity=oos_equity,
         oos_trades=oos_trades, oos_summary=summary, benchmark_equity=benchmark, benchmark_params=benchmark_params,
         efficiency=efficiency, consistency=consistency, drift=_drift(table, evaluator.space), errors=errors,
+        evaluator=evaluator,
     )
 
 
@@ -462,17 +462,3 @@ def _drift(table: pd.DataFrame, space: SearchSpace) -> pd.DataFrame:
             row["relative_spread"] = float(np.std(np.asarray(values, dtype=float), ddof=1) / span) if span else 0.0
         rows.append(row)
     return pd.DataFrame(rows, columns=["param", "values", "distinct", "relative_spread"])
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (pd.Timestamp,)):
-        return value.isoformat()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value

@@ -1,0 +1,121 @@
+"""Validation reports of sweeps and walk-forwards, stability, the public API and the CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import threadx
+from threadx.cli import main
+from threadx.data.io import write_ohlcv
+from threadx.data.synthetic import generate_synthetic
+from threadx.errors import ParamError
+from threadx.optimize.space import SearchSpace
+from threadx.strategy.base import get_strategy
+from threadx.validation.report import sweep_evaluator, validate_walk_forward
+from threadx.validation.stability import neighbour_ids, parameter_stability, stability_grid
+
+SPACE = {"fast_period": "5:30:5", "slow_period": "40:120:20"}
+
+
+@pytest.fixture(scope="module")
+def run(synthetic_bars, tmp_path_factory):
+    store = tmp_path_factory.mktemp("store")
+    return threadx.sweep(synthetic_bars, "ma_crossover", SPACE, store=store, run_id="vr", executor="inline",
+                         workers=1, objective="total_return")
+
+
+def test_neighbours_move_one_param_one_step_and_flag_edges():
+    space = SearchSpace(get_strategy("ma_crossover"), SPACE)
+    centre = int(space.ids_from_indices(np.array([[2, 0] + [0] * (len(space.axes) - 2)]))[0])
+    items, edge = neighbour_ids(space, centre)
+    moved = {(p, s): space.params(i) for p, s, i in items}
+    assert set(moved) == {("fast_period", -1), ("fast_period", 1), ("slow_period", 1)}
+    assert moved[("fast_period", -1)]["fast_period"] == 10 and moved[("slow_period", 1)]["slow_period"] == 60
+    assert edge == ("slow_period",)
+
+
+def test_stability_evaluates_the_neighbours_like_a_backtest(run, synthetic_bars):
+    evaluator = sweep_evaluator(run, synthetic_bars)
+    best = run.top(1).iloc[0]
+    stab = parameter_stability(evaluator, int(best["combo_id"]), "total_return")
+    assert stab.winner_value == pytest.approx(best["total_return"], rel=1e-12)
+    stored = run.results.set_index("combo_id")["total_return"]
+    for row in stab.neighbours.itertuples():
+        assert row.objective == pytest.approx(stored[row.combo_id], rel=1e-12)
+    if stab.winner_value > 0:
+        assert stab.ratio == pytest.approx(stab.neighbours["objective"].mean() / stab.winner_value)
+    grid = stability_grid(evaluator, int(best["combo_id"]), "fast_period", "slow_period", "total_return", radius=1)
+    assert grid["winner"].sum() == 1 and 4 <= len(grid) <= 9
+    with pytest.raises(ParamError):
+        stability_grid(evaluator, int(best["combo_id"]), "fast_period", "fast_period")
+
+
+def test_validate_sweep_report_is_consistent_and_json_safe(run, synthetic_bars):
+    report = threadx.validate(run, synthetic_bars, n=200, S=8)
+    g = report.grade
+    assert g.score == pytest.approx(sum(c.points for c in g.components))
+    assert {c.name for c in g.components} == {"oos_is_ratio", "p_value", "consistency", "dsr", "stability", "pbo"}
+    assert report.pbo is not None and report.pbo.S == 8 and report.pbo.n_combos == len(run.ok())
+    assert report.dsr.n_trials == len(run.ok())
+    assert len(report.periods) == 8 and set(report.periods["regime"]) <= {"crash", "bull", "bear", "range"}
+    assert report.consistency == pytest.approx((report.periods["return"] > 0).mean())
+    best = run.top(1).iloc[0]
+    assert report.n_trades == int(best["n_trades"])
+    assert report.robustness.bootstrap.observed["sharpe"] == pytest.approx(best["sharpe"], rel=1e-9)
+    json.dumps(report.to_dict(), allow_nan=False)
+
+
+def test_sweep_validation_refuses_other_data(run, synthetic_bars):
+    with pytest.raises(ParamError, match="differs"):
+        threadx.validate(run, synthetic_bars.slice(0, 5000), n=50)
+
+
+def test_api_bootstrap_dsr_and_pbo(run, synthetic_bars):
+    result = threadx.backtest(synthetic_bars, "ma_crossover", {"fast_period": 10, "slow_period": 60})
+    robust = threadx.bootstrap(result, n=200, seed=3)
+    assert robust.bootstrap.observed["sharpe"] == pytest.approx(result.metrics["sharpe"], rel=1e-9)
+    assert robust.bootstrap.observed["max_drawdown"] == pytest.approx(result.metrics["max_drawdown"], rel=1e-9)
+    assert len(robust.trade_drawdowns) == 200 and (robust.trade_drawdowns <= 0).all()
+    dsr = threadx.deflated_sharpe(run, synthetic_bars)
+    assert 0.0 <= dsr.dsr <= 1.0 and dsr.n_trials == len(run.ok())
+    assert threadx.pbo(run, S=4).n_splits == 6
+    with pytest.raises(ParamError):
+        threadx.bootstrap("not a result")
+
+
+def test_validate_walk_forward(synthetic_bars):
+    wf = threadx.walk_forward(synthetic_bars, "ma_crossover", SPACE, sampler="grid", is_days=90, oos_days=30,
+                              workers=1)
+    report = validate_walk_forward(wf, n=200, S=8)
+    assert report.oos_is_ratio == wf.efficiency or (np.isnan(report.oos_is_ratio) and np.isnan(wf.efficiency))
+    assert report.consistency == wf.consistency and report.n_trades == len(wf.oos_trades)
+    assert len(report.periods) == len(wf.windows)
+    assert report.regimes["n_windows"].sum() == len(wf.windows)
+    json.dumps(report.to_dict(), allow_nan=False)
+    json.dumps(wf.to_dict(), allow_nan=False)
+
+
+def test_cli_walkforward_and_validate(run, data_root, tmp_path, capsys):
+    code = main(["walkforward", "--data", "sample:BTC_USDT-1h", "--strategy", "ma_crossover",
+                 "--param", "fast_period=5,10", "--param", "slow_period=40,80", "--sampler", "grid",
+                 "--is-days", "120", "--oos-days", "60", "--bootstrap", "100", "--S", "4", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert data["validation"]["grade"]["letter"] in "ABCDF" and len(data["walk_forward"]["windows"]) == 10
+    store = str(run._parts[0].parent.parent)
+    assert main(["validate", "vr", "--store", store, "--data", "sample:BTC_USDT-1h", "--bootstrap", "50"]) == 2
+    assert "differs" in capsys.readouterr().err  # the run was swept on other candles
+    path = tmp_path / "same.parquet"
+    write_ohlcv(generate_synthetic(days=365, seed=7), path)  # the candles of the synthetic_bars fixture
+    assert main(["validate", "vr", "--store", store, "--data", str(path), "--bootstrap", "50", "--S", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "grade " in out and "PBO:" in out and "deflated Sharpe" in out
+
+
+def test_cli_validate_errors(data_root, tmp_path, capsys):
+    assert main(["validate", "missing", "--store", str(tmp_path)]) == 2
+    assert "no run" in capsys.readouterr().err
+    assert main(["walkforward", "--strategy", "ma_crossover", "--is-days", "5000", "--oos-days", "30"]) == 2
+    assert "no walk-forward window fits" in capsys.readouterr().err

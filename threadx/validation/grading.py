@@ -1,0 +1,225 @@
+"""A-F grade of a validated strategy from a 100-point score (SPEC §7).
+
+| Component    | Max | Scoring                                                              |
+|--------------|-----|----------------------------------------------------------------------|
+| OOS/IS ratio | 20  | < 0.5 -> 0; 0.5..1 linear 0..20; >= 1 -> 20                          |
+| p-value      | 20  | < 0.05 -> 20; < 0.10 -> 10; else 0 (bootstrap Sharpe p-value)        |
+| consistency  | 20  | share of positive OOS windows: < 0.5 -> 0; 0.5..1 linear 0..20       |
+| DSR          | 15  | < 0.5 -> 0; 0.5..1 linear 0..15                                      |
+| stability    | 10  | neighbours' mean / winner's objective: < 0.5 -> 0; 0.5..0.9 linear   |
+|              |     | 0..10; >= 0.9 -> 10; a winner on a grid edge gets at most 5          |
+| PBO          | 15  | <= 0.1 -> 15; 0.1..0.5 linear 15..0; >= 0.5 -> 0                     |
+
+Every band boundary belongs to the better side as written (a ratio of exactly 0.5 is on
+the linear part and scores 0, exactly 1.0 scores full marks). A component whose input is
+None or NaN scores 0 and says "not available". Bands: A >= 85, B >= 70, C >= 55, D >= 40,
+else F. Caps: fewer than 30 trades -> at most C; fewer than 50 -> at most B; an unknown
+trade count is treated as too few (at most C).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+BANDS = (("A", 85.0), ("B", 70.0), ("C", 55.0), ("D", 40.0), ("F", -math.inf))
+LETTERS = tuple(letter for letter, _ in BANDS)
+MAX_SCORE = 100.0
+
+
+@dataclass(frozen=True)
+class Component:
+    """One scored criterion, with the inputs it used and a one-sentence explanation."""
+
+    name: str
+    points: float
+    max_points: float
+    value: float | None
+    inputs: dict[str, Any]
+    explanation: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "points": float(self.points), "max_points": float(self.max_points),
+                "value": _plain(self.value), "inputs": {k: _plain(v) for k, v in self.inputs.items()},
+                "explanation": self.explanation}
+
+
+@dataclass(frozen=True)
+class Grade:
+    """Letter, score out of 100, the scored components and the trade-count cap if one applied."""
+
+    letter: str
+    score: float
+    components: list[Component]
+    cap: str | None
+    uncapped_letter: str
+    max_score: float = MAX_SCORE
+    n_trades: float | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe plain values; NaN stays a float."""
+        return {"letter": self.letter, "score": float(self.score), "max_score": float(self.max_score),
+                "uncapped_letter": self.uncapped_letter, "cap": self.cap, "n_trades": _plain(self.n_trades),
+                "components": [c.to_dict() for c in self.components]}
+
+
+def grade(
+    *,
+    oos_is_ratio: float | None,
+    p_value: float | None,
+    consistency: float | None,
+    dsr: float | None,
+    stability: float | None,
+    on_edge: bool | None,
+    pbo: float | None,
+    n_trades: int | None,
+) -> Grade:
+    """Score the six SPEC §7 criteria and grade A-F (see the module docstring for the rules).
+
+    ``oos_is_ratio``: OOS Sharpe / IS Sharpe; ``p_value``: bootstrap Sharpe p-value;
+    ``consistency``: share of OOS windows with a positive return (0..1); ``dsr``: deflated
+    Sharpe ratio (a probability); ``stability``: neighbours' mean objective / winner's
+    objective; ``on_edge``: the winner sits on an edge of the grid; ``pbo``: probability of
+    backtest overfitting; ``n_trades``: trades behind the result (caps the grade).
+    """
+    components = [
+        _ratio_component(oos_is_ratio),
+        _p_value_component(p_value),
+        _consistency_component(consistency),
+        _dsr_component(dsr),
+        _stability_component(stability, on_edge),
+        _pbo_component(pbo),
+    ]
+    # Rounded so that a sum like 84.99999999999999 of exact 85 does not fall a band.
+    score = round(sum(c.points for c in components), 9)
+    uncapped = letter_for(score)
+    letter, cap = uncapped, None
+    trades = _number(n_trades)
+    if trades is None:
+        limit, reason = "C", "trade count not available, treated as fewer than 30"
+    elif trades < 30:
+        limit, reason = "C", f"{trades:g} trades (fewer than 30)"
+    elif trades < 50:
+        limit, reason = "B", f"{trades:g} trades (fewer than 50)"
+    else:
+        limit, reason = None, ""
+    if limit is not None and LETTERS.index(uncapped) < LETTERS.index(limit):
+        letter = limit
+        cap = f"capped at {limit} (score alone gives {uncapped}): {reason}"
+    return Grade(letter=letter, score=score, components=components, cap=cap, uncapped_letter=uncapped,
+                 n_trades=trades)
+
+
+def letter_for(score: float) -> str:
+    """Band of a 0-100 score: A >= 85, B >= 70, C >= 55, D >= 40, else F."""
+    for letter, floor in BANDS:
+        if score >= floor:
+            return letter
+    return "F"
+
+
+def _linear(x: float, lo: float, hi: float, max_points: float) -> float:
+    """0 at lo, max_points at hi, clipped; rounded to 1e-9 so that exact inputs give exact points."""
+    return round(max_points * min(1.0, max(0.0, (x - lo) / (hi - lo))), 9)
+
+
+def _ratio_component(x: float | None) -> Component:
+    name, top = "oos_is_ratio", 20.0
+    v = _number(x)
+    if v is None:
+        return _missing(name, top, x, "Out-of-sample/in-sample Sharpe ratio")
+    pts = 0.0 if v < 0.5 else _linear(v, 0.5, 1.0, top)
+    return Component(name, pts, top, v, {"oos_is_ratio": v},
+                     f"Out-of-sample Sharpe is {v:.2f} of in-sample: {_pts(pts)} of {top:g} points "
+                     "(none below 0.5, full marks at 1.0 or more).")
+
+
+def _p_value_component(x: float | None) -> Component:
+    name, top = "p_value", 20.0
+    v = _number(x)
+    if v is None:
+        return _missing(name, top, x, "Bootstrap Sharpe p-value")
+    pts = 20.0 if v < 0.05 else (10.0 if v < 0.10 else 0.0)
+    return Component(name, pts, top, v, {"p_value": v},
+                     f"Bootstrap p-value of the Sharpe against zero-mean returns is {v:.3f}: {_pts(pts)} of "
+                     f"{top:g} points (20 below 0.05, 10 below 0.10).")
+
+
+def _consistency_component(x: float | None) -> Component:
+    name, top = "consistency", 20.0
+    v = _number(x)
+    if v is None:
+        return _missing(name, top, x, "Share of positive out-of-sample windows")
+    pts = 0.0 if v < 0.5 else _linear(v, 0.5, 1.0, top)
+    return Component(name, pts, top, v, {"consistency": v},
+                     f"{100 * v:.0f} % of out-of-sample windows were positive: {_pts(pts)} of {top:g} points "
+                     "(none below 50 %, full marks at 100 %).")
+
+
+def _dsr_component(x: float | None) -> Component:
+    name, top = "dsr", 15.0
+    v = _number(x)
+    if v is None:
+        return _missing(name, top, x, "Deflated Sharpe ratio")
+    pts = 0.0 if v < 0.5 else _linear(v, 0.5, 1.0, top)
+    return Component(name, pts, top, v, {"dsr": v},
+                     f"Deflated Sharpe ratio is {v:.3f} (the probability that the true Sharpe exceeds what the best "
+                     f"of the trials would show by luck): {_pts(pts)} of {top:g} points (none below 0.5, full marks "
+                     "at 1.0).")
+
+
+def _stability_component(x: float | None, on_edge: bool | None) -> Component:
+    name, top = "stability", 10.0
+    v = _number(x)
+    edge = bool(on_edge) if on_edge is not None else None
+    if v is None:
+        return _missing(name, top, x, "Parameter stability (neighbours' objective / winner's)",
+                        {"stability": _number(x), "on_edge": edge})
+    pts = 0.0 if v < 0.5 else _linear(v, 0.5, 0.9, top)
+    if edge:
+        pts = min(pts, 5.0)
+        text = (f"Grid neighbours keep {100 * v:.0f} % of the winner's objective, but the winner sits on a grid "
+                f"edge so the optimum may lie outside the range: {_pts(pts)} of {top:g} points (at most 5 on an "
+                "edge; none below 50 %).")
+    else:
+        text = (f"Grid neighbours keep {100 * v:.0f} % of the winner's objective: {_pts(pts)} of {top:g} points "
+                "(none below 50 %, full marks at 90 %).")
+    return Component(name, pts, top, v, {"stability": v, "on_edge": edge}, text)
+
+
+def _pbo_component(x: float | None) -> Component:
+    name, top = "pbo", 15.0
+    v = _number(x)
+    if v is None:
+        return _missing(name, top, x, "Probability of backtest overfitting")
+    pts = top if v <= 0.1 else (0.0 if v >= 0.5 else round(top * (0.5 - v) / 0.4, 9))
+    return Component(name, pts, top, v, {"pbo": v},
+                     f"Probability of backtest overfitting is {v:.2f}: {_pts(pts)} of {top:g} points "
+                     "(full marks at 0.10 or less, none at 0.50 or more).")
+
+
+def _pts(points: float) -> str:
+    """Points for a sentence: at most 2 decimals, no trailing zeros (4.8, 11.25, 20)."""
+    return f"{points:.2f}".rstrip("0").rstrip(".")
+
+
+def _missing(name: str, top: float, raw: Any, label: str, inputs: dict[str, Any] | None = None) -> Component:
+    return Component(name, 0.0, top, None, inputs if inputs is not None else {name: _number(raw)},
+                     f"{label} not available: 0 of {top:g} points.")
+
+
+def _number(x: Any) -> float | None:
+    """A float (infinities kept: they sit beyond every boundary), or None for None / NaN / non-numbers."""
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def _plain(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    return float(v)

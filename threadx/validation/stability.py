@@ -1,0 +1,138 @@
+"""Parameter stability (SPEC §7): the objective over the grid neighbours of the winner.
+
+A neighbour moves one param by one step (the next value of its axis) and keeps the
+others; a robust winner sits on a plateau, so its neighbours score close to it. A winner
+whose value is the first or last of a varied axis is flagged: the optimum may lie
+outside the range that was searched.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from threadx.engine.layout import METRIC_NAMES
+from threadx.errors import ParamError
+from threadx.optimize.evaluate import STATUS_OK, Evaluator
+from threadx.optimize.space import SearchSpace
+
+_METRIC = {name: k for k, name in enumerate(METRIC_NAMES)}
+
+
+@dataclass(frozen=True)
+class StabilityResult:
+    """The winner, its one-step neighbours and the neighbour/winner ratio."""
+
+    objective: str
+    maximize: bool
+    combo_id: int
+    params: dict[str, Any]
+    winner_value: float
+    neighbours: pd.DataFrame  # param, step (-1/+1), value (of that param), objective, combo_id
+    ratio: float  # mean neighbour objective / winner objective (inverted when minimising); NaN if meaningless
+    on_edge: tuple[str, ...]  # varied params whose winning value is the first or last of its axis
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "objective": self.objective, "maximize": self.maximize, "combo_id": self.combo_id,
+            "params": self.params, "winner_value": _num(self.winner_value), "ratio": _num(self.ratio),
+            "on_edge": list(self.on_edge), "note": self.note,
+            "neighbours": [{k: _num(v) if isinstance(v, float) else v for k, v in row.items()}
+                           for row in self.neighbours.to_dict(orient="records")],
+        }
+
+
+def _num(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def neighbour_ids(space: SearchSpace, combo_id: int) -> tuple[list[tuple[str, int, int]], tuple[str, ...]]:
+    """([(param, step, neighbour id)] of valid neighbours, params on an edge) of a combo."""
+    idx = space.value_indices(np.array([combo_id]))[0]
+    found, edge = [], []
+    for k, axis in enumerate(space.axes):
+        if len(axis) < 2:
+            continue
+        if idx[k] in (0, len(axis) - 1):
+            edge.append(axis.name)
+        for step in (-1, 1):
+            pos = idx[k] + step
+            if 0 <= pos < len(axis):
+                moved = idx.copy()
+                moved[k] = pos
+                found.append((axis.name, step, int(space.ids_from_indices(moved[None, :])[0])))
+    valid = space.valid_mask(np.array([nid for _, _, nid in found], dtype=np.int64)) if found else np.empty(0, bool)
+    return [item for item, ok in zip(found, valid) if ok], tuple(edge)
+
+
+def parameter_stability(evaluator: Evaluator, combo_id: int, objective: str = "sharpe",
+                        maximize: bool = True) -> StabilityResult:
+    """Evaluate the winner ``combo_id`` and its valid one-step neighbours (fast kernel)."""
+    if objective not in _METRIC:
+        raise ParamError(f"unknown objective {objective!r}")
+    space = evaluator.space
+    items, edge = neighbour_ids(space, int(combo_id))
+    ids = np.array([int(combo_id)] + [nid for _, _, nid in items], dtype=np.int64)
+    chunk = evaluator.evaluate(ids)
+    values = np.where(chunk.status == STATUS_OK, chunk.metrics[:, _METRIC[objective]], np.nan)
+    winner = float(values[0])
+    frame = pd.DataFrame({
+        "param": [p for p, _, _ in items],
+        "step": [s for _, s, _ in items],
+        "value": [space.params(nid)[p] for p, _, nid in items],
+        "objective": values[1:],
+        "combo_id": [nid for _, _, nid in items],
+    })
+    ratio, note = _ratio(winner, frame["objective"].to_numpy(dtype=float), maximize)
+    return StabilityResult(objective, bool(maximize), int(combo_id), space.params(int(combo_id)), winner, frame,
+                           ratio, edge, note)
+
+
+def _ratio(winner: float, neighbours: np.ndarray, maximize: bool) -> tuple[float, str]:
+    finite = neighbours[np.isfinite(neighbours)]
+    if not len(finite):
+        return float("nan"), "no neighbour to compare with (no varied param, or every neighbour failed)"
+    if not math.isfinite(winner) or winner <= 0:
+        return float("nan"), "the winner's objective is not positive, so a neighbour/winner ratio means nothing"
+    mean = float(finite.mean())
+    if maximize:
+        return mean / winner, f"neighbours average {mean:.4g} against the winner's {winner:.4g}"
+    if mean <= 0:
+        return float("nan"), "neighbours' mean objective is not positive; the ratio means nothing"
+    return winner / mean, f"neighbours average {mean:.4g} against the winner's {winner:.4g} (lower is better)"
+
+
+def stability_grid(evaluator: Evaluator, combo_id: int, x: str, y: str, objective: str = "sharpe",
+                   radius: int = 3) -> pd.DataFrame:
+    """The objective over +-``radius`` steps of params ``x`` and ``y`` around the winner,
+    the other params at the winner's values (for the stability heatmap)."""
+    space = evaluator.space
+    names = list(space.names)
+    for name in (x, y):
+        if name not in names:
+            raise ParamError(f"no param {name!r} in the space")
+    if x == y:
+        raise ParamError("pick two different params for the stability grid")
+    kx, ky = names.index(x), names.index(y)
+    centre = space.value_indices(np.array([int(combo_id)]))[0]
+    rows = []
+    for dx in range(-radius, radius + 1):
+        for dy in range(-radius, radius + 1):
+            px, py = centre[kx] + dx, centre[ky] + dy
+            if 0 <= px < space.sizes[kx] and 0 <= py < space.sizes[ky]:
+                moved = centre.copy()
+                moved[kx], moved[ky] = px, py
+                rows.append(moved)
+    ids = space.ids_from_indices(np.array(rows))
+    ids = ids[space.valid_mask(ids)]
+    chunk = evaluator.evaluate(ids)
+    cols = space.columns(ids)
+    return pd.DataFrame({
+        x: cols[x], y: cols[y], "combo_id": ids,
+        objective: np.where(chunk.status == STATUS_OK, chunk.metrics[:, _METRIC[objective]], np.nan),
+        "winner": ids == int(combo_id),
+    })
