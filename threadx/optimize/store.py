@@ -29,7 +29,7 @@ _SESSION_KEYS = ("objective", "maximize", "min_trades", "machine", "versions", "
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -267,7 +267,7 @@ def _alive(pid: int) -> bool:
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    _atomic_write_bytes(folder / "manifest.json", json.dumps(manifest, indent=2, default=str).encode())
+    atomic_write_bytes(folder / "manifest.json", json.dumps(manifest, indent=2, default=str).encode())
 
 
 class ResultStore:

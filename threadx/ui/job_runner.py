@@ -1,7 +1,8 @@
 """The job process: ``python -m threadx.ui.job_runner JOB_DIR`` (see threadx.ui.jobs).
 
 Reads ``JOB_DIR/spec.json``, loads the data, runs :func:`threadx.sweep` into the results
-store of the registry (``<root>`` of ``<root>/.jobs/<job_id>``), and keeps
+store of the registry (``<root>`` of ``<root>/.jobs/<job_id>``), or a walk-forward and its
+validation report into ``<root>/walkforward/<run_id>/``, and keeps
 ``JOB_DIR/status.json`` up to date (atomically, at most every 0.5 s). The sweep stops
 within about one chunk when ``JOB_DIR/stop`` appears or the process gets SIGTERM; what
 finished is stored either way. The final state is ``completed``, ``cancelled`` or
@@ -90,9 +91,10 @@ class JobRunner:
         try:
             if not self.spec:
                 raise ThreadXError(f"no readable spec.json in {self.job_dir}")
-            if self.spec.get("kind", "sweep") != "sweep":
-                raise ThreadXError(f"unknown job kind {self.spec.get('kind')!r}")
-            state = self._sweep()
+            kind = self.spec.get("kind", "sweep")
+            if kind not in ("sweep", "walkforward"):
+                raise ThreadXError(f"unknown job kind {kind!r}")
+            state = self._sweep() if kind == "sweep" else self._walkforward()
         except KeyboardInterrupt:
             state = "cancelled"
             _log("interrupted")
@@ -138,6 +140,33 @@ class JobRunner:
             totals["elapsed_s"] = float(manifest["elapsed_s"])
         self.status.write(state=state, finished_at=now_iso(), error="",
                           eta_s=0.0 if state == "completed" else None, **totals)
+        return state
+
+
+    def _walkforward(self) -> str:
+        import threadx
+        from threadx.validation.report import validate_walk_forward
+        from threadx.validation.storage import save_walk_forward
+
+        p = self.params
+        if self.should_stop():
+            return "cancelled"
+        _log(f"loading {p['data']}")
+        df = threadx.load_ohlcv(p["data"], p.get("timeframe"), p.get("start"), p.get("end"))
+        keys = ("is_bars", "is_days", "oos_bars", "oos_days", "step_bars", "step_days", "anchored", "sampler", "n",
+                "seed", "objective", "maximize", "min_trades", "workers")
+        _log(f"walk-forward {p['strategy']} run {p['run_id']}")
+        wf = threadx.walk_forward(df, p["strategy"], p.get("space") or None, progress=self.status.progress,
+                                  cancel=self.should_stop, **{k: p[k] for k in keys if k in p},
+                                  **(p.get("engine_options") or {}))
+        self.status.write(phase="validating")
+        report = validate_walk_forward(wf, n=int(p.get("bootstrap", 1000)), seed=int(p.get("seed", 42)),
+                                       S=int(p.get("S", 16)))
+        save_walk_forward(p["run_id"], wf, report, self.job_dir.parent.parent)
+        state = "cancelled" if wf.meta.get("cancelled") else "completed"
+        self.status.write(state=state, finished_at=now_iso(), error="", eta_s=0.0 if state == "completed" else None,
+                          done=int(wf.meta["combos_done"]), total=int(wf.meta["combos_planned"]),
+                          failed=len(wf.errors), elapsed_s=float(wf.meta["elapsed_s"]))
         return state
 
 

@@ -51,7 +51,7 @@ from threadx.errors import ParamError, ThreadXError
 JOBS_FOLDER = ".jobs"
 STATES = ("queued", "running", "completed", "cancelled", "failed")
 FINAL_STATES = ("completed", "cancelled", "failed")
-KINDS = ("sweep",)
+KINDS = ("sweep", "walkforward")
 
 # Keys a sweep job's params may hold; ``data`` and ``strategy`` are required.
 SWEEP_PARAM_KEYS = (
@@ -65,6 +65,19 @@ SWEEP_DEFAULTS: dict[str, Any] = {
     "objective": "sharpe", "maximize": True, "min_trades": 0, "workers": None, "executor": "auto",
     "scheduler": None, "chunk_size": None, "adaptive_rounds": 5, "patience": 2, "grid_limit": None,
     "engine_options": {}, "label": "", "run_id": None,
+}
+
+# Keys a walk-forward job's params may hold (threadx.walk_forward plus the report's settings).
+WALKFORWARD_PARAM_KEYS = (
+    "data", "timeframe", "start", "end", "strategy", "space", "is_bars", "is_days", "oos_bars", "oos_days",
+    "step_bars", "step_days", "anchored", "sampler", "n", "seed", "objective", "maximize", "min_trades",
+    "workers", "engine_options", "label", "run_id", "bootstrap", "S",
+)
+WALKFORWARD_DEFAULTS: dict[str, Any] = {
+    "timeframe": None, "start": None, "end": None, "space": {}, "is_bars": None, "is_days": None,
+    "oos_bars": None, "oos_days": None, "step_bars": None, "step_days": None, "anchored": False,
+    "sampler": "random", "n": 1000, "seed": 42, "objective": "sharpe", "maximize": True, "min_trades": 0,
+    "workers": None, "engine_options": {}, "label": "", "run_id": None, "bootstrap": 1000, "S": 16,
 }
 
 _STARTING_GRACE_S = 60.0  # a launch that left no process record for this long is failed
@@ -191,7 +204,11 @@ class JobInfo:
     @property
     def label(self) -> str:
         p = self.params
-        return p.get("label") or f"{p.get('strategy', '?')} on {p.get('data', '?')} ({p.get('sampler', 'grid')})"
+        if p.get("label"):
+            return p["label"]
+        if self.kind == "walkforward":
+            return f"walk-forward {p.get('strategy', '?')} on {p.get('data', '?')}"
+        return f"{p.get('strategy', '?')} on {p.get('data', '?')} ({p.get('sampler', 'grid')})"
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -288,6 +305,7 @@ class JobRegistry:
         dict: fee_bps, fill, ...), optional ``timeframe``/``start``/``end`` for loading
         and a free-text ``label``. Raises ParamError on bad input (the data is not read).
         """
+        kind = spec.get("kind", "sweep") if isinstance(spec, Mapping) else "sweep"
         params = self._validated(spec)
         job_id = self._new_job_id()
         folder = self.jobs_dir / job_id
@@ -298,7 +316,7 @@ class JobRegistry:
             folder.mkdir(parents=True)
             created = now_iso()
             write_json_atomic(folder / "spec.json", {
-                "kind": "sweep", "params": params, "created_at": created, "job_id": job_id,
+                "kind": kind, "params": params, "created_at": created, "job_id": job_id,
                 "max_concurrent": self.max_concurrent,
             })
             write_json_atomic(folder / "status.json", {
@@ -324,6 +342,8 @@ class JobRegistry:
                 raise ParamError("job spec 'params' must be a dict")
         else:
             raw = {k: v for k, v in spec.items() if k != "kind"}
+        if kind == "walkforward":
+            return _validated_walkforward(raw)
         unknown = sorted(set(raw) - set(SWEEP_PARAM_KEYS))
         if unknown:
             raise ParamError(f"unknown sweep job param(s) {', '.join(unknown)}; known: {', '.join(SWEEP_PARAM_KEYS)}")
@@ -614,6 +634,51 @@ class JobRegistry:
         write_json_atomic(folder / "launch.json", {"pid": child.pid, "create_time": create_time,
                                                    "launched_at": now_iso(), "python": sys.executable,
                                                    "cwd": os.getcwd()})
+
+
+def _validated_walkforward(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Checked params of a walk-forward job (the data is not read)."""
+    unknown = sorted(set(raw) - set(WALKFORWARD_PARAM_KEYS))
+    if unknown:
+        raise ParamError(f"unknown walk-forward job param(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(WALKFORWARD_PARAM_KEYS)}")
+    params = {**WALKFORWARD_DEFAULTS, **{k: v for k, v in raw.items() if v is not None or k not in WALKFORWARD_DEFAULTS}}
+    for key in ("data", "strategy"):
+        if not params.get(key) or not isinstance(params[key], (str, os.PathLike)):
+            raise ParamError(f"a walk-forward job needs '{key}' (a name), got {params.get(key)!r}")
+    params["data"] = os.fspath(params["data"])
+    params = _jsonable({k: params[k] for k in WALKFORWARD_PARAM_KEYS if k in params})
+
+    from threadx.engine.inputs import options_from
+    from threadx.engine.layout import METRIC_NAMES
+    from threadx.optimize.space import SearchSpace
+    from threadx.optimize.store import check_run_id
+    from threadx.strategy.base import get_strategy
+    from threadx.validation.walkforward import window_lengths
+
+    strategy = get_strategy(params["strategy"])
+    SearchSpace(strategy, params["space"] or None)
+    if params["sampler"] not in ("grid", "random", "lhs", "sobol"):
+        raise ParamError(f"walk-forward sampler must be grid, random, lhs or sobol, got {params['sampler']!r}")
+    if params["objective"] not in METRIC_NAMES:
+        raise ParamError(f"unknown objective {params['objective']!r}; metrics: {', '.join(METRIC_NAMES)}")
+    for key, low in (("n", 1), ("bootstrap", 1), ("S", 2), ("min_trades", 0)):
+        value = params[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ParamError(f"{key} must be a whole number >= {low}, got {value!r}")
+    window_lengths("1h", **{k: params[k] for k in ("is_bars", "is_days", "oos_bars", "oos_days", "step_bars",
+                                                 "step_days")})  # both or neither given, positive numbers
+    options_from(params["engine_options"])
+    if not isinstance(params["maximize"], bool) or not isinstance(params["anchored"], bool):
+        raise ParamError("maximize and anchored must be true or false")
+    if params["run_id"] is None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        params["run_id"] = f"wf-{params['strategy']}-{stamp}-{uuid.uuid4().hex[:6]}"
+    try:
+        check_run_id(params["run_id"])
+    except ThreadXError as exc:
+        raise ParamError(str(exc)) from None
+    return params
 
 
 def registry_for_job(job_dir: str | os.PathLike) -> JobRegistry:
