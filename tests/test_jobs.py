@@ -230,3 +230,39 @@ def test_dead_launch_without_status_is_failed(registry):
     os.kill(launch["pid"], signal.SIGKILL)
     info = wait_for(registry, job_id, finished, timeout=30, what="detected as dead")
     assert info.state == "failed"
+
+
+WALKFORWARD = {"kind": "walkforward", "params": {
+    "data": "sample:BTC_USDT-1h", "strategy": "ma_crossover",
+    "space": {"fast_period": "5:15:5", "slow_period": "40:80:20"}, "sampler": "grid",
+    "is_days": 120, "oos_days": 60, "workers": 1, "bootstrap": 100, "S": 4,
+}}
+
+
+def test_walkforward_job_stores_the_result_and_its_report(registry, tmp_path):
+    from threadx.validation.storage import list_walk_forwards, load_walk_forward
+
+    job_id = registry.submit(WALKFORWARD)
+    spec = json.loads((tmp_path / "results" / ".jobs" / job_id / "spec.json").read_text())
+    assert spec["kind"] == "walkforward" and spec["params"]["run_id"].startswith("wf-ma_crossover-")
+    info = wait_for(registry, job_id, finished, what="finished")
+    assert info.state == "completed", registry.log(job_id)
+    assert (info.done, info.total) == (9, 9) and info.label == "walk-forward ma_crossover on sample:BTC_USDT-1h"
+    wf, report = load_walk_forward(info.run_id, tmp_path / "results")
+    assert len(wf.windows) == (730 - 120) // 60 and wf.evaluator is None
+    assert report.grade.letter in "ABCDF" and report.pbo is not None and report.pbo.S == 4
+    assert [r["run_id"] for r in list_walk_forwards(tmp_path / "results")] == [info.run_id]
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"is_days": None}, "is window length"),
+    ({"oos_days": -3}, "oos_days must be > 0"),
+    ({"is_bars": 100}, "not both"),
+    ({"sampler": "adaptive"}, "sampler"),
+    ({"S": 1}, "S must be"),
+    ({"executor": "local"}, "executor"),
+])
+def test_bad_walkforward_spec_raises_param_error(registry, params, match):
+    with pytest.raises(ParamError, match=match):
+        registry.submit({"kind": "walkforward", "params": {**WALKFORWARD["params"], **params}})
+    assert registry.list() == []
