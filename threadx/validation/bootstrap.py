@@ -24,8 +24,9 @@ much of the observed drawdown was luck of ordering.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,7 +65,7 @@ class BootstrapResult:
     p_value: float
     null_sharpes: np.ndarray
     null: str = NULL_DESCRIPTION
-    method: str = field(default="circular moving-block bootstrap")
+    method: str = "circular moving-block bootstrap"
 
     def to_dict(self, include_samples: bool = True) -> dict[str, Any]:
         """JSON-safe plain values (floats, lists, dicts); NaN stays a float."""
@@ -106,7 +107,7 @@ def block_bootstrap(
     r = _check_returns(returns)
     t = len(r)
     n = _positive_int(n, "n")
-    block = int(math.ceil(math.sqrt(t))) if block is None else _positive_int(block, "block")
+    block = math.ceil(math.sqrt(t)) if block is None else _positive_int(block, "block")
     if block > t:
         raise ParamError(f"block length {block} is longer than the {t} returns: use a block of at most {t} bars")
     if not (isinstance(bars_per_year, (int, float, np.number)) and math.isfinite(bars_per_year) and bars_per_year > 0):

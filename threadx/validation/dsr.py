@@ -136,8 +136,8 @@ def deflated_sharpe_ratio(
 def deflated_sharpe_from_returns(returns: np.ndarray, trial_sharpes: np.ndarray) -> DSRResult:
     """DSR of a return series selected among trials whose per-period Sharpe ratios are ``trial_sharpes``.
 
-    N = the number of trial Sharpes, V = their variance (ddof 1). Pass per-period Sharpes
-    (divide annualised ones by sqrt(bars_per_year)).
+    N = the number of finite trial Sharpes (NaN ones, failed trials, are ignored), V = their
+    variance (ddof 1). Pass per-period Sharpes (divide annualised ones by sqrt(bars_per_year)).
     """
     sr, t, skew, kurt = sharpe_moments(returns)
     trials = np.asarray(trial_sharpes, dtype=np.float64).ravel()

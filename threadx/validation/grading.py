@@ -19,8 +19,10 @@ trade count is treated as too few (at most C).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from threadx.validation.common import json_safe
 
 BANDS = (("A", 85.0), ("B", 70.0), ("C", 55.0), ("D", 40.0), ("F", -math.inf))
 LETTERS = tuple(letter for letter, _ in BANDS)
@@ -40,7 +42,7 @@ class Component:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "points": float(self.points), "max_points": float(self.max_points),
-                "value": _plain(self.value), "inputs": {k: _plain(v) for k, v in self.inputs.items()},
+                "value": json_safe(self.value), "inputs": json_safe(self.inputs),
                 "explanation": self.explanation}
 
 
@@ -59,7 +61,7 @@ class Grade:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe plain values; NaN stays a float."""
         return {"letter": self.letter, "score": float(self.score), "max_score": float(self.max_score),
-                "uncapped_letter": self.uncapped_letter, "cap": self.cap, "n_trades": _plain(self.n_trades),
+                "uncapped_letter": self.uncapped_letter, "cap": self.cap, "n_trades": json_safe(self.n_trades),
                 "components": [c.to_dict() for c in self.components]}
 
 
@@ -73,6 +75,7 @@ def grade(
     on_edge: bool | None,
     pbo: float | None,
     n_trades: int | None,
+    details: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Grade:
     """Score the six SPEC §7 criteria and grade A-F (see the module docstring for the rules).
 
@@ -80,7 +83,9 @@ def grade(
     ``consistency``: share of OOS windows with a positive return (0..1); ``dsr``: deflated
     Sharpe ratio (a probability); ``stability``: neighbours' mean objective / winner's
     objective; ``on_edge``: the winner sits on an edge of the grid; ``pbo``: probability of
-    backtest overfitting; ``n_trades``: trades behind the result (caps the grade).
+    backtest overfitting; ``n_trades``: trades behind the result (caps the grade);
+    ``details``: per component name, the further inputs behind its value (e.g. the mean IS
+    and OOS Sharpe behind the ratio), added to that component's ``inputs``.
     """
     components = [
         _ratio_component(oos_is_ratio),
@@ -90,6 +95,8 @@ def grade(
         _stability_component(stability, on_edge),
         _pbo_component(pbo),
     ]
+    if details:
+        components = [replace(c, inputs={**c.inputs, **dict(details.get(c.name, {}))}) for c in components]
     # Rounded so that a sum like 84.99999999999999 of exact 85 does not fall a band.
     score = round(sum(c.points for c in components), 9)
     uncapped = letter_for(score)
@@ -217,9 +224,3 @@ def _number(x: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(v) else v
-
-
-def _plain(v: Any) -> Any:
-    if v is None or isinstance(v, (bool, str)):
-        return v
-    return float(v)

@@ -17,8 +17,9 @@ maxima (O(n log n) numpy, a few milliseconds for 50k bars).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -92,7 +93,7 @@ def classify_regime(
     if not trend > 0:
         raise ParamError(f"trend is a positive fraction (0.20 = 20 %), got {trend!r}")
 
-    window_ns = int(round(float(crash_days) * NS_PER_DAY))
+    window_ns = round(float(crash_days) * NS_PER_DAY)
     left = np.searchsorted(t, t - window_ns, side="left")  # first bar within crash_days of bar j
     peak = _range_max(c, left)
     falls = c / peak - 1.0
@@ -142,7 +143,7 @@ def regime_summary(
             continue
         rows.append({
             "regime": name,
-            "n_windows": int(len(part)),
+            "n_windows": len(part),
             "mean_oos_sharpe": _nanmean(part["sharpe"].to_numpy()),
             "consistency": float(np.mean(part["ret"].to_numpy() > 0)),
             "mean_return": _nanmean(part["ret"].to_numpy()),

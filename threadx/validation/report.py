@@ -233,7 +233,8 @@ def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *
     return _report(
         {"kind": "sweep", "run_id": run.run_id, "strategy": run.manifest["strategy"], "params": params,
          "dataset": bars.name, "objective": objective},
-        robust, dsr, pbo_result, pbo_error, stab, periods, ratio, consistency, len(trades), eq)
+        robust, dsr, pbo_result, pbo_error, stab, periods, ratio, consistency, len(trades), eq,
+        _cscv_inputs(pbo_result))
 
 
 def validate_walk_forward(wf: WalkForwardResult, *, n: int = 1000, block: int | None = None, seed: int = 42,
@@ -260,14 +261,37 @@ def validate_walk_forward(wf: WalkForwardResult, *, n: int = 1000, block: int | 
         {"kind": "walk_forward", "run_id": None, "strategy": wf.config["strategy"],
          "params": wf.benchmark_params, "dataset": wf.meta.get("dataset"), "objective": wf.objective},
         robust, dsr, pbo_result, pbo_error, stab, periods, wf.efficiency, wf.consistency, len(wf.oos_trades),
-        wf.oos_equity)
+        wf.oos_equity, {"from": "window winners", "mean_is_sharpe": _column_mean(table, "is_sharpe"),
+                        "mean_oos_sharpe": _column_mean(table, "oos_sharpe"),
+                        "windows": int(table["combo_id"].notna().sum())})
+
+
+def _column_mean(table: pd.DataFrame, column: str) -> float | None:
+    return float(table[column].mean()) if column in table else None
 
 
 def _report(source, robust, dsr, pbo_result, pbo_error, stab, periods, ratio, consistency, n_trades,
-            equity) -> ValidationReport:
-    graded = grade(oos_is_ratio=ratio, p_value=robust.bootstrap.p_value, consistency=consistency, dsr=dsr.dsr,
+            equity, ratio_inputs) -> ValidationReport:
+    boot = robust.bootstrap
+    finite = stab.neighbours["objective"].dropna()
+    details = {
+        "oos_is_ratio": ratio_inputs,
+        "p_value": {"observed_sharpe": boot.observed["sharpe"], "resamples": boot.n, "block_bars": boot.block,
+                    "null": "block resamples of the demeaned returns"},
+        "consistency": {"positive": int((periods["return"] > 0).sum()), "periods": len(periods),
+                        "periods_are": "OOS windows" if source["kind"] == "walk_forward" else "time blocks"},
+        "dsr": {"sharpe_per_bar": dsr.sr, "sr0_per_bar": dsr.sr0, "observations": dsr.t, "skewness": dsr.skew,
+                "kurtosis": dsr.kurt, "trials": dsr.n_trials, "sharpe_variance": dsr.var_sharpe},
+        "stability": {"objective": stab.objective, "winner_value": stab.winner_value,
+                      "neighbour_mean": float(finite.mean()) if len(finite) else None, "neighbours": len(finite),
+                      "edge_params": list(stab.on_edge)},
+        "pbo": ({"S": pbo_result.S, "splits": pbo_result.n_splits, "combos": pbo_result.n_combos,
+                 "combos_total": pbo_result.n_combos_total, "prob_oos_loss": pbo_result.prob_oos_loss}
+                if pbo_result is not None else {"error": pbo_error}),
+    }
+    graded = grade(oos_is_ratio=ratio, p_value=boot.p_value, consistency=consistency, dsr=dsr.dsr,
                    stability=stab.ratio, on_edge=bool(stab.on_edge), pbo=None if pbo_result is None else pbo_result.pbo,
-                   n_trades=n_trades)
+                   n_trades=n_trades, details=details)
     regimes = regime_summary(periods["regime"].tolist(), periods["sharpe"].to_numpy(dtype=float),
                              periods["return"].to_numpy(dtype=float))
     return ValidationReport(source, robust, dsr, pbo_result, pbo_error, stab, periods, regimes, ratio, consistency,
@@ -289,6 +313,13 @@ def _cscv_ratio(result: PBOResult | None) -> float:
     return float(np.nanmean(result.oos_sharpe_best)) / mean_is if mean_is > 0 else float("nan")
 
 
+def _cscv_inputs(result: PBOResult | None) -> dict[str, Any]:
+    if result is None:
+        return {"from": "CSCV splits (not available)"}
+    return {"from": "CSCV splits", "mean_is_sharpe_per_bar": float(np.nanmean(result.is_sharpe_best)),
+            "mean_oos_sharpe_per_bar": float(np.nanmean(result.oos_sharpe_best)), "splits": result.n_splits}
+
+
 def _block_periods(bars: Bars, returns: np.ndarray, S: int) -> pd.DataFrame:
     """The whole period cut into S near-equal time blocks: market regime, strategy return and Sharpe."""
     rows = []
@@ -299,7 +330,7 @@ def _block_periods(bars: Bars, returns: np.ndarray, S: int) -> pd.DataFrame:
         label = classify_regime(bars.close[lo:hi], bars.time_ns[lo:hi])
         std = float(np.std(r, ddof=1)) if len(r) > 1 else 0.0
         rows.append({"start": bars.index[lo], "end": bars.index[hi - 1], "regime": label.regime,
-                     "market_return": label.return_pct, "market_max_drawdown": label.max_drawdown,
+                     "market_return": label.return_pct / 100.0, "market_max_drawdown": label.max_drawdown,
                      "return": float(np.prod(1.0 + r) - 1.0),
                      "sharpe": float(np.mean(r) / std * ann) if std > 0 else 0.0})
     return pd.DataFrame(rows)

@@ -392,7 +392,8 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
             "window": win.index, "is_start": index[win.is_start], "is_end": index[win.is_end - 1],
             "oos_start": index[win.oos_start], "oos_end": index[win.oos_end - 1],
             "is_bars": win.is_end - win.is_start, "oos_bars": win.oos_end - win.oos_start,
-            "regime": regime.regime, "regime_return": regime.return_pct, "regime_max_drawdown": regime.max_drawdown,
+            "regime": regime.regime, "regime_return": regime.return_pct / 100.0,
+            "regime_max_drawdown": regime.max_drawdown,
             "combo_id": None,
         }
         oos_index = index[win.oos_start:win.oos_end]
