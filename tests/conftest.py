@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from threadx.data.bars import Bars
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -348,12 +348,10 @@ def check_intrabar_exits(i, o, h, l, bmid, p, st, trades):
     if p[P_TARGET_MID] > 0.0 and i > 0:
         m = bmid[i - 1]  # known at the previous close
         if m == m:
-            if tgt != tgt:
+            # the nearer of the two levels (comparisons, not min/max: numba's built-in CUDA
+            # target cannot compile the builtin min/max; both values are non-NaN here)
+            if tgt != tgt or (d > 0.0 and m < tgt) or (d < 0.0 and m > tgt):
                 tgt = m
-            elif d > 0.0:
-                tgt = min(tgt, m)
-            else:
-                tgt = max(tgt, m)
     stop_reason = EXIT_TRAILING_STOP if st[S_TRAILED] > 0.0 else EXIT_STOP_LOSS
     # The liquidation price (equity net of the exit fee and slippage reaches zero) is an
     # adverse level like the stop: whichever is nearer the entry is hit first.

@@ -365,7 +365,6 @@ class JobRegistry:
         from threadx.optimize.runner import EXECUTORS, _check_arguments
         from threadx.optimize.samplers import SAMPLERS
         from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace
-        from threadx.optimize.store import check_run_id
         from threadx.strategy.base import get_strategy
 
         strategy = get_strategy(params["strategy"])  # ParamError listing the known ones
@@ -385,14 +384,7 @@ class JobRegistry:
         options_from(params["engine_options"])  # unknown or out-of-range engine options
         if not isinstance(params["maximize"], bool):
             raise ParamError(f"maximize must be true or false, got {params['maximize']!r}")
-        if params["run_id"] is None:
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-            params["run_id"] = f"{params['strategy']}-{stamp}-{uuid.uuid4().hex[:6]}"
-        try:
-            check_run_id(params["run_id"])
-        except ThreadXError as exc:
-            raise ParamError(str(exc)) from None
-        return params
+        return _with_run_id(params, params["strategy"])
 
     def _new_job_id(self) -> str:
         return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}-{uuid.uuid4().hex[:4]}"
@@ -652,7 +644,6 @@ def _validated_walkforward(raw: Mapping[str, Any]) -> dict[str, Any]:
     from threadx.engine.inputs import options_from
     from threadx.engine.layout import METRIC_NAMES
     from threadx.optimize.space import SearchSpace
-    from threadx.optimize.store import check_run_id
     from threadx.strategy.base import get_strategy
     from threadx.validation.walkforward import window_lengths
 
@@ -671,9 +662,16 @@ def _validated_walkforward(raw: Mapping[str, Any]) -> dict[str, Any]:
     options_from(params["engine_options"])
     if not isinstance(params["maximize"], bool) or not isinstance(params["anchored"], bool):
         raise ParamError("maximize and anchored must be true or false")
+    return _with_run_id(params, f"wf-{params['strategy']}")
+
+
+def _with_run_id(params: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """``params`` with a checked run id (a new one from ``prefix`` and the time if none)."""
+    from threadx.optimize.store import check_run_id
+
     if params["run_id"] is None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        params["run_id"] = f"wf-{params['strategy']}-{stamp}-{uuid.uuid4().hex[:6]}"
+        params["run_id"] = f"{prefix}-{stamp}-{uuid.uuid4().hex[:6]}"
     try:
         check_run_id(params["run_id"])
     except ThreadXError as exc:

@@ -80,10 +80,6 @@ class ValidationReport:
     equity: pd.Series = field(repr=False, default=None)  # the returns' equity curve
 
     def to_dict(self) -> dict[str, Any]:
-        periods = self.periods.copy()
-        for col in periods.columns:
-            if pd.api.types.is_datetime64_any_dtype(periods[col]):
-                periods[col] = periods[col].map(lambda t: t.isoformat())
         return json_safe({
             "source": self.source,
             "grade": self.grade.to_dict(),
@@ -95,7 +91,7 @@ class ValidationReport:
             "pbo": None if self.pbo is None else self.pbo.to_dict(include_arrays=False),
             "pbo_error": self.pbo_error,
             "stability": self.stability.to_dict(),
-            "periods": periods.to_dict(orient="records"),
+            "periods": self.periods.to_dict(orient="records"),
             "regimes": self.regimes.to_dict(orient="records"),
         })
 

@@ -179,13 +179,9 @@ class WalkForwardResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary (no per-combo arrays)."""
-        table = self.table.copy()
-        for col in table.columns:
-            if pd.api.types.is_datetime64_any_dtype(table[col]):
-                table[col] = table[col].map(lambda t: t.isoformat())
         return json_safe({
             "config": self.config,
-            "windows": table.to_dict(orient="records"),
+            "windows": self.table.to_dict(orient="records"),
             "efficiency": self.efficiency,
             "consistency": self.consistency,
             "oos_summary": self.oos_summary,
