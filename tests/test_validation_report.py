@@ -119,3 +119,11 @@ def test_cli_validate_errors(data_root, tmp_path, capsys):
     assert "no run" in capsys.readouterr().err
     assert main(["walkforward", "--strategy", "ma_crossover", "--is-days", "5000", "--oos-days", "30"]) == 2
     assert "no walk-forward window fits" in capsys.readouterr().err
+
+
+def test_pbo_of_a_large_sweep_reads_a_subset_that_keeps_the_winner(run):
+    full = threadx.pbo(run, S=4)
+    part = threadx.pbo(run, S=4, max_combos=10)
+    assert full.n_combos == full.n_combos_total == len(run.ok())
+    assert part.n_combos == 10 and part.n_combos_total == len(run.ok()) and "subset" in part.note
+    np.testing.assert_array_equal(run.ok_ids(), np.sort(run.ok()["combo_id"].to_numpy()))

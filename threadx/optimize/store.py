@@ -84,6 +84,13 @@ class SweepRun:
             self._results = _read_parts(self._parts, columns=self._row_columns())
         return self._results
 
+    def ok_ids(self) -> np.ndarray:
+        """Combo ids of the successful rows (reads two columns only)."""
+        if self._results is not None or not self._parts:
+            return self.ok()["combo_id"].to_numpy() if len(self.results) else np.empty(0, dtype=np.int64)
+        rows = _read_parts(self._parts, columns=["combo_id", "status"])
+        return rows.loc[rows["status"] == "ok", "combo_id"].to_numpy()
+
     def _row_columns(self) -> list[str] | None:
         """Stored columns without the block moments (those are read by :meth:`block_moments`)."""
         if not self._parts:

@@ -18,7 +18,7 @@ Where the inputs come from (documented choices):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -199,10 +199,21 @@ def deflated_sharpe(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, 
 def pbo(run: SweepRun | str, S: int = 16, *, store: Any = None, max_combos: int = 5000, seed: int = 42) -> PBOResult:
     """Probability of backtest overfitting (CSCV) from the sweep's stored block returns."""
     run = _load(run, store)
-    ids, sums, sqs, counts = run.block_moments()
     winner = int(_winner(run)["combo_id"])
+    ok_ids = run.ok_ids()
+    subset = None
+    if len(ok_ids) > max_combos:  # read only a seeded subset (with the winner): memory stays bounded
+        rng = np.random.default_rng(seed)
+        others = ok_ids[ok_ids != winner]
+        subset = np.sort(np.append(rng.choice(others, max_combos - 1, replace=False), winner))
+    ids, sums, sqs, counts = run.block_moments(subset)
     keep = np.flatnonzero(ids == winner)
-    return pbo_from_moments(sums, sqs, counts, S=S, max_combos=max_combos, keep=keep.tolist(), seed=seed)
+    result = pbo_from_moments(sums, sqs, counts, S=S, max_combos=max_combos, keep=keep.tolist(), seed=seed)
+    if subset is None:
+        return result
+    note = (f"{len(ids):,} of {len(ok_ids):,} successful combos (a seeded random subset that keeps the winner) "
+            "to bound memory")
+    return replace(result, n_combos_total=len(ok_ids), note=note)
 
 
 def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *, store: Any = None,
