@@ -15,7 +15,7 @@ from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace, size_band
 from threadx.optimize.store import ResultStore
 from threadx.ui import charts
 from threadx.ui.jobs import JobRegistry
-from threadx.ui.state import dataset_picker, gpu_status, handover, strategy_picker
+from threadx.ui.state import dataset_picker, handover, strategy_picker
 from threadx.ui.widgets import space_editor
 
 # How long one script run follows a running sweep before starting a fresh run (tests set 0:
@@ -24,6 +24,15 @@ FOLLOW_SECONDS = float(os.environ.get("THREADX_UI_FOLLOW_SECONDS", "30"))
 
 st.title("Optimisation")
 registry = JobRegistry()
+
+
+@st.cache_resource
+def cuda_status():
+    """CUDA devices as the GPU executor sees them (numba.cuda), detected once per server."""
+    from threadx.gpu.devices import detect
+
+    return detect()
+
 store = ResultStore()
 
 specs = threadx.strategies()
@@ -49,14 +58,20 @@ objective = c[3].selectbox("Objective", list(METRIC_NAMES), index=list(METRIC_NA
                            key="opt_objective")
 maximize = c[4].selectbox("Direction", ["maximise", "minimise"], key="opt_direction") == "maximise"
 min_trades = int(c[5].number_input("Min trades", min_value=0, value=0, step=5, key="opt_min_trades"))
+gpu = cuda_status()
+use_gpu = gpu.available and bool(st.session_state.get("opt_gpu"))
 c = st.columns(6)
-workers = int(c[0].number_input("Workers", min_value=1, max_value=256, value=2, step=1, key="opt_workers"))
-executor = c[1].selectbox("Executor", ["auto", "local", "inline", "dask"], key="opt_executor")
+workers = int(c[0].number_input("Workers", min_value=1, max_value=256, value=2, step=1, key="opt_workers",
+                                help="CPU threads for combos a failed GPU hands back" if use_gpu else None))
+executor = c[1].selectbox("Executor", ["auto", "local", "inline", "dask"], key="opt_executor", disabled=use_gpu)
 fee_bps = c[2].number_input("Fee (bps)", min_value=0.0, value=10.0, step=0.5, key="opt_fee")
 fill = c[3].selectbox("Fill", ["next_open", "close"], key="opt_fill")
-gpu_ok, gpu_reason = gpu_status()
-c[4].toggle("GPU", value=False, disabled=not gpu_ok, key="opt_gpu",
-            help=None if gpu_ok else f"Unavailable: {gpu_reason}")
+c[4].toggle("GPU", value=False, disabled=not gpu.available, key="opt_gpu",
+            help=(f"Run the combos on {len(gpu.devices)} CUDA device(s): "
+                  + ", ".join(d.name for d in gpu.devices)) if gpu.available
+            else f"Unavailable, sweeps run on the CPU: {gpu.reason or 'no CUDA device found'}")
+if use_gpu:
+    executor = "gpu"
 
 # live combo count with its size band
 count_error = None

@@ -17,6 +17,40 @@ def shared_history() -> monitor.MonitorHistory:
     return monitor.MonitorHistory(max_age_s=600)
 
 
+@st.cache_resource
+def cuda_status():
+    """CUDA devices as the GPU executor sees them (numba.cuda), detected once per server."""
+    from threadx.gpu.devices import detect
+
+    return detect()
+
+
+def _fmt(value, pattern: str) -> str:
+    return "–" if value is None else pattern.format(value)
+
+
+def gpu_section(snap: dict) -> None:
+    """Per GPU: utilisation, VRAM, temperature and power (NVML), and whether sweeps can use it."""
+    status = cuda_status()
+    if status.available:
+        st.caption("GPU sweeps available (executor `gpu`): " + ", ".join(
+            f"GPU {d.index} {d.name} (compute {d.compute_capability[0]}.{d.compute_capability[1]})"
+            for d in status.devices))
+    else:
+        st.caption(f"GPU sweeps unavailable, sweeps run on the CPU: {status.reason or 'no CUDA device'}")
+    if not snap["gpus"]:
+        st.caption(f"No GPU telemetry: {snap.get('gpu_status') or 'no CUDA device'}")
+        return
+    for gpu in snap["gpus"]:
+        c = st.columns(5)
+        c[0].markdown(f"**GPU {gpu['index']}**  \n{gpu['name']}")
+        c[1].metric("Utilisation", _fmt(gpu.get("util_percent"), "{:.0f} %"))
+        used, total = gpu.get("mem_used"), gpu.get("mem_total")
+        c[2].metric("VRAM", f"{used / 2**30:.1f} / {total / 2**30:.1f} GiB" if used is not None and total else "–")
+        c[3].metric("Temperature", _fmt(gpu.get("temperature_c"), "{:.0f} °C"))
+        c[4].metric("Power", _fmt(gpu.get("power_w"), "{:.0f} W"))
+
+
 @st.fragment(run_every=2.0)
 def live() -> None:
     snap = monitor.sample()
@@ -30,10 +64,7 @@ def live() -> None:
     c[2].metric("Swap", f"{swap['percent']:.0f} %")
     c[3].metric("GPUs", str(len(snap["gpus"])), help=snap.get("gpu_status") or None)
     st.plotly_chart(charts.cpu_figure(snap["cpu_percent"]), use_container_width=True, key="cpu_now")
-    if snap["gpus"]:
-        st.dataframe(pd.DataFrame(snap["gpus"]), use_container_width=True, hide_index=True)
-    else:
-        st.caption(f"No GPU telemetry: {snap.get('gpu_status') or 'no CUDA device'}")
+    gpu_section(snap)
 
     frame = history.frame()
     if len(frame):
@@ -41,6 +72,13 @@ def live() -> None:
                 or col.startswith("gpu")]
         st.plotly_chart(charts.history_figure(frame, cols, "Last 10 minutes", "%"), use_container_width=True,
                         key="history")
+    gpu_history = history.gpu_frame()
+    if len(gpu_history.columns):
+        g = st.columns(2)
+        g[0].plotly_chart(charts.history_figure(gpu_history, [c for c in gpu_history if c.endswith("_temp_c")],
+                                                "GPU temperature", "°C"), use_container_width=True, key="gpu_temp")
+        g[1].plotly_chart(charts.history_figure(gpu_history, [c for c in gpu_history if c.endswith("_power_w")],
+                                                "GPU power", "W"), use_container_width=True, key="gpu_power")
 
     registry = JobRegistry()
     running = registry.running()

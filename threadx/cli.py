@@ -1,4 +1,4 @@
-"""The ``threadx`` command: data, backtest, sweep, runs, walkforward, validate, strategies, cache.
+"""The ``threadx`` command: data, backtest, sweep, runs, walkforward, validate, strategies, cache, gpu.
 
 Human tables by default, ``--json`` for machines. Bad input exits with status 2 and one
 line on stderr (``error: ...``), never a traceback.
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from threadx.errors import ThreadXError
+from threadx.gpu.cli import add_gpu_commands
 
 EXIT_BAD_INPUT = 2
 
@@ -479,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minimize", action="store_true")
     p.add_argument("--min-trades", type=int, default=0)
     p.add_argument("--workers", type=int)
-    p.add_argument("--executor", choices=("auto", "local", "inline"), default="auto")
+    p.add_argument("--executor", choices=("auto", "local", "inline", "gpu"), default="auto")
     p.add_argument("--run-id", help="name of the run; the same id resumes it")
     p.add_argument("--store", help="results directory (default $THREADX_RESULTS_DIR or ./results)")
     p.add_argument("--timeframe")
@@ -553,6 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cache_stats)
     p = csub.add_parser("clear")
     p.set_defaults(func=cmd_cache_clear)
+
+    add_gpu_commands(sub)
     return parser
 
 

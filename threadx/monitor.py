@@ -7,7 +7,7 @@ as ``pynvml``) when the package and a driver are present; otherwise ``gpus`` is 
 ``gpu_status`` says why. Nothing here raises on a machine without a GPU.
 
 ``MonitorHistory`` keeps the readings of the last ``max_age_s`` seconds and gives them as
-a DataFrame for the history chart.
+DataFrames for the history charts (percentages, and GPU temperature / power).
 """
 from __future__ import annotations
 
@@ -183,6 +183,26 @@ class MonitorHistory:
         gpu_columns = sorted((c for c in frame.columns if c.startswith("gpu")),
                              key=lambda c: (int(c[3:].split("_", 1)[0]), c))
         return frame[["cpu_total", "ram_percent", "swap_percent", *gpu_columns]].astype(float)
+
+    def gpu_frame(self) -> pd.DataFrame:
+        """Per GPU and reading, indexed by UTC time: ``gpu<i>_temp_c`` and ``gpu<i>_power_w``
+        (the units differ from :meth:`frame`'s percentages, hence a frame of their own)."""
+        with self._lock:
+            samples = list(self._samples)
+        rows = []
+        for s in samples:
+            row = {}
+            for gpu in s.get("gpus") or []:
+                i = gpu.get("index")
+                row[f"gpu{i}_temp_c"] = gpu.get("temperature_c")
+                row[f"gpu{i}_power_w"] = gpu.get("power_w")
+            rows.append(row)
+        index = pd.DatetimeIndex([s["time"] for s in samples], name="time")
+        if index.tz is None:
+            index = index.tz_localize("UTC")
+        frame = pd.DataFrame(rows, index=index)
+        columns = sorted(frame.columns, key=lambda c: (int(c[3:].split("_", 1)[0]), c))
+        return frame[columns].astype(float)
 
 
 def _utc(value: Any) -> pd.Timestamp:

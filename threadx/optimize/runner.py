@@ -30,12 +30,12 @@ from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ParamError
 from threadx.optimize.evaluate import STATUS_OK, ChunkResult, Evaluator, SweepTask
 from threadx.optimize.samplers import SAMPLERS, grid_ids, monte_carlo_ids, refine
-from threadx.optimize.shared import PreparedIndicators, SharedPack, indicator_requests
+from threadx.optimize.shared import PreparedIndicators, SharedPack, compute_indicators
 from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace
 from threadx.optimize.store import BLOCK_SQ_PREFIX, BLOCK_SUM_PREFIX, ResultStore, RunWriter, SweepRun, check_run_id
 from threadx.strategy.base import get_strategy
 
-EXECUTORS = ("auto", "local", "inline", "dask")
+EXECUTORS = ("auto", "local", "inline", "dask", "gpu")
 _SECONDS_PER_BAR_GUESS = 2e-8  # one combo on 12.5k bars takes about 0.2 ms
 _INLINE_BELOW_SECONDS = 1.5  # smaller sweeps run in-process: a pool would cost more to start
 _EXACT_COUNT_LIMIT = 1_000_000  # larger constrained grids show an estimated total first
@@ -99,7 +99,8 @@ def sweep(
     sweep within about one chunk, keeping what finished. The same ``run_id`` resumes.
     ``executor``: ``local`` (shared-memory process pool of ``workers``), ``inline`` (threads
     in this process), ``auto`` (inline when the sweep is too small to repay starting a pool)
-    or ``dask`` (a Dask cluster at ``scheduler``, or a LocalCluster of ``workers``).
+    or ``dask`` (a Dask cluster at ``scheduler``, or a LocalCluster of ``workers``) or ``gpu``
+    (the CUDA devices, split by the ``threadx gpu profile`` weights; ParamError without a GPU).
     ``block_returns``: per combo, the per-bar returns are also summed over this many time
     blocks and stored (float32) so that :func:`threadx.pbo` can run on the sweep; 0 = off.
     The returned run reads its rows from the store when first used.
@@ -146,6 +147,10 @@ def _check_arguments(search: SearchSpace, sampler: str, n: Any, seed: Any, objec
         raise ParamError(f"unknown objective {objective!r}; metrics: {', '.join(METRIC_NAMES)}")
     if executor not in EXECUTORS:
         raise ParamError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if executor == "gpu":
+        from threadx.gpu.devices import require_gpu
+
+        require_gpu()
     clash = set(search.names) & set(METRIC_NAMES + ("combo_id", "status", "error"))
     if clash:
         raise ParamError(f"param names {sorted(clash)} clash with result columns")
@@ -311,11 +316,12 @@ class _Session:
             or remaining * _SECONDS_PER_BAR_GUESS * len(self.bars) < _INLINE_BELOW_SECONDS
             # a strategy defined in __main__ or a notebook exists only in this process
             or (not importable and default_start_method() != "fork")))
-        if not importable and not inline and (self.executor == "dask" or default_start_method() != "fork"):
+        in_process = inline or self.executor == "gpu"
+        if not importable and not in_process and (self.executor == "dask" or default_start_method() != "fork"):
             raise ParamError(f"strategy {task.strategy!r} is defined in __main__, which worker processes cannot "
                              "import: move it to a module, or use executor='inline'")
         pool = None
-        if not inline and self.executor != "dask" and remaining:
+        if not in_process and self.executor != "dask" and remaining:
             pool = LocalPool(task, self.workers).start()  # workers start up while indicators are computed
             cleanup.callback(pool.close)
         bank = self.bank
@@ -327,6 +333,12 @@ class _Session:
         if inline:
             evaluator = Evaluator(task, self.bars, PreparedIndicators(arrays.get))
             return lambda chunks: _run_in_threads(evaluator, chunks, self.workers, self.should_stop)
+        if self.executor == "gpu":
+            from threadx.gpu.executor import GpuExecutor
+
+            gpu = GpuExecutor(task, self.bars, PreparedIndicators(arrays.get), cpu_threads=self.workers)
+            cleanup.callback(gpu.close)
+            return lambda chunks: gpu.run(chunks, self.should_stop)
         if self.executor == "dask":
             from threadx.optimize.dask_executor import DaskExecutor
 
@@ -342,16 +354,7 @@ class _Session:
         return lambda chunks: pool.run(pack.layout, chunks, self.should_stop)
 
     def _indicators(self, bank) -> dict:
-        ids = None if self.planned is None else [self.planned]
-        requests = indicator_requests(self.search, ids)
-        by_name: dict[str, list] = {}
-        for (name, key), params in requests.items():
-            by_name.setdefault(name, []).append((key, params))
-        arrays = {}
-        for name, items in by_name.items():
-            for (key, _), out in zip(items, bank.ensure_many(self.bars, name, [p for _, p in items])):
-                arrays[(name, key)] = out
-        return arrays
+        return compute_indicators(self.search, self.bars, bank, None if self.planned is None else [self.planned])
 
     def _consume(self, results: Iterator[ChunkResult]) -> None:
         for result in results:

@@ -1,0 +1,180 @@
+"""GPU sweep speed: bb_atr, 100,000 random combos on the real BTC/USDT 1h candles, per device
+and for the whole machine, beside the CPU; and GPU == CPU on a 1,000-combo sample.
+
+Usage: python benchmarks/bench_gpu.py [--combos 100000] [--check 1000] [--cpu-sample 2000]
+                                      [--workers 2] [--bars N] [--threads-per-block 128]
+                                      [--max-registers R] [PARQUET]
+
+The combos are drawn at random (seeded) from every bb_atr param over its declared range.
+1. Indicators: the distinct indicator arrays of the combos, once (as a sweep's parent does).
+2. Plan: the distinct signal arrays, lines and parameter rows on the host (threadx.gpu.plan).
+3. Per device: the planned combos on that device alone (upload, kernel, download), after a
+   warm-up run that compiles the kernel.
+4. Whole machine: GpuExecutor over every device with the active weights, planning included
+   (a fresh planner: what a sweep pays), end to end.
+5. CPU: the fast kernel as sweep workers run it (Evaluator.evaluate: signals, inputs and
+   kernel per combo) on a sample, in ``--workers`` threads.
+6. Check: the metrics of ``--check`` combos from the GPU run against the CPU, to 1e-9
+   relative (NaN and inf where the CPU has them); exit status 1 on a mismatch.
+Without a usable GPU the script stops with exit status 2 and says why.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from threadx.data.bars import as_bars
+from threadx.engine.layout import METRIC_NAMES
+from threadx.gpu.devices import detect
+
+DEFAULT_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "binance" / "BTC_USDT-1h.parquet"
+RTOL = 1e-9
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("parquet", nargs="?", default=str(DEFAULT_FILE))
+    parser.add_argument("--combos", type=int, default=100_000)
+    parser.add_argument("--check", type=int, default=1_000, help="combos compared with the CPU")
+    parser.add_argument("--cpu-sample", type=int, default=2_000, help="combos timed on the CPU")
+    parser.add_argument("--workers", type=int, default=2, help="CPU threads of the CPU figure")
+    parser.add_argument("--bars", type=int, default=None, help="use only the last N bars")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads-per-block", type=int, default=None, help="CUDA block size (default 128)")
+    parser.add_argument("--max-registers", type=int, default=None,
+                        help="register cap of the kernel (THREADX_GPU_MAX_REGISTERS; default: none)")
+    args = parser.parse_args(argv)
+    if args.max_registers:
+        os.environ["THREADX_GPU_MAX_REGISTERS"] = str(args.max_registers)  # read when the kernel is built
+
+    status = detect()
+    if not status.available:
+        print(f"error: no usable GPU, nothing to benchmark: {status.reason or 'no CUDA device found'}",
+              file=sys.stderr)
+        return 2
+
+    from threadx.gpu.balance import active_weights
+    from threadx.gpu.executor import GpuExecutor
+    from threadx.gpu.kernel import DeviceRunner
+    from threadx.gpu.plan import Planner
+    from threadx.gpu.workload import declared_space
+    from threadx.engine.inputs import options_from
+    from threadx.indicators import IndicatorBank
+    from threadx.optimize.evaluate import Evaluator, SweepTask
+    from threadx.optimize.samplers import monte_carlo_ids
+    from threadx.optimize.shared import PreparedIndicators, indicator_requests
+    from threadx.strategy.base import get_strategy
+
+    frame = pd.read_parquet(args.parquet)
+    if "timestamp" in frame.columns:
+        frame = frame.set_index("timestamp")
+    if args.bars:
+        frame = frame.iloc[-args.bars:]
+    bars = as_bars(frame)
+    task = SweepTask("bb_atr", declared_space(get_strategy("bb_atr")), options_from())
+    space = Evaluator(task, bars, IndicatorBank(disk=False)).space
+    ids = monte_carlo_ids(space, "random", args.combos, args.seed).ids
+    weights = active_weights(status.devices)
+    print(f"bb_atr on {Path(args.parquet).name}: {len(bars):,} bars, {len(ids):,} random combos of {space.size:.3g}")
+    print(f"devices: {', '.join(f'GPU {d.index} {d.name}' for d in status.devices)} "
+          f"({status.backend}); split {'/'.join(f'{w:.2f}' for w in weights.values)} ({weights.source})")
+
+    # 1. indicators, once
+    started = time.perf_counter()
+    bank = IndicatorBank(disk=False)
+    arrays = {}
+    for (name, key), params in indicator_requests(space, [ids]).items():
+        arrays[(name, key)] = bank.ensure(bars, name, params)
+    indicators = PreparedIndicators(arrays.get)
+    print(f"indicators: {len(arrays):,} distinct arrays in {time.perf_counter() - started:.2f} s")
+    evaluator = Evaluator(task, bars, indicators)
+
+    # 2. plan
+    started = time.perf_counter()
+    planner = Planner(evaluator)
+    plan = planner.plan(ids)
+    plan_s = time.perf_counter() - started
+    print(f"plan: {len(plan.signals):,} distinct signals, {len(plan.line_values):,} lines, "
+          f"{len(planner.rows.leaves):,} row traces, {int((plan.status != 0).sum())} failed combos "
+          f"in {plan_s:.2f} s ({len(ids) / plan_s:,.0f} combos/s)")
+
+    # 3. each device alone
+    block = {"threads_per_block": args.threads_per_block} if args.threads_per_block else {}
+    rows = []
+    for device in status.devices:
+        runner = DeviceRunner(device, bars, evaluator.funding, evaluator.block_end, **block)
+        runner.run(plan.subset(plan.ok[:1024]))  # compiles and loads the kernel: not timed
+        started = time.perf_counter()
+        runner.run(plan)
+        elapsed = time.perf_counter() - started
+        rows.append((f"GPU {device.index} {device.name}", len(plan.ok) / elapsed))
+        runner.close()
+
+    # 4. the whole machine, planning included
+    executor = GpuExecutor(task, bars, indicators, devices=status.devices, weights=weights,
+                           runner_factory=lambda *a: DeviceRunner(*a, **block))
+    started = time.perf_counter()
+    results = list(executor.run(iter(np.array_split(ids, max(1, len(ids) // 8192)))))
+    machine_s = time.perf_counter() - started
+    executor.close()
+    got_ids = np.concatenate([r.ids for r in results])
+    got = np.concatenate([r.metrics for r in results])
+    rows.append(("whole machine (plan + all GPUs)", len(ids) / machine_s))
+
+    # 5. the CPU, as sweep workers run it
+    sample = ids[: min(args.cpu_sample, len(ids))]
+    evaluator.evaluate(sample[:8])  # numba's kernels loaded
+    parts = np.array_split(sample, max(1, args.workers * 4))
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.workers) as pool:
+        list(pool.map(evaluator.evaluate, parts))
+    cpu_s = time.perf_counter() - started
+    cpu_rate = len(sample) / cpu_s
+    rows.append((f"CPU fast kernel, {args.workers} threads", cpu_rate))
+
+    print()
+    print(f"{'':36s} {'combos/s':>12s} {'x CPU':>8s} {'s per 100k':>11s}")
+    for label, rate in rows:
+        print(f"{label:36s} {rate:12,.0f} {rate / cpu_rate:8.1f} {100_000 / rate:11.2f}")
+    if executor.failures:
+        print(f"device failures: {[f.error for f in executor.failures]}")
+
+    # 6. GPU == CPU on a sample
+    check = np.sort(ids[: min(args.check, len(ids))])
+    order = np.argsort(got_ids)
+    gpu = got[order][np.searchsorted(got_ids[order], check)]
+    cpu = evaluator.evaluate(check).metrics
+    problems = _compare(gpu, cpu)
+    if problems:
+        print(f"\nMISMATCH on {len(problems)} of {len(check)} combos (first: {problems[:3]})")
+        return 1
+    finite = np.isfinite(cpu)
+    rel = np.abs(gpu[finite] - cpu[finite]) / np.maximum(np.abs(cpu[finite]), 1e-300)
+    print(f"\ncheck: {len(check):,} combos, GPU == CPU to {RTOL:g} relative (max {rel.max() if rel.size else 0:.2e})")
+    return 0
+
+
+def _compare(gpu: np.ndarray, cpu: np.ndarray) -> list[tuple[int, str]]:
+    bad = []
+    for k in range(len(cpu)):
+        for j, name in enumerate(METRIC_NAMES):
+            a, b = gpu[k, j], cpu[k, j]
+            if np.isnan(b) or np.isinf(b):
+                ok = (np.isnan(a) and np.isnan(b)) or a == b
+            else:
+                ok = abs(a - b) <= RTOL * max(abs(b), 1e-300)
+            if not ok:
+                bad.append((k, name))
+                break
+    return bad
+
+
+if __name__ == "__main__":
+    sys.exit(main())

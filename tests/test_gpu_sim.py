@@ -1,0 +1,151 @@
+"""The CUDA batch kernel under numba's CUDA simulator, against the CPU fast kernel.
+
+The simulator is chosen when numba.cuda is first imported, so these tests run in their own
+process with ``NUMBA_ENABLE_CUDASIM=1``: ``test_gpu_kernel.py`` starts it (CI has no GPU).
+Run them directly with ``NUMBA_ENABLE_CUDASIM=1 pytest tests/test_gpu_sim.py``.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+    pytest.skip("needs NUMBA_ENABLE_CUDASIM=1 (test_gpu_kernel.py runs this module that way)",
+                allow_module_level=True)
+
+import threadx  # noqa: E402
+from threadx.data.bars import as_bars  # noqa: E402
+from threadx.data.synthetic import generate_synthetic  # noqa: E402
+from threadx.engine.layout import METRIC_NAMES  # noqa: E402
+from threadx.gpu.devices import detect  # noqa: E402
+from threadx.gpu.kernel import DeviceRunner  # noqa: E402
+from threadx.gpu.plan import Planner  # noqa: E402
+from threadx.gpu.workload import evaluator_for, random_ids  # noqa: E402
+
+STRATEGIES = ("ma_crossover", "bb_atr", "bollinger_dual", "donchian_breakout", "supertrend")
+RTOL = 1e-9
+
+
+@pytest.fixture(scope="module")
+def bars():
+    return as_bars(generate_synthetic(days=30, seed=11).iloc[:360])
+
+
+def assert_metrics_match(gpu: np.ndarray, cpu: np.ndarray) -> None:
+    assert gpu.shape == cpu.shape
+    assert np.array_equal(np.isnan(gpu), np.isnan(cpu)), "NaN metrics differ"
+    assert np.array_equal(np.isinf(gpu), np.isinf(cpu)) and np.array_equal(gpu[np.isinf(gpu)], cpu[np.isinf(cpu)])
+    finite = np.isfinite(cpu)
+    close = np.abs(gpu[finite] - cpu[finite]) <= RTOL * np.maximum(np.abs(cpu[finite]), 1e-300)
+    if not close.all():
+        rows, cols = np.nonzero(finite)
+        bad = [(int(r), METRIC_NAMES[c]) for r, c, ok in zip(rows, cols, close) if not ok]
+        raise AssertionError(f"GPU metrics differ from the CPU's beyond {RTOL}: {bad[:5]}")
+
+
+def test_the_simulator_is_the_device():
+    status = detect()
+    assert status.available and status.simulator and status.devices[0].name == "CUDA simulator"
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("n_blocks", [0, 4])
+def test_kernel_matches_the_cpu_fast_kernel(bars, strategy, n_blocks):
+    evaluator = evaluator_for(strategy, bars, n_blocks=n_blocks, fee_bps=7.5, slippage_bps=2.0)
+    ids = random_ids(evaluator, 6, seed=len(strategy) + n_blocks)
+    plan = Planner(evaluator).plan(ids)
+    assert (plan.status == 0).all()
+    runner = DeviceRunner(detect().devices[0], bars, evaluator.funding, evaluator.block_end, threads_per_block=4)
+    gpu, gpu_blocks = runner.run(plan)  # 2 blocks of 4 threads, 2 threads idle
+    cpu = evaluator.evaluate(ids)  # the CPU fast kernel, combo by combo, as a sweep worker runs it
+    assert_metrics_match(gpu, cpu.metrics)
+    assert cpu.metrics[:, METRIC_NAMES.index("n_trades")].sum() > 0, "the inputs should trade"
+    if n_blocks:
+        assert gpu_blocks.shape == (6, n_blocks, 2)
+        np.testing.assert_allclose(gpu_blocks, cpu.blocks, rtol=RTOL, atol=1e-300)
+    else:
+        assert gpu_blocks is None
+
+
+def test_kernel_with_funding_and_leverage_matches(bars):
+    import pandas as pd
+
+    rates = pd.Series(0.0004, index=pd.date_range(bars.index[0].floor("D"), periods=200, freq="8h", tz="UTC"))
+    evaluator = evaluator_for("ma_crossover", bars, {"fast_period": [5, 8], "slow_period": [20, 30],
+                                                     "allow_short": True}, funding=rates, leverage=3.0,
+                              sizing="fraction", fraction=0.5)
+    ids = np.arange(evaluator.space.size)
+    plan = Planner(evaluator).plan(ids)
+    gpu, _ = DeviceRunner(detect().devices[0], bars, evaluator.funding, None).run(plan)
+    cpu = evaluator.evaluate(ids)
+    assert np.abs(cpu.metrics[:, METRIC_NAMES.index("total_funding")]).sum() > 0
+    assert_metrics_match(gpu, cpu.metrics)
+
+
+def _sweep_frame(run):
+    frame = run.results.sort_values("combo_id").reset_index(drop=True)
+    return frame.drop(columns=["error"])
+
+
+def test_gpu_sweep_stores_what_the_cpu_sweep_stores(bars, tmp_path):
+    import pandas as pd
+
+    space = {"fast_period": "5:7:1", "slow_period": [20, 30], "allow_short": [False, True]}
+    gpu = threadx.sweep(bars, "ma_crossover", space, executor="gpu", store=tmp_path, run_id="gpu", block_returns=3)
+    cpu = threadx.sweep(bars, "ma_crossover", space, executor="inline", store=tmp_path, run_id="cpu",
+                        block_returns=3)
+    assert gpu.manifest["status"] == "completed" and gpu.manifest["machine"]["executor"] == "gpu"
+    assert len(gpu.results) == 12
+    pd.testing.assert_frame_equal(_sweep_frame(gpu), _sweep_frame(cpu), rtol=RTOL)
+
+
+def test_gpu_sweep_reports_progress_and_a_rerun_adds_nothing(bars, tmp_path):
+    space = {"bb_period": "10:13:1", "entry_z": [1.0, 1.5]}
+    reports = []
+    first = threadx.sweep(bars, "bb_atr", space, executor="gpu", store=tmp_path, run_id="r", progress=reports.append)
+    assert first.manifest["status"] == "completed" and len(first.results) == 8
+    assert reports[-1].done == reports[-1].total == 8 and reports[-1].failed == 0
+    again = threadx.sweep(bars, "bb_atr", space, executor="gpu", store=tmp_path, run_id="r")
+    assert again.manifest["status"] == "completed" and len(again.results) == 8
+    assert again.results["combo_id"].is_unique
+
+
+def test_gpu_sweep_cancel_keeps_finished_batches_and_resumes(bars, tmp_path, monkeypatch):
+    import itertools
+
+    from threadx.gpu import executor as gpu_executor
+
+    monkeypatch.setattr(gpu_executor, "_MIN_BATCH", 2)
+    monkeypatch.setattr(gpu_executor, "_SIGNAL_BYTES_PER_BATCH", 2 * len(bars))  # batches of two combos
+    space = {"bb_period": "10:13:1", "entry_z": [1.0, 1.5]}
+    calls = itertools.count()
+    run = threadx.sweep(bars, "bb_atr", space, executor="gpu", store=tmp_path, run_id="c", chunk_size=1,
+                        cancel=lambda: next(calls) >= 3)  # asked before each chunk: stops after the first batch
+    assert run.manifest["status"] == "cancelled"
+    assert 2 <= len(run.results) < 8
+    resumed = threadx.sweep(bars, "bb_atr", space, executor="gpu", store=tmp_path, run_id="c")
+    assert resumed.manifest["status"] == "completed" and len(resumed.results) == 8
+    assert resumed.results["combo_id"].is_unique
+
+
+def test_gpu_profile_command_measures_the_simulator(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from threadx.gpu.balance import active_weights, load_profile
+    from threadx.gpu.cli import add_gpu_commands
+
+    monkeypatch.setenv("THREADX_CONFIG_DIR", str(tmp_path))
+    parser = argparse.ArgumentParser(prog="threadx")
+    add_gpu_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["gpu", "profile", "--combos", "3", "--bars", "120", "--seconds", "0.01"])
+    assert args.func(args) == 0
+    assert "CUDA simulator" in capsys.readouterr().out
+    profile = load_profile(tmp_path / "gpu_profile.json")
+    assert profile is not None and profile.ratios == [1.0] and profile.combos_per_s[0] > 0
+    assert active_weights(detect().devices, tmp_path / "gpu_profile.json").source == "profile"
+    args = parser.parse_args(["gpu", "info"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "CUDA simulator" in out and "profile weights" in out

@@ -1,0 +1,271 @@
+"""The CUDA batch kernel: one thread per combo runs the engine's own bar loop (SPEC §8).
+
+The device functions are not a port: :func:`device_functions` compiles the very code
+objects of ``threadx.engine.kernel`` (``run``, ``run_blocks``, ``step`` and the helpers
+they call) with ``numba.cuda.jit(device=True)``, each bound to a copy of that module's
+namespace in which its callees are the device versions. Under numba's CUDA simulator the
+same objects run as Python, which is what the simulator tests check against the CPU.
+
+A thread reads the bars, its signal row, its four level lines and its parameter row
+(see :class:`threadx.gpu.plan.Plan`), keeps its state and metrics in local arrays, and
+writes back only the metrics (and the per-block return moments for PBO). The kernel is
+compiled without FMA contraction, which NVVM applies by default and the CPU never does:
+one fused rounding can move a stop by a tick and change a trade.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+import types
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from threadx.data.bars import Bars
+from threadx.engine import kernel as engine
+from threadx.engine.layout import N_METRICS, N_PARAMS, N_STATE, N_TRADE_COLS
+
+THREADS_PER_BLOCK = 128
+_MEMORY_SHARE = 0.6  # of the free device memory one launch may use
+
+
+def _kernel_version() -> str:
+    digest = hashlib.sha256()
+    for path in (Path(engine.__file__), Path(__file__)):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+KERNEL_VERSION = _kernel_version()  # changes with the engine kernel or this file: old profiles expire
+
+_build_lock = threading.Lock()
+_compile_lock = threading.Lock()
+_built: dict[str, Any] = {}
+
+# Set by _build(): the numba.cuda module, float64 and the device versions of the engine loops.
+cuda: Any = None
+float64: Any = None
+_run: Any = None
+_run_blocks: Any = None
+
+
+def device_functions() -> dict[str, Any]:
+    """CUDA device versions of ``threadx.engine.kernel``'s bar loops and every helper they call."""
+    from numba import cuda as numba_cuda
+    from numba.core.registry import CPUDispatcher
+
+    namespace = dict(vars(engine))  # the helpers' globals, with callees replaced below
+    built: dict[str, Any] = {}
+
+    def build(name: str) -> None:
+        if name in built:
+            return
+        py_func = getattr(engine, name).py_func
+        fn = types.FunctionType(py_func.__code__, namespace, py_func.__name__, py_func.__defaults__,
+                                py_func.__closure__)
+        built[name] = namespace[name] = numba_cuda.jit(device=True)(fn)
+        for callee in py_func.__code__.co_names:
+            if isinstance(vars(engine).get(callee), CPUDispatcher):
+                build(callee)
+
+    build("run")
+    build("run_blocks")
+    return built
+
+
+def _batch(o, h, l, c, funding, signals, lines, sig_row, line_rows, params, metrics, trades, equity):
+    k = cuda.grid(1)
+    if k < params.shape[0]:
+        p = cuda.local.array(N_PARAMS, float64)
+        for j in range(N_PARAMS):
+            p[j] = params[k, j]
+        st = cuda.local.array(N_STATE, float64)
+        m = cuda.local.array(N_METRICS, float64)
+        r = line_rows[k]
+        _run(o, h, l, c, signals[sig_row[k]], lines[r[0]], lines[r[1]], lines[r[2]], lines[r[3]], funding,
+             p, st, m, trades, equity)
+        for j in range(N_METRICS):
+            metrics[k, j] = m[j]
+
+
+def _batch_blocks(o, h, l, c, funding, signals, lines, sig_row, line_rows, params, metrics, trades, equity,
+                  block_end, blocks):
+    k = cuda.grid(1)
+    if k < params.shape[0]:
+        p = cuda.local.array(N_PARAMS, float64)
+        for j in range(N_PARAMS):
+            p[j] = params[k, j]
+        st = cuda.local.array(N_STATE, float64)
+        m = cuda.local.array(N_METRICS, float64)
+        r = line_rows[k]
+        _run_blocks(o, h, l, c, signals[sig_row[k]], lines[r[0]], lines[r[1]], lines[r[2]], lines[r[3]],
+                    funding, p, st, m, trades, equity, block_end, blocks[k])
+        for j in range(N_METRICS):
+            metrics[k, j] = m[j]
+
+
+def _build() -> dict[str, Any]:
+    """The two kernels (without / with block moments), built once per process."""
+    global cuda, float64, _run, _run_blocks
+    with _build_lock:
+        if not _built:
+            from numba import cuda as numba_cuda
+            from numba import float64 as numba_float64
+
+            functions = device_functions()
+            cuda, float64 = numba_cuda, numba_float64
+            _run, _run_blocks = functions["run"], functions["run_blocks"]
+            # ~200 registers a thread without a cap (no spills); a cap trades spills for occupancy
+            cap = int(os.environ.get("THREADX_GPU_MAX_REGISTERS") or 0)
+            options = {"max_registers": cap} if cap and not simulator() else {}
+            _built["plain"] = numba_cuda.jit(**options)(_batch)
+            _built["blocks"] = numba_cuda.jit(**options)(_batch_blocks)
+    return _built
+
+
+def simulator() -> bool:
+    from numba import config
+
+    return bool(config.ENABLE_CUDASIM)
+
+
+@contextmanager
+def _without_fma() -> Iterator[None]:
+    """Compile with ``-fma=0``: NVVM contracts a*b+c into fused multiply-adds by default,
+    the CPU kernel never does. numba has no switch for it, so the NVVM call is wrapped
+    while our kernel compiles (under a lock; other kernels compiled meanwhile get it too)."""
+    try:
+        from numba.cuda.cudadrv import nvvm
+
+        original = nvvm.compile_ir
+    except (ImportError, AttributeError):
+        warnings.warn("cannot disable FMA contraction with this numba: GPU metrics may differ from the CPU's "
+                      "in the last digits", RuntimeWarning, stacklevel=3)
+        yield
+        return
+
+    def compile_ir(llvmir, **options):
+        options.setdefault("fma", False)
+        return original(llvmir, **options)
+
+    nvvm.compile_ir = compile_ir
+    try:
+        yield
+    finally:
+        nvvm.compile_ir = original
+
+
+class DeviceRunner:
+    """Runs plans on one device; the bars, funding and block bounds stay on it."""
+
+    def __init__(self, device: Any, bars: Bars, funding: np.ndarray | None, block_end: np.ndarray | None,
+                 threads_per_block: int = THREADS_PER_BLOCK):
+        self.device = device
+        self.n_bars = len(bars)
+        self.n_blocks = 0 if block_end is None else len(block_end)
+        self.threads_per_block = int(threads_per_block)
+        self.kernels = _build()
+        self.cuda = cuda
+        with self._context():
+            put = self.cuda.to_device
+            self._bars = [put(np.ascontiguousarray(getattr(bars, col), dtype=np.float64))
+                          for col in ("open", "high", "low", "close")]
+            self._funding = put(np.full(1, np.nan) if funding is None else np.ascontiguousarray(funding, np.float64))
+            self._block_end = put(np.zeros(1, np.int64) if block_end is None else np.ascontiguousarray(block_end,
+                                                                                                        np.int64))
+            self._trades = put(np.zeros((0, N_TRADE_COLS)))  # fast mode: no trade rows, no equity curve
+            self._equity = put(np.zeros(0))
+
+    def _context(self):
+        return self.cuda.gpus[int(self.device.index)]
+
+    def run(self, plan) -> tuple[np.ndarray, np.ndarray | None]:
+        """(metrics (n, N_METRICS), block moments (n, n_blocks, 2) or None) of the plan's combos,
+        NaN for the combos that failed to plan."""
+        n = len(plan)
+        metrics = np.full((n, N_METRICS), np.nan)
+        blocks = np.full((n, self.n_blocks, 2), np.nan) if self.n_blocks else None
+        ok = plan.ok
+        if not len(ok):
+            return metrics, blocks
+        with self._context():
+            for part in self._parts(plan, ok):
+                sub = plan.subset(part)
+                m, b = self._launch(sub)
+                metrics[part] = m
+                if blocks is not None:
+                    blocks[part] = b
+        return metrics, blocks
+
+    def _parts(self, plan, ok: np.ndarray) -> list[np.ndarray]:
+        """``ok`` in pieces whose inputs fit the device memory (neighbours share signal rows)."""
+        ok = ok[np.argsort(plan.sig[ok], kind="stable")]
+        per_combo = 8 * (N_PARAMS + N_METRICS + 2 * self.n_blocks) + 4 * 5
+        need = len(ok) * per_combo + self.n_bars * (len(plan.signals) + 8 * len(plan.line_values))
+        try:
+            free = float(self.cuda.current_context().get_memory_info()[0])
+        except Exception:  # noqa: BLE001 - a driver that does not say: assume it fits
+            free = math.inf
+        pieces = max(1, int(math.ceil(need / (_MEMORY_SHARE * free)))) if math.isfinite(free) and free > 0 else 1
+        return np.array_split(ok, pieces)
+
+    def _launch(self, sub) -> tuple[np.ndarray, np.ndarray | None]:
+        put = self.cuda.to_device
+        m = len(sub)
+        inputs = (
+            *self._bars, self._funding,
+            put(np.stack(sub.signals)), put(np.stack(sub.line_values)),
+            put(sub.sig.astype(np.int32)), put(sub.lines.astype(np.int32)),
+            put(np.ascontiguousarray(sub.rows)),
+        )
+        d_metrics = self.cuda.device_array((m, N_METRICS), dtype=np.float64)
+        args = [*inputs, d_metrics, self._trades, self._equity]
+        d_blocks = None
+        if self.n_blocks:
+            d_blocks = self.cuda.device_array((m, self.n_blocks, 2), dtype=np.float64)
+            args += [self._block_end, d_blocks]
+        kernel = self.kernels["blocks" if self.n_blocks else "plain"]
+        grid = (m + self.threads_per_block - 1) // self.threads_per_block
+        if simulator():
+            kernel[grid, self.threads_per_block](*args)
+        else:
+            with _compile_lock, _without_fma():  # a launch that compiles (first on a device) does it here
+                kernel[grid, self.threads_per_block](*args)
+        metrics = d_metrics.copy_to_host()
+        return metrics, (d_blocks.copy_to_host() if d_blocks is not None else None)
+
+    def close(self) -> None:
+        """Free the device arrays (the context stays, numba owns it)."""
+        self._bars = self._funding = self._block_end = self._trades = self._equity = None
+
+
+def run_cpu(plan, bars: Bars, funding: np.ndarray | None, block_end: np.ndarray | None,
+            threads: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
+    """The CPU fast kernel on the same inputs (a device that failed hands its combos here)."""
+    n = len(plan)
+    metrics = np.full((n, N_METRICS), np.nan)
+    blocks = np.full((n, len(block_end), 2), np.nan) if block_end is not None else None
+    fund = np.full(1, np.nan) if funding is None else funding
+
+    def one(k: int) -> None:
+        lines = [plan.line_values[j] for j in plan.lines[k]]
+        args = (bars.open, bars.high, bars.low, bars.close, plan.signals[plan.sig[k]], *lines, fund, plan.rows[k])
+        if blocks is None:
+            metrics[k] = engine.run_fast(*args)
+        else:
+            metrics[k], blocks[k] = engine.run_fast_blocks(*args, block_end)
+
+    ok = plan.ok.tolist()
+    if threads > 1 and len(ok) > 1:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="threadx-gpu-cpu") as pool:
+            list(pool.map(one, ok))  # the numba kernels release the GIL
+    else:
+        for k in ok:
+            one(k)
+    return metrics, blocks
