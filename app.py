@@ -11,7 +11,8 @@ PAGES = [
     st.Page("pages/1_Data.py", title="Data", icon=":material/database:"),
     st.Page("pages/2_Backtest.py", title="Backtest", icon=":material/candlestick_chart:", default=True),
     st.Page("pages/3_Optimisation.py", title="Optimisation", icon=":material/tune:"),
-    st.Page("pages/4_System_monitor.py", title="System monitor", icon=":material/monitor_heart:"),
+    st.Page("pages/4_Validation.py", title="Validation", icon=":material/verified:"),
+    st.Page("pages/5_System_monitor.py", title="System monitor", icon=":material/monitor_heart:"),
 ]
 navigation = st.navigation(PAGES)
 

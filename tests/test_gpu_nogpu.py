@@ -257,7 +257,7 @@ def test_system_monitor_shows_power_and_temperature(workspace, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml())
     monkeypatch.setattr(monitor, "_nvml_ready", None)
     monkeypatch.setattr(gpu_devices, "detect", lambda refresh=False: NO_DRIVER)
-    at = AppTest.from_file(str(ROOT / "pages" / "4_System_monitor.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "pages" / "5_System_monitor.py"), default_timeout=120)
     at.run()
     assert not at.exception, at.exception
     metrics = {(m.label, m.value) for m in at.metric}

@@ -76,6 +76,22 @@ def settle(page, timeout_ms: int = 60_000) -> None:
     page.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=timeout_ms)
 
 
+def fill_number(page, selector: str, value: float, attempts: int = 3) -> None:
+    """Type ``value`` into the number input under ``selector``, again if a rerun in flight reset it."""
+    box = page.locator(f"{selector} input")
+    for _ in range(attempts):
+        settle(page)
+        box.fill(str(value))
+        box.press("Enter")
+        settle(page)
+        try:
+            if float(box.input_value()) == float(value):
+                return
+        except ValueError:
+            pass
+    raise AssertionError(f"{selector} shows {box.input_value()!r}, not {value}")
+
+
 def click_until(page, button: str, appears, attempts: int = 3) -> None:
     """Click a button once the app is idle, again if what it should show does not come."""
     for attempt in range(attempts):
@@ -141,10 +157,7 @@ def test_backtest_optimise_and_open_best_combo(server, browser):
     page.locator(".st-key-opt-ma_crossover-fast_period-min input").wait_for(timeout=30_000)
     for name, (lo, hi, step) in (("fast_period", (5, 45, 10)), ("slow_period", (50, 140, 10))):
         for part, value in (("min", lo), ("max", hi), ("step", step)):
-            box = page.locator(f".st-key-opt-ma_crossover-{name}-{part} input")
-            box.fill(str(value))
-            box.press("Enter")
-            settle(page)
+            fill_number(page, f".st-key-opt-ma_crossover-{name}-{part}", value)
     page.get_by_text("combos to run", exact=False).first.wait_for()
     assert "50" in page.locator("[data-testid=stAlertContentInfo]").first.inner_text()
     shot(page, "5_optimisation_setup")
@@ -165,4 +178,81 @@ def test_backtest_optimise_and_open_best_combo(server, browser):
     click_until(page, "Run backtest", page.get_by_text("Sharpe", exact=True).first)
     page.wait_for_timeout(1500)
     shot(page, "7_best_combo_in_backtest")
+    assert not errors, errors
+
+
+def pick_option(page, key: str, option: str, attempts: int = 3) -> None:
+    """Choose ``option`` in the select box with widget key ``key``, again if a rerun closed the list."""
+    for attempt in range(attempts):
+        settle(page)
+        page.locator(f".st-key-{key}").click()
+        try:
+            page.get_by_role("option", name=option).click(timeout=5_000)
+            settle(page)
+            return
+        except playwright.TimeoutError:
+            page.keyboard.press("Escape")
+            if attempt == attempts - 1:
+                shot(page, f"failed_pick_{option}")
+                raise
+
+
+def test_walk_forward_and_sweep_validation(server, browser):
+    # very tall viewport: the results section is long and full_page shots stop at the viewport
+    page = browser.new_page(viewport={"width": 1440, "height": 2400})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    open_app(page, server["url"])
+    page.get_by_role("link", name="Validation").click()
+    page.get_by_role("heading", name="Validation").wait_for(timeout=90_000)
+    settle(page)
+
+    # a 3 x 3 grid of ma_crossover over 10 windows (IS 120 days, OOS 60 days); the picker starts at the
+    # session's strategy (the Backtest page's bb_atr in the app)
+    pick_option(page, "wf_strategy", "ma_crossover")
+    page.get_by_text("Search space", exact=True).click()
+    page.locator(".st-key-wf-ma_crossover-fast_period-min input").wait_for(timeout=30_000)
+    boxes = [(f".st-key-wf-ma_crossover-{name}-{part}", value)
+             for name, (lo, hi, step) in (("fast_period", (5, 15, 5)), ("slow_period", (20, 40, 10)))
+             for part, value in (("min", lo), ("max", hi), ("step", step))]
+    boxes += [(".st-key-wf_is_days", 120), (".st-key-wf_oos_days", 60), (".st-key-wf_boot", 200), (".st-key-wf_S", 8)]
+    for selector, value in boxes:
+        fill_number(page, selector, value)
+    page.get_by_text("Search space", exact=True).click()  # fold the editor away again
+    settle(page)
+    plan = page.locator("[data-testid=stAlertContentInfo]").first.inner_text()
+    assert "10 windows" in plan and "9 combos" in plan, plan
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    page.wait_for_timeout(1000)
+    shot(page, "8_validation_walk_forward_setup")
+
+    click_until(page, "Launch walk-forward", page.get_by_text("combos ·", exact=False).first)
+    try:
+        page.get_by_text("Grade card", exact=False).first.wait_for(timeout=120_000)
+    except playwright.TimeoutError:
+        shot(page, "failed_walk_forward")
+        for status in Path(server["results"]).glob(".jobs/*/status.json"):
+            (ARTIFACTS / "failed_walk_forward_job.txt").write_text(status.read_text()
+                                                                   + (status.parent / "log.txt").read_text())
+        raise
+    settle(page)
+    page.set_viewport_size({"width": 1440, "height": 6200})
+    page.wait_for_timeout(2500)
+    assert page.locator(".js-plotly-plot").count() >= 8  # timeline, 4 walk-forward charts, bootstrap, 2 PBO
+    shot(page, "9_validation_walk_forward_results")
+
+    # validate the sweep the Optimisation step stored (when that test ran first)
+    page.set_viewport_size({"width": 1440, "height": 2400})
+    page.get_by_role("tab", name="Validate a sweep").click()
+    if page.get_by_text("No stored sweep yet", exact=False).count() == 0:
+        for selector, value in ((".st-key-val_n", 300), (".st-key-val_S", 8)):
+            box = page.locator(f"{selector} input")
+            box.fill(str(value))
+            box.press("Enter")
+            settle(page)
+        click_until(page, "Validate", page.get_by_text("Stability: ", exact=False).first, attempts=2)
+        settle(page)
+        page.set_viewport_size({"width": 1440, "height": 4600})
+        page.wait_for_timeout(2500)
+        shot(page, "10_validation_sweep_report")
     assert not errors, errors

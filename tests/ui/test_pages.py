@@ -133,6 +133,6 @@ def test_optimisation_empty_range_shows_an_error():
 
 
 def test_system_monitor_renders():
-    at = page("4_System_monitor.py")
+    at = page("5_System_monitor.py")
     labels = [m.label for m in at.metric]
     assert "CPU" in labels and "RAM" in labels and "Hit rate" in labels

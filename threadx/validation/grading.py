@@ -76,6 +76,7 @@ def grade(
     pbo: float | None,
     n_trades: int | None,
     details: Mapping[str, Mapping[str, Any]] | None = None,
+    consistency_of: str = "out-of-sample windows",
 ) -> Grade:
     """Score the six SPEC §7 criteria and grade A-F (see the module docstring for the rules).
 
@@ -85,12 +86,13 @@ def grade(
     objective; ``on_edge``: the winner sits on an edge of the grid; ``pbo``: probability of
     backtest overfitting; ``n_trades``: trades behind the result (caps the grade);
     ``details``: per component name, the further inputs behind its value (e.g. the mean IS
-    and OOS Sharpe behind the ratio), added to that component's ``inputs``.
+    and OOS Sharpe behind the ratio), added to that component's ``inputs``;
+    ``consistency_of``: what the consistency counts (for a sweep: "time blocks").
     """
     components = [
         _ratio_component(oos_is_ratio),
         _p_value_component(p_value),
-        _consistency_component(consistency),
+        _consistency_component(consistency, consistency_of),
         _dsr_component(dsr),
         _stability_component(stability, on_edge),
         _pbo_component(pbo),
@@ -152,14 +154,14 @@ def _p_value_component(x: float | None) -> Component:
                      f"{top:g} points (20 below 0.05, 10 below 0.10).")
 
 
-def _consistency_component(x: float | None) -> Component:
+def _consistency_component(x: float | None, periods: str = "out-of-sample windows") -> Component:
     name, top = "consistency", 20.0
     v = _number(x)
     if v is None:
         return _missing(name, top, x, "Share of positive out-of-sample windows")
     pts = 0.0 if v < 0.5 else _linear(v, 0.5, 1.0, top)
     return Component(name, pts, top, v, {"consistency": v},
-                     f"{100 * v:.0f} % of out-of-sample windows were positive: {_pts(pts)} of {top:g} points "
+                     f"{100 * v:.0f} % of {periods} were positive: {_pts(pts)} of {top:g} points "
                      "(none below 50 %, full marks at 100 %).")
 
 

@@ -298,7 +298,8 @@ def _report(source, robust, dsr, pbo_result, pbo_error, stab, periods, ratio, co
     }
     graded = grade(oos_is_ratio=ratio, p_value=boot.p_value, consistency=consistency, dsr=dsr.dsr,
                    stability=stab.ratio, on_edge=bool(stab.on_edge), pbo=None if pbo_result is None else pbo_result.pbo,
-                   n_trades=n_trades, details=details)
+                   n_trades=n_trades, details=details,
+                   consistency_of="out-of-sample windows" if source["kind"] == "walk_forward" else "time blocks")
     regimes = regime_summary(periods["regime"].tolist(), periods["sharpe"].to_numpy(dtype=float),
                              periods["return"].to_numpy(dtype=float))
     return ValidationReport(source, robust, dsr, pbo_result, pbo_error, stab, periods, regimes, ratio, consistency,

@@ -1,0 +1,525 @@
+"""Validation page (SPEC §7, §9): a walk-forward set up on a timeline, run as a job with
+progress and Stop, and its results; the validation report of any stored sweep (bootstrap
+CIs, DSR, PBO, stability heatmap) with the A-F grade card explaining each component.
+
+Session state keys of this page (see threadx/ui/state.py for the shared ones):
+
+- ``wf_job``     id of the walk-forward job this page follows
+- ``wf_seen``    id of the finished job whose result was already put on screen
+- ``wf_run``     run id of the stored walk-forward shown
+- ``val_sweep``  (run_id, bootstrap n, S, seed) of the sweep validation shown
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+import threadx
+from threadx.config import settings
+from threadx.engine.layout import METRIC_NAMES
+from threadx.errors import ThreadXError
+from threadx.optimize.space import SearchSpace, size_band
+from threadx.optimize.store import ResultStore
+from threadx.ui import validation_charts as vc
+from threadx.ui.charts import format_metric
+from threadx.ui.jobs import JobInfo, JobRegistry, read_json
+from threadx.ui.state import dataset_picker, label_dataset, load_dataset, strategy_picker
+from threadx.ui.widgets import space_editor
+from threadx.validation.report import sweep_data, sweep_evaluator, validate_sweep
+from threadx.validation.stability import stability_grid
+from threadx.validation.storage import list_walk_forwards, load_walk_forward, walkforward_root
+from threadx.validation.walkforward import DEFAULT_WF_GRID_LIMIT, plan_windows, window_lengths
+
+# How long one script run follows a running job before starting a fresh run (tests set 0:
+# render the current state once and return).
+FOLLOW_SECONDS = float(os.environ.get("THREADX_UI_FOLLOW_SECONDS", "30"))
+SAMPLERS = ["grid", "random", "lhs", "sobol"]
+STABILITY_RADIUS = 3
+DATES = {col: st.column_config.DatetimeColumn(col, format="YYYY-MM-DD HH:mm")
+         for col in ("start", "end", "is_start", "is_end", "oos_start", "oos_end")}
+
+st.title("Validation")
+registry = JobRegistry()
+store = ResultStore()
+RESULTS_DIR = str(settings().results_dir)
+
+
+# --- cached loaders (keyed on hashable args: run id, results folder, file stamp, settings) ------
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _walk_forward(run_id: str, root: str, stamp: float) -> tuple[Any, Any]:
+    return load_walk_forward(run_id, root)
+
+
+def stored_walk_forward(run_id: str) -> tuple[Any, Any]:
+    """(WalkForwardResult, ValidationReport) of a stored walk-forward, cached by file time."""
+    path = walkforward_root(RESULTS_DIR) / run_id / "result.pkl"
+    return _walk_forward(run_id, RESULTS_DIR, path.stat().st_mtime if path.exists() else 0.0)
+
+
+def run_stamp(run_id: str) -> float:
+    """Modification time of a stored sweep's manifest (a resumed run gets a new cache entry)."""
+    path = store.folder(run_id) / "manifest.json"
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _sweep_report(run_id: str, root: str, stamp: float, n: int, S: int, seed: int) -> Any:
+    return validate_sweep(run_id, store=ResultStore(root), n=n, S=S, seed=seed)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _sweep_evaluator(run_id: str, root: str, stamp: float) -> Any:
+    run = ResultStore(root).load(run_id)
+    return sweep_evaluator(run, sweep_data(run))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _stability_grid(run_id: str, root: str, stamp: float, combo_id: int, x: str, y: str, metric: str) -> pd.DataFrame:
+    return stability_grid(_sweep_evaluator(run_id, root, stamp), combo_id, x, y, metric, radius=STABILITY_RADIUS)
+
+
+# --- shared renderers -------------------------------------------------------------------------
+
+def chart(fig: Any, key: str) -> None:
+    st.plotly_chart(fig, width="stretch", key=f"chart_{key}")
+
+
+def grade_card(grade: Any) -> None:
+    """The letter big, the score, the cap if any, one row per component with its sentence."""
+    with st.container(border=True):
+        left, right = st.columns([1, 5], vertical_alignment="center")
+        color = vc.grade_color(grade.letter)
+        left.markdown(f"<div style='font-size:5rem;font-weight:700;line-height:1;text-align:center;color:{color}'>"
+                      f"{grade.letter}</div><div style='text-align:center;margin-top:0.4rem'>"
+                      f"<b>{grade.score:.1f}</b> / {grade.max_score:.0f} points</div>", unsafe_allow_html=True)
+        with right:
+            st.markdown("**Grade card**: A ≥ 85, B ≥ 70, C ≥ 55, D ≥ 40, F below (out of 100 points).")
+            if grade.cap:
+                st.markdown(f":orange[**Cap:** {grade.cap}]")
+            for row in vc.grade_rows(grade):
+                c = st.columns([2, 2, 8], vertical_alignment="center")
+                c[0].markdown(f"**{row['label']}**")
+                share = row["points"] / row["max_points"] if row["max_points"] else 0.0
+                c[1].progress(min(max(share, 0.0), 1.0), text=row["score"])
+                c[2].markdown(row["explanation"])
+
+
+def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | None = None) -> None:
+    """Bootstrap, DSR, PBO, stability and regimes of a validation report."""
+    boot = report.robustness.bootstrap
+    st.markdown("#### Bootstrap confidence intervals")
+    chart(vc.bootstrap_figure(boot), key=f"{key}_boot")
+    c = st.columns([2, 3])
+    c[0].dataframe(vc.bootstrap_table(boot), hide_index=True, width="stretch")
+    c[1].caption(f"{boot.method.capitalize()}: {boot.n:,} resamples of {boot.n_bars:,} per-bar returns in blocks of "
+                 f"{boot.block:,} bars (seed {boot.seed}). Sharpe p-value **{boot.p_value:.3f}**. {boot.null}")
+
+    st.markdown("#### Deflated Sharpe ratio")
+    d = report.dsr
+    ann = math.sqrt(boot.bars_per_year) if boot.bars_per_year else 1.0
+    m = st.columns(7)
+    m[0].metric("DSR", f"{d.dsr:.3f}", help="Probability that the true Sharpe exceeds SR0, the best Sharpe that N "
+                "trials with no skill would show by luck, given T, skewness and kurtosis.")
+    m[1].metric("Sharpe (SR)", f"{d.sr:.4f}", help=f"Per bar; annualised {d.sr * ann:.2f}.")
+    m[2].metric("SR0", f"{d.sr0:.4f}", help=f"Expected best per-bar Sharpe of N unskilled trials; annualised "
+                f"{d.sr0 * ann:.2f}.")
+    m[3].metric("Trials (N)", f"{d.n_trials:,.0f}", help=f"Combos evaluated; variance of their per-bar Sharpe "
+                f"{d.var_sharpe:.3g}.")
+    m[4].metric("Observations (T)", f"{d.t:,}")
+    m[5].metric("Skewness", f"{d.skew:.2f}")
+    m[6].metric("Kurtosis", f"{d.kurt:.2f}", help="Non-excess (3 for normal returns).")
+
+    st.markdown("#### Probability of backtest overfitting (PBO)")
+    p = report.pbo
+    if p is None:
+        st.info(f"PBO not available: {report.pbo_error or 'no per-combo block returns'}. The rest of the report "
+                "does not need it; sweeps run with this version store what PBO needs.")
+    else:
+        m = st.columns(5)
+        m[0].metric("PBO", f"{p.pbo:.2f}", help="Share of CSCV splits whose in-sample winner lands at or below the "
+                    "out-of-sample median (0 = selection generalises, 0.5 = pure noise).")
+        m[1].metric("Splits", f"{p.n_splits:,}", help=f"All ways to pick S/2 of S = {p.S} time blocks in sample.")
+        m[2].metric("Combos", f"{p.n_combos:,}" + (f" of {p.n_combos_total:,}" if p.subset else ""))
+        m[3].metric("P(OOS loss)", format_metric(p.prob_oos_loss, "pct"),
+                    help="Share of splits where the in-sample winner's out-of-sample Sharpe is negative.")
+        m[4].metric("Degradation slope", f"{p.degradation_slope:.2f}",
+                    help="Slope of OOS Sharpe on IS Sharpe of the selected combo across splits.")
+        if p.note:
+            st.caption(p.note)
+        c = st.columns(2)
+        with c[0]:
+            chart(vc.pbo_logit_figure(p), key=f"{key}_pbo")
+        with c[1]:
+            chart(vc.pbo_scatter_figure(p, boot.bars_per_year), key=f"{key}_pbo_scatter")
+
+    st.markdown("#### Parameter stability")
+    s = report.stability
+    m = st.columns(3)
+    m[0].metric("Neighbours / winner", "–" if math.isnan(s.ratio) else f"{s.ratio:.2f}",
+                help="Mean objective of the one-step grid neighbours over the winner's.")
+    m[1].metric(f"Winner's {s.objective}", f"{s.winner_value:.4g}")
+    m[2].metric("Params on a grid edge", f"{len(s.on_edge)}", help="Varied params whose winning value is the first "
+                "or last of the searched range: the optimum may lie outside it.")
+    edge = f" On a grid edge: {', '.join(s.on_edge)}." if s.on_edge else ""
+    st.caption(s.note[:1].upper() + s.note[1:] + "." + edge)
+    if heatmap is not None:
+        heatmap()
+    with st.expander("One-step neighbours", expanded=heatmap is None):
+        st.dataframe(s.neighbours, hide_index=True, width="stretch")
+
+    st.markdown("#### Regimes")
+    c = st.columns([3, 2])
+    periods = report.periods.copy()
+    c[0].dataframe(periods, hide_index=True, width="stretch", column_config={
+        **DATES, "market_return": st.column_config.NumberColumn("market return", format="percent"),
+        "market_max_drawdown": st.column_config.NumberColumn("market max DD", format="percent"),
+        "return": st.column_config.NumberColumn("strategy return", format="percent"),
+        "sharpe": st.column_config.NumberColumn("Sharpe", format="%.2f"),
+    })
+    c[1].dataframe(report.regimes.reset_index(), hide_index=True, width="stretch", column_config={
+        "mean_oos_sharpe": st.column_config.NumberColumn("mean Sharpe", format="%.2f"),
+        "n_windows": st.column_config.NumberColumn("periods"),
+        "consistency": st.column_config.NumberColumn("positive", format="percent"),
+        "mean_return": st.column_config.NumberColumn("mean return", format="percent"),
+    })
+    c[1].caption("Crash: a fall of more than 30 % within 14 days; bull / bear: a window return above +20 % / "
+                 "below -20 %; range otherwise.")
+
+
+def varying_params(space: dict[str, Any]) -> list[str]:
+    """Params with more than one value in a stored space (``{"axes": [{"name", "values"}]}``)."""
+    return [a["name"] for a in space.get("axes", []) if len(a.get("values", [])) > 1]
+
+
+def metric_cards(cards: list[tuple[str, str, str | None]], per_row: int = 4) -> None:
+    for start in range(0, len(cards), per_row):
+        cols = st.columns(per_row)
+        for col, (label, value, help_text) in zip(cols, cards[start:start + per_row]):
+            col.metric(label, value, help=help_text)
+
+
+# --- walk-forward -----------------------------------------------------------------------------
+
+def progress_text(job: JobInfo) -> str:
+    eta = "–" if job.eta_s is None or job.state != "running" else f"{job.eta_s:,.0f} s"
+    text = (f"{job.state}: {job.done:,} / {job.total:,} combos · {job.rate or 0:,.1f} combos/s · ETA {eta} · "
+            f"failed {job.failed or 0}")
+    if job.state == "running" and job.folder is not None and read_json(job.folder / "status.json").get("phase"):
+        text += " · validating (bootstrap, PBO, stability)…"
+    return text
+
+
+def current_job() -> JobInfo | None:
+    job_id = st.session_state.get("wf_job")
+    if not job_id:
+        return None
+    try:
+        registry.refresh()
+        return registry.get(job_id)
+    except (ThreadXError, KeyError, FileNotFoundError):
+        return None
+
+
+def show_walk_forward(run_id: str) -> None:
+    """Cards, grade card, charts, per-window table and robustness of a stored walk-forward."""
+    try:
+        wf, report = stored_walk_forward(run_id)
+    except ThreadXError as exc:
+        st.error(str(exc))
+        return
+    cfg, meta, table = wf.config, wf.meta, wf.table
+    objective = wf.objective
+    varying = varying_params(cfg["space"])
+    st.subheader(f"Walk-forward {run_id}")
+    kind = "anchored" if cfg["anchored"] else "rolling"
+    combos = meta.get("combos_done", len(wf.combos))
+    st.caption(f"{cfg['strategy']} on {label_dataset(meta.get('dataset') or '?')}: {len(wf.windows)} {kind} windows "
+               f"(IS {cfg['is_bars']:,}, OOS {cfg['oos_bars']:,}, step {cfg['step_bars']:,} bars), {combos:,} combos "
+               f"({cfg['sampler']}) run in every window, winner by {'max' if cfg['maximize'] else 'min'} {objective}"
+               + (f" with at least {cfg['min_trades']} trades" if cfg["min_trades"] else "") + ".")
+    if meta.get("cancelled"):
+        st.warning(f"Stopped early: the results cover {meta['combos_done']:,} of {meta['combos_planned']:,} combos.")
+    if wf.errors:
+        st.caption(f"{len(wf.errors):,} combos failed and were left out.")
+    summary = wf.oos_summary
+    grade = report.grade
+    metric_cards([
+        ("Grade", f"{grade.letter} ({grade.score:.0f}/100)", "A-F from the six components in the grade card below."),
+        ("Efficiency", format_metric(wf.efficiency, "ratio"),
+         "Mean OOS Sharpe / mean IS Sharpe of the window winners (1 = no decay)."),
+        ("Consistency", format_metric(wf.consistency, "pct"), "Share of OOS windows with a positive return."),
+        ("OOS return", format_metric(summary.get("total_return"), "pct"), "Total return of the stitched OOS record."),
+        ("OOS Sharpe", format_metric(summary.get("sharpe"), "ratio"), "Annualised Sharpe of the stitched OOS record."),
+        ("OOS max drawdown", format_metric(summary.get("max_drawdown"), "pct"), None),
+        ("OOS trades", format_metric(summary.get("n_trades"), "int"), None),
+        ("Elapsed", f"{meta.get('elapsed_s', float('nan')):,.1f} s", "Walk-forward time, validation excluded."),
+    ])
+    grade_card(grade)
+
+    c = st.columns(2)
+    with c[0]:
+        chart(vc.is_oos_bars_figure(table, objective), key="wf_bars")
+    with c[1]:
+        label = ", ".join(f"{k}={wf.benchmark_params[k]}" for k in varying if k in wf.benchmark_params)
+        chart(vc.stitched_equity_figure(wf.oos_equity, wf.benchmark_equity, initial_capital=cfg["initial_capital"],
+                                        boundaries=list(table["oos_start"]),
+                                        benchmark_label=f"Full-period optimum ({label})" if label else None),
+              key="wf_equity")
+        st.caption("The full-period optimum is chosen with hindsight on all the data: the stitched record is what "
+                   "re-optimising every window would have earned.")
+    names = list(METRIC_NAMES)
+    metric = st.columns([3, 1])[1].selectbox("IS-vs-OOS scatter metric", names, index=names.index(objective),
+                                             key="wf_scatter_metric")
+    c = st.columns(2)
+    with c[0]:
+        ranges = {a["name"]: a["values"] for a in cfg["space"]["axes"]}
+        chart(vc.drift_figure(table, wf.drift, ranges), key="wf_drift")
+    with c[1]:
+        chart(vc.is_oos_scatter_figure(wf.is_oos_points(metric), metric), key="wf_scatter")
+
+    st.markdown("#### Windows")
+    shown = [col for col in ["window", "is_start", "is_end", "oos_start", "oos_end", "regime", "regime_return",
+                             "regime_max_drawdown",
+                             *varying, f"is_{objective}", f"oos_{objective}", "is_sharpe", "oos_sharpe",
+                             "is_total_return", "oos_total_return", "oos_max_drawdown", "is_n_trades", "oos_n_trades"]
+             if col in table.columns]
+    percent = {col: st.column_config.NumberColumn(col, format="percent")
+               for col in shown if col.endswith(("total_return", "max_drawdown")) and not col.startswith("regime")}
+    st.dataframe(table[list(dict.fromkeys(shown))], hide_index=True, width="stretch", column_config={
+        **DATES, "regime_return": st.column_config.NumberColumn("market return", format="percent"),
+        "regime_max_drawdown": st.column_config.NumberColumn("market max DD", format="percent"), **percent})
+
+    st.markdown("### Robustness of the stitched out-of-sample record")
+    robustness_sections(report, key="wf")
+
+
+# --- page layout: the walk-forward tab first in the layout, but the sweep tab is built before
+# the walk-forward job is polled (the poll blocks the script run for a while) -------------------
+
+tab_wf, tab_sweep = st.tabs(["Walk-forward", "Validate a sweep"])
+
+with tab_wf:
+    specs = threadx.strategies()
+    top = st.columns([3, 2])
+    with top[0]:
+        dataset = dataset_picker()
+    with top[1]:
+        strategy = strategy_picker("wf_strategy", default="ma_crossover")
+    spec = specs[strategy]
+    with st.expander("Search space", expanded=False):
+        space = space_editor(spec, key_prefix="wf")
+
+    c = st.columns(4)
+    is_days = float(c[0].number_input("In-sample (days)", min_value=1.0, value=90.0, step=15.0, key="wf_is_days"))
+    oos_days = float(c[1].number_input("Out-of-sample (days)", min_value=1.0, value=30.0, step=5.0,
+                                       key="wf_oos_days"))
+    step_days = float(c[2].number_input("Step (days, 0 = the OOS length)", min_value=0.0, value=0.0, step=5.0,
+                                        key="wf_step_days"))
+    with c[3]:
+        st.write("")
+        anchored = st.toggle("Anchored IS", value=False, key="wf_anchored",
+                             help="Every in-sample window starts at the first bar (expanding) instead of rolling.")
+    c = st.columns(6)
+    sampler = c[0].selectbox("Sampler", SAMPLERS, key="wf_sampler")
+    n = None if sampler == "grid" else int(c[1].number_input("Combos (n)", min_value=1, value=500, step=100,
+                                                             key="wf_n"))
+    seed = int(c[2].number_input("Seed", min_value=0, value=42, step=1, key="wf_seed"))
+    names = list(METRIC_NAMES)
+    objective = c[3].selectbox("Objective", names, index=names.index("sharpe"), key="wf_objective")
+    maximize = c[4].selectbox("Direction", ["maximise", "minimise"], key="wf_direction") == "maximise"
+    min_trades = int(c[5].number_input("Min trades (IS)", min_value=0, value=0, step=5, key="wf_min_trades"))
+    c = st.columns(6)
+    boot_n = int(c[0].number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=1000, step=100,
+                                   key="wf_boot"))
+    S = int(c[1].number_input("PBO blocks (S, even)", min_value=2, max_value=32, value=16, step=2, key="wf_S"))
+    workers = int(c[2].number_input("Workers", min_value=1, max_value=256, value=2, step=1, key="wf_workers"))
+    fee_bps = float(c[3].number_input("Fee (bps)", min_value=0.0, value=10.0, step=0.5, key="wf_fee"))
+    fill = c[4].selectbox("Fill", ["next_open", "close"], key="wf_fill")
+
+    # the plan: combos and windows on the loaded data, drawn before anything runs
+    problems: list[str] = []
+    combos = 0
+    try:
+        search = SearchSpace(spec, space)
+        if sampler == "grid":
+            combos = search.count_valid() if search.size <= 1_000_000 else search.size
+            if search.size > DEFAULT_WF_GRID_LIMIT:
+                problems.append(f"the grid has {search.size:,} combos, over the walk-forward limit of "
+                                f"{DEFAULT_WF_GRID_LIMIT:,}: narrow the ranges or use a Monte Carlo sampler")
+        else:
+            combos = int(n or 0)
+    except ThreadXError as exc:
+        problems.append(f"search space: {exc}")
+    df = load_dataset(dataset)
+    windows: list[Any] = []
+    try:
+        is_bars, oos_bars, step_bars = window_lengths(df.attrs.get("timeframe"), is_days=is_days, oos_days=oos_days,
+                                                      step_days=step_days or None)
+        windows = plan_windows(len(df), is_bars, oos_bars, step_bars, anchored)
+    except ThreadXError as exc:
+        problems.append(f"windows: {exc}")
+    if windows:
+        step = windows[1].oos_start - windows[0].oos_start if len(windows) > 1 else oos_bars
+        runs = combos * (2 * len(windows) + 1)
+        st.info(f"**{len(windows)} windows** on {label_dataset(dataset, df)} ({len(df):,} bars): IS {is_bars:,} bars, "
+                f"OOS {oos_bars:,} bars, step {step:,} bars · **{combos:,} combos** run in every window "
+                f"({runs:,} backtests) — **{size_band(runs)}**")
+    for problem in problems:
+        st.warning(f"Cannot run: {problem}.")
+    chart(vc.window_timeline_figure(windows, df.index), key="wf_timeline")
+
+    if st.button("Launch walk-forward", type="primary", disabled=bool(problems), key="wf_launch"):
+        try:
+            st.session_state["wf_job"] = registry.submit({"kind": "walkforward", "params": {
+                "data": dataset, "strategy": strategy, "space": space, "is_days": is_days, "oos_days": oos_days,
+                "step_days": step_days or None, "anchored": anchored, "sampler": sampler, "n": n, "seed": seed,
+                "objective": objective, "maximize": maximize, "min_trades": min_trades, "workers": workers,
+                "engine_options": {"fee_bps": fee_bps, "fill": fill}, "bootstrap": boot_n, "S": S}})
+            st.session_state.pop("wf_run", None)
+        except ThreadXError as exc:
+            st.error(f"Cannot launch: {exc}")
+    progress_box = st.container()
+
+    # the followed job, without waiting: progress, Stop, and its result once finished
+    job = current_job()
+    bar = None
+    if job is not None:
+        stored_result = bool(job.run_id) and (walkforward_root(RESULTS_DIR) / job.run_id / "result.pkl").exists()
+        with progress_box:
+            bar = st.empty()
+            bar.progress(job.fraction, text=progress_text(job))
+            if job.is_active and st.button("Stop", key="wf_stop"):
+                registry.stop(job.job_id)
+                st.toast("Stopping after the current chunk of combos…")
+            if job.state == "failed":
+                st.error(f"The walk-forward failed: {job.error}")
+            elif job.state == "cancelled":
+                st.warning("Stopped: the combos finished before the stop are shown below." if stored_result
+                           else "Stopped before any result was stored.")
+        if job.is_finished and st.session_state.get("wf_seen") != job.job_id:
+            st.session_state["wf_seen"] = job.job_id
+            if job.state in ("completed", "cancelled") and stored_result:
+                st.session_state["wf_run"] = job.run_id
+
+    stored = list_walk_forwards(RESULTS_DIR)
+    with st.expander("Stored walk-forwards", expanded=False):
+        if stored:
+            st.dataframe(pd.DataFrame(stored).drop(columns=["mtime"]), hide_index=True, width="stretch")
+            ids = [row["run_id"] for row in stored]
+            pick = st.selectbox("Reload a walk-forward", ids, key="wf_history")
+            if st.button("Show this walk-forward", key="wf_reload"):
+                st.session_state["wf_run"] = pick
+        else:
+            st.caption("No stored walk-forward yet: set one up above and press **Launch walk-forward**.")
+
+    wf_run = st.session_state.get("wf_run")
+    if wf_run:
+        show_walk_forward(wf_run)
+    elif job is None or job.is_finished:
+        st.info("Set the window lengths (the timeline above shows the windows they give), the search space and the "
+                "sampler, then press **Launch walk-forward**. Each window's in-sample winner is traded on the next "
+                "out-of-sample window; the results and the grade appear here.")
+
+
+# --- validate a stored sweep ------------------------------------------------------------------
+
+def stability_heatmap(run_id: str, stamp: float, report: Any, varying: list[str]) -> None:
+    """Two param pickers among the varying params and the objective grid around the winner."""
+    if len(varying) < 2:
+        st.caption("The stability heatmap needs two params that vary in the sweep.")
+        return
+    h = st.columns(3)
+    x = h[0].selectbox("X", varying, index=0, key="val_hm_x")
+    y = h[1].selectbox("Y", [v for v in varying if v != x], index=0, key="val_hm_y")
+    names = list(METRIC_NAMES)
+    objective = report.stability.objective
+    metric = h[2].selectbox("Metric", names, index=names.index(objective) if objective in names else 0,
+                            key="val_hm_metric")
+    try:
+        with st.spinner("Evaluating the grid around the winner…"):
+            grid = _stability_grid(run_id, RESULTS_DIR, stamp, int(report.stability.combo_id), x, y, metric)
+    except ThreadXError as exc:
+        st.warning(f"Stability heatmap not available: {exc}")
+        return
+    chart(vc.stability_heatmap_figure(grid, x, y, metric, radius=STABILITY_RADIUS), key="val_heatmap")
+
+
+def show_sweep_report(run_id: str, n_boot: int, S: int, seed: int) -> None:
+    """The validation report of a stored sweep: grade card first, then each component."""
+    try:
+        run = store.load(run_id)
+    except ThreadXError as exc:
+        st.error(str(exc))
+        return
+    stamp = run_stamp(run_id)
+    try:
+        with st.spinner(f"Validating {run_id}: {n_boot:,} bootstrap resamples, PBO over S = {S} blocks, "
+                        "stability…"):
+            report = _sweep_report(run_id, RESULTS_DIR, stamp, n_boot, S, seed)
+    except ThreadXError as exc:
+        st.error(f"Cannot validate {run_id}: {exc}")
+        return
+    m = run.manifest
+    varying = varying_params(m["space"])
+    st.subheader(f"Sweep {run_id}: {m['strategy']} on {label_dataset(m.get('dataset') or '?')}")
+    params = report.source.get("params", {})
+    st.markdown(f"Winner by {m.get('objective', 'sharpe')} among {m.get('done', 0):,} combos: "
+                + ", ".join(f"`{k}={params[k]}`" for k in (varying or params) if k in params))
+    metric_cards([
+        ("Grade", f"{report.grade.letter} ({report.grade.score:.0f}/100)", None),
+        ("OOS / IS ratio", format_metric(report.oos_is_ratio, "ratio"),
+         "Mean OOS / mean IS Sharpe of the in-sample winner over the CSCV splits."),
+        ("Consistency", format_metric(report.consistency, "pct"),
+         f"Share of the {len(report.periods)} time blocks in which the winner made money."),
+        ("Trades", format_metric(report.n_trades, "int"), "Trades of the winner (fewer than 30 / 50 cap the grade)."),
+    ])
+    grade_card(report.grade)
+    robustness_sections(report, key="val", heatmap=lambda: stability_heatmap(run_id, stamp, report, varying))
+
+
+with tab_sweep:
+    runs = store.list_runs()
+    if not len(runs):
+        st.info("No stored sweep yet. Run one on the **Optimisation** page (a small grid on the sample data is "
+                "enough), then pick it here for its bootstrap confidence intervals, deflated Sharpe, PBO, stability "
+                "heatmap and grade.")
+    else:
+        ids = list(runs["run_id"])
+        info = runs.set_index("run_id")
+        preferred = st.session_state.get("sweep_run")
+        c = st.columns([4, 1, 1, 1, 1], vertical_alignment="bottom")
+        pick = c[0].selectbox(
+            "Stored sweep", ids, index=ids.index(preferred) if preferred in ids else 0, key="val_run",
+            format_func=lambda r: f"{r} · {info.loc[r, 'strategy']} · {info.loc[r, 'dataset']} · "
+                                  f"{int(info.loc[r, 'done'] or 0):,} combos · {info.loc[r, 'status']}")
+        n_val = int(c[1].number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=1000, step=100,
+                                      key="val_n"))
+        s_val = int(c[2].number_input("PBO blocks (S)", min_value=2, max_value=32, value=16, step=2, key="val_S"))
+        seed_val = int(c[3].number_input("Seed", min_value=0, value=42, step=1, key="val_seed"))
+        if c[4].button("Validate", type="primary", key="val_go"):
+            st.session_state["val_sweep"] = (pick, n_val, s_val, seed_val)
+        shown = st.session_state.get("val_sweep")
+        if shown and shown[0] in ids:
+            show_sweep_report(*shown)
+        else:
+            st.caption("Pick a stored sweep and press **Validate** (a few seconds for thousands of combos).")
+
+
+# --- follow the running walk-forward last: this blocks the script run for a while ------------------
+
+if job is not None and job.is_active and FOLLOW_SECONDS > 0:
+    deadline = time.monotonic() + FOLLOW_SECONDS
+    while job.is_active and time.monotonic() < deadline:
+        time.sleep(0.5)
+        registry.refresh()
+        job = registry.get(job.job_id)
+        if bar is not None:
+            bar.progress(job.fraction, text=progress_text(job))
+    st.rerun()  # a fresh run picks up the result, or keeps following

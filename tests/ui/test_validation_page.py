@@ -1,0 +1,220 @@
+"""The Validation page under Streamlit's AppTest, on the synthetic sample: empty state, the
+window timeline, a small walk-forward job to its results, and the report of a stored sweep."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = str(ROOT / "pages" / "4_Validation.py")
+
+
+@pytest.fixture(autouse=True)
+def workspace(tmp_path, monkeypatch):
+    monkeypatch.setenv("THREADX_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("THREADX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("THREADX_UI_FOLLOW_SECONDS", "0")  # AppTest runs are synchronous: do not block on jobs
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def run_until(at: AppTest, done, timeout: float = 120.0) -> AppTest:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        if done(at):
+            return at
+        time.sleep(0.5)
+    raise AssertionError("condition not reached in time")
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    import json
+
+    titles = []
+    for element in at.get("plotly_chart"):
+        spec = json.loads(element.proto.spec)
+        titles.append(str(spec.get("layout", {}).get("title", {}).get("text", "")))
+    return titles
+
+
+def small_walk_forward(at: AppTest, is_days: float = 120, oos_days: float = 60) -> AppTest:
+    """ma_crossover on a 3 x 3 grid with long windows: a few seconds end to end."""
+    at.selectbox(key="wf_strategy").set_value("ma_crossover").run()
+    for name, (lo, hi, step) in (("fast_period", (5, 15, 5)), ("slow_period", (20, 40, 10))):
+        key = f"wf:ma_crossover:{name}"
+        at.selectbox(key=f"{key}:mode").set_value("range").run()
+        at.number_input(key=f"{key}:min").set_value(lo)
+        at.number_input(key=f"{key}:max").set_value(hi)
+        at.number_input(key=f"{key}:step").set_value(step)
+    at.number_input(key="wf_is_days").set_value(is_days)
+    at.number_input(key="wf_oos_days").set_value(oos_days)
+    at.number_input(key="wf_boot").set_value(200)
+    at.number_input(key="wf_S").set_value(8)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_page_renders_with_no_runs_and_says_what_to_do():
+    at = page()
+    assert [t.label for t in at.tabs] == ["Walk-forward", "Validate a sweep"]
+    info = texts(at.info)
+    assert "Launch walk-forward" in info
+    assert "No stored sweep yet" in info and "Optimisation" in info
+    assert any("walk-forward windows" in t for t in chart_titles(at))  # the timeline is drawn before any run
+    assert not at.error
+
+
+def test_window_timeline_counts_the_planned_windows():
+    at = page()
+    at.number_input(key="wf_is_days").set_value(120)
+    at.number_input(key="wf_oos_days").set_value(60).run()
+    assert not at.exception, at.exception
+    # 730 days of 1h bars: (730 - 120) // 60 = 10 complete OOS windows
+    assert "**10 windows**" in texts(at.info)
+    assert any(t.startswith("10 walk-forward windows") for t in chart_titles(at))
+    at.toggle(key="wf_anchored").set_value(True).run()
+    assert any(t.startswith("10 walk-forward windows: anchored") for t in chart_titles(at))
+    # a step longer than the OOS window spaces the windows out
+    at.number_input(key="wf_step_days").set_value(120).run()
+    assert "**5 windows**" in texts(at.info)
+
+
+def test_window_that_does_not_fit_says_so_and_blocks_launch():
+    at = page()
+    at.number_input(key="wf_is_days").set_value(700)
+    at.number_input(key="wf_oos_days").set_value(60).run()
+    assert not at.exception, at.exception
+    assert "no walk-forward window fits" in texts(at.warning)
+    assert at.button(key="wf_launch").disabled
+    assert any("No walk-forward window fits" in str(c.proto.spec) for c in at.get("plotly_chart"))
+
+
+def test_small_walk_forward_job_shows_results_and_grade_card():
+    at = small_walk_forward(page())
+    assert "**10 windows**" in texts(at.info) and "**9 combos**" in texts(at.info)
+    at.button(key="wf_launch").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert at.session_state["wf_job"]
+    run_until(at, lambda a: "wf_run" in a.session_state and bool(a.session_state["wf_run"]))
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    labels = [m.label for m in at.metric]
+    for label in ("Grade", "Efficiency", "Consistency", "OOS return", "OOS Sharpe", "OOS max drawdown", "DSR", "PBO"):
+        assert label in labels, label
+    titles = chart_titles(at)
+    for start in ("Sharpe in and out of sample per window", "Stitched OOS equity", "Parameter drift",
+                  "IS vs OOS Sharpe", "Block bootstrap", "PBO = "):
+        assert any(t.startswith(start) for t in titles), (start, titles)
+    markdown = texts(at.markdown)
+    assert "Grade card" in markdown and "Deflated Sharpe" in markdown and "Bootstrap p-value" in markdown
+    assert "Probability of backtest overfitting" in markdown
+    assert at.session_state["wf_run"] in texts(at.subheader)
+    # the stored walk-forward is listed for reloading
+    assert at.selectbox(key="wf_history").options
+
+
+def test_validate_a_stored_sweep_shows_grade_card_pbo_and_stability():
+    import threadx
+    from threadx.data.synthetic import ensure_sample
+    from threadx.optimize.store import ResultStore
+
+    ensure_sample()
+    df = threadx.load_ohlcv("synthetic/BTC_USDT-1h")
+    threadx.sweep(df, "ma_crossover", {"fast_period": "5:30:5", "slow_period": "40:120:20"}, store=ResultStore(),
+                  run_id="val-test", executor="inline", workers=1)
+    at = page()
+    assert at.selectbox(key="val_run").value == "val-test"
+    at.number_input(key="val_n").set_value(200)
+    at.number_input(key="val_S").set_value(8)
+    at.button(key="val_go").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert "Sweep val-test" in texts(at.subheader)
+    markdown = texts(at.markdown)
+    assert "Grade card" in markdown
+    for sentence in ("Out-of-sample Sharpe is", "Bootstrap p-value of the Sharpe", "Deflated Sharpe ratio is",
+                     "Probability of backtest overfitting is"):
+        assert sentence in markdown, sentence
+    labels = [m.label for m in at.metric]
+    assert "PBO" in labels and "DSR" in labels and "Neighbours / winner" in labels
+    titles = chart_titles(at)
+    assert any(t.startswith("PBO = ") for t in titles)
+    assert any(t.startswith("Stability: Sharpe around the winner over fast_period × slow_period") for t in titles)
+    assert any(t.startswith("IS winner across CSCV splits") for t in titles)
+    # other heatmap axes: swap X and Y
+    at.selectbox(key="val_hm_x").set_value("slow_period").run()
+    assert not at.exception, at.exception
+    assert any(t.startswith("Stability: Sharpe around the winner over slow_period × fast_period")
+               for t in chart_titles(at))
+
+
+def test_sweep_without_block_returns_shows_pbo_not_available():
+    import threadx
+    from threadx.data.synthetic import ensure_sample
+    from threadx.optimize.store import ResultStore
+
+    ensure_sample()
+    df = threadx.load_ohlcv("synthetic/BTC_USDT-1h")
+    store = ResultStore()
+    # like a run of an older version: no per-combo block returns stored
+    threadx.sweep(df, "ma_crossover", {"fast_period": "5:30:5", "slow_period": "40:120:20"}, store=store,
+                  run_id="old-run", executor="inline", workers=1, block_returns=0)
+    at = page()
+    at.number_input(key="val_n").set_value(200)
+    at.button(key="val_go").click().run()
+    assert not at.exception, at.exception
+    assert "PBO not available" in texts(at.info)
+    assert "Grade card" in texts(at.markdown)
+
+
+def test_stop_cancels_a_walk_forward_and_keeps_the_finished_combos():
+    from threadx.ui.jobs import JobRegistry
+
+    at = small_walk_forward(page())
+    for name, (lo, hi, step) in (("fast_period", (2, 200, 1)), ("slow_period", (3, 600, 1))):  # ~119k combos
+        key = f"wf:ma_crossover:{name}"
+        at.number_input(key=f"{key}:min").set_value(lo)
+        at.number_input(key=f"{key}:max").set_value(hi)
+        at.number_input(key=f"{key}:step").set_value(step)
+    at.run()
+    assert not at.warning, [w.value for w in at.warning]
+    at.button(key="wf_launch").click().run()
+    job_id = at.session_state["wf_job"]
+    registry = JobRegistry()
+    deadline = time.time() + 60
+    while time.time() < deadline and not (registry.get(job_id).state == "running" and registry.get(job_id).done):
+        time.sleep(0.2)
+    at.run()
+    assert any(bar.text.startswith("running: ") and "combos/s" in bar.text for bar in at.get("progress"))
+    at.button(key="wf_stop").click().run()
+    assert not at.exception, at.exception
+    deadline = time.time() + 90
+    while time.time() < deadline and registry.get(job_id).is_active:
+        time.sleep(0.3)
+    assert registry.get(job_id).state == "cancelled", registry.get(job_id)
+    run_until(at, lambda a: "wf_run" in a.session_state and bool(a.session_state["wf_run"]))
+    at.run()
+    assert not at.exception, at.exception
+    assert "Stopped early" in texts(at.warning)
+    assert "Grade card" in texts(at.markdown)
