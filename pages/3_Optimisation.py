@@ -15,7 +15,7 @@ from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace, size_band
 from threadx.optimize.store import ResultStore
 from threadx.ui import charts
 from threadx.ui.jobs import JobRegistry
-from threadx.ui.state import dataset_picker, handover, strategy_picker
+from threadx.ui.state import cuda_status, dataset_picker, handover, strategy_picker
 from threadx.ui.widgets import space_editor
 
 # How long one script run follows a running sweep before starting a fresh run (tests set 0:
@@ -25,13 +25,6 @@ FOLLOW_SECONDS = float(os.environ.get("THREADX_UI_FOLLOW_SECONDS", "30"))
 st.title("Optimisation")
 registry = JobRegistry()
 
-
-@st.cache_resource
-def cuda_status():
-    """CUDA devices as the GPU executor sees them (numba.cuda), detected once per server."""
-    from threadx.gpu.devices import detect
-
-    return detect()
 
 store = ResultStore()
 

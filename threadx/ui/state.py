@@ -83,18 +83,20 @@ def label_dataset(name: str, df: pd.DataFrame | None = None) -> str:
     return f"{name} — synthetic sample data" if synthetic else name
 
 
-def gpu_status() -> tuple[bool, str]:
-    """(available, explanation) for the GPU toggle and the sidebar."""
-    try:
-        from threadx.monitor import sample
+@st.cache_resource(show_spinner=False)
+def cuda_status():
+    """CUDA devices as the GPU executor sees them (numba.cuda), detected once per server."""
+    from threadx.gpu.devices import detect
 
-        snap = sample()
-    except Exception as exc:  # the monitor never should raise; be safe in the sidebar
-        return False, f"GPU status unknown ({exc})"
-    gpus = snap.get("gpus") or []
-    if gpus:
-        return True, ", ".join(g.get("name", "GPU") for g in gpus)
-    return False, snap.get("gpu_status") or "no CUDA device found"
+    return detect()
+
+
+def gpu_status() -> tuple[bool, str]:
+    """(available, device names or the reason there is none) for the sidebar."""
+    status = cuda_status()
+    if status.available:
+        return True, ", ".join(d.name for d in status.devices)
+    return False, status.reason or "no CUDA device found"
 
 
 def handover(strategy: str, params: dict[str, Any], dataset: str | None) -> None:
