@@ -127,3 +127,46 @@ def test_pbo_of_a_large_sweep_reads_a_subset_that_keeps_the_winner(run):
     assert full.n_combos == full.n_combos_total == len(run.ok())
     assert part.n_combos == 10 and part.n_combos_total == len(run.ok()) and "subset" in part.note
     np.testing.assert_array_equal(run.ok_ids(), np.sort(run.ok()["combo_id"].to_numpy()))
+
+
+@pytest.mark.parametrize("winner, neighbours, maximize, expected", [
+    (2.0, [1.0, 1.5], True, 0.625),        # positive, maximised: neighbours keep 62.5 %
+    (-0.2, [-0.4, -0.4], True, 0.5),       # negative (e.g. max drawdown), maximised: worse neighbours < 1
+    (-0.2, [-0.1, -0.3], True, 1.0),       # neighbours no worse on average
+    (10.0, [20.0, 20.0], False, 0.5),      # positive, minimised
+    (-10.0, [-5.0, -5.0], False, 0.5),     # negative, minimised
+    (1.0, [-1.0, -1.0], True, -1.0),       # a peak above a valley: scores nothing
+    (0.0, [1.0], True, float("nan")),
+])
+def test_stability_ratio_handles_signs_and_directions(winner, neighbours, maximize, expected):
+    from threadx.validation.stability import _ratio
+
+    ratio, _ = _ratio(winner, np.array(neighbours), maximize)
+    assert ratio == pytest.approx(expected, nan_ok=True)
+
+
+def test_walk_forward_report_without_a_full_period_winner_still_grades(synthetic_bars):
+    wf = threadx.walk_forward(synthetic_bars, "ma_crossover", SPACE, sampler="grid", is_days=90, oos_days=30,
+                              workers=1, min_trades=10_000)
+    report = validate_walk_forward(wf, n=100, S=4)
+    stability = next(c for c in report.grade.components if c.name == "stability")
+    assert stability.points == 0 and "not available" in stability.explanation
+    assert "minimum trade count" in report.stability.note
+    assert report.consistency == 0.0 and report.grade.letter == "F"
+
+
+def test_trade_shuffles_compare_with_the_actual_order(synthetic_bars):
+    result = threadx.backtest(synthetic_bars, "ma_crossover", {"fast_period": 10, "slow_period": 60})
+    robust = threadx.bootstrap(result, n=300, seed=1)
+    capital = result.meta["options"]["initial_capital"]
+    # with one position at a time, compounding the trades' equity returns rebuilds the final equity
+    path = np.cumprod(np.concatenate([[1.0], 1.0 + _trade_fractions(result, capital)]))
+    assert path[-1] * capital == pytest.approx(result.equity.iloc[-1], rel=1e-9)
+    assert robust.observed_drawdown == pytest.approx(float(np.min(path / np.maximum.accumulate(path) - 1.0)))
+    assert robust.trade_drawdowns.min() <= robust.observed_drawdown <= robust.trade_drawdowns.max() + 1e-12
+
+
+def _trade_fractions(result, capital):
+    from threadx.validation.report import _trade_returns
+
+    return _trade_returns(result.trades, result.equity, capital)

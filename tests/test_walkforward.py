@@ -119,3 +119,56 @@ def test_bad_arguments_are_refused(synthetic_bars):
         walk_forward(synthetic_bars, "ma_crossover", SPACE, is_days=90, oos_days=30, sampler="adaptive")
     with pytest.raises(ParamError, match="no walk-forward window fits"):
         walk_forward(synthetic_bars, "ma_crossover", SPACE, is_days=300, oos_days=90)
+
+
+def test_changing_prices_after_the_in_sample_window_leaves_its_metrics_alone(wf, synthetic_bars):
+    """Any use of later bars in a window's IS backtest (or signals) would show here."""
+    from threadx.data.bars import Bars
+
+    w = wf.windows[4]
+    factor = np.ones(len(synthetic_bars))
+    factor[w.is_end:] = 1.0 + 0.05 * np.sin(np.arange(len(synthetic_bars) - w.is_end) / 7.0)
+    moved = Bars(open=synthetic_bars.open * factor, high=synthetic_bars.high * factor,
+                 low=synthetic_bars.low * factor, close=synthetic_bars.close * factor,
+                 volume=synthetic_bars.volume, time_ns=synthetic_bars.time_ns, timeframe="1h", name="moved")
+    other = walk_forward(moved, "ma_crossover", SPACE, sampler="grid", is_days=90, oos_days=30,
+                         objective="total_return", workers=1)
+    for k in range(5):  # every window whose IS ends before the change: IS untouched
+        np.testing.assert_array_equal(other.is_metrics[k], wf.is_metrics[k])
+    np.testing.assert_array_equal(other.oos_metrics[:4], wf.oos_metrics[:4])
+    assert not np.array_equal(other.oos_metrics[4], wf.oos_metrics[4])  # the OOS of window 4 did see it
+    assert not np.array_equal(other.is_metrics[5], wf.is_metrics[5])
+
+
+def test_windows_without_a_winner_count_as_not_positive(synthetic_bars):
+    loose = walk_forward(synthetic_bars, "ma_crossover", SPACE, sampler="grid", is_days=90, oos_days=30, workers=1)
+    trades = loose.metric("n_trades", "is")
+    cut = int(np.median(trades.max(axis=1)))  # about half the windows have a combo with that many IS trades
+    wf = walk_forward(synthetic_bars, "ma_crossover", SPACE, sampler="grid", is_days=90, oos_days=30, workers=1,
+                      min_trades=cut)
+    empty = wf.table["combo_id"].isna()
+    assert empty.any() and (~empty).any()
+    assert wf.consistency == pytest.approx((wf.table["oos_total_return"] > 0).sum() / len(wf.windows))
+    for win, row in zip(wf.windows, wf.table.itertuples()):
+        if empty[win.index]:  # flat: the equity does not move through that window
+            seg = wf.oos_equity.iloc[win.oos_start - wf.windows[0].oos_start:][: win.oos_end - win.oos_start]
+            assert seg.nunique() == 1
+
+
+def test_liquidation_in_one_window_leaves_the_rest_flat_at_zero(synthetic_bars):
+    wf = walk_forward(synthetic_bars, "ma_crossover", SPACE, sampler="grid", is_days=60, oos_days=30, workers=1,
+                      sizing="fraction", fraction=1.0, leverage=50.0)
+    assert wf.oos_equity.iloc[-1] == 0.0 and (wf.oos_equity >= 0).all()
+    assert wf.table["liquidated_before"].any()
+    first_dead = int(wf.table.index[wf.table["liquidated_before"]][0])
+    assert wf.table["combo_id"].iloc[first_dead:].isna().all()
+    assert wf.oos_summary["total_return"] == -1.0
+
+
+def test_infinite_objective_ranks_first_like_the_sweep():
+    from threadx.validation.walkforward import _select
+
+    values = np.array([1.0, np.inf, np.nan, 3.0])
+    assert _select(values, np.ones(4), True, 0) == 1
+    assert _select(values, np.ones(4), False, 0) == 0
+    assert _select(np.array([np.nan, -np.inf]), np.ones(2), True, 0) is None

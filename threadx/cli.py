@@ -323,7 +323,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     if not args.json:
         print(file=sys.stderr)
-    report = validate_walk_forward(wf, n=args.bootstrap, seed=args.seed, S=args.S)
+    report = validate_walk_forward(wf, n=args.bootstrap, block=args.block, seed=args.seed, S=args.S)
     total = time.perf_counter() - started
     out = {"walk_forward": wf.to_dict(), "validation": report.to_dict(),
            "timing": {"walk_forward_s": elapsed, "total_s": total}}
@@ -509,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-trades", type=int, default=0)
     p.add_argument("--workers", type=int)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--block", type=int, help="bootstrap block length in bars (default sqrt of the bar count)")
     p.add_argument("--S", type=int, default=16, help="PBO (CSCV) blocks")
     p.add_argument("--timeframe")
     p.add_argument("--start")

@@ -11,7 +11,8 @@ Where the inputs come from (documented choices):
   splits of PBO; consistency = share of the S time blocks in which the winner made
   money; regimes = one label per time block.
 - both: DSR with N = combos evaluated and the variance of their per-bar Sharpe ratios
-  (whole period); PBO over the stored per-block returns of every combo; stability around
+  (whole period; for a walk-forward the tested Sharpe is the stitched OOS one, already
+  out of sample, so deflating it is conservative); PBO over the stored per-block returns of every combo; stability around
   the whole-period winner; trade-order shuffles of the winner's trades for the drawdown
   distribution.
 """
@@ -39,7 +40,7 @@ from threadx.validation.dsr import DSRResult, deflated_sharpe_from_returns
 from threadx.validation.grading import Grade, grade
 from threadx.validation.pbo import PBOResult, pbo_from_moments
 from threadx.validation.regimes import classify_regime, regime_summary
-from threadx.validation.stability import StabilityResult, parameter_stability
+from threadx.validation.stability import StabilityResult, parameter_stability, unavailable_stability
 from threadx.validation.walkforward import WalkForwardResult
 
 _SHARPE = METRIC_NAMES.index("sharpe")
@@ -51,7 +52,7 @@ class Robustness:
 
     bootstrap: BootstrapResult
     trade_drawdowns: np.ndarray  # max drawdown of each shuffled trade order
-    observed_drawdown: float
+    observed_drawdown: float  # of the trades in their actual order, compounded the same way
 
     def to_dict(self, include_samples: bool = False) -> dict[str, Any]:
         out = {"bootstrap": self.bootstrap.to_dict(include_samples=include_samples),
@@ -101,7 +102,8 @@ def robustness(returns: np.ndarray, trade_returns: np.ndarray, *, bars_per_year:
     """Block bootstrap of ``returns`` and ``n`` trade-order shuffles of ``trade_returns``."""
     boot = block_bootstrap(returns, n=n, block=block, seed=seed, bars_per_year=bars_per_year)
     shuffles = trade_shuffle_drawdowns(trade_returns, n=n, seed=seed) if len(trade_returns) else np.empty(0)
-    return Robustness(boot, shuffles, float(boot.observed["max_drawdown"]))
+    path = np.cumprod(np.concatenate([[1.0], 1.0 + np.asarray(trade_returns, dtype=float)]))
+    return Robustness(boot, shuffles, float(np.min(path / np.maximum.accumulate(path) - 1.0)))
 
 
 def bootstrap(result: Result | WalkForwardResult, n: int = 1000, block: int | None = None,
@@ -254,10 +256,15 @@ def validate_walk_forward(wf: WalkForwardResult, *, n: int = 1000, block: int | 
     counts = np.diff(np.concatenate([[0], wf.block_end]))
     pbo_result, pbo_error = _try_pbo(lambda: pbo_from_moments(
         wf.blocks[:, :, 0], wf.blocks[:, :, 1], counts, S=S, keep=[] if best is None else [best], seed=seed))
-    if best is None or wf.evaluator is None:
-        raise ThreadXError("no combo qualified on the whole period; nothing to check for stability")
-    stab = parameter_stability(wf.evaluator, int(wf.combos["combo_id"].iloc[best]), wf.objective,
-                               wf.config["maximize"])
+    if best is None:
+        stab = unavailable_stability(wf.objective, wf.config["maximize"],
+                                     "no combo met the minimum trade count on the whole period")
+    elif wf.evaluator is None:
+        stab = unavailable_stability(wf.objective, wf.config["maximize"],
+                                     "a reloaded walk-forward keeps no data to evaluate neighbours; run it again")
+    else:
+        stab = parameter_stability(wf.evaluator, int(wf.combos["combo_id"].iloc[best]), wf.objective,
+                                   wf.config["maximize"])
     table = wf.table
     periods = pd.DataFrame({
         "start": table["oos_start"], "end": table["oos_end"], "regime": table["regime"],

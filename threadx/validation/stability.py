@@ -50,6 +50,12 @@ def _num(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
+def unavailable_stability(objective: str, maximize: bool, note: str) -> StabilityResult:
+    """A stability result that could not be computed, saying why (scores 0 in the grade)."""
+    frame = pd.DataFrame(columns=["param", "step", "value", "objective", "combo_id"])
+    return StabilityResult(objective, bool(maximize), -1, {}, float("nan"), frame, float("nan"), (), note)
+
+
 def neighbour_ids(space: SearchSpace, combo_id: int) -> tuple[list[tuple[str, int, int]], tuple[str, ...]]:
     """([(param, step, neighbour id)] of valid neighbours, params on an edge) of a combo."""
     idx = space.value_indices(np.array([combo_id]))[0]
@@ -93,17 +99,25 @@ def parameter_stability(evaluator: Evaluator, combo_id: int, objective: str = "s
 
 
 def _ratio(winner: float, neighbours: np.ndarray, maximize: bool) -> tuple[float, str]:
+    """How much of the winner's objective its neighbours keep: 1 = a plateau, lower = a peak.
+
+    Mean neighbour over winner for positive values of a maximised objective; for negative
+    ones (e.g. max drawdown) the inverse, so neighbours that are worse still give < 1;
+    the other way round for a minimised objective. Neighbours better on average give 1.
+    """
     finite = neighbours[np.isfinite(neighbours)]
     if not len(finite):
         return float("nan"), "no neighbour to compare with (no varied param, or every neighbour failed)"
-    if not math.isfinite(winner) or winner <= 0:
-        return float("nan"), "the winner's objective is not positive, so a neighbour/winner ratio means nothing"
+    if not math.isfinite(winner) or winner == 0.0:
+        return float("nan"), "the winner's objective is zero or not finite, so a neighbour/winner ratio means nothing"
     mean = float(finite.mean())
-    if maximize:
-        return mean / winner, f"neighbours average {mean:.4g} against the winner's {winner:.4g}"
-    if mean <= 0:
-        return float("nan"), "neighbours' mean objective is not positive; the ratio means nothing"
-    return winner / mean, f"neighbours average {mean:.4g} against the winner's {winner:.4g} (lower is better)"
+    text = f"neighbours average {mean:.4g} against the winner's {winner:.4g}"
+    better = mean >= winner if maximize else mean <= winner
+    if better:
+        return 1.0, text + " (no worse on average)"
+    if (winner > 0) == maximize:  # maximise a positive value, or minimise a negative one
+        return mean / winner, text
+    return winner / mean, text  # the neighbours' mean has the winner's sign here
 
 
 def stability_grid(evaluator: Evaluator, combo_id: int, x: str, y: str, objective: str = "sharpe",

@@ -123,7 +123,7 @@ class WalkForwardResult:
     benchmark_equity: pd.Series  # the full-period optimum traded over the OOS span
     benchmark_params: dict[str, Any]
     efficiency: float  # mean OOS Sharpe / mean IS Sharpe of the window winners
-    consistency: float  # share of OOS windows with a positive return
+    consistency: float  # share of all OOS windows with a positive return (flat windows count as not positive)
     drift: pd.DataFrame  # per param: values across windows and their spread
     errors: dict[int, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
@@ -361,8 +361,9 @@ def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, wi
 
 
 def _select(values: np.ndarray, trades: np.ndarray, maximize: bool, min_trades: int) -> int | None:
-    """Index of the best finite value among rows with enough trades, or None."""
-    ok = np.isfinite(values) & (trades >= min_trades)
+    """Index of the best value among rows with enough trades, or None. An infinite best
+    (e.g. profit factor without a loss) ranks first, as in ``SweepRun.top``."""
+    ok = ~np.isnan(values) & (values != (-np.inf if maximize else np.inf)) & (trades >= min_trades)
     if not ok.any():
         return None
     masked = np.where(ok, values, -np.inf if maximize else np.inf)
@@ -393,7 +394,10 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
             "combo_id": None,
         }
         oos_index = index[win.oos_start:win.oos_end]
-        if pick is None:  # no combo qualifies: stay flat through this OOS window
+        if capital <= 0.0:  # liquidated in an earlier window: nothing left to trade
+            row["liquidated_before"] = True
+            equities.append(pd.Series(0.0, index=oos_index))
+        elif pick is None:  # no combo qualifies: stay flat through this OOS window
             equities.append(pd.Series(capital, index=oos_index))
         else:
             params = {k: to_python(combos.iloc[pick][k]) for k in names}
@@ -413,6 +417,9 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
                 row[f"oos_{name}"] = metrics_dict(m, tf_s)[name]
         rows.append(row)
     table = pd.DataFrame(rows)
+    table["combo_id"] = table["combo_id"].astype("Int64")
+    if "liquidated_before" in table:
+        table["liquidated_before"] = table["liquidated_before"].fillna(False).astype(bool)
     oos_equity = pd.concat(equities).rename("equity")
     oos_trades = (pd.concat(trade_frames, ignore_index=True) if trade_frames
                   else trades_frame(np.empty((0, N_TRADE_COLS)), index).assign(window=0))
@@ -422,9 +429,10 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
     if len(chosen):
         mean_is, mean_oos = float(chosen["is_sharpe"].mean()), float(chosen["oos_sharpe"].mean())
         efficiency = mean_oos / mean_is if mean_is > 0 else float("nan")
-        consistency = float((chosen["oos_total_return"] > 0).mean())
     else:
-        efficiency, consistency = float("nan"), float("nan")
+        efficiency = float("nan")
+    # every window counts: one without a qualifying combo stayed flat, so it is not positive
+    consistency = float((table.get("oos_total_return", pd.Series(dtype=float)) > 0).sum() / len(table))
 
     best = _select(full[:, obj], full[:, trades_k], maximize, min_trades)
     span = slice(windows[0].oos_start, windows[-1].oos_end)
