@@ -271,6 +271,8 @@ def test_sweep_with_executor_gpu_completes_despite_a_failing_device(bars, tmp_pa
     cpu = threadx.sweep(bars, "ma_crossover", space, executor="inline", store=tmp_path, run_id="cpu",
                         block_returns=4)
     assert gpu.manifest["status"] == "completed" and gpu.manifest["machine"]["executor"] == "gpu"
+    recorded = gpu.manifest["gpu"]  # which devices ran, with what weights, and what failed
+    assert len(recorded["devices"]) == 2 and [f["device"] for f in recorded["failures"]] == [1]
     assert len(progress) >= 2 and progress[-1].done == progress[-1].total == len(cpu.results)
     a = gpu.results.sort_values("combo_id").reset_index(drop=True)
     b = cpu.results.sort_values("combo_id").reset_index(drop=True)

@@ -224,3 +224,37 @@ def test_a_param_steering_through_numpy_falls_back_to_exact_keys(bars, caplog):
     assert_same_inputs(evaluator, plan)
     assert any("not a plain copy" in r.getMessage() for r in caplog.records)
     assert planner.rows.tag is False
+
+
+def _branchy_exits(p):
+    # the stop is a plain copy, but float() hides the read of the same param that picks the target:
+    # the probe values may never cross the branch, so only later batches meet the other side
+    stop = float(p["stop_pct"])
+    return ExitRules(stop_pct=stop, tp_pct=0.0 if stop > 0.1 else 0.05, sizing="all_in")
+
+
+BRANCHY = _register(StrategySpec(
+    name="test_gpu_branchy",
+    description="exits that branch on a float() copy of a param (tests only)",
+    params=ma_crossover.SPEC.params + (Param("stop_pct", "float", 0.05, 0.001, 0.5, 0.001),),
+    constraints=ma_crossover.SPEC.constraints,
+    indicators=ma_crossover.SPEC.indicators,
+    signals=ma_crossover.SPEC.signals,
+    levels=ma_crossover.SPEC.levels,
+    exits=_branchy_exits,
+))
+
+
+def test_every_batch_checks_the_substituted_values_it_has_not_seen(bars, caplog):
+    evaluator = evaluator_for("test_gpu_branchy", bars, {"stop_pct": [0.005, 0.05, 0.15, 0.2],
+                                                          "fast_period": [5, 8, 10]})
+    ids = np.arange(evaluator.space.size)
+    stop = evaluator.space.columns(ids)["stop_pct"]
+    planner = Planner(evaluator)
+    with caplog.at_level(logging.WARNING, logger="threadx.gpu.plan"):
+        first = planner.plan(ids[stop < 0.1])  # one side of the branch only
+        assert_same_inputs(evaluator, first)
+        assert (first.status == 0).all()
+        later = planner.plan(ids[stop > 0.1])  # the other side, in a later batch
+    assert_same_inputs(evaluator, later)
+    assert any("not a plain copy" in r.getMessage() for r in caplog.records)

@@ -149,7 +149,8 @@ def split_counts(n: int, weights: Sequence[float]) -> list[int]:
 
 # --- measuring -----------------------------------------------------------------------------------
 
-PROFILE_WORKLOAD = {"strategy": "bb_atr", "bars": 8760, "combos": 20_000, "seed": 7}
+# 100k combos: several waves of resident threads even on the largest GPUs, so the ratio is throughput
+PROFILE_WORKLOAD = {"strategy": "bb_atr", "bars": 8760, "combos": 100_000, "seed": 7}
 
 
 def measure_profile(devices: Sequence[GpuDevice], runner_factory: Callable[..., Any] | None = None,

@@ -366,11 +366,14 @@ class _Memo:
         self.leaves: list[_Leaf] = []
         self.tables: dict[tuple[str, ...], dict[tuple, int]] = {}
         self.unchecked: set[int] = set()  # leaves whose substitutions no plain call has confirmed
+        # per leaf and substituted param: the value positions a plain call has confirmed
+        self.confirmed: dict[tuple[int, str], set[int]] = {}
         self.nbytes = 0
         self._lock = threading.Lock()
 
     def clear(self) -> None:
         self.leaves, self.tables, self.unchecked, self.nbytes = [], {}, set(), 0
+        self.confirmed = {}
 
     def resolve(self, frame: "_Frame", positions: np.ndarray) -> np.ndarray:
         """Leaf index of each combo at ``positions`` (calls the function where no trace fits)."""
@@ -912,15 +915,29 @@ class Planner:
                 lines[group] = found
 
     def _verify(self, memo: _Memo, frame: _Frame, positions: np.ndarray, leaf_of: np.ndarray) -> bool:
-        """Check the substitutions of new traces against plain calls on a sample of their combos;
-        on a mismatch, stop tagging (every param read becomes a key)."""
+        """Check substitutions against plain calls, in every batch: a sample of the combos of
+        new traces, and one combo for each value of a substituted param that no plain call
+        has confirmed for its trace yet (a value the probes did not try can take another
+        branch, e.g. through ``float(param)``). On a mismatch, stop tagging: every param
+        read becomes a key, which is exact for any deterministic function."""
         fresh = np.array(sorted(memo.unchecked), dtype=np.int64)
         memo.unchecked.clear()
+        picks: list[int] = []
         candidates = np.flatnonzero(np.isin(leaf_of, fresh))
-        if not len(candidates):
-            return True
-        rng = np.random.default_rng(len(memo.leaves))
-        for k in rng.choice(candidates, size=min(_VERIFY_PER_BATCH, len(candidates)), replace=False):
+        if len(candidates):
+            rng = np.random.default_rng(len(memo.leaves))
+            picks += [int(k) for k in rng.choice(candidates, size=min(_VERIFY_PER_BATCH, len(candidates)),
+                                                 replace=False)]
+        for leaf_no, members in _split(leaf_of, np.arange(len(leaf_of))):
+            for name in memo.leaves[leaf_no].subs:
+                seen = memo.confirmed.setdefault((leaf_no, name), set())
+                values = frame.column("p:" + name)[positions[members]]
+                new_values, first = np.unique(values, return_index=True)
+                for value, k in zip(new_values.tolist(), first.tolist()):
+                    if value not in seen:
+                        seen.add(value)
+                        picks.append(int(members[k]))
+        for k in dict.fromkeys(picks):
             pos = int(positions[k])
             leaf = memo.leaves[int(leaf_of[k])]
             expected, error = memo.plain(frame, pos)

@@ -338,6 +338,7 @@ class _Session:
 
             gpu = GpuExecutor(task, self.bars, PreparedIndicators(arrays.get), cpu_threads=self.workers)
             cleanup.callback(gpu.close)
+            cleanup.callback(lambda: self.writer.update_manifest(gpu=gpu.describe()))  # devices, failures
             return lambda chunks: gpu.run(chunks, self.should_stop)
         if self.executor == "dask":
             from threadx.optimize.dask_executor import DaskExecutor
