@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from threadx.data.bars import Bars
-from threadx.engine.layout import N_METRICS
+from threadx.engine.layout import N_METRICS, N_PARAMS
 from threadx.gpu.balance import Weights, active_weights, split_counts
 from threadx.gpu.devices import GpuDevice, require_gpu
 from threadx.gpu.kernel import DeviceRunner, run_cpu
@@ -29,6 +29,7 @@ from threadx.optimize.evaluate import ChunkResult, Evaluator, SweepTask
 log = logging.getLogger(__name__)
 
 _SIGNAL_BYTES_PER_BATCH = 512 * 2**20  # host memory for the distinct signal arrays of one batch
+_RESULT_BYTES_PER_BATCH = 256 * 2**20  # host memory for the params and results of one batch
 _MIN_BATCH, _MAX_BATCH = 4_096, 1_048_576
 
 
@@ -119,7 +120,10 @@ class GpuExecutor:
         if self.batch_size or not len(plan):
             return
         share = max(len(plan.signals) / len(plan), 1 / 64)
-        self._next_batch = int(np.clip(_SIGNAL_BYTES_PER_BATCH / (len(self.bars) * share), _MIN_BATCH, _MAX_BATCH))
+        n_blocks = 0 if self.evaluator.block_end is None else len(self.evaluator.block_end)
+        per_combo = 8 * (N_PARAMS + N_METRICS + 2 * n_blocks)  # the row in, the metrics and blocks out
+        largest = min(_MAX_BATCH, _RESULT_BYTES_PER_BATCH // per_combo)
+        self._next_batch = int(np.clip(_SIGNAL_BYTES_PER_BATCH / (len(self.bars) * share), _MIN_BATCH, largest))
 
     # --- one batch --------------------------------------------------------------------------------
 
