@@ -9,35 +9,13 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from apptest_helpers import open_page, run_until  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def workspace(tmp_path, monkeypatch):
-    monkeypatch.setenv("THREADX_DATA_ROOT", str(tmp_path / "data"))
-    monkeypatch.setenv("THREADX_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path / "results"))
-    monkeypatch.setenv("THREADX_UI_FOLLOW_SECONDS", "0")  # AppTest runs are synchronous: do not block on jobs
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def page(name: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / name), default_timeout=120)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def run_until(at: AppTest, done, timeout: float = 120.0) -> AppTest:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        at.run()
-        assert not at.exception, at.exception
-        if done(at):
-            return at
-        time.sleep(0.5)
-    raise AssertionError("condition not reached in time")
+    return open_page(name)
 
 
 def test_main_app_renders_with_sidebar():

@@ -3,43 +3,18 @@ window timeline, a small walk-forward job to its results, and the report of a st
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-PAGE = str(ROOT / "pages" / "4_Validation.py")
+from apptest_helpers import open_page, run_until  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def workspace(tmp_path, monkeypatch):
-    monkeypatch.setenv("THREADX_DATA_ROOT", str(tmp_path / "data"))
-    monkeypatch.setenv("THREADX_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path / "results"))
-    monkeypatch.setenv("THREADX_UI_FOLLOW_SECONDS", "0")  # AppTest runs are synchronous: do not block on jobs
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def run_until(at: AppTest, done, timeout: float = 120.0) -> AppTest:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        at.run()
-        assert not at.exception, at.exception
-        if done(at):
-            return at
-        time.sleep(0.5)
-    raise AssertionError("condition not reached in time")
+    return open_page('4_Validation.py')
 
 
 def texts(elements) -> str:

@@ -21,7 +21,7 @@ def add_gpu_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_gpu_info)
     p = gsub.add_parser("profile", help="measure each device on the real kernel and store the split ratios")
-    p.add_argument("--combos", type=int, default=None, help="combos of the synthetic workload (default 20000)")
+    p.add_argument("--combos", type=int, default=None, help="combos of the synthetic workload (default 100000)")
     p.add_argument("--bars", type=int, default=None, help="bars of the synthetic workload (default 8760)")
     p.add_argument("--seconds", type=float, default=1.0, help="timed run per device, after the warm-up")
     p.add_argument("--json", action="store_true")

@@ -1,0 +1,29 @@
+"""Helpers of the AppTest page tests."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def open_page(name: str) -> AppTest:
+    """Run ``pages/<name>`` once; it must not raise."""
+    at = AppTest.from_file(str(ROOT / "pages" / name), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def run_until(at: AppTest, done, timeout: float = 120.0) -> AppTest:
+    """Rerun ``at`` until ``done(at)`` (a background job finished, say)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        if done(at):
+            return at
+        time.sleep(0.5)
+    raise AssertionError("condition not reached in time")
