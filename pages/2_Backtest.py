@@ -11,7 +11,7 @@ from threadx.data.bars import as_bars
 from threadx.engine.backtest import prepare_signals
 from threadx.errors import ThreadXError
 from threadx.ui import charts
-from threadx.ui.state import dataset_picker, label_dataset, load_dataset, strategy_picker
+from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset
 from threadx.ui.widgets import param_form
 
 st.title("Backtest")
@@ -29,11 +29,7 @@ if handed:
     st.info("Parameters carried over from the Optimisation page.")
 
 specs = threadx.strategies()
-top = st.columns([3, 2])
-with top[0]:
-    dataset = dataset_picker()
-with top[1]:
-    strategy = strategy_picker("bt_strategy", default="bb_atr")
+dataset, strategy = dataset_and_strategy("bt_strategy", default="bb_atr")
 spec = specs[strategy]
 st.caption(spec.description)
 

@@ -29,7 +29,7 @@ from threadx.optimize.store import ResultStore
 from threadx.ui import validation_charts as vc
 from threadx.ui.charts import format_metric
 from threadx.ui.jobs import JobInfo, JobRegistry, read_json
-from threadx.ui.state import dataset_picker, label_dataset, load_dataset, strategy_picker
+from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset
 from threadx.ui.widgets import space_editor
 from threadx.validation.report import sweep_data, sweep_evaluator, validate_sweep
 from threadx.validation.stability import stability_grid
@@ -307,11 +307,7 @@ tab_wf, tab_sweep = st.tabs(["Walk-forward", "Validate a sweep"])
 
 with tab_wf:
     specs = threadx.strategies()
-    top = st.columns([3, 2])
-    with top[0]:
-        dataset = dataset_picker()
-    with top[1]:
-        strategy = strategy_picker("wf_strategy", default="ma_crossover")
+    dataset, strategy = dataset_and_strategy("wf_strategy", default="ma_crossover")
     spec = specs[strategy]
     with st.expander("Search space", expanded=False):
         space = space_editor(spec, key_prefix="wf")

@@ -77,6 +77,16 @@ def strategy_picker(key: str, default: str) -> str:
     return choice
 
 
+def dataset_and_strategy(key: str, default: str) -> tuple[str, str]:
+    """The dataset picker and a strategy picker side by side: (dataset, strategy)."""
+    left, right = st.columns([3, 2])
+    with left:
+        dataset = dataset_picker()
+    with right:
+        strategy = strategy_picker(key, default=default)
+    return dataset, strategy
+
+
 def label_dataset(name: str, df: pd.DataFrame | None = None) -> str:
     """A dataset's name, marked when it is the synthetic sample."""
     synthetic = name.startswith("synthetic/") or bool(df is not None and df.attrs.get("synthetic"))
