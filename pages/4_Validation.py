@@ -31,7 +31,7 @@ from threadx.ui.charts import format_metric
 from threadx.ui.jobs import JobInfo, JobRegistry, read_json
 from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset
 from threadx.ui.widgets import space_editor
-from threadx.validation.report import sweep_data, sweep_evaluator, validate_sweep
+from threadx.validation.report import sweep_data, sweep_evaluator, validate_sweep, walk_forward_evaluator
 from threadx.validation.stability import stability_grid
 from threadx.validation.storage import list_walk_forwards, load_walk_forward, walkforward_root
 from threadx.validation.walkforward import DEFAULT_WF_GRID_LIMIT, plan_windows, window_lengths
@@ -59,8 +59,7 @@ def _walk_forward(run_id: str, root: str, stamp: float) -> tuple[Any, Any]:
 
 def stored_walk_forward(run_id: str) -> tuple[Any, Any]:
     """(WalkForwardResult, ValidationReport) of a stored walk-forward, cached by file time."""
-    path = walkforward_root(RESULTS_DIR) / run_id / "result.pkl"
-    return _walk_forward(run_id, RESULTS_DIR, path.stat().st_mtime if path.exists() else 0.0)
+    return _walk_forward(run_id, RESULTS_DIR, wf_stamp(run_id))
 
 
 def run_stamp(run_id: str) -> float:
@@ -80,9 +79,23 @@ def _sweep_evaluator(run_id: str, root: str, stamp: float) -> Any:
     return sweep_evaluator(run, sweep_data(run))
 
 
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _wf_evaluator(run_id: str, root: str, stamp: float) -> Any:
+    wf, _ = _walk_forward(run_id, root, stamp)
+    return walk_forward_evaluator(wf)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
-def _stability_grid(run_id: str, root: str, stamp: float, combo_id: int, x: str, y: str, metric: str) -> pd.DataFrame:
-    return stability_grid(_sweep_evaluator(run_id, root, stamp), combo_id, x, y, metric, radius=STABILITY_RADIUS)
+def _stability_grid(kind: str, run_id: str, root: str, stamp: float, combo_id: int, x: str, y: str,
+                    metric: str) -> pd.DataFrame:
+    evaluator = (_wf_evaluator if kind == "wf" else _sweep_evaluator)(run_id, root, stamp)
+    return stability_grid(evaluator, combo_id, x, y, metric, radius=STABILITY_RADIUS)
+
+
+def wf_stamp(run_id: str) -> float:
+    """Modification time of a stored walk-forward (a new result gets a new cache entry)."""
+    path = walkforward_root(RESULTS_DIR) / run_id / "result.pkl"
+    return path.stat().st_mtime if path.exists() else 0.0
 
 
 # --- shared renderers -------------------------------------------------------------------------
@@ -109,6 +122,31 @@ def grade_card(grade: Any) -> None:
                 share = row["points"] / row["max_points"] if row["max_points"] else 0.0
                 c[1].progress(min(max(share, 0.0), 1.0), text=row["score"])
                 c[2].markdown(row["explanation"])
+
+
+def stability_heatmap(kind: str, run_id: str, stamp: float, report: Any, varying: list[str]) -> None:
+    """Two param pickers among the varying params and the objective grid around the winner
+    (``kind``: "sweep" or "wf", whose stored run is evaluated again)."""
+    if len(varying) < 2:
+        st.caption("The stability heatmap needs two params that vary in the search space.")
+        return
+    if report.stability.combo_id < 0:
+        st.caption(f"No stability heatmap: {report.stability.note}.")
+        return
+    h = st.columns(3)
+    x = h[0].selectbox("X", varying, index=0, key=f"{kind}_hm_x")
+    y = h[1].selectbox("Y", [v for v in varying if v != x], index=0, key=f"{kind}_hm_y")
+    names = list(METRIC_NAMES)
+    objective = report.stability.objective
+    metric = h[2].selectbox("Metric", names, index=names.index(objective) if objective in names else 0,
+                            key=f"{kind}_hm_metric")
+    try:
+        with st.spinner("Evaluating the grid around the winner…"):
+            grid = _stability_grid(kind, run_id, RESULTS_DIR, stamp, int(report.stability.combo_id), x, y, metric)
+    except ThreadXError as exc:
+        st.warning(f"Stability heatmap not available: {exc}")
+        return
+    chart(vc.stability_heatmap_figure(grid, x, y, metric, radius=STABILITY_RADIUS), key=f"{kind}_heatmap")
 
 
 def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | None = None) -> None:
@@ -297,7 +335,8 @@ def show_walk_forward(run_id: str) -> None:
         "regime_max_drawdown": st.column_config.NumberColumn("market max DD", format="percent"), **percent})
 
     st.markdown("### Robustness of the stitched out-of-sample record")
-    robustness_sections(report, key="wf")
+    stamp = wf_stamp(run_id)
+    robustness_sections(report, key="wf", heatmap=lambda: stability_heatmap("wf", run_id, stamp, report, varying))
 
 
 # --- page layout: the walk-forward tab first in the layout, but the sweep tab is built before
@@ -426,27 +465,6 @@ with tab_wf:
 
 # --- validate a stored sweep ------------------------------------------------------------------
 
-def stability_heatmap(run_id: str, stamp: float, report: Any, varying: list[str]) -> None:
-    """Two param pickers among the varying params and the objective grid around the winner."""
-    if len(varying) < 2:
-        st.caption("The stability heatmap needs two params that vary in the sweep.")
-        return
-    h = st.columns(3)
-    x = h[0].selectbox("X", varying, index=0, key="val_hm_x")
-    y = h[1].selectbox("Y", [v for v in varying if v != x], index=0, key="val_hm_y")
-    names = list(METRIC_NAMES)
-    objective = report.stability.objective
-    metric = h[2].selectbox("Metric", names, index=names.index(objective) if objective in names else 0,
-                            key="val_hm_metric")
-    try:
-        with st.spinner("Evaluating the grid around the winner…"):
-            grid = _stability_grid(run_id, RESULTS_DIR, stamp, int(report.stability.combo_id), x, y, metric)
-    except ThreadXError as exc:
-        st.warning(f"Stability heatmap not available: {exc}")
-        return
-    chart(vc.stability_heatmap_figure(grid, x, y, metric, radius=STABILITY_RADIUS), key="val_heatmap")
-
-
 def show_sweep_report(run_id: str, n_boot: int, S: int, seed: int) -> None:
     """The validation report of a stored sweep: grade card first, then each component."""
     try:
@@ -477,7 +495,7 @@ def show_sweep_report(run_id: str, n_boot: int, S: int, seed: int) -> None:
         ("Trades", format_metric(report.n_trades, "int"), "Trades of the winner (fewer than 30 / 50 cap the grade)."),
     ])
     grade_card(report.grade)
-    robustness_sections(report, key="val", heatmap=lambda: stability_heatmap(run_id, stamp, report, varying))
+    robustness_sections(report, key="val", heatmap=lambda: stability_heatmap("sweep", run_id, stamp, report, varying))
 
 
 with tab_sweep:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import threadx
@@ -170,3 +171,23 @@ def _trade_fractions(result, capital):
     from threadx.validation.report import _trade_returns
 
     return _trade_returns(result.trades, result.equity, capital)
+
+
+def test_a_reloaded_walk_forward_rebuilds_its_evaluator(synthetic_bars, data_root, tmp_path):
+    from threadx.validation.report import walk_forward_evaluator
+    from threadx.validation.storage import load_walk_forward, save_walk_forward
+
+    wf = threadx.walk_forward(synthetic_bars, "ma_crossover", SPACE, sampler="grid", is_days=90, oos_days=30,
+                              workers=1)
+    report = validate_walk_forward(wf, n=50, S=4)
+    save_walk_forward("wf1", wf, report, tmp_path)
+    loaded, stored_report = load_walk_forward("wf1", tmp_path)
+    assert loaded.evaluator is None and stored_report.grade.score == report.grade.score
+    evaluator = walk_forward_evaluator(loaded, synthetic_bars)  # the same candles, passed in
+    again = parameter_stability(evaluator, report.stability.combo_id, wf.objective)
+    pd.testing.assert_frame_equal(again.neighbours, report.stability.neighbours)
+    with pytest.raises(ParamError, match="differs"):
+        walk_forward_evaluator(loaded, synthetic_bars.slice(0, 4000))
+    # its dataset name is not in this (empty) data root: stability says why instead of failing
+    rerun = validate_walk_forward(loaded, n=50, S=4)
+    assert np.isnan(rerun.stability.ratio) and "no data to evaluate neighbours" in rerun.stability.note

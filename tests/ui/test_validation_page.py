@@ -107,6 +107,8 @@ def test_small_walk_forward_job_shows_results_and_grade_card():
     assert at.session_state["wf_run"] in texts(at.subheader)
     # the stored walk-forward is listed for reloading
     assert at.selectbox(key="wf_history").options
+    # the stability heatmap around the whole-period winner, evaluated again on the stored run's data
+    assert any(t.startswith("Stability: ") for t in titles), titles
 
 
 def test_validate_a_stored_sweep_shows_grade_card_pbo_and_stability():
@@ -138,7 +140,7 @@ def test_validate_a_stored_sweep_shows_grade_card_pbo_and_stability():
     assert any(t.startswith("Stability: Sharpe around the winner over fast_period × slow_period") for t in titles)
     assert any(t.startswith("IS winner across CSCV splits") for t in titles)
     # other heatmap axes: swap X and Y
-    at.selectbox(key="val_hm_x").set_value("slow_period").run()
+    at.selectbox(key="sweep_hm_x").set_value("slow_period").run()
     assert not at.exception, at.exception
     assert any(t.startswith("Stability: Sharpe around the winner over slow_period × fast_period")
                for t in chart_titles(at))

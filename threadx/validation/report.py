@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -142,32 +142,51 @@ def _trade_returns(trades: pd.DataFrame, equity: pd.Series, capital: float) -> n
 
 # --- sweeps -----------------------------------------------------------------------------
 
-def sweep_data(run: SweepRun, df: pd.DataFrame | Bars | None = None) -> Bars:
-    """The sweep's data: ``df`` or its dataset by name, checked against the stored fingerprint."""
+def stored_data(name: str | None, fingerprint: str | None, df: pd.DataFrame | Bars | None, what: str) -> Bars:
+    """The candles ``what`` ran on: ``df`` or the dataset ``name``, checked against ``fingerprint``."""
     if df is None:
-        name = run.manifest.get("dataset")
         if not name:
-            raise ParamError(f"run {run.run_id} was swept on an unnamed frame: pass the same data")
+            raise ParamError(f"{what} ran on an unnamed frame: pass the same data")
         from threadx.data.io import load_ohlcv
 
         df = load_ohlcv(name)
     bars = as_bars(df)
-    stored = run.manifest.get("fingerprint")
-    if stored and bars.fingerprint != stored:
-        raise ParamError(f"the data differs from the data run {run.run_id} was swept on (fingerprint "
-                         f"{bars.fingerprint[:12]} vs {str(stored)[:12]}): pass the same candles")
+    if fingerprint and bars.fingerprint != fingerprint:
+        raise ParamError(f"the data differs from the data {what} ran on (fingerprint {bars.fingerprint[:12]} vs "
+                         f"{str(fingerprint)[:12]}): pass the same candles")
     return bars
+
+
+def stored_evaluator(strategy: str, space: Mapping[str, Any], engine: Mapping[str, Any] | None, bars: Bars,
+                     what: str, n_blocks: int = 0) -> Evaluator:
+    """An evaluator of a stored space (``SearchSpace.to_dict()``) and engine options on
+    ``bars``; the combo ids match the stored ones."""
+    engine = dict(engine or {})
+    if isinstance(engine.get("funding"), str):
+        raise ParamError(f"{what} used a funding series that is not stored; validate it from Python with the "
+                         "same funding")
+    axes = {a["name"]: {"values": a["values"]} for a in space["axes"]}
+    return Evaluator(SweepTask(strategy, axes, options_from(**engine), None, n_blocks), bars, _bank())
+
+
+def sweep_data(run: SweepRun, df: pd.DataFrame | Bars | None = None) -> Bars:
+    """The sweep's data: ``df`` or its dataset by name, checked against the stored fingerprint."""
+    return stored_data(run.manifest.get("dataset"), run.manifest.get("fingerprint"), df, f"run {run.run_id}")
 
 
 def sweep_evaluator(run: SweepRun, bars: Bars, n_blocks: int = 0) -> Evaluator:
     """An evaluator of the sweep's space and engine options on ``bars`` (combo ids match)."""
-    engine = dict(run.manifest.get("engine") or {})
-    if isinstance(engine.get("funding"), str):
-        raise ParamError(f"run {run.run_id} used a funding series that is not stored; validate it from Python "
-                         "with the same funding")
-    space = {a["name"]: {"values": a["values"]} for a in run.manifest["space"]["axes"]}
-    task = SweepTask(run.manifest["strategy"], space, options_from(**engine), None, n_blocks)
-    return Evaluator(task, bars, _bank())
+    m = run.manifest
+    return stored_evaluator(m["strategy"], m["space"], m.get("engine"), bars, f"run {run.run_id}", n_blocks)
+
+
+def walk_forward_evaluator(wf: WalkForwardResult, df: pd.DataFrame | Bars | None = None) -> Evaluator:
+    """The evaluator of a walk-forward (rebuilt from its dataset when it was reloaded from disk)."""
+    if wf.evaluator is not None:
+        return wf.evaluator
+    what = "the walk-forward"
+    bars = stored_data(wf.meta.get("dataset"), wf.meta.get("fingerprint"), df, what)
+    return stored_evaluator(wf.config["strategy"], wf.config["space"], wf.config.get("engine"), bars, what)
 
 
 def _bank():
@@ -259,12 +278,14 @@ def validate_walk_forward(wf: WalkForwardResult, *, n: int = 1000, block: int | 
     if best is None:
         stab = unavailable_stability(wf.objective, wf.config["maximize"],
                                      "no combo met the minimum trade count on the whole period")
-    elif wf.evaluator is None:
-        stab = unavailable_stability(wf.objective, wf.config["maximize"],
-                                     "a reloaded walk-forward keeps no data to evaluate neighbours; run it again")
     else:
-        stab = parameter_stability(wf.evaluator, int(wf.combos["combo_id"].iloc[best]), wf.objective,
-                                   wf.config["maximize"])
+        try:
+            evaluator = walk_forward_evaluator(wf)
+        except (ThreadXError, OSError) as exc:  # a reloaded result whose data is gone or changed
+            stab = unavailable_stability(wf.objective, wf.config["maximize"], f"no data to evaluate neighbours: {exc}")
+        else:
+            stab = parameter_stability(evaluator, int(wf.combos["combo_id"].iloc[best]), wf.objective,
+                                       wf.config["maximize"])
     table = wf.table
     periods = pd.DataFrame({
         "start": table["oos_start"], "end": table["oos_end"], "regime": table["regime"],
