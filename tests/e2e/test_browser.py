@@ -250,7 +250,8 @@ def test_walk_forward_and_sweep_validation(server, browser):
             box.fill(str(value))
             box.press("Enter")
             settle(page)
-        click_until(page, "Validate", page.get_by_text("Stability: ", exact=False).first, attempts=2)
+        heatmap = page.get_by_text("Stability: ", exact=False).locator("visible=true").first  # not the hidden tab's
+        click_until(page, "Validate", heatmap, attempts=2)
         settle(page)
         page.set_viewport_size({"width": 1440, "height": 4600})
         page.wait_for_timeout(2500)
