@@ -41,6 +41,13 @@ def metrics_dict(vector: np.ndarray, timeframe_seconds: int | None = None) -> di
     return out
 
 
+def per_bar_returns(equity: pd.Series | np.ndarray, initial_capital: float) -> np.ndarray:
+    """r_t = E_t / E_{t-1} - 1 with E_{-1} = the initial capital; 0 after equity reached 0."""
+    eq = np.asarray(equity, dtype=np.float64)
+    prev = np.concatenate(([initial_capital], eq[:-1]))
+    return np.where(prev > 0, eq / np.where(prev > 0, prev, 1.0) - 1.0, 0.0)
+
+
 def metrics_from_equity(
     equity: pd.Series | np.ndarray,
     trades: pd.DataFrame,
@@ -55,8 +62,7 @@ def metrics_from_equity(
     """
     eq = np.asarray(equity, dtype=np.float64)
     n = len(eq)
-    prev = np.concatenate(([initial_capital], eq[:-1]))
-    r = np.where(prev > 0, eq / np.where(prev > 0, prev, 1.0) - 1.0, 0.0)
+    r = per_bar_returns(eq, initial_capital)
     ann = math.sqrt(bars_per_year)
     std = float(np.std(r, ddof=1)) if n > 1 else 0.0
     mean = float(np.mean(r))

@@ -12,9 +12,9 @@ Where the inputs come from (documented choices):
   money; regimes = one label per time block.
 - both: DSR with N = combos evaluated and the variance of their per-bar Sharpe ratios
   (whole period; for a walk-forward the tested Sharpe is the stitched OOS one, already
-  out of sample, so deflating it is conservative); PBO over the stored per-block returns of every combo; stability around
-  the whole-period winner; trade-order shuffles of the winner's trades for the drawdown
-  distribution.
+  out of sample, so deflating it is conservative); PBO over the stored per-block
+  returns of every combo; stability around the whole-period winner; trade-order
+  shuffles of the winner's trades for the drawdown distribution.
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from threadx.engine import kernel
 from threadx.engine.backtest import Result, trades_frame
 from threadx.engine.inputs import options_from
 from threadx.engine.layout import METRIC_NAMES
+from threadx.engine.metrics import per_bar_returns
 from threadx.errors import ParamError, ThreadXError
 from threadx.optimize.evaluate import Evaluator, SweepTask
 from threadx.optimize.store import ResultStore, SweepRun
@@ -117,17 +118,11 @@ def bootstrap(result: Result | WalkForwardResult, n: int = 1000, block: int | No
     elif isinstance(result, Result):
         equity, trades = result.equity, result.trades
         capital = result.meta.get("options", {}).get("initial_capital", float(equity.iloc[0]))
-        tf = result.meta.get("timeframe")
-        bpy = bars_per_year(tf) if tf else 365.0
+        bpy = bars_per_year(result.meta["timeframe"])
     else:
         raise ParamError(f"bootstrap needs a backtest Result or a WalkForwardResult, got {type(result).__name__}")
-    return robustness(_returns(equity.to_numpy(), capital), _trade_returns(trades, equity, capital),
+    return robustness(per_bar_returns(equity.to_numpy(), capital), _trade_returns(trades, equity, capital),
                       bars_per_year=bpy, n=n, block=block, seed=seed)
-
-
-def _returns(equity: np.ndarray, capital: float) -> np.ndarray:
-    prev = np.concatenate([[capital], equity[:-1]])
-    return np.where(prev > 0, equity / np.where(prev > 0, prev, 1.0) - 1.0, 0.0)
 
 
 def _trade_returns(trades: pd.DataFrame, equity: pd.Series, capital: float) -> np.ndarray:
@@ -214,7 +209,7 @@ def deflated_sharpe(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, 
     run = _load(run, store)
     bars = sweep_data(run, df)
     equity = _winner_run(run, bars)[2]
-    return _dsr(_returns(equity, _capital(run)), run.ok()["sharpe"].to_numpy(), _bpy(bars))
+    return _dsr(per_bar_returns(equity, _capital(run)), run.ok()["sharpe"].to_numpy(), bars_per_year(bars.timeframe))
 
 
 def pbo(run: SweepRun | str, S: int = 16, *, store: Any = None, max_combos: int = 5000, seed: int = 42) -> PBOResult:
@@ -246,11 +241,12 @@ def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *
     evaluator = sweep_evaluator(run, bars)
     params = {k: to_python(best[k]) for k in run.param_names}
     m, trade_rows, equity = kernel.run_full(*evaluator.kernel_inputs(params))
-    capital, bpy = _capital(run), _bpy(bars)
-    returns = _returns(equity, capital)
+    capital, bpy = _capital(run), bars_per_year(bars.timeframe)
+    returns = per_bar_returns(equity, capital)
     trades = trades_frame(trade_rows, bars.index)
     eq = pd.Series(equity, index=bars.index, name="equity")
-    robust = robustness(returns, _trade_returns(trades, eq, capital), bars_per_year=bpy, n=n, block=block, seed=seed)
+    robust = robustness(returns, _trade_returns(trades, eq, capital), bars_per_year=bpy, n=n, block=block,
+                        seed=seed)
     dsr = _dsr(returns, run.ok()["sharpe"].to_numpy(), bpy)
     pbo_result, pbo_error = _try_pbo(lambda: pbo(run, S, seed=seed))
     ratio = _cscv_ratio(pbo_result)
@@ -359,7 +355,7 @@ def _cscv_inputs(result: PBOResult | None) -> dict[str, Any]:
 def _block_periods(bars: Bars, returns: np.ndarray, S: int) -> pd.DataFrame:
     """The whole period cut into S near-equal time blocks: market regime, strategy return and Sharpe."""
     rows = []
-    ann = math.sqrt(_bpy(bars))
+    ann = math.sqrt(bars_per_year(bars.timeframe))
     for part in np.array_split(np.arange(len(bars)), max(1, min(int(S), len(bars) // 2))):
         lo, hi = int(part[0]), int(part[-1]) + 1
         r = returns[lo:hi]
@@ -395,5 +391,3 @@ def _capital(run: SweepRun) -> float:
     return float((run.manifest.get("engine") or {}).get("initial_capital", 10_000.0))
 
 
-def _bpy(bars: Bars) -> float:
-    return bars_per_year(bars.timeframe) if bars.timeframe else 365.0

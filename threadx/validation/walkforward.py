@@ -29,7 +29,7 @@ from threadx.engine import kernel
 from threadx.engine.backtest import trades_frame
 from threadx.engine.inputs import options_from
 from threadx.engine.layout import METRIC_NAMES, N_TRADE_COLS, P_INITIAL_CAPITAL
-from threadx.engine.metrics import metrics_dict, metrics_from_equity
+from threadx.engine.metrics import metrics_dict, metrics_from_equity, per_bar_returns
 from threadx.errors import ParamError
 from threadx.optimize.evaluate import Evaluator, SweepTask
 from threadx.optimize.runner import Progress, _cancel_check, default_workers
@@ -142,9 +142,7 @@ class WalkForwardResult:
 
     def oos_returns(self) -> np.ndarray:
         """Per-bar returns of the stitched OOS record."""
-        eq = self.oos_equity.to_numpy()
-        prev = np.concatenate([[self.config["initial_capital"]], eq[:-1]])
-        return np.where(prev > 0, eq / np.where(prev > 0, prev, 1.0) - 1.0, 0.0)
+        return per_bar_returns(self.oos_equity, self.config["initial_capital"])
 
     def is_oos_points(self, metric: str | None = None) -> pd.DataFrame:
         """One row per (window, combo) with IS and OOS values of ``metric`` (scatter data)."""
@@ -271,7 +269,7 @@ def walk_forward(
         "step_bars": step_len or oos_len, "anchored": bool(anchored), "sampler": sampler,
         "n": int(n) if sampler != "grid" else None, "seed": int(seed), "objective": objective,
         "maximize": bool(maximize), "min_trades": int(min_trades), "engine": options.to_dict(),
-        "initial_capital": options.initial_capital, "bars_per_year": _bars_per_year(bars),
+        "initial_capital": options.initial_capital, "bars_per_year": bars_per_year(bars.timeframe),
     }
     result = _assemble(evaluator, bars, windows, combos, full, blocks, is_m, oos_m, config, errors)
     result.meta.update({
@@ -280,10 +278,6 @@ def walk_forward(
         "cancelled": bool(len(done) < len(ids)), "elapsed_s": time.perf_counter() - started,
     })
     return result
-
-
-def _bars_per_year(bars: Bars) -> float:
-    return bars_per_year(bars.timeframe) if bars.timeframe else 365.0
 
 
 def _slice_args(args: tuple, start: int, stop: int, capital: float | None = None) -> tuple:
