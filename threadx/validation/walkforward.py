@@ -405,10 +405,11 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
             equities.append(pd.Series(equity, index=oos_index))
             capital = float(equity[-1])
             row.update({"combo_id": int(combos.iloc[pick]["combo_id"]), **params})
+            oos = metrics_dict(m, tf_s)
             for name in ("sharpe", "total_return", "max_drawdown", "n_trades", config["objective"]):
                 value = float(is_m[win.index, pick, _METRIC[name]])
                 row[f"is_{name}"] = int(value) if name == "n_trades" else value
-                row[f"oos_{name}"] = metrics_dict(m, tf_s)[name]
+                row[f"oos_{name}"] = oos[name]
         rows.append(row)
     table = pd.DataFrame(rows)
     table["combo_id"] = table["combo_id"].astype("Int64")
