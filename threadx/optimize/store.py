@@ -84,12 +84,18 @@ class SweepRun:
             self._results = _read_parts(self._parts, columns=self._row_columns())
         return self._results
 
+    def ok_columns(self, columns: list[str]) -> pd.DataFrame:
+        """``combo_id`` and ``columns`` of the successful rows, reading only those columns."""
+        wanted = list(dict.fromkeys(["combo_id", *columns]))
+        if self._results is not None or not self._parts:
+            ok = self.ok()
+            return ok[wanted] if len(ok) else pd.DataFrame(columns=wanted)
+        rows = _read_parts(self._parts, columns=list(dict.fromkeys([*wanted, "status"])))
+        return rows.loc[rows["status"] == "ok", wanted]
+
     def ok_ids(self) -> np.ndarray:
         """Combo ids of the successful rows (reads two columns only)."""
-        if self._results is not None or not self._parts:
-            return self.ok()["combo_id"].to_numpy() if len(self.results) else np.empty(0, dtype=np.int64)
-        rows = _read_parts(self._parts, columns=["combo_id", "status"])
-        return rows.loc[rows["status"] == "ok", "combo_id"].to_numpy()
+        return self.ok_columns([])["combo_id"].to_numpy(np.int64)
 
     def _row_columns(self) -> list[str] | None:
         """Stored columns without the block moments (those are read by :meth:`block_moments`)."""

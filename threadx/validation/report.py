@@ -45,6 +45,7 @@ from threadx.validation.stability import StabilityResult, parameter_stability, u
 from threadx.validation.walkforward import WalkForwardResult
 
 _SHARPE = METRIC_NAMES.index("sharpe")
+PBO_MAX_COMBOS = 5000  # combos in one CSCV (a seeded subset with the winner beyond): bounds memory
 
 
 @dataclass
@@ -209,13 +210,17 @@ def deflated_sharpe(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, 
     run = _load(run, store)
     bars = sweep_data(run, df)
     equity = _winner_run(run, bars)[2]
-    return _dsr(per_bar_returns(equity, _capital(run)), run.ok()["sharpe"].to_numpy(), bars_per_year(bars.timeframe))
+    return _dsr(per_bar_returns(equity, _capital(run)), _trial_sharpes(run), bars_per_year(bars.timeframe))
 
 
-def pbo(run: SweepRun | str, S: int = 16, *, store: Any = None, max_combos: int = 5000, seed: int = 42) -> PBOResult:
+def pbo(run: SweepRun | str, S: int = 16, *, store: Any = None, max_combos: int = PBO_MAX_COMBOS,
+        seed: int = 42) -> PBOResult:
     """Probability of backtest overfitting (CSCV) from the sweep's stored block returns."""
     run = _load(run, store)
-    winner = int(_winner(run)["combo_id"])
+    return _sweep_pbo(run, int(_winner(run)["combo_id"]), S, max_combos, seed)
+
+
+def _sweep_pbo(run: SweepRun, winner: int, S: int, max_combos: int, seed: int) -> PBOResult:
     ok_ids = run.ok_ids()
     subset = None
     if len(ok_ids) > max_combos:  # read only a seeded subset (with the winner): memory stays bounded
@@ -247,8 +252,8 @@ def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *
     eq = pd.Series(equity, index=bars.index, name="equity")
     robust = robustness(returns, _trade_returns(trades, eq, capital), bars_per_year=bpy, n=n, block=block,
                         seed=seed)
-    dsr = _dsr(returns, run.ok()["sharpe"].to_numpy(), bpy)
-    pbo_result, pbo_error = _try_pbo(lambda: pbo(run, S, seed=seed))
+    dsr = _dsr(returns, _trial_sharpes(run), bpy)
+    pbo_result, pbo_error = _try_pbo(lambda: _sweep_pbo(run, int(best["combo_id"]), S, PBO_MAX_COMBOS, seed))
     ratio = _cscv_ratio(pbo_result)
     objective, maximize = run.manifest.get("objective", "sharpe"), bool(run.manifest.get("maximize", True))
     stab = parameter_stability(evaluator, int(best["combo_id"]), objective, maximize)
@@ -328,6 +333,11 @@ def _report(source, robust, dsr, pbo_result, pbo_error, stab, periods, ratio, co
                              periods["return"].to_numpy(dtype=float))
     return ValidationReport(source, robust, dsr, pbo_result, pbo_error, stab, periods, regimes, ratio, consistency,
                             int(n_trades), graded, equity)
+
+
+def _trial_sharpes(run: SweepRun) -> np.ndarray:
+    """Annualised Sharpe of every successful combo (the DSR's trials); one column read."""
+    return run.ok_columns(["sharpe"])["sharpe"].to_numpy(dtype=float)
 
 
 def _try_pbo(compute) -> tuple[PBOResult | None, str | None]:
