@@ -10,7 +10,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from threadx.errors import ThreadXError
 from threadx.gpu.cli import add_gpu_commands
@@ -31,14 +31,17 @@ def _parse_value(text: str) -> Any:
     return text
 
 
-def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
-    params: dict[str, Any] = {}
+def _assignments(items: Sequence[str] | None, form: str) -> Iterator[tuple[str, str]]:
+    """(name, value) of each ``--param NAME=VALUE``; ``form`` is the accepted form, for errors."""
     for item in items or ():
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise ThreadXError(f"--param expects NAME=VALUE, got {item!r}")
-        params[name.strip()] = _parse_value(value)
-    return params
+            raise ThreadXError(f"--param expects {form}, got {item!r}")
+        yield name.strip(), value
+
+
+def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
+    return {name: _parse_value(value) for name, value in _assignments(items, "NAME=VALUE")}
 
 
 def _fmt(value: Any) -> str:
@@ -201,17 +204,14 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def _parse_space(items: Sequence[str] | None) -> dict[str, Any]:
     """--param NAME=MIN:MAX:STEP | NAME=A,B,C | NAME=VALUE -> a search space."""
     space: dict[str, Any] = {}
-    for item in items or ():
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ThreadXError(f"--param expects NAME=MIN:MAX:STEP, NAME=A,B,C or NAME=VALUE, got {item!r}")
+    for name, value in _assignments(items, "NAME=MIN:MAX:STEP, NAME=A,B,C or NAME=VALUE"):
         value = value.strip()
         if "," in value:
-            space[name.strip()] = [_parse_value(v) for v in value.split(",")]
+            space[name] = [_parse_value(v) for v in value.split(",")]
         elif value.count(":") == 2:
-            space[name.strip()] = value
+            space[name] = value
         else:
-            space[name.strip()] = _parse_value(value)
+            space[name] = _parse_value(value)
     return space
 
 
