@@ -52,6 +52,14 @@ class Progress:
     eta_s: float
     elapsed_s: float
 
+    @classmethod
+    def measure(cls, done: int, total: int, failed: int, new: int, elapsed: float) -> "Progress":
+        """Rate from the ``new`` combos of this session over ``elapsed`` s; ETA of what is left."""
+        rate = new / elapsed if elapsed > 0 else 0.0
+        left = total - done
+        return cls(done, total, failed, rate, left / rate if rate > 0 else (0.0 if left == 0 else float("inf")),
+                   elapsed)
+
 
 def default_workers() -> int:
     """Physical cores (logical when unknown)."""
@@ -370,12 +378,9 @@ class _Session:
         if self.progress is None or (not force and now - self._last_report < 0.2):
             return
         self._last_report = now
-        elapsed = now - self.started
-        rate = self.counts["new"] / elapsed if elapsed > 0 else 0.0
-        total = max(self.total, self.counts["done"])
-        left = total - self.counts["done"]
-        eta = left / rate if rate > 0 else (0.0 if left == 0 else float("inf"))
-        self.progress(Progress(self.counts["done"], total, self.counts["failed"], rate, eta, elapsed))
+        c = self.counts
+        total = max(self.total, c["done"])
+        self.progress(Progress.measure(c["done"], total, c["failed"], c["new"], now - self.started))
 
     def _adaptive(self, run_chunks, rounds: int, patience: int) -> None:
         """Refine around the top 20 % (enough trades) with a shrinking neighbourhood until

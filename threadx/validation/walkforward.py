@@ -332,9 +332,7 @@ def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, wi
             return
         last[0] = now
         done = int(finished.sum())
-        elapsed = now - started
-        rate = done / elapsed if elapsed > 0 else 0.0
-        progress(Progress(done, n, len(errors), rate, (n - done) / rate if rate > 0 else float("inf"), elapsed))
+        progress(Progress.measure(done, n, len(errors), done, now - started))
 
     report(force=True)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="threadx-wf") as pool:
