@@ -344,14 +344,7 @@ class JobRegistry:
             raw = {k: v for k, v in spec.items() if k != "kind"}
         if kind == "walkforward":
             return _validated_walkforward(raw)
-        unknown = sorted(set(raw) - set(SWEEP_PARAM_KEYS))
-        if unknown:
-            raise ParamError(f"unknown sweep job param(s) {', '.join(unknown)}; known: {', '.join(SWEEP_PARAM_KEYS)}")
-        params = {**SWEEP_DEFAULTS, **{k: v for k, v in raw.items() if v is not None or k not in SWEEP_DEFAULTS}}
-        for key in ("data", "strategy"):
-            if not params.get(key) or not isinstance(params[key], (str, os.PathLike)):
-                raise ParamError(f"a sweep job needs '{key}' (a name), got {params.get(key)!r}")
-        params["data"] = os.fspath(params["data"])
+        params = _merged(raw, SWEEP_PARAM_KEYS, SWEEP_DEFAULTS, "sweep")
         if params["space"] is None:
             params["space"] = {}
         if not isinstance(params["space"], Mapping):
@@ -628,17 +621,23 @@ class JobRegistry:
                                                    "cwd": os.getcwd()})
 
 
-def _validated_walkforward(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Checked params of a walk-forward job (the data is not read)."""
-    unknown = sorted(set(raw) - set(WALKFORWARD_PARAM_KEYS))
+def _merged(raw: Mapping[str, Any], keys: tuple[str, ...], defaults: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Job params over their defaults (None keeps a default), with known keys and a named
+    dataset and strategy; ``what`` names the job kind in errors."""
+    unknown = sorted(set(raw) - set(keys))
     if unknown:
-        raise ParamError(f"unknown walk-forward job param(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(WALKFORWARD_PARAM_KEYS)}")
-    params = {**WALKFORWARD_DEFAULTS, **{k: v for k, v in raw.items() if v is not None or k not in WALKFORWARD_DEFAULTS}}
+        raise ParamError(f"unknown {what} job param(s) {', '.join(unknown)}; known: {', '.join(keys)}")
+    params = {**defaults, **{k: v for k, v in raw.items() if v is not None or k not in defaults}}
     for key in ("data", "strategy"):
         if not params.get(key) or not isinstance(params[key], (str, os.PathLike)):
-            raise ParamError(f"a walk-forward job needs '{key}' (a name), got {params.get(key)!r}")
+            raise ParamError(f"a {what} job needs '{key}' (a name), got {params.get(key)!r}")
     params["data"] = os.fspath(params["data"])
+    return params
+
+
+def _validated_walkforward(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Checked params of a walk-forward job (the data is not read)."""
+    params = _merged(raw, WALKFORWARD_PARAM_KEYS, WALKFORWARD_DEFAULTS, "walk-forward")
     params = _jsonable({k: params[k] for k in WALKFORWARD_PARAM_KEYS if k in params})
 
     from threadx.engine.inputs import options_from
