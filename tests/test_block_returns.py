@@ -64,3 +64,15 @@ def test_sweep_without_block_returns_says_so(synthetic_bars, tmp_path):
         run.block_moments()
     with pytest.raises(ParamError, match="block_returns"):
         threadx.sweep(synthetic_bars, "ma_crossover", {"fast_period": [5]}, store=tmp_path, block_returns=-1)
+
+
+def test_resuming_with_other_block_returns_is_refused(synthetic_bars, tmp_path):
+    space = {"fast_period": [5, 10], "slow_period": [30]}
+    threadx.sweep(synthetic_bars, "ma_crossover", space, store=tmp_path, run_id="r", executor="inline",
+                  block_returns=8)
+    with pytest.raises(ThreadXError, match="different block_end"):
+        threadx.sweep(synthetic_bars, "ma_crossover", space, store=tmp_path, run_id="r", executor="inline",
+                      block_returns=16)
+    again = threadx.sweep(synthetic_bars, "ma_crossover", space, store=tmp_path, run_id="r", executor="inline",
+                          block_returns=8)
+    assert again.block_moments()[1].shape == (2, 8)

@@ -24,7 +24,7 @@ from threadx.errors import ThreadXError
 
 _PART = re.compile(r"^part-(\d{6})\.parquet$")
 _LOCK = ".writer.lock"
-_PLAN_KEYS = ("strategy", "fingerprint", "space", "engine", "sampler", "n", "seed")
+_PLAN_KEYS = ("strategy", "fingerprint", "space", "engine", "sampler", "n", "seed", "block_end")
 _SESSION_KEYS = ("objective", "maximize", "min_trades", "machine", "versions", "started_at")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
