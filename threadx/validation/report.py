@@ -209,7 +209,7 @@ def deflated_sharpe(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, 
     per-bar Sharpe ratios, skewness and kurtosis of the winner's per-bar returns."""
     run = _load(run, store)
     bars = sweep_data(run, df)
-    equity = _winner_run(run, bars)[2]
+    equity = _winner_run(run, _winner(run), sweep_evaluator(run, bars))[3]
     return _dsr(per_bar_returns(equity, _capital(run)), _trial_sharpes(run), bars_per_year(bars.timeframe))
 
 
@@ -244,8 +244,7 @@ def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *
     bars = sweep_data(run, df)
     best = _winner(run)
     evaluator = sweep_evaluator(run, bars)
-    params = {k: to_python(best[k]) for k in run.param_names}
-    m, trade_rows, equity = kernel.run_full(*evaluator.kernel_inputs(params))
+    params, _, trade_rows, equity = _winner_run(run, best, evaluator)
     capital, bpy = _capital(run), bars_per_year(bars.timeframe)
     returns = per_bar_returns(equity, capital)
     trades = trades_frame(trade_rows, bars.index)
@@ -391,10 +390,10 @@ def _best_full(wf: WalkForwardResult) -> int | None:
                    wf.config["min_trades"])
 
 
-def _winner_run(run: SweepRun, bars: Bars):
-    best = _winner(run)
+def _winner_run(run: SweepRun, best: pd.Series, evaluator: Evaluator) -> tuple:
+    """(params, metrics, trade rows, equity) of the sweep's winner, backtested again in full."""
     params = {k: to_python(best[k]) for k in run.param_names}
-    return kernel.run_full(*sweep_evaluator(run, bars).kernel_inputs(params))
+    return (params, *kernel.run_full(*evaluator.kernel_inputs(params)))
 
 
 def _capital(run: SweepRun) -> float:
