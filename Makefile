@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PORT   ?= 8501
+# Loopback only by default: the workstation has no login. HOST=0.0.0.0 exposes it (README).
+HOST   ?= 127.0.0.1
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
@@ -17,7 +19,7 @@ $(STAMP): pyproject.toml
 
 app: $(STAMP)
 	$(PY) -m threadx.data.synthetic
-	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 test: $(STAMP)
 	$(PY) -m pytest -q

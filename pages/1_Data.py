@@ -10,6 +10,7 @@ from threadx.data.catalog import dataset_path, list_datasets, parse_dataset_name
 from threadx.data.io import load_ohlcv, read_ohlcv_file, write_ohlcv
 from threadx.data.validate import validate_ohlcv
 from threadx.errors import ThreadXError
+from threadx.names import check_name
 from threadx.ui import charts
 from threadx.ui.state import _load, dataset_picker, label_dataset, load_dataset
 
@@ -44,16 +45,19 @@ with tabs[2]:
     timeframe = c[2].text_input("Timeframe (blank = detect)", key="data_timeframe")
     if st.button("Import", key="data_import"):
         try:
-            if upload is not None:
-                suffix = Path(upload.name).suffix
-                with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as handle:
-                    handle.write(upload.getvalue())
-                source, stem = handle.name, Path(upload.name).stem
-            elif path_text.strip():
-                source, stem = path_text.strip(), Path(path_text.strip()).stem
-            else:
-                raise ThreadXError("choose a file to upload or type a path")
-            frame = load_ohlcv(source)
+            with tempfile.TemporaryDirectory(prefix="threadx-upload-") as scratch:  # deleted after the import
+                if upload is not None:
+                    # the browser's file name only gives the format (checked) and a symbol guess
+                    # (checked by dataset_path); the file itself gets a fixed name
+                    suffix = "".join(Path(upload.name).suffixes[-2:])
+                    source = Path(scratch) / check_name(f"upload{suffix}", "upload file name")
+                    stem = Path(upload.name).name.split(".")[0]
+                    source.write_bytes(upload.getvalue())
+                elif path_text.strip():
+                    source, stem = path_text.strip(), Path(path_text.strip()).stem
+                else:
+                    raise ThreadXError("choose a file to upload or type a path")
+                frame = load_ohlcv(source)
             tf = timeframe.strip() or frame.attrs.get("timeframe")
             target = dataset_path(exchange.strip() or "local", symbol.strip() or stem.split("-")[0], tf)
             write_ohlcv(frame, target)

@@ -19,17 +19,18 @@ import pandas as pd
 
 from threadx.data.timeframe import timeframe_seconds
 from threadx.errors import DataError
+from threadx.names import EXCHANGE, SYMBOL, TIMEFRAME, check_name
 
 SAMPLE_PREFIX = "sample:"
 SYNTHETIC_EXCHANGE = "synthetic"
 LIST_COLUMNS = ["name", "exchange", "symbol", "timeframe", "path", "first", "last", "bars", "synthetic", "quality"]
 _FORMAT_PREFERENCE = {"parquet": 0, "feather": 1, "csv": 2, "json": 3}
 # exchange: lower-case id (ccxt style); symbol: BASE_QUOTE (more parts allowed) or BASE/QUOTE[:SETTLE]
-_NAME = re.compile(
-    r"^(?:(?P<exchange>[a-z0-9][a-z0-9_.]*)/)?"
+_NAME = re.compile(  # used with fullmatch: a trailing newline never passes
+    r"(?:(?P<exchange>[a-z0-9][a-z0-9_.]*)/)?"
     r"(?P<symbol>[A-Za-z0-9]+(?:[_/:][A-Za-z0-9]+)*)"
     r"-(?P<timeframe>\d+[smhdw])"
-    r"(?P<label>-[A-Za-z0-9_.-]+)?$"
+    r"(?P<label>-[A-Za-z0-9_.-]+)?"
 )
 _STAT_CACHE: dict[tuple[str, int, int], tuple] = {}
 
@@ -55,7 +56,7 @@ def _parse(name: str) -> tuple[str | None, str, str, str]:
     exchange: str | None = None
     if text.startswith(SAMPLE_PREFIX):
         text, exchange = text[len(SAMPLE_PREFIX):], SYNTHETIC_EXCHANGE
-    match = _NAME.match(text)
+    match = _NAME.fullmatch(text)
     if not match:
         raise DataError(f"bad dataset name {name!r}: use exchange/BASE_QUOTE-timeframe, e.g. binance/BTC_USDT-1h")
     if match.group("exchange"):
@@ -67,9 +68,15 @@ def _parse(name: str) -> tuple[str | None, str, str, str]:
 
 
 def dataset_path(exchange: str, symbol: str, timeframe: str, data_root: str | os.PathLike | None = None) -> Path:
-    """Where a dataset is stored: ``<data_root>/<exchange>/<BASE>_<QUOTE>-<timeframe>.parquet``."""
-    timeframe_seconds(timeframe)
-    return _root(data_root) / exchange.strip().lower() / f"{normalize_symbol(symbol)}-{timeframe}.parquet"
+    """Where a dataset is stored: ``<data_root>/<exchange>/<BASE>_<QUOTE>-<timeframe>.parquet``.
+
+    Each part is checked with :func:`threadx.names.check_name` (ParamError for ``../x``,
+    ``a/b``, a newline, ...), so no label can place a file outside the data root."""
+    exchange = check_name(str(exchange).strip().lower(), "exchange label", EXCHANGE)
+    symbol = check_name(normalize_symbol(str(symbol)), "symbol", SYMBOL)
+    timeframe_seconds(timeframe)  # DataError for an unknown unit
+    timeframe = check_name(str(timeframe).strip(), "timeframe", TIMEFRAME)
+    return _root(data_root) / exchange / f"{symbol}-{timeframe}.parquet"
 
 
 def resolve_dataset(name: str | os.PathLike, data_root: str | os.PathLike | None = None) -> Path:
@@ -172,7 +179,7 @@ def _dataset_files(root: Path) -> dict[tuple[str, str], Path]:
             if fmt is None or path.name.startswith(".") or not path.is_file():
                 continue
             stem = path.name[: len(path.name) - len(_suffix(path.name))]
-            if not _NAME.match(f"{exchange}/{stem}"):
+            if not _NAME.fullmatch(f"{exchange}/{stem}"):
                 continue
             rank = _FORMAT_PREFERENCE[fmt]
             key = (exchange, stem)

@@ -8,13 +8,13 @@ import pandas as pd
 from threadx.errors import DataError
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_PATTERN = re.compile(r"^(\d+)([smhdw])$")
+_PATTERN = re.compile(r"(\d+)([smhdw])")
 SECONDS_PER_YEAR = 365 * 86400  # crypto trades every day
 
 
 def timeframe_seconds(timeframe: str) -> int:
     """Length of one bar in seconds; raises DataError for an unknown timeframe."""
-    match = _PATTERN.match(str(timeframe).strip())
+    match = _PATTERN.fullmatch(str(timeframe).strip())
     if not match or int(match.group(1)) == 0:
         raise DataError(f"unknown timeframe {timeframe!r}: use a number and one of s, m, h, d, w (e.g. 1h, 15m)")
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]

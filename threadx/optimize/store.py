@@ -21,12 +21,12 @@ import pandas as pd
 
 from threadx.config import settings
 from threadx.errors import ThreadXError
+from threadx.names import check_name
 
 _PART = re.compile(r"^part-(\d{6})\.parquet$")
 _LOCK = ".writer.lock"
 _PLAN_KEYS = ("strategy", "fingerprint", "space", "engine", "sampler", "n", "seed", "block_end")
 _SESSION_KEYS = ("objective", "maximize", "min_trades", "machine", "versions", "started_at")
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -43,10 +43,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def check_run_id(run_id: str) -> str:
-    """A run id usable as a folder name (letters, digits, ``_.-``)."""
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
-        raise ThreadXError(f"invalid run id {run_id!r}: use letters, digits, '_', '.', '-' (max 128)")
-    return run_id
+    """A run id usable as a folder name (letters, digits, ``_.-``; :mod:`threadx.names`)."""
+    return check_name(run_id, "run id")
 
 
 BLOCK_SUM_PREFIX = "blk_s"  # stored per combo: sum of per-bar returns in time block k

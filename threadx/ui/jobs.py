@@ -47,6 +47,7 @@ from typing import Any, Iterator, Mapping
 
 from threadx.config import settings
 from threadx.errors import ParamError, ThreadXError
+from threadx.names import check_name
 
 JOBS_FOLDER = ".jobs"
 STATES = ("queued", "running", "completed", "cancelled", "failed")
@@ -385,9 +386,7 @@ class JobRegistry:
     # --- read ---------------------------------------------------------------------------
 
     def _folder(self, job_id: str) -> Path:
-        if not isinstance(job_id, str) or not job_id or "/" in job_id or "\\" in job_id or job_id.startswith("."):
-            raise ThreadXError(f"invalid job id {job_id!r}")
-        folder = self.jobs_dir / job_id
+        folder = self.jobs_dir / check_name(job_id, "job id")
         if not (folder / "spec.json").exists():
             raise ThreadXError(f"no job {job_id!r} under {self.jobs_dir}")
         return folder

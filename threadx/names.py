@@ -1,0 +1,39 @@
+"""The one check for every user-given name that becomes part of a file path.
+
+Exchange labels, symbols, timeframes, run ids, job ids and upload names all end up as a
+folder or file name. Each is checked here, as a whole string (``re.fullmatch``: a trailing
+newline or a path separator never slips through), before any path is built from it::
+
+    >>> check_name("binance", "exchange", EXCHANGE)
+    'binance'
+    >>> check_name("../../elsewhere", "exchange", EXCHANGE)
+    Traceback (most recent call last):
+    threadx.errors.ParamError: invalid exchange '../../elsewhere': ...
+"""
+from __future__ import annotations
+
+import re
+
+from threadx.errors import ParamError
+
+# A plain file or folder name: starts with a letter or digit (never '.', '..' or hidden),
+# then letters, digits, '_', '.', '-'; no separator, no space, no control character.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+EXCHANGE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")  # ccxt ids are lower case
+SYMBOL = re.compile(r"[A-Z0-9]+(?:_[A-Z0-9]+){0,3}")  # BASE_QUOTE[_SETTLE], normalised
+TIMEFRAME = re.compile(r"[1-9][0-9]{0,5}[smhdw]")
+
+_RULES = {
+    NAME: "letters, digits, '_', '.', '-', starting with a letter or digit (at most 128)",
+    EXCHANGE: "lower-case letters, digits, '_', '.', '-' (a ccxt id such as binance; at most 64)",
+    SYMBOL: "BASE_QUOTE in letters and digits (e.g. BTC_USDT)",
+    TIMEFRAME: "a number and one of s, m, h, d, w (e.g. 1h, 15m)",
+}
+
+
+def check_name(value: object, what: str, pattern: re.Pattern[str] = NAME) -> str:
+    """``value`` if the whole string matches ``pattern``; else ParamError naming ``what``."""
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        raise ParamError(f"invalid {what} {value!r}: use {_RULES.get(pattern, pattern.pattern)}")
+    return value
+
