@@ -33,7 +33,7 @@ from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset
 from threadx.ui.widgets import space_editor
 from threadx.validation.report import sweep_data, sweep_evaluator, validate_sweep, walk_forward_evaluator
 from threadx.validation.stability import stability_grid
-from threadx.validation.storage import list_walk_forwards, load_walk_forward, walkforward_root
+from threadx.validation.storage import is_stored, list_walk_forwards, load_walk_forward, stored_stamp
 from threadx.validation.walkforward import DEFAULT_WF_GRID_LIMIT, plan_windows, window_lengths
 
 # How long one script run follows a running job before starting a fresh run (tests set 0:
@@ -94,8 +94,7 @@ def _stability_grid(kind: str, run_id: str, root: str, stamp: float, combo_id: i
 
 def wf_stamp(run_id: str) -> float:
     """Modification time of a stored walk-forward (a new result gets a new cache entry)."""
-    path = walkforward_root(RESULTS_DIR) / run_id / "result.pkl"
-    return path.stat().st_mtime if path.exists() else 0.0
+    return stored_stamp(run_id, RESULTS_DIR)
 
 
 # --- shared renderers -------------------------------------------------------------------------
@@ -426,7 +425,7 @@ with tab_wf:
     job = current_job()
     bar = None
     if job is not None:
-        stored_result = bool(job.run_id) and (walkforward_root(RESULTS_DIR) / job.run_id / "result.pkl").exists()
+        stored_result = bool(job.run_id) and is_stored(job.run_id, RESULTS_DIR)
         with progress_box:
             bar = st.empty()
             bar.progress(job.fraction, text=progress_text(job))

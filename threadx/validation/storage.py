@@ -1,15 +1,17 @@
 """Walk-forward results on disk: ``<results_dir>/walkforward/<run_id>/``.
 
-``result.pkl`` holds the :class:`WalkForwardResult` (without its evaluator) and its
-:class:`ValidationReport`; ``summary.json`` holds their JSON summaries for other tools.
-Pickles are local artefacts of this installation: one written by another ThreadX
-version may not load, and the error says to run the walk-forward again.
+``result/`` holds the :class:`WalkForwardResult` (without its evaluator) and its
+:class:`ValidationReport`, written by :mod:`threadx.validation.codec` (JSON, ``.npz``
+and Parquet; never pickle, so a results folder handed over cannot run code);
+``summary.json`` holds their JSON summaries for other tools. A folder written by an
+older version (``result.pkl``) is not read: the error says to run the walk-forward again.
 """
 from __future__ import annotations
 
 import json
 import os
-import pickle
+import shutil
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,25 @@ from typing import Any
 from threadx.config import settings
 from threadx.errors import ThreadXError
 from threadx.optimize.store import atomic_write_bytes, check_run_id
+from threadx.validation import codec
 
 FOLDER = "walkforward"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1 was a pickle (result.pkl), no longer read
+RESULT = "result"
+
+
+def _stored_types() -> list[type]:
+    """The dataclasses a stored walk-forward may contain (the codec's allow-list)."""
+    from threadx.validation.bootstrap import BootstrapResult
+    from threadx.validation.dsr import DSRResult
+    from threadx.validation.grading import Component, Grade
+    from threadx.validation.pbo import PBOResult
+    from threadx.validation.report import Robustness, ValidationReport
+    from threadx.validation.stability import StabilityResult
+    from threadx.validation.walkforward import WalkForwardResult, Window
+
+    return [WalkForwardResult, Window, ValidationReport, Robustness, BootstrapResult, DSRResult, PBOResult,
+            StabilityResult, Grade, Component]
 
 
 def walkforward_root(results_dir: str | os.PathLike | None = None) -> Path:
@@ -31,24 +49,55 @@ def save_walk_forward(run_id: str, wf: Any, report: Any, results_dir: str | os.P
     folder = walkforward_root(results_dir) / check_run_id(run_id)
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"version": FORMAT_VERSION, "walk_forward": replace(wf, evaluator=None), "report": report}
-    atomic_write_bytes(folder / "result.pkl", pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+    staging = folder / f".{RESULT}-{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        codec.dump(staging, payload)
+        _swap_in(staging, folder / RESULT)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     summary = {"run_id": run_id, "walk_forward": wf.to_dict(), "validation": report.to_dict()}
     atomic_write_bytes(folder / "summary.json", json.dumps(summary, indent=2, default=str).encode())
     return folder
 
 
+def is_stored(run_id: str, results_dir: str | os.PathLike | None = None) -> bool:
+    """Whether a whole walk-forward result is stored under ``run_id``."""
+    return stored_stamp(run_id, results_dir) > 0
+
+
+def stored_stamp(run_id: str, results_dir: str | os.PathLike | None = None) -> float:
+    """Modification time of the stored result (0 when none): a new result, a new stamp."""
+    path = walkforward_root(results_dir) / check_run_id(run_id) / RESULT / codec.TREE
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
 def load_walk_forward(run_id: str, results_dir: str | os.PathLike | None = None) -> tuple[Any, Any]:
     """(WalkForwardResult, ValidationReport) of a stored walk-forward."""
-    path = walkforward_root(results_dir) / check_run_id(run_id) / "result.pkl"
-    if not path.exists():
-        raise ThreadXError(f"no stored walk-forward {run_id!r} under {path.parent.parent}")
+    folder = walkforward_root(results_dir) / check_run_id(run_id)
+    if not is_stored(run_id, results_dir):
+        if (folder / "result.pkl").exists():
+            raise ThreadXError(f"walk-forward {run_id} was stored by an older version as a pickle, which is not "
+                               "read (it could run code); run the walk-forward again")
+        raise ThreadXError(f"no stored walk-forward {run_id!r} under {folder.parent}")
     try:
-        payload = pickle.loads(path.read_bytes())
-    except Exception as exc:  # another version's classes, a truncated file
-        raise ThreadXError(f"walk-forward {run_id} cannot be read ({type(exc).__name__}); run it again") from None
+        payload = codec.load(folder / RESULT, _stored_types())
+    except codec.CodecError as exc:
+        raise ThreadXError(f"walk-forward {run_id} cannot be read ({exc}); run it again") from None
     if not isinstance(payload, dict) or payload.get("version") != FORMAT_VERSION:
         raise ThreadXError(f"walk-forward {run_id} was stored in another format; run it again")
     return payload["walk_forward"], payload["report"]
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Replace the folder ``target`` by ``staging`` (readers see the old or the new one whole)."""
+    old = target.with_name(f".{target.name}-old-{uuid.uuid4().hex[:8]}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def list_walk_forwards(results_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:

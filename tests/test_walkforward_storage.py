@@ -1,0 +1,120 @@
+"""Stored walk-forwards: read back whole, never through pickle, damage reported clearly."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import threadx
+from threadx.errors import ThreadXError
+from threadx.validation.report import validate_walk_forward
+from threadx.validation.storage import list_walk_forwards, load_walk_forward, save_walk_forward
+
+SPACE = {"fast_period": "5:15:5", "slow_period": "20:40:10"}
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory, synthetic_bars):
+    wf = threadx.walk_forward(synthetic_bars, "ma_crossover", SPACE, sampler="grid", is_days=90, oos_days=30,
+                              workers=1)
+    report = validate_walk_forward(wf, n=50, S=4)
+    root = tmp_path_factory.mktemp("results")
+    save_walk_forward("wf1", wf, report, root)
+    return wf, report, root
+
+
+def _assert_same(a, b, where="root"):
+    if dataclasses.is_dataclass(a):
+        assert type(a) is type(b), where
+        for f in dataclasses.fields(a):
+            if f.name != "evaluator":
+                _assert_same(getattr(a, f.name), getattr(b, f.name), f"{where}.{f.name}")
+    elif isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(a, b, obj=where)
+    elif isinstance(a, pd.Series):
+        pd.testing.assert_series_equal(a, b, obj=where)
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, where
+        np.testing.assert_array_equal(a, b, err_msg=where)
+    elif isinstance(a, dict):
+        assert list(a) == list(b), where
+        for k in a:
+            _assert_same(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), where
+        for k, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{where}[{k}]")
+    elif isinstance(a, float) and np.isnan(a):
+        assert isinstance(b, float) and np.isnan(b), where
+    else:
+        assert a == b and type(a) is type(b), (where, a, b)
+
+
+def test_round_trip_is_exact(stored):
+    wf, report, root = stored
+    loaded, loaded_report = load_walk_forward("wf1", root)
+    assert loaded.evaluator is None
+    _assert_same(wf, loaded)
+    _assert_same(report, loaded_report)
+    assert list_walk_forwards(root)[0]["run_id"] == "wf1"
+
+
+def test_no_pickle_is_written_or_read(stored, tmp_path, monkeypatch):
+    wf, report, root = stored
+    folder = root / "walkforward" / "wf1"
+    assert not any(p.suffix in (".pkl", ".pickle") for p in folder.rglob("*"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("unpickling attempted")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "load", refuse)
+    load_walk_forward("wf1", root)  # works without pickle
+
+
+def test_an_old_pickle_is_never_unpickled(tmp_path):
+    folder = tmp_path / "walkforward" / "old"
+    folder.mkdir(parents=True)
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (folder / "result.pkl").write_bytes(pickle.dumps({"version": 1, "walk_forward": Exploit()}))
+    with pytest.raises(ThreadXError, match="older version as a pickle"):
+        load_walk_forward("old", tmp_path)
+    assert not marker.exists()
+
+
+def test_damaged_or_foreign_result_is_one_clear_error(stored, tmp_path):
+    import shutil
+
+    _, _, root = stored
+    for damage in ("truncate_tree", "foreign_type", "truncate_arrays"):
+        target = tmp_path / damage
+        shutil.copytree(root, target)
+        result = target / "walkforward" / "wf1" / "result"
+        if damage == "truncate_tree":
+            (result / "tree.json").write_text('{"__dataclass__": ')
+        elif damage == "foreign_type":
+            text = (result / "tree.json").read_text().replace('"WalkForwardResult"', '"Popen"', 1)
+            (result / "tree.json").write_text(text)
+        else:
+            data = (result / "arrays.npz").read_bytes()
+            (result / "arrays.npz").write_bytes(data[: len(data) // 3])
+        with pytest.raises(ThreadXError, match="cannot be read|not one this version reads|run it again"):
+            load_walk_forward("wf1", target)
+
+
+def test_saving_again_replaces_the_result_whole(stored, synthetic_bars):
+    wf, report, root = stored
+    save_walk_forward("wf1", wf, report, root)
+    folder = root / "walkforward" / "wf1"
+    assert sorted(p.name for p in folder.iterdir()) == ["result", "summary.json"]
+    loaded, _ = load_walk_forward("wf1", root)
+    _assert_same(wf, loaded)

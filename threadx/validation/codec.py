@@ -1,0 +1,143 @@
+"""Store a tree of result objects in a folder without pickle.
+
+A walk-forward result and its validation report are dataclasses holding dicts, lists,
+numbers, numpy arrays and pandas frames. :func:`dump` writes them as ``tree.json`` (the
+structure and the scalars), ``arrays.npz`` (every array, saved and read with
+``allow_pickle=False``) and one Parquet file per frame or series. :func:`load` rebuilds
+only the dataclasses named in its allow-list, so a results folder someone hands over can
+never run code (unlike unpickling)::
+
+    dump(folder, {"walk_forward": wf, "report": report})
+    tree = load(folder, allowed=[WalkForwardResult, Window, ...])
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from threadx.errors import ThreadXError
+
+TREE, ARRAYS, FRAMES = "tree.json", "arrays.npz", "frames"
+
+
+class CodecError(ThreadXError):
+    """A stored tree that cannot be written or read back."""
+
+
+def dump(folder: Path, obj: Any) -> list[Path]:
+    """Write ``obj`` into ``folder``; returns the files written (the caller makes it atomic)."""
+    from threadx.optimize.store import atomic_write_bytes
+
+    arrays: dict[str, np.ndarray] = {}
+    frames: dict[str, pd.DataFrame] = {}
+    tree = _encode(obj, arrays, frames)
+    (folder / FRAMES).mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, frame in frames.items():
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=True)
+        path = folder / FRAMES / f"{name}.parquet"
+        atomic_write_bytes(path, buffer.getvalue())
+        written.append(path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(folder / ARRAYS, buffer.getvalue())
+    atomic_write_bytes(folder / TREE, json.dumps(tree).encode())  # last: its presence marks a whole dump
+    return [*written, folder / ARRAYS, folder / TREE]
+
+
+def load(folder: Path, allowed: Iterable[type]) -> Any:
+    """Rebuild what :func:`dump` wrote; only dataclasses in ``allowed`` are created."""
+    classes = {cls.__name__: cls for cls in allowed}
+    try:
+        tree = json.loads((folder / TREE).read_text())
+        with np.load(folder / ARRAYS, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        return _decode(tree, arrays, folder / FRAMES, classes)
+    except CodecError:
+        raise
+    except Exception as exc:  # truncated, edited or foreign files
+        raise CodecError(f"{folder} cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def _encode(obj: Any, arrays: dict, frames: dict) -> Any:
+    if obj is None or isinstance(obj, (bool, str, int)) and not isinstance(obj, np.generic):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else {"__float__": repr(obj)}
+    if isinstance(obj, np.generic):
+        return _encode(obj.item(), arrays, frames)
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            raise CodecError("object arrays cannot be stored without pickle")
+        name = f"a{len(arrays)}"
+        arrays[name] = obj
+        return {"__array__": name}
+    if isinstance(obj, pd.DataFrame):
+        name = f"f{len(frames)}"
+        frames[name] = obj
+        return {"__frame__": name}
+    if isinstance(obj, pd.Series):
+        name = f"f{len(frames)}"
+        frames[name] = obj.to_frame(name="values")
+        return {"__series__": name, "name": _encode(obj.name, arrays, frames)}
+    if isinstance(obj, pd.Timestamp):
+        return {"__timestamp__": obj.isoformat()}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = {f.name: _encode(getattr(obj, f.name), arrays, frames) for f in dataclasses.fields(obj)}
+        return {"__dataclass__": type(obj).__name__, "fields": fields}
+    if isinstance(obj, dict):
+        return {"__dict__": [[_encode(k, arrays, frames), _encode(v, arrays, frames)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return {"__tuple__" if isinstance(obj, tuple) else "__list__": [_encode(v, arrays, frames) for v in obj]}
+    raise CodecError(f"cannot store a {type(obj).__name__} without pickle")
+
+
+def _decode(node: Any, arrays: dict, frames: Path, classes: dict[str, type]) -> Any:
+    if not isinstance(node, dict):
+        return node
+
+    def rec(value: Any) -> Any:
+        return _decode(value, arrays, frames, classes)
+
+    if "__float__" in node:
+        return float(node["__float__"])
+    if "__array__" in node:
+        return arrays[node["__array__"]]
+    if "__frame__" in node:
+        return pd.read_parquet(frames / f"{_plain(node['__frame__'])}.parquet")
+    if "__series__" in node:
+        series = pd.read_parquet(frames / f"{_plain(node['__series__'])}.parquet")["values"]
+        series.name = rec(node.get("name"))
+        return series
+    if "__timestamp__" in node:
+        return pd.Timestamp(node["__timestamp__"])
+    if "__dataclass__" in node:
+        cls = classes.get(node["__dataclass__"])
+        if cls is None:
+            raise CodecError(f"stored type {node['__dataclass__']!r} is not one this version reads")
+        return cls(**{k: rec(v) for k, v in node["fields"].items()})
+    if "__dict__" in node:
+        return {_hashable(rec(k)): rec(v) for k, v in node["__dict__"]}
+    if "__list__" in node:
+        return [rec(v) for v in node["__list__"]]
+    if "__tuple__" in node:
+        return tuple(rec(v) for v in node["__tuple__"])
+    raise CodecError(f"unknown stored node {sorted(node)[:3]}")
+
+
+def _plain(name: str) -> str:
+    from threadx.names import check_name
+
+    return check_name(name, "stored frame name")
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key
