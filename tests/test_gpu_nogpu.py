@@ -264,3 +264,23 @@ def test_system_monitor_shows_power_and_temperature(workspace, monkeypatch):
     assert ("Power", "123 W") in metrics and ("Temperature", "61 °C") in metrics and ("Power", "–") in metrics
     assert ("VRAM", "2.0 / 8.0 GiB") in metrics
     assert any("GPU sweeps unavailable" in c.value for c in at.caption)
+
+
+def test_numpy_compat_restores_the_alias_numba_cuda_needs(monkeypatch):
+    import numpy as np
+
+    monkeypatch.delattr(np, "row_stack", raising=False)  # as in numpy 2.5
+    gpu_devices.numpy_compat()
+    assert np.row_stack is np.vstack
+
+
+def test_a_cuda_target_that_cannot_compile_is_reported_not_usable():
+    class BrokenCuda:
+        def device_array(self, n):
+            return [0.0] * n
+
+        def jit(self, fn):
+            raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+
+    reason = gpu_devices.compile_check(BrokenCuda())
+    assert "cannot compile and run a kernel" in reason and "row_stack" in reason

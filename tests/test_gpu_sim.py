@@ -50,6 +50,14 @@ def test_the_simulator_is_the_device():
     assert status.available and status.simulator and status.devices[0].name == "CUDA simulator"
 
 
+def test_the_compile_check_runs_a_kernel():
+    from numba import cuda
+
+    from threadx.gpu.devices import compile_check
+
+    assert compile_check(cuda) == ""
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("n_blocks", [0, 4])
 def test_kernel_matches_the_cpu_fast_kernel(bars, strategy, n_blocks):

@@ -91,6 +91,7 @@ def require_gpu() -> GpuStatus:
 def _detect() -> GpuStatus:
     cupy_version, cupy_devices, cupy_note = _cupy()
     notes = (cupy_note,) if cupy_note else ()
+    numpy_compat()
     try:
         from numba import config as numba_config
         from numba import cuda
@@ -120,9 +121,44 @@ def _detect() -> GpuStatus:
         reason = f"no supported device: compute capability below 3.5 ({', '.join(d.name for d in old)})"
     elif not _nvvm_available():
         reason = ("the CUDA driver works but NVVM (the CUDA toolkit's compiler library) was not found: "
-                  "install the CUDA toolkit, or pip install 'numba-cuda[cu12]'")
+                  "install the CUDA toolkit, or pip install 'numba-cuda[cu12]' ('[cu13]' for a CUDA 13 driver)")
+    else:
+        reason = compile_check(cuda)
     devices = [d for d in devices if d.compute_capability >= (3, 5)]
     return GpuStatus(tuple(devices), reason=reason, driver_version=driver, notes=notes, **common)
+
+
+def numpy_compat() -> None:
+    """Aliases that numba-cuda still looks up but newer numpy releases removed.
+
+    numba-cuda 0.30 registers ``np.row_stack`` when it compiles its first kernel; numpy
+    2.5 dropped that alias of ``np.vstack``, so every compile failed with AttributeError
+    (seen on an H200 with numpy 2.5.2). Restoring the alias is harmless where it exists."""
+    import numpy as np
+
+    if not hasattr(np, "row_stack"):
+        np.row_stack = np.vstack
+
+
+def compile_check(cuda: Any) -> str:
+    """'' when numba's CUDA target compiles and runs a one-thread kernel, else why not.
+
+    Seeing devices is not enough: a numba-cuda that cannot compile for this numpy or this
+    toolkit would otherwise be reported usable and fail at the first sweep batch."""
+    try:
+        def _probe(out):  # pragma: no cover - runs on the device
+            out[0] = 1.0
+
+        out = cuda.device_array(1)
+        cuda.jit(_probe)[1, 1](out)
+        cuda.synchronize()
+        if float(out.copy_to_host()[0]) != 1.0:
+            return "a test kernel ran but returned a wrong value; the CUDA install is unusable"
+    except Exception as exc:  # noqa: BLE001 - any failure means no usable GPU
+        text = " ".join(str(exc).split())[:300]
+        return (f"numba's CUDA target cannot compile and run a kernel ({type(exc).__name__}: {text}); "
+                "check that numba-cuda supports the installed numpy and CUDA toolkit")
+    return ""
 
 
 def _why_unavailable(cuda: Any) -> str:

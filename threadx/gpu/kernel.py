@@ -115,6 +115,9 @@ def _build() -> dict[str, Any]:
     global cuda, float64, _run, _run_blocks
     with _build_lock:
         if not _built:
+            from threadx.gpu.devices import numpy_compat
+
+            numpy_compat()
             from numba import cuda as numba_cuda
             from numba import float64 as numba_float64
 
