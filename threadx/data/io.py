@@ -334,7 +334,7 @@ def _to_canonical(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)} (found {found})")
     index = _to_utc_index(time_values, path)
     data = {c: _to_float(raw[lower[c]], c, path) for c in OHLCV_COLUMNS}
-    return pd.DataFrame(data, index=index, copy=False)
+    return pd.DataFrame(data, index=index, copy=True)  # owned, writable columns: the caller may edit them
 
 
 def _to_float(series: pd.Series, name: str, path: Path) -> np.ndarray:
