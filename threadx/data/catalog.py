@@ -67,6 +67,17 @@ def _parse(name: str) -> tuple[str | None, str, str, str]:
     return exchange, normalize_symbol(match.group("symbol")), match.group("timeframe"), match.group("label") or ""
 
 
+def name_timeframe(path: str | os.PathLike) -> str | None:
+    """The timeframe a data file's name carries (``BTC_USDT-1h.csv.gz`` -> ``1h``), or None."""
+    name = Path(path).name
+    suffix = _suffix(name)
+    stem = name[: len(name) - len(suffix)] if suffix else Path(name).stem
+    try:
+        return _parse(stem)[2]
+    except DataError:
+        return None
+
+
 def dataset_path(exchange: str, symbol: str, timeframe: str, data_root: str | os.PathLike | None = None) -> Path:
     """Where a dataset is stored: ``<data_root>/<exchange>/<BASE>_<QUOTE>-<timeframe>.parquet``.
 
@@ -90,6 +101,10 @@ def resolve_dataset(name: str | os.PathLike, data_root: str | os.PathLike | None
     candidate = Path(name).expanduser() if not str(name).startswith(SAMPLE_PREFIX) else None
     if candidate is not None and candidate.is_file():
         return candidate
+    if candidate is not None and candidate.is_dir():
+        from threadx.data.io import ACCEPTED
+
+        raise DataError(f"{name}: is a folder, not a data file (accepted: {ACCEPTED})")
     text = str(name).strip()
     try:
         exchange, symbol, timeframe, label = _parse(text)
@@ -189,10 +204,11 @@ def _dataset_files(root: Path) -> dict[tuple[str, str], Path]:
 
 
 def _suffix(filename: str) -> str:
+    """The data-format suffix of a file name (``.csv.gz``), or '' when it has none."""
     from threadx.data.io import FORMATS
 
     lower = filename.lower()
-    return next(s for s in sorted(FORMATS, key=len, reverse=True) if lower.endswith(s))
+    return next((s for s in sorted(FORMATS, key=len, reverse=True) if lower.endswith(s)), "")
 
 
 def _available(root: Path) -> str:
