@@ -218,8 +218,7 @@ def _available(root: Path) -> str:
 
 
 def _file_stats(path: Path) -> tuple:
-    from threadx.data.io import read_ohlcv_file
-    from threadx.data.validate import validate_ohlcv
+    from threadx.data.io import check_ohlcv_file
 
     try:
         st = path.stat()
@@ -228,8 +227,7 @@ def _file_stats(path: Path) -> tuple:
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
     if key not in _STAT_CACHE:
         try:
-            df = read_ohlcv_file(path)
-            report = validate_ohlcv(df)
+            df, report = check_ohlcv_file(path)
             stats = (report.first, report.last, report.bars, bool(df.attrs.get("synthetic")), report.quality)
         except DataError:
             stats = (None, None, 0, False, float("nan"))
