@@ -493,27 +493,39 @@ def _parse_datetimes(series: pd.Series, path: Path, date_format: str | None, day
     """Date text to UTC times: ``date_format`` if given, else ISO 8601, else one unambiguous day/month order."""
     if date_format is not None:
         return _all_read(series, _dates(series, format=date_format), path, f" with date format {date_format!r}")
-    parsed = _dates(series, format="ISO8601")
-    if not _unread(series, parsed).any():
-        return pd.DatetimeIndex(parsed)
+    iso = _dates(series, format="ISO8601")
+    if not _unread(series, iso).any():
+        return pd.DatetimeIndex(iso)
     orders = (False, True) if dayfirst is None else (bool(dayfirst),)
     sample = str(series.dropna().iloc[0]) if series.notna().any() else ""
-    for fmt_of in (lambda first: _guess_format(sample, first), lambda first: "mixed"):  # one format, else per value
-        readings = {}
-        for first in orders:
-            fmt = fmt_of(first)
-            if fmt is not None:
-                parsed = _dates(series, format=fmt, dayfirst=first)
-                if not _unread(series, parsed).any():
-                    readings[first] = parsed
-        if len(readings) == 2 and not readings[False].equals(readings[True]):
-            raise DataError(
-                f"{path}: dates like {sample!r} read both day-first and month-first; say which with a date "
-                "format (date_format='%d/%m/%Y' or dayfirst=True; --date-format on the command line)"
-            )
-        if readings:
-            return pd.DatetimeIndex(next(iter(readings.values())))
-    return _all_read(series, parsed, path, "")
+    guessed = {first: _guess_format(sample, first) for first in orders}  # one format for the whole column
+    for formats in (guessed, dict.fromkeys(orders, "mixed")):  # else value by value
+        reading = _day_month_reading(series, formats, path, sample)
+        if reading is not None:
+            return reading
+    return _all_read(series, _dates(series, format="mixed", dayfirst=orders[0]), path, "")
+
+
+def _day_month_reading(
+    series: pd.Series, formats: dict[bool, str | None], path: Path, sample: str
+) -> pd.DatetimeIndex | None:
+    """The times when some day/month order reads every value, None when none does.
+
+    ``formats``: the format to try for each order (``dayfirst`` -> format). DataError when
+    day-first and month-first both read every value, differently.
+    """
+    readings = {}
+    for first, fmt in formats.items():
+        if fmt is not None:
+            parsed = _dates(series, format=fmt, dayfirst=first)
+            if not _unread(series, parsed).any():
+                readings[first] = parsed
+    if len(readings) == 2 and not readings[False].equals(readings[True]):
+        raise DataError(
+            f"{path}: dates like {sample!r} read both day-first and month-first; say which with a date "
+            "format (date_format='%d/%m/%Y' or dayfirst=True; --date-format on the command line)"
+        )
+    return pd.DatetimeIndex(next(iter(readings.values()))) if readings else None
 
 
 def _dates(series: pd.Series, **kwargs: Any) -> pd.Series:
