@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -500,15 +501,13 @@ def _parse_datetimes(series: pd.Series, path: Path, date_format: str | None, day
     sample = str(series.dropna().iloc[0]) if series.notna().any() else ""
     guessed = {first: _guess_format(sample, first) for first in orders}  # one format for the whole column
     for formats in (guessed, dict.fromkeys(orders, "mixed")):  # else value by value
-        reading = _day_month_reading(series, formats, path, sample)
+        reading = _day_month_reading(series, formats, path)
         if reading is not None:
             return reading
     return _all_read(series, _dates(series, format="mixed", dayfirst=orders[0]), path, "")
 
 
-def _day_month_reading(
-    series: pd.Series, formats: dict[bool, str | None], path: Path, sample: str
-) -> pd.DatetimeIndex | None:
+def _day_month_reading(series: pd.Series, formats: dict[bool, str | None], path: Path) -> pd.DatetimeIndex | None:
     """The times when some day/month order reads every value, None when none does.
 
     ``formats``: the format to try for each order (``dayfirst`` -> format). DataError when
@@ -521,9 +520,10 @@ def _day_month_reading(
             if not _unread(series, parsed).any():
                 readings[first] = parsed
     if len(readings) == 2 and not readings[False].equals(readings[True]):
+        pos = int(np.flatnonzero((readings[False] != readings[True]).to_numpy())[0])
         raise DataError(
-            f"{path}: dates like {sample!r} read both day-first and month-first; say which with a date "
-            "format (date_format='%d/%m/%Y' or dayfirst=True; --date-format on the command line)"
+            f"{path}: dates like {series.iloc[pos]!r} (row {pos}) read both day-first and month-first; say which "
+            "with a date format (date_format='%d/%m/%Y' or dayfirst=True; --date-format on the command line)"
         )
     return pd.DatetimeIndex(next(iter(readings.values()))) if readings else None
 
@@ -550,7 +550,9 @@ def _guess_format(sample: str, dayfirst: bool) -> str | None:
     """pandas' guess of a strftime format for ``sample``; never year-day-month, which nobody writes."""
     from pandas.tseries.api import guess_datetime_format
 
-    fmt = guess_datetime_format(sample, dayfirst=dayfirst) if sample else None
+    with warnings.catch_warnings():  # pandas warns when the guess contradicts dayfirst: we try both orders
+        warnings.simplefilter("ignore", UserWarning)
+        fmt = guess_datetime_format(sample, dayfirst=dayfirst) if sample else None
     if fmt and "%Y" in fmt and "%d" in fmt and "%m" in fmt and fmt.index("%Y") < fmt.index("%d") < fmt.index("%m"):
         return None
     return fmt
