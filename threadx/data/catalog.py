@@ -101,14 +101,11 @@ def resolve_dataset(name: str | os.PathLike, data_root: str | os.PathLike | None
     candidate = Path(name).expanduser() if not str(name).startswith(SAMPLE_PREFIX) else None
     if candidate is not None and candidate.is_file():
         return candidate
-    if candidate is not None and candidate.is_dir():
-        from threadx.data.io import ACCEPTED
-
-        raise DataError(f"{name}: is a folder, not a data file (accepted: {ACCEPTED})")
     text = str(name).strip()
     try:
         exchange, symbol, timeframe, label = _parse(text)
     except DataError:
+        _refuse_folder(candidate, name)
         if candidate is not None and (candidate.suffix or os.sep in text):
             raise DataError(f"{name}: file not found") from None
         raise DataError(f"unknown dataset {name!r}; available: {_available(root)}") from None
@@ -129,7 +126,16 @@ def resolve_dataset(name: str | os.PathLike, data_root: str | os.PathLike | None
         if len(matches) > 1:
             options = ", ".join(f"{ex}/{stem}" for ex, _ in matches)
             raise DataError(f"dataset {name!r} is ambiguous: {options}; name the exchange")
+    _refuse_folder(candidate, name)
     raise DataError(f"unknown dataset {name!r} in {root}; available: {_available(root)}")
+
+
+def _refuse_folder(candidate: Path | None, name: str | os.PathLike) -> None:
+    """DataError saying that a folder given as a data file is a folder (and which files are accepted)."""
+    if candidate is not None and candidate.is_dir():
+        from threadx.data.io import ACCEPTED
+
+        raise DataError(f"{name}: is a folder, not a data file (accepted: {ACCEPTED})")
 
 
 def list_datasets(data_root: str | os.PathLike | None = None) -> pd.DataFrame:
