@@ -7,8 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from threadx.data.catalog import dataset_path, list_datasets, parse_dataset_name, resolve_dataset
-from threadx.data.io import load_ohlcv, read_ohlcv_file, write_ohlcv
-from threadx.data.validate import validate_ohlcv
+from threadx.data.io import check_ohlcv_file, import_ohlcv, load_ohlcv, write_ohlcv
 from threadx.errors import ThreadXError
 from threadx.names import check_name
 from threadx.ui import charts
@@ -30,7 +29,7 @@ with tabs[0]:
     st.plotly_chart(charts.price_figure(df, title=label_dataset(dataset, df)), use_container_width=True)
 
 with tabs[1]:
-    report = validate_ohlcv(read_ohlcv_file(resolve_dataset(dataset)))
+    _, report = check_ohlcv_file(resolve_dataset(dataset))
     (st.success if report.ok else st.error)(f"Quality {report.to_dict().get('quality', '?')}/100 — "
                                              f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
     st.code(report.summary(), language=None)
@@ -39,10 +38,12 @@ with tabs[2]:
     st.write("Parquet, Feather, CSV or JSON (freqtrade layouts included). Validated before it is saved.")
     upload = st.file_uploader("File", type=["parquet", "feather", "csv", "json"], key="data_upload")
     path_text = st.text_input("…or a path on this machine", key="data_path")
-    c = st.columns(3)
+    c = st.columns(4)
     exchange = c[0].text_input("Exchange label", value="local", key="data_exchange")
     symbol = c[1].text_input("Symbol (e.g. BTC_USDT)", key="data_symbol")
     timeframe = c[2].text_input("Timeframe (blank = detect)", key="data_timeframe")
+    date_format = c[3].text_input("Date format (blank = detect)", key="data_date_format",
+                                  help="e.g. %d/%m/%Y; needed when dates read both day- and month-first")
     if st.button("Import", key="data_import"):
         try:
             with tempfile.TemporaryDirectory(prefix="threadx-upload-") as scratch:  # deleted after the import
@@ -57,10 +58,8 @@ with tabs[2]:
                     source, stem = path_text.strip(), Path(path_text.strip()).stem
                 else:
                     raise ThreadXError("choose a file to upload or type a path")
-                frame = load_ohlcv(source)
-            tf = timeframe.strip() or frame.attrs.get("timeframe")
-            target = dataset_path(exchange.strip() or "local", symbol.strip() or stem.split("-")[0], tf)
-            write_ohlcv(frame, target)
+                frame, target = import_ohlcv(source, exchange.strip() or "local", symbol.strip() or stem.split("-")[0],
+                                             timeframe.strip() or None, date_format=date_format.strip() or None)
             st.success(f"Imported {len(frame):,} bars into {target}")
         except (ThreadXError, ValueError, OSError) as exc:
             st.error(f"Import failed: {exc}")

@@ -129,7 +129,7 @@ def test_list_marks_synthetic_and_caches_by_mtime(data_root: Path, monkeypatch: 
     }
     reads: list[Path] = []
     real = data_io.read_ohlcv_file
-    monkeypatch.setattr(data_io, "read_ohlcv_file", lambda p: reads.append(Path(p)) or real(p))
+    monkeypatch.setattr(data_io, "read_ohlcv_file", lambda p, **kw: reads.append(Path(p)) or real(p, **kw))
     list_datasets()
     assert reads == []  # cached
     write_ohlcv(bars(30), path)

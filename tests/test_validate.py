@@ -117,21 +117,23 @@ def test_high_equal_to_close_is_fine() -> None:
 
 
 def test_duplicates_error_or_warning_with_dedupe() -> None:
-    df = bars(10).iloc[[0, 1, 2, 3, 3, 4, 5, 5, 5, 6]]
+    # 100 bars: 3 duplicates in 103 rows keep the quality above MIN_QUALITY once deduplicated
+    df = bars(100).iloc[[0, 1, 2, 3, 3, 4, 5, 5, 5, *range(6, 100)]]
     rep = validate_ohlcv(df)
     assert not rep.ok and rep.duplicates == 3
     assert "3 duplicate" in rep.errors[0]
     lenient = validate_ohlcv(df, dedupe=True)
     assert lenient.ok and lenient.duplicates == 3
     assert any("duplicate" in w for w in lenient.warnings)
-    assert lenient.bars == 7
+    assert lenient.bars == 100
 
 
 def test_dedupe_checks_only_the_kept_row() -> None:
-    df = bars(4).iloc[[0, 1, 1, 2, 3]].copy()
+    rows = [0, 1, 1, *range(2, 40)]  # 40 bars: one duplicate keeps the quality above MIN_QUALITY
+    df = bars(40).iloc[rows].copy()
     df.iloc[1, df.columns.get_loc("high")] = 1.0  # the first copy of 01:00 is broken, the last is fine
     assert validate_ohlcv(df, dedupe=True).ok
-    df2 = bars(4).iloc[[0, 1, 1, 2, 3]].copy()
+    df2 = bars(40).iloc[rows].copy()
     df2.iloc[2, df2.columns.get_loc("high")] = 1.0  # the kept (last) copy is broken
     assert validate_ohlcv(df2, dedupe=True).bad_rows == [2]
 

@@ -16,6 +16,7 @@ from threadx.errors import ThreadXError
 from threadx.gpu.cli import add_gpu_commands
 
 EXIT_BAD_INPUT = 2
+DATE_FORMAT_HELP = "strftime format of date text, e.g. %%d/%%m/%%Y (needed when dates read both day- and month-first)"
 
 
 def _parse_value(text: str) -> Any:
@@ -94,11 +95,10 @@ def cmd_data_list(args: argparse.Namespace) -> int:
 
 def cmd_data_validate(args: argparse.Namespace) -> int:
     from threadx.data.catalog import resolve_dataset
-    from threadx.data.io import read_ohlcv_file
-    from threadx.data.validate import validate_ohlcv
+    from threadx.data.io import check_ohlcv_file
 
     path = resolve_dataset(args.source)
-    report = validate_ohlcv(read_ohlcv_file(path), timeframe=args.timeframe)
+    _, report = check_ohlcv_file(path, args.timeframe, date_format=args.date_format)
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -108,14 +108,10 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_data_import(args: argparse.Namespace) -> int:
-    from threadx.data.catalog import dataset_path
-    from threadx.data.io import load_ohlcv, write_ohlcv
+    from threadx.data.io import import_ohlcv
 
-    df = load_ohlcv(args.file, dedupe=args.dedupe)
-    timeframe = args.timeframe or df.attrs.get("timeframe")
-    symbol = args.symbol or Path(args.file).stem.split("-")[0]
-    target = dataset_path(args.exchange, symbol, timeframe)
-    write_ohlcv(df, target)
+    df, target = import_ohlcv(args.file, args.exchange, args.symbol, args.timeframe, dedupe=args.dedupe,
+                              date_format=args.date_format)
     print(f"imported {len(df):,} bars into {target}")
     return 0
 
@@ -430,15 +426,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data_list)
     p = dsub.add_parser("validate", help="validation report of a file or dataset")
     p.add_argument("source")
-    p.add_argument("--timeframe")
+    p.add_argument("--timeframe", help="expected bar length (default: from the file name, else the spacing)")
+    p.add_argument("--date-format", help=DATE_FORMAT_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_data_validate)
     p = dsub.add_parser("import", help="copy a Parquet/Feather/CSV/JSON file into the data root")
     p.add_argument("file")
     p.add_argument("--exchange", default="local")
     p.add_argument("--symbol")
-    p.add_argument("--timeframe")
+    p.add_argument("--timeframe", help="the bars' timeframe when the data cannot tell (a different one is refused)")
     p.add_argument("--dedupe", action="store_true", help="keep the last of duplicate timestamps")
+    p.add_argument("--date-format", help=DATE_FORMAT_HELP)
     p.set_defaults(func=cmd_data_import)
     p = dsub.add_parser("fetch", help="download candles with ccxt (incremental)")
     p.add_argument("--exchange", default="binance")

@@ -4,7 +4,7 @@ Importing this package is cheap: ccxt is imported only when a download needs it.
 """
 from threadx.data.catalog import dataset_path, list_datasets, parse_dataset_name, resolve_dataset
 from threadx.data.fetch import FetchResult, fetch_ohlcv
-from threadx.data.io import load_ohlcv, read_ohlcv_file, write_ohlcv
+from threadx.data.io import check_ohlcv_file, import_ohlcv, load_ohlcv, read_ohlcv_file, write_ohlcv
 from threadx.data.resample import resample_ohlcv
 from threadx.data.synthetic import ensure_sample, generate_synthetic
 from threadx.data.validate import ValidationReport, validate_ohlcv
@@ -12,10 +12,12 @@ from threadx.data.validate import ValidationReport, validate_ohlcv
 __all__ = [
     "FetchResult",
     "ValidationReport",
+    "check_ohlcv_file",
     "dataset_path",
     "ensure_sample",
     "fetch_ohlcv",
     "generate_synthetic",
+    "import_ohlcv",
     "list_datasets",
     "load_ohlcv",
     "parse_dataset_name",

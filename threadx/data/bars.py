@@ -1,7 +1,9 @@
-"""`Bars`: the numpy view of a canonical OHLCV frame that engine paths work on.
+"""`Bars`: the numpy arrays of a canonical OHLCV frame that engine paths work on.
 
 The fingerprint (a hash of the index and the five columns' bytes) is computed once
-per Bars object and keys every cache entry derived from the data.
+per Bars object and keys every cache entry derived from the data. A Bars built from a
+frame owns read-only copies of its arrays, so editing the frame in place can never
+change a Bars (nor make its fingerprint lie).
 """
 from __future__ import annotations
 
@@ -35,17 +37,17 @@ class Bars:
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, timeframe: str | None = None, name: str | None = None) -> "Bars":
-        """Wrap a canonical frame (UTC DatetimeIndex, float64 OHLCV columns)."""
+        """Copy a canonical frame (UTC DatetimeIndex, float64 OHLCV columns) into read-only arrays."""
         missing = [c for c in OHLCV_COLUMNS if c not in df.columns]
         if missing:
             raise DataError(f"frame lacks columns {missing}; load it with threadx.load_ohlcv")
         if not isinstance(df.index, pd.DatetimeIndex) or df.index.tz is None:
             raise DataError("frame index must be a tz-aware UTC DatetimeIndex; load it with threadx.load_ohlcv")
         try:
-            cols = {c: np.ascontiguousarray(df[c].to_numpy(dtype=np.float64)) for c in OHLCV_COLUMNS}
+            cols = {c: _owned(df[c].to_numpy(dtype=np.float64)) for c in OHLCV_COLUMNS}
         except (TypeError, ValueError) as exc:
             raise DataError(f"OHLCV columns must be numeric: {exc}") from None
-        time_ns = np.ascontiguousarray(df.index.tz_convert("UTC").as_unit("ns").asi8)
+        time_ns = _owned(df.index.tz_convert("UTC").as_unit("ns").asi8)
         prices = np.stack([cols["open"], cols["high"], cols["low"], cols["close"]])
         if not (np.isfinite(prices).all() and (prices > 0).all()):
             raise DataError("prices must be finite and positive (NaN or <= 0 found); "
@@ -85,30 +87,50 @@ class Bars:
         )
 
 
-_FRAME_CACHE: dict[int, tuple[weakref.ref, Bars]] = {}
+def _owned(values: np.ndarray) -> np.ndarray:
+    """A contiguous read-only copy that no frame shares (one copy per column per Bars)."""
+    arr = np.array(values, order="C", copy=True)
+    arr.flags.writeable = False
+    return arr
+
+
+# id(frame) -> (weak reference to the frame, (timeframe, name) asked for, its Bars)
+_FRAME_CACHE: dict[int, tuple[weakref.ref, tuple, Bars]] = {}
 
 
 def as_bars(data: "pd.DataFrame | Bars", timeframe: str | None = None) -> Bars:
     """Accept a canonical frame or Bars.
 
     Frames are remembered (weakly) with their Bars, so a frame passed again keeps its
-    fingerprint instead of being hashed anew; the remembered arrays are compared with the
-    frame's current values first, so a frame edited in place is never served stale.
+    fingerprint instead of being copied and hashed anew. The remembered Bars owns copies,
+    so comparing them with the frame's current values is a real check: a frame edited in
+    place gets a new Bars (and new fingerprint), never stale indicators.
     """
     if isinstance(data, Bars):
         return data
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"expected an OHLCV DataFrame or Bars, got {type(data).__name__}")
-    fresh = Bars.from_frame(data, timeframe=timeframe)
+    asked = (timeframe or data.attrs.get("timeframe"), data.attrs.get("name"))
     entry = _FRAME_CACHE.get(id(data))
-    if entry is not None and entry[0]() is data:
-        known = entry[1]
-        same = len(known) == len(fresh) and known.timeframe == fresh.timeframe and all(
-            np.array_equal(getattr(known, c), getattr(fresh, c)) for c in (*OHLCV_COLUMNS, "time_ns")
-        )
-        if same:
-            return known
-    for key in [k for k, (ref, _) in _FRAME_CACHE.items() if ref() is None]:
+    if entry is not None and entry[0]() is data and entry[1] == asked and _same_values(entry[2], data):
+        return entry[2]
+    fresh = Bars.from_frame(data, timeframe=timeframe)
+    for key in [k for k, (ref, _, _) in _FRAME_CACHE.items() if ref() is None]:
         del _FRAME_CACHE[key]
-    _FRAME_CACHE[id(data)] = (weakref.ref(data), fresh)
+    _FRAME_CACHE[id(data)] = (weakref.ref(data), asked, fresh)
     return fresh
+
+
+def _same_values(bars: Bars, df: pd.DataFrame) -> bool:
+    """True when the frame still holds exactly the bars' times and OHLCV values (no copy made)."""
+    index = df.index
+    if len(df) != len(bars) or not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+        return False
+    if not np.array_equal(index.as_unit("ns").asi8, bars.time_ns):
+        return False
+    try:
+        return all(
+            np.array_equal(df[c].to_numpy(dtype=np.float64), getattr(bars, c)) for c in OHLCV_COLUMNS
+        )
+    except (KeyError, TypeError, ValueError):
+        return False

@@ -67,6 +67,17 @@ def _parse(name: str) -> tuple[str | None, str, str, str]:
     return exchange, normalize_symbol(match.group("symbol")), match.group("timeframe"), match.group("label") or ""
 
 
+def name_timeframe(path: str | os.PathLike) -> str | None:
+    """The timeframe a data file's name carries (``BTC_USDT-1h.csv.gz`` -> ``1h``), or None."""
+    name = Path(path).name
+    suffix = _suffix(name)
+    stem = name[: len(name) - len(suffix)] if suffix else Path(name).stem
+    try:
+        return _parse(stem)[2]
+    except DataError:
+        return None
+
+
 def dataset_path(exchange: str, symbol: str, timeframe: str, data_root: str | os.PathLike | None = None) -> Path:
     """Where a dataset is stored: ``<data_root>/<exchange>/<BASE>_<QUOTE>-<timeframe>.parquet``.
 
@@ -94,6 +105,7 @@ def resolve_dataset(name: str | os.PathLike, data_root: str | os.PathLike | None
     try:
         exchange, symbol, timeframe, label = _parse(text)
     except DataError:
+        _refuse_folder(candidate, name)
         if candidate is not None and (candidate.suffix or os.sep in text):
             raise DataError(f"{name}: file not found") from None
         raise DataError(f"unknown dataset {name!r}; available: {_available(root)}") from None
@@ -114,7 +126,16 @@ def resolve_dataset(name: str | os.PathLike, data_root: str | os.PathLike | None
         if len(matches) > 1:
             options = ", ".join(f"{ex}/{stem}" for ex, _ in matches)
             raise DataError(f"dataset {name!r} is ambiguous: {options}; name the exchange")
+    _refuse_folder(candidate, name)
     raise DataError(f"unknown dataset {name!r} in {root}; available: {_available(root)}")
+
+
+def _refuse_folder(candidate: Path | None, name: str | os.PathLike) -> None:
+    """DataError saying that a folder given as a data file is a folder (and which files are accepted)."""
+    if candidate is not None and candidate.is_dir():
+        from threadx.data.io import ACCEPTED
+
+        raise DataError(f"{name}: is a folder, not a data file (accepted: {ACCEPTED})")
 
 
 def list_datasets(data_root: str | os.PathLike | None = None) -> pd.DataFrame:
@@ -189,10 +210,11 @@ def _dataset_files(root: Path) -> dict[tuple[str, str], Path]:
 
 
 def _suffix(filename: str) -> str:
+    """The data-format suffix of a file name (``.csv.gz``), or '' when it has none."""
     from threadx.data.io import FORMATS
 
     lower = filename.lower()
-    return next(s for s in sorted(FORMATS, key=len, reverse=True) if lower.endswith(s))
+    return next((s for s in sorted(FORMATS, key=len, reverse=True) if lower.endswith(s)), "")
 
 
 def _available(root: Path) -> str:
@@ -202,8 +224,7 @@ def _available(root: Path) -> str:
 
 
 def _file_stats(path: Path) -> tuple:
-    from threadx.data.io import read_ohlcv_file
-    from threadx.data.validate import validate_ohlcv
+    from threadx.data.io import check_ohlcv_file
 
     try:
         st = path.stat()
@@ -212,8 +233,7 @@ def _file_stats(path: Path) -> tuple:
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
     if key not in _STAT_CACHE:
         try:
-            df = read_ohlcv_file(path)
-            report = validate_ohlcv(df)
+            df, report = check_ohlcv_file(path)
             stats = (report.first, report.last, report.bars, bool(df.attrs.get("synthetic")), report.quality)
         except DataError:
             stats = (None, None, 0, False, float("nan"))

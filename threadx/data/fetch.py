@@ -140,10 +140,7 @@ def fetch_ohlcv(
     changed = existing is None or len(fetched) and not _same(existing, merged)
     if changed:
         merged.attrs = {"timeframe": timeframe, "synthetic": False}
-        try:
-            write_ohlcv(merged, path)
-        except OSError as exc:
-            raise FetchError(f"{label}: cannot write {path}: {exc}") from exc
+        write_ohlcv(merged, path)  # atomic; DataError "cannot write ..." on an OS failure
     return FetchResult(path=path, new_bars=new_bars, total_bars=len(merged), report=report, gaps=list(report.gaps))
 
 

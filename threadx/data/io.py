@@ -11,11 +11,14 @@ problems and :func:`load_ohlcv` decides what to do with them.
 """
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import logging
 import os
+import re
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +41,14 @@ FORMATS = {
     ".json": "json",
     ".json.gz": "json",
 }
+ACCEPTED = ".parquet, .feather, .csv or .json (.csv.gz / .json.gz too)"  # said when a path is refused
 METADATA_KEY = b"threadx"
 _log = logging.getLogger("threadx.data")
 
 # Epoch magnitude thresholds: below 1e11 seconds (until year 5138), below 1e14 ms, below 1e17 us, else ns.
 _EPOCH_UNITS = ((1e11, 1_000_000_000), (1e14, 1_000_000), (1e17, 1_000), (float("inf"), 1))
+_EPOCH_NAMES = ("seconds", "milliseconds", "microseconds", "nanoseconds")
+_UNNAMED = re.compile(r"(Unnamed: 0)?")  # pandas' name for a header cell left empty (default to_csv index)
 
 
 def file_format(path: str | os.PathLike) -> str | None:
@@ -54,23 +60,29 @@ def file_format(path: str | os.PathLike) -> str | None:
     return None
 
 
-def read_ohlcv_file(path: str | os.PathLike) -> pd.DataFrame:
+def read_ohlcv_file(
+    path: str | os.PathLike, *, date_format: str | None = None, dayfirst: bool | None = None
+) -> pd.DataFrame:
     """Read one OHLCV file into a frame indexed by a UTC ``timestamp`` DatetimeIndex (file order kept).
 
     Columns ``open, high, low, close, volume`` as float64, found case-insensitively. The time is
-    taken from a ``timestamp|date|time|open_time|datetime`` column or a DatetimeIndex; numeric
-    epochs are read as seconds, milliseconds, microseconds or nanoseconds by their magnitude,
-    naive datetimes as UTC. Raises DataError (one line naming the file) if the file is missing,
-    of an unknown format, unreadable, lacks a column, or has non-numeric values.
+    taken from a ``timestamp|date|time|open_time|datetime`` column, a DatetimeIndex, or an unnamed
+    first column of dates (pandas' default ``to_csv``). Numeric epochs are read as seconds,
+    milliseconds, microseconds or nanoseconds by their magnitude (a column mixing units is
+    refused); naive datetimes as UTC. Date text is read as ISO 8601, else with ``date_format``
+    (strftime codes), else in the one day/month order that reads every value: a column that reads
+    both day-first and month-first (``03/04/2024``) is refused unless ``date_format`` or
+    ``dayfirst`` says which. Raises DataError (one line naming the file) if the file is missing,
+    a folder, of an unknown format, unreadable, lacks a column, or has non-numeric values.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a data file (accepted: {ACCEPTED})")
     if not path.exists():
         raise DataError(f"{path}: file not found")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, not a data file")
     fmt = file_format(path)
     if fmt is None:
-        raise DataError(f"{path}: unknown file format {path.suffix!r} (use .parquet, .feather, .csv or .json)")
+        raise DataError(f"{path}: unknown file format {path.suffix!r} (accepted: {ACCEPTED})")
     meta: dict[str, Any] = {}
     try:
         if fmt == "parquet":
@@ -87,7 +99,7 @@ def read_ohlcv_file(path: str | os.PathLike) -> pd.DataFrame:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is a data problem for the user
         raise DataError(f"{path}: cannot read {fmt} content ({type(exc).__name__}: {_first_line(exc)})") from exc
-    df = _to_canonical(raw, path)
+    df = _to_canonical(raw, path, date_format, dayfirst)
     df.attrs["source"] = str(path)
     if meta.get("synthetic"):
         df.attrs["synthetic"] = True
@@ -99,7 +111,8 @@ def write_ohlcv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
 
     The file has a ``timestamp`` column (UTC) and the five OHLCV columns; ``attrs["synthetic"]``
     and ``attrs["timeframe"]`` are kept in the file's metadata. A failure leaves any existing
-    file at ``path`` untouched.
+    file at ``path`` untouched and no temp file behind; an OS failure (disk full, no permission)
+    raises one DataError.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -120,9 +133,9 @@ def write_ohlcv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
         arrays[col] = pa.array(np.asarray(df[col].to_numpy(dtype=np.float64)), type=pa.float64())
     info = {"synthetic": bool(df.attrs.get("synthetic", False)), "timeframe": df.attrs.get("timeframe")}
     table = pa.table(arrays).replace_schema_metadata({METADATA_KEY: json.dumps(info, sort_keys=True).encode()})
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, tmp, compression="zstd")
         fd = os.open(tmp, os.O_RDONLY)
         try:
@@ -130,8 +143,10 @@ def write_ohlcv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise DataError(f"cannot write {path}: {_os_reason(exc)}; nothing was changed") from exc
         raise
     return path
 
@@ -145,6 +160,8 @@ def load_ohlcv(
     data_root: str | os.PathLike | None = None,
     dedupe: bool = False,
     with_report: bool = False,
+    date_format: str | None = None,
+    dayfirst: bool | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, Any]:
     """Load a dataset as the canonical frame: read, validate, sort, resample, slice.
 
@@ -154,25 +171,22 @@ def load_ohlcv(
     row of each duplicated timestamp instead of failing. ``timeframe`` coarser than the native
     one resamples (complete bins only); finer raises DataError. ``start`` (inclusive) and ``end``
     (exclusive) are UTC and applied before resampling, so no bin uses data at or after ``end``.
+    ``date_format`` / ``dayfirst``: how to read date text (see :func:`read_ohlcv_file`).
     ``attrs``: timeframe, name, synthetic, source, quality, warnings. ``with_report=True`` returns
     ``(frame, ValidationReport)``.
     """
-    from threadx.data.catalog import parse_dataset_name, resolve_dataset
+    from threadx.data.catalog import name_timeframe, resolve_dataset
     from threadx.data.resample import resample_ohlcv
     from threadx.data.timeframe import timeframe_seconds
-    from threadx.data.validate import validate_ohlcv
 
     if timeframe is not None:
         timeframe_seconds(timeframe)  # an unknown timeframe fails before any reading
     path = resolve_dataset(source, data_root=data_root)
     from_name = not Path(str(source)).expanduser().is_file()
-    df = read_ohlcv_file(path)
+    df, report = check_ohlcv_file(path, dedupe=dedupe, date_format=date_format, dayfirst=dayfirst)
     synthetic = bool(df.attrs.get("synthetic")) or path.parent.name == "synthetic" or str(source).startswith("sample:")
-    report = _cached_report(path, dedupe, lambda: validate_ohlcv(df, dedupe=dedupe))
     if not report.ok:
-        shown = "; ".join(report.errors[:3])
-        more = f" (+{len(report.errors) - 3} more)" if len(report.errors) > 3 else ""
-        raise DataError(f"{path}: invalid data: {shown}{more}")
+        raise DataError(f"{path}: invalid data: {report.first_errors()}")
     for warning in report.warnings:
         _log.info("%s: %s", path.name, warning)
 
@@ -181,12 +195,7 @@ def load_ohlcv(
         df = df.iloc[np.argsort(time_ns, kind="stable")]
     if report.duplicates:
         df = df[~df.index.duplicated(keep="last")]
-    native = report.timeframe
-    if native is None:
-        try:
-            native = parse_dataset_name(path.stem)[2]
-        except DataError:
-            native = None
+    native = report.timeframe or name_timeframe(path)
 
     if start is not None or end is not None:
         mask = np.ones(len(df), dtype=bool)
@@ -214,17 +223,74 @@ def load_ohlcv(
     return (df, report) if with_report else df
 
 
+def check_ohlcv_file(
+    path: str | os.PathLike,
+    timeframe: str | None = None,
+    *,
+    dedupe: bool = False,
+    date_format: str | None = None,
+    dayfirst: bool | None = None,
+) -> tuple[pd.DataFrame, Any]:
+    """Read a file and validate it: ``(frame, ValidationReport)``, the frame unsorted as read.
+
+    The bars are checked against ``timeframe``, else the one the file name carries
+    (``BTC_USDT-1h.csv``), else their own spacing. The report is reused while the file's
+    (mtime, size) and these arguments are unchanged.
+    """
+    from threadx.data.catalog import name_timeframe
+    from threadx.data.validate import validate_ohlcv
+
+    path = Path(path).expanduser()
+    df = read_ohlcv_file(path, date_format=date_format, dayfirst=dayfirst)
+    expected = timeframe or name_timeframe(path)
+    options = (expected, dedupe, date_format, dayfirst)
+    return df, _cached_report(path, options, lambda: validate_ohlcv(df, expected, dedupe=dedupe))
+
+
+def import_ohlcv(
+    source: str | os.PathLike,
+    exchange: str = "local",
+    symbol: str | None = None,
+    timeframe: str | None = None,
+    *,
+    dedupe: bool = False,
+    date_format: str | None = None,
+    dayfirst: bool | None = None,
+    data_root: str | os.PathLike | None = None,
+) -> tuple[pd.DataFrame, Path]:
+    """Validate a file and store it as the dataset ``<exchange>/<symbol>-<timeframe>``: ``(frame, path)``.
+
+    ``symbol`` defaults to the file name's first part (``BTC_USDT-1h.csv`` -> ``BTC_USDT``),
+    ``timeframe`` to the bars' own spacing; a ``timeframe`` the bars do not have is refused. A
+    file whose validation report has errors is refused (DataError listing the first ones) and
+    nothing is written; the write itself is atomic (:func:`write_ohlcv`).
+    """
+    from threadx.data.catalog import dataset_path
+    from threadx.data.timeframe import timeframe_seconds
+
+    df = load_ohlcv(source, dedupe=dedupe, date_format=date_format, dayfirst=dayfirst, data_root=data_root)
+    native = df.attrs.get("timeframe")
+    if timeframe and native and timeframe_seconds(timeframe) != timeframe_seconds(native):
+        raise DataError(f"{source}: the bars are {native} apart, not {timeframe}; leave the timeframe out "
+                        "or resample the dataset after importing it")
+    if not (timeframe or native):
+        raise DataError(f"{source}: cannot tell the timeframe of a single bar; give one")
+    target = dataset_path(exchange, symbol or Path(str(source)).stem.split("-")[0], timeframe or native, data_root)
+    write_ohlcv(df, target)
+    return df, target
+
+
 # --------------------------------------------------------------------------------- helpers
 
 _REPORTS: dict[tuple, Any] = {}
 _REPORTS_MAX = 64
 
 
-def _cached_report(path: Path, dedupe: bool, compute: Any) -> Any:
-    """Validation report of a file, reused while its (mtime, size) is unchanged."""
+def _cached_report(path: Path, options: tuple, compute: Any) -> Any:
+    """Validation report of a file, reused while its (mtime, size) and the options are unchanged."""
     try:
         st = path.stat()
-        key = (str(path.resolve()), st.st_mtime_ns, st.st_size, dedupe)
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size, options)
     except OSError:
         return compute()
     report = _REPORTS.get(key)
@@ -235,6 +301,12 @@ def _cached_report(path: Path, dedupe: bool, compute: Any) -> Any:
         _REPORTS[key] = report
     return report
 
+
+def _os_reason(exc: OSError) -> str:
+    """A short reason for an OS failure (``no space left on the disk``)."""
+    if exc.errno == errno.ENOSPC or "No space left" in str(exc):
+        return "no space left on the disk"
+    return exc.strerror or _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -308,33 +380,51 @@ def _read_json(path: Path) -> pd.DataFrame:
     raise DataError(f"{path}: JSON holds a {type(obj).__name__}, expected a list of candles")
 
 
-def _to_canonical(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
+def _to_canonical(raw: pd.DataFrame, path: Path, date_format: str | None, dayfirst: bool | None) -> pd.DataFrame:
     """Find the time and OHLCV columns (any case), convert to UTC index and float64 columns."""
     lower: dict[str, Any] = {}
     for col in raw.columns:
         lower.setdefault(str(col).strip().lower(), col)
-    time_values: Any = None
-    for name in TIME_COLUMNS:
-        if name in lower:
-            time_values = raw[lower[name]]
-            break
+    time_values = _time_values(raw, lower)
     if time_values is None:
-        if isinstance(raw.index, pd.DatetimeIndex):
-            time_values = raw.index
-        elif raw.index.name is not None and str(raw.index.name).strip().lower() in TIME_COLUMNS:
-            time_values = raw.index.to_series()
-        else:
-            found = ", ".join(map(str, raw.columns)) or "none"
-            raise DataError(
-                f"{path}: no time column (expected one of {', '.join(TIME_COLUMNS)} or a datetime index; found {found})"
-            )
+        found = ", ".join(map(str, raw.columns)) or "none"
+        raise DataError(
+            f"{path}: no time column (expected one of {', '.join(TIME_COLUMNS)}, a datetime index "
+            f"or an unnamed first column of dates; found {found})"
+        )
     missing = [c for c in OHLCV_COLUMNS if c not in lower]
     if missing:
         found = ", ".join(map(str, raw.columns)) or "none"
         raise DataError(f"{path}: missing column(s) {', '.join(missing)} (found {found})")
-    index = _to_utc_index(time_values, path)
+    index = _to_utc_index(time_values, path, date_format, dayfirst)
     data = {c: _to_float(raw[lower[c]], c, path) for c in OHLCV_COLUMNS}
-    return pd.DataFrame(data, index=index, copy=False)
+    return pd.DataFrame(data, index=index, copy=True)  # owned, writable columns: the caller may edit them
+
+
+def _time_values(raw: pd.DataFrame, lower: dict[str, Any]) -> Any:
+    """The time values: a named time column, a datetime (or time-named) index, or an unnamed first column of dates."""
+    for name in TIME_COLUMNS:
+        if name in lower:
+            return raw[lower[name]]
+    if isinstance(raw.index, pd.DatetimeIndex):
+        return raw.index
+    if raw.index.name is not None and str(raw.index.name).strip().lower() in TIME_COLUMNS:
+        return raw.index.to_series()
+    return _unnamed_dates(raw)
+
+
+def _unnamed_dates(raw: pd.DataFrame) -> pd.Series | None:
+    """The first column when it has no name and holds date text (pandas' default ``to_csv`` index)."""
+    if raw.shape[1] == 0 or not _UNNAMED.fullmatch(str(raw.columns[0]).strip()):
+        return None
+    column = raw.iloc[:, 0]
+    if pd.api.types.is_datetime64_any_dtype(column.dtype):
+        return column
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        return None  # row numbers, not times
+    sample = column.dropna().head(5).astype(str)
+    parsed = pd.to_datetime(sample, errors="coerce", utc=True, format="mixed")
+    return column if len(sample) and bool(parsed.notna().all()) else None
 
 
 def _to_float(series: pd.Series, name: str, path: Path) -> np.ndarray:
@@ -350,7 +440,7 @@ def _to_float(series: pd.Series, name: str, path: Path) -> np.ndarray:
     return converted.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _to_utc_index(values: Any, path: Path) -> pd.DatetimeIndex:
+def _to_utc_index(values: Any, path: Path, date_format: str | None, dayfirst: bool | None) -> pd.DatetimeIndex:
     dtype = getattr(values, "dtype", None)
     try:
         if dtype is not None and pd.api.types.is_datetime64_any_dtype(dtype):
@@ -364,7 +454,7 @@ def _to_utc_index(values: Any, path: Path) -> pd.DatetimeIndex:
             if numeric.notna().sum() == series.notna().sum() and series.notna().any():
                 index = _epoch_index(numeric.to_numpy(dtype=np.float64), path)
             else:
-                index = _parse_datetimes(series, path)
+                index = _parse_datetimes(series, path, date_format, dayfirst)
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -376,15 +466,23 @@ def _to_utc_index(values: Any, path: Path) -> pd.DatetimeIndex:
 
 
 def _epoch_index(arr: np.ndarray, path: Path) -> pd.DatetimeIndex:
-    """Epoch numbers to UTC times, the unit chosen by magnitude (s, ms, us or ns)."""
+    """Epoch numbers to UTC times, the unit chosen by magnitude (s, ms, us or ns); one unit per column."""
     finite = np.isfinite(arr) if arr.dtype.kind == "f" else np.ones(len(arr), dtype=bool)
     if not finite.all():
         pos = int(np.flatnonzero(~finite)[0])
         raise DataError(f"{path}: {int((~finite).sum())} missing time value(s) (first at row {pos})")
     if len(arr) == 0:
         return pd.DatetimeIndex([], dtype="datetime64[ns, UTC]")
-    magnitude = float(np.max(np.abs(arr)))
-    factor = next(f for limit, f in _EPOCH_UNITS if magnitude < limit)
+    limits = np.array([limit for limit, _ in _EPOCH_UNITS[:-1]])
+    units = np.searchsorted(limits, np.abs(arr.astype(np.float64)), side="right")
+    other = np.flatnonzero(units != units[0])
+    if len(other):
+        pos = int(other[0])
+        raise DataError(
+            f"{path}: the time column mixes epoch units (row 0 reads as {_EPOCH_NAMES[units[0]]}, row {pos} as "
+            f"{_EPOCH_NAMES[units[pos]]}); write every time in one unit"
+        )
+    factor = _EPOCH_UNITS[int(units[0])][1]
     if arr.dtype.kind in "iu":
         ns = arr.astype(np.int64) * np.int64(factor)
     else:
@@ -392,13 +490,69 @@ def _epoch_index(arr: np.ndarray, path: Path) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(ns, unit="ns", utc=True))
 
 
-def _parse_datetimes(series: pd.Series, path: Path) -> pd.DatetimeIndex:
-    parsed = pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
-    bad = parsed.isna() & series.notna()
+def _parse_datetimes(series: pd.Series, path: Path, date_format: str | None, dayfirst: bool | None) -> pd.DatetimeIndex:
+    """Date text to UTC times: ``date_format`` if given, else ISO 8601, else one unambiguous day/month order."""
+    if date_format is not None:
+        return _all_read(series, _dates(series, format=date_format), path, f" with date format {date_format!r}")
+    iso = _dates(series, format="ISO8601")
+    if not _unread(series, iso).any():
+        return pd.DatetimeIndex(iso)
+    orders = (False, True) if dayfirst is None else (bool(dayfirst),)
+    sample = str(series.dropna().iloc[0]) if series.notna().any() else ""
+    guessed = {first: _guess_format(sample, first) for first in orders}  # one format for the whole column
+    for formats in (guessed, dict.fromkeys(orders, "mixed")):  # else value by value
+        reading = _day_month_reading(series, formats, path)
+        if reading is not None:
+            return reading
+    return _all_read(series, _dates(series, format="mixed", dayfirst=orders[0]), path, "")
+
+
+def _day_month_reading(series: pd.Series, formats: dict[bool, str | None], path: Path) -> pd.DatetimeIndex | None:
+    """The times when some day/month order reads every value, None when none does.
+
+    ``formats``: the format to try for each order (``dayfirst`` -> format). DataError when
+    day-first and month-first both read every value, differently.
+    """
+    readings = {}
+    for first, fmt in formats.items():
+        if fmt is not None:
+            parsed = _dates(series, format=fmt, dayfirst=first)
+            if not _unread(series, parsed).any():
+                readings[first] = parsed
+    if len(readings) == 2 and not readings[False].equals(readings[True]):
+        pos = int(np.flatnonzero((readings[False] != readings[True]).to_numpy())[0])
+        raise DataError(
+            f"{path}: dates like {series.iloc[pos]!r} (row {pos}) read both day-first and month-first; say which "
+            "with a date format (date_format='%d/%m/%Y' or dayfirst=True; --date-format on the command line)"
+        )
+    return pd.DatetimeIndex(next(iter(readings.values()))) if readings else None
+
+
+def _dates(series: pd.Series, **kwargs: Any) -> pd.Series:
+    return pd.to_datetime(series, utc=True, errors="coerce", **kwargs)
+
+
+def _unread(series: pd.Series, parsed: pd.Series) -> np.ndarray:
+    """Rows holding text that did not parse."""
+    return (parsed.isna() & series.notna()).to_numpy()
+
+
+def _all_read(series: pd.Series, parsed: pd.Series, path: Path, how: str) -> pd.DatetimeIndex:
+    """The parsed times, or DataError naming the first value that did not read."""
+    bad = _unread(series, parsed)
     if bad.any():
-        parsed = pd.to_datetime(series, utc=True, errors="coerce", format="mixed")
-        bad = parsed.isna() & series.notna()
-    if bad.any():
-        pos = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"{path}: unreadable time value {series.iloc[pos]!r} at row {pos}")
+        pos = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}: unreadable time value {series.iloc[pos]!r} at row {pos}{how}")
     return pd.DatetimeIndex(parsed)
+
+
+def _guess_format(sample: str, dayfirst: bool) -> str | None:
+    """pandas' guess of a strftime format for ``sample``; never year-day-month, which nobody writes."""
+    from pandas.tseries.api import guess_datetime_format
+
+    with warnings.catch_warnings():  # pandas warns when the guess contradicts dayfirst: we try both orders
+        warnings.simplefilter("ignore", UserWarning)
+        fmt = guess_datetime_format(sample, dayfirst=dayfirst) if sample else None
+    if fmt and "%Y" in fmt and "%d" in fmt and "%m" in fmt and fmt.index("%Y") < fmt.index("%d") < fmt.index("%m"):
+        return None
+    return fmt

@@ -25,13 +25,22 @@ def bars_per_year(timeframe: str) -> float:
     return SECONDS_PER_YEAR / timeframe_seconds(timeframe)
 
 
-def infer_timeframe(index: pd.DatetimeIndex) -> str | None:
-    """Most common spacing of an index as a timeframe string, or None if it has fewer than 2 bars."""
+def bar_spacing_ns(index: pd.DatetimeIndex) -> int | None:
+    """Most common positive step between consecutive times in ns, or None without one."""
     if len(index) < 2:
         return None
     ns = index.as_unit("ns").asi8
     diffs = pd.Series(ns[1:] - ns[:-1])
-    step_ns = int(diffs[diffs > 0].mode().iloc[0]) if (diffs > 0).any() else 0
+    return int(diffs[diffs > 0].mode().iloc[0]) if (diffs > 0).any() else None
+
+
+def infer_timeframe(index: pd.DatetimeIndex) -> str | None:
+    """Most common spacing of an index as a timeframe string, or None if it has fewer than 2 bars."""
+    return spacing_timeframe(bar_spacing_ns(index) or 0)
+
+
+def spacing_timeframe(step_ns: int) -> str | None:
+    """A step in ns as a timeframe string (whole seconds, rounded down), or None under a second."""
     seconds = step_ns // 1_000_000_000
     if seconds <= 0:
         return None

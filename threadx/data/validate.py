@@ -1,9 +1,15 @@
 """Validate an OHLCV frame and report what is wrong with it; never repair anything.
 
 Errors (the data cannot be used as it is): missing or non-numeric columns, a non-datetime
-index, no rows, missing timestamps, NaN values, non-positive prices, negative volume,
-``high < max(open, close)`` or ``low > min(open, close)`` (with the row list), duplicate
-timestamps (unless ``dedupe=True``, which keeps the last one and makes it a warning).
+index, no rows, missing timestamps, non-finite values (NaN, inf, -inf), non-positive prices,
+negative volume, ``high < max(open, close)`` or ``low > min(open, close)`` (with the row
+list), duplicate timestamps (unless ``dedupe=True``, which keeps the last one and makes it a
+warning), bars dated before :data:`EARLIEST_BAR` (2009-01-03, Bitcoin's first block: no
+crypto market is older, so such dates are a misread epoch unit or date format) or more than
+:data:`FUTURE_SLACK` (a day) in the future, a most common spacing that is not a whole
+timeframe (3.6 s between bars: milliseconds read as seconds), bars spaced otherwise than the
+expected ``timeframe`` (from the file name, ``BTC_USDT-1h.csv``, or the caller), and a
+quality below :data:`MIN_QUALITY` (the report is then not OK).
 
 Warnings: rows out of time order (the loader sorts them), gaps, off-grid timestamps,
 zero-volume bars, price spikes.
@@ -31,7 +37,9 @@ median return. Spikes are warnings (fat tails are real in crypto).
 **Quality** (0-100): ``100 * bars / expected_bars`` (completeness against the grid) minus
 penalties: rows with invalid values up to 50, duplicates up to 30, unsorted 2, off-grid up
 to 10, zero volume up to 5, spikes up to 5; a frame with errors scores at most 50 and a
-structurally unusable one 0.
+structurally unusable one 0. Below :data:`MIN_QUALITY` (80) the data is refused: that leaves
+room for a file with a few duplicates kept by ``dedupe`` (at least 10 points) and a few
+percent of missing bars, not for a file missing a fifth of its bars.
 """
 from __future__ import annotations
 
@@ -43,13 +51,16 @@ import numpy as np
 import pandas as pd
 
 from threadx.data.grid import grid_origin_ns, grid_slots, slot_start_ns, timeframe_ns
-from threadx.data.timeframe import infer_timeframe
+from threadx.data.timeframe import bar_spacing_ns, spacing_timeframe
 from threadx.errors import DataError
 
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
 SPIKE_MADS = 10.0
 SPIKE_WINDOW = 100
 SPIKE_MIN_PERIODS = 20
+MIN_QUALITY = 80.0  # a report scoring less is not OK
+EARLIEST_BAR = pd.Timestamp("2009-01-03", tz="UTC")  # Bitcoin's genesis block: no crypto candle is older
+FUTURE_SLACK = pd.Timedelta(days=1)  # bars may open at most this far after the current time
 _SHOW = 5  # timestamps quoted in a message
 
 
@@ -83,8 +94,13 @@ class ValidationReport:
 
     @property
     def ok(self) -> bool:
-        """True when there are no errors (warnings allowed)."""
+        """True when there are no errors (warnings allowed); a quality below MIN_QUALITY is an error."""
         return not self.errors
+
+    def first_errors(self, limit: int = 3) -> str:
+        """The first ``limit`` errors on one line, with a count of the rest."""
+        more = f" (+{len(self.errors) - limit} more)" if len(self.errors) > limit else ""
+        return "; ".join(self.errors[:limit]) + more
 
     @property
     def coverage(self) -> dict[str, Any]:
@@ -142,7 +158,8 @@ class ValidationReport:
 def validate_ohlcv(df: pd.DataFrame, timeframe: str | None = None, *, dedupe: bool = False) -> ValidationReport:
     """Check a frame from :func:`~threadx.data.io.read_ohlcv_file` against SPEC section 1.
 
-    ``timeframe`` is the expected bar length (inferred from the most common spacing if None).
+    ``timeframe`` is the expected bar length (inferred from the most common spacing if None);
+    bars whose most common spacing differs from it are an error.
     ``dedupe=True`` reports duplicate timestamps as a warning (the last row of each is the one
     kept, and the only one checked). The input is never modified.
     """
@@ -201,13 +218,15 @@ def validate_ohlcv(df: pd.DataFrame, timeframe: str | None = None, *, dedupe: bo
 
     # ---- values
     o, h, lo, c, v = (df[col].to_numpy(dtype=np.float64, na_value=np.nan)[rows] for col in OHLCV_COLUMNS)
-    nan_mask = np.isnan(o) | np.isnan(h) | np.isnan(lo) | np.isnan(c) | np.isnan(v)
+    nan_mask = ~(np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c) & np.isfinite(v))
     if nan_mask.any():
         rep.nan_rows = sorted(rows[nan_mask].tolist())
-        rep.errors.append(f"{len(rep.nan_rows)} row(s) with NaN values, first at {_times(time_ns, rep.nan_rows)}")
+        rep.errors.append(
+            f"{len(rep.nan_rows)} row(s) with NaN or infinite values, first at {_times(time_ns, rep.nan_rows)}"
+        )
     with np.errstate(invalid="ignore"):
-        nonpos = (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0) | (v < 0)
-        bad = (h < np.maximum(o, c)) | (lo > np.minimum(o, c))
+        nonpos = ~nan_mask & ((o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0) | (v < 0))
+        bad = ~nan_mask & ((h < np.maximum(o, c)) | (lo > np.minimum(o, c)))
     if nonpos.any():
         rep.nonpositive_rows = sorted(rows[nonpos].tolist())
         rep.errors.append(
@@ -231,7 +250,8 @@ def validate_ohlcv(df: pd.DataFrame, timeframe: str | None = None, *, dedupe: bo
     rep.bars = int(len(u))
     rep.first, rep.last = _ts(u[0]), _ts(u[-1])
     rep.expected_bars = rep.bars
-    tf = timeframe or infer_timeframe(pd.DatetimeIndex(u.view("datetime64[ns]")))
+    _date_range_check(rep, u)
+    tf = _spacing_check(rep, u, timeframe)
     rep.timeframe = tf
     if tf is not None:
         try:
@@ -246,7 +266,44 @@ def validate_ohlcv(df: pd.DataFrame, timeframe: str | None = None, *, dedupe: bo
     good = ~(nan_mask | nonpos)
     _spike_check(rep, c[good], t[good])
     rep.quality = _quality(rep, len(rows))
+    if rep.quality < MIN_QUALITY and not rep.errors:
+        rep.errors.append(f"quality {rep.quality:.1f} is below {MIN_QUALITY:g} (too many gaps or problems; see the warnings)")
     return rep
+
+
+def _date_range_check(rep: ValidationReport, u: np.ndarray) -> None:
+    """Errors for bars before EARLIEST_BAR or more than FUTURE_SLACK after now (``u``: sorted ns)."""
+    early = int(np.searchsorted(u, EARLIEST_BAR.value))
+    if early:
+        rep.errors.append(
+            f"{early} bar(s) before {EARLIEST_BAR.date()} (no crypto market traded then), first at "
+            f"{_iso(_ts(u[0]))}: a misread epoch unit or date format?"
+        )
+    late = len(u) - int(np.searchsorted(u, (pd.Timestamp.now(tz="UTC") + FUTURE_SLACK).value, side="right"))
+    if late:
+        rep.errors.append(f"{late} bar(s) more than {FUTURE_SLACK} in the future, first at {_iso(_ts(u[-late]))}")
+
+
+def _spacing_check(rep: ValidationReport, u: np.ndarray, timeframe: str | None) -> str | None:
+    """The timeframe to check the grid with; errors when the most common spacing is no timeframe or not ``timeframe``."""
+    step = bar_spacing_ns(pd.DatetimeIndex(u.view("datetime64[ns]")))
+    if step is None:
+        return timeframe
+    inferred = spacing_timeframe(step)
+    spacing = pd.Timedelta(step, unit="ns")
+    if inferred is None or timeframe_ns(inferred) != step:
+        rep.errors.append(f"the bars are mostly {spacing} apart, which is not a timeframe: a misread epoch unit?")
+    elif timeframe is not None and _step_or_none(timeframe) not in (None, step):
+        rep.errors.append(f"the bars are mostly {inferred} apart, not {timeframe} as expected (file name or timeframe)")
+    return timeframe or inferred
+
+
+def _step_or_none(timeframe: str) -> int | None:
+    """Bar length in ns, None for an unknown timeframe (reported by the grid checks)."""
+    try:
+        return timeframe_ns(timeframe)
+    except DataError:
+        return None
 
 
 def _grid_checks(rep: ValidationReport, u: np.ndarray, tf: str, step: int) -> None:

@@ -1,0 +1,83 @@
+"""A frame edited in place after a backtest or sweep is never served the old indicators.
+
+``Bars.from_frame`` used to keep zero-copy views of the frame's columns, so the change
+check in ``as_bars`` compared the edited values with themselves and the IndicatorBank
+served the old fingerprint's indicators.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import threadx
+from threadx.data.bars import Bars, as_bars
+from threadx.data.synthetic import generate_synthetic
+
+SPACE = {"bb_period": [10, 20, 30], "entry_z": [1.0, 2.0]}
+
+
+def edit_in_place(df: pd.DataFrame, factor: float = 0.5) -> None:
+    """Scale the prices of the second half of the frame, in place."""
+    df.iloc[len(df) // 2:, 0:4] *= factor
+
+
+def summary(res) -> tuple:
+    return len(res.trades), float(res.equity.iloc[-1]), res.metrics["sharpe"]
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    return generate_synthetic(days=200, seed=11)
+
+
+def test_backtest_after_in_place_edit_matches_a_fresh_copy(frame: pd.DataFrame) -> None:
+    threadx.backtest(frame, "bb_atr")
+    edit_in_place(frame)
+    assert summary(threadx.backtest(frame, "bb_atr")) == summary(threadx.backtest(frame.copy(), "bb_atr"))
+
+
+def test_sweep_after_in_place_edit_matches_a_fresh_copy(frame: pd.DataFrame, tmp_path: Path) -> None:
+    def run(df: pd.DataFrame, run_id: str) -> pd.DataFrame:
+        res = threadx.sweep(df, "bb_atr", SPACE, store=tmp_path, run_id=run_id, executor="inline", workers=1)
+        return res.results.sort_values("combo_id").reset_index(drop=True)
+
+    before = run(frame, "before")
+    edit_in_place(frame)
+    after, fresh = run(frame, "after"), run(frame.copy(), "fresh")
+    cols = ["sharpe", "total_return", "n_trades"]
+    pd.testing.assert_frame_equal(after[cols], fresh[cols])
+    assert not before[cols].equals(fresh[cols])  # the edit does change the answer
+
+
+def test_real_file_loaded_then_edited_in_place(shared_data: Path) -> None:
+    """The tracker's case: BTC_USDT-1h, bb_atr defaults, prices from bar 6000 scaled in place."""
+    df = threadx.load_ohlcv(shared_data / "binance" / "BTC_USDT-1h.parquet")
+    threadx.backtest(df, "bb_atr")
+    df.iloc[6000:, 0:4] *= 0.5  # a loaded frame is writable
+    assert summary(threadx.backtest(df, "bb_atr")) == summary(threadx.backtest(df.copy(), "bb_atr"))
+
+
+def test_bars_own_read_only_copies(frame: pd.DataFrame) -> None:
+    bars = Bars.from_frame(frame)
+    for col in ("open", "high", "low", "close", "volume", "time_ns"):
+        arr = getattr(bars, col)
+        assert not arr.flags.writeable and arr.flags.c_contiguous
+    close = frame["close"].to_numpy()
+    assert not np.shares_memory(bars.close, close)
+    edit_in_place(frame)
+    assert bars.close[-1] != frame["close"].iloc[-1]
+
+
+def test_as_bars_remembers_an_unchanged_frame_and_renews_an_edited_one(frame: pd.DataFrame) -> None:
+    first = as_bars(frame)
+    assert as_bars(frame) is first  # same values: the remembered Bars (fingerprint kept)
+    fingerprint = first.fingerprint
+    edit_in_place(frame, 1.01)
+    second = as_bars(frame)
+    assert second is not first and second.fingerprint != fingerprint
+    assert first.fingerprint == fingerprint == Bars.from_frame(generate_synthetic(days=200, seed=11)).fingerprint
+    frame.attrs["timeframe"] = "2h"  # a different request is not served the remembered Bars
+    assert as_bars(frame).timeframe == "2h"

@@ -1,0 +1,256 @@
+"""Hostile input files: each one is refused with one clear DataError (CLI: one `error:` line,
+exit 2) or, where the tracker says so, read correctly; nothing garbage is ever "OK"."""
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from threadx.cli import main
+from threadx.data import load_ohlcv, read_ohlcv_file, validate_ohlcv, write_ohlcv
+from threadx.data.io import check_ohlcv_file
+from threadx.data.validate import MIN_QUALITY
+from threadx.errors import DataError
+
+COLS = ["open", "high", "low", "close", "volume"]
+T0 = pd.Timestamp("2024-03-01 00:00", tz="UTC")
+
+
+def candles(n: int = 200, start: pd.Timestamp = T0, freq: str = "1h") -> pd.DataFrame:
+    """Clean canonical candles (a small random walk)."""
+    rng = np.random.default_rng(5)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.003, n)))
+    open_ = np.r_[100.0, close[:-1]]
+    index = pd.date_range(start, periods=n, freq=freq, name="timestamp").as_unit("ns")
+    return pd.DataFrame(
+        {"open": open_, "high": np.maximum(open_, close) * 1.002, "low": np.minimum(open_, close) * 0.998,
+         "close": close, "volume": rng.uniform(1, 2, n)},
+        index=index,
+    )
+
+
+def epoch_csv(path: Path, df: pd.DataFrame, seconds: np.ndarray | None = None) -> Path:
+    """CSV with a numeric ``timestamp`` column (epoch values given, else milliseconds)."""
+    times = df.index.asi8 // 10**6 if seconds is None else seconds
+    out = df.reset_index(drop=True)
+    out.insert(0, "timestamp", times)
+    out.to_csv(path, index=False)
+    return path
+
+
+def text_csv(path: Path, df: pd.DataFrame, fmt: str) -> Path:
+    """CSV with a ``date`` column of text written with ``fmt``."""
+    out = df.reset_index(drop=True)
+    out.insert(0, "date", df.index.strftime(fmt))
+    out.to_csv(path, index=False)
+    return path
+
+
+def one_error_line(capsys: pytest.CaptureFixture, argv: list[str], *needles: str) -> str:
+    """Run the CLI; assert exit 2, one ``error:`` line on stderr naming every needle."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    data_root = tmp_path / "data"
+    monkeypatch.setenv("THREADX_DATA_ROOT", str(data_root))
+    monkeypatch.setenv("THREADX_CACHE_DIR", str(tmp_path / "cache"))
+    return data_root
+
+
+# ------------------------------------------------------------------ non-finite values
+
+
+@pytest.mark.parametrize("col,value", [("high", np.inf), ("low", -np.inf), ("close", np.inf), ("open", np.nan)])
+def test_non_finite_values_are_errors(col: str, value: float) -> None:
+    df = candles()
+    df.iloc[50, df.columns.get_loc(col)] = value
+    rep = validate_ohlcv(df)
+    assert not rep.ok and rep.nan_rows == [50]
+    assert "NaN or infinite" in rep.errors[0]
+    assert rep.quality <= 50
+
+
+def test_import_refuses_inf_and_lists_the_error(tmp_path: Path, root: Path, capsys: pytest.CaptureFixture) -> None:
+    df = candles()
+    df.iloc[10, df.columns.get_loc("high")] = np.inf
+    src = epoch_csv(tmp_path / "BTC_USDT-1h.csv", df)
+    one_error_line(capsys, ["data", "import", str(src)], "invalid data", "infinite", "2024-03-01T10:00:00")
+    assert not (root / "local").exists()  # nothing written
+    assert main(["data", "validate", str(src)]) == 1
+    assert "ERROR" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ garbage time
+
+
+def test_spacing_not_the_file_names_timeframe_is_an_error(tmp_path: Path) -> None:
+    src = epoch_csv(tmp_path / "BTC_USDT-1h.csv", candles(freq="3s"))
+    _, rep = check_ohlcv_file(src)
+    assert not rep.ok
+    assert any("3s apart, not 1h" in e for e in rep.errors)
+    with pytest.raises(DataError, match="not 1h"):
+        load_ohlcv(src)
+    assert check_ohlcv_file(epoch_csv(tmp_path / "BTC_USDT-3s.csv", candles(freq="3s")))[1].ok
+
+
+def test_explicit_timeframe_is_checked_too() -> None:
+    rep = validate_ohlcv(candles(freq="1h"), timeframe="4h")
+    assert any("1h apart, not 4h" in e for e in rep.errors)
+
+
+def test_spacing_that_is_no_timeframe_is_an_error() -> None:
+    df = candles()
+    df.index = pd.DatetimeIndex(T0.value + np.arange(len(df)) * 3_600_000_000, tz="UTC", name="timestamp")  # 3.6 s
+    rep = validate_ohlcv(df)
+    assert not rep.ok and any("not a timeframe" in e for e in rep.errors)
+
+
+def test_mixed_second_and_millisecond_epochs_are_refused(tmp_path: Path) -> None:
+    df = candles()
+    seconds = df.index.asi8 // 10**9
+    mixed = np.where(np.arange(len(df)) < 100, seconds, seconds * 1000)  # half in s, half in ms
+    src = epoch_csv(tmp_path / "BTC_USDT-1h.csv", df, mixed)
+    with pytest.raises(DataError, match="mixes epoch units.*row 100 as milliseconds"):
+        read_ohlcv_file(src)
+
+
+@pytest.mark.parametrize("start,needle", [("1970-01-01", "before 2009-01-03"), ("2008-06-01", "before 2009-01-03"),
+                                          ("2100-01-01", "in the future")])
+def test_implausible_dates_are_errors(tmp_path: Path, start: str, needle: str) -> None:
+    df = candles(start=pd.Timestamp(start, tz="UTC"))
+    rep = validate_ohlcv(df)
+    assert not rep.ok and any(needle in e for e in rep.errors)
+    src = epoch_csv(tmp_path / "x.csv", df, df.index.asi8 // 10**9)
+    with pytest.raises(DataError, match=needle):
+        load_ohlcv(src)
+
+
+def test_bars_up_to_a_day_ahead_are_fine() -> None:
+    now = pd.Timestamp.now(tz="UTC").floor("1h")
+    assert validate_ohlcv(candles(48, start=now - pd.Timedelta("24h"))).ok
+
+
+# ------------------------------------------------------------------ date text
+
+
+def test_ambiguous_day_month_text_is_refused_unless_a_format_is_given(tmp_path: Path, capsys, root: Path) -> None:
+    df = candles(72, start=pd.Timestamp("2024-04-01", tz="UTC"))  # 01/04 .. 03/04: both orders read
+    src = text_csv(tmp_path / "BTC_USDT-1h.csv", df, "%d/%m/%Y %H:%M")
+    with pytest.raises(DataError, match="both day-first and month-first"):
+        read_ohlcv_file(src)
+    for kwargs in ({"date_format": "%d/%m/%Y %H:%M"}, {"dayfirst": True}):
+        got = load_ohlcv(src, **kwargs)
+        np.testing.assert_array_equal(got.index.asi8, df.index.asi8)
+    assert main(["data", "validate", str(src), "--date-format", "%d/%m/%Y %H:%M"]) == 0
+    one_error_line(capsys, ["data", "import", str(src)], "day-first", "--date-format")
+    assert main(["data", "import", str(src), "--date-format", "%d/%m/%Y %H:%M"]) == 0
+    assert load_ohlcv("local/BTC_USDT-1h").index[0] == df.index[0]
+
+
+def test_day_first_text_is_read_day_first_throughout(tmp_path: Path) -> None:
+    # the first dates (12/04) read either way, 13/04 only day-first: the whole column is day-first
+    df = candles(10, start=pd.Timestamp("2024-04-12 20:00", tz="UTC"))
+    got = read_ohlcv_file(text_csv(tmp_path / "x.csv", df, "%d/%m/%Y %H:%M"))
+    np.testing.assert_array_equal(got.index.asi8, df.index.asi8)
+
+
+def test_a_wrong_date_format_names_the_value(tmp_path: Path) -> None:
+    src = text_csv(tmp_path / "x.csv", candles(5), "%Y-%m-%d %H:%M")
+    with pytest.raises(DataError, match="unreadable time value '2024-03-01 00:00' at row 0 with date format"):
+        read_ohlcv_file(src, date_format="%d/%m/%Y")
+
+
+def test_iso_and_year_first_text_are_never_ambiguous(tmp_path: Path) -> None:
+    df = candles(30)
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M"):
+        got = read_ohlcv_file(text_csv(tmp_path / "x.csv", df, fmt))
+        np.testing.assert_array_equal(got.index.asi8, df.index.asi8)
+
+
+# ------------------------------------------------------------------ quality threshold
+
+
+def test_quality_below_the_threshold_is_not_ok() -> None:
+    df = candles(200)
+    sparse = df.iloc[np.arange(200) % 4 != 0]  # a quarter of the bars missing
+    rep = validate_ohlcv(sparse)
+    assert rep.quality < MIN_QUALITY and not rep.ok
+    assert rep.errors == [f"quality {rep.quality:.1f} is below {MIN_QUALITY:g} (too many gaps or problems; see the warnings)"]
+    assert "OK" not in rep.summary().splitlines()[0]
+    assert validate_ohlcv(df.drop(index=df.index[[20, 90]])).ok  # a few gaps stay fine
+
+
+# ------------------------------------------------------------------ pandas' default to_csv
+
+
+def test_default_to_csv_with_unnamed_date_index_is_read(tmp_path: Path) -> None:
+    df = candles(48)
+    df.index.name = None
+    src = tmp_path / "BTC_USDT-1h.csv"
+    df.to_csv(src)  # header ",open,high,low,close,volume"
+    assert src.read_text().startswith(",open,high,low,close,volume")
+    got = load_ohlcv(src)
+    pd.testing.assert_frame_equal(got, candles(48), check_freq=False)
+
+
+def test_goog_csv_layout_is_read(tmp_path: Path) -> None:
+    src = tmp_path / "GOOG.csv"  # backtesting.py's test file layout
+    src.write_text(
+        ",Open,High,Low,Close,Volume\n"
+        "2004-08-19,100.0,104.06,95.96,100.34,22351900\n"
+        "2004-08-20,101.01,109.08,100.5,108.31,11428600\n"
+        "2004-08-23,110.75,113.48,109.05,109.4,9137200\n"
+    )
+    got = read_ohlcv_file(src)
+    assert list(got.index) == [pd.Timestamp(d, tz="UTC") for d in ("2004-08-19", "2004-08-20", "2004-08-23")]
+    assert got["close"].tolist() == [100.34, 108.31, 109.4]
+
+
+def test_unnamed_first_column_of_row_numbers_is_no_time(tmp_path: Path) -> None:
+    src = tmp_path / "rows.csv"
+    candles(5).reset_index(drop=True).to_csv(src)  # ",open,..." with 0, 1, 2 ...
+    with pytest.raises(DataError, match="no time column"):
+        read_ohlcv_file(src)
+
+
+# ------------------------------------------------------------------ folders and disk full
+
+
+def test_a_folder_is_named_as_a_folder(tmp_path: Path, root: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = tmp_path / "BTC_USDT-1h.csv"
+    folder.mkdir()
+    for source in (folder, tmp_path):
+        with pytest.raises(DataError, match="is a folder, not a data file.*parquet.*csv") as info:
+            load_ohlcv(source)
+        assert "not found" not in str(info.value)
+    with pytest.raises(DataError, match="is a folder"):
+        read_ohlcv_file(folder)
+    one_error_line(capsys, ["data", "import", str(tmp_path)], "is a folder", ".parquet")
+    one_error_line(capsys, ["data", "validate", str(folder)], "is a folder")
+
+
+def test_disk_full_during_import(tmp_path: Path, root: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = write_ohlcv(candles(100), root / "local" / "BTC_USDT-1h.parquet")
+    before = target.read_bytes()
+    src = epoch_csv(tmp_path / "BTC_USDT-1h.csv", candles(150))
+
+    def full_disk(table, where, **kwargs):
+        Path(where).write_bytes(b"PAR1 half")  # a half-written temp file
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", full_disk)
+    one_error_line(capsys, ["data", "import", str(src)], "cannot write", "no space left on the disk",
+                   "nothing was changed")
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in target.parent.iterdir()) == ["BTC_USDT-1h.parquet"]  # no temp file left
