@@ -10,6 +10,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+import threadx
+
 from threadx.cli import main
 from threadx.data import load_ohlcv, read_ohlcv_file, validate_ohlcv, write_ohlcv
 from threadx.data.io import check_ohlcv_file
@@ -125,7 +127,7 @@ def test_mixed_second_and_millisecond_epochs_are_refused(tmp_path: Path) -> None
         read_ohlcv_file(src)
 
 
-@pytest.mark.parametrize("start,needle", [("1970-01-01", "before 2009-01-03"), ("2008-06-01", "before 2009-01-03"),
+@pytest.mark.parametrize("start,needle", [("1970-01-01", "before 1990-01-01"), ("1989-06-01", "before 1990-01-01"),
                                           ("2100-01-01", "in the future")])
 def test_implausible_dates_are_errors(tmp_path: Path, start: str, needle: str) -> None:
     df = candles(start=pd.Timestamp(start, tz="UTC"))
@@ -189,6 +191,22 @@ def test_quality_below_the_threshold_is_not_ok() -> None:
     assert rep.errors == [f"quality {rep.quality:.1f} is below {MIN_QUALITY:g} (too many gaps or problems; see the warnings)"]
     assert "OK" not in rep.summary().splitlines()[0]
     assert validate_ohlcv(df.drop(index=df.index[[20, 90]])).ok  # a few gaps stay fine
+
+
+def test_sparse_but_valid_bars_load_for_a_backtest_and_are_refused_on_import(tmp_path: Path, data_root: Path) -> None:
+    # backtesting.py's GOOG.csv: daily stock bars from 2004, no weekends (quality about 71)
+    days = pd.bdate_range("2004-08-19", periods=400)
+    close = 100 * np.exp(np.cumsum(np.random.default_rng(3).normal(0, 0.01, len(days))))
+    goog = pd.DataFrame({"Open": close, "High": close * 1.01, "Low": close * 0.99, "Close": close,
+                         "Volume": 1e6}, index=days)
+    src = tmp_path / "GOOG.csv"
+    goog.to_csv(src)
+    df = load_ohlcv(src)
+    assert len(df) == 400 and df.attrs["timeframe"] == "1d"
+    assert any("below" in w for w in df.attrs["warnings"])
+    assert threadx.backtest(df, "ma_crossover", {}).metrics["n_bars"] == 400
+    code = main(["data", "import", str(src), "--exchange", "stocks", "--symbol", "GOOG_USD"])
+    assert code == 2
 
 
 # ------------------------------------------------------------------ pandas' default to_csv

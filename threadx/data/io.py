@@ -185,8 +185,10 @@ def load_ohlcv(
     from_name = not Path(str(source)).expanduser().is_file()
     df, report = check_ohlcv_file(path, dedupe=dedupe, date_format=date_format, dayfirst=dayfirst)
     synthetic = bool(df.attrs.get("synthetic")) or path.parent.name == "synthetic" or str(source).startswith("sample:")
-    if not report.ok:
+    if not report.usable:
         raise DataError(f"{path}: invalid data: {report.first_errors()}")
+    if report.low_quality:  # valid but sparse bars: a backtest may use them, an import refuses them
+        _log.warning("%s: %s", path.name, report.first_errors())
     for warning in report.warnings:
         _log.info("%s: %s", path.name, warning)
 
@@ -217,7 +219,7 @@ def load_ohlcv(
             "synthetic": synthetic,
             "source": str(path),
             "quality": report.quality,
-            "warnings": list(report.warnings),
+            "warnings": list(report.warnings) + (list(report.errors) if report.low_quality else []),
         }
     )
     return (df, report) if with_report else df
@@ -268,7 +270,10 @@ def import_ohlcv(
     from threadx.data.catalog import dataset_path
     from threadx.data.timeframe import timeframe_seconds
 
-    df = load_ohlcv(source, dedupe=dedupe, date_format=date_format, dayfirst=dayfirst, data_root=data_root)
+    df, report = load_ohlcv(source, dedupe=dedupe, date_format=date_format, dayfirst=dayfirst,
+                            data_root=data_root, with_report=True)
+    if not report.ok:  # sparse bars a backtest may read are still not imported
+        raise DataError(f"{source}: not imported: {report.first_errors()}")
     native = df.attrs.get("timeframe")
     if timeframe and native and timeframe_seconds(timeframe) != timeframe_seconds(native):
         raise DataError(f"{source}: the bars are {native} apart, not {timeframe}; leave the timeframe out "

@@ -4,12 +4,14 @@ Errors (the data cannot be used as it is): missing or non-numeric columns, a non
 index, no rows, missing timestamps, non-finite values (NaN, inf, -inf), non-positive prices,
 negative volume, ``high < max(open, close)`` or ``low > min(open, close)`` (with the row
 list), duplicate timestamps (unless ``dedupe=True``, which keeps the last one and makes it a
-warning), bars dated before :data:`EARLIEST_BAR` (2009-01-03, Bitcoin's first block: no
-crypto market is older, so such dates are a misread epoch unit or date format) or more than
+warning), bars dated before :data:`EARLIEST_BAR` (1990-01-01: such dates are a misread epoch unit
+or date format, like seconds read as milliseconds landing in 1970) or more than
 :data:`FUTURE_SLACK` (a day) in the future, a most common spacing that is not a whole
 timeframe (3.6 s between bars: milliseconds read as seconds), bars spaced otherwise than the
 expected ``timeframe`` (from the file name, ``BTC_USDT-1h.csv``, or the caller), and a
-quality below :data:`MIN_QUALITY` (the report is then not OK).
+quality below :data:`MIN_QUALITY` (the report is then not OK; ``usable`` stays True when
+that is the only error: sparse but valid bars load for a backtest with a warning, an import
+refuses them).
 
 Warnings: rows out of time order (the loader sorts them), gaps, off-grid timestamps,
 zero-volume bars, price spikes.
@@ -59,7 +61,7 @@ SPIKE_MADS = 10.0
 SPIKE_WINDOW = 100
 SPIKE_MIN_PERIODS = 20
 MIN_QUALITY = 80.0  # a report scoring less is not OK
-EARLIEST_BAR = pd.Timestamp("2009-01-03", tz="UTC")  # Bitcoin's genesis block: no crypto candle is older
+EARLIEST_BAR = pd.Timestamp("1990-01-01", tz="UTC")  # older bars are a misread epoch unit or date (1970-...)
 FUTURE_SLACK = pd.Timedelta(days=1)  # bars may open at most this far after the current time
 _SHOW = 5  # timestamps quoted in a message
 
@@ -87,6 +89,7 @@ class ValidationReport:
     zero_volume: int = 0
     spikes: list[pd.Timestamp] = field(default_factory=list)
     quality: float = 0.0
+    low_quality: bool = False  # quality below MIN_QUALITY (one of the errors)
     first: pd.Timestamp | None = None
     last: pd.Timestamp | None = None
     bars: int = 0
@@ -96,6 +99,13 @@ class ValidationReport:
     def ok(self) -> bool:
         """True when there are no errors (warnings allowed); a quality below MIN_QUALITY is an error."""
         return not self.errors
+
+    @property
+    def usable(self) -> bool:
+        """True when the only error, if any, is a quality below MIN_QUALITY: the bars are
+        valid but sparse (e.g. a stock's daily bars without weekends), so a backtest may
+        load them with a warning while an import into the data root refuses them."""
+        return len(self.errors) == int(self.low_quality)
 
     def first_errors(self, limit: int = 3) -> str:
         """The first ``limit`` errors on one line, with a count of the rest."""
@@ -267,6 +277,7 @@ def validate_ohlcv(df: pd.DataFrame, timeframe: str | None = None, *, dedupe: bo
     _spike_check(rep, c[good], t[good])
     rep.quality = _quality(rep, len(rows))
     if rep.quality < MIN_QUALITY and not rep.errors:
+        rep.low_quality = True
         rep.errors.append(f"quality {rep.quality:.1f} is below {MIN_QUALITY:g} (too many gaps or problems; see the warnings)")
     return rep
 
@@ -276,7 +287,7 @@ def _date_range_check(rep: ValidationReport, u: np.ndarray) -> None:
     early = int(np.searchsorted(u, EARLIEST_BAR.value))
     if early:
         rep.errors.append(
-            f"{early} bar(s) before {EARLIEST_BAR.date()} (no crypto market traded then), first at "
+            f"{early} bar(s) before {EARLIEST_BAR.date()} (older than any market data this tool reads), first at "
             f"{_iso(_ts(u[0]))}: a misread epoch unit or date format?"
         )
     late = len(u) - int(np.searchsorted(u, (pd.Timestamp.now(tz="UTC") + FUTURE_SLACK).value, side="right"))
