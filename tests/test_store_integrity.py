@@ -79,7 +79,7 @@ def test_a_manifest_without_plan_keys_is_refused(runs, df):
     manifest = json.loads(path.read_text())
     del manifest["fingerprint"]
     path.write_text(json.dumps(manifest))
-    with pytest.raises(RunDamaged, match="its manifest has no 'fingerprint'"):
+    with pytest.raises(RunDamaged, match="has a manifest without 'fingerprint'"):
         resume(runs, generate_synthetic("ETH_USDT", days=60, seed=9))
     assert ResultStore(runs).repair("a")["manifest"] == "plan keys fingerprint restored from plan.json"
 
@@ -113,18 +113,18 @@ def test_lost_rows_are_counted_from_the_parts_and_run_again(runs, df, capsys):
 @pytest.mark.parametrize("content", [b"", b'{"run_id": "a", "stat', b"\x00\xff\xfe binary"])
 def test_an_unreadable_manifest_is_reported_by_every_reader(runs, df, capsys, content):
     (runs / "a" / "manifest.json").write_bytes(content)
-    assert listed(runs)["b"] == "completed" and listed(runs)["a"].startswith("damaged: manifest.json cannot be read")
+    assert listed(runs)["b"] == "completed" and listed(runs)["a"].startswith("damaged: has an unreadable manifest.json")
     code, out, _ = cli(capsys, "runs", "list", "--store", str(runs))
-    assert code == 0 and "damaged: manifest.json cannot be read" in out
+    assert code == 0 and "damaged: has an unreadable manifest.json" in out
     for argv in (("runs", "show", "a"), ("validate", "a", "--bootstrap", "10")):
         code, _, err = cli(capsys, *argv, "--store", str(runs))
-        assert_one_error_line(code, err, "manifest.json cannot be read")
-    with pytest.raises(RunDamaged, match="manifest.json cannot be read"):
+        assert_one_error_line(code, err, "unreadable manifest.json")
+    with pytest.raises(RunDamaged, match="unreadable manifest.json"):
         resume(runs, df)
     assert not lock_held(runs / "a")
     (runs / "a" / "plan.json").unlink()
     code, _, err = cli(capsys, "runs", "repair", "a", "--store", str(runs))
-    assert_one_error_line(code, err, "its plan is unknown")
+    assert_one_error_line(code, err, "its plan is unknown (no readable plan.json), so it cannot be repaired: its parts are kept")
     assert len(list((runs / "a").glob("part-*.parquet"))) == 4  # user data kept
 
 
@@ -132,10 +132,10 @@ def test_an_unreadable_manifest_is_reported_by_every_reader(runs, df, capsys, co
 def test_a_bad_part_is_reported_then_quarantined_and_its_combos_run_again(runs, df, capsys, fix):
     part = sorted((runs / "a").glob("part-*.parquet"))[1]
     part.write_bytes(part.read_bytes()[:40])  # truncated
-    assert listed(runs)["a"].startswith(f"damaged: {part.name} cannot be read") and listed(runs)["b"] == "completed"
+    assert listed(runs)["a"].startswith(f"damaged: has an unreadable part {part.name}") and listed(runs)["b"] == "completed"
     for argv in (("runs", "show", "a"), ("validate", "a", "--bootstrap", "10")):
         code, _, err = cli(capsys, *argv, "--store", str(runs))
-        assert_one_error_line(code, err, f"{part.name} cannot be read")
+        assert_one_error_line(code, err, f"unreadable part {part.name}")
     if fix == "repair":
         code, out, _ = cli(capsys, "runs", "repair", "a", "--store", str(runs))
         assert code == 0 and f"quarantined quarantine/{part.name}" in out and "status interrupted" in out

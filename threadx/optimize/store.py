@@ -101,7 +101,7 @@ class SweepRun:
         """Raise RunDamaged when the run's status says its parts lost rows (see ResultStore.load)."""
         status = str(self.manifest.get("status", ""))
         if status.startswith("damaged"):
-            raise RunDamaged(f"run {self.run_id} is {status}: {_recover(self.run_id)}")
+            raise RunDamaged(self.run_id, f"is {status}")
         return self
 
     def ok_columns(self, columns: list[str]) -> pd.DataFrame:
@@ -190,11 +190,10 @@ def _read_parts(parts: list[Path], columns: list[str] | None = None, ids: np.nda
         return pd.DataFrame(columns=columns) if columns else pd.DataFrame()
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     tables = []
     for path in parts:
-        table = pq.read_table(path, columns=columns)
+        table = _read_table(path, columns)
         if ids is not None:
             table = table.filter(pc.is_in(table.column("combo_id"), value_set=pa.array(ids, type=pa.int64())))
         tables.append(table)
@@ -316,11 +315,13 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
 # --- integrity: what is really stored ---------------------------------------------------------
 
 class RunDamaged(ThreadXError):
-    """A stored run whose files cannot be trusted; the message says what is wrong and how to recover."""
+    """A stored run whose files cannot be trusted: ``why`` says what is wrong, the message
+    also how to recover (``advice``, by default a repair or another run id)."""
 
-
-def _recover(run_id: str) -> str:
-    return f"`threadx runs repair {run_id}` or pick another run id"
+    def __init__(self, run_id: str, why: str, advice: str | None = None):
+        self.run_id, self.why = run_id, why
+        advice = advice or f"`threadx runs repair {run_id}` or pick another run id"
+        super().__init__(f"run {run_id} {why}: {advice}")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -341,12 +342,12 @@ def read_manifest(folder: Path, run_id: str) -> dict[str, Any] | None:
     path = folder / "manifest.json"
     if not path.exists():
         if _part_paths(folder):
-            raise RunDamaged(f"run {run_id} has parts but no manifest: {_recover(run_id)}")
+            raise RunDamaged(run_id, "has parts but no manifest")
         return None
     try:
         manifest = _read_json(path)
     except (OSError, ValueError) as exc:
-        raise RunDamaged(f"run {run_id}: manifest.json cannot be read ({exc}): {_recover(run_id)}") from None
+        raise RunDamaged(run_id, f"has an unreadable manifest.json ({exc})") from None
     manifest.setdefault("run_id", run_id)
     return manifest
 
@@ -356,21 +357,32 @@ def _part_paths(folder: Path) -> list[Path]:
 
 
 def _footer_rows(path: Path) -> int:
-    """Row count of a part from its footer; ValueError (the reason) when it is not a whole part."""
+    """Row count of a part from its footer; RunDamaged when it is not a whole part."""
     import pyarrow.parquet as pq
 
     try:
         meta = pq.read_metadata(path)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise ValueError(f"{path.name} cannot be read ({_short(exc)})") from None
+        raise _bad_part(path, exc) from None
     missing = {"combo_id", "status"} - set(meta.schema.names)
     if missing:
-        raise ValueError(f"{path.name} has no {', '.join(sorted(missing))} column")
+        raise RunDamaged(path.parent.name, f"has a part {path.name} without {', '.join(sorted(missing))}")
     return meta.num_rows
 
 
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+def _read_table(path: Path, columns: list[str] | None):
+    """Columns of one part (a pyarrow Table); RunDamaged when it cannot be read."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path, columns=columns)
+    except (OSError, ValueError) as exc:
+        raise _bad_part(path, exc) from None
+
+
+def _bad_part(path: Path, exc: BaseException) -> RunDamaged:
+    why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    return RunDamaged(path.parent.name, f"has an unreadable part {path.name} ({why})")
 
 
 @dataclass(frozen=True)
@@ -389,19 +401,13 @@ class StoredRows:
 
 def stored_rows(parts: list[Path]) -> StoredRows:
     """Read combo ids and statuses of ``parts`` (error texts of the failed rows only).
-    Raises ValueError naming the first part that cannot be read."""
+    Raises RunDamaged naming the first part that cannot be read."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from threadx.optimize.evaluate import is_infra_failure
 
-    tables = []
-    for path in parts:
-        try:
-            tables.append(pq.read_table(path, columns=["combo_id", "status"]))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path.name} cannot be read ({_short(exc)})") from None
+    tables = [_read_table(path, ["combo_id", "status"]) for path in parts]
     empty = np.empty(0, dtype=np.int64)
     if not tables:
         return StoredRows(empty, 0, empty)
@@ -413,7 +419,7 @@ def stored_rows(parts: list[Path]) -> StoredRows:
     failed = last[pc.equal(table.column("status").take(pa.array(last)), "failed").to_numpy(zero_copy_only=False)]
     retry = empty
     if len(failed):
-        errors = pa.concat_tables([pq.read_table(p, columns=["error"]) for p in parts]).column("error")
+        errors = pa.concat_tables([_read_table(p, ["error"]) for p in parts]).column("error")
         texts = errors.take(pa.array(failed)).to_pylist()
         retry = np.sort(ids[failed[[is_infra_failure(t or "") for t in texts]]])
     return StoredRows(ids[last], len(failed), retry)
@@ -445,8 +451,8 @@ def _check_plan(run_id: str, stored: dict[str, Any], manifest: dict[str, Any]) -
         if key not in stored and key not in manifest:
             continue
         if key not in stored:
-            raise RunDamaged(f"run {run_id}: its manifest has no {key!r}, so its rows cannot be checked against "
-                             f"this sweep: {_recover(run_id)}")
+            raise RunDamaged(run_id, f"has a manifest without {key!r}, so its rows cannot be checked against "
+                                     "this sweep")
         if key not in manifest or stored[key] != manifest[key]:
             raise ThreadXError(f"run {run_id} exists with a different {key}; pick another run id to start a new run")
 
@@ -513,17 +519,13 @@ class ResultStore:
             try:
                 _footer_rows(path)
                 stored_rows([path])
-            except ValueError as why:
-                moved.append({"part": _quarantine(folder, path), "why": str(why)})
+            except RunDamaged as exc:
+                moved.append({"part": _quarantine(folder, path), "why": exc.why})
         return moved
 
     def stored(self, run_id: str) -> StoredRows:
         """Combo ids, failures and infrastructural failures stored for a run (read from its parts)."""
-        folder = self.folder(run_id)
-        try:
-            return stored_rows(_part_paths(folder))
-        except ValueError as why:
-            raise RunDamaged(f"run {run_id}: {why}: {_recover(run_id)}") from None
+        return stored_rows(_part_paths(self.folder(run_id)))
 
     def done_ids(self, run_id: str) -> np.ndarray:
         """Combo ids already stored for a run (empty for a new one)."""
@@ -538,10 +540,7 @@ class ResultStore:
         if manifest is None:
             raise ThreadXError(f"no run {run_id!r} under {self.root}; see `threadx runs list`")
         parts = _part_paths(folder)
-        try:
-            rows = sum(_footer_rows(p) for p in parts)
-        except ValueError as why:
-            raise RunDamaged(f"run {run_id}: {why}: {_recover(run_id)}") from None
+        rows = sum(_footer_rows(p) for p in parts)
         manifest["status"] = _status(folder, manifest, rows)
         return SweepRun(manifest=manifest, parts=parts)
 
@@ -567,9 +566,8 @@ class ResultStore:
             rows = sum(_footer_rows(p) for p in parts)
             stored = stored_rows(parts)
             row.update(done=len(stored.ids), failed=stored.failed, status=_status(folder, m, rows))
-        except (RunDamaged, ValueError) as why:
-            text = str(why).removeprefix(f"run {folder.name}").lstrip(": ").split(": `threadx")[0]
-            row["status"] = f"damaged: {text}"
+        except RunDamaged as exc:
+            row["status"] = f"damaged: {exc.why}"
         return row
 
     def repair(self, run_id: str) -> dict[str, Any]:
@@ -603,16 +601,16 @@ class ResultStore:
         try:
             manifest, why = read_manifest(folder, run_id), ""
         except RunDamaged as exc:
-            manifest, why = None, str(exc).split(": `threadx")[0].removeprefix(f"run {run_id}").lstrip(": ")
-        why = why or ("no manifest" if manifest is None else "")
+            manifest, why = None, exc.why
+        why = why or ("has no manifest" if manifest is None else "")
         if manifest is not None and all(k in manifest for k in _PLAN_KEYS):
             return manifest, ""
         try:
             plan = _read_json(folder / _PLAN_FILE)
         except (OSError, ValueError):
-            what = why or "its manifest has no " + ", ".join(k for k in _PLAN_KEYS if k not in (manifest or {}))
-            raise RunDamaged(f"run {run_id} cannot be repaired: {what}, and its plan is unknown (no readable "
-                             f"{_PLAN_FILE}); its parts are kept: start again with another run id") from None
+            why = why or "has a manifest without " + ", ".join(k for k in _PLAN_KEYS if k not in (manifest or {}))
+            raise RunDamaged(run_id, f"{why} and its plan is unknown (no readable {_PLAN_FILE}), so it cannot be "
+                             "repaired", "its parts are kept; start again with another run id") from None
         if manifest is None:
             return {**plan, "status": "interrupted"}, f"rebuilt from {_PLAN_FILE} ({why})"
         missing = [k for k in _PLAN_KEYS if k not in manifest and k in plan]
