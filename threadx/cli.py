@@ -45,6 +45,8 @@ def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
 
 
 def _fmt(value: Any) -> str:
+    if value is None or type(value).__name__ == "NAType":  # pandas' NA: a value a damaged run lacks
+        return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -288,6 +290,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     from threadx.optimize.store import ResultStore
 
     runs = ResultStore(args.store).list_runs()
+    runs = runs.astype(object).where(runs.notna(), None)  # what a damaged run lacks is null, not NaN
     if args.json:
         _print_json(runs.to_dict(orient="records"))
     elif runs.empty:

@@ -35,7 +35,7 @@ _LOCK = ".writer.lock"
 _PLAN_KEYS = ("strategy", "fingerprint", "space", "engine", "sampler", "n", "seed", "block_end")
 _SESSION_KEYS = ("objective", "maximize", "min_trades", "machine", "versions", "started_at")
 _PROGRESS_KEYS = ("status", "done", "failed", "finished_at", "elapsed_s", "quarantined", "gpu")
-_PLAN_FILE = "plan.json"  # the manifest as first written, less session and progress keys
+_PLAN_FILE = "plan.json"  # the manifest as first written, less its progress keys
 QUARANTINE = "quarantine"  # damaged parts are moved here, never deleted
 
 
@@ -504,7 +504,7 @@ class ResultStore:
                 manifest = stored
             writer = RunWriter(folder, manifest, lock=lock)
             if not (folder / _PLAN_FILE).exists():  # the plan, kept apart: `runs repair` rebuilds from it
-                plan = {k: v for k, v in manifest.items() if k not in _SESSION_KEYS and k not in _PROGRESS_KEYS}
+                plan = {k: v for k, v in manifest.items() if k not in _PROGRESS_KEYS}
                 atomic_write_bytes(folder / _PLAN_FILE, json.dumps(plan, indent=2, default=str).encode())
             write_manifest(folder, manifest)
         except BaseException:
@@ -553,8 +553,10 @@ class ResultStore:
                 if folder.is_dir() and not folder.name.startswith(".") and (
                         (folder / "manifest.json").exists() or _part_paths(folder)):
                     rows.append(self._summary(folder))
-        frame = pd.DataFrame(rows)
-        return frame.sort_values("started_at", ascending=False, na_position="last").reset_index(drop=True) if rows else frame
+        if not rows:
+            return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows).astype({"done": "Int64", "total": "Int64", "failed": "Int64"})  # NA: damaged
+        return frame.sort_values("started_at", ascending=False, na_position="last").reset_index(drop=True)
 
     def _summary(self, folder: Path) -> dict[str, Any]:
         row: dict[str, Any] = {k: None for k in _LIST_COLUMNS}
