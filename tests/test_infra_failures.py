@@ -106,3 +106,32 @@ def test_dask_losing_its_workers_interrupts_the_run(df, tmp_path, markers, monke
     run = sweep(df, "test_flaky", space, executor="local", workers=1, **kw)
     assert run.manifest["status"] == "completed" and len(run.results) == 10 and (run.results.status == "ok").all()
     assert np.array_equal(run.results.combo_id, np.sort(run.results.combo_id.unique()))
+
+
+def test_pool_workers_dying_over_and_over_interrupt_the_run(df, tmp_path, markers, monkeypatch):
+    from threadx.optimize import pool
+
+    monkeypatch.setattr(pool, "_MAX_RESTARTS", 1)
+    monkeypatch.setenv(KILLS, "1000")
+    kw = dict(store=tmp_path / "runs", run_id="p", bank=IndicatorBank(cache_dir=tmp_path / "cache"), chunk_size=1)
+    with pytest.raises(RunInterrupted, match="died 2 times in a row"):
+        sweep(df, "test_flaky", {"fast_period": [5, 10], "slow_period": [30], "flaky": [1]}, executor="local",
+              workers=1, **kw)
+    assert ResultStore(kw["store"]).load("p").manifest["status"] == "interrupted"
+
+
+def test_a_dask_cluster_without_workers_interrupts_instead_of_waiting_forever(monkeypatch):
+    from threadx.optimize.dask_executor import DaskExecutor
+
+    class NoWorkers:
+        def scheduler_info(self):
+            return {"workers": {}}
+
+    class NothingDone:
+        def has_ready(self):
+            return False
+
+    executor = DaskExecutor.__new__(DaskExecutor)  # the waiting loop alone, without a cluster
+    executor.client, executor.no_workers_s = NoWorkers(), 0.6
+    with pytest.raises(RunInterrupted, match="no worker for 1 s"):
+        executor._next_done(NothingDone())

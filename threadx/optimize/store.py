@@ -32,6 +32,7 @@ from threadx.names import check_name
 
 _PART = re.compile(r"^part-(\d{6})\.parquet$")
 _LOCK = ".writer.lock"
+_PROBE_GRACE_S = 0.03  # how long a writer waits out a reader probing the run's lock
 _PLAN_KEYS = ("strategy", "fingerprint", "space", "engine", "sampler", "n", "seed", "block_end")
 _SESSION_KEYS = ("objective", "maximize", "min_trades", "machine", "versions", "started_at")
 _PROGRESS_KEYS = ("status", "done", "failed", "finished_at", "elapsed_s", "quarantined", "gpu")
@@ -277,15 +278,16 @@ class RunWriter:
 class RunLock:
     """The one-writer lock of a run folder: an OS lock (``filelock``, flock on Unix) that the
     kernel releases when its holder dies, so a killed sweep never leaves a stale lock and no
-    pid has to be read back. Non-blocking: a held lock is refused at once."""
+    pid has to be read back. Non-blocking: a held lock is refused (after the few ms a
+    reader's probe may hold it)."""
 
     def __init__(self, folder: Path, run_id: str):
         self.run_id = run_id
         self._lock = FileLock(folder / _LOCK, timeout=0)
 
     def acquire(self) -> "RunLock":
-        try:
-            self._lock.acquire()
+        try:  # refused within a few ms: a reader's probe (lock_held) holds it for microseconds
+            self._lock.acquire(timeout=_PROBE_GRACE_S, poll_interval=0.01)
         except Timeout:
             raise ThreadXError(f"run {self.run_id} is being written by another process; wait for it or use "
                                "another run id") from None
