@@ -65,17 +65,17 @@ def parts(root, run_id):
 
 
 def test_killed_pool_workers_fail_as_infrastructure_and_a_resume_reruns_them(df, tmp_path, markers):
-    space = {"fast_period": [5, 10, 15], "slow_period": [30], "flaky": [0, 1]}
+    space = {"fast_period": [5, 10], "slow_period": [30], "flaky": [0, 1]}
     kw = dict(store=tmp_path / "runs", run_id="k", bank=IndicatorBank(cache_dir=tmp_path / "cache"), chunk_size=1)
     run = sweep(df, "test_flaky", space, executor="local", workers=2, **kw)
     res = run.results
-    assert run.manifest["status"] == "completed with 3 failed" and run.manifest["failed"] == 3
+    assert run.manifest["status"] == "completed with 2 failed" and run.manifest["failed"] == 2
     failed = res[res.status == "failed"]
     assert (failed["flaky"] == 1).all() and failed.error.str.startswith(INFRA_PREFIX).all()
     assert ResultStore(kw["store"]).load("k").stored().retry_ids.tolist() == failed.combo_id.tolist()
     again = sweep(df, "test_flaky", space, executor="local", workers=2, **kw)  # third tries do not kill
     assert again.manifest["status"] == "completed" and again.manifest["failed"] == 0
-    assert len(again.results) == 6 and (again.results.status == "ok").all()  # the retries superseded the failures
+    assert len(again.results) == 4 and (again.results.status == "ok").all()  # the retries superseded the failures
 
 
 def test_genuine_combo_errors_are_kept_by_a_resume(df, tmp_path):
