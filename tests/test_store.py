@@ -27,7 +27,7 @@ def test_append_flush_load_and_resume(tmp_path):
     writer.append(rows([2, 3], [0.3, np.nan]))
     assert list(store.done_ids("r1")) == [0, 1, 2, 3]
     writer.append(rows([7], [0.05]))
-    writer.flush()
+    writer.close()  # one writer at a time: the next open_run needs the lock released
     run = store.load("r1")
     assert list(run.results.combo_id) == [0, 1, 2, 3, 7]
     assert list(run.top(2).combo_id) == [2, 1] and run.best_params() == {"fast_period": 5}  # combo 2 was the first row of its batch
@@ -35,7 +35,7 @@ def test_append_flush_load_and_resume(tmp_path):
     (tmp_path / "r1" / ".part-000009.parquet.abc.tmp").write_bytes(b"half a file")
     again = store.open_run("r1", {"run_id": "r1", "strategy": "ma_crossover"})
     again.append(rows([8], [0.4]))
-    again.flush()
+    again.close()
     assert not list((tmp_path / "r1").glob(".part-*.tmp"))
     assert list(store.done_ids("r1")) == [0, 1, 2, 3, 7, 8]
     with pytest.raises(ThreadXError, match="different strategy"):
@@ -44,8 +44,8 @@ def test_append_flush_load_and_resume(tmp_path):
 
 def test_list_runs_and_bad_ids(tmp_path):
     store = ResultStore(tmp_path)
-    store.open_run("a", {"run_id": "a", "started_at": "2026-01-01T00:00:00", "status": "completed"})
-    store.open_run("b", {"run_id": "b", "started_at": "2026-01-02T00:00:00", "status": "running"})
+    store.open_run("a", {"run_id": "a", "started_at": "2026-01-01T00:00:00", "status": "completed"}).close()
+    store.open_run("b", {"run_id": "b", "started_at": "2026-01-02T00:00:00", "status": "running"}).close()
     assert list(store.list_runs().run_id) == ["b", "a"]
     for bad in ("../x", "", "a/b", "x" * 200):
         with pytest.raises(ThreadXError):

@@ -46,6 +46,8 @@ def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
 
 
 def _fmt(value: Any) -> str:
+    if value is None or type(value).__name__ == "NAType":  # pandas' NA: a value a damaged run lacks
+        return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
@@ -258,14 +260,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _show_run(run, as_json: bool, top: int) -> int:
-    m = run.manifest
+    stored = run.stored()  # counted from the parts, not taken from the manifest
+    m = {**run.manifest, "done": len(stored.ids), "failed": stored.failed, "to_retry": len(stored.retry_ids)}
     best = run.top(top)
     if as_json:
         _print_json({"manifest": m, "top": best.to_dict(orient="records")})
         return 0
+    failed = f", {m['failed']:,} failed" if m["failed"] else ""
     print(f"run {m['run_id']}: {m['strategy']} on {m.get('dataset')}, sampler {m['sampler']}, "
-          f"{m.get('done', 0):,}/{m.get('total', 0):,} combos, status {m.get('status')}")
-    if m.get("status") == "cancelled":
+          f"{m['done']:,}/{m.get('total', 0):,} combos{failed}, status {m.get('status')}")
+    if str(m.get("status")).startswith("damaged"):
+        print(f"repair with: threadx runs repair {m['run_id']}")
+    elif m.get("status") in ("cancelled", "interrupted") or m["to_retry"]:
         print(f"resume with: threadx sweep ... --run-id {m['run_id']}")
     cols = [*m.get("param_names", [])]
     varying = [a["name"] for a in m.get("space", {}).get("axes", []) if len(a["values"]) > 1] or cols
@@ -280,6 +286,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     from threadx.optimize.store import ResultStore
 
     runs = ResultStore(args.store).list_runs()
+    runs = runs.astype(object).where(runs.notna(), None)  # what a damaged run lacks is null, not NaN
     if args.json:
         _print_json(runs.to_dict(orient="records"))
     elif runs.empty:
@@ -293,6 +300,24 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     from threadx.optimize.store import ResultStore
 
     return _show_run(ResultStore(args.store).load(args.run_id), args.json, args.top)
+
+
+def cmd_runs_repair(args: argparse.Namespace) -> int:
+    from threadx.optimize.store import ResultStore
+
+    report = ResultStore(args.store).repair(args.run_id)
+    if args.json:
+        _print_json(report)
+        return 0
+    for moved in report["quarantined"]:
+        print(f"quarantined {moved['part']}: {moved['why']}")
+    if report["manifest"] != "kept":
+        print(f"manifest {report['manifest']}")
+    print(f"run {report['run_id']}: {report['done']:,} combos stored ({report['failed']:,} failed, "
+          f"{report['to_retry']:,} to retry), status {report['status']}")
+    if report["status"] == "interrupted":
+        print(f"resume with: threadx sweep ... --run-id {report['run_id']}")
+    return 0
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -541,6 +566,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs_show)
+    p = rsub.add_parser("repair", help="quarantine damaged parts, rebuild a lost manifest, make a run resumable")
+    p.add_argument("run_id")
+    p.add_argument("--store")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs_repair)
 
     p = sub.add_parser("strategies", help="list strategies and their params")
     p.add_argument("--json", action="store_true")

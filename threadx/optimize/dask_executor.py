@@ -5,20 +5,27 @@ each task then carries only a key to that data and a chunk of combo ids, and eac
 worker process builds its Evaluator once per sweep. ``address`` names a running
 scheduler; without one a ``LocalCluster`` of ``workers`` single-threaded processes is
 started for the sweep and closed after it.
+
+A chunk lost with its worker (KilledWorker, CommClosedError, ...) is stored as an
+infrastructural failure that a resume retries. When the cluster keeps losing chunks
+(``2 x workers`` in a row, at least 4) or has had no worker for ``no_workers_s``, the run
+stops with :class:`RunInterrupted` (resumable) instead of marking every combo failed.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Callable, Iterator
 
 import numpy as np
 
 from threadx.data.bars import Bars
-from threadx.optimize.evaluate import ChunkResult, Evaluator, SweepTask
+from threadx.optimize.evaluate import ChunkResult, Evaluator, RunInterrupted, SweepTask, failure_text, is_infra_exception
 from threadx.optimize.pool import failed_chunk
 from threadx.optimize.shared import PreparedIndicators
 
 _EVALUATORS: dict[str, Evaluator] = {}
+_MIN_LOST_STREAK = 4  # infrastructural chunk failures in a row (at least 2 per worker) that interrupt a run
 
 
 def _dask_chunk(payload: dict, ids: np.ndarray) -> ChunkResult:
@@ -33,6 +40,8 @@ def _dask_chunk(payload: dict, ids: np.ndarray) -> ChunkResult:
 
 class DaskExecutor:
     """Streams chunks to a Dask cluster; results come back as they finish."""
+
+    no_workers_s = 30.0  # a cluster without any worker for this long interrupts the run
 
     def __init__(self, bars: Bars, arrays: dict, task: SweepTask, workers: int, address: str | None = None):
         try:
@@ -63,6 +72,7 @@ class DaskExecutor:
         pending = as_completed()
         ids_of = {}
         source_done = False
+        lost = 0  # infrastructural chunk failures in a row
         try:
             while True:
                 while not source_done and not should_stop() and pending.count() < 2 * self.workers:
@@ -75,15 +85,43 @@ class DaskExecutor:
                     pending.add(future)
                 if pending.is_empty():
                     return
-                future = next(pending)
+                future = self._next_done(pending)
                 ids = ids_of.pop(future.key)
                 try:
-                    yield future.result()
-                except Exception as exc:  # a worker lost or a chunk-level error: recorded, the run goes on
-                    yield failed_chunk(ids, f"{type(exc).__name__}: {exc}")
+                    result = future.result()
+                except Exception as exc:  # a worker lost (retried on resume) or a chunk-level error
+                    lost = lost + 1 if is_infra_exception(exc) else 0
+                    if lost >= max(_MIN_LOST_STREAK, 2 * self.workers):
+                        raise RunInterrupted(f"the Dask cluster lost {lost} chunks in a row ({type(exc).__name__}); "
+                                             "finished combos are stored, the same run id resumes") from exc
+                    result = failed_chunk(ids, failure_text(exc))
+                else:
+                    lost = 0
+                yield result
         finally:
             for future in list(getattr(pending, "futures", ())):
                 future.cancel()
+
+    def _next_done(self, pending):
+        """The next finished future; RunInterrupted once the cluster has had no worker for
+        ``no_workers_s`` (its futures would wait forever)."""
+        alone_since, checked = None, 0.0
+        while not pending.has_ready():
+            now = time.monotonic()
+            if now - checked >= 0.5:
+                checked = now
+                alone_since = None if self._worker_count() else (alone_since or now)
+                if alone_since is not None and now - alone_since >= self.no_workers_s:
+                    raise RunInterrupted(f"the Dask cluster has had no worker for {self.no_workers_s:.0f} s; "
+                                         "finished combos are stored, the same run id resumes")
+            time.sleep(0.002)
+        return next(pending)
+
+    def _worker_count(self) -> int:
+        try:
+            return len(self.client.scheduler_info().get("workers", {}))
+        except Exception:  # noqa: BLE001 - a scheduler gone: no worker either
+            return 0
 
     def close(self) -> None:
         self.client.close()

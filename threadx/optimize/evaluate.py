@@ -4,6 +4,11 @@ A :class:`Evaluator` holds what every chunk needs: the strategy, the search spac
 engine options, the bars and an indicator source (the shared block in a worker, the
 IndicatorBank in-process). ``evaluate(ids)`` returns small arrays: metrics per combo,
 a status code and the error text of the combos that raised.
+
+Failures are of two kinds. A *genuine* one is an error of the strategy or the engine for
+that combo (it would fail again). An *infrastructural* one (a worker process that died, a
+lost Dask worker, MemoryError, a broken pool) says nothing about the combo: its error text
+starts with :data:`INFRA_PREFIX` and a resume runs the combo again.
 """
 from __future__ import annotations
 
@@ -18,11 +23,38 @@ from threadx.engine import kernel
 from threadx.engine.backtest import prepare_signals
 from threadx.engine.inputs import EngineOptions, effective_rules, funding_per_bar, kernel_args
 from threadx.engine.layout import N_METRICS
+from threadx.errors import ThreadXError
 from threadx.optimize.space import SearchSpace
 from threadx.strategy.base import get_strategy
 
 STATUS_OK = 0
 STATUS_FAILED = 1
+INFRA_PREFIX = "infrastructure: "  # error text of a failure that a resume retries
+# exception types (by name: dask is optional) that mean "the machinery failed", not the combo
+_INFRA_TYPES = frozenset({"MemoryError", "BrokenProcessPool", "KilledWorker", "CommClosedError",
+                          "StreamClosedError", "FutureCancelledError", "CancelledError"})
+_LEGACY_INFRA = ("worker process died", "KilledWorker", "CommClosedError", "BrokenProcessPool")  # older runs
+
+
+class RunInterrupted(ThreadXError):
+    """The sweep's workers are gone (pool restarts exhausted, Dask lost its workers): what
+    finished is stored and the same run id resumes."""
+
+
+def is_infra_exception(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure of the machinery rather than of the combo."""
+    return any(t.__name__ in _INFRA_TYPES for t in type(exc).__mro__)
+
+
+def failure_text(exc: BaseException, infra: bool | None = None) -> str:
+    """The stored error text of a failure (tagged when infrastructural; ``None``: by type)."""
+    text = f"{type(exc).__name__}: {exc}"
+    return INFRA_PREFIX + text if (is_infra_exception(exc) if infra is None else infra) else text
+
+
+def is_infra_failure(error: str) -> bool:
+    """Whether a stored error text is an infrastructural failure (retried on resume)."""
+    return error.startswith(INFRA_PREFIX) or any(marker in error for marker in _LEGACY_INFRA)
 
 
 @dataclass(frozen=True)
@@ -92,5 +124,5 @@ class Evaluator:
                     metrics[k], blocks[k] = out
             except Exception as exc:  # recorded per combo; the sweep goes on
                 status[k] = STATUS_FAILED
-                errors[int(ids[k])] = f"{type(exc).__name__}: {exc}"
+                errors[int(ids[k])] = failure_text(exc)
         return ChunkResult(ids, metrics, status, errors, blocks)

@@ -3,7 +3,9 @@
 Each worker process attaches the :class:`SharedPack` once, builds its Evaluator and
 warms numba up with one combo before taking chunks. A worker that dies (segfault, OOM
 kill) breaks the pool: the pool is rebuilt and the chunks that were in flight are tried
-again one at a time; a chunk in flight at a second death is marked failed.
+again one at a time; a chunk in flight at a second death is marked failed, as an
+infrastructural failure that a resume retries. Workers dying over and over with no chunk
+finishing interrupt the run (:class:`RunInterrupted`, resumable).
 """
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from threadx.engine.layout import N_METRICS
-from threadx.errors import ThreadXError
-from threadx.optimize.evaluate import STATUS_FAILED, ChunkResult, Evaluator, SweepTask
+from threadx.optimize.evaluate import (INFRA_PREFIX, STATUS_FAILED, ChunkResult, Evaluator, RunInterrupted,
+                                       SweepTask, failure_text)
 from threadx.optimize.shared import PackLayout, SharedPack
 
 _WORKER: dict = {}
@@ -42,6 +44,7 @@ def _exit_with_parent() -> None:
 def _init_worker(task: SweepTask, warm: bool) -> None:
     """Start-up of a worker: Ctrl-C left to the parent, parent watch, numba warm-up."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, inherited by a fork
     threading.Thread(target=_exit_with_parent, name="threadx-parent-watch", daemon=True).start()
     if warm:
         warm_up(task)
@@ -187,20 +190,20 @@ class LocalPool:
                         in_flight[future] = flight  # handled below with the others in flight
                         continue
                     except Exception as exc:  # a chunk-level failure outside any combo
-                        result = failed_chunk(flight.ids, f"{type(exc).__name__}: {exc}")
+                        result = failed_chunk(flight.ids, failure_text(exc))
                     restarts = 0
                     yield result
             if broken:
                 for flight in in_flight.values():
                     flight.tries += 1
                     if flight.tries > 1:
-                        yield failed_chunk(flight.ids, "worker process died twice on this chunk")
+                        yield failed_chunk(flight.ids, INFRA_PREFIX + "worker process died twice on this chunk")
                     else:
                         suspects.append(flight)
                 in_flight.clear()
                 restarts += 1
                 if restarts > _MAX_RESTARTS:
-                    raise ThreadXError(f"sweep workers died {restarts} times in a row; finished combos are "
+                    raise RunInterrupted(f"sweep workers died {restarts} times in a row; finished combos are "
                                        "stored, the same run id resumes (check memory, or lower workers)")
                 pool = self._restart()
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Mapping
@@ -27,12 +29,13 @@ from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, options_from
 from threadx.engine.layout import METRIC_NAMES
-from threadx.errors import ParamError
-from threadx.optimize.evaluate import STATUS_OK, ChunkResult, Evaluator, SweepTask
+from threadx.errors import ParamError, ThreadXError
+from threadx.optimize.evaluate import STATUS_OK, ChunkResult, Evaluator, RunInterrupted, SweepTask
 from threadx.optimize.samplers import SAMPLERS, grid_ids, monte_carlo_ids, refine
 from threadx.optimize.shared import PreparedIndicators, SharedPack, compute_indicators
 from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace
-from threadx.optimize.store import BLOCK_SQ_PREFIX, BLOCK_SUM_PREFIX, ResultStore, RunWriter, SweepRun, check_run_id
+from threadx.optimize.store import (BLOCK_SQ_PREFIX, BLOCK_SUM_PREFIX, ResultStore, RunWriter, SweepRun,
+                                    check_run_id)
 from threadx.strategy.base import get_strategy
 
 EXECUTORS = ("auto", "local", "inline", "dask", "gpu")
@@ -210,13 +213,19 @@ class _Session:
         writer = self.store.open_run(self.run_id, self._manifest(invalid))
         writer.flush_seconds = flush_seconds
         self.writer = writer
-        self.done_ids = self.store.done_ids(self.run_id)
+        try:
+            stored = self.store.stored(self.run_id)
+            self._check_stored(stored.ids)
+        except BaseException:
+            writer.release()
+            raise
+        self.done_ids = stored.settled_ids  # infrastructural failures run again
         self.counts = {"done": len(self.done_ids), "failed": 0, "new": 0}
         self._last_report = 0.0
         status = "completed"
         try:
             writer.update_manifest(status="running", done=self.counts["done"])
-            with ExitStack() as cleanup:  # every resource released, whatever happens
+            with ExitStack() as cleanup, _sigterm_interrupts():  # every resource released, whatever happens
                 run_chunks = self._executor(cleanup)
                 self._report(force=True)
                 self._consume(run_chunks(self._pending(self._first_round())))
@@ -224,6 +233,9 @@ class _Session:
                     self._adaptive(run_chunks, adaptive_rounds, patience)
             if self.should_stop():
                 status = "cancelled"
+        except (SweepTerminated, RunInterrupted):
+            status = "interrupted"  # SIGTERM, or workers gone: what finished is stored, the run id resumes
+            raise
         except KeyboardInterrupt:
             status = "cancelled"  # Ctrl-C: what finished is stored, the same run id resumes
             raise
@@ -233,6 +245,21 @@ class _Session:
         finally:
             self._finish(status)
         return self.store.load(self.run_id)
+
+    def _check_stored(self, ids: np.ndarray) -> None:
+        """Refuse a resume whose stored combo ids are not all in this sweep's plan."""
+        if not len(ids):
+            return
+        search = self.search
+        if self.planned is not None and self.sampler != "adaptive":
+            outside = ids[~np.isin(ids, self.planned)]
+        else:  # a grid, or adaptive refinements: any valid combo of the space
+            outside = ids[(ids < 0) | (ids >= search.size)]
+            if not len(outside) and search.strategy.constraints:
+                outside = ids[~search.valid_mask(ids)]
+        if len(outside):
+            raise ThreadXError(f"run {self.run_id} stores {len(outside):,} combo ids outside this sweep's plan "
+                               f"(e.g. {int(outside[0])}); pick another run id")
 
     # --- planning -----------------------------------------------------------------------
 
@@ -425,28 +452,48 @@ class _Session:
     # --- the end ------------------------------------------------------------------------
 
     def _finish(self, status: str) -> None:
+        """Flush, record the final counts (from the parts) and status, release the run."""
         writer: RunWriter = self.writer
         try:
             writer.flush()
         finally:
-            stored = self.store.done_ids(self.run_id)
-            failed = self._failed_count()
-            total = len(stored) if status == "completed" else max(self.total, len(stored))
-            writer.update_manifest(status=status, done=len(stored), failed=failed, total=total,
-                                   finished_at=datetime.now(timezone.utc).isoformat(),
-                                   elapsed_s=time.perf_counter() - self.started)
-            writer.close()
+            try:
+                stored = self.store.stored(self.run_id)
+                done, failed = len(stored.ids), stored.failed
+                total = done if status == "completed" else max(self.total, done)
+                if status == "completed" and failed:
+                    status = f"completed with {failed:,} failed"  # a resume retries infrastructural ones
+                writer.update_manifest(status=status, done=done, failed=failed, total=total,
+                                       finished_at=datetime.now(timezone.utc).isoformat(),
+                                       elapsed_s=time.perf_counter() - self.started)
+            finally:
+                writer.close()
             self.total = total
-            self.counts["done"] = len(stored)
+            self.counts["done"] = done
             self._report(force=True)
 
-    def _failed_count(self) -> int:
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
 
-        folder = self.store.folder(self.run_id)
-        return int(sum(pc.sum(pc.equal(pq.read_table(p, columns=["status"]).column("status"), "failed")).as_py() or 0
-                       for p in sorted(folder.glob("part-*.parquet"))))
+class SweepTerminated(KeyboardInterrupt):
+    """SIGTERM during a sweep: handled like Ctrl-C (parts flushed, the run id resumes)."""
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into :class:`SweepTerminated` while the sweep runs, when this is the main
+    thread and nobody else handles SIGTERM (a job runner installs its own cancel)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def terminate(signum, frame):  # noqa: ARG001
+        raise SweepTerminated()
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _run_in_threads(evaluator: Evaluator, chunks: Iterator[np.ndarray], workers: int,

@@ -1,10 +1,14 @@
 """Results store: one folder per run with Parquet parts and a JSON manifest (SPEC §6.3).
 
-Layout: ``<results_dir>/<run_id>/manifest.json`` and ``part-NNNNNN.parquet`` files, each
-written atomically (temp file + rename) by the single writer of the run, so a killed
-sweep leaves only whole parts behind; a resumed run reads the combo ids they hold and
-skips them. Rows: ``combo_id``, one column per param, every fast metric, ``status``
-(``ok`` / ``failed``) and ``error``.
+Layout: ``<results_dir>/<run_id>/manifest.json``, ``plan.json`` (the plan as first written,
+for ``threadx runs repair``) and ``part-NNNNNN.parquet`` files, each written atomically
+(temp file + rename) by the single writer of the run (an OS lock on ``.writer.lock``), so a
+killed sweep leaves only whole parts behind; a resumed run reads the combo ids they hold
+and skips them, except infrastructural failures, which run again (the last write of a combo
+counts). Rows: ``combo_id``, one column per param, every fast metric, ``status`` (``ok`` /
+``failed``) and ``error``. Readers count rows from the parts, never from the manifest alone;
+a damaged file is reported (:class:`RunDamaged`), and a part that cannot be read is moved to
+``quarantine/`` by a resume or a repair.
 """
 from __future__ import annotations
 
@@ -13,20 +17,27 @@ import os
 import re
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from threadx.config import settings
+from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
 from threadx.names import check_name
 
 _PART = re.compile(r"^part-(\d{6})\.parquet$")
 _LOCK = ".writer.lock"
+_PROBE_GRACE_S = 0.03  # how long a writer waits out a reader probing the run's lock
 _PLAN_KEYS = ("strategy", "fingerprint", "space", "engine", "sampler", "n", "seed", "block_end")
 _SESSION_KEYS = ("objective", "maximize", "min_trades", "machine", "versions", "started_at")
+_PROGRESS_KEYS = ("status", "done", "failed", "finished_at", "elapsed_s", "quarantined", "gpu")
+_PLAN_FILE = "plan.json"  # the manifest as first written, less its progress keys
+QUARANTINE = "quarantine"  # damaged parts are moved here, never deleted
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -49,6 +60,7 @@ def check_run_id(run_id: str) -> str:
 
 BLOCK_SUM_PREFIX = "blk_s"  # stored per combo: sum of per-bar returns in time block k
 BLOCK_SQ_PREFIX = "blk_q"  # ... and the sum of their squares
+_FIXED_COLUMNS = frozenset({"combo_id", "status", "error", *METRIC_NAMES})
 
 
 class SweepRun:
@@ -81,6 +93,17 @@ class SweepRun:
         if self._results is None:
             self._results = _read_parts(self._parts, columns=self._row_columns())
         return self._results
+
+    def stored(self) -> "StoredRows":
+        """What the parts hold (counted from them, not from the manifest)."""
+        return stored_rows(self._parts)
+
+    def check_intact(self) -> "SweepRun":
+        """Raise RunDamaged when the run's status says its parts lost rows (see ResultStore.load)."""
+        status = str(self.manifest.get("status", ""))
+        if status.startswith("damaged"):
+            raise RunDamaged(self.run_id, f"is {status}")
+        return self
 
     def ok_columns(self, columns: list[str]) -> pd.DataFrame:
         """``combo_id`` and ``columns`` of the successful rows, reading only those columns."""
@@ -168,11 +191,10 @@ def _read_parts(parts: list[Path], columns: list[str] | None = None, ids: np.nda
         return pd.DataFrame(columns=columns) if columns else pd.DataFrame()
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     tables = []
     for path in parts:
-        table = pq.read_table(path, columns=columns)
+        table = _read_table(path, columns)
         if ids is not None:
             table = table.filter(pc.is_in(table.column("combo_id"), value_set=pa.array(ids, type=pa.int64())))
         tables.append(table)
@@ -194,8 +216,9 @@ class RunWriter:
     """Appends rows of one run in batches; the only writer of its folder."""
 
     def __init__(self, folder: Path, manifest: dict[str, Any], flush_rows: int = 50_000,
-                 flush_seconds: float = 5.0):
+                 flush_seconds: float = 5.0, lock: "RunLock | None" = None):
         self.folder = folder
+        self.lock = lock
         self.manifest = manifest
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
@@ -238,7 +261,13 @@ class RunWriter:
         try:
             self.flush()
         finally:
-            (self.folder / _LOCK).unlink(missing_ok=True)
+            self.release()
+
+    def release(self) -> None:
+        """Release the run's lock without writing (a writer given up before it started)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def update_manifest(self, **fields: Any) -> None:
         """Merge fields into the manifest and rewrite it atomically."""
@@ -246,39 +275,198 @@ class RunWriter:
         write_manifest(self.folder, self.manifest)
 
 
-def _take_lock(folder: Path, run_id: str) -> None:
-    """Create the run's lock file, replacing one left by a process that no longer runs."""
-    lock = folder / _LOCK
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and pid != os.getpid() and _alive(pid):
-                raise ThreadXError(f"run {run_id} is being written by process {pid}; wait for it or use another run id")
-            lock.unlink(missing_ok=True)  # stale: its writer was killed
-            continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(str(os.getpid()))
-        return
-    raise ThreadXError(f"cannot lock run {run_id} in {folder}")
+class RunLock:
+    """The one-writer lock of a run folder: an OS lock (``filelock``, flock on Unix) that the
+    kernel releases when its holder dies, so a killed sweep never leaves a stale lock and no
+    pid has to be read back. Non-blocking: a held lock is refused (after the few ms a
+    reader's probe may hold it)."""
+
+    def __init__(self, folder: Path, run_id: str):
+        self.run_id = run_id
+        self._lock = FileLock(folder / _LOCK, timeout=0)
+
+    def acquire(self) -> "RunLock":
+        try:  # refused within a few ms: a reader's probe (lock_held) holds it for microseconds
+            self._lock.acquire(timeout=_PROBE_GRACE_S, poll_interval=0.01)
+        except Timeout:
+            raise ThreadXError(f"run {self.run_id} is being written by another process; wait for it or use "
+                               "another run id") from None
+        return self
+
+    def release(self) -> None:
+        self._lock.release()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def lock_held(folder: Path) -> bool:
+    """Whether a writer holds the run's lock now (a non-blocking probe of the OS lock)."""
+    if not (folder / _LOCK).exists():
         return False
-    except PermissionError:
+    probe = FileLock(folder / _LOCK, timeout=0)
+    try:
+        probe.acquire()
+    except Timeout:
         return True
-    return True
+    probe.release()
+    return False
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     atomic_write_bytes(folder / "manifest.json", json.dumps(manifest, indent=2, default=str).encode())
+
+
+# --- integrity: what is really stored ---------------------------------------------------------
+
+class RunDamaged(ThreadXError):
+    """A stored run whose files cannot be trusted: ``why`` says what is wrong, the message
+    also how to recover (``advice``, by default a repair or another run id)."""
+
+    def __init__(self, run_id: str, why: str, advice: str | None = None):
+        self.run_id, self.why = run_id, why
+        advice = advice or f"`threadx runs repair {run_id}` or pick another run id"
+        super().__init__(f"run {run_id} {why}: {advice}")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; ValueError (with the reason) when it is not one."""
+    try:
+        data = json.loads(path.read_bytes())
+    except UnicodeDecodeError as exc:
+        raise ValueError("not text") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError("empty" if not path.stat().st_size else f"not JSON ({exc.msg})") from exc
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
+
+
+def read_manifest(folder: Path, run_id: str) -> dict[str, Any] | None:
+    """The run's manifest; None when the folder holds no run; RunDamaged when it cannot be used."""
+    path = folder / "manifest.json"
+    if not path.exists():
+        if _part_paths(folder):
+            raise RunDamaged(run_id, "has parts but no manifest")
+        return None
+    try:
+        manifest = _read_json(path)
+    except (OSError, ValueError) as exc:
+        raise RunDamaged(run_id, f"has an unreadable manifest.json ({exc})") from None
+    manifest.setdefault("run_id", run_id)
+    return manifest
+
+
+def _part_paths(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("part-*.parquet") if _PART.match(p.name)) if folder.is_dir() else []
+
+
+def _footer_rows(path: Path) -> int:
+    """Row count of a part from its footer; RunDamaged when it is not a whole part."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_metadata(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise _bad_part(path, exc) from None
+    missing = {"combo_id", "status"} - set(meta.schema.names)
+    if missing:
+        raise RunDamaged(path.parent.name, f"has a part {path.name} without {', '.join(sorted(missing))}")
+    return meta.num_rows
+
+
+def _read_table(path: Path, columns: list[str] | None):
+    """Columns of one part (a pyarrow Table); RunDamaged when it cannot be read."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path, columns=columns)
+    except (OSError, ValueError) as exc:
+        raise _bad_part(path, exc) from None
+
+
+def _bad_part(path: Path, exc: BaseException) -> RunDamaged:
+    why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    return RunDamaged(path.parent.name, f"has an unreadable part {path.name} ({why})")
+
+
+@dataclass(frozen=True)
+class StoredRows:
+    """What a run's parts hold, the last write of each combo counting (a retry supersedes)."""
+
+    ids: np.ndarray  # every stored combo id, sorted
+    failed: int  # rows whose last write failed
+    retry_ids: np.ndarray  # ... of which infrastructural (a resume runs them again)
+
+    @property
+    def settled_ids(self) -> np.ndarray:
+        """Combo ids a resume skips: ok, or failed by an error of the combo itself."""
+        return np.setdiff1d(self.ids, self.retry_ids, assume_unique=True)
+
+
+def stored_rows(parts: list[Path]) -> StoredRows:
+    """Read combo ids and statuses of ``parts`` (error texts of the failed rows only).
+    Raises RunDamaged naming the first part that cannot be read."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from threadx.optimize.evaluate import is_infra_failure
+
+    tables = [_read_table(path, ["combo_id", "status"]) for path in parts]
+    empty = np.empty(0, dtype=np.int64)
+    if not tables:
+        return StoredRows(empty, 0, empty)
+    table = pa.concat_tables(tables)
+    ids = table.column("combo_id").to_numpy()
+    order = np.argsort(ids, kind="stable")
+    ranked = ids[order]
+    last = order[np.append(ranked[1:] != ranked[:-1], True)]  # the last write of each id
+    failed = last[pc.equal(table.column("status").take(pa.array(last)), "failed").to_numpy(zero_copy_only=False)]
+    retry = empty
+    if len(failed):
+        errors = pa.concat_tables([_read_table(p, ["error"]) for p in parts]).column("error")
+        texts = errors.take(pa.array(failed)).to_pylist()
+        retry = np.sort(ids[failed[[is_infra_failure(t or "") for t in texts]]])
+    return StoredRows(ids[last], len(failed), retry)
+
+
+def _param_columns(parts: list[Path]) -> set[str]:
+    """Param columns of the stored rows (every column but the fixed ones), from the first footer."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(parts[0]).names
+    return {c for c in names if c not in _FIXED_COLUMNS and not c.startswith((BLOCK_SUM_PREFIX, BLOCK_SQ_PREFIX))}
+
+
+def _quarantine(folder: Path, path: Path) -> str:
+    """Move a damaged part to ``<run>/quarantine/`` (user data is never deleted); its new path."""
+    target_dir = folder / QUARANTINE
+    target_dir.mkdir(exist_ok=True)
+    target = target_dir / path.name
+    k = 1
+    while target.exists():
+        target, k = target_dir / f"{path.stem}.{k}{path.suffix}", k + 1
+    os.replace(path, target)
+    return str(target.relative_to(folder))
+
+
+def _check_plan(run_id: str, stored: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """Refuse to resume when the stored plan differs from the new one or lacks keys."""
+    for key in _PLAN_KEYS:
+        if key not in stored and key not in manifest:
+            continue
+        if key not in stored:
+            raise RunDamaged(run_id, f"has a manifest without {key!r}, so its rows cannot be checked against "
+                                     "this sweep")
+        if key not in manifest or stored[key] != manifest[key]:
+            raise ThreadXError(f"run {run_id} exists with a different {key}; pick another run id to start a new run")
+
+
+def _check_columns(run_id: str, parts: list[Path], manifest: dict[str, Any]) -> None:
+    """Refuse to resume when the stored rows hold other params than the sweep's space."""
+    if not parts or "param_names" not in manifest:
+        return
+    stored, wanted = _param_columns(parts), set(manifest["param_names"])
+    if stored != wanted:
+        raise ThreadXError(f"run {run_id} stores params {sorted(stored)} but this sweep's space has "
+                           f"{sorted(wanted)}; pick another run id")
 
 
 class ResultStore:
@@ -297,54 +485,155 @@ class ResultStore:
         """Writer for a new run, or for an existing one to resume.
 
         Resuming needs the same strategy, data, space, engine options and sampling plan
-        (sampler, n, seed); the ranking settings (objective, maximize, min_trades) are
-        taken from the new call. One writer per run at a time (a lock file with its pid).
+        (sampler, n, seed, block layout), all present in the stored manifest, and parts
+        holding the same params; anything else is refused with one line (RunDamaged for a
+        damaged run). A part that cannot be read is moved to ``quarantine/`` and its combos
+        run again. The ranking settings (objective, maximize, min_trades) are taken from the
+        new call. One writer per run at a time (:class:`RunLock`).
         """
         folder = self.folder(run_id)
         folder.mkdir(parents=True, exist_ok=True)
-        _take_lock(folder, run_id)
+        lock = RunLock(folder, run_id).acquire()
         try:
-            path = folder / "manifest.json"
-            if path.exists():
-                stored = json.loads(path.read_text())
-                for key in _PLAN_KEYS:
-                    if key in stored and key in manifest and stored[key] != manifest[key]:
-                        raise ThreadXError(
-                            f"run {run_id} exists with a different {key}; pick another run id to start a new run"
-                        )
+            stored = read_manifest(folder, run_id)
+            if stored is not None:
+                _check_plan(run_id, stored, manifest)
+                moved = self._quarantine_bad(folder)
+                _check_columns(run_id, _part_paths(folder), manifest)
+                if moved:
+                    stored["quarantined"] = [*stored.get("quarantined", []), *moved]
                 stored.update({k: v for k, v in manifest.items() if k not in stored or k in _SESSION_KEYS})
                 manifest = stored
-            writer = RunWriter(folder, manifest)
+            writer = RunWriter(folder, manifest, lock=lock)
+            if not (folder / _PLAN_FILE).exists():  # the plan, kept apart: `runs repair` rebuilds from it
+                plan = {k: v for k, v in manifest.items() if k not in _PROGRESS_KEYS}
+                atomic_write_bytes(folder / _PLAN_FILE, json.dumps(plan, indent=2, default=str).encode())
             write_manifest(folder, manifest)
         except BaseException:
-            (folder / _LOCK).unlink(missing_ok=True)
+            lock.release()
             raise
         return writer
 
+    def _quarantine_bad(self, folder: Path) -> list[dict[str, str]]:
+        """Move every part that cannot be read to quarantine/; what moved and why."""
+        moved = []
+        for path in _part_paths(folder):
+            try:
+                _footer_rows(path)
+                stored_rows([path])
+            except RunDamaged as exc:
+                moved.append({"part": _quarantine(folder, path), "why": exc.why})
+        return moved
+
+    def stored(self, run_id: str) -> StoredRows:
+        """Combo ids, failures and infrastructural failures stored for a run (read from its parts)."""
+        return stored_rows(_part_paths(self.folder(run_id)))
+
     def done_ids(self, run_id: str) -> np.ndarray:
         """Combo ids already stored for a run (empty for a new one)."""
-        folder = self.folder(run_id)
-        ids = [pd.read_parquet(p, columns=["combo_id"])["combo_id"].to_numpy() for p in sorted(folder.glob("part-*.parquet"))]
-        return np.unique(np.concatenate(ids)) if ids else np.empty(0, dtype=np.int64)
+        return self.stored(run_id).ids
 
     def load(self, run_id: str) -> SweepRun:
-        """A stored run (its rows are read when first used)."""
+        """A stored run (its rows are read when first used). RunDamaged when a file of it
+        cannot be read; its status says ``interrupted`` for a writer that is gone and
+        ``damaged: ...`` when its parts hold fewer rows than its manifest counts."""
         folder = self.folder(run_id)
-        if not (folder / "manifest.json").exists():
+        manifest = read_manifest(folder, run_id) if folder.is_dir() else None
+        if manifest is None:
             raise ThreadXError(f"no run {run_id!r} under {self.root}; see `threadx runs list`")
-        manifest = json.loads((folder / "manifest.json").read_text())
-        return SweepRun(manifest=manifest, parts=sorted(folder.glob("part-*.parquet")))
+        parts = _part_paths(folder)
+        rows = sum(_footer_rows(p) for p in parts)
+        manifest["status"] = _status(folder, manifest, rows)
+        return SweepRun(manifest=manifest, parts=parts)
 
     def list_runs(self) -> pd.DataFrame:
-        """One row per stored run (newest first)."""
+        """One row per stored run (newest first); a damaged run is listed with status
+        ``damaged: <why>`` and the others are listed as usual."""
         rows = []
         if self.root.exists():
-            for path in self.root.glob("*/manifest.json"):
-                try:
-                    m = json.loads(path.read_text())
-                except (OSError, json.JSONDecodeError):
-                    continue
-                rows.append({k: m.get(k) for k in ("run_id", "strategy", "dataset", "sampler", "status", "done",
-                                                   "total", "failed", "objective", "started_at", "finished_at")})
-        frame = pd.DataFrame(rows)
-        return frame.sort_values("started_at", ascending=False, na_position="last").reset_index(drop=True) if rows else frame
+            for folder in sorted(self.root.iterdir()):
+                if folder.is_dir() and not folder.name.startswith(".") and (
+                        (folder / "manifest.json").exists() or _part_paths(folder)):
+                    rows.append(self._summary(folder))
+        if not rows:
+            return pd.DataFrame(rows)
+        frame = pd.DataFrame(rows).astype({"done": "Int64", "total": "Int64", "failed": "Int64"})  # NA: damaged
+        return frame.sort_values("started_at", ascending=False, na_position="last").reset_index(drop=True)
+
+    def _summary(self, folder: Path) -> dict[str, Any]:
+        row: dict[str, Any] = {k: None for k in _LIST_COLUMNS}
+        row["run_id"] = folder.name
+        try:
+            m = read_manifest(folder, folder.name) or {}
+            row.update({k: m.get(k) for k in _LIST_COLUMNS if k in m})
+            parts = _part_paths(folder)
+            rows = sum(_footer_rows(p) for p in parts)
+            stored = stored_rows(parts)
+            row.update(done=len(stored.ids), failed=stored.failed, status=_status(folder, m, rows))
+        except RunDamaged as exc:
+            row["status"] = f"damaged: {exc.why}"
+        return row
+
+    def repair(self, run_id: str) -> dict[str, Any]:
+        """Make a damaged run resumable: quarantine parts that cannot be read, restore the
+        manifest (from ``plan.json``, the plan written when the run was created) when it is
+        missing, unreadable or lacks plan keys, and recount its rows. What was done."""
+        folder = self.folder(run_id)
+        if not folder.is_dir():
+            raise ThreadXError(f"no run {run_id!r} under {self.root}; see `threadx runs list`")
+        lock = RunLock(folder, run_id).acquire()
+        try:
+            for stale in folder.glob(".part-*.tmp"):
+                stale.unlink(missing_ok=True)
+            moved = self._quarantine_bad(folder)
+            manifest, rebuilt = self._repaired_manifest(folder, run_id)
+            stored = stored_rows(_part_paths(folder))
+            status = manifest.get("status")
+            if moved or rebuilt or status == "running" or len(stored.retry_ids) or (
+                    str(status).startswith("completed") and len(stored.ids) < int(manifest.get("total") or 0)):
+                status = "interrupted"  # resumable: the next resume runs what is missing
+            manifest.update(status=status, done=len(stored.ids), failed=stored.failed,
+                            quarantined=[*manifest.get("quarantined", []), *moved])
+            write_manifest(folder, manifest)
+        finally:
+            lock.release()
+        return {"run_id": run_id, "quarantined": moved, "manifest": rebuilt or "kept", "status": status,
+                "done": len(stored.ids), "failed": stored.failed, "to_retry": len(stored.retry_ids)}
+
+    def _repaired_manifest(self, folder: Path, run_id: str) -> tuple[dict[str, Any], str]:
+        """(a usable manifest, "" or what was rebuilt); RunDamaged when the plan is unknown."""
+        try:
+            manifest, why = read_manifest(folder, run_id), ""
+        except RunDamaged as exc:
+            manifest, why = None, exc.why
+        why = why or ("has no manifest" if manifest is None else "")
+        if manifest is not None and all(k in manifest for k in _PLAN_KEYS):
+            return manifest, ""
+        try:
+            plan = _read_json(folder / _PLAN_FILE)
+        except (OSError, ValueError):
+            why = why or "has a manifest without " + ", ".join(k for k in _PLAN_KEYS if k not in (manifest or {}))
+            raise RunDamaged(run_id, f"{why} and its plan is unknown (no readable {_PLAN_FILE}), so it cannot be "
+                             "repaired", "its parts are kept; start again with another run id") from None
+        if manifest is None:
+            return {**plan, "status": "interrupted"}, f"rebuilt from {_PLAN_FILE} ({why})"
+        missing = [k for k in _PLAN_KEYS if k not in manifest and k in plan]
+        manifest.update({k: plan[k] for k in missing})
+        return manifest, f"plan keys {', '.join(missing)} restored from {_PLAN_FILE}"
+
+
+_LIST_COLUMNS = ("run_id", "strategy", "dataset", "sampler", "status", "done", "total", "failed", "objective",
+                 "started_at", "finished_at")
+
+
+def _status(folder: Path, manifest: dict[str, Any], rows: int) -> str:
+    """The run's status as stored, corrected by what is on disk: ``interrupted`` when it says
+    running but no writer holds its lock; ``damaged: ...`` when its parts hold fewer rows than
+    the manifest counts (rows were lost)."""
+    status = str(manifest.get("status") or "unknown")
+    done = int(manifest.get("done") or 0)
+    if status == "running":
+        return "running" if lock_held(folder) else "interrupted"
+    if rows < done:
+        return f"damaged: parts hold {rows:,} rows, the manifest counts {done:,} done"
+    return status

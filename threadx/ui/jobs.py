@@ -43,7 +43,9 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
+
+from filelock import FileLock
 
 from threadx.config import settings
 from threadx.errors import ParamError, ThreadXError
@@ -217,44 +219,6 @@ class JobInfo:
         return out
 
 
-class _Lock:
-    """An exclusive lock on a file, between processes and between threads (flock/msvcrt)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+b")
-        try:
-            if os.name == "nt":  # pragma: no cover - exercised on Windows only
-                import msvcrt
-
-                handle.seek(0)
-                while True:
-                    try:
-                        msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
-                        break
-                    except OSError:
-                        time.sleep(0.05)
-                try:
-                    yield
-                finally:
-                    handle.seek(0)
-                    msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        finally:
-            handle.close()
-
-
 def _process(pid: int | None, create_time: float | None = None):
     """The live psutil.Process of ``pid`` (None when gone, a zombie, or a reused pid)."""
     if not pid:
@@ -289,7 +253,9 @@ class JobRegistry:
         self.root = base.expanduser().absolute()
         self.jobs_dir = self.root / JOBS_FOLDER
         self.max_concurrent = max_concurrent
-        self._lock = _Lock(self.jobs_dir / ".lock")
+        # one registry change at a time, between processes and threads: an OS lock (flock) that
+        # the kernel releases when its holder dies; filelock creates the folder on acquire
+        self._lock = FileLock(self.jobs_dir / ".lock")
 
     def __repr__(self) -> str:
         return f"JobRegistry(root={str(self.root)!r}, max_concurrent={self.max_concurrent})"
@@ -310,7 +276,7 @@ class JobRegistry:
         params = self._validated(spec)
         job_id = self._new_job_id()
         folder = self.jobs_dir / job_id
-        with self._lock.held():
+        with self._lock:
             clash = [j.job_id for j in self._read_all() if j.is_active and j.run_id == params["run_id"]]
             if clash:
                 raise ParamError(f"run id {params['run_id']!r} is already used by job {clash[0]}; pick another run id")
@@ -457,7 +423,7 @@ class JobRegistry:
         """Ask a job to stop: a queued job is cancelled at once; a running one stops within
         about one chunk, keeping its stored results (state ``cancelled``)."""
         folder = self._folder(job_id)
-        with self._lock.held():
+        with self._lock:
             info = self._read(folder)
             if info is None or info.is_finished:
                 return info
@@ -494,7 +460,7 @@ class JobRegistry:
         import shutil
 
         folder = self._folder(job_id)
-        with self._lock.held():
+        with self._lock:
             info = self._read(folder)
             if info is not None and info.is_active:
                 raise ThreadXError(f"job {job_id} is {info.state}; stop it first")
@@ -506,7 +472,7 @@ class JobRegistry:
         for job_id, child in list(_CHILDREN.items()):  # reap our own exited children (no zombies)
             if child.poll() is not None:
                 _CHILDREN.pop(job_id, None)
-        with self._lock.held():
+        with self._lock:
             jobs = self._read_all()
             running = 0
             for info in jobs:

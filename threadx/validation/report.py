@@ -193,8 +193,8 @@ def _bank():
 
 def _load(run: SweepRun | str, store: Any) -> SweepRun:
     if isinstance(run, SweepRun):
-        return run
-    return (store if isinstance(store, ResultStore) else ResultStore(store)).load(str(run))
+        return run.check_intact()
+    return (store if isinstance(store, ResultStore) else ResultStore(store)).load(str(run)).check_intact()
 
 
 def _winner(run: SweepRun) -> pd.Series:

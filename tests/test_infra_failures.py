@@ -1,0 +1,137 @@
+"""Failures of the machinery (a worker killed, Dask workers lost) are retried by a resume;
+errors of the combo itself are kept; the run status says how many failed."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from threadx.data.synthetic import generate_synthetic
+from threadx.indicators import IndicatorBank
+from threadx.optimize.evaluate import INFRA_PREFIX, RunInterrupted
+from threadx.optimize.runner import sweep
+from threadx.optimize.store import ResultStore, lock_held
+from threadx.strategy import ma_crossover
+from threadx.strategy.base import Param, StrategySpec, list_strategies, register
+
+sys.path.insert(0, str(Path(__file__).parent))
+import sweep_helpers  # noqa: E402,F401  (registers test_faulty)
+
+MARKERS = "THREADX_TEST_FLAKY_DIR"  # where the flaky strategy counts its tries
+KILLS = "THREADX_TEST_FLAKY_KILLS"  # how many first tries of a flaky combo kill their worker
+
+
+def _flaky_signals(bars, ind, p):
+    """ma_crossover whose ``flaky`` combos kill their worker process on their first tries."""
+    if p["flaky"] and multiprocessing.parent_process() is not None:
+        folder = Path(os.environ[MARKERS])
+        key = f"{p['fast_period']}-{p['slow_period']}"
+        tries = len(list(folder.glob(f"{key}.*")))
+        if tries < int(os.environ.get(KILLS, "2")):
+            (folder / f"{key}.{tries}").touch()
+            os._exit(1)  # as a segfault or an OOM kill would
+    return ma_crossover.SPEC.signals(bars, ind, p)
+
+
+FLAKY = StrategySpec(
+    name="test_flaky", description="ma_crossover whose flaky combos kill their worker (tests only)",
+    params=ma_crossover.SPEC.params + (Param("flaky", "int", 0, 0, 1, 1),),
+    constraints=ma_crossover.SPEC.constraints, indicators=ma_crossover.SPEC.indicators, signals=_flaky_signals,
+    levels=ma_crossover.SPEC.levels, exits=ma_crossover.SPEC.exits,
+)
+if "test_flaky" not in list_strategies():
+    register(FLAKY)
+
+
+@pytest.fixture(scope="module")
+def df():
+    return generate_synthetic("BTC_USDT", days=60, seed=5)
+
+
+@pytest.fixture
+def markers(tmp_path, monkeypatch):
+    folder = tmp_path / "markers"
+    folder.mkdir()
+    monkeypatch.setenv(MARKERS, str(folder))
+    return folder
+
+
+def parts(root, run_id):
+    return sorted((Path(root) / run_id).glob("part-*.parquet"))
+
+
+def test_killed_pool_workers_fail_as_infrastructure_and_a_resume_reruns_them(df, tmp_path, markers):
+    space = {"fast_period": [5, 10], "slow_period": [30], "flaky": [0, 1]}
+    kw = dict(store=tmp_path / "runs", run_id="k", bank=IndicatorBank(cache_dir=tmp_path / "cache"), chunk_size=1)
+    run = sweep(df, "test_flaky", space, executor="local", workers=2, **kw)
+    res = run.results
+    assert run.manifest["status"] == "completed with 2 failed" and run.manifest["failed"] == 2
+    failed = res[res.status == "failed"]
+    assert (failed["flaky"] == 1).all() and failed.error.str.startswith(INFRA_PREFIX).all()
+    assert ResultStore(kw["store"]).load("k").stored().retry_ids.tolist() == failed.combo_id.tolist()
+    again = sweep(df, "test_flaky", space, executor="local", workers=2, **kw)  # third tries do not kill
+    assert again.manifest["status"] == "completed" and again.manifest["failed"] == 0
+    assert len(again.results) == 4 and (again.results.status == "ok").all()  # the retries superseded the failures
+
+
+def test_genuine_combo_errors_are_kept_by_a_resume(df, tmp_path):
+    space = {"fast_period": [5, 10], "mode": [0, 1]}
+    kw = dict(store=tmp_path, run_id="g", bank=IndicatorBank(cache_dir=tmp_path / "cache"), executor="inline")
+    run = sweep(df, "test_faulty", space, **kw)
+    assert run.manifest["status"] == "completed with 2 failed"
+    assert not run.results.error.str.startswith(INFRA_PREFIX).any()
+    before = parts(tmp_path, "g")
+    again = sweep(df, "test_faulty", space, **kw)
+    assert parts(tmp_path, "g") == before and again.manifest["status"] == "completed with 2 failed"
+
+
+def test_dask_losing_its_workers_interrupts_the_run(df, tmp_path, markers, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    monkeypatch.setenv(KILLS, "1000")  # every flaky combo kills every worker that runs it
+    space = {"fast_period": "5:14:1", "slow_period": [45], "flaky": [1]}
+    kw = dict(store=tmp_path / "runs", run_id="d", bank=IndicatorBank(cache_dir=tmp_path / "cache"), chunk_size=1)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with pytest.raises(RunInterrupted, match="lost 4 chunks in a row"):
+            sweep(df, "test_flaky", space, executor="dask", workers=1, **kw)
+    m = ResultStore(kw["store"]).load("d").manifest
+    assert m["status"] == "interrupted" and m["failed"] <= 3  # not all 10 combos marked failed
+    assert not lock_held(kw["store"] / "d")
+    monkeypatch.setenv(KILLS, "0")
+    run = sweep(df, "test_flaky", space, executor="local", workers=1, **kw)
+    assert run.manifest["status"] == "completed" and len(run.results) == 10 and (run.results.status == "ok").all()
+    assert np.array_equal(run.results.combo_id, np.sort(run.results.combo_id.unique()))
+
+
+def test_pool_workers_dying_over_and_over_interrupt_the_run(df, tmp_path, markers, monkeypatch):
+    from threadx.optimize import pool
+
+    monkeypatch.setattr(pool, "_MAX_RESTARTS", 1)
+    monkeypatch.setenv(KILLS, "1000")
+    kw = dict(store=tmp_path / "runs", run_id="p", bank=IndicatorBank(cache_dir=tmp_path / "cache"), chunk_size=1)
+    with pytest.raises(RunInterrupted, match="died 2 times in a row"):
+        sweep(df, "test_flaky", {"fast_period": [5, 10], "slow_period": [30], "flaky": [1]}, executor="local",
+              workers=1, **kw)
+    assert ResultStore(kw["store"]).load("p").manifest["status"] == "interrupted"
+
+
+def test_a_dask_cluster_without_workers_interrupts_instead_of_waiting_forever(monkeypatch):
+    from threadx.optimize.dask_executor import DaskExecutor
+
+    class NoWorkers:
+        def scheduler_info(self):
+            return {"workers": {}}
+
+    class NothingDone:
+        def has_ready(self):
+            return False
+
+    executor = DaskExecutor.__new__(DaskExecutor)  # the waiting loop alone, without a cluster
+    executor.client, executor.no_workers_s = NoWorkers(), 0.6
+    with pytest.raises(RunInterrupted, match="no worker for 1 s"):
+        executor._next_done(NothingDone())

@@ -1,0 +1,146 @@
+"""A damaged run is refused, reported or repaired, never served as if whole (store integrity)."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from threadx.cli import main
+from threadx.data.synthetic import generate_synthetic
+from threadx.errors import ThreadXError
+from threadx.indicators import IndicatorBank
+from threadx.optimize.runner import sweep
+from threadx.optimize.store import ResultStore, RunDamaged, lock_held
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+SPACE = {"fast_period": "5:20:5", "slow_period": [30, 40]}  # 8 combos
+
+
+@pytest.fixture(scope="module")
+def df():
+    return generate_synthetic("BTC_USDT", days=60, seed=5)
+
+
+@pytest.fixture
+def runs(tmp_path, df):
+    """A results folder with two finished runs: ``a`` (4 parts, 8 combos) and ``b``."""
+    bank = IndicatorBank(cache_dir=tmp_path / "cache")
+    root = tmp_path / "runs"
+    sweep(df, "ma_crossover", SPACE, store=root, run_id="a", executor="inline", workers=1, chunk_size=2,
+          flush_seconds=0.0, bank=bank)
+    sweep(df, "ma_crossover", {"fast_period": [5]}, store=root, run_id="b", executor="inline", bank=bank)
+    return root
+
+
+def resume(root, df, space=SPACE, **kw):
+    return sweep(df, "ma_crossover", space, store=root, run_id="a", executor="inline", workers=1,
+                 bank=IndicatorBank(cache_dir=root.parent / "cache"), **kw)
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_error_line(code, err, match):
+    assert code == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], err
+
+
+def listed(root) -> dict[str, str]:
+    return dict(ResultStore(root).list_runs()[["run_id", "status"]].itertuples(index=False))
+
+
+def test_parts_without_a_manifest_are_refused_then_repaired_from_the_plan(runs, df, capsys):
+    (runs / "a" / "manifest.json").unlink()
+    other = generate_synthetic("ETH_USDT", days=60, seed=9)
+    with pytest.raises(RunDamaged, match="run a has parts but no manifest: `threadx runs repair a`"):
+        resume(runs, other, {"fast_period": [7, 9]})
+    assert not lock_held(runs / "a")
+    assert listed(runs) == {"a": "damaged: has parts but no manifest", "b": "completed"}
+    code, out, _ = cli(capsys, "runs", "repair", "a", "--store", str(runs))
+    assert code == 0 and "manifest rebuilt from plan.json" in out
+    with pytest.raises(ThreadXError, match="different fingerprint"):  # the plan is known again
+        resume(runs, other, {"fast_period": [7, 9]})
+    run = resume(runs, df)
+    assert run.manifest["status"] == "completed" and len(run.results) == 8
+
+
+def test_a_manifest_without_plan_keys_is_refused(runs, df):
+    path = runs / "a" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["fingerprint"]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(RunDamaged, match="has a manifest without 'fingerprint'"):
+        resume(runs, generate_synthetic("ETH_USDT", days=60, seed=9))
+    assert ResultStore(runs).repair("a")["manifest"] == "plan keys fingerprint restored from plan.json"
+
+
+def rewrite_part(root, change):
+    part = sorted((root / "a").glob("part-*.parquet"))[0]
+    frame = pd.read_parquet(part)
+    change(frame).to_parquet(part, index=False)
+
+
+def test_stored_rows_that_do_not_fit_the_plan_are_refused(runs, df):
+    rewrite_part(runs, lambda f: f.rename(columns={"fast_period": "fast"}))
+    with pytest.raises(ThreadXError, match="stores params .*'fast'.* but this sweep's space has"):
+        resume(runs, df)
+    rewrite_part(runs, lambda f: f.rename(columns={"fast": "fast_period"}).assign(combo_id=f.combo_id + 10**9))
+    with pytest.raises(ThreadXError, match="combo ids outside this sweep's plan"):
+        resume(runs, df)
+    assert not lock_held(runs / "a")
+
+
+def test_lost_rows_are_counted_from_the_parts_and_run_again(runs, df, capsys):
+    sorted((runs / "a").glob("part-*.parquet"))[-1].unlink()  # 2 of 8 rows lost
+    code, out, _ = cli(capsys, "runs", "show", "a", "--store", str(runs))
+    assert code == 0 and "6/8 combos" in out and "damaged: parts hold 6 rows, the manifest counts 8 done" in out
+    code, _, err = cli(capsys, "validate", "a", "--store", str(runs), "--bootstrap", "10")
+    assert_one_error_line(code, err, "run a is damaged: parts hold 6 rows")
+    run = resume(runs, df)  # a resume runs what the parts lack
+    assert run.manifest["status"] == "completed" and len(run.results) == 8 and run.manifest["done"] == 8
+
+
+@pytest.mark.parametrize("content", [b"", b'{"run_id": "a", "stat', b"\x00\xff\xfe binary"])
+def test_an_unreadable_manifest_is_reported_by_every_reader(runs, df, capsys, content):
+    (runs / "a" / "manifest.json").write_bytes(content)
+    assert listed(runs)["b"] == "completed" and listed(runs)["a"].startswith("damaged: has an unreadable manifest.json")
+    code, out, _ = cli(capsys, "runs", "list", "--store", str(runs))
+    assert code == 0 and "damaged: has an unreadable manifest.json" in out
+    for argv in (("runs", "show", "a"), ("validate", "a", "--bootstrap", "10")):
+        code, _, err = cli(capsys, *argv, "--store", str(runs))
+        assert_one_error_line(code, err, "unreadable manifest.json")
+    with pytest.raises(RunDamaged, match="unreadable manifest.json"):
+        resume(runs, df)
+    assert not lock_held(runs / "a")
+    (runs / "a" / "plan.json").unlink()
+    code, _, err = cli(capsys, "runs", "repair", "a", "--store", str(runs))
+    assert_one_error_line(code, err, "its plan is unknown (no readable plan.json), so it cannot be repaired: its parts are kept")
+    assert len(list((runs / "a").glob("part-*.parquet"))) == 4  # user data kept
+
+
+@pytest.mark.parametrize("fix", ["repair", "resume"])
+def test_a_bad_part_is_reported_then_quarantined_and_its_combos_run_again(runs, df, capsys, fix):
+    part = sorted((runs / "a").glob("part-*.parquet"))[1]
+    part.write_bytes(part.read_bytes()[:40])  # truncated
+    assert listed(runs)["a"].startswith(f"damaged: has an unreadable part {part.name}") and listed(runs)["b"] == "completed"
+    for argv in (("runs", "show", "a"), ("validate", "a", "--bootstrap", "10")):
+        code, _, err = cli(capsys, *argv, "--store", str(runs))
+        assert_one_error_line(code, err, f"unreadable part {part.name}")
+    if fix == "repair":
+        code, out, _ = cli(capsys, "runs", "repair", "a", "--store", str(runs))
+        assert code == 0 and f"quarantined quarantine/{part.name}" in out and "status interrupted" in out
+        assert listed(runs)["a"] == "interrupted"
+    run = resume(runs, df)
+    assert (runs / "a" / "quarantine" / part.name).exists() and not part.exists()
+    assert run.manifest["status"] == "completed" and len(run.results) == 8
+    assert run.manifest["quarantined"][0]["part"] == f"quarantine/{part.name}"
