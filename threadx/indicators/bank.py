@@ -19,10 +19,12 @@ env ``THREADX_CACHE_LIMIT``, 1 GiB): a disk hit touches the file's mtime, and af
 write that may have crossed the limit the least recently used entries (oldest mtime) are
 deleted until the folder is under it. The bank tracks its own writes and rescans the
 folder when they could have crossed the limit, or after each 1/16 of the limit written
-(other processes write to the same folder), so a scan is not paid on every write. Files are written atomically (temp file +
-``os.replace``; the sidecar first, so a parquet file never exists without its
-sidecar except after outside damage). Disk errors (read-only or missing directory,
-full disk) turn the bank into a memory-only cache with one warning; they never raise.
+(other processes write to the same folder), so a scan is not paid on every write.
+
+Files are written atomically (temp file + ``os.replace``; the sidecar first, so a parquet
+file never exists without its sidecar except after outside damage). Disk errors (read-only
+or missing directory, full disk) turn the bank into a memory-only cache with one warning;
+they never raise.
 
 Arrays handed out are read-only zero-copy views through a read-only memoryview
 (``flags.writeable`` is False and numpy refuses to set it back). ``ensure`` returns a new dict each call; the
@@ -247,6 +249,9 @@ class IndicatorBank:
                     path.unlink()
                 except OSError:
                     pass
+            with self._lock:
+                self._disk_estimate = None  # rescanned at the next write
+                self._written_since_scan = 0
 
     def __contains__(self, key: str) -> bool:
         with self._lock:
