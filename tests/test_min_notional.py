@@ -40,7 +40,7 @@ def test_one_default_used_by_the_api_the_options_and_the_cli():
         assert build_parser().parse_args(command).min_notional == DEFAULT_MIN_NOTIONAL, command
 
 
-def test_the_kernel_parameter_vector_carries_the_default(synthetic_bars):
+def test_the_kernel_parameter_vector_carries_the_default():
     options = options_from()
     rules = effective_rules(get_strategy("bb_atr").exits(get_strategy("bb_atr").normalize({})), options)
     assert param_vector(rules, options, "1h", False)[L.P_MIN_NOTIONAL] == DEFAULT_MIN_NOTIONAL
@@ -61,7 +61,7 @@ def test_normal_results_are_bit_identical_to_no_minimum(synthetic_bars, bank, st
     a = threadx.backtest(synthetic_bars, strategy, params, bank=bank)
     b = threadx.backtest(synthetic_bars, strategy, params, min_notional=0.0, bank=bank)
     assert a.metrics["n_trades"] > 0
-    assert {k: v for k, v in a.metrics.items()} == pytest.approx(b.metrics, nan_ok=True, rel=0, abs=0)
+    assert a.metrics == pytest.approx(b.metrics, nan_ok=True, rel=0, abs=0)
     np.testing.assert_array_equal(a.equity.to_numpy(), b.equity.to_numpy())
     pd.testing.assert_frame_equal(a.trades, b.trades)
 
