@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 import threadx
+from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL
 from threadx.data.bars import as_bars
 from threadx.engine.backtest import prepare_signals
 from threadx.errors import ThreadXError
@@ -36,15 +37,21 @@ st.caption(spec.description)
 with st.expander("Parameters", expanded=True):
     values = param_form(spec, st.session_state.get(f"params:{strategy}", spec.defaults()), key_prefix="bt")
 with st.expander("Costs, fills and sizing", expanded=False):
-    c = st.columns(6)
-    capital = c[0].number_input("Initial capital", min_value=1.0, value=10_000.0, step=1_000.0, key="bt_capital")
-    fee_bps = c[1].number_input("Fee (bps)", min_value=0.0, max_value=1000.0, value=10.0, step=0.5, key="bt_fee")
+    c = st.columns(7)
+    capital = c[0].number_input("Initial capital", min_value=1.0, value=DEFAULT_INITIAL_CAPITAL, step=1_000.0,
+                                key="bt_capital")
+    fee_bps = c[1].number_input("Fee (bps)", min_value=0.0, max_value=1000.0, value=DEFAULT_FEE_BPS, step=0.5,
+                                key="bt_fee")
     slip_bps = c[2].number_input("Slippage (bps)", min_value=0.0, max_value=1000.0, value=0.0, step=0.5,
                                  key="bt_slip")
     fill = c[3].selectbox("Fill", ["next_open", "close"], key="bt_fill")
     sizing = c[4].selectbox("Sizing", ["strategy default", "all_in", "fraction", "risk"], key="bt_sizing")
     leverage = c[5].number_input("Leverage (0 = strategy's)", min_value=0.0, max_value=100.0, value=0.0, step=1.0,
                                  key="bt_leverage")
+    min_notional = c[6].number_input("Min order value", min_value=0.0, value=DEFAULT_MIN_NOTIONAL, step=1.0,
+                                     key="bt_min_notional",
+                                     help="entries below this order value (quote currency) are skipped "
+                                          "and counted in n_skipped; 0 = off")
 
 run_clicked = st.button("Run backtest", type="primary", key="bt_run")
 if run_clicked:
@@ -54,6 +61,7 @@ if run_clicked:
             result = threadx.backtest(
                 df, strategy, values, initial_capital=capital, fee_bps=fee_bps, slippage_bps=slip_bps, fill=fill,
                 sizing=None if sizing == "strategy default" else sizing, leverage=leverage or None,
+                min_notional=min_notional,
             )
         st.session_state["backtest"] = {"result": result, "dataset": dataset, "strategy": strategy}
         st.session_state[f"params:{strategy}"] = values

@@ -99,8 +99,15 @@ def live() -> None:
     b = st.columns(4)
     b[0].metric("Hit rate", f"{stats.get('hit_rate', 0):.0%}")
     b[1].metric("Memory", f"{stats.get('bytes_in_memory', 0) / 2**20:,.1f} MiB")
-    b[2].metric("Disk cache", f"{stats.get('disk_bytes', 0) / 2**20:,.1f} MiB")
+    b[2].metric("Disk cache", f"{stats['disk_bytes'] / 2**20:,.1f} MiB",
+                help=f"{stats['disk_used_share']:.0%} of the {stats['disk_limit_bytes'] / 2**20:,.0f} MiB limit")
     b[3].metric("Entries", f"{stats.get('entries_in_memory', 0):,}")
+    st.caption(f"Disk cache: {stats['disk_used_share']:.0%} of its "
+               f"{stats['disk_limit_bytes'] / 2**20:,.0f} MiB limit (THREADX_CACHE_LIMIT).")
+    if stats["disk_near_limit"]:
+        st.warning(f"The indicator disk cache is at {stats['disk_used_share']:.0%} of its limit: the least "
+                   "recently used entries are being evicted and recomputed when needed. Raise "
+                   "THREADX_CACHE_LIMIT (e.g. 4GiB) or run `threadx cache clear`.")
 
 
 live()

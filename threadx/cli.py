@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL
 from threadx.errors import ThreadXError
 from threadx.gpu.cli import add_gpu_commands
 
@@ -215,7 +216,7 @@ def _parse_space(items: Sequence[str] | None) -> dict[str, Any]:
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     return dict(fee_bps=args.fee_bps, slippage_bps=args.slippage_bps, fill=args.fill, sizing=args.sizing,
-                leverage=args.leverage)
+                leverage=args.leverage, min_notional=args.min_notional)
 
 
 def _progress_printer(args: argparse.Namespace, what: str):
@@ -415,8 +416,12 @@ def cmd_cache_stats(args: argparse.Namespace) -> int:
     stats = default_bank().stats()
     if args.json:
         _print_json(stats)
-    else:
-        print(_table([{"stat": k, "value": v} for k, v in stats.items()], ("stat", "value")))
+        return 0
+    print(_table([{"stat": k, "value": v} for k, v in stats.items()], ("stat", "value")))
+    print(f"disk: {stats['disk_bytes']:,} of {stats['disk_limit_bytes']:,} bytes "
+          f"({stats['disk_used_share']:.1%} of the limit, THREADX_CACHE_LIMIT)")
+    if stats["disk_near_limit"]:
+        print("near the limit: the least recently used entries are being evicted")
     return 0
 
 
@@ -433,11 +438,14 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
 # --- parser -----------------------------------------------------------------------------------
 
 def _add_engine_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fee-bps", type=float, default=10.0)
+    p.add_argument("--fee-bps", type=float, default=DEFAULT_FEE_BPS)
     p.add_argument("--slippage-bps", type=float, default=0.0)
     p.add_argument("--fill", choices=("next_open", "close"), default="next_open")
     p.add_argument("--sizing", choices=("all_in", "fraction", "risk"))
     p.add_argument("--leverage", type=float)
+    p.add_argument("--min-notional", type=float, default=DEFAULT_MIN_NOTIONAL, metavar="QUOTE",
+                   help="skip entries whose order value is below this (quote currency, default "
+                        f"{DEFAULT_MIN_NOTIONAL:g}; 0 = off); skipped entries count in n_skipped")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -484,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeframe", help="resample to this timeframe first")
     p.add_argument("--start")
     p.add_argument("--end")
-    p.add_argument("--capital", type=float, default=10_000.0)
+    p.add_argument("--capital", type=float, default=DEFAULT_INITIAL_CAPITAL)
     _add_engine_arguments(p)
     p.add_argument("--trades", type=int, default=10, help="show the last N trades")
     p.add_argument("--json", action="store_true")

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL
 from threadx.data.bars import Bars, as_bars
 from threadx.data.timeframe import timeframe_seconds
 from threadx.engine import kernel
@@ -81,14 +82,14 @@ def backtest(
     strategy: str,
     params: Mapping[str, Any] | None = None,
     *,
-    initial_capital: float = 10_000.0,
-    fee_bps: float = 10.0,
+    initial_capital: float = DEFAULT_INITIAL_CAPITAL,
+    fee_bps: float = DEFAULT_FEE_BPS,
     slippage_bps: float = 0.0,
     fill: str = "next_open",
     sizing: str | None = None,
     leverage: float | None = None,
     fraction: float | None = None,
-    min_notional: float = 0.0,
+    min_notional: float = DEFAULT_MIN_NOTIONAL,
     ambiguity: str = "conservative",
     funding: Any = None,
     bank=None,
@@ -97,7 +98,9 @@ def backtest(
 
     Costs: ``fee_bps`` on the notional of every fill, ``slippage_bps`` moves fills against
     the trader. ``fill``: ``next_open`` (default) or ``close``. ``sizing`` / ``leverage`` /
-    ``fraction`` override the strategy's rule. Raises ParamError / DataError on bad input.
+    ``fraction`` override the strategy's rule. ``min_notional``: an entry whose order value
+    (quote currency) would be below it is skipped and counted in ``n_skipped`` (default 5.0,
+    ``config.DEFAULT_MIN_NOTIONAL``; 0 turns it off). Raises ParamError / DataError on bad input.
     """
     started = time.perf_counter()
     spec = get_strategy(strategy)

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL
+from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL
 from threadx.data.bars import Bars
 from threadx.data.grid import timeframe_ns
 from threadx.data.timeframe import bars_per_year
@@ -25,6 +25,9 @@ class EngineOptions:
     """Costs, fills and sizing overrides of a run (units in the names).
 
     ``sizing``/``leverage``/``fraction`` of None keep the strategy's own rule.
+    ``min_notional``: smallest entry order value in quote currency (default
+    ``config.DEFAULT_MIN_NOTIONAL``, 5.0); a smaller entry is skipped and counted in
+    ``n_skipped``; 0 turns the check off.
     ``funding``: None, a constant rate per 8h settlement (00, 08, 16 UTC), a Series of
     rates indexed by settlement time, or an array with one rate per bar (fractions, not %).
     """
@@ -36,7 +39,7 @@ class EngineOptions:
     sizing: str | None = None
     leverage: float | None = None
     fraction: float | None = None
-    min_notional: float = 0.0
+    min_notional: float = DEFAULT_MIN_NOTIONAL
     ambiguity: str = "conservative"
     funding: Any = None
 

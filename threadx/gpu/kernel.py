@@ -14,7 +14,6 @@ one fused rounding can move a stop by a tick and change a trade.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import threading
@@ -22,27 +21,22 @@ import types
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from threadx.data.bars import Bars
+from threadx.codehash import source_hash
 from threadx.engine import kernel as engine
+from threadx.engine import layout as engine_layout
 from threadx.engine.layout import N_METRICS, N_PARAMS, N_STATE, N_TRADE_COLS
 
 THREADS_PER_BLOCK = 128
 _MEMORY_SHARE = 0.6  # of the free device memory one launch may use
 
 
-def _kernel_version() -> str:
-    digest = hashlib.sha256()
-    for path in (Path(engine.__file__), Path(engine.__file__).with_name("layout.py"), Path(__file__)):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-KERNEL_VERSION = _kernel_version()  # changes with the engine kernel or this file: old profiles expire
+# changes with the engine kernel, its layout or this file: old profiles expire
+KERNEL_VERSION = source_hash(engine, engine_layout, __file__)
 
 _build_lock = threading.Lock()
 _compile_lock = threading.Lock()

@@ -1,19 +1,30 @@
 """IndicatorBank: the two-level cache every indicator request goes through.
 
-Key: ``(bars.fingerprint, indicator name, canonical JSON of the normalised params)``
-hashed to a 20-hex-digit key. The fingerprint is computed once per Bars object (see
-:mod:`threadx.data.bars`), never per request.
+Key: ``(bars.fingerprint, indicator name, canonical JSON of the normalised params, code
+hash)`` hashed to a 20-hex-digit key. The fingerprint is computed once per Bars object (see
+:mod:`threadx.data.bars`), never per request. The code hash (:func:`indicator_code_hash`)
+is that of the indicator source files (``kernels.py``, ``registry.py``), computed once per
+process: after an edit of an indicator or a kernel, a warm cache is not served.
 
 Level 1 is an in-memory LRU bounded in bytes (an entry larger than ``max_bytes`` is not
 kept in memory). Level 2 is a disk cache ``<cache_dir>/<indicator>/<key>.parquet`` (one
 float64 column per output line) with a JSON sidecar ``<key>.json`` holding the
-indicator, params, fingerprint, created_at, library version, rows, outputs and a
-blake2b checksum of the arrays' bytes. A file that cannot be read, or whose sidecar or
-content does not match (checksum, rows, outputs, version, fingerprint, params), is
-deleted and recomputed, never served. Files are written atomically (temp file +
-``os.replace``; the sidecar first, so a parquet file never exists without its
-sidecar except after outside damage). Disk errors (read-only or missing directory,
-full disk) turn the bank into a memory-only cache with one warning; they never raise.
+indicator, params, fingerprint, code hash, created_at, library version, rows, outputs and
+a blake2b checksum of the arrays' bytes. A file that cannot be read, or whose sidecar or
+content does not match (checksum, rows, outputs, version, code, fingerprint, params), is
+deleted and recomputed, never served.
+
+The disk level is bounded (``disk_limit_bytes``, default ``settings().cache_limit_bytes``,
+env ``THREADX_CACHE_LIMIT``, 1 GiB): a disk hit touches the file's mtime, and after a
+write that may have crossed the limit the least recently used entries (oldest mtime) are
+deleted until the folder is under it. The bank tracks its own writes and rescans the
+folder when they could have crossed the limit, or after each 1/16 of the limit written
+(other processes write to the same folder), so a scan is not paid on every write.
+
+Files are written atomically (temp file + ``os.replace``; the sidecar first, so a parquet
+file never exists without its sidecar except after outside damage). Disk errors (read-only
+or missing directory, full disk) turn the bank into a memory-only cache with one warning;
+they never raise.
 
 Arrays handed out are read-only zero-copy views through a read-only memoryview
 (``flags.writeable`` is False and numpy refuses to set it back). ``ensure`` returns a new dict each call; the
@@ -36,19 +47,29 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 import threadx
+from threadx.codehash import source_hash
 from threadx.config import settings
 from threadx.data.bars import as_bars
+from threadx.indicators import kernels, registry
 from threadx.indicators.registry import INDICATORS, IndicatorDef, canonical_json, get_indicator
 
-__all__ = ["IndicatorBank", "default_bank", "cache_key", "arrays_checksum"]
+__all__ = ["IndicatorBank", "default_bank", "cache_key", "arrays_checksum", "indicator_code_hash",
+           "NEAR_LIMIT_SHARE"]
 
 _FORMAT = 1
+NEAR_LIMIT_SHARE = 0.9  # disk usage / limit from which stats() reports disk_near_limit
+_RESCAN_PARTS = 16  # rescan the folder after each 1/16 of the limit written by this bank
 
 
-def cache_key(fingerprint: str, name: str, canonical_params: str) -> str:
-    """Short hex key of (data fingerprint, indicator name, canonical params JSON)."""
+def indicator_code_hash() -> str:
+    """Hash of the indicator source (kernels and registry with its compute functions)."""
+    return source_hash(kernels, registry)
+
+
+def cache_key(fingerprint: str, name: str, canonical_params: str, code: str = "") -> str:
+    """Short hex key of (data fingerprint, indicator name, canonical params JSON, code hash)."""
     digest = hashlib.blake2b(digest_size=10)
-    digest.update(f"{fingerprint}\x1f{name}\x1f{canonical_params}".encode())
+    digest.update(f"{fingerprint}\x1f{name}\x1f{canonical_params}\x1f{code}".encode())
     return digest.hexdigest()
 
 
@@ -104,18 +125,28 @@ class IndicatorBank:
     cache_dir: disk cache root (default ``settings().cache_dir``, env ``THREADX_CACHE_DIR``).
     max_bytes: bound of the in-memory level, in bytes of array data.
     disk: False for a memory-only bank.
+    disk_limit_bytes: bound of the disk level, parquet files and sidecars together
+        (default ``settings().cache_limit_bytes``, env ``THREADX_CACHE_LIMIT``).
     """
 
     def __init__(self, cache_dir: str | os.PathLike | None = None, max_bytes: int = 512 * 2**20,
-                 disk: bool = True):
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else settings().cache_dir
+                 disk: bool = True, disk_limit_bytes: int | None = None):
+        current = settings() if cache_dir is None or disk_limit_bytes is None else None
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else current.cache_dir
         self.max_bytes = int(max_bytes)
+        self.disk_limit_bytes = int(disk_limit_bytes) if disk_limit_bytes is not None else current.cache_limit_bytes
+        if self.disk_limit_bytes <= 0:
+            raise ValueError(f"disk_limit_bytes must be positive, got {disk_limit_bytes}")
+        self.code_hash = indicator_code_hash()
         self._disk = bool(disk)
         self._lock = threading.RLock()
+        self._evict_lock = threading.Lock()
         self._mem: OrderedDict[str, tuple[dict[str, np.ndarray], int]] = OrderedDict()
         self._mem_bytes = 0
         self._stats = dict(memory_hits=0, disk_hits=0, misses=0, compute_seconds=0.0,
-                           disk_writes=0, disk_rejected=0, disk_errors=0)
+                           disk_writes=0, disk_rejected=0, disk_errors=0, disk_evicted=0)
+        self._disk_estimate: int | None = None  # bytes at the last scan + this bank's writes since
+        self._written_since_scan = 0
         self._warned = False
 
     # ------------------------------------------------------------------ public API
@@ -127,7 +158,7 @@ class IndicatorBank:
         """Cache key of one request (normalises the params)."""
         bars = as_bars(data)
         idef = get_indicator(name)
-        return cache_key(bars.fingerprint, idef.name, canonical_json(idef.normalize(params)))
+        return cache_key(bars.fingerprint, idef.name, canonical_json(idef.normalize(params)), self.code_hash)
 
     def ensure(self, data: Any, name: str, params: Mapping[str, Any] | None = None,
                **kwargs: Any) -> dict[str, np.ndarray]:
@@ -145,7 +176,7 @@ class IndicatorBank:
         idef = get_indicator(name)
         fingerprint = bars.fingerprint
         norms = [idef.normalize(p) for p in list_of_params]
-        keys = [cache_key(fingerprint, idef.name, canonical_json(n)) for n in norms]
+        keys = [cache_key(fingerprint, idef.name, canonical_json(n), self.code_hash) for n in norms]
 
         found: dict[str, dict[str, np.ndarray]] = {}
         missing: dict[str, dict] = {}
@@ -179,7 +210,10 @@ class IndicatorBank:
     def stats(self) -> dict:
         """Counters: memory_hits, disk_hits, misses, compute_seconds, bytes_in_memory,
         entries_in_memory, disk_files, disk_bytes, hit_rate (plus disk_writes,
-        disk_rejected (corrupt or stale files deleted), disk_errors, disk_enabled)."""
+        disk_rejected (corrupt or stale files deleted), disk_errors, disk_evicted (least
+        recently used entries deleted for the limit), disk_enabled), and the disk usage
+        against the limit: disk_limit_bytes, disk_used_share (disk_bytes / limit) and
+        disk_near_limit (share >= NEAR_LIMIT_SHARE)."""
         with self._lock:
             out: dict[str, Any] = dict(self._stats)
             out["bytes_in_memory"] = self._mem_bytes
@@ -192,6 +226,9 @@ class IndicatorBank:
         out["hit_rate"] = hits / total if total else 0.0
         out["disk_enabled"] = self._disk
         out["max_bytes"] = self.max_bytes
+        out["disk_limit_bytes"] = self.disk_limit_bytes
+        out["disk_used_share"] = size / self.disk_limit_bytes
+        out["disk_near_limit"] = out["disk_used_share"] >= NEAR_LIMIT_SHARE
         return out
 
     def reset_stats(self) -> None:
@@ -212,6 +249,9 @@ class IndicatorBank:
                     path.unlink()
                 except OSError:
                     pass
+            with self._lock:
+                self._disk_estimate = None  # rescanned at the next write
+                self._written_since_scan = 0
 
     def __contains__(self, key: str) -> bool:
         with self._lock:
@@ -219,7 +259,7 @@ class IndicatorBank:
 
     def __repr__(self) -> str:
         return (f"IndicatorBank(cache_dir={str(self.cache_dir)!r}, max_bytes={self.max_bytes}, "
-                f"disk={self._disk}, entries={len(self._mem)})")
+                f"disk={self._disk}, disk_limit_bytes={self.disk_limit_bytes}, entries={len(self._mem)})")
 
     # -------------------------------------------------------------------- memory
     def _memory_get(self, key: str) -> dict[str, np.ndarray] | None:
@@ -289,6 +329,7 @@ class IndicatorBank:
         except Exception:  # noqa: BLE001 - anything wrong with the file: never serve it
             self._reject(parquet, sidecar)
             return None
+        _touch(parquet)
         with self._lock:
             self._stats["disk_hits"] += 1
         return arrays
@@ -303,6 +344,7 @@ class IndicatorBank:
             "indicator": idef.name,
             "params": norm,
             "fingerprint": fingerprint,
+            "code": self.code_hash,
             "version": threadx.__version__,
             "rows": rows,
             "outputs": list(idef.outputs),
@@ -325,7 +367,7 @@ class IndicatorBank:
 
     def _disk_put(self, idef: IndicatorDef, key: str, norm: dict, fingerprint: str, rows: int,
                   arrays: Mapping[str, np.ndarray]) -> None:
-        if not self._disk:
+        if not self._disk or _nbytes(arrays) > self.disk_limit_bytes:
             return
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -340,6 +382,7 @@ class IndicatorBank:
             "indicator": idef.name,
             "params": norm,
             "fingerprint": fingerprint,
+            "code": self.code_hash,
             "created_at": datetime.now(timezone.utc).isoformat(),
             "version": threadx.__version__,
             "rows": rows,
@@ -351,6 +394,7 @@ class IndicatorBank:
             table = pa.table({name: pa.array(np.asarray(arrays[name])) for name in idef.outputs})
             pq.write_table(table, tmp_parquet)
             tmp_sidecar.write_text(json.dumps(meta, sort_keys=True, indent=1), encoding="utf-8")
+            written = tmp_parquet.stat().st_size + tmp_sidecar.stat().st_size
             os.replace(tmp_sidecar, sidecar)
             os.replace(tmp_parquet, parquet)
         except Exception as exc:  # noqa: BLE001 - disk trouble degrades, never crashes
@@ -363,6 +407,59 @@ class IndicatorBank:
             return
         with self._lock:
             self._stats["disk_writes"] += 1
+        self._after_write(written)
+
+    def _after_write(self, size: int) -> None:
+        """Count a write; rescan and evict when the limit may have been crossed."""
+        with self._lock:
+            self._written_since_scan += size
+            if self._disk_estimate is not None:
+                self._disk_estimate += size
+            due = (self._disk_estimate is None or self._disk_estimate > self.disk_limit_bytes
+                   or self._written_since_scan * _RESCAN_PARTS >= self.disk_limit_bytes)
+        if due:
+            self.enforce_disk_limit()
+
+    def enforce_disk_limit(self) -> int:
+        """Delete the least recently used disk entries (oldest parquet mtime first) until the
+        cache folder is under ``disk_limit_bytes``; returns how many were deleted."""
+        if not self._evict_lock.acquire(blocking=False):
+            return 0  # another thread of this bank is at it
+        try:
+            entries, total = self._disk_entries()
+            evicted = 0
+            for _, parquet, size in sorted(entries):
+                if total <= self.disk_limit_bytes:
+                    break
+                for path in (parquet, parquet.with_suffix(".json")):
+                    try:
+                        path.unlink()
+                    except OSError:
+                        pass
+                total -= size
+                evicted += 1
+            with self._lock:
+                self._disk_estimate = total
+                self._written_since_scan = 0
+                self._stats["disk_evicted"] += evicted
+            return evicted
+        finally:
+            self._evict_lock.release()
+
+    def _disk_entries(self) -> tuple[list[tuple[int, Path, int]], int]:
+        """([(mtime_ns, parquet path, bytes with its sidecar)], total bytes of the cache files)."""
+        stats: dict[Path, os.stat_result] = {}
+        for path in self._disk_files(include_sidecars=True):
+            try:
+                stats[path] = path.stat()
+            except OSError:
+                continue
+        entries = []
+        for path, st in stats.items():
+            if path.suffix == ".parquet":
+                sidecar = stats.get(path.with_suffix(".json"))
+                entries.append((st.st_mtime_ns, path, st.st_size + (sidecar.st_size if sidecar else 0)))
+        return entries, sum(st.st_size for st in stats.values())
 
     def _disk_files(self, include_sidecars: bool = True, include_temp: bool = False) -> list[Path]:
         files: list[Path] = []
@@ -395,16 +492,25 @@ class IndicatorBank:
         return count, size
 
 
+def _touch(path: Path) -> None:
+    """Mark a disk entry as just used (its mtime is the LRU clock); errors are ignored."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
 _DEFAULT: IndicatorBank | None = None
 _DEFAULT_LOCK = threading.Lock()
 
 
 def default_bank() -> IndicatorBank:
-    """Process-wide bank on ``settings().cache_dir`` (a new one is made if that setting
-    changed since the last call, e.g. THREADX_CACHE_DIR set by a test)."""
+    """Process-wide bank on ``settings().cache_dir`` (a new one is made if that setting or
+    the disk limit changed since the last call, e.g. THREADX_CACHE_DIR set by a test)."""
     global _DEFAULT
-    cache_dir = settings().cache_dir
+    current = settings()
     with _DEFAULT_LOCK:
-        if _DEFAULT is None or _DEFAULT.cache_dir != cache_dir:
-            _DEFAULT = IndicatorBank(cache_dir=cache_dir)
+        if (_DEFAULT is None or _DEFAULT.cache_dir != current.cache_dir
+                or _DEFAULT.disk_limit_bytes != current.cache_limit_bytes):
+            _DEFAULT = IndicatorBank(cache_dir=current.cache_dir, disk_limit_bytes=current.cache_limit_bytes)
         return _DEFAULT

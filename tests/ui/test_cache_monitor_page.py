@@ -1,0 +1,43 @@
+"""System monitor page: the indicator disk cache against its limit (warning near it)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("streamlit")
+
+from apptest_helpers import open_page  # noqa: E402
+
+from threadx.indicators import IndicatorBank  # noqa: E402
+
+
+def _fill_cache(workspace) -> int:
+    """Write one indicator entry into the workspace's cache; returns the bytes on disk."""
+    close = 100.0 + np.arange(500, dtype=np.float64)
+    idx = pd.date_range("2024-01-01", periods=len(close), freq="1h", tz="UTC", name="timestamp")
+    frame = pd.DataFrame({"open": close, "high": close + 1, "low": close - 1, "close": close, "volume": 1.0},
+                         index=idx)
+    IndicatorBank(cache_dir=workspace / "cache").ensure(frame, "sma", period=5)
+    return sum(p.stat().st_size for p in (workspace / "cache").rglob("*") if p.is_file())
+
+
+def _cache_warnings(at) -> list[str]:
+    return [w.value for w in at.warning if "disk cache" in w.value]
+
+
+def test_monitor_warns_when_the_disk_cache_is_near_its_limit(workspace, monkeypatch):
+    used = _fill_cache(workspace)
+    monkeypatch.setenv("THREADX_CACHE_LIMIT", str(int(used / 0.95)))  # 95 % used
+    at = open_page("5_System_monitor.py")
+    (warning,) = _cache_warnings(at)
+    assert "95%" in warning and "THREADX_CACHE_LIMIT" in warning
+    assert any("95% of its" in c.value for c in at.caption)
+
+
+def test_monitor_shows_usage_without_warning_below_the_threshold(workspace, monkeypatch):
+    used = _fill_cache(workspace)
+    monkeypatch.setenv("THREADX_CACHE_LIMIT", str(used * 2))  # 50 % used
+    at = open_page("5_System_monitor.py")
+    assert _cache_warnings(at) == []
+    assert any("50% of its" in c.value for c in at.caption)
