@@ -226,7 +226,7 @@ def sweep_children(pid: int) -> list:
 
 def scenario_kill(soak: Soak, tally: Tally, until: float) -> None:
     """Group SIGKILL at a random time, resume, repeat; then a full resume and checks."""
-    cycle = 0
+    cycle = kills = leaks = 0
     while True:
         cycle += 1
         run_id = f"soak-kill-{cycle}"
@@ -240,16 +240,19 @@ def scenario_kill(soak: Soak, tally: Tally, until: float) -> None:
             except subprocess.TimeoutExpired:
                 kill_group(proc.popen, signal.SIGKILL)
                 proc.popen.wait()
+                kills += 1
+                leaks += bool(run_segments(run_id))
             if time.time() > until:
                 break
         verify(soak, tally, run_id, BIG)
         if time.time() > until:
+            tally.note(f"{kills} group kills, {leaks} of them left a segment (the next run must reclaim it)")
             return
 
 
 def scenario_workers(soak: Soak, tally: Tally, until: float) -> None:
     """SIGKILL random pool workers during a sweep; the sweep must finish; then resume and check."""
-    cycle = 0
+    cycle = delivered = 0
     while True:
         cycle += 1
         run_id = f"soak-workers-{cycle}"
@@ -265,21 +268,25 @@ def scenario_workers(soak: Soak, tally: Tally, until: float) -> None:
                 try:
                     victim.send_signal(signal.SIGKILL)
                     kills -= 1
+                    delivered += 1
                 except Exception:  # noqa: BLE001 - it ended meanwhile
                     pass
         rc = proc.wait()
         classify(tally, proc, rc, what=f"{run_id} with worker kills")
         verify(soak, tally, run_id, BIG)
         if time.time() > until:
+            tally.note(f"{delivered} pool workers SIGKILLed over {cycle} sweeps")
             return
 
 
 DASK_DRIVER = """
 import sys
 import threadx
-run = threadx.sweep(threadx.load_ohlcv({data!r}), "ma_crossover", {space!r}, executor="dask", workers={workers},
-                    run_id=sys.argv[1])
-print(run.manifest["status"], len(run.results))
+
+if __name__ == "__main__":  # Dask's worker processes are spawned: they import this file again
+    run = threadx.sweep(threadx.load_ohlcv({data!r}), "ma_crossover", {space!r}, executor="dask",
+                        workers={workers}, run_id=sys.argv[1])
+    print(run.manifest["status"], len(run.results))
 """
 
 
