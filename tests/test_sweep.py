@@ -28,7 +28,7 @@ KERNEL_METRICS = [m for m in METRIC_NAMES]
 
 def shm_segments() -> set[str]:
     root = Path("/dev/shm")
-    return {p.name for p in root.iterdir() if p.name.startswith("psm_")} if root.exists() else set()
+    return {p.name for p in root.iterdir() if p.name.startswith(("psm_", "threadx_"))} if root.exists() else set()
 
 
 @pytest.fixture(scope="module")

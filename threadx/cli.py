@@ -435,6 +435,23 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache_clean(args: argparse.Namespace) -> int:
+    """Remove the shared-memory segments of sweeps whose process is gone."""
+    from threadx.optimize.shm import SHM_DIR, listing_supported, reclaim
+
+    if not listing_supported():
+        print(f"nothing removed: shared memory cannot be listed here (no {SHM_DIR}); segments of killed "
+              "sweeps are freed at reboot")
+        return 0
+    removed = reclaim(dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for seg in removed:
+        print(f"{verb} {seg.name}: run {seg.run}, dead process {seg.pid}, {seg.nbytes:,} bytes")
+    print(f"{verb} {len(removed)} shared-memory segments of dead sweeps, {sum(s.nbytes for s in removed):,} "
+          f"bytes {'to free' if args.dry_run else 'freed'}")
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 def _add_engine_arguments(p: argparse.ArgumentParser) -> None:
@@ -591,6 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cache_stats)
     p = csub.add_parser("clear")
     p.set_defaults(func=cmd_cache_clear)
+    p = csub.add_parser("clean", help="remove shared-memory segments left by killed sweeps")
+    p.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
+    p.set_defaults(func=cmd_cache_clean)
 
     add_gpu_commands(sub)
     return parser

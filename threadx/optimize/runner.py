@@ -345,6 +345,9 @@ class _Session:
                          self.n_blocks)
         remaining = max(0, self.total - self.counts["done"])
         from threadx.optimize.pool import LocalPool, default_start_method
+        from threadx.optimize.shm import reclaim
+
+        reclaim()  # segments of sweeps killed with their whole process group (their tracker too)
 
         inline = self.executor == "inline" or (self.executor == "auto" and (
             self.workers == 1
@@ -381,7 +384,7 @@ class _Session:
             cluster = DaskExecutor(self.bars, arrays, task, self.workers, address=self.scheduler)
             cleanup.callback(cluster.close)
             return lambda chunks: cluster.run(chunks, self.should_stop)
-        pack = SharedPack.create(self.bars, arrays)
+        pack = SharedPack.create(self.bars, arrays, self.run_id)
         cleanup.callback(pack.close)
         arrays.clear()  # workers read the shared copy; the bank keeps its own
         if pool is None:

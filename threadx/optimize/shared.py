@@ -4,7 +4,9 @@ The parent finds every distinct indicator request of a search space, computes th
 through the IndicatorBank batch path, stores each distinct array once (identical lines,
 such as the Bollinger middle band of every ``std`` of one period, are kept once) and
 hands workers a small picklable :class:`PackLayout`. Workers attach read-only views:
-no array is pickled per task.
+no array is pickled per task. The block is named after the run and its owner process
+(:mod:`threadx.optimize.shm`), so that a later sweep can reclaim it if the owner is killed
+with its whole process group.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 from threadx.data.bars import OHLCV_COLUMNS, Bars
 from threadx.errors import ParamError
 from threadx.indicators.registry import canonical_params
+from threadx.optimize.shm import create_segment
 from threadx.optimize.space import SearchSpace
 
 Request = tuple[str, str]  # (indicator name, canonical params JSON)
@@ -101,8 +104,10 @@ class SharedPack:
         self._buf = np.ndarray((layout.total,), dtype=np.float64, buffer=shm.buf)
 
     @classmethod
-    def create(cls, bars: Bars, arrays: Mapping[Request, Mapping[str, np.ndarray]]) -> "SharedPack":
-        """Copy bars and indicator outputs into a new block (identical arrays stored once)."""
+    def create(cls, bars: Bars, arrays: Mapping[Request, Mapping[str, np.ndarray]],
+               run_id: str = "sweep") -> "SharedPack":
+        """Copy bars and indicator outputs into a new block named for ``run_id`` and this
+        process (identical arrays stored once)."""
         n = len(bars)
         slots: list[np.ndarray] = []
         by_digest: dict[bytes, int] = {}
@@ -119,7 +124,7 @@ class SharedPack:
         time_offset = place(bars.time_ns.view(np.float64))
         indicators = {key: {out: place(arr) for out, arr in outputs.items()} for key, outputs in arrays.items()}
         total = max(1, len(slots) * n)
-        shm = shared_memory.SharedMemory(create=True, size=total * 8)
+        shm = create_segment(run_id, total * 8)
         layout = PackLayout(shm.name, total, n, bars.timeframe, ohlcv, time_offset, indicators)
         pack = cls(shm, layout, owner=True)
         for k, data in enumerate(slots):
@@ -130,7 +135,8 @@ class SharedPack:
     def attach(cls, layout: PackLayout) -> "SharedPack":
         """Attach to the parent's block (worker side)."""
         # Pool workers share the parent's resource tracker, so the segment stays registered
-        # once: the parent unlinks it, and if the parent is killed the tracker does.
+        # once: the parent unlinks it, and if the parent is killed the tracker does; if the
+        # tracker is killed too (the whole group), the next sweep does (shm.reclaim).
         shm = shared_memory.SharedMemory(name=layout.shm_name)
         return cls(shm, layout, owner=False)
 
