@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from threadx.optimize.store import ResultStore
+from threadx.optimize.store import ResultStore, lock_held
 
 TESTS = Path(__file__).parent
 SHM = Path("/dev/shm")
@@ -93,7 +93,7 @@ def test_group_kill_leaves_a_segment_that_the_resume_reclaims(tmp_path, sig):
     assert f"STATUS completed {PLANNED}" in out
     assert not (SHM / name).exists()  # reclaimed at the resume's start
     assert not _run_segments(run_id)  # and the resume's own segment unlinked at its end
-    assert not (store / run_id / ".writer.lock").exists()  # the stale lock was taken, then released
+    assert not lock_held(store / run_id)  # the dead writer's lock was taken, then released
     ids = ResultStore(store).load(run_id).results.combo_id
     assert ids.is_unique and len(ids) == PLANNED  # every combo stored exactly once
 

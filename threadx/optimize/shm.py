@@ -41,9 +41,9 @@ class Segment:
 
     def owner_alive(self) -> bool:
         """True while the process that created it runs (not a zombie, not a reused pid)."""
-        from threadx.ui.jobs import _process  # the one pid + start-time liveness check
+        from threadx.procs import live_process
 
-        return _process(self.pid, self.created) is not None
+        return live_process(self.pid, self.created) is not None
 
     def belongs_to(self, run_id: str) -> bool:
         """True if the segment was created for ``run_id``."""

@@ -50,6 +50,7 @@ from filelock import FileLock
 from threadx.config import settings
 from threadx.errors import ParamError, ThreadXError
 from threadx.names import check_name
+from threadx.procs import live_process
 
 JOBS_FOLDER = ".jobs"
 STATES = ("queued", "running", "completed", "cancelled", "failed")
@@ -217,25 +218,6 @@ class JobInfo:
         out = asdict(self)
         out.pop("folder", None)
         return out
-
-
-def _process(pid: int | None, create_time: float | None = None):
-    """The live psutil.Process of ``pid`` (None when gone, a zombie, or a reused pid)."""
-    if not pid:
-        return None
-    import psutil
-
-    try:
-        proc = psutil.Process(int(pid))
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        if create_time is not None and abs(proc.create_time() - float(create_time)) > 1.0:
-            return None  # the pid was reused by another process
-        return proc
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return None
-    except psutil.AccessDenied:  # exists, owned by someone else: the job cannot be ours
-        return None
 
 
 class JobRegistry:
@@ -543,7 +525,7 @@ class JobRegistry:
         if not pid:
             return None
         create_time = launch.get("create_time") if launch.get("pid") == pid else None
-        return _process(pid, create_time)
+        return live_process(pid, create_time)
 
     def _write_status(self, folder: Path, info: JobInfo, **changes: Any) -> None:
         status = read_json(folder / "status.json")
