@@ -44,6 +44,41 @@ def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
     return {name: _parse_value(value) for name, value in _assignments(items, "NAME=VALUE")}
 
 
+def _check_date(text: str | None, flag: str) -> None:
+    """ThreadXError unless ``text`` (a ``--start``/``--end`` value) is a date pandas reads."""
+    if text is None:
+        return
+    import pandas as pd
+
+    try:
+        pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise ThreadXError(f"{flag} {text!r} is not a date; use e.g. 2024-01-31 or 2024-01-31T12:00") from None
+
+
+def _load_data(args: argparse.Namespace):
+    """The ``--data`` frame of a command, cut to ``--start``/``--end`` and resampled to ``--timeframe``."""
+    import threadx
+
+    _check_date(args.start, "--start")
+    _check_date(args.end, "--end")
+    return threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
+
+
+def _check_writable(path: str, flag: str) -> None:
+    """ThreadXError unless a file can be written at ``path`` (checked before long work)."""
+    import os
+
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise ThreadXError(f"{flag} {path!r} is a directory; give a file name")
+    if not folder.is_dir():
+        raise ThreadXError(f"{flag} {path!r}: folder {folder} does not exist")
+    if not os.access(target if target.exists() else folder, os.W_OK):
+        raise ThreadXError(f"{flag} {path!r} is not writable")
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -176,7 +211,7 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     import threadx
 
-    df = threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
+    df = _load_data(args)
     result = threadx.backtest(df, args.strategy, _parse_params(args.param), initial_capital=args.capital,
                               **_engine_options(args))
     if args.json:
@@ -241,7 +276,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import threadx
 
     space = _parse_space(args.param)
-    df = threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
+    df = _load_data(args)
 
     progress = _progress_printer(args, args.sampler)
 
@@ -250,7 +285,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         run = threadx.sweep(
             df, args.strategy, space, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
             maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers, executor=args.executor,
-            run_id=run_id, store=args.store, progress=progress, **_engine_options(args),
+            run_id=run_id, store=args.store, progress=progress, memory_budget=args.memory_budget,
+            **_engine_options(args),
         )
     except KeyboardInterrupt:
         print("\ninterrupted: finished combos are stored; run the same command with --run-id to resume",
@@ -307,7 +343,9 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     import threadx
     from threadx.validation.report import validate_walk_forward
 
-    df = threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
+    if args.save:
+        _check_writable(args.save, "--save")  # before the work, not after it
+    df = _load_data(args)
     started = time.perf_counter()
     try:
         wf = threadx.walk_forward(
@@ -483,6 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=("auto", "local", "inline", "gpu"), default="auto")
     p.add_argument("--run-id", help="name of the run; the same id resumes it")
     p.add_argument("--store", help="results directory (default $THREADX_RESULTS_DIR or ./results)")
+    p.add_argument("--memory-budget", metavar="SIZE",
+                   help="memory the sweep may use, e.g. 4GiB (default: half the available RAM); over it, "
+                        "indicators are prepared in batches or the sweep is refused before it starts")
     p.add_argument("--timeframe")
     p.add_argument("--start")
     p.add_argument("--end")
@@ -569,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ThreadXError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+    except OSError as exc:  # a missing, unreadable or unwritable path, a full disk
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

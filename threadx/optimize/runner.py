@@ -332,7 +332,7 @@ class _Session:
         if batchable and capacity >= max(1, one_combo):
             self.line_capacity = capacity
             return
-        raise ParamError(self._memory_advice(est, budget, batchable))
+        raise ParamError(self._memory_advice(est, budget, batchable, est.fixed + one_combo * est.per_line))
 
     def _memory_info(self) -> dict[str, Any]:
         est: Estimate | None = getattr(self, "estimate", None)
@@ -341,14 +341,15 @@ class _Session:
         return {"estimate": est.total, "budget": self.budget.memory, "indicator_lines": est.total_lines,
                 "batched": self.line_capacity is not None, "line_capacity": self.line_capacity}
 
-    def _memory_advice(self, est: Estimate, budget: Budget, batchable: bool) -> str:
+    def _memory_advice(self, est: Estimate, budget: Budget, batchable: bool, smallest: int) -> str:
+        """The refusal of a sweep over its budget, with what it needs and what to change."""
         axes = "/".join(self.search.axes[k].name for k in indicator_axes(self.search)) or "the indicator params"
-        shm = f"; /dev/shm has {gib(budget.shm)} free" if budget.shm is not None and est.shared else ""
-        how = ("even in batches of indicators, " if batchable else
-               f"the {self.executor} executor cannot prepare indicators in batches (local and inline can); ")
-        return (f"this sweep needs about {gib(est.total)} ({est.describe()}); {how}the budget is "
-                f"{budget.describe()}{shm}: narrow {axes}, use fewer combos or workers, a coarser timeframe "
-                "or a shorter period, or raise memory_budget (--memory-budget)")
+        shm = f" (/dev/shm has {gib(budget.shm)} free)" if budget.shm is not None and est.shared else ""
+        why = (f"too small even for one batch of indicators (about {gib(smallest)})" if batchable else
+               f"and the {self.executor} executor cannot prepare indicators in batches (local and inline can)")
+        return (f"this sweep needs up to about {gib(est.total)} ({est.describe()}); the budget is "
+                f"{budget.describe()}{shm}, {why}: narrow {axes}, use fewer combos or workers, a coarser "
+                "timeframe or a shorter period, or raise memory_budget (--memory-budget)")
 
     def _manifest(self, invalid: int) -> dict[str, Any]:
         bars = self.bars
