@@ -270,6 +270,12 @@ def _progress_printer(args: argparse.Namespace, what: str):
         print(f"\r  [{bar:<30}] {p.done:,}/{p.total:,}  {p.rate:,.0f}/s  ETA {eta}  failed {p.failed}",
               end="", file=sys.stderr, flush=True)
 
+    def end_line() -> None:
+        """End the bar's line, so that an error message starts a line of its own."""
+        if announced and not args.json:
+            print(file=sys.stderr)
+
+    progress.end_line = end_line  # type: ignore[attr-defined]
     return progress
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -292,6 +298,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print("\ninterrupted: finished combos are stored; run the same command with --run-id to resume",
               file=sys.stderr)
         return 130
+    except ThreadXError:
+        progress.end_line()
+        raise
     if not args.json:
         print(file=sys.stderr)
     return _show_run(run, args.json, args.top)

@@ -197,7 +197,7 @@ def _check_arguments(search: SearchSpace, sampler: str, n: Any, seed: Any, objec
         raise ParamError(f"param names {sorted(clash)} clash with result columns")
 
 
-def _no_valid_combo(search: SearchSpace, count: int) -> str:
+def _no_valid_combo(search: SearchSpace, count: str) -> str:
     """Why no combo of ``search`` is valid: the constraints that reject every combo."""
     size = min(search.size, 100_000)
     probe = np.arange(size, dtype=np.int64) if size == search.size else \
@@ -206,7 +206,7 @@ def _no_valid_combo(search: SearchSpace, count: int) -> str:
     rules = search.strategy.constraints
     broken = [r.description for r in rules if not np.asarray(r.check(cols), dtype=bool).any()]
     what = " and ".join(broken) if broken else "the constraints together (" + "; ".join(r.description for r in rules) + ")"
-    return f"every one of the {count:,} combos breaks {what}: change the ranges so that some combos satisfy it"
+    return f"every one of the {count} breaks {what}: change the ranges so that some combos satisfy it"
 
 
 def _default_bank():
@@ -256,6 +256,8 @@ class _Session:
     n_blocks: int = 0
     budget: Budget | None = None
     line_capacity: int | None = None  # set by _plan when indicators must be prepared in batches
+    batches: int = 0  # batches of indicators run so far (see _run_batches)
+    estimate: Estimate | None = None  # memory of the plan, set by _plan
 
     def run(self, flush_seconds: float, adaptive_rounds: int, patience: int) -> SweepRun:
         self.started = time.perf_counter()
@@ -302,19 +304,19 @@ class _Session:
             else:
                 total = search.count_valid()
                 if total == 0:
-                    raise ParamError(_no_valid_combo(search, search.size))
+                    raise ParamError(_no_valid_combo(search, f"{search.size:,} combos"))
             self._check_memory(None)
             return None, total, search.size - total
         drawn = monte_carlo_ids(search, "lhs" if self.sampler == "adaptive" else self.sampler, self.n, self.seed)
         if len(drawn.ids) == 0:
-            raise ParamError(_no_valid_combo(search, drawn.invalid))
+            raise ParamError(_no_valid_combo(search, f"{drawn.invalid:,} drawn combos"))
         self._check_memory(drawn.ids)
         return drawn.ids, len(drawn.ids), drawn.invalid
 
     def _check_memory(self, ids: np.ndarray | None) -> None:
         """Estimate the sweep's memory from its plan; over the budget, plan batches
         (``line_capacity``) or refuse with advice. See :mod:`threadx.optimize.budget`."""
-        budget = self.budget or Budget.resolve()
+        budget = self.budget = self.budget or Budget.resolve()
         requests = indicator_requests(self.search, None if ids is None else [ids])
         bank = self.bank if self.bank is not None else _default_bank()
         est = Estimate(n_bars=len(self.bars), lines=lines_of(requests), workers=self.workers,
@@ -335,7 +337,8 @@ class _Session:
         raise ParamError(self._memory_advice(est, budget, batchable, est.fixed + one_combo * est.per_line))
 
     def _memory_info(self) -> dict[str, Any]:
-        est: Estimate | None = getattr(self, "estimate", None)
+        """What the manifest records of the memory plan."""
+        est = self.estimate
         if est is None or self.budget is None:
             return {}
         return {"estimate": est.total, "budget": self.budget.memory, "indicator_lines": est.total_lines,
@@ -496,8 +499,8 @@ class _Session:
                 yield from pool.run(pack.layout, pieces, self.should_stop)
             finally:
                 pack.close()
-        self.batches_run = getattr(self, "batches_run", 0) + len(batches)
-        self.writer.update_manifest(memory={**self.writer.manifest.get("memory", {}), "batches": self.batches_run})
+        self.batches += len(batches)
+        self.writer.update_manifest(memory={**self.writer.manifest.get("memory", {}), "batches": self.batches})
 
     def _indicators(self, bank) -> dict:
         return compute_indicators(self.search, self.bars, bank, None if self.planned is None else [self.planned])
