@@ -7,6 +7,7 @@ the results store in batches. Re-running a run id skips the combos already store
 """
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import sys
@@ -17,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from errno import EDQUOT, ENOSPC
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -43,7 +43,7 @@ EXECUTORS = ("auto", "local", "inline", "dask", "gpu")
 _SECONDS_PER_BAR_GUESS = 2e-8  # one combo on 12.5k bars takes about 0.2 ms
 _INLINE_BELOW_SECONDS = 1.5  # smaller sweeps run in-process: a pool would cost more to start
 _EXACT_COUNT_LIMIT = 1_000_000  # larger constrained grids show an estimated total first
-_DISK_FULL = (ENOSPC, EDQUOT)
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}  # full disk, or quota
 
 
 @dataclass(frozen=True)
