@@ -200,12 +200,15 @@ def _check_arguments(search: SearchSpace, sampler: str, n: Any, seed: Any, objec
 def _no_valid_combo(search: SearchSpace, count: str) -> str:
     """Why no combo of ``search`` is valid: the constraints that reject every combo."""
     size = min(search.size, 100_000)
-    probe = np.arange(size, dtype=np.int64) if size == search.size else \
-        np.random.default_rng(0).integers(0, search.size, size)
+    if size == search.size:
+        probe = np.arange(size, dtype=np.int64)
+    else:
+        probe = np.random.default_rng(0).integers(0, search.size, size)
     cols = search.columns(probe)
     rules = search.strategy.constraints
     broken = [r.description for r in rules if not np.asarray(r.check(cols), dtype=bool).any()]
-    what = " and ".join(broken) if broken else "the constraints together (" + "; ".join(r.description for r in rules) + ")"
+    together = "the constraints together (" + "; ".join(r.description for r in rules) + ")"
+    what = " and ".join(broken) or together
     return f"every one of the {count} breaks {what}: change the ranges so that some combos satisfy it"
 
 
