@@ -83,3 +83,10 @@ def test_disk_full_in_the_cli_is_one_error_line(capsys, monkeypatch):
     err = one_error(capsys, ["sweep", "--strategy", "ma_crossover", "--param", "fast_period=5,10",
                              "--run-id", "full"])
     assert "disk full while storing results of run full" in err and "resume with the same run id" in err
+
+
+def test_walkforward_memory_budget(capsys):
+    err = one_error(capsys, ["walkforward", "--strategy", "bb_atr", "--is-days", "60", "--oos-days", "30",
+                             "--param", "bb_period=5:200:1", "--param", "bb_std=0.5:4:0.01", "--n", "3000",
+                             "--memory-budget", "10MB"])
+    assert "this walk-forward needs up to about" in err and "the budget is 10 MiB" in err

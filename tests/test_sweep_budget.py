@@ -172,3 +172,14 @@ def test_disk_full_while_storing_is_a_clear_error_and_the_run_resumes(sample, tm
     monkeypatch.setattr(RunWriter, "flush", flush)
     run = sweep(sample, "ma_crossover", space, bank=IndicatorBank(disk=False), **args)
     assert run.manifest["done"] == 32 and len(run.results) == 32
+
+
+def test_walk_forward_over_its_budget_is_refused_before_any_indicator():
+    from threadx.validation.walkforward import walk_forward
+
+    df = long_series(100_000)
+    started = time.perf_counter()
+    with pytest.raises(ParamError, match=r"this walk-forward needs up to about .*bollinger.*the budget is 1.0 GiB"):
+        walk_forward(df, "bb_atr", {"bb_period": "5:200:1", "bb_std": "0.5:4:0.01"}, is_bars=20_000,
+                     oos_bars=10_000, n=2000, bank=NoComputeBank(), memory_budget="1GiB")
+    assert time.perf_counter() - started < 1.0

@@ -16,6 +16,8 @@ from threadx.errors import ThreadXError
 from threadx.gpu.cli import add_gpu_commands
 
 EXIT_BAD_INPUT = 2
+MEMORY_BUDGET_HELP = ("memory the run may use, e.g. 4GiB (default: half the available RAM); estimated before "
+                      "any work: over it, a sweep prepares its indicators in batches, or is refused with advice")
 
 
 def _parse_value(text: str) -> Any:
@@ -362,6 +364,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
             oos_bars=args.oos_bars, oos_days=args.oos_days, step_bars=args.step_bars, step_days=args.step_days,
             anchored=args.anchored, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
             maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers,
+            memory_budget=args.memory_budget,
             progress=_progress_printer(args, f"{args.sampler}, every combo in every window"), **_engine_options(args),
         )
     except KeyboardInterrupt:
@@ -530,9 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=("auto", "local", "inline", "gpu"), default="auto")
     p.add_argument("--run-id", help="name of the run; the same id resumes it")
     p.add_argument("--store", help="results directory (default $THREADX_RESULTS_DIR or ./results)")
-    p.add_argument("--memory-budget", metavar="SIZE",
-                   help="memory the sweep may use, e.g. 4GiB (default: half the available RAM); over it, "
-                        "indicators are prepared in batches or the sweep is refused before it starts")
+    p.add_argument("--memory-budget", metavar="SIZE", help=MEMORY_BUDGET_HELP)
     p.add_argument("--timeframe")
     p.add_argument("--start")
     p.add_argument("--end")
@@ -565,6 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start")
     p.add_argument("--end")
     p.add_argument("--save", help="also write the JSON report to this file")
+    p.add_argument("--memory-budget", metavar="SIZE", help=MEMORY_BUDGET_HELP)
     _add_engine_arguments(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_walkforward)

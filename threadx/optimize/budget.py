@@ -188,3 +188,28 @@ def plan_batches(needs: list[set], capacity: int, widths: dict) -> list[list[int
     if current:
         batches.append(current)
     return batches
+
+
+def estimate_memory(requests: Iterable[tuple[str, str]], n_bars: int, workers: int, bank: Any, combos: int,
+             shared: bool = True) -> Estimate:
+    """The :class:`Estimate` of preparing ``requests`` at once for ``combos`` combos."""
+    return Estimate(n_bars=n_bars, lines=lines_of(requests), workers=workers,
+                    cache_bytes=int(getattr(bank, "max_bytes", 0)), result_bytes=result_bytes(combos), shared=shared)
+
+
+def fits(est: Estimate, budget: Budget) -> bool:
+    """Whether ``est`` fits the RAM budget and, for a shared copy, the free ``/dev/shm``."""
+    shm_ok = budget.shm is None or not est.shared or est.shared_bytes <= budget.shm * 0.9
+    return est.total <= budget.memory and shm_ok
+
+
+def advice(est: Estimate, budget: Budget, search: Any, why: str, what: str = "sweep") -> str:
+    """The refusal of a plan over its budget: what it needs, the budget, ``why`` no batching
+    helps, and what to change (the params of ``search`` that set the indicators)."""
+    from threadx.optimize.shared import indicator_axes
+
+    axes = "/".join(search.axes[k].name for k in indicator_axes(search))
+    shm = f" (/dev/shm has {gib(budget.shm)} free)" if budget.shm is not None and est.shared else ""
+    return (f"this {what} needs up to about {gib(est.total)} ({est.describe()}); the budget is "
+            f"{budget.describe()}{shm}, {why}: narrow {axes or 'the indicator params'}, use fewer combos or "
+            "workers, a coarser timeframe or a shorter period, or raise memory_budget (--memory-budget)")

@@ -30,7 +30,8 @@ from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, options_from
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ParamError, ThreadXError
-from threadx.optimize.budget import Budget, Estimate, gib, lines_of, plan_batches, request_widths, result_bytes
+from threadx.optimize.budget import (Budget, Estimate, advice, estimate_memory, fits, gib, lines_of, plan_batches,
+                                     request_widths)
 from threadx.optimize.evaluate import STATUS_OK, ChunkResult, Evaluator, SweepTask
 from threadx.optimize.samplers import SAMPLERS, grid_ids, monte_carlo_ids, refine
 from threadx.optimize.shared import (PreparedIndicators, SharedPack, compute_indicators, group_codes,
@@ -322,13 +323,9 @@ class _Session:
         budget = self.budget = self.budget or Budget.resolve()
         requests = indicator_requests(self.search, None if ids is None else [ids])
         bank = self.bank if self.bank is not None else _default_bank()
-        est = Estimate(n_bars=len(self.bars), lines=lines_of(requests), workers=self.workers,
-                       cache_bytes=int(getattr(bank, "max_bytes", 0)),
-                       result_bytes=result_bytes(self.search.size if ids is None else len(ids)),
-                       shared=self.executor != "inline")
-        self.estimate = est
-        fits_shm = budget.shm is None or not est.shared or est.shared_bytes <= budget.shm * 0.9
-        if est.total <= budget.memory and fits_shm:
+        est = self.estimate = estimate_memory(requests, len(self.bars), self.workers, bank,
+                                              self.search.size if ids is None else len(ids), self.executor != "inline")
+        if fits(est, budget):
             return
         first = np.zeros(1, dtype=np.int64) if ids is None or not len(ids) else ids[:1]
         one_combo = sum(lines_of(group_requests(self.search, first)[3]).values())
@@ -337,7 +334,10 @@ class _Session:
         if batchable and capacity >= max(1, one_combo):
             self.line_capacity = capacity
             return
-        raise ParamError(self._memory_advice(est, budget, batchable, est.fixed + one_combo * est.per_line))
+        smallest = est.fixed + one_combo * est.per_line
+        why = (f"too small even for one batch of indicators (about {gib(smallest)})" if batchable else
+               f"and the {self.executor} executor cannot prepare indicators in batches (local and inline can)")
+        raise ParamError(advice(est, budget, self.search, why))
 
     def _memory_info(self) -> dict[str, Any]:
         """What the manifest records of the memory plan."""
@@ -346,16 +346,6 @@ class _Session:
             return {}
         return {"estimate": est.total, "budget": self.budget.memory, "indicator_lines": est.total_lines,
                 "batched": self.line_capacity is not None, "line_capacity": self.line_capacity}
-
-    def _memory_advice(self, est: Estimate, budget: Budget, batchable: bool, smallest: int) -> str:
-        """The refusal of a sweep over its budget, with what it needs and what to change."""
-        axes = "/".join(self.search.axes[k].name for k in indicator_axes(self.search)) or "the indicator params"
-        shm = f" (/dev/shm has {gib(budget.shm)} free)" if budget.shm is not None and est.shared else ""
-        why = (f"too small even for one batch of indicators (about {gib(smallest)})" if batchable else
-               f"and the {self.executor} executor cannot prepare indicators in batches (local and inline can)")
-        return (f"this sweep needs up to about {gib(est.total)} ({est.describe()}); the budget is "
-                f"{budget.describe()}{shm}, {why}: narrow {axes}, use fewer combos or workers, a coarser "
-                "timeframe or a shorter period, or raise memory_budget (--memory-budget)")
 
     def _manifest(self, invalid: int) -> dict[str, Any]:
         bars = self.bars
