@@ -8,7 +8,8 @@ over the budget (default: ``DEFAULT_BUDGET_FRACTION`` of the available RAM, and 
 space of ``/dev/shm``), the local and inline executors prepare the indicators in
 batches of combos whose lines fit (combos sorted by their indicator params, one shared
 block per batch); a sweep whose fixed costs or single indicator group do not fit, or
-that runs on dask/gpu, is refused with advice before any work starts.
+that runs on dask/gpu, is refused with advice before any work starts. A walk-forward
+(threads in one process, every indicator at once) is refused over its budget.
 """
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ class Estimate:
     workers: int
     cache_bytes: int
     result_bytes: int
-    shared: bool = True  # indicators copied into shared memory (not for inline/dask/gpu)
+    shared: bool = True  # indicators also copied (shared block, cluster, device); False for inline
 
     @property
     def line_bytes(self) -> int:

@@ -323,12 +323,13 @@ class _Session:
         budget = self.budget = self.budget or Budget.resolve()
         requests = indicator_requests(self.search, None if ids is None else [ids])
         bank = self.bank if self.bank is not None else _default_bank()
-        est = self.estimate = estimate_memory(requests, len(self.bars), self.workers, bank,
-                                              self.search.size if ids is None else len(ids), self.executor != "inline")
+        combos = self.search.size if ids is None else len(ids)
+        est = self.estimate = estimate_memory(requests, len(self.bars), self.workers, bank, combos,
+                                              shared=self.executor != "inline")
         if fits(est, budget):
             return
         first = np.zeros(1, dtype=np.int64) if ids is None or not len(ids) else ids[:1]
-        one_combo = sum(lines_of(group_requests(self.search, first)[3]).values())
+        one_combo = sum(lines_of(group_requests(self.search, first)[1]).values())
         capacity = budget.line_capacity(est)
         batchable = self.executor in ("auto", "local", "inline")
         if batchable and capacity >= max(1, one_combo):
@@ -473,12 +474,13 @@ class _Session:
         step = 1 << 16
         codes = np.concatenate([group_codes(self.search, ids[lo:lo + step], axes) for lo in range(0, len(ids), step)])
         unique, first = np.unique(codes, return_index=True)
-        _, _, needs, requests = group_requests(self.search, ids[first])
+        needs, requests = group_requests(self.search, ids[first])  # in the order of ``unique``
         batches = plan_batches(needs, int(self.line_capacity or 0), request_widths(requests))
         size = self._chunk()
         for members in batches:
             if self.should_stop():
                 break
+            self.batches += 1
             batch_ids = ids[np.isin(codes, unique[members])]
             arrays = prepare_requests({key: requests[key] for k in members for key in needs[k]}, self.bars, bank)
             pieces = (batch_ids[lo:lo + size] for lo in range(0, len(batch_ids), size))
@@ -492,7 +494,6 @@ class _Session:
                 yield from pool.run(pack.layout, pieces, self.should_stop)
             finally:
                 pack.close()
-        self.batches += len(batches)
         self.writer.update_manifest(memory={**self.writer.manifest.get("memory", {}), "batches": self.batches})
 
     def _indicators(self, bank) -> dict:

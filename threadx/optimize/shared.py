@@ -98,7 +98,7 @@ def indicator_groups(space: SearchSpace, ids: np.ndarray,
     axes = indicator_axes(space) if axes is None else axes
     idx = space.value_indices(np.asarray(ids, dtype=np.int64))[:, axes]
     codes = group_codes(space, ids, axes, idx)
-    unique, first = np.unique(codes, return_index=True)
+    _, first = np.unique(codes, return_index=True)
     base = space.params(0)
     rows = [{**base, **{space.axes[a].name: space.axes[a].values[int(v)] for a, v in zip(axes, idx[i])}}
             for i in first]
@@ -115,14 +115,12 @@ def group_codes(space: SearchSpace, ids: np.ndarray, axes: list[int], idx: np.nd
     return (idx * radix[None, :]).sum(axis=1) if axes else np.zeros(len(idx), dtype=np.int64)
 
 
-def group_requests(space: SearchSpace, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[set[Request]],
-                                                                   dict[Request, dict]]:
-    """(group code of each id, distinct codes in order, requests of each distinct code,
-    every request with its params) of the combos ``ids``."""
-    codes, rows = indicator_groups(space, ids)
+def group_requests(space: SearchSpace, ids: np.ndarray) -> tuple[list[set[Request]], dict[Request, dict]]:
+    """(the requests of each group of ``ids``, in group code order; every request with its
+    params): see :func:`indicator_groups`."""
     collect = _Collector(space)
-    needs = [collect.add(row) for row in rows]
-    return codes, np.unique(codes), needs, collect.out
+    needs = [collect.add(row) for row in indicator_groups(space, ids)[1]]
+    return needs, collect.out
 
 
 @dataclass(frozen=True)
