@@ -183,3 +183,14 @@ def test_walk_forward_over_its_budget_is_refused_before_any_indicator():
         walk_forward(df, "bb_atr", {"bb_period": "5:200:1", "bb_std": "0.5:4:0.01"}, is_bars=20_000,
                      oos_bars=10_000, n=2000, bank=NoComputeBank(), memory_budget="1GiB")
     assert time.perf_counter() - started < 1.0
+
+
+def test_adaptive_rounds_and_resume_run_in_batches_too(sample, tmp_path, monkeypatch):
+    monkeypatch.setattr(budget, "WORKER_BYTES", 0)
+    small = 500_000 + 40 * len(sample) * 16
+    args = dict(sampler="adaptive", n=60, seed=1, workers=2, executor="inline", store=tmp_path, run_id="adapt",
+                memory_budget=small, adaptive_rounds=2)
+    run = sweep(sample, "bb_atr", WIDE, bank=IndicatorBank(disk=False, max_bytes=0), **args)
+    assert run.manifest["memory"]["batched"] is True and run.manifest["done"] > 60
+    again = sweep(sample, "bb_atr", WIDE, bank=IndicatorBank(disk=False, max_bytes=0), **args)
+    assert again.manifest["done"] >= run.manifest["done"] and again.manifest["status"] == "completed"
