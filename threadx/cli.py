@@ -18,6 +18,8 @@ from threadx.gpu.cli import add_gpu_commands
 
 EXIT_BAD_INPUT = 2
 DATE_FORMAT_HELP = "strftime format of date text, e.g. %%d/%%m/%%Y (needed when dates read both day- and month-first)"
+MEMORY_BUDGET_HELP = ("memory the run may use, e.g. 4GiB (default: half the available RAM); estimated before "
+                      "any work: over it, a sweep prepares its indicators in batches, or is refused with advice")
 
 
 def _parse_value(text: str) -> Any:
@@ -44,6 +46,41 @@ def _assignments(items: Sequence[str] | None, form: str) -> Iterator[tuple[str, 
 
 def _parse_params(items: Sequence[str] | None) -> dict[str, Any]:
     return {name: _parse_value(value) for name, value in _assignments(items, "NAME=VALUE")}
+
+
+def _check_date(text: str | None, flag: str) -> None:
+    """ThreadXError unless ``text`` (a ``--start``/``--end`` value) is a date pandas reads."""
+    if text is None:
+        return
+    import pandas as pd
+
+    try:
+        pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise ThreadXError(f"{flag} {text!r} is not a date; use e.g. 2024-01-31 or 2024-01-31T12:00") from None
+
+
+def _load_data(args: argparse.Namespace):
+    """The ``--data`` frame of a command, cut to ``--start``/``--end`` and resampled to ``--timeframe``."""
+    import threadx
+
+    _check_date(args.start, "--start")
+    _check_date(args.end, "--end")
+    return threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
+
+
+def _check_writable(path: str, flag: str) -> None:
+    """ThreadXError unless a file can be written at ``path`` (checked before long work)."""
+    import os
+
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise ThreadXError(f"{flag} {path!r} is a directory; give a file name")
+    if not folder.is_dir():
+        raise ThreadXError(f"{flag} {path!r}: folder {folder} does not exist")
+    if not os.access(target if target.exists() else folder, os.W_OK):
+        raise ThreadXError(f"{flag} {path!r} is not writable")
 
 
 def _fmt(value: Any) -> str:
@@ -175,7 +212,7 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     import threadx
 
-    df = threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
+    df = _load_data(args)
     result = threadx.backtest(df, args.strategy, _parse_params(args.param), initial_capital=args.capital,
                               **_engine_options(args))
     if args.json:
@@ -234,13 +271,19 @@ def _progress_printer(args: argparse.Namespace, what: str):
         print(f"\r  [{bar:<30}] {p.done:,}/{p.total:,}  {p.rate:,.0f}/s  ETA {eta}  failed {p.failed}",
               end="", file=sys.stderr, flush=True)
 
+    def end_line() -> None:
+        """End the bar's line, so that an error message starts a line of its own."""
+        if announced and not args.json:
+            print(file=sys.stderr)
+
+    progress.end_line = end_line  # type: ignore[attr-defined]
     return progress
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     import threadx
 
     space = _parse_space(args.param)
-    df = threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
+    df = _load_data(args)
 
     progress = _progress_printer(args, args.sampler)
 
@@ -249,12 +292,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         run = threadx.sweep(
             df, args.strategy, space, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
             maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers, executor=args.executor,
-            run_id=run_id, store=args.store, progress=progress, **_engine_options(args),
+            run_id=run_id, store=args.store, progress=progress, memory_budget=args.memory_budget,
+            **_engine_options(args),
         )
     except KeyboardInterrupt:
         print("\ninterrupted: finished combos are stored; run the same command with --run-id to resume",
               file=sys.stderr)
         return 130
+    except ThreadXError:
+        progress.end_line()
+        raise
     if not args.json:
         print(file=sys.stderr)
     return _show_run(run, args.json, args.top)
@@ -329,7 +376,9 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     import threadx
     from threadx.validation.report import validate_walk_forward
 
-    df = threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
+    if args.save:
+        _check_writable(args.save, "--save")  # before the work, not after it
+    df = _load_data(args)
     started = time.perf_counter()
     try:
         wf = threadx.walk_forward(
@@ -337,6 +386,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
             oos_bars=args.oos_bars, oos_days=args.oos_days, step_bars=args.step_bars, step_days=args.step_days,
             anchored=args.anchored, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
             maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers,
+            memory_budget=args.memory_budget,
             progress=_progress_printer(args, f"{args.sampler}, every combo in every window"), **_engine_options(args),
         )
     except KeyboardInterrupt:
@@ -531,6 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=("auto", "local", "inline", "gpu"), default="auto")
     p.add_argument("--run-id", help="name of the run; the same id resumes it")
     p.add_argument("--store", help="results directory (default $THREADX_RESULTS_DIR or ./results)")
+    p.add_argument("--memory-budget", metavar="SIZE", help=MEMORY_BUDGET_HELP)
     p.add_argument("--timeframe")
     p.add_argument("--start")
     p.add_argument("--end")
@@ -563,6 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start")
     p.add_argument("--end")
     p.add_argument("--save", help="also write the JSON report to this file")
+    p.add_argument("--memory-budget", metavar="SIZE", help=MEMORY_BUDGET_HELP)
     _add_engine_arguments(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_walkforward)
@@ -625,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ThreadXError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+    except OSError as exc:  # a missing, unreadable or unwritable path, a full disk
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ the results store in batches. Re-running a run id skips the combos already store
 """
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import signal
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
@@ -30,9 +32,12 @@ from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, options_from
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ParamError, ThreadXError
+from threadx.optimize.budget import (Budget, Estimate, advice, estimate_memory, fits, gib, lines_of, plan_batches,
+                                     request_widths)
 from threadx.optimize.evaluate import STATUS_OK, ChunkResult, Evaluator, RunInterrupted, SweepTask
 from threadx.optimize.samplers import SAMPLERS, grid_ids, monte_carlo_ids, refine
-from threadx.optimize.shared import PreparedIndicators, SharedPack, compute_indicators
+from threadx.optimize.shared import (PreparedIndicators, SharedPack, compute_indicators, group_codes,
+                                     group_requests, indicator_axes, indicator_requests, prepare_requests)
 from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace
 from threadx.optimize.store import (BLOCK_SQ_PREFIX, BLOCK_SUM_PREFIX, ResultStore, RunWriter, SweepRun,
                                     check_run_id)
@@ -42,6 +47,7 @@ EXECUTORS = ("auto", "local", "inline", "dask", "gpu")
 _SECONDS_PER_BAR_GUESS = 2e-8  # one combo on 12.5k bars takes about 0.2 ms
 _INLINE_BELOW_SECONDS = 1.5  # smaller sweeps run in-process: a pool would cost more to start
 _EXACT_COUNT_LIMIT = 1_000_000  # larger constrained grids show an estimated total first
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}  # full disk, or quota
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ def sweep(
     flush_seconds: float = 2.0,
     scheduler: str | None = None,
     block_returns: int = 32,
+    memory_budget: int | str | None = None,
     **engine_options: Any,
 ) -> SweepRun:
     """Evaluate combos of ``space`` (see :class:`SearchSpace`) for ``strategy`` on ``df``.
@@ -114,21 +121,45 @@ def sweep(
     (the CUDA devices, split by the ``threadx gpu profile`` weights; ParamError without a GPU).
     ``block_returns``: per combo, the per-bar returns are also summed over this many time
     blocks and stored (float32) so that :func:`threadx.pbo` can run on the sweep; 0 = off.
+    ``memory_budget``: bytes (or text such as ``"4GiB"``) the sweep may use; None = half the
+    available RAM (:mod:`threadx.optimize.budget`). Over it, indicators are prepared in
+    batches that fit, or the sweep is refused (ParamError) before any work starts.
     The returned run reads its rows from the store when first used.
     """
     spec = get_strategy(strategy)
     search = SearchSpace(spec, space)
-    _check_arguments(search, sampler, n, seed, objective, executor, workers, chunk_size, min_trades)
+    _check_arguments(search, sampler, n, seed, objective, executor, workers, chunk_size, min_trades, grid_limit)
+    budget = Budget.resolve(memory_budget)
+    store = store if isinstance(store, ResultStore) else ResultStore(_store_argument(store))
     session = _Session(
         search=search, bars=as_bars(df), options=options_from(**engine_options), sampler=sampler, n=n,
         seed=int(seed), objective=objective, maximize=bool(maximize), min_trades=int(min_trades),
         workers=int(workers or default_workers()), executor=executor, progress=progress,
         should_stop=_cancel_check(cancel), chunk_size=chunk_size, grid_limit=grid_limit, bank=bank,
         scheduler=scheduler, space_spec=dict(space or {}), n_blocks=_blocks_argument(block_returns),
-        store=store if isinstance(store, ResultStore) else ResultStore(store),
-        run_id=check_run_id(run_id or _new_run_id(strategy)),
+        store=store, run_id=check_run_id(run_id or _new_run_id(strategy)), budget=budget,
     )
-    return session.run(flush_seconds, adaptive_rounds, patience)
+    try:
+        return session.run(flush_seconds, adaptive_rounds, patience)
+    except OSError as exc:
+        if exc.errno not in _DISK_FULL:
+            raise
+        stored = len(store.done_ids(session.run_id))
+        raise ThreadXError(f"disk full while storing results of run {session.run_id} in {store.root}: "
+                           f"{stored:,} combos stored; free space and resume with the same run id") from exc
+
+
+def _store_argument(store: str | os.PathLike | None) -> str | os.PathLike | None:
+    """The results directory, refused when it is a file (or lies under one)."""
+    if store is None:
+        return None
+    path = Path(store)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ParamError(f"store {str(store)!r}: {folder} is a file; results need a directory")
+            break
+    return store
 
 
 def _blocks_argument(value: Any) -> int:
@@ -138,7 +169,7 @@ def _blocks_argument(value: Any) -> int:
 
 
 def _check_arguments(search: SearchSpace, sampler: str, n: Any, seed: Any, objective: str, executor: str,
-                     workers: Any, chunk_size: Any, min_trades: Any) -> None:
+                     workers: Any, chunk_size: Any, min_trades: Any, grid_limit: int = DEFAULT_GRID_LIMIT) -> None:
     def whole(value: Any, name: str, minimum: int) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise ParamError(f"{name} must be a whole number >= {minimum}, got {value!r}")
@@ -149,6 +180,9 @@ def _check_arguments(search: SearchSpace, sampler: str, n: Any, seed: Any, objec
         if n is None:
             raise ParamError(f"sampler {sampler!r} needs n, the number of combos to draw")
         whole(n, "n", 1)
+        if n > grid_limit:
+            raise ParamError(f"n = {n:,} combos is above the limit of {grid_limit:,} (the same as for grids): "
+                             "draw fewer combos, or split the search into several runs")
     whole(seed, "seed", 0)
     whole(min_trades, "min_trades", 0)
     for value, name in ((workers, "workers"), (chunk_size, "chunk_size")):
@@ -165,6 +199,27 @@ def _check_arguments(search: SearchSpace, sampler: str, n: Any, seed: Any, objec
     clash = set(search.names) & set(METRIC_NAMES + ("combo_id", "status", "error"))
     if clash:
         raise ParamError(f"param names {sorted(clash)} clash with result columns")
+
+
+def _no_valid_combo(search: SearchSpace, count: str) -> str:
+    """Why no combo of ``search`` is valid: the constraints that reject every combo."""
+    size = min(search.size, 100_000)
+    if size == search.size:
+        probe = np.arange(size, dtype=np.int64)
+    else:
+        probe = np.random.default_rng(0).integers(0, search.size, size)
+    cols = search.columns(probe)
+    rules = search.strategy.constraints
+    broken = [r.description for r in rules if not np.asarray(r.check(cols), dtype=bool).any()]
+    together = "the constraints together (" + "; ".join(r.description for r in rules) + ")"
+    what = " and ".join(broken) or together
+    return f"every one of the {count} breaks {what}: change the ranges so that some combos satisfy it"
+
+
+def _default_bank():
+    from threadx.indicators import default_bank
+
+    return default_bank()
 
 
 def _new_run_id(strategy: str) -> str:
@@ -206,6 +261,10 @@ class _Session:
     store: ResultStore
     run_id: str
     n_blocks: int = 0
+    budget: Budget | None = None
+    line_capacity: int | None = None  # set by _plan when indicators must be prepared in batches
+    batches: int = 0  # batches of indicators run so far (see _run_batches)
+    estimate: Estimate | None = None  # memory of the plan, set by _plan
 
     def run(self, flush_seconds: float, adaptive_rounds: int, patience: int) -> SweepRun:
         self.started = time.perf_counter()
@@ -264,7 +323,8 @@ class _Session:
     # --- planning -----------------------------------------------------------------------
 
     def _plan(self) -> tuple[np.ndarray | None, int, int]:
-        """(ids, or None for a streamed grid; total to run; invalid combos dropped)."""
+        """(ids, or None for a streamed grid; total to run; invalid combos dropped); refuses a
+        plan without a valid combo, or one over the memory budget (before any indicator)."""
         search = self.search
         if self.sampler == "grid":
             if search.size > self.grid_limit:
@@ -274,9 +334,46 @@ class _Session:
                 total = int(round(search.valid_mask(probe).mean() * search.size))  # exact at the end
             else:
                 total = search.count_valid()
+                if total == 0:
+                    raise ParamError(_no_valid_combo(search, f"{search.size:,} combos"))
+            self._check_memory(None)
             return None, total, search.size - total
         drawn = monte_carlo_ids(search, "lhs" if self.sampler == "adaptive" else self.sampler, self.n, self.seed)
+        if len(drawn.ids) == 0:
+            raise ParamError(_no_valid_combo(search, f"{drawn.invalid:,} drawn combos"))
+        self._check_memory(drawn.ids)
         return drawn.ids, len(drawn.ids), drawn.invalid
+
+    def _check_memory(self, ids: np.ndarray | None) -> None:
+        """Estimate the sweep's memory from its plan; over the budget, plan batches
+        (``line_capacity``) or refuse with advice. See :mod:`threadx.optimize.budget`."""
+        budget = self.budget = self.budget or Budget.resolve()
+        requests = indicator_requests(self.search, None if ids is None else [ids])
+        bank = self.bank if self.bank is not None else _default_bank()
+        combos = self.search.size if ids is None else len(ids)
+        est = self.estimate = estimate_memory(requests, len(self.bars), self.workers, bank, combos,
+                                              shared=self.executor != "inline")
+        if fits(est, budget):
+            return
+        first = np.zeros(1, dtype=np.int64) if ids is None or not len(ids) else ids[:1]
+        one_combo = sum(lines_of(group_requests(self.search, first)[1]).values())
+        capacity = budget.line_capacity(est)
+        batchable = self.executor in ("auto", "local", "inline")
+        if batchable and capacity >= max(1, one_combo):
+            self.line_capacity = capacity
+            return
+        smallest = est.fixed + one_combo * est.per_line
+        why = (f"too small even for one batch of indicators (about {gib(smallest)})" if batchable else
+               f"and the {self.executor} executor cannot prepare indicators in batches (local and inline can)")
+        raise ParamError(advice(est, budget, self.search, why))
+
+    def _memory_info(self) -> dict[str, Any]:
+        """What the manifest records of the memory plan."""
+        est = self.estimate
+        if est is None or self.budget is None:
+            return {}
+        return {"estimate": est.total, "budget": self.budget.memory, "indicator_lines": est.total_lines,
+                "batched": self.line_capacity is not None, "line_capacity": self.line_capacity}
 
     def _manifest(self, invalid: int) -> dict[str, Any]:
         bars = self.bars
@@ -299,6 +396,7 @@ class _Session:
             "invalid": invalid,
             "block_end": (kernel.block_bounds(len(bars), self.n_blocks).tolist() if self.n_blocks else []),
             "total": self.total,
+            "memory": self._memory_info(),
             "versions": {"threadx": threadx.__version__, "python": sys.version.split()[0],
                          "numpy": np.__version__, "pandas": pd.__version__, "numba": _numba_version()},
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "workers": self.workers,
@@ -367,6 +465,8 @@ class _Session:
             from threadx.indicators import default_bank
 
             bank = default_bank()
+        if self.line_capacity is not None:  # over the memory budget: indicators batch by batch
+            return lambda chunks: self._run_batches(chunks, task, bank, pool)
         arrays = self._indicators(bank)
         if inline:
             evaluator = Evaluator(task, self.bars, PreparedIndicators(arrays.get))
@@ -391,6 +491,40 @@ class _Session:
             pool = LocalPool(task, self.workers).start()
             cleanup.callback(pool.close)
         return lambda chunks: pool.run(pack.layout, chunks, self.should_stop)
+
+    def _run_batches(self, chunks: Iterator[np.ndarray], task: SweepTask, bank: Any,
+                     pool: Any) -> Iterator[ChunkResult]:
+        """Run ``chunks`` with indicators prepared batch by batch within the memory budget:
+        combos grouped by their indicator params, groups packed into batches whose lines fit
+        ``line_capacity`` (one shared block each, closed before the next is made)."""
+        ids = np.concatenate([np.empty(0, np.int64), *chunks])
+        if not len(ids):
+            return
+        axes = indicator_axes(self.search)
+        step = 1 << 16
+        codes = np.concatenate([group_codes(self.search, ids[lo:lo + step], axes) for lo in range(0, len(ids), step)])
+        unique, first = np.unique(codes, return_index=True)
+        needs, requests = group_requests(self.search, ids[first])  # in the order of ``unique``
+        batches = plan_batches(needs, int(self.line_capacity or 0), request_widths(requests))
+        size = self._chunk()
+        for members in batches:
+            if self.should_stop():
+                break
+            self.batches += 1
+            batch_ids = ids[np.isin(codes, unique[members])]
+            arrays = prepare_requests({key: requests[key] for k in members for key in needs[k]}, self.bars, bank)
+            pieces = (batch_ids[lo:lo + size] for lo in range(0, len(batch_ids), size))
+            if pool is None:  # inline (threads in this process)
+                evaluator = Evaluator(task, self.bars, PreparedIndicators(arrays.get))
+                yield from _run_in_threads(evaluator, pieces, self.workers, self.should_stop)
+                continue
+            pack = SharedPack.create(self.bars, arrays)
+            arrays.clear()  # workers read the shared copy: the parent never holds both for long
+            try:
+                yield from pool.run(pack.layout, pieces, self.should_stop)
+            finally:
+                pack.close()
+        self.writer.update_manifest(memory={**self.writer.manifest.get("memory", {}), "batches": self.batches})
 
     def _indicators(self, bank) -> dict:
         return compute_indicators(self.search, self.bars, bank, None if self.planned is None else [self.planned])

@@ -28,6 +28,47 @@ Request = tuple[str, str]  # (indicator name, canonical params JSON)
 _PROBE_LIMIT = 200_000
 
 
+def _needs_of(space: SearchSpace, params: Mapping[str, Any]) -> list[tuple[str, dict]]:
+    """(indicator, params) needs of one combo; none for a combo the strategy refuses."""
+    try:
+        return list(space.strategy.indicators(params).values())
+    except (ParamError, KeyError, ValueError):
+        return []
+
+
+def indicator_axes(space: SearchSpace) -> list[int]:
+    """Positions of the axes that change the indicator needs when varied alone (probed)."""
+    base = space.params(0)
+    reference = _needs_of(space, base)
+    return [k for k, axis in enumerate(space.axes)
+            if len(axis) > 1 and any(_needs_of(space, {**base, axis.name: v}) != reference for v in axis.values[1:])]
+
+
+class _Collector:
+    """Distinct requests of the combos added, canonicalised once per raw (name, params)."""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+        self.out: dict[Request, dict] = {}
+        self._keys: dict[tuple, Request | None] = {}  # raw (name, params): canonical JSON is costly
+
+    def add(self, params: Mapping[str, Any]) -> set[Request]:
+        """Record the needs of one combo; returns their request keys."""
+        keys = set()
+        for name, ind_params in _needs_of(self.space, params):
+            raw = (name, tuple(sorted(ind_params.items())))
+            if raw not in self._keys:
+                try:
+                    self._keys[raw] = (name, canonical_params(name, ind_params))
+                except ParamError:
+                    self._keys[raw] = None
+            key = self._keys[raw]
+            if key is not None:
+                keys.add(key)
+                self.out.setdefault(key, ind_params)
+        return keys
+
+
 def indicator_requests(space: SearchSpace, ids: Iterable[np.ndarray] | None = None) -> dict[Request, dict]:
     """The distinct (indicator, params) the combos of ``space`` (or of ``ids``) need.
 
@@ -37,48 +78,52 @@ def indicator_requests(space: SearchSpace, ids: Iterable[np.ndarray] | None = No
     interaction this misses, or a grid too large to enumerate, is not an error: the
     workers compute what was not prepared (:class:`PreparedIndicators`).
     """
-    spec = space.strategy
-    base = {a.name: a.values[0] for a in space.axes}
-
-    def needs_of(params: Mapping[str, Any]) -> list[tuple[str, dict]]:
-        try:
-            return list(spec.indicators(params).values())
-        except (ParamError, KeyError, ValueError):
-            return []
-
-    relevant = []
-    for axis in space.axes:
-        if len(axis) > 1:
-            reference = needs_of(base)
-            if any(needs_of({**base, axis.name: v}) != reference for v in axis.values[1:]):
-                relevant.append(axis)
+    positions = indicator_axes(space)
+    relevant = [space.axes[k] for k in positions]
+    base = space.params(0)
     product = int(np.prod([len(a) for a in relevant], dtype=np.float64)) if relevant else 1
-    out: dict[Request, dict] = {}
-    seen: set[tuple] = set()  # raw (name, params) already handled: canonical JSON is costly
-
-    def add(params: Mapping[str, Any]) -> None:
-        for name, ind_params in needs_of(params):
-            raw = (name, tuple(sorted(ind_params.items())))
-            if raw in seen:
-                continue
-            seen.add(raw)
-            try:
-                key = (name, canonical_params(name, ind_params))
-            except ParamError:
-                continue
-            out.setdefault(key, ind_params)
-
+    collect = _Collector(space)
     if ids is None and product <= _PROBE_LIMIT:
         for values in itertools.product(*(a.values for a in relevant)):
-            add({**base, **dict(zip((a.name for a in relevant), values))})
+            collect.add({**base, **dict(zip((a.name for a in relevant), values))})
     elif ids is not None:
-        # the combos themselves (a Monte Carlo plan): only their relevant params matter
-        positions = [space.names.index(a.name) for a in relevant]
-        for chunk in ids:
-            idx = space.value_indices(chunk)[:, positions] if positions else np.zeros((1, 0), np.int64)
-            for row in np.unique(idx, axis=0):
-                add({**base, **{a.name: a.values[int(k)] for a, k in zip(relevant, row)}})
-    return out
+        for chunk in ids:  # the combos themselves (a Monte Carlo plan): only their relevant params matter
+            for row in indicator_groups(space, chunk, positions)[1]:
+                collect.add(row)
+    return collect.out
+
+
+def indicator_groups(space: SearchSpace, ids: np.ndarray,
+                     axes: list[int] | None = None) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """(group of each id, params of each group): combos of one group share their values on
+    the indicator axes (``indicator_axes``), so they need the same indicators. Groups are
+    numbered in the order of those values (mixed radix, first axis most significant)."""
+    axes = indicator_axes(space) if axes is None else axes
+    idx = space.value_indices(np.asarray(ids, dtype=np.int64))[:, axes]
+    codes = group_codes(space, ids, axes, idx)
+    _, first = np.unique(codes, return_index=True)
+    base = space.params(0)
+    rows = [{**base, **{space.axes[a].name: space.axes[a].values[int(v)] for a, v in zip(axes, idx[i])}}
+            for i in first]
+    return codes, rows
+
+
+def group_codes(space: SearchSpace, ids: np.ndarray, axes: list[int], idx: np.ndarray | None = None) -> np.ndarray:
+    """Group code of each id: its value positions on ``axes`` as one mixed-radix number."""
+    if idx is None:
+        idx = space.value_indices(np.asarray(ids, dtype=np.int64))[:, axes]
+    radix = np.ones(len(axes), dtype=np.int64)
+    for k in range(len(axes) - 2, -1, -1):
+        radix[k] = radix[k + 1] * space.sizes[axes[k + 1]]
+    return (idx * radix[None, :]).sum(axis=1) if axes else np.zeros(len(idx), dtype=np.int64)
+
+
+def group_requests(space: SearchSpace, ids: np.ndarray) -> tuple[list[set[Request]], dict[Request, dict]]:
+    """(the requests of each group of ``ids``, in group code order; every request with its
+    params): see :func:`indicator_groups`."""
+    collect = _Collector(space)
+    needs = [collect.add(row) for row in indicator_groups(space, ids)[1]]
+    return needs, collect.out
 
 
 @dataclass(frozen=True)
@@ -206,8 +251,13 @@ def compute_indicators(space: SearchSpace, bars: Bars, bank: Any,
                        ids: Iterable[np.ndarray] | None = None) -> dict[Request, dict[str, np.ndarray]]:
     """Every distinct indicator of the combos (of ``ids``, or of the whole space), computed
     once through the bank's batch path."""
+    return prepare_requests(indicator_requests(space, ids), bars, bank)
+
+
+def prepare_requests(requests: Mapping[Request, dict], bars: Bars, bank: Any) -> dict[Request, dict[str, np.ndarray]]:
+    """The arrays of ``requests``, computed through the bank's batch path (one call per indicator)."""
     by_name: dict[str, list] = {}
-    for (name, key), params in indicator_requests(space, ids).items():
+    for (name, key), params in requests.items():
         by_name.setdefault(name, []).append((key, params))
     arrays: dict[Request, dict[str, np.ndarray]] = {}
     for name, items in by_name.items():

@@ -92,6 +92,9 @@ class SearchSpace:
     """The axes of every param of a strategy (unlisted params fixed at their default)."""
 
     def __init__(self, strategy: StrategySpec, space: Mapping[str, Any] | None = None):
+        if space is not None and not isinstance(space, Mapping):
+            raise ParamError(f"the search space must be a mapping of param name to a value, a list or a range "
+                             f"(e.g. {{'{strategy.param_names[0]}': '10:50:5'}}), got a {type(space).__name__}")
         space = dict(space or {})
         unknown = sorted(set(space) - set(strategy.param_names))
         if unknown:

@@ -31,10 +31,11 @@ from threadx.engine.inputs import options_from
 from threadx.engine.layout import METRIC_NAMES, N_TRADE_COLS, P_INITIAL_CAPITAL
 from threadx.engine.metrics import metrics_dict, metrics_from_equity, per_bar_returns
 from threadx.errors import ParamError
+from threadx.optimize.budget import Budget, advice, estimate_memory, fits
 from threadx.optimize.evaluate import Evaluator, SweepTask
 from threadx.optimize.runner import Progress, _cancel_check, default_workers
 from threadx.optimize.samplers import SAMPLERS, grid_ids, monte_carlo_ids
-from threadx.optimize.shared import PreparedIndicators, compute_indicators
+from threadx.optimize.shared import PreparedIndicators, indicator_requests, prepare_requests
 from threadx.optimize.space import SearchSpace, declared_space
 from threadx.strategy.base import get_strategy
 from threadx.validation.common import json_safe, to_python
@@ -214,6 +215,7 @@ def walk_forward(
     bank: Any = None,
     grid_limit: int = DEFAULT_WF_GRID_LIMIT,
     n_blocks: int = 32,
+    memory_budget: int | str | None = None,
     **engine_options: Any,
 ) -> WalkForwardResult:
     """Walk-forward optimisation of ``strategy`` over ``space`` on ``df``.
@@ -225,7 +227,8 @@ def walk_forward(
     The IS winner of a window is the best ``objective`` (``maximize``) among combos with at
     least ``min_trades`` IS trades. ``cancel`` (Event or callable) stops between chunks of
     combos: the result then covers the combos finished so far (``meta["cancelled"]``).
-    Engine options are those of :func:`threadx.backtest`.
+    Engine options are those of :func:`threadx.backtest`. Every indicator of the combos is
+    prepared at once: a plan over ``memory_budget`` (see :func:`threadx.sweep`) is refused.
     """
     started = time.perf_counter()
     bars = as_bars(df)
@@ -255,7 +258,7 @@ def walk_forward(
         from threadx.indicators import default_bank
 
         bank = default_bank()
-    arrays = compute_indicators(search, bars, bank, [ids])
+    arrays = prepare_requests(_within_budget(search, bars, ids, bank, memory_budget), bars, bank)
     task = SweepTask(spec.name, dict(space or {}), options, None, n_blocks)
     evaluator = Evaluator(task, bars, PreparedIndicators(arrays.get))
     evaluated = _evaluate_all(evaluator, search, ids, windows, int(workers or default_workers()),
@@ -278,6 +281,18 @@ def walk_forward(
         "cancelled": bool(len(done) < len(ids)), "elapsed_s": time.perf_counter() - started,
     })
     return result
+
+
+def _within_budget(search: SearchSpace, bars: Bars, ids: np.ndarray, bank: Any, memory_budget: Any) -> dict:
+    """The indicator requests of ``ids``; ParamError when preparing them all would not fit the
+    memory budget (estimated before any is computed, see :mod:`threadx.optimize.budget`)."""
+    requests = indicator_requests(search, [ids])
+    budget = Budget.resolve(memory_budget)
+    est = estimate_memory(requests, len(bars), 0, bank, len(ids), shared=False)  # threads in this process
+    if not fits(est, budget):
+        raise ParamError(advice(est, budget, search, "and a walk-forward prepares every indicator at once",
+                                what="walk-forward"))
+    return requests
 
 
 def _slice_args(args: tuple, start: int, stop: int, capital: float | None = None) -> tuple:
