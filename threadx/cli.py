@@ -293,7 +293,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             df, args.strategy, space, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
             maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers, executor=args.executor,
             run_id=run_id, store=args.store, progress=progress, memory_budget=args.memory_budget,
-            **_engine_options(args),
+            scheduler=args.scheduler, **_engine_options(args),
         )
     except KeyboardInterrupt:
         print("\ninterrupted: finished combos are stored; run the same command with --run-id to resume",
@@ -578,7 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minimize", action="store_true")
     p.add_argument("--min-trades", type=int, default=0)
     p.add_argument("--workers", type=int)
-    p.add_argument("--executor", choices=("auto", "local", "inline", "gpu"), default="auto")
+    p.add_argument("--executor", choices=("auto", "local", "inline", "dask", "gpu"), default="auto")
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786) for --executor dask; "
+                                                     "without it a LocalCluster of --workers processes is started")
     p.add_argument("--run-id", help="name of the run; the same id resumes it")
     p.add_argument("--store", help="results directory (default $THREADX_RESULTS_DIR or ./results)")
     p.add_argument("--memory-budget", metavar="SIZE", help=MEMORY_BUDGET_HELP)
