@@ -27,8 +27,14 @@ KERNEL_METRICS = [m for m in METRIC_NAMES]
 
 
 def shm_segments() -> set[str]:
+    """Sweep segments this test process owns (other processes may sweep at the same time)."""
+    from threadx.optimize import shm
+
     root = Path("/dev/shm")
-    return {p.name for p in root.iterdir() if p.name.startswith(("psm_", "threadx_"))} if root.exists() else set()
+    if not root.exists():
+        return set()
+    return {p.name for p in root.iterdir()
+            if (seg := shm.parse(p.name)) is not None and seg.pid == os.getpid()}
 
 
 @pytest.fixture(scope="module")
