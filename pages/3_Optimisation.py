@@ -9,6 +9,7 @@ import time
 import streamlit as st
 
 import threadx
+from threadx.config import DEFAULT_MIN_TRADES
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
 from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace, size_band
@@ -50,7 +51,8 @@ seed = int(c[2].number_input("Seed", min_value=0, value=42, step=1, key="opt_see
 objective = c[3].selectbox("Objective", list(METRIC_NAMES), index=list(METRIC_NAMES).index("sharpe"),
                            key="opt_objective")
 maximize = c[4].selectbox("Direction", ["maximise", "minimise"], key="opt_direction") == "maximise"
-min_trades = int(c[5].number_input("Min trades", min_value=0, value=0, step=5, key="opt_min_trades"))
+min_trades = int(c[5].number_input("Min trades", min_value=0, value=DEFAULT_MIN_TRADES, step=5, key="opt_min_trades",
+                                   help="Fewest trades of the winner: a Sharpe of a few trades is luck"))
 gpu = cuda_status()
 use_gpu = gpu.available and bool(st.session_state.get("opt_gpu"))
 c = st.columns(6)

@@ -121,3 +121,45 @@ def test_walk_forward_dsr_counts_distinct_effective_combos(synthetic_bars):
     assert len(wf.combos) == 6
     report = validate_walk_forward(wf, n=100, S=4)
     assert report.dsr.n_trials == 3 and report.pbo.n_combos == 3
+
+
+# --- min_trades: one default everywhere -----------------------------------------------------
+
+def test_min_trades_has_one_default_used_everywhere():
+    import inspect
+
+    from threadx.cli import build_parser
+    from threadx.config import DEFAULT_MIN_TRADES
+    from threadx.ui.jobs import SWEEP_DEFAULTS, WALKFORWARD_DEFAULTS
+
+    assert DEFAULT_MIN_TRADES >= 3  # never a winner of 0-2 trades by default
+    for func in (threadx.sweep, threadx.walk_forward):
+        assert inspect.signature(func).parameters["min_trades"].default == DEFAULT_MIN_TRADES
+    assert SWEEP_DEFAULTS["min_trades"] == WALKFORWARD_DEFAULTS["min_trades"] == DEFAULT_MIN_TRADES
+    parser = build_parser()
+    sweep = parser.parse_args(["sweep", "--strategy", "bb_atr"])
+    wf = parser.parse_args(["walkforward", "--strategy", "bb_atr", "--is-days", "90", "--oos-days", "30"])
+    assert sweep.min_trades == wf.min_trades == DEFAULT_MIN_TRADES
+
+
+def test_walk_forward_winners_need_the_default_trade_count(synthetic_bars):
+    from threadx.config import DEFAULT_MIN_TRADES
+
+    space = {"entry_z": [1.0, 2.0, 3.0, 3.5, 4.0], "bb_period": [20, 40]}
+    kw = dict(sampler="grid", workers=1, is_days=60, oos_days=30)
+    loose = threadx.walk_forward(synthetic_bars, "bb_atr", space, min_trades=0, **kw)
+    assert (loose.table["is_n_trades"] < 3).any()  # what a default of 0 picked: winners of 0-2 trades
+    wf = threadx.walk_forward(synthetic_bars, "bb_atr", space, **kw)
+    assert wf.config["min_trades"] == DEFAULT_MIN_TRADES
+    assert (wf.table["is_n_trades"] >= DEFAULT_MIN_TRADES).all()
+
+
+def test_sweep_ranks_winners_with_the_default_trade_count(synthetic_bars, tmp_path):
+    from threadx.config import DEFAULT_MIN_TRADES
+
+    run = threadx.sweep(synthetic_bars, "bb_atr", {"entry_z": [1.0, 3.0, 4.0, 4.5]}, store=tmp_path, run_id="mt",
+                        executor="inline", workers=1)
+    assert run.manifest["min_trades"] == DEFAULT_MIN_TRADES
+    best = run.top(1, min_trades=run.manifest["min_trades"])
+    assert best.iloc[0]["n_trades"] >= DEFAULT_MIN_TRADES
+    assert run.best_params()["entry_z"] == best.iloc[0]["entry_z"]

@@ -201,9 +201,11 @@ def _load(run: SweepRun | str, store: Any) -> SweepRun:
 
 
 def _winner(run: SweepRun) -> pd.Series:
-    best = run.top(1, min_trades=int(run.manifest.get("min_trades", 0)))
+    min_trades = int(run.manifest.get("min_trades", 0))
+    best = run.top(1, min_trades=min_trades)
     if best.empty:
-        raise ThreadXError(f"run {run.run_id} has no successful combo to validate")
+        enough = f" with at least {min_trades} trades (min_trades)" if min_trades else ""
+        raise ThreadXError(f"run {run.run_id} has no successful combo{enough} to validate")
     return best.iloc[0]
 
 
