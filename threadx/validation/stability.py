@@ -56,15 +56,20 @@ def unavailable_stability(objective: str, maximize: bool, note: str) -> Stabilit
     return StabilityResult(objective, bool(maximize), -1, {}, float("nan"), frame, float("nan"), (), note)
 
 
+def edge_params(space: SearchSpace, combo_id: int) -> tuple[str, ...]:
+    """Varied params whose value in the combo is the first or last of its axis (the optimum
+    may lie outside the searched range)."""
+    idx = space.value_indices(np.array([combo_id]))[0]
+    return tuple(axis.name for k, axis in enumerate(space.axes) if len(axis) > 1 and idx[k] in (0, len(axis) - 1))
+
+
 def neighbour_ids(space: SearchSpace, combo_id: int) -> tuple[list[tuple[str, int, int]], tuple[str, ...]]:
     """([(param, step, neighbour id)] of valid neighbours, params on an edge) of a combo."""
     idx = space.value_indices(np.array([combo_id]))[0]
-    found, edge = [], []
+    found = []
     for k, axis in enumerate(space.axes):
         if len(axis) < 2:
             continue
-        if idx[k] in (0, len(axis) - 1):
-            edge.append(axis.name)
         for step in (-1, 1):
             pos = idx[k] + step
             if 0 <= pos < len(axis):
@@ -72,7 +77,7 @@ def neighbour_ids(space: SearchSpace, combo_id: int) -> tuple[list[tuple[str, in
                 moved[k] = pos
                 found.append((axis.name, step, int(space.ids_from_indices(moved[None, :])[0])))
     valid = space.valid_mask(np.array([nid for _, _, nid in found], dtype=np.int64)) if found else np.empty(0, bool)
-    return [item for item, ok in zip(found, valid) if ok], tuple(edge)
+    return [item for item, ok in zip(found, valid) if ok], edge_params(space, combo_id)
 
 
 def parameter_stability(evaluator: Evaluator, combo_id: int, objective: str = "sharpe",
