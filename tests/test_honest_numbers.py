@@ -163,3 +163,14 @@ def test_sweep_ranks_winners_with_the_default_trade_count(synthetic_bars, tmp_pa
     best = run.top(1, min_trades=run.manifest["min_trades"])
     assert best.iloc[0]["n_trades"] >= DEFAULT_MIN_TRADES
     assert run.best_params()["entry_z"] == best.iloc[0]["entry_z"]
+
+
+def test_stability_neither_moves_nor_flags_a_param_that_changes_nothing():
+    from threadx.validation.stability import edge_params, neighbour_ids
+
+    space = SearchSpace(get_strategy("bb_atr"), {"bb_period": "10:50:1", "bb_std": "1.5:3.0:0.25"})
+    winner = int(space.ids_from_indices(np.array([[40, 0] + [0] * (len(space.axes) - 2)]))[0])
+    assert space.params(winner)["bb_period"] == 50 and space.params(winner)["bb_std"] == 1.5
+    items, edge = neighbour_ids(space, winner)
+    assert edge == edge_params(space, winner) == ("bb_period",)
+    assert [(p, s) for p, s, _ in items] == [("bb_period", -1)]
