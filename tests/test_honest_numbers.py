@@ -34,7 +34,7 @@ def test_an_all_losing_sweep_gets_no_pbo_or_stability_points(synthetic_bars, tmp
         assert comp.points == 0.0
         assert "no combo is profitable (none of the 30 combos made money" in comp.explanation
         assert GATE_RULE in comp.explanation
-        assert comp.inputs["profitable_combos"] == 0 and comp.inputs["combos"] == 30
+        assert comp.inputs["profitable_combos"] == 0 and comp.inputs["combos_evaluated"] == 30
 
 
 def test_a_walk_forward_with_negative_efficiency_gets_no_pbo_or_stability_points():
@@ -47,6 +47,7 @@ def test_a_walk_forward_with_negative_efficiency_gets_no_pbo_or_stability_points
         comp = _component(report, name)
         assert comp.points == 0.0 and comp.inputs["profitable_out_of_sample"] is False
         assert "the selected combo loses out of sample (OOS/IS ratio -0.87)" in comp.explanation
+        assert comp.inputs["oos_return"] == pytest.approx(wf.oos_summary["total_return"])
 
 
 # --- params that change nothing ------------------------------------------------------------

@@ -661,7 +661,8 @@ def test_stability_points_and_the_edge_cap(value: float, edge: bool | None, poin
 
 def test_stability_explanation_mentions_the_edge() -> None:
     comp = grade(**{**PERFECT, "on_edge": True}).components[4]
-    assert comp.inputs == {"stability": 0.9, "on_edge": True, "profitable_out_of_sample": True}
+    assert comp.inputs == {"stability": 0.9, "on_edge": True, "profitable_out_of_sample": True,
+                           "oos_is_ratio": 1.0, "oos_return": None}
     assert "edge" in comp.explanation
 
 
@@ -767,7 +768,7 @@ def test_no_profitable_combo_is_said_plainly_and_scores_no_pbo_or_stability() ->
                                             "no combo is profitable (none of the 41 combos",
                                             "Grid neighbours keep 90 % of the winner's objective, but 0 of 10 "
                                             "points: no combo is profitable"))
-        assert comp.inputs["profitable_combos"] == 0 and comp.inputs["combos"] == 41
+        assert comp.inputs["profitable_combos"] == 0 and comp.inputs["combos_evaluated"] == 41
 
 
 @pytest.mark.parametrize("ratio", [0.0, None, float("nan")])
@@ -775,6 +776,16 @@ def test_an_unknown_or_zero_oos_ratio_withholds_the_points(ratio) -> None:
     assert withheld_because(ratio) is not None
     points = _points(oos_is_ratio=ratio)
     assert points["pbo"] == 0.0 and points["stability"] == 0.0
+
+
+def test_a_walk_forward_whose_stitched_oos_record_lost_gets_no_pbo_or_stability_points() -> None:
+    # the README example before issue 11: efficiency 0.09 but the stitched OOS record lost 0.64 %
+    g = grade(**{**PERFECT, "oos_is_ratio": 0.0871}, oos_return=-0.0064)
+    for name in ("pbo", "stability"):
+        comp = _component(g, name)
+        assert comp.points == 0.0 and comp.inputs["oos_return"] == -0.0064
+        assert "lost money out of sample (stitched OOS return -0.64 %)" in comp.explanation
+    assert withheld_because(0.5, None, 0.02) is None
 
 
 def test_a_profitable_selection_keeps_its_pbo_and_stability_points() -> None:

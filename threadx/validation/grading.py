@@ -13,8 +13,10 @@
 PBO and stability measure how robustly a combo was selected, which is worth points only
 when the selection makes money: both score 0 unless the selected combo is profitable out
 of sample, i.e. the OOS/IS ratio is positive (mean OOS Sharpe of the selected combo above
-0) and, when the count is given, at least one combo made money over the whole period. The
-explanation of both components then says why, and says plainly when no combo is profitable.
+0), the out-of-sample return, when given (a walk-forward's stitched OOS record), is
+positive and, when the count is given, at least one combo made money over the whole
+period. The explanation of both components then says why, and says plainly when no combo
+is profitable.
 
 Every band boundary belongs to the better side as written (a ratio of exactly 0.5 is on
 the linear part and scores 0, exactly 1.0 scores full marks). A component whose input is
@@ -84,6 +86,7 @@ def grade(
     details: Mapping[str, Mapping[str, Any]] | None = None,
     consistency_of: str = "out-of-sample windows",
     profitable_combos: tuple[int, int] | None = None,
+    oos_return: float | None = None,
 ) -> Grade:
     """Score the six SPEC §7 criteria and grade A-F (see the module docstring for the rules).
 
@@ -95,11 +98,12 @@ def grade(
     ``details``: per component name, the further inputs behind its value (e.g. the mean IS
     and OOS Sharpe behind the ratio), added to that component's ``inputs``;
     ``consistency_of``: what the consistency counts (for a sweep: "time blocks");
-    ``profitable_combos``: (combos with a positive whole-period return, combos evaluated).
-    PBO and stability points need a selection that is profitable out of sample (see
-    :func:`withheld_because`).
+    ``profitable_combos``: (combos with a positive whole-period return, combos evaluated);
+    ``oos_return``: total return of the selection traded out of sample (a walk-forward's
+    stitched record; None when there is none, as for a sweep). PBO and stability points
+    need a selection that is profitable out of sample (see :func:`withheld_because`).
     """
-    gate = withheld_because(oos_is_ratio, profitable_combos)
+    gate = withheld_because(oos_is_ratio, profitable_combos, oos_return)
     components = [
         _ratio_component(oos_is_ratio),
         _p_value_component(p_value),
@@ -109,10 +113,11 @@ def grade(
         _pbo_component(pbo, gate),
     ]
     details = {k: dict(v) for k, v in (details or {}).items()}
+    gate_inputs = {"oos_is_ratio": _number(oos_is_ratio), "oos_return": _number(oos_return)}
     if profitable_combos is not None:
-        counts = {"profitable_combos": int(profitable_combos[0]), "combos": int(profitable_combos[1])}
-        for name in ("stability", "pbo"):
-            details[name] = {**details.get(name, {}), **counts}
+        gate_inputs.update(profitable_combos=int(profitable_combos[0]), combos_evaluated=int(profitable_combos[1]))
+    for name in ("stability", "pbo"):
+        details[name] = {**details.get(name, {}), **gate_inputs}
     if details:
         components = [replace(c, inputs={**c.inputs, **details.get(c.name, {})}) for c in components]
     # Rounded so that a sum like 84.99999999999999 of exact 85 does not fall a band.
@@ -136,13 +141,16 @@ def grade(
 
 
 GATE_RULE = ("PBO and stability points are given only when the selected combo makes money out of sample "
-             "(a positive OOS/IS ratio): they measure how robustly something worth selecting was selected.")
+             "(a positive OOS/IS ratio and OOS return): they measure how robustly something worth selecting was "
+             "selected.")
 
 
-def withheld_because(oos_is_ratio: float | None, profitable_combos: tuple[int, int] | None = None) -> str | None:
+def withheld_because(oos_is_ratio: float | None, profitable_combos: tuple[int, int] | None = None,
+                     oos_return: float | None = None) -> str | None:
     """Why PBO and stability score nothing, or None when the selected combo is profitable out of
-    sample: a positive OOS/IS ratio and, when counted, at least one combo with a positive return."""
-    ratio = _number(oos_is_ratio)
+    sample: a positive OOS/IS ratio, a positive out-of-sample return when given and, when
+    counted, at least one combo with a positive whole-period return."""
+    ratio, made = _number(oos_is_ratio), _number(oos_return)
     if profitable_combos is not None and profitable_combos[0] == 0:
         return (f"no combo is profitable (none of the {profitable_combos[1]:,} combos made money over the whole "
                 f"period). {GATE_RULE}")
@@ -151,6 +159,9 @@ def withheld_because(oos_is_ratio: float | None, profitable_combos: tuple[int, i
                 + GATE_RULE)
     if ratio <= 0:
         return f"the selected combo loses out of sample (OOS/IS ratio {ratio:.2f}). {GATE_RULE}"
+    if made is not None and made <= 0:
+        return (f"the selected combos lost money out of sample (stitched OOS return {100 * made:.2f} %). "
+                + GATE_RULE)
     return None
 
 

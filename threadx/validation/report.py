@@ -331,7 +331,8 @@ def validate_walk_forward(wf: WalkForwardResult, *, n: int = 1000, block: int | 
         wf.oos_equity, {"from": "window winners", "mean_is_sharpe": _column_mean(table, "is_sharpe"),
                         "mean_oos_sharpe": _column_mean(table, "oos_sharpe"),
                         "windows": int(table["combo_id"].notna().sum())},
-        _profitable(wf.full_metrics[distinct, METRIC_NAMES.index("total_return")]))
+        _profitable(wf.full_metrics[distinct, METRIC_NAMES.index("total_return")]),
+        wf.oos_summary.get("total_return"))
 
 
 def _column_mean(table: pd.DataFrame, column: str) -> float | None:
@@ -346,7 +347,7 @@ def _profitable(total_returns: Any) -> tuple[int, int]:
 
 
 def _report(source, robust, dsr, pbo_result, pbo_error, stab, periods, ratio, consistency, n_trades,
-            equity, ratio_inputs, profitable) -> ValidationReport:
+            equity, ratio_inputs, profitable, oos_return=None) -> ValidationReport:
     boot = robust.bootstrap
     finite = stab.neighbours["objective"].dropna()
     details = {
@@ -366,7 +367,7 @@ def _report(source, robust, dsr, pbo_result, pbo_error, stab, periods, ratio, co
     }
     graded = grade(oos_is_ratio=ratio, p_value=boot.p_value, consistency=consistency, dsr=dsr.dsr,
                    stability=stab.ratio, on_edge=bool(stab.on_edge), pbo=None if pbo_result is None else pbo_result.pbo,
-                   n_trades=n_trades, details=details, profitable_combos=profitable,
+                   n_trades=n_trades, details=details, profitable_combos=profitable, oos_return=oos_return,
                    consistency_of="out-of-sample windows" if source["kind"] == "walk_forward" else "time blocks")
     regimes = regime_summary(periods["regime"].tolist(), periods["sharpe"].to_numpy(dtype=float),
                              periods["return"].to_numpy(dtype=float))
