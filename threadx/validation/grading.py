@@ -118,8 +118,7 @@ def grade(
         gate_inputs.update(profitable_combos=int(profitable_combos[0]), combos_evaluated=int(profitable_combos[1]))
     for name in ("stability", "pbo"):
         details[name] = {**details.get(name, {}), **gate_inputs}
-    if details:
-        components = [replace(c, inputs={**c.inputs, **details.get(c.name, {})}) for c in components]
+    components = [replace(c, inputs={**c.inputs, **details.get(c.name, {})}) for c in components]
     # Rounded so that a sum like 84.99999999999999 of exact 85 does not fall a band.
     score = round(sum(c.points for c in components), 9)
     uncapped = letter_for(score)
