@@ -9,14 +9,16 @@ import time
 import streamlit as st
 
 import threadx
+from threadx.config import DEFAULT_MIN_TRADES
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
-from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace, size_band
+from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace, size_band, stored_axes
 from threadx.optimize.store import ResultStore
 from threadx.ui import charts
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import cuda_status, dataset_picker, handover, strategy_picker
 from threadx.ui.widgets import space_editor
+from threadx.validation.stability import edge_params
 
 # How long one script run follows a running sweep before starting a fresh run (tests set 0:
 # render the current state once and return).
@@ -50,7 +52,8 @@ seed = int(c[2].number_input("Seed", min_value=0, value=42, step=1, key="opt_see
 objective = c[3].selectbox("Objective", list(METRIC_NAMES), index=list(METRIC_NAMES).index("sharpe"),
                            key="opt_objective")
 maximize = c[4].selectbox("Direction", ["maximise", "minimise"], key="opt_direction") == "maximise"
-min_trades = int(c[5].number_input("Min trades", min_value=0, value=0, step=5, key="opt_min_trades"))
+min_trades = int(c[5].number_input("Min trades", min_value=0, value=DEFAULT_MIN_TRADES, step=5, key="opt_min_trades",
+                                   help="Fewest trades of the winner: a Sharpe of a few trades is luck"))
 gpu = cuda_status()
 use_gpu = gpu.available and bool(st.session_state.get("opt_gpu"))
 c = st.columns(6)
@@ -181,6 +184,15 @@ if run_id:
             if st.button("Open in Backtest", key="opt_open_best"):
                 handover(m["strategy"], best_params, m.get("dataset") and st.session_state.get("dataset"))
                 st.switch_page("pages/2_Backtest.py")
+        if not best.empty:  # a winner at an edge of its searched range: the optimum may lie outside
+            axes = {a["name"]: a["values"] for a in m["space"]["axes"]}
+            edges = [p for p in edge_params(SearchSpace(specs[m["strategy"]], stored_axes(m["space"])),
+                                            int(best.iloc[0]["combo_id"])) if not isinstance(axes[p][0], (bool, str))]
+            if edges:  # numeric ranges only: a bool or a choice has no range to widen
+                st.warning("The best combo sits on the edge of its searched range for "
+                           + ", ".join(f"`{p}={best_params[p]}` (searched {min(axes[p])} to {max(axes[p])})"
+                                       for p in edges)
+                           + ": the optimum may lie outside it. Widen these ranges and run again.")
 
         tabs = st.tabs(["Heatmap", "Parallel coordinates", "Pareto", "Export"])
         with tabs[0]:

@@ -21,7 +21,7 @@ import pandas as pd
 import streamlit as st
 
 import threadx
-from threadx.config import settings
+from threadx.config import DEFAULT_MIN_TRADES, settings
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
 from threadx.optimize.space import SearchSpace, size_band
@@ -368,7 +368,8 @@ with tab_wf:
     names = list(METRIC_NAMES)
     objective = c[3].selectbox("Objective", names, index=names.index("sharpe"), key="wf_objective")
     maximize = c[4].selectbox("Direction", ["maximise", "minimise"], key="wf_direction") == "maximise"
-    min_trades = int(c[5].number_input("Min trades (IS)", min_value=0, value=0, step=5, key="wf_min_trades"))
+    min_trades = int(c[5].number_input("Min trades (IS)", min_value=0, value=DEFAULT_MIN_TRADES, step=5,
+                                       key="wf_min_trades"))
     c = st.columns(6)
     boot_n = int(c[0].number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=1000, step=100,
                                    key="wf_boot"))

@@ -30,7 +30,7 @@ from threadx.validation.dsr import (
     probabilistic_sharpe_ratio,
     sharpe_moments,
 )
-from threadx.validation.grading import grade, letter_for
+from threadx.validation.grading import GATE_RULE, grade, letter_for, withheld_because
 from threadx.validation.pbo import pbo_from_moments, pbo_from_returns
 from threadx.validation.regimes import classify_regime, regime_summary
 
@@ -661,7 +661,9 @@ def test_stability_points_and_the_edge_cap(value: float, edge: bool | None, poin
 
 def test_stability_explanation_mentions_the_edge() -> None:
     comp = grade(**{**PERFECT, "on_edge": True}).components[4]
-    assert comp.inputs == {"stability": 0.9, "on_edge": True} and "edge" in comp.explanation
+    assert comp.inputs == {"stability": 0.9, "on_edge": True, "profitable_out_of_sample": True,
+                           "oos_is_ratio": 1.0, "oos_return": None}
+    assert "edge" in comp.explanation
 
 
 @pytest.mark.parametrize(("value", "points"), [
@@ -738,3 +740,56 @@ def test_explanations_are_single_plain_sentences() -> None:
         assert text.endswith(".") and text.count(". ") == 0
     assert g.score == pytest.approx(4.8 + 20 + 12 + 13.5 + 5 + 11.25)
     assert g.letter == "C" and g.cap is None
+
+
+# ------------------------------------------------ PBO and stability need a profitable selection
+
+def _component(g, name: str):
+    return next(c for c in g.components if c.name == name)
+
+
+def test_a_selection_that_loses_out_of_sample_gets_no_pbo_or_stability_points() -> None:
+    # the walk-forward of issue 11: efficiency -0.80 had PBO 15/15 and stability 9/10
+    g = grade(**{**PERFECT, "oos_is_ratio": -0.8, "pbo": 0.05, "stability": 0.88})
+    for name in ("pbo", "stability"):
+        comp = _component(g, name)
+        assert comp.points == 0.0 and comp.value is not None
+        assert "loses out of sample (OOS/IS ratio -0.80)" in comp.explanation
+        assert GATE_RULE in comp.explanation and comp.inputs["profitable_out_of_sample"] is False
+    assert g.score == 20 + 20 + 15  # p-value, consistency, DSR
+
+
+def test_no_profitable_combo_is_said_plainly_and_scores_no_pbo_or_stability() -> None:
+    g = grade(**PERFECT, profitable_combos=(0, 41))
+    for name in ("pbo", "stability"):
+        comp = _component(g, name)
+        assert comp.points == 0.0
+        assert comp.explanation.startswith(("Probability of backtest overfitting is 0.10, but 0 of 15 points: "
+                                            "no combo is profitable (none of the 41 combos",
+                                            "Grid neighbours keep 90 % of the winner's objective, but 0 of 10 "
+                                            "points: no combo is profitable"))
+        assert comp.inputs["profitable_combos"] == 0 and comp.inputs["combos_evaluated"] == 41
+
+
+@pytest.mark.parametrize("ratio", [0.0, None, float("nan")])
+def test_an_unknown_or_zero_oos_ratio_withholds_the_points(ratio) -> None:
+    assert withheld_because(ratio) is not None
+    points = _points(oos_is_ratio=ratio)
+    assert points["pbo"] == 0.0 and points["stability"] == 0.0
+
+
+def test_a_walk_forward_whose_stitched_oos_record_lost_gets_no_pbo_or_stability_points() -> None:
+    # the README example before issue 11: efficiency 0.09 but the stitched OOS record lost 0.64 %
+    g = grade(**{**PERFECT, "oos_is_ratio": 0.0871}, oos_return=-0.0064)
+    for name in ("pbo", "stability"):
+        comp = _component(g, name)
+        assert comp.points == 0.0 and comp.inputs["oos_return"] == -0.0064
+        assert "lost money out of sample (stitched OOS return -0.64 %)" in comp.explanation
+    assert withheld_because(0.5, None, 0.02) is None
+
+
+def test_a_profitable_selection_keeps_its_pbo_and_stability_points() -> None:
+    g = grade(**{**PERFECT, "oos_is_ratio": 0.01}, profitable_combos=(3, 41))
+    assert _component(g, "pbo").points == 15.0 and _component(g, "stability").points == 10.0
+    assert _component(g, "pbo").inputs["profitable_out_of_sample"] is True
+    assert withheld_because(0.01, (3, 41)) is None and withheld_because(math.inf) is None

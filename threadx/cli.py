@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL
+from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL, DEFAULT_MIN_TRADES
 from threadx.errors import ThreadXError
 from threadx.gpu.cli import add_gpu_commands
 
@@ -576,7 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--objective", default="sharpe")
     p.add_argument("--minimize", action="store_true")
-    p.add_argument("--min-trades", type=int, default=0)
+    p.add_argument("--min-trades", type=int, default=DEFAULT_MIN_TRADES,
+                   help=f"fewest trades of a winner (default {DEFAULT_MIN_TRADES})")
     p.add_argument("--workers", type=int)
     p.add_argument("--executor", choices=("auto", "local", "inline", "dask", "gpu"), default="auto")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786) for --executor dask; "
@@ -607,7 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--objective", default="sharpe")
     p.add_argument("--minimize", action="store_true")
-    p.add_argument("--min-trades", type=int, default=0)
+    p.add_argument("--min-trades", type=int, default=DEFAULT_MIN_TRADES,
+                   help=f"fewest trades of a winner (default {DEFAULT_MIN_TRADES})")
     p.add_argument("--workers", type=int)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--block", type=int, help="bootstrap block length in bars (default sqrt of the bar count)")

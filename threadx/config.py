@@ -27,6 +27,9 @@ DEFAULT_SEED = 42
 # (Binance spot: 5 USDT). An entry below it is skipped and counted in n_skipped, so a
 # shrinking account stops trading dust instead of compounding 1e-14 SOL orders.
 DEFAULT_MIN_NOTIONAL = 5.0
+# Fewest trades a combo needs to be picked as a sweep's winner or a walk-forward window's
+# IS winner (API, CLI, job registry, pages): a Sharpe of 0-2 trades is luck, not a winner.
+DEFAULT_MIN_TRADES = 10
 DEFAULT_CACHE_LIMIT_BYTES = 2**30  # indicator disk cache, 1 GiB (env THREADX_CACHE_LIMIT)
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 import threadx
+from threadx.config import DEFAULT_MIN_TRADES
 from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, options_from
@@ -90,7 +91,7 @@ def sweep(
     seed: int = 42,
     objective: str = "sharpe",
     maximize: bool = True,
-    min_trades: int = 0,
+    min_trades: int = DEFAULT_MIN_TRADES,
     workers: int | None = None,
     executor: str = "auto",
     run_id: str | None = None,

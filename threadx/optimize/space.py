@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 import numpy as np
+import pandas as pd
 
 from threadx.errors import ParamError
 from threadx.strategy.base import Param, StrategySpec
@@ -171,9 +172,40 @@ class SearchSpace:
 
 
 def declared_space(strategy: StrategySpec) -> dict[str, dict[str, float]]:
-    """The optimisation ranges the strategy declares (``Param.opt_range``) as a space."""
+    """The optimisation ranges the strategy declares (``Param.opt_range``) as a space; params
+    declared ``affects_results=False`` are left out (they stay at their defaults)."""
     return {p.name: {"min": p.opt_range[0], "max": p.opt_range[1], "step": p.opt_range[2]}
-            for p in strategy.params if p.opt_range}
+            for p in strategy.params if searched_by_default(p)}
+
+
+def searched_by_default(param: Param) -> bool:
+    """True when a default search space ranges over ``param``: a declared range, and it affects results."""
+    return bool(param.opt_range) and param.affects_results
+
+
+def stored_axes(stored: Mapping[str, Any]) -> dict[str, dict[str, list]]:
+    """A space stored by :meth:`SearchSpace.to_dict` as a space argument (same axes, same combo ids)."""
+    return {a["name"]: {"values": a["values"]} for a in stored["axes"]}
+
+
+def distinct_effective(strategy: StrategySpec, params: pd.DataFrame, prefer: int | None = None) -> np.ndarray:
+    """Mask keeping one row per effective combo of ``params`` (one column per param).
+
+    Rows that differ only in params declared ``affects_results=False`` give the same
+    results and form one group; its first row is kept, or row ``prefer`` (a position) for
+    its own group. Every row is kept when every param affects results.
+    """
+    names = [n for n in strategy.effective_names if n in params.columns]
+    keep = np.ones(len(params), dtype=bool)
+    if len(names) == len(params.columns) or not len(params):
+        return keep
+    order = np.arange(len(params))
+    if prefer is not None:
+        order = np.concatenate([[prefer], np.delete(order, prefer)])
+    ordered = params.iloc[order]
+    dup = ordered.duplicated(subset=names).to_numpy() if names else np.arange(len(order)) > 0
+    keep[order] = ~dup
+    return keep
 
 
 def size_band(n_combos: int, rate_per_s: float = 5_000.0, limit: int = DEFAULT_GRID_LIMIT) -> str:

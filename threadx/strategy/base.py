@@ -23,7 +23,10 @@ class Param:
     """One typed strategy parameter.
 
     ``min``/``max`` bound what the engine accepts; ``opt_range`` = (low, high, step) is
-    the range suggested for optimisation.
+    the range suggested for optimisation. ``affects_results=False`` declares a param that
+    changes no signal, exit or fill (e.g. a band drawn on the chart only): default search
+    spaces leave it at its default, and combos that differ only in such params count as one
+    trial (DSR, PBO).
     """
 
     name: str
@@ -35,6 +38,7 @@ class Param:
     choices: tuple = ()
     opt_range: tuple[float, float, float] | None = None
     description: str = ""
+    affects_results: bool = True
 
     def coerce(self, value: Any) -> Any:
         """Value converted to this param's type and checked against its bounds."""
@@ -80,6 +84,7 @@ class Param:
             "choices": list(self.choices),
             "opt_range": list(self.opt_range) if self.opt_range else None,
             "description": self.description,
+            "affects_results": self.affects_results,
         }
 
 
@@ -157,6 +162,11 @@ class StrategySpec:
     @property
     def param_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)
+
+    @property
+    def effective_names(self) -> tuple[str, ...]:
+        """Names of the params that affect results (``Param.affects_results``)."""
+        return tuple(p.name for p in self.params if p.affects_results)
 
     def defaults(self) -> dict[str, Any]:
         """The declared defaults."""

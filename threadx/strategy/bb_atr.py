@@ -1,7 +1,9 @@
 """bb_atr: Bollinger mean reversion with ATR risk, the flagship (SPEC §4).
 
 Entries use the true z-score ((close - mid) / sigma, sigma the population std of the
-last ``bb_period`` closes) against ``entry_z``; ``bb_std`` sets the drawn bands only.
+last ``bb_period`` closes) against ``entry_z``; ``bb_std`` sets the drawn bands only (z and the mid band, the only
+Bollinger lines the signals and exits read, do not depend on it), so it is declared
+``affects_results=False``.
 """
 from __future__ import annotations
 
@@ -49,8 +51,8 @@ SPEC = StrategySpec(
     "ATR stop (optionally trailing), target back at the middle band, max holding time, risk sizing.",
     params=(
         Param("bb_period", "int", 20, 2, 500, 1, opt_range=(10, 50, 1), description="Bollinger length (bars)"),
-        Param("bb_std", "float", 2.0, 0.1, 5.0, 0.25, opt_range=(1.5, 3.0, 0.25),
-              description="band width in std (drawn bands)"),
+        Param("bb_std", "float", 2.0, 0.1, 5.0, 0.25, opt_range=(1.5, 3.0, 0.25), affects_results=False,
+              description="band width in std (drawn bands only: entries use entry_z, exits the mid band)"),
         Param("entry_z", "float", 1.0, 0.1, 5.0, 0.1, opt_range=(0.5, 2.5, 0.1),
               description="entry threshold in true standard deviations"),
         Param("atr_period", "int", 14, 1, 200, 1, opt_range=(7, 21, 1), description="ATR length (bars)"),

@@ -22,6 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from threadx.config import DEFAULT_MIN_TRADES
 from threadx.errors import ThreadXError
 from threadx.ui.jobs import FINAL_STATES, now_iso, read_json, registry_for_job, write_json_atomic
 
@@ -123,7 +124,8 @@ class JobRunner:
         kwargs: dict[str, Any] = {
             "sampler": p.get("sampler", "grid"), "n": p.get("n"), "seed": p.get("seed", 42),
             "objective": p.get("objective", "sharpe"), "maximize": p.get("maximize", True),
-            "min_trades": p.get("min_trades", 0), "workers": p.get("workers"), "executor": p.get("executor", "auto"),
+            "min_trades": p.get("min_trades", DEFAULT_MIN_TRADES), "workers": p.get("workers"),
+            "executor": p.get("executor", "auto"),
             "run_id": p["run_id"], "scheduler": p.get("scheduler"), "chunk_size": p.get("chunk_size"),
         }
         for key in ("adaptive_rounds", "patience", "grid_limit"):

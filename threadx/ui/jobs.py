@@ -47,7 +47,7 @@ from typing import Any, Mapping
 
 from filelock import FileLock
 
-from threadx.config import settings
+from threadx.config import DEFAULT_MIN_TRADES, settings
 from threadx.errors import ParamError, ThreadXError
 from threadx.names import check_name
 from threadx.procs import live_process
@@ -66,7 +66,7 @@ SWEEP_PARAM_KEYS = (
 )
 SWEEP_DEFAULTS: dict[str, Any] = {
     "timeframe": None, "start": None, "end": None, "space": {}, "sampler": "grid", "n": None, "seed": 42,
-    "objective": "sharpe", "maximize": True, "min_trades": 0, "workers": None, "executor": "auto",
+    "objective": "sharpe", "maximize": True, "min_trades": DEFAULT_MIN_TRADES, "workers": None, "executor": "auto",
     "scheduler": None, "chunk_size": None, "adaptive_rounds": 5, "patience": 2, "grid_limit": None,
     "engine_options": {}, "label": "", "run_id": None,
 }
@@ -80,8 +80,8 @@ WALKFORWARD_PARAM_KEYS = (
 WALKFORWARD_DEFAULTS: dict[str, Any] = {
     "timeframe": None, "start": None, "end": None, "space": {}, "is_bars": None, "is_days": None,
     "oos_bars": None, "oos_days": None, "step_bars": None, "step_days": None, "anchored": False,
-    "sampler": "random", "n": 1000, "seed": 42, "objective": "sharpe", "maximize": True, "min_trades": 0,
-    "workers": None, "engine_options": {}, "label": "", "run_id": None, "bootstrap": 1000, "S": 16,
+    "sampler": "random", "n": 1000, "seed": 42, "objective": "sharpe", "maximize": True,
+    "min_trades": DEFAULT_MIN_TRADES, "workers": None, "engine_options": {}, "label": "", "run_id": None, "bootstrap": 1000, "S": 16,
 }
 
 _STARTING_GRACE_S = 60.0  # a launch that left no process record for this long is failed

@@ -5,6 +5,7 @@ from typing import Any
 
 import streamlit as st
 
+from threadx.optimize.space import searched_by_default
 from threadx.strategy.base import Param, StrategySpec
 
 
@@ -45,17 +46,24 @@ def param_form(spec: StrategySpec, values: dict[str, Any], key_prefix: str, colu
 
 
 def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
-    """Per param: fixed value or range (min, max, step); returns a space dict for sweeps."""
+    """Per param: fixed value or range (min, max, step); returns a space dict for sweeps.
+
+    The first two declared params start as ranges when they are searched by default (a
+    declared range, affecting results); a param that does not affect results starts fixed
+    and says so."""
     space: dict[str, Any] = {}
+    ranged = [p.name for p in spec.params[:2] if searched_by_default(p)]
     header = st.columns([2, 2, 2, 2, 2])
     for label, col in zip(("param", "mode", "min / value", "max", "step"), header):
         col.caption(label)
     for p in spec.params:
         row = st.columns([2, 2, 2, 2, 2])
-        row[0].markdown(f"`{p.name}`")
+        row[0].markdown(f"`{p.name}`" + ("" if p.affects_results else " (display only)"),
+                        help=None if p.affects_results else "Does not change any result: left out of the "
+                        "default search, every value gives the same backtest.")
         key = f"{key_prefix}:{spec.name}:{p.name}"
         if p.kind in ("int", "float"):
-            default_mode = "range" if p.opt_range and spec.params.index(p) < 2 else "fixed"
+            default_mode = "range" if p.name in ranged else "fixed"
             mode = row[1].selectbox("mode", ["fixed", "range"], index=["fixed", "range"].index(default_mode),
                                     key=f"{key}:mode", label_visibility="collapsed")
             lo, hi, step = p.opt_range or (p.default, p.default, p.step or 1)

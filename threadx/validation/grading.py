@@ -10,6 +10,14 @@
 |              |     | 0..10; >= 0.9 -> 10; a winner on a grid edge gets at most 5          |
 | PBO          | 15  | <= 0.1 -> 15; 0.1..0.5 linear 15..0; >= 0.5 -> 0                     |
 
+PBO and stability measure how robustly a combo was selected, which is worth points only
+when the selection makes money: both score 0 unless the selected combo is profitable out
+of sample, i.e. the OOS/IS ratio is positive (mean OOS Sharpe of the selected combo above
+0), the out-of-sample return, when given (a walk-forward's stitched OOS record), is
+positive and, when the count is given, at least one combo made money over the whole
+period. The explanation of both components then says why, and says plainly when no combo
+is profitable.
+
 Every band boundary belongs to the better side as written (a ratio of exactly 0.5 is on
 the linear part and scores 0, exactly 1.0 scores full marks). A component whose input is
 None or NaN scores 0 and says "not available". Bands: A >= 85, B >= 70, C >= 55, D >= 40,
@@ -77,6 +85,8 @@ def grade(
     n_trades: int | None,
     details: Mapping[str, Mapping[str, Any]] | None = None,
     consistency_of: str = "out-of-sample windows",
+    profitable_combos: tuple[int, int] | None = None,
+    oos_return: float | None = None,
 ) -> Grade:
     """Score the six SPEC §7 criteria and grade A-F (see the module docstring for the rules).
 
@@ -87,18 +97,28 @@ def grade(
     backtest overfitting; ``n_trades``: trades behind the result (caps the grade);
     ``details``: per component name, the further inputs behind its value (e.g. the mean IS
     and OOS Sharpe behind the ratio), added to that component's ``inputs``;
-    ``consistency_of``: what the consistency counts (for a sweep: "time blocks").
+    ``consistency_of``: what the consistency counts (for a sweep: "time blocks");
+    ``profitable_combos``: (combos with a positive whole-period return, combos evaluated);
+    ``oos_return``: total return of the selection traded out of sample (a walk-forward's
+    stitched record; None when there is none, as for a sweep). PBO and stability points
+    need a selection that is profitable out of sample (see :func:`withheld_because`).
     """
+    gate = withheld_because(oos_is_ratio, profitable_combos, oos_return)
     components = [
         _ratio_component(oos_is_ratio),
         _p_value_component(p_value),
         _consistency_component(consistency, consistency_of),
         _dsr_component(dsr),
-        _stability_component(stability, on_edge),
-        _pbo_component(pbo),
+        _stability_component(stability, on_edge, gate),
+        _pbo_component(pbo, gate),
     ]
-    if details:
-        components = [replace(c, inputs={**c.inputs, **dict(details.get(c.name, {}))}) for c in components]
+    details = {k: dict(v) for k, v in (details or {}).items()}
+    gate_inputs = {"oos_is_ratio": _number(oos_is_ratio), "oos_return": _number(oos_return)}
+    if profitable_combos is not None:
+        gate_inputs.update(profitable_combos=int(profitable_combos[0]), combos_evaluated=int(profitable_combos[1]))
+    for name in ("stability", "pbo"):
+        details[name] = {**details.get(name, {}), **gate_inputs}
+    components = [replace(c, inputs={**c.inputs, **details.get(c.name, {})}) for c in components]
     # Rounded so that a sum like 84.99999999999999 of exact 85 does not fall a band.
     score = round(sum(c.points for c in components), 9)
     uncapped = letter_for(score)
@@ -117,6 +137,31 @@ def grade(
         cap = f"capped at {limit} (score alone gives {uncapped}): {reason}"
     return Grade(letter=letter, score=score, components=components, cap=cap, uncapped_letter=uncapped,
                  n_trades=trades)
+
+
+GATE_RULE = ("PBO and stability points are given only when the selected combo makes money out of sample "
+             "(a positive OOS/IS ratio and OOS return): they measure how robustly something worth selecting was "
+             "selected.")
+
+
+def withheld_because(oos_is_ratio: float | None, profitable_combos: tuple[int, int] | None = None,
+                     oos_return: float | None = None) -> str | None:
+    """Why PBO and stability score nothing, or None when the selected combo is profitable out of
+    sample: a positive OOS/IS ratio, a positive out-of-sample return when given and, when
+    counted, at least one combo with a positive whole-period return."""
+    ratio, made = _number(oos_is_ratio), _number(oos_return)
+    if profitable_combos is not None and profitable_combos[0] == 0:
+        return (f"no combo is profitable (none of the {profitable_combos[1]:,} combos made money over the whole "
+                f"period). {GATE_RULE}")
+    if ratio is None:
+        return ("the selected combo is not shown to make money out of sample (OOS/IS ratio not available). "
+                + GATE_RULE)
+    if ratio <= 0:
+        return f"the selected combo loses out of sample (OOS/IS ratio {ratio:.2f}). {GATE_RULE}"
+    if made is not None and made <= 0:
+        return (f"the selected combos lost money out of sample (stitched OOS return {100 * made:.2f} %). "
+                + GATE_RULE)
+    return None
 
 
 def letter_for(score: float) -> str:
@@ -177,7 +222,7 @@ def _dsr_component(x: float | None) -> Component:
                      "at 1.0).")
 
 
-def _stability_component(x: float | None, on_edge: bool | None) -> Component:
+def _stability_component(x: float | None, on_edge: bool | None, withheld: str | None = None) -> Component:
     name, top = "stability", 10.0
     v = _number(x)
     edge = bool(on_edge) if on_edge is not None else None
@@ -187,24 +232,32 @@ def _stability_component(x: float | None, on_edge: bool | None) -> Component:
     pts = 0.0 if v < 0.5 else _linear(v, 0.5, 0.9, top)
     if edge:
         pts = min(pts, 5.0)
-        text = (f"Grid neighbours keep {100 * v:.0f} % of the winner's objective, but the winner sits on a grid "
-                f"edge so the optimum may lie outside the range: {_pts(pts)} of {top:g} points (at most 5 on an "
-                "edge; none below 50 %).")
+        lead = (f"Grid neighbours keep {100 * v:.0f} % of the winner's objective and the winner sits on a grid "
+                "edge, so the optimum may lie outside the range")
+        rule = "(at most 5 on an edge; none below 50 %)."
     else:
-        text = (f"Grid neighbours keep {100 * v:.0f} % of the winner's objective: {_pts(pts)} of {top:g} points "
-                "(none below 50 %, full marks at 90 %).")
-    return Component(name, pts, top, v, {"stability": v, "on_edge": edge}, text)
+        lead = f"Grid neighbours keep {100 * v:.0f} % of the winner's objective"
+        rule = "(none below 50 %, full marks at 90 %)."
+    return _scored(name, pts, top, v, {"stability": v, "on_edge": edge}, lead, rule, withheld)
 
 
-def _pbo_component(x: float | None) -> Component:
+def _pbo_component(x: float | None, withheld: str | None = None) -> Component:
     name, top = "pbo", 15.0
     v = _number(x)
     if v is None:
         return _missing(name, top, x, "Probability of backtest overfitting")
     pts = top if v <= 0.1 else (0.0 if v >= 0.5 else round(top * (0.5 - v) / 0.4, 9))
-    return Component(name, pts, top, v, {"pbo": v},
-                     f"Probability of backtest overfitting is {v:.2f}: {_pts(pts)} of {top:g} points "
-                     "(full marks at 0.10 or less, none at 0.50 or more).")
+    return _scored(name, pts, top, v, {"pbo": v}, f"Probability of backtest overfitting is {v:.2f}",
+                   "(full marks at 0.10 or less, none at 0.50 or more).", withheld)
+
+
+def _scored(name: str, pts: float, top: float, v: float, inputs: dict[str, Any], lead: str, rule: str,
+            withheld: str | None) -> Component:
+    """A component of ``pts`` points, or of none with the reason when ``withheld`` says why."""
+    inputs = {**inputs, "profitable_out_of_sample": withheld is None}
+    if withheld is not None:
+        return Component(name, 0.0, top, v, inputs, f"{lead}, but 0 of {top:g} points: {withheld}")
+    return Component(name, pts, top, v, inputs, f"{lead}: {_pts(pts)} of {top:g} points {rule}")
 
 
 def _pts(points: float) -> str:

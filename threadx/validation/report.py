@@ -10,10 +10,12 @@ Where the inputs come from (documented choices):
   OOS/IS ratio = mean OOS Sharpe / mean IS Sharpe of the IS-selected combo over the CSCV
   splits of PBO; consistency = share of the S time blocks in which the winner made
   money; regimes = one label per time block.
-- both: DSR with N = combos evaluated and the variance of their per-bar Sharpe ratios
-  (whole period; for a walk-forward the tested Sharpe is the stitched OOS one, already
-  out of sample, so deflating it is conservative); PBO over the stored per-block
-  returns of every combo; stability around the whole-period winner; trade-order
+- both: DSR with N = distinct effective combos evaluated (combos that differ only in
+  params declared ``affects_results=False`` give the same results and count once) and
+  the variance of their per-bar Sharpe ratios (whole period; for a walk-forward the
+  tested Sharpe is the stitched OOS one, already out of sample, so deflating it is
+  conservative); PBO over the stored per-block returns of the same distinct combos (the
+  winner represents its group); stability around the whole-period winner; trade-order
   shuffles of the winner's trades for the drawdown distribution.
 """
 from __future__ import annotations
@@ -34,7 +36,9 @@ from threadx.engine.layout import METRIC_NAMES
 from threadx.engine.metrics import per_bar_returns
 from threadx.errors import ParamError, ThreadXError
 from threadx.optimize.evaluate import Evaluator, SweepTask
+from threadx.optimize.space import distinct_effective, stored_axes
 from threadx.optimize.store import ResultStore, SweepRun
+from threadx.strategy.base import get_strategy
 from threadx.validation.bootstrap import BootstrapResult, block_bootstrap, drawdown_quantiles, trade_shuffle_drawdowns
 from threadx.validation.common import json_safe, to_python
 from threadx.validation.dsr import DSRResult, deflated_sharpe_from_returns
@@ -161,8 +165,7 @@ def stored_evaluator(strategy: str, space: Mapping[str, Any], engine: Mapping[st
     if isinstance(engine.get("funding"), str):
         raise ParamError(f"{what} used a funding series that is not stored; validate it from Python with the "
                          "same funding")
-    axes = {a["name"]: {"values": a["values"]} for a in space["axes"]}
-    return Evaluator(SweepTask(strategy, axes, options_from(**engine), None, n_blocks), bars, _bank())
+    return Evaluator(SweepTask(strategy, stored_axes(space), options_from(**engine), None, n_blocks), bars, _bank())
 
 
 def sweep_data(run: SweepRun, df: pd.DataFrame | Bars | None = None) -> Bars:
@@ -198,31 +201,52 @@ def _load(run: SweepRun | str, store: Any) -> SweepRun:
 
 
 def _winner(run: SweepRun) -> pd.Series:
-    best = run.top(1, min_trades=int(run.manifest.get("min_trades", 0)))
+    min_trades = int(run.manifest.get("min_trades", 0))
+    best = run.top(1, min_trades=min_trades)
     if best.empty:
-        raise ThreadXError(f"run {run.run_id} has no successful combo to validate")
+        enough = f" with at least {min_trades} trades (min_trades)" if min_trades else ""
+        raise ThreadXError(f"run {run.run_id} has no successful combo{enough} to validate")
     return best.iloc[0]
 
 
 def deflated_sharpe(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *, store: Any = None) -> DSRResult:
-    """Deflated Sharpe ratio of a sweep's winner: N = combos evaluated, V = variance of their
-    per-bar Sharpe ratios, skewness and kurtosis of the winner's per-bar returns."""
+    """Deflated Sharpe ratio of a sweep's winner: N = distinct effective combos evaluated, V =
+    variance of their per-bar Sharpe ratios, skewness and kurtosis of the winner's per-bar returns."""
     run = _load(run, store)
     bars = sweep_data(run, df)
     equity = _winner_run(run, _winner(run), sweep_evaluator(run, bars))[3]
-    return _dsr(per_bar_returns(equity, _capital(run)), _trial_sharpes(run), bars_per_year(bars.timeframe))
+    trials = _distinct_trials(run)[0]
+    return _dsr(per_bar_returns(equity, _capital(run)), trials["sharpe"], bars_per_year(bars.timeframe))
 
 
 def pbo(run: SweepRun | str, S: int = 16, *, store: Any = None, max_combos: int = PBO_MAX_COMBOS,
         seed: int = 42) -> PBOResult:
     """Probability of backtest overfitting (CSCV) from the sweep's stored block returns."""
     run = _load(run, store)
-    return _sweep_pbo(run, int(_winner(run)["combo_id"]), S, max_combos, seed)
+    winner = int(_winner(run)["combo_id"])
+    return _sweep_pbo(run, _distinct_trials(run, winner), winner, S, max_combos, seed)
 
 
-def _sweep_pbo(run: SweepRun, winner: int, S: int, max_combos: int, seed: int) -> PBOResult:
-    ok_ids = run.ok_ids()
-    subset = None
+def _distinct_trials(run: SweepRun, winner: int | None = None) -> tuple[pd.DataFrame, int]:
+    """(combo_id, sharpe and total_return of one successful combo per effective combo, number of
+    successful combos). Combos that differ only in params declared ``affects_results=False``
+    count once; ``winner`` represents its own group."""
+    spec = get_strategy(run.manifest["strategy"])
+    inert = [a["name"] for a in run.manifest["space"]["axes"]
+             if len(a["values"]) > 1 and a["name"] not in spec.effective_names]
+    rows = run.ok_columns(["sharpe", "total_return", *(run.param_names if inert else [])]).reset_index(drop=True)
+    if not inert:
+        return rows, len(rows)
+    hit = np.flatnonzero(rows["combo_id"].to_numpy() == winner) if winner is not None else []
+    keep = distinct_effective(spec, rows[run.param_names], int(hit[0]) if len(hit) else None)
+    return rows.loc[keep, ["combo_id", "sharpe", "total_return"]], len(rows)
+
+
+def _sweep_pbo(run: SweepRun, trials: tuple[pd.DataFrame, int], winner: int, S: int, max_combos: int,
+               seed: int) -> PBOResult:
+    frame, n_ok = trials
+    ok_ids = frame["combo_id"].to_numpy(np.int64)
+    subset = None if len(ok_ids) == n_ok else np.sort(ok_ids)
     if len(ok_ids) > max_combos:  # read only a seeded subset (with the winner): memory stays bounded
         rng = np.random.default_rng(seed)
         others = ok_ids[ok_ids != winner]
@@ -230,11 +254,14 @@ def _sweep_pbo(run: SweepRun, winner: int, S: int, max_combos: int, seed: int) -
     ids, sums, sqs, counts = run.block_moments(subset)
     keep = np.flatnonzero(ids == winner)
     result = pbo_from_moments(sums, sqs, counts, S=S, max_combos=max_combos, keep=keep.tolist(), seed=seed)
-    if subset is None:
-        return result
-    note = (f"{len(ids):,} of {len(ok_ids):,} successful combos (a seeded random subset that keeps the winner) "
-            "to bound memory")
-    return replace(result, n_combos_total=len(ok_ids), note=note)
+    notes = [result.note] if result.note else []
+    if len(ok_ids) < n_ok:
+        notes.append(f"{len(ok_ids):,} distinct effective combos of {n_ok:,} successful ones (combos that differ "
+                     "only in params that do not affect results count once)")
+    if len(ids) < len(ok_ids):
+        notes.append(f"{len(ids):,} of {len(ok_ids):,} successful combos (a seeded random subset that keeps the "
+                     "winner) to bound memory")
+    return replace(result, n_combos_total=len(ok_ids), note="; ".join(notes))
 
 
 def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *, store: Any = None,
@@ -251,8 +278,10 @@ def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *
     eq = pd.Series(equity, index=bars.index, name="equity")
     robust = robustness(returns, _trade_returns(trades, eq, capital), bars_per_year=bpy, n=n, block=block,
                         seed=seed)
-    dsr = _dsr(returns, _trial_sharpes(run), bpy)
-    pbo_result, pbo_error = _try_pbo(lambda: _sweep_pbo(run, int(best["combo_id"]), S, PBO_MAX_COMBOS, seed))
+    trials = _distinct_trials(run, int(best["combo_id"]))
+    dsr = _dsr(returns, trials[0]["sharpe"], bpy)
+    pbo_result, pbo_error = _try_pbo(lambda: _sweep_pbo(run, trials, int(best["combo_id"]), S, PBO_MAX_COMBOS,
+                                                        seed))
     ratio = _cscv_ratio(pbo_result)
     objective, maximize = run.manifest.get("objective", "sharpe"), bool(run.manifest.get("maximize", True))
     stab = parameter_stability(evaluator, int(best["combo_id"]), objective, maximize)
@@ -262,7 +291,7 @@ def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *
         {"kind": "sweep", "run_id": run.run_id, "strategy": run.manifest["strategy"], "params": params,
          "dataset": bars.name, "objective": objective},
         robust, dsr, pbo_result, pbo_error, stab, periods, ratio, consistency, len(trades), eq,
-        _cscv_inputs(pbo_result))
+        _cscv_inputs(pbo_result), _profitable(trials[0]["total_return"]))
 
 
 def validate_walk_forward(wf: WalkForwardResult, *, n: int = 1000, block: int | None = None, seed: int = 42,
@@ -270,11 +299,14 @@ def validate_walk_forward(wf: WalkForwardResult, *, n: int = 1000, block: int | 
     """The full report for a walk-forward (see the module docstring for each input)."""
     bpy = wf.config["bars_per_year"]
     robust = bootstrap(wf, n=n, block=block, seed=seed)
-    dsr = _dsr(wf.oos_returns(), wf.full_metrics[:, _SHARPE], bpy)
     best = _best_full(wf)
+    distinct = distinct_effective(get_strategy(wf.config["strategy"]),
+                                  wf.combos.drop(columns="combo_id").reset_index(drop=True), best)
+    dsr = _dsr(wf.oos_returns(), wf.full_metrics[distinct, _SHARPE], bpy)
     counts = np.diff(np.concatenate([[0], wf.block_end]))
+    keep = [] if best is None else [int(distinct[:best].sum())]
     pbo_result, pbo_error = _try_pbo(lambda: pbo_from_moments(
-        wf.blocks[:, :, 0], wf.blocks[:, :, 1], counts, S=S, keep=[] if best is None else [best], seed=seed))
+        wf.blocks[distinct, :, 0], wf.blocks[distinct, :, 1], counts, S=S, keep=keep, seed=seed))
     if best is None:
         stab = unavailable_stability(wf.objective, wf.config["maximize"],
                                      "no combo met the minimum trade count on the whole period")
@@ -298,15 +330,24 @@ def validate_walk_forward(wf: WalkForwardResult, *, n: int = 1000, block: int | 
         robust, dsr, pbo_result, pbo_error, stab, periods, wf.efficiency, wf.consistency, len(wf.oos_trades),
         wf.oos_equity, {"from": "window winners", "mean_is_sharpe": _column_mean(table, "is_sharpe"),
                         "mean_oos_sharpe": _column_mean(table, "oos_sharpe"),
-                        "windows": int(table["combo_id"].notna().sum())})
+                        "windows": int(table["combo_id"].notna().sum())},
+        _profitable(wf.full_metrics[distinct, METRIC_NAMES.index("total_return")]),
+        wf.oos_summary.get("total_return"))
 
 
 def _column_mean(table: pd.DataFrame, column: str) -> float | None:
     return float(table[column].mean()) if column in table else None
 
 
+def _profitable(total_returns: Any) -> tuple[int, int]:
+    """(combos with a positive whole-period return, combos with a finite one)."""
+    values = np.asarray(total_returns, dtype=float)
+    values = values[np.isfinite(values)]
+    return int((values > 0).sum()), len(values)
+
+
 def _report(source, robust, dsr, pbo_result, pbo_error, stab, periods, ratio, consistency, n_trades,
-            equity, ratio_inputs) -> ValidationReport:
+            equity, ratio_inputs, profitable, oos_return=None) -> ValidationReport:
     boot = robust.bootstrap
     finite = stab.neighbours["objective"].dropna()
     details = {
@@ -326,17 +367,12 @@ def _report(source, robust, dsr, pbo_result, pbo_error, stab, periods, ratio, co
     }
     graded = grade(oos_is_ratio=ratio, p_value=boot.p_value, consistency=consistency, dsr=dsr.dsr,
                    stability=stab.ratio, on_edge=bool(stab.on_edge), pbo=None if pbo_result is None else pbo_result.pbo,
-                   n_trades=n_trades, details=details,
+                   n_trades=n_trades, details=details, profitable_combos=profitable, oos_return=oos_return,
                    consistency_of="out-of-sample windows" if source["kind"] == "walk_forward" else "time blocks")
     regimes = regime_summary(periods["regime"].tolist(), periods["sharpe"].to_numpy(dtype=float),
                              periods["return"].to_numpy(dtype=float))
     return ValidationReport(source, robust, dsr, pbo_result, pbo_error, stab, periods, regimes, ratio, consistency,
                             int(n_trades), graded, equity)
-
-
-def _trial_sharpes(run: SweepRun) -> np.ndarray:
-    """Annualised Sharpe of every successful combo (the DSR's trials); one column read."""
-    return run.ok_columns(["sharpe"])["sharpe"].to_numpy(dtype=float)
 
 
 def _try_pbo(compute) -> tuple[PBOResult | None, str | None]:

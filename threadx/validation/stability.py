@@ -3,7 +3,8 @@
 A neighbour moves one param by one step (the next value of its axis) and keeps the
 others; a robust winner sits on a plateau, so its neighbours score close to it. A winner
 whose value is the first or last of a varied axis is flagged: the optimum may lie
-outside the range that was searched.
+outside the range that was searched. Params declared ``affects_results=False`` are not
+moved (such a neighbour is the same combo) and never flagged.
 """
 from __future__ import annotations
 
@@ -56,15 +57,26 @@ def unavailable_stability(objective: str, maximize: bool, note: str) -> Stabilit
     return StabilityResult(objective, bool(maximize), -1, {}, float("nan"), frame, float("nan"), (), note)
 
 
+def _searched_axes(space: SearchSpace) -> list[int]:
+    """Positions of the varied axes whose param affects results (a move along another one
+    gives the same combo in all but drawing)."""
+    return [k for k, axis in enumerate(space.axes)
+            if len(axis) > 1 and space.strategy.param(axis.name).affects_results]
+
+
+def edge_params(space: SearchSpace, combo_id: int) -> tuple[str, ...]:
+    """Varied params (affecting results) whose value in the combo is the first or last of its
+    axis: the optimum may lie outside the searched range."""
+    idx = space.value_indices(np.array([combo_id]))[0]
+    return tuple(space.axes[k].name for k in _searched_axes(space) if idx[k] in (0, len(space.axes[k]) - 1))
+
+
 def neighbour_ids(space: SearchSpace, combo_id: int) -> tuple[list[tuple[str, int, int]], tuple[str, ...]]:
     """([(param, step, neighbour id)] of valid neighbours, params on an edge) of a combo."""
     idx = space.value_indices(np.array([combo_id]))[0]
-    found, edge = [], []
-    for k, axis in enumerate(space.axes):
-        if len(axis) < 2:
-            continue
-        if idx[k] in (0, len(axis) - 1):
-            edge.append(axis.name)
+    found = []
+    for k in _searched_axes(space):
+        axis = space.axes[k]
         for step in (-1, 1):
             pos = idx[k] + step
             if 0 <= pos < len(axis):
@@ -72,7 +84,7 @@ def neighbour_ids(space: SearchSpace, combo_id: int) -> tuple[list[tuple[str, in
                 moved[k] = pos
                 found.append((axis.name, step, int(space.ids_from_indices(moved[None, :])[0])))
     valid = space.valid_mask(np.array([nid for _, _, nid in found], dtype=np.int64)) if found else np.empty(0, bool)
-    return [item for item, ok in zip(found, valid) if ok], tuple(edge)
+    return [item for item, ok in zip(found, valid) if ok], edge_params(space, combo_id)
 
 
 def parameter_stability(evaluator: Evaluator, combo_id: int, objective: str = "sharpe",

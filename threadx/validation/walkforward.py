@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from threadx.config import DEFAULT_MIN_TRADES
 from threadx.data.bars import Bars, as_bars
 from threadx.data.timeframe import bars_per_year, timeframe_seconds
 from threadx.engine import kernel
@@ -208,7 +209,7 @@ def walk_forward(
     seed: int = 42,
     objective: str = "sharpe",
     maximize: bool = True,
-    min_trades: int = 0,
+    min_trades: int = DEFAULT_MIN_TRADES,
     workers: int | None = None,
     progress: Callable[[Progress], None] | None = None,
     cancel: Any = None,

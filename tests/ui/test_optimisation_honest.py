@@ -1,0 +1,51 @@
+"""Optimisation page (issue 11): a winner on the edge of its range is flagged, bb_std is not
+searched by default and the min-trades input starts at the shared default."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("streamlit")
+
+import threadx  # noqa: E402
+from apptest_helpers import open_page  # noqa: E402
+from threadx.config import DEFAULT_MIN_TRADES  # noqa: E402
+
+
+def _show(run_id: str):
+    at = open_page("3_Optimisation.py")
+    at.session_state["sweep_run"] = run_id
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _edge_warnings(at) -> list[str]:
+    return [w.value for w in at.warning if "edge of its searched range" in w.value]
+
+
+def test_a_winner_on_the_edge_of_its_range_is_flagged(synthetic_bars):
+    wide = threadx.sweep(synthetic_bars, "ma_crossover", {"fast_period": "4:16:1", "slow_period": 40},
+                         executor="inline", workers=1, run_id="wide")
+    best = wide.best_params()["fast_period"]
+    edge = threadx.sweep(synthetic_bars, "ma_crossover", {"fast_period": [best - 1, best], "slow_period": 40},
+                         executor="inline", workers=1, run_id="edge")
+    inner = threadx.sweep(synthetic_bars, "ma_crossover", {"fast_period": [best - 1, best, best + 1],
+                                                          "slow_period": 40}, executor="inline", workers=1,
+                          run_id="inner")
+    assert edge.best_params()["fast_period"] == best
+    warned = _edge_warnings(_show("edge"))
+    assert len(warned) == 1
+    assert f"`fast_period={best}` (searched {best - 1} to {best})" in warned[0] and "Widen" in warned[0]
+    assert inner.best_params()["fast_period"] == best  # inside its range: no warning
+    assert not _edge_warnings(_show("inner"))
+
+
+def test_bb_atr_default_space_leaves_bb_std_fixed():
+    at = open_page("3_Optimisation.py")
+    at.selectbox(key="opt_strategy").set_value("bb_atr").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="opt:bb_atr:bb_period:mode").value == "range"
+    assert at.selectbox(key="opt:bb_atr:bb_std:mode").value == "fixed"
+    assert any("**41** combos" in i.value for i in at.info), [i.value for i in at.info]
+    assert any("bb_std" in m.value and "display only" in m.value for m in at.markdown)
+    assert at.number_input(key="opt_min_trades").value == DEFAULT_MIN_TRADES
