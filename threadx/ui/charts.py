@@ -369,7 +369,7 @@ def _level_traces(trade: Mapping[str, Any], quote: str) -> list[go.Scatter]:
 def _title(text: str, notes: Sequence[str]) -> dict[str, Any]:
     """A figure title with the display notes (resampling, hidden markers) on a smaller second line."""
     if notes:
-        text += "<br><sup>" + "; ".join(notes) + "</sup>"
+        text += "<br><span style='font-size:11px;font-weight:normal'>" + "; ".join(notes) + "</span>"
     return dict(text=text, font=dict(size=14), y=0.98, yref="container", yanchor="top", x=0.01)
 
 
@@ -476,7 +476,7 @@ def price_figure(
 
     # legend under the chart: above it, it would collide with the title and the range buttons
     fig.update_layout(template=TEMPLATE, title=_title(title or "Price", notes), hovermode="x",
-                      margin=dict(l=50, r=20, t=100, b=60), legend=dict(orientation="h", y=-0.08, x=0,
+                      margin=dict(l=50, r=20, t=85, b=60), legend=dict(orientation="h", y=-0.08, x=0,
                                                                           yanchor="top"),
                       bargap=0)
     fig.update_xaxes(rangeslider_visible=False)
@@ -557,7 +557,7 @@ def equity_figure(
 
     notes = [f"downsampled for display: {len(equity):,} bars"] if reduced else []
     fig.update_layout(template=TEMPLATE, title=_title("Equity and drawdown", notes), hovermode="x unified",
-                      showlegend=benchmark is not None, margin=dict(l=50, r=20, t=100, b=30),
+                      showlegend=benchmark is not None, margin=dict(l=50, r=20, t=85, b=30),
                       legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"))
     _range_selector(fig)
     fig.update_yaxes(title_text=f"Equity{unit}" + (" (log)" if log_y else ""), type="log" if log_y else "linear",
@@ -646,6 +646,38 @@ def heatmap_pivot(results: pd.DataFrame, x: str, y: str, metric: str, agg: str =
     return values.pivot_table(index=y, columns=x, values=metric, aggfunc=agg, observed=True)
 
 
+def short_number(value: float, percent: bool = False) -> str:
+    """A cell label of at most about 5 characters: ``0.1234`` -> ``0.12``, ``12345`` -> ``12k``,
+    percent ``0.1234`` -> ``12%``; NaN -> ""."""
+    if not np.isfinite(value):
+        return ""
+    if percent:
+        v = value * 100
+        return f"{v:.0f}%" if abs(v) >= 10 else f"{v:.1f}%"
+    a = abs(value)
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if a >= size:
+            return f"{value / size:.3g}{suffix}"
+    if a >= 100:
+        return f"{value:.0f}"
+    return f"{value:.2f}" if a >= 0.01 or a == 0 else f"{value:.0e}"
+
+
+HEATMAP_LABEL_WIDTH_PX = 900  # plot width assumed when deciding whether cell labels fit
+
+
+def heatmap_labels(z: np.ndarray, metric: str, max_rows: int = 30) -> list[list[str]] | None:
+    """Short cell labels of a heatmap, or None when the cells are too small for them (about
+    7 px per character across :data:`HEATMAP_LABEL_WIDTH_PX`, at most ``max_rows`` rows)."""
+    if z.size == 0 or z.shape[0] > max_rows:
+        return None
+    labels = [[short_number(float(v), metric in _PERCENT_METRICS) for v in row] for row in z]
+    widest = max(len(t) for row in labels for t in row)
+    if z.shape[1] * (7 * widest + 10) > HEATMAP_LABEL_WIDTH_PX:
+        return None
+    return labels
+
+
 def heatmap_figure(results: pd.DataFrame, x: str, y: str, metric: str, agg: str = "max") -> go.Figure:
     """Heatmap of ``metric`` over params ``x`` and ``y``, the other params aggregated by max or mean.
 
@@ -661,13 +693,12 @@ def heatmap_figure(results: pd.DataFrame, x: str, y: str, metric: str, agg: str 
     z = pivot.to_numpy(dtype=float)
     fmt = _metric_hover_format(metric)
     fig = _new_figure(title=dict(text=f"{label} by {x} × {y} ({agg} over other params)", font=dict(size=14)))
-    show_text = z.size <= 600
+    labels = heatmap_labels(z, metric)
     fig.add_trace(go.Heatmap(
         z=z, x=xs, y=ys, colorscale=_colorscale(metric), hoverongaps=False,
-        colorbar=dict(title=dict(text=f"{label}<br>({agg})", side="right"),
+        colorbar=dict(title=dict(text=f"{label}<br>({agg})", side="top"),
                       tickformat=".0%" if metric in _PERCENT_METRICS else None),
-        texttemplate=f"%{{z:{'.1%' if metric in _PERCENT_METRICS else '.3~g'}}}" if show_text else None,
-        textfont=dict(size=10),
+        text=labels, texttemplate="%{text}" if labels is not None else None, textfont=dict(size=11),
         hovertemplate=f"{x} = %{{x}}<br>{y} = %{{y}}<br>{label} ({agg}) = %{{z:{fmt}}}<extra></extra>",
     ))
     fig.update_xaxes(title_text=x, type="category")
@@ -721,8 +752,10 @@ def parallel_coordinates_figure(
     title = f"Parallel coordinates coloured by {label}"
     if total > max_rows:
         title += f" (top {max_rows:,} of {total:,} by {label})"
-    fig = _new_figure(title=dict(text=title, font=dict(size=14)), margin=dict(l=60, r=60, t=80, b=30))
+    fig = _new_figure(title=dict(text=title, font=dict(size=14), y=0.98, yref="container", yanchor="top"),
+                      margin=dict(l=70, r=70, t=130, b=30))
     fig.add_trace(go.Parcoords(
+        labelangle=-20, labelside="top", labelfont=dict(size=12), rangefont=dict(size=10),
         line=dict(color=mvals, colorscale=_colorscale(metric), showscale=True,
                   colorbar=dict(title=dict(text=label))),
         dimensions=dims,
@@ -794,7 +827,7 @@ def pareto_figure(
     ))
     fig.update_xaxes(title_text=xl, tickformat=".0%" if x in _PERCENT_METRICS else None)
     fig.update_yaxes(title_text=yl, tickformat=".0%" if y in _PERCENT_METRICS else None)
-    fig.update_layout(legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom"))
+    fig.update_layout(legend=dict(orientation="h", y=-0.18, x=0, yanchor="top"), margin=dict(l=60, r=20, t=50, b=90))
     return fig
 
 
