@@ -345,10 +345,11 @@ def trade_levels(trade: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _level_traces(trade: Mapping[str, Any], quote: str) -> list[go.Scatter]:
-    """Labelled horizontal segments (entry..exit) for the levels of one trade."""
+    """Labelled horizontal segments (entry..exit) for the levels of one trade; the labels
+    (level, price, exit reason) go to the legend and the hover, not onto the candles."""
     unit = f" {quote}" if quote else ""
     pnl = float(trade.get("pnl", np.nan))
-    styles = {"Entry": (NEUTRAL_COLOR, "solid"), "Exit": (LONG_COLOR if pnl > 0 else SHORT_COLOR, "solid"),
+    styles = {"Entry": ("#424242", "solid"), "Exit": (LONG_COLOR if pnl > 0 else SHORT_COLOR, "solid"),
               "Stop": (SHORT_COLOR, "dash"), "Target": (LONG_COLOR, "dash")}
     x = [_utc(trade["entry_time"]), _utc(trade["exit_time"])]
     reason = str(trade.get("exit_reason") or "").replace("_", " ")
@@ -359,8 +360,7 @@ def _level_traces(trade: Mapping[str, Any], quote: str) -> list[go.Scatter]:
             text += f" ({reason})"
         color, dash = styles[label]
         traces.append(go.Scatter(
-            x=x, y=[price, price], mode="lines+text", name=text, text=[text, ""], textposition="top right",
-            textfont=dict(color=color, size=11), line=dict(color=color, width=2, dash=dash),
+            x=x, y=[price, price], mode="lines", name=text, line=dict(color=color, width=2.5, dash=dash),
             legendgroup="levels", hovertemplate=f"{text}<extra></extra>",
         ))
     return traces
@@ -460,8 +460,8 @@ def price_figure(
             for trace in _trade_traces(trades, quote, size, lo, hi):
                 fig.add_trace(trace, row=1, col=1)
     if focus is not None:
-        fig.add_vrect(x0=_utc(focus["entry_time"]), x1=_utc(focus["exit_time"]), fillcolor=NEUTRAL_COLOR,
-                      opacity=0.12, line_width=0, row=1, col=1)
+        fig.add_vrect(x0=_utc(focus["entry_time"]), x1=_utc(focus["exit_time"]), fillcolor=LINE_COLOR,
+                      opacity=0.1, line_width=0, row=1, col=1)
         for trace in _level_traces(focus, quote):
             fig.add_trace(trace, row=1, col=1)
 
@@ -476,7 +476,7 @@ def price_figure(
 
     # legend under the chart: above it, it would collide with the title and the range buttons
     fig.update_layout(template=TEMPLATE, title=_title(title or "Price", notes), hovermode="x",
-                      margin=dict(l=50, r=20, t=85, b=60), legend=dict(orientation="h", y=-0.08, x=0,
+                      margin=dict(l=50, r=20, t=80, b=70), legend=dict(orientation="h", y=-0.14, x=0,
                                                                           yanchor="top"),
                       bargap=0)
     fig.update_xaxes(rangeslider_visible=False)
@@ -557,7 +557,7 @@ def equity_figure(
 
     notes = [f"downsampled for display: {len(equity):,} bars"] if reduced else []
     fig.update_layout(template=TEMPLATE, title=_title("Equity and drawdown", notes), hovermode="x unified",
-                      showlegend=benchmark is not None, margin=dict(l=50, r=20, t=85, b=30),
+                      showlegend=benchmark is not None, margin=dict(l=50, r=20, t=80, b=30),
                       legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"))
     _range_selector(fig)
     fig.update_yaxes(title_text=f"Equity{unit}" + (" (log)" if log_y else ""), type="log" if log_y else "linear",
@@ -753,11 +753,11 @@ def parallel_coordinates_figure(
     if total > max_rows:
         title += f" (top {max_rows:,} of {total:,} by {label})"
     fig = _new_figure(title=dict(text=title, font=dict(size=14), y=0.98, yref="container", yanchor="top"),
-                      margin=dict(l=70, r=70, t=130, b=30))
+                      margin=dict(l=70, r=110, t=130, b=30))
     fig.add_trace(go.Parcoords(
         labelangle=-20, labelside="top", labelfont=dict(size=12), rangefont=dict(size=10),
         line=dict(color=mvals, colorscale=_colorscale(metric), showscale=True,
-                  colorbar=dict(title=dict(text=label))),
+                  colorbar=dict(title=dict(text=label), x=1.04)),
         dimensions=dims,
     ))
     return fig
