@@ -552,6 +552,7 @@ def test_trades_table_is_readable_and_keeps_the_row_order():
 def test_heatmap_labels_only_when_cells_fit():
     assert C.short_number(0.12345) == "0.12" and C.short_number(-12345.0) == "-12.3k"
     assert C.short_number(0.1234, percent=True) == "12%" and C.short_number(float("nan")) == ""
+    assert C.short_number(-0.00533) == "-0.005"
     small = C.heatmap_labels(np.array([[0.1234, -0.5], [1.5, 2.25]]), "sharpe")
     assert small == [["0.12", "-0.50"], ["1.50", "2.25"]]
     assert C.heatmap_labels(np.zeros((5, 60)), "sharpe") is None  # 60 columns: no room

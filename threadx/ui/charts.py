@@ -660,7 +660,7 @@ def short_number(value: float, percent: bool = False) -> str:
             return f"{value / size:.3g}{suffix}"
     if a >= 100:
         return f"{value:.0f}"
-    return f"{value:.2f}" if a >= 0.01 or a == 0 else f"{value:.0e}"
+    return f"{value:.2f}" if a >= 0.01 or a == 0 else f"{value:.1g}"
 
 
 HEATMAP_LABEL_WIDTH_PX = 900  # plot width assumed when deciding whether cell labels fit
