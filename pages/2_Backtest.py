@@ -95,7 +95,7 @@ if shown:
     initial_capital = result.meta["options"]["initial_capital"]
     st.plotly_chart(charts.equity_figure(result.equity, result.drawdown, initial_capital=initial_capital,
                                          benchmark=charts.buy_and_hold(df["close"], initial_capital),
-                                         log_y=view.log_y), use_container_width=True)
+                                         log_y=view.log_y, start=view.start, end=view.end), use_container_width=True)
     tabs = st.tabs(["Trades", "Trade returns", "Run details"])
     with tabs[0]:
         st.caption("Times in UTC; click a column header to sort, select a row to zoom the chart to that trade.")

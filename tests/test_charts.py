@@ -505,6 +505,12 @@ def test_equity_figure_draws_buy_and_hold_of_the_same_data():
     np.testing.assert_allclose(fig.data[0].y, bench.to_numpy())
     assert fig.data[0].yaxis == "y" and fig.layout.showlegend is True
     assert C.equity_figure(equity).layout.showlegend is False  # a single line needs no legend
+    # a date range: the real points of that range, drawdown from the whole run
+    dd = equity / equity.cummax() - 1
+    part = C.equity_figure(equity, dd, benchmark=bench, start=df.index[100], end=df.index[199])
+    np.testing.assert_allclose(part.data[1].y, equity.iloc[100:200])
+    np.testing.assert_allclose(part.data[0].y, bench.iloc[100:200])
+    assert len(part.data[2].y) == 100
 
 
 def test_trade_window_and_levels_are_drawn_for_the_focused_trade():

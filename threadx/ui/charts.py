@@ -151,7 +151,9 @@ def _bin_labels(df: pd.DataFrame, max_points: int) -> tuple[np.ndarray, str]:
     return np.arange(len(df)) // k, f"{k} bars"
 
 
-def resample_ohlcv(df: pd.DataFrame, max_points: int = DISPLAY_MAX_POINTS) -> tuple[pd.DataFrame, str | None, np.ndarray | None]:
+def resample_ohlcv(
+    df: pd.DataFrame, max_points: int = DISPLAY_MAX_POINTS
+) -> tuple[pd.DataFrame, str | None, np.ndarray | None]:
     """``df`` reduced to at most about ``max_points`` bars for display.
 
     OHLC aggregation per bin (first open, max high, min low, last close, summed volume),
@@ -238,7 +240,9 @@ def range_mask(index: pd.Index, start: Any = None, end: Any = None) -> np.ndarra
     return mask
 
 
-def trade_window(index: pd.DatetimeIndex, trade: Mapping[str, Any], pad_bars: int = 30) -> tuple[pd.Timestamp, pd.Timestamp]:
+def trade_window(
+    index: pd.DatetimeIndex, trade: Mapping[str, Any], pad_bars: int = 30
+) -> tuple[pd.Timestamp, pd.Timestamp]:
     """(start, end) of a window around one trade: its entry..exit plus ``pad_bars`` bars (or half
     its duration, when longer) on each side, clipped to ``index``."""
     entry, exit_ = _utc(trade["entry_time"]), _utc(trade["exit_time"])
@@ -509,6 +513,8 @@ def equity_figure(
     benchmark: pd.Series | None = None,
     benchmark_name: str = "Buy and hold (no fees)",
     log_y: bool = False,
+    start: Any = None,
+    end: Any = None,
 ) -> go.Figure:
     """Equity line over an underwater (drawdown, percent axis) area.
 
@@ -516,14 +522,20 @@ def equity_figure(
     are downsampled for display: the equity keeps each bin's min and max, the drawdown
     each bin's min (so the deepest drawdown is always shown). ``benchmark`` (e.g.
     :func:`buy_and_hold` of the same data and capital) is drawn as a second, labelled
-    line; ``log_y`` makes the equity axis logarithmic.
+    line; ``log_y`` makes the equity axis logarithmic. ``start``/``end``: only that date range
+    (the run's own drawdown and the benchmark keep their whole-run reference).
     """
     equity = pd.Series(equity, dtype=float) if not isinstance(equity, pd.Series) else equity.astype(float)
-    if len(equity) == 0:
-        return empty_figure("No equity to show", title="Equity")
     if drawdown is None:
         drawdown = equity / equity.cummax() - 1.0
     drawdown = drawdown.astype(float)
+    if start is not None or end is not None:
+        equity = equity[range_mask(equity.index, start, end)]
+        drawdown = drawdown[range_mask(drawdown.index, start, end)]
+        if benchmark is not None:
+            benchmark = benchmark[range_mask(benchmark.index, start, end)]
+    if len(equity) == 0:
+        return empty_figure("No equity to show", title="Equity")
     unit = f" {quote}" if quote else ""
 
     eq_pos = _downsample_positions(equity.to_numpy(), max_points, "minmax")
