@@ -102,14 +102,18 @@ def naive_utc(ts: Any) -> datetime:
     return (t.tz_convert("UTC").tz_localize(None) if t.tzinfo is not None else t).to_pydatetime()
 
 
-def date_range_slider(index: pd.DatetimeIndex, key: str, label: str = "Date range (UTC)") -> tuple[datetime, datetime]:
+def date_range_slider(
+    index: pd.DatetimeIndex, key: str, label: str = "Date range (UTC)"
+) -> tuple[datetime | None, datetime | None]:
     """A start/end slider over ``index`` (step: one bar); returns naive UTC datetimes.
 
     Its value lives in ``st.session_state[key]`` (set it before the call to move it, e.g. to a
     trade's window); a stale value outside ``index`` is reset to the full range.
     """
+    if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
+        return None, None  # nothing to pick from: the whole (tiny or unindexed) frame
     lo, hi = naive_utc(index[0]), naive_utc(index[-1])
-    step = pd.Timedelta(np.median(np.diff(index.as_unit("ns").asi8)) if len(index) > 1 else 3600e9).to_pytimedelta()
+    step = pd.Timedelta(int(np.median(np.diff(index.as_unit("ns").asi8)))).to_pytimedelta()  # one bar
     current = st.session_state.get(key)
     if not (isinstance(current, tuple) and len(current) == 2 and lo <= current[0] <= current[1] <= hi):
         st.session_state[key] = (lo, hi)
@@ -145,13 +149,12 @@ def trades_table(trades: pd.DataFrame, key: str, height: int = 320) -> int | Non
     return selected_row(key)
 
 
-
 @dataclass
 class ChartView:
     """What the Backtest charts show: the date range, log axes, the selected trade (or None)."""
 
-    start: datetime
-    end: datetime
+    start: datetime | None
+    end: datetime | None
     log_y: bool
     trade: dict | None
 
@@ -173,7 +176,7 @@ def chart_view(trades: pd.DataFrame, index: pd.DatetimeIndex, run_token: Any, pr
     trade = trades.iloc[row].to_dict() if row is not None and row < len(trades) else None
     if row != st.session_state.get(seen_key):
         st.session_state[seen_key] = row
-        if trade is not None:
+        if trade is not None and isinstance(index, pd.DatetimeIndex) and len(index) > 1:
             lo, hi = charts.trade_window(index, trade)
             st.session_state[range_key] = (naive_utc(lo), naive_utc(hi))
     c = st.columns([1, 1, 5])
@@ -182,6 +185,6 @@ def chart_view(trades: pd.DataFrame, index: pd.DatetimeIndex, run_token: Any, pr
     if trade is not None:
         c[2].caption(f"Trade #{row}: {trade['side']} {naive_utc(trade['entry_time']):%Y-%m-%d %H:%M} → "
                      f"{naive_utc(trade['exit_time']):%Y-%m-%d %H:%M} UTC, "
-                     f"exit: {str(trade.get('exit_reason', '')).replace('_', ' ')}; the chart shows its window")
+                     f"exit: {str(trade.get('exit_reason', '')).replace('_', ' ')} (levels drawn on the chart)")
     start, end = date_range_slider(index, key=range_key)
     return ChartView(start, end, bool(log_y), trade)
