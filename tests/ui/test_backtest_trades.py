@@ -65,3 +65,16 @@ def test_equity_chart_has_buy_and_hold_and_the_range_slider_shows_real_bars():
                                          pd.Timestamp("2023-03-05").to_pydatetime())).run()
     candle = next(t for t in price_spec(at)["data"] if t["type"] == "candlestick")
     assert len(candle["x"]) == 4 * 24 + 1
+
+
+def test_a_new_run_resets_the_zoom_and_the_selection():
+    at = run_default_backtest()
+    full = at.slider(key="bt_range").value
+    at.session_state["bt_trades"] = {"selection": {"rows": [5], "columns": []}}
+    at.run()
+    assert at.slider(key="bt_range").value != full
+    at.button(key="bt_run").click().run()
+    assert not at.exception, at.exception
+    assert at.slider(key="bt_range").value == full
+    assert not any("Trade #" in c.value for c in at.caption)
+    assert not [t for t in price_spec(at)["data"] if t.get("legendgroup") == "levels"]
