@@ -6,8 +6,11 @@ Conventions shared by every figure:
 - long / win = green (``LONG_COLOR``), short / loss = red (``SHORT_COLOR``);
 - trade markers are filled for winners (pnl > 0) and hollow (``-open`` symbols) for
   losers; entries are triangles (up for long, down for short), exits are circles;
-- large series are reduced *for display only* (candles resampled to a coarser OHLC bin,
-  lines downsampled keeping the extremes) and the title says so;
+- large series are reduced *for display only*, above the display budget
+  ``DISPLAY_MAX_POINTS`` (candles resampled to a coarser OHLC bin, lines downsampled keeping
+  the extremes) and the title says so; a date range (``start``/``end``) shows its real bars;
+- trade markers shrink with the number of trades in view and are hidden (the title says so)
+  above ``MARKER_MAX_TRADES``;
 - hover texts carry their units (%, bars, quote currency).
 """
 from __future__ import annotations
