@@ -11,7 +11,7 @@ from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN
 from threadx.data.bars import as_bars
 from threadx.engine.backtest import prepare_signals
 from threadx.errors import ThreadXError
-from threadx.ui import charts
+from threadx.ui import charts, widgets
 from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset
 from threadx.ui.widgets import param_form
 
@@ -88,14 +88,18 @@ if shown:
                     for legend, (label, out) in spec_shown.overlays(result.params).items() if label in ind}
     except ThreadXError:
         overlays = {}
+    view = widgets.chart_view(result.trades, df.index, run_token=id(result))
     st.plotly_chart(charts.price_figure(df, trades=result.trades, overlays=overlays,
-                                        title=label_dataset(shown["dataset"], df)), use_container_width=True)
-    st.plotly_chart(charts.equity_figure(result.equity, result.drawdown,
-                                         initial_capital=result.meta["options"]["initial_capital"]),
-                    use_container_width=True)
+                                        title=label_dataset(shown["dataset"], df), start=view.start, end=view.end,
+                                        log_y=view.log_y, focus=view.trade), use_container_width=True)
+    initial_capital = result.meta["options"]["initial_capital"]
+    st.plotly_chart(charts.equity_figure(result.equity, result.drawdown, initial_capital=initial_capital,
+                                         benchmark=charts.buy_and_hold(df["close"], initial_capital),
+                                         log_y=view.log_y, start=view.start, end=view.end), use_container_width=True)
     tabs = st.tabs(["Trades", "Trade returns", "Run details"])
     with tabs[0]:
-        st.dataframe(result.trades.drop(columns=["entry_i", "exit_i"]), use_container_width=True, height=320)
+        st.caption("Times in UTC; click a column header to sort, select a row to zoom the chart to that trade.")
+        widgets.trades_table(result.trades, key="bt_trades")
     with tabs[1]:
         if len(result.trades):
             st.plotly_chart(charts.returns_histogram(result.trades), use_container_width=True)

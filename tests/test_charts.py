@@ -394,3 +394,183 @@ def test_cpu_and_history_figures():
     assert "%" in fig.data[0].hovertemplate and fig.layout.title.text == "Load"
     fig.to_json()
     assert len(C.history_figure(history.iloc[:0], ["cpu"], "Load", "%").data) == 0
+
+
+# --- issue 11: date ranges, marker density, levels, log axes, buy and hold, trades table --------------
+
+def many_trades(df: pd.DataFrame, every: int = 10, hold: int = 3) -> pd.DataFrame:
+    """A trade every ``every`` bars over ``df``, alternating sides and outcomes."""
+    rows = []
+    for k, i in enumerate(range(0, len(df) - hold, every)):
+        j = i + hold
+        rows.append(dict(entry_time=df.index[i], exit_time=df.index[j], side="long" if k % 2 else "short",
+                         qty=1.0, entry_price=df["open"].iloc[i], exit_price=df["open"].iloc[j], pnl=1.0 - k % 3,
+                         return_pct=0.1, bars_held=hold, exit_reason="signal"))
+    return pd.DataFrame(rows)
+
+
+def candle_of(fig: go.Figure) -> go.Candlestick:
+    return next(t for t in fig.data if isinstance(t, go.Candlestick))
+
+
+def marker_traces(fig: go.Figure) -> list:
+    return [t for t in fig.data if getattr(t, "mode", None) == "markers"]
+
+
+def test_price_figure_range_shows_the_real_bars_of_the_range():
+    df = make_ohlcv(10_000)
+    mid = df["close"].rolling(50).mean()
+    full = C.price_figure(df, overlays={"MA 50": mid})
+    assert "resampled to" in full.layout.title.text  # 10,000 bars > the display budget
+    start, end = df.index[3000], df.index[3299]
+    fig = C.price_figure(df, overlays={"MA 50": mid}, start=start, end=end)
+    candle = candle_of(fig)
+    assert "resampled" not in fig.layout.title.text
+    assert [pd.Timestamp(x) for x in candle.x] == list(df.index[3000:3300])  # the real 1h bars
+    np.testing.assert_allclose(candle.close, df["close"].iloc[3000:3300])
+    np.testing.assert_allclose(fig.data[1].y, mid.iloc[3000:3300])  # overlay computed on the whole frame
+    assert [pd.Timestamp(x) for x in fig.layout.xaxis.range] == [start, end]
+    # naive bounds are UTC; a range above the budget is resampled, one below is not
+    naive = C.price_figure(df, start=start.tz_localize(None), end=end.tz_localize(None))
+    assert len(candle_of(naive).x) == 300
+    wide = C.price_figure(df, start=df.index[0], end=df.index[C.DISPLAY_MAX_POINTS + 500])
+    assert "resampled to" in wide.layout.title.text and len(candle_of(wide).x) <= C.DISPLAY_MAX_POINTS
+    at_budget = C.price_figure(df, start=df.index[0], end=df.index[C.DISPLAY_MAX_POINTS - 1])
+    assert len(candle_of(at_budget).x) == C.DISPLAY_MAX_POINTS
+    assert "No bars" in C.price_figure(df, start="2030-01-01").layout.annotations[0].text
+
+
+def test_range_mask_bounds_are_inclusive_and_utc():
+    index = pd.date_range("2024-01-01", periods=5, freq="h", tz="UTC")
+    assert C.range_mask(index, "2024-01-01 01:00", "2024-01-01 03:00").tolist() == [False, True, True, True, False]
+    assert C.range_mask(index).all()
+    assert C.range_mask(index, start=pd.Timestamp("2024-01-01 03:00", tz="Europe/Paris")).tolist() == [
+        False, False, True, True, True]
+
+
+def test_trade_marker_size_shrinks_with_density_and_hides_above_the_cap():
+    sizes = [C.trade_marker_size(n) for n in (1, 50, 100, 200, 400, C.MARKER_MAX_TRADES + 1, 10_000)]
+    assert sizes[0] == sizes[1] == 10
+    assert sizes == sorted(sizes, reverse=True) and sizes[4] >= 4
+    assert sizes[5] == sizes[6] == 0
+
+
+def test_price_figure_hides_dense_markers_and_shows_them_in_a_short_range():
+    df = make_ohlcv(6000)
+    trades = many_trades(df)  # ~600 trades
+    assert len(trades) > C.MARKER_MAX_TRADES
+    fig = C.price_figure(df, trades=trades)
+    assert marker_traces(fig) == []
+    assert f"markers hidden above {C.MARKER_MAX_TRADES}" in fig.layout.title.text
+    start, end = df.index[1000], df.index[1200]
+    zoom = C.price_figure(df, trades=trades, start=start, end=end)
+    markers = marker_traces(zoom)
+    assert markers and "hidden" not in zoom.layout.title.text
+    entries = [pd.Timestamp(x) for t in markers if t.meta == "entry" for x in t.x]
+    exits = [pd.Timestamp(x) for t in markers if t.meta == "exit" for x in t.x]
+    expected = trades[(trades["entry_time"] >= start) & (trades["entry_time"] <= end)]
+    assert sorted(entries) == list(expected["entry_time"])  # only markers inside the range
+    assert all(start <= x <= end for x in exits)
+    n_in_view = len(expected)
+    entry_sizes = {t.marker.size for t in markers if t.meta == "entry"}
+    assert entry_sizes == {C.trade_marker_size(n_in_view + 1)} or entry_sizes == {C.trade_marker_size(n_in_view)}
+
+
+def test_log_axes_for_price_and_equity():
+    df = make_ohlcv(300)
+    fig = C.price_figure(df, log_y=True)
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis2.type != "log"  # volume stays linear
+    assert "log" in fig.layout.yaxis.title.text
+    assert C.price_figure(df).layout.yaxis.type == "linear"
+    eq = C.equity_figure(df["close"] * 100, log_y=True)
+    assert eq.layout.yaxis.type == "log" and eq.layout.yaxis2.type != "log"
+
+
+def test_x_axis_has_range_selector_buttons():
+    df = make_ohlcv(300)
+    for fig in (C.price_figure(df), C.equity_figure(df["close"])):
+        labels = [b.label for b in fig.layout.xaxis.rangeselector.buttons]
+        assert labels[0] == "1d" and labels[-1] == "all"
+
+
+def test_equity_figure_draws_buy_and_hold_of_the_same_data():
+    df = make_ohlcv(500)
+    bench = C.buy_and_hold(df["close"], 10_000.0)
+    assert bench.iloc[0] == 10_000.0
+    np.testing.assert_allclose(bench, 10_000.0 * df["close"] / df["close"].iloc[0])
+    equity = pd.Series(np.linspace(10_000, 12_000, 500), index=df.index)
+    fig = C.equity_figure(equity, initial_capital=10_000.0, benchmark=bench)
+    names = [t.name for t in fig.data]
+    assert names[:2] == ["Buy and hold (no fees)", "Strategy equity"]
+    np.testing.assert_allclose(fig.data[0].y, bench.to_numpy())
+    assert fig.data[0].yaxis == "y" and fig.layout.showlegend is True
+    assert C.equity_figure(equity).layout.showlegend is False  # a single line needs no legend
+    # a date range: the real points of that range, drawdown from the whole run
+    dd = equity / equity.cummax() - 1
+    part = C.equity_figure(equity, dd, benchmark=bench, start=df.index[100], end=df.index[199])
+    np.testing.assert_allclose(part.data[1].y, equity.iloc[100:200])
+    np.testing.assert_allclose(part.data[0].y, bench.iloc[100:200])
+    assert len(part.data[2].y) == 100
+
+
+def test_trade_window_and_levels_are_drawn_for_the_focused_trade():
+    df = make_ohlcv(2000)
+    trades = many_trades(df, every=50, hold=10)
+    trade = trades.iloc[5].to_dict()
+    start, end = C.trade_window(df.index, trade, pad_bars=20)
+    assert start == trade["entry_time"] - pd.Timedelta(hours=20) and end == trade["exit_time"] + pd.Timedelta(hours=20)
+    first = C.trade_window(df.index, trades.iloc[0].to_dict())
+    assert first[0] == df.index[0]  # clipped to the data
+    fig = C.price_figure(df, trades=trades, start=start, end=end, focus=trade)
+    assert len(candle_of(fig).x) == 51 and "resampled" not in fig.layout.title.text
+    levels = {t.name.split()[0]: t for t in fig.data if t.legendgroup == "levels"}
+    assert set(levels) == {"Entry", "Exit"}  # the engine's trades frame carries no stop/target
+    assert list(levels["Entry"].y) == [trade["entry_price"]] * 2
+    assert list(levels["Exit"].y) == [trade["exit_price"]] * 2 and "(signal)" in levels["Exit"].name
+    assert [pd.Timestamp(x) for x in levels["Entry"].x] == [trade["entry_time"], trade["exit_time"]]
+    assert any(s.type == "rect" for s in fig.layout.shapes)  # the trade's span is shaded
+    # stop and target are drawn when the trades frame has them
+    trade.update(stop_price=trade["entry_price"] * 0.98, target_price=trade["entry_price"] * 1.03)
+    assert C.trade_levels(trade) == {"Entry": trade["entry_price"], "Exit": trade["exit_price"],
+                                     "Stop": trade["stop_price"], "Target": trade["target_price"]}
+    fig = C.price_figure(df, start=start, end=end, focus=trade, quote="USDT")
+    names = [t.name for t in fig.data if t.legendgroup == "levels"]
+    assert [n.split()[0] for n in names] == ["Entry", "Exit", "Stop", "Target"]
+    assert all("USDT" in n for n in names)
+    assert "Stop" not in C.trade_levels({**trade, "stop_price": np.nan})
+
+
+def test_trades_table_is_readable_and_keeps_the_row_order():
+    df = make_ohlcv(300)
+    trades = make_trades(df)
+    table = C.trades_table(trades)
+    assert list(table.columns[:3]) == ["Entry (UTC)", "Exit (UTC)", "Side"]
+    assert "Return %" in table.columns and "Exit reason" in table.columns
+    assert "entry_i" not in table.columns
+    assert table["Entry (UTC)"].dt.tz is None  # no +00:00 in every cell: UTC is in the header
+    assert list(table["Entry (UTC)"]) == list(trades["entry_time"].dt.tz_localize(None))
+    assert table["Exit reason"].tolist() == [r.replace("_", " ") for r in trades["exit_reason"]]
+    assert "stop loss" in table["Exit reason"].tolist()
+    np.testing.assert_allclose(table["Return %"], trades["return_pct"])  # numeric: sorts by value
+    assert table.index.tolist() == list(range(len(trades)))
+
+
+def test_heatmap_labels_only_when_cells_fit():
+    assert C.short_number(0.12345) == "0.12" and C.short_number(-12345.0) == "-12.3k"
+    assert C.short_number(0.1234, percent=True) == "12%" and C.short_number(float("nan")) == ""
+    assert C.short_number(-0.00533) == "-0.005"
+    small = C.heatmap_labels(np.array([[0.1234, -0.5], [1.5, 2.25]]), "sharpe")
+    assert small == [["0.12", "-0.50"], ["1.50", "2.25"]]
+    assert C.heatmap_labels(np.zeros((5, 60)), "sharpe") is None  # 60 columns: no room
+    assert C.heatmap_labels(np.zeros((80, 5)), "sharpe") is None
+    results = make_results()
+    fig = C.heatmap_figure(results, "fast", "z", "sharpe")
+    assert fig.data[0].texttemplate == "%{text}" and all(len(t) <= 6 for row in fig.data[0].text for t in row)
+
+
+def test_optimisation_charts_leave_room_for_labels_and_legend():
+    results = make_results()
+    par = C.parallel_coordinates_figure(results, ["fast", "z", "ma_type"], "sharpe")
+    assert par.layout.margin.t >= 100 and par.data[0].labelangle != 0
+    pareto = C.pareto_figure(results)
+    assert pareto.layout.legend.y < 0 and pareto.layout.legend.yanchor == "top"  # under the plot, off the title

@@ -106,6 +106,24 @@ def click_until(page, button: str, appears, attempts: int = 3) -> None:
                 raise
 
 
+def select_trade(page, row: int, attempts: int = 3) -> None:
+    """Tick row ``row`` of the trades table (a canvas grid: click its row marker) until the
+    chart says it zoomed to that trade."""
+    grid = page.locator(".st-key-bt_trades [data-testid=stDataFrame]")
+    for attempt in range(attempts):
+        settle(page)
+        grid.scroll_into_view_if_needed()
+        box = grid.bounding_box()
+        page.mouse.click(box["x"] + 14, box["y"] + 35 * (row + 1) + 17)  # header row, then 35 px rows
+        try:
+            page.get_by_text(f"Trade #{row}:", exact=False).wait_for(timeout=15_000)
+            return
+        except playwright.TimeoutError:
+            if attempt == attempts - 1:
+                shot(page, "failed_select_trade")
+                raise
+
+
 def open_app(page, url: str, deadline_s: float = 90.0) -> None:
     deadline = time.time() + deadline_s
     while True:
@@ -136,6 +154,9 @@ def test_backtest_optimise_and_open_best_combo(server, browser):
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
     page.wait_for_timeout(1500)
     shot(page, "2_backtest_result")
+    select_trade(page, row=3)
+    page.wait_for_timeout(1500)
+    shot(page, "2b_backtest_trade_zoom")
 
     # the Data and System monitor pages render
     page.get_by_role("link", name="Data").click()
@@ -172,6 +193,10 @@ def test_backtest_optimise_and_open_best_combo(server, browser):
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
     page.wait_for_timeout(1500)
     shot(page, "6_optimisation_results")
+    for tab, name in (("Parallel coordinates", "6b_parallel_coordinates"), ("Pareto", "6c_pareto")):
+        page.get_by_role("tab", name=tab).click()
+        page.wait_for_timeout(1500)
+        shot(page, name)
 
     # best combo into the Backtest page
     click_until(page, "Open in Backtest", page.get_by_text("Parameters carried over", exact=False))

@@ -6,8 +6,11 @@ Conventions shared by every figure:
 - long / win = green (``LONG_COLOR``), short / loss = red (``SHORT_COLOR``);
 - trade markers are filled for winners (pnl > 0) and hollow (``-open`` symbols) for
   losers; entries are triangles (up for long, down for short), exits are circles;
-- large series are reduced *for display only* (candles resampled to a coarser OHLC bin,
-  lines downsampled keeping the extremes) and the title says so;
+- large series are reduced *for display only*, above the display budget
+  ``DISPLAY_MAX_POINTS`` (candles resampled to a coarser OHLC bin, lines downsampled keeping
+  the extremes) and the title says so; a date range (``start``/``end``) shows its real bars;
+- trade markers shrink with the number of trades in view and are hidden (the title says so)
+  above ``MARKER_MAX_TRADES``;
 - hover texts carry their units (%, bars, quote currency).
 """
 from __future__ import annotations
@@ -29,6 +32,8 @@ NEUTRAL_COLOR = "#9e9e9e"
 FRONT_COLOR = "#ff9800"
 OVERLAY_COLORS = ("#ffa726", "#ab47bc", "#29b6f6", "#d4e157", "#8d6e63", "#ec407a", "#66bb6a", "#78909c")
 GL_THRESHOLD = 1000  # above this many points, lines use WebGL (go.Scattergl)
+DISPLAY_MAX_POINTS = 4000  # display budget: above this many bars/points a chart is reduced for display
+MARKER_MAX_TRADES = 400    # above this many trades in view the markers are hidden (the title says so)
 EMPTY = "–"          # shown for NaN / missing values
 
 # Nice display bins for candle resampling, in seconds.
@@ -149,7 +154,9 @@ def _bin_labels(df: pd.DataFrame, max_points: int) -> tuple[np.ndarray, str]:
     return np.arange(len(df)) // k, f"{k} bars"
 
 
-def resample_ohlcv(df: pd.DataFrame, max_points: int = 4000) -> tuple[pd.DataFrame, str | None, np.ndarray | None]:
+def resample_ohlcv(
+    df: pd.DataFrame, max_points: int = DISPLAY_MAX_POINTS
+) -> tuple[pd.DataFrame, str | None, np.ndarray | None]:
     """``df`` reduced to at most about ``max_points`` bars for display.
 
     OHLC aggregation per bin (first open, max high, min low, last close, summed volume),
@@ -211,8 +218,57 @@ def _aligned(values: Any, df: pd.DataFrame, name: str) -> np.ndarray:
     return arr
 
 
-def _trade_traces(trades: pd.DataFrame, quote: str) -> list[go.Scatter]:
-    """Entry and exit marker traces, one per (side, entry/exit) present."""
+def _utc(value: Any) -> pd.Timestamp | None:
+    """``value`` as a UTC Timestamp (naive values are taken as UTC); None stays None."""
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _as_utc_index(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    return index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+
+
+def range_mask(index: pd.Index, start: Any = None, end: Any = None) -> np.ndarray:
+    """Boolean mask of the rows of a datetime ``index`` inside [start, end] (None = open end)."""
+    mask = np.ones(len(index), dtype=bool)
+    if not isinstance(index, pd.DatetimeIndex) or (start is None and end is None):
+        return mask
+    utc = _as_utc_index(index)
+    if start is not None:
+        mask &= utc >= _utc(start)
+    if end is not None:
+        mask &= utc <= _utc(end)
+    return mask
+
+
+def trade_window(
+    index: pd.DatetimeIndex, trade: Mapping[str, Any], pad_bars: int = 30
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(start, end) of a window around one trade: its entry..exit plus ``pad_bars`` bars (or half
+    its duration, when longer) on each side, clipped to ``index``."""
+    entry, exit_ = _utc(trade["entry_time"]), _utc(trade["exit_time"])
+    utc = _as_utc_index(index)
+    bar = (utc[-1] - utc[0]) / max(len(utc) - 1, 1) if len(utc) > 1 else pd.Timedelta(hours=1)
+    pad = max(bar * pad_bars, (exit_ - entry) / 2)
+    return max(entry - pad, utc[0]), min(exit_ + pad, utc[-1])
+
+
+def trade_marker_size(n_trades: int) -> int:
+    """Entry marker size (px) for ``n_trades`` trades in view: 10 up to 50 trades, smaller as they
+    get denser (down to 4), 0 (hidden) above :data:`MARKER_MAX_TRADES`."""
+    if n_trades > MARKER_MAX_TRADES:
+        return 0
+    if n_trades <= 50:
+        return 10
+    return max(4, int(round(10 * math.sqrt(50 / n_trades))))
+
+
+def _trade_traces(trades: pd.DataFrame, quote: str, size: int = 10, start: Any = None,
+                  end: Any = None) -> list[go.Scatter]:
+    """Entry and exit marker traces, one per (side, entry/exit) present; only markers inside
+    [start, end] are kept. Exits are drawn a bit smaller than entries (``size``)."""
     traces = []
     n = len(trades)
     side = trades["side"].astype(str).str.lower().to_numpy()
@@ -245,8 +301,10 @@ def _trade_traces(trades: pd.DataFrame, quote: str) -> list[go.Scatter]:
         "%{x|%Y-%m-%d %H:%M} UTC<extra></extra>"
     )
     for which in ("entry", "exit"):
+        times = pd.DatetimeIndex(pd.to_datetime(trades[f"{which}_time"]))
+        inside = range_mask(times, start, end)
         for s, color in (("long", LONG_COLOR), ("short", SHORT_COLOR)):
-            sel = side == s
+            sel = (side == s) & inside
             if not sel.any():
                 continue
             if which == "entry":
@@ -256,13 +314,13 @@ def _trade_traces(trades: pd.DataFrame, quote: str) -> list[go.Scatter]:
             symbols = np.where(win[sel], base, base + "-open")
             cls = _trace_cls(int(sel.sum()))
             traces.append(cls(
-                x=pd.to_datetime(trades.loc[sel, f"{which}_time"]),
+                x=times[sel],
                 y=pd.to_numeric(trades.loc[sel, f"{which}_price"]).to_numpy(dtype=float),
                 mode="markers",
                 name=f"{s.capitalize()} {which}",
                 legendgroup=f"trades-{s}",
                 meta=which,
-                marker=dict(symbol=symbols.tolist(), color=color, size=10 if which == "entry" else 8,
+                marker=dict(symbol=symbols.tolist(), color=color, size=size if which == "entry" else max(size - 2, 3),
                             line=dict(color=color, width=1.5)),
                 customdata=custom[sel],
                 hovertemplate=hover,
@@ -270,24 +328,104 @@ def _trade_traces(trades: pd.DataFrame, quote: str) -> list[go.Scatter]:
     return traces
 
 
+_LEVEL_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Stop", ("stop_price", "stop_loss_price", "stop")),
+    ("Target", ("target_price", "take_profit_price", "target")),
+)
+
+
+def trade_levels(trade: Mapping[str, Any]) -> dict[str, float]:
+    """The price levels of one trade that its record carries: Entry and Exit always, Stop and
+    Target when the trades frame has such a column (finite values only)."""
+    levels = {"Entry": trade.get("entry_price"), "Exit": trade.get("exit_price")}
+    for label, names in _LEVEL_COLUMNS:
+        levels[label] = next((trade[c] for c in names if c in trade), None)
+    out = {}
+    for label, value in levels.items():
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(v):
+            out[label] = v
+    return out
+
+
+def _level_traces(trade: Mapping[str, Any], quote: str) -> list[go.Scatter]:
+    """Labelled horizontal segments (entry..exit) for the levels of one trade; the labels
+    (level, price, exit reason) go to the legend and the hover, not onto the candles."""
+    unit = f" {quote}" if quote else ""
+    pnl = float(trade.get("pnl", np.nan))
+    styles = {"Entry": ("#424242", "solid"), "Exit": (LONG_COLOR if pnl > 0 else SHORT_COLOR, "solid"),
+              "Stop": (SHORT_COLOR, "dash"), "Target": (LONG_COLOR, "dash")}
+    x = [_utc(trade["entry_time"]), _utc(trade["exit_time"])]
+    reason = str(trade.get("exit_reason") or "").replace("_", " ")
+    traces = []
+    for label, price in trade_levels(trade).items():
+        text = f"{label} {price:,.6g}{unit}"
+        if label == "Exit" and reason:
+            text += f" ({reason})"
+        color, dash = styles[label]
+        traces.append(go.Scatter(
+            x=x, y=[price, price], mode="lines", name=text, line=dict(color=color, width=2.5, dash=dash),
+            legendgroup="levels", hovertemplate=f"{text}<extra></extra>",
+        ))
+    return traces
+
+
+def _title(text: str, notes: Sequence[str]) -> dict[str, Any]:
+    """A figure title with the display notes (resampling, hidden markers) on a smaller second line."""
+    if notes:
+        text += "<br><span style='font-size:11px;font-weight:normal'>" + "; ".join(notes) + "</span>"
+    return dict(text=text, font=dict(size=14), y=0.98, yref="container", yanchor="top", x=0.01)
+
+
+_RANGE_BUTTONS = (
+    dict(count=1, label="1d", step="day", stepmode="backward"),
+    dict(count=7, label="1w", step="day", stepmode="backward"),
+    dict(count=1, label="1m", step="month", stepmode="backward"),
+    dict(count=3, label="3m", step="month", stepmode="backward"),
+    dict(count=1, label="1y", step="year", stepmode="backward"),
+    dict(step="all", label="all"),
+)
+
+
+def _range_selector(fig: go.Figure, row: int = 1) -> None:
+    """Range selector buttons (1d .. all) above the top subplot (client-side zoom)."""
+    fig.update_xaxes(rangeselector=dict(buttons=list(_RANGE_BUTTONS), x=0, y=1.0, yanchor="bottom",
+                                        font=dict(size=11)), row=row, col=1)
+
+
 def price_figure(
     df: pd.DataFrame,
     trades: pd.DataFrame | None = None,
     overlays: Mapping[str, pd.Series | np.ndarray] | None = None,
-    max_points: int = 4000,
+    max_points: int = DISPLAY_MAX_POINTS,
     title: str | None = None,
     *,
     quote: str = "",
+    start: Any = None,
+    end: Any = None,
+    log_y: bool = False,
+    focus: Mapping[str, Any] | None = None,
 ) -> go.Figure:
     """Candlesticks with a volume subplot, indicator overlay lines and trade markers.
 
-    Above ``max_points`` bars the candles (and overlays, last value per bin) are resampled
-    to a coarser bin for display and the title says so. Trade markers keep their exact
-    times and prices; ``quote`` names the price currency in hovers (e.g. ``"USDT"``).
+    ``start``/``end`` pick a date range: its real bars are shown, resampled to a coarser bin
+    only above ``max_points`` (the title says so); overlays are computed on the whole frame
+    by the caller and only sliced here. Trade markers keep their exact times and prices,
+    sized by :func:`trade_marker_size` (hidden, with a note, when too dense). ``log_y``: log
+    price axis. ``focus``: one trade (a trades row) whose entry, exit, stop and target levels
+    are drawn and labelled. ``quote`` names the price currency in hovers (e.g. ``"USDT"``).
     """
     if "timestamp" in df.columns and not isinstance(df.index, pd.DatetimeIndex):
         df = df.set_index("timestamp")
     _require_columns(df, ["open", "high", "low", "close"], "price_figure")
+    mask = range_mask(df.index, start, end)
+    aligned = {str(k): _aligned(v, df, str(k))[mask] for k, v in (overlays or {}).items()}
+    df = df[mask]
+    if df.empty:
+        return empty_figure("No bars in this date range", title=title or "Price")
     has_volume = "volume" in df.columns
     n_bars = len(df)
     shown, bin_label, keys = resample_ohlcv(df, max_points)
@@ -304,19 +442,34 @@ def price_figure(
         showlegend=False,
     ), row=1, col=1)
 
-    for i, (legend, values) in enumerate((overlays or {}).items()):
-        arr = _aligned(values, df, legend)
+    for i, (legend, arr) in enumerate(aligned.items()):
         if keys is not None:
             arr = pd.Series(arr).groupby(keys, sort=True).last().to_numpy(dtype=float)
         cls = _trace_cls(len(arr))
         fig.add_trace(cls(
-            x=shown.index, y=arr, mode="lines", name=str(legend),
+            x=shown.index, y=arr, mode="lines", name=legend,
             line=dict(color=OVERLAY_COLORS[i % len(OVERLAY_COLORS)], width=1.2),
             hovertemplate=f"{legend}: %{{y:,.4~f}}{unit}<extra></extra>",
         ), row=1, col=1)
 
+    notes = []
+    if bin_label is not None:
+        notes.append(f"resampled to {bin_label} for display: {n_bars:,} bars shown as {len(shown):,}")
     if trades is not None and len(trades):
-        for trace in _trade_traces(trades, quote):
+        lo, hi = df.index[0], df.index[-1]
+        in_view = int((range_mask(pd.DatetimeIndex(pd.to_datetime(trades["entry_time"])), lo, hi)
+                       | range_mask(pd.DatetimeIndex(pd.to_datetime(trades["exit_time"])), lo, hi)).sum())
+        size = trade_marker_size(in_view)
+        if size == 0:
+            notes.append(f"{in_view:,} trades in view: markers hidden above {MARKER_MAX_TRADES:,}, "
+                         "pick a shorter date range or a trade")
+        else:
+            for trace in _trade_traces(trades, quote, size, lo, hi):
+                fig.add_trace(trace, row=1, col=1)
+    if focus is not None:
+        fig.add_vrect(x0=_utc(focus["entry_time"]), x1=_utc(focus["exit_time"]), fillcolor=LINE_COLOR,
+                      opacity=0.1, line_width=0, row=1, col=1)
+        for trace in _level_traces(focus, quote):
             fig.add_trace(trace, row=1, col=1)
 
     if has_volume:
@@ -328,41 +481,64 @@ def price_figure(
         ), row=2, col=1)
         fig.update_yaxes(title_text="Volume", row=2, col=1)
 
-    text = title or "Price"
-    if bin_label is not None:
-        text += f" (resampled to {bin_label} for display: {n_bars:,} bars shown as {len(shown):,})"
-    # legend under the chart: above it, it would collide with the (long) title
-    fig.update_layout(template=TEMPLATE, title=dict(text=text, font=dict(size=14)), hovermode="x",
-                      margin=dict(l=50, r=20, t=50, b=60), legend=dict(orientation="h", y=-0.08, x=0,
-                                                                         yanchor="top"),
+    # legend under the chart: above it, it would collide with the title and the range buttons
+    fig.update_layout(template=TEMPLATE, title=_title(title or "Price", notes), hovermode="x",
+                      margin=dict(l=50, r=20, t=80, b=70), legend=dict(orientation="h", y=-0.14, x=0,
+                                                                          yanchor="top"),
                       bargap=0)
     fig.update_xaxes(rangeslider_visible=False)
-    fig.update_yaxes(title_text=f"Price{unit}", row=1, col=1)
+    _range_selector(fig)
+    if start is not None or end is not None:  # Plotly's reset returns to the picked range
+        fig.update_xaxes(range=[df.index[0], df.index[-1]])
+    fig.update_yaxes(title_text=f"Price{unit}" + (" (log)" if log_y else ""), type="log" if log_y else "linear",
+                     row=1, col=1)
     return fig
 
 
 # --- equity and drawdown ------------------------------------------------------------------
 
+def buy_and_hold(close: pd.Series, initial_capital: float) -> pd.Series:
+    """Equity of buying ``initial_capital`` worth at the first close and holding (no fees)."""
+    close = pd.to_numeric(close, errors="coerce").astype(float)
+    first = close.dropna()
+    if first.empty or first.iloc[0] == 0:
+        return pd.Series(np.nan, index=close.index, name="Buy and hold")
+    return (float(initial_capital) * close / first.iloc[0]).rename("Buy and hold")
+
+
 def equity_figure(
     equity: pd.Series,
     drawdown: pd.Series | None = None,
     initial_capital: float | None = None,
-    max_points: int = 4000,
+    max_points: int = DISPLAY_MAX_POINTS,
     *,
     quote: str = "",
+    benchmark: pd.Series | None = None,
+    benchmark_name: str = "Buy and hold (no fees)",
+    log_y: bool = False,
+    start: Any = None,
+    end: Any = None,
 ) -> go.Figure:
     """Equity line over an underwater (drawdown, percent axis) area.
 
     ``drawdown`` defaults to equity / running peak - 1. Beyond ``max_points`` the lines
     are downsampled for display: the equity keeps each bin's min and max, the drawdown
-    each bin's min (so the deepest drawdown is always shown).
+    each bin's min (so the deepest drawdown is always shown). ``benchmark`` (e.g.
+    :func:`buy_and_hold` of the same data and capital) is drawn as a second, labelled
+    line; ``log_y`` makes the equity axis logarithmic. ``start``/``end``: only that date range
+    (the run's own drawdown and the benchmark keep their whole-run reference).
     """
     equity = pd.Series(equity, dtype=float) if not isinstance(equity, pd.Series) else equity.astype(float)
-    if len(equity) == 0:
-        return empty_figure("No equity to show", title="Equity")
     if drawdown is None:
         drawdown = equity / equity.cummax() - 1.0
     drawdown = drawdown.astype(float)
+    if start is not None or end is not None:
+        equity = equity[range_mask(equity.index, start, end)]
+        drawdown = drawdown[range_mask(drawdown.index, start, end)]
+        if benchmark is not None:
+            benchmark = benchmark[range_mask(benchmark.index, start, end)]
+    if len(equity) == 0:
+        return empty_figure("No equity to show", title="Equity")
     unit = f" {quote}" if quote else ""
 
     eq_pos = _downsample_positions(equity.to_numpy(), max_points, "minmax")
@@ -370,9 +546,17 @@ def equity_figure(
     reduced = len(eq_pos) < len(equity) or len(dd_pos) < len(drawdown)
 
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.68, 0.32])
+    if benchmark is not None and len(benchmark):
+        bench = pd.to_numeric(benchmark, errors="coerce").astype(float)
+        bench = bench.iloc[_downsample_positions(bench.to_numpy(), max_points, "minmax")]
+        fig.add_trace(_trace_cls(len(bench))(
+            x=bench.index, y=bench.to_numpy(), mode="lines", name=benchmark_name,
+            line=dict(color=NEUTRAL_COLOR, width=1.2),
+            hovertemplate=f"{benchmark_name} %{{y:,.2f}}{unit}<extra></extra>",
+        ), row=1, col=1)
     eq = equity.iloc[eq_pos]
     fig.add_trace(_trace_cls(len(eq))(
-        x=eq.index, y=eq.to_numpy(), mode="lines", name="Equity", line=dict(color=LINE_COLOR, width=1.5),
+        x=eq.index, y=eq.to_numpy(), mode="lines", name="Strategy equity", line=dict(color=LINE_COLOR, width=1.5),
         hovertemplate=f"equity %{{y:,.2f}}{unit}<extra></extra>",
     ), row=1, col=1)
     if initial_capital is not None:
@@ -381,17 +565,18 @@ def equity_figure(
                       annotation_position="bottom right", row=1, col=1)
     dd = drawdown.iloc[dd_pos]
     fig.add_trace(_trace_cls(len(dd))(
-        x=dd.index, y=dd.to_numpy(), mode="lines", name="Drawdown", fill="tozeroy",
+        x=dd.index, y=dd.to_numpy(), mode="lines", name="Drawdown", fill="tozeroy", showlegend=False,
         line=dict(color=SHORT_COLOR, width=1), fillcolor="rgba(239,83,80,0.3)",
         hovertemplate="drawdown %{y:.2%}<extra></extra>",
     ), row=2, col=1)
 
-    title = "Equity and drawdown"
-    if reduced:
-        title += f" (downsampled for display: {len(equity):,} bars)"
-    fig.update_layout(template=TEMPLATE, title=dict(text=title, font=dict(size=14)), hovermode="x unified",
-                      showlegend=False, margin=dict(l=50, r=20, t=50, b=30))
-    fig.update_yaxes(title_text=f"Equity{unit}", row=1, col=1)
+    notes = [f"downsampled for display: {len(equity):,} bars"] if reduced else []
+    fig.update_layout(template=TEMPLATE, title=_title("Equity and drawdown", notes), hovermode="x unified",
+                      showlegend=benchmark is not None, margin=dict(l=50, r=20, t=80, b=30),
+                      legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"))
+    _range_selector(fig)
+    fig.update_yaxes(title_text=f"Equity{unit}" + (" (log)" if log_y else ""), type="log" if log_y else "linear",
+                     row=1, col=1)
     fig.update_yaxes(title_text="Drawdown", tickformat=".0%", row=2, col=1)
     return fig
 
@@ -428,6 +613,35 @@ def returns_histogram(trades: pd.DataFrame, nbins: int = 40) -> go.Figure:
     return fig
 
 
+# --- trades table --------------------------------------------------------------------------
+
+TRADE_TABLE_COLUMNS = {  # trades column -> display header (times are UTC, said once in the header)
+    "entry_time": "Entry (UTC)", "exit_time": "Exit (UTC)", "side": "Side", "entry_price": "Entry price",
+    "exit_price": "Exit price", "qty": "Qty", "pnl": "PnL", "return_pct": "Return %", "bars_held": "Bars held",
+    "exit_reason": "Exit reason", "fees": "Fees", "funding": "Funding",
+}
+
+
+def trades_table(trades: pd.DataFrame) -> pd.DataFrame:
+    """The trades frame for reading: UTC times without offset (tz-naive), readable exit reasons
+    ("stop loss"), display headers; values stay numeric so the table sorts by value. The row
+    order (and positional index) is the trades frame's, so a selected row maps to
+    ``trades.iloc[row]``. The CSV export keeps the raw frame.
+    """
+    out = pd.DataFrame(index=pd.RangeIndex(len(trades), name="#"))
+    for column, header in TRADE_TABLE_COLUMNS.items():
+        if column not in trades.columns:
+            continue
+        values = trades[column].reset_index(drop=True)
+        if column.endswith("_time"):
+            times = pd.DatetimeIndex(pd.to_datetime(values))
+            values = pd.Series((times.tz_convert("UTC") if times.tz is not None else times).tz_localize(None))
+        elif column == "exit_reason":
+            values = values.astype(str).str.replace("_", " ")
+        out[header] = values.to_numpy()
+    return out
+
+
 # --- optimisation results --------------------------------------------------------------------
 
 def _colorscale(metric: str) -> str:
@@ -447,6 +661,38 @@ def heatmap_pivot(results: pd.DataFrame, x: str, y: str, metric: str, agg: str =
     return values.pivot_table(index=y, columns=x, values=metric, aggfunc=agg, observed=True)
 
 
+def short_number(value: float, percent: bool = False) -> str:
+    """A cell label of at most about 5 characters: ``0.1234`` -> ``0.12``, ``12345`` -> ``12k``,
+    percent ``0.1234`` -> ``12%``; NaN -> ""."""
+    if not np.isfinite(value):
+        return ""
+    if percent:
+        v = value * 100
+        return f"{v:.0f}%" if abs(v) >= 10 else f"{v:.1f}%"
+    a = abs(value)
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if a >= size:
+            return f"{value / size:.3g}{suffix}"
+    if a >= 100:
+        return f"{value:.0f}"
+    return f"{value:.2f}" if a >= 0.01 or a == 0 else f"{value:.1g}"
+
+
+HEATMAP_LABEL_WIDTH_PX = 900  # plot width assumed when deciding whether cell labels fit
+
+
+def heatmap_labels(z: np.ndarray, metric: str, max_rows: int = 30) -> list[list[str]] | None:
+    """Short cell labels of a heatmap, or None when the cells are too small for them (about
+    7 px per character across :data:`HEATMAP_LABEL_WIDTH_PX`, at most ``max_rows`` rows)."""
+    if z.size == 0 or z.shape[0] > max_rows:
+        return None
+    labels = [[short_number(float(v), metric in _PERCENT_METRICS) for v in row] for row in z]
+    widest = max(len(t) for row in labels for t in row)
+    if z.shape[1] * (7 * widest + 10) > HEATMAP_LABEL_WIDTH_PX:
+        return None
+    return labels
+
+
 def heatmap_figure(results: pd.DataFrame, x: str, y: str, metric: str, agg: str = "max") -> go.Figure:
     """Heatmap of ``metric`` over params ``x`` and ``y``, the other params aggregated by max or mean.
 
@@ -462,13 +708,12 @@ def heatmap_figure(results: pd.DataFrame, x: str, y: str, metric: str, agg: str 
     z = pivot.to_numpy(dtype=float)
     fmt = _metric_hover_format(metric)
     fig = _new_figure(title=dict(text=f"{label} by {x} × {y} ({agg} over other params)", font=dict(size=14)))
-    show_text = z.size <= 600
+    labels = heatmap_labels(z, metric)
     fig.add_trace(go.Heatmap(
         z=z, x=xs, y=ys, colorscale=_colorscale(metric), hoverongaps=False,
-        colorbar=dict(title=dict(text=f"{label}<br>({agg})", side="right"),
+        colorbar=dict(title=dict(text=f"{label}<br>({agg})", side="top"),
                       tickformat=".0%" if metric in _PERCENT_METRICS else None),
-        texttemplate=f"%{{z:{'.1%' if metric in _PERCENT_METRICS else '.3~g'}}}" if show_text else None,
-        textfont=dict(size=10),
+        text=labels, texttemplate="%{text}" if labels is not None else None, textfont=dict(size=11),
         hovertemplate=f"{x} = %{{x}}<br>{y} = %{{y}}<br>{label} ({agg}) = %{{z:{fmt}}}<extra></extra>",
     ))
     fig.update_xaxes(title_text=x, type="category")
@@ -522,10 +767,12 @@ def parallel_coordinates_figure(
     title = f"Parallel coordinates coloured by {label}"
     if total > max_rows:
         title += f" (top {max_rows:,} of {total:,} by {label})"
-    fig = _new_figure(title=dict(text=title, font=dict(size=14)), margin=dict(l=60, r=60, t=80, b=30))
+    fig = _new_figure(title=dict(text=title, font=dict(size=14), y=0.98, yref="container", yanchor="top"),
+                      margin=dict(l=70, r=110, t=130, b=30))
     fig.add_trace(go.Parcoords(
+        labelangle=-20, labelside="top", labelfont=dict(size=12), rangefont=dict(size=10),
         line=dict(color=mvals, colorscale=_colorscale(metric), showscale=True,
-                  colorbar=dict(title=dict(text=label))),
+                  colorbar=dict(title=dict(text=label), x=1.04)),
         dimensions=dims,
     ))
     return fig
@@ -595,7 +842,7 @@ def pareto_figure(
     ))
     fig.update_xaxes(title_text=xl, tickformat=".0%" if x in _PERCENT_METRICS else None)
     fig.update_yaxes(title_text=yl, tickformat=".0%" if y in _PERCENT_METRICS else None)
-    fig.update_layout(legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom"))
+    fig.update_layout(legend=dict(orientation="h", y=-0.18, x=0, yanchor="top"), margin=dict(l=60, r=20, t=50, b=90))
     return fig
 
 

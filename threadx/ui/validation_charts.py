@@ -27,6 +27,7 @@ from plotly.subplots import make_subplots
 
 from threadx.ui.charts import (
     _PERCENT_METRICS,
+    DISPLAY_MAX_POINTS,
     FRONT_COLOR,
     LINE_COLOR,
     LONG_COLOR,
@@ -218,7 +219,7 @@ def stitched_equity_figure(
     initial_capital: float | None = None,
     boundaries: Sequence[Any] | None = None,
     benchmark_label: str | None = None,
-    max_points: int = 4000,
+    max_points: int = DISPLAY_MAX_POINTS,
 ) -> go.Figure:
     """The stitched out-of-sample equity (each window traded by its IS winner) against
     ``benchmark``, the full-period optimum (chosen with hindsight) traded over the same span.

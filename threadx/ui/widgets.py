@@ -1,12 +1,18 @@
-"""Widgets generated from strategy declarations (Backtest and Optimisation pages)."""
+"""Widgets generated from strategy declarations (Backtest and Optimisation pages), and the
+Backtest result controls (date range, trades table)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 from threadx.optimize.space import searched_by_default
 from threadx.strategy.base import Param, StrategySpec
+from threadx.ui import charts
 
 
 def _number_format(p: Param) -> str | None:
@@ -94,3 +100,99 @@ def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
             if not chosen:
                 space[p.name] = []
     return space
+
+
+# --- backtest result: date range and trades table ----------------------------------------
+
+def naive_utc(ts: Any) -> datetime:
+    """A UTC (naive) datetime for Streamlit's slider from any timestamp."""
+    t = pd.Timestamp(ts)
+    return (t.tz_convert("UTC").tz_localize(None) if t.tzinfo is not None else t).to_pydatetime()
+
+
+def date_range_slider(
+    index: pd.DatetimeIndex, key: str, label: str = "Date range (UTC)"
+) -> tuple[datetime | None, datetime | None]:
+    """A start/end slider over ``index`` (step: one bar); returns naive UTC datetimes.
+
+    Its value lives in ``st.session_state[key]`` (set it before the call to move it, e.g. to a
+    trade's window); a stale value outside ``index`` is reset to the full range.
+    """
+    if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
+        return None, None  # nothing to pick from: the whole (tiny or unindexed) frame
+    lo, hi = naive_utc(index[0]), naive_utc(index[-1])
+    step = pd.Timedelta(int(np.median(np.diff(index.as_unit("ns").asi8)))).to_pytimedelta()  # one bar
+    current = st.session_state.get(key)
+    if not (isinstance(current, tuple) and len(current) == 2 and lo <= current[0] <= current[1] <= hi):
+        st.session_state[key] = (lo, hi)
+    return st.slider(label, min_value=lo, max_value=hi, step=step, format="YYYY-MM-DD HH:mm", key=key)
+
+
+def selected_row(key: str) -> int | None:
+    """The row picked in the ``st.dataframe`` with ``key`` (single-row selection), or None."""
+    state = st.session_state.get(key)
+    try:
+        rows = state["selection"]["rows"]
+    except (KeyError, TypeError):
+        return None
+    return int(rows[0]) if rows else None
+
+
+def trades_table(trades: pd.DataFrame, key: str, height: int = 320) -> int | None:
+    """The readable trades table (sortable, one row selectable); returns the selected row
+    position in ``trades`` or None."""
+    table = charts.trades_table(trades)
+    money = st.column_config.NumberColumn(format="%.2f")
+    config = {
+        "Entry (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        "Exit (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        "Entry price": st.column_config.NumberColumn(format="%.4f"),
+        "Exit price": st.column_config.NumberColumn(format="%.4f"),
+        "Qty": st.column_config.NumberColumn(format="%.6f"),
+        "PnL": money, "Fees": money, "Funding": money,
+        "Return %": st.column_config.NumberColumn(format="%+.2f %%"),
+    }
+    st.dataframe(table, column_config=config, width="stretch", height=height, key=key,
+                 on_select="rerun", selection_mode="single-row")
+    return selected_row(key)
+
+
+@dataclass
+class ChartView:
+    """What the Backtest charts show: the date range, log axes, the selected trade (or None)."""
+
+    start: datetime | None
+    end: datetime | None
+    log_y: bool
+    trade: dict | None
+
+
+def chart_view(trades: pd.DataFrame, index: pd.DatetimeIndex, run_token: Any, prefix: str = "bt") -> ChartView:
+    """Controls above the price chart (date range, log scale, full range) and the trade-to-chart link.
+
+    Keys: ``{prefix}_range`` (date range), ``{prefix}_trades`` (the trades table, rendered
+    later by :func:`trades_table`), ``{prefix}_log``. A new ``run_token`` (a new result) resets
+    the range and the selection; a newly selected trades-table row moves the date range to a
+    window around that trade (:func:`threadx.ui.charts.trade_window`).
+    """
+    range_key, table_key, seen_key = f"{prefix}_range", f"{prefix}_trades", f"{prefix}_zoomed"
+    if st.session_state.get(f"{prefix}_view_of") != run_token:
+        st.session_state[f"{prefix}_view_of"] = run_token
+        for key in (range_key, table_key, seen_key):
+            st.session_state.pop(key, None)
+    row = selected_row(table_key)
+    trade = trades.iloc[row].to_dict() if row is not None and row < len(trades) else None
+    if row != st.session_state.get(seen_key):
+        st.session_state[seen_key] = row
+        if trade is not None and isinstance(index, pd.DatetimeIndex) and len(index) > 1:
+            lo, hi = charts.trade_window(index, trade)
+            st.session_state[range_key] = (naive_utc(lo), naive_utc(hi))
+    c = st.columns([1, 1, 5])
+    log_y = c[0].toggle("Log scale", key=f"{prefix}_log", help="logarithmic price and equity axes")
+    c[1].button("Full range", key=f"{prefix}_full_range", on_click=lambda: st.session_state.pop(range_key, None))
+    if trade is not None:
+        c[2].caption(f"Trade #{row}: {trade['side']} {naive_utc(trade['entry_time']):%Y-%m-%d %H:%M} → "
+                     f"{naive_utc(trade['exit_time']):%Y-%m-%d %H:%M} UTC, "
+                     f"exit: {str(trade.get('exit_reason', '')).replace('_', ' ')} (levels drawn on the chart)")
+    start, end = date_range_slider(index, key=range_key)
+    return ChartView(start, end, bool(log_y), trade)

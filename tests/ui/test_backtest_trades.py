@@ -1,0 +1,80 @@
+"""Backtest page, issue 11: the trades table zooms the price chart to the selected trade."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("streamlit")
+
+from apptest_helpers import open_page  # noqa: E402
+
+
+def price_spec(at) -> dict:
+    return json.loads(at.get("plotly_chart")[0].proto.spec)
+
+
+def run_default_backtest():
+    at = open_page("2_Backtest.py")
+    at.button(key="bt_run").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_selecting_a_trade_row_zooms_the_chart_to_it():
+    at = run_default_backtest()
+    table = at.dataframe(key="bt_trades").value
+    assert "Exit reason" in table.columns and table["Entry (UTC)"].dt.tz is None
+    full = at.slider(key="bt_range").value
+    assert "markers hidden" in price_spec(at)["layout"]["title"]["text"]  # >1,000 trades at full range
+
+    row = 3
+    at.session_state["bt_trades"] = {"selection": {"rows": [row], "columns": []}}  # what a click sends
+    at.run()
+    assert not at.exception, at.exception
+    entry, exit_ = table["Entry (UTC)"].iloc[row], table["Exit (UTC)"].iloc[row]
+    start, end = at.slider(key="bt_range").value
+    assert full[0] <= start < entry and exit_ < end < full[1]
+    spec = price_spec(at)
+    assert "resampled" not in spec["layout"]["title"]["text"]  # the real 1h bars of the window
+    candle = next(t for t in spec["data"] if t["type"] == "candlestick")
+    x = pd.to_datetime(candle["x"])
+    assert x[0] == pd.Timestamp(start, tz="UTC") and x[-1] == pd.Timestamp(end, tz="UTC")
+    assert (x[1:] - x[:-1] == pd.Timedelta(hours=1)).all()
+    levels = [t["name"] for t in spec["data"] if t.get("legendgroup") == "levels"]
+    assert levels[0].startswith("Entry") and levels[1].startswith("Exit")
+    assert table["Exit reason"].iloc[row] in levels[1]
+    markers = [t for t in spec["data"] if t.get("mode") == "markers"]
+    assert markers, "the window's trades are marked"
+    assert any(f"Trade #{row}" in c.value for c in at.caption)
+
+    at.toggle(key="bt_log").set_value(True).run()
+    assert price_spec(at)["layout"]["yaxis"]["type"] == "log"
+    assert at.slider(key="bt_range").value == (start, end)  # the zoom survives other reruns
+    at.button(key="bt_full_range").click().run()
+    assert at.slider(key="bt_range").value == full
+
+
+def test_equity_chart_has_buy_and_hold_and_the_range_slider_shows_real_bars():
+    at = run_default_backtest()
+    equity = json.loads(at.get("plotly_chart")[1].proto.spec)
+    names = [t.get("name") for t in equity["data"]]
+    assert "Buy and hold (no fees)" in names and "Strategy equity" in names
+    at.slider(key="bt_range").set_value((pd.Timestamp("2023-03-01").to_pydatetime(),
+                                         pd.Timestamp("2023-03-05").to_pydatetime())).run()
+    candle = next(t for t in price_spec(at)["data"] if t["type"] == "candlestick")
+    assert len(candle["x"]) == 4 * 24 + 1
+
+
+def test_a_new_run_resets_the_zoom_and_the_selection():
+    at = run_default_backtest()
+    full = at.slider(key="bt_range").value
+    at.session_state["bt_trades"] = {"selection": {"rows": [5], "columns": []}}
+    at.run()
+    assert at.slider(key="bt_range").value != full
+    at.button(key="bt_run").click().run()
+    assert not at.exception, at.exception
+    assert at.slider(key="bt_range").value == full
+    assert not any("Trade #" in c.value for c in at.caption)
+    assert not [t for t in price_spec(at)["data"] if t.get("legendgroup") == "levels"]
