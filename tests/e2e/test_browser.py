@@ -180,7 +180,9 @@ def test_backtest_optimise_and_open_best_combo(server, browser):
         for part, value in (("min", lo), ("max", hi), ("step", step)):
             fill_number(page, f".st-key-opt-ma_crossover-{name}-{part}", value)
     page.get_by_text("combos to run", exact=False).first.wait_for()
-    assert "50" in page.locator("[data-testid=stAlertContentInfo]").first.inner_text()
+    # the count follows the last input once its rerun lands (retried until then)
+    playwright.expect(page.locator("[data-testid=stAlertContentInfo]").first).to_contain_text(
+        "50 combos to run", timeout=30_000)
     shot(page, "5_optimisation_setup")
     click_until(page, "Launch", page.get_by_text("combos ·", exact=False).first)
     try:
@@ -245,8 +247,9 @@ def test_walk_forward_and_sweep_validation(server, browser):
         fill_number(page, selector, value)
     page.get_by_text("Search space", exact=True).click()  # fold the editor away again
     settle(page)
-    plan = page.locator("[data-testid=stAlertContentInfo]").first.inner_text()
-    assert "10 windows" in plan and "9 combos" in plan, plan
+    plan = page.locator("[data-testid=stAlertContentInfo]").first
+    playwright.expect(plan).to_contain_text("10 windows", timeout=30_000)
+    playwright.expect(plan).to_contain_text("9 combos", timeout=30_000)
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
     page.wait_for_timeout(1000)
     shot(page, "8_validation_walk_forward_setup")
