@@ -44,10 +44,12 @@ _STAT_CACHE: dict[tuple[str, int, int], tuple] = {}
 class DatasetExists(DataError):
     """An import or rename onto a dataset name that is already taken (nothing was written).
 
-    ``name``, ``path``, ``first``, ``last`` and ``bars`` describe the existing dataset."""
+    ``name``, ``path``, ``first``, ``last`` and ``bars`` describe the existing dataset;
+    ``incoming`` is ``(first, last, bars)`` of the data an import would have written."""
 
     def __init__(self, name: str, path: Path, first: pd.Timestamp | None, last: pd.Timestamp | None, bars: int):
         self.name, self.path, self.first, self.last, self.bars = name, path, first, last, int(bars)
+        self.incoming: tuple[pd.Timestamp, pd.Timestamp, int] | None = None
         super().__init__(f"{self.describe()}; replace it (replace=True) or keep both under a label "
                          f"(label=NAME: {name}-NAME)")
 
@@ -110,7 +112,7 @@ def dataset_path(exchange: str, symbol: str, timeframe: str, data_root: str | os
     symbol = check_name(normalize_symbol(str(symbol)), "symbol", SYMBOL)
     timeframe_seconds(timeframe)  # DataError for an unknown unit
     timeframe = check_name(str(timeframe).strip(), "timeframe", TIMEFRAME)
-    suffix = f"-{check_name(str(label).strip(), 'dataset label', NAME)}" if label else ""
+    suffix = f"-{check_name(label, 'dataset label', NAME)}" if label else ""
     return _root(data_root) / exchange / f"{symbol}-{timeframe}{suffix}.parquet"
 
 

@@ -290,6 +290,7 @@ def import_ohlcv(
         raise DataError(f"{source}: the exchange label {SYNTHETIC_EXCHANGE!r} is kept for the synthetic sample")
     taken = existing_dataset(target)
     if taken is not None and not replace:
+        taken.incoming = (df.index[0], df.index[-1], len(df))
         raise taken
     write_ohlcv(df, target)
     if taken is not None and taken.path != target:  # the replaced dataset was a CSV/Feather/JSON file

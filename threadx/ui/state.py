@@ -9,6 +9,7 @@
 - ``backtest``         the last :class:`threadx.Result` shown on the Backtest page
 - ``sweep_job``        id of the sweep job the Optimisation page follows
 - ``sweep_run``        run id of the stored sweep shown on the Optimisation page
+- ``data_flash``       message shown once by the Data page after an import, rename or delete
 """
 from __future__ import annotations
 
@@ -44,6 +45,18 @@ def load_dataset(name: str) -> pd.DataFrame:
 
     path = resolve_dataset(name)
     return _load(name, os.path.getmtime(path))
+
+
+def datasets_changed(message: str, select: str | None = None) -> None:
+    """After an import, rename or delete: drop the cached frames, make ``select`` the active
+    dataset, and rerun the page so the table and every picker list the datasets anew; the
+    page shows ``message`` (``data_flash``) on that run."""
+    _load.clear()
+    if select is not None:
+        st.session_state["dataset"] = select
+    st.session_state.pop("dataset_picker", None)  # the picker starts again from "dataset"
+    st.session_state["data_flash"] = message
+    st.rerun()
 
 
 def active_dataset() -> str:
