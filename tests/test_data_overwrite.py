@@ -130,7 +130,8 @@ def test_cli_rename_refuses_a_taken_name_a_bad_name_and_the_sample(stored, older
     import_ohlcv(older, "binance", label="old")
     err = one_error_line(capsys, ["data", "rename", "binance/BTC_USDT-1h-old", "binance/BTC_USDT-1h"])
     assert "already exists" in err and "200 bars" in err
-    assert "invalid dataset label" in one_error_line(capsys, ["data", "rename", "binance/BTC_USDT-1h", "BTC_USDT-1h-.x"])
+    err = one_error_line(capsys, ["data", "rename", "binance/BTC_USDT-1h", "BTC_USDT-1h-.x"])
+    assert "invalid dataset label" in err
     one_error_line(capsys, ["data", "rename", "binance/BTC_USDT-1h", "../../etc/BTC_USDT-1h"])
     assert "synthetic sample" in one_error_line(capsys, ["data", "rename", "sample:BTC_USDT-1h", "x/BTC_USDT-1h"])
     assert "synthetic sample" in one_error_line(capsys, ["data", "rename", "binance/BTC_USDT-1h", "synthetic/B-1h"])
@@ -247,3 +248,12 @@ def test_gap_marks_keep_the_largest_when_there_are_many():
     assert len(fig.layout.shapes) == 10
     widths = sorted((pd.Timestamp(s.x1) - pd.Timestamp(s.x0)) // pd.Timedelta(hours=1) for s in fig.layout.shapes)
     assert widths == [6] * 3 + [7] * 7
+
+
+def test_the_list_carries_the_verdict(data_root, capsys):
+    write_ohlcv(gappy(), dataset_path("local", "GAP_USDT", "1h", data_root))
+    write_ohlcv(candles(100, NEW), dataset_path("local", "OK_USDT", "1h", data_root))
+    assert dict(zip(list_datasets()["name"], list_datasets()["verdict"])) == {"local/GAP_USDT-1h": "amber",
+                                                                              "local/OK_USDT-1h": "green"}
+    assert main(["data", "list"]) == 0
+    assert "amber" in capsys.readouterr().out

@@ -128,7 +128,8 @@ def cmd_data_list(args: argparse.Namespace) -> int:
     elif table.empty:
         print("no datasets yet: run `threadx data fetch` or `threadx data import FILE`")
     else:
-        cols = [c for c in ("name", "timeframe", "first", "last", "bars", "quality", "synthetic") if c in table]
+        shown = ("name", "timeframe", "first", "last", "bars", "quality", "verdict", "synthetic")
+        cols = [c for c in shown if c in table]
         print(_table(table.to_dict(orient="records"), cols))
     return 0
 

@@ -29,7 +29,8 @@ from threadx.names import EXCHANGE, NAME, SYMBOL, TIMEFRAME, check_name
 
 SAMPLE_PREFIX = "sample:"
 SYNTHETIC_EXCHANGE = "synthetic"
-LIST_COLUMNS = ["name", "exchange", "symbol", "timeframe", "path", "first", "last", "bars", "synthetic", "quality"]
+LIST_COLUMNS = ["name", "exchange", "symbol", "timeframe", "path", "first", "last", "bars", "synthetic", "quality",
+                "verdict"]
 _FORMAT_PREFERENCE = {"parquet": 0, "feather": 1, "csv": 2, "json": 3}
 # exchange: lower-case id (ccxt style); symbol: BASE_QUOTE (more parts allowed) or BASE/QUOTE[:SETTLE]
 _NAME = re.compile(  # used with fullmatch: a trailing newline never passes
@@ -121,7 +122,7 @@ def existing_dataset(path: Path) -> DatasetExists | None:
     found = _dataset_files(path.parent.parent).get((path.parent.name, _stem(path.name)))
     if found is None:
         return None
-    first, last, bars, _, _ = _file_stats(found)
+    first, last, bars, *_ = _file_stats(found)
     return DatasetExists(dataset_name(path), found, first, last, bars)
 
 
@@ -238,15 +239,15 @@ def _refuse_folder(candidate: Path | None, name: str | os.PathLike) -> None:
 def list_datasets(data_root: str | os.PathLike | None = None) -> pd.DataFrame:
     """Datasets under the data root, one row each, sorted by name.
 
-    Columns: name, exchange, symbol, timeframe, path, first, last, bars, synthetic, quality.
-    ``first/last/bars/quality`` come from reading and validating each file once; the result is
-    cached per (path, mtime, size), so listing again is cheap. An unreadable file is listed with
-    ``bars`` 0 and ``quality`` NaN.
+    Columns: name, exchange, symbol, timeframe, path, first, last, bars, synthetic, quality, verdict.
+    ``first/last/bars/quality/verdict`` come from reading and validating each file once; the result
+    is cached per (path, mtime, size), so listing again is cheap. An unreadable file is listed with
+    ``bars`` 0, ``quality`` NaN and verdict ``red``.
     """
     rows = []
     for (exchange, stem), path in sorted(_dataset_files(_root(data_root)).items()):
         _, symbol, timeframe = parse_dataset_name(f"{exchange}/{stem}")
-        first, last, bars, synthetic, quality = _file_stats(path)
+        first, last, bars, synthetic, quality, verdict = _file_stats(path)
         rows.append(
             {
                 "name": f"{exchange}/{stem}",
@@ -259,6 +260,7 @@ def list_datasets(data_root: str | os.PathLike | None = None) -> pd.DataFrame:
                 "bars": bars,
                 "synthetic": bool(synthetic or exchange == SYNTHETIC_EXCHANGE),
                 "quality": quality,
+                "verdict": verdict,
             }
         )
     out = pd.DataFrame(rows, columns=LIST_COLUMNS)
@@ -335,13 +337,14 @@ def _file_stats(path: Path) -> tuple:
     try:
         st = path.stat()
     except OSError:
-        return None, None, 0, False, float("nan")
+        return None, None, 0, False, float("nan"), "red"
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
     if key not in _STAT_CACHE:
         try:
             df, report = check_ohlcv_file(path)
-            stats = (report.first, report.last, report.bars, bool(df.attrs.get("synthetic")), report.quality)
+            stats = (report.first, report.last, report.bars, bool(df.attrs.get("synthetic")), report.quality,
+                     report.verdict[0])
         except DataError:
-            stats = (None, None, 0, False, float("nan"))
+            stats = (None, None, 0, False, float("nan"), "red")
         _STAT_CACHE[key] = stats
     return _STAT_CACHE[key]
