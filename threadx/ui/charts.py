@@ -353,7 +353,8 @@ def add_gap_marks(fig: go.Figure, gaps: Sequence[tuple[Any, Any, int]], max_mark
     shown = sorted(gaps, key=lambda g: -int(g[2]))[:max_marks]
     before = len(fig.layout.shapes)
     for start, end, _ in sorted(shown, key=lambda g: g[0]):
-        fig.add_vrect(x0=start, x1=end, fillcolor=GAP_COLOR, opacity=0.25, line_width=0, layer="below",
+        fig.add_vrect(x0=start, x1=end, fillcolor=GAP_COLOR, opacity=0.35, layer="below",
+                      line=dict(color=GAP_COLOR, width=1),  # a one-hour gap stays visible over years
                       name="gap", legendgroup="gap", showlegend=False)
     if len(fig.layout.shapes) > before:
         fig.layout.shapes[before].showlegend = True
