@@ -11,11 +11,11 @@ import streamlit as st
 from threadx.data.catalog import (
     DatasetExists,
     dataset_name,
-    dataset_path,
     delete_dataset,
+    existing_dataset,
     list_datasets,
-    parse_dataset_name,
     rename_dataset,
+    resampled_path,
     resolve_dataset,
 )
 from threadx.data.io import check_ohlcv_file, import_ohlcv, load_ohlcv, write_ohlcv
@@ -104,8 +104,10 @@ def _rename_delete(dataset: str, table: pd.DataFrame) -> None:
     if dataset.startswith("synthetic/"):
         st.info("The synthetic sample cannot be renamed or deleted: it is regenerated whenever it is missing.")
         return
+    if st.session_state.get("data_rename_for") != dataset:  # the box starts at the selected dataset's name
+        st.session_state["data_rename_for"] = st.session_state["data_rename_to"] = dataset
     c = st.columns([3, 1], vertical_alignment="bottom")
-    new = c[0].text_input("New name ([exchange/]SYMBOL-tf[-label])", value=dataset, key="data_rename_to")
+    new = c[0].text_input("New name ([exchange/]SYMBOL-tf[-label])", key="data_rename_to")
     if c[1].button("Rename", key="data_rename_go"):
         try:
             target = rename_dataset(dataset, new.strip())
@@ -146,13 +148,16 @@ if len(table):
     st.dataframe(shown, use_container_width=True, hide_index=True)
 
 tabs = st.tabs(["Preview", "Validation", "Import", "Download", "Resample", "Rename / delete"])
-_, report = check_ohlcv_file(resolve_dataset(dataset))
+report = df = None  # an unreadable or invalid file: the page still shows why, and offers to delete it
+try:
+    _, report = check_ohlcv_file(resolve_dataset(dataset))
+    df = load_dataset(dataset)
+except ThreadXError as exc:
+    problem = f"Cannot load {dataset}: {exc}"
 
 with tabs[0]:
-    try:
-        df = load_dataset(dataset)
-    except ThreadXError as exc:
-        st.error(f"Cannot load {dataset}: {exc}")
+    if df is None or report is None:
+        st.error(problem)
     else:
         st.caption(f"{label_dataset(dataset, df)}: {len(df):,} bars, {df.index[0]} → {df.index[-1]}"
                    + (f"; {report.gap_count} gap(s) shaded" if report.gap_count else ""))
@@ -160,8 +165,11 @@ with tabs[0]:
         st.plotly_chart(figure, use_container_width=True)
 
 with tabs[1]:
-    _show_verdict(report)
-    st.code(report.summary(), language=None)
+    if report is None:
+        st.error(f"🔴 **RED** — {problem}")
+    else:
+        _show_verdict(report)
+        st.code(report.summary(), language=None)
 
 with tabs[2]:
     st.write("Parquet, Feather, CSV or JSON (freqtrade layouts included). Validated before it is saved; "
@@ -202,18 +210,22 @@ with tabs[3]:
                              select=dataset_name(result.path))
 
 with tabs[4]:
-    c = st.columns(2)
+    c = st.columns(3, vertical_alignment="bottom")
     target_tf = c[0].selectbox("Resample to", ["4h", "1d", "1w", "15m", "1h"], key="resample_tf")
-    if c[1].button("Resample", key="resample_go"):
+    replace = c[1].checkbox("Replace an existing dataset", key="resample_replace")
+    if c[2].button("Resample", key="resample_go"):
         try:
+            target = resampled_path(dataset, target_tf)
+            taken = existing_dataset(target)
+            if taken is not None and not replace:
+                raise ThreadXError(f"{taken.describe()}; tick 'Replace an existing dataset' to overwrite it")
             frame = load_ohlcv(dataset, timeframe=target_tf)
-            exchange_name, sym, _ = parse_dataset_name(dataset)
-            target = dataset_path(exchange_name or "local", sym, target_tf)
             write_ohlcv(frame, target)
         except (ThreadXError, ValueError) as exc:
             st.error(f"Resample failed: {exc}")
         else:
-            datasets_changed(f"Wrote {len(frame):,} complete {target_tf} bars to {target}")
+            datasets_changed(f"Wrote {len(frame):,} complete {target_tf} bars to {dataset_name(target)}",
+                             select=dataset_name(target))
 
 with tabs[5]:
     _rename_delete(dataset, table)

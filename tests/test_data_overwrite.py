@@ -257,3 +257,15 @@ def test_the_list_carries_the_verdict(data_root, capsys):
                                                                               "local/OK_USDT-1h": "green"}
     assert main(["data", "list"]) == 0
     assert "amber" in capsys.readouterr().out
+
+
+def test_cli_resample_keeps_the_label_and_refuses_an_existing_target(stored, older, data_root, capsys):
+    import_ohlcv(older, "binance", label="2017-2020")
+    assert main(["data", "resample", "binance/BTC_USDT-1h-2017-2020", "--to", "4h"]) == 0
+    assert (data_root / "binance" / "BTC_USDT-4h-2017-2020.parquet").exists()
+    four = data_root / "binance" / "BTC_USDT-4h-2017-2020.parquet"
+    before = four.read_bytes()
+    err = one_error_line(capsys, ["data", "resample", "binance/BTC_USDT-1h-2017-2020", "--to", "4h"])
+    assert "binance/BTC_USDT-4h-2017-2020 already exists" in err and "--replace" in err
+    assert four.read_bytes() == before
+    assert main(["data", "resample", "binance/BTC_USDT-1h-2017-2020", "--to", "4h", "--replace"]) == 0

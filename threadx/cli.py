@@ -203,15 +203,18 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_data_resample(args: argparse.Namespace) -> int:
-    from threadx.data.catalog import dataset_path, parse_dataset_name
+    from threadx.data.catalog import existing_dataset, resampled_path
     from threadx.data.io import load_ohlcv, write_ohlcv
 
     df = load_ohlcv(args.source, timeframe=args.to)
     if args.out:
         target = Path(args.out)
     else:
-        exchange, symbol, _ = parse_dataset_name(df.attrs.get("name") or args.source)
-        target = dataset_path(exchange or "local", symbol, args.to)
+        target = resampled_path(df.attrs.get("name") or args.source, args.to)
+        taken = existing_dataset(target)
+        if taken is not None and not args.replace:
+            print(f"error: {taken.describe()}; add --replace to overwrite it, or --out FILE", file=sys.stderr)
+            return EXIT_BAD_INPUT
     write_ohlcv(df, target)
     print(f"wrote {len(df):,} {args.to} bars to {target}")
     return 0
@@ -587,6 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source")
     p.add_argument("--to", required=True, help="target timeframe, e.g. 4h")
     p.add_argument("--out", help="output file (default: beside the source in the data root)")
+    p.add_argument("--replace", action="store_true", help="overwrite a dataset of the target name")
     p.set_defaults(func=cmd_data_resample)
 
     p = sub.add_parser("backtest", help="run one backtest")

@@ -160,3 +160,36 @@ def test_verdict_box_and_gap_shading(workspace):
     assert amber and "32 missing bar(s) in 1 gap(s)" in amber[0]
     figure = at.get("plotly_chart")[0].proto.spec
     assert '"name":"gap"' in figure.replace(" ", "")
+
+
+def test_an_invalid_stored_file_is_red_and_can_be_deleted(workspace):
+    bad = workspace / "data" / "local" / "INF_USDT-1h.csv"
+    bad.parent.mkdir(parents=True)
+    frame = candles(100, NEW)
+    frame.iloc[5, 1] = np.inf
+    frame.reset_index().to_csv(bad, index=False)
+    at = open_page("1_Data.py")
+    at.selectbox(key="dataset_picker").set_value("local/INF_USDT-1h").run()
+    assert not at.exception, at.exception
+    assert any("RED" in e.value and "infinite" in e.value for e in at.error)
+    assert any("Cannot load local/INF_USDT-1h" in e.value for e in at.error)
+    at.button(key="data_delete").click().run()
+    at.button(key="data_delete_confirm").click().run()
+    assert not bad.exists() and "local/INF_USDT-1h" not in table_names(at)
+
+
+def test_resample_refuses_an_existing_target_unless_replace_is_ticked(stored, workspace):
+    from threadx.data import write_ohlcv
+
+    four = write_ohlcv(candles(10, NEW).iloc[::4], workspace / "data" / "binance" / "BTC_USDT-4h.parquet")
+    before = four.read_bytes()
+    at = open_page("1_Data.py")
+    at.selectbox(key="dataset_picker").set_value("binance/BTC_USDT-1h").run()
+    at.selectbox(key="resample_tf").set_value("4h").run()
+    at.button(key="resample_go").click().run()
+    assert any("Resample failed" in e.value and "binance/BTC_USDT-4h already exists" in e.value for e in at.error)
+    assert four.read_bytes() == before
+    at.checkbox(key="resample_replace").check().run()
+    at.button(key="resample_go").click().run()
+    assert any("Wrote 50 complete 4h bars to binance/BTC_USDT-4h" in s.value for s in at.success)
+    assert four.read_bytes() != before

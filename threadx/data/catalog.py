@@ -117,6 +117,13 @@ def dataset_path(exchange: str, symbol: str, timeframe: str, data_root: str | os
     return _root(data_root) / exchange / f"{symbol}-{timeframe}{suffix}.parquet"
 
 
+def resampled_path(name: str, timeframe: str, data_root: str | os.PathLike | None = None) -> Path:
+    """Where ``name`` resampled to ``timeframe`` is stored: same exchange (``local`` if none), symbol and label
+    (``binance/BTC_USDT-1h-2017-2020`` -> ``binance/BTC_USDT-4h-2017-2020``)."""
+    exchange, symbol, _, label = _parse(name)
+    return dataset_path(exchange or "local", symbol, timeframe, data_root, label[1:] or None)
+
+
 def existing_dataset(path: Path) -> DatasetExists | None:
     """A :class:`DatasetExists` for the dataset stored at ``path`` (in any format), None when the name is free."""
     found = _dataset_files(path.parent.parent).get((path.parent.name, _stem(path.name)))
