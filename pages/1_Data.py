@@ -138,8 +138,9 @@ def _rename_delete(dataset: str, table: pd.DataFrame) -> None:
 
 st.title("Data")
 flash = st.session_state.pop("data_flash", None)
-if flash:
-    st.success(flash)
+with st.container():  # always there, so the tabs below keep their place (and the open tab) when it empties
+    if flash:
+        st.success(flash)
 
 dataset = dataset_picker()
 table = list_datasets()

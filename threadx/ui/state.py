@@ -20,6 +20,7 @@ import pandas as pd
 import streamlit as st
 
 DEFAULT_DATASET = "synthetic/BTC_USDT-1h"
+_REPICK = "_dataset_repick"  # session flag: set the dataset picker from "dataset" on the next run
 
 
 def dataset_names() -> list[str]:
@@ -54,7 +55,7 @@ def datasets_changed(message: str, select: str | None = None) -> None:
     _load.clear()
     if select is not None:
         st.session_state["dataset"] = select
-    st.session_state.pop("dataset_picker", None)  # the picker starts again from "dataset"
+    st.session_state[_REPICK] = True  # the picker shows "dataset" again (or the default, if it is gone)
     st.session_state["data_flash"] = message
     st.rerun()
 
@@ -70,10 +71,16 @@ def active_dataset() -> str:
 
 
 def dataset_picker(label: str = "Dataset", key: str = "dataset_picker") -> str:
-    """A select box over the datasets, bound to the session's active dataset."""
+    """A select box over the datasets, bound to the session's active dataset.
+
+    The box is set through its session-state key (never ``index``), so a change made by
+    :func:`datasets_changed` reaches the browser too: a browser keeps a widget's shown value
+    when only its default changes."""
     names = dataset_names()
     current = active_dataset()
-    choice = st.selectbox(label, names, index=names.index(current), key=key,
+    if st.session_state.pop(_REPICK, False) or st.session_state.get(key) not in names:
+        st.session_state[key] = current
+    choice = st.selectbox(label, names, key=key,
                           format_func=lambda n: f"{n} (synthetic)" if n.startswith("synthetic/") else n)
     st.session_state["dataset"] = choice
     return choice
