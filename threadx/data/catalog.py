@@ -9,7 +9,8 @@ Feather, CSV and JSON files in the same layout are listed too (freqtrade's
 ``user_data/data`` folder can serve as a data root).
 
 Nothing is overwritten silently: an import onto an existing name raises
-:class:`DatasetExists` unless told to replace it (or given a label to keep both);
+:class:`DatasetExists` unless told to replace it (or given a label to keep both), and so
+does a resample onto :func:`resampled_path` in the CLI and the UI (:func:`existing_dataset`);
 :func:`rename_dataset` refuses an existing target; :func:`delete_dataset` removes one
 dataset. Neither touches the synthetic sample (it is regenerated whenever it is missing, so
 deleting it would not stick, and a renamed copy would pass for real data).
@@ -43,7 +44,7 @@ _STAT_CACHE: dict[tuple[str, int, int], tuple] = {}
 
 
 class DatasetExists(DataError):
-    """An import or rename onto a dataset name that is already taken (nothing was written).
+    """An import onto a dataset name that is already taken (nothing was written).
 
     ``name``, ``path``, ``first``, ``last`` and ``bars`` describe the existing dataset;
     ``incoming`` is ``(first, last, bars)`` of the data an import would have written."""
