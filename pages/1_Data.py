@@ -1,19 +1,146 @@
-"""Data page: datasets, import, download, validation, preview, resample."""
+"""Data page: datasets, import (never over an existing name unasked), download, validation
+verdict, preview with gaps, resample, rename and delete."""
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
-from threadx.data.catalog import dataset_path, list_datasets, parse_dataset_name, resolve_dataset
+from threadx.data.catalog import (
+    DatasetExists,
+    dataset_name,
+    delete_dataset,
+    existing_dataset,
+    list_datasets,
+    rename_dataset,
+    resampled_path,
+    resolve_dataset,
+)
 from threadx.data.io import check_ohlcv_file, import_ohlcv, load_ohlcv, write_ohlcv
 from threadx.errors import ThreadXError
 from threadx.names import check_name
 from threadx.ui import charts
-from threadx.ui.state import _load, dataset_picker, label_dataset, load_dataset
+from threadx.ui.state import dataset_picker, datasets_changed, label_dataset, load_dataset
+
+VERDICT_BOX = {"green": (st.success, "🟢"), "amber": (st.warning, "🟠"), "red": (st.error, "🔴")}
+
+
+def _span(first: pd.Timestamp | None, last: pd.Timestamp | None, bars: int) -> str:
+    """``2017-08-17 → 2020-02-01, 21,453 bars``."""
+    days = f"{pd.Timestamp(first):%Y-%m-%d} → {pd.Timestamp(last):%Y-%m-%d}, " if first is not None else ""
+    return f"{days}{bars:,} bars"
+
+
+def _show_verdict(report) -> None:
+    """The traffic light of a validation report with its reasons (rule: ValidationReport.verdict)."""
+    level, reasons = report.verdict
+    box, icon = VERDICT_BOX[level]
+    text = (f"{icon} **{level.upper()}** — quality {report.quality:.1f}/100, "
+            f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+    box("\n".join([text, "", *(f"- {r}" for r in reasons)]))
+
+
+def _import_source(scratch: str) -> tuple[str | Path, str]:
+    """The file to import (an upload written to ``scratch``, or a typed path) and its name's stem."""
+    upload = st.session_state.get("data_upload")
+    path_text = st.session_state.get("data_path", "").strip()
+    if upload is not None:
+        # the browser's file name only gives the format (checked) and a symbol guess
+        # (checked by dataset_path); the file itself gets a fixed name
+        suffix = "".join(Path(upload.name).suffixes[-2:])
+        source = Path(scratch) / check_name(f"upload{suffix}", "upload file name")
+        source.write_bytes(upload.getvalue())
+        return source, Path(upload.name).name.split(".")[0]
+    if path_text:
+        return path_text, Path(path_text).stem
+    raise ThreadXError("choose a file to upload or type a path")
+
+
+def _run_import(*, replace: bool = False, label: str | None = None) -> None:
+    """Import with the form's settings; a name in use opens the replace / keep both / cancel choice."""
+    field = lambda key: st.session_state.get(key, "").strip() or None  # noqa: E731
+    try:
+        with tempfile.TemporaryDirectory(prefix="threadx-upload-") as scratch:  # deleted after the import
+            source, stem = _import_source(scratch)
+            frame, target = import_ohlcv(source, field("data_exchange") or "local",
+                                         field("data_symbol") or stem.split("-")[0], field("data_timeframe"),
+                                         date_format=field("data_date_format"), label=label, replace=replace)
+    except DatasetExists as exc:
+        st.session_state["data_collision"] = {"existing": f"{exc.describe()}", "name": exc.name,
+                                              "incoming": exc.incoming}
+        return
+    except (ThreadXError, ValueError, OSError) as exc:
+        st.session_state.pop("data_collision", None)
+        st.error(f"Import failed: {exc}")
+        return
+    st.session_state.pop("data_collision", None)
+    verb = "Replaced" if replace else "Imported"
+    datasets_changed(f"{verb} {len(frame):,} bars into {dataset_name(target)} ({target})", select=dataset_name(target))
+
+
+def _collision_choice(collision: dict) -> None:
+    """Replace / keep both / cancel, for an import onto a name in use."""
+    first, last, bars = collision["incoming"] or (None, None, 0)
+    st.warning(f"{collision['existing'][0].upper()}{collision['existing'][1:]}. The file holds "
+               f"{_span(first, last, bars)}. Replace the stored dataset, keep both (the file under a "
+               "label), or cancel?")
+    default = "new" if first is None else f"{first:%Y}" + (f"-{last:%Y}" if last.year != first.year else "")
+    c = st.columns([1, 2, 1, 1], vertical_alignment="bottom")
+    if c[0].button("Replace", key="data_collision_replace", type="primary"):
+        _run_import(replace=True)
+    label = c[1].text_input("Label for the new one", value=default, key="data_collision_label",
+                            help=f"stored as {collision['name']}-LABEL")
+    if c[2].button("Keep both", key="data_collision_keep"):
+        _run_import(label=label.strip())
+    if c[3].button("Cancel", key="data_collision_cancel"):
+        st.session_state.pop("data_collision", None)
+        st.info("Import cancelled: nothing was written.")
+
+
+def _rename_delete(dataset: str, table: pd.DataFrame) -> None:
+    """Rename the active dataset, or delete it after a confirmation."""
+    if dataset.startswith("synthetic/"):
+        st.info("The synthetic sample cannot be renamed or deleted: it is regenerated whenever it is missing.")
+        return
+    if st.session_state.get("data_rename_for") != dataset:  # the box starts at the selected dataset's name
+        st.session_state["data_rename_for"] = st.session_state["data_rename_to"] = dataset
+    c = st.columns([3, 1], vertical_alignment="bottom")
+    new = c[0].text_input("New name ([exchange/]SYMBOL-tf[-label])", key="data_rename_to")
+    if c[1].button("Rename", key="data_rename_go"):
+        try:
+            target = rename_dataset(dataset, new.strip())
+        except (ThreadXError, ValueError, OSError) as exc:
+            st.error(f"Rename failed: {exc}")
+        else:
+            datasets_changed(f"Renamed {dataset} to {dataset_name(target)}", select=dataset_name(target))
+    if st.button("Delete…", key="data_delete"):
+        st.session_state["data_delete_pending"] = dataset
+    if st.session_state.get("data_delete_pending") != dataset:
+        return
+    row = table[table["name"] == dataset]
+    span = _span(row["first"].iloc[0], row["last"].iloc[0], int(row["bars"].iloc[0])) if len(row) else ""
+    st.warning(f"Delete {dataset} ({span})? Its file is removed; this cannot be undone.")
+    c = st.columns(2)
+    if c[0].button("Yes, delete it", key="data_delete_confirm", type="primary"):
+        st.session_state.pop("data_delete_pending", None)
+        try:
+            delete_dataset(dataset)
+        except (ThreadXError, OSError) as exc:
+            st.error(f"Delete failed: {exc}")
+        else:
+            datasets_changed(f"Deleted {dataset}")
+    if c[1].button("Cancel", key="data_delete_cancel"):
+        st.session_state.pop("data_delete_pending", None)
+        st.rerun()
+
 
 st.title("Data")
+flash = st.session_state.pop("data_flash", None)
+with st.container():  # always there, so the tabs below keep their place (and the open tab) when it empties
+    if flash:
+        st.success(flash)
 
 dataset = dataset_picker()
 table = list_datasets()
@@ -21,48 +148,45 @@ if len(table):
     shown = table.drop(columns=[c for c in ("path",) if c in table])
     st.dataframe(shown, use_container_width=True, hide_index=True)
 
-tabs = st.tabs(["Preview", "Validation", "Import", "Download", "Resample"])
+tabs = st.tabs(["Preview", "Validation", "Import", "Download", "Resample", "Rename / delete"])
+report = df = None  # an unreadable or invalid file: the page still shows why, and offers to delete it
+try:
+    _, report = check_ohlcv_file(resolve_dataset(dataset))
+    df = load_dataset(dataset)
+except ThreadXError as exc:
+    problem = f"Cannot load {dataset}: {exc}"
 
 with tabs[0]:
-    df = load_dataset(dataset)
-    st.caption(f"{label_dataset(dataset, df)}: {len(df):,} bars, {df.index[0]} → {df.index[-1]}")
-    st.plotly_chart(charts.price_figure(df, title=label_dataset(dataset, df)), use_container_width=True)
+    if df is None or report is None:
+        st.error(problem)
+    else:
+        st.caption(f"{label_dataset(dataset, df)}: {len(df):,} bars, {df.index[0]} → {df.index[-1]}"
+                   + (f"; {report.gap_count} gap(s) shaded" if report.gap_count else ""))
+        figure = charts.add_gap_marks(charts.price_figure(df, title=label_dataset(dataset, df)), report.gaps)
+        st.plotly_chart(figure, use_container_width=True)
 
 with tabs[1]:
-    _, report = check_ohlcv_file(resolve_dataset(dataset))
-    (st.success if report.ok else st.error)(f"Quality {report.to_dict().get('quality', '?')}/100 — "
-                                             f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
-    st.code(report.summary(), language=None)
+    if report is None:
+        st.error(f"🔴 **RED** — {problem}")
+    else:
+        _show_verdict(report)
+        st.code(report.summary(), language=None)
 
 with tabs[2]:
-    st.write("Parquet, Feather, CSV or JSON (freqtrade layouts included). Validated before it is saved.")
-    upload = st.file_uploader("File", type=["parquet", "feather", "csv", "json"], key="data_upload")
-    path_text = st.text_input("…or a path on this machine", key="data_path")
+    st.write("Parquet, Feather, CSV or JSON (freqtrade layouts included). Validated before it is saved; "
+             "a name already in use is never overwritten without asking.")
+    st.file_uploader("File", type=["parquet", "feather", "csv", "json"], key="data_upload")
+    st.text_input("…or a path on this machine", key="data_path")
     c = st.columns(4)
-    exchange = c[0].text_input("Exchange label", value="local", key="data_exchange")
-    symbol = c[1].text_input("Symbol (e.g. BTC_USDT)", key="data_symbol")
-    timeframe = c[2].text_input("Timeframe (blank = detect)", key="data_timeframe")
-    date_format = c[3].text_input("Date format (blank = detect)", key="data_date_format",
-                                  help="e.g. %d/%m/%Y; needed when dates read both day- and month-first")
+    c[0].text_input("Exchange label", value="local", key="data_exchange")
+    c[1].text_input("Symbol (e.g. BTC_USDT)", key="data_symbol")
+    c[2].text_input("Timeframe (blank = detect)", key="data_timeframe")
+    c[3].text_input("Date format (blank = detect)", key="data_date_format",
+                    help="e.g. %d/%m/%Y; needed when dates read both day- and month-first")
     if st.button("Import", key="data_import"):
-        try:
-            with tempfile.TemporaryDirectory(prefix="threadx-upload-") as scratch:  # deleted after the import
-                if upload is not None:
-                    # the browser's file name only gives the format (checked) and a symbol guess
-                    # (checked by dataset_path); the file itself gets a fixed name
-                    suffix = "".join(Path(upload.name).suffixes[-2:])
-                    source = Path(scratch) / check_name(f"upload{suffix}", "upload file name")
-                    stem = Path(upload.name).name.split(".")[0]
-                    source.write_bytes(upload.getvalue())
-                elif path_text.strip():
-                    source, stem = path_text.strip(), Path(path_text.strip()).stem
-                else:
-                    raise ThreadXError("choose a file to upload or type a path")
-                frame, target = import_ohlcv(source, exchange.strip() or "local", symbol.strip() or stem.split("-")[0],
-                                             timeframe.strip() or None, date_format=date_format.strip() or None)
-            st.success(f"Imported {len(frame):,} bars into {target}")
-        except (ThreadXError, ValueError, OSError) as exc:
-            st.error(f"Import failed: {exc}")
+        _run_import()
+    if st.session_state.get("data_collision"):
+        _collision_choice(st.session_state["data_collision"])
 
 with tabs[3]:
     c = st.columns(4)
@@ -80,21 +204,29 @@ with tabs[3]:
 
         try:
             result = fetch_ohlcv(exchange, symbol, timeframe, since=since, progress=progress, max_retries=2)
-            bar.progress(1.0, text="done")
-            st.success(f"{result.new_bars:,} new bars, {result.total_bars:,} stored in {result.path}")
         except ThreadXError as exc:
             st.error(f"Download failed: {exc}. No network? Files already on disk are unchanged.")
+        else:
+            datasets_changed(f"{result.new_bars:,} new bars, {result.total_bars:,} stored in {result.path}",
+                             select=dataset_name(result.path))
 
 with tabs[4]:
-    c = st.columns(2)
+    c = st.columns(3, vertical_alignment="bottom")
     target_tf = c[0].selectbox("Resample to", ["4h", "1d", "1w", "15m", "1h"], key="resample_tf")
-    if c[1].button("Resample", key="resample_go"):
+    replace = c[1].checkbox("Replace an existing dataset", key="resample_replace")
+    if c[2].button("Resample", key="resample_go"):
         try:
+            target = resampled_path(dataset, target_tf)
+            taken = existing_dataset(target)
+            if taken is not None and not replace:
+                raise ThreadXError(f"{taken.describe()}; tick 'Replace an existing dataset' to overwrite it")
             frame = load_ohlcv(dataset, timeframe=target_tf)
-            exchange_name, sym, _ = parse_dataset_name(dataset)
-            target = dataset_path(exchange_name or "local", sym, target_tf)
             write_ohlcv(frame, target)
-            _load.clear()
-            st.success(f"Wrote {len(frame):,} complete {target_tf} bars to {target}")
         except (ThreadXError, ValueError) as exc:
             st.error(f"Resample failed: {exc}")
+        else:
+            datasets_changed(f"Wrote {len(frame):,} complete {target_tf} bars to {dataset_name(target)}",
+                             select=dataset_name(target))
+
+with tabs[5]:
+    _rename_delete(dataset, table)

@@ -268,7 +268,7 @@ def test_disk_full_during_import(tmp_path: Path, root: Path, capsys, monkeypatch
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(pq, "write_table", full_disk)
-    one_error_line(capsys, ["data", "import", str(src)], "cannot write", "no space left on the disk",
+    one_error_line(capsys, ["data", "import", str(src), "--replace"], "cannot write", "no space left on the disk",
                    "nothing was changed")
     assert target.read_bytes() == before
     assert sorted(p.name for p in target.parent.iterdir()) == ["BTC_USDT-1h.parquet"]  # no temp file left

@@ -128,7 +128,8 @@ def cmd_data_list(args: argparse.Namespace) -> int:
     elif table.empty:
         print("no datasets yet: run `threadx data fetch` or `threadx data import FILE`")
     else:
-        cols = [c for c in ("name", "timeframe", "first", "last", "bars", "quality", "synthetic") if c in table]
+        shown = ("name", "timeframe", "first", "last", "bars", "quality", "verdict", "synthetic")
+        cols = [c for c in shown if c in table]
         print(_table(table.to_dict(orient="records"), cols))
     return 0
 
@@ -148,11 +149,37 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_data_import(args: argparse.Namespace) -> int:
+    from threadx.data.catalog import DatasetExists
     from threadx.data.io import import_ohlcv
 
-    df, target = import_ohlcv(args.file, args.exchange, args.symbol, args.timeframe, dedupe=args.dedupe,
-                              date_format=args.date_format)
+    try:
+        df, target = import_ohlcv(args.file, args.exchange, args.symbol, args.timeframe, dedupe=args.dedupe,
+                                  date_format=args.date_format, label=args.label, replace=args.replace)
+    except DatasetExists as exc:
+        print(f"error: {exc.describe()}; add --replace to overwrite it, or --label NAME to keep both "
+              f"as {exc.name}-NAME", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(f"imported {len(df):,} bars into {target}")
+    return 0
+
+
+def cmd_data_rename(args: argparse.Namespace) -> int:
+    from threadx.data.catalog import dataset_name, rename_dataset
+
+    target = rename_dataset(args.old, args.new)
+    print(f"renamed {args.old} to {dataset_name(target)} ({target})")
+    return 0
+
+
+def cmd_data_delete(args: argparse.Namespace) -> int:
+    from threadx.data.catalog import delete_dataset
+
+    removed = delete_dataset(args.name, dry_run=not args.yes)  # unknown names and the sample refused first
+    if not args.yes:
+        print(f"error: deleting {args.name} ({', '.join(p.name for p in removed)}) cannot be undone; "
+              "add --yes to delete it", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"deleted {args.name}: " + ", ".join(str(p) for p in removed))
     return 0
 
 
@@ -176,15 +203,18 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_data_resample(args: argparse.Namespace) -> int:
-    from threadx.data.catalog import dataset_path, parse_dataset_name
+    from threadx.data.catalog import existing_dataset, resampled_path
     from threadx.data.io import load_ohlcv, write_ohlcv
 
     df = load_ohlcv(args.source, timeframe=args.to)
     if args.out:
         target = Path(args.out)
     else:
-        exchange, symbol, _ = parse_dataset_name(df.attrs.get("name") or args.source)
-        target = dataset_path(exchange or "local", symbol, args.to)
+        target = resampled_path(df.attrs.get("name") or args.source, args.to)
+        taken = existing_dataset(target)
+        if taken is not None and not args.replace:
+            print(f"error: {taken.describe()}; add --replace to overwrite it, or --out FILE", file=sys.stderr)
+            return EXIT_BAD_INPUT
     write_ohlcv(df, target)
     print(f"wrote {len(df):,} {args.to} bars to {target}")
     return 0
@@ -519,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="threadx", description="ThreadX research workstation")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    data = sub.add_parser("data", help="datasets: list, import, validate, fetch, resample")
+    data = sub.add_parser("data", help="datasets: list, import, validate, fetch, resample, rename, delete")
     dsub = data.add_subparsers(dest="data_command", required=True)
     p = dsub.add_parser("list", help="datasets in the data root")
     p.add_argument("--json", action="store_true")
@@ -537,7 +567,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeframe", help="the bars' timeframe when the data cannot tell (a different one is refused)")
     p.add_argument("--dedupe", action="store_true", help="keep the last of duplicate timestamps")
     p.add_argument("--date-format", help=DATE_FORMAT_HELP)
+    p.add_argument("--replace", action="store_true", help="overwrite a dataset of the same name")
+    p.add_argument("--label", help="store as <symbol>-<tf>-LABEL (keeps an existing dataset of the same name)")
     p.set_defaults(func=cmd_data_import)
+    p = dsub.add_parser("rename", help="rename a dataset (refuses a name in use)")
+    p.add_argument("old")
+    p.add_argument("new", help="[exchange/]SYMBOL-tf[-label]; the exchange defaults to the old one's")
+    p.set_defaults(func=cmd_data_rename)
+    p = dsub.add_parser("delete", help="delete a dataset's files (not the synthetic sample)")
+    p.add_argument("name")
+    p.add_argument("--yes", action="store_true", help="really delete it")
+    p.set_defaults(func=cmd_data_delete)
     p = dsub.add_parser("fetch", help="download candles with ccxt (incremental)")
     p.add_argument("--exchange", default="binance")
     p.add_argument("--symbol", required=True, help="e.g. BTC/USDT")
@@ -550,6 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source")
     p.add_argument("--to", required=True, help="target timeframe, e.g. 4h")
     p.add_argument("--out", help="output file (default: beside the source in the data root)")
+    p.add_argument("--replace", action="store_true", help="overwrite a dataset of the target name")
     p.set_defaults(func=cmd_data_resample)
 
     p = sub.add_parser("backtest", help="run one backtest")

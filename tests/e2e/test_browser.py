@@ -285,3 +285,59 @@ def test_walk_forward_and_sweep_validation(server, browser):
         page.wait_for_timeout(2500)
         shot(page, "10_validation_sweep_report")
     assert not errors, errors
+
+
+def test_data_import_collision_and_delete_follow_the_picker(server, browser, tmp_path):
+    """Issue 11 in a real browser: the picker shows what an import or delete just changed (a
+    browser keeps a select box's shown value unless its session key is set), and the open tab
+    stays open when the one-off message above the tabs goes away."""
+    import numpy as np
+    import pandas as pd
+
+    index = pd.date_range("2024-03-01", periods=200, freq="1h", tz="UTC", name="timestamp")
+    close = 100 * np.exp(np.cumsum(np.random.default_rng(3).normal(0, 0.003, 200)))
+    source = tmp_path / "ABC_USDT-1h.csv"
+    pd.DataFrame({"open": close, "high": close * 1.01, "low": close * 0.99, "close": close, "volume": 1.0},
+                 index=index).reset_index().to_csv(source, index=False)
+    page = browser.new_page(viewport={"width": 1440, "height": 1800})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    open_app(page, server["url"] + "/Data")
+    page.get_by_role("heading", name="Data").wait_for(timeout=90_000)
+    picker = page.locator(".st-key-dataset_picker input")  # the select box shows its value in an input
+
+    def import_file() -> None:
+        page.get_by_role("tab", name="Import").click()
+        settle(page)
+        fill_text(page, ".st-key-data_path", str(source))
+        page.get_by_role("button", name="Import", exact=True).click()
+        settle(page)
+
+    import_file()
+    page.get_by_text("Imported 200 bars into local/ABC_USDT-1h", exact=False).wait_for(timeout=60_000)
+    assert "local/ABC_USDT-1h" in picker.input_value()
+    import_file()  # the same name again: asked, nothing written yet
+    page.get_by_text("already exists", exact=False).wait_for(timeout=60_000)
+    shot(page, "11_data_import_collision")
+    page.get_by_role("button", name="Keep both").click()
+    page.get_by_text("into local/ABC_USDT-1h-2024", exact=False).wait_for(timeout=60_000)
+    assert "local/ABC_USDT-1h-2024" in picker.input_value()
+
+    page.get_by_role("tab", name="Rename / delete").click()
+    settle(page)
+    page.get_by_role("button", name="Delete…").click()
+    page.get_by_text("cannot be undone", exact=False).wait_for(timeout=30_000)  # still on this tab
+    page.get_by_role("button", name="Yes, delete it").click()
+    page.get_by_text("Deleted local/ABC_USDT-1h-2024", exact=False).wait_for(timeout=60_000)
+    settle(page)
+    assert "synthetic/BTC_USDT-1h" in picker.input_value()
+    shot(page, "12_data_deleted")
+    assert not errors, errors
+
+
+def fill_text(page, selector: str, value: str) -> None:
+    """Type ``value`` into the text input under ``selector`` and submit it."""
+    box = page.locator(f"{selector} input")
+    box.fill(value)
+    box.press("Enter")
+    settle(page)

@@ -2,7 +2,15 @@
 
 Importing this package is cheap: ccxt is imported only when a download needs it.
 """
-from threadx.data.catalog import dataset_path, list_datasets, parse_dataset_name, resolve_dataset
+from threadx.data.catalog import (
+    DatasetExists,
+    dataset_path,
+    delete_dataset,
+    list_datasets,
+    parse_dataset_name,
+    rename_dataset,
+    resolve_dataset,
+)
 from threadx.data.fetch import FetchResult, fetch_ohlcv
 from threadx.data.io import check_ohlcv_file, import_ohlcv, load_ohlcv, read_ohlcv_file, write_ohlcv
 from threadx.data.resample import resample_ohlcv
@@ -10,10 +18,12 @@ from threadx.data.synthetic import ensure_sample, generate_synthetic
 from threadx.data.validate import ValidationReport, validate_ohlcv
 
 __all__ = [
+    "DatasetExists",
     "FetchResult",
     "ValidationReport",
     "check_ohlcv_file",
     "dataset_path",
+    "delete_dataset",
     "ensure_sample",
     "fetch_ohlcv",
     "generate_synthetic",
@@ -22,6 +32,7 @@ __all__ = [
     "load_ohlcv",
     "parse_dataset_name",
     "read_ohlcv_file",
+    "rename_dataset",
     "resample_ohlcv",
     "resolve_dataset",
     "validate_ohlcv",

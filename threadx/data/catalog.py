@@ -7,6 +7,13 @@ of the dataset name. ccxt symbols (``BTC/USDT``) map to ``BTC_USDT``. The synthe
 lives under the ``synthetic`` exchange and is also reachable as ``sample:SYMBOL-tf``.
 Feather, CSV and JSON files in the same layout are listed too (freqtrade's
 ``user_data/data`` folder can serve as a data root).
+
+Nothing is overwritten silently: an import onto an existing name raises
+:class:`DatasetExists` unless told to replace it (or given a label to keep both), and so
+does a resample onto :func:`resampled_path` in the CLI and the UI (:func:`existing_dataset`);
+:func:`rename_dataset` refuses an existing target; :func:`delete_dataset` removes one
+dataset. Neither touches the synthetic sample (it is regenerated whenever it is missing, so
+deleting it would not stick, and a renamed copy would pass for real data).
 """
 from __future__ import annotations
 
@@ -18,12 +25,13 @@ import numpy as np
 import pandas as pd
 
 from threadx.data.timeframe import timeframe_seconds
-from threadx.errors import DataError
-from threadx.names import EXCHANGE, SYMBOL, TIMEFRAME, check_name
+from threadx.errors import DataError, ParamError
+from threadx.names import EXCHANGE, NAME, SYMBOL, TIMEFRAME, check_name
 
 SAMPLE_PREFIX = "sample:"
 SYNTHETIC_EXCHANGE = "synthetic"
-LIST_COLUMNS = ["name", "exchange", "symbol", "timeframe", "path", "first", "last", "bars", "synthetic", "quality"]
+LIST_COLUMNS = ["name", "exchange", "symbol", "timeframe", "path", "first", "last", "bars", "synthetic", "quality",
+                "verdict"]
 _FORMAT_PREFERENCE = {"parquet": 0, "feather": 1, "csv": 2, "json": 3}
 # exchange: lower-case id (ccxt style); symbol: BASE_QUOTE (more parts allowed) or BASE/QUOTE[:SETTLE]
 _NAME = re.compile(  # used with fullmatch: a trailing newline never passes
@@ -33,6 +41,24 @@ _NAME = re.compile(  # used with fullmatch: a trailing newline never passes
     r"(?P<label>-[A-Za-z0-9_.-]+)?"
 )
 _STAT_CACHE: dict[tuple[str, int, int], tuple] = {}
+
+
+class DatasetExists(DataError):
+    """An import onto a dataset name that is already taken (nothing was written).
+
+    ``name``, ``path``, ``first``, ``last`` and ``bars`` describe the existing dataset;
+    ``incoming`` is ``(first, last, bars)`` of the data an import would have written."""
+
+    def __init__(self, name: str, path: Path, first: pd.Timestamp | None, last: pd.Timestamp | None, bars: int):
+        self.name, self.path, self.first, self.last, self.bars = name, path, first, last, int(bars)
+        self.incoming: tuple[pd.Timestamp, pd.Timestamp, int] | None = None
+        super().__init__(f"{self.describe()}; replace it (replace=True) or keep both under a label "
+                         f"(label=NAME: {name}-NAME)")
+
+    def describe(self) -> str:
+        """``dataset binance/BTC_USDT-1h already exists (2024-01-01 00:00 → 2026-01-01 00:00, 17,544 bars)``."""
+        span = f"{_day(self.first)} → {_day(self.last)}, " if self.first is not None else ""
+        return f"dataset {self.name} already exists ({span}{self.bars:,} bars)"
 
 
 def normalize_symbol(symbol: str) -> str:
@@ -78,8 +104,9 @@ def name_timeframe(path: str | os.PathLike) -> str | None:
         return None
 
 
-def dataset_path(exchange: str, symbol: str, timeframe: str, data_root: str | os.PathLike | None = None) -> Path:
-    """Where a dataset is stored: ``<data_root>/<exchange>/<BASE>_<QUOTE>-<timeframe>.parquet``.
+def dataset_path(exchange: str, symbol: str, timeframe: str, data_root: str | os.PathLike | None = None,
+                 label: str | None = None) -> Path:
+    """Where a dataset is stored: ``<data_root>/<exchange>/<BASE>_<QUOTE>-<timeframe>[-<label>].parquet``.
 
     Each part is checked with :func:`threadx.names.check_name` (ParamError for ``../x``,
     ``a/b``, a newline, ...), so no label can place a file outside the data root."""
@@ -87,7 +114,56 @@ def dataset_path(exchange: str, symbol: str, timeframe: str, data_root: str | os
     symbol = check_name(normalize_symbol(str(symbol)), "symbol", SYMBOL)
     timeframe_seconds(timeframe)  # DataError for an unknown unit
     timeframe = check_name(str(timeframe).strip(), "timeframe", TIMEFRAME)
-    return _root(data_root) / exchange / f"{symbol}-{timeframe}.parquet"
+    suffix = f"-{check_name(label, 'dataset label', NAME)}" if label else ""
+    return _root(data_root) / exchange / f"{symbol}-{timeframe}{suffix}.parquet"
+
+
+def resampled_path(name: str, timeframe: str, data_root: str | os.PathLike | None = None) -> Path:
+    """Where ``name`` resampled to ``timeframe`` is stored: same exchange (``local`` if none), symbol and label
+    (``binance/BTC_USDT-1h-2017-2020`` -> ``binance/BTC_USDT-4h-2017-2020``)."""
+    exchange, symbol, _, label = _parse(name)
+    return dataset_path(exchange or "local", symbol, timeframe, data_root, label[1:] or None)
+
+
+def existing_dataset(path: Path) -> DatasetExists | None:
+    """A :class:`DatasetExists` for the dataset stored at ``path`` (in any format), None when the name is free."""
+    found = _dataset_files(path.parent.parent).get((path.parent.name, _stem(path.name)))
+    if found is None:
+        return None
+    first, last, bars, *_ = _file_stats(found)
+    return DatasetExists(dataset_name(path), found, first, last, bars)
+
+
+def rename_dataset(old: str, new: str, data_root: str | os.PathLike | None = None) -> Path:
+    """Rename the stored dataset ``old`` to ``new`` (``[exchange/]SYMBOL-tf[-label]``; the exchange
+    defaults to old's); the new path. Refuses a taken ``new`` (DataError) and the synthetic sample."""
+    root = _root(data_root)
+    exchange, stem, path = _stored(old, root)
+    new_exchange, symbol, timeframe, label = _parse(new)
+    target = dataset_path(new_exchange or exchange, symbol, timeframe, root, label[1:] or None)
+    _refuse_sample(target.parent.name, new)
+    taken = existing_dataset(target)
+    if taken is not None:
+        raise DataError(f"{taken.describe()}; choose another name, or delete it first")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for source in _all_formats(path):
+        source.rename(target.with_name(_stem(target.name) + _suffix(source.name)))
+    return target.with_name(_stem(target.name) + _suffix(path.name))
+
+
+def delete_dataset(name: str, data_root: str | os.PathLike | None = None, *, dry_run: bool = False) -> list[Path]:
+    """Delete the stored dataset ``name`` (every format of it); the files removed (or, with
+    ``dry_run``, that would be). Takes a dataset name only, never a file path; refuses the synthetic sample."""
+    _, _, path = _stored(name, _root(data_root))
+    removed = _all_formats(path)
+    for file in [] if dry_run else removed:
+        file.unlink()
+    return removed
+
+
+def dataset_name(path: Path) -> str:
+    """The dataset name of a file in the data root (``.../binance/BTC_USDT-1h.parquet`` -> ``binance/BTC_USDT-1h``)."""
+    return f"{path.parent.name}/{_stem(path.name)}"
 
 
 def resolve_dataset(name: str | os.PathLike, data_root: str | os.PathLike | None = None) -> Path:
@@ -114,20 +190,50 @@ def resolve_dataset(name: str | os.PathLike, data_root: str | os.PathLike | None
         from threadx.data.synthetic import ensure_sample
 
         ensure_sample(root)
+    found = _lookup(root, name, exchange, stem)
+    if found is not None:
+        return found[1]
+    _refuse_folder(candidate, name)
+    raise DataError(f"unknown dataset {name!r} in {root}; available: {_available(root)}")
+
+
+def _lookup(root: Path, name: str | os.PathLike, exchange: str | None, stem: str) -> tuple[str, Path] | None:
+    """``(exchange, path)`` of the stored dataset ``[exchange/]stem``; None if absent, DataError if ambiguous."""
     files = _dataset_files(root)
     if exchange is not None:
         found = files.get((exchange, stem))
-        if found is not None:
-            return found
-    else:
-        matches = sorted((ex, p) for (ex, s), p in files.items() if s == stem)
-        if len(matches) == 1:
-            return matches[0][1]
-        if len(matches) > 1:
-            options = ", ".join(f"{ex}/{stem}" for ex, _ in matches)
-            raise DataError(f"dataset {name!r} is ambiguous: {options}; name the exchange")
-    _refuse_folder(candidate, name)
-    raise DataError(f"unknown dataset {name!r} in {root}; available: {_available(root)}")
+        return None if found is None else (exchange, found)
+    matches = sorted((ex, p) for (ex, s), p in files.items() if s == stem)
+    if len(matches) > 1:
+        options = ", ".join(f"{ex}/{stem}" for ex, _ in matches)
+        raise DataError(f"dataset {name!r} is ambiguous: {options}; name the exchange")
+    return matches[0] if matches else None
+
+
+def _stored(name: str, root: Path) -> tuple[str, str, Path]:
+    """``(exchange, stem, path)`` of a dataset stored in the data root, by name only (never a file path).
+
+    DataError for an unknown name, ParamError for the synthetic sample (see the module notes)."""
+    exchange, symbol, timeframe, label = _parse(name)
+    _refuse_sample(exchange, name)
+    stem = f"{symbol}-{timeframe}{label}"
+    found = _lookup(root, name, exchange, stem)
+    if found is None:
+        raise DataError(f"unknown dataset {name!r} in {root}; available: {_available(root)}")
+    _refuse_sample(found[0], name)
+    return found[0], stem, found[1]
+
+
+def _refuse_sample(exchange: str | None, name: str) -> None:
+    if exchange == SYNTHETIC_EXCHANGE:
+        raise ParamError(f"{name}: the synthetic sample is regenerated whenever it is missing; "
+                         "it cannot be renamed, deleted or replaced")
+
+
+def _all_formats(path: Path) -> list[Path]:
+    """The files of one dataset: ``path`` and its siblings with the same stem in other formats."""
+    stem = _stem(path.name)
+    return sorted(p for p in path.parent.iterdir() if p.is_file() and _suffix(p.name) and _stem(p.name) == stem)
 
 
 def _refuse_folder(candidate: Path | None, name: str | os.PathLike) -> None:
@@ -141,15 +247,15 @@ def _refuse_folder(candidate: Path | None, name: str | os.PathLike) -> None:
 def list_datasets(data_root: str | os.PathLike | None = None) -> pd.DataFrame:
     """Datasets under the data root, one row each, sorted by name.
 
-    Columns: name, exchange, symbol, timeframe, path, first, last, bars, synthetic, quality.
-    ``first/last/bars/quality`` come from reading and validating each file once; the result is
-    cached per (path, mtime, size), so listing again is cheap. An unreadable file is listed with
-    ``bars`` 0 and ``quality`` NaN.
+    Columns: name, exchange, symbol, timeframe, path, first, last, bars, synthetic, quality, verdict.
+    ``first/last/bars/quality/verdict`` come from reading and validating each file once; the result
+    is cached per (path, mtime, size), so listing again is cheap. An unreadable file is listed with
+    ``bars`` 0, ``quality`` NaN and verdict ``red``.
     """
     rows = []
     for (exchange, stem), path in sorted(_dataset_files(_root(data_root)).items()):
         _, symbol, timeframe = parse_dataset_name(f"{exchange}/{stem}")
-        first, last, bars, synthetic, quality = _file_stats(path)
+        first, last, bars, synthetic, quality, verdict = _file_stats(path)
         rows.append(
             {
                 "name": f"{exchange}/{stem}",
@@ -162,6 +268,7 @@ def list_datasets(data_root: str | os.PathLike | None = None) -> pd.DataFrame:
                 "bars": bars,
                 "synthetic": bool(synthetic or exchange == SYNTHETIC_EXCHANGE),
                 "quality": quality,
+                "verdict": verdict,
             }
         )
     out = pd.DataFrame(rows, columns=LIST_COLUMNS)
@@ -199,7 +306,7 @@ def _dataset_files(root: Path) -> dict[tuple[str, str], Path]:
             fmt = file_format(path)
             if fmt is None or path.name.startswith(".") or not path.is_file():
                 continue
-            stem = path.name[: len(path.name) - len(_suffix(path.name))]
+            stem = _stem(path.name)
             if not _NAME.fullmatch(f"{exchange}/{stem}"):
                 continue
             rank = _FORMAT_PREFERENCE[fmt]
@@ -217,6 +324,15 @@ def _suffix(filename: str) -> str:
     return next((s for s in sorted(FORMATS, key=len, reverse=True) if lower.endswith(s)), "")
 
 
+def _stem(filename: str) -> str:
+    """A data file's name without its format suffix (``BTC_USDT-1h.csv.gz`` -> ``BTC_USDT-1h``)."""
+    return filename[: len(filename) - len(_suffix(filename))]
+
+
+def _day(ts: pd.Timestamp | None) -> str:
+    return "?" if ts is None else pd.Timestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
 def _available(root: Path) -> str:
     names = sorted(f"{ex}/{stem}" for ex, stem in _dataset_files(root))
     names += [f"{SAMPLE_PREFIX}{s}-1h" for s in ("BTC_USDT", "ETH_USDT", "SOL_USDT")]
@@ -229,13 +345,14 @@ def _file_stats(path: Path) -> tuple:
     try:
         st = path.stat()
     except OSError:
-        return None, None, 0, False, float("nan")
+        return None, None, 0, False, float("nan"), "red"
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
     if key not in _STAT_CACHE:
         try:
             df, report = check_ohlcv_file(path)
-            stats = (report.first, report.last, report.bars, bool(df.attrs.get("synthetic")), report.quality)
+            stats = (report.first, report.last, report.bars, bool(df.attrs.get("synthetic")), report.quality,
+                     report.verdict[0])
         except DataError:
-            stats = (None, None, 0, False, float("nan"))
+            stats = (None, None, 0, False, float("nan"), "red")
         _STAT_CACHE[key] = stats
     return _STAT_CACHE[key]

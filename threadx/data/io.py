@@ -259,15 +259,19 @@ def import_ohlcv(
     date_format: str | None = None,
     dayfirst: bool | None = None,
     data_root: str | os.PathLike | None = None,
+    label: str | None = None,
+    replace: bool = False,
 ) -> tuple[pd.DataFrame, Path]:
-    """Validate a file and store it as the dataset ``<exchange>/<symbol>-<timeframe>``: ``(frame, path)``.
+    """Validate a file and store it as the dataset ``<exchange>/<symbol>-<timeframe>[-<label>]``: ``(frame, path)``.
 
     ``symbol`` defaults to the file name's first part (``BTC_USDT-1h.csv`` -> ``BTC_USDT``),
     ``timeframe`` to the bars' own spacing; a ``timeframe`` the bars do not have is refused. A
     file whose validation report has errors is refused (DataError listing the first ones) and
-    nothing is written; the write itself is atomic (:func:`write_ohlcv`).
+    nothing is written; the write itself is atomic (:func:`write_ohlcv`). A dataset of that
+    name already stored raises :class:`~threadx.data.catalog.DatasetExists` (range and bars of
+    the existing one) unless ``replace=True``; a ``label`` keeps both.
     """
-    from threadx.data.catalog import dataset_path
+    from threadx.data.catalog import SYNTHETIC_EXCHANGE, dataset_path, existing_dataset
     from threadx.data.timeframe import timeframe_seconds
 
     df, report = load_ohlcv(source, dedupe=dedupe, date_format=date_format, dayfirst=dayfirst,
@@ -280,8 +284,17 @@ def import_ohlcv(
                         "or resample the dataset after importing it")
     if not (timeframe or native):
         raise DataError(f"{source}: cannot tell the timeframe of a single bar; give one")
-    target = dataset_path(exchange, symbol or Path(str(source)).stem.split("-")[0], timeframe or native, data_root)
+    target = dataset_path(exchange, symbol or Path(str(source)).stem.split("-")[0], timeframe or native, data_root,
+                          label)
+    if target.parent.name == SYNTHETIC_EXCHANGE:
+        raise DataError(f"{source}: the exchange label {SYNTHETIC_EXCHANGE!r} is kept for the synthetic sample")
+    taken = existing_dataset(target)
+    if taken is not None and not replace:
+        taken.incoming = (df.index[0], df.index[-1], len(df))
+        raise taken
     write_ohlcv(df, target)
+    if taken is not None and taken.path != target:  # the replaced dataset was a CSV/Feather/JSON file
+        taken.path.unlink(missing_ok=True)
     return df, target
 
 

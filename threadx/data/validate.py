@@ -16,6 +16,13 @@ refuses them).
 Warnings: rows out of time order (the loader sorts them), gaps, off-grid timestamps,
 zero-volume bars, price spikes.
 
+**Verdict** (:attr:`ValidationReport.verdict`, the one traffic-light rule of the CLI and the
+UI): ``red`` when there is any error; ``amber`` when the data is usable but has notable
+warnings (gaps, off-grid timestamps, zero-volume bars, kept duplicates, unsorted rows, and
+spikes on more than :data:`NOTABLE_SPIKE_SHARE` of the bars), each listed as a reason;
+``green`` otherwise. Not notable: a missing time zone, and spikes at the rate of crypto's fat
+tails (the synthetic sample and Binance's 1h/5m history: 0.3-0.5% of bars).
+
 **Grid and gaps.** Bars of a timeframe open on the UTC grid ``origin + k * timeframe``
 (see :mod:`threadx.data.grid`). A timestamp that is not on the grid is *off-grid*
 (warning). For gaps every bar is attributed to the grid slot it opens in (floor to the
@@ -64,6 +71,8 @@ MIN_QUALITY = 80.0  # a report scoring less is not OK
 EARLIEST_BAR = pd.Timestamp("1990-01-01", tz="UTC")  # older bars are a misread epoch unit or date (1970-...)
 FUTURE_SLACK = pd.Timedelta(days=1)  # bars may open at most this far after the current time
 _SHOW = 5  # timestamps quoted in a message
+VERDICTS = ("green", "amber", "red")
+NOTABLE_SPIKE_SHARE = 0.01  # more spikes than this share of the bars make the verdict amber
 
 
 @dataclass
@@ -107,6 +116,22 @@ class ValidationReport:
         load them with a warning while an import into the data root refuses them."""
         return len(self.errors) == int(self.low_quality)
 
+    @property
+    def verdict(self) -> tuple[str, list[str]]:
+        """Traffic light ``(level, reasons)``: ``red`` (the errors), ``amber`` (notable warnings), ``green`` ([])."""
+        if self.errors:
+            return "red", list(self.errors)
+        reasons = [text for count, text in (
+            (self.missing_bars, f"{self.missing_bars} missing bar(s) in {self.gap_count} gap(s)"),
+            (len(self.off_grid), f"{len(self.off_grid)} off-grid timestamp(s) in {len(self.off_grid_runs)} run(s)"),
+            (len(self.spikes) > NOTABLE_SPIKE_SHARE * self.bars,
+             f"{len(self.spikes)} price spike(s) ({len(self.spikes) / max(self.bars, 1):.1%} of the bars)"),
+            (self.zero_volume, f"{self.zero_volume} zero-volume bar(s)"),
+            (self.duplicates, f"{self.duplicates} duplicate timestamp(s), the last of each kept"),
+            (not self.sorted, "rows out of time order"),
+        ) if count]
+        return ("amber", reasons) if reasons else ("green", [])
+
     def first_errors(self, limit: int = 3) -> str:
         """The first ``limit`` errors on one line, with a count of the rest."""
         more = f" (+{len(self.errors) - limit} more)" if len(self.errors) > limit else ""
@@ -119,8 +144,11 @@ class ValidationReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (timestamps as ISO strings, durations in seconds)."""
+        level, reasons = self.verdict
         return {
             "ok": self.ok,
+            "verdict": level,
+            "verdict_reasons": reasons,
             "errors": list(self.errors),
             "warnings": list(self.warnings),
             "timeframe": self.timeframe,
@@ -150,9 +178,11 @@ class ValidationReport:
 
     def summary(self) -> str:
         """Human-readable multi-line summary."""
-        status = "OK" if self.ok else f"{len(self.errors)} error(s)"
+        level, reasons = self.verdict
+        status = level if self.ok else f"{level}, {len(self.errors)} error(s)"
         lines = [
-            f"quality {self.quality:.1f}/100, {status}, {len(self.warnings)} warning(s)",
+            f"verdict: {status}" + (f" ({'; '.join(reasons)})" if reasons and self.ok else ""),
+            f"quality {self.quality:.1f}/100, {len(self.errors)} error(s), {len(self.warnings)} warning(s)",
             f"timeframe {self.timeframe or 'unknown'}; {self.bars} bars of {self.expected_bars} expected"
             + (f" from {_iso(self.first)} to {_iso(self.last)}" if self.first is not None else ""),
         ]

@@ -495,6 +495,26 @@ def price_figure(
     return fig
 
 
+GAP_COLOR = "#ff9800"  # shaded spans of missing bars on the data preview
+MAX_GAP_MARKS = 300    # above this many gaps, only the largest are shaded
+
+
+def add_gap_marks(fig: go.Figure, gaps: Sequence[tuple[Any, Any, int]], max_marks: int = MAX_GAP_MARKS) -> go.Figure:
+    """Shade each gap ``(start, end, missing_bars)`` of a validation report on a price figure.
+
+    One vrect per gap (the largest ``max_marks`` when there are more), across the subplots,
+    and one legend entry "gap"; ``fig`` is changed in place and returned."""
+    shown = sorted(gaps, key=lambda g: -int(g[2]))[:max_marks]
+    before = len(fig.layout.shapes)
+    for start, end, _ in sorted(shown, key=lambda g: g[0]):
+        fig.add_vrect(x0=start, x1=end, fillcolor=GAP_COLOR, opacity=0.35, layer="below",
+                      line=dict(color=GAP_COLOR, width=1),  # a one-hour gap stays visible over years
+                      name="gap", legendgroup="gap", showlegend=False)
+    if len(fig.layout.shapes) > before:
+        fig.layout.shapes[before].showlegend = True
+    return fig
+
+
 # --- equity and drawdown ------------------------------------------------------------------
 
 def buy_and_hold(close: pd.Series, initial_capital: float) -> pd.Series:

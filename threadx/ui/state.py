@@ -9,6 +9,7 @@
 - ``backtest``         the last :class:`threadx.Result` shown on the Backtest page
 - ``sweep_job``        id of the sweep job the Optimisation page follows
 - ``sweep_run``        run id of the stored sweep shown on the Optimisation page
+- ``data_flash``       message shown once by the Data page after an import, rename or delete
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pandas as pd
 import streamlit as st
 
 DEFAULT_DATASET = "synthetic/BTC_USDT-1h"
+_REPICK = "_dataset_repick"  # session flag: set the dataset picker from "dataset" on the next run
 
 
 def dataset_names() -> list[str]:
@@ -46,6 +48,18 @@ def load_dataset(name: str) -> pd.DataFrame:
     return _load(name, os.path.getmtime(path))
 
 
+def datasets_changed(message: str, select: str | None = None) -> None:
+    """After an import, rename or delete: drop the cached frames, make ``select`` the active
+    dataset, and rerun the page so the table and every picker list the datasets anew; the
+    page shows ``message`` (``data_flash``) on that run."""
+    _load.clear()
+    if select is not None:
+        st.session_state["dataset"] = select
+    st.session_state[_REPICK] = True  # the picker shows "dataset" again (or the default, if it is gone)
+    st.session_state["data_flash"] = message
+    st.rerun()
+
+
 def active_dataset() -> str:
     """The dataset chosen in this session (the synthetic BTC sample by default)."""
     names = dataset_names()
@@ -57,10 +71,16 @@ def active_dataset() -> str:
 
 
 def dataset_picker(label: str = "Dataset", key: str = "dataset_picker") -> str:
-    """A select box over the datasets, bound to the session's active dataset."""
+    """A select box over the datasets, bound to the session's active dataset.
+
+    The box is set through its session-state key (never ``index``), so a change made by
+    :func:`datasets_changed` reaches the browser too: a browser keeps a widget's shown value
+    when only its default changes."""
     names = dataset_names()
     current = active_dataset()
-    choice = st.selectbox(label, names, index=names.index(current), key=key,
+    if st.session_state.pop(_REPICK, False) or st.session_state.get(key) not in names:
+        st.session_state[key] = current
+    choice = st.selectbox(label, names, key=key,
                           format_func=lambda n: f"{n} (synthetic)" if n.startswith("synthetic/") else n)
     st.session_state["dataset"] = choice
     return choice

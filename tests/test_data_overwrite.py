@@ -1,0 +1,271 @@
+"""Issue 11: data is never overwritten silently (import collisions, rename, delete), the
+validation verdict is a traffic light with its reasons, and the preview shades the gaps."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from threadx.cli import main
+from threadx.data import list_datasets, load_ohlcv, validate_ohlcv, write_ohlcv
+from threadx.data.catalog import DatasetExists, dataset_path, delete_dataset, rename_dataset
+from threadx.data.io import check_ohlcv_file, import_ohlcv
+from threadx.data.synthetic import generate_synthetic
+from threadx.errors import DataError, ParamError
+from threadx.ui import charts
+
+NEW = pd.Timestamp("2024-03-01", tz="UTC")
+OLD = pd.Timestamp("2017-08-17 04:00", tz="UTC")
+
+
+def candles(n: int, start: pd.Timestamp, seed: int = 5) -> pd.DataFrame:
+    """Clean 1h candles (a small random walk)."""
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.003, n)))
+    open_ = np.r_[100.0, close[:-1]]
+    index = pd.date_range(start, periods=n, freq="1h", name="timestamp").as_unit("ns")
+    return pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.002,
+                         "low": np.minimum(open_, close) * 0.998, "close": close,
+                         "volume": rng.uniform(1, 2, n)}, index=index)
+
+
+def gappy(n: int = 300) -> pd.DataFrame:
+    """The 2017-2020 file in small: a 32-bar outage, then bars opening 28 minutes past the hour."""
+    df = candles(n, OLD)
+    df = df.drop(df.index[100:132])
+    shifted = df.index.to_series()
+    shifted.iloc[100:110] += pd.Timedelta(minutes=28)
+    return df.set_axis(pd.DatetimeIndex(shifted, name="timestamp"))
+
+
+def one_error_line(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+@pytest.fixture
+def stored(data_root: Path) -> Path:
+    """binance/BTC_USDT-1h: 200 bars from 2024-03-01."""
+    return write_ohlcv(candles(200, NEW), dataset_path("binance", "BTC_USDT", "1h", data_root))
+
+
+@pytest.fixture
+def older(tmp_path: Path) -> Path:
+    """A file of the same name but older bars, as BTC_USDT-1h-2017-2020.parquet."""
+    return write_ohlcv(candles(150, OLD, seed=9), tmp_path / "BTC_USDT-1h-2017-2020.parquet")
+
+
+# --------------------------------------------------------------------------- import collisions
+
+
+def test_cli_import_onto_an_existing_name_is_refused_with_its_range_and_options(stored, older, capsys):
+    before = stored.read_bytes()
+    err = one_error_line(capsys, ["data", "import", str(older), "--exchange", "binance"])
+    for needle in ("binance/BTC_USDT-1h", "2024-03-01", "200 bars", "--replace", "--label NAME",
+                   "binance/BTC_USDT-1h-NAME"):
+        assert needle in err, (needle, err)
+    assert stored.read_bytes() == before
+    assert list(list_datasets()["name"]) == ["binance/BTC_USDT-1h"]
+
+
+def test_cli_import_label_keeps_both(stored, older, data_root):
+    before = stored.read_bytes()
+    assert main(["data", "import", str(older), "--exchange", "binance", "--label", "2017-2020"]) == 0
+    table = list_datasets().set_index("name")
+    assert list(table.index) == ["binance/BTC_USDT-1h", "binance/BTC_USDT-1h-2017-2020"]
+    assert table.loc["binance/BTC_USDT-1h-2017-2020", "bars"] == 150
+    assert table.loc["binance/BTC_USDT-1h-2017-2020", "first"] == OLD
+    assert stored.read_bytes() == before
+    assert load_ohlcv("binance/BTC_USDT-1h-2017-2020").index[0] == OLD
+
+
+def test_cli_import_replace_replaces(stored, older):
+    assert main(["data", "import", str(older), "--exchange", "binance", "--replace"]) == 0
+    df = load_ohlcv("binance/BTC_USDT-1h")
+    assert (df.index[0], len(df)) == (OLD, 150)
+
+
+def test_replace_removes_a_stored_csv_of_that_name(data_root, older):
+    csv = data_root / "binance" / "BTC_USDT-1h.csv"
+    csv.parent.mkdir(parents=True)
+    candles(50, NEW).reset_index().to_csv(csv, index=False)
+    with pytest.raises(DatasetExists) as info:
+        import_ohlcv(older, "binance")
+    assert info.value.path == csv and info.value.bars == 50 and info.value.incoming[2] == 150
+    _, target = import_ohlcv(older, "binance", replace=True)
+    assert not csv.exists() and target.suffix == ".parquet"
+    assert list(list_datasets()["bars"]) == [150]
+
+
+@pytest.mark.parametrize("label", ["../x", "a/b", "-x", "x\n"])
+def test_a_bad_label_is_refused(stored, older, capsys, label):
+    err = one_error_line(capsys, ["data", "import", str(older), "--exchange", "binance", f"--label={label}"])
+    assert "invalid dataset label" in err
+    assert list(list_datasets()["name"]) == ["binance/BTC_USDT-1h"]
+
+
+def test_import_into_the_synthetic_exchange_is_refused(data_root, older):
+    with pytest.raises(DataError, match="synthetic sample"):
+        import_ohlcv(older, "synthetic", replace=True)
+
+
+# --------------------------------------------------------------------------- rename and delete
+
+
+def test_cli_rename(stored, data_root, capsys):
+    assert main(["data", "rename", "binance/BTC_USDT-1h", "BTC_USDT-1h-2024"]) == 0
+    assert "binance/BTC_USDT-1h-2024" in capsys.readouterr().out
+    assert list(list_datasets()["name"]) == ["binance/BTC_USDT-1h-2024"]
+    assert not stored.exists()
+    assert main(["data", "rename", "binance/BTC_USDT-1h-2024", "other/BTC_USDT-1h"]) == 0
+    assert (data_root / "other" / "BTC_USDT-1h.parquet").exists()
+
+
+def test_cli_rename_refuses_a_taken_name_a_bad_name_and_the_sample(stored, older, capsys):
+    import_ohlcv(older, "binance", label="old")
+    err = one_error_line(capsys, ["data", "rename", "binance/BTC_USDT-1h-old", "binance/BTC_USDT-1h"])
+    assert "already exists" in err and "200 bars" in err
+    err = one_error_line(capsys, ["data", "rename", "binance/BTC_USDT-1h", "BTC_USDT-1h-.x"])
+    assert "invalid dataset label" in err
+    one_error_line(capsys, ["data", "rename", "binance/BTC_USDT-1h", "../../etc/BTC_USDT-1h"])
+    assert "synthetic sample" in one_error_line(capsys, ["data", "rename", "sample:BTC_USDT-1h", "x/BTC_USDT-1h"])
+    assert "synthetic sample" in one_error_line(capsys, ["data", "rename", "binance/BTC_USDT-1h", "synthetic/B-1h"])
+    assert sorted(list_datasets()["name"]) == ["binance/BTC_USDT-1h", "binance/BTC_USDT-1h-old"]
+
+
+def test_cli_delete_needs_yes(stored, capsys):
+    err = one_error_line(capsys, ["data", "delete", "binance/BTC_USDT-1h"])
+    assert "--yes" in err and "BTC_USDT-1h.parquet" in err
+    assert stored.exists()
+    assert main(["data", "delete", "binance/BTC_USDT-1h", "--yes"]) == 0
+    assert not stored.exists() and list_datasets().empty
+    assert "unknown dataset" in one_error_line(capsys, ["data", "delete", "binance/BTC_USDT-1h", "--yes"])
+
+
+def test_cli_delete_refuses_the_sample_and_file_paths(stored, tmp_path, capsys):
+    assert "synthetic sample" in one_error_line(capsys, ["data", "delete", "sample:BTC_USDT-1h", "--yes"])
+    assert "synthetic sample" in one_error_line(capsys, ["data", "delete", "synthetic/BTC_USDT-1h", "--yes"])
+    outside = write_ohlcv(candles(10, NEW), tmp_path / "BTC_USDT-1h.parquet")
+    one_error_line(capsys, ["data", "delete", str(outside), "--yes"])
+    one_error_line(capsys, ["data", "delete", str(stored), "--yes"])  # names only, never a path
+    assert outside.exists() and stored.exists()
+
+
+def test_delete_removes_every_format_and_rename_moves_them(data_root, stored):
+    csv = stored.with_suffix(".csv")
+    candles(20, NEW).reset_index().to_csv(csv, index=False)
+    rename_dataset("binance/BTC_USDT-1h", "binance/BTC_USDT-1h-x")
+    assert sorted(p.name for p in stored.parent.iterdir()) == ["BTC_USDT-1h-x.csv", "BTC_USDT-1h-x.parquet"]
+    assert [p.name for p in delete_dataset("BTC_USDT-1h-x", dry_run=True)] == ["BTC_USDT-1h-x.csv",
+                                                                              "BTC_USDT-1h-x.parquet"]
+    delete_dataset("BTC_USDT-1h-x")
+    assert list(stored.parent.iterdir()) == []
+    with pytest.raises(ParamError):
+        delete_dataset("sample:BTC_USDT-1h")
+
+
+# --------------------------------------------------------------------------- verdict
+
+
+def test_verdict_green_for_the_synthetic_sample():
+    rep = validate_ohlcv(generate_synthetic("BTC_USDT", "1h"), "1h")
+    assert rep.verdict == ("green", [])
+    assert rep.summary().splitlines()[0] == "verdict: green"
+    assert rep.to_dict()["verdict"] == "green"
+
+
+def test_verdict_amber_for_a_gappy_off_grid_file_lists_the_reasons():
+    rep = validate_ohlcv(gappy(), "1h")
+    level, reasons = rep.verdict
+    assert rep.ok and level == "amber"
+    assert reasons == ["32 missing bar(s) in 1 gap(s)", "10 off-grid timestamp(s) in 1 run(s)"]
+    assert rep.summary().splitlines()[0].startswith("verdict: amber (32 missing bar(s)")
+    data = json.loads(json.dumps(rep.to_dict()))
+    assert data["verdict"] == "amber" and data["verdict_reasons"] == reasons and data["missing_bars"] == 32
+
+
+def test_verdict_red_for_a_file_with_inf_values():
+    df = candles(100, NEW)
+    df.iloc[40, df.columns.get_loc("high")] = np.inf
+    level, reasons = validate_ohlcv(df, "1h").verdict
+    assert level == "red" and any("infinite" in r for r in reasons)
+
+
+def test_verdict_spikes_only_when_unusually_many():
+    df = candles(400, NEW)
+    assert validate_ohlcv(df, "1h").verdict[0] == "green"
+    df.iloc[100::10, df.columns.get_loc("close")] *= 1.5  # 30 spikes: 7.5% of the bars
+    df["high"] = df[["open", "high", "close"]].max(axis=1)
+    level, reasons = validate_ohlcv(df, "1h").verdict
+    assert level == "amber" and any("spike" in r for r in reasons)
+
+
+def test_cli_validate_prints_the_verdict_and_its_reasons(tmp_path, capsys):
+    path = write_ohlcv(gappy(), tmp_path / "BTC_USDT-1h-gappy.parquet")
+    assert main(["data", "validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: amber (32 missing bar(s) in 1 gap(s); 10 off-grid timestamp(s)" in out
+    assert main(["data", "validate", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["verdict"] == "amber" and len(data["verdict_reasons"]) == 2 and data["gap_count"] == 1
+    bad = candles(100, NEW)
+    bad.iloc[5, 0] = -np.inf
+    bad_path = tmp_path / "BAD_USDT-1h.csv"
+    bad.reset_index().to_csv(bad_path, index=False)
+    assert main(["data", "validate", str(bad_path)]) == 1
+    assert "verdict: red" in capsys.readouterr().out
+
+
+def test_verdict_of_the_real_2017_2020_file(shared_data):
+    _, rep = check_ohlcv_file(shared_data / "binance" / "BTC_USDT-1h-2017-2020.parquet")
+    level, reasons = rep.verdict
+    assert level == "amber"
+    assert "96 missing bar(s) in 13 gap(s)" in reasons and "43 off-grid timestamp(s) in 1 run(s)" in reasons
+
+
+# --------------------------------------------------------------------------- gap shading
+
+
+def test_preview_chart_shades_each_gap_with_one_legend_entry():
+    df = gappy()
+    rep = validate_ohlcv(df, "1h")
+    fig = charts.add_gap_marks(charts.price_figure(df), rep.gaps)
+    gaps = [s for s in fig.layout.shapes if s.name == "gap"]
+    assert gaps and {(pd.Timestamp(s.x0), pd.Timestamp(s.x1)) for s in gaps} == {(rep.gaps[0][0], rep.gaps[0][1])}
+    assert sum(bool(s.showlegend) for s in gaps) == 1
+    assert charts.add_gap_marks(charts.price_figure(candles(50, NEW)), []).layout.shapes == ()
+
+
+def test_gap_marks_keep_the_largest_when_there_are_many():
+    gaps = [(NEW + pd.Timedelta(hours=10 * i), NEW + pd.Timedelta(hours=10 * i + i % 7 + 1), i % 7 + 1)
+            for i in range(50)]
+    fig = charts.add_gap_marks(charts.empty_figure("x"), gaps, max_marks=10)
+    assert len(fig.layout.shapes) == 10
+    widths = sorted((pd.Timestamp(s.x1) - pd.Timestamp(s.x0)) // pd.Timedelta(hours=1) for s in fig.layout.shapes)
+    assert widths == [6] * 3 + [7] * 7
+
+
+def test_the_list_carries_the_verdict(data_root, capsys):
+    write_ohlcv(gappy(), dataset_path("local", "GAP_USDT", "1h", data_root))
+    write_ohlcv(candles(100, NEW), dataset_path("local", "OK_USDT", "1h", data_root))
+    assert dict(zip(list_datasets()["name"], list_datasets()["verdict"])) == {"local/GAP_USDT-1h": "amber",
+                                                                              "local/OK_USDT-1h": "green"}
+    assert main(["data", "list"]) == 0
+    assert "amber" in capsys.readouterr().out
+
+
+def test_cli_resample_keeps_the_label_and_refuses_an_existing_target(stored, older, data_root, capsys):
+    import_ohlcv(older, "binance", label="2017-2020")
+    assert main(["data", "resample", "binance/BTC_USDT-1h-2017-2020", "--to", "4h"]) == 0
+    assert (data_root / "binance" / "BTC_USDT-4h-2017-2020.parquet").exists()
+    four = data_root / "binance" / "BTC_USDT-4h-2017-2020.parquet"
+    before = four.read_bytes()
+    err = one_error_line(capsys, ["data", "resample", "binance/BTC_USDT-1h-2017-2020", "--to", "4h"])
+    assert "binance/BTC_USDT-4h-2017-2020 already exists" in err and "--replace" in err
+    assert four.read_bytes() == before
+    assert main(["data", "resample", "binance/BTC_USDT-1h-2017-2020", "--to", "4h", "--replace"]) == 0

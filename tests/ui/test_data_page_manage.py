@@ -1,0 +1,195 @@
+"""Data page (issue 11): an import onto a name in use asks (replace / keep both / cancel),
+the table and picker follow every change, rename and delete (confirmed), the verdict box and
+the gap shading of the preview."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("streamlit")
+
+from apptest_helpers import open_page  # noqa: E402
+
+NEW = pd.Timestamp("2024-03-01", tz="UTC")
+OLD = pd.Timestamp("2017-08-17 04:00", tz="UTC")
+
+
+def candles(n: int, start: pd.Timestamp, seed: int = 5) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.003, n)))
+    open_ = np.r_[100.0, close[:-1]]
+    index = pd.date_range(start, periods=n, freq="1h", name="timestamp").as_unit("ns")
+    return pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.002,
+                         "low": np.minimum(open_, close) * 0.998, "close": close,
+                         "volume": rng.uniform(1, 2, n)}, index=index)
+
+
+@pytest.fixture
+def stored(workspace: Path) -> Path:
+    from threadx.data import write_ohlcv
+
+    return write_ohlcv(candles(200, NEW), workspace / "data" / "binance" / "BTC_USDT-1h.parquet")
+
+
+@pytest.fixture
+def older(workspace: Path) -> Path:
+    from threadx.data import write_ohlcv
+
+    return write_ohlcv(candles(26000, OLD, seed=9), workspace / "BTC_USDT-1h-2017-2020.parquet")
+
+
+def table_names(at) -> list[str]:
+    return list(at.dataframe[0].value["name"])
+
+
+def start_import(older: Path):
+    at = open_page("1_Data.py")
+    at.text_input(key="data_path").set_value(str(older))
+    at.text_input(key="data_exchange").set_value("binance")
+    at.button(key="data_import").click().run()
+    assert not at.exception, at.exception
+    asked = " ".join(w.value for w in at.warning)
+    assert "binance/BTC_USDT-1h already exists" in asked and "200 bars" in asked and "26,000 bars" in asked
+    assert not [s for s in at.success if "Imported" in s.value]
+    return at
+
+
+def test_collision_replace(stored, older):
+    at = start_import(older)
+    assert stored.stat().st_size and "binance/BTC_USDT-1h" in table_names(at)
+    at.button(key="data_collision_replace").click().run()
+    assert not at.exception, at.exception
+    assert any("Replaced 26,000 bars into binance/BTC_USDT-1h" in s.value for s in at.success)
+    table = at.dataframe[0].value.set_index("name")
+    assert table.loc["binance/BTC_USDT-1h", "bars"] == 26000  # the table shows the new data
+    assert at.selectbox(key="dataset_picker").value == "binance/BTC_USDT-1h"
+    assert not [w for w in at.warning if "already exists" in w.value]  # the question is answered
+
+
+def test_collision_keep_both_under_a_label(stored, older):
+    before = stored.read_bytes()
+    at = start_import(older)
+    assert at.text_input(key="data_collision_label").value == "2017-2020"  # the new file's years
+    at.button(key="data_collision_keep").click().run()
+    assert not at.exception, at.exception
+    assert any("into binance/BTC_USDT-1h-2017-2020" in s.value for s in at.success)
+    names = table_names(at)
+    assert "binance/BTC_USDT-1h" in names and "binance/BTC_USDT-1h-2017-2020" in names
+    assert "binance/BTC_USDT-1h-2017-2020" in at.selectbox(key="dataset_picker").options
+    assert stored.read_bytes() == before
+
+
+def test_collision_cancel_writes_nothing(stored, older):
+    before = stored.read_bytes()
+    at = start_import(older)
+    at.button(key="data_collision_cancel").click().run()
+    assert not at.exception, at.exception
+    assert any("cancelled" in i.value for i in at.info)
+    assert stored.read_bytes() == before
+    assert sorted(p.name for p in stored.parent.iterdir()) == ["BTC_USDT-1h.parquet"]
+    at.run()
+    assert not [w for w in at.warning if "already exists" in w.value]  # the question is gone
+
+
+def test_a_new_import_shows_up_in_the_table_and_the_picker_at_once(workspace):
+    source = workspace / "ABC_USDT-1h.csv"
+    candles(100, NEW).reset_index().to_csv(source, index=False)
+    at = open_page("1_Data.py")
+    assert "local/ABC_USDT-1h" not in table_names(at)
+    at.text_input(key="data_path").set_value(str(source))
+    at.button(key="data_import").click().run()
+    assert not at.exception, at.exception
+    assert "local/ABC_USDT-1h" in table_names(at)
+    assert at.selectbox(key="dataset_picker").value == "local/ABC_USDT-1h"
+
+
+def test_rename_then_delete_with_confirmation(stored):
+    at = open_page("1_Data.py")
+    at.selectbox(key="dataset_picker").set_value("binance/BTC_USDT-1h").run()
+    at.text_input(key="data_rename_to").set_value("binance/BTC_USDT-1h-2024").run()
+    at.button(key="data_rename_go").click().run()
+    assert not at.exception, at.exception
+    assert any("Renamed binance/BTC_USDT-1h to binance/BTC_USDT-1h-2024" in s.value for s in at.success)
+    assert "binance/BTC_USDT-1h-2024" in table_names(at) and "binance/BTC_USDT-1h" not in table_names(at)
+    assert at.selectbox(key="dataset_picker").value == "binance/BTC_USDT-1h-2024"
+
+    renamed = stored.with_name("BTC_USDT-1h-2024.parquet")
+    at.button(key="data_delete").click().run()
+    assert any("cannot be undone" in w.value for w in at.warning) and renamed.exists()  # asked, not done
+    at.button(key="data_delete_cancel").click().run()
+    assert renamed.exists() and not [w for w in at.warning if "cannot be undone" in w.value]
+    at.button(key="data_delete").click().run()
+    at.button(key="data_delete_confirm").click().run()
+    assert not at.exception, at.exception
+    assert not renamed.exists()
+    assert any("Deleted binance/BTC_USDT-1h-2024" in s.value for s in at.success)
+    assert "binance/BTC_USDT-1h-2024" not in table_names(at)
+    assert at.selectbox(key="dataset_picker").value == "synthetic/BTC_USDT-1h"
+
+
+def test_rename_onto_the_sample_name_is_refused(stored):
+    at = open_page("1_Data.py")
+    at.selectbox(key="dataset_picker").set_value("binance/BTC_USDT-1h").run()
+    at.text_input(key="data_rename_to").set_value("synthetic/BTC_USDT-1h").run()
+    at.button(key="data_rename_go").click().run()
+    assert any("Rename failed" in e.value and "synthetic sample" in e.value for e in at.error)
+    assert stored.exists()
+
+
+def test_the_sample_cannot_be_renamed_or_deleted_on_the_page():
+    at = open_page("1_Data.py")
+    assert at.selectbox(key="dataset_picker").value == "synthetic/BTC_USDT-1h"
+    assert any("cannot be renamed or deleted" in i.value for i in at.info)
+    assert not [b for b in at.button if b.key in ("data_delete", "data_rename_go")]
+
+
+def test_verdict_box_and_gap_shading(workspace):
+    from threadx.data import write_ohlcv
+
+    df = candles(300, NEW)
+    df = df.drop(df.index[100:132])
+    write_ohlcv(df, workspace / "data" / "local" / "GAP_USDT-1h.parquet")
+    at = open_page("1_Data.py")
+    assert any("GREEN" in s.value for s in at.success)  # the synthetic sample
+    at.selectbox(key="dataset_picker").set_value("local/GAP_USDT-1h").run()
+    assert not at.exception, at.exception
+    amber = [w.value for w in at.warning if "AMBER" in w.value]
+    assert amber and "32 missing bar(s) in 1 gap(s)" in amber[0]
+    figure = at.get("plotly_chart")[0].proto.spec
+    assert '"name":"gap"' in figure.replace(" ", "")
+
+
+def test_an_invalid_stored_file_is_red_and_can_be_deleted(workspace):
+    bad = workspace / "data" / "local" / "INF_USDT-1h.csv"
+    bad.parent.mkdir(parents=True)
+    frame = candles(100, NEW)
+    frame.iloc[5, 1] = np.inf
+    frame.reset_index().to_csv(bad, index=False)
+    at = open_page("1_Data.py")
+    at.selectbox(key="dataset_picker").set_value("local/INF_USDT-1h").run()
+    assert not at.exception, at.exception
+    assert any("RED" in e.value and "infinite" in e.value for e in at.error)
+    assert any("Cannot load local/INF_USDT-1h" in e.value for e in at.error)
+    at.button(key="data_delete").click().run()
+    at.button(key="data_delete_confirm").click().run()
+    assert not bad.exists() and "local/INF_USDT-1h" not in table_names(at)
+
+
+def test_resample_refuses_an_existing_target_unless_replace_is_ticked(stored, workspace):
+    from threadx.data import write_ohlcv
+
+    four = write_ohlcv(candles(10, NEW).iloc[::4], workspace / "data" / "binance" / "BTC_USDT-4h.parquet")
+    before = four.read_bytes()
+    at = open_page("1_Data.py")
+    at.selectbox(key="dataset_picker").set_value("binance/BTC_USDT-1h").run()
+    at.selectbox(key="resample_tf").set_value("4h").run()
+    at.button(key="resample_go").click().run()
+    assert any("Resample failed" in e.value and "binance/BTC_USDT-4h already exists" in e.value for e in at.error)
+    assert four.read_bytes() == before
+    at.checkbox(key="resample_replace").check().run()
+    at.button(key="resample_go").click().run()
+    assert any("Wrote 50 complete 4h bars to binance/BTC_USDT-4h" in s.value for s in at.success)
+    assert four.read_bytes() != before
