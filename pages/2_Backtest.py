@@ -7,27 +7,61 @@ import pandas as pd
 import streamlit as st
 
 import threadx
-from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL
 from threadx.data.bars import as_bars
 from threadx.engine.backtest import prepare_signals
+from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
+from threadx.requests import BacktestRequest, DatasetRef
 from threadx.ui import charts
-from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset
+from threadx.ui.state import (dataset_and_strategy, dataset_names, describe_data, describe_options, label_dataset,
+                              load_dataset)
 from threadx.ui.widgets import param_form
+
+SIZINGS = ["strategy default", "all_in", "fraction", "risk"]
+DEFAULTS = EngineOptions()  # the one source of the engine's defaults
 
 st.title("Backtest")
 
+
+def engine_widgets_from(engine: dict) -> None:
+    """Set the cost / fill / sizing widgets to a request's engine options."""
+    st.session_state.update({
+        "bt_capital": float(engine["initial_capital"]), "bt_fee": float(engine["fee_bps"]),
+        "bt_slip": float(engine["slippage_bps"]), "bt_fill": engine["fill"],
+        "bt_sizing": engine["sizing"] or SIZINGS[0], "bt_leverage": float(engine["leverage"] or 0.0),
+        "bt_min_notional": float(engine["min_notional"]),
+    })
+
+
+for key, value in (("bt_capital", DEFAULTS.initial_capital), ("bt_fee", DEFAULTS.fee_bps),
+                   ("bt_slip", DEFAULTS.slippage_bps), ("bt_fill", DEFAULTS.fill), ("bt_sizing", SIZINGS[0]),
+                   ("bt_leverage", 0.0), ("bt_min_notional", DEFAULTS.min_notional)):
+    st.session_state.setdefault(key, value)
+
 handed = st.session_state.pop("open_in_backtest", None)
 if handed:
-    if handed.get("dataset"):
-        st.session_state["dataset"] = handed["dataset"]
-    st.session_state["strategy"] = handed["strategy"]
-    st.session_state["bt_strategy"] = handed["strategy"]
-    st.session_state[f"params:{handed['strategy']}"] = handed["params"]
-    st.session_state.pop("backtest", None)  # the result shown was for other params
-    for name, value in handed["params"].items():  # widgets start at the handed-over values
-        st.session_state[f"bt:{handed['strategy']}:{name}"] = value
-    st.info("Parameters carried over from the Optimisation page.")
+    request = BacktestRequest.from_dict(handed["request"])
+    origin = f"run {handed['run_id']}" if handed.get("run_id") else "the Optimisation page"
+    st.session_state["strategy"] = request.strategy
+    st.session_state["bt_strategy"] = request.strategy
+    st.session_state[f"params:{request.strategy}"] = request.params
+    for name, value in request.params.items():  # widgets start at the handed-over values
+        st.session_state[f"bt:{request.strategy}:{name}"] = value
+    engine_widgets_from(request.engine_options)
+    if request.data.name in dataset_names():  # else (a file) the result is shown on it, the picker stays
+        st.session_state["dataset"] = st.session_state["dataset_picker"] = request.data.name
+    st.session_state.pop("backtest", None)  # the result shown was for something else
+    try:  # the run's own data (checked against its fingerprint) and engine options
+        frame = request.data.load()
+        with st.spinner("Running..."):
+            handed_result = request.run(frame)
+    except (ThreadXError, ValueError) as exc:
+        st.error(f"Cannot reopen {origin}: {exc}")
+    else:
+        st.session_state["backtest"] = {"result": handed_result, "dataset": request.data.name or request.data.source,
+                                        "strategy": request.strategy, "request": request.to_dict(), "frame": frame,
+                                        "data": DatasetRef.of(frame).to_dict(), "origin": origin}
+        st.info(f"Opened the winner of {origin} on its data and engine options.")
 
 specs = threadx.strategies()
 dataset, strategy = dataset_and_strategy("bt_strategy", default="bb_atr")
@@ -38,32 +72,31 @@ with st.expander("Parameters", expanded=True):
     values = param_form(spec, st.session_state.get(f"params:{strategy}", spec.defaults()), key_prefix="bt")
 with st.expander("Costs, fills and sizing", expanded=False):
     c = st.columns(7)
-    capital = c[0].number_input("Initial capital", min_value=1.0, value=DEFAULT_INITIAL_CAPITAL, step=1_000.0,
-                                key="bt_capital")
-    fee_bps = c[1].number_input("Fee (bps)", min_value=0.0, max_value=1000.0, value=DEFAULT_FEE_BPS, step=0.5,
-                                key="bt_fee")
-    slip_bps = c[2].number_input("Slippage (bps)", min_value=0.0, max_value=1000.0, value=0.0, step=0.5,
-                                 key="bt_slip")
+    capital = c[0].number_input("Initial capital", min_value=1.0, step=1_000.0, key="bt_capital")
+    fee_bps = c[1].number_input("Fee (bps)", min_value=0.0, max_value=1000.0, step=0.5, key="bt_fee")
+    slip_bps = c[2].number_input("Slippage (bps)", min_value=0.0, max_value=1000.0, step=0.5, key="bt_slip")
     fill = c[3].selectbox("Fill", ["next_open", "close"], key="bt_fill")
-    sizing = c[4].selectbox("Sizing", ["strategy default", "all_in", "fraction", "risk"], key="bt_sizing")
-    leverage = c[5].number_input("Leverage (0 = strategy's)", min_value=0.0, max_value=100.0, value=0.0, step=1.0,
+    sizing = c[4].selectbox("Sizing", SIZINGS, key="bt_sizing")
+    leverage = c[5].number_input("Leverage (0 = strategy's)", min_value=0.0, max_value=100.0, step=1.0,
                                  key="bt_leverage")
-    min_notional = c[6].number_input("Min order value", min_value=0.0, value=DEFAULT_MIN_NOTIONAL, step=1.0,
-                                     key="bt_min_notional",
+    min_notional = c[6].number_input("Min order value", min_value=0.0, step=1.0, key="bt_min_notional",
                                      help="entries below this order value (quote currency) are skipped "
                                           "and counted in n_skipped; 0 = off")
 
 run_clicked = st.button("Run backtest", type="primary", key="bt_run")
 if run_clicked:
     try:
+        request = BacktestRequest(
+            DatasetRef(source=dataset, name=dataset), strategy, values,
+            {"initial_capital": capital, "fee_bps": fee_bps, "slippage_bps": slip_bps, "fill": fill,
+             "sizing": None if sizing == SIZINGS[0] else sizing, "leverage": leverage or None,
+             "min_notional": min_notional})
         df = load_dataset(dataset)
         with st.spinner("Running..."):
-            result = threadx.backtest(
-                df, strategy, values, initial_capital=capital, fee_bps=fee_bps, slippage_bps=slip_bps, fill=fill,
-                sizing=None if sizing == "strategy default" else sizing, leverage=leverage or None,
-                min_notional=min_notional,
-            )
-        st.session_state["backtest"] = {"result": result, "dataset": dataset, "strategy": strategy}
+            result = request.run(df)
+        st.session_state["backtest"] = {"result": result, "dataset": dataset, "strategy": strategy,
+                                        "request": request.to_dict(), "data": DatasetRef.of(df).to_dict(),
+                                        "origin": None}
         st.session_state[f"params:{strategy}"] = values
     except (ThreadXError, ValueError) as exc:
         st.session_state.pop("backtest", None)
@@ -72,8 +105,12 @@ if run_clicked:
 shown = st.session_state.get("backtest")
 if shown:
     result = shown["result"]
-    df = load_dataset(shown["dataset"])
+    df = shown["frame"] if shown.get("frame") is not None else load_dataset(shown["dataset"])
     st.subheader(f"{shown['strategy']} on {label_dataset(shown['dataset'], df)}")
+    made = shown.get("request") or {}
+    st.caption((f"From {shown['origin']} · " if shown.get("origin") else "")
+               + f"Data: {describe_data(shown.get('data'), shown['dataset'])} · "
+               + f"Options: {describe_options(made.get('engine_options'))}")
     cards = charts.metric_cards(result.metrics)
     for row_start in range(0, len(cards), 6):
         cols = st.columns(6)

@@ -211,16 +211,19 @@ class JobRegistry:
 
     # --- submit -------------------------------------------------------------------------
 
-    def submit(self, spec: Mapping[str, Any]) -> str:
+    def submit(self, spec: Mapping[str, Any] | Any) -> str:
         """Validate a job spec, queue it and start it if a slot is free; returns the job id.
 
-        ``spec``: ``{"kind": "sweep" | "walkforward", "params": {...}}`` (or the params
+        ``spec``: a SweepRequest / WalkForwardRequest, or
+        ``{"kind": "sweep" | "walkforward", "params": {...}}`` (or the params
         alone): the fields of :class:`threadx.requests.SweepRequest` /
         :class:`~threadx.requests.WalkForwardRequest` (``data``: a dataset name, a file path
         or a DatasetRef dict; optional ``timeframe``/``start``/``end`` beside a name).
         Stored as the request's ``to_dict()``. Raises ParamError on bad input (the data is
         not read).
         """
+        if hasattr(spec, "KIND") and hasattr(spec, "to_dict"):  # a SweepRequest / WalkForwardRequest
+            spec = {"kind": spec.KIND, "params": spec.to_dict()}
         kind = spec.get("kind", "sweep") if isinstance(spec, Mapping) else "sweep"
         params = self._validated(spec)
         job_id = self._new_job_id()

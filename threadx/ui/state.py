@@ -5,10 +5,13 @@
 - ``dataset``          name of the active dataset (sidebar, every page)
 - ``strategy``         active strategy name
 - ``params:<name>``    last params used for a strategy on the Backtest page
-- ``open_in_backtest`` {"strategy", "params", "dataset"} handed over by the Optimisation page
-- ``backtest``         the last :class:`threadx.Result` shown on the Backtest page
+- ``open_in_backtest`` {"request": BacktestRequest.to_dict(), "run_id"} handed over by the
+                       Optimisation / Validation pages (the run's data, winner and engine options)
+- ``backtest``         {"result", "dataset", "strategy", "request", "frame", "run_id"}: the
+                       backtest shown on the Backtest page and what made it
 - ``sweep_job``        id of the sweep job the Optimisation page follows
 - ``sweep_run``        run id of the stored sweep shown on the Optimisation page
+- ``sweep_job_shown``  id of the finished sweep job whose run was shown once (later reloads stay)
 """
 from __future__ import annotations
 
@@ -109,6 +112,44 @@ def gpu_status() -> tuple[bool, str]:
     return False, status.reason or "no CUDA device found"
 
 
-def handover(strategy: str, params: dict[str, Any], dataset: str | None) -> None:
-    """Carry a combo from the Optimisation page to the Backtest page."""
-    st.session_state["open_in_backtest"] = {"strategy": strategy, "params": dict(params), "dataset": dataset}
+def handover(request: Any, run_id: str | None = None) -> None:
+    """Carry a :class:`~threadx.requests.BacktestRequest` (a run's winner on its data and
+    engine options) to the Backtest page; ``run_id``: the run it comes from."""
+    st.session_state["open_in_backtest"] = {"request": request.to_dict(), "run_id": run_id}
+
+
+def describe_options(engine: dict[str, Any] | None) -> str:
+    """Engine options in one line (fee, slippage, fill, sizing, leverage, ...)."""
+    if not engine:
+        return "engine options not recorded"
+    parts = [f"fee {engine.get('fee_bps', '?'):g} bps" if isinstance(engine.get("fee_bps"), (int, float))
+             else "fee ?", f"slippage {engine.get('slippage_bps', 0):g} bps", f"fill {engine.get('fill')}",
+             f"sizing {engine.get('sizing') or 'strategy default'}"]
+    for key in ("leverage", "fraction"):
+        if engine.get(key) is not None:
+            parts.append(f"{key} {engine[key]:g}")
+    parts.append(f"capital {engine.get('initial_capital', 0):,.0f}")
+    if engine.get("min_notional") is not None:
+        parts.append(f"min order {engine['min_notional']:g}")
+    if engine.get("ambiguity") not in (None, "conservative"):
+        parts.append(f"ambiguity {engine['ambiguity']}")
+    if engine.get("funding") is not None:
+        parts.append(f"funding {engine['funding']}")
+    return ", ".join(parts)
+
+
+def describe_data(data: dict[str, Any] | None, fallback: str | None = None, timeframe: str | None = None) -> str:
+    """A run's data in one line: name (and file), timeframe, bounds."""
+    if not data:
+        return f"{fallback or 'unnamed data'}" + (f" ({timeframe})" if timeframe else "")
+    from threadx.requests import DatasetRef
+
+    ref = DatasetRef.from_dict(data)
+    span = f", {ref.start[:10]} to {ref.end[:10]}" if ref.start and ref.end else ""
+    return f"{ref.label} ({ref.timeframe or '?'}{span})"
+
+
+def describe_run(manifest: dict[str, Any]) -> str:
+    """Which data and engine options a stored sweep ran on (a caption for its results)."""
+    data = describe_data(manifest.get("data"), manifest.get("dataset"), manifest.get("timeframe"))
+    return f"Data: {data} · Options: {describe_options(manifest.get('engine'))}"
