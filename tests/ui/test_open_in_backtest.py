@@ -80,3 +80,24 @@ def test_open_in_backtest_reopens_an_older_reloaded_run(workspace):
     bt = backtest_page(handed)
     assert any("changed since the run" in e.value and "run older" in e.value for e in bt.error)
     assert "backtest" not in bt.session_state
+
+
+def test_validation_page_finds_a_file_runs_data(workspace):
+    """A sweep made from a file path (named like a catalog dataset) is validated on that file."""
+    from threadx.data.synthetic import ensure_sample
+
+    ensure_sample()  # the catalog holds a synthetic BTC_USDT-1h too
+    path = workspace / "files" / "BTC_USDT-1h.parquet"
+    write_ohlcv(generate_synthetic(days=120, seed=9), path)
+    threadx.sweep(threadx.load_ohlcv(str(path)), "ma_crossover", {"fast_period": "5:15:5", "slow_period": [40, 60]},
+                  store=workspace / "results", run_id="from-file", workers=1, fee_bps=2.0)
+    at = AppTest.from_file(str(ROOT / "pages" / "4_Validation.py"), default_timeout=120)
+    at.run()
+    at.selectbox(key="val_run").set_value("from-file")
+    at.number_input(key="val_n").set_value(100)
+    at.number_input(key="val_S").set_value(4)
+    at.button(key="val_go").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert any("Sweep from-file" in h.value for h in at.subheader)
+    assert any(str(path) in c.value and "fee 2 bps" in c.value for c in at.caption)
