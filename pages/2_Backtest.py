@@ -61,7 +61,7 @@ if handed:
         st.session_state["backtest"] = {"result": handed_result, "dataset": request.data.name or request.data.source,
                                         "strategy": request.strategy, "request": request.to_dict(), "frame": frame,
                                         "data": DatasetRef.of(frame).to_dict(), "origin": origin}
-        st.info(f"Opened the winner of {origin} on its data and engine options.")
+        st.info(f"Parameters carried over from {origin}: its winner, run on its data and engine options.")
 
 specs = threadx.strategies()
 dataset, strategy = dataset_and_strategy("bt_strategy", default="bb_atr")

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
 import math
+import numbers
 from datetime import datetime
 
 import pandas as pd
@@ -278,9 +279,9 @@ class SweepRequest:
 
         if not isinstance(self.maximize, bool):
             raise ParamError(f"maximize must be true or false, got {self.maximize!r}")
-        for key, low in (("grid_limit", 1), ("adaptive_rounds", 1), ("patience", 1)):
+        for key, low in (("grid_limit", 1), ("adaptive_rounds", 0), ("patience", 1)):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise ParamError(f"{key} must be a whole number >= {low}, got {value!r}")
         _check_arguments(search, self.sampler, self.n, self.seed, self.objective, self.executor, self.workers,
                          self.chunk_size, self.min_trades, self.grid_limit)

@@ -5,7 +5,7 @@ started it: reruns, page changes and closed tabs neither block nor kill it. Each
 is a folder on disk, so any session (or a restarted app) sees every job::
 
     <results_dir>/.jobs/<job_id>/
-        spec.json     what to run: {"kind": "sweep", "params": {...}, "created_at", ...}
+        spec.json     what to run: {"kind": "sweep", "params": <request.to_dict()>, "created_at", ...}
         status.json   written atomically by the job process: state, pid, run_id, progress
         launch.json   written by the launcher: pid and process start time of the job process
         stop          flag file: present = cancel requested (the sweep stops within a chunk)
@@ -24,6 +24,7 @@ Usage::
     job_id = jobs.submit({"kind": "sweep", "params": {
         "data": "sample:BTC_USDT-1h", "strategy": "ma_crossover",
         "space": {"fast_period": "5:50:1"}, "sampler": "grid", "executor": "auto"}})
+    jobs.submit(SweepRequest(DatasetRef("sample:BTC_USDT-1h"), "bb_atr", {...}))  # or a request
     jobs.refresh()                                        # start queued jobs, detect dead ones
     info = jobs.get(job_id); info.state, info.done, info.total, info.eta_s
     jobs.stop(job_id)                                     # cooperative cancel
@@ -173,13 +174,6 @@ class JobInfo:
         if self.kind == "walkforward":
             return f"walk-forward {p.get('strategy', '?')} on {data}"
         return f"{p.get('strategy', '?')} on {data} ({p.get('sampler', 'grid')})"
-
-    def request(self) -> Any:
-        """The job's request (:mod:`threadx.requests`), rebuilt from its stored params."""
-        from threadx import requests
-
-        cls = getattr(requests, REQUEST_KINDS[self.kind])
-        return cls.from_dict(self.params)
 
     def to_dict(self) -> dict:
         out = asdict(self)
