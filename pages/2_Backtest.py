@@ -11,10 +11,9 @@ from threadx.data.bars import as_bars
 from threadx.engine.backtest import prepare_signals
 from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
-from threadx.requests import BacktestRequest, DatasetRef
+from threadx.requests import BacktestRequest, DatasetRef, describe_data, describe_options
 from threadx.ui import charts
-from threadx.ui.state import (dataset_and_strategy, dataset_names, describe_data, describe_options, label_dataset,
-                              load_dataset)
+from threadx.ui.state import dataset_and_strategy, dataset_names, label_dataset, load_dataset
 from threadx.ui.widgets import param_form
 
 SIZINGS = ["strategy default", "all_in", "fraction", "risk"]

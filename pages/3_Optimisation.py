@@ -14,10 +14,10 @@ from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
 from threadx.optimize.space import SearchSpace, size_band
 from threadx.optimize.store import ResultStore
-from threadx.requests import BacktestRequest, DatasetRef, SweepRequest
+from threadx.requests import BacktestRequest, DatasetRef, SweepRequest, describe_run
 from threadx.ui import charts
 from threadx.ui.jobs import JobRegistry
-from threadx.ui.state import cuda_status, dataset_picker, describe_run, handover, strategy_picker
+from threadx.ui.state import cuda_status, dataset_picker, handover, strategy_picker
 from threadx.ui.widgets import space_editor
 
 # How long one script run follows a running sweep before starting a fresh run (tests set 0:

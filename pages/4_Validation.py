@@ -26,12 +26,11 @@ from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
 from threadx.optimize.space import SearchSpace, size_band
 from threadx.optimize.store import ResultStore
-from threadx.requests import DatasetRef, WalkForwardRequest
+from threadx.requests import DatasetRef, WalkForwardRequest, describe_data, describe_options, describe_run
 from threadx.ui import validation_charts as vc
 from threadx.ui.charts import format_metric
 from threadx.ui.jobs import JobInfo, JobRegistry, read_json
-from threadx.ui.state import (dataset_and_strategy, describe_data, describe_options, describe_run, label_dataset,
-                              load_dataset)
+from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset
 from threadx.ui.widgets import space_editor
 from threadx.validation.report import sweep_data, sweep_evaluator, validate_sweep, walk_forward_evaluator
 from threadx.validation.stability import stability_grid

@@ -46,6 +46,19 @@ def test_requests_round_trip_through_json(candles):
         assert request.to_dict()["engine_options"]["min_notional"] == EngineOptions().min_notional
 
 
+def test_request_defaults_match_the_functions_they_call():
+    import dataclasses
+    import inspect
+
+    from threadx.validation.walkforward import walk_forward
+
+    for cls, func in ((SweepRequest, threadx.sweep), (WalkForwardRequest, walk_forward)):
+        signature = inspect.signature(func).parameters
+        for f in cls.__dataclass_fields__.values():
+            if f.name in signature and f.default is not dataclasses.MISSING:
+                assert f.default == signature[f.name].default, (cls.__name__, f.name)
+
+
 def test_defaults_are_declared_once():
     request = SweepRequest.from_dict({"data": "sample:BTC_USDT-1h", "strategy": "ma_crossover", "seed": None})
     assert request.seed == 42 and request.sampler == "grid" and request.engine_options == EngineOptions().to_dict()
@@ -106,4 +119,4 @@ def test_cli_validate_finds_a_file_runs_data(candles, tmp_path, capsys):
     capsys.readouterr()
     assert main(["validate", "from-file", "--store", store, "--bootstrap", "50", "--S", "4"]) == 0
     out = capsys.readouterr().out
-    assert "run from-file" in out and "grade " in out
+    assert "run from-file" in out and str(candles) in out and "fee 10 bps" in out and "grade " in out

@@ -431,8 +431,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report.to_dict())
         return 0
+    from threadx.requests import describe_data, describe_options
+
     src = report.source
-    print(f"run {src['run_id']}: {src['strategy']} on {src['dataset']}, winner {src['params']}")
+    print(f"run {src['run_id']}: {src['strategy']} on {describe_data(src.get('data'), src['dataset'])}, "
+          f"winner {src['params']}")
+    print(f"options: {describe_options(src.get('engine'))}")
     _print_report(report)
     return 0
 

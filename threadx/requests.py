@@ -64,7 +64,7 @@ class DatasetRef:
         """The dataset's name (else its source) with the timeframe and bounds when cut."""
         text = self.name or self.source
         if self.name and self.source != self.name and os.sep in self.source:
-            text = f"{self.name} ({self.source})"
+            text = f"{self.name}, file {self.source}"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -372,6 +372,43 @@ class WalkForwardRequest:
         """Keyword arguments of :func:`threadx.walk_forward` (engine options included)."""
         keys = (*_WINDOW_KEYS, "anchored", "sampler", "n", "seed", "objective", "maximize", "min_trades", "workers")
         return {**{k: getattr(self, k) for k in keys}, **self.engine_options}
+
+
+# --- labels -----------------------------------------------------------------------------------
+
+
+def describe_options(engine: Mapping[str, Any] | None) -> str:
+    """Engine options in one line (fee, slippage, fill, sizing, leverage, capital, ...)."""
+    if not engine:
+        return "engine options not recorded"
+
+    def num(value: Any) -> str:
+        return f"{value:,.10g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+    parts = [f"fee {num(engine.get('fee_bps'))} bps", f"slippage {num(engine.get('slippage_bps'))} bps",
+             f"fill {engine.get('fill')}", f"sizing {engine.get('sizing') or 'strategy default'}"]
+    parts += [f"{key} {num(engine[key])}" for key in ("leverage", "fraction") if engine.get(key) is not None]
+    parts += [f"capital {num(engine.get('initial_capital'))}", f"min order {num(engine.get('min_notional'))}"]
+    if engine.get("ambiguity") not in (None, "conservative"):
+        parts.append(f"ambiguity {engine['ambiguity']}")
+    if engine.get("funding") is not None:
+        parts.append(f"funding {engine['funding']}")
+    return ", ".join(parts)
+
+
+def describe_data(data: Mapping[str, Any] | None, fallback: str | None = None, timeframe: str | None = None) -> str:
+    """A run's data in one line: name (and file), timeframe, bounds."""
+    if not data:
+        return f"{fallback or 'unnamed data'}" + (f" ({timeframe})" if timeframe else "")
+    ref = DatasetRef.from_dict(data)
+    span = f", {ref.start[:10]} to {ref.end[:10]}" if ref.start and ref.end else ""
+    return f"{ref.label} ({ref.timeframe or '?'}{span})"
+
+
+def describe_run(manifest: Mapping[str, Any]) -> str:
+    """Which data and engine options a stored sweep ran on (a caption for its results)."""
+    data = describe_data(manifest.get("data"), manifest.get("dataset"), manifest.get("timeframe"))
+    return f"Data: {data} · Options: {describe_options(manifest.get('engine'))}"
 
 
 REQUESTS = {cls.KIND: cls for cls in (BacktestRequest, SweepRequest, WalkForwardRequest)}

@@ -117,39 +117,3 @@ def handover(request: Any, run_id: str | None = None) -> None:
     engine options) to the Backtest page; ``run_id``: the run it comes from."""
     st.session_state["open_in_backtest"] = {"request": request.to_dict(), "run_id": run_id}
 
-
-def describe_options(engine: dict[str, Any] | None) -> str:
-    """Engine options in one line (fee, slippage, fill, sizing, leverage, ...)."""
-    if not engine:
-        return "engine options not recorded"
-    parts = [f"fee {engine.get('fee_bps', '?'):g} bps" if isinstance(engine.get("fee_bps"), (int, float))
-             else "fee ?", f"slippage {engine.get('slippage_bps', 0):g} bps", f"fill {engine.get('fill')}",
-             f"sizing {engine.get('sizing') or 'strategy default'}"]
-    for key in ("leverage", "fraction"):
-        if engine.get(key) is not None:
-            parts.append(f"{key} {engine[key]:g}")
-    parts.append(f"capital {engine.get('initial_capital', 0):,.0f}")
-    if engine.get("min_notional") is not None:
-        parts.append(f"min order {engine['min_notional']:g}")
-    if engine.get("ambiguity") not in (None, "conservative"):
-        parts.append(f"ambiguity {engine['ambiguity']}")
-    if engine.get("funding") is not None:
-        parts.append(f"funding {engine['funding']}")
-    return ", ".join(parts)
-
-
-def describe_data(data: dict[str, Any] | None, fallback: str | None = None, timeframe: str | None = None) -> str:
-    """A run's data in one line: name (and file), timeframe, bounds."""
-    if not data:
-        return f"{fallback or 'unnamed data'}" + (f" ({timeframe})" if timeframe else "")
-    from threadx.requests import DatasetRef
-
-    ref = DatasetRef.from_dict(data)
-    span = f", {ref.start[:10]} to {ref.end[:10]}" if ref.start and ref.end else ""
-    return f"{ref.label} ({ref.timeframe or '?'}{span})"
-
-
-def describe_run(manifest: dict[str, Any]) -> str:
-    """Which data and engine options a stored sweep ran on (a caption for its results)."""
-    data = describe_data(manifest.get("data"), manifest.get("dataset"), manifest.get("timeframe"))
-    return f"Data: {data} · Options: {describe_options(manifest.get('engine'))}"
