@@ -120,3 +120,15 @@ def test_cli_validate_finds_a_file_runs_data(candles, tmp_path, capsys):
     assert main(["validate", "from-file", "--store", store, "--bootstrap", "50", "--S", "4"]) == 0
     out = capsys.readouterr().out
     assert "run from-file" in out and str(candles) in out and "fee 10 bps" in out and "grade " in out
+
+
+def test_a_run_stored_before_requests_reopens_by_its_dataset_name(data_root, tmp_path):
+    """Older manifests have no request: the dataset name, timeframe and fingerprint are used."""
+    df = threadx.load_ohlcv("sample:BTC_USDT-1h")
+    run = threadx.sweep(df, "ma_crossover", SPACE, store=tmp_path / "results", run_id="old", workers=1, fee_bps=7.0)
+    legacy = {k: v for k, v in run.manifest.items() if k not in ("request", "data")}
+    request = BacktestRequest.from_manifest(legacy, run.best_params())
+    assert request.data.source == "synthetic/BTC_USDT-1h" and request.engine_options["fee_bps"] == 7.0
+    assert request.run().metrics["sharpe"] == pytest.approx(float(run.top(1).iloc[0]["sharpe"]), rel=1e-12)
+    with pytest.raises(DataError, match="no dataset"):
+        BacktestRequest.from_manifest({**legacy, "dataset": None}, run.best_params())
