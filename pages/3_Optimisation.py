@@ -9,7 +9,7 @@ import time
 import streamlit as st
 
 import threadx
-from threadx.config import DEFAULT_FEE_BPS
+from threadx.config import DEFAULT_FEE_BPS, DEFAULT_SEED
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
 from threadx.optimize.space import SearchSpace, size_band
@@ -48,7 +48,7 @@ sampler = "grid" if method == "Grid" else c[0].selectbox("Sampler", ["random", "
                                                          key="opt_sampler")
 n = None if method == "Grid" else int(c[1].number_input("Combos (n)", min_value=1, value=2_000, step=500,
                                                        key="opt_n"))
-seed = int(c[2].number_input("Seed", min_value=0, value=42, step=1, key="opt_seed"))
+seed = int(c[2].number_input("Seed", min_value=0, value=DEFAULT_SEED, step=1, key="opt_seed"))
 objective = c[3].selectbox("Objective", list(METRIC_NAMES), index=list(METRIC_NAMES).index("sharpe"),
                            key="opt_objective")
 maximize = c[4].selectbox("Direction", ["maximise", "minimise"], key="opt_direction") == "maximise"

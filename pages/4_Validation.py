@@ -21,7 +21,7 @@ import pandas as pd
 import streamlit as st
 
 import threadx
-from threadx.config import DEFAULT_FEE_BPS, settings
+from threadx.config import DEFAULT_FEE_BPS, DEFAULT_SEED, settings
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
 from threadx.optimize.space import SearchSpace, size_band
@@ -367,7 +367,7 @@ with tab_wf:
     sampler = c[0].selectbox("Sampler", SAMPLERS, key="wf_sampler")
     n = None if sampler == "grid" else int(c[1].number_input("Combos (n)", min_value=1, value=500, step=100,
                                                              key="wf_n"))
-    seed = int(c[2].number_input("Seed", min_value=0, value=42, step=1, key="wf_seed"))
+    seed = int(c[2].number_input("Seed", min_value=0, value=DEFAULT_SEED, step=1, key="wf_seed"))
     names = list(METRIC_NAMES)
     objective = c[3].selectbox("Objective", names, index=names.index("sharpe"), key="wf_objective")
     maximize = c[4].selectbox("Direction", ["maximise", "minimise"], key="wf_direction") == "maximise"
@@ -521,7 +521,7 @@ with tab_sweep:
         n_val = int(c[1].number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=1000, step=100,
                                       key="val_n"))
         s_val = int(c[2].number_input("PBO blocks (S)", min_value=2, max_value=32, value=16, step=2, key="val_S"))
-        seed_val = int(c[3].number_input("Seed", min_value=0, value=42, step=1, key="val_seed"))
+        seed_val = int(c[3].number_input("Seed", min_value=0, value=DEFAULT_SEED, step=1, key="val_seed"))
         if c[4].button("Validate", type="primary", key="val_go"):
             st.session_state["val_sweep"] = (pick, n_val, s_val, seed_val)
         shown = st.session_state.get("val_sweep")

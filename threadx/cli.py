@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL
+from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL, DEFAULT_SEED
 from threadx.errors import ThreadXError
 from threadx.gpu.cli import add_gpu_commands
 
@@ -577,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="search range of a param (repeatable); others stay at their defaults")
     p.add_argument("--sampler", choices=("grid", "random", "lhs", "sobol", "adaptive"), default="grid")
     p.add_argument("--n", type=int, help="combos for the Monte Carlo samplers")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--objective", default="sharpe")
     p.add_argument("--minimize", action="store_true")
     p.add_argument("--min-trades", type=int, default=0)
@@ -608,7 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--anchored", action="store_true", help="IS windows all start at the first bar")
     p.add_argument("--sampler", choices=("grid", "random", "lhs", "sobol"), default="random")
     p.add_argument("--n", type=int, default=1000, help="combos for the Monte Carlo samplers")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--objective", default="sharpe")
     p.add_argument("--minimize", action="store_true")
     p.add_argument("--min-trades", type=int, default=0)
@@ -632,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeframe")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--block", type=int, help="bootstrap block length in bars (default sqrt of the bar count)")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--S", type=int, default=16, help="PBO (CSCV) blocks")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_validate)

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 import threadx
+from threadx.config import DEFAULT_SEED
 from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, options_from
@@ -87,7 +88,7 @@ def sweep(
     *,
     sampler: str = "grid",
     n: int | None = None,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     objective: str = "sharpe",
     maximize: bool = True,
     min_trades: int = 0,

@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from threadx.config import DEFAULT_SEED
 from threadx.data.bars import Bars, as_bars
 from threadx.requests import DatasetRef
 from threadx.data.timeframe import bars_per_year, timeframe_seconds
@@ -206,7 +207,7 @@ def walk_forward(
     anchored: bool = False,
     sampler: str = "random",
     n: int = 1000,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     objective: str = "sharpe",
     maximize: bool = True,
     min_trades: int = 0,
