@@ -22,8 +22,14 @@ DEFAULTS = EngineOptions()  # the one source of the engine's defaults
 st.title("Backtest")
 
 
+WIDGETLESS = ("fraction", "ambiguity")  # engine options without a widget here, kept from a reopened run
+
+
 def engine_widgets_from(engine: dict) -> None:
-    """Set the cost / fill / sizing widgets to a request's engine options."""
+    """Set the cost / fill / sizing widgets to a request's engine options (the options
+    without a widget are kept in ``bt_engine_extra`` for the next runs)."""
+    st.session_state["bt_engine_extra"] = {k: engine[k] for k in WIDGETLESS
+                                           if engine.get(k) != getattr(DEFAULTS, k)}
     st.session_state.update({
         "bt_capital": float(engine["initial_capital"]), "bt_fee": float(engine["fee_bps"]),
         "bt_slip": float(engine["slippage_bps"]), "bt_fill": engine["fill"],
@@ -50,6 +56,7 @@ if handed:
     if request.data.name in dataset_names():  # else (a file) the result is shown on it, the picker stays
         st.session_state["dataset"] = st.session_state["dataset_picker"] = request.data.name
     st.session_state.pop("backtest", None)  # the result shown was for something else
+    st.session_state["bt_handed_data"] = {"ref": request.data.to_dict(), "origin": origin, "picker": None}
     try:  # the run's own data (checked against its fingerprint) and engine options
         frame = request.data.load()
         with st.spinner("Running..."):
@@ -64,6 +71,14 @@ if handed:
 
 specs = threadx.strategies()
 dataset, strategy = dataset_and_strategy("bt_strategy", default="bb_atr")
+handed_data = st.session_state.get("bt_handed_data")  # a reopened run's data, until another dataset is picked
+if handed_data is not None and handed_data["picker"] not in (None, dataset):
+    st.session_state.pop("bt_handed_data")
+    handed_data = None
+elif handed_data is not None:
+    handed_data["picker"] = dataset
+    st.caption(f"Runs use the data of {handed_data['origin']}: "
+               f"{describe_data(handed_data['ref'])}; pick another dataset to switch.")
 spec = specs[strategy]
 st.caption(spec.description)
 
@@ -81,21 +96,27 @@ with st.expander("Costs, fills and sizing", expanded=False):
     min_notional = c[6].number_input("Min order value", min_value=0.0, step=1.0, key="bt_min_notional",
                                      help="entries below this order value (quote currency) are skipped "
                                           "and counted in n_skipped; 0 = off")
+    extra = st.session_state.get("bt_engine_extra")
+    if extra:
+        st.caption("Also from the reopened run: " + ", ".join(f"{k} {v}" for k, v in extra.items()))
 
 run_clicked = st.button("Run backtest", type="primary", key="bt_run")
 if run_clicked:
     try:
+        ref = (DatasetRef.from_dict(handed_data["ref"]) if handed_data is not None
+               else DatasetRef(source=dataset, name=dataset))
         request = BacktestRequest(
-            DatasetRef(source=dataset, name=dataset), strategy, values,
+            ref, strategy, values,
             {"initial_capital": capital, "fee_bps": fee_bps, "slippage_bps": slip_bps, "fill": fill,
              "sizing": None if sizing == SIZINGS[0] else sizing, "leverage": leverage or None,
-             "min_notional": min_notional})
-        df = load_dataset(dataset)
+             "min_notional": min_notional, **st.session_state.get("bt_engine_extra", {})})
+        df = ref.load() if handed_data is not None else load_dataset(dataset)  # the former checks its fingerprint
         with st.spinner("Running..."):
             result = request.run(df)
-        st.session_state["backtest"] = {"result": result, "dataset": dataset, "strategy": strategy,
+        st.session_state["backtest"] = {"result": result, "dataset": ref.name or ref.source, "strategy": strategy,
                                         "request": request.to_dict(), "data": DatasetRef.of(df).to_dict(),
-                                        "origin": None}
+                                        "frame": df if handed_data is not None else None,
+                                        "origin": handed_data["origin"] if handed_data is not None else None}
         st.session_state[f"params:{strategy}"] = values
     except (ThreadXError, ValueError) as exc:
         st.session_state.pop("backtest", None)

@@ -9,7 +9,8 @@ import threadx
 from threadx.data.io import write_ohlcv
 from threadx.data.synthetic import generate_synthetic
 
-OPTIONS = {"fee_bps": 3.0, "slippage_bps": 2.0, "fill": "close", "sizing": "all_in", "leverage": 2.0}
+OPTIONS = {"fee_bps": 3.0, "slippage_bps": 2.0, "fill": "close", "sizing": "fraction", "fraction": 0.5,
+           "leverage": 2.0}
 METRICS = ("total_return", "sharpe", "sortino", "max_drawdown", "n_trades", "win_rate", "profit_factor")
 
 
@@ -72,8 +73,17 @@ def test_open_in_backtest_reopens_an_older_reloaded_run(workspace):
     for key in METRICS:  # the stored metrics, exactly
         assert shown["result"].metrics[key] == pytest.approx(float(best[key]), rel=0, abs=0, nan_ok=True), key
     assert bt.session_state["bt_fee"] == 3.0 and bt.session_state["bt_fill"] == "close"
-    assert bt.session_state["bt_leverage"] == 2.0 and bt.session_state["bt_sizing"] == "all_in"
+    assert bt.session_state["bt_leverage"] == 2.0 and bt.session_state["bt_sizing"] == "fraction"
+    assert bt.session_state["bt_engine_extra"] == {"fraction": 0.5}  # no widget: kept for the next runs
     assert any("run older" in c.value and "XYZ_USDT-5m" in c.value for c in bt.caption)
+    reopened = shown["result"]
+    bt.switch_page("pages/2_Backtest.py").run()  # AppTest reruns the page it was pointed at, so point it
+    assert bt.title[0].value == "Backtest"
+    bt.button(key="bt_run").click().run()  # run again from the widgets: the same data, the same backtest
+    assert not bt.error, [e.value for e in bt.error]
+    again = bt.session_state["backtest"]["result"]
+    assert again is not reopened and again.metrics == reopened.metrics
+    assert any("Runs use the data of run older" in c.value for c in bt.caption), [c.value for c in bt.caption]
 
     # the file is replaced by other candles: said so, nothing run on them
     write_ohlcv(generate_synthetic(days=20, seed=6, timeframe="5m"), path)
