@@ -90,7 +90,7 @@ if st.button("Launch", type="primary", disabled=count_error is not None, key="op
             data=DatasetRef(source=dataset, name=dataset), strategy=strategy, space=space, sampler=sampler, n=n,
             seed=seed, objective=objective, maximize=maximize, min_trades=min_trades, workers=workers,
             executor=executor, engine_options={"fee_bps": fee_bps, "fill": fill})
-        st.session_state["sweep_job"] = registry.submit(request)
+        st.session_state["sweep_job"] = registry.submit(request.to_dict())
         st.session_state.pop("sweep_run", None)
     except ThreadXError as exc:
         st.error(f"Cannot launch: {exc}")

