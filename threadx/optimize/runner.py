@@ -131,9 +131,9 @@ def sweep(
 
     bars = as_bars(df)
     request = SweepRequest(  # checks every argument (ParamError with the fix)
-        data=DatasetRef.of(df, bars=bars), strategy=strategy, space=space if space is not None else {}, sampler=sampler, n=n,
-        seed=seed, objective=objective, maximize=bool(maximize), min_trades=min_trades, workers=workers,
-        executor=executor, run_id=run_id, scheduler=scheduler, chunk_size=chunk_size,
+        data=DatasetRef.of(df, bars=bars), strategy=strategy, space=space if space is not None else {},
+        sampler=sampler, n=n, seed=seed, objective=objective, maximize=bool(maximize), min_trades=min_trades,
+        workers=workers, executor=executor, run_id=run_id, scheduler=scheduler, chunk_size=chunk_size,
         adaptive_rounds=adaptive_rounds, patience=patience, grid_limit=grid_limit, engine_options=engine_options)
     search = SearchSpace(get_strategy(strategy), space)
     budget = Budget.resolve(memory_budget)
