@@ -108,6 +108,22 @@ def test_changed_or_gone_data_is_reported_not_used(candles):
         ref.load()
 
 
+def test_a_cut_and_resampled_load_is_reloaded_the_same(data_root):
+    df = threadx.load_ohlcv("sample:BTC_USDT-1h", "4h", start="2023-03-01 05:00", end="2023-09-01")
+    ref = DatasetRef.of(df)
+    assert ref.timeframe == "4h" and ref.name == "synthetic/BTC_USDT-1h"
+    again = ref.load()
+    assert DatasetRef.of(again).fingerprint == ref.fingerprint and len(again) == len(df)
+
+
+def test_a_moved_file_falls_back_to_its_dataset_name_only_with_the_same_candles(candles, data_root):
+    ref = DatasetRef.of(threadx.load_ohlcv(str(candles)))
+    threadx.load_ohlcv("sample:BTC_USDT-1h")  # a catalog dataset named like the file: other candles
+    candles.unlink()
+    with pytest.raises(DataError, match="is gone.*holds other candles"):
+        ref.load()
+
+
 def test_cli_validate_finds_a_file_runs_data(candles, tmp_path, capsys):
     """A run made from a file path is validated without --data, even when the data root holds a
     dataset of the same name (the synthetic BTC_USDT-1h)."""

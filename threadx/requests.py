@@ -13,19 +13,20 @@ job registry stores it, the job runner runs it and the sweep's manifest records 
 """
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Mapping
-
 import math
 import numbers
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
+from typing import Any, Mapping
 
 import pandas as pd
 
 from threadx.config import DEFAULT_SEED
 from threadx.errors import DataError, ParamError
 from threadx.optimize.space import DEFAULT_GRID_LIMIT
+
+UNNAMED = "<frame>"  # the source of data that was a frame in memory, not a file or dataset: not reloadable
 WALKFORWARD_SAMPLERS = ("grid", "random", "lhs", "sobol")
 _WINDOW_KEYS = ("is_bars", "is_days", "oos_bars", "oos_days", "step_bars", "step_days")
 
@@ -61,7 +62,7 @@ class DatasetRef:
 
     @property
     def label(self) -> str:
-        """The dataset's name (else its source) with the timeframe and bounds when cut."""
+        """The dataset's name (else its source), with its file when it was read from a path."""
         text = self.name or self.source
         if self.name and self.source != self.name and os.sep in self.source:
             text = f"{self.name}, file {self.source}"
@@ -93,7 +94,7 @@ class DatasetRef:
         attrs = getattr(df, "attrs", {}) or {}
         src = source or (os.path.abspath(attrs["source"]) if attrs.get("source") else bars.name)
         if not src:
-            return cls(source="<frame>", fingerprint=bars.fingerprint)  # an unnamed frame: not reloadable
+            return cls(source=UNNAMED, fingerprint=bars.fingerprint)
         start = end = None
         if len(bars):
             step = timeframe_ns(bars.timeframe) if bars.timeframe else 1
@@ -103,25 +104,27 @@ class DatasetRef:
                    end=end, fingerprint=bars.fingerprint)
 
     def load(self) -> pd.DataFrame:
-        """The candles: the file (else the named dataset), cut and resampled as recorded.
-        DataError saying why when they are gone or changed (fingerprint)."""
+        """The candles: the file (else the dataset of that name), cut and resampled as
+        recorded. DataError saying why when they are gone or changed (fingerprint)."""
         import threadx
+        from threadx.data.bars import as_bars
 
-        if self.source == "<frame>":
-            raise DataError("the data was an unnamed frame, not a file or dataset: it cannot be reloaded")
-        tries = [self.source] + ([self.name] if self.name and self.name != self.source else [])
-        errors = []
-        for source in tries:
-            try:
-                df = threadx.load_ohlcv(source, self.timeframe, self.start, self.end)
-                break
-            except DataError as exc:
-                errors.append(str(exc).splitlines()[0])
-        else:
-            raise DataError(f"dataset {self.label} is gone: {'; '.join(errors)}")
+        if self.source == UNNAMED:
+            raise DataError("the data was a frame in memory, not a file or dataset: it cannot be reloaded")
+        try:
+            df = threadx.load_ohlcv(self.source, self.timeframe, self.start, self.end)
+        except DataError as exc:
+            gone = str(exc).splitlines()[0]
+            if not self.name or self.name == self.source:
+                raise DataError(f"dataset {self.label} is gone: {gone}") from None
+            try:  # the file moved: a dataset of the same name, if its candles are the same
+                df = threadx.load_ohlcv(self.name, self.timeframe, self.start, self.end)
+            except DataError as again:
+                raise DataError(f"dataset {self.label} is gone: {gone}; {str(again).splitlines()[0]}") from None
+            if self.fingerprint and as_bars(df).fingerprint != self.fingerprint:
+                raise DataError(f"dataset {self.label} is gone: {gone}; the dataset named {self.name} holds "
+                                "other candles") from None
         if self.fingerprint:
-            from threadx.data.bars import as_bars
-
             now = as_bars(df).fingerprint
             if now != self.fingerprint:
                 raise DataError(f"dataset {self.label} changed since the run: its candles "

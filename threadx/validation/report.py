@@ -143,9 +143,9 @@ def stored_data(name: str | None, fingerprint: str | None, df: pd.DataFrame | Ba
     """The candles ``what`` ran on: ``df``, else the recorded data ``ref`` (a DatasetRef dict:
     its file or dataset, cut and resampled as it was; DataError when gone or changed), else
     the dataset ``name``; checked against ``fingerprint``."""
-    if df is None and ref and ref.get("source") != "<frame>":
-        from threadx.requests import DatasetRef
+    from threadx.requests import UNNAMED, DatasetRef
 
+    if df is None and ref and ref.get("source") != UNNAMED:
         return as_bars(DatasetRef.from_dict(ref).load())  # checks the fingerprint
     if df is None:
         if not name:
