@@ -130,6 +130,8 @@ class DatasetRef:
                 raise DataError(f"dataset {self.label} changed since the run: its candles "
                                 f"({self.timeframe or '?'}, {self.start} to {self.end}) have fingerprint {now[:12]}, "
                                 f"the run used {self.fingerprint[:12]}; not running on other data")
+        if self.name:
+            df.attrs["name"] = self.name  # read from its file, still labelled with the dataset's name
         return df
 
 
