@@ -9,11 +9,12 @@ import time
 import streamlit as st
 
 import threadx
-from threadx.config import DEFAULT_MIN_TRADES
+from threadx.config import DEFAULT_FEE_BPS, DEFAULT_MIN_TRADES, DEFAULT_SEED
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
-from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace, size_band, stored_axes
+from threadx.optimize.space import SearchSpace, size_band, stored_axes
 from threadx.optimize.store import ResultStore
+from threadx.requests import BacktestRequest, DatasetRef, SweepRequest, describe_run
 from threadx.ui import charts
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import cuda_status, dataset_picker, handover, strategy_picker
@@ -48,7 +49,7 @@ sampler = "grid" if method == "Grid" else c[0].selectbox("Sampler", ["random", "
                                                          key="opt_sampler")
 n = None if method == "Grid" else int(c[1].number_input("Combos (n)", min_value=1, value=2_000, step=500,
                                                        key="opt_n"))
-seed = int(c[2].number_input("Seed", min_value=0, value=42, step=1, key="opt_seed"))
+seed = int(c[2].number_input("Seed", min_value=0, value=DEFAULT_SEED, step=1, key="opt_seed"))
 objective = c[3].selectbox("Objective", list(METRIC_NAMES), index=list(METRIC_NAMES).index("sharpe"),
                            key="opt_objective")
 maximize = c[4].selectbox("Direction", ["maximise", "minimise"], key="opt_direction") == "maximise"
@@ -60,7 +61,7 @@ c = st.columns(6)
 workers = int(c[0].number_input("Workers", min_value=1, max_value=256, value=2, step=1, key="opt_workers",
                                 help="CPU threads for combos a failed GPU hands back" if use_gpu else None))
 executor = c[1].selectbox("Executor", ["auto", "local", "inline", "dask"], key="opt_executor", disabled=use_gpu)
-fee_bps = c[2].number_input("Fee (bps)", min_value=0.0, value=10.0, step=0.5, key="opt_fee")
+fee_bps = c[2].number_input("Fee (bps)", min_value=0.0, value=DEFAULT_FEE_BPS, step=0.5, key="opt_fee")
 fill = c[3].selectbox("Fill", ["next_open", "close"], key="opt_fill")
 c[4].toggle("GPU", value=False, disabled=not gpu.available, key="opt_gpu",
             help=(f"Run the combos on {len(gpu.devices)} CUDA device(s): "
@@ -87,12 +88,11 @@ except ThreadXError as exc:
 
 if st.button("Launch", type="primary", disabled=count_error is not None, key="opt_launch"):
     try:
-        spec_dict = {"data": dataset, "strategy": strategy, "space": space, "sampler": sampler, "n": n,
-                     "seed": seed, "objective": objective, "maximize": maximize, "min_trades": min_trades,
-                     "workers": workers, "executor": executor, "engine_options": {"fee_bps": fee_bps, "fill": fill}}
-        if sampler == "grid" and search.size > DEFAULT_GRID_LIMIT:
-            raise ThreadXError("the grid is over the 10 million limit")
-        st.session_state["sweep_job"] = registry.submit(spec_dict)
+        request = SweepRequest(  # checked here (grid limit, n, options), stored by the job, run by the runner
+            data=DatasetRef(source=dataset, name=dataset), strategy=strategy, space=space, sampler=sampler, n=n,
+            seed=seed, objective=objective, maximize=maximize, min_trades=min_trades, workers=workers,
+            executor=executor, engine_options={"fee_bps": fee_bps, "fill": fill})
+        st.session_state["sweep_job"] = registry.submit(request.to_dict())
         st.session_state.pop("sweep_run", None)
     except ThreadXError as exc:
         st.error(f"Cannot launch: {exc}")
@@ -141,7 +141,9 @@ def follow_job() -> None:
         st.error(f"The sweep failed: {job.error}")
     elif job.state == "cancelled":
         st.warning("Stopped: the finished combos are stored; launch the same run id to resume.")
-    if job.run_id:
+    if job.run_id and st.session_state.get("sweep_job_shown") != job.job_id:
+        # show the run once, when its job ends; a run reloaded from the history afterwards stays shown
+        st.session_state["sweep_job_shown"] = job.job_id
         st.session_state["sweep_run"] = job.run_id
 
 
@@ -168,6 +170,7 @@ if run_id:
     if run is not None and len(run.results):
         m = run.manifest
         st.subheader(f"Run {run_id}: {m['strategy']}, {m.get('done', 0):,} combos, {m.get('status')}")
+        st.caption(describe_run(m))
         ok = run.ok()
         objective = m.get("objective", "sharpe")
         ascending = not m.get("maximize", True)
@@ -182,8 +185,12 @@ if run_id:
             best_params = run.best_params()
             st.markdown("**Best combo:** " + ", ".join(f"`{k}={best_params[k]}`" for k in varying))
             if st.button("Open in Backtest", key="opt_open_best"):
-                handover(m["strategy"], best_params, m.get("dataset") and st.session_state.get("dataset"))
-                st.switch_page("pages/2_Backtest.py")
+                try:  # the displayed run's data, strategy, winner and engine options
+                    handover(BacktestRequest.from_manifest(m, best_params), run_id)
+                except ThreadXError as exc:
+                    st.error(f"Cannot open run {run_id} in Backtest: {exc}")
+                else:
+                    st.switch_page("pages/2_Backtest.py")
         if not best.empty:  # a winner at an edge of its searched range: the optimum may lie outside
             axes = {a["name"]: a["values"] for a in m["space"]["axes"]}
             edges = [p for p in edge_params(SearchSpace(specs[m["strategy"]], stored_axes(m["space"])),

@@ -21,11 +21,12 @@ import pandas as pd
 import streamlit as st
 
 import threadx
-from threadx.config import DEFAULT_MIN_TRADES, settings
+from threadx.config import DEFAULT_FEE_BPS, DEFAULT_MIN_TRADES, DEFAULT_SEED, settings
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
 from threadx.optimize.space import SearchSpace, size_band
 from threadx.optimize.store import ResultStore
+from threadx.requests import DatasetRef, WalkForwardRequest, describe_data, describe_options, describe_run
 from threadx.ui import validation_charts as vc
 from threadx.ui.charts import format_metric
 from threadx.ui.jobs import JobInfo, JobRegistry, read_json
@@ -281,6 +282,8 @@ def show_walk_forward(run_id: str) -> None:
                f"(IS {cfg['is_bars']:,}, OOS {cfg['oos_bars']:,}, step {cfg['step_bars']:,} bars), {combos:,} combos "
                f"({cfg['sampler']}) run in every window, winner by {'max' if cfg['maximize'] else 'min'} {objective}"
                + (f" with at least {cfg['min_trades']} trades" if cfg["min_trades"] else "") + ".")
+    st.caption(f"Data: {describe_data(meta.get('data'), meta.get('dataset'), meta.get('timeframe'))} · "
+               f"Options: {describe_options(cfg.get('engine'))}")
     if meta.get("cancelled"):
         st.warning(f"Stopped early: the results cover {meta['combos_done']:,} of {meta['combos_planned']:,} combos.")
     if wf.errors:
@@ -364,7 +367,7 @@ with tab_wf:
     sampler = c[0].selectbox("Sampler", SAMPLERS, key="wf_sampler")
     n = None if sampler == "grid" else int(c[1].number_input("Combos (n)", min_value=1, value=500, step=100,
                                                              key="wf_n"))
-    seed = int(c[2].number_input("Seed", min_value=0, value=42, step=1, key="wf_seed"))
+    seed = int(c[2].number_input("Seed", min_value=0, value=DEFAULT_SEED, step=1, key="wf_seed"))
     names = list(METRIC_NAMES)
     objective = c[3].selectbox("Objective", names, index=names.index("sharpe"), key="wf_objective")
     maximize = c[4].selectbox("Direction", ["maximise", "minimise"], key="wf_direction") == "maximise"
@@ -375,7 +378,7 @@ with tab_wf:
                                    key="wf_boot"))
     S = int(c[1].number_input("PBO blocks (S, even)", min_value=2, max_value=32, value=16, step=2, key="wf_S"))
     workers = int(c[2].number_input("Workers", min_value=1, max_value=256, value=2, step=1, key="wf_workers"))
-    fee_bps = float(c[3].number_input("Fee (bps)", min_value=0.0, value=10.0, step=0.5, key="wf_fee"))
+    fee_bps = float(c[3].number_input("Fee (bps)", min_value=0.0, value=DEFAULT_FEE_BPS, step=0.5, key="wf_fee"))
     fill = c[4].selectbox("Fill", ["next_open", "close"], key="wf_fill")
 
     # the plan: combos and windows on the loaded data, drawn before anything runs
@@ -412,11 +415,13 @@ with tab_wf:
 
     if st.button("Launch walk-forward", type="primary", disabled=bool(problems), key="wf_launch"):
         try:
-            st.session_state["wf_job"] = registry.submit({"kind": "walkforward", "params": {
-                "data": dataset, "strategy": strategy, "space": space, "is_days": is_days, "oos_days": oos_days,
-                "step_days": step_days or None, "anchored": anchored, "sampler": sampler, "n": n, "seed": seed,
-                "objective": objective, "maximize": maximize, "min_trades": min_trades, "workers": workers,
-                "engine_options": {"fee_bps": fee_bps, "fill": fill}, "bootstrap": boot_n, "S": S}})
+            request = WalkForwardRequest.from_dict({  # None keeps a default (n of a grid)
+                "data": DatasetRef(source=dataset, name=dataset), "strategy": strategy, "space": space,
+                "is_days": is_days, "oos_days": oos_days, "step_days": step_days or None, "anchored": anchored,
+                "sampler": sampler, "n": n, "seed": seed, "objective": objective, "maximize": maximize,
+                "min_trades": min_trades, "workers": workers, "engine_options": {"fee_bps": fee_bps, "fill": fill},
+                "bootstrap": boot_n, "S": S})
+            st.session_state["wf_job"] = registry.submit(request.to_dict())
             st.session_state.pop("wf_run", None)
         except ThreadXError as exc:
             st.error(f"Cannot launch: {exc}")
@@ -483,6 +488,7 @@ def show_sweep_report(run_id: str, n_boot: int, S: int, seed: int) -> None:
     m = run.manifest
     varying = varying_params(m["space"])
     st.subheader(f"Sweep {run_id}: {m['strategy']} on {label_dataset(m.get('dataset') or '?')}")
+    st.caption(describe_run(m))
     params = report.source.get("params", {})
     st.markdown(f"Winner by {m.get('objective', 'sharpe')} among {m.get('done', 0):,} combos: "
                 + ", ".join(f"`{k}={params[k]}`" for k in (varying or params) if k in params))
@@ -516,7 +522,7 @@ with tab_sweep:
         n_val = int(c[1].number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=1000, step=100,
                                       key="val_n"))
         s_val = int(c[2].number_input("PBO blocks (S)", min_value=2, max_value=32, value=16, step=2, key="val_S"))
-        seed_val = int(c[3].number_input("Seed", min_value=0, value=42, step=1, key="val_seed"))
+        seed_val = int(c[3].number_input("Seed", min_value=0, value=DEFAULT_SEED, step=1, key="val_seed"))
         if c[4].button("Validate", type="primary", key="val_go"):
             st.session_state["val_sweep"] = (pick, n_val, s_val, seed_val)
         shown = st.session_state.get("val_sweep")

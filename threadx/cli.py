@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL, DEFAULT_MIN_TRADES
+from threadx.config import (DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL, DEFAULT_MIN_TRADES,
+                            DEFAULT_SEED)
 from threadx.errors import ThreadXError
 from threadx.gpu.cli import add_gpu_commands
 
@@ -461,8 +462,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report.to_dict())
         return 0
+    from threadx.requests import describe_data, describe_options
+
     src = report.source
-    print(f"run {src['run_id']}: {src['strategy']} on {src['dataset']}, winner {src['params']}")
+    print(f"run {src['run_id']}: {src['strategy']} on {describe_data(src.get('data'), src['dataset'])}, "
+          f"winner {src['params']}")
+    print(f"options: {describe_options(src.get('engine'))}")
     _print_report(report)
     return 0
 
@@ -614,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="search range of a param (repeatable); others stay at their defaults")
     p.add_argument("--sampler", choices=("grid", "random", "lhs", "sobol", "adaptive"), default="grid")
     p.add_argument("--n", type=int, help="combos for the Monte Carlo samplers")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--objective", default="sharpe")
     p.add_argument("--minimize", action="store_true")
     p.add_argument("--min-trades", type=int, default=DEFAULT_MIN_TRADES,
@@ -646,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--anchored", action="store_true", help="IS windows all start at the first bar")
     p.add_argument("--sampler", choices=("grid", "random", "lhs", "sobol"), default="random")
     p.add_argument("--n", type=int, default=1000, help="combos for the Monte Carlo samplers")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--objective", default="sharpe")
     p.add_argument("--minimize", action="store_true")
     p.add_argument("--min-trades", type=int, default=DEFAULT_MIN_TRADES,
@@ -671,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeframe")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--block", type=int, help="bootstrap block length in bars (default sqrt of the bar count)")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--S", type=int, default=16, help="PBO (CSCV) blocks")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_validate)

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
-
 from threadx.config import parse_bytes
 from threadx.errors import ParamError
 

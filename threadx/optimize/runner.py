@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 import threadx
-from threadx.config import DEFAULT_MIN_TRADES
+from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED
 from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, options_from
@@ -36,7 +36,7 @@ from threadx.errors import ParamError, ThreadXError
 from threadx.optimize.budget import (Budget, Estimate, advice, estimate_memory, fits, gib, lines_of, plan_batches,
                                      request_widths)
 from threadx.optimize.evaluate import STATUS_OK, ChunkResult, Evaluator, RunInterrupted, SweepTask
-from threadx.optimize.samplers import SAMPLERS, grid_ids, monte_carlo_ids, refine
+from threadx.optimize.samplers import SAMPLERS, check_grid_size, grid_ids, monte_carlo_ids, refine
 from threadx.optimize.shared import (PreparedIndicators, SharedPack, compute_indicators, group_codes,
                                      group_requests, indicator_axes, indicator_requests, prepare_requests)
 from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace
@@ -88,7 +88,7 @@ def sweep(
     *,
     sampler: str = "grid",
     n: int | None = None,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     objective: str = "sharpe",
     maximize: bool = True,
     min_trades: int = DEFAULT_MIN_TRADES,
@@ -127,18 +127,24 @@ def sweep(
     batches that fit, or the sweep is refused (ParamError) before any work starts.
     The returned run reads its rows from the store when first used.
     """
-    spec = get_strategy(strategy)
-    search = SearchSpace(spec, space)
-    _check_arguments(search, sampler, n, seed, objective, executor, workers, chunk_size, min_trades, grid_limit)
+    from threadx.requests import DatasetRef, SweepRequest
+
+    bars = as_bars(df)
+    request = SweepRequest(  # checks every argument (ParamError with the fix)
+        data=DatasetRef.of(df, bars=bars), strategy=strategy, space=space if space is not None else {},
+        sampler=sampler, n=n, seed=seed, objective=objective, maximize=bool(maximize), min_trades=min_trades,
+        workers=workers, executor=executor, run_id=run_id, scheduler=scheduler, chunk_size=chunk_size,
+        adaptive_rounds=adaptive_rounds, patience=patience, grid_limit=grid_limit, engine_options=engine_options)
+    search = SearchSpace(get_strategy(strategy), space)
     budget = Budget.resolve(memory_budget)
     store = store if isinstance(store, ResultStore) else ResultStore(_store_argument(store))
     session = _Session(
-        search=search, bars=as_bars(df), options=options_from(**engine_options), sampler=sampler, n=n,
+        search=search, bars=bars, options=options_from(**engine_options), sampler=sampler, n=n,
         seed=int(seed), objective=objective, maximize=bool(maximize), min_trades=int(min_trades),
         workers=int(workers or default_workers()), executor=executor, progress=progress,
         should_stop=_cancel_check(cancel), chunk_size=chunk_size, grid_limit=grid_limit, bank=bank,
         scheduler=scheduler, space_spec=dict(space or {}), n_blocks=_blocks_argument(block_returns),
-        store=store, run_id=check_run_id(run_id or _new_run_id(strategy)), budget=budget,
+        store=store, run_id=check_run_id(run_id or _new_run_id(strategy)), budget=budget, request=request,
     )
     try:
         return session.run(flush_seconds, adaptive_rounds, patience)
@@ -266,6 +272,7 @@ class _Session:
     line_capacity: int | None = None  # set by _plan when indicators must be prepared in batches
     batches: int = 0  # batches of indicators run so far (see _run_batches)
     estimate: Estimate | None = None  # memory of the plan, set by _plan
+    request: Any = None  # the SweepRequest this session runs (recorded in the manifest)
 
     def run(self, flush_seconds: float, adaptive_rounds: int, patience: int) -> SweepRun:
         self.started = time.perf_counter()
@@ -328,8 +335,7 @@ class _Session:
         plan without a valid combo, or one over the memory budget (before any indicator)."""
         search = self.search
         if self.sampler == "grid":
-            if search.size > self.grid_limit:
-                next(grid_ids(search, limit=self.grid_limit))  # raises with advice
+            check_grid_size(search, "grid", self.grid_limit)
             if search.strategy.constraints and search.size > _EXACT_COUNT_LIMIT:
                 probe = np.random.default_rng(0).integers(0, search.size, 100_000)
                 total = int(round(search.valid_mask(probe).mean() * search.size))  # exact at the end
@@ -383,6 +389,8 @@ class _Session:
             "strategy": self.search.strategy.name,
             "dataset": bars.name,
             "fingerprint": bars.fingerprint,
+            "data": self.request.data.to_dict() if self.request is not None else None,
+            "request": (self.request.with_run_id(self.run_id).to_dict() if self.request is not None else None),
             "timeframe": bars.timeframe,
             "bars": len(bars),
             "space": self.search.to_dict(),

@@ -31,14 +31,20 @@ class SampleCount:
     duplicates: int = 0
 
 
-def grid_ids(space: SearchSpace, chunk_size: int = 65_536, limit: int = DEFAULT_GRID_LIMIT,
-             start: int = 0) -> Iterator[tuple[np.ndarray, int]]:
-    """Valid grid ids in chunks, each with the number of invalid combos it skipped."""
-    if space.size > limit:
+def check_grid_size(space: SearchSpace, sampler: str = "grid", limit: int = DEFAULT_GRID_LIMIT) -> None:
+    """ParamError with advice when a grid sweep of ``space`` is over ``limit`` combos (the one
+    place the grid limit is checked: requests, sweeps and :func:`grid_ids` call it)."""
+    if sampler == "grid" and space.size > limit:
         raise ParamError(
             f"the grid has {space.size:,} combos, above the limit of {limit:,}: narrow the ranges, "
             "use larger steps, or use a Monte Carlo sampler (random, lhs, sobol) with n combos"
         )
+
+
+def grid_ids(space: SearchSpace, chunk_size: int = 65_536, limit: int = DEFAULT_GRID_LIMIT,
+             start: int = 0) -> Iterator[tuple[np.ndarray, int]]:
+    """Valid grid ids in chunks, each with the number of invalid combos it skipped."""
+    check_grid_size(space, "grid", limit)
     for ids in space.grid_chunks(chunk_size, start=start):
         mask = space.valid_mask(ids)
         yield ids[mask], int((~mask).sum())

@@ -22,7 +22,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from threadx.config import DEFAULT_MIN_TRADES
 from threadx.errors import ThreadXError
 from threadx.ui.jobs import FINAL_STATES, now_iso, read_json, registry_for_job, write_json_atomic
 
@@ -113,28 +112,19 @@ class JobRunner:
     def _sweep(self) -> str:
         import threadx
         from threadx.optimize.store import ResultStore
+        from threadx.requests import SweepRequest
 
-        p = self.params
+        request = SweepRequest.from_dict(self.params)
         if self.should_stop():
             return "cancelled"
-        _log(f"loading {p['data']}")
-        df = threadx.load_ohlcv(p["data"], p.get("timeframe"), p.get("start"), p.get("end"))
+        _log(f"loading {request.data.label}")
+        df = request.data.load()
         if self.should_stop():
             return "cancelled"
-        kwargs: dict[str, Any] = {
-            "sampler": p.get("sampler", "grid"), "n": p.get("n"), "seed": p.get("seed", 42),
-            "objective": p.get("objective", "sharpe"), "maximize": p.get("maximize", True),
-            "min_trades": p.get("min_trades", DEFAULT_MIN_TRADES), "workers": p.get("workers"),
-            "executor": p.get("executor", "auto"),
-            "run_id": p["run_id"], "scheduler": p.get("scheduler"), "chunk_size": p.get("chunk_size"),
-        }
-        for key in ("adaptive_rounds", "patience", "grid_limit"):
-            if p.get(key) is not None:
-                kwargs[key] = p[key]
         store = ResultStore(self.job_dir.parent.parent)
-        _log(f"sweep {p['strategy']} run {p['run_id']} ({kwargs['sampler']}, executor {kwargs['executor']})")
-        run = threadx.sweep(df, p["strategy"], p.get("space") or {}, store=store, progress=self.status.progress,
-                            cancel=self.should_stop, **kwargs, **(p.get("engine_options") or {}))
+        _log(f"sweep {request.strategy} run {request.run_id} ({request.sampler}, executor {request.executor})")
+        run = threadx.sweep(df, request.strategy, request.space, store=store, progress=self.status.progress,
+                            cancel=self.should_stop, **request.sweep_kwargs())
         manifest = run.manifest
         state = "cancelled" if manifest.get("status") == "cancelled" else "completed"
         totals = {k: int(manifest[k]) for k in ("done", "total", "failed") if manifest.get(k) is not None}
@@ -144,27 +134,24 @@ class JobRunner:
                           eta_s=0.0 if state == "completed" else None, **totals)
         return state
 
-
     def _walkforward(self) -> str:
         import threadx
+        from threadx.requests import WalkForwardRequest
         from threadx.validation.report import validate_walk_forward
         from threadx.validation.storage import save_walk_forward
 
-        p = self.params
+        request = WalkForwardRequest.from_dict(self.params)
         if self.should_stop():
             return "cancelled"
-        _log(f"loading {p['data']}")
-        df = threadx.load_ohlcv(p["data"], p.get("timeframe"), p.get("start"), p.get("end"))
-        keys = ("is_bars", "is_days", "oos_bars", "oos_days", "step_bars", "step_days", "anchored", "sampler", "n",
-                "seed", "objective", "maximize", "min_trades", "workers")
-        _log(f"walk-forward {p['strategy']} run {p['run_id']}")
-        wf = threadx.walk_forward(df, p["strategy"], p.get("space") or None, progress=self.status.progress,
-                                  cancel=self.should_stop, **{k: p[k] for k in keys if k in p},
-                                  **(p.get("engine_options") or {}))
+        _log(f"loading {request.data.label}")
+        df = request.data.load()
+        _log(f"walk-forward {request.strategy} run {request.run_id}")
+        wf = threadx.walk_forward(df, request.strategy, request.space or None, progress=self.status.progress,
+                                  cancel=self.should_stop, **request.walk_forward_kwargs())
+        wf.meta["request"] = request.to_dict()  # stored with the result: what was asked, defaults filled in
         self.status.write(phase="validating")
-        report = validate_walk_forward(wf, n=int(p.get("bootstrap", 1000)), seed=int(p.get("seed", 42)),
-                                       S=int(p.get("S", 16)))
-        save_walk_forward(p["run_id"], wf, report, self.job_dir.parent.parent)
+        report = validate_walk_forward(wf, n=request.bootstrap, seed=request.seed, S=request.S)
+        save_walk_forward(request.run_id, wf, report, self.job_dir.parent.parent)
         state = "cancelled" if wf.meta.get("cancelled") else "completed"
         self.status.write(state=state, finished_at=now_iso(), error="", eta_s=0.0 if state == "completed" else None,
                           done=int(wf.meta["combos_done"]), total=int(wf.meta["combos_planned"]),

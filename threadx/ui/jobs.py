@@ -5,7 +5,7 @@ started it: reruns, page changes and closed tabs neither block nor kill it. Each
 is a folder on disk, so any session (or a restarted app) sees every job::
 
     <results_dir>/.jobs/<job_id>/
-        spec.json     what to run: {"kind": "sweep", "params": {...}, "created_at", ...}
+        spec.json     what to run: {"kind": "sweep", "params": <request.to_dict()>, "created_at", ...}
         status.json   written atomically by the job process: state, pid, run_id, progress
         launch.json   written by the launcher: pid and process start time of the job process
         stop          flag file: present = cancel requested (the sweep stops within a chunk)
@@ -24,6 +24,7 @@ Usage::
     job_id = jobs.submit({"kind": "sweep", "params": {
         "data": "sample:BTC_USDT-1h", "strategy": "ma_crossover",
         "space": {"fast_period": "5:50:1"}, "sampler": "grid", "executor": "auto"}})
+    jobs.submit(SweepRequest(DatasetRef("sample:BTC_USDT-1h"), "bb_atr", {...}))  # or a request
     jobs.refresh()                                        # start queued jobs, detect dead ones
     info = jobs.get(job_id); info.state, info.done, info.total, info.eta_s
     jobs.stop(job_id)                                     # cooperative cancel
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import signal
 import subprocess
@@ -47,42 +47,20 @@ from typing import Any, Mapping
 
 from filelock import FileLock
 
-from threadx.config import DEFAULT_MIN_TRADES, settings
+from threadx.config import settings
 from threadx.errors import ParamError, ThreadXError
 from threadx.names import check_name
 from threadx.procs import live_process
+from threadx.requests import DatasetRef, jsonable as _jsonable
 
 JOBS_FOLDER = ".jobs"
 STATES = ("queued", "running", "completed", "cancelled", "failed")
 FINAL_STATES = ("completed", "cancelled", "failed")
 KINDS = ("sweep", "walkforward")
 
-# Keys a sweep job's params may hold; ``data`` and ``strategy`` are required.
-SWEEP_PARAM_KEYS = (
-    "data", "timeframe", "start", "end",  # threadx.load_ohlcv(data, timeframe, start, end)
-    "strategy", "space", "sampler", "n", "seed", "objective", "maximize", "min_trades",
-    "workers", "executor", "run_id", "scheduler", "chunk_size", "adaptive_rounds", "patience",
-    "grid_limit", "engine_options", "label",
-)
-SWEEP_DEFAULTS: dict[str, Any] = {
-    "timeframe": None, "start": None, "end": None, "space": {}, "sampler": "grid", "n": None, "seed": 42,
-    "objective": "sharpe", "maximize": True, "min_trades": DEFAULT_MIN_TRADES, "workers": None, "executor": "auto",
-    "scheduler": None, "chunk_size": None, "adaptive_rounds": 5, "patience": 2, "grid_limit": None,
-    "engine_options": {}, "label": "", "run_id": None,
-}
-
-# Keys a walk-forward job's params may hold (threadx.walk_forward plus the report's settings).
-WALKFORWARD_PARAM_KEYS = (
-    "data", "timeframe", "start", "end", "strategy", "space", "is_bars", "is_days", "oos_bars", "oos_days",
-    "step_bars", "step_days", "anchored", "sampler", "n", "seed", "objective", "maximize", "min_trades",
-    "workers", "engine_options", "label", "run_id", "bootstrap", "S",
-)
-WALKFORWARD_DEFAULTS: dict[str, Any] = {
-    "timeframe": None, "start": None, "end": None, "space": {}, "is_bars": None, "is_days": None,
-    "oos_bars": None, "oos_days": None, "step_bars": None, "step_days": None, "anchored": False,
-    "sampler": "random", "n": 1000, "seed": 42, "objective": "sharpe", "maximize": True,
-    "min_trades": DEFAULT_MIN_TRADES, "workers": None, "engine_options": {}, "label": "", "run_id": None, "bootstrap": 1000, "S": 16,
-}
+# A job's params are the ``to_dict()`` of its request (threadx.requests): the fields, and
+# their defaults, are declared there once.
+REQUEST_KINDS = {"sweep": "SweepRequest", "walkforward": "WalkForwardRequest"}
 
 _STARTING_GRACE_S = 60.0  # a launch that left no process record for this long is failed
 _CHILDREN: dict[str, subprocess.Popen] = {}  # job processes this process started (reaped on refresh)
@@ -99,28 +77,6 @@ def _parse_time(text: str | None) -> float | None:
         return datetime.fromisoformat(text).timestamp()
     except (TypeError, ValueError):
         return None
-
-
-def _jsonable(value: Any) -> Any:
-    """JSON-safe copy: numpy scalars -> Python, tuples -> lists, non-finite floats -> None."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
-        try:
-            value = value.item()  # numpy scalar
-        except (TypeError, ValueError):
-            pass
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise ParamError(f"job spec value {value!r} ({type(value).__name__}) cannot be stored as JSON")
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
@@ -210,9 +166,14 @@ class JobInfo:
         p = self.params
         if p.get("label"):
             return p["label"]
+        data = p.get("data", "?")
+        try:
+            data = DatasetRef.from_dict(data).label
+        except ThreadXError:
+            pass
         if self.kind == "walkforward":
-            return f"walk-forward {p.get('strategy', '?')} on {p.get('data', '?')}"
-        return f"{p.get('strategy', '?')} on {p.get('data', '?')} ({p.get('sampler', 'grid')})"
+            return f"walk-forward {p.get('strategy', '?')} on {data}"
+        return f"{p.get('strategy', '?')} on {data} ({p.get('sampler', 'grid')})"
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -244,16 +205,19 @@ class JobRegistry:
 
     # --- submit -------------------------------------------------------------------------
 
-    def submit(self, spec: Mapping[str, Any]) -> str:
+    def submit(self, spec: Mapping[str, Any] | Any) -> str:
         """Validate a job spec, queue it and start it if a slot is free; returns the job id.
 
-        ``spec``: ``{"kind": "sweep", "params": {...}}`` (or the params alone). Params:
-        ``data`` (dataset name or file path), ``strategy``, ``space`` and the keyword
-        arguments of :func:`threadx.sweep` (sampler, n, seed, objective, maximize,
-        min_trades, workers, executor, run_id, scheduler, ...), ``engine_options`` (a
-        dict: fee_bps, fill, ...), optional ``timeframe``/``start``/``end`` for loading
-        and a free-text ``label``. Raises ParamError on bad input (the data is not read).
+        ``spec``: a SweepRequest / WalkForwardRequest, or
+        ``{"kind": "sweep" | "walkforward", "params": {...}}`` (or the params
+        alone): the fields of :class:`threadx.requests.SweepRequest` /
+        :class:`~threadx.requests.WalkForwardRequest` (``data``: a dataset name, a file path
+        or a DatasetRef dict; optional ``timeframe``/``start``/``end`` beside a name).
+        Stored as the request's ``to_dict()``. Raises ParamError on bad input (the data is
+        not read).
         """
+        if hasattr(spec, "KIND") and hasattr(spec, "to_dict"):  # a SweepRequest / WalkForwardRequest
+            spec = {"kind": spec.KIND, "params": spec.to_dict()}
         kind = spec.get("kind", "sweep") if isinstance(spec, Mapping) else "sweep"
         params = self._validated(spec)
         job_id = self._new_job_id()
@@ -291,42 +255,22 @@ class JobRegistry:
                 raise ParamError("job spec 'params' must be a dict")
         else:
             raw = {k: v for k, v in spec.items() if k != "kind"}
-        if kind == "walkforward":
-            return _validated_walkforward(raw)
-        params = _merged(raw, SWEEP_PARAM_KEYS, SWEEP_DEFAULTS, "sweep")
-        if params["space"] is None:
-            params["space"] = {}
-        if not isinstance(params["space"], Mapping):
-            raise ParamError(f"space must be a dict of param -> value/list/range, got {type(params['space']).__name__}")
-        if not isinstance(params["engine_options"], Mapping):
-            raise ParamError("engine_options must be a dict (fee_bps, fill, ...)")
-        params = _jsonable({k: params[k] for k in SWEEP_PARAM_KEYS if k in params})  # what the job reads back
+        from threadx import requests
 
-        from threadx.engine.inputs import options_from
-        from threadx.engine.layout import METRIC_NAMES
-        from threadx.optimize.runner import EXECUTORS, _check_arguments
-        from threadx.optimize.samplers import SAMPLERS
-        from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace
-        from threadx.strategy.base import get_strategy
+        cls = getattr(requests, REQUEST_KINDS[kind])
+        request = cls.from_dict(raw)  # checked on construction (the data is not read)
+        if request.run_id is None:
+            request = request.with_run_id(_new_run_id(f"wf-{request.strategy}" if kind == "walkforward"
+                                                      else request.strategy))
+        try:
+            from threadx.optimize.store import check_run_id
 
-        strategy = get_strategy(params["strategy"])  # ParamError listing the known ones
-        search = SearchSpace(strategy, params["space"])
-        if params["sampler"] not in SAMPLERS:
-            raise ParamError(f"unknown sampler {params['sampler']!r}; use one of {', '.join(SAMPLERS)}")
-        if params["objective"] not in METRIC_NAMES:
-            raise ParamError(f"unknown objective {params['objective']!r}; metrics: {', '.join(METRIC_NAMES)}")
-        if params["executor"] not in EXECUTORS:
-            raise ParamError(f"executor must be one of {', '.join(EXECUTORS)}, got {params['executor']!r}")
-        _check_arguments(search, params["sampler"], params["n"], params["seed"], params["objective"],
-                         params["executor"], params["workers"], params["chunk_size"], params["min_trades"])
-        limit = params["grid_limit"] or DEFAULT_GRID_LIMIT
-        if params["sampler"] == "grid" and search.size > limit:
-            raise ParamError(f"the grid has {search.size:,} combos, above the limit of {limit:,}: narrow the "
-                             "ranges, use larger steps, or use a Monte Carlo sampler (random, lhs, sobol) with n")
-        options_from(params["engine_options"])  # unknown or out-of-range engine options
-        if not isinstance(params["maximize"], bool):
-            raise ParamError(f"maximize must be true or false, got {params['maximize']!r}")
-        return _with_run_id(params, params["strategy"])
+            check_run_id(request.run_id)
+        except ThreadXError as exc:
+            raise ParamError(str(exc)) from None
+        params = request.to_dict()
+        params.pop("kind")
+        return params
 
     def _new_job_id(self) -> str:
         return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S-%f}-{uuid.uuid4().hex[:4]}"
@@ -568,61 +512,10 @@ class JobRegistry:
                                                    "cwd": os.getcwd()})
 
 
-def _merged(raw: Mapping[str, Any], keys: tuple[str, ...], defaults: Mapping[str, Any], what: str) -> dict[str, Any]:
-    """Job params over their defaults (None keeps a default), with known keys and a named
-    dataset and strategy; ``what`` names the job kind in errors."""
-    unknown = sorted(set(raw) - set(keys))
-    if unknown:
-        raise ParamError(f"unknown {what} job param(s) {', '.join(unknown)}; known: {', '.join(keys)}")
-    params = {**defaults, **{k: v for k, v in raw.items() if v is not None or k not in defaults}}
-    for key in ("data", "strategy"):
-        if not params.get(key) or not isinstance(params[key], (str, os.PathLike)):
-            raise ParamError(f"a {what} job needs '{key}' (a name), got {params.get(key)!r}")
-    params["data"] = os.fspath(params["data"])
-    return params
-
-
-def _validated_walkforward(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Checked params of a walk-forward job (the data is not read)."""
-    params = _merged(raw, WALKFORWARD_PARAM_KEYS, WALKFORWARD_DEFAULTS, "walk-forward")
-    params = _jsonable({k: params[k] for k in WALKFORWARD_PARAM_KEYS if k in params})
-
-    from threadx.engine.inputs import options_from
-    from threadx.engine.layout import METRIC_NAMES
-    from threadx.optimize.space import SearchSpace
-    from threadx.strategy.base import get_strategy
-    from threadx.validation.walkforward import window_lengths
-
-    strategy = get_strategy(params["strategy"])
-    SearchSpace(strategy, params["space"] or None)
-    if params["sampler"] not in ("grid", "random", "lhs", "sobol"):
-        raise ParamError(f"walk-forward sampler must be grid, random, lhs or sobol, got {params['sampler']!r}")
-    if params["objective"] not in METRIC_NAMES:
-        raise ParamError(f"unknown objective {params['objective']!r}; metrics: {', '.join(METRIC_NAMES)}")
-    for key, low in (("n", 1), ("bootstrap", 1), ("S", 2), ("min_trades", 0)):
-        value = params[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ParamError(f"{key} must be a whole number >= {low}, got {value!r}")
-    window_lengths("1h", **{k: params[k] for k in ("is_bars", "is_days", "oos_bars", "oos_days", "step_bars",
-                                                 "step_days")})  # both or neither given, positive numbers
-    options_from(params["engine_options"])
-    if not isinstance(params["maximize"], bool) or not isinstance(params["anchored"], bool):
-        raise ParamError("maximize and anchored must be true or false")
-    return _with_run_id(params, f"wf-{params['strategy']}")
-
-
-def _with_run_id(params: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """``params`` with a checked run id (a new one from ``prefix`` and the time if none)."""
-    from threadx.optimize.store import check_run_id
-
-    if params["run_id"] is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        params["run_id"] = f"{prefix}-{stamp}-{uuid.uuid4().hex[:6]}"
-    try:
-        check_run_id(params["run_id"])
-    except ThreadXError as exc:
-        raise ParamError(str(exc)) from None
-    return params
+def _new_run_id(prefix: str) -> str:
+    """A new run id: ``prefix``, the UTC time and a random tail."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{prefix}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
 def registry_for_job(job_dir: str | os.PathLike) -> JobRegistry:

@@ -5,11 +5,17 @@
 - ``dataset``          name of the active dataset (sidebar, every page)
 - ``strategy``         active strategy name
 - ``params:<name>``    last params used for a strategy on the Backtest page
-- ``open_in_backtest`` {"strategy", "params", "dataset"} handed over by the Optimisation page
-- ``backtest``         the last :class:`threadx.Result` shown on the Backtest page
+- ``open_in_backtest`` {"request": BacktestRequest.to_dict(), "run_id"} handed over by the
+                       Optimisation page (the shown run's data, winner and engine options)
+- ``backtest``         {"result", "dataset", "strategy", "request", "data", "frame", "origin"}:
+                       the backtest shown on the Backtest page and what made it
+- ``bt_handed_data``   {"ref", "origin", "picker"}: the reopened run's data, used by the
+                       Backtest page's runs until another dataset is picked
+- ``bt_engine_extra``  engine options of a reopened run that have no widget (fraction, ...)
 - ``sweep_job``        id of the sweep job the Optimisation page follows
 - ``sweep_run``        run id of the stored sweep shown on the Optimisation page
 - ``data_flash``       message shown once by the Data page after an import, rename or delete
+- ``sweep_job_shown``  id of the finished sweep job whose run was shown once (later reloads stay)
 """
 from __future__ import annotations
 
@@ -129,6 +135,7 @@ def gpu_status() -> tuple[bool, str]:
     return False, status.reason or "no CUDA device found"
 
 
-def handover(strategy: str, params: dict[str, Any], dataset: str | None) -> None:
-    """Carry a combo from the Optimisation page to the Backtest page."""
-    st.session_state["open_in_backtest"] = {"strategy": strategy, "params": dict(params), "dataset": dataset}
+def handover(request: Any, run_id: str | None = None) -> None:
+    """Carry a :class:`~threadx.requests.BacktestRequest` (a run's winner on its data and
+    engine options) to the Backtest page; ``run_id``: the run it comes from."""
+    st.session_state["open_in_backtest"] = {"request": request.to_dict(), "run_id": run_id}

@@ -142,8 +142,15 @@ def _trade_returns(trades: pd.DataFrame, equity: pd.Series, capital: float) -> n
 
 # --- sweeps -----------------------------------------------------------------------------
 
-def stored_data(name: str | None, fingerprint: str | None, df: pd.DataFrame | Bars | None, what: str) -> Bars:
-    """The candles ``what`` ran on: ``df`` or the dataset ``name``, checked against ``fingerprint``."""
+def stored_data(name: str | None, fingerprint: str | None, df: pd.DataFrame | Bars | None, what: str,
+                ref: Mapping[str, Any] | None = None) -> Bars:
+    """The candles ``what`` ran on: ``df``, else the recorded data ``ref`` (a DatasetRef dict:
+    its file or dataset, cut and resampled as it was; DataError when gone or changed), else
+    the dataset ``name``; checked against ``fingerprint``."""
+    from threadx.requests import UNNAMED, DatasetRef
+
+    if df is None and ref and ref.get("source") != UNNAMED:
+        return as_bars(DatasetRef.from_dict(ref).load())  # checks the fingerprint
     if df is None:
         if not name:
             raise ParamError(f"{what} ran on an unnamed frame: pass the same data")
@@ -170,7 +177,8 @@ def stored_evaluator(strategy: str, space: Mapping[str, Any], engine: Mapping[st
 
 def sweep_data(run: SweepRun, df: pd.DataFrame | Bars | None = None) -> Bars:
     """The sweep's data: ``df`` or its dataset by name, checked against the stored fingerprint."""
-    return stored_data(run.manifest.get("dataset"), run.manifest.get("fingerprint"), df, f"run {run.run_id}")
+    m = run.manifest
+    return stored_data(m.get("dataset"), m.get("fingerprint"), df, f"run {run.run_id}", m.get("data"))
 
 
 def sweep_evaluator(run: SweepRun, bars: Bars, n_blocks: int = 0) -> Evaluator:
@@ -184,7 +192,7 @@ def walk_forward_evaluator(wf: WalkForwardResult, df: pd.DataFrame | Bars | None
     if wf.evaluator is not None:
         return wf.evaluator
     what = "the walk-forward"
-    bars = stored_data(wf.meta.get("dataset"), wf.meta.get("fingerprint"), df, what)
+    bars = stored_data(wf.meta.get("dataset"), wf.meta.get("fingerprint"), df, what, wf.meta.get("data"))
     return stored_evaluator(wf.config["strategy"], wf.config["space"], wf.config.get("engine"), bars, what)
 
 
@@ -289,7 +297,8 @@ def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *
     consistency = float((periods["return"] > 0).mean())
     return _report(
         {"kind": "sweep", "run_id": run.run_id, "strategy": run.manifest["strategy"], "params": params,
-         "dataset": bars.name, "objective": objective},
+         "dataset": run.manifest.get("dataset") or bars.name, "data": run.manifest.get("data"),
+         "engine": run.manifest.get("engine"), "objective": objective},
         robust, dsr, pbo_result, pbo_error, stab, periods, ratio, consistency, len(trades), eq,
         _cscv_inputs(pbo_result), _profitable(trials[0]["total_return"]))
 
@@ -325,8 +334,9 @@ def validate_walk_forward(wf: WalkForwardResult, *, n: int = 1000, block: int | 
         "return": table.get("oos_total_return", np.nan), "sharpe": table.get("oos_sharpe", np.nan),
     })
     return _report(
-        {"kind": "walk_forward", "run_id": None, "strategy": wf.config["strategy"],
-         "params": wf.benchmark_params, "dataset": wf.meta.get("dataset"), "objective": wf.objective},
+        {"kind": "walk_forward", "run_id": (wf.meta.get("request") or {}).get("run_id"),
+         "strategy": wf.config["strategy"], "params": wf.benchmark_params, "dataset": wf.meta.get("dataset"),
+         "data": wf.meta.get("data"), "engine": wf.config.get("engine"), "objective": wf.objective},
         robust, dsr, pbo_result, pbo_error, stab, periods, wf.efficiency, wf.consistency, len(wf.oos_trades),
         wf.oos_equity, {"from": "window winners", "mean_is_sharpe": _column_mean(table, "is_sharpe"),
                         "mean_oos_sharpe": _column_mean(table, "oos_sharpe"),

@@ -23,8 +23,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from threadx.config import DEFAULT_MIN_TRADES
+from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED
 from threadx.data.bars import Bars, as_bars
+from threadx.requests import DatasetRef
 from threadx.data.timeframe import bars_per_year, timeframe_seconds
 from threadx.engine import kernel
 from threadx.engine.backtest import trades_frame
@@ -206,7 +207,7 @@ def walk_forward(
     anchored: bool = False,
     sampler: str = "random",
     n: int = 1000,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     objective: str = "sharpe",
     maximize: bool = True,
     min_trades: int = DEFAULT_MIN_TRADES,
@@ -278,6 +279,7 @@ def walk_forward(
     result = _assemble(evaluator, bars, windows, combos, full, blocks, is_m, oos_m, config, errors)
     result.meta.update({
         "dataset": bars.name, "fingerprint": bars.fingerprint, "timeframe": bars.timeframe, "bars": len(bars),
+        "data": DatasetRef.of(df, bars=bars).to_dict(),
         "combos_planned": int(len(ids)), "combos_done": int(len(done)),
         "cancelled": bool(len(done) < len(ids)), "elapsed_s": time.perf_counter() - started,
     })

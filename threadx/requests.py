@@ -1,0 +1,451 @@
+"""One request object per kind of work: a backtest, a sweep, a walk-forward.
+
+Each request names its data (a :class:`DatasetRef`: the dataset name or file path, the
+bars' timeframe and bounds, and their fingerprint once known), the strategy, its params
+or search space, and the engine options. Every default is declared here once (engine
+options: :class:`~threadx.engine.inputs.EngineOptions`); a request is checked when it is
+built and round-trips through JSON (``to_dict`` / ``from_dict``). The page builds it, the
+job registry stores it, the job runner runs it and the sweep's manifest records it
+(``manifest["request"]``), so a result can always be reproduced from what it stored::
+
+    req = BacktestRequest.from_manifest(run.manifest, run.best_params())
+    result = req.run()          # on the run's own data; DataError if it is gone or changed
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime
+from typing import Any, Mapping
+
+import pandas as pd
+
+from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED
+from threadx.errors import DataError, ParamError
+from threadx.optimize.space import DEFAULT_GRID_LIMIT
+
+UNNAMED = "<frame>"  # the source of data that was a frame in memory, not a file or dataset: not reloadable
+WALKFORWARD_SAMPLERS = ("grid", "random", "lhs", "sobol")
+_WINDOW_KEYS = ("is_bars", "is_days", "oos_bars", "oos_days", "step_bars", "step_days")
+
+
+# --- data -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """The candles a piece of work ran on (or will run on).
+
+    ``source``: what :func:`threadx.load_ohlcv` reads (a file path, or a dataset name);
+    ``name``: the dataset's name for display (and a fallback when the path is gone);
+    ``timeframe`` / ``start`` (inclusive) / ``end`` (exclusive): how it was loaded;
+    ``fingerprint``: the bars' hash, checked by :meth:`load` when set.
+    """
+
+    source: str
+    name: str | None = None
+    timeframe: str | None = None
+    start: str | None = None
+    end: str | None = None
+    fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.source, os.PathLike):
+            object.__setattr__(self, "source", os.fspath(self.source))
+        if not self.source or not isinstance(self.source, str):
+            raise ParamError(f"a dataset needs a name or a file path, got {self.source!r}")
+        for key in ("name", "timeframe", "start", "end", "fingerprint"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                object.__setattr__(self, key, str(value))
+
+    @property
+    def label(self) -> str:
+        """The dataset's name (else its source), with its file when it was read from a path."""
+        text = self.name or self.source
+        if self.name and self.source != self.name and os.sep in self.source:
+            text = f"{self.name}, file {self.source}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | str | os.PathLike) -> "DatasetRef":
+        """From :meth:`to_dict`, or from a bare dataset name / path."""
+        if isinstance(data, (str, os.PathLike)):
+            return cls(source=os.fspath(data))
+        if not isinstance(data, Mapping):
+            raise ParamError(f"a dataset is a name, a path or a dict, got {type(data).__name__}")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ParamError(f"unknown dataset key(s) {', '.join(unknown)}")
+        return cls(**dict(data))
+
+    @classmethod
+    def of(cls, df: Any, source: str | None = None, bars: Any = None) -> "DatasetRef":
+        """The reference of a loaded frame (or Bars; ``bars``: its Bars when already built):
+        its file, timeframe, exact bounds and fingerprint, so :meth:`load` gives the same bars."""
+        from threadx.data.bars import as_bars
+        from threadx.data.grid import timeframe_ns
+
+        bars = as_bars(df) if bars is None else bars
+        attrs = getattr(df, "attrs", {}) or {}
+        src = source or (os.path.abspath(attrs["source"]) if attrs.get("source") else bars.name)
+        if not src:
+            return cls(source=UNNAMED, fingerprint=bars.fingerprint)
+        start = end = None
+        if len(bars):
+            step = timeframe_ns(bars.timeframe) if bars.timeframe else 1
+            start = pd.Timestamp(int(bars.time_ns[0]), tz="UTC").isoformat()
+            end = pd.Timestamp(int(bars.time_ns[-1]) + step, tz="UTC").isoformat()
+        return cls(source=str(src), name=bars.name or attrs.get("name"), timeframe=bars.timeframe, start=start,
+                   end=end, fingerprint=bars.fingerprint)
+
+    def load(self) -> pd.DataFrame:
+        """The candles: the file (else the dataset of that name), cut and resampled as
+        recorded. DataError saying why when they are gone or changed (fingerprint)."""
+        import threadx
+        from threadx.data.bars import as_bars
+
+        if self.source == UNNAMED:
+            raise DataError("the data was a frame in memory, not a file or dataset: it cannot be reloaded")
+        try:
+            df = threadx.load_ohlcv(self.source, self.timeframe, self.start, self.end)
+        except DataError as exc:
+            gone = str(exc).splitlines()[0]
+            if not self.name or self.name == self.source:
+                raise DataError(f"dataset {self.label} is gone: {gone}") from None
+            try:  # the file moved: a dataset of the same name, if its candles are the same
+                df = threadx.load_ohlcv(self.name, self.timeframe, self.start, self.end)
+            except DataError as again:
+                raise DataError(f"dataset {self.label} is gone: {gone}; {str(again).splitlines()[0]}") from None
+            if self.fingerprint and as_bars(df).fingerprint != self.fingerprint:
+                raise DataError(f"dataset {self.label} is gone: {gone}; the dataset named {self.name} holds "
+                                "other candles") from None
+        if self.fingerprint:
+            now = as_bars(df).fingerprint
+            if now != self.fingerprint:
+                raise DataError(f"dataset {self.label} changed since the run: its candles "
+                                f"({self.timeframe or '?'}, {self.start} to {self.end}) have fingerprint {now[:12]}, "
+                                f"the run used {self.fingerprint[:12]}; not running on other data")
+        if self.name:
+            df.attrs["name"] = self.name  # read from its file, still labelled with the dataset's name
+        return df
+
+
+def _dataset(value: Any, raw: Mapping[str, Any]) -> DatasetRef:
+    """The ``data`` of a request dict: a DatasetRef dict, or a name/path with the older
+    top-level ``timeframe`` / ``start`` / ``end`` keys."""
+    if isinstance(value, DatasetRef):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return DatasetRef(source=os.fspath(value), timeframe=raw.get("timeframe"), start=raw.get("start"),
+                          end=raw.get("end"))
+    if value is None or value == "":
+        raise ParamError(f"a job needs 'data' (a dataset name or file path), got {value!r}")
+    return DatasetRef.from_dict(value)
+
+
+# --- engine options ---------------------------------------------------------------------------
+
+def engine_dict(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Every engine option, checked, with its default filled in (a funding series summary,
+    as manifests store it, is kept as text: such a run cannot be re-run from its record)."""
+    from threadx.engine.inputs import options_from
+
+    if options is not None and not isinstance(options, Mapping):
+        raise ParamError("engine_options must be a dict (fee_bps, fill, ...)")
+    values = dict(options or {})
+    summary = values.pop("funding") if isinstance(values.get("funding"), str) else None
+    out = options_from(values).to_dict()
+    if summary is not None:
+        out["funding"] = summary
+    return out
+
+
+def _check_strategy_space(strategy: Any, space: Any) -> Any:
+    from threadx.optimize.space import SearchSpace
+    from threadx.strategy.base import get_strategy
+
+    if not strategy or not isinstance(strategy, str):
+        raise ParamError(f"a request needs 'strategy' (a name), got {strategy!r}")
+    return SearchSpace(get_strategy(strategy), space or None)  # ParamError for a space that is not a mapping
+
+
+def _from_dict(cls, data: Mapping[str, Any]) -> Any:
+    if not isinstance(data, Mapping):
+        raise ParamError(f"a request is a dict, got {type(data).__name__}")
+    raw = {k: v for k, v in data.items() if k != "kind"}
+    known = {f.name for f in fields(cls)}
+    loose = {"timeframe", "start", "end"}  # older job specs put these beside a named dataset
+    unknown = sorted(set(raw) - known - loose)
+    if unknown:
+        raise ParamError(f"unknown {cls.KIND} param(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    values = {k: v for k, v in raw.items() if k in known and (v is not None or _nullable(cls, k))}
+    values["data"] = _dataset(raw.get("data"), raw)
+    return cls(**values)
+
+
+def _nullable(cls, key: str) -> bool:
+    """Whether None is a meaningful value of field ``key`` (else None keeps the default)."""
+    default = cls.__dataclass_fields__[key].default
+    return default is None
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BacktestRequest:
+    """One backtest: data, strategy, params (missing ones at their defaults), engine options."""
+
+    KIND = "backtest"
+    data: DatasetRef
+    strategy: str
+    params: dict = field(default_factory=dict)
+    engine_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", _dataset(self.data, {}))
+        _check_strategy_space(self.strategy, {})
+        if not isinstance(self.params, Mapping):
+            raise ParamError(f"params must be a dict, got {type(self.params).__name__}")
+        object.__setattr__(self, "params", dict(self.params))
+        object.__setattr__(self, "engine_options", engine_dict(self.engine_options))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.KIND, "data": self.data.to_dict(), "strategy": self.strategy,
+                "params": _plain(self.params), "engine_options": dict(self.engine_options)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BacktestRequest":
+        return _from_dict(cls, data)
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any], params: Mapping[str, Any]) -> "BacktestRequest":
+        """The backtest of ``params`` as the sweep (or walk-forward) of ``manifest`` ran it:
+        its data, strategy and engine options."""
+        recorded = manifest.get("request") or {}
+        data = recorded.get("data") or manifest.get("data")
+        if data is None:  # a run stored before requests: its dataset name and fingerprint
+            if not manifest.get("dataset"):
+                raise DataError(f"run {manifest.get('run_id')} records no dataset: it ran on an unnamed frame")
+            data = {"source": manifest["dataset"], "name": manifest["dataset"],
+                    "timeframe": manifest.get("timeframe"), "fingerprint": manifest.get("fingerprint")}
+        engine = manifest.get("engine") or recorded.get("engine_options") or {}
+        return cls(data=DatasetRef.from_dict(data), strategy=manifest["strategy"], params=dict(params),
+                   engine_options=engine)
+
+    def run(self, df: pd.DataFrame | None = None) -> Any:
+        """The :class:`threadx.Result` (on ``df`` if given, else on :meth:`DatasetRef.load`)."""
+        import threadx
+
+        if isinstance(self.engine_options.get("funding"), str):
+            raise ParamError("this run used a funding series that is not stored; re-run it from Python with it")
+        frame = self.data.load() if df is None else df
+        return threadx.backtest(frame, self.strategy, self.params, **self.engine_options)
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """One sweep (the keyword arguments of :func:`threadx.sweep`, the data and a label)."""
+
+    KIND = "sweep"
+    data: DatasetRef
+    strategy: str
+    space: dict = field(default_factory=dict)
+    sampler: str = "grid"
+    n: int | None = None
+    seed: int = DEFAULT_SEED
+    objective: str = "sharpe"
+    maximize: bool = True
+    min_trades: int = DEFAULT_MIN_TRADES
+    workers: int | None = None
+    executor: str = "auto"
+    run_id: str | None = None
+    scheduler: str | None = None
+    chunk_size: int | None = None
+    adaptive_rounds: int = 5
+    patience: int = 2
+    grid_limit: int = DEFAULT_GRID_LIMIT
+    engine_options: dict = field(default_factory=dict)
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", _dataset(self.data, {}))
+        object.__setattr__(self, "space", dict(self.space or {}) if isinstance(self.space, Mapping) or not self.space
+                           else self.space)
+        search = _check_strategy_space(self.strategy, self.space)
+        from threadx.optimize.runner import _check_arguments
+        from threadx.optimize.samplers import check_grid_size
+
+        if not isinstance(self.maximize, bool):
+            raise ParamError(f"maximize must be true or false, got {self.maximize!r}")
+        for key, low in (("grid_limit", 1), ("adaptive_rounds", 0), ("patience", 1)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ParamError(f"{key} must be a whole number >= {low}, got {value!r}")
+        _check_arguments(search, self.sampler, self.n, self.seed, self.objective, self.executor, self.workers,
+                         self.chunk_size, self.min_trades, self.grid_limit)
+        check_grid_size(search, self.sampler, self.grid_limit)
+        object.__setattr__(self, "engine_options", engine_dict(self.engine_options))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"kind": self.KIND, **{f.name: getattr(self, f.name) for f in fields(self)}}
+        out["data"] = self.data.to_dict()
+        return _plain(out)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SweepRequest":
+        return _from_dict(cls, data)
+
+    def with_run_id(self, run_id: str) -> "SweepRequest":
+        return replace(self, run_id=run_id)
+
+    def sweep_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`threadx.sweep` (engine options included)."""
+        keys = ("sampler", "n", "seed", "objective", "maximize", "min_trades", "workers", "executor", "run_id",
+                "scheduler", "chunk_size", "adaptive_rounds", "patience", "grid_limit")
+        return {**{k: getattr(self, k) for k in keys}, **self.engine_options}
+
+
+@dataclass(frozen=True)
+class WalkForwardRequest:
+    """One walk-forward (:func:`threadx.walk_forward`) and its validation report settings."""
+
+    KIND = "walkforward"
+    data: DatasetRef
+    strategy: str
+    space: dict = field(default_factory=dict)
+    is_bars: int | None = None
+    is_days: float | None = None
+    oos_bars: int | None = None
+    oos_days: float | None = None
+    step_bars: int | None = None
+    step_days: float | None = None
+    anchored: bool = False
+    sampler: str = "random"
+    n: int = 1000
+    seed: int = DEFAULT_SEED
+    objective: str = "sharpe"
+    maximize: bool = True
+    min_trades: int = DEFAULT_MIN_TRADES
+    workers: int | None = None
+    engine_options: dict = field(default_factory=dict)
+    label: str = ""
+    run_id: str | None = None
+    bootstrap: int = 1000
+    S: int = 16
+
+    def __post_init__(self) -> None:
+        from threadx.engine.layout import METRIC_NAMES
+        from threadx.validation.walkforward import window_lengths
+
+        object.__setattr__(self, "data", _dataset(self.data, {}))
+        object.__setattr__(self, "space", dict(self.space or {}) if isinstance(self.space, Mapping) or not self.space
+                           else self.space)
+        _check_strategy_space(self.strategy, self.space)
+        if self.sampler not in WALKFORWARD_SAMPLERS:
+            raise ParamError(f"walk-forward sampler must be grid, random, lhs or sobol, got {self.sampler!r}")
+        if self.objective not in METRIC_NAMES:
+            raise ParamError(f"unknown objective {self.objective!r}; metrics: {', '.join(METRIC_NAMES)}")
+        for key, low in (("n", 1), ("bootstrap", 1), ("S", 2), ("min_trades", 0)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ParamError(f"{key} must be a whole number >= {low}, got {value!r}")
+        window_lengths("1h", **{k: getattr(self, k) for k in _WINDOW_KEYS})  # both or neither, positive
+        if not isinstance(self.maximize, bool) or not isinstance(self.anchored, bool):
+            raise ParamError("maximize and anchored must be true or false")
+        object.__setattr__(self, "engine_options", engine_dict(self.engine_options))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"kind": self.KIND, **{f.name: getattr(self, f.name) for f in fields(self)}}
+        out["data"] = self.data.to_dict()
+        return _plain(out)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "WalkForwardRequest":
+        return _from_dict(cls, data)
+
+    def with_run_id(self, run_id: str) -> "WalkForwardRequest":
+        return replace(self, run_id=run_id)
+
+    def walk_forward_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`threadx.walk_forward` (engine options included)."""
+        keys = (*_WINDOW_KEYS, "anchored", "sampler", "n", "seed", "objective", "maximize", "min_trades", "workers")
+        return {**{k: getattr(self, k) for k in keys}, **self.engine_options}
+
+
+# --- labels -----------------------------------------------------------------------------------
+
+
+def describe_options(engine: Mapping[str, Any] | None) -> str:
+    """Engine options in one line (fee, slippage, fill, sizing, leverage, capital, ...)."""
+    if not engine:
+        return "engine options not recorded"
+
+    def num(value: Any) -> str:
+        return f"{value:,.10g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+    parts = [f"fee {num(engine.get('fee_bps'))} bps", f"slippage {num(engine.get('slippage_bps'))} bps",
+             f"fill {engine.get('fill')}", f"sizing {engine.get('sizing') or 'strategy default'}"]
+    parts += [f"{key} {num(engine[key])}" for key in ("leverage", "fraction") if engine.get(key) is not None]
+    parts += [f"capital {num(engine.get('initial_capital'))}", f"min order {num(engine.get('min_notional'))}"]
+    if engine.get("ambiguity") not in (None, "conservative"):
+        parts.append(f"ambiguity {engine['ambiguity']}")
+    if engine.get("funding") is not None:
+        parts.append(f"funding {engine['funding']}")
+    return ", ".join(parts)
+
+
+def describe_data(data: Mapping[str, Any] | None, fallback: str | None = None, timeframe: str | None = None) -> str:
+    """A run's data in one line: name (and file), timeframe, bounds."""
+    if not data:
+        return f"{fallback or 'unnamed data'}" + (f" ({timeframe})" if timeframe else "")
+    ref = DatasetRef.from_dict(data)
+    span = f", {ref.start[:10]} to {ref.end[:10]}" if ref.start and ref.end else ""
+    return f"{ref.label} ({ref.timeframe or '?'}{span})"
+
+
+def describe_run(manifest: Mapping[str, Any]) -> str:
+    """Which data and engine options a stored sweep ran on (a caption for its results)."""
+    data = describe_data(manifest.get("data"), manifest.get("dataset"), manifest.get("timeframe"))
+    return f"Data: {data} · Options: {describe_options(manifest.get('engine'))}"
+
+
+REQUESTS = {cls.KIND: cls for cls in (BacktestRequest, SweepRequest, WalkForwardRequest)}
+
+
+def request_from_dict(data: Mapping[str, Any]) -> BacktestRequest | SweepRequest | WalkForwardRequest:
+    """The request of a ``to_dict()`` (its ``kind`` picks the class)."""
+    kind = data.get("kind") if isinstance(data, Mapping) else None
+    if kind not in REQUESTS:
+        raise ParamError(f"unknown request kind {kind!r}; kinds: {', '.join(REQUESTS)}")
+    return REQUESTS[kind].from_dict(data)
+
+
+def _plain(value: Any) -> Any:
+    return jsonable(value)
+
+
+def jsonable(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars -> Python, tuples -> lists, non-finite floats -> None."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()  # numpy scalar
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise ParamError(f"value {value!r} ({type(value).__name__}) cannot be stored as JSON")
