@@ -131,12 +131,13 @@ def test_min_trades_has_one_default_used_everywhere():
 
     from threadx.cli import build_parser
     from threadx.config import DEFAULT_MIN_TRADES
-    from threadx.ui.jobs import SWEEP_DEFAULTS, WALKFORWARD_DEFAULTS
+    from threadx.requests import SweepRequest, WalkForwardRequest
 
     assert DEFAULT_MIN_TRADES >= 3  # never a winner of 0-2 trades by default
     for func in (threadx.sweep, threadx.walk_forward):
         assert inspect.signature(func).parameters["min_trades"].default == DEFAULT_MIN_TRADES
-    assert SWEEP_DEFAULTS["min_trades"] == WALKFORWARD_DEFAULTS["min_trades"] == DEFAULT_MIN_TRADES
+    for request in (SweepRequest, WalkForwardRequest):  # what jobs and pages build
+        assert inspect.signature(request).parameters["min_trades"].default == DEFAULT_MIN_TRADES
     parser = build_parser()
     sweep = parser.parse_args(["sweep", "--strategy", "bb_atr"])
     wf = parser.parse_args(["walkforward", "--strategy", "bb_atr", "--is-days", "90", "--oos-days", "30"])
