@@ -247,8 +247,24 @@ class BacktestRequest:
         return threadx.backtest(frame, self.strategy, self.params, **self.engine_options)
 
 
+class _JobRequest:
+    """JSON form and run id of a request that runs as a background job (sweep, walk-forward)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"kind": self.KIND, **{f.name: getattr(self, f.name) for f in fields(self)}}
+        out["data"] = self.data.to_dict()
+        return _plain(out)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        return _from_dict(cls, data)
+
+    def with_run_id(self, run_id: str) -> Any:
+        return replace(self, run_id=run_id)
+
+
 @dataclass(frozen=True)
-class SweepRequest:
+class SweepRequest(_JobRequest):
     """One sweep (the keyword arguments of :func:`threadx.sweep`, the data and a label)."""
 
     KIND = "sweep"
@@ -291,18 +307,6 @@ class SweepRequest:
         check_grid_size(search, self.sampler, self.grid_limit)
         object.__setattr__(self, "engine_options", engine_dict(self.engine_options))
 
-    def to_dict(self) -> dict[str, Any]:
-        out = {"kind": self.KIND, **{f.name: getattr(self, f.name) for f in fields(self)}}
-        out["data"] = self.data.to_dict()
-        return _plain(out)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SweepRequest":
-        return _from_dict(cls, data)
-
-    def with_run_id(self, run_id: str) -> "SweepRequest":
-        return replace(self, run_id=run_id)
-
     def sweep_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`threadx.sweep` (engine options included)."""
         keys = ("sampler", "n", "seed", "objective", "maximize", "min_trades", "workers", "executor", "run_id",
@@ -311,7 +315,7 @@ class SweepRequest:
 
 
 @dataclass(frozen=True)
-class WalkForwardRequest:
+class WalkForwardRequest(_JobRequest):
     """One walk-forward (:func:`threadx.walk_forward`) and its validation report settings."""
 
     KIND = "walkforward"
@@ -358,18 +362,6 @@ class WalkForwardRequest:
         if not isinstance(self.maximize, bool) or not isinstance(self.anchored, bool):
             raise ParamError("maximize and anchored must be true or false")
         object.__setattr__(self, "engine_options", engine_dict(self.engine_options))
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {"kind": self.KIND, **{f.name: getattr(self, f.name) for f in fields(self)}}
-        out["data"] = self.data.to_dict()
-        return _plain(out)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "WalkForwardRequest":
-        return _from_dict(cls, data)
-
-    def with_run_id(self, run_id: str) -> "WalkForwardRequest":
-        return replace(self, run_id=run_id)
 
     def walk_forward_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`threadx.walk_forward` (engine options included)."""
