@@ -22,7 +22,7 @@ DEFAULTS = EngineOptions()  # the one source of the engine's defaults
 st.title("Backtest")
 
 
-WIDGETLESS = ("fraction", "ambiguity")  # engine options without a widget here, kept from a reopened run
+WIDGETLESS = ("fraction", "ambiguity", "funding")  # engine options without a widget here, kept from a reopened run
 
 
 def engine_widgets_from(engine: dict) -> None:

@@ -177,3 +177,22 @@ def test_cache_clean_prints_what_it_removed_and_the_bytes_freed(capsys):
         assert "bytes freed" in out.splitlines()[-1] and not dead.exists()
     finally:
         dead.unlink(missing_ok=True)
+
+
+def test_a_mapped_segment_is_never_reclaimed_whatever_its_owner_pid_says():
+    # a wall-clock step can make a live owner's start time look like a reused pid: a segment
+    # that some process maps is in use, so it stays
+    import mmap
+
+    from threadx.optimize import shm
+
+    tag = uuid.uuid4().hex[:8]
+    looks_dead = _fake_segment(f"threadx_mapped-{tag}_{_dead_pid()}_{shm._base36(shm._start_time())}_0005", 8192)
+    try:
+        with open(looks_dead, "r+b") as handle, mmap.mmap(handle.fileno(), 8192):
+            assert looks_dead.name in shm.mapped_segments()
+            assert looks_dead.name not in {s.name for s in shm.reclaim()}
+            assert looks_dead.exists()
+        assert looks_dead.name in {s.name for s in shm.reclaim()}  # unmapped and its owner gone: reclaimed
+    finally:
+        looks_dead.unlink(missing_ok=True)

@@ -144,3 +144,14 @@ def test_a_bad_part_is_reported_then_quarantined_and_its_combos_run_again(runs, 
     assert (runs / "a" / "quarantine" / part.name).exists() and not part.exists()
     assert run.manifest["status"] == "completed" and len(run.results) == 8
     assert run.manifest["quarantined"][0]["part"] == f"quarantine/{part.name}"
+
+
+def test_best_params_with_n_trades_as_the_objective(tmp_path, synthetic_bars):
+    # the ranking reads n_trades for min_trades: the objective n_trades must not be read twice
+    import threadx
+
+    run = threadx.sweep(synthetic_bars, "ma_crossover", {"fast_period": [5, 10], "slow_period": [30, 40]},
+                        objective="n_trades", min_trades=0, executor="inline", store=tmp_path, run_id="nt")
+    best = run.top(1)
+    assert list(best.columns).count("n_trades") == 1
+    assert run.best_params() == {k: best.iloc[0][k] for k in run.param_names}

@@ -87,8 +87,8 @@ def test_a_sweep_over_budget_runs_in_batches_with_identical_results(sample, tmp_
     packs = []
     create = runner.SharedPack.create
 
-    def spy(bars_, arrays):
-        pack = create(bars_, arrays)
+    def spy(bars_, arrays, run_id="sweep"):
+        pack = create(bars_, arrays, run_id)
         packs.append(pack.layout.total)
         return pack
 

@@ -527,7 +527,7 @@ class _Session:
                 evaluator = Evaluator(task, self.bars, PreparedIndicators(arrays.get))
                 yield from _run_in_threads(evaluator, pieces, self.workers, self.should_stop)
                 continue
-            pack = SharedPack.create(self.bars, arrays)
+            pack = SharedPack.create(self.bars, arrays, self.run_id)
             arrays.clear()  # workers read the shared copy: the parent never holds both for long
             try:
                 yield from pool.run(pack.layout, pieces, self.should_stop)

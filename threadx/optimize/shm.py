@@ -126,13 +126,34 @@ def list_segments() -> list[Segment]:
     return sorted(found, key=lambda s: s.name)
 
 
+def mapped_segments() -> set[str]:
+    """Names of the segments some running process maps now (``/proc/*/maps``, Linux).
+
+    A mapped segment is in use whatever its owner's pid check says: the pid + start time
+    test can misjudge a live owner after a wall-clock step or across pid namespaces."""
+    names: set[str] = set()
+    marker = f"{SHM_DIR}/{PREFIX}"
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            text = maps.read_text(errors="replace")
+        except OSError:  # gone meanwhile, or another user's process
+            continue
+        for line in text.splitlines():
+            at = line.find(marker)
+            if at >= 0:
+                names.add(line[at + len(str(SHM_DIR)) + 1:].split()[0])
+    return names
+
+
 def reclaim(dry_run: bool = False) -> list[Segment]:
     """Unlink the segments whose owner process is gone; returns them (only listed with
     ``dry_run``). Never raises: a segment that cannot be removed is left and skipped."""
     removed = []
-    for segment in list_segments():
+    segments = list_segments()
+    mapped = mapped_segments() if segments else set()
+    for segment in segments:
         try:
-            if segment.owner_alive():
+            if segment.name in mapped or segment.owner_alive():
                 continue
             if not dry_run:
                 (SHM_DIR / segment.name).unlink()  # shm_unlink is an unlink in /dev/shm on Linux

@@ -154,7 +154,7 @@ class SweepRun:
         objective = objective or self.manifest.get("objective", "sharpe")
         maximize = self.manifest.get("maximize", True) if maximize is None else maximize
         if self._results is None and self._parts:
-            ranked = _read_parts(self._parts, columns=["combo_id", "status", "n_trades", objective])
+            ranked = _read_parts(self._parts, columns=list(dict.fromkeys(["combo_id", "status", "n_trades", objective])))
         else:
             ranked = self.results
         if ranked.empty:
