@@ -146,7 +146,7 @@ dataset = dataset_picker()
 table = list_datasets()
 if len(table):
     shown = table.drop(columns=[c for c in ("path",) if c in table])
-    st.dataframe(shown, use_container_width=True, hide_index=True)
+    st.dataframe(shown, width="stretch", hide_index=True)
 
 tabs = st.tabs(["Preview", "Validation", "Import", "Download", "Resample", "Rename / delete"])
 report = df = None  # an unreadable or invalid file: the page still shows why, and offers to delete it
@@ -163,7 +163,7 @@ with tabs[0]:
         st.caption(f"{label_dataset(dataset, df)}: {len(df):,} bars, {df.index[0]} → {df.index[-1]}"
                    + (f"; {report.gap_count} gap(s) shaded" if report.gap_count else ""))
         figure = charts.add_gap_marks(charts.price_figure(df, title=label_dataset(dataset, df)), report.gaps)
-        st.plotly_chart(figure, use_container_width=True)
+        st.plotly_chart(figure, width="stretch")
 
 with tabs[1]:
     if report is None:

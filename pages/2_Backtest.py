@@ -148,18 +148,18 @@ if shown:
     view = widgets.chart_view(result.trades, df.index, run_token=id(result))
     st.plotly_chart(charts.price_figure(df, trades=result.trades, overlays=overlays,
                                         title=label_dataset(shown["dataset"], df), start=view.start, end=view.end,
-                                        log_y=view.log_y, focus=view.trade), use_container_width=True)
+                                        log_y=view.log_y, focus=view.trade), width="stretch")
     initial_capital = result.meta["options"]["initial_capital"]
     st.plotly_chart(charts.equity_figure(result.equity, result.drawdown, initial_capital=initial_capital,
                                          benchmark=charts.buy_and_hold(df["close"], initial_capital),
-                                         log_y=view.log_y, start=view.start, end=view.end), use_container_width=True)
+                                         log_y=view.log_y, start=view.start, end=view.end), width="stretch")
     tabs = st.tabs(["Trades", "Trade returns", "Run details"])
     with tabs[0]:
         st.caption("Times in UTC; click a column header to sort, select a row to zoom the chart to that trade.")
         widgets.trades_table(result.trades, key="bt_trades")
     with tabs[1]:
         if len(result.trades):
-            st.plotly_chart(charts.returns_histogram(result.trades), use_container_width=True)
+            st.plotly_chart(charts.returns_histogram(result.trades), width="stretch")
     with tabs[2]:
         st.json({"params": result.params, "meta": result.meta})
     d = st.columns(3)

@@ -153,7 +153,7 @@ follow_job()
 runs = store.list_runs()
 with st.expander("Run history", expanded=False):
     if len(runs):
-        st.dataframe(runs, use_container_width=True, hide_index=True)
+        st.dataframe(runs, width="stretch", hide_index=True)
         pick = st.selectbox("Reload a run", list(runs["run_id"]), key="opt_history")
         if st.button("Show this run", key="opt_reload"):
             st.session_state["sweep_run"] = pick
@@ -178,7 +178,7 @@ if run_id:
         shown_cols = [*varying, objective, "total_return", "sharpe", "max_drawdown", "n_trades", "win_rate"]
         shown_cols = list(dict.fromkeys(col for col in shown_cols if col in ok.columns))
         table = ok.sort_values(objective, ascending=ascending, na_position="last").head(500)
-        st.dataframe(table[shown_cols], use_container_width=True, height=300, hide_index=True)
+        st.dataframe(table[shown_cols], width="stretch", height=300, hide_index=True)
 
         best = run.top(1, min_trades=int(m.get("min_trades", 0)))
         if not best.empty:
@@ -211,15 +211,15 @@ if run_id:
                                         key="hm_metric")
                 agg = h[3].selectbox("Other params", ["max", "mean"], key="hm_agg")
                 try:
-                    st.plotly_chart(charts.heatmap_figure(ok, x, y, metric, agg=agg), use_container_width=True)
+                    st.plotly_chart(charts.heatmap_figure(ok, x, y, metric, agg=agg), width="stretch")
                 except ValueError as exc:
                     st.warning(str(exc))
             else:
                 st.caption("A heatmap needs two params that vary.")
         with tabs[1]:
-            st.plotly_chart(charts.parallel_coordinates_figure(ok, varying, objective), use_container_width=True)
+            st.plotly_chart(charts.parallel_coordinates_figure(ok, varying, objective), width="stretch")
         with tabs[2]:
-            st.plotly_chart(charts.pareto_figure(ok, "max_drawdown", "sharpe"), use_container_width=True)
+            st.plotly_chart(charts.pareto_figure(ok, "max_drawdown", "sharpe"), width="stretch")
         with tabs[3]:
             e = st.columns(2)
             e[0].download_button("Results (CSV)", run.results.to_csv(index=False), file_name=f"{run_id}.csv",

@@ -63,22 +63,22 @@ def live() -> None:
     swap = snap["swap"]
     c[2].metric("Swap", f"{swap['percent']:.0f} %")
     c[3].metric("GPUs", str(len(snap["gpus"])), help=snap.get("gpu_status") or None)
-    st.plotly_chart(charts.cpu_figure(snap["cpu_percent"]), use_container_width=True, key="cpu_now")
+    st.plotly_chart(charts.cpu_figure(snap["cpu_percent"]), width="stretch", key="cpu_now")
     gpu_section(snap)
 
     frame = history.frame()
     if len(frame):
         cols = [col for col in frame.columns if col in ("cpu_total", "ram_percent", "swap_percent")
                 or col.startswith("gpu")]
-        st.plotly_chart(charts.history_figure(frame, cols, "Last 10 minutes", "%"), use_container_width=True,
+        st.plotly_chart(charts.history_figure(frame, cols, "Last 10 minutes", "%"), width="stretch",
                         key="history")
     gpu_history = history.gpu_frame()
     if len(gpu_history.columns):
         g = st.columns(2)
         g[0].plotly_chart(charts.history_figure(gpu_history, [c for c in gpu_history if c.endswith("_temp_c")],
-                                                "GPU temperature", "°C"), use_container_width=True, key="gpu_temp")
+                                                "GPU temperature", "°C"), width="stretch", key="gpu_temp")
         g[1].plotly_chart(charts.history_figure(gpu_history, [c for c in gpu_history if c.endswith("_power_w")],
-                                                "GPU power", "W"), use_container_width=True, key="gpu_power")
+                                                "GPU power", "W"), width="stretch", key="gpu_power")
 
     registry = JobRegistry()
     running = registry.running()
@@ -90,7 +90,7 @@ def live() -> None:
                     f"{job.rate or 0:,.0f} backtests/s")
         procs = registry.worker_processes(job.job_id)
         if procs:
-            st.dataframe(pd.DataFrame(procs), use_container_width=True, hide_index=True)
+            st.dataframe(pd.DataFrame(procs), width="stretch", hide_index=True)
 
     from threadx.indicators import default_bank
 

@@ -40,7 +40,7 @@ def server(tmp_path_factory):
     env = dict(os.environ, THREADX_DATA_ROOT=str(work / "data"), THREADX_CACHE_DIR=str(work / "cache"),
                THREADX_RESULTS_DIR=str(work / "results"))
     # the command `make app` runs
-    subprocess.run([sys.executable, "-m", "threadx.data.synthetic"], cwd=ROOT, env=env, check=True,
+    subprocess.run([sys.executable, "-m", "threadx.data"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
     started = time.time()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -341,3 +341,12 @@ def fill_text(page, selector: str, value: str) -> None:
     box.fill(value)
     box.press("Enter")
     settle(page)
+
+
+def test_the_server_log_of_the_whole_session_has_no_warning(server):
+    # runs last: every page above was used; deprecations, Session State misuse and tracebacks show here
+    time.sleep(1)
+    text = (ARTIFACTS / "server.log").read_text(errors="replace")
+    bad = [line for line in text.splitlines()
+           if any(word in line for word in ("Warning", "warning", "Please replace", "Traceback", "Error"))]
+    assert not bad, bad[:10]

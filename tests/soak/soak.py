@@ -444,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="threadx-soak-"))
     print(f"soak: {', '.join(names)} for {args.minutes:g} min, seed {seed}, workers {args.workers}, in {work}")
     soak = Soak(work, args.workers, random.Random(seed))
-    subprocess.run([sys.executable, "-m", "threadx.data.synthetic"], env=soak.env, cwd=work, check=True,
+    subprocess.run([sys.executable, "-m", "threadx.data"], env=soak.env, cwd=work, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     share = args.minutes * 60 / len(names)
     tallies = []

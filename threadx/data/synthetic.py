@@ -144,6 +144,7 @@ def ensure_sample(data_root: str | os.PathLike | None = None) -> list[Path]:
     return paths
 
 
-if __name__ == "__main__":  # `python -m threadx.data.synthetic`: write the sample if it is missing
+def main() -> None:
+    """Write the sample if it is missing (`python -m threadx.data`, run by `make app`)."""
     for written in ensure_sample():
         print(f"sample dataset: {written}")

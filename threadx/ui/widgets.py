@@ -24,21 +24,29 @@ def _number_format(p: Param) -> str | None:
 
 
 def param_input(p: Param, value: Any, key: str) -> Any:
-    """One widget for a param, starting at ``value`` (the declared default unless handed over)."""
+    """One widget for a param, starting at ``value`` (the declared default unless handed over).
+
+    A value already put in Session State under ``key`` (a run reopened in this page) wins:
+    the widget is then created without a value of its own, as Streamlit asks."""
     help_text = p.description or None
+    preset = key in st.session_state
     if p.kind == "bool":
-        return st.checkbox(p.name, value=bool(value), key=key, help=help_text)
+        return st.checkbox(p.name, value=False if preset else bool(value), key=key, help=help_text)
     if p.kind == "choice":
         options = list(p.choices)
-        return st.selectbox(p.name, options, index=options.index(value) if value in options else 0, key=key,
-                            help=help_text)
+        index = None if preset else (options.index(value) if value in options else 0)
+        return st.selectbox(p.name, options, index=index, key=key, help=help_text)
     if p.kind == "int":
-        return int(st.number_input(p.name, min_value=int(p.min) if p.min is not None else None,
-                                   max_value=int(p.max) if p.max is not None else None, value=int(value),
-                                   step=int(p.step or 1), key=key, help=help_text))
-    return float(st.number_input(p.name, min_value=float(p.min) if p.min is not None else None,
-                                 max_value=float(p.max) if p.max is not None else None, value=float(value),
-                                 step=float(p.step or 0.01), format=_number_format(p), key=key, help=help_text))
+        chosen = st.number_input(p.name, min_value=int(p.min) if p.min is not None else None,
+                                 max_value=int(p.max) if p.max is not None else None,
+                                 value=None if preset else int(value), step=int(p.step or 1), key=key,
+                                 help=help_text)
+        return int(value if chosen is None else chosen)  # an emptied box keeps the starting value
+    chosen = st.number_input(p.name, min_value=float(p.min) if p.min is not None else None,
+                             max_value=float(p.max) if p.max is not None else None,
+                             value=None if preset else float(value), step=float(p.step or 0.01),
+                             format=_number_format(p), key=key, help=help_text)
+    return float(value if chosen is None else chosen)
 
 
 def param_form(spec: StrategySpec, values: dict[str, Any], key_prefix: str, columns: int = 3) -> dict[str, Any]:
