@@ -216,7 +216,7 @@ class BacktestRequest:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.KIND, "data": self.data.to_dict(), "strategy": self.strategy,
-                "params": _plain(self.params), "engine_options": dict(self.engine_options)}
+                "params": jsonable(self.params), "engine_options": dict(self.engine_options)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "BacktestRequest":
@@ -253,7 +253,7 @@ class _JobRequest:
     def to_dict(self) -> dict[str, Any]:
         out = {"kind": self.KIND, **{f.name: getattr(self, f.name) for f in fields(self)}}
         out["data"] = self.data.to_dict()
-        return _plain(out)
+        return jsonable(out)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Any:
@@ -415,10 +415,6 @@ def request_from_dict(data: Mapping[str, Any]) -> BacktestRequest | SweepRequest
     if kind not in REQUESTS:
         raise ParamError(f"unknown request kind {kind!r}; kinds: {', '.join(REQUESTS)}")
     return REQUESTS[kind].from_dict(data)
-
-
-def _plain(value: Any) -> Any:
-    return jsonable(value)
 
 
 def jsonable(value: Any) -> Any:

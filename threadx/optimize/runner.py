@@ -469,11 +469,7 @@ class _Session:
         if not in_process and self.executor != "dask" and remaining:
             pool = LocalPool(task, self.workers).start()  # workers start up while indicators are computed
             cleanup.callback(pool.close)
-        bank = self.bank
-        if bank is None:
-            from threadx.indicators import default_bank
-
-            bank = default_bank()
+        bank = self.bank if self.bank is not None else _default_bank()
         if self.line_capacity is not None:  # over the memory budget: indicators batch by batch
             return lambda chunks: self._run_batches(chunks, task, bank, pool)
         arrays = self._indicators(bank)
