@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 
 app: $(STAMP)
 	$(PY) -m threadx.data
+	$(PY) -m threadx.warmup
 	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 test: $(STAMP)

@@ -40,8 +40,8 @@ def server(tmp_path_factory):
     env = dict(os.environ, THREADX_DATA_ROOT=str(work / "data"), THREADX_CACHE_DIR=str(work / "cache"),
                THREADX_RESULTS_DIR=str(work / "results"))
     # the command `make app` runs
-    subprocess.run([sys.executable, "-m", "threadx.data"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
+    for module in ("threadx.data", "threadx.warmup"):
+        subprocess.run([sys.executable, "-m", module], cwd=ROOT, env=env, check=True, capture_output=True)
     started = time.time()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = open(ARTIFACTS / "server.log", "w")
