@@ -6,55 +6,23 @@ tests/e2e/artifacts/. Skipped with a reason when either is missing.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 playwright = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+from browser_driver import (ARTIFACTS, BROWSER_ARGS, CHROMIUM, click_until, fill_number,  # noqa: E402
+                            fill_text, open_app, pick_option, serve, settle, shot)
+
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
-
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    work = tmp_path_factory.mktemp("e2e")
-    port = free_port()
-    env = dict(os.environ, THREADX_DATA_ROOT=str(work / "data"), THREADX_CACHE_DIR=str(work / "cache"),
-               THREADX_RESULTS_DIR=str(work / "results"))
-    # the command `make app` runs
-    for module in ("threadx.data", "threadx.warmup"):
-        subprocess.run([sys.executable, "-m", module], cwd=ROOT, env=env, check=True, capture_output=True)
-    started = time.time()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = open(ARTIFACTS / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    yield {"url": f"http://127.0.0.1:{port}", "started": started, "proc": proc, "results": work / "results"}
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with serve(tmp_path_factory.mktemp("e2e"), ARTIFACTS / "server.log") as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -65,45 +33,7 @@ def browser():
         b.close()
 
 
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
-
-def settle(page, timeout_ms: int = 60_000) -> None:
-    """Wait until Streamlit has finished its script run (no 'Running...' status widget)."""
-    page.wait_for_timeout(300)
-    page.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=timeout_ms)
-
-
-def fill_number(page, selector: str, value: float, attempts: int = 3) -> None:
-    """Type ``value`` into the number input under ``selector``, again if a rerun in flight reset it."""
-    box = page.locator(f"{selector} input")
-    for _ in range(attempts):
-        settle(page)
-        box.fill(str(value))
-        box.press("Enter")
-        settle(page)
-        try:
-            if float(box.input_value()) == float(value):
-                return
-        except ValueError:
-            pass
-    raise AssertionError(f"{selector} shows {box.input_value()!r}, not {value}")
-
-
-def click_until(page, button: str, appears, attempts: int = 3) -> None:
-    """Click a button once the app is idle, again if what it should show does not come."""
-    for attempt in range(attempts):
-        settle(page)
-        page.get_by_role("button", name=button).click()
-        try:
-            appears.wait_for(timeout=15_000)
-            return
-        except playwright.TimeoutError:
-            if attempt == attempts - 1:
-                shot(page, f"failed_{button.replace(' ', '_')}")
-                raise
 
 
 def select_trade(page, row: int, attempts: int = 3) -> None:
@@ -123,17 +53,6 @@ def select_trade(page, row: int, attempts: int = 3) -> None:
                 shot(page, "failed_select_trade")
                 raise
 
-
-def open_app(page, url: str, deadline_s: float = 90.0) -> None:
-    deadline = time.time() + deadline_s
-    while True:
-        try:
-            page.goto(url, timeout=10_000)
-            return
-        except Exception:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def test_backtest_optimise_and_open_best_combo(server, browser):
@@ -207,21 +126,6 @@ def test_backtest_optimise_and_open_best_combo(server, browser):
     shot(page, "7_best_combo_in_backtest")
     assert not errors, errors
 
-
-def pick_option(page, key: str, option: str, attempts: int = 3) -> None:
-    """Choose ``option`` in the select box with widget key ``key``, again if a rerun closed the list."""
-    for attempt in range(attempts):
-        settle(page)
-        page.locator(f".st-key-{key}").click()
-        try:
-            page.get_by_role("option", name=option).click(timeout=5_000)
-            settle(page)
-            return
-        except playwright.TimeoutError:
-            page.keyboard.press("Escape")
-            if attempt == attempts - 1:
-                shot(page, f"failed_pick_{option}")
-                raise
 
 
 def test_walk_forward_and_sweep_validation(server, browser):
@@ -334,13 +238,6 @@ def test_data_import_collision_and_delete_follow_the_picker(server, browser, tmp
     shot(page, "12_data_deleted")
     assert not errors, errors
 
-
-def fill_text(page, selector: str, value: str) -> None:
-    """Type ``value`` into the text input under ``selector`` and submit it."""
-    box = page.locator(f"{selector} input")
-    box.fill(value)
-    box.press("Enter")
-    settle(page)
 
 
 def test_the_server_log_of_the_whole_session_has_no_warning(server):
