@@ -95,8 +95,10 @@ def test_stored_rows_that_do_not_fit_the_plan_are_refused(runs, df):
     with pytest.raises(ThreadXError, match="stores params .*'fast'.* but this sweep's space has"):
         resume(runs, df)
     rewrite_part(runs, lambda f: f.rename(columns={"fast": "fast_period"}).assign(combo_id=f.combo_id + 10**9))
+    before = (runs / "a" / "manifest.json").read_bytes()
     with pytest.raises(ThreadXError, match="combo ids outside this sweep's plan"):
-        resume(runs, df)
+        resume(runs, df, objective="n_trades", min_trades=3)
+    assert (runs / "a" / "manifest.json").read_bytes() == before  # a refused resume writes nothing
     assert not lock_held(runs / "a")
 
 

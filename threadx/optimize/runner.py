@@ -277,12 +277,12 @@ class _Session:
     def run(self, flush_seconds: float, adaptive_rounds: int, patience: int) -> SweepRun:
         self.started = time.perf_counter()
         self.planned, self.total, invalid = self._plan()
-        writer = self.store.open_run(self.run_id, self._manifest(invalid))
+        # stored combo ids outside this plan refuse the resume before the manifest is touched
+        writer = self.store.open_run(self.run_id, self._manifest(invalid), check_ids=self._check_stored)
         writer.flush_seconds = flush_seconds
         self.writer = writer
         try:
             stored = self.store.stored(self.run_id)
-            self._check_stored(stored.ids)
         except BaseException:
             writer.release()
             raise

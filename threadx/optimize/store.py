@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -481,7 +481,8 @@ class ResultStore:
     def exists(self, run_id: str) -> bool:
         return (self.folder(run_id) / "manifest.json").exists()
 
-    def open_run(self, run_id: str, manifest: dict[str, Any]) -> RunWriter:
+    def open_run(self, run_id: str, manifest: dict[str, Any],
+                 check_ids: Callable[[np.ndarray], None] | None = None) -> RunWriter:
         """Writer for a new run, or for an existing one to resume.
 
         Resuming needs the same strategy, data, space, engine options and sampling plan
@@ -489,7 +490,8 @@ class ResultStore:
         holding the same params; anything else is refused with one line (RunDamaged for a
         damaged run). A part that cannot be read is moved to ``quarantine/`` and its combos
         run again. The ranking settings (objective, maximize, min_trades) are taken from the
-        new call. One writer per run at a time (:class:`RunLock`).
+        new call. One writer per run at a time (:class:`RunLock`). ``check_ids`` sees the
+        combo ids already stored and may refuse them (raise) before anything is written.
         """
         folder = self.folder(run_id)
         folder.mkdir(parents=True, exist_ok=True)
@@ -500,6 +502,8 @@ class ResultStore:
                 _check_plan(run_id, stored, manifest)
                 moved = self._quarantine_bad(folder)
                 _check_columns(run_id, _part_paths(folder), manifest)
+                if check_ids is not None:
+                    check_ids(stored_rows(_part_paths(folder)).ids)
                 if moved:
                     stored["quarantined"] = [*stored.get("quarantined", []), *moved]
                 stored.update({k: v for k, v in manifest.items() if k not in stored or k in _SESSION_KEYS})
