@@ -115,6 +115,25 @@ def test_saving_again_replaces_the_result_whole(stored, synthetic_bars):
     wf, report, root = stored
     save_walk_forward("wf1", wf, report, root)
     folder = root / "walkforward" / "wf1"
-    assert sorted(p.name for p in folder.iterdir()) == ["result", "summary.json"]
+    names = sorted(p.name for p in folder.iterdir())
+    assert [n for n in names if not n.startswith(".")] == ["result", "summary.json"]
+    assert len([n for n in names if n.startswith(".")]) == 1  # the one version "result" links to
     loaded, _ = load_walk_forward("wf1", root)
     _assert_same(wf, loaded)
+
+
+def test_a_reader_never_sees_the_result_missing_while_it_is_replaced(stored, monkeypatch):
+    from threadx.validation import storage
+
+    wf, report, root = stored
+    seen = []
+    real_replace = os.replace
+
+    def replace_then_look(src, dst):  # after every rename a save makes, a reader looks
+        real_replace(src, dst)
+        seen.append(storage.is_stored("wf1", root))
+
+    monkeypatch.setattr(storage.os, "replace", replace_then_look)
+    save_walk_forward("wf1", wf, report, root)
+    assert seen and all(seen)
+    _assert_same(wf, load_walk_forward("wf1", root)[0])

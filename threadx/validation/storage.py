@@ -82,22 +82,34 @@ def load_walk_forward(run_id: str, results_dir: str | os.PathLike | None = None)
             raise ThreadXError(f"walk-forward {run_id} was stored by an older version as a pickle, which is not "
                                "read (it could run code); run the walk-forward again")
         raise ThreadXError(f"no stored walk-forward {run_id!r} under {folder.parent}")
-    try:
-        payload = codec.load(folder / RESULT, _stored_types())
-    except codec.CodecError as exc:
-        raise ThreadXError(f"walk-forward {run_id} cannot be read ({exc}); run it again") from None
+    for attempt in range(2):  # a save swapping in a new result while this one was read: read again
+        try:
+            payload = codec.load(folder / RESULT, _stored_types())
+            break
+        except (codec.CodecError, FileNotFoundError) as exc:
+            if attempt:
+                raise ThreadXError(f"walk-forward {run_id} cannot be read ({exc}); run it again") from None
     if not isinstance(payload, dict) or payload.get("version") != FORMAT_VERSION:
         raise ThreadXError(f"walk-forward {run_id} was stored in another format; run it again")
     return payload["walk_forward"], payload["report"]
 
 
 def _swap_in(staging: Path, target: Path) -> None:
-    """Replace the folder ``target`` by ``staging`` (readers see the old or the new one whole)."""
-    old = target.with_name(f".{target.name}-old-{uuid.uuid4().hex[:8]}")
-    if target.exists():
+    """Make ``target`` show ``staging`` in one step: ``target`` is a symbolic link to a
+    versioned folder, replaced atomically, so a reader sees the old result or the new one,
+    never none. (A result stored as a plain folder by an older version is moved aside first.)"""
+    version = target.with_name(f".{target.name}-{uuid.uuid4().hex[:12]}")
+    os.replace(staging, version)
+    previous = Path(os.readlink(target)) if target.is_symlink() else None
+    if target.exists() and previous is None:  # an older layout: a plain folder
+        old = target.with_name(f".{target.name}-old-{uuid.uuid4().hex[:8]}")
         os.replace(target, old)
-    os.replace(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
+        previous = old
+    link = target.with_name(f".{target.name}-link-{uuid.uuid4().hex[:8]}")
+    os.symlink(version.name, link)
+    os.replace(link, target)
+    if previous is not None:
+        shutil.rmtree(target.parent / previous, ignore_errors=True)
 
 
 def list_walk_forwards(results_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
