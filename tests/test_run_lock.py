@@ -106,3 +106,35 @@ def test_sigterm_stops_a_sweep_like_ctrl_c(tmp_path):
     assert run.manifest["status"] == "interrupted"
     assert 0 < len(run.results) < 40 and run.manifest["done"] == len(run.results)  # parts flushed, counted
     assert not lock_held(store / "term")
+
+
+FINISH_UNDER_SIGTERM = textwrap.dedent("""
+    import os, signal, sys, time
+    from threadx.data.synthetic import generate_synthetic
+    from threadx.optimize import runner
+    finish = runner._Session._finish
+
+    def finish_while_terminated(self, status):
+        os.kill(os.getpid(), signal.SIGTERM)  # while the end of the run is written
+        time.sleep(0.2)
+        finish(self, status)
+
+    runner._Session._finish = finish_while_terminated
+    df = generate_synthetic("BTC_USDT", days=60, seed=5)
+    try:
+        runner.sweep(df, "ma_crossover", {{"fast_period": [5, 7]}}, store={store!r}, run_id="end",
+                     executor="inline", workers=1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+""")
+
+
+def test_a_sigterm_while_the_run_end_is_written_waits_for_it(tmp_path):
+    store = tmp_path / "runs"
+    env = dict(os.environ, THREADX_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-c", FINISH_UNDER_SIGTERM.format(store=str(store))], env=env,
+                          timeout=120)
+    assert proc.returncode == 130  # it still stops, as asked, once the run's end is written
+    run = ResultStore(store).load("end")
+    assert run.manifest["status"] == "completed" and run.manifest["done"] == 2 == len(run.results)
+    assert not lock_held(store / "end")

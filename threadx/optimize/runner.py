@@ -290,27 +290,31 @@ class _Session:
         self.counts = {"done": len(self.done_ids), "failed": 0, "new": 0}
         self._last_report = 0.0
         status = "completed"
-        try:
-            writer.update_manifest(status="running", done=self.counts["done"])
-            with ExitStack() as cleanup, _sigterm_interrupts():  # every resource released, whatever happens
-                run_chunks = self._executor(cleanup)
-                self._report(force=True)
-                self._consume(run_chunks(self._pending(self._first_round())))
-                if self.sampler == "adaptive" and not self.should_stop():
-                    self._adaptive(run_chunks, adaptive_rounds, patience)
-            if self.should_stop():
-                status = "cancelled"
-        except (SweepTerminated, RunInterrupted):
-            status = "interrupted"  # SIGTERM, or workers gone: what finished is stored, the run id resumes
-            raise
-        except KeyboardInterrupt:
-            status = "cancelled"  # Ctrl-C: what finished is stored, the same run id resumes
-            raise
-        except BaseException:
-            status = "failed"
-            raise
-        finally:
-            self._finish(status)
+        with _sigterm_interrupts() as sigterm:
+            try:
+                writer.update_manifest(status="running", done=self.counts["done"])
+                with ExitStack() as cleanup:  # every resource released, whatever happens
+                    run_chunks = self._executor(cleanup)
+                    self._report(force=True)
+                    self._consume(run_chunks(self._pending(self._first_round())))
+                    if self.sampler == "adaptive" and not self.should_stop():
+                        self._adaptive(run_chunks, adaptive_rounds, patience)
+                if self.should_stop():
+                    status = "cancelled"
+            except (SweepTerminated, RunInterrupted):
+                status = "interrupted"  # SIGTERM, or workers gone: what finished is stored, the run id resumes
+                raise
+            except KeyboardInterrupt:
+                status = "cancelled"  # Ctrl-C: what finished is stored, the same run id resumes
+                raise
+            except BaseException:
+                status = "failed"
+                raise
+            finally:
+                sigterm.defer = True  # a SIGTERM now waits until the run's end is written
+                self._finish(status)
+            if sigterm.pending:  # it came while the end was written: stop as it asked
+                raise SweepTerminated()
         return self.store.load(self.run_id)
 
     def _check_stored(self, ids: np.ndarray) -> None:
@@ -619,21 +623,34 @@ class SweepTerminated(KeyboardInterrupt):
     """SIGTERM during a sweep: handled like Ctrl-C (parts flushed, the run id resumes)."""
 
 
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Turn SIGTERM into :class:`SweepTerminated` while the sweep runs, when this is the main
-    thread and nobody else handles SIGTERM (a job runner installs its own cancel)."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
+@dataclass
+class _Sigterm:
+    """What the SIGTERM handler of a sweep does: raise, or (``defer``) only note it."""
 
-    def terminate(signum, frame):  # noqa: ARG001
+    defer: bool = False
+    pending: bool = False
+
+    def __call__(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+        if self.defer:
+            self.pending = True
+            return
+        self.defer = True  # a second SIGTERM must not cut short the flush the first one started
         raise SweepTerminated()
 
-    signal.signal(signal.SIGTERM, terminate)
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[_Sigterm]:
+    """Turn SIGTERM into :class:`SweepTerminated` while the sweep runs, when this is the main
+    thread and nobody else handles SIGTERM (a job runner installs its own cancel); one that
+    comes while the run's end is written is deferred until it is."""
+    handler = _Sigterm()
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield handler
+        return
+    signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        yield handler
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
