@@ -81,3 +81,36 @@ def test_as_bars_remembers_an_unchanged_frame_and_renews_an_edited_one(frame: pd
     assert first.fingerprint == fingerprint == Bars.from_frame(generate_synthetic(days=200, seed=11)).fingerprint
     frame.attrs["timeframe"] = "2h"  # a different request is not served the remembered Bars
     assert as_bars(frame).timeframe == "2h"
+
+
+def test_frames_turned_into_bars_from_many_threads_at_once():
+    """The workstation's script threads and sweep threads share as_bars' frame cache."""
+    import sys
+    import threading
+
+    from threadx.data.bars import as_bars
+    from threadx.data.synthetic import generate_synthetic
+
+    base = generate_synthetic("BTC_USDT", days=3, seed=1)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(150):
+                frame = base.copy()  # a new frame each time: entries come and go
+                assert as_bars(frame).fingerprint == as_bars(frame).fingerprint
+                del frame
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors[:3]

@@ -8,6 +8,7 @@ change a Bars (nor make its fingerprint lie).
 from __future__ import annotations
 
 import hashlib
+import threading
 import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -94,8 +95,10 @@ def _owned(values: np.ndarray) -> np.ndarray:
     return arr
 
 
-# id(frame) -> (weak reference to the frame, (timeframe, name) asked for, its Bars)
+# id(frame) -> (weak reference to the frame, (timeframe, name) asked for, its Bars); one lock,
+# as the workstation's script threads and sweep threads call as_bars at the same time
 _FRAME_CACHE: dict[int, tuple[weakref.ref, tuple, Bars]] = {}
+_FRAME_CACHE_LOCK = threading.Lock()
 
 
 def as_bars(data: "pd.DataFrame | Bars", timeframe: str | None = None) -> Bars:
@@ -111,13 +114,15 @@ def as_bars(data: "pd.DataFrame | Bars", timeframe: str | None = None) -> Bars:
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"expected an OHLCV DataFrame or Bars, got {type(data).__name__}")
     asked = (timeframe or data.attrs.get("timeframe"), data.attrs.get("name"))
-    entry = _FRAME_CACHE.get(id(data))
+    with _FRAME_CACHE_LOCK:
+        entry = _FRAME_CACHE.get(id(data))
     if entry is not None and entry[0]() is data and entry[1] == asked and _same_values(entry[2], data):
         return entry[2]
     fresh = Bars.from_frame(data, timeframe=timeframe)
-    for key in [k for k, (ref, _, _) in _FRAME_CACHE.items() if ref() is None]:
-        del _FRAME_CACHE[key]
-    _FRAME_CACHE[id(data)] = (weakref.ref(data), asked, fresh)
+    with _FRAME_CACHE_LOCK:
+        for key in [k for k, (ref, _, _) in _FRAME_CACHE.items() if ref() is None]:
+            del _FRAME_CACHE[key]
+        _FRAME_CACHE[id(data)] = (weakref.ref(data), asked, fresh)
     return fresh
 
 
