@@ -16,20 +16,10 @@ from threadx.data.io import check_ohlcv_file, import_ohlcv
 from threadx.data.synthetic import generate_synthetic
 from threadx.errors import DataError, ParamError
 from threadx.ui import charts
+from candles import candles  # noqa: E402
 
 NEW = pd.Timestamp("2024-03-01", tz="UTC")
 OLD = pd.Timestamp("2017-08-17 04:00", tz="UTC")
-
-
-def candles(n: int, start: pd.Timestamp, seed: int = 5) -> pd.DataFrame:
-    """Clean 1h candles (a small random walk)."""
-    rng = np.random.default_rng(seed)
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.003, n)))
-    open_ = np.r_[100.0, close[:-1]]
-    index = pd.date_range(start, periods=n, freq="1h", name="timestamp").as_unit("ns")
-    return pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.002,
-                         "low": np.minimum(open_, close) * 0.998, "close": close,
-                         "volume": rng.uniform(1, 2, n)}, index=index)
 
 
 def gappy(n: int = 300) -> pd.DataFrame:

@@ -1,0 +1,16 @@
+"""Small clean candle frames for tests (a seeded random walk)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def candles(n: int, start: pd.Timestamp, seed: int = 5) -> pd.DataFrame:
+    """``n`` clean 1h candles from ``start`` (a small random walk, seeded)."""
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.003, n)))
+    open_ = np.r_[100.0, close[:-1]]
+    index = pd.date_range(start, periods=n, freq="1h", name="timestamp").as_unit("ns")
+    return pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.002,
+                         "low": np.minimum(open_, close) * 0.998, "close": close,
+                         "volume": rng.uniform(1, 2, n)}, index=index)
