@@ -335,6 +335,45 @@ def test_data_import_collision_and_delete_follow_the_picker(server, browser, tmp
     assert not errors, errors
 
 
+def test_a_refresh_keeps_the_workspace(server, browser):
+    """The issue in a real browser: a refresh, a trip to another page and a new tab on the same
+    URL keep the dataset, the strategy, the param values and the backtest on display."""
+    page = browser.new_page(viewport={"width": 1440, "height": 2000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    open_app(page, server["url"])
+    page.get_by_role("button", name="Run backtest").wait_for(timeout=90_000)
+    pick_option(page, "bt_strategy", "ma_crossover")
+    fill_number(page, ".st-key-bt-ma_crossover-fast_period", 8)
+    click_until(page, "Run backtest", page.get_by_text("Sharpe", exact=True).first)
+    settle(page)
+    values = page.locator("[data-testid=stMetricValue]").all_inner_texts()
+    url = page.url
+    assert "strategy=ma_crossover" in url and "dataset=" in url and "bt=" in url, url
+
+    def same_view(tab) -> None:
+        tab.get_by_text("Sharpe", exact=True).first.wait_for(timeout=90_000)
+        settle(tab)
+        assert tab.locator("[data-testid=stMetricValue]").all_inner_texts() == values
+        assert tab.locator(".st-key-bt_strategy input").input_value() == "ma_crossover"
+        assert tab.locator(".st-key-bt-ma_crossover-fast_period input").input_value() == "8"
+
+    page.reload()
+    same_view(page)
+    shot(page, "13_backtest_after_refresh")
+    page.get_by_role("link", name="Data").click()
+    page.get_by_role("heading", name="Data").wait_for(timeout=60_000)
+    settle(page)
+    page.get_by_role("link", name="Backtest").click()
+    same_view(page)
+    assert "bt=" in page.url and "strategy=ma_crossover" in page.url, page.url  # named again after the trip
+    other = browser.new_page(viewport={"width": 1440, "height": 2000})  # a new tab: a new session
+    other.on("pageerror", lambda exc: errors.append(str(exc)))
+    open_app(other, url)
+    same_view(other)
+    assert not errors, errors
+
+
 def fill_text(page, selector: str, value: str) -> None:
     """Type ``value`` into the text input under ``selector`` and submit it."""
     box = page.locator(f"{selector} input")
