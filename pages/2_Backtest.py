@@ -64,17 +64,18 @@ def show(result, request: BacktestRequest, df: pd.DataFrame, origin: str | None)
         st.query_params["bt"] = bt_id
 
 
-def reopen(request: BacktestRequest, origin: str | None) -> ThreadXError | ValueError | None:
-    """Set the page to a request (strategy, params, engine options, dataset) and show its
-    backtest on its own data (checked against its fingerprint). ``origin``: the run it comes
-    from, whose data the next runs use too until another dataset is picked; None: a backtest
-    of the picked dataset. Returns the error when it cannot be run (nothing is shown)."""
+def reopen(request: BacktestRequest, origin: str | None, pick: bool = True) -> ThreadXError | ValueError | None:
+    """Set the page to a request (strategy, params, engine options, and its dataset when
+    ``pick``) and show its backtest on its own data (checked against its fingerprint).
+    ``origin``: the run it comes from, whose data the next runs use too until another dataset
+    is picked; None: a backtest of a catalog dataset. Returns the error when it cannot be run
+    (nothing is shown)."""
     st.session_state["strategy"] = st.session_state["bt_strategy"] = request.strategy
     st.session_state[f"params:{request.strategy}"] = request.params
     for name, value in workspace.clean_form("params", request.strategy, request.params).items():
         st.session_state[f"bt:{request.strategy}:{name}"] = value  # widgets start at the request's values
     engine_widgets_from(request.engine_options)
-    if request.data.name in dataset_names():  # else (a file) the result is shown on it, the picker stays
+    if pick and request.data.name in dataset_names():  # else (a file) the result is shown on it, the picker stays
         st.session_state["dataset"] = st.session_state["dataset_picker"] = request.data.name
     st.session_state.pop("backtest", None)  # the result shown was for something else
     if origin is not None:
@@ -116,7 +117,8 @@ else:
             forget_link()
             st.warning(f"The backtest this link names cannot be reopened: {exc}")
         else:
-            error = reopen(request, origin)
+            # the dataset the URL names stays picked (one picked after this backtest ran, say)
+            error = reopen(request, origin, pick=st.query_params.get("dataset") not in dataset_names())
             if error is not None:
                 st.warning(f"The backtest this link names is not shown: {error}. Its strategy, parameters "
                            "and options are set below: press **Run backtest** to run them on the current data.")

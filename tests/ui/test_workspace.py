@@ -78,6 +78,14 @@ def test_a_refresh_or_a_link_reopens_the_dataset_strategy_and_backtest(workspace
     app.run()  # a rerun does not run it again
     assert app.session_state["backtest"]["result"] is again["result"]
 
+    # another dataset picked after the run: a refresh keeps it picked, the backtest shown on its own
+    app.selectbox(key="dataset_picker").set_value("synthetic/BTC_USDT-1h").run()
+    assert app.query_params["dataset"] == "synthetic/BTC_USDT-1h" and app.query_params["bt"] == link["bt"]
+    picked = new_session(dict(app.query_params))
+    assert picked.selectbox(key="dataset_picker").value == "synthetic/BTC_USDT-1h"
+    assert picked.session_state["backtest"]["dataset"] == XYZ
+    assert picked.session_state["backtest"]["result"].metrics == shown["result"].metrics
+
     # the dataset's candles changed: said so, nothing shown, the form keeps the backtest's settings
     write_xyz(workspace, seed=4)
     changed = new_session(link)
