@@ -13,7 +13,8 @@ from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
 from threadx.requests import BacktestRequest, DatasetRef, describe_data, describe_options
 from threadx.ui import charts, widgets, workspace
-from threadx.ui.state import dataset_and_strategy, dataset_names, label_dataset, load_dataset, restore_from_url
+from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, plain,
+                              restore_from_url)
 from threadx.ui.widgets import param_form
 
 SIZINGS = ["strategy default", "all_in", "fraction", "risk"]
@@ -115,7 +116,7 @@ else:
             request, origin = workspace.load_backtest(linked)
         except ThreadXError as exc:
             forget_link()
-            st.warning(f"The backtest this link names cannot be reopened: {exc}")
+            st.warning(f"The backtest this link names cannot be reopened: {plain(str(exc), 300)}")
         else:
             # the dataset the URL names stays picked (one picked after this backtest ran, say)
             error = reopen(request, origin, pick=st.query_params.get("dataset") not in dataset_names())

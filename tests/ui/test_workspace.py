@@ -126,11 +126,11 @@ def test_a_refresh_keeps_a_reopened_runs_data(workspace):
 
 
 def test_an_unknown_dataset_strategy_or_backtest_in_the_url_warns_and_falls_back():
-    at = new_session({"dataset": "binance/NOPE_USDT-1h", "strategy": "no_such", "bt": "0123456789abcdef"})
+    at = new_session({"dataset": "binance/NOPE_USDT-1h", "strategy": "no_such[x](y)", "bt": "0123456789abcdef"})
     shown = warnings(at)
     assert len(shown) == 3, shown
     assert sum("NOPE_USDT-1h" in w and "synthetic/BTC_USDT-1h" in w for w in shown) == 1
-    assert sum("no_such" in w for w in shown) == 1
+    assert sum("no_such\\[x\\]\\(y\\)" in w for w in shown) == 1  # shown as typed, not as a Markdown link
     assert sum("0123456789abcdef" in w and "not stored here" in w for w in shown) == 1
     assert at.selectbox(key="dataset_picker").value == "synthetic/BTC_USDT-1h"
     assert at.selectbox(key="bt_strategy").value == "bb_atr"

@@ -37,6 +37,7 @@ reopens it (the form values live in the workspace file, threadx.ui.workspace):
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import pandas as pd
@@ -95,6 +96,16 @@ def _default_dataset(names: list[str]) -> str:
     return DEFAULT_DATASET if DEFAULT_DATASET in names else names[0]
 
 
+_MARKDOWN = re.compile(r"([\\`*\[\]()<>#!|~$])")
+
+
+def plain(text: str, limit: int = 80) -> str:
+    """Text from outside (a URL) shown in Markdown as typed: cut to ``limit`` characters,
+    Markdown's link, emphasis, HTML and math characters escaped."""
+    text = str(text)
+    return _MARKDOWN.sub(r"\\\1", text[:limit] + ("…" if len(text) > limit else ""))
+
+
 def restore_from_url() -> None:
     """On the first run of a session (a new tab, a refresh, a link): the dataset and strategy
     named by the URL's ``dataset`` / ``strategy`` query params become the session's. An
@@ -108,7 +119,7 @@ def restore_from_url() -> None:
         if name in names:
             st.session_state["dataset"] = name
         else:
-            st.warning(f"The link names dataset **{name}**, which is not in the data folder: showing "
+            st.warning(f"The link names dataset **{plain(name)}**, which is not in the data folder: showing "
                        f"{label_dataset(_default_dataset(names))} instead.")
     strategy = st.query_params.get("strategy")
     if strategy:
@@ -116,7 +127,7 @@ def restore_from_url() -> None:
         if strategy in known:
             st.session_state["strategy"] = strategy
         else:
-            st.warning(f"The link names strategy **{strategy}**, which is not registered (strategies: "
+            st.warning(f"The link names strategy **{plain(strategy)}**, which is not registered (strategies: "
                        f"{', '.join(known)}): showing the page's default instead.")
 
 
