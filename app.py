@@ -5,7 +5,7 @@ import streamlit as st
 
 st.set_page_config(page_title="ThreadX", page_icon=":material/show_chart:", layout="wide")
 
-from threadx.ui.state import active_dataset, gpu_status, label_dataset  # noqa: E402
+from threadx.ui.state import active_dataset, gpu_status, label_dataset, restore_from_url  # noqa: E402
 
 PAGES = [
     st.Page("pages/1_Data.py", title="Data", icon=":material/database:"),
@@ -15,6 +15,7 @@ PAGES = [
     st.Page("pages/5_System_monitor.py", title="System monitor", icon=":material/monitor_heart:"),
 ]
 navigation = st.navigation(PAGES)
+restore_from_url()  # a link's dataset and strategy (warnings above the page, not in the sidebar)
 
 with st.sidebar:
     st.markdown("### ThreadX")

@@ -12,8 +12,9 @@ from threadx.engine.backtest import prepare_signals
 from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
 from threadx.requests import BacktestRequest, DatasetRef, describe_data, describe_options
-from threadx.ui import charts, widgets
-from threadx.ui.state import dataset_and_strategy, dataset_names, label_dataset, load_dataset
+from threadx.ui import charts, widgets, workspace
+from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, plain,
+                              restore_from_url)
 from threadx.ui.widgets import param_form
 
 SIZINGS = ["strategy default", "all_in", "fraction", "risk"]
@@ -38,36 +39,90 @@ def engine_widgets_from(engine: dict) -> None:
     })
 
 
+def forget_link() -> None:
+    """No backtest on display: the URL stops naming one."""
+    if "bt" in st.query_params:
+        del st.query_params["bt"]
+
+
+def show(result, request: BacktestRequest, df: pd.DataFrame, origin: str | None) -> None:
+    """Put a result on display (``backtest``) and name it in the URL (``bt``), so a refresh
+    or a link re-runs the same request. ``df``: the data it ran on (kept with it when it is a
+    reopened run's, ``origin`` the run it comes from; else the picked dataset's, reloaded
+    from the cache)."""
+    try:
+        bt_id = workspace.save_backtest(request, origin)
+    except (OSError, ThreadXError) as exc:
+        bt_id = None
+        st.caption(f"This backtest is not kept for a refresh or a link: {exc}")
+    st.session_state["backtest"] = {"result": result, "dataset": request.data.name or request.data.source,
+                                    "strategy": request.strategy, "request": request.to_dict(),
+                                    "data": DatasetRef.of(df).to_dict(), "frame": df if origin is not None else None,
+                                    "origin": origin, "bt_id": bt_id}
+    if bt_id is None:
+        forget_link()
+    else:
+        st.query_params["bt"] = bt_id
+
+
+def reopen(request: BacktestRequest, origin: str | None, pick: bool = True) -> ThreadXError | ValueError | None:
+    """Set the page to a request (strategy, params, engine options, and its dataset when
+    ``pick``) and show its backtest on its own data (checked against its fingerprint).
+    ``origin``: the run it comes from, whose data the next runs use too until another dataset
+    is picked; None: a backtest of a catalog dataset. Returns the error when it cannot be run
+    (nothing is shown)."""
+    st.session_state["strategy"] = st.session_state["bt_strategy"] = request.strategy
+    st.session_state[f"params:{request.strategy}"] = request.params
+    for name, value in workspace.clean_form("params", request.strategy, request.params).items():
+        st.session_state[f"bt:{request.strategy}:{name}"] = value  # widgets start at the request's values
+    engine_widgets_from(request.engine_options)
+    if pick and request.data.name in dataset_names():  # else (a file) the result is shown on it, the picker stays
+        st.session_state["dataset"] = st.session_state["dataset_picker"] = request.data.name
+    st.session_state.pop("backtest", None)  # the result shown was for something else
+    if origin is not None:
+        st.session_state["bt_handed_data"] = {"ref": request.data.to_dict(), "origin": origin, "picker": None}
+    else:
+        st.session_state.pop("bt_handed_data", None)
+    try:
+        frame = request.data.load()
+        with st.spinner("Running..."):
+            reopened = request.run(frame)
+    except (ThreadXError, ValueError) as exc:
+        forget_link()
+        return exc
+    show(reopened, request, frame, origin)
+    return None
+
+
 for key, value in (("bt_capital", DEFAULTS.initial_capital), ("bt_fee", DEFAULTS.fee_bps),
                    ("bt_slip", DEFAULTS.slippage_bps), ("bt_fill", DEFAULTS.fill), ("bt_sizing", SIZINGS[0]),
                    ("bt_leverage", 0.0), ("bt_min_notional", DEFAULTS.min_notional)):
     st.session_state.setdefault(key, value)
 
+restore_from_url()  # the link's dataset and strategy first: a backtest it names comes on top
 handed = st.session_state.pop("open_in_backtest", None)
 if handed:
     request = BacktestRequest.from_dict(handed["request"])
     origin = f"run {handed['run_id']}" if handed.get("run_id") else "the Optimisation page"
-    st.session_state["strategy"] = request.strategy
-    st.session_state["bt_strategy"] = request.strategy
-    st.session_state[f"params:{request.strategy}"] = request.params
-    for name, value in request.params.items():  # widgets start at the handed-over values
-        st.session_state[f"bt:{request.strategy}:{name}"] = value
-    engine_widgets_from(request.engine_options)
-    if request.data.name in dataset_names():  # else (a file) the result is shown on it, the picker stays
-        st.session_state["dataset"] = st.session_state["dataset_picker"] = request.data.name
-    st.session_state.pop("backtest", None)  # the result shown was for something else
-    st.session_state["bt_handed_data"] = {"ref": request.data.to_dict(), "origin": origin, "picker": None}
-    try:  # the run's own data (checked against its fingerprint) and engine options
-        frame = request.data.load()
-        with st.spinner("Running..."):
-            handed_result = request.run(frame)
-    except (ThreadXError, ValueError) as exc:
-        st.error(f"Cannot reopen {origin}: {exc}")
+    error = reopen(request, origin)
+    if error is not None:
+        st.error(f"Cannot reopen {origin}: {error}")
     else:
-        st.session_state["backtest"] = {"result": handed_result, "dataset": request.data.name or request.data.source,
-                                        "strategy": request.strategy, "request": request.to_dict(), "frame": frame,
-                                        "data": DatasetRef.of(frame).to_dict(), "origin": origin}
         st.info(f"Parameters carried over from {origin}: its winner, run on its data and engine options.")
+else:
+    linked = st.query_params.get("bt")
+    if linked and linked != (st.session_state.get("backtest") or {}).get("bt_id"):  # a refresh or a link
+        try:
+            request, origin = workspace.load_backtest(linked)
+        except ThreadXError as exc:
+            forget_link()
+            st.warning(f"The backtest this link names cannot be reopened: {plain(str(exc), 300)}")
+        else:
+            # the dataset the URL names stays picked (one picked after this backtest ran, say)
+            error = reopen(request, origin, pick=st.query_params.get("dataset") not in dataset_names())
+            if error is not None:
+                st.warning(f"The backtest this link names is not shown: {error}. Its strategy, parameters "
+                           "and options are set below: press **Run backtest** to run them on the current data.")
 
 specs = threadx.strategies()
 dataset, strategy = dataset_and_strategy("bt_strategy", default="bb_atr")
@@ -79,11 +134,18 @@ elif handed_data is not None:
     handed_data["picker"] = dataset
     st.caption(f"Runs use the data of {handed_data['origin']}: "
                f"{describe_data(handed_data['ref'])}; pick another dataset to switch.")
+shown = st.session_state.get("backtest")
+if shown and shown["strategy"] != strategy:  # another strategy picked: its form, not the last one's result
+    st.session_state.pop("backtest")
+    forget_link()
 spec = specs[strategy]
 st.caption(spec.description)
 
 with st.expander("Parameters", expanded=True):
-    values = param_form(spec, st.session_state.get(f"params:{strategy}", spec.defaults()), key_prefix="bt")
+    saved = {**spec.defaults(), **workspace.load_form("params", strategy)}  # the form as last left
+    values = param_form(spec, {**st.session_state.get(f"params:{strategy}", {}), **saved}, key_prefix="bt")
+    if values != saved:
+        workspace.save_form("params", strategy, values)
 with st.expander("Costs, fills and sizing", expanded=False):
     c = st.columns(7)
     capital = c[0].number_input("Initial capital", min_value=1.0, step=1_000.0, key="bt_capital")
@@ -103,27 +165,30 @@ with st.expander("Costs, fills and sizing", expanded=False):
 run_clicked = st.button("Run backtest", type="primary", key="bt_run")
 if run_clicked:
     try:
-        ref = (DatasetRef.from_dict(handed_data["ref"]) if handed_data is not None
-               else DatasetRef(source=dataset, name=dataset))
+        if handed_data is not None:  # the reopened run's data, checked against its fingerprint
+            ref = DatasetRef.from_dict(handed_data["ref"])
+            df = ref.load()
+        else:
+            df = load_dataset(dataset)
+            ref = DatasetRef(source=dataset, name=dataset, fingerprint=DatasetRef.of(df).fingerprint)
         request = BacktestRequest(
             ref, strategy, values,
             {"initial_capital": capital, "fee_bps": fee_bps, "slippage_bps": slip_bps, "fill": fill,
              "sizing": None if sizing == SIZINGS[0] else sizing, "leverage": leverage or None,
              "min_notional": min_notional, **st.session_state.get("bt_engine_extra", {})})
-        df = ref.load() if handed_data is not None else load_dataset(dataset)  # the former checks its fingerprint
         with st.spinner("Running..."):
             result = request.run(df)
-        st.session_state["backtest"] = {"result": result, "dataset": ref.name or ref.source, "strategy": strategy,
-                                        "request": request.to_dict(), "data": DatasetRef.of(df).to_dict(),
-                                        "frame": df if handed_data is not None else None,
-                                        "origin": handed_data["origin"] if handed_data is not None else None}
+        show(result, request, df, handed_data["origin"] if handed_data is not None else None)
         st.session_state[f"params:{strategy}"] = values
     except (ThreadXError, ValueError) as exc:
         st.session_state.pop("backtest", None)
+        forget_link()
         st.error(f"Cannot run this backtest: {exc}")
 
 shown = st.session_state.get("backtest")
 if shown:
+    if shown.get("bt_id") and st.query_params.get("bt") != shown["bt_id"]:
+        st.query_params["bt"] = shown["bt_id"]  # back from another page: the URL names it again
     result = shown["result"]
     df = shown["frame"] if shown.get("frame") is not None else load_dataset(shown["dataset"])
     st.subheader(f"{shown['strategy']} on {label_dataset(shown['dataset'], df)}")

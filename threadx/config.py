@@ -5,7 +5,8 @@ users with several projects keep their files apart:
 
 - ``THREADX_DATA_ROOT``      datasets (default ``./data``)
 - ``THREADX_CACHE_DIR``      indicator disk cache (default ``./indicators_cache``)
-- ``THREADX_RESULTS_DIR``    sweep results store (default ``./results``)
+- ``THREADX_RESULTS_DIR``    sweep results store, and the workstation's jobs and workspace
+  (``workspace.json``, threadx.ui.workspace) (default ``./results``)
 - ``THREADX_CONFIG_DIR``     user configuration (GPU profile, ...; default ``~/.config/threadx``)
 - ``THREADX_CACHE_LIMIT``    size limit of the indicator disk cache: bytes, or a size such
   as ``500MB`` or ``2GiB`` (default 1 GiB)

@@ -33,9 +33,6 @@ def browser():
         b.close()
 
 
-
-
-
 def select_trade(page, row: int, attempts: int = 3) -> None:
     """Tick row ``row`` of the trades table (a canvas grid: click its row marker) until the
     chart says it zoomed to that trade."""
@@ -52,7 +49,6 @@ def select_trade(page, row: int, attempts: int = 3) -> None:
             if attempt == attempts - 1:
                 shot(page, "failed_select_trade")
                 raise
-
 
 
 def test_backtest_optimise_and_open_best_combo(server, browser):
@@ -125,7 +121,6 @@ def test_backtest_optimise_and_open_best_combo(server, browser):
     page.wait_for_timeout(1500)
     shot(page, "7_best_combo_in_backtest")
     assert not errors, errors
-
 
 
 def test_walk_forward_and_sweep_validation(server, browser):
@@ -238,6 +233,44 @@ def test_data_import_collision_and_delete_follow_the_picker(server, browser, tmp
     shot(page, "12_data_deleted")
     assert not errors, errors
 
+
+def test_a_refresh_keeps_the_workspace(server, browser):
+    """The issue in a real browser: a refresh, a trip to another page and a new tab on the same
+    URL keep the dataset, the strategy, the param values and the backtest on display."""
+    page = browser.new_page(viewport={"width": 1440, "height": 2000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    open_app(page, server["url"])
+    page.get_by_role("button", name="Run backtest").wait_for(timeout=90_000)
+    pick_option(page, "bt_strategy", "ma_crossover")
+    fill_number(page, ".st-key-bt-ma_crossover-fast_period", 8)
+    click_until(page, "Run backtest", page.get_by_text("Sharpe", exact=True).first)
+    settle(page)
+    values = page.locator("[data-testid=stMetricValue]").all_inner_texts()
+    url = page.url
+    assert "strategy=ma_crossover" in url and "dataset=" in url and "bt=" in url, url
+
+    def same_view(tab) -> None:
+        tab.get_by_text("Sharpe", exact=True).first.wait_for(timeout=90_000)
+        settle(tab)
+        assert tab.locator("[data-testid=stMetricValue]").all_inner_texts() == values
+        assert tab.locator(".st-key-bt_strategy input").input_value() == "ma_crossover"
+        assert tab.locator(".st-key-bt-ma_crossover-fast_period input").input_value() == "8"
+
+    page.reload()
+    same_view(page)
+    shot(page, "13_backtest_after_refresh")
+    page.get_by_role("link", name="Data").click()
+    page.get_by_role("heading", name="Data").wait_for(timeout=60_000)
+    settle(page)
+    page.get_by_role("link", name="Backtest").click()
+    same_view(page)
+    assert "bt=" in page.url and "strategy=ma_crossover" in page.url, page.url  # named again after the trip
+    other = browser.new_page(viewport={"width": 1440, "height": 2000})  # a new tab: a new session
+    other.on("pageerror", lambda exc: errors.append(str(exc)))
+    open_app(other, url)
+    same_view(other)
+    assert not errors, errors
 
 
 def test_the_server_log_of_the_whole_session_has_no_warning(server):

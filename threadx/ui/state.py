@@ -4,11 +4,13 @@
 
 - ``dataset``          name of the active dataset (sidebar, every page)
 - ``strategy``         active strategy name
-- ``params:<name>``    last params used for a strategy on the Backtest page
+- ``params:<name>``    last params used for a strategy on the Backtest page (the form starts
+                       from the workspace file's values, else these, else the defaults)
 - ``open_in_backtest`` {"request": BacktestRequest.to_dict(), "run_id"} handed over by the
                        Optimisation page (the shown run's data, winner and engine options)
-- ``backtest``         {"result", "dataset", "strategy", "request", "data", "frame", "origin"}:
-                       the backtest shown on the Backtest page and what made it
+- ``backtest``         {"result", "dataset", "strategy", "request", "data", "frame", "origin", "bt_id"}:
+                       the backtest shown on the Backtest page, what made it and its ``bt`` id
+                       (cleared when another strategy is picked)
 - ``bt_handed_data``   {"ref", "origin", "picker"}: the reopened run's data, used by the
                        Backtest page's runs until another dataset is picked
 - ``bt_engine_extra``  engine options of a reopened run that have no widget (fraction, ...)
@@ -16,10 +18,26 @@
 - ``sweep_run``        run id of the stored sweep shown on the Optimisation page
 - ``data_flash``       message shown once by the Data page after an import, rename or delete
 - ``sweep_job_shown``  id of the finished sweep job whose run was shown once (later reloads stay)
+- ``_dataset_repick``  flag: the dataset picker is set from ``dataset`` on the next run
+- ``_url_read``        flag: the URL's query params were read (on the session's first run)
+- ``_workspace_warned`` messages about the workspace file already shown in this session
+                       (threadx.ui.workspace)
+
+URL query params (``st.query_params``), what identifies the view, so a refresh or a link
+reopens it (the form values live in the workspace file, threadx.ui.workspace):
+
+- ``dataset``          the active dataset, ``strategy`` the active strategy: read on the first
+                       run of a session (:func:`restore_from_url`; an unknown one is warned
+                       about and left out), written back by :func:`active_dataset`,
+                       :func:`dataset_picker` and :func:`strategy_picker`
+- ``bt``               id of the backtest shown on the Backtest page (its request stored by
+                       :func:`threadx.ui.workspace.save_backtest`); a new session re-runs it
+- ``run``              the Optimisation page's run on display (owned by that page)
 """
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import pandas as pd
@@ -27,6 +45,7 @@ import streamlit as st
 
 DEFAULT_DATASET = "synthetic/BTC_USDT-1h"
 _REPICK = "_dataset_repick"  # session flag: set the dataset picker from "dataset" on the next run
+_URL_READ = "_url_read"  # session flag: the URL's dataset and strategy were read
 
 
 def dataset_names() -> list[str]:
@@ -66,13 +85,69 @@ def datasets_changed(message: str, select: str | None = None) -> None:
     st.rerun()
 
 
+def strategy_names() -> list[str]:
+    """The strategies the pages offer (the registered ones, test-only ones aside)."""
+    import threadx
+
+    return [n for n in threadx.strategies() if not n.startswith("test_")]
+
+
+def _default_dataset(names: list[str]) -> str:
+    return DEFAULT_DATASET if DEFAULT_DATASET in names else names[0]
+
+
+_MARKDOWN = re.compile(r"([\\`*\[\]()<>#!|~$])")
+
+
+def plain(text: str, limit: int = 80) -> str:
+    """Text from outside (a URL) shown in Markdown as typed: cut to ``limit`` characters,
+    Markdown's link, emphasis, HTML and math characters escaped."""
+    text = str(text)
+    return _MARKDOWN.sub(r"\\\1", text[:limit] + ("…" if len(text) > limit else ""))
+
+
+def restore_from_url() -> None:
+    """On the first run of a session (a new tab, a refresh, a link): the dataset and strategy
+    named by the URL's ``dataset`` / ``strategy`` query params become the session's. An
+    unknown one gives one warning and is left out (the default stays)."""
+    if st.session_state.get(_URL_READ):
+        return
+    st.session_state[_URL_READ] = True
+    name = st.query_params.get("dataset")
+    if name:
+        names = dataset_names()
+        if name in names:
+            st.session_state["dataset"] = name
+        else:
+            st.warning(f"The link names dataset **{plain(name)}**, which is not in the data folder: showing "
+                       f"{label_dataset(_default_dataset(names))} instead.")
+    strategy = st.query_params.get("strategy")
+    if strategy:
+        known = strategy_names()
+        if strategy in known:
+            st.session_state["strategy"] = strategy
+        else:
+            st.warning(f"The link names strategy **{plain(strategy)}**, which is not registered (strategies: "
+                       f"{', '.join(known)}): showing the page's default instead.")
+
+
+def _to_url(key: str, value: str | None) -> None:
+    """Write a query param (only when it changes, so reruns send nothing)."""
+    if value is not None and st.query_params.get(key) != value:
+        st.query_params[key] = value
+
+
 def active_dataset() -> str:
-    """The dataset chosen in this session (the synthetic BTC sample by default)."""
+    """The dataset chosen in this session (the URL's on its first run, else the synthetic BTC
+    sample); the URL's ``dataset`` and ``strategy`` follow the session's."""
+    restore_from_url()
     names = dataset_names()
     current = st.session_state.get("dataset")
     if current not in names:
-        current = DEFAULT_DATASET if DEFAULT_DATASET in names else names[0]
+        current = _default_dataset(names)
         st.session_state["dataset"] = current
+    _to_url("dataset", current)
+    _to_url("strategy", st.session_state.get("strategy"))
     return current
 
 
@@ -89,17 +164,21 @@ def dataset_picker(label: str = "Dataset", key: str = "dataset_picker") -> str:
     choice = st.selectbox(label, names, key=key,
                           format_func=lambda n: f"{n} (synthetic)" if n.startswith("synthetic/") else n)
     st.session_state["dataset"] = choice
+    _to_url("dataset", choice)
     return choice
 
 
 def strategy_picker(key: str, default: str) -> str:
-    """A select box over the registered strategies, starting at the session's active one."""
-    import threadx
-
-    names = [n for n in threadx.strategies() if not n.startswith("test_")]  # test-only ones aside
+    """A select box over the registered strategies, starting at the session's active one
+    (the URL's ``strategy`` on the session's first run); the URL follows the choice."""
+    restore_from_url()
+    names = strategy_names()
     current = st.session_state.get("strategy", default)
-    choice = st.selectbox("Strategy", names, index=names.index(current) if current in names else 0, key=key)
+    # a value already in Session State (a reopened run) wins: no index of its own then, as Streamlit asks
+    index = 0 if key in st.session_state or current not in names else names.index(current)
+    choice = st.selectbox("Strategy", names, index=index, key=key)
     st.session_state["strategy"] = choice
+    _to_url("strategy", choice)
     return choice
 
 

@@ -1,0 +1,265 @@
+"""The workspace survives a refresh and a restart: the URL names the dataset, the strategy and
+the backtest on display (a new session reopens them), the settings file keeps the form values
+(threadx.ui.workspace), and a strategy change clears the previous strategy's result."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from apptest_helpers import ROOT, open_page  # noqa: E402
+
+from threadx.errors import DataError, ParamError  # noqa: E402
+from threadx.ui import workspace as ws  # noqa: E402
+
+XYZ = "binance/XYZ_USDT-1h"
+
+
+def write_xyz(root: Path, seed: int) -> Path:
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import generate_synthetic
+
+    return write_ohlcv(generate_synthetic("XYZ_USDT", days=120, seed=seed), root / "data" / "binance" /
+                       "XYZ_USDT-1h.parquet")
+
+
+def new_session(link: dict, script: str = "pages/2_Backtest.py") -> AppTest:
+    """A new browser session (a refresh, a restart, a link) opening ``link``'s query params."""
+    at = AppTest.from_file(str(ROOT / script), default_timeout=120)
+    at.query_params.update(link)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def warnings(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning]
+
+
+def settings_file(root: Path) -> Path:
+    return root / "results" / "workspace.json"
+
+
+# --- URL: dataset, strategy and the backtest on display -------------------------------------------
+
+def test_a_refresh_or_a_link_reopens_the_dataset_strategy_and_backtest(workspace):
+    write_xyz(workspace, seed=3)
+    at = open_page("2_Backtest.py")
+    at.selectbox(key="dataset_picker").set_value(XYZ).run()
+    at.selectbox(key="bt_strategy").set_value("ma_crossover").run()
+    at.number_input(key="bt:ma_crossover:fast_period").set_value(8).run()
+    at.number_input(key="bt_fee").set_value(3.0).run()
+    at.button(key="bt_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    link = dict(at.query_params)
+    assert link["dataset"] == XYZ and link["strategy"] == "ma_crossover" and len(link["bt"]) == 16
+    shown = at.session_state["backtest"]
+    assert shown["request"]["data"]["fingerprint"]  # the request records which candles it ran on
+
+    # the app opened on that URL (the Backtest page is its default page): the same view
+    app = new_session(link, "app.py")
+    assert not app.error and not warnings(app), (app.error, warnings(app))
+    assert XYZ in " ".join(m.value for m in app.sidebar.markdown)
+    assert app.selectbox(key="dataset_picker").value == XYZ
+    assert app.selectbox(key="bt_strategy").value == "ma_crossover"
+    assert app.number_input(key="bt:ma_crossover:fast_period").value == 8
+    assert app.number_input(key="bt_fee").value == 3.0
+    again = app.session_state["backtest"]
+    assert again["result"] is not shown["result"]  # run anew, the same backtest
+    assert again["result"].metrics == shown["result"].metrics and again["request"] == shown["request"]
+    assert "Sharpe" in [m.label for m in app.metric]
+    assert dict(app.query_params) == link
+    app.run()  # a rerun does not run it again
+    assert app.session_state["backtest"]["result"] is again["result"]
+
+    # another dataset picked after the run: a refresh keeps it picked, the backtest shown on its own
+    app.selectbox(key="dataset_picker").set_value("synthetic/BTC_USDT-1h").run()
+    assert app.query_params["dataset"] == "synthetic/BTC_USDT-1h" and app.query_params["bt"] == link["bt"]
+    picked = new_session(dict(app.query_params))
+    assert picked.selectbox(key="dataset_picker").value == "synthetic/BTC_USDT-1h"
+    assert picked.session_state["backtest"]["dataset"] == XYZ
+    assert picked.session_state["backtest"]["result"].metrics == shown["result"].metrics
+
+    # the dataset's candles changed: said so, nothing shown, the form keeps the backtest's settings
+    write_xyz(workspace, seed=4)
+    changed = new_session(link)
+    assert any("changed since the run" in w and XYZ in w for w in warnings(changed)), warnings(changed)
+    assert "backtest" not in changed.session_state and "bt" not in changed.query_params
+    assert changed.number_input(key="bt:ma_crossover:fast_period").value == 8
+    assert changed.number_input(key="bt_fee").value == 3.0
+    changed.button(key="bt_run").click().run()  # on the current candles
+    assert not changed.error, [e.value for e in changed.error]
+    assert changed.query_params["bt"] != link["bt"]
+    assert changed.session_state["backtest"]["result"].metrics != shown["result"].metrics
+
+
+def test_a_refresh_keeps_a_reopened_runs_data(workspace):
+    """A run reopened from the Optimisation page (its own file and engine options) comes back
+    on that file after a refresh, with the runs still using it."""
+    import threadx
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import generate_synthetic
+    from threadx.requests import BacktestRequest, DatasetRef
+
+    path = write_ohlcv(generate_synthetic(days=20, seed=5, timeframe="5m"), workspace / "files" / "ABC_USDT-5m.parquet")
+    frame = threadx.load_ohlcv(str(path))
+    request = BacktestRequest(DatasetRef.of(frame), "ma_crossover", {"fast_period": 5, "slow_period": 40},
+                              {"fee_bps": 2.0})
+    at = AppTest.from_file(str(ROOT / "pages" / "2_Backtest.py"), default_timeout=120)
+    at.session_state["open_in_backtest"] = {"request": request.to_dict(), "run_id": "older"}
+    at.run()
+    assert not at.exception and not at.error, at.exception or [e.value for e in at.error]
+    shown = at.session_state["backtest"]
+
+    again = new_session(dict(at.query_params))
+    assert not again.error and not warnings(again)
+    reopened = again.session_state["backtest"]
+    assert reopened["origin"] == "run older" and reopened["request"] == shown["request"]
+    assert reopened["result"].metrics == shown["result"].metrics
+    assert any("Runs use the data of run older" in c.value for c in again.caption)
+
+
+def test_an_unknown_dataset_strategy_or_backtest_in_the_url_warns_and_falls_back():
+    at = new_session({"dataset": "binance/NOPE_USDT-1h", "strategy": "no_such[x](y)", "bt": "0123456789abcdef"})
+    shown = warnings(at)
+    assert len(shown) == 3, shown
+    assert sum("NOPE_USDT-1h" in w and "synthetic/BTC_USDT-1h" in w for w in shown) == 1
+    assert sum("no_such\\[x\\]\\(y\\)" in w for w in shown) == 1  # shown as typed, not as a Markdown link
+    assert sum("0123456789abcdef" in w and "not stored here" in w for w in shown) == 1
+    assert at.selectbox(key="dataset_picker").value == "synthetic/BTC_USDT-1h"
+    assert at.selectbox(key="bt_strategy").value == "bb_atr"
+    assert dict(at.query_params) == {"dataset": "synthetic/BTC_USDT-1h", "strategy": "bb_atr"}  # the URL fixed
+    at.run()
+    assert not warnings(at)  # said once
+
+    odd = new_session({"bt": "../../etc/passwd"})
+    assert any("is not a backtest id" in w for w in warnings(odd)) and "bt" not in odd.query_params
+
+    app = new_session({"dataset": "binance/NOPE_USDT-1h"}, "app.py")  # in the main area, above the page
+    assert any("NOPE_USDT-1h" in w.value for w in app.main.warning)
+    assert not any("NOPE_USDT-1h" in w.value for w in app.sidebar.warning)
+
+
+def test_changing_strategy_clears_the_result():
+    at = open_page("2_Backtest.py")
+    at.button(key="bt_run").click().run()
+    assert "Sharpe" in [m.label for m in at.metric] and "bt" in at.query_params
+    at.selectbox(key="bt_strategy").set_value("ma_crossover").run()
+    assert not at.exception, at.exception
+    assert "backtest" not in at.session_state and not at.metric and not at.get("plotly_chart")
+    assert "bt" not in at.query_params and at.query_params["strategy"] == "ma_crossover"
+    assert any("Run backtest" in i.value for i in at.info)
+    at.selectbox(key="bt_strategy").set_value("bb_atr").run()  # back: not brought back either
+    assert "backtest" not in at.session_state and not at.metric
+
+
+# --- the settings file: form values ------------------------------------------------------------------
+
+def test_param_values_survive_a_restart(workspace):
+    at = open_page("2_Backtest.py")
+    assert not settings_file(workspace).exists()  # opening the page at the defaults writes nothing
+    at.number_input(key="bt:bb_atr:bb_period").set_value(30).run()
+    at.number_input(key="bt:bb_atr:entry_z").set_value(1.5).run()
+    at.checkbox(key="bt:bb_atr:trailing_stop").uncheck().run()
+    saved = json.loads(settings_file(workspace).read_text())["forms"]["params"]["bb_atr"]
+    assert saved["bb_period"] == 30 and saved["entry_z"] == 1.5 and saved["trailing_stop"] is False
+
+    # another strategy and back, in the same session: the form as it was left
+    at.selectbox(key="bt_strategy").set_value("ma_crossover").run()
+    at.selectbox(key="bt_strategy").set_value("bb_atr").run()
+    assert at.number_input(key="bt:bb_atr:bb_period").value == 30
+
+    restarted = open_page("2_Backtest.py")  # a new session, no query params: the saved values
+    assert restarted.number_input(key="bt:bb_atr:bb_period").value == 30
+    assert restarted.number_input(key="bt:bb_atr:entry_z").value == 1.5
+    assert restarted.checkbox(key="bt:bb_atr:trailing_stop").value is False
+    assert restarted.number_input(key="bt:bb_atr:atr_period").value == 14  # never changed: the default
+
+    # values the params refuse (out of range, unknown key, wrong type) are dropped on load
+    data = json.loads(settings_file(workspace).read_text())
+    data["forms"]["params"]["bb_atr"].update({"bb_period": 100_000, "bogus": 1, "atr_period": "x"})
+    settings_file(workspace).write_text(json.dumps(data))
+    checked = open_page("2_Backtest.py")
+    assert not warnings(checked)
+    assert checked.number_input(key="bt:bb_atr:bb_period").value == 20
+    assert checked.number_input(key="bt:bb_atr:atr_period").value == 14
+    assert checked.number_input(key="bt:bb_atr:entry_z").value == 1.5
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[1, 2, 3]", b"\xff\xfe\x00garbage",
+                                     b'{"forms": "nope"}', b" " * (ws.MAX_FILE_BYTES + 1)])
+def test_a_damaged_settings_file_is_ignored(workspace, content):
+    path = settings_file(workspace)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    at = open_page("2_Backtest.py")
+    assert [w for w in warnings(at) if "workspace file" in w and "ignored" in w], warnings(at)
+    assert at.number_input(key="bt:bb_atr:bb_period").value == 20  # the defaults
+    at.run()
+    assert not warnings(at)  # said once per session
+    at.number_input(key="bt:bb_atr:bb_period").set_value(25).run()  # the next save starts a new file
+    assert not at.exception, at.exception
+    assert json.loads(path.read_text())["forms"]["params"]["bb_atr"]["bb_period"] == 25
+    assert path.with_name("workspace.json.damaged").read_bytes() == content  # kept aside, not lost
+    assert open_page("2_Backtest.py").number_input(key="bt:bb_atr:bb_period").value == 25
+
+
+# --- threadx.ui.workspace, without a page ---------------------------------------------------------------
+
+def test_forms_are_checked_against_the_strategy_when_saved_and_loaded(workspace):
+    assert ws.workspace_file() == settings_file(workspace)
+    assert ws.load_form("params", "ma_crossover") == {}
+    assert ws.save_form("params", "ma_crossover", {"fast_period": 8, "slow_period": -3, "bogus": 1})
+    assert ws.load_form("params", "ma_crossover") == {"fast_period": 8}
+    assert not ws.save_form("params", "ma_crossover", {"fast_period": 8})  # unchanged: not written again
+
+    space = {"fast_period": {"min": 5, "max": 20, "step": 5}, "slow_period": 40, "ma_type": ["sma", "ema"],
+             "allow_short": [False, True], "stop_loss_pct": {"min": 0.0, "max": 5.0, "step": 0.5}}
+    assert ws.save_form("space", "ma_crossover", space)
+    assert ws.load_form("space", "ma_crossover") == space
+    assert ws.load_form("params", "ma_crossover") == {"fast_period": 8}  # kinds kept apart
+    refused = {"fast_period": {"min": 1, "max": 20, "step": 5},  # min below the param's minimum
+               "slow_period": {"min": 20, "max": 40, "step": 0},  # no step
+               "ma_type": {"min": 1, "max": 2, "step": 1},  # a range of a choice param
+               "take_profit_pct": [1.0, 2.0],  # a list of a numeric param
+               "allow_short": "maybe"}
+    assert ws.clean_form("space", "ma_crossover", refused) == {}
+    data = json.loads(settings_file(workspace).read_text())
+    data["forms"]["space"]["no_such_strategy"] = {"x": 1}
+    data["forms"]["space"]["ma_crossover"]["slow_period"] = 5000  # above its maximum
+    settings_file(workspace).write_text(json.dumps(data))
+    assert "slow_period" not in ws.load_form("space", "ma_crossover")
+    assert ws.load_form("space", "no_such_strategy") == {}
+    with pytest.raises(ValueError, match="unknown form kind"):
+        ws.save_form("sweep", "ma_crossover", {})
+    with pytest.raises(ParamError, match="unknown strategy"):
+        ws.save_form("params", "no_such_strategy", {})
+
+
+def test_backtest_records_round_trip_and_are_bounded(workspace, monkeypatch):
+    from threadx.requests import BacktestRequest, DatasetRef
+
+    def request(fast: int) -> BacktestRequest:
+        return BacktestRequest(DatasetRef("synthetic/BTC_USDT-1h", name="synthetic/BTC_USDT-1h", fingerprint="ab" * 8),
+                               "ma_crossover", {"fast_period": fast}, {"fee_bps": 3.0})
+
+    first = ws.save_backtest(request(5), origin="run older")
+    assert ws.save_backtest(request(5), origin="run older") == first  # the same record, the same id
+    assert ws.load_backtest(first) == (request(5), "run older")
+    stale = time.time() - 100
+    os.utime(ws.backtests_folder() / f"{first}.json", (stale, stale))  # used longest ago
+    monkeypatch.setattr(ws, "MAX_BACKTESTS", 3)
+    ids = [ws.save_backtest(request(fast)) for fast in (6, 7, 8)]
+    assert len(list(ws.backtests_folder().glob("*.json"))) == 3
+    with pytest.raises(DataError, match="not stored here"):
+        ws.load_backtest(first)  # the least recently used one went
+    assert ws.load_backtest(ids[-1])[0].params == {"fast_period": 8}
+    (ws.backtests_folder() / f"{ids[-1]}.json").write_text("{broken")
+    with pytest.raises(DataError, match="cannot be read"):
+        ws.load_backtest(ids[-1])
