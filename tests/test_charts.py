@@ -116,7 +116,7 @@ def test_price_figure_resamples_a_100k_frame_quickly():
 
 
 def test_price_figure_overlays_are_lines_aligned_with_candles():
-    df = make_ohlcv(3000)
+    df = make_ohlcv(1800)
     mid = df["close"].rolling(10).mean()
     fig = C.price_figure(df, overlays={"MA 10": mid, "arr": mid.to_numpy() * 1.01})
     lines = [t for t in fig.data if isinstance(t, (go.Scatter, go.Scattergl))]
@@ -212,7 +212,7 @@ def test_equity_figure_downsamples_keeping_extremes():
     assert max(e.y) == eq.max() and min(e.y) == eq.min()
     assert e.y[0] == eq.iloc[0] and e.y[-1] == eq.iloc[-1]
     assert min(d.y) == dd.min()
-    assert pd.Timestamp(d.x[int(np.argmin(d.y))]) == dd.idxmin()
+    assert pd.Timestamp(d.x[int(np.argmin(d.y))]).tz_localize("UTC") == dd.idxmin()  # naive UTC
     assert "downsampled" in fig.layout.title.text
 
 
@@ -426,7 +426,7 @@ def test_price_figure_range_shows_the_real_bars_of_the_range():
     fig = C.price_figure(df, overlays={"MA 50": mid}, start=start, end=end)
     candle = candle_of(fig)
     assert "resampled" not in fig.layout.title.text
-    assert [pd.Timestamp(x) for x in candle.x] == list(df.index[3000:3300])  # the real 1h bars
+    assert [pd.Timestamp(x, tz="UTC") for x in candle.x] == list(df.index[3000:3300])  # the real 1h bars
     np.testing.assert_allclose(candle.close, df["close"].iloc[3000:3300])
     np.testing.assert_allclose(fig.data[1].y, mid.iloc[3000:3300])  # overlay computed on the whole frame
     assert [pd.Timestamp(x) for x in fig.layout.xaxis.range] == [start, end]

@@ -39,7 +39,7 @@ def test_selecting_a_trade_row_zooms_the_chart_to_it():
     spec = price_spec(at)
     assert "resampled" not in spec["layout"]["title"]["text"]  # the real 1h bars of the window
     candle = next(t for t in spec["data"] if t["type"] == "candlestick")
-    x = pd.to_datetime(candle["x"])
+    x = pd.to_datetime(candle["x"]).tz_localize("UTC")  # drawn as naive UTC (charts.plot_times)
     assert x[0] == pd.Timestamp(start, tz="UTC") and x[-1] == pd.Timestamp(end, tz="UTC")
     assert (x[1:] - x[:-1] == pd.Timedelta(hours=1)).all()
     levels = [t["name"] for t in spec["data"] if t.get("legendgroup") == "levels"]
