@@ -28,8 +28,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 EMPTY = "–"  # a value that is missing or undefined (no trades: no win rate)
 KINDS = ("fraction", "percent", "decimal", "money", "count", "seconds", "bytes", "bool")
 _BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
@@ -102,6 +100,7 @@ UNITS: dict[str, Unit] = {
     # validation (threadx.validation)
     "efficiency": RATIO,
     "oos_is_ratio": RATIO,
+    "stability_ratio": RATIO,          # mean objective of the winner's grid neighbours / the winner's
     "consistency": FRACTION,
     "prob_oos_loss": FRACTION,
     "pbo": RATIO,
@@ -210,6 +209,11 @@ def _missing(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and math.isnan(value)
 
 
+def _is_bool(value: Any) -> bool:
+    """A Python or numpy bool (numpy is not imported here: the CLI starts without it)."""
+    return isinstance(value, bool) or (type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"))
+
+
 def _empty(ascii_only: bool) -> str:
     return "-" if ascii_only else EMPTY
 
@@ -263,7 +267,7 @@ def format_plain(value: Any, *, ascii_only: bool = False) -> str:
     """
     if _missing(value):
         return _empty(ascii_only)
-    if isinstance(value, (bool, np.bool_)):
+    if _is_bool(value):
         return "yes" if value else "no"
     if isinstance(value, numbers.Integral):
         return str(int(value))
