@@ -116,6 +116,8 @@ UNITS: dict[str, Unit] = {
     "degradation_slope": RATIO,
     "mean_oos_sharpe": RATIO,
     "n_windows": COUNT,
+    "windows": COUNT,
+    "score": Unit("decimal", 1),       # grade points out of 100
     "return": FRACTION,
     "mean_return": FRACTION,
     "market_return": FRACTION,
@@ -352,15 +354,15 @@ def number_format(name: str) -> str | None:
 
 def number_column(name: str, label: str | None = None, **kwargs: Any) -> Any:
     """``st.column_config.NumberColumn`` showing column ``name`` in its unit (values stay numbers,
-    so the column sorts by value); None when the name has no unit. ``kwargs`` go to NumberColumn.
+    so the column sorts by value); Streamlit's own format when the name has no unit (never None:
+    None would hide the column). ``kwargs`` go to NumberColumn.
 
     >>> number_column("win_rate", "win rate")["type_config"]["format"]
     'percent'
     """
-    fmt = number_format(name)
-    if fmt is None:
-        return None
     import streamlit as st
+
+    fmt = number_format(name)
 
     if fmt == "percent":  # the step sets Streamlit's decimals: 0.0001 -> 42.99%
         kwargs.setdefault("step", 10.0 ** -(unit_of(name).decimals + 2))  # type: ignore[union-attr]
@@ -377,12 +379,8 @@ def column_config(columns: Iterable[str], *, aliases: Mapping[str, str] | None =
     ['n_trades', 'sharpe']
     """
     aliases = aliases or {}
-    out = {}
-    for column in columns:
-        col = number_column(aliases.get(column, column))
-        if col is not None:
-            out[column] = col
-    return out
+    return {column: number_column(aliases.get(column, column)) for column in columns
+            if number_format(aliases.get(column, column)) is not None}
 
 
 def d3_format(name: str) -> str:
