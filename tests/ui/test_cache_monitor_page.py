@@ -46,3 +46,25 @@ def test_monitor_shows_usage_without_warning_below_the_threshold(workspace, monk
     assert any("50.0 % of its" in c.value for c in at.caption)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Disk cache"] == format_bytes(used) and metrics["Disk cache"].endswith("iB")
+
+
+def test_monitor_shows_process_memory_in_units_not_raw_bytes(monkeypatch):
+    """The running sweep's processes: rss (bytes) and cpu_percent formatted, still numeric columns."""
+    import json
+    from types import SimpleNamespace
+
+    from threadx.ui import jobs
+
+    job = SimpleNamespace(job_id="j1", label="sweep x", done=1234, total=5000, rate=321.0)
+    monkeypatch.setattr(jobs.JobRegistry, "running", lambda self: [job])
+    monkeypatch.setattr(jobs.JobRegistry, "worker_processes", lambda self, job_id: [
+        {"pid": 4321, "name": "python", "cpu_percent": 97.5, "rss": 3 * 2**30, "role": "job"}])
+    at = open_page("5_System_monitor.py")
+    (table,) = at.dataframe
+    assert table.value["rss"].tolist() == [3 * 2**30]  # the value stays a number: the column sorts by value
+    config = json.loads(table.proto.columns)
+    assert config["rss"]["type_config"]["format"] == "bytes"
+    assert config["cpu_percent"]["type_config"]["format"] == "%.0f %%"
+    assert any("1,234/5,000 combos" in m.value for m in at.markdown)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["RAM"].endswith(" %") and metrics["Memory"].endswith("B")  # "0 B", "1.2 MiB", ...
