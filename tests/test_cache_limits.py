@@ -197,7 +197,7 @@ def test_cli_cache_stats_shows_usage_against_the_limit(tmp_path, monkeypatch, ca
 
     assert main(["cache", "stats"]) == 0
     out = capsys.readouterr().out
-    assert f"disk: {format_bytes(used)} of 97.7 KiB ({used / 1000:.2f} % of the limit" in out  # threadx.units
+    assert f"disk: {format_bytes(used)} of 97.7 KiB ({used / 1000:.1f} % of the limit" in out  # threadx.units
 
     assert main(["cache", "stats", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
