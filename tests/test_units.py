@@ -118,7 +118,7 @@ def test_the_backtest_cards_keep_their_text():
     metrics = {"total_return": 0.1234, "cagr": -0.05, "sharpe": 1.2345, "sortino": math.inf, "max_drawdown": -0.2,
                "calmar": math.nan, "n_trades": 1353, "win_rate": 0.4299, "profit_factor": math.inf,
                "exposure": 0.25, "total_fees": 9550.379, "final_equity": 11234.5}
-    labels = {label: key for key, label, _, _ in charts._CARDS}
+    labels = {card[1]: card[0] for card in charts._CARDS}  # (key, label, ...)
     for label, text, _ in charts.metric_cards(metrics):
         assert text == format_metric(labels[label], metrics[labels[label]]), label
 
