@@ -164,8 +164,8 @@ def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | Non
     d = report.dsr
     ann = math.sqrt(boot.bars_per_year) if boot.bars_per_year else 1.0
     m = st.columns(7)
-    m[0].metric("DSR", format_metric("dsr", d.dsr), help="Probability that the true Sharpe exceeds SR0, the best Sharpe that N "
-                "trials with no skill would show by luck, given T, skewness and kurtosis.")
+    m[0].metric("DSR", format_metric("dsr", d.dsr), help="Probability that the true Sharpe exceeds SR0, the best "
+                "Sharpe that N trials with no skill would show by luck, given T, skewness and kurtosis.")
     m[1].metric("Sharpe (SR)", format_metric("sr", d.sr), help=f"Per bar; annualised "
                 f"{format_metric('sharpe', d.sr * ann)}.")
     m[2].metric("SR0", format_metric("sr0", d.sr0), help=f"Expected best per-bar Sharpe of N unskilled trials; "
@@ -183,8 +183,8 @@ def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | Non
                 "does not need it; sweeps run with this version store what PBO needs.")
     else:
         m = st.columns(5)
-        m[0].metric("PBO", format_metric("pbo", p.pbo), help="Share of CSCV splits whose in-sample winner lands at or below the "
-                    "out-of-sample median (0 = selection generalises, 0.5 = pure noise).")
+        m[0].metric("PBO", format_metric("pbo", p.pbo), help="Share of CSCV splits whose in-sample winner lands at or "
+                    "below the out-of-sample median (0 = selection generalises, 0.5 = pure noise).")
         m[1].metric("Splits", format_metric("n_splits", p.n_splits),
                     help=f"All ways to pick S/2 of S = {p.S} time blocks in sample.")
         m[2].metric("Combos", format_metric("n_combos", p.n_combos)
@@ -503,7 +503,8 @@ def show_sweep_report(run_id: str, n_boot: int, S: int, seed: int) -> None:
          "Mean OOS / mean IS Sharpe of the in-sample winner over the CSCV splits."),
         ("Consistency", format_metric("consistency", report.consistency),
          f"Share of the {len(report.periods)} time blocks in which the winner made money."),
-        ("Trades", format_metric("n_trades", report.n_trades), "Trades of the winner (fewer than 30 / 50 cap the grade)."),
+        ("Trades", format_metric("n_trades", report.n_trades),
+         "Trades of the winner (fewer than 30 / 50 cap the grade)."),
     ])
     grade_card(report.grade)
     robustness_sections(report, key="val", heatmap=lambda: stability_heatmap("sweep", run_id, stamp, report, varying))

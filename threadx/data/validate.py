@@ -184,8 +184,8 @@ class ValidationReport:
         lines = [
             f"verdict: {status}" + (f" ({'; '.join(reasons)})" if reasons and self.ok else ""),
             f"quality {self.quality:.1f}/100, {len(self.errors)} error(s), {len(self.warnings)} warning(s)",
-            f"timeframe {self.timeframe or 'unknown'}; {format_count(self.bars)} bars of {format_count(self.expected_bars)} "
-            "expected"
+            f"timeframe {self.timeframe or 'unknown'}; {format_count(self.bars)} bars of "
+            f"{format_count(self.expected_bars)} expected"
             + (f" from {_iso(self.first)} to {_iso(self.last)}" if self.first is not None else ""),
         ]
         lines += [f"ERROR: {e}" for e in self.errors]

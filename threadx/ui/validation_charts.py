@@ -458,7 +458,8 @@ def pbo_logit_figure(pbo: Any) -> go.Figure:
     fig.add_vline(x=0, line=dict(color="#212121", width=1.5))
     value = float(getattr(pbo, "pbo", float("nan")))
     n_splits = int(getattr(pbo, "n_splits", len(logits)))
-    fig.update_layout(title=_title(f"PBO = {format_metric('pbo', value)} over {n_splits:,} CSCV splits (S = {int(pbo.S)})"))
+    text = f"PBO = {format_metric('pbo', value)} over {n_splits:,} CSCV splits (S = {int(pbo.S)})"
+    fig.update_layout(title=_title(text))
     fig.update_xaxes(title_text="Logit λ = ln(ω / (1 - ω)) of the OOS relative rank ω")
     fig.update_yaxes(title_text="Splits")
     return fig
@@ -539,7 +540,8 @@ def stability_heatmap_figure(grid: pd.DataFrame, x: str, y: str, metric: str, ra
         fig.add_trace(go.Scatter(
             x=[_fmt_value(win[x])], y=[_fmt_value(win[y])], mode="markers", name="Winner",
             marker=dict(symbol="square-open", size=44, color="#212121", line=dict(width=3)),
-            hovertemplate=f"winner: {x} = %{{x}}, {y} = %{{y}}<br>{label} = {format_metric(metric, value)}<extra></extra>",
+            hovertemplate=(f"winner: {x} = %{{x}}, {y} = %{{y}}<br>{label} = {format_metric(metric, value)}"
+                           "<extra></extra>"),
             showlegend=False,
         ))
         title += f" (winner outlined: {x} = {_fmt_value(win[x])}, {y} = {_fmt_value(win[y])})"
