@@ -441,7 +441,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         return 0
     table = wf.table
     print(f"walk-forward {wf.config['strategy']} on {wf.meta.get('dataset')}: {len(wf.windows)} windows "
-          f"(IS {wf.config['is_bars']} bars, OOS {wf.config['oos_bars']} bars, "
+          f"(IS {format_count(wf.config['is_bars'])} bars, OOS {format_count(wf.config['oos_bars'])} bars, "
           f"{'anchored' if wf.config['anchored'] else 'rolling'}), {wf.meta['combos_done']:,} combos per window")
     cols = [c for c in ("window", "oos_start", "oos_end", "regime", f"is_{wf.objective}", f"oos_{wf.objective}",
                         "oos_total_return", "oos_n_trades") if c in table.columns]
