@@ -23,6 +23,7 @@ from threadx.errors import ThreadXError
 from threadx.names import check_name
 from threadx.ui import charts
 from threadx.ui.state import dataset_picker, datasets_changed, label_dataset, load_dataset
+from threadx.units import column_config, format_count, format_metric
 
 VERDICT_BOX = {"green": (st.success, "🟢"), "amber": (st.warning, "🟠"), "red": (st.error, "🔴")}
 
@@ -30,14 +31,14 @@ VERDICT_BOX = {"green": (st.success, "🟢"), "amber": (st.warning, "🟠"), "re
 def _span(first: pd.Timestamp | None, last: pd.Timestamp | None, bars: int) -> str:
     """``2017-08-17 → 2020-02-01, 21,453 bars``."""
     days = f"{pd.Timestamp(first):%Y-%m-%d} → {pd.Timestamp(last):%Y-%m-%d}, " if first is not None else ""
-    return f"{days}{bars:,} bars"
+    return f"{days}{format_count(bars)} bars"
 
 
 def _show_verdict(report) -> None:
     """The traffic light of a validation report with its reasons (rule: ValidationReport.verdict)."""
     level, reasons = report.verdict
     box, icon = VERDICT_BOX[level]
-    text = (f"{icon} **{level.upper()}** — quality {report.quality:.1f}/100, "
+    text = (f"{icon} **{level.upper()}** — quality {format_metric('quality', report.quality)}/100, "
             f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
     box("\n".join([text, "", *(f"- {r}" for r in reasons)]))
 
@@ -146,7 +147,7 @@ dataset = dataset_picker()
 table = list_datasets()
 if len(table):
     shown = table.drop(columns=[c for c in ("path",) if c in table])
-    st.dataframe(shown, width="stretch", hide_index=True)
+    st.dataframe(shown, width="stretch", hide_index=True, column_config=column_config(shown.columns))
 
 tabs = st.tabs(["Preview", "Validation", "Import", "Download", "Resample", "Rename / delete"])
 report = df = None  # an unreadable or invalid file: the page still shows why, and offers to delete it
@@ -160,8 +161,8 @@ with tabs[0]:
     if df is None or report is None:
         st.error(problem)
     else:
-        st.caption(f"{label_dataset(dataset, df)}: {len(df):,} bars, {df.index[0]} → {df.index[-1]}"
-                   + (f"; {report.gap_count} gap(s) shaded" if report.gap_count else ""))
+        st.caption(f"{label_dataset(dataset, df)}: {format_count(len(df))} bars, {df.index[0]} → {df.index[-1]}"
+                   + (f"; {format_count(report.gap_count)} gap(s) shaded" if report.gap_count else ""))
         figure = charts.add_gap_marks(charts.price_figure(df, title=label_dataset(dataset, df)), report.gaps)
         st.plotly_chart(figure, width="stretch")
 

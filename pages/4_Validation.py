@@ -28,10 +28,10 @@ from threadx.optimize.space import SearchSpace, size_band
 from threadx.optimize.store import ResultStore
 from threadx.requests import DatasetRef, WalkForwardRequest, describe_data, describe_options, describe_run
 from threadx.ui import validation_charts as vc
-from threadx.ui.charts import format_metric
 from threadx.ui.jobs import JobInfo, JobRegistry, read_json
 from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset
 from threadx.ui.widgets import space_editor
+from threadx.units import column_config, format_count, format_metric, number_column
 from threadx.validation.report import sweep_data, sweep_evaluator, validate_sweep, walk_forward_evaluator
 from threadx.validation.stability import stability_grid
 from threadx.validation.storage import is_stored, list_walk_forwards, load_walk_forward, stored_stamp
@@ -156,23 +156,25 @@ def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | Non
     chart(vc.bootstrap_figure(boot), key=f"{key}_boot")
     c = st.columns([2, 3])
     c[0].dataframe(vc.bootstrap_table(boot), hide_index=True, width="stretch")
-    c[1].caption(f"{boot.method.capitalize()}: {boot.n:,} resamples of {boot.n_bars:,} per-bar returns in blocks of "
-                 f"{boot.block:,} bars (seed {boot.seed}). Sharpe p-value **{boot.p_value:.3f}**. {boot.null}")
+    c[1].caption(f"{boot.method.capitalize()}: {format_count(boot.n)} resamples of {format_count(boot.n_bars)} "
+                 f"per-bar returns in blocks of {format_count(boot.block)} bars (seed {boot.seed}). Sharpe p-value "
+                 f"**{format_metric('p_value', boot.p_value)}**. {boot.null}")
 
     st.markdown("#### Deflated Sharpe ratio")
     d = report.dsr
     ann = math.sqrt(boot.bars_per_year) if boot.bars_per_year else 1.0
     m = st.columns(7)
-    m[0].metric("DSR", f"{d.dsr:.3f}", help="Probability that the true Sharpe exceeds SR0, the best Sharpe that N "
-                "trials with no skill would show by luck, given T, skewness and kurtosis.")
-    m[1].metric("Sharpe (SR)", f"{d.sr:.4f}", help=f"Per bar; annualised {d.sr * ann:.2f}.")
-    m[2].metric("SR0", f"{d.sr0:.4f}", help=f"Expected best per-bar Sharpe of N unskilled trials; annualised "
-                f"{d.sr0 * ann:.2f}.")
-    m[3].metric("Trials (N)", f"{d.n_trials:,.0f}", help=f"Combos evaluated; variance of their per-bar Sharpe "
-                f"{d.var_sharpe:.3g}.")
-    m[4].metric("Observations (T)", f"{d.t:,}")
-    m[5].metric("Skewness", f"{d.skew:.2f}")
-    m[6].metric("Kurtosis", f"{d.kurt:.2f}", help="Non-excess (3 for normal returns).")
+    m[0].metric("DSR", format_metric("dsr", d.dsr), help="Probability that the true Sharpe exceeds SR0, the best "
+                "Sharpe that N trials with no skill would show by luck, given T, skewness and kurtosis.")
+    m[1].metric("Sharpe (SR)", format_metric("sr", d.sr), help=f"Per bar; annualised "
+                f"{format_metric('sharpe', d.sr * ann)}.")
+    m[2].metric("SR0", format_metric("sr0", d.sr0), help=f"Expected best per-bar Sharpe of N unskilled trials; "
+                f"annualised {format_metric('sharpe', d.sr0 * ann)}.")
+    m[3].metric("Trials (N)", format_metric("n_trials", d.n_trials), help=f"Combos evaluated; variance of their "
+                f"per-bar Sharpe {d.var_sharpe:.3g}.")
+    m[4].metric("Observations (T)", format_count(d.t))
+    m[5].metric("Skewness", format_metric("skew", d.skew))
+    m[6].metric("Kurtosis", format_metric("kurt", d.kurt), help="Non-excess (3 for normal returns).")
 
     st.markdown("#### Probability of backtest overfitting (PBO)")
     p = report.pbo
@@ -181,13 +183,15 @@ def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | Non
                 "does not need it; sweeps run with this version store what PBO needs.")
     else:
         m = st.columns(5)
-        m[0].metric("PBO", f"{p.pbo:.2f}", help="Share of CSCV splits whose in-sample winner lands at or below the "
-                    "out-of-sample median (0 = selection generalises, 0.5 = pure noise).")
-        m[1].metric("Splits", f"{p.n_splits:,}", help=f"All ways to pick S/2 of S = {p.S} time blocks in sample.")
-        m[2].metric("Combos", f"{p.n_combos:,}" + (f" of {p.n_combos_total:,}" if p.subset else ""))
-        m[3].metric("P(OOS loss)", format_metric(p.prob_oos_loss, "pct"),
+        m[0].metric("PBO", format_metric("pbo", p.pbo), help="Share of CSCV splits whose in-sample winner lands at or "
+                    "below the out-of-sample median (0 = selection generalises, 0.5 = pure noise).")
+        m[1].metric("Splits", format_metric("n_splits", p.n_splits),
+                    help=f"All ways to pick S/2 of S = {p.S} time blocks in sample.")
+        m[2].metric("Combos", format_metric("n_combos", p.n_combos)
+                    + (f" of {format_count(p.n_combos_total)}" if p.subset else ""))
+        m[3].metric("P(OOS loss)", format_metric("prob_oos_loss", p.prob_oos_loss),
                     help="Share of splits where the in-sample winner's out-of-sample Sharpe is negative.")
-        m[4].metric("Degradation slope", f"{p.degradation_slope:.2f}",
+        m[4].metric("Degradation slope", format_metric("degradation_slope", p.degradation_slope),
                     help="Slope of OOS Sharpe on IS Sharpe of the selected combo across splits.")
         if p.note:
             st.caption(p.note)
@@ -200,9 +204,9 @@ def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | Non
     st.markdown("#### Parameter stability")
     s = report.stability
     m = st.columns(3)
-    m[0].metric("Neighbours / winner", "–" if math.isnan(s.ratio) else f"{s.ratio:.2f}",
+    m[0].metric("Neighbours / winner", format_metric("stability_ratio", s.ratio),
                 help="Mean objective of the one-step grid neighbours over the winner's.")
-    m[1].metric(f"Winner's {s.objective}", f"{s.winner_value:.4g}")
+    m[1].metric(f"Winner's {s.objective}", format_metric(s.objective, s.winner_value))
     m[2].metric("Params on a grid edge", f"{len(s.on_edge)}", help="Varied params whose winning value is the first "
                 "or last of the searched range: the optimum may lie outside it.")
     edge = f" On a grid edge: {', '.join(s.on_edge)}." if s.on_edge else ""
@@ -210,22 +214,22 @@ def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | Non
     if heatmap is not None:
         heatmap()
     with st.expander("One-step neighbours", expanded=heatmap is None):
-        st.dataframe(s.neighbours, hide_index=True, width="stretch")
+        st.dataframe(s.neighbours, hide_index=True, width="stretch",  # the objective column in the objective's unit
+                     column_config={"objective": number_column(s.objective, s.objective)})
 
     st.markdown("#### Regimes")
     c = st.columns([3, 2])
     periods = report.periods.copy()
     c[0].dataframe(periods, hide_index=True, width="stretch", column_config={
-        **DATES, "market_return": st.column_config.NumberColumn("market return", format="percent"),
-        "market_max_drawdown": st.column_config.NumberColumn("market max DD", format="percent"),
-        "return": st.column_config.NumberColumn("strategy return", format="percent"),
-        "sharpe": st.column_config.NumberColumn("Sharpe", format="%.2f"),
+        **column_config(periods.columns), **DATES, "market_return": number_column("market_return", "market return"),
+        "market_max_drawdown": number_column("market_max_drawdown", "market max DD"),
+        "return": number_column("return", "strategy return"), "sharpe": number_column("sharpe", "Sharpe"),
     })
     c[1].dataframe(report.regimes.reset_index(), hide_index=True, width="stretch", column_config={
-        "mean_oos_sharpe": st.column_config.NumberColumn("mean Sharpe", format="%.2f"),
-        "n_windows": st.column_config.NumberColumn("periods"),
-        "consistency": st.column_config.NumberColumn("positive", format="percent"),
-        "mean_return": st.column_config.NumberColumn("mean return", format="percent"),
+        "mean_oos_sharpe": number_column("mean_oos_sharpe", "mean Sharpe"),
+        "n_windows": number_column("n_windows", "periods"),
+        "consistency": number_column("consistency", "positive"),
+        "mean_return": number_column("mean_return", "mean return"),
     })
     c[1].caption("Crash: a fall of more than 30 % within 14 days; bull / bear: a window return above +20 % / "
                  "below -20 %; range otherwise.")
@@ -292,14 +296,15 @@ def show_walk_forward(run_id: str) -> None:
     grade = report.grade
     metric_cards([
         ("Grade", f"{grade.letter} ({grade.score:.0f}/100)", "A-F from the six components in the grade card below."),
-        ("Efficiency", format_metric(wf.efficiency, "ratio"),
+        ("Efficiency", format_metric("efficiency", wf.efficiency),
          "Mean OOS Sharpe / mean IS Sharpe of the window winners (1 = no decay)."),
-        ("Consistency", format_metric(wf.consistency, "pct"), "Share of OOS windows with a positive return."),
-        ("OOS return", format_metric(summary.get("total_return"), "pct"), "Total return of the stitched OOS record."),
-        ("OOS Sharpe", format_metric(summary.get("sharpe"), "ratio"), "Annualised Sharpe of the stitched OOS record."),
-        ("OOS max drawdown", format_metric(summary.get("max_drawdown"), "pct"), None),
-        ("OOS trades", format_metric(summary.get("n_trades"), "int"), None),
-        ("Elapsed", f"{meta.get('elapsed_s', float('nan')):,.1f} s", "Walk-forward time, validation excluded."),
+        ("Consistency", format_metric("consistency", wf.consistency), "Share of OOS windows with a positive return."),
+        ("OOS return", format_metric("total_return", summary.get("total_return")),
+         "Total return of the stitched OOS record."),
+        ("OOS Sharpe", format_metric("sharpe", summary.get("sharpe")), "Annualised Sharpe of the stitched OOS record."),
+        ("OOS max drawdown", format_metric("max_drawdown", summary.get("max_drawdown")), None),
+        ("OOS trades", format_metric("n_trades", summary.get("n_trades")), None),
+        ("Elapsed", format_metric("elapsed_s", meta.get("elapsed_s")), "Walk-forward time, validation excluded."),
     ])
     grade_card(grade)
 
@@ -330,11 +335,10 @@ def show_walk_forward(run_id: str) -> None:
                              *varying, f"is_{objective}", f"oos_{objective}", "is_sharpe", "oos_sharpe",
                              "is_total_return", "oos_total_return", "oos_max_drawdown", "is_n_trades", "oos_n_trades"]
              if col in table.columns]
-    percent = {col: st.column_config.NumberColumn(col, format="percent")
-               for col in shown if col.endswith(("total_return", "max_drawdown")) and not col.startswith("regime")}
-    st.dataframe(table[list(dict.fromkeys(shown))], hide_index=True, width="stretch", column_config={
-        **DATES, "regime_return": st.column_config.NumberColumn("market return", format="percent"),
-        "regime_max_drawdown": st.column_config.NumberColumn("market max DD", format="percent"), **percent})
+    shown = list(dict.fromkeys(shown))
+    st.dataframe(table[shown], hide_index=True, width="stretch", column_config={
+        **column_config(shown), **DATES, "regime_return": number_column("regime_return", "market return"),
+        "regime_max_drawdown": number_column("regime_max_drawdown", "market max DD")})
 
     st.markdown("### Robustness of the stitched out-of-sample record")
     stamp = wf_stamp(run_id)
@@ -451,7 +455,8 @@ with tab_wf:
     stored = list_walk_forwards(RESULTS_DIR)
     with st.expander("Stored walk-forwards", expanded=False):
         if stored:
-            st.dataframe(pd.DataFrame(stored).drop(columns=["mtime"]), hide_index=True, width="stretch")
+            listed = pd.DataFrame(stored).drop(columns=["mtime"])
+            st.dataframe(listed, hide_index=True, width="stretch", column_config=column_config(listed.columns))
             ids = [row["run_id"] for row in stored]
             pick = st.selectbox("Reload a walk-forward", ids, key="wf_history")
             if st.button("Show this walk-forward", key="wf_reload"):
@@ -494,11 +499,12 @@ def show_sweep_report(run_id: str, n_boot: int, S: int, seed: int) -> None:
                 + ", ".join(f"`{k}={params[k]}`" for k in (varying or params) if k in params))
     metric_cards([
         ("Grade", f"{report.grade.letter} ({report.grade.score:.0f}/100)", None),
-        ("OOS / IS ratio", format_metric(report.oos_is_ratio, "ratio"),
+        ("OOS / IS ratio", format_metric("oos_is_ratio", report.oos_is_ratio),
          "Mean OOS / mean IS Sharpe of the in-sample winner over the CSCV splits."),
-        ("Consistency", format_metric(report.consistency, "pct"),
+        ("Consistency", format_metric("consistency", report.consistency),
          f"Share of the {len(report.periods)} time blocks in which the winner made money."),
-        ("Trades", format_metric(report.n_trades, "int"), "Trades of the winner (fewer than 30 / 50 cap the grade)."),
+        ("Trades", format_metric("n_trades", report.n_trades),
+         "Trades of the winner (fewer than 30 / 50 cap the grade)."),
     ])
     grade_card(report.grade)
     robustness_sections(report, key="val", heatmap=lambda: stability_heatmap("sweep", run_id, stamp, report, varying))

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from threadx import monitor
+from threadx.units import column_config, format_bytes, format_count, format_metric
 from threadx.ui import charts
 from threadx.ui.jobs import JobRegistry
 
@@ -29,6 +30,11 @@ def _fmt(value, pattern: str) -> str:
     return "–" if value is None else pattern.format(value)
 
 
+def _vram(used: int | None, total: int | None) -> str:
+    """``2.0 GiB / 8.0 GiB``; "–" when the device does not report its memory."""
+    return f"{format_bytes(used)} / {format_bytes(total)}" if used is not None and total else "–"
+
+
 def gpu_section(snap: dict) -> None:
     """Per GPU: utilisation, VRAM, temperature and power (NVML), and whether sweeps can use it."""
     status = cuda_status()
@@ -44,9 +50,8 @@ def gpu_section(snap: dict) -> None:
     for gpu in snap["gpus"]:
         c = st.columns(5)
         c[0].markdown(f"**GPU {gpu['index']}**  \n{gpu['name']}")
-        c[1].metric("Utilisation", _fmt(gpu.get("util_percent"), "{:.0f} %"))
-        used, total = gpu.get("mem_used"), gpu.get("mem_total")
-        c[2].metric("VRAM", f"{used / 2**30:.1f} / {total / 2**30:.1f} GiB" if used is not None and total else "–")
+        c[1].metric("Utilisation", format_metric("util_percent", gpu.get("util_percent")))
+        c[2].metric("VRAM", _vram(gpu.get("mem_used"), gpu.get("mem_total")))
         c[3].metric("Temperature", _fmt(gpu.get("temperature_c"), "{:.0f} °C"))
         c[4].metric("Power", _fmt(gpu.get("power_w"), "{:.0f} W"))
 
@@ -57,11 +62,13 @@ def live() -> None:
     history = shared_history()
     history.add(snap)
     c = st.columns(4)
-    c[0].metric("CPU", f"{snap['cpu_total']:.0f} %")
+    c[0].metric("CPU", format_metric("cpu_total", snap["cpu_total"]))
     ram = snap["ram"]
-    c[1].metric("RAM", f"{ram['percent']:.0f} %", help=f"{ram['used'] / 2**30:.1f} of {ram['total'] / 2**30:.1f} GiB")
+    c[1].metric("RAM", format_metric("ram_percent", ram["percent"]),
+                help=f"{format_bytes(ram['used'])} of {format_bytes(ram['total'])}")
     swap = snap["swap"]
-    c[2].metric("Swap", f"{swap['percent']:.0f} %")
+    c[2].metric("Swap", format_metric("swap_percent", swap["percent"]),
+                help=f"{format_bytes(swap['used'])} of {format_bytes(swap['total'])}")
     c[3].metric("GPUs", str(len(snap["gpus"])), help=snap.get("gpu_status") or None)
     st.plotly_chart(charts.cpu_figure(snap["cpu_percent"]), width="stretch", key="cpu_now")
     gpu_section(snap)
@@ -86,26 +93,25 @@ def live() -> None:
     if not running:
         st.caption("No sweep running.")
     for job in running:
-        st.markdown(f"**{job.label}** · {job.done:,}/{job.total:,} combos · "
+        st.markdown(f"**{job.label}** · {format_count(job.done)}/{format_count(job.total)} combos · "
                     f"{job.rate or 0:,.0f} backtests/s")
-        procs = registry.worker_processes(job.job_id)
-        if procs:
-            st.dataframe(pd.DataFrame(procs), width="stretch", hide_index=True)
+        procs = pd.DataFrame(registry.worker_processes(job.job_id))
+        if len(procs):  # rss in bytes, cpu_percent in percent: shown in their units, sortable
+            st.dataframe(procs, width="stretch", hide_index=True, column_config=column_config(procs.columns))
 
     from threadx.indicators import default_bank
 
     stats = default_bank().stats()
     st.subheader("IndicatorBank (this server process)")
     b = st.columns(4)
-    b[0].metric("Hit rate", f"{stats.get('hit_rate', 0):.0%}")
-    b[1].metric("Memory", f"{stats.get('bytes_in_memory', 0) / 2**20:,.1f} MiB")
-    b[2].metric("Disk cache", f"{stats['disk_bytes'] / 2**20:,.1f} MiB",
-                help=f"{stats['disk_used_share']:.0%} of the {stats['disk_limit_bytes'] / 2**20:,.0f} MiB limit")
-    b[3].metric("Entries", f"{stats.get('entries_in_memory', 0):,}")
-    st.caption(f"Disk cache: {stats['disk_used_share']:.0%} of its "
-               f"{stats['disk_limit_bytes'] / 2**20:,.0f} MiB limit (THREADX_CACHE_LIMIT).")
+    share, limit = format_metric("disk_used_share", stats["disk_used_share"]), format_bytes(stats["disk_limit_bytes"])
+    b[0].metric("Hit rate", format_metric("hit_rate", stats.get("hit_rate", 0)))
+    b[1].metric("Memory", format_bytes(stats.get("bytes_in_memory", 0)))
+    b[2].metric("Disk cache", format_bytes(stats["disk_bytes"]), help=f"{share} of the {limit} limit")
+    b[3].metric("Entries", format_count(stats.get("entries_in_memory", 0)))
+    st.caption(f"Disk cache: {share} of its {limit} limit (THREADX_CACHE_LIMIT).")
     if stats["disk_near_limit"]:
-        st.warning(f"The indicator disk cache is at {stats['disk_used_share']:.0%} of its limit: the least "
+        st.warning(f"The indicator disk cache is at {share} of its limit: the least "
                    "recently used entries are being evicted and recomputed when needed. Raise "
                    "THREADX_CACHE_LIMIT (e.g. 4GiB) or run `threadx cache clear`.")
 

@@ -19,6 +19,7 @@ from threadx.indicators import IndicatorBank, compute, default_bank
 from threadx.indicators import bank as bank_module
 from threadx.indicators import kernels, registry
 from threadx.indicators.registry import IndicatorDef
+from threadx.units import format_bytes
 
 
 
@@ -196,7 +197,7 @@ def test_cli_cache_stats_shows_usage_against_the_limit(tmp_path, monkeypatch, ca
 
     assert main(["cache", "stats"]) == 0
     out = capsys.readouterr().out
-    assert f"disk: {used:,} of 100,000 bytes ({used / 100000:.1%} of the limit" in out
+    assert f"disk: {format_bytes(used)} of 97.7 KiB ({used / 1000:.1f} % of the limit" in out  # threadx.units
 
     assert main(["cache", "stats", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -23,6 +24,31 @@ def test_backtest_json_on_sample(capsys):
     assert out["meta"]["strategy"] == "ma_crossover"
     assert out["metrics"]["n_trades"] == len(out["trades"]) > 0
     assert out["params"]["fast_period"] == 10
+
+
+def _table_value(text: str, name: str) -> str:
+    """The value printed next to ``name`` in a two-column table of the human output."""
+    (match,) = re.findall(rf"^{name}\s+(.+?)\s*$", text, flags=re.MULTILINE)
+    return match
+
+
+def test_backtest_human_output_in_units_and_json_raw(capsys):
+    argv = ["backtest", "--strategy", "ma_crossover", "--trades", "3"]
+    assert main([*argv, "--json"]) == 0
+    raw = json.loads(capsys.readouterr().out)
+    m = raw["metrics"]
+    assert 0 < m["win_rate"] < 1 and isinstance(m["n_trades"], int)  # --json: fractions stay fractions
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert _table_value(text, "win_rate") == f"{m['win_rate'] * 100:.2f} %"
+    assert _table_value(text, "total_return") == f"{m['total_return'] * 100:.2f} %"
+    assert _table_value(text, "n_trades") == f"{m['n_trades']:,}"  # a count, not 99.0000
+    assert _table_value(text, "n_bars") == f"{m['n_bars']:,}"
+    assert _table_value(text, "sharpe") == f"{m['sharpe']:.2f}"
+    assert _table_value(text, "liquidated") == "no"
+    assert ".0000" not in text
+    last = raw["trades"][-1]
+    assert f"{last['return_pct']:.2f} %" in text.splitlines()[-1]  # return_pct is already in percent
 
 
 def test_backtest_table_and_data_list(capsys):
@@ -105,7 +131,24 @@ def test_sweep_and_runs_commands(tmp_path, capsys):
     assert main(["runs", "list", "--store", str(tmp_path / "runs"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["run_id"] == "cli"
     assert main(["runs", "show", "cli", "--store", str(tmp_path / "runs")]) == 0
-    assert "run cli" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "run cli" in text
+    header, _, *rows = text.splitlines()[1:]
+    assert header.split() == ["fast_period", "slow_period", "total_return", "sharpe", "max_drawdown", "n_trades"]
+    best = {row["total_return"]: row for row in out["top"]}[out["top"][0]["total_return"]]
+    cells = rows[0].split("  ")
+    cells = [c.strip() for c in cells if c.strip()]
+    assert cells[2] == f"{best['total_return'] * 100:.2f} %" and cells[4] == f"{best['max_drawdown'] * 100:.2f} %"
+    assert all(re.fullmatch(r"\d[\d,]*", row.split()[-1]) for row in rows)  # n_trades: whole numbers
     assert main(["sweep", "--strategy", "ma_crossover", "--param", "fast_period=30:5:5"]) == 2
     assert "empty range" in capsys.readouterr().err
     assert main(["runs", "show", "nope", "--store", str(tmp_path / "runs")]) == 2
+
+
+def test_help_says_json_keeps_raw_values(capsys):
+    from threadx.cli import build_parser
+
+    assert "--json keeps the raw values" in " ".join(build_parser().format_help().split())
+    with pytest.raises(SystemExit):
+        main(["runs", "show", "--help"])
+    assert "fractions stay fractions" in " ".join(capsys.readouterr().out.split())

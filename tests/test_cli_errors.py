@@ -51,7 +51,7 @@ def test_a_grid_where_every_combo_is_invalid(capsys):
 def test_memory_budget_too_small_or_malformed(capsys):
     err = one_error(capsys, ["sweep", "--strategy", "bb_atr", "--param", "bb_period=10:40:1", "--workers", "2",
                              "--memory-budget", "100MB"])
-    assert "the budget is 95 MiB" in err and "--memory-budget" in err
+    assert "the budget is 95.4 MiB" in err and "--memory-budget" in err
     err = one_error(capsys, ["sweep", "--strategy", "bb_atr", "--memory-budget", "lots"])
     assert "memory budget must be a size" in err
 
@@ -89,4 +89,4 @@ def test_walkforward_memory_budget(capsys):
     err = one_error(capsys, ["walkforward", "--strategy", "bb_atr", "--is-days", "60", "--oos-days", "30",
                              "--param", "bb_period=5:200:1", "--param", "bb_std=0.5:4:0.01", "--n", "3000",
                              "--memory-budget", "10MB"])
-    assert "this walk-forward needs up to about" in err and "the budget is 10 MiB" in err
+    assert "this walk-forward needs up to about" in err and "the budget is 9.5 MiB" in err

@@ -262,7 +262,7 @@ def test_system_monitor_shows_power_and_temperature(workspace, monkeypatch):
     assert not at.exception, at.exception
     metrics = {(m.label, m.value) for m in at.metric}
     assert ("Power", "123 W") in metrics and ("Temperature", "61 °C") in metrics and ("Power", "–") in metrics
-    assert ("VRAM", "2.0 / 8.0 GiB") in metrics
+    assert ("VRAM", "2.0 GiB / 8.0 GiB") in metrics
     assert any("GPU sweeps unavailable" in c.value for c in at.caption)
 
 

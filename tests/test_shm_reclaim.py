@@ -173,8 +173,8 @@ def test_cache_clean_prints_what_it_removed_and_the_bytes_freed(capsys):
         assert f"would remove {dead.name}: run clean-{tag}" in capsys.readouterr().out and dead.exists()
         assert main(["cache", "clean"]) == 0
         out = capsys.readouterr().out
-        assert f"removed {dead.name}: run clean-{tag}, dead process" in out and "12,288 bytes" in out
-        assert "bytes freed" in out.splitlines()[-1] and not dead.exists()
+        assert f"removed {dead.name}: run clean-{tag}, dead process" in out and "12.0 KiB" in out
+        assert out.splitlines()[-1].endswith("iB freed")  # a size in KiB/MiB/... and not dead.exists()
     finally:
         dead.unlink(missing_ok=True)
 

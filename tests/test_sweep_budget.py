@@ -51,7 +51,7 @@ def test_sweep_over_its_budget_is_refused_in_under_a_second_before_any_indicator
     space = {"bb_period": "5:200:1", "bb_std": "0.5:4:0.01", "atr_period": "5:100:1"}
     started = time.perf_counter()
     with pytest.raises(ParamError, match=r"needs up to about [\d.,]+ GiB .*bollinger.* x 210,000 bars.*"
-                                         r"the budget is 300 MiB.*narrow bb_period/bb_std/atr_period"):
+                                         r"the budget is 300.0 MiB.*narrow bb_period/bb_std/atr_period"):
         sweep(df, "bb_atr", space, sampler="random", n=3000, workers=2, executor="local",
               store=tmp_path / "store", bank=NoComputeBank(), memory_budget="300MiB")
     assert time.perf_counter() - started < 1.0

@@ -1,13 +1,14 @@
 """The ``threadx`` command: data, backtest, sweep, runs, walkforward, validate, strategies, cache, gpu.
 
-Human tables by default, ``--json`` for machines. Bad input exits with status 2 and one
-line on stderr (``error: ...``), never a traceback.
+Human tables by default, each number in its unit (:mod:`threadx.units`: fractions as %, counts
+as whole numbers, bytes as KiB/MiB/GiB); ``--json`` for machines, with the raw values
+(fractions stay fractions). Bad input exits with status 2 and one line on stderr
+(``error: ...``), never a traceback.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -16,9 +17,15 @@ from threadx.config import (DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MI
                             DEFAULT_SEED)
 from threadx.errors import ThreadXError
 from threadx.gpu.cli import add_gpu_commands
+from threadx.units import format_bytes, format_count, format_metric
 
 EXIT_BAD_INPUT = 2
 DATE_FORMAT_HELP = "strftime format of date text, e.g. %%d/%%m/%%Y (needed when dates read both day- and month-first)"
+JSON_HELP = ("print JSON with the raw values instead of the human output: fractions stay fractions "
+             "(win_rate 0.43, shown as 43.00 %% otherwise), counts and sizes plain numbers (bytes)")
+HUMAN_OUTPUT_NOTE = ("Human output shows each number in its unit: fractions such as win_rate or total_return as "
+                     "percentages, counts as whole numbers, sizes as KiB/MiB/GiB. --json keeps the raw values "
+                     "(fractions as fractions, e.g. win_rate 0.43), for scripts.")
 MEMORY_BUDGET_HELP = ("memory the run may use, e.g. 4GiB (default: half the available RAM); estimated before "
                       "any work: over it, a sweep prepares its indicators in batches, or is refused with advice")
 
@@ -84,27 +91,25 @@ def _check_writable(path: str, flag: str) -> None:
         raise ThreadXError(f"{flag} {path!r} is not writable")
 
 
-def _fmt(value: Any) -> str:
-    if value is None or type(value).__name__ == "NAType":  # pandas' NA: a value a damaged run lacks
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return f"{value:,.4f}" if abs(value) < 1e6 else f"{value:,.0f}"
-    return str(value)
+def _cell(name: str, value: Any) -> str:
+    """``value`` of the metric or column ``name`` in its unit (threadx.units), in plain ASCII;
+    text is kept as it is. ``_cell("win_rate", 0.4299)`` -> ``"42.99 %"``."""
+    return value if isinstance(value, str) else format_metric(name, value, ascii_only=True)
 
 
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
-    cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
+    """Left-aligned columns; each cell formatted by its column name (text cells kept as they are)."""
+    cells = [[_cell(c, row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[k]) for r in cells]) for k, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
     return "\n".join(lines)
+
+
+def _named_rows(values: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """``{name: value}`` as (``key``, value) table rows, each value formatted in its own unit."""
+    return [{key: name, "value": _cell(name, value)} for name, value in values.items()]
 
 
 def _print_json(obj: Any) -> None:
@@ -257,8 +262,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     synthetic = " (synthetic sample data)" if df.attrs.get("synthetic") else ""
     print(f"{meta['strategy']} on {label}{synthetic}: {meta['bars']:,} bars {meta['start']} -> {meta['end']}")
     print("params: " + ", ".join(f"{k}={v}" for k, v in result.params.items()))
-    rows = [{"metric": k, "value": v} for k, v in result.metrics.items()]
-    print(_table(rows, ("metric", "value")))
+    print(_table(_named_rows(result.metrics, "metric"), ("metric", "value")))
     if args.trades and len(result.trades):
         print(f"\nlast {min(args.trades, len(result.trades))} trades:")
         cols = ("entry_time", "exit_time", "side", "entry_price", "exit_price", "pnl", "return_pct", "exit_reason")
@@ -437,17 +441,17 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         return 0
     table = wf.table
     print(f"walk-forward {wf.config['strategy']} on {wf.meta.get('dataset')}: {len(wf.windows)} windows "
-          f"(IS {wf.config['is_bars']} bars, OOS {wf.config['oos_bars']} bars, "
+          f"(IS {format_count(wf.config['is_bars'])} bars, OOS {format_count(wf.config['oos_bars'])} bars, "
           f"{'anchored' if wf.config['anchored'] else 'rolling'}), {wf.meta['combos_done']:,} combos per window")
     cols = [c for c in ("window", "oos_start", "oos_end", "regime", f"is_{wf.objective}", f"oos_{wf.objective}",
                         "oos_total_return", "oos_n_trades") if c in table.columns]
     print(_table(table[cols].to_dict(orient="records"), cols))
     s = wf.oos_summary
-    print(f"stitched OOS: return {s['total_return']:+.2%}, Sharpe {s['sharpe']:.2f}, max drawdown "
-          f"{s['max_drawdown']:.2%}, {s['n_trades']} trades; efficiency {_fmt(wf.efficiency)}, "
-          f"consistency {_fmt(wf.consistency)}")
+    print(f"stitched OOS: return {_cell('total_return', s['total_return'])}, Sharpe {_cell('sharpe', s['sharpe'])}, "
+          f"max drawdown {_cell('max_drawdown', s['max_drawdown'])}, {_cell('n_trades', s['n_trades'])} trades; "
+          f"efficiency {_cell('efficiency', wf.efficiency)}, consistency {_cell('consistency', wf.consistency)}")
     _print_report(report)
-    print(f"time: walk-forward {elapsed:.1f} s, with validation {total:.1f} s")
+    print(f"time: walk-forward {_cell('elapsed_s', elapsed)}, with validation {_cell('elapsed_s', total)}")
     return 0
 
 
@@ -474,18 +478,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _print_report(report) -> None:
     boot = report.robustness.bootstrap
-    print(f"bootstrap ({boot.n} resamples, block {boot.block} bars): Sharpe {boot.observed['sharpe']:.2f} "
-          f"[{boot.ci['sharpe'][0]:.2f}, {boot.ci['sharpe'][1]:.2f}], p-value {boot.p_value:.3f}")
+    low, high = boot.ci["sharpe"]
+    print(f"bootstrap ({format_count(boot.n)} resamples, block {format_count(boot.block)} bars): Sharpe "
+          f"{_cell('sharpe', boot.observed['sharpe'])} [{_cell('sharpe', low)}, {_cell('sharpe', high)}], "
+          f"p-value {_cell('p_value', boot.p_value)}")
     d = report.dsr
-    print(f"deflated Sharpe: {d.dsr:.3f} (per-bar SR {d.sr:.4f} vs SR0 {d.sr0:.4f}, N {d.n_trials:,.0f}, T {d.t:,})")
+    print(f"deflated Sharpe: {_cell('dsr', d.dsr)} (per-bar SR {_cell('sr', d.sr)} vs SR0 {_cell('sr0', d.sr0)}, "
+          f"N {_cell('n_trials', d.n_trials)}, T {format_count(d.t)})")
     if report.pbo is not None:
-        print(f"PBO: {report.pbo.pbo:.2f} over {report.pbo.n_splits:,} CSCV splits (S={report.pbo.S}, "
-              f"{report.pbo.n_combos:,} combos)")
+        print(f"PBO: {_cell('pbo', report.pbo.pbo)} over {_cell('n_splits', report.pbo.n_splits)} CSCV splits "
+              f"(S={report.pbo.S}, {_cell('n_combos', report.pbo.n_combos)} combos)")
     else:
         print(f"PBO: not available ({report.pbo_error})")
     st = report.stability
     edge = f", on the grid edge of {', '.join(st.on_edge)}" if st.on_edge else ""
-    print(f"stability: neighbours/winner {_fmt(st.ratio)}{edge}")
+    print(f"stability: neighbours/winner {_cell('stability_ratio', st.ratio)}{edge}")
     g = report.grade
     print(f"grade {g.letter}: {g.score:.1f}/100" + (f" ({g.cap})" if g.cap else ""))
     rows = [{"component": c.name, "points": c.points, "max": c.max_points, "why": c.explanation}
@@ -502,9 +509,9 @@ def cmd_cache_stats(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(stats)
         return 0
-    print(_table([{"stat": k, "value": v} for k, v in stats.items()], ("stat", "value")))
-    print(f"disk: {stats['disk_bytes']:,} of {stats['disk_limit_bytes']:,} bytes "
-          f"({stats['disk_used_share']:.1%} of the limit, THREADX_CACHE_LIMIT)")
+    print(_table(_named_rows(stats, "stat"), ("stat", "value")))
+    print(f"disk: {format_bytes(stats['disk_bytes'])} of {format_bytes(stats['disk_limit_bytes'])} "
+          f"({_cell('disk_used_share', stats['disk_used_share'])} of the limit, THREADX_CACHE_LIMIT)")
     if stats["disk_near_limit"]:
         print("near the limit: the least recently used entries are being evicted")
     return 0
@@ -516,7 +523,8 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
     bank = default_bank()
     before = bank.stats()
     bank.clear(memory=True, disk=True)
-    print(f"cleared {before.get('disk_files', 0)} cache files ({before.get('disk_bytes', 0):,} bytes)")
+    print(f"cleared {format_count(before.get('disk_files', 0))} cache files "
+          f"({format_bytes(before.get('disk_bytes', 0))})")
     return 0
 
 
@@ -531,9 +539,9 @@ def cmd_cache_clean(args: argparse.Namespace) -> int:
     removed = reclaim(dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for seg in removed:
-        print(f"{verb} {seg.name}: run {seg.run}, dead process {seg.pid}, {seg.nbytes:,} bytes")
-    print(f"{verb} {len(removed)} shared-memory segments of dead sweeps, {sum(s.nbytes for s in removed):,} "
-          f"bytes {'to free' if args.dry_run else 'freed'}")
+        print(f"{verb} {seg.name}: run {seg.run}, dead process {seg.pid}, {format_bytes(seg.nbytes)}")
+    print(f"{verb} {len(removed)} shared-memory segments of dead sweeps, "
+          f"{format_bytes(sum(s.nbytes for s in removed))} {'to free' if args.dry_run else 'freed'}")
     return 0
 
 
@@ -551,19 +559,20 @@ def _add_engine_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="threadx", description="ThreadX research workstation")
+    parser = argparse.ArgumentParser(prog="threadx", description="ThreadX research workstation",
+                                     epilog=HUMAN_OUTPUT_NOTE)
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="datasets: list, import, validate, fetch, resample, rename, delete")
     dsub = data.add_subparsers(dest="data_command", required=True)
     p = dsub.add_parser("list", help="datasets in the data root")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_data_list)
     p = dsub.add_parser("validate", help="validation report of a file or dataset")
     p.add_argument("source")
     p.add_argument("--timeframe", help="expected bar length (default: from the file name, else the spacing)")
     p.add_argument("--date-format", help=DATE_FORMAT_HELP)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_data_validate)
     p = dsub.add_parser("import", help="copy a Parquet/Feather/CSV/JSON file into the data root")
     p.add_argument("file")
@@ -589,7 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeframe", default="1h")
     p.add_argument("--since", help="start date (UTC) of a first download")
     p.add_argument("--until", help="end date (UTC)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_data_fetch)
     p = dsub.add_parser("resample", help="resample to a coarser timeframe (complete bins only)")
     p.add_argument("source")
@@ -608,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capital", type=float, default=DEFAULT_INITIAL_CAPITAL)
     _add_engine_arguments(p)
     p.add_argument("--trades", type=int, default=10, help="show the last N trades")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--with-series", action="store_true", help="include the equity series in --json")
     p.set_defaults(func=cmd_backtest)
 
@@ -636,7 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end")
     _add_engine_arguments(p)
     p.add_argument("--top", type=int, default=10)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("walkforward", help="walk-forward optimisation with its validation report and grade")
@@ -666,7 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", help="also write the JSON report to this file")
     p.add_argument("--memory-budget", metavar="SIZE", help=MEMORY_BUDGET_HELP)
     _add_engine_arguments(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_walkforward)
 
     p = sub.add_parser("validate", help="bootstrap, DSR, PBO, stability and grade of a stored sweep")
@@ -678,35 +687,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block", type=int, help="bootstrap block length in bars (default sqrt of the bar count)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--S", type=int, default=16, help="PBO (CSCV) blocks")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_validate)
 
     runs = sub.add_parser("runs", help="stored optimisation runs")
     rsub = runs.add_subparsers(dest="runs_command", required=True)
     p = rsub.add_parser("list")
     p.add_argument("--store")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_runs_list)
     p = rsub.add_parser("show")
     p.add_argument("run_id")
     p.add_argument("--store")
     p.add_argument("--top", type=int, default=10)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_runs_show)
     p = rsub.add_parser("repair", help="quarantine damaged parts, rebuild a lost manifest, make a run resumable")
     p.add_argument("run_id")
     p.add_argument("--store")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_runs_repair)
 
     p = sub.add_parser("strategies", help="list strategies and their params")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_strategies)
 
     cache = sub.add_parser("cache", help="indicator cache")
     csub = cache.add_subparsers(dest="cache_command", required=True)
     p = csub.add_parser("stats")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_cache_stats)
     p = csub.add_parser("clear")
     p.set_defaults(func=cmd_cache_clear)
@@ -714,7 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
     p.set_defaults(func=cmd_cache_clean)
 
-    add_gpu_commands(sub)
+    add_gpu_commands(sub, json_help=JSON_HELP)
     return parser
 
 

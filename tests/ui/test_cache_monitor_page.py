@@ -10,6 +10,7 @@ pytest.importorskip("streamlit")
 from apptest_helpers import open_page  # noqa: E402
 
 from threadx.indicators import IndicatorBank  # noqa: E402
+from threadx.units import format_bytes  # noqa: E402
 
 
 def _fill_cache(workspace) -> int:
@@ -31,8 +32,10 @@ def test_monitor_warns_when_the_disk_cache_is_near_its_limit(workspace, monkeypa
     monkeypatch.setenv("THREADX_CACHE_LIMIT", str(int(used / 0.95)))  # 95 % used
     at = open_page("5_System_monitor.py")
     (warning,) = _cache_warnings(at)
-    assert "95%" in warning and "THREADX_CACHE_LIMIT" in warning
-    assert any("95% of its" in c.value for c in at.caption)
+    assert "95.0 %" in warning and "THREADX_CACHE_LIMIT" in warning  # threadx.units: a fraction as %
+    assert any("95.0 % of its" in c.value for c in at.caption)
+    limit = f"of its {format_bytes(int(used / 0.95))} limit"  # a size in KiB/MiB/GiB, not raw bytes
+    assert any(limit in c.value for c in at.caption), [c.value for c in at.caption]
 
 
 def test_monitor_shows_usage_without_warning_below_the_threshold(workspace, monkeypatch):
@@ -40,4 +43,28 @@ def test_monitor_shows_usage_without_warning_below_the_threshold(workspace, monk
     monkeypatch.setenv("THREADX_CACHE_LIMIT", str(used * 2))  # 50 % used
     at = open_page("5_System_monitor.py")
     assert _cache_warnings(at) == []
-    assert any("50% of its" in c.value for c in at.caption)
+    assert any("50.0 % of its" in c.value for c in at.caption)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Disk cache"] == format_bytes(used) and metrics["Disk cache"].endswith("iB")
+
+
+def test_monitor_shows_process_memory_in_units_not_raw_bytes(monkeypatch):
+    """The running sweep's processes: rss (bytes) and cpu_percent formatted, still numeric columns."""
+    import json
+    from types import SimpleNamespace
+
+    from threadx.ui import jobs
+
+    job = SimpleNamespace(job_id="j1", label="sweep x", done=1234, total=5000, rate=321.0)
+    monkeypatch.setattr(jobs.JobRegistry, "running", lambda self: [job])
+    monkeypatch.setattr(jobs.JobRegistry, "worker_processes", lambda self, job_id: [
+        {"pid": 4321, "name": "python", "cpu_percent": 97.5, "rss": 3 * 2**30, "role": "job"}])
+    at = open_page("5_System_monitor.py")
+    (table,) = at.dataframe
+    assert table.value["rss"].tolist() == [3 * 2**30]  # the value stays a number: the column sorts by value
+    config = json.loads(table.proto.columns)
+    assert config["rss"]["type_config"]["format"] == "bytes"
+    assert config["cpu_percent"]["type_config"]["format"] == "%.0f %%"
+    assert any("1,234/5,000 combos" in m.value for m in at.markdown)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["RAM"].endswith(" %") and metrics["Memory"].endswith("B")  # "0 B", "1.2 MiB", ...

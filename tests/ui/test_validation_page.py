@@ -2,6 +2,8 @@
 window timeline, a small walk-forward job to its results, and the report of a stored sweep."""
 from __future__ import annotations
 
+import json
+import re
 import time
 
 import pytest
@@ -10,6 +12,9 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from apptest_helpers import open_page, run_until  # noqa: E402
+
+from threadx.units import format_metric  # noqa: E402
+from threadx.validation.storage import load_walk_forward  # noqa: E402
 
 
 
@@ -97,6 +102,18 @@ def test_small_walk_forward_job_shows_results_and_grade_card():
     labels = [m.label for m in at.metric]
     for label in ("Grade", "Efficiency", "Consistency", "OOS return", "OOS Sharpe", "OOS max drawdown", "DSR", "PBO"):
         assert label in labels, label
+    # each card in its unit (threadx.units): fractions as %, counts whole, seconds with "s"
+    values = {m.label: m.value for m in at.metric}
+    wf, _ = load_walk_forward(at.session_state["wf_run"])
+    assert values["OOS trades"] == format_metric("n_trades", wf.oos_summary["n_trades"])
+    assert re.fullmatch(r"[\d,]+", values["OOS trades"]), values["OOS trades"]
+    for label in ("Consistency", "OOS return", "OOS max drawdown", "P(OOS loss)"):
+        assert re.fullmatch(r"-?[\d,]+\.\d\d %", values[label]), (label, values[label])
+    assert values["Elapsed"].endswith(" s") and re.fullmatch(r"[\d,]+", values["Trials (N)"])
+    windows = next(df for df in at.dataframe if "oos_n_trades" in df.value.columns)
+    config = json.loads(windows.proto.columns)
+    assert config["oos_total_return"]["type_config"]["format"] == "percent"
+    assert config["oos_n_trades"]["type_config"]["format"] == "%,d"
     titles = chart_titles(at)
     for start in ("Sharpe in and out of sample per window", "Stitched OOS equity", "Parameter drift",
                   "IS vs OOS Sharpe", "Block bootstrap", "PBO = "):

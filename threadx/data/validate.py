@@ -62,6 +62,7 @@ import pandas as pd
 from threadx.data.grid import grid_origin_ns, grid_slots, slot_start_ns, timeframe_ns
 from threadx.data.timeframe import bar_spacing_ns, spacing_timeframe
 from threadx.errors import DataError
+from threadx.units import format_count
 
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
 SPIKE_MADS = 10.0
@@ -183,13 +184,14 @@ class ValidationReport:
         lines = [
             f"verdict: {status}" + (f" ({'; '.join(reasons)})" if reasons and self.ok else ""),
             f"quality {self.quality:.1f}/100, {len(self.errors)} error(s), {len(self.warnings)} warning(s)",
-            f"timeframe {self.timeframe or 'unknown'}; {self.bars} bars of {self.expected_bars} expected"
+            f"timeframe {self.timeframe or 'unknown'}; {format_count(self.bars)} bars of "
+            f"{format_count(self.expected_bars)} expected"
             + (f" from {_iso(self.first)} to {_iso(self.last)}" if self.first is not None else ""),
         ]
         lines += [f"ERROR: {e}" for e in self.errors]
         lines += [f"warning: {w}" for w in self.warnings]
         for start, end, n in self.gaps[:10]:
-            lines.append(f"  gap: {n} bar(s) missing from {_iso(start)} to {_iso(end)}")
+            lines.append(f"  gap: {format_count(n)} bar(s) missing from {_iso(start)} to {_iso(end)}")
         if len(self.gaps) > 10:
             lines.append(f"  ... {len(self.gaps) - 10} more gap(s)")
         return "\n".join(lines)

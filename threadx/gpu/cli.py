@@ -13,18 +13,19 @@ from typing import Any
 from threadx.errors import ParamError
 
 
-def add_gpu_commands(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``gpu info`` and ``gpu profile`` to the ``threadx`` subcommands."""
+def add_gpu_commands(subparsers: Any, json_help: str | None = None) -> argparse.ArgumentParser:
+    """Add ``gpu info`` and ``gpu profile`` to the ``threadx`` subcommands (``json_help``: the
+    help of their ``--json`` flag)."""
     gpu = subparsers.add_parser("gpu", help="CUDA devices and the multi-GPU profile")
     gsub = gpu.add_subparsers(dest="gpu_command", required=True)
     p = gsub.add_parser("info", help="devices, telemetry and the active split profile")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(func=cmd_gpu_info)
     p = gsub.add_parser("profile", help="measure each device on the real kernel and store the split ratios")
     p.add_argument("--combos", type=int, default=None, help="combos of the synthetic workload (default 100000)")
     p.add_argument("--bars", type=int, default=None, help="bars of the synthetic workload (default 8760)")
     p.add_argument("--seconds", type=float, default=1.0, help="timed run per device, after the warm-up")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(func=cmd_gpu_profile)
     return gpu
 
@@ -59,6 +60,7 @@ def _info() -> dict[str, Any]:
 def cmd_gpu_info(args: argparse.Namespace) -> int:
     """Devices (name, memory, compute capability, telemetry), the weights and the profile."""
     from threadx.cli import _print_json, _table
+    from threadx.units import format_bytes, format_metric
 
     info = _info()
     if args.json:
@@ -78,11 +80,11 @@ def cmd_gpu_info(args: argparse.Namespace) -> int:
             t = device.get("telemetry") or {}
             rows.append({
                 "index": device["index"], "name": device["name"],
-                "memory": f"{device['total_memory'] / 2**30:.1f} GiB" if device["total_memory"] else "-",
+                "memory": format_bytes(device["total_memory"] or None, ascii_only=True),
                 "cc": ".".join(str(v) for v in device["compute_capability"]),
                 "weight": f"{weight:.2f}" if weight is not None else "-",
-                "util": f"{t['util_percent']:.0f} %" if t.get("util_percent") is not None else "-",
-                "vram used": f"{t['mem_used'] / 2**30:.1f} GiB" if t.get("mem_used") is not None else "-",
+                "util": format_metric("util_percent", t.get("util_percent"), ascii_only=True),
+                "vram used": format_bytes(t.get("mem_used"), ascii_only=True),
                 "temp": f"{t['temperature_c']:.0f} C" if t.get("temperature_c") is not None else "-",
                 "power": f"{t['power_w']:.0f} W" if t.get("power_w") is not None else "-",
             })

@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 from threadx.config import parse_bytes
 from threadx.errors import ParamError
+from threadx.units import format_bytes
 
 DEFAULT_BUDGET_FRACTION = 0.5  # of psutil's available RAM
 WORKER_BYTES = 256 * 2**20  # one worker process: interpreter, numpy/numba, evaluator buffers
@@ -35,11 +36,6 @@ def parse_budget(value: Any) -> int:
         return parse_bytes(value)
     except ParamError:
         raise ParamError(f"memory budget must be a size such as 4GiB, 512MB or a number of bytes, got {value!r}") from None
-
-
-def gib(n: float) -> str:
-    """``n`` bytes as GiB text (MiB below 1 GiB)."""
-    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
 
 
 def default_budget() -> int:
@@ -118,7 +114,7 @@ class Budget:
 
     def describe(self) -> str:
         source = "" if self.explicit else f" ({DEFAULT_BUDGET_FRACTION:.0%} of the available RAM)"
-        return f"{gib(self.memory)}{source}"
+        return f"{format_bytes(self.memory)}{source}"
 
     def line_capacity(self, est: Estimate) -> int:
         """How many indicator lines one batch may prepare (negative: not even the fixed costs fit)."""
@@ -198,7 +194,7 @@ def advice(est: Estimate, budget: Budget, search: Any, why: str, what: str = "sw
     from threadx.optimize.shared import indicator_axes
 
     axes = "/".join(search.axes[k].name for k in indicator_axes(search))
-    shm = f" (/dev/shm has {gib(budget.shm)} free)" if budget.shm is not None and est.shared else ""
-    return (f"this {what} needs up to about {gib(est.total)} ({est.describe()}); the budget is "
+    shm = f" (/dev/shm has {format_bytes(budget.shm)} free)" if budget.shm is not None and est.shared else ""
+    return (f"this {what} needs up to about {format_bytes(est.total)} ({est.describe()}); the budget is "
             f"{budget.describe()}{shm}, {why}: narrow {axes or 'the indicator params'}, use fewer combos or "
             "workers, a coarser timeframe or a shorter period, or raise memory_budget (--memory-budget)")

@@ -33,7 +33,7 @@ from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, options_from
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ParamError, ThreadXError
-from threadx.optimize.budget import (Budget, Estimate, advice, estimate_memory, fits, gib, lines_of, plan_batches,
+from threadx.optimize.budget import (Budget, Estimate, advice, estimate_memory, fits, lines_of, plan_batches,
                                      request_widths)
 from threadx.optimize.evaluate import STATUS_OK, ChunkResult, Evaluator, RunInterrupted, SweepTask
 from threadx.optimize.samplers import SAMPLERS, check_grid_size, grid_ids, monte_carlo_ids, refine
@@ -43,6 +43,7 @@ from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace
 from threadx.optimize.store import (BLOCK_SQ_PREFIX, BLOCK_SUM_PREFIX, ResultStore, RunWriter, SweepRun,
                                     check_run_id)
 from threadx.strategy.base import get_strategy
+from threadx.units import format_bytes
 
 EXECUTORS = ("auto", "local", "inline", "dask", "gpu")
 _SECONDS_PER_BAR_GUESS = 2e-8  # one combo on 12.5k bars takes about 0.2 ms
@@ -374,7 +375,7 @@ class _Session:
             self.line_capacity = capacity
             return
         smallest = est.fixed + one_combo * est.per_line
-        why = (f"too small even for one batch of indicators (about {gib(smallest)})" if batchable else
+        why = (f"too small even for one batch of indicators (about {format_bytes(smallest)})" if batchable else
                f"and the {self.executor} executor cannot prepare indicators in batches (local and inline can)")
         raise ParamError(advice(est, budget, self.search, why))
 

@@ -26,7 +26,6 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from threadx.ui.charts import (
-    _PERCENT_METRICS,
     DISPLAY_MAX_POINTS,
     FRONT_COLOR,
     LINE_COLOR,
@@ -41,9 +40,9 @@ from threadx.ui.charts import (
     _new_figure,
     _trace_cls,
     empty_figure,
-    format_metric,
     metric_label,
 )
+from threadx.units import d3_format, format_metric, is_fraction
 from threadx.validation.grading import _pts  # points as the grade's sentences write them (4.8, 11.25, 20)
 
 IS_COLOR = LINE_COLOR     # in-sample: blue
@@ -73,15 +72,8 @@ def _title(text: str) -> dict[str, Any]:
 
 
 def _tick_format(metric: str) -> str | None:
-    return ".0%" if metric in _PERCENT_METRICS else None
-
-
-def _value_format(metric: str) -> str:
-    return ".2%" if metric in _PERCENT_METRICS else ",.3f"
-
-
-def _fmt(value: float, metric: str) -> str:
-    return format_metric(value, "pct" if metric in _PERCENT_METRICS else "ratio")
+    """Axis ticks in % for a metric stored as a fraction (threadx.units), Plotly's default otherwise."""
+    return ".0%" if is_fraction(metric) else None
 
 
 def _window_label(w: Any) -> str:
@@ -179,7 +171,7 @@ def is_oos_bars_figure(table: pd.DataFrame, metric: str) -> go.Figure:
                  for a, b in zip(table["oos_start"], table["oos_end"])]
     else:
         spans = [""] * len(table)
-    fmt = _value_format(metric)
+    fmt = d3_format(metric)
     fig = _new_figure(barmode="group", bargap=0.25, bargroupgap=0.05,
                       **_TOP_LEGEND)
     fig.add_trace(go.Bar(x=x, y=is_v, name="In-sample", marker=dict(color=IS_COLOR), offsetgroup="is",
@@ -197,8 +189,8 @@ def is_oos_bars_figure(table: pd.DataFrame, metric: str) -> go.Figure:
     chosen = np.isfinite(is_v) & np.isfinite(oos_v)
     text = f"{label} in and out of sample per window"
     if chosen.any():
-        text += (f" (mean IS {_fmt(float(np.mean(is_v[chosen])), metric)}, "
-                 f"mean OOS {_fmt(float(np.mean(oos_v[chosen])), metric)})")
+        text += (f" (mean IS {format_metric(metric, float(np.mean(is_v[chosen])))}, "
+                 f"mean OOS {format_metric(metric, float(np.mean(oos_v[chosen])))})")
     fig.update_layout(title=_title(text))
     fig.update_xaxes(type="category", title_text=None)
     fig.update_yaxes(title_text=label, tickformat=_tick_format(metric))
@@ -244,7 +236,7 @@ def stitched_equity_figure(
         reduced |= len(pos) < len(values)
         shown = values.iloc[pos]
         fig.add_trace(_trace_cls(len(shown))(
-            x=shown.index, y=shown.to_numpy(), mode="lines", name=f"{name} ({format_metric(ret, 'pct')})",
+            x=shown.index, y=shown.to_numpy(), mode="lines", name=f"{name} ({format_metric('total_return', ret)})",
             line=dict(color=color, width=1.8 if color == OOS_COLOR else 1.4,
                       dash=None if color == OOS_COLOR else "dash"),
             hovertemplate="%{y:,.2f}<extra>" + name + "</extra>",
@@ -336,7 +328,7 @@ def is_oos_scatter_figure(points: pd.DataFrame, metric: str, *, max_points: int 
     if len(others) + len(winners) > max_points:
         keep = max(max_points - len(winners), 0)
         others = others.sample(n=min(keep, len(others)), random_state=seed) if keep else others.iloc[:0]
-    fmt = _value_format(metric)
+    fmt = d3_format(metric)
     hover = (f"IS {label}: %{{x:{fmt}}}<br>OOS {label}: %{{y:{fmt}}}<br>window %{{customdata[0]}}, "
              "combo %{customdata[1]}<extra></extra>")
     fig = _new_figure(**_TOP_LEGEND)
@@ -390,11 +382,10 @@ def bootstrap_figure(boot: Any) -> go.Figure:
     p_value = float(getattr(boot, "p_value", float("nan")))
     titles = []
     for stat in ("sharpe", "total_return", "max_drawdown"):
-        kind = "ratio" if stat == "sharpe" else "pct"
         lo, hi = boot.ci.get(stat, (float("nan"), float("nan")))
-        titles.append(f"{STAT_LABELS[stat]}: {format_metric(boot.observed.get(stat), kind)}, "
-                      f"{level} CI [{format_metric(lo, kind)}, {format_metric(hi, kind)}]")
-    titles.append(f"Null Sharpe (no edge) vs observed: p = {p_value:.3f}")
+        titles.append(f"{STAT_LABELS[stat]}: {format_metric(stat, boot.observed.get(stat))}, "
+                      f"{level} CI [{format_metric(stat, lo)}, {format_metric(stat, hi)}]")
+    titles.append(f"Null Sharpe (no edge) vs observed: p = {format_metric('p_value', p_value)}")
     fig = make_subplots(rows=2, cols=2, subplot_titles=titles, vertical_spacing=0.16, horizontal_spacing=0.08)
     cells = {"sharpe": (1, 1), "total_return": (1, 2), "max_drawdown": (2, 1)}
     for stat, (row, col) in cells.items():
@@ -436,9 +427,8 @@ def bootstrap_table(boot: Any) -> pd.DataFrame:
     rows = []
     for stat, label in STAT_LABELS.items():
         lo, hi = boot.ci.get(stat, (float("nan"), float("nan")))
-        kind = "ratio" if stat == "sharpe" else "pct"
-        rows.append({"statistic": label, "observed": format_metric(boot.observed.get(stat), kind),
-                     "CI low": format_metric(lo, kind), "CI high": format_metric(hi, kind)})
+        rows.append({"statistic": label, "observed": format_metric(stat, boot.observed.get(stat)),
+                     "CI low": format_metric(stat, lo), "CI high": format_metric(stat, hi)})
     return pd.DataFrame(rows)
 
 
@@ -468,7 +458,8 @@ def pbo_logit_figure(pbo: Any) -> go.Figure:
     fig.add_vline(x=0, line=dict(color="#212121", width=1.5))
     value = float(getattr(pbo, "pbo", float("nan")))
     n_splits = int(getattr(pbo, "n_splits", len(logits)))
-    fig.update_layout(title=_title(f"PBO = {value:.2f} over {n_splits:,} CSCV splits (S = {int(pbo.S)})"))
+    text = f"PBO = {format_metric('pbo', value)} over {n_splits:,} CSCV splits (S = {int(pbo.S)})"
+    fig.update_layout(title=_title(text))
     fig.update_xaxes(title_text="Logit λ = ln(ω / (1 - ω)) of the OOS relative rank ω")
     fig.update_yaxes(title_text="Splits")
     return fig
@@ -535,12 +526,12 @@ def stability_heatmap_figure(grid: pd.DataFrame, x: str, y: str, metric: str, ra
     xs = [_fmt_value(v) for v in pivot.columns]
     ys = [_fmt_value(v) for v in pivot.index]
     z = pivot.to_numpy(dtype=float)
-    fmt = _value_format(metric)
+    fmt = d3_format(metric)
     fig = _new_figure()
     fig.add_trace(go.Heatmap(
         z=z, x=xs, y=ys, colorscale=_colorscale(metric), hoverongaps=False,
         colorbar=dict(title=dict(text=label, side="right"), tickformat=_tick_format(metric)),
-        texttemplate=f"%{{z:{'.1%' if metric in _PERCENT_METRICS else '.3~g'}}}", textfont=dict(size=11),
+        texttemplate=f"%{{z:{'.1%' if is_fraction(metric) else '.3~g'}}}", textfont=dict(size=11),
         hovertemplate=f"{x} = %{{x}}<br>{y} = %{{y}}<br>{label} = %{{z:{fmt}}}<extra></extra>",
     ))
     if "winner" in grid.columns and grid["winner"].any():
@@ -549,7 +540,8 @@ def stability_heatmap_figure(grid: pd.DataFrame, x: str, y: str, metric: str, ra
         fig.add_trace(go.Scatter(
             x=[_fmt_value(win[x])], y=[_fmt_value(win[y])], mode="markers", name="Winner",
             marker=dict(symbol="square-open", size=44, color="#212121", line=dict(width=3)),
-            hovertemplate=f"winner: {x} = %{{x}}, {y} = %{{y}}<br>{label} = {_fmt(value, metric)}<extra></extra>",
+            hovertemplate=(f"winner: {x} = %{{x}}, {y} = %{{y}}<br>{label} = {format_metric(metric, value)}"
+                           "<extra></extra>"),
             showlegend=False,
         ))
         title += f" (winner outlined: {x} = {_fmt_value(win[x])}, {y} = {_fmt_value(win[y])})"

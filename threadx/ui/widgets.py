@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from threadx import units
 from threadx.optimize.space import searched_by_default
 from threadx.strategy.base import Param, StrategySpec
 from threadx.ui import charts
@@ -150,15 +151,11 @@ def trades_table(trades: pd.DataFrame, key: str, height: int = 320) -> int | Non
     """The readable trades table (sortable, one row selectable); returns the selected row
     position in ``trades`` or None."""
     table = charts.trades_table(trades)
-    money = st.column_config.NumberColumn(format="%.2f")
-    config = {
+    headers = {header: column for column, header in charts.TRADE_TABLE_COLUMNS.items()}
+    config = {  # numbers in their units (threadx.units), still numbers: the columns sort by value
+        **units.column_config(table.columns, aliases=headers),
         "Entry (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         "Exit (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-        "Entry price": st.column_config.NumberColumn(format="%.4f"),
-        "Exit price": st.column_config.NumberColumn(format="%.4f"),
-        "Qty": st.column_config.NumberColumn(format="%.6f"),
-        "PnL": money, "Fees": money, "Funding": money,
-        "Return %": st.column_config.NumberColumn(format="%+.2f %%"),
     }
     st.dataframe(table, column_config=config, width="stretch", height=height, key=key,
                  on_select="rerun", selection_mode="single-row")

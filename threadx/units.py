@@ -1,0 +1,401 @@
+"""How every number is shown to a person: the one table of metric units and its formatters.
+
+Each metric or column name has a :class:`Unit`: a *kind* and a number of decimals. The
+kinds, checked against the engine (``threadx.engine.kernel`` / ``metrics``):
+
+- ``fraction``: stored as a share (``win_rate`` 0.4299), shown as a percentage, ``42.99 %``;
+- ``percent``: stored already in percent (a trade's ``return_pct`` 12.3), shown ``12.30 %``;
+- ``decimal``: a plain number with fixed decimals (Sharpe ``1.23``, prices, quantities);
+- ``money``: quote currency, two decimals and thousands separators (``9,550.38``);
+- ``count``: a whole number with thousands separators (``n_trades`` 99.0 -> ``99``);
+- ``seconds``: a duration in seconds (``12.3 s``);
+- ``bytes``: a size in bytes, in binary units (``8.9 GiB``);
+- ``bool``: ``yes`` / ``no``.
+
+Missing values (None, NaN, pandas' NA) are shown as :data:`EMPTY`, infinities as ``∞`` /
+``-∞`` (``ascii_only=True``, for the command line: ``-``, ``inf``, ``-inf``). A name not in
+the table is shown as what it is (an int as is, a float with up to six significant digits).
+
+The same table gives Streamlit's column formats (:func:`column_config`, numbers stay numbers
+and sort as numbers) and Plotly's d3 formats (:func:`d3_format`). Only what a person reads is
+formatted: ``--json``, CSV and Parquet exports keep the raw values (fractions stay fractions).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+EMPTY = "–"  # a value that is missing or undefined (no trades: no win rate)
+KINDS = ("fraction", "percent", "decimal", "money", "count", "seconds", "bytes", "bool")
+_BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """How one metric is stored and shown: ``kind`` (one of :data:`KINDS`) and ``decimals``.
+
+    >>> Unit("fraction", 1).kind
+    'fraction'
+    """
+
+    kind: str
+    decimals: int = 2
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown unit kind {self.kind!r}; one of {', '.join(KINDS)}")
+
+
+FRACTION = Unit("fraction")
+PERCENT = Unit("percent")
+WHOLE_PERCENT = Unit("percent", 0)  # CPU / RAM / GPU load readings
+RATIO = Unit("decimal")
+MONEY = Unit("money")
+COUNT = Unit("count", 0)
+BYTES = Unit("bytes", 1)
+
+UNITS: dict[str, Unit] = {
+    # engine metrics (threadx.engine.layout.METRIC_NAMES, computed in threadx.engine.kernel)
+    "total_return": FRACTION,          # final / initial - 1
+    "cagr": FRACTION,
+    "volatility": FRACTION,            # annualised std of per-bar returns
+    "sharpe": RATIO,
+    "sortino": RATIO,
+    "max_drawdown": FRACTION,          # negative: equity / running peak - 1
+    "max_drawdown_bars": COUNT,
+    "calmar": RATIO,
+    "n_trades": COUNT,
+    "win_rate": FRACTION,              # wins / trades
+    "profit_factor": RATIO,
+    "expectancy": MONEY,               # mean PnL per trade, quote currency
+    "avg_win": MONEY,
+    "avg_loss": MONEY,
+    "largest_win": MONEY,
+    "largest_loss": MONEY,
+    "avg_bars_held": Unit("decimal", 1),
+    "exposure": FRACTION,              # bars in a position / bars
+    "total_fees": MONEY,
+    "total_funding": MONEY,
+    "sqn": RATIO,
+    "final_equity": MONEY,
+    "n_long": COUNT,
+    "n_short": COUNT,
+    "n_skipped": COUNT,
+    "n_ambiguous": COUNT,
+    "liquidated": Unit("bool", 0),
+    "n_bars": COUNT,
+    "max_drawdown_days": Unit("decimal", 1),  # threadx.engine.metrics.metrics_dict
+    # trade records (threadx.engine.layout.TRADE_COLUMNS)
+    "entry_price": Unit("decimal", 4),
+    "exit_price": Unit("decimal", 4),
+    "qty": Unit("decimal", 6),
+    "fees": MONEY,
+    "funding": MONEY,
+    "pnl": MONEY,
+    "return_pct": PERCENT,             # 100 * pnl / (qty * entry price)
+    "bars_held": COUNT,
+    # validation (threadx.validation)
+    "efficiency": RATIO,
+    "oos_is_ratio": RATIO,
+    "stability_ratio": RATIO,          # mean objective of the winner's grid neighbours / the winner's
+    "consistency": FRACTION,
+    "prob_oos_loss": FRACTION,
+    "pbo": RATIO,
+    "dsr": Unit("decimal", 3),
+    "p_value": Unit("decimal", 3),
+    "sr": Unit("decimal", 4),          # per-bar Sharpe of the DSR
+    "sr0": Unit("decimal", 4),
+    "n_trials": COUNT,
+    "n_splits": COUNT,
+    "n_combos": COUNT,
+    "skew": RATIO,
+    "kurt": RATIO,
+    "degradation_slope": RATIO,
+    "mean_oos_sharpe": RATIO,
+    "n_windows": COUNT,
+    "windows": COUNT,
+    "score": Unit("decimal", 1),       # grade points out of 100
+    "return": FRACTION,
+    "mean_return": FRACTION,
+    "market_return": FRACTION,
+    "market_max_drawdown": FRACTION,
+    "regime_return": FRACTION,
+    "regime_max_drawdown": FRACTION,
+    # datasets, runs, jobs
+    "bars": COUNT,
+    "expected_bars": COUNT,
+    "new_bars": COUNT,
+    "total_bars": COUNT,
+    "quality": Unit("decimal", 1),     # 0-100 score
+    "done": COUNT,
+    "total": COUNT,
+    "failed": COUNT,
+    "to_retry": COUNT,
+    "combos_done": COUNT,
+    "combos_planned": COUNT,
+    "elapsed_s": Unit("seconds", 1),
+    # indicator cache (IndicatorBank.stats) and machine readings (threadx.monitor)
+    "memory_hits": COUNT,
+    "disk_hits": COUNT,
+    "misses": COUNT,
+    "entries_in_memory": COUNT,
+    "disk_files": COUNT,
+    "disk_writes": COUNT,
+    "disk_rejected": COUNT,
+    "disk_errors": COUNT,
+    "disk_evicted": COUNT,
+    "compute_seconds": Unit("seconds", 1),
+    "hit_rate": Unit("fraction", 1),
+    "disk_used_share": Unit("fraction", 1),
+    "disk_enabled": Unit("bool", 0),
+    "disk_near_limit": Unit("bool", 0),
+    "bytes_in_memory": BYTES,
+    "max_bytes": BYTES,
+    "rss": BYTES,
+    "nbytes": BYTES,
+    "mem_used": BYTES,
+    "mem_total": BYTES,
+    "total_memory": BYTES,
+    "cpu_percent": WHOLE_PERCENT,
+    "cpu_total": WHOLE_PERCENT,
+    "util_percent": WHOLE_PERCENT,
+    "ram_percent": WHOLE_PERCENT,
+    "swap_percent": WHOLE_PERCENT,
+}
+
+# a walk-forward table has each metric in and out of sample: is_sharpe, oos_total_return, ...
+_PREFIXES = ("is_", "oos_")
+
+
+def unit_of(name: str) -> Unit | None:
+    """The :class:`Unit` of a metric or column name, or None when it has none (a param, a label).
+
+    Names are looked up in :data:`UNITS`; ``is_<metric>`` / ``oos_<metric>`` take the unit of
+    ``<metric>``; other names ending in ``_bytes`` are bytes.
+
+    >>> unit_of("oos_win_rate")
+    Unit(kind='fraction', decimals=2)
+    >>> unit_of("fast_period") is None
+    True
+    """
+    name = str(name)
+    unit = UNITS.get(name)
+    if unit is not None:
+        return unit
+    for prefix in _PREFIXES:
+        if name.startswith(prefix) and name[len(prefix):] in UNITS:
+            return UNITS[name[len(prefix):]]
+    if name.endswith("_bytes"):
+        return BYTES
+    return None
+
+
+def is_fraction(name: str) -> bool:
+    """True when ``name`` is stored as a share and shown as a percentage (axes in %).
+
+    >>> is_fraction("max_drawdown"), is_fraction("sharpe")
+    (True, False)
+    """
+    unit = unit_of(name)
+    return unit is not None and unit.kind == "fraction"
+
+
+# --- text ------------------------------------------------------------------------------------
+
+def _missing(value: Any) -> bool:
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return True
+    return isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and math.isnan(value)
+
+
+def _is_bool(value: Any) -> bool:
+    """A Python or numpy bool (numpy is not imported here: the CLI starts without it)."""
+    return isinstance(value, bool) or (type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_"))
+
+
+def _empty(ascii_only: bool) -> str:
+    return "-" if ascii_only else EMPTY
+
+
+def _infinity(value: float, ascii_only: bool) -> str:
+    if ascii_only:
+        return "inf" if value > 0 else "-inf"
+    return "∞" if value > 0 else "-∞"
+
+
+def format_count(n: Any, *, ascii_only: bool = False) -> str:
+    """A whole number with thousands separators (a count stored as a float included).
+
+    >>> format_count(99.0), format_count(1353), format_count(-3), format_count(None)
+    ('99', '1,353', '-3', '–')
+    """
+    if _missing(n):
+        return _empty(ascii_only)
+    v = float(n)
+    if math.isinf(v):
+        return _infinity(v, ascii_only)
+    return f"{round(v):,}"
+
+
+def format_bytes(n: Any, *, ascii_only: bool = False) -> str:
+    """A size in bytes in binary units, one decimal from KiB on.
+
+    >>> format_bytes(9_530_000_000), format_bytes(512), format_bytes(1536), format_bytes(-2**20)
+    ('8.9 GiB', '512 B', '1.5 KiB', '-1.0 MiB')
+    """
+    if _missing(n):
+        return _empty(ascii_only)
+    v = float(n)
+    if math.isinf(v):
+        return _infinity(v, ascii_only)
+    if abs(v) < 1024:
+        return f"{round(v):,} B"
+    for unit in _BINARY_UNITS:
+        v /= 1024.0
+        if abs(round(v, 1)) < 1024 or unit == _BINARY_UNITS[-1]:
+            return f"{v:,.1f} {unit}"
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns at its last unit
+
+
+def format_plain(value: Any, *, ascii_only: bool = False) -> str:
+    """A value without a unit (a param, a label): ints as they are, floats with up to six
+    significant digits, bools as yes / no, text unchanged.
+
+    >>> format_plain(1.5), format_plain(20), format_plain(0.123456789), format_plain(True)
+    ('1.5', '20', '0.123457', 'yes')
+    """
+    if _missing(value):
+        return _empty(ascii_only)
+    if _is_bool(value):
+        return "yes" if value else "no"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        v = float(value)
+        if math.isinf(v):
+            return _infinity(v, ascii_only)
+        return f"{v:,.0f}" if abs(v) >= 1e6 else f"{v:,.6g}"
+    return str(value)
+
+
+def format_as(value: Any, unit: Unit, *, ascii_only: bool = False) -> str:
+    """``value`` shown in ``unit`` (see the kinds in the module docstring).
+
+    >>> format_as(0.4299, FRACTION), format_as(12.3, PERCENT), format_as(1.2345, RATIO)
+    ('42.99 %', '12.30 %', '1.23')
+    """
+    if _missing(value):
+        return _empty(ascii_only)
+    if unit.kind == "bool":
+        return "yes" if bool(value) else "no"
+    if unit.kind == "bytes":
+        return format_bytes(value, ascii_only=ascii_only)
+    if unit.kind == "count":
+        return format_count(value, ascii_only=ascii_only)
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)  # a text where a number was expected ("damaged") is shown as is
+    if math.isinf(v):
+        return _infinity(v, ascii_only)
+    d = unit.decimals
+    if unit.kind == "fraction":
+        return f"{v * 100:,.{d}f} %"
+    if unit.kind == "percent":
+        return f"{v:,.{d}f} %"
+    if unit.kind == "seconds":
+        return f"{v:,.{d}f} s"
+    return f"{v:,.{d}f}"  # decimal, money
+
+
+def format_metric(name: str, value: Any, *, ascii_only: bool = False) -> str:
+    """``value`` of the metric or column ``name`` as a person reads it.
+
+    >>> format_metric("win_rate", 0.4299), format_metric("n_trades", 99.0), format_metric("return_pct", 12.3)
+    ('42.99 %', '99', '12.30 %')
+    >>> format_metric("sharpe", float("nan")), format_metric("profit_factor", float("inf"), ascii_only=True)
+    ('–', 'inf')
+    """
+    unit = unit_of(name)
+    if unit is None:
+        return format_plain(value, ascii_only=ascii_only)
+    return format_as(value, unit, ascii_only=ascii_only)
+
+
+# --- Streamlit tables and Plotly charts ------------------------------------------------------
+
+def number_format(name: str) -> str | None:
+    """Streamlit ``NumberColumn`` format of a column (None: no unit, Streamlit's default).
+
+    Fractions use Streamlit's ``"percent"`` (it multiplies by 100), bytes its ``"bytes"``;
+    the others are printf formats.
+
+    >>> number_format("n_trades"), number_format("return_pct"), number_format("win_rate")
+    ('%,d', '%.2f %%', 'percent')
+    """
+    unit = unit_of(name)
+    if unit is None or unit.kind == "bool":
+        return None
+    if unit.kind == "fraction":
+        return "percent"
+    if unit.kind == "bytes":
+        return "bytes"
+    if unit.kind == "count":
+        return "%,d"
+    if unit.kind == "percent":
+        return f"%.{unit.decimals}f %%"
+    if unit.kind == "seconds":
+        return f"%,.{unit.decimals}f s"
+    return f"%,.{unit.decimals}f"
+
+
+def number_column(name: str, label: str | None = None, **kwargs: Any) -> Any:
+    """``st.column_config.NumberColumn`` showing column ``name`` in its unit (values stay numbers,
+    so the column sorts by value); Streamlit's own format when the name has no unit (never None:
+    None would hide the column). ``kwargs`` go to NumberColumn.
+
+    >>> number_column("win_rate", "win rate")["type_config"]["format"]
+    'percent'
+    """
+    import streamlit as st
+
+    fmt = number_format(name)
+
+    if fmt == "percent":  # the step sets Streamlit's decimals: 0.0001 -> 42.99%
+        kwargs.setdefault("step", 10.0 ** -(unit_of(name).decimals + 2))  # type: ignore[union-attr]
+    return st.column_config.NumberColumn(label, format=fmt, **kwargs)
+
+
+def column_config(columns: Iterable[str], *, aliases: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``column_config`` for ``st.dataframe``: a :func:`number_column` per column with a unit.
+
+    ``columns``: the column names (a DataFrame works); ``aliases`` maps a display header to the
+    metric it shows (``{"Return %": "return_pct"}``).
+
+    >>> sorted(column_config(["fast_period", "sharpe", "n_trades"]))
+    ['n_trades', 'sharpe']
+    """
+    aliases = aliases or {}
+    return {column: number_column(aliases.get(column, column)) for column in columns
+            if number_format(aliases.get(column, column)) is not None}
+
+
+def d3_format(name: str) -> str:
+    """Plotly (d3) number format of a metric for hovers and labels.
+
+    >>> d3_format("win_rate"), d3_format("n_trades"), d3_format("sharpe"), d3_format("fast_period")
+    ('.2%', ',d', ',.2f', ',.4g')
+    """
+    unit = unit_of(name)
+    if unit is None or unit.kind == "bool":
+        return ",.4g"
+    if unit.kind == "fraction":
+        return f".{unit.decimals}%"
+    if unit.kind == "count":
+        return ",d"
+    if unit.kind == "bytes":
+        return ".3s"
+    return f",.{unit.decimals}f"
