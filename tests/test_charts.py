@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
+from threadx import units
 from threadx.ui import charts as C
 
 
@@ -372,7 +373,7 @@ def test_metric_cards_formatting():
     assert values["Final equity"] == "11,234.50"
     assert all(isinstance(c[2], str) and c[2] for c in cards)
     assert C.metric_cards({})[0][1] == "–"
-    assert C.format_metric(float("-inf"), "ratio") == "-∞"
+    assert units.format_metric("sharpe", float("-inf")) == "-∞"
 
 
 # --- monitor -------------------------------------------------------------------------------------------

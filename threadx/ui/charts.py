@@ -24,6 +24,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from threadx import units
+
 TEMPLATE = "plotly_white"
 LONG_COLOR = "#26a69a"   # green: long side, winning trades, up candles
 SHORT_COLOR = "#ef5350"  # red: short side, losing trades, down candles
@@ -36,7 +38,7 @@ GL_THRESHOLD = 1000  # above this many points, lines use WebGL (go.Scattergl)
 # about one per screen pixel; 4,000 took twice as long to draw in Chromium for nothing visible)
 DISPLAY_MAX_POINTS = 2000
 MARKER_MAX_TRADES = 400    # above this many trades in view the markers are hidden (the title says so)
-EMPTY = "–"          # shown for NaN / missing values
+EMPTY = units.EMPTY  # shown for NaN / missing values
 
 # Nice display bins for candle resampling, in seconds.
 _NICE_BINS = (
@@ -44,7 +46,6 @@ _NICE_BINS = (
     3600, 7200, 10800, 14400, 21600, 28800, 43200,
     86400, 2 * 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400,
 )
-_PERCENT_METRICS = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure"}
 _LOWER_IS_BETTER = {"volatility", "max_drawdown_bars", "max_drawdown_days", "total_fees", "n_skipped",
                     "n_ambiguous"}
 _NON_PARAM_COLUMNS = {"combo_id", "status", "error", "max_drawdown_days"}
@@ -89,7 +90,7 @@ def metric_label(name: str) -> str:
 
 
 def _metric_hover_format(name: str) -> str:
-    return ".2%" if name in _PERCENT_METRICS else ",.4g"
+    return units.d3_format(name)
 
 
 def _is_categorical(series: pd.Series) -> bool:
@@ -717,7 +718,7 @@ def heatmap_labels(z: np.ndarray, metric: str, max_rows: int = 30) -> list[list[
     7 px per character across :data:`HEATMAP_LABEL_WIDTH_PX`, at most ``max_rows`` rows)."""
     if z.size == 0 or z.shape[0] > max_rows:
         return None
-    labels = [[short_number(float(v), metric in _PERCENT_METRICS) for v in row] for row in z]
+    labels = [[short_number(float(v), units.is_fraction(metric)) for v in row] for row in z]
     widest = max(len(t) for row in labels for t in row)
     if z.shape[1] * (7 * widest + 10) > HEATMAP_LABEL_WIDTH_PX:
         return None
@@ -743,7 +744,7 @@ def heatmap_figure(results: pd.DataFrame, x: str, y: str, metric: str, agg: str 
     fig.add_trace(go.Heatmap(
         z=z, x=xs, y=ys, colorscale=_colorscale(metric), hoverongaps=False,
         colorbar=dict(title=dict(text=f"{label}<br>({agg})", side="top"),
-                      tickformat=".0%" if metric in _PERCENT_METRICS else None),
+                      tickformat=".0%" if units.is_fraction(metric) else None),
         text=labels, texttemplate="%{text}" if labels is not None else None, textfont=dict(size=11),
         hovertemplate=f"{x} = %{{x}}<br>{y} = %{{y}}<br>{label} ({agg}) = %{{z:{fmt}}}<extra></extra>",
     ))
@@ -793,7 +794,7 @@ def parallel_coordinates_figure(
         dim = _encode_dimension(rows[p], p)
         dims.append({k: v for k, v in dim.items() if v is not None})
     mvals = pd.to_numeric(rows[metric]).to_numpy(dtype=float)
-    dims.append(dict(label=label, values=mvals, tickformat=".0%" if metric in _PERCENT_METRICS else None))
+    dims.append(dict(label=label, values=mvals, tickformat=".0%" if units.is_fraction(metric) else None))
     dims[-1] = {k: v for k, v in dims[-1].items() if v is not None}
     title = f"Parallel coordinates coloured by {label}"
     if total > max_rows:
@@ -871,50 +872,29 @@ def pareto_figure(
         marker=dict(color=FRONT_COLOR, size=9, line=dict(color="#424242", width=1)),
         text=_hover_params(front, params), hovertemplate=hover,
     ))
-    fig.update_xaxes(title_text=xl, tickformat=".0%" if x in _PERCENT_METRICS else None)
-    fig.update_yaxes(title_text=yl, tickformat=".0%" if y in _PERCENT_METRICS else None)
+    fig.update_xaxes(title_text=xl, tickformat=".0%" if units.is_fraction(x) else None)
+    fig.update_yaxes(title_text=yl, tickformat=".0%" if units.is_fraction(y) else None)
     fig.update_layout(legend=dict(orientation="h", y=-0.18, x=0, yanchor="top"), margin=dict(l=60, r=20, t=50, b=90))
     return fig
 
 
 # --- metric cards --------------------------------------------------------------------------------
 
-_CARDS: tuple[tuple[str, str, str, str], ...] = (
-    # key, label, kind, help
-    ("total_return", "Total return", "pct", "Final equity / initial capital - 1, after fees and funding."),
-    ("cagr", "CAGR", "pct", "Compound annual growth rate (365-day years)."),
-    ("sharpe", "Sharpe", "ratio", "Mean / std of per-bar returns, annualised (risk-free 0, ddof 1)."),
-    ("sortino", "Sortino", "ratio", "Like Sharpe with the downside deviation sqrt(mean(min(r, 0)²))."),
-    ("max_drawdown", "Max drawdown", "pct", "Deepest fall of equity from its running peak."),
-    ("calmar", "Calmar", "ratio", "CAGR / |max drawdown|."),
-    ("n_trades", "Trades", "int", "Closed trades (long + short)."),
-    ("win_rate", "Win rate", "pct", "Share of trades with a positive PnL."),
-    ("profit_factor", "Profit factor", "ratio", "Gross profit / gross loss (∞ with no losing trade)."),
-    ("exposure", "Exposure", "pct", "Share of bars with an open position."),
-    ("total_fees", "Fees", "money", "Total fees paid on every fill."),
-    ("final_equity", "Final equity", "money", "Equity at the last bar."),
+_CARDS: tuple[tuple[str, str, str], ...] = (
+    # key, label, help (the value's unit comes from threadx.units)
+    ("total_return", "Total return", "Final equity / initial capital - 1, after fees and funding."),
+    ("cagr", "CAGR", "Compound annual growth rate (365-day years)."),
+    ("sharpe", "Sharpe", "Mean / std of per-bar returns, annualised (risk-free 0, ddof 1)."),
+    ("sortino", "Sortino", "Like Sharpe with the downside deviation sqrt(mean(min(r, 0)²))."),
+    ("max_drawdown", "Max drawdown", "Deepest fall of equity from its running peak."),
+    ("calmar", "Calmar", "CAGR / |max drawdown|."),
+    ("n_trades", "Trades", "Closed trades (long + short)."),
+    ("win_rate", "Win rate", "Share of trades with a positive PnL."),
+    ("profit_factor", "Profit factor", "Gross profit / gross loss (∞ with no losing trade)."),
+    ("exposure", "Exposure", "Share of bars with an open position."),
+    ("total_fees", "Fees", "Total fees paid on every fill."),
+    ("final_equity", "Final equity", "Equity at the last bar."),
 )
-
-
-def format_metric(value: Any, kind: str) -> str:
-    """``value`` formatted as ``kind`` (pct, ratio, int, money); NaN/None -> "–", inf -> "∞"."""
-    if value is None or isinstance(value, str):
-        return EMPTY if not value else str(value)
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if math.isnan(v):
-        return EMPTY
-    if math.isinf(v):
-        return "∞" if v > 0 else "-∞"
-    if kind == "pct":
-        return f"{v * 100:.2f} %"
-    if kind == "int":
-        return f"{int(round(v)):,}"
-    if kind == "money":
-        return f"{v:,.2f}"
-    return f"{v:.2f}"
 
 
 def metric_cards(metrics: Mapping[str, Any]) -> list[tuple[str, str, str | None]]:
@@ -924,11 +904,12 @@ def metric_cards(metrics: Mapping[str, Any]) -> list[tuple[str, str, str | None]
     infinities -> "∞" / "-∞".
     """
     cards = []
-    for key, label, kind, help_text in _CARDS:
+    for key, label, help_text in _CARDS:
         value = metrics.get(key) if metrics is not None else None
-        text = format_metric(value, kind)
+        text = units.format_metric(key, value)
         if key == "total_fees" and metrics is not None and metrics.get("total_funding"):
-            help_text = f"{help_text} Funding paid: {format_metric(metrics.get('total_funding'), 'money')}."
+            funding = units.format_metric("total_funding", metrics.get("total_funding"))
+            help_text = f"{help_text} Funding paid: {funding}."
         cards.append((label, text, help_text))
     return cards
 
