@@ -14,7 +14,7 @@ from threadx.errors import ThreadXError
 from threadx.requests import BacktestRequest, DatasetRef, describe_data, describe_options
 from threadx.ui import charts, widgets, workspace
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, plain,
-                              restore_from_url)
+                              restore_from_url, session_memo)
 from threadx.ui.widgets import param_form
 
 SIZINGS = ["strategy default", "all_in", "fraction", "risk"]
@@ -204,35 +204,44 @@ if shown:
     if result.metrics.get("n_trades", 0) == 0:
         st.warning("No trades: the entry conditions never held with these parameters.")
     spec_shown = specs[shown["strategy"]]
-    try:
-        ind, _, _ = prepare_signals(spec_shown, as_bars(df), result.params)
-        overlays = {legend: pd.Series(ind[label][out], index=df.index)
-                    for legend, (label, out) in spec_shown.overlays(result.params).items() if label in ind}
-    except ThreadXError:
-        overlays = {}
+
+    def overlays() -> dict[str, pd.Series]:
+        try:
+            ind, _, _ = prepare_signals(spec_shown, as_bars(df), result.params)
+        except ThreadXError:
+            return {}
+        return {legend: pd.Series(ind[label][out], index=df.index)
+                for legend, (label, out) in spec_shown.overlays(result.params).items() if label in ind}
+
     view = widgets.chart_view(result.trades, df.index, run_token=id(result))
-    st.plotly_chart(charts.price_figure(df, trades=result.trades, overlays=overlays,
-                                        title=label_dataset(shown["dataset"], df), start=view.start, end=view.end,
-                                        log_y=view.log_y, focus=view.trade), width="stretch")
+    # the figures of this result and view, kept for reruns that show them again (page switches)
+    shown_as = (id(result), (shown.get("data") or {}).get("fingerprint") or id(df), view.start, view.end, view.log_y, st.session_state.get("bt_zoomed"))
+    price = session_memo("bt_figures", ("price", *shown_as), lambda: charts.price_figure(
+        df, trades=result.trades, overlays=overlays(), title=label_dataset(shown["dataset"], df), start=view.start,
+        end=view.end, log_y=view.log_y, focus=view.trade))
+    st.plotly_chart(price, width="stretch")
     initial_capital = result.meta["options"]["initial_capital"]
-    st.plotly_chart(charts.equity_figure(result.equity, result.drawdown, initial_capital=initial_capital,
-                                         benchmark=charts.buy_and_hold(df["close"], initial_capital),
-                                         log_y=view.log_y, start=view.start, end=view.end), width="stretch")
+    equity = session_memo("bt_figures", ("equity", *shown_as), lambda: charts.equity_figure(
+        result.equity, result.drawdown, initial_capital=initial_capital,
+        benchmark=charts.buy_and_hold(df["close"], initial_capital), log_y=view.log_y, start=view.start,
+        end=view.end))
+    st.plotly_chart(equity, width="stretch")
     tabs = st.tabs(["Trades", "Trade returns", "Run details"])
     with tabs[0]:
         st.caption("Times in UTC; click a column header to sort, select a row to zoom the chart to that trade.")
         widgets.trades_table(result.trades, key="bt_trades")
     with tabs[1]:
         if len(result.trades):
-            st.plotly_chart(charts.returns_histogram(result.trades), width="stretch")
+            st.plotly_chart(session_memo("bt_figures", ("returns", id(result)),
+                                         lambda: charts.returns_histogram(result.trades)), width="stretch")
     with tabs[2]:
         st.json({"params": result.params, "meta": result.meta})
-    d = st.columns(3)
-    d[0].download_button("Trades (CSV)", result.trades.to_csv(index=False), file_name="trades.csv",
+    d = st.columns(3)  # the files are made when a button is clicked, not on every rerun
+    d[0].download_button("Trades (CSV)", lambda: result.trades.to_csv(index=False), file_name="trades.csv",
                          mime="text/csv", key="dl_trades")
-    metrics_csv = pd.DataFrame([result.metrics]).to_csv(index=False)
-    d[1].download_button("Metrics (CSV)", metrics_csv, file_name="metrics.csv", mime="text/csv", key="dl_metrics")
-    d[2].download_button("Run (JSON)", json.dumps(result.to_dict(), default=str), file_name="backtest.json",
+    d[1].download_button("Metrics (CSV)", lambda: pd.DataFrame([result.metrics]).to_csv(index=False),
+                         file_name="metrics.csv", mime="text/csv", key="dl_metrics")
+    d[2].download_button("Run (JSON)", lambda: json.dumps(result.to_dict(), default=str), file_name="backtest.json",
                          mime="application/json", key="dl_json")
 else:
     st.info("Set the parameters and press **Run backtest**. The defaults are the strategy's declared defaults.")

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import streamlit as st
@@ -218,3 +218,20 @@ def handover(request: Any, run_id: str | None = None) -> None:
     """Carry a :class:`~threadx.requests.BacktestRequest` (a run's winner on its data and
     engine options) to the Backtest page; ``run_id``: the run it comes from."""
     st.session_state["open_in_backtest"] = {"request": request.to_dict(), "run_id": run_id}
+
+
+def session_memo(slot: str, key: tuple, build: Callable[[], Any], keep: int = 4) -> Any:
+    """``build()``, remembered in this session under ``slot`` for ``key`` (the ``keep`` most
+    recent keys): a rerun that shows the same thing (a page switch, a widget elsewhere) reuses
+    it. ``key`` must name everything the value depends on.
+
+    Example: ``session_memo("bt_figures", (id(result), start, end), lambda: price_figure(...))``
+    """
+    memo: dict = st.session_state.setdefault(slot, {})
+    if key in memo:
+        memo[key] = memo.pop(key)  # most recent last
+        return memo[key]
+    value = memo[key] = build()
+    while len(memo) > keep:
+        memo.pop(next(iter(memo)))
+    return value
