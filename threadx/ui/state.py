@@ -58,7 +58,9 @@ def dataset_names() -> list[str]:
     return list(table["name"]) if len(table) else [DEFAULT_DATASET]
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+# one shared frame rather than a copy per rerun (cache_data): pages only read it, and the
+# engine's Bars keeps its own copy, checked against the frame (threadx.data.bars.as_bars)
+@st.cache_resource(show_spinner=False, max_entries=16)
 def _load(name: str, mtime: float) -> pd.DataFrame:
     import threadx
 
