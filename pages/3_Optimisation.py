@@ -101,6 +101,8 @@ if st.button("Launch", type="primary", disabled=count_error is not None, key="op
         st.query_params.pop("run", None)
     except ThreadXError as exc:
         st.error(f"Cannot launch: {exc}")
+    else:
+        st.rerun()  # the whole app: the sidebar lists the new job at once
 
 
 def current_job():

@@ -220,27 +220,16 @@ def load_view(store: ResultStore, run_id: str) -> RunView:
 # --- resume --------------------------------------------------------------------------------
 
 def resume_request(manifest: Mapping[str, Any]) -> SweepRequest:
-    """The request that resumes a stored run under its own run id: the request it recorded,
-    or, for a run stored before requests were recorded, one rebuilt from its manifest
-    (data by name and fingerprint, the stored axes, sampler, seed and engine options)."""
+    """The request that resumes a stored run under its own run id: the request it recorded
+    (its data by name and fingerprint, space, plan and options). ThreadXError for a run
+    stored before requests were recorded: its space is known only as stored axes, which a
+    resume would not match, so the CLI (``threadx sweep ... --run-id``) resumes it."""
     run_id = manifest["run_id"]
     recorded = manifest.get("request")
-    if recorded:
-        return SweepRequest.from_dict(recorded).with_run_id(run_id)
-    data = manifest.get("data")
-    if data is None:
-        if not manifest.get("dataset"):
-            raise ThreadXError(f"run {run_id} records no dataset: it ran on a frame in memory")
-        data = {"source": manifest["dataset"], "name": manifest["dataset"], "timeframe": manifest.get("timeframe"),
-                "fingerprint": manifest.get("fingerprint")}
-    machine = manifest.get("machine") or {}
-    return SweepRequest(data=DatasetRef.from_dict(data), strategy=manifest["strategy"],
-                        space=stored_axes(manifest["space"]), sampler=manifest.get("sampler", "grid"),
-                        n=manifest.get("n"), seed=int(manifest.get("seed") or 0),
-                        objective=manifest.get("objective", "sharpe"), maximize=bool(manifest.get("maximize", True)),
-                        min_trades=int(manifest.get("min_trades") or 0), workers=machine.get("workers"),
-                        executor=machine.get("executor") or "auto", run_id=run_id,
-                        engine_options=manifest.get("engine") or {})
+    if not recorded:
+        raise ThreadXError(f"run {run_id} records no request (stored by an older version): resume it with the "
+                           f"command that made it, `threadx sweep ... --run-id {run_id}`")
+    return SweepRequest.from_dict(recorded).with_run_id(run_id)
 
 
 def check_resume_data(request: SweepRequest) -> None:
