@@ -74,7 +74,8 @@ def test_history_rows_and_best_objective(synthetic_bars, tmp_path):
     rows = table.set_index("run_id")
     assert set(rows.index) == {"a", "b", "broken"}
     assert rows.loc["a", "done"] == rows.loc["a", "planned"] == 8 and rows.loc["a", "status"] == "completed"
-    assert rows.loc["a", "best"] == pytest.approx(float(a.top(1, min_trades=a.manifest["min_trades"])["sharpe"].iloc[0]))
+    winner = a.top(1, min_trades=a.manifest["min_trades"])
+    assert rows.loc["a", "best"] == pytest.approx(float(winner["sharpe"].iloc[0]))
     assert rows.loc["b", "objective"] == "max_drawdown max"
     assert rows.loc["b", "best"] == pytest.approx(float(b.ok()["max_drawdown"].max()))
     assert rows.loc["a", "dataset"].startswith(synthetic_bars.name or "")
@@ -186,3 +187,27 @@ def test_compare_two_runs(synthetic_bars, tmp_path):
     assert [t.type for t in fig.data] == ["histogram", "histogram"]
     assert len(fig.data[0].x) == int(np.isfinite(a.ok["sharpe"]).sum())
     assert "sharpe" in sweep_runs.metric_choices([a, b])
+
+
+def test_a_run_completed_with_failures_is_resumable_only_when_some_would_run_again(synthetic_bars, tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import sweep_helpers  # noqa: F401  (registers test_faulty, whose mode 1 raises)
+    from threadx.optimize.evaluate import INFRA_PREFIX
+
+    store = ResultStore(tmp_path)
+    run = threadx.sweep(synthetic_bars, "test_faulty", {"fast_period": [5, 10], "slow_period": 40, "mode": [0, 1]},
+                        store=store, run_id="f", executor="inline", workers=1)
+    assert run.manifest["status"] == "completed with 2 failed"
+    view = sweep_runs.load_view(store, "f")
+    assert view.to_retry == 0 and not view.resumable  # errors of the combos themselves: a resume changes nothing
+    for part in store.folder("f").glob("part-*.parquet"):  # the same failures, as a lost worker would record them
+        rows = pd.read_parquet(part)
+        failed = rows["status"] == "failed"
+        rows.loc[failed, "error"] = INFRA_PREFIX + "worker process died"
+        rows.to_parquet(part.with_suffix(".tmp"), index=False)
+        part.with_suffix(".tmp").replace(part)  # by rename, as the store writes every file
+    view = sweep_runs.load_view(store, "f")
+    assert view.to_retry == 2 and view.resumable

@@ -100,7 +100,8 @@ def test_history_table_and_comparison(data_file, workspace):
     rows = table.set_index("run_id")
     assert set(rows.index) == {"cheap", "dear"}
     assert rows.loc["cheap", "done"] == rows.loc["cheap", "planned"] == 72
-    assert rows.loc["cheap", "best"] == pytest.approx(float(a.top(1, min_trades=a.manifest["min_trades"])["sharpe"].iloc[0]))
+    winner = a.top(1, min_trades=a.manifest["min_trades"])
+    assert rows.loc["cheap", "best"] == pytest.approx(float(winner["sharpe"].iloc[0]))
     assert rows.loc["cheap", "dataset"] == "ABC_USDT-1h (1h)" and rows.loc["cheap", "status"] == "completed"
 
     at.multiselect(key="opt_compare").set_value(["cheap", "dear"]).run()

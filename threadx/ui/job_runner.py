@@ -161,7 +161,8 @@ class JobRunner:
         report = validate_walk_forward(wf, n=request.bootstrap, seed=request.seed, S=request.S)
         save_walk_forward(request.run_id, wf, report, self.job_dir.parent.parent)
         state = "cancelled" if wf.meta.get("cancelled") else "completed"
-        self.status.write(state=state, phase=state, finished_at=now_iso(), error="", eta_s=0.0 if state == "completed" else None,
+        self.status.write(state=state, phase=state, finished_at=now_iso(), error="",
+                          eta_s=0.0 if state == "completed" else None,
                           done=int(wf.meta["combos_done"]), total=int(wf.meta["combos_planned"]),
                           failed=len(wf.errors), elapsed_s=float(wf.meta["elapsed_s"]))
         return state

@@ -258,9 +258,9 @@ class JobRegistry:
                 "max_concurrent": self.max_concurrent,
             })
             write_json_atomic(folder / "status.json", {
-                "state": "queued", "phase": "submitted", "pid": None, "run_id": params["run_id"], "done": 0, "total": 0, "failed": 0,
-                "rate": 0.0, "eta_s": None, "elapsed_s": 0.0, "started_at": None, "finished_at": None,
-                "error": "", "updated_at": created,
+                "state": "queued", "phase": "submitted", "pid": None, "run_id": params["run_id"], "done": 0,
+                "total": 0, "failed": 0, "rate": 0.0, "eta_s": None, "elapsed_s": 0.0, "started_at": None,
+                "finished_at": None, "error": "", "updated_at": created,
             })
         self.refresh()
         return job_id

@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,9 @@ from threadx.errors import ThreadXError
 from threadx.optimize.space import SearchSpace, stored_axes
 from threadx.optimize.store import ResultStore, RunDamaged, lock_held
 from threadx.requests import DatasetRef, SweepRequest, describe_data
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 # The history table: one row per run, every column sortable (numbers stay numbers).
 HISTORY_COLUMNS = ("run_id", "dataset", "strategy", "sampler", "done", "planned", "failed", "objective", "best",
@@ -317,7 +320,7 @@ def compare_best(a: RunView, b: RunView) -> pd.DataFrame:
                          names[1]: [right.get(k, "–") for k in keys]})
 
 
-def distribution_figure(views: list[RunView], metric: str):
+def distribution_figure(views: list[RunView], metric: str) -> "go.Figure":
     """Overlaid histograms of ``metric`` over each run's successful combos (share of combos
     per bin, so runs of different sizes compare)."""
     import plotly.graph_objects as go
