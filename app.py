@@ -7,6 +7,8 @@ st.set_page_config(page_title="ThreadX", page_icon=":material/show_chart:", layo
 
 from threadx.ui.state import active_dataset, gpu_status, label_dataset, restore_from_url  # noqa: E402
 
+JOBS_EVERY_S = 2.0  # the sidebar's job list refreshes this often
+
 PAGES = [
     st.Page("pages/1_Data.py", title="Data", icon=":material/database:"),
     st.Page("pages/2_Backtest.py", title="Backtest", icon=":material/candlestick_chart:", default=True),
@@ -26,16 +28,28 @@ with st.sidebar:
     st.markdown(f"CPU (numba){' + GPU: ' + reason if available else ''}")
     if not available:
         st.caption(f"GPU off: {reason}")
+
+
+@st.fragment(run_every=JOBS_EVERY_S)
+def active_jobs() -> None:
+    """Queued and running jobs with their phase or progress; refreshed on its own, so a job
+    leaves the list within seconds of finishing."""
     try:
         from threadx.ui.jobs import JobRegistry
 
-        running = JobRegistry().running()
-    except Exception as exc:  # the sidebar must never break a page
-        running = []
+        registry = JobRegistry()
+        registry.refresh()  # a dead job process is marked failed, a queued job starts
+        jobs = registry.active()
+    except Exception as exc:  # noqa: BLE001 - the sidebar must never break a page
         st.caption(f"jobs unavailable: {exc}")
-    if running:
-        st.caption("Running jobs")
-        for job in running:
-            st.progress(job.fraction, text=f"{job.label}: {job.done:,}/{job.total:,}")
+        return
+    if jobs:
+        st.caption("Jobs")
+        for job in jobs:
+            st.progress(job.fraction, text=f"{job.label}: {job.status_line}")
+
+
+with st.sidebar:
+    active_jobs()
 
 navigation.run()

@@ -1,10 +1,15 @@
-"""Optimisation page: space editor, live combo count, sweep job with progress and Stop,
-results table, heatmap, parallel coordinates, Pareto front, best combo, run history."""
+"""Optimisation page: space editor, live combo count, sweep job with its phase, progress and
+Stop, run history (sortable, two runs compared side by side), the shown run (results table,
+heatmap, parallel coordinates, Pareto front, best combo, Resume) and its export.
+
+The shown run is in the URL (``?run=<run id>``): a refresh or a shared link reopens it. The
+job's progress and the sidebar's job list are fragments that refresh on their own; a full
+rerun of the page reads no run's parts again unless they changed (threadx.ui.sweep_runs).
+Session keys: ``sweep_job``, ``sweep_run``, ``sweep_job_shown`` (threadx.ui.state).
+"""
 from __future__ import annotations
 
 import io
-import os
-import time
 
 import streamlit as st
 
@@ -12,23 +17,18 @@ import threadx
 from threadx.config import DEFAULT_FEE_BPS, DEFAULT_MIN_TRADES, DEFAULT_SEED
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
-from threadx.optimize.space import SearchSpace, size_band, stored_axes
+from threadx.optimize.space import SearchSpace, size_band
 from threadx.optimize.store import ResultStore
 from threadx.requests import BacktestRequest, DatasetRef, SweepRequest, describe_run
-from threadx.ui import charts
+from threadx.ui import charts, sweep_runs
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import cuda_status, dataset_picker, handover, strategy_picker
 from threadx.ui.widgets import space_editor
-from threadx.validation.stability import edge_params
 
-# How long one script run follows a running sweep before starting a fresh run (tests set 0:
-# render the current state once and return).
-FOLLOW_SECONDS = float(os.environ.get("THREADX_UI_FOLLOW_SECONDS", "30"))
+MONITOR_EVERY_S = 1.0  # the job monitor refreshes this often while the followed job is active
 
 st.title("Optimisation")
 registry = JobRegistry()
-
-
 store = ResultStore()
 
 specs = threadx.strategies()
@@ -42,7 +42,11 @@ with top[2]:
 spec = specs[strategy]
 
 with st.expander("Search space", expanded=True):
+    # >>> workspace hook (threadx.ui.workspace, wired after merging): the one place the space is
+    # built. Before it: values = load_form("sweep", strategy) to preset the editor; after it:
+    # save_form("sweep", strategy, space), so the form survives a restart.
     space = space_editor(spec, key_prefix="opt")
+    # <<< workspace hook
 
 c = st.columns(6)
 sampler = "grid" if method == "Grid" else c[0].selectbox("Sampler", ["random", "lhs", "sobol", "adaptive"],
@@ -94,11 +98,15 @@ if st.button("Launch", type="primary", disabled=count_error is not None, key="op
             executor=executor, engine_options={"fee_bps": fee_bps, "fill": fill})
         st.session_state["sweep_job"] = registry.submit(request.to_dict())
         st.session_state.pop("sweep_run", None)
+        st.query_params.pop("run", None)
     except ThreadXError as exc:
         st.error(f"Cannot launch: {exc}")
+    else:
+        st.rerun()  # the whole app: the sidebar lists the new job at once
 
 
 def current_job():
+    """The job this session follows (None when none, or when its folder is gone)."""
     job_id = st.session_state.get("sweep_job")
     if not job_id:
         return None
@@ -108,100 +116,161 @@ def current_job():
         return None
 
 
-def progress_text(job) -> str:
-    eta = "–" if job.eta_s is None or job.state != "running" else f"{job.eta_s:,.0f} s"
-    return (f"{job.state}: {job.done:,} / {job.total:,} combos · {job.rate or 0:,.0f} backtests/s · ETA {eta} · "
-            f"failed {job.failed or 0}")
-
-
-def follow_job() -> None:
-    """Show the job's progress until it ends. The sweep runs in its own process; this
-    script run only polls it (a click, e.g. on Stop, or leaving the page interrupts the
-    poll and the next run picks it up again)."""
+def job_monitor() -> None:
+    """The followed job: its phase from its first second, then done/total, rate and ETA; Stop
+    while it is active. When it ends, its run is shown (once) by a full rerun."""
+    registry.refresh()  # starts queued jobs, marks dead ones failed
     job = current_job()
     if job is None:
         return
-    registry.refresh()
-    bar = st.empty()
-    if job.state in ("queued", "running") and st.button("Stop", key="opt_stop"):
-        registry.stop(job.job_id)
-        st.toast("Stopping after the current chunk…")
-    deadline = time.monotonic() + FOLLOW_SECONDS
-    while job.state in ("queued", "running") and time.monotonic() < deadline:
-        bar.progress(job.fraction, text=progress_text(job))
-        time.sleep(0.5)
-        registry.refresh()
-        job = registry.get(job.job_id)
-    bar.progress(job.fraction, text=progress_text(job))
-    if job.state in ("queued", "running"):
-        if FOLLOW_SECONDS > 0:
-            st.rerun()  # keep following in a fresh run
+    st.progress(job.fraction, text=f"{job.label} · {job.status_line}")
+    if job.is_active:
+        if not job.stop_requested and st.button("Stop", key="opt_stop"):
+            registry.stop(job.job_id)
+            st.toast("Stopping after the current chunk…")
         return
     if job.state == "failed":
         st.error(f"The sweep failed: {job.error}")
     elif job.state == "cancelled":
-        st.warning("Stopped: the finished combos are stored; launch the same run id to resume.")
-    if job.run_id and st.session_state.get("sweep_job_shown") != job.job_id:
+        st.warning(f"Stopped: the finished combos are stored in run `{job.run_id}`; **Resume** below runs the rest.")
+    if job.run_id and st.session_state.get("sweep_job_shown") != job.job_id and store.exists(job.run_id):
         # show the run once, when its job ends; a run reloaded from the history afterwards stays shown
         st.session_state["sweep_job_shown"] = job.job_id
         st.session_state["sweep_run"] = job.run_id
+        st.rerun()  # the whole page, so the results below show the finished run
 
 
-follow_job()
+followed = current_job()
+st.fragment(job_monitor, run_every=MONITOR_EVERY_S if followed is not None and followed.is_active else None)()
 
-# --- results ------------------------------------------------------------------------------
-runs = store.list_runs()
-with st.expander("Run history", expanded=False):
-    if len(runs):
-        st.dataframe(runs, width="stretch", hide_index=True)
-        pick = st.selectbox("Reload a run", list(runs["run_id"]), key="opt_history")
-        if st.button("Show this run", key="opt_reload"):
-            st.session_state["sweep_run"] = pick
-    else:
+
+# --- run history ---------------------------------------------------------------------------
+def show_history() -> None:
+    """The stored runs (sortable), a run to reload, two runs to compare."""
+    runs = sweep_runs.history(store)
+    if runs.empty:
         st.caption("No stored runs yet.")
+        return
+    st.dataframe(runs, width="stretch", hide_index=True, key="opt_history_table", column_config={
+        "run_id": st.column_config.TextColumn("Run id"), "dataset": "Dataset", "strategy": "Strategy",
+        "sampler": "Sampler", "done": st.column_config.NumberColumn("Done", format="%d"),
+        "planned": st.column_config.NumberColumn("Planned", format="%d"),
+        "failed": st.column_config.NumberColumn("Failed", format="%d"), "objective": "Objective",
+        "best": st.column_config.NumberColumn("Best objective", format="%.4f"), "status": "Status",
+        "started_at": "Started"})
+    ids = list(runs["run_id"])
+    c = st.columns([3, 1])
+    pick = c[0].selectbox("Reload a run", ids, key="opt_history")
+    c[1].write("")
+    if c[1].button("Show this run", key="opt_reload"):
+        st.session_state["sweep_run"] = pick
+    pair = st.multiselect("Compare two runs", ids, max_selections=2, key="opt_compare",
+                          placeholder="Pick two runs")
+    if len(pair) == 2:
+        compare(*pair)
 
-run_id = st.session_state.get("sweep_run")
-if run_id:
+
+def compare(a: str, b: str) -> None:
+    """Two runs side by side: their settings (differences first), best combos and the
+    distribution of a metric over their combos."""
     try:
-        run = store.load(run_id)
+        views = [sweep_runs.load_view(store, a), sweep_runs.load_view(store, b)]
     except ThreadXError as exc:
-        st.error(str(exc))
-        run = None
-    if run is not None and len(run.results):
-        m = run.manifest
-        st.subheader(f"Run {run_id}: {m['strategy']}, {m.get('done', 0):,} combos, {m.get('status')}")
-        st.caption(describe_run(m))
-        ok = run.ok()
-        objective = m.get("objective", "sharpe")
-        ascending = not m.get("maximize", True)
-        varying = [a["name"] for a in m["space"]["axes"] if len(a["values"]) > 1] or run.param_names
-        shown_cols = [*varying, objective, "total_return", "sharpe", "max_drawdown", "n_trades", "win_rate"]
-        shown_cols = list(dict.fromkeys(col for col in shown_cols if col in ok.columns))
-        table = ok.sort_values(objective, ascending=ascending, na_position="last").head(500)
-        st.dataframe(table[shown_cols], width="stretch", height=300, hide_index=True)
+        st.warning(f"Cannot compare: {exc}")
+        return
+    settings = sweep_runs.compare_settings(views[0].manifest, views[1].manifest)
+    differ = int((~settings["same"]).sum())
+    st.markdown(f"**Settings** ({differ} differ)")
+    st.dataframe(settings, width="stretch", hide_index=True, key="opt_compare_settings")
+    st.markdown("**Best combo**")
+    st.dataframe(sweep_runs.compare_best(*views), width="stretch", hide_index=True, key="opt_compare_best")
+    metrics = sweep_runs.metric_choices(views)
+    objective = views[0].manifest.get("objective", "sharpe")
+    if metrics:
+        metric = st.selectbox("Distribution of", metrics, key="opt_compare_metric",
+                              index=metrics.index(objective) if objective in metrics else 0)
+        st.plotly_chart(sweep_runs.distribution_figure(views, metric), width="stretch", key="opt_compare_chart")
 
-        best = run.top(1, min_trades=int(m.get("min_trades", 0)))
-        if not best.empty:
-            best_params = run.best_params()
-            st.markdown("**Best combo:** " + ", ".join(f"`{k}={best_params[k]}`" for k in varying))
-            if st.button("Open in Backtest", key="opt_open_best"):
-                try:  # the displayed run's data, strategy, winner and engine options
-                    handover(BacktestRequest.from_manifest(m, best_params), run_id)
-                except ThreadXError as exc:
-                    st.error(f"Cannot open run {run_id} in Backtest: {exc}")
-                else:
-                    st.switch_page("pages/2_Backtest.py")
-        if not best.empty:  # a winner at an edge of its searched range: the optimum may lie outside
+
+with st.expander("Run history", expanded=False):
+    show_history()
+
+
+# --- the shown run -------------------------------------------------------------------------
+def shown_run() -> sweep_runs.RunView | None:
+    """The run to show: the session's, else the URL's (``?run=``, a refresh or a shared link);
+    the URL follows the session. An unknown or damaged run: one warning, and it is dropped."""
+    url_run = st.query_params.get("run")
+    run_id = st.session_state.get("sweep_run")
+    if not run_id and url_run and "sweep_run" not in st.session_state:
+        run_id = st.session_state["sweep_run"] = url_run
+    if not run_id:
+        return None
+    try:
+        view = sweep_runs.load_view(store, run_id)
+    except ThreadXError as exc:
+        st.warning(f"Run `{run_id}` cannot be shown: {exc}")
+        st.session_state["sweep_run"] = None
+        st.query_params.pop("run", None)
+        return None
+    if url_run != run_id:
+        st.query_params["run"] = run_id
+    return view
+
+
+def resume(view: sweep_runs.RunView) -> None:
+    """Submit a job resuming the run on its recorded request; refused (with the reason) when
+    its data is gone or changed."""
+    try:
+        request = sweep_runs.resume_request(view.manifest)
+        sweep_runs.check_resume_data(request)
+        st.session_state["sweep_job"] = registry.submit(request)
+    except ThreadXError as exc:
+        st.error(f"Cannot resume run {view.run_id}: {exc}")
+        return
+    st.session_state.pop("sweep_job_shown", None)
+    st.rerun()  # the monitor follows the new job from its first second
+
+
+def show_run(view: sweep_runs.RunView) -> None:
+    """The shown run: id (copyable), status and Resume, results table, best combo, charts, export."""
+    m, run_id = view.manifest, view.run_id
+    st.subheader(f"Run {run_id}: {m['strategy']}, {int(m.get('done') or 0):,} combos, {view.status}")
+    st.caption(describe_run(m))
+    c = st.columns([4, 1])
+    c[0].code(run_id, language=None)  # copyable; `threadx sweep ... --run-id` resumes it too
+    if view.resumable:
+        todo = int(m.get("total") or 0) - int(m.get("done") or 0)
+        what = f"{todo:,} combos left" if todo > 0 else f"{view.to_retry:,} combos to run again"
+        if c[1].button("Resume", key="opt_resume", type="primary", help=f"Run the rest of this run ({what}) "
+                       "on its recorded data, space and options; the stored combos are kept"):
+            resume(view)
+    if view.ok.empty:
+        st.info("No successful combo stored yet.")
+        return
+    objective = m.get("objective", "sharpe")
+    st.dataframe(view.table, width="stretch", height=300, hide_index=True)
+    if view.best is not None:
+        st.markdown("**Best combo:** " + ", ".join(f"`{k}={view.best_params[k]}`" for k in view.varying
+                                                   if k in view.best_params))
+        if st.button("Open in Backtest", key="opt_open_best"):
+            try:  # the displayed run's data, strategy, winner and engine options
+                handover(BacktestRequest.from_manifest(m, view.best_params), run_id)
+            except ThreadXError as exc:
+                st.error(f"Cannot open run {run_id} in Backtest: {exc}")
+            else:
+                st.switch_page("pages/2_Backtest.py")
+        if view.edges:  # a winner at an edge of its searched range: the optimum may lie outside
             axes = {a["name"]: a["values"] for a in m["space"]["axes"]}
-            edges = [p for p in edge_params(SearchSpace(specs[m["strategy"]], stored_axes(m["space"])),
-                                            int(best.iloc[0]["combo_id"])) if not isinstance(axes[p][0], (bool, str))]
-            if edges:  # numeric ranges only: a bool or a choice has no range to widen
-                st.warning("The best combo sits on the edge of its searched range for "
-                           + ", ".join(f"`{p}={best_params[p]}` (searched {min(axes[p])} to {max(axes[p])})"
-                                       for p in edges)
-                           + ": the optimum may lie outside it. Widen these ranges and run again.")
+            st.warning("The best combo sits on the edge of its searched range for "
+                       + ", ".join(f"`{p}={view.best_params[p]}` (searched {min(axes[p])} to {max(axes[p])})"
+                                   for p in view.edges)
+                       + ": the optimum may lie outside it. Widen these ranges and run again.")
 
-        tabs = st.tabs(["Heatmap", "Parallel coordinates", "Pareto", "Export"])
+    ok, varying = view.ok, view.varying
+    # only the open tab is computed (a Pareto front of 50k combos takes ~0.3 s to draw)
+    tabs = st.tabs(["Heatmap", "Parallel coordinates", "Pareto", "Export"], key="opt_result_tab", on_change="rerun")
+    if tabs[0].open:
         with tabs[0]:
             if len(varying) >= 2:
                 h = st.columns(4)
@@ -216,16 +285,29 @@ if run_id:
                     st.warning(str(exc))
             else:
                 st.caption("A heatmap needs two params that vary.")
+    if tabs[1].open:
         with tabs[1]:
             st.plotly_chart(charts.parallel_coordinates_figure(ok, varying, objective), width="stretch")
+    if tabs[2].open:
         with tabs[2]:
             st.plotly_chart(charts.pareto_figure(ok, "max_drawdown", "sharpe"), width="stretch")
+    if tabs[3].open:
         with tabs[3]:
-            e = st.columns(2)
-            e[0].download_button("Results (CSV)", run.results.to_csv(index=False), file_name=f"{run_id}.csv",
-                                 mime="text/csv", key="opt_csv")
-            buffer = io.BytesIO()
-            run.results.to_parquet(buffer, index=False)
-            e[1].download_button("Results (Parquet)", buffer.getvalue(), file_name=f"{run_id}.parquet",
-                                 key="opt_parquet")
+            e = st.columns(2)  # written when clicked, not on every rerun
 
+            def results_csv() -> str:
+                return store.load(run_id).results.to_csv(index=False)
+
+            def results_parquet() -> bytes:
+                buffer = io.BytesIO()
+                store.load(run_id).results.to_parquet(buffer, index=False)
+                return buffer.getvalue()
+
+            e[0].download_button("Results (CSV)", results_csv, file_name=f"{run_id}.csv", mime="text/csv",
+                                 key="opt_csv", on_click="ignore")
+            e[1].download_button("Results (Parquet)", results_parquet, file_name=f"{run_id}.parquet",
+                                 key="opt_parquet", on_click="ignore")
+
+view = shown_run()
+if view is not None:
+    show_run(view)

@@ -37,8 +37,8 @@ from threadx.optimize.budget import (Budget, Estimate, advice, estimate_memory, 
                                      request_widths)
 from threadx.optimize.evaluate import STATUS_OK, ChunkResult, Evaluator, RunInterrupted, SweepTask
 from threadx.optimize.samplers import SAMPLERS, check_grid_size, grid_ids, monte_carlo_ids, refine
-from threadx.optimize.shared import (PreparedIndicators, SharedPack, compute_indicators, group_codes,
-                                     group_requests, indicator_axes, indicator_requests, prepare_requests)
+from threadx.optimize.shared import (PreparedIndicators, SharedPack, group_codes, group_requests, indicator_axes,
+                                     indicator_requests, prepare_requests)
 from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace
 from threadx.optimize.store import (BLOCK_SQ_PREFIX, BLOCK_SUM_PREFIX, ResultStore, RunWriter, SweepRun,
                                     check_run_id)
@@ -108,6 +108,7 @@ def sweep(
     scheduler: str | None = None,
     block_returns: int = 32,
     memory_budget: int | str | None = None,
+    on_phase: Callable[[str], None] | None = None,
     **engine_options: Any,
 ) -> SweepRun:
     """Evaluate combos of ``space`` (see :class:`SearchSpace`) for ``strategy`` on ``df``.
@@ -126,6 +127,9 @@ def sweep(
     ``memory_budget``: bytes (or text such as ``"4GiB"``) the sweep may use; None = half the
     available RAM (:mod:`threadx.optimize.budget`). Over it, indicators are prepared in
     batches that fit, or the sweep is refused (ParamError) before any work starts.
+    ``on_phase(text)`` is told each stage as it starts ("planning the combos", "starting 4
+    workers", "computing 120 indicators", "running", "finishing"), so a caller can say what
+    the sweep is doing before the first combo is done.
     The returned run reads its rows from the store when first used.
     """
     from threadx.requests import DatasetRef, SweepRequest
@@ -146,6 +150,7 @@ def sweep(
         should_stop=_cancel_check(cancel), chunk_size=chunk_size, grid_limit=grid_limit, bank=bank,
         scheduler=scheduler, space_spec=dict(space or {}), n_blocks=_blocks_argument(block_returns),
         store=store, run_id=check_run_id(run_id or _new_run_id(strategy)), budget=budget, request=request,
+        on_phase=on_phase,
     )
     try:
         return session.run(flush_seconds, adaptive_rounds, patience)
@@ -274,9 +279,15 @@ class _Session:
     batches: int = 0  # batches of indicators run so far (see _run_batches)
     estimate: Estimate | None = None  # memory of the plan, set by _plan
     request: Any = None  # the SweepRequest this session runs (recorded in the manifest)
+    on_phase: Callable[[str], None] | None = None  # told each stage as it starts (see sweep)
+
+    def _phase(self, text: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(text)
 
     def run(self, flush_seconds: float, adaptive_rounds: int, patience: int) -> SweepRun:
         self.started = time.perf_counter()
+        self._phase("planning the combos")
         self.planned, self.total, invalid = self._plan()
         # stored combo ids outside this plan refuse the resume before the manifest is touched
         writer = self.store.open_run(self.run_id, self._manifest(invalid), check_ids=self._check_stored)
@@ -294,8 +305,10 @@ class _Session:
         with _sigterm_interrupts() as sigterm:
             try:
                 writer.update_manifest(status="running", done=self.counts["done"])
+                self._report(force=True)  # done (resumed) and total are known before workers and indicators
                 with ExitStack() as cleanup:  # every resource released, whatever happens
                     run_chunks = self._executor(cleanup)
+                    self._phase("running")
                     self._report(force=True)
                     self._consume(run_chunks(self._pending(self._first_round())))
                     if self.sampler == "adaptive" and not self.should_stop():
@@ -472,12 +485,15 @@ class _Session:
                              "import: move it to a module, or use executor='inline'")
         pool = None
         if not in_process and self.executor != "dask" and remaining:
+            self._phase(f"starting {self.workers} workers")
             pool = LocalPool(task, self.workers).start()  # workers start up while indicators are computed
             cleanup.callback(pool.close)
         bank = self.bank if self.bank is not None else _default_bank()
         if self.line_capacity is not None:  # over the memory budget: indicators batch by batch
             return lambda chunks: self._run_batches(chunks, task, bank, pool)
         arrays = self._indicators(bank)
+        if self.executor in ("gpu", "dask"):
+            self._phase(f"starting the {'GPU' if self.executor == 'gpu' else 'Dask'} executor")
         if inline:
             evaluator = Evaluator(task, self.bars, PreparedIndicators(arrays.get))
             return lambda chunks: _run_in_threads(evaluator, chunks, self.workers, self.should_stop)
@@ -522,7 +538,9 @@ class _Session:
                 break
             self.batches += 1
             batch_ids = ids[np.isin(codes, unique[members])]
-            arrays = prepare_requests({key: requests[key] for k in members for key in needs[k]}, self.bars, bank)
+            wanted = {key: requests[key] for k in members for key in needs[k]}
+            self._phase(f"computing {len(wanted):,} indicators (batch {self.batches} of {len(batches)})")
+            arrays = prepare_requests(wanted, self.bars, bank)
             pieces = (batch_ids[lo:lo + size] for lo in range(0, len(batch_ids), size))
             if pool is None:  # inline (threads in this process)
                 evaluator = Evaluator(task, self.bars, PreparedIndicators(arrays.get))
@@ -537,7 +555,9 @@ class _Session:
         self.writer.update_manifest(memory={**self.writer.manifest.get("memory", {}), "batches": self.batches})
 
     def _indicators(self, bank) -> dict:
-        return compute_indicators(self.search, self.bars, bank, None if self.planned is None else [self.planned])
+        requests = indicator_requests(self.search, None if self.planned is None else [self.planned])
+        self._phase(f"computing {len(requests):,} indicators")
+        return prepare_requests(requests, self.bars, bank)
 
     def _consume(self, results: Iterator[ChunkResult]) -> None:
         for result in results:
@@ -601,6 +621,7 @@ class _Session:
     def _finish(self, status: str) -> None:
         """Flush, record the final counts (from the parts) and status, release the run."""
         writer: RunWriter = self.writer
+        self._phase("finishing")
         try:
             writer.flush()
         finally:

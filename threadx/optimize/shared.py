@@ -247,13 +247,6 @@ class PreparedIndicators:
         return found
 
 
-def compute_indicators(space: SearchSpace, bars: Bars, bank: Any,
-                       ids: Iterable[np.ndarray] | None = None) -> dict[Request, dict[str, np.ndarray]]:
-    """Every distinct indicator of the combos (of ``ids``, or of the whole space), computed
-    once through the bank's batch path."""
-    return prepare_requests(indicator_requests(space, ids), bars, bank)
-
-
 def prepare_requests(requests: Mapping[Request, dict], bars: Bars, bank: Any) -> dict[Request, dict[str, np.ndarray]]:
     """The arrays of ``requests``, computed through the bank's batch path (one call per indicator)."""
     by_name: dict[str, list] = {}

@@ -105,13 +105,19 @@ class SweepRun:
             raise RunDamaged(self.run_id, f"is {status}")
         return self
 
+    def columns(self, columns: list[str]) -> pd.DataFrame:
+        """``combo_id``, ``status`` and ``columns`` of every stored row (the last write of each
+        combo), reading only those columns."""
+        wanted = list(dict.fromkeys(["combo_id", "status", *columns]))
+        if self._results is not None or not self._parts:
+            results = self.results
+            return results[wanted] if len(results) else pd.DataFrame(columns=wanted)
+        return _read_parts(self._parts, columns=wanted)
+
     def ok_columns(self, columns: list[str]) -> pd.DataFrame:
         """``combo_id`` and ``columns`` of the successful rows, reading only those columns."""
         wanted = list(dict.fromkeys(["combo_id", *columns]))
-        if self._results is not None or not self._parts:
-            ok = self.ok()
-            return ok[wanted] if len(ok) else pd.DataFrame(columns=wanted)
-        rows = _read_parts(self._parts, columns=list(dict.fromkeys([*wanted, "status"])))
+        rows = self.columns(columns)
         return rows.loc[rows["status"] == "ok", wanted]
 
     def ok_ids(self) -> np.ndarray:

@@ -3,7 +3,9 @@
 Reads ``JOB_DIR/spec.json``, loads the data, runs :func:`threadx.sweep` into the results
 store of the registry (``<root>`` of ``<root>/.jobs/<job_id>``), or a walk-forward and its
 validation report into ``<root>/walkforward/<run_id>/``, and keeps
-``JOB_DIR/status.json`` up to date (atomically, at most every 0.5 s). The sweep stops
+``JOB_DIR/status.json`` up to date (atomically, at most every 0.5 s for progress, at once
+for a new ``phase``: loading data, starting workers, computing indicators, running,
+finishing, as the sweep reports them through ``on_phase``). The sweep stops
 within about one chunk when ``JOB_DIR/stop`` appears or the process gets SIGTERM; what
 finished is stored either way. The final state is ``completed``, ``cancelled`` or
 ``failed`` (with the error's one-line message; the traceback goes to stderr, which the
@@ -57,6 +59,11 @@ class StatusFile:
             _log(f"cannot write {self.path}: {exc}")
         self._last_write = time.monotonic()
 
+    def phase(self, text: str) -> None:
+        """A new stage of the job (``on_phase`` of the sweep): written at once."""
+        _log(text)
+        self.write(phase=text)
+
     def progress(self, p: Any) -> None:
         """The sweep's progress callback: remembered always, written at most every 0.5 s."""
         eta = float(p.eta_s)
@@ -84,8 +91,8 @@ class JobRunner:
         """Run the job; returns its final state."""
         if hasattr(signal, "SIGTERM"):
             signal.signal(signal.SIGTERM, self._on_sigterm)
-        self.status.write(state="running", pid=os.getpid(), run_id=self.params.get("run_id"), started_at=now_iso(),
-                          finished_at=None, error="")
+        self.status.write(state="running", phase="starting", pid=os.getpid(), run_id=self.params.get("run_id"),
+                          started_at=now_iso(), finished_at=None, error="")
         started = time.monotonic()
         state, error = "failed", ""
         try:
@@ -104,7 +111,7 @@ class JobRunner:
             sys.stderr.flush()
         finally:
             if self.status.status.get("state") not in FINAL_STATES:
-                self.status.write(state=state, error=error, finished_at=now_iso(),
+                self.status.write(state=state, phase=state, error=error, finished_at=now_iso(),
                                   elapsed_s=self.status.status.get("elapsed_s") or time.monotonic() - started)
         _log(f"job {self.job_dir.name} {state}" + (f": {error}" if error else ""))
         return state
@@ -117,20 +124,20 @@ class JobRunner:
         request = SweepRequest.from_dict(self.params)
         if self.should_stop():
             return "cancelled"
-        _log(f"loading {request.data.label}")
+        self.status.phase(f"loading data {request.data.label}")
         df = request.data.load()
         if self.should_stop():
             return "cancelled"
         store = ResultStore(self.job_dir.parent.parent)
         _log(f"sweep {request.strategy} run {request.run_id} ({request.sampler}, executor {request.executor})")
         run = threadx.sweep(df, request.strategy, request.space, store=store, progress=self.status.progress,
-                            cancel=self.should_stop, **request.sweep_kwargs())
+                            cancel=self.should_stop, on_phase=self.status.phase, **request.sweep_kwargs())
         manifest = run.manifest
         state = "cancelled" if manifest.get("status") == "cancelled" else "completed"
         totals = {k: int(manifest[k]) for k in ("done", "total", "failed") if manifest.get(k) is not None}
         if manifest.get("elapsed_s") is not None:
             totals["elapsed_s"] = float(manifest["elapsed_s"])
-        self.status.write(state=state, finished_at=now_iso(), error="",
+        self.status.write(state=state, phase=state, finished_at=now_iso(), error="",
                           eta_s=0.0 if state == "completed" else None, **totals)
         return state
 
@@ -143,17 +150,19 @@ class JobRunner:
         request = WalkForwardRequest.from_dict(self.params)
         if self.should_stop():
             return "cancelled"
-        _log(f"loading {request.data.label}")
+        self.status.phase(f"loading data {request.data.label}")
         df = request.data.load()
+        self.status.phase("running")
         _log(f"walk-forward {request.strategy} run {request.run_id}")
         wf = threadx.walk_forward(df, request.strategy, request.space or None, progress=self.status.progress,
                                   cancel=self.should_stop, **request.walk_forward_kwargs())
         wf.meta["request"] = request.to_dict()  # stored with the result: what was asked, defaults filled in
-        self.status.write(phase="validating")
+        self.status.phase("validating")
         report = validate_walk_forward(wf, n=request.bootstrap, seed=request.seed, S=request.S)
         save_walk_forward(request.run_id, wf, report, self.job_dir.parent.parent)
         state = "cancelled" if wf.meta.get("cancelled") else "completed"
-        self.status.write(state=state, finished_at=now_iso(), error="", eta_s=0.0 if state == "completed" else None,
+        self.status.write(state=state, phase=state, finished_at=now_iso(), error="",
+                          eta_s=0.0 if state == "completed" else None,
                           done=int(wf.meta["combos_done"]), total=int(wf.meta["combos_planned"]),
                           failed=len(wf.errors), elapsed_s=float(wf.meta["elapsed_s"]))
         return state

@@ -6,12 +6,16 @@ is a folder on disk, so any session (or a restarted app) sees every job::
 
     <results_dir>/.jobs/<job_id>/
         spec.json     what to run: {"kind": "sweep", "params": <request.to_dict()>, "created_at", ...}
-        status.json   written atomically by the job process: state, pid, run_id, progress
+        status.json   written atomically by the job process: state, phase, pid, run_id, progress
         launch.json   written by the launcher: pid and process start time of the job process
         stop          flag file: present = cancel requested (the sweep stops within a chunk)
         log.txt       stdout and stderr of the job process (tracebacks land here)
 
-States: ``queued`` -> ``running`` -> ``completed`` | ``cancelled`` | ``failed``. A job
+States: ``queued`` -> ``running`` -> ``completed`` | ``cancelled`` | ``failed``. The
+``phase`` says what the job is doing within its state, from the first second: ``submitted``,
+then what the job process writes at each stage (``loading data``, ``starting 4 workers``,
+``computing 120 indicators``, ``running``, ``finishing``); :attr:`JobInfo.status_line` puts
+it in words with the progress (``running 1,200 / 3,930 combos``). A job
 process is ``python -m threadx.ui.job_runner JOB_DIR`` started in its own session
 (``start_new_session``) so it survives the Streamlit process rerunning. The runner
 stores results in the ordinary :class:`~threadx.optimize.store.ResultStore` under
@@ -122,6 +126,7 @@ class JobInfo:
     spec: dict
     created_at: str
     state: str = "queued"
+    phase: str = ""
     pid: int | None = None
     run_id: str | None = None
     done: int = 0
@@ -160,6 +165,26 @@ class JobInfo:
         if self.state == "completed":
             return 1.0
         return min(1.0, self.done / self.total) if self.total else 0.0
+
+    @property
+    def status_line(self) -> str:
+        """What the job is doing, in one line: its phase while it starts, its combos done
+        (with rate and ETA) while it runs, its outcome once finished; never a bare 0/0."""
+        counted = f"{self.done:,} / {self.total:,} combos" if self.total else ""
+        if self.is_finished:
+            failed = f", {self.failed:,} failed" if self.failed else ""
+            outcome = f"{self.state}: {self.error}" if self.state == "failed" and self.error else self.state
+            return f"{outcome}" + (f" ({counted}{failed})" if counted else "")
+        if self.state == "queued":
+            return "cancelling" if self.stop_requested else "queued: waiting for a free slot"
+        phase = self.phase or "starting"
+        if phase == "running":
+            eta = f" · ETA {self.eta_s:,.0f} s" if self.eta_s is not None and self.rate else ""
+            rate = f" · {self.rate:,.0f} backtests/s" if self.rate else ""
+            phase = f"running {counted}{rate}{eta}" if counted else "running"
+        if self.stop_requested:
+            phase = f"stopping after the current chunk ({phase})"
+        return phase
 
     @property
     def label(self) -> str:
@@ -233,9 +258,9 @@ class JobRegistry:
                 "max_concurrent": self.max_concurrent,
             })
             write_json_atomic(folder / "status.json", {
-                "state": "queued", "pid": None, "run_id": params["run_id"], "done": 0, "total": 0, "failed": 0,
-                "rate": 0.0, "eta_s": None, "elapsed_s": 0.0, "started_at": None, "finished_at": None,
-                "error": "", "updated_at": created,
+                "state": "queued", "phase": "submitted", "pid": None, "run_id": params["run_id"], "done": 0,
+                "total": 0, "failed": 0, "rate": 0.0, "eta_s": None, "elapsed_s": 0.0, "started_at": None,
+                "finished_at": None, "error": "", "updated_at": created,
             })
         self.refresh()
         return job_id
@@ -298,6 +323,7 @@ class JobRegistry:
             info.run_id = spec.get("params", {}).get("run_id")
         if info.state == "queued" and launch:  # launched, the process has not reported yet
             info.state = "running"
+            info.phase = "starting the job process"
             info.started_at = info.started_at or launch.get("launched_at")
         if info.pid is None and launch.get("pid") and info.state == "running":
             info.pid = int(launch["pid"])
@@ -322,6 +348,10 @@ class JobRegistry:
         if info is None:
             raise ThreadXError(f"job {job_id!r} has no readable spec")
         return info
+
+    def active(self) -> list[JobInfo]:
+        """Jobs queued or running, newest first (the sidebar's list: finished jobs leave it)."""
+        return [j for j in self._read_all() if j.is_active]
 
     def running(self) -> list[JobInfo]:
         """Jobs whose process is (or should be) running, newest first."""
@@ -473,9 +503,9 @@ class JobRegistry:
 
     def _write_status(self, folder: Path, info: JobInfo, **changes: Any) -> None:
         status = read_json(folder / "status.json")
-        status.update({k: getattr(info, k) for k in ("state", "pid", "run_id", "done", "total", "failed", "rate",
-                                                       "eta_s", "elapsed_s", "started_at", "finished_at", "error")
-                       if k not in status})
+        status.update({k: getattr(info, k) for k in ("state", "phase", "pid", "run_id", "done", "total", "failed",
+                                                       "rate", "eta_s", "elapsed_s", "started_at", "finished_at",
+                                                       "error") if k not in status})
         status.update(changes)
         status["updated_at"] = now_iso()
         write_json_atomic(folder / "status.json", status)

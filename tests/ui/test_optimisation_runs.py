@@ -1,0 +1,188 @@
+"""Optimisation page, stored runs: resume a cancelled run, the history table, two runs
+compared, the shown run in the URL (``?run=``), and a finished job leaving the sidebar."""
+from __future__ import annotations
+
+import itertools
+import re
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("streamlit")
+
+from apptest_helpers import ROOT, run_until  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+import threadx  # noqa: E402
+from threadx.data.io import write_ohlcv  # noqa: E402
+from threadx.data.synthetic import generate_synthetic  # noqa: E402
+from threadx.ui.sweep_runs import HISTORY_COLUMNS  # noqa: E402
+
+SPACE = {"fast_period": "5:40:1", "slow_period": [50, 60]}  # 72 combos
+ZERO_OF_ZERO = re.compile(r"\b0\s*/\s*0\b")  # what a starting job used to show for half a minute
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def data_file(workspace):
+    path = workspace / "files" / "ABC_USDT-1h.parquet"
+    write_ohlcv(generate_synthetic(days=20, seed=3), path)
+    return path
+
+
+def sweep(path, run_id: str, space=SPACE, cancel_after: int | None = None, **options):
+    checks = itertools.count()
+    cancel = None if cancel_after is None else (lambda: next(checks) >= cancel_after)
+    return threadx.sweep(threadx.load_ohlcv(str(path)), "ma_crossover", space, run_id=run_id, executor="inline",
+                         workers=1, chunk_size=4, cancel=cancel, **options)
+
+
+def page(run: str | None = None) -> AppTest:
+    """The Optimisation page in a new session, opened on ``?run=<run>`` when given."""
+    at = AppTest.from_file(str(ROOT / "pages" / "3_Optimisation.py"), default_timeout=120)
+    if run is not None:
+        at.query_params["run"] = run
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def shown(at: AppTest) -> list[str]:
+    return [h.value for h in at.subheader if h.value.startswith("Run ")]
+
+
+def test_resume_a_cancelled_run_from_the_page(data_file):
+    cancelled = sweep(data_file, "half", cancel_after=4)
+    assert cancelled.manifest["status"] == "cancelled" and 0 < cancelled.manifest["done"] < 72
+    whole = sweep(data_file, "whole")
+
+    at = page(run="half")
+    assert shown(at) == [f"Run half: ma_crossover, {cancelled.manifest['done']} combos, cancelled"]
+    assert any(c.value == "half" for c in at.code)  # the run id, copyable
+    at.button(key="opt_resume").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job_id = at.session_state["sweep_job"]
+    from threadx.ui.jobs import JobRegistry
+
+    assert JobRegistry().get(job_id).run_id == "half"
+    at = run_until(at, lambda a: any("completed" in h for h in shown(a)))
+    assert shown(at) == ["Run half: ma_crossover, 72 combos, completed"]
+    assert "opt_resume" not in [b.key for b in at.button] and "opt_stop" not in [b.key for b in at.button]
+    resumed = threadx.optimize.store.ResultStore().load("half")
+    pd.testing.assert_frame_equal(resumed.results.drop(columns=["error"]), whole.results.drop(columns=["error"]))
+
+
+def test_resume_refuses_a_run_whose_data_changed(data_file):
+    sweep(data_file, "half", cancel_after=4)
+    write_ohlcv(generate_synthetic(days=20, seed=4), data_file)  # other candles under the same file
+    at = page(run="half")
+    at.button(key="opt_resume").click().run()
+    assert any("Cannot resume run half" in e.value and "changed since the run" in e.value for e in at.error)
+    assert "sweep_job" not in at.session_state
+
+
+def test_history_table_and_comparison(data_file, workspace):
+    a = sweep(data_file, "cheap", fee_bps=1.0)
+    sweep(data_file, "dear", space={"fast_period": "5:40:5", "slow_period": [50, 70]}, fee_bps=20.0)
+    at = page()
+    table = at.dataframe[0].value
+    assert list(table.columns) == list(HISTORY_COLUMNS)
+    rows = table.set_index("run_id")
+    assert set(rows.index) == {"cheap", "dear"}
+    assert rows.loc["cheap", "done"] == rows.loc["cheap", "planned"] == 72
+    winner = a.top(1, min_trades=a.manifest["min_trades"])
+    assert rows.loc["cheap", "best"] == pytest.approx(float(winner["sharpe"].iloc[0]))
+    assert rows.loc["cheap", "dataset"] == "ABC_USDT-1h (1h)" and rows.loc["cheap", "status"] == "completed"
+
+    at.multiselect(key="opt_compare").set_value(["cheap", "dear"]).run()
+    assert not at.exception, at.exception
+    settings = at.dataframe[1].value.set_index("setting")
+    assert list(settings.columns) == ["cheap", "dear", "same"]
+    assert settings.loc["engine: fee_bps", "cheap"] == "1.0" and settings.loc["engine: fee_bps", "dear"] == "20.0"
+    assert not settings.loc["space: fast_period", "same"] and settings.loc["strategy", "same"]
+    best = at.dataframe[2].value.set_index("")
+    assert best.loc["param: fast_period", "cheap"] == str(a.best_params()["fast_period"])
+    assert at.get("plotly_chart"), "distribution chart missing"
+    assert any("Settings" in m.value and "differ" in m.value for m in at.markdown)
+
+
+def test_the_run_in_the_url_reopens_it_in_a_new_session(data_file):
+    sweep(data_file, "linked")
+    sweep(data_file, "other", space={"fast_period": "5:40:5", "slow_period": [50]})
+    at = page()
+    assert shown(at) == [] and "run" not in at.query_params
+    at.selectbox(key="opt_history").set_value("other").run()
+    at.button(key="opt_reload").click().run()
+    assert shown(at)[0].startswith("Run other:") and at.query_params["run"] == "other"
+    fresh = page(run="linked")  # a refresh, or a shared link: a new session
+    assert shown(fresh)[0].startswith("Run linked: ma_crossover, 72 combos")
+    assert not fresh.error and not [w.value for w in fresh.warning if "cannot be shown" in w.value]
+
+
+@pytest.mark.parametrize("damage", ["unknown", "damaged"])
+def test_an_unknown_or_damaged_run_in_the_url_gives_one_warning(data_file, workspace, damage):
+    if damage == "damaged":
+        sweep(data_file, "bad")
+        (workspace / "results" / "bad" / "manifest.json").write_text("{")
+    run_id = "nope" if damage == "unknown" else "bad"
+    at = page(run=run_id)
+    assert not at.error and shown(at) == []
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and f"Run `{run_id}` cannot be shown" in warnings[0], warnings
+    assert "run" not in at.query_params
+    at.run()
+    assert not at.warning  # said once
+
+
+def test_a_job_shows_its_phase_and_leaves_the_sidebar_once_finished(workspace):
+    """From the launch on, the page and the sidebar say what the job does (never 0/0); Stop
+    shows while it runs; once it has ended it leaves the sidebar and Stop is gone."""
+    import time
+
+    from threadx.ui.jobs import JobRegistry
+
+    at = page()
+    at.selectbox(key="opt_strategy").set_value("ma_crossover").run()
+    for name, (lo, hi, step) in (("fast_period", (2, 200, 1)), ("slow_period", (3, 600, 1))):  # a long grid
+        key = f"opt:ma_crossover:{name}"
+        at.selectbox(key=f"{key}:mode").set_value("range").run()
+        at.number_input(key=f"{key}:min").set_value(lo)
+        at.number_input(key=f"{key}:max").set_value(hi)
+        at.number_input(key=f"{key}:step").set_value(step)
+    at.run()
+    at.button(key="opt_launch").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job_id = at.session_state["sweep_job"]
+    registry = JobRegistry()
+    monitor = [p.text for p in at.main.get("progress")]
+    assert len(monitor) == 1 and monitor[0].startswith("ma_crossover on synthetic/BTC_USDT-1h (grid) · ")
+    assert not ZERO_OF_ZERO.search(monitor[0]) and monitor[0].split(" · ")[1], monitor
+    assert "opt_stop" in [b.key for b in at.button]
+
+    sidebar = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # another session's sidebar
+    sidebar.run()
+    listed = [p.text for p in sidebar.sidebar.get("progress")]
+    assert registry.get(job_id).is_active
+    assert len(listed) == 1 and listed[0].startswith("ma_crossover on synthetic/BTC_USDT-1h (grid): "), listed
+    assert not ZERO_OF_ZERO.search(listed[0]) and listed[0].split(": ", 1)[1], listed
+
+    at.button(key="opt_stop").click().run()
+    deadline = time.time() + 60
+    while time.time() < deadline and registry.get(job_id).is_active:
+        time.sleep(0.3)
+    assert registry.get(job_id).state == "cancelled"
+    at.run()
+    assert "opt_stop" not in [b.key for b in at.button]
+    assert [p.text for p in at.main.get("progress")][0].split(" · ")[1].startswith("cancelled")
+    sidebar.run()
+    assert not sidebar.sidebar.get("progress"), [p.text for p in sidebar.sidebar.get("progress")]

@@ -1,0 +1,347 @@
+"""Stored sweep runs on the Optimisation page: the run history, the shown run, the
+comparison of two runs and the request that resumes a run (SPEC §9).
+
+A page rerun must stay cheap however many runs are stored and however large they are, so
+everything read from a run's Parquet parts is cached by the run's *signature*
+(:func:`run_signature`: the folder's and the manifest's modification times, the manifest's
+size and the number of parts), which changes whenever the run's files do. A rerun then only
+lists the results folder and stats two paths per run; a run's parts are read again only
+after they changed (a new part of a running sweep, a resume, a repair).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from threadx.engine.layout import METRIC_NAMES
+from threadx.errors import ThreadXError
+from threadx.optimize.space import SearchSpace, stored_axes
+from threadx.optimize.store import ResultStore, RunDamaged, lock_held
+from threadx.requests import DatasetRef, SweepRequest, describe_data
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+# The history table: one row per run, every column sortable (numbers stay numbers).
+HISTORY_COLUMNS = ("run_id", "dataset", "strategy", "sampler", "done", "planned", "failed", "objective", "best",
+                   "status", "started_at")
+RESUMABLE = ("cancelled", "interrupted", "failed")  # and "completed with N failed" when some can run again
+_METRICS_SHOWN = ("total_return", "sharpe", "sortino", "max_drawdown", "calmar", "n_trades", "win_rate",
+                  "profit_factor")
+
+
+def run_signature(folder: Path) -> tuple[int, int, int, int] | None:
+    """(folder mtime, manifest mtime, manifest size, part count), in ns and bytes; None when
+    the folder is gone. Parts and manifests are written by rename, which touches the folder."""
+    try:
+        folder_mtime = folder.stat().st_mtime_ns
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    try:
+        manifest = (folder / "manifest.json").stat()
+        manifest_key = (manifest.st_mtime_ns, manifest.st_size)
+    except OSError:
+        manifest_key = (0, -1)
+    parts = sum(1 for n in names if n.startswith("part-") and n.endswith(".parquet"))
+    return folder_mtime, *manifest_key, parts
+
+
+def _run_folders(store: ResultStore) -> list[Path]:
+    """Folders of the stored runs (those holding a manifest or parts)."""
+    if not store.root.is_dir():
+        return []
+    return [f for f in sorted(store.root.iterdir()) if f.is_dir() and not f.name.startswith(".")
+            and ((f / "manifest.json").exists() or any(f.glob("part-*.parquet")))]
+
+
+def dataset_label(manifest: Mapping[str, Any]) -> str:
+    """A run's dataset in a few words: its name (or file) and timeframe."""
+    data = manifest.get("data")
+    if data:
+        try:
+            ref = DatasetRef.from_dict(data)
+            return f"{ref.name or ref.source} ({ref.timeframe})" if ref.timeframe else (ref.name or ref.source)
+        except ThreadXError:
+            pass
+    name = manifest.get("dataset") or "unnamed data"
+    return f"{name} ({manifest['timeframe']})" if manifest.get("timeframe") else name
+
+
+def best_value(ok: pd.DataFrame, objective: str, maximize: bool, min_trades: int) -> float | None:
+    """The best objective value among ``ok`` rows with at least ``min_trades`` trades (None if none)."""
+    if ok.empty or objective not in ok.columns:
+        return None
+    rows = ok[ok["n_trades"] >= min_trades] if min_trades and "n_trades" in ok.columns else ok
+    values = rows[objective].to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return None
+    return float(values.max() if maximize else values.min())
+
+
+def summarize(store: ResultStore, run_id: str) -> dict[str, Any]:
+    """One history row of a run, read from its manifest and its parts (uncached); a damaged
+    run gets status ``damaged: <why>`` and no counts."""
+    row: dict[str, Any] = {k: None for k in HISTORY_COLUMNS}
+    row["run_id"] = run_id
+    try:
+        run = store.load(run_id)
+        m = run.manifest
+        objective = m.get("objective", "sharpe")
+        maximize = bool(m.get("maximize", True))
+        rows = run.columns([objective, "n_trades"])  # one read of four columns
+        ok = rows[rows["status"] == "ok"]
+        row.update(dataset=dataset_label(m), strategy=m.get("strategy"), sampler=m.get("sampler"),
+                   done=len(rows), planned=int(m.get("total") or 0), failed=len(rows) - len(ok),
+                   objective=f"{objective} {'max' if maximize else 'min'}",
+                   best=best_value(ok, objective, maximize, int(m.get("min_trades") or 0)),
+                   status=m.get("status"), started_at=m.get("started_at"))
+    except RunDamaged as exc:
+        row["status"] = f"damaged: {exc.why}"
+    except (ThreadXError, OSError, ValueError) as exc:
+        row["status"] = f"damaged: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    return row
+
+
+@st.cache_data(show_spinner=False, max_entries=4096)
+def _cached_summary(root: str, run_id: str, signature: tuple) -> dict[str, Any]:  # noqa: ARG001 - cache key
+    return summarize(ResultStore(root), run_id)
+
+
+def _live_status(folder: Path, status: Any) -> Any:
+    """``running`` / ``interrupted`` checked against the run's lock now: a writer can die
+    (or a resume start) without touching the files a cached read depends on."""
+    if status in ("running", "interrupted"):
+        return "running" if lock_held(folder) else "interrupted"
+    return status
+
+
+def history(store: ResultStore) -> pd.DataFrame:
+    """Every stored run, newest first (columns :data:`HISTORY_COLUMNS`). A run's parts are
+    read only when its signature changed since the last call."""
+    rows = []
+    for folder in _run_folders(store):
+        signature = run_signature(folder)
+        if signature is None:
+            continue
+        row = dict(_cached_summary(str(store.root), folder.name, signature))
+        row["status"] = _live_status(folder, row["status"])
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+    if frame.empty:
+        return frame
+    frame = frame.astype({"done": "Int64", "planned": "Int64", "failed": "Int64", "best": "Float64"})
+    return frame.sort_values("started_at", ascending=False, na_position="last").reset_index(drop=True)
+
+
+# --- the shown run ---------------------------------------------------------------------------
+
+@dataclass
+class RunView:
+    """What the page shows of one run, read once per signature: its manifest, its successful
+    rows, the table sorted by the objective, the best combo and what resuming would run."""
+
+    run_id: str
+    manifest: dict
+    ok: pd.DataFrame
+    varying: list[str]
+    table: pd.DataFrame  # the best 500 rows, shown columns only
+    best: pd.Series | None  # the best combo's row (None without a successful combo)
+    best_params: dict = field(default_factory=dict)
+    edges: list[str] = field(default_factory=list)  # numeric params of the winner on an edge of their range
+    to_retry: int = 0  # infrastructural failures a resume runs again
+
+    @property
+    def status(self) -> str:
+        return str(self.manifest.get("status") or "unknown")
+
+    @property
+    def resumable(self) -> bool:
+        """Whether a resume would run something: cancelled, interrupted or failed, or
+        completed with failures that a resume runs again."""
+        status = self.status
+        return status in RESUMABLE or (status.startswith("completed with") and self.to_retry > 0)
+
+
+def read_view(store: ResultStore, run_id: str) -> RunView:
+    """Read a run for display (uncached; :func:`load_view` caches it). ThreadXError (RunDamaged
+    for a damaged run) when it cannot be read."""
+    import threadx
+    from threadx.validation.stability import edge_params
+
+    run = store.load(run_id).check_intact()
+    m = run.manifest
+    ok = run.ok()
+    objective = m.get("objective", "sharpe")
+    varying = [a["name"] for a in m["space"]["axes"] if len(a["values"]) > 1] or run.param_names
+    shown = [*varying, objective, "total_return", "sharpe", "max_drawdown", "n_trades", "win_rate"]
+    shown = list(dict.fromkeys(col for col in shown if col in ok.columns))
+    table = ok.sort_values(objective, ascending=not m.get("maximize", True), na_position="last").head(500)[shown]
+    best = run.top(1, min_trades=int(m.get("min_trades", 0)))
+    view = RunView(run_id=run_id, manifest=m, ok=ok, varying=varying, table=table.reset_index(drop=True),
+                   best=None if best.empty else best.iloc[0])
+    if view.best is not None:
+        view.best_params = run.best_params()
+        axes = {a["name"]: a["values"] for a in m["space"]["axes"]}
+        spec = threadx.strategies().get(m["strategy"])
+        if spec is not None:
+            view.edges = [p for p in edge_params(SearchSpace(spec, stored_axes(m["space"])),
+                                                 int(view.best["combo_id"]))
+                          if not isinstance(axes[p][0], (bool, str))]  # a bool or a choice has no range to widen
+    if str(m.get("status", "")).startswith("completed with"):
+        view.to_retry = len(run.stored().retry_ids)
+    return view
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _cached_view(root: str, run_id: str, signature: tuple) -> RunView:  # noqa: ARG001 - cache key
+    return read_view(ResultStore(root), run_id)
+
+
+def load_view(store: ResultStore, run_id: str) -> RunView:
+    """The shown run, read once per signature (shared between sessions: treat it as read-only).
+    A running run is re-read as its parts arrive; its status is checked on every call."""
+    folder = store.folder(run_id)
+    signature = run_signature(folder)
+    if signature is None or not ((folder / "manifest.json").exists() or any(folder.glob("part-*.parquet"))):
+        raise ThreadXError(f"no run {run_id!r} under {store.root}")
+    view = _cached_view(str(store.root), run_id, signature)
+    status = _live_status(folder, view.manifest.get("status"))
+    if status != view.manifest.get("status"):
+        return replace(view, manifest={**view.manifest, "status": status})
+    return view
+
+
+# --- resume --------------------------------------------------------------------------------
+
+def resume_request(manifest: Mapping[str, Any]) -> SweepRequest:
+    """The request that resumes a stored run under its own run id: the request it recorded
+    (its data by name and fingerprint, space, plan and options). ThreadXError for a run
+    stored before requests were recorded: its space is known only as stored axes, which a
+    resume would not match, so the CLI (``threadx sweep ... --run-id``) resumes it."""
+    run_id = manifest["run_id"]
+    recorded = manifest.get("request")
+    if not recorded:
+        raise ThreadXError(f"run {run_id} records no request (stored by an older version): resume it with the "
+                           f"command that made it, `threadx sweep ... --run-id {run_id}`")
+    return SweepRequest.from_dict(recorded).with_run_id(run_id)
+
+
+def check_resume_data(request: SweepRequest) -> None:
+    """Refuse a resume whose data is gone or changed (DataError saying which): the stored
+    combos ran on the recorded candles, the missing ones must too."""
+    request.data.load()
+
+
+# --- comparison ------------------------------------------------------------------------------
+
+def _axis_text(values: list) -> str:
+    if len(values) == 1:
+        return str(values[0])
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return f"{min(values)} to {max(values)} ({len(values)} values)"
+    return ", ".join(str(v) for v in values)
+
+
+def settings_of(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """A run's request and options as flat ``setting -> text`` (data, plan, ranking, each
+    searched param, each engine option), for a side-by-side comparison."""
+    m = manifest
+    out = {
+        "data": describe_data(m.get("data"), m.get("dataset"), m.get("timeframe")),
+        "bars": f"{m['bars']:,}" if m.get("bars") is not None else "–",
+        "fingerprint": str(m.get("fingerprint") or "–")[:12],
+        "strategy": str(m.get("strategy")),
+        "sampler": str(m.get("sampler")),
+        "n": "–" if m.get("n") is None else f"{m['n']:,}",
+        "seed": str(m.get("seed")),
+        "objective": f"{m.get('objective')} ({'maximise' if m.get('maximize', True) else 'minimise'})",
+        "min trades": str(m.get("min_trades")),
+        "combos done / planned": f"{int(m.get('done') or 0):,} / {int(m.get('total') or 0):,}",
+        "status": str(m.get("status")),
+        "started": str(m.get("started_at") or "–")[:19],
+        "executor": str((m.get("machine") or {}).get("executor")),
+        "workers": str((m.get("machine") or {}).get("workers")),
+    }
+    for axis in (m.get("space") or {}).get("axes", []):
+        out[f"space: {axis['name']}"] = _axis_text(list(axis["values"]))
+    for key, value in sorted((m.get("engine") or {}).items()):
+        out[f"engine: {key}"] = str(value)
+    return out
+
+
+def compare_settings(a: Mapping[str, Any], b: Mapping[str, Any]) -> pd.DataFrame:
+    """Setting by setting, runs ``a`` and ``b`` side by side (text; "–" where one lacks it)
+    with a ``same`` column; settings that differ first."""
+    left, right = settings_of(a), settings_of(b)
+    keys = list(dict.fromkeys([*left, *right]))
+    frame = pd.DataFrame({"setting": keys, a["run_id"] if a["run_id"] != b["run_id"] else "A":
+                          [left.get(k, "–") for k in keys],
+                          b["run_id"] if a["run_id"] != b["run_id"] else "B": [right.get(k, "–") for k in keys]})
+    frame["same"] = frame.iloc[:, 1] == frame.iloc[:, 2]
+    return frame.sort_values("same", kind="stable").reset_index(drop=True)
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):,.4g}"
+    if isinstance(value, (np.integer,)):
+        return f"{int(value):,}"
+    return str(value)
+
+
+def compare_best(a: RunView, b: RunView) -> pd.DataFrame:
+    """The best combo of each run side by side: its params, then its metrics (text)."""
+    def column(view: RunView) -> dict[str, str]:
+        if view.best is None:
+            return {"best combo": "no successful combo"}
+        out = {"best combo": f"#{int(view.best['combo_id'])}"}
+        out.update({f"param: {k}": _fmt(v) for k, v in view.best_params.items()})
+        objective = view.manifest.get("objective", "sharpe")
+        for metric in dict.fromkeys([objective, *_METRICS_SHOWN]):
+            if metric in view.best.index:
+                out[metric] = _fmt(view.best[metric])
+        return out
+
+    left, right = column(a), column(b)
+    keys = list(dict.fromkeys([*left, *right]))
+    names = (a.run_id, b.run_id) if a.run_id != b.run_id else ("A", "B")
+    return pd.DataFrame({"": keys, names[0]: [left.get(k, "–") for k in keys],
+                         names[1]: [right.get(k, "–") for k in keys]})
+
+
+def distribution_figure(views: list[RunView], metric: str) -> "go.Figure":
+    """Overlaid histograms of ``metric`` over each run's successful combos (share of combos
+    per bin, so runs of different sizes compare)."""
+    import plotly.graph_objects as go
+
+    from threadx.ui.charts import OVERLAY_COLORS, TEMPLATE, metric_label
+
+    fig = go.Figure()
+    for k, view in enumerate(views):
+        if metric not in view.ok.columns:
+            continue
+        values = view.ok[metric].to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        fig.add_trace(go.Histogram(x=values, name=f"{view.run_id} ({len(values):,} combos)", opacity=0.55,
+                                   histnorm="percent", nbinsx=60, marker_color=OVERLAY_COLORS[k % len(OVERLAY_COLORS)]))
+    fig.update_layout(template=TEMPLATE, barmode="overlay", title=f"{metric_label(metric)} over the combos of each run",
+                      xaxis_title=metric_label(metric), yaxis_title="% of combos", margin=dict(l=50, r=20, t=50, b=40),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def metric_choices(views: list[RunView]) -> list[str]:
+    """Metrics every one of ``views`` stores (in the engine's order)."""
+    return [m for m in METRIC_NAMES if all(m in v.ok.columns for v in views)]
+
