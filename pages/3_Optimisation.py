@@ -20,10 +20,11 @@ from threadx.errors import ThreadXError
 from threadx.optimize.space import SearchSpace, size_band
 from threadx.optimize.store import ResultStore
 from threadx.requests import BacktestRequest, DatasetRef, SweepRequest, describe_run
-from threadx.ui import charts, sweep_runs
+from threadx.ui import charts, sweep_runs, workspace
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import cuda_status, dataset_picker, handover, strategy_picker
-from threadx.ui.widgets import space_editor
+from threadx.ui.widgets import preset_space, space_editor
+from threadx.units import column_config
 
 MONITOR_EVERY_S = 1.0  # the job monitor refreshes this often while the followed job is active
 
@@ -42,11 +43,13 @@ with top[2]:
 spec = specs[strategy]
 
 with st.expander("Search space", expanded=True):
-    # >>> workspace hook (threadx.ui.workspace, wired after merging): the one place the space is
-    # built. Before it: values = load_form("sweep", strategy) to preset the editor; after it:
-    # save_form("sweep", strategy, space), so the form survives a restart.
+    # the space survives a restart: the saved one presets a new session's editor, edits are saved
+    saved = workspace.load_form("space", strategy)
+    preset_space(spec, "opt", saved)
     space = space_editor(spec, key_prefix="opt")
-    # <<< workspace hook
+    first = st.session_state.setdefault(f"_opt_space_start:{strategy}", space)  # as the session found it
+    if space != first or (saved and space != saved):  # only what the user changed is written
+        workspace.save_form("space", strategy, space)
 
 c = st.columns(6)
 sampler = "grid" if method == "Grid" else c[0].selectbox("Sampler", ["random", "lhs", "sobol", "adaptive"],
@@ -249,7 +252,8 @@ def show_run(view: sweep_runs.RunView) -> None:
         st.info("No successful combo stored yet.")
         return
     objective = m.get("objective", "sharpe")
-    st.dataframe(view.table, width="stretch", height=300, hide_index=True)
+    st.dataframe(view.table, width="stretch", height=300, hide_index=True,
+                 column_config=column_config(list(view.table.columns)))
     if view.best is not None:
         st.markdown("**Best combo:** " + ", ".join(f"`{k}={view.best_params[k]}`" for k in view.varying
                                                    if k in view.best_params))

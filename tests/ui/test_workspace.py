@@ -263,3 +263,21 @@ def test_backtest_records_round_trip_and_are_bounded(workspace, monkeypatch):
     (ws.backtests_folder() / f"{ids[-1]}.json").write_text("{broken")
     with pytest.raises(DataError, match="cannot be read"):
         ws.load_backtest(ids[-1])
+
+
+def test_the_search_space_survives_a_restart(workspace):
+    at = open_page("3_Optimisation.py")
+    assert not settings_file(workspace).exists()  # the page at its defaults writes nothing
+    at.selectbox(key="opt_strategy").set_value("ma_crossover").run()
+    at.number_input(key="opt:ma_crossover:fast_period:min").set_value(7).run()
+    at.number_input(key="opt:ma_crossover:fast_period:max").set_value(19).run()
+    at.selectbox(key="opt:ma_crossover:slow_period:mode").set_value("fixed").run()
+    saved = json.loads(settings_file(workspace).read_text())["forms"]["space"]["ma_crossover"]
+    assert saved["fast_period"] == {"min": 7, "max": 19, "step": 1}
+
+    restarted = open_page("3_Optimisation.py")  # a new session: the space as it was left
+    restarted.selectbox(key="opt_strategy").set_value("ma_crossover").run()
+    assert not restarted.exception and not warnings(restarted)
+    assert restarted.number_input(key="opt:ma_crossover:fast_period:min").value == 7
+    assert restarted.number_input(key="opt:ma_crossover:fast_period:max").value == 19
+    assert restarted.selectbox(key="opt:ma_crossover:slow_period:mode").value == "fixed"

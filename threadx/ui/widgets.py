@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -60,12 +60,39 @@ def param_form(spec: StrategySpec, values: dict[str, Any], key_prefix: str, colu
     return out
 
 
+def preset_space(spec: StrategySpec, key_prefix: str, saved: Mapping[str, Any]) -> None:
+    """Put a saved space (``threadx.ui.workspace.load_form("space", ...)``: a fixed value,
+    {"min", "max", "step"} or a list per param) into the editor's widget keys, for the params
+    whose widgets this session has not created yet (a new session or a restart)."""
+    for p in spec.params:
+        key = f"{key_prefix}:{spec.name}:{p.name}"
+        value = saved.get(p.name)
+        if value is None or f"{key}:mode" in st.session_state or f"{key}:values" in st.session_state:
+            continue
+        if p.kind in ("int", "float"):
+            if isinstance(value, Mapping):
+                st.session_state.update({f"{key}:mode": "range", f"{key}:min": value["min"],
+                                         f"{key}:max": value["max"], f"{key}:step": value["step"]})
+            elif not isinstance(value, list):
+                st.session_state.update({f"{key}:mode": "fixed", f"{key}:value": value})
+        elif p.kind == "bool":
+            both = isinstance(value, list) and len(set(value)) == 2
+            st.session_state[f"{key}:mode"] = "both" if both else "fixed"
+            if not both:
+                st.session_state[f"{key}:value"] = bool(value[0] if isinstance(value, list) else value)
+        else:
+            st.session_state[f"{key}:values"] = list(value) if isinstance(value, list) else [value]
+
+
 def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
     """Per param: fixed value or range (min, max, step); returns a space dict for sweeps.
 
     The first two declared params start as ranges when they are searched by default (a
     declared range, affecting results); a param that does not affect results starts fixed
-    and says so."""
+    and says so. Widgets preset in Session State (:func:`preset_space`) start there."""
+    def start(key: str, value: Any) -> Any:  # no value of its own for a preset widget (Streamlit asks)
+        return None if key in st.session_state else value
+
     space: dict[str, Any] = {}
     ranged = [p.name for p in spec.params[:2] if searched_by_default(p)]
     header = st.columns([2, 2, 2, 2, 2])
@@ -79,7 +106,8 @@ def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
         key = f"{key_prefix}:{spec.name}:{p.name}"
         if p.kind in ("int", "float"):
             default_mode = "range" if p.name in ranged else "fixed"
-            mode = row[1].selectbox("mode", ["fixed", "range"], index=["fixed", "range"].index(default_mode),
+            mode = row[1].selectbox("mode", ["fixed", "range"],
+                                    index=start(f"{key}:mode", ["fixed", "range"].index(default_mode)),
                                     key=f"{key}:mode", label_visibility="collapsed")
             lo, hi, step = p.opt_range or (p.default, p.default, p.step or 1)
             cast = int if p.kind == "int" else float
@@ -87,12 +115,14 @@ def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
                 with row[2]:
                     space[p.name] = param_input(p, p.default, key=f"{key}:value")
             else:
-                low = row[2].number_input("min", value=cast(lo), step=cast(step), key=f"{key}:min",
-                                          label_visibility="collapsed")
-                high = row[3].number_input("max", value=cast(hi), step=cast(step), key=f"{key}:max",
-                                           label_visibility="collapsed")
-                stp = row[4].number_input("step", value=cast(step), step=cast(step), key=f"{key}:step",
-                                          label_visibility="collapsed")
+                low = row[2].number_input("min", value=start(f"{key}:min", cast(lo)), step=cast(step),
+                                          key=f"{key}:min", label_visibility="collapsed")
+                high = row[3].number_input("max", value=start(f"{key}:max", cast(hi)), step=cast(step),
+                                           key=f"{key}:max", label_visibility="collapsed")
+                stp = row[4].number_input("step", value=start(f"{key}:step", cast(step)), step=cast(step),
+                                          key=f"{key}:step", label_visibility="collapsed")
+                low, high, stp = (cast(lo) if low is None else low, cast(hi) if high is None else high,
+                                  cast(step) if stp is None else stp)  # an emptied box keeps its start
                 space[p.name] = {"min": low, "max": high, "step": stp}
         elif p.kind == "bool":
             mode = row[1].selectbox("mode", ["fixed", "both"], key=f"{key}:mode", label_visibility="collapsed")
@@ -103,8 +133,8 @@ def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
                 with row[2]:
                     space[p.name] = param_input(p, p.default, key=f"{key}:value")
         else:
-            chosen = row[1].multiselect("values", list(p.choices), default=[p.default], key=f"{key}:values",
-                                        label_visibility="collapsed")
+            chosen = row[1].multiselect("values", list(p.choices), default=start(f"{key}:values", [p.default]),
+                                        key=f"{key}:values", label_visibility="collapsed")
             space[p.name] = chosen if len(chosen) != 1 else chosen[0]
             if not chosen:
                 space[p.name] = []
