@@ -12,8 +12,6 @@ Session state keys of this page (see threadx/ui/state.py for the shared ones):
 from __future__ import annotations
 
 import math
-import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +26,7 @@ from threadx.optimize.space import SearchSpace, size_band
 from threadx.optimize.store import ResultStore
 from threadx.requests import DatasetRef, WalkForwardRequest, describe_data, describe_options, describe_run
 from threadx.ui import validation_charts as vc
-from threadx.ui.jobs import JobInfo, JobRegistry, read_json
+from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset
 from threadx.ui.widgets import space_editor
 from threadx.units import column_config, format_count, format_metric, number_column
@@ -37,9 +35,7 @@ from threadx.validation.stability import stability_grid
 from threadx.validation.storage import is_stored, list_walk_forwards, load_walk_forward, stored_stamp
 from threadx.validation.walkforward import DEFAULT_WF_GRID_LIMIT, plan_windows, window_lengths
 
-# How long one script run follows a running job before starting a fresh run (tests set 0:
-# render the current state once and return).
-FOLLOW_SECONDS = float(os.environ.get("THREADX_UI_FOLLOW_SECONDS", "30"))
+MONITOR_EVERY_S = 1.0  # the job monitor refreshes this often while the followed job is active
 SAMPLERS = ["grid", "random", "lhs", "sobol"]
 STABILITY_RADIUS = 3
 DATES = {col: st.column_config.DatetimeColumn(col, format="YYYY-MM-DD HH:mm")
@@ -249,15 +245,6 @@ def metric_cards(cards: list[tuple[str, str, str | None]], per_row: int = 4) -> 
 
 # --- walk-forward -----------------------------------------------------------------------------
 
-def progress_text(job: JobInfo) -> str:
-    eta = "–" if job.eta_s is None or job.state != "running" else f"{job.eta_s:,.0f} s"
-    text = (f"{job.state}: {job.done:,} / {job.total:,} combos · {job.rate or 0:,.1f} combos/s · ETA {eta} · "
-            f"failed {job.failed or 0}")
-    if job.state == "running" and job.folder is not None and read_json(job.folder / "status.json").get("phase"):
-        text += " · validating (bootstrap, PBO, stability)…"
-    return text
-
-
 def current_job() -> JobInfo | None:
     job_id = st.session_state.get("wf_job")
     if not job_id:
@@ -429,28 +416,33 @@ with tab_wf:
             st.session_state.pop("wf_run", None)
         except ThreadXError as exc:
             st.error(f"Cannot launch: {exc}")
-    progress_box = st.container()
 
-    # the followed job, without waiting: progress, Stop, and its result once finished
-    job = current_job()
-    bar = None
-    if job is not None:
-        stored_result = bool(job.run_id) and is_stored(job.run_id, RESULTS_DIR)
-        with progress_box:
-            bar = st.empty()
-            bar.progress(job.fraction, text=progress_text(job))
-            if job.is_active and st.button("Stop", key="wf_stop"):
+    def wf_monitor() -> None:
+        """The followed walk-forward: its phase from its first second, then combos done, rate
+        and ETA; Stop while it is active. When it ends, its result is shown (once) by a full rerun."""
+        job = current_job()
+        if job is None:
+            return
+        st.progress(job.fraction, text=f"{job.label} · {job.status_line}")
+        if job.is_active:
+            if not job.stop_requested and st.button("Stop", key="wf_stop"):
                 registry.stop(job.job_id)
                 st.toast("Stopping after the current chunk of combos…")
-            if job.state == "failed":
-                st.error(f"The walk-forward failed: {job.error}")
-            elif job.state == "cancelled":
-                st.warning("Stopped: the combos finished before the stop are shown below." if stored_result
-                           else "Stopped before any result was stored.")
-        if job.is_finished and st.session_state.get("wf_seen") != job.job_id:
+            return
+        stored_result = bool(job.run_id) and is_stored(job.run_id, RESULTS_DIR)
+        if job.state == "failed":
+            st.error(f"The walk-forward failed: {job.error}")
+        elif job.state == "cancelled":
+            st.warning("Stopped: the combos finished before the stop are shown below." if stored_result
+                       else "Stopped before any result was stored.")
+        if st.session_state.get("wf_seen") != job.job_id:
             st.session_state["wf_seen"] = job.job_id
             if job.state in ("completed", "cancelled") and stored_result:
                 st.session_state["wf_run"] = job.run_id
+                st.rerun()  # the whole page, so the result below shows the finished walk-forward
+
+    job = current_job()
+    st.fragment(wf_monitor, run_every=MONITOR_EVERY_S if job is not None and job.is_active else None)()
 
     stored = list_walk_forwards(RESULTS_DIR)
     with st.expander("Stored walk-forwards", expanded=False):
@@ -538,14 +530,3 @@ with tab_sweep:
             st.caption("Pick a stored sweep and press **Validate** (a few seconds for thousands of combos).")
 
 
-# --- follow the running walk-forward last: this blocks the script run for a while ------------------
-
-if job is not None and job.is_active and FOLLOW_SECONDS > 0:
-    deadline = time.monotonic() + FOLLOW_SECONDS
-    while job.is_active and time.monotonic() < deadline:
-        time.sleep(0.5)
-        registry.refresh()
-        job = registry.get(job.job_id)
-        if bar is not None:
-            bar.progress(job.fraction, text=progress_text(job))
-    st.rerun()  # a fresh run picks up the result, or keeps following

@@ -9,6 +9,5 @@ def workspace(tmp_path, monkeypatch):
     monkeypatch.setenv("THREADX_DATA_ROOT", str(tmp_path / "data"))
     monkeypatch.setenv("THREADX_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path / "results"))
-    monkeypatch.setenv("THREADX_UI_FOLLOW_SECONDS", "0")  # AppTest runs are synchronous: do not block on jobs
     monkeypatch.chdir(tmp_path)
     return tmp_path
