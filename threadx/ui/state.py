@@ -15,7 +15,9 @@
                        Backtest page's runs until another dataset is picked
 - ``bt_engine_extra``  engine options of a reopened run that have no widget (fraction, ...)
 - ``sweep_job``        id of the sweep job the Optimisation page follows
-- ``sweep_run``        run id of the stored sweep shown on the Optimisation page
+- ``sweep_run``        run id of the stored sweep shown on the Optimisation page (mirrored in the
+                       URL's ``run``)
+- ``bt_figures``       the Backtest page's figures of the shown result and view (:func:`session_memo`)
 - ``data_flash``       message shown once by the Data page after an import, rename or delete
 - ``sweep_job_shown``  id of the finished sweep job whose run was shown once (later reloads stay)
 - ``_dataset_repick``  flag: the dataset picker is set from ``dataset`` on the next run
