@@ -122,7 +122,7 @@ def test_price_figure_overlays_are_lines_aligned_with_candles():
     fig = C.price_figure(df, overlays={"MA 10": mid, "arr": mid.to_numpy() * 1.01})
     lines = [t for t in fig.data if isinstance(t, (go.Scatter, go.Scattergl))]
     assert [t.name for t in lines] == ["MA 10", "arr"]
-    assert all(isinstance(t, go.Scattergl) for t in lines)  # many points -> WebGL
+    assert all(isinstance(t, go.Scatter) for t in lines)  # within the display budget -> SVG
     np.testing.assert_allclose(np.asarray(lines[0].y, dtype=float), mid.to_numpy(), equal_nan=True)
     # resampled: overlay follows the candles, last value of each bin
     fig = C.price_figure(df, overlays={"MA 10": mid}, max_points=500)
@@ -209,7 +209,7 @@ def test_equity_figure_downsamples_keeping_extremes():
     fig = C.equity_figure(eq, dd, max_points=2000)
     e, d = fig.data
     assert len(e.x) <= 2002 and len(d.x) <= 2002
-    assert isinstance(e, go.Scattergl)
+    assert isinstance(e, go.Scatter)  # the display budget stays under GL_THRESHOLD: SVG
     assert max(e.y) == eq.max() and min(e.y) == eq.min()
     assert e.y[0] == eq.iloc[0] and e.y[-1] == eq.iloc[-1]
     assert min(d.y) == dd.min()
