@@ -10,4 +10,17 @@ def workspace(tmp_path, monkeypatch):
     monkeypatch.setenv("THREADX_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path / "results"))
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    yield tmp_path
+    _kill_jobs_left(tmp_path / "results")
+
+
+def _kill_jobs_left(results) -> None:
+    """A test that fails before stopping its job must not leave the job's process running."""
+    if not (results / ".jobs").is_dir():
+        return
+    from threadx.ui.jobs import JobRegistry
+
+    registry = JobRegistry(results)
+    for job in registry.list():
+        if job.is_active:
+            registry.kill(job.job_id, force=True)
