@@ -6,6 +6,9 @@ import streamlit as st
 st.set_page_config(page_title="ThreadX", page_icon=":material/show_chart:", layout="wide")
 
 from threadx.ui.state import active_dataset, gpu_status, label_dataset, restore_from_url  # noqa: E402
+from threadx.warmup import warm_in_background, warming_note  # noqa: E402
+
+warm_in_background()  # once per server: the first backtest finds the kernels loaded
 
 JOBS_EVERY_S = 2.0  # the sidebar's job list refreshes this often
 
@@ -28,6 +31,8 @@ with st.sidebar:
     st.markdown(f"CPU (numba){' + GPU: ' + reason if available else ''}")
     if not available:
         st.caption(f"GPU off: {reason}")
+    if warming_note():
+        st.caption(warming_note())
 
 
 @st.fragment(run_every=JOBS_EVERY_S)

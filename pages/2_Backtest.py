@@ -16,6 +16,7 @@ from threadx.ui import charts, widgets, workspace
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, plain,
                               restore_from_url, session_memo)
 from threadx.ui.widgets import param_form
+from threadx.warmup import warming_note
 
 SIZINGS = ["strategy default", "all_in", "fraction", "risk"]
 DEFAULTS = EngineOptions()  # the one source of the engine's defaults
@@ -85,7 +86,7 @@ def reopen(request: BacktestRequest, origin: str | None, pick: bool = True) -> T
         st.session_state.pop("bt_handed_data", None)
     try:
         frame = request.data.load()
-        with st.spinner("Running..."):
+        with st.spinner(warming_note() or "Running..."):
             reopened = request.run(frame)
     except (ThreadXError, ValueError) as exc:
         forget_link()
@@ -176,7 +177,7 @@ if run_clicked:
             {"initial_capital": capital, "fee_bps": fee_bps, "slippage_bps": slip_bps, "fill": fill,
              "sizing": None if sizing == SIZINGS[0] else sizing, "leverage": leverage or None,
              "min_notional": min_notional, **st.session_state.get("bt_engine_extra", {})})
-        with st.spinner("Running..."):
+        with st.spinner(warming_note() or "Running..."):
             result = request.run(df)
         show(result, request, df, handed_data["origin"] if handed_data is not None else None)
         st.session_state[f"params:{strategy}"] = values
@@ -226,16 +227,18 @@ if shown:
         benchmark=charts.buy_and_hold(df["close"], initial_capital), log_y=view.log_y, start=view.start,
         end=view.end))
     st.plotly_chart(equity, width="stretch")
-    tabs = st.tabs(["Trades", "Trade returns", "Run details"])
+    # the trades table is always drawn (its selection zooms the chart); the other tabs only when open
+    tabs = st.tabs(["Trades", "Trade returns", "Run details"], key="bt_tab", on_change="rerun")
     with tabs[0]:
         st.caption("Times in UTC; click a column header to sort, select a row to zoom the chart to that trade.")
         widgets.trades_table(result.trades, key="bt_trades")
-    with tabs[1]:
-        if len(result.trades):
+    if tabs[1].open and len(result.trades):
+        with tabs[1]:
             st.plotly_chart(session_memo("bt_figures", ("returns", id(result)),
                                          lambda: charts.returns_histogram(result.trades)), width="stretch")
-    with tabs[2]:
-        st.json({"params": result.params, "meta": result.meta})
+    if tabs[2].open:
+        with tabs[2]:
+            st.json({"params": result.params, "meta": result.meta})
     d = st.columns(3)  # the files are made when a button is clicked, not on every rerun
     d[0].download_button("Trades (CSV)", lambda: result.trades.to_csv(index=False), file_name="trades.csv",
                          mime="text/csv", key="dl_trades")

@@ -24,3 +24,16 @@ def test_make_app_warms_kernels_before_the_server_starts():
     warm = next(i for i, line in enumerate(out) if "threadx.warmup" in line)
     serve = next(i for i, line in enumerate(out) if "streamlit run" in line)
     assert warm < serve
+
+
+def test_the_server_warms_kernels_once_in_the_background():
+    from threadx import warmup
+
+    warmup.warm_in_background()
+    thread = warmup._background["thread"]
+    assert thread is not None and thread.daemon
+    warmup.warm_in_background()  # again (every script run of app.py calls it): the same thread
+    assert warmup._background["thread"] is thread
+    assert warmup.warming_note() in (None, "Loading kernels…")  # the cache is warm here
+    thread.join(120)
+    assert warmup.warming_note() is None

@@ -14,8 +14,10 @@ Example::
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _cache_is_warm() -> bool:
@@ -59,6 +61,30 @@ def warm_kernels() -> list[str]:
             continue
         warmed.append(name)
     return warmed
+
+
+_background: dict[str, Any] = {"thread": None, "cold": False}
+_background_lock = threading.Lock()
+
+
+def warm_in_background() -> None:
+    """Load (or, on a cold cache, compile) the kernels in a daemon thread of this process,
+    once: the workstation's server calls it at start so the first backtest finds them ready."""
+    with _background_lock:
+        if _background["thread"] is not None:
+            return
+        _background["cold"] = not _cache_is_warm()
+        thread = threading.Thread(target=warm_kernels, name="threadx-warmup", daemon=True)
+        _background["thread"] = thread
+        thread.start()
+
+
+def warming_note() -> str | None:
+    """What the background warm-up is doing, for the UI (None once it is done or not started)."""
+    thread = _background["thread"]
+    if thread is None or not thread.is_alive():
+        return None
+    return "Compiling kernels, first start only (up to a minute)…" if _background["cold"] else "Loading kernels…"
 
 
 def main() -> int:
