@@ -35,16 +35,20 @@ with st.sidebar:
         st.caption(warming_note())
 
 
-@st.fragment(run_every=JOBS_EVERY_S)
-def active_jobs() -> None:
-    """Queued and running jobs with their phase or progress; refreshed on its own, so a job
-    leaves the list within seconds of finishing."""
-    try:
-        from threadx.ui.jobs import JobRegistry
+def active_jobs() -> list:
+    """Queued and running jobs (a dead job process is marked failed, a queued job starts)."""
+    from threadx.ui.jobs import JobRegistry
 
-        registry = JobRegistry()
-        registry.refresh()  # a dead job process is marked failed, a queued job starts
-        jobs = registry.active()
+    registry = JobRegistry()
+    registry.refresh()
+    return registry.active()
+
+
+def job_list() -> None:
+    """The active jobs with their phase or progress; while there are any, refreshed on its own
+    (a fragment), so a job leaves the list within seconds of finishing."""
+    try:
+        jobs = active_jobs()
     except Exception as exc:  # noqa: BLE001 - the sidebar must never break a page
         st.caption(f"jobs unavailable: {exc}")
         return
@@ -54,7 +58,11 @@ def active_jobs() -> None:
             st.progress(job.fraction, text=f"{job.label}: {job.status_line}")
 
 
-with st.sidebar:
-    active_jobs()
+try:
+    polling = bool(active_jobs())
+except Exception:  # noqa: BLE001 - shown by job_list
+    polling = False
+with st.sidebar:  # no job, no polling: an idle workstation reruns nothing on its own
+    st.fragment(job_list, run_every=JOBS_EVERY_S if polling else None)()
 
 navigation.run()
