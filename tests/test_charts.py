@@ -117,7 +117,7 @@ def test_price_figure_resamples_a_100k_frame_quickly():
 
 
 def test_price_figure_overlays_are_lines_aligned_with_candles():
-    df = make_ohlcv(1800)
+    df = make_ohlcv(900)
     mid = df["close"].rolling(10).mean()
     fig = C.price_figure(df, overlays={"MA 10": mid, "arr": mid.to_numpy() * 1.01})
     lines = [t for t in fig.data if isinstance(t, (go.Scatter, go.Scattergl))]
