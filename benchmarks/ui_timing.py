@@ -90,6 +90,34 @@ def import_dataset(env: dict, path: Path) -> str:
     return f"binance/{path.name.split('.')[0]}"
 
 
+def time_a_sweep(page, runs: ScriptRuns) -> list[str]:
+    """Launch the Optimisation page's default grid of ma_crossover: how soon the job's phase
+    shows, what it says, when the run is shown, and that Stop and the sidebar entry go away."""
+    page.get_by_role("link", name="Optimisation").click()
+    page.get_by_role("heading", name="Optimisation").wait_for(timeout=60_000)
+    pick_option(page, "opt_strategy", "ma_crossover")
+    combos = page.locator("[data-testid=stAlertContentInfo]").first.inner_text().split(" combos")[0].strip("* ")
+    settle(page)
+    start = time.perf_counter()
+    page.get_by_role("button", name="Launch").click()
+    progress = page.locator("[data-testid=stProgress]").first
+    progress.wait_for(timeout=30_000)
+    first_s = time.perf_counter() - start
+    first_text = page.locator("[data-testid=stProgress]").first.inner_text(timeout=5_000).strip()
+    page.get_by_role("button", name="Open in Backtest").wait_for(timeout=600_000)
+    done_s = time.perf_counter() - start
+    settle(page)
+    page.wait_for_timeout(2500)  # a sidebar refresh
+    stop_left = page.get_by_role("button", name="Stop", exact=True).count()
+    sidebar_jobs = page.locator("[data-testid=stSidebar] [data-testid=stProgress]").count()
+    return [goal_line(f"sweep of {combos} combos: Launch -> its phase on screen", first_s, 1.0),
+            f"{'':<52} first text: {first_text[:90]!r}",
+            goal_line(f"sweep of {combos} combos: Launch -> run shown", done_s, None),
+            f"{'after the sweep: Stop buttons shown':<52} {stop_left:7d}     goal 0{'  ok' if not stop_left else '  OVER'}",
+            f"{'after the sweep: jobs listed in the sidebar':<52} {sidebar_jobs:7d}     goal 0"
+            f"{'  ok' if not sidebar_jobs else '  OVER'}"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="an OHLCV file to time on (imported as binance/...)")
@@ -138,6 +166,7 @@ def main() -> int:
                                    1.0))
             lines.append(goal_line("page switch Optimisation -> Backtest (result loaded)", statistics.median(to_bt),
                                    1.0))
+            lines += time_a_sweep(page, runs)
             browser.close()
     print("\n".join(lines))
     return 0
