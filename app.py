@@ -12,12 +12,15 @@ warm_in_background()  # once per server: the first backtest finds the kernels lo
 
 JOBS_EVERY_S = 2.0  # the sidebar's job list refreshes this often
 
+# views/, not pages/: with a pages/ folder, Streamlit serves a link such as /Optimisation as a
+# page of its own without running this script (no sidebar, no navigation, no URL restore)
 PAGES = [
-    st.Page("pages/1_Data.py", title="Data", icon=":material/database:"),
-    st.Page("pages/2_Backtest.py", title="Backtest", icon=":material/candlestick_chart:", default=True),
-    st.Page("pages/3_Optimisation.py", title="Optimisation", icon=":material/tune:"),
-    st.Page("pages/4_Validation.py", title="Validation", icon=":material/verified:"),
-    st.Page("pages/5_System_monitor.py", title="System monitor", icon=":material/monitor_heart:"),
+    st.Page("views/1_Data.py", title="Data", url_path="Data", icon=":material/database:"),
+    st.Page("views/2_Backtest.py", title="Backtest", icon=":material/candlestick_chart:", default=True),
+    st.Page("views/3_Optimisation.py", title="Optimisation", url_path="Optimisation", icon=":material/tune:"),
+    st.Page("views/4_Validation.py", title="Validation", url_path="Validation", icon=":material/verified:"),
+    st.Page("views/5_System_monitor.py", title="System monitor", url_path="System_monitor",
+            icon=":material/monitor_heart:"),
 ]
 navigation = st.navigation(PAGES)
 restore_from_url()  # a link's dataset and strategy (warnings above the page, not in the sidebar)

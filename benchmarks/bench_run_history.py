@@ -69,7 +69,7 @@ def main() -> None:
                       block_returns=0)
     from streamlit.testing.v1 import AppTest
 
-    page = Path(os.environ.get("BENCH_PAGE") or Path(__file__).resolve().parents[1] / "pages" / "3_Optimisation.py")
+    page = Path(os.environ.get("BENCH_PAGE") or Path(__file__).resolve().parents[1] / "views" / "3_Optimisation.py")
     at = AppTest.from_file(str(page), default_timeout=300)
     at.query_params["run"] = "big"
     at.session_state["sweep_run"] = "big"

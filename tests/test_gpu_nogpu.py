@@ -215,7 +215,7 @@ def workspace(tmp_path, monkeypatch):
 def optimisation_page():
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(ROOT / "pages" / "3_Optimisation.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "views" / "3_Optimisation.py"), default_timeout=120)
     at.run()
     assert not at.exception, at.exception
     return at
@@ -256,7 +256,7 @@ def test_system_monitor_shows_power_and_temperature(workspace, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml())
     monkeypatch.setattr(monitor, "_nvml_ready", None)
     monkeypatch.setattr(gpu_devices, "detect", lambda refresh=False: NO_DRIVER)
-    at = AppTest.from_file(str(ROOT / "pages" / "5_System_monitor.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "views" / "5_System_monitor.py"), default_timeout=120)
     at.run()
     assert not at.exception, at.exception
     metrics = {(m.label, m.value) for m in at.metric}

@@ -273,6 +273,106 @@ def test_a_refresh_keeps_the_workspace(server, browser):
     assert not errors, errors
 
 
+def card(page, label: str) -> str:
+    """The value shown by the metric card ``label`` on the Backtest page."""
+    metric = page.locator("[data-testid=stMetric]").filter(
+        has=page.locator("[data-testid=stMetricLabel]", has_text=label)).first
+    return metric.locator("[data-testid=stMetricValue]").inner_text().strip()
+
+
+def launch_and_wait(page, finished_text: str, timeout_ms: int = 180_000) -> None:
+    click_until(page, "Launch", page.locator("[data-testid=stProgress]").first)
+    page.get_by_text(finished_text, exact=False).first.wait_for(timeout=timeout_ms)
+    settle(page)
+
+
+def running_done(page) -> int:
+    """Combos done, as the Optimisation page's job monitor says ('running k / N combos')."""
+    import re
+
+    text = page.locator("[data-testid=stProgress]").first.inner_text()
+    match = re.search(r"running ([\d,]+) / ", text)
+    return int(match.group(1).replace(",", "")) if match else -1
+
+
+def stop_and_wait(page) -> None:
+    """Press Stop, then wait until the job says it is cancelled and the page offers Resume."""
+    page.get_by_role("button", name="Stop", exact=True).click()
+    playwright.expect(page.locator("[data-testid=stProgress]").first).to_contain_text("cancelled", timeout=120_000)
+    page.get_by_role("button", name="Resume").wait_for(timeout=60_000)
+    settle(page)
+
+
+def test_monte_carlo_stop_resume_and_reopen_an_older_run(server, browser):
+    """Issue 11 in a real browser: a grid run A, then a Monte Carlo run B stopped and resumed
+    from the page; A reloaded from the history opens in Backtest with A's stored winner, data
+    and options: the cards show A's stored metrics exactly."""
+    from threadx import units
+    from threadx.optimize.store import ResultStore
+
+    page = browser.new_page(viewport={"width": 1440, "height": 2400})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    open_app(page, server["url"] + "/Optimisation")  # a link to a page runs the whole app (sidebar)
+    page.get_by_role("heading", name="Optimisation").wait_for(timeout=90_000)
+    page.locator("[data-testid=stSidebar]").get_by_text("ThreadX", exact=True).wait_for(timeout=30_000)
+    pick_option(page, "opt_strategy", "ma_crossover")
+    page.locator(".st-key-opt-ma_crossover-fast_period-min input").wait_for(timeout=30_000)
+
+    # run A: a 3 x 2 grid with a fee of 7 bps (not the default: Open in Backtest must carry it)
+    for name, (lo, hi, step) in (("fast_period", (8, 12, 2)), ("slow_period", (40, 50, 10))):
+        for part, value in (("min", lo), ("max", hi), ("step", step)):
+            fill_number(page, f".st-key-opt-ma_crossover-{name}-{part}", value)
+    fill_number(page, ".st-key-opt_fee", 7.0)
+    playwright.expect(page.locator("[data-testid=stAlertContentInfo]").first).to_contain_text(
+        "6 combos to run", timeout=30_000)
+    launch_and_wait(page, "Open in Backtest")
+    run_a = page.locator("[data-testid=stCode]").first.inner_text().strip()
+    shot(page, "13_run_a")
+
+    # run B: Monte Carlo over a wide space, stopped while it runs, then resumed from the page
+    for name, (lo, hi, step) in (("fast_period", (2, 200, 1)), ("slow_period", (3, 600, 1))):
+        for part, value in (("min", lo), ("max", hi), ("step", step)):
+            fill_number(page, f".st-key-opt-ma_crossover-{name}-{part}", value)
+    page.get_by_text("Monte Carlo", exact=True).click()
+    settle(page)
+    fill_number(page, ".st-key-opt_n", 60_000)
+    click_until(page, "Launch", page.get_by_text("running", exact=False).first)
+    playwright.expect(page.locator("[data-testid=stProgress]").first).to_contain_text(" / 60,000 combos",
+                                                                                      timeout=60_000)
+    shot(page, "14_run_b_running")
+    stop_and_wait(page)
+    run_b = page.locator("[data-testid=stCode]").first.inner_text().strip()
+    assert run_b != run_a
+    stopped = ResultStore(server["results"]).load(run_b)
+    assert stopped.manifest["status"] == "cancelled" and 0 < stopped.manifest["done"] < 60_000
+    shot(page, "15_run_b_stopped")
+    page.get_by_role("button", name="Resume").click()
+    deadline = time.time() + 60
+    while time.time() < deadline and running_done(page) <= stopped.manifest["done"]:
+        page.wait_for_timeout(500)
+    assert running_done(page) > stopped.manifest["done"]  # the same run goes on from where it stopped
+    shot(page, "16_run_b_resumed")
+    stop_and_wait(page)
+    assert ResultStore(server["results"]).load(run_b).manifest["done"] > stopped.manifest["done"]
+
+    # the older run A from the history, opened in Backtest: A's winner on A's data and options
+    page.get_by_text("Run history", exact=False).first.click()
+    pick_option(page, "opt_history", run_a)
+    click_until(page, "Show this run", page.get_by_text(f"Run {run_a}", exact=False).first)
+    click_until(page, "Open in Backtest", page.get_by_text("Parameters carried over", exact=False))
+    settle(page)
+    page.wait_for_timeout(1000)
+    shot(page, "17_older_run_reopened")
+    stored = ResultStore(server["results"]).load(run_a)
+    best = stored.top(1, min_trades=int(stored.manifest.get("min_trades", 0))).iloc[0]
+    for key, label in (("sharpe", "Sharpe"), ("n_trades", "Trades"), ("total_return", "Total return"),
+                       ("max_drawdown", "Max drawdown")):
+        assert card(page, label) == units.format_metric(key, float(best[key])), label
+    assert "fee 7" in page.get_by_text("Options:", exact=False).first.inner_text()
+    assert not errors, errors
+
+
 def test_the_server_log_of_the_whole_session_has_no_warning(server):
     # runs last: every page above was used; deprecations, Session State misuse and tracebacks show here
     time.sleep(1)

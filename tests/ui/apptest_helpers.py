@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def open_page(name: str) -> AppTest:
-    """Run ``pages/<name>`` once; it must not raise."""
-    at = AppTest.from_file(str(ROOT / "pages" / name), default_timeout=120)
+    """Run ``views/<name>`` once; it must not raise."""
+    at = AppTest.from_file(str(ROOT / "views" / name), default_timeout=120)
     at.run()
     assert not at.exception, at.exception
     return at

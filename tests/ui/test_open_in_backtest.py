@@ -18,7 +18,7 @@ def launch_newer_sweep() -> AppTest:
     """A bb_atr grid launched from the page on the session's dataset (the synthetic sample)."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # the app, so switch_page works
     at.run()
-    at.switch_page("pages/3_Optimisation.py").run()
+    at.switch_page("views/3_Optimisation.py").run()
     assert not at.exception, at.exception
     at.selectbox(key="opt_strategy").set_value("bb_atr").run()
     key = "opt:bb_atr:entry_z"
@@ -33,7 +33,7 @@ def launch_newer_sweep() -> AppTest:
 
 
 def backtest_page(handed: dict) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Backtest.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "views" / "2_Backtest.py"), default_timeout=120)
     at.session_state["open_in_backtest"] = handed
     at.run()
     assert not at.exception, at.exception
@@ -77,7 +77,7 @@ def test_open_in_backtest_reopens_an_older_reloaded_run(workspace):
     assert bt.session_state["bt_engine_extra"] == {"fraction": 0.5}  # no widget: kept for the next runs
     assert any("run older" in c.value and "XYZ_USDT-5m" in c.value for c in bt.caption)
     reopened = shown["result"]
-    bt.switch_page("pages/2_Backtest.py").run()  # AppTest reruns the page it was pointed at, so point it
+    bt.switch_page("views/2_Backtest.py").run()  # AppTest reruns the page it was pointed at, so point it
     assert bt.title[0].value == "Backtest"
     bt.button(key="bt_run").click().run()  # run again from the widgets: the same data, the same backtest
     assert not bt.error, [e.value for e in bt.error]
@@ -101,7 +101,7 @@ def test_validation_page_finds_a_file_runs_data(workspace):
     write_ohlcv(generate_synthetic(days=120, seed=9), path)
     threadx.sweep(threadx.load_ohlcv(str(path)), "ma_crossover", {"fast_period": "5:15:5", "slow_period": [40, 60]},
                   store=workspace / "results", run_id="from-file", workers=1, fee_bps=2.0)
-    at = AppTest.from_file(str(ROOT / "pages" / "4_Validation.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "views" / "4_Validation.py"), default_timeout=120)
     at.run()
     at.selectbox(key="val_run").set_value("from-file")
     at.number_input(key="val_n").set_value(100)

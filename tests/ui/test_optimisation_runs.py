@@ -49,7 +49,7 @@ def sweep(path, run_id: str, space=SPACE, cancel_after: int | None = None, **opt
 
 def page(run: str | None = None) -> AppTest:
     """The Optimisation page in a new session, opened on ``?run=<run>`` when given."""
-    at = AppTest.from_file(str(ROOT / "pages" / "3_Optimisation.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "views" / "3_Optimisation.py"), default_timeout=120)
     if run is not None:
         at.query_params["run"] = run
     at.run()

@@ -29,7 +29,7 @@ def write_xyz(root: Path, seed: int) -> Path:
                        "XYZ_USDT-1h.parquet")
 
 
-def new_session(link: dict, script: str = "pages/2_Backtest.py") -> AppTest:
+def new_session(link: dict, script: str = "views/2_Backtest.py") -> AppTest:
     """A new browser session (a refresh, a restart, a link) opening ``link``'s query params."""
     at = AppTest.from_file(str(ROOT / script), default_timeout=120)
     at.query_params.update(link)
@@ -111,7 +111,7 @@ def test_a_refresh_keeps_a_reopened_runs_data(workspace):
     frame = threadx.load_ohlcv(str(path))
     request = BacktestRequest(DatasetRef.of(frame), "ma_crossover", {"fast_period": 5, "slow_period": 40},
                               {"fee_bps": 2.0})
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Backtest.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "views" / "2_Backtest.py"), default_timeout=120)
     at.session_state["open_in_backtest"] = {"request": request.to_dict(), "run_id": "older"}
     at.run()
     assert not at.exception and not at.error, at.exception or [e.value for e in at.error]

@@ -263,7 +263,7 @@ def show_run(view: sweep_runs.RunView) -> None:
             except ThreadXError as exc:
                 st.error(f"Cannot open run {run_id} in Backtest: {exc}")
             else:
-                st.switch_page("pages/2_Backtest.py")
+                st.switch_page("views/2_Backtest.py")
         if view.edges:  # a winner at an edge of its searched range: the optimum may lie outside
             axes = {a["name"]: a["values"] for a in m["space"]["axes"]}
             st.warning("The best combo sits on the edge of its searched range for "
