@@ -239,6 +239,8 @@ WALKFORWARD = {"kind": "walkforward", "params": {
 
 
 def test_walkforward_job_stores_the_result_and_its_report(registry, tmp_path):
+    from threadx.data.bars import as_bars
+    from threadx.requests import DatasetRef
     from threadx.validation.storage import list_walk_forwards, load_walk_forward
 
     job_id = registry.submit(WALKFORWARD)
@@ -251,6 +253,9 @@ def test_walkforward_job_stores_the_result_and_its_report(registry, tmp_path):
     assert len(wf.windows) == (730 - 120) // 60 and wf.evaluator is None
     assert report.grade.letter in "ABCDF" and report.pbo is not None and report.pbo.S == 4
     assert [r["run_id"] for r in list_walk_forwards(tmp_path / "results")] == [info.run_id]
+    pinned = DatasetRef.from_dict(wf.meta["request"]["data"])  # the request asked by name only
+    assert pinned.fingerprint == wf.meta["fingerprint"] and pinned.start and pinned.end
+    assert as_bars(pinned.load()).fingerprint == pinned.fingerprint  # reopened on exactly these bars
 
 
 @pytest.mark.parametrize("params, match", [

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,7 @@ class JobRunner:
 
     def _walkforward(self) -> str:
         import threadx
-        from threadx.requests import WalkForwardRequest
+        from threadx.requests import DatasetRef, WalkForwardRequest
         from threadx.validation.report import validate_walk_forward
         from threadx.validation.storage import save_walk_forward
 
@@ -156,7 +157,11 @@ class JobRunner:
         _log(f"walk-forward {request.strategy} run {request.run_id}")
         wf = threadx.walk_forward(df, request.strategy, request.space or None, progress=self.status.progress,
                                   cancel=self.should_stop, **request.walk_forward_kwargs())
-        wf.meta["request"] = request.to_dict()  # stored with the result: what was asked, defaults filled in
+        # stored with the result: what was asked (defaults filled in), on the data pinned by its
+        # file, bounds and fingerprint, so the result can be reopened on exactly these bars
+        data = DatasetRef.of(df)
+        data = replace(data, name=request.data.name or data.name)
+        wf.meta["request"] = replace(request, data=data).to_dict()
         self.status.phase("validating")
         report = validate_walk_forward(wf, n=request.bootstrap, seed=request.seed, S=request.S)
         save_walk_forward(request.run_id, wf, report, self.job_dir.parent.parent)
