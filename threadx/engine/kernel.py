@@ -19,6 +19,11 @@ Timeline of one bar ``i`` (see SPEC §3):
    moved for the next bar;
 5. equity is marked at the close and the running metrics are updated.
 
+Full mode books one row per trade (``layout.TRADE_COLUMNS``), including its stop as set at
+the fill and as last in force (a trailing rule moves it) and its target in force from the
+fill and on the last bar tested (a mid-band target follows the band); fast mode passes a
+trades array without rows and writes none of it.
+
 Every helper is a plain ``@njit`` function over scalars and arrays without allocation,
 which numba can also compile as CUDA device functions for the GPU batch kernel.
 """
@@ -307,7 +312,7 @@ def close_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
 
     ``tested_i``: the last bar on which the position was tested against its stop and
     target (``i``, or ``i - 1`` for an exit at the open); full mode records the levels in
-    force then, and those in force from the fill (no per-bar cost in fast mode)."""
+    force then, and those in force from the fill (fast mode records nothing)."""
     d = st[S_DIR]
     qty = st[S_QTY]
     entry_px = st[S_ENTRY_PX]
