@@ -541,6 +541,67 @@ def test_trade_window_and_levels_are_drawn_for_the_focused_trade():
     assert "Stop" not in C.trade_levels({**trade, "stop_price": np.nan})
 
 
+
+def _engine_run(strategy: str, params: dict | None = None):
+    import threadx
+    from threadx.data.synthetic import generate_synthetic
+
+    df = generate_synthetic(days=120, seed=3)
+    return df, threadx.backtest(df, strategy, params or {})
+
+
+def test_trade_zoom_draws_the_engine_stop_and_target_levels():
+    df, res = _engine_run("bb_atr")  # ATR stop that trails, target at the mid band (both move)
+    t = res.trades
+    moved = t[(t.stop_at_exit != t.stop_at_entry) & (t.target_at_exit != t.target)]
+    trade = moved.iloc[0].to_dict()
+    start, end = C.trade_window(df.index, trade)
+    fig = C.price_figure(df, trades=t, start=start, end=end, focus=trade, quote="USDT")
+    levels = {" ".join(tr.name.split()[:3]) if " at " in tr.name else tr.name.split()[0]: tr
+              for tr in fig.data if tr.legendgroup == "levels"}
+    assert list(levels) == ["Entry", "Exit", "Stop at entry", "Stop at exit", "Target at entry", "Target at exit"]
+    for label, column in (("Stop at entry", "stop_at_entry"), ("Stop at exit", "stop_at_exit"),
+                          ("Target at entry", "target"), ("Target at exit", "target_at_exit")):
+        tr = levels[label]
+        assert list(tr.y) == [trade[column]] * 2  # a horizontal segment at the recorded level
+        assert [pd.Timestamp(x) for x in tr.x] == [trade["entry_time"], trade["exit_time"]]  # entry to exit bar
+        assert tr.line.dash in ("dash", "dot") and "USDT" in tr.name and "% from the entry" in tr.hovertemplate
+    assert levels["Stop at entry"].line.color == levels["Stop at exit"].line.color == C.SHORT_COLOR
+    assert levels["Target at entry"].line.color == levels["Target at exit"].line.color == C.LONG_COLOR
+    assert levels["Stop at entry"].line.dash != levels["Stop at exit"].line.dash
+    # a trade whose levels did not move shows one stop and one target
+    still = t[(t.stop_at_exit == t.stop_at_entry) & (t.target_at_exit == t.target)].iloc[0].to_dict()
+    assert list(C.trade_levels(still)) == ["Entry", "Exit", "Stop", "Target"]
+    names = [tr.name for tr in C.price_figure(df, focus=still).data if tr.legendgroup == "levels"]
+    assert [n.split()[0] for n in names] == ["Entry", "Exit", "Stop", "Target"] and " at " not in " ".join(names)
+
+
+def test_trade_zoom_without_levels_when_the_strategy_sets_none():
+    df, res = _engine_run("supertrend")  # no stop, no target by default
+    trade = res.trades.iloc[0].to_dict()
+    assert math.isnan(trade["stop_at_entry"]) and math.isnan(trade["target"])
+    assert list(C.trade_levels(trade)) == ["Entry", "Exit"]
+    _, res = _engine_run("supertrend", {"stop_loss_pct": 2.0})
+    assert list(C.trade_levels(res.trades.iloc[0].to_dict())) == ["Entry", "Exit", "Stop"]
+
+
+def test_trades_table_shows_the_levels_a_strategy_sets():
+    _, res = _engine_run("bb_atr")
+    table = C.trades_table(res.trades)
+    headers = list(table.columns)
+    assert headers[3:9] == ["Entry price", "Exit price", "Stop", "Stop at exit", "Target", "Target at exit"]
+    assert set(C.TRADE_TABLE_PRICE_HEADERS) <= set(C.TRADE_TABLE_COLUMNS.values())
+    np.testing.assert_array_equal(table["Stop at exit"], res.trades["stop_at_exit"])  # numeric: sorts by value
+    # fixed levels: no "at exit" copies; no levels: no level columns at all
+    _, res = _engine_run("ma_crossover", {"stop_loss_pct": 2.0, "take_profit_pct": 4.0})
+    assert [h for h in C.trades_table(res.trades).columns if h in C.TRADE_TABLE_PRICE_HEADERS] == [
+        "Entry price", "Exit price", "Stop", "Target"]
+    _, res = _engine_run("supertrend")
+    assert [h for h in C.trades_table(res.trades).columns if h in C.TRADE_TABLE_PRICE_HEADERS] == [
+        "Entry price", "Exit price"]
+    empty = C.trades_table(res.trades.iloc[:0])
+    assert "Stop" in empty.columns and len(empty) == 0
+
 def test_trades_table_is_readable_and_keeps_the_row_order():
     df = make_ohlcv(300)
     trades = make_trades(df)

@@ -92,6 +92,46 @@ def test_kernel_with_funding_and_leverage_matches(bars):
     assert_metrics_match(gpu, cpu.metrics)
 
 
+
+@pytest.mark.parametrize("strategy,params", [("bb_atr", {}), ("bollinger_dual", {"setup_lookback": 3}),
+                                             ("donchian_breakout", {})])
+def test_device_run_in_full_mode_records_the_cpu_trades_and_levels(bars, strategy, params):
+    """The device build of the engine's ``run`` with trade rows (sweeps pass none) books the
+    CPU's trades, stop and target levels included: the level record compiles into the same
+    source for both targets."""
+    from numba import cuda
+
+    from threadx.engine import kernel
+    from threadx.engine.backtest import prepare_signals
+    from threadx.engine.inputs import EngineOptions, effective_rules, kernel_args
+    from threadx.engine.layout import N_METRICS, N_STATE, N_TRADE_COLS, S_TRADE_ROWS, TRADE_COLUMNS
+    from threadx.gpu.kernel import device_functions
+    from threadx.strategy import get_strategy
+
+    device_run = device_functions()["run"]
+
+    @cuda.jit
+    def one(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity):  # launched as one thread
+        device_run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity)
+
+    spec = get_strategy(strategy)
+    values = spec.normalize(params)
+    options = EngineOptions(slippage_bps=2.0).validated()
+    _, sig, levels = prepare_signals(spec, bars, values)
+    args = kernel_args(bars, sig, levels, effective_rules(spec.exits(values), options), options)
+    cpu_m, cpu_rows, cpu_equity = kernel.run_full(*args)
+    n = len(bars)
+    st, m = cuda.to_device(np.empty(N_STATE)), cuda.to_device(np.empty(N_METRICS))
+    trades, equity = cuda.to_device(np.full((n + 1, N_TRADE_COLS), np.nan)), cuda.to_device(np.empty(n))
+    one[1, 1](*[cuda.to_device(np.ascontiguousarray(a)) for a in args], st, m, trades, equity)
+    rows = trades.copy_to_host()[: int(st.copy_to_host()[S_TRADE_ROWS])]
+    assert len(cpu_rows) > 3 and rows.shape == cpu_rows.shape
+    levels_at = [TRADE_COLUMNS.index(c) for c in ("stop_at_entry", "stop_at_exit", "target", "target_at_exit")]
+    assert np.isfinite(cpu_rows[:, levels_at[0]]).all()  # these strategies all set a stop
+    np.testing.assert_allclose(rows, cpu_rows, rtol=RTOL, atol=0)  # NaN where the CPU has NaN
+    np.testing.assert_allclose(equity.copy_to_host(), cpu_equity, rtol=RTOL)
+    assert_metrics_match(m.copy_to_host()[None], cpu_m[None])
+
 def _sweep_frame(run):
     frame = run.results.sort_values("combo_id").reset_index(drop=True)
     return frame.drop(columns=["error"])

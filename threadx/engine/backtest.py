@@ -19,9 +19,13 @@ from threadx.engine.layout import EXIT_REASONS, TRADE_COLUMNS
 from threadx.engine.metrics import metrics_dict
 from threadx.strategy.base import StrategySpec, get_strategy
 
+# price levels of a trade (NaN when the strategy sets none): the stop as set at the fill and
+# as last in force (they differ once a trailing rule moved it), the target in force from
+# the fill and at the exit (they differ for a target that follows a line, e.g. the mid band)
+TRADE_LEVEL_COLUMNS = ("stop_at_entry", "stop_at_exit", "target", "target_at_exit")
 TRADE_FRAME_COLUMNS = (
     "entry_time", "exit_time", "side", "qty", "entry_price", "exit_price",
-    "fees", "funding", "pnl", "return_pct", "bars_held", "exit_reason",
+    "fees", "funding", "pnl", "return_pct", "bars_held", "exit_reason", *TRADE_LEVEL_COLUMNS,
 )
 
 
@@ -47,11 +51,12 @@ class Result:
         trades = self.trades.copy()
         for col in ("entry_time", "exit_time"):
             trades[col] = trades[col].map(lambda t: t.isoformat())
+        records = [{k: _json_number(v) for k, v in row.items()} for row in trades.to_dict(orient="records")]
         return {
             "metrics": {k: _json_number(v) for k, v in self.metrics.items()},
             "params": self.params,
             "meta": self.meta,
-            "trades": trades.to_dict(orient="records"),
+            "trades": records,  # a level the strategy does not set (NaN) is null
             "equity": {t.isoformat(): float(v) for t, v in self.equity.items()},
         }
 
@@ -159,6 +164,7 @@ def trades_frame(rows: np.ndarray, index: pd.DatetimeIndex) -> pd.DataFrame:
             "return_pct": col["return_pct"],
             "bars_held": col["bars_held"].astype(np.int64),
             "exit_reason": reasons[col["exit_reason"].astype(np.int64)] if len(rows) else np.empty(0, object),
+            **{name: col[name] for name in TRADE_LEVEL_COLUMNS},
         },
         columns=list(TRADE_FRAME_COLUMNS),
     )

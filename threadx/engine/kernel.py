@@ -19,6 +19,11 @@ Timeline of one bar ``i`` (see SPEC §3):
    moved for the next bar;
 5. equity is marked at the close and the running metrics are updated.
 
+Full mode books one row per trade (``layout.TRADE_COLUMNS``), including its stop as set at
+the fill and as last in force (a trailing rule moves it) and its target in force from the
+fill and on the last bar tested (a mid-band target follows the band); fast mode passes a
+trades array without rows and writes none of it.
+
 Every helper is a plain ``@njit`` function over scalars and arrays without allocation,
 which numba can also compile as CUDA device functions for the GPU batch kernel.
 """
@@ -133,6 +138,7 @@ from threadx.engine.layout import (
     S_RET_N,
     S_SKIPPED,
     S_STOP,
+    S_STOP_ENTRY,
     S_TP,
     S_TRADE_ROWS,
     S_TRAILED,
@@ -155,6 +161,10 @@ from threadx.engine.layout import (
     T_REASON,
     T_RETURN_PCT,
     T_SIDE,
+    T_STOP_ENTRY,
+    T_STOP_EXIT,
+    T_TARGET,
+    T_TARGET_EXIT,
     TRAIL_ATR,
     TRAIL_BAND,
     TRAIL_PCT,
@@ -167,6 +177,9 @@ _JIT = dict(cache=True, nogil=True)
 # of the work itself (measured: 0.84 ms -> 0.10 ms for 12.5k bars without trades).
 _STEP_JIT = dict(cache=True, nogil=True, _nrt=False, inline="always")
 _LOOP_JIT = dict(cache=True, nogil=True, _nrt=False)
+# Full-mode-only work called once per trade stays out of line, so the inlined bar loop
+# that sweeps run (fast mode) does not grow with it.
+_RECORD_JIT = dict(cache=True, nogil=True, _nrt=False)
 _NO_SIGNAL_BAR = -1.0e18
 
 
@@ -180,6 +193,7 @@ def init_state(st, p):
     st[S_PEAK] = p[P_INITIAL_CAPITAL]
     st[S_PEAK_I] = -1.0
     st[S_STOP] = np.nan
+    st[S_STOP_ENTRY] = np.nan
     st[S_TP] = np.nan
     st[S_LAST_ENTRY_SIG] = _NO_SIGNAL_BAR
     st[S_LARGEST_WIN] = -np.inf
@@ -251,6 +265,7 @@ def open_position(i, sig_i, raw_price, direction, p, st, atr):
     st[S_ENTRY_FEE] = fee
     st[S_FUNDING] = 0.0
     st[S_STOP] = px - direction * stop_dist if has_stop else np.nan
+    st[S_STOP_ENTRY] = st[S_STOP]
     st[S_TP] = px + direction * tp_dist if has_tp else np.nan
     st[S_TRAILED] = 0.0
     st[S_ARMED] = 0.0
@@ -264,8 +279,40 @@ def open_position(i, sig_i, raw_price, direction, p, st, atr):
 
 
 @njit(**_STEP_JIT)
-def close_position(i, raw_price, reason, p, st, trades):
-    """Exit the open position at ``raw_price`` on bar ``i`` and book the trade."""
+def target_level(d, tgt, p, bmid, j):
+    """The target of a ``d`` position on the bar after bar ``j``: the fixed target ``tgt``
+    (NaN = none) or, with a mid-band target, the nearer of it and ``bmid[j]`` (known at
+    the close of bar j)."""
+    if p[P_TARGET_MID] > 0.0 and j >= 0:
+        m = bmid[j]
+        if m == m:
+            # the nearer of the two levels (comparisons, not min/max: numba's built-in CUDA
+            # target cannot compile the builtin min/max; both values are non-NaN here)
+            if tgt != tgt or (d > 0.0 and m < tgt) or (d < 0.0 and m > tgt):
+                tgt = m
+    return tgt
+
+
+@njit(**_RECORD_JIT)
+def record_levels(row, tested_i, p, st, trades, bmid):
+    """Write the stop and target levels of the trade being closed into ``trades[row]``:
+    the stop as set at the fill and as last in force, the target in force from the fill
+    (the first bar tested is the one after the signal bar, in both fill modes) and on
+    ``tested_i``, the last bar tested. Full mode only, once per trade."""
+    d = st[S_DIR]
+    trades[row, T_STOP_ENTRY] = st[S_STOP_ENTRY]
+    trades[row, T_STOP_EXIT] = st[S_STOP]
+    trades[row, T_TARGET] = target_level(d, st[S_TP], p, bmid, int(st[S_LAST_ENTRY_SIG]))
+    trades[row, T_TARGET_EXIT] = target_level(d, st[S_TP], p, bmid, tested_i - 1)
+
+
+@njit(**_STEP_JIT)
+def close_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
+    """Exit the open position at ``raw_price`` on bar ``i`` and book the trade.
+
+    ``tested_i``: the last bar on which the position was tested against its stop and
+    target (``i``, or ``i - 1`` for an exit at the open); full mode records the levels in
+    force then, and those in force from the fill (fast mode records nothing)."""
     d = st[S_DIR]
     qty = st[S_QTY]
     entry_px = st[S_ENTRY_PX]
@@ -316,6 +363,7 @@ def close_position(i, raw_price, reason, p, st, trades):
         trades[row, T_RETURN_PCT] = 100.0 * pnl / (qty * entry_px)
         trades[row, T_BARS_HELD] = bars
         trades[row, T_REASON] = float(reason)
+        record_levels(row, tested_i, p, st, trades, bmid)
         st[S_TRADE_ROWS] = row + 1.0
 
     st[S_DIR] = 0.0
@@ -324,6 +372,7 @@ def close_position(i, raw_price, reason, p, st, trades):
     st[S_ENTRY_FEE] = 0.0
     st[S_FUNDING] = 0.0
     st[S_STOP] = np.nan
+    st[S_STOP_ENTRY] = np.nan
     st[S_TP] = np.nan
     st[S_TRAILED] = 0.0
     st[S_ARMED] = 0.0
@@ -344,14 +393,7 @@ def check_intrabar_exits(i, o, h, l, bmid, p, st, trades):
     """Stop or liquidation, and target, of the open position on bar i (gap fills at the open)."""
     d = st[S_DIR]
     stop = st[S_STOP]
-    tgt = st[S_TP]
-    if p[P_TARGET_MID] > 0.0 and i > 0:
-        m = bmid[i - 1]  # known at the previous close
-        if m == m:
-            # the nearer of the two levels (comparisons, not min/max: numba's built-in CUDA
-            # target cannot compile the builtin min/max; both values are non-NaN here)
-            if tgt != tgt or (d > 0.0 and m < tgt) or (d < 0.0 and m > tgt):
-                tgt = m
+    tgt = target_level(d, st[S_TP], p, bmid, i - 1)  # a mid band known at the previous close
     stop_reason = EXIT_TRAILING_STOP if st[S_TRAILED] > 0.0 else EXIT_STOP_LOSS
     # The liquidation price (equity net of the exit fee and slippage reaches zero) is an
     # adverse level like the stop: whichever is nearer the entry is hit first.
@@ -388,7 +430,7 @@ def check_intrabar_exits(i, o, h, l, bmid, p, st, trades):
             reason = EXIT_TAKE_PROFIT
             px = tgt
     if reason >= 0:
-        close_position(i, px, reason, p, st, trades)
+        close_position(i, px, reason, p, st, trades, bmid, i)
 
 
 @njit(**_STEP_JIT)
@@ -470,7 +512,7 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
     # 2. orders pending from the previous close fill at this open
     if st[S_PEND_EXIT] > 0.0:
         if st[S_DIR] != 0.0:
-            close_position(i, o[i], int(st[S_PEND_EXIT]) - 1, p, st, trades)
+            close_position(i, o[i], int(st[S_PEND_EXIT]) - 1, p, st, trades, bmid, i - 1)
         st[S_PEND_EXIT] = 0.0
     if st[S_PEND_ENTRY] != 0.0:
         if st[S_DIR] == 0.0 and st[S_LIQUIDATED] == 0.0:
@@ -484,7 +526,7 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
     # 4. decisions at the close
     if i == n - 1:
         if st[S_DIR] != 0.0:
-            close_position(i, c[i], EXIT_END_OF_DATA, p, st, trades)
+            close_position(i, c[i], EXIT_END_OF_DATA, p, st, trades, bmid, i)
     else:
         s = sig[i]
         d = st[S_DIR]
@@ -498,7 +540,7 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
                     reason = EXIT_MAX_HOLD
             if reason >= 0:
                 if close_fill:
-                    close_position(i, c[i], reason, p, st, trades)
+                    close_position(i, c[i], reason, p, st, trades, bmid, i)
                 else:
                     st[S_PEND_EXIT] = reason + 1.0
         if (st[S_DIR] == 0.0 or st[S_PEND_EXIT] > 0.0) and st[S_LIQUIDATED] == 0.0:

@@ -110,7 +110,8 @@ S_AMBIGUOUS = 40
 S_N_LONG = 41
 S_N_SHORT = 42
 S_TRADE_ROWS = 43  # trades recorded (full mode)
-N_STATE = 44
+S_STOP_ENTRY = 44  # the open trade's stop as set at its fill, before any trailing move; NaN = none
+N_STATE = 45
 
 # --- metrics vector ------------------------------------------------------------------
 METRIC_NAMES = (
@@ -189,6 +190,10 @@ TRADE_COLUMNS = (
     "return_pct",
     "bars_held",
     "exit_reason",
+    "stop_at_entry",
+    "stop_at_exit",
+    "target",
+    "target_at_exit",
 )
 (
     T_ENTRY_I,
@@ -203,5 +208,9 @@ TRADE_COLUMNS = (
     T_RETURN_PCT,
     T_BARS_HELD,
     T_REASON,
+    T_STOP_ENTRY,  # the stop set at the fill (NaN = none)
+    T_STOP_EXIT,  # the stop in force when the trade was last tested (after trailing moves)
+    T_TARGET,  # the target in force from the fill (a mid-band target: the signal bar's mid)
+    T_TARGET_EXIT,  # the target in force when the trade was last tested
 ) = range(len(TRADE_COLUMNS))
 N_TRADE_COLS = len(TRADE_COLUMNS)

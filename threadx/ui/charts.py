@@ -343,47 +343,73 @@ def _trade_traces(trades: pd.DataFrame, quote: str, size: int = 10, start: Any =
     return traces
 
 
+# level label -> the trade columns that may carry it, first found wins: the engine's
+# (threadx.engine.backtest.TRADE_LEVEL_COLUMNS), then names other trade lists use
 _LEVEL_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Stop", ("stop_price", "stop_loss_price", "stop")),
-    ("Target", ("target_price", "take_profit_price", "target")),
+    ("Stop", ("stop_at_entry", "stop_price", "stop_loss_price", "stop")),
+    ("Stop at exit", ("stop_at_exit",)),
+    ("Target", ("target", "target_price", "take_profit_price")),
+    ("Target at exit", ("target_at_exit",)),
 )
 
 
+def _finite(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
 def trade_levels(trade: Mapping[str, Any]) -> dict[str, float]:
-    """The price levels of one trade that its record carries: Entry and Exit always, Stop and
-    Target when the trades frame has such a column (finite values only)."""
-    levels = {"Entry": trade.get("entry_price"), "Exit": trade.get("exit_price")}
+    """The price levels of one trade that its record carries: Entry and Exit always; Stop and
+    Target (as set at the entry) when the trades frame has such a column; Stop at exit and
+    Target at exit only where they differ from those (a trailing stop, a target that follows
+    the mid band). Finite values only: a level the strategy does not set (NaN) is left out."""
+    raw = {"Entry": trade.get("entry_price"), "Exit": trade.get("exit_price")}
     for label, names in _LEVEL_COLUMNS:
-        levels[label] = next((trade[c] for c in names if c in trade), None)
+        raw[label] = next((trade[c] for c in names if c in trade), None)
     out = {}
-    for label, value in levels.items():
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
+    for label, value in raw.items():
+        v = _finite(value)
+        if v is None or (label.endswith(" at exit") and out.get(label[: -len(" at exit")]) == v):
             continue
-        if math.isfinite(v):
-            out[label] = v
+        out[label] = v
     return out
+
+
+# level -> (colour, dash, width): the entry and exit solid, stops red and targets green,
+# dashed as set at the entry and dotted where they had moved to at the exit
+_LEVEL_STYLES = {"Entry": ("#424242", "solid", 2.5), "Stop": (SHORT_COLOR, "dash", 2.0),
+                 "Stop at exit": (SHORT_COLOR, "dot", 2.5), "Target": (LONG_COLOR, "dash", 2.0),
+                 "Target at exit": (LONG_COLOR, "dot", 2.5)}
 
 
 def _level_traces(trade: Mapping[str, Any], quote: str) -> list[go.Scatter]:
     """Labelled horizontal segments (entry..exit) for the levels of one trade; the labels
-    (level, price, exit reason) go to the legend and the hover, not onto the candles."""
+    (level, price, exit reason) go to the legend and the hover (with the distance from the
+    entry price), not onto the candles. A stop or target that moved is drawn twice, labelled
+    "at entry" and "at exit"."""
     unit = f" {quote}" if quote else ""
     pnl = float(trade.get("pnl", np.nan))
-    styles = {"Entry": ("#424242", "solid"), "Exit": (LONG_COLOR if pnl > 0 else SHORT_COLOR, "solid"),
-              "Stop": (SHORT_COLOR, "dash"), "Target": (LONG_COLOR, "dash")}
     x = [_utc(trade["entry_time"]), _utc(trade["exit_time"])]
     reason = str(trade.get("exit_reason") or "").replace("_", " ")
+    levels = trade_levels(trade)
+    entry = levels.get("Entry")
+    styles = {**_LEVEL_STYLES, "Exit": (LONG_COLOR if pnl > 0 else SHORT_COLOR, "solid", 2.5)}
     traces = []
-    for label, price in trade_levels(trade).items():
-        text = f"{label} {price:,.6g}{unit}"
+    for label, price in levels.items():
+        shown = f"{label} at entry" if f"{label} at exit" in levels else label
+        text = f"{shown} {price:,.6g}{unit}"
         if label == "Exit" and reason:
             text += f" ({reason})"
-        color, dash = styles[label]
+        hover = text
+        if label != "Entry" and entry:
+            hover += f"<br>{100.0 * (price / entry - 1.0):+.2f} % from the entry"
+        color, dash, width = styles[label]
         traces.append(go.Scatter(
-            x=x, y=[price, price], mode="lines", name=text, line=dict(color=color, width=2.5, dash=dash),
-            legendgroup="levels", hovertemplate=f"{text}<extra></extra>",
+            x=x, y=[price, price], mode="lines", name=text, line=dict(color=color, width=width, dash=dash),
+            legendgroup="levels", hovertemplate=f"{hover}<extra></extra>",
         ))
     return traces
 
@@ -653,22 +679,45 @@ def returns_histogram(trades: pd.DataFrame, nbins: int = 40) -> go.Figure:
 
 TRADE_TABLE_COLUMNS = {  # trades column -> display header (times are UTC, said once in the header)
     "entry_time": "Entry (UTC)", "exit_time": "Exit (UTC)", "side": "Side", "entry_price": "Entry price",
-    "exit_price": "Exit price", "qty": "Qty", "pnl": "PnL", "return_pct": "Return %", "bars_held": "Bars held",
-    "exit_reason": "Exit reason", "fees": "Fees", "funding": "Funding",
+    "exit_price": "Exit price", "stop_at_entry": "Stop", "stop_at_exit": "Stop at exit", "target": "Target",
+    "target_at_exit": "Target at exit", "qty": "Qty", "pnl": "PnL", "return_pct": "Return %",
+    "bars_held": "Bars held", "exit_reason": "Exit reason", "fees": "Fees", "funding": "Funding",
 }
+# headers of the price columns (quote currency), formatted alike (e.g. "%.4f" in st.dataframe)
+TRADE_TABLE_PRICE_HEADERS = ("Entry price", "Exit price", "Stop", "Stop at exit", "Target", "Target at exit")
+# level column -> the column it repeats unless the level moved during the trade
+_LEVEL_AT_EXIT = {"stop_at_exit": "stop_at_entry", "target_at_exit": "target"}
+_LEVEL_COLUMN_NAMES = ("stop_at_entry", "stop_at_exit", "target", "target_at_exit")
+
+
+def _level_shown(trades: pd.DataFrame, column: str) -> bool:
+    """Whether the trades table shows this level column: some trade has the level, and an
+    "at exit" column differs from its "at entry" one in some trade."""
+    values = pd.to_numeric(trades[column], errors="coerce").to_numpy(dtype=float)
+    if np.isnan(values).all():
+        return False
+    same_as = _LEVEL_AT_EXIT.get(column)
+    if same_as is None or same_as not in trades.columns:
+        return True
+    other = pd.to_numeric(trades[same_as], errors="coerce").to_numpy(dtype=float)
+    return not np.array_equal(values, other, equal_nan=True)
 
 
 def trades_table(trades: pd.DataFrame) -> pd.DataFrame:
     """The trades frame for reading: UTC times without offset (tz-naive), readable exit reasons
     ("stop loss"), display headers; values stay numeric so the table sorts by value. The row
     order (and positional index) is the trades frame's, so a selected row maps to
-    ``trades.iloc[row]``. The CSV export keeps the raw frame.
+    ``trades.iloc[row]``. The CSV export keeps the raw frame. Stop and target columns are
+    shown when the strategy sets them (not all NaN); their "at exit" columns only when the
+    level moved in some trade (a trailing stop, a target that follows the mid band).
     """
     out = pd.DataFrame(index=pd.RangeIndex(len(trades), name="#"))
     for column, header in TRADE_TABLE_COLUMNS.items():
         if column not in trades.columns:
             continue
         values = trades[column].reset_index(drop=True)
+        if column in _LEVEL_COLUMN_NAMES and len(values) and not _level_shown(trades, column):
+            continue
         if column.endswith("_time"):
             times = pd.DatetimeIndex(pd.to_datetime(values))
             values = pd.Series((times.tz_convert("UTC") if times.tz is not None else times).tz_localize(None))
