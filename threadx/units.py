@@ -91,6 +91,10 @@ UNITS: dict[str, Unit] = {
     # trade records (threadx.engine.layout.TRADE_COLUMNS)
     "entry_price": Unit("decimal", 4),
     "exit_price": Unit("decimal", 4),
+    "stop_at_entry": Unit("decimal", 4),
+    "stop_at_exit": Unit("decimal", 4),
+    "target": Unit("decimal", 4),
+    "target_at_exit": Unit("decimal", 4),
     "qty": Unit("decimal", 6),
     "fees": MONEY,
     "funding": MONEY,
