@@ -99,7 +99,7 @@ def test_backtest_optimise_and_open_best_combo(server, browser):
     playwright.expect(page.locator("[data-testid=stAlertContentInfo]").first).to_contain_text(
         "50 combos to run", timeout=30_000)
     shot(page, "5_optimisation_setup")
-    click_until(page, "Launch", page.get_by_text("combos ·", exact=False).first)
+    click_until(page, "Launch", page.locator("[data-testid=stProgress]").first)
     try:
         page.get_by_role("button", name="Open in Backtest").wait_for(timeout=120_000)
     except playwright.TimeoutError:
@@ -153,7 +153,7 @@ def test_walk_forward_and_sweep_validation(server, browser):
     page.wait_for_timeout(1000)
     shot(page, "8_validation_walk_forward_setup")
 
-    click_until(page, "Launch walk-forward", page.get_by_text("combos ·", exact=False).first)
+    click_until(page, "Launch walk-forward", page.locator("[data-testid=stProgress]").first)
     try:
         page.get_by_text("Grade card", exact=False).first.wait_for(timeout=120_000)
     except playwright.TimeoutError:
