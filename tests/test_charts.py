@@ -636,3 +636,11 @@ def test_optimisation_charts_leave_room_for_labels_and_legend():
     assert par.layout.margin.t >= 100 and par.data[0].labelangle != 0
     pareto = C.pareto_figure(results)
     assert pareto.layout.legend.y < 0 and pareto.layout.legend.yanchor == "top"  # under the plot, off the title
+
+
+def test_monitor_history_legend_names_are_readable():
+    idx = pd.date_range("2026-01-01", periods=3, freq="s", tz="UTC")
+    frame = pd.DataFrame({"cpu_total": [1.0, 2, 3], "ram_percent": [4.0, 5, 6], "gpu0_util": [7.0, 8, 9]}, index=idx)
+    fig = C.history_figure(frame, ["cpu_total", "ram_percent", "gpu0_util"], "Last 10 minutes", "%")
+    assert [t.name for t in fig.data] == ["CPU", "RAM", "GPU 0 util"]
+    assert C.history_label("gpu1_temp_c") == "GPU 1 temp °C"

@@ -242,7 +242,10 @@ def show_run(view: sweep_runs.RunView) -> None:
     st.caption(describe_run(m))
     c = st.columns([4, 1])
     c[0].code(run_id, language=None)  # copyable; `threadx sweep ... --run-id` resumes it too
-    if view.resumable:
+    working = current_job()
+    if working is not None and working.is_active and working.run_id == run_id:
+        c[1].caption("A job is running this run: see its progress above.")
+    elif view.resumable:
         todo = int(m.get("total") or 0) - int(m.get("done") or 0)
         what = f"{todo:,} combos left" if todo > 0 else f"{view.to_retry:,} combos to run again"
         if c[1].button("Resume", key="opt_resume", type="primary", help=f"Run the rest of this run ({what}) "

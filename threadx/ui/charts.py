@@ -992,12 +992,27 @@ def cpu_figure(per_core: list[float]) -> go.Figure:
     return fig
 
 
+_HISTORY_LABELS = {"cpu_total": "CPU", "ram_percent": "RAM", "swap_percent": "Swap"}
+
+
+def history_label(column: str) -> str:
+    """A monitor history column as a legend label: ``ram_percent`` -> "RAM", ``gpu0_util`` -> "GPU 0 util"."""
+    if column in _HISTORY_LABELS:
+        return _HISTORY_LABELS[column]
+    words = column.replace("_", " ").split()
+    if words and words[0].startswith("gpu") and words[0][3:].isdigit():
+        words[0] = f"GPU {words[0][3:]}"
+    units_ = {"c": "°C", "w": "W", "pct": "%"}
+    return " ".join(units_.get(w, w) for w in words)
+
+
 def history_figure(history: pd.DataFrame, columns: list[str], title: str, unit: str) -> go.Figure:
     """Lines of ``columns`` of a timestamp-indexed ``history`` (absent columns are skipped).
 
     ``unit`` goes to the y axis and hovers; a "%" unit fixes the axis to 0-100.
     """
     present = [c for c in columns if history is not None and c in history.columns]
+    names = {c: history_label(c) for c in present}
     if history is None or history.empty or not present:
         return empty_figure("No history yet", title=title)
     suffix = f" {unit}" if unit else ""
@@ -1006,9 +1021,9 @@ def history_figure(history: pd.DataFrame, columns: list[str], title: str, unit: 
     for i, col in enumerate(present):
         values = pd.to_numeric(history[col], errors="coerce")
         fig.add_trace(_trace_cls(len(values))(
-            x=history.index, y=values.to_numpy(dtype=float), mode="lines", name=str(col),
+            x=history.index, y=values.to_numpy(dtype=float), mode="lines", name=names[col],
             line=dict(color=OVERLAY_COLORS[(i + 2) % len(OVERLAY_COLORS)] if i else LINE_COLOR, width=1.5),
-            hovertemplate=f"%{{y:,.1f}}{suffix}<extra>{col}</extra>",
+            hovertemplate=f"%{{y:,.1f}}{suffix}<extra>{names[col]}</extra>",
         ))
     fig.update_yaxes(title_text=unit or None, rangemode="tozero")
     if unit.strip() == "%":
