@@ -683,6 +683,41 @@ def run_fast_blocks(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, block_end)
     return m, blocks
 
 
+@njit(**_JIT)
+def run_fast_many(o, h, l, c, sig, atr, blo, bmid, bhi, funding, params):
+    """Fast mode for many param vectors (rows of ``params``) over the same signal and level
+    arrays, in one call: row ``k`` of the result is ``run_fast(..., params[k])``, bit for bit."""
+    k_rows = params.shape[0]
+    out = np.empty((k_rows, N_METRICS))
+    st = np.empty(N_STATE)
+    m = np.empty(N_METRICS)
+    no_trades = np.empty((0, N_TRADE_COLS))
+    no_equity = np.empty(0)
+    for k in range(k_rows):
+        run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, params[k], st, m, no_trades, no_equity)
+        out[k, :] = m
+    return out
+
+
+@njit(**_JIT)
+def run_fast_blocks_many(o, h, l, c, sig, atr, blo, bmid, bhi, funding, params, block_end):
+    """:func:`run_fast_blocks` for many param vectors in one call (see :func:`run_fast_many`)."""
+    k_rows = params.shape[0]
+    out = np.empty((k_rows, N_METRICS))
+    moments = np.empty((k_rows, block_end.shape[0], 2))
+    st = np.empty(N_STATE)
+    m = np.empty(N_METRICS)
+    blocks = np.empty((block_end.shape[0], 2))
+    no_trades = np.empty((0, N_TRADE_COLS))
+    no_equity = np.empty(0)
+    for k in range(k_rows):
+        run_blocks(o, h, l, c, sig, atr, blo, bmid, bhi, funding, params[k], st, m, no_trades, no_equity,
+                   block_end, blocks)
+        out[k, :] = m
+        moments[k, :, :] = blocks
+    return out, moments
+
+
 def block_bounds(n_bars: int, n_blocks: int) -> np.ndarray:
     """End index (exclusive) of each of ``n_blocks`` near-equal time blocks of ``n_bars``."""
     k = max(1, min(int(n_blocks), int(n_bars)))

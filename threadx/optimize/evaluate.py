@@ -106,7 +106,11 @@ class Evaluator:
         return kernel.run_fast(*args)
 
     def evaluate(self, ids: np.ndarray) -> ChunkResult:
-        """Metrics of every combo id; a combo that raises is recorded, the rest go on."""
+        """Metrics of every combo id; a combo that raises is recorded, the rest go on.
+
+        Combos that agree on every param feeding indicators, signals or levels
+        (:func:`signal_key_names`) share one signal array: it is built once, and the group's
+        param vectors run in one kernel call (bit for bit what one call per combo gives)."""
         ids = np.asarray(ids, dtype=np.int64)
         metrics = np.full((len(ids), N_METRICS), np.nan)
         status = np.zeros(len(ids), dtype=np.int8)
@@ -114,15 +118,63 @@ class Evaluator:
         blocks = None if self.block_end is None else np.full((len(ids), len(self.block_end), 2), np.nan)
         cols = self.space.columns(ids)
         names = self.space.names
-        rows = zip(*(cols[n].tolist() for n in names))
-        for k, row in enumerate(rows):
+        combos = [dict(zip(names, row)) for row in zip(*(cols[n].tolist() for n in names))]
+        for members in self._groups(combos):
+            self._evaluate_group(ids, combos, members, metrics, status, errors, blocks)
+        return ChunkResult(ids, metrics, status, errors, blocks)
+
+    def _groups(self, combos: list[dict[str, Any]]) -> list[list[int]]:
+        """Positions of the combos, grouped by their values of the signal-key params."""
+        keys = signal_key_names(self.spec)
+        groups: dict[tuple, list[int]] = {}
+        for k, params in enumerate(combos):
+            groups.setdefault(tuple(params[name] for name in keys), []).append(k)
+        return list(groups.values())
+
+    def _evaluate_group(self, ids: np.ndarray, combos: list[dict[str, Any]], members: list[int],
+                        metrics: np.ndarray, status: np.ndarray, errors: dict[int, str],
+                        blocks: np.ndarray | None) -> None:
+        options = self.task.options
+        try:
+            _, sig, levels = prepare_signals(self.spec, self.bars, combos[members[0]], self.indicators)
+            sig = np.ascontiguousarray(sig, dtype=np.uint8)  # one array object for the whole group
+        except Exception as exc:  # every combo of the group would raise the same
+            for k in members:
+                status[k] = STATUS_FAILED
+                errors[int(ids[k])] = failure_text(exc)
+            return
+        arrays, rows, vectors = None, [], []
+        for k in members:
             try:
-                out = self.run_one(dict(zip(names, row)))
-                if blocks is None:
-                    metrics[k] = out
-                else:
-                    metrics[k], blocks[k] = out
+                args = kernel_args(self.bars, sig, levels, effective_rules(self.spec.exits(combos[k]), options),
+                                   options, self.funding)
             except Exception as exc:  # recorded per combo; the sweep goes on
                 status[k] = STATUS_FAILED
                 errors[int(ids[k])] = failure_text(exc)
-        return ChunkResult(ids, metrics, status, errors, blocks)
+                continue
+            if arrays is None:
+                arrays = args[:-1]
+            elif any(a is not b for a, b in zip(arrays, args[:-1])):  # other level lines: a group of its own
+                self._run_rows(args[:-1], [k], [args[-1]], metrics, blocks)
+                continue
+            rows.append(k)
+            vectors.append(args[-1])
+        if rows:
+            self._run_rows(arrays, rows, vectors, metrics, blocks)
+
+    def _run_rows(self, arrays: tuple, rows: list[int], vectors: list[np.ndarray], metrics: np.ndarray,
+                  blocks: np.ndarray | None) -> None:
+        """One kernel call for the param vectors of ``rows`` over the same arrays."""
+        params = np.ascontiguousarray(np.stack(vectors))
+        if blocks is None:
+            metrics[rows] = kernel.run_fast_many(*arrays, params)
+        else:
+            metrics[rows], blocks[rows] = kernel.run_fast_blocks_many(*arrays, params, self.block_end)
+
+
+def signal_key_names(spec: Any) -> tuple[str, ...]:
+    """The params whose values decide a combo's indicators, signals and level lines: combos
+    equal on these share one signal array. A strategy that does not declare its params'
+    roles gets all of them (no combos are merged)."""
+    declared = getattr(spec, "signal_key_params", None)
+    return tuple(declared()) if callable(declared) else tuple(p.name for p in spec.params)

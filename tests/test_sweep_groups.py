@@ -1,0 +1,63 @@
+"""Combos that share their signal-key params share one signal array and one kernel call
+(Evaluator groups): the metrics and block moments are bit for bit those of one call per combo."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import threadx.optimize.evaluate as evaluate
+from threadx.data.bars import Bars
+from threadx.data.synthetic import generate_synthetic
+from threadx.engine.inputs import EngineOptions
+from threadx.indicators import IndicatorBank
+from threadx.optimize.evaluate import Evaluator, SweepTask
+
+EXIT_ONLY = {"bb_atr": {"atr_multiplier", "max_hold_bars", "trailing_stop", "risk_per_trade", "leverage"},
+             "ma_crossover": {"stop_loss_pct", "take_profit_pct", "risk_per_trade"}}
+CASES = [
+    ("bb_atr", {"bb_period": [20, 30], "entry_z": [1.0, 1.5], "atr_multiplier": "1:3:0.5",
+                "max_hold_bars": [24, 72], "trailing_stop": [True, False]}, 0, 4),
+    ("bb_atr", {"bb_period": [20, 30], "atr_multiplier": "1:3:0.5", "trailing_stop": [True, False]}, 8, 2),
+    ("ma_crossover", {"fast_period": [5, 10], "slow_period": [30, 50], "stop_loss_pct": [0, 0.02, 0.05]}, 0, 4),
+]
+
+
+@pytest.fixture(scope="module")
+def bars() -> Bars:
+    return Bars.from_frame(generate_synthetic("BTC_USDT", days=200, seed=3), timeframe="1h")
+
+
+@pytest.mark.parametrize("strategy, space, n_blocks, n_groups", CASES)
+def test_grouped_combos_equal_one_call_per_combo(bars, monkeypatch, strategy, space, n_blocks, n_groups):
+    monkeypatch.setattr(evaluate, "signal_key_names",  # as if the exit-only params were declared so
+                        lambda spec: tuple(p.name for p in spec.params if p.name not in EXIT_ONLY[spec.name]))
+    ev = Evaluator(SweepTask(strategy, space, EngineOptions(), n_blocks=n_blocks), bars, IndicatorBank(disk=False))
+    ids = np.arange(ev.space.size)
+    cols = ev.space.columns(ids)
+    combos = [dict(zip(ev.space.names, row)) for row in zip(*(cols[n].tolist() for n in ev.space.names))]
+    assert len(ev._groups(combos)) == n_groups  # the grouping is real
+    result = ev.evaluate(ids)
+    assert not result.errors
+    for k, params in enumerate(combos):
+        alone = ev.run_one(params)
+        metrics = alone if n_blocks == 0 else alone[0]
+        assert np.array_equal(metrics, result.metrics[k], equal_nan=True), (k, params)
+        if n_blocks:
+            assert np.array_equal(alone[1], result.blocks[k], equal_nan=True)
+
+
+def test_a_failing_combo_of_a_group_fails_alone(bars, monkeypatch):
+    monkeypatch.setattr(evaluate, "signal_key_names", lambda spec: ("fast_period", "slow_period"))
+    ev = Evaluator(SweepTask("ma_crossover", {"fast_period": [5], "slow_period": [30], "stop_loss_pct": [0, 0.02]},
+                             EngineOptions()), bars, IndicatorBank(disk=False))
+    real_exits = ev.spec.exits
+
+    def exits(params):
+        if params["stop_loss_pct"] > 0:
+            raise ValueError("boom")
+        return real_exits(params)
+
+    monkeypatch.setattr(ev, "spec", type(ev.spec)(**{**ev.spec.__dict__, "exits": exits}))
+    result = ev.evaluate(np.arange(2))
+    assert list(result.status) == [0, 1] and "boom" in result.errors[1]
+    assert np.isfinite(result.metrics[0]).any()
