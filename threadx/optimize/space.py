@@ -173,7 +173,7 @@ class SearchSpace:
 
 def declared_space(strategy: StrategySpec) -> dict[str, dict[str, float]]:
     """The optimisation ranges the strategy declares (``Param.opt_range``) as a space; params
-    declared ``affects_results=False`` are left out (they stay at their defaults)."""
+    declared display-only (``feeds=()``) are left out (they stay at their defaults)."""
     return {p.name: {"min": p.opt_range[0], "max": p.opt_range[1], "step": p.opt_range[2]}
             for p in strategy.params if searched_by_default(p)}
 
@@ -191,7 +191,7 @@ def stored_axes(stored: Mapping[str, Any]) -> dict[str, dict[str, list]]:
 def distinct_effective(strategy: StrategySpec, params: pd.DataFrame, prefer: int | None = None) -> np.ndarray:
     """Mask keeping one row per effective combo of ``params`` (one column per param).
 
-    Rows that differ only in params declared ``affects_results=False`` give the same
+    Rows that differ only in display-only params (``feeds=()``) give the same
     results and form one group; its first row is kept, or row ``prefer`` (a position) for
     its own group. Every row is kept when every param affects results.
     """

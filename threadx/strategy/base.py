@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Iterable, Literal, Mapping
 
 import numpy as np
 
@@ -17,16 +17,31 @@ from threadx.errors import ParamError
 
 ParamKind = Literal["int", "float", "bool", "choice"]
 
+# What a param's value can change (``Param.feeds``); tests/test_param_roles.py checks every
+# built-in declaration by perturbing each param:
+# - "indicators": the indicator requests ``spec.indicators(params)`` (which lines, which params)
+# - "signals": the uint8 signal flags ``spec.signals(bars, values, params)``
+# - "levels": the level lines ``spec.levels(values, params)`` (stops, targets, trailing)
+# - "exits": the exit and sizing rules ``spec.exits(params)`` (the kernel's param vector)
+# A role counts whether the param changes the output directly or through an indicator:
+# a period that feeds an indicator the signals read feeds "indicators" and "signals".
+ROLES: tuple[str, ...] = ("indicators", "signals", "levels", "exits")
+ALL_ROLES: frozenset[str] = frozenset(ROLES)
+
 
 @dataclass(frozen=True)
 class Param:
     """One typed strategy parameter.
 
     ``min``/``max`` bound what the engine accepts; ``opt_range`` = (low, high, step) is
-    the range suggested for optimisation. ``affects_results=False`` declares a param that
-    changes no signal, exit or fill (e.g. a band drawn on the chart only): default search
-    spaces leave it at its default, and combos that differ only in such params count as one
-    trial (DSR, PBO).
+    the range suggested for optimisation.
+
+    ``feeds`` declares what the value can change, a subset of :data:`ROLES` (a role name
+    or an iterable of them; see the comment on ``ROLES``). Undeclared (None) means every
+    role, which never merges distinct combos. Empty (``feeds=()``) declares a display-only
+    param: it changes no signal, level, exit or fill (it may reshape a line that is only
+    drawn, e.g. bb_atr's ``bb_std``); default search spaces leave it at its default, and
+    combos that differ only in such params count as one trial (DSR, PBO).
     """
 
     name: str
@@ -38,7 +53,15 @@ class Param:
     choices: tuple = ()
     opt_range: tuple[float, float, float] | None = None
     description: str = ""
-    affects_results: bool = True
+    feeds: frozenset[str] = ALL_ROLES  # also accepts None (every role), a role name or an iterable
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "feeds", _roles(f"param {self.name}", self.feeds))
+
+    @property
+    def affects_results(self) -> bool:
+        """False for a display-only param (``feeds`` empty)."""
+        return bool(self.feeds)
 
     def coerce(self, value: Any) -> Any:
         """Value converted to this param's type and checked against its bounds."""
@@ -84,8 +107,20 @@ class Param:
             "choices": list(self.choices),
             "opt_range": list(self.opt_range) if self.opt_range else None,
             "description": self.description,
+            "feeds": [role for role in ROLES if role in self.feeds],
             "affects_results": self.affects_results,
         }
+
+
+def _roles(owner: str, feeds: str | Iterable[str] | None) -> frozenset[str]:
+    """``feeds`` as a frozenset of known roles (ParamError naming ``owner`` and an unknown role)."""
+    if feeds is None:
+        return ALL_ROLES
+    roles = frozenset((feeds,) if isinstance(feeds, str) else feeds)
+    unknown = sorted(roles - ALL_ROLES)
+    if unknown:
+        raise ParamError(f"{owner}: unknown role {', '.join(map(repr, unknown))}; roles: {', '.join(ROLES)}")
+    return roles
 
 
 @dataclass(frozen=True)
@@ -167,6 +202,16 @@ class StrategySpec:
     def effective_names(self) -> tuple[str, ...]:
         """Names of the params that affect results (``Param.affects_results``)."""
         return tuple(p.name for p in self.params if p.affects_results)
+
+    def params_feeding(self, *roles: str) -> tuple[str, ...]:
+        """Names of the params that declare at least one of ``roles`` (declaration order)."""
+        wanted = _roles(self.name, roles)
+        return tuple(p.name for p in self.params if p.feeds & wanted)
+
+    def signal_key_params(self) -> tuple[str, ...]:
+        """Params that can change the indicators, signals or levels: combos equal on these
+        share their signal and level arrays and differ at most in exit and sizing rules."""
+        return self.params_feeding("indicators", "signals", "levels")
 
     def defaults(self) -> dict[str, Any]:
         """The declared defaults."""

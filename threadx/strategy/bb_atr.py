@@ -3,7 +3,7 @@
 Entries use the true z-score ((close - mid) / sigma, sigma the population std of the
 last ``bb_period`` closes) against ``entry_z``; ``bb_std`` sets the drawn bands only (z and the mid band, the only
 Bollinger lines the signals and exits read, do not depend on it), so it is declared
-``affects_results=False``.
+display-only (``feeds=()``).
 """
 from __future__ import annotations
 
@@ -50,23 +50,28 @@ SPEC = StrategySpec(
     description="Bollinger mean reversion: long when z crosses below -entry_z, short above +entry_z; "
     "ATR stop (optionally trailing), target back at the middle band, max holding time, risk sizing.",
     params=(
-        Param("bb_period", "int", 20, 2, 500, 1, opt_range=(10, 50, 1), description="Bollinger length (bars)"),
-        Param("bb_std", "float", 2.0, 0.1, 5.0, 0.25, opt_range=(1.5, 3.0, 0.25), affects_results=False,
+        Param("bb_period", "int", 20, 2, 500, 1, opt_range=(10, 50, 1), description="Bollinger length (bars)",
+              feeds=("indicators", "signals", "levels")),
+        Param("bb_std", "float", 2.0, 0.1, 5.0, 0.25, opt_range=(1.5, 3.0, 0.25), feeds=(),
               description="band width in std (drawn bands only: entries use entry_z, exits the mid band)"),
         Param("entry_z", "float", 1.0, 0.1, 5.0, 0.1, opt_range=(0.5, 2.5, 0.1),
-              description="entry threshold in true standard deviations"),
-        Param("atr_period", "int", 14, 1, 200, 1, opt_range=(7, 21, 1), description="ATR length (bars)"),
+              description="entry threshold in true standard deviations", feeds="signals"),
+        Param("atr_period", "int", 14, 1, 200, 1, opt_range=(7, 21, 1), description="ATR length (bars)",
+              feeds=("indicators", "levels")),
         Param("atr_multiplier", "float", 1.5, 0.1, 10.0, 0.1, opt_range=(1.0, 3.0, 0.1),
-              description="stop distance in ATRs"),
-        Param("trailing_stop", "bool", True, description="trail the stop at close -/+ atr_multiplier x ATR"),
+              description="stop distance in ATRs", feeds="exits"),
+        Param("trailing_stop", "bool", True, description="trail the stop at close -/+ atr_multiplier x ATR",
+              feeds="exits"),
         Param("risk_per_trade", "float", 0.01, 0.001, 0.2, 0.005, opt_range=(0.005, 0.05, 0.005),
-              description="equity fraction risked per trade"),
-        Param("leverage", "float", 1.0, 1.0, 100.0, 1.0, opt_range=(1.0, 10.0, 1.0), description="leverage cap"),
-        Param("max_hold_bars", "int", 72, 1, 10000, 1, opt_range=(10, 500, 10), description="holding limit (bars)"),
+              description="equity fraction risked per trade", feeds="exits"),
+        Param("leverage", "float", 1.0, 1.0, 100.0, 1.0, opt_range=(1.0, 10.0, 1.0), description="leverage cap",
+              feeds="exits"),
+        Param("max_hold_bars", "int", 72, 1, 10000, 1, opt_range=(10, 500, 10), description="holding limit (bars)",
+              feeds="exits"),
         Param("spacing_bars", "int", 6, 0, 1000, 1, opt_range=(0, 50, 1),
-              description="minimum bars between entries"),
+              description="minimum bars between entries", feeds="exits"),
         Param("trend_period", "int", 0, 0, 1000, 1, opt_range=(0, 200, 10),
-              description="EMA trend filter length (0 = off)"),
+              description="EMA trend filter length (0 = off)", feeds=("indicators", "signals")),
     ),
     indicators=_indicators,
     signals=_signals,

@@ -20,10 +20,13 @@ SPEC = StrategySpec(
     description="Long when the fast MA crosses above the slow MA; exit (or reverse with allow_short) "
     "when it crosses below. Optional % stop and target; risk sizing with a stop, all-in without.",
     params=(
-        Param("fast_period", "int", 10, 2, 500, 1, opt_range=(5, 50, 1), description="fast MA length (bars)"),
-        Param("slow_period", "int", 30, 3, 1000, 1, opt_range=(20, 200, 5), description="slow MA length (bars)"),
-        Param("ma_type", "choice", "sma", choices=("sma", "ema"), description="moving average kind"),
-        Param("allow_short", "bool", False, description="reverse to short on the cross below"),
+        Param("fast_period", "int", 10, 2, 500, 1, opt_range=(5, 50, 1), description="fast MA length (bars)",
+              feeds=("indicators", "signals")),
+        Param("slow_period", "int", 30, 3, 1000, 1, opt_range=(20, 200, 5), description="slow MA length (bars)",
+              feeds=("indicators", "signals")),
+        Param("ma_type", "choice", "sma", choices=("sma", "ema"), description="moving average kind",
+              feeds=("indicators", "signals")),
+        Param("allow_short", "bool", False, description="reverse to short on the cross below", feeds="signals"),
         *percent_exit_params(),
     ),
     constraints=(Constraint("fast_period < slow_period", lambda p: p["fast_period"] < p["slow_period"]),),

@@ -10,11 +10,11 @@ def percent_exit_params() -> tuple[Param, ...]:
     """stop_loss_pct, take_profit_pct (percent of the entry price, 0 = off) and risk_per_trade."""
     return (
         Param("stop_loss_pct", "float", 0.0, 0.0, 50.0, 0.5, opt_range=(0.0, 5.0, 0.5),
-              description="stop distance in % of the entry price (0 = off)"),
+              description="stop distance in % of the entry price (0 = off)", feeds="exits"),
         Param("take_profit_pct", "float", 0.0, 0.0, 200.0, 0.5, opt_range=(0.0, 10.0, 0.5),
-              description="target distance in % of the entry price (0 = off)"),
+              description="target distance in % of the entry price (0 = off)", feeds="exits"),
         Param("risk_per_trade", "float", 0.02, 0.001, 0.2, 0.005, opt_range=(0.005, 0.05, 0.005),
-              description="equity fraction risked per trade when a stop is set"),
+              description="equity fraction risked per trade when a stop is set", feeds="exits"),
     )
 
 

@@ -19,9 +19,11 @@ SPEC = StrategySpec(
     description="Long when SuperTrend turns up, exit (or reverse short with allow_short) when it turns "
     "down. Optional % stop and target; risk sizing with a stop, all-in without.",
     params=(
-        Param("atr_period", "int", 10, 1, 500, 1, opt_range=(5, 50, 1), description="ATR length of the bands"),
-        Param("multiplier", "float", 3.0, 0.1, 20.0, 0.1, opt_range=(1.0, 6.0, 0.25), description="band width in ATRs"),
-        Param("allow_short", "bool", True, description="reverse to short on a down flip"),
+        Param("atr_period", "int", 10, 1, 500, 1, opt_range=(5, 50, 1), description="ATR length of the bands",
+              feeds=("indicators", "signals")),
+        Param("multiplier", "float", 3.0, 0.1, 20.0, 0.1, opt_range=(1.0, 6.0, 0.25), description="band width in ATRs",
+              feeds=("indicators", "signals")),
+        Param("allow_short", "bool", True, description="reverse to short on a down flip", feeds="signals"),
         *percent_exit_params(),
     ),
     indicators=_indicators,

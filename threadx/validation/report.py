@@ -11,7 +11,7 @@ Where the inputs come from (documented choices):
   splits of PBO; consistency = share of the S time blocks in which the winner made
   money; regimes = one label per time block.
 - both: DSR with N = distinct effective combos evaluated (combos that differ only in
-  params declared ``affects_results=False`` give the same results and count once) and
+  display-only params, ``feeds=()``, give the same results and count once) and
   the variance of their per-bar Sharpe ratios (whole period; for a walk-forward the
   tested Sharpe is the stitched OOS one, already out of sample, so deflating it is
   conservative); PBO over the stored per-block returns of the same distinct combos (the
@@ -237,7 +237,7 @@ def pbo(run: SweepRun | str, S: int = 16, *, store: Any = None, max_combos: int 
 
 def _distinct_trials(run: SweepRun, winner: int | None = None) -> tuple[pd.DataFrame, int]:
     """(combo_id, sharpe and total_return of one successful combo per effective combo, number of
-    successful combos). Combos that differ only in params declared ``affects_results=False``
+    successful combos). Combos that differ only in display-only params (``feeds=()``)
     count once; ``winner`` represents its own group."""
     spec = get_strategy(run.manifest["strategy"])
     inert = [a["name"] for a in run.manifest["space"]["axes"]

@@ -3,8 +3,9 @@
 A neighbour moves one param by one step (the next value of its axis) and keeps the
 others; a robust winner sits on a plateau, so its neighbours score close to it. A winner
 whose value is the first or last of a varied axis is flagged: the optimum may lie
-outside the range that was searched. Params declared ``affects_results=False`` are not
-moved (such a neighbour is the same combo) and never flagged.
+outside the range that was searched. Display-only params (``feeds=()``, so
+``affects_results`` is False) are not moved (such a neighbour is the same combo) and never
+flagged.
 """
 from __future__ import annotations
 
