@@ -61,3 +61,21 @@ def test_a_failing_combo_of_a_group_fails_alone(bars, monkeypatch):
     result = ev.evaluate(np.arange(2))
     assert list(result.status) == [0, 1] and "boom" in result.errors[1]
     assert np.isfinite(result.metrics[0]).any()
+
+
+@pytest.mark.parametrize("strategy, space", [
+    ("bb_atr", {"bb_period": [20, 30], "entry_z": [1.0, 2.0], "atr_multiplier": "1:3:0.5", "max_hold_bars": [24, 72],
+                "trailing_stop": [True, False], "bb_std": [1.5, 2.5]}),
+    ("donchian_breakout", {"channel_period": [20, 40], "stop_atr": [1.0, 2.0, 3.0], "target_atr": [0.0, 3.0]}),
+])
+def test_declared_roles_group_combos_and_change_no_number(bars, strategy, space):
+    ev = Evaluator(SweepTask(strategy, space, EngineOptions(), n_blocks=4), bars, IndicatorBank(disk=False))
+    ids = np.arange(ev.space.size)
+    cols = ev.space.columns(ids)
+    combos = [dict(zip(ev.space.names, row)) for row in zip(*(cols[n].tolist() for n in ev.space.names))]
+    assert len(ev._groups(combos)) < len(combos) // 4  # exit-only params share their group's signals
+    result = ev.evaluate(ids)
+    for k, params in enumerate(combos):
+        metrics, blocks = ev.run_one(params)
+        assert np.array_equal(metrics, result.metrics[k], equal_nan=True), (k, params)
+        assert np.array_equal(blocks, result.blocks[k], equal_nan=True)
