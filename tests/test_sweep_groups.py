@@ -79,3 +79,22 @@ def test_declared_roles_group_combos_and_change_no_number(bars, strategy, space)
         metrics, blocks = ev.run_one(params)
         assert np.array_equal(metrics, result.metrics[k], equal_nan=True), (k, params)
         assert np.array_equal(blocks, result.blocks[k], equal_nan=True)
+
+
+def test_a_monte_carlo_plan_is_ordered_by_signal_group():
+    from threadx.optimize.runner import by_signal_group
+    from threadx.optimize.samplers import monte_carlo_ids
+    from threadx.optimize.space import SearchSpace
+    from threadx.strategy.base import get_strategy
+
+    search = SearchSpace(get_strategy("bb_atr"), {"bb_period": [20, 30], "entry_z": [1.0, 2.0],
+                                                  "atr_multiplier": "1:3:0.1", "max_hold_bars": "10:200:10"})
+    drawn = monte_carlo_ids(search, "random", 300, 7).ids
+    ordered = by_signal_group(search, drawn)
+    assert sorted(ordered) == sorted(drawn)  # the same combos
+    cols = search.columns(ordered)
+    keys = list(zip(cols["bb_period"], cols["entry_z"]))
+    assert sum(a != b for a, b in zip(keys, keys[1:])) == 3  # 4 groups, each in one run of ids
+    only_signals = SearchSpace(get_strategy("ma_crossover"), {"fast_period": "5:20:1", "slow_period": "30:60:5"})
+    ids = monte_carlo_ids(only_signals, "random", 50, 1).ids
+    assert (by_signal_group(only_signals, ids) == ids).all()  # nothing to share: the plan as drawn

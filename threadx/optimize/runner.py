@@ -35,7 +35,8 @@ from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ParamError, ThreadXError
 from threadx.optimize.budget import (Budget, Estimate, advice, estimate_memory, fits, lines_of, plan_batches,
                                      request_widths)
-from threadx.optimize.evaluate import STATUS_OK, ChunkResult, Evaluator, RunInterrupted, SweepTask
+from threadx.optimize.evaluate import (STATUS_OK, ChunkResult, Evaluator, RunInterrupted, SweepTask,
+                                       signal_key_names)
 from threadx.optimize.samplers import SAMPLERS, check_grid_size, grid_ids, monte_carlo_ids, refine
 from threadx.optimize.shared import (PreparedIndicators, SharedPack, group_codes, group_requests, indicator_axes,
                                      indicator_requests, prepare_requests)
@@ -367,7 +368,7 @@ class _Session:
         if len(drawn.ids) == 0:
             raise ParamError(_no_valid_combo(search, f"{drawn.invalid:,} drawn combos"))
         self._check_memory(drawn.ids)
-        return drawn.ids, len(drawn.ids), drawn.invalid
+        return by_signal_group(search, drawn.ids), len(drawn.ids), drawn.invalid
 
     def _check_memory(self, ids: np.ndarray | None) -> None:
         """Estimate the sweep's memory from its plan; over the budget, plan batches
@@ -675,6 +676,19 @@ def _sigterm_interrupts() -> Iterator[_Sigterm]:
         yield handler
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def by_signal_group(search: SearchSpace, ids: np.ndarray) -> np.ndarray:
+    """``ids`` ordered by their signal-key values (stable), so that a chunk holds whole groups
+    of combos sharing one signal array (:meth:`Evaluator.evaluate`); unchanged when every
+    varying param is in the key (nothing to share)."""
+    names = set(signal_key_names(search.strategy))
+    axes = [k for k, axis in enumerate(search.axes) if axis.name in names]
+    varying_exits = [k for k, axis in enumerate(search.axes) if axis.name not in names and len(axis.values) > 1]
+    product = float(np.prod([float(search.sizes[k]) for k in axes])) if axes else 1.0
+    if not varying_exits or not len(ids) or product >= 2.0 ** 62:
+        return ids
+    return ids[np.argsort(group_codes(search, ids, axes), kind="stable")]
 
 
 def _run_in_threads(evaluator: Evaluator, chunks: Iterator[np.ndarray], workers: int,
