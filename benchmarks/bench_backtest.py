@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 import threadx
+from benchlib import DEFAULT_FILE, load_frame
 from threadx.data.bars import as_bars
 from threadx.engine import kernel
 from threadx.engine.backtest import prepare_signals
@@ -27,8 +28,6 @@ from threadx.indicators import IndicatorBank
 from threadx.strategy import get_strategy
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py progress bars would garble the table
-
-DEFAULT_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "binance" / "BTC_USDT-1h.parquet"
 
 
 def best_of(fn, repeat: int, number: int = 1) -> float:
@@ -73,7 +72,7 @@ def bench_backtesting_py(df: pd.DataFrame, fast: int, slow: int) -> tuple[float,
 
 def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_FILE
-    df = pd.read_parquet(path).set_index("timestamp")
+    df = load_frame(path)
     print(f"data: {path.name}, {len(df):,} bars")
     bank = IndicatorBank(cache_dir=Path(tempfile.mkdtemp()) / "cache")
 

@@ -25,17 +25,63 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from threadx.data.bars import as_bars
+from benchlib import DEFAULT_FILE, load_frame
+from threadx.data.bars import Bars, as_bars
 from threadx.engine.layout import METRIC_NAMES
 from threadx.gpu.devices import detect
 
-DEFAULT_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "binance" / "BTC_USDT-1h.parquet"
 RTOL = 1e-9
+
+
+@dataclass
+class PlanInputs:
+    """What the GPU planner of a bb_atr sweep starts from: the evaluator (task, space, bars and
+    the indicators prepared once), the combo ids, and the cost of those indicators."""
+
+    evaluator: Any
+    ids: np.ndarray
+    n_arrays: int
+    indicator_seconds: float
+
+
+def plan_inputs(bars: Bars, combos: int, seed: int) -> PlanInputs:
+    """``combos`` random bb_atr combos over every declared param range and their distinct
+    indicator arrays, computed once as a sweep's parent does (no GPU needed)."""
+    from threadx.engine.inputs import options_from
+    from threadx.gpu.workload import declared_space
+    from threadx.indicators import IndicatorBank
+    from threadx.optimize.evaluate import Evaluator, SweepTask
+    from threadx.optimize.samplers import monte_carlo_ids
+    from threadx.optimize.shared import PreparedIndicators, indicator_requests
+    from threadx.strategy.base import get_strategy
+
+    task = SweepTask("bb_atr", declared_space(get_strategy("bb_atr")), options_from())
+    space = Evaluator(task, bars, IndicatorBank(disk=False)).space
+    ids = monte_carlo_ids(space, "random", combos, seed).ids
+    started = time.perf_counter()
+    bank = IndicatorBank(disk=False)
+    arrays = {}
+    for (name, key), params in indicator_requests(space, [ids]).items():
+        arrays[(name, key)] = bank.ensure(bars, name, params)
+    seconds = time.perf_counter() - started
+    return PlanInputs(Evaluator(task, bars, PreparedIndicators(arrays.get)), ids, len(arrays), seconds)
+
+
+def plan_once(evaluator: Any, ids: np.ndarray) -> tuple[Any, Any, float]:
+    """(plan, planner, seconds): a fresh ``Planner`` (as a sweep starts with) plans ``ids`` on the
+    host: the distinct signal arrays, lines and parameter rows (threadx.gpu.plan)."""
+    from threadx.gpu.plan import Planner
+
+    started = time.perf_counter()
+    planner = Planner(evaluator)
+    plan = planner.plan(ids)
+    return plan, planner, time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,44 +109,25 @@ def main(argv: list[str] | None = None) -> int:
     from threadx.gpu.balance import active_weights
     from threadx.gpu.executor import GpuExecutor
     from threadx.gpu.kernel import DeviceRunner
-    from threadx.gpu.plan import Planner
-    from threadx.gpu.workload import declared_space
-    from threadx.engine.inputs import options_from
-    from threadx.indicators import IndicatorBank
-    from threadx.optimize.evaluate import Evaluator, SweepTask
-    from threadx.optimize.samplers import monte_carlo_ids
-    from threadx.optimize.shared import PreparedIndicators, indicator_requests
-    from threadx.strategy.base import get_strategy
 
-    frame = pd.read_parquet(args.parquet)
-    if "timestamp" in frame.columns:
-        frame = frame.set_index("timestamp")
+    frame = load_frame(args.parquet)
     if args.bars:
         frame = frame.iloc[-args.bars:]
     bars = as_bars(frame)
-    task = SweepTask("bb_atr", declared_space(get_strategy("bb_atr")), options_from())
-    space = Evaluator(task, bars, IndicatorBank(disk=False)).space
-    ids = monte_carlo_ids(space, "random", args.combos, args.seed).ids
     weights = active_weights(status.devices)
-    print(f"bb_atr on {Path(args.parquet).name}: {len(bars):,} bars, {len(ids):,} random combos of {space.size:.3g}")
-    print(f"devices: {', '.join(f'GPU {d.index} {d.name}' for d in status.devices)} "
-          f"({status.backend}); split {'/'.join(f'{w:.2f}' for w in weights.values)} ({weights.source})")
 
     # 1. indicators, once
-    started = time.perf_counter()
-    bank = IndicatorBank(disk=False)
-    arrays = {}
-    for (name, key), params in indicator_requests(space, [ids]).items():
-        arrays[(name, key)] = bank.ensure(bars, name, params)
-    indicators = PreparedIndicators(arrays.get)
-    print(f"indicators: {len(arrays):,} distinct arrays in {time.perf_counter() - started:.2f} s")
-    evaluator = Evaluator(task, bars, indicators)
+    inputs = plan_inputs(bars, args.combos, args.seed)
+    evaluator, ids = inputs.evaluator, inputs.ids
+    task, indicators = evaluator.task, evaluator.indicators
+    print(f"bb_atr on {Path(args.parquet).name}: {len(bars):,} bars, {len(ids):,} random combos of "
+          f"{evaluator.space.size:.3g}")
+    print(f"devices: {', '.join(f'GPU {d.index} {d.name}' for d in status.devices)} "
+          f"({status.backend}); split {'/'.join(f'{w:.2f}' for w in weights.values)} ({weights.source})")
+    print(f"indicators: {inputs.n_arrays:,} distinct arrays in {inputs.indicator_seconds:.2f} s")
 
     # 2. plan
-    started = time.perf_counter()
-    planner = Planner(evaluator)
-    plan = planner.plan(ids)
-    plan_s = time.perf_counter() - started
+    plan, planner, plan_s = plan_once(evaluator, ids)
     print(f"plan: {len(plan.signals):,} distinct signals, {len(plan.line_values):,} lines, "
           f"{len(planner.rows.leaves):,} row traces, {int((plan.status != 0).sum())} failed combos "
           f"in {plan_s:.2f} s ({len(ids) / plan_s:,.0f} combos/s)")

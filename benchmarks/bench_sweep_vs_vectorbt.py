@@ -14,21 +14,18 @@ Usage: python benchmarks/bench_sweep_vs_vectorbt.py [--skip-million] [PARQUET]
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
 
 import threadx
+from benchlib import DEFAULT_FILE, TreeRss, load_frame, run_json_step
 from threadx.indicators import IndicatorBank
 
-DEFAULT_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "binance" / "BTC_USDT-1h.parquet"
 FAST, SLOW = range(5, 55), range(20, 216, 5)
 BB_SPACE = {"bb_period": "10:50:1", "bb_std": "1.5:3.0:0.25", "entry_z": "0.5:2.5:0.1", "atr_period": "7:21:1",
             "atr_multiplier": "1.0:3.0:0.1", "max_hold_bars": "10:500:10", "spacing_bars": "0:50:1"}
@@ -60,46 +57,10 @@ def run_vectorbt(df: pd.DataFrame) -> tuple[float, float, tuple[int, int]]:
     return elapsed, float(total.max()), (int(best[0]), int(best[1]))
 
 
-class TreeRss:
-    """Samples the memory of this process and its children; keeps the peaks of the summed
-    RSS (shared pages counted once per process that maps them) and of the summed PSS
-    (shared pages split between the processes that map them)."""
-
-    def __init__(self, pid: int | None = None) -> None:
-        self.pid = pid
-        self.peak_rss = 0
-        self.peak_pss = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        me = psutil.Process(self.pid)
-        while not self._stop.is_set():
-            rss = pss = 0
-            for proc in [me, *me.children(recursive=True)]:
-                try:
-                    info = proc.memory_full_info()
-                    rss += info.rss
-                    pss += getattr(info, "pss", info.rss)
-                except psutil.Error:
-                    pass
-            self.peak_rss = max(self.peak_rss, rss)
-            self.peak_pss = max(self.peak_pss, pss)
-            time.sleep(0.1)
-
-    def __enter__(self) -> "TreeRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def step(name: str, path: Path, store: Path) -> None:
     """One measurement, run in a fresh process so that none pollutes another's timing
     or memory (a process that just ran vectorbt's 1,860-column portfolio is far larger)."""
-    df = pd.read_parquet(path).set_index("timestamp")
+    df = load_frame(path)
     if name == "threadx-ma":
         ours = [run_threadx(df, store, f"run{k}") for k in range(2)]
         best = ours[-1][1]
@@ -128,18 +89,9 @@ def step(name: str, path: Path, store: Path) -> None:
                           "results_mib": float(run.results.memory_usage(deep=True).sum() / 2**20)}))
 
 
-def run_step(name: str, path: Path, store: Path, measure_memory: bool = False) -> tuple[dict, "TreeRss | None"]:
-    child = subprocess.Popen([sys.executable, __file__, "--step", name, str(path), str(store)],
-                             stdout=subprocess.PIPE, text=True)
-    if measure_memory:
-        with TreeRss(child.pid) as rss:
-            out, _ = child.communicate()
-    else:
-        out, _ = child.communicate()
-        rss = None
-    if child.returncode != 0:
-        raise SystemExit(f"step {name} failed with exit code {child.returncode}")
-    return json.loads(out.strip().splitlines()[-1]), rss
+def run_step(name: str, path: Path, store: Path, measure_memory: bool = False) -> tuple[dict, TreeRss | None]:
+    """Measurement ``name`` in a fresh process: its JSON result (and memory peaks if asked)."""
+    return run_json_step(__file__, [name, path, store], measure_memory)
 
 
 def main() -> None:

@@ -18,24 +18,7 @@ import time
 
 import psutil
 
-
-def _tree(root: psutil.Process) -> list[psutil.Process]:
-    try:
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _sample(procs: list[psutil.Process]) -> tuple[int, int]:
-    rss = pss = 0
-    for proc in procs:
-        try:
-            info = proc.memory_full_info()
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-        rss += info.rss
-        pss += getattr(info, "pss", info.rss)
-    return rss, pss
+from benchlib import tree_memory
 
 
 def main(argv: list[str]) -> int:
@@ -50,7 +33,7 @@ def main(argv: list[str]) -> int:
     root = psutil.Process(child.pid)
     peak_rss = peak_pss = peak_shm = 0
     while child.poll() is None:
-        rss, pss = _sample(_tree(root))
+        rss, pss = tree_memory(root)
         peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
         peak_shm = max(peak_shm, shutil.disk_usage("/dev/shm").used - shm_base)
         time.sleep(args.interval)

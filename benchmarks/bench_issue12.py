@@ -1,0 +1,434 @@
+"""Issue 12 "done means": each ThreadX figure beside its peer or floor, measured in one run.
+
+Usage: python benchmarks/bench_issue12.py [--repeat 3] [--only abce] [--million] [--workers 2] [PARQUET]
+
+PARQUET (default: the real BTC/USDT 1h candles, see ``benchlib.find_btc_1h``; without them
+the synthetic sample, with a note) is the data of b, c, d and e. Every measurement runs in a
+fresh process, ``--repeat`` times, and the table shows medians (the runs are listed below it):
+
+a. 10,000 SMA pairs (fast 5..104 x slow 105..600 step 5) on the synthetic sample (17,520 1h
+   bars), next-open fills, all-in, 10 bps: ``threadx.sweep`` of ``ma_crossover`` against the
+   floor, a fused numba kernel written here (each SMA once per distinct period, then one
+   loop per pair: crossings, fills, fees, total return, trades, Sharpe; no Python per pair),
+   on the same number of cores. Warm (numba compiled, after a first run of each); both
+   must agree on every pair and so on the optimum. Goal: ThreadX within 2x of the floor.
+b. ``ma_crossover`` grid of the 1,860 valid combos, fill at the close: ThreadX against
+   vectorbt (bench_sweep_vs_vectorbt.py's steps); warm and first run. Goal: >= 50x.
+c. ``bb_atr``, 10,000 random combos, 2 workers: wall clock from the call (worker start-up,
+   indicators, store) and steady state. Goal: >= 20,000 backtests/s wall clock.
+d. (``--million``, about 2 minutes a run) ``bb_atr``, 1,000,000 random combos: peak of the
+   summed RSS of the process tree (parent + workers). Goal: < 1 GB.
+e. GPU host planning of 100,000 random ``bb_atr`` combos (``threadx.gpu.plan.Planner.plan``,
+   what ``GpuExecutor`` runs before any kernel; CPU only, no CUDA needed), after the
+   indicators are prepared. Goal: < 0.2 s.
+
+Exit status 1 when a check fails (floor and ThreadX disagree, or vectorbt finds another optimum).
+
+The floor follows ThreadX's conventions (threadx/engine/kernel.py with the ma_crossover
+defaults): a cross at the close of bar t (both SMAs defined on t-1 and t; above means
+fast > slow after fast <= slow) fills at the open of t+1; long only; all-in sizing with the
+entry fee inside the equity (notional = equity / (1 + fee)); fee = rate x notional on each
+fill; an open position is closed at the last close; per-bar returns from the initial
+capital, Sharpe with ddof 1 annualised by 8,760 bars a year. Left out, as they cannot change
+these runs: liquidation (a 1x long falls to zero equity only at a price of ~0), slippage
+(0), funding (off), stops, targets, holding limits and spacing (off in ma_crossover's defaults).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from numba import njit, prange
+
+from benchlib import data_file, fresh_store, load_frame, run_json_step
+
+HERE = Path(__file__).resolve().parent
+SWEEP_SCRIPT = HERE / "bench_sweep_vs_vectorbt.py"
+FAST = np.arange(5, 105)  # 100 fast periods
+SLOW = np.arange(105, 601, 5)  # 100 slow periods, all above every fast one: 10,000 pairs
+FEE_BPS, CAPITAL, MIN_NOTIONAL = 10.0, 10_000.0, 5.0  # ThreadX's defaults (threadx.config)
+PLAN_COMBOS, PLAN_SEED = 100_000, 42
+GIB = 2**30
+
+
+# --------------------------------------------------------------------------- a. the floor
+@njit(cache=True, nogil=True, parallel=True)
+def sma_rows(close: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    """One SMA per period (row), NaN for the first period-1 bars: a plain running sum."""
+    n = close.shape[0]
+    out = np.full((periods.shape[0], n), np.nan)
+    for r in prange(periods.shape[0]):
+        p = periods[r]
+        s = 0.0
+        for i in range(n):
+            s += close[i]
+            if i >= p:
+                s -= close[i - p]
+            if i >= p - 1:
+                out[r, i] = s / p
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def cross_pairs(o: np.ndarray, c: np.ndarray, sma: np.ndarray, fast_row: np.ndarray, slow_row: np.ndarray,
+                fee: float, capital: float, min_notional: float, bars_per_year: float) -> np.ndarray:
+    """(total return, trades, Sharpe) per pair of SMA rows: long on a cross above, flat on a
+    cross below, fills at the next open, all-in, ``fee`` per fill. The arithmetic is
+    ThreadX's kernel's, in the same order, so that the figures agree to the last bit."""
+    n = c.shape[0]
+    out = np.empty((fast_row.shape[0], 3))
+    ann = math.sqrt(bars_per_year)
+    for k in prange(fast_row.shape[0]):
+        f = sma[fast_row[k]]
+        s = sma[slow_row[k]]
+        cash = capital
+        qty = entry = margin = 0.0
+        held = pend_entry = pend_exit = False
+        prev = capital
+        r_sum = r_sq = 0.0
+        trades = 0
+        for i in range(n):
+            if pend_exit:  # orders of the previous close fill at this open: exit, then entry
+                gross = qty * (o[i] - entry)
+                cash = cash + margin + gross - qty * o[i] * fee
+                held = False
+                trades += 1
+                pend_exit = False
+            if pend_entry:
+                notional = cash / (1.0 + fee)
+                if notional > 0.0 and notional >= min_notional and o[i] > 0.0:
+                    qty = notional / o[i]
+                    entry = o[i]
+                    margin = notional
+                    cash = cash - margin - notional * fee
+                    held = True
+                pend_entry = False
+            if i == n - 1:
+                if held:  # end of data: closed at the last close
+                    cash = cash + margin + qty * (c[i] - entry) - qty * c[i] * fee
+                    held = False
+                    trades += 1
+            elif i > 0:
+                a0, b0, a1, b1 = f[i - 1], s[i - 1], f[i], s[i]
+                if a0 == a0 and b0 == b0 and a1 == a1 and b1 == b1:
+                    if held and a1 < b1 and a0 >= b0:
+                        pend_exit = True
+                    elif not held and a1 > b1 and a0 <= b0:
+                        pend_entry = True
+            eq = cash + (margin + qty * (c[i] - entry)) if held else cash
+            if eq != prev and prev > 0.0:
+                r = eq / prev - 1.0
+                r_sum += r
+                r_sq += r * r
+            prev = eq
+        mean = r_sum / n
+        var = (r_sq - r_sum * mean) / (n - 1.0)
+        if var <= 1e-12 * r_sq / n:
+            var = 0.0
+        std = math.sqrt(var)
+        out[k, 0] = prev / capital - 1.0
+        out[k, 1] = trades
+        out[k, 2] = mean / std * ann if std > 0.0 else 0.0
+    return out
+
+
+def floor_sweep(frame: pd.DataFrame, fast: np.ndarray, slow: np.ndarray, bars_per_year: float) -> np.ndarray:
+    """Metrics (total return, trades, Sharpe) of every (fast, slow) pair of the grid, fast-major."""
+    o = np.ascontiguousarray(frame["open"].to_numpy(dtype=np.float64))
+    c = np.ascontiguousarray(frame["close"].to_numpy(dtype=np.float64))
+    periods, rows = np.unique(np.concatenate([fast, slow]), return_inverse=True)
+    fast_row = np.repeat(rows[: len(fast)], len(slow))
+    slow_row = np.tile(rows[len(fast):], len(fast))
+    return cross_pairs(o, c, sma_rows(c, periods), fast_row, slow_row, FEE_BPS / 10_000.0, CAPITAL, MIN_NOTIONAL,
+                       bars_per_year)
+
+
+def step_sma_floor(store: Path, repeat: int, workers: int) -> dict:
+    """Measurement a, in this process: warm-up of both sides, then ``repeat`` timed runs of each."""
+    import numba
+
+    import threadx
+    from threadx.data.synthetic import generate_synthetic
+    from threadx.data.timeframe import bars_per_year
+    from threadx.indicators import IndicatorBank
+
+    numba.set_num_threads(min(workers, numba.config.NUMBA_NUM_THREADS))
+    frame = generate_synthetic("BTC_USDT", "1h")
+    bpy = bars_per_year("1h")
+    space = {"fast_period": f"{FAST[0]}:{FAST[-1]}:1", "slow_period": f"{SLOW[0]}:{SLOW[-1]}:5"}
+
+    def threadx_run(tag: str) -> tuple[float, object]:
+        start = time.perf_counter()
+        run = threadx.sweep(frame, "ma_crossover", space, fill="next_open", sizing="all_in", fee_bps=FEE_BPS,
+                            objective="total_return", workers=workers, store=store, run_id=f"sma-{tag}",
+                            bank=IndicatorBank(disk=False))
+        return time.perf_counter() - start, run
+
+    def floor_run() -> tuple[float, np.ndarray]:
+        start = time.perf_counter()
+        metrics = floor_sweep(frame, FAST, SLOW, bpy)
+        best = int(np.argmax(metrics[:, 0]))  # the optimum is part of the floor's work
+        return time.perf_counter() - start, metrics[best]
+
+    floor_run()  # numba: compile or load the cached floor
+    threadx_run("warm")  # numba caches of ThreadX loaded, workers' imports paid once
+    ours, floor = [], []
+    for k in range(repeat):  # interleaved, so that a busy moment of the machine hits both
+        seconds, run = threadx_run(str(k))
+        ours.append(seconds)
+        floor.append(floor_run()[0])
+
+    res = run.results
+    res = res[res["status"] == "ok"].set_index(["fast_period", "slow_period"]).sort_index()
+    metrics = floor_sweep(frame, FAST, SLOW, bpy)
+    index = pd.MultiIndex.from_arrays([np.repeat(FAST, len(SLOW)), np.tile(SLOW, len(FAST))])
+    mine = pd.DataFrame(metrics, index=index, columns=["total_return", "n_trades", "sharpe"]).sort_index()
+    top = run.top(1).iloc[0]
+    k = int(np.argmax(metrics[:, 0]))
+    same_rows = len(res) == len(mine) and res.index.equals(mine.index)
+
+    def diff(column: str) -> np.ndarray:
+        return np.abs(res[column].to_numpy() - mine[column].to_numpy())
+
+    return {
+        "bars": len(frame), "pairs": len(mine), "threadx_ok": len(res), "threadx_s": ours, "floor_s": floor,
+        "threadx_best": {"params": [int(top["fast_period"]), int(top["slow_period"])],
+                         "total_return": float(top["total_return"]), "n_trades": int(top["n_trades"]),
+                         "sharpe": float(top["sharpe"])},
+        "floor_best": {"params": [int(index[k][0]), int(index[k][1])], "total_return": float(metrics[k, 0]),
+                       "n_trades": int(metrics[k, 1]), "sharpe": float(metrics[k, 2])},
+        "all_pairs": {"same_pairs": bool(same_rows),
+                      "max_abs_return_diff": float(diff("total_return").max()) if same_rows else None,
+                      "trade_mismatches": int((diff("n_trades") != 0).sum()) if same_rows else None,
+                      "max_abs_sharpe_diff": float(diff("sharpe").max()) if same_rows else None},
+    }
+
+
+# --------------------------------------------------------------------------- e. GPU host plan
+def step_gpu_plan(path: Path, repeat: int) -> dict:
+    """Measurement e, in this process: indicators once, a warm-up plan, then ``repeat`` fresh
+    planners over the same 100,000 combos."""
+    from bench_gpu import plan_inputs, plan_once
+    from threadx.data.bars import as_bars
+
+    bars = as_bars(load_frame(path))
+    inputs = plan_inputs(bars, PLAN_COMBOS, PLAN_SEED)
+    plan_once(inputs.evaluator, inputs.ids[:256])  # numba caches of the signal kernels loaded
+    times, plan = [], None
+    for _ in range(repeat):
+        plan, _, seconds = plan_once(inputs.evaluator, inputs.ids)
+        times.append(seconds)
+    return {"bars": len(bars), "combos": len(inputs.ids), "indicator_s": inputs.indicator_seconds,
+            "arrays": inputs.n_arrays, "times": times, "signals": len(plan.signals), "lines": len(plan.line_values),
+            "failed": int((plan.status != 0).sum())}
+
+
+# --------------------------------------------------------------------------- the table
+@dataclass
+class Row:
+    """One line of the table; ``ok`` None for an informational line (no goal)."""
+
+    workload: str
+    ours: str
+    peer: str
+    figure: str
+    goal: str
+    ok: bool | None
+
+
+def median(values: list[float]) -> float:
+    """Median of a list of floats."""
+    return float(statistics.median(values))
+
+
+def runs(values: list[float], fmt: str = "{:.2f}") -> str:
+    """The individual runs behind a median, for the notes under the table."""
+    return ", ".join(fmt.format(v) for v in values)
+
+
+def workload_a(store: Path, repeat: int, workers: int, notes: list[str], checks: list[str]) -> list[Row]:
+    """ThreadX against the fused floor on 10,000 SMA pairs (medians); checks the optimum."""
+    out, _ = run_json_step(__file__, ["sma-floor", store, repeat, workers])
+    tx, fl = median(out["threadx_s"]), median(out["floor_s"])
+    a, b, every = out["threadx_best"], out["floor_best"], out["all_pairs"]
+    agree = (a["params"] == b["params"] and a["n_trades"] == b["n_trades"]
+             and math.isclose(a["total_return"], b["total_return"], rel_tol=1e-9))
+    notes.append(f"a. {out['pairs']:,} pairs on {out['bars']:,} bars; ThreadX runs {runs(out['threadx_s'])} s, "
+                 f"floor runs {runs(out['floor_s'], '{:.3f}')} s (interleaved; ratios "
+                 f"{runs([t / f for t, f in zip(out['threadx_s'], out['floor_s'])], '{:.1f}x')})")
+    notes.append(f"   optimum: ThreadX fast/slow {tuple(a['params'])} total return {100 * a['total_return']:.4f} % "
+                 f"{a['n_trades']} trades Sharpe {a['sharpe']:.4f} | floor {tuple(b['params'])} "
+                 f"{100 * b['total_return']:.4f} % {b['n_trades']} trades Sharpe {b['sharpe']:.4f} | "
+                 f"{'agree' if agree else 'DISAGREE'}")
+    notes.append(f"   every pair: same pairs {every['same_pairs']}, max |total return diff| "
+                 f"{every['max_abs_return_diff']:.3g}, trade-count mismatches {every['trade_mismatches']}, "
+                 f"max |Sharpe diff| {every['max_abs_sharpe_diff']:.3g}" if every["same_pairs"] else
+                 f"   every pair: ThreadX has {out['threadx_ok']:,} ok rows of {out['pairs']:,}")
+    if not agree:
+        checks.append("a: ThreadX and the floor disagree on the optimum")
+    ratio = tx / fl
+    return [Row(f"a. {out['pairs']:,} SMA pairs, {out['bars']:,} 1h bars, next open, {workers} cores",
+                f"{tx:.2f} s", f"floor {fl:.3f} s", f"{ratio:.1f}x floor", "<= 2x", ratio <= 2.0)]
+
+
+def workload_b(path: Path, parent: Path, repeat: int, notes: list[str], checks: list[str]) -> list[Row]:
+    """ThreadX against vectorbt on the ma_crossover grid, warm and first run (medians)."""
+    ours, theirs = [], []
+    for _ in range(repeat):
+        store = fresh_store(parent, "b")
+        ours.append(run_json_step(SWEEP_SCRIPT, ["threadx-ma", path, store])[0])
+        theirs.append(run_json_step(SWEEP_SCRIPT, ["vectorbt-ma", path, store])[0])
+        shutil.rmtree(store, ignore_errors=True)
+    same = all(math.isclose(o["best"], t["best"], rel_tol=1e-9) and o["params"] == t["params"]
+               for o, t in zip(ours, theirs))
+    if not same:
+        checks.append("b: ThreadX and vectorbt find different optima")
+    rows = []
+    for k, label in ((1, "warm"), (0, "first run in a process")):
+        tx = median([o["times"][k] for o in ours])
+        vb = median([t["times"][k] for t in theirs])
+        notes.append(f"b. {label}: ThreadX runs {runs([o['times'][k] for o in ours])} s, vectorbt runs "
+                     f"{runs([t['times'][k] for t in theirs])} s (ratios "
+                     f"{runs([t['times'][k] / o['times'][k] for o, t in zip(ours, theirs)], '{:.1f}x')})")
+        rows.append(Row(f"b. ma_crossover 1,860 combos, {path.stem}, close, {label}", f"{tx:.2f} s",
+                        f"vectorbt {vb:.2f} s", f"{vb / tx:.1f}x faster", ">= 50x" if k else "-",
+                        vb / tx >= 50.0 if k else None))
+    best = ours[-1]
+    notes.append(f"   optimum: ThreadX {tuple(best['params'])} {100 * best['best']:.4f} %, vectorbt "
+                 f"{tuple(theirs[-1]['params'])} {100 * theirs[-1]['best']:.4f} %: {'same' if same else 'DIFFERENT'}")
+    return rows
+
+
+def workload_c(path: Path, parent: Path, repeat: int, notes: list[str]) -> list[Row]:
+    """bb_atr 10,000 random combos: backtests/s by the wall clock and in steady state (medians)."""
+    got = []
+    for _ in range(repeat):
+        store = fresh_store(parent, "c")
+        got.append(run_json_step(SWEEP_SCRIPT, ["bb-10k", path, store])[0])
+        shutil.rmtree(store, ignore_errors=True)
+    rate = median([g["n"] / g["elapsed"] for g in got])
+    steady = median([g["steady"] for g in got])
+    notes.append(f"c. wall clock runs {runs([g['elapsed'] for g in got])} s; steady state runs "
+                 f"{runs([g['steady'] for g in got], '{:,.0f}')} /s")
+    n = got[0]["n"]
+    wall = median([g["elapsed"] for g in got])
+    return [Row(f"c. bb_atr {n:,} random, {path.stem}, 2 workers, wall clock", f"{wall:.2f} s", "-", f"{rate:,.0f} /s",
+                ">= 20,000 /s", rate >= 20_000),
+            Row("c. the same, steady state (first to last progress report)", "-", "-", f"{steady:,.0f} /s", "-",
+                None)]
+
+
+def workload_d(path: Path, parent: Path, repeat: int, notes: list[str]) -> list[Row]:
+    """bb_atr 1,000,000 random combos: peak summed RSS (and PSS) of the process tree (medians)."""
+    got = []
+    for _ in range(repeat):
+        store = fresh_store(parent, "d")
+        out, rss = run_json_step(SWEEP_SCRIPT, ["bb-1m", path, store], measure_memory=True)
+        got.append((out, rss.peak_rss, rss.peak_pss))
+        shutil.rmtree(store, ignore_errors=True)
+    peak = median([g[1] for g in got])
+    pss = median([g[2] for g in got])
+    notes.append(f"d. peak summed RSS runs {runs([g[1] / GIB for g in got])} GiB, PSS runs "
+                 f"{runs([g[2] / GIB for g in got])} GiB, wall {runs([g[0]['elapsed'] for g in got], '{:.0f}')} s")
+    return [Row(f"d. bb_atr {got[0][0]['n']:,} random, peak RSS parent + workers", f"{peak / GIB:.2f} GiB",
+                "-", f"PSS {pss / GIB:.2f} GiB", "< 1 GB (0.93 GiB)", peak < 1e9)]
+
+
+def workload_e(path: Path, repeat: int, notes: list[str]) -> list[Row]:
+    """GPU host planning of 100,000 random bb_atr combos on the CPU (median seconds)."""
+    out, _ = run_json_step(__file__, ["gpu-plan", path, repeat])
+    seconds = median(out["times"])
+    notes.append(f"e. {out['combos']:,} combos on {out['bars']:,} bars: indicators ({out['arrays']:,} arrays, not "
+                 f"counted) {out['indicator_s']:.2f} s; plan runs {runs(out['times'])} s; {out['signals']:,} distinct "
+                 f"signals, {out['lines']:,} lines, {out['failed']} failed combos")
+    return [Row(f"e. GPU host plan, {out['combos']:,} random bb_atr, {path.stem}, CPU", f"{seconds:.2f} s", "-",
+                f"{out['combos'] / seconds:,.0f} combos/s", "< 0.2 s", seconds < 0.2)]
+
+
+def print_table(rows: list[Row]) -> None:
+    """workload | ThreadX | peer/floor | ratio or rate | goal | ok/OVER."""
+    head = Row("workload", "ThreadX", "peer/floor", "ratio or rate", "goal", None)
+    cells = [[r.workload, r.ours, r.peer, r.figure, r.goal, "" if r.ok is None else ("ok" if r.ok else "OVER")]
+             for r in rows]
+    cells.insert(0, [head.workload, head.ours, head.peer, head.figure, head.goal, "ok/OVER"])
+    widths = [max(len(c[k]) for c in cells) for k in range(6)]
+    for k, line in enumerate(cells):
+        print(" | ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(line, widths))))
+        if k == 0:
+            print("-+-".join("-" * w for w in widths))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("parquet", nargs="?", default=None, help="candles of b-e (default: real BTC/USDT 1h)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (medians shown)")
+    parser.add_argument("--only", default="abce", help="workloads to run, e.g. 'ae' (d needs --million)")
+    parser.add_argument("--million", action="store_true", help="also d: 1,000,000 combos, ~2 min a run")
+    parser.add_argument("--workers", type=int, default=2, help="cores of a (ThreadX workers, floor threads)")
+    args = parser.parse_args(argv)
+    wanted = set(args.only) | ({"d"} if args.million else set())
+    if "d" in wanted and not args.million:
+        parser.error("d (1,000,000 combos) needs --million")
+
+    import threadx
+
+    parent = Path(tempfile.mkdtemp(prefix="threadx-issue12-"))
+    path, note = data_file(args.parquet, parent)
+    print(f"threadx {threadx.__version__} from {Path(threadx.__file__).parent}; data of b-e: {path}")
+    if note:
+        print(note)
+    print(f"{args.repeat} run(s) per measurement, each in a fresh process; medians")
+    rows: list[Row] = []
+    notes: list[str] = []
+    checks: list[str] = []
+    started = time.perf_counter()
+    try:
+        if "a" in wanted:
+            rows += workload_a(fresh_store(parent, "a"), args.repeat, args.workers, notes, checks)
+        if "b" in wanted:
+            rows += workload_b(path, parent, args.repeat, notes, checks)
+        if "c" in wanted:
+            rows += workload_c(path, parent, args.repeat, notes)
+        if "d" in wanted:
+            rows += workload_d(path, parent, args.repeat, notes)
+        if "e" in wanted:
+            rows += workload_e(path, args.repeat, notes)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+    print()
+    print_table(rows)
+    print()
+    print("\n".join(notes))
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+    for text in checks:
+        print(f"CHECK FAILED: {text}")
+    return 1 if checks else 0
+
+
+def step(argv: list[str]) -> None:
+    """``--step NAME ARGS...``: one measurement in this (fresh) process; JSON on the last line."""
+    name = argv[0]
+    if name == "sma-floor":
+        out = step_sma_floor(Path(argv[1]), int(argv[2]), int(argv[3]))
+    elif name == "gpu-plan":
+        out = step_gpu_plan(Path(argv[1]), int(argv[2]))
+    else:
+        raise SystemExit(f"unknown step {name!r}")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    if "--step" in sys.argv:
+        step(sys.argv[sys.argv.index("--step") + 1:])
+    else:
+        sys.exit(main())
