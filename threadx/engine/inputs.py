@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -189,9 +189,32 @@ def _bar_ns(bars: Bars) -> int:
     return int(bars.time_ns[-1] - bars.time_ns[-2]) if len(bars) > 1 else 0
 
 
+class KernelInputs(NamedTuple):
+    """The kernel's arguments, named; still a tuple, in the kernel's order:
+    ``kernel.run_fast(*inputs)``. ``params`` is the param vector (:func:`param_vector`); the
+    arrays before it can be shared by combos that differ only in it."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    signals: np.ndarray
+    atr: np.ndarray
+    band_lo: np.ndarray
+    band_mid: np.ndarray
+    band_hi: np.ndarray
+    funding: np.ndarray
+    params: np.ndarray
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """Every input but the param vector."""
+        return tuple(self[:-1])
+
+
 def kernel_args(bars: Bars, sig: np.ndarray, levels: Levels, rules: ExitRules, options: EngineOptions,
-                funding: np.ndarray | None = None) -> tuple:
-    """Positional arguments of ``kernel.run_fast`` / ``kernel.run_full``."""
+                funding: np.ndarray | None = None) -> KernelInputs:
+    """The arguments of ``kernel.run_fast`` / ``kernel.run_full`` (:class:`KernelInputs`)."""
     n = len(bars)
     if n < 2:
         raise DataError(f"need at least 2 bars to backtest, got {n}")
@@ -201,7 +224,7 @@ def kernel_args(bars: Bars, sig: np.ndarray, levels: Levels, rules: ExitRules, o
         raise ParamError(f"signal array has shape {sig.shape}, expected ({n},)")
     fund = _UNUSED if funding is None else funding
     p = param_vector(rules, options, bars.timeframe, funding is not None)
-    return (bars.open, bars.high, bars.low, bars.close, sig, atr, lo, mid, hi, fund, p)
+    return KernelInputs(bars.open, bars.high, bars.low, bars.close, sig, atr, lo, mid, hi, fund, p)
 
 
 def options_from(mapping: Mapping[str, Any] | None = None, **kwargs: Any) -> EngineOptions:

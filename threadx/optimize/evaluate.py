@@ -21,7 +21,7 @@ import numpy as np
 from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine.backtest import prepare_signals
-from threadx.engine.inputs import EngineOptions, effective_rules, funding_per_bar, kernel_args
+from threadx.engine.inputs import EngineOptions, KernelInputs, effective_rules, funding_per_bar, kernel_args
 from threadx.engine.layout import N_METRICS
 from threadx.errors import ThreadXError
 from threadx.optimize.space import SearchSpace
@@ -91,8 +91,8 @@ class Evaluator:
         self.funding = funding_per_bar(task.options.funding, bars)
         self.block_end = kernel.block_bounds(len(bars), task.n_blocks) if task.n_blocks > 0 else None
 
-    def kernel_inputs(self, params: Mapping[str, Any]) -> tuple:
-        """Positional kernel arguments of one param set over the whole history."""
+    def kernel_inputs(self, params: Mapping[str, Any]) -> KernelInputs:
+        """Kernel arguments of one param set over the whole history."""
         options = self.task.options
         rules = effective_rules(self.spec.exits(params), options)
         _, sig, levels = prepare_signals(self.spec, self.bars, params, self.indicators)
@@ -146,19 +146,19 @@ class Evaluator:
         arrays, rows, vectors = None, [], []
         for k in members:
             try:
-                args = kernel_args(self.bars, sig, levels, effective_rules(self.spec.exits(combos[k]), options),
-                                   options, self.funding)
+                inputs = kernel_args(self.bars, sig, levels, effective_rules(self.spec.exits(combos[k]), options),
+                                     options, self.funding)
             except Exception as exc:  # recorded per combo; the sweep goes on
                 status[k] = STATUS_FAILED
                 errors[int(ids[k])] = failure_text(exc)
                 continue
             if arrays is None:
-                arrays = args[:-1]
-            elif any(a is not b for a, b in zip(arrays, args[:-1])):  # other level lines: a group of its own
-                self._run_rows(args[:-1], [k], [args[-1]], metrics, blocks)
+                arrays = inputs.arrays
+            elif any(a is not b for a, b in zip(arrays, inputs.arrays)):  # other level lines: a call of its own
+                self._run_rows(inputs.arrays, [k], [inputs.params], metrics, blocks)
                 continue
             rows.append(k)
-            vectors.append(args[-1])
+            vectors.append(inputs.params)
         if rows:
             self._run_rows(arrays, rows, vectors, metrics, blocks)
 

@@ -29,7 +29,7 @@ from threadx.requests import DatasetRef
 from threadx.data.timeframe import bars_per_year, timeframe_seconds
 from threadx.engine import kernel
 from threadx.engine.backtest import trades_frame
-from threadx.engine.inputs import options_from
+from threadx.engine.inputs import KernelInputs, options_from
 from threadx.engine.layout import METRIC_NAMES, N_TRADE_COLS, P_INITIAL_CAPITAL
 from threadx.engine.metrics import metrics_dict, metrics_from_equity, per_bar_returns
 from threadx.errors import ParamError
@@ -298,15 +298,15 @@ def _within_budget(search: SearchSpace, bars: Bars, ids: np.ndarray, bank: Any, 
     return requests
 
 
-def _slice_args(args: tuple, start: int, stop: int, capital: float | None = None) -> tuple:
+def _slice_args(args: KernelInputs, start: int, stop: int, capital: float | None = None) -> KernelInputs:
     """Kernel arguments restricted to bars [start, stop); placeholders (length 1) kept."""
-    n = args[3].shape[0]
-    out = [a[start:stop] if a.shape[0] == n else a for a in args[:-1]]
-    p = args[-1]
+    n = args.close.shape[0]
+    out = [a[start:stop] if a.shape[0] == n else a for a in args.arrays]
+    p = args.params
     if capital is not None:
         p = p.copy()
         p[P_INITIAL_CAPITAL] = capital
-    return (*out, p)
+    return KernelInputs(*out, p)
 
 
 def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, windows: list[Window], workers: int,
