@@ -229,3 +229,14 @@ def test_fast_and_full_mode_agree(btc, bank):
     fast = kernel.run_fast(*args)
     full, _, _ = kernel.run_full(*args)
     np.testing.assert_array_equal(fast, full)
+
+
+def test_builtin_specs_are_plain_module_level_objects_that_pickle():
+    import pickle
+
+    for name, spec in threadx.strategies().items():
+        if name.startswith("test_"):
+            continue
+        back = pickle.loads(pickle.dumps(spec))
+        assert back == spec, name  # the same functions, found again by module and name
+        assert back.overlays(spec.defaults()) == spec.overlays(spec.defaults())

@@ -166,6 +166,16 @@ IndicatorNeeds = dict[str, tuple[str, dict]]
 IndicatorValues = Mapping[str, Mapping[str, np.ndarray]]
 
 
+def no_overlays(params: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """A strategy that draws no indicator line on the price chart."""
+    return {}
+
+
+def no_levels(values: IndicatorValues, params: Mapping[str, Any]) -> Levels:
+    """A strategy whose exits read no indicator line (percent stops and targets only)."""
+    return Levels()
+
+
 @dataclass(frozen=True)
 class StrategySpec:
     """Everything the engine, sweeps and UI need to know about one strategy.
@@ -185,7 +195,7 @@ class StrategySpec:
     levels: Callable[[IndicatorValues, Mapping[str, Any]], Levels]
     exits: Callable[[Mapping[str, Any]], ExitRules]
     constraints: tuple[Constraint, ...] = ()
-    overlays: Callable[[Mapping[str, Any]], dict[str, tuple[str, str]]] = field(default=lambda params: {})
+    overlays: Callable[[Mapping[str, Any]], dict[str, tuple[str, str]]] = field(default=no_overlays)
 
     def param(self, name: str) -> Param:
         """The declaration of one param (ParamError if unknown)."""

@@ -45,6 +45,15 @@ def _exits(p):
     )
 
 
+def _levels(ind, p) -> Levels:
+    return Levels(atr=ind["atr"]["value"], band_mid=ind["bb"]["mid"])
+
+
+def _overlays(p) -> dict[str, tuple[str, str]]:
+    return {"BB mid": ("bb", "mid"), "BB upper": ("bb", "upper"), "BB lower": ("bb", "lower"),
+            **({f"EMA {p['trend_period']}": ("trend", "value")} if p["trend_period"] > 0 else {})}
+
+
 SPEC = StrategySpec(
     name="bb_atr",
     description="Bollinger mean reversion: long when z crosses below -entry_z, short above +entry_z; "
@@ -75,8 +84,7 @@ SPEC = StrategySpec(
     ),
     indicators=_indicators,
     signals=_signals,
-    levels=lambda ind, p: Levels(atr=ind["atr"]["value"], band_mid=ind["bb"]["mid"]),
+    levels=_levels,
     exits=_exits,
-    overlays=lambda p: {"BB mid": ("bb", "mid"), "BB upper": ("bb", "upper"), "BB lower": ("bb", "lower"),
-                        **({f"EMA {p['trend_period']}": ("trend", "value")} if p["trend_period"] > 0 else {})},
+    overlays=_overlays,
 )

@@ -29,6 +29,15 @@ def _exits(p):
     )
 
 
+def _levels(ind, p) -> Levels:
+    return Levels(band_lo=ind["bb"]["lower"], band_mid=ind["bb"]["mid"], band_hi=ind["bb"]["upper"])
+
+
+def _overlays(p) -> dict[str, tuple[str, str]]:
+    return {"BB mid": ("bb", "mid"), "BB upper": ("bb", "upper"), "BB lower": ("bb", "lower"),
+            f"{p['ma_type'].upper()} {p['ma_window']}": ("ma", "value")}
+
+
 SPEC = StrategySpec(
     name="bollinger_dual",
     description="Long when close < lower band and close crosses above the MA (short mirrored). Stop at "
@@ -58,8 +67,7 @@ SPEC = StrategySpec(
     ),
     indicators=_indicators,
     signals=_signals,
-    levels=lambda ind, p: Levels(band_lo=ind["bb"]["lower"], band_mid=ind["bb"]["mid"], band_hi=ind["bb"]["upper"]),
+    levels=_levels,
     exits=_exits,
-    overlays=lambda p: {"BB mid": ("bb", "mid"), "BB upper": ("bb", "upper"), "BB lower": ("bb", "lower"),
-                        f"{p['ma_type'].upper()} {p['ma_window']}": ("ma", "value")},
+    overlays=_overlays,
 )

@@ -27,6 +27,14 @@ def _exits(p):
     )
 
 
+def _levels(ind, p) -> Levels:
+    return Levels(atr=ind["atr"]["value"])
+
+
+def _overlays(p) -> dict[str, tuple[str, str]]:
+    return {"Donchian upper": ("dc", "upper"), "Donchian lower": ("dc", "lower")}
+
+
 SPEC = StrategySpec(
     name="donchian_breakout",
     description="Long when the close breaks above the highest high of the previous n bars, short below "
@@ -47,7 +55,7 @@ SPEC = StrategySpec(
     ),
     indicators=_indicators,
     signals=_signals,
-    levels=lambda ind, p: Levels(atr=ind["atr"]["value"]),
+    levels=_levels,
     exits=_exits,
-    overlays=lambda p: {"Donchian upper": ("dc", "upper"), "Donchian lower": ("dc", "lower")},
+    overlays=_overlays,
 )

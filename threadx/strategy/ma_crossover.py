@@ -1,7 +1,7 @@
 """ma_crossover: fast/slow moving-average crossover (SPEC §4)."""
 from __future__ import annotations
 
-from threadx.strategy.base import Constraint, Levels, Param, StrategySpec
+from threadx.strategy.base import Constraint, Param, StrategySpec, no_levels
 from threadx.strategy.percent_exits import percent_exit_params, percent_exits
 from threadx.strategy.signal_kernels import cross_signals
 
@@ -13,6 +13,15 @@ def _indicators(p):
 
 def _signals(bars, ind, p):
     return cross_signals(ind["fast"]["value"], ind["slow"]["value"], p["allow_short"])
+
+
+def _fast_below_slow(p) -> bool:
+    return p["fast_period"] < p["slow_period"]
+
+
+def _overlays(p) -> dict[str, tuple[str, str]]:
+    return {f"{p['ma_type'].upper()} {p['fast_period']}": ("fast", "value"),
+            f"{p['ma_type'].upper()} {p['slow_period']}": ("slow", "value")}
 
 
 SPEC = StrategySpec(
@@ -29,11 +38,10 @@ SPEC = StrategySpec(
         Param("allow_short", "bool", False, description="reverse to short on the cross below", feeds="signals"),
         *percent_exit_params(),
     ),
-    constraints=(Constraint("fast_period < slow_period", lambda p: p["fast_period"] < p["slow_period"]),),
+    constraints=(Constraint("fast_period < slow_period", _fast_below_slow),),
     indicators=_indicators,
     signals=_signals,
-    levels=lambda ind, p: Levels(),
+    levels=no_levels,
     exits=percent_exits,
-    overlays=lambda p: {f"{p['ma_type'].upper()} {p['fast_period']}": ("fast", "value"),
-                        f"{p['ma_type'].upper()} {p['slow_period']}": ("slow", "value")},
+    overlays=_overlays,
 )

@@ -1,7 +1,7 @@
 """supertrend: trade SuperTrend direction flips (SPEC §4)."""
 from __future__ import annotations
 
-from threadx.strategy.base import Levels, Param, StrategySpec
+from threadx.strategy.base import Param, StrategySpec, no_levels
 from threadx.strategy.percent_exits import percent_exit_params, percent_exits
 from threadx.strategy.signal_kernels import flip_signals
 
@@ -12,6 +12,10 @@ def _indicators(p):
 
 def _signals(bars, ind, p):
     return flip_signals(ind["st"]["direction"], p["allow_short"])
+
+
+def _overlays(p) -> dict[str, tuple[str, str]]:
+    return {"SuperTrend": ("st", "line")}
 
 
 SPEC = StrategySpec(
@@ -28,7 +32,7 @@ SPEC = StrategySpec(
     ),
     indicators=_indicators,
     signals=_signals,
-    levels=lambda ind, p: Levels(),
+    levels=no_levels,
     exits=percent_exits,
-    overlays=lambda p: {"SuperTrend": ("st", "line")},
+    overlays=_overlays,
 )
