@@ -49,3 +49,15 @@ def synthetic_bars() -> "Bars":
     from threadx.data.synthetic import generate_synthetic
 
     return as_bars(generate_synthetic(days=365, seed=7))
+
+
+@pytest.fixture
+def fresh_streamlit_caches():
+    """Streamlit's data and resource caches emptied before and after the test."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()

@@ -22,15 +22,7 @@ from threadx.ui import sweep_runs  # noqa: E402
 SPACE = {"fast_period": "5:20:5", "slow_period": [40, 60]}
 
 
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    import streamlit as st
-
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
 
 
 def _cancelled(df, store: ResultStore, run_id: str):

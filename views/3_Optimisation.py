@@ -23,7 +23,7 @@ from threadx.requests import BacktestRequest, DatasetRef, SweepRequest, describe
 from threadx.ui import charts, sweep_runs, workspace
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import cuda_status, dataset_picker, handover, strategy_picker
-from threadx.ui.widgets import preset_space, space_editor
+from threadx.ui.widgets import job_progress, preset_space, space_editor
 from threadx.units import column_config
 
 MONITOR_EVERY_S = 1.0  # the job monitor refreshes this often while the followed job is active
@@ -126,11 +126,7 @@ def job_monitor() -> None:
     job = current_job()
     if job is None:
         return
-    st.progress(job.fraction, text=f"{job.label} · {job.status_line}")
-    if job.is_active:
-        if not job.stop_requested and st.button("Stop", key="opt_stop"):
-            registry.stop(job.job_id)
-            st.toast("Stopping after the current chunk…")
+    if job_progress(registry, job, "opt_stop", "Stopping after the current chunk…"):
         return
     if job.state == "failed":
         st.error(f"The sweep failed: {job.error}")

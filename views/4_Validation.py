@@ -28,7 +28,7 @@ from threadx.requests import DatasetRef, WalkForwardRequest, describe_data, desc
 from threadx.ui import validation_charts as vc
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset
-from threadx.ui.widgets import space_editor
+from threadx.ui.widgets import job_progress, space_editor
 from threadx.units import column_config, format_count, format_metric, number_column
 from threadx.validation.report import sweep_data, sweep_evaluator, validate_sweep, walk_forward_evaluator
 from threadx.validation.stability import stability_grid
@@ -423,11 +423,7 @@ with tab_wf:
         job = current_job()
         if job is None:
             return
-        st.progress(job.fraction, text=f"{job.label} · {job.status_line}")
-        if job.is_active:
-            if not job.stop_requested and st.button("Stop", key="wf_stop"):
-                registry.stop(job.job_id)
-                st.toast("Stopping after the current chunk of combos…")
+        if job_progress(registry, job, "wf_stop", "Stopping after the current chunk of combos…"):
             return
         stored_result = bool(job.run_id) and is_stored(job.run_id, RESULTS_DIR)
         if job.state == "failed":

@@ -22,15 +22,7 @@ SPACE = {"fast_period": "5:40:1", "slow_period": [50, 60]}  # 72 combos
 ZERO_OF_ZERO = re.compile(r"\b0\s*/\s*0\b")  # what a starting job used to show for half a minute
 
 
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    import streamlit as st
-
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
 
 
 @pytest.fixture

@@ -231,3 +231,18 @@ def chart_view(trades: pd.DataFrame, index: pd.DatetimeIndex, run_token: Any, pr
                      f"exit: {str(trade.get('exit_reason', '')).replace('_', ' ')} (levels drawn on the chart)")
     start, end = date_range_slider(index, key=range_key)
     return ChartView(start, end, bool(log_y), trade)
+
+
+# --- jobs -----------------------------------------------------------------------------------
+
+def job_progress(registry: Any, job: Any, stop_key: str, stopping: str) -> bool:
+    """A job's progress line (its label and phase or counts) and, while it is active and no
+    stop was asked, its Stop button (``stopping``: the toast once pressed). Returns whether
+    the job is still active."""
+    st.progress(job.fraction, text=f"{job.label} · {job.status_line}")
+    if not job.is_active:
+        return False
+    if not job.stop_requested and st.button("Stop", key=stop_key):
+        registry.stop(job.job_id)
+        st.toast(stopping)
+    return True
