@@ -37,7 +37,7 @@ def test_device_functions_are_the_engine_code_objects():
 
     built = device_functions()
     helpers = {name for name, obj in vars(engine).items() if isinstance(obj, CPUDispatcher)}
-    assert {"run", "run_blocks", "step", "init_state", "finalize_metrics", "open_position", "close_position",
+    assert {"run", "hold_quiet_bars", "skip_flat_bars", "step", "init_state", "finalize_metrics", "open_position", "close_position",
             "check_intrabar_exits", "update_trailing_stop", "mark_to_market"} <= set(built) <= helpers
     for name, device_fn in built.items():
         assert device_fn.py_func.__code__ is getattr(engine, name).py_func.__code__  # the same source, not a copy
@@ -71,8 +71,8 @@ def test_kernel_compiles_to_ptx_for_a_real_gpu_without_fma():
         gk._build()
         v = t.float64[::1]
         args = (v, v, v, v, v, t.uint8[:, ::1], t.float64[:, ::1], t.int32[::1], t.int32[:, ::1],
-                t.float64[:, ::1], t.float64[:, ::1], t.float64[:, ::1], v)
-        for fn, sig in ((gk._batch, args), (gk._batch_blocks, args + (t.int64[::1], t.float64[:, :, ::1]))):
+                t.float64[:, ::1], t.float64[:, ::1], t.float64[:, ::1], v, t.int64[::1], t.float64[:, :, ::1])
+        for fn, sig in ((gk._batch, args),):
             with gk._without_fma():
                 ptx, _ = cuda.compile_ptx(fn, sig, cc=(9, 0))
             body = ptx.split(".entry", 1)[1].split("\\n.func", 1)[0]
@@ -81,6 +81,6 @@ def test_kernel_compiles_to_ptx_for_a_real_gpu_without_fma():
     proc = _run(["-c", script], {}, timeout=300)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     lines = proc.stdout.strip().splitlines()
-    assert [line.split()[0] for line in lines] == ["_batch", "_batch_blocks"]
+    assert [line.split()[0] for line in lines] == ["_batch"]
     for line in lines:
         assert " fma 0 " in line, line  # libdevice's pow keeps its own FMAs, outside the kernel body

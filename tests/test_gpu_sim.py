@@ -111,8 +111,8 @@ def test_device_run_in_full_mode_records_the_cpu_trades_and_levels(bars, strateg
     device_run = device_functions()["run"]
 
     @cuda.jit
-    def one(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity):  # launched as one thread
-        device_run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity)
+    def one(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity, block_end, blocks):  # one thread
+        device_run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity, block_end, blocks)
 
     spec = get_strategy(strategy)
     values = spec.normalize(params)
@@ -123,7 +123,8 @@ def test_device_run_in_full_mode_records_the_cpu_trades_and_levels(bars, strateg
     n = len(bars)
     st, m = cuda.to_device(np.empty(N_STATE)), cuda.to_device(np.empty(N_METRICS))
     trades, equity = cuda.to_device(np.full((n + 1, N_TRADE_COLS), np.nan)), cuda.to_device(np.empty(n))
-    one[1, 1](*[cuda.to_device(np.ascontiguousarray(a)) for a in args], st, m, trades, equity)
+    no_blocks = cuda.to_device(np.empty(0, np.int64)), cuda.to_device(np.empty((0, 2)))
+    one[1, 1](*[cuda.to_device(np.ascontiguousarray(a)) for a in args], st, m, trades, equity, *no_blocks)
     rows = trades.copy_to_host()[: int(st.copy_to_host()[S_TRADE_ROWS])]
     assert len(cpu_rows) > 3 and rows.shape == cpu_rows.shape
     levels_at = [TRADE_COLUMNS.index(c) for c in ("stop_at_entry", "stop_at_exit", "target", "target_at_exit")]

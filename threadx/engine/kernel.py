@@ -181,6 +181,7 @@ _LOOP_JIT = dict(cache=True, nogil=True, _nrt=False)
 # that sweeps run (fast mode) does not grow with it.
 _RECORD_JIT = dict(cache=True, nogil=True, _nrt=False)
 _NO_SIGNAL_BAR = -1.0e18
+_ENTRY_FLAGS = SIG_ENTER_LONG | SIG_ENTER_SHORT
 
 
 @njit(**_STEP_JIT)
@@ -627,15 +628,204 @@ def finalize_metrics(st, p, n, m):
     m[M_N_BARS] = float(n)
 
 
+@njit(**_STEP_JIT)
+def skip_flat_bars(i, n, sig, st, equity):
+    """Book the bars from ``i`` on which a flat account with nothing pending does nothing but
+    mark its cash (no entry flag, or trading ended by liquidation; the last bar never acts
+    when flat); return the first bar that needs :func:`step`.
+
+    The caller checks that the previous close left equity at the cash (``EQ_PREV == CASH``),
+    so these bars add zero returns and the running figures change as one ``step`` per bar
+    would change them: the bar count, the peak bar, the drawdown length."""
+    j = i
+    if st[S_LIQUIDATED] > 0.0:
+        j = n
+    else:
+        while j < n - 1 and (sig[j] & _ENTRY_FLAGS) == 0:
+            j += 1
+        if j == n - 1:
+            j = n
+    if j == i:
+        return i
+    eq = st[S_CASH]
+    if equity.shape[0] > 0:
+        for k in range(i, j):
+            equity[k] = eq
+    st[S_RET_N] += float(j - i)
+    last = float(j - 1)
+    if eq >= st[S_PEAK]:
+        st[S_PEAK] = eq  # the previous bar was at this peak already: no drawdown ended here
+        st[S_PEAK_I] = last
+    else:
+        if eq < st[S_PEAK] * (1.0 + st[S_MAX_DD]):
+            st[S_MAX_DD] = eq / st[S_PEAK] - 1.0
+        if last - st[S_PEAK_I] > st[S_MAX_DD_BARS]:
+            st[S_MAX_DD_BARS] = last - st[S_PEAK_I]
+    return j
+
+
+@njit(**_STEP_JIT)
+def block_of(i, block_end):
+    """The time block of bar ``i`` (see :func:`run`)."""
+    b = 0
+    while b < block_end.shape[0] - 1 and i >= block_end[b]:
+        b += 1
+    return b
+
+
+@njit(**_STEP_JIT)
+def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, equity, block_end, blocks):
+    """Run the bars from ``i`` on which the open position (nothing pending) is only held: no
+    funding payment, no stop, target or liquidation touched, no exit signal, the holding limit
+    not reached, not the last bar. Such a bar only moves a trailing stop and marks equity, so
+    the running figures live in local variables here instead of the state vector; the
+    arithmetic is :func:`mark_to_market`'s, in the same order, so the results are the same
+    bit for bit. Returns the first bar that needs :func:`step` (``i`` when bar ``i`` does)."""
+    d = st[S_DIR]
+    exit_flag = SIG_EXIT_LONG if d > 0.0 else SIG_EXIT_SHORT
+    use_funding = p[P_USE_FUNDING] > 0.0
+    max_hold = p[P_MAX_HOLD]
+    held_extra = 0.0 if p[P_FILL] == FILL_CLOSE else 1.0
+    entry_i = st[S_ENTRY_I]
+    trail = p[P_TRAIL_MODE] > 0.0
+    liq = liquidation_price(p, st)  # cash, margin and size do not change on a quiet bar
+    stop = st[S_STOP]
+    if stop != stop or d * (stop - liq) < 0.0:
+        stop = liq
+    tp = st[S_TP]
+    cash = st[S_CASH]
+    margin = st[S_MARGIN]
+    dq = d * st[S_QTY]
+    entry_px = st[S_ENTRY_PX]
+    full = equity.shape[0] > 0
+    nb = block_end.shape[0]
+    b = block_of(i, block_end) if nb > 0 else 0
+    prev = st[S_EQ_PREV]
+    exposed = st[S_EXPOSED_BARS]
+    ret_n = st[S_RET_N]
+    ret_sum = st[S_RET_SUM]
+    ret_sumsq = st[S_RET_SUMSQ]
+    down_sq = st[S_DOWN_SQ]
+    peak = st[S_PEAK]
+    peak_i = st[S_PEAK_I]
+    max_dd = st[S_MAX_DD]
+    max_dd_bars = st[S_MAX_DD_BARS]
+    j = i
+    while j < n - 1:
+        if use_funding:
+            rate = funding[j]
+            if rate == rate and rate != 0.0:
+                break
+        op = o[j]
+        if d * (op - stop) <= 0.0:
+            break
+        tgt = target_level(d, tp, p, bmid, j - 1)
+        has_tgt = tgt == tgt
+        if has_tgt and d * (op - tgt) >= 0.0:
+            break
+        if d > 0.0:
+            adverse = l[j]
+            favourable = h[j]
+        else:
+            adverse = h[j]
+            favourable = l[j]
+        if d * (adverse - stop) <= 0.0 or (has_tgt and d * (favourable - tgt) >= 0.0):
+            break
+        if (sig[j] & exit_flag) != 0:
+            break
+        if max_hold > 0.0 and j - entry_i + held_extra >= max_hold:
+            break
+        if trail:
+            update_trailing_stop(j, h, l, c, atr, blo, bmid, bhi, p, st)
+            stop = st[S_STOP]
+            if stop != stop or d * (stop - liq) < 0.0:
+                stop = liq
+        eq = cash + (margin + dq * (c[j] - entry_px))
+        exposed += 1.0
+        if full:
+            equity[j] = eq
+        ret_n += 1.0
+        if eq != prev and prev > 0.0:
+            r = eq / prev - 1.0
+            ret_sum += r
+            ret_sumsq += r * r
+            if r < 0.0:
+                down_sq += r * r
+            if nb > 0:
+                while b < nb - 1 and j >= block_end[b]:
+                    b += 1
+                blocks[b, 0] += r
+                blocks[b, 1] += r * r
+        if eq >= peak:
+            if peak_i < j - 1 and max_dd_bars < j - peak_i:
+                max_dd_bars = j - peak_i
+            peak = eq
+            peak_i = float(j)
+        else:
+            if eq < peak * (1.0 + max_dd):
+                max_dd = eq / peak - 1.0
+            if j - peak_i > max_dd_bars:
+                max_dd_bars = j - peak_i
+        prev = eq
+        j += 1
+    st[S_EQ_PREV] = prev
+    st[S_EXPOSED_BARS] = exposed
+    st[S_RET_N] = ret_n
+    st[S_RET_SUM] = ret_sum
+    st[S_RET_SUMSQ] = ret_sumsq
+    st[S_DOWN_SQ] = down_sq
+    st[S_PEAK] = peak
+    st[S_PEAK_I] = peak_i
+    st[S_MAX_DD] = max_dd
+    st[S_MAX_DD_BARS] = max_dd_bars
+    return j
+
+
 @njit(**_LOOP_JIT)
-def run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity):
+def run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity, block_end, blocks):
     """Run the whole backtest. Full mode: ``trades`` has rows and ``equity`` has n slots;
-    fast mode: pass a (0, N_TRADE_COLS) trades array and an empty equity array."""
+    fast mode: pass a (0, N_TRADE_COLS) trades array and an empty equity array.
+
+    ``block_end`` (empty: off) asks for the per-bar returns and their squares summed by time
+    block into ``blocks``: block ``b`` covers bars ``block_end[b-1] <= i < block_end[b]``;
+    ``blocks[b, 0]`` gets the sum of the returns, ``blocks[b, 1]`` the sum of their squares
+    (the Sharpe's returns, so any union of blocks yields its exact per-bar Sharpe; for PBO).
+
+    Bars on which nothing can happen are run in bulk (:func:`skip_flat_bars`,
+    :func:`hold_quiet_bars`); every other bar goes through :func:`step`."""
     n = c.shape[0]
     init_state(st, p)
-    for i in range(n):
+    nb = block_end.shape[0]
+    for b in range(nb):
+        blocks[b, 0] = 0.0
+        blocks[b, 1] = 0.0
+    i = 0
+    while i < n:
+        if st[S_PEND_ENTRY] == 0.0 and st[S_PEND_EXIT] == 0.0:
+            if st[S_DIR] == 0.0:
+                if st[S_EQ_PREV] == st[S_CASH]:
+                    j = skip_flat_bars(i, n, sig, st, equity)
+                    if j > i:
+                        i = j
+                        continue
+            else:
+                j = hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, equity,
+                                    block_end, blocks)
+                if j > i:
+                    i = j
+                    continue
+        prev = st[S_EQ_PREV]
         step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equity)
+        if nb > 0:
+            eq = st[S_EQ_PREV]
+            if eq != prev and prev > 0.0:
+                r = eq / prev - 1.0
+                b = block_of(i, block_end)
+                blocks[b, 0] += r
+                blocks[b, 1] += r * r
+        i += 1
     finalize_metrics(st, p, n, m)
+
 
 
 @njit(**_JIT)
@@ -643,76 +833,38 @@ def run_fast(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p):
     """Fast mode: metrics only, no per-bar arrays."""
     st = np.empty(N_STATE)
     m = np.empty(N_METRICS)
-    run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, np.empty((0, N_TRADE_COLS)), np.empty(0))
+    run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, np.empty((0, N_TRADE_COLS)), np.empty(0),
+        np.empty(0, dtype=np.int64), np.empty((0, 2)))
     return m
-
-
-@njit(**_LOOP_JIT)
-def run_blocks(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity, block_end, blocks):
-    """Fast mode that also sums the per-bar returns and their squares by time block.
-
-    Block ``b`` covers bars ``block_end[b-1] <= i < block_end[b]``; ``blocks[b, 0]`` gets
-    the sum of the returns, ``blocks[b, 1]`` the sum of their squares (the same returns as
-    the Sharpe's, so any union of blocks yields its exact per-bar Sharpe; used by PBO).
-    """
-    n = c.shape[0]
-    init_state(st, p)
-    blocks[:, :] = 0.0
-    b = 0
-    for i in range(n):
-        prev = st[S_EQ_PREV]
-        step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equity)
-        eq = st[S_EQ_PREV]
-        while b < block_end.shape[0] - 1 and i >= block_end[b]:
-            b += 1
-        if eq != prev and prev > 0.0:
-            r = eq / prev - 1.0
-            blocks[b, 0] += r
-            blocks[b, 1] += r * r
-    finalize_metrics(st, p, n, m)
 
 
 @njit(**_JIT)
 def run_fast_blocks(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, block_end):
-    """Fast-mode metrics and the per-block return moments (see ``run_blocks``)."""
+    """Fast-mode metrics and the per-block return moments (see :func:`run`)."""
     st = np.empty(N_STATE)
     m = np.empty(N_METRICS)
     blocks = np.empty((block_end.shape[0], 2))
-    run_blocks(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, np.empty((0, N_TRADE_COLS)), np.empty(0),
-               block_end, blocks)
+    run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, np.empty((0, N_TRADE_COLS)), np.empty(0),
+        block_end, blocks)
     return m, blocks
 
 
 @njit(**_JIT)
-def run_fast_many(o, h, l, c, sig, atr, blo, bmid, bhi, funding, params):
+def run_fast_many(o, h, l, c, sig, atr, blo, bmid, bhi, funding, params, block_end):
     """Fast mode for many param vectors (rows of ``params``) over the same signal and level
-    arrays, in one call: row ``k`` of the result is ``run_fast(..., params[k])``, bit for bit."""
+    arrays, in one call: row ``k`` of the metrics is ``run_fast(..., params[k])`` bit for bit,
+    and row ``k`` of the moments (``(k_rows, 0, 2)`` when ``block_end`` is empty) its block moments."""
     k_rows = params.shape[0]
+    nb = block_end.shape[0]
     out = np.empty((k_rows, N_METRICS))
+    moments = np.empty((k_rows, nb, 2))
     st = np.empty(N_STATE)
     m = np.empty(N_METRICS)
+    blocks = np.empty((nb, 2))
     no_trades = np.empty((0, N_TRADE_COLS))
     no_equity = np.empty(0)
     for k in range(k_rows):
-        run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, params[k], st, m, no_trades, no_equity)
-        out[k, :] = m
-    return out
-
-
-@njit(**_JIT)
-def run_fast_blocks_many(o, h, l, c, sig, atr, blo, bmid, bhi, funding, params, block_end):
-    """:func:`run_fast_blocks` for many param vectors in one call (see :func:`run_fast_many`)."""
-    k_rows = params.shape[0]
-    out = np.empty((k_rows, N_METRICS))
-    moments = np.empty((k_rows, block_end.shape[0], 2))
-    st = np.empty(N_STATE)
-    m = np.empty(N_METRICS)
-    blocks = np.empty((block_end.shape[0], 2))
-    no_trades = np.empty((0, N_TRADE_COLS))
-    no_equity = np.empty(0)
-    for k in range(k_rows):
-        run_blocks(o, h, l, c, sig, atr, blo, bmid, bhi, funding, params[k], st, m, no_trades, no_equity,
-                   block_end, blocks)
+        run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, params[k], st, m, no_trades, no_equity, block_end, blocks)
         out[k, :] = m
         moments[k, :, :] = blocks
     return out, moments
@@ -732,5 +884,6 @@ def run_full(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p):
     m = np.empty(N_METRICS)
     trades = np.empty((n + 1, N_TRADE_COLS))  # at most one entry per bar
     equity = np.empty(n)
-    run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity)
+    run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity, np.empty(0, dtype=np.int64),
+        np.empty((0, 2)))
     return m, trades[: int(st[S_TRADE_ROWS])].copy(), equity

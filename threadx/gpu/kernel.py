@@ -1,7 +1,7 @@
 """The CUDA batch kernel: one thread per combo runs the engine's own bar loop (SPEC §8).
 
 The device functions are not a port: :func:`device_functions` compiles the very code
-objects of ``threadx.engine.kernel`` (``run``, ``run_blocks``, ``step`` and the helpers
+objects of ``threadx.engine.kernel`` (``run``, ``step`` and the helpers
 they call) with ``numba.cuda.jit(device=True)``, each bound to a copy of that module's
 namespace in which its callees are the device versions. Under numba's CUDA simulator the
 same objects run as Python, which is what the simulator tests check against the CPU.
@@ -46,7 +46,6 @@ _built: dict[str, Any] = {}
 cuda: Any = None
 float64: Any = None
 _run: Any = None
-_run_blocks: Any = None
 
 
 def device_functions() -> dict[str, Any]:
@@ -69,11 +68,11 @@ def device_functions() -> dict[str, Any]:
                 build(callee)
 
     build("run")
-    build("run_blocks")
     return built
 
 
-def _batch(o, h, l, c, funding, signals, lines, sig_row, line_rows, params, metrics, trades, equity):
+def _batch(o, h, l, c, funding, signals, lines, sig_row, line_rows, params, metrics, trades, equity,
+           block_end, blocks):
     k = cuda.grid(1)
     if k < params.shape[0]:
         p = cuda.local.array(N_PARAMS, float64)
@@ -83,30 +82,14 @@ def _batch(o, h, l, c, funding, signals, lines, sig_row, line_rows, params, metr
         m = cuda.local.array(N_METRICS, float64)
         r = line_rows[k]
         _run(o, h, l, c, signals[sig_row[k]], lines[r[0]], lines[r[1]], lines[r[2]], lines[r[3]], funding,
-             p, st, m, trades, equity)
-        for j in range(N_METRICS):
-            metrics[k, j] = m[j]
-
-
-def _batch_blocks(o, h, l, c, funding, signals, lines, sig_row, line_rows, params, metrics, trades, equity,
-                  block_end, blocks):
-    k = cuda.grid(1)
-    if k < params.shape[0]:
-        p = cuda.local.array(N_PARAMS, float64)
-        for j in range(N_PARAMS):
-            p[j] = params[k, j]
-        st = cuda.local.array(N_STATE, float64)
-        m = cuda.local.array(N_METRICS, float64)
-        r = line_rows[k]
-        _run_blocks(o, h, l, c, signals[sig_row[k]], lines[r[0]], lines[r[1]], lines[r[2]], lines[r[3]],
-                    funding, p, st, m, trades, equity, block_end, blocks[k])
+             p, st, m, trades, equity, block_end, blocks[k])
         for j in range(N_METRICS):
             metrics[k, j] = m[j]
 
 
 def _build() -> dict[str, Any]:
-    """The two kernels (without / with block moments), built once per process."""
-    global cuda, float64, _run, _run_blocks
+    """The batch kernel (block moments on when its block_end is not empty), built once per process."""
+    global cuda, float64, _run
     with _build_lock:
         if not _built:
             from threadx.gpu.devices import numpy_compat
@@ -117,12 +100,11 @@ def _build() -> dict[str, Any]:
 
             functions = device_functions()
             cuda, float64 = numba_cuda, numba_float64
-            _run, _run_blocks = functions["run"], functions["run_blocks"]
+            _run = functions["run"]
             # ~200 registers a thread without a cap (no spills); a cap trades spills for occupancy
             cap = int(os.environ.get("THREADX_GPU_MAX_REGISTERS") or 0)
             options = {"max_registers": cap} if cap and not simulator() else {}
-            _built["plain"] = numba_cuda.jit(**options)(_batch)
-            _built["blocks"] = numba_cuda.jit(**options)(_batch_blocks)
+            _built["batch"] = numba_cuda.jit(**options)(_batch)
     return _built
 
 
@@ -174,7 +156,7 @@ class DeviceRunner:
             self._bars = [put(np.ascontiguousarray(getattr(bars, col), dtype=np.float64))
                           for col in ("open", "high", "low", "close")]
             self._funding = put(np.full(1, np.nan) if funding is None else np.ascontiguousarray(funding, np.float64))
-            self._block_end = put(np.zeros(1, np.int64) if block_end is None else np.ascontiguousarray(block_end,
+            self._block_end = put(np.zeros(0, np.int64) if block_end is None else np.ascontiguousarray(block_end,
                                                                                                         np.int64))
             self._trades = put(np.zeros((0, N_TRADE_COLS)))  # fast mode: no trade rows, no equity curve
             self._equity = put(np.zeros(0))
@@ -222,12 +204,9 @@ class DeviceRunner:
             put(np.ascontiguousarray(sub.rows)),
         )
         d_metrics = self.cuda.device_array((m, N_METRICS), dtype=np.float64)
-        args = [*inputs, d_metrics, self._trades, self._equity]
-        d_blocks = None
-        if self.n_blocks:
-            d_blocks = self.cuda.device_array((m, self.n_blocks, 2), dtype=np.float64)
-            args += [self._block_end, d_blocks]
-        kernel = self.kernels["blocks" if self.n_blocks else "plain"]
+        d_blocks = self.cuda.device_array((m, self.n_blocks, 2), dtype=np.float64)  # (m, 0, 2) when off
+        args = [*inputs, d_metrics, self._trades, self._equity, self._block_end, d_blocks]
+        kernel = self.kernels["batch"]
         grid = (m + self.threads_per_block - 1) // self.threads_per_block
         if simulator():
             kernel[grid, self.threads_per_block](*args)
@@ -235,7 +214,7 @@ class DeviceRunner:
             with _compile_lock, _without_fma():  # a launch that compiles (first on a device) does it here
                 kernel[grid, self.threads_per_block](*args)
         metrics = d_metrics.copy_to_host()
-        return metrics, (d_blocks.copy_to_host() if d_blocks is not None else None)
+        return metrics, (d_blocks.copy_to_host() if self.n_blocks else None)
 
     def close(self) -> None:
         """Free the device arrays (the context stays, numba owns it)."""

@@ -33,6 +33,7 @@ INFRA_PREFIX = "infrastructure: "  # error text of a failure that a resume retri
 # exception types (by name: dask is optional) that mean "the machinery failed", not the combo
 _INFRA_TYPES = frozenset({"MemoryError", "BrokenProcessPool", "KilledWorker", "CommClosedError",
                           "StreamClosedError", "FutureCancelledError", "CancelledError"})
+_NO_BLOCKS = np.empty(0, dtype=np.int64)  # block_end of a sweep without block moments
 _LEGACY_INFRA = ("worker process died", "KilledWorker", "CommClosedError", "BrokenProcessPool")  # older runs
 
 
@@ -166,10 +167,10 @@ class Evaluator:
                   blocks: np.ndarray | None) -> None:
         """One kernel call for the param vectors of ``rows`` over the same arrays."""
         params = np.ascontiguousarray(np.stack(vectors))
-        if blocks is None:
-            metrics[rows] = kernel.run_fast_many(*arrays, params)
-        else:
-            metrics[rows], blocks[rows] = kernel.run_fast_blocks_many(*arrays, params, self.block_end)
+        block_end = _NO_BLOCKS if blocks is None else self.block_end
+        metrics[rows], moments = kernel.run_fast_many(*arrays, params, block_end)
+        if blocks is not None:
+            blocks[rows] = moments
 
 
 def signal_key_names(spec: Any) -> tuple[str, ...]:
