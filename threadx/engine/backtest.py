@@ -1,73 +1,20 @@
 """One backtest: strategy + params + data -> :class:`Result` (metrics, trades, equity)."""
 from __future__ import annotations
 
-import json
-import math
 import time
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import numpy as np
 import pandas as pd
 
 from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL
 from threadx.data.bars import Bars, as_bars
-from threadx.data.timeframe import timeframe_seconds
-from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, effective_rules, funding_per_bar, kernel_args, options_from
-from threadx.engine.layout import EXIT_REASONS, TRADE_COLUMNS
-from threadx.engine.metrics import metrics_dict
-from threadx.strategy.base import StrategySpec, get_strategy
+from threadx.engine.result import TRADE_FRAME_COLUMNS, TRADE_LEVEL_COLUMNS, Result, full_result, trades_frame
+from threadx.strategy.base import ExitRules, StrategySpec, get_strategy
 
-# price levels of a trade (NaN when the strategy sets none): the stop as set at the fill and
-# as last in force (they differ once a trailing rule moved it), the target in force from
-# the fill and at the exit (they differ for a target that follows a line, e.g. the mid band)
-TRADE_LEVEL_COLUMNS = ("stop_at_entry", "stop_at_exit", "target", "target_at_exit")
-TRADE_FRAME_COLUMNS = (
-    "entry_time", "exit_time", "side", "qty", "entry_price", "exit_price",
-    "fees", "funding", "pnl", "return_pct", "bars_held", "exit_reason", *TRADE_LEVEL_COLUMNS,
-)
-
-
-@dataclass
-class Result:
-    """A finished backtest: ``metrics`` dict, ``trades`` frame, per-bar ``equity`` Series."""
-
-    metrics: dict[str, Any]
-    trades: pd.DataFrame
-    equity: pd.Series
-    params: dict[str, Any]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def drawdown(self) -> pd.Series:
-        """Underwater curve: equity / running peak - 1 (peak starts at the initial capital)."""
-        init = self.meta.get("options", {}).get("initial_capital", self.equity.iloc[0])
-        peak = np.maximum.accumulate(np.concatenate(([init], self.equity.to_numpy())))[1:]
-        return pd.Series(self.equity.to_numpy() / peak - 1.0, index=self.equity.index, name="drawdown")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict: metrics, params, meta, trades (records) and equity (ISO time -> value)."""
-        trades = self.trades.copy()
-        for col in ("entry_time", "exit_time"):
-            trades[col] = trades[col].map(lambda t: t.isoformat())
-        records = [{k: _json_number(v) for k, v in row.items()} for row in trades.to_dict(orient="records")]
-        return {
-            "metrics": {k: _json_number(v) for k, v in self.metrics.items()},
-            "params": self.params,
-            "meta": self.meta,
-            "trades": records,  # a level the strategy does not set (NaN) is null
-            "equity": {t.isoformat(): float(v) for t, v in self.equity.items()},
-        }
-
-    def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(), default=str, **kwargs)
-
-
-def _json_number(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
+# Result, trades_frame and the trade columns live in threadx.engine.result; importable from here too
+__all__ = ["backtest", "prepare_signals", "run_meta", "Result", "trades_frame", "TRADE_FRAME_COLUMNS",
+           "TRADE_LEVEL_COLUMNS"]
 
 
 def prepare_signals(spec: StrategySpec, bars: Bars, params: Mapping[str, Any], bank=None):
@@ -120,54 +67,23 @@ def backtest(
     rules = effective_rules(spec.exits(values), options)
     _, sig, levels = prepare_signals(spec, bars, values, bank)
     args = kernel_args(bars, sig, levels, rules, options, funding_per_bar(funding, bars))
-    m, trade_rows, equity = kernel.run_full(*args)
+    result = full_result(args, bars.index, bars.timeframe, values, run_meta(spec.name, bars, options, rules))
+    result.meta["elapsed_s"] = time.perf_counter() - started
+    return result
 
+
+def run_meta(strategy: str, bars: Bars, options: EngineOptions, rules: ExitRules) -> dict[str, Any]:
+    """The ``meta`` of a backtest's :class:`Result` (all but ``elapsed_s``): strategy, data,
+    span, engine options and the effective exit rules."""
     index = bars.index
-    tf_seconds = timeframe_seconds(bars.timeframe) if bars.timeframe else None
-    return Result(
-        metrics=metrics_dict(m, tf_seconds),
-        trades=trades_frame(trade_rows, index),
-        equity=pd.Series(equity, index=index, name="equity"),
-        params=values,
-        meta={
-            "strategy": spec.name,
-            "dataset": bars.name,
-            "timeframe": bars.timeframe,
-            "fingerprint": bars.fingerprint,
-            "bars": len(bars),
-            "start": index[0].isoformat(),
-            "end": index[-1].isoformat(),
-            "options": options.to_dict(),
-            "rules": rules.__dict__.copy(),
-            "elapsed_s": time.perf_counter() - started,
-        },
-    )
-
-
-def trades_frame(rows: np.ndarray, index: pd.DatetimeIndex) -> pd.DataFrame:
-    """Kernel trade records -> the SPEC §3 trades DataFrame."""
-    col = {name: rows[:, k] for k, name in enumerate(TRADE_COLUMNS)}
-    entry_i = col["entry_i"].astype(np.int64)
-    exit_i = col["exit_i"].astype(np.int64)
-    reasons = np.asarray(EXIT_REASONS, dtype=object)
-    frame = pd.DataFrame(
-        {
-            "entry_time": index[entry_i],
-            "exit_time": index[exit_i],
-            "side": np.where(col["side"] > 0, "long", "short"),
-            "qty": col["qty"],
-            "entry_price": col["entry_price"],
-            "exit_price": col["exit_price"],
-            "fees": col["fees"],
-            "funding": col["funding"],
-            "pnl": col["pnl"],
-            "return_pct": col["return_pct"],
-            "bars_held": col["bars_held"].astype(np.int64),
-            "exit_reason": reasons[col["exit_reason"].astype(np.int64)] if len(rows) else np.empty(0, object),
-            **{name: col[name] for name in TRADE_LEVEL_COLUMNS},
-        },
-        columns=list(TRADE_FRAME_COLUMNS),
-    )
-    frame["entry_i"] = entry_i
-    frame["exit_i"] = exit_i
-    return frame
+    return {
+        "strategy": strategy,
+        "dataset": bars.name,
+        "timeframe": bars.timeframe,
+        "fingerprint": bars.fingerprint,
+        "bars": len(bars),
+        "start": index[0].isoformat(),
+        "end": index[-1].isoformat(),
+        "options": options.to_dict(),
+        "rules": rules.__dict__.copy(),
+    }

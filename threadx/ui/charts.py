@@ -344,7 +344,7 @@ def _trade_traces(trades: pd.DataFrame, quote: str, size: int = 10, start: Any =
 
 
 # level label -> the trade columns that may carry it, first found wins: the engine's
-# (threadx.engine.backtest.TRADE_LEVEL_COLUMNS), then names other trade lists use
+# (threadx.engine.result.TRADE_LEVEL_COLUMNS), then names other trade lists use
 _LEVEL_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Stop", ("stop_at_entry", "stop_price", "stop_loss_price", "stop")),
     ("Stop at exit", ("stop_at_exit",)),

@@ -29,11 +29,11 @@ import pandas as pd
 
 from threadx.data.bars import Bars, as_bars
 from threadx.data.timeframe import bars_per_year
-from threadx.engine import kernel
-from threadx.engine.backtest import Result, trades_frame
-from threadx.engine.inputs import options_from
+from threadx.engine.backtest import run_meta
+from threadx.engine.inputs import effective_rules, options_from
 from threadx.engine.layout import METRIC_NAMES
 from threadx.engine.metrics import per_bar_returns
+from threadx.engine.result import Result, full_result
 from threadx.errors import ParamError, ThreadXError
 from threadx.optimize.evaluate import Evaluator, SweepTask
 from threadx.optimize.space import distinct_effective, stored_axes
@@ -222,7 +222,7 @@ def deflated_sharpe(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, 
     variance of their per-bar Sharpe ratios, skewness and kurtosis of the winner's per-bar returns."""
     run = _load(run, store)
     bars = sweep_data(run, df)
-    equity = _winner_run(run, _winner(run), sweep_evaluator(run, bars))[3]
+    equity = _winner_run(run, _winner(run), sweep_evaluator(run, bars)).equity.to_numpy()
     trials = _distinct_trials(run)[0]
     return _dsr(per_bar_returns(equity, _capital(run)), trials["sharpe"], bars_per_year(bars.timeframe))
 
@@ -279,11 +279,10 @@ def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *
     bars = sweep_data(run, df)
     best = _winner(run)
     evaluator = sweep_evaluator(run, bars)
-    params, _, trade_rows, equity = _winner_run(run, best, evaluator)
+    winner = _winner_run(run, best, evaluator)
+    params, trades, eq = winner.params, winner.trades, winner.equity
     capital, bpy = _capital(run), bars_per_year(bars.timeframe)
-    returns = per_bar_returns(equity, capital)
-    trades = trades_frame(trade_rows, bars.index)
-    eq = pd.Series(equity, index=bars.index, name="equity")
+    returns = per_bar_returns(eq.to_numpy(), capital)
     robust = robustness(returns, _trade_returns(trades, eq, capital), bars_per_year=bpy, n=n, block=block,
                         seed=seed)
     trials = _distinct_trials(run, int(best["combo_id"]))
@@ -436,10 +435,13 @@ def _best_full(wf: WalkForwardResult) -> int | None:
                    wf.config["min_trades"])
 
 
-def _winner_run(run: SweepRun, best: pd.Series, evaluator: Evaluator) -> tuple:
-    """(params, metrics, trade rows, equity) of the sweep's winner, backtested again in full."""
+def _winner_run(run: SweepRun, best: pd.Series, evaluator: Evaluator) -> Result:
+    """The sweep's winner backtested again in full (what ``threadx.backtest`` gives for its
+    params and the run's engine options, but ``meta["elapsed_s"]``)."""
     params = {k: to_python(best[k]) for k in run.param_names}
-    return (params, *kernel.run_full(*evaluator.kernel_inputs(params)))
+    spec, bars, options = evaluator.spec, evaluator.bars, evaluator.task.options
+    meta = run_meta(spec.name, bars, options, effective_rules(spec.exits(params), options))
+    return full_result(evaluator.kernel_inputs(params), bars.index, bars.timeframe, params, meta)
 
 
 def _capital(run: SweepRun) -> float:

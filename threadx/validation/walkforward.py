@@ -28,10 +28,10 @@ from threadx.data.bars import Bars, as_bars
 from threadx.requests import DatasetRef
 from threadx.data.timeframe import bars_per_year, timeframe_seconds
 from threadx.engine import kernel
-from threadx.engine.backtest import trades_frame
 from threadx.engine.inputs import KernelInputs, options_from
 from threadx.engine.layout import METRIC_NAMES, N_TRADE_COLS, P_INITIAL_CAPITAL
-from threadx.engine.metrics import metrics_dict, metrics_from_equity, per_bar_returns
+from threadx.engine.metrics import metrics_from_equity, per_bar_returns
+from threadx.engine.result import Result, full_result, trades_frame
 from threadx.errors import ParamError
 from threadx.optimize.budget import Budget, advice, estimate_memory, fits
 from threadx.optimize.evaluate import Evaluator, SweepTask
@@ -309,6 +309,16 @@ def _slice_args(args: KernelInputs, start: int, stop: int, capital: float | None
     return KernelInputs(*out, p)
 
 
+def oos_result(evaluator: Evaluator, params: Mapping[str, Any], win: Window, capital: float) -> Result:
+    """The full backtest of ``params`` on the OOS bars of ``win``, starting with ``capital``.
+    Trade positions (``entry_i`` / ``exit_i``) count from the window start, ``meta["offset"]``."""
+    bars = evaluator.bars
+    args = _slice_args(evaluator.kernel_inputs(params), win.oos_start, win.oos_end, capital)
+    meta = {"strategy": evaluator.spec.name, "timeframe": bars.timeframe, "window": win.index,
+            "offset": win.oos_start, "options": {"initial_capital": capital}}
+    return full_result(args, bars.index[win.oos_start:win.oos_end], bars.timeframe, params, meta)
+
+
 def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, windows: list[Window], workers: int,
                   should_stop: Callable[[], bool], progress: Callable[[Progress], None] | None, started: float):
     """Run every combo on the whole period and on every IS and OOS window (threads; the
@@ -389,7 +399,6 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
     trades_k = _METRIC["n_trades"]
     names = [c for c in combos.columns if c != "combo_id"]
     index = bars.index
-    tf_s = timeframe_seconds(bars.timeframe) if bars.timeframe else None
     capital = float(config["initial_capital"])
     rows, equities, trade_frames = [], [], []
     for win in windows:
@@ -411,17 +420,16 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
             equities.append(pd.Series(capital, index=oos_index))
         else:
             params = {k: to_python(combos.iloc[pick][k]) for k in names}
-            args = _slice_args(evaluator.kernel_inputs(params), win.oos_start, win.oos_end, capital)
-            m, trade_rows, equity = kernel.run_full(*args)
-            trades = trades_frame(trade_rows, oos_index)
+            oos_run = oos_result(evaluator, params, win, capital)
+            trades = oos_run.trades
             trades["entry_i"] += win.oos_start
             trades["exit_i"] += win.oos_start
             trades.insert(0, "window", win.index)
             trade_frames.append(trades)
-            equities.append(pd.Series(equity, index=oos_index))
-            capital = float(equity[-1])
+            equities.append(oos_run.equity)
+            capital = float(oos_run.equity.iloc[-1])
             row.update({"combo_id": int(combos.iloc[pick]["combo_id"]), **params})
-            oos = metrics_dict(m, tf_s)
+            oos = oos_run.metrics
             for name in ("sharpe", "total_return", "max_drawdown", "n_trades", config["objective"]):
                 value = float(is_m[win.index, pick, _METRIC[name]])
                 row[f"is_{name}"] = int(value) if name == "n_trades" else value
@@ -453,7 +461,7 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
     else:
         benchmark_params = {k: to_python(combos.iloc[best][k]) for k in names}
         args = _slice_args(evaluator.kernel_inputs(benchmark_params), span.start, span.stop)
-        benchmark = pd.Series(kernel.run_full(*args)[2], index=index[span], name="equity")
+        benchmark = full_result(args, index[span], bars.timeframe, benchmark_params).equity
     return WalkForwardResult(
         config=config, windows=windows, table=table, combos=combos, full_metrics=full, is_metrics=is_m,
         oos_metrics=oos_m, blocks=blocks, block_end=evaluator.block_end, oos_equity=oos_equity,

@@ -1,0 +1,117 @@
+"""Kernel output -> :class:`Result`: the one place a full-mode run becomes metrics, trades and equity.
+
+:func:`full_result` runs ``kernel.run_full`` on :class:`~threadx.engine.inputs.KernelInputs`
+and wraps what it returns; a backtest, each walk-forward OOS window and the validation
+report's sweep winner all go through it, so their numbers agree bit for bit.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from threadx.data.timeframe import timeframe_seconds
+from threadx.engine import kernel
+from threadx.engine.inputs import KernelInputs
+from threadx.engine.layout import EXIT_REASONS, TRADE_COLUMNS
+from threadx.engine.metrics import metrics_dict
+
+# price levels of a trade (NaN when the strategy sets none): the stop as set at the fill and
+# as last in force (they differ once a trailing rule moved it), the target in force from
+# the fill and at the exit (they differ for a target that follows a line, e.g. the mid band)
+TRADE_LEVEL_COLUMNS = ("stop_at_entry", "stop_at_exit", "target", "target_at_exit")
+TRADE_FRAME_COLUMNS = (
+    "entry_time", "exit_time", "side", "qty", "entry_price", "exit_price",
+    "fees", "funding", "pnl", "return_pct", "bars_held", "exit_reason", *TRADE_LEVEL_COLUMNS,
+)
+
+
+@dataclass
+class Result:
+    """A finished backtest: ``metrics`` dict, ``trades`` frame, per-bar ``equity`` Series."""
+
+    metrics: dict[str, Any]
+    trades: pd.DataFrame
+    equity: pd.Series
+    params: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def drawdown(self) -> pd.Series:
+        """Underwater curve: equity / running peak - 1 (peak starts at the initial capital)."""
+        init = self.meta.get("options", {}).get("initial_capital", self.equity.iloc[0])
+        peak = np.maximum.accumulate(np.concatenate(([init], self.equity.to_numpy())))[1:]
+        return pd.Series(self.equity.to_numpy() / peak - 1.0, index=self.equity.index, name="drawdown")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict: metrics, params, meta, trades (records) and equity (ISO time -> value)."""
+        trades = self.trades.copy()
+        for col in ("entry_time", "exit_time"):
+            trades[col] = trades[col].map(lambda t: t.isoformat())
+        records = [{k: _json_number(v) for k, v in row.items()} for row in trades.to_dict(orient="records")]
+        return {
+            "metrics": {k: _json_number(v) for k, v in self.metrics.items()},
+            "params": self.params,
+            "meta": self.meta,
+            "trades": records,  # a level the strategy does not set (NaN) is null
+            "equity": {t.isoformat(): float(v) for t, v in self.equity.items()},
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), default=str, **kwargs)
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def full_result(inputs: KernelInputs, index: pd.DatetimeIndex, timeframe: str | None,
+                params: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> Result:
+    """Run the kernel in full mode on ``inputs`` (bars ``index``, of ``timeframe``) and wrap its
+    output: metrics (with ``max_drawdown_days`` when the timeframe is known), the trades frame
+    (``entry_i`` / ``exit_i`` are positions in ``index``) and the equity Series. ``params`` and
+    ``meta`` are stored as given (copied)."""
+    m, trade_rows, equity = kernel.run_full(*inputs)
+    tf_seconds = timeframe_seconds(timeframe) if timeframe else None
+    return Result(
+        metrics=metrics_dict(m, tf_seconds),
+        trades=trades_frame(trade_rows, index),
+        equity=pd.Series(equity, index=index, name="equity"),
+        params=dict(params),
+        meta=dict(meta or {}),
+    )
+
+
+def trades_frame(rows: np.ndarray, index: pd.DatetimeIndex) -> pd.DataFrame:
+    """Kernel trade records -> the SPEC §3 trades DataFrame."""
+    col = {name: rows[:, k] for k, name in enumerate(TRADE_COLUMNS)}
+    entry_i = col["entry_i"].astype(np.int64)
+    exit_i = col["exit_i"].astype(np.int64)
+    reasons = np.asarray(EXIT_REASONS, dtype=object)
+    frame = pd.DataFrame(
+        {
+            "entry_time": index[entry_i],
+            "exit_time": index[exit_i],
+            "side": np.where(col["side"] > 0, "long", "short"),
+            "qty": col["qty"],
+            "entry_price": col["entry_price"],
+            "exit_price": col["exit_price"],
+            "fees": col["fees"],
+            "funding": col["funding"],
+            "pnl": col["pnl"],
+            "return_pct": col["return_pct"],
+            "bars_held": col["bars_held"].astype(np.int64),
+            "exit_reason": reasons[col["exit_reason"].astype(np.int64)] if len(rows) else np.empty(0, object),
+            **{name: col[name] for name in TRADE_LEVEL_COLUMNS},
+        },
+        columns=list(TRADE_FRAME_COLUMNS),
+    )
+    frame["entry_i"] = entry_i
+    frame["exit_i"] = exit_i
+    return frame
