@@ -35,7 +35,7 @@ def test_grouped_combos_equal_one_call_per_combo(bars, monkeypatch, strategy, sp
     ids = np.arange(ev.space.size)
     cols = ev.space.columns(ids)
     combos = [dict(zip(ev.space.names, row)) for row in zip(*(cols[n].tolist() for n in ev.space.names))]
-    assert len(ev._groups(combos)) == n_groups  # the grouping is real
+    assert len(ev.signal_groups(ids)) == n_groups  # the grouping is real
     result = ev.evaluate(ids)
     assert not result.errors
     for k, params in enumerate(combos):
@@ -73,7 +73,7 @@ def test_declared_roles_group_combos_and_change_no_number(bars, strategy, space)
     ids = np.arange(ev.space.size)
     cols = ev.space.columns(ids)
     combos = [dict(zip(ev.space.names, row)) for row in zip(*(cols[n].tolist() for n in ev.space.names))]
-    assert len(ev._groups(combos)) < len(combos) // 4  # exit-only params share their group's signals
+    assert len(ev.signal_groups(ids)) < len(combos) // 4  # exit-only params share their group's signals
     result = ev.evaluate(ids)
     for k, params in enumerate(combos):
         metrics, blocks = ev.run_one(params)
@@ -98,3 +98,25 @@ def test_a_monte_carlo_plan_is_ordered_by_signal_group():
     only_signals = SearchSpace(get_strategy("ma_crossover"), {"fast_period": "5:20:1", "slow_period": "30:60:5"})
     ids = monte_carlo_ids(only_signals, "random", 50, 1).ids
     assert (by_signal_group(only_signals, ids) == ids).all()  # nothing to share: the plan as drawn
+
+
+def test_each_distinct_exit_key_builds_its_param_vector_once(bars, monkeypatch):
+    """Combos equal on the params feeding exits share one rules object and param vector,
+    across chunks too; the metrics still equal one run per combo."""
+    space = {"bb_period": [20, 30], "entry_z": [1.0, 1.5], "atr_multiplier": [1.0, 2.0], "max_hold_bars": [24, 72]}
+    ev = Evaluator(SweepTask("bb_atr", space, EngineOptions()), bars, IndicatorBank(disk=False))
+    calls = []
+    real_exits = ev.spec.exits
+
+    def exits(params):
+        calls.append((params["atr_multiplier"], params["max_hold_bars"]))
+        return real_exits(params)
+
+    monkeypatch.setattr(ev, "spec", type(ev.spec)(**{**ev.spec.__dict__, "exits": exits}))
+    ids = np.arange(ev.space.size)
+    first, second = ev.evaluate(ids[:7]), ev.evaluate(ids[7:])
+    assert sorted(calls) == sorted(set(calls)) and len(calls) == 4  # 2 x 2 exit keys, each built once
+    cols = ev.space.columns(ids)
+    for k, params in enumerate(dict(zip(ev.space.names, row)) for row in zip(*(cols[n].tolist() for n in ev.space.names))):
+        got = first.metrics[k] if k < 7 else second.metrics[k - 7]
+        assert np.array_equal(ev.run_one(params), got, equal_nan=True), (k, params)

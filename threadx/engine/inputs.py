@@ -16,7 +16,7 @@ from threadx.engine import layout as L
 from threadx.errors import DataError, ParamError
 from threadx.strategy.base import ExitRules, Levels
 
-_UNUSED = np.full(1, np.nan)  # placeholder for a line the kernel will not read
+UNUSED_LINE = np.full(1, np.nan)  # placeholder for a line the kernel will not read
 FUNDING_HOURS_UTC = (0, 8, 16)
 
 
@@ -121,15 +121,19 @@ def param_vector(rules: ExitRules, options: EngineOptions, timeframe: str | None
     return p
 
 
+def line_needs(rules: ExitRules) -> tuple[bool, bool, bool]:
+    """Which level lines the kernel reads under ``rules``: (ATR, middle band, band edges)."""
+    return (rules.stop_atr > 0 or rules.tp_atr > 0 or rules.trail == "atr", rules.target_mid or rules.trail == "band",
+            rules.trail == "band")
+
+
 def level_arrays(levels: Levels, rules: ExitRules, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(atr, band_lo, band_mid, band_hi) for the kernel, checking the rules have what they read."""
-    needs_atr = rules.stop_atr > 0 or rules.tp_atr > 0 or rules.trail == "atr"
-    needs_mid = rules.target_mid or rules.trail == "band"
-    needs_edges = rules.trail == "band"
+    needs_atr, needs_mid, needs_edges = line_needs(rules)
 
     def pick(arr: np.ndarray | None, needed: bool, what: str) -> np.ndarray:
         if not needed:
-            return _UNUSED if arr is None else _f64(arr, n, what)
+            return UNUSED_LINE if arr is None else _f64(arr, n, what)
         if arr is None:
             raise ParamError(f"the exit rules need the {what} line, which the strategy does not provide")
         return _f64(arr, n, what)
@@ -222,7 +226,7 @@ def kernel_args(bars: Bars, sig: np.ndarray, levels: Levels, rules: ExitRules, o
     sig = np.ascontiguousarray(sig, dtype=np.uint8)
     if sig.shape != (n,):
         raise ParamError(f"signal array has shape {sig.shape}, expected ({n},)")
-    fund = _UNUSED if funding is None else funding
+    fund = UNUSED_LINE if funding is None else funding
     p = param_vector(rules, options, bars.timeframe, funding is not None)
     return KernelInputs(bars.open, bars.high, bars.low, bars.close, sig, atr, lo, mid, hi, fund, p)
 

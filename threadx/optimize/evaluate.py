@@ -21,11 +21,12 @@ import numpy as np
 from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine.backtest import prepare_signals
-from threadx.engine.inputs import EngineOptions, KernelInputs, effective_rules, funding_per_bar, kernel_args
+from threadx.engine.inputs import (EngineOptions, KernelInputs, effective_rules, funding_per_bar, kernel_args,
+                                   level_arrays, line_needs, param_vector, UNUSED_LINE)
 from threadx.engine.layout import N_METRICS
-from threadx.errors import ThreadXError
+from threadx.errors import DataError, ParamError, ThreadXError
 from threadx.optimize.space import SearchSpace
-from threadx.strategy.base import get_strategy
+from threadx.strategy.base import ExitRules, get_strategy
 
 STATUS_OK = 0
 STATUS_FAILED = 1
@@ -34,6 +35,7 @@ INFRA_PREFIX = "infrastructure: "  # error text of a failure that a resume retri
 _INFRA_TYPES = frozenset({"MemoryError", "BrokenProcessPool", "KilledWorker", "CommClosedError",
                           "StreamClosedError", "FutureCancelledError", "CancelledError"})
 _NO_BLOCKS = np.empty(0, dtype=np.int64)  # block_end of a sweep without block moments
+_MAX_EXIT_ROWS = 200_000  # param vectors an evaluator keeps (by exit key) before it starts over
 _LEGACY_INFRA = ("worker process died", "KilledWorker", "CommClosedError", "BrokenProcessPool")  # older runs
 
 
@@ -91,6 +93,10 @@ class Evaluator:
         self.indicators = indicators
         self.funding = funding_per_bar(task.options.funding, bars)
         self.block_end = kernel.block_bounds(len(bars), task.n_blocks) if task.n_blocks > 0 else None
+        self._names = self.space.names
+        self._signal_names = signal_key_names(self.spec)
+        self._exit_names = exit_key_names(self.spec)
+        self._rows: dict[tuple, tuple[ExitRules, np.ndarray | Exception] | Exception] = {}  # exit key -> rules and vector
 
     def kernel_inputs(self, params: Mapping[str, Any]) -> KernelInputs:
         """Kernel arguments of one param set over the whole history."""
@@ -111,66 +117,152 @@ class Evaluator:
 
         Combos that agree on every param feeding indicators, signals or levels
         (:func:`signal_key_names`) share one signal array: it is built once, and the group's
-        param vectors run in one kernel call (bit for bit what one call per combo gives)."""
+        param vectors run in one kernel call (bit for bit what one call per combo gives).
+        Combos that agree on the params feeding exits share one param vector
+        (:func:`exit_key_names`), built once per evaluator."""
         ids = np.asarray(ids, dtype=np.int64)
         metrics = np.full((len(ids), N_METRICS), np.nan)
         status = np.zeros(len(ids), dtype=np.int8)
         errors: dict[int, str] = {}
         blocks = None if self.block_end is None else np.full((len(ids), len(self.block_end), 2), np.nan)
-        cols = self.space.columns(ids)
-        names = self.space.names
-        combos = [dict(zip(names, row)) for row in zip(*(cols[n].tolist() for n in names))]
-        for members in self._groups(combos):
-            self._evaluate_group(ids, combos, members, metrics, status, errors, blocks)
+        values = self._values(ids)
+        exit_keys = _keys(values, self._exit_names, len(ids))
+        indicators = _RequestMemo(self.indicators)
+        for members in self._groups(values, len(ids)):
+            first = {name: values[name][members[0]] for name in self._names}
+            self._evaluate_group(ids, first, values, exit_keys, members, indicators, metrics, status, errors, blocks)
         return ChunkResult(ids, metrics, status, errors, blocks)
 
-    def _groups(self, combos: list[dict[str, Any]]) -> list[list[int]]:
-        """Positions of the combos, grouped by their values of the signal-key params."""
-        keys = signal_key_names(self.spec)
+    def signal_groups(self, ids: np.ndarray) -> list[list[int]]:
+        """Positions in ``ids`` grouped by their signal key (the groups :meth:`evaluate` runs)."""
+        return self._groups(self._values(ids), len(ids))
+
+    def _values(self, ids: np.ndarray) -> dict[str, list]:
+        cols = self.space.columns(ids)
+        return {name: cols[name].tolist() for name in self._names}
+
+    def _groups(self, values: dict[str, list], n: int) -> list[list[int]]:
         groups: dict[tuple, list[int]] = {}
-        for k, params in enumerate(combos):
-            groups.setdefault(tuple(params[name] for name in keys), []).append(k)
+        for k, key in enumerate(_keys(values, self._signal_names, n)):
+            groups.setdefault(key, []).append(k)
         return list(groups.values())
 
-    def _evaluate_group(self, ids: np.ndarray, combos: list[dict[str, Any]], members: list[int],
-                        metrics: np.ndarray, status: np.ndarray, errors: dict[int, str],
-                        blocks: np.ndarray | None) -> None:
-        options = self.task.options
+    def _exit_row(self, key: tuple, params: Mapping[str, Any]) -> tuple[ExitRules, np.ndarray | Exception] | Exception:
+        """(rules, param vector) of the combos with exit key ``key`` (``params``: one of them);
+        the error in place of what raised. Kept per evaluator."""
+        found = self._rows.get(key)
+        if found is None:
+            if len(self._rows) >= _MAX_EXIT_ROWS:
+                self._rows.clear()
+            try:
+                rules = effective_rules(self.spec.exits(params), self.task.options)
+            except Exception as exc:  # recorded per combo; the sweep goes on
+                found = exc
+            else:
+                try:
+                    vector = param_vector(rules, self.task.options, self.bars.timeframe, self.funding is not None)
+                except Exception as exc:  # raised after the line and signal checks, as kernel_args does
+                    vector = exc
+                found = (rules, vector)
+            self._rows[key] = found
+        return found
+
+    def _evaluate_group(self, ids: np.ndarray, first: dict[str, Any], values: dict[str, list], exit_keys: list[tuple],
+                        members: list[int], indicators: Any, metrics: np.ndarray, status: np.ndarray,
+                        errors: dict[int, str], blocks: np.ndarray | None) -> None:
+        n = len(self.bars)
         try:
-            _, sig, levels = prepare_signals(self.spec, self.bars, combos[members[0]], self.indicators)
+            if n < 2:
+                raise DataError(f"need at least 2 bars to backtest, got {n}")
+            _, sig, levels = prepare_signals(self.spec, self.bars, first, indicators)
             sig = np.ascontiguousarray(sig, dtype=np.uint8)  # one array object for the whole group
         except Exception as exc:  # every combo of the group would raise the same
             for k in members:
                 status[k] = STATUS_FAILED
                 errors[int(ids[k])] = failure_text(exc)
             return
-        arrays, rows, vectors = None, [], []
+        bars = self.bars
+        fund = UNUSED_LINE if self.funding is None else self.funding
+        calls: dict[tuple, tuple[tuple, list[int], list[np.ndarray]]] = {}  # line needs -> (arrays, rows, vectors)
+        lines: dict[tuple, tuple | Exception] = {}
+        names = self._names
         for k in members:
+            key = exit_keys[k]
+            row = self._rows.get(key)
+            if row is None:
+                row = self._exit_row(key, {name: values[name][k] for name in names})
             try:
-                inputs = kernel_args(self.bars, sig, levels, effective_rules(self.spec.exits(combos[k]), options),
-                                     options, self.funding)
+                if isinstance(row, Exception):
+                    raise row
+                rules, vector = row
+                needs = line_needs(rules)
+                arrays = lines.get(needs)
+                if arrays is None:
+                    try:
+                        found = level_arrays(levels, rules, n)
+                        if sig.shape != (n,):
+                            raise ParamError(f"signal array has shape {sig.shape}, expected ({n},)")
+                        arrays = (bars.open, bars.high, bars.low, bars.close, sig, *found, fund)
+                    except Exception as exc:
+                        arrays = exc
+                    lines[needs] = arrays
+                if isinstance(arrays, Exception):
+                    raise arrays
+                if isinstance(vector, Exception):
+                    raise vector
             except Exception as exc:  # recorded per combo; the sweep goes on
                 status[k] = STATUS_FAILED
                 errors[int(ids[k])] = failure_text(exc)
                 continue
-            if arrays is None:
-                arrays = inputs.arrays
-            elif any(a is not b for a, b in zip(arrays, inputs.arrays)):  # other level lines: a call of its own
-                self._run_rows(inputs.arrays, [k], [inputs.params], metrics, blocks)
-                continue
-            rows.append(k)
-            vectors.append(inputs.params)
-        if rows:
+            call = calls.get(needs)
+            if call is None:
+                call = calls[needs] = (arrays, [], [])
+            call[1].append(k)
+            call[2].append(vector)
+        for arrays, rows, vectors in calls.values():
             self._run_rows(arrays, rows, vectors, metrics, blocks)
 
     def _run_rows(self, arrays: tuple, rows: list[int], vectors: list[np.ndarray], metrics: np.ndarray,
                   blocks: np.ndarray | None) -> None:
         """One kernel call for the param vectors of ``rows`` over the same arrays."""
-        params = np.ascontiguousarray(np.stack(vectors))
+        params = np.stack(vectors)
         block_end = _NO_BLOCKS if blocks is None else self.block_end
         metrics[rows], moments = kernel.run_fast_many(*arrays, params, block_end)
         if blocks is not None:
             blocks[rows] = moments
+
+
+def exit_key_names(spec: Any) -> tuple[str, ...]:
+    """The params whose values decide a combo's exit and sizing rules (its param vector):
+    combos equal on these share one. A strategy that does not declare its params' roles
+    gets all of them."""
+    declared = getattr(spec, "params_feeding", None)
+    return tuple(declared("exits")) if callable(declared) else tuple(p.name for p in spec.params)
+
+
+def _keys(values: dict[str, list], names: tuple[str, ...], n: int) -> list[tuple]:
+    """Per combo, the tuple of its values of ``names``."""
+    return list(zip(*(values[name] for name in names))) if names else [()] * n
+
+
+class _RequestMemo:
+    """An indicator source that hands the same request (name and raw params) the arrays it
+    got the first time, without the source's key normalisation; cleared per chunk, so it
+    holds no more than one chunk's indicators beyond the source's own limits."""
+
+    def __init__(self, source: Any):
+        self.source = source
+        self.memo: dict[tuple, Any] = {}
+
+    def ensure(self, data: Any, name: str, params: Mapping[str, Any] | None = None) -> Any:
+        try:
+            key = (name, tuple(sorted((params or {}).items())))
+            found = self.memo.get(key)
+        except TypeError:  # an unhashable param value: ask the source every time
+            return self.source.ensure(data, name, params)
+        if found is None:
+            found = self.memo[key] = self.source.ensure(data, name, params)
+        return found
 
 
 def signal_key_names(spec: Any) -> tuple[str, ...]:
