@@ -129,7 +129,7 @@ class Evaluator:
         exit_keys = _keys(values, self._exit_names, len(ids))
         indicators = _RequestMemo(self.indicators)
         for members in self._groups(values, len(ids)):
-            first = {name: values[name][members[0]] for name in self._names}
+            first = self.spec.results_params({name: values[name][members[0]] for name in self._names})
             self._evaluate_group(ids, first, values, exit_keys, members, indicators, metrics, status, errors, blocks)
         return ChunkResult(ids, metrics, status, errors, blocks)
 

@@ -29,19 +29,18 @@ _PROBE_LIMIT = 200_000
 
 
 def _needs_of(space: SearchSpace, params: Mapping[str, Any]) -> list[tuple[str, dict]]:
-    """(indicator, params) needs of one combo; none for a combo the strategy refuses."""
+    """(indicator, params) needs of one combo as a sweep computes it (display-only params at
+    their defaults, see ``StrategySpec.results_params``); none for a combo the strategy refuses."""
     try:
-        return list(space.strategy.indicators(params).values())
+        return list(space.strategy.indicators(space.strategy.results_params(params)).values())
     except (ParamError, KeyError, ValueError):
         return []
 
 
 def indicator_axes(space: SearchSpace) -> list[int]:
-    """Positions of the axes that change the indicator needs when varied alone (probed)."""
-    base = space.params(0)
-    reference = _needs_of(space, base)
-    return [k for k, axis in enumerate(space.axes)
-            if len(axis) > 1 and any(_needs_of(space, {**base, axis.name: v}) != reference for v in axis.values[1:])]
+    """Positions of the varied axes whose params feed indicators (their declared roles)."""
+    feeding = set(space.strategy.params_feeding("indicators"))
+    return [k for k, axis in enumerate(space.axes) if len(axis) > 1 and axis.name in feeding]
 
 
 class _Collector:
@@ -72,11 +71,10 @@ class _Collector:
 def indicator_requests(space: SearchSpace, ids: Iterable[np.ndarray] | None = None) -> dict[Request, dict]:
     """The distinct (indicator, params) the combos of ``space`` (or of ``ids``) need.
 
-    Axes that change the indicator needs when varied alone are found by probing; the
-    needs of every combination of those axes (others at their first value) are then
-    collected, over the whole grid or over the given ids. A need that depends on an
-    interaction this misses, or a grid too large to enumerate, is not an error: the
-    workers compute what was not prepared (:class:`PreparedIndicators`).
+    The axes whose params feed indicators (declared roles) decide the needs: those of every
+    combination of them (others at their first value) are collected, over the whole grid
+    or over the given ids. A grid too large to enumerate is not an error: the workers
+    compute what was not prepared (:class:`PreparedIndicators`).
     """
     positions = indicator_axes(space)
     relevant = [space.axes[k] for k in positions]

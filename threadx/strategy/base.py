@@ -213,6 +213,13 @@ class StrategySpec:
         """Names of the params that affect results (``Param.affects_results``)."""
         return tuple(p.name for p in self.params if p.affects_results)
 
+    def results_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` with every display-only value (``feeds=()``) set to its default: the
+        combos that differ only in those give the same results, so a sweep computes them
+        (and their indicators) as this one."""
+        inert = {p.name: p.default for p in self.params if not p.affects_results and p.name in params}
+        return {**params, **inert} if inert else dict(params)
+
     def params_feeding(self, *roles: str) -> tuple[str, ...]:
         """Names of the params that declare at least one of ``roles`` (declaration order)."""
         wanted = _roles(self.name, roles)
