@@ -22,7 +22,7 @@ import threadx
 from benchlib import DEFAULT_FILE, load_frame
 from threadx.data.bars import as_bars
 from threadx.engine import kernel
-from threadx.engine.backtest import prepare_signals
+from threadx.contract import prepare_signals
 from threadx.engine.inputs import EngineOptions, effective_rules, kernel_args
 from threadx.indicators import IndicatorBank
 from threadx.strategy import get_strategy

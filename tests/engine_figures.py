@@ -25,7 +25,7 @@ import pandas as pd
 import threadx
 from threadx.data.bars import as_bars
 from threadx.engine import kernel
-from threadx.engine.backtest import prepare_signals
+from threadx.contract import prepare_signals
 from threadx.engine.inputs import effective_rules, funding_per_bar, kernel_args, options_from
 from threadx.indicators import IndicatorBank
 from threadx.strategy import get_strategy, list_strategies

@@ -6,7 +6,7 @@ import pytest
 
 import threadx
 from threadx.engine import kernel
-from threadx.engine.backtest import prepare_signals
+from threadx.contract import prepare_signals
 from threadx.engine.inputs import effective_rules, kernel_args, options_from
 from threadx.errors import ParamError, ThreadXError
 from threadx.indicators.bank import IndicatorBank

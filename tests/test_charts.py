@@ -160,7 +160,7 @@ def test_price_figure_trade_markers_by_side_and_outcome():
 def test_price_figure_with_a_real_backtest(tmp_path, monkeypatch):
     import threadx
     from threadx.data.bars import as_bars
-    from threadx.engine.backtest import prepare_signals
+    from threadx.contract import prepare_signals
 
     for var in ("THREADX_DATA_ROOT", "THREADX_CACHE_DIR", "THREADX_RESULTS_DIR"):
         monkeypatch.setenv(var, str(tmp_path / var.lower()))

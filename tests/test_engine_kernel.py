@@ -14,7 +14,7 @@ from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine import layout as L
 from threadx.engine.inputs import EngineOptions, kernel_args
-from threadx.engine.backtest import trades_frame
+from threadx.engine.result import trades_frame
 from threadx.strategy.base import ExitRules, Levels
 
 HOUR_NS = 3_600_000_000_000

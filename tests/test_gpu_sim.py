@@ -102,7 +102,7 @@ def test_device_run_in_full_mode_records_the_cpu_trades_and_levels(bars, strateg
     from numba import cuda
 
     from threadx.engine import kernel
-    from threadx.engine.backtest import prepare_signals
+    from threadx.contract import prepare_signals
     from threadx.engine.inputs import EngineOptions, effective_rules, kernel_args
     from threadx.engine.layout import N_METRICS, N_STATE, N_TRADE_COLS, S_TRADE_ROWS, TRADE_COLUMNS
     from threadx.gpu.kernel import device_functions

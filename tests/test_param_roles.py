@@ -24,7 +24,7 @@ import pytest
 
 from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
-from threadx.engine.backtest import prepare_signals
+from threadx.contract import prepare_signals
 from threadx.engine.inputs import effective_rules, kernel_args, options_from, param_vector
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ParamError

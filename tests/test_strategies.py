@@ -12,7 +12,7 @@ import pytest
 import threadx
 from threadx.data.bars import as_bars
 from threadx.engine import layout as L
-from threadx.engine.backtest import prepare_signals
+from threadx.contract import prepare_signals
 from threadx.engine.metrics import metrics_from_equity
 from threadx.indicators import IndicatorBank
 from threadx.strategy import get_strategy

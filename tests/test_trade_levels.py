@@ -20,7 +20,7 @@ from threadx.config import DEFAULT_INITIAL_CAPITAL
 from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
 from threadx.engine import layout as L
-from threadx.engine.backtest import TRADE_FRAME_COLUMNS, TRADE_LEVEL_COLUMNS, trades_frame
+from threadx.engine.result import TRADE_FRAME_COLUMNS, TRADE_LEVEL_COLUMNS, trades_frame
 from threadx.engine.inputs import EngineOptions, kernel_args
 from threadx.strategy.base import ExitRules, Levels
 

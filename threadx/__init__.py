@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # pragma: no cover
     from threadx.data.io import load_ohlcv
-    from threadx.engine.backtest import Result, backtest
+    from threadx.api import Result, backtest
     from threadx.optimize.runner import sweep
     from threadx.optimize.store import SweepRun
     from threadx.validation.report import bootstrap, deflated_sharpe, pbo
@@ -56,9 +56,9 @@ def __getattr__(name: str) -> Any:  # lazy: `import threadx` stays cheap
 
         return load_ohlcv
     if name in ("backtest", "Result"):
-        from threadx.engine import backtest as module
+        from threadx import api
 
-        return getattr(module, name)
+        return getattr(api, name)
     if name == "sweep":
         from threadx.optimize.runner import sweep
 

@@ -14,7 +14,7 @@ from threadx.data.grid import timeframe_ns
 from threadx.data.timeframe import bars_per_year
 from threadx.engine import layout as L
 from threadx.errors import DataError, ParamError
-from threadx.strategy.base import ExitRules, Levels
+from threadx.contract import ExitRules, KernelInputs, Levels
 
 UNUSED_LINE = np.full(1, np.nan)  # placeholder for a line the kernel will not read
 FUNDING_HOURS_UTC = (0, 8, 16)
@@ -191,29 +191,6 @@ def _bar_ns(bars: Bars) -> int:
     if bars.timeframe:
         return timeframe_ns(bars.timeframe)
     return int(bars.time_ns[-1] - bars.time_ns[-2]) if len(bars) > 1 else 0
-
-
-class KernelInputs(NamedTuple):
-    """The kernel's arguments, named; still a tuple, in the kernel's order:
-    ``kernel.run_fast(*inputs)``. ``params`` is the param vector (:func:`param_vector`); the
-    arrays before it can be shared by combos that differ only in it."""
-
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    signals: np.ndarray
-    atr: np.ndarray
-    band_lo: np.ndarray
-    band_mid: np.ndarray
-    band_hi: np.ndarray
-    funding: np.ndarray
-    params: np.ndarray
-
-    @property
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        """Every input but the param vector."""
-        return tuple(self[:-1])
 
 
 def kernel_args(bars: Bars, sig: np.ndarray, levels: Levels, rules: ExitRules, options: EngineOptions,

@@ -8,11 +8,7 @@ sweep can hand the kernel one parameter row per combo.
 """
 from __future__ import annotations
 
-# --- signal bit flags (one uint8 per bar) -------------------------------------------
-SIG_ENTER_LONG = 1
-SIG_EXIT_LONG = 2
-SIG_ENTER_SHORT = 4
-SIG_EXIT_SHORT = 8
+from threadx.contract import SIG_ENTER_LONG, SIG_ENTER_SHORT, SIG_EXIT_LONG, SIG_EXIT_SHORT  # noqa: F401 (the kernel's)
 
 # --- enums ---------------------------------------------------------------------------
 FILL_NEXT_OPEN = 0

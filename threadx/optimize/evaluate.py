@@ -18,15 +18,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from threadx.contract import ExitRules, prepare_signals
 from threadx.data.bars import Bars
 from threadx.engine import kernel
-from threadx.engine.backtest import prepare_signals
 from threadx.engine.inputs import (EngineOptions, KernelInputs, effective_rules, funding_per_bar, kernel_args,
                                    level_arrays, line_needs, param_vector, UNUSED_LINE)
 from threadx.engine.layout import N_METRICS
 from threadx.errors import DataError, ParamError, ThreadXError
 from threadx.optimize.space import SearchSpace
-from threadx.strategy.base import ExitRules, get_strategy
+from threadx.strategy.base import get_strategy
 
 STATUS_OK = 0
 STATUS_FAILED = 1

@@ -18,7 +18,7 @@ import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -281,6 +281,7 @@ class _Session:
     estimate: Estimate | None = None  # memory of the plan, set by _plan
     request: Any = None  # the SweepRequest this session runs (recorded in the manifest)
     on_phase: Callable[[str], None] | None = None  # told each stage as it starts (see sweep)
+    requests: dict = field(default_factory=dict)  # the plan's indicator requests, set by _check_memory
 
     def _phase(self, text: str) -> None:
         if self.on_phase is not None:
@@ -374,7 +375,7 @@ class _Session:
         """Estimate the sweep's memory from its plan; over the budget, plan batches
         (``line_capacity``) or refuse with advice. See :mod:`threadx.optimize.budget`."""
         budget = self.budget = self.budget or Budget.resolve()
-        requests = indicator_requests(self.search, None if ids is None else [ids])
+        requests = self.requests = indicator_requests(self.search, None if ids is None else [ids])
         bank = self.bank if self.bank is not None else _default_bank()
         combos = self.search.size if ids is None else len(ids)
         est = self.estimate = estimate_memory(requests, len(self.bars), self.workers, bank, combos,
@@ -556,7 +557,7 @@ class _Session:
         self.writer.update_manifest(memory={**self.writer.manifest.get("memory", {}), "batches": self.batches})
 
     def _indicators(self, bank) -> dict:
-        requests = indicator_requests(self.search, None if self.planned is None else [self.planned])
+        requests = self.requests  # found by _check_memory for the same plan
         self._phase(f"computing {len(requests):,} indicators")
         return prepare_requests(requests, self.bars, bank)
 

@@ -2,17 +2,19 @@
 
 A strategy is data, not a loop: it says which indicators it needs for given params,
 how its entry/exit signals derive from them (one uint8 flag per bar, see
-``threadx.engine.layout.SIG_*``), which indicator lines feed the engine's stops and
+``threadx.contract.SIG_*``), which indicator lines feed the engine's stops and
 targets, and which exit rules apply. The one engine kernel does the rest.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, Mapping
 
 import numpy as np
 
+from threadx.contract import ExitRules, IndicatorNeeds, IndicatorValues, Levels
 from threadx.errors import ParamError
 
 ParamKind = Literal["int", "float", "bool", "choice"]
@@ -131,41 +133,6 @@ class Constraint:
     check: Callable[[Mapping[str, Any]], bool]
 
 
-@dataclass(frozen=True)
-class ExitRules:
-    """Scalar exit and sizing rules a strategy hands the kernel (units in the names)."""
-
-    stop_pct: float = 0.0  # fraction of the entry price
-    stop_atr: float = 0.0  # ATRs of the signal bar
-    tp_pct: float = 0.0
-    tp_atr: float = 0.0
-    target_mid: bool = False  # take profit back at the previous bar's middle band
-    trail: str = "none"  # none | atr | pct | band
-    trail_atr: float = 0.0
-    trail_pct: float = 0.0
-    trail_band_pct: float = 0.0
-    max_hold_bars: int = 0
-    spacing_bars: int = 0
-    sizing: str = "all_in"  # all_in | fraction | risk
-    risk_per_trade: float = 0.0
-    fraction: float = 1.0
-    leverage: float = 1.0
-
-
-@dataclass(frozen=True)
-class Levels:
-    """Indicator lines the kernel's stops, targets and trailing rules read (None = unused)."""
-
-    atr: np.ndarray | None = None
-    band_lo: np.ndarray | None = None
-    band_mid: np.ndarray | None = None
-    band_hi: np.ndarray | None = None
-
-
-IndicatorNeeds = dict[str, tuple[str, dict]]
-IndicatorValues = Mapping[str, Mapping[str, np.ndarray]]
-
-
 def no_overlays(params: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
     """A strategy that draws no indicator line on the price chart."""
     return {}
@@ -174,6 +141,12 @@ def no_overlays(params: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
 def no_levels(values: IndicatorValues, params: Mapping[str, Any]) -> Levels:
     """A strategy whose exits read no indicator line (percent stops and targets only)."""
     return Levels()
+
+
+@functools.lru_cache(maxsize=256)
+def _display_only_defaults(params: tuple[Param, ...]) -> tuple[tuple[str, Any], ...]:
+    """(name, default) of the display-only params among ``params``."""
+    return tuple((p.name, p.default) for p in params if not p.affects_results)
 
 
 @dataclass(frozen=True)
@@ -217,8 +190,10 @@ class StrategySpec:
         """``params`` with every display-only value (``feeds=()``) set to its default: the
         combos that differ only in those give the same results, so a sweep computes them
         (and their indicators) as this one."""
-        inert = {p.name: p.default for p in self.params if not p.affects_results and p.name in params}
-        return {**params, **inert} if inert else dict(params)
+        inert = _display_only_defaults(self.params)
+        if not inert:
+            return dict(params)
+        return {**params, **{name: value for name, value in inert if name in params}}
 
     def params_feeding(self, *roles: str) -> tuple[str, ...]:
         """Names of the params that declare at least one of ``roles`` (declaration order)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from threadx.engine.layout import SIG_ENTER_LONG, SIG_ENTER_SHORT, SIG_EXIT_LONG, SIG_EXIT_SHORT
+from threadx.contract import SIG_ENTER_LONG, SIG_ENTER_SHORT, SIG_EXIT_LONG, SIG_EXIT_SHORT
 
 _JIT = dict(cache=True, nogil=True)
 

@@ -29,7 +29,7 @@ import pandas as pd
 
 from threadx.data.bars import Bars, as_bars
 from threadx.data.timeframe import bars_per_year
-from threadx.engine.backtest import run_meta
+from threadx.api import run_meta
 from threadx.engine.inputs import effective_rules, options_from
 from threadx.engine.layout import METRIC_NAMES
 from threadx.engine.metrics import per_bar_returns

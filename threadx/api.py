@@ -1,4 +1,6 @@
-"""One backtest: strategy + params + data -> :class:`Result` (metrics, trades, equity)."""
+"""One backtest by strategy name: strategy + params + data -> :class:`Result` (metrics,
+trades, equity). This is where a strategy name meets the engine: the engine itself
+(``threadx.engine``) never imports the strategies (see :mod:`threadx.contract`)."""
 from __future__ import annotations
 
 import time
@@ -9,24 +11,11 @@ import pandas as pd
 from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL
 from threadx.data.bars import Bars, as_bars
 from threadx.engine.inputs import EngineOptions, effective_rules, funding_per_bar, kernel_args, options_from
-from threadx.engine.result import TRADE_FRAME_COLUMNS, TRADE_LEVEL_COLUMNS, Result, full_result, trades_frame
-from threadx.strategy.base import ExitRules, StrategySpec, get_strategy
+from threadx.engine.result import Result, full_result
+from threadx.contract import ExitRules, prepare_signals
+from threadx.strategy.base import StrategySpec, get_strategy
 
-# Result, trades_frame and the trade columns live in threadx.engine.result; importable from here too
-__all__ = ["backtest", "prepare_signals", "run_meta", "Result", "trades_frame", "TRADE_FRAME_COLUMNS",
-           "TRADE_LEVEL_COLUMNS"]
-
-
-def prepare_signals(spec: StrategySpec, bars: Bars, params: Mapping[str, Any], bank=None):
-    """Indicator values, signal flags and level lines of one normalised param set."""
-    if bank is None:
-        from threadx.indicators import default_bank
-
-        bank = default_bank()
-    needs = spec.indicators(params)
-    values = {label: bank.ensure(bars, name, ind_params) for label, (name, ind_params) in needs.items()}
-    sig = spec.signals(bars, values, params)
-    return values, sig, spec.levels(values, params)
+__all__ = ["backtest", "run_meta", "Result"]
 
 
 def backtest(

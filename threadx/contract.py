@@ -1,0 +1,102 @@
+"""The contract between strategies and the engine: what a strategy hands the kernel.
+
+A strategy (``threadx.strategy``) turns data and params into three things, and the engine
+(``threadx.engine``) knows only these: a ``uint8`` signal per bar built from the ``SIG_*``
+flags below, the scalar :class:`ExitRules` of a param set, and the indicator lines of
+:class:`Levels` that those rules read. The engine turns them into :class:`KernelInputs`.
+Neither package imports the other; both import this module.
+
+Example (a strategy's signal function)::
+
+    sig = np.zeros(len(close), np.uint8)
+    sig[cross_up] |= SIG_ENTER_LONG
+    sig[cross_down] |= SIG_EXIT_LONG
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from threadx.data.bars import Bars
+    from threadx.strategy.base import StrategySpec
+
+# --- signal bit flags (one uint8 per bar, decided at that bar's close) ------------------
+SIG_ENTER_LONG = 1
+SIG_EXIT_LONG = 2
+SIG_ENTER_SHORT = 4
+SIG_EXIT_SHORT = 8
+
+
+@dataclass(frozen=True)
+class ExitRules:
+    """Scalar exit and sizing rules a strategy hands the kernel (units in the names)."""
+
+    stop_pct: float = 0.0  # fraction of the entry price
+    stop_atr: float = 0.0  # ATRs of the signal bar
+    tp_pct: float = 0.0
+    tp_atr: float = 0.0
+    target_mid: bool = False  # take profit back at the previous bar's middle band
+    trail: str = "none"  # none | atr | pct | band
+    trail_atr: float = 0.0
+    trail_pct: float = 0.0
+    trail_band_pct: float = 0.0
+    max_hold_bars: int = 0
+    spacing_bars: int = 0
+    sizing: str = "all_in"  # all_in | fraction | risk
+    risk_per_trade: float = 0.0
+    fraction: float = 1.0
+    leverage: float = 1.0
+
+
+@dataclass(frozen=True)
+class Levels:
+    """Indicator lines the kernel's stops, targets and trailing rules read (None = unused)."""
+
+    atr: np.ndarray | None = None
+    band_lo: np.ndarray | None = None
+    band_mid: np.ndarray | None = None
+    band_hi: np.ndarray | None = None
+
+
+IndicatorNeeds = dict[str, tuple[str, dict]]
+IndicatorValues = Mapping[str, Mapping[str, np.ndarray]]
+
+
+class KernelInputs(NamedTuple):
+    """The kernel's arguments, named; still a tuple, in the kernel's order:
+    ``kernel.run_fast(*inputs)``. ``params`` is the param vector (:func:`param_vector`); the
+    arrays before it can be shared by combos that differ only in it."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    signals: np.ndarray
+    atr: np.ndarray
+    band_lo: np.ndarray
+    band_mid: np.ndarray
+    band_hi: np.ndarray
+    funding: np.ndarray
+    params: np.ndarray
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """Every input but the param vector."""
+        return tuple(self[:-1])
+
+
+def prepare_signals(spec: "StrategySpec", bars: "Bars", params: Mapping[str, Any], bank: Any = None
+                    ) -> tuple[IndicatorValues, np.ndarray, Levels]:
+    """Indicator values, signal flags and level lines of one normalised param set
+    (``bank``: any source with ``ensure(bars, name, params)``; None: the default bank)."""
+    if bank is None:
+        from threadx.indicators import default_bank
+
+        bank = default_bank()
+    needs = spec.indicators(params)
+    values = {label: bank.ensure(bars, name, ind_params) for label, (name, ind_params) in needs.items()}
+    sig = spec.signals(bars, values, params)
+    return values, sig, spec.levels(values, params)
