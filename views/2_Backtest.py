@@ -8,7 +8,7 @@ import streamlit as st
 
 import threadx
 from threadx.data.bars import as_bars
-from threadx.engine.backtest import prepare_signals
+from threadx.contract import prepare_signals
 from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
 from threadx.requests import BacktestRequest, DatasetRef, describe_data, describe_options
