@@ -1,24 +1,17 @@
 """Host side of a GPU sweep: the kernel inputs of a batch of combos, each distinct one computed once.
 
 A combo's kernel inputs are its parameter row (``layout.P_*``), its signal array and its
-four level lines (ATR, band low / mid / high). Each strategy param declares what it can
-change (``Param.feeds``, checked by tests/test_param_roles.py), so the :class:`Planner`
-groups the combos of a batch by their values of the params that feed each input (numpy,
-on the param columns) and calls the CPU path's own functions once per group:
-
-- signal array: the params feeding "signals" (and those feeding "indicators" only), from
-  ``prepare_signals`` of the group's first combo;
-- level lines: the params feeding "levels", from the ``prepare_signals`` call of any combo
-  of the group, then ``level_arrays`` per distinct set of lines the exit rules read;
-- parameter row: the params feeding "exits",
-  ``param_vector(effective_rules(spec.exits(params), options), ...)``.
-
-A strategy that declares no roles (no ``signal_key_params``) gets every param in every
-key: exact, just slower. Errors are those of ``Evaluator.evaluate``: a combo whose signal
-or level group failed is recomputed with the CPU's own grouping (``signal_key_names``),
-and a combo that fails later (lines, signal shape, row) gets the text of ``kernel_args``
-on its own inputs. Signal arrays and level lines are kept across the batches of a sweep
-(up to ``cache_bytes``).
+four level lines (ATR, band low / mid / high). Each param declares what it can change
+(``Param.feeds``, checked by tests/test_param_roles.py), so the :class:`Planner` groups
+the combos by their values of the params feeding each input (numpy on the value
+positions) and runs the CPU path's own functions once per group: ``prepare_signals`` per
+signal group ("signals", and "indicators" not feeding levels), its Levels for the level
+group ("levels") and ``level_arrays`` per way the rules read them, ``param_vector(
+effective_rules(spec.exits(params)))`` per exit group ("exits"). A strategy without role
+declarations gets every param in every key: exact, slower. Errors are those of
+``Evaluator.evaluate``: combos of a failed signal or level group are redone with the CPU's
+grouping, later failures are worded by ``kernel_args``. Signal arrays and Levels are kept
+across the batches of a sweep (up to ``cache_bytes``).
 """
 from __future__ import annotations
 
@@ -27,7 +20,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -38,7 +31,6 @@ from threadx.engine.inputs import effective_rules, kernel_args, level_arrays, pa
 from threadx.optimize.evaluate import STATUS_FAILED, STATUS_OK, Evaluator, failure_text, signal_key_names
 from threadx.strategy.base import Levels
 
-_NAN_LINE = 0  # row 0 of Plan.line_values: all NaN, for a line the combo's rules never read
 _PARALLEL_MIN = 64  # distinct signal computations worth a thread pool
 
 
@@ -99,9 +91,8 @@ def _groups(idx: np.ndarray, strides: np.ndarray, axes: list[int]) -> tuple[np.n
     first appearance, for the combos' values on ``axes``. A key is the combo id with the other
     params at their first value: the same in every batch of a sweep."""
     key = idx[:, axes] @ strides[axes] if axes else np.zeros(len(idx), dtype=np.int64)
-    of, keys = pd.factorize(key)
-    first = np.empty(len(keys), dtype=np.int64)
-    first[of[::-1]] = np.arange(len(of) - 1, -1, -1)
+    of, keys = pd.factorize(key)  # numbered in order of first appearance
+    first = np.flatnonzero(np.diff(np.maximum.accumulate(of), prepend=-1) > 0)
     return of.astype(np.int64), np.asarray(keys, dtype=np.int64), first
 
 
@@ -109,7 +100,8 @@ class Planner:
     """Kernel inputs of combo ids for one sweep (``Evaluator`` gives strategy, space, data).
 
     ``threads``: workers for the distinct signal computations (the strategies' numba
-    kernels release the GIL). ``timings``: seconds of the steps of the last plan."""
+    kernels release the GIL). ``stats``: of the last plan, the seconds of its steps (rows_s,
+    signals_s, lines_s, total_s), its exit groups and its ``prepare_signals`` calls."""
 
     def __init__(self, evaluator: Evaluator, threads: int | None = None, cache_bytes: int = 512 * 2**20):
         self.ev = evaluator
@@ -132,54 +124,63 @@ class Planner:
         self._line_ids: dict[bytes, int] = {}  # content digest -> row of line_list
         self._line_of_array: dict[int, tuple[np.ndarray, int]] = {}  # id of a read-only array -> row
         self.line_list: list[np.ndarray] = [np.full(self.n_bars, np.nan)]
-        self.timings: dict[str, float] = {}
+        self.stats: dict[str, float] = {}
 
     def plan(self, ids: np.ndarray) -> Plan:
         """Kernel inputs of ``ids`` (failed combos carry their error, as on CPU)."""
         started = time.perf_counter()
+        self.stats = {"signal_calls": 0}
         ids = np.asarray(ids, dtype=np.int64)
         idx = self.space.value_indices(ids)
-        rows, row_bad, rules, e_of, rule_error = self._rows(idx)
+        rows, row_bad, reads, samples, rule_error = self._rows(idx)
         signals, sig_of, levels, lev_of, prepare_error = self._signals_and_levels(idx)
         error = np.where(pd.notna(prepare_error), prepare_error, rule_error)  # the CPU path's first two steps
         ok = pd.isna(error)
         lines_started = time.perf_counter()
-        lines, lines_bad = self._lines(rows, rules, e_of, levels, lev_of, ok)
+        lines, lines_bad = self._lines(reads, samples, levels, lev_of, ok)
         shape_bad = np.array([s is not None and s.shape != (self.n_bars,) for s in signals], dtype=bool)
         for p in np.flatnonzero(ok & (lines_bad | shape_bad[sig_of] | row_bad | (self.n_bars < 2))).tolist():
-            error[p] = self._late_error(signals[sig_of[p]], levels[lev_of[p]], rules[e_of[p]])
+            error[p] = self._late_error(idx[p], signals[sig_of[p]], levels[lev_of[p]])
         failed = pd.notna(error)
         rows[failed], lines[failed] = np.nan, -1
         used_sig, sig = _compact(np.where(failed, -1, sig_of))
         used_lines, line_rows = _compact(lines.ravel(), keep_first=True)  # the NaN line stays first
-        self.timings.update(lines=time.perf_counter() - lines_started, total=time.perf_counter() - started)
+        self.stats.update(lines_s=time.perf_counter() - lines_started, total_s=time.perf_counter() - started)
         return Plan(ids, rows, sig, line_rows.reshape(lines.shape), [signals[k] for k in used_sig],
                     [self.line_list[k] for k in used_lines], np.where(failed, STATUS_FAILED, STATUS_OK).astype(np.int8),
                     {int(ids[p]): error[p] for p in np.flatnonzero(failed).tolist()})
 
-    # --- the three inputs ------------------------------------------------------------------------
-
-    def _rows(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, list, np.ndarray, np.ndarray]:
-        """(row per combo, whether its ``param_vector`` failed, rules per exit group, exit group
-        per combo, error of its rules per combo or None): one call per exit group."""
+    def _rows(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list, np.ndarray]:
+        """(row per combo, whether its ``param_vector`` failed, how its rules read the lines per
+        combo (-1: unknown), rules of each such way, error of its rules per combo or None): one
+        call per exit group. Only one rules object per way is kept (they are many)."""
         started = time.perf_counter()
         e_of, _, first = _groups(idx, self.space.strides, self._axes["exits"])
-        rows = np.full((len(first), L.N_PARAMS), np.nan)
-        rules: list[Any] = [None] * len(first)
+        nan_row = np.full(L.N_PARAMS, np.nan)
+        rows, reads, bad = [], np.full(len(first), -1, dtype=np.int64), np.zeros(len(first), dtype=bool)
         error = np.full(len(first), None, dtype=object)
-        bad = np.zeros(len(first), dtype=bool)
+        ways: dict[tuple, int] = {}
+        samples: list[Any] = []
+        exits, options, row_args = self.spec.exits, self.options, self._row_args
         for g, params in enumerate(self._params(idx[first])):
             try:
-                rules[g] = effective_rules(self.spec.exits(params), self.options)
+                rules = effective_rules(exits(params), options)
             except Exception as exc:  # noqa: BLE001 - recorded per combo, as on CPU
+                rows.append(nan_row)
                 error[g] = failure_text(exc)
                 continue
             try:
-                rows[g] = param_vector(rules[g], *self._row_args)
+                row = param_vector(rules, *row_args)
+                # the fields level_arrays reads: combos that agree on them read the same lines
+                reads[g] = ways.setdefault((rules.stop_atr > 0, rules.tp_atr > 0, bool(rules.target_mid),
+                                            rules.trail), len(ways))
             except Exception:  # noqa: BLE001 - a later step on CPU: kernel_args words it
-                bad[g] = True
-        self.timings["rows"] = time.perf_counter() - started
-        return rows[e_of], bad[e_of], rules, e_of, error[e_of]
+                row, bad[g] = nan_row, True
+            rows.append(row)
+            if reads[g] == len(samples):
+                samples.append(rules)
+        self.stats.update(rows_s=time.perf_counter() - started, exit_groups=len(first))
+        return np.stack(rows or [nan_row])[e_of], bad[e_of], reads[e_of], samples, error[e_of]
 
     def _signals_and_levels(self, idx: np.ndarray) -> tuple[list, np.ndarray, list, np.ndarray, np.ndarray]:
         """(signal arrays, signal per combo, Levels, Levels per combo, error per combo or None).
@@ -218,38 +219,33 @@ class Planner:
             signals += [None if isinstance(r, str) else r[0] for r in results]
             levels += [None if isinstance(r, str) else r[1] for r in results]
         self._keep(new)
-        self.timings["signals"] = time.perf_counter() - started
+        self.stats["signals_s"] = time.perf_counter() - started
         return signals, sig_of, levels, lev_of, error
 
-    def _lines(self, rows: np.ndarray, rules: list, e_of: np.ndarray, levels: list, lev_of: np.ndarray,
+    def _lines(self, reads: np.ndarray, samples: list, levels: list, lev_of: np.ndarray,
                ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(line rows per combo, whether ``level_arrays`` failed) of the ``ok`` combos: one call
-        per level group and distinct reading of the lines (the rules' fields ``level_arrays`` reads)."""
-        lines = np.full((len(rows), 4), -1, dtype=np.int64)
-        failed = np.zeros(len(rows), dtype=bool)
-        r = np.nan_to_num(rows, nan=-1.0)
-        reads = ((r[:, L.P_STOP_ATR] > 0) * 64 + (r[:, L.P_TP_ATR] > 0) * 32 + (r[:, L.P_TARGET_MID] > 0) * 16
-                 + r[:, L.P_TRAIL_MODE].astype(np.int64) + 1)
-        positions = np.flatnonzero(ok)
+        per level group and way of reading the lines."""
+        lines = np.full((len(reads), 4), -1, dtype=np.int64)
+        failed = np.zeros(len(reads), dtype=bool)
+        positions = np.flatnonzero(ok & (reads >= 0))
         g_of, _, first = _groups(np.stack([lev_of[positions], reads[positions]], axis=1),
-                                 np.array([128, 1], dtype=np.int64), [0, 1])
+                                 np.array([len(samples), 1], dtype=np.int64), [0, 1])
         found = np.full((len(first), 4), -1, dtype=np.int64)
         for g, pos in enumerate(positions[first].tolist()):
             try:
-                found[g] = [self._line_id(a) for a in level_arrays(levels[lev_of[pos]], rules[e_of[pos]], self.n_bars)]
+                found[g] = [self._line_id(a) for a in level_arrays(levels[lev_of[pos]], samples[reads[pos]], self.n_bars)]
             except Exception:  # noqa: BLE001 - kernel_args words it
                 pass
         lines[positions] = found[g_of]
         failed[positions] = found[g_of, 0] < 0
         return lines, failed
 
-    # --- helpers -------------------------------------------------------------------------------
-
-    def _params(self, idx: np.ndarray) -> list[dict[str, Any]]:
-        """Params dicts of value positions (the values of ``space.params``)."""
+    def _params(self, idx: np.ndarray) -> Iterator[dict[str, Any]]:
+        """Params dicts of value positions (the values of ``space.params``), one at a time."""
         columns = [values[idx[:, k]].tolist() for k, values in enumerate(self._values)]
         names = self.space.names
-        return [dict(zip(names, row)) for row in zip(*columns)]
+        return (dict(zip(names, row)) for row in zip(*columns))
 
     def _prepare(self, idx: np.ndarray) -> list[tuple[np.ndarray, Levels] | str]:
         """(uint8 signal, Levels) or error text of ``prepare_signals`` for each combo, in threads."""
@@ -262,16 +258,14 @@ class Planner:
             except Exception as exc:  # noqa: BLE001 - recorded for the combos of this group
                 return failure_text(exc)
 
-        params = self._params(idx)
+        params = list(self._params(idx))
+        self.stats["signal_calls"] += len(params)
         if self.threads < 2 or len(params) < _PARALLEL_MIN:
             return [one(p) for p in params]
-        step = 4 * self.threads
+        bounds = np.linspace(0, len(params), 4 * self.threads + 1).astype(int).tolist()
         with ThreadPoolExecutor(self.threads, thread_name_prefix="threadx-plan-signals") as pool:
-            done = list(pool.map(lambda k: [one(p) for p in params[k::step]], range(step)))
-        out: list[Any] = [None] * len(params)
-        for k, part in enumerate(done):
-            out[k::step] = part
-        return out
+            parts = pool.map(lambda ab: [one(p) for p in params[ab[0]:ab[1]]], zip(bounds, bounds[1:]))
+            return [result for part in parts for result in part]
 
     def _keep(self, new: dict[int, np.ndarray]) -> None:
         """Keep this batch's new signal arrays for later batches, within ``cache_bytes``."""
@@ -282,8 +276,9 @@ class Planner:
             self._levels.clear()
             self._cached_bytes = 0
 
-    def _late_error(self, sig: np.ndarray, levels: Levels, rules: Any) -> str:
+    def _late_error(self, idx: np.ndarray, sig: np.ndarray, levels: Levels) -> str:
         """The CPU's error for a combo whose lines, signal shape or row fail (``kernel_args``)."""
+        rules = effective_rules(self.spec.exits(next(self._params(idx[None]))), self.options)
         try:
             kernel_args(self.bars, sig, levels, rules, self.options, self.ev.funding)
         except Exception as exc:  # noqa: BLE001 - the text the CPU records
@@ -292,8 +287,8 @@ class Planner:
 
     def _line_id(self, arr: np.ndarray) -> int:
         """Row of a line in ``line_list`` (by identity for read-only arrays, else by content)."""
-        if arr.shape != (self.n_bars,):  # the CPU's placeholder of a line it never reads
-            return _NAN_LINE
+        if arr.shape != (self.n_bars,):  # the CPU's placeholder of a line it never reads: the NaN line
+            return 0
         known = self._line_of_array.get(id(arr))
         if known is not None and known[0] is arr:
             return known[1]
