@@ -123,7 +123,7 @@ class Planner:
         self._cached_bytes = 0
         self._line_ids: dict[bytes, int] = {}  # content digest -> row of line_list
         self._line_of_array: dict[int, tuple[np.ndarray, int]] = {}  # id of a read-only array -> row
-        self.line_list: list[np.ndarray] = [np.full(self.n_bars, np.nan)]
+        self._line_list: list[np.ndarray] = [np.full(self.n_bars, np.nan)]
         self.stats: dict[str, float] = {}
 
     def plan(self, ids: np.ndarray) -> Plan:
@@ -146,8 +146,9 @@ class Planner:
         used_sig, sig = _compact(np.where(failed, -1, sig_of))
         used_lines, line_rows = _compact(lines.ravel(), keep_first=True)  # the NaN line stays first
         self.stats.update(lines_s=time.perf_counter() - lines_started, total_s=time.perf_counter() - started)
+        status = np.where(failed, STATUS_FAILED, STATUS_OK).astype(np.int8)
         return Plan(ids, rows, sig, line_rows.reshape(lines.shape), [signals[k] for k in used_sig],
-                    [self.line_list[k] for k in used_lines], np.where(failed, STATUS_FAILED, STATUS_OK).astype(np.int8),
+                    [self._line_list[k] for k in used_lines], status,
                     {int(ids[p]): error[p] for p in np.flatnonzero(failed).tolist()})
 
     def _rows(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list, np.ndarray]:
@@ -218,7 +219,10 @@ class Planner:
             sig_of[redo], lev_of[redo], error[redo] = len(signals) + f_of, len(levels) + f_of, texts[f_of]
             signals += [None if isinstance(r, str) else r[0] for r in results]
             levels += [None if isinstance(r, str) else r[1] for r in results]
-        self._keep(new)
+        self._signals.update(new)  # for later batches, within cache_bytes
+        self._cached_bytes += sum(a.nbytes for a in new.values())
+        if self._cached_bytes > self.cache_bytes:
+            self._signals, self._levels, self._cached_bytes = {}, {}, 0
         self.stats["signals_s"] = time.perf_counter() - started
         return signals, sig_of, levels, lev_of, error
 
@@ -234,7 +238,8 @@ class Planner:
         found = np.full((len(first), 4), -1, dtype=np.int64)
         for g, pos in enumerate(positions[first].tolist()):
             try:
-                found[g] = [self._line_id(a) for a in level_arrays(levels[lev_of[pos]], samples[reads[pos]], self.n_bars)]
+                arrays = level_arrays(levels[lev_of[pos]], samples[reads[pos]], self.n_bars)
+                found[g] = [self._line_id(a) for a in arrays]
             except Exception:  # noqa: BLE001 - kernel_args words it
                 pass
         lines[positions] = found[g_of]
@@ -267,15 +272,6 @@ class Planner:
             parts = pool.map(lambda ab: [one(p) for p in params[ab[0]:ab[1]]], zip(bounds, bounds[1:]))
             return [result for part in parts for result in part]
 
-    def _keep(self, new: dict[int, np.ndarray]) -> None:
-        """Keep this batch's new signal arrays for later batches, within ``cache_bytes``."""
-        self._signals.update(new)
-        self._cached_bytes += sum(a.nbytes for a in new.values())
-        if self._cached_bytes > self.cache_bytes:
-            self._signals.clear()
-            self._levels.clear()
-            self._cached_bytes = 0
-
     def _late_error(self, idx: np.ndarray, sig: np.ndarray, levels: Levels) -> str:
         """The CPU's error for a combo whose lines, signal shape or row fail (``kernel_args``)."""
         rules = effective_rules(self.spec.exits(next(self._params(idx[None]))), self.options)
@@ -293,9 +289,9 @@ class Planner:
         if known is not None and known[0] is arr:
             return known[1]
         digest = hashlib.blake2b(np.ascontiguousarray(arr).tobytes(), digest_size=16).digest()
-        lid = self._line_ids.setdefault(digest, len(self.line_list))
-        if lid == len(self.line_list):
-            self.line_list.append(arr)
+        lid = self._line_ids.setdefault(digest, len(self._line_list))
+        if lid == len(self._line_list):
+            self._line_list.append(arr)
         if not arr.flags.writeable:
             self._line_of_array[id(arr)] = (arr, lid)  # holding arr keeps its id unique
         return lid
