@@ -10,7 +10,8 @@ group ("levels") and ``level_arrays`` per way the rules read them, ``param_vecto
 effective_rules(spec.exits(params)))`` per exit group ("exits"). A strategy without role
 declarations gets every param in every key: exact, slower. Errors are those of
 ``Evaluator.evaluate``: combos of a failed signal or level group are redone with the CPU's
-grouping, later failures are worded by ``kernel_args``. Signal arrays and Levels are kept
+grouping, later failures are worded by ``kernel_args`` (a failure that needs a signal-only
+and a level-only param value together is not seen: the roles declare them independent). Signal arrays and Levels are kept
 across the batches of a sweep (up to ``cache_bytes``).
 """
 from __future__ import annotations
