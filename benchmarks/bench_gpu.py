@@ -7,7 +7,8 @@ Usage: python benchmarks/bench_gpu.py [--combos 100000] [--check 1000] [--cpu-sa
 
 The combos are drawn at random (seeded) from every bb_atr param over its declared range.
 1. Indicators: the distinct indicator arrays of the combos, once (as a sweep's parent does).
-2. Plan: the distinct signal arrays, lines and parameter rows on the host (threadx.gpu.plan).
+2. Plan: the distinct signal arrays, lines and parameter rows on the host (threadx.gpu.plan),
+   with the seconds of each part.
 3. Per device: the planned combos on that device alone (upload, kernel, download), after a
    warm-up run that compiles the kernel.
 4. Whole machine: GpuExecutor over every device with the active weights, planning included
@@ -128,9 +129,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. plan
     plan, planner, plan_s = plan_once(evaluator, ids)
+    stats = planner.stats
     print(f"plan: {len(plan.signals):,} distinct signals, {len(plan.line_values):,} lines, "
-          f"{len(planner.rows.leaves):,} row traces, {int((plan.status != 0).sum())} failed combos "
-          f"in {plan_s:.2f} s ({len(ids) / plan_s:,.0f} combos/s)")
+          f"{stats['exit_groups']:,} distinct exit keys, {int((plan.status != 0).sum())} failed combos "
+          f"in {plan_s:.2f} s ({len(ids) / plan_s:,.0f} combos/s: rows {stats['rows_s']:.2f} s, "
+          f"signals {stats['signals_s']:.2f} s, lines {stats['lines_s']:.2f} s)")
 
     # 3. each device alone
     block = {"threads_per_block": args.threads_per_block} if args.threads_per_block else {}

@@ -20,7 +20,9 @@ d. (``--million``, about 2 minutes a run) ``bb_atr``, 1,000,000 random combos: p
    summed RSS of the process tree (parent + workers). Goal: < 1 GB.
 e. GPU host planning of 100,000 random ``bb_atr`` combos (``threadx.gpu.plan.Planner.plan``,
    what ``GpuExecutor`` runs before any kernel; CPU only, no CUDA needed), after the
-   indicators are prepared. Goal: < 0.2 s.
+   indicators are prepared: the parameter rows (one per distinct exit key), the distinct
+   signal arrays (one ``prepare_signals`` per distinct signal key) and the level lines, the
+   notes give each part. Goal: < 0.2 s.
 
 Exit status 1 when a check fails (floor and ThreadX disagree, or vectorbt finds another optimum).
 
@@ -224,13 +226,15 @@ def step_gpu_plan(path: Path, repeat: int) -> dict:
     bars = as_bars(load_frame(path))
     inputs = plan_inputs(bars, PLAN_COMBOS, PLAN_SEED)
     plan_once(inputs.evaluator, inputs.ids[:256])  # numba caches of the signal kernels loaded
-    times, plan = [], None
+    times, parts, plan, planner = [], [], None, None
     for _ in range(repeat):
-        plan, _, seconds = plan_once(inputs.evaluator, inputs.ids)
+        plan, planner, seconds = plan_once(inputs.evaluator, inputs.ids)
         times.append(seconds)
+        parts.append({k: planner.stats[k] for k in ("rows_s", "signals_s", "lines_s")})
     return {"bars": len(bars), "combos": len(inputs.ids), "indicator_s": inputs.indicator_seconds,
-            "arrays": inputs.n_arrays, "times": times, "signals": len(plan.signals), "lines": len(plan.line_values),
-            "failed": int((plan.status != 0).sum())}
+            "arrays": inputs.n_arrays, "times": times, "parts": parts, "signals": len(plan.signals),
+            "lines": len(plan.line_values), "exit_groups": planner.stats["exit_groups"],
+            "signal_calls": planner.stats["signal_calls"], "failed": int((plan.status != 0).sum())}
 
 
 # --------------------------------------------------------------------------- the table
@@ -348,9 +352,13 @@ def workload_e(path: Path, repeat: int, notes: list[str]) -> list[Row]:
     """GPU host planning of 100,000 random bb_atr combos on the CPU (median seconds)."""
     out, _ = run_json_step(__file__, ["gpu-plan", path, repeat])
     seconds = median(out["times"])
+    part = {k: median([p[k] for p in out["parts"]]) for k in out["parts"][0]}
     notes.append(f"e. {out['combos']:,} combos on {out['bars']:,} bars: indicators ({out['arrays']:,} arrays, not "
                  f"counted) {out['indicator_s']:.2f} s; plan runs {runs(out['times'])} s; {out['signals']:,} distinct "
                  f"signals, {out['lines']:,} lines, {out['failed']} failed combos")
+    notes.append(f"e. plan parts (medians): parameter rows {part['rows_s']:.2f} s ({out['exit_groups']:,} distinct "
+                 f"exit keys), signal arrays {part['signals_s']:.2f} s ({out['signal_calls']:,} prepare_signals "
+                 f"calls), level lines and assembly {part['lines_s']:.2f} s")
     return [Row(f"e. GPU host plan, {out['combos']:,} random bb_atr, {path.stem}, CPU", f"{seconds:.2f} s", "-",
                 f"{out['combos'] / seconds:,.0f} combos/s", "< 0.2 s", seconds < 0.2)]
 

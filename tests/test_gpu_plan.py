@@ -1,18 +1,18 @@
 """The GPU planner: per combo, the same kernel inputs (and errors) as the CPU path, with each
-distinct signal array computed once. No CUDA needed."""
+distinct signal array and parameter row computed once, by the params' declared roles. No
+CUDA needed."""
 from __future__ import annotations
 
-import logging
-
 import numpy as np
+import pandas as pd
 import pytest
 
 from threadx.data.bars import as_bars
 from threadx.data.synthetic import generate_synthetic
 from threadx.gpu.kernel import run_cpu
 from threadx.gpu.plan import Planner
-from threadx.gpu.workload import evaluator_for, random_ids
-from threadx.strategy import ma_crossover
+from threadx.gpu.workload import declared_space, evaluator_for, random_ids
+from threadx.strategy import bb_atr, ma_crossover
 from threadx.strategy.base import ExitRules, Param, StrategySpec, list_strategies, register
 
 STRATEGIES = ("ma_crossover", "bb_atr", "bollinger_dual", "donchian_breakout", "supertrend")
@@ -64,25 +64,6 @@ def test_engine_overrides_and_block_returns_flow_into_the_rows(bars):
     cpu = evaluator.evaluate(ids)
     np.testing.assert_array_equal(metrics, cpu.metrics)
     np.testing.assert_array_equal(blocks, cpu.blocks)
-
-
-def test_each_distinct_signal_is_computed_once(bars):
-    """bb_atr's signal depends on bb_period (through the z-score, whatever bb_std), entry_z and
-    trend_period: one signal computation per distinct triple, not per combo."""
-    evaluator = evaluator_for("bb_atr", bars)
-    ids = random_ids(evaluator, 2_000, seed=3)
-    planner = Planner(evaluator)
-    plan = planner.plan(ids)
-    cols = evaluator.space.columns(ids)
-    triples = set(zip(cols["bb_period"].tolist(), cols["entry_z"].tolist(), cols["trend_period"].tolist()))
-    assert len(planner.signals.leaves) == len(triples) == len(plan.signals)
-    assert len(planner.levels.leaves) <= len(set(zip(cols["bb_period"].tolist(), cols["atr_period"].tolist())))
-    # the row depends on the sizing checks' params only through keys; the rest is copied per combo
-    assert len(planner.rows.leaves) <= 2 * 21 * 10
-    assert len(planner.needs.leaves) <= 21
-    again = planner.plan(ids)  # a later batch reuses every trace
-    assert len(planner.signals.leaves) == len(triples)
-    np.testing.assert_array_equal(again.rows, plan.rows)
 
 
 def test_run_cpu_on_a_plan_matches_the_evaluator(bars):
@@ -148,9 +129,46 @@ RAISING = _register(StrategySpec(
 ))
 
 
+def _bad_atr_indicators(p):
+    return {**bb_atr.SPEC.indicators(p), "atr": ("atr", {"period": p["atr_period"] - 9, "method": "wilder"})}
+
+
+BAD_LEVEL_INDICATOR = _register(StrategySpec(
+    name="test_gpu_bad_level_indicator",
+    description="bb_atr with an ATR of atr_period - 9: invalid up to 9 (tests only)",
+    params=bb_atr.SPEC.params,
+    indicators=_bad_atr_indicators,
+    signals=bb_atr.SPEC.signals,
+    levels=bb_atr.SPEC.levels,
+    exits=bb_atr.SPEC.exits,
+))
+
+
+def _short_signals(bars, ind, p):
+    sig = ma_crossover.SPEC.signals(bars, ind, p)
+    return sig[:-1] if p["fast_period"] == 7 else sig
+
+
+SHORT_SIGNALS = _register(StrategySpec(
+    name="test_gpu_short_signals",
+    description="ma_crossover whose signal array misses a bar for fast_period 7 (tests only)",
+    params=ma_crossover.SPEC.params,
+    constraints=ma_crossover.SPEC.constraints,
+    indicators=ma_crossover.SPEC.indicators,
+    signals=_short_signals,
+    levels=ma_crossover.SPEC.levels,
+    exits=ma_crossover.SPEC.exits,
+))
+
+
 @pytest.mark.parametrize("strategy, space, options", [
     ("test_gpu_bad_indicator", {"fast_period": "5:12:1", "slow_period": [20, 40]}, {}),
     ("test_gpu_raising", {"fast_period": "5:12:1", "slow_period": [20, 40]}, {}),
+    # a level param fails the indicators of some combos of a signal group, maybe its first one
+    ("test_gpu_bad_level_indicator", {"atr_period": "7:12:1", "entry_z": [1.0, 1.5], "bb_period": [15, 20],
+                                      "atr_multiplier": [1.0, 2.0]}, {}),
+    # a signal array of the wrong shape fails after the lines, as kernel_args checks it
+    ("test_gpu_short_signals", {"fast_period": "5:9:1", "stop_loss_pct": [1.0, 2.0]}, {}),
     # sizing risk without a stop: effective_rules refuses the combos with stop_loss_pct 0
     ("ma_crossover", {"fast_period": [5, 9], "stop_loss_pct": [0.0, 1.0, 2.0]}, {"sizing": "risk"}),
     # the exit rules read a line the strategy does not provide (level_arrays)
@@ -194,41 +212,172 @@ def test_a_line_the_rules_need_but_the_strategy_lacks_fails_like_the_cpu(bars):
     assert "ATR line" in plan.errors[0]
 
 
-# --- a strategy the tagging cannot follow ---------------------------------------------------------
+@pytest.mark.parametrize("bars_of", [
+    lambda df: df.iloc[:1],  # kernel_args: need at least 2 bars
+    lambda df: df.iloc[:40].set_axis(pd.date_range("2024-01-01", periods=40, freq="100ms", tz="UTC")),  # no timeframe
+])
+def test_data_the_engine_refuses_fails_every_combo_like_the_cpu(bars_of):
+    frame = bars_of(generate_synthetic(days=2, seed=21)).copy()
+    frame.attrs = {}
+    evaluator = evaluator_for("ma_crossover", as_bars(frame), {"fast_period": [2, 3], "slow_period": [3, 4]})
+    ids = np.arange(evaluator.space.size)
+    ids = ids[evaluator.space.valid_mask(ids)]
+    plan = Planner(evaluator).plan(ids)
+    assert (plan.status != 0).all() and plan.errors == evaluator.evaluate(ids).errors
 
-def _sneaky_exits(p):
-    # max_hold_bars is a plain copy of hold, but hold also steers stop_pct through numpy, which
-    # reads the number without any Python operation the planner could see
+
+# --- each distinct input computed once ----------------------------------------------------------------
+
+CALLS = {"signals": 0, "exits": 0}
+
+
+def _counted_signals(bars, ind, p):
+    CALLS["signals"] += 1
+    return bb_atr.SPEC.signals(bars, ind, p)
+
+
+def _counted_exits(p):
+    CALLS["exits"] += 1
+    return bb_atr.SPEC.exits(p)
+
+
+COUNTED = _register(StrategySpec(
+    name="test_gpu_counted",
+    description="bb_atr counting its signal and exit calls (tests only)",
+    params=bb_atr.SPEC.params,
+    indicators=bb_atr.SPEC.indicators,
+    signals=_counted_signals,
+    levels=bb_atr.SPEC.levels,
+    exits=_counted_exits,
+))
+
+
+def _distinct(cols: dict, names: tuple[str, ...]) -> int:
+    return len(set(zip(*(cols[name].tolist() for name in names))))
+
+
+def test_each_distinct_signal_and_row_is_computed_once(bars):
+    """bb_atr's signal array depends on the params feeding "signals" (bb_period, entry_z,
+    trend_period), its row on those feeding "exits": one call per distinct value of each,
+    not per combo, and a later batch reuses the signal arrays."""
+    space = {**declared_space(bb_atr.SPEC), "atr_period": 14, "max_hold_bars": "10:100:10",
+             "spacing_bars": [0, 6], "leverage": [1.0, 2.0]}
+    evaluator = evaluator_for("test_gpu_counted", bars, space)
+    ids = random_ids(evaluator, 1_500, seed=3)
+    cols = evaluator.space.columns(ids)
+    signal_keys = _distinct(cols, ("bb_period", "entry_z", "trend_period"))
+    exit_keys = _distinct(cols, COUNTED.params_feeding("exits"))
+    assert signal_keys < len(ids) and exit_keys < len(ids), "the sample should repeat keys"
+    planner = Planner(evaluator, threads=1)
+    CALLS.update(signals=0, exits=0)
+    plan = planner.plan(ids)
+    assert CALLS == {"signals": signal_keys, "exits": exit_keys}
+    assert len(plan.signals) == signal_keys
+    # the level lines: one ATR (atr_period is fixed) and one middle band per bb_period, and the NaN line
+    assert len(plan.line_values) == 1 + 1 + len(set(cols["bb_period"].tolist()))
+    assert_same_inputs(evaluator, plan)
+
+    CALLS.update(signals=0, exits=0)
+    later = planner.plan(ids[::-1])  # a later batch with the same signal keys: none recomputed
+    assert CALLS["signals"] == 0
+    np.testing.assert_array_equal(later.rows, plan.rows[::-1])
+
+    small = Planner(evaluator, threads=1, cache_bytes=len(bars))  # keeps at most one batch's arrays
+    small.plan(ids)
+    CALLS.update(signals=0)
+    again = small.plan(ids)
+    assert CALLS["signals"] == signal_keys
+    assert_same_inputs(evaluator, again)
+
+
+def test_level_groups_that_no_signal_call_covers_get_one_call_each(bars):
+    """With atr_period varying too, a level group (bb_period, atr_period) whose combos were not
+    the first of their signal group costs one call more; never more than one per group."""
+    evaluator = evaluator_for("test_gpu_counted", bars)
+    ids = random_ids(evaluator, 800, seed=8)
+    cols = evaluator.space.columns(ids)
+    planner = Planner(evaluator, threads=1)
+    CALLS.update(signals=0, exits=0)
+    plan = planner.plan(ids)
+    signal_keys = _distinct(cols, ("bb_period", "entry_z", "trend_period"))
+    assert signal_keys <= CALLS["signals"] <= signal_keys + _distinct(cols, ("bb_period", "atr_period"))
+    assert_same_inputs(evaluator, plan)
+
+
+def test_threads_give_the_same_plan(bars):
+    evaluator = evaluator_for("bb_atr", bars)
+    ids = random_ids(evaluator, 400, seed=4)
+    one, three = Planner(evaluator, threads=1).plan(ids), Planner(evaluator, threads=3).plan(ids)
+    np.testing.assert_array_equal(one.rows, three.rows)
+    for k in range(len(ids)):
+        np.testing.assert_array_equal(one.signals[one.sig[k]], three.signals[three.sig[k]])
+        for j in range(4):
+            np.testing.assert_array_equal(one.line_values[one.lines[k, j]], three.line_values[three.lines[k, j]])
+
+
+class _Undeclared:
+    """A strategy object without role declarations (no ``signal_key_params``): every param is a key."""
+
+    def __init__(self, spec: StrategySpec, name: str):
+        self._spec = spec
+        self.name = name
+
+    def __getattr__(self, attr: str):
+        if attr in ("signal_key_params", "params_feeding"):
+            raise AttributeError(attr)
+        return getattr(self._spec, attr)
+
+
+def _counted_ma_signals(bars, ind, p):
+    CALLS["signals"] += 1
+    return ma_crossover.SPEC.signals(bars, ind, p)
+
+
+UNDECLARED = _register(_Undeclared(StrategySpec(
+    name="test_gpu_undeclared",
+    description="ma_crossover without role declarations (tests only)",
+    params=ma_crossover.SPEC.params,
+    constraints=ma_crossover.SPEC.constraints,
+    indicators=ma_crossover.SPEC.indicators,
+    signals=_counted_ma_signals,
+    levels=ma_crossover.SPEC.levels,
+    exits=ma_crossover.SPEC.exits,
+), "test_gpu_undeclared"))
+
+
+def test_a_strategy_without_declared_roles_is_planned_exactly(bars):
+    space = {"fast_period": [5, 8], "slow_period": [20, 30], "stop_loss_pct": [0.0, 1.0, 2.0]}
+    evaluator = evaluator_for("test_gpu_undeclared", bars, space)
+    ids = np.arange(evaluator.space.size)
+    CALLS.update(signals=0)
+    plan = Planner(evaluator, threads=1).plan(ids)
+    assert CALLS["signals"] == len(ids) == 12  # no role declared: every param is a key
+    assert (plan.status == 0).all()
+    assert_same_inputs(evaluator, plan)
+    np.testing.assert_array_equal(run_cpu(plan, bars, None, None)[0], evaluator.evaluate(ids).metrics)
+
+
+# --- exits that use their params in any way ------------------------------------------------------------
+
+def _numpy_exits(p):
+    # hold steers stop_pct through numpy and is copied into max_hold_bars
     wide = bool(np.greater(p["hold"], 25))
     return ExitRules(stop_pct=0.03 if wide else 0.01, max_hold_bars=p["hold"], sizing="all_in")
 
 
-SNEAKY = _register(StrategySpec(
-    name="test_gpu_sneaky",
+NUMPY_EXITS = _register(StrategySpec(
+    name="test_gpu_numpy_exits",
     description="exits that use a param through numpy (tests only)",
-    params=ma_crossover.SPEC.params + (Param("hold", "int", 10, 1, 100, 1),),
+    params=ma_crossover.SPEC.params + (Param("hold", "int", 10, 1, 100, 1, feeds="exits"),),
     constraints=ma_crossover.SPEC.constraints,
     indicators=ma_crossover.SPEC.indicators,
     signals=ma_crossover.SPEC.signals,
     levels=ma_crossover.SPEC.levels,
-    exits=_sneaky_exits,
+    exits=_numpy_exits,
 ))
 
 
-def test_a_param_steering_through_numpy_falls_back_to_exact_keys(bars, caplog):
-    evaluator = evaluator_for("test_gpu_sneaky", bars, {"hold": "1:50:1", "fast_period": [5, 8]})
-    ids = np.arange(evaluator.space.size)
-    planner = Planner(evaluator)
-    with caplog.at_level(logging.WARNING, logger="threadx.gpu.plan"):
-        plan = planner.plan(ids)
-    assert_same_inputs(evaluator, plan)
-    assert any("not a plain copy" in r.getMessage() for r in caplog.records)
-    assert planner.rows.tag is False
-
-
 def _branchy_exits(p):
-    # the stop is a plain copy, but float() hides the read of the same param that picks the target:
-    # the probe values may never cross the branch, so only later batches meet the other side
     stop = float(p["stop_pct"])
     return ExitRules(stop_pct=stop, tp_pct=0.0 if stop > 0.1 else 0.05, sizing="all_in")
 
@@ -245,16 +394,16 @@ BRANCHY = _register(StrategySpec(
 ))
 
 
-def test_every_batch_checks_the_substituted_values_it_has_not_seen(bars, caplog):
-    evaluator = evaluator_for("test_gpu_branchy", bars, {"stop_pct": [0.005, 0.05, 0.15, 0.2],
-                                                          "fast_period": [5, 8, 10]})
+@pytest.mark.parametrize("strategy, space", [
+    ("test_gpu_numpy_exits", {"hold": "1:50:1", "fast_period": [5, 8]}),
+    # stop_pct declares no roles (every one): it is in every key
+    ("test_gpu_branchy", {"stop_pct": [0.005, 0.05, 0.15, 0.2], "fast_period": [5, 8, 10]}),
+])
+def test_exits_of_any_shape_are_planned_exactly(bars, strategy, space):
+    evaluator = evaluator_for(strategy, bars, space)
     ids = np.arange(evaluator.space.size)
-    stop = evaluator.space.columns(ids)["stop_pct"]
     planner = Planner(evaluator)
-    with caplog.at_level(logging.WARNING, logger="threadx.gpu.plan"):
-        first = planner.plan(ids[stop < 0.1])  # one side of the branch only
-        assert_same_inputs(evaluator, first)
-        assert (first.status == 0).all()
-        later = planner.plan(ids[stop > 0.1])  # the other side, in a later batch
-    assert_same_inputs(evaluator, later)
-    assert any("not a plain copy" in r.getMessage() for r in caplog.records)
+    for batch in np.array_split(ids, 3):  # batches meet values the earlier ones did not
+        plan = planner.plan(batch)
+        assert (plan.status == 0).all()
+        assert_same_inputs(evaluator, plan)

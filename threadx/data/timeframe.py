@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import pandas as pd
 
@@ -14,9 +15,19 @@ SECONDS_PER_YEAR = 365 * 86400  # crypto trades every day
 
 def timeframe_seconds(timeframe: str) -> int:
     """Length of one bar in seconds; raises DataError for an unknown timeframe."""
-    match = _PATTERN.fullmatch(str(timeframe).strip())
-    if not match or int(match.group(1)) == 0:
+    seconds = _seconds(str(timeframe).strip())
+    if seconds is None:
         raise DataError(f"unknown timeframe {timeframe!r}: use a number and one of s, m, h, d, w (e.g. 1h, 15m)")
+    return seconds
+
+
+@lru_cache(maxsize=64)
+def _seconds(text: str) -> int | None:
+    """Seconds of a timeframe text, None when it is none (parsed once per text: every param
+    vector of a sweep asks)."""
+    match = _PATTERN.fullmatch(text)
+    if not match or int(match.group(1)) == 0:
+        return None
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
