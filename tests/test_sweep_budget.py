@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 import time
 
 import numpy as np
@@ -194,3 +195,33 @@ def test_adaptive_rounds_and_resume_run_in_batches_too(sample, tmp_path, monkeyp
     assert run.manifest["memory"]["batched"] is True and run.manifest["done"] > 60
     again = sweep(sample, "bb_atr", WIDE, bank=IndicatorBank(disk=False, max_bytes=0), **args)
     assert again.manifest["done"] >= run.manifest["done"] and again.manifest["status"] == "completed"
+
+
+def test_workers_started_before_a_refused_plan_are_stopped(tmp_path):
+    """A fresh single-threaded process forks its workers before planning (they start up while
+    the combos are planned); when the plan is then refused, they are stopped with it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import psutil, threadx
+        from threadx.errors import ParamError
+        from tests.test_sweep_budget import long_series
+        phases = []
+        try:
+            threadx.sweep(long_series(100_000), "bb_atr", {{"bb_period": "5:200:1", "atr_period": "5:100:1"}},
+                          sampler="random", n=20_000, workers=2, executor="local", store=r"{tmp_path / 'store'}",
+                          memory_budget="50MiB", on_phase=phases.append)
+        except ParamError as exc:
+            print("refused", "too small" in str(exc))
+        print(phases)
+        left = [p for p in psutil.Process().children() if "resource_tracker" not in " ".join(p.cmdline())]
+        print("children", len(left))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=str(Path(__file__).parent.parent))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "refused True" and "starting 2 workers" in lines[1], proc.stdout
+    assert lines[-1] == "children 0", proc.stdout  # no worker left behind (the tracker is not a child)

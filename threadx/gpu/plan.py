@@ -27,10 +27,9 @@ import numpy as np
 import pandas as pd
 
 from threadx.engine import layout as L
-from threadx.engine.backtest import prepare_signals
+from threadx.contract import Levels, prepare_signals
 from threadx.engine.inputs import effective_rules, kernel_args, level_arrays, param_vector
 from threadx.optimize.evaluate import STATUS_FAILED, STATUS_OK, Evaluator, failure_text, signal_key_names
-from threadx.strategy.base import Levels
 
 _PARALLEL_MIN = 64  # distinct signal computations worth a thread pool
 
@@ -259,7 +258,7 @@ class Planner:
 
         def one(params: dict[str, Any]) -> tuple[np.ndarray, Levels] | str:
             try:
-                _, sig, levels = prepare_signals(spec, bars, params, bank)
+                _, sig, levels = prepare_signals(spec, bars, spec.results_params(params), bank)
                 return np.ascontiguousarray(sig, dtype=np.uint8), levels  # as Evaluator.evaluate
             except Exception as exc:  # noqa: BLE001 - recorded for the combos of this group
                 return failure_text(exc)

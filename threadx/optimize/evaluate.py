@@ -35,7 +35,7 @@ INFRA_PREFIX = "infrastructure: "  # error text of a failure that a resume retri
 _INFRA_TYPES = frozenset({"MemoryError", "BrokenProcessPool", "KilledWorker", "CommClosedError",
                           "StreamClosedError", "FutureCancelledError", "CancelledError"})
 _NO_BLOCKS = np.empty(0, dtype=np.int64)  # block_end of a sweep without block moments
-_MAX_EXIT_ROWS = 200_000  # param vectors an evaluator keeps (by exit key) before it starts over
+_MAX_EXIT_ROWS = 16_384  # param vectors an evaluator keeps (by exit key, ~0.8 KB each) before it starts over
 _LEGACY_INFRA = ("worker process died", "KilledWorker", "CommClosedError", "BrokenProcessPool")  # older runs
 
 

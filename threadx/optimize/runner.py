@@ -282,6 +282,7 @@ class _Session:
     request: Any = None  # the SweepRequest this session runs (recorded in the manifest)
     on_phase: Callable[[str], None] | None = None  # told each stage as it starts (see sweep)
     requests: dict = field(default_factory=dict)  # the plan's indicator requests, set by _check_memory
+    early_pool: Any = None  # a LocalPool started before the plan (see _start_pool_early)
 
     def _phase(self, text: str) -> None:
         if self.on_phase is not None:
@@ -289,6 +290,39 @@ class _Session:
 
     def run(self, flush_seconds: float, adaptive_rounds: int, patience: int) -> SweepRun:
         self.started = time.perf_counter()
+        self.early_pool = self._start_pool_early()
+        try:
+            return self._run(flush_seconds, adaptive_rounds, patience)
+        finally:
+            if self.early_pool is not None:  # not taken by _executor (refused plan, inline after all, ...)
+                self.early_pool.close()
+
+    def _start_pool_early(self) -> Any:
+        """A worker pool started before the plan, when the sweep will surely use one: forked
+        from the lean process (the plan's arrays would be counted again in every worker) and
+        starting up while the combos are planned and the indicators computed. None otherwise."""
+        if self.executor not in ("auto", "local") or self.workers < 2 or not self._importable():
+            return None
+        from threadx.optimize.pool import LocalPool, default_start_method
+
+        if default_start_method() != "fork":
+            return None
+        size = self.search.size if self.sampler == "grid" else int(self.n or 0)
+        if self.executor == "auto" and size * _SECONDS_PER_BAR_GUESS * len(self.bars) < 2 * _INLINE_BELOW_SECONDS:
+            return None  # could still be small enough to run inline: decided after the plan
+        self._phase(f"starting {self.workers} workers")
+        return LocalPool(self._task(), self.workers).start()
+
+    def _importable(self) -> bool:
+        """Whether worker processes can import the strategy (not defined in __main__)."""
+        return getattr(self.search.strategy.signals, "__module__", None) not in (None, "__main__")
+
+    def _task(self) -> SweepTask:
+        module = getattr(self.search.strategy.signals, "__module__", None)
+        return SweepTask(self.search.strategy.name, self.space_spec, self.options,
+                         module if self._importable() else None, self.n_blocks)
+
+    def _run(self, flush_seconds: float, adaptive_rounds: int, patience: int) -> SweepRun:
         self._phase("planning the combos")
         self.planned, self.total, invalid = self._plan()
         # stored combo ids outside this plan refuse the resume before the manifest is touched
@@ -466,10 +500,8 @@ class _Session:
     # --- execution ----------------------------------------------------------------------
 
     def _executor(self, cleanup: ExitStack) -> Callable[[Iterator[np.ndarray]], Iterator[ChunkResult]]:
-        module = getattr(self.search.strategy.signals, "__module__", None)
-        importable = module not in (None, "__main__")
-        task = SweepTask(self.search.strategy.name, self.space_spec, self.options, module if importable else None,
-                         self.n_blocks)
+        importable = self._importable()
+        task = self._task()
         remaining = max(0, self.total - self.counts["done"])
         from threadx.optimize.pool import LocalPool, default_start_method
         from threadx.optimize.shm import reclaim
@@ -485,8 +517,13 @@ class _Session:
         if not importable and not in_process and (self.executor == "dask" or default_start_method() != "fork"):
             raise ParamError(f"strategy {task.strategy!r} is defined in __main__, which worker processes cannot "
                              "import: move it to a module, or use executor='inline'")
-        pool = None
-        if not in_process and self.executor != "dask" and remaining:
+        pool, self.early_pool = self.early_pool, None
+        if pool is not None:
+            cleanup.callback(pool.close)
+            if in_process or self.executor == "dask" or not remaining:
+                pool.close()
+                pool = None
+        elif not in_process and self.executor != "dask" and remaining:
             self._phase(f"starting {self.workers} workers")
             pool = LocalPool(task, self.workers).start()  # workers start up while indicators are computed
             cleanup.callback(pool.close)
