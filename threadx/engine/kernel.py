@@ -481,8 +481,8 @@ def mark_to_market(i, c, st, equity):
         r = eq / prev - 1.0
         st[S_RET_SUM] += r
         st[S_RET_SUMSQ] += r * r
-        if r < 0.0:
-            st[S_DOWN_SQ] += r * r
+        loss = r if r < 0.0 else 0.0  # adding 0.0 leaves the sum unchanged
+        st[S_DOWN_SQ] += loss * loss
     if eq >= st[S_PEAK]:
         if st[S_PEAK_I] < i - 1 and st[S_MAX_DD_BARS] < i - st[S_PEAK_I]:
             st[S_MAX_DD_BARS] = i - st[S_PEAK_I]  # recovered: peak to recovery
@@ -749,8 +749,8 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
             r = eq / prev - 1.0
             ret_sum += r
             ret_sumsq += r * r
-            if r < 0.0:
-                down_sq += r * r
+            loss = r if r < 0.0 else 0.0  # a select, not a branch: the sign of r is a coin toss
+            down_sq += loss * loss
             if nb > 0:
                 while b < nb - 1 and j >= block_end[b]:
                     b += 1
