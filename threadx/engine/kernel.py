@@ -284,7 +284,13 @@ def target_level(d, tgt, p, bmid, j):
     """The target of a ``d`` position on the bar after bar ``j``: the fixed target ``tgt``
     (NaN = none) or, with a mid-band target, the nearer of it and ``bmid[j]`` (known at
     the close of bar j)."""
-    if p[P_TARGET_MID] > 0.0 and j >= 0:
+    return target_at(d, tgt, p[P_TARGET_MID] > 0.0, bmid, j)
+
+
+@njit(**_STEP_JIT)
+def target_at(d, tgt, target_mid, bmid, j):
+    """:func:`target_level` with the mid-band switch read once (hot loops)."""
+    if target_mid and j >= 0:
         m = bmid[j]
         if m == m:
             # the nearer of the two levels (comparisons, not min/max: numba's built-in CUDA
@@ -693,6 +699,7 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     if stop != stop or d * (stop - liq) < 0.0:
         stop = liq
     tp = st[S_TP]
+    target_mid = p[P_TARGET_MID] > 0.0
     cash = st[S_CASH]
     margin = st[S_MARGIN]
     dq = d * st[S_QTY]
@@ -719,7 +726,7 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
         op = o[j]
         if d * (op - stop) <= 0.0:
             break
-        tgt = target_level(d, tp, p, bmid, j - 1)
+        tgt = target_at(d, tp, target_mid, bmid, j - 1)
         has_tgt = tgt == tgt
         if has_tgt and d * (op - tgt) >= 0.0:
             break
