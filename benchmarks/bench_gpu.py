@@ -7,7 +7,7 @@ Usage: python benchmarks/bench_gpu.py [--combos 100000] [--check 1000] [--cpu-sa
 
 The combos are drawn at random (seeded) from every bb_atr param over its declared range.
 1. Indicators: the distinct indicator arrays of the combos, once (as a sweep's parent does).
-2. Plan: the distinct signal arrays, lines and parameter rows on the host (threadx.gpu.plan),
+2. Plan: the distinct signal arrays, lines and parameter rows on the host (threadx.optimize.plan),
    with the seconds of each part.
 3. Per device: the planned combos on that device alone (upload, kernel, download), after a
    warm-up run that compiles the kernel.
@@ -76,8 +76,8 @@ def plan_inputs(bars: Bars, combos: int, seed: int) -> PlanInputs:
 
 def plan_once(evaluator: Any, ids: np.ndarray) -> tuple[Any, Any, float]:
     """(plan, planner, seconds): a fresh ``Planner`` (as a sweep starts with) plans ``ids`` on the
-    host: the distinct signal arrays, lines and parameter rows (threadx.gpu.plan)."""
-    from threadx.gpu.plan import Planner
+    host: the distinct signal arrays, lines and parameter rows (threadx.optimize.plan)."""
+    from threadx.optimize.plan import Planner
 
     started = time.perf_counter()
     planner = Planner(evaluator)

@@ -18,7 +18,7 @@ c. ``bb_atr``, 10,000 random combos, 2 workers: wall clock from the call (worker
    indicators, store) and steady state. Goal: >= 20,000 backtests/s wall clock.
 d. (``--million``, about 2 minutes a run) ``bb_atr``, 1,000,000 random combos: peak of the
    summed RSS of the process tree (parent + workers). Goal: < 1 GB.
-e. GPU host planning of 100,000 random ``bb_atr`` combos (``threadx.gpu.plan.Planner.plan``,
+e. GPU host planning of 100,000 random ``bb_atr`` combos (``threadx.optimize.plan.Planner.plan``,
    what ``GpuExecutor`` runs before any kernel; CPU only, no CUDA needed), after the
    indicators are prepared: the parameter rows (one per distinct exit key), the distinct
    signal arrays (one ``prepare_signals`` per distinct signal key) and the level lines, the

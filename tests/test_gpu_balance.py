@@ -18,7 +18,8 @@ from threadx.gpu.balance import (Profile, active_weights, default_weights, load_
                                  profile_path, save_profile, split_counts)
 from threadx.gpu.devices import GpuDevice, GpuStatus
 from threadx.gpu.executor import GpuExecutor
-from threadx.gpu.kernel import KERNEL_VERSION, run_cpu
+from threadx.gpu.kernel import KERNEL_VERSION
+from threadx.optimize.plan import run_plan
 from threadx.gpu.workload import evaluator_for, random_ids
 from threadx.optimize.evaluate import SweepTask
 
@@ -163,7 +164,7 @@ class CpuRunner:
         if self.fail_on_call is not None and self.calls >= self.fail_on_call:
             raise RuntimeError("CUDA_ERROR_ECC_UNCORRECTABLE: uncorrectable ECC error encountered")
         CpuRunner.log.setdefault(self.device.index, []).append(len(plan.ok))
-        return run_cpu(plan, self.bars, self.funding, self.block_end)
+        return run_plan(plan, self.bars, self.funding, self.block_end)
 
 
 def _factory(failing=None):

@@ -21,7 +21,7 @@ from threadx.data.synthetic import generate_synthetic  # noqa: E402
 from threadx.engine.layout import METRIC_NAMES  # noqa: E402
 from threadx.gpu.devices import detect  # noqa: E402
 from threadx.gpu.kernel import DeviceRunner  # noqa: E402
-from threadx.gpu.plan import Planner  # noqa: E402
+from threadx.optimize.plan import Planner  # noqa: E402
 from threadx.gpu.workload import evaluator_for, random_ids  # noqa: E402
 
 STRATEGIES = ("ma_crossover", "bb_atr", "bollinger_dual", "donchian_breakout", "supertrend")

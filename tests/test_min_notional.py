@@ -81,8 +81,8 @@ def test_sweeps_and_walk_forward_get_the_default(synthetic_bars, bank, tmp_path)
 
 
 def test_gpu_plan_rows_carry_the_default(synthetic_bars):
-    from threadx.gpu.kernel import run_cpu
-    from threadx.gpu.plan import Planner
+    from threadx.optimize.plan import run_plan
+    from threadx.optimize.plan import Planner
     from threadx.gpu.workload import evaluator_for, random_ids
 
     evaluator = evaluator_for("ma_crossover", synthetic_bars, {"fast_period": [5, 8], "slow_period": [20, 30]},
@@ -90,7 +90,7 @@ def test_gpu_plan_rows_carry_the_default(synthetic_bars):
     ids = random_ids(evaluator, 4, seed=1)
     plan = Planner(evaluator).plan(ids)
     assert (plan.rows[:, L.P_MIN_NOTIONAL] == DEFAULT_MIN_NOTIONAL).all()
-    metrics, _ = run_cpu(plan, synthetic_bars, None, None)
+    metrics, _ = run_plan(plan, synthetic_bars, None, None)
     assert (metrics[:, L.M_N_TRADES] == 0).all() and (metrics[:, L.M_N_SKIPPED] > 0).all()
 
 

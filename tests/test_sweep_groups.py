@@ -5,15 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import threadx.optimize.evaluate as evaluate
 from threadx.data.bars import Bars
 from threadx.data.synthetic import generate_synthetic
 from threadx.engine.inputs import EngineOptions
 from threadx.indicators import IndicatorBank
 from threadx.optimize.evaluate import Evaluator, SweepTask
 
-EXIT_ONLY = {"bb_atr": {"atr_multiplier", "max_hold_bars", "trailing_stop", "risk_per_trade", "leverage"},
-             "ma_crossover": {"stop_loss_pct", "take_profit_pct", "risk_per_trade"}}
 CASES = [
     ("bb_atr", {"bb_period": [20, 30], "entry_z": [1.0, 1.5], "atr_multiplier": "1:3:0.5",
                 "max_hold_bars": [24, 72], "trailing_stop": [True, False]}, 0, 4),
@@ -28,15 +25,13 @@ def bars() -> Bars:
 
 
 @pytest.mark.parametrize("strategy, space, n_blocks, n_groups", CASES)
-def test_grouped_combos_equal_one_call_per_combo(bars, monkeypatch, strategy, space, n_blocks, n_groups):
-    monkeypatch.setattr(evaluate, "signal_key_names",  # as if the exit-only params were declared so
-                        lambda spec: tuple(p.name for p in spec.params if p.name not in EXIT_ONLY[spec.name]))
+def test_grouped_combos_equal_one_call_per_combo(bars, strategy, space, n_blocks, n_groups):
     ev = Evaluator(SweepTask(strategy, space, EngineOptions(), n_blocks=n_blocks), bars, IndicatorBank(disk=False))
     ids = np.arange(ev.space.size)
     cols = ev.space.columns(ids)
     combos = [dict(zip(ev.space.names, row)) for row in zip(*(cols[n].tolist() for n in ev.space.names))]
-    assert len(ev.signal_groups(ids)) == n_groups  # the grouping is real
     result = ev.evaluate(ids)
+    assert ev.planner.stats["signal_calls"] == n_groups  # the grouping is real: one signal array per group
     assert not result.errors
     for k, params in enumerate(combos):
         alone = ev.run_one(params)
@@ -47,7 +42,6 @@ def test_grouped_combos_equal_one_call_per_combo(bars, monkeypatch, strategy, sp
 
 
 def test_a_failing_combo_of_a_group_fails_alone(bars, monkeypatch):
-    monkeypatch.setattr(evaluate, "signal_key_names", lambda spec: ("fast_period", "slow_period"))
     ev = Evaluator(SweepTask("ma_crossover", {"fast_period": [5], "slow_period": [30], "stop_loss_pct": [0, 0.02]},
                              EngineOptions()), bars, IndicatorBank(disk=False))
     real_exits = ev.spec.exits
@@ -73,8 +67,8 @@ def test_declared_roles_group_combos_and_change_no_number(bars, strategy, space)
     ids = np.arange(ev.space.size)
     cols = ev.space.columns(ids)
     combos = [dict(zip(ev.space.names, row)) for row in zip(*(cols[n].tolist() for n in ev.space.names))]
-    assert len(ev.signal_groups(ids)) < len(combos) // 4  # exit-only params share their group's signals
     result = ev.evaluate(ids)
+    assert ev.planner.stats["signal_calls"] < len(combos) // 4  # exit-only params share their group's signals
     for k, params in enumerate(combos):
         metrics, blocks = ev.run_one(params)
         assert np.array_equal(metrics, result.metrics[k], equal_nan=True), (k, params)
@@ -101,8 +95,8 @@ def test_a_monte_carlo_plan_is_ordered_by_signal_group():
 
 
 def test_each_distinct_exit_key_builds_its_param_vector_once(bars, monkeypatch):
-    """Combos equal on the params feeding exits share one rules object and param vector,
-    across chunks too; the metrics still equal one run per combo."""
+    """Combos of a chunk equal on the params feeding exits share one rules object and param
+    vector; the metrics still equal one run per combo."""
     space = {"bb_period": [20, 30], "entry_z": [1.0, 1.5], "atr_multiplier": [1.0, 2.0], "max_hold_bars": [24, 72]}
     ev = Evaluator(SweepTask("bb_atr", space, EngineOptions()), bars, IndicatorBank(disk=False))
     calls = []
@@ -115,7 +109,7 @@ def test_each_distinct_exit_key_builds_its_param_vector_once(bars, monkeypatch):
     monkeypatch.setattr(ev, "spec", type(ev.spec)(**{**ev.spec.__dict__, "exits": exits}))
     ids = np.arange(ev.space.size)
     first, second = ev.evaluate(ids[:7]), ev.evaluate(ids[7:])
-    assert sorted(calls) == sorted(set(calls)) and len(calls) == 4  # 2 x 2 exit keys, each built once
+    assert len(calls) == 8 and len(set(calls[:4])) == len(set(calls[4:])) == 4  # 2 x 2 exit keys, once a chunk
     cols = ev.space.columns(ids)
     for k, params in enumerate(dict(zip(ev.space.names, row)) for row in zip(*(cols[n].tolist() for n in ev.space.names))):
         got = first.metrics[k] if k < 7 else second.metrics[k - 7]

@@ -857,10 +857,12 @@ def run_fast_blocks(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, block_end)
 
 
 @njit(**_JIT)
-def run_fast_many(o, h, l, c, sig, atr, blo, bmid, bhi, funding, params, block_end):
-    """Fast mode for many param vectors (rows of ``params``) over the same signal and level
-    arrays, in one call: row ``k`` of the metrics is ``run_fast(..., params[k])`` bit for bit,
-    and row ``k`` of the moments (``(k_rows, 0, 2)`` when ``block_end`` is empty) its block moments."""
+def run_plan(o, h, l, c, funding, signals, lines, sig_row, line_rows, params, block_end):
+    """Fast mode for the combos of a sweep plan in one call: combo ``k`` runs the signal row
+    ``signals[sig_row[k]]``, the lines ``lines[line_rows[k, 0..3]]`` (ATR, band low / mid /
+    high) and the param vector ``params[k]``; row ``k`` of the result is ``run_fast`` of
+    those inputs bit for bit, with its block moments (``(k_rows, 0, 2)`` when ``block_end``
+    is empty). The same layout as the CUDA batch kernel's."""
     k_rows = params.shape[0]
     nb = block_end.shape[0]
     out = np.empty((k_rows, N_METRICS))
@@ -871,7 +873,9 @@ def run_fast_many(o, h, l, c, sig, atr, blo, bmid, bhi, funding, params, block_e
     no_trades = np.empty((0, N_TRADE_COLS))
     no_equity = np.empty(0)
     for k in range(k_rows):
-        run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, params[k], st, m, no_trades, no_equity, block_end, blocks)
+        r = line_rows[k]
+        run(o, h, l, c, signals[sig_row[k]], lines[r[0]], lines[r[1]], lines[r[2]], lines[r[3]], funding, params[k],
+            st, m, no_trades, no_equity, block_end, blocks)
         out[k, :] = m
         moments[k, :, :] = blocks
     return out, moments

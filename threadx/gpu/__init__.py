@@ -4,7 +4,8 @@ Nothing here needs CUDA, CuPy or a GPU to import; ``numba.cuda`` is loaded only 
 device is detected or a kernel is built. Modules:
 
 - :mod:`~threadx.gpu.devices`: what CUDA devices there are, or why there are none;
-- :mod:`~threadx.gpu.plan`: the host side, the distinct kernel inputs of many combos;
+- the host side, the distinct kernel inputs of many combos, is the sweep plan every executor
+  uses (:mod:`threadx.optimize.plan`);
 - :mod:`~threadx.gpu.kernel`: the CUDA kernel, compiled from the engine's own bar loop;
 - :mod:`~threadx.gpu.balance`: split weights and the measured ``gpu_profile.json``;
 - :mod:`~threadx.gpu.executor`: ``threadx.sweep(..., executor="gpu")``;

@@ -1,7 +1,7 @@
 """``threadx.sweep(..., executor="gpu")``: sweep chunks run on the GPUs (SPEC §6.4, §8).
 
 The sweep runner streams chunks of combo ids as for the CPU pool; this executor gathers
-them into batches sized for the GPUs, plans each batch on the host (:mod:`threadx.gpu.plan`:
+them into batches sized for the GPUs, plans each batch on the host (:mod:`threadx.optimize.plan`, the plan every executor uses:
 the distinct signal arrays, lines and parameter rows), splits its combos across the
 devices by the active weights (:mod:`threadx.gpu.balance`) and yields one
 :class:`ChunkResult` per batch, so the results store, progress, cancel and resume are the
@@ -22,9 +22,9 @@ from threadx.data.bars import Bars
 from threadx.engine.layout import N_METRICS, N_PARAMS
 from threadx.gpu.balance import Weights, active_weights, split_counts
 from threadx.gpu.devices import GpuDevice, require_gpu
-from threadx.gpu.kernel import DeviceRunner, run_cpu
-from threadx.gpu.plan import Plan, Planner
+from threadx.gpu.kernel import DeviceRunner
 from threadx.optimize.evaluate import ChunkResult, Evaluator, SweepTask
+from threadx.optimize.plan import Plan, Planner, run_plan
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class GpuExecutor:
             positions = todo.pop()
             alive = [k for k in range(len(self.devices)) if k not in self._dead]
             if not alive:
-                m, b = run_cpu(plan.subset(positions), self.bars, self.evaluator.funding, self.evaluator.block_end,
+                m, b = run_plan(plan.subset(positions), self.bars, self.evaluator.funding, self.evaluator.block_end,
                                threads=self.cpu_threads)
                 self._store(metrics, blocks, positions, m, b)
                 continue

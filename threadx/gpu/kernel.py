@@ -7,7 +7,7 @@ namespace in which its callees are the device versions. Under numba's CUDA simul
 same objects run as Python, which is what the simulator tests check against the CPU.
 
 A thread reads the bars, its signal row, its four level lines and its parameter row
-(see :class:`threadx.gpu.plan.Plan`), keeps its state and metrics in local arrays, and
+(see :class:`threadx.optimize.plan.Plan`), keeps its state and metrics in local arrays, and
 writes back only the metrics (and the per-block return moments for PBO). The kernel is
 compiled without FMA contraction, which NVVM applies by default and the CPU never does:
 one fused rounding can move a stop by a tick and change a trade.
@@ -19,7 +19,6 @@ import os
 import threading
 import types
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -219,29 +218,3 @@ class DeviceRunner:
     def close(self) -> None:
         """Free the device arrays (the context stays, numba owns it)."""
         self._bars = self._funding = self._block_end = self._trades = self._equity = None
-
-
-def run_cpu(plan, bars: Bars, funding: np.ndarray | None, block_end: np.ndarray | None,
-            threads: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
-    """The CPU fast kernel on the same inputs (a device that failed hands its combos here)."""
-    n = len(plan)
-    metrics = np.full((n, N_METRICS), np.nan)
-    blocks = np.full((n, len(block_end), 2), np.nan) if block_end is not None else None
-    fund = np.full(1, np.nan) if funding is None else funding
-
-    def one(k: int) -> None:
-        lines = [plan.line_values[j] for j in plan.lines[k]]
-        args = (bars.open, bars.high, bars.low, bars.close, plan.signals[plan.sig[k]], *lines, fund, plan.rows[k])
-        if blocks is None:
-            metrics[k] = engine.run_fast(*args)
-        else:
-            metrics[k], blocks[k] = engine.run_fast_blocks(*args, block_end)
-
-    ok = plan.ok.tolist()
-    if threads > 1 and len(ok) > 1:
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="threadx-gpu-cpu") as pool:
-            list(pool.map(one, ok))  # the numba kernels release the GIL
-    else:
-        for k in ok:
-            one(k)
-    return metrics, blocks

@@ -44,7 +44,7 @@ def random_ids(evaluator: Evaluator, n: int, seed: int) -> np.ndarray:
 def synthetic_plan(strategy: str, n_bars: int, n_combos: int, seed: int):
     """(Evaluator, Plan) of ``n_combos`` random combos on ``n_bars`` seeded synthetic 1h bars."""
     from threadx.data.synthetic import generate_synthetic
-    from threadx.gpu.plan import Planner
+    from threadx.optimize.plan import Planner
 
     bars = as_bars(generate_synthetic(days=max(2, n_bars // 24 + 1), seed=seed).iloc[:n_bars])
     evaluator = evaluator_for(strategy, bars)

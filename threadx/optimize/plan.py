@@ -1,4 +1,8 @@
-"""Host side of a GPU sweep: the kernel inputs of a batch of combos, each distinct one computed once.
+"""The sweep plan: the kernel inputs of a batch of combos, each distinct one computed once.
+
+Every executor runs a sweep through it: the process pool, threads and Dask through
+``Evaluator.evaluate`` (plan a chunk, then :func:`run_plan`, one numba call for the whole
+chunk), the GPU through ``threadx.gpu`` (the same plan, on the devices).
 
 A combo's kernel inputs are its parameter row (``layout.P_*``), its signal array and its
 four level lines (ATR, band low / mid / high). Each param declares what it can change
@@ -26,10 +30,12 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from threadx.engine import layout as L
 from threadx.contract import Levels, prepare_signals
-from threadx.engine.inputs import effective_rules, kernel_args, level_arrays, param_vector
-from threadx.optimize.evaluate import STATUS_FAILED, STATUS_OK, Evaluator, failure_text, signal_key_names
+from threadx.data.bars import Bars
+from threadx.engine import kernel
+from threadx.engine import layout as L
+from threadx.engine.inputs import UNUSED_LINE, effective_rules, kernel_args, level_arrays, param_vector
+from threadx.optimize.outcome import STATUS_FAILED, STATUS_OK, failure_text, signal_key_names
 
 _PARALLEL_MIN = 64  # distinct signal computations worth a thread pool
 
@@ -103,7 +109,7 @@ class Planner:
     kernels release the GIL). ``stats``: of the last plan, the seconds of its steps (rows_s,
     signals_s, lines_s, total_s), its exit groups and its ``prepare_signals`` calls."""
 
-    def __init__(self, evaluator: Evaluator, threads: int | None = None, cache_bytes: int = 512 * 2**20):
+    def __init__(self, evaluator: Any, threads: int | None = None, cache_bytes: int = 512 * 2**20):
         self.ev = evaluator
         self.spec, self.space, self.bars = evaluator.spec, evaluator.space, evaluator.bars
         self.n_bars = len(self.bars)
@@ -254,7 +260,7 @@ class Planner:
 
     def _prepare(self, idx: np.ndarray) -> list[tuple[np.ndarray, Levels] | str]:
         """(uint8 signal, Levels) or error text of ``prepare_signals`` for each combo, in threads."""
-        bars, bank, spec = self.bars, self.ev.indicators, self.spec
+        bars, bank, spec = self.bars, RequestMemo(self.ev.indicators), self.spec
 
         def one(params: dict[str, Any]) -> tuple[np.ndarray, Levels] | str:
             try:
@@ -295,3 +301,57 @@ class Planner:
         if not arr.flags.writeable:
             self._line_of_array[id(arr)] = (arr, lid)  # holding arr keeps its id unique
         return lid
+
+
+_NO_BLOCKS = np.empty(0, dtype=np.int64)
+
+
+def run_plan(plan: Plan, bars: Bars, funding: np.ndarray | None, block_end: np.ndarray | None,
+             threads: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
+    """(metrics, block moments or None) of a plan's combos on the CPU: one
+    ``kernel.run_plan`` call (per thread) over its combos that planned; NaN rows for the rest."""
+    n = len(plan)
+    metrics = np.full((n, L.N_METRICS), np.nan)
+    blocks = None if block_end is None else np.full((n, len(block_end), 2), np.nan)
+    ok = plan.ok
+    if not len(ok):
+        return metrics, blocks
+    signals = np.stack(plan.signals)
+    lines = np.stack(plan.line_values)
+    fund = UNUSED_LINE if funding is None else funding
+    ends = _NO_BLOCKS if block_end is None else np.ascontiguousarray(block_end, dtype=np.int64)
+    sig_rows, line_rows, rows = plan.sig, plan.lines, plan.rows
+
+    def part(positions: np.ndarray) -> None:
+        m, b = kernel.run_plan(bars.open, bars.high, bars.low, bars.close, fund, signals, lines, sig_rows[positions],
+                               line_rows[positions], np.ascontiguousarray(rows[positions]), ends)
+        metrics[positions] = m
+        if blocks is not None:
+            blocks[positions] = b
+
+    if threads > 1 and len(ok) > 1:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="threadx-plan-run") as pool:
+            list(pool.map(part, np.array_split(ok, threads)))  # the kernel releases the GIL
+    else:
+        part(ok)
+    return metrics, blocks
+
+
+class RequestMemo:
+    """An indicator source that hands the same request (name and raw params) the arrays it
+    got the first time, without the source's key normalisation; made per plan, so it holds
+    no more than one batch's indicators beyond the source's own limits."""
+
+    def __init__(self, source: Any):
+        self.source = source
+        self.memo: dict[tuple, Any] = {}
+
+    def ensure(self, data: Any, name: str, params: dict[str, Any] | None = None) -> Any:
+        try:
+            key = (name, tuple(sorted((params or {}).items())))
+            found = self.memo.get(key)
+        except TypeError:  # an unhashable param value: ask the source every time
+            return self.source.ensure(data, name, params)
+        if found is None:
+            found = self.memo[key] = self.source.ensure(data, name, params)
+        return found

@@ -9,8 +9,9 @@ import pytest
 
 from threadx.data.bars import as_bars
 from threadx.data.synthetic import generate_synthetic
-from threadx.gpu.kernel import run_cpu
-from threadx.gpu.plan import Planner
+from threadx.engine.layout import N_METRICS
+from threadx.optimize.outcome import ChunkResult, failure_text
+from threadx.optimize.plan import Planner, run_plan
 from threadx.gpu.workload import declared_space, evaluator_for, random_ids
 from threadx.strategy import bb_atr, ma_crossover
 from threadx.strategy.base import ExitRules, Param, StrategySpec, list_strategies, register
@@ -45,6 +46,22 @@ def assert_same_inputs(evaluator, plan) -> None:
                 assert np.isnan(gpu_line).all()
 
 
+def one_by_one(evaluator, ids: np.ndarray) -> ChunkResult:
+    """The chunk result of ``ids`` built one combo at a time through the single-backtest path
+    (``Evaluator.kernel_inputs`` / ``run_one``), independent of the plan."""
+    metrics = np.full((len(ids), N_METRICS), np.nan)
+    status = np.zeros(len(ids), dtype=np.int8)
+    errors = {}
+    cols = evaluator.space.columns(ids)
+    for k, row in enumerate(zip(*(cols[n].tolist() for n in evaluator.space.names))):
+        try:
+            metrics[k] = evaluator.run_one(dict(zip(evaluator.space.names, row)))
+        except Exception as exc:  # noqa: BLE001 - the text a sweep stores
+            status[k] = 1
+            errors[int(ids[k])] = failure_text(exc)
+    return ChunkResult(ids, metrics, status, errors)
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_plan_inputs_equal_the_cpu_inputs(bars, strategy):
     evaluator = evaluator_for(strategy, bars, fee_bps=4.0, slippage_bps=1.0)
@@ -60,19 +77,19 @@ def test_engine_overrides_and_block_returns_flow_into_the_rows(bars):
     ids = random_ids(evaluator, 60, seed=9)
     plan = Planner(evaluator).plan(ids)
     assert_same_inputs(evaluator, plan)
-    metrics, blocks = run_cpu(plan, bars, evaluator.funding, evaluator.block_end, threads=2)
-    cpu = evaluator.evaluate(ids)
-    np.testing.assert_array_equal(metrics, cpu.metrics)
-    np.testing.assert_array_equal(blocks, cpu.blocks)
+    metrics, blocks = run_plan(plan, bars, evaluator.funding, evaluator.block_end, threads=2)
+    cpu = [evaluator.run_one(p) for p in (evaluator.space.params(int(i)) for i in ids)]
+    np.testing.assert_array_equal(metrics, np.stack([m for m, _ in cpu]))
+    np.testing.assert_array_equal(blocks, np.stack([b for _, b in cpu]))
 
 
-def test_run_cpu_on_a_plan_matches_the_evaluator(bars):
+def test_run_plan_matches_one_run_per_combo(bars):
     evaluator = evaluator_for("donchian_breakout", bars)
     ids = random_ids(evaluator, 40, seed=2)
     plan = Planner(evaluator).plan(ids)
-    metrics, blocks = run_cpu(plan, bars, evaluator.funding, None)
+    metrics, blocks = run_plan(plan, bars, evaluator.funding, None)
     assert blocks is None
-    np.testing.assert_array_equal(metrics, evaluator.evaluate(ids).metrics)
+    np.testing.assert_array_equal(metrics, one_by_one(evaluator, ids).metrics)
 
 
 def test_subset_keeps_only_the_rows_its_combos_use(bars):
@@ -180,9 +197,10 @@ def test_plan_reports_the_errors_of_the_cpu_path(bars, strategy, space, options)
     ids = np.arange(evaluator.space.size)
     ids = ids[evaluator.space.valid_mask(ids)]
     plan = Planner(evaluator).plan(ids)
-    cpu = evaluator.evaluate(ids)
+    cpu = one_by_one(evaluator, ids)
     assert plan.errors == cpu.errors
     np.testing.assert_array_equal(plan.status, cpu.status)
+    np.testing.assert_array_equal(evaluator.evaluate(ids).metrics, cpu.metrics)
     assert_same_inputs(evaluator, plan)
     if strategy != "ma_crossover" or options:
         assert cpu.errors, "the case should make some combos fail"
@@ -208,7 +226,7 @@ def test_a_line_the_rules_need_but_the_strategy_lacks_fails_like_the_cpu(bars):
     evaluator = evaluator_for("test_gpu_missing_line", bars, {"fast_period": [5, 9]})
     ids = np.arange(2)
     plan = Planner(evaluator).plan(ids)
-    assert plan.errors == evaluator.evaluate(ids).errors
+    assert plan.errors == one_by_one(evaluator, ids).errors
     assert "ATR line" in plan.errors[0]
 
 
@@ -223,7 +241,7 @@ def test_data_the_engine_refuses_fails_every_combo_like_the_cpu(bars_of):
     ids = np.arange(evaluator.space.size)
     ids = ids[evaluator.space.valid_mask(ids)]
     plan = Planner(evaluator).plan(ids)
-    assert (plan.status != 0).all() and plan.errors == evaluator.evaluate(ids).errors
+    assert (plan.status != 0).all() and plan.errors == one_by_one(evaluator, ids).errors
 
 
 # --- each distinct input computed once ----------------------------------------------------------------
@@ -354,7 +372,7 @@ def test_a_strategy_without_declared_roles_is_planned_exactly(bars):
     assert CALLS["signals"] == len(ids) == 12  # no role declared: every param is a key
     assert (plan.status == 0).all()
     assert_same_inputs(evaluator, plan)
-    np.testing.assert_array_equal(run_cpu(plan, bars, None, None)[0], evaluator.evaluate(ids).metrics)
+    np.testing.assert_array_equal(run_plan(plan, bars, None, None)[0], one_by_one(evaluator, ids).metrics)
 
 
 # --- exits that use their params in any way ------------------------------------------------------------
