@@ -671,19 +671,20 @@ def skip_flat_bars(i, n, sig, st, equity):
 
 
 @njit(**_STEP_JIT)
-def block_of(i, block_end):
-    """The time block of bar ``i`` (see :func:`run`)."""
-    b = 0
+def block_of(i, block_end, b):
+    """The time block of bar ``i`` (see :func:`run`), searched from block ``b`` (that of an
+    earlier bar) on."""
     while b < block_end.shape[0] - 1 and i >= block_end[b]:
         b += 1
     return b
 
 
 @njit(**_STEP_JIT)
-def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, equity, block_end, blocks):
+def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, equity, block_end, blocks, b):
     """Run the bars from ``i`` on which the open position (nothing pending) is only held: no
     funding payment, no stop, target or liquidation touched, no exit signal, the holding limit
-    not reached, not the last bar. Such a bar only moves a trailing stop and marks equity, so
+    not reached, not the last bar (``b``: the block of an earlier bar). Such a bar only moves a
+    trailing stop and marks equity, so
     the running figures live in local variables here instead of the state vector; the
     arithmetic is :func:`mark_to_market`'s, in the same order, so the results are the same
     bit for bit. Returns the first bar that needs :func:`step` (``i`` when bar ``i`` does)."""
@@ -706,7 +707,16 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     entry_px = st[S_ENTRY_PX]
     full = equity.shape[0] > 0
     nb = block_end.shape[0]
-    b = block_of(i, block_end) if nb > 0 else 0
+    # the current block's sums are carried in locals too (loaded and stored back whole, so
+    # the additions are those of one += per bar into the array, in the same order)
+    block_stop = 0
+    bsum = 0.0
+    bsq = 0.0
+    if nb > 0:
+        b = block_of(i, block_end, b)
+        block_stop = block_end[b] if b < nb - 1 else c.shape[0]
+        bsum = blocks[b, 0]
+        bsq = blocks[b, 1]
     prev = st[S_EQ_PREV]
     exposed = st[S_EXPOSED_BARS]
     ret_n = st[S_RET_N]
@@ -759,10 +769,15 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
             loss = r if r < 0.0 else 0.0  # a select, not a branch: the sign of r is a coin toss
             down_sq += loss * loss
             if nb > 0:
-                while b < nb - 1 and j >= block_end[b]:
-                    b += 1
-                blocks[b, 0] += r
-                blocks[b, 1] += r * r
+                if j >= block_stop:  # into a later block: store this one, load that one
+                    blocks[b, 0] = bsum
+                    blocks[b, 1] = bsq
+                    b = block_of(j, block_end, b)
+                    block_stop = block_end[b] if b < nb - 1 else c.shape[0]
+                    bsum = blocks[b, 0]
+                    bsq = blocks[b, 1]
+                bsum += r
+                bsq += r * r
         if eq >= peak:
             if peak_i < j - 1 and max_dd_bars < j - peak_i:
                 max_dd_bars = j - peak_i
@@ -775,6 +790,9 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
                 max_dd_bars = j - peak_i
         prev = eq
         j += 1
+    if nb > 0:
+        blocks[b, 0] = bsum
+        blocks[b, 1] = bsq
     st[S_EQ_PREV] = prev
     st[S_EXPOSED_BARS] = exposed
     st[S_RET_N] = ret_n
@@ -806,6 +824,7 @@ def run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity,
     for b in range(nb):
         blocks[b, 0] = 0.0
         blocks[b, 1] = 0.0
+    b = 0  # the block of the last return added on the step path
     i = 0
     while i < n:
         if st[S_PEND_ENTRY] == 0.0 and st[S_PEND_EXIT] == 0.0:
@@ -817,7 +836,7 @@ def run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity,
                         continue
             else:
                 j = hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, equity,
-                                    block_end, blocks)
+                                    block_end, blocks, b)
                 if j > i:
                     i = j
                     continue
@@ -827,7 +846,7 @@ def run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity,
             eq = st[S_EQ_PREV]
             if eq != prev and prev > 0.0:
                 r = eq / prev - 1.0
-                b = block_of(i, block_end)
+                b = block_of(i, block_end, b)  # bars only move forward: no search from the start
                 blocks[b, 0] += r
                 blocks[b, 1] += r * r
         i += 1
