@@ -101,6 +101,7 @@ class TreeRss:
         self.interval = interval
         self.peak_rss = 0
         self.peak_pss = 0
+        self.samples: list[tuple[float, int, int]] = []  # (time.time(), summed RSS, summed PSS)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -108,6 +109,7 @@ class TreeRss:
         me = psutil.Process(self.pid)
         while not self._stop.is_set():
             rss, pss = tree_memory(me)
+            self.samples.append((time.time(), rss, pss))
             self.peak_rss = max(self.peak_rss, rss)
             self.peak_pss = max(self.peak_pss, pss)
             time.sleep(self.interval)
@@ -119,6 +121,11 @@ class TreeRss:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+    def peaks_until(self, moment: float) -> tuple[int, int]:
+        """(peak summed RSS, peak summed PSS) of the samples taken before ``moment`` (time.time())."""
+        before = [(rss, pss) for t, rss, pss in self.samples if t <= moment] or [(0, 0)]
+        return max(r for r, _ in before), max(p for _, p in before)
 
 
 def run_json_step(script: str | Path, args: list[str], measure_memory: bool = False) -> tuple[dict, TreeRss | None]:
