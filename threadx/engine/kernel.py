@@ -116,6 +116,7 @@ from threadx.engine.layout import (
     S_LARGEST_LOSS,
     S_LARGEST_WIN,
     S_LAST_ENTRY_SIG,
+    S_LIQ,
     S_LIQUIDATED,
     S_MARGIN,
     S_MAX_DD,
@@ -276,6 +277,7 @@ def open_position(i, sig_i, raw_price, direction, p, st, atr):
         st[S_N_LONG] += 1.0
     else:
         st[S_N_SHORT] += 1.0
+    st[S_LIQ] = liquidation_price(p, st)
     return True
 
 
@@ -404,7 +406,7 @@ def check_intrabar_exits(i, o, h, l, bmid, p, st, trades):
     stop_reason = EXIT_TRAILING_STOP if st[S_TRAILED] > 0.0 else EXIT_STOP_LOSS
     # The liquidation price (equity net of the exit fee and slippage reaches zero) is an
     # adverse level like the stop: whichever is nearer the entry is hit first.
-    liq = liquidation_price(p, st)
+    liq = st[S_LIQ]
     if stop != stop or d * (stop - liq) < 0.0:
         stop = liq
         stop_reason = EXIT_LIQUIDATION
@@ -515,6 +517,7 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
             st[S_CASH] -= pay
             st[S_FUNDING] += pay
             st[S_FUNDING_TOTAL] += pay
+            st[S_LIQ] = liquidation_price(p, st)  # less (or more) cash behind the position
 
     # 2. orders pending from the previous close fill at this open
     if st[S_PEND_EXIT] > 0.0:
@@ -695,7 +698,7 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     held_extra = 0.0 if p[P_FILL] == FILL_CLOSE else 1.0
     entry_i = st[S_ENTRY_I]
     trail = p[P_TRAIL_MODE] > 0.0
-    liq = liquidation_price(p, st)  # cash, margin and size do not change on a quiet bar
+    liq = st[S_LIQ]  # cash, margin and size do not change on a quiet bar
     stop = st[S_STOP]
     if stop != stop or d * (stop - liq) < 0.0:
         stop = liq

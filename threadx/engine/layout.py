@@ -107,7 +107,8 @@ S_N_LONG = 41
 S_N_SHORT = 42
 S_TRADE_ROWS = 43  # trades recorded (full mode)
 S_STOP_ENTRY = 44  # the open trade's stop as set at its fill, before any trailing move; NaN = none
-N_STATE = 45
+S_LIQ = 45  # the open position's liquidation price (see kernel.liquidation_price), set when cash changes
+N_STATE = 46
 
 # --- metrics vector ------------------------------------------------------------------
 METRIC_NAMES = (
