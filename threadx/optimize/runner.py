@@ -318,9 +318,8 @@ class _Session:
         return getattr(self.search.strategy.signals, "__module__", None) not in (None, "__main__")
 
     def _task(self) -> SweepTask:
-        module = getattr(self.search.strategy.signals, "__module__", None)
-        return SweepTask(self.search.strategy.name, self.space_spec, self.options,
-                         module if self._importable() else None, self.n_blocks)
+        module = self.search.strategy.signals.__module__ if self._importable() else None
+        return SweepTask(self.search.strategy.name, self.space_spec, self.options, module, self.n_blocks)
 
     def _run(self, flush_seconds: float, adaptive_rounds: int, patience: int) -> SweepRun:
         self._phase("planning the combos")
