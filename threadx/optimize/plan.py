@@ -34,8 +34,9 @@ from threadx.contract import Levels, prepare_signals
 from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine import layout as L
-from threadx.engine.inputs import UNUSED_LINE, effective_rules, kernel_args, level_arrays, param_vector
+from threadx.engine.inputs import UNUSED_LINE, effective_rules, kernel_args, level_arrays, line_needs, param_vector
 from threadx.optimize.outcome import STATUS_FAILED, STATUS_OK, failure_text, signal_key_names
+from threadx.optimize.shared import request_key
 
 _PARALLEL_MIN = 64  # distinct signal computations worth a thread pool
 
@@ -178,9 +179,8 @@ class Planner:
                 continue
             try:
                 row = param_vector(rules, *row_args)
-                # the fields level_arrays reads: combos that agree on them read the same lines
-                reads[g] = ways.setdefault((rules.stop_atr > 0, rules.tp_atr > 0, bool(rules.target_mid),
-                                            rules.trail), len(ways))
+                # the lines level_arrays reads: combos that agree on them read the same lines
+                reads[g] = ways.setdefault(line_needs(rules), len(ways))
             except Exception:  # noqa: BLE001 - a later step on CPU: kernel_args words it
                 row, bad[g] = nan_row, True
             rows.append(row)
@@ -348,7 +348,7 @@ class RequestMemo:
 
     def ensure(self, data: Any, name: str, params: dict[str, Any] | None = None) -> Any:
         try:
-            key = (name, tuple(sorted((params or {}).items())))
+            key = request_key(name, params)
             found = self.memo.get(key)
         except TypeError:  # an unhashable param value: ask the source every time
             return self.source.ensure(data, name, params)

@@ -28,6 +28,12 @@ Request = tuple[str, str]  # (indicator name, canonical params JSON)
 _PROBE_LIMIT = 200_000
 
 
+def request_key(name: str, params: Mapping[str, Any] | None) -> tuple:
+    """An indicator request as it comes (name, raw params sorted): a cheap memo key, before
+    the registry's canonical form (``canonical_params``) is worked out."""
+    return name, tuple(sorted((params or {}).items()))
+
+
 def _needs_of(space: SearchSpace, params: Mapping[str, Any]) -> list[tuple[str, dict]]:
     """(indicator, params) needs of one combo as a sweep computes it (display-only params at
     their defaults, see ``StrategySpec.results_params``); none for a combo the strategy refuses."""
@@ -55,7 +61,7 @@ class _Collector:
         """Record the needs of one combo; returns their request keys."""
         keys = set()
         for name, ind_params in _needs_of(self.space, params):
-            raw = (name, tuple(sorted(ind_params.items())))
+            raw = request_key(name, ind_params)
             if raw not in self._keys:
                 try:
                     self._keys[raw] = (name, canonical_params(name, ind_params))
@@ -231,7 +237,7 @@ class PreparedIndicators:
         self._local = None
 
     def ensure(self, data: Any, name: str, params: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
-        raw = (name, tuple(sorted((params or {}).items())))
+        raw = request_key(name, params)
         found = self._memo.get(raw)
         if found is None:
             found = self._lookup((name, canonical_params(name, params)))
