@@ -398,17 +398,25 @@ def liquidation_price(p, st):
 
 
 @njit(**_STEP_JIT)
+def adverse_level(d, stop, liq):
+    """The adverse level a ``d`` position is tested against: its stop, or the liquidation
+    price (equity net of the exit fee and slippage reaches zero) when there is no stop or
+    the liquidation price is nearer the entry (it is then hit first)."""
+    if stop != stop or d * (stop - liq) < 0.0:
+        return liq
+    return stop
+
+
+@njit(**_STEP_JIT)
 def check_intrabar_exits(i, o, h, l, bmid, p, st, trades):
     """Stop or liquidation, and target, of the open position on bar i (gap fills at the open)."""
     d = st[S_DIR]
     stop = st[S_STOP]
     tgt = target_level(d, st[S_TP], p, bmid, i - 1)  # a mid band known at the previous close
     stop_reason = EXIT_TRAILING_STOP if st[S_TRAILED] > 0.0 else EXIT_STOP_LOSS
-    # The liquidation price (equity net of the exit fee and slippage reaches zero) is an
-    # adverse level like the stop: whichever is nearer the entry is hit first.
-    liq = st[S_LIQ]
-    if stop != stop or d * (stop - liq) < 0.0:
-        stop = liq
+    level = adverse_level(d, stop, st[S_LIQ])
+    if level != stop:  # no stop, or the liquidation price is nearer
+        stop = level
         stop_reason = EXIT_LIQUIDATION
     has_stop = True
     has_tgt = tgt == tgt
@@ -474,6 +482,24 @@ def update_trailing_stop(i, h, l, c, atr, blo, bmid, bhi, p, st):
 
 
 @njit(**_STEP_JIT)
+def track_drawdown(i, eq, peak, peak_i, max_dd, max_dd_bars):
+    """(peak, its bar, max drawdown, longest drawdown in bars) after equity ``eq`` at the
+    close of bar i. A drawdown's length runs from its peak bar to the bar that recovers it,
+    or to bar i while it lasts."""
+    if eq >= peak:
+        if peak_i < i - 1 and max_dd_bars < i - peak_i:
+            max_dd_bars = i - peak_i  # recovered: peak to recovery
+        peak = eq
+        peak_i = float(i)
+    else:
+        if eq < peak * (1.0 + max_dd):  # a deeper drawdown: divide only then
+            max_dd = eq / peak - 1.0
+        if i - peak_i > max_dd_bars:
+            max_dd_bars = i - peak_i
+    return peak, peak_i, max_dd, max_dd_bars
+
+
+@njit(**_STEP_JIT)
 def mark_to_market(i, c, st, equity):
     """Equity at the close of bar i, and the running return / drawdown statistics."""
     d = st[S_DIR]
@@ -491,16 +517,8 @@ def mark_to_market(i, c, st, equity):
         st[S_RET_SUMSQ] += r * r
         loss = r if r < 0.0 else 0.0  # adding 0.0 leaves the sum unchanged
         st[S_DOWN_SQ] += loss * loss
-    if eq >= st[S_PEAK]:
-        if st[S_PEAK_I] < i - 1 and st[S_MAX_DD_BARS] < i - st[S_PEAK_I]:
-            st[S_MAX_DD_BARS] = i - st[S_PEAK_I]  # recovered: peak to recovery
-        st[S_PEAK] = eq
-        st[S_PEAK_I] = float(i)
-    else:
-        if eq < st[S_PEAK] * (1.0 + st[S_MAX_DD]):  # a deeper drawdown: divide only then
-            st[S_MAX_DD] = eq / st[S_PEAK] - 1.0
-        if i - st[S_PEAK_I] > st[S_MAX_DD_BARS]:
-            st[S_MAX_DD_BARS] = i - st[S_PEAK_I]
+    st[S_PEAK], st[S_PEAK_I], st[S_MAX_DD], st[S_MAX_DD_BARS] = track_drawdown(
+        i, eq, st[S_PEAK], st[S_PEAK_I], st[S_MAX_DD], st[S_MAX_DD_BARS])
     st[S_EQ_PREV] = eq
 
 
@@ -687,8 +705,8 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     """Run the bars from ``i`` on which the open position (nothing pending) is only held: no
     funding payment, no stop, target or liquidation touched, no exit signal, the holding limit
     not reached, not the last bar (``b``: the block of an earlier bar). Such a bar only moves a
-    trailing stop and marks equity, so
-    the running figures live in local variables here instead of the state vector; the
+    trailing stop and marks equity, so the running figures live in local variables here
+    instead of the state vector; the
     arithmetic is :func:`mark_to_market`'s, in the same order, so the results are the same
     bit for bit. Returns the first bar that needs :func:`step` (``i`` when bar ``i`` does)."""
     d = st[S_DIR]
@@ -699,9 +717,7 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     entry_i = st[S_ENTRY_I]
     trail = p[P_TRAIL_MODE] > 0.0
     liq = st[S_LIQ]  # cash, margin and size do not change on a quiet bar
-    stop = st[S_STOP]
-    if stop != stop or d * (stop - liq) < 0.0:
-        stop = liq
+    stop = adverse_level(d, st[S_STOP], liq)
     tp = st[S_TP]
     target_mid = p[P_TARGET_MID] > 0.0
     cash = st[S_CASH]
@@ -757,9 +773,7 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
             break
         if trail:
             update_trailing_stop(j, h, l, c, atr, blo, bmid, bhi, p, st)
-            stop = st[S_STOP]
-            if stop != stop or d * (stop - liq) < 0.0:
-                stop = liq
+            stop = adverse_level(d, st[S_STOP], liq)
         eq = cash + (margin + dq * (c[j] - entry_px))
         exposed += 1.0
         if full:
@@ -781,16 +795,7 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
                     bsq = blocks[b, 1]
                 bsum += r
                 bsq += r * r
-        if eq >= peak:
-            if peak_i < j - 1 and max_dd_bars < j - peak_i:
-                max_dd_bars = j - peak_i
-            peak = eq
-            peak_i = float(j)
-        else:
-            if eq < peak * (1.0 + max_dd):
-                max_dd = eq / peak - 1.0
-            if j - peak_i > max_dd_bars:
-                max_dd_bars = j - peak_i
+        peak, peak_i, max_dd, max_dd_bars = track_drawdown(j, eq, peak, peak_i, max_dd, max_dd_bars)
         prev = eq
         j += 1
     if nb > 0:
