@@ -23,6 +23,7 @@ from threadx.engine.inputs import EngineOptions, KernelInputs, effective_rules, 
 from threadx.optimize.outcome import (INFRA_PREFIX, STATUS_FAILED, STATUS_OK, ChunkResult,  # noqa: F401 (re-exported)
                                       RunInterrupted, failure_text, is_infra_exception, is_infra_failure,
                                       signal_key_names)
+from threadx.optimize.plan import Planner, run_plan
 from threadx.optimize.space import SearchSpace
 from threadx.strategy.base import get_strategy
 
@@ -57,11 +58,9 @@ class Evaluator:
         self._planner = None
 
     @property
-    def planner(self) -> Any:
+    def planner(self) -> Planner:
         """The sweep plan of this evaluator's chunks (made on first use)."""
         if self._planner is None:
-            from threadx.optimize.plan import Planner
-
             self._planner = Planner(self, threads=1, cache_bytes=_PLAN_CACHE_BYTES)
         return self._planner
 
@@ -86,8 +85,6 @@ class Evaluator:
         params feeding signals share one signal array, those equal on the params feeding
         exits one param vector) and run in one kernel call, bit for bit what one run per
         combo gives (:meth:`run_one`)."""
-        from threadx.optimize.plan import run_plan
-
         ids = np.asarray(ids, dtype=np.int64)
         with self._planning:  # the planner's caches are shared by the threads of an inline sweep
             plan = self.planner.plan(ids)
