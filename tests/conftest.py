@@ -14,6 +14,24 @@ if TYPE_CHECKING:
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests see no strategies folder of the developer's (``./strategies``): an empty one of
+    their own unless THREADX_STRATEGY_DIR is set; ``strategy_dir`` gives a test its own."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("THREADX_STRATEGY_DIR", tempfile.mkdtemp(prefix="threadx-test-strategies-"))
+
+
+@pytest.fixture
+def strategy_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty strategies folder in tmp_path, also set as THREADX_STRATEGY_DIR."""
+    root = tmp_path / "strategies"
+    root.mkdir()
+    monkeypatch.setenv("THREADX_STRATEGY_DIR", str(root))
+    return root
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """``../shared/data`` beside the repo (real Binance candles); skips the test when absent."""

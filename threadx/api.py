@@ -14,6 +14,7 @@ from threadx.engine.inputs import EngineOptions, effective_rules, funding_per_ba
 from threadx.engine.result import Result, full_result
 from threadx.contract import ExitRules, prepare_signals
 from threadx.strategy.base import StrategySpec, get_strategy
+from threadx.strategy.user import strategy_code_errors
 
 __all__ = ["backtest", "run_meta", "Result"]
 
@@ -53,20 +54,22 @@ def backtest(
         ambiguity=ambiguity, funding=funding,
     )
     bars = as_bars(df)
-    rules = effective_rules(spec.exits(values), options)
-    _, sig, levels = prepare_signals(spec, bars, values, bank)
+    with strategy_code_errors(spec):
+        rules = effective_rules(spec.exits(values), options)
+        _, sig, levels = prepare_signals(spec, bars, values, bank)
     args = kernel_args(bars, sig, levels, rules, options, funding_per_bar(funding, bars))
-    result = full_result(args, bars.index, bars.timeframe, values, run_meta(spec.name, bars, options, rules))
+    result = full_result(args, bars.index, bars.timeframe, values, run_meta(spec, bars, options, rules))
     result.meta["elapsed_s"] = time.perf_counter() - started
     return result
 
 
-def run_meta(strategy: str, bars: Bars, options: EngineOptions, rules: ExitRules) -> dict[str, Any]:
-    """The ``meta`` of a backtest's :class:`Result` (all but ``elapsed_s``): strategy, data,
-    span, engine options and the effective exit rules."""
+def run_meta(spec: StrategySpec, bars: Bars, options: EngineOptions, rules: ExitRules) -> dict[str, Any]:
+    """The ``meta`` of a backtest's :class:`Result` (all but ``elapsed_s``): strategy and the
+    hash of its code, data, span, engine options and the effective exit rules."""
     index = bars.index
     return {
-        "strategy": strategy,
+        "strategy": spec.name,
+        "strategy_code": spec.code_hash,
         "dataset": bars.name,
         "timeframe": bars.timeframe,
         "fingerprint": bars.fingerprint,

@@ -7,6 +7,8 @@ users with several projects keep their files apart:
 - ``THREADX_CACHE_DIR``      indicator disk cache (default ``./indicators_cache``)
 - ``THREADX_RESULTS_DIR``    sweep results store, and the workstation's jobs and workspace
   (``workspace.json``, threadx.ui.workspace) (default ``./results``)
+- ``THREADX_STRATEGY_DIR``   your own strategies, one or more per ``.py`` file (default
+  ``./strategies``, see threadx.strategy.user)
 - ``THREADX_CONFIG_DIR``     user configuration (GPU profile, ...; default ``~/.config/threadx``)
 - ``THREADX_CACHE_LIMIT``    size limit of the indicator disk cache: bytes, or a size such
   as ``500MB`` or ``2GiB`` (default 1 GiB)
@@ -76,6 +78,7 @@ class Settings:
     cache_dir: Path
     results_dir: Path
     config_dir: Path
+    strategy_dir: Path = Path("strategies")
     cache_limit_bytes: int = DEFAULT_CACHE_LIMIT_BYTES
 
 
@@ -86,5 +89,6 @@ def settings() -> Settings:
         cache_dir=_env_path("THREADX_CACHE_DIR", "indicators_cache"),
         results_dir=_env_path("THREADX_RESULTS_DIR", "results"),
         config_dir=_env_path("THREADX_CONFIG_DIR", Path.home() / ".config" / "threadx"),
+        strategy_dir=_env_path("THREADX_STRATEGY_DIR", "strategies"),
         cache_limit_bytes=_env_bytes("THREADX_CACHE_LIMIT", DEFAULT_CACHE_LIMIT_BYTES),
     )

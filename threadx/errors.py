@@ -13,6 +13,11 @@ class ParamError(ThreadXError, ValueError):
     """A strategy or engine parameter that is unknown, out of range or inconsistent."""
 
 
+class StrategyError(ThreadXError):
+    """A user strategy that cannot be loaded or raised in its own code (the message names
+    its file and line)."""
+
+
 class CacheError(ThreadXError):
     """A cache entry that cannot be read or written."""
 

@@ -31,8 +31,8 @@ def evaluator_for(strategy: str, bars: Bars, space: dict[str, Any] | None = None
     from threadx.indicators import IndicatorBank
 
     spec = get_strategy(strategy)
-    task = SweepTask(strategy, space if space is not None else declared_space(spec), options_from(**engine_options),
-                     n_blocks=n_blocks)
+    task = SweepTask.of(spec, space if space is not None else declared_space(spec), options_from(**engine_options),
+                        n_blocks)
     return Evaluator(task, bars, IndicatorBank(disk=False))
 
 

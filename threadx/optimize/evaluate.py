@@ -25,7 +25,8 @@ from threadx.optimize.outcome import (INFRA_PREFIX, STATUS_FAILED, STATUS_OK, Ch
                                       signal_key_names)
 from threadx.optimize.plan import Planner, run_plan
 from threadx.optimize.space import SearchSpace
-from threadx.strategy.base import get_strategy
+from threadx.strategy.base import StrategyOrigin, StrategySpec, get_strategy
+from threadx.strategy.user import from_origin
 
 _PLAN_CACHE_BYTES = 32 * 2**20  # signal arrays a CPU evaluator keeps across its chunks
 
@@ -37,18 +38,40 @@ class SweepTask:
     strategy: str
     space: Mapping[str, Any]
     options: EngineOptions
-    module: str | None = None  # module that registers the strategy (for user strategies)
+    module: str | None = None  # module that registers the strategy on import (not a built-in)
     n_blocks: int = 0  # > 0: also sum per-bar returns over this many time blocks (for PBO)
+    origin: StrategyOrigin | None = None  # a strategies-folder strategy: the code the sweep runs
+
+    @classmethod
+    def of(cls, spec: StrategySpec, space: Mapping[str, Any], options: EngineOptions,
+           n_blocks: int = 0) -> "SweepTask":
+        """The task of a sweep of ``spec``: a strategy of the strategies folder travels as its
+        code (every worker runs what the sweep started with), one registered by a module as
+        that module's name, a built-in as its name."""
+        if spec.origin is not None:
+            return cls(spec.name, space, options, None, n_blocks, spec.origin)
+        module = getattr(spec.signals, "__module__", None)
+        if module in (None, "__main__") or module.startswith("threadx.strategy."):
+            module = None
+        return cls(spec.name, space, options, module, n_blocks)
+
+
+def task_strategy(task: SweepTask) -> StrategySpec:
+    """The strategy of a task: rebuilt from its code for a strategies-folder strategy, imported
+    for one registered by a module, else looked up by name."""
+    if task.origin is not None:
+        return from_origin(task.strategy, task.origin)
+    if task.module:
+        importlib.import_module(task.module)  # registers the strategy on import
+    return get_strategy(task.strategy)
 
 
 class Evaluator:
     """Runs combos of one sweep; cheap to call per chunk."""
 
     def __init__(self, task: SweepTask, bars: Bars, indicators: Any):
-        if task.module:
-            importlib.import_module(task.module)  # a user strategy registers itself on import
         self.task = task
-        self.spec = get_strategy(task.strategy)
+        self.spec = task_strategy(task)
         self.space = SearchSpace(self.spec, task.space)
         self.bars = bars
         self.indicators = indicators

@@ -35,8 +35,11 @@ def is_infra_exception(exc: BaseException) -> bool:
 
 
 def failure_text(exc: BaseException, infra: bool | None = None) -> str:
-    """The stored error text of a failure (tagged when infrastructural; ``None``: by type)."""
-    text = f"{type(exc).__name__}: {exc}"
+    """The stored error text of a failure (tagged when infrastructural; ``None``: by type);
+    an exception raised in a user's strategy file names its file and line."""
+    from threadx.strategy.user import describe_error
+
+    text = describe_error(exc)
     return INFRA_PREFIX + text if (is_infra_exception(exc) if infra is None else infra) else text
 
 

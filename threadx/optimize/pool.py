@@ -61,7 +61,7 @@ def warm_up(task: SweepTask) -> None:
     from threadx.data.synthetic import generate_synthetic
     from threadx.indicators import IndicatorBank
 
-    builtin = task.module is None or task.module.startswith("threadx.")
+    builtin = task.origin is None and (task.module is None or task.module.startswith("threadx."))
     if not builtin:
         task = SweepTask("ma_crossover", {}, task.options)
     try:

@@ -314,12 +314,12 @@ class _Session:
         return LocalPool(self._task(), self.workers).start()
 
     def _importable(self) -> bool:
-        """Whether worker processes can import the strategy (not defined in __main__)."""
-        return getattr(self.search.strategy.signals, "__module__", None) not in (None, "__main__")
+        """Whether worker processes can rebuild the strategy (not one defined in __main__)."""
+        spec = self.search.strategy
+        return spec.origin is not None or getattr(spec.signals, "__module__", None) not in (None, "__main__")
 
     def _task(self) -> SweepTask:
-        module = self.search.strategy.signals.__module__ if self._importable() else None
-        return SweepTask(self.search.strategy.name, self.space_spec, self.options, module, self.n_blocks)
+        return SweepTask.of(self.search.strategy, self.space_spec, self.options, self.n_blocks)
 
     def _run(self, flush_seconds: float, adaptive_rounds: int, patience: int) -> SweepRun:
         self._phase("planning the combos")
@@ -440,6 +440,8 @@ class _Session:
         return {
             "run_id": self.run_id,
             "strategy": self.search.strategy.name,
+            "strategy_code": self.search.strategy.code_hash,
+            "strategy_file": self.search.strategy.origin.path if self.search.strategy.origin else None,
             "dataset": bars.name,
             "fingerprint": bars.fingerprint,
             "data": self.request.data.to_dict() if self.request is not None else None,

@@ -33,7 +33,8 @@ from threadx.names import check_name
 _PART = re.compile(r"^part-(\d{6})\.parquet$")
 _LOCK = ".writer.lock"
 _PROBE_GRACE_S = 0.03  # how long a writer waits out a reader probing the run's lock
-_PLAN_KEYS = ("strategy", "fingerprint", "space", "engine", "sampler", "n", "seed", "block_end")
+_PLAN_KEYS = ("strategy", "strategy_code", "fingerprint", "space", "engine", "sampler", "n", "seed", "block_end")
+_LEGACY_OPTIONAL = ("strategy_code",)  # plan keys that runs stored by earlier versions lack
 _SESSION_KEYS = ("objective", "maximize", "min_trades", "machine", "versions", "started_at")
 _PROGRESS_KEYS = ("status", "done", "failed", "finished_at", "elapsed_s", "quarantined", "gpu")
 _PLAN_FILE = "plan.json"  # the manifest as first written, less its progress keys
@@ -456,8 +457,12 @@ def _quarantine(folder: Path, path: Path) -> str:
 def _check_plan(run_id: str, stored: dict[str, Any], manifest: dict[str, Any]) -> None:
     """Refuse to resume when the stored plan differs from the new one or lacks keys."""
     for key in _PLAN_KEYS:
-        if key not in stored and key not in manifest:
+        if key not in stored and (key not in manifest or key in _LEGACY_OPTIONAL):
             continue
+        if key == "strategy_code" and stored[key] != manifest.get(key):
+            raise ThreadXError(f"run {run_id} was computed with other code of strategy {stored.get('strategy')!r} "
+                               f"(hash {str(stored[key])[:8]} then, {str(manifest.get(key))[:8]} now): its stored rows "
+                               "came from that code; pick another run id to start a new run")
         if key not in stored:
             raise RunDamaged(run_id, f"has a manifest without {key!r}, so its rows cannot be checked against "
                                      "this sweep")

@@ -1,9 +1,20 @@
-"""Strategy declarations and the registry.
+"""The strategy authoring API: everything a strategy file imports, built-in or your own.
+
+A strategy is data, not a loop (see :class:`StrategySpec`): typed :class:`Param` declarations
+(with the roles they feed), the indicators it needs, a signal function returning one ``uint8``
+per bar built from the ``SIG_*`` flags, the indicator lines its exits read (:class:`Levels`)
+and its :class:`ExitRules`. The built-in strategies (``threadx/strategy/*.py``) and the files
+of your strategies folder (:mod:`threadx.strategy.user`, ``threadx strategy new NAME``) import
+from here only. Signal helpers (numba, causal): :func:`cross_signals`,
+:func:`zscore_reversion_signals`, :func:`band_ma_signals`, :func:`breakout_signals`,
+:func:`flip_signals`; percent stop / target params: :func:`percent_exit_params`,
+:func:`percent_exits`. Indicators: ``threadx.indicators.registry.list_indicators()``.
 
 The package is ``threadx.strategy`` (singular), not ``strategies`` as DESIGN.md sketches:
 a subpackage ``threadx.strategies`` would shadow the public ``threadx.strategies()``
 function as soon as it is imported.
 """
+from threadx.contract import SIG_ENTER_LONG, SIG_ENTER_SHORT, SIG_EXIT_LONG, SIG_EXIT_SHORT
 from threadx.strategy.base import (
     Constraint,
     ExitRules,
@@ -12,7 +23,23 @@ from threadx.strategy.base import (
     StrategySpec,
     get_strategy,
     list_strategies,
+    no_levels,
+    no_overlays,
     register,
 )
+from threadx.strategy.percent_exits import percent_exit_params, percent_exits
+from threadx.strategy.signal_kernels import (
+    band_ma_signals,
+    breakout_signals,
+    cross_signals,
+    flip_signals,
+    zscore_reversion_signals,
+)
 
-__all__ = ["Constraint", "ExitRules", "Levels", "Param", "StrategySpec", "get_strategy", "list_strategies", "register"]
+__all__ = [
+    "SIG_ENTER_LONG", "SIG_ENTER_SHORT", "SIG_EXIT_LONG", "SIG_EXIT_SHORT",
+    "Constraint", "ExitRules", "Levels", "Param", "StrategySpec",
+    "get_strategy", "list_strategies", "no_levels", "no_overlays", "register",
+    "percent_exit_params", "percent_exits",
+    "band_ma_signals", "breakout_signals", "cross_signals", "flip_signals", "zscore_reversion_signals",
+]

@@ -143,6 +143,30 @@ def no_levels(values: IndicatorValues, params: Mapping[str, Any]) -> Levels:
     return Levels()
 
 
+@dataclass(frozen=True)
+class StrategyOrigin:
+    """Where a strategy's code comes from, and the hash of that code.
+
+    ``kind``: ``"builtin"`` (shipped in ``threadx.strategy``), ``"module"`` (registered on
+    import of a Python module) or ``"user"`` (a file of the strategies folder, see
+    :mod:`threadx.strategy.user`). A user strategy carries its source ``text``, so that a
+    sweep's workers run the code the sweep started with even when the file is edited meanwhile.
+    """
+
+    kind: str
+    path: str | None
+    code_hash: str
+    text: str | None = None
+    line: int = 0  # the line of the file where the strategy is declared (user strategies)
+
+    @property
+    def where(self) -> str:
+        """``file:line`` of a user strategy's declaration, the module file otherwise."""
+        if self.path is None:
+            return self.kind
+        return f"{self.path}:{self.line}" if self.line else self.path
+
+
 @functools.lru_cache(maxsize=256)
 def _display_only_defaults(params: tuple[Param, ...]) -> tuple[tuple[str, Any], ...]:
     """(name, default) of the display-only params among ``params``."""
@@ -169,6 +193,15 @@ class StrategySpec:
     exits: Callable[[Mapping[str, Any]], ExitRules]
     constraints: tuple[Constraint, ...] = ()
     overlays: Callable[[Mapping[str, Any]], dict[str, tuple[str, str]]] = field(default=no_overlays)
+    origin: StrategyOrigin | None = field(default=None, compare=False, repr=False)  # set by the registry
+
+    @property
+    def code_hash(self) -> str:
+        """Hash of the code that defines this strategy (recorded in run manifests: a run's rows
+        are only resumed or re-evaluated with the same code)."""
+        if self.origin is not None:
+            return self.origin.code_hash
+        return _module_hash(*{f.__module__ for f in (self.indicators, self.signals, self.levels, self.exits)})
 
     def param(self, name: str) -> Param:
         """The declaration of one param (ParamError if unknown)."""
@@ -238,11 +271,32 @@ class StrategySpec:
         }
 
 
+def _module_hash(*modules: str) -> str:
+    """Code hash of strategies defined in Python modules: a built-in hashes the whole
+    ``threadx.strategy`` package (its helpers live in shared modules), any other module its file."""
+    import sys
+
+    from threadx.codehash import source_hash
+
+    files = []
+    for name in sorted(modules):
+        module = sys.modules.get(name)
+        if module is None or getattr(module, "__file__", None) is None:
+            return "unknown"  # defined in __main__ or a notebook cell: no file to hash
+        files.append(module)
+    if all(name.startswith("threadx.strategy.") for name in modules):
+        from pathlib import Path
+
+        return source_hash(*sorted(Path(__file__).parent.glob("*.py")))
+    return source_hash(*files)
+
+
 _REGISTRY: dict[str, StrategySpec] = {}
 
 
 def register(spec: StrategySpec) -> StrategySpec:
-    """Add a strategy to the registry (one line per strategy module)."""
+    """Add a strategy defined in a Python module to the registry (a user strategy in the
+    strategies folder needs no registration: see :mod:`threadx.strategy.user`)."""
     if spec.name in _REGISTRY:
         raise ValueError(f"strategy {spec.name!r} registered twice")
     _REGISTRY[spec.name] = spec
@@ -250,18 +304,38 @@ def register(spec: StrategySpec) -> StrategySpec:
 
 
 def get_strategy(name: str) -> StrategySpec:
-    """Look a strategy up by name (ParamError listing the known ones)."""
+    """Look a strategy up by name: built-in or registered first, then the strategies folder
+    (re-read when a file changed). ParamError listing the known ones, or StrategyError with
+    the file and line when the file declaring ``name`` cannot be loaded."""
     _load_builtin()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ParamError(f"unknown strategy {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+    found = _REGISTRY.get(name)
+    if found is not None:
+        return found
+    from threadx.strategy import user
+
+    return user.get(name, known=_REGISTRY)
 
 
 def list_strategies() -> dict[str, StrategySpec]:
-    """All registered strategies by name."""
+    """All strategies by name: built-in and registered ones, then those of the strategies
+    folder (a file that cannot be loaded is left out; ``user.load_errors()`` says why)."""
+    _load_builtin()
+    from threadx.strategy import user
+
+    return {**_REGISTRY, **user.strategies(known=_REGISTRY)}
+
+
+def list_registered() -> dict[str, StrategySpec]:
+    """The built-in and registered strategies (not the strategies folder's)."""
     _load_builtin()
     return dict(_REGISTRY)
+
+
+def builtin_names() -> tuple[str, ...]:
+    """Names of the strategies shipped with ThreadX."""
+    from threadx.strategy import builtin
+
+    return builtin.NAMES
 
 
 def _load_builtin() -> None:

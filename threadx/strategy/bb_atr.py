@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from threadx.strategy.base import ExitRules, Levels, Param, StrategySpec
-from threadx.strategy.signal_kernels import zscore_reversion_signals
+from threadx.strategy import ExitRules, Levels, Param, StrategySpec, zscore_reversion_signals
 
 _NO_TREND = np.empty(0)
 

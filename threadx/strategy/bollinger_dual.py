@@ -1,8 +1,7 @@
 """bollinger_dual: band excursion confirmed by an MA cross, band-based trailing stop (SPEC §4)."""
 from __future__ import annotations
 
-from threadx.strategy.base import ExitRules, Levels, Param, StrategySpec
-from threadx.strategy.signal_kernels import band_ma_signals
+from threadx.strategy import ExitRules, Levels, Param, StrategySpec, band_ma_signals
 
 
 def _indicators(p):

@@ -1,8 +1,7 @@
 """donchian_breakout: channel breakout with ATR stop and target (SPEC §4)."""
 from __future__ import annotations
 
-from threadx.strategy.base import ExitRules, Levels, Param, StrategySpec
-from threadx.strategy.signal_kernels import breakout_signals
+from threadx.strategy import ExitRules, Levels, Param, StrategySpec, breakout_signals
 
 
 def _indicators(p):

@@ -1,9 +1,7 @@
 """ma_crossover: fast/slow moving-average crossover (SPEC §4)."""
 from __future__ import annotations
 
-from threadx.strategy.base import Constraint, Param, StrategySpec, no_levels
-from threadx.strategy.percent_exits import percent_exit_params, percent_exits
-from threadx.strategy.signal_kernels import cross_signals
+from threadx.strategy import Constraint, Param, StrategySpec, cross_signals, no_levels, percent_exit_params, percent_exits
 
 
 def _indicators(p):

@@ -1,9 +1,7 @@
 """supertrend: trade SuperTrend direction flips (SPEC §4)."""
 from __future__ import annotations
 
-from threadx.strategy.base import Param, StrategySpec, no_levels
-from threadx.strategy.percent_exits import percent_exit_params, percent_exits
-from threadx.strategy.signal_kernels import flip_signals
+from threadx.strategy import Param, StrategySpec, flip_signals, no_levels, percent_exit_params, percent_exits
 
 
 def _indicators(p):

@@ -165,14 +165,29 @@ def stored_data(name: str | None, fingerprint: str | None, df: pd.DataFrame | Ba
 
 
 def stored_evaluator(strategy: str, space: Mapping[str, Any], engine: Mapping[str, Any] | None, bars: Bars,
-                     what: str, n_blocks: int = 0) -> Evaluator:
+                     what: str, n_blocks: int = 0, code_hash: str | None = None) -> Evaluator:
     """An evaluator of a stored space (``SearchSpace.to_dict()``) and engine options on
-    ``bars``; the combo ids match the stored ones."""
+    ``bars``; the combo ids match the stored ones. ``code_hash``: the strategy code the run
+    used (refused when the strategy's code is another now: its rows came from that code)."""
     engine = dict(engine or {})
     if isinstance(engine.get("funding"), str):
         raise ParamError(f"{what} used a funding series that is not stored; validate it from Python with the "
                          "same funding")
-    return Evaluator(SweepTask(strategy, stored_axes(space), options_from(**engine), None, n_blocks), bars, _bank())
+    spec = get_strategy(strategy)
+    check_same_code(spec, code_hash, what)
+    task = SweepTask.of(spec, stored_axes(space), options_from(**engine), n_blocks)
+    return Evaluator(task, bars, _bank())
+
+
+def check_same_code(spec: Any, code_hash: str | None, what: str) -> None:
+    """ParamError when ``what`` (a stored run) was computed with other code of ``spec`` than
+    it has now (``code_hash`` None: a run stored before code hashes were recorded)."""
+    if code_hash is None or code_hash == spec.code_hash:
+        return
+    where = f" ({spec.origin.path})" if spec.origin is not None else ""
+    raise ParamError(f"{what} was computed with other code of strategy {spec.name!r}{where}: its code changed "
+                     f"since (hash {code_hash[:8]} then, {spec.code_hash[:8]} now), so its results cannot be "
+                     "re-evaluated; run it again with the current code")
 
 
 def sweep_data(run: SweepRun, df: pd.DataFrame | Bars | None = None) -> Bars:
@@ -184,7 +199,8 @@ def sweep_data(run: SweepRun, df: pd.DataFrame | Bars | None = None) -> Bars:
 def sweep_evaluator(run: SweepRun, bars: Bars, n_blocks: int = 0) -> Evaluator:
     """An evaluator of the sweep's space and engine options on ``bars`` (combo ids match)."""
     m = run.manifest
-    return stored_evaluator(m["strategy"], m["space"], m.get("engine"), bars, f"run {run.run_id}", n_blocks)
+    return stored_evaluator(m["strategy"], m["space"], m.get("engine"), bars, f"run {run.run_id}", n_blocks,
+                            m.get("strategy_code"))
 
 
 def walk_forward_evaluator(wf: WalkForwardResult, df: pd.DataFrame | Bars | None = None) -> Evaluator:
@@ -193,7 +209,8 @@ def walk_forward_evaluator(wf: WalkForwardResult, df: pd.DataFrame | Bars | None
         return wf.evaluator
     what = "the walk-forward"
     bars = stored_data(wf.meta.get("dataset"), wf.meta.get("fingerprint"), df, what, wf.meta.get("data"))
-    return stored_evaluator(wf.config["strategy"], wf.config["space"], wf.config.get("engine"), bars, what)
+    return stored_evaluator(wf.config["strategy"], wf.config["space"], wf.config.get("engine"), bars, what,
+                            code_hash=wf.config.get("strategy_code"))
 
 
 def _bank():
@@ -440,7 +457,7 @@ def _winner_run(run: SweepRun, best: pd.Series, evaluator: Evaluator) -> Result:
     params and the run's engine options, but ``meta["elapsed_s"]``)."""
     params = {k: to_python(best[k]) for k in run.param_names}
     spec, bars, options = evaluator.spec, evaluator.bars, evaluator.task.options
-    meta = run_meta(spec.name, bars, options, effective_rules(spec.exits(params), options))
+    meta = run_meta(spec, bars, options, effective_rules(spec.exits(params), options))
     return full_result(evaluator.kernel_inputs(params), bars.index, bars.timeframe, params, meta)
 
 

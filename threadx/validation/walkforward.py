@@ -261,7 +261,7 @@ def walk_forward(
 
         bank = default_bank()
     arrays = prepare_requests(_within_budget(search, bars, ids, bank, memory_budget), bars, bank)
-    task = SweepTask(spec.name, dict(space or {}), options, None, n_blocks)
+    task = SweepTask.of(spec, dict(space or {}), options, n_blocks)
     evaluator = Evaluator(task, bars, PreparedIndicators(arrays.get))
     evaluated = _evaluate_all(evaluator, search, ids, windows, int(workers or default_workers()),
                               _cancel_check(cancel), progress, started)
@@ -270,7 +270,7 @@ def walk_forward(
         raise ParamError("walk-forward cancelled before any combo finished")
     combos = pd.DataFrame({"combo_id": done, **search.columns(done)})
     config = {
-        "strategy": spec.name, "space": search.to_dict(), "is_bars": is_len, "oos_bars": oos_len,
+        "strategy": spec.name, "strategy_code": spec.code_hash, "space": search.to_dict(), "is_bars": is_len, "oos_bars": oos_len,
         "step_bars": step_len or oos_len, "anchored": bool(anchored), "sampler": sampler,
         "n": int(n) if sampler != "grid" else None, "seed": int(seed), "objective": objective,
         "maximize": bool(maximize), "min_trades": int(min_trades), "engine": options.to_dict(),
