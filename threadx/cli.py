@@ -20,6 +20,7 @@ from threadx.gpu.cli import add_gpu_commands
 from threadx.units import format_bytes, format_count, format_metric
 
 EXIT_BAD_INPUT = 2
+EXIT_CHECK_FAILED = 1  # `strategy check`: a check failed
 DATE_FORMAT_HELP = "strftime format of date text, e.g. %%d/%%m/%%Y (needed when dates read both day- and month-first)"
 JSON_HELP = ("print JSON with the raw values instead of the human output: fractions stay fractions "
              "(win_rate 0.43, shown as 43.00 %% otherwise), counts and sizes plain numbers (bytes)")
@@ -230,19 +231,66 @@ def cmd_data_resample(args: argparse.Namespace) -> int:
 
 def cmd_strategies(args: argparse.Namespace) -> int:
     import threadx
+    from threadx.strategy import user
 
     specs = threadx.strategies()
+    errors = user.load_errors()
     if args.json:
-        _print_json([spec.to_dict() for spec in specs.values()])
+        _print_json({"strategies": [{**spec.to_dict(), "source": _strategy_source(spec)} for spec in specs.values()],
+                     "strategy_dir": str(user.strategy_dir()), "load_errors": errors})
         return 0
     for spec in specs.values():
-        print(f"{spec.name}: {spec.description}")
+        print(f"{spec.name}: {spec.description}  [{_strategy_source(spec)}]")
         rows = [p.to_dict() for p in spec.params]
         print(_table(rows, ("name", "kind", "default", "min", "max", "description")))
         if spec.constraints:
             print("constraints: " + "; ".join(c.description for c in spec.constraints))
         print()
+    for file_name, error in errors.items():
+        print(f"not loaded: {file_name}: {error}", file=sys.stderr)
     return 0
+
+
+def _strategy_source(spec) -> str:
+    """Where a strategy comes from: ``built-in`` or its file and line."""
+    return "built-in" if spec.origin is None else spec.origin.where
+
+
+def cmd_strategy_new(args: argparse.Namespace) -> int:
+    from threadx.strategy.scaffold import new_strategy_file
+
+    path = new_strategy_file(args.name, from_builtin=args.from_builtin, folder=args.dir)
+    print(f"wrote {path}")
+    print(f"edit it, then: threadx strategy check {args.name}   |   threadx backtest --strategy {args.name}")
+    return 0
+
+
+def cmd_strategy_check(args: argparse.Namespace) -> int:
+    import threadx
+    from threadx.data.bars import as_bars
+    from threadx.strategy.check_store import save_report
+    from threadx.strategy.checks import ALL_CHECKS, check_strategy
+
+    spec = threadx.get_strategy(args.strategy)
+    bars = as_bars(_load_data(args))
+    wanted = tuple(args.only.split(",")) if args.only else ALL_CHECKS
+    unknown = sorted(set(wanted) - set(ALL_CHECKS))
+    if unknown:
+        raise ThreadXError(f"unknown check {', '.join(unknown)}; checks: {', '.join(ALL_CHECKS)}")
+
+    def progress(stage: str, fraction: float) -> None:
+        if not args.json:
+            print(f"\r  [{'#' * int(30 * fraction):<30}] {stage[:60]:<60}", end="", file=sys.stderr, flush=True)
+
+    report = check_strategy(spec, bars, combos=args.combos, seed=args.seed, checks=wanted, progress=progress)
+    if not args.json:
+        print(file=sys.stderr)
+    save_report(spec, report)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report.format_text())
+    return 0 if report.passed else EXIT_CHECK_FAILED
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -708,9 +756,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_runs_repair)
 
-    p = sub.add_parser("strategies", help="list strategies and their params")
+    p = sub.add_parser("strategies", help="list strategies (built-in and your own) and their params")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_strategies)
+
+    strategy = sub.add_parser("strategy", help="your own strategies: new (from a template), check")
+    ssub = strategy.add_subparsers(dest="strategy_command", required=True)
+    p = ssub.add_parser("new", help="write a new strategy file in the strategies folder (THREADX_STRATEGY_DIR)")
+    p.add_argument("name", help="the strategy's name, also its file name (lower case, digits, _)")
+    p.add_argument("--from", dest="from_builtin", metavar="BUILTIN", help="start from a copy of this built-in")
+    p.add_argument("--dir", help="folder to write to (default: the strategies folder)")
+    p.set_defaults(func=cmd_strategy_new)
+    p = ssub.add_parser("check", help="look-ahead, determinism, accounting, param roles and speed of a strategy")
+    p.add_argument("strategy")
+    p.add_argument("--data", default="sample:BTC_USDT-1h", help="dataset name or file path")
+    p.add_argument("--timeframe", help="resample to this timeframe first")
+    p.add_argument("--start")
+    p.add_argument("--end")
+    p.add_argument("--combos", type=int, default=4, help="param sets checked: the defaults and N-1 random ones")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--only", help="comma-separated checks to run (default: all)")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(func=cmd_strategy_check)
 
     cache = sub.add_parser("cache", help="indicator cache")
     csub = cache.add_subparsers(dest="cache_command", required=True)

@@ -1,0 +1,38 @@
+"""The last ``strategy check`` report of each strategy, kept for the Strategies page.
+
+Stored as ``<results>/.strategy_checks/<name>.json`` with the strategy's code hash: a report
+made on other code is returned marked stale (the page says the code changed since)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from threadx.config import settings
+from threadx.names import STRATEGY, check_name
+from threadx.optimize.store import atomic_write_bytes
+
+__all__ = ["save_report", "last_report"]
+
+
+def _path(name: str, root: Path | None = None) -> Path:
+    return (root or settings().results_dir) / ".strategy_checks" / f"{check_name(name, 'strategy name', STRATEGY)}.json"
+
+
+def save_report(spec: Any, report: Any, root: Path | None = None) -> Path:
+    """Store ``report`` (a CheckReport) as the last check of ``spec``, with its code hash."""
+    path = _path(spec.name, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"strategy": spec.name, "code_hash": spec.code_hash, "report": report.to_dict()}
+    atomic_write_bytes(path, json.dumps(record, indent=2, default=str).encode())
+    return path
+
+
+def last_report(spec: Any, root: Path | None = None) -> tuple[dict[str, Any] | None, bool]:
+    """(the stored report as a dict, whether it was made on the strategy's current code);
+    (None, False) when there is none or it cannot be read."""
+    try:
+        record = json.loads(_path(spec.name, root).read_text(encoding="utf-8"))
+        return record["report"], record.get("code_hash") == spec.code_hash
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, False
