@@ -11,7 +11,7 @@ vector, then the backtest's metrics and trades. A param that changes a stage out
 wrong declaration would merge combos that differ). A display-only param may change the
 indicator requests (the lines it draws) but nothing else. Declaring a role that no
 perturbation exercises is safe and only reported as a warning. The check itself lives in
-:mod:`threadx.strategy.roles` (the ``roles`` check of ``threadx strategy check`` runs it too).
+:mod:`threadx.checks.roles` (the ``roles`` check of ``threadx strategy check`` runs it too).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from threadx.errors import ParamError
 from threadx.indicators import IndicatorBank
 from threadx.strategy import Param, get_strategy, list_strategies
 from threadx.strategy.base import ALL_ROLES, ROLES
-from threadx.strategy.roles import check_roles
+from threadx.checks.roles import check_roles
 
 # test_* strategies are fixtures of other tests that raise or kill their worker on purpose
 CHECKED = sorted(name for name in list_strategies() if not name.startswith("test_"))

@@ -1,4 +1,4 @@
-"""threadx.strategy.checks: look-ahead, determinism, accounting, roles and speed checks of a
+"""threadx.checks.strategy: look-ahead, determinism, accounting, roles and speed checks of a
 strategy object (registered or not).
 
 The built-in strategies pass every check on the two-year synthetic sample; strategies
@@ -18,8 +18,8 @@ from threadx.data.bars import Bars, as_bars
 from threadx.data.synthetic import generate_synthetic
 from threadx.errors import ParamError
 from threadx.strategy import get_strategy, list_strategies
-from threadx.strategy import checks as checks_module
-from threadx.strategy.checks import (ALL_CHECKS, CheckReport, check_strategy, cut_points, draw_param_sets,
+from threadx.checks import strategy as checks_module
+from threadx.checks.strategy import (ALL_CHECKS, CheckReport, check_strategy, cut_points, draw_param_sets, event_cuts,
                                      noise_after)
 
 # test_* strategies are fixtures of other tests that raise or kill their worker on purpose
@@ -85,7 +85,7 @@ def test_builtin_strategies_pass_every_check(name: str, sample: Bars) -> None:
 # --- look-ahead ---------------------------------------------------------------------------------
 
 def test_peeking_one_bar_ahead_is_flagged_at_the_bar_before_the_cut(synthetic_bars: Bars) -> None:
-    assert len(synthetic_bars) == 8760  # the first cut is 30 % of it: bar 2628
+    assert len(synthetic_bars) == 8760
     report = check_strategy(PEEK, synthetic_bars)
     assert report.passed is False and report.failed == ["lookahead"]
     look = report.result("lookahead")
@@ -93,14 +93,39 @@ def test_peeking_one_bar_ahead_is_flagged_at_the_bar_before_the_cut(synthetic_ba
     findings = {f["param_set"]: f for f in look.data["findings"]}
     assert set(findings) == {"defaults", "random 1", "random 2", "random 3"}  # every param set peeks
     first = findings["defaults"]
-    # truncated at 2628, the last kept bar 2627 has no next close (no flag) while the real run
-    # flags it from close[2628]; every bar before decides from a close it may read
-    assert first["cut"] == 2628 and first["bar"] == 2627
-    assert first["time"] == "2023-04-20T11:00:00+00:00"
-    assert first["by_history"]["truncated"] == {"signals": 2627}
+    # the first signal is on bar 1 (bar 0 has no reference: NaN -> 0 only at the last bar), so the first
+    # cut just after a signal bar is 2: truncated there, the last kept bar 1 has no next close (no flag)
+    # while the real run flags it from close[2]
+    assert event_cuts(_peek_signals(synthetic_bars, {}, {}))[0] == 2
+    assert first["cut"] == 2 and first["bar"] == 1
+    assert first["time"] == "2023-01-01T01:00:00+00:00"
+    assert first["by_history"]["truncated"] == {"signals": 1}
     assert "signals" in first["differed"]
-    assert look.summary.startswith("look-ahead in 4 of 4 param sets: first at bar 2627 (2023-04-20T11:00:00+00:00)")
-    assert any("cut at bar 2628" in d and "first difference at bar 2627" in d for d in look.details)
+    assert look.summary.startswith("look-ahead in 4 of 4 param sets: first at bar 1 (2023-01-01T01:00:00+00:00)")
+    assert any("cut at bar 2 " in d and "first difference at bar 1 " in d for d in look.details)
+
+
+def test_a_one_bar_peek_at_sparse_signals_is_caught_by_the_cuts_after_signals(synthetic_bars: Bars) -> None:
+    # crossings of the next close over a 50-bar SMA: rare events, which the fixed cuts (2628, 4380, ...)
+    # need luck to hit; a cut just after each signal bar finds the first one
+    def sparse_peek(bars, ind, p):
+        nxt = np.append(bars.close[1:], np.nan)
+        sma = pd.Series(bars.close).rolling(50).mean().to_numpy()
+        with np.errstate(invalid="ignore"):
+            above = nxt > sma
+        sig = np.zeros(len(nxt), np.uint8)
+        sig[1:][above[1:] & ~above[:-1]] = SIG_ENTER_LONG
+        sig[1:][~above[1:] & above[:-1] & ~np.isnan(nxt[1:])] = SIG_EXIT_LONG
+        return sig
+
+    spec = replace(MA, name="sparse_peek", signals=sparse_peek)
+    flags = sparse_peek(synthetic_bars, {}, {})
+    first_signal = int(np.flatnonzero(flags)[0])
+    report = check_strategy(spec, synthetic_bars, checks=("lookahead",), combos=1)
+    look = report.result("lookahead")
+    assert not look.passed
+    finding = look.data["findings"][0]
+    assert finding["cut"] == first_signal + 1 and finding["bar"] == first_signal
 
 
 def test_a_centred_rolling_window_is_flagged(synthetic_bars: Bars) -> None:
@@ -108,9 +133,10 @@ def test_a_centred_rolling_window_is_flagged(synthetic_bars: Bars) -> None:
     look = report.result("lookahead")
     assert look.passed is False and report.passed is False
     first = {f["param_set"]: f for f in look.data["findings"]}["defaults"]
-    # a centred 5-bar mean reads two bars ahead: the last two bars kept lose it (2626, 2627)
-    assert first["cut"] == 2628 and first["bar"] == 2626
-    assert first["by_history"]["truncated"]["signals"] == 2626
+    # a centred 5-bar mean reads two bars ahead: its first value is at bar 2 (the first signal), and
+    # the history cut just after it (3 bars) has no value there
+    assert first["cut"] == 3 and first["bar"] == 2
+    assert first["by_history"]["truncated"]["signals"] == 2
 
 
 def test_the_noise_history_alone_catches_a_peek(synthetic_bars: Bars, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -223,7 +249,7 @@ def test_progress_goes_from_zero_to_one(synthetic_bars: Bars) -> None:
     fractions = [f for _, f in seen]
     assert fractions[0] == 0.0 and seen[-1] == ("done", 1.0)
     assert fractions == sorted(fractions) and all(0.0 <= f <= 1.0 for f in fractions)
-    assert seen[0][0] == "lookahead: defaults, cut at bar 2628"
+    assert seen[0][0].startswith("lookahead: defaults, cut at bar ")
     assert any(text.startswith("roles") for text, _ in seen) and any(text.startswith("speed") for text, _ in seen)
 
 
@@ -239,7 +265,7 @@ def test_the_report_round_trips_and_reads(synthetic_bars: Bars) -> None:
     assert again.to_dict() == stored
     assert again.passed is False and again.failed == ["lookahead"] and again.dataset == "sample 1h"
     assert [p.params for p in again.param_sets] == [p.params for p in report.param_sets]
-    assert again.result("lookahead").data["findings"][0]["bar"] == 2627
+    assert again.result("lookahead").data["findings"][0]["bar"] == 1
     text = again.format_text()
     lines = text.splitlines()
     assert lines[0].startswith("Strategy check: peek_ahead on sample 1h (8760 bars, 1h, ")

@@ -4,6 +4,7 @@ effect on the next run without a restart; a run is never resumed or re-evaluated
 code; a broken file is reported with its line and every other strategy keeps working."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -211,3 +212,27 @@ def test_the_cli_new_and_strategies(strategy_dir: Path, capsys) -> None:
     assert "not loaded: oops.py:" in out.err and "oops.py:1: SyntaxError" in out.err
     assert main(["strategy", "new", "cli_rsi"]) == 2
     assert "exists already" in capsys.readouterr().err
+
+
+def test_the_cli_check_flags_a_peek_and_passes_the_template(strategy_dir: Path, capsys) -> None:
+    from threadx.cli import main
+    from threadx.checks.store import last_report
+
+    new_strategy_file("honest")
+    assert main(["strategy", "check", "honest", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] and {r["name"] for r in report["results"]} == {
+        "lookahead", "determinism", "accounting", "roles", "speed"}
+    stored, current = last_report(threadx.get_strategy("honest"))
+    assert stored["passed"] and current
+
+    peek = new_strategy_file("peeks")
+    # the signal of bar t reads the RSI of bar t+1: the next close
+    _edit(peek, '    rsi = ind["rsi"]["value"]\n', '    rsi = np.append(ind["rsi"]["value"][1:], np.nan)\n')
+    assert main(["strategy", "check", "peeks", "--only", "lookahead"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  lookahead    look-ahead in 4 of 4 param sets: first at bar" in out
+    assert "defaults: cut at bar" in out and "first difference at bar" in out
+    assert main(["strategy", "check", "peeks", "--only", "nonsense"]) == 2
+    _edit(peek, "import numpy as np", "import numpy as np\n# edited")
+    assert last_report(threadx.get_strategy("peeks"))[1] is False  # the stored report is of other code

@@ -268,8 +268,8 @@ def cmd_strategy_new(args: argparse.Namespace) -> int:
 def cmd_strategy_check(args: argparse.Namespace) -> int:
     import threadx
     from threadx.data.bars import as_bars
-    from threadx.strategy.check_store import save_report
-    from threadx.strategy.checks import ALL_CHECKS, check_strategy
+    from threadx.checks.store import save_report
+    from threadx.checks.strategy import ALL_CHECKS, check_strategy
 
     spec = threadx.get_strategy(args.strategy)
     bars = as_bars(_load_data(args))

@@ -13,7 +13,7 @@ nothing else. Declaring a role that no perturbation exercises is safe and only n
 
 Works on any :class:`StrategySpec` object, registered or not (user strategies are loaded
 from files). Used by ``tests/test_param_roles.py`` on every built-in strategy and by the
-``roles`` check of :func:`threadx.strategy.checks.check_strategy`.
+``roles`` check of :func:`threadx.checks.strategy.check_strategy`.
 """
 from __future__ import annotations
 

@@ -15,7 +15,9 @@ seeded random draws from the optimisation ranges, see :func:`draw_param_sets`):
   compared on the bars before the last one kept and its trades that exit before that bar;
   in the noise run signals, lines and equity are compared on the bars before the cut, and
   the trades that exit before it. Indicators are recomputed for each modified history
-  (a fresh memory-only :class:`IndicatorBank`).
+  (a fresh memory-only :class:`IndicatorBank`). Up to :data:`EVENT_CUTS` more cuts per
+  param set fall just after a bar with a signal (:func:`event_cuts`): truncated there, the
+  signal's own bar is the last one, and its flags and lines must not change.
 - ``determinism``: a second run of each param set (indicators recomputed) gives the same
   signals, level lines, metrics, trades and equity.
 - ``accounting``: on each param set's run, the trades' PnL adds up to final equity minus
@@ -23,7 +25,7 @@ seeded random draws from the optimisation ranges, see :func:`draw_param_sets`):
   fee per fill (fee rate x quantity x (entry price + exit price)), funding adds up, the
   trade count matches, and the equity curve ends at the final equity metric.
 - ``roles``: the declared param roles (``Param.feeds``) hold when each param is perturbed
-  from the defaults (:func:`threadx.strategy.roles.check_roles`).
+  from the defaults (:func:`threadx.checks.roles.check_roles`).
 - ``speed`` (informational, never fails): fast-mode backtests per second of the kernel
   over the param sets, and the time to prepare one param set's signals.
 
@@ -54,17 +56,18 @@ from threadx.engine.result import Result, full_result
 from threadx.errors import ParamError
 from threadx.indicators import IndicatorBank
 from threadx.strategy.base import ALL_ROLES, StrategySpec
-from threadx.strategy.roles import check_roles, perturbations
+from threadx.checks.roles import check_roles, perturbations
 from threadx.validation.common import json_safe
 
 __all__ = [
     "ALL_CHECKS", "INFORMATIONAL_CHECKS", "CUT_PERCENTS", "CheckResult", "CheckReport", "ParamSet",
-    "check_strategy", "draw_param_sets", "cut_points", "noise_after", "error_location",
+    "check_strategy", "draw_param_sets", "cut_points", "event_cuts", "noise_after", "error_location",
 ]
 
 ALL_CHECKS: tuple[str, ...] = ("lookahead", "determinism", "accounting", "roles", "speed")
 INFORMATIONAL_CHECKS: frozenset[str] = frozenset({"speed"})  # reported, never failing the report
 CUT_PERCENTS: tuple[int, ...] = (30, 50, 70, 90)  # look-ahead cut points, % of the bars
+EVENT_CUTS = 12  # and cuts just after this many signal bars per param set (see event_cuts)
 ACCOUNTING_TOLERANCE = 1e-9  # relative to the initial capital (sums of PnL, fees, funding)
 SPEED_REPEATS = 3  # best of this many timed passes over the param sets
 REPORT_FORMAT = 1
@@ -263,6 +266,18 @@ def cut_points(n_bars: int) -> list[int]:
     """The look-ahead cut bars: ``n_bars * pct // 100`` for each of :data:`CUT_PERCENTS`,
     keeping those that leave at least 2 bars before the cut and 1 after."""
     return sorted({c for c in (n_bars * pct // 100 for pct in CUT_PERCENTS) if 2 <= c < n_bars})
+
+
+def event_cuts(signals: np.ndarray, most: int = EVENT_CUTS) -> list[int]:
+    """Cuts just after bars with a signal (up to ``most``, spread over the history): the
+    history truncated there ends on the signal's bar, so a signal that read a later bar
+    changes or vanishes. (A one-bar peek shows only on the last bar kept: the fixed cuts
+    of :func:`cut_points` catch it only if a signal happens to fall there.)"""
+    bars = np.flatnonzero(np.asarray(signals) != 0)
+    bars = bars[bars >= 1]
+    if len(bars) > most:
+        bars = bars[np.linspace(0, len(bars) - 1, most).round().astype(int)]
+    return [int(b) + 1 for b in bars if int(b) + 1 < len(signals)]
 
 
 def noise_after(bars: Bars, cut: int, seed: int) -> Bars:
@@ -472,19 +487,27 @@ def _lookahead(s: _Session) -> CheckResult:
     if not cuts:
         return CheckResult("lookahead", True, f"not checked: {n} bars leave no cut point")
     findings, details = [], []
+    n_events = 0
     for ps in s.sets:
         real = s.run(ps)
-        for cut in cuts:
+        events = event_cuts(real.signals)
+        n_events += len(set(events) - set(cuts))
+        for cut in sorted(set(cuts) | set(events)):
             s.tick(f"lookahead: {ps.name}, cut at bar {cut}")
             with s.ctx.at(f"running {ps.name} on the history truncated at bar {cut}"):
                 short = _backtest(s.spec, bars.slice(0, cut), ps.params, _fresh_bank())
-            with s.ctx.at(f"running {ps.name} on the history continued by noise from bar {cut}"):
-                noisy = _backtest(s.spec, noise_after(bars, cut, s.seed), ps.params, _fresh_bank())
-            by_history = {
-                "truncated": _compare(real, short, before=cut, equity_before=cut - 1, trades_before=cut - 1,
+            if cut not in cuts:  # a signal's bar made the last one: its flags and lines must stay
+                found = _compare(real, short, before=cut, equity_before=0, trades_before=0, all_lines=False)
+                by_history = {"truncated": found} if found else {}
+            else:
+                with s.ctx.at(f"running {ps.name} on the history continued by noise from bar {cut}"):
+                    noisy = _backtest(s.spec, noise_after(bars, cut, s.seed), ps.params, _fresh_bank())
+                by_history = {
+                    "truncated": _compare(real, short, before=cut, equity_before=cut - 1, trades_before=cut - 1,
+                                          all_lines=False),
+                    "noise": _compare(real, noisy, before=cut, equity_before=cut, trades_before=cut,
                                       all_lines=False),
-                "noise": _compare(real, noisy, before=cut, equity_before=cut, trades_before=cut, all_lines=False),
-            }
+                }
             by_history = {k: v for k, v in by_history.items() if v}
             if not by_history:
                 continue
@@ -500,8 +523,8 @@ def _lookahead(s: _Session) -> CheckResult:
             details.append(f"{ps.name}: cut at bar {cut} ({s.when(cut)}): first difference at bar {bar} "
                            f"({s.when(bar)}) in {', '.join(differed)} [{where}]")
             break  # the earliest cut that shows it is the one to report
-    tried = f"{len(s.sets)} param sets x {len(cuts)} cuts ({', '.join(map(str, cuts))}) on truncated and " \
-            "noise-continued histories"
+    tried = (f"{len(s.sets)} param sets x {len(cuts)} cuts ({', '.join(map(str, cuts))}) on truncated and "
+             f"noise-continued histories, and {n_events} cuts just after signal bars")
     if not findings:
         return CheckResult("lookahead", True, f"no look-ahead: {tried} match the real run before each cut",
                            data={"cuts": cuts})
@@ -639,7 +662,7 @@ _CHECKS: dict[str, Callable[[_Session], CheckResult]] = {
 
 
 def _steps(name: str, n_sets: int, n_cuts: int) -> int:
-    return {"lookahead": n_sets * n_cuts, "determinism": n_sets, "accounting": n_sets}.get(name, 1)
+    return {"lookahead": n_sets * (n_cuts + EVENT_CUTS), "determinism": n_sets, "accounting": n_sets}.get(name, 1)
 
 
 def _error_result(name: str, exc: BaseException, where: str = "") -> CheckResult:
