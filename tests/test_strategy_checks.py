@@ -272,7 +272,7 @@ def test_the_report_round_trips_and_reads(synthetic_bars: Bars) -> None:
     assert any(line.startswith("FAIL  lookahead    look-ahead in 2 of 2 param sets") for line in lines), text
     assert any(line.startswith("PASS  determinism  ") for line in lines)
     assert any(line.startswith("INFO  speed        ") for line in lines)
-    assert any(line.startswith("      defaults: cut at bar 2628") for line in lines)  # details indented
+    assert any(line.startswith("      defaults: cut at bar 2 ") for line in lines)  # details indented
     assert lines[-1].startswith("Result: FAILED (lookahead)")
     with pytest.raises(ParamError, match="format"):
         CheckReport.from_dict({"strategy": "x"})
