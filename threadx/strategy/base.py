@@ -254,6 +254,14 @@ class StrategySpec:
 
     def normalize(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults filled in, values coerced and range-checked, constraints enforced."""
+        try:
+            return self._normalize(params)
+        except ParamError as exc:
+            if self.origin is None:
+                raise
+            raise ParamError(f"{self.name} ({self.origin.where}): {exc}") from None
+
+    def _normalize(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         params = dict(params or {})
         unknown = sorted(set(params) - set(self.param_names))
         if unknown:
