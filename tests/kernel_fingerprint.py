@@ -6,7 +6,9 @@ option variants (default; close fill with slippage; funding, leverage 3 and frac
 sizing) over 150 random combos of its declared ranges: the fast metrics and 8-block
 moments through ``Evaluator.evaluate`` (the sweep path), 60 combos without blocks, and the
 full-mode metrics, trades and equity of 10 combos (``kernel.run_full``). ``compare`` checks
-two recordings with ``==`` (NaN equal to NaN) and exits 1 on any difference.
+two recordings with ``==`` (NaN equal to NaN) and exits 1 on any difference; columns added
+at the end since the first recording (metrics, trade columns) and arrays of strategies added
+since are left out.
 
     PYTHONPATH=. python tests/kernel_fingerprint.py record before.npz ../shared/data/binance/BTC_USDT-1h.parquet
     ... change the engine ...
@@ -60,14 +62,25 @@ def record(out: str, parquet: str) -> int:
 
 def compare(a: str, b: str) -> int:
     left, right = np.load(a), np.load(b)
-    if set(left.files) != set(right.files):
-        print("different arrays:", sorted(set(left.files) ^ set(right.files))[:10])
+    missing = sorted(set(left.files) - set(right.files))
+    if missing:
+        print("arrays missing from the second recording:", missing[:10])
         return 1
-    diffs = [k for k in left.files if left[k].shape != right[k].shape or not np.array_equal(left[k], right[k],
-                                                                                              equal_nan=True)]
+    added = sorted(set(right.files) - set(left.files))
+    if added:  # strategies registered since: nothing to compare them with
+        print(f"{len(added)} arrays only in the second recording (e.g. {added[0]}): not compared")
+    diffs, widened = [], 0
+    for k in left.files:
+        x, y = left[k], right[k]
+        if x.ndim == y.ndim >= 1 and x.shape[:-1] == y.shape[:-1] and y.shape[-1] > x.shape[-1]:
+            y = y[..., : x.shape[-1]]  # columns added at the end (new metrics, trade columns)
+            widened += 1
+        if x.shape != y.shape or not np.array_equal(x, y, equal_nan=True):
+            diffs.append(k)
     for k in diffs[:10]:
         print("DIFF", k)
-    print(f"compared {len(left.files)} arrays: {len(diffs)} differ")
+    note = f" ({widened} compared on their first columns: columns were added)" if widened else ""
+    print(f"compared {len(left.files)} arrays{note}: {len(diffs)} differ")
     return 1 if diffs else 0
 
 

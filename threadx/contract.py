@@ -28,6 +28,8 @@ SIG_ENTER_LONG = 1
 SIG_EXIT_LONG = 2
 SIG_ENTER_SHORT = 4
 SIG_EXIT_SHORT = 8
+SIG_REDUCE_LONG = 16  # close ``reduce_fraction`` of an open long (ExitRules)
+SIG_REDUCE_SHORT = 32
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,17 @@ class ExitRules:
     risk_per_trade: float = 0.0
     fraction: float = 1.0
     leverage: float = 1.0
+    # several positions at once (SPEC §3); the defaults hold one position
+    max_legs: int = 1  # > 1: an entry signal in the position's direction adds a leg (pyramiding)
+    add_scale: float = 1.0  # an added leg's notional / the cycle's first leg's
+    reduce_fraction: float = 0.0  # of the open quantity, closed on SIG_REDUCE_* or at the partial target
+    partial_tp_pct: float = 0.0  # partial target: fraction of the average entry price from it
+    partial_tp_atr: float = 0.0  # partial target: ATRs of the cycle's first signal bar
+    grid_levels: int = 0  # K limit levels per bar from the middle band (reference) and ATR of the previous close
+    grid_pct: tuple = ()  # level k: reference x (1 -/+ grid_pct[k]) -/+ ATR x grid_atr[k] (below long, above short)
+    grid_atr: tuple = ()
+    grid_sides: str = "long"  # long | short | both
+    allocation: float = 1.0  # of the cycle's starting equity, split over the K levels (x leverage)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,9 @@ def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
     if options.fraction is not None:
         changes["fraction"] = float(options.fraction)
     rules = replace(rules, **changes) if changes else rules
+    check_legs(rules)
+    if rules.grid_levels > 0:
+        return rules  # grid legs are sized by allocation, not by the sizing rule
     if rules.sizing == "risk" and rules.stop_pct <= 0 and rules.stop_atr <= 0:
         raise ParamError("sizing 'risk' needs a stop: set a stop-loss param, or use sizing all_in or fraction")
     if rules.sizing == "risk" and not rules.risk_per_trade > 0:
@@ -90,8 +93,45 @@ def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
     return rules
 
 
+def check_legs(rules: ExitRules) -> None:
+    """ParamError for several-position rules the kernel cannot hold (SPEC §3)."""
+    k = rules.grid_levels
+    if not (isinstance(rules.max_legs, (int, np.integer)) and 1 <= rules.max_legs <= L.MAX_LEGS):
+        raise ParamError(f"max_legs must be a whole number from 1 to {L.MAX_LEGS}, got {rules.max_legs!r}")
+    if not (isinstance(k, (int, np.integer)) and 0 <= k <= L.MAX_GRID_LEVELS):
+        raise ParamError(f"grid_levels must be a whole number from 0 to {L.MAX_GRID_LEVELS}, got {k!r}")
+    if k and (len(rules.grid_pct) not in (0, k) or len(rules.grid_atr) not in (0, k)
+              or not (rules.grid_pct or rules.grid_atr)):
+        raise ParamError(f"grid_levels={k} needs {k} offsets in grid_pct and/or grid_atr "
+                         f"(got {len(rules.grid_pct)} and {len(rules.grid_atr)})")
+    offsets = [*rules.grid_pct, *rules.grid_atr]
+    if not all(math.isfinite(x) and x >= 0 for x in offsets):
+        raise ParamError(f"grid offsets must be finite and >= 0, got {offsets}")
+    for name in ("grid_pct", "grid_atr"):  # level k is nearer than level k + 1: fills go in price order
+        values = list(getattr(rules, name))
+        if values != sorted(values):
+            raise ParamError(f"{name} must list the levels in increasing order (nearest first), got {values}")
+    if rules.grid_sides not in L.GRID_SIDES:
+        raise ParamError(f"grid_sides must be one of {', '.join(L.GRID_SIDES)}, got {rules.grid_sides!r}")
+    if k and rules.max_legs != 1:
+        raise ParamError("a grid holds one leg per level: leave max_legs at 1 with grid_levels")
+    if not (math.isfinite(rules.allocation) and 0 < rules.allocation <= 1):
+        raise ParamError(f"allocation must be in (0, 1], got {rules.allocation}")
+    if not (math.isfinite(rules.add_scale) and rules.add_scale > 0):
+        raise ParamError(f"add_scale must be > 0, got {rules.add_scale}")
+    if not (math.isfinite(rules.reduce_fraction) and 0 <= rules.reduce_fraction <= 1):
+        raise ParamError(f"reduce_fraction must be in [0, 1], got {rules.reduce_fraction}")
+    if (rules.partial_tp_pct > 0 or rules.partial_tp_atr > 0) and not rules.reduce_fraction > 0:
+        raise ParamError("a partial target needs reduce_fraction > 0 (the share of the position it closes)")
+
+
+def _grid_offsets(values: tuple, k: int) -> list[float]:
+    return [float(v) for v in values] if values else [0.0] * k
+
+
 def param_vector(rules: ExitRules, options: EngineOptions, timeframe: str | None, uses_funding: bool) -> np.ndarray:
-    """The kernel's float64 parameter vector for one run."""
+    """The kernel's float64 parameter vector for one run (ParamError for leg rules it cannot hold)."""
+    check_legs(rules)
     p = np.zeros(L.N_PARAMS)
     p[L.P_FILL] = L.FILL_MODES[options.fill]
     p[L.P_FEE_RATE] = options.fee_bps / 10_000.0
@@ -115,6 +155,17 @@ def param_vector(rules: ExitRules, options: EngineOptions, timeframe: str | None
     p[L.P_SPACING] = rules.spacing_bars
     p[L.P_OPTIMISTIC] = 1.0 if options.ambiguity == "optimistic" else 0.0
     p[L.P_USE_FUNDING] = 1.0 if uses_funding else 0.0
+    p[L.P_MAX_LEGS] = rules.max_legs
+    p[L.P_ADD_SCALE] = rules.add_scale
+    p[L.P_REDUCE_FRACTION] = rules.reduce_fraction
+    p[L.P_PTP_PCT] = rules.partial_tp_pct
+    p[L.P_PTP_ATR] = rules.partial_tp_atr
+    k = rules.grid_levels
+    p[L.P_GRID_K] = k
+    p[L.P_GRID_SIDES] = L.GRID_SIDES[rules.grid_sides]
+    p[L.P_ALLOCATION] = rules.allocation
+    p[L.P_GRID_PCT:L.P_GRID_PCT + k] = _grid_offsets(rules.grid_pct, k)
+    p[L.P_GRID_ATR:L.P_GRID_ATR + k] = _grid_offsets(rules.grid_atr, k)
     if timeframe is None:
         raise DataError("cannot tell the timeframe of the data (fewer than 2 bars?); pass timeframe=")
     p[L.P_BARS_PER_YEAR] = bars_per_year(timeframe)
@@ -122,8 +173,12 @@ def param_vector(rules: ExitRules, options: EngineOptions, timeframe: str | None
 
 
 def line_needs(rules: ExitRules) -> tuple[bool, bool, bool]:
-    """Which level lines the kernel reads under ``rules``: (ATR, middle band, band edges)."""
-    return (rules.stop_atr > 0 or rules.tp_atr > 0 or rules.trail == "atr", rules.target_mid or rules.trail == "band",
+    """Which level lines the kernel reads under ``rules``: (ATR, middle band, band edges).
+    A grid's levels are offsets from the middle band (its reference line), in ATRs too."""
+    grid = rules.grid_levels > 0
+    return (rules.stop_atr > 0 or rules.tp_atr > 0 or rules.trail == "atr" or rules.partial_tp_atr > 0
+            or (grid and any(x > 0 for x in rules.grid_atr)),
+            rules.target_mid or rules.trail == "band" or grid,
             rules.trail == "band")
 
 

@@ -97,6 +97,44 @@ from threadx.engine.layout import (
     P_TRAIL_MODE,
     P_TRAIL_PCT,
     P_USE_FUNDING,
+    P_ADD_SCALE,
+    P_ALLOCATION,
+    P_GRID_ATR,
+    P_GRID_K,
+    P_GRID_PCT,
+    P_GRID_SIDES,
+    P_MAX_LEGS,
+    P_PTP_ATR,
+    P_PTP_PCT,
+    P_REDUCE_FRACTION,
+    GRID_BOTH,
+    GRID_LONG,
+    LEG_FEE,
+    LEG_FUNDING,
+    LEG_I,
+    LEG_MARGIN,
+    LEG_PX,
+    LEG_QTY,
+    N_LEG_FIELDS,
+    M_CYCLE_WIN_RATE,
+    M_N_CYCLES,
+    S_CYCLE_EQ,
+    S_CYCLE_ID,
+    S_CYCLE_PNL,
+    S_CYCLE_SIG_I,
+    S_CYCLE_WINS,
+    S_FIRST_NOTIONAL,
+    S_LEGS,
+    S_LEVELS_DONE,
+    S_N_CYCLES,
+    S_N_LEGS,
+    S_PEND_REDUCE,
+    S_PTP,
+    S_PTP_DONE,
+    S_STOP_ATR_DIST,
+    S_TP_ATR_DIST,
+    T_CYCLE,
+    MAX_LEGS,
     S_AMBIGUOUS,
     S_ARMED,
     S_BARS_HELD,
@@ -147,6 +185,8 @@ from threadx.engine.layout import (
     SIG_ENTER_SHORT,
     SIG_EXIT_LONG,
     SIG_EXIT_SHORT,
+    SIG_REDUCE_LONG,
+    SIG_REDUCE_SHORT,
     SIZING_ALL_IN,
     SIZING_FRACTION,
     SIZING_RISK,
@@ -218,17 +258,23 @@ def level_distance(pct, atr_mult, px, atr, sig_i):
 
 
 @njit(**_STEP_JIT)
-def open_position(i, sig_i, raw_price, direction, p, st, atr):
-    """Enter ``direction`` (+1/-1) at ``raw_price`` on bar ``i`` for the signal of bar ``sig_i``.
+def open_position(i, sig_i, raw_price, direction, p, st, atr, notional_req):
+    """Open ``direction`` (+1/-1) at ``raw_price`` on bar ``i`` for the signal of bar ``sig_i``:
+    the first leg of a cycle when flat, else a leg added to the position (same direction).
 
-    Returns True when a position was opened, False when the signal was skipped
-    (no stop distance for risk sizing, zero quantity, below min notional).
+    ``notional_req`` > 0 asks that notional (a grid level's share, an added leg's), capped by
+    what the cash can margin; 0 sizes the first leg by the sizing rule. Returns True when a
+    leg was opened, False when it was skipped (no stop distance for risk sizing, zero
+    quantity, below min notional) and counted in ``n_skipped``.
     """
+    if st[S_DIR] != 0.0:
+        return add_leg(i, sig_i, raw_price, p, st, atr, notional_req)
     slip = p[P_SLIP_RATE]
     px = raw_price * (1.0 + slip) if direction > 0 else raw_price * (1.0 - slip)
     stop_dist = level_distance(p[P_STOP_PCT], p[P_STOP_ATR], px, atr, sig_i)
     tp_dist = level_distance(p[P_TP_PCT], p[P_TP_ATR], px, atr, sig_i)
-    if stop_dist < 0.0 or tp_dist < 0.0:  # an ATR level on a bar without a defined ATR
+    ptp_dist = level_distance(p[P_PTP_PCT], p[P_PTP_ATR], px, atr, sig_i)
+    if stop_dist < 0.0 or tp_dist < 0.0 or ptp_dist < 0.0:  # an ATR level on a bar without a defined ATR
         st[S_SKIPPED] += 1.0
         return False
     has_stop = stop_dist > 0.0
@@ -240,7 +286,9 @@ def open_position(i, sig_i, raw_price, direction, p, st, atr):
     max_notional = equity / (1.0 / lev + fee_rate)  # margin + entry fee == equity
     sizing = p[P_SIZING]
     notional = 0.0
-    if sizing == SIZING_ALL_IN:
+    if notional_req > 0.0:
+        notional = notional_req
+    elif sizing == SIZING_ALL_IN:
         notional = max_notional
     elif sizing == SIZING_FRACTION:
         notional = equity * p[P_FRACTION] * lev
@@ -277,6 +325,102 @@ def open_position(i, sig_i, raw_price, direction, p, st, atr):
         st[S_N_LONG] += 1.0
     else:
         st[S_N_SHORT] += 1.0
+    st[S_LIQ] = liquidation_price(p, st)
+    # the cycle this first leg starts, and its leg row
+    st[S_N_LEGS] = 1.0
+    set_leg(st, 0, qty, px, float(i), fee, margin)
+    st[S_CYCLE_ID] += 1.0
+    st[S_CYCLE_PNL] = 0.0
+    st[S_CYCLE_EQ] = equity
+    st[S_FIRST_NOTIONAL] = notional
+    st[S_LEVELS_DONE] = 0.0
+    st[S_PTP_DONE] = 0.0
+    st[S_CYCLE_SIG_I] = float(sig_i)
+    st[S_STOP_ATR_DIST] = atr_part(p[P_STOP_ATR], atr, sig_i)
+    st[S_TP_ATR_DIST] = atr_part(p[P_TP_ATR], atr, sig_i)
+    st[S_PTP] = px + direction * ptp_dist if ptp_dist > 0.0 else np.nan
+    return True
+
+
+@njit(**_STEP_JIT)
+def atr_part(atr_mult, atr, sig_i):
+    """The ATR part of a level distance (atr_mult x ATR of the signal bar; 0 when off)."""
+    if atr_mult > 0.0:
+        return atr_mult * atr[sig_i]
+    return 0.0
+
+
+@njit(**_STEP_JIT)
+def set_leg(st, k, qty, px, entry_i, fee, margin):
+    """Write leg ``k``'s row of the state vector (no funding paid yet)."""
+    base = S_LEGS + k * N_LEG_FIELDS
+    st[base + LEG_QTY] = qty
+    st[base + LEG_PX] = px
+    st[base + LEG_I] = entry_i
+    st[base + LEG_FEE] = fee
+    st[base + LEG_FUNDING] = 0.0
+    st[base + LEG_MARGIN] = margin
+
+
+@njit(**_STEP_JIT)
+def avg_level(d, pct, atr_dist, avg):
+    """A position level at ``pct`` of the average entry plus an ATR distance, towards ``d``
+    (+1: above for a long's target, -1 below for its stop); NaN when both are off."""
+    dist = 0.0
+    if pct > 0.0:
+        dist += pct * avg
+    if atr_dist > 0.0:
+        dist += atr_dist
+    if dist > 0.0:
+        return avg + d * dist
+    return np.nan
+
+
+@njit(**_STEP_JIT)
+def add_leg(i, sig_i, raw_price, p, st, atr, notional_req):
+    """Add a leg to the open position at ``raw_price`` on bar ``i`` (see :func:`open_position`):
+    ``notional_req`` or, without one, ``add_scale`` x the cycle's first leg's notional, capped by
+    what the cash can margin. The stop, target and partial target move to the new average
+    entry (a trailed stop keeps the tighter of the two)."""
+    d = st[S_DIR]
+    k = int(st[S_N_LEGS])
+    slip = p[P_SLIP_RATE]
+    px = raw_price * (1.0 + slip) if d > 0 else raw_price * (1.0 - slip)
+    lev = p[P_LEVERAGE]
+    fee_rate = p[P_FEE_RATE]
+    cash = st[S_CASH]
+    max_notional = cash / (1.0 / lev + fee_rate)
+    notional = notional_req if notional_req > 0.0 else st[S_FIRST_NOTIONAL] * p[P_ADD_SCALE]
+    if notional > max_notional:
+        notional = max_notional
+    if k >= MAX_LEGS or not (notional > 0.0) or notional < p[P_MIN_NOTIONAL] or not (px > 0.0):
+        st[S_SKIPPED] += 1.0
+        return False
+    qty = notional / px
+    fee = notional * fee_rate
+    margin = notional / lev
+    st[S_CASH] = cash - margin - fee
+    total = st[S_QTY] + qty
+    st[S_ENTRY_PX] = (st[S_QTY] * st[S_ENTRY_PX] + qty * px) / total
+    st[S_QTY] = total
+    st[S_MARGIN] += margin
+    st[S_ENTRY_FEE] += fee
+    st[S_FEES] += fee
+    st[S_LAST_ENTRY_SIG] = float(sig_i)
+    if d > 0:
+        st[S_N_LONG] += 1.0
+    else:
+        st[S_N_SHORT] += 1.0
+    set_leg(st, k, qty, px, float(i), fee, margin)
+    st[S_N_LEGS] = float(k + 1)
+    avg = st[S_ENTRY_PX]
+    stop = avg_level(-d, p[P_STOP_PCT], st[S_STOP_ATR_DIST], avg)
+    old = st[S_STOP]
+    if not (st[S_TRAILED] > 0.0 and old == old and d * (old - stop) > 0.0):
+        st[S_STOP] = stop
+    st[S_TP] = avg_level(d, p[P_TP_PCT], st[S_TP_ATR_DIST], avg)
+    if st[S_PTP_DONE] == 0.0 and st[S_PTP] == st[S_PTP]:
+        st[S_PTP] = avg_level(d, p[P_PTP_PCT], atr_part(p[P_PTP_ATR], atr, int(st[S_CYCLE_SIG_I])), avg)
     st[S_LIQ] = liquidation_price(p, st)
     return True
 
@@ -316,31 +460,11 @@ def record_levels(row, tested_i, p, st, trades, bmid):
 
 
 @njit(**_STEP_JIT)
-def close_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
-    """Exit the open position at ``raw_price`` on bar ``i`` and book the trade.
-
-    ``tested_i``: the last bar on which the position was tested against its stop and
-    target (``i``, or ``i - 1`` for an exit at the open); full mode records the levels in
-    force then, and those in force from the fill (fast mode records nothing)."""
-    d = st[S_DIR]
-    qty = st[S_QTY]
-    entry_px = st[S_ENTRY_PX]
-    slip = p[P_SLIP_RATE]
-    px = raw_price * (1.0 - slip) if d > 0 else raw_price * (1.0 + slip)
-    gross = d * qty * (px - entry_px)
-    fee = qty * px * p[P_FEE_RATE]
-    cash = st[S_CASH] + st[S_MARGIN] + gross - fee
-    if cash <= 0.0:
-        # the account is bust (liquidation, or a gap through the stop): the loss stops at
-        # the equity left, as an exchange's insurance fund takes the rest, and trading ends
-        gross -= cash
-        cash = 0.0
-        st[S_LIQUIDATED] = 1.0
-    st[S_CASH] = cash
-    st[S_FEES] += fee
-    pnl = gross - st[S_ENTRY_FEE] - fee - st[S_FUNDING]
-    bars = i - st[S_ENTRY_I]
-
+def book_trade(i, d, qty, entry_px, px, entry_fee, fee, funding, pnl, entry_i, reason, p, st, trades, bmid,
+               tested_i):
+    """Count one closed trade (a leg, or the part of a leg a reduce closed) in the running
+    metrics, and in full mode write its row (with the levels in force, see :func:`record_levels`)."""
+    bars = i - entry_i
     n = st[S_N_TRADES] + 1.0
     st[S_N_TRADES] = n
     delta = pnl - st[S_PNL_MEAN]
@@ -357,23 +481,69 @@ def close_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
         st[S_LARGEST_WIN] = pnl
     if pnl < st[S_LARGEST_LOSS]:
         st[S_LARGEST_LOSS] = pnl
+    st[S_CYCLE_PNL] += pnl
 
     row = int(st[S_TRADE_ROWS])
     if row < trades.shape[0]:
-        trades[row, T_ENTRY_I] = st[S_ENTRY_I]
+        trades[row, T_ENTRY_I] = entry_i
         trades[row, T_EXIT_I] = float(i)
         trades[row, T_SIDE] = d
         trades[row, T_QTY] = qty
         trades[row, T_ENTRY_PX] = entry_px
         trades[row, T_EXIT_PX] = px
-        trades[row, T_FEES] = st[S_ENTRY_FEE] + fee
-        trades[row, T_FUNDING] = st[S_FUNDING]
+        trades[row, T_FEES] = entry_fee + fee
+        trades[row, T_FUNDING] = funding
         trades[row, T_PNL] = pnl
         trades[row, T_RETURN_PCT] = 100.0 * pnl / (qty * entry_px)
         trades[row, T_BARS_HELD] = bars
         trades[row, T_REASON] = float(reason)
+        trades[row, T_CYCLE] = st[S_CYCLE_ID]
         record_levels(row, tested_i, p, st, trades, bmid)
         st[S_TRADE_ROWS] = row + 1.0
+
+
+@njit(**_STEP_JIT)
+def close_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
+    """Exit every leg of the open position at ``raw_price`` on bar ``i``: one trade each.
+
+    ``tested_i``: the last bar on which the position was tested against its stop and
+    target (``i``, or ``i - 1`` for an exit at the open); full mode records the levels in
+    force then, and those in force from the fill (fast mode records nothing)."""
+    d = st[S_DIR]
+    slip = p[P_SLIP_RATE]
+    fee_rate = p[P_FEE_RATE]
+    px = raw_price * (1.0 - slip) if d > 0 else raw_price * (1.0 + slip)
+    n_legs = int(st[S_N_LEGS])
+    # first the cash after every leg: a loss beyond the equity left is cut there (below)
+    cash = st[S_CASH]
+    for k in range(n_legs):
+        base = S_LEGS + k * N_LEG_FIELDS
+        qty = st[base + LEG_QTY]
+        gross = d * qty * (px - st[base + LEG_PX])
+        cash = cash + st[base + LEG_MARGIN] + gross - qty * px * fee_rate
+    shortfall = 0.0
+    if cash <= 0.0:
+        # the account is bust (liquidation, or a gap through the stop): the loss stops at
+        # the equity left, as an exchange's insurance fund takes the rest, and trading ends
+        shortfall = cash
+        cash = 0.0
+        st[S_LIQUIDATED] = 1.0
+    st[S_CASH] = cash
+    for k in range(n_legs):
+        base = S_LEGS + k * N_LEG_FIELDS
+        qty = st[base + LEG_QTY]
+        entry_px = st[base + LEG_PX]
+        gross = d * qty * (px - entry_px)
+        fee = qty * px * fee_rate
+        if k == n_legs - 1:
+            gross -= shortfall  # the cut loss, on the last leg
+        st[S_FEES] += fee
+        pnl = gross - st[base + LEG_FEE] - fee - st[base + LEG_FUNDING]
+        book_trade(i, d, qty, entry_px, px, st[base + LEG_FEE], fee, st[base + LEG_FUNDING], pnl,
+                   st[base + LEG_I], reason, p, st, trades, bmid, tested_i)
+    st[S_N_CYCLES] += 1.0
+    if st[S_CYCLE_PNL] > 0.0:
+        st[S_CYCLE_WINS] += 1.0
 
     st[S_DIR] = 0.0
     st[S_QTY] = 0.0
@@ -383,8 +553,49 @@ def close_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
     st[S_STOP] = np.nan
     st[S_STOP_ENTRY] = np.nan
     st[S_TP] = np.nan
+    st[S_PTP] = np.nan
     st[S_TRAILED] = 0.0
     st[S_ARMED] = 0.0
+    st[S_N_LEGS] = 0.0
+    st[S_PEND_REDUCE] = 0.0
+
+
+@njit(**_STEP_JIT)
+def reduce_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
+    """Close ``reduce_fraction`` of every leg of the open position at ``raw_price`` on bar
+    ``i`` (one trade per leg for the part closed; its entry fee and funding in proportion);
+    the whole position when the fraction is 1."""
+    f = p[P_REDUCE_FRACTION]
+    if f >= 1.0:
+        close_position(i, raw_price, reason, p, st, trades, bmid, tested_i)
+        return
+    d = st[S_DIR]
+    slip = p[P_SLIP_RATE]
+    fee_rate = p[P_FEE_RATE]
+    px = raw_price * (1.0 - slip) if d > 0 else raw_price * (1.0 + slip)
+    for k in range(int(st[S_N_LEGS])):
+        base = S_LEGS + k * N_LEG_FIELDS
+        qty = st[base + LEG_QTY] * f
+        entry_px = st[base + LEG_PX]
+        entry_fee = st[base + LEG_FEE] * f
+        funding = st[base + LEG_FUNDING] * f
+        margin = st[base + LEG_MARGIN] * f
+        gross = d * qty * (px - entry_px)
+        fee = qty * px * fee_rate
+        st[S_CASH] += margin + gross - fee
+        st[S_FEES] += fee
+        pnl = gross - entry_fee - fee - funding
+        book_trade(i, d, qty, entry_px, px, entry_fee, fee, funding, pnl, st[base + LEG_I], reason, p, st, trades,
+                   bmid, tested_i)
+        st[base + LEG_QTY] -= qty
+        st[base + LEG_FEE] -= entry_fee
+        st[base + LEG_FUNDING] -= funding
+        st[base + LEG_MARGIN] -= margin
+        st[S_QTY] -= qty
+        st[S_MARGIN] -= margin
+        st[S_ENTRY_FEE] -= entry_fee
+        st[S_FUNDING] -= funding
+    st[S_LIQ] = liquidation_price(p, st)
 
 
 @njit(**_STEP_JIT)
@@ -448,6 +659,113 @@ def check_intrabar_exits(i, o, h, l, bmid, p, st, trades):
             px = tgt
     if reason >= 0:
         close_position(i, px, reason, p, st, trades, bmid, i)
+        return
+    ptp = st[S_PTP]
+    if ptp == ptp and st[S_PTP_DONE] == 0.0:  # the partial target, once per cycle (after the stop)
+        if d * (op - ptp) >= 0.0:
+            px = op
+        elif d * (favourable - ptp) >= 0.0:
+            px = ptp
+        else:
+            return
+        st[S_PTP_DONE] = 1.0
+        reduce_position(i, px, EXIT_TAKE_PROFIT, p, st, trades, bmid, i)
+
+
+@njit(**_STEP_JIT)
+def grid_level(side, k, ref, a, p):
+    """Price of grid level ``k`` on a bar whose previous close had reference ``ref`` and ATR
+    ``a``: below the reference for longs (``side`` +1), above for shorts; NaN when it cannot be
+    placed (warm-up NaN, an ATR offset without a positive ATR, a level <= 0)."""
+    pct = p[P_GRID_PCT + k]
+    atr_mult = p[P_GRID_ATR + k]
+    lvl = ref * (1.0 - side * pct)
+    if atr_mult > 0.0:
+        if not (a > 0.0):
+            return np.nan
+        lvl = lvl - side * atr_mult * a
+    if not (lvl > 0.0):
+        return np.nan
+    return lvl
+
+
+@njit(**_STEP_JIT)
+def grid_side_hit(i, o, h, l, atr, bmid, p):
+    """The side (+1 long / -1 short / 0 none) whose nearest grid level bar ``i`` reaches when
+    flat; with both sides reached, the one nearer the open."""
+    if i < 1:
+        return 0
+    sides = p[P_GRID_SIDES]
+    ref = bmid[i - 1]
+    a = atr[i - 1] if atr.shape[0] > 1 else np.nan
+    long_gap = np.inf
+    short_gap = np.inf
+    if sides == GRID_LONG or sides == GRID_BOTH:
+        lvl = grid_level(1.0, 0, ref, a, p)
+        if lvl == lvl and l[i] <= lvl:
+            long_gap = o[i] - lvl
+    if sides != GRID_LONG:
+        lvl = grid_level(-1.0, 0, ref, a, p)
+        if lvl == lvl and h[i] >= lvl:
+            short_gap = lvl - o[i]
+    if long_gap == np.inf and short_gap == np.inf:
+        return 0
+    return 1 if long_gap <= short_gap else -1
+
+
+@njit(**_STEP_JIT)
+def grid_reached(i, d, k_levels, levels_done, reach, atr, bmid, p):
+    """Whether bar ``i``'s ``reach`` (low for a long, high for a short) touches the nearest
+    grid level of a ``d`` cycle not filled yet (``levels_done``: bit k set when level k was)."""
+    ref = bmid[i - 1]
+    a = atr[i - 1] if atr.shape[0] > 1 else np.nan
+    for k in range(k_levels):
+        bit = 2.0 ** k
+        if (levels_done // bit) % 2.0 == 1.0:
+            continue
+        lvl = grid_level(d, k, ref, a, p)
+        return lvl == lvl and d * (reach - lvl) <= 0.0
+    return False
+
+
+@njit(**_STEP_JIT)
+def fill_grid_levels(i, o, h, l, atr, bmid, p, st, trades):
+    """Fill the grid levels bar ``i`` reaches (SPEC §3), in price order, each once per cycle:
+    at the level, or at the open when the bar opens beyond it; each leg's notional is the
+    cycle's starting equity x allocation / K x leverage. Then the position, with the legs
+    just filled, is tested against its stop (and liquidation) on this bar, not its target."""
+    d = st[S_DIR]
+    if d == 0.0:
+        d = float(grid_side_hit(i, o, h, l, atr, bmid, p))
+        if d == 0.0:
+            return
+    k_levels = int(p[P_GRID_K])
+    ref = bmid[i - 1]
+    a = atr[i - 1] if atr.shape[0] > 1 else np.nan
+    op = o[i]
+    reach = l[i] if d > 0.0 else h[i]
+    filled = False
+    for k in range(k_levels):
+        bit = 2.0 ** k
+        if st[S_DIR] != 0.0 and (st[S_LEVELS_DONE] // bit) % 2.0 == 1.0:
+            continue
+        lvl = grid_level(d, k, ref, a, p)
+        if not (lvl == lvl and d * (reach - lvl) <= 0.0):
+            break  # levels are in price order: the next ones are further
+        px = op if d * (op - lvl) <= 0.0 else lvl
+        flat = st[S_DIR] == 0.0
+        equity = st[S_CASH] if flat else st[S_CYCLE_EQ]
+        notional = equity * p[P_ALLOCATION] / k_levels * p[P_LEVERAGE]
+        if open_position(i, i - 1, px, d, p, st, atr, notional):
+            st[S_LEVELS_DONE] += bit
+            filled = True
+        elif flat:
+            return  # the cycle could not start (too small an order)
+    if filled:
+        stop = adverse_level(d, st[S_STOP], st[S_LIQ])
+        if d * (reach - stop) <= 0.0:
+            reason = EXIT_STOP_LOSS if stop == st[S_STOP] else EXIT_LIQUIDATION
+            close_position(i, stop, reason, p, st, trades, bmid, i)
 
 
 @njit(**_STEP_JIT)
@@ -523,33 +841,52 @@ def mark_to_market(i, c, st, equity):
 
 
 @njit(**_STEP_JIT)
+def pay_funding(i, funding, p, st):
+    """Funding settled at the open of bar ``i`` by the open position: each leg pays
+    rate x its notional at entry x direction."""
+    rate = funding[i]
+    if rate == rate and rate != 0.0:
+        d = st[S_DIR]
+        for k in range(int(st[S_N_LEGS])):
+            base = S_LEGS + k * N_LEG_FIELDS
+            pay = rate * st[base + LEG_QTY] * st[base + LEG_PX] * d
+            st[base + LEG_FUNDING] += pay
+            st[S_CASH] -= pay
+            st[S_FUNDING] += pay
+            st[S_FUNDING_TOTAL] += pay
+        st[S_LIQ] = liquidation_price(p, st)  # less (or more) cash behind the position
+
+
+@njit(**_STEP_JIT)
 def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equity):
     """Advance the backtest by bar ``i`` (0 <= i < n)."""
     close_fill = p[P_FILL] == FILL_CLOSE
 
     # 1. funding settled at the open for a position held into this bar
     if st[S_DIR] != 0.0 and p[P_USE_FUNDING] > 0.0:
-        rate = funding[i]
-        if rate == rate and rate != 0.0:
-            pay = rate * st[S_QTY] * st[S_ENTRY_PX] * st[S_DIR]
-            st[S_CASH] -= pay
-            st[S_FUNDING] += pay
-            st[S_FUNDING_TOTAL] += pay
-            st[S_LIQ] = liquidation_price(p, st)  # less (or more) cash behind the position
+        pay_funding(i, funding, p, st)
 
-    # 2. orders pending from the previous close fill at this open
+    # 2. orders pending from the previous close fill at this open: exit, reduce, entry or add
+    cycles = st[S_N_CYCLES]
     if st[S_PEND_EXIT] > 0.0:
         if st[S_DIR] != 0.0:
             close_position(i, o[i], int(st[S_PEND_EXIT]) - 1, p, st, trades, bmid, i - 1)
         st[S_PEND_EXIT] = 0.0
+    if st[S_PEND_REDUCE] > 0.0:
+        if st[S_DIR] != 0.0:
+            reduce_position(i, o[i], EXIT_SIGNAL, p, st, trades, bmid, i - 1)
+        st[S_PEND_REDUCE] = 0.0
     if st[S_PEND_ENTRY] != 0.0:
-        if st[S_DIR] == 0.0 and st[S_LIQUIDATED] == 0.0:
-            open_position(i, int(st[S_PEND_SIG_I]), o[i], int(st[S_PEND_ENTRY]), p, st, atr)
+        if st[S_LIQUIDATED] == 0.0 and (st[S_DIR] == 0.0 or st[S_DIR] == st[S_PEND_ENTRY]):
+            open_position(i, int(st[S_PEND_SIG_I]), o[i], int(st[S_PEND_ENTRY]), p, st, atr, 0.0)
         st[S_PEND_ENTRY] = 0.0
 
-    # 3. intrabar stop / target / liquidation
+    # 3. intrabar: stop / target / liquidation / partial target of the position held, then
+    #    the grid's limit levels (not in a bar that closed a position)
     if st[S_DIR] != 0.0:
         check_intrabar_exits(i, o, h, l, bmid, p, st, trades)
+    if p[P_GRID_K] > 0.0 and i > 0 and i < n - 1 and st[S_LIQUIDATED] == 0.0 and st[S_N_CYCLES] == cycles:
+        fill_grid_levels(i, o, h, l, atr, bmid, p, st, trades)
 
     # 4. decisions at the close
     if i == n - 1:
@@ -571,7 +908,15 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
                     close_position(i, c[i], reason, p, st, trades, bmid, i)
                 else:
                     st[S_PEND_EXIT] = reason + 1.0
-        if (st[S_DIR] == 0.0 or st[S_PEND_EXIT] > 0.0) and st[S_LIQUIDATED] == 0.0:
+            elif p[P_REDUCE_FRACTION] > 0.0 and (
+                    (d > 0.0 and (s & SIG_REDUCE_LONG) != 0) or (d < 0.0 and (s & SIG_REDUCE_SHORT) != 0)):
+                if close_fill:
+                    reduce_position(i, c[i], EXIT_SIGNAL, p, st, trades, bmid, i)
+                else:
+                    st[S_PEND_REDUCE] = 1.0
+        flat_next = st[S_DIR] == 0.0 or st[S_PEND_EXIT] > 0.0
+        adding = not flat_next and st[S_N_LEGS] < p[P_MAX_LEGS]
+        if (flat_next or adding) and st[S_LIQUIDATED] == 0.0:
             want = 0
             enter_long = (s & SIG_ENTER_LONG) != 0
             enter_short = (s & SIG_ENTER_SHORT) != 0
@@ -581,9 +926,11 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
                 want = 1
             elif enter_short:
                 want = -1
+            if adding and want != int(st[S_DIR]):
+                want = 0  # an add is in the position's direction; an entry the other way waits for flat
             if want != 0 and i - st[S_LAST_ENTRY_SIG] >= p[P_SPACING]:
                 if close_fill:
-                    open_position(i, i, c[i], want, p, st, atr)
+                    open_position(i, i, c[i], want, p, st, atr, 0.0)
                 else:
                     st[S_PEND_ENTRY] = float(want)
                     st[S_PEND_SIG_I] = float(i)
@@ -653,10 +1000,13 @@ def finalize_metrics(st, p, n, m):
     m[M_N_AMBIGUOUS] = st[S_AMBIGUOUS]
     m[M_LIQUIDATED] = st[S_LIQUIDATED]
     m[M_N_BARS] = float(n)
+    cycles = st[S_N_CYCLES]
+    m[M_N_CYCLES] = cycles
+    m[M_CYCLE_WIN_RATE] = st[S_CYCLE_WINS] / cycles if cycles > 0.0 else np.nan
 
 
 @njit(**_STEP_JIT)
-def skip_flat_bars(i, n, sig, st, equity):
+def skip_flat_bars(i, n, sig, st, equity, o, h, l, atr, bmid, p):
     """Book the bars from ``i`` on which a flat account with nothing pending does nothing but
     mark its cash (no entry flag, or trading ended by liquidation; the last bar never acts
     when flat); return the first bar that needs :func:`step`.
@@ -668,7 +1018,10 @@ def skip_flat_bars(i, n, sig, st, equity):
     if st[S_LIQUIDATED] > 0.0:
         j = n
     else:
+        grid = p[P_GRID_K] > 0.0
         while j < n - 1 and (sig[j] & _ENTRY_FLAGS) == 0:
+            if grid and j > 0 and grid_side_hit(j, o, h, l, atr, bmid, p) != 0:
+                break  # a grid level fills on this bar
             j += 1
         if j == n - 1:
             j = n
@@ -746,6 +1099,13 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     peak_i = st[S_PEAK_I]
     max_dd = st[S_MAX_DD]
     max_dd_bars = st[S_MAX_DD_BARS]
+    # several legs: a grid level, the partial target, a reduce or an add can act on a bar too
+    grid_k = int(p[P_GRID_K])
+    ptp = st[S_PTP] if st[S_PTP_DONE] == 0.0 else np.nan
+    reduce_flag = (SIG_REDUCE_LONG if d > 0.0 else SIG_REDUCE_SHORT) if p[P_REDUCE_FRACTION] > 0.0 else 0
+    add_flag = (SIG_ENTER_LONG if d > 0.0 else SIG_ENTER_SHORT) if st[S_N_LEGS] < p[P_MAX_LEGS] else 0
+    acting_flags = exit_flag | reduce_flag | add_flag
+    levels_done = st[S_LEVELS_DONE]
     j = i
     while j < n - 1:
         if use_funding:
@@ -767,7 +1127,11 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
             favourable = l[j]
         if d * (adverse - stop) <= 0.0 or (has_tgt and d * (favourable - tgt) >= 0.0):
             break
-        if (sig[j] & exit_flag) != 0:
+        if (sig[j] & acting_flags) != 0:
+            break
+        if ptp == ptp and d * (favourable - ptp) >= 0.0:  # (an open beyond it is beyond here too)
+            break
+        if grid_k > 0 and grid_reached(j, d, grid_k, levels_done, adverse, atr, bmid, p):
             break
         if max_hold > 0.0 and j - entry_i + held_extra >= max_hold:
             break
@@ -835,10 +1199,10 @@ def run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity,
     b = 0  # the block of the last return added on the step path
     i = 0
     while i < n:
-        if st[S_PEND_ENTRY] == 0.0 and st[S_PEND_EXIT] == 0.0:
+        if st[S_PEND_ENTRY] == 0.0 and st[S_PEND_EXIT] == 0.0 and st[S_PEND_REDUCE] == 0.0:
             if st[S_DIR] == 0.0:
                 if st[S_EQ_PREV] == st[S_CASH]:
-                    j = skip_flat_bars(i, n, sig, st, equity)
+                    j = skip_flat_bars(i, n, sig, st, equity, o, h, l, atr, bmid, p)
                     if j > i:
                         i = j
                         continue
@@ -908,6 +1272,21 @@ def run_plan(o, h, l, c, funding, signals, lines, sig_row, line_rows, params, bl
     return out, moments
 
 
+@njit(**_STEP_JIT)
+def trade_capacity(n, p):
+    """Trade rows a run of ``n`` bars can book: one per leg filled (at most the legs a
+    position may hold, or a grid's K levels, per bar), twice with partial closes."""
+    legs = p[P_MAX_LEGS]
+    if p[P_GRID_K] > legs:
+        legs = p[P_GRID_K]
+    if legs < 1.0:
+        legs = 1.0
+    rows = (n + 1) * int(legs)
+    if p[P_REDUCE_FRACTION] > 0.0:
+        rows *= 3  # a reduce pending at the open, the partial target and the close
+    return rows
+
+
 def block_bounds(n_bars: int, n_blocks: int) -> np.ndarray:
     """End index (exclusive) of each of ``n_blocks`` near-equal time blocks of ``n_bars``."""
     k = max(1, min(int(n_blocks), int(n_bars)))
@@ -920,7 +1299,7 @@ def run_full(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p):
     n = c.shape[0]
     st = np.empty(N_STATE)
     m = np.empty(N_METRICS)
-    trades = np.empty((n + 1, N_TRADE_COLS))  # at most one entry per bar
+    trades = np.empty((trade_capacity(n, p), N_TRADE_COLS))
     equity = np.empty(n)
     run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity, np.empty(0, dtype=np.int64),
         np.empty((0, 2)))

@@ -8,7 +8,8 @@ sweep can hand the kernel one parameter row per combo.
 """
 from __future__ import annotations
 
-from threadx.contract import SIG_ENTER_LONG, SIG_ENTER_SHORT, SIG_EXIT_LONG, SIG_EXIT_SHORT  # noqa: F401 (the kernel's)
+from threadx.contract import (SIG_ENTER_LONG, SIG_ENTER_SHORT, SIG_EXIT_LONG, SIG_EXIT_SHORT,  # noqa: F401
+                              SIG_REDUCE_LONG, SIG_REDUCE_SHORT)  # (the kernel's)
 
 # --- enums ---------------------------------------------------------------------------
 FILL_NEXT_OPEN = 0
@@ -59,7 +60,24 @@ P_SPACING = 19  # minimum bars between entry signals that were filled
 P_OPTIMISTIC = 20  # 1 = target first when stop and target share a bar
 P_USE_FUNDING = 21
 P_BARS_PER_YEAR = 22
-N_PARAMS = 23
+# several positions at once (SPEC §3): legs, adds, reduces and limit-level grids
+P_MAX_LEGS = 23  # legs the position may hold (1 = one position)
+P_ADD_SCALE = 24  # an added leg's notional as a multiple of the cycle's first leg's
+P_REDUCE_FRACTION = 25  # fraction of the open quantity a reduce closes (signal or partial target)
+P_PTP_PCT = 26  # partial target: fraction of the average entry price (0 = off)
+P_PTP_ATR = 27  # partial target: ATRs of the cycle's first signal bar (0 = off)
+P_GRID_K = 28  # limit levels per bar (0 = none)
+P_GRID_SIDES = 29  # GRID_LONG / GRID_SHORT / GRID_BOTH
+P_ALLOCATION = 30  # fraction of the cycle's starting equity split across the K levels
+MAX_GRID_LEVELS = 6
+P_GRID_PCT = 31  # .. + MAX_GRID_LEVELS: level k's offset as a fraction of the reference line
+P_GRID_ATR = P_GRID_PCT + MAX_GRID_LEVELS  # .. + MAX_GRID_LEVELS: level k's offset in ATRs
+N_PARAMS = P_GRID_ATR + MAX_GRID_LEVELS
+
+GRID_LONG = 1  # levels below the reference line, long legs
+GRID_SHORT = -1  # levels above, short legs
+GRID_BOTH = 2  # both; a cycle in one direction blocks the other's levels until it ends
+GRID_SIDES = {"long": GRID_LONG, "short": GRID_SHORT, "both": GRID_BOTH}
 
 # --- state vector --------------------------------------------------------------------
 S_CASH = 0
@@ -108,7 +126,33 @@ S_N_SHORT = 42
 S_TRADE_ROWS = 43  # trades recorded (full mode)
 S_STOP_ENTRY = 44  # the open trade's stop as set at its fill, before any trailing move; NaN = none
 S_LIQ = 45  # the open position's liquidation price (see kernel.liquidation_price), set when cash changes
-N_STATE = 46
+# several positions at once: the position's aggregates above (S_QTY total quantity, S_ENTRY_PX
+# average entry price, S_MARGIN, S_ENTRY_FEE and S_FUNDING summed over legs, S_ENTRY_I the
+# cycle's first fill) and one row per leg below
+S_N_LEGS = 46  # legs open
+S_CYCLE_EQ = 47  # equity at the start of the cycle (grid leg sizes)
+S_FIRST_NOTIONAL = 48  # notional of the cycle's first leg (added legs' sizes)
+S_LEVELS_DONE = 49  # bit k set: grid level k filled in this cycle
+S_PTP_DONE = 50  # 1 once the cycle's partial target was taken
+S_CYCLE_ID = 51  # cycles started (the current one's id)
+S_CYCLE_PNL = 52  # PnL booked by the current cycle's trade rows
+S_N_CYCLES = 53  # cycles ended
+S_CYCLE_WINS = 54  # cycles ended with a positive PnL
+S_STOP_ATR_DIST = 55  # the ATR part of the stop distance, fixed at the cycle's first fill
+S_TP_ATR_DIST = 56  # the ATR part of the target distance
+S_PTP = 57  # partial target level, NaN = none
+S_PEND_REDUCE = 58  # next_open: 1 = a reduce pending
+S_CYCLE_SIG_I = 59  # signal bar of the cycle's first leg (its ATR sets the distances)
+S_LEGS = 60  # leg rows start here, N_LEG_FIELDS each
+LEG_QTY = 0
+LEG_PX = 1
+LEG_I = 2
+LEG_FEE = 3  # entry fee still attributed to the open quantity
+LEG_FUNDING = 4  # funding paid by the open quantity
+LEG_MARGIN = 5
+N_LEG_FIELDS = 6
+MAX_LEGS = 8
+N_STATE = S_LEGS + MAX_LEGS * N_LEG_FIELDS
 
 # --- metrics vector ------------------------------------------------------------------
 METRIC_NAMES = (
@@ -140,6 +184,8 @@ METRIC_NAMES = (
     "n_ambiguous",
     "liquidated",
     "n_bars",
+    "n_cycles",
+    "cycle_win_rate",
 )
 (
     M_TOTAL_RETURN,
@@ -170,6 +216,8 @@ METRIC_NAMES = (
     M_N_AMBIGUOUS,
     M_LIQUIDATED,
     M_N_BARS,
+    M_N_CYCLES,  # positions opened and closed whole (a cycle: first fill to the exit of every leg)
+    M_CYCLE_WIN_RATE,  # share of cycles whose legs' PnL sums to a gain
 ) = range(len(METRIC_NAMES))
 N_METRICS = len(METRIC_NAMES)
 
@@ -191,6 +239,7 @@ TRADE_COLUMNS = (
     "stop_at_exit",
     "target",
     "target_at_exit",
+    "cycle",
 )
 (
     T_ENTRY_I,
@@ -209,5 +258,6 @@ TRADE_COLUMNS = (
     T_STOP_EXIT,  # the stop in force when the trade was last tested (after trailing moves)
     T_TARGET,  # the target in force from the fill (a mid-band target: the signal bar's mid)
     T_TARGET_EXIT,  # the target in force when the trade was last tested
+    T_CYCLE,  # the cycle (position) the row belongs to, 1, 2, ...: one row per leg or partial close
 ) = range(len(TRADE_COLUMNS))
 N_TRADE_COLS = len(TRADE_COLUMNS)

@@ -26,7 +26,7 @@ from threadx.engine.metrics import metrics_dict
 TRADE_LEVEL_COLUMNS = ("stop_at_entry", "stop_at_exit", "target", "target_at_exit")
 TRADE_FRAME_COLUMNS = (
     "entry_time", "exit_time", "side", "qty", "entry_price", "exit_price",
-    "fees", "funding", "pnl", "return_pct", "bars_held", "exit_reason", *TRADE_LEVEL_COLUMNS,
+    "fees", "funding", "pnl", "return_pct", "bars_held", "exit_reason", *TRADE_LEVEL_COLUMNS, "cycle",
 )
 
 
@@ -109,6 +109,7 @@ def trades_frame(rows: np.ndarray, index: pd.DatetimeIndex) -> pd.DataFrame:
             "bars_held": col["bars_held"].astype(np.int64),
             "exit_reason": reasons[col["exit_reason"].astype(np.int64)] if len(rows) else np.empty(0, object),
             **{name: col[name] for name in TRADE_LEVEL_COLUMNS},
+            "cycle": col["cycle"].astype(np.int64),  # the position (cycle) of the row: one row per leg
         },
         columns=list(TRADE_FRAME_COLUMNS),
     )

@@ -1,0 +1,268 @@
+"""Several positions at once (SPEC §3), hand-computed: adds, partial exits, grid levels.
+
+Each case builds a few bars by hand and checks every leg's fill, fees, PnL and the equity
+against numbers worked out here, step by step, from the SPEC's rules: fees per fill, margin
+per leg, exits of the whole position from its average entry price, limit levels filled in
+price order at the level or at a gapping open, a level filled in a bar tested against the
+stop but not the target, funding on each leg's notional, liquidation of the whole position.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from threadx.engine import layout as L
+from threadx.errors import ParamError
+from threadx.strategy.base import ExitRules, Levels
+
+from test_engine_kernel import make_bars, run
+
+EL, XL, ES, XS = L.SIG_ENTER_LONG, L.SIG_EXIT_LONG, L.SIG_ENTER_SHORT, L.SIG_EXIT_SHORT
+RL = L.SIG_REDUCE_LONG
+FEE = 0.001  # 10 bps
+CAPITAL = 10_000.0
+
+
+def approx(x):
+    return pytest.approx(x, rel=1e-12, abs=1e-9)
+
+
+def check_books(m, trades, eq):
+    """The invariants every case must keep: leg PnLs add up to the equity change, the last
+    equity is the final equity, and each row's fees are one fee per fill."""
+    assert trades["pnl"].sum() == approx(m["final_equity"] - CAPITAL)
+    assert eq[-1] == approx(m["final_equity"])
+    assert trades["fees"].to_numpy() == approx(
+        FEE * trades["qty"].to_numpy() * (trades["entry_price"].to_numpy() + trades["exit_price"].to_numpy()))
+    assert m["total_fees"] == approx(trades["fees"].sum())
+
+
+def leg_pnl(qty, entry, exit_, side=1.0, funding=0.0):
+    return side * qty * (exit_ - entry) - FEE * qty * entry - FEE * qty * exit_ - funding
+
+
+# --- pyramiding ---------------------------------------------------------------------------------
+
+def test_two_adds_then_an_exit():
+    # enter at bar 1's open (100), add at bar 2's (110) and bar 3's (120), exit at bar 4's (130)
+    bars = make_bars([100, 100, 110, 120, 130, 130], [101, 111, 121, 131, 131, 131],
+                     [99, 99, 109, 119, 129, 129], [100, 110, 120, 130, 130, 130])
+    rules = ExitRules(sizing="fraction", fraction=0.4, max_legs=3, add_scale=0.5)
+    m, trades, eq = run(bars, {0: EL, 1: EL, 2: EL, 3: XL}, rules, fee_bps=10)
+    first = 0.4 * CAPITAL  # the first leg's notional; each add is half of it
+    qty = [first / 100, first / 2 / 110, first / 2 / 120]
+    assert trades["qty"].to_numpy() == approx(qty)
+    assert list(trades["entry_i"]) == [1, 2, 3] and list(trades["exit_i"]) == [4, 4, 4]
+    assert list(trades["entry_price"]) == [100, 110, 120] and list(trades["exit_price"]) == [130] * 3
+    assert list(trades["exit_reason"]) == ["signal"] * 3 and list(trades["cycle"]) == [1, 1, 1]
+    expected = [leg_pnl(q, px, 130) for q, px in zip(qty, (100, 110, 120))]
+    assert trades["pnl"].to_numpy() == approx(expected)
+    assert m["final_equity"] == approx(CAPITAL + sum(expected))
+    # equity at bar 3's close: cash after three fills + margin of all legs + open PnL at 130
+    cash = CAPITAL - (first + FEE * first) - 2 * (first / 2 + FEE * first / 2)
+    assert eq[3] == approx(cash + 2 * first + sum(q * (130 - px) for q, px in zip(qty, (100, 110, 120))))
+    assert m["n_trades"] == 3 and m["n_cycles"] == 1 and m["cycle_win_rate"] == 1.0
+    check_books(m, trades, eq)
+
+
+def test_adds_stop_at_max_legs_and_the_stop_follows_the_average():
+    bars = make_bars([100, 100, 110, 120, 120, 120], [101, 111, 121, 121, 121, 121],
+                     [99, 99, 109, 119, 99, 119], [100, 110, 120, 120, 115, 120])
+    rules = ExitRules(sizing="fraction", fraction=0.4, max_legs=2, stop_pct=0.05)
+    m, trades, eq = run(bars, {0: EL, 1: EL, 2: EL}, rules, fee_bps=10)
+    assert len(trades) == 2  # the third entry signal found the position full
+    q1, q2 = 4000 / 100, 4000 / 110
+    avg = (q1 * 100 + q2 * 110) / (q1 + q2)
+    stop = avg - 0.05 * avg  # from the average entry once the add filled (bar 2)
+    assert list(trades["exit_reason"]) == ["stop_loss"] * 2 and list(trades["exit_i"]) == [4, 4]
+    assert trades["exit_price"].to_numpy() == approx([stop, stop])
+    assert trades["stop_at_exit"].to_numpy() == approx([stop, stop])
+    check_books(m, trades, eq)
+
+
+# --- partial exits ------------------------------------------------------------------------------
+
+def test_a_partial_exit_at_a_level_then_a_stop():
+    # long 50 at 100 (half the equity); the partial target 5 % above the entry takes half of it at
+    # 105 on bar 2, the stop 3 % below takes the rest at 97 on bar 3
+    bars = make_bars([100, 100, 102, 100, 97], [101, 101, 106, 101, 98], [99, 99, 101, 96, 96],
+                     [100, 100, 104, 97, 97])
+    rules = ExitRules(sizing="fraction", fraction=0.5, stop_pct=0.03, partial_tp_pct=0.05, reduce_fraction=0.5)
+    m, trades, eq = run(bars, {0: EL}, rules, fee_bps=10)
+    assert list(trades["exit_reason"]) == ["take_profit", "stop_loss"] and list(trades["exit_i"]) == [2, 3]
+    assert list(trades["qty"]) == [25.0, 25.0] and list(trades["exit_price"]) == [105.0, 97.0]
+    first = 25 * 5 - 2.5 - 25 * 105 * FEE  # gross - half the entry fee (5.0) - the exit fee
+    second = 25 * -3 - 2.5 - 25 * 97 * FEE
+    assert trades["pnl"].to_numpy() == approx([first, second])
+    cash_after_partial = CAPITAL - 5000 - 5 + 2500 + 25 * 5 - 25 * 105 * FEE
+    assert eq[2] == approx(cash_after_partial + 2500 + 25 * (104 - 100))
+    assert m["final_equity"] == approx(CAPITAL + first + second)
+    assert m["n_trades"] == 2 and m["n_cycles"] == 1 and m["cycle_win_rate"] == 1.0  # 39.95 over the cycle
+    check_books(m, trades, eq)
+
+
+def test_a_reduce_signal_closes_a_fraction_of_every_leg_at_the_next_open():
+    bars = make_bars([100, 100, 110, 120, 125, 125], [101, 111, 121, 126, 126, 126],
+                     [99, 99, 109, 119, 124, 124], [100, 110, 120, 125, 125, 125])
+    rules = ExitRules(sizing="fraction", fraction=0.4, max_legs=2, reduce_fraction=0.25)
+    m, trades, eq = run(bars, {0: EL, 1: EL, 2: RL}, rules, fee_bps=10)
+    q1, q2 = 40.0, 4000 / 110
+    # bar 3's open (120): a quarter of each leg; the rest at the end of data (bar 5's close, 125)
+    assert list(trades["exit_i"]) == [3, 3, 5, 5] and list(trades["exit_reason"]) == [
+        "signal", "signal", "end_of_data", "end_of_data"]
+    assert trades["qty"].to_numpy() == approx([q1 / 4, q2 / 4, q1 * 0.75, q2 * 0.75])
+    assert trades["pnl"].to_numpy() == approx([leg_pnl(q1 / 4, 100, 120), leg_pnl(q2 / 4, 110, 120),
+                                               leg_pnl(q1 * 0.75, 100, 125), leg_pnl(q2 * 0.75, 110, 125)])
+    assert list(trades["cycle"]) == [1] * 4 and m["n_cycles"] == 1
+    check_books(m, trades, eq)
+
+
+# --- grid levels ------------------------------------------------------------------------------
+
+GRID = ExitRules(grid_levels=3, grid_pct=(0.05, 0.07, 0.09), allocation=0.6, target_mid=True, stop_pct=0.5)
+def mid(n):
+    """The reference line, flat at 100: GRID's levels at 95, 93 and 91."""
+    return Levels(band_mid=np.full(n, 100.0))
+
+
+def test_a_grid_cycle_two_levels_in_one_bar_one_the_next_then_the_target():
+    bars = make_bars([100, 99, 93, 95, 100, 100], [100, 99, 94, 101, 100, 100], [99, 92.5, 90.5, 94, 99, 99],
+                     [100, 94, 92, 100, 100, 100])
+    m, trades, eq = run(bars, {}, GRID, mid(len(bars)), fee_bps=10)
+    per_level = CAPITAL * 0.6 / 3  # the cycle's starting equity x allocation / K
+    qty = [per_level / 95, per_level / 93, per_level / 91]
+    assert list(trades["entry_i"]) == [1, 1, 2] and list(trades["entry_price"]) == [95, 93, 91]
+    assert trades["qty"].to_numpy() == approx(qty)
+    # bar 3: the high reaches the middle band of bar 2's close (100): every leg closes there
+    assert list(trades["exit_i"]) == [3, 3, 3] and list(trades["exit_price"]) == [100, 100, 100]
+    assert list(trades["exit_reason"]) == ["take_profit"] * 3 and list(trades["cycle"]) == [1, 1, 1]
+    assert trades["pnl"].to_numpy() == approx([leg_pnl(q, px, 100) for q, px in zip(qty, (95, 93, 91))])
+    # bar 1's close: the two legs, the cash they left and their open PnL at 94
+    cash = CAPITAL - 2 * per_level * (1 + FEE)
+    assert eq[1] == approx(cash + 2 * per_level + qty[0] * (94 - 95) + qty[1] * (94 - 93))
+    assert m["n_cycles"] == 1 and m["cycle_win_rate"] == 1.0 and m["n_trades"] == 3
+    check_books(m, trades, eq)
+
+
+def test_a_gap_through_levels_fills_at_the_open():
+    bars = make_bars([100, 92, 95, 100], [100, 92.5, 101, 100], [99, 90, 94, 99], [100, 91, 100, 100])
+    m, trades, eq = run(bars, {}, GRID, mid(len(bars)), fee_bps=10)
+    # bar 1 opens at 92: below 95 and 93 (filled at the open), then trades down through 91
+    assert list(trades["entry_price"]) == [92, 92, 91] and list(trades["entry_i"]) == [1, 1, 1]
+    per_level = CAPITAL * 0.6 / 3
+    assert trades["qty"].to_numpy() == approx([per_level / 92, per_level / 92, per_level / 91])
+    check_books(m, trades, eq)
+
+
+def test_levels_filled_and_the_stop_hit_in_the_same_bar():
+    rules = ExitRules(grid_levels=3, grid_pct=(0.05, 0.07, 0.09), allocation=0.6, target_mid=True, stop_pct=0.02)
+    bars = make_bars([100, 99, 97, 97], [100, 101, 98, 98], [99, 90, 96, 96], [100, 95, 97, 97])
+    m, trades, eq = run(bars, {}, rules, mid(len(bars)), fee_bps=10)
+    per_level = CAPITAL * 0.6 / 3
+    qty = np.array([per_level / 95, per_level / 93, per_level / 91])
+    avg = (qty[0] * 95 + qty[1] * 93) / (qty[0] + qty[1])  # after the second fill ...
+    avg = ((qty[0] + qty[1]) * avg + qty[2] * 91) / qty.sum()  # ... and the third, as the engine averages
+    stop = avg - 0.02 * avg
+    # the three levels fill on bar 1 (low 90), then the stop from their average (91.1...) is hit on the
+    # same bar: the high of 101 above the target (100) is never tested for legs filled in the bar
+    assert list(trades["entry_i"]) == [1, 1, 1] and list(trades["exit_i"]) == [1, 1, 1]
+    assert list(trades["exit_reason"]) == ["stop_loss"] * 3
+    assert trades["exit_price"].to_numpy() == approx([stop] * 3)
+    assert m["n_cycles"] == 1 and m["cycle_win_rate"] == 0.0
+    check_books(m, trades, eq)
+
+
+def test_stop_and_target_in_one_bar_take_the_stop_and_count_it():
+    # two legs from bar 1; bar 2 reaches both the target (mid 100) and the stop (50 % of 94 ~ 47)
+    bars = make_bars([100, 99, 95, 95], [100, 99, 101, 96], [99, 92.5, 40, 94], [100, 94, 95, 95])
+    m, trades, eq = run(bars, {}, GRID, mid(len(bars)), fee_bps=10)
+    assert list(trades["exit_reason"]) == ["stop_loss"] * 2 and m["n_ambiguous"] == 1
+    m2, trades2, _ = run(bars, {}, GRID, mid(len(bars)), fee_bps=10, ambiguity="optimistic")
+    assert list(trades2["exit_reason"]) == ["take_profit"] * 2 and list(trades2["exit_price"]) == [100, 100]
+    check_books(m, trades, eq)
+
+
+def test_a_short_grid_mirrors_the_long_one():
+    rules = ExitRules(grid_levels=2, grid_pct=(0.05, 0.07), allocation=0.5, target_mid=True, stop_pct=0.5,
+                      grid_sides="short")
+    bars = make_bars([100, 101, 106, 100, 100], [100, 107.5, 107, 101, 100], [99, 100, 104, 99, 99],
+                     [100, 106, 105, 100, 100])
+    m, trades, eq = run(bars, {}, rules, Levels(band_mid=np.full(5, 100.0)), fee_bps=10)
+    per_level = CAPITAL * 0.5 / 2
+    assert list(trades["side"]) == ["short", "short"] and list(trades["entry_price"]) == [105, 107]
+    assert list(trades["exit_i"]) == [3, 3] and list(trades["exit_reason"]) == ["take_profit"] * 2
+    qty = [per_level / 105, per_level / 107]
+    assert trades["pnl"].to_numpy() == approx([leg_pnl(q, px, 100, side=-1.0) for q, px in zip(qty, (105, 107))])
+    check_books(m, trades, eq)
+
+
+def test_both_sides_a_cycle_blocks_the_other_side():
+    rules = ExitRules(grid_levels=1, grid_pct=(0.05,), allocation=0.5, target_mid=True, stop_pct=0.5,
+                      grid_sides="both")
+    # bar 1 reaches the long level (95); bar 2 reaches the short level (105) while the long cycle is open
+    bars = make_bars([100, 99, 100, 104, 100], [100, 99, 106, 104, 100], [99, 94, 96, 99, 99],
+                     [100, 96, 104, 100, 100])
+    m, trades, eq = run(bars, {}, rules, Levels(band_mid=np.full(5, 100.0)), fee_bps=10)
+    # the high of bar 2 (106) passes the target (100): the long cycle closes there, and no short
+    # level fills in the bar that closed it; bar 3 (high 104) reaches neither level
+    assert list(trades["side"]) == ["long"] and list(trades["exit_i"]) == [2]
+    check_books(m, trades, eq)
+
+
+def test_funding_on_each_leg_and_liquidation_of_the_whole_position():
+    rules = ExitRules(grid_levels=2, grid_pct=(0.05, 0.07), allocation=0.9, leverage=5.0, target_mid=True)
+    bars = make_bars([100, 99, 94, 93, 60, 60], [100, 99, 94, 93, 60, 60], [99, 94, 92, 70, 50, 50],
+                     [100, 95, 93, 72, 55, 55])
+    rate = 0.001
+    funding = np.array([0, 0, rate, rate, 0, 0], dtype=float)
+    m, trades, eq = run(bars, {}, rules, Levels(band_mid=np.full(6, 100.0)), funding=funding, fee_bps=10)
+    per_level = CAPITAL * 0.9 / 2 * 5  # 22,500 notional (4,500 margin) per level
+    q1, q2 = per_level / 95, per_level / 93
+    # leg 1 (bar 1) pays funding at bars 2 and 3's opens; leg 2 (bar 2, filled after the open) at bar 3's
+    f1, f2 = 2 * rate * q1 * 95, rate * q2 * 93
+    assert trades["funding"].to_numpy() == approx([f1, f2])
+    assert m["total_funding"] == approx(f1 + f2)
+    # liquidation: the whole position (both legs, their margin, the cash left) at the price where equity,
+    # net of the exit fee, reaches zero (73.4); bar 3's low (70) is beyond it
+    cash = CAPITAL - 2 * (per_level / 5 + FEE * per_level) - f1 - f2
+    qty, avg = q1 + q2, (q1 * 95 + q2 * 93) / (q1 + q2)
+    liq = (qty * avg - cash - 2 * per_level / 5) / (qty * (1 - FEE))
+    assert list(trades["exit_reason"]) == ["liquidation"] * 2 and list(trades["exit_i"]) == [3, 3]
+    assert trades["exit_price"].to_numpy() == approx([liq, liq])
+    assert m["final_equity"] == pytest.approx(0.0, abs=1e-6) and m["n_trades"] == 2
+    assert trades["pnl"].sum() == pytest.approx(-CAPITAL, abs=1e-6)
+
+
+def test_end_of_data_closes_every_open_leg():
+    bars = make_bars([100, 99, 93, 94], [100, 99, 94, 95], [99, 92.5, 92, 93], [100, 94, 93, 94])
+    m, trades, eq = run(bars, {}, GRID, Levels(band_mid=np.full(4, 100.0)), fee_bps=10)
+    assert list(trades["exit_reason"]) == ["end_of_data"] * 2 and list(trades["exit_i"]) == [3, 3]
+    assert list(trades["exit_price"]) == [94, 94] and m["n_cycles"] == 1
+    check_books(m, trades, eq)
+
+
+def test_a_warm_up_bar_places_no_level_but_exits_still_run():
+    mid = np.array([np.nan, 100.0, np.nan, 100.0, 100.0])
+    bars = make_bars([100, 99, 93, 95, 100], [100, 99, 94, 101, 100], [99, 92.5, 80, 94, 99], [100, 94, 92, 100, 100])
+    m, trades, eq = run(bars, {}, GRID, Levels(band_mid=mid), fee_bps=10)
+    # bar 1 (mid of bar 0 NaN): no level; bar 2 (mid[1] = 100): 95, 93 and 91 fill (low 80); bar 3
+    # (mid[2] NaN): no target, no level; bar 4 (mid[3] = 100): the target at the open
+    assert list(trades["entry_i"]) == [2, 2, 2] and list(trades["exit_i"]) == [4, 4, 4]
+    check_books(m, trades, eq)
+
+
+# --- rules refused ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rules, message", [
+    (ExitRules(max_legs=9), "max_legs must be a whole number from 1 to 8"),
+    (ExitRules(grid_levels=7, grid_pct=(0.01,) * 7), "grid_levels must be a whole number from 0 to 6"),
+    (ExitRules(grid_levels=2, grid_pct=(0.01,)), "grid_levels=2 needs 2 offsets"),
+    (ExitRules(grid_levels=2, grid_pct=(0.03, 0.01)), "in increasing order"),
+    (ExitRules(grid_levels=1, grid_pct=(0.01,), grid_sides="up"), "grid_sides must be one of long, short, both"),
+    (ExitRules(partial_tp_pct=0.05), "a partial target needs reduce_fraction > 0"),
+    (ExitRules(reduce_fraction=1.5), "reduce_fraction must be in [0, 1]"),
+])
+def test_impossible_leg_rules_are_refused(rules, message):
+    bars = make_bars([100] * 4, [101] * 4, [99] * 4, [100] * 4)
+    with pytest.raises(ParamError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        run(bars, {}, rules, mid(4) if rules.grid_levels else Levels())
