@@ -3,7 +3,8 @@
 For the grid strategies on the three real 1h files, long and short, at leverage 1 and 3:
 the legs' PnL adds up to the equity change, each row pays one fee per fill, and the whole
 equity curve is rebuilt from the trade rows alone (each row is a piece of a leg held from
-its entry bar to its exit bar: realised PnL once closed, open PnL less its entry fee before).
+its entry bar to its exit bar: realised PnL once closed, open PnL less its entry fee before;
+``test_strategies.rebuild_equity``).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import threadx
 from threadx.data.io import load_ohlcv
 
 from conftest import SHARED_DATA
+from test_strategies import rebuild_equity
 
 FILES = ("BTC_USDT-1h", "ETH_USDT-1h", "SOL_USDT-1h")
 CASES = [("envelope_dca", {}), ("envelope_dca_short", {}), ("grid_atr", {"sides": "long"}),
@@ -29,20 +31,6 @@ def candles(request):
     return load_ohlcv(str(path))
 
 
-def rebuilt_equity(trades, close: np.ndarray, capital: float) -> np.ndarray:
-    """Equity at every close from the trade rows alone (funding off)."""
-    n = len(close)
-    realised = np.zeros(n)
-    np.add.at(realised, trades["exit_i"].to_numpy(), trades["pnl"].to_numpy())
-    equity = capital + np.cumsum(realised)
-    side = np.where(trades["side"].to_numpy() == "long", 1.0, -1.0)
-    for d, qty, px, start, end in zip(side, trades["qty"], trades["entry_price"], trades["entry_i"], trades["exit_i"]):
-        if end > start:  # open at the closes from its entry bar to the bar before its exit
-            bars = slice(start, end)
-            equity[bars] += d * qty * (close[bars] - px) - FEE * qty * px
-    return equity
-
-
 @pytest.mark.parametrize("leverage", [1.0, 3.0])
 @pytest.mark.parametrize("name, params", CASES)
 def test_the_books_balance_leg_by_leg(candles, name, params, leverage):
@@ -55,7 +43,7 @@ def test_the_books_balance_leg_by_leg(candles, name, params, leverage):
     np.testing.assert_allclose(trades["fees"], fees, rtol=1e-12)
     assert m["total_fees"] == pytest.approx(trades["fees"].sum(), rel=1e-12)
     if not m["liquidated"]:
-        np.testing.assert_allclose(equity, rebuilt_equity(trades, candles["close"].to_numpy(), capital),
+        np.testing.assert_allclose(equity, rebuild_equity(trades, candles["close"].to_numpy(), capital),
                                    rtol=0, atol=1e-7 * capital)
     # a cycle's legs share one side and one exit (partial closes aside, which these rules do not make)
     per_cycle = trades.groupby("cycle").agg(sides=("side", "nunique"), exits=("exit_i", "nunique"))
