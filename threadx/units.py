@@ -87,6 +87,8 @@ UNITS: dict[str, Unit] = {
     "n_ambiguous": COUNT,
     "liquidated": Unit("bool", 0),
     "n_bars": COUNT,
+    "n_cycles": COUNT,                 # positions opened and closed whole (several legs each)
+    "cycle_win_rate": FRACTION,        # cycles with a positive PnL / cycles
     "max_drawdown_days": Unit("decimal", 1),  # threadx.engine.metrics.metrics_dict
     # trade records (threadx.engine.layout.TRADE_COLUMNS)
     "entry_price": Unit("decimal", 4),
@@ -101,6 +103,7 @@ UNITS: dict[str, Unit] = {
     "pnl": MONEY,
     "return_pct": PERCENT,             # 100 * pnl / (qty * entry price)
     "bars_held": COUNT,
+    "cycle": COUNT,                    # the position a trade row (leg) belongs to
     # validation (threadx.validation)
     "efficiency": RATIO,
     "oos_is_ratio": RATIO,

@@ -964,6 +964,12 @@ def metric_cards(metrics: Mapping[str, Any]) -> list[tuple[str, str, str | None]
             funding = units.format_metric("total_funding", metrics.get("total_funding"))
             help_text = f"{help_text} Funding paid: {funding}."
         cards.append((label, text, help_text))
+    if metrics is not None and metrics.get("n_cycles") not in (None, metrics.get("n_trades")):
+        # several legs per position: trades count legs, cycles count positions (what grid users read)
+        cards += [("Cycles", units.format_metric("n_cycles", metrics.get("n_cycles")),
+                   "Positions opened and closed whole; each holds one or more legs (trades)."),
+                  ("Cycle win rate", units.format_metric("cycle_win_rate", metrics.get("cycle_win_rate")),
+                   "Share of cycles whose legs' PnL adds up to a gain.")]
     return cards
 
 
