@@ -4,8 +4,9 @@ only), the checks and Open in Backtest. The logic lives in threadx.ui.strategies
 
 Session keys of this page: ``strat_pick`` (the selected strategy), ``strat_want`` (a file
 name whose first strategy is selected once it loads: after New or Save), ``strat_flash``
-(a message shown once), ``strat_new_*`` (the New strategy form), ``strat_src:FILE:HASH``
-(the editor of FILE holding the text of that hash: a file changed on disk gets a new box).
+(a message shown once), ``strat_new_*`` (the New strategy form), ``strat_src:FILE``
+(the editor of FILE), ``strat_base`` (FILE -> hash of the text the editor was loaded with),
+``strat_fresh:FILE`` (reload the editor from the file), ``strat_conflict_seen``.
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from threadx.ui import strategies as logic
 from threadx.ui.state import active_dataset, label_dataset, load_dataset, plain, strategy_names
 
 st.title("Strategies")
+# the source editor in a monospace font, as code is read (the key's class: st-key-strat_src-FILE-HASH)
+st.html("<style>[class*='st-key-strat_src'] textarea {font-family: 'Source Code Pro', monospace; "
+        "font-size: 0.82rem; line-height: 1.45; white-space: pre; overflow-x: auto;}</style>")
 
 folder = user.strategy_dir().expanduser().resolve()
 editable, address = logic.editing_allowed()
@@ -30,6 +34,7 @@ names = [n for n in strategy_names() if n in specs]
 errors = logic.load_errors(folder)
 errored_files = {e.file for e in errors}
 mine = [n for n in names if specs[n].origin is not None and specs[n].origin.kind == "user"]
+loaded_files = {Path(specs[n].origin.path).name for n in mine if specs[n].origin.path}
 
 st.caption(f"Strategies folder: `{folder}` · every `StrategySpec` of a `.py` file there is a strategy, "
            "re-read when the file changes (no restart).")
@@ -43,22 +48,49 @@ def file_text(path: Path) -> str:
 
 
 def editor(path: Path, text: str) -> None:
-    """The source of ``path`` in a text box with Save (loopback servers only): the file is
-    written atomically and the page re-reads it."""
-    box = f"strat_src:{path.name}:{user.text_hash(text)}"  # the file changed on disk: a new box
-    with st.form(f"strat_edit:{path.name}", border=False):
-        new = st.text_area(f"{path.name}", value=text, height=560, key=box,
-                           help="Save writes the file; the next backtest, sweep or check runs the new code.")
-        saved = st.form_submit_button("Save", type="primary", key=f"strat_save:{path.name}")
-    if saved:
-        try:
-            logic.save_source(path, new or "")
-        except OSError as exc:
-            st.error(f"Cannot save {path}: {exc}")
-            return
-        st.session_state["strat_want"] = path.name
-        st.session_state["strat_flash"] = ("saved", path.name)
-        st.rerun()
+    """The source of ``path`` (its text on disk now: ``text``) in a box with Save (loopback
+    servers only): written atomically, then the page re-reads it. The box keeps what was typed
+    across reruns; it follows the file when the file changes on disk and the box holds no edit
+    of its own, else it says so, and the first Save after that change does not overwrite it."""
+    key, name = f"strat_src:{path.name}", path.name
+    bases = st.session_state.setdefault("strat_base", {})  # file -> hash of the text the box was loaded with
+    disk = user.text_hash(text)
+    conflict = False
+    if st.session_state.pop(f"strat_fresh:{name}", False) or key not in st.session_state:
+        st.session_state[key], bases[name] = text, disk
+    elif bases.get(name) != disk:
+        if user.text_hash(st.session_state[key] or "") == bases.get(name):  # no edit here: follow the file
+            st.session_state[key], bases[name] = text, disk
+        else:
+            conflict = True
+            st.warning(f"{name} changed on disk since this editor loaded it. **Save** overwrites that change "
+                       "with the text below; **Reload from disk** shows the file as it is now (the edits "
+                       "here are dropped).")
+            if st.button("Reload from disk", key=f"strat_reload:{name}"):
+                st.session_state[f"strat_fresh:{name}"] = True
+                st.rerun()
+    # no form: the box's text reaches the server when it loses focus, so an edit not saved yet is
+    # known (kept, and never replaced by the file's new text) on every rerun
+    new = st.text_area(name, height=560, key=key,
+                       help="Save writes the file; the next backtest, sweep or check runs the new code.")
+    saved = st.button("Save", type="primary", key=f"strat_save:{name}")
+    if not saved:
+        return
+    seen = st.session_state.setdefault("strat_conflict_seen", {})
+    if conflict and seen.get(name) != disk:  # the change on disk was not shown before this Save
+        seen[name] = disk
+        st.error(f"Not saved: {name} changed on disk meanwhile (see above). Save again to overwrite it.")
+        return
+    try:
+        logic.save_source(path, new or "")
+    except OSError as exc:
+        st.error(f"Cannot save {path}: {exc}")
+        return
+    seen.pop(name, None)
+    st.session_state[f"strat_fresh:{name}"] = True  # the box reloads the file as written
+    st.session_state["strat_want"] = name
+    st.session_state["strat_flash"] = ("saved", name)
+    st.rerun()
 
 
 def excerpt(path: Path, where: str, around: int = 3) -> str | None:
@@ -91,11 +123,11 @@ for err in errors:  # prominent, and the rest of the page works
     lines = excerpt(err.path, err.where)
     if lines:
         st.code(lines, language=None)
-    if editable and err.path.exists():
+    if editable and err.path.exists() and err.file not in loaded_files:  # else edited with its strategy below
         with st.expander(f"Fix {err.file} here", expanded=st.session_state.get("strat_want") == err.file):
             editor(err.path, file_text(err.path))
 
-if not mine:
+if not mine and not errors:
     where = "is empty" if folder.is_dir() else "does not exist yet"
     st.info(f"No strategy of your own yet (the strategies folder {where}). Create one with **New strategy** "
             "below, or on the command line: `threadx strategy new NAME` (`--from BUILTIN` to copy a built-in).")
@@ -133,7 +165,7 @@ if open_clicked:
     st.session_state["strategy"] = st.session_state["bt_strategy"] = choice
     st.switch_page("views/2_Backtest.py")
 
-with st.expander("New strategy", expanded=not mine):
+with st.expander("New strategy", expanded=not mine and not errors):
     if st.session_state.pop("strat_new_clear", False):
         st.session_state["strat_new_name"] = ""
     with st.form("strat_new", border=False):
@@ -204,6 +236,11 @@ else:
     else:
         failed = [r["name"] for r in logic.report_results(report) if r["status"] == "FAIL"]
         st.error(f"Last check: FAIL ({', '.join(failed)}) · {heading}")
+    sets = report.get("param_sets") or []
+    if sets:
+        with st.expander(f"Param sets checked ({len(sets)})"):
+            st.code("\n".join(f"{p.get('name')}: " + ", ".join(f"{k}={v}" for k, v in (p.get("params") or {}).items())
+                              for p in sets), language=None, wrap_lines=True)
     badge = {"PASS": ":green-badge[PASS]", "FAIL": ":red-badge[FAIL]", "INFO": ":blue-badge[INFO]"}
     for r in logic.report_results(report):
         st.markdown(f"{badge[r['status']]} **{r['name']}** · {plain(r['summary'], 600)} "

@@ -45,9 +45,9 @@ def create(at: AppTest, name: str, start_from: str | None = None) -> AppTest:
 
 
 def editor_key(at: AppTest, file: str) -> str:
-    keys = [t.key for t in at.text_area if t.key and t.key.startswith(f"strat_src:{file}:")]
-    assert len(keys) == 1, [t.key for t in at.text_area]
-    return keys[0]
+    keys = [t.key for t in at.text_area]
+    assert keys.count(f"strat_src:{file}") == 1, keys
+    return f"strat_src:{file}"
 
 
 @pytest.fixture
@@ -148,6 +148,36 @@ def test_the_page_editor_saves_and_a_syntax_error_shows_at_once(strategy_dir, lo
     assert not at.exception, at.exception
     assert not at.error and "edited" in listed(at)
     assert at.selectbox(key="strat_pick").value == "edited"
+
+
+def test_the_editor_follows_the_file_and_never_overwrites_a_change_it_did_not_show(strategy_dir, loopback_address):
+    at = open_page(PAGE)
+    create(at, "shared")
+    path = strategy_dir / "shared.py"
+    source = path.read_text()
+    outside = source.replace("RSI length (bars)", "RSI length, edited in an IDE")
+    path.write_text(outside)  # changed on disk, nothing typed in the page: the editor follows
+    at.run()
+    assert at.text_area(key="strat_src:shared.py").value == outside and not at.warning
+    mine = outside.replace("ATR length (bars)", "ATR length, edited in the page")
+    at.text_area(key="strat_src:shared.py").input(mine).run()  # typed here, not saved
+    assert at.text_area(key="strat_src:shared.py").value == mine
+    third = outside.replace("equity lost at the stop", "equity lost at the stop, edited in the IDE again")
+    path.write_text(third)  # changed on disk again, under the page's edit
+    at.button(key="strat_save:shared.py").click().run()
+    assert not at.exception, at.exception
+    assert path.read_text() == third  # not overwritten by a Save that had not seen that change
+    assert "changed on disk" in texts(at.warning) and "Not saved" in texts(at.error)
+    assert at.text_area(key="strat_src:shared.py").value == mine  # the page's edit is kept
+    at.button(key="strat_save:shared.py").click().run()  # saved again, knowingly: overwrites
+    assert path.read_text() == mine and "Saved shared.py" in texts(at.success)
+    assert at.text_area(key="strat_src:shared.py").value == mine and not at.warning
+    at.text_area(key="strat_src:shared.py").input(mine + "# more\n").run()
+    path.write_text(third)
+    at.run()
+    assert "changed on disk" in texts(at.warning)
+    at.button(key="strat_reload:shared.py").click().run()  # the file as it is, the page's edit dropped
+    assert at.text_area(key="strat_src:shared.py").value == third and not at.warning
 
 
 def test_bad_and_taken_names_are_refused_with_a_message(strategy_dir):
@@ -259,3 +289,30 @@ def test_check_runs_on_the_active_dataset_and_stores_the_report(strategy_dir, wo
         assert f"**{name}**" in lines, name
     assert row(at, "to_check")["Last check"] in ("PASS", "FAIL")
     assert "Last check:" in texts(at.success) + texts(at.error)
+
+
+PEEK = """    sig = np.zeros(len(rsi), dtype=np.uint8)
+    ahead = np.roll(bars.close, -1) > bars.close * 1.01  # peeks at the next bar's close: look-ahead
+    sig[ahead] |= SIG_ENTER_LONG
+"""
+
+
+def test_check_names_the_first_differing_bar_of_a_look_ahead(strategy_dir):
+    # needs threadx.strategy.checks, as above
+    from threadx.strategy.checks import ALL_CHECKS  # noqa: F401
+    from threadx.strategy.scaffold import new_strategy_file
+
+    path = new_strategy_file("peeks")
+    source = path.read_text()
+    path.write_text(source.replace("    sig = np.zeros(len(rsi), dtype=np.uint8)\n", PEEK, 1))
+    at = open_page(PAGE)
+    at.selectbox(key="strat_pick").set_value("peeks").run()
+    at.button(key="strat_check").click().run()
+    assert not at.exception, at.exception
+    assert "Last check: FAIL (lookahead" in texts(at.error)
+    assert "FAIL] **lookahead**" in texts(at.markdown)
+    blocks = [c.value for c in at.code if c.language != "python"]
+    # the look-ahead's details: the first differing bar and the param set it was found with
+    assert any(re.search(r"\bbar \d+", b) and "defaults" in b for b in blocks), blocks
+    assert any(b.startswith("defaults: rsi_period=14") for b in blocks), blocks  # the param sets checked
+    assert row(at, "peeks")["Last check"] == "FAIL"
