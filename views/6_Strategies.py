@@ -23,7 +23,7 @@ from threadx.ui import strategies as logic
 from threadx.ui.state import active_dataset, label_dataset, load_dataset, plain, strategy_names
 
 st.title("Strategies")
-# the source editor in a monospace font, as code is read (the key's class: st-key-strat_src-FILE-HASH)
+# the source editor in a monospace font, as code is read (the box's class: st-key-strat_src-FILE)
 st.html("<style>[class*='st-key-strat_src'] textarea {font-family: 'Source Code Pro', monospace; "
         "font-size: 0.82rem; line-height: 1.45; white-space: pre; overflow-x: auto;}</style>")
 
@@ -118,7 +118,7 @@ if flash:
         st.success(what)
 
 for err in errors:  # prominent, and the rest of the page works
-    st.error(f"**{err.file}** does not load, its strategies are left out until it is fixed:  \n"
+    st.error(f"**{plain(err.file)}** does not load, its strategies are left out until it is fixed:  \n"
              f"`{err.where}` {plain(err.text, 600)}")
     lines = excerpt(err.path, err.where)
     if lines:
@@ -136,7 +136,7 @@ table = logic.strategy_table({n: specs[n] for n in names})
 COLOURS = {logic.PASS: "color: #1a7f37; font-weight: 600", logic.FAIL: "color: #cf222e; font-weight: 600",
            logic.STALE: "color: #9a6700"}
 st.dataframe(table.style.map(lambda v: COLOURS.get(v, ""), subset=["Last check"]), hide_index=True,
-             width="stretch", height=38 + 35 * len(table),
+             width="stretch", height=38 + 35 * min(len(table), 12),  # scrolls past 12 strategies
              column_config={"Params": st.column_config.NumberColumn("Params", width="small"),
                             "Last check": st.column_config.TextColumn(
                                 "Last check", help="PASS / FAIL of the last `threadx strategy check` (or the Check "

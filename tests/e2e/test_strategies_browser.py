@@ -98,7 +98,7 @@ def test_create_edit_backtest_and_check_a_strategy(server, browser):
         box = page.locator(".st-key-strat_new_name input")
         box.fill(NAME)
         page.get_by_role("button", name="Create", exact=True).click()
-        page.get_by_text(f"Wrote", exact=False).first.wait_for(timeout=30_000)
+        page.get_by_text("Wrote", exact=False).first.wait_for(timeout=30_000)
         settle(page)
 
     clock.step("Create (template)", create)

@@ -238,7 +238,8 @@ def test_read_only_when_served_on_a_network_address(strategy_dir, network_addres
     at.selectbox(key="strat_pick").set_value("remote").run()
     assert not at.text_area and not [b for b in at.button if (b.key or "").startswith("strat_save")]
     assert "Editing in the browser is off" in texts(at.caption) and network_address in texts(at.caption)
-    assert any(c.value.strip() == path.read_text().strip() and c.language == "python" for c in at.code)  # read-only source
+    source = path.read_text().strip()
+    assert any(c.value.strip() == source and c.language == "python" for c in at.code)  # shown read-only
     path.write_text(path.read_text().replace("def levels(ind, p):", "def levels(ind, p)", 1))
     at.run()
     assert "remote.py:" in texts(at.error) and not at.text_area  # no "fix it here" editor either
@@ -299,9 +300,10 @@ PEEK = """    sig = np.zeros(len(rsi), dtype=np.uint8)
 
 def test_check_names_the_first_differing_bar_of_a_look_ahead(strategy_dir):
     # needs threadx.strategy.checks, as above
-    from threadx.strategy.checks import ALL_CHECKS  # noqa: F401
+    from threadx.strategy.checks import check_strategy
     from threadx.strategy.scaffold import new_strategy_file
 
+    assert callable(check_strategy)
     path = new_strategy_file("peeks")
     source = path.read_text()
     path.write_text(source.replace("    sig = np.zeros(len(rsi), dtype=np.uint8)\n", PEEK, 1))
