@@ -150,6 +150,21 @@ def test_gpu_sweep_stores_what_the_cpu_sweep_stores(bars, tmp_path):
     pd.testing.assert_frame_equal(_sweep_frame(gpu), _sweep_frame(cpu), rtol=RTOL)
 
 
+def test_gpu_sweep_of_a_strategies_folder_strategy(bars, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from threadx.strategy.scaffold import new_strategy_file
+
+    monkeypatch.setenv("THREADX_STRATEGY_DIR", str(tmp_path / "strategies"))
+    new_strategy_file("rsi_gpu")
+    space = {"rsi_period": "6:9:1", "atr_stop": [1.0, 2.0]}
+    gpu = threadx.sweep(bars, "rsi_gpu", space, executor="gpu", store=tmp_path, run_id="gpu")
+    cpu = threadx.sweep(bars, "rsi_gpu", space, executor="inline", store=tmp_path, run_id="cpu")
+    assert gpu.manifest["strategy_code"] == cpu.manifest["strategy_code"] == threadx.get_strategy("rsi_gpu").code_hash
+    assert len(gpu.results) == 8 and (gpu.results["status"] == "ok").all()
+    pd.testing.assert_frame_equal(_sweep_frame(gpu), _sweep_frame(cpu), rtol=RTOL)
+
+
 def test_gpu_sweep_reports_progress_and_a_rerun_adds_nothing(bars, tmp_path):
     space = {"bb_period": "10:13:1", "entry_z": [1.0, 1.5]}
     reports = []

@@ -5,7 +5,7 @@ Public API::
     df = threadx.load_ohlcv("binance/BTC_USDT-1h")        # or a file path
     result = threadx.backtest(df, "bb_atr", {"entry_z": 1.5})
     result.metrics, result.trades, result.equity
-    threadx.strategies()                                  # registry with param declarations
+    threadx.strategies()                                  # built-in and your own (./strategies)
     run = threadx.sweep(df, "bb_atr", {"entry_z": "0.5:2.5:0.1"}, sampler="grid")
     run.results, run.manifest, run.top(10)
     wf = threadx.walk_forward(df, "bb_atr", is_days=180, oos_days=30, n=1000)
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from threadx.validation.walkforward import walk_forward
 
 __all__ = ["load_ohlcv", "backtest", "Result", "sweep", "SweepRun", "walk_forward", "validate", "bootstrap",
-           "deflated_sharpe", "pbo", "strategies", "__version__"]
+           "deflated_sharpe", "pbo", "strategies", "get_strategy", "__version__"]
 
 
 def validate(subject: Any, df: Any = None, **kwargs: Any) -> Any:
@@ -44,10 +44,18 @@ def validate(subject: Any, df: Any = None, **kwargs: Any) -> Any:
 
 
 def strategies() -> dict:
-    """The strategy registry: name -> StrategySpec (params, constraints, description)."""
+    """The strategies by name (built-in, then the strategies folder's as its files are now):
+    name -> StrategySpec (params, constraints, description, origin)."""
     from threadx.strategy.base import list_strategies
 
     return list_strategies()
+
+
+def get_strategy(name: str) -> Any:
+    """One strategy by name (a strategies-folder file is re-read when it changed)."""
+    from threadx.strategy.base import get_strategy as lookup
+
+    return lookup(name)
 
 
 def __getattr__(name: str) -> Any:  # lazy: `import threadx` stays cheap

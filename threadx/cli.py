@@ -236,16 +236,15 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     specs = threadx.strategies()
     errors = user.load_errors()
     if args.json:
-        _print_json({"strategies": [{**spec.to_dict(), "source": _strategy_source(spec)} for spec in specs.values()],
-                     "strategy_dir": str(user.strategy_dir()), "load_errors": errors})
-        return 0
-    for spec in specs.values():
-        print(f"{spec.name}: {spec.description}  [{_strategy_source(spec)}]")
-        rows = [p.to_dict() for p in spec.params]
-        print(_table(rows, ("name", "kind", "default", "min", "max", "description")))
-        if spec.constraints:
-            print("constraints: " + "; ".join(c.description for c in spec.constraints))
-        print()
+        _print_json([{**spec.to_dict(), "source": _strategy_source(spec)} for spec in specs.values()])
+    else:
+        for spec in specs.values():
+            print(f"{spec.name}: {spec.description}  [{_strategy_source(spec)}]")
+            rows = [p.to_dict() for p in spec.params]
+            print(_table(rows, ("name", "kind", "default", "min", "max", "description")))
+            if spec.constraints:
+                print("constraints: " + "; ".join(c.description for c in spec.constraints))
+            print()
     for file_name, error in errors.items():
         print(f"not loaded: {file_name}: {error}", file=sys.stderr)
     return 0
@@ -268,8 +267,8 @@ def cmd_strategy_new(args: argparse.Namespace) -> int:
 def cmd_strategy_check(args: argparse.Namespace) -> int:
     import threadx
     from threadx.data.bars import as_bars
-    from threadx.strategy.check_store import save_report
-    from threadx.strategy.checks import ALL_CHECKS, check_strategy
+    from threadx.checks.store import save_report
+    from threadx.checks.strategy import ALL_CHECKS, check_strategy
 
     spec = threadx.get_strategy(args.strategy)
     bars = as_bars(_load_data(args))

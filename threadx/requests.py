@@ -205,18 +205,24 @@ class BacktestRequest:
     strategy: str
     params: dict = field(default_factory=dict)
     engine_options: dict = field(default_factory=dict)
+    code_hash: str | None = None  # the strategy code it was made with (None: whatever the code is now)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", _dataset(self.data, {}))
         _check_strategy_space(self.strategy, {})
+        if self.code_hash is not None and not isinstance(self.code_hash, str):
+            raise ParamError(f"code_hash must be a string, got {type(self.code_hash).__name__}")
         if not isinstance(self.params, Mapping):
             raise ParamError(f"params must be a dict, got {type(self.params).__name__}")
         object.__setattr__(self, "params", dict(self.params))
         object.__setattr__(self, "engine_options", engine_dict(self.engine_options))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.KIND, "data": self.data.to_dict(), "strategy": self.strategy,
-                "params": jsonable(self.params), "engine_options": dict(self.engine_options)}
+        out = {"kind": self.KIND, "data": self.data.to_dict(), "strategy": self.strategy,
+               "params": jsonable(self.params), "engine_options": dict(self.engine_options)}
+        if self.code_hash is not None:
+            out["code_hash"] = self.code_hash
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "BacktestRequest":
@@ -235,7 +241,7 @@ class BacktestRequest:
                     "timeframe": manifest.get("timeframe"), "fingerprint": manifest.get("fingerprint")}
         engine = manifest.get("engine") or recorded.get("engine_options") or {}
         return cls(data=DatasetRef.from_dict(data), strategy=manifest["strategy"], params=dict(params),
-                   engine_options=engine)
+                   engine_options=engine, code_hash=manifest.get("strategy_code"))
 
     def run(self, df: pd.DataFrame | None = None) -> Any:
         """The :class:`threadx.Result` (on ``df`` if given, else on :meth:`DatasetRef.load`)."""
@@ -243,6 +249,7 @@ class BacktestRequest:
 
         if isinstance(self.engine_options.get("funding"), str):
             raise ParamError("this run used a funding series that is not stored; re-run it from Python with it")
+        threadx.get_strategy(self.strategy).require_code(self.code_hash, f"this {self.strategy} backtest")
         frame = self.data.load() if df is None else df
         return threadx.backtest(frame, self.strategy, self.params, **self.engine_options)
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -51,6 +53,8 @@ def show(result, request: BacktestRequest, df: pd.DataFrame, origin: str | None)
     or a link re-runs the same request. ``df``: the data it ran on (kept with it when it is a
     reopened run's, ``origin`` the run it comes from; else the picked dataset's, reloaded
     from the cache)."""
+    if request.code_hash is None:  # a refresh or a link re-runs it only with the same strategy code
+        request = replace(request, code_hash=result.meta.get("strategy_code"))
     try:
         bt_id = workspace.save_backtest(request, origin)
     except (OSError, ThreadXError) as exc:
@@ -194,9 +198,15 @@ if shown:
     df = shown["frame"] if shown.get("frame") is not None else load_dataset(shown["dataset"])
     st.subheader(f"{shown['strategy']} on {label_dataset(shown['dataset'], df)}")
     made = shown.get("request") or {}
+    spec_shown = specs[shown["strategy"]]
+    code = result.meta.get("strategy_code")
     st.caption((f"From {shown['origin']} · " if shown.get("origin") else "")
                + f"Data: {describe_data(shown.get('data'), shown['dataset'])} · "
-               + f"Options: {describe_options(made.get('engine_options'))}")
+               + f"Options: {describe_options(made.get('engine_options'))}"
+               + (f" · Code: {Path(spec_shown.origin.path).name} @ {code[:8]}" if spec_shown.origin and code else ""))
+    if code and code != spec_shown.code_hash:
+        st.info(f"The code of {shown['strategy']} changed since this result was computed: press **Run backtest** "
+                "for the current code's result.")
     cards = charts.metric_cards(result.metrics)
     for row_start in range(0, len(cards), 6):
         cols = st.columns(6)
@@ -204,7 +214,6 @@ if shown:
             col.metric(label, value, help=help_text)
     if result.metrics.get("n_trades", 0) == 0:
         st.warning("No trades: the entry conditions never held with these parameters.")
-    spec_shown = specs[shown["strategy"]]
 
     def overlays() -> dict[str, pd.Series]:
         try:

@@ -203,6 +203,16 @@ class StrategySpec:
             return self.origin.code_hash
         return _module_hash(*{f.__module__ for f in (self.indicators, self.signals, self.levels, self.exits)})
 
+    def require_code(self, code_hash: str | None, what: str) -> None:
+        """ParamError when ``what`` (a stored run or backtest) was made with other code of this
+        strategy than it has now (``code_hash`` None: made before code hashes were recorded)."""
+        if code_hash is None or code_hash == self.code_hash:
+            return
+        where = f" ({self.origin.path})" if self.origin is not None else ""
+        raise ParamError(f"{what} was computed with other code of strategy {self.name!r}{where}: its code changed "
+                         f"since (hash {code_hash[:8]} then, {self.code_hash[:8]} now), so its results cannot be "
+                         "reproduced; run it again with the current code")
+
     def param(self, name: str) -> Param:
         """The declaration of one param (ParamError if unknown)."""
         for p in self.params:
@@ -244,6 +254,14 @@ class StrategySpec:
 
     def normalize(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults filled in, values coerced and range-checked, constraints enforced."""
+        try:
+            return self._normalize(params)
+        except ParamError as exc:
+            if self.origin is None:
+                raise
+            raise ParamError(f"{self.name} ({self.origin.where}): {exc}") from None
+
+    def _normalize(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         params = dict(params or {})
         unknown = sorted(set(params) - set(self.param_names))
         if unknown:

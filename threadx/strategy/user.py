@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 import sys
 import threading
+import time
 import traceback
 import types
 from dataclasses import dataclass, field, replace
@@ -45,6 +47,7 @@ __all__ = ["strategy_dir", "strategies", "get", "load_errors", "load_text", "cod
 _MODULE_PREFIX = "threadx_user_strategies"
 _LOADED_PATHS: set[str] = set()  # files of the strategies loaded in this process (for error locations)
 _LOCK = threading.RLock()
+_COARSE_MTIME_S = 2.5  # a file modified this recently is compared by content (coarse file times)
 
 
 def strategy_dir() -> Path:
@@ -148,6 +151,7 @@ def load_text(path: str | Path, text: str) -> dict[str, StrategySpec]:
 @dataclass
 class _File:
     stamp: tuple[int, int]  # (mtime_ns, size) when read
+    code_hash: str = ""  # of the text read
     specs: dict[str, StrategySpec] = field(default_factory=dict)
     error: str | None = None
 
@@ -174,9 +178,20 @@ class _Folder:
                 continue
             stamp = (stat.st_mtime_ns, stat.st_size)
             known = self.files.get(path)
-            if known is not None and known.stamp == stamp:
+            if known is not None and known.stamp == stamp and not self._maybe_rewritten(path, stat, known):
                 continue
             self.files[path] = self._load(path, stamp)
+
+    @staticmethod
+    def _maybe_rewritten(path: Path, stat: os.stat_result, known: _File) -> bool:
+        """Whether a file whose time and size are unchanged was still rewritten: possible within a
+        coarse timestamp's tick (1-2 s on some file systems), so its text is compared then."""
+        if time.time() - stat.st_mtime > _COARSE_MTIME_S:
+            return False
+        try:
+            return text_hash(path.read_text(encoding="utf-8")) != known.code_hash
+        except (OSError, UnicodeDecodeError):
+            return True
 
     @staticmethod
     def _load(path: Path, stamp: tuple[int, int]) -> _File:
@@ -185,9 +200,9 @@ class _Folder:
         except (OSError, UnicodeDecodeError) as exc:
             return _File(stamp, error=f"{path}: cannot be read ({exc})")
         try:
-            return _File(stamp, specs=load_text(path, text))
+            return _File(stamp, text_hash(text), specs=load_text(path, text))
         except StrategyError as exc:
-            return _File(stamp, error=str(exc))
+            return _File(stamp, text_hash(text), error=str(exc))
 
     def resolved(self, known: Mapping[str, Any]) -> tuple[dict[str, StrategySpec], dict[str, str]]:
         """(strategies by name, errors by file name): a name taken by a built-in (``known``)

@@ -89,6 +89,16 @@ def datasets_changed(message: str, select: str | None = None) -> None:
     st.rerun()
 
 
+def strategy_unavailable(name: str) -> str:
+    """Why a strategy the session held is gone (its file's load error, or removed)."""
+    from threadx.strategy import user
+
+    for file_name, error in user.load_errors().items():
+        if file_name == f"{name}.py" or f"{name!r}" in error:
+            return error
+    return "no strategy of that name is loaded (its file was removed or renamed)"
+
+
 def strategy_names() -> list[str]:
     """The strategies the pages offer (the registered ones, test-only ones aside)."""
     import threadx
@@ -177,6 +187,12 @@ def strategy_picker(key: str, default: str) -> str:
     (the URL's ``strategy`` on the session's first run); the URL follows the choice."""
     restore_from_url()
     names = strategy_names()
+    for held in (key, "strategy"):
+        gone = st.session_state.get(held)
+        if gone is not None and gone not in names:  # its file was deleted, or no longer loads
+            st.session_state.pop(held)
+            if held == key:
+                st.warning(f"Strategy {gone!r} is not available now: {strategy_unavailable(gone)}")
     current = st.session_state.get("strategy", default)
     # a value already in Session State (a reopened run) wins: no index of its own then, as Streamlit asks
     index = 0 if key in st.session_state or current not in names else names.index(current)

@@ -174,20 +174,9 @@ def stored_evaluator(strategy: str, space: Mapping[str, Any], engine: Mapping[st
         raise ParamError(f"{what} used a funding series that is not stored; validate it from Python with the "
                          "same funding")
     spec = get_strategy(strategy)
-    check_same_code(spec, code_hash, what)
+    spec.require_code(code_hash, what)
     task = SweepTask.of(spec, stored_axes(space), options_from(**engine), n_blocks)
     return Evaluator(task, bars, _bank())
-
-
-def check_same_code(spec: Any, code_hash: str | None, what: str) -> None:
-    """ParamError when ``what`` (a stored run) was computed with other code of ``spec`` than
-    it has now (``code_hash`` None: a run stored before code hashes were recorded)."""
-    if code_hash is None or code_hash == spec.code_hash:
-        return
-    where = f" ({spec.origin.path})" if spec.origin is not None else ""
-    raise ParamError(f"{what} was computed with other code of strategy {spec.name!r}{where}: its code changed "
-                     f"since (hash {code_hash[:8]} then, {spec.code_hash[:8]} now), so its results cannot be "
-                     "re-evaluated; run it again with the current code")
 
 
 def sweep_data(run: SweepRun, df: pd.DataFrame | Bars | None = None) -> Bars:

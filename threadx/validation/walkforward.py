@@ -270,7 +270,8 @@ def walk_forward(
         raise ParamError("walk-forward cancelled before any combo finished")
     combos = pd.DataFrame({"combo_id": done, **search.columns(done)})
     config = {
-        "strategy": spec.name, "strategy_code": spec.code_hash, "space": search.to_dict(), "is_bars": is_len, "oos_bars": oos_len,
+        "strategy": spec.name, "strategy_code": spec.code_hash, "space": search.to_dict(), "is_bars": is_len,
+        "oos_bars": oos_len,
         "step_bars": step_len or oos_len, "anchored": bool(anchored), "sampler": sampler,
         "n": int(n) if sampler != "grid" else None, "seed": int(seed), "objective": objective,
         "maximize": bool(maximize), "min_trades": int(min_trades), "engine": options.to_dict(),

@@ -1,0 +1,278 @@
+"""threadx.checks.strategy: look-ahead, determinism, accounting, roles and speed checks of a
+strategy object (registered or not).
+
+The built-in strategies pass every check on the two-year synthetic sample; strategies
+built here with a known flaw fail the check meant for it, at the bar computed by hand.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from threadx.contract import SIG_ENTER_LONG, SIG_EXIT_LONG
+from threadx.data.bars import Bars, as_bars
+from threadx.data.synthetic import generate_synthetic
+from threadx.errors import ParamError
+from threadx.strategy import get_strategy, list_strategies
+from threadx.checks import strategy as checks_module
+from threadx.checks.strategy import (ALL_CHECKS, CheckReport, check_strategy, cut_points, draw_param_sets, event_cuts,
+                                     noise_after)
+
+# test_* strategies are fixtures of other tests that raise or kill their worker on purpose
+CHECKED = sorted(name for name in list_strategies() if not name.startswith("test_"))
+MA = get_strategy("ma_crossover")
+
+
+@pytest.fixture(scope="module")
+def sample() -> Bars:
+    """The two-year synthetic BTC/USDT 1h sample (17,520 bars)."""
+    return as_bars(generate_synthetic("BTC_USDT", "1h"))
+
+
+# --- strategies with a known flaw ----------------------------------------------------------
+
+def _up_or_down(close: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Enter long where ``reference`` is above the close, exit where below; 0 where it is NaN."""
+    sig = np.where(reference > close, SIG_ENTER_LONG, SIG_EXIT_LONG).astype(np.uint8)
+    sig[np.isnan(reference)] = 0
+    return sig
+
+
+def _peek_signals(bars, ind, p):
+    next_close = np.append(bars.close[1:], np.nan)  # bars.close shifted by -1: the NEXT close
+    return _up_or_down(bars.close, next_close)
+
+
+def _centred_signals(bars, ind, p):
+    centred = pd.Series(bars.close).rolling(5, center=True).mean().to_numpy()  # reads bars t+1, t+2
+    return _up_or_down(bars.close, centred)
+
+
+def _random_signals(bars, ind, p):
+    rng = np.random.default_rng()  # unseeded: a new draw each run
+    return rng.choice(np.array([0, SIG_ENTER_LONG, SIG_EXIT_LONG], np.uint8), len(bars))
+
+
+def _raising_signals(bars, ind, p):
+    raise ValueError("the strategy's own bug")  # line _raising_signals.__code__.co_firstlineno + 1
+
+
+PEEK = replace(MA, name="peek_ahead", signals=_peek_signals)
+CENTRED = replace(MA, name="centred_window", signals=_centred_signals)
+RANDOM = replace(MA, name="unseeded_rng", signals=_random_signals)
+RAISING = replace(MA, name="raises", signals=_raising_signals)
+
+
+# --- the built-in strategies pass -----------------------------------------------------------
+
+@pytest.mark.parametrize("name", CHECKED)
+def test_builtin_strategies_pass_every_check(name: str, sample: Bars) -> None:
+    report = check_strategy(get_strategy(name), sample)
+    assert [r.name for r in report.results] == list(ALL_CHECKS)
+    assert report.passed, report.format_text()
+    assert all(r.passed for r in report.results), report.format_text()
+    assert report.bars == 17_520 and report.fingerprint == sample.fingerprint
+    assert [p.name for p in report.param_sets] == ["defaults", "random 1", "random 2", "random 3"]
+    assert report.result("lookahead").data["cuts"] == [5256, 8760, 12264, 15768]  # 30/50/70/90 % of 17,520
+    speed = report.result("speed")
+    assert speed.informational and speed.data["backtests_per_s"] > 0 and speed.data["param_sets"] == 4
+
+
+# --- look-ahead ---------------------------------------------------------------------------------
+
+def test_peeking_one_bar_ahead_is_flagged_at_the_bar_before_the_cut(synthetic_bars: Bars) -> None:
+    assert len(synthetic_bars) == 8760
+    report = check_strategy(PEEK, synthetic_bars)
+    assert report.passed is False and report.failed == ["lookahead"]
+    look = report.result("lookahead")
+    assert look.passed is False
+    findings = {f["param_set"]: f for f in look.data["findings"]}
+    assert set(findings) == {"defaults", "random 1", "random 2", "random 3"}  # every param set peeks
+    first = findings["defaults"]
+    # the first signal is on bar 1 (bar 0 has no reference: NaN -> 0 only at the last bar), so the first
+    # cut just after a signal bar is 2: truncated there, the last kept bar 1 has no next close (no flag)
+    # while the real run flags it from close[2]
+    assert event_cuts(_peek_signals(synthetic_bars, {}, {}))[0] == 2
+    assert first["cut"] == 2 and first["bar"] == 1
+    assert first["time"] == "2023-01-01T01:00:00+00:00"
+    assert first["by_history"]["truncated"] == {"signals": 1}
+    assert "signals" in first["differed"]
+    assert look.summary.startswith("look-ahead in 4 of 4 param sets: first at bar 1 (2023-01-01T01:00:00+00:00)")
+    assert any("cut at bar 2 " in d and "first difference at bar 1 " in d for d in look.details)
+
+
+def test_a_one_bar_peek_at_sparse_signals_is_caught_by_the_cuts_after_signals(synthetic_bars: Bars) -> None:
+    # crossings of the next close over a 50-bar SMA: rare events, which the fixed cuts (2628, 4380, ...)
+    # need luck to hit; a cut just after each signal bar finds the first one
+    def sparse_peek(bars, ind, p):
+        nxt = np.append(bars.close[1:], np.nan)
+        sma = pd.Series(bars.close).rolling(50).mean().to_numpy()
+        with np.errstate(invalid="ignore"):
+            above = nxt > sma
+        sig = np.zeros(len(nxt), np.uint8)
+        sig[1:][above[1:] & ~above[:-1]] = SIG_ENTER_LONG
+        sig[1:][~above[1:] & above[:-1] & ~np.isnan(nxt[1:])] = SIG_EXIT_LONG
+        return sig
+
+    spec = replace(MA, name="sparse_peek", signals=sparse_peek)
+    flags = sparse_peek(synthetic_bars, {}, {})
+    first_signal = int(np.flatnonzero(flags)[0])
+    report = check_strategy(spec, synthetic_bars, checks=("lookahead",), combos=1)
+    look = report.result("lookahead")
+    assert not look.passed
+    finding = look.data["findings"][0]
+    assert finding["cut"] == first_signal + 1 and finding["bar"] == first_signal
+
+
+def test_a_centred_rolling_window_is_flagged(synthetic_bars: Bars) -> None:
+    report = check_strategy(CENTRED, synthetic_bars, checks=("lookahead",))
+    look = report.result("lookahead")
+    assert look.passed is False and report.passed is False
+    first = {f["param_set"]: f for f in look.data["findings"]}["defaults"]
+    # a centred 5-bar mean reads two bars ahead: its first value is at bar 2 (the first signal), and
+    # the history cut just after it (3 bars) has no value there
+    assert first["cut"] == 3 and first["bar"] == 2
+    assert first["by_history"]["truncated"]["signals"] == 2
+
+
+def test_the_noise_history_alone_catches_a_peek(synthetic_bars: Bars, monkeypatch: pytest.MonkeyPatch) -> None:
+    # with the truncated run made identical to the real one, the noise run still sees the peek:
+    # the flag of bar cut-1 reads the first noise close
+    real_backtest = checks_module._backtest
+
+    def truncated_is_real(spec, bars, params, bank):
+        if len(bars) < len(synthetic_bars):
+            return real_backtest(spec, synthetic_bars, params, bank)
+        return real_backtest(spec, bars, params, bank)
+
+    monkeypatch.setattr(checks_module, "_backtest", truncated_is_real)
+    look = check_strategy(PEEK, synthetic_bars, checks=("lookahead",), combos=1).result("lookahead")
+    assert look.passed is False
+    first = look.data["findings"][0]
+    assert list(first["by_history"]) == ["noise"] and first["bar"] == first["cut"] - 1
+
+
+def test_noise_after_keeps_the_past_and_makes_valid_candles(synthetic_bars: Bars) -> None:
+    cut = 5000
+    noisy = noise_after(synthetic_bars, cut, seed=3)
+    assert len(noisy) == len(synthetic_bars) and np.array_equal(noisy.time_ns, synthetic_bars.time_ns)
+    for col in ("open", "high", "low", "close", "volume"):
+        assert np.array_equal(getattr(noisy, col)[:cut], getattr(synthetic_bars, col)[:cut])
+        assert not np.array_equal(getattr(noisy, col)[cut:], getattr(synthetic_bars, col)[cut:])
+    o, h, lo, c = (getattr(noisy, col)[cut:] for col in ("open", "high", "low", "close"))
+    assert (lo > 0).all() and (lo <= np.minimum(o, c)).all() and (h >= np.maximum(o, c)).all()
+    assert abs(o[0] / synthetic_bars.close[cut - 1] - 1) < 0.01  # continues from the cut's last close
+    assert noisy.fingerprint != synthetic_bars.fingerprint
+    assert np.array_equal(noise_after(synthetic_bars, cut, seed=3).close, noisy.close)  # seeded
+    assert cut_points(8760) == [2628, 4380, 6132, 7884] and cut_points(3) == [2] and cut_points(1) == []
+
+
+# --- determinism, errors, accounting, roles -----------------------------------------------------
+
+def test_an_unseeded_rng_fails_determinism(synthetic_bars: Bars) -> None:
+    report = check_strategy(RANDOM, synthetic_bars, checks=("determinism",), combos=2)
+    det = report.result("determinism")
+    assert det.passed is False and report.passed is False
+    assert [f["param_set"] for f in det.data["findings"]] == ["defaults", "random 1"]
+    assert det.data["findings"][0]["first_bars"]["signals"] < 100  # a third of the bars are random flags
+    assert {"signals", "equity", "trades", "metrics"} <= set(det.data["findings"][0]["differed"])
+
+
+def test_an_exception_in_the_strategy_is_reported_with_its_line(synthetic_bars: Bars) -> None:
+    report = check_strategy(RAISING, synthetic_bars)
+    line = _raising_signals.__code__.co_firstlineno + 1
+    assert report.passed is False
+    assert [r.name for r in report.results] == list(ALL_CHECKS)
+    for result in report.results:  # every check ran the strategy and met the error
+        assert result.passed is False, result.name
+        assert "ValueError: the strategy's own bug" in result.summary
+        assert f"test_strategy_checks.py:{line} in _raising_signals" in result.summary, result.summary
+        assert result.data["location"].endswith(f"test_strategy_checks.py:{line} in _raising_signals")
+    assert report.result("lookahead").details[0] == "while running defaults on the full history"
+    assert report.failed == ["lookahead", "determinism", "accounting", "roles"]  # speed is informational
+
+
+def test_an_output_the_engine_refuses_is_reported_with_the_engine_line(synthetic_bars: Bars) -> None:
+    short = replace(MA, name="short_signals", signals=lambda bars, ind, p: np.zeros(5, np.uint8))
+    look = check_strategy(short, synthetic_bars, checks=("lookahead",), combos=1).result("lookahead")
+    assert look.passed is False
+    assert look.summary.startswith("the run raised ParamError: signal array has shape (5,), expected (8760,) at ")
+    assert "threadx/engine/inputs.py:" in look.data["location"] and "in kernel_args" in look.data["location"]
+
+
+def test_an_engine_accounting_error_is_caught(synthetic_bars: Bars, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_full_result = checks_module.full_result
+
+    def one_cent_lost(*args, **kwargs):
+        result = real_full_result(*args, **kwargs)
+        if len(result.trades):
+            result.trades.loc[0, "pnl"] += 0.01
+        return result
+
+    monkeypatch.setattr(checks_module, "full_result", one_cent_lost)
+    report = check_strategy(MA, synthetic_bars, checks=("accounting",), combos=1)
+    acc = report.result("accounting")
+    assert acc.passed is False and acc.summary.startswith("1 mismatch in 1 of 1 param sets: defaults: trades' PnL")
+    assert acc.details[0].startswith("defaults: trades' PnL sums to ")
+
+
+def test_a_wrong_role_declaration_is_reported(synthetic_bars: Bars) -> None:
+    wrong = replace(MA, params=tuple(replace(p, feeds="exits") if p.name == "allow_short" else p for p in MA.params))
+    report = check_strategy(wrong, synthetic_bars, checks=("roles",))
+    roles = report.result("roles")
+    assert roles.passed is False and report.passed is False
+    assert any(f.startswith("ma_crossover.allow_short=True (from False, defaults) changes the signals")
+               and "does not declare 'signals'" in f for f in roles.details), roles.details
+    assert check_strategy(MA, synthetic_bars, checks=("roles",)).result("roles").passed
+
+
+# --- param sets, progress, the report -------------------------------------------------------------
+
+def test_param_sets_are_the_defaults_then_seeded_valid_draws() -> None:
+    sets, _ = draw_param_sets(MA, combos=6, seed=1)
+    assert sets[0].name == "defaults" and sets[0].params == MA.normalize()
+    assert [s.name for s in sets[1:]] == ["random 1", "random 2", "random 3", "random 4", "random 5"]
+    assert all(s.params["fast_period"] < s.params["slow_period"] for s in sets)
+    assert all(5 <= s.params["fast_period"] <= 50 and s.params["slow_period"] % 5 == 0 for s in sets[1:])
+    assert len({json.dumps(s.params, sort_keys=True) for s in sets}) == 6
+    assert [s.params for s in draw_param_sets(MA, combos=6, seed=1)[0]] == [s.params for s in sets]
+    assert [s.params for s in draw_param_sets(MA, combos=6, seed=2)[0]] != [s.params for s in sets]
+
+
+def test_progress_goes_from_zero_to_one(synthetic_bars: Bars) -> None:
+    seen: list[tuple[str, float]] = []
+    check_strategy(MA, synthetic_bars, combos=2, progress=lambda text, f: seen.append((text, f)))
+    fractions = [f for _, f in seen]
+    assert fractions[0] == 0.0 and seen[-1] == ("done", 1.0)
+    assert fractions == sorted(fractions) and all(0.0 <= f <= 1.0 for f in fractions)
+    assert seen[0][0].startswith("lookahead: defaults, cut at bar ")
+    assert any(text.startswith("roles") for text, _ in seen) and any(text.startswith("speed") for text, _ in seen)
+
+
+def test_an_unknown_check_is_refused(synthetic_bars: Bars) -> None:
+    with pytest.raises(ParamError, match="unknown check.*'speeed'.*checks: lookahead, determinism"):
+        check_strategy(MA, synthetic_bars, checks=("speeed",))
+
+
+def test_the_report_round_trips_and_reads(synthetic_bars: Bars) -> None:
+    report = check_strategy(PEEK, synthetic_bars, combos=2, dataset="sample 1h")
+    stored = json.loads(json.dumps(report.to_dict(), allow_nan=False))  # JSON-safe
+    again = CheckReport.from_dict(stored)
+    assert again.to_dict() == stored
+    assert again.passed is False and again.failed == ["lookahead"] and again.dataset == "sample 1h"
+    assert [p.params for p in again.param_sets] == [p.params for p in report.param_sets]
+    assert again.result("lookahead").data["findings"][0]["bar"] == 1
+    text = again.format_text()
+    lines = text.splitlines()
+    assert lines[0].startswith("Strategy check: peek_ahead on sample 1h (8760 bars, 1h, ")
+    assert any(line.startswith("FAIL  lookahead    look-ahead in 2 of 2 param sets") for line in lines), text
+    assert any(line.startswith("PASS  determinism  ") for line in lines)
+    assert any(line.startswith("INFO  speed        ") for line in lines)
+    assert any(line.startswith("      defaults: cut at bar 2 ") for line in lines)  # details indented
+    assert lines[-1].startswith("Result: FAILED (lookahead)")
+    with pytest.raises(ParamError, match="format"):
+        CheckReport.from_dict({"strategy": "x"})

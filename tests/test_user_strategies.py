@@ -1,0 +1,238 @@
+"""Your own strategies: a file in the strategies folder is listed, backtested, swept (process
+pool with fork and spawn, Dask's LocalCluster), walked forward and validated; edits take
+effect on the next run without a restart; a run is never resumed or re-evaluated with other
+code; a broken file is reported with its line and every other strategy keeps working."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import threadx
+from threadx.data.synthetic import generate_synthetic
+from threadx.errors import ParamError, StrategyError, ThreadXError
+from threadx.indicators import IndicatorBank
+from threadx.optimize import pool as pool_module
+from threadx.engine.inputs import options_from
+from threadx.optimize.evaluate import SweepTask, task_strategy
+from threadx.optimize.store import ResultStore
+from threadx.validation.report import validate_sweep
+from threadx.strategy import user
+from threadx.strategy.scaffold import TEMPLATE, new_strategy_file
+
+SPACE = {"rsi_period": "10:16:2", "oversold": "26:32:3"}  # 4 x 3 = 12 combos
+NAME_LINE = TEMPLATE.splitlines().index('    name="__NAME__",') + 1  # the template's declaration
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return generate_synthetic("BTC_USDT", "1h", days=240, seed=3)
+
+
+@pytest.fixture
+def rsi(strategy_dir: Path) -> Path:
+    """The template written as ``rsi_mine`` into a fresh strategies folder."""
+    return new_strategy_file("rsi_mine")
+
+
+def _sweep(frame, store, run_id, **kw):
+    return threadx.sweep(frame, "rsi_mine", SPACE, store=store, run_id=run_id, objective="total_return",
+                         bank=IndicatorBank(disk=False), **kw)
+
+
+def _returns(run) -> np.ndarray:
+    return run.results.sort_values("combo_id")["total_return"].to_numpy()
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_a_file_in_the_folder_is_listed_and_backtested(rsi: Path, frame) -> None:
+    specs = threadx.strategies()
+    assert "rsi_mine" in specs and "bb_atr" in specs
+    spec = specs["rsi_mine"]
+    assert spec.origin.kind == "user" and spec.origin.path == str(rsi.resolve())
+    assert spec.origin.line == NAME_LINE
+    result = threadx.backtest(frame, "rsi_mine")
+    assert result.metrics["n_trades"] > 5
+    assert result.meta["strategy_code"] == spec.code_hash == user.text_hash(rsi.read_text())
+    # the accounting holds for user code as for the built-ins
+    assert result.trades["pnl"].sum() == pytest.approx(result.metrics["final_equity"] - 10_000.0, abs=1e-6)
+
+
+def test_an_edit_changes_the_next_run_in_the_same_process(rsi: Path, frame) -> None:
+    before = threadx.backtest(frame, "rsi_mine")
+    _edit(rsi, 'ExitRules(stop_atr=p["atr_stop"], sizing="risk"',
+          'ExitRules(stop_atr=p["atr_stop"], max_hold_bars=3, sizing="risk"')
+    after = threadx.backtest(frame, "rsi_mine")
+    assert after.meta["strategy_code"] != before.meta["strategy_code"]
+    assert after.trades["bars_held"].max() <= 3 < before.trades["bars_held"].max()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_process_pool_sweeps_equal_the_inline_sweep(rsi: Path, frame, tmp_path, monkeypatch, method) -> None:
+    inline = _sweep(frame, tmp_path, "inline", executor="inline")
+    monkeypatch.setattr(pool_module, "default_start_method", lambda: method)
+    pooled = _sweep(frame, tmp_path, method, executor="local", workers=2, chunk_size=3)
+    assert (pooled.results["status"] == "ok").all() and len(pooled.results) == 12
+    assert np.array_equal(_returns(pooled), _returns(inline))
+    assert pooled.manifest["strategy_code"] == threadx.get_strategy("rsi_mine").code_hash
+    assert pooled.manifest["strategy_file"] == str(rsi.resolve())
+
+
+def test_dask_local_cluster_runs_a_user_strategy(rsi: Path, frame, tmp_path) -> None:
+    pytest.importorskip("distributed")
+    inline = _sweep(frame, tmp_path, "inline", executor="inline")
+    dask = _sweep(frame, tmp_path, "dask", executor="dask", workers=2, chunk_size=4)
+    assert np.array_equal(_returns(dask), _returns(inline))
+
+
+def test_workers_run_the_code_the_sweep_started_with(rsi: Path) -> None:
+    spec = threadx.get_strategy("rsi_mine")
+    task = SweepTask.of(spec, SPACE, options_from())
+    _edit(rsi, 'description="RSI mean reversion', 'description="edited meanwhile')
+    assert threadx.get_strategy("rsi_mine").code_hash != spec.code_hash
+    rebuilt = task_strategy(task)  # what a worker does with the task
+    assert rebuilt.code_hash == spec.code_hash and rebuilt.description == spec.description
+    # in a fresh process (a spawned or Dask worker) too, from the task's text alone
+    code = (f"import pickle,sys; from threadx.optimize.evaluate import task_strategy; "
+            f"t = pickle.loads(bytes.fromhex('{__import__('pickle').dumps(task).hex()}')); "
+            "s = task_strategy(t); print(s.code_hash, s.description[:20])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split()[0] == spec.code_hash and "RSI mean reversion" in out.stdout
+
+
+def test_a_resume_with_changed_code_is_refused(rsi: Path, frame, tmp_path) -> None:
+    first = _sweep(frame, tmp_path, "r1", executor="inline")
+    _edit(rsi, '"oversold", "float", 30.0', '"oversold", "float", 31.0')
+    with pytest.raises(ThreadXError, match=r"run r1 was computed with other code of strategy 'rsi_mine' "
+                                           r"\(hash \w{8} then, \w{8} now\)"):
+        _sweep(frame, tmp_path, "r1", executor="inline")
+    # the stored rows are untouched, and the validation of the stored run refuses to re-run combos
+    assert len(ResultStore(tmp_path).load("r1").results) == len(first.results)
+    with pytest.raises(ParamError, match="computed with other code of strategy 'rsi_mine'"):
+        validate_sweep("r1", frame, store=ResultStore(tmp_path), n=50)
+
+
+def test_walk_forward_and_validation_of_a_user_strategy(rsi: Path, frame, tmp_path) -> None:
+    wf = threadx.walk_forward(frame, "rsi_mine", SPACE, is_bars=1500, oos_bars=700, sampler="grid",
+                              objective="total_return", min_trades=1, bank=IndicatorBank(disk=False))
+    assert wf.config["strategy_code"] == threadx.get_strategy("rsi_mine").code_hash
+    assert len(wf.windows) >= 3
+    _sweep(frame, tmp_path, "v", executor="inline", block_returns=8)
+    report = validate_sweep("v", frame, store=ResultStore(tmp_path), n=50, S=8)
+    assert report.grade is not None
+
+
+def test_a_syntax_error_names_its_line_and_the_rest_keeps_working(strategy_dir: Path, frame) -> None:
+    good = new_strategy_file("rsi_good")
+    broken = strategy_dir / "broken.py"
+    broken.write_text(good.read_text().replace('"rsi_good"', '"broken"').replace("def levels(ind, p):",
+                                                                                  "def levels(ind, p)"))
+    line = broken.read_text().splitlines().index("def levels(ind, p)") + 1
+    assert user.load_errors() == {"broken.py": f"{broken.resolve()}:{line}: SyntaxError: expected ':'"}
+    names = threadx.strategies()
+    assert "broken" not in names and "rsi_good" in names and "bb_atr" in names
+    assert threadx.backtest(frame, "rsi_good").metrics["n_trades"] > 0
+    with pytest.raises(StrategyError, match=rf"strategy 'broken' cannot be loaded: .*broken.py:{line}: SyntaxError"):
+        threadx.get_strategy("broken")
+    broken.write_text(broken.read_text().replace("def levels(ind, p)\n", "def levels(ind, p):\n"))
+    assert "broken" in threadx.strategies() and not user.load_errors()  # fixed: back at once
+
+
+def test_an_error_in_the_users_code_names_its_file_and_line(rsi: Path, frame, tmp_path) -> None:
+    _edit(rsi, '    rsi = ind["rsi"]["value"]\n', '    rsi = ind["rsi"]["value"]\n    rsi = rsi + {}["x"]\n')
+    line = rsi.read_text().splitlines().index('    rsi = rsi + {}["x"]') + 1
+    where = f"{rsi.resolve()}:{line}"
+    with pytest.raises(StrategyError, match=rf"strategy 'rsi_mine' raised: {where}: KeyError: 'x'"):
+        threadx.backtest(frame, "rsi_mine")
+    run = _sweep(frame, tmp_path, "err", executor="inline")
+    assert set(run.results["error"]) == {f"{where}: KeyError: 'x'"}
+
+
+@pytest.mark.parametrize("body, why", [
+    ("x = 1\n", "declares no strategy"),
+    ("raise RuntimeError('boom')\n", "1: RuntimeError: boom"),
+    ("from threadx.strategy import Param\nP = Param('a', 'int', 1, feeds='sizing')\n",
+     "2: ParamError: param a: unknown role 'sizing'"),
+])
+def test_files_that_cannot_load(strategy_dir: Path, body: str, why: str) -> None:
+    (strategy_dir / "bad.py").write_text(body)
+    assert why in user.load_errors()["bad.py"]
+    assert "ma_crossover" in threadx.strategies()
+
+
+def test_names_a_builtin_or_another_file_holds_are_refused(strategy_dir: Path) -> None:
+    new_strategy_file("mine")
+    text = (strategy_dir / "mine.py").read_text()
+    (strategy_dir / "z_copy.py").write_text(text)  # the same name in a later file
+    (strategy_dir / "a_builtin.py").write_text(text.replace('name="mine"', 'name="bb_atr"'))
+    errors = user.load_errors()
+    assert "strategy name 'mine' is already declared in mine.py; rename it" in errors["z_copy.py"]
+    assert "strategy name 'bb_atr' is a built-in strategy; rename it" in errors["a_builtin.py"]
+    assert threadx.get_strategy("bb_atr").origin is None  # the built-in still answers
+
+
+def test_bad_defaults_are_reported_at_load(strategy_dir: Path) -> None:
+    new_strategy_file("mine")
+    path = strategy_dir / "mine.py"
+    _edit(path, 'Param("rsi_period", "int", 14, 2, 200', 'Param("rsi_period", "int", 500, 2, 200')
+    assert "rsi_period=500 is above its maximum 200" in user.load_errors()["mine.py"]
+
+
+def test_new_from_a_builtin_gives_the_builtins_results(strategy_dir: Path, frame) -> None:
+    new_strategy_file("my_bb", from_builtin="bb_atr")
+    mine, builtin = threadx.backtest(frame, "my_bb"), threadx.backtest(frame, "bb_atr")
+    assert mine.metrics == builtin.metrics
+    with pytest.raises(ParamError, match="exists already"):
+        new_strategy_file("my_bb")
+    with pytest.raises(ParamError, match="a strategy named 'ma_crossover' exists already"):
+        new_strategy_file("ma_crossover")
+    with pytest.raises(ParamError, match="invalid strategy name '../evil'"):
+        new_strategy_file("../evil")
+
+
+def test_the_cli_new_and_strategies(strategy_dir: Path, capsys) -> None:
+    from threadx.cli import main
+
+    assert main(["strategy", "new", "cli_rsi"]) == 0
+    assert (strategy_dir / "cli_rsi.py").exists()
+    (strategy_dir / "oops.py").write_text("def (:\n")
+    assert main(["strategies"]) == 0
+    out = capsys.readouterr()
+    assert f"cli_rsi.py:{NAME_LINE}]" in out.out
+    assert "not loaded: oops.py:" in out.err and "oops.py:1: SyntaxError" in out.err
+    assert main(["strategy", "new", "cli_rsi"]) == 2
+    assert "exists already" in capsys.readouterr().err
+
+
+def test_the_cli_check_flags_a_peek_and_passes_the_template(strategy_dir: Path, capsys) -> None:
+    from threadx.cli import main
+    from threadx.checks.store import last_report
+
+    new_strategy_file("honest")
+    assert main(["strategy", "check", "honest", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] and {r["name"] for r in report["results"]} == {
+        "lookahead", "determinism", "accounting", "roles", "speed"}
+    stored, current = last_report(threadx.get_strategy("honest"))
+    assert stored["passed"] and current
+
+    peek = new_strategy_file("peeks")
+    # the signal of bar t reads the RSI of bar t+1: the next close
+    _edit(peek, '    rsi = ind["rsi"]["value"]\n', '    rsi = np.append(ind["rsi"]["value"][1:], np.nan)\n')
+    assert main(["strategy", "check", "peeks", "--only", "lookahead"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  lookahead" in out and "look-ahead in 4 of 4 param sets: first at bar" in out
+    assert "defaults: cut at bar" in out and "first difference at bar" in out
+    assert main(["strategy", "check", "peeks", "--only", "nonsense"]) == 2
+    _edit(peek, "import numpy as np", "import numpy as np\n# edited")
+    assert last_report(threadx.get_strategy("peeks"))[1] is False  # the stored report is of other code

@@ -1,0 +1,65 @@
+"""A strategies-folder strategy in the running app (AppTest): offered by the Backtest page,
+an edit of its file takes effect on the next run without a restart, a link to a backtest of
+older code is not re-run as if it were the same, and a file that breaks leaves the page
+working with the reason shown."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from apptest_helpers import ROOT, open_page  # noqa: E402
+
+from threadx.strategy.scaffold import new_strategy_file  # noqa: E402
+
+STOP = 'ExitRules(stop_atr=p["atr_stop"], sizing="risk"'
+SHORT_HOLD = 'ExitRules(stop_atr=p["atr_stop"], max_hold_bars=2, sizing="risk"'
+
+
+def _run(at: AppTest) -> dict:
+    at.button(key="bt_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    return at.session_state["backtest"]
+
+
+def test_an_edit_takes_effect_on_the_next_run_without_restart(strategy_dir) -> None:
+    path = new_strategy_file("rsi_page")
+    at = open_page("2_Backtest.py")
+    assert "rsi_page" in at.selectbox(key="bt_strategy").options
+    at.selectbox(key="bt_strategy").set_value("rsi_page").run()
+    first = _run(at)
+    code = first["result"].meta["strategy_code"]
+    assert any(f"Code: rsi_page.py @ {code[:8]}" in c.value for c in at.caption)
+    link = dict(at.query_params)
+
+    path.write_text(path.read_text().replace(STOP, SHORT_HOLD))
+    at.run()  # the shown result was computed with the old code: the page says so
+    assert any("The code of rsi_page changed since this result was computed" in i.value for i in at.info)
+    second = _run(at)
+    assert second["result"].meta["strategy_code"] != code
+    assert second["result"].trades["bars_held"].max() <= 2 < first["result"].trades["bars_held"].max()
+    assert not at.info
+
+    # the link to the first backtest: not re-run with the new code as if it were the same backtest
+    app = AppTest.from_file(str(ROOT / "views" / "2_Backtest.py"), default_timeout=120)
+    app.query_params.update(link)
+    app.run()
+    assert not app.exception
+    assert any("computed with other code of strategy 'rsi_page'" in w.value for w in app.warning)
+    assert "backtest" not in app.session_state
+
+
+def test_a_broken_file_leaves_the_page_working(strategy_dir) -> None:
+    path = new_strategy_file("rsi_page")
+    at = open_page("2_Backtest.py")
+    at.selectbox(key="bt_strategy").set_value("rsi_page").run()
+    _run(at)
+    path.write_text(path.read_text().replace("def exits(p):", "def exits(p)"))
+    at.run()
+    assert not at.exception
+    assert "rsi_page" not in at.selectbox(key="bt_strategy").options
+    assert any("Strategy 'rsi_page' is not available now" in w.value and "SyntaxError" in w.value
+               and "rsi_page.py:" in w.value for w in at.warning)
+    assert at.selectbox(key="bt_strategy").value in at.selectbox(key="bt_strategy").options
+    _run(at)  # another strategy still runs

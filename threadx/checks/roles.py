@@ -1,0 +1,176 @@
+"""Check a strategy's declared param roles by perturbation (``Param.feeds``).
+
+Each param is moved from a starting param set (:func:`bases`: the defaults, and every
+optimisation range at its middle) to other valid values (:func:`perturbations`: one step
+either side, the ends of its optimisation range, the other bool or choice values; combos a
+constraint refuses are skipped), and every stage of the backtest (:class:`Stages`: the
+indicator requests, the signal flags, the level lines, the exit rules and the kernel's param
+vector, then the metrics and trades) is compared with the start (:func:`changes`). A param
+that changes a stage outside its ``feeds`` is a failure (:func:`violations`), naming the
+strategy, the param, the value and what changed: a wrong declaration would merge combos that
+differ. A display-only param may change the indicator requests (the lines it draws) but
+nothing else. Declaring a role that no perturbation exercises is safe and only noted.
+
+Works on any :class:`StrategySpec` object, registered or not (user strategies are loaded
+from files). Used by ``tests/test_param_roles.py`` on every built-in strategy and by the
+``roles`` check of :func:`threadx.checks.strategy.check_strategy`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+import numpy as np
+
+from threadx.contract import ExitRules, Levels, prepare_signals
+from threadx.data.bars import Bars
+from threadx.engine import kernel
+from threadx.engine.inputs import effective_rules, kernel_args, options_from, param_vector
+from threadx.engine.layout import METRIC_NAMES
+from threadx.errors import ParamError
+from threadx.indicators.registry import canonical_params
+from threadx.strategy.base import ALL_ROLES, ROLES, Param, StrategySpec
+
+__all__ = ["Stages", "stages", "perturbations", "changes", "violations", "bases", "check_roles"]
+
+_OPTIONS = options_from()  # default costs and fills: the roles do not depend on them
+
+
+@dataclass(frozen=True)
+class Stages:
+    """What one param set produces at each stage the roles describe."""
+
+    indicators: dict[str, tuple[str, str]]
+    signals: np.ndarray
+    levels: Levels
+    rules: ExitRules
+    vector: np.ndarray
+    metrics: np.ndarray
+    trades: np.ndarray
+
+
+def stages(spec: StrategySpec, bars: Bars, params: Mapping[str, Any], bank: Any) -> Stages:
+    """Every stage of one backtest of ``spec`` (registered or not) with normalised ``params``
+    (``bank``: the indicator source, e.g. an :class:`~threadx.indicators.IndicatorBank`)."""
+    needs = {label: (name, canonical_params(name, ind)) for label, (name, ind) in spec.indicators(params).items()}
+    _, sig, levels = prepare_signals(spec, bars, params, bank)
+    rules = effective_rules(spec.exits(params), _OPTIONS)
+    metrics, trades, _ = kernel.run_full(*kernel_args(bars, sig, levels, rules, _OPTIONS))
+    vector = param_vector(rules, _OPTIONS, bars.timeframe, False)
+    return Stages(needs, np.asarray(sig), levels, rules, vector, metrics, trades)
+
+
+def perturbations(spec: StrategySpec, param: Param, base: Mapping[str, Any]) -> list[Any]:
+    """Other valid values of ``param`` (constraints with the other params at ``base`` hold)."""
+    if param.kind == "bool":
+        candidates: list[Any] = [not base[param.name]]
+    elif param.kind == "choice":
+        candidates = list(param.choices)
+    else:
+        step = param.step or 1
+        candidates = [base[param.name] - step, base[param.name] + step]
+        if param.opt_range:
+            candidates += [param.opt_range[0], param.opt_range[1]]
+        candidates = [round(v, 10) for v in candidates]
+    out = []
+    for value in candidates:
+        try:
+            value = param.coerce(value)
+            spec.normalize({**base, param.name: value})
+        except ParamError:
+            continue
+        if value != base[param.name] and value not in out:
+            out.append(value)
+    return out
+
+
+def _same_arrays(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
+
+
+def changes(base: Stages, other: Stages) -> dict[str, str]:
+    """Stage -> what changed (roles, plus "results" for the backtest's metrics and trades)."""
+    out: dict[str, str] = {}
+    if other.indicators != base.indicators:
+        labels = sorted(k for k in base.indicators.keys() | other.indicators.keys()
+                        if base.indicators.get(k) != other.indicators.get(k))
+        out["indicators"] = "requests " + ", ".join(
+            f"{k}: {base.indicators.get(k)} -> {other.indicators.get(k)}" for k in labels)
+    if not _same_arrays(base.signals, other.signals):
+        n = int(np.sum(base.signals != other.signals)) if base.signals.shape == other.signals.shape else -1
+        out["signals"] = f"flags of {n} bars" if n >= 0 else "signal array shape"
+    lines = [f.name for f in fields(Levels) if not _same_arrays(getattr(base.levels, f.name),
+                                                                 getattr(other.levels, f.name))]
+    if lines:
+        out["levels"] = "lines " + ", ".join(lines)
+    rules = [f"{f.name} {getattr(base.rules, f.name)!r} -> {getattr(other.rules, f.name)!r}"
+             for f in fields(ExitRules) if getattr(base.rules, f.name) != getattr(other.rules, f.name)]
+    if rules or not _same_arrays(base.vector, other.vector):
+        out["exits"] = "rules " + (", ".join(rules) or "(param vector only)")
+    metrics = [name for name, a, b in zip(METRIC_NAMES, base.metrics, other.metrics)
+               if not (a == b or (math.isnan(a) and math.isnan(b)))]
+    if metrics or not _same_arrays(base.trades, other.trades):
+        shown = ", ".join(metrics[:4]) + (f" and {len(metrics) - 4} more" if len(metrics) > 4 else "")
+        out["results"] = "metrics " + (shown or "(trades only)")
+    return out
+
+
+def violations(param: Param, changed: Mapping[str, str]) -> list[str]:
+    """Why ``changed`` contradicts the declaration of ``param`` (empty when it does not)."""
+    out = []
+    for role in ROLES:
+        if role in changed and role not in param.feeds and not (role == "indicators" and not param.feeds):
+            out.append(f"changes the {role} ({changed[role]}) but does not declare {role!r}")
+    if "results" in changed and not param.affects_results:
+        out.append(f"is declared display-only but changes the backtest ({changed['results']})")
+    elif "results" in changed and not changed.keys() & {"signals", "levels", "exits"}:
+        out.append(f"changes the backtest ({changed['results']}) with the same signals, levels and exit "
+                   "rules: it reaches the engine some way the roles do not describe")
+    return out
+
+
+def bases(spec: StrategySpec) -> dict[str, dict[str, Any]]:
+    """Starting points: the defaults, and every optimisation range at its midpoint (so a
+    param whose effect hides at the defaults, e.g. a risk fraction without a stop, shows)."""
+    mid = {}
+    for p in spec.params:
+        if p.opt_range:
+            low, high, step = p.opt_range
+            mid[p.name] = round(low + step * round((high - low) / 2 / step), 10)
+    out = {"defaults": spec.normalize()}
+    try:
+        out["mid-range"] = spec.normalize(mid)
+    except ParamError:
+        pass
+    return out
+
+
+def check_roles(spec: StrategySpec, bars: Bars, bank: Any,
+                starts: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[list[str], list[str]]:
+    """(failures, notes) of every param of ``spec``, each perturbed alone from each starting
+    param set (``starts``: label -> normalised params; None: :func:`bases`). A backtest that
+    raises on a perturbed value is a failure; one that raises on a start propagates."""
+    failures, notes = [], []
+    exercised: dict[str, set[str]] = {p.name: set() for p in spec.params}
+    for label, base_params in (bases(spec) if starts is None else starts).items():
+        base = stages(spec, bars, base_params, bank)
+        for param in spec.params:
+            if param.feeds == ALL_ROLES:
+                continue  # undeclared: every change is allowed
+            for value in perturbations(spec, param, base_params):
+                where = f"{spec.name}.{param.name}={value!r} (from {base_params[param.name]!r}, {label})"
+                try:
+                    changed = changes(base, stages(spec, bars, {**base_params, param.name: value}, bank))
+                except Exception as exc:  # noqa: BLE001 - a valid value must backtest
+                    failures.append(f"{where}: the backtest raised {exc!r}")
+                    continue
+                exercised[param.name] |= changed.keys()
+                failures += [f"{where} {why}" for why in violations(param, changed)]
+    for param in spec.params:
+        unused = sorted(param.feeds - exercised[param.name]) if param.feeds != ALL_ROLES else []
+        if unused:
+            notes.append(f"{spec.name}.{param.name} declares {', '.join(unused)} but no perturbation changed it")
+    return failures, notes

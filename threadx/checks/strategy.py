@@ -1,0 +1,748 @@
+"""The checks a careful quant runs on a strategy before trusting its backtests.
+
+:func:`check_strategy` takes a :class:`StrategySpec` object (registered or not: user
+strategies are loaded from files, so nothing here looks a strategy up by name) and a
+history, and runs the checks of :data:`ALL_CHECKS` on a few param sets (the defaults plus
+seeded random draws from the optimisation ranges, see :func:`draw_param_sets`):
+
+- ``lookahead``: for each cut point (:data:`CUT_PERCENTS` of the bars) the strategy runs on
+  the history truncated at the cut and on the full-length history whose bars from the cut
+  on are replaced by seeded random-walk noise (:func:`noise_after`). Before the cut the
+  signal flags, the level lines the exit rules read, the equity and the trades must be
+  identical (NaN equal to NaN) to the run on the real history: a strategy that reads a
+  later bar to decide an earlier one differs there. Legitimate differences are left out: in
+  the truncated run the last bar closes the position (end of data), so its equity is
+  compared on the bars before the last one kept and its trades that exit before that bar;
+  in the noise run signals, lines and equity are compared on the bars before the cut, and
+  the trades that exit before it. Indicators are recomputed for each modified history
+  (a fresh memory-only :class:`IndicatorBank`). Up to :data:`EVENT_CUTS` more cuts per
+  param set fall just after a bar with a signal (:func:`event_cuts`): truncated there, the
+  signal's own bar is the last one, and its flags and lines must not change.
+- ``determinism``: a second run of each param set (indicators recomputed) gives the same
+  signals, level lines, metrics, trades and equity.
+- ``accounting``: on each param set's run, the trades' PnL adds up to final equity minus
+  the initial capital, the total fees metric to the trades' fees, each trade's fees are one
+  fee per fill (fee rate x quantity x (entry price + exit price)), funding adds up, the
+  trade count matches, and the equity curve ends at the final equity metric.
+- ``roles``: the declared param roles (``Param.feeds``) hold when each param is perturbed
+  from the defaults (:func:`threadx.checks.roles.check_roles`).
+- ``speed`` (informational, never fails): fast-mode backtests per second of the kernel
+  over the param sets, and the time to prepare one param set's signals.
+
+An exception raised by the strategy's own code is caught and reported as a failed check
+with its text and the file:line in the strategy where it was raised (:func:`error_location`).
+"""
+from __future__ import annotations
+
+import math
+import sysconfig
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+import threadx
+from threadx.contract import ExitRules, KernelInputs, prepare_signals
+from threadx.data.bars import Bars, as_bars
+from threadx.engine import kernel
+from threadx.engine.inputs import effective_rules, kernel_args, line_needs, options_from
+from threadx.engine.layout import METRIC_NAMES
+from threadx.engine.result import Result, full_result
+from threadx.errors import ParamError
+from threadx.indicators import IndicatorBank
+from threadx.strategy.base import ALL_ROLES, StrategySpec
+from threadx.checks.roles import check_roles, perturbations
+from threadx.validation.common import json_safe
+
+__all__ = [
+    "ALL_CHECKS", "INFORMATIONAL_CHECKS", "CUT_PERCENTS", "CheckResult", "CheckReport", "ParamSet",
+    "check_strategy", "draw_param_sets", "cut_points", "event_cuts", "noise_after", "error_location",
+]
+
+ALL_CHECKS: tuple[str, ...] = ("lookahead", "determinism", "accounting", "roles", "speed")
+INFORMATIONAL_CHECKS: frozenset[str] = frozenset({"speed"})  # reported, never failing the report
+CUT_PERCENTS: tuple[int, ...] = (30, 50, 70, 90)  # look-ahead cut points, % of the bars
+EVENT_CUTS = 12  # and cuts just after this many signal bars per param set (see event_cuts)
+ACCOUNTING_TOLERANCE = 1e-9  # relative to the initial capital (sums of PnL, fees, funding)
+SPEED_REPEATS = 3  # best of this many timed passes over the param sets
+REPORT_FORMAT = 1
+
+_OPTIONS = options_from()  # default costs and fills (fees on, so fees are checked)
+_THREADX_DIR = Path(threadx.__file__).resolve().parent
+_LIBRARY_DIRS = tuple(dict.fromkeys(
+    Path(p).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib")
+    if (p := sysconfig.get_paths().get(key))
+))
+
+Progress = Callable[[str, float], None]
+
+
+# --- the report --------------------------------------------------------------------------
+
+@dataclass
+class CheckResult:
+    """One check's outcome: ``passed``, a one-line ``summary``, ``details`` lines (each
+    finding), its duration, and ``data``: the findings as JSON-safe values (e.g. the
+    look-ahead check's first differing bar per param set). ``informational`` checks (speed)
+    do not count towards :attr:`CheckReport.passed`."""
+
+    name: str
+    passed: bool
+    summary: str
+    details: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    informational: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        """PASS, FAIL, or INFO for an informational check that ran."""
+        if not self.passed:
+            return "FAIL"
+        return "INFO" if self.informational else "PASS"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "summary": self.summary, "details": list(self.details),
+                "seconds": self.seconds, "informational": self.informational, "data": json_safe(self.data)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CheckResult":
+        return cls(name=str(data["name"]), passed=bool(data["passed"]), summary=str(data.get("summary", "")),
+                   details=[str(d) for d in data.get("details", [])], seconds=float(data.get("seconds", 0.0)),
+                   informational=bool(data.get("informational", False)), data=dict(data.get("data") or {}))
+
+
+@dataclass(frozen=True)
+class ParamSet:
+    """A named, normalised param set the checks run ("defaults", "random 1", ...)."""
+
+    name: str
+    params: dict[str, Any]
+
+    def label(self, defaults: Mapping[str, Any] | None = None) -> str:
+        """The name, with the values that differ from ``defaults``."""
+        changed = {k: v for k, v in self.params.items() if defaults is None or defaults.get(k) != v}
+        if not changed or self.name == "defaults":
+            return self.name
+        return f"{self.name} ({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+
+@dataclass
+class CheckReport:
+    """Every check of one strategy on one history (see :func:`check_strategy`)."""
+
+    strategy: str
+    bars: int
+    results: list[CheckResult]
+    param_sets: list[ParamSet] = field(default_factory=list)
+    dataset: str | None = None
+    fingerprint: str | None = None
+    timeframe: str | None = None
+    start: str | None = None
+    end: str | None = None
+    seconds: float = 0.0
+    created_at: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True when every check that is not informational passed."""
+        return all(r.passed for r in self.results if not r.informational)
+
+    @property
+    def failed(self) -> list[str]:
+        """Names of the failing checks that count (not informational)."""
+        return [r.name for r in self.results if not r.passed and not r.informational]
+
+    def result(self, name: str) -> CheckResult:
+        """The result of check ``name`` (KeyError when it was not run)."""
+        for r in self.results:
+            if r.name == name:
+                return r
+        raise KeyError(f"check {name!r} was not run; ran: {', '.join(r.name for r in self.results)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (for ``--json`` and for storing the last report); see :meth:`from_dict`."""
+        return {
+            "format": REPORT_FORMAT,
+            "strategy": self.strategy,
+            "passed": self.passed,
+            "dataset": self.dataset,
+            "fingerprint": self.fingerprint,
+            "timeframe": self.timeframe,
+            "start": self.start,
+            "end": self.end,
+            "bars": self.bars,
+            "seconds": self.seconds,
+            "created_at": self.created_at,
+            "param_sets": [{"name": p.name, "params": json_safe(p.params)} for p in self.param_sets],
+            "notes": list(self.notes),
+            "results": [r.to_dict() for r in self.results],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CheckReport":
+        """The report of a :meth:`to_dict` (ParamError when the format is not one this reads)."""
+        if data.get("format") != REPORT_FORMAT:
+            raise ParamError(f"not a strategy check report of format {REPORT_FORMAT} (format {data.get('format')!r})")
+        return cls(
+            strategy=str(data["strategy"]),
+            bars=int(data["bars"]),
+            results=[CheckResult.from_dict(r) for r in data.get("results", [])],
+            param_sets=[ParamSet(str(p["name"]), dict(p["params"])) for p in data.get("param_sets", [])],
+            dataset=data.get("dataset"),
+            fingerprint=data.get("fingerprint"),
+            timeframe=data.get("timeframe"),
+            start=data.get("start"),
+            end=data.get("end"),
+            seconds=float(data.get("seconds", 0.0)),
+            created_at=str(data.get("created_at", "")),
+            notes=[str(n) for n in data.get("notes", [])],
+        )
+
+    def format_text(self) -> str:
+        """A readable report: the data and param sets, one line per check (PASS / FAIL / INFO,
+        its summary and duration) with its details indented below, then the verdict."""
+        data = self.dataset or "(unnamed data)"
+        span = f", {self.start} -> {self.end}" if self.start and self.end else ""
+        tf = f", {self.timeframe}" if self.timeframe else ""
+        fp = f", fingerprint {self.fingerprint[:12]}" if self.fingerprint else ""
+        lines = [f"Strategy check: {self.strategy} on {data} ({self.bars} bars{tf}{span}{fp})"]
+        defaults = self.param_sets[0].params if self.param_sets else None
+        if self.param_sets:
+            lines.append("Param sets: " + "; ".join(p.label(defaults) for p in self.param_sets))
+        lines += [f"Note: {n}" for n in self.notes]
+        width = max((len(r.name) for r in self.results), default=0)
+        for r in self.results:
+            lines.append(f"{r.status}  {r.name:<{width}}  {r.summary}  ({r.seconds:.2f} s)")
+            lines += [f"      {d}" for d in r.details]
+        verdict = "PASSED" if self.passed else f"FAILED ({', '.join(self.failed)})"
+        lines.append(f"Result: {verdict} in {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+
+# --- param sets, cut points, noise --------------------------------------------------------
+
+def draw_param_sets(spec: StrategySpec, combos: int = 4, seed: int = 42) -> tuple[list[ParamSet], int]:
+    """(param sets, draws refused): the defaults, then up to ``combos - 1`` distinct random
+    valid sets (seeded): each numeric param with an ``opt_range`` on its grid, each bool and
+    choice param at random, every other param at its default. A draw the spec refuses
+    (a constraint, a bound) is skipped and counted; after ``50 * combos`` draws it stops."""
+    defaults = spec.normalize()
+    out = [ParamSet("defaults", defaults)]
+    rng = np.random.default_rng(seed)
+    refused = 0
+    for _ in range(50 * max(combos, 1)):
+        if len(out) >= combos:
+            break
+        raw: dict[str, Any] = {}
+        for p in spec.params:
+            if p.kind == "bool":
+                raw[p.name] = bool(rng.integers(0, 2))
+            elif p.kind == "choice" and p.choices:
+                raw[p.name] = p.choices[int(rng.integers(0, len(p.choices)))]
+            elif p.opt_range:
+                low, high, step = p.opt_range
+                steps = int(math.floor((high - low) / step + 1e-9)) if step > 0 else 0
+                raw[p.name] = round(low + step * int(rng.integers(0, steps + 1)), 10)
+            else:
+                raw[p.name] = p.default
+        try:
+            params = spec.normalize(raw)
+        except Exception:  # noqa: BLE001 - refused by a bound or a constraint (or a constraint that raised)
+            refused += 1
+            continue
+        if all(params != ps.params for ps in out):
+            out.append(ParamSet(f"random {len(out)}", params))
+    return out, refused
+
+
+def cut_points(n_bars: int) -> list[int]:
+    """The look-ahead cut bars: ``n_bars * pct // 100`` for each of :data:`CUT_PERCENTS`,
+    keeping those that leave at least 2 bars before the cut and 1 after."""
+    return sorted({c for c in (n_bars * pct // 100 for pct in CUT_PERCENTS) if 2 <= c < n_bars})
+
+
+def event_cuts(signals: np.ndarray, most: int = EVENT_CUTS) -> list[int]:
+    """Cuts just after bars with a signal (up to ``most``, spread over the history): the
+    history truncated there ends on the signal's bar, so a signal that read a later bar
+    changes or vanishes. (A one-bar peek shows only on the last bar kept: the fixed cuts
+    of :func:`cut_points` catch it only if a signal happens to fall there.)"""
+    bars = np.flatnonzero(np.asarray(signals) != 0)
+    bars = bars[bars >= 1]
+    if len(bars) > most:
+        bars = bars[np.linspace(0, len(bars) - 1, most).round().astype(int)]
+    return [int(b) + 1 for b in bars if int(b) + 1 < len(signals)]
+
+
+def noise_after(bars: Bars, cut: int, seed: int) -> Bars:
+    """``bars`` with every bar from ``cut`` on replaced by a seeded random walk that starts
+    at the close of bar ``cut - 1``: log returns with the std of the last (up to 500) real
+    ones, valid OHLC (low <= open, close <= high, all positive), volumes drawn from the real
+    ones before the cut; the times are kept."""
+    n = len(bars)
+    m = n - cut
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, cut])
+    returns = np.diff(np.log(bars.close[max(0, cut - 501):cut]))
+    sigma = float(np.std(returns)) if len(returns) > 1 else 0.0
+    if not (math.isfinite(sigma) and sigma > 0):
+        sigma = 0.01
+    last = float(bars.close[cut - 1])
+    close = last * np.exp(np.cumsum(rng.normal(0.0, sigma, m)))
+    open_ = np.concatenate(([last], close[:-1])) * np.exp(rng.normal(0.0, 0.1 * sigma, m))
+    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0.0, 0.5 * sigma, m)))
+    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0.0, 0.5 * sigma, m)))
+    volume = rng.choice(bars.volume[:cut], m)
+
+    def joined(real: np.ndarray, tail: np.ndarray) -> np.ndarray:
+        arr = np.concatenate((real[:cut], tail))
+        arr.flags.writeable = False
+        return arr
+
+    return Bars(joined(bars.open, open_), joined(bars.high, high), joined(bars.low, low), joined(bars.close, close),
+                joined(bars.volume, volume), time_ns=bars.time_ns, timeframe=bars.timeframe, name=bars.name)
+
+
+def error_location(exc: BaseException) -> str:
+    """``file:line in function`` where ``exc`` was raised in the strategy's code: the last
+    traceback frame outside the threadx package and the Python library (stdlib,
+    site-packages); else the last outside threadx; else the last frame ("" without one)."""
+    frame = _error_frame(exc)
+    return f"{frame.filename}:{frame.lineno} in {frame.name}" if frame else ""
+
+
+def _error_frame(exc: BaseException) -> traceback.FrameSummary | None:
+    """The frame :func:`error_location` names (None without a traceback)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if not _inside(f.filename, (_THREADX_DIR,))]
+    user = [f for f in own if not _inside(f.filename, _LIBRARY_DIRS)]
+    return (user or own or frames or [None])[-1]
+
+
+def _inside(filename: str, dirs: Iterable[Path]) -> bool:
+    path = Path(filename).resolve()
+    return any(path.is_relative_to(d) for d in dirs)
+
+
+# --- running one param set ----------------------------------------------------------------
+
+@dataclass
+class _Run:
+    """One full-mode backtest: the kernel inputs and the :class:`Result`."""
+
+    inputs: KernelInputs
+    rules: ExitRules
+    result: Result
+
+    @property
+    def signals(self) -> np.ndarray:
+        return self.inputs.signals
+
+    def lines(self, read_only: bool) -> dict[str, np.ndarray]:
+        """The level lines handed to the kernel (``read_only``: only those its rules read)."""
+        names = ("atr", "band_lo", "band_mid", "band_hi")
+        if not read_only:
+            return {name: getattr(self.inputs, name) for name in names}
+        atr, mid, edges = line_needs(self.rules)
+        read = {"atr": atr, "band_lo": edges, "band_mid": mid, "band_hi": edges}
+        return {name: getattr(self.inputs, name) for name in names if read[name]}
+
+    @property
+    def equity(self) -> np.ndarray:
+        return self.result.equity.to_numpy()
+
+    @property
+    def trades(self) -> pd.DataFrame:
+        return self.result.trades
+
+
+def _backtest(spec: StrategySpec, bars: Bars, params: Mapping[str, Any], bank: Any) -> _Run:
+    """prepare_signals -> kernel_args -> full_result of one normalised param set."""
+    rules = effective_rules(spec.exits(params), _OPTIONS)
+    _, sig, levels = prepare_signals(spec, bars, params, bank)
+    inputs = kernel_args(bars, sig, levels, rules, _OPTIONS)
+    return _Run(inputs, rules, full_result(inputs, bars.index, bars.timeframe, params))
+
+
+def _fresh_bank() -> IndicatorBank:
+    """A memory-only bank with nothing in it (no value of another history can be served)."""
+    return IndicatorBank(disk=False)
+
+
+class _Raised(Exception):
+    """The strategy (or the engine on its output) raised while a check ran ``where``."""
+
+    def __init__(self, where: str):
+        super().__init__(where)
+        self.where = where
+
+
+class _Context:
+    """What a check is running, so an exception can say where (``with ctx.at("...")``)."""
+
+    def __init__(self) -> None:
+        self.where = ""
+
+    def at(self, where: str) -> "_Context":
+        self.where = where
+        return self
+
+    def __enter__(self) -> "_Context":
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is not None and isinstance(exc, Exception) and not isinstance(exc, _Raised):
+            raise _Raised(self.where) from exc
+        return False
+
+
+# --- comparisons ----------------------------------------------------------------------------
+
+def _first_difference(a: np.ndarray, b: np.ndarray, stop: int | None = None) -> int | None:
+    """First index < ``stop`` (None: all) where ``a`` and ``b`` differ (NaN equals NaN); a
+    length difference inside the range counts at the shorter length."""
+    a, b = np.asarray(a), np.asarray(b)
+    if stop is not None:
+        a, b = a[:stop], b[:stop]
+    k = min(len(a), len(b))
+    differs = a[:k] != b[:k]
+    if a.dtype.kind == "f" and b.dtype.kind == "f":
+        differs &= ~(np.isnan(a[:k]) & np.isnan(b[:k]))
+    if differs.any():
+        return int(np.argmax(differs))
+    return None if len(a) == len(b) else k
+
+
+def _first_trade_difference(a: pd.DataFrame, b: pd.DataFrame, exit_before: int | None = None) -> int | None:
+    """The bar (entry of the earlier of the two trades) of the first trade that differs in
+    any column (NaN equals NaN), among the trades that exit before ``exit_before``."""
+    if exit_before is not None:
+        a = a[a["exit_i"].to_numpy() < exit_before]
+        b = b[b["exit_i"].to_numpy() < exit_before]
+    k = min(len(a), len(b))
+    differs = np.zeros(k, dtype=bool)
+    for col in a.columns:
+        x, y = a[col].to_numpy()[:k], b[col].to_numpy()[:k]
+        differs |= (x != y) & ~(pd.isna(x) & pd.isna(y))
+    if differs.any():
+        row = int(np.argmax(differs))
+    elif len(a) != len(b):
+        row = k
+    else:
+        return None
+    entries = [int(t["entry_i"].iloc[row]) for t in (a, b) if row < len(t)]
+    return min(entries)
+
+
+def _same_metric(a: Any, b: Any) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+def _compare(real: _Run, other: _Run, *, before: int | None, equity_before: int | None,
+             trades_before: int | None, all_lines: bool) -> dict[str, int]:
+    """Component -> first differing bar of ``other`` against ``real`` (only those that differ)."""
+    found: dict[str, int | None] = {"signals": _first_difference(real.signals, other.signals, before)}
+    real_lines, other_lines = real.lines(not all_lines), other.lines(not all_lines)
+    line_bars = [_first_difference(real_lines[k], other_lines[k], before) for k in real_lines]
+    found["levels"] = min((b for b in line_bars if b is not None), default=None)
+    found["equity"] = _first_difference(real.equity, other.equity, equity_before)
+    found["trades"] = _first_trade_difference(real.trades, other.trades, trades_before)
+    return {k: v for k, v in found.items() if v is not None}
+
+
+# --- the checks -----------------------------------------------------------------------------
+
+@dataclass
+class _Session:
+    """What the checks of one call share: the spec, the history, the param sets and their
+    runs on the real history (made on first use)."""
+
+    spec: StrategySpec
+    bars: Bars
+    sets: list[ParamSet]
+    bank: Any
+    seed: int
+    tick: Callable[[str], None]
+    ctx: _Context
+    runs: dict[str, _Run] = field(default_factory=dict)
+
+    def run(self, ps: ParamSet) -> _Run:
+        if ps.name not in self.runs:
+            with self.ctx.at(f"running {ps.name} on the full history"):
+                self.runs[ps.name] = _backtest(self.spec, self.bars, ps.params, self.bank)
+        return self.runs[ps.name]
+
+    def when(self, bar: int) -> str:
+        return self.bars.index[bar].isoformat()
+
+
+def _lookahead(s: _Session) -> CheckResult:
+    bars, n = s.bars, len(s.bars)
+    cuts = cut_points(n)
+    if not cuts:
+        return CheckResult("lookahead", True, f"not checked: {n} bars leave no cut point")
+    findings, details = [], []
+    n_events = 0
+    for ps in s.sets:
+        real = s.run(ps)
+        events = event_cuts(real.signals)
+        n_events += len(set(events) - set(cuts))
+        for cut in sorted(set(cuts) | set(events)):
+            s.tick(f"lookahead: {ps.name}, cut at bar {cut}")
+            with s.ctx.at(f"running {ps.name} on the history truncated at bar {cut}"):
+                short = _backtest(s.spec, bars.slice(0, cut), ps.params, _fresh_bank())
+            if cut not in cuts:  # a signal's bar made the last one: its flags and lines must stay
+                found = _compare(real, short, before=cut, equity_before=0, trades_before=0, all_lines=False)
+                by_history = {"truncated": found} if found else {}
+            else:
+                with s.ctx.at(f"running {ps.name} on the history continued by noise from bar {cut}"):
+                    noisy = _backtest(s.spec, noise_after(bars, cut, s.seed), ps.params, _fresh_bank())
+                by_history = {
+                    "truncated": _compare(real, short, before=cut, equity_before=cut - 1, trades_before=cut - 1,
+                                          all_lines=False),
+                    "noise": _compare(real, noisy, before=cut, equity_before=cut, trades_before=cut,
+                                      all_lines=False),
+                }
+            by_history = {k: v for k, v in by_history.items() if v}
+            if not by_history:
+                continue
+            bar = min(min(v.values()) for v in by_history.values())
+            history = min(by_history, key=lambda k: min(by_history[k].values()))
+            differed = [c for c in ("signals", "levels", "equity", "trades")
+                        if any(c in v for v in by_history.values())]
+            findings.append({"param_set": ps.name, "cut": cut, "cut_time": s.when(cut), "bar": bar,
+                             "time": s.when(bar), "history": history, "differed": differed,
+                             "by_history": by_history})
+            where = "; ".join(f"{h} history: " + ", ".join(f"{c} from bar {b}" for c, b in v.items())
+                              for h, v in by_history.items())
+            details.append(f"{ps.name}: cut at bar {cut} ({s.when(cut)}): first difference at bar {bar} "
+                           f"({s.when(bar)}) in {', '.join(differed)} [{where}]")
+            break  # the earliest cut that shows it is the one to report
+    tried = (f"{len(s.sets)} param sets x {len(cuts)} cuts ({', '.join(map(str, cuts))}) on truncated and "
+             f"noise-continued histories, and {n_events} cuts just after signal bars")
+    if not findings:
+        return CheckResult("lookahead", True, f"no look-ahead: {tried} match the real run before each cut",
+                           data={"cuts": cuts})
+    first = min(findings, key=lambda f: (f["cut"], f["bar"]))
+    summary = (f"look-ahead in {len(findings)} of {len(s.sets)} param sets: first at bar {first['bar']} "
+               f"({first['time']}) in {', '.join(first['differed'])} with the cut at bar {first['cut']} "
+               f"({first['param_set']})")
+    return CheckResult("lookahead", False, summary, details, data={"cuts": cuts, "findings": findings})
+
+
+def _determinism(s: _Session) -> CheckResult:
+    details, findings = [], []
+    for ps in s.sets:
+        s.tick(f"determinism: {ps.name}")
+        first = s.run(ps)
+        with s.ctx.at(f"running {ps.name} a second time"):
+            second = _backtest(s.spec, s.bars, ps.params, _fresh_bank())
+        found = _compare(first, second, before=None, equity_before=None, trades_before=None, all_lines=True)
+        m1, m2 = first.result.metrics, second.result.metrics
+        metrics = [k for k in METRIC_NAMES if not _same_metric(m1.get(k), m2.get(k))]
+        if found or metrics:
+            what = [f"{k} from bar {b}" for k, b in found.items()] + (["metrics " + ", ".join(metrics[:5])]
+                                                                     if metrics else [])
+            findings.append({"param_set": ps.name, "differed": list(found) + (["metrics"] if metrics else []),
+                             "first_bars": found, "metrics": metrics})
+            details.append(f"{ps.name}: two runs differ: {'; '.join(what)}")
+    if not findings:
+        return CheckResult("determinism", True, f"{len(s.sets)} param sets run twice give identical signals, "
+                           "levels, metrics, trades and equity")
+    return CheckResult("determinism", False, f"{len(findings)} of {len(s.sets)} param sets give different "
+                       f"results on a second run ({', '.join(findings[0]['differed'])})", details,
+                       data={"findings": findings})
+
+
+def _accounting(s: _Session) -> CheckResult:
+    capital = _OPTIONS.initial_capital
+    fee_rate = _OPTIONS.fee_bps / 10_000.0
+    tol = ACCOUNTING_TOLERANCE * capital
+    details: list[str] = []
+    n_trades = bad_sets = 0
+    for ps in s.sets:
+        s.tick(f"accounting: {ps.name}")
+        run = s.run(ps)
+        m, trades, equity = run.result.metrics, run.trades, run.equity
+        n_trades += len(trades)
+        pnl = float(trades["pnl"].sum())
+        fees = trades["fees"].to_numpy()
+        per_fill = fee_rate * trades["qty"].to_numpy() * (trades["entry_price"].to_numpy()
+                                                           + trades["exit_price"].to_numpy())
+        bad_fees = np.flatnonzero(~(np.abs(fees - per_fill) <= 1e-9 * np.abs(per_fill) + 1e-12 * capital))
+        problems = []
+        if m["n_trades"] != len(trades):
+            problems.append(f"n_trades metric {m['n_trades']} but {len(trades)} trades booked")
+        if not abs(pnl - (m["final_equity"] - capital)) <= tol:
+            problems.append(f"trades' PnL sums to {pnl:.10g} but final equity - capital is "
+                            f"{m['final_equity'] - capital:.10g}")
+        if not abs(m["total_fees"] - float(fees.sum())) <= tol:
+            problems.append(f"total_fees metric {m['total_fees']:.10g} but the trades' fees sum to {fees.sum():.10g}")
+        if len(bad_fees):
+            k = int(bad_fees[0])
+            problems.append(f"{len(bad_fees)} trades' fees are not one fee per fill, first the trade entered at bar "
+                            f"{int(trades['entry_i'].iloc[k])}: {fees[k]:.10g} vs {per_fill[k]:.10g}")
+        if not abs(m["total_funding"] - float(trades["funding"].sum())) <= tol:
+            problems.append(f"total_funding metric {m['total_funding']:.10g} but the trades' funding sums to "
+                            f"{trades['funding'].sum():.10g}")
+        if len(equity) == 0 or not equity[-1] == m["final_equity"]:
+            last = f"{equity[-1]:.10g}" if len(equity) else "(empty)"
+            problems.append(f"equity ends at {last} but final_equity is {m['final_equity']:.10g}")
+        details += [f"{ps.name}: {p}" for p in problems]
+        bad_sets += bool(problems)
+    if not details:
+        return CheckResult("accounting", True, f"{len(s.sets)} param sets, {n_trades} trades: PnL, fees (one per "
+                           "fill), funding and final equity add up")
+    return CheckResult("accounting", False, f"{len(details)} mismatch{'es' if len(details) > 1 else ''} in {bad_sets} "
+                       f"of {len(s.sets)} param sets: {details[0]}", details)
+
+
+def _roles(s: _Session) -> CheckResult:
+    s.tick("roles: perturbing each param from the defaults")
+    spec = s.spec
+    defaults = s.sets[0].params
+    declared = [p for p in spec.params if p.feeds != ALL_ROLES]
+    if not declared:
+        return CheckResult("roles", True, "no param declares its roles (feeds): nothing to check")
+    with s.ctx.at("backtesting the defaults for the roles check"):
+        tried = sum(len(perturbations(spec, p, defaults)) for p in declared)
+        failures, notes = check_roles(spec, s.bars, s.bank, starts={"defaults": defaults})
+    undeclared = [p.name for p in spec.params if p.feeds == ALL_ROLES]
+    extra = [f"note: {', '.join(undeclared)} declare no roles (every change allowed)"] if undeclared else []
+    details = failures + [f"note: {n}" for n in notes] + extra
+    if failures:
+        return CheckResult("roles", False, f"{len(failures)} perturbations change what their param's roles say "
+                           "they cannot", details, data={"failures": failures, "notes": notes})
+    return CheckResult("roles", True, f"{len(declared)} params, {tried} perturbations from the defaults: the "
+                       "declared roles hold", details, data={"notes": notes})
+
+
+def _speed(s: _Session) -> CheckResult:
+    s.tick("speed: fast-mode backtests")
+    inputs = [s.run(ps).inputs for ps in s.sets]
+    started = time.perf_counter()
+    for args in inputs:
+        kernel.run_fast(*args)  # warm-up (compiles a new signature)
+    warmup = time.perf_counter() - started
+    best = math.inf
+    for _ in range(SPEED_REPEATS):
+        started = time.perf_counter()
+        for args in inputs:
+            kernel.run_fast(*args)
+        best = min(best, time.perf_counter() - started)
+    per = best / len(inputs)
+    cold, warm = [], []
+    for ps in s.sets:
+        bank = _fresh_bank()
+        with s.ctx.at(f"preparing the signals of {ps.name}"):
+            for out in (cold, warm):  # indicators computed, then served by the bank
+                started = time.perf_counter()
+                prepare_signals(s.spec, s.bars, ps.params, bank)
+                out.append(time.perf_counter() - started)
+    data = {"backtests_per_s": 1.0 / per if per > 0 else math.inf, "ms_per_backtest": 1e3 * per,
+            "prepare_ms": 1e3 * float(np.mean(cold)), "prepare_cached_ms": 1e3 * float(np.mean(warm)),
+            "warmup_s": warmup, "bars": len(s.bars), "param_sets": len(inputs)}
+    summary = (f"{data['backtests_per_s']:,.0f} backtests/s ({data['ms_per_backtest']:.2f} ms each, fast mode, "
+               f"{len(s.bars)} bars, best of {SPEED_REPEATS}); preparing signals {data['prepare_ms']:.1f} ms per "
+               f"param set ({data['prepare_cached_ms']:.1f} ms with the indicators cached)")
+    details = [f"first calls {warmup:.2f} s (includes numba compiling the kernel for these input types)"] \
+        if warmup > 1.0 else []
+    return CheckResult("speed", True, summary, details, informational=True, data=data)
+
+
+_CHECKS: dict[str, Callable[[_Session], CheckResult]] = {
+    "lookahead": _lookahead, "determinism": _determinism, "accounting": _accounting, "roles": _roles,
+    "speed": _speed,
+}
+
+
+def _steps(name: str, n_sets: int, n_cuts: int) -> int:
+    return {"lookahead": n_sets * (n_cuts + EVENT_CUTS), "determinism": n_sets, "accounting": n_sets}.get(name, 1)
+
+
+def _error_result(name: str, exc: BaseException, where: str = "") -> CheckResult:
+    """A failed check for an exception raised by the strategy, or by the engine on what the
+    strategy handed it (e.g. a signal array of the wrong shape): its text and location."""
+    location = error_location(exc)
+    text = f"{type(exc).__name__}: {exc}"
+    frame = _error_frame(exc)
+    own = frame is not None and not _inside(frame.filename, (_THREADX_DIR,))
+    summary = f"the {'strategy' if own else 'run'} raised {text}" + (f" at {location}" if location else "")
+    details = [f"while {where}"] if where else []
+    frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    details += [line for chunk in frames for line in chunk.rstrip("\n").splitlines()][-12:]
+    return CheckResult(name, False, summary, details, informational=name in INFORMATIONAL_CHECKS,
+                       data={"error": text, "location": location, "where": where})
+
+
+# --- entry point ----------------------------------------------------------------------------
+
+def check_strategy(spec: StrategySpec, bars: Bars | pd.DataFrame, *, combos: int = 4, seed: int = 42,
+                   checks: Iterable[str] = ALL_CHECKS, progress: Progress | None = None,
+                   bank: Any = None, dataset: str | None = None) -> CheckReport:
+    """Run ``checks`` (names of :data:`ALL_CHECKS`, in that order) on ``spec`` over ``bars``.
+
+    ``combos``: param sets checked, the defaults plus ``combos - 1`` seeded random valid sets
+    (``seed`` also seeds the look-ahead noise). ``progress(stage_text, fraction)`` is called as
+    the checks go (fraction 0 -> 1). ``bank``: the indicator source of the runs on the real
+    history (None: a fresh memory-only :class:`IndicatorBank`); modified histories always
+    get a fresh one. ``dataset``: the data's label in the report (default ``bars.name``).
+    Never raises for the strategy's own errors: they fail the check that met them. Raises
+    ParamError for an unknown check name."""
+    started = time.perf_counter()
+    wanted = list(dict.fromkeys(checks))
+    unknown = [c for c in wanted if c not in ALL_CHECKS]
+    if unknown:
+        raise ParamError(f"unknown check(s) {', '.join(map(repr, unknown))}; checks: {', '.join(ALL_CHECKS)}")
+    wanted = [c for c in ALL_CHECKS if c in wanted]
+    bars = as_bars(bars)
+    index = bars.index
+    report = CheckReport(
+        strategy=spec.name, bars=len(bars), results=[], dataset=dataset or bars.name,
+        fingerprint=bars.fingerprint, timeframe=bars.timeframe,
+        start=index[0].isoformat() if len(bars) else None, end=index[-1].isoformat() if len(bars) else None,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    try:
+        sets, refused = draw_param_sets(spec, combos, seed)
+    except Exception as exc:  # noqa: BLE001 - the defaults themselves are refused or raise
+        report.results = [_error_result(name, exc, "normalising the default params") for name in wanted]
+        report.seconds = time.perf_counter() - started
+        return report
+    report.param_sets = sets
+    if len(sets) < combos:
+        report.notes.append(f"{len(sets)} param sets instead of {combos}: {refused} random draws were refused "
+                            "by the params' bounds or constraints" if refused else
+                            f"{len(sets)} distinct param sets (the ranges allow no more)")
+
+    total = sum(_steps(name, len(sets), len(cut_points(len(bars)))) for name in wanted)
+    done = 0
+
+    def tick(text: str) -> None:
+        nonlocal done
+        if progress is not None:
+            progress(text, min(done / total, 1.0) if total else 0.0)
+        done += 1
+
+    session = _Session(spec, bars, sets, bank if bank is not None else _fresh_bank(), seed, tick, _Context())
+    for name in wanted:
+        t0 = time.perf_counter()
+        begun = done
+        try:
+            result = _CHECKS[name](session)
+        except _Raised as exc:
+            result = _error_result(name, exc.__cause__ or exc, exc.where)
+        except Exception as exc:  # noqa: BLE001 - raised outside a marked stage: still the check's failure
+            result = _error_result(name, exc)
+        done = begun + _steps(name, len(sets), len(cut_points(len(bars))))
+        result.seconds = time.perf_counter() - t0
+        report.results.append(result)
+    if progress is not None:
+        progress("done", 1.0)
+    report.seconds = time.perf_counter() - started
+    return report
