@@ -209,9 +209,6 @@ if check_clicked:
         df = load_dataset(dataset)
         bar.progress(0.01, text=f"Checking {choice} on {dataset}: starting...")
         logic.run_check(spec, df, dataset, logic.throttled(lambda stage, f: bar.progress(f, text=f"{choice}: {stage}")))
-    except ImportError as exc:
-        bar.empty()
-        st.error(f"The strategy checks are not available in this ThreadX (threadx.strategy.checks: {exc}).")
     except (ThreadXError, ValueError) as exc:
         bar.empty()
         st.error(f"Cannot check {choice}: {plain(str(exc), 600)}")

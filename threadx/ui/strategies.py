@@ -1,7 +1,7 @@
 """The Strategies page's logic (``views/6_Strategies.py``), kept out of the view so it can be
 tested on its own: the table of strategies (built-in and of the strategies folder) with their
 last check, the files that failed to load, a strategy's params and source, writing a new
-strategy file or an edited one, and running ``threadx.strategy.checks`` on a dataset.
+strategy file or an edited one, and running ``threadx.checks.strategy`` on a dataset.
 
 Editing a strategy's code in the browser runs that code on the server, so the page offers it
 only when the server listens on a loopback address (:func:`editing_allowed`): served on a
@@ -67,7 +67,7 @@ def source_label(spec: StrategySpec) -> str:
 def check_status(spec: StrategySpec, root: Path | None = None) -> tuple[str, dict | None]:
     """(PASS, FAIL, never or stale, the stored report) of the last ``strategy check`` of
     ``spec``; stale: the report was made on other code than the strategy's current one."""
-    from threadx.strategy.check_store import last_report
+    from threadx.checks.store import last_report
 
     report, current = last_report(spec, root)
     if report is None:
@@ -207,15 +207,12 @@ def throttled(progress: Callable[[str, float], None], every_s: float = 0.1) -> C
 def run_check(spec: StrategySpec, df: pd.DataFrame, dataset: str | None = None,
               progress: Callable[[str, float], None] | None = None, root: Path | None = None) -> dict:
     """``check_strategy`` on ``df`` (every check, the CLI's defaults), the report stored as the
-    strategy's last (:func:`threadx.strategy.check_store.save_report`); returns it as a dict.
-    ImportError when this ThreadX has no ``threadx.strategy.checks``."""
+    strategy's last (:func:`threadx.checks.store.save_report`); returns it as a dict."""
+    from threadx.checks.store import save_report
+    from threadx.checks.strategy import check_strategy
     from threadx.data.bars import as_bars
-    from threadx.strategy.check_store import save_report
-    from threadx.strategy.checks import check_strategy
 
-    bars = as_bars(df)
-    extra = {"dataset": dataset} if dataset and "dataset" in inspect.signature(check_strategy).parameters else {}
-    report = check_strategy(spec, bars, progress=progress, **extra)
+    report = check_strategy(spec, as_bars(df), progress=progress, dataset=dataset)
     save_report(spec, report, root)
     return report.to_dict()
 
@@ -223,7 +220,7 @@ def run_check(spec: StrategySpec, df: pd.DataFrame, dataset: str | None = None,
 def report_results(report: Mapping[str, Any]) -> list[dict]:
     """A stored report's checks: {name, status (PASS, FAIL or INFO), summary, details, seconds}."""
     rows = []
-    for r in report.get("results", report.get("checks", [])) or []:
+    for r in report.get("results") or []:
         passed = bool(r.get("passed"))
         status = "FAIL" if not passed else ("INFO" if r.get("informational") else "PASS")
         rows.append({"name": str(r.get("name", "?")), "status": status, "summary": str(r.get("summary", "")),
