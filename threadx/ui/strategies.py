@@ -33,9 +33,10 @@ PASS, FAIL, NEVER, STALE = "PASS", "FAIL", "never", "stale"
 
 
 def is_loopback(address: str | None) -> bool:
-    """True when ``server.address`` binds to this machine only: empty (as the brief of the page
-    counts Streamlit's unset option; `make app` and .streamlit/config.toml set 127.0.0.1),
-    ``localhost`` or a loopback IP (127.0.0.0/8, ::1)."""
+    """True for a loopback ``server.address``: ``localhost``, a loopback IP (127.0.0.0/8, ::1),
+    or empty. Empty is Streamlit's unset option, which listens on every interface; it counts as
+    local because the workstation sets 127.0.0.1 itself (.streamlit/config.toml, `make app`), so
+    an unset address means a local run outside those (AppTest, a bare `streamlit run`)."""
     text = (address or "").strip().strip("[]").lower()
     if text in ("", "localhost"):
         return True
