@@ -21,6 +21,7 @@ PAGES = [
     st.Page("views/4_Validation.py", title="Validation", url_path="Validation", icon=":material/verified:"),
     st.Page("views/5_System_monitor.py", title="System monitor", url_path="System_monitor",
             icon=":material/monitor_heart:"),
+    st.Page("views/6_Strategies.py", title="Strategies", url_path="Strategies", icon=":material/code_blocks:"),
 ]
 navigation = st.navigation(PAGES)
 restore_from_url()  # a link's dataset and strategy (warnings above the page, not in the sidebar)

@@ -1,0 +1,316 @@
+"""The Strategies page under Streamlit's AppTest, with a strategies folder of the test's own:
+the built-ins listed with no setup, a strategy created from the template through the form,
+a file broken (by hand and in the page's editor) then fixed without a restart, bad names
+refused, a stored check report, the read-only mode of a server on a network address, and the
+Check button (threadx.checks.strategy) and Open in Backtest."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit import config as st_config  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from apptest_helpers import ROOT, open_page  # noqa: E402
+
+from threadx.strategy.base import builtin_names  # noqa: E402
+
+PAGE = "6_Strategies.py"
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def listed(at: AppTest) -> list[str]:
+    """The strategies of the page's table."""
+    return list(at.dataframe[0].value["Strategy"])
+
+
+def row(at: AppTest, name: str) -> dict:
+    table = at.dataframe[0].value
+    return table[table["Strategy"] == name].iloc[0].to_dict()
+
+
+def create(at: AppTest, name: str, start_from: str | None = None) -> AppTest:
+    at.text_input(key="strat_new_name").input(name)
+    if start_from is not None:
+        at.selectbox(key="strat_new_from").set_value(start_from)
+    at.button(key="strat_new_create").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def editor_key(at: AppTest, file: str) -> str:
+    keys = [t.key for t in at.text_area]
+    assert keys.count(f"strat_src:{file}") == 1, keys
+    return f"strat_src:{file}"
+
+
+@pytest.fixture
+def network_address():
+    """The server bound to a LAN address for the test (Streamlit's config is per process)."""
+    before = st_config.get_option("server.address")
+    st_config.set_option("server.address", "192.168.1.20")
+    yield "192.168.1.20"
+    st_config.set_option("server.address", before)
+
+
+@pytest.fixture
+def loopback_address():
+    before = st_config.get_option("server.address")
+    st_config.set_option("server.address", "127.0.0.1")
+    yield
+    st_config.set_option("server.address", before)
+
+
+def test_built_ins_with_no_setup_and_a_missing_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("THREADX_STRATEGY_DIR", str(tmp_path / "nowhere"))  # not created
+    at = open_page(PAGE)
+    assert set(builtin_names()) <= set(listed(at))
+    assert all(row(at, n)["Source"] == "built-in" and row(at, n)["Last check"] == "never" for n in builtin_names())
+    assert "does not exist yet" in texts(at.info) and "threadx strategy new NAME" in texts(at.info)
+    assert not at.error
+    # the selected built-in: description, params table, constraints and its module's source
+    at.selectbox(key="strat_pick").set_value("ma_crossover").run()
+    params = at.dataframe[1].value
+    assert list(params.columns) == ["Param", "Kind", "Default", "Min", "Max", "Opt range", "Feeds", "Description"]
+    fast = params[params["Param"] == "fast_period"].iloc[0]
+    assert fast["Kind"] == "int" and fast["Default"] == "10" and "signals" in fast["Feeds"]
+    assert "fast_period < slow_period" in texts(at.markdown)
+    assert any('name="ma_crossover"' in c.value and c.language == "python" for c in at.code)
+    assert not at.text_area  # a built-in is never edited in place
+    assert str(tmp_path / "nowhere") in texts(at.caption)
+
+
+def test_create_from_the_template_then_break_and_fix_the_file(strategy_dir, loopback_address):
+    at = open_page(PAGE)
+    assert "is empty" in texts(at.info)
+    create(at, "my_rsi")
+    assert "my_rsi" in listed(at) and row(at, "my_rsi")["Source"].startswith("my_rsi.py:")
+    assert row(at, "my_rsi")["Params"] == 6
+    assert at.selectbox(key="strat_pick").value == "my_rsi"  # the new strategy is selected
+    assert "Wrote" in texts(at.success) and (strategy_dir / "my_rsi.py").exists()
+    assert not at.info  # the "no strategy of your own" hint is gone
+    source = (strategy_dir / "my_rsi.py").read_text()
+    assert at.text_area(key=editor_key(at, "my_rsi.py")).value == source  # the editor holds the file
+    assert "RSI mean reversion" in texts(at.markdown)
+
+    # a syntax error written into the file: shown with its line, the strategy leaves the list
+    broken = source.replace("def levels(ind, p):", "def levels(ind, p)", 1)
+    line = source[:source.index("def levels(ind, p):")].count("\n") + 1
+    (strategy_dir / "my_rsi.py").write_text(broken)
+    at.run()
+    assert not at.exception, at.exception
+    error = texts(at.error)
+    assert f"my_rsi.py:{line}" in error and "SyntaxError" in error, error
+    assert "my_rsi" not in listed(at) and set(builtin_names()) <= set(listed(at))
+    assert any(f"> {line:4d} | def levels(ind, p)" in c.value for c in at.code)  # the line, marked
+    assert at.selectbox(key="strat_pick").value in builtin_names()  # the rest of the page works
+
+    # fixed on disk: back without a restart
+    (strategy_dir / "my_rsi.py").write_text(source)
+    at.run()
+    assert not at.error and "my_rsi" in listed(at)
+
+
+def test_the_page_editor_saves_and_a_syntax_error_shows_at_once(strategy_dir, loopback_address):
+    at = open_page(PAGE)
+    create(at, "edited")
+    path = strategy_dir / "edited.py"
+    source = path.read_text()
+    # a new default, saved from the page's editor: reloaded, the params table shows it
+    changed = source.replace('Param("oversold", "float", 30.0,', 'Param("oversold", "float", 27.0,', 1)
+    assert changed != source
+    at.text_area(key=editor_key(at, "edited.py")).input(changed)
+    at.button(key="strat_save:edited.py").click().run()
+    assert not at.exception, at.exception
+    assert path.read_text() == changed
+    assert "Saved edited.py: reloaded" in texts(at.success)
+    assert at.selectbox(key="strat_pick").value == "edited"
+    params = at.dataframe[1].value
+    assert params[params["Param"] == "oversold"].iloc[0]["Default"] == "27"
+
+    # a syntax error saved from the editor: the error with its line, the file's editor offered to fix it
+    broken = changed.replace("return ExitRules(", "return ExitRules((", 1)
+    at.text_area(key=editor_key(at, "edited.py")).input(broken)
+    at.button(key="strat_save:edited.py").click().run()
+    assert not at.exception, at.exception
+    error = texts(at.error)
+    assert re.search(r"edited\.py:\d+", error) and "SyntaxError" in error, error
+    assert "edited" not in listed(at) and "does not load now" in texts(at.warning)
+    assert at.text_area(key=editor_key(at, "edited.py")).value == broken  # the editor in the error's box
+    at.text_area(key=editor_key(at, "edited.py")).input(changed)
+    at.button(key="strat_save:edited.py").click().run()
+    assert not at.exception, at.exception
+    assert not at.error and "edited" in listed(at)
+    assert at.selectbox(key="strat_pick").value == "edited"
+
+
+def test_the_editor_follows_the_file_and_never_overwrites_a_change_it_did_not_show(strategy_dir, loopback_address):
+    at = open_page(PAGE)
+    create(at, "shared")
+    path = strategy_dir / "shared.py"
+    source = path.read_text()
+    outside = source.replace("RSI length (bars)", "RSI length, edited in an IDE")
+    path.write_text(outside)  # changed on disk, nothing typed in the page: the editor follows
+    at.run()
+    assert at.text_area(key="strat_src:shared.py").value == outside and not at.warning
+    mine = outside.replace("ATR length (bars)", "ATR length, edited in the page")
+    at.text_area(key="strat_src:shared.py").input(mine).run()  # typed here, not saved
+    assert at.text_area(key="strat_src:shared.py").value == mine
+    third = outside.replace("equity lost at the stop", "equity lost at the stop, edited in the IDE again")
+    path.write_text(third)  # changed on disk again, under the page's edit
+    at.button(key="strat_save:shared.py").click().run()
+    assert not at.exception, at.exception
+    assert path.read_text() == third  # not overwritten by a Save that had not seen that change
+    assert "changed on disk" in texts(at.warning) and "Not saved" in texts(at.error)
+    assert at.text_area(key="strat_src:shared.py").value == mine  # the page's edit is kept
+    at.button(key="strat_save:shared.py").click().run()  # saved again, knowingly: overwrites
+    assert path.read_text() == mine and "Saved shared.py" in texts(at.success)
+    assert at.text_area(key="strat_src:shared.py").value == mine and not at.warning
+    at.text_area(key="strat_src:shared.py").input(mine + "# more\n").run()
+    path.write_text(third)
+    at.run()
+    assert "changed on disk" in texts(at.warning)
+    at.button(key="strat_reload:shared.py").click().run()  # the file as it is, the page's edit dropped
+    assert at.text_area(key="strat_src:shared.py").value == third and not at.warning
+
+
+def test_bad_and_taken_names_are_refused_with_a_message(strategy_dir):
+    at = open_page(PAGE)
+    create(at, "Bad Name!")
+    assert "invalid strategy name" in texts(at.error) and "lower-case letters" in texts(at.error)
+    create(at, "ma_crossover")
+    assert "exists already" in texts(at.error)
+    assert list(strategy_dir.iterdir()) == []
+    create(at, "copy_of_ma", start_from="ma_crossover")  # from a built-in: a renamed copy
+    assert not at.error and "copy_of_ma" in listed(at)
+    assert 'name="copy_of_ma"' in (strategy_dir / "copy_of_ma.py").read_text()
+    create(at, "copy_of_ma")
+    assert "exists already" in texts(at.error)
+
+
+def test_a_stored_check_report_is_shown_and_goes_stale_when_the_code_changes(strategy_dir, loopback_address):
+    from threadx.strategy import get_strategy
+    from threadx.checks.store import save_report
+    from threadx.strategy.scaffold import new_strategy_file
+
+    new_strategy_file("checked")
+    spec = get_strategy("checked")
+
+    class Stored:  # a report as threadx.checks.strategy stores it (CheckReport.to_dict)
+        def to_dict(self):
+            return {"format": 1, "strategy": "checked", "passed": False, "dataset": "synthetic/BTC_USDT-1h",
+                    "bars": 17520, "timeframe": "1h", "seconds": 0.4, "created_at": "2025-01-02T03:04:05+00:00",
+                    "results": [
+                        {"name": "lookahead", "passed": False, "summary": "look-ahead in 1 of 4 param sets",
+                         "details": ["random 2: cut at bar 8760: first difference at bar 8755 in signals"],
+                         "seconds": 0.3},
+                        {"name": "determinism", "passed": True, "summary": "identical", "details": [], "seconds": 0.0},
+                        {"name": "speed", "passed": True, "informational": True, "summary": "13,000 backtests/s",
+                         "details": [], "seconds": 0.0}]}
+
+    save_report(spec, Stored())
+    at = open_page(PAGE)
+    assert row(at, "checked")["Last check"] == "FAIL" and row(at, "ma_crossover")["Last check"] == "never"
+    at.selectbox(key="strat_pick").set_value("checked").run()
+    assert "Last check: FAIL (lookahead)" in texts(at.error) and "17,520 bars" in texts(at.error)
+    lines = texts(at.markdown)
+    assert "FAIL] **lookahead**" in lines and "PASS] **determinism**" in lines and "INFO] **speed**" in lines
+    assert any("first difference at bar 8755" in c.value for c in at.code)
+
+    path = strategy_dir / "checked.py"  # other code: the report is stale
+    path.write_text(path.read_text().replace("RSI length (bars)", "RSI length in bars"))
+    at.run()
+    assert row(at, "checked")["Last check"] == "stale"
+    assert "made on other code" in texts(at.warning)
+
+
+def test_read_only_when_served_on_a_network_address(strategy_dir, network_address):
+    from threadx.strategy.scaffold import new_strategy_file
+
+    path = new_strategy_file("remote")
+    at = open_page(PAGE)
+    at.selectbox(key="strat_pick").set_value("remote").run()
+    assert not at.text_area and not [b for b in at.button if (b.key or "").startswith("strat_save")]
+    assert "Editing in the browser is off" in texts(at.caption) and network_address in texts(at.caption)
+    source = path.read_text().strip()
+    assert any(c.value.strip() == source and c.language == "python" for c in at.code)  # shown read-only
+    path.write_text(path.read_text().replace("def levels(ind, p):", "def levels(ind, p)", 1))
+    at.run()
+    assert "remote.py:" in texts(at.error) and not at.text_area  # no "fix it here" editor either
+
+
+def test_loopback_addresses():
+    from threadx.ui.strategies import is_loopback
+
+    assert all(is_loopback(a) for a in ("", None, "127.0.0.1", "localhost", "::1", "[::1]", "127.0.1.1"))
+    assert not any(is_loopback(a) for a in ("0.0.0.0", "::", "192.168.1.20", "example.com", "10.0.0.1"))
+
+
+def test_open_in_backtest_selects_the_strategy(strategy_dir):
+    from threadx.strategy.scaffold import new_strategy_file
+
+    new_strategy_file("to_backtest")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # the app, so switch_page works
+    at.run()
+    at.switch_page("views/6_Strategies.py").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="strat_pick").set_value("to_backtest").run()
+    at.button(key="strat_open").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Backtest" and at.selectbox(key="bt_strategy").value == "to_backtest"
+    assert at.number_input(key="bt:to_backtest:rsi_period").value == 14
+    at.switch_page("views/2_Backtest.py").run()  # AppTest reruns the page it was pointed at, so point it
+    at.button(key="bt_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "Sharpe" in [m.label for m in at.metric]
+
+
+def test_check_runs_on_the_active_dataset_and_stores_the_report(strategy_dir, workspace):
+    from threadx.checks.strategy import ALL_CHECKS
+    from threadx.strategy.scaffold import new_strategy_file
+
+    new_strategy_file("to_check")
+    at = open_page(PAGE)
+    at.selectbox(key="strat_pick").set_value("to_check").run()
+    assert "Never checked" in texts(at.caption)
+    at.button(key="strat_check").click().run()
+    assert not at.exception, at.exception
+    assert "Checked to_check on" in texts(at.caption)
+    stored = json.loads((workspace / "results" / ".strategy_checks" / "to_check.json").read_text())
+    assert stored["strategy"] == "to_check"
+    lines = texts(at.markdown)
+    for name in ALL_CHECKS:
+        assert f"**{name}**" in lines, name
+    assert row(at, "to_check")["Last check"] in ("PASS", "FAIL")
+    assert "Last check:" in texts(at.success) + texts(at.error)
+
+
+PEEK = """    sig = np.zeros(len(rsi), dtype=np.uint8)
+    ahead = np.roll(bars.close, -1) > bars.close * 1.01  # peeks at the next bar's close: look-ahead
+    sig[ahead] |= SIG_ENTER_LONG
+"""
+
+
+def test_check_names_the_first_differing_bar_of_a_look_ahead(strategy_dir):
+    from threadx.strategy.scaffold import new_strategy_file
+
+    path = new_strategy_file("peeks")
+    source = path.read_text()
+    path.write_text(source.replace("    sig = np.zeros(len(rsi), dtype=np.uint8)\n", PEEK, 1))
+    at = open_page(PAGE)
+    at.selectbox(key="strat_pick").set_value("peeks").run()
+    at.button(key="strat_check").click().run()
+    assert not at.exception, at.exception
+    assert "Last check: FAIL (lookahead" in texts(at.error)
+    assert "FAIL] **lookahead**" in texts(at.markdown)
+    blocks = [c.value for c in at.code if c.language != "python"]
+    # the look-ahead's details: the first differing bar and the param set it was found with
+    assert any(re.search(r"\bbar \d+", b) and "defaults" in b for b in blocks), blocks
+    assert any(b.startswith("defaults: rsi_period=14") for b in blocks), blocks  # the param sets checked
+    assert row(at, "peeks")["Last check"] == "FAIL"

@@ -1,0 +1,244 @@
+"""The Strategies page's logic (``views/6_Strategies.py``), kept out of the view so it can be
+tested on its own: the table of strategies (built-in and of the strategies folder) with their
+last check, the files that failed to load, a strategy's params and source, writing a new
+strategy file or an edited one, and running ``threadx.checks.strategy`` on a dataset.
+
+Editing a strategy's code in the browser runs that code on the server, so the page offers it
+only when the server listens on a loopback address (:func:`editing_allowed`): served on a
+network, anyone reaching the app could run code.
+"""
+from __future__ import annotations
+
+import inspect
+import ipaddress
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+
+from threadx.strategy.base import StrategySpec, builtin_names
+
+__all__ = ["TEMPLATE_CHOICE", "LoadError", "is_loopback", "editing_allowed", "source_label", "check_status",
+           "strategy_table", "params_table", "constraint_lines", "source_text", "load_errors", "create_strategy",
+           "save_source", "run_check", "report_results", "report_heading", "throttled"]
+
+TEMPLATE_CHOICE = "template (RSI mean reversion + ATR stop)"  # "start from" of the New strategy form
+
+# last check status of a strategy (the table's "Last check" column)
+PASS, FAIL, NEVER, STALE = "PASS", "FAIL", "never", "stale"
+
+
+def is_loopback(address: str | None) -> bool:
+    """True for a loopback ``server.address``: ``localhost``, a loopback IP (127.0.0.0/8, ::1),
+    or empty. Empty is Streamlit's unset option, which listens on every interface; it counts as
+    local because the workstation sets 127.0.0.1 itself (.streamlit/config.toml, `make app`), so
+    an unset address means a local run outside those (AppTest, a bare `streamlit run`)."""
+    text = (address or "").strip().strip("[]").lower()
+    if text in ("", "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
+def editing_allowed() -> tuple[bool, str]:
+    """(whether the page may offer the source editor, the server address it decided on)."""
+    import streamlit as st
+
+    address = str(st.get_option("server.address") or "")
+    return is_loopback(address), address
+
+
+def source_label(spec: StrategySpec) -> str:
+    """``built-in``, ``file.py:line`` of a strategies-folder strategy, or the module it is registered from."""
+    origin = spec.origin
+    if origin is not None and origin.kind == "user" and origin.path:
+        name = Path(origin.path).name
+        return f"{name}:{origin.line}" if origin.line else name
+    if spec.name in builtin_names() or (origin is not None and origin.kind == "builtin"):
+        return "built-in"
+    return f"module {spec.signals.__module__}"
+
+
+def check_status(spec: StrategySpec, root: Path | None = None) -> tuple[str, dict | None]:
+    """(PASS, FAIL, never or stale, the stored report) of the last ``strategy check`` of
+    ``spec``; stale: the report was made on other code than the strategy's current one."""
+    from threadx.checks.store import last_report
+
+    report, current = last_report(spec, root)
+    if report is None:
+        return NEVER, None
+    if not current:
+        return STALE, report
+    return (PASS if report.get("passed") else FAIL), report
+
+
+def strategy_table(specs: Mapping[str, StrategySpec], root: Path | None = None) -> pd.DataFrame:
+    """One row per strategy: name, source, number of params, last check status."""
+    rows = []
+    for name, spec in specs.items():
+        status, report = check_status(spec, root)
+        when = (report or {}).get("created_at") or ""
+        rows.append({"Strategy": name, "Source": source_label(spec), "Params": len(spec.params),
+                     "Last check": status, "Checked (UTC)": when.replace("T", " ")[:16]})
+    return pd.DataFrame(rows, columns=["Strategy", "Source", "Params", "Last check", "Checked (UTC)"])
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def params_table(spec: StrategySpec) -> pd.DataFrame:
+    """The declared params: name, kind, default, min, max, opt range, feeds (roles), description
+    (the allowed values of a choice param in its range column). All text, so a column mixes
+    kinds without Arrow complaining."""
+    rows = []
+    for p in spec.params:
+        if p.kind == "choice":
+            opt = " | ".join(map(str, p.choices))
+        elif p.opt_range:
+            lo, hi, step = p.opt_range
+            opt = f"{_number(lo)} → {_number(hi)} step {_number(step)}"
+        else:
+            opt = ""
+        feeds = ", ".join(role for role in ("indicators", "signals", "levels", "exits") if role in p.feeds)
+        rows.append({"Param": p.name, "Kind": p.kind, "Default": _number(p.default), "Min": _number(p.min),
+                     "Max": _number(p.max), "Opt range": opt, "Feeds": feeds or "display only",
+                     "Description": p.description})
+    return pd.DataFrame(rows, columns=["Param", "Kind", "Default", "Min", "Max", "Opt range", "Feeds",
+                                       "Description"])
+
+
+def constraint_lines(spec: StrategySpec) -> list[str]:
+    """The rules between params (``fast_period < slow_period``)."""
+    return [c.description for c in spec.constraints]
+
+
+def source_text(spec: StrategySpec) -> str:
+    """The code of a strategy: a strategies-folder file's text as loaded, a built-in's module
+    source (:func:`threadx.strategy.scaffold.strategy_source`), else its module's source."""
+    origin = spec.origin
+    if origin is not None and origin.text is not None:
+        return origin.text
+    if spec.name in builtin_names():
+        from threadx.strategy.scaffold import strategy_source
+
+        return strategy_source(spec.name)
+    try:
+        return inspect.getsource(sys.modules[spec.signals.__module__])
+    except (KeyError, OSError, TypeError):
+        return f"# the source of {spec.name} (module {spec.signals.__module__}) is not available"
+
+
+@dataclass(frozen=True)
+class LoadError:
+    """A strategies-folder file that failed to load: its ``file`` name, path, the ``file:line``
+    the error names, and the message with the folder left out of the paths."""
+
+    file: str
+    path: Path
+    where: str
+    message: str
+    text: str  # the message after its ``file:line``
+
+
+def load_errors(folder: Path | None = None) -> list[LoadError]:
+    """The files of the strategies folder that cannot be loaded, by file name."""
+    from threadx.strategy import user
+
+    folder = (folder or user.strategy_dir()).expanduser().resolve()
+    found = []
+    for file, message in sorted(user.load_errors().items()):
+        short = message.replace(f"{folder}{os.sep}", "")
+        head, _, rest = short.partition(": ")
+        where, text = (head, rest) if head.startswith(file) and rest else (file, short)
+        found.append(LoadError(file, folder / file, where, short, text))
+    return found
+
+
+def create_strategy(name: str, start_from: str | None) -> Path:
+    """Write the strategies folder's ``<name>.py`` from the template (``start_from`` None or
+    :data:`TEMPLATE_CHOICE`) or from a built-in; ParamError on a bad or taken name."""
+    from threadx.strategy.scaffold import new_strategy_file
+
+    builtin = None if start_from in (None, "", TEMPLATE_CHOICE) else start_from
+    return new_strategy_file(name.strip(), from_builtin=builtin)
+
+
+def save_source(path: str | Path, text: str) -> Path:
+    """Write ``text`` to a strategy file atomically (a reader never sees half a file), keeping
+    the file's permissions; the next lookup of the strategies re-reads it."""
+    from threadx.optimize.store import atomic_write_bytes
+
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        mode = 0o644
+    if not text.endswith("\n"):
+        text += "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
+    os.chmod(path, mode)
+    return path
+
+
+def throttled(progress: Callable[[str, float], None], every_s: float = 0.1) -> Callable[[str, float], None]:
+    """``progress`` called at most every ``every_s`` seconds (and always at the end), so a
+    check reporting thousands of steps does not flood the browser."""
+    last = [0.0]
+
+    def report(stage: str, fraction: float) -> None:
+        now = time.perf_counter()
+        if fraction >= 1.0 or now - last[0] >= every_s:
+            last[0] = now
+            progress(stage, min(max(float(fraction), 0.0), 1.0))
+
+    return report
+
+
+def run_check(spec: StrategySpec, df: pd.DataFrame, dataset: str | None = None,
+              progress: Callable[[str, float], None] | None = None, root: Path | None = None) -> dict:
+    """``check_strategy`` on ``df`` (every check, the CLI's defaults), the report stored as the
+    strategy's last (:func:`threadx.checks.store.save_report`); returns it as a dict."""
+    from threadx.checks.store import save_report
+    from threadx.checks.strategy import check_strategy
+    from threadx.data.bars import as_bars
+
+    report = check_strategy(spec, as_bars(df), progress=progress, dataset=dataset)
+    save_report(spec, report, root)
+    return report.to_dict()
+
+
+def report_results(report: Mapping[str, Any]) -> list[dict]:
+    """A stored report's checks: {name, status (PASS, FAIL or INFO), summary, details, seconds}."""
+    rows = []
+    for r in report.get("results") or []:
+        passed = bool(r.get("passed"))
+        status = "FAIL" if not passed else ("INFO" if r.get("informational") else "PASS")
+        rows.append({"name": str(r.get("name", "?")), "status": status, "summary": str(r.get("summary", "")),
+                     "details": [str(d) for d in r.get("details", []) or []],
+                     "seconds": float(r.get("seconds") or 0.0)})
+    return rows
+
+
+def report_heading(report: Mapping[str, Any]) -> str:
+    """What the report was made on: dataset, bars, when, how long."""
+    parts = []
+    if report.get("dataset"):
+        parts.append(str(report["dataset"]))
+    if report.get("bars"):
+        parts.append(f"{int(report['bars']):,} bars" + (f" ({report['timeframe']})" if report.get("timeframe") else ""))
+    if report.get("created_at"):
+        parts.append(f"checked {str(report['created_at']).replace('T', ' ')[:19]} UTC")
+    if report.get("seconds"):
+        parts.append(f"in {float(report['seconds']):.1f} s")
+    return " · ".join(parts)

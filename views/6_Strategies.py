@@ -1,0 +1,259 @@
+"""Strategies page: the built-in and your own strategies (the strategies folder), their params
+and code, files that fail to load, a new strategy from the template, the editor (loopback
+only), the checks and Open in Backtest. The logic lives in threadx.ui.strategies.
+
+Session keys of this page: ``strat_pick`` (the selected strategy), ``strat_want`` (a file
+name whose first strategy is selected once it loads: after New or Save), ``strat_flash``
+(a message shown once), ``strat_new_*`` (the New strategy form), ``strat_src:FILE``
+(the editor of FILE), ``strat_base`` (FILE -> hash of the text the editor was loaded with),
+``strat_fresh:FILE`` (reload the editor from the file), ``strat_conflict_seen``.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import streamlit as st
+
+import threadx
+from threadx.errors import ThreadXError
+from threadx.strategy import user
+from threadx.strategy.base import builtin_names
+from threadx.ui import strategies as logic
+from threadx.ui.state import active_dataset, label_dataset, load_dataset, plain, strategy_names
+
+st.title("Strategies")
+# the source editor in a monospace font, as code is read (the box's class: st-key-strat_src-FILE)
+st.html("<style>[class*='st-key-strat_src'] textarea {font-family: 'Source Code Pro', monospace; "
+        "font-size: 0.82rem; line-height: 1.45; white-space: pre; overflow-x: auto;}</style>")
+
+folder = user.strategy_dir().expanduser().resolve()
+editable, address = logic.editing_allowed()
+specs = threadx.strategies()
+names = [n for n in strategy_names() if n in specs]
+errors = logic.load_errors(folder)
+errored_files = {e.file for e in errors}
+mine = [n for n in names if specs[n].origin is not None and specs[n].origin.kind == "user"]
+loaded_files = {Path(specs[n].origin.path).name for n in mine if specs[n].origin.path}
+
+st.caption(f"Strategies folder: `{folder}` · every `StrategySpec` of a `.py` file there is a strategy, "
+           "re-read when the file changes (no restart).")
+
+
+def file_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"# cannot read {path}: {exc}\n"
+
+
+def editor(path: Path, text: str) -> None:
+    """The source of ``path`` (its text on disk now: ``text``) in a box with Save (loopback
+    servers only): written atomically, then the page re-reads it. The box keeps what was typed
+    across reruns; it follows the file when the file changes on disk and the box holds no edit
+    of its own, else it says so, and the first Save after that change does not overwrite it."""
+    key, name = f"strat_src:{path.name}", path.name
+    bases = st.session_state.setdefault("strat_base", {})  # file -> hash of the text the box was loaded with
+    disk = user.text_hash(text)
+    conflict = False
+    if st.session_state.pop(f"strat_fresh:{name}", False) or key not in st.session_state:
+        st.session_state[key], bases[name] = text, disk
+    elif bases.get(name) != disk:
+        if user.text_hash(st.session_state[key] or "") == bases.get(name):  # no edit here: follow the file
+            st.session_state[key], bases[name] = text, disk
+        else:
+            conflict = True
+            st.warning(f"{name} changed on disk since this editor loaded it. **Save** overwrites that change "
+                       "with the text below; **Reload from disk** shows the file as it is now (the edits "
+                       "here are dropped).")
+            if st.button("Reload from disk", key=f"strat_reload:{name}"):
+                st.session_state[f"strat_fresh:{name}"] = True
+                st.rerun()
+    # no form: the box's text reaches the server when it loses focus, so an edit not saved yet is
+    # known (kept, and never replaced by the file's new text) on every rerun
+    new = st.text_area(name, height=560, key=key,
+                       help="Save writes the file; the next backtest, sweep or check runs the new code.")
+    saved = st.button("Save", type="primary", key=f"strat_save:{name}")
+    if not saved:
+        return
+    seen = st.session_state.setdefault("strat_conflict_seen", {})
+    if conflict and seen.get(name) != disk:  # the change on disk was not shown before this Save
+        seen[name] = disk
+        st.error(f"Not saved: {name} changed on disk meanwhile (see above). Save again to overwrite it.")
+        return
+    try:
+        logic.save_source(path, new or "")
+    except OSError as exc:
+        st.error(f"Cannot save {path}: {exc}")
+        return
+    seen.pop(name, None)
+    st.session_state[f"strat_fresh:{name}"] = True  # the box reloads the file as written
+    st.session_state["strat_want"] = name
+    st.session_state["strat_flash"] = ("saved", name)
+    st.rerun()
+
+
+def excerpt(path: Path, where: str, around: int = 3) -> str | None:
+    """The lines of ``path`` around the line ``where`` (``file:line``) names, that one marked."""
+    try:
+        line = int(where.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return None
+    lines = file_text(path).splitlines()
+    if not 1 <= line <= len(lines):
+        return None
+    lo, hi = max(1, line - around), min(len(lines), line + around)
+    return "\n".join(f"{'>' if n == line else ' '} {n:4d} | {lines[n - 1]}" for n in range(lo, hi + 1))
+
+
+flash = st.session_state.pop("strat_flash", None)
+if flash:
+    kind, what = flash
+    if kind == "saved" and what in errored_files:
+        st.warning(f"Saved {what}, but it does not load now: its strategies are left out until it is fixed "
+                   "(the error is below).")
+    elif kind == "saved":
+        st.success(f"Saved {what}: reloaded, the next backtest, sweep or check runs this code.")
+    else:
+        st.success(what)
+
+for err in errors:  # prominent, and the rest of the page works
+    st.error(f"**{plain(err.file)}** does not load, its strategies are left out until it is fixed:  \n"
+             f"`{err.where}` {plain(err.text, 600)}")
+    lines = excerpt(err.path, err.where)
+    if lines:
+        st.code(lines, language=None)
+    if editable and err.path.exists() and err.file not in loaded_files:  # else edited with its strategy below
+        with st.expander(f"Fix {err.file} here", expanded=st.session_state.get("strat_want") == err.file):
+            editor(err.path, file_text(err.path))
+
+if not mine and not errors:
+    where = "is empty" if folder.is_dir() else "does not exist yet"
+    st.info(f"No strategy of your own yet (the strategies folder {where}). Create one with **New strategy** "
+            "below, or on the command line: `threadx strategy new NAME` (`--from BUILTIN` to copy a built-in).")
+
+table = logic.strategy_table({n: specs[n] for n in names})
+COLOURS = {logic.PASS: "color: #1a7f37; font-weight: 600", logic.FAIL: "color: #cf222e; font-weight: 600",
+           logic.STALE: "color: #9a6700"}
+st.dataframe(table.style.map(lambda v: COLOURS.get(v, ""), subset=["Last check"]), hide_index=True,
+             width="stretch", height=38 + 35 * min(len(table), 12),  # scrolls past 12 strategies
+             column_config={"Params": st.column_config.NumberColumn("Params", width="small"),
+                            "Last check": st.column_config.TextColumn(
+                                "Last check", help="PASS / FAIL of the last `threadx strategy check` (or the Check "
+                                "button); stale: made on other code than the file's current one")})
+
+# the selection: a strategy just created or saved (once it loads), else the last pick or the session's
+want = st.session_state.get("strat_want")
+if want:
+    for n in names:
+        if specs[n].origin is not None and specs[n].origin.path and Path(specs[n].origin.path).name == want:
+            st.session_state["strat_pick"] = n
+            st.session_state.pop("strat_want")
+            break
+if st.session_state.get("strat_pick") not in names:
+    st.session_state["strat_pick"] = st.session_state.get("strategy") if st.session_state.get(
+        "strategy") in names else names[0]
+row = st.columns([4, 1.3, 1], vertical_alignment="bottom")
+choice = row[0].selectbox("Strategy", names, key="strat_pick",
+                          on_change=lambda: st.session_state.pop("strat_want", None))
+open_clicked = row[1].button("Open in Backtest", key="strat_open", width="stretch",
+                             help="The Backtest page with this strategy at its defaults, on the active dataset")
+check_clicked = row[2].button("Check", key="strat_check", type="primary", width="stretch",
+                              help="Look-ahead, determinism, accounting, param roles and speed on the active "
+                                   "dataset (as `threadx strategy check`)")
+if open_clicked:
+    st.session_state["strategy"] = st.session_state["bt_strategy"] = choice
+    st.switch_page("views/2_Backtest.py")
+
+with st.expander("New strategy", expanded=not mine and not errors):
+    if st.session_state.pop("strat_new_clear", False):
+        st.session_state["strat_new_name"] = ""
+    with st.form("strat_new", border=False):
+        c = st.columns([2, 2, 1], vertical_alignment="bottom")
+        new_name = c[0].text_input("Name", key="strat_new_name", placeholder="rsi_reversion",
+                                   help="lower-case letters, digits and _, starting with a letter; also the file "
+                                        "name (NAME.py in the strategies folder)")
+        start_from = c[1].selectbox("Start from", [logic.TEMPLATE_CHOICE, *builtin_names()], key="strat_new_from",
+                                    help="the commented template, or a copy of a built-in renamed")
+        create = c[2].form_submit_button("Create", type="primary", key="strat_new_create", width="stretch")
+    if create:
+        try:
+            path = logic.create_strategy(new_name or "", start_from)
+        except (ThreadXError, OSError) as exc:
+            st.error(f"Cannot create strategy {plain(new_name or '', 80)!s}: {plain(str(exc), 400)}")
+        else:
+            st.session_state["strat_want"] = path.name
+            st.session_state["strat_new_clear"] = True
+            st.session_state["strat_flash"] = ("new", f"Wrote `{path}`: edit it below, press Check, or open it in "
+                                                      "Backtest.")
+            st.rerun()
+
+spec = specs[choice]
+origin = spec.origin
+is_mine = origin is not None and origin.kind == "user"
+st.subheader(choice)
+st.caption(f"{'File ' + str(origin.where) if is_mine else logic.source_label(spec).capitalize()} · code hash "
+           f"`{spec.code_hash}`")
+if spec.description:
+    st.markdown(spec.description)
+st.dataframe(logic.params_table(spec), hide_index=True, width="stretch", height=38 + 35 * max(1, len(spec.params)))
+rules = logic.constraint_lines(spec)
+st.markdown("**Constraints:** " + (", ".join(f"`{r}`" for r in rules) if rules else "none"))
+
+st.markdown("#### Check")
+dataset = active_dataset()
+if check_clicked:
+    started = time.perf_counter()
+    bar = st.progress(0.0, text=f"Checking {choice} on {dataset}: loading the data...")
+    try:
+        df = load_dataset(dataset)
+        bar.progress(0.01, text=f"Checking {choice} on {dataset}: starting...")
+        logic.run_check(spec, df, dataset, logic.throttled(lambda stage, f: bar.progress(f, text=f"{choice}: {stage}")))
+    except (ThreadXError, ValueError) as exc:
+        bar.empty()
+        st.error(f"Cannot check {choice}: {plain(str(exc), 600)}")
+    else:  # once more, so the table above shows the new status too
+        st.session_state["strat_checked"] = (choice, time.perf_counter() - started)
+        st.rerun()
+checked = st.session_state.pop("strat_checked", None)
+if checked and checked[0] == choice:
+    st.caption(f"Checked {choice} on {label_dataset(dataset)} in {checked[1]:.1f} s (stored as its last check).")
+status, report = logic.check_status(spec)
+if report is None:
+    st.caption(f"Never checked. **Check** runs look-ahead, determinism, accounting, param-role and speed checks "
+               f"on the active dataset, {label_dataset(dataset)} (CLI: `threadx strategy check {choice}`).")
+else:
+    heading = logic.report_heading(report)
+    passed = bool(report.get("passed"))
+    if status == logic.STALE:
+        st.warning(f"Last check ({'PASS' if passed else 'FAIL'}, {heading}) was made on other code: the file "
+                   "changed since. Press **Check** to check this code.")
+    elif passed:
+        st.success(f"Last check: PASS · {heading}")
+    else:
+        failed = [r["name"] for r in logic.report_results(report) if r["status"] == "FAIL"]
+        st.error(f"Last check: FAIL ({', '.join(failed)}) · {heading}")
+    sets = report.get("param_sets") or []
+    if sets:
+        with st.expander(f"Param sets checked ({len(sets)})"):
+            st.code("\n".join(f"{p.get('name')}: " + ", ".join(f"{k}={v}" for k, v in (p.get("params") or {}).items())
+                              for p in sets), language=None, wrap_lines=True)
+    badge = {"PASS": ":green-badge[PASS]", "FAIL": ":red-badge[FAIL]", "INFO": ":blue-badge[INFO]"}
+    for r in logic.report_results(report):
+        st.markdown(f"{badge[r['status']]} **{r['name']}** · {plain(r['summary'], 600)} "
+                    f":gray[({r['seconds']:.2f} s)]")
+        if r["details"]:
+            st.code("\n".join(r["details"]), language=None, wrap_lines=True)
+
+st.markdown("#### Source")
+if is_mine and origin.path:
+    path = Path(origin.path)
+    if editable:
+        editor(path, file_text(path))
+    else:
+        st.caption(f"Editing in the browser is off: this app is served on a network address (`{address}`), "
+                   f"where anyone reaching it could run code. Edit `{path}` on the server; the page re-reads it.")
+        st.code(origin.text or file_text(path), language="python", line_numbers=True)
+else:
+    st.caption("A built-in strategy: read-only here. To change it, create a **New strategy** starting from it.")
+    st.code(logic.source_text(spec), language="python", line_numbers=True)
