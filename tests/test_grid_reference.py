@@ -22,7 +22,6 @@ import threadx
 from threadx.data.io import load_ohlcv
 from threadx.indicators import IndicatorBank
 
-from conftest import SHARED_DATA
 
 FEE = 0.001
 CAPITAL = 10_000.0
@@ -123,12 +122,9 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def candles():
-    path = SHARED_DATA / "binance" / "ETH_USDT-1h.parquet"
-    if not path.exists():
-        pytest.skip(f"real market data not found at {path}")
-    return load_ohlcv(str(path))
+@pytest.fixture
+def candles(shared_data):
+    return load_ohlcv(str(shared_data / "binance" / "ETH_USDT-1h.parquet"))
 
 
 @pytest.mark.parametrize("name, params", CASES)

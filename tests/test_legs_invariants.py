@@ -14,7 +14,6 @@ import pytest
 import threadx
 from threadx.data.io import load_ohlcv
 
-from conftest import SHARED_DATA
 from test_strategies import rebuild_equity
 
 FILES = ("BTC_USDT-1h", "ETH_USDT-1h", "SOL_USDT-1h")
@@ -23,12 +22,9 @@ CASES = [("envelope_dca", {}), ("envelope_dca_short", {}), ("grid_atr", {"sides"
 FEE = 0.001
 
 
-@pytest.fixture(scope="module", params=FILES)
-def candles(request):
-    path = SHARED_DATA / "binance" / f"{request.param}.parquet"
-    if not path.exists():
-        pytest.skip(f"real market data not found at {path}")
-    return load_ohlcv(str(path))
+@pytest.fixture(params=FILES)
+def candles(request, shared_data):
+    return load_ohlcv(str(shared_data / "binance" / f"{request.param}.parquet"))
 
 
 @pytest.mark.parametrize("leverage", [1.0, 3.0])
