@@ -22,7 +22,7 @@ import pandas as pd
 from threadx.engine.layout import METRIC_NAMES
 
 # Which metrics are counts (reported as int) and which sort better when larger.
-COUNT_METRICS = ("n_trades", "n_long", "n_short", "n_skipped", "n_ambiguous", "n_bars", "max_drawdown_bars")
+COUNT_METRICS = ("n_trades", "n_long", "n_short", "n_skipped", "n_ambiguous", "n_bars", "max_drawdown_bars", "n_cycles")
 LOWER_IS_BETTER = ("volatility", "max_drawdown_bars", "total_fees", "n_skipped")
 
 
