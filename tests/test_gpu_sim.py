@@ -24,7 +24,8 @@ from threadx.gpu.kernel import DeviceRunner  # noqa: E402
 from threadx.optimize.plan import Planner  # noqa: E402
 from threadx.gpu.workload import evaluator_for, random_ids  # noqa: E402
 
-STRATEGIES = ("ma_crossover", "bb_atr", "bollinger_dual", "donchian_breakout", "supertrend")
+STRATEGIES = ("ma_crossover", "bb_atr", "bollinger_dual", "donchian_breakout", "supertrend", "envelope_dca",
+              "envelope_dca_short", "grid_atr")
 RTOL = 1e-9
 
 

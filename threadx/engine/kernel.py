@@ -221,6 +221,9 @@ _LOOP_JIT = dict(cache=True, nogil=True, _nrt=False)
 # Full-mode-only work called once per trade stays out of line, so the inlined bar loop
 # that sweeps run (fast mode) does not grow with it.
 _RECORD_JIT = dict(cache=True, nogil=True, _nrt=False)
+# So does the work only positions of several legs do (adds, reduces, grid fills, funding per
+# leg): inlined at each call site it made the bar loop six times slower to compile.
+_TRADE_JIT = dict(cache=True, nogil=True, _nrt=False)
 _NO_SIGNAL_BAR = -1.0e18
 _ENTRY_FLAGS = SIG_ENTER_LONG | SIG_ENTER_SHORT
 
@@ -376,7 +379,7 @@ def avg_level(d, pct, atr_dist, avg):
     return np.nan
 
 
-@njit(**_STEP_JIT)
+@njit(**_TRADE_JIT)
 def add_leg(i, sig_i, raw_price, p, st, atr, notional_req):
     """Add a leg to the open position at ``raw_price`` on bar ``i`` (see :func:`open_position`):
     ``notional_req`` or, without one, ``add_scale`` x the cycle's first leg's notional, capped by
@@ -463,7 +466,7 @@ def record_levels(row, tested_i, p, st, trades, bmid):
 def book_trade(i, d, qty, entry_px, px, entry_fee, fee, funding, pnl, entry_i, reason, p, st, trades, bmid,
                tested_i):
     """Count one closed trade (a leg, or the part of a leg a reduce closed) in the running
-    metrics, and in full mode write its row (with the levels in force, see :func:`record_levels`)."""
+    metrics, and in full mode write its row (:func:`record_trade`)."""
     bars = i - entry_i
     n = st[S_N_TRADES] + 1.0
     st[S_N_TRADES] = n
@@ -482,9 +485,18 @@ def book_trade(i, d, qty, entry_px, px, entry_fee, fee, funding, pnl, entry_i, r
     if pnl < st[S_LARGEST_LOSS]:
         st[S_LARGEST_LOSS] = pnl
     st[S_CYCLE_PNL] += pnl
+    if st[S_TRADE_ROWS] < trades.shape[0]:  # full mode
+        record_trade(i, d, qty, entry_px, px, entry_fee, fee, funding, pnl, entry_i, reason, p, st, trades, bmid,
+                     tested_i)
 
+
+@njit(**_RECORD_JIT)
+def record_trade(i, d, qty, entry_px, px, entry_fee, fee, funding, pnl, entry_i, reason, p, st, trades, bmid,
+                 tested_i):
+    """Write the row of a closed trade (full mode only, out of line: see _RECORD_JIT)."""
     row = int(st[S_TRADE_ROWS])
     if row < trades.shape[0]:
+        bars = i - entry_i
         trades[row, T_ENTRY_I] = entry_i
         trades[row, T_EXIT_I] = float(i)
         trades[row, T_SIDE] = d
@@ -514,6 +526,23 @@ def close_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
     fee_rate = p[P_FEE_RATE]
     px = raw_price * (1.0 - slip) if d > 0 else raw_price * (1.0 + slip)
     n_legs = int(st[S_N_LEGS])
+    if n_legs == 1:  # one leg (every single-position strategy): one pass over the aggregates
+        qty = st[S_QTY]
+        entry_px = st[S_ENTRY_PX]
+        gross = d * qty * (px - entry_px)
+        fee = qty * px * fee_rate
+        cash = st[S_CASH] + st[S_MARGIN] + gross - fee
+        if cash <= 0.0:  # bust: see below
+            gross -= cash
+            cash = 0.0
+            st[S_LIQUIDATED] = 1.0
+        st[S_CASH] = cash
+        st[S_FEES] += fee
+        pnl = gross - st[S_ENTRY_FEE] - fee - st[S_FUNDING]
+        book_trade(i, d, qty, entry_px, px, st[S_ENTRY_FEE], fee, st[S_FUNDING], pnl, st[S_ENTRY_I], reason, p, st,
+                   trades, bmid, tested_i)
+        end_cycle(st)
+        return
     # first the cash after every leg: a loss beyond the equity left is cut there (below)
     cash = st[S_CASH]
     for k in range(n_legs):
@@ -541,10 +570,15 @@ def close_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
         pnl = gross - st[base + LEG_FEE] - fee - st[base + LEG_FUNDING]
         book_trade(i, d, qty, entry_px, px, st[base + LEG_FEE], fee, st[base + LEG_FUNDING], pnl,
                    st[base + LEG_I], reason, p, st, trades, bmid, tested_i)
+    end_cycle(st)
+
+
+@njit(**_STEP_JIT)
+def end_cycle(st):
+    """Count the cycle that just closed and reset the position to flat."""
     st[S_N_CYCLES] += 1.0
     if st[S_CYCLE_PNL] > 0.0:
         st[S_CYCLE_WINS] += 1.0
-
     st[S_DIR] = 0.0
     st[S_QTY] = 0.0
     st[S_MARGIN] = 0.0
@@ -560,7 +594,7 @@ def close_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
     st[S_PEND_REDUCE] = 0.0
 
 
-@njit(**_STEP_JIT)
+@njit(**_TRADE_JIT)
 def reduce_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
     """Close ``reduce_fraction`` of every leg of the open position at ``raw_price`` on bar
     ``i`` (one trade per leg for the part closed; its entry fee and funding in proportion);
@@ -714,21 +748,16 @@ def grid_side_hit(i, o, h, l, atr, bmid, p):
 
 
 @njit(**_STEP_JIT)
-def grid_reached(i, d, k_levels, levels_done, reach, atr, bmid, p):
-    """Whether bar ``i``'s ``reach`` (low for a long, high for a short) touches the nearest
-    grid level of a ``d`` cycle not filled yet (``levels_done``: bit k set when level k was)."""
-    ref = bmid[i - 1]
-    a = atr[i - 1] if atr.shape[0] > 1 else np.nan
-    for k in range(k_levels):
+def next_grid_level(st, p):
+    """The grid level the open cycle fills next (the nearest not filled yet), -1 for none."""
+    for k in range(int(p[P_GRID_K])):
         bit = 2.0 ** k
-        if (levels_done // bit) % 2.0 == 1.0:
-            continue
-        lvl = grid_level(d, k, ref, a, p)
-        return lvl == lvl and d * (reach - lvl) <= 0.0
-    return False
+        if (st[S_LEVELS_DONE] // bit) % 2.0 != 1.0:
+            return k
+    return -1
 
 
-@njit(**_STEP_JIT)
+@njit(**_TRADE_JIT)
 def fill_grid_levels(i, o, h, l, atr, bmid, p, st, trades):
     """Fill the grid levels bar ``i`` reaches (SPEC §3), in price order, each once per cycle:
     at the level, or at the open when the bar opens beyond it; each leg's notional is the
@@ -840,7 +869,7 @@ def mark_to_market(i, c, st, equity):
     st[S_EQ_PREV] = eq
 
 
-@njit(**_STEP_JIT)
+@njit(**_TRADE_JIT)
 def pay_funding(i, funding, p, st):
     """Funding settled at the open of bar ``i`` by the open position: each leg pays
     rate x its notional at entry x direction."""
@@ -1018,11 +1047,12 @@ def skip_flat_bars(i, n, sig, st, equity, o, h, l, atr, bmid, p):
     if st[S_LIQUIDATED] > 0.0:
         j = n
     else:
-        grid = p[P_GRID_K] > 0.0
-        while j < n - 1 and (sig[j] & _ENTRY_FLAGS) == 0:
-            if grid and j > 0 and grid_side_hit(j, o, h, l, atr, bmid, p) != 0:
-                break  # a grid level fills on this bar
-            j += 1
+        if p[P_GRID_K] > 0.0:
+            while j < n - 1 and (sig[j] & _ENTRY_FLAGS) == 0 and (j == 0 or grid_side_hit(j, o, h, l, atr, bmid, p) == 0):
+                j += 1  # (a grid level fills on the bar where this stops)
+        else:
+            while j < n - 1 and (sig[j] & _ENTRY_FLAGS) == 0:
+                j += 1
         if j == n - 1:
             j = n
     if j == i:
@@ -1054,14 +1084,21 @@ def block_of(i, block_end, b):
 
 
 @njit(**_STEP_JIT)
-def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, equity, block_end, blocks, b):
+def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, equity, block_end, blocks, b, grid):
     """Run the bars from ``i`` on which the open position (nothing pending) is only held: no
     funding payment, no stop, target or liquidation touched, no exit signal, the holding limit
     not reached, not the last bar (``b``: the block of an earlier bar). Such a bar only moves a
     trailing stop and marks equity, so the running figures live in local variables here
     instead of the state vector; the
     arithmetic is :func:`mark_to_market`'s, in the same order, so the results are the same
-    bit for bit. Returns the first bar that needs :func:`step` (``i`` when bar ``i`` does)."""
+    bit for bit. Returns the first bar that needs :func:`step` (``i`` when bar ``i`` does).
+
+    Several legs: a bar where a reduce or add signal, or the grid's next level, can act needs
+    :func:`step` too; so does every bar while a partial target waits. ``grid`` (a constant at
+    each call site, so that the inlined loop of a position without a grid has no grid test)
+    says whether the grid's levels are tested."""
+    if st[S_PTP] == st[S_PTP] and st[S_PTP_DONE] == 0.0:
+        return i
     d = st[S_DIR]
     exit_flag = SIG_EXIT_LONG if d > 0.0 else SIG_EXIT_SHORT
     use_funding = p[P_USE_FUNDING] > 0.0
@@ -1099,13 +1136,13 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     peak_i = st[S_PEAK_I]
     max_dd = st[S_MAX_DD]
     max_dd_bars = st[S_MAX_DD_BARS]
-    # several legs: a grid level, the partial target, a reduce or an add can act on a bar too
-    grid_k = int(p[P_GRID_K])
-    ptp = st[S_PTP] if st[S_PTP_DONE] == 0.0 else np.nan
-    reduce_flag = (SIG_REDUCE_LONG if d > 0.0 else SIG_REDUCE_SHORT) if p[P_REDUCE_FRACTION] > 0.0 else 0
-    add_flag = (SIG_ENTER_LONG if d > 0.0 else SIG_ENTER_SHORT) if st[S_N_LEGS] < p[P_MAX_LEGS] else 0
-    acting_flags = exit_flag | reduce_flag | add_flag
-    levels_done = st[S_LEVELS_DONE]
+    # several legs: a reduce or an add signal acts on a bar too, and so does the grid's nearest
+    # level not filled yet (its offsets read once here)
+    if p[P_REDUCE_FRACTION] > 0.0:
+        exit_flag |= SIG_REDUCE_LONG if d > 0.0 else SIG_REDUCE_SHORT
+    if st[S_N_LEGS] < p[P_MAX_LEGS]:
+        exit_flag |= SIG_ENTER_LONG if d > 0.0 else SIG_ENTER_SHORT
+    next_level = next_grid_level(st, p) if grid else -1
     j = i
     while j < n - 1:
         if use_funding:
@@ -1127,12 +1164,12 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
             favourable = l[j]
         if d * (adverse - stop) <= 0.0 or (has_tgt and d * (favourable - tgt) >= 0.0):
             break
-        if (sig[j] & acting_flags) != 0:
+        if (sig[j] & exit_flag) != 0:
             break
-        if ptp == ptp and d * (favourable - ptp) >= 0.0:  # (an open beyond it is beyond here too)
-            break
-        if grid_k > 0 and grid_reached(j, d, grid_k, levels_done, adverse, atr, bmid, p):
-            break
+        if grid and next_level >= 0:
+            lvl = grid_level(d, next_level, bmid[j - 1], atr[j - 1] if atr.shape[0] > 1 else np.nan, p)
+            if lvl == lvl and d * (adverse - lvl) <= 0.0:
+                break
         if max_hold > 0.0 and j - entry_i + held_extra >= max_hold:
             break
         if trail:
@@ -1207,8 +1244,12 @@ def run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity,
                         i = j
                         continue
             else:
-                j = hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, equity,
-                                    block_end, blocks, b)
+                if p[P_GRID_K] > 0.0:
+                    j = hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, equity,
+                                        block_end, blocks, b, True)
+                else:
+                    j = hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, equity,
+                                        block_end, blocks, b, False)
                 if j > i:
                     i = j
                     continue
