@@ -27,6 +27,10 @@ from threadx.gpu.workload import evaluator_for, random_ids  # noqa: E402
 STRATEGIES = ("ma_crossover", "bb_atr", "bollinger_dual", "donchian_breakout", "supertrend", "envelope_dca",
               "envelope_dca_short", "grid_atr")
 RTOL = 1e-9
+# grids on the short simulated history: levels near enough the SMA to fill
+SPACES = {"envelope_dca": {"envelope_start": "0.005:0.015:0.005", "envelope_step": [0.0, 0.005]},
+          "envelope_dca_short": {"envelope_start": "0.005:0.015:0.005", "envelope_step": [0.0, 0.005]},
+          "grid_atr": {"atr_multiplier_start": "0.2:1.0:0.2", "sides": ["long", "short", "both"]}}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +66,7 @@ def test_the_compile_check_runs_a_kernel():
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("n_blocks", [0, 4])
 def test_kernel_matches_the_cpu_fast_kernel(bars, strategy, n_blocks):
-    evaluator = evaluator_for(strategy, bars, n_blocks=n_blocks, fee_bps=7.5, slippage_bps=2.0)
+    evaluator = evaluator_for(strategy, bars, SPACES.get(strategy), n_blocks=n_blocks, fee_bps=7.5, slippage_bps=2.0)
     ids = random_ids(evaluator, 6, seed=len(strategy) + n_blocks)
     plan = Planner(evaluator).plan(ids)
     assert (plan.status == 0).all()
