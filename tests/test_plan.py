@@ -16,7 +16,8 @@ from threadx.gpu.workload import declared_space, evaluator_for, random_ids
 from threadx.strategy import bb_atr, ma_crossover
 from threadx.strategy.base import ExitRules, Param, StrategySpec, list_strategies, register
 
-STRATEGIES = ("ma_crossover", "bb_atr", "bollinger_dual", "donchian_breakout", "supertrend")
+STRATEGIES = ("ma_crossover", "bb_atr", "bollinger_dual", "donchian_breakout", "supertrend", "envelope_dca",
+              "envelope_dca_short", "grid_atr")
 
 
 @pytest.fixture(scope="module")

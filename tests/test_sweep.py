@@ -66,6 +66,9 @@ def assert_same_metrics(stored_row, metrics):
     ("donchian_breakout", {"channel_period": [10, 20, 40], "target_atr": [0, 3]}, "next_open"),
     ("bollinger_dual", {"setup_lookback": [3, 6], "ma_window": [4, 8]}, "close"),
     ("supertrend", {"multiplier": [2.0, 3.0], "stop_loss_pct": [0, 3]}, "close"),
+    ("envelope_dca", {"envelope_start": [0.01, 0.02], "num_levels": [2, 4], "max_hold_bars": [0, 24]}, "next_open"),
+    ("envelope_dca_short", {"envelope_start": [0.01, 0.02], "envelope_step": [0.005, 0.01]}, "close"),
+    ("grid_atr", {"atr_multiplier_start": [0.5, 1.0], "sides": ["long", "both"], "leverage": [1.0, 3.0]}, "next_open"),
 ])
 def test_best_combo_rerun_matches_stored_metrics(sample, bank, tmp_path, strategy, space, fill):
     run = sweep(sample, strategy, space, store=tmp_path / "runs", run_id="r", fill=fill, fee_bps=7, bank=bank,
