@@ -30,6 +30,8 @@ SIG_ENTER_SHORT = 4
 SIG_EXIT_SHORT = 8
 SIG_REDUCE_LONG = 16  # close ``reduce_fraction`` of an open long (ExitRules)
 SIG_REDUCE_SHORT = 32
+SIG_ADD_LONG = 64  # add a leg to an open long (up to ExitRules.max_legs); nothing when flat
+SIG_ADD_SHORT = 128
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,8 @@ from threadx.engine.layout import (
     SIG_EXIT_SHORT,
     SIG_REDUCE_LONG,
     SIG_REDUCE_SHORT,
+    SIG_ADD_LONG,
+    SIG_ADD_SHORT,
     SIZING_ALL_IN,
     SIZING_FRACTION,
     SIZING_RISK,
@@ -955,8 +957,9 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
                 want = 1
             elif enter_short:
                 want = -1
-            if adding and want != int(st[S_DIR]):
-                want = 0  # an add is in the position's direction; an entry the other way waits for flat
+            if adding:  # an entry or add signal in the position's direction adds a leg
+                want = int(st[S_DIR]) if (want == int(st[S_DIR]) or (
+                    s & (SIG_ADD_LONG if st[S_DIR] > 0.0 else SIG_ADD_SHORT)) != 0) else 0
             if want != 0 and i - st[S_LAST_ENTRY_SIG] >= p[P_SPACING]:
                 if close_fill:
                     open_position(i, i, c[i], want, p, st, atr, 0.0)
@@ -1141,7 +1144,7 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     if p[P_REDUCE_FRACTION] > 0.0:
         exit_flag |= SIG_REDUCE_LONG if d > 0.0 else SIG_REDUCE_SHORT
     if st[S_N_LEGS] < p[P_MAX_LEGS]:
-        exit_flag |= SIG_ENTER_LONG if d > 0.0 else SIG_ENTER_SHORT
+        exit_flag |= (SIG_ENTER_LONG | SIG_ADD_LONG) if d > 0.0 else (SIG_ENTER_SHORT | SIG_ADD_SHORT)
     next_level = next_grid_level(st, p) if grid else -1
     j = i
     while j < n - 1:

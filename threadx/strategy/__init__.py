@@ -14,7 +14,8 @@ The package is ``threadx.strategy`` (singular), not ``strategies`` as DESIGN.md 
 a subpackage ``threadx.strategies`` would shadow the public ``threadx.strategies()``
 function as soon as it is imported.
 """
-from threadx.contract import SIG_ENTER_LONG, SIG_ENTER_SHORT, SIG_EXIT_LONG, SIG_EXIT_SHORT
+from threadx.contract import (SIG_ADD_LONG, SIG_ADD_SHORT, SIG_ENTER_LONG, SIG_ENTER_SHORT, SIG_EXIT_LONG,
+                              SIG_EXIT_SHORT, SIG_REDUCE_LONG, SIG_REDUCE_SHORT)
 from threadx.strategy.base import (
     Constraint,
     ExitRules,
@@ -37,7 +38,8 @@ from threadx.strategy.signal_kernels import (
 )
 
 __all__ = [
-    "SIG_ENTER_LONG", "SIG_ENTER_SHORT", "SIG_EXIT_LONG", "SIG_EXIT_SHORT",
+    "SIG_ENTER_LONG", "SIG_ENTER_SHORT", "SIG_EXIT_LONG", "SIG_EXIT_SHORT", "SIG_ADD_LONG", "SIG_ADD_SHORT",
+    "SIG_REDUCE_LONG", "SIG_REDUCE_SHORT",
     "Constraint", "ExitRules", "Levels", "Param", "StrategySpec",
     "get_strategy", "list_strategies", "no_levels", "no_overlays", "register",
     "percent_exit_params", "percent_exits",
