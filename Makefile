@@ -23,6 +23,7 @@ app: $(STAMP)
 	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 test: $(STAMP)
+	$(PY) -m threadx.warmup  # compile the kernels once, before tests whose job processes would each wait for it
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
