@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 playwright = pytest.importorskip("playwright.sync_api")
-from browser_driver import (ARTIFACTS, BROWSER_ARGS, CHROMIUM, click_until, fill_number,  # noqa: E402
+from browser_driver import (ARTIFACTS, CHROMIUM, click_until, fill_number,  # noqa: E402
                             fill_text, open_app, pick_option, serve, settle, shot)
 
 if not Path(CHROMIUM).exists():
@@ -23,14 +23,6 @@ if not Path(CHROMIUM).exists():
 def server(tmp_path_factory):
     with serve(tmp_path_factory.mktemp("e2e"), ARTIFACTS / "server.log") as served:
         yield served
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        yield b
-        b.close()
 
 
 def select_trade(page, row: int, attempts: int = 3) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 playwright = pytest.importorskip("playwright.sync_api")
-from browser_driver import (ARTIFACTS, BROWSER_ARGS, CHROMIUM, click_until, open_app, serve,  # noqa: E402
+from browser_driver import (ARTIFACTS, CHROMIUM, click_until, open_app, serve,  # noqa: E402
                             settle, shot)
 
 if not Path(CHROMIUM).exists():
@@ -41,14 +41,6 @@ def server(tmp_path_factory):
             os.environ.pop("THREADX_STRATEGY_DIR", None)
         else:
             os.environ["THREADX_STRATEGY_DIR"] = before
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        yield b
-        b.close()
 
 
 class Clock:
