@@ -16,7 +16,21 @@ from threadx.engine import layout as L
 from threadx.errors import DataError, ParamError
 from threadx.contract import ExitRules, KernelInputs, Levels
 
-UNUSED_LINE = np.full(1, np.nan)  # placeholder for a line the kernel will not read
+def frozen(arr: np.ndarray) -> np.ndarray:
+    """A read-only view of ``arr`` (``arr`` itself when it is read-only already).
+
+    Every array the kernel reads is handed over read-only: numba compiles one version of the
+    bar loop per combination of argument types, and a writable and a read-only array are two
+    types, so mixed inputs (the bank's read-only lines, a computed signal, a placeholder)
+    compiled the large loop several times over (minutes on a first start)."""
+    if not arr.flags.writeable:
+        return arr
+    view = arr.view()
+    view.flags.writeable = False
+    return view
+
+
+UNUSED_LINE = frozen(np.full(1, np.nan))  # placeholder for a line the kernel will not read
 FUNDING_HOURS_UTC = (0, 8, 16)
 
 
@@ -264,7 +278,8 @@ def kernel_args(bars: Bars, sig: np.ndarray, levels: Levels, rules: ExitRules, o
         raise ParamError(f"signal array has shape {sig.shape}, expected ({n},)")
     fund = UNUSED_LINE if funding is None else funding
     p = param_vector(rules, options, bars.timeframe, funding is not None)
-    return KernelInputs(bars.open, bars.high, bars.low, bars.close, sig, atr, lo, mid, hi, fund, p)
+    return KernelInputs(*(frozen(a) for a in (bars.open, bars.high, bars.low, bars.close, sig, atr, lo, mid, hi,
+                                               fund, p)))
 
 
 def options_from(mapping: Mapping[str, Any] | None = None, **kwargs: Any) -> EngineOptions:

@@ -919,32 +919,32 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
     if p[P_GRID_K] > 0.0 and i > 0 and i < n - 1 and st[S_LIQUIDATED] == 0.0 and st[S_N_CYCLES] == cycles:
         fill_grid_levels(i, o, h, l, atr, bmid, p, st, trades)
 
-    # 4. decisions at the close
-    if i == n - 1:
-        if st[S_DIR] != 0.0:
-            close_position(i, c[i], EXIT_END_OF_DATA, p, st, trades, bmid, i)
-    else:
-        s = sig[i]
-        d = st[S_DIR]
-        if d != 0.0:
-            reason = -1
-            if (d > 0.0 and (s & SIG_EXIT_LONG) != 0) or (d < 0.0 and (s & SIG_EXIT_SHORT) != 0):
-                reason = EXIT_SIGNAL
-            elif p[P_MAX_HOLD] > 0.0:
-                held = i - st[S_ENTRY_I] + (0.0 if close_fill else 1.0)
-                if held >= p[P_MAX_HOLD]:
-                    reason = EXIT_MAX_HOLD
-            if reason >= 0:
-                if close_fill:
-                    close_position(i, c[i], reason, p, st, trades, bmid, i)
-                else:
-                    st[S_PEND_EXIT] = reason + 1.0
-            elif p[P_REDUCE_FRACTION] > 0.0 and (
-                    (d > 0.0 and (s & SIG_REDUCE_LONG) != 0) or (d < 0.0 and (s & SIG_REDUCE_SHORT) != 0)):
-                if close_fill:
-                    reduce_position(i, c[i], EXIT_SIGNAL, p, st, trades, bmid, i)
-                else:
-                    st[S_PEND_REDUCE] = 1.0
+    # 4. decisions at the close (the last bar only closes what is open: end of data)
+    last = i == n - 1
+    s = sig[i] if not last else 0
+    d = st[S_DIR]
+    reason = -1
+    if d != 0.0:
+        if last:
+            reason = EXIT_END_OF_DATA
+        elif (d > 0.0 and (s & SIG_EXIT_LONG) != 0) or (d < 0.0 and (s & SIG_EXIT_SHORT) != 0):
+            reason = EXIT_SIGNAL
+        elif p[P_MAX_HOLD] > 0.0:
+            held = i - st[S_ENTRY_I] + (0.0 if close_fill else 1.0)
+            if held >= p[P_MAX_HOLD]:
+                reason = EXIT_MAX_HOLD
+    if reason >= 0:
+        if close_fill or last:  # (one call site: each is a copy of the exit code in the loop)
+            close_position(i, c[i], reason, p, st, trades, bmid, i)
+        else:
+            st[S_PEND_EXIT] = reason + 1.0
+    elif d != 0.0 and p[P_REDUCE_FRACTION] > 0.0 and (
+            (d > 0.0 and (s & SIG_REDUCE_LONG) != 0) or (d < 0.0 and (s & SIG_REDUCE_SHORT) != 0)):
+        if close_fill:
+            reduce_position(i, c[i], EXIT_SIGNAL, p, st, trades, bmid, i)
+        else:
+            st[S_PEND_REDUCE] = 1.0
+    if not last:
         flat_next = st[S_DIR] == 0.0 or st[S_PEND_EXIT] > 0.0
         adding = not flat_next and st[S_N_LEGS] < p[P_MAX_LEGS]
         if (flat_next or adding) and st[S_LIQUIDATED] == 0.0:

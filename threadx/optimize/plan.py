@@ -34,7 +34,8 @@ from threadx.contract import Levels, prepare_signals
 from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine import layout as L
-from threadx.engine.inputs import UNUSED_LINE, effective_rules, kernel_args, level_arrays, line_needs, param_vector
+from threadx.engine.inputs import (UNUSED_LINE, effective_rules, frozen, kernel_args, level_arrays, line_needs,
+                                   param_vector)
 from threadx.optimize.outcome import STATUS_FAILED, STATUS_OK, failure_text, signal_key_names
 from threadx.optimize.shared import request_key
 
@@ -316,15 +317,17 @@ def run_plan(plan: Plan, bars: Bars, funding: np.ndarray | None, block_end: np.n
     ok = plan.ok
     if not len(ok):
         return metrics, blocks
-    signals = np.stack(plan.signals)
-    lines = np.stack(plan.line_values)
-    fund = UNUSED_LINE if funding is None else funding
+    signals = frozen(np.stack(plan.signals))
+    lines = frozen(np.stack(plan.line_values))
+    fund = frozen(UNUSED_LINE if funding is None else funding)
+    # block ends stay writable, as the empty ones run_fast makes inside the kernel (one type)
     ends = _NO_BLOCKS if block_end is None else np.ascontiguousarray(block_end, dtype=np.int64)
     sig_rows, line_rows, rows = plan.sig, plan.lines, plan.rows
 
-    def part(positions: np.ndarray) -> None:
-        m, b = kernel.run_plan(bars.open, bars.high, bars.low, bars.close, fund, signals, lines, sig_rows[positions],
-                               line_rows[positions], np.ascontiguousarray(rows[positions]), ends)
+    def part(positions: np.ndarray) -> None:  # read-only inputs: one compiled version (see frozen)
+        m, b = kernel.run_plan(*(frozen(a) for a in (bars.open, bars.high, bars.low, bars.close)), fund, signals,
+                               lines, frozen(sig_rows[positions]), frozen(line_rows[positions]),
+                               frozen(np.ascontiguousarray(rows[positions])), ends)
         metrics[positions] = m
         if blocks is not None:
             blocks[positions] = b
