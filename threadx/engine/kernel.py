@@ -7,17 +7,25 @@ so fast mode needs no per-bar arrays.
 
 Timeline of one bar ``i`` (see SPEC §3):
 
-1. funding is settled at the open for a position held into the bar;
+1. funding is settled at the open for a position held into the bar (each leg on its notional);
 2. orders pending from the previous close (``next_open`` mode) fill at the open:
-   an exit first, then an entry;
+   an exit first, then a reduce, then an entry or an added leg;
 3. an open position is tested against its stop and target with the bar's open, high and
    low (gap fills at the open; both inside one bar: stop first unless optimistic),
-   then against liquidation;
+   then against liquidation, then its partial target; then, unless a position closed in
+   this bar, a grid's limit levels fill in price order and the legs just filled are tested
+   against the stop (not the target);
 4. at the close: end of data closes the position on the last bar; otherwise exit
    signals and the holding limit are acted on (at this close in ``close`` mode, at the
-   next open in ``next_open`` mode), then entry signals, then the trailing stop is
-   moved for the next bar;
+   next open in ``next_open`` mode), then reduce signals, then entry and add signals,
+   then the trailing stop is moved for the next bar;
 5. equity is marked at the close and the running metrics are updated.
+
+A position holds up to ``MAX_LEGS`` legs (SPEC §3, several positions at once): the state
+vector keeps the position's aggregates (total quantity, average entry, margin, fees and
+funding) and one row per leg; exits of the whole position read the aggregates, each leg
+closes as its own trade row with the cycle it belongs to. A position of one leg takes the
+same arithmetic as before legs existed, bit for bit.
 
 Full mode books one row per trade (``layout.TRADE_COLUMNS``), including its stop as set at
 the fill and as last in force (a trailing rule moves it) and its target in force from the
