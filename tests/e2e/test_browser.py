@@ -370,6 +370,27 @@ def test_monte_carlo_stop_resume_and_reopen_an_older_run(server, browser):
     assert not errors, errors
 
 
+def test_a_grid_backtest_shows_every_leg_and_its_cycles(server, browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 2600})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    open_app(page, server["url"])
+    page.get_by_role("button", name="Run backtest").wait_for(timeout=90_000)
+    settle(page)
+    page.locator(".st-key-bt_strategy").click()
+    page.keyboard.type("envelope_dca")  # the list is longer than its box: filter it
+    page.get_by_role("option", name="envelope_dca", exact=True).click(timeout=10_000)
+    settle(page)
+    click_until(page, "Run backtest", page.get_by_text("Cycle win rate", exact=True).first)
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    page.wait_for_timeout(1500)
+    shot(page, "18_grid_backtest")  # one entry marker per level filled, the cycles beside the trades
+    cards = page.locator("[data-testid=stMetric]")
+    labels = [cards.nth(k).inner_text().split("\n")[0].strip() for k in range(cards.count())]
+    assert {"Trades", "Cycles", "Cycle win rate"} <= set(labels), labels
+    assert not errors, errors
+
+
 def test_the_server_log_of_the_whole_session_has_no_warning(server):
     # runs last: every page above was used; deprecations, Session State misuse and tracebacks show here
     time.sleep(1)
