@@ -107,11 +107,14 @@ def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
     return rules
 
 
+_LEG_RULES = ("max_legs", "add_scale", "reduce_fraction", "partial_tp_pct", "partial_tp_atr", "grid_levels",
+              "allocation")
+_ONE_POSITION = tuple(getattr(ExitRules(), name) for name in _LEG_RULES)  # ExitRules' defaults: one position
+
+
 def check_legs(rules: ExitRules) -> None:
     """ParamError for several-position rules the kernel cannot hold (SPEC §3)."""
-    if (rules.max_legs == 1 and rules.grid_levels == 0 and rules.reduce_fraction == 0.0
-            and rules.partial_tp_pct == 0.0 and rules.partial_tp_atr == 0.0 and rules.add_scale == 1.0
-            and rules.allocation == 1.0):
+    if tuple(getattr(rules, name) for name in _LEG_RULES) == _ONE_POSITION:
         return  # one position: nothing to check (the common case, once per exit group of a sweep)
     k = rules.grid_levels
     if not (isinstance(rules.max_legs, (int, np.integer)) and 1 <= rules.max_legs <= L.MAX_LEGS):

@@ -717,6 +717,12 @@ def check_intrabar_exits(i, o, h, l, bmid, p, st, trades):
 
 
 @njit(**_STEP_JIT)
+def previous_atr(atr, i):
+    """The ATR of the close before bar ``i`` (NaN when the rules read no ATR: a placeholder line)."""
+    return atr[i - 1] if atr.shape[0] > 1 else np.nan
+
+
+@njit(**_STEP_JIT)
 def grid_level(side, k, ref, a, p):
     """Price of grid level ``k`` on a bar whose previous close had reference ``ref`` and ATR
     ``a``: below the reference for longs (``side`` +1), above for shorts; NaN when it cannot be
@@ -741,7 +747,7 @@ def grid_side_hit(i, o, h, l, atr, bmid, p):
         return 0
     sides = p[P_GRID_SIDES]
     ref = bmid[i - 1]
-    a = atr[i - 1] if atr.shape[0] > 1 else np.nan
+    a = previous_atr(atr, i)
     long_gap = np.inf
     short_gap = np.inf
     if sides == GRID_LONG or sides == GRID_BOTH:
@@ -780,7 +786,7 @@ def fill_grid_levels(i, o, h, l, atr, bmid, p, st, trades):
             return
     k_levels = int(p[P_GRID_K])
     ref = bmid[i - 1]
-    a = atr[i - 1] if atr.shape[0] > 1 else np.nan
+    a = previous_atr(atr, i)
     op = o[i]
     reach = l[i] if d > 0.0 else h[i]
     filled = False
@@ -1178,7 +1184,7 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
         if (sig[j] & exit_flag) != 0:
             break
         if grid and next_level >= 0:
-            lvl = grid_level(d, next_level, bmid[j - 1], atr[j - 1] if atr.shape[0] > 1 else np.nan, p)
+            lvl = grid_level(d, next_level, bmid[j - 1], previous_atr(atr, j), p)
             if lvl == lvl and d * (adverse - lvl) <= 0.0:
                 break
         if max_hold > 0.0 and j - entry_i + held_extra >= max_hold:
