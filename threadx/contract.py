@@ -64,6 +64,12 @@ class ExitRules:
     grid_atr: tuple = ()
     grid_sides: str = "long"  # long | short | both
     allocation: float = 1.0  # of the cycle's starting equity, split over the K levels (x leverage)
+    # levels from the band lines (Levels.band_lo / band_mid / band_hi) and armed exit signals
+    stop_band: float | None = None  # stop this fraction of the way from the losing band edge to the mid, at the
+    #   signal bar (0 = at the band; None = off); with stop_pct / stop_atr, the nearer stop counts
+    partial_tp_band: bool = False  # partial target (reduce_fraction, once per cycle) at the previous close's far band
+    arm_exits_r: float = 0.0  # exit signals count only once a close gains this many stop distances (0 = off)
+    arm_exits_band: bool = False  # ... or once a close is beyond the far band (above band_hi for a long)
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
     check_legs(rules)
     if rules.grid_levels > 0:
         return rules  # grid legs are sized by allocation, not by the sizing rule
-    if rules.sizing == "risk" and rules.stop_pct <= 0 and rules.stop_atr <= 0:
+    if rules.sizing == "risk" and rules.stop_pct <= 0 and rules.stop_atr <= 0 and rules.stop_band is None:
         raise ParamError("sizing 'risk' needs a stop: set a stop-loss param, or use sizing all_in or fraction")
     if rules.sizing == "risk" and not rules.risk_per_trade > 0:
         raise ParamError("sizing 'risk' needs risk_per_trade > 0")
@@ -108,7 +108,7 @@ def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
 
 
 _LEG_RULES = ("max_legs", "add_scale", "reduce_fraction", "partial_tp_pct", "partial_tp_atr", "grid_levels",
-              "allocation")
+              "allocation", "stop_band", "partial_tp_band", "arm_exits_r", "arm_exits_band")
 _ONE_POSITION = tuple(getattr(ExitRules(), name) for name in _LEG_RULES)  # ExitRules' defaults: one position
 
 
@@ -142,8 +142,19 @@ def check_legs(rules: ExitRules) -> None:
         raise ParamError(f"add_scale must be > 0, got {rules.add_scale}")
     if not (math.isfinite(rules.reduce_fraction) and 0 <= rules.reduce_fraction <= 1):
         raise ParamError(f"reduce_fraction must be in [0, 1], got {rules.reduce_fraction}")
-    if (rules.partial_tp_pct > 0 or rules.partial_tp_atr > 0) and not rules.reduce_fraction > 0:
+    if (rules.partial_tp_pct > 0 or rules.partial_tp_atr > 0 or rules.partial_tp_band) and not rules.reduce_fraction > 0:
         raise ParamError("a partial target needs reduce_fraction > 0 (the share of the position it closes)")
+    if rules.partial_tp_band and (rules.partial_tp_pct > 0 or rules.partial_tp_atr > 0):
+        raise ParamError("a partial target is either at the far band (partial_tp_band) or at a distance "
+                         "(partial_tp_pct / partial_tp_atr), not both")
+    if rules.stop_band is not None and not (math.isfinite(rules.stop_band) and 0 <= rules.stop_band <= 1):
+        raise ParamError(f"stop_band must be in [0, 1] (from the band edge to the middle band), got {rules.stop_band}")
+    if k and rules.stop_band is not None:
+        raise ParamError("a grid's stop is at sl_percent of the average entry: stop_band needs entry signals")
+    if not (math.isfinite(rules.arm_exits_r) and rules.arm_exits_r >= 0):
+        raise ParamError(f"arm_exits_r must be >= 0, got {rules.arm_exits_r}")
+    if rules.arm_exits_r > 0 and rules.stop_pct <= 0 and rules.stop_atr <= 0 and rules.stop_band is None:
+        raise ParamError("arm_exits_r counts gains in stop distances: it needs a stop (stop_pct, stop_atr or stop_band)")
 
 
 def _grid_offsets(values: tuple, k: int) -> list[float]:
@@ -187,6 +198,11 @@ def param_vector(rules: ExitRules, options: EngineOptions, timeframe: str | None
     p[L.P_ALLOCATION] = rules.allocation
     p[L.P_GRID_PCT:L.P_GRID_PCT + k] = _grid_offsets(rules.grid_pct, k)
     p[L.P_GRID_ATR:L.P_GRID_ATR + k] = _grid_offsets(rules.grid_atr, k)
+    p[L.P_STOP_BAND] = 0.0 if rules.stop_band is None else 1.0
+    p[L.P_STOP_BAND_PCT] = 0.0 if rules.stop_band is None else rules.stop_band
+    p[L.P_PTP_BAND] = 1.0 if rules.partial_tp_band else 0.0
+    p[L.P_ARM_R] = rules.arm_exits_r
+    p[L.P_ARM_BAND] = 1.0 if rules.arm_exits_band else 0.0
     if timeframe is None:
         raise DataError("cannot tell the timeframe of the data (fewer than 2 bars?); pass timeframe=")
     p[L.P_BARS_PER_YEAR] = bars_per_year(timeframe)
@@ -197,10 +213,11 @@ def line_needs(rules: ExitRules) -> tuple[bool, bool, bool]:
     """Which level lines the kernel reads under ``rules``: (ATR, middle band, band edges).
     A grid's levels are offsets from the middle band (its reference line), in ATRs too."""
     grid = rules.grid_levels > 0
+    stop_band = rules.stop_band is not None
     return (rules.stop_atr > 0 or rules.tp_atr > 0 or rules.trail == "atr" or rules.partial_tp_atr > 0
             or (grid and any(x > 0 for x in rules.grid_atr)),
-            rules.target_mid or rules.trail == "band" or grid,
-            rules.trail == "band")
+            rules.target_mid or rules.trail == "band" or grid or stop_band,
+            rules.trail == "band" or stop_band or rules.partial_tp_band or rules.arm_exits_band)
 
 
 def level_arrays(levels: Levels, rules: ExitRules, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -115,6 +115,14 @@ from threadx.engine.layout import (
     P_PTP_ATR,
     P_PTP_PCT,
     P_REDUCE_FRACTION,
+    P_ARM_BAND,
+    P_ARM_R,
+    P_PTP_BAND,
+    P_STOP_BAND,
+    P_STOP_BAND_PCT,
+    S_EXITS_ARMED,
+    S_RISK_DIST,
+    S_STOP_LINE,
     GRID_BOTH,
     GRID_LONG,
     LEG_FEE,
@@ -250,6 +258,7 @@ def init_state(st, p):
     st[S_STOP] = np.nan
     st[S_STOP_ENTRY] = np.nan
     st[S_TP] = np.nan
+    st[S_STOP_LINE] = np.nan
     st[S_LAST_ENTRY_SIG] = _NO_SIGNAL_BAR
     st[S_LARGEST_WIN] = -np.inf
     st[S_LARGEST_LOSS] = np.inf
@@ -271,7 +280,22 @@ def level_distance(pct, atr_mult, px, atr, sig_i):
 
 
 @njit(**_STEP_JIT)
-def open_position(i, sig_i, raw_price, direction, p, st, atr, notional_req):
+def band_stop(d, sig_i, p, blo, bmid, bhi):
+    """The band stop of a ``d`` entry signalled at bar ``sig_i``: ``P_STOP_BAND_PCT`` of the way
+    from the band edge on the losing side (band_lo for a long) to the middle band, at the
+    signal bar's close; NaN when off or undefined there."""
+    if p[P_STOP_BAND] == 0.0:
+        return np.nan
+    m = bmid[sig_i]
+    if d > 0.0:
+        edge = blo[sig_i]
+    else:
+        edge = bhi[sig_i]
+    return edge + (m - edge) * p[P_STOP_BAND_PCT]
+
+
+@njit(**_STEP_JIT)
+def open_position(i, sig_i, raw_price, direction, p, st, atr, blo, bmid, bhi, notional_req):
     """Open ``direction`` (+1/-1) at ``raw_price`` on bar ``i`` for the signal of bar ``sig_i``:
     the first leg of a cycle when flat, else a leg added to the position (same direction).
 
@@ -290,6 +314,15 @@ def open_position(i, sig_i, raw_price, direction, p, st, atr, notional_req):
     if stop_dist < 0.0 or tp_dist < 0.0 or ptp_dist < 0.0:  # an ATR level on a bar without a defined ATR
         st[S_SKIPPED] += 1.0
         return False
+    line = np.nan
+    if p[P_STOP_BAND] > 0.0:
+        line = band_stop(direction, sig_i, p, blo, bmid, bhi)
+        gap = direction * (px - line)
+        if not (gap > 0.0):  # no band there, or the fill is at or beyond it: no room for a stop
+            st[S_SKIPPED] += 1.0
+            return False
+        if stop_dist == 0.0 or gap < stop_dist:  # the nearer of the band stop and the distance stop
+            stop_dist = gap
     has_stop = stop_dist > 0.0
     has_tp = tp_dist > 0.0
 
@@ -332,6 +365,9 @@ def open_position(i, sig_i, raw_price, direction, p, st, atr, notional_req):
     st[S_TP] = px + direction * tp_dist if has_tp else np.nan
     st[S_TRAILED] = 0.0
     st[S_ARMED] = 0.0
+    st[S_EXITS_ARMED] = 0.0
+    st[S_RISK_DIST] = stop_dist
+    st[S_STOP_LINE] = line
     st[S_LAST_ENTRY_SIG] = float(sig_i)
     st[S_FEES] += fee
     if direction > 0:
@@ -428,6 +464,9 @@ def add_leg(i, sig_i, raw_price, p, st, atr, notional_req):
     st[S_N_LEGS] = float(k + 1)
     avg = st[S_ENTRY_PX]
     stop = avg_level(-d, p[P_STOP_PCT], st[S_STOP_ATR_DIST], avg)
+    line = st[S_STOP_LINE]
+    if line == line and (stop != stop or d * (line - stop) > 0.0):
+        stop = line  # the band stop set at the first fill, when nearer
     old = st[S_STOP]
     if not (st[S_TRAILED] > 0.0 and old == old and d * (old - stop) > 0.0):
         st[S_STOP] = stop
@@ -600,6 +639,8 @@ def end_cycle(st):
     st[S_PTP] = np.nan
     st[S_TRAILED] = 0.0
     st[S_ARMED] = 0.0
+    st[S_EXITS_ARMED] = 0.0
+    st[S_STOP_LINE] = np.nan
     st[S_N_LEGS] = 0.0
     st[S_PEND_REDUCE] = 0.0
 
@@ -663,7 +704,20 @@ def adverse_level(d, stop, liq):
 
 
 @njit(**_STEP_JIT)
-def check_intrabar_exits(i, o, h, l, bmid, p, st, trades):
+def partial_target(i, d, p, st, blo, bhi):
+    """The partial target of a ``d`` position on bar ``i`` (NaN: none, or taken this cycle):
+    its fixed level, or with ``P_PTP_BAND`` the far band of the previous close."""
+    if st[S_PTP_DONE] != 0.0:
+        return np.nan
+    if p[P_PTP_BAND] > 0.0:
+        if i < 1:
+            return np.nan
+        return bhi[i - 1] if d > 0.0 else blo[i - 1]
+    return st[S_PTP]
+
+
+@njit(**_STEP_JIT)
+def check_intrabar_exits(i, o, h, l, blo, bmid, bhi, p, st, trades):
     """Stop or liquidation, and target, of the open position on bar i (gap fills at the open)."""
     d = st[S_DIR]
     stop = st[S_STOP]
@@ -704,8 +758,8 @@ def check_intrabar_exits(i, o, h, l, bmid, p, st, trades):
     if reason >= 0:
         close_position(i, px, reason, p, st, trades, bmid, i)
         return
-    ptp = st[S_PTP]
-    if ptp == ptp and st[S_PTP_DONE] == 0.0:  # the partial target, once per cycle (after the stop)
+    ptp = partial_target(i, d, p, st, blo, bhi)
+    if ptp == ptp:  # the partial target, once per cycle (after the stop)
         if d * (op - ptp) >= 0.0:
             px = op
         elif d * (favourable - ptp) >= 0.0:
@@ -774,7 +828,7 @@ def next_grid_level(st, p):
 
 
 @njit(**_TRADE_JIT)
-def fill_grid_levels(i, o, h, l, atr, bmid, p, st, trades):
+def fill_grid_levels(i, o, h, l, atr, blo, bmid, bhi, p, st, trades):
     """Fill the grid levels bar ``i`` reaches (SPEC §3), in price order, each once per cycle:
     at the level, or at the open when the bar opens beyond it; each leg's notional is the
     cycle's starting equity x allocation / K x leverage. Then the position, with the legs
@@ -801,7 +855,7 @@ def fill_grid_levels(i, o, h, l, atr, bmid, p, st, trades):
         flat = st[S_DIR] == 0.0
         equity = st[S_CASH] if flat else st[S_CYCLE_EQ]
         notional = equity * p[P_ALLOCATION] / k_levels * p[P_LEVERAGE]
-        if open_position(i, i - 1, px, d, p, st, atr, notional):
+        if open_position(i, i - 1, px, d, p, st, atr, blo, bmid, bhi, notional):
             st[S_LEVELS_DONE] += bit
             filled = True
         elif flat:
@@ -811,6 +865,30 @@ def fill_grid_levels(i, o, h, l, atr, bmid, p, st, trades):
         if d * (reach - stop) <= 0.0:
             reason = EXIT_STOP_LOSS if stop == st[S_STOP] else EXIT_LIQUIDATION
             close_position(i, stop, reason, p, st, trades, bmid, i)
+
+
+@njit(**_STEP_JIT)
+def arms_at(j, c, blo, bhi, p, st):
+    """True when the close of bar ``j`` arms the open position's exit signals: a gain of
+    ``P_ARM_R`` times the first leg's stop distance from the average entry, or (``P_ARM_BAND``)
+    a close beyond the far band (above band_hi for a long, below band_lo for a short)."""
+    d = st[S_DIR]
+    arm_r = p[P_ARM_R]
+    if arm_r > 0.0 and st[S_RISK_DIST] > 0.0 and d * (c[j] - st[S_ENTRY_PX]) >= arm_r * st[S_RISK_DIST]:
+        return True
+    if p[P_ARM_BAND] > 0.0:
+        if d > 0.0:
+            return c[j] > bhi[j]
+        return c[j] < blo[j]
+    return False
+
+
+@njit(**_STEP_JIT)
+def exits_armed(p, st):
+    """Whether exit signals count for the open position: always, unless the rules arm exits
+    (``P_ARM_R`` / ``P_ARM_BAND``); then once a close after its first fill armed them
+    (:func:`arms_at`, this bar's close included)."""
+    return (p[P_ARM_R] == 0.0 and p[P_ARM_BAND] == 0.0) or st[S_EXITS_ARMED] > 0.0
 
 
 @njit(**_STEP_JIT)
@@ -923,25 +1001,29 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
         st[S_PEND_REDUCE] = 0.0
     if st[S_PEND_ENTRY] != 0.0:
         if st[S_LIQUIDATED] == 0.0 and (st[S_DIR] == 0.0 or st[S_DIR] == st[S_PEND_ENTRY]):
-            open_position(i, int(st[S_PEND_SIG_I]), o[i], int(st[S_PEND_ENTRY]), p, st, atr, 0.0)
+            open_position(i, int(st[S_PEND_SIG_I]), o[i], int(st[S_PEND_ENTRY]), p, st, atr, blo, bmid, bhi, 0.0)
         st[S_PEND_ENTRY] = 0.0
 
     # 3. intrabar: stop / target / liquidation / partial target of the position held, then
     #    the grid's limit levels (not in a bar that closed a position)
     if st[S_DIR] != 0.0:
-        check_intrabar_exits(i, o, h, l, bmid, p, st, trades)
+        check_intrabar_exits(i, o, h, l, blo, bmid, bhi, p, st, trades)
     if p[P_GRID_K] > 0.0 and i > 0 and i < n - 1 and st[S_LIQUIDATED] == 0.0 and st[S_N_CYCLES] == cycles:
-        fill_grid_levels(i, o, h, l, atr, bmid, p, st, trades)
+        fill_grid_levels(i, o, h, l, atr, blo, bmid, bhi, p, st, trades)
 
     # 4. decisions at the close (the last bar only closes what is open: end of data)
     last = i == n - 1
     s = sig[i] if not last else 0
     d = st[S_DIR]
+    if d != 0.0 and st[S_EXITS_ARMED] == 0.0 and (p[P_ARM_R] > 0.0 or p[P_ARM_BAND] > 0.0):
+        if arms_at(i, c, blo, bhi, p, st):
+            st[S_EXITS_ARMED] = 1.0
     reason = -1
     if d != 0.0:
         if last:
             reason = EXIT_END_OF_DATA
-        elif (d > 0.0 and (s & SIG_EXIT_LONG) != 0) or (d < 0.0 and (s & SIG_EXIT_SHORT) != 0):
+        elif ((d > 0.0 and (s & SIG_EXIT_LONG) != 0) or (d < 0.0 and (s & SIG_EXIT_SHORT) != 0)) and (
+                exits_armed(p, st)):
             reason = EXIT_SIGNAL
         elif p[P_MAX_HOLD] > 0.0:
             held = i - st[S_ENTRY_I] + (0.0 if close_fill else 1.0)
@@ -976,7 +1058,7 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
                     s & (SIG_ADD_LONG if st[S_DIR] > 0.0 else SIG_ADD_SHORT)) != 0) else 0
             if want != 0 and i - st[S_LAST_ENTRY_SIG] >= p[P_SPACING]:
                 if close_fill:
-                    open_position(i, i, c[i], want, p, st, atr, 0.0)
+                    open_position(i, i, c[i], want, p, st, atr, blo, bmid, bhi, 0.0)
                 else:
                     st[S_PEND_ENTRY] = float(want)
                     st[S_PEND_SIG_I] = float(i)
@@ -1114,10 +1196,12 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     :func:`step` too; so does every bar while a partial target waits. ``grid`` (a constant at
     each call site, so that the inlined loop of a position without a grid has no grid test)
     says whether the grid's levels are tested."""
-    if st[S_PTP] == st[S_PTP] and st[S_PTP_DONE] == 0.0:
-        return i
     d = st[S_DIR]
     exit_flag = SIG_EXIT_LONG if d > 0.0 else SIG_EXIT_SHORT
+    arming = not exits_armed(p, st)
+    if arming:
+        exit_flag = 0  # exit signals wait: a bar whose close arms them goes to step
+    ptp_waits = st[S_PTP_DONE] == 0.0 and (st[S_PTP] == st[S_PTP] or p[P_PTP_BAND] > 0.0)
     use_funding = p[P_USE_FUNDING] > 0.0
     max_hold = p[P_MAX_HOLD]
     held_extra = 0.0 if p[P_FILL] == FILL_CLOSE else 1.0
@@ -1182,6 +1266,12 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
         if d * (adverse - stop) <= 0.0 or (has_tgt and d * (favourable - tgt) >= 0.0):
             break
         if (sig[j] & exit_flag) != 0:
+            break
+        if ptp_waits:
+            ptp = partial_target(j, d, p, st, blo, bhi)
+            if ptp == ptp and (d * (op - ptp) >= 0.0 or d * (favourable - ptp) >= 0.0):
+                break
+        if arming and arms_at(j, c, blo, bhi, p, st):
             break
         if grid and next_level >= 0:
             lvl = grid_level(d, next_level, bmid[j - 1], previous_atr(atr, j), p)

@@ -72,7 +72,13 @@ P_ALLOCATION = 30  # fraction of the cycle's starting equity split across the K 
 MAX_GRID_LEVELS = 6
 P_GRID_PCT = 31  # .. + MAX_GRID_LEVELS: level k's offset as a fraction of the reference line
 P_GRID_ATR = P_GRID_PCT + MAX_GRID_LEVELS  # .. + MAX_GRID_LEVELS: level k's offset in ATRs
-N_PARAMS = P_GRID_ATR + MAX_GRID_LEVELS
+# levels from the band lines, and exit signals that wait for the position to be armed
+P_STOP_BAND = P_GRID_ATR + MAX_GRID_LEVELS  # 1 = a stop at the band line of the signal bar (below)
+P_STOP_BAND_PCT = P_STOP_BAND + 1  # that line: this fraction of the way from the band edge to the middle band
+P_PTP_BAND = P_STOP_BAND + 2  # 1 = partial target at the previous close's far band (band_hi long, band_lo short)
+P_ARM_R = P_STOP_BAND + 3  # exit signals count once a close gains this many times the initial stop distance
+P_ARM_BAND = P_STOP_BAND + 4  # 1 = ... or once a close is beyond the far band
+N_PARAMS = P_STOP_BAND + 5
 
 GRID_LONG = 1  # levels below the reference line, long legs
 GRID_SHORT = -1  # levels above, short legs
@@ -143,7 +149,10 @@ S_TP_ATR_DIST = 56  # the ATR part of the target distance
 S_PTP = 57  # partial target level, NaN = none
 S_PEND_REDUCE = 58  # next_open: 1 = a reduce pending
 S_CYCLE_SIG_I = 59  # signal bar of the cycle's first leg (its ATR sets the distances)
-S_LEGS = 60  # leg rows start here, N_LEG_FIELDS each
+S_EXITS_ARMED = 60  # 1 once the position is armed (exit signals wait for it when P_ARM_R / P_ARM_BAND ask)
+S_RISK_DIST = 61  # the first leg's stop distance from its fill (the R of P_ARM_R), 0 = no stop
+S_STOP_LINE = 62  # the band stop's level, fixed at the cycle's first fill (NaN = none)
+S_LEGS = 63  # leg rows start here, N_LEG_FIELDS each
 LEG_QTY = 0
 LEG_PX = 1
 LEG_I = 2
