@@ -70,7 +70,7 @@ def test_engine_options_change_results(sample):
 def test_strategies_registry_declarations():
     specs = {k: v for k, v in threadx.strategies().items() if not k.startswith("test_")}  # test-only ones aside
     assert set(specs) == {"ma_crossover", "bb_atr", "bollinger_dual", "donchian_breakout", "supertrend",
-                          "envelope_dca", "envelope_dca_short", "grid_atr"}
+                          "envelope_dca", "envelope_dca_short", "grid_atr", "amplitude_hunter"}
     bb = specs["bb_atr"]
     defaults = bb.defaults()
     assert defaults["bb_period"] == 20 and defaults["entry_z"] == 1.0 and defaults["max_hold_bars"] == 72

@@ -25,12 +25,20 @@ from threadx.optimize.plan import Planner  # noqa: E402
 from threadx.gpu.workload import evaluator_for, random_ids  # noqa: E402
 
 STRATEGIES = ("ma_crossover", "bb_atr", "bollinger_dual", "donchian_breakout", "supertrend", "envelope_dca",
-              "envelope_dca_short", "grid_atr")
+              "envelope_dca_short", "grid_atr", "amplitude_hunter")
 RTOL = 1e-9
 # grids on the short simulated history: levels near enough the SMA to fill
 SPACES = {"envelope_dca": {"envelope_start": "0.005:0.015:0.005", "envelope_step": [0.0, 0.005]},
           "envelope_dca_short": {"envelope_start": "0.005:0.015:0.005", "envelope_step": [0.0, 0.005]},
-          "grid_atr": {"atr_multiplier_start": "0.2:1.0:0.2", "sides": ["long", "short", "both"]}}
+          "grid_atr": {"atr_multiplier_start": "0.2:1.0:0.2", "sides": ["long", "short", "both"]},
+          # short windows and a loose regime: entries on 360 bars; band stops, partial exits at the far
+          # band, armed trailing exits and adds
+          "amplitude_hunter": {"bbwidth_lookback": [20], "score_lookback": [20], "volume_lookback": [10],
+                               "amplitude_score_threshold": [0.3], "bbwidth_percentile_threshold": [20.0],
+                               "volume_zscore_threshold": [-1.0], "spring_lookback": [30], "pb_entry_min": [0.0],
+                               "pb_entry_max": [0.7], "trailing_type": ["chandelier", "pb_floor", "macd_fade"],
+                               "pyramiding_max_adds": [0, 2], "use_bip_target": [True, False],
+                               "sl_band_pct": [0.0, 0.37]}}
 
 
 @pytest.fixture(scope="module")

@@ -261,8 +261,121 @@ def test_a_warm_up_bar_places_no_level_but_exits_still_run():
     (ExitRules(grid_levels=1, grid_pct=(0.01,), grid_sides="up"), "grid_sides must be one of long, short, both"),
     (ExitRules(partial_tp_pct=0.05), "a partial target needs reduce_fraction > 0"),
     (ExitRules(reduce_fraction=1.5), "reduce_fraction must be in [0, 1]"),
+    (ExitRules(partial_tp_band=True), "a partial target needs reduce_fraction > 0"),
+    (ExitRules(partial_tp_band=True, partial_tp_pct=0.05, reduce_fraction=0.5), "either at the far band"),
+    (ExitRules(stop_band=1.5), "stop_band must be in [0, 1]"),
+    (ExitRules(grid_levels=1, grid_pct=(0.01,), stop_band=0.5), "stop_band needs entry signals"),
+    (ExitRules(arm_exits_r=1.0), "arm_exits_r counts gains in stop distances: it needs a stop"),
+    (ExitRules(arm_exits_r=-1.0, stop_pct=0.05), "arm_exits_r must be >= 0"),
 ])
 def test_impossible_leg_rules_are_refused(rules, message):
     bars = make_bars([100] * 4, [101] * 4, [99] * 4, [100] * 4)
     with pytest.raises(ParamError, match=message.replace("[", r"\[").replace("]", r"\]")):
         run(bars, {}, rules, mid(4) if rules.grid_levels else Levels())
+
+
+# --- levels from the band lines, armed exit signals ----------------------------------------------
+
+def bands(n, lo=90.0, mid_=100.0, hi=110.0):
+    """Band lines (flat unless given per bar) and a flat ATR of 5."""
+    line = lambda x: np.full(n, x, dtype=float) if np.isscalar(x) else np.asarray(x, dtype=float)  # noqa: E731
+    return Levels(atr=np.full(n, 5.0), band_lo=line(lo), band_mid=line(mid_), band_hi=line(hi))
+
+
+@pytest.mark.parametrize("side", [1, -1])
+def test_the_band_stop_is_taken_when_nearer_than_the_atr_stop_and_sizes_the_risk(side):
+    # signal at bar 0's close, fill at bar 1's open (100); the ATR stop is 2 x 5 = 10 away, the band
+    # stop half way from the losing band to the mid: 95 for a long, 105 for a short (5 away)
+    up = [100, 100, 100, 100]
+    hi = [101, 101, 106 if side < 0 else 101, 101]
+    lo = [99, 99, 94 if side > 0 else 99, 99]
+    bars = make_bars(up, hi, lo, up)
+    rules = ExitRules(stop_atr=2.0, stop_band=0.5, sizing="risk", risk_per_trade=0.01)
+    m, trades, eq = run(bars, {0: EL if side > 0 else ES}, rules, bands(4), fee_bps=10)
+    stop = 100 - side * 5
+    qty = CAPITAL * 0.01 / 5  # the risk over the nearer stop's distance
+    assert list(trades["exit_reason"]) == ["stop_loss"] and list(trades["exit_i"]) == [2]
+    assert trades["stop_at_entry"].to_numpy() == approx([stop]) and trades["exit_price"].to_numpy() == approx([stop])
+    assert trades["qty"].to_numpy() == approx([qty])
+    assert trades["pnl"].to_numpy() == approx([leg_pnl(qty, 100, stop, side)])
+    check_books(m, trades, eq)
+
+
+def test_an_atr_stop_nearer_than_the_band_stop_is_kept():
+    bars = make_bars([100] * 4, [101] * 4, [99, 99, 96, 99], [100] * 4)
+    rules = ExitRules(stop_atr=0.6, stop_band=0.5, sizing="risk", risk_per_trade=0.01)  # 3 away, band 5 away
+    m, trades, eq = run(bars, {0: EL}, rules, bands(4), fee_bps=10)
+    assert trades["stop_at_entry"].to_numpy() == approx([97.0]) and list(trades["exit_i"]) == [2]
+    assert trades["qty"].to_numpy() == approx([CAPITAL * 0.01 / 3])
+
+
+def test_a_fill_at_or_beyond_the_band_stop_is_skipped_and_counted():
+    bars = make_bars([100, 94, 94, 94], [101, 95, 95, 95], [99, 93, 93, 93], [100, 94, 94, 94])
+    rules = ExitRules(stop_band=0.5, sizing="risk", risk_per_trade=0.01)  # the stop would be 95, above the fill
+    m, trades, eq = run(bars, {0: EL}, rules, bands(4), fee_bps=10)
+    assert len(trades) == 0 and m["n_skipped"] == 1 and m["final_equity"] == CAPITAL
+
+
+def test_an_add_keeps_the_band_stop_when_it_is_nearer_than_the_average_entrys():
+    # entry at 100 with the band stop at 95; an add at 104: the ATR stop from the new average
+    # (about 102 - 10) is further than 95, so the band stop stays
+    bars = make_bars([100, 100, 104, 104, 104], [101, 105, 105, 105, 105], [99, 99, 103, 94, 103],
+                     [100, 104, 104, 104, 104])
+    rules = ExitRules(stop_atr=2.0, stop_band=0.5, sizing="risk", risk_per_trade=0.01, max_legs=2)
+    m, trades, eq = run(bars, {0: EL, 1: EL}, rules, bands(5), fee_bps=10)
+    assert list(trades["exit_i"]) == [3, 3] and list(trades["exit_reason"]) == ["stop_loss"] * 2
+    assert trades["exit_price"].to_numpy() == approx([95.0, 95.0])
+    check_books(m, trades, eq)
+
+
+def test_a_partial_target_at_the_far_band_of_the_previous_close_once_per_cycle():
+    # long 50 at 100; bar 2 reaches bar 1's upper band (108): half closes there; bar 3 passes bar
+    # 2's band again but the partial target is taken once per cycle; the rest ends with the data
+    bars = make_bars([100, 100, 101, 109, 111], [101, 101, 109, 113, 112], [99, 99, 100, 108, 110],
+                     [100, 100, 108, 111, 111])
+    hi = [110, 108, 109, 109, 109]
+    rules = ExitRules(sizing="fraction", fraction=0.5, partial_tp_band=True, reduce_fraction=0.5)
+    m, trades, eq = run(bars, {0: EL}, rules, bands(5, hi=hi), fee_bps=10)
+    assert list(trades["exit_reason"]) == ["take_profit", "end_of_data"] and list(trades["exit_i"]) == [2, 4]
+    assert list(trades["qty"]) == [25.0, 25.0] and trades["exit_price"].to_numpy() == approx([108.0, 111.0])
+    assert trades["pnl"].to_numpy() == approx([leg_pnl(25, 100, 108), leg_pnl(25, 100, 111)])
+    check_books(m, trades, eq)
+
+
+def test_a_short_partial_target_at_the_lower_band_fills_at_a_gapping_open():
+    bars = make_bars([100, 100, 90, 90], [101, 101, 91, 91], [99, 99, 89, 89], [100, 100, 90, 90])
+    lo = [90, 92, 92, 92]
+    rules = ExitRules(sizing="fraction", fraction=0.5, partial_tp_band=True, reduce_fraction=0.5)
+    m, trades, eq = run(bars, {0: ES}, rules, bands(4, lo=lo), fee_bps=10)
+    # bar 2 opens at 90, beyond bar 1's lower band (92): the partial fills at the open
+    assert list(trades["exit_i"]) == [2, 3] and trades["exit_price"].to_numpy() == approx([90.0, 90.0])
+    assert trades["pnl"].to_numpy() == approx([leg_pnl(25, 100, 90, -1.0), leg_pnl(25, 100, 90, -1.0)])
+    check_books(m, trades, eq)
+
+
+def test_exit_signals_wait_for_a_close_beyond_the_far_band():
+    # long at bar 1's open; the exit signal of bar 2 waits (not armed); bar 3 closes at 111 > 110
+    # (armed); the exit signal of bar 4 counts: out at bar 5's open
+    close = [100, 100, 102, 111, 105, 104, 104]
+    bars = make_bars(close, [c + 1 for c in close], [c - 1 for c in close], close)
+    rules = ExitRules(sizing="fraction", fraction=0.5, arm_exits_band=True)
+    m, trades, eq = run(bars, {0: EL, 2: XL, 4: XL}, rules, bands(7), fee_bps=10)
+    assert list(trades["exit_i"]) == [5] and list(trades["exit_reason"]) == ["signal"]
+    # without arming, bar 2's signal closes it at bar 3's open
+    m2, trades2, _ = run(bars, {0: EL, 2: XL, 4: XL}, ExitRules(sizing="fraction", fraction=0.5), bands(7),
+                         fee_bps=10)
+    assert list(trades2["exit_i"]) == [3]
+    check_books(m, trades, eq)
+
+
+def test_exit_signals_wait_for_a_gain_in_stop_distances_and_a_short_mirrors_it():
+    # stop 5 % from the fill at 100: R = 5; the close must gain 1.5 R = 7.5 (long >= 107.5)
+    for side in (1, -1):
+        close = [100, 100, 100 + side * 6, 100 + side * 8, 100 + side * 8, 100 + side * 8]
+        bars = make_bars(close, [c + 1 for c in close], [c - 1 for c in close], close)
+        rules = ExitRules(sizing="fraction", fraction=0.5, stop_pct=0.05, arm_exits_r=1.5)
+        flag = XL if side > 0 else XS
+        m, trades, eq = run(bars, {0: EL if side > 0 else ES, 2: flag, 3: flag}, rules, fee_bps=10)
+        # bar 2's signal waits (a 6-point gain); bar 3's close gains 8 >= 7.5: its signal counts
+        assert list(trades["exit_i"]) == [4] and list(trades["exit_reason"]) == ["signal"], side
+        check_books(m, trades, eq)

@@ -1,6 +1,7 @@
 """The accounting invariants of several positions at once, on real candles.
 
-For the grid strategies on the three real 1h files, long and short, at leverage 1 and 3:
+For the grid strategies and amplitude_hunter (adds, partial exits) on the three real 1h files,
+long and short, at leverage 1 and 3:
 the legs' PnL adds up to the equity change, each row pays one fee per fill, and the whole
 equity curve is rebuilt from the trade rows alone (each row is a piece of a leg held from
 its entry bar to its exit bar: realised PnL once closed, open PnL less its entry fee before;
@@ -17,8 +18,11 @@ from threadx.data.io import load_ohlcv
 from test_strategies import rebuild_equity
 
 FILES = ("BTC_USDT-1h", "ETH_USDT-1h", "SOL_USDT-1h")
+_AMPLITUDE = {"amplitude_score_threshold": 0.45, "volume_zscore_threshold": 0.0, "bbwidth_percentile_threshold": 40.0,
+              "pyramiding_max_adds": 2}
 CASES = [("envelope_dca", {}), ("envelope_dca_short", {}), ("grid_atr", {"sides": "long"}),
-         ("grid_atr", {"sides": "short"}), ("grid_atr", {"sides": "both", "num_levels": 4})]
+         ("grid_atr", {"sides": "short"}), ("grid_atr", {"sides": "both", "num_levels": 4}),
+         ("amplitude_hunter", _AMPLITUDE), ("amplitude_hunter", {**_AMPLITUDE, "trailing_type": "pb_floor"})]
 FEE = 0.001
 
 
@@ -41,8 +45,16 @@ def test_the_books_balance_leg_by_leg(candles, name, params, leverage):
     if not m["liquidated"]:
         np.testing.assert_allclose(equity, rebuild_equity(trades, candles["close"].to_numpy(), capital),
                                    rtol=0, atol=1e-7 * capital)
-    # a cycle's legs share one side and one exit (partial closes aside, which these rules do not make)
+    # a cycle's legs share one side and one exit, but for its partial closes (take_profit before the end)
     per_cycle = trades.groupby("cycle").agg(sides=("side", "nunique"), exits=("exit_i", "nunique"))
-    assert (per_cycle["sides"] == 1).all() and (per_cycle["exits"] == 1).all()
+    partials = trades[trades["exit_reason"] == "take_profit"].groupby("cycle")["exit_i"].nunique()
+    assert (per_cycle["sides"] == 1).all()
+    assert (per_cycle["exits"] <= 1 + partials.reindex(per_cycle.index, fill_value=0)).all()
+    if name == "amplitude_hunter":
+        assert (trades.groupby("cycle")["entry_i"].nunique() > 1).any() and len(partials) > 0
+        # no leg is closed twice over: the quantities closed per leg add up to what it opened
+        # (a partial close and the rest share the leg's entry bar and price)
+        opened = trades.groupby(["cycle", "entry_i"])["entry_price"].nunique()
+        assert (opened == 1).all()
     cycles = trades.groupby("cycle")["pnl"].sum()
     assert m["cycle_win_rate"] == pytest.approx((cycles > 0).mean())

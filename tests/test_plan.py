@@ -17,7 +17,7 @@ from threadx.strategy import bb_atr, ma_crossover
 from threadx.strategy.base import ExitRules, Param, StrategySpec, list_strategies, register
 
 STRATEGIES = ("ma_crossover", "bb_atr", "bollinger_dual", "donchian_breakout", "supertrend", "envelope_dca",
-              "envelope_dca_short", "grid_atr")
+              "envelope_dca_short", "grid_atr", "amplitude_hunter")
 
 
 @pytest.fixture(scope="module")

@@ -150,6 +150,9 @@ STRATEGY_CASES = {
     "envelope_dca": {"envelope_start": 0.03, "envelope_step": 0.01},
     "envelope_dca_short": {"envelope_start": 0.03, "envelope_step": 0.01},
     "grid_atr": {"sides": "both", "max_hold_bars": 48},
+    # legs added and partly closed (pyramiding, a partial exit at the far band), exits armed
+    "amplitude_hunter": {"amplitude_score_threshold": 0.45, "volume_zscore_threshold": 0.0,
+                         "bbwidth_percentile_threshold": 40.0, "pyramiding_max_adds": 1},
 }
 
 

@@ -69,6 +69,8 @@ def assert_same_metrics(stored_row, metrics):
     ("envelope_dca", {"envelope_start": [0.01, 0.02], "num_levels": [2, 4], "max_hold_bars": [0, 24]}, "next_open"),
     ("envelope_dca_short", {"envelope_start": [0.01, 0.02], "envelope_step": [0.005, 0.01]}, "close"),
     ("grid_atr", {"atr_multiplier_start": [0.5, 1.0], "sides": ["long", "both"], "leverage": [1.0, 3.0]}, "next_open"),
+    ("amplitude_hunter", {"amplitude_score_threshold": [0.45, 0.55], "volume_zscore_threshold": [0.0],
+                          "trailing_type": ["chandelier", "pb_floor"], "pyramiding_max_adds": [0, 2]}, "close"),
 ])
 def test_best_combo_rerun_matches_stored_metrics(sample, bank, tmp_path, strategy, space, fill):
     run = sweep(sample, strategy, space, store=tmp_path / "runs", run_id="r", fill=fill, fee_bps=7, bank=bank,

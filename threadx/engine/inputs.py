@@ -292,12 +292,12 @@ def kernel_args(bars: Bars, sig: np.ndarray, levels: Levels, rules: ExitRules, o
     n = len(bars)
     if n < 2:
         raise DataError(f"need at least 2 bars to backtest, got {n}")
+    p = param_vector(rules, options, bars.timeframe, funding is not None)  # (the rules checked first)
     atr, lo, mid, hi = level_arrays(levels, rules, n)
     sig = np.ascontiguousarray(sig, dtype=np.uint8)
     if sig.shape != (n,):
         raise ParamError(f"signal array has shape {sig.shape}, expected ({n},)")
     fund = UNUSED_LINE if funding is None else funding
-    p = param_vector(rules, options, bars.timeframe, funding is not None)
     return KernelInputs(*(frozen(a) for a in (bars.open, bars.high, bars.low, bars.close, sig, atr, lo, mid, hi,
                                                fund, p)))
 
