@@ -820,9 +820,9 @@ def grid_side_hit(i, o, h, l, atr, bmid, p):
 @njit(**_STEP_JIT)
 def next_grid_level(st, p):
     """The grid level the open cycle fills next (the nearest not filled yet), -1 for none."""
+    done = int(st[S_LEVELS_DONE])  # bit k: level k filled (integer bit tests: no pow, no fmod per level)
     for k in range(int(p[P_GRID_K])):
-        bit = 2.0 ** k
-        if (st[S_LEVELS_DONE] // bit) % 2.0 != 1.0:
+        if (done >> k) & 1 == 0:
             return k
     return -1
 
@@ -845,8 +845,7 @@ def fill_grid_levels(i, o, h, l, atr, blo, bmid, bhi, p, st, trades):
     reach = l[i] if d > 0.0 else h[i]
     filled = False
     for k in range(k_levels):
-        bit = 2.0 ** k
-        if st[S_DIR] != 0.0 and (st[S_LEVELS_DONE] // bit) % 2.0 == 1.0:
+        if st[S_DIR] != 0.0 and (int(st[S_LEVELS_DONE]) >> k) & 1 == 1:
             continue
         lvl = grid_level(d, k, ref, a, p)
         if not (lvl == lvl and d * (reach - lvl) <= 0.0):
@@ -856,7 +855,7 @@ def fill_grid_levels(i, o, h, l, atr, blo, bmid, bhi, p, st, trades):
         equity = st[S_CASH] if flat else st[S_CYCLE_EQ]
         notional = equity * p[P_ALLOCATION] / k_levels * p[P_LEVERAGE]
         if open_position(i, i - 1, px, d, p, st, atr, blo, bmid, bhi, notional):
-            st[S_LEVELS_DONE] += bit
+            st[S_LEVELS_DONE] = float(int(st[S_LEVELS_DONE]) | (1 << k))  # (reset by a cycle's first leg)
             filled = True
         elif flat:
             return  # the cycle could not start (too small an order)
