@@ -137,7 +137,7 @@ from threadx.engine.layout import (
     S_CYCLE_EQ,
     S_CYCLE_ID,
     S_CYCLE_PNL,
-    S_CYCLE_SIG_I,
+    S_PTP_ATR_DIST,
     S_CYCLE_WINS,
     S_FIRST_NOTIONAL,
     S_LEGS,
@@ -265,14 +265,13 @@ def init_state(st, p):
 
 
 @njit(**_STEP_JIT)
-def level_distance(pct, atr_mult, px, atr, sig_i):
-    """Price distance of a stop or target: pct x fill price + atr_mult x ATR of the signal
-    bar. 0 when both are off, -1 when it needs an ATR the signal bar does not have."""
+def level_distance(pct, atr_mult, px, a):
+    """Price distance of a stop or target: pct x fill price + atr_mult x ``a`` (the ATR of the
+    signal bar). 0 when both are off, -1 when it needs an ATR the signal bar does not have."""
     dist = 0.0
     if pct > 0.0:
         dist += pct * px
     if atr_mult > 0.0:
-        a = atr[sig_i]
         if not (a > 0.0):  # NaN or non-positive ATR
             return -1.0
         dist += atr_mult * a
@@ -280,22 +279,24 @@ def level_distance(pct, atr_mult, px, atr, sig_i):
 
 
 @njit(**_STEP_JIT)
-def band_stop(d, sig_i, p, blo, bmid, bhi):
-    """The band stop of a ``d`` entry signalled at bar ``sig_i``: ``P_STOP_BAND_PCT`` of the way
-    from the band edge on the losing side (band_lo for a long) to the middle band, at the
-    signal bar's close; NaN when off or undefined there."""
-    if p[P_STOP_BAND] == 0.0:
-        return np.nan
-    m = bmid[sig_i]
-    if d > 0.0:
-        edge = blo[sig_i]
-    else:
-        edge = bhi[sig_i]
-    return edge + (m - edge) * p[P_STOP_BAND_PCT]
+def band_stop(d, p, lo, mid, hi):
+    """The band stop of a ``d`` entry whose signal bar closed with bands ``lo`` / ``mid`` /
+    ``hi``: ``P_STOP_BAND_PCT`` of the way from the band edge on the losing side (``lo`` for a
+    long) to the middle band; NaN when undefined there."""
+    edge = lo if d > 0.0 else hi
+    return edge + (mid - edge) * p[P_STOP_BAND_PCT]
 
 
 @njit(**_STEP_JIT)
-def open_position(i, sig_i, raw_price, direction, p, st, atr, blo, bmid, bhi, notional_req):
+def line_at(line, k):
+    """``line[k]``, or NaN for a placeholder line shorter than that (a line the rules do not read)."""
+    if k < line.shape[0]:
+        return line[k]
+    return np.nan
+
+
+@njit(**_STEP_JIT)
+def open_position(i, sig_i, raw_price, direction, p, st, a, lo, mid, hi, notional_req):
     """Open ``direction`` (+1/-1) at ``raw_price`` on bar ``i`` for the signal of bar ``sig_i``:
     the first leg of a cycle when flat, else a leg added to the position (same direction).
 
@@ -305,18 +306,18 @@ def open_position(i, sig_i, raw_price, direction, p, st, atr, blo, bmid, bhi, no
     quantity, below min notional) and counted in ``n_skipped``.
     """
     if st[S_DIR] != 0.0:
-        return add_leg(i, sig_i, raw_price, p, st, atr, notional_req)
+        return add_leg(i, sig_i, raw_price, p, st, notional_req)
     slip = p[P_SLIP_RATE]
     px = raw_price * (1.0 + slip) if direction > 0 else raw_price * (1.0 - slip)
-    stop_dist = level_distance(p[P_STOP_PCT], p[P_STOP_ATR], px, atr, sig_i)
-    tp_dist = level_distance(p[P_TP_PCT], p[P_TP_ATR], px, atr, sig_i)
-    ptp_dist = level_distance(p[P_PTP_PCT], p[P_PTP_ATR], px, atr, sig_i)
+    stop_dist = level_distance(p[P_STOP_PCT], p[P_STOP_ATR], px, a)
+    tp_dist = level_distance(p[P_TP_PCT], p[P_TP_ATR], px, a)
+    ptp_dist = level_distance(p[P_PTP_PCT], p[P_PTP_ATR], px, a)
     if stop_dist < 0.0 or tp_dist < 0.0 or ptp_dist < 0.0:  # an ATR level on a bar without a defined ATR
         st[S_SKIPPED] += 1.0
         return False
     line = np.nan
     if p[P_STOP_BAND] > 0.0:
-        line = band_stop(direction, sig_i, p, blo, bmid, bhi)
+        line = band_stop(direction, p, lo, mid, hi)
         gap = direction * (px - line)
         if not (gap > 0.0):  # no band there, or the fill is at or beyond it: no room for a stop
             st[S_SKIPPED] += 1.0
@@ -384,18 +385,18 @@ def open_position(i, sig_i, raw_price, direction, p, st, atr, blo, bmid, bhi, no
     st[S_FIRST_NOTIONAL] = notional
     st[S_LEVELS_DONE] = 0.0
     st[S_PTP_DONE] = 0.0
-    st[S_CYCLE_SIG_I] = float(sig_i)
-    st[S_STOP_ATR_DIST] = atr_part(p[P_STOP_ATR], atr, sig_i)
-    st[S_TP_ATR_DIST] = atr_part(p[P_TP_ATR], atr, sig_i)
+    st[S_STOP_ATR_DIST] = atr_part(p[P_STOP_ATR], a)
+    st[S_TP_ATR_DIST] = atr_part(p[P_TP_ATR], a)
+    st[S_PTP_ATR_DIST] = atr_part(p[P_PTP_ATR], a)
     st[S_PTP] = px + direction * ptp_dist if ptp_dist > 0.0 else np.nan
     return True
 
 
 @njit(**_STEP_JIT)
-def atr_part(atr_mult, atr, sig_i):
-    """The ATR part of a level distance (atr_mult x ATR of the signal bar; 0 when off)."""
+def atr_part(atr_mult, a):
+    """The ATR part of a level distance (atr_mult x ``a``, the ATR of the signal bar; 0 when off)."""
     if atr_mult > 0.0:
-        return atr_mult * atr[sig_i]
+        return atr_mult * a
     return 0.0
 
 
@@ -426,7 +427,7 @@ def avg_level(d, pct, atr_dist, avg):
 
 
 @njit(**_TRADE_JIT)
-def add_leg(i, sig_i, raw_price, p, st, atr, notional_req):
+def add_leg(i, sig_i, raw_price, p, st, notional_req):
     """Add a leg to the open position at ``raw_price`` on bar ``i`` (see :func:`open_position`):
     ``notional_req`` or, without one, ``add_scale`` x the cycle's first leg's notional, capped by
     what the cash can margin. The stop, target and partial target move to the new average
@@ -472,7 +473,7 @@ def add_leg(i, sig_i, raw_price, p, st, atr, notional_req):
         st[S_STOP] = stop
     st[S_TP] = avg_level(d, p[P_TP_PCT], st[S_TP_ATR_DIST], avg)
     if st[S_PTP_DONE] == 0.0 and st[S_PTP] == st[S_PTP]:
-        st[S_PTP] = avg_level(d, p[P_PTP_PCT], atr_part(p[P_PTP_ATR], atr, int(st[S_CYCLE_SIG_I])), avg)
+        st[S_PTP] = avg_level(d, p[P_PTP_PCT], st[S_PTP_ATR_DIST], avg)
     st[S_LIQ] = liquidation_price(p, st)
     return True
 
@@ -592,6 +593,16 @@ def close_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
                    trades, bmid, tested_i)
         end_cycle(st)
         return
+    close_legs(i, px, reason, p, st, trades, bmid, tested_i)
+
+
+@njit(**_TRADE_JIT)
+def close_legs(i, px, reason, p, st, trades, bmid, tested_i):
+    """:func:`close_position` of a position of several legs at fill price ``px`` (out of line:
+    only positions of several legs take it)."""
+    d = st[S_DIR]
+    fee_rate = p[P_FEE_RATE]
+    n_legs = int(st[S_N_LEGS])
     # first the cash after every leg: a loss beyond the equity left is cut there (below)
     cash = st[S_CASH]
     for k in range(n_legs):
@@ -854,7 +865,7 @@ def fill_grid_levels(i, o, h, l, atr, blo, bmid, bhi, p, st, trades):
         flat = st[S_DIR] == 0.0
         equity = st[S_CASH] if flat else st[S_CYCLE_EQ]
         notional = equity * p[P_ALLOCATION] / k_levels * p[P_LEVERAGE]
-        if open_position(i, i - 1, px, d, p, st, atr, blo, bmid, bhi, notional):
+        if open_position(i, i - 1, px, d, p, st, a, line_at(blo, i - 1), ref, line_at(bhi, i - 1), notional):
             st[S_LEVELS_DONE] = float(int(st[S_LEVELS_DONE]) | (1 << k))  # (reset by a cycle's first leg)
             filled = True
         elif flat:
@@ -1000,7 +1011,9 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
         st[S_PEND_REDUCE] = 0.0
     if st[S_PEND_ENTRY] != 0.0:
         if st[S_LIQUIDATED] == 0.0 and (st[S_DIR] == 0.0 or st[S_DIR] == st[S_PEND_ENTRY]):
-            open_position(i, int(st[S_PEND_SIG_I]), o[i], int(st[S_PEND_ENTRY]), p, st, atr, blo, bmid, bhi, 0.0)
+            k = int(st[S_PEND_SIG_I])
+            open_position(i, k, o[i], int(st[S_PEND_ENTRY]), p, st, line_at(atr, k), line_at(blo, k), line_at(bmid, k),
+                          line_at(bhi, k), 0.0)
         st[S_PEND_ENTRY] = 0.0
 
     # 3. intrabar: stop / target / liquidation / partial target of the position held, then
@@ -1057,7 +1070,8 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
                     s & (SIG_ADD_LONG if st[S_DIR] > 0.0 else SIG_ADD_SHORT)) != 0) else 0
             if want != 0 and i - st[S_LAST_ENTRY_SIG] >= p[P_SPACING]:
                 if close_fill:
-                    open_position(i, i, c[i], want, p, st, atr, blo, bmid, bhi, 0.0)
+                    open_position(i, i, c[i], want, p, st, line_at(atr, i), line_at(blo, i), line_at(bmid, i),
+                                  line_at(bhi, i), 0.0)
                 else:
                     st[S_PEND_ENTRY] = float(want)
                     st[S_PEND_SIG_I] = float(i)
@@ -1192,9 +1206,10 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     bit for bit. Returns the first bar that needs :func:`step` (``i`` when bar ``i`` does).
 
     Several legs: a bar where a reduce or add signal, or the grid's next level, can act needs
-    :func:`step` too; so does every bar while a partial target waits. ``grid`` (a constant at
-    each call site, so that the inlined loop of a position without a grid has no grid test)
-    says whether the grid's levels are tested."""
+    :func:`step` too, and so does a bar that reaches a waiting partial target or whose close
+    arms the exit signals. ``grid`` says whether the grid's levels are tested (one call site:
+    each inlined copy of this loop added seconds to the first compile, and the test is one
+    predictable compare per bar)."""
     d = st[S_DIR]
     exit_flag = SIG_EXIT_LONG if d > 0.0 else SIG_EXIT_SHORT
     arming = not exits_armed(p, st)
@@ -1350,12 +1365,8 @@ def run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity,
                         i = j
                         continue
             else:
-                if p[P_GRID_K] > 0.0:
-                    j = hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, equity,
-                                        block_end, blocks, b, True)
-                else:
-                    j = hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, equity,
-                                        block_end, blocks, b, False)
+                j = hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, equity,
+                                    block_end, blocks, b, p[P_GRID_K] > 0.0)
                 if j > i:
                     i = j
                     continue

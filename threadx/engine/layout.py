@@ -148,7 +148,7 @@ S_STOP_ATR_DIST = 55  # the ATR part of the stop distance, fixed at the cycle's 
 S_TP_ATR_DIST = 56  # the ATR part of the target distance
 S_PTP = 57  # partial target level, NaN = none
 S_PEND_REDUCE = 58  # next_open: 1 = a reduce pending
-S_CYCLE_SIG_I = 59  # signal bar of the cycle's first leg (its ATR sets the distances)
+S_PTP_ATR_DIST = 59  # the ATR part of the partial target's distance
 S_EXITS_ARMED = 60  # 1 once the position is armed (exit signals wait for it when P_ARM_R / P_ARM_BAND ask)
 S_RISK_DIST = 61  # the first leg's stop distance from its fill (the R of P_ARM_R), 0 = no stop
 S_STOP_LINE = 62  # the band stop's level, fixed at the cycle's first fill (NaN = none)
