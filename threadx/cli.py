@@ -466,7 +466,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         wf = threadx.walk_forward(
             df, args.strategy, _parse_space(args.param) or None, is_bars=args.is_bars, is_days=args.is_days,
             oos_bars=args.oos_bars, oos_days=args.oos_days, step_bars=args.step_bars, step_days=args.step_days,
-            anchored=args.anchored, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
+            anchored=args.anchored, purge=args.purge, embargo=args.embargo, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
             maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers,
             memory_budget=args.memory_budget,
             progress=_progress_printer(args, f"{args.sampler}, every combo in every window"), **_engine_options(args),
@@ -489,7 +489,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     table = wf.table
     print(f"walk-forward {wf.config['strategy']} on {wf.meta.get('dataset')}: {len(wf.windows)} windows "
           f"(IS {format_count(wf.config['is_bars'])} bars, OOS {format_count(wf.config['oos_bars'])} bars, "
-          f"{'anchored' if wf.config['anchored'] else 'rolling'}), {wf.meta['combos_done']:,} combos per window")
+          f"{'anchored' if wf.config['anchored'] else 'rolling'}{_purge_text(wf.config)}), "
+          f"{wf.meta['combos_done']:,} combos per window")
     cols = [c for c in ("window", "oos_start", "oos_end", "regime", f"is_{wf.objective}", f"oos_{wf.objective}",
                         "oos_total_return", "oos_n_trades") if c in table.columns]
     print(_table(table[cols].to_dict(orient="records"), cols))
@@ -500,6 +501,11 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     _print_report(report)
     print(f"time: walk-forward {_cell('elapsed_s', elapsed)}, with validation {_cell('elapsed_s', total)}")
     return 0
+
+
+def _purge_text(config: dict) -> str:
+    """", purge 24 bars, embargo 12 bars" when set (nothing for 0, or a run stored before)."""
+    return "".join(f", {key} {format_count(config[key])} bars" for key in ("purge", "embargo") if config.get(key))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -705,6 +711,10 @@ def build_parser() -> argparse.ArgumentParser:
         group.add_argument(f"--{name}-days", type=float, help=f"{name.upper()} window length in days")
         group.add_argument(f"--{name}-bars", type=int, help=f"{name.upper()} window length in bars")
     p.add_argument("--anchored", action="store_true", help="IS windows all start at the first bar")
+    p.add_argument("--purge", type=int, default=0, metavar="BARS",
+                   help="bars left out at the end of each IS window, before its OOS window (default 0)")
+    p.add_argument("--embargo", type=int, default=0, metavar="BARS",
+                   help="bars after each OOS window left out of later IS windows (default 0)")
     p.add_argument("--sampler", choices=("grid", "random", "lhs", "sobol"), default="random")
     p.add_argument("--n", type=int, default=1000, help="combos for the Monte Carlo samplers")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
