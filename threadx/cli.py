@@ -27,6 +27,8 @@ JSON_HELP = ("print JSON with the raw values instead of the human output: fracti
 HUMAN_OUTPUT_NOTE = ("Human output shows each number in its unit: fractions such as win_rate or total_return as "
                      "percentages, counts as whole numbers, sizes as KiB/MiB/GiB. --json keeps the raw values "
                      "(fractions as fractions, e.g. win_rate 0.43), for scripts.")
+TIMINGS_HELP = ("also print where the time went: stages in seconds and %% (load, validation, indicators, "
+                "signals, kernel, store, report) and a hint when one stage dominates")
 MEMORY_BUDGET_HELP = ("memory the run may use, e.g. 4GiB (default: half the available RAM); estimated before "
                       "any work: over it, a sweep prepares its indicators in batches, or is refused with advice")
 
@@ -294,10 +296,14 @@ def cmd_strategy_check(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     import threadx
+    import threadx.api  # noqa: F401 - loading the compiled kernels is the process's start, not the run's time
+    from threadx.timings import Stopwatch
 
-    df = _load_data(args)
+    watch = Stopwatch()
+    with watch.stage("load"):
+        df = _load_data(args)
     result = threadx.backtest(df, args.strategy, _parse_params(args.param), initial_capital=args.capital,
-                              **_engine_options(args))
+                              stopwatch=watch, **_engine_options(args))
     if args.json:
         out = result.to_dict()
         if not args.with_series:
@@ -314,7 +320,18 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"\nlast {min(args.trades, len(result.trades))} trades:")
         cols = ("entry_time", "exit_time", "side", "entry_price", "exit_price", "pnl", "return_pct", "exit_reason")
         print(_table(result.trades.tail(args.trades).to_dict(orient="records"), cols))
+    if args.timings:
+        _print_timings(meta.get("timings"))
     return 0
+
+
+def _print_timings(timings: dict | None) -> None:
+    """Where the run's time went: stages (seconds, %, a bar), workers' stages and the hint."""
+    from threadx.timings import text_lines
+
+    print("\ntimings:")
+    for line in text_lines(timings):
+        print(line)
 
 
 # --- sweeps -------------------------------------------------------------------------------------
@@ -672,6 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trades", type=int, default=10, help="show the last N trades")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--with-series", action="store_true", help="include the equity series in --json")
+    p.add_argument("--timings", action="store_true", help=TIMINGS_HELP)
     p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("sweep", help="grid or Monte Carlo optimisation (results stored, resumable)")
