@@ -380,9 +380,13 @@ def _progress_printer(args: argparse.Namespace, what: str):
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     import threadx
+    import threadx.optimize.runner  # noqa: F401 - the process's start, not the run's time
+    from threadx.timings import Stopwatch
 
     space = _parse_space(args.param)
-    df = _load_data(args)
+    watch = Stopwatch()
+    with watch.stage("load"):
+        df = _load_data(args)
 
     progress = _progress_printer(args, args.sampler)
 
@@ -392,7 +396,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             df, args.strategy, space, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
             maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers, executor=args.executor,
             run_id=run_id, store=args.store, progress=progress, memory_budget=args.memory_budget,
-            scheduler=args.scheduler, **_engine_options(args),
+            scheduler=args.scheduler, stopwatch=watch, **_engine_options(args),
         )
     except KeyboardInterrupt:
         print("\ninterrupted: finished combos are stored; run the same command with --run-id to resume",
@@ -446,7 +450,27 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 def cmd_runs_show(args: argparse.Namespace) -> int:
     from threadx.optimize.store import ResultStore
 
-    return _show_run(ResultStore(args.store).load(args.run_id), args.json, args.top)
+    store = ResultStore(args.store)
+    if args.timings and not store.folder(args.run_id).exists():  # a stored walk-forward of that id
+        return _show_walkforward_timings(args.run_id, store.root, args.json)
+    code = _show_run(store.load(args.run_id), args.json, args.top)
+    if args.timings and not args.json:
+        _print_timings(store.load(args.run_id).manifest.get("timings"))
+    return code
+
+
+def _show_walkforward_timings(run_id: str, root: Path, as_json: bool) -> int:
+    """The timings of the walk-forward ``run_id`` stored under ``root`` (``walkforward/<id>``)."""
+    from threadx.validation.storage import load_walk_forward
+
+    wf, _ = load_walk_forward(run_id, root)
+    timings = wf.meta.get("timings")
+    if as_json:
+        _print_json({"run_id": run_id, "timings": timings})
+        return 0
+    print(f"walk-forward {run_id}: {wf.config['strategy']} on {wf.meta.get('dataset')}, {len(wf.windows)} windows")
+    _print_timings(timings)
+    return 0
 
 
 def cmd_runs_repair(args: argparse.Namespace) -> int:
@@ -775,6 +799,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--store")
     p.add_argument("--top", type=int, default=10)
+    p.add_argument("--timings", action="store_true", help=TIMINGS_HELP + "; also for a stored walk-forward id")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_runs_show)
     p = rsub.add_parser("repair", help="quarantine damaged parts, rebuild a lost manifest, make a run resumable")

@@ -17,6 +17,7 @@ Stages are timed around batches of work, never inside the kernel.
 """
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping
@@ -67,15 +68,25 @@ class Stopwatch:
         self.started = time.perf_counter()
         self.stages: dict[str, float] = {}
         self.workers: dict[str, float] = {}
+        self._open: list[list[float]] = []  # per open stage: [seconds of the stages nested in it]
+        self._lock = threading.Lock()
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Time the block as stage ``name`` (added to what the stage already has)."""
+        """Time the block as stage ``name`` (added to what the stage already has). A stage
+        opened inside another counts for itself only: the outer one gets the rest, so the
+        stages never count a second twice. One thread opens stages; workers use
+        :meth:`add_workers`."""
         start = time.perf_counter()
+        self._open.append([0.0])
         try:
             yield
         finally:
-            self.add(name, time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            nested = self._open.pop()[0]
+            self.add(name, elapsed - nested)
+            if self._open:
+                self._open[-1][0] += elapsed
 
     def add(self, name: str, seconds: float) -> None:
         """Add ``seconds`` to stage ``name`` (a stage first added goes last in the order)."""
@@ -83,8 +94,9 @@ class Stopwatch:
 
     def add_workers(self, stages: Mapping[str, float] | None) -> None:
         """Add worker-side seconds per stage (summed over workers; see the module doc)."""
-        for name, seconds in (stages or {}).items():
-            self.workers[name] = self.workers.get(name, 0.0) + float(seconds)
+        with self._lock:  # threads of an in-process run add theirs as they finish
+            for name, seconds in (stages or {}).items():
+                self.workers[name] = self.workers.get(name, 0.0) + float(seconds)
 
     def wall(self) -> float:
         """Seconds since the stopwatch started."""
