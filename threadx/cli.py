@@ -501,7 +501,12 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
 
     if args.save:
         _check_writable(args.save, "--save")  # before the work, not after it
-    df = _load_data(args)
+    import threadx.validation.walkforward  # noqa: F401 - the process's start, not the run's time
+    from threadx.timings import Stopwatch
+
+    watch = Stopwatch()
+    with watch.stage("load"):
+        df = _load_data(args)
     started = time.perf_counter()
     try:
         wf = threadx.walk_forward(
@@ -509,7 +514,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
             oos_bars=args.oos_bars, oos_days=args.oos_days, step_bars=args.step_bars, step_days=args.step_days,
             anchored=args.anchored, purge=args.purge, embargo=args.embargo, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
             maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers,
-            memory_budget=args.memory_budget,
+            memory_budget=args.memory_budget, stopwatch=watch,
             progress=_progress_printer(args, f"{args.sampler}, every combo in every window"), **_engine_options(args),
         )
     except KeyboardInterrupt:
@@ -518,7 +523,9 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     if not args.json:
         print(file=sys.stderr)
-    report = validate_walk_forward(wf, n=args.bootstrap, block=args.block, seed=args.seed, S=args.S)
+    with watch.stage("robustness"):
+        report = validate_walk_forward(wf, n=args.bootstrap, block=args.block, seed=args.seed, S=args.S)
+    wf.meta["timings"] = watch.record()
     total = time.perf_counter() - started
     out = {"walk_forward": wf.to_dict(), "validation": report.to_dict(),
            "timing": {"walk_forward_s": elapsed, "total_s": total}}
@@ -541,6 +548,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
           f"efficiency {_cell('efficiency', wf.efficiency)}, consistency {_cell('consistency', wf.consistency)}")
     _print_report(report)
     print(f"time: walk-forward {_cell('elapsed_s', elapsed)}, with validation {_cell('elapsed_s', total)}")
+    if args.timings:
+        _print_timings(wf.meta.get("timings"))
     return 0
 
 
@@ -775,6 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-budget", metavar="SIZE", help=MEMORY_BUDGET_HELP)
     _add_engine_arguments(p)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--timings", action="store_true", help=TIMINGS_HELP)
     p.set_defaults(func=cmd_walkforward)
 
     p = sub.add_parser("validate", help="bootstrap, DSR, PBO, stability and grade of a stored sweep")

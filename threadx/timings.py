@@ -27,7 +27,7 @@ DOMINANT_SHARE = 0.6  # a stage with at least this share of the total gets a hin
 STAGE_LABELS = {
     "load": "Load data",
     "validation": "Data validation",
-    "plan": "Plan combos",
+    "plan": "Plan (combos, windows)",
     "startup": "Start workers",
     "indicators": "Indicators",
     "shared": "Shared memory copy",

@@ -40,6 +40,7 @@ from threadx.optimize.samplers import SAMPLERS, grid_ids, monte_carlo_ids
 from threadx.optimize.shared import PreparedIndicators, indicator_requests, prepare_requests
 from threadx.optimize.space import SearchSpace, declared_space
 from threadx.strategy.base import get_strategy
+from threadx.timings import Stopwatch
 from threadx.validation.common import json_safe, to_python
 
 _METRIC = {name: k for k, name in enumerate(METRIC_NAMES)}
@@ -280,6 +281,7 @@ def walk_forward(
     grid_limit: int = DEFAULT_WF_GRID_LIMIT,
     n_blocks: int = 32,
     memory_budget: int | str | None = None,
+    stopwatch: Stopwatch | None = None,
     **engine_options: Any,
 ) -> WalkForwardResult:
     """Walk-forward optimisation of ``strategy`` over ``space`` on ``df``.
@@ -295,60 +297,72 @@ def walk_forward(
     combos: the result then covers the combos finished so far (``meta["cancelled"]``).
     Engine options are those of :func:`threadx.backtest`. Every indicator of the combos is
     prepared at once: a plan over ``memory_budget`` (see :func:`threadx.sweep`) is refused.
+    ``meta["timings"]``: where the time went (validation, plan, indicators, run, report, and
+    the workers' signal and kernel seconds; :mod:`threadx.timings`); a ``stopwatch`` started
+    by the caller (who timed the ``load``) is carried on.
     """
-    started = time.perf_counter()
-    bars = as_bars(df)
-    spec = get_strategy(strategy)
-    space = declared_space(spec) if space is None else space
-    search = SearchSpace(spec, space)
-    if objective not in _METRIC:
-        raise ParamError(f"unknown objective {objective!r}; metrics: {', '.join(METRIC_NAMES)}")
-    if sampler not in SAMPLERS or sampler == "adaptive":
-        raise ParamError(f"walk-forward sampler must be grid, random, lhs or sobol, got {sampler!r}")
-    if isinstance(min_trades, bool) or not isinstance(min_trades, (int, np.integer)) or min_trades < 0:
-        raise ParamError(f"min_trades must be a whole number >= 0, got {min_trades!r}")
-    is_len, oos_len, step_len = window_lengths(bars.timeframe, is_bars=is_bars, is_days=is_days, oos_bars=oos_bars,
-                                               oos_days=oos_days, step_bars=step_bars, step_days=step_days)
-    windows = plan_windows(len(bars), is_len, oos_len, step_len, anchored, purge, embargo)
-    options = options_from(**engine_options)
-    if sampler == "grid":
-        ids = np.concatenate([chunk for chunk, _ in grid_ids(search, limit=grid_limit)] or [np.empty(0, np.int64)])
-    else:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ParamError(f"n must be a whole number >= 1, got {n!r}")
-        ids = monte_carlo_ids(search, sampler, int(n), int(seed)).ids
-    if len(ids) == 0:
-        raise ParamError("no valid combo in the space (every combo breaks a constraint)")
+    watch = stopwatch or Stopwatch()
+    started = watch.started
+    with watch.stage("validation"):
+        bars = as_bars(df)
+        spec = get_strategy(strategy)
+        space = declared_space(spec) if space is None else space
+        search = SearchSpace(spec, space)
+        if objective not in _METRIC:
+            raise ParamError(f"unknown objective {objective!r}; metrics: {', '.join(METRIC_NAMES)}")
+        if sampler not in SAMPLERS or sampler == "adaptive":
+            raise ParamError(f"walk-forward sampler must be grid, random, lhs or sobol, got {sampler!r}")
+        if isinstance(min_trades, bool) or not isinstance(min_trades, (int, np.integer)) or min_trades < 0:
+            raise ParamError(f"min_trades must be a whole number >= 0, got {min_trades!r}")
+        options = options_from(**engine_options)
+    with watch.stage("plan"):
+        is_len, oos_len, step_len = window_lengths(bars.timeframe, is_bars=is_bars, is_days=is_days,
+                                                   oos_bars=oos_bars, oos_days=oos_days, step_bars=step_bars,
+                                                   step_days=step_days)
+        windows = plan_windows(len(bars), is_len, oos_len, step_len, anchored, purge, embargo)
+        if sampler == "grid":
+            ids = np.concatenate([chunk for chunk, _ in grid_ids(search, limit=grid_limit)]
+                                 or [np.empty(0, np.int64)])
+        else:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise ParamError(f"n must be a whole number >= 1, got {n!r}")
+            ids = monte_carlo_ids(search, sampler, int(n), int(seed)).ids
+        if len(ids) == 0:
+            raise ParamError("no valid combo in the space (every combo breaks a constraint)")
 
-    if bank is None:
-        from threadx.indicators import default_bank
+    with watch.stage("indicators"):
+        if bank is None:
+            from threadx.indicators import default_bank
 
-        bank = default_bank()
-    arrays = prepare_requests(_within_budget(search, bars, ids, bank, memory_budget), bars, bank)
-    task = SweepTask.of(spec, dict(space or {}), options, n_blocks)
-    evaluator = Evaluator(task, bars, PreparedIndicators(arrays.get))
-    evaluated = _evaluate_all(evaluator, search, ids, windows, int(workers or default_workers()),
-                              _cancel_check(cancel), progress, started)
+            bank = default_bank()
+        arrays = prepare_requests(_within_budget(search, bars, ids, bank, memory_budget), bars, bank)
+        task = SweepTask.of(spec, dict(space or {}), options, n_blocks)
+        evaluator = Evaluator(task, bars, PreparedIndicators(arrays.get))
+    with watch.stage("run"):
+        evaluated = _evaluate_all(evaluator, search, ids, windows, int(workers or default_workers()),
+                                  _cancel_check(cancel), progress, started, watch)
     done, full, blocks, is_m, oos_m, errors = evaluated
     if not len(done):
         raise ParamError("walk-forward cancelled before any combo finished")
-    combos = pd.DataFrame({"combo_id": done, **search.columns(done)})
-    config = {
-        "strategy": spec.name, "strategy_code": spec.code_hash, "space": search.to_dict(), "is_bars": is_len,
-        "oos_bars": oos_len,
-        "step_bars": step_len or oos_len, "anchored": bool(anchored), "purge": int(purge), "embargo": int(embargo),
-        "sampler": sampler,
-        "n": int(n) if sampler != "grid" else None, "seed": int(seed), "objective": objective,
-        "maximize": bool(maximize), "min_trades": int(min_trades), "engine": options.to_dict(),
-        "initial_capital": options.initial_capital, "bars_per_year": bars_per_year(bars.timeframe),
-    }
-    result = _assemble(evaluator, bars, windows, combos, full, blocks, is_m, oos_m, config, errors)
-    result.meta.update({
-        "dataset": bars.name, "fingerprint": bars.fingerprint, "timeframe": bars.timeframe, "bars": len(bars),
-        "data": DatasetRef.of(df, bars=bars).to_dict(),
-        "combos_planned": int(len(ids)), "combos_done": int(len(done)),
-        "cancelled": bool(len(done) < len(ids)), "elapsed_s": time.perf_counter() - started,
-    })
+    with watch.stage("report"):
+        combos = pd.DataFrame({"combo_id": done, **search.columns(done)})
+        config = {
+            "strategy": spec.name, "strategy_code": spec.code_hash, "space": search.to_dict(), "is_bars": is_len,
+            "oos_bars": oos_len,
+            "step_bars": step_len or oos_len, "anchored": bool(anchored), "purge": int(purge), "embargo": int(embargo),
+            "sampler": sampler,
+            "n": int(n) if sampler != "grid" else None, "seed": int(seed), "objective": objective,
+            "maximize": bool(maximize), "min_trades": int(min_trades), "engine": options.to_dict(),
+            "initial_capital": options.initial_capital, "bars_per_year": bars_per_year(bars.timeframe),
+        }
+        result = _assemble(evaluator, bars, windows, combos, full, blocks, is_m, oos_m, config, errors)
+        result.meta.update({
+            "dataset": bars.name, "fingerprint": bars.fingerprint, "timeframe": bars.timeframe, "bars": len(bars),
+            "data": DatasetRef.of(df, bars=bars).to_dict(),
+            "combos_planned": int(len(ids)), "combos_done": int(len(done)),
+            "cancelled": bool(len(done) < len(ids)),
+        })
+    result.meta.update({"elapsed_s": watch.wall(), "timings": watch.record()})
     return result
 
 
@@ -396,9 +410,11 @@ def oos_result(evaluator: Evaluator, params: Mapping[str, Any], win: Window, cap
 
 
 def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, windows: list[Window], workers: int,
-                  should_stop: Callable[[], bool], progress: Callable[[Progress], None] | None, started: float):
+                  should_stop: Callable[[], bool], progress: Callable[[Progress], None] | None, started: float,
+                  watch: Stopwatch | None = None):
     """Run every combo on the whole period and on every IS and OOS window (threads; the
-    kernel releases the GIL). Returns the finished combos only when cancelled."""
+    kernel releases the GIL). Returns the finished combos only when cancelled. ``watch``
+    gets each chunk's seconds of signals and kernel (summed over the threads)."""
     n, w, m = len(ids), len(windows), len(METRIC_NAMES)
     n_blocks = len(evaluator.block_end)
     full = np.full((n, m), np.nan)
@@ -411,10 +427,14 @@ def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, wi
     cols = search.columns(ids)
 
     def run(lo: int, hi: int) -> None:
+        signals = 0.0  # each combo's signals are made, then its 2W+1 backtests run: two clock reads per combo
+        chunk_start = time.perf_counter()
         for k in range(lo, hi):
             params = {name: to_python(cols[name][k]) for name in names}
             try:
+                before = time.perf_counter()
                 args = evaluator.kernel_inputs(params)
+                signals += time.perf_counter() - before
                 full[k], blocks[k] = kernel.run_fast_blocks(*args, evaluator.block_end)
                 for j, win in enumerate(windows):
                     is_m[j, k] = kernel.run_fast(*_is_args(args, win))
@@ -425,6 +445,9 @@ def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, wi
                 is_m[:, k] = np.nan
                 oos_m[:, k] = np.nan
             finished[k] = True
+        if watch is not None:
+            chunk = time.perf_counter() - chunk_start
+            watch.add_workers({"signals": signals, "kernel": chunk - signals})
 
     size = int(max(8, min(256, n // max(1, 8 * workers))))
     bounds = [(lo, min(lo + size, n)) for lo in range(0, n, size)]
