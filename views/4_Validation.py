@@ -28,7 +28,7 @@ from threadx.requests import DatasetRef, WalkForwardRequest, describe_data, desc
 from threadx.ui import validation_charts as vc
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset
-from threadx.ui.widgets import job_progress, space_editor
+from threadx.ui.widgets import job_progress, space_editor, timings_section
 from threadx.units import column_config, format_count, format_metric, number_column
 from threadx.validation.report import sweep_data, sweep_evaluator, validate_sweep, walk_forward_evaluator
 from threadx.validation.stability import stability_grid
@@ -296,6 +296,8 @@ def show_walk_forward(run_id: str) -> None:
         ("Elapsed", format_metric("elapsed_s", meta.get("elapsed_s")), "Walk-forward time, validation excluded."),
     ])
     grade_card(grade)
+    with st.expander("Where the time went", expanded=False):
+        timings_section(meta.get("timings"), key="wf")
 
     c = st.columns(2)
     with c[0]:

@@ -362,7 +362,7 @@ def walk_forward(
             "combos_planned": int(len(ids)), "combos_done": int(len(done)),
             "cancelled": bool(len(done) < len(ids)),
         })
-    result.meta.update({"elapsed_s": watch.wall(), "timings": watch.record()})
+    result.meta.update({"elapsed_s": watch.wall() - watch.stages.get("load", 0.0), "timings": watch.record()})
     return result
 
 
