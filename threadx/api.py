@@ -60,8 +60,9 @@ def backtest(
             ambiguity=ambiguity, funding=funding,
         )
         bars = as_bars(df)
+        with strategy_code_errors(spec):
+            rules = effective_rules(spec.exits(values), options)
     with strategy_code_errors(spec):
-        rules = effective_rules(spec.exits(values), options)
         _, sig, levels = prepare_signals(spec, bars, values, bank, stage=watch.stage)
     with watch.stage("kernel"):
         args = kernel_args(bars, sig, levels, rules, options, funding_per_bar(funding, bars))
