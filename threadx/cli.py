@@ -512,7 +512,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         wf = threadx.walk_forward(
             df, args.strategy, _parse_space(args.param) or None, is_bars=args.is_bars, is_days=args.is_days,
             oos_bars=args.oos_bars, oos_days=args.oos_days, step_bars=args.step_bars, step_days=args.step_days,
-            anchored=args.anchored, purge=args.purge, embargo=args.embargo, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
+            anchored=args.anchored, purge=args.purge, embargo=args.embargo, sampler=args.sampler, n=args.n,
+            seed=args.seed, objective=args.objective,
             maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers,
             memory_budget=args.memory_budget, stopwatch=watch,
             progress=_progress_printer(args, f"{args.sampler}, every combo in every window"), **_engine_options(args),
