@@ -17,15 +17,16 @@ ENGINE = {"fee_bps": 7.5, "slippage_bps": 2.0}
 
 
 def assert_same_result(a: Result, b: Result, meta: bool = True) -> None:
-    """Bit-identical metrics, trades, equity and params (and meta but the run time)."""
+    """Bit-identical metrics, trades, equity and params (and meta but the run time and its timings)."""
     assert a.metrics.keys() == b.metrics.keys()
     pd.testing.assert_series_equal(pd.Series(a.metrics), pd.Series(b.metrics), check_exact=True)
     pd.testing.assert_frame_equal(a.trades, b.trades, check_exact=True)
     pd.testing.assert_series_equal(a.equity, b.equity, check_exact=True)
     assert a.params == b.params
     if meta:
-        assert {k: v for k, v in a.meta.items() if k != "elapsed_s"} == \
-            {k: v for k, v in b.meta.items() if k != "elapsed_s"}
+        run_time = ("elapsed_s", "timings")
+        assert {k: v for k, v in a.meta.items() if k not in run_time} == \
+            {k: v for k, v in b.meta.items() if k not in run_time}
 
 
 def test_walk_forward_oos_windows_are_full_results_of_the_sliced_inputs(synthetic_bars):

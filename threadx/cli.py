@@ -27,6 +27,8 @@ JSON_HELP = ("print JSON with the raw values instead of the human output: fracti
 HUMAN_OUTPUT_NOTE = ("Human output shows each number in its unit: fractions such as win_rate or total_return as "
                      "percentages, counts as whole numbers, sizes as KiB/MiB/GiB. --json keeps the raw values "
                      "(fractions as fractions, e.g. win_rate 0.43), for scripts.")
+TIMINGS_HELP = ("also print where the time went: stages in seconds and %% (load, validation, indicators, "
+                "signals, kernel, store, report) and a hint when one stage dominates")
 MEMORY_BUDGET_HELP = ("memory the run may use, e.g. 4GiB (default: half the available RAM); estimated before "
                       "any work: over it, a sweep prepares its indicators in batches, or is refused with advice")
 
@@ -294,10 +296,14 @@ def cmd_strategy_check(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     import threadx
+    import threadx.api  # noqa: F401 - loading the compiled kernels is the process's start, not the run's time
+    from threadx.timings import Stopwatch
 
-    df = _load_data(args)
+    watch = Stopwatch()
+    with watch.stage("load"):
+        df = _load_data(args)
     result = threadx.backtest(df, args.strategy, _parse_params(args.param), initial_capital=args.capital,
-                              **_engine_options(args))
+                              stopwatch=watch, **_engine_options(args))
     if args.json:
         out = result.to_dict()
         if not args.with_series:
@@ -314,7 +320,18 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"\nlast {min(args.trades, len(result.trades))} trades:")
         cols = ("entry_time", "exit_time", "side", "entry_price", "exit_price", "pnl", "return_pct", "exit_reason")
         print(_table(result.trades.tail(args.trades).to_dict(orient="records"), cols))
+    if args.timings:
+        _print_timings(meta.get("timings"))
     return 0
+
+
+def _print_timings(timings: dict | None) -> None:
+    """Where the run's time went: stages (seconds, %, a bar), workers' stages and the hint."""
+    from threadx.timings import text_lines
+
+    print("\ntimings:")
+    for line in text_lines(timings):
+        print(line)
 
 
 # --- sweeps -------------------------------------------------------------------------------------
@@ -363,9 +380,13 @@ def _progress_printer(args: argparse.Namespace, what: str):
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     import threadx
+    import threadx.optimize.runner  # noqa: F401 - the process's start, not the run's time
+    from threadx.timings import Stopwatch
 
     space = _parse_space(args.param)
-    df = _load_data(args)
+    watch = Stopwatch()
+    with watch.stage("load"):
+        df = _load_data(args)
 
     progress = _progress_printer(args, args.sampler)
 
@@ -375,7 +396,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             df, args.strategy, space, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
             maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers, executor=args.executor,
             run_id=run_id, store=args.store, progress=progress, memory_budget=args.memory_budget,
-            scheduler=args.scheduler, **_engine_options(args),
+            scheduler=args.scheduler, stopwatch=watch, **_engine_options(args),
         )
     except KeyboardInterrupt:
         print("\ninterrupted: finished combos are stored; run the same command with --run-id to resume",
@@ -429,7 +450,27 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 def cmd_runs_show(args: argparse.Namespace) -> int:
     from threadx.optimize.store import ResultStore
 
-    return _show_run(ResultStore(args.store).load(args.run_id), args.json, args.top)
+    store = ResultStore(args.store)
+    if args.timings and not store.folder(args.run_id).exists():  # a stored walk-forward of that id
+        return _show_walkforward_timings(args.run_id, store.root, args.json)
+    code = _show_run(store.load(args.run_id), args.json, args.top)
+    if args.timings and not args.json:
+        _print_timings(store.load(args.run_id).manifest.get("timings"))
+    return code
+
+
+def _show_walkforward_timings(run_id: str, root: Path, as_json: bool) -> int:
+    """The timings of the walk-forward ``run_id`` stored under ``root`` (``walkforward/<id>``)."""
+    from threadx.validation.storage import load_walk_forward
+
+    wf, _ = load_walk_forward(run_id, root)
+    timings = wf.meta.get("timings")
+    if as_json:
+        _print_json({"run_id": run_id, "timings": timings})
+        return 0
+    print(f"walk-forward {run_id}: {wf.config['strategy']} on {wf.meta.get('dataset')}, {len(wf.windows)} windows")
+    _print_timings(timings)
+    return 0
 
 
 def cmd_runs_repair(args: argparse.Namespace) -> int:
@@ -460,15 +501,21 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
 
     if args.save:
         _check_writable(args.save, "--save")  # before the work, not after it
-    df = _load_data(args)
+    import threadx.validation.walkforward  # noqa: F401 - the process's start, not the run's time
+    from threadx.timings import Stopwatch
+
+    watch = Stopwatch()
+    with watch.stage("load"):
+        df = _load_data(args)
     started = time.perf_counter()
     try:
         wf = threadx.walk_forward(
             df, args.strategy, _parse_space(args.param) or None, is_bars=args.is_bars, is_days=args.is_days,
             oos_bars=args.oos_bars, oos_days=args.oos_days, step_bars=args.step_bars, step_days=args.step_days,
-            anchored=args.anchored, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
+            anchored=args.anchored, purge=args.purge, embargo=args.embargo, sampler=args.sampler, n=args.n,
+            seed=args.seed, objective=args.objective,
             maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers,
-            memory_budget=args.memory_budget,
+            memory_budget=args.memory_budget, stopwatch=watch,
             progress=_progress_printer(args, f"{args.sampler}, every combo in every window"), **_engine_options(args),
         )
     except KeyboardInterrupt:
@@ -477,7 +524,9 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     if not args.json:
         print(file=sys.stderr)
-    report = validate_walk_forward(wf, n=args.bootstrap, block=args.block, seed=args.seed, S=args.S)
+    with watch.stage("robustness"):
+        report = validate_walk_forward(wf, n=args.bootstrap, block=args.block, seed=args.seed, S=args.S)
+    wf.meta["timings"] = watch.record()
     total = time.perf_counter() - started
     out = {"walk_forward": wf.to_dict(), "validation": report.to_dict(),
            "timing": {"walk_forward_s": elapsed, "total_s": total}}
@@ -489,7 +538,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     table = wf.table
     print(f"walk-forward {wf.config['strategy']} on {wf.meta.get('dataset')}: {len(wf.windows)} windows "
           f"(IS {format_count(wf.config['is_bars'])} bars, OOS {format_count(wf.config['oos_bars'])} bars, "
-          f"{'anchored' if wf.config['anchored'] else 'rolling'}), {wf.meta['combos_done']:,} combos per window")
+          f"{'anchored' if wf.config['anchored'] else 'rolling'}{_purge_text(wf.config)}), "
+          f"{wf.meta['combos_done']:,} combos per window")
     cols = [c for c in ("window", "oos_start", "oos_end", "regime", f"is_{wf.objective}", f"oos_{wf.objective}",
                         "oos_total_return", "oos_n_trades") if c in table.columns]
     print(_table(table[cols].to_dict(orient="records"), cols))
@@ -499,7 +549,14 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
           f"efficiency {_cell('efficiency', wf.efficiency)}, consistency {_cell('consistency', wf.consistency)}")
     _print_report(report)
     print(f"time: walk-forward {_cell('elapsed_s', elapsed)}, with validation {_cell('elapsed_s', total)}")
+    if args.timings:
+        _print_timings(wf.meta.get("timings"))
     return 0
+
+
+def _purge_text(config: dict) -> str:
+    """", purge 24 bars, embargo 12 bars" when set (nothing for 0, or a run stored before)."""
+    return "".join(f", {key} {format_count(config[key])} bars" for key in ("purge", "embargo") if config.get(key))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -666,6 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trades", type=int, default=10, help="show the last N trades")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--with-series", action="store_true", help="include the equity series in --json")
+    p.add_argument("--timings", action="store_true", help=TIMINGS_HELP)
     p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("sweep", help="grid or Monte Carlo optimisation (results stored, resumable)")
@@ -705,6 +763,10 @@ def build_parser() -> argparse.ArgumentParser:
         group.add_argument(f"--{name}-days", type=float, help=f"{name.upper()} window length in days")
         group.add_argument(f"--{name}-bars", type=int, help=f"{name.upper()} window length in bars")
     p.add_argument("--anchored", action="store_true", help="IS windows all start at the first bar")
+    p.add_argument("--purge", type=int, default=0, metavar="BARS",
+                   help="bars left out at the end of each IS window, before its OOS window (default 0)")
+    p.add_argument("--embargo", type=int, default=0, metavar="BARS",
+                   help="bars after each OOS window left out of later IS windows (default 0)")
     p.add_argument("--sampler", choices=("grid", "random", "lhs", "sobol"), default="random")
     p.add_argument("--n", type=int, default=1000, help="combos for the Monte Carlo samplers")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -723,6 +785,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-budget", metavar="SIZE", help=MEMORY_BUDGET_HELP)
     _add_engine_arguments(p)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--timings", action="store_true", help=TIMINGS_HELP)
     p.set_defaults(func=cmd_walkforward)
 
     p = sub.add_parser("validate", help="bootstrap, DSR, PBO, stability and grade of a stored sweep")
@@ -747,6 +810,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--store")
     p.add_argument("--top", type=int, default=10)
+    p.add_argument("--timings", action="store_true", help=TIMINGS_HELP + "; also for a stored walk-forward id")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_runs_show)
     p = rsub.add_parser("repair", help="quarantine damaged parts, rebuild a lost manifest, make a run resumable")

@@ -14,8 +14,9 @@ Example (a strategy's signal function)::
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, NamedTuple
 
 import numpy as np
 
@@ -109,15 +110,22 @@ class KernelInputs(NamedTuple):
         return tuple(self[:-1])
 
 
-def prepare_signals(spec: "StrategySpec", bars: "Bars", params: Mapping[str, Any], bank: Any = None
+def prepare_signals(spec: "StrategySpec", bars: "Bars", params: Mapping[str, Any], bank: Any = None,
+                    stage: Callable[[str], ContextManager] | None = None
                     ) -> tuple[IndicatorValues, np.ndarray, Levels]:
     """Indicator values, signal flags and level lines of one normalised param set
-    (``bank``: any source with ``ensure(bars, name, params)``; None: the default bank)."""
+    (``bank``: any source with ``ensure(bars, name, params)``; None: the default bank).
+    ``stage(name)``: a context manager timing the ``"indicators"`` and ``"signals"`` parts
+    (:meth:`threadx.timings.Stopwatch.stage`)."""
     if bank is None:
         from threadx.indicators import default_bank
 
         bank = default_bank()
-    needs = spec.indicators(params)
-    values = {label: bank.ensure(bars, name, ind_params) for label, (name, ind_params) in needs.items()}
-    sig = spec.signals(bars, values, params)
-    return values, sig, spec.levels(values, params)
+    timed = stage or (lambda name: nullcontext())
+    with timed("indicators"):
+        needs = spec.indicators(params)
+        values = {label: bank.ensure(bars, name, ind_params) for label, (name, ind_params) in needs.items()}
+    with timed("signals"):
+        sig = spec.signals(bars, values, params)
+        levels = spec.levels(values, params)
+    return values, sig, levels

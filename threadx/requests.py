@@ -336,6 +336,8 @@ class WalkForwardRequest(_JobRequest):
     step_bars: int | None = None
     step_days: float | None = None
     anchored: bool = False
+    purge: int = 0
+    embargo: int = 0
     sampler: str = "random"
     n: int = 1000
     seed: int = DEFAULT_SEED
@@ -361,7 +363,7 @@ class WalkForwardRequest(_JobRequest):
             raise ParamError(f"walk-forward sampler must be grid, random, lhs or sobol, got {self.sampler!r}")
         if self.objective not in METRIC_NAMES:
             raise ParamError(f"unknown objective {self.objective!r}; metrics: {', '.join(METRIC_NAMES)}")
-        for key, low in (("n", 1), ("bootstrap", 1), ("S", 2), ("min_trades", 0)):
+        for key, low in (("n", 1), ("bootstrap", 1), ("S", 2), ("min_trades", 0), ("purge", 0), ("embargo", 0)):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ParamError(f"{key} must be a whole number >= {low}, got {value!r}")
@@ -372,7 +374,8 @@ class WalkForwardRequest(_JobRequest):
 
     def walk_forward_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`threadx.walk_forward` (engine options included)."""
-        keys = (*_WINDOW_KEYS, "anchored", "sampler", "n", "seed", "objective", "maximize", "min_trades", "workers")
+        keys = (*_WINDOW_KEYS, "anchored", "purge", "embargo", "sampler", "n", "seed", "objective", "maximize",
+                "min_trades", "workers")
         return {**{k: getattr(self, k) for k in keys}, **self.engine_options}
 
 

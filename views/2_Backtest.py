@@ -247,6 +247,7 @@ if shown:
                                          lambda: charts.returns_histogram(result.trades)), width="stretch")
     if tabs[2].open:
         with tabs[2]:
+            widgets.timings_section(result.meta.get("timings"), key="bt")
             st.json({"params": result.params, "meta": result.meta})
     d = st.columns(3)  # the files are made when a button is clicked, not on every rerun
     d[0].download_button("Trades (CSV)", lambda: result.trades.to_csv(index=False), file_name="trades.csv",

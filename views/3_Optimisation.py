@@ -23,7 +23,7 @@ from threadx.requests import BacktestRequest, DatasetRef, SweepRequest, describe
 from threadx.ui import charts, sweep_runs, workspace
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import cuda_status, dataset_picker, handover, strategy_picker
-from threadx.ui.widgets import job_progress, preset_space, space_editor
+from threadx.ui.widgets import job_progress, preset_space, space_editor, timings_section
 from threadx.units import column_config
 
 MONITOR_EVERY_S = 1.0  # the job monitor refreshes this often while the followed job is active
@@ -272,7 +272,8 @@ def show_run(view: sweep_runs.RunView) -> None:
 
     ok, varying = view.ok, view.varying
     # only the open tab is computed (a Pareto front of 50k combos takes ~0.3 s to draw)
-    tabs = st.tabs(["Heatmap", "Parallel coordinates", "Pareto", "Export"], key="opt_result_tab", on_change="rerun")
+    tabs = st.tabs(["Heatmap", "Parallel coordinates", "Pareto", "Export", "Timings"], key="opt_result_tab",
+                   on_change="rerun")
     if tabs[0].open:
         with tabs[0]:
             if len(varying) >= 2:
@@ -294,6 +295,9 @@ def show_run(view: sweep_runs.RunView) -> None:
     if tabs[2].open:
         with tabs[2]:
             st.plotly_chart(charts.pareto_figure(ok, "max_drawdown", "sharpe"), width="stretch")
+    if tabs[4].open:
+        with tabs[4]:
+            timings_section(m.get("timings"), key="opt")
     if tabs[3].open:
         with tabs[3]:
             e = st.columns(2)  # written when clicked, not on every rerun

@@ -28,7 +28,7 @@ from threadx.requests import DatasetRef, WalkForwardRequest, describe_data, desc
 from threadx.ui import validation_charts as vc
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset
-from threadx.ui.widgets import job_progress, space_editor
+from threadx.ui.widgets import job_progress, space_editor, timings_section
 from threadx.units import column_config, format_count, format_metric, number_column
 from threadx.validation.report import sweep_data, sweep_evaluator, validate_sweep, walk_forward_evaluator
 from threadx.validation.stability import stability_grid
@@ -270,7 +270,9 @@ def show_walk_forward(run_id: str) -> None:
     kind = "anchored" if cfg["anchored"] else "rolling"
     combos = meta.get("combos_done", len(wf.combos))
     st.caption(f"{cfg['strategy']} on {label_dataset(meta.get('dataset') or '?')}: {len(wf.windows)} {kind} windows "
-               f"(IS {cfg['is_bars']:,}, OOS {cfg['oos_bars']:,}, step {cfg['step_bars']:,} bars), {combos:,} combos "
+               f"(IS {cfg['is_bars']:,}, OOS {cfg['oos_bars']:,}, step {cfg['step_bars']:,}"
+               + "".join(f", {k} {cfg[k]:,}" for k in ("purge", "embargo") if cfg.get(k))
+               + f" bars), {combos:,} combos "
                f"({cfg['sampler']}) run in every window, winner by {'max' if cfg['maximize'] else 'min'} {objective}"
                + (f" with at least {cfg['min_trades']} trades" if cfg["min_trades"] else "") + ".")
     st.caption(f"Data: {describe_data(meta.get('data'), meta.get('dataset'), meta.get('timeframe'))} · "
@@ -294,6 +296,8 @@ def show_walk_forward(run_id: str) -> None:
         ("Elapsed", format_metric("elapsed_s", meta.get("elapsed_s")), "Walk-forward time, validation excluded."),
     ])
     grade_card(grade)
+    with st.expander("Where the time went", expanded=False):
+        timings_section(meta.get("timings"), key="wf")
 
     c = st.columns(2)
     with c[0]:
@@ -344,13 +348,19 @@ with tab_wf:
     with st.expander("Search space", expanded=False):
         space = space_editor(spec, key_prefix="wf")
 
-    c = st.columns(4)
+    c = st.columns(6)
     is_days = float(c[0].number_input("In-sample (days)", min_value=1.0, value=90.0, step=15.0, key="wf_is_days"))
     oos_days = float(c[1].number_input("Out-of-sample (days)", min_value=1.0, value=30.0, step=5.0,
                                        key="wf_oos_days"))
     step_days = float(c[2].number_input("Step (days, 0 = the OOS length)", min_value=0.0, value=0.0, step=5.0,
                                         key="wf_step_days"))
-    with c[3]:
+    purge = int(c[3].number_input("Purge (bars)", min_value=0, value=0, step=1, key="wf_purge",
+                                  help="Bars left out at the end of each in-sample window, just before its "
+                                       "out-of-sample window (López de Prado's purge). 0 = none."))
+    embargo = int(c[4].number_input("Embargo (bars)", min_value=0, value=0, step=1, key="wf_embargo",
+                                    help="Bars right after each out-of-sample window left out of later in-sample "
+                                         "windows (anchored, or rolling windows longer than the step). 0 = none."))
+    with c[5]:
         st.write("")
         anchored = st.toggle("Anchored IS", value=False, key="wf_anchored",
                              help="Every in-sample window starts at the first bar (expanding) instead of rolling.")
@@ -391,14 +401,16 @@ with tab_wf:
     try:
         is_bars, oos_bars, step_bars = window_lengths(df.attrs.get("timeframe"), is_days=is_days, oos_days=oos_days,
                                                       step_days=step_days or None)
-        windows = plan_windows(len(df), is_bars, oos_bars, step_bars, anchored)
+        windows = plan_windows(len(df), is_bars, oos_bars, step_bars, anchored, purge, embargo)
     except ThreadXError as exc:
         problems.append(f"windows: {exc}")
     if windows:
         step = windows[1].oos_start - windows[0].oos_start if len(windows) > 1 else oos_bars
         runs = combos * (2 * len(windows) + 1)
         st.info(f"**{len(windows)} windows** on {label_dataset(dataset, df)} ({len(df):,} bars): IS {is_bars:,} bars, "
-                f"OOS {oos_bars:,} bars, step {step:,} bars · **{combos:,} combos** run in every window "
+                f"OOS {oos_bars:,} bars, step {step:,} bars"
+                + (f", purge {purge:,} bars" if purge else "") + (f", embargo {embargo:,} bars" if embargo else "")
+                + f" · **{combos:,} combos** run in every window "
                 f"({runs:,} backtests) — **{size_band(runs)}**")
     for problem in problems:
         st.warning(f"Cannot run: {problem}.")
@@ -409,6 +421,7 @@ with tab_wf:
             request = WalkForwardRequest.from_dict({  # None keeps a default (n of a grid)
                 "data": DatasetRef(source=dataset, name=dataset), "strategy": strategy, "space": space,
                 "is_days": is_days, "oos_days": oos_days, "step_days": step_days or None, "anchored": anchored,
+                "purge": purge, "embargo": embargo,
                 "sampler": sampler, "n": n, "seed": seed, "objective": objective, "maximize": maximize,
                 "min_trades": min_trades, "workers": workers, "engine_options": {"fee_bps": fee_bps, "fill": fill},
                 "bootstrap": boot_n, "S": S})

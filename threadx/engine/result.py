@@ -77,7 +77,13 @@ def full_result(inputs: KernelInputs, index: pd.DatetimeIndex, timeframe: str | 
     output: metrics (with ``max_drawdown_days`` when the timeframe is known), the trades frame
     (``entry_i`` / ``exit_i`` are positions in ``index``) and the equity Series. ``params`` and
     ``meta`` are stored as given (copied)."""
-    m, trade_rows, equity = kernel.run_full(*inputs)
+    return wrap_full(kernel.run_full(*inputs), index, timeframe, params, meta)
+
+
+def wrap_full(output: tuple, index: pd.DatetimeIndex, timeframe: str | None, params: Mapping[str, Any],
+              meta: Mapping[str, Any] | None = None) -> Result:
+    """The :class:`Result` of ``kernel.run_full``'s output (see :func:`full_result`)."""
+    m, trade_rows, equity = output
     tf_seconds = timeframe_seconds(timeframe) if timeframe else None
     return Result(
         metrics=metrics_dict(m, tf_seconds),

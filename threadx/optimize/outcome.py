@@ -55,6 +55,7 @@ class ChunkResult:
     status: np.ndarray  # int8 per combo
     errors: dict[int, str]  # combo id -> error text
     blocks: np.ndarray | None = None  # (n, n_blocks, 2) sums of returns and squares, or None
+    stages: dict[str, float] | None = None  # seconds the worker spent per stage on this chunk (threadx.timings)
 
 
 def signal_key_names(spec: Any) -> tuple[str, ...]:

@@ -44,6 +44,7 @@ from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace
 from threadx.optimize.store import (BLOCK_SQ_PREFIX, BLOCK_SUM_PREFIX, ResultStore, RunWriter, SweepRun,
                                     check_run_id)
 from threadx.strategy.base import get_strategy
+from threadx.timings import Stopwatch
 from threadx.units import format_bytes
 
 EXECUTORS = ("auto", "local", "inline", "dask", "gpu")
@@ -110,6 +111,7 @@ def sweep(
     block_returns: int = 32,
     memory_budget: int | str | None = None,
     on_phase: Callable[[str], None] | None = None,
+    stopwatch: Stopwatch | None = None,
     **engine_options: Any,
 ) -> SweepRun:
     """Evaluate combos of ``space`` (see :class:`SearchSpace`) for ``strategy`` on ``df``.
@@ -131,19 +133,27 @@ def sweep(
     ``on_phase(text)`` is told each stage as it starts ("planning the combos", "starting 4
     workers", "computing 120 indicators", "running", "finishing"), so a caller can say what
     the sweep is doing before the first combo is done.
+    ``manifest["timings"]`` records where the time went (:mod:`threadx.timings`): the
+    stages of this process (validation, plan, startup, indicators, shared, run, store) and,
+    under ``workers``, the seconds the workers spent planning signals and in the kernel,
+    summed over workers; a ``stopwatch`` started by the caller (who timed the ``load``) is
+    carried on. A resumed run records the timings of its last session.
     The returned run reads its rows from the store when first used.
     """
     from threadx.requests import DatasetRef, SweepRequest
 
-    bars = as_bars(df)
-    request = SweepRequest(  # checks every argument (ParamError with the fix)
-        data=DatasetRef.of(df, bars=bars), strategy=strategy, space=space if space is not None else {},
-        sampler=sampler, n=n, seed=seed, objective=objective, maximize=bool(maximize), min_trades=min_trades,
-        workers=workers, executor=executor, run_id=run_id, scheduler=scheduler, chunk_size=chunk_size,
-        adaptive_rounds=adaptive_rounds, patience=patience, grid_limit=grid_limit, engine_options=engine_options)
-    search = SearchSpace(get_strategy(strategy), space)
-    budget = Budget.resolve(memory_budget)
-    store = store if isinstance(store, ResultStore) else ResultStore(_store_argument(store))
+    watch = stopwatch or Stopwatch()
+    with watch.stage("validation"):
+        bars = as_bars(df)
+        request = SweepRequest(  # checks every argument (ParamError with the fix)
+            data=DatasetRef.of(df, bars=bars), strategy=strategy, space=space if space is not None else {},
+            sampler=sampler, n=n, seed=seed, objective=objective, maximize=bool(maximize), min_trades=min_trades,
+            workers=workers, executor=executor, run_id=run_id, scheduler=scheduler, chunk_size=chunk_size,
+            adaptive_rounds=adaptive_rounds, patience=patience, grid_limit=grid_limit,
+            engine_options=engine_options)
+        search = SearchSpace(get_strategy(strategy), space)
+        budget = Budget.resolve(memory_budget)
+        store = store if isinstance(store, ResultStore) else ResultStore(_store_argument(store))
     session = _Session(
         search=search, bars=bars, options=options_from(**engine_options), sampler=sampler, n=n,
         seed=int(seed), objective=objective, maximize=bool(maximize), min_trades=int(min_trades),
@@ -151,7 +161,7 @@ def sweep(
         should_stop=_cancel_check(cancel), chunk_size=chunk_size, grid_limit=grid_limit, bank=bank,
         scheduler=scheduler, space_spec=dict(space or {}), n_blocks=_blocks_argument(block_returns),
         store=store, run_id=check_run_id(run_id or _new_run_id(strategy)), budget=budget, request=request,
-        on_phase=on_phase,
+        on_phase=on_phase, watch=watch,
     )
     try:
         return session.run(flush_seconds, adaptive_rounds, patience)
@@ -283,6 +293,7 @@ class _Session:
     on_phase: Callable[[str], None] | None = None  # told each stage as it starts (see sweep)
     requests: dict = field(default_factory=dict)  # the plan's indicator requests, set by _check_memory
     early_pool: Any = None  # a LocalPool started before the plan (see _start_pool_early)
+    watch: Stopwatch = field(default_factory=Stopwatch)  # where the time goes (manifest["timings"])
 
     def _phase(self, text: str) -> None:
         if self.on_phase is not None:
@@ -290,7 +301,10 @@ class _Session:
 
     def run(self, flush_seconds: float, adaptive_rounds: int, patience: int) -> SweepRun:
         self.started = time.perf_counter()
+        begun = time.perf_counter()
         self.early_pool = self._start_pool_early()
+        if self.early_pool is not None:
+            self.watch.add("startup", time.perf_counter() - begun)
         try:
             return self._run(flush_seconds, adaptive_rounds, patience)
         finally:
@@ -323,16 +337,18 @@ class _Session:
 
     def _run(self, flush_seconds: float, adaptive_rounds: int, patience: int) -> SweepRun:
         self._phase("planning the combos")
-        self.planned, self.total, invalid = self._plan()
-        # stored combo ids outside this plan refuse the resume before the manifest is touched
-        writer = self.store.open_run(self.run_id, self._manifest(invalid), check_ids=self._check_stored)
-        writer.flush_seconds = flush_seconds
-        self.writer = writer
-        try:
-            stored = self.store.stored(self.run_id)
-        except BaseException:
-            writer.release()
-            raise
+        with self.watch.stage("plan"):
+            self.planned, self.total, invalid = self._plan()
+        with self.watch.stage("store"):
+            # stored combo ids outside this plan refuse the resume before the manifest is touched
+            writer = self.store.open_run(self.run_id, self._manifest(invalid), check_ids=self._check_stored)
+            writer.flush_seconds = flush_seconds
+            self.writer = writer
+            try:
+                stored = self.store.stored(self.run_id)
+            except BaseException:
+                writer.release()
+                raise
         self.done_ids = stored.settled_ids  # infrastructural failures run again
         self.counts = {"done": len(self.done_ids), "failed": 0, "new": 0}
         self._last_report = 0.0
@@ -342,12 +358,17 @@ class _Session:
                 writer.update_manifest(status="running", done=self.counts["done"])
                 self._report(force=True)  # done (resumed) and total are known before workers and indicators
                 with ExitStack() as cleanup:  # every resource released, whatever happens
+                    closing: list[float | None] = [None]  # stopping the workers counts as "startup"
+                    cleanup.callback(lambda: closing[0] is not None and "startup" in self.watch.stages
+                                     and self.watch.add("startup", time.perf_counter() - closing[0]))
                     run_chunks = self._executor(cleanup)
+                    cleanup.callback(lambda: closing.__setitem__(0, time.perf_counter()))  # runs first
                     self._phase("running")
                     self._report(force=True)
                     self._consume(run_chunks(self._pending(self._first_round())))
                     if self.sampler == "adaptive" and not self.should_stop():
-                        self._adaptive(run_chunks, adaptive_rounds, patience)
+                        with self.watch.stage("plan"):  # refinement; the rounds' combos count as run/store
+                            self._adaptive(run_chunks, adaptive_rounds, patience)
                 if self.should_stop():
                     status = "cancelled"
             except (SweepTerminated, RunInterrupted):
@@ -526,12 +547,14 @@ class _Session:
                 pool = None
         elif not in_process and self.executor != "dask" and remaining:
             self._phase(f"starting {self.workers} workers")
-            pool = LocalPool(task, self.workers).start()  # workers start up while indicators are computed
+            with self.watch.stage("startup"):
+                pool = LocalPool(task, self.workers).start()  # workers start up while indicators are computed
             cleanup.callback(pool.close)
         bank = self.bank if self.bank is not None else _default_bank()
         if self.line_capacity is not None:  # over the memory budget: indicators batch by batch
             return lambda chunks: self._run_batches(chunks, task, bank, pool)
-        arrays = self._indicators(bank)
+        with self.watch.stage("indicators"):
+            arrays = self._indicators(bank)
         if self.executor in ("gpu", "dask"):
             self._phase(f"starting the {'GPU' if self.executor == 'gpu' else 'Dask'} executor")
         if inline:
@@ -540,21 +563,25 @@ class _Session:
         if self.executor == "gpu":
             from threadx.gpu.executor import GpuExecutor
 
-            gpu = GpuExecutor(task, self.bars, PreparedIndicators(arrays.get), cpu_threads=self.workers)
+            with self.watch.stage("startup"):
+                gpu = GpuExecutor(task, self.bars, PreparedIndicators(arrays.get), cpu_threads=self.workers)
             cleanup.callback(gpu.close)
             cleanup.callback(lambda: self.writer.update_manifest(gpu=gpu.describe()))  # devices, failures
             return lambda chunks: gpu.run(chunks, self.should_stop)
         if self.executor == "dask":
             from threadx.optimize.dask_executor import DaskExecutor
 
-            cluster = DaskExecutor(self.bars, arrays, task, self.workers, address=self.scheduler)
+            with self.watch.stage("startup"):
+                cluster = DaskExecutor(self.bars, arrays, task, self.workers, address=self.scheduler)
             cleanup.callback(cluster.close)
             return lambda chunks: cluster.run(chunks, self.should_stop)
-        pack = SharedPack.create(self.bars, arrays, self.run_id)
+        with self.watch.stage("shared"):
+            pack = SharedPack.create(self.bars, arrays, self.run_id)
         cleanup.callback(pack.close)
         arrays.clear()  # workers read the shared copy; the bank keeps its own
         if pool is None:
-            pool = LocalPool(task, self.workers).start()
+            with self.watch.stage("startup"):
+                pool = LocalPool(task, self.workers).start()
             cleanup.callback(pool.close)
         return lambda chunks: pool.run(pack.layout, chunks, self.should_stop)
 
@@ -580,13 +607,15 @@ class _Session:
             batch_ids = ids[np.isin(codes, unique[members])]
             wanted = {key: requests[key] for k in members for key in needs[k]}
             self._phase(f"computing {len(wanted):,} indicators (batch {self.batches} of {len(batches)})")
-            arrays = prepare_requests(wanted, self.bars, bank)
+            with self.watch.stage("indicators"):
+                arrays = prepare_requests(wanted, self.bars, bank)
             pieces = (batch_ids[lo:lo + size] for lo in range(0, len(batch_ids), size))
             if pool is None:  # inline (threads in this process)
                 evaluator = Evaluator(task, self.bars, PreparedIndicators(arrays.get))
                 yield from _run_in_threads(evaluator, pieces, self.workers, self.should_stop)
                 continue
-            pack = SharedPack.create(self.bars, arrays, self.run_id)
+            with self.watch.stage("shared"):
+                pack = SharedPack.create(self.bars, arrays, self.run_id)
             arrays.clear()  # workers read the shared copy: the parent never holds both for long
             try:
                 yield from pool.run(pack.layout, pieces, self.should_stop)
@@ -600,8 +629,15 @@ class _Session:
         return prepare_requests(requests, self.bars, bank)
 
     def _consume(self, results: Iterator[ChunkResult]) -> None:
-        for result in results:
-            self.writer.append(_rows(self.search, result, len(self.writer.manifest.get("block_end") or [])))
+        results = iter(results)
+        while True:
+            with self.watch.stage("run"):  # waiting for the workers (a batch's indicators count for themselves)
+                result = next(results, None)
+            if result is None:
+                return
+            self.watch.add_workers(result.stages)
+            with self.watch.stage("store"):
+                self.writer.append(_rows(self.search, result, len(self.writer.manifest.get("block_end") or [])))
             self.counts["done"] += len(result.ids)
             self.counts["new"] += len(result.ids)
             self.counts["failed"] += int((result.status != STATUS_OK).sum())
@@ -663,17 +699,20 @@ class _Session:
         writer: RunWriter = self.writer
         self._phase("finishing")
         try:
-            writer.flush()
+            with self.watch.stage("store"):
+                writer.flush()
         finally:
             try:
+                counted = time.perf_counter()
                 stored = self.store.stored(self.run_id)
                 done, failed = len(stored.ids), stored.failed
                 total = done if status == "completed" else max(self.total, done)
                 if status == "completed" and failed:
                     status = f"completed with {failed:,} failed"  # a resume retries infrastructural ones
+                self.watch.add("store", time.perf_counter() - counted)
                 writer.update_manifest(status=status, done=done, failed=failed, total=total,
                                        finished_at=datetime.now(timezone.utc).isoformat(),
-                                       elapsed_s=time.perf_counter() - self.started)
+                                       elapsed_s=time.perf_counter() - self.started, timings=self.watch.record())
             finally:
                 writer.close()
             self.total = total

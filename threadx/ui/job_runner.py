@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from threadx.errors import ThreadXError
+from threadx.timings import Stopwatch
 from threadx.ui.jobs import FINAL_STATES, now_iso, read_json, registry_for_job, write_json_atomic
 
 PROGRESS_EVERY_S = 0.5
@@ -126,13 +127,16 @@ class JobRunner:
         if self.should_stop():
             return "cancelled"
         self.status.phase(f"loading data {request.data.label}")
-        df = request.data.load()
+        watch = Stopwatch()
+        with watch.stage("load"):
+            df = request.data.load()
         if self.should_stop():
             return "cancelled"
         store = ResultStore(self.job_dir.parent.parent)
         _log(f"sweep {request.strategy} run {request.run_id} ({request.sampler}, executor {request.executor})")
         run = threadx.sweep(df, request.strategy, request.space, store=store, progress=self.status.progress,
-                            cancel=self.should_stop, on_phase=self.status.phase, **request.sweep_kwargs())
+                            cancel=self.should_stop, on_phase=self.status.phase, stopwatch=watch,
+                            **request.sweep_kwargs())
         manifest = run.manifest
         state = "cancelled" if manifest.get("status") == "cancelled" else "completed"
         totals = {k: int(manifest[k]) for k in ("done", "total", "failed") if manifest.get(k) is not None}
@@ -152,18 +156,22 @@ class JobRunner:
         if self.should_stop():
             return "cancelled"
         self.status.phase(f"loading data {request.data.label}")
-        df = request.data.load()
+        watch = Stopwatch()
+        with watch.stage("load"):
+            df = request.data.load()
         self.status.phase("running")
         _log(f"walk-forward {request.strategy} run {request.run_id}")
         wf = threadx.walk_forward(df, request.strategy, request.space or None, progress=self.status.progress,
-                                  cancel=self.should_stop, **request.walk_forward_kwargs())
+                                  cancel=self.should_stop, stopwatch=watch, **request.walk_forward_kwargs())
         # stored with the result: what was asked (defaults filled in), on the data pinned by its
         # file, bounds and fingerprint, so the result can be reopened on exactly these bars
         data = DatasetRef.of(df)
         data = replace(data, name=request.data.name or data.name)
         wf.meta["request"] = replace(request, data=data).to_dict()
         self.status.phase("validating")
-        report = validate_walk_forward(wf, n=request.bootstrap, seed=request.seed, S=request.S)
+        with watch.stage("robustness"):
+            report = validate_walk_forward(wf, n=request.bootstrap, seed=request.seed, S=request.S)
+        wf.meta["timings"] = watch.record()  # the validation report too; storing it comes after
         save_walk_forward(request.run_id, wf, report, self.job_dir.parent.parent)
         state = "cancelled" if wf.meta.get("cancelled") else "completed"
         self.status.write(state=state, phase=state, finished_at=now_iso(), error="",

@@ -47,6 +47,8 @@ from threadx.validation.grading import _pts  # points as the grade's sentences w
 
 IS_COLOR = LINE_COLOR     # in-sample: blue
 OOS_COLOR = FRONT_COLOR   # out-of-sample: orange
+PURGE_COLOR = "rgba(97,97,97,0.85)"      # purge gap between an IS window and its OOS window: dark grey
+EMBARGO_COLOR = "rgba(255,255,255,0.9)"  # embargoed bars cut out of an IS window: a white hole
 REGIME_COLORS = {"crash": "#8e24aa", "bull": LONG_COLOR, "bear": SHORT_COLOR, "range": NEUTRAL_COLOR}
 GRADE_COLORS = {"A": "#2e7d32", "B": "#7cb342", "C": "#f9a825", "D": "#fb8c00", "F": "#d32f2f"}
 COMPONENT_LABELS = {
@@ -95,9 +97,11 @@ def window_timeline_figure(windows: Sequence[Any], index: pd.DatetimeIndex | Non
     """The planned walk-forward windows as horizontal segments: one row per window, its
     in-sample span (blue) then its out-of-sample span (orange), over the data's time axis
     (``index``, the bars' timestamps; bar positions when None). A grey top row spans the data.
+    A purge gap (IS end to OOS start) is drawn dark grey, embargoed bars cut out of an IS
+    window as white holes in it.
 
     ``windows``: :class:`threadx.validation.walkforward.Window` items (``is_start``,
-    ``is_end``, ``oos_start``, ``oos_end`` bar positions, ends exclusive).
+    ``is_end``, ``oos_start``, ``oos_end`` bar positions, ends exclusive; ``is_gaps``).
     """
     if not len(windows):
         return empty_figure("No walk-forward window fits in the data", title=title or "Walk-forward windows")
@@ -118,25 +122,35 @@ def window_timeline_figure(windows: Sequence[Any], index: pd.DatetimeIndex | Non
     fig.add_trace(go.Bar(y=["data"], x=[width], base=[base], orientation="h", name="Data",
                          marker=dict(color="rgba(158,158,158,0.35)"), showlegend=False,
                          hovertemplate=f"data: {text}<br>{n_total:,} bars<extra></extra>"))
-    for name, color, lo_attr, hi_attr in (("In-sample", IS_COLOR, "is_start", "is_end"),
-                                          ("Out-of-sample", OOS_COLOR, "oos_start", "oos_end")):
-        bases, widths, texts = [], [], []
-        for w in windows:
-            lo, hi = int(getattr(w, lo_attr)), int(getattr(w, hi_attr))
-            b, x, t = span(lo, hi)
-            bases.append(b)
-            widths.append(x)
-            texts.append(f"{t}<br>{hi - lo:,} bars")
+    layers = (("In-sample", IS_COLOR, lambda w: [(w.is_start, w.is_end)]),
+              ("Out-of-sample", OOS_COLOR, lambda w: [(w.oos_start, w.oos_end)]),
+              ("Purge", PURGE_COLOR, lambda w: [(w.is_end, w.oos_start)] if w.oos_start > w.is_end else []),
+              ("Embargo", EMBARGO_COLOR, lambda w: list(getattr(w, "is_gaps", ()))))
+    for name, color, spans in layers:
+        ys, bases, widths, texts = [], [], [], []
+        for label, w in zip(labels, windows):
+            for lo, hi in spans(w):
+                b, x, t = span(int(lo), int(hi))
+                ys.append(label)
+                bases.append(b)
+                widths.append(x)
+                texts.append(f"{t}<br>{int(hi) - int(lo):,} bars")
+        if not ys:
+            continue
         fig.add_trace(go.Bar(
-            y=labels, x=widths, base=bases, orientation="h", name=name, marker=dict(color=color),
+            y=ys, x=widths, base=bases, orientation="h", name=name,
+            marker=dict(color=color, line=dict(color=IS_COLOR, width=1) if name == "Embargo" else None),
             text=texts, textposition="none",
             hovertemplate=f"%{{y}} {name.lower()}<br>%{{text}}<extra></extra>",
         ))
     first = windows[0]
     is_len, oos_len = first.is_end - first.is_start, first.oos_end - first.oos_start
     anchored = len(windows) > 1 and windows[1].is_start == first.is_start
+    purge = first.oos_start - first.is_end
+    embargoed = sum(hi - lo for w in windows for lo, hi in getattr(w, "is_gaps", ()))
+    extra = (f", purge {purge:,}" if purge else "") + (", embargoed bars cut out of IS" if embargoed else "")
     text = title or (f"{len(windows)} walk-forward window{'s' if len(windows) != 1 else ''}: "
-                     f"{'anchored' if anchored else 'rolling'} IS {is_len:,} bars, OOS {oos_len:,} bars")
+                     f"{'anchored' if anchored else 'rolling'} IS {is_len:,} bars, OOS {oos_len:,} bars{extra}")
     height = int(min(max(140 + 18 * (len(windows) + 1), 260), 720))
     fig.update_layout(title=_title(text), height=height)
     fig.update_yaxes(autorange="reversed", type="category", showticklabels=len(windows) <= 40)

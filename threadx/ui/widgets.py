@@ -246,3 +246,14 @@ def job_progress(registry: Any, job: Any, stop_key: str, stopping: str) -> bool:
         registry.stop(job.job_id)
         st.toast(stopping)
     return True
+
+
+def timings_section(timings: Mapping[str, Any] | None, key: str) -> None:
+    """Where a run's time went: the stage bar chart and, when one stage dominates, the hint."""
+    from threadx.timings import hint
+    from threadx.ui.timings_chart import timings_figure
+
+    st.plotly_chart(timings_figure(timings), width="stretch", key=f"timings_{key}")
+    text = hint(timings)
+    if text:
+        st.caption(f"Hint: {text}")

@@ -40,6 +40,7 @@ from threadx.optimize.samplers import SAMPLERS, grid_ids, monte_carlo_ids
 from threadx.optimize.shared import PreparedIndicators, indicator_requests, prepare_requests
 from threadx.optimize.space import SearchSpace, declared_space
 from threadx.strategy.base import get_strategy
+from threadx.timings import Stopwatch
 from threadx.validation.common import json_safe, to_python
 
 _METRIC = {name: k for k, name in enumerate(METRIC_NAMES)}
@@ -48,38 +49,98 @@ DEFAULT_WF_GRID_LIMIT = 200_000  # every combo runs in every window: keep grids 
 
 @dataclass(frozen=True)
 class Window:
-    """Bar positions of one walk-forward window (ends exclusive; IS ends where OOS starts)."""
+    """Bar positions of one walk-forward window (ends exclusive).
+
+    The IS window is ``[is_start, is_end)`` without the embargoed stretches ``is_gaps``
+    (``(start, stop)`` pairs inside it); it ends ``purge`` bars before ``oos_start``
+    (``is_end == oos_start`` without a purge)."""
 
     index: int
     is_start: int
     is_end: int
     oos_start: int
     oos_end: int
+    is_gaps: tuple = ()  # embargoed (start, stop) stretches left out of the IS window
+
+    @property
+    def is_bar_count(self) -> int:
+        """Bars of the IS window that are used (embargoed stretches left out)."""
+        return self.is_end - self.is_start - sum(hi - lo for lo, hi in self.is_gaps)
+
+    def is_segments(self) -> list[tuple[int, int]]:
+        """The IS window's used stretches ``(start, stop)``, in order (one without embargo)."""
+        segments, lo = [], self.is_start
+        for gap_lo, gap_hi in self.is_gaps:
+            if gap_lo > lo:
+                segments.append((lo, gap_lo))
+            lo = gap_hi
+        if self.is_end > lo:
+            segments.append((lo, self.is_end))
+        return segments
+
+
+def _whole(value: Any, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ParamError(f"{name} must be a whole number of bars >= {low}, got {value!r}")
+    return int(value)
 
 
 def plan_windows(n_bars: int, is_bars: int, oos_bars: int, step_bars: int | None = None,
-                 anchored: bool = False) -> list[Window]:
+                 anchored: bool = False, purge: int = 0, embargo: int = 0) -> list[Window]:
     """Windows over ``n_bars``: the first OOS window starts after ``is_bars``, each next one
     ``step_bars`` later (default: ``oos_bars``, so the OOS windows tile without overlap);
     rolling IS windows keep ``is_bars``, anchored ones start at bar 0. Only complete OOS
-    windows are used; the tail after the last one is left out."""
-    for value, name, low in ((is_bars, "in-sample length", 2), (oos_bars, "out-of-sample length", 2)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ParamError(f"{name} must be a whole number of bars >= {low}, got {value!r}")
+    windows are used; the tail after the last one is left out.
+
+    Purge and embargo (López de Prado) leave the OOS windows where they are and take bars
+    out of the IS windows: ``purge`` bars at the end of each IS window (the gap
+    ``[is_end, oos_start)``), so no IS bar sits right before its OOS window; ``embargo`` bars
+    right after each OOS window are left out of every later IS window that covers them
+    (anchored windows, or rolling ones longer than the step). 0 and 0 plan today's windows."""
+    _whole(is_bars, "in-sample length", 2)
+    _whole(oos_bars, "out-of-sample length", 2)
+    purge = _whole(purge, "purge", 0)
+    embargo = _whole(embargo, "embargo", 0)
+    if is_bars - purge < 2:
+        raise ParamError(f"purge {purge} leaves fewer than 2 of the {is_bars} IS bars; "
+                         f"use a purge below {is_bars - 1} bars or longer IS windows")
     step = oos_bars if step_bars is None else step_bars
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < oos_bars:
         raise ParamError(f"step must be a whole number of bars >= the OOS length ({oos_bars}), got {step!r}: "
                          "a shorter step makes OOS windows overlap and the stitched record ambiguous")
-    windows = []
+    windows: list[Window] = []
     oos_start = int(is_bars)
     while oos_start + oos_bars <= n_bars:
-        windows.append(Window(len(windows), 0 if anchored else oos_start - int(is_bars), oos_start, oos_start,
-                              oos_start + int(oos_bars)))
+        is_start = 0 if anchored else oos_start - int(is_bars)
+        is_end = oos_start - purge
+        gaps = _embargoed(windows, is_start, is_end, embargo)
+        win = Window(len(windows), is_start, is_end, oos_start, oos_start + int(oos_bars), gaps)
+        if win.is_bar_count < 2:
+            raise ParamError(f"embargo {embargo} leaves {win.is_bar_count} IS bars in window {win.index}; "
+                             "use a shorter embargo")
+        windows.append(win)
         oos_start += int(step)
     if not windows:
         raise ParamError(f"no walk-forward window fits in {n_bars} bars: IS {is_bars} + OOS {oos_bars} bars "
                          "are needed; shorten the windows or load more data")
     return windows
+
+
+def _embargoed(earlier: list[Window], is_start: int, is_end: int, embargo: int) -> tuple:
+    """The stretches ``[oos_end, oos_end + embargo)`` of the ``earlier`` windows inside
+    ``[is_start, is_end)``, merged and in order."""
+    if not embargo:
+        return ()
+    gaps: list[list[int]] = []
+    for win in earlier:
+        lo, hi = max(win.oos_end, is_start), min(win.oos_end + embargo, is_end)
+        if lo >= hi:
+            continue
+        if gaps and lo <= gaps[-1][1]:
+            gaps[-1][1] = max(gaps[-1][1], hi)
+        else:
+            gaps.append([lo, hi])
+    return tuple((lo, hi) for lo, hi in gaps)
 
 
 def window_lengths(timeframe: str | None, *, is_bars: int | None = None, is_days: float | None = None,
@@ -205,6 +266,8 @@ def walk_forward(
     step_bars: int | None = None,
     step_days: float | None = None,
     anchored: bool = False,
+    purge: int = 0,
+    embargo: int = 0,
     sampler: str = "random",
     n: int = 1000,
     seed: int = DEFAULT_SEED,
@@ -218,12 +281,15 @@ def walk_forward(
     grid_limit: int = DEFAULT_WF_GRID_LIMIT,
     n_blocks: int = 32,
     memory_budget: int | str | None = None,
+    stopwatch: Stopwatch | None = None,
     **engine_options: Any,
 ) -> WalkForwardResult:
     """Walk-forward optimisation of ``strategy`` over ``space`` on ``df``.
 
     Window lengths in bars or days (``is_*``, ``oos_*``, optional ``step_*`` >= OOS;
-    ``anchored`` IS windows start at the first bar). ``sampler`` grid | random | lhs |
+    ``anchored`` IS windows start at the first bar). ``purge`` bars at the end of each IS
+    window and ``embargo`` bars after each OOS window are left out of the IS windows (see
+    :func:`plan_windows`; 0 and 0 keep every IS bar). ``sampler`` grid | random | lhs |
     sobol draws the combos (``n`` for Monte Carlo) once; all of them run in every window.
     Without ``space``, the ranges the strategy declares for optimisation are used.
     The IS winner of a window is the best ``objective`` (``maximize``) among combos with at
@@ -231,59 +297,72 @@ def walk_forward(
     combos: the result then covers the combos finished so far (``meta["cancelled"]``).
     Engine options are those of :func:`threadx.backtest`. Every indicator of the combos is
     prepared at once: a plan over ``memory_budget`` (see :func:`threadx.sweep`) is refused.
+    ``meta["timings"]``: where the time went (validation, plan, indicators, run, report, and
+    the workers' signal and kernel seconds; :mod:`threadx.timings`); a ``stopwatch`` started
+    by the caller (who timed the ``load``) is carried on.
     """
-    started = time.perf_counter()
-    bars = as_bars(df)
-    spec = get_strategy(strategy)
-    space = declared_space(spec) if space is None else space
-    search = SearchSpace(spec, space)
-    if objective not in _METRIC:
-        raise ParamError(f"unknown objective {objective!r}; metrics: {', '.join(METRIC_NAMES)}")
-    if sampler not in SAMPLERS or sampler == "adaptive":
-        raise ParamError(f"walk-forward sampler must be grid, random, lhs or sobol, got {sampler!r}")
-    if isinstance(min_trades, bool) or not isinstance(min_trades, (int, np.integer)) or min_trades < 0:
-        raise ParamError(f"min_trades must be a whole number >= 0, got {min_trades!r}")
-    is_len, oos_len, step_len = window_lengths(bars.timeframe, is_bars=is_bars, is_days=is_days, oos_bars=oos_bars,
-                                               oos_days=oos_days, step_bars=step_bars, step_days=step_days)
-    windows = plan_windows(len(bars), is_len, oos_len, step_len, anchored)
-    options = options_from(**engine_options)
-    if sampler == "grid":
-        ids = np.concatenate([chunk for chunk, _ in grid_ids(search, limit=grid_limit)] or [np.empty(0, np.int64)])
-    else:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ParamError(f"n must be a whole number >= 1, got {n!r}")
-        ids = monte_carlo_ids(search, sampler, int(n), int(seed)).ids
-    if len(ids) == 0:
-        raise ParamError("no valid combo in the space (every combo breaks a constraint)")
+    watch = stopwatch or Stopwatch()
+    started = watch.started
+    with watch.stage("validation"):
+        bars = as_bars(df)
+        spec = get_strategy(strategy)
+        space = declared_space(spec) if space is None else space
+        search = SearchSpace(spec, space)
+        if objective not in _METRIC:
+            raise ParamError(f"unknown objective {objective!r}; metrics: {', '.join(METRIC_NAMES)}")
+        if sampler not in SAMPLERS or sampler == "adaptive":
+            raise ParamError(f"walk-forward sampler must be grid, random, lhs or sobol, got {sampler!r}")
+        if isinstance(min_trades, bool) or not isinstance(min_trades, (int, np.integer)) or min_trades < 0:
+            raise ParamError(f"min_trades must be a whole number >= 0, got {min_trades!r}")
+        options = options_from(**engine_options)
+    with watch.stage("plan"):
+        is_len, oos_len, step_len = window_lengths(bars.timeframe, is_bars=is_bars, is_days=is_days,
+                                                   oos_bars=oos_bars, oos_days=oos_days, step_bars=step_bars,
+                                                   step_days=step_days)
+        windows = plan_windows(len(bars), is_len, oos_len, step_len, anchored, purge, embargo)
+        if sampler == "grid":
+            ids = np.concatenate([chunk for chunk, _ in grid_ids(search, limit=grid_limit)]
+                                 or [np.empty(0, np.int64)])
+        else:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise ParamError(f"n must be a whole number >= 1, got {n!r}")
+            ids = monte_carlo_ids(search, sampler, int(n), int(seed)).ids
+        if len(ids) == 0:
+            raise ParamError("no valid combo in the space (every combo breaks a constraint)")
 
-    if bank is None:
-        from threadx.indicators import default_bank
+    with watch.stage("indicators"):
+        if bank is None:
+            from threadx.indicators import default_bank
 
-        bank = default_bank()
-    arrays = prepare_requests(_within_budget(search, bars, ids, bank, memory_budget), bars, bank)
-    task = SweepTask.of(spec, dict(space or {}), options, n_blocks)
-    evaluator = Evaluator(task, bars, PreparedIndicators(arrays.get))
-    evaluated = _evaluate_all(evaluator, search, ids, windows, int(workers or default_workers()),
-                              _cancel_check(cancel), progress, started)
+            bank = default_bank()
+        arrays = prepare_requests(_within_budget(search, bars, ids, bank, memory_budget), bars, bank)
+        task = SweepTask.of(spec, dict(space or {}), options, n_blocks)
+        evaluator = Evaluator(task, bars, PreparedIndicators(arrays.get))
+    with watch.stage("run"):
+        evaluated = _evaluate_all(evaluator, search, ids, windows, int(workers or default_workers()),
+                                  _cancel_check(cancel), progress, started, watch)
     done, full, blocks, is_m, oos_m, errors = evaluated
     if not len(done):
         raise ParamError("walk-forward cancelled before any combo finished")
-    combos = pd.DataFrame({"combo_id": done, **search.columns(done)})
-    config = {
-        "strategy": spec.name, "strategy_code": spec.code_hash, "space": search.to_dict(), "is_bars": is_len,
-        "oos_bars": oos_len,
-        "step_bars": step_len or oos_len, "anchored": bool(anchored), "sampler": sampler,
-        "n": int(n) if sampler != "grid" else None, "seed": int(seed), "objective": objective,
-        "maximize": bool(maximize), "min_trades": int(min_trades), "engine": options.to_dict(),
-        "initial_capital": options.initial_capital, "bars_per_year": bars_per_year(bars.timeframe),
-    }
-    result = _assemble(evaluator, bars, windows, combos, full, blocks, is_m, oos_m, config, errors)
-    result.meta.update({
-        "dataset": bars.name, "fingerprint": bars.fingerprint, "timeframe": bars.timeframe, "bars": len(bars),
-        "data": DatasetRef.of(df, bars=bars).to_dict(),
-        "combos_planned": int(len(ids)), "combos_done": int(len(done)),
-        "cancelled": bool(len(done) < len(ids)), "elapsed_s": time.perf_counter() - started,
-    })
+    with watch.stage("report"):
+        combos = pd.DataFrame({"combo_id": done, **search.columns(done)})
+        config = {
+            "strategy": spec.name, "strategy_code": spec.code_hash, "space": search.to_dict(), "is_bars": is_len,
+            "oos_bars": oos_len,
+            "step_bars": step_len or oos_len, "anchored": bool(anchored), "purge": int(purge), "embargo": int(embargo),
+            "sampler": sampler,
+            "n": int(n) if sampler != "grid" else None, "seed": int(seed), "objective": objective,
+            "maximize": bool(maximize), "min_trades": int(min_trades), "engine": options.to_dict(),
+            "initial_capital": options.initial_capital, "bars_per_year": bars_per_year(bars.timeframe),
+        }
+        result = _assemble(evaluator, bars, windows, combos, full, blocks, is_m, oos_m, config, errors)
+        result.meta.update({
+            "dataset": bars.name, "fingerprint": bars.fingerprint, "timeframe": bars.timeframe, "bars": len(bars),
+            "data": DatasetRef.of(df, bars=bars).to_dict(),
+            "combos_planned": int(len(ids)), "combos_done": int(len(done)),
+            "cancelled": bool(len(done) < len(ids)),
+        })
+    result.meta.update({"elapsed_s": watch.wall() - watch.stages.get("load", 0.0), "timings": watch.record()})
     return result
 
 
@@ -310,6 +389,16 @@ def _slice_args(args: KernelInputs, start: int, stop: int, capital: float | None
     return KernelInputs(*out, p)
 
 
+def _is_args(args: KernelInputs, win: Window) -> KernelInputs:
+    """Kernel arguments of the IS window of ``win``: a slice, or, with embargoed stretches,
+    its used stretches joined (the kernel sees the cut like a gap in the data)."""
+    if not win.is_gaps:
+        return _slice_args(args, win.is_start, win.is_end)
+    n = args.close.shape[0]
+    keep = np.concatenate([np.arange(lo, hi) for lo, hi in win.is_segments()])
+    return KernelInputs(*[a[keep] if a.shape[0] == n else a for a in args.arrays], args.params)
+
+
 def oos_result(evaluator: Evaluator, params: Mapping[str, Any], win: Window, capital: float) -> Result:
     """The full backtest of ``params`` on the OOS bars of ``win``, starting with ``capital``.
     Trade positions (``entry_i`` / ``exit_i``) count from the window start, ``meta["offset"]``."""
@@ -321,9 +410,11 @@ def oos_result(evaluator: Evaluator, params: Mapping[str, Any], win: Window, cap
 
 
 def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, windows: list[Window], workers: int,
-                  should_stop: Callable[[], bool], progress: Callable[[Progress], None] | None, started: float):
+                  should_stop: Callable[[], bool], progress: Callable[[Progress], None] | None, started: float,
+                  watch: Stopwatch | None = None):
     """Run every combo on the whole period and on every IS and OOS window (threads; the
-    kernel releases the GIL). Returns the finished combos only when cancelled."""
+    kernel releases the GIL). Returns the finished combos only when cancelled. ``watch``
+    gets each chunk's seconds of signals and kernel (summed over the threads)."""
     n, w, m = len(ids), len(windows), len(METRIC_NAMES)
     n_blocks = len(evaluator.block_end)
     full = np.full((n, m), np.nan)
@@ -336,13 +427,17 @@ def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, wi
     cols = search.columns(ids)
 
     def run(lo: int, hi: int) -> None:
+        signals = 0.0  # each combo's signals are made, then its 2W+1 backtests run: two clock reads per combo
+        chunk_start = time.perf_counter()
         for k in range(lo, hi):
             params = {name: to_python(cols[name][k]) for name in names}
             try:
+                before = time.perf_counter()
                 args = evaluator.kernel_inputs(params)
+                signals += time.perf_counter() - before
                 full[k], blocks[k] = kernel.run_fast_blocks(*args, evaluator.block_end)
                 for j, win in enumerate(windows):
-                    is_m[j, k] = kernel.run_fast(*_slice_args(args, win.is_start, win.is_end))
+                    is_m[j, k] = kernel.run_fast(*_is_args(args, win))
                     oos_m[j, k] = kernel.run_fast(*_slice_args(args, win.oos_start, win.oos_end))
             except Exception as exc:  # recorded per combo; the walk-forward goes on
                 errors[int(ids[k])] = f"{type(exc).__name__}: {exc}"
@@ -350,6 +445,9 @@ def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, wi
                 is_m[:, k] = np.nan
                 oos_m[:, k] = np.nan
             finished[k] = True
+        if watch is not None:
+            chunk = time.perf_counter() - chunk_start
+            watch.add_workers({"signals": signals, "kernel": chunk - signals})
 
     size = int(max(8, min(256, n // max(1, 8 * workers))))
     bounds = [(lo, min(lo + size, n)) for lo in range(0, n, size)]
@@ -408,7 +506,7 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
         row: dict[str, Any] = {
             "window": win.index, "is_start": index[win.is_start], "is_end": index[win.is_end - 1],
             "oos_start": index[win.oos_start], "oos_end": index[win.oos_end - 1],
-            "is_bars": win.is_end - win.is_start, "oos_bars": win.oos_end - win.oos_start,
+            "is_bars": win.is_bar_count, "oos_bars": win.oos_end - win.oos_start,
             "regime": regime.regime, "regime_return": regime.return_pct / 100.0,
             "regime_max_drawdown": regime.max_drawdown,
             "combo_id": None,

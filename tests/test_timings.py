@@ -1,0 +1,143 @@
+"""Stage timings: recorded by every backtest, sweep and walk-forward, adding up to the run's
+wall time; the hint; `runs show --timings`; the page chart."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import threadx
+from threadx.indicators import IndicatorBank
+from threadx.timings import Stopwatch, hint, text_lines
+
+SPACE = {"bb_period": "10:30:2", "entry_z": "1:2:0.25"}
+
+
+def _fresh_bank(tmp_path):
+    return IndicatorBank(cache_dir=tmp_path / "cache", disk=False)  # indicators really computed
+
+
+def _check_adds_up(timings, wall):
+    stages = sum(timings["stages"].values())
+    assert abs(stages - wall) <= 0.1 * wall, (timings, wall)
+    assert abs(timings["wall_s"] - wall) <= 0.1 * wall, (timings, wall)
+    assert all(sec >= 0 for sec in timings["stages"].values())
+
+
+def test_hint_names_a_dominant_stage():
+    assert hint({"stages": {"load": 0.1, "indicators": 0.8, "kernel": 0.1}}) == (
+        "indicators took 80 %: narrow the indicator params (e.g. bb_period) or reuse the cache "
+        "(same data, same params)")
+    assert hint({"indicators": 6, "kernel": 4}).startswith("indicators took 60 %")  # a bare mapping
+    assert hint({"stages": {"indicators": 0.5, "kernel": 0.5}}) is None  # nothing dominates
+    assert hint(None) is None and hint({"stages": {}}) is None
+    text = hint({"stages": {"run": 9.0, "store": 1.0}, "workers": {"signals": 1.0, "kernel": 9.0}})
+    assert text.startswith("kernel took 90 % of the workers' time (running combos: 90 % of the run): fewer combos")
+    assert hint({"stages": {"run": 9.0, "store": 1.0}, "workers": {"signals": 1.0, "kernel": 1.0}}).startswith(
+        "run combos (workers) took 90 %")
+
+
+def test_nested_stages_count_once():
+    watch = Stopwatch()
+    with watch.stage("run"):
+        time.sleep(0.02)
+        with watch.stage("indicators"):
+            time.sleep(0.03)
+    record = watch.record()
+    assert record["stages"]["indicators"] == pytest.approx(0.03, abs=0.02)
+    assert record["stages"]["run"] == pytest.approx(0.02, abs=0.02)
+    assert sum(record["stages"].values()) == pytest.approx(record["wall_s"], abs=0.005)
+
+
+def test_backtest_timings_add_up(tmp_path):
+    from threadx.data.synthetic import generate_synthetic
+
+    frame = generate_synthetic(days=4 * 365, seed=3)
+    threadx.backtest(frame, "bb_atr")  # compiled kernels loaded: the timed run is the run only
+    started = time.perf_counter()
+    res = threadx.backtest(frame, "bb_atr", {"bb_period": 33}, bank=_fresh_bank(tmp_path))
+    wall = time.perf_counter() - started
+    timings = res.meta["timings"]
+    assert list(timings["stages"]) == ["validation", "indicators", "signals", "kernel", "report"]
+    _check_adds_up(timings, wall)
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_sweep_timings_add_up(synthetic_bars, tmp_path, executor):
+    threadx.sweep(synthetic_bars, "bb_atr", {"bb_period": "10:12:2"}, store=tmp_path / "warm", executor=executor,
+                  workers=2)
+    watch = Stopwatch()
+    run = threadx.sweep(synthetic_bars, "bb_atr", SPACE, store=tmp_path / "runs", run_id="t", executor=executor,
+                        workers=2, bank=_fresh_bank(tmp_path), stopwatch=watch)
+    wall = watch.wall()  # the sweep's call, its final manifest write included
+    timings = run.manifest["timings"]
+    assert {"validation", "plan", "indicators", "run", "store"} <= set(timings["stages"])
+    assert set(timings["workers"]) == {"signals", "kernel"}  # summed over the workers (CPU-seconds)
+    assert timings["workers"]["kernel"] > 0
+    _check_adds_up(timings, wall)
+    assert ("startup" in timings["stages"]) == (executor == "local")
+
+
+def test_walk_forward_timings_add_up(synthetic_bars, tmp_path):
+    from threadx.validation.walkforward import walk_forward
+
+    space = {"fast_period": "5:30:5", "slow_period": "40:120:20"}
+    walk_forward(synthetic_bars, "ma_crossover", {"fast_period": [5, 10]}, sampler="grid", is_days=90, oos_days=30,
+                 workers=2)
+    started = time.perf_counter()
+    wf = walk_forward(synthetic_bars, "ma_crossover", space, sampler="grid", is_days=90, oos_days=30, workers=2,
+                      bank=_fresh_bank(tmp_path))
+    wall = time.perf_counter() - started
+    timings = wf.meta["timings"]
+    assert list(timings["stages"]) == ["validation", "plan", "indicators", "run", "report"]
+    assert set(timings["workers"]) == {"signals", "kernel"}
+    _check_adds_up(timings, wall)
+
+
+def test_cli_prints_the_timings(capsys, tmp_path, data_root):
+    from threadx.cli import main
+
+    store = str(tmp_path / "runs")
+    assert main(["sweep", "--strategy", "ma_crossover", "--param", "fast_period=5:15:5", "--run-id", "cli",
+                 "--store", store]) == 0
+    capsys.readouterr()
+    assert main(["runs", "show", "cli", "--store", store, "--timings"]) == 0
+    out = capsys.readouterr().out
+    assert "timings:" in out and "Load data" in out and "Indicators" in out and " %" in out
+    assert "workers (seconds summed over workers):" in out and "Kernel" in out
+    assert "s wall" in out
+    assert main(["backtest", "--strategy", "bb_atr", "--timings", "--trades", "0"]) == 0
+    out = capsys.readouterr().out
+    for stage in ("Load data", "Data validation", "Indicators", "Signal planning", "Kernel", "Result and report"):
+        assert stage in out
+
+
+def test_runs_show_timings_of_a_stored_walk_forward(capsys, tmp_path, synthetic_bars):
+    from threadx.cli import main
+    from threadx.validation.report import validate_walk_forward
+    from threadx.validation.storage import save_walk_forward
+
+    wf = threadx.walk_forward(synthetic_bars, "ma_crossover", {"fast_period": [5, 10]}, sampler="grid", is_days=90,
+                              oos_days=30, workers=1)
+    save_walk_forward("wf-t", wf, validate_walk_forward(wf, n=20, S=4), tmp_path)
+    assert main(["runs", "show", "wf-t", "--store", str(tmp_path), "--timings"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("walk-forward wf-t: ma_crossover") and "Run combos (workers)" in out
+
+
+def test_text_lines_and_figure_without_timings():
+    from threadx.ui.timings_chart import timings_figure
+
+    assert text_lines(None) == ["no timings recorded (run made before they were)"]
+    assert "No timings recorded" in timings_figure({}).layout.annotations[0].text
+
+
+def test_figure_shows_each_stage_and_the_workers():
+    from threadx.ui.timings_chart import timings_figure
+
+    fig = timings_figure({"wall_s": 2.0, "stages": {"indicators": 1.6, "run": 0.4},
+                          "workers": {"signals": 0.2, "kernel": 0.6}})
+    assert list(fig.data[0].y) == ["Indicators", "Run combos (workers)"]
+    assert list(fig.data[1].y) == ["workers: Signal planning", "workers: Kernel"]
+    assert fig.data[0].text[0] == "1.6 s · 80 %"
+    assert "summed over workers" in fig.layout.title.text
