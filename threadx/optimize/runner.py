@@ -74,7 +74,12 @@ class Progress:
 
 
 def default_workers() -> int:
-    """Physical cores (logical when unknown)."""
+    """The ``sweep.workers`` setting; when it is ``auto``: physical cores (logical when unknown)."""
+    from threadx.config import sweep_defaults
+
+    configured = sweep_defaults().workers
+    if configured is not None:
+        return int(configured)
     try:
         import psutil
 
@@ -95,13 +100,13 @@ def sweep(
     maximize: bool = True,
     min_trades: int = DEFAULT_MIN_TRADES,
     workers: int | None = None,
-    executor: str = "auto",
+    executor: str | None = None,
     run_id: str | None = None,
     store: str | os.PathLike | ResultStore | None = None,
     progress: Callable[[Progress], None] | None = None,
     cancel: Any = None,
     chunk_size: int | None = None,
-    grid_limit: int = DEFAULT_GRID_LIMIT,
+    grid_limit: int | None = None,
     adaptive_rounds: int = 5,
     patience: int = 2,
     bank=None,
@@ -131,9 +136,17 @@ def sweep(
     ``on_phase(text)`` is told each stage as it starts ("planning the combos", "starting 4
     workers", "computing 120 indicators", "running", "finishing"), so a caller can say what
     the sweep is doing before the first combo is done.
+    ``workers``, ``executor``, ``chunk_size``, ``grid_limit`` and ``memory_budget`` left at None
+    take the ``[sweep]`` settings (threadx.toml, ``THREADX_SWEEP_*``; ``threadx config show``).
     The returned run reads its rows from the store when first used.
     """
+    from threadx.config import sweep_defaults
     from threadx.requests import DatasetRef, SweepRequest
+
+    defaults = sweep_defaults()
+    executor = defaults.executor if executor is None else executor
+    chunk_size = defaults.chunk_size if chunk_size is None else chunk_size
+    grid_limit = defaults.grid_limit if grid_limit is None else grid_limit
 
     bars = as_bars(df)
     request = SweepRequest(  # checks every argument (ParamError with the fix)
