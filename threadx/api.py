@@ -8,6 +8,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from threadx import logs
 from threadx.data.bars import Bars, as_bars
 from threadx.engine.inputs import EngineOptions, effective_rules, funding_per_bar, kernel_args, options_from
 from threadx.engine.result import Result, full_result
@@ -61,6 +62,10 @@ def backtest(
     args = kernel_args(bars, sig, levels, rules, options, funding_per_bar(funding, bars))
     result = full_result(args, bars.index, bars.timeframe, values, run_meta(spec, bars, options, rules))
     result.meta["elapsed_s"] = time.perf_counter() - started
+    logs.logger().info("backtest %s on %s (%s bars, data %s): return %.4g, %d trades, %.2f s", spec.name,
+                       bars.name or "unnamed data", len(bars), bars.fingerprint[:12],
+                       result.metrics.get("total_return", float("nan")), int(result.metrics.get("n_trades", 0)),
+                       result.meta["elapsed_s"])
     return result
 
 

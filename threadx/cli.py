@@ -458,10 +458,14 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     import threadx
     from threadx.validation.report import validate_walk_forward
 
+    from threadx import logs
+
     if args.save:
         _check_writable(args.save, "--save")  # before the work, not after it
     df = _load_data(args)
     started = time.perf_counter()
+    logs.logger().info("walk-forward %s on %s started (%s, %s combos)", args.strategy,
+                       df.attrs.get("name") or args.data, args.sampler, "grid" if args.sampler == "grid" else args.n)
     try:
         wf = threadx.walk_forward(
             df, args.strategy, _parse_space(args.param) or None, is_bars=args.is_bars, is_days=args.is_days,
@@ -479,6 +483,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     report = validate_walk_forward(wf, n=args.bootstrap, block=args.block, seed=args.seed, S=args.S)
     total = time.perf_counter() - started
+    logs.logger().info("walk-forward %s finished: %d windows, grade %s, %.1f s", args.strategy, len(wf.windows),
+                       report.grade.letter, total)
     out = {"walk_forward": wf.to_dict(), "validation": report.to_dict(),
            "timing": {"walk_forward_s": elapsed, "total_s": total}}
     if args.save:
@@ -904,14 +910,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from threadx import logs
-    from threadx.settings_file import flag_overrides
+    from threadx.settings_file import flag_overrides, resolve
 
     logs.set_console("ERROR" if args.quiet else "DEBUG" if args.verbose else "WARNING")
     command = " ".join(part for part in (args.command, *(getattr(args, f"{args.command}_command", None) or "",))
                        if part)
     try:
         with flag_overrides(_flag_settings(args)):
+            resolve()  # a bad settings file, variable or flag: one line before any work
             try:
+                logs.logger().debug("threadx %s", command)
                 return args.func(args)
             except (ThreadXError, OSError) as exc:  # OSError: a missing or unwritable path, a full disk
                 logs.logger().error("threadx %s failed: %s", command, exc, extra=logs.FILE_ONLY)

@@ -63,7 +63,8 @@ def _number(low: float | None = None, high: float | None = None, *, low_open: bo
 
 
 def _whole(low: int, high: int | None = None, *, auto: bool = False) -> Kind:
-    what = 'a whole number or "auto"' if auto else "a whole number"
+    bounds = f" from {low} to {high}" if high is not None else f" >= {low}"
+    what = f"a whole number{bounds}" + (' or "auto"' if auto else "")
 
     def check(value: Any, text: bool) -> int | str:
         if auto and isinstance(value, str) and value.strip().lower() == AUTO:
@@ -73,11 +74,8 @@ def _whole(low: int, high: int | None = None, *, auto: bool = False) -> Kind:
                 value = int(str(value).strip())
             except ValueError:
                 raise ValueError(f"must be {what}, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
             raise ValueError(f"must be {what}, got {value!r}")
-        if value < low or (high is not None and value > high):
-            bounds = f"from {low} to {high}" if high is not None else f">= {low}"
-            raise ValueError(f"must be a whole number {bounds}, got {value!r}")
         return value
     return check
 

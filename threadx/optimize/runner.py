@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 import threadx
+from threadx import logs
 from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED
 from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
@@ -166,14 +167,27 @@ def sweep(
         store=store, run_id=check_run_id(run_id or _new_run_id(strategy)), budget=budget, request=request,
         on_phase=on_phase,
     )
+    log = logs.logger()  # one record at the start, one at the end: never per combo
+    log.info("sweep run %s started: %s on %s, sampler %s, executor %s, %d workers, store %s", session.run_id,
+             strategy, bars.name or "unnamed data", sampler, executor, session.workers, store.root)
     try:
-        return session.run(flush_seconds, adaptive_rounds, patience)
+        run = session.run(flush_seconds, adaptive_rounds, patience)
     except OSError as exc:
         if exc.errno not in _DISK_FULL:
+            log.error("sweep run %s failed: %s", session.run_id, exc)
             raise
         stored = len(store.done_ids(session.run_id))
+        log.error("sweep run %s failed: disk full, %d combos stored", session.run_id, stored)
         raise ThreadXError(f"disk full while storing results of run {session.run_id} in {store.root}: "
                            f"{stored:,} combos stored; free space and resume with the same run id") from exc
+    except BaseException as exc:
+        log.error("sweep run %s %s: %s", session.run_id,
+                  "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", exc or type(exc).__name__)
+        raise
+    m = run.manifest
+    log.info("sweep run %s %s: %s/%s combos, %s failed, %.1f s", session.run_id, m.get("status"), m.get("done"),
+             m.get("total"), m.get("failed"), float(m.get("elapsed_s") or 0.0))
+    return run
 
 
 def _store_argument(store: str | os.PathLike | None) -> str | os.PathLike | None:
