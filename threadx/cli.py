@@ -781,7 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786) for --executor dask; "
                                                      "without it a LocalCluster of --workers processes is started")
     p.add_argument("--run-id", help="name of the run; the same id resumes it")
-    p.add_argument("--store", help="results directory (default $THREADX_RESULTS_DIR or ./results)")
+    p.add_argument("--store", help="results directory (default: the paths.results_dir setting, ./results)")
     p.add_argument("--memory-budget", metavar="SIZE", help=MEMORY_BUDGET_HELP)
     p.add_argument("--timeframe")
     p.add_argument("--start")

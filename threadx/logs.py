@@ -17,7 +17,9 @@ from pathlib import Path
 
 NAME = "threadx"
 FILE_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(message)s"
-FILE_ONLY = {"threadx_console": False}  # extra= of a record the console must not repeat
+# extra= of a record the console must not print: an error the caller reports anyway (the CLI's
+# one ``error:`` line)
+FILE_ONLY = {"threadx_console": False}
 _FILE_KEY: tuple | None = None  # (path, max_bytes, backups, level) of the handler in place
 _FAILED: set[str] = set()  # log files that could not be written (warned once each)
 

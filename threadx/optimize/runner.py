@@ -174,15 +174,16 @@ def sweep(
         run = session.run(flush_seconds, adaptive_rounds, patience)
     except OSError as exc:
         if exc.errno not in _DISK_FULL:
-            log.error("sweep run %s failed: %s", session.run_id, exc)
+            log.error("sweep run %s failed: %s", session.run_id, exc, extra=logs.FILE_ONLY)
             raise
         stored = len(store.done_ids(session.run_id))
-        log.error("sweep run %s failed: disk full, %d combos stored", session.run_id, stored)
+        log.error("sweep run %s failed: disk full, %d combos stored", session.run_id, stored, extra=logs.FILE_ONLY)
         raise ThreadXError(f"disk full while storing results of run {session.run_id} in {store.root}: "
                            f"{stored:,} combos stored; free space and resume with the same run id") from exc
     except BaseException as exc:
         log.error("sweep run %s %s: %s", session.run_id,
-                  "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", exc or type(exc).__name__)
+                  "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", exc or type(exc).__name__,
+                  extra=logs.FILE_ONLY)  # the caller reports it (the CLI's one error line)
         raise
     m = run.manifest
     log.info("sweep run %s %s: %s/%s combos, %s failed, %.1f s", session.run_id, m.get("status"), m.get("done"),
