@@ -207,3 +207,12 @@ def test_the_user_file_is_read_from_the_config_dir_default(tmp_path, monkeypatch
     _write(folder / "threadx.toml", "[engine]\nfee_bps = 4\n")
     r = resolve()
     assert r["engine.fee_bps"] == 4.0 and r.sources["engine.fee_bps"] == f"user file {folder / 'threadx.toml'}"
+
+
+def test_the_readme_example_is_complete_and_holds_the_built_in_defaults(places):
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = text.index("```toml", text.index("A complete `threadx.toml`")) + len("```toml\n")
+    _write(places["workspace"], text[start:text.index("```", start)])
+    r = resolve()
+    assert all(source.startswith("workspace file") for source in r.sources.values())  # every key is in it
+    assert r.values == {k.dotted: k.kind(k.default, False) for k in keys()}
