@@ -1,9 +1,11 @@
 # Two commands: `make app` (start ThreadX on the sample data) and `make test`.
 PYTHON ?= python3
 VENV   ?= .venv
-PORT   ?= 8501
-# Loopback only by default: the workstation has no login. HOST=0.0.0.0 exposes it (README).
-HOST   ?= 127.0.0.1
+# Address and port come from the settings (app.address, default 127.0.0.1 - loopback only: the
+# workstation has no login; app.port, default 8501; see `threadx config show`). PORT=8502 or
+# HOST=0.0.0.0 on the make command line override them (README, "Serving on a network").
+PORT   ?=
+HOST   ?=
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
@@ -20,7 +22,7 @@ $(STAMP): pyproject.toml
 app: $(STAMP)
 	$(PY) -m threadx.data
 	$(PY) -m threadx.warmup
-	$(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(PY) -m threadx.cli app $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 test: $(STAMP)
 	$(PY) -m threadx.warmup  # compile the kernels once, before tests whose job processes would each wait for it

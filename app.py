@@ -5,6 +5,15 @@ import streamlit as st
 
 st.set_page_config(page_title="ThreadX", page_icon=":material/show_chart:", layout="wide")
 
+from threadx.errors import ThreadXError  # noqa: E402
+from threadx.settings_file import resolve  # noqa: E402
+
+try:
+    resolve()  # a malformed threadx.toml, unknown key or bad value: one line, not a traceback per page
+except ThreadXError as exc:
+    st.error(f"Settings: {exc}")
+    st.stop()
+
 from threadx.ui.state import active_dataset, gpu_status, label_dataset, restore_from_url  # noqa: E402
 from threadx.warmup import warm_in_background, warming_note  # noqa: E402
 

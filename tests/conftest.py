@@ -16,11 +16,14 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 def pytest_configure(config: pytest.Config) -> None:
     """Tests see no strategies folder of the developer's (``./strategies``): an empty one of
-    their own unless THREADX_STRATEGY_DIR is set; ``strategy_dir`` gives a test its own."""
+    their own unless THREADX_STRATEGY_DIR is set; ``strategy_dir`` gives a test its own. The
+    same for the user config folder (THREADX_CONFIG_DIR: the user threadx.toml)."""
     import os
     import tempfile
 
     os.environ.setdefault("THREADX_STRATEGY_DIR", tempfile.mkdtemp(prefix="threadx-test-strategies-"))
+    # nor the developer's user settings (~/.config/threadx/threadx.toml) or GPU profile
+    os.environ.setdefault("THREADX_CONFIG_DIR", tempfile.mkdtemp(prefix="threadx-test-config-"))
 
 
 @pytest.fixture

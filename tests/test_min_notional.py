@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import threadx
-from threadx.cli import build_parser, main
+from threadx.cli import _engine_options, build_parser, main
 from threadx.config import DEFAULT_MIN_NOTIONAL
 from threadx.engine import layout as L
 from threadx.engine.inputs import EngineOptions, effective_rules, options_from, param_vector
@@ -34,10 +34,13 @@ def test_one_default_used_by_the_api_the_options_and_the_cli():
     assert DEFAULT_MIN_NOTIONAL == 5.0
     assert EngineOptions().min_notional == DEFAULT_MIN_NOTIONAL
     assert options_from().min_notional == DEFAULT_MIN_NOTIONAL
-    assert inspect.signature(threadx.backtest).parameters["min_notional"].default == DEFAULT_MIN_NOTIONAL
+    # the API and the CLI leave it unset: the setting engine.min_notional decides (default 5.0)
+    assert inspect.signature(threadx.backtest).parameters["min_notional"].default is None
     for command in (["backtest", "--strategy", "bb_atr"], ["sweep", "--strategy", "bb_atr"],
                     ["walkforward", "--strategy", "bb_atr", "--is-days", "90", "--oos-days", "30"]):
-        assert build_parser().parse_args(command).min_notional == DEFAULT_MIN_NOTIONAL, command
+        args = build_parser().parse_args(command)
+        assert args.min_notional is None, command
+        assert options_from(**_engine_options(args)).min_notional == DEFAULT_MIN_NOTIONAL, command
 
 
 def test_the_kernel_parameter_vector_carries_the_default():

@@ -109,11 +109,14 @@ def _free_port() -> int:
 
 
 def _make_app_command(port: int) -> list[str]:
-    """The streamlit command line `make app` runs (dry run of the Makefile)."""
+    """The streamlit command line `make app` runs: the Makefile's `threadx app` line (dry run),
+    which prints the streamlit command it would start (address and port from the settings)."""
     out = subprocess.run(["make", "-s", "-n", "app", f"PORT={port}", f"PY={sys.executable}"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
-    line = next(ln for ln in out.splitlines() if "streamlit run" in ln)
-    return shlex.split(line)
+    line = next(ln for ln in out.splitlines() if "threadx.cli app" in ln)
+    printed = subprocess.run([*shlex.split(line), "--dry-run"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout
+    return shlex.split(printed.strip().splitlines()[-1])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="listening sockets read through psutil on Linux")

@@ -22,7 +22,7 @@ def test_make_app_warms_kernels_before_the_server_starts():
     out = subprocess.run(["make", "-s", "-n", "app", f"PY={sys.executable}"], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout.splitlines()
     warm = next(i for i, line in enumerate(out) if "threadx.warmup" in line)
-    serve = next(i for i, line in enumerate(out) if "streamlit run" in line)
+    serve = next(i for i, line in enumerate(out) if "threadx.cli app" in line)  # starts streamlit
     assert warm < serve
 
 

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL
+from threadx import logs
 from threadx.data.bars import Bars, as_bars
 from threadx.engine.inputs import EngineOptions, effective_rules, funding_per_bar, kernel_args, options_from
 from threadx.engine import kernel
@@ -25,14 +25,14 @@ def backtest(
     strategy: str,
     params: Mapping[str, Any] | None = None,
     *,
-    initial_capital: float = DEFAULT_INITIAL_CAPITAL,
-    fee_bps: float = DEFAULT_FEE_BPS,
-    slippage_bps: float = 0.0,
-    fill: str = "next_open",
+    initial_capital: float | None = None,
+    fee_bps: float | None = None,
+    slippage_bps: float | None = None,
+    fill: str | None = None,
     sizing: str | None = None,
     leverage: float | None = None,
     fraction: float | None = None,
-    min_notional: float = DEFAULT_MIN_NOTIONAL,
+    min_notional: float | None = None,
     ambiguity: str = "conservative",
     funding: Any = None,
     bank=None,
@@ -40,6 +40,9 @@ def backtest(
 ) -> Result:
     """Backtest ``strategy`` with ``params`` (defaults filled in) on a canonical OHLCV frame.
 
+    Capital, costs, fill and min_notional left at None take the ``[engine]`` settings
+    (threadx.toml, ``THREADX_ENGINE_*``, else the built-in defaults: 10,000 capital, 10 bps
+    fee, no slippage, next_open, 5.0; see ``threadx config show``).
     Costs: ``fee_bps`` on the notional of every fill, ``slippage_bps`` moves fills against
     the trader. ``fill``: ``next_open`` (default) or ``close``. ``sizing`` / ``leverage`` /
     ``fraction`` override the strategy's rule. ``min_notional``: an entry whose order value
@@ -54,10 +57,9 @@ def backtest(
         spec = get_strategy(strategy)
         values = spec.normalize(params)
         options: EngineOptions = options_from(
-            initial_capital=float(initial_capital), fee_bps=float(fee_bps), slippage_bps=float(slippage_bps),
-            fill=fill, sizing=sizing, leverage=None if leverage is None else float(leverage),
-            fraction=None if fraction is None else float(fraction), min_notional=float(min_notional),
-            ambiguity=ambiguity, funding=funding,
+            initial_capital=_number(initial_capital), fee_bps=_number(fee_bps), slippage_bps=_number(slippage_bps),
+            fill=fill, sizing=sizing, leverage=_number(leverage), fraction=_number(fraction),
+            min_notional=_number(min_notional), ambiguity=ambiguity, funding=funding,
         )
         bars = as_bars(df)
         with strategy_code_errors(spec):
@@ -71,7 +73,15 @@ def backtest(
         result = wrap_full(output, bars.index, bars.timeframe, values, run_meta(spec, bars, options, rules))
     result.meta["timings"] = watch.record()
     result.meta["elapsed_s"] = watch.wall() - watch.stages.get("load", 0.0)  # the backtest, as before
+    logs.logger().info("backtest %s on %s (%s bars, data %s): return %.4g, %d trades, %.2f s", spec.name,
+                       bars.name or "unnamed data", len(bars), bars.fingerprint[:12],
+                       result.metrics.get("total_return", float("nan")), int(result.metrics.get("n_trades", 0)),
+                       result.meta["elapsed_s"])
     return result
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def run_meta(spec: StrategySpec, bars: Bars, options: EngineOptions, rules: ExitRules) -> dict[str, Any]:

@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from threadx.config import (DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL, DEFAULT_MIN_TRADES,
-                            DEFAULT_SEED)
+from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED
 from threadx.errors import ThreadXError
 from threadx.gpu.cli import add_gpu_commands
 from threadx.units import format_bytes, format_count, format_metric
@@ -351,6 +350,7 @@ def _parse_space(items: Sequence[str] | None) -> dict[str, Any]:
 
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The engine flags; None (not given) takes the setting (threadx config show)."""
     return dict(fee_bps=args.fee_bps, slippage_bps=args.slippage_bps, fill=args.fill, sizing=args.sizing,
                 leverage=args.leverage, min_notional=args.min_notional)
 
@@ -360,7 +360,7 @@ def _progress_printer(args: argparse.Namespace, what: str):
     announced = []
 
     def progress(p) -> None:
-        if args.json:
+        if args.json or getattr(args, "quiet", False):
             return
         if not announced:
             announced.append(True)
@@ -372,7 +372,7 @@ def _progress_printer(args: argparse.Namespace, what: str):
 
     def end_line() -> None:
         """End the bar's line, so that an error message starts a line of its own."""
-        if announced and not args.json:
+        if announced and not args.json and not getattr(args, "quiet", False):
             print(file=sys.stderr)
 
     progress.end_line = end_line  # type: ignore[attr-defined]
@@ -499,6 +499,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     import threadx
     from threadx.validation.report import validate_walk_forward
 
+    from threadx import logs
+
     if args.save:
         _check_writable(args.save, "--save")  # before the work, not after it
     import threadx.validation.walkforward  # noqa: F401 - the process's start, not the run's time
@@ -508,6 +510,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     with watch.stage("load"):
         df = _load_data(args)
     started = time.perf_counter()
+    logs.logger().info("walk-forward %s on %s started (%s, %s combos)", args.strategy,
+                       df.attrs.get("name") or args.data, args.sampler, "grid" if args.sampler == "grid" else args.n)
     try:
         wf = threadx.walk_forward(
             df, args.strategy, _parse_space(args.param) or None, is_bars=args.is_bars, is_days=args.is_days,
@@ -528,6 +532,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         report = validate_walk_forward(wf, n=args.bootstrap, block=args.block, seed=args.seed, S=args.S)
     wf.meta["timings"] = watch.record()
     total = time.perf_counter() - started
+    logs.logger().info("walk-forward %s finished: %d windows, grade %s, %.1f s", args.strategy, len(wf.windows),
+                       report.grade.letter, total)
     out = {"walk_forward": wf.to_dict(), "validation": report.to_dict(),
            "timing": {"walk_forward_s": elapsed, "total_s": total}}
     if args.save:
@@ -651,21 +657,110 @@ def cmd_cache_clean(args: argparse.Namespace) -> int:
 
 # --- parser -----------------------------------------------------------------------------------
 
+SETTING_HELP = " (default: the setting %s, see `threadx config show`)"
+
+
 def _add_engine_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fee-bps", type=float, default=DEFAULT_FEE_BPS)
-    p.add_argument("--slippage-bps", type=float, default=0.0)
-    p.add_argument("--fill", choices=("next_open", "close"), default="next_open")
+    p.add_argument("--fee-bps", type=float, help="fee per fill in bps" + SETTING_HELP % "engine.fee_bps")
+    p.add_argument("--slippage-bps", type=float, help="slippage per fill in bps" + SETTING_HELP % "engine.slippage_bps")
+    p.add_argument("--fill", choices=("next_open", "close"), help="fill price" + SETTING_HELP % "engine.fill")
     p.add_argument("--sizing", choices=("all_in", "fraction", "risk"))
     p.add_argument("--leverage", type=float)
-    p.add_argument("--min-notional", type=float, default=DEFAULT_MIN_NOTIONAL, metavar="QUOTE",
-                   help="skip entries whose order value is below this (quote currency, default "
-                        f"{DEFAULT_MIN_NOTIONAL:g}; 0 = off); skipped entries count in n_skipped")
+    p.add_argument("--min-notional", type=float, metavar="QUOTE",
+                   help="skip entries whose order value is below this (quote currency; 0 = off); skipped "
+                        "entries count in n_skipped" + SETTING_HELP % "engine.min_notional")
+
+
+# argparse dest -> (setting, flag): the command-line level of the settings
+FLAG_SETTINGS = {
+    "capital": ("engine.initial_capital", "--capital"), "fee_bps": ("engine.fee_bps", "--fee-bps"),
+    "slippage_bps": ("engine.slippage_bps", "--slippage-bps"), "fill": ("engine.fill", "--fill"),
+    "min_notional": ("engine.min_notional", "--min-notional"), "workers": ("sweep.workers", "--workers"),
+    "executor": ("sweep.executor", "--executor"), "memory_budget": ("sweep.memory_budget", "--memory-budget"),
+    "host": ("app.address", "--host"), "port": ("app.port", "--port"),
+}
+
+
+def _flag_settings(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
+    """``{setting: (value, flag)}`` of the flags given: ``--set KEY=VALUE`` and the flags of
+    :data:`FLAG_SETTINGS` (those win over ``--set``)."""
+    from threadx.settings_file import key
+
+    flags: dict[str, tuple[Any, str]] = {}
+    for item in args.set or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ThreadXError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
+        flags[key(name.strip()).dotted] = (value, f"--set {name.strip()}")
+    for dest, (dotted, flag) in FLAG_SETTINGS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            flags[dotted] = (value, flag)
+    return flags
+
+
+# --- settings and the app ---------------------------------------------------------------------
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from threadx.settings_file import resolve
+
+    r = resolve()
+    files = {"user": str(r.user_file), "user_exists": r.user_file.is_file(),
+             "workspace": str(r.workspace_file), "workspace_exists": r.workspace_file.is_file()}
+    rows = r.rows()
+    if args.json:
+        _print_json({"settings": {row["setting"]: {"value": row["value"], "source": row["source"],
+                                                   "env": row["env"]} for row in rows}, "files": files})
+        return 0
+    for label in ("user", "workspace"):
+        print(f"{label} file: {files[label]}{'' if files[label + '_exists'] else ' (none)'}")
+    print("precedence: flag > environment variable > workspace file > user file > default\n")
+    shown = [{**row, "value": str(row["value"])} for row in rows]
+    print(_table(shown, ("setting", "value", "source")))
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    """Start the workstation on the ``app.address`` / ``app.port`` settings."""
+    import subprocess
+
+    from threadx.settings_file import resolve
+
+    r = resolve()
+    app = Path(__file__).resolve().parents[1] / "app.py"
+    if not app.is_file():
+        raise ThreadXError(f"{app} not found: run `threadx app` from a source checkout of ThreadX")
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", str(r["app.address"]),
+               "--server.port", str(r["app.port"]), "--server.headless", "true",
+               "--browser.gatherUsageStats", "false"]
+    if args.dry_run:
+        print(" ".join(command))
+        return 0
+    return subprocess.call(command)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="threadx", description="ThreadX research workstation",
                                      epilog=HUMAN_OUTPUT_NOTE)
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true", help="errors only on stderr (no progress bars)")
+    loudness.add_argument("-v", "--verbose", action="store_true",
+                          help="also print the log's records (runs, jobs, details) on stderr")
+    parser.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                        help="override a setting for this command (repeatable), e.g. --set sweep.workers=4")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    config = sub.add_parser("config", help="settings: show the effective values and where each came from")
+    confsub = config.add_subparsers(dest="config_command", required=True)
+    p = confsub.add_parser("show", help="every setting, its value and its source (flag, env, file, default)")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(func=cmd_config_show)
+
+    p = sub.add_parser("app", help="start the workstation (address and port from the settings)")
+    p.add_argument("--host", help="address to listen on" + SETTING_HELP % "app.address")
+    p.add_argument("--port", type=int, help="port" + SETTING_HELP % "app.port")
+    p.add_argument("--dry-run", action="store_true", help="print the command, start nothing")
+    p.set_defaults(func=cmd_app)
 
     data = sub.add_parser("data", help="datasets: list, import, validate, fetch, resample, rename, delete")
     dsub = data.add_subparsers(dest="data_command", required=True)
@@ -718,7 +813,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeframe", help="resample to this timeframe first")
     p.add_argument("--start")
     p.add_argument("--end")
-    p.add_argument("--capital", type=float, default=DEFAULT_INITIAL_CAPITAL)
+    p.add_argument("--capital", type=float, help="initial capital" + SETTING_HELP % "engine.initial_capital")
     _add_engine_arguments(p)
     p.add_argument("--trades", type=int, default=10, help="show the last N trades")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -739,11 +834,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-trades", type=int, default=DEFAULT_MIN_TRADES,
                    help=f"fewest trades of a winner (default {DEFAULT_MIN_TRADES})")
     p.add_argument("--workers", type=int)
-    p.add_argument("--executor", choices=("auto", "local", "inline", "dask", "gpu"), default="auto")
+    p.add_argument("--executor", choices=("auto", "local", "inline", "dask", "gpu"),
+                   help="where combos run" + SETTING_HELP % "sweep.executor")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://host:8786) for --executor dask; "
                                                      "without it a LocalCluster of --workers processes is started")
     p.add_argument("--run-id", help="name of the run; the same id resumes it")
-    p.add_argument("--store", help="results directory (default $THREADX_RESULTS_DIR or ./results)")
+    p.add_argument("--store", help="results directory (default: the paths.results_dir setting, ./results)")
     p.add_argument("--memory-budget", metavar="SIZE", help=MEMORY_BUDGET_HELP)
     p.add_argument("--timeframe")
     p.add_argument("--start")
@@ -854,24 +950,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cache_clean)
 
     add_gpu_commands(sub, json_help=JSON_HELP)
+    _add_loudness(sub)
     return parser
+
+
+def _add_loudness(sub: Any) -> None:
+    """``--quiet`` / ``--verbose`` after the command too (``threadx sweep ... -q``)."""
+    for child in sub.choices.values():
+        nested = [a for a in child._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            for action in nested:
+                _add_loudness(action)
+            continue
+        group = child.add_mutually_exclusive_group()
+        group.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                           help="errors only on stderr (no progress bars)")
+        group.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                           help="also print the log's records (runs, jobs, details) on stderr")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from threadx import logs
+    from threadx.settings_file import flag_overrides, resolve
+
+    logs.set_console("ERROR" if args.quiet else "DEBUG" if args.verbose else "WARNING")
+    command = " ".join(part for part in (args.command, *(getattr(args, f"{args.command}_command", None) or "",))
+                       if part)
     try:
-        return args.func(args)
+        with flag_overrides(_flag_settings(args)):
+            resolve()  # a bad settings file, variable or flag: one line before any work
+            try:
+                logs.logger().debug("threadx %s", command)
+                return args.func(args)
+            except (ThreadXError, OSError) as exc:  # OSError: a missing or unwritable path, a full disk
+                logs.logger().error("threadx %s failed: %s", command, exc, extra=logs.FILE_ONLY)
+                raise
     except ThreadXError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except OSError as exc:  # a missing, unreadable or unwritable path, a full disk
+    except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        logs.reset()
 
 
 if __name__ == "__main__":

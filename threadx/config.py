@@ -1,7 +1,9 @@
-"""Settings: where data, caches and results live, and engine defaults.
+"""Built-in defaults and the resolved settings (paths, cache limit, engine and sweep defaults).
 
-Every path can be overridden by an environment variable so that tests, CI and
-users with several projects keep their files apart:
+Each default is written once, here; :mod:`threadx.settings_file` reads the levels above it:
+command-line flag > environment variable > workspace ``./threadx.toml`` > user
+``$THREADX_CONFIG_DIR/threadx.toml`` > these built-in defaults. The environment variables of
+the paths keep their names:
 
 - ``THREADX_DATA_ROOT``      datasets (default ``./data``)
 - ``THREADX_CACHE_DIR``      indicator disk cache (default ``./indicators_cache``)
@@ -9,21 +11,24 @@ users with several projects keep their files apart:
   (``workspace.json``, threadx.ui.workspace) (default ``./results``)
 - ``THREADX_STRATEGY_DIR``   your own strategies, one or more per ``.py`` file (default
   ``./strategies``, see threadx.strategy.user)
-- ``THREADX_CONFIG_DIR``     user configuration (GPU profile, ...; default ``~/.config/threadx``)
+- ``THREADX_CONFIG_DIR``     user configuration (the user ``threadx.toml``, GPU profile, ...;
+  default ``~/.config/threadx``)
 - ``THREADX_CACHE_LIMIT``    size limit of the indicator disk cache: bytes, or a size such
   as ``500MB`` or ``2GiB`` (default 1 GiB)
+
+The others are named ``THREADX_<SECTION>_<KEY>`` (``THREADX_ENGINE_FEE_BPS``, ...);
+``threadx config show`` lists them all with their values and sources.
 """
 from __future__ import annotations
 
-import math
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from threadx.errors import ParamError
 
 DEFAULT_FEE_BPS = 10.0
+DEFAULT_SLIPPAGE_BPS = 0.0
+DEFAULT_FILL = "next_open"
 DEFAULT_INITIAL_CAPITAL = 10_000.0
 DEFAULT_SEED = 42
 # Smallest order value (quote currency) the engine fills, like an exchange's minimum notional
@@ -34,40 +39,22 @@ DEFAULT_MIN_NOTIONAL = 5.0
 # IS winner (API, CLI, job registry, pages): a Sharpe of 0-2 trades is luck, not a winner.
 DEFAULT_MIN_TRADES = 10
 DEFAULT_CACHE_LIMIT_BYTES = 2**30  # indicator disk cache, 1 GiB (env THREADX_CACHE_LIMIT)
-
-_SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
-               "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
-_SIZE_RE = re.compile(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)\s*", re.IGNORECASE)
+DEFAULT_EXECUTOR = "auto"  # sweeps: threads for small sweeps, else the process pool
+DEFAULT_GRID_LIMIT = 10_000_000  # largest grid a sweep accepts
+DEFAULT_APP_ADDRESS = "127.0.0.1"  # loopback only: the workstation has no login
+DEFAULT_APP_PORT = 8501
+DEFAULT_LOG_MAX_BYTES = 5 * 2**20  # the log file rotates at 5 MiB ...
+DEFAULT_LOG_BACKUPS = 3  # ... keeping 3 older files: at most 20 MiB of logs
 
 
 def parse_bytes(text: str | int | float) -> int:
     """A size in bytes from ``1073741824``, ``"500MB"``, ``"2GiB"`` or ``"1.5 GB"`` (ParamError if not)."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        value, unit = float(text), ""
-    else:
-        match = _SIZE_RE.fullmatch(str(text))
-        if match is None or match.group(2).lower() not in _SIZE_UNITS:
-            raise ParamError(f"{text!r} is not a size: use bytes or a number with a unit such as 500MB or 2GiB")
-        value, unit = float(match.group(1)), match.group(2).lower()
-    size = value * _SIZE_UNITS[unit]
-    if not (math.isfinite(size) and size > 0):
-        raise ParamError(f"a size must be positive, got {text!r}")
-    return int(size)
+    from threadx.settings_file import parse_size
 
-
-def _env_bytes(var: str, default: int) -> int:
-    value = os.environ.get(var, "").strip()
-    if not value:
-        return default
     try:
-        return parse_bytes(value)
-    except ParamError as exc:
-        raise ParamError(f"{var}: {exc}") from None
-
-
-def _env_path(var: str, default: str | Path) -> Path:
-    value = os.environ.get(var)
-    return Path(value).expanduser() if value else Path(default).expanduser()
+        return parse_size(text)
+    except ValueError as exc:
+        raise ParamError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -83,12 +70,44 @@ class Settings:
 
 
 def settings() -> Settings:
-    """Current settings, read from the environment on each call (cheap)."""
+    """Current settings (flags, environment, workspace and user files; cheap, cached until one changes)."""
+    from threadx.settings_file import config_dir, resolve
+
+    r = resolve()
     return Settings(
-        data_root=_env_path("THREADX_DATA_ROOT", "data"),
-        cache_dir=_env_path("THREADX_CACHE_DIR", "indicators_cache"),
-        results_dir=_env_path("THREADX_RESULTS_DIR", "results"),
-        config_dir=_env_path("THREADX_CONFIG_DIR", Path.home() / ".config" / "threadx"),
-        strategy_dir=_env_path("THREADX_STRATEGY_DIR", "strategies"),
-        cache_limit_bytes=_env_bytes("THREADX_CACHE_LIMIT", DEFAULT_CACHE_LIMIT_BYTES),
+        data_root=Path(r["paths.data_root"]).expanduser(),
+        cache_dir=Path(r["paths.cache_dir"]).expanduser(),
+        results_dir=Path(r["paths.results_dir"]).expanduser(),
+        config_dir=config_dir(),
+        strategy_dir=Path(r["paths.strategy_dir"]).expanduser(),
+        cache_limit_bytes=int(r["cache.limit"]),
     )
+
+
+@dataclass(frozen=True)
+class SweepDefaults:
+    """Sweep settings; None where the setting is ``auto`` (the sweep decides)."""
+
+    workers: int | None
+    executor: str
+    chunk_size: int | None
+    memory_budget: int | None
+    grid_limit: int
+
+
+def engine_default(name: str):
+    """The default of engine option ``name`` (initial_capital, fee_bps, slippage_bps, fill,
+    min_notional) from the settings."""
+    from threadx.settings_file import resolve
+
+    return resolve()[f"engine.{name}"]
+
+
+def sweep_defaults() -> SweepDefaults:
+    """Workers, executor, chunk size, memory budget and grid limit from the settings."""
+    from threadx.settings_file import resolve
+
+    r = resolve()
+    return SweepDefaults(workers=r.auto("sweep.workers"), executor=r["sweep.executor"],
+                         chunk_size=r.auto("sweep.chunk_size"), memory_budget=r.auto("sweep.memory_budget"),
+                         grid_limit=int(r["sweep.grid_limit"]))

@@ -24,3 +24,8 @@ class CacheError(ThreadXError):
 
 class FetchError(DataError):
     """A download from an exchange that failed after its retries."""
+
+
+class SettingsError(ParamError):
+    """A settings file, variable or flag that cannot be used (the message names the file or
+    variable and the key, on one line)."""

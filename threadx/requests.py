@@ -22,9 +22,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED
+from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED, sweep_defaults
 from threadx.errors import DataError, ParamError
-from threadx.optimize.space import DEFAULT_GRID_LIMIT
 
 UNNAMED = "<frame>"  # the source of data that was a frame in memory, not a file or dataset: not reloadable
 WALKFORWARD_SAMPLERS = ("grid", "random", "lhs", "sobol")
@@ -285,13 +284,13 @@ class SweepRequest(_JobRequest):
     maximize: bool = True
     min_trades: int = DEFAULT_MIN_TRADES
     workers: int | None = None
-    executor: str = "auto"
+    executor: str = field(default_factory=lambda: sweep_defaults().executor)  # settings: [sweep]
     run_id: str | None = None
     scheduler: str | None = None
     chunk_size: int | None = None
     adaptive_rounds: int = 5
     patience: int = 2
-    grid_limit: int = DEFAULT_GRID_LIMIT
+    grid_limit: int = field(default_factory=lambda: sweep_defaults().grid_limit)
     engine_options: dict = field(default_factory=dict)
     label: str = ""
 

@@ -55,7 +55,7 @@ def warm_kernels() -> list[str]:
             continue
         try:
             threadx.backtest(frame, name)
-            Evaluator(SweepTask(name, {}, EngineOptions()), bars, IndicatorBank(disk=False)).evaluate(
+            Evaluator(SweepTask(name, {}, EngineOptions.builtin()), bars, IndicatorBank(disk=False)).evaluate(
                 np.zeros(1, dtype=np.int64))
         except Exception:  # noqa: BLE001 - warming is an optimisation; real errors surface on use
             continue

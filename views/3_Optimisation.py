@@ -14,7 +14,9 @@ import io
 import streamlit as st
 
 import threadx
-from threadx.config import DEFAULT_FEE_BPS, DEFAULT_MIN_TRADES, DEFAULT_SEED
+from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED, sweep_defaults
+from threadx.engine.inputs import EngineOptions
+from threadx.optimize.runner import default_workers
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
 from threadx.optimize.space import SearchSpace, size_band
@@ -65,12 +67,16 @@ min_trades = int(c[5].number_input("Min trades", min_value=0, value=DEFAULT_MIN_
 gpu = cuda_status()
 use_gpu = gpu.available and bool(st.session_state.get("opt_gpu"))
 c = st.columns(6)
-workers = int(c[0].number_input("Workers", min_value=1, max_value=256, value=2, step=1, key="opt_workers",
+engine_defaults, sweep_settings = EngineOptions(), sweep_defaults()  # threadx.toml / env / built-in
+executors, fills = ["auto", "local", "inline", "dask"], ["next_open", "close"]
+workers = int(c[0].number_input("Workers", min_value=1, max_value=256, value=min(256, default_workers()), step=1,
+                                key="opt_workers",
                                 help="CPU threads for combos a failed GPU hands back" if use_gpu else None))
-executor = c[1].selectbox("Executor", ["auto", "local", "inline", "dask"], key="opt_executor", disabled=use_gpu)
-fee_bps = c[2].number_input("Fee (bps)", min_value=0.0, value=DEFAULT_FEE_BPS, step=0.5, key="opt_fee")
-fill = c[3].selectbox("Fill", ["next_open", "close"], key="opt_fill")
-c[4].toggle("GPU", value=False, disabled=not gpu.available, key="opt_gpu",
+executor = c[1].selectbox("Executor", executors, key="opt_executor", disabled=use_gpu,
+                          index=executors.index(sweep_settings.executor) if sweep_settings.executor in executors else 0)
+fee_bps = c[2].number_input("Fee (bps)", min_value=0.0, value=float(engine_defaults.fee_bps), step=0.5, key="opt_fee")
+fill = c[3].selectbox("Fill", fills, index=fills.index(engine_defaults.fill), key="opt_fill")
+c[4].toggle("GPU", value=sweep_settings.executor == "gpu" and gpu.available, disabled=not gpu.available, key="opt_gpu",
             help=(f"Run the combos on {len(gpu.devices)} CUDA device(s): "
                   + ", ".join(d.name for d in gpu.devices)) if gpu.available
             else f"Unavailable, sweeps run on the CPU: {gpu.reason or 'no CUDA device found'}")

@@ -19,7 +19,9 @@ import pandas as pd
 import streamlit as st
 
 import threadx
-from threadx.config import DEFAULT_FEE_BPS, DEFAULT_MIN_TRADES, DEFAULT_SEED, settings
+from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED, settings
+from threadx.engine.inputs import EngineOptions
+from threadx.optimize.runner import default_workers
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
 from threadx.optimize.space import SearchSpace, size_band
@@ -378,9 +380,13 @@ with tab_wf:
     boot_n = int(c[0].number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=1000, step=100,
                                    key="wf_boot"))
     S = int(c[1].number_input("PBO blocks (S, even)", min_value=2, max_value=32, value=16, step=2, key="wf_S"))
-    workers = int(c[2].number_input("Workers", min_value=1, max_value=256, value=2, step=1, key="wf_workers"))
-    fee_bps = float(c[3].number_input("Fee (bps)", min_value=0.0, value=DEFAULT_FEE_BPS, step=0.5, key="wf_fee"))
-    fill = c[4].selectbox("Fill", ["next_open", "close"], key="wf_fill")
+    engine_defaults = EngineOptions()  # threadx.toml / env / built-in
+    workers = int(c[2].number_input("Workers", min_value=1, max_value=256, value=min(256, default_workers()), step=1,
+                                    key="wf_workers"))
+    fee_bps = float(c[3].number_input("Fee (bps)", min_value=0.0, value=float(engine_defaults.fee_bps), step=0.5,
+                                      key="wf_fee"))
+    fills = ["next_open", "close"]
+    fill = c[4].selectbox("Fill", fills, index=fills.index(engine_defaults.fill), key="wf_fill")
 
     # the plan: combos and windows on the loaded data, drawn before anything runs
     problems: list[str] = []

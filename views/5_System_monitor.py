@@ -116,4 +116,31 @@ def live() -> None:
                    "THREADX_CACHE_LIMIT (e.g. 4GiB) or run `threadx cache clear`.")
 
 
+LOG_LINES = 50  # the last lines of the log file shown
+
+
+def log_section() -> None:
+    """The last lines of the log file (runs, jobs, errors), newest last."""
+    from threadx import logs
+    from threadx.errors import ThreadXError
+    from threadx.settings_file import resolve
+
+    st.subheader("Log")
+    try:
+        settings = resolve()
+    except ThreadXError as exc:
+        st.error(str(exc))
+        return
+    path = settings.log_file()
+    lines = logs.tail(LOG_LINES, path)
+    st.caption(f"{path}: rotates at {format_bytes(settings['logging.max_bytes'])}, keeping "
+               f"{settings['logging.backups']} older files (settings [logging]).")
+    with st.expander(f"Last {len(lines)} lines of the log", expanded=bool(lines)):
+        if lines:
+            st.code("\n".join(lines), language=None)
+        else:
+            st.caption("No log yet: each backtest, sweep, job and error is recorded here.")
+
+
 live()
+log_section()

@@ -68,3 +68,27 @@ def test_monitor_shows_process_memory_in_units_not_raw_bytes(monkeypatch):
     assert any("1,234/5,000 combos" in m.value for m in at.markdown)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["RAM"].endswith(" %") and metrics["Memory"].endswith("B")  # "0 B", "1.2 MiB", ...
+
+
+def test_monitor_shows_the_last_lines_of_the_log(workspace):
+    from threadx import logs
+
+    logs.reset()
+    try:
+        log = logs.logger()
+        for i in range(80):
+            log.info("sweep run ui-log-%02d completed", i)
+    finally:
+        logs.reset()
+    at = open_page("5_System_monitor.py")
+    (block,) = [c.value for c in at.code if "ui-log" in c.value]
+    lines = block.splitlines()
+    assert len(lines) == 50 and "ui-log-79" in lines[-1] and "ui-log-30" in lines[0]  # the last 50, newest last
+    path = workspace / "results" / "logs" / "threadx.log"
+    assert any(str(path) in c.value and "rotates at 5.0 MiB" in c.value for c in at.caption), \
+        [c.value for c in at.caption]
+
+
+def test_monitor_says_when_there_is_no_log_yet(workspace):
+    at = open_page("5_System_monitor.py")
+    assert any("No log yet" in c.value for c in at.caption)

@@ -26,7 +26,7 @@ import numpy as np
 from threadx.contract import ExitRules, Levels, prepare_signals
 from threadx.data.bars import Bars
 from threadx.engine import kernel
-from threadx.engine.inputs import effective_rules, kernel_args, options_from, param_vector
+from threadx.engine.inputs import EngineOptions, effective_rules, kernel_args, param_vector
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ParamError
 from threadx.indicators.registry import canonical_params
@@ -34,7 +34,7 @@ from threadx.strategy.base import ALL_ROLES, ROLES, Param, StrategySpec
 
 __all__ = ["Stages", "stages", "perturbations", "changes", "violations", "bases", "check_roles"]
 
-_OPTIONS = options_from()  # default costs and fills: the roles do not depend on them
+_OPTIONS = EngineOptions.builtin().validated()  # built-in costs and fills: the roles do not depend on them
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ import threadx
 from threadx.contract import ExitRules, KernelInputs, prepare_signals
 from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
-from threadx.engine.inputs import effective_rules, kernel_args, line_needs, options_from
+from threadx.engine.inputs import EngineOptions, effective_rules, kernel_args, line_needs
 from threadx.engine.layout import METRIC_NAMES
 from threadx.engine.result import Result, full_result
 from threadx.errors import ParamError
@@ -72,7 +72,8 @@ ACCOUNTING_TOLERANCE = 1e-9  # relative to the initial capital (sums of PnL, fee
 SPEED_REPEATS = 3  # best of this many timed passes over the param sets
 REPORT_FORMAT = 1
 
-_OPTIONS = options_from()  # default costs and fills (fees on, so fees are checked)
+# built-in costs and fills, whatever the settings say (fees on, so fees are checked)
+_OPTIONS = EngineOptions.builtin().validated()
 _THREADX_DIR = Path(threadx.__file__).resolve().parent
 _LIBRARY_DIRS = tuple(dict.fromkeys(
     Path(p).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib")

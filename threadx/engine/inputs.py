@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from threadx.config import DEFAULT_FEE_BPS, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL
+from threadx.config import (DEFAULT_FEE_BPS, DEFAULT_FILL, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL,
+                            DEFAULT_SLIPPAGE_BPS, engine_default)
 from threadx.data.bars import Bars
 from threadx.data.grid import timeframe_ns
 from threadx.data.timeframe import bars_per_year
@@ -34,6 +35,14 @@ UNUSED_LINE = frozen(np.full(1, np.nan))  # placeholder for a line the kernel wi
 FUNDING_HOURS_UTC = (0, 8, 16)
 
 
+SETTINGS_BACKED = ("initial_capital", "fee_bps", "slippage_bps", "fill", "min_notional")  # [engine] settings
+
+
+def _setting(name: str) -> Any:
+    """A field whose default is the ``engine.<name>`` setting (threadx config show)."""
+    return field(default_factory=lambda: engine_default(name))
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """Costs, fills and sizing overrides of a run (units in the names).
@@ -42,20 +51,30 @@ class EngineOptions:
     ``min_notional``: smallest entry order value in quote currency (default
     ``config.DEFAULT_MIN_NOTIONAL``, 5.0); a smaller entry is skipped and counted in
     ``n_skipped``; 0 turns the check off.
+    The defaults of capital, fee, slippage, fill and min_notional are the ``[engine]``
+    settings (threadx.toml, ``THREADX_ENGINE_*``; :meth:`builtin` ignores them). A run
+    records the options it used, so a changed default never passes for an old result.
     ``funding``: None, a constant rate per 8h settlement (00, 08, 16 UTC), a Series of
     rates indexed by settlement time, or an array with one rate per bar (fractions, not %).
     """
 
-    initial_capital: float = DEFAULT_INITIAL_CAPITAL
-    fee_bps: float = DEFAULT_FEE_BPS
-    slippage_bps: float = 0.0
-    fill: str = "next_open"
+    initial_capital: float = _setting("initial_capital")
+    fee_bps: float = _setting("fee_bps")
+    slippage_bps: float = _setting("slippage_bps")
+    fill: str = _setting("fill")
     sizing: str | None = None
     leverage: float | None = None
     fraction: float | None = None
-    min_notional: float = DEFAULT_MIN_NOTIONAL
+    min_notional: float = _setting("min_notional")
     ambiguity: str = "conservative"
     funding: Any = None
+
+    @classmethod
+    def builtin(cls, **changes: Any) -> "EngineOptions":
+        """The built-in defaults, whatever the settings say (checks that must not depend on them)."""
+        base = dict(initial_capital=DEFAULT_INITIAL_CAPITAL, fee_bps=DEFAULT_FEE_BPS,
+                    slippage_bps=DEFAULT_SLIPPAGE_BPS, fill=DEFAULT_FILL, min_notional=DEFAULT_MIN_NOTIONAL)
+        return cls(**{**base, **changes})
 
     def validated(self) -> "EngineOptions":
         """Self, after checking every value (ParamError with the fix on failure)."""
@@ -303,8 +322,10 @@ def kernel_args(bars: Bars, sig: np.ndarray, levels: Levels, rules: ExitRules, o
 
 
 def options_from(mapping: Mapping[str, Any] | None = None, **kwargs: Any) -> EngineOptions:
-    """EngineOptions from keyword arguments, rejecting unknown names."""
+    """EngineOptions from keyword arguments, rejecting unknown names; None for capital, fee,
+    slippage, fill or min_notional means the setting's value."""
     values = dict(mapping or {}, **kwargs)
+    values = {k: v for k, v in values.items() if not (v is None and k in SETTINGS_BACKED)}
     known = set(EngineOptions.__dataclass_fields__)
     unknown = sorted(set(values) - known)
     if unknown:

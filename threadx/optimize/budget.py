@@ -108,7 +108,12 @@ class Budget:
 
     @classmethod
     def resolve(cls, memory_budget: Any = None) -> "Budget":
-        """``memory_budget`` (bytes or text; None = the default fraction of available RAM)."""
+        """``memory_budget`` (bytes or text; None = the ``sweep.memory_budget`` setting, and
+        when that is ``auto`` the default fraction of available RAM)."""
+        if memory_budget is None:
+            from threadx.config import sweep_defaults
+
+            memory_budget = sweep_defaults().memory_budget
         explicit = memory_budget is not None
         return cls(parse_budget(memory_budget) if explicit else default_budget(), shm_free(), explicit)
 

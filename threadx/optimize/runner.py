@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 import threadx
+from threadx import logs
 from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED
 from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
@@ -75,7 +76,12 @@ class Progress:
 
 
 def default_workers() -> int:
-    """Physical cores (logical when unknown)."""
+    """The ``sweep.workers`` setting; when it is ``auto``: physical cores (logical when unknown)."""
+    from threadx.config import sweep_defaults
+
+    configured = sweep_defaults().workers
+    if configured is not None:
+        return int(configured)
     try:
         import psutil
 
@@ -96,13 +102,13 @@ def sweep(
     maximize: bool = True,
     min_trades: int = DEFAULT_MIN_TRADES,
     workers: int | None = None,
-    executor: str = "auto",
+    executor: str | None = None,
     run_id: str | None = None,
     store: str | os.PathLike | ResultStore | None = None,
     progress: Callable[[Progress], None] | None = None,
     cancel: Any = None,
     chunk_size: int | None = None,
-    grid_limit: int = DEFAULT_GRID_LIMIT,
+    grid_limit: int | None = None,
     adaptive_rounds: int = 5,
     patience: int = 2,
     bank=None,
@@ -138,9 +144,17 @@ def sweep(
     under ``workers``, the seconds the workers spent planning signals and in the kernel,
     summed over workers; a ``stopwatch`` started by the caller (who timed the ``load``) is
     carried on. A resumed run records the timings of its last session.
+    ``workers``, ``executor``, ``chunk_size``, ``grid_limit`` and ``memory_budget`` left at None
+    take the ``[sweep]`` settings (threadx.toml, ``THREADX_SWEEP_*``; ``threadx config show``).
     The returned run reads its rows from the store when first used.
     """
+    from threadx.config import sweep_defaults
     from threadx.requests import DatasetRef, SweepRequest
+
+    defaults = sweep_defaults()
+    executor = defaults.executor if executor is None else executor
+    chunk_size = defaults.chunk_size if chunk_size is None else chunk_size
+    grid_limit = defaults.grid_limit if grid_limit is None else grid_limit
 
     watch = stopwatch or Stopwatch()
     with watch.stage("validation"):
@@ -163,14 +177,28 @@ def sweep(
         store=store, run_id=check_run_id(run_id or _new_run_id(strategy)), budget=budget, request=request,
         on_phase=on_phase, watch=watch,
     )
+    log = logs.logger()  # one record at the start, one at the end: never per combo
+    log.info("sweep run %s started: %s on %s, sampler %s, executor %s, %d workers, store %s", session.run_id,
+             strategy, bars.name or "unnamed data", sampler, executor, session.workers, store.root)
     try:
-        return session.run(flush_seconds, adaptive_rounds, patience)
+        run = session.run(flush_seconds, adaptive_rounds, patience)
     except OSError as exc:
         if exc.errno not in _DISK_FULL:
+            log.error("sweep run %s failed: %s", session.run_id, exc, extra=logs.FILE_ONLY)
             raise
         stored = len(store.done_ids(session.run_id))
+        log.error("sweep run %s failed: disk full, %d combos stored", session.run_id, stored, extra=logs.FILE_ONLY)
         raise ThreadXError(f"disk full while storing results of run {session.run_id} in {store.root}: "
                            f"{stored:,} combos stored; free space and resume with the same run id") from exc
+    except BaseException as exc:
+        log.error("sweep run %s %s: %s", session.run_id,
+                  "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", exc or type(exc).__name__,
+                  extra=logs.FILE_ONLY)  # the caller reports it (the CLI's one error line)
+        raise
+    m = run.manifest
+    log.info("sweep run %s %s: %s/%s combos, %s failed, %.1f s", session.run_id, m.get("status"), m.get("done"),
+             m.get("total"), m.get("failed"), float(m.get("elapsed_s") or 0.0))
+    return run
 
 
 def _store_argument(store: str | os.PathLike | None) -> str | os.PathLike | None:

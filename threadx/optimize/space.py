@@ -19,10 +19,10 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
+from threadx.config import DEFAULT_GRID_LIMIT  # noqa: F401 - re-exported (the one default: config)
 from threadx.errors import ParamError
 from threadx.strategy.base import Param, StrategySpec
 
-DEFAULT_GRID_LIMIT = 10_000_000
 _MAX_SPACE = 2**62
 _RANGE_TEXT = re.compile(r"^\s*([^:]+):([^:]+):([^:]+)\s*$")
 

@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from threadx import logs
 from threadx.errors import ThreadXError
 from threadx.timings import Stopwatch
 from threadx.ui.jobs import FINAL_STATES, now_iso, read_json, registry_for_job, write_json_atomic
@@ -97,6 +98,9 @@ class JobRunner:
                           started_at=now_iso(), finished_at=None, error="")
         started = time.monotonic()
         state, error = "failed", ""
+        log = logs.logger()
+        what = f"job {self.job_dir.name} ({self.spec.get('kind', 'sweep')}, run {self.params.get('run_id')})"
+        log.info("%s started", what)
         try:
             if not self.spec:
                 raise ThreadXError(f"no readable spec.json in {self.job_dir}")
@@ -116,6 +120,10 @@ class JobRunner:
                 self.status.write(state=state, phase=state, error=error, finished_at=now_iso(),
                                   elapsed_s=self.status.status.get("elapsed_s") or time.monotonic() - started)
         _log(f"job {self.job_dir.name} {state}" + (f": {error}" if error else ""))
+        if state == "failed":
+            log.error("%s failed: %s", what, error or "see the job's log.txt")
+        else:
+            log.info("%s %s in %.1f s", what, state, time.monotonic() - started)
         return state
 
     def _sweep(self) -> str:

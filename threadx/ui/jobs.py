@@ -262,6 +262,9 @@ class JobRegistry:
                 "total": 0, "failed": 0, "rate": 0.0, "eta_s": None, "elapsed_s": 0.0, "started_at": None,
                 "finished_at": None, "error": "", "updated_at": created,
             })
+        from threadx import logs
+
+        logs.logger().info("job %s queued: %s %s, run %s", job_id, kind, params.get("strategy"), params["run_id"])
         self.refresh()
         return job_id
 
