@@ -71,12 +71,12 @@ def backtest(
         output = kernel.run_full(*args)
     with watch.stage("report"):
         result = wrap_full(output, bars.index, bars.timeframe, values, run_meta(spec, bars, options, rules))
+        logs.logger().info("backtest %s on %s (%s bars, data %s): return %.4g, %d trades, %.2f s", spec.name,
+                           bars.name or "unnamed data", len(bars), bars.fingerprint[:12],
+                           result.metrics.get("total_return", float("nan")), int(result.metrics.get("n_trades", 0)),
+                           watch.wall() - watch.stages.get("load", 0.0))
     result.meta["timings"] = watch.record()
     result.meta["elapsed_s"] = watch.wall() - watch.stages.get("load", 0.0)  # the backtest, as before
-    logs.logger().info("backtest %s on %s (%s bars, data %s): return %.4g, %d trades, %.2f s", spec.name,
-                       bars.name or "unnamed data", len(bars), bars.fingerprint[:12],
-                       result.metrics.get("total_return", float("nan")), int(result.metrics.get("n_trades", 0)),
-                       result.meta["elapsed_s"])
     return result
 
 
