@@ -13,22 +13,12 @@ from threadx.engine import layout as L
 from threadx.indicators import IndicatorBank
 from threadx.strategy import get_strategy
 
-from test_strategies import flags, signals_of
+from test_strategies import bank, btc, flags, signals_of  # noqa: F401 - the fixtures too
 
 EL, XL, ES, XS = L.SIG_ENTER_LONG, L.SIG_EXIT_LONG, L.SIG_ENTER_SHORT, L.SIG_EXIT_SHORT
 AL, AS = L.SIG_ADD_LONG, L.SIG_ADD_SHORT
 # a looser regime than the defaults, so that the comparisons have entries to compare
 LOOSE = {"amplitude_score_threshold": 0.45, "volume_zscore_threshold": 0.0, "bbwidth_percentile_threshold": 40.0}
-
-
-@pytest.fixture(scope="module")
-def btc(btc_1h):
-    return btc_1h
-
-
-@pytest.fixture(scope="module")
-def bank(tmp_path_factory):
-    return IndicatorBank(cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 def reference_signals(df: pd.DataFrame, p: dict, bank: IndicatorBank) -> dict[str, pd.Series]:
