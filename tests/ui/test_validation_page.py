@@ -212,3 +212,42 @@ def test_stop_cancels_a_walk_forward_and_keeps_the_finished_combos():
     assert not at.exception, at.exception
     assert "Stopped early" in texts(at.warning)
     assert "Grade card" in texts(at.markdown)
+
+
+def test_a_grid_atr_walk_forward_on_real_candles(shared_data, tmp_path):
+    """grid_atr on the real BTC 1h file, IS 180 days / OOS 60 days (issue 14), from the page:
+    the job runs to its grade card; a small space keeps it to seconds (the CLI runs the full one)."""
+    import shutil
+
+    from threadx.data.io import load_ohlcv
+
+    target = tmp_path / "data" / "binance"
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shared_data / "binance" / "BTC_USDT-1h.parquet", target / "BTC_USDT-1h.parquet")
+    at = page()
+    name = next(n for n in at.selectbox(key="dataset_picker").options if "BTC" in n)
+    at.selectbox(key="dataset_picker").set_value(name).run()
+    at.selectbox(key="wf_strategy").set_value("grid_atr").run()
+    for param, (lo, hi, step) in (("ma_period", (10, 20, 10)), ("atr_multiplier_start", (1.0, 2.0, 1.0))):
+        key = f"wf:grid_atr:{param}"
+        at.selectbox(key=f"{key}:mode").set_value("range").run()
+        at.number_input(key=f"{key}:min").set_value(lo)
+        at.number_input(key=f"{key}:max").set_value(hi)
+        at.number_input(key=f"{key}:step").set_value(step)
+    at.number_input(key="wf_is_days").set_value(180.0)
+    at.number_input(key="wf_oos_days").set_value(60.0)
+    at.number_input(key="wf_boot").set_value(200)
+    at.number_input(key="wf_S").set_value(8)
+    at.run()
+    assert not at.exception, at.exception
+    assert "**5 windows**" in texts(at.info) and "**12 combos**" in texts(at.info), texts(at.info)  # x 3 sides
+    at.button(key="wf_launch").click().run()
+    assert not at.error, [e.value for e in at.error]
+    run_until(at, lambda a: "wf_run" in a.session_state and bool(a.session_state["wf_run"]), timeout=240)
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    wf, _ = load_walk_forward(at.session_state["wf_run"])
+    assert wf.config["strategy"] == "grid_atr" and len(wf.windows) == 5
+    values = {m.label: m.value for m in at.metric}
+    assert values["Grade"] and values["OOS trades"] == format_metric("n_trades", wf.oos_summary["n_trades"])
+    assert wf.oos_summary["n_trades"] > 0 and len(load_ohlcv(str(target / "BTC_USDT-1h.parquet"))) == 12_556
