@@ -829,6 +829,47 @@ def grid_side_hit(i, o, h, l, atr, bmid, p):
 
 
 @njit(**_STEP_JIT)
+def next_grid_bar(j, n, sig, h, l, atr, bmid, p):
+    """The first bar from ``j`` on which a flat grid acts: an entry flag, or a bar reaching the
+    nearest level of a side (:func:`grid_side_hit`'s test, with the level's factors read once);
+    ``n - 1`` when none before it."""
+    if j == 0:
+        if (sig[0] & _ENTRY_FLAGS) != 0:
+            return 0
+        j = 1  # bar 0 has no previous close to place levels from
+    sides = p[P_GRID_SIDES]
+    longs = sides == GRID_LONG or sides == GRID_BOTH
+    shorts = sides != GRID_LONG
+    pct = p[P_GRID_PCT]
+    down = 1.0 - pct  # grid_level's 1 - side x pct, side +1 and -1 (the same floats)
+    up = 1.0 + pct
+    atr_mult = p[P_GRID_ATR]
+    use_atr = atr_mult > 0.0
+    while j < n - 1:
+        if (sig[j] & _ENTRY_FLAGS) != 0:
+            return j
+        ref = bmid[j - 1]
+        a = 0.0
+        if use_atr:
+            a = previous_atr(atr, j)
+        if not use_atr or a > 0.0:
+            if longs:
+                lvl = ref * down
+                if use_atr:
+                    lvl = lvl - atr_mult * a
+                if lvl > 0.0 and l[j] <= lvl:
+                    return j
+            if shorts:
+                lvl = ref * up
+                if use_atr:
+                    lvl = lvl + atr_mult * a
+                if lvl > 0.0 and h[j] >= lvl:
+                    return j
+        j += 1
+    return j
+
+
+@njit(**_STEP_JIT)
 def next_grid_level(st, p):
     """The grid level the open cycle fills next (the nearest not filled yet), -1 for none."""
     done = int(st[S_LEVELS_DONE])  # bit k: level k filled (integer bit tests: no pow, no fmod per level)
@@ -1160,8 +1201,7 @@ def skip_flat_bars(i, n, sig, st, equity, o, h, l, atr, bmid, p):
         j = n
     else:
         if p[P_GRID_K] > 0.0:
-            while j < n - 1 and (sig[j] & _ENTRY_FLAGS) == 0 and (j == 0 or grid_side_hit(j, o, h, l, atr, bmid, p) == 0):
-                j += 1  # (a grid level fills on the bar where this stops)
+            j = next_grid_bar(j, n, sig, h, l, atr, bmid, p)  # (a grid level fills on the bar where this stops)
         else:
             while j < n - 1 and (sig[j] & _ENTRY_FLAGS) == 0:
                 j += 1
