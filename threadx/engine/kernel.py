@@ -805,24 +805,21 @@ def grid_level(side, k, ref, a, p):
 
 
 @njit(**_STEP_JIT)
-def grid_side_hit(i, o, h, l, atr, bmid, p):
-    """The side (+1 long / -1 short / 0 none) whose nearest grid level bar ``i`` reaches when
-    flat; with both sides reached, the one nearer the open."""
-    if i < 1:
-        return 0
+def grid_side_hit(op, hi, lo, ref, a, p):
+    """The side (+1 long / -1 short / 0 none) whose nearest grid level a bar with open ``op``,
+    high ``hi`` and low ``lo`` reaches when flat (``ref``, ``a``: the reference line and ATR of
+    the previous close); with both sides reached, the one nearer the open."""
     sides = p[P_GRID_SIDES]
-    ref = bmid[i - 1]
-    a = previous_atr(atr, i)
     long_gap = np.inf
     short_gap = np.inf
     if sides == GRID_LONG or sides == GRID_BOTH:
         lvl = grid_level(1.0, 0, ref, a, p)
-        if lvl == lvl and l[i] <= lvl:
-            long_gap = o[i] - lvl
+        if lvl == lvl and lo <= lvl:
+            long_gap = op - lvl
     if sides != GRID_LONG:
         lvl = grid_level(-1.0, 0, ref, a, p)
-        if lvl == lvl and h[i] >= lvl:
-            short_gap = lvl - o[i]
+        if lvl == lvl and hi >= lvl:
+            short_gap = lvl - op
     if long_gap == np.inf and short_gap == np.inf:
         return 0
     return 1 if long_gap <= short_gap else -1
@@ -880,21 +877,20 @@ def next_grid_level(st, p):
 
 
 @njit(**_TRADE_JIT)
-def fill_grid_levels(i, o, h, l, atr, blo, bmid, bhi, p, st, trades):
-    """Fill the grid levels bar ``i`` reaches (SPEC §3), in price order, each once per cycle:
-    at the level, or at the open when the bar opens beyond it; each leg's notional is the
-    cycle's starting equity x allocation / K x leverage. Then the position, with the legs
-    just filled, is tested against its stop (and liquidation) on this bar, not its target."""
+def fill_grid_levels(i, op, hi, lo, ref, a, band_lo, band_hi, p, st, trades, bmid):
+    """Fill the grid levels bar ``i`` (open ``op``, high ``hi``, low ``lo``) reaches (SPEC §3),
+    in price order, each once per cycle: at the level, or at the open when the bar opens beyond
+    it; each leg's notional is the cycle's starting equity x allocation / K x leverage. Then the
+    position, with the legs just filled, is tested against its stop (and liquidation) on this
+    bar, not its target. ``ref``, ``a``, ``band_lo``, ``band_hi``: the lines at the previous
+    close (scalars: this out-of-line call passes two arrays of state, not eleven)."""
     d = st[S_DIR]
     if d == 0.0:
-        d = float(grid_side_hit(i, o, h, l, atr, bmid, p))
+        d = float(grid_side_hit(op, hi, lo, ref, a, p))
         if d == 0.0:
             return
     k_levels = int(p[P_GRID_K])
-    ref = bmid[i - 1]
-    a = previous_atr(atr, i)
-    op = o[i]
-    reach = l[i] if d > 0.0 else h[i]
+    reach = lo if d > 0.0 else hi
     filled = False
     for k in range(k_levels):
         if st[S_DIR] != 0.0 and (int(st[S_LEVELS_DONE]) >> k) & 1 == 1:
@@ -906,7 +902,7 @@ def fill_grid_levels(i, o, h, l, atr, blo, bmid, bhi, p, st, trades):
         flat = st[S_DIR] == 0.0
         equity = st[S_CASH] if flat else st[S_CYCLE_EQ]
         notional = equity * p[P_ALLOCATION] / k_levels * p[P_LEVERAGE]
-        if open_position(i, i - 1, px, d, p, st, a, line_at(blo, i - 1), ref, line_at(bhi, i - 1), notional):
+        if open_position(i, i - 1, px, d, p, st, a, band_lo, ref, band_hi, notional):
             st[S_LEVELS_DONE] = float(int(st[S_LEVELS_DONE]) | (1 << k))  # (reset by a cycle's first leg)
             filled = True
         elif flat:
@@ -1062,7 +1058,8 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
     if st[S_DIR] != 0.0:
         check_intrabar_exits(i, o, h, l, blo, bmid, bhi, p, st, trades)
     if p[P_GRID_K] > 0.0 and i > 0 and i < n - 1 and st[S_LIQUIDATED] == 0.0 and st[S_N_CYCLES] == cycles:
-        fill_grid_levels(i, o, h, l, atr, blo, bmid, bhi, p, st, trades)
+        fill_grid_levels(i, o[i], h[i], l[i], bmid[i - 1], previous_atr(atr, i), line_at(blo, i - 1),
+                         line_at(bhi, i - 1), p, st, trades, bmid)
 
     # 4. decisions at the close (the last bar only closes what is open: end of data)
     last = i == n - 1
