@@ -181,8 +181,8 @@ def _grid_offsets(values: tuple, k: int) -> list[float]:
 
 
 def param_vector(rules: ExitRules, options: EngineOptions, timeframe: str | None, uses_funding: bool) -> np.ndarray:
-    """The kernel's float64 parameter vector for one run (ParamError for leg rules it cannot hold)."""
-    check_legs(rules)
+    """The kernel's float64 parameter vector for one run of ``rules`` checked already
+    (:func:`effective_rules` or :func:`check_legs`; a sweep's plan makes one per exit group)."""
     p = np.zeros(L.N_PARAMS)
     p[L.P_FILL] = L.FILL_MODES[options.fill]
     p[L.P_FEE_RATE] = options.fee_bps / 10_000.0
@@ -311,7 +311,8 @@ def kernel_args(bars: Bars, sig: np.ndarray, levels: Levels, rules: ExitRules, o
     n = len(bars)
     if n < 2:
         raise DataError(f"need at least 2 bars to backtest, got {n}")
-    p = param_vector(rules, options, bars.timeframe, funding is not None)  # (the rules checked first)
+    check_legs(rules)  # (before the lines: a rule the kernel cannot hold is the error to report)
+    p = param_vector(rules, options, bars.timeframe, funding is not None)
     atr, lo, mid, hi = level_arrays(levels, rules, n)
     sig = np.ascontiguousarray(sig, dtype=np.uint8)
     if sig.shape != (n,):

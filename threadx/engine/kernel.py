@@ -876,7 +876,7 @@ def next_grid_level(st, p):
     return -1
 
 
-@njit(**_TRADE_JIT)
+@njit(**_STEP_JIT)
 def fill_grid_levels(i, op, hi, lo, ref, a, band_lo, band_hi, p, st, trades, bmid):
     """Fill the grid levels bar ``i`` (open ``op``, high ``hi``, low ``lo``) reaches (SPEC §3),
     in price order, each once per cycle: at the level, or at the open when the bar opens beyond
