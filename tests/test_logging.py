@@ -109,3 +109,32 @@ def test_a_log_that_fails_while_writing_is_dropped_with_one_warning(workspace, c
     assert logs._file_handler() is None
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "No space left on device" in warnings[0]
+
+
+def test_the_kernels_warm_up_is_not_logged_but_other_threads_are(tmp_path, monkeypatch):
+    import threading
+
+    from threadx import logs
+
+    log = logging.getLogger(logs.NAME)
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    keep = Keep()
+    log.addHandler(keep)
+    old_level = log.level
+    log.setLevel(logging.INFO)
+    try:
+        with logs.muted():
+            log.info("warm-up backtest")
+            other = threading.Thread(target=lambda: log.info("a user's run meanwhile"))
+            other.start()
+            other.join()
+        log.info("after")
+    finally:
+        log.removeHandler(keep)
+        log.setLevel(old_level)
+    assert seen == ["a user's run meanwhile", "after"]

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections import deque
+from contextlib import contextmanager
+from typing import Iterator
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
@@ -22,6 +25,27 @@ FILE_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(message)s"
 FILE_ONLY = {"threadx_console": False}
 _FILE_KEY: tuple | None = None  # (path, max_bytes, backups, level) of the handler in place
 _FAILED: set[str] = set()  # log files that could not be written (warned once each)
+_MUTED = threading.local()  # set in a thread whose records are dropped (see muted)
+
+
+class _MuteFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: A003 - logging's name
+        return not getattr(_MUTED, "on", False)
+
+
+logging.getLogger(NAME).addFilter(_MuteFilter())
+
+
+@contextmanager
+def muted() -> Iterator[None]:
+    """Drop this thread's records meanwhile (the kernels' warm-up backtests are not the user's
+    runs); other threads keep logging."""
+    before = getattr(_MUTED, "on", False)
+    _MUTED.on = True
+    try:
+        yield
+    finally:
+        _MUTED.on = before
 
 
 class _Handler(RotatingFileHandler):

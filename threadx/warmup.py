@@ -41,6 +41,7 @@ def warm_kernels() -> list[str]:
     import numpy as np
 
     import threadx
+    from threadx import logs
     from threadx.data.bars import Bars
     from threadx.data.synthetic import generate_synthetic
     from threadx.engine.inputs import EngineOptions
@@ -54,7 +55,8 @@ def warm_kernels() -> list[str]:
         if name.startswith("test_") or not spec.signals.__module__.startswith("threadx."):
             continue
         try:
-            threadx.backtest(frame, name)
+            with logs.muted():  # not a run of the user's: kept out of the log
+                threadx.backtest(frame, name)
             Evaluator(SweepTask(name, {}, EngineOptions.builtin()), bars, IndicatorBank(disk=False)).evaluate(
                 np.zeros(1, dtype=np.int64))
         except Exception:  # noqa: BLE001 - warming is an optimisation; real errors surface on use

@@ -391,6 +391,33 @@ def test_a_grid_backtest_shows_every_leg_and_its_cycles(server, browser):
     assert not errors, errors
 
 
+def test_amplitude_hunter_its_timings_and_the_log_on_the_monitor(server, browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 2600})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    open_app(page, server["url"])
+    page.get_by_role("button", name="Run backtest").wait_for(timeout=90_000)
+    settle(page)
+    page.locator(".st-key-bt_strategy").click()
+    page.keyboard.type("amplitude")
+    page.get_by_role("option", name="amplitude_hunter", exact=True).click(timeout=10_000)
+    settle(page)
+    click_until(page, "Run backtest", page.get_by_text("Cycle win rate", exact=True).first)
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    page.wait_for_timeout(1500)
+    shot(page, "19_amplitude_hunter")  # partial exits at the far band as their own rows, the armed exits
+    page.get_by_role("tab", name="Run details").click()
+    page.get_by_text("Where the time went", exact=False).first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    shot(page, "20_backtest_timings")  # the stage bar chart
+    open_app(page, server["url"] + "/System_monitor")
+    page.get_by_text("lines of the log", exact=False).first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    shot(page, "21_monitor_log")
+    assert page.get_by_text("backtest amplitude_hunter", exact=False).count() > 0
+    assert not errors, errors
+
+
 def test_the_server_log_of_the_whole_session_has_no_warning(server):
     # runs last: every page above was used; deprecations, Session State misuse and tracebacks show here
     time.sleep(1)
