@@ -12,11 +12,13 @@ Timeline of one bar ``i`` (see SPEC §3):
    an exit first, then a reduce, then an entry or an added leg;
 3. an open position is tested against its stop and target with the bar's open, high and
    low (gap fills at the open; both inside one bar: stop first unless optimistic),
-   then against liquidation, then its partial target; then, unless a position closed in
+   then against liquidation, then its partial target (a level from the average entry, or
+   the far band of the previous close); then, unless a position closed in
    this bar, a grid's limit levels fill in price order and the legs just filled are tested
    against the stop (not the target);
 4. at the close: end of data closes the position on the last bar; otherwise exit
-   signals and the holding limit are acted on (at this close in ``close`` mode, at the
+   signals (once the close has armed them, when the rules ask for arming) and the holding
+   limit are acted on (at this close in ``close`` mode, at the
    next open in ``next_open`` mode), then reduce signals, then entry and add signals,
    then the trailing stop is moved for the next bar;
 5. equity is marked at the close and the running metrics are updated.
