@@ -8,7 +8,7 @@ backtest would wait for the compiler with nothing on screen to say why.
 Example::
 
     $ python -m threadx.warmup
-    Compiling kernels, first start only (about 2-3 min) ...
+    Compiling kernels, first start only (about 1-2 min) ...
     Kernels ready in 23.4 s (7 strategies).
 """
 from __future__ import annotations
@@ -86,12 +86,12 @@ def warming_note() -> str | None:
     thread = _background["thread"]
     if thread is None or not thread.is_alive():
         return None
-    return "Compiling kernels, first start only (about 2-3 min)…" if _background["cold"] else "Loading kernels…"
+    return "Compiling kernels, first start only (about 1-2 min)…" if _background["cold"] else "Loading kernels…"
 
 
 def main() -> int:
     warm = _cache_is_warm()
-    print("Loading kernels ..." if warm else "Compiling kernels, first start only (about 2-3 min) ...", flush=True)
+    print("Loading kernels ..." if warm else "Compiling kernels, first start only (about 1-2 min) ...", flush=True)
     started = time.perf_counter()
     warmed = warm_kernels()
     print(f"Kernels ready in {time.perf_counter() - started:.1f} s ({len(warmed)} strategies).", flush=True)
