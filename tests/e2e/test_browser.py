@@ -370,20 +370,26 @@ def test_monte_carlo_stop_resume_and_reopen_an_older_run(server, browser):
     assert not errors, errors
 
 
-def test_a_grid_backtest_shows_every_leg_and_its_cycles(server, browser):
+def backtest_of(browser, url: str, strategy: str, errors: list[str]):
+    """A tall page with ``strategy`` backtested on the sample, up to its cycle cards and charts."""
     page = browser.new_page(viewport={"width": 1440, "height": 2600})
-    errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    open_app(page, server["url"])
+    open_app(page, url)
     page.get_by_role("button", name="Run backtest").wait_for(timeout=90_000)
     settle(page)
     page.locator(".st-key-bt_strategy").click()
-    page.keyboard.type("envelope_dca")  # the list is longer than its box: filter it
-    page.get_by_role("option", name="envelope_dca", exact=True).click(timeout=10_000)
+    page.keyboard.type(strategy)  # the list is longer than its box: filter it
+    page.get_by_role("option", name=strategy, exact=True).click(timeout=10_000)
     settle(page)
     click_until(page, "Run backtest", page.get_by_text("Cycle win rate", exact=True).first)
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
     page.wait_for_timeout(1500)
+    return page
+
+
+def test_a_grid_backtest_shows_every_leg_and_its_cycles(server, browser):
+    errors: list[str] = []
+    page = backtest_of(browser, server["url"], "envelope_dca", errors)
     shot(page, "18_grid_backtest")  # one entry marker per level filled, the cycles beside the trades
     cards = page.locator("[data-testid=stMetric]")
     labels = [cards.nth(k).inner_text().split("\n")[0].strip() for k in range(cards.count())]
@@ -392,19 +398,8 @@ def test_a_grid_backtest_shows_every_leg_and_its_cycles(server, browser):
 
 
 def test_amplitude_hunter_its_timings_and_the_log_on_the_monitor(server, browser):
-    page = browser.new_page(viewport={"width": 1440, "height": 2600})
     errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    open_app(page, server["url"])
-    page.get_by_role("button", name="Run backtest").wait_for(timeout=90_000)
-    settle(page)
-    page.locator(".st-key-bt_strategy").click()
-    page.keyboard.type("amplitude")
-    page.get_by_role("option", name="amplitude_hunter", exact=True).click(timeout=10_000)
-    settle(page)
-    click_until(page, "Run backtest", page.get_by_text("Cycle win rate", exact=True).first)
-    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
-    page.wait_for_timeout(1500)
+    page = backtest_of(browser, server["url"], "amplitude_hunter", errors)
     shot(page, "19_amplitude_hunter")  # partial exits at the far band as their own rows, the armed exits
     page.get_by_role("tab", name="Run details").click()
     page.get_by_text("Where the time went", exact=False).first.wait_for(timeout=30_000)

@@ -36,15 +36,20 @@ def chart_titles(at: AppTest) -> list[str]:
     return titles
 
 
-def small_walk_forward(at: AppTest, is_days: float = 120, oos_days: float = 60) -> AppTest:
-    """ma_crossover on a 3 x 3 grid with long windows: a few seconds end to end."""
-    at.selectbox(key="wf_strategy").set_value("ma_crossover").run()
-    for name, (lo, hi, step) in (("fast_period", (5, 15, 5)), ("slow_period", (20, 40, 10))):
-        key = f"wf:ma_crossover:{name}"
+def set_ranges(at: AppTest, strategy: str, ranges: dict) -> None:
+    """Pick ``strategy`` and put each param of ``ranges`` on its (min, max, step) range."""
+    at.selectbox(key="wf_strategy").set_value(strategy).run()
+    for name, (lo, hi, step) in ranges.items():
+        key = f"wf:{strategy}:{name}"
         at.selectbox(key=f"{key}:mode").set_value("range").run()
         at.number_input(key=f"{key}:min").set_value(lo)
         at.number_input(key=f"{key}:max").set_value(hi)
         at.number_input(key=f"{key}:step").set_value(step)
+
+
+def small_walk_forward(at: AppTest, is_days: float = 120, oos_days: float = 60) -> AppTest:
+    """ma_crossover on a 3 x 3 grid with long windows: a few seconds end to end."""
+    set_ranges(at, "ma_crossover", {"fast_period": (5, 15, 5), "slow_period": (20, 40, 10)})
     at.number_input(key="wf_is_days").set_value(is_days)
     at.number_input(key="wf_oos_days").set_value(oos_days)
     at.number_input(key="wf_boot").set_value(200)
@@ -227,13 +232,7 @@ def test_a_grid_atr_walk_forward_on_real_candles(shared_data, tmp_path):
     at = page()
     name = next(n for n in at.selectbox(key="dataset_picker").options if "BTC" in n)
     at.selectbox(key="dataset_picker").set_value(name).run()
-    at.selectbox(key="wf_strategy").set_value("grid_atr").run()
-    for param, (lo, hi, step) in (("ma_period", (10, 20, 10)), ("atr_multiplier_start", (1.0, 2.0, 1.0))):
-        key = f"wf:grid_atr:{param}"
-        at.selectbox(key=f"{key}:mode").set_value("range").run()
-        at.number_input(key=f"{key}:min").set_value(lo)
-        at.number_input(key=f"{key}:max").set_value(hi)
-        at.number_input(key=f"{key}:step").set_value(step)
+    set_ranges(at, "grid_atr", {"ma_period": (10, 20, 10), "atr_multiplier_start": (1.0, 2.0, 1.0)})
     at.number_input(key="wf_is_days").set_value(180.0)
     at.number_input(key="wf_oos_days").set_value(60.0)
     at.number_input(key="wf_boot").set_value(200)
