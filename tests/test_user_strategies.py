@@ -236,3 +236,69 @@ def test_the_cli_check_flags_a_peek_and_passes_the_template(strategy_dir: Path, 
     assert main(["strategy", "check", "peeks", "--only", "nonsense"]) == 2
     _edit(peek, "import numpy as np", "import numpy as np\n# edited")
     assert last_report(threadx.get_strategy("peeks"))[1] is False  # the stored report is of other code
+
+
+PYRAMID = '''"""A breakout that adds on strength and takes half off at the far band: the order vocabulary."""
+import numpy as np
+
+from threadx.strategy import (SIG_ADD_LONG, SIG_ENTER_LONG, SIG_EXIT_LONG, ExitRules, Levels, Param,
+                              StrategySpec)
+
+
+def _indicators(p):
+    return {"bb": ("bollinger", {"period": p["period"], "std": 2.0}), "atr": ("atr", {"period": 14})}
+
+
+def _signals(bars, ind, p):
+    close, mid, upper = bars.close, ind["bb"]["mid"], ind["bb"]["upper"]
+    sig = np.zeros(len(close), np.uint8)
+    above = close > mid
+    cross = np.zeros(len(close), bool)
+    cross[1:] = above[1:] & ~above[:-1]
+    sig[cross] |= SIG_ENTER_LONG
+    up = np.zeros(len(close), bool)
+    up[1:] = (close[1:] > upper[1:]) & (close[:-1] <= upper[:-1])
+    sig[up] |= SIG_ADD_LONG
+    down = np.zeros(len(close), bool)
+    down[1:] = (close[1:] < mid[1:]) & (close[:-1] >= mid[:-1])
+    sig[down] |= SIG_EXIT_LONG
+    return sig
+
+
+def _exits(p):
+    return ExitRules(stop_atr=2.0, stop_band=0.5, sizing="risk", risk_per_trade=0.01, max_legs=3, add_scale=0.5,
+                     partial_tp_band=True, reduce_fraction=0.5, arm_exits_r=p["arm_r"])
+
+
+def _levels(ind, p):
+    bb = ind["bb"]
+    return Levels(atr=ind["atr"]["value"], band_lo=bb["lower"], band_mid=bb["mid"], band_hi=bb["upper"])
+
+
+SPEC = StrategySpec(
+    name="pyramid_mine",
+    description="enter on a close back above the mid band, add on closes through the upper band",
+    params=(Param("period", "int", 20, 5, 100, 1, feeds=("indicators", "signals", "levels")),
+            Param("arm_r", "float", 0.5, 0.0, 5.0, 0.5, feeds="exits")),
+    indicators=_indicators, signals=_signals, levels=_levels, exits=_exits,
+)
+'''
+
+
+def test_a_user_strategy_uses_the_order_vocabulary(strategy_dir: Path, frame, capsys) -> None:
+    from threadx.cli import main
+
+    (strategy_dir / "pyramid_mine.py").write_text(PYRAMID)
+    result = threadx.backtest(frame, "pyramid_mine")
+    t, m = result.trades, result.metrics
+    assert m["n_cycles"] > 5 and m["n_trades"] > m["n_cycles"]
+    assert (t.groupby("cycle")["entry_i"].nunique() > 1).any()  # legs added
+    assert (t["exit_reason"] == "take_profit").any()  # the partial exit at the far band
+    assert t["pnl"].sum() == pytest.approx(m["final_equity"] - 10_000.0, abs=1e-6)
+    run = threadx.sweep(frame, "pyramid_mine", {"period": [15, 20, 30], "arm_r": [0.0, 1.0]},
+                        store=strategy_dir / "runs", run_id="p", bank=IndicatorBank(disk=False))
+    row = run.results.set_index("combo_id").loc[run.top(1).iloc[0]["combo_id"]]
+    again = threadx.backtest(frame, "pyramid_mine", run.best_params())
+    assert row["total_return"] == again.metrics["total_return"]
+    assert main(["strategy", "check", "pyramid_mine", "--only", "lookahead", "--only", "accounting"]) == 0, \
+        capsys.readouterr().out
