@@ -180,17 +180,20 @@ def funding_fingerprint(rates: pd.Series) -> str:
     return digest.hexdigest()
 
 
-def funding_for(dataset: str | os.PathLike, data_root: str | os.PathLike | None = None) -> tuple[pd.Series, Path] | None:
-    """The stored funding of a dataset's symbol and its path, or None when there is no funding file.
+def funding_for(dataset: str | os.PathLike, data_root: str | os.PathLike | None = None) -> pd.Series | None:
+    """The stored funding of a dataset's symbol, or None when there is no funding file.
 
     The file is the one beside the dataset's candles: ``binance/BTC_USDT-1h`` (or its file)
-    -> ``<data_root>/binance/BTC_USDT-funding.parquet``. The synthetic sample has none."""
+    -> ``<data_root>/binance/BTC_USDT-funding.parquet``. The synthetic sample has none. The
+    Series' ``attrs`` hold ``source`` (the file) and ``fingerprint`` (:func:`funding_fingerprint`),
+    which a run records, so its result is tied to these exact rates."""
     path = resolve_dataset(dataset, data_root)
-    stem = path.name.split("-")[0]
-    candidate = path.parent / f"{stem}{FUNDING_SUFFIX}"
+    candidate = path.parent / f"{path.name.split('-')[0]}{FUNDING_SUFFIX}"
     if not candidate.is_file():
         return None
-    return read_funding_file(candidate), candidate
+    rates = read_funding_file(candidate)
+    rates.attrs = {"source": str(candidate), "fingerprint": funding_fingerprint(rates)}
+    return rates
 
 
 # --------------------------------------------------------------------------------- helpers
