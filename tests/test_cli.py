@@ -296,3 +296,18 @@ def test_backtest_on_a_dataset_without_funding_file_is_unchanged(tmp_path, capsy
     plain = threadx.backtest(df, "ma_crossover")
     assert out["metrics"]["total_funding"] == 0 and "funding" not in out["meta"]
     assert out["metrics"]["total_return"] == plain.metrics["total_return"]
+
+
+def test_sweep_on_a_dataset_records_its_funding_file(tmp_path, capsys):
+    from threadx.data.funding import funding_fingerprint, read_funding_file
+
+    _store_dataset_with_funding(tmp_path)
+    argv = ["sweep", "--data", "binance/BTC_USDT-1h", "--strategy", "ma_crossover", "--param", "fast_period=5,10",
+            "--executor", "inline", "--json"]
+    assert main([*argv, "--run-id", "with-funding"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    fingerprint = funding_fingerprint(read_funding_file(tmp_path / "data" / "binance" / "BTC_USDT-funding.parquet"))
+    assert fingerprint in json.dumps(out["manifest"])
+    assert main([*argv, "--run-id", "without", "--no-funding"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert fingerprint not in json.dumps(plain["manifest"])
