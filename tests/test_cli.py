@@ -152,3 +152,162 @@ def test_help_says_json_keeps_raw_values(capsys):
     with pytest.raises(SystemExit):
         main(["runs", "show", "--help"])
     assert "fractions stay fractions" in " ".join(capsys.readouterr().out.split())
+
+
+# --- data fetch: several symbols and timeframes, funding; funding files used by backtests ---------
+
+FETCH_T0_MS = 1_704_067_200_000  # 2024-01-01 UTC
+FETCH_NOW_MS = FETCH_T0_MS + 200 * 3_600_000 + 60_000
+
+
+def _fake_candles(symbol, timeframe, since, limit):
+    """Hourly/4-hourly candles from 2024-01-01 up to now; ETH/USDT 4h is a market the exchange refuses."""
+    import ccxt
+
+    if symbol == "ETH/USDT" and timeframe == "4h":
+        raise ccxt.BadSymbol("binance does not have market symbol ETH/USDT 4h")
+    step = {"1h": 3_600_000, "4h": 14_400_000}[timeframe]
+    base = 100.0 if symbol == "BTC/USDT" else 50.0
+    out = []
+    for i in range(FETCH_NOW_MS // step - FETCH_T0_MS // step + 1):
+        ts = FETCH_T0_MS + i * step
+        if ts >= since and len(out) < limit:
+            o = base + (i % 9)
+            out.append([ts, o, o + 2, o - 2, o + 1, 10.0])
+    return out
+
+
+def _fake_funding(symbol, since, limit):
+    step = 8 * 3_600_000
+    rows = [{"symbol": symbol, "timestamp": FETCH_T0_MS + i * step, "fundingRate": 0.0001 * (1 + i % 3)}
+            for i in range(26) if i != 7]  # settlement 7 is missing
+    return [r for r in rows if r["timestamp"] >= since][:limit]
+
+
+@pytest.fixture
+def fake_binance(monkeypatch):
+    import ccxt
+
+    calls = []
+
+    def fetch_ohlcv(self, symbol, timeframe="1m", since=None, limit=None, params=None):
+        calls.append(("ohlcv", symbol, timeframe, since))
+        return _fake_candles(symbol, timeframe, since, limit or 500)
+
+    def fetch_funding_rate_history(self, symbol=None, since=None, limit=None, params={}):
+        calls.append(("funding", symbol, None, since))
+        return _fake_funding(symbol, since, limit or 100)
+
+    monkeypatch.setattr(ccxt.binance, "fetch_ohlcv", fetch_ohlcv)
+    monkeypatch.setattr(ccxt.binance, "fetch_funding_rate_history", fetch_funding_rate_history)
+    monkeypatch.setattr(ccxt.binance, "milliseconds", lambda self: FETCH_NOW_MS)
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    return calls
+
+
+def test_data_fetch_several_pairs_one_failing(fake_binance, tmp_path, capsys):
+    argv = ["data", "fetch", "--symbol", "BTC/USDT", "--symbol", "ETH/USDT", "--timeframe", "1h",
+            "--timeframe", "4h", "--since", "2024-01-01", "--funding"]
+    assert main(argv) == 2  # one pair failed
+    out, err = capsys.readouterr()
+    assert out.count(" new bars, ") == 3 and out.count(" new funding rates, ") == 2
+    assert "(1 missing settlements)" in out
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and "BadSymbol" in errors[0] and "ETH/USDT 4h" in errors[0]
+    assert errors[1] == "error: 1 of 6 downloads failed"
+    root = tmp_path / "data" / "binance"
+    assert sorted(p.name for p in root.iterdir()) == ["BTC_USDT-1h.parquet", "BTC_USDT-4h.parquet",
+                                                      "BTC_USDT-funding.parquet", "ETH_USDT-1h.parquet",
+                                                      "ETH_USDT-funding.parquet"]
+    # the funding files are not datasets
+    assert main(["data", "list", "--json"]) == 0
+    names = [row["name"] for row in json.loads(capsys.readouterr().out)]
+    assert not any("funding" in name for name in names)
+    # again with --json and comma lists: one entry per download, nothing new, still exit 2
+    fake_binance.clear()
+    assert main(["data", "fetch", "--symbol", "BTC/USDT,ETH/USDT", "--timeframe", "1h,4h", "--funding",
+                 "--json"]) == 2
+    entries = json.loads(capsys.readouterr().out)
+    assert [(e["kind"], e["symbol"], e["timeframe"], e["ok"]) for e in entries] == [
+        ("candles", "BTC/USDT", "1h", True), ("candles", "BTC/USDT", "4h", True), ("funding", "BTC/USDT", None, True),
+        ("candles", "ETH/USDT", "1h", True), ("candles", "ETH/USDT", "4h", False), ("funding", "ETH/USDT", None, True)]
+    assert entries[2]["new_rows"] == 0 and entries[2]["total_rows"] == 25 and entries[2]["missing_settlements"] == 1
+    assert "BadSymbol" in entries[4]["error"]
+    funding_calls = [c for c in fake_binance if c[0] == "funding"]
+    assert funding_calls[0][3] == FETCH_T0_MS + 25 * 8 * 3_600_000 + 1  # only after the last stored settlement
+
+
+def test_data_fetch_single_pair_form_still_works(fake_binance, tmp_path, capsys):
+    assert main(["data", "fetch", "--symbol", "BTC/USDT", "--since", "2024-01-01", "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert entry["ok"] and entry["timeframe"] == "1h" and entry["total_bars"] == 200
+    assert not (tmp_path / "data" / "binance" / "BTC_USDT-funding.parquet").exists()  # only with --funding
+
+
+def _store_dataset_with_funding(tmp_path, with_funding=True):
+    import numpy as np
+    import pandas as pd
+
+    from threadx.data import generate_synthetic, write_ohlcv
+    from threadx.data.funding import write_funding
+
+    df = generate_synthetic("BTC_USDT", "1h", days=60, seed=7)
+    df.attrs = {"timeframe": "1h", "synthetic": False}
+    root = tmp_path / "data" / "binance"
+    write_ohlcv(df, root / "BTC_USDT-1h.parquet")
+    settle = pd.date_range(df.index[0], df.index[-1], freq="8h")
+    rates = pd.Series(0.0001 + 0.0002 * np.sin(np.arange(len(settle))), index=settle, name="rate")
+    if with_funding:
+        write_funding(rates, root / "BTC_USDT-funding.parquet")
+    return df, rates
+
+
+def test_backtest_on_a_dataset_applies_its_funding_file(tmp_path, capsys):
+    import threadx
+    from threadx.data import read_ohlcv_file
+
+    _, rates = _store_dataset_with_funding(tmp_path)
+    argv = ["backtest", "--data", "binance/BTC_USDT-1h", "--strategy", "ma_crossover", "--json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    df = read_ohlcv_file(tmp_path / "data" / "binance" / "BTC_USDT-1h.parquet")
+    explicit = threadx.backtest(df, "ma_crossover", funding=rates)
+    assert out["metrics"]["total_funding"] != 0
+    assert out["metrics"]["total_funding"] == pytest.approx(explicit.metrics["total_funding"], rel=1e-12)
+    assert out["metrics"]["total_return"] == pytest.approx(explicit.metrics["total_return"], rel=1e-12)
+    funding = out["meta"]["funding"]
+    assert funding["source"].endswith("BTC_USDT-funding.parquet") and funding["rates"] == len(rates)
+    assert len(funding["fingerprint"]) == 64 and funding["fingerprint"] in out["meta"]["options"]["funding"]
+    # --no-funding leaves it out
+    assert main([*argv, "--no-funding"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["metrics"]["total_funding"] == 0 and "funding" not in plain["meta"]
+    assert plain["meta"]["options"]["funding"] is None
+
+
+def test_backtest_on_a_dataset_without_funding_file_is_unchanged(tmp_path, capsys):
+    import threadx
+    from threadx.data import read_ohlcv_file
+
+    _store_dataset_with_funding(tmp_path, with_funding=False)
+    assert main(["backtest", "--data", "binance/BTC_USDT-1h", "--strategy", "ma_crossover", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    df = read_ohlcv_file(tmp_path / "data" / "binance" / "BTC_USDT-1h.parquet")
+    plain = threadx.backtest(df, "ma_crossover")
+    assert out["metrics"]["total_funding"] == 0 and "funding" not in out["meta"]
+    assert out["metrics"]["total_return"] == plain.metrics["total_return"]
+
+
+def test_sweep_on_a_dataset_records_its_funding_file(tmp_path, capsys):
+    from threadx.data.funding import funding_fingerprint, read_funding_file
+
+    _store_dataset_with_funding(tmp_path)
+    argv = ["sweep", "--data", "binance/BTC_USDT-1h", "--strategy", "ma_crossover", "--param", "fast_period=5,10",
+            "--executor", "inline", "--json"]
+    assert main([*argv, "--run-id", "with-funding"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    fingerprint = funding_fingerprint(read_funding_file(tmp_path / "data" / "binance" / "BTC_USDT-funding.parquet"))
+    assert fingerprint in json.dumps(out["manifest"])
+    assert main([*argv, "--run-id", "without", "--no-funding"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert fingerprint not in json.dumps(plain["manifest"])

@@ -28,6 +28,9 @@ HUMAN_OUTPUT_NOTE = ("Human output shows each number in its unit: fractions such
                      "(fractions as fractions, e.g. win_rate 0.43), for scripts.")
 TIMINGS_HELP = ("also print where the time went: stages in seconds and %% (load, validation, indicators, "
                 "signals, kernel, store, report) and a hint when one stage dominates")
+NO_FUNDING_HELP = ("do not apply the funding file stored beside the dataset's candles "
+                   "(<exchange>/<SYMBOL>-funding.parquet, from `threadx data fetch --funding`); without that "
+                   "file no funding is applied anyway")
 MEMORY_BUDGET_HELP = ("memory the run may use, e.g. 4GiB (default: half the available RAM); estimated before "
                       "any work: over it, a sweep prepares its indicators in batches, or is refused with advice")
 
@@ -77,6 +80,20 @@ def _load_data(args: argparse.Namespace):
     _check_date(args.start, "--start")
     _check_date(args.end, "--end")
     return threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
+
+
+def _dataset_funding(args: argparse.Namespace):
+    """The stored funding of the ``--data`` dataset (a Series, see threadx.data.funding.funding_for),
+    or None: no funding file beside its candles, ``--no-funding``, or data that is not in the data root."""
+    from threadx.data.funding import funding_for
+    from threadx.errors import DataError
+
+    if getattr(args, "no_funding", False):
+        return None
+    try:
+        return funding_for(args.data)
+    except DataError:
+        return None
 
 
 def _check_writable(path: str, flag: str) -> None:
@@ -191,23 +208,88 @@ def cmd_data_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list_flag(values: Sequence[str] | None, default: Sequence[str] = ()) -> list[str]:
+    """A repeatable flag's values, each also split at commas, blanks dropped, order kept, no repeats."""
+    items = [part.strip() for value in (values or default) for part in str(value).split(",")]
+    return list(dict.fromkeys(item for item in items if item))
+
+
 def cmd_data_fetch(args: argparse.Namespace) -> int:
+    """One download per (symbol, timeframe), plus one funding download per symbol with --funding.
+
+    A failing download prints one ``error:`` line and the others still run; the exit status is 2
+    when any failed. ``--json`` prints one object per download."""
     from threadx.data.fetch import fetch_ohlcv
+
+    symbols = _list_flag(args.symbol)
+    timeframes = _list_flag(args.timeframe, ("1h",))
+    if not symbols:
+        raise ThreadXError("--symbol is empty; give e.g. --symbol BTC/USDT")
+    quiet = args.json or getattr(args, "quiet", False)
 
     def progress(done: float, total: float) -> None:
         if total > 0:
             print(f"\r  {min(done / total, 1.0):6.1%}", end="", file=sys.stderr, flush=True)
 
-    result = fetch_ohlcv(args.exchange, args.symbol, args.timeframe, since=args.since, until=args.until,
-                         progress=None if args.json else progress)
-    if not args.json:
-        print(file=sys.stderr)
-    summary = {"path": str(result.path), "new_bars": result.new_bars, "total_bars": result.total_bars}
+    results: list[dict[str, Any]] = []
+    for symbol in symbols:
+        for timeframe in timeframes:
+            entry = {"kind": "candles", "exchange": args.exchange, "symbol": symbol, "timeframe": timeframe}
+            if not quiet:
+                print(f"{args.exchange} {symbol} {timeframe}", file=sys.stderr)
+            try:
+                result = fetch_ohlcv(args.exchange, symbol, timeframe, since=args.since, until=args.until,
+                                     progress=None if quiet else progress)
+                entry.update(ok=True, path=str(result.path), new_bars=result.new_bars,
+                             total_bars=result.total_bars, gaps=len(result.gaps))
+                line = f"{result.new_bars:,} new bars, {result.total_bars:,} in {result.path}"
+            except ThreadXError as exc:
+                entry.update(ok=False, error=str(exc))
+                line = None
+            if not quiet:
+                print(file=sys.stderr)
+            results.append(entry)
+            _fetch_line(entry, line, args.json)
+        if args.funding:
+            results.append(_fetch_funding_entry(args, symbol))
     if args.json:
-        _print_json(summary)
+        _print_json(results)
+    failed = [r for r in results if not r["ok"]]
+    if failed and not args.json and len(results) > 1:
+        print(f"error: {len(failed)} of {len(results)} downloads failed", file=sys.stderr)
+    return EXIT_BAD_INPUT if failed else 0
+
+
+def _fetch_funding_entry(args: argparse.Namespace, symbol: str) -> dict[str, Any]:
+    """Download the funding history of ``symbol`` for ``data fetch --funding``: one result entry."""
+    from threadx.data.funding import fetch_funding
+
+    entry: dict[str, Any] = {"kind": "funding", "exchange": args.exchange, "symbol": symbol, "timeframe": None}
+    try:
+        result = fetch_funding(args.exchange, symbol, since=args.since, until=args.until)
+        entry.update(ok=True, path=str(result.path), new_rows=result.new_rows, total_rows=result.total_rows,
+                     missing_settlements=result.missing_settlements)
+        gap = f" ({result.missing_settlements:,} missing settlements)" if result.missing_settlements else ""
+        line = f"{result.new_rows:,} new funding rates, {result.total_rows:,} in {result.path}{gap}"
+    except ThreadXError as exc:
+        entry.update(ok=False, error=str(exc))
+        line = None
+    _fetch_line(entry, line, args.json)
+    return entry
+
+
+def _fetch_line(entry: dict[str, Any], line: str | None, as_json: bool) -> None:
+    """The human line of one download: its summary on stdout, or one ``error:`` line on stderr."""
+    if as_json:
+        return
+    if entry["ok"]:
+        print(line)
     else:
-        print(f"{result.new_bars:,} new bars, {result.total_bars:,} in {result.path}")
-    return 0
+        what = " ".join(str(entry[k]) for k in ("symbol", "timeframe") if entry[k]) or entry["symbol"]
+        kind = " funding" if entry["kind"] == "funding" else ""
+        message = entry["error"]
+        prefix = f"{what}{kind}: "
+        print(f"error: {message if entry['symbol'] in message else prefix + message}", file=sys.stderr)
 
 
 def cmd_data_resample(args: argparse.Namespace) -> int:
@@ -301,8 +383,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     watch = Stopwatch()
     with watch.stage("load"):
         df = _load_data(args)
+        funding = _dataset_funding(args)
     result = threadx.backtest(df, args.strategy, _parse_params(args.param), initial_capital=args.capital,
-                              stopwatch=watch, **_engine_options(args))
+                              stopwatch=watch, funding=funding, **_engine_options(args))
+    if funding is not None:
+        result.meta["funding"] = {"source": funding.attrs["source"], "fingerprint": funding.attrs["fingerprint"],
+                                  "rates": len(funding)}
     if args.json:
         out = result.to_dict()
         if not args.with_series:
@@ -314,6 +400,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     synthetic = " (synthetic sample data)" if df.attrs.get("synthetic") else ""
     print(f"{meta['strategy']} on {label}{synthetic}: {meta['bars']:,} bars {meta['start']} -> {meta['end']}")
     print("params: " + ", ".join(f"{k}={v}" for k, v in result.params.items()))
+    if funding is not None:
+        print(f"funding: {len(funding):,} rates from {funding.attrs['source']} (--no-funding to leave it out)")
     print(_table(_named_rows(result.metrics, "metric"), ("metric", "value")))
     if args.trades and len(result.trades):
         print(f"\nlast {min(args.trades, len(result.trades))} trades:")
@@ -387,6 +475,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     watch = Stopwatch()
     with watch.stage("load"):
         df = _load_data(args)
+        funding = _dataset_funding(args)
+    engine = dict(_engine_options(args), **({"funding": funding} if funding is not None else {}))
 
     progress = _progress_printer(args, args.sampler)
 
@@ -396,7 +486,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             df, args.strategy, space, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
             maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers, executor=args.executor,
             run_id=run_id, store=args.store, progress=progress, memory_budget=args.memory_budget,
-            scheduler=args.scheduler, stopwatch=watch, **_engine_options(args),
+            scheduler=args.scheduler, stopwatch=watch, **engine,
         )
     except KeyboardInterrupt:
         print("\ninterrupted: finished combos are stored; run the same command with --run-id to resume",
@@ -791,10 +881,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--yes", action="store_true", help="really delete it")
     p.set_defaults(func=cmd_data_delete)
-    p = dsub.add_parser("fetch", help="download candles with ccxt (incremental)")
+    p = dsub.add_parser("fetch", help="download candles (and funding rates) with ccxt (incremental)",
+                        description="One download per symbol and timeframe; --symbol and --timeframe are "
+                                    "repeatable and also take comma lists (--symbol BTC/USDT,ETH/USDT). A failed "
+                                    "download prints one error line, the others still run; the exit status is 2 "
+                                    "if any failed.")
     p.add_argument("--exchange", default="binance")
-    p.add_argument("--symbol", required=True, help="e.g. BTC/USDT")
-    p.add_argument("--timeframe", default="1h")
+    p.add_argument("--symbol", action="append", required=True, metavar="SYMBOL",
+                   help="e.g. BTC/USDT (repeatable, or a comma list)")
+    p.add_argument("--timeframe", action="append", metavar="TF", help="e.g. 1h (repeatable, or a comma list; "
+                                                                       "default 1h)")
+    p.add_argument("--funding", action="store_true",
+                   help="also download each symbol's funding-rate history to <exchange>/<SYMBOL>-funding.parquet "
+                        "beside the candles; backtests on those candles then apply it (--no-funding to not)")
     p.add_argument("--since", help="start date (UTC) of a first download")
     p.add_argument("--until", help="end date (UTC)")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -815,6 +914,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end")
     p.add_argument("--capital", type=float, help="initial capital" + SETTING_HELP % "engine.initial_capital")
     _add_engine_arguments(p)
+    p.add_argument("--no-funding", action="store_true", help=NO_FUNDING_HELP)
     p.add_argument("--trades", type=int, default=10, help="show the last N trades")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--with-series", action="store_true", help="include the equity series in --json")
@@ -845,6 +945,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start")
     p.add_argument("--end")
     _add_engine_arguments(p)
+    p.add_argument("--no-funding", action="store_true", help=NO_FUNDING_HELP)
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_sweep)

@@ -102,8 +102,18 @@ class EngineOptions:
         """JSON-safe view (funding summarised)."""
         out = asdict(self)
         if self.funding is not None and not isinstance(self.funding, (int, float)):
-            out["funding"] = f"<{type(self.funding).__name__}>"
+            out["funding"] = funding_summary(self.funding)
         return out
+
+
+def funding_summary(funding: Any) -> str:
+    """Text standing for a funding series in a run's record: ``<Series>``, or for a stored funding
+    file (``attrs`` ``source`` and ``fingerprint``, see :func:`threadx.data.funding.funding_for`)
+    ``<Series of 1,095 rates from PATH, sha256 FINGERPRINT>``."""
+    attrs = getattr(funding, "attrs", None) or {}
+    if attrs.get("source") and attrs.get("fingerprint"):
+        return f"<{type(funding).__name__} of {len(funding):,} rates from {attrs['source']}, sha256 {attrs['fingerprint']}>"
+    return f"<{type(funding).__name__}>"
 
 
 def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
