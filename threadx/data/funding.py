@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from threadx.data.catalog import _root, normalize_symbol, resolve_dataset
+from threadx.data.io import replace_atomically
 from threadx.data.fetch import BACKOFF_BASE_S, BACKOFF_MAX_S, DEFAULT_HISTORY_DAYS, _line, _market_symbol, _to_ms
 from threadx.errors import DataError, FetchError
 from threadx.names import EXCHANGE, SYMBOL, check_name
@@ -142,21 +142,7 @@ def write_funding(rates: pd.Series, path: str | os.PathLike) -> Path:
     path = Path(path)
     frame = pd.DataFrame({"timestamp": pd.DatetimeIndex(rates.index).tz_convert("UTC").as_unit("ns"),
                           "rate": rates.to_numpy(dtype=np.float64)})
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(tmp, index=False)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise DataError(f"cannot write {path}: {exc}; nothing was changed") from exc
-        raise
+    replace_atomically(path, lambda tmp: frame.to_parquet(tmp, index=False))
     return path
 
 

@@ -20,7 +20,7 @@ import re
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -133,10 +133,18 @@ def write_ohlcv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
         arrays[col] = pa.array(np.asarray(df[col].to_numpy(dtype=np.float64)), type=pa.float64())
     info = {"synthetic": bool(df.attrs.get("synthetic", False)), "timeframe": df.attrs.get("timeframe")}
     table = pa.table(arrays).replace_schema_metadata({METADATA_KEY: json.dumps(info, sort_keys=True).encode()})
+    replace_atomically(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    return path
+
+
+def replace_atomically(path: Path, write: Callable[[Path], Any]) -> None:
+    """Make ``path`` by ``write(tmp)`` into a temporary file beside it, synced and renamed over
+    ``path``: readers see the old file or the new one, never a half-written one. DataError
+    (nothing changed) when the disk refuses."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, tmp, compression="zstd")
+        write(tmp)
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -148,7 +156,6 @@ def write_ohlcv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
         if isinstance(exc, OSError):
             raise DataError(f"cannot write {path}: {_os_reason(exc)}; nothing was changed") from exc
         raise
-    return path
 
 
 def load_ohlcv(
