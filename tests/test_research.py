@@ -16,7 +16,7 @@ from threadx.validation.report import validate_walk_forward
 from threadx.validation.research import load_research, oos_span, research
 from threadx.validation.storage import load_walk_forward
 
-SPACE = {"bb_period": [20, 40], "bb_std": [2.0, 2.5], "entry_z": [1.0, 1.5]}
+SPACE = {"bb_period": [20, 40], "atr_multiplier": [1.0, 3.0], "max_hold_bars": [24, 200]}  # SOL picks other params
 WINDOWS = {"is_days": 180, "oos_days": 60}
 OPTIONS = {**WINDOWS, "sampler": "grid", "bootstrap": 200}
 ASSETS = ("BTC", "ETH", "SOL")
@@ -55,6 +55,7 @@ def test_matrix_equals_separate_walk_forwards_and_transfer_equals_backtests(shar
         stored, stored_report = load_walk_forward(cell["run_id"], tmp_path)  # the cell opens its full report
         assert json.dumps(stored.oos_summary, default=str) == json.dumps(wf.oos_summary, default=str)
         assert stored_report.grade.letter == report.grade.letter
+    assert len({json.dumps(c["params"], sort_keys=True) for c in result.cells}) > 1  # rows must differ
     frames = {c["dataset"]: threadx.load_ohlcv(p) for c, p in zip(result.cells, paths)}
     assert len(result.transfer) == 9
     for row in result.transfer:
@@ -92,3 +93,26 @@ def test_cancel_stops_before_any_cell(shared_data, tmp_path):
     result = research("bb_atr", _paths(shared_data)[:2], SPACE, results_dir=tmp_path, cancel=lambda: True,
                       **OPTIONS)
     assert result.status == "cancelled" and result.cells == [] and result.transfer == []
+
+
+def test_cli_research_json_and_one_line_errors(shared_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path))
+    paths = _paths(shared_data)[:2]
+    def argv(run):
+        return ["research", "--strategy", "bb_atr", "--data", paths[0], "--data", paths[1], "--is-days", "180",
+                "--oos-days", "60", "--sampler", "grid", "--bootstrap", "200", "--id", run,
+                *[f"--param={k}={','.join(map(str, v))}" for k, v in SPACE.items()]]
+    assert main([*argv("cli1"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    api = research("bb_atr", paths, SPACE, results_dir=tmp_path / "api", **OPTIONS)
+    for key in ("grade", "score", "oos_sharpe", "consistency", "trades", "params"):
+        assert [c[key] for c in out["cells"]] == [c[key] for c in api.cells]
+    assert [t["sharpe"] for t in out["transfer"]] == [t["sharpe"] for t in api.transfer]
+    assert load_research("cli1", tmp_path).cells == out["cells"]
+    assert main(argv("cli2")) == 0  # the human tables
+    text = capsys.readouterr().out
+    assert "BTC_USDT-1h" in text and "transfer bb_atr" in text and "cli2-c1" in text
+    assert main(["research", "--strategy", "bb_atr", "--data", paths[0], "--data", "no_such_set", "--is-days", "180",
+                 "--oos-days", "60"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no_such_set" in err[0]

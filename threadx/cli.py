@@ -598,8 +598,8 @@ def cmd_research(args: argparse.Namespace) -> int:
             continue
         print(f"\ntransfer {strategy}: OOS Sharpe of the params chosen on <source> (rows) on each target (columns)")
         targets = list(frame.columns)
-        print(_table([{"source": src, **{t: frame.loc[src, t] for t in targets}} for src in frame.index],
-                     ("source", *targets)))
+        print(_table([{"source": src, **{t: _cell("sharpe", frame.loc[src, t]) for t in targets}}
+                      for src in frame.index], ("source", *targets)))
     from threadx.validation.research import research_root
 
     print(f"\neach cell's full walk-forward and report: {research_root().parent / 'walkforward'}/<run_id> "
