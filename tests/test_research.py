@@ -116,3 +116,18 @@ def test_cli_research_json_and_one_line_errors(shared_data, tmp_path, monkeypatc
                  "--oos-days", "60"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no_such_set" in err[0]
+
+
+@pytest.mark.parametrize("executor", ["local", "dask"])
+def test_executors_give_the_inline_cells(shared_data, tmp_path, executor):
+    if executor == "dask":
+        pytest.importorskip("dask.distributed")
+    paths = _paths(shared_data)[:2]
+    inline = research("bb_atr", paths, SPACE, results_dir=tmp_path / "inline", **OPTIONS)
+    other = research("bb_atr", paths, SPACE, results_dir=tmp_path / executor, executor=executor, workers=2,
+                     **OPTIONS)
+    drop = ("run_id",)
+    assert [{k: v for k, v in c.items() if k not in drop} for c in other.cells] == \
+        [{k: v for k, v in c.items() if k not in drop} for c in inline.cells]
+    assert other.transfer == inline.transfer
+    assert load_walk_forward(other.cells[1]["run_id"], tmp_path / executor)[1].grade.letter == other.cells[1]["grade"]
