@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 
@@ -131,3 +132,30 @@ def test_executors_give_the_inline_cells(shared_data, tmp_path, executor):
         [{k: v for k, v in c.items() if k not in drop} for c in inline.cells]
     assert other.transfer == inline.transfer
     assert load_walk_forward(other.cells[1]["run_id"], tmp_path / executor)[1].grade.letter == other.cells[1]["grade"]
+
+
+def test_research_job_runs_in_the_background_and_stores_the_matrix(shared_data, tmp_path, monkeypatch):
+    from threadx.requests import ResearchRequest
+    from threadx.ui import jobs as jobs_module
+    from threadx.ui.jobs import JobRegistry
+
+    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path / "results"))
+    paths = _paths(shared_data)[:2]
+    options = {k: v for k, v in OPTIONS.items()}
+    registry = JobRegistry()
+    job_id = registry.submit(ResearchRequest(["bb_atr"], paths, SPACE, options, workers=1))
+    deadline = time.monotonic() + 120
+    try:
+        while not (info := registry.get(job_id)).is_finished:
+            assert time.monotonic() < deadline, registry.log(job_id)
+            registry.refresh()
+            time.sleep(0.2)
+    finally:
+        jobs_module._CHILDREN.clear()
+    assert info.state == "completed", registry.log(job_id)
+    assert info.run_id.startswith("research-") and (info.done, info.total) == (6, 6)
+    assert info.label.startswith("research bb_atr on ")
+    stored = load_research(info.run_id, tmp_path / "results")
+    api = research("bb_atr", paths, SPACE, results_dir=tmp_path / "api", workers=1, **OPTIONS)
+    assert [c["oos_sharpe"] for c in stored.cells] == [c["oos_sharpe"] for c in api.cells]
+    assert [t["sharpe"] for t in stored.transfer] == [t["sharpe"] for t in api.transfer]
