@@ -419,11 +419,12 @@ class ResearchRequest:
         for strategy in strategies:  # every cell checked now (the data is not read)
             self.cell(strategy, datasets[0], "check")
 
-    def cell(self, strategy: str, data: DatasetRef, run_id: str) -> WalkForwardRequest:
-        """The walk-forward request of one cell."""
+    def cell(self, strategy: str, data: DatasetRef, run_id: str, space: Mapping[str, Any] | None = None
+             ) -> WalkForwardRequest:
+        """The walk-forward request of one cell (``space``: this strategy's own, else the shared one)."""
         return WalkForwardRequest.from_dict({**self.options, "data": data.to_dict(), "strategy": strategy,
-                                             "space": self.space, "workers": self.workers, "run_id": run_id,
-                                             "label": self.run_id or ""})
+                                             "space": dict(space if space is not None else self.space),
+                                             "workers": self.workers, "run_id": run_id, "label": self.run_id or ""})
 
     def to_dict(self) -> dict[str, Any]:
         out = {"kind": self.KIND, **{f.name: getattr(self, f.name) for f in fields(self)}}

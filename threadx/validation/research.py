@@ -234,13 +234,14 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     if len(set(names)) != len(names):
         raise ParamError(f"a dataset is given twice: {', '.join(names)}")
 
+    from threadx.requests import ResearchRequest
+
+    job = ResearchRequest(tuple(strategies), tuple(refs), dict(space or {}), {**options, "engine_options": engine},
+                          executor, workers, scheduler, research_id)
     requests: list[WalkForwardRequest] = []
     for strategy in strategies:
         for ref in refs:
-            cell_space = dict((spaces or {}).get(strategy, space or {}))
-            requests.append(WalkForwardRequest(data=ref, strategy=strategy, space=cell_space, workers=workers,
-                                               engine_options=engine, label=research_id,
-                                               run_id=f"{research_id}-c{len(requests)}", **options))
+            requests.append(job.cell(strategy, ref, f"{research_id}-c{len(requests)}", (spaces or {}).get(strategy)))
     spans = {ref.name: oos_span(df, req) for ref, df, req in zip(refs, frames, requests)}  # fails fast, named
 
     should_stop = _cancel_check(cancel)
@@ -278,7 +279,7 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
                 row["note"] = "no combo met the minimum trade count on the whole period"
             transfer.append(row)
             tick(f"transfer {cell['strategy']}: {cell['dataset']} -> {target}")
-    config = {"strategies": strategies, "datasets": [r.to_dict() for r in refs],
+    config = {"strategies": strategies, "datasets": [r.to_dict() for r in refs], "request": job.to_dict(),
               "walk_forward": {k: v for k, v in requests[0].to_dict().items()
                                if k not in ("kind", "data", "strategy", "space", "run_id", "label")},
               "spaces": {s: r.space for s, r in zip(strategies, requests[::len(refs)])},
@@ -314,7 +315,12 @@ def _run_cells(requests, frames, executor, workers, scheduler, results_dir, bank
             if progress is not None:
                 def inner(p, phase=phase):  # noqa: ANN001 - the walk-forward's Progress
                     progress(done[0], total, f"{phase}: {p.done:,}/{p.total:,} combos")
-            cell = run_cell(req, results_dir, frames[req.data.name], bank, inner, should_stop)
+            try:
+                cell = run_cell(req, results_dir, frames[req.data.name], bank, inner, should_stop)
+            except ParamError:
+                if should_stop():  # stopped before the walk-forward's first combo finished
+                    break
+                raise
             if cell is None:
                 break
             cells.append(cell)
