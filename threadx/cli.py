@@ -584,8 +584,9 @@ def cmd_research(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result.to_dict())
         return 0
+    elapsed = _cell("elapsed_s", result.meta["elapsed_s"])
     print(f"research {result.research_id}: {len(result.config['strategies'])} strategies x "
-          f"{len(result.config['datasets'])} datasets ({result.status}, {_cell('elapsed_s', result.meta['elapsed_s'])})")
+          f"{len(result.config['datasets'])} datasets ({result.status}, {elapsed})")
     rows = [{"strategy": c["strategy"], "dataset": c["dataset"], "grade": c["grade"], "oos_sharpe": c["oos_sharpe"],
              "consistency": c["consistency"], "trades": c["trades"],
              "kept": f"{c['transfer_kept'][0]} of {c['transfer_kept'][1]}", "run_id": c["run_id"]}

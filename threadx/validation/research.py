@@ -311,10 +311,7 @@ def _run_cells(requests, frames, executor, workers, scheduler, results_dir, bank
             if should_stop():
                 break
             phase = f"walk-forward {req.strategy} on {req.data.name}"
-            inner = None
-            if progress is not None:
-                def inner(p, phase=phase):  # noqa: ANN001 - the walk-forward's Progress
-                    progress(done[0], total, f"{phase}: {p.done:,}/{p.total:,} combos")
+            inner = None if progress is None else _combo_progress(progress, done, total, phase)
             try:
                 cell = run_cell(req, results_dir, frames[req.data.name], bank, inner, should_stop)
             except ParamError:
@@ -327,6 +324,13 @@ def _run_cells(requests, frames, executor, workers, scheduler, results_dir, bank
             tick(phase)
         return cells
     return _run_remote(requests, executor, workers, scheduler, results_dir, should_stop, tick)
+
+
+def _combo_progress(progress: Progress, done: list, total: int, phase: str) -> Callable[[Any], None]:
+    """The walk-forward's combo progress as ``progress(cells done, total, "<phase>: k/n combos")``."""
+    def inner(p: Any) -> None:
+        progress(done[0], total, f"{phase}: {p.done:,}/{p.total:,} combos")
+    return inner
 
 
 def _run_remote(requests, executor, workers, scheduler, results_dir, should_stop, tick) -> list[dict[str, Any]]:
