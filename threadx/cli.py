@@ -1,4 +1,4 @@
-"""The ``threadx`` command: data, backtest, sweep, runs, walkforward, validate, strategies, cache, gpu.
+"""The ``threadx`` command: data, backtest, sweep, runs, walkforward, research, validate, strategies, cache, gpu.
 
 Human tables by default, each number in its unit (:mod:`threadx.units`: fractions as %, counts
 as whole numbers, bytes as KiB/MiB/GiB); ``--json`` for machines, with the raw values
@@ -650,6 +650,54 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_research(args: argparse.Namespace) -> int:
+    """Walk-forward of each strategy on each dataset, the strategy x asset matrix and transfer."""
+    from threadx.validation.research import research
+
+    def progress(done: int, total: int, phase: str) -> None:
+        if not args.json and not args.quiet:
+            print(f"\r  [{done}/{total}] {phase[:90]:<90}", end="", file=sys.stderr, flush=True)
+
+    windows = {k: getattr(args, k) for k in ("is_days", "is_bars", "oos_days", "oos_bars", "step_days", "step_bars")}
+    try:
+        result = research(
+            args.strategy, args.data, _parse_space(args.param) or None, executor=args.executor, workers=args.workers,
+            scheduler=args.scheduler, research_id=args.id, progress=progress, anchored=args.anchored,
+            purge=args.purge, embargo=args.embargo, sampler=args.sampler, n=args.n, seed=args.seed,
+            objective=args.objective, maximize=not args.minimize, min_trades=args.min_trades,
+            bootstrap=args.bootstrap, S=args.S, **windows, **_engine_options(args))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    if not args.json and not args.quiet:
+        print(file=sys.stderr)
+    if args.json:
+        _print_json(result.to_dict())
+        return 0
+    elapsed = _cell("elapsed_s", result.meta["elapsed_s"])
+    print(f"research {result.research_id}: {len(result.config['strategies'])} strategies x "
+          f"{len(result.config['datasets'])} datasets ({result.status}, {elapsed})")
+    rows = [{"strategy": c["strategy"], "dataset": c["dataset"], "grade": c["grade"], "oos_sharpe": c["oos_sharpe"],
+             "consistency": c["consistency"], "trades": c["trades"],
+             "kept": f"{c['transfer_kept'][0]} of {c['transfer_kept'][1]}", "run_id": c["run_id"]}
+            for c in result.cells]
+    print(_table(rows, ("strategy", "dataset", "grade", "oos_sharpe", "consistency", "trades", "kept", "run_id")))
+    print("kept: other assets with a positive OOS return using the params chosen on this one")
+    for strategy in result.config["strategies"]:
+        frame = result.transfer_matrix(strategy, "sharpe")
+        if frame.empty:
+            continue
+        print(f"\ntransfer {strategy}: OOS Sharpe of the params chosen on <source> (rows) on each target (columns)")
+        targets = list(frame.columns)
+        print(_table([{"source": src, **{t: _cell("sharpe", frame.loc[src, t]) for t in targets}}
+                      for src in frame.index], ("source", *targets)))
+    from threadx.validation.research import research_root
+
+    print(f"\neach cell's full walk-forward and report: {research_root().parent / 'walkforward'}/<run_id> "
+          f"(threadx.validation.storage.load_walk_forward); the matrix: {research_root() / result.research_id}")
+    return 0
+
+
 def _purge_text(config: dict) -> str:
     """", purge 24 bars, embargo 12 bars" when set (nothing for 0, or a run stored before)."""
     return "".join(f", {key} {format_count(config[key])} bars" for key in ("purge", "embargo") if config.get(key))
@@ -984,6 +1032,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--timings", action="store_true", help=TIMINGS_HELP)
     p.set_defaults(func=cmd_walkforward)
+
+    p = sub.add_parser("research", help="walk-forward of strategies on several datasets: matrix and transfer")
+    p.add_argument("--strategy", action="append", required=True, help="strategy (repeatable: one row each)")
+    p.add_argument("--data", action="append", required=True, help="dataset name or file path (repeatable)")
+    p.add_argument("--param", action="append", metavar="NAME=MIN:MAX:STEP|A,B|VALUE",
+                   help="search range of a param, for every strategy (repeatable); default: declared ranges")
+    for name in ("is", "oos", "step"):
+        group = p.add_mutually_exclusive_group(required=name != "step")
+        group.add_argument(f"--{name}-days", type=float, help=f"{name.upper()} window length in days")
+        group.add_argument(f"--{name}-bars", type=int, help=f"{name.upper()} window length in bars")
+    p.add_argument("--anchored", action="store_true", help="IS windows all start at the first bar")
+    p.add_argument("--purge", type=int, default=0, metavar="BARS")
+    p.add_argument("--embargo", type=int, default=0, metavar="BARS")
+    p.add_argument("--sampler", choices=("grid", "random", "lhs", "sobol"), default="random")
+    p.add_argument("--n", type=int, default=1000, help="combos for the Monte Carlo samplers")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--objective", default="sharpe")
+    p.add_argument("--minimize", action="store_true")
+    p.add_argument("--min-trades", type=int, default=DEFAULT_MIN_TRADES)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--executor", choices=("inline", "local", "dask"), default="inline",
+                   help="inline: cells one after another here; local: one process per cell; dask: one task per cell")
+    p.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster of --workers)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--S", type=int, default=16, help="PBO (CSCV) blocks")
+    p.add_argument("--id", help="research id (default: research-<time>-<random>)")
+    _add_engine_arguments(p)
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(func=cmd_research)
 
     p = sub.add_parser("validate", help="bootstrap, DSR, PBO, stability and grade of a stored sweep")
     p.add_argument("run_id")

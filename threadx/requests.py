@@ -378,6 +378,82 @@ class WalkForwardRequest(_JobRequest):
         return {**{k: getattr(self, k) for k in keys}, **self.engine_options}
 
 
+
+RESEARCH_EXECUTORS = ("inline", "local", "dask")
+
+
+@dataclass(frozen=True)
+class ResearchRequest:
+    """Strategies walk-forwarded on several datasets (:func:`threadx.validation.research.research`).
+
+    ``options``: the :class:`WalkForwardRequest` fields shared by every cell (windows,
+    sampler, n, seed, objective, min_trades, bootstrap, S, engine_options); ``space`` applies
+    to every strategy (empty: the declared ranges). ``run_id`` is the research id."""
+
+    KIND = "research"
+    strategies: tuple
+    datasets: tuple
+    space: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+    executor: str = "inline"
+    workers: int | None = None
+    scheduler: str | None = None
+    run_id: str | None = None
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        strategies = [self.strategies] if isinstance(self.strategies, str) else list(self.strategies or ())
+        datasets = [_dataset(d, {}) for d in ((self.datasets,) if isinstance(self.datasets, (str, os.PathLike))
+                                             else (self.datasets or ()))]
+        if not strategies or not datasets:
+            raise ParamError("research needs at least one strategy and one dataset")
+        if self.executor not in RESEARCH_EXECUTORS:
+            raise ParamError(f"executor must be one of {', '.join(RESEARCH_EXECUTORS)}, got {self.executor!r}")
+        object.__setattr__(self, "strategies", tuple(strategies))
+        object.__setattr__(self, "datasets", tuple(datasets))
+        object.__setattr__(self, "space", dict(self.space or {}))
+        object.__setattr__(self, "options", dict(self.options or {}))
+        reserved = sorted(set(self.options) & {"data", "strategy", "space", "run_id", "label", "workers"})
+        if reserved:
+            raise ParamError(f"research options cannot set {', '.join(reserved)}")
+        for strategy in strategies:  # every cell checked now (the data is not read)
+            self.cell(strategy, datasets[0], "check")
+
+    def cell(self, strategy: str, data: DatasetRef, run_id: str, space: Mapping[str, Any] | None = None
+             ) -> WalkForwardRequest:
+        """The walk-forward request of one cell (``space``: this strategy's own, else the shared one)."""
+        return WalkForwardRequest.from_dict({**self.options, "data": data.to_dict(), "strategy": strategy,
+                                             "space": dict(space if space is not None else self.space),
+                                             "workers": self.workers, "run_id": run_id, "label": self.run_id or ""})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"kind": self.KIND, **{f.name: getattr(self, f.name) for f in fields(self)}}
+        out["strategies"] = list(self.strategies)
+        out["datasets"] = [d.to_dict() for d in self.datasets]
+        return jsonable(out)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ResearchRequest":
+        if not isinstance(data, Mapping):
+            raise ParamError(f"a request is a dict, got {type(data).__name__}")
+        raw = {k: v for k, v in data.items() if k != "kind"}
+        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ParamError(f"unknown research param(s) {', '.join(unknown)}")
+        return cls(**raw)
+
+    def with_run_id(self, run_id: str) -> "ResearchRequest":
+        return replace(self, run_id=run_id)
+
+    def run(self, results_dir: Any = None, progress: Any = None, cancel: Any = None) -> Any:
+        """The :class:`~threadx.validation.research.ResearchResult`, stored under ``results_dir``."""
+        from threadx.validation.research import research
+
+        return research(list(self.strategies), list(self.datasets), self.space or None, executor=self.executor,
+                        workers=self.workers, scheduler=self.scheduler, results_dir=results_dir,
+                        research_id=self.run_id, progress=progress, cancel=cancel, **self.options)
+
+
 # --- labels -----------------------------------------------------------------------------------
 
 

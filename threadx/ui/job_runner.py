@@ -2,7 +2,8 @@
 
 Reads ``JOB_DIR/spec.json``, loads the data, runs :func:`threadx.sweep` into the results
 store of the registry (``<root>`` of ``<root>/.jobs/<job_id>``), or a walk-forward and its
-validation report into ``<root>/walkforward/<run_id>/``, and keeps
+validation report into ``<root>/walkforward/<run_id>/``, or a research job (its cells'
+walk-forwards and ``<root>/research/<run_id>/research.json``), and keeps
 ``JOB_DIR/status.json`` up to date (atomically, at most every 0.5 s for progress, at once
 for a new ``phase``: loading data, starting workers, computing indicators, running,
 finishing, as the sweep reports them through ``on_phase``). The sweep stops
@@ -105,9 +106,9 @@ class JobRunner:
             if not self.spec:
                 raise ThreadXError(f"no readable spec.json in {self.job_dir}")
             kind = self.spec.get("kind", "sweep")
-            if kind not in ("sweep", "walkforward"):
+            if kind not in ("sweep", "walkforward", "research"):
                 raise ThreadXError(f"unknown job kind {kind!r}")
-            state = self._sweep() if kind == "sweep" else self._walkforward()
+            state = {"sweep": self._sweep, "walkforward": self._walkforward, "research": self._research}[kind]()
         except KeyboardInterrupt:
             state = "cancelled"
             _log("interrupted")
@@ -186,6 +187,30 @@ class JobRunner:
                           eta_s=0.0 if state == "completed" else None,
                           done=int(wf.meta["combos_done"]), total=int(wf.meta["combos_planned"]),
                           failed=len(wf.errors), elapsed_s=float(wf.meta["elapsed_s"]))
+        return state
+
+    def _research(self) -> str:
+        """Every cell's walk-forward stored under ``walkforward/<run_id>-c<k>``, the matrix under
+        ``research/<run_id>``; progress counts cells (walk-forwards, then transfer backtests)."""
+        from threadx.requests import ResearchRequest
+
+        request = ResearchRequest.from_dict(self.params)
+        if self.should_stop():
+            return "cancelled"
+        started = time.monotonic()
+
+        def progress(done: int, total: int, phase: str) -> None:
+            self.status.status.update(done=int(done), total=int(total), phase=phase,
+                                      elapsed_s=time.monotonic() - started)
+            if time.monotonic() - self.status._last_write >= PROGRESS_EVERY_S or done == total:
+                self.status.write()
+
+        _log(f"research {', '.join(request.strategies)} on {len(request.datasets)} datasets run {request.run_id}")
+        result = request.run(self.job_dir.parent.parent, progress=progress, cancel=self.should_stop)
+        state = result.status
+        self.status.write(state=state, phase=state, finished_at=now_iso(), error="",
+                          eta_s=0.0 if state == "completed" else None,
+                          elapsed_s=float(result.meta.get("elapsed_s", time.monotonic() - started)))
         return state
 
 

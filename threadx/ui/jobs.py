@@ -60,11 +60,11 @@ from threadx.requests import DatasetRef, jsonable as _jsonable
 JOBS_FOLDER = ".jobs"
 STATES = ("queued", "running", "completed", "cancelled", "failed")
 FINAL_STATES = ("completed", "cancelled", "failed")
-KINDS = ("sweep", "walkforward")
+KINDS = ("sweep", "walkforward", "research")
 
 # A job's params are the ``to_dict()`` of its request (threadx.requests): the fields, and
 # their defaults, are declared there once.
-REQUEST_KINDS = {"sweep": "SweepRequest", "walkforward": "WalkForwardRequest"}
+REQUEST_KINDS = {"sweep": "SweepRequest", "walkforward": "WalkForwardRequest", "research": "ResearchRequest"}
 
 _STARTING_GRACE_S = 60.0  # a launch that left no process record for this long is failed
 _CHILDREN: dict[str, subprocess.Popen] = {}  # job processes this process started (reaped on refresh)
@@ -191,6 +191,9 @@ class JobInfo:
         p = self.params
         if p.get("label"):
             return p["label"]
+        if self.kind == "research":
+            names = [DatasetRef.from_dict(d).label for d in p.get("datasets", [])]
+            return f"research {', '.join(p.get('strategies', []))} on {', '.join(names)}"
         data = p.get("data", "?")
         try:
             data = DatasetRef.from_dict(data).label
@@ -288,8 +291,8 @@ class JobRegistry:
         cls = getattr(requests, REQUEST_KINDS[kind])
         request = cls.from_dict(raw)  # checked on construction (the data is not read)
         if request.run_id is None:
-            request = request.with_run_id(_new_run_id(f"wf-{request.strategy}" if kind == "walkforward"
-                                                      else request.strategy))
+            prefix = {"walkforward": f"wf-{getattr(request, 'strategy', '')}", "research": "research"}
+            request = request.with_run_id(_new_run_id(prefix.get(kind, getattr(request, "strategy", kind))))
         try:
             from threadx.optimize.store import check_run_id
 

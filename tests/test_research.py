@@ -1,0 +1,171 @@
+"""Research (threadx.validation.research): several datasets in one job, the strategy x asset
+matrix and the transfer matrix. Real-data tests use the three 1h files of ../shared/data."""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import pytest
+
+import threadx
+from threadx.cli import main
+from threadx.config import DEFAULT_SEED
+from threadx.errors import ParamError, ThreadXError
+from threadx.requests import DatasetRef
+from threadx.validation.report import validate_walk_forward
+from threadx.validation.research import load_research, oos_span, research
+from threadx.validation.storage import load_walk_forward
+
+SPACE = {"bb_period": [20, 40], "atr_multiplier": [1.0, 3.0], "max_hold_bars": [24, 200]}  # SOL picks other params
+WINDOWS = {"is_days": 180, "oos_days": 60}
+OPTIONS = {**WINDOWS, "sampler": "grid", "bootstrap": 200}
+ASSETS = ("BTC", "ETH", "SOL")
+
+
+def _paths(shared_data):
+    return [str(shared_data / "binance" / f"{a}_USDT-1h.parquet") for a in ASSETS]
+
+
+
+
+def _equal(a, b) -> bool:
+    """Equal numbers; NaN (None once stored as JSON) equals NaN."""
+    def nan(x):
+        return x is None or (isinstance(x, float) and math.isnan(x))
+    return (nan(a) and nan(b)) or a == b
+
+
+def test_matrix_equals_separate_walk_forwards_and_transfer_equals_backtests(shared_data, tmp_path):
+    paths = _paths(shared_data)
+    steps = []
+    result = research("bb_atr", paths, SPACE, results_dir=tmp_path, research_id="r1",
+                      progress=lambda d, t, p: steps.append((d, t)), **OPTIONS)
+    assert result.status == "completed" and len(result.cells) == 3
+    assert steps[-1] == (12, 12)  # 3 walk-forwards + 9 transfer backtests
+    for path, cell in zip(paths, result.cells):
+        df = threadx.load_ohlcv(path)
+        wf = threadx.walk_forward(df, "bb_atr", SPACE, sampler="grid", **WINDOWS)
+        report = validate_walk_forward(wf, n=200, seed=DEFAULT_SEED, S=16)
+        assert cell["grade"] == report.grade.letter and cell["score"] == report.grade.score
+        for key, value in (("oos_sharpe", wf.oos_summary["sharpe"]), ("oos_return", wf.oos_summary["total_return"]),
+                           ("consistency", wf.consistency), ("efficiency", wf.efficiency),
+                           ("trades", wf.oos_summary["n_trades"])):
+            assert _equal(cell[key], value), (cell["dataset"], key)
+        assert cell["params"] == wf.benchmark_params
+        stored, stored_report = load_walk_forward(cell["run_id"], tmp_path)  # the cell opens its full report
+        assert json.dumps(stored.oos_summary, default=str) == json.dumps(wf.oos_summary, default=str)
+        assert stored_report.grade.letter == report.grade.letter
+    assert len({json.dumps(c["params"], sort_keys=True) for c in result.cells}) > 1  # rows must differ
+    frames = {c["dataset"]: threadx.load_ohlcv(p) for c, p in zip(result.cells, paths)}
+    assert len(result.transfer) == 9
+    for row in result.transfer:
+        df = frames[row["target"]]
+        lo, hi = oos_span(df, result_request(row["target"], paths, result))
+        direct = threadx.backtest(df.iloc[lo:hi], "bb_atr", row["params"]).metrics
+        for key in ("sharpe", "total_return", "n_trades", "max_drawdown"):
+            assert _equal(row[key], direct[key]), (row["source"], row["target"], key)
+    for cell in result.cells:
+        kept = sum(1 for r in result.transfer if r["source"] == cell["dataset"] and r["target"] != cell["dataset"]
+                   and r["total_return"] > 0)
+        assert cell["transfer_kept"] == [kept, 2]
+    again = load_research("r1", tmp_path)
+    assert again.cells == json.loads(json.dumps(result.cells)) and again.matrix("grade").shape == (1, 3)
+
+
+def result_request(name, paths, result):
+    from threadx.requests import WalkForwardRequest
+
+    ref = next(DatasetRef.from_dict(d) for d in result.config["datasets"] if d["name"] == name)
+    return WalkForwardRequest(data=ref, strategy="bb_atr", **WINDOWS)
+
+
+def test_errors_name_the_dataset(shared_data, tmp_path):
+    paths = _paths(shared_data)
+    with pytest.raises(ThreadXError, match="nope"):
+        research("bb_atr", [paths[0], str(tmp_path / "nope.parquet")], SPACE, results_dir=tmp_path, **OPTIONS)
+    short = tmp_path / "short.parquet"
+    threadx.load_ohlcv(paths[1]).iloc[:3000].to_parquet(short)
+    with pytest.raises(ParamError, match="short"):
+        research("bb_atr", [paths[0], str(short)], SPACE, results_dir=tmp_path, **OPTIONS)
+
+
+def test_cancel_stops_before_any_cell(shared_data, tmp_path):
+    result = research("bb_atr", _paths(shared_data)[:2], SPACE, results_dir=tmp_path, cancel=lambda: True,
+                      **OPTIONS)
+    assert result.status == "cancelled" and result.cells == [] and result.transfer == []
+
+
+def test_cli_research_json_and_one_line_errors(shared_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path))
+    paths = _paths(shared_data)[:2]
+    def argv(run):
+        return ["research", "--strategy", "bb_atr", "--data", paths[0], "--data", paths[1], "--is-days", "180",
+                "--oos-days", "60", "--sampler", "grid", "--bootstrap", "200", "--id", run,
+                *[f"--param={k}={','.join(map(str, v))}" for k, v in SPACE.items()]]
+    assert main([*argv("cli1"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    api = research("bb_atr", paths, SPACE, results_dir=tmp_path / "api", **OPTIONS)
+    for key in ("grade", "score", "oos_sharpe", "consistency", "trades", "params"):
+        assert [c[key] for c in out["cells"]] == [c[key] for c in api.cells]
+    assert [t["sharpe"] for t in out["transfer"]] == [t["sharpe"] for t in api.transfer]
+    assert load_research("cli1", tmp_path).cells == out["cells"]
+    assert main(argv("cli2")) == 0  # the human tables
+    text = capsys.readouterr().out
+    assert "BTC_USDT-1h" in text and "transfer bb_atr" in text and "cli2-c1" in text
+    assert main(["research", "--strategy", "bb_atr", "--data", paths[0], "--data", "no_such_set", "--is-days", "180",
+                 "--oos-days", "60"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no_such_set" in err[0]
+
+
+@pytest.mark.parametrize("executor", ["local", "dask"])
+def test_executors_give_the_inline_cells(shared_data, tmp_path, executor):
+    if executor == "dask":
+        pytest.importorskip("dask.distributed")
+    paths = _paths(shared_data)[:2]
+    inline = research("bb_atr", paths, SPACE, results_dir=tmp_path / "inline", **OPTIONS)
+    other = research("bb_atr", paths, SPACE, results_dir=tmp_path / executor, executor=executor, workers=2,
+                     **OPTIONS)
+    drop = ("run_id",)
+    assert [{k: v for k, v in c.items() if k not in drop} for c in other.cells] == \
+        [{k: v for k, v in c.items() if k not in drop} for c in inline.cells]
+    assert other.transfer == inline.transfer
+    assert load_walk_forward(other.cells[1]["run_id"], tmp_path / executor)[1].grade.letter == other.cells[1]["grade"]
+
+
+def test_research_job_runs_in_the_background_and_stores_the_matrix(shared_data, tmp_path, monkeypatch):
+    from threadx.requests import ResearchRequest
+    from threadx.ui import jobs as jobs_module
+    from threadx.ui.jobs import JobRegistry
+
+    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path / "results"))
+    paths = _paths(shared_data)[:2]
+    options = {k: v for k, v in OPTIONS.items()}
+    registry = JobRegistry()
+    job_id = registry.submit(ResearchRequest(["bb_atr"], paths, SPACE, options, workers=1))
+    deadline = time.monotonic() + 120
+    try:
+        while not (info := registry.get(job_id)).is_finished:
+            assert time.monotonic() < deadline, registry.log(job_id)
+            registry.refresh()
+            time.sleep(0.2)
+    finally:
+        jobs_module._CHILDREN.clear()
+    assert info.state == "completed", registry.log(job_id)
+    assert info.run_id.startswith("research-") and (info.done, info.total) == (6, 6)
+    assert info.label.startswith("research bb_atr on ")
+    stored = load_research(info.run_id, tmp_path / "results")
+    api = research("bb_atr", paths, SPACE, results_dir=tmp_path / "api", workers=1, **OPTIONS)
+    assert [c["oos_sharpe"] for c in stored.cells] == [c["oos_sharpe"] for c in api.cells]
+    assert [t["sharpe"] for t in stored.transfer] == [t["sharpe"] for t in api.transfer]
+
+
+def test_stop_after_the_first_cell_keeps_it(shared_data, tmp_path):
+    seen = []
+    result = research("bb_atr", _paths(shared_data), SPACE, results_dir=tmp_path, research_id="stop",
+                      progress=lambda d, t, p: seen.append(d), cancel=lambda: bool(seen) and max(seen) >= 1,
+                      **OPTIONS)
+    assert result.status == "cancelled" and len(result.cells) == 1 and result.transfer == []
+    assert load_research("stop", tmp_path).status == "cancelled"
+    assert load_walk_forward(result.cells[0]["run_id"], tmp_path)[1].grade.letter == result.cells[0]["grade"]

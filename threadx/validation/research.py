@@ -1,0 +1,381 @@
+"""Research: strategies walk-forwarded on several datasets in one job (a strategy x asset matrix).
+
+Each cell (one strategy on one dataset) is exactly the walk-forward and validation report
+of ``threadx walkforward`` (same :class:`~threadx.requests.WalkForwardRequest`, same
+defaults and seeds), stored with :func:`~threadx.validation.storage.save_walk_forward` under
+the cell's run id ``<research_id>-c<k>``, so a cell opens its full report by id.
+
+**Transfer.** For each source cell, the params chosen there are the whole-period winner the
+walk-forward reports (``benchmark_params``: the best objective over the whole series among
+combos with enough trades). They are backtested unchanged with :func:`threadx.backtest` (the
+job's engine options) on every dataset of the job, on that dataset's **OOS span**: its bars
+from the first OOS window's start to the last OOS window's end, cut out as a frame (the
+indicators warm up inside the span, as in any backtest of that date range). A cell holds the
+backtest's Sharpe, return, max drawdown and trades. The grade card's line: "N of M assets keep
+a positive OOS result with the same params", counted over the *other* assets (return > 0).
+
+The result (config, matrix, transfer) is stored as ``<results_dir>/research/<id>/research.json``.
+Executors: ``inline`` (cells one after another in this process, one indicator bank, each
+walk-forward on ``workers`` threads), ``local`` (one cell per process, ``workers`` processes),
+``dask`` (one cell per task on a Dask cluster at ``scheduler``, else a LocalCluster; workers
+must see the same data files and results folder). Transfer backtests run in this process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import pandas as pd
+
+from threadx.config import settings
+from threadx.errors import ParamError, ThreadXError
+from threadx.names import check_name
+from threadx.requests import DatasetRef, WalkForwardRequest
+
+FOLDER = "research"
+EXECUTORS = ("inline", "local", "dask")
+Progress = Callable[[int, int, str], None]
+
+
+def research_root(results_dir: str | os.PathLike | None = None) -> Path:
+    return Path(results_dir if results_dir is not None else settings().results_dir) / FOLDER
+
+
+@dataclass
+class ResearchResult:
+    """The strategy x asset matrix (``cells``), the transfer cells and the job's config."""
+
+    research_id: str
+    config: dict[str, Any]
+    cells: list[dict[str, Any]]
+    transfer: list[dict[str, Any]]
+    status: str = "completed"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def matrix(self, value: str = "oos_sharpe") -> pd.DataFrame:
+        """Strategies as rows, datasets as columns, ``value`` of each cell (grade, oos_sharpe, ...)."""
+        frame = pd.DataFrame(self.cells)
+        if frame.empty:
+            return frame
+        return frame.pivot(index="strategy", columns="dataset", values=value)
+
+    def transfer_matrix(self, strategy: str, value: str = "sharpe") -> pd.DataFrame:
+        """Source datasets (params chosen there) as rows, target datasets as columns."""
+        frame = pd.DataFrame([t for t in self.transfer if t["strategy"] == strategy])
+        if frame.empty:
+            return frame
+        return frame.pivot(index="source", columns="target", values=value)
+
+    def kept(self, strategy: str, source: str) -> tuple[int, int]:
+        """(N, M): of the M other assets, N have a positive return with ``source``'s params."""
+        others = [t for t in self.transfer if t["strategy"] == strategy and t["source"] == source
+                  and t["target"] != source]
+        return sum(1 for t in others if (t.get("total_return") or 0) > 0), len(others)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"research_id": self.research_id, "status": self.status, "config": self.config,
+                "cells": self.cells, "transfer": self.transfer, "meta": self.meta}
+
+
+def save_research(result: ResearchResult, results_dir: str | os.PathLike | None = None) -> Path:
+    """Write ``research.json`` (atomically); returns its path."""
+    from threadx.optimize.store import atomic_write_bytes
+
+    folder = research_root(results_dir) / check_name(result.research_id, "research id")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "research.json"
+    atomic_write_bytes(path, json.dumps(result.to_dict(), indent=2, default=str).encode())
+    return path
+
+
+def load_research(research_id: str, results_dir: str | os.PathLike | None = None) -> ResearchResult:
+    path = research_root(results_dir) / check_name(research_id, "research id") / "research.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ThreadXError(f"no stored research {research_id!r} under {path.parent.parent}") from None
+    return ResearchResult(data["research_id"], data["config"], data["cells"], data["transfer"],
+                          data.get("status", "completed"), data.get("meta", {}))
+
+
+# --- one cell ----------------------------------------------------------------------------------
+
+def run_cell(request: WalkForwardRequest, results_dir: str | os.PathLike | None, df: Any = None, bank: Any = None,
+             progress: Callable[[Any], None] | None = None, cancel: Any = None) -> dict[str, Any] | None:
+    """The walk-forward and report of ``request`` as the job runner makes them, stored under
+    ``request.run_id``; returns the cell summary (None when cancelled). Picklable for workers."""
+    import threadx
+    from threadx.validation.report import validate_walk_forward
+    from threadx.validation.storage import save_walk_forward
+
+    df = request.data.load() if df is None else df
+    wf = threadx.walk_forward(df, request.strategy, request.space or None, progress=progress, cancel=cancel,
+                              bank=bank, **request.walk_forward_kwargs())
+    if wf.meta.get("cancelled"):
+        return None
+    data = DatasetRef.of(df)
+    wf.meta["request"] = replace(request, data=replace(data, name=request.data.name or data.name)).to_dict()
+    report = validate_walk_forward(wf, n=request.bootstrap, seed=request.seed, S=request.S)
+    save_walk_forward(request.run_id, wf, report, results_dir)
+    return cell_summary(wf, report, request)
+
+
+def cell_summary(wf: Any, report: Any, request: WalkForwardRequest) -> dict[str, Any]:
+    """The numbers a matrix cell shows (plain JSON values)."""
+    from threadx.validation.common import json_safe
+
+    s = wf.oos_summary
+    return json_safe({
+        "strategy": wf.config["strategy"], "dataset": request.data.name or request.data.source,
+        "run_id": request.run_id, "grade": report.grade.letter, "score": report.grade.score,
+        "oos_sharpe": s["sharpe"], "oos_return": s["total_return"], "oos_max_drawdown": s["max_drawdown"],
+        "consistency": wf.consistency, "efficiency": wf.efficiency, "trades": s["n_trades"],
+        "windows": len(wf.windows), "params": wf.benchmark_params,
+        "last_window_params": _last_winner(wf),
+    })
+
+
+def _last_winner(wf: Any) -> dict[str, Any]:
+    chosen = wf.table.dropna(subset=["combo_id"])
+    if not len(chosen):
+        return {}
+    names = [c for c in wf.combos.columns if c != "combo_id"]
+    return {k: chosen.iloc[-1][k] for k in names}
+
+
+# --- transfer ----------------------------------------------------------------------------------
+
+def oos_span(df: Any, request: WalkForwardRequest) -> tuple[int, int]:
+    """Bar positions [start, stop) from the first OOS window's start to the last one's end.
+    ParamError naming the dataset when no window fits."""
+    from threadx.data.bars import as_bars
+    from threadx.validation.walkforward import plan_windows, window_lengths
+
+    bars = as_bars(df)
+    keys = ("is_bars", "is_days", "oos_bars", "oos_days", "step_bars", "step_days")
+    try:
+        is_len, oos_len, step = window_lengths(bars.timeframe, **{k: getattr(request, k) for k in keys})
+        windows = plan_windows(len(bars), is_len, oos_len, step, request.anchored, request.purge, request.embargo)
+    except ParamError as exc:
+        raise ParamError(f"dataset {request.data.label}: {exc}") from None
+    return windows[0].oos_start, windows[-1].oos_end
+
+
+def transfer_cell(strategy: str, params: Mapping[str, Any], df: Any, span: tuple[int, int],
+                  engine_options: Mapping[str, Any], bank: Any = None) -> dict[str, Any]:
+    """``params`` backtested unchanged on ``df``'s bars ``span`` (see the module docstring)."""
+    import threadx
+
+    part = df.iloc[span[0]:span[1]]
+    result = threadx.backtest(part, strategy, dict(params), bank=bank, **dict(engine_options))
+    m = result.metrics
+    return {"sharpe": m["sharpe"], "total_return": m["total_return"], "max_drawdown": m["max_drawdown"],
+            "n_trades": int(m["n_trades"]), "start": part.index[0].isoformat(), "end": part.index[-1].isoformat()}
+
+
+# --- the job -----------------------------------------------------------------------------------
+
+def _dataset_ref(value: Any) -> DatasetRef:
+    if isinstance(value, DatasetRef):
+        return value
+    if isinstance(value, Mapping):
+        return DatasetRef.from_dict(value)
+    return DatasetRef(source=os.fspath(value))
+
+
+def _load(ref: DatasetRef) -> Any:
+    """The dataset's frame; ThreadXError naming it when it cannot be read."""
+    try:
+        return ref.load()
+    except ThreadXError as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise type(exc)(text if ref.label in text else f"dataset {ref.label}: {text}") from None
+
+
+def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Mapping[str, Any] | None = None, *,
+             spaces: Mapping[str, Mapping[str, Any]] | None = None, executor: str = "inline",
+             workers: int | None = None, scheduler: str | None = None,
+             results_dir: str | os.PathLike | None = None, research_id: str | None = None,
+             progress: Progress | None = None, cancel: Any = None, bank: Any = None,
+             **options: Any) -> ResearchResult:
+    """Walk-forward every strategy on every dataset, then the transfer cells (module docstring).
+
+    ``datasets``: names, file paths, DatasetRefs (or their dicts). ``space`` applies to every
+    strategy; ``spaces`` maps a strategy to its own space; neither: the declared ranges.
+    ``options``: those of :class:`WalkForwardRequest` (windows, sampler, n, seed, objective,
+    min_trades, bootstrap, S, engine_options) and engine options (fee_bps, ...).
+    ``progress(done, total, phase)`` counts cells (walk-forwards and transfer backtests);
+    ``cancel`` (Event or callable) stops between chunks of combos: the result then holds
+    the finished cells only (``status`` "cancelled"). Errors name the dataset.
+    """
+    from threadx.engine.inputs import EngineOptions
+    from threadx.optimize.runner import _cancel_check
+
+    started = time.perf_counter()
+    strategies = [strategies] if isinstance(strategies, str) else list(strategies)
+    if not strategies or not datasets:
+        raise ParamError("research needs at least one strategy and one dataset")
+    if executor not in EXECUTORS:
+        raise ParamError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    research_id = check_name(research_id or f"research-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
+                             "research id")
+    engine_keys = set(EngineOptions.__dataclass_fields__)
+    engine = dict(options.pop("engine_options", None) or {})
+    engine.update({k: options.pop(k) for k in list(options) if k in engine_keys})
+    refs = [_dataset_ref(d) for d in datasets]
+    frames = [_load(ref) for ref in refs]
+    refs = [replace(ref, name=ref.name or _name_of(df, ref)) for ref, df in zip(refs, frames)]
+    names = [r.name for r in refs]
+    if len(set(names)) != len(names):
+        raise ParamError(f"a dataset is given twice: {', '.join(names)}")
+
+    from threadx.requests import ResearchRequest
+
+    job = ResearchRequest(tuple(strategies), tuple(refs), dict(space or {}), {**options, "engine_options": engine},
+                          executor, workers, scheduler, research_id)
+    requests: list[WalkForwardRequest] = []
+    for strategy in strategies:
+        for ref in refs:
+            requests.append(job.cell(strategy, ref, f"{research_id}-c{len(requests)}", (spaces or {}).get(strategy)))
+    spans = {ref.name: oos_span(df, req) for ref, df, req in zip(refs, frames, requests)}  # fails fast, named
+
+    should_stop = _cancel_check(cancel)
+    total = len(requests) + len(strategies) * len(refs) ** 2
+    done = [0]
+
+    def tick(phase: str, step: int = 1) -> None:
+        done[0] += step
+        if progress is not None:
+            progress(done[0], total, phase)
+
+    if progress is not None:
+        progress(0, total, "starting")
+    if bank is None and executor == "inline":
+        from threadx.indicators import default_bank
+
+        bank = default_bank()
+    by_name = dict(zip(names, frames))
+    cells = _run_cells(requests, by_name, executor, workers, scheduler, results_dir, bank, progress, should_stop,
+                       tick, total, done)
+    status = "cancelled" if len(cells) < len(requests) else "completed"
+    transfer: list[dict[str, Any]] = []
+    for cell in cells if status == "completed" else ():
+        for target in names:
+            if should_stop():
+                status = "cancelled"
+                break
+            row = {"strategy": cell["strategy"], "source": cell["dataset"], "target": target,
+                   "params": cell["params"]}
+            if cell["params"]:
+                row.update(transfer_cell(cell["strategy"], cell["params"], by_name[target], spans[target],
+                                         requests[0].engine_options,
+                                         bank))
+            else:
+                row["note"] = "no combo met the minimum trade count on the whole period"
+            transfer.append(row)
+            tick(f"transfer {cell['strategy']}: {cell['dataset']} -> {target}")
+    config = {"strategies": strategies, "datasets": [r.to_dict() for r in refs], "request": job.to_dict(),
+              "walk_forward": {k: v for k, v in requests[0].to_dict().items()
+                               if k not in ("kind", "data", "strategy", "space", "run_id", "label")},
+              "spaces": {s: r.space for s, r in zip(strategies, requests[::len(refs)])},
+              "executor": executor, "transfer": "whole-period winner (benchmark_params) backtested on each "
+                                                "dataset's OOS span (first OOS start to last OOS end)"}
+    result = ResearchResult(research_id, config, cells, transfer, status,
+                            {"elapsed_s": time.perf_counter() - started,
+                             "oos_spans": {n: [by_name[n].index[a].isoformat(), by_name[n].index[b - 1].isoformat()]
+                                           for n, (a, b) in spans.items()}})
+    for cell in cells:
+        n_kept, m = result.kept(cell["strategy"], cell["dataset"])
+        cell["transfer_kept"] = [n_kept, m]
+    save_research(result, results_dir)
+    return result
+
+
+def _name_of(df: Any, ref: DatasetRef) -> str:
+    from threadx.data.bars import as_bars
+
+    return as_bars(df).name or Path(ref.source).stem
+
+
+def _run_cells(requests, frames, executor, workers, scheduler, results_dir, bank, progress, should_stop, tick,
+               total, done) -> list[dict[str, Any]]:
+    """Every cell's summary, in request order (the finished ones only when cancelled)."""
+    cells: list[dict[str, Any]] = []
+    if executor == "inline":
+        for req in requests:
+            if should_stop():
+                break
+            phase = f"walk-forward {req.strategy} on {req.data.name}"
+            inner = None if progress is None else _combo_progress(progress, done, total, phase)
+            try:
+                cell = run_cell(req, results_dir, frames[req.data.name], bank, inner, should_stop)
+            except ParamError:
+                if should_stop():  # stopped before the walk-forward's first combo finished
+                    break
+                raise
+            if cell is None:
+                break
+            cells.append(cell)
+            tick(phase)
+        return cells
+    return _run_remote(requests, executor, workers, scheduler, results_dir, should_stop, tick)
+
+
+def _combo_progress(progress: Progress, done: list, total: int, phase: str) -> Callable[[Any], None]:
+    """The walk-forward's combo progress as ``progress(cells done, total, "<phase>: k/n combos")``."""
+    def inner(p: Any) -> None:
+        progress(done[0], total, f"{phase}: {p.done:,}/{p.total:,} combos")
+    return inner
+
+
+def _run_remote(requests, executor, workers, scheduler, results_dir, should_stop, tick) -> list[dict[str, Any]]:
+    """Cells as tasks of a process pool (``local``) or a Dask cluster (``dask``), one per task."""
+    from threadx.optimize.runner import default_workers
+
+    n = max(1, min(len(requests), int(workers or default_workers())))
+    one_thread = [replace(r, workers=1) for r in requests]
+    results: dict[int, dict[str, Any]] = {}
+    if executor == "local":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(run_cell, r, results_dir): k for k, r in enumerate(one_thread)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                tick(f"walk-forward {requests[futures[future]].strategy} on {requests[futures[future]].data.name}")
+                if should_stop():
+                    for f in futures:
+                        f.cancel()
+                    break
+    else:
+        try:
+            from dask.distributed import Client, LocalCluster, as_completed
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ImportError("executor='dask' needs dask[distributed]: pip install 'threadx[cluster]'") from exc
+        cluster = None if scheduler else LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                      dashboard_address=None)
+        client = Client(scheduler or cluster)
+        try:
+            futures = {client.submit(run_cell, r, results_dir, pure=False): k for k, r in enumerate(one_thread)}
+            for future in as_completed(list(futures)):
+                results[futures[future]] = future.result()
+                tick(f"walk-forward {requests[futures[future]].strategy} on {requests[futures[future]].data.name}")
+                if should_stop():
+                    client.cancel(list(futures))
+                    break
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    cells = []
+    for k in range(len(requests)):  # in order; stops at the first cell missing
+        if results.get(k) is None:
+            break
+        cells.append(results[k])
+    return cells
