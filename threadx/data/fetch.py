@@ -105,7 +105,8 @@ def fetch_ohlcv(
         while cursor < hi:
             if calls and rate_s > 0:
                 sleep(rate_s)
-            batch = _call_with_retries(ex, market, timeframe, cursor, limit, max_retries, sleep, label)
+            batch = call_with_retries(lambda c=cursor: ex.fetch_ohlcv(market, timeframe, c, limit), cursor,
+                                      max_retries, sleep, label)
             calls += 1
             if not batch:
                 break
@@ -196,15 +197,15 @@ def _iso(windows: list[tuple[int, int]], which: int) -> str:
     return pd.Timestamp(ms, unit="ms", tz="UTC").isoformat()
 
 
-def _call_with_retries(
-    ex: Any, symbol: str, timeframe: str, since: int, limit: int, max_retries: int, sleep: Callable, label: str
-) -> list:
+def call_with_retries(call: Callable[[], Any], since: int, max_retries: int, sleep: Callable, label: str) -> list:
+    """One page of an exchange's history, ``call()``, retried with exponential backoff on network
+    errors (``max_retries`` times); FetchError naming ``label`` and ``since`` otherwise."""
     import ccxt
 
     attempt = 0
     while True:
         try:
-            return ex.fetch_ohlcv(symbol, timeframe, since, limit) or []
+            return list(call() or [])
         except ccxt.NetworkError as exc:  # RequestTimeout, RateLimitExceeded, DDoSProtection, ...
             if attempt >= max_retries:
                 raise FetchError(

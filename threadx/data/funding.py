@@ -29,7 +29,7 @@ import pandas as pd
 
 from threadx.data.catalog import _root, normalize_symbol, resolve_dataset
 from threadx.data.io import replace_atomically
-from threadx.data.fetch import BACKOFF_BASE_S, BACKOFF_MAX_S, DEFAULT_HISTORY_DAYS, _line, _market_symbol, _to_ms
+from threadx.data.fetch import DEFAULT_HISTORY_DAYS, _line, _market_symbol, _to_ms, call_with_retries
 from threadx.errors import DataError, FetchError
 from threadx.names import EXCHANGE, SYMBOL, check_name
 
@@ -95,7 +95,8 @@ def fetch_funding(
         if calls and rate_s > 0:
             sleep(rate_s)
         try:
-            batch = _call_with_retries(ex, market, cursor, limit, max_retries, sleep, label)
+            batch = call_with_retries(lambda c=cursor: ex.fetch_funding_rate_history(market, c, limit), cursor,
+                                      max_retries, sleep, label)
         except FetchError as exc:
             if not isinstance(exc.__cause__, _network_error()):
                 raise
@@ -207,27 +208,6 @@ def _network_error() -> type:
     import ccxt
 
     return ccxt.NetworkError
-
-
-def _call_with_retries(ex: Any, symbol: str, since: int, limit: int, max_retries: int, sleep: Callable,
-                       label: str) -> list:
-    import ccxt
-
-    attempt = 0
-    while True:
-        try:
-            return list(ex.fetch_funding_rate_history(symbol, since, limit) or [])
-        except ccxt.NetworkError as exc:  # RequestTimeout, RateLimitExceeded, DDoSProtection, ...
-            if attempt >= max_retries:
-                raise FetchError(
-                    f"{label}: {type(exc).__name__} after {max_retries} retries at since={since}: {_line(exc)}"
-                ) from exc
-            sleep(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt))
-            attempt += 1
-        except ccxt.BaseError as exc:
-            raise FetchError(f"{label}: {type(exc).__name__}: {_line(exc)}") from exc
-        except Exception as exc:  # noqa: BLE001 - a broken exchange object must not corrupt anything either
-            raise FetchError(f"{label}: unexpected {type(exc).__name__}: {_line(exc)}") from exc
 
 
 def _stamp(item: Any) -> int | None:
