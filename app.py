@@ -31,6 +31,7 @@ PAGES = [
     st.Page("views/5_System_monitor.py", title="System monitor", url_path="System_monitor",
             icon=":material/monitor_heart:"),
     st.Page("views/6_Strategies.py", title="Strategies", url_path="Strategies", icon=":material/code_blocks:"),
+    st.Page("views/7_Research.py", title="Research", url_path="Research", icon=":material/grid_view:"),
 ]
 navigation = st.navigation(PAGES)
 restore_from_url()  # a link's dataset and strategy (warnings above the page, not in the sidebar)

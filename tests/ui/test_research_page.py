@@ -1,0 +1,114 @@
+"""The Research page under Streamlit's AppTest, on the synthetic sample: the empty state, a
+window that does not fit, a small research job to its matrix, a stored two-asset research and
+"Open report" to the Validation page."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from apptest_helpers import ROOT, open_page, run_until  # noqa: E402
+
+SAMPLE = "synthetic/BTC_USDT-1h"
+SPACE = {"fast_period": [5, 10], "slow_period": [30, 60]}
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Plotly specs by title."""
+    out = {}
+    for element in at.get("plotly_chart"):
+        spec = json.loads(element.proto.spec)
+        out[str(spec.get("layout", {}).get("title", {}).get("text", ""))] = spec
+    return out
+
+
+def stored_research(workspace) -> str:
+    """ma_crossover on the sample and on a second synthetic asset (a 4-combo grid), via the API."""
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import ensure_sample, generate_synthetic
+    from threadx.validation.research import research
+
+    ensure_sample()
+    path = workspace / "data" / "test" / "XYZ_USDT-1h.parquet"
+    write_ohlcv(generate_synthetic("XYZ_USDT", days=730, seed=11), path)
+    research("ma_crossover", [SAMPLE, str(path)], SPACE, research_id="two-assets", sampler="grid", is_days=180,
+             oos_days=120, bootstrap=200, S=8, workers=1)
+    return "two-assets"
+
+
+def test_empty_state_says_what_to_do():
+    at = open_page("7_Research.py")
+    assert at.title[0].value == "Research"
+    info = texts(at.info)
+    assert "No stored research yet" in info and "Launch research" in info
+    assert at.multiselect(key="rs_strategies").value == ["ma_crossover"]
+    assert at.multiselect(key="rs_datasets").value == [SAMPLE]
+    assert not at.button(key="rs_launch").disabled
+    assert not at.error and not at.warning
+
+
+def test_window_that_does_not_fit_says_so_and_blocks_launch():
+    at = open_page("7_Research.py")
+    at.number_input(key="rs_is_days").set_value(700).run()
+    assert not at.exception, at.exception
+    assert "no window fits on synthetic/BTC_USDT-1h" in texts(at.warning)
+    assert at.button(key="rs_launch").disabled
+
+
+def test_small_research_job_runs_to_its_matrix():
+    at = open_page("7_Research.py")
+    at.number_input(key="rs_is_days").set_value(240)
+    at.number_input(key="rs_oos_days").set_value(240)
+    at.number_input(key="rs_n").set_value(20)
+    at.number_input(key="rs_boot").set_value(200)
+    at.number_input(key="rs_workers").set_value(1).run()
+    assert "**1 cell**" in texts(at.info)
+    at.button(key="rs_launch").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.session_state["rs_job"]
+    run_until(at, lambda a: bool(a.session_state["rs_run"]) if "rs_run" in a.session_state else False)
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    titles = charts(at)
+    assert any(t.startswith("Strategy × asset") for t in titles), titles
+    assert any(t.startswith("Transfer of ma_crossover") for t in titles), titles
+    table = next(df for df in at.dataframe if "grade" in df.value.columns).value
+    assert list(table["dataset"]) == [SAMPLE] and table["run_id"].iloc[0].endswith("-c0")
+    assert at.selectbox(key="rs_history").value == at.session_state["rs_run"]
+
+
+def test_stored_research_shows_two_columns_kept_lines_and_opens_a_report(workspace):
+    stored_research(workspace)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # the app, so switch_page works
+    at.run()
+    at.switch_page("views/7_Research.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="rs_history").value == "two-assets"
+    titles = charts(at)
+    matrix = next(spec for t, spec in titles.items() if t.startswith("Strategy × asset"))
+    heat = matrix["data"][0]
+    assert heat["x"] == [SAMPLE, "XYZ_USDT-1h"] and heat["y"] == ["ma_crossover"]
+    assert all(" · " in text for text in heat["text"][0])  # grade letter + OOS Sharpe
+    transfer = next(spec for t, spec in titles.items() if t.startswith("Transfer of ma_crossover"))
+    assert len(transfer["data"][0]["y"]) == 2 and len(transfer["data"][0]["x"]) == 2
+    markdown = texts(at.markdown)
+    assert markdown.count("of 1** other assets") == 2, markdown
+    table = json.loads(next(df for df in at.dataframe if "grade" in df.value.columns).proto.columns)
+    assert table["consistency"]["type_config"]["format"] == "percent"
+    cell = at.selectbox(key="rs_cell")
+    assert cell.options and cell.value.endswith("-c0")
+    at.selectbox(key="rs_cell").set_value("two-assets-c1").run()
+    at.button(key="rs_open").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Validation"
+    assert at.session_state["wf_run"] == "two-assets-c1"
+    assert "Walk-forward two-assets-c1" in texts(at.subheader)

@@ -1,0 +1,134 @@
+"""Helpers of the Research page: the stored research runs, the window check before a launch,
+the strategy x asset matrix (table and heatmap) and the transfer heatmap.
+
+Pure functions (no Streamlit): results in, ``pandas`` frames, plain text or Plotly figures out.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from threadx.errors import ThreadXError
+from threadx.ui.charts import _new_figure, empty_figure
+from threadx.ui.validation_charts import _title
+from threadx.validation.research import ResearchResult, research_root
+
+SHARPE_SCALE = "RdYlGn"
+
+
+def list_research(results_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Stored research runs, newest first: id, strategies, datasets, cells, status, mtime."""
+    root = research_root(results_dir)
+    rows = []
+    for path in root.glob("*/research.json") if root.is_dir() else ():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        config = data.get("config", {})
+        rows.append({"research_id": data.get("research_id", path.parent.name),
+                     "strategies": ", ".join(config.get("strategies", [])),
+                     "datasets": ", ".join(d.get("name") or d.get("source", "?") for d in config.get("datasets", [])),
+                     "cells": len(data.get("cells", [])), "status": data.get("status", "completed"),
+                     "mtime": path.stat().st_mtime})
+    return sorted(rows, key=lambda r: r["mtime"], reverse=True)
+
+
+def window_problems(datasets: Sequence[str], is_days: float, oos_days: float,
+                    load: Callable[[str], pd.DataFrame]) -> list[str]:
+    """One sentence per dataset on which no walk-forward window of these lengths fits (or which
+    cannot be read): the launch is refused with these instead of a failed job."""
+    from threadx.validation.walkforward import plan_windows, window_lengths
+
+    problems = []
+    for name in datasets:
+        try:
+            df = load(name)
+            is_bars, oos_bars, step = window_lengths(df.attrs.get("timeframe"), is_days=is_days, oos_days=oos_days)
+            plan_windows(len(df), is_bars, oos_bars, step)
+        except (ThreadXError, OSError, ValueError) as exc:
+            problems.append(f"{name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    return problems
+
+
+def cells_table(result: ResearchResult) -> pd.DataFrame:
+    """One row per cell: strategy, dataset, grade, OOS Sharpe, consistency, trades, kept, run id."""
+    rows = []
+    for cell in result.cells:
+        kept = cell.get("transfer_kept")
+        rows.append({"strategy": cell["strategy"], "dataset": cell["dataset"], "grade": cell.get("grade"),
+                     "oos_sharpe": cell.get("oos_sharpe"), "consistency": cell.get("consistency"),
+                     "trades": cell.get("trades"), "kept": f"{kept[0]} of {kept[1]}" if kept else "",
+                     "run_id": cell["run_id"]})
+    return pd.DataFrame(rows, columns=["strategy", "dataset", "grade", "oos_sharpe", "consistency", "trades",
+                                       "kept", "run_id"])
+
+
+def kept_lines(result: ResearchResult) -> list[str]:
+    """Per strategy and source asset: "N of M assets keep a positive OOS result with its params"."""
+    lines = []
+    for cell in result.cells:
+        if not any(t["strategy"] == cell["strategy"] and t["source"] == cell["dataset"] for t in result.transfer):
+            continue
+        n, m = result.kept(cell["strategy"], cell["dataset"])
+        lines.append(f"**{cell['strategy']}** with the params chosen on **{cell['dataset']}**: kept on "
+                     f"**{n} of {m}** other assets (positive return on their OOS span, same params)")
+    return lines
+
+
+def cell_label(cell: dict[str, Any]) -> str:
+    """A cell as a select box shows it."""
+    sharpe = cell.get("oos_sharpe")
+    return (f"{cell['strategy']} on {cell['dataset']} · grade {cell.get('grade') or '?'} · OOS Sharpe "
+            f"{_num(sharpe)} · {cell['run_id']}")
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{float(value):.2f}"
+
+
+def _heatmap(z: pd.DataFrame, text: list[list[str]], title: str, x_title: str, y_title: str,
+             hover: str) -> go.Figure:
+    values = z.to_numpy(dtype=float)
+    bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    fig = _new_figure()
+    fig.add_trace(go.Heatmap(
+        z=values, x=[str(c) for c in z.columns], y=[str(i) for i in z.index], text=text,
+        texttemplate="%{text}", textfont=dict(size=13), colorscale=SHARPE_SCALE, zmid=0.0,
+        zmin=-bound or -1.0, zmax=bound or 1.0, hoverongaps=False, hovertemplate=hover,
+        colorbar=dict(title=dict(text="OOS Sharpe", side="right"))))
+    fig.update_layout(title=_title(title), height=max(260, 110 + 70 * len(z.index)))
+    fig.update_xaxes(title_text=x_title, type="category", side="bottom")
+    fig.update_yaxes(title_text=y_title, type="category", autorange="reversed")
+    return fig
+
+
+def matrix_figure(result: ResearchResult) -> go.Figure:
+    """Strategies x assets, coloured by OOS Sharpe, each cell annotated "grade · Sharpe"."""
+    title = "Strategy × asset: grade and OOS Sharpe of each walk-forward"
+    if not result.cells:
+        return empty_figure("No finished cell", title=title)
+    sharpe = result.matrix("oos_sharpe").astype(float)
+    grade = result.matrix("grade").reindex(index=sharpe.index, columns=sharpe.columns)
+    text = [[f"{grade.loc[s, d] or '?'} · {_num(sharpe.loc[s, d])}" if pd.notna(grade.loc[s, d]) else ""
+             for d in sharpe.columns] for s in sharpe.index]
+    return _heatmap(sharpe, text, title, "asset", "strategy",
+                    "%{y} on %{x}<br>%{text}<br>OOS Sharpe %{z:.3f}<extra></extra>")
+
+
+def transfer_figure(result: ResearchResult, strategy: str) -> go.Figure:
+    """Source asset (params chosen there) x target asset, the Sharpe of the unchanged params on
+    the target's OOS span."""
+    title = f"Transfer of {strategy}: params chosen on a row's asset, traded on a column's OOS span"
+    frame = result.transfer_matrix(strategy, "sharpe")
+    if frame.empty:
+        return empty_figure("No transfer backtest", title=title)
+    frame = frame.astype(float)
+    text = [[_num(frame.loc[s, t]) + (" (own)" if s == t else "") for t in frame.columns] for s in frame.index]
+    return _heatmap(frame, text, title, "target asset (traded on)", "source asset (params from)",
+                    "params from %{y}<br>traded on %{x}<br>Sharpe %{z:.3f}<extra></extra>")

@@ -1,0 +1,182 @@
+"""Research page: strategies walk-forwarded on several datasets as one background job (progress
+and Stop), then the strategy x asset matrix (grade, OOS Sharpe, consistency, trades), the
+transfer matrix and each cell's full report on the Validation page.
+
+Session state keys of this page:
+
+- ``rs_job``   id of the research job this page follows
+- ``rs_seen``  id of the finished job whose result was already put on screen
+- ``rs_run``   research id shown (set by a finished job; the select box ``rs_history`` follows it)
+- ``wf_run``   set by "Open report": the walk-forward the Validation page shows
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from threadx.config import DEFAULT_SEED, settings
+from threadx.errors import ThreadXError
+from threadx.optimize.runner import default_workers
+from threadx.requests import DatasetRef, ResearchRequest
+from threadx.ui import research as rs
+from threadx.ui.jobs import JobInfo, JobRegistry
+from threadx.ui.state import dataset_names, label_dataset, load_dataset, strategy_names
+from threadx.ui.widgets import job_progress
+from threadx.units import column_config, number_column
+from threadx.validation.research import load_research
+
+MONITOR_EVERY_S = 1.0  # the job monitor refreshes this often while the followed job is active
+SAMPLERS = ["random", "lhs", "sobol", "grid"]
+
+st.title("Research")
+registry = JobRegistry()
+RESULTS_DIR = str(settings().results_dir)
+
+
+def current_job() -> JobInfo | None:
+    job_id = st.session_state.get("rs_job")
+    if not job_id:
+        return None
+    try:
+        registry.refresh()
+        return registry.get(job_id)
+    except (ThreadXError, KeyError, FileNotFoundError):
+        return None
+
+
+def launch_form() -> None:
+    """Strategies, datasets, windows and sampler; Launch submits a ``research`` job."""
+    names = strategy_names()
+    datasets = dataset_names()
+    c = st.columns([2, 3])
+    strategies = c[0].multiselect("Strategies", names, default=["ma_crossover"] if "ma_crossover" in names
+                                  else names[:1], key="rs_strategies")
+    chosen = c[1].multiselect("Datasets", datasets, default=datasets[:1], key="rs_datasets",
+                              format_func=lambda n: label_dataset(n))
+    c = st.columns(6)
+    is_days = float(c[0].number_input("In-sample (days)", min_value=1.0, value=180.0, step=15.0, key="rs_is_days"))
+    oos_days = float(c[1].number_input("Out-of-sample (days)", min_value=1.0, value=60.0, step=5.0,
+                                       key="rs_oos_days"))
+    sampler = c[2].selectbox("Sampler", SAMPLERS, key="rs_sampler")
+    n = None if sampler == "grid" else int(c[3].number_input("Combos (n)", min_value=1, value=100, step=50,
+                                                             key="rs_n"))
+    workers = int(c[4].number_input("Workers", min_value=1, max_value=256, value=min(256, default_workers()),
+                                    step=1, key="rs_workers"))
+    boot_n = int(c[5].number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=1000, step=100,
+                                   key="rs_boot"))
+    st.caption("Each strategy runs on its declared parameter ranges. Every cell is a walk-forward with its "
+               "validation report (the same as the Validation page's); then each cell's whole-period winner is "
+               "backtested unchanged on every dataset's out-of-sample span (the transfer matrix).")
+    problems = [] if strategies and chosen else ["pick at least one strategy and one dataset"]
+    problems += [f"no window fits on {p}" for p in rs.window_problems(chosen, is_days, oos_days, load_dataset)]
+    for problem in problems:
+        st.warning(f"Cannot run: {problem}.")
+    if not problems:
+        cells = len(strategies) * len(chosen)
+        st.info(f"**{cells} cell{'s' if cells != 1 else ''}** ({len(strategies)} strateg"
+                f"{'ies' if len(strategies) != 1 else 'y'} × {len(chosen)} dataset{'s' if len(chosen) != 1 else ''})"
+                f", {'the whole grid' if n is None else f'{n:,} {sampler} combos'} in every window, then "
+                f"{len(strategies) * len(chosen) ** 2} transfer backtests.")
+    if st.button("Launch research", type="primary", disabled=bool(problems), key="rs_launch"):
+        try:
+            options: dict[str, Any] = {"is_days": is_days, "oos_days": oos_days, "sampler": sampler,
+                                       "seed": DEFAULT_SEED, "bootstrap": boot_n}
+            if n is not None:
+                options["n"] = n
+            request = ResearchRequest(tuple(strategies), tuple(DatasetRef(source=d, name=d) for d in chosen),
+                                      options=options, workers=workers)
+            st.session_state["rs_job"] = registry.submit(request)
+        except ThreadXError as exc:
+            st.error(f"Cannot launch: {exc}")
+
+
+def monitor() -> None:
+    """The followed job: its phase from its first second, Stop while active; when it ends, its
+    result is selected (once) by a full rerun."""
+    job = current_job()
+    if job is None:
+        return
+    if job_progress(registry, job, "rs_stop", "Stopping after the current chunk of combos…"):
+        return
+    stored = bool(job.run_id) and any(r["research_id"] == job.run_id for r in rs.list_research(RESULTS_DIR))
+    if job.state == "failed":
+        st.error(f"The research failed: {job.error}")
+    elif job.state == "cancelled":
+        st.warning("Stopped: the cells finished before the stop are shown below." if stored
+                   else "Stopped before any result was stored.")
+    if st.session_state.get("rs_seen") != job.job_id:
+        st.session_state["rs_seen"] = job.job_id
+        if stored:
+            st.session_state["rs_run"] = job.run_id
+            st.session_state["_rs_repick"] = True  # the select box follows on the full rerun
+            st.rerun()
+
+
+def open_report(result: Any) -> None:
+    """A select box over the cells and "Open report": the cell's walk-forward on the Validation page."""
+    cells = {c["run_id"]: c for c in result.cells}
+    c = st.columns([5, 1], vertical_alignment="bottom")
+    pick = c[0].selectbox("Cell", list(cells), key="rs_cell", format_func=lambda r: rs.cell_label(cells[r]))
+    if c[1].button("Open report", key="rs_open"):
+        st.session_state["wf_run"] = pick
+        st.switch_page("views/4_Validation.py")
+
+
+def show_research(research_id: str) -> None:
+    """The matrix (heatmap and table), the kept lines, the transfer heatmaps and the cell picker."""
+    try:
+        result = load_research(research_id, RESULTS_DIR)
+    except ThreadXError as exc:
+        st.error(str(exc))
+        return
+    wf = result.config.get("walk_forward", {})
+    st.subheader(f"Research {research_id}")
+    st.caption(f"{', '.join(result.config.get('strategies', []))} on {len(result.config.get('datasets', []))} "
+               f"datasets · IS {wf.get('is_days') or wf.get('is_bars')} / OOS {wf.get('oos_days') or wf.get('oos_bars')}"
+               f" {'days' if wf.get('is_days') else 'bars'} · {wf.get('sampler')} sampler"
+               + (f", n = {wf['n']:,}" if wf.get("n") else "") + f" · {result.status}")
+    if result.status == "cancelled":
+        st.warning("Stopped early: only the finished cells are shown (no transfer backtests).")
+    if not result.cells:
+        st.info("No cell finished before the stop.")
+        return
+    st.plotly_chart(rs.matrix_figure(result), width="stretch", key="rs_matrix")
+    table = rs.cells_table(result)
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        **column_config(list(table.columns)), "oos_sharpe": number_column("oos_sharpe", "OOS Sharpe"),
+        "consistency": number_column("consistency", "consistency"), "trades": number_column("n_trades", "trades")})
+    for line in rs.kept_lines(result):
+        st.markdown(line)
+    for strategy in dict.fromkeys(c["strategy"] for c in result.cells):
+        if any(t["strategy"] == strategy for t in result.transfer):
+            st.plotly_chart(rs.transfer_figure(result, strategy), width="stretch", key=f"rs_transfer_{strategy}")
+    notes = {t.get("note") for t in result.transfer if t.get("note")}
+    for note in notes:
+        st.caption(f"Some transfer rows are empty: {note}.")
+    st.markdown("#### Full report of a cell")
+    open_report(result)
+
+
+launch_form()
+job = current_job()
+st.fragment(monitor, run_every=MONITOR_EVERY_S if job is not None and job.is_active else None)()
+
+stored = rs.list_research(RESULTS_DIR)
+if stored:
+    ids = [r["research_id"] for r in stored]
+    info = {r["research_id"]: r for r in stored}
+    repick = st.session_state.pop("_rs_repick", False)
+    if repick or st.session_state.get("rs_history") not in ids:
+        held = st.session_state.get("rs_run")
+        st.session_state["rs_history"] = held if held in ids else ids[0]
+    pick = st.selectbox("Stored research", ids, key="rs_history",
+                        format_func=lambda r: f"{r} · {info[r]['strategies']} · {info[r]['datasets']} · "
+                                              f"{info[r]['cells']} cells · {info[r]['status']}")
+    st.session_state["rs_run"] = pick
+    show_research(pick)
+elif job is None or job.is_finished:
+    st.info("No stored research yet: pick one or more strategies and datasets above (the synthetic sample is "
+            "enough) and press **Launch research**. Each strategy is walk-forwarded on each dataset; the "
+            "strategy × asset matrix, the transfer matrix and each cell's report appear here.")
