@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+import threadx
 from threadx.config import DEFAULT_SEED, settings
 from threadx.errors import ThreadXError
 from threadx.optimize.runner import default_workers
@@ -23,7 +24,7 @@ from threadx.requests import DatasetRef, ResearchRequest
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_names, label_dataset, load_dataset, strategy_names
-from threadx.ui.widgets import job_progress
+from threadx.ui.widgets import job_progress, space_editor
 from threadx.units import column_config, number_column
 from threadx.validation.research import load_research
 
@@ -55,6 +56,10 @@ def launch_form() -> None:
                                   else names[:1], key="rs_strategies")
     chosen = c[1].multiselect("Datasets", datasets, default=datasets[:1], key="rs_datasets",
                               format_func=lambda n: label_dataset(n))
+    space: dict[str, Any] = {}
+    if len(strategies) == 1:
+        with st.expander("Search space", expanded=False):
+            space = space_editor(threadx.strategies()[strategies[0]], key_prefix="rs")
     c = st.columns(6)
     is_days = float(c[0].number_input("In-sample (days)", min_value=1.0, value=180.0, step=15.0, key="rs_is_days"))
     oos_days = float(c[1].number_input("Out-of-sample (days)", min_value=1.0, value=60.0, step=5.0,
@@ -66,7 +71,8 @@ def launch_form() -> None:
                                     step=1, key="rs_workers"))
     boot_n = int(c[5].number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=1000, step=100,
                                    key="rs_boot"))
-    st.caption("Each strategy runs on its declared parameter ranges. Every cell is a walk-forward with its "
+    st.caption(("One strategy: the search space above. " if len(strategies) == 1 else
+                "Several strategies: each runs on its declared parameter ranges. ") + "Every cell is a walk-forward with its "
                "validation report (the same as the Validation page's); then each cell's whole-period winner is "
                "backtested unchanged on every dataset's out-of-sample span (the transfer matrix).")
     problems = [] if strategies and chosen else ["pick at least one strategy and one dataset"]
@@ -86,7 +92,7 @@ def launch_form() -> None:
             if n is not None:
                 options["n"] = n
             request = ResearchRequest(tuple(strategies), tuple(DatasetRef(source=d, name=d) for d in chosen),
-                                      options=options, workers=workers)
+                                      space=space, options=options, workers=workers)
             st.session_state["rs_job"] = registry.submit(request)
         except ThreadXError as exc:
             st.error(f"Cannot launch: {exc}")

@@ -64,9 +64,15 @@ def test_window_that_does_not_fit_says_so_and_blocks_launch():
 
 def test_small_research_job_runs_to_its_matrix():
     at = open_page("7_Research.py")
+    for name, (lo, hi, step) in (("fast_period", (5, 15, 5)), ("slow_period", (20, 40, 10))):  # 3 x 3 grid
+        key = f"rs:ma_crossover:{name}"
+        at.selectbox(key=f"{key}:mode").set_value("range").run()
+        at.number_input(key=f"{key}:min").set_value(lo)
+        at.number_input(key=f"{key}:max").set_value(hi)
+        at.number_input(key=f"{key}:step").set_value(step)
+    at.selectbox(key="rs_sampler").set_value("grid")
     at.number_input(key="rs_is_days").set_value(240)
     at.number_input(key="rs_oos_days").set_value(240)
-    at.number_input(key="rs_n").set_value(20)
     at.number_input(key="rs_boot").set_value(200)
     at.number_input(key="rs_workers").set_value(1).run()
     assert "**1 cell**" in texts(at.info)
