@@ -108,12 +108,24 @@ def _heatmap(z: pd.DataFrame, text: list[list[str]], title: str, x_title: str, y
     return fig
 
 
+def dataset_order(result: ResearchResult) -> list[str]:
+    """The job's datasets in the order they were given (pivots sort them by name)."""
+    return [d.get("name") or d.get("source") for d in result.config.get("datasets", [])]
+
+
+def _ordered(frame: pd.DataFrame, rows: Sequence[str], columns: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with its rows and columns in the given order (missing ones left out)."""
+    return frame.reindex(index=[r for r in rows if r in frame.index] or list(frame.index),
+                         columns=[c for c in columns if c in frame.columns] or list(frame.columns))
+
+
 def matrix_figure(result: ResearchResult) -> go.Figure:
     """Strategies x assets, coloured by OOS Sharpe, each cell annotated "grade · Sharpe"."""
     title = "Strategy × asset: grade and OOS Sharpe of each walk-forward"
     if not result.cells:
         return empty_figure("No finished cell", title=title)
-    sharpe = result.matrix("oos_sharpe").astype(float)
+    strategies = list(dict.fromkeys(c["strategy"] for c in result.cells))
+    sharpe = _ordered(result.matrix("oos_sharpe").astype(float), strategies, dataset_order(result))
     grade = result.matrix("grade").reindex(index=sharpe.index, columns=sharpe.columns)
     text = [[f"{grade.loc[s, d] or '?'} · {_num(sharpe.loc[s, d])}" if pd.notna(grade.loc[s, d]) else ""
              for d in sharpe.columns] for s in sharpe.index]
@@ -128,7 +140,8 @@ def transfer_figure(result: ResearchResult, strategy: str) -> go.Figure:
     frame = result.transfer_matrix(strategy, "sharpe")
     if frame.empty:
         return empty_figure("No transfer backtest", title=title)
-    frame = frame.astype(float)
+    order = dataset_order(result)
+    frame = _ordered(frame.astype(float), order, order)
     text = [[_num(frame.loc[s, t]) + (" (own)" if s == t else "") for t in frame.columns] for s in frame.index]
     return _heatmap(frame, text, title, "target asset (traded on)", "source asset (params from)",
                     "params from %{y}<br>traded on %{x}<br>Sharpe %{z:.3f}<extra></extra>")
