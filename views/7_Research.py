@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 import threadx
@@ -72,9 +71,10 @@ def launch_form() -> None:
     boot_n = int(c[5].number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=1000, step=100,
                                    key="rs_boot"))
     st.caption(("One strategy: the search space above. " if len(strategies) == 1 else
-                "Several strategies: each runs on its declared parameter ranges. ") + "Every cell is a walk-forward with its "
-               "validation report (the same as the Validation page's); then each cell's whole-period winner is "
-               "backtested unchanged on every dataset's out-of-sample span (the transfer matrix).")
+                "Several strategies: each runs on its declared parameter ranges. ")
+               + "Every cell is a walk-forward with its validation report (the same as the Validation page's); "
+               "then each cell's whole-period winner is backtested unchanged on every dataset's "
+               "out-of-sample span (the transfer matrix).")
     problems = [] if strategies and chosen else ["pick at least one strategy and one dataset"]
     problems += [f"no window fits on {p}" for p in rs.window_problems(chosen, is_days, oos_days, load_dataset)]
     for problem in problems:
@@ -139,9 +139,10 @@ def show_research(research_id: str) -> None:
         return
     wf = result.config.get("walk_forward", {})
     st.subheader(f"Research {research_id}")
+    unit = "days" if wf.get("is_days") else "bars"
     st.caption(f"{', '.join(result.config.get('strategies', []))} on {len(result.config.get('datasets', []))} "
-               f"datasets · IS {wf.get('is_days') or wf.get('is_bars')} / OOS {wf.get('oos_days') or wf.get('oos_bars')}"
-               f" {'days' if wf.get('is_days') else 'bars'} · {wf.get('sampler')} sampler"
+               f"datasets · IS {wf.get('is_days') or wf.get('is_bars')} / OOS "
+               f"{wf.get('oos_days') or wf.get('oos_bars')} {unit} · {wf.get('sampler')} sampler"
                + (f", n = {wf['n']:,}" if wf.get("n") else "") + f" · {result.status}")
     if result.status == "cancelled":
         st.warning("Stopped early: only the finished cells are shown (no transfer backtests).")
