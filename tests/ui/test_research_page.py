@@ -80,6 +80,7 @@ def test_small_research_job_runs_to_its_matrix():
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert at.session_state["rs_job"]
+    assert at.get("progress") and any(b.key == "rs_stop" for b in at.button)  # progress and Stop from the start
     run_until(at, lambda a: bool(a.session_state["rs_run"]) if "rs_run" in a.session_state else False)
     at.run()
     assert not at.exception, at.exception
