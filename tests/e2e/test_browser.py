@@ -413,6 +413,38 @@ def test_amplitude_hunter_its_timings_and_the_log_on_the_monitor(server, browser
     assert not errors, errors
 
 
+def test_the_research_page_shows_a_stored_matrix_and_opens_a_cell(server, browser):
+    import os
+    import subprocess
+    import sys
+
+    # a research of ma_crossover on the sample and a second synthetic asset, stored in the server's workspace
+    script = ("from threadx.data.io import write_ohlcv; from threadx.data.synthetic import generate_synthetic; "
+              "from threadx.validation.research import research; import os; "
+              "p = os.path.join(os.environ['THREADX_DATA_ROOT'], 'test', 'XYZ_USDT-1h.parquet'); "
+              "write_ohlcv(generate_synthetic('XYZ_USDT', days=730, seed=11), p); "
+              "research('ma_crossover', ['synthetic/BTC_USDT-1h', p], "
+              "{'fast_period': [5, 10], 'slow_period': [30, 60]}, research_id='two-assets', sampler='grid', "
+              "is_days=180, oos_days=120, bootstrap=200, S=8, workers=1)")
+    subprocess.run([sys.executable, "-c", script], env=server["env"], check=True, capture_output=True,
+                   cwd=os.getcwd())
+    page = browser.new_page(viewport={"width": 1440, "height": 2600})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    open_app(page, server["url"] + "/Research")
+    page.get_by_text("Strategy × asset", exact=False).first.wait_for(timeout=90_000)
+    settle(page)
+    page.wait_for_timeout(1500)
+    shot(page, "22_research")  # the strategy x asset matrix, the kept lines, the transfer heatmap
+    click_until(page, "Open report", page.get_by_text("Grade card", exact=False).first)
+    page.get_by_text("two-assets-c0", exact=False).first.wait_for(timeout=30_000)
+    page.locator("[data-testid=stMetricValue]").first.wait_for(timeout=30_000)
+    settle(page)
+    page.wait_for_timeout(2000)
+    shot(page, "23_research_cell_report")  # the cell's own walk-forward report on the Validation page
+    assert not errors, errors
+
+
 def test_the_server_log_of_the_whole_session_has_no_warning(server):
     # runs last: every page above was used; deprecations, Session State misuse and tracebacks show here
     time.sleep(1)
