@@ -143,7 +143,8 @@ def show_research(research_id: str) -> None:
     st.caption(f"{', '.join(result.config.get('strategies', []))} on {len(result.config.get('datasets', []))} "
                f"datasets · IS {wf.get('is_days') or wf.get('is_bars')} / OOS "
                f"{wf.get('oos_days') or wf.get('oos_bars')} {unit} · {wf.get('sampler')} sampler"
-               + (f", n = {wf['n']:,}" if wf.get("n") else "") + f" · {result.status}")
+               + (f", n = {wf['n']:,}" if wf.get("n") and wf.get("sampler") != "grid" else "")
+               + f" · {result.status}")
     if result.status == "cancelled":
         st.warning("Stopped early: only the finished cells are shown (no transfer backtests).")
     if not result.cells:
