@@ -311,3 +311,25 @@ def test_sweep_on_a_dataset_records_its_funding_file(tmp_path, capsys):
     assert main([*argv, "--run-id", "without", "--no-funding"]) == 0
     plain = json.loads(capsys.readouterr().out)
     assert fingerprint not in json.dumps(plain["manifest"])
+
+
+def test_walkforward_on_a_dataset_applies_its_funding_file(tmp_path, capsys):
+    import threadx
+    from threadx.data import read_ohlcv_file
+    from threadx.data.funding import funding_fingerprint
+
+    _, rates = _store_dataset_with_funding(tmp_path)
+    argv = ["walkforward", "--data", "binance/BTC_USDT-1h", "--strategy", "ma_crossover", "--param",
+            "fast_period=5,10", "--param", "slow_period=30", "--is-days", "20", "--oos-days", "10", "--bootstrap",
+            "200", "--json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)["walk_forward"]
+    df = read_ohlcv_file(tmp_path / "data" / "binance" / "BTC_USDT-1h.parquet")
+    explicit = threadx.walk_forward(df, "ma_crossover", {"fast_period": [5, 10], "slow_period": [30]}, is_days=20,
+                                    oos_days=10, funding=rates)
+    assert out["oos_summary"]["total_funding"] != 0
+    assert out["oos_summary"]["total_funding"] == pytest.approx(explicit.oos_summary["total_funding"], rel=1e-12)
+    assert funding_fingerprint(rates) in json.dumps(out)  # the result is tied to the file it used
+    assert main([*argv, "--no-funding"]) == 0
+    plain = json.loads(capsys.readouterr().out)["walk_forward"]
+    assert plain["oos_summary"]["total_funding"] == 0

@@ -599,6 +599,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     watch = Stopwatch()
     with watch.stage("load"):
         df = _load_data(args)
+        funding = _dataset_funding(args)
+    engine = dict(_engine_options(args), **({"funding": funding} if funding is not None else {}))
     started = time.perf_counter()
     logs.logger().info("walk-forward %s on %s started (%s, %s combos)", args.strategy,
                        df.attrs.get("name") or args.data, args.sampler, "grid" if args.sampler == "grid" else args.n)
@@ -610,7 +612,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
             seed=args.seed, objective=args.objective,
             maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers,
             memory_budget=args.memory_budget, stopwatch=watch,
-            progress=_progress_printer(args, f"{args.sampler}, every combo in every window"), **_engine_options(args),
+            progress=_progress_printer(args, f"{args.sampler}, every combo in every window"), **engine,
         )
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
@@ -1029,6 +1031,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", help="also write the JSON report to this file")
     p.add_argument("--memory-budget", metavar="SIZE", help=MEMORY_BUDGET_HELP)
     _add_engine_arguments(p)
+    p.add_argument("--no-funding", action="store_true", help=NO_FUNDING_HELP)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--timings", action="store_true", help=TIMINGS_HELP)
     p.set_defaults(func=cmd_walkforward)
