@@ -784,12 +784,6 @@ def check_intrabar_exits(i, o, h, l, blo, bmid, bhi, p, st, trades):
 
 
 @njit(**_STEP_JIT)
-def previous_atr(atr, i):
-    """The ATR of the close before bar ``i`` (NaN when the rules read no ATR: a placeholder line)."""
-    return atr[i - 1] if atr.shape[0] > 1 else np.nan
-
-
-@njit(**_STEP_JIT)
 def grid_level(side, k, ref, a, p):
     """Price of grid level ``k`` on a bar whose previous close had reference ``ref`` and ATR
     ``a``: below the reference for longs (``side`` +1), above for shorts; NaN when it cannot be
@@ -850,7 +844,7 @@ def next_grid_bar(j, n, sig, h, l, atr, bmid, p):
         ref = bmid[j - 1]
         a = 0.0
         if use_atr:
-            a = previous_atr(atr, j)
+            a = line_at(atr, j - 1)
         if not use_atr or a > 0.0:
             if longs:
                 lvl = ref * down
@@ -1060,7 +1054,7 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
     if st[S_DIR] != 0.0:
         check_intrabar_exits(i, o, h, l, blo, bmid, bhi, p, st, trades)
     if p[P_GRID_K] > 0.0 and i > 0 and i < n - 1 and st[S_LIQUIDATED] == 0.0 and st[S_N_CYCLES] == cycles:
-        fill_grid_levels(i, o[i], h[i], l[i], bmid[i - 1], previous_atr(atr, i), line_at(blo, i - 1),
+        fill_grid_levels(i, o[i], h[i], l[i], bmid[i - 1], line_at(atr, i - 1), line_at(blo, i - 1),
                          line_at(bhi, i - 1), p, st, trades, bmid)
 
     # 4. decisions at the close (the last bar only closes what is open: end of data)
@@ -1327,7 +1321,7 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
         if arming and arms_at(j, c, blo, bhi, p, st):
             break
         if grid and next_level >= 0:
-            lvl = grid_level(d, next_level, bmid[j - 1], previous_atr(atr, j), p)
+            lvl = grid_level(d, next_level, bmid[j - 1], line_at(atr, j - 1), p)
             if lvl == lvl and d * (adverse - lvl) <= 0.0:
                 break
         if max_hold > 0.0 and j - entry_i + held_extra >= max_hold:
