@@ -170,7 +170,8 @@ class JobInfo:
     def status_line(self) -> str:
         """What the job is doing, in one line: its phase while it starts, its combos done
         (with rate and ETA) while it runs, its outcome once finished; never a bare 0/0."""
-        counted = f"{self.done:,} / {self.total:,} combos" if self.total else ""
+        unit = "cells" if self.kind == "research" else "combos"  # a research job counts its walk-forwards
+        counted = f"{self.done:,} / {self.total:,} {unit}" if self.total else ""
         if self.is_finished:
             failed = f", {self.failed:,} failed" if self.failed else ""
             outcome = f"{self.state}: {self.error}" if self.state == "failed" and self.error else self.state
@@ -180,7 +181,7 @@ class JobInfo:
         phase = self.phase or "starting"
         if phase == "running":
             eta = f" · ETA {self.eta_s:,.0f} s" if self.eta_s is not None and self.rate else ""
-            rate = f" · {self.rate:,.0f} backtests/s" if self.rate else ""
+            rate = f" · {self.rate:,.0f} backtests/s" if self.rate and unit == "combos" else ""
             phase = f"running {counted}{rate}{eta}" if counted else "running"
         if self.stop_requested:
             phase = f"stopping after the current chunk ({phase})"
