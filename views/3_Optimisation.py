@@ -116,13 +116,7 @@ if st.button("Launch", type="primary", disabled=count_error is not None, key="op
 
 def current_job():
     """The job this session follows (None when none, or when its folder is gone)."""
-    job_id = st.session_state.get("sweep_job")
-    if not job_id:
-        return None
-    try:
-        return registry.get(job_id)
-    except (ThreadXError, KeyError, FileNotFoundError):
-        return None
+    return registry.followed(st.session_state.get("sweep_job"))
 
 
 def job_monitor() -> None:

@@ -248,14 +248,7 @@ def metric_cards(cards: list[tuple[str, str, str | None]], per_row: int = 4) -> 
 # --- walk-forward -----------------------------------------------------------------------------
 
 def current_job() -> JobInfo | None:
-    job_id = st.session_state.get("wf_job")
-    if not job_id:
-        return None
-    try:
-        registry.refresh()
-        return registry.get(job_id)
-    except (ThreadXError, KeyError, FileNotFoundError):
-        return None
+    return registry.followed(st.session_state.get("wf_job"), refresh=True)
 
 
 def show_walk_forward(run_id: str) -> None:

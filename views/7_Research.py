@@ -36,14 +36,7 @@ RESULTS_DIR = str(settings().results_dir)
 
 
 def current_job() -> JobInfo | None:
-    job_id = st.session_state.get("rs_job")
-    if not job_id:
-        return None
-    try:
-        registry.refresh()
-        return registry.get(job_id)
-    except (ThreadXError, KeyError, FileNotFoundError):
-        return None
+    return registry.followed(st.session_state.get("rs_job"), refresh=True)
 
 
 def launch_form() -> None:

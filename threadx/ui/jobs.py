@@ -356,6 +356,18 @@ class JobRegistry:
             raise ThreadXError(f"job {job_id!r} has no readable spec")
         return info
 
+    def followed(self, job_id: str | None, refresh: bool = False) -> JobInfo | None:
+        """The job a page follows (``job_id`` from its session state; ``refresh``: advance the
+        registry first), or None when there is none or its folder is gone or unreadable."""
+        if not job_id:
+            return None
+        try:
+            if refresh:
+                self.refresh()
+            return self.get(job_id)
+        except (ThreadXError, KeyError, FileNotFoundError):
+            return None
+
     def active(self) -> list[JobInfo]:
         """Jobs queued or running, newest first (the sidebar's list: finished jobs leave it)."""
         return [j for j in self._read_all() if j.is_active]
