@@ -1,4 +1,4 @@
-"""The ``threadx`` command: data, backtest, sweep, runs, walkforward, research, validate, strategies, cache, gpu.
+"""The ``threadx`` command: data, backtest, sweep, runs, walkforward, research, portfolio, validate, strategies, cache, gpu.
 
 Human tables by default, each number in its unit (:mod:`threadx.units`: fractions as %, counts
 as whole numbers, bytes as KiB/MiB/GiB); ``--json`` for machines, with the raw values
@@ -700,6 +700,56 @@ def cmd_research(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_portfolio(args: argparse.Namespace) -> int:
+    """Backtest several runners on one shared capital: combined metrics, runners, skips, kill switch."""
+    from threadx.portfolio import portfolio_backtest
+    from threadx.portfolio.result import portfolio_root
+    from threadx.portfolio.runners import runners_from_research
+
+    runners: list[Any] = list(args.runner or [])
+    if args.from_research:
+        runners += runners_from_research(args.from_research, args.research_strategy, kept_only=args.kept_only,
+                                         choice=args.research_params)
+    if not runners:
+        raise ThreadXError("give at least one --runner STRATEGY:DATASET[:param=value,...] or --from-research ID")
+    weights = [float(w) for w in args.weights.split(",")] if args.weights else None
+    result = portfolio_backtest(
+        runners, capital=args.capital, weights=weights, margin_guard=args.margin_guard, runner_cap=args.runner_cap,
+        kill_switch=args.kill_switch, kill_window=args.kill_window, cooldown=args.cooldown,
+        funding=None if args.no_funding else "stored", portfolio_id=args.id, **_engine_options(args))
+    if args.json:
+        _print_json(result.summary())
+        return 0
+    m = result.metrics
+    print(f"portfolio {result.portfolio_id}: {len(result.runners)} runners on {_cell('capital', result.config['capital'])}"
+          f" capital, {result.meta['start']} .. {result.meta['end']} ({result.meta['ticks']:,} ticks)")
+    print(f"return {_cell('total_return', m['total_return'])}, Sharpe {_cell('sharpe', m['sharpe'])}, max drawdown "
+          f"{_cell('max_drawdown', m['max_drawdown'])}, {m['n_trades']:,} trades in {m['n_cycles']:,} cycles, "
+          f"cycle win rate {_cell('cycle_win_rate', m['cycle_win_rate'])}, fees {_cell('total_fees', m['total_fees'])}, "
+          f"funding {_cell('total_funding', m['total_funding'])}")
+    summary = result.summary()
+    print(f"peak margin {_cell('margin_share', summary['peak_margin_share'])} of equity, "
+          f"{summary['peak_positions']} positions ({summary['peak_legs']} legs) open at once at most")
+    rows = [{"runner": r["label"], "weight": r["weight"], "capital": r["capital"], "pnl": r["pnl"],
+             "total_return": r["metrics"]["total_return"], "max_drawdown": r["metrics"]["max_drawdown"],
+             "trades": r["metrics"]["n_trades"], "skipped": sum(v for k, v in r["skipped"].items() if k != "engine"),
+             "peak_margin_share": r["peak_margin_share"]} for r in result.runners]
+    print(_table(rows, ("runner", "weight", "capital", "pnl", "total_return", "max_drawdown", "trades", "skipped",
+                        "peak_margin_share")))
+    skipped = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in result.skipped.items())
+    print(f"entries skipped: {skipped} (engine: orders the engine itself skips, e.g. under the minimum notional)")
+    for event in result.events:
+        print(f"kill switch at {event['time']}: drawdown {_cell('max_drawdown', event['drawdown'])} within "
+              f"{result.config['kill_window']}, entries resume {event['resumes'] or 'never (end of data)'}")
+    if len(result.runners) > 1:
+        corr = result.drawdown_correlation()
+        print("drawdown correlation:")
+        print(_table([{"runner": a, **{b: _cell("correlation", corr.loc[a, b]) for b in corr.columns}}
+                      for a in corr.index], ("runner", *corr.columns)))
+    print(f"stored: {portfolio_root() / result.portfolio_id}")
+    return 0
+
+
 def _purge_text(config: dict) -> str:
     """", purge 24 bars, embargo 12 bars" when set (nothing for 0, or a run stored before)."""
     return "".join(f", {key} {format_count(config[key])} bars" for key in ("purge", "embargo") if config.get(key))
@@ -1064,6 +1114,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_arguments(p)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_research)
+
+    p = sub.add_parser("portfolio", help="backtest several strategy:dataset runners sharing one capital")
+    p.add_argument("--runner", action="append", metavar="STRATEGY:DATASET[:param=value,...]",
+                   help="a runner (repeatable); params not given take the strategy's defaults")
+    p.add_argument("--from-research", metavar="ID", help="add the runners a stored research job chose (one per cell)")
+    p.add_argument("--research-strategy", help="with --from-research: only this strategy's cells")
+    p.add_argument("--research-params", choices=("whole_period", "last_window"), default="whole_period",
+                   help="with --from-research: the whole-period winner (default) or the last IS window's")
+    p.add_argument("--kept-only", action="store_true", help="with --from-research: only cells with a positive OOS")
+    p.add_argument("--capital", type=float, help="capital shared by the runners" + SETTING_HELP % "engine.initial_capital")
+    p.add_argument("--weights", metavar="W1,W2,...", help="capital weights, one per runner (default: equal)")
+    p.add_argument("--margin-guard", type=float, metavar="FRACTION",
+                   help="skip a new leg that would take the runners' total margin over this fraction of the "
+                        "equity, e.g. 0.7 (default: off)")
+    p.add_argument("--runner-cap", type=float, metavar="FRACTION",
+                   help="the same for one runner's own margin, e.g. 0.25 (default: off)")
+    p.add_argument("--kill-switch", type=float, metavar="FRACTION",
+                   help="stop new entries when the equity falls this fraction below its peak within "
+                        "--kill-window, e.g. 0.3 (default: off)")
+    p.add_argument("--kill-window", default="24h", help="the kill switch's window (default 24h)")
+    p.add_argument("--cooldown", default="24h", help="how long the kill switch holds entries (default 24h)")
+    p.add_argument("--id", help="portfolio id (default: portfolio-<time>-<random>)")
+    _add_engine_arguments(p)
+    p.add_argument("--no-funding", action="store_true", help=NO_FUNDING_HELP)
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(func=cmd_portfolio)
 
     p = sub.add_parser("validate", help="bootstrap, DSR, PBO, stability and grade of a stored sweep")
     p.add_argument("run_id")

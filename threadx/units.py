@@ -171,6 +171,17 @@ UNITS: dict[str, Unit] = {
     "util_percent": WHOLE_PERCENT,
     "ram_percent": WHOLE_PERCENT,
     "swap_percent": WHOLE_PERCENT,
+    # portfolios (threadx.portfolio)
+    "capital": MONEY,
+    "weight": Unit("decimal", 2),
+    "margin": MONEY,                   # margin in use (quote currency)
+    "margin_share": FRACTION,          # margin in use / the portfolio equity
+    "peak_margin_share": FRACTION,
+    "drawdown": FRACTION,              # equity / running peak - 1
+    "correlation": Unit("decimal", 2),
+    "positions": COUNT,
+    "legs": COUNT,
+    "skipped": COUNT,
 }
 
 # a walk-forward table has each metric in and out of sample: is_sharpe, oos_total_return, ...

@@ -23,8 +23,8 @@ from typing import Any
 def _cache_is_warm() -> bool:
     """True when every kernel module already has an on-disk numba cache index."""
     root = Path(__file__).resolve().parent
-    modules = [root / "engine" / "kernel.py", root / "indicators" / "kernels.py",
-               root / "strategy" / "signal_kernels.py"]
+    modules = [root / "engine" / "kernel.py", root / "engine" / "portfolio_loop.py",
+               root / "indicators" / "kernels.py", root / "strategy" / "signal_kernels.py"]
     for module in modules:
         cache = module.parent / "__pycache__"
         if not any(cache.glob(f"{module.stem}.*.nbi")):
@@ -33,8 +33,9 @@ def _cache_is_warm() -> bool:
 
 
 def warm_kernels() -> list[str]:
-    """Run one backtest and one sweep combo of every built-in strategy on a small synthetic
-    series, which compiles (or loads from the disk cache) every kernel they use.
+    """Run one backtest and one sweep combo of every built-in strategy, and a portfolio of one
+    runner, on a small synthetic series, which compiles (or loads from the disk cache) every
+    kernel they use.
 
     Returns the names of the strategies warmed; a strategy that fails is skipped (its
     error surfaces when the user runs it)."""
@@ -62,6 +63,15 @@ def warm_kernels() -> list[str]:
         except Exception:  # noqa: BLE001 - warming is an optimisation; real errors surface on use
             continue
         warmed.append(name)
+    try:
+        from threadx.portfolio import Runner, portfolio_backtest
+        from threadx.requests import DatasetRef
+
+        runner = Runner("ma_crossover", DatasetRef(source="WARM_UP", name="WARM_UP"))
+        with logs.muted():
+            portfolio_backtest([runner], frames={runner.label: frame}, save=False)  # the portfolio loop
+    except Exception:  # noqa: BLE001 - as above
+        pass
     return warmed
 
 

@@ -125,6 +125,12 @@ from threadx.engine.layout import (
     S_EXITS_ARMED,
     S_RISK_DIST,
     S_STOP_LINE,
+    S_ROOM_GUARD,
+    S_ROOM_CAP,
+    S_BLOCKED,
+    S_SKIP_GUARD,
+    S_SKIP_CAP,
+    S_SKIP_KILL,
     GRID_BOTH,
     GRID_LONG,
     LEG_FEE,
@@ -264,6 +270,8 @@ def init_state(st, p):
     st[S_LAST_ENTRY_SIG] = _NO_SIGNAL_BAR
     st[S_LARGEST_WIN] = -np.inf
     st[S_LARGEST_LOSS] = np.inf
+    st[S_ROOM_GUARD] = np.inf
+    st[S_ROOM_CAP] = np.inf
 
 
 @njit(**_STEP_JIT)
@@ -278,6 +286,24 @@ def level_distance(pct, atr_mult, px, a):
             return -1.0
         dist += atr_mult * a
     return dist
+
+
+@njit(**_STEP_JIT)
+def margin_refused(st, margin):
+    """True (and the refusal counted by reason) when the portfolio's gates refuse a new leg of
+    ``margin``: the kill switch holds entries, or the account's margin with the leg would pass
+    the global guard's room or the runner's cap. Always False in a single backtest."""
+    if st[S_BLOCKED] > 0.0:
+        st[S_SKIP_KILL] += 1.0
+        return True
+    used = st[S_MARGIN] + margin
+    if used > st[S_ROOM_GUARD]:
+        st[S_SKIP_GUARD] += 1.0
+        return True
+    if used > st[S_ROOM_CAP]:
+        st[S_SKIP_CAP] += 1.0
+        return True
+    return False
 
 
 @njit(**_STEP_JIT)
@@ -305,7 +331,8 @@ def open_position(i, sig_i, raw_price, direction, p, st, a, lo, mid, hi, notiona
     ``notional_req`` > 0 asks that notional (a grid level's share, an added leg's), capped by
     what the cash can margin; 0 sizes the first leg by the sizing rule. Returns True when a
     leg was opened, False when it was skipped (no stop distance for risk sizing, zero
-    quantity, below min notional) and counted in ``n_skipped``.
+    quantity, below min notional: counted in ``n_skipped``; refused by a portfolio's gates:
+    counted by :func:`margin_refused`).
     """
     if st[S_DIR] != 0.0:
         return add_leg(i, sig_i, raw_price, p, st, notional_req)
@@ -355,6 +382,8 @@ def open_position(i, sig_i, raw_price, direction, p, st, a, lo, mid, hi, notiona
     qty = notional / px
     fee = notional * fee_rate
     margin = notional / lev
+    if margin_refused(st, margin):
+        return False
     st[S_CASH] = equity - margin - fee
     st[S_DIR] = float(direction)
     st[S_QTY] = qty
@@ -451,6 +480,8 @@ def add_leg(i, sig_i, raw_price, p, st, notional_req):
     qty = notional / px
     fee = notional * fee_rate
     margin = notional / lev
+    if margin_refused(st, margin):
+        return False
     st[S_CASH] = cash - margin - fee
     total = st[S_QTY] + qty
     st[S_ENTRY_PX] = (st[S_QTY] * st[S_ENTRY_PX] + qty * px) / total

@@ -152,7 +152,15 @@ S_PTP_ATR_DIST = 59  # the ATR part of the partial target's distance
 S_EXITS_ARMED = 60  # 1 once the position is armed (exit signals wait for it when P_ARM_R / P_ARM_BAND ask)
 S_RISK_DIST = 61  # the first leg's stop distance from its fill (the R of P_ARM_R), 0 = no stop
 S_STOP_LINE = 62  # the band stop's level, fixed at the cycle's first fill (NaN = none)
-S_LEGS = 63  # leg rows start here, N_LEG_FIELDS each
+# portfolio gates (threadx.portfolio), set by the portfolio loop before each bar; a single
+# backtest leaves them open (inf rooms, not blocked) and never counts a skip here
+S_ROOM_GUARD = 63  # margin the account may hold once a new leg is added (global guard); inf = no limit
+S_ROOM_CAP = 64  # the same under the runner's own cap
+S_BLOCKED = 65  # 1 = no new leg (the portfolio's kill switch)
+S_SKIP_GUARD = 66  # legs refused by the global margin guard
+S_SKIP_CAP = 67  # legs refused by the runner's cap
+S_SKIP_KILL = 68  # legs refused while the kill switch held entries
+S_LEGS = 69  # leg rows start here, N_LEG_FIELDS each
 LEG_QTY = 0
 LEG_PX = 1
 LEG_I = 2

@@ -1,0 +1,340 @@
+"""Portfolio backtests (issue 15): runners sharing one capital on a common timeline.
+
+- one runner is exactly its single backtest (metrics, trades, equity), for single-position
+  and multi-leg strategies, with leverage and funding;
+- two runners keep the books: every leg's PnL adds up to the portfolio's final - initial,
+  fees once per fill, the portfolio equity is the sum of the runners' at every tick, and
+  without gates each runner is its own backtest on its share of the capital;
+- the margin guard, the runner cap and the kill switch on hand-made bars, with the numbers
+  worked out here.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import threadx
+from threadx.contract import SIG_ENTER_LONG, SIG_EXIT_LONG
+from threadx.errors import ParamError, ThreadXError
+from threadx.portfolio import Runner, load_portfolio, parse_runner, portfolio_backtest
+from threadx.requests import DatasetRef
+from threadx.strategy.base import ExitRules, Param, StrategySpec, list_strategies, no_levels, register
+
+from conftest import SHARED_DATA
+
+FEE_BPS = 10.0
+FEE = FEE_BPS / 1e4
+
+
+def real_frame(symbol: str) -> pd.DataFrame:
+    """The real 1h candles of ``symbol`` (../shared/data); skips the test when absent."""
+    path = SHARED_DATA / "binance" / f"{symbol}_USDT-1h.parquet"
+    if not path.exists():
+        pytest.skip(f"real market data not found at {path} (it sits beside the repo in CI)")
+    return threadx.load_ohlcv(path)
+
+
+def _same(a, b) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+def _assert_metrics_equal(got: dict, expected: dict) -> None:
+    diff = {k: (got[k], v) for k, v in expected.items() if not _same(got[k], v)}
+    assert not diff, diff
+
+
+# --- a strategy whose trades are set by hand: enter above one price, exit below another -----------
+
+def _threshold_signals(bars, ind, p):
+    c = bars.close
+    sig = np.zeros(len(c), np.uint8)
+    sig[c >= p["enter_above"]] |= SIG_ENTER_LONG
+    sig[c <= p["exit_below"]] |= SIG_EXIT_LONG
+    return sig
+
+
+THRESHOLD = StrategySpec(
+    name="test_threshold",
+    description="long while the close is above a price (tests only)",
+    params=(Param("enter_above", "float", 105.0, 0.0, 1e9), Param("exit_below", "float", 0.0, 0.0, 1e9),
+            Param("fraction", "float", 1.0, 0.01, 1.0)),
+    indicators=lambda p: {},
+    signals=_threshold_signals,
+    levels=no_levels,
+    exits=lambda p: ExitRules(sizing="fraction", fraction=p["fraction"]),
+)
+if "test_threshold" not in list_strategies():
+    register(THRESHOLD)
+
+
+def hand_frame(closes, start="2024-01-01", name=None) -> pd.DataFrame:
+    """1h bars whose open is the previous close (the first: its own close), high/low 1 around."""
+    c = np.asarray(closes, dtype=float)
+    o = np.concatenate(([c[0]], c[:-1]))
+    index = pd.date_range(start, periods=len(c), freq="h", tz="UTC")
+    frame = pd.DataFrame({"open": o, "high": np.maximum(o, c) + 1, "low": np.minimum(o, c) - 1, "close": c,
+                          "volume": 1.0}, index=index)
+    frame.attrs["name"] = name
+    return frame
+
+
+def hand_runner(name: str, **params) -> Runner:
+    return Runner("test_threshold", DatasetRef(source=name, name=name), params)
+
+
+# --- one runner is its single backtest ---------------------------------------------------------------
+
+@pytest.mark.parametrize("strategy, options", [
+    ("bb_atr", {}),
+    ("grid_atr", {"leverage": 3.0}),
+    ("amplitude_hunter", {"fill": "close"}),
+])
+def test_one_runner_is_its_single_backtest(strategy, options):
+    frame = real_frame("BTC")
+    funding = pd.Series(0.0001, index=pd.date_range(frame.index[0].floor("D"), frame.index[-1], freq="8h"))
+    runner = Runner(strategy, DatasetRef(source="BTC", name="BTC"))
+    result = portfolio_backtest([runner], capital=25_000, frames={runner.label: frame}, save=False,
+                                funding={runner.label: funding}, **options)
+    single = threadx.backtest(frame, strategy, initial_capital=25_000, funding=funding, **options)
+    _assert_metrics_equal(result.metrics, single.metrics)
+    _assert_metrics_equal(result.runners[0]["metrics"], single.metrics)
+    assert single.metrics["n_trades"] > 10 and single.metrics["total_funding"] != 0
+    assert np.array_equal(result.timeline["equity"].to_numpy(), single.equity.to_numpy())
+    pd.testing.assert_frame_equal(result.trades.drop(columns="runner"), single.trades)
+    assert result.skipped == {"margin_guard": 0, "runner_cap": 0, "kill_switch": 0,
+                              "engine": single.metrics["n_skipped"]}
+
+
+# --- two runners keep the books --------------------------------------------------------------------
+
+def test_two_runners_keep_the_books_and_each_is_its_own_backtest():
+    btc, eth = real_frame("BTC"), real_frame("ETH").iloc[2000:]  # ETH starts later: ticks of BTC only first
+    runners = [Runner("grid_atr", DatasetRef(source="BTC", name="BTC")),
+               Runner("bb_atr", DatasetRef(source="ETH", name="ETH"), {"bb_period": 30}, weight=3.0)]
+    frames = {runners[0].label: btc, runners[1].label: eth}
+    result = portfolio_backtest(runners, capital=20_000, frames=frames, save=False, leverage=2.0)
+    m, tl, trades = result.metrics, result.timeline, result.trades
+    assert len(tl) == len(btc.index.union(eth.index))
+    assert trades["pnl"].sum() == pytest.approx(m["final_equity"] - 20_000, rel=1e-12, abs=1e-7)
+    assert m["total_fees"] == pytest.approx(trades["fees"].sum(), rel=1e-12)
+    assert trades["fees"].to_numpy() == pytest.approx(
+        FEE * trades["qty"].to_numpy() * (trades["entry_price"].to_numpy() + trades["exit_price"].to_numpy()))
+    eq = result.runner_equity()
+    assert np.allclose(eq.sum(axis=1).to_numpy(), tl["equity"].to_numpy(), rtol=1e-13, atol=0)
+    assert m["n_trades"] == len(trades) and m["n_cycles"] == sum(r["metrics"]["n_cycles"] for r in result.runners)
+    # no gate set: each runner is its single backtest on its weight's share (1/4 and 3/4)
+    for runner, frame, share in ((runners[0], btc, 5_000.0), (runners[1], eth, 15_000.0)):
+        row = next(r for r in result.runners if r["label"] == runner.label)
+        assert row["capital"] == share
+        single = threadx.backtest(frame, runner.strategy, runner.params, initial_capital=share, leverage=2.0)
+        _assert_metrics_equal(row["metrics"], single.metrics)
+        own = trades[trades["runner"] == runner.label]
+        assert own["pnl"].sum() == pytest.approx(row["pnl"], rel=1e-12, abs=1e-7)
+        # before its first bar, the ETH runner's share is cash
+        assert eq[runner.label].iloc[0] == share or runner.label != runners[1].label
+    # the runners' drawdowns are correlated between -1 and 1, each with itself 1
+    corr = result.drawdown_correlation()
+    assert np.allclose(np.diag(corr.to_numpy()), 1.0) and ((corr.abs() <= 1 + 1e-12).all().all())
+
+
+# --- gates on hand-made bars -------------------------------------------------------------------------
+
+# A enters at bar 1's close (106 >= 105) and fills at bar 2's open; B's close reaches 105 at bar 2,
+# so it fills at bar 3's open, when A holds most of its half of the capital as margin.
+A_CLOSES = [100, 106, 107, 108, 109, 110, 111, 112]
+B_CLOSES = [100, 101, 105, 106, 107, 108, 109, 110]
+
+
+def _two_hand_runners(**kwargs):
+    a, b = hand_runner("A"), hand_runner("B")
+    frames = {a.label: hand_frame(A_CLOSES, name="A"), b.label: hand_frame(B_CLOSES, name="B")}
+    return portfolio_backtest([a, b], capital=10_000, frames=frames, save=False, fee_bps=FEE_BPS, **kwargs)
+
+
+def test_margin_guard_skips_the_entry_that_would_pass_it():
+    free = _two_hand_runners()
+    assert [r["metrics"]["n_trades"] for r in free.runners] == [1, 1]
+    # fraction 1 of 5,000 at leverage 1, capped so margin + fee fits: 5,000 / 1.001 of margin each
+    a_margin = 5_000 / (1 + FEE)
+    assert free.timeline["margin"].iloc[2] == pytest.approx(a_margin)
+    assert free.timeline["margin"].iloc[3] == pytest.approx(2 * a_margin)
+    # guard 0.7: at bar 3's open the equity marked at bar 2's close is B's 5,000 of cash plus A's
+    # account (its entry fee paid, 1 point up); A holds 4,995 of margin: B's 4,995 more would pass 70 %
+    a_qty = a_margin / 106.0
+    equity_2 = 5_000 - a_margin * FEE + a_qty * (107 - 106) + 5_000
+    assert (a_margin + a_margin) > 0.7 * equity_2 > a_margin
+    guarded = _two_hand_runners(margin_guard=0.7)
+    assert guarded.skipped["margin_guard"] >= 1 and guarded.skipped["runner_cap"] == 0
+    rows = {r["label"]: r for r in guarded.runners}
+    assert rows["test_threshold:A"]["metrics"]["n_trades"] == 1
+    assert rows["test_threshold:B"]["metrics"]["n_trades"] == 0
+    assert rows["test_threshold:B"]["skipped"]["margin_guard"] == guarded.skipped["margin_guard"]
+    assert guarded.timeline["margin_share"].max() <= 0.7 + 1e-9
+    # B's books: its cash, untouched
+    assert rows["test_threshold:B"]["final_equity"] == 5_000
+    # a guard of 1.0 lets both in (4,995 x 2 < the equity)
+    assert _two_hand_runners(margin_guard=1.0).skipped["margin_guard"] == 0
+
+
+def test_runner_cap_limits_one_runner():
+    capped = _two_hand_runners(runner_cap=0.4)  # 4,995 of margin > 40 % of 10,000: both refused
+    assert capped.skipped["runner_cap"] >= 2 and capped.metrics["n_trades"] == 0
+    assert capped.metrics["final_equity"] == 10_000
+    assert _two_hand_runners(runner_cap=0.5).skipped["runner_cap"] == 0  # 4,995 <= 5,000
+
+
+def test_kill_switch_holds_entries_for_the_cooldown():
+    # A buys at 106 (bar 2's open) and the price falls to 60 at bar 3: the portfolio falls ~22 %
+    # within the hour and the switch fires at bar 3's close; B's entry signal at bar 3's close
+    # (its fill at bar 4) and later ones are refused until the 3h cooldown ends (bar 6), so
+    # B fills at bar 6's open (its signal of bar 5... refused at bar 5's open, then bar 6's open ok)
+    a_closes = [100, 106, 106, 60, 60, 60, 60, 60, 60, 60]
+    b_closes = [100, 100, 100, 105, 106, 107, 108, 109, 110, 111]
+    a, b = hand_runner("A", exit_below=1.0), hand_runner("B")
+    frames = {a.label: hand_frame(a_closes, name="A"), b.label: hand_frame(b_closes, name="B")}
+    result = portfolio_backtest([a, b], capital=10_000, frames=frames, save=False, fee_bps=FEE_BPS,
+                                kill_switch=0.15, kill_window="2h", cooldown="3h")
+    assert len(result.events) == 1
+    event = result.events[0]
+    index = frames[a.label].index
+    assert pd.Timestamp(event["time"]) == index[3]
+    assert pd.Timestamp(event["resumes"]) == index[6]
+    tl = result.timeline
+    a_margin = 5_000 / (1 + FEE)
+    a_qty = a_margin / 106.0
+    eq3 = 5_000 - a_margin * FEE + a_qty * (60 - 106) + 5_000
+    assert event["equity"] == pytest.approx(eq3) and tl["equity"].iloc[3] == pytest.approx(eq3)
+    assert event["window_peak"] == pytest.approx(tl["equity"].iloc[1:4].max())
+    assert event["drawdown"] == pytest.approx(eq3 / event["window_peak"] - 1)
+    assert list(tl["blocked"].to_numpy()) == [False] * 4 + [True] * 2 + [False] * 4
+    rows = {r["label"]: r for r in result.runners}
+    assert rows["test_threshold:B"]["skipped"]["kill_switch"] == 2  # fills due at bars 4 and 5
+    b_trades = result.trades[result.trades["runner"] == "test_threshold:B"]
+    assert list(b_trades["entry_time"]) == [index[6]]
+    # without the switch B enters at bar 4
+    free = portfolio_backtest([a, b], capital=10_000, frames=frames, save=False, fee_bps=FEE_BPS)
+    free_b = free.trades[free.trades["runner"] == "test_threshold:B"]
+    assert list(free_b["entry_time"]) == [index[4]] and not free.events
+
+
+# --- runners, storage, errors ---------------------------------------------------------------------
+
+def test_parse_runner_and_its_errors():
+    r = parse_runner("bb_atr:binance/BTC_USDT-1h:bb_period=30,entry_z=2.5")
+    assert (r.strategy, r.data.source, r.params) == ("bb_atr", "binance/BTC_USDT-1h",
+                                                     {"bb_period": "30", "entry_z": "2.5"})
+    assert r.label == "bb_atr:binance/BTC_USDT-1h"
+    assert parse_runner("bb_atr:/data/x/ETH_USDT-1h.parquet").label == "bb_atr:ETH_USDT-1h"
+    for bad in ("bb_atr", ":BTC", "bb_atr:", "bb_atr:BTC:a=1,a=2", "bb_atr:BTC:=3"):
+        with pytest.raises(ParamError):
+            parse_runner(bad)
+
+
+def test_bad_inputs_get_one_clear_error(tmp_path):
+    frame = hand_frame(A_CLOSES, name="A")
+    a = hand_runner("A")
+    frames = {a.label: frame}
+    cases = [
+        (dict(runners=[a, a]), "given twice"),
+        (dict(runners=[a], capital=-5), "capital"),
+        (dict(runners=[a], margin_guard="x"), "margin_guard"),
+        (dict(runners=[a], kill_switch=1.5), "kill_switch"),
+        (dict(runners=[a], kill_window="soon"), "kill_window"),
+        (dict(runners=[a], weights=[1, 2]), "weights"),
+        (dict(runners=[Runner("test_threshold", "A", {"fraction": 7})]), "runner test_threshold:A"),
+        (dict(runners=[Runner("no_such_strategy", "A")]), "runner no_such_strategy:A"),
+        (dict(runners=[]), "at least one runner"),
+    ]
+    for kwargs, needle in cases:
+        with pytest.raises(ThreadXError, match=needle):
+            portfolio_backtest(frames=frames, save=False, **kwargs)
+    with pytest.raises(ParamError, match="weight"):
+        Runner("bb_atr", "A", weight=0)
+    with pytest.raises(ThreadXError, match="runner test_threshold:missing"):
+        portfolio_backtest([hand_runner("missing")], save=False, results_dir=tmp_path)
+
+
+def test_a_stored_portfolio_reads_back(tmp_path):
+    a, b = hand_runner("A"), hand_runner("B")
+    frames = {a.label: hand_frame(A_CLOSES, name="A"), b.label: hand_frame(B_CLOSES, name="B")}
+    result = portfolio_backtest([a, b], capital=10_000, frames=frames, results_dir=tmp_path, portfolio_id="pf-1",
+                                margin_guard=0.7)
+    back = load_portfolio("pf-1", tmp_path)
+    assert back.metrics == result.summary()["metrics"]
+    pd.testing.assert_frame_equal(back.timeline, result.timeline, check_freq=False)
+    pd.testing.assert_frame_equal(back.trades, result.trades, check_dtype=False)  # (text columns read back as strings)
+    assert back.skipped == result.skipped and back.config["margin_guard"] == 0.7
+    (tmp_path / "portfolios" / "pf-1" / "timeline.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ThreadXError, match="damaged"):
+        load_portfolio("pf-1", tmp_path)
+    with pytest.raises(ThreadXError, match="no stored portfolio"):
+        load_portfolio("pf-2", tmp_path)
+    with pytest.raises(ThreadXError):
+        load_portfolio("../escape", tmp_path)
+
+
+# --- from a research job, and the command line ----------------------------------------------------
+
+def _stored_research(tmp_path, paths):
+    from threadx.validation.research import ResearchResult, save_research
+
+    datasets = [{"source": str(p), "name": p.stem} for p in paths]
+    cells = [{"strategy": "test_threshold", "dataset": p.stem, "params": {"enter_above": 105.0 + k},
+              "last_window_params": {"enter_above": 110.0}, "oos_return": 0.1 if k == 0 else -0.1,
+              "run_id": f"r-c{k}"} for k, p in enumerate(paths)]
+    save_research(ResearchResult("r", {"strategies": ["test_threshold"], "datasets": datasets}, cells, []), tmp_path)
+
+
+def test_runners_from_a_research_job(tmp_path, monkeypatch):
+    from threadx.portfolio.runners import runners_from_research
+
+    paths = []
+    for name, closes in (("A", A_CLOSES), ("B", B_CLOSES)):
+        paths.append(tmp_path / f"{name}.parquet")
+        hand_frame(closes).to_parquet(paths[-1])
+    _stored_research(tmp_path, paths)
+    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path))
+    runners = runners_from_research("r")
+    assert [(r.label, r.params) for r in runners] == [("test_threshold:A", {"enter_above": 105.0}),
+                                                      ("test_threshold:B", {"enter_above": 106.0})]
+    assert [r.label for r in runners_from_research("r", kept_only=True)] == ["test_threshold:A"]
+    assert runners_from_research("r", choice="last_window")[1].params == {"enter_above": 110.0}
+    with pytest.raises(ParamError, match="no cell of bb_atr"):
+        runners_from_research("r", "bb_atr")
+
+
+def test_cli_portfolio_from_research_and_runners(tmp_path, monkeypatch, capsys):
+    import json
+
+    from threadx.cli import main
+
+    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path))
+    paths = []
+    for name, closes in (("A", A_CLOSES), ("B", B_CLOSES)):
+        paths.append(tmp_path / f"{name}.parquet")
+        hand_frame(closes).to_parquet(paths[-1])
+    _stored_research(tmp_path, paths)
+    assert main(["portfolio", "--from-research", "r", "--capital", "10000", "--fee-bps", "10", "--margin-guard",
+                 "0.7", "--id", "p1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    api = portfolio_backtest([Runner("test_threshold", DatasetRef(str(p), p.stem), {"enter_above": 105.0 + k})
+                              for k, p in enumerate(paths)], capital=10_000, fee_bps=10, margin_guard=0.7,
+                             save=False)
+    assert out["metrics"]["final_equity"] == api.metrics["final_equity"]
+    assert out["skipped"] == api.skipped and out["skipped"]["margin_guard"] > 0
+    assert load_portfolio("p1", tmp_path).metrics["final_equity"] == api.metrics["final_equity"]
+    assert main(["portfolio", "--runner", f"test_threshold:{paths[0]}", "--runner",
+                 f"test_threshold:{paths[1]}:enter_above=106", "--weights", "1,3", "--kill-switch", "0.2"]) == 0
+    text = capsys.readouterr().out
+    assert "test_threshold:A" in text and "entries skipped: margin guard 0" in text and "drawdown correlation" in text
+    for argv, needle in ((["portfolio"], "at least one --runner"),
+                         (["portfolio", "--runner", "bb_atr"], "STRATEGY:DATASET"),
+                         (["portfolio", "--runner", f"test_threshold:{paths[0]}", "--margin-guard", "-1"],
+                          "margin_guard"),
+                         (["portfolio", "--runner", "test_threshold:no_such_set"], "no_such_set")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err

@@ -1,0 +1,305 @@
+"""Portfolio backtest: several runners share one capital on a common UTC timeline.
+
+The capital is split by the runners' weights (equal by default): each runner trades its own
+bars in its own sub-account with its strategy's sizing, through the engine's own step
+(:mod:`threadx.engine.portfolio_loop`), so a portfolio of one runner is exactly that runner's
+:func:`threadx.backtest`. The runners share three gates, all off by default:
+
+- ``margin_guard``: the margin of all runners together may not pass this fraction of the
+  portfolio equity (marked at the previous tick); a new leg that would pass it is skipped and
+  counted (``skipped["margin_guard"]``);
+- ``runner_cap``: the same for one runner's own margin (``skipped["runner_cap"]``);
+- ``kill_switch``: when the portfolio equity falls this fraction below its highest mark within
+  ``kill_window``, no new leg is taken for ``cooldown`` (open positions run on); each firing
+  is listed in ``events``, refusals in ``skipped["kill_switch"]``. Marks from before a
+  cooldown's end never fire it again.
+
+Example::
+
+    >>> from threadx.portfolio import portfolio_backtest
+    >>> result = portfolio_backtest(["bb_atr:binance/BTC_USDT-1h", "bb_atr:binance/ETH_USDT-1h"],
+    ...                             capital=10_000, margin_guard=0.7)  # doctest: +SKIP
+    >>> result.metrics["total_return"], result.skipped  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from threadx import logs
+from threadx.contract import prepare_signals
+from threadx.data.bars import Bars, as_bars
+from threadx.data.timeframe import timeframe_seconds
+from threadx.engine import kernel
+from threadx.engine.inputs import EngineOptions, effective_rules, funding_per_bar, kernel_args, options_from
+from threadx.engine.layout import (
+    S_SKIP_CAP,
+    S_SKIP_GUARD,
+    S_SKIP_KILL,
+    S_SKIPPED,
+    S_TRADE_ROWS,
+)
+from threadx.engine.metrics import metrics_dict
+from threadx.engine.portfolio_loop import EVENT_COLUMNS, TICK_COLUMNS, run_portfolio
+from threadx.engine.result import trades_frame
+from threadx.errors import ParamError, ThreadXError
+from threadx.names import check_name
+from threadx.portfolio.result import PortfolioResult, save_portfolio
+from threadx.portfolio.runners import Runner, parse_runner
+from threadx.requests import DatasetRef
+from threadx.strategy.base import get_strategy
+from threadx.strategy.user import strategy_code_errors
+
+DEFAULT_KILL_WINDOW = "24h"
+DEFAULT_COOLDOWN = "24h"
+
+
+def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, capital: float | None = None,
+                       weights: Sequence[float] | None = None, margin_guard: float | None = None,
+                       runner_cap: float | None = None, kill_switch: float | None = None,
+                       kill_window: str = DEFAULT_KILL_WINDOW, cooldown: str = DEFAULT_COOLDOWN,
+                       funding: str | Mapping[str, Any] | None = None, frames: Mapping[str, Any] | None = None,
+                       portfolio_id: str | None = None, results_dir: str | os.PathLike | None = None,
+                       save: bool = True, bank: Any = None, **engine: Any) -> PortfolioResult:
+    """Backtest ``runners`` together on ``capital`` (default: the engine's initial capital).
+
+    ``runners``: :class:`Runner` objects, ``STRATEGY:DATASET[:param=value,...]`` texts or runner
+    dicts. ``weights``: one per runner (default: each runner's own weight, 1). The three gates
+    (module docstring) are fractions: ``margin_guard=0.7`` is 70 % of the equity,
+    ``kill_switch=0.3`` a 30 % drawdown; ``kill_window`` / ``cooldown``: pandas durations
+    ("24h", "3D"). ``funding``: None (none), ``"stored"`` (each dataset's funding file, when
+    there is one: ``threadx data fetch --funding``) or a mapping from runner label to a
+    funding Series. ``frames``: already loaded frames by runner label (tests, the pages).
+    ``engine``: engine options for every runner (fee_bps, leverage, fill, ...; not
+    initial_capital: see ``capital``). Saved under ``<results>/portfolios/<id>`` unless
+    ``save`` is False. Errors name the runner.
+    """
+    watch_start = time.perf_counter()
+    runner_list = _runners(runners, weights)
+    labels = [r.label for r in runner_list]
+    if len(set(labels)) != len(labels):
+        raise ParamError(f"a runner is given twice: {', '.join(labels)}")
+    if "initial_capital" in engine:
+        raise ParamError("set the portfolio's capital with capital=, not initial_capital")
+    base = options_from(**engine)
+    total = float(base.initial_capital if capital is None else capital)
+    if not (np.isfinite(total) and total > 0):
+        raise ParamError(f"capital must be a positive number, got {capital!r}")
+    guard = _fraction(margin_guard, "margin_guard", upper=None)
+    cap = _fraction(runner_cap, "runner_cap", upper=None)
+    kill = _fraction(kill_switch, "kill_switch", upper=1.0)
+    window_ns, cooldown_ns = _duration(kill_window, "kill_window"), _duration(cooldown, "cooldown")
+    portfolio_id = check_name(portfolio_id or f"portfolio-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
+                              "portfolio id")
+    if bank is None:
+        from threadx.indicators import default_bank
+
+        bank = default_bank()
+    weight_sum = sum(r.weight for r in runner_list)
+    prepared = [_prepare(r, total * r.weight / weight_sum, base, funding, frames, bank) for r in runner_list]
+
+    times = np.unique(np.concatenate([p["bars"].time_ns for p in prepared]))
+    arrays = _concatenated(prepared, times)
+    out = run_portfolio(*arrays, guard, cap, kill, window_ns, cooldown_ns)
+    m, states, runner_metrics, trade_rows, _, ticks, events, runner_eq, runner_margin = out
+    index = pd.DatetimeIndex(pd.to_datetime(times, utc=True))
+    tf_seconds = min(timeframe_seconds(p["bars"].timeframe) for p in prepared if p["bars"].timeframe) \
+        if any(p["bars"].timeframe for p in prepared) else None
+    timeline = _timeline(index, ticks, runner_eq, runner_margin, labels)
+    trades, rows = [], []
+    trade_start = arrays[14]
+    for k, (runner, prep) in enumerate(zip(runner_list, prepared)):
+        st = states[k]
+        used = trade_rows[trade_start[k]:trade_start[k] + int(st[S_TRADE_ROWS])]
+        frame = trades_frame(used, prep["bars"].index)
+        frame.insert(0, "runner", runner.label)
+        trades.append(frame)
+        rows.append(_runner_row(runner, prep, st, runner_metrics[k], timeline))
+    trades_all = pd.concat(trades, ignore_index=True) if trades else pd.DataFrame()
+    skipped = {"margin_guard": int(states[:, S_SKIP_GUARD].sum()), "runner_cap": int(states[:, S_SKIP_CAP].sum()),
+               "kill_switch": int(states[:, S_SKIP_KILL].sum()), "engine": int(states[:, S_SKIPPED].sum())}
+    event_rows = [_event(e, index) for e in events]
+    config = {"runners": [r.to_dict() for r in runner_list], "capital": total, "margin_guard": guard or None,
+              "runner_cap": cap or None, "kill_switch": kill or None, "kill_window": kill_window,
+              "cooldown": cooldown, "funding": funding if isinstance(funding, str) or funding is None else "given",
+              "engine_options": {k: v for k, v in base.to_dict().items() if k != "initial_capital"}}
+    meta = {"created": pd.Timestamp.now(tz="UTC").isoformat(), "ticks": len(times),
+            "start": index[0].isoformat(), "end": index[-1].isoformat(),
+            "elapsed_s": time.perf_counter() - watch_start}
+    result = PortfolioResult(portfolio_id, config, metrics_dict(m, tf_seconds), rows, timeline, trades_all,
+                             skipped, event_rows, meta)
+    logs.logger().info("portfolio %s: %d runners, %d ticks, return %.4g, %d trades, %d entries skipped, "
+                       "%d kill-switch events", portfolio_id, len(runner_list), len(times),
+                       result.metrics["total_return"], result.metrics["n_trades"],
+                       sum(v for k, v in skipped.items() if k != "engine"), len(event_rows))
+    if save:
+        save_portfolio(result, results_dir)
+    return result
+
+
+# --- inputs --------------------------------------------------------------------------------------
+
+def _runners(runners: Sequence[Any], weights: Sequence[float] | None) -> list[Runner]:
+    if isinstance(runners, (str, Runner)) or not runners:
+        runners = [runners] if runners else []
+    out = []
+    for item in runners:
+        if isinstance(item, Runner):
+            out.append(item)
+        elif isinstance(item, str):
+            out.append(parse_runner(item))
+        elif isinstance(item, Mapping):
+            out.append(Runner.from_dict(item))
+        else:
+            raise ParamError(f"a runner is a Runner, a dict or 'STRATEGY:DATASET[:param=value,...]', got {item!r}")
+    if not out:
+        raise ParamError("a portfolio needs at least one runner")
+    if weights is not None:
+        weights = list(weights)
+        if len(weights) != len(out):
+            raise ParamError(f"{len(weights)} weights for {len(out)} runners: give one weight per runner")
+        out = [Runner(r.strategy, r.data, r.params, w) for r, w in zip(out, weights)]
+    return out
+
+
+def _fraction(value: float | None, what: str, upper: float | None) -> float:
+    """A gate's fraction, 0.0 when off (None or 0)."""
+    if value is None:
+        return 0.0
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParamError(f"{what} must be a fraction such as 0.7, got {value!r}") from None
+    if not np.isfinite(number) or number < 0 or (upper is not None and number >= upper):
+        bound = f"between 0 and {upper:g} (excluded)" if upper is not None else "a positive number"
+        raise ParamError(f"{what} must be {bound}, got {value!r}")
+    return number
+
+
+def _duration(text: str, what: str) -> int:
+    try:
+        ns = pd.Timedelta(text).value
+    except (TypeError, ValueError):
+        raise ParamError(f"{what} must be a duration such as 24h or 3D, got {text!r}") from None
+    if ns <= 0:
+        raise ParamError(f"{what} must be positive, got {text!r}")
+    return int(ns)
+
+
+def _prepare(runner: Runner, capital: float, base: EngineOptions, funding: Any, frames: Mapping[str, Any] | None,
+             bank: Any) -> dict[str, Any]:
+    """The runner's bars, kernel inputs (its sub-account's capital), dataset and funding records."""
+    label = runner.label
+    try:
+        spec = get_strategy(runner.strategy)
+        values = spec.normalize(runner.params)
+        frame = (frames or {}).get(label)
+        if frame is None:
+            frame = runner.data.load()
+        bars = as_bars(frame)
+        rates = _funding(runner, funding)
+        options = options_from(base.to_dict(), initial_capital=capital, funding=rates)
+        with strategy_code_errors(spec):
+            rules = effective_rules(spec.exits(values), options)
+            _, sig, levels = prepare_signals(spec, bars, values, bank)
+        inputs = kernel_args(bars, sig, levels, rules, options, funding_per_bar(rates, bars))
+    except ThreadXError as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise type(exc)(f"runner {label}: {text}") from None
+    dataset = DatasetRef.of(frame, bars=bars) if runner.data.source else runner.data
+    record = {"source": rates.attrs.get("source"), "fingerprint": rates.attrs.get("fingerprint"),
+              "rates": len(rates)} if isinstance(rates, pd.Series) else None
+    return {"bars": bars, "inputs": inputs, "values": values, "spec": spec, "capital": capital,
+            "dataset": {**runner.data.to_dict(), "fingerprint": bars.fingerprint, "bars": len(bars),
+                        "timeframe": bars.timeframe, "loaded": dataset.to_dict()},
+            "funding": record}
+
+
+def _funding(runner: Runner, funding: Any) -> Any:
+    if funding is None:
+        return None
+    if funding == "stored":
+        from threadx.data.funding import funding_for
+
+        try:
+            return funding_for(runner.data.source)
+        except ThreadXError:
+            return None  # data outside the data root (a frame, a loose file): no stored funding
+    if isinstance(funding, Mapping):
+        return funding.get(runner.label)
+    raise ParamError(f"funding must be None, 'stored' or a mapping of runner label to rates, got {funding!r}")
+
+
+def _concatenated(prepared: list[dict[str, Any]], times: np.ndarray) -> tuple:
+    """The loop's arrays: every runner's inputs end to end (unused lines as NaN at full length),
+    bar starts, param rows, each bar's tick, the tick times and the trade row starts."""
+    def column(k: int, dtype: Any) -> np.ndarray:
+        parts = []
+        for p in prepared:
+            arr = p["inputs"][k]
+            n = len(p["bars"])
+            parts.append(arr if arr.shape[0] == n else np.full(n, np.nan))
+        return np.ascontiguousarray(np.concatenate(parts), dtype=dtype)
+
+    lines = [column(k, np.float64) for k in range(4)]
+    sig = column(4, np.uint8)
+    levels = [column(k, np.float64) for k in range(5, 10)]
+    lengths = [len(p["bars"]) for p in prepared]
+    bar_start = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    params = np.ascontiguousarray(np.stack([p["inputs"].params for p in prepared]))
+    bar_tick = np.concatenate([np.searchsorted(times, p["bars"].time_ns) for p in prepared]).astype(np.int64)
+    capacity = [kernel.trade_capacity(n, p["inputs"].params) for n, p in zip(lengths, prepared)]
+    trade_start = np.concatenate(([0], np.cumsum(capacity))).astype(np.int64)
+    return (*lines, sig, *levels, bar_start, params, bar_tick, times.astype(np.int64), trade_start)
+
+
+# --- outputs -------------------------------------------------------------------------------------
+
+def _timeline(index: pd.DatetimeIndex, ticks: np.ndarray, runner_eq: np.ndarray, runner_margin: np.ndarray,
+              labels: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(ticks, index=index, columns=list(TICK_COLUMNS))
+    frame.index.name = "time"
+    equity = frame["equity"]
+    frame.insert(1, "drawdown", equity / equity.cummax() - 1.0)
+    frame.insert(3, "margin_share", np.where(equity > 0, frame["margin"] / equity.where(equity > 0, 1.0), np.nan))
+    for col in ("positions", "legs"):
+        frame[col] = frame[col].astype(np.int64)
+    frame["blocked"] = frame["blocked"] > 0
+    for k, label in enumerate(labels):
+        frame[f"eq:{label}"] = runner_eq[:, k]
+    for k, label in enumerate(labels):
+        frame[f"margin:{label}"] = runner_margin[:, k]
+    return frame
+
+
+def _runner_row(runner: Runner, prep: dict[str, Any], st: np.ndarray, m: np.ndarray,
+                timeline: pd.DataFrame) -> dict[str, Any]:
+    """One runner's breakdown: what it ran on, its own metrics (on its own bars), PnL, skips
+    by reason and its peak margin (as a share of the portfolio equity at that tick)."""
+    tf = prep["bars"].timeframe
+    final = float(timeline[f"eq:{runner.label}"].iloc[-1])
+    margin_share = timeline[f"margin:{runner.label}"] / timeline["equity"].where(timeline["equity"] > 0)
+    return {"label": runner.label, "strategy": runner.strategy, "strategy_code": prep["spec"].code_hash,
+            "params": prep["values"], "weight": runner.weight, "capital": prep["capital"],
+            "dataset": prep["dataset"], "funding": prep["funding"],
+            "final_equity": final, "pnl": final - prep["capital"],
+            "metrics": metrics_dict(m, timeframe_seconds(tf) if tf else None),
+            "skipped": {"margin_guard": int(st[S_SKIP_GUARD]), "runner_cap": int(st[S_SKIP_CAP]),
+                        "kill_switch": int(st[S_SKIP_KILL]), "engine": int(st[S_SKIPPED])},
+            "peak_margin_share": float(margin_share.max()) if margin_share.notna().any() else 0.0}
+
+
+def _event(row: np.ndarray, index: pd.DatetimeIndex) -> dict[str, Any]:
+    values = dict(zip(EVENT_COLUMNS, row.tolist()))
+    resume = int(values["resume_tick"])
+    return {"time": index[int(values["tick"])].isoformat(), "drawdown": values["drawdown"],
+            "window_peak": values["window_peak"], "equity": values["equity"],
+            "resumes": index[resume].isoformat() if resume < len(index) else None}
+
+
+__all__ = ["portfolio_backtest"]

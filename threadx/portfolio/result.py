@@ -1,0 +1,128 @@
+"""A portfolio backtest's result, and its storage under ``<results>/portfolios/<id>/``.
+
+Stored as ``portfolio.json`` (config, metrics, the runners' breakdown, skips, kill-switch
+events, meta), ``timeline.parquet`` (per tick: equity, drawdown, margin in use, positions
+and legs open, whether entries were held, and each runner's equity) and ``trades.parquet``
+(every leg's trade row, with its runner).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from threadx.config import settings
+from threadx.errors import ThreadXError
+from threadx.names import check_name
+
+FOLDER = "portfolios"
+SKIP_REASONS = ("margin_guard", "runner_cap", "kill_switch", "engine")
+
+
+def portfolio_root(results_dir: str | os.PathLike | None = None) -> Path:
+    return Path(results_dir if results_dir is not None else settings().results_dir) / FOLDER
+
+
+@dataclass
+class PortfolioResult:
+    """What :func:`threadx.portfolio.portfolio_backtest` returns.
+
+    ``metrics``: the single-backtest metrics of the combined account; ``runners``: one dict per
+    runner (label, strategy, dataset, params, weight, capital, final equity, PnL, its own
+    metrics, skips by reason, peak margin); ``timeline``: per tick (UTC) ``equity``,
+    ``drawdown``, ``margin``, ``margin_share`` (of the equity), ``positions``, ``legs``,
+    ``blocked`` and each runner's equity (``eq:<label>``); ``trades``: every trade row with its
+    ``runner``; ``skipped``: refusals by reason (``engine``: the engine's own skips such as an
+    order under the minimum notional); ``events``: kill-switch firings.
+    """
+
+    portfolio_id: str
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    runners: list[dict[str, Any]]
+    timeline: pd.DataFrame
+    trades: pd.DataFrame
+    skipped: dict[str, int]
+    events: list[dict[str, Any]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        return [r["label"] for r in self.runners]
+
+    def runner_equity(self) -> pd.DataFrame:
+        """Each runner's equity at every tick (its last mark between its bars), one column per runner."""
+        frame = self.timeline[[f"eq:{label}" for label in self.labels]]
+        return frame.set_axis(self.labels, axis=1)
+
+    def drawdown_correlation(self) -> pd.DataFrame:
+        """Pearson correlation of the runners' drawdowns (equity / running peak - 1) on the
+        common timeline; NaN for a runner that never drew down."""
+        eq = self.runner_equity()
+        drawdown = eq / eq.cummax() - 1.0
+        return drawdown.corr()
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-safe part (all but the two frames)."""
+        from threadx.engine.result import _json_number
+
+        def clean(d: dict[str, Any]) -> dict[str, Any]:
+            return {k: _json_number(v) for k, v in d.items()}
+
+        corr = self.drawdown_correlation()
+        return {"portfolio_id": self.portfolio_id, "config": self.config, "metrics": clean(self.metrics),
+                "runners": [{**r, "metrics": clean(r["metrics"])} for r in self.runners],
+                "skipped": self.skipped, "events": self.events, "meta": self.meta,
+                "peak_margin_share": _json_number(float(self.timeline["margin_share"].max())),
+                "peak_positions": int(self.timeline["positions"].max()),
+                "peak_legs": int(self.timeline["legs"].max()),
+                "drawdown_correlation": {a: {b: _json_number(float(v)) for b, v in row.items()}
+                                         for a, row in corr.iterrows()}}
+
+
+def save_portfolio(result: PortfolioResult, results_dir: str | os.PathLike | None = None) -> Path:
+    """Write the result's three files (each atomically); returns its folder."""
+    from threadx.data.io import replace_atomically
+    from threadx.optimize.store import atomic_write_bytes
+
+    folder = portfolio_root(results_dir) / check_name(result.portfolio_id, "portfolio id")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in (("timeline", result.timeline), ("trades", result.trades)):
+        replace_atomically(folder / f"{name}.parquet", lambda tmp, frame=frame: frame.to_parquet(tmp))
+    atomic_write_bytes(folder / "portfolio.json", json.dumps(result.summary(), indent=2, default=str).encode())
+    return folder
+
+
+def load_portfolio(portfolio_id: str, results_dir: str | os.PathLike | None = None) -> PortfolioResult:
+    """The stored portfolio ``portfolio_id``; ThreadXError when it is missing or damaged."""
+    folder = portfolio_root(results_dir) / check_name(portfolio_id, "portfolio id")
+    try:
+        data = json.loads((folder / "portfolio.json").read_text())
+        timeline = pd.read_parquet(folder / "timeline.parquet")
+        trades = pd.read_parquet(folder / "trades.parquet")
+    except FileNotFoundError:
+        raise ThreadXError(f"no stored portfolio {portfolio_id!r} under {folder.parent}") from None
+    except (ValueError, OSError) as exc:
+        raise ThreadXError(f"stored portfolio {portfolio_id!r} is damaged: {exc}") from None
+    return PortfolioResult(data["portfolio_id"], data["config"], data["metrics"], data["runners"], timeline, trades,
+                           data["skipped"], data["events"], data.get("meta", {}))
+
+
+def list_portfolios(results_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """The stored portfolios, newest first: id, runners, return, max drawdown (damaged ones skipped)."""
+    root = portfolio_root(results_dir)
+    rows = []
+    for path in sorted(root.glob("*/portfolio.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            data = json.loads(path.read_text())
+            rows.append({"portfolio_id": data["portfolio_id"], "runners": len(data["runners"]),
+                         "total_return": data["metrics"].get("total_return"),
+                         "max_drawdown": data["metrics"].get("max_drawdown"),
+                         "created": data.get("meta", {}).get("created")})
+        except (ValueError, KeyError, OSError):
+            continue
+    return rows

@@ -1,0 +1,120 @@
+"""Portfolio runners: one strategy trading one dataset with its params and weight.
+
+On the command line a runner is ``STRATEGY:DATASET[:param=value,...]``, e.g.
+``bb_atr:binance/BTC_USDT-1h:bb_period=30,entry_z=2.2``. The dataset is a name from the data
+catalog or a file path; params not given take the strategy's defaults.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any, Mapping
+
+from threadx.errors import ParamError
+from threadx.requests import DatasetRef
+
+RUNNER_FORM = "STRATEGY:DATASET[:param=value,...]"
+FILE_SUFFIXES = (".parquet", ".csv", ".feather")
+
+
+@dataclass(frozen=True)
+class Runner:
+    """A strategy on a dataset (``data``: a :class:`DatasetRef`, a name or a path), ``params``
+    (missing ones: the strategy's defaults), ``weight``: its share of the capital relative to
+    the other runners' weights."""
+
+    strategy: str
+    data: DatasetRef
+    params: Mapping[str, Any] = field(default_factory=dict)
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, DatasetRef):
+            object.__setattr__(self, "data", DatasetRef.from_dict(self.data))
+        object.__setattr__(self, "params", dict(self.params or {}))
+        try:
+            weight = float(self.weight)
+        except (TypeError, ValueError):
+            raise ParamError(f"runner {self.strategy}: weight must be a number, got {self.weight!r}") from None
+        if not weight > 0 or weight == float("inf"):
+            raise ParamError(f"runner {self.strategy}: weight must be a positive number, got {self.weight!r}")
+        object.__setattr__(self, "weight", weight)
+
+    @property
+    def label(self) -> str:
+        """``strategy:dataset``: the dataset's name, else its catalog name, else its file's stem."""
+        source = self.data.source
+        name = self.data.name or (PurePath(source).stem if PurePath(source).suffix in FILE_SUFFIXES else source)
+        return f"{self.strategy}:{name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "data": self.data.to_dict(), "params": dict(self.params),
+                "weight": self.weight}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Runner":
+        unknown = sorted(set(data) - {"strategy", "data", "params", "weight"})
+        if unknown:
+            raise ParamError(f"unknown runner key(s) {', '.join(unknown)}")
+        if "strategy" not in data or "data" not in data:
+            raise ParamError("a runner needs a strategy and a dataset")
+        return cls(str(data["strategy"]), data["data"], dict(data.get("params") or {}), data.get("weight", 1.0))
+
+
+def parse_runner(text: str, weight: float = 1.0) -> Runner:
+    """A runner from ``STRATEGY:DATASET[:param=value,...]`` (values are coerced by the strategy).
+
+    >>> parse_runner("bb_atr:binance/BTC_USDT-1h:bb_period=30").params
+    {'bb_period': '30'}
+    """
+    strategy, sep, rest = str(text).strip().partition(":")
+    if not sep or not strategy.strip() or not rest.strip():
+        raise ParamError(f"a runner is {RUNNER_FORM}, got {text!r}")
+    dataset, params = rest, {}
+    head, sep, tail = rest.rpartition(":")
+    if sep and "=" in tail:
+        dataset = head
+        for item in tail.split(","):
+            name, eq, value = item.partition("=")
+            if not eq or not name.strip():
+                raise ParamError(f"runner {text!r}: params are param=value separated by commas, got {item!r}")
+            if name.strip() in params:
+                raise ParamError(f"runner {text!r}: param {name.strip()!r} is given twice")
+            params[name.strip()] = value.strip()
+    if not dataset.strip():
+        raise ParamError(f"a runner is {RUNNER_FORM}, got {text!r}")
+    return Runner(strategy.strip(), DatasetRef(source=dataset.strip()), params, weight)
+
+
+PARAM_CHOICES = {"whole_period": "params", "last_window": "last_window_params"}
+
+
+def runners_from_research(research: Any, strategy: str | None = None, *, kept_only: bool = False,
+                          choice: str = "whole_period") -> list[Runner]:
+    """The runners a research job chose: one per cell (strategy x dataset) with the params its
+    walk-forward picked there: ``choice`` "whole_period" (the whole-period winner, as in the
+    transfer matrix) or "last_window" (the last IS window's winner, what trading on would use).
+
+    ``research``: a :class:`~threadx.validation.research.ResearchResult` or a stored research
+    id; ``strategy``: only that strategy's cells; ``kept_only``: only cells whose own OOS
+    result was positive. Cells without a winner (no combo met the minimum trades) are left out.
+    """
+    from threadx.validation.research import ResearchResult, load_research
+
+    if choice not in PARAM_CHOICES:
+        raise ParamError(f"choice must be one of {', '.join(PARAM_CHOICES)}, got {choice!r}")
+    key = PARAM_CHOICES[choice]
+    result = research if isinstance(research, ResearchResult) else load_research(str(research))
+    datasets = {d.get("name") or d["source"]: d for d in result.config.get("datasets", [])}
+    runners = []
+    for cell in result.cells:
+        if strategy is not None and cell["strategy"] != strategy:
+            continue
+        if not cell.get(key) or (kept_only and not (cell.get("oos_return") or 0) > 0):
+            continue
+        data = datasets.get(cell["dataset"], {"source": cell["dataset"], "name": cell["dataset"]})
+        runners.append(Runner(cell["strategy"], DatasetRef.from_dict(data), dict(cell[key])))
+    if not runners:
+        which = f" of {strategy}" if strategy else ""
+        raise ParamError(f"research {result.research_id}: no cell{which} has chosen params to run")
+    return runners
