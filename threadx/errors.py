@@ -29,3 +29,7 @@ class FetchError(DataError):
 class SettingsError(ParamError):
     """A settings file, variable or flag that cannot be used (the message names the file or
     variable and the key, on one line)."""
+
+
+class Cancelled(ThreadXError):
+    """The user stopped the work before it finished (nothing of it was stored)."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,7 +47,7 @@ from threadx.engine.layout import (
 from threadx.engine.metrics import metrics_dict
 from threadx.engine.portfolio_loop import EVENT_COLUMNS, TICK_COLUMNS, run_portfolio
 from threadx.engine.result import trades_frame
-from threadx.errors import ParamError, ThreadXError
+from threadx.errors import Cancelled, ParamError, ThreadXError
 from threadx.names import check_name
 from threadx.portfolio.result import PortfolioResult, save_portfolio
 from threadx.portfolio.runners import Runner, parse_runner
@@ -55,6 +55,7 @@ from threadx.requests import DatasetRef
 from threadx.strategy.base import get_strategy
 from threadx.strategy.user import strategy_code_errors
 
+Progress = Callable[[int, int, str], None]
 DEFAULT_KILL_WINDOW = "24h"
 DEFAULT_COOLDOWN = "24h"
 
@@ -65,7 +66,8 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
                        kill_window: str = DEFAULT_KILL_WINDOW, cooldown: str = DEFAULT_COOLDOWN,
                        funding: str | Mapping[str, Any] | None = None, frames: Mapping[str, Any] | None = None,
                        portfolio_id: str | None = None, results_dir: str | os.PathLike | None = None,
-                       save: bool = True, bank: Any = None, **engine: Any) -> PortfolioResult:
+                       save: bool = True, bank: Any = None, progress: Progress | None = None,
+                       cancel: Any = None, **engine: Any) -> PortfolioResult:
     """Backtest ``runners`` together on ``capital`` (default: the engine's initial capital).
 
     ``runners``: :class:`Runner` objects, ``STRATEGY:DATASET[:param=value,...]`` texts or runner
@@ -77,7 +79,9 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     funding Series. ``frames``: already loaded frames by runner label (tests, the pages).
     ``engine``: engine options for every runner (fee_bps, leverage, fill, ...; not
     initial_capital: see ``capital``). Saved under ``<results>/portfolios/<id>`` unless
-    ``save`` is False. Errors name the runner.
+    ``save`` is False. Errors name the runner. ``progress(done, total, phase)`` is called as
+    each runner's signals are ready, then for the run and the report; ``cancel`` (an Event or
+    a callable) stops before the run: :class:`~threadx.errors.Cancelled` is raised, nothing saved.
     """
     watch_start = time.perf_counter()
     runner_list = _runners(runners, weights)
@@ -100,8 +104,19 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
         from threadx.indicators import default_bank
 
         bank = default_bank()
+    from threadx.optimize.runner import _cancel_check
+
+    should_stop = _cancel_check(cancel)
+    steps = len(runner_list) + 2
+    report = progress or (lambda done, total_steps, phase: None)
     weight_sum = sum(r.weight for r in runner_list)
-    prepared = [_prepare(r, total * r.weight / weight_sum, base, funding, frames, bank) for r in runner_list]
+    prepared = []
+    for k, runner in enumerate(runner_list):
+        report(k, steps, f"signals of {runner.label}")
+        if should_stop():
+            raise Cancelled(f"portfolio {portfolio_id} stopped before it ran ({k} of {len(runner_list)} runners ready)")
+        prepared.append(_prepare(runner, total * runner.weight / weight_sum, base, funding, frames, bank))
+    report(len(runner_list), steps, "running the runners together")
 
     times = np.unique(np.concatenate([p["bars"].time_ns for p in prepared]))
     arrays = _concatenated(prepared, times)
@@ -111,6 +126,7 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     tf_seconds = min(timeframe_seconds(p["bars"].timeframe) for p in prepared if p["bars"].timeframe) \
         if any(p["bars"].timeframe for p in prepared) else None
     timeline = _timeline(index, ticks, runner_eq, runner_margin, labels)
+    report(len(runner_list) + 1, steps, "report")
     trades, rows = [], []
     trade_start = arrays[14]
     for k, (runner, prep) in enumerate(zip(runner_list, prepared)):
@@ -139,6 +155,7 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
                        sum(v for k, v in skipped.items() if k != "engine"), len(event_rows))
     if save:
         save_portfolio(result, results_dir)
+    report(steps, steps, "done")
     return result
 
 
