@@ -9,6 +9,7 @@ import pytest
 
 from threadx.data.bars import as_bars
 from threadx.data.synthetic import generate_synthetic
+from threadx.engine import layout as L
 from threadx.engine.layout import N_METRICS
 from threadx.optimize.outcome import ChunkResult, failure_text
 from threadx.optimize.plan import Planner, run_plan
@@ -290,7 +291,8 @@ def test_each_distinct_signal_and_row_is_computed_once(bars):
     planner = Planner(evaluator, threads=1)
     CALLS.update(signals=0, exits=0)
     plan = planner.plan(ids)
-    assert CALLS == {"signals": signal_keys, "exits": exit_keys}
+    # exits only copies its numbers: two calls (a probe and one check) per value of trailing_stop
+    assert CALLS == {"signals": signal_keys, "exits": 2 * len(set(cols["trailing_stop"].tolist()))}
     assert len(plan.signals) == signal_keys
     # the level lines: one ATR (atr_period is fixed) and one middle band per bb_period, and the NaN line
     assert len(plan.line_values) == 1 + 1 + len(set(cols["bb_period"].tolist()))
@@ -426,3 +428,56 @@ def test_exits_of_any_shape_are_planned_exactly(bars, strategy, space):
         plan = planner.plan(batch)
         assert (plan.status == 0).all()
         assert_same_inputs(evaluator, plan)
+
+
+# --- the vectorised rows against one param_vector per combo ------------------------------------------
+
+def reference_rows(evaluator, ids: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(row per combo, error per combo id): ``param_vector`` of each combo's checked rules."""
+    from threadx.engine.inputs import effective_rules, param_vector
+
+    rows, errors = np.full((len(ids), L.N_PARAMS), np.nan), {}
+    spec, options = evaluator.spec, evaluator.task.options
+    for k, combo in enumerate(ids.tolist()):
+        try:
+            rules = effective_rules(spec.exits(evaluator.space.params(combo)), options)
+        except Exception as exc:  # noqa: BLE001 - the plan carries the same text
+            errors[combo] = failure_text(exc)
+            continue
+        rows[k] = param_vector(rules, options, evaluator.bars.timeframe, evaluator.funding is not None)
+    return rows, errors
+
+
+@pytest.mark.parametrize("strategy", ["bb_atr", "grid_atr", "amplitude_hunter", "test_gpu_branchy"])
+def test_planned_rows_equal_one_param_vector_per_combo(bars, strategy):
+    evaluator = evaluator_for(strategy, bars)
+    ids = random_ids(evaluator, 3_000, seed=12)
+    planner = Planner(evaluator)
+    rows, errors = planner._rows(evaluator.space.value_indices(ids))[0::4]
+    want_rows, want_errors = reference_rows(evaluator, ids)
+    assert rows.tobytes() == want_rows.tobytes()  # bit for bit, NaN rows of failed rules included
+    assert {int(c): e for c, e in zip(ids.tolist(), errors) if e is not None} == want_errors
+
+
+def test_bb_atr_rows_take_the_vectorised_path(bars):
+    """bb_atr's exits copies its numbers: a probe and a check per value of trailing_stop, no call per combo."""
+    evaluator = evaluator_for("test_gpu_counted", bars)
+    ids = random_ids(evaluator, 2_000, seed=2)
+    CALLS.update(exits=0)
+    Planner(evaluator).plan(ids)
+    assert CALLS["exits"] <= 4
+
+
+def test_rule_column_writes_what_param_vector_writes():
+    from threadx.engine.inputs import RULE_COLUMNS, options_from, param_vector, rule_column
+
+    options = options_from()
+    samples = {"sizing": ["all_in", "risk"], "trail": ["none", "atr", "band"], "grid_sides": ["long", "both"],
+               "target_mid": [False, True], "partial_tp_band": [False, True], "arm_exits_band": [True, False],
+               "max_hold_bars": [0, 7, 2**53 + 1], "spacing_bars": [np.int64(3), 0]}
+    for name in RULE_COLUMNS:
+        values = samples.get(name, [0.0, 0.1, 1.5, np.float64(0.3), 2])
+        col, entries = rule_column(name, values)
+        for value, entry in zip(values, entries):
+            row = param_vector(ExitRules(**{name: value}), options, "1h", False)
+            assert row[col].tobytes() == entry.tobytes(), (name, value)

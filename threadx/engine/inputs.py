@@ -190,6 +190,55 @@ def _grid_offsets(values: tuple, k: int) -> list[float]:
     return [float(v) for v in values] if values else [0.0] * k
 
 
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _flag(value: Any) -> float:
+    return 1.0 if value else 0.0
+
+
+# rule field -> (its column in the param vector, the entry written there for a value): every
+# field but the grid's levels and stop_band, which fill several columns (see param_vector)
+RULE_COLUMNS: dict[str, tuple[int, Any]] = {
+    "sizing": (L.P_SIZING, L.SIZING_MODES.__getitem__),
+    "fraction": (L.P_FRACTION, _as_is),
+    "risk_per_trade": (L.P_RISK, _as_is),
+    "leverage": (L.P_LEVERAGE, _as_is),
+    "stop_pct": (L.P_STOP_PCT, _as_is),
+    "stop_atr": (L.P_STOP_ATR, _as_is),
+    "tp_pct": (L.P_TP_PCT, _as_is),
+    "tp_atr": (L.P_TP_ATR, _as_is),
+    "target_mid": (L.P_TARGET_MID, _flag),
+    "trail": (L.P_TRAIL_MODE, L.TRAIL_MODES.__getitem__),
+    "trail_atr": (L.P_TRAIL_ATR, _as_is),
+    "trail_pct": (L.P_TRAIL_PCT, _as_is),
+    "trail_band_pct": (L.P_TRAIL_BAND_PCT, _as_is),
+    "max_hold_bars": (L.P_MAX_HOLD, _as_is),
+    "spacing_bars": (L.P_SPACING, _as_is),
+    "max_legs": (L.P_MAX_LEGS, _as_is),
+    "add_scale": (L.P_ADD_SCALE, _as_is),
+    "reduce_fraction": (L.P_REDUCE_FRACTION, _as_is),
+    "partial_tp_pct": (L.P_PTP_PCT, _as_is),
+    "partial_tp_atr": (L.P_PTP_ATR, _as_is),
+    "grid_sides": (L.P_GRID_SIDES, L.GRID_SIDES.__getitem__),
+    "allocation": (L.P_ALLOCATION, _as_is),
+    "partial_tp_band": (L.P_PTP_BAND, _flag),
+    "arm_exits_r": (L.P_ARM_R, _as_is),
+    "arm_exits_band": (L.P_ARM_BAND, _flag),
+}
+
+
+def rule_column(name: str, values: Any) -> tuple[int, np.ndarray]:
+    """(column of rule field ``name`` in the param vector, the float64 entry of each of ``values``
+    there): :data:`RULE_COLUMNS` as :func:`param_vector` writes it, for many values at once."""
+    col, entry = RULE_COLUMNS[name]
+    out = np.empty(len(values))
+    for k, value in enumerate(values):
+        out[k] = entry(value)  # the same assignment as param_vector's
+    return col, out
+
+
 def param_vector(rules: ExitRules, options: EngineOptions, timeframe: str | None, uses_funding: bool) -> np.ndarray:
     """The kernel's float64 parameter vector for one run of ``rules`` checked already
     (:func:`effective_rules` or :func:`check_legs`; a sweep's plan makes one per exit group)."""
@@ -198,40 +247,17 @@ def param_vector(rules: ExitRules, options: EngineOptions, timeframe: str | None
     p[L.P_FEE_RATE] = options.fee_bps / 10_000.0
     p[L.P_SLIP_RATE] = options.slippage_bps / 10_000.0
     p[L.P_INITIAL_CAPITAL] = options.initial_capital
-    p[L.P_SIZING] = L.SIZING_MODES[rules.sizing]
-    p[L.P_FRACTION] = rules.fraction
-    p[L.P_RISK] = rules.risk_per_trade
-    p[L.P_LEVERAGE] = rules.leverage
     p[L.P_MIN_NOTIONAL] = options.min_notional
-    p[L.P_STOP_PCT] = rules.stop_pct
-    p[L.P_STOP_ATR] = rules.stop_atr
-    p[L.P_TP_PCT] = rules.tp_pct
-    p[L.P_TP_ATR] = rules.tp_atr
-    p[L.P_TARGET_MID] = 1.0 if rules.target_mid else 0.0
-    p[L.P_TRAIL_MODE] = L.TRAIL_MODES[rules.trail]
-    p[L.P_TRAIL_ATR] = rules.trail_atr
-    p[L.P_TRAIL_PCT] = rules.trail_pct
-    p[L.P_TRAIL_BAND_PCT] = rules.trail_band_pct
-    p[L.P_MAX_HOLD] = rules.max_hold_bars
-    p[L.P_SPACING] = rules.spacing_bars
     p[L.P_OPTIMISTIC] = 1.0 if options.ambiguity == "optimistic" else 0.0
     p[L.P_USE_FUNDING] = 1.0 if uses_funding else 0.0
-    p[L.P_MAX_LEGS] = rules.max_legs
-    p[L.P_ADD_SCALE] = rules.add_scale
-    p[L.P_REDUCE_FRACTION] = rules.reduce_fraction
-    p[L.P_PTP_PCT] = rules.partial_tp_pct
-    p[L.P_PTP_ATR] = rules.partial_tp_atr
+    for name, (col, entry) in RULE_COLUMNS.items():
+        p[col] = entry(getattr(rules, name))
     k = rules.grid_levels
     p[L.P_GRID_K] = k
-    p[L.P_GRID_SIDES] = L.GRID_SIDES[rules.grid_sides]
-    p[L.P_ALLOCATION] = rules.allocation
     p[L.P_GRID_PCT:L.P_GRID_PCT + k] = _grid_offsets(rules.grid_pct, k)
     p[L.P_GRID_ATR:L.P_GRID_ATR + k] = _grid_offsets(rules.grid_atr, k)
     p[L.P_STOP_BAND] = 0.0 if rules.stop_band is None else 1.0
     p[L.P_STOP_BAND_PCT] = 0.0 if rules.stop_band is None else rules.stop_band
-    p[L.P_PTP_BAND] = 1.0 if rules.partial_tp_band else 0.0
-    p[L.P_ARM_R] = rules.arm_exits_r
-    p[L.P_ARM_BAND] = 1.0 if rules.arm_exits_band else 0.0
     if timeframe is None:
         raise DataError("cannot tell the timeframe of the data (fewer than 2 bars?); pass timeframe=")
     p[L.P_BARS_PER_YEAR] = bars_per_year(timeframe)

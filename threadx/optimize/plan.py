@@ -20,6 +20,7 @@ across the batches of a sweep (up to ``cache_bytes``).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -30,16 +31,18 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from threadx.contract import Levels, prepare_signals
+from threadx.contract import ExitRules, Levels, prepare_signals
 from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine import layout as L
-from threadx.engine.inputs import (UNUSED_LINE, effective_rules, frozen, kernel_args, level_arrays, line_needs,
-                                   param_vector)
+from threadx.engine.inputs import (RULE_COLUMNS, UNUSED_LINE, effective_rules, frozen, kernel_args, level_arrays,
+                                   line_needs, param_vector, rule_column)
+from threadx.errors import ParamError
 from threadx.optimize.outcome import STATUS_FAILED, STATUS_OK, failure_text, signal_key_names
 from threadx.optimize.shared import request_key
 
 _PARALLEL_MIN = 64  # distinct signal computations worth a thread pool
+_COPIED_MIN = 64  # distinct exit keys worth the vectorised rows (a probe call and checks)
 
 
 @dataclass
@@ -104,6 +107,134 @@ def _groups(idx: np.ndarray, strides: np.ndarray, axes: list[int]) -> tuple[np.n
     return of.astype(np.int64), np.asarray(keys, dtype=np.int64), first
 
 
+class _Touched(Exception):
+    """A probe or read log was used in a way the planner cannot follow."""
+
+
+def _touched(self: Any, *args: Any, **kwargs: Any) -> Any:
+    raise _Touched
+
+
+class _Probe:
+    """Stands for a numeric exit param's value in one ``spec.exits`` call: any use of it but
+    passing it on (arithmetic, comparison, truth, conversion, attributes) raises
+    :class:`_Touched`, so a rule field holding it is a plain copy of that param's value."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        raise _Touched
+
+
+class _ReadLog:
+    """Rules seen through attribute reads: ``read`` names the fields a check read."""
+
+    __slots__ = ("_rules", "read")
+
+    def __init__(self, rules: ExitRules):
+        self._rules, self.read = rules, set()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise _Touched
+        self.read.add(name)
+        return getattr(self._rules, name)
+
+
+_DUNDERS = ("bool", "eq", "ne", "lt", "le", "gt", "ge", "hash", "add", "radd", "sub", "rsub", "mul", "rmul",
+            "truediv", "rtruediv", "floordiv", "rfloordiv", "mod", "rmod", "divmod", "rdivmod", "pow", "rpow",
+            "neg", "pos", "abs", "invert", "float", "int", "index", "complex", "round", "trunc", "floor", "ceil",
+            "str", "repr", "format", "len", "iter", "getitem", "contains", "call", "and", "rand", "or", "ror",
+            "xor", "rxor", "lshift", "rlshift", "rshift", "rrshift", "reduce", "reduce_ex", "copy", "deepcopy",
+            "array", "array_ufunc", "array_function", "bytes", "fspath")
+for _name in _DUNDERS:
+    setattr(_Probe, f"__{_name}__", _touched)
+    setattr(_ReadLog, f"__{_name}__", _touched)
+_PLAIN = (type(None), bool, int, float, str, np.generic)
+
+
+def _plain(value: Any) -> bool:
+    """A value that holds no probe: a scalar, or a tuple of them."""
+    if isinstance(value, tuple):
+        return all(_plain(v) for v in value)
+    return isinstance(value, _PLAIN)
+
+
+def _copied_fields(exits: Any, params: dict[str, Any], numeric: dict[str, int]) -> dict[str, str] | None:
+    """{rule field: the numeric param it copies} of ``exits`` called once with a :class:`_Probe`
+    for each ``numeric`` param and ``params``' values for the others; None when ``exits``
+    uses one of them otherwise, or copies one elsewhere than a :data:`RULE_COLUMNS` field."""
+    try:
+        rules = exits({**params, **{name: _Probe(name) for name in numeric}})
+    except Exception:  # noqa: BLE001 - a probe was used: exits must be called per exit group
+        return None
+    if type(rules) is not ExitRules:
+        return None
+    copied = {}
+    for f in dataclasses.fields(rules):
+        value = getattr(rules, f.name)
+        if isinstance(value, _Probe) and f.name in RULE_COLUMNS:
+            copied[f.name] = value.name
+        elif not _plain(value):
+            return None
+    return copied
+
+
+def _by_reads(idx: np.ndarray, strides: np.ndarray, positions: np.ndarray, field_axis: dict[str, int],
+              rules_of: Any, check: Any) -> tuple[np.ndarray, list] | None:
+    """(result number per combo at ``positions``, results) of ``check`` of their rules, one call
+    per set of values it reads: a check that reads the copied fields F gives the same for every
+    combo equal on the params they copy (``field_axis``: field -> axis). None when a check fails
+    otherwise than with a ParamError."""
+    of = np.full(len(positions), -1, dtype=np.int64)
+    results: list = []
+    todo = np.arange(len(positions))
+    while len(todo):
+        try:
+            axes = _read_axes(rules_of(int(positions[todo[0]])), check, field_axis)[1]
+            g_of, _, g_first = _groups(idx[positions[todo]], strides, axes)
+            number = np.full(len(g_first), -1, dtype=np.int64)
+            for g, k in enumerate(g_first.tolist()):
+                result, read = _read_axes(rules_of(int(positions[todo[k]])), check, field_axis)
+                if set(read) <= set(axes):
+                    number[g] = len(results)
+                    results.append(result)
+        except Exception:  # noqa: BLE001 - not a rule error: the per-exit-group path decides
+            return None
+        of[todo] = number[g_of]
+        todo = todo[of[todo] < 0]
+    return of, results
+
+
+def _read_axes(rules: ExitRules, check: Any, field_axis: dict[str, int]) -> tuple[Any, list[int]]:
+    """(``check`` of ``rules``, sorted axes of the copied fields it read)."""
+    log = _ReadLog(rules)
+    result = check(log)
+    return result, sorted({field_axis[f] for f in log.read if f in field_axis})
+
+
+@dataclass
+class _Rows:
+    """What :meth:`Planner._rows` fills in, combo by combo (see there)."""
+
+    rows: np.ndarray
+    bad: np.ndarray
+    reads: np.ndarray
+    samples: list
+    error: np.ndarray
+    ways: dict
+
+    def way(self, needs: tuple, rules: ExitRules) -> int:
+        """Number of the way ``needs`` of reading the lines (``rules`` kept as its sample)."""
+        k = self.ways.setdefault(needs, len(self.ways))
+        if k == len(self.samples):
+            self.samples.append(rules)
+        return k
+
+
 class Planner:
     """Kernel inputs of combo ids for one sweep (``Evaluator`` gives strategy, space, data).
 
@@ -125,6 +256,9 @@ class Planner:
         self._axes = {what: sorted(axis[name] for name in names) for what, names in (
             ("signals", signals), ("levels", levels), ("exits", _role_params(self.spec, "exits")),
             ("cpu", signal_key_names(self.spec)))}
+        numeric = {p.name for p in self.spec.params if getattr(p, "kind", None) in ("int", "float")}
+        self._copied = {name: axis[name] for name in _role_params(self.spec, "exits") if name in numeric}
+        self._axes["branch"] = sorted(set(self._axes["exits"]) - set(self._copied.values()))
         self._values = [np.asarray(a.values, dtype=object) for a in self.space.axes]
         self._signals: dict[int, np.ndarray] = {}  # signal key -> array (kept across batches)
         self._levels: dict[int, Levels] = {}  # level key -> Levels
@@ -161,17 +295,36 @@ class Planner:
 
     def _rows(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list, np.ndarray]:
         """(row per combo, whether its ``param_vector`` failed, how its rules read the lines per
-        combo (-1: unknown), rules of each such way, error of its rules per combo or None): one
-        call per exit group. Only one rules object per way is kept (they are many)."""
+        combo (-1: unknown), rules of each such way, error of its rules per combo or None).
+
+        In a batch of ``_COPIED_MIN`` exit keys or more, per group of combos equal on the exit
+        params that are not numbers, :meth:`_copied_rows` when ``spec.exits`` only copies the
+        numbers into rule fields; else (and for a group it
+        cannot plan) one ``param_vector`` call per exit group (:meth:`_exit_group_rows`)."""
         started = time.perf_counter()
-        e_of, _, first = _groups(idx, self.space.strides, self._axes["exits"])
+        n = len(idx)
+        out = _Rows(np.full((n, L.N_PARAMS), np.nan), np.zeros(n, dtype=bool), np.full(n, -1, dtype=np.int64),
+                    [], np.full(n, None, dtype=object), {})
+        exit_groups = len(_groups(idx, self.space.strides, self._axes["exits"])[2])
+        b_of, _, _ = _groups(idx, self.space.strides, self._axes["branch"])
+        order = np.argsort(b_of, kind="stable")
+        slow = [part for part in np.split(order, np.flatnonzero(np.diff(b_of[order])) + 1)
+                if len(part) and not (exit_groups >= _COPIED_MIN and self._copied_rows(idx, part, out))]
+        if slow:
+            self._exit_group_rows(idx, np.sort(np.concatenate(slow)), out)
+        self.stats.update(rows_s=time.perf_counter() - started, exit_groups=exit_groups)
+        return out.rows, out.bad, out.reads, out.samples, out.error
+
+    def _exit_group_rows(self, idx: np.ndarray, positions: np.ndarray, out: "_Rows") -> None:
+        """Rows of the combos at ``positions``: one ``exits`` / ``param_vector`` call per exit
+        group. Only one rules object per way of reading the lines is kept (they are many)."""
+        sub = idx[positions]
+        e_of, _, first = _groups(sub, self.space.strides, self._axes["exits"])
         nan_row = np.full(L.N_PARAMS, np.nan)
         rows, reads, bad = [], np.full(len(first), -1, dtype=np.int64), np.zeros(len(first), dtype=bool)
         error = np.full(len(first), None, dtype=object)
-        ways: dict[tuple, int] = {}
-        samples: list[Any] = []
         exits, options, row_args = self.spec.exits, self.options, self._row_args
-        for g, params in enumerate(self._params(idx[first])):
+        for g, params in enumerate(self._params(sub[first])):
             try:
                 rules = effective_rules(exits(params), options)
             except Exception as exc:  # noqa: BLE001 - recorded per combo, as on CPU
@@ -181,14 +334,71 @@ class Planner:
             try:
                 row = param_vector(rules, *row_args)
                 # the lines level_arrays reads: combos that agree on them read the same lines
-                reads[g] = ways.setdefault(line_needs(rules), len(ways))
+                reads[g] = out.way(line_needs(rules), rules)
             except Exception:  # noqa: BLE001 - a later step on CPU: kernel_args words it
                 row, bad[g] = nan_row, True
             rows.append(row)
-            if reads[g] == len(samples):
-                samples.append(rules)
-        self.stats.update(rows_s=time.perf_counter() - started, exit_groups=len(first))
-        return np.stack(rows or [nan_row])[e_of], bad[e_of], reads[e_of], samples, error[e_of]
+        out.rows[positions] = np.stack(rows or [nan_row])[e_of]
+        out.bad[positions], out.reads[positions], out.error[positions] = bad[e_of], reads[e_of], error[e_of]
+
+    def _copied_rows(self, idx: np.ndarray, positions: np.ndarray, out: "_Rows") -> bool:
+        """Rows of the combos at ``positions`` (equal on the exit params that are not numbers)
+        without a call per combo, when ``spec.exits`` only copies the numeric exit params into
+        rule fields of :data:`RULE_COLUMNS` (False, nothing written, when it does more): the
+        rows broadcast one ``param_vector`` and write the copied columns (``rule_column``);
+        the rule checks and line needs run once per set of values they read (:func:`_reads`)."""
+        first = next(self._params(idx[positions[:1]]))
+        try:
+            fields = _copied_fields(self.spec.exits, first, self._copied)
+            template = self.spec.exits(first)
+            if fields is None or template != dataclasses.replace(template, **{f: first[q] for f, q in fields.items()}):
+                return False
+            row = param_vector(template, *self._row_args)
+            columns = [self._column(f, q, idx[positions, self._copied[q]])
+                       for f, q in fields.items()]
+        except Exception:  # noqa: BLE001 - the per-exit-group path decides (and words any error)
+            return False
+        field_axis = {f: self._copied[q] for f, q in fields.items()}
+
+        def rules_of(p: int) -> ExitRules:
+            return dataclasses.replace(template, **{f: self._values[a][idx[p, a]] for f, a in field_axis.items()})
+
+        found = _by_reads(idx, self.space.strides, positions, field_axis, rules_of, self._check)
+        if found is None:
+            return False
+        of, results = found
+        rows = np.broadcast_to(row, (len(positions), L.N_PARAMS)).copy()
+        for col, entries in columns:
+            rows[:, col] = entries
+        texts = np.array([r if isinstance(r, str) else None for r in results] + [None], dtype=object)[:-1]
+        failed = pd.notna(texts)[of]
+        rows[failed] = np.nan
+        first = np.full(len(results), -1, dtype=np.int64)
+        first[of[::-1]] = positions[::-1]  # the first combo of each result
+        ways = np.array([-1 if failed_r else out.way(r, rules_of(int(p)))
+                         for r, p, failed_r in zip(results, first.tolist(), pd.notna(texts))], dtype=np.int64)
+        out.rows[positions], out.error[positions], out.reads[positions] = rows, texts[of], ways[of]
+        return True
+
+    def _column(self, field: str, param: str, values_at: np.ndarray) -> tuple[int, np.ndarray]:
+        """(column of ``field``, its entry for each combo) where ``field`` copies ``param``, whose
+        value positions are ``values_at``: one entry per distinct value."""
+        values = self._values[self._copied[param]]
+        used = np.flatnonzero(np.bincount(values_at, minlength=len(values)))
+        col, used_entries = rule_column(field, values[used].tolist())
+        entries = np.full(len(values), np.nan)
+        entries[used] = used_entries
+        return col, entries[values_at]
+
+    def _check(self, rules: Any) -> Any:
+        """What the CPU path's checks make of ``rules`` (read through :class:`_ReadLog`): the
+        error text of ``effective_rules``, else the lines the rules read (``line_needs``)."""
+        try:
+            if effective_rules(rules, self.options) is not rules:
+                raise _Touched  # engine overrides: a new rules object, not read field by field
+        except ParamError as exc:
+            return failure_text(exc)
+        return line_needs(rules)
 
     def _signals_and_levels(self, idx: np.ndarray) -> tuple[list, np.ndarray, list, np.ndarray, np.ndarray]:
         """(signal arrays, signal per combo, Levels, Levels per combo, error per combo or None).
