@@ -14,6 +14,11 @@ days, default seed), measured in this script, warm (numba compiled first), best 
 
 The research job's cells equal the separate walk-forwards (tests/test_research.py), so the
 difference is the sharing (one bank, the data loaded once) and the transfer backtests.
+
+Then the same from the command line, what a user types: three ``threadx walkforward`` runs
+against one ``threadx research`` run (each a fresh process: interpreter start, imports, the
+kernels loaded from numba's disk cache, worker start-up; each with its own empty indicator
+cache and results folder), best of ``--repeat``, interleaved. ``--no-cli`` leaves it out.
 """
 from __future__ import annotations
 
@@ -57,12 +62,35 @@ def joined(paths: list[Path], strategy: str, n: int, workers: int | None, tmp: P
     return time.perf_counter() - started
 
 
+def cli_seconds(argv: list[str], tmp: Path) -> float:
+    """Wall time of one ``threadx`` command in a fresh process, with its own cache and results."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, THREADX_RESULTS_DIR=str(tmp / "results"), THREADX_CACHE_DIR=str(tmp / "cache"),
+               PYTHONPATH=str(ROOT))
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "threadx.cli", *argv, "--json"], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def cli_pair(paths: list[Path], strategy: str, n: int, workers: int | None, tmp: Path) -> tuple[float, float]:
+    """(three ``threadx walkforward`` runs, one ``threadx research`` run), in seconds."""
+    common = ["--strategy", strategy, "--n", str(n), "--is-days", str(WINDOWS["is_days"]),
+              "--oos-days", str(WINDOWS["oos_days"]), *(["--workers", str(workers)] if workers else [])]
+    sep = sum(cli_seconds(["walkforward", "--data", str(p), *common], tmp / f"wf{k}") for k, p in enumerate(paths))
+    res = cli_seconds(["research", *[a for p in paths for a in ("--data", str(p))], *common], tmp / "research")
+    return sep, res
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", nargs="?", default=str(ROOT.parent / "shared" / "data" / "binance"))
     parser.add_argument("--n", type=int, default=100, help="random combos of the declared space")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--workers", type=int)
+    parser.add_argument("--no-cli", action="store_true", help="leave out the command-line comparison")
     args = parser.parse_args()
     paths = [Path(args.data_dir) / f"{a}_USDT-1h.parquet" for a in ASSETS]
     missing = [str(p) for p in paths if not p.is_file()]
@@ -83,6 +111,13 @@ def main() -> int:
             print(f"{strategy}: {args.n} combos x 3 files (IS 180 d, OOS 60 d): research job {min(res):.2f} s, "
                   f"three separate walk-forwards {min(sep):.2f} s (best of {args.repeat}; "
                   f"research/separate {min(res) / min(sep):.2f})", flush=True)
+            if args.no_cli:
+                continue
+            pairs = [cli_pair(paths, strategy, args.n, args.workers, tmp / f"cli{run}-{strategy}")
+                     for run in range(args.repeat)]
+            sep_cli, res_cli = min(p[0] for p in pairs), min(p[1] for p in pairs)
+            print(f"{strategy} from the command line: threadx research {res_cli:.2f} s, three threadx walkforward "
+                  f"{sep_cli:.2f} s (best of {args.repeat}; research/separate {res_cli / sep_cli:.2f})", flush=True)
     return 0
 
 
