@@ -238,7 +238,7 @@ def test_bad_inputs_get_one_clear_error(tmp_path):
     a = hand_runner("A")
     frames = {a.label: frame}
     cases = [
-        (dict(runners=[a, a]), "given twice"),
+        (dict(runners=[a, a]), "given twice with the same params"),
         (dict(runners=[a], capital=-5), "capital"),
         (dict(runners=[a], margin_guard="x"), "margin_guard"),
         (dict(runners=[a], kill_switch=1.5), "kill_switch"),
@@ -255,6 +255,16 @@ def test_bad_inputs_get_one_clear_error(tmp_path):
         Runner("bb_atr", "A", weight=0)
     with pytest.raises(ThreadXError, match="runner test_threshold:missing"):
         portfolio_backtest([hand_runner("missing")], save=False, results_dir=tmp_path)
+
+
+def test_the_same_strategy_twice_on_one_dataset_with_other_params():
+    a, a2 = hand_runner("A"), hand_runner("A", enter_above=108.0)
+    frames = {a.label: hand_frame(A_CLOSES, name="A")}
+    result = portfolio_backtest([a, a2], capital=10_000, frames=frames, save=False, fee_bps=FEE_BPS)
+    assert result.labels == ["test_threshold:A", "test_threshold:A #2"]
+    entries = result.trades.groupby("runner")["entry_time"].first()
+    index = frames[a.label].index
+    assert entries["test_threshold:A"] == index[2] and entries["test_threshold:A #2"] == index[4]
 
 
 def test_a_stored_portfolio_reads_back(tmp_path):

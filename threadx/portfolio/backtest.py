@@ -85,9 +85,7 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     """
     watch_start = time.perf_counter()
     runner_list = _runners(runners, weights)
-    labels = [r.label for r in runner_list]
-    if len(set(labels)) != len(labels):
-        raise ParamError(f"a runner is given twice: {', '.join(labels)}")
+    labels = _labels(runner_list)
     if "initial_capital" in engine:
         raise ParamError("set the portfolio's capital with capital=, not initial_capital")
     base = options_from(**engine)
@@ -111,11 +109,11 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     report = progress or (lambda done, total_steps, phase: None)
     weight_sum = sum(r.weight for r in runner_list)
     prepared = []
-    for k, runner in enumerate(runner_list):
-        report(k, steps, f"signals of {runner.label}")
+    for k, (runner, label) in enumerate(zip(runner_list, labels)):
+        report(k, steps, f"signals of {label}")
         if should_stop():
             raise Cancelled(f"portfolio {portfolio_id} stopped before it ran ({k} of {len(runner_list)} runners ready)")
-        prepared.append(_prepare(runner, total * runner.weight / weight_sum, base, funding, frames, bank))
+        prepared.append(_prepare(runner, label, total * runner.weight / weight_sum, base, funding, frames, bank))
     report(len(runner_list), steps, "running the runners together")
 
     times = np.unique(np.concatenate([p["bars"].time_ns for p in prepared]))
@@ -129,13 +127,13 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     report(len(runner_list) + 1, steps, "report")
     trades, rows = [], []
     trade_start = arrays[14]
-    for k, (runner, prep) in enumerate(zip(runner_list, prepared)):
+    for k, (runner, label, prep) in enumerate(zip(runner_list, labels, prepared)):
         st = states[k]
         used = trade_rows[trade_start[k]:trade_start[k] + int(st[S_TRADE_ROWS])]
         frame = trades_frame(used, prep["bars"].index)
-        frame.insert(0, "runner", runner.label)
+        frame.insert(0, "runner", label)
         trades.append(frame)
-        rows.append(_runner_row(runner, prep, st, runner_metrics[k], timeline))
+        rows.append(_runner_row(runner, label, prep, st, runner_metrics[k], timeline))
     trades_all = pd.concat(trades, ignore_index=True) if trades else pd.DataFrame()
     skipped = {"margin_guard": int(states[:, S_SKIP_GUARD].sum()), "runner_cap": int(states[:, S_SKIP_CAP].sum()),
                "kill_switch": int(states[:, S_SKIP_KILL].sum()), "engine": int(states[:, S_SKIPPED].sum())}
@@ -184,6 +182,21 @@ def _runners(runners: Sequence[Any], weights: Sequence[float] | None) -> list[Ru
     return out
 
 
+def _labels(runners: list[Runner]) -> list[str]:
+    """Each runner's label, ``strategy:dataset``; a second runner of the same strategy on the same
+    dataset (other params) is ``... #2``. The same runner twice is an error (raise its weight)."""
+    seen: dict[str, list[Runner]] = {}
+    labels = []
+    for runner in runners:
+        same = seen.setdefault(runner.label, [])
+        if any(r.params == runner.params and r.data == runner.data for r in same):
+            raise ParamError(f"runner {runner.label} is given twice with the same params: give it a larger weight "
+                             f"instead")
+        same.append(runner)
+        labels.append(runner.label if len(same) == 1 else f"{runner.label} #{len(same)}")
+    return labels
+
+
 def _fraction(value: float | None, what: str, upper: float | None) -> float:
     """A gate's fraction, 0.0 when off (None or 0)."""
     if value is None:
@@ -208,18 +221,18 @@ def _duration(text: str, what: str) -> int:
     return int(ns)
 
 
-def _prepare(runner: Runner, capital: float, base: EngineOptions, funding: Any, frames: Mapping[str, Any] | None,
-             bank: Any) -> dict[str, Any]:
-    """The runner's bars, kernel inputs (its sub-account's capital), dataset and funding records."""
-    label = runner.label
+def _prepare(runner: Runner, label: str, capital: float, base: EngineOptions, funding: Any,
+             frames: Mapping[str, Any] | None, bank: Any) -> dict[str, Any]:
+    """The runner's bars, kernel inputs (its sub-account's capital), dataset and funding records
+    (``frames`` and a ``funding`` mapping are looked up by ``label``, else by the dataset's label)."""
     try:
         spec = get_strategy(runner.strategy)
         values = spec.normalize(runner.params)
-        frame = (frames or {}).get(label)
+        frame = (frames or {}).get(label, (frames or {}).get(runner.label))
         if frame is None:
             frame = runner.data.load()
         bars = as_bars(frame)
-        rates = _funding(runner, funding)
+        rates = _funding(runner, label, funding)
         options = options_from(base.to_dict(), initial_capital=capital, funding=rates)
         with strategy_code_errors(spec):
             rules = effective_rules(spec.exits(values), options)
@@ -237,7 +250,7 @@ def _prepare(runner: Runner, capital: float, base: EngineOptions, funding: Any, 
             "funding": record}
 
 
-def _funding(runner: Runner, funding: Any) -> Any:
+def _funding(runner: Runner, label: str, funding: Any) -> Any:
     if funding is None:
         return None
     if funding == "stored":
@@ -248,7 +261,7 @@ def _funding(runner: Runner, funding: Any) -> Any:
         except ThreadXError:
             return None  # data outside the data root (a frame, a loose file): no stored funding
     if isinstance(funding, Mapping):
-        return funding.get(runner.label)
+        return funding.get(label, funding.get(runner.label))
     raise ParamError(f"funding must be None, 'stored' or a mapping of runner label to rates, got {funding!r}")
 
 
@@ -294,14 +307,14 @@ def _timeline(index: pd.DatetimeIndex, ticks: np.ndarray, runner_eq: np.ndarray,
     return frame
 
 
-def _runner_row(runner: Runner, prep: dict[str, Any], st: np.ndarray, m: np.ndarray,
+def _runner_row(runner: Runner, label: str, prep: dict[str, Any], st: np.ndarray, m: np.ndarray,
                 timeline: pd.DataFrame) -> dict[str, Any]:
     """One runner's breakdown: what it ran on, its own metrics (on its own bars), PnL, skips
     by reason and its peak margin (as a share of the portfolio equity at that tick)."""
     tf = prep["bars"].timeframe
-    final = float(timeline[f"eq:{runner.label}"].iloc[-1])
-    margin_share = timeline[f"margin:{runner.label}"] / timeline["equity"].where(timeline["equity"] > 0)
-    return {"label": runner.label, "strategy": runner.strategy, "strategy_code": prep["spec"].code_hash,
+    final = float(timeline[f"eq:{label}"].iloc[-1])
+    margin_share = timeline[f"margin:{label}"] / timeline["equity"].where(timeline["equity"] > 0)
+    return {"label": label, "strategy": runner.strategy, "strategy_code": prep["spec"].code_hash,
             "params": prep["values"], "weight": runner.weight, "capital": prep["capital"],
             "dataset": prep["dataset"], "funding": prep["funding"],
             "final_equity": final, "pnl": final - prep["capital"],
