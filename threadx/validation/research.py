@@ -264,6 +264,9 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
                        tick, total, done)
     status = "cancelled" if len(cells) < len(requests) else "completed"
     transfer: list[dict[str, Any]] = []
+    from threadx.indicators.bank import IndicatorBank
+
+    span_bank = IndicatorBank(disk=False)  # the OOS spans' indicators: shared by the sources, not cached on disk
     for cell in cells if status == "completed" else ():
         for target in names:
             if should_stop():
@@ -273,8 +276,7 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
                    "params": cell["params"]}
             if cell["params"]:
                 row.update(transfer_cell(cell["strategy"], cell["params"], by_name[target], spans[target],
-                                         requests[0].engine_options,
-                                         bank))
+                                         requests[0].engine_options, span_bank))
             else:
                 row["note"] = "no combo met the minimum trade count on the whole period"
             transfer.append(row)
