@@ -10,7 +10,6 @@ with its whole process group.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
@@ -26,6 +25,7 @@ from threadx.optimize.space import SearchSpace
 
 Request = tuple[str, str]  # (indicator name, canonical params JSON)
 _PROBE_LIMIT = 200_000
+_SAMPLE_STRIDE = 64  # elements between two of an array's sampled for its dedupe key
 
 
 def request_key(name: str, params: Mapping[str, Any] | None) -> tuple:
@@ -130,6 +130,12 @@ def group_requests(space: SearchSpace, ids: np.ndarray) -> tuple[list[set[Reques
     return needs, collect.out
 
 
+def _sample_key(bits: np.ndarray) -> int:
+    """A cheap key of an array's bits (its length and every 64th element): equal arrays
+    share it; arrays sharing it are then compared whole (see ``SharedPack.create``)."""
+    return hash((len(bits), bits[::_SAMPLE_STRIDE].tobytes()))
+
+
 @dataclass(frozen=True)
 class PackLayout:
     """Where each array lives in the shared block (offsets in float64 elements)."""
@@ -159,15 +165,18 @@ class SharedPack:
         process (identical arrays stored once)."""
         n = len(bars)
         slots: list[np.ndarray] = []
-        by_digest: dict[bytes, int] = {}
+        by_sample: dict[int, list[int]] = {}  # sample key -> slots holding arrays with that key
 
         def place(arr: np.ndarray) -> int:
             data = np.ascontiguousarray(arr, dtype=np.float64)
-            digest = hashlib.blake2b(data.tobytes(), digest_size=16).digest()
-            if digest not in by_digest:
-                by_digest[digest] = len(slots) * n
-                slots.append(data)
-            return by_digest[digest]
+            bits = data.view(np.uint64)  # compared bit for bit: NaN equals NaN, -0.0 is not 0.0
+            same_key = by_sample.setdefault(_sample_key(bits), [])
+            for k in same_key:
+                if np.array_equal(slots[k].view(np.uint64), bits):
+                    return k * n
+            same_key.append(len(slots))
+            slots.append(data)
+            return (len(slots) - 1) * n
 
         ohlcv = {c: place(getattr(bars, c)) for c in OHLCV_COLUMNS}
         time_offset = place(bars.time_ns.view(np.float64))

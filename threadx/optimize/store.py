@@ -256,7 +256,7 @@ class RunWriter:
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         try:
-            frame.to_parquet(tmp, index=False)
+            _write_part(frame, tmp)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -280,6 +280,24 @@ class RunWriter:
         """Merge fields into the manifest and rewrite it atomically."""
         self.manifest.update(fields)
         write_manifest(self.folder, self.manifest)
+
+
+def _dictionary_columns(names: list[str]) -> list[str]:
+    """Columns worth dictionary-encoding: params, status and error (few distinct values).
+    Metrics, block moments and combo ids are nearly all distinct: trying a dictionary on
+    them costs most of a part's write time and saves nothing."""
+    return [c for c in names if c in ("status", "error") or (
+        c not in _FIXED_COLUMNS and not c.startswith((BLOCK_SUM_PREFIX, BLOCK_SQ_PREFIX)))]
+
+
+def _write_part(frame: pd.DataFrame, path: str) -> None:
+    """Write rows as one Parquet file (what ``frame.to_parquet(path, index=False)`` writes,
+    with dictionaries only where they pay)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, path, use_dictionary=_dictionary_columns(table.column_names))
 
 
 class RunLock:

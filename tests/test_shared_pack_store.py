@@ -1,0 +1,54 @@
+"""The shared block keeps each distinct array once, bit for bit; a part is written with
+dictionaries only on the columns with few values, and reads back as written."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from threadx.data.synthetic import generate_synthetic
+from threadx.data.bars import Bars
+from threadx.optimize.shared import SharedPack
+from threadx.optimize.store import RunWriter
+
+
+def test_identical_arrays_share_a_slot_and_near_ones_do_not():
+    bars = Bars.from_frame(generate_synthetic("PACK", days=5, seed=3), timeframe="1h")
+    n = len(bars)
+    base = np.linspace(1.0, 2.0, n)
+    base[:3] = np.nan
+    other = base.copy()
+    other[n // 2 + 1] += 1e-12  # off the sampled elements: found by the whole comparison
+    negzero, poszero = np.zeros(n), np.zeros(n)
+    negzero[5] = -0.0
+    arrays = {("a", "1"): {"x": base, "y": base.copy()}, ("b", "1"): {"x": other},
+              ("c", "1"): {"x": negzero, "y": poszero}}
+    pack = SharedPack.create(bars, arrays, "dedupe-test")
+    try:
+        lay = pack.layout.indicators
+        assert lay[("a", "1")]["x"] == lay[("a", "1")]["y"]
+        assert lay[("b", "1")]["x"] != lay[("a", "1")]["x"]
+        assert lay[("c", "1")]["x"] != lay[("c", "1")]["y"]  # -0.0 and 0.0 differ bit for bit
+        for key, outputs in arrays.items():
+            for name, arr in outputs.items():
+                got = pack.view(lay[key][name])
+                assert np.array_equal(got.view(np.uint64), arr.view(np.uint64))
+    finally:
+        pack.close()
+
+
+def test_a_part_reads_back_as_written_with_dictionaries_on_params_only(tmp_path):
+    rows = pd.DataFrame({"combo_id": np.arange(6, dtype=np.int64), "bb_period": [10, 10, 11, 11, 12, 12],
+                         "sharpe": np.linspace(-1, 1, 6), "blk_s000": np.ones(6, np.float32),
+                         "status": ["ok"] * 5 + ["failed"], "error": [""] * 5 + ["boom"]})
+    writer = RunWriter(tmp_path, {})
+    writer.append(rows)
+    writer.flush()
+    part = next(tmp_path.glob("part-*.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(part), rows)
+    column = pq.ParquetFile(part).metadata.row_group(0).column
+    names = list(rows.columns)
+    encoded = {name: "RLE_DICTIONARY" in column(k).encodings or "PLAIN_DICTIONARY" in column(k).encodings
+               for k, name in enumerate(names)}
+    assert encoded == {"combo_id": False, "bb_period": True, "sharpe": False, "blk_s000": False, "status": True,
+                       "error": True}
