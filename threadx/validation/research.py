@@ -15,8 +15,9 @@ backtest's Sharpe, return, max drawdown and trades. The grade card's line: "N of
 a positive OOS result with the same params", counted over the *other* assets (return > 0).
 
 The result (config, matrix, transfer) is stored as ``<results_dir>/research/<id>/research.json``.
-Executors: ``inline`` (cells in this process, ``workers`` at once on threads, one indicator
-bank, each walk-forward on ``workers`` threads), ``local`` (one cell per process, ``workers`` processes),
+Executors: ``inline`` (cells one after another in this process, one indicator bank, each
+walk-forward on ``workers`` threads; running two cells at once on threads was measured slower
+on 2 cores: benchmarks/bench_research.py), ``local`` (one cell per process, ``workers`` processes),
 ``dask`` (one cell per task on a Dask cluster at ``scheduler``, else a LocalCluster; workers
 must see the same data files and results folder). Transfer backtests run in this process.
 """
@@ -262,6 +263,7 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     by_name = dict(zip(names, frames))
     cells = _run_cells(requests, by_name, executor, workers, scheduler, results_dir, bank, progress, should_stop,
                        tick, total, done)
+    cells_done = time.perf_counter()
     status = "cancelled" if len(cells) < len(requests) else "completed"
     transfer: list[dict[str, Any]] = []
     from threadx.indicators.bank import IndicatorBank
@@ -288,7 +290,8 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
               "executor": executor, "transfer": "whole-period winner (benchmark_params) backtested on each "
                                                 "dataset's OOS span (first OOS start to last OOS end)"}
     result = ResearchResult(research_id, config, cells, transfer, status,
-                            {"elapsed_s": time.perf_counter() - started,
+                            {"elapsed_s": time.perf_counter() - started, "cells_s": cells_done - started,
+                             "transfer_s": time.perf_counter() - cells_done,
                              "oos_spans": {n: [by_name[n].index[a].isoformat(), by_name[n].index[b - 1].isoformat()]
                                            for n, (a, b) in spans.items()}})
     for cell in cells:
@@ -307,52 +310,25 @@ def _name_of(df: Any, ref: DatasetRef) -> str:
 def _run_cells(requests, frames, executor, workers, scheduler, results_dir, bank, progress, should_stop, tick,
                total, done) -> list[dict[str, Any]]:
     """Every cell's summary, in request order (the finished ones only when cancelled)."""
+    cells: list[dict[str, Any]] = []
     if executor == "inline":
-        return _run_inline(requests, frames, workers, results_dir, bank, progress, should_stop, tick, total, done)
+        for req in requests:
+            if should_stop():
+                break
+            phase = f"walk-forward {req.strategy} on {req.data.name}"
+            inner = None if progress is None else _combo_progress(progress, done, total, phase)
+            try:
+                cell = run_cell(req, results_dir, frames[req.data.name], bank, inner, should_stop)
+            except ParamError:
+                if should_stop():  # stopped before the walk-forward's first combo finished
+                    break
+                raise
+            if cell is None:
+                break
+            cells.append(cell)
+            tick(phase)
+        return cells
     return _run_remote(requests, executor, workers, scheduler, results_dir, should_stop, tick)
-
-
-def _run_inline(requests, frames, workers, results_dir, bank, progress, should_stop, tick, total,
-                done) -> list[dict[str, Any]]:
-    """The cells in this process, ``workers`` of them at once (threads; one indicator bank):
-    a walk-forward's serial stages (indicators written to the cache, the validation report,
-    storing) then overlap with another cell's work, which three separate walk-forwards cannot do.
-    Each cell is computed as alone (its own seeds and windows), so the numbers do not change."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    from threadx.optimize.runner import default_workers
-
-    results: dict[int, dict[str, Any] | None] = {}
-
-    def one(k: int) -> None:
-        req = requests[k]
-        if should_stop():
-            return
-        phase = f"walk-forward {req.strategy} on {req.data.name}"
-        inner = None if progress is None else _combo_progress(progress, done, total, phase)
-        try:
-            results[k] = run_cell(req, results_dir, frames[req.data.name], bank, inner, should_stop)
-        except ParamError:
-            if should_stop():  # stopped before the walk-forward's first combo finished
-                return
-            raise
-        if results[k] is not None:
-            with ticking:
-                tick(phase)
-
-    ticking = threading.Lock()
-    at_once = max(1, min(len(requests), int(workers or default_workers())))
-    with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="threadx-research") as pool:
-        futures = [pool.submit(one, k) for k in range(len(requests))]
-        try:
-            for future in futures:
-                future.result()
-        except BaseException:
-            for future in futures:
-                future.cancel()  # the cells not started; the first error is raised once those running end
-            raise
-    return [results[k] for k in range(len(requests)) if results.get(k) is not None]
 
 
 def _combo_progress(progress: Progress, done: list, total: int, phase: str) -> Callable[[Any], None]:
