@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,8 +24,8 @@ from threadx.portfolio import Runner, load_portfolio, parse_runner, portfolio_ba
 from threadx.requests import DatasetRef
 from threadx.strategy.base import ExitRules, Param, StrategySpec, list_strategies, no_levels, register
 
-from conftest import SHARED_DATA
 
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"  # (as conftest.py finds it)
 FEE_BPS = 10.0
 FEE = FEE_BPS / 1e4
 
