@@ -213,8 +213,8 @@ def show_portfolio(portfolio_id: str) -> None:
     st.plotly_chart(pf.runner_equity_figure(result), width="stretch", key="pf_runner_equity")
     st.markdown("#### Runners")
     table = pf.runners_table(result)
-    st.dataframe(table, hide_index=True, width="stretch", column_config=column_config(list(table.columns)),
-                 key="pf_breakdown")
+    st.dataframe(table, hide_index=True, width="stretch", key="pf_breakdown",
+                 column_config=column_config(list(table.columns), aliases=pf.RUNNER_HEADERS))
     st.markdown("#### Entries skipped, by reason")
     skipped = pf.skipped_table(result)
     st.dataframe(skipped, hide_index=True, width="stretch", key="pf_skipped",

@@ -103,19 +103,28 @@ def test_two_runner_portfolio_runs_to_its_metrics_charts_and_tables(workspace):
     assert trades.value == f"{stored.metrics['n_trades']:,}"
     titles = charts(at)
     equity = titles["Portfolio equity and drawdown"]
-    assert equity["layout"]["yaxis2"]["tickformat"] == ".0%" and equity["layout"]["xaxis"]["matches"] == "x2" \
-        or equity["layout"]["xaxis2"].get("matches") == "x" or "anchor" in equity["layout"]["xaxis2"]
+    assert equity["layout"]["yaxis2"]["tickformat"] == ".0%"  # drawdown under the equity, shared time axis
+    assert [t["name"] for t in equity["data"]] == ["Portfolio equity", "Drawdown"]
     margin = titles["Margin share of equity and open positions"]
     guard_lines = [s for s in margin["layout"].get("shapes", []) if s.get("y0") == 0.7 and s.get("y1") == 0.7]
     assert guard_lines, "the margin guard is drawn"
+    held = [t for t in margin["data"] if t.get("name") == "Kill switch holding entries"]
+    assert bool(held) == bool(stored.timeline["blocked"].any())  # its holds shaded (and in the legend)
+    events = [df.value for df in at.dataframe if "fired (UTC)" in df.value.columns]
+    if stored.events:
+        assert len(events) == 1 and len(events[0]) == len(stored.events)
+    else:
+        assert not events and "The kill switch never fired." in texts(at.caption)
     runner_lines = titles["Each runner's equity (its share of the capital)"]
     assert [t["name"] for t in runner_lines["data"]] == stored.labels
     heat = titles["Drawdown correlation between runners"]["data"][0]
     assert heat["x"] == stored.labels and heat["y"] == stored.labels
-    breakdown = next(df for df in at.dataframe if "peak_margin_share" in df.value.columns)
+    breakdown = next(df for df in at.dataframe if "Peak margin share" in df.value.columns)
     config = json.loads(breakdown.proto.columns)
-    assert config["total_return"]["type_config"]["format"] == "percent"
-    assert list(breakdown.value["runner"]) == stored.labels
+    assert config["Return"]["type_config"]["format"] == "percent"
+    assert config["Trades"]["type_config"]["format"] == "%,d"
+    assert list(breakdown.value["Runner"]) == stored.labels
+    assert list(breakdown.value["Trades"]) == [r["metrics"]["n_trades"] for r in stored.runners]
     skipped = next(df for df in at.dataframe if "reason" in df.value.columns).value
     assert list(skipped["reason"]) == ["margin guard", "runner cap", "kill switch", "engine"]
     assert list(skipped["skipped"]) == [stored.skipped[k] for k in ("margin_guard", "runner_cap", "kill_switch",

@@ -91,19 +91,22 @@ def describe_config(result: PortfolioResult) -> str:
             f"{'stored files' if c.get('funding') == 'stored' else c.get('funding') or 'none'}")
 
 
+RUNNER_HEADERS = {"Weight": "weight", "Capital": "capital", "Final equity": "final_equity", "PnL": "pnl",
+                  "Return": "total_return", "Sharpe": "sharpe", "Max drawdown": "max_drawdown", "Trades": "n_trades",
+                  "Cycles": "n_cycles", "Fees": "total_fees", "Funding": "total_funding", "Skipped": "skipped",
+                  "Peak margin share": "peak_margin_share"}  # display header -> the metric it shows (its unit)
+
+
 def runners_table(result: PortfolioResult) -> pd.DataFrame:
-    """One row per runner: its share of the capital, PnL, own metrics, skips and peak margin."""
+    """One row per runner: its share of the capital, PnL, own metrics, skips (gates only) and
+    peak margin share of the portfolio equity; headers as shown (:data:`RUNNER_HEADERS`)."""
     rows = []
     for r in result.runners:
-        m = r["metrics"]
-        rows.append({"runner": r["label"], "weight": r["weight"], "capital": r["capital"],
-                     "final_equity": r["final_equity"], "pnl": r["pnl"], "total_return": m.get("total_return"),
-                     "sharpe": m.get("sharpe"), "max_drawdown": m.get("max_drawdown"), "n_trades": m.get("n_trades"),
-                     "n_cycles": m.get("n_cycles"), "total_fees": m.get("total_fees"),
-                     "total_funding": m.get("total_funding"),
-                     "skipped": sum(v for k, v in r["skipped"].items() if k != "engine"),
-                     "peak_margin_share": r["peak_margin_share"],
-                     "params": ", ".join(f"{k}={v}" for k, v in (r.get("params") or {}).items())})
+        values = {**r["metrics"], "weight": r["weight"], "capital": r["capital"], "final_equity": r["final_equity"],
+                  "pnl": r["pnl"], "peak_margin_share": r["peak_margin_share"],
+                  "skipped": sum(v for k, v in r["skipped"].items() if k != "engine")}
+        rows.append({"Runner": r["label"], **{header: values.get(name) for header, name in RUNNER_HEADERS.items()},
+                     "Params": ", ".join(f"{k}={v}" for k, v in (r.get("params") or {}).items())})
     return pd.DataFrame(rows)
 
 
@@ -189,13 +192,19 @@ def margin_figure(result: PortfolioResult, max_points: int = DISPLAY_MAX_POINTS)
     if guard:
         fig.add_hline(y=float(guard), line=dict(color=SHORT_COLOR, dash="dash", width=1.5), row=1, col=1,
                       annotation_text=f"margin guard {float(guard):.0%}", annotation_position="top left")
-    for name, color, label in (("legs", OVERLAY_COLORS[1], "Legs open"), ("positions", OVERLAY_COLORS[0],
-                                                                           "Positions open")):
+    # positions under legs: a leg is one entry of a position (grid strategies add several), so the
+    # dotted legs line lies on the positions line wherever each position has one leg
+    one_leg = bool((tl["legs"] == tl["positions"]).all())  # no grid strategy: one line says it all
+    lines = [("positions", OVERLAY_COLORS[0], "Positions open" + (" (one leg each)" if one_leg else ""), "solid")]
+    if not one_leg:
+        lines.append(("legs", OVERLAY_COLORS[1], "Legs open", "dot"))
+    for name, color, label, dash in lines:
         values = tl[name].astype(float)
         keep = _downsample_positions(values.to_numpy(), max_points, "minmax")
         fig.add_trace(_trace_cls(len(keep))(x=plot_times(tl.index[keep]), y=values.iloc[keep].to_numpy(),
-                                            mode="lines", line=dict(color=color, width=1.3, shape="hv"), name=label,
-                                            hovertemplate=f"{label.lower()} %{{y:,d}}<extra></extra>"), row=2, col=1)
+                                            mode="lines", line=dict(color=color, width=1.3, shape="hv", dash=dash),
+                                            name=label, hovertemplate=f"{label.lower()} %{{y:,d}}<extra></extra>"),
+                      row=2, col=1)
     spans = blocked_spans(tl)
     for start, end in spans:
         fig.add_vrect(x0=plot_times(pd.DatetimeIndex([start]))[0], x1=plot_times(pd.DatetimeIndex([end]))[0],
@@ -209,7 +218,8 @@ def margin_figure(result: PortfolioResult, max_points: int = DISPLAY_MAX_POINTS)
                       margin=dict(l=50, r=20, t=80, b=30), height=480,
                       legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"))
     fig.update_yaxes(title_text="Margin / equity", tickformat=".0%", rangemode="tozero", row=1, col=1)
-    fig.update_yaxes(title_text="Open at once", rangemode="tozero", row=2, col=1)
+    fig.update_yaxes(title_text="Open at once", rangemode="tozero", tickformat=",d",
+                     dtick=1 if int(tl["legs"].max()) <= 8 else None, row=2, col=1)
     return fig
 
 
@@ -248,8 +258,8 @@ def correlation_figure(result: PortfolioResult) -> go.Figure:
                              textfont=dict(size=13), colorscale="RdBu", reversescale=True, zmin=-1.0, zmax=1.0,
                              hovertemplate="%{y}<br>%{x}<br>correlation %{z:.2f}<extra></extra>",
                              colorbar=dict(title=dict(text="correlation", side="right"))))
-    fig.update_layout(title=_title(title, ["of equity / running peak - 1 on the common timeline"]),
-                      height=max(300, 140 + 60 * len(corr)), margin=dict(l=50, r=20, t=80, b=40))
+    fig.update_layout(title={**_title(title, ["of equity / running peak - 1 on the common timeline"]), "y": 0.96},
+                      height=max(380, 160 + 70 * len(corr)), margin=dict(l=50, r=20, t=90, b=40))
     fig.update_xaxes(type="category")
     fig.update_yaxes(type="category", autorange="reversed")
     return fig
