@@ -32,6 +32,7 @@ PAGES = [
             icon=":material/monitor_heart:"),
     st.Page("views/6_Strategies.py", title="Strategies", url_path="Strategies", icon=":material/code_blocks:"),
     st.Page("views/7_Research.py", title="Research", url_path="Research", icon=":material/grid_view:"),
+    st.Page("views/8_Portfolio.py", title="Portfolio", url_path="Portfolio", icon=":material/account_balance:"),
 ]
 navigation = st.navigation(PAGES)
 restore_from_url()  # a link's dataset and strategy (warnings above the page, not in the sidebar)

@@ -454,6 +454,109 @@ class ResearchRequest:
                         research_id=self.run_id, progress=progress, cancel=cancel, **self.options)
 
 
+def _portfolio_default(name: str) -> Any:
+    """A default of :func:`threadx.portfolio.portfolio_backtest` (declared there once; read
+    late: threadx.portfolio imports this module)."""
+    from threadx.portfolio import backtest
+
+    return getattr(backtest, name)
+
+
+@dataclass(frozen=True)
+class PortfolioRequest:
+    """Runners sharing one capital (:func:`threadx.portfolio.portfolio_backtest`).
+
+    ``runners``: :class:`~threadx.portfolio.runners.Runner` dicts (strategy, data, params,
+    weight); ``capital``: None for the engine's initial capital; the gates are fractions,
+    None when off; ``funding``: ``"stored"`` (each dataset's funding file, when there is one)
+    or None; ``engine_options``: for every runner (not the capital). ``run_id`` is the
+    portfolio id."""
+
+    KIND = "portfolio"
+    runners: tuple
+    capital: float | None = None
+    margin_guard: float | None = None
+    runner_cap: float | None = None
+    kill_switch: float | None = None
+    kill_window: str = field(default_factory=lambda: _portfolio_default("DEFAULT_KILL_WINDOW"))
+    cooldown: str = field(default_factory=lambda: _portfolio_default("DEFAULT_COOLDOWN"))
+    funding: str | None = "stored"
+    engine_options: dict = field(default_factory=dict)
+    run_id: str | None = None
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        from threadx.portfolio.backtest import _duration, _fraction
+        from threadx.portfolio.runners import Runner
+
+        items = [self.runners] if isinstance(self.runners, (str, Mapping, Runner)) else list(self.runners or ())
+        if not items:
+            raise ParamError("a portfolio needs at least one runner")
+        runners = []
+        for item in items:
+            if isinstance(item, Runner):
+                runners.append(item)
+            elif isinstance(item, Mapping):
+                runners.append(Runner.from_dict(item))
+            else:
+                raise ParamError(f"a portfolio runner is a dict (strategy, data, params, weight), got {item!r}")
+        labels = [r.label for r in runners]
+        if len(set(labels)) != len(labels):
+            raise ParamError(f"a runner is given twice: {', '.join(labels)}")
+        for runner in runners:  # the strategy exists (the data is not read)
+            _check_strategy_space(runner.strategy, {})
+        if self.capital is not None:
+            try:
+                capital = float(self.capital)
+            except (TypeError, ValueError):
+                raise ParamError(f"capital must be a positive number, got {self.capital!r}") from None
+            if not (math.isfinite(capital) and capital > 0):
+                raise ParamError(f"capital must be a positive number, got {self.capital!r}")
+            object.__setattr__(self, "capital", capital)
+        for key, upper in (("margin_guard", None), ("runner_cap", None), ("kill_switch", 1.0)):
+            object.__setattr__(self, key, _fraction(getattr(self, key), key, upper) or None)
+        _duration(self.kill_window, "kill_window")
+        _duration(self.cooldown, "cooldown")
+        if self.funding not in (None, "stored"):
+            raise ParamError(f"funding must be 'stored' or None, got {self.funding!r}")
+        options = dict(self.engine_options or {}) if isinstance(self.engine_options, Mapping) else self.engine_options
+        if isinstance(options, Mapping) and "initial_capital" in options:
+            raise ParamError("set the portfolio's capital with capital, not engine_options initial_capital")
+        engine = engine_dict(options)
+        for key in ("initial_capital", "funding"):  # the capital is the portfolio's; funding: see ``funding``
+            engine.pop(key, None)
+        object.__setattr__(self, "runners", tuple(r.to_dict() for r in runners))
+        object.__setattr__(self, "engine_options", engine)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"kind": self.KIND, **{f.name: getattr(self, f.name) for f in fields(self)}}
+        out["runners"] = list(self.runners)
+        return jsonable(out)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "PortfolioRequest":
+        if not isinstance(data, Mapping):
+            raise ParamError(f"a request is a dict, got {type(data).__name__}")
+        raw = {k: v for k, v in data.items() if k != "kind"}
+        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ParamError(f"unknown portfolio param(s) {', '.join(unknown)}")
+        return cls(**raw)
+
+    def with_run_id(self, run_id: str) -> "PortfolioRequest":
+        return replace(self, run_id=run_id)
+
+    def run(self, results_dir: Any = None, progress: Any = None, cancel: Any = None) -> Any:
+        """The :class:`~threadx.portfolio.PortfolioResult`, stored under ``results_dir``."""
+        from threadx.portfolio import portfolio_backtest
+
+        return portfolio_backtest(list(self.runners), capital=self.capital, margin_guard=self.margin_guard,
+                                  runner_cap=self.runner_cap, kill_switch=self.kill_switch,
+                                  kill_window=self.kill_window, cooldown=self.cooldown, funding=self.funding,
+                                  portfolio_id=self.run_id, results_dir=results_dir, progress=progress,
+                                  cancel=cancel, **self.engine_options)
+
+
 # --- labels -----------------------------------------------------------------------------------
 
 

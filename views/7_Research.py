@@ -8,6 +8,7 @@ Session state keys of this page:
 - ``rs_seen``  id of the finished job whose result was already put on screen
 - ``rs_run``   research id shown (set by a finished job; the select box ``rs_history`` follows it)
 - ``wf_run``   set by "Open report": the walk-forward the Validation page shows
+- ``pf_from_research`` set by "Portfolio from winners": the research whose winners the Portfolio page runs
 """
 from __future__ import annotations
 
@@ -158,6 +159,10 @@ def show_research(research_id: str) -> None:
         st.caption(f"Some transfer rows are empty: {note}.")
     st.markdown("#### Full report of a cell")
     open_report(result)
+    if st.button("Portfolio from winners", key="rs_portfolio",
+                 help="the Portfolio page with one runner per cell, on the params its walk-forward chose"):
+        st.session_state["pf_from_research"] = research_id
+        st.switch_page("views/8_Portfolio.py")
 
 
 launch_form()

@@ -445,6 +445,53 @@ def test_the_research_page_shows_a_stored_matrix_and_opens_a_cell(server, browse
     assert not errors, errors
 
 
+def test_portfolio_from_the_winners_of_a_research_on_real_btc_and_eth(server, browser):
+    import os
+    import subprocess
+    import sys
+
+    real = Path(__file__).resolve().parents[3] / "shared" / "data" / "binance"
+    files = [real / "BTC_USDT-1h.parquet", real / "ETH_USDT-1h.parquet"]
+    if not all(f.exists() for f in files):
+        pytest.skip(f"the real Binance candles are not under {real}")
+    # a small research (ma_crossover, a 2 x 2 grid) on the real BTC and ETH hours, stored in the server's workspace
+    script = ("from threadx.validation.research import research; "
+              f"research('ma_crossover', {[str(f) for f in files]!r}, "
+              "{'fast_period': [5, 10], 'slow_period': [30, 60]}, research_id='real-btc-eth', sampler='grid', "
+              "is_days=180, oos_days=90, bootstrap=200, S=8, workers=1)")
+    subprocess.run([sys.executable, "-c", script], env=server["env"], check=True, capture_output=True,
+                   cwd=os.getcwd())
+    page = browser.new_page(viewport={"width": 1440, "height": 4200})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    open_app(page, server["url"] + "/Research")
+    page.get_by_text("Research real-btc-eth", exact=False).first.wait_for(timeout=90_000)
+    settle(page)
+    began = time.time()
+    click_until(page, "Portfolio from winners", page.get_by_text("Runners from research real-btc-eth",
+                                                                 exact=False).first)
+    prefilled_s = time.time() - began
+    settle(page)
+    page.wait_for_timeout(1000)
+    shot(page, "24_portfolio_prefilled")  # one runner per cell, on the params its walk-forward chose
+    began = time.time()
+    click_until(page, "Launch portfolio", page.get_by_role("button", name="Stop").or_(
+        page.get_by_text("Peak margin share", exact=True)).first)
+    page.get_by_text("Peak margin share", exact=True).first.wait_for(timeout=180_000)
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    result_s = time.time() - began
+    settle(page)
+    page.wait_for_timeout(2500)
+    shot(page, "25_portfolio_result")  # metrics, equity and drawdown, margin and positions, runners, heatmap
+    with open(ARTIFACTS / "timing.txt", "a") as handle:
+        handle.write(f"Portfolio from winners to prefilled runners: {prefilled_s:.2f} s\n"
+                     f"Launch portfolio (2 runners, real BTC and ETH 1h) to its result: {result_s:.2f} s\n")
+    assert page.locator(".js-plotly-plot").count() >= 4
+    labels = page.locator("[data-testid=stMetric]")
+    names = {labels.nth(k).inner_text().split("\n")[0].strip() for k in range(labels.count())}
+    assert {"Return", "Sharpe", "Max drawdown", "Cycles", "Peak legs"} <= names, names
+    assert not errors, errors
+
 def test_the_server_log_of_the_whole_session_has_no_warning(server):
     # runs last: every page above was used; deprecations, Session State misuse and tracebacks show here
     time.sleep(1)

@@ -3,7 +3,8 @@
 Reads ``JOB_DIR/spec.json``, loads the data, runs :func:`threadx.sweep` into the results
 store of the registry (``<root>`` of ``<root>/.jobs/<job_id>``), or a walk-forward and its
 validation report into ``<root>/walkforward/<run_id>/``, or a research job (its cells'
-walk-forwards and ``<root>/research/<run_id>/research.json``), and keeps
+walk-forwards and ``<root>/research/<run_id>/research.json``), or a portfolio
+(``<root>/portfolios/<run_id>/``), and keeps
 ``JOB_DIR/status.json`` up to date (atomically, at most every 0.5 s for progress, at once
 for a new ``phase``: loading data, starting workers, computing indicators, running,
 finishing, as the sweep reports them through ``on_phase``). The sweep stops
@@ -106,9 +107,10 @@ class JobRunner:
             if not self.spec:
                 raise ThreadXError(f"no readable spec.json in {self.job_dir}")
             kind = self.spec.get("kind", "sweep")
-            if kind not in ("sweep", "walkforward", "research"):
+            if kind not in ("sweep", "walkforward", "research", "portfolio"):
                 raise ThreadXError(f"unknown job kind {kind!r}")
-            state = {"sweep": self._sweep, "walkforward": self._walkforward, "research": self._research}[kind]()
+            state = {"sweep": self._sweep, "walkforward": self._walkforward, "research": self._research,
+                     "portfolio": self._portfolio}[kind]()
         except KeyboardInterrupt:
             state = "cancelled"
             _log("interrupted")
@@ -212,6 +214,34 @@ class JobRunner:
                           eta_s=0.0 if state == "completed" else None,
                           elapsed_s=float(result.meta.get("elapsed_s", time.monotonic() - started)))
         return state
+
+    def _portfolio(self) -> str:
+        """The portfolio stored under ``portfolios/<run_id>``; progress counts the runners whose
+        signals are ready (then the run and the report as phases). A stop before the run ends
+        it ``cancelled`` with nothing stored."""
+        from threadx.errors import Cancelled
+        from threadx.requests import PortfolioRequest
+
+        request = PortfolioRequest.from_dict(self.params)
+        if self.should_stop():
+            return "cancelled"
+        started = time.monotonic()
+        n = len(request.runners)
+
+        def progress(done: int, total: int, phase: str) -> None:  # noqa: ARG001 - total: runners + 2 steps
+            self.status.status.update(done=min(int(done), n), total=n, phase=phase,
+                                      elapsed_s=time.monotonic() - started)
+            self.status.write()  # a handful of calls: each written at once
+
+        _log(f"portfolio of {n} runners run {request.run_id}")
+        try:
+            result = request.run(self.job_dir.parent.parent, progress=progress, cancel=self.should_stop)
+        except Cancelled as exc:
+            _log(str(exc))
+            return "cancelled"
+        self.status.write(state="completed", phase="completed", finished_at=now_iso(), error="", eta_s=0.0,
+                          done=n, total=n, elapsed_s=float(result.meta.get("elapsed_s", time.monotonic() - started)))
+        return "completed"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,11 +60,12 @@ from threadx.requests import DatasetRef, jsonable as _jsonable
 JOBS_FOLDER = ".jobs"
 STATES = ("queued", "running", "completed", "cancelled", "failed")
 FINAL_STATES = ("completed", "cancelled", "failed")
-KINDS = ("sweep", "walkforward", "research")
+KINDS = ("sweep", "walkforward", "research", "portfolio")
 
 # A job's params are the ``to_dict()`` of its request (threadx.requests): the fields, and
 # their defaults, are declared there once.
-REQUEST_KINDS = {"sweep": "SweepRequest", "walkforward": "WalkForwardRequest", "research": "ResearchRequest"}
+REQUEST_KINDS = {"sweep": "SweepRequest", "walkforward": "WalkForwardRequest", "research": "ResearchRequest",
+                 "portfolio": "PortfolioRequest"}
 
 _STARTING_GRACE_S = 60.0  # a launch that left no process record for this long is failed
 _CHILDREN: dict[str, subprocess.Popen] = {}  # job processes this process started (reaped on refresh)
@@ -170,7 +171,8 @@ class JobInfo:
     def status_line(self) -> str:
         """What the job is doing, in one line: its phase while it starts, its combos done
         (with rate and ETA) while it runs, its outcome once finished; never a bare 0/0."""
-        unit = "cells" if self.kind == "research" else "combos"  # a research job counts its walk-forwards
+        # a research job counts its walk-forwards, a portfolio job the runners whose signals are ready
+        unit = {"research": "cells", "portfolio": "runners"}.get(self.kind, "combos")
         counted = f"{self.done:,} / {self.total:,} {unit}" if self.total else ""
         if self.is_finished:
             failed = f", {self.failed:,} failed" if self.failed else ""
@@ -179,6 +181,8 @@ class JobInfo:
         if self.state == "queued":
             return "cancelling" if self.stop_requested else "queued: waiting for a free slot"
         phase = self.phase or "starting"
+        if unit == "runners" and counted and phase != "running":
+            phase = f"{phase} ({self.done:,} / {self.total:,} runners ready)"
         if phase == "running":
             eta = f" · ETA {self.eta_s:,.0f} s" if self.eta_s is not None and self.rate else ""
             rate = f" · {self.rate:,.0f} backtests/s" if self.rate and unit == "combos" else ""
@@ -195,6 +199,9 @@ class JobInfo:
         if self.kind == "research":
             names = [DatasetRef.from_dict(d).label for d in p.get("datasets", [])]
             return f"research {', '.join(p.get('strategies', []))} on {', '.join(names)}"
+        if self.kind == "portfolio":
+            runners = p.get("runners", [])
+            return f"portfolio of {len(runners)} runner{'s' if len(runners) != 1 else ''}"
         data = p.get("data", "?")
         try:
             data = DatasetRef.from_dict(data).label
@@ -292,7 +299,8 @@ class JobRegistry:
         cls = getattr(requests, REQUEST_KINDS[kind])
         request = cls.from_dict(raw)  # checked on construction (the data is not read)
         if request.run_id is None:
-            prefix = {"walkforward": f"wf-{getattr(request, 'strategy', '')}", "research": "research"}
+            prefix = {"walkforward": f"wf-{getattr(request, 'strategy', '')}", "research": "research",
+                      "portfolio": "portfolio"}
             request = request.with_run_id(_new_run_id(prefix.get(kind, getattr(request, "strategy", kind))))
         try:
             from threadx.optimize.store import check_run_id

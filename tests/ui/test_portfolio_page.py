@@ -1,0 +1,265 @@
+"""The Portfolio page under Streamlit's AppTest, on the synthetic sample: the empty state, no
+runners (one warning), a two-runner portfolio job to its metrics, charts and tables, a stored
+portfolio opened from the history, the Research page's "Portfolio from winners" handoff; and
+the portfolio job itself (request round trip, progress counting runners, Stop)."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from apptest_helpers import ROOT, open_page, run_until  # noqa: E402
+
+SAMPLE = "synthetic/BTC_USDT-1h"
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Plotly specs by title (first line)."""
+    out = {}
+    for element in at.get("plotly_chart"):
+        spec = json.loads(element.proto.spec)
+        out[str(spec.get("layout", {}).get("title", {}).get("text", "")).split("<br>")[0]] = spec
+    return out
+
+
+def second_asset(workspace) -> str:
+    """A second synthetic asset in the data root; its dataset name."""
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import ensure_sample, generate_synthetic
+
+    ensure_sample()
+    write_ohlcv(generate_synthetic("XYZ_USDT", days=400, seed=11), workspace / "data" / "test" / "XYZ_USDT-1h.parquet")
+    return "test/XYZ_USDT-1h"
+
+
+def metric_labels(at: AppTest) -> set[str]:
+    return {m.label for m in at.metric}
+
+
+def test_empty_state_says_what_to_do_and_no_runner_is_one_warning():
+    at = open_page("8_Portfolio.py")
+    assert at.title[0].value == "Portfolio"
+    assert "No runner yet" in texts(at.info)
+    assert not at.warning and not at.error
+    assert at.checkbox(key="pf_funding").value is True  # stored funding files, like the CLI
+    assert at.number_input(key="pf_guard").value == 0.0  # gates off by default
+    at.button(key="pf_launch").click().run()
+    assert not at.exception, at.exception
+    assert len(at.warning) == 1 and "add at least one runner" in at.warning[0].value
+    assert not at.error and "pf_job" not in at.session_state
+
+
+def test_a_bad_duration_is_refused_in_one_line():
+    at = open_page("8_Portfolio.py")
+    at.button(key="pf_add").click().run()
+    at.text_input(key="pf_window").input("soon").run()
+    at.button(key="pf_launch").click().run()
+    assert not at.exception, at.exception
+    assert len(at.error) == 1 and "kill_window must be a duration" in at.error[0].value
+
+
+def test_two_runner_portfolio_runs_to_its_metrics_charts_and_tables(workspace):
+    other = second_asset(workspace)
+    at = open_page("8_Portfolio.py")
+    at.button(key="pf_add").click().run()  # bb_atr on the sample, defaults
+    at.selectbox(key="pf_strategy").set_value("ma_crossover")
+    at.selectbox(key="pf_dataset").set_value(other)
+    at.number_input(key="pf_weight").set_value(2.0)
+    at.button(key="pf_add").click().run()
+    assert not at.exception, at.exception
+    table = next(df for df in at.dataframe if "runner" in df.value.columns).value
+    assert list(table["runner"]) == [f"bb_atr:{SAMPLE}", f"ma_crossover:{other}"]
+    assert list(table["weight"]) == [1.0, 2.0]
+    at.number_input(key="pf_guard").set_value(0.7)
+    at.number_input(key="pf_kill").set_value(10.0)
+    at.button(key="pf_launch").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.session_state["pf_job"]
+    assert at.get("progress") and any(b.key == "pf_stop" for b in at.button)  # progress and Stop from the start
+    run_until(at, lambda a: "pf_run" in a.session_state and bool(a.session_state["pf_run"]))
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    pid = at.session_state["pf_run"]
+    assert at.selectbox(key="pf_history").value == pid
+
+    from threadx.portfolio import load_portfolio
+
+    stored = load_portfolio(pid)
+    assert stored.config["margin_guard"] == 0.7 and stored.config["kill_switch"] == pytest.approx(0.1)
+    assert [r["weight"] for r in stored.runners] == [1.0, 2.0]
+    assert {"Return", "Sharpe", "Max drawdown", "Trades", "Cycles", "Cycle win rate", "Fees", "Funding",
+            "Peak margin share", "Peak positions", "Peak legs"} <= metric_labels(at)
+    trades = next(m for m in at.metric if m.label == "Trades")
+    assert trades.value == f"{stored.metrics['n_trades']:,}"
+    titles = charts(at)
+    equity = titles["Portfolio equity and drawdown"]
+    assert equity["layout"]["yaxis2"]["tickformat"] == ".0%"  # drawdown under the equity, shared time axis
+    assert [t["name"] for t in equity["data"]] == ["Portfolio equity", "Drawdown"]
+    margin = titles["Margin share of equity and open positions"]
+    guard_lines = [s for s in margin["layout"].get("shapes", []) if s.get("y0") == 0.7 and s.get("y1") == 0.7]
+    assert guard_lines, "the margin guard is drawn"
+    held = [t for t in margin["data"] if t.get("name") == "Kill switch holding entries"]
+    assert bool(held) == bool(stored.timeline["blocked"].any())  # its holds shaded (and in the legend)
+    events = [df.value for df in at.dataframe if "fired (UTC)" in df.value.columns]
+    if stored.events:
+        assert len(events) == 1 and len(events[0]) == len(stored.events)
+    else:
+        assert not events and "The kill switch never fired." in texts(at.caption)
+    runner_lines = titles["Each runner's equity (its share of the capital)"]
+    assert [t["name"] for t in runner_lines["data"]] == stored.labels
+    heat = titles["Drawdown correlation between runners"]["data"][0]
+    assert heat["x"] == stored.labels and heat["y"] == stored.labels
+    breakdown = next(df for df in at.dataframe if "Peak margin share" in df.value.columns)
+    config = json.loads(breakdown.proto.columns)
+    assert config["Return"]["type_config"]["format"] == "percent"
+    assert config["Trades"]["type_config"]["format"] == "%,d"
+    assert list(breakdown.value["Runner"]) == stored.labels
+    assert list(breakdown.value["Trades"]) == [r["metrics"]["n_trades"] for r in stored.runners]
+    skipped = next(df for df in at.dataframe if "reason" in df.value.columns).value
+    assert list(skipped["reason"]) == ["margin guard", "runner cap", "kill switch", "engine"]
+    assert list(skipped["skipped"]) == [stored.skipped[k] for k in ("margin_guard", "runner_cap", "kill_switch",
+                                                                     "engine")]
+    details = next(df for df in at.dataframe if "fingerprint" in df.value.columns).value
+    assert list(details["fingerprint"]) == [r["dataset"]["fingerprint"] for r in stored.runners]
+
+
+def test_a_stored_portfolio_opens_from_history(workspace):
+    from threadx.portfolio import portfolio_backtest
+
+    other = second_asset(workspace)
+    portfolio_backtest([f"bb_atr:{SAMPLE}", f"ma_crossover:{other}"], portfolio_id="older", kill_switch=0.05,
+                       cooldown="3D")
+    portfolio_backtest([f"bb_atr:{SAMPLE}"], portfolio_id="newer")
+    at = open_page("8_Portfolio.py")
+    assert at.selectbox(key="pf_history").value == "newer"
+    assert "Portfolio newer" in texts(at.subheader)
+    at.selectbox(key="pf_history").set_value("older").run()
+    assert not at.exception, at.exception
+    assert "Portfolio older" in texts(at.subheader)
+    assert "kill switch at 5.00 % drawdown within 24h, cooldown 3D" in texts(at.caption)
+    titles = charts(at)
+    assert len(titles["Drawdown correlation between runners"]["data"][0]["x"]) == 2
+
+
+def test_portfolio_from_winners_prefills_the_runners(workspace):
+    from threadx.validation.research import research
+
+    other = second_asset(workspace)
+    research("ma_crossover", [SAMPLE, other], {"fast_period": [5, 10], "slow_period": [30, 60]},
+             research_id="two-assets", sampler="grid", is_days=120, oos_days=60, bootstrap=200, S=8, workers=1)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # the app, so switch_page works
+    at.run()
+    at.switch_page("views/7_Research.py").run()
+    assert not at.exception, at.exception
+    at.button(key="rs_portfolio").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Portfolio"
+    runners = at.session_state["pf_runners"]
+    from threadx.portfolio.runners import runners_from_research
+
+    assert runners == [r.to_dict() for r in runners_from_research("two-assets")]
+    assert [r["strategy"] for r in runners] == ["ma_crossover", "ma_crossover"]
+    assert "Runners from research two-assets" in texts(at.caption)
+    assert at.selectbox(key="pf_research").value == "two-assets"
+    table = next(df for df in at.dataframe if "runner" in df.value.columns).value
+    assert len(table) == 2 and "strategy defaults" not in set(table["params"])
+
+
+# --- the job -------------------------------------------------------------------------------------
+
+def test_portfolio_request_round_trip_and_checks():
+    from threadx.errors import ParamError
+    from threadx.portfolio.backtest import DEFAULT_COOLDOWN, DEFAULT_KILL_WINDOW
+    from threadx.requests import DatasetRef, PortfolioRequest
+
+    runners = ({"strategy": "bb_atr", "data": DatasetRef(SAMPLE, name=SAMPLE).to_dict(), "params": {"bb_period": 30},
+                "weight": 2.0},)
+    request = PortfolioRequest(runners, capital=5_000, margin_guard=0.7, engine_options={"fee_bps": 4})
+    data = json.loads(json.dumps(request.to_dict()))
+    assert data["kind"] == "portfolio" and data["kill_window"] == DEFAULT_KILL_WINDOW
+    assert data["cooldown"] == DEFAULT_COOLDOWN and data["funding"] == "stored"
+    assert "initial_capital" not in data["engine_options"] and data["engine_options"]["fee_bps"] == 4
+    assert PortfolioRequest.from_dict(data) == request
+    for bad, message in (({"runners": ()}, "at least one runner"),
+                         ({"runners": runners * 2}, "given twice"),
+                         ({"runners": runners, "kill_switch": 1.5}, "kill_switch must be"),
+                         ({"runners": runners, "cooldown": "later"}, "cooldown must be a duration"),
+                         ({"runners": runners, "engine_options": {"initial_capital": 1}}, "capital"),
+                         ({"runners": runners, "surprise": 1}, "unknown portfolio param")):
+        with pytest.raises(ParamError, match=message):
+            PortfolioRequest.from_dict(bad)
+
+
+def test_portfolio_job_counts_runners_and_stop_stores_nothing(workspace):
+    from threadx.portfolio import list_portfolios
+    from threadx.requests import DatasetRef, PortfolioRequest
+    from threadx.ui.jobs import JobRegistry
+
+    registry = JobRegistry()
+    runner = {"strategy": "bb_atr", "data": DatasetRef(SAMPLE, name=SAMPLE).to_dict()}
+    job_id = registry.submit(PortfolioRequest((runner,)))
+    deadline = time.time() + 120
+    while registry.get(job_id).is_active and time.time() < deadline:
+        time.sleep(0.3)
+    done = registry.get(job_id)
+    assert done.state == "completed", (done.state, done.error)
+    assert done.status_line == "completed (1 / 1 runners)"
+    assert done.label == "portfolio of 1 runner"
+    assert [p["portfolio_id"] for p in list_portfolios()] == [done.run_id]
+
+    # a stop asked before the job process starts its runners: cancelled, nothing stored
+    from threadx.ui.job_runner import JobRunner
+
+    stopped = registry.submit(PortfolioRequest((runner,)))
+    registry.stop(stopped)
+    info = registry.get(stopped)
+    if info.state != "cancelled":  # the process had started: it sees the stop flag before the run
+        deadline = time.time() + 120
+        while registry.get(stopped).is_active and time.time() < deadline:
+            time.sleep(0.3)
+        info = registry.get(stopped)
+    assert info.state == "cancelled"
+    assert [p["portfolio_id"] for p in list_portfolios()] == [done.run_id]
+    assert JobRunner  # the runner module imports (its portfolio kind is exercised above)
+
+
+def test_portfolio_job_stop_during_signals_is_cancelled(workspace):
+    """The job runner's cancel reaches portfolio_backtest between runners: Cancelled, nothing stored."""
+    from threadx.portfolio import list_portfolios
+    from threadx.requests import DatasetRef, PortfolioRequest
+    from threadx.ui.job_runner import JobRunner
+    from threadx.ui.jobs import read_json, write_json_atomic
+
+    runners = tuple({"strategy": s, "data": DatasetRef(SAMPLE, name=SAMPLE).to_dict()}
+                    for s in ("bb_atr", "ma_crossover"))
+    params = PortfolioRequest(runners, run_id="pf-stopped").to_dict()
+    params.pop("kind")
+    folder = workspace / "results" / ".jobs" / "by-hand"  # run in this process, not by the registry
+    folder.mkdir(parents=True)
+    write_json_atomic(folder / "spec.json", {"kind": "portfolio", "params": params})
+    runner = JobRunner(folder)
+    phases = []
+    real_write = runner.status.write
+
+    def write(**changes):
+        real_write(**changes)
+        phases.append((runner.status.status.get("phase"), runner.status.status.get("done"),
+                       runner.status.status.get("total")))
+        if runner.status.status.get("phase", "").startswith("signals of ma_crossover"):
+            (folder / "stop").touch()  # Stop pressed while the second runner's signals are computed
+
+    runner.status.write = write
+    assert runner.run() == "cancelled"
+    assert ("signals of bb_atr:" + SAMPLE, 0, 2) in phases
+    assert read_json(folder / "status.json")["state"] == "cancelled"
+    assert list_portfolios() == []

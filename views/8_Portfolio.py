@@ -1,0 +1,267 @@
+"""Portfolio page: several runners (a strategy on a dataset, with its params and weight) share
+one capital as one background job (progress and Stop); then the combined equity and
+drawdown, margin and open positions, each runner's equity and breakdown, skipped entries,
+kill-switch events and the drawdown correlation. Runners come from the form or from a stored
+research job (the Research page's "Portfolio from winners" fills them in).
+
+Session state keys of this page:
+
+- ``pf_runners``        the runner dicts to launch (threadx.portfolio.Runner.to_dict)
+- ``pf_job``            id of the portfolio job this page follows
+- ``pf_seen``           id of the finished job whose result was already put on screen
+- ``pf_run``            portfolio id shown (the select box ``pf_history`` follows it)
+- ``pf_from_research``  set by the Research page: a research id whose winners become the runners
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+import threadx
+from threadx.config import settings
+from threadx.engine.inputs import EngineOptions
+from threadx.errors import ThreadXError
+from threadx.portfolio import Runner, list_portfolios, load_portfolio
+from threadx.portfolio.backtest import DEFAULT_COOLDOWN, DEFAULT_KILL_WINDOW
+from threadx.portfolio.runners import PARAM_CHOICES, runners_from_research
+from threadx.requests import DatasetRef, PortfolioRequest
+from threadx.ui import portfolio as pf
+from threadx.ui import research as rs
+from threadx.ui.jobs import JobInfo, JobRegistry
+from threadx.ui.state import dataset_names, label_dataset, strategy_names
+from threadx.ui.widgets import job_progress, param_form
+from threadx.units import column_config, format_metric
+
+MONITOR_EVERY_S = 1.0  # the job monitor refreshes this often while the followed job is active
+DEFAULTS = EngineOptions()  # the one source of the engine's defaults
+FILLS = ["next_open", "close"]
+CHOICE_TEXT = {"whole_period": "whole-period winner", "last_window": "last in-sample window's winner"}
+
+st.title("Portfolio")
+registry = JobRegistry()
+RESULTS_DIR = str(settings().results_dir)
+st.session_state.setdefault("pf_runners", [])
+
+
+def current_job() -> JobInfo | None:
+    return registry.followed(st.session_state.get("pf_job"), refresh=True)
+
+
+def load_research_runners(research_id: str, strategy: str | None = None, kept_only: bool = False,
+                          choice: str = "whole_period") -> None:
+    """The runners a stored research chose become the list to launch (an error says why not)."""
+    try:
+        runners = runners_from_research(research_id, strategy, kept_only=kept_only, choice=choice)
+    except ThreadXError as exc:
+        st.error(f"Cannot load runners from research {research_id}: {exc}")
+        return
+    st.session_state["pf_runners"] = [r.to_dict() for r in runners]
+    st.session_state["pf_origin"] = (f"research {research_id}: {len(runners)} runner"
+                                     f"{'s' if len(runners) != 1 else ''}, {CHOICE_TEXT[choice]} params"
+                                     + (", kept cells only" if kept_only else ""))
+
+
+handed = st.session_state.pop("pf_from_research", None)  # "Portfolio from winners" on the Research page
+if handed:
+    st.session_state["pf_research"] = handed
+    load_research_runners(handed)
+
+
+def add_runner_form() -> None:
+    """Strategy, dataset, weight and (optionally) params; "Add runner" appends it to the list."""
+    specs = threadx.strategies()
+    names, datasets = strategy_names(), dataset_names()
+    c = st.columns([2, 3, 1])
+    strategy = c[0].selectbox("Strategy", names, index=names.index("bb_atr") if "bb_atr" in names else 0,
+                              key="pf_strategy")
+    dataset = c[1].selectbox("Dataset", datasets, key="pf_dataset", format_func=label_dataset)
+    weight = float(c[2].number_input("Weight", min_value=0.01, value=1.0, step=0.5, key="pf_weight",
+                                     help="its share of the capital, relative to the other runners' weights"))
+    params: dict = {}
+    if st.checkbox("Set parameters (else the strategy's defaults)", key="pf_custom"):
+        params = param_form(specs[strategy], specs[strategy].defaults(), key_prefix="pf")
+    if st.button("Add runner", key="pf_add"):
+        try:
+            runner = Runner(strategy, DatasetRef(source=dataset, name=dataset), params, weight)
+        except ThreadXError as exc:
+            st.error(f"Cannot add this runner: {exc}")
+            return
+        st.session_state["pf_runners"] = pf.add_runner(st.session_state["pf_runners"], runner)
+        st.session_state.pop("pf_origin", None)
+
+
+def research_form() -> None:
+    """A stored research id, a strategy, which params and kept-only; "Load runners" fills the list."""
+    stored = rs.list_research(RESULTS_DIR)
+    if not stored:
+        st.caption("No stored research yet: run one on the Research page.")
+        return
+    info = {r["research_id"]: r for r in stored}
+    if st.session_state.get("pf_research") not in info:
+        st.session_state["pf_research"] = stored[0]["research_id"]
+    c = st.columns([4, 2, 2, 1], vertical_alignment="bottom")
+    research_id = c[0].selectbox("Research", list(info), key="pf_research",
+                                 format_func=lambda r: f"{r} · {info[r]['strategies']} · {info[r]['datasets']}")
+    strategies = ["all", *[s.strip() for s in info[research_id]["strategies"].split(",") if s.strip()]]
+    strategy = c[1].selectbox("Strategy", strategies, key="pf_research_strategy")
+    choice = c[2].selectbox("Params", list(PARAM_CHOICES), key="pf_research_choice",
+                            format_func=lambda k: CHOICE_TEXT[k])
+    kept_only = c[3].checkbox("Kept only", key="pf_research_kept",
+                              help="only cells whose own out-of-sample return was positive")
+    if st.button("Load runners", key="pf_research_load"):
+        load_research_runners(research_id, None if strategy == "all" else strategy, kept_only, choice)
+
+
+def runner_list() -> None:
+    runners = st.session_state["pf_runners"]
+    if not runners:
+        st.info("No runner yet: add one (a strategy on a dataset) above, or load the winners of a stored research. "
+                "The sample data is enough; then press **Launch portfolio**.")
+        return
+    if st.session_state.get("pf_origin"):
+        st.caption(f"Runners from {st.session_state['pf_origin']}.")
+    table = pf.runner_rows(runners)
+    st.dataframe(table, hide_index=True, width="stretch", column_config=column_config(list(table.columns)),
+                 key="pf_runner_table")
+    c = st.columns([4, 1, 1], vertical_alignment="bottom")
+    labels = list(table["runner"])
+    pick = c[0].selectbox("Runner", labels, key="pf_remove_pick")
+    if c[1].button("Remove", key="pf_remove"):
+        st.session_state["pf_runners"] = [r for r in runners if pf.runner_label(r) != pick]
+        st.rerun()
+    if c[2].button("Clear all", key="pf_clear"):
+        st.session_state["pf_runners"] = []
+        st.session_state.pop("pf_origin", None)
+        st.rerun()
+
+
+def settings_form() -> dict:
+    """Capital, the three gates, engine options and funding: the request's fields."""
+    c = st.columns(4)
+    capital = float(c[0].number_input("Capital", min_value=1.0, value=float(DEFAULTS.initial_capital), step=1_000.0,
+                                      key="pf_capital", help="shared by the runners in proportion to their weights"))
+    guard = float(c[1].number_input("Margin guard (share of equity, 0 = off)", min_value=0.0, value=0.0, step=0.05,
+                                    key="pf_guard", help="a new leg that would lift the margin of all runners above "
+                                    "this share of the portfolio equity is skipped; 0.7 is a sensible start"))
+    cap = float(c[2].number_input("Runner cap (share of equity, 0 = off)", min_value=0.0, value=0.0, step=0.05,
+                                  key="pf_cap", help="the same limit for one runner's own margin"))
+    kill = float(c[3].number_input("Kill switch (% drawdown, 0 = off)", min_value=0.0, max_value=99.0, value=0.0,
+                                   step=5.0, key="pf_kill", help="when the portfolio falls this far below its high "
+                                   "within the window, no new entry for the cooldown (open positions run on)"))
+    c = st.columns(5)
+    window = c[0].text_input("Kill window", value=DEFAULT_KILL_WINDOW, key="pf_window", help="e.g. 24h, 3D")
+    cooldown = c[1].text_input("Cooldown", value=DEFAULT_COOLDOWN, key="pf_cooldown", help="e.g. 24h, 3D")
+    fee = float(c[2].number_input("Fee (bps)", min_value=0.0, max_value=1000.0, value=float(DEFAULTS.fee_bps),
+                                  step=0.5, key="pf_fee"))
+    leverage = float(c[3].number_input("Leverage (0 = strategy's)", min_value=0.0, max_value=100.0, value=0.0,
+                                       step=1.0, key="pf_leverage"))
+    fill = c[4].selectbox("Fill", FILLS, index=FILLS.index(DEFAULTS.fill), key="pf_fill")
+    funding = st.checkbox("Use stored funding files", value=True, key="pf_funding",
+                          help="each dataset's funding rates when a file is stored (threadx data fetch --funding); "
+                               "datasets without one run without funding")
+    return {"capital": capital, "margin_guard": guard or None, "runner_cap": cap or None,
+            "kill_switch": kill / 100 or None, "kill_window": window.strip(), "cooldown": cooldown.strip(),
+            "funding": "stored" if funding else None,
+            "engine_options": {"fee_bps": fee, "leverage": leverage or None, "fill": fill}}
+
+
+def launch(fields: dict) -> None:
+    runners = st.session_state["pf_runners"]
+    if not runners:
+        st.warning("Cannot launch: add at least one runner (the form above, or load runners from a research).")
+        return
+    try:
+        st.session_state["pf_job"] = registry.submit(PortfolioRequest(tuple(runners), **fields))
+    except ThreadXError as exc:
+        st.error(f"Cannot launch: {exc}")
+
+
+def monitor() -> None:
+    """The followed job: its phase from its first second, Stop while active; when it ends, its
+    result is selected (once) by a full rerun."""
+    job = current_job()
+    if job is None:
+        return
+    if job_progress(registry, job, "pf_stop", "Stopping before the runners run together…"):
+        return
+    stored = bool(job.run_id) and any(p["portfolio_id"] == job.run_id for p in list_portfolios(RESULTS_DIR))
+    if job.state == "failed":
+        st.error(f"The portfolio failed: {job.error}")
+    elif job.state == "cancelled":
+        st.warning("Stopped before the runners ran together: nothing was stored.")
+    if st.session_state.get("pf_seen") != job.job_id:
+        st.session_state["pf_seen"] = job.job_id
+        if stored:
+            st.session_state["pf_run"] = job.run_id
+            st.session_state["_pf_repick"] = True  # the select box follows on the full rerun
+            st.rerun()
+
+
+def show_portfolio(portfolio_id: str) -> None:
+    try:
+        result = load_portfolio(portfolio_id, RESULTS_DIR)
+    except ThreadXError as exc:
+        st.error(str(exc))
+        return
+    st.subheader(f"Portfolio {portfolio_id}")
+    st.caption(pf.describe_config(result))
+    numbers = pf.headline(result)
+    for start in range(0, len(numbers), 6):
+        for col, (label, text) in zip(st.columns(6), numbers[start:start + 6]):
+            col.metric(label, text)
+    st.plotly_chart(pf.equity_and_drawdown(result), width="stretch", key="pf_equity")
+    st.plotly_chart(pf.margin_figure(result), width="stretch", key="pf_margin")
+    st.plotly_chart(pf.runner_equity_figure(result), width="stretch", key="pf_runner_equity")
+    st.markdown("#### Runners")
+    table = pf.runners_table(result)
+    st.dataframe(table, hide_index=True, width="stretch", key="pf_breakdown",
+                 column_config=column_config(list(table.columns), aliases=pf.RUNNER_HEADERS))
+    st.markdown("#### Entries skipped, by reason")
+    skipped = pf.skipped_table(result)
+    st.dataframe(skipped, hide_index=True, width="stretch", key="pf_skipped",
+                 column_config=column_config(list(skipped.columns),
+                                             aliases={r["label"]: "skipped" for r in result.runners}))
+    st.markdown("#### Kill switch")
+    if not result.config.get("kill_switch"):
+        st.caption("The kill switch was off for this run.")
+    elif not result.events:
+        st.caption("The kill switch never fired.")
+    else:
+        events = pf.events_table(result)
+        st.dataframe(events, hide_index=True, width="stretch", key="pf_events",
+                     column_config=column_config(list(events.columns),
+                                                 aliases={"window_peak": "final_equity", "equity": "final_equity"}))
+    st.plotly_chart(pf.correlation_figure(result), width="stretch", key="pf_correlation")
+    with st.expander("Run details"):
+        st.markdown(f"Portfolio id **{portfolio_id}** · stored under `{RESULTS_DIR}/portfolios/{portfolio_id}` · "
+                    f"created {result.meta.get('created', '?')} · {result.meta.get('elapsed_s', 0):.1f} s")
+        details = pf.details_table(result)
+        st.dataframe(details, hide_index=True, width="stretch", column_config=column_config(list(details.columns)),
+                     key="pf_details")
+        st.json({"config": result.config, "meta": result.meta}, expanded=False)
+
+
+with st.expander("Add a runner", expanded=not st.session_state["pf_runners"]):
+    add_runner_form()
+with st.expander("Load from research", expanded=False):
+    research_form()
+runner_list()
+with st.expander("Capital, gates and costs", expanded=False):
+    fields = settings_form()
+if st.button("Launch portfolio", type="primary", key="pf_launch"):
+    launch(fields)
+job = current_job()
+st.fragment(monitor, run_every=MONITOR_EVERY_S if job is not None and job.is_active else None)()
+
+stored = list_portfolios(RESULTS_DIR)
+if stored:
+    ids = [p["portfolio_id"] for p in stored]
+    info = {p["portfolio_id"]: p for p in stored}
+    repick = st.session_state.pop("_pf_repick", False)
+    if repick or st.session_state.get("pf_history") not in ids:
+        held = st.session_state.get("pf_run")
+        st.session_state["pf_history"] = held if held in ids else ids[0]
+    pick = st.selectbox("Stored portfolios", ids, key="pf_history",
+                        format_func=lambda p: f"{p} · {info[p]['runners']} runners · return "
+                                              f"{format_metric('total_return', info[p]['total_return'])}")
+    st.session_state["pf_run"] = pick
+    show_portfolio(pick)
