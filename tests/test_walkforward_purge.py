@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from threadx.engine import kernel
+from threadx.engine.inputs import frozen
 from threadx.errors import ParamError
 from threadx.requests import WalkForwardRequest, request_from_dict
 from threadx.validation.common import to_python
@@ -117,7 +118,7 @@ def test_purged_and_embargoed_is_metrics_use_only_the_kept_bars(defaults, synthe
     params = {name: to_python(value) for name, value in wf.combos.iloc[5].items() if name != "combo_id"}
     args = wf.evaluator.kernel_inputs(params)
     parts = [_slice_args(args, lo, hi) for lo, hi in win.is_segments()]
-    joined = type(args)(*[np.concatenate([p[i] for p in parts]) if args[i].shape[0] == len(synthetic_bars)
+    joined = type(args)(*[frozen(np.concatenate([p[i] for p in parts])) if args[i].shape[0] == len(synthetic_bars)
                           else args[i] for i in range(len(args) - 1)], args.params)
     np.testing.assert_array_equal(wf.is_metrics[3, 5], kernel.run_fast(*joined))
 

@@ -486,7 +486,7 @@ class PortfolioRequest:
     label: str = ""
 
     def __post_init__(self) -> None:
-        from threadx.portfolio.backtest import _duration, _fraction
+        from threadx.portfolio.backtest import gate_duration, gate_fraction
         from threadx.portfolio.runners import Runner
 
         items = [self.runners] if isinstance(self.runners, (str, Mapping, Runner)) else list(self.runners or ())
@@ -514,9 +514,9 @@ class PortfolioRequest:
                 raise ParamError(f"capital must be a positive number, got {self.capital!r}")
             object.__setattr__(self, "capital", capital)
         for key, upper in (("margin_guard", None), ("runner_cap", None), ("kill_switch", 1.0)):
-            object.__setattr__(self, key, _fraction(getattr(self, key), key, upper) or None)
-        _duration(self.kill_window, "kill_window")
-        _duration(self.cooldown, "cooldown")
+            object.__setattr__(self, key, gate_fraction(getattr(self, key), key, upper) or None)
+        gate_duration(self.kill_window, "kill_window")
+        gate_duration(self.cooldown, "cooldown")
         if self.funding not in (None, "stored"):
             raise ParamError(f"funding must be 'stored' or None, got {self.funding!r}")
         options = dict(self.engine_options or {}) if isinstance(self.engine_options, Mapping) else self.engine_options

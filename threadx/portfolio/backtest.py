@@ -92,10 +92,10 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     total = float(base.initial_capital if capital is None else capital)
     if not (np.isfinite(total) and total > 0):
         raise ParamError(f"capital must be a positive number, got {capital!r}")
-    guard = _fraction(margin_guard, "margin_guard", upper=None)
-    cap = _fraction(runner_cap, "runner_cap", upper=None)
-    kill = _fraction(kill_switch, "kill_switch", upper=1.0)
-    window_ns, cooldown_ns = _duration(kill_window, "kill_window"), _duration(cooldown, "cooldown")
+    guard = gate_fraction(margin_guard, "margin_guard", upper=None)
+    cap = gate_fraction(runner_cap, "runner_cap", upper=None)
+    kill = gate_fraction(kill_switch, "kill_switch", upper=1.0)
+    window_ns, cooldown_ns = gate_duration(kill_window, "kill_window"), gate_duration(cooldown, "cooldown")
     portfolio_id = check_name(portfolio_id or f"portfolio-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
                               "portfolio id")
     if bank is None:
@@ -197,7 +197,7 @@ def _labels(runners: list[Runner]) -> list[str]:
     return labels
 
 
-def _fraction(value: float | None, what: str, upper: float | None) -> float:
+def gate_fraction(value: float | None, what: str, upper: float | None) -> float:
     """A gate's fraction, 0.0 when off (None or 0)."""
     if value is None:
         return 0.0
@@ -211,7 +211,8 @@ def _fraction(value: float | None, what: str, upper: float | None) -> float:
     return number
 
 
-def _duration(text: str, what: str) -> int:
+def gate_duration(text: str, what: str) -> int:
+    """A gate's duration (a pandas duration such as "24h" or "3D") in ns; ParamError naming ``what``."""
     try:
         ns = pd.Timedelta(text).value
     except (TypeError, ValueError):

@@ -28,7 +28,7 @@ from threadx.data.bars import Bars, as_bars
 from threadx.requests import DatasetRef
 from threadx.data.timeframe import bars_per_year, timeframe_seconds
 from threadx.engine import kernel
-from threadx.engine.inputs import KernelInputs, options_from
+from threadx.engine.inputs import KernelInputs, frozen, options_from
 from threadx.engine.layout import METRIC_NAMES, N_TRADE_COLS, P_INITIAL_CAPITAL
 from threadx.engine.metrics import metrics_from_equity, per_bar_returns
 from threadx.engine.result import Result, full_result, trades_frame
@@ -396,7 +396,8 @@ def _is_args(args: KernelInputs, win: Window) -> KernelInputs:
         return _slice_args(args, win.is_start, win.is_end)
     n = args.close.shape[0]
     keep = np.concatenate([np.arange(lo, hi) for lo, hi in win.is_segments()])
-    return KernelInputs(*[a[keep] if a.shape[0] == n else a for a in args.arrays], args.params)
+    # read-only like every kernel input: a writable copy would compile the bar loop once more
+    return KernelInputs(*[frozen(a[keep]) if a.shape[0] == n else a for a in args.arrays], args.params)
 
 
 def oos_result(evaluator: Evaluator, params: Mapping[str, Any], win: Window, capital: float) -> Result:
