@@ -24,7 +24,7 @@ from threadx.requests import DatasetRef, ResearchRequest
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_names, label_dataset, load_dataset, strategy_names
-from threadx.ui.widgets import job_progress, space_editor
+from threadx.ui.widgets import job_progress, show_finished_job, space_editor
 from threadx.units import column_config, number_column
 from threadx.validation.research import load_research
 
@@ -106,12 +106,7 @@ def monitor() -> None:
     elif job.state == "cancelled":
         st.warning("Stopped: the cells finished before the stop are shown below." if stored
                    else "Stopped before any result was stored.")
-    if st.session_state.get("rs_seen") != job.job_id:
-        st.session_state["rs_seen"] = job.job_id
-        if stored:
-            st.session_state["rs_run"] = job.run_id
-            st.session_state["_rs_repick"] = True  # the select box follows on the full rerun
-            st.rerun()
+    show_finished_job(job, "rs", stored)
 
 
 def open_report(result: Any) -> None:

@@ -28,7 +28,7 @@ from threadx.ui import portfolio as pf
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_names, label_dataset, strategy_names
-from threadx.ui.widgets import job_progress, param_form
+from threadx.ui.widgets import job_progress, show_finished_job, param_form
 from threadx.units import column_config, format_metric
 
 MONITOR_EVERY_S = 1.0  # the job monitor refreshes this often while the followed job is active
@@ -188,12 +188,7 @@ def monitor() -> None:
         st.error(f"The portfolio failed: {job.error}")
     elif job.state == "cancelled":
         st.warning("Stopped before the runners ran together: nothing was stored.")
-    if st.session_state.get("pf_seen") != job.job_id:
-        st.session_state["pf_seen"] = job.job_id
-        if stored:
-            st.session_state["pf_run"] = job.run_id
-            st.session_state["_pf_repick"] = True  # the select box follows on the full rerun
-            st.rerun()
+    show_finished_job(job, "pf", stored)
 
 
 def show_portfolio(portfolio_id: str) -> None:

@@ -248,6 +248,18 @@ def job_progress(registry: Any, job: Any, stop_key: str, stopping: str) -> bool:
     return True
 
 
+def show_finished_job(job: Any, prefix: str, stored: bool) -> None:
+    """Once per finished job (``<prefix>_seen``), select its stored result (``<prefix>_run``) and
+    rerun the whole page, the history select box following it (``_<prefix>_repick``)."""
+    if st.session_state.get(f"{prefix}_seen") == job.job_id:
+        return
+    st.session_state[f"{prefix}_seen"] = job.job_id
+    if stored:
+        st.session_state[f"{prefix}_run"] = job.run_id
+        st.session_state[f"_{prefix}_repick"] = True
+        st.rerun()
+
+
 def timings_section(timings: Mapping[str, Any] | None, key: str) -> None:
     """Where a run's time went: the stage bar chart and, when one stage dominates, the hint."""
     from threadx.timings import hint
