@@ -136,3 +136,34 @@ def fill_text(page, selector: str, value: str) -> None:
     box.fill(value)
     box.press("Enter")
     settle(page)
+
+
+def pick_options(page, key: str, options: list[str], attempts: int = 3) -> None:
+    """Make ``options`` the whole choice of the multiselect with widget key ``key``: clear it, then per
+    option click the widget, type the option's text and click it in the filtered list; again if a
+    rerun closed the list."""
+    widget = page.locator(f".st-key-{key}")
+    settle(page)
+    clear = widget.get_by_role("button", name="Clear all")
+    if clear.count():
+        clear.click()
+        settle(page)
+    for option in options:
+        for attempt in range(attempts):
+            settle(page)
+            widget.locator("input").click()
+            page.keyboard.type(option)
+            try:
+                page.get_by_role("option", name=option, exact=True).click(timeout=5_000)
+                settle(page)
+                break
+            except PlaywrightTimeout:
+                page.keyboard.press("Escape")
+                if attempt == attempts - 1:
+                    shot(page, f"failed_pick_{option.replace('/', '_')}")
+                    raise
+    page.keyboard.press("Escape")
+    settle(page)
+    shown = widget.inner_text()
+    missing = [option for option in options if option not in shown]
+    assert not missing, f"{key} shows {shown!r}, without {missing}"

@@ -13,7 +13,8 @@ import pytest
 
 playwright = pytest.importorskip("playwright.sync_api")
 from browser_driver import (ARTIFACTS, CHROMIUM, click_until, fill_number,  # noqa: E402
-                            fill_text, open_app, pick_option, serve, settle, shot)
+                            fill_text, open_app, pick_option, pick_options, serve, settle,
+                            shot)
 
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
@@ -446,29 +447,63 @@ def test_the_research_page_shows_a_stored_matrix_and_opens_a_cell(server, browse
 
 
 def test_portfolio_from_the_winners_of_a_research_on_real_btc_and_eth(server, browser):
-    import os
-    import subprocess
-    import sys
+    import re
+    import shutil
+
+    from threadx.ui.research import list_research
 
     real = Path(__file__).resolve().parents[3] / "shared" / "data" / "binance"
     files = [real / "BTC_USDT-1h.parquet", real / "ETH_USDT-1h.parquet"]
     if not all(f.exists() for f in files):
         pytest.skip(f"the real Binance candles are not under {real}")
-    # a small research (ma_crossover, a 2 x 2 grid) on the real BTC and ETH hours, stored in the server's workspace
-    script = ("from threadx.validation.research import research; "
-              f"research('ma_crossover', {[str(f) for f in files]!r}, "
-              "{'fast_period': [5, 10], 'slow_period': [30, 60]}, research_id='real-btc-eth', sampler='grid', "
-              "is_days=180, oos_days=90, bootstrap=200, S=8, workers=1)")
-    subprocess.run([sys.executable, "-c", script], env=server["env"], check=True, capture_output=True,
-                   cwd=os.getcwd())
+    # the real BTC and ETH hours in the server's data root, as binance/BTC_USDT-1h and binance/ETH_USDT-1h
+    binance = Path(server["env"]["THREADX_DATA_ROOT"]) / "binance"
+    binance.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        shutil.copyfile(f, binance / f.name)  # a writable copy (the shared files are read-only)
+    before = {r["research_id"] for r in list_research(server["results"])}
     page = browser.new_page(viewport={"width": 1440, "height": 4200})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     open_app(page, server["url"] + "/Research")
-    page.get_by_text("Research real-btc-eth", exact=False).first.wait_for(timeout=90_000)
-    settle(page)
+    page.get_by_role("button", name="Launch research").wait_for(timeout=90_000)
+
+    # a small research from the page: ma_crossover, 4 random combos per window, IS 180 / OOS 90 days
+    pick_options(page, "rs_strategies", ["ma_crossover"])
+    pick_options(page, "rs_datasets", ["binance/BTC_USDT-1h", "binance/ETH_USDT-1h"])
+    pick_option(page, "rs_sampler", "random")
+    for selector, value in ((".st-key-rs_is_days", 180), (".st-key-rs_oos_days", 90), (".st-key-rs_n", 4),
+                            (".st-key-rs_boot", 100)):
+        fill_number(page, selector, value)
+    plan = page.locator("[data-testid=stAlertContentInfo]").first
+    playwright.expect(plan).to_contain_text("2 cells", timeout=30_000)
+    playwright.expect(plan).to_contain_text("4 random combos", timeout=30_000)
     began = time.time()
-    click_until(page, "Portfolio from winners", page.get_by_text("Runners from research real-btc-eth",
+    click_until(page, "Launch research", page.locator("[data-testid=stProgress]").first)
+    progress = page.locator("[data-testid=stProgress]").first
+    try:
+        # the job counts its 2 walk-forwards and its transfer backtests ('completed (6 / 6 cells)')
+        playwright.expect(progress).to_contain_text(re.compile(r"· completed \(\d+ / \d+ cells\)"), timeout=300_000)
+    except AssertionError:
+        shot(page, "failed_research")
+        for status in Path(server["results"]).glob(".jobs/*/status.json"):
+            (ARTIFACTS / "failed_research_job.txt").write_text(status.read_text()
+                                                               + (status.parent / "log.txt").read_text())
+        raise
+    new = [r["research_id"] for r in list_research(server["results"]) if r["research_id"] not in before]
+    assert len(new) == 1, new
+    research_id = new[0]
+    page.get_by_role("heading", name=f"Research {research_id}").wait_for(timeout=60_000)
+    page.locator(".st-key-rs_matrix .js-plotly-plot").wait_for(timeout=60_000)
+    matrix_s = time.time() - began
+    settle(page)
+    page.wait_for_timeout(1500)
+    shot(page, "23b_research_real_btc_eth")  # the matrix of the research just run: ma_crossover on BTC and ETH
+    matrix = page.locator(".st-key-rs_matrix").text_content()
+    assert "BTC_USDT-1h" in matrix and "ETH_USDT-1h" in matrix, matrix
+
+    began = time.time()
+    click_until(page, "Portfolio from winners", page.get_by_text(f"Runners from research {research_id}",
                                                                  exact=False).first)
     prefilled_s = time.time() - began
     settle(page)
@@ -484,7 +519,9 @@ def test_portfolio_from_the_winners_of_a_research_on_real_btc_and_eth(server, br
     page.wait_for_timeout(2500)
     shot(page, "25_portfolio_result")  # metrics, equity and drawdown, margin and positions, runners, heatmap
     with open(ARTIFACTS / "timing.txt", "a") as handle:
-        handle.write(f"Portfolio from winners to prefilled runners: {prefilled_s:.2f} s\n"
+        handle.write(f"Launch research (ma_crossover, 4 random combos, real BTC and ETH 1h) to its matrix: "
+                     f"{matrix_s:.2f} s\n"
+                     f"Portfolio from winners to prefilled runners: {prefilled_s:.2f} s\n"
                      f"Launch portfolio (2 runners, real BTC and ETH 1h) to its result: {result_s:.2f} s\n")
     assert page.locator(".js-plotly-plot").count() >= 4
     labels = page.locator("[data-testid=stMetric]")
