@@ -1421,19 +1421,16 @@ def run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity,
     b = 0  # the block of the last return added on the step path
     i = 0
     while i < n:
+        # the bar a bulk run stops at needs step (the same test again would stop there again)
         if st[S_PEND_ENTRY] == 0.0 and st[S_PEND_EXIT] == 0.0 and st[S_PEND_REDUCE] == 0.0:
             if st[S_DIR] == 0.0:
                 if st[S_EQ_PREV] == st[S_CASH]:
-                    j = skip_flat_bars(i, n, sig, st, equity, o, h, l, atr, bmid, p)
-                    if j > i:
-                        i = j
-                        continue
+                    i = skip_flat_bars(i, n, sig, st, equity, o, h, l, atr, bmid, p)
+                    if i >= n:
+                        break
             else:
-                j = hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, equity,
+                i = hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, equity,
                                     block_end, blocks, b, p[P_GRID_K] > 0.0)
-                if j > i:
-                    i = j
-                    continue
         prev = st[S_EQ_PREV]
         step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equity)
         if nb > 0:
