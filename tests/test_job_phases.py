@@ -69,10 +69,10 @@ def test_status_line(fields, expected):
     assert _info(**fields).status_line == expected
 
 
-def test_a_research_job_counts_cells_not_combos():
+def test_a_research_job_counts_its_steps_not_combos():
     info = _info(spec={"kind": "research", "params": {"strategy": "bb_atr"}}, state="running", phase="running",
                  done=2, total=6, rate=3.0, eta_s=10.0)
-    assert info.status_line == "running 2 / 6 cells · ETA 10 s"
+    assert info.status_line == "running 2 / 6 steps · ETA 10 s"
 
 
 @pytest.fixture

@@ -482,8 +482,8 @@ def test_portfolio_from_the_winners_of_a_research_on_real_btc_and_eth(server, br
     click_until(page, "Launch research", page.locator("[data-testid=stProgress]").first)
     progress = page.locator("[data-testid=stProgress]").first
     try:
-        # the job counts its 2 walk-forwards and its transfer backtests ('completed (6 / 6 cells)')
-        playwright.expect(progress).to_contain_text(re.compile(r"· completed \(\d+ / \d+ cells\)"), timeout=300_000)
+        # the job counts its 2 walk-forwards and its transfer backtests ('completed (6 / 6 steps)')
+        playwright.expect(progress).to_contain_text(re.compile(r"· completed \(\d+ / \d+ steps\)"), timeout=300_000)
     except AssertionError:
         shot(page, "failed_research")
         for status in Path(server["results"]).glob(".jobs/*/status.json"):

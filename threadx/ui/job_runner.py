@@ -193,7 +193,7 @@ class JobRunner:
 
     def _research(self) -> str:
         """Every cell's walk-forward stored under ``walkforward/<run_id>-c<k>``, the matrix under
-        ``research/<run_id>``; progress counts cells (walk-forwards, then transfer backtests)."""
+        ``research/<run_id>``; progress counts steps (the walk-forwards, then the transfer backtests)."""
         from threadx.requests import ResearchRequest
 
         request = ResearchRequest.from_dict(self.params)

@@ -171,8 +171,9 @@ class JobInfo:
     def status_line(self) -> str:
         """What the job is doing, in one line: its phase while it starts, its combos done
         (with rate and ETA) while it runs, its outcome once finished; never a bare 0/0."""
-        # a research job counts its walk-forwards, a portfolio job the runners whose signals are ready
-        unit = {"research": "cells", "portfolio": "runners"}.get(self.kind, "combos")
+        # a research job counts its steps (each cell's walk-forward, then each transfer backtest: its
+        # phase says which), a portfolio job the runners whose signals are ready
+        unit = {"research": "steps", "portfolio": "runners"}.get(self.kind, "combos")
         counted = f"{self.done:,} / {self.total:,} {unit}" if self.total else ""
         if self.is_finished:
             failed = f", {self.failed:,} failed" if self.failed else ""
