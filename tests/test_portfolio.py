@@ -248,6 +248,7 @@ def test_bad_inputs_get_one_clear_error(tmp_path):
         (dict(runners=[Runner("test_threshold", "A", {"fraction": 7})]), "runner test_threshold:A"),
         (dict(runners=[Runner("no_such_strategy", "A")]), "runner no_such_strategy:A"),
         (dict(runners=[]), "at least one runner"),
+        (dict(runners=[a], memory_budget="1KiB"), "memory budget"),
     ]
     for kwargs, needle in cases:
         with pytest.raises(ThreadXError, match=needle):

@@ -716,7 +716,8 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
     result = portfolio_backtest(
         runners, capital=args.capital, weights=weights, margin_guard=args.margin_guard, runner_cap=args.runner_cap,
         kill_switch=args.kill_switch, kill_window=args.kill_window, cooldown=args.cooldown,
-        funding=None if args.no_funding else "stored", portfolio_id=args.id, **_engine_options(args))
+        funding=None if args.no_funding else "stored", portfolio_id=args.id, memory_budget=args.memory_budget,
+        **_engine_options(args))
     if args.json:
         _print_json(result.summary())
         return 0
@@ -1136,6 +1137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kill-window", default="24h", help="the kill switch's window (default 24h)")
     p.add_argument("--cooldown", default="24h", help="how long the kill switch holds entries (default 24h)")
     p.add_argument("--id", help="portfolio id (default: portfolio-<time>-<random>)")
+    p.add_argument("--memory-budget", metavar="SIZE", help=MEMORY_BUDGET_HELP)
     _add_engine_arguments(p)
     p.add_argument("--no-funding", action="store_true", help=NO_FUNDING_HELP)
     p.add_argument("--json", action="store_true", help=JSON_HELP)

@@ -67,7 +67,7 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
                        funding: str | Mapping[str, Any] | None = None, frames: Mapping[str, Any] | None = None,
                        portfolio_id: str | None = None, results_dir: str | os.PathLike | None = None,
                        save: bool = True, bank: Any = None, progress: Progress | None = None,
-                       cancel: Any = None, **engine: Any) -> PortfolioResult:
+                       cancel: Any = None, memory_budget: Any = None, **engine: Any) -> PortfolioResult:
     """Backtest ``runners`` together on ``capital`` (default: the engine's initial capital).
 
     ``runners``: :class:`Runner` objects, ``STRATEGY:DATASET[:param=value,...]`` texts or runner
@@ -82,6 +82,8 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     ``save`` is False. Errors name the runner. ``progress(done, total, phase)`` is called as
     each runner's signals are ready, then for the run and the report; ``cancel`` (an Event or
     a callable) stops before the run: :class:`~threadx.errors.Cancelled` is raised, nothing saved.
+    ``memory_budget`` (bytes or text such as "4GiB"; default: the sweep setting, else half the
+    available RAM): the run's arrays are estimated before they are made, ParamError when over.
     """
     watch_start = time.perf_counter()
     runner_list = _runners(runners, weights)
@@ -117,6 +119,7 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     report(len(runner_list), steps, "running the runners together")
 
     times = np.unique(np.concatenate([p["bars"].time_ns for p in prepared]))
+    _check_memory(prepared, len(times), memory_budget)
     arrays = _concatenated(prepared, times)
     out = run_portfolio(*arrays, guard, cap, kill, window_ns, cooldown_ns)
     m, states, runner_metrics, trade_rows, _, ticks, events, runner_eq, runner_margin = out
@@ -264,6 +267,24 @@ def _funding(runner: Runner, label: str, funding: Any) -> Any:
     if isinstance(funding, Mapping):
         return funding.get(label, funding.get(runner.label))
     raise ParamError(f"funding must be None, 'stored' or a mapping of runner label to rates, got {funding!r}")
+
+
+def _check_memory(prepared: list[dict[str, Any]], n_ticks: int, memory_budget: Any) -> None:
+    """ParamError when the run's arrays would pass the memory budget: the inputs end to end,
+    every runner's trade rows at their capacity (the most legs a run can book) and the
+    per-tick series; estimated before any is made."""
+    from threadx.engine.layout import N_TRADE_COLS
+    from threadx.optimize.budget import Budget
+    from threadx.units import format_bytes
+
+    bars = sum(len(p["bars"]) for p in prepared)
+    rows = sum(kernel.trade_capacity(len(p["bars"]), p["inputs"].params) for p in prepared)
+    need = 8 * (12 * bars + N_TRADE_COLS * rows + n_ticks * (len(TICK_COLUMNS) + 2 * len(prepared)))
+    budget = Budget.resolve(memory_budget)
+    if need > budget.memory:
+        raise ParamError(f"this portfolio needs about {format_bytes(need)} for its bars, trade rows and timeline, "
+                         f"over the memory budget of {budget.describe()}: use fewer runners or a shorter span, "
+                         f"or a larger memory budget")
 
 
 def _concatenated(prepared: list[dict[str, Any]], times: np.ndarray) -> tuple:
