@@ -187,6 +187,18 @@ def _from_dict(cls, data: Mapping[str, Any]) -> Any:
     return cls(**values)
 
 
+def _fields_from_dict(cls, data: Mapping[str, Any]) -> Any:
+    """``cls`` from its :meth:`to_dict` (its fields, no dataset to resolve); ParamError for
+    anything else or an unknown key."""
+    if not isinstance(data, Mapping):
+        raise ParamError(f"a request is a dict, got {type(data).__name__}")
+    raw = {k: v for k, v in data.items() if k != "kind"}
+    unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ParamError(f"unknown {cls.KIND} param(s) {', '.join(unknown)}")
+    return cls(**raw)
+
+
 def _nullable(cls, key: str) -> bool:
     """Whether None is a meaningful value of field ``key`` (else None keeps the default)."""
     default = cls.__dataclass_fields__[key].default
@@ -434,13 +446,7 @@ class ResearchRequest:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ResearchRequest":
-        if not isinstance(data, Mapping):
-            raise ParamError(f"a request is a dict, got {type(data).__name__}")
-        raw = {k: v for k, v in data.items() if k != "kind"}
-        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ParamError(f"unknown research param(s) {', '.join(unknown)}")
-        return cls(**raw)
+        return _fields_from_dict(cls, data)
 
     def with_run_id(self, run_id: str) -> "ResearchRequest":
         return replace(self, run_id=run_id)
@@ -535,13 +541,7 @@ class PortfolioRequest:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PortfolioRequest":
-        if not isinstance(data, Mapping):
-            raise ParamError(f"a request is a dict, got {type(data).__name__}")
-        raw = {k: v for k, v in data.items() if k != "kind"}
-        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ParamError(f"unknown portfolio param(s) {', '.join(unknown)}")
-        return cls(**raw)
+        return _fields_from_dict(cls, data)
 
     def with_run_id(self, run_id: str) -> "PortfolioRequest":
         return replace(self, run_id=run_id)
