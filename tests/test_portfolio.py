@@ -241,6 +241,7 @@ def test_bad_inputs_get_one_clear_error(tmp_path):
     cases = [
         (dict(runners=[a, a]), "given twice with the same params"),
         (dict(runners=[a], capital=-5), "capital"),
+        (dict(runners=[a], capital="lots"), "capital"),
         (dict(runners=[a], margin_guard="x"), "margin_guard"),
         (dict(runners=[a], kill_switch=1.5), "kill_switch"),
         (dict(runners=[a], kill_window="soon"), "kill_window"),

@@ -91,7 +91,10 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     if "initial_capital" in engine:
         raise ParamError("set the portfolio's capital with capital=, not initial_capital")
     base = options_from(**engine)
-    total = float(base.initial_capital if capital is None else capital)
+    try:
+        total = float(base.initial_capital if capital is None else capital)
+    except (TypeError, ValueError):
+        total = float("nan")
     if not (np.isfinite(total) and total > 0):
         raise ParamError(f"capital must be a positive number, got {capital!r}")
     guard = gate_fraction(margin_guard, "margin_guard", upper=None)
