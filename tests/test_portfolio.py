@@ -10,7 +10,9 @@
 """
 from __future__ import annotations
 
+import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -351,3 +353,83 @@ def test_cli_portfolio_from_research_and_runners(tmp_path, monkeypatch, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0], err
+
+
+# --- hostile inputs ---------------------------------------------------------------------------------
+
+def test_runners_on_different_timeframes_are_refused():
+    # a 4h bar is stepped whole at its open's tick: its close would enter the shared equity early
+    a, b = hand_runner("A"), hand_runner("B")
+    hourly = hand_frame(A_CLOSES * 4, name="A")
+    four_hourly = hand_frame(B_CLOSES, name="B")
+    four_hourly.index = pd.date_range("2024-01-01", periods=len(B_CLOSES), freq="4h", tz="UTC")
+    with pytest.raises(ParamError, match="share one timeframe.*test_threshold:A 1h.*test_threshold:B 4h"):
+        portfolio_backtest([a, b], frames={a.label: hourly, b.label: four_hourly}, save=False)
+
+
+def test_gate_durations_are_bounded_and_an_explicit_default_is_the_same_runner():
+    a = hand_runner("A")
+    frames = {a.label: hand_frame(A_CLOSES, name="A")}
+    for cooldown in ("100000D", "0h", "-1D", "soon"):
+        with pytest.raises(ParamError, match="cooldown"):
+            portfolio_backtest([a], frames=frames, save=False, kill_switch=0.1, cooldown=cooldown)
+    with pytest.raises(ParamError, match="given twice with the same params"):
+        portfolio_backtest([a, hand_runner("A", enter_above=105.0)], frames=frames, save=False)
+    with pytest.raises(ParamError, match="given twice with the same params"):
+        portfolio_backtest([a, hand_runner("A", enter_above="105")], frames=frames, save=False)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: "[1, 2]", lambda d: "null", lambda d: json.dumps({**d, "runners": "abc"}),
+    lambda d: json.dumps({k: v for k, v in d.items() if k != "runners"}), lambda d: json.dumps({**d, "events": 5}),
+    lambda d: json.dumps({**d, "metrics": [1]}),
+    lambda d: json.dumps({**d, "runners": [{**d["runners"][0], "label": "not in the timeline"}]}),
+])
+def test_a_damaged_stored_portfolio_is_one_error_and_left_out_of_the_list(tmp_path, damage):
+    from threadx.portfolio import list_portfolios
+
+    a = hand_runner("A")
+    portfolio_backtest([a], frames={a.label: hand_frame(A_CLOSES, name="A")}, results_dir=tmp_path,
+                       portfolio_id="good")
+    folder = tmp_path / "portfolios"
+    shutil.copytree(folder / "good", folder / "bad")
+    shutil.copytree(folder / "good", folder / "good-copy")
+    path = folder / "bad" / "portfolio.json"
+    path.write_text(damage(json.loads(path.read_text())))
+    with pytest.raises(ThreadXError, match="stored portfolio 'bad' is damaged"):
+        load_portfolio("bad", tmp_path)
+    # the list reads only portfolio.json: a folder it shows either opens or says it is damaged
+    listed = sorted(r["portfolio_id"] for r in list_portfolios(tmp_path))
+    assert listed in (["good", "good-copy"], ["bad", "good", "good-copy"])
+    assert load_portfolio("good-copy", tmp_path).portfolio_id == "good-copy"
+    (folder / "good" / "trades.parquet").unlink()
+    with pytest.raises(ThreadXError, match="damaged: .*trades.parquet is missing"):
+        load_portfolio("good", tmp_path)
+
+
+@pytest.mark.parametrize("content", ["{\"research_id\": ", "{\"research_id\": \"r\"}", "{\"config\": [], \"cells\": [], \"transfer\": []}",
+                                     "{\"config\": {}, \"cells\": [{\"strategy\": \"x\"}], \"transfer\": []}"])
+def test_a_damaged_research_is_one_error_for_the_portfolio_and_left_out_of_the_list(tmp_path, monkeypatch, capsys,
+                                                                                  content):
+    from threadx.cli import main
+    from threadx.ui.research import list_research
+
+    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path))
+    folder = tmp_path / "research" / "r"
+    folder.mkdir(parents=True)
+    (folder / "research.json").write_text(content)
+    assert main(["portfolio", "--from-research", "r"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stored research 'r' is damaged" in err[0], err
+    assert list_research(tmp_path) == []
+
+
+def test_cli_weights_that_are_not_numbers(tmp_path, capsys):
+    from threadx.cli import main
+
+    path = tmp_path / "A.parquet"
+    hand_frame(A_CLOSES).to_parquet(path)
+    for weights in ("abc", "1,,2"):
+        assert main(["portfolio", "--runner", f"test_threshold:{path}", "--weights", weights]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--weights takes numbers" in err[0], err

@@ -712,7 +712,12 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
                                          choice=args.research_params)
     if not runners:
         raise ThreadXError("give at least one --runner STRATEGY:DATASET[:param=value,...] or --from-research ID")
-    weights = [float(w) for w in args.weights.split(",")] if args.weights else None
+    weights = None
+    if args.weights:
+        try:
+            weights = [float(w) for w in args.weights.split(",")]
+        except ValueError:
+            raise ThreadXError(f"--weights takes numbers separated by commas (W1,W2,...), got {args.weights!r}") from None
     result = portfolio_backtest(
         runners, capital=args.capital, weights=weights, margin_guard=args.margin_guard, runner_cap=args.runner_cap,
         kill_switch=args.kill_switch, kill_window=args.kill_window, cooldown=args.cooldown,

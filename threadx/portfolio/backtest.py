@@ -121,6 +121,7 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
         prepared.append(_prepare(runner, label, total * runner.weight / weight_sum, base, funding, frames, bank))
     report(len(runner_list), steps, "running the runners together")
 
+    _check_timeframes(prepared, labels)
     times = np.unique(np.concatenate([p["bars"].time_ns for p in prepared]))
     _check_memory(prepared, len(times), memory_budget)
     arrays = _concatenated(prepared, times)
@@ -191,16 +192,26 @@ def _runners(runners: Sequence[Any], weights: Sequence[float] | None) -> list[Ru
 def _labels(runners: list[Runner]) -> list[str]:
     """Each runner's label, ``strategy:dataset``; a second runner of the same strategy on the same
     dataset (other params) is ``... #2``. The same runner twice is an error (raise its weight)."""
-    seen: dict[str, list[Runner]] = {}
+    seen: dict[str, list[tuple[Runner, Any]]] = {}
     labels = []
     for runner in runners:
         same = seen.setdefault(runner.label, [])
-        if any(r.params == runner.params and r.data == runner.data for r in same):
+        values = _normalized(runner)
+        if any(v == values and r.data == runner.data for r, v in same):
             raise ParamError(f"runner {runner.label} is given twice with the same params: give it a larger weight "
                              f"instead")
-        same.append(runner)
+        same.append((runner, values))
         labels.append(runner.label if len(same) == 1 else f"{runner.label} #{len(same)}")
     return labels
+
+
+def _normalized(runner: Runner) -> Any:
+    """The runner's params with its strategy's defaults and types (``bb_period=20`` is the default
+    20); as given when they do not normalise (the error comes, naming the runner, when it runs)."""
+    try:
+        return get_strategy(runner.strategy).normalize(runner.params)
+    except ThreadXError:
+        return dict(runner.params)
 
 
 def gate_fraction(value: float | None, what: str, upper: float | None) -> float:
@@ -217,14 +228,17 @@ def gate_fraction(value: float | None, what: str, upper: float | None) -> float:
     return number
 
 
+MAX_GATE_DAYS = 36_500  # a window or cooldown longer than a century would overflow the loop's ns arithmetic
+
+
 def gate_duration(text: str, what: str) -> int:
     """A gate's duration (a pandas duration such as "24h" or "3D") in ns; ParamError naming ``what``."""
     try:
         ns = pd.Timedelta(text).value
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ParamError(f"{what} must be a duration such as 24h or 3D, got {text!r}") from None
-    if ns <= 0:
-        raise ParamError(f"{what} must be positive, got {text!r}")
+    if not 0 < ns <= pd.Timedelta(days=MAX_GATE_DAYS).value:
+        raise ParamError(f"{what} must be positive and at most {MAX_GATE_DAYS:,} days, got {text!r}")
     return int(ns)
 
 
@@ -270,6 +284,17 @@ def _funding(runner: Runner, label: str, funding: Any) -> Any:
     if isinstance(funding, Mapping):
         return funding.get(label, funding.get(runner.label))
     raise ParamError(f"funding must be None, 'stored' or a mapping of runner label to rates, got {funding!r}")
+
+
+def _check_timeframes(prepared: list[dict[str, Any]], labels: list[str]) -> None:
+    """ParamError unless every runner has bars of one timeframe: a bar is stepped whole at its
+    open's tick, so a coarser runner's mark (its close, hours later) would enter the shared
+    equity, and the gates read it, before that close happened."""
+    frames = {label: p["bars"].timeframe for label, p in zip(labels, prepared)}
+    if len(set(frames.values())) > 1:
+        listed = ", ".join(f"{label} {tf or 'of no regular timeframe'}" for label, tf in frames.items())
+        raise ParamError(f"the runners of a portfolio share one timeframe; got {listed}: resample them to one "
+                         f"(threadx data resample, or load_ohlcv(..., timeframe=))")
 
 
 def _check_memory(prepared: list[dict[str, Any]], n_ticks: int, memory_budget: Any) -> None:
@@ -325,11 +350,9 @@ def _timeline(index: pd.DatetimeIndex, ticks: np.ndarray, runner_eq: np.ndarray,
     for col in ("positions", "legs"):
         frame[col] = frame[col].astype(np.int64)
     frame["blocked"] = frame["blocked"] > 0
-    for k, label in enumerate(labels):
-        frame[f"eq:{label}"] = runner_eq[:, k]
-    for k, label in enumerate(labels):
-        frame[f"margin:{label}"] = runner_margin[:, k]
-    return frame
+    per_runner = pd.DataFrame(np.hstack([runner_eq, runner_margin]), index=index,
+                              columns=[f"eq:{label}" for label in labels] + [f"margin:{label}" for label in labels])
+    return pd.concat([frame, per_runner], axis=1)
 
 
 def _runner_row(runner: Runner, label: str, prep: dict[str, Any], st: np.ndarray, m: np.ndarray,

@@ -100,29 +100,55 @@ def save_portfolio(result: PortfolioResult, results_dir: str | os.PathLike | Non
 def load_portfolio(portfolio_id: str, results_dir: str | os.PathLike | None = None) -> PortfolioResult:
     """The stored portfolio ``portfolio_id``; ThreadXError when it is missing or damaged."""
     folder = portfolio_root(results_dir) / check_name(portfolio_id, "portfolio id")
+    if not (folder / "portfolio.json").is_file():
+        raise ThreadXError(f"no stored portfolio {portfolio_id!r} under {folder.parent}")
     try:
-        data = json.loads((folder / "portfolio.json").read_text())
+        data = _checked(json.loads((folder / "portfolio.json").read_text()))
+        for name in ("timeline.parquet", "trades.parquet"):
+            if not (folder / name).is_file():
+                raise ValueError(f"{name} is missing")
         timeline = pd.read_parquet(folder / "timeline.parquet")
         trades = pd.read_parquet(folder / "trades.parquet")
-    except FileNotFoundError:
-        raise ThreadXError(f"no stored portfolio {portfolio_id!r} under {folder.parent}") from None
-    except (ValueError, OSError) as exc:
+        missing = [f"eq:{r['label']}" for r in data["runners"] if f"eq:{r['label']}" not in timeline.columns]
+        if missing:
+            raise ValueError(f"timeline.parquet lacks {', '.join(missing)}")
+    except (ValueError, OSError, KeyError, TypeError) as exc:
         raise ThreadXError(f"stored portfolio {portfolio_id!r} is damaged: {exc}") from None
-    return PortfolioResult(data["portfolio_id"], data["config"], data["metrics"], data["runners"], timeline, trades,
-                           data["skipped"], data["events"], data.get("meta", {}))
+    return PortfolioResult(portfolio_id, data["config"], data["metrics"], data["runners"], timeline, trades,
+                           data["skipped"], data["events"], data.get("meta") or {})  # (the folder's id: a copy is its own)
+
+
+def _checked(data: Any) -> dict[str, Any]:
+    """``portfolio.json``'s content when it has the shape :meth:`PortfolioResult.summary` writes;
+    ValueError naming what is wrong otherwise."""
+    shape = {"portfolio_id": str, "config": dict, "metrics": dict, "runners": list, "skipped": dict, "events": list}
+    if not isinstance(data, dict):
+        raise ValueError(f"portfolio.json holds {type(data).__name__}, not an object")
+    for key, kind in shape.items():
+        if not isinstance(data.get(key), kind):
+            raise ValueError(f"portfolio.json: {key!r} is missing or not a {kind.__name__}")
+    for runner in data["runners"]:
+        if not (isinstance(runner, dict) and isinstance(runner.get("label"), str) and isinstance(runner.get("metrics"), dict)):
+            raise ValueError("portfolio.json: a runner without a label or metrics")
+    if not all(isinstance(e, dict) for e in data["events"]):
+        raise ValueError("portfolio.json: an event that is not an object")
+    return data
 
 
 def list_portfolios(results_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """The stored portfolios, newest first: id, runners, return, max drawdown (damaged ones skipped)."""
+    """The stored portfolios, newest first: id (its folder's name), runners, return, max drawdown;
+    a folder whose files are damaged is left out (opening it says what is wrong)."""
     root = portfolio_root(results_dir)
     rows = []
     for path in sorted(root.glob("*/portfolio.json"), key=lambda p: p.stat().st_mtime, reverse=True):
         try:
-            data = json.loads(path.read_text())
-            rows.append({"portfolio_id": data["portfolio_id"], "runners": len(data["runners"]),
+            data = _checked(json.loads(path.read_text()))
+            if not all((path.parent / f"{name}.parquet").is_file() for name in ("timeline", "trades")):
+                continue
+            rows.append({"portfolio_id": path.parent.name, "runners": len(data["runners"]),
                          "total_return": data["metrics"].get("total_return"),
                          "max_drawdown": data["metrics"].get("max_drawdown"),
-                         "created": data.get("meta", {}).get("created")})
-        except (ValueError, KeyError, OSError):
+                         "created": (data.get("meta") or {}).get("created")})
+        except (ValueError, OSError):
             continue
     return rows

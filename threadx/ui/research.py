@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from threadx.errors import ThreadXError
 from threadx.ui.charts import _new_figure, empty_figure
 from threadx.ui.validation_charts import _title
-from threadx.validation.research import ResearchResult, research_root
+from threadx.validation.research import ResearchResult, checked_research, research_root
 
 SHARPE_SCALE = "RdYlGn"
 
@@ -27,11 +27,11 @@ def list_research(results_dir: str | os.PathLike | None = None) -> list[dict[str
     rows = []
     for path in root.glob("*/research.json") if root.is_dir() else ():
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            data = checked_research(json.loads(path.read_text()))
+        except (OSError, ValueError):  # damaged: left out of the list (opening it says what is wrong)
             continue
-        config = data.get("config", {})
-        rows.append({"research_id": data.get("research_id", path.parent.name),
+        config = data["config"]
+        rows.append({"research_id": path.parent.name,
                      "strategies": ", ".join(config.get("strategies", [])),
                      "datasets": ", ".join(d.get("name") or d.get("source", "?") for d in config.get("datasets", [])),
                      "cells": len(data.get("cells", [])), "status": data.get("status", "completed"),

@@ -95,13 +95,33 @@ def save_research(result: ResearchResult, results_dir: str | os.PathLike | None 
 
 
 def load_research(research_id: str, results_dir: str | os.PathLike | None = None) -> ResearchResult:
+    """The stored research ``research_id``; ThreadXError when it is missing or damaged."""
     path = research_root(results_dir) / check_name(research_id, "research id") / "research.json"
     try:
-        data = json.loads(path.read_text())
+        data = checked_research(json.loads(path.read_text()))
     except FileNotFoundError:
         raise ThreadXError(f"no stored research {research_id!r} under {path.parent.parent}") from None
-    return ResearchResult(data["research_id"], data["config"], data["cells"], data["transfer"],
-                          data.get("status", "completed"), data.get("meta", {}))
+    except (ValueError, OSError) as exc:
+        raise ThreadXError(f"stored research {research_id!r} is damaged: {exc}") from None
+    return ResearchResult(research_id, data["config"], data["cells"], data["transfer"],
+                          data.get("status", "completed"), data.get("meta") or {})
+
+
+def checked_research(data: Any) -> dict[str, Any]:
+    """``research.json``'s content when it has the shape :meth:`ResearchResult.to_dict` writes;
+    ValueError naming what is wrong otherwise."""
+    if not isinstance(data, dict):
+        raise ValueError(f"research.json holds {type(data).__name__}, not an object")
+    for key, kind in (("config", dict), ("cells", list), ("transfer", list)):
+        if not isinstance(data.get(key), kind):
+            raise ValueError(f"research.json: {key!r} is missing or not a {kind.__name__}")
+    if not all(isinstance(c, dict) and isinstance(c.get("strategy"), str) and isinstance(c.get("dataset"), str)
+               for c in data["cells"]):
+        raise ValueError("research.json: a cell without its strategy or dataset")
+    datasets = data["config"].get("datasets", [])
+    if not (isinstance(datasets, list) and all(isinstance(d, dict) for d in datasets)):
+        raise ValueError("research.json: config.datasets is not a list of datasets")
+    return data
 
 
 # --- one cell ----------------------------------------------------------------------------------
