@@ -252,6 +252,8 @@ def test_bad_inputs_get_one_clear_error(tmp_path):
         (dict(runners=[Runner("no_such_strategy", "A")]), "runner no_such_strategy:A"),
         (dict(runners=[]), "at least one runner"),
         (dict(runners=[a], memory_budget="1KiB"), "memory budget"),
+        (dict(runners=[a], funding={"test_threshold:Z": pd.Series(dtype=float)}), "no runner of this portfolio"),
+        (dict(runners=[{"strategy": "test_threshold", "data": "A", "params": [1, 2]}]), "params must be a mapping"),
     ]
     for kwargs, needle in cases:
         with pytest.raises(ThreadXError, match=needle):

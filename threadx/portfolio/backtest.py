@@ -88,6 +88,11 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     watch_start = time.perf_counter()
     runner_list = _runners(runners, weights)
     labels = _labels(runner_list)
+    if isinstance(funding, Mapping):
+        unknown = sorted(set(funding) - set(labels) - {r.label for r in runner_list})
+        if unknown:
+            raise ParamError(f"funding given for {', '.join(unknown)}, which is no runner of this portfolio "
+                             f"(runners: {', '.join(labels)})")
     if "initial_capital" in engine:
         raise ParamError("set the portfolio's capital with capital=, not initial_capital")
     base = options_from(**engine)

@@ -31,6 +31,8 @@ class Runner:
     def __post_init__(self) -> None:
         if not isinstance(self.data, DatasetRef):
             object.__setattr__(self, "data", DatasetRef.from_dict(self.data))
+        if not isinstance(self.params or {}, Mapping):
+            raise ParamError(f"runner {self.strategy}: params must be a mapping of name to value, got {self.params!r}")
         object.__setattr__(self, "params", dict(self.params or {}))
         try:
             weight = float(self.weight)
@@ -58,7 +60,7 @@ class Runner:
             raise ParamError(f"unknown runner key(s) {', '.join(unknown)}")
         if "strategy" not in data or "data" not in data:
             raise ParamError("a runner needs a strategy and a dataset")
-        return cls(str(data["strategy"]), data["data"], dict(data.get("params") or {}), data.get("weight", 1.0))
+        return cls(str(data["strategy"]), data["data"], data.get("params") or {}, data.get("weight", 1.0))
 
 
 def parse_runner(text: str, weight: float = 1.0) -> Runner:
