@@ -33,7 +33,7 @@ import pandas as pd
 
 from threadx import logs
 from threadx.contract import prepare_signals
-from threadx.data.bars import Bars, as_bars
+from threadx.data.bars import as_bars
 from threadx.data.timeframe import timeframe_seconds
 from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, effective_rules, funding_per_bar, kernel_args, options_from
