@@ -1,6 +1,7 @@
 """Helpers of the AppTest page tests."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -27,3 +28,17 @@ def run_until(at: AppTest, done, timeout: float = 120.0) -> AppTest:
             return at
         time.sleep(0.5)
     raise AssertionError("condition not reached in time")
+
+
+def texts(elements) -> str:
+    """The values of AppTest elements (``at.info``, ``at.warning``, ...), one per line."""
+    return "\n".join(str(e.value) for e in elements)
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """The page's Plotly specs by the first line of their title."""
+    out = {}
+    for element in at.get("plotly_chart"):
+        spec = json.loads(element.proto.spec)
+        out[str(spec.get("layout", {}).get("title", {}).get("text", "")).split("<br>")[0]] = spec
+    return out

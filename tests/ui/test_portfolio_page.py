@@ -12,22 +12,9 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from apptest_helpers import ROOT, open_page, run_until  # noqa: E402
+from apptest_helpers import ROOT, charts, open_page, run_until, texts  # noqa: E402
 
 SAMPLE = "synthetic/BTC_USDT-1h"
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    """Plotly specs by title (first line)."""
-    out = {}
-    for element in at.get("plotly_chart"):
-        spec = json.loads(element.proto.spec)
-        out[str(spec.get("layout", {}).get("title", {}).get("text", "")).split("<br>")[0]] = spec
-    return out
 
 
 def second_asset(workspace) -> str:

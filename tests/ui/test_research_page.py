@@ -10,23 +10,10 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from apptest_helpers import ROOT, open_page, run_until  # noqa: E402
+from apptest_helpers import ROOT, charts, open_page, run_until, texts  # noqa: E402
 
 SAMPLE = "synthetic/BTC_USDT-1h"
 SPACE = {"fast_period": [5, 10], "slow_period": [30, 60]}
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    """Plotly specs by title."""
-    out = {}
-    for element in at.get("plotly_chart"):
-        spec = json.loads(element.proto.spec)
-        out[str(spec.get("layout", {}).get("title", {}).get("text", ""))] = spec
-    return out
 
 
 def stored_research(workspace) -> str:

@@ -14,15 +14,11 @@ pytest.importorskip("streamlit")
 from streamlit import config as st_config  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from apptest_helpers import ROOT, open_page  # noqa: E402
+from apptest_helpers import ROOT, open_page, texts  # noqa: E402
 
 from threadx.strategy.base import builtin_names  # noqa: E402
 
 PAGE = "6_Strategies.py"
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def listed(at: AppTest) -> list[str]:

@@ -11,19 +11,14 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from apptest_helpers import open_page, run_until  # noqa: E402
+from apptest_helpers import open_page, run_until, texts  # noqa: E402
 
 from threadx.units import format_metric  # noqa: E402
 from threadx.validation.storage import load_walk_forward  # noqa: E402
 
 
-
 def page() -> AppTest:
     return open_page('4_Validation.py')
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def chart_titles(at: AppTest) -> list[str]:
