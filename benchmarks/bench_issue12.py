@@ -235,7 +235,8 @@ def step_gpu_plan(path: Path, repeat: int) -> dict:
     return {"bars": len(bars), "combos": len(inputs.ids), "indicator_s": inputs.indicator_seconds,
             "arrays": inputs.n_arrays, "times": times, "parts": parts, "signals": len(plan.signals),
             "lines": len(plan.line_values), "exit_groups": planner.stats["exit_groups"],
-            "signal_calls": planner.stats["signal_calls"], "failed": int((plan.status != 0).sum())}
+            "signal_calls": planner.stats["signal_calls"], "batched": planner.stats.get("batched_signals", 0),
+            "failed": int((plan.status != 0).sum())}
 
 
 # --------------------------------------------------------------------------- the table
@@ -361,7 +362,7 @@ def workload_e(path: Path, repeat: int, notes: list[str]) -> list[Row]:
                  f"signals, {out['lines']:,} lines, {out['failed']} failed combos")
     notes.append(f"e. plan parts (medians): parameter rows {part['rows_s']:.2f} s ({out['exit_groups']:,} distinct "
                  f"exit keys), signal arrays {part['signals_s']:.2f} s ({out['signal_calls']:,} prepare_signals "
-                 f"calls), level lines and assembly {part['lines_s']:.2f} s")
+                 f"calls, {out.get('batched', 0):,} signal arrays from batch_signals), level lines and assembly {part['lines_s']:.2f} s")
     return [Row(f"e. GPU host plan, {out['combos']:,} random bb_atr, {path.stem}, CPU", f"{seconds:.2f} s", "-",
                 f"{out['combos'] / seconds:,.0f} combos/s", "< 0.2 s", seconds < 0.2)]
 

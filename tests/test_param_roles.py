@@ -124,3 +124,33 @@ def test_params_feeding_and_the_signal_key() -> None:
         spec = get_strategy(name)
         key, exits = set(spec.signal_key_params()), set(spec.params_feeding("exits"))
         assert key | exits | {p.name for p in spec.params if not p.feeds} == set(spec.param_names)
+
+
+def _batch_without_trend(bars, ind, p, table):
+    from threadx.strategy import zscore_reversion_signals_many
+    return zscore_reversion_signals_many(ind["bb"]["z"], table["entry_z"], bars.close, bars.close[:0], False)
+
+
+def _batch_one_row(bars, ind, p, table):
+    return get_strategy("bb_atr").batch_signals(bars, ind, p, {"entry_z": table["entry_z"][:1]})
+
+
+def _batch_raising(bars, ind, p, table):
+    raise RuntimeError("no batch today")
+
+
+@pytest.mark.parametrize("batch, expected", [
+    (_batch_without_trend, "bb_atr.batch_signals (mid-range, 5 param sets varying entry_z): the row of entry_z=1.5 "
+                           "differs from signals() on"),
+    (_batch_one_row, "bb_atr.batch_signals (defaults, 5 param sets varying entry_z): returned shape (1, "),
+    (_batch_raising, "bb_atr.batch_signals (defaults, 5 param sets varying entry_z): raised RuntimeError('no batch "
+                     "today')"),
+])
+def test_the_check_catches_a_batch_that_differs_from_signals(synthetic_bars: Bars, bank: IndicatorBank,
+                                                            batch, expected) -> None:
+    """A sweep trusts batch_signals for every combo of a group: one that drops the trend
+    filter, returns too few rows or raises is a failure of the roles check."""
+    wrong = replace(get_strategy("bb_atr"), batch_signals=batch)
+    failures, _ = check_roles(wrong, synthetic_bars, bank)
+    assert any(f.startswith(expected) for f in failures), failures
+    assert all(f.startswith("bb_atr.batch_signals") for f in failures)

@@ -3,6 +3,8 @@ distinct signal array and parameter row computed once, by the params' declared r
 CUDA needed."""
 from __future__ import annotations
 
+from dataclasses import replace as dataclasses_replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -481,3 +483,82 @@ def test_rule_column_writes_what_param_vector_writes():
         for value, entry in zip(values, entries):
             row = param_vector(ExitRules(**{name: value}), options, "1h", False)
             assert row[col].tobytes() == entry.tobytes(), (name, value)
+
+
+# --- batch_signals: one call per group of combos sharing their indicators -------------------------
+
+def _plans_equal(a, b) -> None:
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_array_equal(a.rows, b.rows)
+    np.testing.assert_array_equal(a.sig, b.sig)
+    np.testing.assert_array_equal(a.lines, b.lines)
+    np.testing.assert_array_equal(a.status, b.status)
+    assert a.errors == b.errors
+    assert len(a.signals) == len(b.signals) and len(a.line_values) == len(b.line_values)
+    for x, y in zip(a.signals, b.signals):
+        np.testing.assert_array_equal(x, y)
+    for x, y in zip(a.line_values, b.line_values):
+        np.testing.assert_array_equal(x, y)
+
+
+def _unbatched(planner: Planner) -> Planner:
+    planner._batch_axes = []  # the planner as without batch_signals: one prepare_signals per signal key
+    return planner
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batched_signals_give_the_plan_of_one_call_per_signal_key(btc_1h, threads):
+    """bb_atr's batch_signals (one call per bb_period and trend_period, every entry_z at once)
+    plans byte for byte what one prepare_signals per signal key plans, on real BTC 1h."""
+    evaluator = evaluator_for("bb_atr", as_bars(btc_1h))
+    ids = random_ids(evaluator, 3_000, seed=12)
+    batched = Planner(evaluator, threads=threads)
+    plan = batched.plan(ids)
+    cols = evaluator.space.columns(ids)
+    groups = _distinct(cols, ("bb_period", "trend_period"))
+    assert batched.stats["batched_signals"] == len(plan.signals) == _distinct(cols, ("bb_period", "entry_z",
+                                                                                      "trend_period"))
+    assert batched.stats["signal_calls"] <= groups + _distinct(cols, ("bb_period", "atr_period"))
+    _plans_equal(plan, _unbatched(Planner(evaluator, threads=threads)).plan(ids))
+
+
+def _flaky_batch(bars, ind, p, table):
+    if p["trend_period"] >= 150:
+        raise RuntimeError("deliberate batch failure")
+    rows = bb_atr.SPEC.batch_signals(bars, ind, p, table)
+    return rows[:, :-1] if p["bb_period"] % 2 else rows  # odd bb_period: a bar short
+
+
+FLAKY_BATCH = _register(dataclasses_replace(bb_atr.SPEC, name="test_gpu_flaky_batch",
+                                            description="bb_atr whose batch_signals raises or is short (tests only)",
+                                            batch_signals=_flaky_batch))
+
+
+def _raising_z_signals(bars, ind, p):
+    if p["entry_z"] > 2.0:
+        raise ValueError(f"deliberate failure for entry_z={p['entry_z']}")
+    return bb_atr.SPEC.signals(bars, ind, p)
+
+
+def _raising_z_batch(bars, ind, p, table):
+    if (np.asarray(table["entry_z"]) > 2.0).any():  # as signals(): the whole batch raises
+        raise ValueError("deliberate failure for entry_z > 2")
+    return bb_atr.SPEC.batch_signals(bars, ind, p, table)
+
+
+RAISING_Z = _register(dataclasses_replace(bb_atr.SPEC, name="test_gpu_raising_z",
+                                          description="bb_atr whose signals raise above entry_z 2 (tests only)",
+                                          signals=_raising_z_signals, batch_signals=_raising_z_batch))
+
+
+@pytest.mark.parametrize("strategy", ["test_gpu_flaky_batch", "test_gpu_raising_z"])
+def test_a_batch_that_fails_is_redone_combo_by_combo(bars, strategy):
+    """A batch that raises or returns another shape falls back to signals() per combo: the
+    plan, its failed combos and their error texts are those of the unbatched planner."""
+    evaluator = evaluator_for(strategy, bars)
+    ids = random_ids(evaluator, 1_200, seed=6)
+    plan = Planner(evaluator, threads=2).plan(ids)
+    _plans_equal(plan, _unbatched(Planner(evaluator, threads=2)).plan(ids))
+    if strategy == "test_gpu_raising_z":
+        assert plan.errors and all("deliberate failure for entry_z=" in e for e in plan.errors.values())
+    assert_same_inputs(evaluator, plan)

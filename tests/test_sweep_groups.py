@@ -31,7 +31,8 @@ def test_grouped_combos_equal_one_call_per_combo(bars, strategy, space, n_blocks
     cols = ev.space.columns(ids)
     combos = [dict(zip(ev.space.names, row)) for row in zip(*(cols[n].tolist() for n in ev.space.names))]
     result = ev.evaluate(ids)
-    assert ev.planner.stats["signal_calls"] == n_groups  # the grouping is real: one signal array per group
+    assert ev.planner.stats["signal_arrays"] == n_groups  # the grouping is real: one signal array per group
+    assert ev.planner.stats["signal_calls"] == (2 if strategy == "bb_atr" else n_groups)  # bb_atr: batches
     assert not result.errors
     for k, params in enumerate(combos):
         alone = ev.run_one(params)

@@ -9,7 +9,9 @@ vector, then the metrics and trades) is compared with the start (:func:`changes`
 that changes a stage outside its ``feeds`` is a failure (:func:`violations`), naming the
 strategy, the param, the value and what changed: a wrong declaration would merge combos that
 differ. A display-only param may change the indicator requests (the lines it draws) but
-nothing else. Declaring a role that no perturbation exercises is safe and only noted.
+nothing else. Declaring a role that no perturbation exercises is safe and only noted. A
+strategy's ``batch_signals`` (the signals of many values of its signal-only params in one
+call, which sweeps use) must give, row by row, what ``signals`` gives for each value.
 
 Works on any :class:`StrategySpec` object, registered or not (user strategies are loaded
 from files). Used by ``tests/test_param_roles.py`` on every built-in strategy and by the
@@ -32,7 +34,7 @@ from threadx.errors import ParamError
 from threadx.indicators.registry import canonical_params
 from threadx.strategy.base import ALL_ROLES, ROLES, Param, StrategySpec
 
-__all__ = ["Stages", "stages", "perturbations", "changes", "violations", "bases", "check_roles"]
+__all__ = ["Stages", "stages", "perturbations", "changes", "violations", "bases", "batch_failures", "check_roles"]
 
 _OPTIONS = EngineOptions.builtin().validated()  # built-in costs and fills: the roles do not depend on them
 
@@ -148,10 +150,39 @@ def bases(spec: StrategySpec) -> dict[str, dict[str, Any]]:
     return out
 
 
+def batch_failures(spec: StrategySpec, bars: Bars, bank: Any, label: str, base: Mapping[str, Any]) -> list[str]:
+    """Where ``spec.batch_signals`` disagrees with ``signals`` (empty without one): one call
+    for ``base`` and each perturbation of each of ``spec.batch_params()`` (a sweep merges these
+    into one call), every row compared with that param set's own ``signals``."""
+    names = spec.batch_params()
+    if not names:
+        return []
+    sets = [dict(base)] + [{**base, name: value} for name in names
+                           for value in perturbations(spec, spec.param(name), base)]
+    params = spec.results_params(base)
+    where = f"{spec.name}.batch_signals ({label}, {len(sets)} param sets varying {', '.join(names)})"
+    try:
+        values, _, _ = prepare_signals(spec, bars, params, bank)
+        table = {name: np.array([s[name] for s in sets]) for name in names}
+        rows = np.asarray(spec.batch_signals(bars, values, params, table))
+    except Exception as exc:  # noqa: BLE001 - a sweep would fall back to signals(), silently slower
+        return [f"{where}: raised {exc!r}"]
+    if rows.shape != (len(sets), len(bars)):
+        return [f"{where}: returned shape {rows.shape}, not ({len(sets)}, {len(bars)})"]
+    out = []
+    for row, one in zip(rows.astype(np.uint8), sets):
+        expected = np.asarray(prepare_signals(spec, bars, spec.results_params(one), bank)[1]).astype(np.uint8)
+        if not np.array_equal(row, expected):
+            shown = ", ".join(f"{name}={one[name]!r}" for name in names)
+            out.append(f"{where}: the row of {shown} differs from signals() on {int(np.sum(row != expected))} bars")
+    return out
+
+
 def check_roles(spec: StrategySpec, bars: Bars, bank: Any,
                 starts: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[list[str], list[str]]:
     """(failures, notes) of every param of ``spec``, each perturbed alone from each starting
-    param set (``starts``: label -> normalised params; None: :func:`bases`). A backtest that
+    param set (``starts``: label -> normalised params; None: :func:`bases`), and of its
+    ``batch_signals`` from each start (:func:`batch_failures`). A backtest that
     raises on a perturbed value is a failure; one that raises on a start propagates."""
     failures, notes = [], []
     exercised: dict[str, set[str]] = {p.name: set() for p in spec.params}
@@ -169,6 +200,7 @@ def check_roles(spec: StrategySpec, bars: Bars, bank: Any,
                     continue
                 exercised[param.name] |= changed.keys()
                 failures += [f"{where} {why}" for why in violations(param, changed)]
+        failures += batch_failures(spec, bars, bank, label, base_params)
     for param in spec.params:
         unused = sorted(param.feeds - exercised[param.name]) if param.feeds != ALL_ROLES else []
         if unused:

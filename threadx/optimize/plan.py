@@ -11,7 +11,9 @@ the combos by their values of the params feeding each input (numpy on the value
 positions) and runs the CPU path's own functions once per group: ``prepare_signals`` per
 signal group ("signals", and "indicators" not feeding levels), its Levels for the level
 group ("levels") and ``level_arrays`` per way the rules read them, ``param_vector(
-effective_rules(spec.exits(params)))`` per exit group ("exits"). A strategy without role
+effective_rules(spec.exits(params)))`` per exit group ("exits"). A strategy with
+``batch_signals`` gets one call per group of signal keys that share their indicators (all
+the values of its ``batch_params`` at once) instead of one ``prepare_signals`` per key. A strategy without role
 declarations gets every param in every key: exact, slower. Errors are those of
 ``Evaluator.evaluate``: combos of a failed signal or level group are redone with the CPU's
 grouping, later failures are worded by ``kernel_args`` (a failure that needs a signal-only
@@ -259,6 +261,9 @@ class Planner:
         numeric = {p.name for p in self.spec.params if getattr(p, "kind", None) in ("int", "float")}
         self._copied = {name: axis[name] for name in _role_params(self.spec, "exits") if name in numeric}
         self._axes["branch"] = sorted(set(self._axes["exits"]) - set(self._copied.values()))
+        batched = set(getattr(self.spec, "batch_params", lambda: ())())
+        self._batch_axes = [k for k in self._axes["signals"] if self.space.names[k] in batched]
+        self._axes["batch"] = [k for k in self._axes["signals"] if k not in self._batch_axes]
         self._values = [np.asarray(a.values, dtype=object) for a in self.space.axes]
         self._signals: dict[int, np.ndarray] = {}  # signal key -> array (kept across batches)
         self._levels: dict[int, Levels] = {}  # level key -> Levels
@@ -413,10 +418,11 @@ class Planner:
         found = {k: self._signals[k] for k in s_keys.tolist() if k in self._signals}
         todo = np.array([g for g, k in enumerate(s_keys.tolist()) if k not in found], dtype=np.int64)
         new: dict[int, np.ndarray] = {}
-        for g, result in zip(todo.tolist(), self._prepare(idx[s_first[todo]])):
+        for g, result in zip(todo.tolist(), self._prepare_signal_groups(idx[s_first[todo]])):
             if not isinstance(result, str):
                 found[int(s_keys[g])] = new[int(s_keys[g])] = result[0]
-                self._levels.setdefault(int(v_keys[v_of[s_first[g]]]), result[1])
+                if result[1] is not None:
+                    self._levels.setdefault(int(v_keys[v_of[s_first[g]]]), result[1])
         signals = [found.get(k) for k in s_keys.tolist()]
         s_ok = np.array([s is not None for s in signals], dtype=bool)[s_of]
         missing = np.array([k not in self._levels for k in v_keys.tolist()], dtype=bool)
@@ -440,7 +446,7 @@ class Planner:
         self._cached_bytes += sum(a.nbytes for a in new.values())
         if self._cached_bytes > self.cache_bytes:
             self._signals, self._levels, self._cached_bytes = {}, {}, 0
-        self.stats["signals_s"] = time.perf_counter() - started
+        self.stats.update(signals_s=time.perf_counter() - started, signal_arrays=len(new))
         return signals, sig_of, levels, lev_of, error
 
     def _lines(self, reads: np.ndarray, samples: list, levels: list, lev_of: np.ndarray,
@@ -482,11 +488,54 @@ class Planner:
 
         params = list(self._params(idx))
         self.stats["signal_calls"] += len(params)
-        if self.threads < 2 or len(params) < _PARALLEL_MIN:
-            return [one(p) for p in params]
-        bounds = np.linspace(0, len(params), 4 * self.threads + 1).astype(int).tolist()
+        return self._map(one, params, _PARALLEL_MIN)
+
+    def _prepare_signal_groups(self, idx: np.ndarray) -> list[tuple[np.ndarray, Levels | None] | str]:
+        """``_prepare`` of combos with distinct signal keys, through the strategy's
+        ``batch_signals`` where it has one: combos equal but for ``batch_params`` share one
+        ``prepare_signals`` (its Levels go with the first of them, None with the others) and one
+        ``batch_signals`` call. A batch that raises or returns another shape is redone combo
+        by combo, so errors read as without batching."""
+        if not self._batch_axes or len(idx) < 2:
+            return self._prepare(idx)
+        bars, bank, spec, n_bars = self.bars, RequestMemo(self.ev.indicators), self.spec, self.n_bars
+        b_of, _, b_first = _groups(idx, self.space.strides, self._axes["batch"])
+        members = np.split(np.argsort(b_of, kind="stable"), np.cumsum(np.bincount(b_of))[:-1])
+        columns = {self.space.names[k]: np.array(self._values[k][idx[:, k]].tolist()) for k in self._batch_axes}
+
+        def batch(item: tuple[dict[str, Any], np.ndarray]) -> tuple[np.ndarray, Levels] | None:
+            params, positions = item
+            try:
+                params = spec.results_params(params)
+                values, _, levels = prepare_signals(spec, bars, params, bank)
+                rows = spec.batch_signals(bars, values, params, {name: col[positions] for name, col in columns.items()})
+                rows = np.ascontiguousarray(rows, dtype=np.uint8)
+            except Exception:  # noqa: BLE001 - redone one by one, which words the error
+                return None
+            return (rows, levels) if rows.shape == (len(positions), n_bars) else None
+
+        work = list(zip(self._params(idx[b_first]), members))
+        self.stats["signal_calls"] += len(work)
+        self.stats["batched_signals"] = self.stats.get("batched_signals", 0) + len(idx)
+        out: list[Any] = [None] * len(idx)
+        for (_, positions), done in zip(work, self._map(batch, work, _PARALLEL_MIN // 8)):
+            if done is not None:
+                rows, levels = done
+                for j, p in enumerate(positions.tolist()):
+                    out[p] = (rows[j], levels if j == 0 else None)
+        redo = [p for p, result in enumerate(out) if result is None]
+        for p, result in zip(redo, self._prepare(idx[redo])):
+            out[p] = result
+        return out
+
+    def _map(self, fn: Any, items: list, parallel_min: int) -> list:
+        """``[fn(item) for item in items]``, in the planner's threads when there are
+        ``parallel_min`` items or more (the strategies' numba kernels release the GIL)."""
+        if self.threads < 2 or len(items) < parallel_min:
+            return [fn(item) for item in items]
+        bounds = np.linspace(0, len(items), 4 * self.threads + 1).astype(int).tolist()
         with ThreadPoolExecutor(self.threads, thread_name_prefix="threadx-plan-signals") as pool:
-            parts = pool.map(lambda ab: [one(p) for p in params[ab[0]:ab[1]]], zip(bounds, bounds[1:]))
+            parts = pool.map(lambda ab: [fn(item) for item in items[ab[0]:ab[1]]], zip(bounds, bounds[1:]))
             return [result for part in parts for result in part]
 
     def _late_error(self, idx: np.ndarray, sig: np.ndarray, levels: Levels) -> str:

@@ -6,7 +6,7 @@ per bar built from the ``SIG_*`` flags, the indicator lines its exits read (:cla
 and its :class:`ExitRules`. The built-in strategies (``threadx/strategy/*.py``) and the files
 of your strategies folder (:mod:`threadx.strategy.user`, ``threadx strategy new NAME``) import
 from here only. Signal helpers (numba, causal): :func:`cross_signals`,
-:func:`zscore_reversion_signals`, :func:`band_ma_signals`, :func:`breakout_signals`,
+:func:`zscore_reversion_signals` (and ``_many``, for ``batch_signals``), :func:`band_ma_signals`, :func:`breakout_signals`,
 :func:`flip_signals`; percent stop / target params: :func:`percent_exit_params`,
 :func:`percent_exits`. Indicators: ``threadx.indicators.registry.list_indicators()``.
 
@@ -35,6 +35,7 @@ from threadx.strategy.signal_kernels import (
     cross_signals,
     flip_signals,
     zscore_reversion_signals,
+    zscore_reversion_signals_many,
 )
 
 __all__ = [
@@ -44,4 +45,5 @@ __all__ = [
     "get_strategy", "list_strategies", "no_levels", "no_overlays", "register",
     "percent_exit_params", "percent_exits",
     "band_ma_signals", "breakout_signals", "cross_signals", "flip_signals", "zscore_reversion_signals",
+    "zscore_reversion_signals_many",
 ]

@@ -182,6 +182,12 @@ class StrategySpec:
     - ``levels(values, params)`` -> :class:`Levels` for stops / targets / trailing
     - ``exits(params)`` -> :class:`ExitRules`
     - ``overlays(params)`` -> {legend: (label, output)} lines to draw on the price chart
+    - ``batch_signals(bars, values, params, table)`` (optional) -> uint8 flags of shape
+      ``(k, bars)`` for k param sets that differ from ``params`` only in the params of
+      :meth:`batch_params`: row j equals ``signals(bars, values, {**params, name: table[name][j]
+      for each name})``, ``table`` mapping each of those names to an array of k values. Sweeps
+      call it once per group of combos sharing their indicators, instead of ``signals`` once per
+      combo (the ``roles`` check of ``threadx strategy check`` compares the two).
     """
 
     name: str
@@ -193,6 +199,7 @@ class StrategySpec:
     exits: Callable[[Mapping[str, Any]], ExitRules]
     constraints: tuple[Constraint, ...] = ()
     overlays: Callable[[Mapping[str, Any]], dict[str, tuple[str, str]]] = field(default=no_overlays)
+    batch_signals: Callable[..., np.ndarray] | None = None
     origin: StrategyOrigin | None = field(default=None, compare=False, repr=False)  # set by the registry
 
     @property
@@ -201,7 +208,8 @@ class StrategySpec:
         are only resumed or re-evaluated with the same code)."""
         if self.origin is not None:
             return self.origin.code_hash
-        return _module_hash(*{f.__module__ for f in (self.indicators, self.signals, self.levels, self.exits)})
+        functions = (self.indicators, self.signals, self.levels, self.exits, self.batch_signals)
+        return _module_hash(*{f.__module__ for f in functions if f is not None})
 
     def require_code(self, code_hash: str | None, what: str) -> None:
         """ParamError when ``what`` (a stored run or backtest) was made with other code of this
@@ -242,6 +250,14 @@ class StrategySpec:
         """Names of the params that declare at least one of ``roles`` (declaration order)."""
         wanted = _roles(self.name, roles)
         return tuple(p.name for p in self.params if p.feeds & wanted)
+
+    def batch_params(self) -> tuple[str, ...]:
+        """Params whose values ``batch_signals`` takes as arrays: those feeding the signals and
+        not the indicators (empty without ``batch_signals``)."""
+        if self.batch_signals is None:
+            return ()
+        indicators = set(self.params_feeding("indicators"))
+        return tuple(name for name in self.params_feeding("signals") if name not in indicators)
 
     def signal_key_params(self) -> tuple[str, ...]:
         """Params that can change the indicators, signals or levels: combos equal on these

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from threadx.strategy import ExitRules, Levels, Param, StrategySpec, zscore_reversion_signals
+from threadx.strategy import (ExitRules, Levels, Param, StrategySpec, zscore_reversion_signals,
+                              zscore_reversion_signals_many)
 
 _NO_TREND = np.empty(0)
 
@@ -28,6 +29,13 @@ def _signals(bars, ind, p):
     use_trend = p["trend_period"] > 0
     trend = ind["trend"]["value"] if use_trend else _NO_TREND
     return zscore_reversion_signals(ind["bb"]["z"], float(p["entry_z"]), bars.close, trend, use_trend)
+
+
+def _batch_signals(bars, ind, p, table):
+    use_trend = p["trend_period"] > 0
+    trend = ind["trend"]["value"] if use_trend else _NO_TREND
+    entry_z = np.asarray(table["entry_z"], dtype=np.float64)
+    return zscore_reversion_signals_many(ind["bb"]["z"], entry_z, bars.close, trend, use_trend)
 
 
 def _exits(p):
@@ -86,4 +94,5 @@ SPEC = StrategySpec(
     levels=_levels,
     exits=_exits,
     overlays=_overlays,
+    batch_signals=_batch_signals,
 )

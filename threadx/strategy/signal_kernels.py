@@ -35,31 +35,45 @@ def cross_signals(fast, slow, allow_short):
 
 
 @njit(**_JIT)
+def _zscore_reversion_row(z, entry_z, close, trend, use_trend, out):
+    # Branch-free, so the loop vectorises: a comparison with NaN is false, which drops a bar
+    # whose z (now or before) or trend is undefined exactly as an explicit check would.
+    lo = -entry_z
+    n = z.shape[0]
+    if use_trend:
+        for t in range(1, n):
+            z0 = z[t - 1]
+            z1 = z[t]
+            tr = trend[t]
+            c = close[t]
+            long = (z1 < lo) & (z0 >= lo)
+            short = (z1 > entry_z) & (z0 <= entry_z) & ~long
+            out[t] = (SIG_ENTER_LONG * (long & (c > tr))) | (SIG_ENTER_SHORT * (short & (c < tr)))
+    else:
+        for t in range(1, n):
+            z0 = z[t - 1]
+            z1 = z[t]
+            long = (z1 < lo) & (z0 >= lo)
+            short = (z1 > entry_z) & (z0 <= entry_z) & ~long
+            out[t] = (SIG_ENTER_LONG * long) | (SIG_ENTER_SHORT * short)
+
+
+@njit(**_JIT)
 def zscore_reversion_signals(z, entry_z, close, trend, use_trend):
     """Enter long on the bar where z crosses below -entry_z, short where it crosses above
     +entry_z; with a trend filter, longs only above ``trend`` and shorts only below."""
-    n = z.shape[0]
-    out = np.zeros(n, np.uint8)
-    lo = -entry_z
-    for t in range(1, n):
-        z0 = z[t - 1]
-        z1 = z[t]
-        if not (z0 == z0 and z1 == z1):
-            continue
-        flag = 0
-        if z1 < lo and z0 >= lo:
-            flag = SIG_ENTER_LONG
-        elif z1 > entry_z and z0 <= entry_z:
-            flag = SIG_ENTER_SHORT
-        if flag != 0 and use_trend:
-            tr = trend[t]
-            if not (tr == tr):
-                flag = 0
-            elif flag == SIG_ENTER_LONG and not (close[t] > tr):
-                flag = 0
-            elif flag == SIG_ENTER_SHORT and not (close[t] < tr):
-                flag = 0
-        out[t] = flag
+    out = np.zeros(z.shape[0], np.uint8)
+    _zscore_reversion_row(z, entry_z, close, trend, use_trend, out)
+    return out
+
+
+@njit(**_JIT)
+def zscore_reversion_signals_many(z, entry_z, close, trend, use_trend):
+    """:func:`zscore_reversion_signals` for each threshold of the array ``entry_z``: row j is
+    the flags of ``entry_z[j]`` (one call for the thresholds that share z and the trend)."""
+    out = np.zeros((entry_z.shape[0], z.shape[0]), np.uint8)
+    for j in range(entry_z.shape[0]):
+        _zscore_reversion_row(z, entry_z[j], close, trend, use_trend, out[j])
     return out
 
 
