@@ -110,6 +110,17 @@ class KernelInputs(NamedTuple):
         return tuple(self[:-1])
 
 
+def prepare_indicators(spec: "StrategySpec", bars: "Bars", params: Mapping[str, Any], bank: Any = None
+                       ) -> IndicatorValues:
+    """The indicator values ``spec`` asks for with one normalised param set, from ``bank``
+    (any source with ``ensure(bars, name, params)``; None: the default bank)."""
+    if bank is None:
+        from threadx.indicators import default_bank
+
+        bank = default_bank()
+    return {label: bank.ensure(bars, name, ind_params) for label, (name, ind_params) in spec.indicators(params).items()}
+
+
 def prepare_signals(spec: "StrategySpec", bars: "Bars", params: Mapping[str, Any], bank: Any = None,
                     stage: Callable[[str], ContextManager] | None = None
                     ) -> tuple[IndicatorValues, np.ndarray, Levels]:
@@ -117,14 +128,9 @@ def prepare_signals(spec: "StrategySpec", bars: "Bars", params: Mapping[str, Any
     (``bank``: any source with ``ensure(bars, name, params)``; None: the default bank).
     ``stage(name)``: a context manager timing the ``"indicators"`` and ``"signals"`` parts
     (:meth:`threadx.timings.Stopwatch.stage`)."""
-    if bank is None:
-        from threadx.indicators import default_bank
-
-        bank = default_bank()
     timed = stage or (lambda name: nullcontext())
     with timed("indicators"):
-        needs = spec.indicators(params)
-        values = {label: bank.ensure(bars, name, ind_params) for label, (name, ind_params) in needs.items()}
+        values = prepare_indicators(spec, bars, params, bank)
     with timed("signals"):
         sig = spec.signals(bars, values, params)
         levels = spec.levels(values, params)

@@ -171,9 +171,13 @@ def batch_failures(spec: StrategySpec, bars: Bars, bank: Any, label: str, base: 
         return [f"{where}: returned shape {rows.shape}, not ({len(sets)}, {len(bars)})"]
     out = []
     for row, one in zip(rows.astype(np.uint8), sets):
-        expected = np.asarray(prepare_signals(spec, bars, spec.results_params(one), bank)[1]).astype(np.uint8)
+        shown = ", ".join(f"{name}={one[name]!r}" for name in names)
+        try:
+            expected = np.asarray(prepare_signals(spec, bars, spec.results_params(one), bank)[1]).astype(np.uint8)
+        except Exception as exc:  # noqa: BLE001 - a sweep would have used the row instead of this error
+            out.append(f"{where}: signals() raised {exc!r} for {shown}, batch_signals gave a row")
+            continue
         if not np.array_equal(row, expected):
-            shown = ", ".join(f"{name}={one[name]!r}" for name in names)
             out.append(f"{where}: the row of {shown} differs from signals() on {int(np.sum(row != expected))} bars")
     return out
 

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from threadx.contract import ExitRules, Levels, prepare_signals
+from threadx.contract import ExitRules, Levels, prepare_indicators, prepare_signals
 from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine import layout as L
@@ -85,7 +85,10 @@ class Plan:
 def _compact(index: np.ndarray, keep_first: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(rows used, sorted; ``index`` remapped onto them); -1 stays -1; row 0 kept if asked."""
     valid = index[index >= 0]
-    used = np.unique(np.concatenate([[0], valid]) if keep_first else valid).astype(np.int64)
+    counts = np.bincount(valid, minlength=1 if keep_first else 0)  # the values are small row numbers
+    if keep_first:
+        counts[0] += 1
+    used = np.flatnonzero(counts).astype(np.int64)
     lookup = np.full(int(used.max()) + 1 if len(used) else 1, -1, dtype=np.int64)
     lookup[used] = np.arange(len(used))
     out = np.where(index >= 0, lookup[np.maximum(index, 0)], -1)
@@ -289,7 +292,8 @@ class Planner:
         for p in np.flatnonzero(ok & (lines_bad | shape_bad[sig_of] | row_bad | (self.n_bars < 2))).tolist():
             error[p] = self._late_error(idx[p], signals[sig_of[p]], levels[lev_of[p]])
         failed = pd.notna(error)
-        rows[failed], lines[failed] = np.nan, -1
+        if failed.any():
+            rows[failed], lines[failed] = np.nan, -1
         used_sig, sig = _compact(np.where(failed, -1, sig_of))
         used_lines, line_rows = _compact(lines.ravel(), keep_first=True)  # the NaN line stays first
         self.stats.update(lines_s=time.perf_counter() - lines_started, total_s=time.perf_counter() - started)
@@ -365,24 +369,35 @@ class Planner:
             return False
         field_axis = {f: self._copied[q] for f, q in fields.items()}
 
+        made: dict[int, ExitRules] = {}
+
         def rules_of(p: int) -> ExitRules:
-            return dataclasses.replace(template, **{f: self._values[a][idx[p, a]] for f, a in field_axis.items()})
+            rules = made.get(p)
+            if rules is None:
+                rules = made[p] = dataclasses.replace(
+                    template, **{f: self._values[a][idx[p, a]] for f, a in field_axis.items()})
+            return rules
 
         found = _by_reads(idx, self.space.strides, positions, field_axis, rules_of, self._check)
         if found is None:
             return False
         of, results = found
-        rows = np.broadcast_to(row, (len(positions), L.N_PARAMS)).copy()
+        whole = len(positions) == len(idx)  # one group: the rows are written in place, not copied
+        rows = out.rows if whole else np.empty((len(positions), L.N_PARAMS))
+        rows[:] = row
         for col, entries in columns:
             rows[:, col] = entries
         texts = np.array([r if isinstance(r, str) else None for r in results] + [None], dtype=object)[:-1]
         failed = pd.notna(texts)[of]
-        rows[failed] = np.nan
+        if failed.any():
+            rows[failed] = np.nan
         first = np.full(len(results), -1, dtype=np.int64)
         first[of[::-1]] = positions[::-1]  # the first combo of each result
         ways = np.array([-1 if failed_r else out.way(r, rules_of(int(p)))
                          for r, p, failed_r in zip(results, first.tolist(), pd.notna(texts))], dtype=np.int64)
-        out.rows[positions], out.error[positions], out.reads[positions] = rows, texts[of], ways[of]
+        if not whole:
+            out.rows[positions] = rows
+        out.error[positions], out.reads[positions] = texts[of], ways[of]
         return True
 
     def _column(self, field: str, param: str, values_at: np.ndarray) -> tuple[int, np.ndarray]:
@@ -428,7 +443,7 @@ class Planner:
         missing = np.array([k not in self._levels for k in v_keys.tolist()], dtype=bool)
         reps = np.flatnonzero(s_ok & missing[v_of])  # a level group no call covered: one of its good combos
         reps = reps[np.unique(v_of[reps], return_index=True)[1]]
-        for rep, result in zip(reps.tolist(), self._prepare(idx[reps])):
+        for rep, result in zip(reps.tolist(), self._prepare(idx[reps], signals=False)):
             if not isinstance(result, str):
                 self._levels[int(v_keys[v_of[rep]])] = result[1]
         levels = [self._levels.get(k) for k in v_keys.tolist()]
@@ -475,13 +490,17 @@ class Planner:
         names = self.space.names
         return (dict(zip(names, row)) for row in zip(*columns))
 
-    def _prepare(self, idx: np.ndarray) -> list[tuple[np.ndarray, Levels] | str]:
-        """(uint8 signal, Levels) or error text of ``prepare_signals`` for each combo, in threads."""
+    def _prepare(self, idx: np.ndarray, signals: bool = True) -> list[tuple[np.ndarray | None, Levels] | str]:
+        """(uint8 signal, Levels) or error text of ``prepare_signals`` for each combo, in threads
+        (``signals`` False: (None, Levels) from the indicators and ``spec.levels`` alone)."""
         bars, bank, spec = self.bars, RequestMemo(self.ev.indicators), self.spec
 
-        def one(params: dict[str, Any]) -> tuple[np.ndarray, Levels] | str:
+        def one(params: dict[str, Any]) -> tuple[np.ndarray | None, Levels] | str:
             try:
-                _, sig, levels = prepare_signals(spec, bars, spec.results_params(params), bank)
+                params = spec.results_params(params)
+                if not signals:
+                    return None, spec.levels(prepare_indicators(spec, bars, params, bank), params)
+                _, sig, levels = prepare_signals(spec, bars, params, bank)
                 return np.ascontiguousarray(sig, dtype=np.uint8), levels  # as Evaluator.evaluate
             except Exception as exc:  # noqa: BLE001 - recorded for the combos of this group
                 return failure_text(exc)
@@ -507,7 +526,8 @@ class Planner:
             params, positions = item
             try:
                 params = spec.results_params(params)
-                values, _, levels = prepare_signals(spec, bars, params, bank)
+                values = prepare_indicators(spec, bars, params, bank)
+                levels = spec.levels(values, params)
                 rows = spec.batch_signals(bars, values, params, {name: col[positions] for name, col in columns.items()})
                 rows = np.ascontiguousarray(rows, dtype=np.uint8)
             except Exception:  # noqa: BLE001 - redone one by one, which words the error
