@@ -619,8 +619,9 @@ def _roles(s: _Session) -> CheckResult:
     if failures:
         return CheckResult("roles", False, f"{len(failures)} perturbations change what their param's roles say "
                            "they cannot", details, data={"failures": failures, "notes": notes})
+    batch = f"; batch_signals equals signals for {', '.join(spec.batch_params())}" if spec.batch_params() else ""
     return CheckResult("roles", True, f"{len(declared)} params, {tried} perturbations from the defaults: the "
-                       "declared roles hold", details, data={"notes": notes})
+                       f"declared roles hold{batch}", details, data={"notes": notes})
 
 
 def _speed(s: _Session) -> CheckResult:
