@@ -282,8 +282,14 @@ class Planner:
         self.stats = {"signal_calls": 0}
         ids = np.asarray(ids, dtype=np.int64)
         idx = self.space.value_indices(ids)
-        rows, row_bad, reads, samples, rule_error = self._rows(idx)
-        signals, sig_of, levels, lev_of, prepare_error = self._signals_and_levels(idx)
+        if self.threads > 1:  # the signal kernels release the GIL: they run while the rows are built
+            with ThreadPoolExecutor(1, thread_name_prefix="threadx-plan") as pool:
+                signals_done = pool.submit(self._signals_and_levels, idx)
+                rows, row_bad, reads, samples, rule_error = self._rows(idx)
+                signals, sig_of, levels, lev_of, prepare_error = signals_done.result()
+        else:
+            rows, row_bad, reads, samples, rule_error = self._rows(idx)
+            signals, sig_of, levels, lev_of, prepare_error = self._signals_and_levels(idx)
         error = np.where(pd.notna(prepare_error), prepare_error, rule_error)  # the CPU path's first two steps
         ok = pd.isna(error)
         lines_started = time.perf_counter()
