@@ -237,11 +237,16 @@ class StrategySpec:
         """Names of the params that affect results (``Param.affects_results``)."""
         return tuple(p.name for p in self.params if p.affects_results)
 
+    @functools.cached_property
+    def _display_only(self) -> tuple[tuple[str, Any], ...]:
+        # per spec, not per call: hashing the params tuple cost more than results_params itself
+        return _display_only_defaults(self.params)
+
     def results_params(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
         """``params`` with every display-only value (``feeds=()``) set to its default (a new
         dict; ``params`` itself when the strategy has none): the combos that differ only in
         those give the same results, so a sweep computes them (and their indicators) as this one."""
-        inert = _display_only_defaults(self.params)
+        inert = self._display_only
         if not inert:
             return params  # type: ignore[return-value]  # nothing to set: the same mapping
         return {**params, **{name: value for name, value in inert if name in params}}

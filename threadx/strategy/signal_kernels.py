@@ -20,17 +20,16 @@ def cross_signals(fast, slow, allow_short):
     with ``allow_short`` the cross below also enters short and the cross above exits it."""
     n = fast.shape[0]
     out = np.zeros(n, np.uint8)
-    for t in range(1, n):
-        a0 = fast[t - 1]
+    up_flags = SIG_ENTER_LONG | (SIG_EXIT_SHORT if allow_short else 0)
+    down_flags = SIG_EXIT_LONG | (SIG_ENTER_SHORT if allow_short else 0)
+    for t in range(1, n):  # branch-free (vectorises); a comparison with NaN is false, so a cross
+        a0 = fast[t - 1]  # needs all four values defined, as an explicit check would
         b0 = slow[t - 1]
         a1 = fast[t]
         b1 = slow[t]
-        if not (a0 == a0 and b0 == b0 and a1 == a1 and b1 == b1):
-            continue
-        if a1 > b1 and a0 <= b0:
-            out[t] = SIG_ENTER_LONG | (SIG_EXIT_SHORT if allow_short else 0)
-        elif a1 < b1 and a0 >= b0:
-            out[t] = SIG_EXIT_LONG | (SIG_ENTER_SHORT if allow_short else 0)
+        up = (a1 > b1) & (a0 <= b0)
+        down = (a1 < b1) & (a0 >= b0) & ~up
+        out[t] = (up_flags * up) | (down_flags * down)
     return out
 
 
