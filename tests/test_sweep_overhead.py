@@ -8,14 +8,10 @@ import pytest
 
 from threadx.data.bars import as_bars
 from threadx.data.synthetic import generate_synthetic
-from threadx.engine.inputs import options_from
 from threadx.indicators import IndicatorBank
 from threadx.indicators import bank as bank_module
 from threadx.optimize import shared
-from threadx.optimize.evaluate import Evaluator, SweepTask
-from threadx.optimize.runner import _run_in_threads
-from threadx.optimize.shared import (PreparedIndicators, SharedPack, _Collector, indicator_axes, indicator_requests,
-                                     prepare_requests)
+from threadx.optimize.shared import SharedPack, _Collector, indicator_axes, indicator_requests, prepare_requests
 from threadx.optimize.space import SearchSpace
 from threadx.strategy.base import get_strategy, list_strategies
 
@@ -99,26 +95,3 @@ def test_threaded_indicator_batches_and_pack_are_bit_identical(strategy, bars, m
     finally:
         one.close()
         other.close()
-
-
-def test_inline_threads_plan_with_twin_evaluators(bars):
-    search_spec = {"bb_period": "10:30:5", "bb_std": "1.5:3.0:0.5", "atr_multiplier": "1.0:3.0:0.5"}
-    task = SweepTask.of(get_strategy("bb_atr"), search_spec, options_from(), 4)
-    search = SearchSpace(get_strategy("bb_atr"), search_spec)
-    ids = np.arange(search.size, dtype=np.int64)
-    arrays = prepare_requests(indicator_requests(search, None), bars, IndicatorBank(disk=False))
-    alone = Evaluator(task, bars, PreparedIndicators(arrays.get)).evaluate(ids)
-    evaluator = Evaluator(task, bars, PreparedIndicators(arrays.get))
-    chunks = [ids[lo:lo + 7] for lo in range(0, len(ids), 7)]
-    results = list(_run_in_threads(evaluator, iter(chunks), 3, lambda: False))
-    twins = evaluator.twins(3)
-    assert twins[0] is evaluator and len({id(t) for t in twins}) == 3
-    assert len({id(t.planner) for t in twins}) == 3 and all(t.spec is evaluator.spec for t in twins)
-    assert evaluator.twins(3) == twins  # kept for later rounds
-    got = np.concatenate([r.ids for r in results])
-    order = np.argsort(got)
-    assert np.array_equal(got[order], ids)
-    metrics = np.concatenate([r.metrics for r in results])[order]
-    blocks = np.concatenate([r.blocks for r in results])[order]
-    assert metrics.tobytes() == alone.metrics.tobytes()
-    assert blocks.tobytes() == alone.blocks.tobytes()

@@ -9,7 +9,6 @@ combos that raised (see :mod:`threadx.optimize.outcome`).
 """
 from __future__ import annotations
 
-import copy
 import importlib
 import threading
 import time
@@ -81,20 +80,6 @@ class Evaluator:
         self.block_end = kernel.block_bounds(len(bars), task.n_blocks) if task.n_blocks > 0 else None
         self._planning = threading.Lock()
         self._planner = None
-        self._twins: list[Evaluator] = []
-
-    def twins(self, n: int) -> list["Evaluator"]:
-        """``n`` evaluators of this sweep (this one first), each with a planner of its own, so
-        that the threads of an inline sweep plan their chunks at the same time instead of in
-        turn under the lock of one planner. They share the strategy, space, bars, funding and
-        indicator source; each keeps its own signal cache (a signal group cut by a chunk
-        boundary may be computed by two of them: the same array). Kept for later calls (the
-        rounds of an adaptive sweep)."""
-        while len(self._twins) < n - 1:
-            twin = copy.copy(self)
-            twin._planning, twin._planner, twin._twins = threading.Lock(), None, []
-            self._twins.append(twin)
-        return [self, *self._twins[:max(0, n - 1)]]
 
     @property
     def planner(self) -> Planner:
@@ -125,7 +110,7 @@ class Evaluator:
         exits one param vector) and run in one kernel call, bit for bit what one run per
         combo gives (:meth:`run_one`)."""
         ids = np.asarray(ids, dtype=np.int64)
-        with self._planning:  # one chunk at a time per planner (inline threads take twins: see twins)
+        with self._planning:  # the planner's caches are shared by the threads of an inline sweep
             start = time.perf_counter()  # after the wait for the lock: a worker's own planning time
             plan = self.planner.plan(ids)
             planned = time.perf_counter()

@@ -16,7 +16,6 @@ import threading
 import time
 import uuid
 from collections import deque
-from queue import SimpleQueue
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -820,26 +819,13 @@ def by_signal_group(search: SearchSpace, ids: np.ndarray) -> np.ndarray:
 
 def _run_in_threads(evaluator: Evaluator, chunks: Iterator[np.ndarray], workers: int,
                     should_stop: Callable[[], bool]) -> Iterator[ChunkResult]:
-    """In-process executor: the numba kernels release the GIL, only the per-combo glue holds it.
-    Each running chunk takes an evaluator of its own (``Evaluator.twins``): the threads plan
-    their chunks at the same time."""
-    free: SimpleQueue = SimpleQueue()
-    for twin in evaluator.twins(workers):
-        free.put(twin)
-
-    def evaluate(ids: np.ndarray) -> ChunkResult:
-        mine = free.get()  # at most ``workers`` chunks run at once: one is always free
-        try:
-            return mine.evaluate(ids)
-        finally:
-            free.put(mine)
-
+    """In-process executor: the numba kernels release the GIL, only the per-combo glue holds it."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="threadx-sweep") as threads:
         queue: deque = deque()
         for ids in chunks:
             if should_stop():
                 break
-            queue.append(threads.submit(evaluate, ids))
+            queue.append(threads.submit(evaluator.evaluate, ids))
             while len(queue) >= 2 * workers:
                 yield queue.popleft().result()
         while queue:
