@@ -40,6 +40,7 @@ import time
 import uuid
 import warnings
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -57,6 +58,8 @@ __all__ = ["IndicatorBank", "default_bank", "cache_key", "arrays_checksum", "ind
            "NEAR_LIMIT_SHARE"]
 
 _FORMAT = 1
+_COMPUTE_THREADS = max(1, min(4, os.cpu_count() or 1))  # threads of a large ensure_many batch
+_ELEMENTS_PER_THREAD = 1_000_000  # ... each computing at least this many values (requests x bars)
 NEAR_LIMIT_SHARE = 0.9  # disk usage / limit from which stats() reports disk_near_limit
 _RESCAN_PARTS = 16  # rescan the folder after each 1/16 of the limit written by this bank
 
@@ -115,6 +118,26 @@ def _nbytes(arrays: Mapping[str, np.ndarray]) -> int:
 
 class _Corrupt(Exception):
     """A disk entry that must not be served."""
+
+
+def _compute_many(idef: IndicatorDef, bars: Any, norms: list[dict]) -> list[dict[str, np.ndarray]]:
+    """``idef.compute_many`` of ``norms``; a large batch in a few threads (the kernels release
+    the GIL), each a contiguous run of the requests sorted by their canonical params, so that
+    requests sharing an intermediate (the rolling mean and deviation of one Bollinger period)
+    stay in one thread. Every array is computed as one ``compute_many`` call computes it."""
+    threads = min(_COMPUTE_THREADS, len(norms) // 4, len(norms) * len(bars) // _ELEMENTS_PER_THREAD)
+    if threads < 2:
+        return idef.compute_many(bars, norms)
+    order = sorted(range(len(norms)), key=lambda k: canonical_json(norms[k]))
+    bounds = np.linspace(0, len(order), threads + 1).astype(int).tolist()
+    parts = [order[lo:hi] for lo, hi in zip(bounds, bounds[1:])]
+    with ThreadPoolExecutor(threads, thread_name_prefix="threadx-indicators") as pool:
+        results = list(pool.map(lambda part: idef.compute_many(bars, [norms[k] for k in part]), parts))
+    out: list[dict[str, np.ndarray]] = [{}] * len(norms)
+    for part, arrays in zip(parts, results):
+        for k, value in zip(part, arrays):
+            out[k] = value
+    return out
 
 
 class IndicatorBank:
@@ -195,7 +218,7 @@ class IndicatorBank:
 
         if missing:
             t0 = time.perf_counter()
-            computed = idef.compute_many(bars, list(missing.values()))
+            computed = _compute_many(idef, bars, list(missing.values()))
             elapsed = time.perf_counter() - t0
             with self._lock:
                 self._stats["misses"] += len(missing)

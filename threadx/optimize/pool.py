@@ -71,6 +71,18 @@ def warm_up(task: SweepTask) -> None:
         pass
 
 
+_WARMED: set[str] = set()  # tasks this process has warmed up (its kernels stay loaded)
+
+
+def _warm_once(task: SweepTask) -> None:
+    """:func:`warm_up` of ``task`` unless this process already ran it for the same task (a
+    sweep run again in one process: its numba kernels are loaded already)."""
+    key = repr(task)
+    if key not in _WARMED:
+        warm_up(task)
+        _WARMED.add(key)
+
+
 def default_start_method() -> str:
     """``fork`` on Linux when this process runs a single thread (workers then start at
     once, with numba's compiled kernels inherited); ``spawn`` otherwise, since forking a
@@ -120,6 +132,7 @@ class LocalPool:
     workers: int
     context: str | None = None  # None: fork when it is safe, else spawn (kept for restarts)
     _pool: ProcessPoolExecutor | None = field(default=None, init=False)
+    _stopping: threading.Thread | None = field(default=None, init=False)  # see begin_close
 
     def start(self) -> "LocalPool":
         if self.context is None:
@@ -130,7 +143,7 @@ class LocalPool:
         resource_tracker.ensure_running()
         forking = self.context == "fork"
         if forking and self._pool is None:
-            warm_up(self.task)  # compiled kernels are inherited by the forked workers
+            _warm_once(self.task)  # compiled kernels are inherited by the forked workers
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context(self.context),
                                          initializer=_init_worker, initargs=(self.task, not forking))
         for _ in range(self.workers):  # processes are spawned on submit
@@ -207,7 +220,17 @@ class LocalPool:
                                        "stored, the same run id resumes (check memory, or lower workers)")
                 pool = self._restart()
 
-    def close(self) -> None:
+    def begin_close(self) -> None:
+        """Tell the workers to stop without waiting for them to exit (:meth:`close` waits),
+        so that the caller can finish its own work meanwhile."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+            manager = getattr(self._pool, "_executor_manager_thread", None)  # joins the workers
+            self._pool.shutdown(wait=manager is None, cancel_futures=True)
+            self._pool, self._stopping = None, manager
+
+    def close(self) -> None:
+        """Stop the workers and wait until they have exited (idempotent)."""
+        self.begin_close()
+        manager, self._stopping = self._stopping, None
+        if manager is not None:
+            manager.join()

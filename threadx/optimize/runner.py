@@ -321,6 +321,7 @@ class _Session:
     on_phase: Callable[[str], None] | None = None  # told each stage as it starts (see sweep)
     requests: dict = field(default_factory=dict)  # the plan's indicator requests, set by _check_memory
     early_pool: Any = None  # a LocalPool started before the plan (see _start_pool_early)
+    closing_pools: list = field(default_factory=list)  # pools told to stop, waited for by _join_pools
     watch: Stopwatch = field(default_factory=Stopwatch)  # where the time goes (manifest["timings"])
 
     def _phase(self, text: str) -> None:
@@ -410,7 +411,10 @@ class _Session:
                 raise
             finally:
                 sigterm.defer = True  # a SIGTERM now waits until the run's end is written
-                self._finish(status)
+                try:
+                    self._finish(status)
+                finally:
+                    self._join_pools()  # (done by _finish unless it failed first)
             if sigterm.pending:  # it came while the end was written: stop as it asked
                 raise SweepTerminated()
         return self.store.load(self.run_id)
@@ -569,7 +573,7 @@ class _Session:
                              "import: move it to a module, or use executor='inline'")
         pool, self.early_pool = self.early_pool, None
         if pool is not None:
-            cleanup.callback(pool.close)
+            cleanup.callback(self._close_later, pool)
             if in_process or self.executor == "dask" or not remaining:
                 pool.close()
                 pool = None
@@ -577,7 +581,7 @@ class _Session:
             self._phase(f"starting {self.workers} workers")
             with self.watch.stage("startup"):
                 pool = LocalPool(task, self.workers).start()  # workers start up while indicators are computed
-            cleanup.callback(pool.close)
+            cleanup.callback(self._close_later, pool)
         bank = self.bank if self.bank is not None else _default_bank()
         if self.line_capacity is not None:  # over the memory budget: indicators batch by batch
             return lambda chunks: self._run_batches(chunks, task, bank, pool)
@@ -610,8 +614,23 @@ class _Session:
         if pool is None:
             with self.watch.stage("startup"):
                 pool = LocalPool(task, self.workers).start()
-            cleanup.callback(pool.close)
+            cleanup.callback(self._close_later, pool)
         return lambda chunks: pool.run(pack.layout, chunks, self.should_stop)
+
+    def _close_later(self, pool: Any) -> None:
+        """Stop ``pool``'s workers; they exit while ``_finish`` writes and counts the last
+        parts, and it waits for them before the manifest's last write (:meth:`_join_pools`)."""
+        pool.begin_close()
+        self.closing_pools.append(pool)
+
+    def _join_pools(self) -> None:
+        """Wait for the workers of the pools :meth:`_close_later` stopped (counted as "startup")."""
+        if not self.closing_pools:
+            return
+        started = time.perf_counter()
+        while self.closing_pools:
+            self.closing_pools.pop().close()
+        self.watch.add("startup", time.perf_counter() - started)
 
     def _run_batches(self, chunks: Iterator[np.ndarray], task: SweepTask, bank: Any,
                      pool: Any) -> Iterator[ChunkResult]:
@@ -665,7 +684,7 @@ class _Session:
                 return
             self.watch.add_workers(result.stages)
             with self.watch.stage("store"):
-                self.writer.append(_rows(self.search, result, len(self.writer.manifest.get("block_end") or [])))
+                self.writer.append(_columns(self.search, result, len(self.writer.manifest.get("block_end") or [])))
             self.counts["done"] += len(result.ids)
             self.counts["new"] += len(result.ids)
             self.counts["failed"] += int((result.status != STATUS_OK).sum())
@@ -738,6 +757,7 @@ class _Session:
                 if status == "completed" and failed:
                     status = f"completed with {failed:,} failed"  # a resume retries infrastructural ones
                 self.watch.add("store", time.perf_counter() - counted)
+                self._join_pools()  # the workers exited while the parts were written and counted
                 writer.update_manifest(status=status, done=done, failed=failed, total=total,
                                        finished_at=datetime.now(timezone.utc).isoformat(),
                                        elapsed_s=time.perf_counter() - self.started, timings=self.watch.record())
@@ -813,6 +833,13 @@ def _run_in_threads(evaluator: Evaluator, chunks: Iterator[np.ndarray], workers:
 
 
 def _rows(space: SearchSpace, result: ChunkResult, n_blocks: int = 0) -> pd.DataFrame:
+    """The stored rows of a chunk as a DataFrame (the store takes :func:`_columns`, cheaper)."""
+    return pd.DataFrame(_columns(space, result, n_blocks))
+
+
+def _columns(space: SearchSpace, result: ChunkResult, n_blocks: int = 0) -> dict[str, Any]:
+    """The stored rows of a chunk, column by column: combo id, params, metrics, block
+    moments, status and error (a scalar "" when no combo failed)."""
     columns: dict[str, Any] = {"combo_id": result.ids, **space.columns(result.ids)}
     columns.update({name: result.metrics[:, k] for k, name in enumerate(METRIC_NAMES)})
     if n_blocks:
@@ -825,7 +852,7 @@ def _rows(space: SearchSpace, result: ChunkResult, n_blocks: int = 0) -> pd.Data
             columns[f"{BLOCK_SQ_PREFIX}{b:03d}"] = moments[:, b, 1]
     columns["status"] = np.where(result.status == STATUS_OK, "ok", "failed")
     columns["error"] = [result.errors.get(int(i), "") for i in result.ids] if result.errors else ""
-    return pd.DataFrame(columns)
+    return columns
 
 
 def _numba_version() -> str:

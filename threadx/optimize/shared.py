@@ -11,6 +11,9 @@ with its whole process group.
 from __future__ import annotations
 
 import itertools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import shared_memory
 from typing import Any, Callable, Iterable, Mapping
@@ -26,6 +29,8 @@ from threadx.optimize.space import SearchSpace
 Request = tuple[str, str]  # (indicator name, canonical params JSON)
 _PROBE_LIMIT = 200_000
 _SAMPLE_STRIDE = 64  # elements between two of an array's sampled for its dedupe key
+_COPY_THREADS = max(1, min(4, os.cpu_count() or 1))  # threads filling a large shared block
+_COPY_BYTES_PER_THREAD = 8 * 2**20  # ... each copying at least this much
 
 
 def request_key(name: str, params: Mapping[str, Any] | None) -> tuple:
@@ -59,8 +64,46 @@ class _Collector:
 
     def add(self, params: Mapping[str, Any]) -> set[Request]:
         """Record the needs of one combo; returns their request keys."""
+        return self._record(_needs_of(self.space, params))
+
+    def add_rows(self, base: Mapping[str, Any], names: list[str], rows: Iterable[tuple]) -> None:
+        """:meth:`add` of ``{**base, **dict(zip(names, values))}`` for each ``values`` of ``rows``.
+
+        When no name is a display-only param, ``results_params`` of such a combo is that of
+        ``base`` with the same values set (it only resets display-only params, and ``base``
+        holds every name): it is worked out once, not per combo."""
+        spec = self.space.strategy
+        effective = set(spec.effective_names)
+        if not set(names) <= effective or not set(names) <= set(base):
+            for values in rows:
+                self.add({**base, **dict(zip(names, values))})
+            return
+        try:
+            fixed = dict(spec.results_params(base))
+        except (ParamError, KeyError, ValueError):
+            for values in rows:
+                self.add({**base, **dict(zip(names, values))})
+            return
+        indicators, known, out = spec.indicators, self._keys, self.out
+        for values in rows:
+            params = fixed.copy()
+            params.update(zip(names, values))
+            try:
+                needs = indicators(params).values()
+            except (ParamError, KeyError, ValueError):  # as _needs_of: a combo the strategy refuses
+                continue
+            for name, ind_params in needs:  # as _record, without the keys of each combo
+                try:
+                    key = known[(name, tuple(sorted((ind_params or {}).items())))]
+                except KeyError:
+                    self._record([(name, ind_params)])
+                    continue
+                if key is not None and key not in out:
+                    out[key] = ind_params
+
+    def _record(self, needs: list[tuple[str, dict]]) -> set[Request]:
         keys = set()
-        for name, ind_params in _needs_of(self.space, params):
+        for name, ind_params in needs:
             raw = request_key(name, ind_params)
             if raw not in self._keys:
                 try:
@@ -88,8 +131,7 @@ def indicator_requests(space: SearchSpace, ids: Iterable[np.ndarray] | None = No
     product = int(np.prod([len(a) for a in relevant], dtype=np.float64)) if relevant else 1
     collect = _Collector(space)
     if ids is None and product <= _PROBE_LIMIT:
-        for values in itertools.product(*(a.values for a in relevant)):
-            collect.add({**base, **dict(zip((a.name for a in relevant), values))})
+        collect.add_rows(base, [a.name for a in relevant], itertools.product(*(a.values for a in relevant)))
     elif ids is not None:
         for chunk in ids:  # the combos themselves (a Monte Carlo plan): only their relevant params matter
             for row in indicator_groups(space, chunk, positions)[1]:
@@ -134,6 +176,24 @@ def _sample_key(bits: np.ndarray) -> int:
     """A cheap key of an array's bits (its length and every 64th element): equal arrays
     share it; arrays sharing it are then compared whole (see ``SharedPack.create``)."""
     return hash((len(bits), bits[::_SAMPLE_STRIDE].tobytes()))
+
+
+def _fill(buf: np.ndarray, slots: list[np.ndarray], n: int) -> None:
+    """Copy ``slots`` end to end into ``buf`` (a fresh shared block): a large block in a few
+    threads, as most of the time goes to the first touch of its pages, which the kernel
+    serves in parallel (numpy copies without the GIL)."""
+    threads = min(_COPY_THREADS, len(slots), buf.nbytes // _COPY_BYTES_PER_THREAD)
+
+    def part(lo: int, hi: int) -> None:
+        for k in range(lo, hi):
+            buf[k * n:(k + 1) * n] = slots[k]
+
+    if threads < 2:
+        part(0, len(slots))
+        return
+    bounds = np.linspace(0, len(slots), threads + 1).astype(int).tolist()
+    with ThreadPoolExecutor(threads, thread_name_prefix="threadx-pack") as pool:
+        list(pool.map(part, bounds[:-1], bounds[1:]))
 
 
 @dataclass(frozen=True)
@@ -185,8 +245,7 @@ class SharedPack:
         shm = create_segment(run_id, total * 8)
         layout = PackLayout(shm.name, total, n, bars.timeframe, ohlcv, time_offset, indicators)
         pack = cls(shm, layout, owner=True)
-        for k, data in enumerate(slots):
-            pack._buf[k * n:(k + 1) * n] = data
+        _fill(pack._buf, slots, n)
         return pack
 
     @classmethod
@@ -244,6 +303,7 @@ class PreparedIndicators:
         self._lookup = lookup
         self._memo: dict[tuple, dict[str, np.ndarray]] = {}  # keyed by the raw params
         self._local = None
+        self._making = threading.Lock()  # the threads of an inline sweep share this source
 
     def ensure(self, data: Any, name: str, params: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
         raw = request_key(name, params)
@@ -251,10 +311,11 @@ class PreparedIndicators:
         if found is None:
             found = self._lookup((name, canonical_params(name, params)))
             if found is None:
-                if self._local is None:
-                    from threadx.indicators.bank import IndicatorBank
+                with self._making:
+                    if self._local is None:
+                        from threadx.indicators.bank import IndicatorBank
 
-                    self._local = IndicatorBank(disk=False)
+                        self._local = IndicatorBank(disk=False)
                 found = self._local.ensure(data, name, params)
             self._memo[raw] = found
         return found

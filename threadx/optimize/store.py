@@ -237,11 +237,13 @@ class RunWriter:
         for stale in folder.glob(".part-*.tmp"):  # a write interrupted by a kill
             stale.unlink(missing_ok=True)
 
-    def append(self, rows: pd.DataFrame) -> None:
-        """Queue rows; they reach disk on the next flush (by size or time)."""
-        if len(rows):
+    def append(self, rows: pd.DataFrame | dict[str, Any]) -> None:
+        """Queue rows (a DataFrame, or its columns as a dict of arrays: cheaper, one table is
+        made per part); they reach disk on the next flush (by size or time)."""
+        n = len(rows) if isinstance(rows, pd.DataFrame) else _column_rows(rows)
+        if n:
             self._pending.append(rows)
-            self._pending_rows += len(rows)
+            self._pending_rows += n
         if self._pending_rows >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
@@ -250,13 +252,13 @@ class RunWriter:
         self._last_flush = time.monotonic()
         if not self._pending:
             return
-        frame = pd.concat(self._pending, ignore_index=True)
-        self._pending, self._pending_rows = [], 0
+        pending, self._pending, self._pending_rows = self._pending, [], 0
+        table = _pending_table(pending)
         path = self.folder / f"part-{self._next_part:06d}.parquet"
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         try:
-            _write_part(frame, tmp)
+            _write_table(table, tmp)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -294,10 +296,62 @@ def _write_part(frame: pd.DataFrame, path: str) -> None:
     """Write rows as one Parquet file (what ``frame.to_parquet(path, index=False)`` writes,
     with dictionaries only where they pay)."""
     import pyarrow as pa
+
+    _write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+
+
+def _write_table(table: Any, path: str) -> None:
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
     pq.write_table(table, path, use_dictionary=_dictionary_columns(table.column_names))
+
+
+def _column_rows(columns: dict[str, Any]) -> int:
+    """Rows of a dict of columns (its first array's length; 0 for no column)."""
+    for value in columns.values():
+        if not np.isscalar(value):
+            return len(value)
+    return 0
+
+
+def _concat_columns(pending: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The columns of several dicts (same names, in order) end to end; a scalar (one value
+    for every row, as pandas broadcasts it) is repeated."""
+    sizes = [_column_rows(c) for c in pending]
+    out = {}
+    for name in pending[0]:
+        pieces = [np.full(n, c[name], dtype=object) if np.isscalar(c[name]) else np.asarray(c[name])
+                  for c, n in zip(pending, sizes)]
+        out[name] = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+    return out
+
+
+def _pending_table(pending: list[pd.DataFrame | dict[str, Any]]) -> Any:
+    """One Arrow table of queued rows, as ``pa.Table.from_pandas(pd.concat(frames))`` makes it.
+
+    Dicts of columns (the sweep's chunks) skip pandas: their arrays are converted once, with
+    the schema (types and pandas metadata) that pandas gives a one-row frame of the same
+    columns (a typed array's type is the same for one row as for all; an object array takes
+    this path only when it holds text alone), and NaN stored as pandas stores it
+    (``from_pandas``). Otherwise, and for queued DataFrames or dicts of differing columns,
+    the pandas path."""
+    import pyarrow as pa
+
+    if all(isinstance(p, dict) for p in pending) and len({tuple(p) for p in pending}) == 1:
+        columns = _concat_columns(pending)  # type: ignore[arg-type]
+        try:
+            if not all(v.dtype != object or pd.api.types.infer_dtype(v, skipna=False) == "string"
+                       for v in columns.values()):
+                raise TypeError("an object column of other values than text: typed as pandas types it")
+            schema = pa.Schema.from_pandas(pd.DataFrame({k: v[:1] for k, v in columns.items()}), preserve_index=False)
+            arrays = [pa.array(columns[f.name], type=f.type, from_pandas=True) for f in schema]
+            return pa.Table.from_arrays(arrays, schema=schema)
+        except (pa.ArrowException, TypeError, ValueError):
+            pass
+        pending = [pd.DataFrame(columns)]
+    frames = [p if isinstance(p, pd.DataFrame) else pd.DataFrame(p) for p in pending]
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return pa.Table.from_pandas(frame, preserve_index=False)
 
 
 class RunLock:
