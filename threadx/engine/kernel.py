@@ -1322,18 +1322,15 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     if st[S_N_LEGS] < p[P_MAX_LEGS]:
         exit_flag |= (SIG_ENTER_LONG | SIG_ADD_LONG) if d > 0.0 else (SIG_ENTER_SHORT | SIG_ADD_SHORT)
     next_level = next_grid_level(st, p) if grid else -1
+    # a plain hold (no funding, target, partial target, arming, grid, holding limit or
+    # trailing) tests one flag per bar for all of these: the tests only stop the run (the
+    # bar goes to step), so their order does not matter, and the trailing stop moves last
+    extras = (use_funding or tp == tp or target_mid or ptp_waits or arming or grid or max_hold > 0.0
+              or trail)
     j = i
     while j < n - 1:
-        if use_funding:
-            rate = funding[j]
-            if rate == rate and rate != 0.0:
-                break
         op = o[j]
         if d * (op - stop) <= 0.0:
-            break
-        tgt = target_at(d, tp, target_mid, bmid, j - 1)
-        has_tgt = tgt == tgt
-        if has_tgt and d * (op - tgt) >= 0.0:
             break
         if d > 0.0:
             adverse = l[j]
@@ -1341,25 +1338,33 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
         else:
             adverse = h[j]
             favourable = l[j]
-        if d * (adverse - stop) <= 0.0 or (has_tgt and d * (favourable - tgt) >= 0.0):
+        if d * (adverse - stop) <= 0.0:
             break
         if (sig[j] & exit_flag) != 0:
             break
-        if ptp_waits:
-            ptp = partial_target(j, d, p, st, blo, bhi)
-            if ptp == ptp and (d * (op - ptp) >= 0.0 or d * (favourable - ptp) >= 0.0):
+        if extras:
+            if use_funding:
+                rate = funding[j]
+                if rate == rate and rate != 0.0:
+                    break
+            tgt = target_at(d, tp, target_mid, bmid, j - 1)
+            if tgt == tgt and (d * (op - tgt) >= 0.0 or d * (favourable - tgt) >= 0.0):
                 break
-        if arming and arms_at(j, c, blo, bhi, p, st):
-            break
-        if grid and next_level >= 0:
-            lvl = grid_level(d, next_level, bmid[j - 1], line_at(atr, j - 1), p)
-            if lvl == lvl and d * (adverse - lvl) <= 0.0:
+            if ptp_waits:
+                ptp = partial_target(j, d, p, st, blo, bhi)
+                if ptp == ptp and (d * (op - ptp) >= 0.0 or d * (favourable - ptp) >= 0.0):
+                    break
+            if arming and arms_at(j, c, blo, bhi, p, st):
                 break
-        if max_hold > 0.0 and j - entry_i + held_extra >= max_hold:
-            break
-        if trail:
-            update_trailing_stop(j, h, l, c, atr, blo, bmid, bhi, p, st)
-            stop = adverse_level(d, st[S_STOP], liq)
+            if grid and next_level >= 0:
+                lvl = grid_level(d, next_level, bmid[j - 1], line_at(atr, j - 1), p)
+                if lvl == lvl and d * (adverse - lvl) <= 0.0:
+                    break
+            if max_hold > 0.0 and j - entry_i + held_extra >= max_hold:
+                break
+            if trail:
+                update_trailing_stop(j, h, l, c, atr, blo, bmid, bhi, p, st)
+                stop = adverse_level(d, st[S_STOP], liq)
         eq = cash + (margin + dq * (c[j] - entry_px))
         exposed += 1.0
         if full:
