@@ -45,6 +45,7 @@ from threadx.optimize.shared import request_key
 
 _PARALLEL_MIN = 64  # distinct signal computations worth a thread pool
 _COPIED_MIN = 64  # distinct exit keys worth the vectorised rows (a probe call and checks)
+_TILE_BYTES = 2 * 2**20  # indicator lines read together while the signals are computed (a cache's worth)
 
 
 @dataclass
@@ -439,6 +440,7 @@ class Planner:
         found = {k: self._signals[k] for k in s_keys.tolist() if k in self._signals}
         todo = np.array([g for g, k in enumerate(s_keys.tolist()) if k not in found], dtype=np.int64)
         new: dict[int, np.ndarray] = {}
+        todo = todo[self._cache_order(idx[s_first[todo]])]
         for g, result in zip(todo.tolist(), self._prepare_signal_groups(idx[s_first[todo]])):
             if not isinstance(result, str):
                 found[int(s_keys[g])] = new[int(s_keys[g])] = result[0]
@@ -469,6 +471,19 @@ class Planner:
             self._signals, self._levels, self._cached_bytes = {}, {}, 0
         self.stats.update(signals_s=time.perf_counter() - started, signal_arrays=len(new))
         return signals, sig_of, levels, lev_of, error
+
+    def _cache_order(self, idx: np.ndarray) -> np.ndarray:
+        """An order of the combos ``idx`` (one per signal key) that reads the indicator lines
+        from the cache: in lexicographic order each value of the faster axis would stream its
+        line from memory once per value of the slower one (100 x 100 SMA pairs: 1.4 GB read
+        for 28 MB of lines); here the slower axis goes in tiles of lines that fit the cache
+        together, and the faster one runs inside each tile. Any order gives the same arrays."""
+        axes = [k for k in self._axes["batch"] if len(np.unique(idx[:, k])) > 1]
+        if len(axes) < 2 or len(idx) < _PARALLEL_MIN:
+            return np.arange(len(idx))
+        slow, fast = sorted(axes, key=lambda k: -int(self.space.strides[k]))[:2]
+        tile = max(1, _TILE_BYTES // (8 * self.n_bars))
+        return np.lexsort((idx[:, slow], idx[:, fast], idx[:, slow] // tile))
 
     def _lines(self, reads: np.ndarray, samples: list, levels: list, lev_of: np.ndarray,
                ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
