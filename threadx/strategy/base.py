@@ -7,7 +7,6 @@ targets, and which exit rules apply. The one engine kernel does the rest.
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, Mapping
@@ -167,10 +166,21 @@ class StrategyOrigin:
         return f"{self.path}:{self.line}" if self.line else self.path
 
 
-@functools.lru_cache(maxsize=256)
+_DISPLAY_ONLY: dict[int, tuple[tuple[Param, ...], tuple[tuple[str, Any], ...]]] = {}
+
+
 def _display_only_defaults(params: tuple[Param, ...]) -> tuple[tuple[str, Any], ...]:
-    """(name, default) of the display-only params among ``params``."""
-    return tuple((p.name, p.default) for p in params if not p.affects_results)
+    """(name, default) of the display-only params among ``params``, remembered by the identity
+    of the tuple (a sweep asks once per combo: hashing every Param each time cost more than
+    the rest of ``results_params``)."""
+    known = _DISPLAY_ONLY.get(id(params))
+    if known is not None and known[0] is params:
+        return known[1]
+    if len(_DISPLAY_ONLY) >= 256:
+        _DISPLAY_ONLY.clear()
+    found = tuple((p.name, p.default) for p in params if not p.affects_results)
+    _DISPLAY_ONLY[id(params)] = (params, found)  # holding the tuple keeps its id unique
+    return found
 
 
 @dataclass(frozen=True)
@@ -237,16 +247,11 @@ class StrategySpec:
         """Names of the params that affect results (``Param.affects_results``)."""
         return tuple(p.name for p in self.params if p.affects_results)
 
-    @functools.cached_property
-    def _display_only(self) -> tuple[tuple[str, Any], ...]:
-        # per spec, not per call: hashing the params tuple cost more than results_params itself
-        return _display_only_defaults(self.params)
-
     def results_params(self, params: Mapping[str, Any]) -> Mapping[str, Any]:
         """``params`` with every display-only value (``feeds=()``) set to its default (a new
         dict; ``params`` itself when the strategy has none): the combos that differ only in
         those give the same results, so a sweep computes them (and their indicators) as this one."""
-        inert = self._display_only
+        inert = _display_only_defaults(self.params)
         if not inert:
             return params  # type: ignore[return-value]  # nothing to set: the same mapping
         return {**params, **{name: value for name, value in inert if name in params}}
