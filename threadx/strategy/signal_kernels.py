@@ -70,8 +70,10 @@ def zscore_reversion_signals(z, entry_z, close, trend, use_trend):
 def zscore_reversion_signals_many(z, entry_z, close, trend, use_trend):
     """:func:`zscore_reversion_signals` for each threshold of the array ``entry_z``: row j is
     the flags of ``entry_z[j]`` (one call for the thresholds that share z and the trend)."""
-    out = np.zeros((entry_z.shape[0], z.shape[0]), np.uint8)
+    out = np.empty((entry_z.shape[0], z.shape[0]), np.uint8)  # every flag is written (no zeroing pass)
     for j in range(entry_z.shape[0]):
+        if z.shape[0] > 0:
+            out[j, 0] = 0
         _zscore_reversion_row(z, entry_z[j], close, trend, use_trend, out[j])
     return out
 
