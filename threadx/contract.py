@@ -14,7 +14,6 @@ Example (a strategy's signal function)::
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, NamedTuple
 
@@ -128,10 +127,12 @@ def prepare_signals(spec: "StrategySpec", bars: "Bars", params: Mapping[str, Any
     (``bank``: any source with ``ensure(bars, name, params)``; None: the default bank).
     ``stage(name)``: a context manager timing the ``"indicators"`` and ``"signals"`` parts
     (:meth:`threadx.timings.Stopwatch.stage`)."""
-    timed = stage or (lambda name: nullcontext())
-    with timed("indicators"):
+    if stage is None:  # a sweep's plan, once per combo: no timing contexts to enter
         values = prepare_indicators(spec, bars, params, bank)
-    with timed("signals"):
+        return values, spec.signals(bars, values, params), spec.levels(values, params)
+    with stage("indicators"):
+        values = prepare_indicators(spec, bars, params, bank)
+    with stage("signals"):
         sig = spec.signals(bars, values, params)
         levels = spec.levels(values, params)
     return values, sig, levels

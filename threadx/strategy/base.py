@@ -137,9 +137,12 @@ def no_overlays(params: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
     return {}
 
 
+_NO_LEVELS = Levels()  # frozen: one instance serves every call
+
+
 def no_levels(values: IndicatorValues, params: Mapping[str, Any]) -> Levels:
     """A strategy whose exits read no indicator line (percent stops and targets only)."""
-    return Levels()
+    return _NO_LEVELS
 
 
 @dataclass(frozen=True)
