@@ -441,11 +441,12 @@ class Planner:
         todo = np.array([g for g, k in enumerate(s_keys.tolist()) if k not in found], dtype=np.int64)
         new: dict[int, np.ndarray] = {}
         todo = todo[self._cache_order(idx[s_first[todo]])]
-        for g, result in zip(todo.tolist(), self._prepare_signal_groups(idx[s_first[todo]])):
+        keys, level_keys = s_keys[todo].tolist(), v_keys[v_of[s_first[todo]]].tolist()
+        for key, level_key, result in zip(keys, level_keys, self._prepare_signal_groups(idx[s_first[todo]])):
             if not isinstance(result, str):
-                found[int(s_keys[g])] = new[int(s_keys[g])] = result[0]
+                found[key] = new[key] = result[0]
                 if result[1] is not None:
-                    self._levels.setdefault(int(v_keys[v_of[s_first[g]]]), result[1])
+                    self._levels.setdefault(level_key, result[1])
         signals = [found.get(k) for k in s_keys.tolist()]
         s_ok = np.array([s is not None for s in signals], dtype=bool)[s_of]
         missing = np.array([k not in self._levels for k in v_keys.tolist()], dtype=bool)
@@ -562,8 +563,9 @@ class Planner:
         for (_, positions), done in zip(work, self._map(batch, work, _PARALLEL_MIN // 8)):
             if done is not None:
                 rows, levels = done
-                for j, p in enumerate(positions.tolist()):
-                    out[p] = (rows[j], levels if j == 0 else None)
+                for p, row in zip(positions.tolist(), rows):
+                    out[p] = (row, None)
+                out[positions[0]] = (rows[0], levels)
         redo = [p for p, result in enumerate(out) if result is None]
         for p, result in zip(redo, self._prepare(idx[redo])):
             out[p] = result
