@@ -13,8 +13,8 @@ signal group ("signals", and "indicators" not feeding levels), its Levels for th
 group ("levels") and ``level_arrays`` per way the rules read them, ``param_vector(
 effective_rules(spec.exits(params)))`` per exit group ("exits"). A strategy with
 ``batch_signals`` gets one call per group of signal keys that share their indicators (all
-the values of its ``batch_params`` at once) instead of one ``prepare_signals`` per key. A strategy without role
-declarations gets every param in every key: exact, slower. Errors are those of
+the values of its ``batch_params`` at once) instead of one ``prepare_signals`` per key.
+A strategy without role declarations gets every param in every key: exact, slower. Errors are those of
 ``Evaluator.evaluate``: combos of a failed signal or level group are redone with the CPU's
 grouping, later failures are worded by ``kernel_args`` (a failure that needs a signal-only
 and a level-only param value together is not seen: the roles declare them independent). Signal arrays and Levels are kept
@@ -389,7 +389,8 @@ class Planner:
         if found is None:
             return False
         of, results = found
-        whole = len(positions) == len(idx)  # one group: the rows are written in place, not copied
+        whole = len(positions) == len(idx) and bool(np.all(np.diff(positions) > 0))  # one group, in order:
+        # its rows are written in place, not copied
         rows = out.rows if whole else np.empty((len(positions), L.N_PARAMS))
         rows[:] = row
         for col, entries in columns:

@@ -6,7 +6,8 @@ per bar built from the ``SIG_*`` flags, the indicator lines its exits read (:cla
 and its :class:`ExitRules`. The built-in strategies (``threadx/strategy/*.py``) and the files
 of your strategies folder (:mod:`threadx.strategy.user`, ``threadx strategy new NAME``) import
 from here only. Signal helpers (numba, causal): :func:`cross_signals`,
-:func:`zscore_reversion_signals` (and ``_many``, for ``batch_signals``), :func:`band_ma_signals`, :func:`breakout_signals`,
+:func:`zscore_reversion_signals` (``_many``: for ``batch_signals``),
+:func:`band_ma_signals`, :func:`breakout_signals`,
 :func:`flip_signals`; percent stop / target params: :func:`percent_exit_params`,
 :func:`percent_exits`. Indicators: ``threadx.indicators.registry.list_indicators()``.
 
