@@ -230,6 +230,25 @@ def test_a_wrong_role_declaration_is_reported(synthetic_bars: Bars) -> None:
     assert check_strategy(MA, synthetic_bars, checks=("roles",)).result("roles").passed
 
 
+def _batch_ignoring_the_trend(bars, ind, p, table):
+    from threadx.strategy import zscore_reversion_signals_many
+
+    return zscore_reversion_signals_many(ind["bb"]["z"], np.asarray(table["entry_z"], dtype=np.float64), bars.close,
+                                         bars.close[:0], False)
+
+
+def test_a_batch_that_differs_from_signals_is_reported(synthetic_bars: Bars) -> None:
+    """bb_atr's defaults switch the trend filter off, so a batch that ignores the trend agrees
+    with signals() there: the random param sets (trend filter on) catch it."""
+    wrong = replace(get_strategy("bb_atr"), batch_signals=_batch_ignoring_the_trend)
+    roles = check_strategy(wrong, synthetic_bars, checks=("roles",)).result("roles")
+    assert roles.passed is False
+    assert roles.summary.startswith("batch_signals differs from signals in ")
+    assert all(f.startswith("bb_atr.batch_signals (random ") for f in roles.data["failures"]), roles.data["failures"]
+    good = check_strategy(get_strategy("bb_atr"), synthetic_bars, checks=("roles",)).result("roles")
+    assert good.passed and "batch_signals equals signals for entry_z" in good.summary
+
+
 # --- param sets, progress, the report -------------------------------------------------------------
 
 def test_param_sets_are_the_defaults_then_seeded_valid_draws() -> None:
