@@ -183,10 +183,12 @@ def batch_failures(spec: StrategySpec, bars: Bars, bank: Any, label: str, base: 
 
 
 def check_roles(spec: StrategySpec, bars: Bars, bank: Any,
-                starts: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[list[str], list[str]]:
+                starts: Mapping[str, Mapping[str, Any]] | None = None,
+                batches: bool = True) -> tuple[list[str], list[str]]:
     """(failures, notes) of every param of ``spec``, each perturbed alone from each starting
     param set (``starts``: label -> normalised params; None: :func:`bases`), and of its
-    ``batch_signals`` from each start (:func:`batch_failures`). A backtest that
+    ``batch_signals`` from each start (:func:`batch_failures`; ``batches`` False: not
+    here, the caller runs it on its own param sets). A backtest that
     raises on a perturbed value is a failure; one that raises on a start propagates."""
     failures, notes = [], []
     exercised: dict[str, set[str]] = {p.name: set() for p in spec.params}
@@ -204,7 +206,8 @@ def check_roles(spec: StrategySpec, bars: Bars, bank: Any,
                     continue
                 exercised[param.name] |= changed.keys()
                 failures += [f"{where} {why}" for why in violations(param, changed)]
-        failures += batch_failures(spec, bars, bank, label, base_params)
+        if batches:
+            failures += batch_failures(spec, bars, bank, label, base_params)
     for param in spec.params:
         unused = sorted(param.feeds - exercised[param.name]) if param.feeds != ALL_ROLES else []
         if unused:

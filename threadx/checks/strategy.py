@@ -612,13 +612,12 @@ def _roles(s: _Session) -> CheckResult:
         return CheckResult("roles", True, "no param declares its roles (feeds): nothing to check")
     with s.ctx.at("backtesting the defaults for the roles check"):
         tried = sum(len(perturbations(spec, p, defaults)) for p in declared)
-        failures, notes = check_roles(spec, s.bars, s.bank, starts={"defaults": defaults})
+        failures, notes = check_roles(spec, s.bars, s.bank, starts={"defaults": defaults}, batches=False)
     batch_wrong = []
-    for ps in s.sets[1:]:  # batch_signals also from the random sets (the defaults may leave a branch unused)
+    for ps in s.sets:  # every param set: the defaults may leave a branch of batch_signals unused
         with s.ctx.at(f"comparing batch_signals with signals on {ps.name}"):
             batch_wrong += batch_failures(spec, s.bars, s.bank, ps.name, ps.params)
-    batch_wrong += [f for f in failures if f.startswith(f"{spec.name}.batch_signals ")]
-    failures = [f for f in failures if not f.startswith(f"{spec.name}.batch_signals ")] + batch_wrong
+    failures += batch_wrong
     undeclared = [p.name for p in spec.params if p.feeds == ALL_ROLES]
     extra = [f"note: {', '.join(undeclared)} declare no roles (every change allowed)"] if undeclared else []
     details = failures + [f"note: {n}" for n in notes] + extra
