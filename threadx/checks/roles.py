@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from threadx.contract import ExitRules, Levels, prepare_signals
+from threadx.contract import ExitRules, Levels, prepare_indicators, prepare_signals
 from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, effective_rules, kernel_args, param_vector
@@ -162,7 +162,7 @@ def batch_failures(spec: StrategySpec, bars: Bars, bank: Any, label: str, base: 
     params = spec.results_params(base)
     where = f"{spec.name}.batch_signals ({label}, {len(sets)} param sets varying {', '.join(names)})"
     try:
-        values, _, _ = prepare_signals(spec, bars, params, bank)
+        values = prepare_indicators(spec, bars, params, bank)
         table = {name: np.array([s[name] for s in sets]) for name in names}
         rows = np.asarray(spec.batch_signals(bars, values, params, table))
     except Exception as exc:  # noqa: BLE001 - a sweep would fall back to signals(), silently slower
