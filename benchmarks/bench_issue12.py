@@ -361,8 +361,8 @@ def workload_e(path: Path, repeat: int, notes: list[str]) -> list[Row]:
                  f"counted) {out['indicator_s']:.2f} s; plan runs {runs(out['times'])} s; {out['signals']:,} distinct "
                  f"signals, {out['lines']:,} lines, {out['failed']} failed combos")
     notes.append(f"e. plan parts (medians): parameter rows {part['rows_s']:.2f} s ({out['exit_groups']:,} distinct "
-                 f"exit keys), signal arrays {part['signals_s']:.2f} s ({out['signal_calls']:,} prepare_signals "
-                 f"calls, {out.get('batched', 0):,} signal arrays from batch_signals), level lines and assembly "
+                 f"exit keys), signal arrays {part['signals_s']:.2f} s ({out['signal_calls']:,} calls into the "
+                 f"strategy: batches and level groups; {out.get('batched', 0):,} signal arrays from batch_signals), level lines and assembly "
                  f"{part['lines_s']:.2f} s")
     return [Row(f"e. GPU host plan, {out['combos']:,} random bb_atr, {path.stem}, CPU", f"{seconds:.2f} s", "-",
                 f"{out['combos'] / seconds:,.0f} combos/s", "< 0.2 s", seconds < 0.2)]

@@ -246,7 +246,9 @@ class Planner:
 
     ``threads``: workers for the distinct signal computations (the strategies' numba
     kernels release the GIL). ``stats``: of the last plan, the seconds of its steps (rows_s,
-    signals_s, lines_s, total_s), its exit groups and its ``prepare_signals`` calls."""
+    signals_s, lines_s, total_s), its exit groups, its calls into the strategy for signals and
+    levels (``signal_calls``: ``prepare_signals`` per combo, a batch, or a level group's
+    indicators), the signal arrays made (``signal_arrays``) and those from batches."""
 
     def __init__(self, evaluator: Any, threads: int | None = None, cache_bytes: int = 512 * 2**20):
         self.ev = evaluator
