@@ -1275,6 +1275,7 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     each inlined copy of this loop added seconds to the first compile, and the test is one
     predictable compare per bar)."""
     d = st[S_DIR]
+    long = d > 0.0
     exit_flag = SIG_EXIT_LONG if d > 0.0 else SIG_EXIT_SHORT
     arming = not exits_armed(p, st)
     if arming:
@@ -1315,6 +1316,7 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     peak_i = st[S_PEAK_I]
     max_dd = st[S_MAX_DD]
     max_dd_bars = st[S_MAX_DD_BARS]
+    deeper = peak * (1.0 + max_dd)
     # several legs: a reduce or an add signal acts on a bar too, and so does the grid's nearest
     # level not filled yet (its offsets read once here)
     if p[P_REDUCE_FRACTION] > 0.0:
@@ -1330,16 +1332,16 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     j = i
     while j < n - 1:
         op = o[j]
-        if d * (op - stop) <= 0.0:
-            break
-        if d > 0.0:
+        if long:  # d * (x - stop) <= 0.0, without the product: a difference has the sign of x - stop
             adverse = l[j]
             favourable = h[j]
+            if op <= stop or adverse <= stop:
+                break
         else:
             adverse = h[j]
             favourable = l[j]
-        if d * (adverse - stop) <= 0.0:
-            break
+            if op >= stop or adverse >= stop:
+                break
         if (sig[j] & exit_flag) != 0:
             break
         if extras:
@@ -1386,9 +1388,21 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
                     bsq = blocks[b, 1]
                 bsum += r
                 bsq += r * r
-        peak, peak_i, max_dd, max_dd_bars = track_drawdown(j, eq, peak, peak_i, max_dd, max_dd_bars)
+        # track_drawdown's arithmetic, with its threshold of a deeper drawdown kept in a local and
+        # the drawdown's length taken when it ends (it only grows while the drawdown lasts)
+        if eq >= peak:
+            if peak_i < j - 1 and max_dd_bars < j - peak_i:
+                max_dd_bars = j - peak_i  # recovered: peak to recovery
+            peak = eq
+            peak_i = float(j)
+            deeper = peak * (1.0 + max_dd)
+        elif eq < deeper:
+            max_dd = eq / peak - 1.0
+            deeper = peak * (1.0 + max_dd)
         prev = eq
         j += 1
+    if j > i and j - 1 - peak_i > max_dd_bars:  # a drawdown still running at the last bar held here
+        max_dd_bars = j - 1 - peak_i
     if nb > 0:
         blocks[b, 0] = bsum
         blocks[b, 1] = bsq
