@@ -12,6 +12,7 @@ a damaged file is reported (:class:`RunDamaged`), and a part that cannot be read
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -326,6 +327,24 @@ def _concat_columns(pending: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     return out
 
 
+@functools.lru_cache(maxsize=32)
+def _schema_of(layout: tuple[tuple[str, str], ...]) -> Any:
+    """The Arrow schema (types and pandas metadata) that pandas gives a one-row frame of the
+    columns named and typed as ``layout`` ((name, numpy dtype string) pairs). A typed array's
+    Arrow type does not depend on its values, so the row is a stand-in: zeros, and "" in an
+    object column (which reaches the store's fast path only when it holds text)."""
+    import pyarrow as pa
+
+    frame = pd.DataFrame({name: np.array([""], dtype=object) if dtype == "|O" else np.zeros(1, dtype=dtype)
+                          for name, dtype in layout})
+    return pa.Schema.from_pandas(frame, preserve_index=False)
+
+
+def _column_schema(columns: dict[str, np.ndarray]) -> Any:
+    """:func:`_schema_of` the columns' names and dtypes (made once per layout)."""
+    return _schema_of(tuple((name, v.dtype.str) for name, v in columns.items()))
+
+
 def _pending_table(pending: list[pd.DataFrame | dict[str, Any]]) -> Any:
     """One Arrow table of queued rows, as ``pa.Table.from_pandas(pd.concat(frames))`` makes it.
 
@@ -343,7 +362,7 @@ def _pending_table(pending: list[pd.DataFrame | dict[str, Any]]) -> Any:
             if not all(v.dtype != object or pd.api.types.infer_dtype(v, skipna=False) == "string"
                        for v in columns.values()):
                 raise TypeError("an object column of other values than text: typed as pandas types it")
-            schema = pa.Schema.from_pandas(pd.DataFrame({k: v[:1] for k, v in columns.items()}), preserve_index=False)
+            schema = _column_schema(columns)
             arrays = [pa.array(columns[f.name], type=f.type, from_pandas=True) for f in schema]
             return pa.Table.from_arrays(arrays, schema=schema)
         except (pa.ArrowException, TypeError, ValueError):
