@@ -95,6 +95,27 @@ def test_a_monte_carlo_plan_is_ordered_by_signal_group():
     assert (by_signal_group(only_signals, ids) == ids).all()  # nothing to share: the plan as drawn
 
 
+def test_a_grid_is_run_in_signal_group_order(monkeypatch, tmp_path):
+    """bb_atr's trend_period (a signal param) is enumerated faster than its exit params: the
+    chunks still hold whole signal groups, so each signal array is made about once however
+    small the chunks and the planner's cache (not once per exit value)."""
+    import threadx.optimize.evaluate as evaluate_module
+    import threadx.strategy.bb_atr as bb_atr
+    from threadx.optimize.runner import sweep
+
+    made = []  # signal arrays made, one by one or in batches
+    one, many = bb_atr.zscore_reversion_signals, bb_atr.zscore_reversion_signals_many
+    monkeypatch.setattr(bb_atr, "zscore_reversion_signals", lambda *a: made.append(1) or one(*a))
+    monkeypatch.setattr(bb_atr, "zscore_reversion_signals_many", lambda z, e, *a: made.append(len(e)) or many(z, e, *a))
+    monkeypatch.setattr(evaluate_module, "_PLAN_CACHE_BYTES", 0)  # nothing kept between chunks
+    space = {"bb_period": [20, 30], "atr_multiplier": "1:3.5:0.5", "trend_period": [0, 50, 100]}
+    frame = generate_synthetic("BTC_USDT", days=200, seed=3)
+    run = sweep(frame, "bb_atr", space, store=tmp_path, run_id="grid", executor="inline", chunk_size=6,
+                bank=IndicatorBank(disk=False))
+    assert len(run.results) == 36 and (run.results["status"] == "ok").all()
+    assert sum(made) <= 6 + 36 // 6  # 6 signal groups; one cut by each chunk edge at most
+
+
 def test_each_distinct_exit_key_builds_its_param_vector_once(bars, monkeypatch):
     """Combos of a chunk equal on the params feeding exits share one rules object and param
     vector; the metrics still equal one run per combo."""

@@ -29,7 +29,10 @@ from threadx.optimize.space import SearchSpace
 from threadx.strategy.base import StrategyOrigin, StrategySpec, get_strategy
 from threadx.strategy.user import from_origin
 
-_PLAN_CACHE_BYTES = 32 * 2**20  # signal arrays a CPU evaluator keeps across its chunks
+# signal arrays a CPU evaluator keeps across its chunks: the sweep hands them out in signal-group
+# order (runner.by_signal_group), so only a group cut by a chunk's edge comes back; arrays kept
+# beyond that would only make each new one fresh memory (page faults) instead of a reused one
+_PLAN_CACHE_BYTES = 4 * 2**20
 
 
 @dataclass(frozen=True)

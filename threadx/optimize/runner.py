@@ -522,8 +522,8 @@ class _Session:
         }
 
     def _first_round(self) -> Iterator[np.ndarray]:
-        if self.planned is None:
-            return (ids for ids, _ in grid_ids(self.search, limit=self.grid_limit))
+        if self.planned is None:  # a grid's blocks, each in signal-group order as a drawn plan
+            return (by_signal_group(self.search, ids) for ids, _ in grid_ids(self.search, limit=self.grid_limit))
         return iter([self.planned])
 
     def _chunk(self) -> int:
