@@ -41,7 +41,6 @@ from threadx.engine.inputs import (RULE_COLUMNS, UNUSED_LINE, effective_rules, f
                                    line_needs, param_vector, rule_column)
 from threadx.errors import ParamError
 from threadx.optimize.outcome import STATUS_FAILED, STATUS_OK, failure_text, signal_key_names
-from threadx.optimize.shared import request_key
 
 _PARALLEL_MIN = 64  # distinct signal computations worth a thread pool
 _COPIED_MIN = 64  # distinct exit keys worth the vectorised rows (a probe call and checks)
@@ -519,10 +518,12 @@ class Planner:
         """(uint8 signal, Levels) or error text of ``prepare_signals`` for each combo, in threads
         (``signals`` False: (None, Levels) from the indicators and ``spec.levels`` alone)."""
         bars, bank, spec = self.bars, RequestMemo(self.ev.indicators), self.spec
+        resets = any(not p.affects_results for p in spec.params)  # else results_params is the identity
 
         def one(params: dict[str, Any]) -> tuple[np.ndarray | None, Levels] | str:
             try:
-                params = spec.results_params(params)
+                if resets:
+                    params = spec.results_params(params)
                 if not signals:
                     return None, spec.levels(prepare_indicators(spec, bars, params, bank), params)
                 _, sig, levels = prepare_signals(spec, bars, params, bank)
@@ -655,8 +656,8 @@ class RequestMemo:
         self.memo: dict[tuple, Any] = {}
 
     def ensure(self, data: Any, name: str, params: dict[str, Any] | None = None) -> Any:
-        try:
-            key = request_key(name, params)
+        try:  # the params in the order given: a strategy asks in one order (another only misses here)
+            key = (name, tuple(params.items()) if params else ())
             found = self.memo.get(key)
         except TypeError:  # an unhashable param value: ask the source every time
             return self.source.ensure(data, name, params)
