@@ -257,6 +257,18 @@ def test_spacing_between_entries():
     assert list(t.entry_i) == [1, 6]
 
 
+@pytest.mark.parametrize("fill, entries", [("close", [1, 6]), ("next_open", [2, 7])])
+def test_flags_refused_for_spacing_or_contradiction_while_flat(fill, entries):
+    """Flat bars whose entry flag the spacing refuses pass without a trade; a bar flagged both
+    ways inside the spacing is still counted as skipped; the equity stays at the cash."""
+    bars = flat_bars(12)
+    rules = ExitRules(max_hold_bars=1, spacing_bars=5)
+    m, t, eq = run(bars, {1: EL, 3: EL | ES, 4: EL, 5: ES, 6: EL, 9: ES}, rules, fill=fill)
+    assert list(t.entry_i) == entries and list(t.side) == ["long", "long"]
+    assert m["n_skipped"] == 1
+    assert eq[-1] == pytest.approx(10_000 + t.pnl.sum(), rel=1e-12)
+
+
 # --- sizing, leverage, liquidation, funding ---------------------------------------------
 
 def test_risk_sizing_quantity():

@@ -1214,8 +1214,10 @@ def finalize_metrics(st, p, n, m):
 @njit(**_STEP_JIT)
 def skip_flat_bars(i, n, sig, st, equity, o, h, l, atr, bmid, p):
     """Book the bars from ``i`` on which a flat account with nothing pending does nothing but
-    mark its cash (no entry flag, or trading ended by liquidation; the last bar never acts
-    when flat); return the first bar that needs :func:`step`.
+    mark its cash (no entry flag, or only one that :func:`step` refuses for the spacing from
+    the last entry's signal bar, or trading ended by liquidation; the last bar never acts
+    when flat); return the first bar that needs :func:`step`. A bar flagged both ways goes
+    to step, which counts it as skipped.
 
     The caller checks that the previous close left equity at the cash (``EQ_PREV == CASH``),
     so these bars add zero returns and the running figures change as one ``step`` per bar
@@ -1227,7 +1229,12 @@ def skip_flat_bars(i, n, sig, st, equity, o, h, l, atr, bmid, p):
         if p[P_GRID_K] > 0.0:
             j = next_grid_bar(j, n, sig, h, l, atr, bmid, p)  # (a grid level fills on the bar where this stops)
         else:
-            while j < n - 1 and (sig[j] & _ENTRY_FLAGS) == 0:
+            spacing = p[P_SPACING]
+            last_entry = st[S_LAST_ENTRY_SIG]
+            while j < n - 1:
+                flags = sig[j] & _ENTRY_FLAGS
+                if flags != 0 and (flags == _ENTRY_FLAGS or j - last_entry >= spacing):
+                    break  # an entry step would take, or a contradictory signal it counts
                 j += 1
         if j == n - 1:
             j = n
