@@ -1267,6 +1267,16 @@ def block_of(i, block_end, b):
 
 
 @njit(**_STEP_JIT)
+def stop_touched(long, op, adverse, stop):
+    """Whether a position held long (else short) reaches ``stop`` at the open ``op`` or at its
+    bar's adverse extreme: ``d * (x - stop) <= 0`` without the product (a difference has the
+    sign of the comparison)."""
+    if long:
+        return op <= stop or adverse <= stop
+    return op >= stop or adverse >= stop
+
+
+@njit(**_STEP_JIT)
 def held_bar_figures(j, eq, prev, ret_sum, ret_sumsq, down_sq, peak, peak_i, max_dd, max_dd_bars, deeper):
     """The running figures of :func:`hold_quiet_bars` after held bar ``j`` closed at ``eq``
     (``prev``: the close before): (whether it added a return, the return, its sum, sum of
@@ -1372,12 +1382,7 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     j = i
     if not (extras or full or nb > 0):  # the plainest hold: only the stop and the exit flag end it
         while j < n - 1:
-            if long:  # d * (x - stop) <= 0.0, without the product: a difference has the sign of x - stop
-                if o[j] <= stop or l[j] <= stop:
-                    break
-            elif o[j] >= stop or h[j] >= stop:
-                break
-            if (sig[j] & exit_flag) != 0:
+            if stop_touched(long, o[j], l[j] if long else h[j], stop) or (sig[j] & exit_flag) != 0:
                 break
             eq = cash + (margin + dq * (c[j] - entry_px))
             _, r, ret_sum, ret_sumsq, down_sq, peak, peak_i, max_dd, max_dd_bars, deeper = held_bar_figures(
@@ -1386,17 +1391,9 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
             j += 1
     while j < n - 1:  # (not entered after the plain loop: it stops where this one would)
         op = o[j]
-        if long:
-            adverse = l[j]
-            favourable = h[j]
-            if op <= stop or adverse <= stop:
-                break
-        else:
-            adverse = h[j]
-            favourable = l[j]
-            if op >= stop or adverse >= stop:
-                break
-        if (sig[j] & exit_flag) != 0:
+        adverse = l[j] if long else h[j]
+        favourable = h[j] if long else l[j]
+        if stop_touched(long, op, adverse, stop) or (sig[j] & exit_flag) != 0:
             break
         if extras:
             if use_funding:
