@@ -274,6 +274,16 @@ def test_the_same_strategy_twice_on_one_dataset_with_other_params():
     assert entries["test_threshold:A"] == index[2] and entries["test_threshold:A #2"] == index[4]
 
 
+def test_a_stored_portfolio_is_never_overwritten(tmp_path):
+    a = hand_runner("A")
+    frames = {a.label: hand_frame(A_CLOSES, name="A")}
+    first = portfolio_backtest([a], capital=10_000, frames=frames, results_dir=tmp_path, portfolio_id="pf-1")
+    with pytest.raises(ThreadXError, match="already stored.*another id"):
+        portfolio_backtest([a], capital=5_000, frames=frames, results_dir=tmp_path, portfolio_id="pf-1")
+    assert load_portfolio("pf-1", tmp_path).config["capital"] == first.config["capital"] == 10_000
+    portfolio_backtest([a], capital=5_000, frames=frames, results_dir=tmp_path, portfolio_id="pf-1", save=False)
+
+
 def test_a_stored_portfolio_reads_back(tmp_path):
     a, b = hand_runner("A"), hand_runner("B")
     frames = {a.label: hand_frame(A_CLOSES, name="A"), b.label: hand_frame(B_CLOSES, name="B")}

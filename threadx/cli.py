@@ -1141,7 +1141,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "--kill-window, e.g. 0.3 (default: off)")
     p.add_argument("--kill-window", default="24h", help="the kill switch's window (default 24h)")
     p.add_argument("--cooldown", default="24h", help="how long the kill switch holds entries (default 24h)")
-    p.add_argument("--id", help="portfolio id (default: portfolio-<time>-<random>)")
+    p.add_argument("--id", help="portfolio id, a new one (default: portfolio-<time>-<random>)")
     p.add_argument("--memory-budget", metavar="SIZE", help=MEMORY_BUDGET_HELP)
     _add_engine_arguments(p)
     p.add_argument("--no-funding", action="store_true", help=NO_FUNDING_HELP)

@@ -49,7 +49,7 @@ from threadx.engine.portfolio_loop import EVENT_COLUMNS, TICK_COLUMNS, run_portf
 from threadx.engine.result import trades_frame
 from threadx.errors import Cancelled, ParamError, ThreadXError
 from threadx.names import check_name
-from threadx.portfolio.result import PortfolioResult, save_portfolio
+from threadx.portfolio.result import PortfolioResult, portfolio_root, save_portfolio
 from threadx.portfolio.runners import Runner, parse_runner
 from threadx.requests import DatasetRef
 from threadx.strategy.base import get_strategy
@@ -108,6 +108,9 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     window_ns, cooldown_ns = gate_duration(kill_window, "kill_window"), gate_duration(cooldown, "cooldown")
     portfolio_id = check_name(portfolio_id or f"portfolio-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
                               "portfolio id")
+    if save and (portfolio_root(results_dir) / portfolio_id / "portfolio.json").is_file():
+        raise ThreadXError(f"portfolio {portfolio_id!r} is already stored under {portfolio_root(results_dir)}: choose "
+                           "another id, or delete that folder to replace it")
     if bank is None:
         from threadx.indicators import default_bank
 
