@@ -493,7 +493,7 @@ class PortfolioRequest:
 
     def __post_init__(self) -> None:
         from threadx.portfolio.backtest import gate_duration, gate_fraction
-        from threadx.portfolio.runners import Runner
+        from threadx.portfolio.runners import Runner, runner_labels
 
         items = [self.runners] if isinstance(self.runners, (str, Mapping, Runner)) else list(self.runners or ())
         if not items:
@@ -506,9 +506,7 @@ class PortfolioRequest:
                 runners.append(Runner.from_dict(item))
             else:
                 raise ParamError(f"a portfolio runner is a dict (strategy, data, params, weight), got {item!r}")
-        labels = [r.label for r in runners]
-        if len(set(labels)) != len(labels):
-            raise ParamError(f"a runner is given twice: {', '.join(labels)}")
+        runner_labels(runners)  # refuses the same runner twice (with other params it is a runner #2)
         for runner in runners:  # the strategy exists (the data is not read)
             _check_strategy_space(runner.strategy, {})
         if self.capital is not None:

@@ -124,9 +124,9 @@ def runner_list() -> None:
                  key="pf_runner_table")
     c = st.columns([4, 1, 1], vertical_alignment="bottom")
     labels = list(table["runner"])
-    pick = c[0].selectbox("Runner", labels, key="pf_remove_pick")
-    if c[1].button("Remove", key="pf_remove"):
-        st.session_state["pf_runners"] = [r for r in runners if pf.runner_label(r) != pick]
+    pick = c[0].selectbox("Runner", range(len(labels)), key="pf_remove_pick", format_func=labels.__getitem__)
+    if c[1].button("Remove", key="pf_remove") and pick is not None and pick < len(runners):
+        st.session_state["pf_runners"] = [r for k, r in enumerate(runners) if k != pick]
         st.rerun()
     if c[2].button("Clear all", key="pf_clear"):
         st.session_state["pf_runners"] = []
@@ -235,7 +235,7 @@ def show_portfolio(portfolio_id: str) -> None:
         st.json({"config": result.config, "meta": result.meta}, expanded=False)
 
 
-with st.expander("Add a runner", expanded=not st.session_state["pf_runners"]):
+with st.expander("Add a runner", expanded=True):  # (a state that changed with the list collapsed the form mid-edit)
     add_runner_form()
 with st.expander("Load from research", expanded=False):
     research_form()

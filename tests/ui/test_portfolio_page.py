@@ -53,6 +53,30 @@ def test_a_bad_duration_is_refused_in_one_line():
     assert len(at.error) == 1 and "kill_window must be a duration" in at.error[0].value
 
 
+def test_the_same_strategy_and_dataset_with_other_params_is_a_second_runner():
+    """Other params: a runner of its own, named ``#2`` as the portfolio names it; the same params
+    again: the runner is replaced (its new weight); Remove takes the row picked, by position."""
+    at = open_page("8_Portfolio.py")
+    at.button(key="pf_add").click().run()  # bb_atr on the sample, defaults
+    at.checkbox(key="pf_custom").check().run()
+    at.number_input(key="pf:bb_atr:bb_period").set_value(30).run()
+    at.button(key="pf_add").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+
+    def table():
+        return next(df for df in at.dataframe if "runner" in df.value.columns).value
+
+    assert list(table()["runner"]) == [f"bb_atr:{SAMPLE}", f"bb_atr:{SAMPLE} #2"]
+    assert "bb_period=30" in table()["params"].iloc[1]
+    at.number_input(key="pf_weight").set_value(3.0)
+    at.button(key="pf_add").click().run()  # the same params again: replaced, not added
+    assert list(table()["weight"]) == [1.0, 3.0] and len(table()) == 2
+    at.selectbox(key="pf_remove_pick").set_value(0)
+    at.button(key="pf_remove").click().run()
+    assert not at.exception, at.exception
+    assert len(table()) == 1 and "bb_period=30" in table()["params"].iloc[0]
+
+
 def test_two_runner_portfolio_runs_to_its_metrics_charts_and_tables(workspace):
     other = second_asset(workspace)
     at = open_page("8_Portfolio.py")
@@ -177,6 +201,8 @@ def test_portfolio_request_round_trip_and_checks():
     assert data["cooldown"] == DEFAULT_COOLDOWN and data["funding"] == "stored"
     assert "initial_capital" not in data["engine_options"] and data["engine_options"]["fee_bps"] == 4
     assert PortfolioRequest.from_dict(data) == request
+    other = dict(runners[0], params={"bb_period": 40})  # the same strategy and dataset, other params: a runner #2
+    assert len(PortfolioRequest((*runners, other)).runners) == 2
     for bad, message in (({"runners": ()}, "at least one runner"),
                          ({"runners": runners * 2}, "given twice"),
                          ({"runners": runners, "kill_switch": 1.5}, "kill_switch must be"),

@@ -50,7 +50,7 @@ from threadx.engine.result import trades_frame
 from threadx.errors import Cancelled, ParamError, ThreadXError
 from threadx.names import check_name
 from threadx.portfolio.result import PortfolioResult, portfolio_root, save_portfolio
-from threadx.portfolio.runners import Runner, parse_runner
+from threadx.portfolio.runners import Runner, parse_runner, runner_labels
 from threadx.requests import DatasetRef
 from threadx.strategy.base import get_strategy
 from threadx.strategy.user import strategy_code_errors
@@ -87,7 +87,7 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     """
     watch_start = time.perf_counter()
     runner_list = _runners(runners, weights)
-    labels = _labels(runner_list)
+    labels = runner_labels(runner_list)
     if isinstance(funding, Mapping):
         unknown = sorted(set(funding) - set(labels) - {r.label for r in runner_list})
         if unknown:
@@ -195,31 +195,6 @@ def _runners(runners: Sequence[Any], weights: Sequence[float] | None) -> list[Ru
             raise ParamError(f"{len(weights)} weights for {len(out)} runners: give one weight per runner")
         out = [Runner(r.strategy, r.data, r.params, w) for r, w in zip(out, weights)]
     return out
-
-
-def _labels(runners: list[Runner]) -> list[str]:
-    """Each runner's label, ``strategy:dataset``; a second runner of the same strategy on the same
-    dataset (other params) is ``... #2``. The same runner twice is an error (raise its weight)."""
-    seen: dict[str, list[tuple[Runner, Any]]] = {}
-    labels = []
-    for runner in runners:
-        same = seen.setdefault(runner.label, [])
-        values = _normalized(runner)
-        if any(v == values and r.data == runner.data for r, v in same):
-            raise ParamError(f"runner {runner.label} is given twice with the same params: give it a larger weight "
-                             f"instead")
-        same.append((runner, values))
-        labels.append(runner.label if len(same) == 1 else f"{runner.label} #{len(same)}")
-    return labels
-
-
-def _normalized(runner: Runner) -> Any:
-    """The runner's params with its strategy's defaults and types (``bb_period=20`` is the default
-    20); as given when they do not normalise (the error comes, naming the runner, when it runs)."""
-    try:
-        return get_strategy(runner.strategy).normalize(runner.params)
-    except ThreadXError:
-        return dict(runner.params)
 
 
 def gate_fraction(value: float | None, what: str, upper: float | None) -> float:

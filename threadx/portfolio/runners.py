@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from threadx.errors import ParamError
+from threadx.errors import ParamError, ThreadXError
 from threadx.requests import DatasetRef
 
 RUNNER_FORM = "STRATEGY:DATASET[:param=value,...]"
@@ -49,6 +49,21 @@ class Runner:
         name = self.data.name or (PurePath(source).stem if PurePath(source).suffix in FILE_SUFFIXES else source)
         return f"{self.strategy}:{name}"
 
+    def same_as(self, other: "Runner") -> bool:
+        """Whether ``other`` is this runner again, whatever its weight: the same strategy on the
+        same dataset with the same params once the strategy's defaults and types are applied."""
+        return self.label == other.label and self.data == other.data and self._normalized() == other._normalized()
+
+    def _normalized(self) -> Any:
+        """The params with the strategy's defaults and types (``bb_period=20`` is the default 20); as
+        given when they do not normalise (the error comes, naming the runner, when it runs)."""
+        from threadx.strategy.base import get_strategy
+
+        try:
+            return get_strategy(self.strategy).normalize(self.params)
+        except ThreadXError:
+            return dict(self.params)
+
     def to_dict(self) -> dict[str, Any]:
         return {"strategy": self.strategy, "data": self.data.to_dict(), "params": dict(self.params),
                 "weight": self.weight}
@@ -61,6 +76,21 @@ class Runner:
         if "strategy" not in data or "data" not in data:
             raise ParamError("a runner needs a strategy and a dataset")
         return cls(str(data["strategy"]), data["data"], data.get("params") or {}, data.get("weight", 1.0))
+
+
+def runner_labels(runners: Sequence[Runner]) -> list[str]:
+    """Each runner's label, ``strategy:dataset``; a second runner of the same strategy on the same
+    dataset (other params) is ``... #2``. The same runner twice is an error (raise its weight)."""
+    seen: dict[str, list[Runner]] = {}
+    labels = []
+    for runner in runners:
+        same = seen.setdefault(runner.label, [])
+        if any(runner.same_as(other) for other in same):
+            raise ParamError(f"runner {runner.label} is given twice with the same params: give it a larger weight "
+                             f"instead")
+        same.append(runner)
+        labels.append(runner.label if len(same) == 1 else f"{runner.label} #{len(same)}")
+    return labels
 
 
 def parse_runner(text: str, weight: float = 1.0) -> Runner:

@@ -15,8 +15,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from threadx.errors import ThreadXError
 from threadx.portfolio import PortfolioResult, Runner
 from threadx.portfolio.result import SKIP_REASONS
+from threadx.portfolio.runners import runner_labels as portfolio_runner_labels
 from threadx.ui.charts import (DISPLAY_MAX_POINTS, LINE_COLOR, OVERLAY_COLORS, SHORT_COLOR, TEMPLATE,
                                _downsample_positions, _new_figure, _title, _trace_cls, empty_figure, equity_figure,
                                plot_times)
@@ -37,21 +39,30 @@ HEADLINE = (("total_return", "Return"), ("sharpe", "Sharpe"), ("max_drawdown", "
 
 # --- runners -------------------------------------------------------------------------------------
 
-def runner_label(runner: Mapping[str, Any]) -> str:
-    return Runner.from_dict(runner).label
+def runner_labels(runners: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The runners' labels as the portfolio will name them (``strategy:dataset``, then ``#2`` for
+    the same strategy on the same dataset with other params); the plain labels when a runner is
+    there twice (the launch names that error)."""
+    listed = [Runner.from_dict(r) for r in runners]
+    try:
+        return portfolio_runner_labels(listed)
+    except ThreadXError:
+        return [r.label for r in listed]
 
 
 def runner_rows(runners: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """The runners about to be launched: label, weight, params ("defaults" when none given)."""
-    rows = [{"runner": runner_label(r), "weight": float(r.get("weight", 1.0)),
+    rows = [{"runner": label, "weight": float(r.get("weight", 1.0)),
              "params": ", ".join(f"{k}={v}" for k, v in (r.get("params") or {}).items()) or "strategy defaults"}
-            for r in runners]
+            for label, r in zip(runner_labels(runners), runners)]
     return pd.DataFrame(rows, columns=["runner", "weight", "params"])
 
 
 def add_runner(runners: Sequence[Mapping[str, Any]], runner: Runner) -> list[dict[str, Any]]:
-    """``runners`` with ``runner`` added, or replacing the one with the same label."""
-    kept = [dict(r) for r in runners if runner_label(r) != runner.label]
+    """``runners`` with ``runner`` added: it replaces the same runner (same strategy, dataset and
+    params: its new weight), and stands beside the same strategy on the same dataset with
+    other params."""
+    kept = [dict(r) for r in runners if not Runner.from_dict(r).same_as(runner)]
     return [*kept, runner.to_dict()]
 
 
