@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
 from threadx.data.synthetic import generate_synthetic
 from threadx.data.bars import Bars
@@ -35,6 +36,22 @@ def test_identical_arrays_share_a_slot_and_near_ones_do_not():
                 assert np.array_equal(got.view(np.uint64), arr.view(np.uint64))
     finally:
         pack.close()
+
+
+def test_an_interrupted_copy_leaves_no_block_behind(monkeypatch):
+    """Ctrl-C (or a full /dev/shm) while the arrays are copied in: the block is unlinked before
+    the error goes on, since the caller never gets it to close."""
+    import threadx.optimize.shared as shared
+    from threadx.optimize.shm import list_segments
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    bars = Bars.from_frame(generate_synthetic("PACK", days=5, seed=3), timeframe="1h")
+    monkeypatch.setattr(shared, "_fill", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        SharedPack.create(bars, {("a", "1"): {"x": np.linspace(1.0, 2.0, len(bars))}}, "interrupted-copy")
+    assert not [s for s in list_segments() if s.belongs_to("interrupted-copy")]
 
 
 def test_a_part_reads_back_as_written_with_dictionaries_on_params_only(tmp_path):

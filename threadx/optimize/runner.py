@@ -609,7 +609,7 @@ class _Session:
             return lambda chunks: cluster.run(chunks, self.should_stop)
         with self.watch.stage("shared"):
             pack = SharedPack.create(self.bars, arrays, self.run_id)
-        cleanup.callback(pack.close)
+            cleanup.callback(pack.close)  # at once: a Ctrl-C as the stage ends would leave the block behind
         arrays.clear()  # workers read the shared copy; the bank keeps its own
         if pool is None:
             with self.watch.stage("startup"):
@@ -661,13 +661,15 @@ class _Session:
                 evaluator = Evaluator(task, self.bars, PreparedIndicators(arrays.get))
                 yield from _run_in_threads(evaluator, pieces, self.workers, self.should_stop)
                 continue
-            with self.watch.stage("shared"):
-                pack = SharedPack.create(self.bars, arrays, self.run_id)
-            arrays.clear()  # workers read the shared copy: the parent never holds both for long
+            pack = None
             try:
+                with self.watch.stage("shared"):
+                    pack = SharedPack.create(self.bars, arrays, self.run_id)
+                arrays.clear()  # workers read the shared copy: the parent never holds both for long
                 yield from pool.run(pack.layout, pieces, self.should_stop)
             finally:
-                pack.close()
+                if pack is not None:
+                    pack.close()
         self.writer.update_manifest(memory={**self.writer.manifest.get("memory", {}), "batches": self.batches})
 
     def _indicators(self, bank) -> dict:

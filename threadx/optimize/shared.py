@@ -243,9 +243,12 @@ class SharedPack:
         indicators = {key: {out: place(arr) for out, arr in outputs.items()} for key, outputs in arrays.items()}
         total = max(1, len(slots) * n)
         shm = create_segment(run_id, total * 8)
-        layout = PackLayout(shm.name, total, n, bars.timeframe, ohlcv, time_offset, indicators)
-        pack = cls(shm, layout, owner=True)
-        _fill(pack._buf, slots, n)
+        pack = cls(shm, PackLayout(shm.name, total, n, bars.timeframe, ohlcv, time_offset, indicators), owner=True)
+        try:
+            _fill(pack._buf, slots, n)
+        except BaseException:  # Ctrl-C or a full /dev/shm while copying: the caller never gets the block
+            pack.close()
+            raise
         return pack
 
     @classmethod
