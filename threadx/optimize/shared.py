@@ -94,7 +94,7 @@ class _Collector:
                 continue
             for name, ind_params in needs:  # as _record, without the keys of each combo
                 try:
-                    key = known[(name, tuple(sorted((ind_params or {}).items())))]
+                    key = known[request_key(name, ind_params)]
                 except KeyError:
                     self._record([(name, ind_params)])
                     continue
