@@ -1380,15 +1380,30 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     extras = (use_funding or tp == tp or target_mid or ptp_waits or arming or grid or max_hold > 0.0
               or trail)
     j = i
-    if not (extras or full or nb > 0):  # the plainest hold: only the stop and the exit flag end it
-        while j < n - 1:
-            if stop_touched(long, o[j], l[j] if long else h[j], stop) or (sig[j] & exit_flag) != 0:
+    if not (extras or full):  # the plainest hold: only the stop and the exit flag end it
+        # run block by block (one block: to the last bar when none is asked), so that no bar
+        # tests for a block's end; a bar that adds no return has r = 0.0, and adding 0.0 and
+        # 0.0 * 0.0 leaves a block's sums (never -0.0) with the same bits as not adding them
+        while True:
+            last = block_stop if nb > 0 and block_stop < n - 1 else n - 1
+            while j < last:
+                if stop_touched(long, o[j], l[j] if long else h[j], stop) or (sig[j] & exit_flag) != 0:
+                    break
+                eq = cash + (margin + dq * (c[j] - entry_px))
+                _, r, ret_sum, ret_sumsq, down_sq, peak, peak_i, max_dd, max_dd_bars, deeper = held_bar_figures(
+                    j, eq, prev, ret_sum, ret_sumsq, down_sq, peak, peak_i, max_dd, max_dd_bars, deeper)
+                bsum += r
+                bsq += r * r
+                prev = eq
+                j += 1
+            if j < last or j >= n - 1:
                 break
-            eq = cash + (margin + dq * (c[j] - entry_px))
-            _, r, ret_sum, ret_sumsq, down_sq, peak, peak_i, max_dd, max_dd_bars, deeper = held_bar_figures(
-                j, eq, prev, ret_sum, ret_sumsq, down_sq, peak, peak_i, max_dd, max_dd_bars, deeper)
-            prev = eq
-            j += 1
+            blocks[b, 0] = bsum  # into the next block: store this one, load that one
+            blocks[b, 1] = bsq
+            b = block_of(j, block_end, b)
+            block_stop = block_end[b] if b < nb - 1 else c.shape[0]
+            bsum = blocks[b, 0]
+            bsq = blocks[b, 1]
     while j < n - 1:  # (not entered after the plain loop: it stops where this one would)
         op = o[j]
         adverse = l[j] if long else h[j]
