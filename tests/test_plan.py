@@ -14,7 +14,7 @@ from threadx.data.synthetic import generate_synthetic
 from threadx.engine import layout as L
 from threadx.engine.layout import N_METRICS
 from threadx.optimize.outcome import ChunkResult, failure_text
-from threadx.optimize.plan import Planner, run_plan
+from threadx.optimize.plan import Planner, kernel_calls, run_plan
 from threadx.gpu.workload import declared_space, evaluator_for, random_ids
 from threadx.strategy import bb_atr, ma_crossover
 from threadx.strategy.base import ExitRules, Param, StrategySpec, list_strategies, register
@@ -94,6 +94,19 @@ def test_run_plan_matches_one_run_per_combo(bars):
     metrics, blocks = run_plan(plan, bars, evaluator.funding, None)
     assert blocks is None
     np.testing.assert_array_equal(metrics, one_by_one(evaluator, ids).metrics)
+
+
+def test_kernel_calls_made_beforehand_run_the_same(bars):
+    evaluator = evaluator_for("bb_atr", bars, n_blocks=4)
+    ids = random_ids(evaluator, 30, seed=4)
+    plan = Planner(evaluator).plan(ids)
+    calls = kernel_calls(plan, bars, evaluator.funding, evaluator.block_end, threads=2)
+    assert len(calls) == 2 and sorted(np.concatenate([p for p, _ in calls]).tolist()) == plan.ok.tolist()
+    assert all(not a.flags.writeable for _, args in calls for a in args[:-1])  # one compiled kernel version
+    metrics, blocks = run_plan(plan, bars, evaluator.funding, evaluator.block_end, calls=calls)
+    expected = run_plan(plan, bars, evaluator.funding, evaluator.block_end)
+    np.testing.assert_array_equal(metrics, expected[0])
+    np.testing.assert_array_equal(blocks, expected[1])
 
 
 def test_subset_keeps_only_the_rows_its_combos_use(bars):

@@ -24,7 +24,7 @@ from threadx.engine.inputs import EngineOptions, KernelInputs, effective_rules, 
 from threadx.optimize.outcome import (INFRA_PREFIX, STATUS_FAILED, STATUS_OK, ChunkResult,  # noqa: F401 (re-exported)
                                       RunInterrupted, failure_text, is_infra_exception, is_infra_failure,
                                       signal_key_names)
-from threadx.optimize.plan import Planner, run_plan
+from threadx.optimize.plan import Planner, kernel_calls, run_plan
 from threadx.optimize.space import SearchSpace
 from threadx.strategy.base import StrategyOrigin, StrategySpec, get_strategy
 from threadx.strategy.user import from_origin
@@ -116,7 +116,8 @@ class Evaluator:
         with self._planning:  # the planner's caches are shared by the threads of an inline sweep
             start = time.perf_counter()  # after the wait for the lock: a worker's own planning time
             plan = self.planner.plan(ids)
+            calls = kernel_calls(plan, self.bars, self.funding, self.block_end)  # (see kernel_calls)
             planned = time.perf_counter()
-        metrics, blocks = run_plan(plan, self.bars, self.funding, self.block_end)
+        metrics, blocks = run_plan(plan, self.bars, self.funding, self.block_end, calls=calls)
         stages = {"signals": planned - start, "kernel": time.perf_counter() - planned}  # per chunk, not per combo
         return ChunkResult(ids, metrics, plan.status, dict(plan.errors), blocks, stages)

@@ -613,36 +613,55 @@ class Planner:
 _NO_BLOCKS = np.empty(0, dtype=np.int64)
 
 
-def run_plan(plan: Plan, bars: Bars, funding: np.ndarray | None, block_end: np.ndarray | None,
-             threads: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
-    """(metrics, block moments or None) of a plan's combos on the CPU: one
-    ``kernel.run_plan`` call (per thread) over its combos that planned; NaN rows for the rest."""
-    n = len(plan)
-    metrics = np.full((n, L.N_METRICS), np.nan)
-    blocks = None if block_end is None else np.full((n, len(block_end), 2), np.nan)
+KernelCall = tuple[np.ndarray, tuple]  # (positions in the plan, kernel.run_plan arguments)
+
+
+def kernel_calls(plan: Plan, bars: Bars, funding: np.ndarray | None, block_end: np.ndarray | None,
+                 threads: int = 1) -> list[KernelCall]:
+    """The ``kernel.run_plan`` calls of a plan's combos that planned: one per thread (none when
+    no combo planned), their inputs stacked and read-only (one compiled version, see frozen).
+
+    Made apart from :func:`run_plan` so that a sweep's thread makes them while it still holds
+    its planning turn: numpy's copies release the GIL, and another thread planning then kept
+    it for up to a switch interval (5 ms a chunk, seen in inline sweeps)."""
     ok = plan.ok
     if not len(ok):
-        return metrics, blocks
+        return []
     signals = frozen(np.stack(plan.signals))
     lines = frozen(np.stack(plan.line_values))
     fund = frozen(UNUSED_LINE if funding is None else funding)
     # block ends stay writable, as the empty ones run_fast makes inside the kernel (one type)
     ends = _NO_BLOCKS if block_end is None else np.ascontiguousarray(block_end, dtype=np.int64)
-    sig_rows, line_rows, rows = plan.sig, plan.lines, plan.rows
+    prices = tuple(frozen(a) for a in (bars.open, bars.high, bars.low, bars.close))
+    parts = np.array_split(ok, threads) if threads > 1 and len(ok) > 1 else [ok]
+    return [(positions, (*prices, fund, signals, lines, frozen(plan.sig[positions]), frozen(plan.lines[positions]),
+                         frozen(np.ascontiguousarray(plan.rows[positions])), ends)) for positions in parts]
 
-    def part(positions: np.ndarray) -> None:  # read-only inputs: one compiled version (see frozen)
-        m, b = kernel.run_plan(*(frozen(a) for a in (bars.open, bars.high, bars.low, bars.close)), fund, signals,
-                               lines, frozen(sig_rows[positions]), frozen(line_rows[positions]),
-                               frozen(np.ascontiguousarray(rows[positions])), ends)
+
+def run_plan(plan: Plan, bars: Bars, funding: np.ndarray | None, block_end: np.ndarray | None,
+             threads: int = 1, calls: list[KernelCall] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(metrics, block moments or None) of a plan's combos on the CPU: one
+    ``kernel.run_plan`` call (per thread) over its combos that planned; NaN rows for the rest.
+    ``calls``: those of :func:`kernel_calls` with the same arguments, made beforehand."""
+    n = len(plan)
+    metrics = np.full((n, L.N_METRICS), np.nan)
+    blocks = None if block_end is None else np.full((n, len(block_end), 2), np.nan)
+    if calls is None:
+        calls = kernel_calls(plan, bars, funding, block_end, threads)
+
+    def part(call: KernelCall) -> None:
+        positions, args = call
+        m, b = kernel.run_plan(*args)
         metrics[positions] = m
         if blocks is not None:
             blocks[positions] = b
 
-    if threads > 1 and len(ok) > 1:
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="threadx-plan-run") as pool:
-            list(pool.map(part, np.array_split(ok, threads)))  # the kernel releases the GIL
+    if len(calls) > 1:
+        with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="threadx-plan-run") as pool:
+            list(pool.map(part, calls))  # the kernel releases the GIL
     else:
-        part(ok)
+        for call in calls:
+            part(call)
     return metrics, blocks
 
 
