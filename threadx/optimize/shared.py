@@ -84,7 +84,8 @@ class _Collector:
             for values in rows:
                 self.add({**base, **dict(zip(names, values))})
             return
-        indicators, known, out = spec.indicators, self._keys, self.out
+        indicators, out = spec.indicators, self.out
+        given: dict[tuple, Request | None] = {}  # params in the order given, not sorted per request
         for values in rows:
             params = fixed.copy()
             params.update(zip(names, values))
@@ -93,24 +94,28 @@ class _Collector:
             except (ParamError, KeyError, ValueError):  # as _needs_of: a combo the strategy refuses
                 continue
             for name, ind_params in needs:  # as _record, without the keys of each combo
+                raw = (name, tuple(ind_params.items()) if ind_params else ())
                 try:
-                    key = known[request_key(name, ind_params)]
-                except KeyError:
-                    self._record([(name, ind_params)])
-                    continue
+                    key = given[raw]
+                except KeyError:  # (another order of the same params only misses here)
+                    key = given[raw] = self._canonical(name, ind_params)
                 if key is not None and key not in out:
                     out[key] = ind_params
+
+    def _canonical(self, name: str, ind_params: Mapping[str, Any] | None) -> Request | None:
+        """The request key of one need (None for params the registry refuses), worked out once."""
+        raw = request_key(name, ind_params)
+        if raw not in self._keys:
+            try:
+                self._keys[raw] = (name, canonical_params(name, ind_params))
+            except ParamError:
+                self._keys[raw] = None
+        return self._keys[raw]
 
     def _record(self, needs: list[tuple[str, dict]]) -> set[Request]:
         keys = set()
         for name, ind_params in needs:
-            raw = request_key(name, ind_params)
-            if raw not in self._keys:
-                try:
-                    self._keys[raw] = (name, canonical_params(name, ind_params))
-                except ParamError:
-                    self._keys[raw] = None
-            key = self._keys[raw]
+            key = self._canonical(name, ind_params)
             if key is not None:
                 keys.add(key)
                 self.out.setdefault(key, ind_params)
