@@ -444,11 +444,12 @@ class Planner:
         new: dict[int, np.ndarray] = {}
         todo = todo[self._cache_order(idx[s_first[todo]])]
         keys, level_keys = s_keys[todo].tolist(), v_keys[v_of[s_first[todo]]].tolist()
-        for key, level_key, result in zip(keys, level_keys, self._prepare_signal_groups(idx[s_first[todo]])):
-            if not isinstance(result, str):
-                found[key] = new[key] = result[0]
-                if result[1] is not None:
-                    self._levels.setdefault(level_key, result[1])
+        made, made_levels = self._prepare_signal_groups(idx[s_first[todo]])
+        for key, level_key, sig, lev in zip(keys, level_keys, made, made_levels):
+            if not isinstance(sig, str):
+                found[key] = new[key] = sig
+                if lev is not None:
+                    self._levels.setdefault(level_key, lev)
         signals = [found.get(k) for k in s_keys.tolist()]
         s_ok = np.array([s is not None for s in signals], dtype=bool)[s_of]
         missing = np.array([k not in self._levels for k in v_keys.tolist()], dtype=bool)
@@ -535,14 +536,15 @@ class Planner:
         self.stats["signal_calls"] += len(params)
         return self._map(one, params, _PARALLEL_MIN)
 
-    def _prepare_signal_groups(self, idx: np.ndarray) -> list[tuple[np.ndarray, Levels | None] | str]:
-        """``_prepare`` of combos with distinct signal keys, through the strategy's
-        ``batch_signals`` where it has one: combos equal but for ``batch_params`` share one
-        ``prepare_signals`` (its Levels go with the first of them, None with the others) and one
-        ``batch_signals`` call. A batch that raises or returns another shape is redone combo
-        by combo, so errors read as without batching."""
+    def _prepare_signal_groups(self, idx: np.ndarray) -> tuple[list[np.ndarray | str], list[Levels | None]]:
+        """(uint8 signal or error text, Levels or None) of combos with distinct signal keys, as two
+        lists (no tuple per array: thousands of them per plan woke the garbage collector's full
+        passes). As :meth:`_prepare`, through the strategy's ``batch_signals`` where it has one:
+        combos equal but for ``batch_params`` share one ``prepare_signals`` (its Levels go with the
+        first of them, None with the others) and one ``batch_signals`` call. A batch that raises
+        or returns another shape is redone combo by combo, so errors read as without batching."""
         if not self._batch_axes or len(idx) < 2:
-            return self._prepare(idx)
+            return _split_results(self._prepare(idx))
         bars, bank, spec, n_bars = self.bars, RequestMemo(self.ev.indicators), self.spec, self.n_bars
         b_of, _, b_first = _groups(idx, self.space.strides, self._axes["batch"])
         members = np.split(np.argsort(b_of, kind="stable"), np.cumsum(np.bincount(b_of))[:-1])
@@ -563,17 +565,17 @@ class Planner:
         work = list(zip(self._params(idx[b_first]), members))
         self.stats["signal_calls"] += len(work)
         self.stats["batched_signals"] = self.stats.get("batched_signals", 0) + len(idx)
-        out: list[Any] = [None] * len(idx)
+        signals: list[Any] = [None] * len(idx)
+        levels: list[Levels | None] = [None] * len(idx)
         for (_, positions), done in zip(work, self._map(batch, work, _PARALLEL_MIN // 8)):
             if done is not None:
-                rows, levels = done
+                rows, levels[positions[0]] = done
                 for p, row in zip(positions.tolist(), rows):
-                    out[p] = (row, None)
-                out[positions[0]] = (rows[0], levels)
-        redo = [p for p, result in enumerate(out) if result is None]
+                    signals[p] = row
+        redo = [p for p, sig in enumerate(signals) if sig is None]
         for p, result in zip(redo, self._prepare(idx[redo])):
-            out[p] = result
-        return out
+            signals[p], levels[p] = (result, None) if isinstance(result, str) else result
+        return signals, levels
 
     def _map(self, fn: Any, items: list, parallel_min: int) -> list:
         """``[fn(item) for item in items]``, in the planner's threads when there are
@@ -608,6 +610,12 @@ class Planner:
         if not arr.flags.writeable:
             self._line_of_array[id(arr)] = (arr, lid)  # holding arr keeps its id unique
         return lid
+
+
+def _split_results(results: list[tuple[np.ndarray | None, Levels] | str]) -> tuple[list, list]:
+    """:meth:`Planner._prepare`'s results as (signal or error text, Levels or None) lists."""
+    return ([r if isinstance(r, str) else r[0] for r in results],
+            [None if isinstance(r, str) else r[1] for r in results])
 
 
 _NO_BLOCKS = np.empty(0, dtype=np.int64)
