@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import pytest
 
 import threadx
 from threadx.contract import SIG_ENTER_LONG, SIG_EXIT_LONG
-from threadx.errors import ParamError, ThreadXError
+from threadx.errors import Cancelled, ParamError, ThreadXError
 from threadx.portfolio import Runner, load_portfolio, parse_runner, portfolio_backtest
 from threadx.requests import DatasetRef
 from threadx.strategy.base import ExitRules, Param, StrategySpec, list_strategies, no_levels, register
@@ -282,6 +283,17 @@ def test_a_stored_portfolio_is_never_overwritten(tmp_path):
         portfolio_backtest([a], capital=5_000, frames=frames, results_dir=tmp_path, portfolio_id="pf-1")
     assert load_portfolio("pf-1", tmp_path).config["capital"] == first.config["capital"] == 10_000
     portfolio_backtest([a], capital=5_000, frames=frames, results_dir=tmp_path, portfolio_id="pf-1", save=False)
+
+
+@pytest.mark.parametrize("stop_at", ["running the runners together", "report"])
+def test_a_stop_during_or_after_the_run_saves_nothing(tmp_path, stop_at):
+    a, b = hand_runner("A"), hand_runner("B")
+    frames = {a.label: hand_frame(A_CLOSES, name="A"), b.label: hand_frame(B_CLOSES, name="B")}
+    stop = threading.Event()
+    with pytest.raises(Cancelled, match="nothing saved"):
+        portfolio_backtest([a, b], capital=10_000, frames=frames, results_dir=tmp_path, portfolio_id="pf-stop",
+                           cancel=stop, progress=lambda done, total, phase: phase == stop_at and stop.set())
+    assert not (tmp_path / "portfolios" / "pf-stop").exists()
 
 
 def test_a_stored_portfolio_reads_back(tmp_path):

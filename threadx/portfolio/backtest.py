@@ -81,7 +81,8 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     initial_capital: see ``capital``). Saved under ``<results>/portfolios/<id>`` unless
     ``save`` is False. Errors name the runner. ``progress(done, total, phase)`` is called as
     each runner's signals are ready, then for the run and the report; ``cancel`` (an Event or
-    a callable) stops before the run: :class:`~threadx.errors.Cancelled` is raised, nothing saved.
+    a callable) is read between runners, after the run and before the save: a stop raises
+    :class:`~threadx.errors.Cancelled`, nothing saved.
     ``memory_budget`` (bytes or text such as "4GiB"; default: the sweep setting, else half the
     available RAM): the run's arrays are estimated before they are made, ParamError when over.
     """
@@ -134,6 +135,8 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     _check_memory(prepared, len(times), memory_budget)
     arrays = _concatenated(prepared, times)
     out = run_portfolio(*arrays, guard, cap, kill, window_ns, cooldown_ns)
+    if should_stop():  # (the loop itself is one numba call: a stop during it lands here)
+        raise Cancelled(f"portfolio {portfolio_id} stopped after its run, before its report: nothing saved")
     m, states, runner_metrics, trade_rows, _, ticks, events, runner_eq, runner_margin = out
     index = pd.DatetimeIndex(pd.to_datetime(times, utc=True))
     tf_seconds = min(timeframe_seconds(p["bars"].timeframe) for p in prepared if p["bars"].timeframe) \
@@ -166,6 +169,8 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
                        "%d kill-switch events", portfolio_id, len(runner_list), len(times),
                        result.metrics["total_return"], result.metrics["n_trades"],
                        sum(v for k, v in skipped.items() if k != "engine"), len(event_rows))
+    if should_stop():
+        raise Cancelled(f"portfolio {portfolio_id} stopped before it was saved: nothing saved")
     if save:
         save_portfolio(result, results_dir)
     report(steps, steps, "done")
