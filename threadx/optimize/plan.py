@@ -41,6 +41,7 @@ from threadx.engine.inputs import (RULE_COLUMNS, UNUSED_LINE, effective_rules, f
                                    line_needs, param_vector, rule_column)
 from threadx.errors import ParamError
 from threadx.optimize.outcome import STATUS_FAILED, STATUS_OK, failure_text, signal_key_names
+from threadx.optimize.shared import request_key_as_given
 
 _PARALLEL_MIN = 64  # distinct signal computations worth a thread pool
 _COPIED_MIN = 64  # distinct exit keys worth the vectorised rows (a probe call and checks)
@@ -683,8 +684,8 @@ class RequestMemo:
         self.memo: dict[tuple, Any] = {}
 
     def ensure(self, data: Any, name: str, params: dict[str, Any] | None = None) -> Any:
-        try:  # the params in the order given: a strategy asks in one order (another only misses here)
-            key = (name, tuple(params.items()) if params else ())
+        try:
+            key = request_key_as_given(name, params)
             found = self.memo.get(key)
         except TypeError:  # an unhashable param value: ask the source every time
             return self.source.ensure(data, name, params)

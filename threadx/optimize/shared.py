@@ -39,6 +39,12 @@ def request_key(name: str, params: Mapping[str, Any] | None) -> tuple:
     return name, tuple(sorted((params or {}).items()))
 
 
+def request_key_as_given(name: str, params: Mapping[str, Any] | None) -> tuple:
+    """:func:`request_key` without the sort, for memos per strategy: a strategy builds its
+    requests in one order, and another order of the same params only misses the memo."""
+    return name, tuple(params.items()) if params else ()
+
+
 def _needs_of(space: SearchSpace, params: Mapping[str, Any]) -> list[tuple[str, dict]]:
     """(indicator, params) needs of one combo as a sweep computes it (display-only params at
     their defaults, see ``StrategySpec.results_params``); none for a combo the strategy refuses."""
@@ -85,7 +91,7 @@ class _Collector:
                 self.add({**base, **dict(zip(names, values))})
             return
         indicators, out = spec.indicators, self.out
-        given: dict[tuple, Request | None] = {}  # params in the order given, not sorted per request
+        given: dict[tuple, Request | None] = {}  # (request_key_as_given: no sort per request)
         for values in rows:
             params = fixed.copy()
             params.update(zip(names, values))
@@ -94,10 +100,10 @@ class _Collector:
             except (ParamError, KeyError, ValueError):  # as _needs_of: a combo the strategy refuses
                 continue
             for name, ind_params in needs:  # as _record, without the keys of each combo
-                raw = (name, tuple(ind_params.items()) if ind_params else ())
+                raw = request_key_as_given(name, ind_params)
                 try:
                     key = given[raw]
-                except KeyError:  # (another order of the same params only misses here)
+                except KeyError:
                     key = given[raw] = self._canonical(name, ind_params)
                 if key is not None and key not in out:
                     out[key] = ind_params
