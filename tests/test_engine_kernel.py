@@ -13,7 +13,7 @@ import pytest
 from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine import layout as L
-from threadx.engine.inputs import EngineOptions, kernel_args
+from threadx.engine.inputs import EngineOptions, frozen, kernel_args
 from threadx.engine.result import trades_frame
 from threadx.strategy.base import ExitRules, Levels
 
@@ -337,6 +337,25 @@ def test_funding_paid_at_settlement_bars():
     # a short receives positive funding
     _, t, _ = run(bars, {0: ES, 3: XS}, funding=rate, fill="close")
     assert t.iloc[0].pnl == pytest.approx(paid)
+
+
+def test_funding_on_with_the_placeholder_line_reads_nothing_past_it():
+    """A param row with funding on and the 1-value placeholder line (a combination kernel_args
+    never builds) pays nothing: the kernel must not read past the line. The placeholder is a
+    view whose next values are rates, so a read past it would pay them."""
+    bars = make_bars([100] * 6, [101] * 6, [99] * 6, [100, 100, 100, 100, 100, 100])
+    sig = np.zeros(6, np.uint8)
+    sig[0], sig[4] = EL, XL
+    opts = EngineOptions(fee_bps=0.0).validated()
+    args = kernel_args(bars, sig, Levels(), ExitRules(), opts, np.zeros(6))
+    assert args.params[L.P_USE_FUNDING] > 0
+    beyond = np.full(8, 0.01)
+    beyond[0] = np.nan
+    placeholder = beyond[:1]
+    placeholder.flags.writeable = False
+    m = kernel.run_fast(*args.arrays[:-1], placeholder, args.params)
+    assert m[L.M_TOTAL_FUNDING] == 0.0
+    np.testing.assert_array_equal(m, kernel.run_fast(*args.arrays[:-1], frozen(np.zeros(6)), args.params))
 
 
 # --- accounting invariants and metrics ----------------------------------------------------

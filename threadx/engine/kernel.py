@@ -1040,8 +1040,8 @@ def mark_to_market(i, c, st, equity):
 @njit(**_TRADE_JIT)
 def pay_funding(i, funding, p, st):
     """Funding settled at the open of bar ``i`` by the open position: each leg pays
-    rate x its notional at entry x direction."""
-    rate = funding[i]
+    rate x its notional at entry x direction (none on the placeholder line: see line_at)."""
+    rate = line_at(funding, i)
     if rate == rate and rate != 0.0:
         d = st[S_DIR]
         for k in range(int(st[S_N_LEGS])):
@@ -1413,7 +1413,7 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
             break
         if extras:
             if use_funding:
-                rate = funding[j]
+                rate = line_at(funding, j)
                 if rate == rate and rate != 0.0:
                     break
             tgt = target_at(d, tp, target_mid, bmid, j - 1)
