@@ -83,6 +83,14 @@ def test_non_finite_values_are_errors(col: str, value: float) -> None:
     assert rep.quality <= 50
 
 
+@pytest.mark.parametrize("value", [np.inf, np.nan, 0.0])
+def test_a_backtest_of_a_frame_with_a_bad_price_names_it(value: float) -> None:
+    df = candles()
+    df.iloc[50, df.columns.get_loc("close")] = value
+    with pytest.raises(DataError, match=r"finite and positive \(NaN, inf or <= 0 found\)"):
+        threadx.backtest(df, "ma_crossover")
+
+
 def test_import_refuses_inf_and_lists_the_error(tmp_path: Path, root: Path, capsys: pytest.CaptureFixture) -> None:
     df = candles()
     df.iloc[10, df.columns.get_loc("high")] = np.inf

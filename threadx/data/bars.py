@@ -51,7 +51,7 @@ class Bars:
         time_ns = _owned(df.index.tz_convert("UTC").as_unit("ns").asi8)
         prices = np.stack([cols["open"], cols["high"], cols["low"], cols["close"]])
         if not (np.isfinite(prices).all() and (prices > 0).all()):
-            raise DataError("prices must be finite and positive (NaN or <= 0 found); "
+            raise DataError("prices must be finite and positive (NaN, inf or <= 0 found); "
                             "run `threadx data validate` on the source for the rows")
         if len(time_ns) > 1 and not (np.diff(time_ns) > 0).all():
             raise DataError("timestamps must be strictly increasing (unsorted or duplicated); "
