@@ -165,12 +165,12 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
             "elapsed_s": time.perf_counter() - watch_start}
     result = PortfolioResult(portfolio_id, config, metrics_dict(m, tf_seconds), rows, timeline, trades_all,
                              skipped, event_rows, meta)
+    if should_stop():  # before the log line: a stopped portfolio is not logged as one that ran
+        raise Cancelled(f"portfolio {portfolio_id} stopped before it was saved: nothing saved")
     logs.logger().info("portfolio %s: %d runners, %d ticks, return %.4g, %d trades, %d entries skipped, "
                        "%d kill-switch events", portfolio_id, len(runner_list), len(times),
                        result.metrics["total_return"], result.metrics["n_trades"],
                        sum(v for k, v in skipped.items() if k != "engine"), len(event_rows))
-    if should_stop():
-        raise Cancelled(f"portfolio {portfolio_id} stopped before it was saved: nothing saved")
     if save:
         save_portfolio(result, results_dir)
     report(steps, steps, "done")
