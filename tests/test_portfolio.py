@@ -265,6 +265,22 @@ def test_bad_inputs_get_one_clear_error(tmp_path):
         portfolio_backtest([hand_runner("missing")], save=False, results_dir=tmp_path)
 
 
+def test_a_runner_whose_share_of_the_capital_cannot_place_one_order_is_refused():
+    """A weight (or a capital) so small that the runner's whole share is below the smallest
+    order would silently never trade: refused, naming the runner and the figures. The limit is
+    the engine's own (margin plus entry fee = the share): a share just above it trades."""
+    a, b = hand_runner("A"), hand_runner("B")
+    frames = {a.label: hand_frame(A_CLOSES, name="A"), b.label: hand_frame(A_CLOSES, name="B")}
+    with pytest.raises(ParamError, match=r"runner test_threshold:B: its share of the capital, 0\.0001, can never "
+                                         r"place an order.*below min_notional 5"):
+        portfolio_backtest([a, b], weights=[1, 1e-8], capital=10_000, frames=frames, save=False, fee_bps=FEE_BPS)
+    with pytest.raises(ParamError, match="runner test_threshold:A: its share"):
+        portfolio_backtest([a], capital=4.0, frames=frames, save=False, fee_bps=FEE_BPS)
+    enough = 5.0 * (1.0 + FEE) * 1.000001  # all-in: margin 5 and its entry fee, and a hair more
+    result = portfolio_backtest([a], capital=enough, frames=frames, save=False, fee_bps=FEE_BPS, sizing="all_in")
+    assert result.metrics["n_trades"] >= 1
+
+
 def test_the_same_strategy_twice_on_one_dataset_with_other_params():
     a, a2 = hand_runner("A"), hand_runner("A", enter_above=108.0)
     frames = {a.label: hand_frame(A_CLOSES, name="A")}

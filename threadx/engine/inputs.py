@@ -358,6 +358,18 @@ def kernel_args(bars: Bars, sig: np.ndarray, levels: Levels, rules: ExitRules, o
                                                fund, p)))
 
 
+def largest_first_order(params: np.ndarray) -> float:
+    """The largest order a param vector's capital allows its first entry: the notional whose
+    margin plus entry fee is the whole capital (``kernel.open_position``'s cap). Below
+    ``min_notional`` no entry can ever fill.
+
+    >>> p = np.zeros(L.N_PARAMS); p[[L.P_INITIAL_CAPITAL, L.P_LEVERAGE, L.P_FEE_RATE]] = 100.0, 2.0, 0.001
+    >>> round(largest_first_order(p), 6)
+    199.600798
+    """
+    return float(params[L.P_INITIAL_CAPITAL] / (1.0 / params[L.P_LEVERAGE] + params[L.P_FEE_RATE]))
+
+
 def options_from(mapping: Mapping[str, Any] | None = None, **kwargs: Any) -> EngineOptions:
     """EngineOptions from keyword arguments, rejecting unknown names; None for capital, fee,
     slippage, fill or min_notional means the setting's value."""

@@ -36,8 +36,10 @@ from threadx.contract import prepare_signals
 from threadx.data.bars import as_bars
 from threadx.data.timeframe import timeframe_seconds
 from threadx.engine import kernel
-from threadx.engine.inputs import EngineOptions, effective_rules, funding_per_bar, kernel_args, options_from
+from threadx.engine.inputs import (EngineOptions, effective_rules, funding_per_bar, kernel_args, largest_first_order,
+                                  options_from)
 from threadx.engine.layout import (
+    P_MIN_NOTIONAL,
     S_SKIP_CAP,
     S_SKIP_GUARD,
     S_SKIP_KILL,
@@ -247,6 +249,11 @@ def _prepare(runner: Runner, label: str, capital: float, base: EngineOptions, fu
             rules = effective_rules(spec.exits(values), options)
             _, sig, levels = prepare_signals(spec, bars, values, bank)
         inputs = kernel_args(bars, sig, levels, rules, options, funding_per_bar(rates, bars))
+        largest, smallest = largest_first_order(inputs.params), float(inputs.params[P_MIN_NOTIONAL])
+        if not largest >= smallest:
+            raise ParamError(f"its share of the capital, {capital:.6g}, can never place an order: the largest it "
+                             f"allows is {largest:.6g} (leverage {rules.leverage:g}), below min_notional "
+                             f"{smallest:g}; raise its weight or the portfolio's capital, or lower min_notional")
     except ThreadXError as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise type(exc)(f"runner {label}: {text}") from None
