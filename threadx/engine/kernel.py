@@ -1016,7 +1016,8 @@ def track_drawdown(i, eq, peak, peak_i, max_dd, max_dd_bars):
 
 @njit(**_STEP_JIT)
 def mark_to_market(i, c, st, equity):
-    """Equity at the close of bar i, and the running return / drawdown statistics."""
+    """Equity at the close of bar i, and the running return / drawdown statistics. Returns
+    (whether the bar added a return, that return): the block moments add the same one."""
     d = st[S_DIR]
     eq = st[S_CASH]
     if d != 0.0:
@@ -1026,7 +1027,9 @@ def mark_to_market(i, c, st, equity):
         equity[i] = eq
     prev = st[S_EQ_PREV]
     st[S_RET_N] += 1.0
-    if eq != prev and prev > 0.0:  # flat bars add a zero return: no division needed
+    counted = eq != prev and prev > 0.0
+    r = 0.0
+    if counted:  # flat bars add a zero return: no division needed
         r = eq / prev - 1.0
         st[S_RET_SUM] += r
         st[S_RET_SUMSQ] += r * r
@@ -1035,6 +1038,7 @@ def mark_to_market(i, c, st, equity):
     st[S_PEAK], st[S_PEAK_I], st[S_MAX_DD], st[S_MAX_DD_BARS] = track_drawdown(
         i, eq, st[S_PEAK], st[S_PEAK_I], st[S_MAX_DD], st[S_MAX_DD_BARS])
     st[S_EQ_PREV] = eq
+    return counted, r
 
 
 @njit(**_TRADE_JIT)
@@ -1056,7 +1060,8 @@ def pay_funding(i, funding, p, st):
 
 @njit(**_STEP_JIT)
 def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equity):
-    """Advance the backtest by bar ``i`` (0 <= i < n)."""
+    """Advance the backtest by bar ``i`` (0 <= i < n); returns :func:`mark_to_market`'s
+    (whether the close added a return, the return)."""
     close_fill = p[P_FILL] == FILL_CLOSE
 
     # 1. funding settled at the open for a position held into this bar
@@ -1144,7 +1149,7 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
             update_trailing_stop(i, h, l, c, atr, blo, bmid, bhi, p, st)
 
     # 5. equity at the close
-    mark_to_market(i, c, st, equity)
+    return mark_to_market(i, c, st, equity)
 
 
 @njit(**_STEP_JIT)
@@ -1336,9 +1341,17 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     max_hold = p[P_MAX_HOLD]
     held_extra = 0.0 if p[P_FILL] == FILL_CLOSE else 1.0
     entry_i = st[S_ENTRY_I]
-    trail = p[P_TRAIL_MODE] > 0.0
+    trail_mode = p[P_TRAIL_MODE]
+    trail = trail_mode > 0.0
+    # an ATR or percent trail moves a local copy of the stop, stored once at the end (the
+    # arithmetic of update_trailing_stop; a band trail has state of its own and calls it)
+    trail_here = trail_mode == TRAIL_ATR or trail_mode == TRAIL_PCT
+    trail_atr = p[P_TRAIL_ATR]
+    trail_pct = p[P_TRAIL_PCT]
+    raw_stop = st[S_STOP]
+    trailed = False
     liq = st[S_LIQ]  # cash, margin and size do not change on a quiet bar
-    stop = adverse_level(d, st[S_STOP], liq)
+    stop = adverse_level(d, raw_stop, liq)
     tp = st[S_TP]
     target_mid = p[P_TARGET_MID] > 0.0
     cash = st[S_CASH]
@@ -1432,8 +1445,19 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
             if max_hold > 0.0 and j - entry_i + held_extra >= max_hold:
                 break
             if trail:
-                update_trailing_stop(j, h, l, c, atr, blo, bmid, bhi, p, st)
-                stop = adverse_level(d, st[S_STOP], liq)
+                if trail_here:
+                    if trail_mode == TRAIL_ATR:
+                        cand = c[j] - d * trail_atr * atr[j]
+                    else:
+                        cand = c[j] * (1.0 - d * trail_pct)
+                    if cand == cand and (raw_stop != raw_stop or (d > 0.0 and cand > raw_stop) or (
+                            d < 0.0 and cand < raw_stop)):
+                        raw_stop = cand
+                        trailed = True
+                        stop = adverse_level(d, raw_stop, liq)
+                else:
+                    update_trailing_stop(j, h, l, c, atr, blo, bmid, bhi, p, st)
+                    stop = adverse_level(d, st[S_STOP], liq)
         eq = cash + (margin + dq * (c[j] - entry_px))
         if full:
             equity[j] = eq
@@ -1456,6 +1480,9 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     if nb > 0:
         blocks[b, 0] = bsum
         blocks[b, 1] = bsq
+    if trailed:
+        st[S_STOP] = raw_stop
+        st[S_TRAILED] = 1.0
     st[S_EQ_PREV] = prev
     st[S_EXPOSED_BARS] = exposed + float(j - i)  # one more of each per bar held here
     st[S_RET_N] = ret_n + float(j - i)
@@ -1500,15 +1527,11 @@ def run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity,
             else:
                 i = hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, equity,
                                     block_end, blocks, b, p[P_GRID_K] > 0.0)
-        prev = st[S_EQ_PREV]
-        step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equity)
-        if nb > 0:
-            eq = st[S_EQ_PREV]
-            if eq != prev and prev > 0.0:
-                r = eq / prev - 1.0
-                b = block_of(i, block_end, b)  # bars only move forward: no search from the start
-                blocks[b, 0] += r
-                blocks[b, 1] += r * r
+        counted, r = step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equity)
+        if nb > 0 and counted:  # the return the running sums just took (one division per bar)
+            b = block_of(i, block_end, b)  # bars only move forward: no search from the start
+            blocks[b, 0] += r
+            blocks[b, 1] += r * r
         i += 1
     finalize_metrics(st, p, n, m)
 
