@@ -966,15 +966,31 @@ def exits_armed(p, st):
 
 
 @njit(**_STEP_JIT)
+def price_trail_level(mode, d, close, a, trail_atr, trail_pct):
+    """The stop an ATR or percent trail (``mode``) offers a ``d`` position after a ``close``
+    with ATR ``a``; NaN for any other mode (a band trail has state: update_trailing_stop)."""
+    if mode == TRAIL_ATR:
+        return close - d * trail_atr * a
+    if mode == TRAIL_PCT:
+        return close * (1.0 - d * trail_pct)
+    return np.nan
+
+
+@njit(**_STEP_JIT)
+def trails_past(d, cand, stop):
+    """Whether a trail level ``cand`` replaces a ``d`` position's ``stop`` (NaN: none): it
+    is defined and tighter (a trail only moves towards the price)."""
+    return cand == cand and (stop != stop or (d > 0.0 and cand > stop) or (d < 0.0 and cand < stop))
+
+
+@njit(**_STEP_JIT)
 def update_trailing_stop(i, h, l, c, atr, blo, bmid, bhi, p, st):
     """Move the stop of the open position with this close; it applies from the next bar."""
     mode = p[P_TRAIL_MODE]
     d = st[S_DIR]
     cand = np.nan
-    if mode == TRAIL_ATR:
-        cand = c[i] - d * p[P_TRAIL_ATR] * atr[i]
-    elif mode == TRAIL_PCT:
-        cand = c[i] * (1.0 - d * p[P_TRAIL_PCT])
+    if mode == TRAIL_ATR or mode == TRAIL_PCT:
+        cand = price_trail_level(mode, d, c[i], atr[i], p[P_TRAIL_ATR], p[P_TRAIL_PCT])
     elif mode == TRAIL_BAND:
         if st[S_ARMED] == 0.0:
             m = bmid[i]
@@ -989,11 +1005,9 @@ def update_trailing_stop(i, h, l, c, atr, blo, bmid, bhi, p, st):
                 cand = blo[i] + (bmid[i] - blo[i]) * f
             else:
                 cand = bhi[i] - (bhi[i] - bmid[i]) * f
-    if cand == cand:
-        stop = st[S_STOP]
-        if stop != stop or (d > 0.0 and cand > stop) or (d < 0.0 and cand < stop):
-            st[S_STOP] = cand
-            st[S_TRAILED] = 1.0
+    if trails_past(d, cand, st[S_STOP]):
+        st[S_STOP] = cand
+        st[S_TRAILED] = 1.0
 
 
 @njit(**_STEP_JIT)
@@ -1343,8 +1357,8 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
     entry_i = st[S_ENTRY_I]
     trail_mode = p[P_TRAIL_MODE]
     trail = trail_mode > 0.0
-    # an ATR or percent trail moves a local copy of the stop, stored once at the end (the
-    # arithmetic of update_trailing_stop; a band trail has state of its own and calls it)
+    # an ATR or percent trail moves a local copy of the stop, stored once at the end (as
+    # update_trailing_stop moves it; a band trail has state of its own and calls it)
     trail_here = trail_mode == TRAIL_ATR or trail_mode == TRAIL_PCT
     trail_atr = p[P_TRAIL_ATR]
     trail_pct = p[P_TRAIL_PCT]
@@ -1446,12 +1460,8 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
                 break
             if trail:
                 if trail_here:
-                    if trail_mode == TRAIL_ATR:
-                        cand = c[j] - d * trail_atr * atr[j]
-                    else:
-                        cand = c[j] * (1.0 - d * trail_pct)
-                    if cand == cand and (raw_stop != raw_stop or (d > 0.0 and cand > raw_stop) or (
-                            d < 0.0 and cand < raw_stop)):
+                    cand = price_trail_level(trail_mode, d, c[j], atr[j], trail_atr, trail_pct)
+                    if trails_past(d, cand, raw_stop):
                         raw_stop = cand
                         trailed = True
                         stop = adverse_level(d, raw_stop, liq)
