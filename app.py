@@ -51,12 +51,17 @@ with st.sidebar:
 
 
 def active_jobs() -> list:
-    """Queued and running jobs (a dead job process is marked failed, a queued job starts)."""
+    """Queued and running jobs (a dead job process is marked failed, a queued job starts); with
+    none, a job process is started ahead for the next one (threadx.ui.standby)."""
     from threadx.ui.jobs import JobRegistry
+    from threadx.ui.standby import keep_one
 
     registry = JobRegistry()
     registry.refresh()
-    return registry.active()
+    active = registry.active()
+    if not active and warming_note() is None:  # idle, kernels loaded: the next job starts warm
+        keep_one()
+    return active
 
 
 def job_list() -> None:

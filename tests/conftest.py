@@ -24,6 +24,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("THREADX_STRATEGY_DIR", tempfile.mkdtemp(prefix="threadx-test-strategies-"))
     # nor the developer's user settings (~/.config/threadx/threadx.toml) or GPU profile
     os.environ.setdefault("THREADX_CONFIG_DIR", tempfile.mkdtemp(prefix="threadx-test-config-"))
+    # nor a standby job process per app run of AppTest (tests/test_jobs.py and the served app of
+    # the browser tests switch it on)
+    os.environ.setdefault("THREADX_APP_STANDBY", "off")
 
 
 @pytest.fixture

@@ -270,3 +270,97 @@ def test_bad_walkforward_spec_raises_param_error(registry, params, match):
     with pytest.raises(ParamError, match=match):
         registry.submit({"kind": "walkforward", "params": {**WALKFORWARD["params"], **params}})
     assert registry.list() == []
+
+
+# --- a job process started ahead (threadx.ui.standby) -------------------------------------
+
+@pytest.fixture
+def standby(registry, monkeypatch):
+    """This test process keeps a standby job process, as the workstation's server does
+    (started by ``_standby_pid`` in the test's body: pytest's PYTEST_CURRENT_TEST differs
+    between a fixture and the test, and a standby runs a job only under its own environment)."""
+    from threadx.ui import standby as module
+
+    monkeypatch.setenv("THREADX_APP_STANDBY", "on")  # off for the other tests (conftest)
+    yield module
+    module.release()
+
+
+def _standby_pid(module) -> int:
+    module.keep_one()
+    assert module._waiting and module._waiting[0][0].poll() is None, "no standby process waiting"
+    return module._waiting[0][0].pid
+
+
+def test_a_job_runs_in_the_standby_process_started_ahead(registry, standby):
+    pid = _standby_pid(standby)
+    info = wait_for(registry, registry.submit(SMALL), finished, what="finished")
+    log = registry.log(info.job_id)
+    assert info.state == "completed", log
+    assert info.pid == pid and f"runs in the standby process {pid}" in log
+    assert "running in the standby process" in log and "fresh job process" not in log, log
+    assert len(ResultStore(registry.root).load(info.run_id).results) == 3
+    assert not standby._waiting  # handed over: the next job needs a new one (keep_one)
+    standby.keep_one()
+    second = wait_for(registry, registry.submit(SMALL), finished, what="finished")
+    assert second.state == "completed" and second.pid not in (None, pid)
+
+
+def test_a_standby_started_under_another_environment_is_not_used(registry, standby, monkeypatch):
+    proc = standby._waiting[0][0] if _standby_pid(standby) else None
+    monkeypatch.setenv("THREADX_STANDBY_TEST", "changed after the standby started")
+    info = wait_for(registry, registry.submit(SMALL), finished, what="finished")
+    log = registry.log(info.job_id)
+    assert info.state == "completed", log
+    assert info.pid != proc.pid and "standby" not in log
+    assert proc.poll() is not None  # ended: it could never run a job under this environment
+
+
+def test_a_dead_standby_is_passed_over(registry, standby):
+    _standby_pid(standby)
+    proc = standby._waiting[0][0]
+    proc.kill()
+    proc.wait()
+    info = wait_for(registry, registry.submit(SMALL), finished, what="finished")
+    assert info.state == "completed" and info.pid != proc.pid
+    assert "standby" not in registry.log(info.job_id)
+
+
+def test_a_standby_ends_with_the_process_that_started_it(tmp_path):
+    import subprocess
+    import sys
+
+    import psutil
+
+    script = "from threadx.ui import standby; standby.keep_one(); print(standby._waiting[0][0].pid, flush=True)"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True,
+                         env=dict(os.environ, THREADX_APP_STANDBY="on"))
+    pid = int(out.stdout.split()[-1])
+    deadline = time.monotonic() + 60  # it reads end of file once warm, then exits
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        raise AssertionError("the standby outlived the process that started it")
+
+
+def test_a_standby_knows_when_threadx_source_it_loaded_changed_after_its_start():
+    from threadx.ui.standby import _stale
+
+    assert _stale(0.0)  # every loaded file is newer than the epoch
+    assert not _stale(time.time() + 3600)  # none is newer than an hour from now
+
+
+def test_with_the_standby_setting_off_none_is_kept(registry, standby, monkeypatch):
+    _standby_pid(standby)
+    proc = standby._waiting[0][0]
+    monkeypatch.setenv("THREADX_APP_STANDBY", "off")
+    standby.keep_one()  # ends the waiting one, starts none
+    assert not standby._waiting and proc.wait(timeout=10) is not None
+    info = wait_for(registry, registry.submit(SMALL), finished, what="finished")
+    assert info.state == "completed" and "standby" not in registry.log(info.job_id)

@@ -51,6 +51,7 @@ LEVELS = [
     ("paths.results_dir", "[paths]\nresults_dir = \"{}\"", ["r1", "r2", "r3", "r4"], ["r1", "r2", "r3", "r4"]),
     ("engine.fill", "[engine]\nfill = \"{}\"", ["close", "next_open", "close", "next_open"],
      ["close", "next_open", "close", "next_open"]),
+    ("app.standby", "[app]\nstandby = {}", ["false", "true", "off", "on"], [False, True, False, True]),
 ]
 
 

@@ -43,6 +43,7 @@ DEFAULT_EXECUTOR = "auto"  # sweeps: threads for small sweeps, else the process 
 DEFAULT_GRID_LIMIT = 10_000_000  # largest grid a sweep accepts
 DEFAULT_APP_ADDRESS = "127.0.0.1"  # loopback only: the workstation has no login
 DEFAULT_APP_PORT = 8501
+DEFAULT_APP_STANDBY = True  # keep a job process started ahead (threadx.ui.standby)
 DEFAULT_LOG_MAX_BYTES = 5 * 2**20  # the log file rotates at 5 MiB ...
 DEFAULT_LOG_BACKUPS = 3  # ... keeping 3 older files: at most 20 MiB of logs
 

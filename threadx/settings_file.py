@@ -88,6 +88,17 @@ def _choice(*options: str) -> Kind:
     return check
 
 
+def _switch(value: Any, text: bool) -> bool:
+    if text and isinstance(value, str) and value.strip().lower() in _SWITCH_WORDS:
+        return _SWITCH_WORDS[value.strip().lower()]
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+    return value
+
+
+_SWITCH_WORDS = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False, "0": False}
+
+
 def _path(value: Any, text: bool) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"must be a path (text), got {value!r}")
@@ -185,6 +196,8 @@ def _keys() -> tuple[Key, ...]:
             "THREADX_CACHE_LIMIT"),
         Key("app", "address", c.DEFAULT_APP_ADDRESS, _address, "address the workstation listens on"),
         Key("app", "port", c.DEFAULT_APP_PORT, _whole(1, 65_535), "port of the workstation"),
+        Key("app", "standby", c.DEFAULT_APP_STANDBY, _switch,
+            "keep one job process started ahead (about 230 MB): a job starts without Python's and numba's start-up"),
         Key("logging", "level", "INFO", _level, "level of the log file (DEBUG, INFO, WARNING, ERROR)"),
         Key("logging", "file", "", _optional_path, "log file (\"\" = <results_dir>/logs/threadx.log)"),
         Key("logging", "max_bytes", c.DEFAULT_LOG_MAX_BYTES, _size(), "size at which the log file rotates"),

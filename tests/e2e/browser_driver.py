@@ -32,7 +32,7 @@ def serve(work: Path, log_path: Path) -> Iterator[dict]:
     "env", "warmup_s"}."""
     port = free_port()
     env = dict(os.environ, THREADX_DATA_ROOT=str(work / "data"), THREADX_CACHE_DIR=str(work / "cache"),
-               THREADX_RESULTS_DIR=str(work / "results"))
+               THREADX_RESULTS_DIR=str(work / "results"), THREADX_APP_STANDBY="on")
     began = time.time()
     for module in ("threadx.data", "threadx.warmup"):  # what `make app` runs before the server
         subprocess.run([sys.executable, "-m", module], cwd=ROOT, env=env, check=True, capture_output=True)

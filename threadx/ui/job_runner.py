@@ -1,4 +1,5 @@
-"""The job process: ``python -m threadx.ui.job_runner JOB_DIR`` (see threadx.ui.jobs).
+"""The job process: ``python -m threadx.ui.job_runner JOB_DIR`` (see threadx.ui.jobs), or
+``--standby``: started ahead, it runs the job folder it is handed (:mod:`threadx.ui.standby`).
 
 Reads ``JOB_DIR/spec.json``, loads the data, runs :func:`threadx.sweep` into the results
 store of the registry (``<root>`` of ``<root>/.jobs/<job_id>``), or a walk-forward and its
@@ -30,6 +31,7 @@ from typing import Any
 from threadx import logs
 from threadx.errors import ThreadXError
 from threadx.timings import Stopwatch
+from threadx.ui import standby
 from threadx.ui.jobs import FINAL_STATES, now_iso, read_json, registry_for_job, write_json_atomic
 
 PROGRESS_EVERY_S = 0.5
@@ -246,8 +248,13 @@ class JobRunner:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args == [standby.FLAG]:  # started ahead by the workstation: wait for a job folder
+        job = standby.serve()
+        if job is None:
+            return 0
+        args = [str(job)]
     if len(args) != 1:
-        print("usage: python -m threadx.ui.job_runner JOB_DIR", file=sys.stderr)
+        print("usage: python -m threadx.ui.job_runner JOB_DIR  (or --standby)", file=sys.stderr)
         return 2
     job_dir = Path(args[0]).absolute()
     if not (job_dir / "spec.json").exists():

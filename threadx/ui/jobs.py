@@ -17,7 +17,8 @@ then what the job process writes at each stage (``loading data``, ``starting 4 w
 ``computing 120 indicators``, ``running``, ``finishing``); :attr:`JobInfo.status_line` puts
 it in words with the progress (``running 1,200 / 3,930 combos``). A job
 process is ``python -m threadx.ui.job_runner JOB_DIR`` started in its own session
-(``start_new_session``) so it survives the Streamlit process rerunning. The runner
+(``start_new_session``) so it survives the Streamlit process rerunning; the workstation's
+server hands a job to a job process it started ahead instead (:mod:`threadx.ui.standby`). The runner
 stores results in the ordinary :class:`~threadx.optimize.store.ResultStore` under
 ``<results_dir>/<run_id>/`` and calls :meth:`JobRegistry.refresh` when it ends, so the
 queue advances without a UI.
@@ -56,6 +57,7 @@ from threadx.errors import ParamError, ThreadXError
 from threadx.names import check_name
 from threadx.procs import live_process
 from threadx.requests import DatasetRef, jsonable as _jsonable
+from threadx.ui import standby
 
 JOBS_FOLDER = ".jobs"
 STATES = ("queued", "running", "completed", "cancelled", "failed")
@@ -552,9 +554,13 @@ class JobRegistry:
         try:
             log.write(f"[{now_iso()}] launching job {info.job_id}\n".encode())
             log.flush()
-            child = subprocess.Popen([sys.executable, "-m", "threadx.ui.job_runner", str(folder)],
-                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     close_fds=True, **kwargs)
+            child = standby.hand_over(folder)  # this server's process started ahead, warm
+            if child is not None:
+                log.write(f"[{now_iso()}] job {info.job_id} runs in the standby process {child.pid}\n".encode())
+            else:
+                child = subprocess.Popen([sys.executable, "-m", "threadx.ui.job_runner", str(folder)],
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         close_fds=True, **kwargs)
         finally:
             log.close()
         _CHILDREN[info.job_id] = child
