@@ -25,10 +25,9 @@ from threadx.requests import BacktestRequest, DatasetRef, SweepRequest, describe
 from threadx.ui import charts, sweep_runs, workspace
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import cuda_status, dataset_picker, handover, strategy_picker
-from threadx.ui.widgets import job_progress, preset_space, space_editor, timings_section
+from threadx.ui.widgets import follow_job, job_progress, preset_space, space_editor, timings_section
 from threadx.units import column_config
 
-MONITOR_EVERY_S = 1.0  # the job monitor refreshes this often while the followed job is active
 
 st.title("Optimisation")
 registry = JobRegistry()
@@ -139,8 +138,7 @@ def job_monitor() -> None:
         st.rerun()  # the whole page, so the results below show the finished run
 
 
-followed = current_job()
-st.fragment(job_monitor, run_every=MONITOR_EVERY_S if followed is not None and followed.is_active else None)()
+follow_job(job_monitor, current_job)
 
 
 # --- run history ---------------------------------------------------------------------------

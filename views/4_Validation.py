@@ -30,14 +30,13 @@ from threadx.requests import DatasetRef, WalkForwardRequest, describe_data, desc
 from threadx.ui import validation_charts as vc
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset
-from threadx.ui.widgets import job_progress, space_editor, timings_section
+from threadx.ui.widgets import follow_job, job_progress, space_editor, timings_section
 from threadx.units import column_config, format_count, format_metric, number_column
 from threadx.validation.report import sweep_data, sweep_evaluator, validate_sweep, walk_forward_evaluator
 from threadx.validation.stability import stability_grid
 from threadx.validation.storage import is_stored, list_walk_forwards, load_walk_forward, stored_stamp
 from threadx.validation.walkforward import DEFAULT_WF_GRID_LIMIT, plan_windows, window_lengths
 
-MONITOR_EVERY_S = 1.0  # the job monitor refreshes this often while the followed job is active
 SAMPLERS = ["grid", "random", "lhs", "sobol"]
 STABILITY_RADIUS = 3
 DATES = {col: st.column_config.DatetimeColumn(col, format="YYYY-MM-DD HH:mm")
@@ -449,8 +448,7 @@ with tab_wf:
                 st.session_state["wf_run"] = job.run_id
                 st.rerun()  # the whole page, so the result below shows the finished walk-forward
 
-    job = current_job()
-    st.fragment(wf_monitor, run_every=MONITOR_EVERY_S if job is not None and job.is_active else None)()
+    job = follow_job(wf_monitor, current_job)
 
     stored = list_walk_forwards(RESULTS_DIR)
     with st.expander("Stored walk-forwards", expanded=False):

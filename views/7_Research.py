@@ -24,11 +24,10 @@ from threadx.requests import DatasetRef, ResearchRequest
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_names, label_dataset, load_dataset, strategy_names
-from threadx.ui.widgets import job_progress, show_finished_job, space_editor
+from threadx.ui.widgets import follow_job, job_progress, show_finished_job, space_editor
 from threadx.units import column_config, number_column
 from threadx.validation.research import load_research
 
-MONITOR_EVERY_S = 1.0  # the job monitor refreshes this often while the followed job is active
 SAMPLERS = ["random", "lhs", "sobol", "grid"]
 
 st.title("Research")
@@ -161,8 +160,7 @@ def show_research(research_id: str) -> None:
 
 
 launch_form()
-job = current_job()
-st.fragment(monitor, run_every=MONITOR_EVERY_S if job is not None and job.is_active else None)()
+job = follow_job(monitor, current_job)
 
 stored = rs.list_research(RESULTS_DIR)
 if stored:

@@ -28,10 +28,9 @@ from threadx.ui import portfolio as pf
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_names, label_dataset, strategy_names
-from threadx.ui.widgets import job_progress, show_finished_job, param_form
+from threadx.ui.widgets import follow_job, job_progress, show_finished_job, param_form
 from threadx.units import column_config, format_metric
 
-MONITOR_EVERY_S = 1.0  # the job monitor refreshes this often while the followed job is active
 DEFAULTS = EngineOptions()  # the one source of the engine's defaults
 FILLS = ["next_open", "close"]
 CHOICE_TEXT = {"whole_period": "whole-period winner", "last_window": "last in-sample window's winner"}
@@ -244,8 +243,7 @@ with st.expander("Capital, gates and costs", expanded=False):
     fields = settings_form()
 if st.button("Launch portfolio", type="primary", key="pf_launch"):
     launch(fields)
-job = current_job()
-st.fragment(monitor, run_every=MONITOR_EVERY_S if job is not None and job.is_active else None)()
+follow_job(monitor, current_job)
 
 stored = list_portfolios(RESULTS_DIR)
 if stored:

@@ -159,6 +159,12 @@ class JobInfo:
         return self.state not in FINAL_STATES
 
     @property
+    def age_s(self) -> float | None:
+        """Seconds since the job was submitted (None when its spec has no readable time)."""
+        created = _parse_time(self.created_at)
+        return None if created is None else time.time() - created
+
+    @property
     def is_finished(self) -> bool:
         return self.state in FINAL_STATES
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -234,6 +234,36 @@ def chart_view(trades: pd.DataFrame, index: pd.DatetimeIndex, run_token: Any, pr
 
 
 # --- jobs -----------------------------------------------------------------------------------
+
+MONITOR_EVERY_S = 1.0  # a followed job's monitor reruns this often while the job is active
+MONITOR_FIRST_EVERY_S = 0.25  # ... and this often in its first seconds, within which a small job ends
+MONITOR_FIRST_S = 3.0
+
+
+def monitor_every(job: Any) -> float | None:
+    """How often the monitor of ``job`` reruns: None when there is none or it is over."""
+    if job is None or not job.is_active:
+        return None
+    age = job.age_s
+    return MONITOR_FIRST_EVERY_S if age is not None and age < MONITOR_FIRST_S else MONITOR_EVERY_S
+
+
+def follow_job(monitor: Callable[[], None], current_job: Callable[[], Any]) -> Any:
+    """``monitor`` as a fragment rerun while the followed job (``current_job()``, returned) is
+    active, at :func:`monitor_every`'s pace: quickly in the job's first seconds, so that a small
+    job's result shows soon after it ends, then each second. When the pace changes, or the
+    job ends, a full rerun sets the new one (no rerun at all once it is over)."""
+    job = current_job()
+    every = monitor_every(job)
+
+    def body() -> None:
+        monitor()
+        if monitor_every(current_job()) != every:
+            st.rerun()
+
+    st.fragment(body, run_every=every)()
+    return job
+
 
 def job_progress(registry: Any, job: Any, stop_key: str, stopping: str) -> bool:
     """A job's progress line (its label and phase or counts) and, while it is active and no
