@@ -22,6 +22,13 @@ from threadx.indicators.registry import IndicatorDef
 from threadx.units import format_bytes
 
 
+@pytest.fixture(autouse=True)
+def store_every_result(monkeypatch):
+    """These tests are about the disk level's mechanics: every result goes to disk (setting
+    ``cache.min_compute`` 0), however quickly it computes."""
+    monkeypatch.setenv("THREADX_CACHE_MIN_COMPUTE", "0")
+
+
 
 @pytest.fixture
 def bars():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -16,8 +17,16 @@ from threadx.data import bars as bars_module
 from threadx.data.bars import Bars, as_bars
 from threadx.errors import ParamError
 from threadx.indicators import IndicatorBank, compute, default_bank
+from threadx.indicators import bank as bank_module
 from threadx.indicators import kernels as K
 from threadx.indicators import registry as R
+
+
+@pytest.fixture(autouse=True)
+def store_every_result(monkeypatch):
+    """These tests are about the disk level's mechanics: every result goes to disk (setting
+    ``cache.min_compute`` 0), however quickly it computes."""
+    monkeypatch.setenv("THREADX_CACHE_MIN_COMPUTE", "0")
 
 
 def _data_dir() -> Path:
@@ -466,3 +475,46 @@ def test_real_data_round_trip(tmp_path):
     c = df["close"].to_numpy()
     ref_mid = pd.Series(c).rolling(20).mean().to_numpy()
     np.testing.assert_allclose(first[0]["mid"][19:], ref_mid[19:], rtol=1e-12)
+
+
+# --- what goes to disk: only a result slower to compute than to read back --------------------
+
+def test_a_result_quicker_to_compute_than_to_read_back_is_not_stored(tmp_path, bars, monkeypatch):
+    monkeypatch.setenv("THREADX_CACHE_MIN_COMPUTE", "auto")  # the built-in default
+    bank = IndicatorBank(cache_dir=tmp_path / "cache")
+    assert bank.min_compute_s is None
+    first = bank.ensure_many(bars, "sma", [{"period": 10}, {"period": 20}])
+    s = bank.stats()
+    assert (s["misses"], s["disk_writes"], s["disk_skipped"], s["disk_files"]) == (2, 0, 2, 0)
+    again = IndicatorBank(cache_dir=tmp_path / "cache").ensure_many(bars, "sma", [{"period": 10}, {"period": 20}])
+    for a, b in zip(first, again):  # computed again, the same bits
+        assert a["value"].tobytes() == b["value"].tobytes()
+
+
+def test_a_result_slower_to_compute_than_to_read_back_is_stored_and_served(tmp_path, bars, monkeypatch):
+    monkeypatch.setenv("THREADX_CACHE_MIN_COMPUTE", "auto")
+    real = bank_module._compute_many
+
+    def slow(idef, data, norms):  # a computation that takes 50 ms, as a long history's might
+        time.sleep(0.05)
+        return real(idef, data, norms)
+
+    monkeypatch.setattr(bank_module, "_compute_many", slow)
+    bank = IndicatorBank(cache_dir=tmp_path / "cache")
+    made = bank.ensure(bars, "adx", {"period": 14})
+    assert (bank.stats()["disk_writes"], bank.stats()["disk_skipped"]) == (1, 0)
+    reader = IndicatorBank(cache_dir=tmp_path / "cache")
+    served = reader.ensure(bars, "adx", {"period": 14})
+    assert reader.stats()["disk_hits"] == 1
+    assert all(made[k].tobytes() == served[k].tobytes() for k in made)
+
+
+@pytest.mark.parametrize("setting, stored", [("0", 1), ("3600", 0)])
+def test_the_least_compute_time_stored_is_a_setting(tmp_path, bars, monkeypatch, setting, stored):
+    monkeypatch.setenv("THREADX_CACHE_MIN_COMPUTE", setting)
+    bank = IndicatorBank(cache_dir=tmp_path / "cache")
+    bank.ensure(bars, "ema", {"period": 12})
+    assert (bank.stats()["disk_writes"], bank.stats()["disk_skipped"]) == (stored, 1 - stored)
+    assert IndicatorBank(cache_dir=tmp_path / "x", min_compute_s=0.0).min_compute_s == 0.0  # an argument wins
+    with pytest.raises(ValueError, match="min_compute_s"):
+        IndicatorBank(cache_dir=tmp_path / "x", min_compute_s=-1.0)

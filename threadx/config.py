@@ -68,11 +68,12 @@ class Settings:
     config_dir: Path
     strategy_dir: Path = Path("strategies")
     cache_limit_bytes: int = DEFAULT_CACHE_LIMIT_BYTES
+    cache_min_compute_s: float | None = None  # None: auto (see threadx.indicators.bank.worth_storing)
 
 
 def settings() -> Settings:
     """Current settings (flags, environment, workspace and user files; cheap, cached until one changes)."""
-    from threadx.settings_file import config_dir, resolve
+    from threadx.settings_file import AUTO, config_dir, resolve
 
     r = resolve()
     return Settings(
@@ -82,6 +83,7 @@ def settings() -> Settings:
         config_dir=config_dir(),
         strategy_dir=Path(r["paths.strategy_dir"]).expanduser(),
         cache_limit_bytes=int(r["cache.limit"]),
+        cache_min_compute_s=None if r["cache.min_compute"] == AUTO else float(r["cache.min_compute"]),
     )
 
 

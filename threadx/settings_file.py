@@ -130,6 +130,20 @@ def parse_size(value: Any) -> int:
     return int(size)
 
 
+def _seconds(*, auto: bool = False) -> Kind:
+    plain = _number(0)
+    what = 'seconds (a number >= 0) or "auto"' if auto else "seconds (a number >= 0)"
+
+    def check(value: Any, text: bool) -> float | str:
+        if auto and isinstance(value, str) and value.strip().lower() == AUTO:
+            return AUTO
+        try:
+            return plain(value, text)
+        except ValueError:
+            raise ValueError(f"must be {what}, got {value!r}") from None
+    return check
+
+
 def _size(*, auto: bool = False) -> Kind:
     def check(value: Any, text: bool) -> int | str:
         if auto and isinstance(value, str) and value.strip().lower() == AUTO:
@@ -194,6 +208,9 @@ def _keys() -> tuple[Key, ...]:
         Key("sweep", "grid_limit", c.DEFAULT_GRID_LIMIT, _whole(1), "largest grid a sweep accepts"),
         Key("cache", "limit", c.DEFAULT_CACHE_LIMIT_BYTES, _size(), "indicator disk cache size limit",
             "THREADX_CACHE_LIMIT"),
+        Key("cache", "min_compute", AUTO, _seconds(auto=True), "store on disk only results that took this long to "
+            "compute (seconds; auto = as long as reading them back takes; 0 = every result)",
+            "THREADX_CACHE_MIN_COMPUTE"),
         Key("app", "address", c.DEFAULT_APP_ADDRESS, _address, "address the workstation listens on"),
         Key("app", "port", c.DEFAULT_APP_PORT, _whole(1, 65_535), "port of the workstation"),
         Key("app", "standby", c.DEFAULT_APP_STANDBY, _switch,

@@ -13,6 +13,13 @@ from threadx.indicators import IndicatorBank  # noqa: E402
 from threadx.units import format_bytes  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def store_every_result(monkeypatch):
+    """These tests are about the disk level's mechanics: every result goes to disk (setting
+    ``cache.min_compute`` 0), however quickly it computes."""
+    monkeypatch.setenv("THREADX_CACHE_MIN_COMPUTE", "0")
+
+
 def _fill_cache(workspace) -> int:
     """Write one indicator entry into the workspace's cache; returns the bytes on disk."""
     close = 100.0 + np.arange(500, dtype=np.float64)
