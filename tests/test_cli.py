@@ -60,7 +60,8 @@ def test_backtest_table_and_data_list(capsys):
     assert "synthetic/BTC_USDT-1h" in names
 
 
-def test_strategies_and_cache_commands(capsys):
+def test_strategies_and_cache_commands(capsys, monkeypatch):
+    monkeypatch.setenv("THREADX_CACHE_MIN_COMPUTE", "0")  # every result on disk: the cache commands have files
     assert main(["strategies", "--json"]) == 0
     specs = json.loads(capsys.readouterr().out)
     assert {s["name"] for s in specs} >= {"ma_crossover", "bb_atr", "bollinger_dual", "donchian_breakout", "supertrend"}
