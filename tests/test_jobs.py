@@ -364,3 +364,11 @@ def test_with_the_standby_setting_off_none_is_kept(registry, standby, monkeypatc
     assert not standby._waiting and proc.wait(timeout=10) is not None
     info = wait_for(registry, registry.submit(SMALL), finished, what="finished")
     assert info.state == "completed" and "standby" not in registry.log(info.job_id)
+
+
+def test_a_standby_takes_a_job_whose_folder_path_holds_a_newline(registry, standby, tmp_path):
+    odd = JobRegistry(tmp_path / "odd\nname")
+    pid = _standby_pid(standby)
+    info = wait_for(odd, odd.submit(SMALL), finished, what="finished")
+    assert info.state == "completed", odd.log(info.job_id)
+    assert info.pid == pid and "running in the standby process" in odd.log(info.job_id)

@@ -74,7 +74,7 @@ def warm_up(task: SweepTask) -> None:
 _WARMED: set[str] = set()  # tasks this process has warmed up (its kernels stay loaded)
 
 
-def _warm_once(task: SweepTask) -> None:
+def warm_once(task: SweepTask) -> None:
     """:func:`warm_up` of ``task`` unless this process already ran it for the same task (a
     sweep run again in one process: its numba kernels are loaded already)."""
     key = repr(task)
@@ -143,7 +143,7 @@ class LocalPool:
         resource_tracker.ensure_running()
         forking = self.context == "fork"
         if forking and self._pool is None:
-            _warm_once(self.task)  # compiled kernels are inherited by the forked workers
+            warm_once(self.task)  # compiled kernels are inherited by the forked workers
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context(self.context),
                                          initializer=_init_worker, initargs=(self.task, not forking))
         for _ in range(self.workers):  # processes are spawned on submit

@@ -44,9 +44,12 @@ def keep_one() -> None:
         return
     with _lock:
         _kept.set()
-        if _waiting and _waiting[0][0].poll() is None:
-            return
-        _waiting.clear()
+        if _waiting:
+            proc, env, cwd = _waiting[0]
+            if proc.poll() is None and env == os.environ and cwd == os.getcwd():
+                return
+            _waiting.clear()
+            _end(proc)  # exited, or started under another environment: it could not take a job
         proc = subprocess.Popen([sys.executable, "-m", "threadx.ui.job_runner", FLAG], stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
                                 start_new_session=True)
@@ -83,10 +86,14 @@ def _stale(started_at: float) -> bool:
     package = Path(__file__).resolve().parents[1]
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        if not path or not getattr(module, "__name__", "").startswith("threadx"):
+        # the name it was imported as: __main__ (the job runner, run with -m) by its spec's name
+        name = getattr(getattr(module, "__spec__", None), "name", None) or getattr(module, "__name__", "")
+        if not path or not name.startswith("threadx"):
             continue
         try:
-            if Path(path).resolve().is_relative_to(package) and os.stat(path).st_mtime >= started_at - 1.0:
+            stat = os.stat(path)  # ctime too: a file put back with an older mtime (rsync -a, cp -p, tar)
+            changed = max(stat.st_mtime, stat.st_ctime)
+            if Path(path).resolve().is_relative_to(package) and changed >= started_at - 1.0:
                 return True
         except OSError:  # a file gone: what was loaded is not what a fresh process would load
             return True
@@ -101,9 +108,9 @@ def _warm() -> None:
     import threadx.validation.report  # noqa: F401
     from threadx.engine.inputs import EngineOptions
     from threadx.optimize.evaluate import SweepTask
-    from threadx.optimize.pool import warm_up
+    from threadx.optimize.pool import warm_once
 
-    warm_up(SweepTask("ma_crossover", {}, EngineOptions.builtin()))
+    warm_once(SweepTask("ma_crossover", {}, EngineOptions.builtin()))
 
 
 def _redirect(log: Path) -> None:
@@ -119,7 +126,7 @@ def _redirect(log: Path) -> None:
 
 
 def serve() -> Path | None:
-    """The standby's side: warm up, then wait for a job folder on stdin. Returns the folder
+    """The standby's side: warm up, then read a job folder from stdin. Returns the folder
     once this process may run its job; execs a fresh job process when a threadx source file
     it loaded changed meanwhile; None when the launcher went away or sent no job folder."""
     started_at = psutil.Process().create_time()
@@ -127,9 +134,10 @@ def serve() -> Path | None:
         _warm()
     except Exception:  # noqa: BLE001 - warming is an optimisation: the job reports real errors
         pass
-    line = sys.stdin.buffer.readline().decode("utf-8", "surrogateescape").rstrip("\n")
-    job = Path(line)
-    if not line or not (job / "spec.json").is_file():
+    # to end of file (the launcher closes stdin after the folder): a path may hold a newline
+    given = sys.stdin.buffer.read().decode("utf-8", "surrogateescape").removesuffix("\n")
+    job = Path(given)
+    if not given or not (job / "spec.json").is_file():
         return None  # end of file: the launcher exited
     _redirect(job / "log.txt")
     if _stale(started_at):
