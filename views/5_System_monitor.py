@@ -109,7 +109,10 @@ def live() -> None:
     b[1].metric("Memory", format_bytes(stats.get("bytes_in_memory", 0)))
     b[2].metric("Disk cache", format_bytes(stats["disk_bytes"]), help=f"{share} of the {limit} limit")
     b[3].metric("Entries", format_count(stats.get("entries_in_memory", 0)))
-    st.caption(f"Disk cache: {share} of its {limit} limit (THREADX_CACHE_LIMIT).")
+    skipped = int(stats.get("disk_skipped", 0))
+    st.caption(f"Disk cache: {share} of its {limit} limit (THREADX_CACHE_LIMIT)."
+               + (f" {format_count(skipped)} results were quicker to compute than to read back, so they were not "
+                  "stored (setting cache.min_compute)." if skipped else ""))
     if stats["disk_near_limit"]:
         st.warning(f"The indicator disk cache is at {share} of its limit: the least "
                    "recently used entries are being evicted and recomputed when needed. Raise "

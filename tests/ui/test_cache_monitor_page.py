@@ -20,13 +20,16 @@ def store_every_result(monkeypatch):
     monkeypatch.setenv("THREADX_CACHE_MIN_COMPUTE", "0")
 
 
-def _fill_cache(workspace) -> int:
-    """Write one indicator entry into the workspace's cache; returns the bytes on disk."""
+def _frame() -> pd.DataFrame:
     close = 100.0 + np.arange(500, dtype=np.float64)
     idx = pd.date_range("2024-01-01", periods=len(close), freq="1h", tz="UTC", name="timestamp")
-    frame = pd.DataFrame({"open": close, "high": close + 1, "low": close - 1, "close": close, "volume": 1.0},
-                         index=idx)
-    IndicatorBank(cache_dir=workspace / "cache").ensure(frame, "sma", period=5)
+    return pd.DataFrame({"open": close, "high": close + 1, "low": close - 1, "close": close, "volume": 1.0},
+                        index=idx)
+
+
+def _fill_cache(workspace) -> int:
+    """Write one indicator entry into the workspace's cache; returns the bytes on disk."""
+    IndicatorBank(cache_dir=workspace / "cache").ensure(_frame(), "sma", period=5)
     return sum(p.stat().st_size for p in (workspace / "cache").rglob("*") if p.is_file())
 
 
@@ -99,3 +102,12 @@ def test_monitor_shows_the_last_lines_of_the_log(workspace):
 def test_monitor_says_when_there_is_no_log_yet(workspace):
     at = open_page("5_System_monitor.py")
     assert any("No log yet" in c.value for c in at.caption)
+
+
+def test_monitor_says_how_many_results_were_quicker_to_compute_than_to_store(workspace, monkeypatch):
+    from threadx.indicators import default_bank
+
+    monkeypatch.setenv("THREADX_CACHE_MIN_COMPUTE", "auto")  # the built-in default
+    default_bank().ensure(_frame(), "sma", period=7)  # the server's bank: 0.1 ms of work, not stored
+    at = open_page("5_System_monitor.py")
+    assert any("quicker to compute than to read back" in c.value for c in at.caption), [c.value for c in at.caption]
