@@ -296,6 +296,9 @@ def stop_and_wait(page) -> None:
     settle(page)
 
 
+RUN_B = 150_000  # combos of the Monte Carlo run that is stopped and resumed
+
+
 def test_monte_carlo_stop_resume_and_reopen_an_older_run(server, browser):
     """Issue 11 in a real browser: a grid run A, then a Monte Carlo run B stopped and resumed
     from the page; A reloaded from the history opens in Backtest with A's stored winner, data
@@ -323,22 +326,25 @@ def test_monte_carlo_stop_resume_and_reopen_an_older_run(server, browser):
     run_a = page.locator("[data-testid=stCode]").first.inner_text().strip()
     shot(page, "13_run_a")
 
-    # run B: Monte Carlo over a wide space, stopped while it runs, then resumed from the page
-    for name, (lo, hi, step) in (("fast_period", (2, 200, 1)), ("slow_period", (3, 600, 1))):
+    # run B: Monte Carlo over a wide space, stopped while it runs, then resumed from the page. One
+    # worker and 150,000 combos (about 7 s of work here): a job starts at once in the standby job
+    # process, and a shorter run could end before Stop is pressed
+    for name, (lo, hi, step) in (("fast_period", (2, 400, 1)), ("slow_period", (3, 1000, 1))):
         for part, value in (("min", lo), ("max", hi), ("step", step)):
             fill_number(page, f".st-key-opt-ma_crossover-{name}-{part}", value)
     page.get_by_text("Monte Carlo", exact=True).click()
     settle(page)
-    fill_number(page, ".st-key-opt_n", 60_000)
+    fill_number(page, ".st-key-opt_n", RUN_B)
+    fill_number(page, ".st-key-opt_workers", 1)
     click_until(page, "Launch", page.get_by_text("running", exact=False).first)
-    playwright.expect(page.locator("[data-testid=stProgress]").first).to_contain_text(" / 60,000 combos",
+    playwright.expect(page.locator("[data-testid=stProgress]").first).to_contain_text(f" / {RUN_B:,} combos",
                                                                                       timeout=60_000)
     shot(page, "14_run_b_running")
     stop_and_wait(page)
     run_b = page.locator("[data-testid=stCode]").first.inner_text().strip()
     assert run_b != run_a
     stopped = ResultStore(server["results"]).load(run_b)
-    assert stopped.manifest["status"] == "cancelled" and 0 < stopped.manifest["done"] < 60_000
+    assert stopped.manifest["status"] == "cancelled" and 0 < stopped.manifest["done"] < RUN_B
     shot(page, "15_run_b_stopped")
     page.get_by_role("button", name="Resume").click()
     deadline = time.time() + 60
@@ -349,10 +355,10 @@ def test_monte_carlo_stop_resume_and_reopen_an_older_run(server, browser):
         page.wait_for_timeout(500)
     assert running_done(page) > stopped.manifest["done"] or "completed" in progress.inner_text()
     shot(page, "16_run_b_resumed")
-    playwright.expect(progress).to_contain_text("completed (60,000 / 60,000 combos)", timeout=180_000)
+    playwright.expect(progress).to_contain_text(f"completed ({RUN_B:,} / {RUN_B:,} combos)", timeout=180_000)
     resumed = ResultStore(server["results"]).load(run_b)  # the same run id, every combo stored once
-    assert resumed.manifest["status"] == "completed" and resumed.manifest["done"] == 60_000
-    assert resumed.results["combo_id"].is_unique and len(resumed.results) == 60_000
+    assert resumed.manifest["status"] == "completed" and resumed.manifest["done"] == RUN_B
+    assert resumed.results["combo_id"].is_unique and len(resumed.results) == RUN_B
 
     # the older run A from the history, opened in Backtest: A's winner on A's data and options
     page.get_by_text("Run history", exact=False).first.click()
@@ -494,6 +500,7 @@ def test_portfolio_from_the_winners_of_a_research_on_real_btc_and_eth(server, br
     assert len(new) == 1, new
     research_id = new[0]
     page.get_by_role("heading", name=f"Research {research_id}").wait_for(timeout=60_000)
+    settle(page)  # the run that shows it has ended: a chart of the run before is no longer on the page
     page.locator(".st-key-rs_matrix .js-plotly-plot").wait_for(timeout=60_000)
     matrix_s = time.time() - began
     settle(page)

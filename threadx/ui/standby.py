@@ -101,16 +101,15 @@ def _stale(started_at: float) -> bool:
 
 
 def _warm() -> None:
-    """What every job process pays first: the imports of the job kinds, numba's set-up and the
-    engine kernels loaded (one combo of ma_crossover on a small series)."""
+    """What a job process pays first: the imports of the job kinds, numba's set-up, and the
+    kernels of every built-in strategy loaded (``threadx.warmup.warm_kernels``: a backtest
+    and a sweep combo of each, on a small synthetic series)."""
     import threadx  # noqa: F401
     import threadx.optimize.runner  # noqa: F401
     import threadx.validation.report  # noqa: F401
-    from threadx.engine.inputs import EngineOptions
-    from threadx.optimize.evaluate import SweepTask
-    from threadx.optimize.pool import warm_once
+    from threadx.warmup import warm_kernels
 
-    warm_once(SweepTask("ma_crossover", {}, EngineOptions.builtin()))
+    warm_kernels()
 
 
 def _redirect(log: Path) -> None:
