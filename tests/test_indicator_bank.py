@@ -495,8 +495,10 @@ def test_a_result_slower_to_compute_than_to_read_back_is_stored_and_served(tmp_p
     monkeypatch.setenv("THREADX_CACHE_MIN_COMPUTE", "auto")
     real = bank_module._compute_many
 
-    def slow(idef, data, norms):  # a computation that takes 50 ms, as a long history's might
-        time.sleep(0.05)
+    def slow(idef, data, norms):  # a computation that takes 50 ms of CPU, as a long history's might
+        end = time.thread_time() + 0.05
+        while time.thread_time() < end:
+            pass
         return real(idef, data, norms)
 
     monkeypatch.setattr(bank_module, "_compute_many", slow)
@@ -507,6 +509,46 @@ def test_a_result_slower_to_compute_than_to_read_back_is_stored_and_served(tmp_p
     served = reader.ensure(bars, "adx", {"period": 14})
     assert reader.stats()["disk_hits"] == 1
     assert all(made[k].tobytes() == served[k].tobytes() for k in made)
+
+
+def test_a_kernels_first_load_in_the_process_is_not_taken_for_compute_time(tmp_path, bars, monkeypatch):
+    """The first call of a kernel in a process loads it from numba's cache (5-300 ms): a quick
+    result computed by it is still not stored."""
+    monkeypatch.setenv("THREADX_CACHE_MIN_COMPUTE", "auto")
+    monkeypatch.setattr(bank_module, "_WARMED", set(), raising=False)
+    real = R.IndicatorDef.compute_many
+    loaded = []
+
+    def first_call_slow(self, *args, **kwargs):  # as numba loading the kernel on its first call
+        if not loaded:
+            loaded.append(True)
+            time.sleep(0.05)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(R.IndicatorDef, "compute_many", first_call_slow)
+    bank = IndicatorBank(cache_dir=tmp_path / "cache")
+    bank.ensure_many(bars, "sma", [{"period": 10}, {"period": 20}])
+    s = bank.stats()
+    assert (s["disk_writes"], s["disk_skipped"]) == (0, 2)
+
+
+def test_a_quick_result_on_a_busy_machine_is_not_stored(tmp_path, bars, monkeypatch):
+    """Waiting for a core (or for the GIL) is no compute time: a quick result computed on a busy
+    machine is still not stored."""
+    monkeypatch.setenv("THREADX_CACHE_MIN_COMPUTE", "auto")
+    bank_module.IndicatorBank(disk=False).ensure(bars, "sma", {"period": 10})  # kernel loaded
+    real = bank_module._compute_many
+
+    def descheduled(idef, data, norms):  # 50 ms off the CPU, as under another process's load
+        time.sleep(0.05)
+        return real(idef, data, norms)
+
+    monkeypatch.setattr(bank_module, "_compute_many", descheduled)
+    bank = IndicatorBank(cache_dir=tmp_path / "cache")
+    bank.ensure(bars, "sma", {"period": 10})
+    s = bank.stats()
+    assert (s["disk_writes"], s["disk_skipped"]) == (0, 1)
+    assert s["compute_seconds"] >= 0.05  # the stats keep the wall time
 
 
 @pytest.mark.parametrize("setting, stored", [("0", 1), ("3600", 0)])

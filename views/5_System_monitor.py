@@ -109,10 +109,11 @@ def live() -> None:
     b[1].metric("Memory", format_bytes(stats.get("bytes_in_memory", 0)))
     b[2].metric("Disk cache", format_bytes(stats["disk_bytes"]), help=f"{share} of the {limit} limit")
     b[3].metric("Entries", format_count(stats.get("entries_in_memory", 0)))
-    skipped = int(stats.get("disk_skipped", 0))
+    skipped, least = int(stats.get("disk_skipped", 0)), default_bank().min_compute_s
+    why = "quicker to compute than to read back" if least is None else f"computed in under {least:g} s"
     st.caption(f"Disk cache: {share} of its {limit} limit (THREADX_CACHE_LIMIT)."
-               + (f" {format_count(skipped)} results were quicker to compute than to read back, so they were not "
-                  "stored (setting cache.min_compute)." if skipped else ""))
+               + (f" {format_count(skipped)} {'result was' if skipped == 1 else 'results were'} {why}, so "
+                  f"{'it was' if skipped == 1 else 'they were'} not stored (setting cache.min_compute)." if skipped else ""))
     if stats["disk_near_limit"]:
         st.warning(f"The indicator disk cache is at {share} of its limit: the least "
                    "recently used entries are being evicted and recomputed when needed. Raise "

@@ -111,3 +111,14 @@ def test_monitor_says_how_many_results_were_quicker_to_compute_than_to_store(wor
     default_bank().ensure(_frame(), "sma", period=7)  # the server's bank: 0.1 ms of work, not stored
     at = open_page("5_System_monitor.py")
     assert any("quicker to compute than to read back" in c.value for c in at.caption), [c.value for c in at.caption]
+
+
+def test_monitor_names_the_least_compute_time_when_it_is_set(workspace, monkeypatch):
+    from threadx.indicators import default_bank
+
+    monkeypatch.setenv("THREADX_CACHE_MIN_COMPUTE", "60")  # stored only after a minute of work
+    default_bank().ensure(_frame(), "sma", period=9)
+    at = open_page("5_System_monitor.py")
+    captions = [c.value for c in at.caption]
+    assert any("1 result was computed in under 60 s" in c for c in captions), captions
+    assert not any("quicker to compute than to read back" in c for c in captions), captions

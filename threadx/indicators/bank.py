@@ -127,6 +127,30 @@ def worth_storing(compute_s: float, nbytes: int, min_compute_s: float | None = N
     return compute_s >= min_compute_s
 
 
+_WARMED: set[tuple[str, str]] = set()  # (indicator, its choice params) whose kernels ran in this process
+_WARM_BARS = 64
+
+
+def _warm_up(idef: IndicatorDef, bars: Any, norms: list[dict]) -> None:
+    """Run the kernels of ``norms`` once on a few bars, before their compute is timed: a kernel's
+    first call in a process loads it from numba's disk cache (5-300 ms; it compiles on a cold
+    cache), which is no part of the result's compute time and would make :func:`worth_storing`
+    store results that are quicker to compute than to read back. One call per indicator and
+    choice of its text/switch params (the values that pick a kernel), per process."""
+    todo: dict[tuple[str, str], dict] = {}
+    for norm in norms:
+        variant = (idef.name, canonical_json({k: v for k, v in norm.items() if isinstance(v, (str, bool))}))
+        if variant not in _WARMED:
+            todo.setdefault(variant, norm)
+    if not todo:
+        return
+    try:
+        idef.compute_many(bars.slice(0, min(len(bars), _WARM_BARS)), list(todo.values()))
+    except Exception:  # noqa: BLE001 - warming only: the timed compute raises what is wrong
+        pass
+    _WARMED.update(todo)
+
+
 def _nbytes(arrays: Mapping[str, np.ndarray]) -> int:
     # arrays shared between lines (or entries) are counted once per entry
     seen: set[int] = set()
@@ -143,12 +167,17 @@ class _Corrupt(Exception):
     """A disk entry that must not be served."""
 
 
+def _batch_threads(requests: int, rows: int) -> int:
+    """Threads :func:`_compute_many` computes a batch of ``requests`` on ``rows`` bars in (1: this one)."""
+    return max(1, min(_COMPUTE_THREADS, requests // 4, requests * rows // _ELEMENTS_PER_THREAD))
+
+
 def _compute_many(idef: IndicatorDef, bars: Any, norms: list[dict]) -> list[dict[str, np.ndarray]]:
     """``idef.compute_many`` of ``norms``; a large batch in a few threads (the kernels release
     the GIL), each a contiguous run of the requests sorted by their canonical params, so that
     requests sharing an intermediate (the rolling mean and deviation of one Bollinger period)
     stay in one thread. Every array is computed as one ``compute_many`` call computes it."""
-    threads = min(_COMPUTE_THREADS, len(norms) // 4, len(norms) * len(bars) // _ELEMENTS_PER_THREAD)
+    threads = _batch_threads(len(norms), len(bars))
     if threads < 2:
         return idef.compute_many(bars, norms)
     order = sorted(range(len(norms)), key=lambda k: canonical_json(norms[k]))
@@ -246,13 +275,19 @@ class IndicatorBank:
                 found[key] = hit
 
         if missing:
-            t0 = time.perf_counter()
+            if self._disk and self.min_compute_s != 0:
+                _warm_up(idef, bars, list(missing.values()))
+            t0, cpu0 = time.perf_counter(), time.thread_time()
             computed = _compute_many(idef, bars, list(missing.values()))
             elapsed = time.perf_counter() - t0
+            cpu = time.thread_time() - cpu0
             with self._lock:
                 self._stats["misses"] += len(missing)
                 self._stats["compute_seconds"] += elapsed
-            each_s = elapsed / len(missing)  # a batch shares its intermediates: an even share each
+            # computed in this thread: its CPU time (the wall time of a busy machine, or of a thread
+            # waiting for the GIL, makes a quick result look slow); in a few threads: the wall time
+            spent = elapsed if _batch_threads(len(missing), len(bars)) > 1 else min(elapsed, cpu)
+            each_s = spent / len(missing)  # a batch shares its intermediates: an even share each
             for (key, norm), arrays in zip(missing.items(), computed):
                 frozen = _freeze(arrays)
                 found[key] = frozen
