@@ -558,5 +558,6 @@ def test_the_least_compute_time_stored_is_a_setting(tmp_path, bars, monkeypatch,
     bank.ensure(bars, "ema", {"period": 12})
     assert (bank.stats()["disk_writes"], bank.stats()["disk_skipped"]) == (stored, 1 - stored)
     assert IndicatorBank(cache_dir=tmp_path / "x", min_compute_s=0.0).min_compute_s == 0.0  # an argument wins
-    with pytest.raises(ValueError, match="min_compute_s"):
-        IndicatorBank(cache_dir=tmp_path / "x", min_compute_s=-1.0)
+    for bad in (-1.0, float("inf"), float("nan"), True, "auto"):
+        with pytest.raises(ValueError, match="min_compute_s"):
+            IndicatorBank(cache_dir=tmp_path / "x", min_compute_s=bad)

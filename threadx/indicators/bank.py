@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import threading
 import time
@@ -215,9 +216,11 @@ class IndicatorBank:
         self.disk_limit_bytes = int(disk_limit_bytes) if disk_limit_bytes is not None else current.cache_limit_bytes
         if self.disk_limit_bytes <= 0:
             raise ValueError(f"disk_limit_bytes must be positive, got {disk_limit_bytes}")
+        if min_compute_s is not None and (isinstance(min_compute_s, bool) or not isinstance(min_compute_s, (int, float))
+                                          or not math.isfinite(min_compute_s) or min_compute_s < 0):
+            raise ValueError(f"min_compute_s must be a finite number of seconds >= 0 (None: the setting), "
+                             f"got {min_compute_s!r}")
         self.min_compute_s = current.cache_min_compute_s if min_compute_s is None else float(min_compute_s)
-        if self.min_compute_s is not None and not self.min_compute_s >= 0:
-            raise ValueError(f"min_compute_s must be >= 0 seconds, got {min_compute_s}")
         self.code_hash = indicator_code_hash()
         self._disk = bool(disk)
         self._lock = threading.RLock()
