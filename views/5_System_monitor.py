@@ -8,6 +8,7 @@ from threadx import monitor
 from threadx.units import column_config, format_bytes, format_count, format_metric
 from threadx.ui import charts
 from threadx.ui.jobs import JobRegistry
+from threadx.ui.widgets import errors_as_lines
 
 st.title("System monitor")
 
@@ -58,6 +59,11 @@ def gpu_section(snap: dict) -> None:
 
 @st.fragment(run_every=2.0)
 def live() -> None:
+    with errors_as_lines():  # a settings file made bad while the page is open: one line
+        live_figures()
+
+
+def live_figures() -> None:
     snap = monitor.sample()
     history = shared_history()
     history.add(snap)

@@ -122,3 +122,12 @@ def test_monitor_names_the_least_compute_time_when_it_is_set(workspace, monkeypa
     captions = [c.value for c in at.caption]
     assert any("1 result was computed in under 60 s" in c for c in captions), captions
     assert not any("quicker to compute than to read back" in c for c in captions), captions
+
+
+def test_a_settings_file_made_bad_while_the_monitor_polls_is_one_error_line(workspace):
+    at = open_page("5_System_monitor.py")
+    assert not at.exception and not at.error
+    (workspace / "threadx.toml").write_text("[cache]\nmin_compute = -1\n", encoding="utf-8")  # cwd: the workspace
+    at.run()  # the page's polling fragment runs again, without app.py's check of the settings
+    assert not at.exception, at.exception
+    assert any("min_compute" in e.value and "must be" in e.value for e in at.error), [e.value for e in at.error]

@@ -2,15 +2,17 @@
 Backtest result controls (date range, trades table)."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from threadx import units
+from threadx.errors import ThreadXError
 from threadx.optimize.space import searched_by_default
 from threadx.strategy.base import Param, StrategySpec
 from threadx.ui import charts
@@ -240,6 +242,20 @@ MONITOR_FIRST_EVERY_S = 0.25  # ... and this often in its first seconds, within 
 MONITOR_FIRST_S = 3.0
 
 
+@contextlib.contextmanager
+def errors_as_lines() -> Iterator[None]:
+    """A user error raised inside (a ThreadXError: a settings file edited into a bad state while a
+    page's fragment polls, outside app.py's check) shown as one error line, not a traceback.
+
+    >>> with errors_as_lines():  # doctest: +SKIP
+    ...     registry.refresh()
+    """
+    try:
+        yield
+    except ThreadXError as exc:
+        st.error(str(exc))
+
+
 def monitor_every(job: Any) -> float | None:
     """How often the monitor of ``job`` reruns: None when there is none or it is over."""
     if job is None or not job.is_active:
@@ -257,9 +273,10 @@ def follow_job(monitor: Callable[[], None], current_job: Callable[[], Any]) -> A
     every = monitor_every(job)
 
     def body() -> None:
-        monitor()
-        if monitor_every(current_job()) != every:
-            st.rerun()
+        with errors_as_lines():
+            monitor()
+            if monitor_every(current_job()) != every:
+                st.rerun()
 
     st.fragment(body, run_every=every)()
     return job
