@@ -372,3 +372,14 @@ def test_a_standby_takes_a_job_whose_folder_path_holds_a_newline(registry, stand
     info = wait_for(odd, odd.submit(SMALL), finished, what="finished")
     assert info.state == "completed", odd.log(info.job_id)
     assert info.pid == pid and "running in the standby process" in odd.log(info.job_id)
+
+
+def test_a_followed_job_is_polled_quickly_in_its_first_seconds_only():
+    from types import SimpleNamespace as Job
+
+    from threadx.ui.widgets import MONITOR_EVERY_S, MONITOR_FIRST_EVERY_S, monitor_every
+
+    assert monitor_every(None) is None and monitor_every(Job(is_active=False, age_s=1.0)) is None  # over: none
+    assert monitor_every(Job(is_active=True, age_s=1.0)) == MONITOR_FIRST_EVERY_S < MONITOR_EVERY_S
+    for age in (5.0, -100.0, None):  # older, submitted "in the future" (clock skew), or no readable time
+        assert monitor_every(Job(is_active=True, age_s=age)) == MONITOR_EVERY_S

@@ -261,7 +261,8 @@ def monitor_every(job: Any) -> float | None:
     if job is None or not job.is_active:
         return None
     age = job.age_s
-    return MONITOR_FIRST_EVERY_S if age is not None and age < MONITOR_FIRST_S else MONITOR_EVERY_S
+    young = age is not None and 0 <= age < MONITOR_FIRST_S  # (a submit time ahead of this clock: not young)
+    return MONITOR_FIRST_EVERY_S if young else MONITOR_EVERY_S
 
 
 def follow_job(monitor: Callable[[], None], current_job: Callable[[], Any]) -> Any:
