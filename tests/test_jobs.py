@@ -383,3 +383,20 @@ def test_a_followed_job_is_polled_quickly_in_its_first_seconds_only():
     assert monitor_every(Job(is_active=True, age_s=1.0)) == MONITOR_FIRST_EVERY_S < MONITOR_EVERY_S
     for age in (5.0, -100.0, None):  # older, submitted "in the future" (clock skew), or no readable time
         assert monitor_every(Job(is_active=True, age_s=age)) == MONITOR_EVERY_S
+
+
+def test_finished_jobs_are_read_once_until_their_status_changes(registry, monkeypatch):
+    first = wait_for(registry, registry.submit(SMALL), finished, what="finished")
+    second = wait_for(registry, registry.submit(SMALL), finished, what="finished")
+    reads = []
+    real = JobRegistry._read
+    monkeypatch.setattr(JobRegistry, "_read", lambda self, folder: reads.append(folder.name) or real(self, folder))
+    listed = registry.list()
+    assert [j.job_id for j in listed] == [second.job_id, first.job_id] and reads == []  # both from memory
+    assert [j.state for j in listed] == ["completed", "completed"]
+    status = first.folder / "status.json"
+    status.write_text(status.read_text().replace('"completed"', '"failed"', 1))  # outside damage: read again
+    assert {j.job_id: j.state for j in registry.list()}[first.job_id] == "failed" and reads == [first.job_id]
+    registry.remove(second.job_id)
+    assert [j.job_id for j in registry.list()] == [first.job_id]
+    assert not [f for f in jobs_module._FINISHED if second.job_id in f]  # forgotten with its folder

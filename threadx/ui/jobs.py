@@ -37,12 +37,14 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -71,6 +73,16 @@ REQUEST_KINDS = {"sweep": "SweepRequest", "walkforward": "WalkForwardRequest", "
 
 _STARTING_GRACE_S = 60.0  # a launch that left no process record for this long is failed
 _CHILDREN: dict[str, subprocess.Popen] = {}  # job processes this process started (reaped on refresh)
+_FINISHED: dict[str, tuple[tuple[int, int], "JobInfo"]] = {}  # finished job folder -> (status.json stamp, info)
+_FINISHED_LOCK = threading.Lock()
+
+
+def _forget_finished_except(jobs_dir: Path, folders: list[str]) -> None:
+    """Drop the remembered finished jobs of ``jobs_dir`` whose folder is gone."""
+    prefix, present = os.path.join(str(jobs_dir), ""), set(folders)
+    with _FINISHED_LOCK:
+        for folder in [f for f in _FINISHED if f.startswith(prefix) and f not in present]:
+            del _FINISHED[folder]
 
 
 def now_iso() -> str:
@@ -355,12 +367,34 @@ class JobRegistry:
         return info
 
     def _read_all(self) -> list[JobInfo]:
-        if not self.jobs_dir.is_dir():
+        try:
+            folders = [entry.path for entry in os.scandir(self.jobs_dir)
+                       if not entry.name.startswith(".") and entry.is_dir()]
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        jobs = [info for folder in self.jobs_dir.iterdir() if folder.is_dir() and not folder.name.startswith(".")
-                for info in [self._read(folder)] if info is not None]
+        jobs = [info for folder in folders for info in [self._read_known(folder)] if info is not None]
+        _forget_finished_except(self.jobs_dir, folders)
         jobs.sort(key=lambda j: (j.created_at, j.job_id), reverse=True)
         return jobs
+
+    def _read_known(self, folder: str) -> JobInfo | None:
+        """:meth:`_read`, from memory for a finished job whose ``status.json`` is unchanged (a
+        finished job's files no longer change: the registry reads one stat of each, not three
+        files, so that a workstation with months of jobs refreshes as fast as a new one)."""
+        try:
+            stat = os.stat(os.path.join(folder, "status.json"))
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            return self._read(Path(folder))
+        with _FINISHED_LOCK:
+            known = _FINISHED.get(folder)
+        if known is not None and known[0] == stamp:
+            return copy.copy(known[1])
+        info = self._read(Path(folder))
+        if info is not None and info.is_finished:
+            with _FINISHED_LOCK:
+                _FINISHED[folder] = (stamp, copy.copy(info))
+        return info
 
     def list(self) -> list[JobInfo]:
         """Every job, newest first (reads small JSON files only; call refresh() to advance)."""
