@@ -117,9 +117,10 @@ def live_figures() -> None:
     b[3].metric("Entries", format_count(stats.get("entries_in_memory", 0)))
     skipped, least = int(stats.get("disk_skipped", 0)), default_bank().min_compute_s
     why = "quicker to compute than to read back" if least is None else f"computed in under {least:g} s"
-    st.caption(f"Disk cache: {share} of its {limit} limit (THREADX_CACHE_LIMIT)."
-               + (f" {format_count(skipped)} {'result was' if skipped == 1 else 'results were'} {why}, so "
-                  f"{'it was' if skipped == 1 else 'they were'} not stored (setting cache.min_compute)." if skipped else ""))
+    one = skipped == 1
+    not_stored = (f" {format_count(skipped)} {'result was' if one else 'results were'} {why}, so "
+                  f"{'it was' if one else 'they were'} not stored (setting cache.min_compute).") if skipped else ""
+    st.caption(f"Disk cache: {share} of its {limit} limit (THREADX_CACHE_LIMIT).{not_stored}")
     if stats["disk_near_limit"]:
         st.warning(f"The indicator disk cache is at {share} of its limit: the least "
                    "recently used entries are being evicted and recomputed when needed. Raise "

@@ -2,18 +2,23 @@
 
 A job process (``python -m threadx.ui.job_runner JOB_DIR``) spends about 0.7 s before its
 job begins: Python's start and imports (pandas, numba, threadx) and numba's one-time
-set-up with the engine kernels loaded. The workstation keeps one process that has done
-this already, waiting (``python -m threadx.ui.job_runner --standby``, started by
-:func:`keep_one`). When the registry launches a job it hands the job's folder to that
-process (:func:`hand_over`), which runs it as a freshly started job process would: in its
-own session, with its output in the job's ``log.txt``.
+set-up with the kernels loaded. The workstation keeps one process that has done this
+already, with every built-in strategy's kernels loaded, waiting (``python -m
+threadx.ui.job_runner --standby``, started by :func:`keep_one`). When the registry launches
+a job it hands the job's folder to that process (:func:`hand_over`), which runs it as a
+freshly started job process would: in its own session, with its output in the job's
+``log.txt``.
 
-It runs a job only where nothing it loaded could differ from a fresh start: a launcher whose
-environment or working directory changed since it started the standby ends it and starts
-the job process itself, and a standby one of whose loaded threadx source files changed
-since it started replaces itself (``exec``, same pid) with a fresh job process. A standby takes one job; it exits when its launcher
-does (end of file on its stdin). Only a process that called :func:`keep_one` (the
-workstation's server) hands jobs over; job processes launch the next queued job directly.
+It runs a job only where nothing it loaded could differ from a fresh start:
+
+- a launcher whose environment or working directory changed since it started the standby
+  ends it and starts the job process itself;
+- a standby one of whose loaded threadx source files changed since it started replaces
+  itself (``exec``, same pid) with a fresh job process.
+
+A standby takes one job; it exits when its launcher does (end of file on its stdin). Only a
+process that called :func:`keep_one` (the workstation's server) hands jobs over; job
+processes launch the next queued job directly.
 """
 from __future__ import annotations
 
