@@ -400,3 +400,10 @@ def test_finished_jobs_are_read_once_until_their_status_changes(registry, monkey
     registry.remove(second.job_id)
     assert [j.job_id for j in registry.list()] == [first.job_id]
     assert not [f for f in jobs_module._FINISHED if second.job_id in f]  # forgotten with its folder
+
+
+def test_a_finished_job_read_from_memory_still_sees_a_stop_flag_set_after_its_end(registry):
+    info = wait_for(registry, registry.submit(SMALL), finished, what="finished")
+    assert not registry.list()[0].stop_requested  # read, then remembered
+    (info.folder / "stop").touch()  # e.g. Stop pressed as the job wrote its last status
+    assert registry.list()[0].stop_requested

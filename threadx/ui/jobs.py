@@ -73,7 +73,7 @@ REQUEST_KINDS = {"sweep": "SweepRequest", "walkforward": "WalkForwardRequest", "
 
 _STARTING_GRACE_S = 60.0  # a launch that left no process record for this long is failed
 _CHILDREN: dict[str, subprocess.Popen] = {}  # job processes this process started (reaped on refresh)
-_FINISHED: dict[str, tuple[tuple[int, int], "JobInfo"]] = {}  # finished job folder -> (status.json stamp, info)
+_FINISHED: dict[str, tuple[tuple[int, ...], "JobInfo"]] = {}  # finished job folder -> (status.json stamp, info)
 _FINISHED_LOCK = threading.Lock()
 
 
@@ -383,13 +383,16 @@ class JobRegistry:
         files, so that a workstation with months of jobs refreshes as fast as a new one)."""
         try:
             stat = os.stat(os.path.join(folder, "status.json"))
-            stamp = (stat.st_mtime_ns, stat.st_size)
+            # a rewrite (write_json_atomic) is a new file; a restored copy (copy2: same mtime) has a new ctime
+            stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
         except OSError:
             return self._read(Path(folder))
         with _FINISHED_LOCK:
             known = _FINISHED.get(folder)
         if known is not None and known[0] == stamp:
-            return copy.copy(known[1])
+            info = copy.copy(known[1])
+            info.stop_requested = os.path.exists(os.path.join(folder, "stop"))  # may appear after the end
+            return info
         info = self._read(Path(folder))
         if info is not None and info.is_finished:
             with _FINISHED_LOCK:

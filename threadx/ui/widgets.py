@@ -276,8 +276,8 @@ def follow_job(monitor: Callable[[], None], current_job: Callable[[], Any]) -> A
     def body() -> None:
         with errors_as_lines():
             monitor()
-            if monitor_every(current_job()) != every:
-                st.rerun()
+        if monitor_every(current_job()) != every:  # also after an error: a job that ended stops the polling
+            st.rerun()
 
     st.fragment(body, run_every=every)()
     return job
