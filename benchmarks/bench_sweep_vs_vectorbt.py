@@ -111,7 +111,8 @@ def job_sweep(path: Path, store: Path) -> dict:
     from threadx.ui import standby
     from threadx.ui.jobs import JobRegistry
 
-    os.environ.update(THREADX_APP_STANDBY="on", THREADX_CACHE_DIR=str(store / "job-indicator-cache"))
+    os.environ.update(THREADX_APP_STANDBY="on", THREADX_CACHE_DIR=str(store / "job-indicator-cache"),
+                      THREADX_RESULTS_DIR=str(store / "workstation"))  # the jobs' log file too, not the cwd's
     params = {"data": str(path), "strategy": "bb_atr", "space": BB_SPACE, "sampler": "random", "n": 10_000, "seed": 1,
               "workers": 2, "executor": "local"}
     SweepRequest.from_dict(params)  # what the page has loaded before the click: the request's checks
