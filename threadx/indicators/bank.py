@@ -210,7 +210,7 @@ class IndicatorBank:
 
     def __init__(self, cache_dir: str | os.PathLike | None = None, max_bytes: int = 512 * 2**20,
                  disk: bool = True, disk_limit_bytes: int | None = None, min_compute_s: float | None = None):
-        current = settings()
+        current = settings() if cache_dir is None or disk_limit_bytes is None or min_compute_s is None else None
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else current.cache_dir
         self.max_bytes = int(max_bytes)
         self.disk_limit_bytes = int(disk_limit_bytes) if disk_limit_bytes is not None else current.cache_limit_bytes

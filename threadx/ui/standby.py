@@ -50,11 +50,9 @@ def keep_one() -> None:
     with _lock:
         _kept.set()
         if _waiting:
-            proc, env, cwd = _waiting[0]
-            if proc.poll() is None and env == os.environ and cwd == os.getcwd():
+            if _can_take_a_job(*_waiting[0]):
                 return
-            _waiting.clear()
-            _end(proc)  # exited, or started under another environment: it could not take a job
+            _end(_waiting.pop()[0])  # exited, or started under another environment
         proc = subprocess.Popen([sys.executable, "-m", "threadx.ui.job_runner", FLAG], stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
                                 start_new_session=True)
@@ -68,8 +66,9 @@ def hand_over(job_dir: Path) -> subprocess.Popen | None:
     with _lock:
         if not _kept.is_set() or not _waiting:
             return None
-        proc, env, cwd = _waiting.pop()
-    if proc.poll() is None and env == os.environ and cwd == os.getcwd():
+        waiting = _waiting.pop()
+    proc = waiting[0]
+    if _can_take_a_job(*waiting):
         try:
             proc.stdin.write(f"{job_dir}\n".encode("utf-8", "surrogateescape"))
             proc.stdin.close()
@@ -78,6 +77,12 @@ def hand_over(job_dir: Path) -> subprocess.Popen | None:
             pass
     _end(proc)
     return None
+
+
+def _can_take_a_job(proc: subprocess.Popen, env: dict[str, str], cwd: str) -> bool:
+    """Whether a standby started under ``env`` and ``cwd`` is alive and would run a job as a job
+    process started from this process now would (the same environment and working directory)."""
+    return proc.poll() is None and env == os.environ and cwd == os.getcwd()
 
 
 def _end(proc: subprocess.Popen) -> None:
