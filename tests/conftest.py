@@ -85,3 +85,10 @@ def fresh_streamlit_caches():
     yield
     st.cache_data.clear()
     st.cache_resource.clear()
+
+
+@pytest.fixture
+def store_every_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every indicator result goes to the disk cache (setting ``cache.min_compute`` 0), however
+    quickly it computes: for the tests of the disk level's mechanics."""
+    monkeypatch.setenv("THREADX_CACHE_MIN_COMPUTE", "0")

@@ -22,11 +22,8 @@ from threadx.indicators import kernels as K
 from threadx.indicators import registry as R
 
 
-@pytest.fixture(autouse=True)
-def store_every_result(monkeypatch):
-    """These tests are about the disk level's mechanics: every result goes to disk (setting
-    ``cache.min_compute`` 0), however quickly it computes."""
-    monkeypatch.setenv("THREADX_CACHE_MIN_COMPUTE", "0")
+# these tests are about the disk level's mechanics: every result goes to disk (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("store_every_result")
 
 
 def _data_dir() -> Path:

@@ -13,11 +13,8 @@ from threadx.indicators import IndicatorBank  # noqa: E402
 from threadx.units import format_bytes  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def store_every_result(monkeypatch):
-    """These tests are about the disk level's mechanics: every result goes to disk (setting
-    ``cache.min_compute`` 0), however quickly it computes."""
-    monkeypatch.setenv("THREADX_CACHE_MIN_COMPUTE", "0")
+# these tests are about the disk level's mechanics: every result goes to disk (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("store_every_result")
 
 
 def _frame() -> pd.DataFrame:
