@@ -144,6 +144,16 @@ def _seconds(*, auto: bool = False) -> Kind:
     return check
 
 
+def seconds(value: Any) -> float:
+    """``value`` as seconds (a finite number >= 0, not a bool), else ValueError saying so:
+    the rule of every seconds setting, for an argument that takes the same.
+
+    >>> seconds(1.5)
+    1.5
+    """
+    return _seconds()(value, False)
+
+
 def _size(*, auto: bool = False) -> Kind:
     def check(value: Any, text: bool) -> int | str:
         if auto and isinstance(value, str) and value.strip().lower() == AUTO:

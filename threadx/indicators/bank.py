@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import threading
 import time
@@ -60,6 +59,7 @@ from threadx.config import settings
 from threadx.data.bars import as_bars
 from threadx.indicators import kernels, registry
 from threadx.indicators.registry import INDICATORS, IndicatorDef, canonical_json, get_indicator
+from threadx.settings_file import seconds
 
 __all__ = ["IndicatorBank", "default_bank", "cache_key", "arrays_checksum", "indicator_code_hash",
            "NEAR_LIMIT_SHARE"]
@@ -216,11 +216,12 @@ class IndicatorBank:
         self.disk_limit_bytes = int(disk_limit_bytes) if disk_limit_bytes is not None else current.cache_limit_bytes
         if self.disk_limit_bytes <= 0:
             raise ValueError(f"disk_limit_bytes must be positive, got {disk_limit_bytes}")
-        if min_compute_s is not None and (isinstance(min_compute_s, bool) or not isinstance(min_compute_s, (int, float))
-                                          or not math.isfinite(min_compute_s) or min_compute_s < 0):
-            raise ValueError(f"min_compute_s must be a finite number of seconds >= 0 (None: the setting), "
-                             f"got {min_compute_s!r}")
-        self.min_compute_s = current.cache_min_compute_s if min_compute_s is None else float(min_compute_s)
+        if min_compute_s is not None:
+            try:
+                min_compute_s = seconds(min_compute_s)
+            except ValueError as exc:
+                raise ValueError(f"min_compute_s {exc} (None: the setting)") from None
+        self.min_compute_s = current.cache_min_compute_s if min_compute_s is None else min_compute_s
         self.code_hash = indicator_code_hash()
         self._disk = bool(disk)
         self._lock = threading.RLock()
