@@ -15,6 +15,7 @@ import pytest
 import threadx
 from threadx.data.bars import Bars, as_bars
 from threadx.data.synthetic import generate_synthetic
+from threadx.errors import DataError
 
 SPACE = {"bb_period": [10, 20, 30], "entry_z": [1.0, 2.0]}
 
@@ -79,8 +80,11 @@ def test_as_bars_remembers_an_unchanged_frame_and_renews_an_edited_one(frame: pd
     second = as_bars(frame)
     assert second is not first and second.fingerprint != fingerprint
     assert first.fingerprint == fingerprint == Bars.from_frame(generate_synthetic(days=200, seed=11)).fingerprint
-    frame.attrs["timeframe"] = "2h"  # a different request is not served the remembered Bars
-    assert as_bars(frame).timeframe == "2h"
+    frame.attrs["timeframe"] = "60m"  # a different request is not served the remembered Bars
+    assert as_bars(frame).timeframe == "60m"
+    frame.attrs["timeframe"] = "2h"  # a tag the bars contradict (left by a pandas resample, say) is refused
+    with pytest.raises(DataError, match="the bars are mostly 1h apart, not 2h as the frame's attrs"):
+        as_bars(frame)
 
 
 def test_frames_turned_into_bars_from_many_threads_at_once():

@@ -155,6 +155,16 @@ def test_delete_removes_every_format_and_rename_moves_them(data_root, stored):
                                                                               "BTC_USDT-1h-x.parquet"]
     delete_dataset("BTC_USDT-1h-x")
     assert list(stored.parent.iterdir()) == []
+
+
+def test_rename_keeps_the_timeframe_of_the_bars(data_root, stored, capsys):
+    """A name saying 4h on 1h bars could never be loaded again: refused, nothing moved."""
+    with pytest.raises(DataError, match="holds 1h bars, so its name keeps the timeframe 1h"):
+        rename_dataset("binance/BTC_USDT-1h", "binance/BTC_USDT-4h")
+    assert "to get 4h bars, resample it" in one_error_line(
+        capsys, ["data", "rename", "binance/BTC_USDT-1h", "binance/BTC_USDT-4h"])
+    assert stored.exists()
+    assert rename_dataset("binance/BTC_USDT-1h", "binance/BTC_USDT-60m").name == "BTC_USDT-60m.parquet"
     with pytest.raises(ParamError):
         delete_dataset("sample:BTC_USDT-1h")
 

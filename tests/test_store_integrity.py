@@ -157,3 +157,17 @@ def test_best_params_with_n_trades_as_the_objective(tmp_path, synthetic_bars):
     best = run.top(1)
     assert list(best.columns).count("n_trades") == 1
     assert run.best_params() == {k: best.iloc[0][k] for k in run.param_names}
+
+
+def test_a_run_of_other_engine_code_is_not_resumed_and_one_of_an_earlier_version_is(runs, df):
+    """Rows computed by other engine, indicator or sweep code are never mixed with new ones
+    (the run's ``rows_code``); a run stored before the key existed resumes as before."""
+    path = runs / "a" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest["rows_code"] == json.loads((runs / "a" / "plan.json").read_text())["rows_code"]
+    path.write_text(json.dumps({**manifest, "rows_code": "0123456789abcdef", "status": "interrupted"}))
+    with pytest.raises(ThreadXError, match="run a was computed with another version of ThreadX's engine"):
+        resume(runs, df)
+    del manifest["rows_code"]
+    path.write_text(json.dumps({**manifest, "status": "interrupted"}))
+    assert resume(runs, df).manifest["status"] == "completed"

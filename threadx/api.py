@@ -57,9 +57,8 @@ def backtest(
         spec = get_strategy(strategy)
         values = spec.normalize(params)
         options: EngineOptions = options_from(
-            initial_capital=_number(initial_capital), fee_bps=_number(fee_bps), slippage_bps=_number(slippage_bps),
-            fill=fill, sizing=sizing, leverage=_number(leverage), fraction=_number(fraction),
-            min_notional=_number(min_notional), ambiguity=ambiguity, funding=funding,
+            initial_capital=initial_capital, fee_bps=fee_bps, slippage_bps=slippage_bps, fill=fill, sizing=sizing,
+            leverage=leverage, fraction=fraction, min_notional=min_notional, ambiguity=ambiguity, funding=funding,
         )
         bars = as_bars(df)
         with strategy_code_errors(spec):
@@ -78,10 +77,6 @@ def backtest(
     result.meta["timings"] = watch.record()
     result.meta["elapsed_s"] = watch.wall() - watch.stages.get("load", 0.0)  # the backtest, as before
     return result
-
-
-def _number(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 def run_meta(spec: StrategySpec, bars: Bars, options: EngineOptions, rules: ExitRules) -> dict[str, Any]:

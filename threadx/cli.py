@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED
-from threadx.errors import ThreadXError
+from threadx.errors import ParamError, ThreadXError, whole
 from threadx.gpu.cli import add_gpu_commands
 from threadx.units import format_bytes, format_count, format_metric
 
@@ -33,6 +33,14 @@ NO_FUNDING_HELP = ("do not apply the funding file stored beside the dataset's ca
                    "file no funding is applied anyway")
 MEMORY_BUDGET_HELP = ("memory the run may use, e.g. 4GiB (default: half the available RAM); estimated before "
                       "any work: over it, a sweep prepares its indicators in batches, or is refused with advice")
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number >= 0 (how many rows to show)."""
+    try:
+        return whole(int(text), "a count")
+    except (ValueError, ParamError):
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
 
 
 def _parse_value(text: str) -> Any:
@@ -1021,7 +1029,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capital", type=float, help="initial capital" + SETTING_HELP % "engine.initial_capital")
     _add_engine_arguments(p)
     p.add_argument("--no-funding", action="store_true", help=NO_FUNDING_HELP)
-    p.add_argument("--trades", type=int, default=10, help="show the last N trades")
+    p.add_argument("--trades", type=_count, default=10, help="show the last N trades")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--with-series", action="store_true", help="include the equity series in --json")
     p.add_argument("--timings", action="store_true", help=TIMINGS_HELP)
@@ -1052,7 +1060,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end")
     _add_engine_arguments(p)
     p.add_argument("--no-funding", action="store_true", help=NO_FUNDING_HELP)
-    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--top", type=_count, default=10, help="show the N best combos")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_sweep)
 
@@ -1169,7 +1177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = rsub.add_parser("show")
     p.add_argument("run_id")
     p.add_argument("--store")
-    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--top", type=_count, default=10, help="show the N best combos")
     p.add_argument("--timings", action="store_true", help=TIMINGS_HELP + "; also for a stored walk-forward id")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_runs_show)

@@ -35,6 +35,9 @@ DEFAULT_SEED = 42
 # (Binance spot: 5 USDT). An entry below it is skipped and counted in n_skipped, so a
 # shrinking account stops trading dust instead of compounding 1e-14 SOL orders.
 DEFAULT_MIN_NOTIONAL = 5.0
+MAX_INITIAL_CAPITAL = 1e15  # quote currency: above any account; orders of it times MAX_LEVERAGE stay finite
+MAX_LEVERAGE = 1000.0
+MAX_FUNDING_RATE = 0.1  # |rate| per settlement (a fraction, 10 %): exchanges cap theirs at a few %
 # Fewest trades a combo needs to be picked as a sweep's winner or a walk-forward window's
 # IS winner (API, CLI, job registry, pages): a Sharpe of 0-2 trades is luck, not a winner.
 DEFAULT_MIN_TRADES = 10

@@ -1,4 +1,8 @@
 """Error types. Messages tell the user what to do; the UI shows them, the CLI exits non-zero."""
+from __future__ import annotations
+
+from numbers import Integral
+from typing import Any
 
 
 class ThreadXError(Exception):
@@ -33,3 +37,17 @@ class SettingsError(ParamError):
 
 class Cancelled(ThreadXError):
     """The user stopped the work before it finished (nothing of it was stored)."""
+
+
+def whole(value: Any, name: str, minimum: int = 0, maximum: int | None = None) -> int:
+    """``value`` as an int when it is a whole number (an int, not a bool) from ``minimum`` to
+    ``maximum``; else ParamError naming ``name``.
+
+    >>> whole(3, "n", 1)
+    3
+    """
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum or (
+            maximum is not None and value > maximum):
+        upto = f" and <= {maximum:,}" if maximum is not None else ""
+        raise ParamError(f"{name} must be a whole number >= {minimum}{upto}, got {value!r}")
+    return int(value)

@@ -16,7 +16,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from threadx.data.timeframe import infer_timeframe
+from threadx.data.timeframe import bar_spacing_ns, infer_timeframe, spacing_disagreement
 from threadx.errors import DataError
 
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
@@ -42,6 +42,9 @@ class Bars:
         missing = [c for c in OHLCV_COLUMNS if c not in df.columns]
         if missing:
             raise DataError(f"frame lacks columns {missing}; load it with threadx.load_ohlcv")
+        twice = sorted({c for c in df.columns[df.columns.duplicated()] if c in OHLCV_COLUMNS})
+        if twice:
+            raise DataError(f"frame has the column(s) {twice} more than once; keep one of each")
         if not isinstance(df.index, pd.DatetimeIndex) or df.index.tz is None:
             raise DataError("frame index must be a tz-aware UTC DatetimeIndex; load it with threadx.load_ohlcv")
         try:
@@ -56,7 +59,16 @@ class Bars:
         if len(time_ns) > 1 and not (np.diff(time_ns) > 0).all():
             raise DataError("timestamps must be strictly increasing (unsorted or duplicated); "
                             "load the data with threadx.load_ohlcv, which reports and sorts")
+        bad = np.flatnonzero(ohlc_inconsistent(cols["open"], cols["high"], cols["low"], cols["close"]))
+        if len(bad):
+            raise DataError(f"{len(bad)} bar(s) with high < max(open, close) or low > min(open, close), first at "
+                            f"{pd.Timestamp(int(time_ns[bad[0]]), tz='UTC')}; run `threadx data validate` on the source")
         tf = timeframe or df.attrs.get("timeframe") or infer_timeframe(df.index)
+        why = spacing_disagreement(bar_spacing_ns(df.index), tf) if tf and len(time_ns) > 2 else None
+        if why:
+            told = "the timeframe given" if timeframe else ("the frame's attrs['timeframe'] (pandas keeps attrs "
+                                                            "through resample and slicing)")
+            raise DataError(f"{why} as {told} says: pass the bars' own timeframe, or clear df.attrs")
         return cls(time_ns=time_ns, timeframe=tf, name=name or df.attrs.get("name"), **cols)
 
     def __len__(self) -> int:
@@ -86,6 +98,13 @@ class Bars:
             timeframe=self.timeframe,
             name=self.name,
         )
+
+
+def ohlc_inconsistent(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Bars whose high is below their open or close, or whose low is above either (no such
+    candle can trade): the one rule of the importer's validation and of :meth:`Bars.from_frame`."""
+    with np.errstate(invalid="ignore"):
+        return (h < np.maximum(o, c)) | (lo > np.minimum(o, c))
 
 
 def _owned(values: np.ndarray) -> np.ndarray:

@@ -136,10 +136,15 @@ def existing_dataset(path: Path) -> DatasetExists | None:
 
 def rename_dataset(old: str, new: str, data_root: str | os.PathLike | None = None) -> Path:
     """Rename the stored dataset ``old`` to ``new`` (``[exchange/]SYMBOL-tf[-label]``; the exchange
-    defaults to old's); the new path. Refuses a taken ``new`` (DataError) and the synthetic sample."""
+    defaults to old's); the new path. Refuses a taken ``new``, a timeframe other than the bars' (DataError)
+    and the synthetic sample."""
     root = _root(data_root)
     exchange, stem, path = _stored(old, root)
     new_exchange, symbol, timeframe, label = _parse(new)
+    held = _parse(dataset_name(path))[2]
+    if timeframe_seconds(timeframe) != timeframe_seconds(held):
+        raise DataError(f"{old} holds {held} bars, so its name keeps the timeframe {held} (a name saying "
+                        f"{timeframe} could not be loaded); to get {timeframe} bars, resample it")
     target = dataset_path(new_exchange or exchange, symbol, timeframe, root, label[1:] or None)
     _refuse_sample(target.parent.name, new)
     taken = existing_dataset(target)

@@ -50,6 +50,20 @@ def infer_timeframe(index: pd.DatetimeIndex) -> str | None:
     return spacing_timeframe(bar_spacing_ns(index) or 0)
 
 
+def spacing_disagreement(step_ns: int | None, timeframe: str) -> str | None:
+    """Why bars mostly ``step_ns`` apart are not ``timeframe`` bars; None when they are, or when
+    the spacing is no timeframe or ``timeframe`` is unknown (other checks report those).
+
+    >>> spacing_disagreement(86_400 * 10**9, "1h")
+    'the bars are mostly 1d apart, not 1h'
+    """
+    inferred = spacing_timeframe(step_ns or 0)
+    seconds = _seconds(str(timeframe).strip())
+    if inferred is None or seconds is None or _seconds(inferred) * 10**9 != step_ns or seconds * 10**9 == step_ns:
+        return None
+    return f"the bars are mostly {inferred} apart, not {timeframe}"
+
+
 def spacing_timeframe(step_ns: int) -> str | None:
     """A step in ns as a timeframe string (whole seconds, rounded down), or None under a second."""
     seconds = step_ns // 1_000_000_000

@@ -60,7 +60,8 @@ import numpy as np
 import pandas as pd
 
 from threadx.data.grid import grid_origin_ns, grid_slots, slot_start_ns, timeframe_ns
-from threadx.data.timeframe import bar_spacing_ns, spacing_timeframe
+from threadx.data.bars import ohlc_inconsistent
+from threadx.data.timeframe import bar_spacing_ns, spacing_disagreement, spacing_timeframe
 from threadx.errors import DataError
 from threadx.units import format_count
 
@@ -268,7 +269,7 @@ def validate_ohlcv(df: pd.DataFrame, timeframe: str | None = None, *, dedupe: bo
         )
     with np.errstate(invalid="ignore"):
         nonpos = ~nan_mask & ((o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0) | (v < 0))
-        bad = ~nan_mask & ((h < np.maximum(o, c)) | (lo > np.minimum(o, c)))
+        bad = ~nan_mask & ohlc_inconsistent(o, h, lo, c)
     if nonpos.any():
         rep.nonpositive_rows = sorted(rows[nonpos].tolist())
         rep.errors.append(
@@ -336,17 +337,9 @@ def _spacing_check(rep: ValidationReport, u: np.ndarray, timeframe: str | None) 
     spacing = pd.Timedelta(step, unit="ns")
     if inferred is None or timeframe_ns(inferred) != step:
         rep.errors.append(f"the bars are mostly {spacing} apart, which is not a timeframe: a misread epoch unit?")
-    elif timeframe is not None and _step_or_none(timeframe) not in (None, step):
-        rep.errors.append(f"the bars are mostly {inferred} apart, not {timeframe} as expected (file name or timeframe)")
+    elif timeframe is not None and spacing_disagreement(step, timeframe):
+        rep.errors.append(f"{spacing_disagreement(step, timeframe)} as expected (file name or timeframe)")
     return timeframe or inferred
-
-
-def _step_or_none(timeframe: str) -> int | None:
-    """Bar length in ns, None for an unknown timeframe (reported by the grid checks)."""
-    try:
-        return timeframe_ns(timeframe)
-    except DataError:
-        return None
 
 
 def _grid_checks(rep: ValidationReport, u: np.ndarray, tf: str, step: int) -> None:

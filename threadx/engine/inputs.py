@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from threadx.config import (DEFAULT_FEE_BPS, DEFAULT_FILL, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL,
-                            DEFAULT_SLIPPAGE_BPS, engine_default)
+                            DEFAULT_SLIPPAGE_BPS, MAX_FUNDING_RATE, MAX_INITIAL_CAPITAL, MAX_LEVERAGE, engine_default)
 from threadx.data.bars import Bars
 from threadx.data.grid import timeframe_ns
 from threadx.data.timeframe import bars_per_year
@@ -78,8 +78,12 @@ class EngineOptions:
 
     def validated(self) -> "EngineOptions":
         """Self, after checking every value (ParamError with the fix on failure)."""
+        for name in _NUMBER_FIELDS:
+            _real(name, getattr(self, name))
         if not (math.isfinite(self.initial_capital) and self.initial_capital > 0):
             raise ParamError(f"initial_capital must be positive, got {self.initial_capital}")
+        if self.initial_capital > MAX_INITIAL_CAPITAL:
+            raise ParamError(f"initial_capital must be at most {MAX_INITIAL_CAPITAL:g}, got {self.initial_capital:g}")
         if not (math.isfinite(self.fee_bps) and 0 <= self.fee_bps < 10_000):
             raise ParamError(f"fee_bps must be between 0 and 10000, got {self.fee_bps}")
         if not (math.isfinite(self.slippage_bps) and 0 <= self.slippage_bps < 10_000):
@@ -88,14 +92,15 @@ class EngineOptions:
             raise ParamError(f"fill must be one of {', '.join(L.FILL_MODES)}, got {self.fill!r}")
         if self.sizing is not None and self.sizing not in L.SIZING_MODES:
             raise ParamError(f"sizing must be one of {', '.join(L.SIZING_MODES)}, got {self.sizing!r}")
-        if self.leverage is not None and not (math.isfinite(self.leverage) and self.leverage >= 1):
-            raise ParamError(f"leverage must be >= 1, got {self.leverage}")
+        if self.leverage is not None and not (math.isfinite(self.leverage) and 1 <= self.leverage <= MAX_LEVERAGE):
+            raise ParamError(f"leverage must be from 1 to {MAX_LEVERAGE:g}, got {self.leverage}")
         if self.fraction is not None and not (0 < self.fraction <= 1):
             raise ParamError(f"fraction must be in (0, 1], got {self.fraction}")
         if not self.min_notional >= 0:
             raise ParamError(f"min_notional must be >= 0, got {self.min_notional}")
         if self.ambiguity not in ("conservative", "optimistic"):
             raise ParamError(f"ambiguity must be conservative or optimistic, got {self.ambiguity!r}")
+        check_funding(self.funding)
         return self
 
     def to_dict(self) -> dict:
@@ -104,6 +109,45 @@ class EngineOptions:
         if self.funding is not None and not isinstance(self.funding, (int, float)):
             out["funding"] = funding_summary(self.funding)
         return out
+
+
+_NUMBER_FIELDS = ("initial_capital", "fee_bps", "slippage_bps", "leverage", "fraction", "min_notional")
+
+
+def _real(name: str, value: Any) -> float | None:
+    """``value`` as a float (None stays None); ParamError for text, a bool or a number out of float range."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ParamError(f"{name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ParamError(f"{name} is too large for a float (over 1.8e308)") from None
+
+
+def check_funding(funding: Any) -> None:
+    """ParamError unless ``funding`` is None, a rate, a Series or one rate per bar, every rate
+    a fraction below ``MAX_FUNDING_RATE`` in size (NaN in a Series or array: no settlement
+    there; an infinite rate is refused, it would make the account's figures infinite)."""
+    if funding is None:
+        return
+    if isinstance(funding, bool) or isinstance(funding, (Mapping, str, bytes)):
+        raise ParamError("funding must be a rate per 8h settlement, a Series of rates indexed by settlement "
+                         f"time or an array with one rate per bar, got {type(funding).__name__}")
+    if isinstance(funding, (int, float, np.integer, np.floating)):
+        rates = np.array([_real("funding", funding)])
+        if np.isnan(rates).any():
+            raise ParamError("funding must be a number (a fraction per settlement), got nan; None for no funding")
+    else:
+        try:
+            rates = np.asarray(funding.to_numpy() if isinstance(funding, pd.Series) else funding, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ParamError(f"funding rates must be numbers: {exc}") from None
+    size = np.abs(rates[~np.isnan(rates)])
+    if size.size and not (size < MAX_FUNDING_RATE).all():
+        raise ParamError(f"funding rates must be fractions per settlement below {MAX_FUNDING_RATE:g} in size "
+                         f"(0.0001 = 0.01 %), got {float(size.max()):g}")
 
 
 def funding_summary(funding: Any) -> str:
@@ -375,6 +419,7 @@ def options_from(mapping: Mapping[str, Any] | None = None, **kwargs: Any) -> Eng
     slippage, fill or min_notional means the setting's value."""
     values = dict(mapping or {}, **kwargs)
     values = {k: v for k, v in values.items() if not (v is None and k in SETTINGS_BACKED)}
+    values.update({k: _real(k, values[k]) for k in _NUMBER_FIELDS if k in values})
     known = set(EngineOptions.__dataclass_fields__)
     unknown = sorted(set(values) - known)
     if unknown:

@@ -35,6 +35,21 @@ from threadx.strategy.user import from_origin
 _PLAN_CACHE_BYTES = 4 * 2**20
 
 
+def rows_code_hash() -> str:
+    """Hash of the code a sweep row comes from besides its strategy's own (the engine, the
+    contract, the indicators, the sweep plan and this module), recorded in run manifests: a run's
+    stored rows are resumed only with the same code. Whole files: a comment edit counts too."""
+    from threadx import contract
+    from threadx.codehash import source_hash
+    from threadx.data import timeframe
+    from threadx.engine import inputs, layout, metrics
+    from threadx.indicators import kernels as indicator_kernels, registry
+    from threadx.optimize import plan
+
+    return source_hash(contract, inputs, kernel, layout, metrics, timeframe, indicator_kernels, registry, plan,
+                       __file__)
+
+
 @dataclass(frozen=True)
 class SweepTask:
     """The picklable description of a sweep that workers rebuild an Evaluator from."""

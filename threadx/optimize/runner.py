@@ -33,10 +33,10 @@ from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, options_from
 from threadx.engine.layout import METRIC_NAMES
-from threadx.errors import ParamError, ThreadXError
+from threadx.errors import ParamError, ThreadXError, whole
 from threadx.optimize.budget import (Budget, Estimate, advice, estimate_memory, fits, lines_of, plan_batches,
                                      request_widths)
-from threadx.optimize.evaluate import (STATUS_OK, ChunkResult, Evaluator, RunInterrupted, SweepTask,
+from threadx.optimize.evaluate import (STATUS_OK, ChunkResult, Evaluator, RunInterrupted, SweepTask, rows_code_hash,
                                        signal_key_names)
 from threadx.optimize.samplers import SAMPLERS, check_grid_size, grid_ids, monte_carlo_ids, refine
 from threadx.optimize.shared import (PreparedIndicators, SharedPack, group_codes, group_requests, indicator_axes,
@@ -222,10 +222,6 @@ def _blocks_argument(value: Any) -> int:
 
 def _check_arguments(search: SearchSpace, sampler: str, n: Any, seed: Any, objective: str, executor: str,
                      workers: Any, chunk_size: Any, min_trades: Any, grid_limit: int = DEFAULT_GRID_LIMIT) -> None:
-    def whole(value: Any, name: str, minimum: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ParamError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-
     if sampler not in SAMPLERS:
         raise ParamError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
     if sampler != "grid":
@@ -494,6 +490,7 @@ class _Session:
             "run_id": self.run_id,
             "strategy": self.search.strategy.name,
             "strategy_code": self.search.strategy.code_hash,
+            "rows_code": rows_code_hash(),
             "strategy_file": self.search.strategy.origin.path if self.search.strategy.origin else None,
             "dataset": bars.name,
             "fingerprint": bars.fingerprint,

@@ -34,8 +34,9 @@ from threadx.names import check_name
 _PART = re.compile(r"^part-(\d{6})\.parquet$")
 _LOCK = ".writer.lock"
 _PROBE_GRACE_S = 0.03  # how long a writer waits out a reader probing the run's lock
-_PLAN_KEYS = ("strategy", "strategy_code", "fingerprint", "space", "engine", "sampler", "n", "seed", "block_end")
-_LEGACY_OPTIONAL = ("strategy_code",)  # plan keys that runs stored by earlier versions lack
+_PLAN_KEYS = ("strategy", "strategy_code", "rows_code", "fingerprint", "space", "engine", "sampler", "n", "seed",
+              "block_end")
+_LEGACY_OPTIONAL = ("strategy_code", "rows_code")  # plan keys that runs stored by earlier versions lack
 _SESSION_KEYS = ("objective", "maximize", "min_trades", "machine", "versions", "started_at")
 _PROGRESS_KEYS = ("status", "done", "failed", "finished_at", "elapsed_s", "quarantined", "gpu")
 _PLAN_FILE = "plan.json"  # the manifest as first written, less its progress keys
@@ -554,6 +555,10 @@ def _check_plan(run_id: str, stored: dict[str, Any], manifest: dict[str, Any]) -
             raise ThreadXError(f"run {run_id} was computed with other code of strategy {stored.get('strategy')!r} "
                                f"(hash {str(stored[key])[:8]} then, {str(manifest.get(key))[:8]} now): its stored rows "
                                "came from that code; pick another run id to start a new run")
+        if key == "rows_code" and stored[key] != manifest.get(key):
+            raise ThreadXError(f"run {run_id} was computed with another version of ThreadX's engine, indicators or "
+                               f"sweep code (hash {str(stored[key])[:8]} then, {str(manifest.get(key))[:8]} now): its "
+                               "stored rows came from that code; pick another run id to start a new run")
         if key not in stored:
             raise RunDamaged(run_id, f"has a manifest without {key!r}, so its rows cannot be checked against "
                                      "this sweep")
@@ -713,8 +718,8 @@ class ResultStore:
         except RunDamaged as exc:
             manifest, why = None, exc.why
         why = why or ("has no manifest" if manifest is None else "")
-        if manifest is not None and all(k in manifest for k in _PLAN_KEYS):
-            return manifest, ""
+        if manifest is not None and all(k in manifest for k in _PLAN_KEYS if k not in _LEGACY_OPTIONAL):
+            return manifest, ""  # (a run of an earlier version lacks the optional keys: it resumes without them)
         try:
             plan = _read_json(folder / _PLAN_FILE)
         except (OSError, ValueError):

@@ -84,6 +84,8 @@ class Param:
             number = float(value)
         except (TypeError, ValueError):
             raise ParamError(f"{name} must be a number, got {value!r}") from None
+        except OverflowError:
+            raise ParamError(f"{name} is too large for a float (over 1.8e308)") from None
         if not math.isfinite(number):
             raise ParamError(f"{name} must be finite, got {value!r}")
         if self.kind == "int":
@@ -291,7 +293,9 @@ class StrategySpec:
             raise ParamError(f"{self.name} ({self.origin.where}): {exc}") from None
 
     def _normalize(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        params = dict(params or {})
+        if params is not None and not callable(getattr(params, "keys", None)):  # a dict, a Series, ...
+            raise ParamError(f"{self.name}: params must be a dict of name -> value, got {type(params).__name__}")
+        params = {} if params is None else dict(params)
         unknown = sorted(set(params) - set(self.param_names))
         if unknown:
             raise ParamError(

@@ -32,9 +32,10 @@ import numpy as np
 import pandas as pd
 
 from threadx.engine.metrics import metrics_from_equity
-from threadx.errors import ParamError
+from threadx.errors import ParamError, whole
 
 STATS = ("sharpe", "total_return", "max_drawdown")
+MAX_RESAMPLES = 1_000_000  # bootstrap / shuffle samples: more do not sharpen a percentile interval worth showing
 # Resamples are processed in chunks whose working set (indices + a few float rows) stays
 # under this many bytes; T = 50k bars gives chunks of ~60 resamples.
 MEMORY_BUDGET_BYTES = 150_000_000
@@ -106,8 +107,9 @@ def block_bootstrap(
     """
     r = _check_returns(returns)
     t = len(r)
-    n = _positive_int(n, "n")
-    block = math.ceil(math.sqrt(t)) if block is None else _positive_int(block, "block")
+    n = whole(n, "n", 1, MAX_RESAMPLES)
+    seed = whole(seed, "seed")
+    block = math.ceil(math.sqrt(t)) if block is None else whole(block, "block", 1)
     if block > t:
         raise ParamError(f"block length {block} is longer than the {t} returns: use a block of at most {t} bars")
     if not (isinstance(bars_per_year, (int, float, np.number)) and math.isfinite(bars_per_year) and bars_per_year > 0):
@@ -158,7 +160,8 @@ def trade_shuffle_drawdowns(trade_returns: np.ndarray, *, n: int = 1000, seed: i
     return; only the path, hence the drawdown, changes. Deterministic for a given ``seed``.
     """
     r = _check_returns(trade_returns, what="trade returns", minimum=1)
-    n = _positive_int(n, "n")
+    n = whole(n, "n", 1, MAX_RESAMPLES)
+    seed = whole(seed, "seed")
     rng = np.random.default_rng(seed)
     out = np.empty(n)
     chunk = max(1, MEMORY_BUDGET_BYTES // (_BYTES_PER_CELL * len(r)))
@@ -236,7 +239,3 @@ def _check_returns(values: np.ndarray, what: str = "returns", minimum: int = 2) 
     return r
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ParamError(f"{name} must be a whole number >= 1, got {value!r}")
-    return int(value)

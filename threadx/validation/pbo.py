@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from threadx.errors import ParamError
+from threadx.errors import ParamError, whole
 
 # Working set of one batch of splits: about 10 float64 arrays of (batch, N).
 MEMORY_BUDGET_BYTES = 160_000_000
@@ -121,8 +121,7 @@ def pbo_from_moments(
     if not np.isfinite(c).all() or (c < 0).any() or (c != np.round(c)).any():
         raise ParamError("counts must be whole numbers of bars >= 0")
     S = _check_S(S, n_blocks)
-    if isinstance(max_combos, bool) or not isinstance(max_combos, (int, np.integer)) or max_combos < 2:
-        raise ParamError(f"max_combos must be a whole number >= 2, got {max_combos!r}")
+    max_combos, seed = whole(max_combos, "max_combos", 2), whole(seed, "seed")
     keep_idx = np.unique(np.asarray(list(keep), dtype=np.int64))
     if keep_idx.size and (keep_idx.min() < 0 or keep_idx.max() >= n_total):
         raise ParamError(f"keep indices must lie in 0..{n_total - 1}, got {keep_idx.tolist()}")

@@ -34,7 +34,7 @@ from threadx.engine.inputs import effective_rules, options_from
 from threadx.engine.layout import METRIC_NAMES
 from threadx.engine.metrics import per_bar_returns
 from threadx.engine.result import Result, full_result
-from threadx.errors import ParamError, ThreadXError
+from threadx.errors import ParamError, ThreadXError, whole
 from threadx.optimize.evaluate import Evaluator, SweepTask
 from threadx.optimize.space import distinct_effective, stored_axes
 from threadx.optimize.store import ResultStore, SweepRun
@@ -236,6 +236,7 @@ def deflated_sharpe(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, 
 def pbo(run: SweepRun | str, S: int = 16, *, store: Any = None, max_combos: int = PBO_MAX_COMBOS,
         seed: int = 42) -> PBOResult:
     """Probability of backtest overfitting (CSCV) from the sweep's stored block returns."""
+    max_combos, seed = whole(max_combos, "max_combos", 2), whole(seed, "seed")  # before any work
     run = _load(run, store)
     winner = int(_winner(run)["combo_id"])
     return _sweep_pbo(run, _distinct_trials(run, winner), winner, S, max_combos, seed)

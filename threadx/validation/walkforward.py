@@ -32,7 +32,7 @@ from threadx.engine.inputs import KernelInputs, frozen, options_from
 from threadx.engine.layout import METRIC_NAMES, N_TRADE_COLS, P_INITIAL_CAPITAL
 from threadx.engine.metrics import metrics_from_equity, per_bar_returns
 from threadx.engine.result import Result, full_result, trades_frame
-from threadx.errors import ParamError
+from threadx.errors import ParamError, whole
 from threadx.optimize.budget import Budget, advice, estimate_memory, fits
 from threadx.optimize.evaluate import Evaluator, SweepTask
 from threadx.optimize.runner import Progress, _cancel_check, default_workers
@@ -312,8 +312,8 @@ def walk_forward(
             raise ParamError(f"unknown objective {objective!r}; metrics: {', '.join(METRIC_NAMES)}")
         if sampler not in SAMPLERS or sampler == "adaptive":
             raise ParamError(f"walk-forward sampler must be grid, random, lhs or sobol, got {sampler!r}")
-        if isinstance(min_trades, bool) or not isinstance(min_trades, (int, np.integer)) or min_trades < 0:
-            raise ParamError(f"min_trades must be a whole number >= 0, got {min_trades!r}")
+        whole(min_trades, "min_trades")
+        whole(n_blocks, "n_blocks", 1)  # the windows' figures are summed from the time blocks
         options = options_from(**engine_options)
     with watch.stage("plan"):
         is_len, oos_len, step_len = window_lengths(bars.timeframe, is_bars=is_bars, is_days=is_days,
@@ -324,9 +324,7 @@ def walk_forward(
             ids = np.concatenate([chunk for chunk, _ in grid_ids(search, limit=grid_limit)]
                                  or [np.empty(0, np.int64)])
         else:
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-                raise ParamError(f"n must be a whole number >= 1, got {n!r}")
-            ids = monte_carlo_ids(search, sampler, int(n), int(seed)).ids
+            ids = monte_carlo_ids(search, sampler, whole(n, "n", 1), whole(seed, "seed")).ids
         if len(ids) == 0:
             raise ParamError("no valid combo in the space (every combo breaks a constraint)")
 
