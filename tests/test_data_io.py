@@ -374,3 +374,27 @@ def test_load_is_fast_on_12k_bars(shared_data: Path) -> None:
 
     overhead = best(lambda: load_ohlcv(path)) - best(lambda: read_ohlcv_file(path))
     assert overhead < 0.02, f"load_ohlcv adds {overhead * 1000:.1f} ms to reading"
+
+
+def test_a_file_rewritten_with_its_size_and_mtime_kept_is_validated_again(tmp_path):
+    """The validation memo is keyed on the file's stamp (inode, mtime, ctime, size): a bad candle
+    written over a good one, same length, with the mtime put back (cp -p, rsync -t), is seen."""
+    import os
+
+    from threadx.data.synthetic import generate_synthetic
+
+    path = tmp_path / "BTC_USDT-1h.csv"
+    frame = generate_synthetic("BTC_USDT", "1h", days=10).reset_index()
+    frame["close"] = frame["close"].round(2)
+    frame.to_csv(path, index=False)
+    good, st = path.read_text(), path.stat()
+    assert len(load_ohlcv(path)) == 240
+    lines = good.split("\n")
+    fields = lines[11].split(",")
+    fields[4] = "".join("9" if ch.isdigit() else ch for ch in fields[4])  # a close far above the high
+    lines[11] = ",".join(fields)
+    path.write_text("\n".join(lines))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    with pytest.raises(DataError, match="high < max"):
+        load_ohlcv(path)

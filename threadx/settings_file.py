@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from threadx.errors import SettingsError
+from threadx.filestamp import file_stamp
 
 FILE_NAME = "threadx.toml"
 CONFIG_DIR_ENV = "THREADX_CONFIG_DIR"
@@ -386,10 +387,9 @@ class Resolved:
 
 def _stamp(path: Path) -> tuple | None:
     try:
-        st = path.stat()
+        return file_stamp(path)
     except OSError:
         return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 _CACHE: dict[tuple, Resolved] = {}

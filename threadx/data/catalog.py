@@ -26,6 +26,7 @@ import pandas as pd
 
 from threadx.data.timeframe import timeframe_seconds
 from threadx.errors import DataError, ParamError
+from threadx.filestamp import file_stamp
 from threadx.names import EXCHANGE, NAME, SYMBOL, TIMEFRAME, check_name
 
 SAMPLE_PREFIX = "sample:"
@@ -348,10 +349,9 @@ def _file_stats(path: Path) -> tuple:
     from threadx.data.io import check_ohlcv_file
 
     try:
-        st = path.stat()
+        key = (str(path.resolve()), file_stamp(path))
     except OSError:
         return None, None, 0, False, float("nan"), "red"
-    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
     if key not in _STAT_CACHE:
         try:
             df, report = check_ohlcv_file(path)

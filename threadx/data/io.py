@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from threadx.errors import DataError
+from threadx.filestamp import file_stamp
 
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
 TIME_COLUMNS = ("timestamp", "date", "time", "open_time", "datetime")
@@ -312,10 +313,10 @@ _REPORTS_MAX = 64
 
 
 def _cached_report(path: Path, options: tuple, compute: Any) -> Any:
-    """Validation report of a file, reused while its (mtime, size) and the options are unchanged."""
+    """Validation report of a file, reused while its stamp (:func:`~threadx.filestamp.file_stamp`) and
+    the options are unchanged."""
     try:
-        st = path.stat()
-        key = (str(path.resolve()), st.st_mtime_ns, st.st_size, options)
+        key = (str(path.resolve()), file_stamp(path), options)
     except OSError:
         return compute()
     report = _REPORTS.get(key)
