@@ -16,7 +16,8 @@ from threadx.errors import ThreadXError
 from threadx.optimize.store import ResultStore, lock_held
 
 CTX = mp.get_context("fork")  # the racers start in milliseconds
-MANIFEST = {"strategy": "ma_crossover", "fingerprint": "f", "status": "running"}
+MANIFEST = {"strategy": "ma_crossover", "fingerprint": "f", "status": "running", "sampler": "grid",
+            "objective": "sharpe", "space": {"axes": []}}
 
 
 def _contend(root: str, run_id: str, start, hold, results) -> None:

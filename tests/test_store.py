@@ -20,7 +20,7 @@ def rows(ids, sharpe, dd=None):
 def test_append_flush_load_and_resume(tmp_path):
     store = ResultStore(tmp_path)
     writer = store.open_run("r1", {"run_id": "r1", "strategy": "ma_crossover", "param_names": ["fast_period"],
-                                   "objective": "sharpe", "maximize": True})
+                                   "objective": "sharpe", "maximize": True, "sampler": "grid", "space": {"axes": []}})
     writer.flush_rows = 3
     writer.append(rows([0, 1], [0.1, 0.2]))
     assert store.done_ids("r1").size == 0  # below the batch size: still in memory
@@ -33,7 +33,7 @@ def test_append_flush_load_and_resume(tmp_path):
     assert list(run.top(2).combo_id) == [2, 1] and run.best_params() == {"fast_period": 5}  # combo 2 was the first row of its batch
     # resume: a new writer continues the part numbering, and leftovers of a killed write are removed
     (tmp_path / "r1" / ".part-000009.parquet.abc.tmp").write_bytes(b"half a file")
-    again = store.open_run("r1", {"run_id": "r1", "strategy": "ma_crossover"})
+    again = store.open_run("r1", {"run_id": "r1", "strategy": "ma_crossover", "space": {"axes": []}, "sampler": "grid"})
     again.append(rows([8], [0.4]))
     again.close()
     assert not list((tmp_path / "r1").glob(".part-*.tmp"))

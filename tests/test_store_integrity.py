@@ -171,3 +171,50 @@ def test_a_run_of_other_engine_code_is_not_resumed_and_one_of_an_earlier_version
     del manifest["rows_code"]
     path.write_text(json.dumps({**manifest, "status": "interrupted"}))
     assert resume(runs, df).manifest["status"] == "completed"
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"done": "many"}, "whose 'done' is 'many', not a whole number"),
+    ({"total": float("nan")}, "whose 'total' is nan, not a whole number"),
+    ({"space": [1, 2]}, "whose 'space' is [1, 2], not an object"),
+    ({"space": {"axes": "fast"}}, "whose space has no list of axes (each a name and its values)"),
+    ({"started_at": 17}, "whose 'started_at' is 17, not a text"),
+])
+def test_a_manifest_of_the_wrong_shape_is_damage_for_every_reader(runs, df, capsys, change, why):
+    """Valid JSON whose keys are missing or of another kind is reported as damage (no
+    traceback), the other runs still list, and repair rebuilds the manifest from the plan."""
+    path = runs / "a" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(change)
+    path.write_text(json.dumps(manifest))
+    assert listed(runs) == {"a": f"damaged: has a manifest {why}", "b": "completed"}
+    code, _, err = cli(capsys, "runs", "show", "a", "--store", str(runs))
+    assert_one_error_line(code, err, why)
+    code, out, _ = cli(capsys, "runs", "repair", "a", "--store", str(runs))
+    assert code == 0 and "rebuilt from plan.json" in out
+    assert resume(runs, df).manifest["status"] == "completed"
+
+
+def test_a_part_of_other_column_kinds_is_named_then_quarantined(runs, df, capsys):
+    first = sorted((runs / "a").glob("part-*.parquet"))[0]
+    frame = pd.read_parquet(first)
+    frame["combo_id"] = frame["combo_id"].astype(str)
+    extra = runs / "a" / "part-000099.parquet"
+    frame.to_parquet(extra)
+    why = f"has a part {extra.name} whose combo_id is"
+    assert listed(runs)["a"].startswith(f"damaged: {why}")
+    code, _, err = cli(capsys, "runs", "show", "a", "--store", str(runs))
+    assert_one_error_line(code, err, why)
+    code, out, _ = cli(capsys, "runs", "repair", "a", "--store", str(runs))
+    assert code == 0 and f"quarantine/{extra.name}" in out
+    assert len(resume(runs, df).results) == 8
+
+
+def test_a_manifest_without_what_reading_a_run_needs_is_refused_to_readers(runs, capsys):
+    path = runs / "a" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["strategy"]
+    path.write_text(json.dumps(manifest))
+    assert listed(runs)["b"] == "completed"
+    code, _, err = cli(capsys, "runs", "show", "a", "--store", str(runs))
+    assert_one_error_line(code, err, "run a has a manifest without 'strategy'")

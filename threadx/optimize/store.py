@@ -449,8 +449,42 @@ def read_manifest(folder: Path, run_id: str) -> dict[str, Any] | None:
         manifest = _read_json(path)
     except (OSError, ValueError) as exc:
         raise RunDamaged(run_id, f"has an unreadable manifest.json ({exc})") from None
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise RunDamaged(run_id, f"has a manifest {problem}")
     manifest.setdefault("run_id", run_id)
     return manifest
+
+
+# the manifest keys every reader uses, with their kind (a key may be absent or null, as in a
+# run stored by an earlier version, but never of another kind)
+_MANIFEST_KINDS: dict[str, tuple[type, str]] = {
+    "strategy": (str, "a text"), "status": (str, "a text"), "objective": (str, "a text"),
+    "started_at": (str, "a text"), "finished_at": (str, "a text"), "sampler": (str, "a text"),
+    "space": (dict, "an object"),
+    "done": (int, "a whole number"), "total": (int, "a whole number"), "failed": (int, "a whole number"),
+    "min_trades": (int, "a whole number"),
+}
+
+
+_READ_KEYS = ("strategy", "space", "sampler", "objective")  # what reading a run's results needs
+
+
+def _manifest_problem(manifest: dict[str, Any], required: tuple[str, ...] = ()) -> str | None:
+    """What makes a manifest unusable (after "has a manifest ..."), or None: the ``required``
+    keys present, each known key of its kind, the space's axes a list of names and values."""
+    for key in required:
+        if key not in manifest:
+            return f"without {key!r}"
+    for key, (kind, words) in _MANIFEST_KINDS.items():
+        value = manifest.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            return f"whose {key!r} is {value!r}, not {words}"
+    axes = (manifest.get("space") or {"axes": []}).get("axes")
+    if not isinstance(axes, list) or not all(
+            isinstance(a, dict) and isinstance(a.get("name"), str) and isinstance(a.get("values"), list) for a in axes):
+        return "whose space has no list of axes (each a name and its values)"
+    return None
 
 
 def _part_paths(folder: Path) -> list[Path]:
@@ -468,7 +502,18 @@ def _footer_rows(path: Path) -> int:
     missing = {"combo_id", "status"} - set(meta.schema.names)
     if missing:
         raise RunDamaged(path.parent.name, f"has a part {path.name} without {', '.join(sorted(missing))}")
+    _check_kinds(path, meta.schema.to_arrow_schema())
     return meta.num_rows
+
+
+def _check_kinds(path: Path, schema: Any) -> None:
+    """RunDamaged unless a part's combo_id holds whole numbers and its status text."""
+    import pyarrow as pa
+
+    ids, status = schema.field("combo_id").type, schema.field("status").type
+    if not pa.types.is_integer(ids) or not (pa.types.is_string(status) or pa.types.is_large_string(status)):
+        raise RunDamaged(path.parent.name, f"has a part {path.name} whose combo_id is {ids} and status {status} "
+                                           "(whole numbers and text expected)")
 
 
 def _read_table(path: Path, columns: list[str] | None):
@@ -508,7 +553,12 @@ def stored_rows(parts: list[Path]) -> StoredRows:
 
     from threadx.optimize.evaluate import is_infra_failure
 
-    tables = [_read_table(path, ["combo_id", "status"]) for path in parts]
+    common = pa.schema([("combo_id", pa.int64()), ("status", pa.large_string())])
+    tables = []
+    for path in parts:
+        table = _read_table(path, ["combo_id", "status"])
+        _check_kinds(path, table.schema)  # a part of other kinds is named, not a concat error
+        tables.append(table.cast(common))
     empty = np.empty(0, dtype=np.int64)
     if not tables:
         return StoredRows(empty, 0, empty)
@@ -652,6 +702,9 @@ class ResultStore:
         manifest = read_manifest(folder, run_id) if folder.is_dir() else None
         if manifest is None:
             raise ThreadXError(f"no run {run_id!r} under {self.root}; see `threadx runs list`")
+        problem = _manifest_problem(manifest, required=_READ_KEYS)
+        if problem:
+            raise RunDamaged(run_id, f"has a manifest {problem}")
         parts = _part_paths(folder)
         rows = sum(_footer_rows(p) for p in parts)
         manifest["status"] = _status(folder, manifest, rows)
