@@ -27,7 +27,7 @@ from threadx.errors import ThreadXError
 from threadx.optimize.space import SearchSpace, size_band
 from threadx.optimize.store import ResultStore
 from threadx.requests import DatasetRef, WalkForwardRequest, describe_data, describe_options, describe_run
-from threadx.ui import validation_charts as vc
+from threadx.ui import sweep_runs, validation_charts as vc
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset
 from threadx.ui.widgets import follow_job, job_progress, space_editor, timings_section
@@ -476,7 +476,7 @@ with tab_wf:
 def show_sweep_report(run_id: str, n_boot: int, S: int, seed: int) -> None:
     """The validation report of a stored sweep: grade card first, then each component."""
     try:
-        run = store.load(run_id)
+        run = sweep_runs.load_run(store, run_id)  # its manifest's shape checked: RunDamaged saying what is wrong
     except ThreadXError as exc:
         st.error(str(exc))
         return
@@ -493,7 +493,7 @@ def show_sweep_report(run_id: str, n_boot: int, S: int, seed: int) -> None:
     st.subheader(f"Sweep {run_id}: {m['strategy']} on {label_dataset(m.get('dataset') or '?')}")
     st.caption(describe_run(m))
     params = report.source.get("params", {})
-    st.markdown(f"Winner by {m.get('objective', 'sharpe')} among {m.get('done', 0):,} combos: "
+    st.markdown(f"Winner by {m.get('objective', 'sharpe')} among {format_count(m.get('done'))} combos: "
                 + ", ".join(f"`{k}={params[k]}`" for k in (varying or params) if k in params))
     metric_cards([
         ("Grade", f"{report.grade.letter} ({report.grade.score:.0f}/100)", None),
@@ -509,7 +509,7 @@ def show_sweep_report(run_id: str, n_boot: int, S: int, seed: int) -> None:
 
 
 with tab_sweep:
-    runs = store.list_runs()
+    runs = sweep_runs.history(store)  # a damaged run listed as such, never breaking the list
     if not len(runs):
         st.info("No stored sweep yet. Run one on the **Optimisation** page (a small grid on the sample data is "
                 "enough), then pick it here for its bootstrap confidence intervals, deflated Sharpe, PBO, stability "
@@ -522,7 +522,7 @@ with tab_sweep:
         pick = c[0].selectbox(
             "Stored sweep", ids, index=ids.index(preferred) if preferred in ids else 0, key="val_run",
             format_func=lambda r: f"{r} · {info.loc[r, 'strategy']} · {info.loc[r, 'dataset']} · "
-                                  f"{int(info.loc[r, 'done'] or 0):,} combos · {info.loc[r, 'status']}")
+                                  f"{format_count(info.loc[r, 'done'])} combos · {info.loc[r, 'status']}")
         n_val = int(c[1].number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=1000, step=100,
                                       key="val_n"))
         s_val = int(c[2].number_input("PBO blocks (S)", min_value=2, max_value=32, value=16, step=2, key="val_S"))

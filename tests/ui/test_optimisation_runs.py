@@ -183,3 +183,72 @@ def test_a_job_shows_its_phase_and_leaves_the_sidebar_once_finished(workspace):
     assert [p.text for p in at.main.get("progress")][0].split(" · ")[1].startswith("cancelled")
     sidebar.run()
     assert not sidebar.sidebar.get("progress"), [p.text for p in sidebar.sidebar.get("progress")]
+
+
+# --- damaged manifests: listed as damaged, refused with one warning, the page keeps working ----------
+
+SMALL = {"fast_period": "5:20:5", "slow_period": [50, 60]}  # 8 combos
+
+
+def _set(key: str, value):
+    return lambda m: m.__setitem__(key, value)
+
+
+MANIFEST_DAMAGE = {  # valid JSON, but not the shape the page reads
+    "no_space": lambda m: m.pop("space"),
+    "no_strategy": lambda m: m.pop("strategy"),
+    "no_axes": lambda m: m["space"].pop("axes"),
+    "axes_text": lambda m: m["space"].__setitem__("axes", "fast_period"),
+    "done_text": _set("done", "abc"),
+    "total_text": _set("total", "many"),
+    "min_trades_text": _set("min_trades", "ten"),
+    "objective_unknown": _set("objective", "zzz"),
+    "objective_number": _set("objective", 5),
+    "started_at_number": _set("started_at", 1_700_000_000),
+    "data_bad": _set("data", {"source": "x.parquet", "colour": "red"}),
+    "engine_text": _set("engine", "fee 10"),
+    "bars_text": _set("bars", "480"),
+    "axis_without_values": lambda m: m["space"]["axes"][0].__setitem__("values", []),
+}
+
+
+def damaged_copies(workspace, run) -> list[str]:
+    """One copy of ``run``'s folder per :data:`MANIFEST_DAMAGE`, its manifest damaged so."""
+    import json
+    import shutil
+
+    root = workspace / "results"
+    for name, damage in MANIFEST_DAMAGE.items():
+        shutil.copytree(root / run.run_id, root / name)
+        manifest = json.loads((root / name / "manifest.json").read_text())
+        manifest["run_id"] = name
+        damage(manifest)
+        (root / name / "manifest.json").write_text(json.dumps(manifest))
+    return list(MANIFEST_DAMAGE)
+
+
+def test_a_damaged_manifest_is_listed_as_damaged_and_the_other_runs_still_show(data_file, workspace):
+    damaged = damaged_copies(workspace, sweep(data_file, "intact", space=SMALL))
+    at = page(run="intact")
+    assert shown(at)[0].startswith("Run intact: ma_crossover, 8 combos") and not at.error
+    rows = at.dataframe[0].value.set_index("run_id")  # the history
+    assert set(rows.index) == {"intact", *damaged}
+    assert rows.loc["intact", "status"] == "completed"
+    for name in damaged:
+        assert rows.loc[name, "status"].startswith("damaged: has a manifest "), (name, rows.loc[name, "status"])
+
+
+@pytest.mark.parametrize("damage", list(MANIFEST_DAMAGE))
+def test_a_run_with_a_damaged_manifest_in_the_url_gives_one_warning(data_file, workspace, damage):
+    import json
+
+    run = sweep(data_file, "bad", space=SMALL)
+    path = workspace / "results" / "bad" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    MANIFEST_DAMAGE[damage](manifest)
+    path.write_text(json.dumps(manifest))
+    at = page(run=run.run_id)
+    assert not at.error and shown(at) == []
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and "Run `bad` cannot be shown" in warnings[0], warnings
+    assert "run" not in at.query_params

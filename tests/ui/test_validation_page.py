@@ -163,6 +163,38 @@ def test_validate_a_stored_sweep_shows_grade_card_pbo_and_stability():
                for t in chart_titles(at))
 
 
+def test_damaged_stored_sweeps_are_listed_as_such_and_refused_with_one_error(workspace):
+    """A run whose manifest is not JSON, or has a started_at that is not text or no space, does
+    not break the list of stored sweeps; validating it says why it cannot be."""
+    import threadx
+    from threadx.data.synthetic import ensure_sample
+
+    ensure_sample()
+    df = threadx.load_ohlcv("synthetic/BTC_USDT-1h")
+    for run_id in ("intact", "not_json", "numeric_start", "no_space"):
+        threadx.sweep(df, "ma_crossover", {"fast_period": "5:20:5", "slow_period": [50, 60]}, run_id=run_id,
+                      executor="inline", workers=1)
+    results = workspace / "results"
+    (results / "not_json" / "manifest.json").write_text("{")
+    for run_id, damage in (("numeric_start", lambda m: m.__setitem__("started_at", 1_700_000_000)),
+                           ("no_space", lambda m: m.pop("space"))):
+        manifest = json.loads((results / run_id / "manifest.json").read_text())
+        damage(manifest)
+        (results / run_id / "manifest.json").write_text(json.dumps(manifest))
+    at = page()
+    assert not at.error, [e.value for e in at.error]
+    listed = {option.split(" · ")[0]: option for option in at.selectbox(key="val_run").options}
+    assert set(listed) == {"intact", "not_json", "numeric_start", "no_space"}
+    assert "damaged" in listed["not_json"] and "damaged" not in listed["intact"]
+    for run_id in ("not_json", "numeric_start", "no_space"):
+        at.selectbox(key="val_run").set_value(run_id)
+        at.number_input(key="val_n").set_value(200)
+        at.button(key="val_go").click().run()
+        assert not at.exception, at.exception
+        errors = [e.value for e in at.error]
+        assert len(errors) == 1 and errors[0].startswith(f"run {run_id} "), errors
+
+
 def test_sweep_without_block_returns_shows_pbo_not_available():
     import threadx
     from threadx.data.synthetic import ensure_sample

@@ -23,7 +23,7 @@ import streamlit as st
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
 from threadx.optimize.space import SearchSpace, stored_axes
-from threadx.optimize.store import ResultStore, RunDamaged, lock_held
+from threadx.optimize.store import ResultStore, RunDamaged, SweepRun, lock_held
 from threadx.requests import DatasetRef, SweepRequest, describe_data
 
 if TYPE_CHECKING:
@@ -62,6 +62,53 @@ def _run_folders(store: ResultStore) -> list[Path]:
             and ((f / "manifest.json").exists() or any(f.glob("part-*.parquet")))]
 
 
+# --- a manifest's shape: what the pages read beyond the store's own check ------------------------
+# The store refuses a manifest whose common keys are of another kind, and one without the keys
+# reading results needs (threadx.optimize.store: RunDamaged); the pages also read the keys below.
+
+_PAGE_KINDS: dict[str, tuple[type, str]] = {  # absent or null, or of this kind
+    "n": (int, "a whole number"), "bars": (int, "a whole number"), "seed": (int, "a whole number"),
+    "run_id": (str, "a text"), "dataset": (str, "a text"), "timeframe": (str, "a text"),
+    "fingerprint": (str, "a text"), "strategy_code": (str, "a text"), "param_names": (list, "a list"),
+    "engine": (dict, "an object"), "machine": (dict, "an object"), "request": (dict, "an object"),
+    "timings": (dict, "an object"),
+}
+
+
+def manifest_problem(m: Mapping[str, Any]) -> str | None:
+    """What makes a manifest that the store reads unusable by the pages (a key they read of
+    another kind or value), worded like the store's; None when they can show it."""
+    if m.get("objective", "sharpe") not in METRIC_NAMES:
+        return f"whose 'objective' is {str(m.get('objective'))[:40]!r}, not a metric"
+    if not isinstance(m.get("maximize", True), bool):
+        return f"whose 'maximize' is {str(m.get('maximize'))[:40]!r}, not true or false"
+    if "min_trades" in m and m["min_trades"] is None:  # read as a number whenever present
+        return "whose 'min_trades' is null, not a whole number"
+    if any(not axis["values"] for axis in m["space"]["axes"]):
+        return "whose space has an axis without values"
+    for key, (kind, words) in _PAGE_KINDS.items():
+        value = m.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            return f"whose {key!r} is {str(value)[:40]!r}, not {words}"
+    if m.get("data"):
+        try:
+            DatasetRef.from_dict(m["data"])
+        except (ThreadXError, TypeError) as exc:
+            return f"whose data entry cannot be used ({str(exc)[:80]})"
+    return None
+
+
+def load_run(store: ResultStore, run_id: str) -> SweepRun:
+    """``store.load(run_id)`` (RunDamaged for a manifest the store cannot use), then the keys
+    only the pages read checked (:func:`manifest_problem`): RunDamaged saying what is wrong,
+    so neither the history nor a shown run meets a manifest they cannot read."""
+    run = store.load(run_id)
+    why = manifest_problem(run.manifest)
+    if why:
+        raise RunDamaged(run_id, f"has a manifest {why}")
+    return run
+
+
 def dataset_label(manifest: Mapping[str, Any]) -> str:
     """A run's dataset in a few words: its name (or file) and timeframe."""
     data = manifest.get("data")
@@ -93,7 +140,7 @@ def summarize(store: ResultStore, run_id: str) -> dict[str, Any]:
     row: dict[str, Any] = {k: None for k in HISTORY_COLUMNS}
     row["run_id"] = run_id
     try:
-        run = store.load(run_id)
+        run = load_run(store, run_id)
         m = run.manifest
         objective = m.get("objective", "sharpe")
         maximize = bool(m.get("maximize", True))
@@ -177,14 +224,16 @@ def read_view(store: ResultStore, run_id: str) -> RunView:
     import threadx
     from threadx.validation.stability import edge_params
 
-    run = store.load(run_id).check_intact()
+    run = load_run(store, run_id).check_intact()
     m = run.manifest
     ok = run.ok()
     objective = m.get("objective", "sharpe")
     varying = [a["name"] for a in m["space"]["axes"] if len(a["values"]) > 1] or run.param_names
     shown = [*varying, objective, "total_return", "sharpe", "max_drawdown", "n_trades", "win_rate"]
     shown = list(dict.fromkeys(col for col in shown if col in ok.columns))
-    table = ok.sort_values(objective, ascending=not m.get("maximize", True), na_position="last").head(500)[shown]
+    ranked = ok if objective not in ok.columns else (  # no column: no row stored yet
+        ok.sort_values(objective, ascending=not m.get("maximize", True), na_position="last"))
+    table = ranked.head(500)[shown]
     best = run.top(1, min_trades=int(m.get("min_trades", 0)))
     view = RunView(run_id=run_id, manifest=m, ok=ok, varying=varying, table=table.reset_index(drop=True),
                    best=None if best.empty else best.iloc[0])
