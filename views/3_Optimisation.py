@@ -127,11 +127,14 @@ def job_monitor() -> None:
         return
     if job_progress(registry, job, "opt_stop", "Stopping after the current chunk…"):
         return
+    stored = bool(job.run_id) and store.exists(job.run_id)
     if job.state == "failed":
         st.error(f"The sweep failed: {job.error}")
-    elif job.state == "cancelled":
+    elif job.state == "cancelled" and stored:
         st.warning(f"Stopped: the finished combos are stored in run `{job.run_id}`; **Resume** below runs the rest.")
-    if job.run_id and st.session_state.get("sweep_job_shown") != job.job_id and store.exists(job.run_id):
+    elif job.state == "cancelled":
+        st.warning("Stopped before any combo was stored: nothing to resume; press **Launch** to start again.")
+    if stored and st.session_state.get("sweep_job_shown") != job.job_id:
         # show the run once, when its job ends; a run reloaded from the history afterwards stays shown
         st.session_state["sweep_job_shown"] = job.job_id
         st.session_state["sweep_run"] = job.run_id

@@ -252,3 +252,25 @@ def test_a_run_with_a_damaged_manifest_in_the_url_gives_one_warning(data_file, w
     warnings = [w.value for w in at.warning]
     assert len(warnings) == 1 and "Run `bad` cannot be shown" in warnings[0], warnings
     assert "run" not in at.query_params
+
+
+def test_a_stop_before_anything_was_stored_says_so_and_offers_no_resume(workspace):
+    import time
+
+    from threadx.ui.jobs import JobRegistry
+
+    at = page()
+    at.button(key="opt_launch").click().run()
+    job_id = at.session_state["sweep_job"]
+    at.button(key="opt_stop").click().run()  # before the job process has started its sweep
+    registry = JobRegistry()
+    deadline = time.time() + 60
+    while time.time() < deadline and registry.get(job_id).is_active:
+        time.sleep(0.3)
+    job = registry.get(job_id)
+    assert job.state == "cancelled" and not (workspace / "results" / job.run_id).exists()
+    at.run()
+    assert not at.exception, at.exception
+    warnings = [w.value for w in at.warning]
+    assert warnings == ["Stopped before any combo was stored: nothing to resume; press **Launch** to start again."]
+    assert "opt_resume" not in [b.key for b in at.button] and shown(at) == []
