@@ -114,6 +114,8 @@ class DatasetRef:
             df = threadx.load_ohlcv(self.source, self.timeframe, self.start, self.end)
         except DataError as exc:
             gone = str(exc).splitlines()[0]
+            if _present(self.source):  # there, but it does not load (damaged, invalid): not "gone"
+                raise DataError(f"dataset {self.label} cannot be loaded: {gone}") from None
             if not self.name or self.name == self.source:
                 raise DataError(f"dataset {self.label} is gone: {gone}") from None
             try:  # the file moved: a dataset of the same name, if its candles are the same
@@ -132,6 +134,17 @@ class DatasetRef:
         if self.name:
             df.attrs["name"] = self.name  # read from its file, still labelled with the dataset's name
         return df
+
+
+def _present(source: str) -> bool:
+    """Whether a file path or dataset name still names a file (which may not load)."""
+    from threadx.data.catalog import resolve_dataset
+
+    try:
+        resolve_dataset(source)
+    except DataError:
+        return False
+    return True
 
 
 def _dataset(value: Any, raw: Mapping[str, Any]) -> DatasetRef:

@@ -274,3 +274,20 @@ def test_a_stop_before_anything_was_stored_says_so_and_offers_no_resume(workspac
     warnings = [w.value for w in at.warning]
     assert warnings == ["Stopped before any combo was stored: nothing to resume; press **Launch** to start again."]
     assert "opt_resume" not in [b.key for b in at.button] and shown(at) == []
+
+
+def test_a_sweep_on_a_damaged_dataset_fails_saying_it_cannot_be_loaded(workspace):
+    from threadx.ui.jobs import JobRegistry
+
+    page()  # the synthetic sample written
+    (workspace / "data" / "local").mkdir()
+    (workspace / "data" / "local" / "BAD_USDT-1h.parquet").write_bytes(b"not a parquet file" * 100)
+    at = page()
+    at.selectbox(key="dataset_picker").set_value("local/BAD_USDT-1h").run()
+    at.button(key="opt_launch").click().run()
+    job_id = at.session_state["sweep_job"]
+    at = run_until(at, lambda a: not JobRegistry().get(job_id).is_active)
+    at.run()
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "dataset local/BAD_USDT-1h cannot be loaded" in errors[0], errors
+    assert "is gone" not in errors[0]
