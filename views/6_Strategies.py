@@ -38,6 +38,10 @@ loaded_files = {Path(specs[n].origin.path).name for n in mine if specs[n].origin
 
 st.caption(f"Strategies folder: `{folder}` · every `StrategySpec` of a `.py` file there is a strategy, "
            "re-read when the file changes (no restart).")
+unoffered = [n for n in specs if n not in names and specs[n].origin is not None and specs[n].origin.kind == "user"]
+if unoffered:  # a file of the folder naming its strategy test_*: loaded, but no picker offers it
+    st.warning(f"Not offered by the pages: {', '.join(f'`{n}`' for n in unoffered)}; names starting with "
+               f"`{logic.TEST_ONLY_PREFIX}` are kept for the test suite's strategies. Rename it in its file.")
 
 
 def file_text(path: Path) -> str:

@@ -190,6 +190,25 @@ def test_bad_and_taken_names_are_refused_with_a_message(strategy_dir):
     assert "exists already" in texts(at.error)
 
 
+def test_a_name_kept_for_the_tests_is_refused_with_the_reason(strategy_dir):
+    """The pickers leave out test_* strategies (the test suite's own): a file of that name
+    could never be picked, so it is not written."""
+    at = open_page(PAGE)
+    create(at, "test_rsi")
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "kept for the test suite" in errors[0] and "never be picked" in errors[0], errors
+    assert list(strategy_dir.iterdir()) == [] and not at.success
+
+
+def test_a_file_whose_strategy_takes_a_test_name_is_said_to_be_not_offered(strategy_dir):
+    from threadx.strategy.scaffold import TEMPLATE
+
+    (strategy_dir / "mine.py").write_text(TEMPLATE.replace("__NAME__", "test_mine"))
+    at = open_page(PAGE)
+    assert "test_mine" not in listed(at)
+    assert any("`test_mine`" in w.value and "Not offered" in w.value for w in at.warning), texts(at.warning)
+
+
 def test_a_stored_check_report_is_shown_and_goes_stale_when_the_code_changes(strategy_dir, loopback_address):
     from threadx.strategy import get_strategy
     from threadx.checks.store import save_report

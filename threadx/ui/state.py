@@ -100,10 +100,12 @@ def strategy_unavailable(name: str) -> str:
 
 
 def strategy_names() -> list[str]:
-    """The strategies the pages offer (the registered ones, test-only ones aside)."""
+    """The strategies the pages offer (the registered ones, test-only ones aside:
+    :func:`threadx.ui.strategies.reserved_for_tests`)."""
     import threadx
+    from threadx.ui.strategies import reserved_for_tests
 
-    return [n for n in threadx.strategies() if not n.startswith("test_")]
+    return [n for n in threadx.strategies() if not reserved_for_tests(n)]
 
 
 def _default_dataset(names: list[str]) -> str:

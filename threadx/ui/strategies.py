@@ -24,9 +24,14 @@ from threadx.strategy.base import StrategySpec, builtin_names
 
 __all__ = ["TEMPLATE_CHOICE", "LoadError", "is_loopback", "editing_allowed", "source_label", "check_status",
            "strategy_table", "params_table", "constraint_lines", "source_text", "load_errors", "create_strategy",
-           "save_source", "run_check", "report_results", "report_heading", "throttled"]
+           "save_source", "run_check", "report_results", "report_heading", "throttled", "TEST_ONLY_PREFIX",
+           "reserved_for_tests"]
 
 TEMPLATE_CHOICE = "template (RSI mean reversion + ATR stop)"  # "start from" of the New strategy form
+
+# the test suite registers strategies of its own in the process it runs the pages in: the
+# pickers leave out names with this prefix, and a new strategy file may not take one
+TEST_ONLY_PREFIX = "test_"
 
 # last check status of a strategy (the table's "Last check" column)
 PASS, FAIL, NEVER, STALE = "PASS", "FAIL", "never", "stale"
@@ -165,11 +170,21 @@ def load_errors(folder: Path | None = None) -> list[LoadError]:
     return found
 
 
+def reserved_for_tests(name: str) -> bool:
+    """Whether a strategy name is kept for the test suite's strategies (the pages do not offer them)."""
+    return name.startswith(TEST_ONLY_PREFIX)
+
+
 def create_strategy(name: str, start_from: str | None) -> Path:
     """Write the strategies folder's ``<name>.py`` from the template (``start_from`` None or
-    :data:`TEMPLATE_CHOICE`) or from a built-in; ParamError on a bad or taken name."""
+    :data:`TEMPLATE_CHOICE`) or from a built-in; ParamError on a bad or taken name, or on a
+    name kept for the tests (:func:`reserved_for_tests`), which no picker would offer."""
+    from threadx.errors import ParamError
     from threadx.strategy.scaffold import new_strategy_file
 
+    if reserved_for_tests(name.strip()):
+        raise ParamError(f"names starting with {TEST_ONLY_PREFIX!r} are kept for the test suite's strategies, "
+                         "which the pages do not list, so this one could never be picked; pick another name")
     builtin = None if start_from in (None, "", TEMPLATE_CHOICE) else start_from
     return new_strategy_file(name.strip(), from_builtin=builtin)
 
