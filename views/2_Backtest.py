@@ -15,8 +15,8 @@ from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
 from threadx.requests import BacktestRequest, DatasetRef, describe_data, describe_options
 from threadx.ui import charts, widgets, workspace
-from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, plain,
-                              restore_from_url, session_memo)
+from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset,
+                              load_dataset_or_error, plain, restore_from_url, session_memo)
 from threadx.ui.widgets import param_form
 from threadx.warmup import warming_note
 
@@ -46,6 +46,23 @@ def forget_link() -> None:
     """No backtest on display: the URL stops naming one."""
     if "bt" in st.query_params:
         del st.query_params["bt"]
+
+
+def drop_shown() -> None:
+    """No backtest on display (another strategy picked, a run that failed, its data gone)."""
+    st.session_state.pop("backtest", None)
+    forget_link()
+
+
+def shown_frame(shown: dict) -> pd.DataFrame | None:
+    """The data of the backtest on display (kept with it, else its dataset reloaded); None,
+    after one error, when that dataset cannot be loaded any more: the backtest is dropped."""
+    if shown.get("frame") is not None:
+        return shown["frame"]
+    df = load_dataset_or_error(shown["dataset"], "The backtest on display is dropped")
+    if df is None:
+        drop_shown()
+    return df
 
 
 def show(result, request: BacktestRequest, df: pd.DataFrame, origin: str | None) -> None:
@@ -141,8 +158,7 @@ elif handed_data is not None:
                f"{describe_data(handed_data['ref'])}; pick another dataset to switch.")
 shown = st.session_state.get("backtest")
 if shown and shown["strategy"] != strategy:  # another strategy picked: its form, not the last one's result
-    st.session_state.pop("backtest")
-    forget_link()
+    drop_shown()
 spec = specs[strategy]
 st.caption(spec.description)
 
@@ -186,16 +202,15 @@ if run_clicked:
         show(result, request, df, handed_data["origin"] if handed_data is not None else None)
         st.session_state[f"params:{strategy}"] = values
     except (ThreadXError, ValueError) as exc:
-        st.session_state.pop("backtest", None)
-        forget_link()
+        drop_shown()
         st.error(f"Cannot run this backtest: {exc}")
 
 shown = st.session_state.get("backtest")
-if shown:
+df = shown_frame(shown) if shown else None
+if shown and df is not None:
     if shown.get("bt_id") and st.query_params.get("bt") != shown["bt_id"]:
         st.query_params["bt"] = shown["bt_id"]  # back from another page: the URL names it again
     result = shown["result"]
-    df = shown["frame"] if shown.get("frame") is not None else load_dataset(shown["dataset"])
     st.subheader(f"{shown['strategy']} on {label_dataset(shown['dataset'], df)}")
     made = shown.get("request") or {}
     spec_shown = specs[shown["strategy"]]

@@ -29,7 +29,7 @@ from threadx.optimize.store import ResultStore
 from threadx.requests import DatasetRef, WalkForwardRequest, describe_data, describe_options, describe_run
 from threadx.ui import sweep_runs, validation_charts as vc
 from threadx.ui.jobs import JobInfo, JobRegistry
-from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset
+from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset_or_error
 from threadx.ui.widgets import follow_job, job_progress, space_editor, timings_section
 from threadx.units import column_config, format_count, format_metric, number_column
 from threadx.validation.report import sweep_data, sweep_evaluator, validate_sweep, walk_forward_evaluator
@@ -394,12 +394,13 @@ with tab_wf:
             combos = int(n or 0)
     except ThreadXError as exc:
         problems.append(f"search space: {exc}")
-    df = load_dataset(dataset)
+    df = load_dataset_or_error(dataset, "No walk-forward can be planned on this dataset")
     windows: list[Any] = []
     try:
-        is_bars, oos_bars, step_bars = window_lengths(df.attrs.get("timeframe"), is_days=is_days, oos_days=oos_days,
-                                                      step_days=step_days or None)
-        windows = plan_windows(len(df), is_bars, oos_bars, step_bars, anchored, purge, embargo)
+        if df is not None:
+            is_bars, oos_bars, step_bars = window_lengths(df.attrs.get("timeframe"), is_days=is_days,
+                                                          oos_days=oos_days, step_days=step_days or None)
+            windows = plan_windows(len(df), is_bars, oos_bars, step_bars, anchored, purge, embargo)
     except ThreadXError as exc:
         problems.append(f"windows: {exc}")
     if windows:
@@ -412,9 +413,10 @@ with tab_wf:
                 f"({runs:,} backtests) — **{size_band(runs)}**")
     for problem in problems:
         st.warning(f"Cannot run: {problem}.")
-    chart(vc.window_timeline_figure(windows, df.index), key="wf_timeline")
+    if df is not None:
+        chart(vc.window_timeline_figure(windows, df.index), key="wf_timeline")
 
-    if st.button("Launch walk-forward", type="primary", disabled=bool(problems), key="wf_launch"):
+    if st.button("Launch walk-forward", type="primary", disabled=bool(problems) or df is None, key="wf_launch"):
         try:
             request = WalkForwardRequest.from_dict({  # None keeps a default (n of a grid)
                 "data": DatasetRef(source=dataset, name=dataset), "strategy": strategy, "space": space,

@@ -45,6 +45,8 @@ from typing import Any, Callable
 import pandas as pd
 import streamlit as st
 
+from threadx.errors import ThreadXError
+
 DEFAULT_DATASET = "synthetic/BTC_USDT-1h"
 _REPICK = "_dataset_repick"  # session flag: set the dataset picker from "dataset" on the next run
 _URL_READ = "_url_read"  # session flag: the URL's dataset and strategy were read
@@ -75,6 +77,17 @@ def load_dataset(name: str) -> pd.DataFrame:
 
     path = resolve_dataset(name)
     return _load(name, os.path.getmtime(path))
+
+
+def load_dataset_or_error(name: str, what: str | None = None) -> pd.DataFrame | None:
+    """The frame of a dataset (:func:`load_dataset`), or None after one ``st.error`` saying why
+    it cannot be loaded (gone, unreadable, invalid), led by ``what`` it means for the page."""
+    try:
+        return load_dataset(name)
+    except (ThreadXError, OSError) as exc:
+        reason = f"cannot load {plain(name)}: {plain(str(exc), 400)}"
+        st.error(f"{what}: {reason}" if what else reason[:1].upper() + reason[1:])
+        return None
 
 
 def datasets_changed(message: str, select: str | None = None) -> None:

@@ -1,0 +1,66 @@
+"""Pages meeting data or records that went missing or were damaged between two reruns: one
+message on the page, never a traceback, and nothing shown for what cannot be loaded (the
+shown backtest of a deleted or damaged dataset, the Validation page's plan on an unreadable
+active dataset)."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from apptest_helpers import ROOT, open_page  # noqa: E402
+
+XYZ = "local/XYZ_USDT-1h"
+
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
+
+
+@pytest.fixture
+def xyz(workspace):
+    """A dataset of the data folder (a copy of the synthetic ETH sample), as a file path."""
+    from threadx.data.synthetic import ensure_sample
+
+    ensure_sample()
+    path = workspace / "data" / "local" / "XYZ_USDT-1h.parquet"
+    path.parent.mkdir(parents=True)
+    shutil.copy(workspace / "data" / "synthetic" / "ETH_USDT-1h.parquet", path)
+    return path
+
+
+def damage(path, how: str) -> None:
+    if how == "deleted":
+        path.unlink()
+    else:
+        path.write_bytes(b"not a parquet file" * 100)
+
+
+@pytest.mark.parametrize("how", ["deleted", "damaged"])
+def test_the_shown_backtest_is_dropped_with_one_error_when_its_dataset_goes(xyz, how):
+    at = open_page("2_Backtest.py")
+    at.selectbox(key="dataset_picker").set_value(XYZ).run()
+    at.button(key="bt_run").click().run()
+    assert not at.exception and at.metric and "bt" in at.query_params
+    damage(xyz, how)
+    at.run()  # any rerun: a widget touched, back from another page
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith(f"The backtest on display is dropped: cannot load {XYZ}"), errors
+    assert not at.metric and "backtest" not in at.session_state and "bt" not in at.query_params
+    at.run()
+    assert not at.exception and not at.error  # said once; the page works on
+
+
+def test_the_validation_page_says_once_that_the_active_dataset_cannot_be_loaded(xyz):
+    damage(xyz, "damaged")  # listed by the Data page (RED), so it can be the active dataset
+    at = AppTest.from_file(str(ROOT / "views" / "4_Validation.py"), default_timeout=120)
+    at.session_state["dataset"] = XYZ
+    at.run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and f"cannot load {XYZ}" in errors[0], errors
+    assert at.button(key="wf_launch").disabled
+    at.selectbox(key="dataset_picker").set_value("synthetic/BTC_USDT-1h").run()  # the page works on
+    assert not at.exception and not at.error and not at.button(key="wf_launch").disabled
