@@ -1,9 +1,10 @@
 """Pages meeting data or records that went missing or were damaged between two reruns: one
 message on the page, never a traceback, and nothing shown for what cannot be loaded (the
 shown backtest of a deleted or damaged dataset, the Validation page's plan on an unreadable
-active dataset)."""
+active dataset, a stored backtest record a link names)."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -64,3 +65,29 @@ def test_the_validation_page_says_once_that_the_active_dataset_cannot_be_loaded(
     assert at.button(key="wf_launch").disabled
     at.selectbox(key="dataset_picker").set_value("synthetic/BTC_USDT-1h").run()  # the page works on
     assert not at.exception and not at.error and not at.button(key="wf_launch").disabled
+
+
+RECORD_DAMAGE = {
+    "no_strategy": lambda request: request.pop("strategy"),
+    "leverage_text": lambda request: request["engine_options"].__setitem__("leverage", "x"),
+    "capital_text": lambda request: request["engine_options"].__setitem__("initial_capital", "lots"),
+}
+
+
+@pytest.mark.parametrize("how", list(RECORD_DAMAGE))
+def test_a_link_to_a_damaged_backtest_record_gives_the_cannot_be_reopened_warning(workspace, how):
+    at = open_page("2_Backtest.py")
+    at.button(key="bt_run").click().run()
+    bt = at.query_params["bt"]
+    path = workspace / "results" / ".backtests" / f"{bt}.json"
+    record = json.loads(path.read_text())
+    RECORD_DAMAGE[how](record["request"])
+    path.write_text(json.dumps(record))
+    fresh = AppTest.from_file(str(ROOT / "views" / "2_Backtest.py"), default_timeout=120)
+    fresh.query_params["bt"] = bt
+    fresh.run()
+    assert not fresh.exception, fresh.exception
+    warnings = [w.value for w in fresh.warning]
+    assert len(warnings) == 1 and warnings[0].startswith("The backtest this link names cannot be reopened: "), warnings
+    assert how != "no_strategy" or f"backtest {bt} is a damaged record" in warnings[0], warnings
+    assert not fresh.error and not fresh.metric and "bt" not in fresh.query_params

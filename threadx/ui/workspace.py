@@ -37,7 +37,7 @@ from typing import Any, Mapping
 from filelock import FileLock, Timeout
 
 from threadx.config import settings
-from threadx.errors import DataError, ParamError
+from threadx.errors import DataError, ParamError, ThreadXError
 from threadx.requests import BacktestRequest, jsonable
 from threadx.strategy.base import Param, StrategySpec
 from threadx.ui.jobs import write_json_atomic
@@ -260,7 +260,12 @@ def load_backtest(bt_id: str) -> tuple[BacktestRequest, str | None]:
         raise DataError(f"backtest {bt_id} cannot be read: {exc}") from None
     if not isinstance(record, dict) or not isinstance(record.get("request"), dict):
         raise DataError(f"backtest {bt_id} is not a backtest record")
-    request = BacktestRequest.from_dict(record["request"])  # ParamError when it no longer checks
+    try:
+        request = BacktestRequest.from_dict(record["request"])  # ParamError when it no longer checks
+    except ThreadXError:
+        raise
+    except (TypeError, ValueError, KeyError) as exc:  # a key missing, a value of another type
+        raise DataError(f"backtest {bt_id} is a damaged record ({type(exc).__name__}: {exc})") from None
     origin = record.get("origin")
     try:
         path.touch()
