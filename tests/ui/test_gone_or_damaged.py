@@ -1,7 +1,7 @@
 """Pages meeting data or records that went missing or were damaged between two reruns: one
 message on the page, never a traceback, and nothing shown for what cannot be loaded (the
 shown backtest of a deleted or damaged dataset, the Validation page's plan on an unreadable
-active dataset, a stored backtest record a link names)."""
+active dataset, a stored backtest record a link names, the active dataset deleted elsewhere)."""
 from __future__ import annotations
 
 import json
@@ -91,3 +91,26 @@ def test_a_link_to_a_damaged_backtest_record_gives_the_cannot_be_reopened_warnin
     assert len(warnings) == 1 and warnings[0].startswith("The backtest this link names cannot be reopened: "), warnings
     assert how != "no_strategy" or f"backtest {bt} is a damaged record" in warnings[0], warnings
     assert not fresh.error and not fresh.metric and "bt" not in fresh.query_params
+
+
+def test_the_data_page_names_the_active_dataset_that_was_deleted_elsewhere(xyz):
+    at = open_page("1_Data.py")
+    at.selectbox(key="dataset_picker").set_value(XYZ).run()
+    xyz.unlink()  # by another session, or outside the app
+    at.run()
+    assert not at.exception, at.exception
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1 and f"Dataset **{XYZ}** is no longer in the data folder" in warnings[0], warnings
+    assert at.selectbox(key="dataset_picker").value == "synthetic/BTC_USDT-1h"
+    at.run()
+    assert not at.warning  # said once
+
+
+def test_a_dataset_deleted_on_the_data_page_gets_no_notice_that_it_is_gone(xyz):
+    at = open_page("1_Data.py")
+    at.selectbox(key="dataset_picker").set_value(XYZ).run()
+    at.button(key="data_delete").click().run()
+    at.button(key="data_delete_confirm").click().run()
+    assert not at.exception, at.exception
+    assert not xyz.exists() and f"Deleted {XYZ}" in [s.value for s in at.success]
+    assert not [w.value for w in at.warning if "no longer in the data folder" in w.value]

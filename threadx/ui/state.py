@@ -97,6 +97,8 @@ def datasets_changed(message: str, select: str | None = None) -> None:
     _load.clear()
     if select is not None:
         st.session_state["dataset"] = select
+    elif st.session_state.get("dataset") not in dataset_names():  # deleted here: no notice that it is gone
+        st.session_state.pop("dataset", None)
     st.session_state[_REPICK] = True  # the picker shows "dataset" again (or the default, if it is gone)
     st.session_state["data_flash"] = message
     st.rerun()
@@ -168,13 +170,17 @@ def _to_url(key: str, value: str | None) -> None:
 
 def active_dataset() -> str:
     """The dataset chosen in this session (the URL's on its first run, else the synthetic BTC
-    sample); the URL's ``dataset`` and ``strategy`` follow the session's."""
+    sample); the URL's ``dataset`` and ``strategy`` follow the session's. One that left the data
+    folder since the last run (deleted or renamed elsewhere) is named in a notice."""
     restore_from_url()
     names = dataset_names()
     current = st.session_state.get("dataset")
     if current not in names:
-        current = _default_dataset(names)
-        st.session_state["dataset"] = current
+        fallback = _default_dataset(names)
+        if current is not None:
+            st.warning(f"Dataset **{plain(current)}** is no longer in the data folder: showing "
+                       f"{label_dataset(fallback)} instead.")
+        current = st.session_state["dataset"] = fallback
     _to_url("dataset", current)
     _to_url("strategy", st.session_state.get("strategy"))
     return current
