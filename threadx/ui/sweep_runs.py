@@ -66,30 +66,10 @@ def _run_folders(store: ResultStore) -> list[Path]:
 # The store refuses a manifest whose common keys are of another kind, and one without the keys
 # reading results needs (threadx.optimize.store: RunDamaged); the pages also read the keys below.
 
-_PAGE_KINDS: dict[str, tuple[type, str]] = {  # absent or null, or of this kind
-    "n": (int, "a whole number"), "bars": (int, "a whole number"), "seed": (int, "a whole number"),
-    "run_id": (str, "a text"), "dataset": (str, "a text"), "timeframe": (str, "a text"),
-    "fingerprint": (str, "a text"), "strategy_code": (str, "a text"), "param_names": (list, "a list"),
-    "engine": (dict, "an object"), "machine": (dict, "an object"), "request": (dict, "an object"),
-    "timings": (dict, "an object"),
-}
-
-
 def manifest_problem(m: Mapping[str, Any]) -> str | None:
-    """What makes a manifest that the store reads unusable by the pages (a key they read of
-    another kind or value), worded like the store's; None when they can show it."""
-    if m.get("objective", "sharpe") not in METRIC_NAMES:
-        return f"whose 'objective' is {str(m.get('objective'))[:40]!r}, not a metric"
-    if not isinstance(m.get("maximize", True), bool):
-        return f"whose 'maximize' is {str(m.get('maximize'))[:40]!r}, not true or false"
-    if "min_trades" in m and m["min_trades"] is None:  # read as a number whenever present
-        return "whose 'min_trades' is null, not a whole number"
-    if any(not axis["values"] for axis in m["space"]["axes"]):
-        return "whose space has an axis without values"
-    for key, (kind, words) in _PAGE_KINDS.items():
-        value = m.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
-            return f"whose {key!r} is {str(value)[:40]!r}, not {words}"
+    """What makes a manifest that the store reads unusable by the pages beyond the store's own
+    check (its data entry, which they turn into a dataset), worded like the store's; None when
+    they can show it."""
     if m.get("data"):
         try:
             DatasetRef.from_dict(m["data"])
