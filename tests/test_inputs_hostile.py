@@ -26,7 +26,7 @@ def test_a_timeframe_tag_the_bars_contradict_is_refused(df):
     with pytest.raises(DataError, match=r"the bars are mostly 1d apart, not 1h as the frame's attrs"):
         threadx.backtest(daily, "ma_crossover")
     with pytest.raises(DataError, match=r"mostly 1d apart, not 1h as the timeframe given says"):
-        threadx.data.bars.Bars.from_frame(daily, timeframe="1h")
+        threadx.data.bars.Bars.from_frame(daily, timeframe="1h")  # (an explicit timeframe is checked too)
     daily.attrs = {}
     assert threadx.backtest(daily, "ma_crossover").meta["timeframe"] == "1d"
 
@@ -48,7 +48,7 @@ def test_a_column_given_twice_is_refused(df):
     ({"initial_capital": "abc"}, "initial_capital must be a number, got 'abc'"),
     ({"initial_capital": "1000"}, "initial_capital must be a number"),
     ({"initial_capital": 10**400}, "initial_capital is too large for a float"),
-    ({"initial_capital": 1e307}, r"initial_capital must be at most 1e\+15"),
+    ({"initial_capital": 1e307}, r"initial_capital must be at most 1,000,000,000,000,000, got 1e\+307"),
     ({"leverage": 5000.0}, "leverage must be from 1 to 1000"),
     ({"fee_bps": True}, "fee_bps must be a number"),
     ({"funding": float("nan")}, "funding must be a number"),
@@ -114,3 +114,41 @@ def test_cli_row_counts_must_be_whole_numbers(argv, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "must be a whole number >= 0" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("leverage", [5000.0, 0.5, float("inf"), float("nan")])
+def test_a_strategys_own_leverage_is_checked_like_the_options(df, leverage):
+    import dataclasses
+
+    from threadx.contract import ExitRules
+    from threadx.engine.inputs import EngineOptions, effective_rules
+
+    with pytest.raises(ParamError, match="the exit rules' leverage must be from 1 to 1000"):
+        effective_rules(ExitRules(leverage=leverage), EngineOptions.builtin())
+    assert effective_rules(dataclasses.replace(ExitRules(), leverage=2.0), EngineOptions.builtin()).leverage == 2.0
+
+
+@pytest.mark.parametrize("funding", [["0.0001"] * 1500, np.array([True] * 1500), np.bool_(True)])
+def test_funding_rates_that_are_text_or_switches_are_refused(df, funding):
+    with pytest.raises(ParamError, match="funding"):
+        threadx.backtest(df, "ma_crossover", funding=funding)
+
+
+def test_a_numpy_funding_rate_is_the_same_rate(df):
+    plain = threadx.backtest(df, "ma_crossover", funding=0.0001).metrics
+    assert threadx.backtest(df, "ma_crossover", funding=np.float64(0.0001)).metrics == plain
+    assert threadx.backtest(df, "ma_crossover", funding=np.array(0.0001)).metrics == plain
+
+
+def test_a_switch_is_not_a_number_param(df):
+    with pytest.raises(ParamError, match="stop_loss_pct must be a number, got True"):
+        threadx.backtest(df, "ma_crossover", {"stop_loss_pct": True})
+
+
+def test_a_sweep_drawn_with_a_numpy_n_resumes(df, tmp_path):
+    first = threadx.sweep(df, "ma_crossover", {"fast_period": "5:30:1"}, sampler="random", n=np.int64(4),
+                          executor="inline", store=tmp_path, run_id="np")
+    assert first.manifest["n"] == 4
+    again = threadx.sweep(df, "ma_crossover", {"fast_period": "5:30:1"}, sampler="random", n=np.int64(4),
+                          executor="inline", store=tmp_path, run_id="np")
+    assert len(again.results) == 4

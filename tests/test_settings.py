@@ -150,6 +150,7 @@ BAD_FILES = [
     ("[sweep]\nworkers = true\n", "[sweep] workers must be a whole number from 1 to 1024 or \"auto\""),
     ("[sweep]\nmemory_budget = \"lots\"\n", "[sweep] memory_budget 'lots' is not a size"),
     ("[logging]\nbackups = 0\n", "[logging] backups must be a whole number from 1 to 100"),
+    ("[engine]\ninitial_capital = 5e15\n", "[engine] initial_capital must be at most 1e+15"),  # (the engine's cap)
 ]
 
 

@@ -66,7 +66,7 @@ def backtest(
     with strategy_code_errors(spec):
         _, sig, levels = prepare_signals(spec, bars, values, bank, stage=watch.stage)
     with watch.stage("kernel"):
-        args = kernel_args(bars, sig, levels, rules, options, funding_per_bar(funding, bars))
+        args = kernel_args(bars, sig, levels, rules, options, funding_per_bar(options.funding, bars))
         output = kernel.run_full(*args)
     with watch.stage("report"):
         result = wrap_full(output, bars.index, bars.timeframe, values, run_meta(spec, bars, options, rules))

@@ -4,6 +4,8 @@ A memo keyed on the mtime and size alone serves stale content when a file is rew
 the same size and its mtime is put back (``cp -p``, ``rsync -t``, ``os.utime``) or falls in the
 same tick of a coarse clock. The inode changes when a file is replaced by a rename (atomic
 writes), and the ctime whenever its content or its times are set, so the stamp covers those.
+On Windows ``st_ctime`` is the creation time: there a rewrite in place that puts the mtime back
+is not seen (the atomic writes ThreadX itself makes are, by their new file).
 """
 from __future__ import annotations
 

@@ -46,7 +46,8 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6,
 Kind = Callable[[Any, bool], Any]
 
 
-def _number(low: float | None = None, high: float | None = None, *, low_open: bool = False) -> Kind:
+def _number(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+            high_open: bool = True) -> Kind:
     def check(value: Any, text: bool) -> float:
         if text:
             try:
@@ -57,8 +58,8 @@ def _number(low: float | None = None, high: float | None = None, *, low_open: bo
             raise ValueError(f"must be a number, got {value!r}")
         if low is not None and (value <= low if low_open else value < low):
             raise ValueError(f"must be {'>' if low_open else '>='} {low:g}, got {value!r}")
-        if high is not None and value >= high:
-            raise ValueError(f"must be below {high:g}, got {value!r}")
+        if high is not None and (value >= high if high_open else value > high):
+            raise ValueError(f"must be {'below' if high_open else 'at most'} {high:g}, got {value!r}")
         return float(value)
     return check
 
@@ -205,7 +206,8 @@ def _keys() -> tuple[Key, ...]:
         Key("paths", "cache_dir", "indicators_cache", _path, "indicator disk cache", "THREADX_CACHE_DIR"),
         Key("paths", "results_dir", "results", _path, "sweep results, jobs, workspace state", "THREADX_RESULTS_DIR"),
         Key("paths", "strategy_dir", "strategies", _path, "your own strategies", "THREADX_STRATEGY_DIR"),
-        Key("engine", "initial_capital", c.DEFAULT_INITIAL_CAPITAL, _number(0, low_open=True),
+        Key("engine", "initial_capital", c.DEFAULT_INITIAL_CAPITAL, _number(0, c.MAX_INITIAL_CAPITAL, low_open=True,
+                                                                                 high_open=False),
             "starting equity (quote currency)"),
         Key("engine", "fee_bps", c.DEFAULT_FEE_BPS, _number(0, 10_000), "fee per fill, basis points of the notional"),
         Key("engine", "slippage_bps", c.DEFAULT_SLIPPAGE_BPS, _number(0, 10_000), "slippage per fill, basis points"),

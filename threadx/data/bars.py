@@ -61,14 +61,17 @@ class Bars:
                             "load the data with threadx.load_ohlcv, which reports and sorts")
         bad = np.flatnonzero(ohlc_inconsistent(cols["open"], cols["high"], cols["low"], cols["close"]))
         if len(bad):
+            first = pd.Timestamp(int(time_ns[bad[0]]), tz="UTC")
             raise DataError(f"{len(bad)} bar(s) with high < max(open, close) or low > min(open, close), first at "
-                            f"{pd.Timestamp(int(time_ns[bad[0]]), tz='UTC')}; run `threadx data validate` on the source")
+                            f"{first}; run `threadx data validate` on the source")
         tf = timeframe or df.attrs.get("timeframe") or infer_timeframe(df.index)
         why = spacing_disagreement(bar_spacing_ns(df.index), tf) if tf and len(time_ns) > 2 else None
+        if why and timeframe:
+            raise DataError(f"{why} as the timeframe given says: pass the bars' own timeframe (gaps this many are "
+                            "more bars missing than there; `threadx data validate` reports them)")
         if why:
-            told = "the timeframe given" if timeframe else ("the frame's attrs['timeframe'] (pandas keeps attrs "
-                                                            "through resample and slicing)")
-            raise DataError(f"{why} as {told} says: pass the bars' own timeframe, or clear df.attrs")
+            raise DataError(f"{why} as the frame's attrs['timeframe'] says (pandas keeps attrs through resample "
+                            "and slicing): pass timeframe=, or clear df.attrs")
         return cls(time_ns=time_ns, timeframe=tf, name=name or df.attrs.get("name"), **cols)
 
     def __len__(self) -> int:

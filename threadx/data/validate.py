@@ -337,8 +337,8 @@ def _spacing_check(rep: ValidationReport, u: np.ndarray, timeframe: str | None) 
     spacing = pd.Timedelta(step, unit="ns")
     if inferred is None or timeframe_ns(inferred) != step:
         rep.errors.append(f"the bars are mostly {spacing} apart, which is not a timeframe: a misread epoch unit?")
-    elif timeframe is not None and spacing_disagreement(step, timeframe):
-        rep.errors.append(f"{spacing_disagreement(step, timeframe)} as expected (file name or timeframe)")
+    elif timeframe is not None and (why := spacing_disagreement(step, timeframe)):
+        rep.errors.append(f"{why} as expected (file name or timeframe)")
     return timeframe or inferred
 
 

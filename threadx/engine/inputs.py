@@ -83,7 +83,7 @@ class EngineOptions:
         if not (math.isfinite(self.initial_capital) and self.initial_capital > 0):
             raise ParamError(f"initial_capital must be positive, got {self.initial_capital}")
         if self.initial_capital > MAX_INITIAL_CAPITAL:
-            raise ParamError(f"initial_capital must be at most {MAX_INITIAL_CAPITAL:g}, got {self.initial_capital:g}")
+            raise ParamError(f"initial_capital must be at most {MAX_INITIAL_CAPITAL:,.0f}, got {self.initial_capital!r}")
         if not (math.isfinite(self.fee_bps) and 0 <= self.fee_bps < 10_000):
             raise ParamError(f"fee_bps must be between 0 and 10000, got {self.fee_bps}")
         if not (math.isfinite(self.slippage_bps) and 0 <= self.slippage_bps < 10_000):
@@ -92,15 +92,15 @@ class EngineOptions:
             raise ParamError(f"fill must be one of {', '.join(L.FILL_MODES)}, got {self.fill!r}")
         if self.sizing is not None and self.sizing not in L.SIZING_MODES:
             raise ParamError(f"sizing must be one of {', '.join(L.SIZING_MODES)}, got {self.sizing!r}")
-        if self.leverage is not None and not (math.isfinite(self.leverage) and 1 <= self.leverage <= MAX_LEVERAGE):
-            raise ParamError(f"leverage must be from 1 to {MAX_LEVERAGE:g}, got {self.leverage}")
-        if self.fraction is not None and not (0 < self.fraction <= 1):
-            raise ParamError(f"fraction must be in (0, 1], got {self.fraction}")
+        if self.leverage is not None:
+            check_sizing("leverage", self.leverage)
+        if self.fraction is not None:
+            check_sizing("fraction", self.fraction)
         if not self.min_notional >= 0:
             raise ParamError(f"min_notional must be >= 0, got {self.min_notional}")
         if self.ambiguity not in ("conservative", "optimistic"):
             raise ParamError(f"ambiguity must be conservative or optimistic, got {self.ambiguity!r}")
-        check_funding(self.funding)
+        funding_rate(self.funding)
         return self
 
     def to_dict(self) -> dict:
@@ -109,6 +109,18 @@ class EngineOptions:
         if self.funding is not None and not isinstance(self.funding, (int, float)):
             out["funding"] = funding_summary(self.funding)
         return out
+
+
+def check_sizing(name: str, value: Any, whose: str = "") -> None:
+    """ParamError unless ``value`` is a leverage from 1 to ``MAX_LEVERAGE`` (``name`` "leverage")
+    or a fraction in (0, 1] (``name`` "fraction"); ``whose`` words where it came from."""
+    number = _real(f"{whose}{name}", value)
+    if name == "leverage":
+        ok, words = 1.0 <= number <= MAX_LEVERAGE, f"from 1 to {MAX_LEVERAGE:g}"
+    else:
+        ok, words = 0.0 < number <= 1.0, "in (0, 1]"
+    if not ok:  # (NaN compares false)
+        raise ParamError(f"{whose}{name} must be {words}, got {value!r}")
 
 
 _NUMBER_FIELDS = ("initial_capital", "fee_bps", "slippage_bps", "leverage", "fraction", "min_notional")
@@ -126,28 +138,36 @@ def _real(name: str, value: Any) -> float | None:
         raise ParamError(f"{name} is too large for a float (over 1.8e308)") from None
 
 
-def check_funding(funding: Any) -> None:
-    """ParamError unless ``funding`` is None, a rate, a Series or one rate per bar, every rate
-    a fraction below ``MAX_FUNDING_RATE`` in size (NaN in a Series or array: no settlement
-    there; an infinite rate is refused, it would make the account's figures infinite)."""
+def funding_rate(funding: Any) -> Any:
+    """``funding`` checked, a single rate as a float (a numpy scalar included); ParamError unless
+    it is None, a rate, a Series or one rate per bar of numbers, every rate a fraction below
+    ``MAX_FUNDING_RATE`` in size (NaN in a Series or array: no settlement there; an infinite
+    rate is refused, it would make the account's figures infinite)."""
     if funding is None:
-        return
-    if isinstance(funding, bool) or isinstance(funding, (Mapping, str, bytes)):
-        raise ParamError("funding must be a rate per 8h settlement, a Series of rates indexed by settlement "
-                         f"time or an array with one rate per bar, got {type(funding).__name__}")
+        return None
+    kinds = "a rate per 8h settlement, a Series of rates indexed by settlement time or an array with one rate per bar"
+    if isinstance(funding, (bool, np.bool_, Mapping, str, bytes)):
+        raise ParamError(f"funding must be {kinds}, got {type(funding).__name__}")
+    if isinstance(funding, np.ndarray) and funding.ndim == 0:
+        funding = funding.item()  # a 0-d array: its one rate
     if isinstance(funding, (int, float, np.integer, np.floating)):
-        rates = np.array([_real("funding", funding)])
-        if np.isnan(rates).any():
+        rate = _real("funding", funding)
+        if math.isnan(rate):
             raise ParamError("funding must be a number (a fraction per settlement), got nan; None for no funding")
+        rates = np.array([rate])
+        funding = rate
     else:
-        try:
-            rates = np.asarray(funding.to_numpy() if isinstance(funding, pd.Series) else funding, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ParamError(f"funding rates must be numbers: {exc}") from None
+        raw = np.asarray(funding.to_numpy() if isinstance(funding, pd.Series) else funding)
+        if raw.dtype.kind not in "iuf" and not (raw.dtype.kind == "O" and all(
+                v is None or (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool))
+                for v in raw.ravel())):
+            raise ParamError(f"funding rates must be numbers (None or NaN for no settlement), got {raw.dtype} values")
+        rates = raw.astype(np.float64)
     size = np.abs(rates[~np.isnan(rates)])
     if size.size and not (size < MAX_FUNDING_RATE).all():
         raise ParamError(f"funding rates must be fractions per settlement below {MAX_FUNDING_RATE:g} in size "
                          f"(0.0001 = 0.01 %), got {float(size.max()):g}")
+    return funding
 
 
 def funding_summary(funding: Any) -> str:
@@ -170,6 +190,8 @@ def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
     if options.fraction is not None:
         changes["fraction"] = float(options.fraction)
     rules = replace(rules, **changes) if changes else rules
+    check_sizing("leverage", rules.leverage, "the exit rules' ")  # (a strategy's own rules give them too)
+    check_sizing("fraction", rules.fraction, "the exit rules' ")
     check_legs(rules)
     if rules.grid_levels > 0:
         return rules  # grid legs are sized by allocation, not by the sizing rule
@@ -420,6 +442,8 @@ def options_from(mapping: Mapping[str, Any] | None = None, **kwargs: Any) -> Eng
     values = dict(mapping or {}, **kwargs)
     values = {k: v for k, v in values.items() if not (v is None and k in SETTINGS_BACKED)}
     values.update({k: _real(k, values[k]) for k in _NUMBER_FIELDS if k in values})
+    if "funding" in values:
+        values["funding"] = funding_rate(values["funding"])  # (a numpy scalar becomes a float: one kind of rate)
     known = set(EngineOptions.__dataclass_fields__)
     unknown = sorted(set(values) - known)
     if unknown:

@@ -13,10 +13,13 @@ import importlib
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+import threadx
+from threadx.codehash import source_hash
 from threadx.contract import prepare_signals
 from threadx.data.bars import Bars
 from threadx.engine import kernel
@@ -35,19 +38,14 @@ from threadx.strategy.user import from_origin
 _PLAN_CACHE_BYTES = 4 * 2**20
 
 
-def rows_code_hash() -> str:
-    """Hash of the code a sweep row comes from besides its strategy's own (the engine, the
-    contract, the indicators, the sweep plan and this module), recorded in run manifests: a run's
-    stored rows are resumed only with the same code. Whole files: a comment edit counts too."""
-    from threadx import contract
-    from threadx.codehash import source_hash
-    from threadx.data import timeframe
-    from threadx.engine import inputs, layout, metrics
-    from threadx.indicators import kernels as indicator_kernels, registry
-    from threadx.optimize import plan
-
-    return source_hash(contract, inputs, kernel, layout, metrics, timeframe, indicator_kernels, registry, plan,
-                       __file__)
+# the code a sweep row comes from besides its strategy's own: the engine, the contract, the
+# indicators, the param machinery, the space's decoding, the samplers and the sweep plan (whole
+# files, as loaded by this process: a comment edit counts too, never a stale row)
+_ROWS_FILES = ("contract.py", "engine/kernel.py", "engine/inputs.py", "engine/layout.py", "engine/metrics.py",
+               "data/timeframe.py", "data/grid.py", "indicators/kernels.py", "indicators/registry.py",
+               "strategy/base.py", "optimize/plan.py", "optimize/evaluate.py", "optimize/space.py",
+               "optimize/samplers.py", "optimize/shared.py", "optimize/outcome.py")
+ROWS_CODE = source_hash(*(Path(threadx.__file__).parent / name for name in _ROWS_FILES))  # in run manifests
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ParamError, ThreadXError, whole
 from threadx.optimize.budget import (Budget, Estimate, advice, estimate_memory, fits, lines_of, plan_batches,
                                      request_widths)
-from threadx.optimize.evaluate import (STATUS_OK, ChunkResult, Evaluator, RunInterrupted, SweepTask, rows_code_hash,
+from threadx.optimize.evaluate import (ROWS_CODE, STATUS_OK, ChunkResult, Evaluator, RunInterrupted, SweepTask,
                                        signal_key_names)
 from threadx.optimize.samplers import SAMPLERS, check_grid_size, grid_ids, monte_carlo_ids, refine
 from threadx.optimize.shared import (PreparedIndicators, SharedPack, group_codes, group_requests, indicator_axes,
@@ -169,7 +169,8 @@ def sweep(
         budget = Budget.resolve(memory_budget)
         store = store if isinstance(store, ResultStore) else ResultStore(_store_argument(store))
     session = _Session(
-        search=search, bars=bars, options=options_from(**engine_options), sampler=sampler, n=n,
+        search=search, bars=bars, options=options_from(**engine_options), sampler=sampler,
+        n=None if n is None else int(n),  # (a numpy int stored as text would make the run's n another one)
         seed=int(seed), objective=objective, maximize=bool(maximize), min_trades=int(min_trades),
         workers=int(workers or default_workers()), executor=executor, progress=progress,
         should_stop=_cancel_check(cancel), chunk_size=chunk_size, grid_limit=grid_limit, bank=bank,
@@ -490,7 +491,7 @@ class _Session:
             "run_id": self.run_id,
             "strategy": self.search.strategy.name,
             "strategy_code": self.search.strategy.code_hash,
-            "rows_code": rows_code_hash(),
+            "rows_code": ROWS_CODE,
             "strategy_file": self.search.strategy.origin.path if self.search.strategy.origin else None,
             "dataset": bars.name,
             "fingerprint": bars.fingerprint,

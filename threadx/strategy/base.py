@@ -8,6 +8,7 @@ targets, and which exit rules apply. The one engine kernel does the rest.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, Mapping
 
@@ -80,6 +81,8 @@ class Param:
             if text not in self.choices:
                 raise ParamError(f"{name} must be one of {', '.join(self.choices)}, got {value!r}")
             return text
+        if isinstance(value, (bool, np.bool_)):  # (float(True) is 1.0: a switch is not a number)
+            raise ParamError(f"{name} must be a number, got {value!r}")
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -322,9 +325,16 @@ class StrategySpec:
         }
 
 
+# files of the threadx.strategy package that hold no built-in's rules (the spec machinery is part
+# of a sweep's rows_code instead): an edit there leaves the built-ins' code hashes, hence their
+# stored runs' validation, alone
+_FRAMEWORK_FILES = frozenset({"__init__.py", "base.py", "builtin.py", "scaffold.py", "user.py"})
+
+
 def _module_hash(*modules: str) -> str:
-    """Code hash of strategies defined in Python modules: a built-in hashes the whole
-    ``threadx.strategy`` package (its helpers live in shared modules), any other module its file."""
+    """Code hash of strategies defined in Python modules: a built-in hashes the modules of the
+    ``threadx.strategy`` package that hold strategies and their shared helpers (all of them: a
+    helper of one is used by others), any other module its file."""
     import sys
 
     from threadx.codehash import source_hash
@@ -332,13 +342,13 @@ def _module_hash(*modules: str) -> str:
     files = []
     for name in sorted(modules):
         module = sys.modules.get(name)
-        if module is None or getattr(module, "__file__", None) is None:
-            return "unknown"  # defined in __main__ or a notebook cell: no file to hash
+        if module is None or not os.path.isfile(getattr(module, "__file__", None) or ""):
+            return "unknown"  # defined in __main__ read from stdin, or a notebook cell: no file to hash
         files.append(module)
     if all(name.startswith("threadx.strategy.") for name in modules):
         from pathlib import Path
 
-        return source_hash(*sorted(Path(__file__).parent.glob("*.py")))
+        return source_hash(*sorted(p for p in Path(__file__).parent.glob("*.py") if p.name not in _FRAMEWORK_FILES))
     return source_hash(*files)
 
 
