@@ -10,7 +10,7 @@ import pytest
 import threadx
 from threadx.cli import main
 from threadx.data.synthetic import generate_synthetic
-from threadx.errors import DataError, ParamError
+from threadx.errors import DataError, ParamError, ThreadXError
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +152,48 @@ def test_a_sweep_drawn_with_a_numpy_n_resumes(df, tmp_path):
     again = threadx.sweep(df, "ma_crossover", {"fast_period": "5:30:1"}, sampler="random", n=np.int64(4),
                           executor="inline", store=tmp_path, run_id="np")
     assert len(again.results) == 4
+
+
+def test_walk_forward_keeps_int_params_ints(df):
+    """A row of a frame of int and float columns is all floats: envelope_dca's num_levels reached
+    range() as 5.0 and the walk-forward crashed after its work."""
+    wf = threadx.walk_forward(df, "envelope_dca", sampler="random", n=6, is_bars=700, oos_bars=400, workers=1)
+    assert isinstance(wf.benchmark_params["num_levels"], int) and isinstance(wf.benchmark_params["ma_period"], int)
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"workers": -1}, "workers must be a whole number >= 1, got -1"),
+    ({"is_days": 1e308, "is_bars": None}, "is_days must be > 0 and at most 36,500"),
+])
+def test_walk_forward_arguments_are_checked_first(df, kw, match):
+    args = {"is_bars": 700, "oos_bars": 400, "n": 4, **kw}
+    with pytest.raises(ParamError, match=match):
+        threadx.walk_forward(df, "ma_crossover", **{k: v for k, v in args.items() if v is not None})
+
+
+def test_an_odd_S_is_refused_before_the_work(df, tmp_path, capsys):
+    with pytest.raises(ParamError, match="S must be an even number >= 2"):
+        threadx.validate("no-such-run", store=tmp_path, S=15)  # refused before the run is looked up
+    assert main(["walkforward", "--strategy", "ma_crossover", "--is-bars", "700", "--oos-bars", "400", "--S", "7"]) == 2
+    assert capsys.readouterr().err.strip() == "error: S must be an even number >= 2 (the paper suggests 16), got 7"
+
+
+def test_research_refuses_a_strategy_given_twice_and_an_id_in_use(tmp_path):
+    from threadx.validation.research import research, research_root
+
+    with pytest.raises(ParamError, match="a strategy is given twice: ma_crossover"):
+        research(["ma_crossover", "ma_crossover"], ["sample:BTC_USDT-1h"], results_dir=tmp_path, is_bars=700,
+                 oos_bars=400)
+    (research_root(tmp_path) / "mine").mkdir(parents=True)
+    with pytest.raises(ThreadXError, match="research 'mine' is already stored"):
+        research(["ma_crossover"], ["sample:BTC_USDT-1h"], results_dir=tmp_path, research_id="mine", is_bars=700,
+                 oos_bars=400)
+
+
+def test_a_strategy_check_on_a_span_without_a_signal_is_no_pass(df):
+    from threadx.checks.strategy import check_strategy
+
+    report = check_strategy(threadx.get_strategy("ma_crossover"), df.iloc[:24], combos=1, checks=("lookahead",))
+    assert not report.passed and "not shown: no param set gave a signal or a trade" in report.results[0].summary
+    with pytest.raises(ParamError, match="combos must be a whole number >= 1"):
+        check_strategy(threadx.get_strategy("ma_crossover"), df, combos=0)

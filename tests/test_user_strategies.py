@@ -302,3 +302,29 @@ def test_a_user_strategy_uses_the_order_vocabulary(strategy_dir: Path, frame, ca
     assert row["total_return"] == again.metrics["total_return"]
     assert main(["strategy", "check", "pyramid_mine", "--only", "lookahead", "--only", "accounting"]) == 0, \
         capsys.readouterr().out
+
+
+def test_a_file_that_exits_is_not_loaded_and_the_rest_keeps_working(strategy_dir: Path, frame) -> None:
+    """sys.exit() at import (or in its code) used to end the whole process with no word."""
+    new_strategy_file("rsi_good")
+    (strategy_dir / "leaves.py").write_text("import sys\nsys.exit(3)\n")
+    assert user.load_errors() == {"leaves.py": f"{(strategy_dir / 'leaves.py').resolve()}:2: SystemExit: 3"}
+    assert "rsi_good" in threadx.strategies()
+    assert threadx.backtest(frame, "rsi_good").metrics["n_trades"] > 0
+
+
+@pytest.mark.parametrize("body, match", [
+    ("return np.zeros(len(bars.close), np.int64) - 1", r"returned flags outside 0..255 \(from -1 to -1\)"),
+    ("return np.full(len(bars.close), np.nan)", "must return uint8 flags .* got float64 values"),
+    ("return None", "must return uint8 flags .* got None"),
+])
+def test_signals_that_are_not_flags_are_refused(rsi: Path, frame, tmp_path, body, match) -> None:
+    """A -1 became 255 (every flag on every bar: 926 trades), a NaN 0 with a warning."""
+    text = rsi.read_text()
+    start = text.index("def signals(")
+    header_end = text.index("\n", start) + 1
+    rsi.write_text(text[:header_end] + f"    {body}\n" + text[header_end:])
+    with pytest.raises(ParamError, match=f"rsi_mine.signals {match}"):
+        threadx.backtest(frame, "rsi_mine")
+    run = _sweep(frame, tmp_path, "flags", executor="inline")
+    assert (run.results["status"] == "failed").all()

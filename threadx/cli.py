@@ -16,6 +16,7 @@ from typing import Any, Iterator, Sequence
 from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED
 from threadx.errors import ParamError, ThreadXError, whole
 from threadx.gpu.cli import add_gpu_commands
+from threadx.validation.pbo import check_S
 from threadx.units import format_bytes, format_count, format_metric
 
 EXIT_BAD_INPUT = 2
@@ -368,12 +369,14 @@ def cmd_strategy_check(args: argparse.Namespace) -> int:
     if unknown:
         raise ThreadXError(f"unknown check {', '.join(unknown)}; checks: {', '.join(ALL_CHECKS)}")
 
+    quiet = args.json or getattr(args, "quiet", False)
+
     def progress(stage: str, fraction: float) -> None:
-        if not args.json:
+        if not quiet:
             print(f"\r  [{'#' * int(30 * fraction):<30}] {stage[:60]:<60}", end="", file=sys.stderr, flush=True)
 
     report = check_strategy(spec, bars, combos=args.combos, seed=args.seed, checks=wanted, progress=progress)
-    if not args.json:
+    if not quiet:
         print(file=sys.stderr)
     save_report(spec, report)
     if args.json:
@@ -601,6 +604,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
 
     if args.save:
         _check_writable(args.save, "--save")  # before the work, not after it
+    check_S(args.S)  # (also before the work)
     import threadx.validation.walkforward  # noqa: F401 - the process's start, not the run's time
     from threadx.timings import Stopwatch
 

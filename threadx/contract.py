@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, NamedT
 
 import numpy as np
 
+from threadx.errors import ParamError
+
 if TYPE_CHECKING:  # pragma: no cover
     from threadx.data.bars import Bars
     from threadx.strategy.base import StrategySpec
@@ -120,6 +122,22 @@ def prepare_indicators(spec: "StrategySpec", bars: "Bars", params: Mapping[str, 
     return {label: bank.ensure(bars, name, ind_params) for label, (name, ind_params) in spec.indicators(params).items()}
 
 
+def signal_flags(sig: Any, what: str = "signals") -> np.ndarray:
+    """``sig`` as contiguous uint8 flags (the ``SIG_*`` bits), as the kernel reads them; ParamError
+    naming ``what`` when it is not an array of flags: None, text, floats (a NaN or -1 would
+    become other flags: -1 is every flag at once) or whole numbers outside 0..255. Bools are
+    flags 0 / 1 (enter long)."""
+    if isinstance(sig, np.ndarray) and sig.dtype == np.uint8:
+        return np.ascontiguousarray(sig)
+    arr = np.asarray(sig) if sig is not None else None
+    if arr is None or arr.dtype.kind not in "biu":
+        kind = "None" if arr is None else f"{arr.dtype} values"
+        raise ParamError(f"{what} must return uint8 flags (the SIG_* bits, e.g. np.zeros(n, np.uint8)), got {kind}")
+    if arr.dtype.kind != "b" and arr.size and (arr.min() < 0 or arr.max() > 255):
+        raise ParamError(f"{what} returned flags outside 0..255 (from {arr.min()} to {arr.max()}): use the SIG_* bits")
+    return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
 def prepare_signals(spec: "StrategySpec", bars: "Bars", params: Mapping[str, Any], bank: Any = None,
                     stage: Callable[[str], ContextManager] | None = None
                     ) -> tuple[IndicatorValues, np.ndarray, Levels]:
@@ -129,10 +147,11 @@ def prepare_signals(spec: "StrategySpec", bars: "Bars", params: Mapping[str, Any
     (:meth:`threadx.timings.Stopwatch.stage`)."""
     if stage is None:  # a sweep's plan, once per combo: no timing contexts to enter
         values = prepare_indicators(spec, bars, params, bank)
-        return values, spec.signals(bars, values, params), spec.levels(values, params)
+        sig = signal_flags(spec.signals(bars, values, params), f"{spec.name}.signals")
+        return values, sig, spec.levels(values, params)
     with stage("indicators"):
         values = prepare_indicators(spec, bars, params, bank)
     with stage("signals"):
-        sig = spec.signals(bars, values, params)
+        sig = signal_flags(spec.signals(bars, values, params), f"{spec.name}.signals")
         levels = spec.levels(values, params)
     return values, sig, levels

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED, sweep_defaults
-from threadx.errors import DataError, ParamError
+from threadx.errors import DataError, ParamError, whole
 
 UNNAMED = "<frame>"  # the source of data that was a frame in memory, not a file or dataset: not reloadable
 WALKFORWARD_SAMPLERS = ("grid", "random", "lhs", "sobol")
@@ -387,10 +387,11 @@ class WalkForwardRequest(_JobRequest):
             raise ParamError(f"walk-forward sampler must be grid, random, lhs or sobol, got {self.sampler!r}")
         if self.objective not in METRIC_NAMES:
             raise ParamError(f"unknown objective {self.objective!r}; metrics: {', '.join(METRIC_NAMES)}")
-        for key, low in (("n", 1), ("bootstrap", 1), ("S", 2), ("min_trades", 0), ("purge", 0), ("embargo", 0)):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ParamError(f"{key} must be a whole number >= {low}, got {value!r}")
+        for key, low in (("n", 1), ("bootstrap", 1), ("min_trades", 0), ("purge", 0), ("embargo", 0)):
+            whole(getattr(self, key), key, low)
+        from threadx.validation.pbo import check_S
+
+        check_S(self.S)
         window_lengths("1h", **{k: getattr(self, k) for k in _WINDOW_KEYS})  # both or neither, positive
         if not isinstance(self.maximize, bool) or not isinstance(self.anchored, bool):
             raise ParamError("maximize and anchored must be true or false")
@@ -432,6 +433,9 @@ class ResearchRequest:
                                              else (self.datasets or ()))]
         if not strategies or not datasets:
             raise ParamError("research needs at least one strategy and one dataset")
+        twice = sorted({str(s) for s in strategies if strategies.count(s) > 1})
+        if twice:  # (each strategy is one row of the research's tables)
+            raise ParamError(f"a strategy is given twice: {', '.join(twice)}")
         if self.executor not in RESEARCH_EXECUTORS:
             raise ParamError(f"executor must be one of {', '.join(RESEARCH_EXECUTORS)}, got {self.executor!r}")
         object.__setattr__(self, "strategies", tuple(strategies))

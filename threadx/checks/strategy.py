@@ -53,7 +53,7 @@ from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, effective_rules, kernel_args, line_needs
 from threadx.engine.layout import METRIC_NAMES
 from threadx.engine.result import Result, full_result
-from threadx.errors import ParamError
+from threadx.errors import ParamError, whole
 from threadx.indicators import IndicatorBank
 from threadx.strategy.base import ALL_ROLES, StrategySpec
 from threadx.checks.roles import batch_failures, check_roles, perturbations
@@ -66,6 +66,7 @@ __all__ = [
 
 ALL_CHECKS: tuple[str, ...] = ("lookahead", "determinism", "accounting", "roles", "speed")
 INFORMATIONAL_CHECKS: frozenset[str] = frozenset({"speed"})  # reported, never failing the report
+_MAX_COMBOS = 1000  # param sets one check runs (each runs the look-ahead cuts: seconds apiece)
 CUT_PERCENTS: tuple[int, ...] = (30, 50, 70, 90)  # look-ahead cut points, % of the bars
 EVENT_CUTS = 12  # and cuts just after this many signal bars per param set (see event_cuts)
 ACCOUNTING_TOLERANCE = 1e-9  # relative to the initial capital (sums of PnL, fees, funding)
@@ -485,12 +486,13 @@ class _Session:
 def _lookahead(s: _Session) -> CheckResult:
     bars, n = s.bars, len(s.bars)
     cuts = cut_points(n)
-    if not cuts:
-        return CheckResult("lookahead", True, f"not checked: {n} bars leave no cut point")
+    if not cuts:  # (a check that could not look is no pass: it never replaces a stored failure)
+        return CheckResult("lookahead", False, f"not checked: {n} bars leave no cut point; check a longer span")
     findings, details = [], []
-    n_events = 0
+    n_events = flagged = 0
     for ps in s.sets:
         real = s.run(ps)
+        flagged += int(np.count_nonzero(real.signals)) + len(real.trades)  # (a grid trades from its levels)
         events = event_cuts(real.signals)
         n_events += len(set(events) - set(cuts))
         for cut in sorted(set(cuts) | set(events)):
@@ -526,6 +528,9 @@ def _lookahead(s: _Session) -> CheckResult:
             break  # the earliest cut that shows it is the one to report
     tried = (f"{len(s.sets)} param sets x {len(cuts)} cuts ({', '.join(map(str, cuts))}) on truncated and "
              f"noise-continued histories, and {n_events} cuts just after signal bars")
+    if not findings and not flagged:
+        return CheckResult("lookahead", False, f"not shown: no param set gave a signal or a trade on these {n} "
+                           "bars, so a peek at later bars could not show; check a longer span", data={"cuts": cuts})
     if not findings:
         return CheckResult("lookahead", True, f"no look-ahead: {tried} match the real run before each cut",
                            data={"cuts": cuts})
@@ -709,6 +714,7 @@ def check_strategy(spec: StrategySpec, bars: Bars | pd.DataFrame, *, combos: int
     unknown = [c for c in wanted if c not in ALL_CHECKS]
     if unknown:
         raise ParamError(f"unknown check(s) {', '.join(map(repr, unknown))}; checks: {', '.join(ALL_CHECKS)}")
+    combos, seed = whole(combos, "combos", 1, _MAX_COMBOS), whole(seed, "seed")  # the caller's, not the strategy's
     wanted = [c for c in ALL_CHECKS if c in wanted]
     bars = as_bars(bars)
     index = bars.index

@@ -83,7 +83,8 @@ class EngineOptions:
         if not (math.isfinite(self.initial_capital) and self.initial_capital > 0):
             raise ParamError(f"initial_capital must be positive, got {self.initial_capital}")
         if self.initial_capital > MAX_INITIAL_CAPITAL:
-            raise ParamError(f"initial_capital must be at most {MAX_INITIAL_CAPITAL:,.0f}, got {self.initial_capital!r}")
+            raise ParamError(f"initial_capital must be at most {MAX_INITIAL_CAPITAL:,.0f}, "
+                             f"got {self.initial_capital!r}")
         if not (math.isfinite(self.fee_bps) and 0 <= self.fee_bps < 10_000):
             raise ParamError(f"fee_bps must be between 0 and 10000, got {self.fee_bps}")
         if not (math.isfinite(self.slippage_bps) and 0 <= self.slippage_bps < 10_000):

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from threadx.contract import ExitRules, Levels, prepare_indicators, prepare_signals
+from threadx.contract import ExitRules, Levels, prepare_indicators, prepare_signals, signal_flags
 from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine import layout as L
@@ -529,7 +529,7 @@ class Planner:
                 if not signals:
                     return None, spec.levels(prepare_indicators(spec, bars, params, bank), params)
                 _, sig, levels = prepare_signals(spec, bars, params, bank)
-                return np.ascontiguousarray(sig, dtype=np.uint8), levels  # as Evaluator.evaluate
+                return sig, levels  # (uint8 flags: prepare_signals checked them)
             except Exception as exc:  # noqa: BLE001 - recorded for the combos of this group
                 return failure_text(exc)
 
@@ -558,7 +558,7 @@ class Planner:
                 values = prepare_indicators(spec, bars, params, bank)
                 levels = spec.levels(values, params)
                 rows = spec.batch_signals(bars, values, params, {name: col[positions] for name, col in columns.items()})
-                rows = np.ascontiguousarray(rows, dtype=np.uint8)
+                rows = signal_flags(rows, f"{spec.name}.batch_signals")
             except Exception:  # noqa: BLE001 - redone one by one, which words the error
                 return None
             return (rows, levels) if rows.shape == (len(positions), n_bars) else None

@@ -93,7 +93,7 @@ def strategy_code_errors(spec: StrategySpec) -> Iterator[None]:
         yield
     except ThreadXError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the user's code: any exception is theirs
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code: any exception is theirs (an exit too)
         if spec.origin is None or spec.origin.kind != "user":
             raise
         raise StrategyError(f"strategy {spec.name!r} raised: {describe_error(exc, spec.origin.path)}") from exc
@@ -128,7 +128,7 @@ def load_text(path: str | Path, text: str) -> dict[str, StrategySpec]:
     sys.modules[module_name] = module  # dataclasses look a module up by name
     try:
         exec(code, module.__dict__)  # noqa: S102 - see above
-    except Exception as exc:  # noqa: BLE001 - any error of the user's module, reported with its line
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any error of the user's module (a sys.exit too)
         sys.modules.pop(module_name, None)
         raise StrategyError(describe_error(exc, path)) from None
     specs: dict[str, StrategySpec] = {}

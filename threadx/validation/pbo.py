@@ -218,16 +218,23 @@ def pbo_from_returns(returns: np.ndarray, *, S: int = 16, n_blocks: int | None =
     return pbo_from_moments(sums, sumsq, counts, S=S, **kw)
 
 
-def _check_S(S: Any, n_blocks: int) -> int:
+def check_S(S: Any) -> int:
+    """The number of CSCV groups ``S`` as an int: an even whole number >= 2 whose splits stay
+    countable (ParamError otherwise); checked before any work by every caller."""
     if isinstance(S, bool) or not isinstance(S, (int, np.integer)):
         raise ParamError(f"S must be an even whole number, got {S!r}")
     if S < 2 or S % 2:
         raise ParamError(f"S must be an even number >= 2 (the paper suggests 16), got {S}")
-    if S > n_blocks:
-        raise ParamError(f"S={S} groups need at least {S} time blocks, only {n_blocks} given: lower S")
     if math.comb(int(S), int(S) // 2) > 2_000_000:
         raise ParamError(f"S={S} gives {math.comb(int(S), int(S) // 2):,} splits: use S <= 24")
     return int(S)
+
+
+def _check_S(S: Any, n_blocks: int) -> int:
+    S = check_S(S)
+    if S > n_blocks:
+        raise ParamError(f"S={S} groups need at least {S} time blocks, only {n_blocks} given: lower S")
+    return S
 
 
 def _split_masks(S: int) -> np.ndarray:

@@ -43,7 +43,7 @@ from threadx.validation.bootstrap import BootstrapResult, block_bootstrap, drawd
 from threadx.validation.common import json_safe, to_python
 from threadx.validation.dsr import DSRResult, deflated_sharpe_from_returns
 from threadx.validation.grading import Grade, grade
-from threadx.validation.pbo import PBOResult, pbo_from_moments
+from threadx.validation.pbo import PBOResult, check_S, pbo_from_moments
 from threadx.validation.regimes import classify_regime, regime_summary
 from threadx.validation.stability import StabilityResult, parameter_stability, unavailable_stability
 from threadx.validation.walkforward import WalkForwardResult
@@ -282,6 +282,7 @@ def _sweep_pbo(run: SweepRun, trials: tuple[pd.DataFrame, int], winner: int, S: 
 def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *, store: Any = None,
                    n: int = 1000, block: int | None = None, seed: int = 42, S: int = 16) -> ValidationReport:
     """The full report for a stored sweep (see the module docstring for each input)."""
+    S = check_S(S)  # before any work: the grade's consistency is counted over S blocks too
     run = _load(run, store)
     bars = sweep_data(run, df)
     best = _winner(run)
@@ -312,6 +313,7 @@ def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *
 def validate_walk_forward(wf: WalkForwardResult, *, n: int = 1000, block: int | None = None, seed: int = 42,
                           S: int = 16) -> ValidationReport:
     """The full report for a walk-forward (see the module docstring for each input)."""
+    S = check_S(S)
     bpy = wf.config["bars_per_year"]
     robust = bootstrap(wf, n=n, block=block, seed=seed)
     best = _best_full(wf)

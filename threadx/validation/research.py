@@ -245,6 +245,9 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
         raise ParamError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     research_id = check_name(research_id or f"research-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
                              "research id")
+    if (research_root(results_dir) / research_id).exists():  # its cells' runs too: never mixed with new ones
+        raise ThreadXError(f"research {research_id!r} is already stored under {research_root(results_dir)}: choose "
+                           "another id, or delete that folder to replace it")
     engine_keys = set(EngineOptions.__dataclass_fields__)
     engine = dict(options.pop("engine_options", None) or {})
     engine.update({k: options.pop(k) for k in list(options) if k in engine_keys})

@@ -143,6 +143,9 @@ def _embargoed(earlier: list[Window], is_start: int, is_end: int, embargo: int) 
     return tuple((lo, hi) for lo, hi in gaps)
 
 
+_MAX_WINDOW_DAYS = 36_500
+
+
 def window_lengths(timeframe: str | None, *, is_bars: int | None = None, is_days: float | None = None,
                    oos_bars: int | None = None, oos_days: float | None = None, step_bars: int | None = None,
                    step_days: float | None = None) -> tuple[int, int, int | None]:
@@ -157,8 +160,8 @@ def window_lengths(timeframe: str | None, *, is_bars: int | None = None, is_days
                 days = float(days)
             except (TypeError, ValueError):
                 raise ParamError(f"{name}_days must be a number, got {days!r}") from None
-            if not math.isfinite(days) or days <= 0:
-                raise ParamError(f"{name}_days must be > 0, got {days!r}")
+            if not math.isfinite(days) or days <= 0 or days > _MAX_WINDOW_DAYS:
+                raise ParamError(f"{name}_days must be > 0 and at most {_MAX_WINDOW_DAYS:,} (a century), got {days!r}")
             return int(round(days * 86400 / timeframe_seconds(timeframe)))
         if bars is None and required:
             raise ParamError(f"give the {name} window length ({name}_bars or {name}_days)")
@@ -314,6 +317,8 @@ def walk_forward(
             raise ParamError(f"walk-forward sampler must be grid, random, lhs or sobol, got {sampler!r}")
         whole(min_trades, "min_trades")
         whole(n_blocks, "n_blocks", 1)  # the windows' figures are summed from the time blocks
+        if workers is not None:
+            whole(workers, "workers", 1)
         options = options_from(**engine_options)
     with watch.stage("plan"):
         is_len, oos_len, step_len = window_lengths(bars.timeframe, is_bars=is_bars, is_days=is_days,
@@ -517,7 +522,7 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
         elif pick is None:  # no combo qualifies: stay flat through this OOS window
             equities.append(pd.Series(capital, index=oos_index))
         else:
-            params = {k: to_python(combos.iloc[pick][k]) for k in names}
+            params = _params_at(combos, pick, names)
             oos_run = oos_result(evaluator, params, win, capital)
             trades = oos_run.trades
             trades["entry_i"] += win.oos_start
@@ -557,7 +562,7 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
         benchmark_params: dict[str, Any] = {}
         benchmark = pd.Series(float(config["initial_capital"]), index=index[span], name="equity")
     else:
-        benchmark_params = {k: to_python(combos.iloc[best][k]) for k in names}
+        benchmark_params = _params_at(combos, best, names)
         args = _slice_args(evaluator.kernel_inputs(benchmark_params), span.start, span.stop)
         benchmark = full_result(args, index[span], bars.timeframe, benchmark_params).equity
     return WalkForwardResult(
@@ -584,3 +589,9 @@ def _drift(table: pd.DataFrame, space: SearchSpace) -> pd.DataFrame:
             row["relative_spread"] = float(np.std(np.asarray(values, dtype=float), ddof=1) / span) if span else 0.0
         rows.append(row)
     return pd.DataFrame(rows, columns=["param", "values", "distinct", "relative_spread"])
+
+
+def _params_at(combos: pd.DataFrame, position: int, names: list[str]) -> dict[str, Any]:
+    """The params of the combo at ``position``, each of its column's own type (a row of a frame
+    of int and float columns is all floats: an int param would reach the strategy as 20.0)."""
+    return {k: to_python(combos[k].iloc[position]) for k in names}
