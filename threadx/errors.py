@@ -39,9 +39,9 @@ class Cancelled(ThreadXError):
     """The user stopped the work before it finished (nothing of it was stored)."""
 
 
-def whole(value: Any, name: str, minimum: int = 0, maximum: int | None = None) -> int:
+def whole(value: Any, name: str, minimum: int = 0, maximum: int | None = None, unit: str = "") -> int:
     """``value`` as an int when it is a whole number (an int, not a bool) from ``minimum`` to
-    ``maximum``; else ParamError naming ``name``.
+    ``maximum``; else ParamError naming ``name`` (and the ``unit`` counted, e.g. "bars").
 
     >>> whole(3, "n", 1)
     3
@@ -49,5 +49,6 @@ def whole(value: Any, name: str, minimum: int = 0, maximum: int | None = None) -
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum or (
             maximum is not None and value > maximum):
         upto = f" and <= {maximum:,}" if maximum is not None else ""
-        raise ParamError(f"{name} must be a whole number >= {minimum}{upto}, got {value!r}")
+        raise ParamError(f"{name} must be a whole number{' of ' + unit if unit else ''} >= {minimum}{upto}, "
+                         f"got {value!r}")
     return int(value)

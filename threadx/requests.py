@@ -14,7 +14,6 @@ job registry stores it, the job runner runs it and the sweep's manifest records 
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
@@ -330,9 +329,7 @@ class SweepRequest(_JobRequest):
         if not isinstance(self.maximize, bool):
             raise ParamError(f"maximize must be true or false, got {self.maximize!r}")
         for key, low in (("grid_limit", 1), ("adaptive_rounds", 0), ("patience", 1)):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                raise ParamError(f"{key} must be a whole number >= {low}, got {value!r}")
+            whole(getattr(self, key), key, low)
         _check_arguments(search, self.sampler, self.n, self.seed, self.objective, self.executor, self.workers,
                          self.chunk_size, self.min_trades, self.grid_limit)
         check_grid_size(search, self.sampler, self.grid_limit)

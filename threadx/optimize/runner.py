@@ -216,9 +216,7 @@ def _store_argument(store: str | os.PathLike | None) -> str | os.PathLike | None
 
 
 def _blocks_argument(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= 256:
-        raise ParamError(f"block_returns must be a whole number from 0 to 256, got {value!r}")
-    return int(value)
+    return whole(value, "block_returns", 0, 256)
 
 
 def _check_arguments(search: SearchSpace, sampler: str, n: Any, seed: Any, objective: str, executor: str,

@@ -209,8 +209,7 @@ def pbo_from_returns(returns: np.ndarray, *, S: int = 16, n_blocks: int | None =
         raise ParamError("returns contain NaN or infinite values: drop or fill them first")
     t = r.shape[0]
     b = S if n_blocks is None else n_blocks
-    if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1 or b > t:
-        raise ParamError(f"n_blocks must be a whole number from 1 to the {t} bars, got {b!r}")
+    b = whole(b, "n_blocks", 1, t)
     starts = np.array([g[0] for g in np.array_split(np.arange(t), int(b))])
     sums = np.add.reduceat(r, starts, axis=0).T
     sumsq = np.add.reduceat(r * r, starts, axis=0).T

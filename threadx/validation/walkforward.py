@@ -79,12 +79,6 @@ class Window:
         return segments
 
 
-def _whole(value: Any, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ParamError(f"{name} must be a whole number of bars >= {low}, got {value!r}")
-    return int(value)
-
-
 def plan_windows(n_bars: int, is_bars: int, oos_bars: int, step_bars: int | None = None,
                  anchored: bool = False, purge: int = 0, embargo: int = 0) -> list[Window]:
     """Windows over ``n_bars``: the first OOS window starts after ``is_bars``, each next one
@@ -97,10 +91,10 @@ def plan_windows(n_bars: int, is_bars: int, oos_bars: int, step_bars: int | None
     ``[is_end, oos_start)``), so no IS bar sits right before its OOS window; ``embargo`` bars
     right after each OOS window are left out of every later IS window that covers them
     (anchored windows, or rolling ones longer than the step). 0 and 0 plan today's windows."""
-    _whole(is_bars, "in-sample length", 2)
-    _whole(oos_bars, "out-of-sample length", 2)
-    purge = _whole(purge, "purge", 0)
-    embargo = _whole(embargo, "embargo", 0)
+    whole(is_bars, "in-sample length", 2, unit="bars")
+    whole(oos_bars, "out-of-sample length", 2, unit="bars")
+    purge = whole(purge, "purge", 0, unit="bars")
+    embargo = whole(embargo, "embargo", 0, unit="bars")
     if is_bars - purge < 2:
         raise ParamError(f"purge {purge} leaves fewer than 2 of the {is_bars} IS bars; "
                          f"use a purge below {is_bars - 1} bars or longer IS windows")
