@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Mapping
 
@@ -196,6 +196,10 @@ def _from_dict(cls, data: Mapping[str, Any]) -> Any:
         raise ParamError(f"unknown {cls.KIND} param(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     values = {k: v for k, v in raw.items() if k in known and (v is not None or _nullable(cls, k))}
     values["data"] = _dataset(raw.get("data"), raw)
+    missing = sorted(f.name for f in fields(cls) if f.name not in values and f.default is MISSING
+                     and f.default_factory is MISSING)
+    if missing:
+        raise ParamError(f"a {cls.KIND} request needs {', '.join(missing)}")
     return cls(**values)
 
 
