@@ -431,7 +431,7 @@ def _job_folder(root: Path, job_id: str, spec: dict | None = None, status: dict 
 
 
 RUNNING = {"state": "running", "phase": "running"}
-DAMAGES = [  # (file, what it holds (bytes: written as is), the error shown)
+DAMAGES = [  # (file, what it holds (bytes: written as is; None: a folder), the error shown)
     ("status.json", b'{"state": "completed", "error": "caf\xe9"}', "its status.json is damaged: it is not UTF-8 text"),
     ("status.json", b"[1]", "its status.json is damaged: it is not a JSON object"),
     ("spec.json", b"{", "its spec.json is damaged: it is not JSON (Expecting property name enclosed in double quotes)"),
@@ -448,17 +448,23 @@ DAMAGES = [  # (file, what it holds (bytes: written as is), the error shown)
     ("status.json", {"pid": -5, **RUNNING}, "its status.json is damaged: 'pid' is -5, not a process id"),
     ("status.json", {"state": "exploded"}, "its status.json is damaged: 'state' is 'exploded', not one of queued, "
                                            "running, completed, cancelled, failed"),
+    ("launch.json", None, "its launch.json is damaged: it cannot be read (Is a directory)"),
     ("status.json", {"rate": float("nan"), **RUNNING}, "its status.json is damaged: 'rate' is nan, not a finite "
                                                        "number >= 0"),
 ]
 
 
-def _damaged(root: Path, file: str, content: bytes | dict) -> Path:
-    """A job folder whose ``file`` holds ``content`` (bytes) or the healthy file's keys updated by it."""
+def _damaged(root: Path, file: str, content: bytes | dict | None) -> Path:
+    """A job folder whose ``file`` holds ``content`` (bytes), the healthy file's keys updated by
+    it (a dict), or is a folder (None)."""
     overrides = {"spec.json": "spec", "status.json": "status", "launch.json": "launch"}
-    if isinstance(content, bytes):
+    if content is None or isinstance(content, bytes):
         folder = _job_folder(root, "20260101-000000-000001-dmg0")
-        (folder / file).write_bytes(content)
+        (folder / file).unlink()
+        if content is None:
+            (folder / file).mkdir()
+        else:
+            (folder / file).write_bytes(content)
         return folder
     return _job_folder(root, "20260101-000000-000001-dmg0", **{overrides[file]: content})
 
@@ -467,7 +473,7 @@ def _damaged(root: Path, file: str, content: bytes | dict) -> Path:
 def test_a_damaged_job_folder_is_one_failed_job_and_the_others_are_untouched(tmp_path, file, content, error):
     healthy = _job_folder(tmp_path, "20260101-000000-000000-good")
     bad = _damaged(tmp_path, file, content)
-    kept = {p.name: p.read_bytes() for p in bad.iterdir()}
+    kept = {p.name: p.read_bytes() for p in bad.iterdir() if p.is_file()}
     registry = JobRegistry(tmp_path)
     for jobs in (registry.list(), registry.refresh(), registry.list()):  # the second list: from memory
         assert sorted(j.job_id for j in jobs) == sorted([bad.name, healthy.name])
@@ -481,7 +487,7 @@ def test_a_damaged_job_folder_is_one_failed_job_and_the_others_are_untouched(tmp
     assert registry.active() == [] and registry.running() == [] and registry.queued() == []
     assert registry.followed(bad.name).error == error
     assert registry.stop(bad.name).error == error
-    assert {p.name: p.read_bytes() for p in bad.iterdir() if p.name != "stop"} == kept  # nothing rewritten
+    assert {p.name: p.read_bytes() for p in bad.iterdir() if p.is_file() and p.name != "stop"} == kept  # as it was
     registry.remove(bad.name)  # the damaged job can be cleared away
     assert [j.job_id for j in registry.list()] == [healthy.name]
 

@@ -15,7 +15,9 @@ States: ``queued`` -> ``running`` -> ``completed`` | ``cancelled`` | ``failed``.
 ``phase`` says what the job is doing within its state, from the first second: ``submitted``,
 then what the job process writes at each stage (``loading data``, ``starting 4 workers``,
 ``computing 120 indicators``, ``running``, ``finishing``); :attr:`JobInfo.status_line` puts
-it in words with the progress (``running 1,200 / 3,930 combos``). A job
+it in words with the progress (``running 1,200 / 3,930 combos``). A job folder
+whose files cannot be used (not JSON, a key of another kind: ``_FILE_KINDS``) is one failed job
+whose error says which file is damaged and how; its files are left as they are. A job
 process is ``python -m threadx.ui.job_runner JOB_DIR`` started in its own session
 (``start_new_session``) so it survives the Streamlit process rerunning; the workstation's
 server hands a job to a job process it started ahead instead (:mod:`threadx.ui.standby`). The runner
@@ -125,23 +127,24 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
 
 def _load_json(path: Path) -> tuple[dict[str, Any], str | None]:
     """(content, problem) of a job file: {} and None when it is missing; {} and why it cannot be
-    used when it is not a JSON object in UTF-8 (read three times: a replace may be in progress)."""
-    problem = None
-    for _ in range(3):
+    used when it is not a JSON object in UTF-8 (job files are written whole, by a rename: an
+    OSError, a replace in progress on Windows, is read again, twice)."""
+    for attempt in range(3):
         try:
             data = json.loads(path.read_bytes().decode("utf-8"))
         except FileNotFoundError:
             return {}, None
         except UnicodeDecodeError:
-            problem = "it is not UTF-8 text"
+            return {}, "it is not UTF-8 text"
         except json.JSONDecodeError as exc:
-            problem = f"it is not JSON ({exc.msg})"
+            return {}, f"it is not JSON ({exc.msg})"
         except OSError as exc:
-            problem = f"it cannot be read ({exc.strerror or exc})"
-        else:
-            return (data, None) if isinstance(data, dict) else ({}, "it is not a JSON object")
-        time.sleep(0.01)
-    return {}, problem
+            if attempt == 2:
+                return {}, f"it cannot be read ({exc.strerror or exc})"
+            time.sleep(0.01)
+            continue
+        return (data, None) if isinstance(data, dict) else ({}, "it is not a JSON object")
+    return {}, None  # pragma: no cover - the loop always returns
 
 
 def read_json(path: Path) -> dict[str, Any]:
