@@ -44,8 +44,8 @@ def _job_pids(registry: JobRegistry) -> set[int]:
     for info in registry.list():
         launch = jobs_module.read_json(info.folder / "launch.json")
         for pid in (info.pid, launch.get("pid")):
-            if pid:
-                pids.add(int(pid))
+            if isinstance(pid, int) and pid > 0:  # a damaged launch.json may say anything
+                pids.add(pid)
     return pids
 
 
@@ -407,3 +407,128 @@ def test_a_finished_job_read_from_memory_still_sees_a_stop_flag_set_after_its_en
     assert not registry.list()[0].stop_requested  # read, then remembered
     (info.folder / "stop").touch()  # e.g. Stop pressed as the job wrote its last status
     assert registry.list()[0].stop_requested
+
+
+# --- a damaged job folder: one failed job saying what is damaged, the others untouched --------
+
+def _job_folder(root: Path, job_id: str, spec: dict | None = None, status: dict | None = None,
+                launch: dict | None = None) -> Path:
+    """A finished job written by hand under ``root/.jobs`` (its files overridden by the dicts)."""
+    folder = root / ".jobs" / job_id
+    folder.mkdir(parents=True)
+    files = {
+        "spec.json": {"kind": "sweep", "params": {**SMALL["params"], "run_id": f"run-{job_id}"},
+                      "created_at": "2026-01-01T00:00:00+00:00", "job_id": job_id, "max_concurrent": 1, **(spec or {})},
+        "status.json": {"state": "completed", "phase": "completed", "pid": 123, "run_id": f"run-{job_id}", "done": 3,
+                        "total": 3, "failed": 0, "rate": 10.0, "eta_s": 0.0, "elapsed_s": 0.3,
+                        "started_at": "2026-01-01T00:00:01+00:00", "finished_at": "2026-01-01T00:00:02+00:00",
+                        "error": "", "updated_at": "2026-01-01T00:00:02+00:00", **(status or {})},
+        "launch.json": {"pid": 123, "create_time": 1.0, "launched_at": "2026-01-01T00:00:00+00:00", **(launch or {})},
+    }
+    for name, data in files.items():
+        (folder / name).write_text(json.dumps(data))
+    return folder
+
+
+RUNNING = {"state": "running", "phase": "running"}
+DAMAGES = [  # (file, what it holds (bytes: written as is; None: a folder), the error shown)
+    ("status.json", b'{"state": "completed", "error": "caf\xe9"}', "its status.json is damaged: it is not UTF-8 text"),
+    ("status.json", b"[1]", "its status.json is damaged: it is not a JSON object"),
+    ("spec.json", b"{", "its spec.json is damaged: it is not JSON (Expecting property name enclosed in double quotes)"),
+    ("spec.json", {"created_at": 12345}, "its spec.json is damaged: 'created_at' is 12345, not a text"),
+    ("spec.json", {"params": [1, 2]}, "its spec.json is damaged: 'params' is [1, 2], not an object"),
+    ("spec.json", {"kind": 5}, "its spec.json is damaged: 'kind' is 5, not one of sweep, walkforward, research, "
+                               "portfolio"),
+    ("spec.json", {"params": {**SMALL["params"], "strategy": 7}},
+     "its spec.json is damaged: 'params.strategy' is 7, not a text"),
+    ("launch.json", {"pid": "abc"}, "its launch.json is damaged: 'pid' is 'abc', not a process id"),
+    ("status.json", {"done": "many"}, "its status.json is damaged: 'done' is 'many', not a whole number"),
+    ("status.json", {"total": "abc", **RUNNING}, "its status.json is damaged: 'total' is 'abc', not a whole number"),
+    ("status.json", {"pid": "abc", **RUNNING}, "its status.json is damaged: 'pid' is 'abc', not a process id"),
+    ("status.json", {"pid": -5, **RUNNING}, "its status.json is damaged: 'pid' is -5, not a process id"),
+    ("status.json", {"state": "exploded"}, "its status.json is damaged: 'state' is 'exploded', not one of queued, "
+                                           "running, completed, cancelled, failed"),
+    ("launch.json", None, "its launch.json is damaged: it cannot be read (Is a directory)"),
+    ("status.json", {"rate": float("nan"), **RUNNING}, "its status.json is damaged: 'rate' is nan, not a finite "
+                                                       "number >= 0"),
+]
+
+
+def _damaged(root: Path, file: str, content: bytes | dict | None) -> Path:
+    """A job folder whose ``file`` holds ``content`` (bytes), the healthy file's keys updated by
+    it (a dict), or is a folder (None)."""
+    overrides = {"spec.json": "spec", "status.json": "status", "launch.json": "launch"}
+    if content is None or isinstance(content, bytes):
+        folder = _job_folder(root, "20260101-000000-000001-dmg0")
+        (folder / file).unlink()
+        if content is None:
+            (folder / file).mkdir()
+        else:
+            (folder / file).write_bytes(content)
+        return folder
+    return _job_folder(root, "20260101-000000-000001-dmg0", **{overrides[file]: content})
+
+
+@pytest.mark.parametrize("file, content, error", DAMAGES)
+def test_a_damaged_job_folder_is_one_failed_job_and_the_others_are_untouched(tmp_path, file, content, error):
+    healthy = _job_folder(tmp_path, "20260101-000000-000000-good")
+    bad = _damaged(tmp_path, file, content)
+    kept = {p.name: p.read_bytes() for p in bad.iterdir() if p.is_file()}
+    registry = JobRegistry(tmp_path)
+    for jobs in (registry.list(), registry.refresh(), registry.list()):  # the second list: from memory
+        assert sorted(j.job_id for j in jobs) == sorted([bad.name, healthy.name])
+        shown = {j.job_id: j for j in jobs}
+        good, damaged = shown[healthy.name], shown[bad.name]
+        assert good.state == "completed" and good.status_line == "completed (3 / 3 combos)"
+        assert (damaged.state, damaged.error) == ("failed", error)
+        assert damaged.status_line == f"failed: {error}" and isinstance(damaged.label, str)
+        assert not damaged.is_active and damaged.to_dict()["error"] == error
+    assert registry.get(bad.name).error == error and registry.get(healthy.name).state == "completed"
+    assert registry.active() == [] and registry.running() == [] and registry.queued() == []
+    assert registry.followed(bad.name).error == error
+    assert registry.stop(bad.name).error == error
+    assert {p.name: p.read_bytes() for p in bad.iterdir() if p.is_file() and p.name != "stop"} == kept  # as it was
+    registry.remove(bad.name)  # the damaged job can be cleared away
+    assert [j.job_id for j in registry.list()] == [healthy.name]
+
+
+def test_a_repaired_job_folder_is_read_anew(tmp_path):
+    folder = _job_folder(tmp_path, "20260101-000000-000000-good", status={"done": "many"})
+    registry = JobRegistry(tmp_path)
+    assert registry.list()[0].error == "its status.json is damaged: 'done' is 'many', not a whole number"
+    status = json.loads((folder / "status.json").read_text())
+    (folder / "status.json").write_text(json.dumps({**status, "done": 3}))
+    assert [(j.state, j.error) for j in registry.list()] == [("completed", "")]
+
+
+def test_a_job_submitted_beside_damaged_folders_runs(registry, tmp_path):
+    root = tmp_path / "results"
+    _damaged(root, *DAMAGES[0][:2])  # the Latin-1 byte
+    _job_folder(root, "20260101-000000-000002-old", spec={"created_at": 12345}, status=RUNNING,
+                launch={"pid": "abc"})
+    job_id = registry.submit(SMALL)
+    info = wait_for(registry, job_id, finished, what="finished")
+    assert info.state == "completed", registry.log(job_id)
+    listed = {j.job_id: j for j in registry.list()}
+    assert listed[job_id].state == "completed" and len(listed) == 3
+    assert sorted(j.state for j in listed.values()) == ["completed", "failed", "failed"]
+    assert listed["20260101-000000-000002-old"].error == "its spec.json is damaged: 'created_at' is 12345, not a text"
+
+
+def test_the_registry_of_a_job_with_a_damaged_spec_runs_one_job_at_a_time(tmp_path):
+    from threadx.ui.jobs import registry_for_job
+
+    folder = _job_folder(tmp_path, "20260101-000000-000000-good", spec={"max_concurrent": "many"})
+    assert registry_for_job(folder).max_concurrent == 1
+    folder = _job_folder(tmp_path, "20260101-000000-000001-good", spec={"max_concurrent": 3})
+    assert registry_for_job(folder).max_concurrent == 3
+
+
+def test_max_concurrent_is_any_whole_number(tmp_path):
+    import numpy as np
+
+    registry = JobRegistry(tmp_path, max_concurrent=np.int64(2))
+    assert registry.max_concurrent == 2 and type(registry.max_concurrent) is int
+    for bad in (0, True, 1.5, "2"):
+        with pytest.raises(ParamError, match="max_concurrent must be a whole number >= 1"):
+            JobRegistry(tmp_path, max_concurrent=bad)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import re
 import sys
 import threading
@@ -38,6 +37,7 @@ from typing import Any, Iterator, Mapping
 
 from threadx.config import settings
 from threadx.errors import ParamError, StrategyError, ThreadXError
+from threadx.filestamp import file_stamp
 from threadx.names import STRATEGY, check_name
 from threadx.strategy.base import StrategyOrigin, StrategySpec
 
@@ -150,7 +150,7 @@ def load_text(path: str | Path, text: str) -> dict[str, StrategySpec]:
 
 @dataclass
 class _File:
-    stamp: tuple[int, int]  # (mtime_ns, size) when read
+    stamp: tuple[int, int, int, int]  # file_stamp when read
     code_hash: str = ""  # of the text read
     specs: dict[str, StrategySpec] = field(default_factory=dict)
     error: str | None = None
@@ -173,20 +173,20 @@ class _Folder:
             del self.files[gone]
         for path in paths:
             try:
-                stat = path.stat()
+                stamp = file_stamp(path)
             except OSError:
                 continue
-            stamp = (stat.st_mtime_ns, stat.st_size)
             known = self.files.get(path)
-            if known is not None and known.stamp == stamp and not self._maybe_rewritten(path, stat, known):
+            if known is not None and known.stamp == stamp and not self._maybe_rewritten(path, stamp, known):
                 continue
             self.files[path] = self._load(path, stamp)
 
     @staticmethod
-    def _maybe_rewritten(path: Path, stat: os.stat_result, known: _File) -> bool:
-        """Whether a file whose time and size are unchanged was still rewritten: possible within a
-        coarse timestamp's tick (1-2 s on some file systems), so its text is compared then."""
-        if time.time() - stat.st_mtime > _COARSE_MTIME_S:
+    def _maybe_rewritten(path: Path, stamp: tuple[int, int, int, int], known: _File) -> bool:
+        """Whether a file whose stamp is unchanged was still rewritten: possible within a coarse
+        timestamp's tick (1-2 s on some file systems), so its text is compared while its last
+        change (the later of mtime and ctime: an mtime put back leaves a new ctime) is that recent."""
+        if time.time() - max(stamp[1], stamp[2]) / 1e9 > _COARSE_MTIME_S:
             return False
         try:
             return text_hash(path.read_text(encoding="utf-8")) != known.code_hash
@@ -194,7 +194,7 @@ class _Folder:
             return True
 
     @staticmethod
-    def _load(path: Path, stamp: tuple[int, int]) -> _File:
+    def _load(path: Path, stamp: tuple[int, int, int, int]) -> _File:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:

@@ -15,7 +15,9 @@ States: ``queued`` -> ``running`` -> ``completed`` | ``cancelled`` | ``failed``.
 ``phase`` says what the job is doing within its state, from the first second: ``submitted``,
 then what the job process writes at each stage (``loading data``, ``starting 4 workers``,
 ``computing 120 indicators``, ``running``, ``finishing``); :attr:`JobInfo.status_line` puts
-it in words with the progress (``running 1,200 / 3,930 combos``). A job
+it in words with the progress (``running 1,200 / 3,930 combos``). A job folder
+whose files cannot be used (not JSON, a key of another kind: ``_FILE_KINDS``) is one failed job
+whose error says which file is damaged and how; its files are left as they are. A job
 process is ``python -m threadx.ui.job_runner JOB_DIR`` started in its own session
 (``start_new_session``) so it survives the Streamlit process rerunning; the workstation's
 server hands a job to a job process it started ahead instead (:mod:`threadx.ui.standby`). The runner
@@ -39,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import os
 import signal
 import subprocess
@@ -49,13 +52,15 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from numbers import Real
 from pathlib import Path
 from typing import Any, Mapping
 
 from filelock import FileLock
 
 from threadx.config import settings
-from threadx.errors import ParamError, ThreadXError
+from threadx.errors import ParamError, ThreadXError, whole
+from threadx.filestamp import file_stamp
 from threadx.names import check_name
 from threadx.procs import live_process
 from threadx.requests import DatasetRef, jsonable as _jsonable
@@ -73,7 +78,7 @@ REQUEST_KINDS = {"sweep": "SweepRequest", "walkforward": "WalkForwardRequest", "
 
 _STARTING_GRACE_S = 60.0  # a launch that left no process record for this long is failed
 _CHILDREN: dict[str, subprocess.Popen] = {}  # job processes this process started (reaped on refresh)
-_FINISHED: dict[str, tuple[tuple[int, ...], "JobInfo"]] = {}  # finished job folder -> (status.json stamp, info)
+_FINISHED: dict[str, tuple[tuple[int, ...], "JobInfo"]] = {}  # finished job folder -> (status.json file_stamp, info)
 _FINISHED_LOCK = threading.Lock()
 
 
@@ -120,17 +125,114 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
         raise
 
 
+def _load_json(path: Path) -> tuple[dict[str, Any], str | None]:
+    """(content, problem) of a job file: {} and None when it is missing; {} and why it cannot be
+    used when it is not a JSON object in UTF-8 (job files are written whole, by a rename: an
+    OSError, a replace in progress on Windows, is read again, twice)."""
+    for attempt in range(3):
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            return {}, None
+        except UnicodeDecodeError:
+            return {}, "it is not UTF-8 text"
+        except json.JSONDecodeError as exc:
+            return {}, f"it is not JSON ({exc.msg})"
+        except OSError as exc:
+            if attempt == 2:
+                return {}, f"it cannot be read ({exc.strerror or exc})"
+            time.sleep(0.01)
+            continue
+        return (data, None) if isinstance(data, dict) else ({}, "it is not a JSON object")
+    return {}, None  # pragma: no cover - the loop always returns
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A small JSON file, or {} when missing or unreadable."""
-    for _ in range(3):
+    return _load_json(path)[0]
+
+
+# What the registry reads of a job's files, key -> (kind, may be null): a key may be absent, never
+# of another kind. A job whose files break this is shown failed, saying what is damaged (the other
+# jobs are untouched); ``params`` is the spec's, the keys its label reads.
+_FILE_KINDS: dict[str, dict[str, tuple[str, bool]]] = {
+    "spec.json": {"kind": ("kind", False), "params": ("object", False), "created_at": ("text", False),
+                  "max_concurrent": ("count", False)},
+    "status.json": {"state": ("state", False), "phase": ("text", False), "pid": ("pid", True),
+                    "run_id": ("text", True), "done": ("whole", False), "total": ("whole", False),
+                    "failed": ("whole", False), "rate": ("number", False), "eta_s": ("number", True),
+                    "elapsed_s": ("number", False), "started_at": ("text", True), "finished_at": ("text", True),
+                    "error": ("text", False), "updated_at": ("text", True)},
+    "launch.json": {"pid": ("pid", False), "create_time": ("number", True), "launched_at": ("text", True)},
+    "params": {"run_id": ("text", True), "label": ("text", True), "strategy": ("text", False),
+               "sampler": ("text", False), "strategies": ("texts", False), "datasets": ("list", False),
+               "runners": ("list", False)},
+}
+_REQUIRED = {"spec.json": ("kind", "params")}
+_WHOLE_RANGES = {"whole": (0, None), "count": (1, None), "pid": (1, 2**31 - 1)}  # pid_t
+_KIND_WORDS = {"text": "a text", "object": "an object", "list": "a list", "texts": "a list of texts",
+               "whole": "a whole number", "count": "a whole number >= 1", "pid": "a process id",
+               "number": "a finite number >= 0", "state": f"one of {', '.join(STATES)}",
+               "kind": f"one of {', '.join(KINDS)}"}
+
+
+def _of_kind(value: Any, kind: str) -> bool:
+    """Whether ``value`` is of ``kind`` (a key of :data:`_KIND_WORDS`)."""
+    if kind in _WHOLE_RANGES:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return data if isinstance(data, dict) else {}
-        except FileNotFoundError:
-            return {}
-        except (OSError, json.JSONDecodeError):
-            time.sleep(0.01)
-    return {}
+            whole(value, kind, *_WHOLE_RANGES[kind])
+        except ParamError:
+            return False
+        return True
+    if kind == "number":
+        return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+    if kind == "texts":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if kind in ("state", "kind"):
+        return value in (STATES if kind == "state" else KINDS)
+    return isinstance(value, {"text": str, "object": dict, "list": list}[kind])
+
+
+def _shape_problem(data: Mapping[str, Any], name: str, where: str = "") -> str | None:
+    """What in ``data`` breaks :data:`_FILE_KINDS` [``name``], in words (its keys named after
+    ``where``), or None."""
+    for key in _REQUIRED.get(name, ()):
+        if key not in data:
+            return f"it has no '{where}{key}'"
+    for key, (kind, nullable) in _FILE_KINDS[name].items():
+        value = data.get(key)
+        if key in data and not (value is None and nullable) and not _of_kind(value, kind):
+            return f"'{where}{key}' is {repr(value)[:40]}, not {_KIND_WORDS[kind]}"
+    return None
+
+
+def _job_files(folder: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], str | None]:
+    """(spec, status, launch, problem) of a job folder: each file's content, {} when it is missing
+    or damaged; ``problem`` says what is damaged (the first damaged file), else None."""
+    contents, problem = [], None
+    for name in ("spec.json", "status.json", "launch.json"):
+        data, why = _load_json(folder / name)
+        why = why or _shape_problem(data, name)
+        if why is None and name == "spec.json" and isinstance(data.get("params"), dict):
+            why = _shape_problem(data["params"], "params", "params.")
+        if why is not None:
+            data, problem = {}, problem or f"its {name} is damaged: {why}"
+        contents.append(data)
+    return contents[0], contents[1], contents[2], problem
+
+
+def _launch_record(folder: Path) -> dict[str, Any]:
+    """The launch.json of a job folder, {} when it is missing or damaged."""
+    data, problem = _load_json(folder / "launch.json")
+    return {} if problem or _shape_problem(data, "launch.json") else data
+
+
+def _data_label(data: Any) -> str:
+    """A dataset of a job's params in a few words (as given when it is no dataset)."""
+    try:
+        return DatasetRef.from_dict(data).label
+    except (ThreadXError, TypeError, ValueError):
+        return str(data)
 
 
 @dataclass
@@ -215,19 +317,17 @@ class JobInfo:
     @property
     def label(self) -> str:
         p = self.params
+        if "params" not in self.spec:  # a job whose spec.json is damaged
+            return f"job {self.job_id}"
         if p.get("label"):
             return p["label"]
         if self.kind == "research":
-            names = [DatasetRef.from_dict(d).label for d in p.get("datasets", [])]
+            names = [_data_label(d) for d in p.get("datasets", [])]
             return f"research {', '.join(p.get('strategies', []))} on {', '.join(names)}"
         if self.kind == "portfolio":
             runners = p.get("runners", [])
             return f"portfolio of {len(runners)} runner{'s' if len(runners) != 1 else ''}"
-        data = p.get("data", "?")
-        try:
-            data = DatasetRef.from_dict(data).label
-        except ThreadXError:
-            pass
+        data = _data_label(p["data"]) if "data" in p else "?"
         if self.kind == "walkforward":
             return f"walk-forward {p.get('strategy', '?')} on {data}"
         return f"{p.get('strategy', '?')} on {data} ({p.get('sampler', 'grid')})"
@@ -247,8 +347,7 @@ class JobRegistry:
     """
 
     def __init__(self, root: str | os.PathLike | None = None, max_concurrent: int = 1):
-        if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
-            raise ParamError(f"max_concurrent must be a whole number >= 1, got {max_concurrent!r}")
+        max_concurrent = whole(max_concurrent, "max_concurrent", 1)
         base = Path(root) if root is not None else settings().results_dir
         self.root = base.expanduser().absolute()
         self.jobs_dir = self.root / JOBS_FOLDER
@@ -345,24 +444,28 @@ class JobRegistry:
         return folder
 
     def _read(self, folder: Path) -> JobInfo | None:
-        spec = read_json(folder / "spec.json")
-        if not spec:
+        """The job of ``folder``, None when it has no spec.json (yet): failed, saying what is
+        damaged, when one of its files breaks :data:`_FILE_KINDS`."""
+        if not (folder / "spec.json").exists():
             return None
-        status = read_json(folder / "status.json")
-        launch = read_json(folder / "launch.json")
+        spec, status, launch, problem = _job_files(folder)
+        if problem is None and not spec:  # removed meanwhile
+            return None
+        if problem is not None:
+            return JobInfo(job_id=folder.name, spec=spec, created_at=spec.get("created_at", ""), state="failed",
+                           phase="damaged", run_id=spec.get("params", {}).get("run_id"), error=problem,
+                           folder=folder, stop_requested=(folder / "stop").exists())
         fields = {k: status[k] for k in JobInfo.__dataclass_fields__ if k in status
                   and k not in ("job_id", "spec", "created_at", "folder", "stop_requested")}
         info = JobInfo(job_id=folder.name, spec=spec, created_at=spec.get("created_at", ""), folder=folder, **fields)
-        if info.state not in STATES:
-            info.state = "failed"
         if info.run_id is None:
-            info.run_id = spec.get("params", {}).get("run_id")
+            info.run_id = spec["params"].get("run_id")
         if info.state == "queued" and launch:  # launched, the process has not reported yet
             info.state = "running"
             info.phase = "starting the job process"
             info.started_at = info.started_at or launch.get("launched_at")
         if info.pid is None and launch.get("pid") and info.state == "running":
-            info.pid = int(launch["pid"])
+            info.pid = launch["pid"]
         info.stop_requested = (folder / "stop").exists()
         return info
 
@@ -382,9 +485,7 @@ class JobRegistry:
         finished job's files no longer change: the registry reads one stat of each, not three
         files, so that a workstation with months of jobs refreshes as fast as a new one)."""
         try:
-            stat = os.stat(os.path.join(folder, "status.json"))
-            # a rewrite (write_json_atomic) is a new file; a restored copy (copy2: same mtime) has a new ctime
-            stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
+            stamp = file_stamp(os.path.join(folder, "status.json"))
         except OSError:
             return self._read(Path(folder))
         with _FINISHED_LOCK:
@@ -394,7 +495,7 @@ class JobRegistry:
             info.stop_requested = os.path.exists(os.path.join(folder, "stop"))  # may appear after the end
             return info
         info = self._read(Path(folder))
-        if info is not None and info.is_finished:
+        if info is not None and info.is_finished and info.phase != "damaged":  # a repaired file is read anew
             with _FINISHED_LOCK:
                 _FINISHED[folder] = (stamp, copy.copy(info))
         return info
@@ -510,8 +611,7 @@ class JobRegistry:
                 if self._live_process(info) is not None:
                     running += 1
                     continue
-                launch = read_json(info.folder / "launch.json")
-                if not launch.get("pid") and not info.pid:
+                if not _launch_record(info.folder).get("pid") and not info.pid:
                     started = _parse_time(info.started_at) or _parse_time(info.created_at) or 0.0
                     if time.time() - started < _STARTING_GRACE_S:
                         running += 1  # being launched by another process right now
@@ -567,7 +667,7 @@ class JobRegistry:
     # --- internals ----------------------------------------------------------------------
 
     def _live_process(self, info: JobInfo):
-        launch = read_json(info.folder / "launch.json") if info.folder is not None else {}
+        launch = _launch_record(info.folder) if info.folder is not None else {}
         pid = info.pid or launch.get("pid")
         if not pid:
             return None
@@ -629,6 +729,5 @@ def registry_for_job(job_dir: str | os.PathLike) -> JobRegistry:
     """The registry a job folder belongs to (``<root>/.jobs/<job_id>``), with the
     ``max_concurrent`` recorded when the job was submitted."""
     folder = Path(job_dir).absolute()
-    spec = read_json(folder / "spec.json")
-    max_concurrent = spec.get("max_concurrent") or 1
-    return JobRegistry(folder.parent.parent, max_concurrent=int(max_concurrent))
+    spec = _job_files(folder)[0]  # {} when damaged: one job at a time
+    return JobRegistry(folder.parent.parent, max_concurrent=spec.get("max_concurrent", 1))

@@ -38,7 +38,6 @@ reopens it (the form values live in the workspace file, threadx.ui.workspace):
 """
 from __future__ import annotations
 
-import os
 import re
 from typing import Any, Callable
 
@@ -46,6 +45,7 @@ import pandas as pd
 import streamlit as st
 
 from threadx.errors import ThreadXError
+from threadx.filestamp import file_stamp
 
 DEFAULT_DATASET = "synthetic/BTC_USDT-1h"
 _REPICK = "_dataset_repick"  # session flag: set the dataset picker from "dataset" on the next run
@@ -65,18 +65,20 @@ def dataset_names() -> list[str]:
 # one shared frame rather than a copy per rerun (cache_data): pages only read it, and the
 # engine's Bars keeps its own copy, checked against the frame (threadx.data.bars.as_bars)
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _load(name: str, mtime: float) -> pd.DataFrame:
+def _load(name: str, stamp: tuple[int, int, int, int]) -> pd.DataFrame:
+    """The frame of dataset ``name`` whose file has ``stamp`` (the cache key)."""
     import threadx
 
     return threadx.load_ohlcv(name)
 
 
 def load_dataset(name: str) -> pd.DataFrame:
-    """The canonical frame of a dataset, cached by name and file modification time."""
+    """The canonical frame of a dataset, cached by name and its file's stamp
+    (:func:`~threadx.filestamp.file_stamp`: a rewrite that puts the mtime back is seen)."""
     from threadx.data.catalog import resolve_dataset
 
     path = resolve_dataset(name)
-    return _load(name, os.path.getmtime(path))
+    return _load(name, file_stamp(path))
 
 
 def load_dataset_or_error(name: str, what: str | None = None) -> pd.DataFrame | None:

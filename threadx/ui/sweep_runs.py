@@ -3,10 +3,11 @@ comparison of two runs and the request that resumes a run (SPEC §9).
 
 A page rerun must stay cheap however many runs are stored and however large they are, so
 everything read from a run's Parquet parts is cached by the run's *signature*
-(:func:`run_signature`: the folder's and the manifest's modification times, the manifest's
-size and the number of parts), which changes whenever the run's files do. A rerun then only
-lists the results folder and stats two paths per run; a run's parts are read again only
-after they changed (a new part of a running sweep, a resume, a repair).
+(:func:`run_signature`: the folder's modification time, the manifest's stamp
+(:func:`~threadx.filestamp.file_stamp`) and the number of parts), which changes whenever the
+run's files do. A rerun then only lists the results folder and stats two paths per run; a
+run's parts are read again only after they changed (a new part of a running sweep, a resume,
+a repair).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import streamlit as st
 
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
+from threadx.filestamp import file_stamp
 from threadx.optimize.space import SearchSpace, stored_axes
 from threadx.optimize.store import ResultStore, RunDamaged, SweepRun, lock_held
 from threadx.requests import DatasetRef, SweepRequest, describe_data
@@ -37,19 +39,19 @@ _METRICS_SHOWN = ("total_return", "sharpe", "sortino", "max_drawdown", "calmar",
                   "profit_factor")
 
 
-def run_signature(folder: Path) -> tuple[int, int, int, int] | None:
-    """(folder mtime, manifest mtime, manifest size, part count), in ns and bytes; None when
-    the folder is gone. Parts and manifests are written by rename, which touches the folder."""
+def run_signature(folder: Path) -> tuple[int, ...] | None:
+    """(folder mtime in ns, *manifest :func:`~threadx.filestamp.file_stamp`, part count); None
+    when the folder is gone. Parts and manifests are written by rename, which touches the folder;
+    a manifest rewritten in place with its mtime put back has a new ctime."""
     try:
         folder_mtime = folder.stat().st_mtime_ns
         names = os.listdir(folder)
     except OSError:
         return None
     try:
-        manifest = (folder / "manifest.json").stat()
-        manifest_key = (manifest.st_mtime_ns, manifest.st_size)
+        manifest_key = file_stamp(folder / "manifest.json")
     except OSError:
-        manifest_key = (0, -1)
+        manifest_key = (0, 0, 0, -1)
     parts = sum(1 for n in names if n.startswith("part-") and n.endswith(".parquet"))
     return folder_mtime, *manifest_key, parts
 
