@@ -14,13 +14,14 @@ from threadx.data.catalog import (
     delete_dataset,
     existing_dataset,
     list_datasets,
+    name_timeframe,
     rename_dataset,
     resampled_path,
     resolve_dataset,
 )
 from threadx.data.io import check_ohlcv_file, import_ohlcv, load_ohlcv, write_ohlcv
 from threadx.errors import ThreadXError
-from threadx.names import check_name
+from threadx.names import NAME, check_name
 from threadx.ui import charts
 from threadx.ui.state import dataset_picker, datasets_changed, label_dataset, load_dataset
 from threadx.units import column_config, format_count, format_metric
@@ -43,19 +44,23 @@ def _show_verdict(report) -> None:
     box("\n".join([text, "", *(f"- {r}" for r in reasons)]))
 
 
-def _import_source(scratch: str) -> tuple[str | Path, str]:
-    """The file to import (an upload written to ``scratch``, or a typed path) and its name's stem."""
+def _import_source(scratch: str) -> tuple[str | Path, str, str]:
+    """The file to import (an upload written to ``scratch``, or a typed path), its name's stem
+    and the name the user knows it by (errors say that one, not the scratch copy's)."""
     upload = st.session_state.get("data_upload")
     path_text = st.session_state.get("data_path", "").strip()
     if upload is not None:
-        # the browser's file name only gives the format (checked) and a symbol guess
-        # (checked by dataset_path); the file itself gets a fixed name
-        suffix = "".join(Path(upload.name).suffixes[-2:])
-        source = Path(scratch) / check_name(f"upload{suffix}", "upload file name")
+        # the browser's file name gives the format (checked), a symbol guess (checked by dataset_path)
+        # and, as a typed path's name does, the timeframe the bars must have; a name that is not a
+        # plain file name (spaces, ...) leaves the copy a fixed one
+        given = Path(upload.name).name
+        suffix = "".join(Path(given).suffixes[-2:])
+        plain_name = given if name_timeframe(given) and NAME.fullmatch(given) else f"upload{suffix}"
+        source = Path(scratch) / check_name(plain_name, "upload file name")
         source.write_bytes(upload.getvalue())
-        return source, Path(upload.name).name.split(".")[0]
+        return source, given.split(".")[0], given
     if path_text:
-        return path_text, Path(path_text).stem
+        return path_text, Path(path_text).stem, path_text
     raise ThreadXError("choose a file to upload or type a path")
 
 
@@ -64,10 +69,15 @@ def _run_import(*, replace: bool = False, label: str | None = None) -> None:
     field = lambda key: st.session_state.get(key, "").strip() or None  # noqa: E731
     try:
         with tempfile.TemporaryDirectory(prefix="threadx-upload-") as scratch:  # deleted after the import
-            source, stem = _import_source(scratch)
-            frame, target = import_ohlcv(source, field("data_exchange") or "local",
-                                         field("data_symbol") or stem.split("-")[0], field("data_timeframe"),
-                                         date_format=field("data_date_format"), label=label, replace=replace)
+            source, stem, shown = _import_source(scratch)
+            try:
+                frame, target = import_ohlcv(source, field("data_exchange") or "local",
+                                             field("data_symbol") or stem.split("-")[0], field("data_timeframe"),
+                                             date_format=field("data_date_format"), label=label, replace=replace)
+            except DatasetExists:
+                raise
+            except (ThreadXError, ValueError, OSError) as exc:  # worded with the user's file, not the copy
+                raise ThreadXError(str(exc).replace(str(source), shown)) from None
     except DatasetExists as exc:
         st.session_state["data_collision"] = {"existing": f"{exc.describe()}", "name": exc.name,
                                               "incoming": exc.incoming}

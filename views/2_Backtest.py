@@ -99,7 +99,7 @@ def reopen(request: BacktestRequest, origin: str | None, pick: bool = True) -> T
         st.session_state[f"bt:{request.strategy}:{name}"] = value  # widgets start at the request's values
     engine_widgets_from(request.engine_options)
     if pick and request.data.name in dataset_names():  # else (a file) the result is shown on it, the picker stays
-        st.session_state["dataset"] = st.session_state["dataset_picker"] = request.data.name
+        st.session_state["dataset"] = request.data.name  # (the picker follows it: state.dataset_picker)
     st.session_state.pop("backtest", None)  # the result shown was for something else
     if origin is not None:
         st.session_state["bt_handed_data"] = {"ref": request.data.to_dict(), "origin": origin, "picker": None}
@@ -228,7 +228,10 @@ if shown and df is not None:
         for col, (label, value, help_text) in zip(cols, cards[row_start:row_start + 6]):
             col.metric(label, value, help=help_text)
     if result.metrics.get("n_trades", 0) == 0:
-        st.warning("No trades: the entry conditions never held with these parameters.")
+        skipped = int(result.metrics.get("n_skipped") or 0)
+        st.warning(f"No trades: {skipped:,} entries were skipped (each below the smallest order, min_notional)."
+                   if skipped else f"No trades: the entry conditions never held with these parameters on these "
+                   f"{len(result.equity):,} bars (a short span may end before the indicators' warm-up does).")
 
     def overlays() -> dict[str, pd.Series]:
         try:

@@ -23,7 +23,7 @@ from threadx.optimize.runner import default_workers
 from threadx.requests import DatasetRef, ResearchRequest
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
-from threadx.ui.state import dataset_names, label_dataset, load_dataset, strategy_names
+from threadx.ui.state import active_dataset, dataset_names, label_dataset, load_dataset, strategy_names
 from threadx.ui.widgets import follow_job, job_progress, show_finished_job, space_editor
 from threadx.units import column_config, number_column
 from threadx.validation.research import load_research
@@ -46,8 +46,9 @@ def launch_form() -> None:
     c = st.columns([2, 3])
     strategies = c[0].multiselect("Strategies", names, default=["ma_crossover"] if "ma_crossover" in names
                                   else names[:1], key="rs_strategies")
-    chosen = c[1].multiselect("Datasets", datasets, default=datasets[:1], key="rs_datasets",
-                              format_func=lambda n: label_dataset(n))
+    active = active_dataset()  # the session's dataset first, as on every page (not the list's first)
+    chosen = c[1].multiselect("Datasets", datasets, default=[active] if active in datasets else datasets[:1],
+                              key="rs_datasets", format_func=lambda n: label_dataset(n))
     space: dict[str, Any] = {}
     if len(strategies) == 1:
         with st.expander("Search space", expanded=False):

@@ -20,7 +20,6 @@
 - ``bt_figures``       the Backtest page's figures of the shown result and view (:func:`session_memo`)
 - ``data_flash``       message shown once by the Data page after an import, rename or delete
 - ``sweep_job_shown``  id of the finished sweep job whose run was shown once (later reloads stay)
-- ``_dataset_repick``  flag: the dataset picker is set from ``dataset`` on the next run
 - ``_url_read``        flag: the URL's query params were read (on the session's first run)
 - ``_workspace_warned`` messages about the workspace file already shown in this session
                        (threadx.ui.workspace)
@@ -48,7 +47,6 @@ from threadx.errors import ThreadXError
 from threadx.filestamp import file_stamp
 
 DEFAULT_DATASET = "synthetic/BTC_USDT-1h"
-_REPICK = "_dataset_repick"  # session flag: set the dataset picker from "dataset" on the next run
 _URL_READ = "_url_read"  # session flag: the URL's dataset and strategy were read
 
 
@@ -101,7 +99,6 @@ def datasets_changed(message: str, select: str | None = None) -> None:
         st.session_state["dataset"] = select
     elif st.session_state.get("dataset") not in dataset_names():  # deleted here: no notice that it is gone
         st.session_state.pop("dataset", None)
-    st.session_state[_REPICK] = True  # the picker shows "dataset" again (or the default, if it is gone)
     st.session_state["data_flash"] = message
     st.rerun()
 
@@ -196,13 +193,20 @@ def dataset_picker(label: str = "Dataset", key: str = "dataset_picker") -> str:
     when only its default changes."""
     names = dataset_names()
     current = active_dataset()
-    if st.session_state.pop(_REPICK, False) or st.session_state.get(key) not in names:
-        st.session_state[key] = current
-    choice = st.selectbox(label, names, key=key,
+    # set from the session's dataset on every run (a pick reaches it first, through on_change): the
+    # box of another page is another widget, which showed the list's first dataset after a page
+    # switch when the dataset had been set by a link or Open in Backtest rather than picked
+    st.session_state[key] = current
+    choice = st.selectbox(label, names, key=key, on_change=_picked, args=(key,),
                           format_func=lambda n: f"{n} (synthetic)" if n.startswith("synthetic/") else n)
     st.session_state["dataset"] = choice
     _to_url("dataset", choice)
     return choice
+
+
+def _picked(key: str) -> None:
+    """on_change of the dataset box: the pick becomes the session's dataset before the page runs."""
+    st.session_state["dataset"] = st.session_state[key]
 
 
 def strategy_picker(key: str, default: str) -> str:
