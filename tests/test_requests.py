@@ -13,7 +13,7 @@ from threadx.data.io import write_ohlcv
 from threadx.data.synthetic import generate_synthetic
 from threadx.engine.inputs import EngineOptions
 from threadx.errors import DataError, ParamError
-from threadx.requests import (BacktestRequest, DatasetRef, SweepRequest, WalkForwardRequest,
+from threadx.requests import (BacktestRequest, DatasetRef, ResearchRequest, SweepRequest, WalkForwardRequest,
                               request_from_dict)
 
 SPACE = {"fast_period": "5:15:5", "slow_period": [40, 60]}
@@ -148,3 +148,12 @@ def test_a_run_stored_before_requests_reopens_by_its_dataset_name(data_root, tmp
     assert request.run().metrics["sharpe"] == pytest.approx(float(run.top(1).iloc[0]["sharpe"]), rel=1e-12)
     with pytest.raises(DataError, match="no dataset"):
         BacktestRequest.from_manifest({**legacy, "dataset": None}, run.best_params())
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: ResearchRequest.from_dict({}), "a research request needs datasets, strategies"),
+    (lambda: DatasetRef.from_dict({}), "a dataset needs source"),
+])
+def test_a_request_without_its_required_fields_names_them(make, match):
+    with pytest.raises(ParamError, match=match):
+        make()

@@ -328,3 +328,18 @@ def test_signals_that_are_not_flags_are_refused(rsi: Path, frame, tmp_path, body
         threadx.backtest(frame, "rsi_mine")
     run = _sweep(frame, tmp_path, "flags", executor="inline")
     assert (run.results["status"] == "failed").all()
+
+
+def test_a_strategy_calling_sys_exit_fails_its_combos_and_its_check_not_the_process(rsi: Path, frame, tmp_path):
+    from threadx.checks.strategy import check_strategy
+
+    text = rsi.read_text()
+    start = text.index("def signals(")
+    header_end = text.index("\n", start) + 1
+    rsi.write_text(text[:header_end] + "    import sys\n    sys.exit(4)\n" + text[header_end:])
+    with pytest.raises(StrategyError, match=r"strategy 'rsi_mine' raised: .*SystemExit: 4"):
+        threadx.backtest(frame, "rsi_mine")
+    run = _sweep(frame, tmp_path, "exit", executor="inline")
+    assert (run.results["status"] == "failed").all() and "SystemExit: 4" in run.results["error"].iloc[0]
+    report = check_strategy(threadx.get_strategy("rsi_mine"), frame, combos=1, checks=("determinism",))
+    assert not report.passed and "SystemExit: 4" in report.results[0].summary

@@ -79,7 +79,7 @@ class DatasetRef:
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ParamError(f"unknown dataset key(s) {', '.join(unknown)}")
-        return cls(**dict(data))
+        return cls(**_with_required(cls, dict(data), "a dataset"))
 
     @classmethod
     def of(cls, df: Any, source: str | None = None, bars: Any = None) -> "DatasetRef":
@@ -196,11 +196,7 @@ def _from_dict(cls, data: Mapping[str, Any]) -> Any:
         raise ParamError(f"unknown {cls.KIND} param(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     values = {k: v for k, v in raw.items() if k in known and (v is not None or _nullable(cls, k))}
     values["data"] = _dataset(raw.get("data"), raw)
-    missing = sorted(f.name for f in fields(cls) if f.name not in values and f.default is MISSING
-                     and f.default_factory is MISSING)
-    if missing:
-        raise ParamError(f"a {cls.KIND} request needs {', '.join(missing)}")
-    return cls(**values)
+    return cls(**_with_required(cls, values, f"a {cls.KIND} request"))
 
 
 def _fields_from_dict(cls, data: Mapping[str, Any]) -> Any:
@@ -212,7 +208,17 @@ def _fields_from_dict(cls, data: Mapping[str, Any]) -> Any:
     unknown = sorted(set(raw) - {f.name for f in fields(cls)})
     if unknown:
         raise ParamError(f"unknown {cls.KIND} param(s) {', '.join(unknown)}")
-    return cls(**raw)
+    return cls(**_with_required(cls, raw, f"a {cls.KIND} request"))
+
+
+def _with_required(cls: Any, values: dict[str, Any], what: str) -> dict[str, Any]:
+    """``values`` when they hold every field of ``cls`` without a default; else ParamError
+    naming the missing ones (a TypeError from the constructor said it in Python's words)."""
+    missing = sorted(f.name for f in fields(cls) if f.name not in values and f.default is MISSING
+                     and f.default_factory is MISSING)
+    if missing:
+        raise ParamError(f"{what} needs {', '.join(missing)}")
+    return values
 
 
 def _nullable(cls, key: str) -> bool:

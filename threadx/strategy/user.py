@@ -24,6 +24,7 @@ taken by a built-in or another file) is reported with its file and line by
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import re
 import sys
@@ -33,7 +34,7 @@ import traceback
 import types
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from threadx.config import settings
 from threadx.errors import ParamError, StrategyError, ThreadXError
@@ -141,11 +142,35 @@ def load_text(path: str | Path, text: str) -> dict[str, StrategySpec]:
                 value.normalize()  # the declared defaults must be valid
             except ParamError as exc:
                 raise StrategyError(f"{where}: {exc}") from None
-            specs[value.name] = replace(value, origin=StrategyOrigin("user", path, digest, text, line))
+            origin = StrategyOrigin("user", path, digest, text, line)
+            specs[value.name] = _exit_as_error(replace(value, origin=origin))
     if not specs:
         raise StrategyError(f"{path}:1: declares no strategy: assign a StrategySpec at module level "
                             "(see `threadx strategy new NAME`)")
     return specs
+
+
+class _NoExit:
+    """A strategy function whose ``sys.exit()`` is a StrategyError naming its file and line: an
+    exit is no exception to the sweeps', the checker's and the pages' handlers, so it ended the
+    process that ran the strategy, with no word."""
+
+    def __init__(self, fn: Callable[..., Any], spec_name: str, path: str):
+        self.fn, self.spec_name, self.path = fn, spec_name, path
+        functools.update_wrapper(self, fn, updated=())  # its name and module (not a numba dispatcher's dict)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.fn(*args, **kwargs)
+        except SystemExit as exc:
+            raise StrategyError(f"strategy {self.spec_name!r} raised: {describe_error(exc, self.path)}") from None
+
+
+def _exit_as_error(spec: StrategySpec) -> StrategySpec:
+    """``spec`` with each of its functions wrapped in :class:`_NoExit`."""
+    names = ("indicators", "signals", "levels", "exits", "batch_signals")
+    return replace(spec, **{name: _NoExit(getattr(spec, name), spec.name, spec.origin.path) for name in names
+                            if getattr(spec, name) is not None})
 
 
 @dataclass

@@ -165,8 +165,10 @@ def _last_winner(wf: Any) -> dict[str, Any]:
     chosen = wf.table.dropna(subset=["combo_id"])
     if not len(chosen):
         return {}
+    from threadx.validation.walkforward import params_at
+
     names = [c for c in wf.combos.columns if c != "combo_id"]
-    return {k: chosen.iloc[-1][k] for k in names}
+    return params_at(chosen, len(chosen) - 1, names)
 
 
 # --- transfer ----------------------------------------------------------------------------------

@@ -516,7 +516,7 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
         elif pick is None:  # no combo qualifies: stay flat through this OOS window
             equities.append(pd.Series(capital, index=oos_index))
         else:
-            params = _params_at(combos, pick, names)
+            params = params_at(combos, pick, names)
             oos_run = oos_result(evaluator, params, win, capital)
             trades = oos_run.trades
             trades["entry_i"] += win.oos_start
@@ -556,7 +556,7 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
         benchmark_params: dict[str, Any] = {}
         benchmark = pd.Series(float(config["initial_capital"]), index=index[span], name="equity")
     else:
-        benchmark_params = _params_at(combos, best, names)
+        benchmark_params = params_at(combos, best, names)
         args = _slice_args(evaluator.kernel_inputs(benchmark_params), span.start, span.stop)
         benchmark = full_result(args, index[span], bars.timeframe, benchmark_params).equity
     return WalkForwardResult(
@@ -585,7 +585,7 @@ def _drift(table: pd.DataFrame, space: SearchSpace) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["param", "values", "distinct", "relative_spread"])
 
 
-def _params_at(combos: pd.DataFrame, position: int, names: list[str]) -> dict[str, Any]:
+def params_at(combos: pd.DataFrame, position: int, names: list[str]) -> dict[str, Any]:
     """The params of the combo at ``position``, each of its column's own type (a row of a frame
     of int and float columns is all floats: an int param would reach the strategy as 20.0)."""
     return {k: to_python(combos[k].iloc[position]) for k in names}
