@@ -177,7 +177,7 @@ def test_a_run_of_other_engine_code_is_not_resumed_and_one_of_an_earlier_version
     ({"done": "many"}, "whose 'done' is 'many', not a whole number"),
     ({"total": float("nan")}, "whose 'total' is nan, not a whole number"),
     ({"space": [1, 2]}, "whose 'space' is [1, 2], not an object"),
-    ({"space": {"axes": "fast"}}, "whose space has no list of axes (each a name and its values)"),
+    ({"space": {"axes": "fast"}}, "whose 'space' has no list of axes (each a name and its values)"),
     ({"started_at": 17}, "whose 'started_at' is 17, not a text"),
 ])
 def test_a_manifest_of_the_wrong_shape_is_damage_for_every_reader(runs, df, capsys, change, why):
@@ -217,4 +217,4 @@ def test_a_manifest_without_what_reading_a_run_needs_is_refused_to_readers(runs,
     path.write_text(json.dumps(manifest))
     assert listed(runs)["b"] == "completed"
     code, _, err = cli(capsys, "runs", "show", "a", "--store", str(runs))
-    assert_one_error_line(code, err, "run a has a manifest without 'strategy'")
+    assert_one_error_line(code, err, "run a has a manifest whose 'strategy' is missing")

@@ -30,6 +30,7 @@ from threadx.config import settings
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
 from threadx.names import check_name
+from threadx.shapes import LIST, OBJECT, SWITCH, TEXT, WHOLE, Kind, shape_problem
 
 _PART = re.compile(r"^part-(\d{6})\.parquet$")
 _LOCK = ".writer.lock"
@@ -451,47 +452,35 @@ def read_manifest(folder: Path, run_id: str) -> dict[str, Any] | None:
         raise RunDamaged(run_id, f"has an unreadable manifest.json ({exc})") from None
     problem = _manifest_problem(manifest)
     if problem:
-        raise RunDamaged(run_id, f"has a manifest {problem}")
+        raise RunDamaged(run_id, f"has a manifest whose {problem}")
     manifest.setdefault("run_id", run_id)
     return manifest
 
 
-# the manifest keys the store, the CLI and the pages read, with their kind (a key may be absent, or
-# null where noted, as in a run stored by an earlier version, but never of another kind)
-_MANIFEST_KINDS: dict[str, tuple[type, str]] = {
-    "strategy": (str, "a text"), "status": (str, "a text"), "objective": (str, "a text"),
-    "started_at": (str, "a text"), "finished_at": (str, "a text"), "sampler": (str, "a text"),
-    "run_id": (str, "a text"), "dataset": (str, "a text"), "timeframe": (str, "a text"),
-    "fingerprint": (str, "a text"), "strategy_code": (str, "a text"), "rows_code": (str, "a text"),
-    "done": (int, "a whole number"), "total": (int, "a whole number"), "failed": (int, "a whole number"),
-    "min_trades": (int, "a whole number"), "n": (int, "a whole number"), "bars": (int, "a whole number"),
-    "seed": (int, "a whole number"), "maximize": (bool, "true or false"), "param_names": (list, "a list"),
-    "space": (dict, "an object"), "engine": (dict, "an object"), "machine": (dict, "an object"),
-    "request": (dict, "an object"), "timings": (dict, "an object"),
+# the manifest keys the store, the CLI and the pages read, with their kind (threadx.shapes)
+_MANIFEST_KINDS: dict[str, Kind] = {
+    **{key: TEXT for key in ("strategy", "status", "objective", "started_at", "finished_at", "sampler", "run_id",
+                             "dataset", "timeframe", "fingerprint", "strategy_code", "rows_code")},
+    **{key: WHOLE for key in ("done", "total", "failed", "n", "bars", "seed")},
+    **{key: OBJECT for key in ("space", "engine", "machine", "request", "timings")},
+    "min_trades": WHOLE.not_null(), "maximize": SWITCH.not_null(), "param_names": LIST,  # (read whenever present)
 }
-_NOT_NULL = ("min_trades", "maximize")  # read as a number / a switch whenever present
 _READ_KEYS = ("strategy", "space", "sampler", "objective")  # what reading a run's results needs
 
 
 def _manifest_problem(manifest: dict[str, Any], required: tuple[str, ...] = ()) -> str | None:
-    """What makes a manifest unusable (after "has a manifest ..."), or None: the ``required``
+    """What makes a manifest unusable (after "has a manifest whose ..."), or None: the ``required``
     keys present, each known key of its kind, the objective a metric, the space's axes a list
     of names each with values."""
-    for key in required:
-        if key not in manifest:
-            return f"without {key!r}"
-    for key, (kind, words) in _MANIFEST_KINDS.items():
-        value = manifest.get(key)
-        if value is None and key in _NOT_NULL and key in manifest:
-            return f"whose {key!r} is null, not {words}"
-        if value is not None and (isinstance(value, bool) != (kind is bool) or not isinstance(value, kind)):
-            return f"whose {key!r} is {repr(value)[:40]}, not {words}"
+    problem = shape_problem(manifest, _MANIFEST_KINDS, required)
+    if problem:
+        return problem
     if manifest.get("objective", METRIC_NAMES[0]) not in METRIC_NAMES:
-        return f"whose 'objective' is {repr(manifest['objective'])[:40]}, not a metric"
+        return f"'objective' is {repr(manifest['objective'])[:40]}, not a metric"
     axes = (manifest.get("space") or {"axes": []}).get("axes")
     if not isinstance(axes, list) or not all(isinstance(a, dict) and isinstance(a.get("name"), str)
                                              and isinstance(a.get("values"), list) and a["values"] for a in axes):
-        return "whose space has no list of axes (each a name and its values)"
+        return "'space' has no list of axes (each a name and its values)"
     return None
 
 
@@ -712,7 +701,7 @@ class ResultStore:
             raise ThreadXError(f"no run {run_id!r} under {self.root}; see `threadx runs list`")
         problem = _manifest_problem(manifest, required=_READ_KEYS)
         if problem:
-            raise RunDamaged(run_id, f"has a manifest {problem}")
+            raise RunDamaged(run_id, f"has a manifest whose {problem}")
         parts = _part_paths(folder)
         rows = sum(_footer_rows(p) for p in parts)
         manifest["status"] = _status(folder, manifest, rows)

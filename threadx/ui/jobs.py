@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import os
 import signal
 import subprocess
@@ -52,7 +51,6 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from numbers import Real
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -63,6 +61,7 @@ from threadx.errors import ParamError, ThreadXError, whole
 from threadx.filestamp import file_stamp
 from threadx.names import check_name
 from threadx.procs import live_process
+from threadx.shapes import COUNT, LIST, NUMBER, OBJECT, PID, TEXT, TEXTS, WHOLE, Kind, one_of, shape_problem
 from threadx.requests import DatasetRef, jsonable as _jsonable
 from threadx.ui import standby
 
@@ -155,55 +154,24 @@ def read_json(path: Path) -> dict[str, Any]:
 # What the registry reads of a job's files, key -> (kind, may be null): a key may be absent, never
 # of another kind. A job whose files break this is shown failed, saying what is damaged (the other
 # jobs are untouched); ``params`` is the spec's, the keys its label reads.
-_FILE_KINDS: dict[str, dict[str, tuple[str, bool]]] = {
-    "spec.json": {"kind": ("kind", False), "params": ("object", False), "created_at": ("text", False),
-                  "max_concurrent": ("count", False)},
-    "status.json": {"state": ("state", False), "phase": ("text", False), "pid": ("pid", True),
-                    "run_id": ("text", True), "done": ("whole", False), "total": ("whole", False),
-                    "failed": ("whole", False), "rate": ("number", False), "eta_s": ("number", True),
-                    "elapsed_s": ("number", False), "started_at": ("text", True), "finished_at": ("text", True),
-                    "error": ("text", False), "updated_at": ("text", True)},
-    "launch.json": {"pid": ("pid", False), "create_time": ("number", True), "launched_at": ("text", True)},
-    "params": {"run_id": ("text", True), "label": ("text", True), "strategy": ("text", False),
-               "sampler": ("text", False), "strategies": ("texts", False), "datasets": ("list", False),
-               "runners": ("list", False)},
+_FILE_KINDS: dict[str, dict[str, Kind]] = {
+    "spec.json": {"kind": one_of(KINDS).not_null(), "params": OBJECT.not_null(), "created_at": TEXT.not_null(),
+                  "max_concurrent": COUNT.not_null()},
+    "status.json": {"state": one_of(STATES).not_null(), "phase": TEXT.not_null(), "pid": PID, "run_id": TEXT,
+                    "done": WHOLE.not_null(), "total": WHOLE.not_null(), "failed": WHOLE.not_null(),
+                    "rate": NUMBER.not_null(), "eta_s": NUMBER, "elapsed_s": NUMBER.not_null(), "started_at": TEXT,
+                    "finished_at": TEXT, "error": TEXT.not_null(), "updated_at": TEXT},
+    "launch.json": {"pid": PID.not_null(), "create_time": NUMBER, "launched_at": TEXT},
+    "params": {"run_id": TEXT, "label": TEXT, "strategy": TEXT.not_null(), "sampler": TEXT.not_null(),
+               "strategies": TEXTS.not_null(), "datasets": LIST.not_null(), "runners": LIST.not_null()},
 }
 _REQUIRED = {"spec.json": ("kind", "params")}
-_WHOLE_RANGES = {"whole": (0, None), "count": (1, None), "pid": (1, 2**31 - 1)}  # pid_t
-_KIND_WORDS = {"text": "a text", "object": "an object", "list": "a list", "texts": "a list of texts",
-               "whole": "a whole number", "count": "a whole number >= 1", "pid": "a process id",
-               "number": "a finite number >= 0", "state": f"one of {', '.join(STATES)}",
-               "kind": f"one of {', '.join(KINDS)}"}
-
-
-def _of_kind(value: Any, kind: str) -> bool:
-    """Whether ``value`` is of ``kind`` (a key of :data:`_KIND_WORDS`)."""
-    if kind in _WHOLE_RANGES:
-        try:
-            whole(value, kind, *_WHOLE_RANGES[kind])
-        except ParamError:
-            return False
-        return True
-    if kind == "number":
-        return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-    if kind == "texts":
-        return isinstance(value, list) and all(isinstance(v, str) for v in value)
-    if kind in ("state", "kind"):
-        return value in (STATES if kind == "state" else KINDS)
-    return isinstance(value, {"text": str, "object": dict, "list": list}[kind])
 
 
 def _shape_problem(data: Mapping[str, Any], name: str, where: str = "") -> str | None:
     """What in ``data`` breaks :data:`_FILE_KINDS` [``name``], in words (its keys named after
     ``where``), or None."""
-    for key in _REQUIRED.get(name, ()):
-        if key not in data:
-            return f"it has no '{where}{key}'"
-    for key, (kind, nullable) in _FILE_KINDS[name].items():
-        value = data.get(key)
-        if key in data and not (value is None and nullable) and not _of_kind(value, kind):
-            return f"'{where}{key}' is {repr(value)[:40]}, not {_KIND_WORDS[kind]}"
-    return None
+    return shape_problem(data, _FILE_KINDS[name], _REQUIRED.get(name, ()), where)
 
 
 def _job_files(folder: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], str | None]:
