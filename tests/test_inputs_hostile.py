@@ -117,15 +117,20 @@ def test_cli_row_counts_must_be_whole_numbers(argv, capsys):
 
 
 @pytest.mark.parametrize("leverage", [5000.0, 0.5, float("inf"), float("nan")])
-def test_a_strategys_own_leverage_is_checked_like_the_options(df, leverage):
+def test_a_strategys_own_leverage_is_checked_like_the_options(df, tmp_path, leverage):
+    """Checked where it enters the param vector (once per distinct value in a sweep's plan)."""
     import dataclasses
 
     from threadx.contract import ExitRules
-    from threadx.engine.inputs import EngineOptions, effective_rules
+    from threadx.strategy.base import get_strategy, register
 
+    spec = get_strategy("ma_crossover")
+    name = f"test_own_leverage_{len(str(leverage))}_{str(leverage).replace('.', '_')}"
+    register(dataclasses.replace(spec, name=name, exits=lambda p: ExitRules(leverage=leverage)))
     with pytest.raises(ParamError, match="the exit rules' leverage must be from 1 to 1000"):
-        effective_rules(ExitRules(leverage=leverage), EngineOptions.builtin())
-    assert effective_rules(dataclasses.replace(ExitRules(), leverage=2.0), EngineOptions.builtin()).leverage == 2.0
+        threadx.backtest(df, name)
+    run = threadx.sweep(df, name, {"fast_period": [5, 6]}, executor="inline", store=tmp_path)
+    assert set(run.results["error"]) == {f"ParamError: the exit rules' leverage must be from 1 to 1000, got {leverage!r}"}
 
 
 @pytest.mark.parametrize("funding", [["0.0001"] * 1500, np.array([True] * 1500), np.bool_(True)])

@@ -191,8 +191,6 @@ def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
     if options.fraction is not None:
         changes["fraction"] = float(options.fraction)
     rules = replace(rules, **changes) if changes else rules
-    check_sizing("leverage", rules.leverage, "the exit rules' ")  # (a strategy's own rules give them too)
-    check_sizing("fraction", rules.fraction, "the exit rules' ")
     check_legs(rules)
     if rules.grid_levels > 0:
         return rules  # grid legs are sized by allocation, not by the sizing rule
@@ -267,11 +265,18 @@ def _flag(value: Any) -> float:
 
 # rule field -> (its column in the param vector, the entry written there for a value): every
 # field but the grid's levels and stop_band, which fill several columns (see param_vector)
+def _rules_sizing(name: str, value: Any) -> Any:
+    """A strategy's own leverage or fraction, checked as the options' are (:func:`check_sizing`)
+    where it enters the param vector: once per distinct value in a sweep's plan, not per combo."""
+    check_sizing(name, value, "the exit rules' ")
+    return value
+
+
 RULE_COLUMNS: dict[str, tuple[int, Any]] = {
     "sizing": (L.P_SIZING, L.SIZING_MODES.__getitem__),
-    "fraction": (L.P_FRACTION, _as_is),
+    "fraction": (L.P_FRACTION, lambda value: _rules_sizing("fraction", value)),
     "risk_per_trade": (L.P_RISK, _as_is),
-    "leverage": (L.P_LEVERAGE, _as_is),
+    "leverage": (L.P_LEVERAGE, lambda value: _rules_sizing("leverage", value)),
     "stop_pct": (L.P_STOP_PCT, _as_is),
     "stop_atr": (L.P_STOP_ATR, _as_is),
     "tp_pct": (L.P_TP_PCT, _as_is),
