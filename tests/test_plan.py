@@ -13,6 +13,7 @@ from threadx.data.bars import as_bars
 from threadx.data.synthetic import generate_synthetic
 from threadx.engine import layout as L
 from threadx.engine.layout import N_METRICS
+from threadx.errors import ParamError
 from threadx.optimize.outcome import ChunkResult, failure_text
 from threadx.optimize.plan import Planner, kernel_calls, run_plan
 from threadx.gpu.workload import declared_space, evaluator_for, random_ids
@@ -489,13 +490,19 @@ def test_rule_column_writes_what_param_vector_writes():
     options = options_from()
     samples = {"sizing": ["all_in", "risk"], "trail": ["none", "atr", "band"], "grid_sides": ["long", "both"],
                "target_mid": [False, True], "partial_tp_band": [False, True], "arm_exits_band": [True, False],
-               "max_hold_bars": [0, 7, 2**53 + 1], "spacing_bars": [np.int64(3), 0]}
+               "max_hold_bars": [0, 7, 2**53 + 1], "spacing_bars": [np.int64(3), 0],
+               "leverage": [1.0, 1.5, np.float64(3.0), 2, 1000], "fraction": [0.1, 1.0, np.float64(0.3), 1, 0.5]}
     for name in RULE_COLUMNS:
         values = samples.get(name, [0.0, 0.1, 1.5, np.float64(0.3), 2])
         col, entries = rule_column(name, values)
         for value, entry in zip(values, entries):
             row = param_vector(ExitRules(**{name: value}), options, "1h", False)
             assert row[col].tobytes() == entry.tobytes(), (name, value)
+    for name, bad in (("leverage", 0.5), ("fraction", 1.5)):  # both refuse what the engine cannot hold
+        with pytest.raises(ParamError, match=f"the exit rules' {name} must be"):
+            rule_column(name, [bad])
+        with pytest.raises(ParamError, match=f"the exit rules' {name} must be"):
+            param_vector(ExitRules(**{name: bad}), options, "1h", False)
 
 
 # --- batch_signals: one call per group of combos sharing their indicators -------------------------
