@@ -200,5 +200,19 @@ def test_a_strategy_check_on_a_span_without_a_signal_is_no_pass(df):
 
     report = check_strategy(threadx.get_strategy("ma_crossover"), df.iloc[:24], combos=1, checks=("lookahead",))
     assert not report.passed and "not shown: no param set gave a signal or a trade" in report.results[0].summary
+    assert report.results[0].status == "NOT CHECKED" and report.verdict == "NOT CHECKED (lookahead)"
+    assert not report.failed and type(report).from_dict(report.to_dict()).verdict == "NOT CHECKED (lookahead)"
     with pytest.raises(ParamError, match="combos must be a whole number >= 1"):
         check_strategy(threadx.get_strategy("ma_crossover"), df, combos=0)
+
+
+def test_the_strategies_page_reads_a_check_that_could_not_look_as_not_checked(df):
+    from threadx.checks.strategy import check_strategy
+    from threadx.ui import strategies as logic
+
+    spec = threadx.get_strategy("ma_crossover")
+    short = check_strategy(spec, df.iloc[:24], combos=1, checks=("lookahead", "determinism")).to_dict()
+    assert logic.report_verdict(short) == logic.NOT_CHECKED
+    assert [r["status"] for r in logic.report_results(short)] == ["NOT CHECKED", "PASS"]
+    full = check_strategy(spec, df, combos=1, checks=("lookahead",)).to_dict()
+    assert logic.report_verdict(full) == logic.PASS

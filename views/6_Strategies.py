@@ -138,13 +138,14 @@ if not mine and not errors:
 
 table = logic.strategy_table({n: specs[n] for n in names})
 COLOURS = {logic.PASS: "color: #1a7f37; font-weight: 600", logic.FAIL: "color: #cf222e; font-weight: 600",
-           logic.STALE: "color: #9a6700"}
+           logic.NOT_CHECKED: "color: #9a6700; font-weight: 600", logic.STALE: "color: #9a6700"}
 st.dataframe(table.style.map(lambda v: COLOURS.get(v, ""), subset=["Last check"]), hide_index=True,
              width="stretch", height=38 + 35 * min(len(table), 12),  # scrolls past 12 strategies
              column_config={"Params": st.column_config.NumberColumn("Params", width="small"),
                             "Last check": st.column_config.TextColumn(
                                 "Last check", help="PASS / FAIL of the last `threadx strategy check` (or the Check "
-                                "button); stale: made on other code than the file's current one")})
+                                "button); NOT CHECKED: the data was too short to show a look-ahead; stale: made on "
+                                "other code than the file's current one")})
 
 # the selection: a strategy just created or saved (once it loads), else the last pick or the session's
 want = st.session_state.get("strat_want")
@@ -228,14 +229,17 @@ if report is None:
                f"on the active dataset, {label_dataset(dataset)} (CLI: `threadx strategy check {choice}`).")
 else:
     heading = logic.report_heading(report)
-    passed = bool(report.get("passed"))
     if status == logic.STALE:
-        st.warning(f"Last check ({'PASS' if passed else 'FAIL'}, {heading}) was made on other code: the file "
+        st.warning(f"Last check ({logic.report_verdict(report)}, {heading}) was made on other code: the file "
                    "changed since. Press **Check** to check this code.")
-    elif passed:
+    elif status == logic.PASS:
         st.success(f"Last check: PASS · {heading}")
+    elif status == logic.NOT_CHECKED:
+        unchecked = [r["name"] for r in logic.report_results(report) if r["status"] == logic.NOT_CHECKED]
+        st.warning(f"Last check: NOT CHECKED ({', '.join(unchecked)}: the data was too short to show it) · "
+                   f"{heading}. Check it on a longer dataset.")
     else:
-        failed = [r["name"] for r in logic.report_results(report) if r["status"] == "FAIL"]
+        failed = [r["name"] for r in logic.report_results(report) if r["status"] == logic.FAIL]
         st.error(f"Last check: FAIL ({', '.join(failed)}) · {heading}")
     sets = report.get("param_sets") or []
     if sets:

@@ -91,7 +91,9 @@ class CheckResult:
     """One check's outcome: ``passed``, a one-line ``summary``, ``details`` lines (each
     finding), its duration, and ``data``: the findings as JSON-safe values (e.g. the
     look-ahead check's first differing bar per param set). ``informational`` checks (speed)
-    do not count towards :attr:`CheckReport.passed`."""
+    do not count towards :attr:`CheckReport.passed`. A check that could not look (``conclusive``
+    False: the look-ahead check on a span without a signal or a trade) does not pass either, but
+    reads NOT CHECKED, not FAIL: nothing was found, nothing was shown."""
 
     name: str
     passed: bool
@@ -100,23 +102,26 @@ class CheckResult:
     seconds: float = 0.0
     informational: bool = False
     data: dict[str, Any] = field(default_factory=dict)
+    conclusive: bool = True
 
     @property
     def status(self) -> str:
-        """PASS, FAIL, or INFO for an informational check that ran."""
+        """PASS, FAIL, NOT CHECKED (could not look), or INFO for an informational check that ran."""
         if not self.passed:
-            return "FAIL"
+            return "FAIL" if self.conclusive else "NOT CHECKED"
         return "INFO" if self.informational else "PASS"
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "passed": self.passed, "summary": self.summary, "details": list(self.details),
-                "seconds": self.seconds, "informational": self.informational, "data": json_safe(self.data)}
+                "seconds": self.seconds, "informational": self.informational, "data": json_safe(self.data),
+                "conclusive": self.conclusive}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CheckResult":
         return cls(name=str(data["name"]), passed=bool(data["passed"]), summary=str(data.get("summary", "")),
                    details=[str(d) for d in data.get("details", [])], seconds=float(data.get("seconds", 0.0)),
-                   informational=bool(data.get("informational", False)), data=dict(data.get("data") or {}))
+                   informational=bool(data.get("informational", False)), data=dict(data.get("data") or {}),
+                   conclusive=bool(data.get("conclusive", True)))
 
 
 @dataclass(frozen=True)
@@ -158,8 +163,20 @@ class CheckReport:
 
     @property
     def failed(self) -> list[str]:
-        """Names of the failing checks that count (not informational)."""
-        return [r.name for r in self.results if not r.passed and not r.informational]
+        """Names of the failing checks that count (not informational; not those that could not look)."""
+        return [r.name for r in self.results if not r.passed and not r.informational and r.conclusive]
+
+    @property
+    def unchecked(self) -> list[str]:
+        """Names of the checks that could not look (NOT CHECKED): no pass, no finding either."""
+        return [r.name for r in self.results if not r.passed and not r.conclusive]
+
+    @property
+    def verdict(self) -> str:
+        """PASSED, FAILED (the failed checks), or NOT CHECKED (those that could not look)."""
+        if self.failed:
+            return f"FAILED ({', '.join(self.failed)})"
+        return f"NOT CHECKED ({', '.join(self.unchecked)})" if self.unchecked else "PASSED"
 
     def result(self, name: str) -> CheckResult:
         """The result of check ``name`` (KeyError when it was not run)."""
@@ -223,8 +240,7 @@ class CheckReport:
         for r in self.results:
             lines.append(f"{r.status}  {r.name:<{width}}  {r.summary}  ({r.seconds:.2f} s)")
             lines += [f"      {d}" for d in r.details]
-        verdict = "PASSED" if self.passed else f"FAILED ({', '.join(self.failed)})"
-        lines.append(f"Result: {verdict} in {self.seconds:.1f} s")
+        lines.append(f"Result: {self.verdict} in {self.seconds:.1f} s")
         return "\n".join(lines)
 
 
@@ -487,7 +503,8 @@ def _lookahead(s: _Session) -> CheckResult:
     bars, n = s.bars, len(s.bars)
     cuts = cut_points(n)
     if not cuts:  # (a check that could not look is no pass: it never replaces a stored failure)
-        return CheckResult("lookahead", False, f"not checked: {n} bars leave no cut point; check a longer span")
+        return CheckResult("lookahead", False, f"not checked: {n} bars leave no cut point; check a longer span",
+                           conclusive=False)
     findings, details = [], []
     n_events = flagged = 0
     for ps in s.sets:
@@ -530,7 +547,8 @@ def _lookahead(s: _Session) -> CheckResult:
              f"noise-continued histories, and {n_events} cuts just after signal bars")
     if not findings and not flagged:
         return CheckResult("lookahead", False, f"not shown: no param set gave a signal or a trade on these {n} "
-                           "bars, so a peek at later bars could not show; check a longer span", data={"cuts": cuts})
+                           "bars, so a peek at later bars could not show; check a longer span", data={"cuts": cuts},
+                           conclusive=False)
     if not findings:
         return CheckResult("lookahead", True, f"no look-ahead: {tried} match the real run before each cut",
                            data={"cuts": cuts})

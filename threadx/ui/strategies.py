@@ -24,8 +24,8 @@ from threadx.strategy.base import StrategySpec, builtin_names
 
 __all__ = ["TEMPLATE_CHOICE", "LoadError", "is_loopback", "editing_allowed", "source_label", "check_status",
            "strategy_table", "params_table", "constraint_lines", "source_text", "load_errors", "create_strategy",
-           "save_source", "run_check", "report_results", "report_heading", "throttled", "TEST_ONLY_PREFIX",
-           "reserved_for_tests"]
+           "save_source", "run_check", "report_results", "report_verdict", "report_heading", "throttled",
+           "TEST_ONLY_PREFIX", "reserved_for_tests"]
 
 TEMPLATE_CHOICE = "template (RSI mean reversion + ATR stop)"  # "start from" of the New strategy form
 
@@ -34,7 +34,7 @@ TEMPLATE_CHOICE = "template (RSI mean reversion + ATR stop)"  # "start from" of 
 TEST_ONLY_PREFIX = "test_"
 
 # last check status of a strategy (the table's "Last check" column)
-PASS, FAIL, NEVER, STALE = "PASS", "FAIL", "never", "stale"
+PASS, FAIL, NOT_CHECKED, NEVER, STALE = "PASS", "FAIL", "NOT CHECKED", "never", "stale"
 
 
 def is_loopback(address: str | None) -> bool:
@@ -80,7 +80,14 @@ def check_status(spec: StrategySpec, root: Path | None = None) -> tuple[str, dic
         return NEVER, None
     if not current:
         return STALE, report
-    return (PASS if report.get("passed") else FAIL), report
+    return report_verdict(report), report
+
+
+def report_verdict(report: Mapping[str, Any]) -> str:
+    """PASS, FAIL or NOT CHECKED (only checks that could not look failed) of a stored report."""
+    if report.get("passed"):
+        return PASS
+    return FAIL if any(r["status"] == FAIL for r in report_results(report)) else NOT_CHECKED
 
 
 def strategy_table(specs: Mapping[str, StrategySpec], root: Path | None = None) -> pd.DataFrame:
@@ -234,11 +241,15 @@ def run_check(spec: StrategySpec, df: pd.DataFrame, dataset: str | None = None,
 
 
 def report_results(report: Mapping[str, Any]) -> list[dict]:
-    """A stored report's checks: {name, status (PASS, FAIL or INFO), summary, details, seconds}."""
+    """A stored report's checks: {name, status (PASS, FAIL, NOT CHECKED or INFO: CheckResult.status),
+    summary, details, seconds}."""
+    from threadx.checks.strategy import CheckResult
+
     rows = []
     for r in report.get("results") or []:
-        passed = bool(r.get("passed"))
-        status = "FAIL" if not passed else ("INFO" if r.get("informational") else "PASS")
+        status = CheckResult(name="", passed=bool(r.get("passed")), summary="",
+                             informational=bool(r.get("informational")),
+                             conclusive=bool(r.get("conclusive", True))).status
         rows.append({"name": str(r.get("name", "?")), "status": status, "summary": str(r.get("summary", "")),
                      "details": [str(d) for d in r.get("details", []) or []],
                      "seconds": float(r.get("seconds") or 0.0)})
