@@ -211,6 +211,14 @@ def _fields_from_dict(cls, data: Mapping[str, Any]) -> Any:
     return cls(**_with_required(cls, raw, f"a {cls.KIND} request"))
 
 
+def check_once(names: list[Any], what: str) -> None:
+    """ParamError naming the ``what`` given more than once among ``names`` (each strategy or
+    dataset of a research is one row or column of its tables)."""
+    twice = sorted({str(n) for n in names if names.count(n) > 1})
+    if twice:
+        raise ParamError(f"a {what} is given twice: {', '.join(twice)}")
+
+
 def _with_required(cls: Any, values: dict[str, Any], what: str) -> dict[str, Any]:
     """``values`` when they hold every field of ``cls`` without a default; else ParamError
     naming the missing ones (a TypeError from the constructor said it in Python's words)."""
@@ -440,9 +448,7 @@ class ResearchRequest:
                                              else (self.datasets or ()))]
         if not strategies or not datasets:
             raise ParamError("research needs at least one strategy and one dataset")
-        twice = sorted({str(s) for s in strategies if strategies.count(s) > 1})
-        if twice:  # (each strategy is one row of the research's tables)
-            raise ParamError(f"a strategy is given twice: {', '.join(twice)}")
+        check_once(strategies, "strategy")
         if self.executor not in RESEARCH_EXECUTORS:
             raise ParamError(f"executor must be one of {', '.join(RESEARCH_EXECUTORS)}, got {self.executor!r}")
         object.__setattr__(self, "strategies", tuple(strategies))

@@ -36,7 +36,7 @@ import pandas as pd
 from threadx.config import settings
 from threadx.errors import ParamError, ThreadXError
 from threadx.names import check_name
-from threadx.requests import DatasetRef, WalkForwardRequest
+from threadx.requests import DatasetRef, WalkForwardRequest, check_once
 
 FOLDER = "research"
 EXECUTORS = ("inline", "local", "dask")
@@ -243,6 +243,7 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     strategies = [strategies] if isinstance(strategies, str) else list(strategies)
     if not strategies or not datasets:
         raise ParamError("research needs at least one strategy and one dataset")
+    check_once(strategies, "strategy")  # before the datasets are read
     if executor not in EXECUTORS:
         raise ParamError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     research_id = check_name(research_id or f"research-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
@@ -257,8 +258,7 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     frames = [_load(ref) for ref in refs]
     refs = [replace(ref, name=ref.name or _name_of(df, ref)) for ref, df in zip(refs, frames)]
     names = [r.name for r in refs]
-    if len(set(names)) != len(names):
-        raise ParamError(f"a dataset is given twice: {', '.join(names)}")
+    check_once(names, "dataset")
 
     from threadx.requests import ResearchRequest
 
