@@ -259,8 +259,10 @@ if is_mine and origin.path:
     if editable:
         editor(path, file_text(path))
     else:
-        st.caption(f"Editing in the browser is off: this app is served on a network address (`{address}`), "
-                   f"where anyone reaching it could run code. Edit `{path}` on the server; the page re-reads it.")
+        served = f"a network address (`{address}`)" if address else ("every interface (no server.address: "
+                                                                       "start it with `make app` or `threadx app`)")
+        st.caption(f"Editing in the browser is off: this app is served on {served}, where anyone reaching it "
+                   f"could run code. Edit `{path}` on the server; the page re-reads it.")
         st.code(origin.text or file_text(path), language="python", line_numbers=True)
 else:
     st.caption("A built-in strategy: read-only here. To change it, create a **New strategy** starting from it.")

@@ -263,8 +263,9 @@ def test_read_only_when_served_on_a_network_address(strategy_dir, network_addres
 def test_loopback_addresses():
     from threadx.ui.strategies import is_loopback
 
-    assert all(is_loopback(a) for a in ("", None, "127.0.0.1", "localhost", "::1", "[::1]", "127.0.1.1"))
-    assert not any(is_loopback(a) for a in ("0.0.0.0", "::", "192.168.1.20", "example.com", "10.0.0.1"))
+    assert all(is_loopback(a) for a in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.1.1"))
+    # unset ("" or None): Streamlit listens on every interface (a bare `streamlit run` outside the project)
+    assert not any(is_loopback(a) for a in ("", None, "0.0.0.0", "::", "192.168.1.20", "example.com", "10.0.0.1"))
 
 
 def test_open_in_backtest_selects_the_strategy(strategy_dir):

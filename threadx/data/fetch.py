@@ -27,7 +27,7 @@ from threadx.data.catalog import dataset_path, normalize_symbol
 from threadx.data.io import OHLCV_COLUMNS, read_ohlcv_file, write_ohlcv
 from threadx.data.timeframe import timeframe_seconds
 from threadx.data.validate import ValidationReport, validate_ohlcv
-from threadx.errors import DataError, FetchError
+from threadx.errors import DataError, FetchError, ParamError
 
 DEFAULT_HISTORY_DAYS = 365
 BACKOFF_BASE_S = 1.0
@@ -183,11 +183,22 @@ def _timeframe_ms(ex: Any, timeframe: str) -> int:
 
 
 def _to_ms(value: Any) -> int:
+    """A time (epoch ms, ISO text or Timestamp; UTC when naive) as epoch ms; ParamError naming
+    the value when it is no time (``--since garbage``, a 13th month)."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.value // 1_000_000)
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError, OverflowError) as exc:  # pandas' DateParseError is a ValueError
+        raise ParamError(f"{value!r} is not a time: use a date such as 2024-01-31 or 2024-01-31T12:00 (UTC) "
+                         f"({exc})") from None
+    if ts is pd.NaT:
+        raise ParamError(f"{value!r} is not a time: use a date such as 2024-01-31 (UTC)")
+    try:
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        return int(ts.value // 1_000_000)
+    except (OverflowError, ValueError) as exc:  # a year before 1677 or after 2262
+        raise ParamError(f"{value!r} is not a time ThreadX can hold ({exc})") from None
 
 
 def _iso(windows: list[tuple[int, int]], which: int) -> str:

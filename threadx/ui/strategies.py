@@ -38,12 +38,11 @@ PASS, FAIL, NOT_CHECKED, NEVER, STALE = "PASS", "FAIL", "NOT CHECKED", "never", 
 
 
 def is_loopback(address: str | None) -> bool:
-    """True for a loopback ``server.address``: ``localhost``, a loopback IP (127.0.0.0/8, ::1),
-    or empty. Empty is Streamlit's unset option, which listens on every interface; it counts as
-    local because the workstation sets 127.0.0.1 itself (.streamlit/config.toml, `make app`), so
-    an unset address means a local run outside those (AppTest, a bare `streamlit run`)."""
+    """True for a loopback ``server.address``: ``localhost`` or a loopback IP (127.0.0.0/8, ::1).
+    Empty (Streamlit's unset option, which listens on every interface: a bare `streamlit run`
+    outside the project folder, whose .streamlit/config.toml sets 127.0.0.1) is not."""
     text = (address or "").strip().strip("[]").lower()
-    if text in ("", "localhost"):
+    if text == "localhost":
         return True
     try:
         return ipaddress.ip_address(text).is_loopback
@@ -56,6 +55,8 @@ def editing_allowed() -> tuple[bool, str]:
     import streamlit as st
 
     address = str(st.get_option("server.address") or "")
+    if not address and not st.context.headers:  # no browser: a script run by AppTest, no server listening
+        return True, address
     return is_loopback(address), address
 
 
