@@ -236,3 +236,13 @@ def test_exchange_id_string_builds_a_rate_limited_ccxt_exchange(tmp_path: Path, 
 def test_importing_threadx_data_does_not_import_ccxt() -> None:
     code = "import sys, threadx.data; assert 'ccxt' not in sys.modules, 'ccxt imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+@pytest.mark.parametrize("since", ["garbage", "2024-13-45", "", "-1"])
+def test_a_since_that_is_no_time_is_one_clear_error(tmp_path: Path, since: str) -> None:
+    """pandas' DateParseError and OverflowError escaped as tracebacks (`--since garbage`)."""
+    from threadx.errors import ParamError
+
+    with pytest.raises(ParamError, match="is not a time"):
+        fetch_ohlcv(FakeExchange(10), "BTC/USDT", "1h", since=since, data_root=tmp_path)
+    assert not list(tmp_path.rglob("*.parquet"))  # nothing half-written

@@ -216,3 +216,43 @@ def test_the_strategies_page_reads_a_check_that_could_not_look_as_not_checked(df
     assert [r["status"] for r in logic.report_results(short)] == ["NOT CHECKED", "PASS"]
     full = check_strategy(spec, df, combos=1, checks=("lookahead",)).to_dict()
     assert logic.report_verdict(full) == logic.PASS
+
+
+@pytest.mark.parametrize("address", ["not-an-address", "tcp://", "http://127.0.0.1:8786"])
+def test_a_malformed_scheduler_address_is_refused_before_any_work(df, tmp_path, address):
+    with pytest.raises(ParamError, match="scheduler must be a Dask scheduler address"):
+        threadx.sweep(df, "ma_crossover", {"fast_period": [5, 6]}, executor="dask", scheduler=address, store=tmp_path)
+    assert not any(tmp_path.iterdir())  # no run folder left behind
+
+
+def test_a_listener_that_never_answers_is_reported_within_the_connect_timeout(monkeypatch):
+    """Client's own timeout does not cover a socket that accepts and never answers the handshake
+    (an HTTP server on that port): the sweep waited for ever."""
+    import socket
+    import time
+
+    from threadx.optimize import dask_executor
+
+    monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT_S", 1)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    try:
+        started = time.perf_counter()
+        with pytest.raises(ThreadXError, match="no Dask scheduler answers at tcp://127.0.0.1:"):
+            dask_executor.connect(f"tcp://127.0.0.1:{silent.getsockname()[1]}")
+        assert time.perf_counter() - started < 10
+    finally:
+        silent.close()
+
+
+def test_output_piped_into_a_reader_that_stops_is_no_error():
+    """`threadx strategies | head -1` printed "error: [Errno 32] Broken pipe" and logged a failure."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "threadx.cli", "strategies"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves (as head does after its lines) before the command writes
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Broken pipe" not in err and "Traceback" not in err, err

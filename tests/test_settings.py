@@ -151,6 +151,9 @@ BAD_FILES = [
     ("[sweep]\nmemory_budget = \"lots\"\n", "[sweep] memory_budget 'lots' is not a size"),
     ("[logging]\nbackups = 0\n", "[logging] backups must be a whole number from 1 to 100"),
     ("[engine]\ninitial_capital = 5e15\n", "[engine] initial_capital must be at most 1e+15"),  # (the engine's cap)
+    ("[engine]\nfee_bps = " + "[" * 3000 + "]" * 3000 + "\n", "not a valid TOML file"),  # (RecursionError)
+    ("[engine]\nfee_bps = " + "9" * 5000 + "\n", "not a valid TOML file"),  # (int of too many digits)
+    ("[sweep]\nmemory_budget = 0.5\n", "a size must be at least one byte"),
 ]
 
 
@@ -218,3 +221,20 @@ def test_the_readme_example_is_complete_and_holds_the_built_in_defaults(places):
     r = resolve()
     assert all(source.startswith("workspace file") for source in r.sources.values())  # every key is in it
     assert r.values == {k.dotted: k.kind(k.default, False) for k in keys()}
+
+
+def test_a_file_with_a_byte_order_mark_is_read(places):
+    """Windows Notepad writes UTF-8 with a BOM: it was refused as "Invalid statement"."""
+    places["workspace"].write_bytes("\ufeff[engine]\nfee_bps = 3\n".encode("utf-8"))
+    assert resolve()["engine.fee_bps"] == 3.0
+
+
+def test_a_malformed_flag_variable_is_ignored(places, monkeypatch):
+    """THREADX_FLAG_SETTINGS is ThreadX's own hand-down of command flags: another shape is not a traceback."""
+    from threadx.settings_file import FLAGS_ENV, flag_overrides
+
+    for raw in ("{bad", "[1]", '{"engine.fee_bps": 5}'):
+        monkeypatch.setenv(FLAGS_ENV, raw)
+        assert resolve()["engine.fee_bps"] == 10.0
+        with flag_overrides({"engine.fee_bps": (2.0, "--fee-bps")}):
+            assert resolve()["engine.fee_bps"] == 2.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -1261,12 +1262,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 logs.logger().debug("threadx %s", command)
                 return args.func(args)
+            except BrokenPipeError:
+                raise  # the reader stopped reading (`| head`): no failure of the command
             except (ThreadXError, OSError) as exc:  # OSError: a missing or unwritable path, a full disk
                 logs.logger().error("threadx %s failed: %s", command, exc, extra=logs.FILE_ONLY)
                 raise
     except ThreadXError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # as a command killed by SIGPIPE, silently (Python's documented way out)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

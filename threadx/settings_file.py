@@ -127,8 +127,8 @@ def parse_size(value: Any) -> int:
     else:
         raise ValueError(f"{value!r} is not a size: use bytes or a number with a unit such as 500MB or 2GiB")
     size = number * _SIZE_UNITS[unit]
-    if not (math.isfinite(size) and size > 0):
-        raise ValueError(f"a size must be positive, got {value!r}")
+    if not (math.isfinite(size) and size >= 1):
+        raise ValueError(f"a size must be at least one byte, got {value!r}")
     return int(size)
 
 
@@ -279,9 +279,10 @@ def read_file(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise SettingsError(f"{path}: cannot read the settings file: {exc.strerror or exc}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"{path}: not a valid TOML file: {exc}") from None
+        data = tomllib.loads(raw.decode("utf-8-sig"))  # (a byte-order mark, as Notepad writes, is no error)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # (ValueError: an integer of thousands of digits; RecursionError: arrays nested too deep)
+        raise SettingsError(f"{path}: not a valid TOML file: {str(exc)[:200]}") from None
     known = {k.dotted: k for k in keys()}
     sections = sorted({k.section for k in keys()})
     out: dict[str, Any] = {}
@@ -317,14 +318,20 @@ def _env_values() -> dict[str, tuple[Any, str]]:
     return out
 
 
-def _flag_values() -> dict[str, tuple[Any, str]]:
-    raw = os.environ.get(FLAGS_ENV, "")
-    if not raw:
-        return {}
+def _env_flags() -> dict[str, list]:
+    """The command flags a parent process handed down (``FLAGS_ENV``: ``{dotted: [value, flag]}``);
+    {} when unset or of another shape (the variable is ThreadX's own, not a setting to word)."""
     try:
-        flags = json.loads(raw)
+        flags = json.loads(os.environ.get(FLAGS_ENV) or "{}")
     except ValueError:
         return {}
+    if not isinstance(flags, dict) or not all(isinstance(v, list) and len(v) == 2 for v in flags.values()):
+        return {}
+    return flags
+
+
+def _flag_values() -> dict[str, tuple[Any, str]]:
+    flags = _env_flags()
     out: dict[str, tuple[Any, str]] = {}
     for dotted, (value, flag) in flags.items():
         k = key(dotted)
@@ -336,7 +343,7 @@ def _flag_values() -> dict[str, tuple[Any, str]]:
 def flag_overrides(flags: Mapping[str, tuple[Any, str]]) -> Iterator[None]:
     """While inside, ``flags`` (``{dotted: (value, "--flag")}``) are the top level of the
     settings, for this process and the processes it starts (checked on entry)."""
-    current = json.loads(os.environ.get(FLAGS_ENV) or "{}")
+    current = _env_flags()
     merged = {**current, **{d: [v, f] for d, (v, f) in flags.items() if v is not None}}
     for dotted, (value, flag) in merged.items():
         _checked(key(dotted), value, isinstance(value, str), f"{flag}:")

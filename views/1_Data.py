@@ -214,7 +214,8 @@ with tabs[3]:
             bar.progress(min(done / total, 1.0) if total else 0.0, text=f"{min(done / total, 1.0):.0%}" if total else "")
 
         try:
-            result = fetch_ohlcv(exchange, symbol, timeframe, since=since, progress=progress, max_retries=2)
+            result = fetch_ohlcv(exchange, symbol, timeframe, since=since.strip() or None,  # empty: the default span
+                                 progress=progress, max_retries=2)
         except ThreadXError as exc:
             st.error(f"Download failed: {exc}. No network? Files already on disk are unchanged.")
         else:

@@ -13,13 +13,15 @@ stops with :class:`RunInterrupted` (resumable) instead of marking every combo fa
 """
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from threadx.data.bars import Bars
+from threadx.errors import ParamError, ThreadXError
 from threadx.optimize.evaluate import ChunkResult, Evaluator, RunInterrupted, SweepTask, failure_text, is_infra_exception
 from threadx.optimize.pool import failed_chunk
 from threadx.optimize.shared import PreparedIndicators
@@ -38,19 +40,65 @@ def _dask_chunk(payload: dict, ids: np.ndarray) -> ChunkResult:
     return evaluator.evaluate(ids)
 
 
+CONNECT_TIMEOUT_S = 10  # a scheduler that does not answer in this long is reported, not waited on
+
+
+def check_scheduler(address: str | None) -> None:
+    """ParamError unless ``address`` is None or a Dask scheduler address (``tcp://host:port``):
+    checked before any work (a malformed one raised a traceback after the indicators were made)."""
+    if address is None:
+        return
+    from distributed.comm import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(str(address))
+        if scheme not in ("tcp", "tls"):
+            raise ValueError(f"unknown scheme {scheme!r}")
+        parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise ParamError(f"scheduler must be a Dask scheduler address such as tcp://10.0.0.5:8786, got {address!r} "
+                         f"({exc})") from None
+
+
+def connect(address: str) -> Any:
+    """A Dask client of the scheduler at ``address``; ThreadXError saying so when none answers
+    there within ``CONNECT_TIMEOUT_S`` (refused, not a Dask scheduler, unreachable)."""
+    from dask.distributed import Client
+
+    made: dict[str, Any] = {}
+
+    def attempt() -> None:
+        try:
+            made["client"] = Client(address, timeout=CONNECT_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            made["error"] = exc
+
+    # in a thread with a deadline: Client's own timeout does not cover a listener that accepts and
+    # never answers the handshake (an HTTP server: the sweep waited for ever)
+    thread = threading.Thread(target=attempt, name="threadx-dask-connect", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT_S + 2)
+    if "client" in made:
+        return made["client"]
+    why = "no answer" if thread.is_alive() else f"{type(made['error']).__name__}: {str(made['error'])[:120]}"
+    raise ThreadXError(f"no Dask scheduler answers at {address} within {CONNECT_TIMEOUT_S} s ({why}): start one "
+                       "(`dask scheduler`), or leave scheduler unset for a local cluster")
+
+
 class DaskExecutor:
     """Streams chunks to a Dask cluster; results come back as they finish."""
 
     no_workers_s = 30.0  # a cluster without any worker for this long interrupts the run
 
     def __init__(self, bars: Bars, arrays: dict, task: SweepTask, workers: int, address: str | None = None):
+        check_scheduler(address)
         try:
             from dask.distributed import Client, LocalCluster
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ImportError("executor='dask' needs dask[distributed]: pip install 'threadx[cluster]'") from exc
         self._cluster = None
         if address:
-            self.client = Client(address)
+            self.client = connect(address)
         else:
             self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                          dashboard_address=None)
