@@ -1,6 +1,7 @@
 """Downloads against a fake exchange: pagination, resume, retries, atomicity, validation."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -246,3 +247,27 @@ def test_a_since_that_is_no_time_is_one_clear_error(tmp_path: Path, since: str) 
     with pytest.raises(ParamError, match="is not a time"):
         fetch_ohlcv(FakeExchange(10), "BTC/USDT", "1h", since=since, data_root=tmp_path)
     assert not list(tmp_path.rglob("*.parquet"))  # nothing half-written
+
+
+def test_downloads_after_one_the_exchange_did_not_answer_are_not_tried(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Offline, each download waited through its retries (about 31 s each; 9 minutes for 2 symbols
+    x 2 timeframes with funding): once the exchange does not answer, the rest say so at once."""
+    from threadx.cli import main
+    from threadx.data import fetch as fetch_module
+
+    calls = []
+
+    def fetch(self, symbol, timeframe="1m", since=None, limit=None, params=None):
+        calls.append(symbol)
+        raise ccxt.NetworkError("no route to host")
+
+    monkeypatch.setattr(ccxt.binance, "fetch_ohlcv", fetch)
+    monkeypatch.setattr(fetch_module, "BACKOFF_BASE_S", 0.0)
+    monkeypatch.setenv("THREADX_DATA_ROOT", str(tmp_path))
+    code = main(["data", "fetch", "--exchange", "binance", "--symbol", "BTC/USDT,ETH/USDT", "--timeframe", "1h,4h",
+                 "--json"])
+    entries = json.loads(capsys.readouterr().out)
+    assert code == 2 and set(calls) == {"BTC/USDT"}  # only the first download asked the exchange
+    assert "NetworkError after" in entries[0]["error"]
+    assert [e["error"] for e in entries[1:]] == ["not tried: binance did not answer an earlier download"] * 3
+    assert not list(tmp_path.rglob("*.parquet"))

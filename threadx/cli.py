@@ -227,9 +227,12 @@ def _list_flag(values: Sequence[str] | None, default: Sequence[str] = ()) -> lis
 def cmd_data_fetch(args: argparse.Namespace) -> int:
     """One download per (symbol, timeframe), plus one funding download per symbol with --funding.
 
-    A failing download prints one ``error:`` line and the others still run; the exit status is 2
-    when any failed. ``--json`` prints one object per download."""
+    A failing download prints one ``error:`` line and the others still run, unless the exchange
+    did not answer through its retries (no network): the rest are then not tried, each saying so
+    (they would wait as long). The exit status is 2 when any failed. ``--json`` prints one object
+    per download."""
     from threadx.data.fetch import fetch_ohlcv
+    from threadx.errors import ExchangeUnreachable
 
     symbols = _list_flag(args.symbol)
     timeframes = _list_flag(args.timeframe, ("1h",))
@@ -242,9 +245,15 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
             print(f"\r  {min(done / total, 1.0):6.1%}", end="", file=sys.stderr, flush=True)
 
     results: list[dict[str, Any]] = []
+    unreachable: list[str] = []  # why the exchange did not answer, once it did not
     for symbol in symbols:
         for timeframe in timeframes:
             entry = {"kind": "candles", "exchange": args.exchange, "symbol": symbol, "timeframe": timeframe}
+            if unreachable:
+                entry.update(ok=False, error=f"not tried: {args.exchange} did not answer an earlier download")
+                results.append(entry)
+                _fetch_line(entry, None, args.json)
+                continue
             if not quiet:
                 print(f"{args.exchange} {symbol} {timeframe}", file=sys.stderr)
             try:
@@ -256,12 +265,14 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
             except ThreadXError as exc:
                 entry.update(ok=False, error=str(exc))
                 line = None
+                if isinstance(exc, ExchangeUnreachable):
+                    unreachable.append(str(exc))
             if not quiet:
                 print(file=sys.stderr)
             results.append(entry)
             _fetch_line(entry, line, args.json)
         if args.funding:
-            results.append(_fetch_funding_entry(args, symbol))
+            results.append(_fetch_funding_entry(args, symbol, unreachable))
     if args.json:
         _print_json(results)
     failed = [r for r in results if not r["ok"]]
@@ -270,11 +281,17 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if failed else 0
 
 
-def _fetch_funding_entry(args: argparse.Namespace, symbol: str) -> dict[str, Any]:
-    """Download the funding history of ``symbol`` for ``data fetch --funding``: one result entry."""
+def _fetch_funding_entry(args: argparse.Namespace, symbol: str, unreachable: list[str]) -> dict[str, Any]:
+    """Download the funding history of ``symbol`` for ``data fetch --funding``: one result entry
+    (not tried once ``unreachable`` holds why the exchange did not answer; added to when it does not)."""
     from threadx.data.funding import fetch_funding
+    from threadx.errors import ExchangeUnreachable
 
     entry: dict[str, Any] = {"kind": "funding", "exchange": args.exchange, "symbol": symbol, "timeframe": None}
+    if unreachable:
+        entry.update(ok=False, error=f"not tried: {args.exchange} did not answer an earlier download")
+        _fetch_line(entry, None, args.json)
+        return entry
     try:
         result = fetch_funding(args.exchange, symbol, since=args.since, until=args.until)
         entry.update(ok=True, path=str(result.path), new_rows=result.new_rows, total_rows=result.total_rows,
@@ -284,6 +301,8 @@ def _fetch_funding_entry(args: argparse.Namespace, symbol: str) -> dict[str, Any
     except ThreadXError as exc:
         entry.update(ok=False, error=str(exc))
         line = None
+        if isinstance(exc, ExchangeUnreachable):
+            unreachable.append(str(exc))
     _fetch_line(entry, line, args.json)
     return entry
 

@@ -30,6 +30,11 @@ class FetchError(DataError):
     """A download from an exchange that failed after its retries."""
 
 
+class ExchangeUnreachable(FetchError):
+    """A download whose exchange did not answer through all its retries (no network, a timeout,
+    its rate limit): the next downloads from it would wait as long for the same answer."""
+
+
 class SettingsError(ParamError):
     """A settings file, variable or flag that cannot be used (the message names the file or
     variable and the key, on one line)."""

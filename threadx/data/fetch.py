@@ -27,7 +27,7 @@ from threadx.data.catalog import dataset_path, normalize_symbol
 from threadx.data.io import OHLCV_COLUMNS, read_ohlcv_file, write_ohlcv
 from threadx.data.timeframe import timeframe_seconds
 from threadx.data.validate import ValidationReport, validate_ohlcv
-from threadx.errors import DataError, FetchError, ParamError
+from threadx.errors import DataError, ExchangeUnreachable, FetchError, ParamError
 
 DEFAULT_HISTORY_DAYS = 365
 BACKOFF_BASE_S = 1.0
@@ -219,7 +219,7 @@ def call_with_retries(call: Callable[[], Any], since: int, max_retries: int, sle
             return list(call() or [])
         except ccxt.NetworkError as exc:  # RequestTimeout, RateLimitExceeded, DDoSProtection, ...
             if attempt >= max_retries:
-                raise FetchError(
+                raise ExchangeUnreachable(
                     f"{label}: {type(exc).__name__} after {max_retries} retries at since={since}: {_line(exc)}"
                 ) from exc
             sleep(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt))
