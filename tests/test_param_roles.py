@@ -18,6 +18,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from threadx.data.bars import Bars, as_bars
@@ -26,6 +27,8 @@ from threadx.indicators import IndicatorBank
 from threadx.strategy import Param, get_strategy, list_strategies
 from threadx.strategy.base import ALL_ROLES, ROLES
 from threadx.checks.roles import check_roles
+from numba import njit
+from threadx.strategy import cross_signals
 
 # test_* strategies are fixtures of other tests that raise or kill their worker on purpose
 CHECKED = sorted(name for name in list_strategies() if not name.startswith("test_"))
@@ -131,8 +134,23 @@ def _batch_without_trend(bars, ind, p, table):
     return zscore_reversion_signals_many(ind["bb"]["z"], table["entry_z"], bars.close, bars.close[:0], False)
 
 
+def _batch(bars, ind, p, table):
+    """bb_atr's signals of many entry_z at once (bb_atr itself has a signal_rule instead)."""
+    from threadx.strategy import zscore_reversion_signals_many
+    use_trend = p["trend_period"] > 0
+    trend = ind["trend"]["value"] if use_trend else bars.close[:0]
+    return zscore_reversion_signals_many(ind["bb"]["z"], np.asarray(table["entry_z"], dtype=float), bars.close, trend,
+                                         use_trend)
+
+
 def _batch_one_row(bars, ind, p, table):
-    return get_strategy("bb_atr").batch_signals(bars, ind, p, {"entry_z": table["entry_z"][:1]})
+    return _batch(bars, ind, p, {"entry_z": table["entry_z"][:1]})
+
+
+def test_a_right_batch_passes_the_check(synthetic_bars: Bars, bank: IndicatorBank) -> None:
+    failures, _ = check_roles(replace(get_strategy("bb_atr"), signal_rule=None, batch_signals=_batch),
+                              synthetic_bars, bank)
+    assert not failures
 
 
 def _batch_raising(bars, ind, p, table):
@@ -150,7 +168,58 @@ def test_the_check_catches_a_batch_that_differs_from_signals(synthetic_bars: Bar
                                                             batch, expected) -> None:
     """A sweep trusts batch_signals for every combo of a group: one that drops the trend
     filter, returns too few rows or raises is a failure of the roles check."""
-    wrong = replace(get_strategy("bb_atr"), batch_signals=batch)
+    wrong = replace(get_strategy("bb_atr"), signal_rule=None, batch_signals=batch)
     failures, _ = check_roles(wrong, synthetic_bars, bank)
     assert any(f.startswith(expected) for f in failures), failures
     assert all(f.startswith("bb_atr.batch_signals") for f in failures)
+
+
+@njit(cache=True)
+def _cross_long_only(lines, rows, values, out):  # ignores allow_short (values[j, 0])
+    for j in range(rows.shape[0]):
+        out[j] = cross_signals(lines[rows[j, 0]], lines[rows[j, 1]], False)
+
+
+@njit(cache=True)
+def _cross_swapped(lines, rows, values, out):  # reads the lines in the wrong order
+    for j in range(rows.shape[0]):
+        out[j] = cross_signals(lines[rows[j, 1]], lines[rows[j, 0]], values[j, 0] != 0)
+
+
+@pytest.mark.parametrize("many, expected", [
+    (_cross_long_only, "ma_crossover.signal_rule (defaults, "),
+    (_cross_swapped, "ma_crossover.signal_rule (defaults, "),
+])
+def test_the_check_catches_a_rule_that_differs_from_signals(synthetic_bars: Bars, bank: IndicatorBank,
+                                                           many, expected) -> None:
+    """A sweep trusts the signal rule for every combo: one that drops the shorts or swaps its
+    lines is a failure of the roles check, naming the param sets whose rows differ."""
+    spec = get_strategy("ma_crossover")
+    wrong = replace(spec, signal_rule=replace(spec.signal_rule, many=many))
+    failures, _ = check_roles(wrong, synthetic_bars, bank)
+    assert failures and all(f.startswith("ma_crossover.signal_rule") for f in failures), failures
+    assert any(f.startswith(expected) and "differs from signals() on" in f for f in failures), failures
+    if many is _cross_long_only:  # only the rows with shorts differ
+        assert all("allow_short=True" in f for f in failures), failures
+
+
+def test_the_check_catches_wrong_indicator_labels(synthetic_bars: Bars, bank: IndicatorBank) -> None:
+    """A sweep looks a line up once per value of the params declaring its label: a period
+    declared for the other line would read every combo's fast line from another combo."""
+    spec = get_strategy("ma_crossover")
+    params = tuple(replace(p, indicator_labels=("slow",)) if p.name == "fast_period" else p for p in spec.params)
+    failures, _ = check_roles(replace(spec, params=params), synthetic_bars, bank)
+    assert failures and all("fast_period" in f and "changes the indicator request 'fast'" in f and
+                            "declares indicator_labels ('slow',)" in f for f in failures), failures
+
+
+def test_a_signal_rule_that_cannot_work_is_refused() -> None:
+    spec = get_strategy("ma_crossover")
+    with pytest.raises(ParamError, match="signal_rule reads param 'lookback', which ma_crossover does not declare"):
+        replace(spec, signal_rule=replace(spec.signal_rule, params=("lookback",)))
+    with pytest.raises(ParamError, match="signal_rule reads param 'ma_type' of kind choice: only numbers and bools"):
+        replace(spec, signal_rule=replace(spec.signal_rule, params=("ma_type",)))
+    with pytest.raises(ParamError, match="is not a .label, output. pair of names"):
+        replace(spec, signal_rule=replace(spec.signal_rule, lines=("fast",)))
+    with pytest.raises(ParamError, match="signal_rule must be a SignalRule"):
+        replace(spec, signal_rule=spec.signals)

@@ -17,7 +17,7 @@ from threadx.errors import ParamError
 from threadx.optimize.outcome import ChunkResult, failure_text
 from threadx.optimize.plan import Planner, kernel_calls, run_plan
 from threadx.gpu.workload import declared_space, evaluator_for, random_ids
-from threadx.strategy import bb_atr, ma_crossover
+from threadx.strategy import bb_atr, ma_crossover, zscore_reversion_signals_many
 from threadx.strategy.base import ExitRules, Param, StrategySpec, list_strategies, register
 
 STRATEGIES = ("ma_crossover", "bb_atr", "bollinger_dual", "donchian_breakout", "supertrend", "envelope_dca",
@@ -508,29 +508,41 @@ def test_rule_column_writes_what_param_vector_writes():
 # --- batch_signals: one call per group of combos sharing their indicators -------------------------
 
 def _plans_equal(a, b) -> None:
+    """The same kernel inputs combo by combo (the distinct arrays may come in another order)."""
     np.testing.assert_array_equal(a.ids, b.ids)
     np.testing.assert_array_equal(a.rows, b.rows)
-    np.testing.assert_array_equal(a.sig, b.sig)
-    np.testing.assert_array_equal(a.lines, b.lines)
     np.testing.assert_array_equal(a.status, b.status)
     assert a.errors == b.errors
+    ok = a.status == 0
     assert len(a.signals) == len(b.signals) and len(a.line_values) == len(b.line_values)
-    for x, y in zip(a.signals, b.signals):
-        np.testing.assert_array_equal(x, y)
-    for x, y in zip(a.line_values, b.line_values):
-        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(np.asarray(a.signals)[a.sig[ok]], np.asarray(b.signals)[b.sig[ok]])
+    np.testing.assert_array_equal(np.asarray(a.line_values)[a.lines[ok]], np.asarray(b.line_values)[b.lines[ok]])
+    np.testing.assert_array_equal(a.sig < 0, b.sig < 0)
 
 
 def _unbatched(planner: Planner) -> Planner:
-    planner._batch_axes = []  # the planner as without batch_signals: one prepare_signals per signal key
+    planner._batch_axes = []  # the planner as without batch_signals or a signal rule: one prepare_signals
+    planner._rule = None  # per signal key
     return planner
+
+
+def _batch(bars, ind, p, table):
+    """bb_atr's signals of many entry_z at once (bb_atr itself has a signal_rule instead)."""
+    use_trend = p["trend_period"] > 0
+    trend = ind["trend"]["value"] if use_trend else bars.close[:0]
+    return zscore_reversion_signals_many(ind["bb"]["z"], np.asarray(table["entry_z"], dtype=np.float64), bars.close,
+                                         trend, use_trend)
+
+
+BATCHED = _register(dataclasses_replace(bb_atr.SPEC, name="test_gpu_batched", signal_rule=None, batch_signals=_batch,
+                                        description="bb_atr with batch_signals, no signal rule (tests only)"))
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_batched_signals_give_the_plan_of_one_call_per_signal_key(btc_1h, threads):
-    """bb_atr's batch_signals (one call per bb_period and trend_period, every entry_z at once)
-    plans byte for byte what one prepare_signals per signal key plans, on real BTC 1h."""
-    evaluator = evaluator_for("bb_atr", as_bars(btc_1h))
+    """batch_signals (one call per bb_period and trend_period, every entry_z at once) plans
+    what one prepare_signals per signal key plans, on real BTC 1h."""
+    evaluator = evaluator_for("test_gpu_batched", as_bars(btc_1h))
     ids = random_ids(evaluator, 3_000, seed=12)
     batched = Planner(evaluator, threads=threads)
     plan = batched.plan(ids)
@@ -542,14 +554,94 @@ def test_batched_signals_give_the_plan_of_one_call_per_signal_key(btc_1h, thread
     _plans_equal(plan, _unbatched(Planner(evaluator, threads=threads)).plan(ids))
 
 
+@pytest.mark.parametrize("strategy", ["ma_crossover", "bb_atr"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_signal_rule_gives_the_plan_of_one_call_per_signal_key(btc_1h, strategy, threads):
+    """A SignalRule (one numba call for every signal array of the plan, each line looked up
+    once per value of the params feeding it) plans what one prepare_signals per signal key
+    plans, on real BTC 1h; a second plan reuses the lines (none copied again)."""
+    evaluator = evaluator_for(strategy, as_bars(btc_1h))
+    ids = random_ids(evaluator, 3_000, seed=13)
+    planner = Planner(evaluator, threads=threads)
+    plan = planner.plan(ids)
+    assert planner.stats["rule_signals"] == len(plan.signals) and isinstance(plan.signals, np.ndarray)
+    labels = [planner.space.names[k] for k in range(len(planner.space.names))]
+    lookups = sum(_distinct(evaluator.space.columns(ids), tuple(labels[k] for k in axes)) if axes else 1
+                  for axes in planner._rule_axes)
+    level_groups = _distinct(evaluator.space.columns(ids), tuple(evaluator.spec.params_feeding("levels"))) or 1
+    assert planner.stats["signal_calls"] <= lookups + level_groups
+    _plans_equal(plan, _unbatched(Planner(evaluator, threads=threads)).plan(ids))
+    assert_same_inputs(evaluator, plan.subset(np.arange(0, len(plan), 37)))
+    copied = planner._rule_lines._count
+    later = random_ids(evaluator, 500, seed=14)
+    _plans_equal(planner.plan(later), _unbatched(Planner(evaluator, threads=threads)).plan(later))
+    assert planner._rule_lines._count >= copied
+
+
+def test_a_signal_rule_reads_a_shared_block_in_place(bars):
+    """In a worker, the rule's lines are the rows of the sweep's shared block: nothing is
+    copied, and the plan is the one of the copies."""
+    from threadx.optimize.evaluate import Evaluator
+    from threadx.optimize.shared import SharedPack, indicator_requests, prepare_requests
+    from threadx.indicators import IndicatorBank
+
+    evaluator = evaluator_for("ma_crossover", bars)
+    arrays = prepare_requests(indicator_requests(evaluator.space), bars, IndicatorBank(disk=False))
+    pack = SharedPack.create(bars, arrays, run_id="test-rule-pack")
+    try:
+        worker = Evaluator(evaluator.task, pack.bars(), pack.indicator_source())
+        ids = random_ids(worker, 800, seed=3)
+        planner = Planner(worker, threads=1)
+        plan = planner.plan(ids)
+        assert planner._rule_lines._count == 1  # only its NaN line: every line read in the block
+        _plans_equal(plan, _unbatched(Planner(evaluator, threads=1)).plan(ids))
+    finally:
+        pack.close()
+
+
+def _rule_failing_above_40(bars, ind, p):
+    if p["slow_period"] > 40:
+        raise ValueError(f"deliberate failure for slow_period={p['slow_period']}")
+    return ma_crossover.SPEC.indicators(p)
+
+
+def _raising_rule(lines, rows, values, out):
+    raise RuntimeError("no rule today")
+
+
+FAILING_LINES = _register(dataclasses_replace(
+    ma_crossover.SPEC, name="test_gpu_failing_lines", indicators=lambda p: _rule_failing_above_40(None, None, p),
+    description="ma_crossover whose indicators raise above slow_period 40 (tests only)"))
+RAISING_RULE = _register(dataclasses_replace(
+    ma_crossover.SPEC, name="test_gpu_raising_rule", description="ma_crossover whose signal rule raises (tests only)",
+    signal_rule=dataclasses_replace(ma_crossover.SPEC.signal_rule, many=_raising_rule)))
+
+
+@pytest.mark.parametrize("strategy", ["test_gpu_failing_lines", "test_gpu_raising_rule"])
+def test_a_signal_rule_that_fails_is_redone_combo_by_combo(bars, strategy):
+    """Combos whose line lookup fails, or all of them when the rule raises, are redone one by
+    one: the plan, its failed combos and their error texts are those of one prepare_signals
+    per signal key."""
+    evaluator = evaluator_for(strategy, bars)
+    ids = random_ids(evaluator, 600, seed=8)
+    plan = Planner(evaluator, threads=2).plan(ids)
+    _plans_equal(plan, _unbatched(Planner(evaluator, threads=2)).plan(ids))
+    if strategy == "test_gpu_failing_lines":
+        assert plan.errors and all("deliberate failure for slow_period=" in e for e in plan.errors.values())
+        assert (plan.status == 0).any()
+    else:
+        assert not plan.errors
+    assert_same_inputs(evaluator, plan)
+
+
 def _flaky_batch(bars, ind, p, table):
     if p["trend_period"] >= 150:
         raise RuntimeError("deliberate batch failure")
-    rows = bb_atr.SPEC.batch_signals(bars, ind, p, table)
+    rows = _batch(bars, ind, p, table)
     return rows[:, :-1] if p["bb_period"] % 2 else rows  # odd bb_period: a bar short
 
 
-FLAKY_BATCH = _register(dataclasses_replace(bb_atr.SPEC, name="test_gpu_flaky_batch",
+FLAKY_BATCH = _register(dataclasses_replace(BATCHED, name="test_gpu_flaky_batch",
                                             description="bb_atr whose batch_signals raises or is short (tests only)",
                                             batch_signals=_flaky_batch))
 
@@ -563,10 +655,10 @@ def _raising_z_signals(bars, ind, p):
 def _raising_z_batch(bars, ind, p, table):
     if (np.asarray(table["entry_z"]) > 2.0).any():  # as signals(): the whole batch raises
         raise ValueError("deliberate failure for entry_z > 2")
-    return bb_atr.SPEC.batch_signals(bars, ind, p, table)
+    return _batch(bars, ind, p, table)
 
 
-RAISING_Z = _register(dataclasses_replace(bb_atr.SPEC, name="test_gpu_raising_z",
+RAISING_Z = _register(dataclasses_replace(BATCHED, name="test_gpu_raising_z",
                                           description="bb_atr whose signals raise above entry_z 2 (tests only)",
                                           signals=_raising_z_signals, batch_signals=_raising_z_batch))
 

@@ -69,3 +69,61 @@ def test_a_part_reads_back_as_written_with_dictionaries_on_params_only(tmp_path)
                for k, name in enumerate(names)}
     assert encoded == {"combo_id": False, "bb_period": True, "sharpe": False, "blk_s000": False, "status": True,
                        "error": True}
+
+
+def test_the_block_is_a_matrix_of_lines_that_knows_its_rows():
+    """A signal rule reads a sweep's lines where the block holds them: a view of a slot is its
+    row, anything else (a copy, a slice, another dtype or length) is not a row; the block
+    holds one all-NaN line."""
+    bars = Bars.from_frame(generate_synthetic("PACK", days=5, seed=3), timeframe="1h")
+    n = len(bars)
+    line = np.linspace(1.0, 2.0, n)
+    pack = SharedPack.create(bars, {("sma", "1"): {"value": line}}, "rows-test")
+    try:
+        lines = pack.indicator_source().lines
+        view = pack.view(pack.layout.indicators[("sma", "1")]["value"])
+        row = lines.row_of(view)
+        assert row >= 0 and np.array_equal(lines.matrix[row], line)
+        assert lines.row_of(pack.bars().close) >= 0 and np.array_equal(lines.matrix[lines.row_of(pack.bars().close)],
+                                                                       bars.close)
+        assert np.isnan(lines.matrix[lines.nan_row]).all()
+        assert lines.row_of(view.copy()) == -1
+        assert lines.row_of(lines.matrix[row][1:]) == -1 and lines.row_of(lines.matrix[row][::2]) == -1
+        assert lines.row_of(lines.matrix.ravel()[1:n + 1]) == -1  # not on a row's start
+        assert lines.row_of(view.view(np.int64)) == -1 and lines.row_of(line) == -1
+        assert not lines.matrix.flags.writeable
+    finally:
+        pack.close()
+
+
+@pytest.mark.parametrize("strategy, space", [
+    ("ma_crossover", {"fast_period": "5:40:1", "slow_period": "30:200:5", "ma_type": ["sma", "ema"]}),
+    ("bb_atr", {"bb_period": "10:30:2", "bb_std": [1.5, 2.0], "atr_period": "7:21:7", "trend_period": "0:100:50",
+                "entry_z": [1.0, 2.0]}),
+])
+def test_requests_by_declared_labels_equal_those_of_every_combo(monkeypatch, strategy, space):
+    """With every param declaring the indicator labels it feeds, a sweep's requests are made
+    label by label (the values of the params feeding each): the same set as enumerating every
+    combo of the indicator axes, which it falls back to when a param declares none."""
+    from dataclasses import replace
+
+    from threadx.optimize import shared
+    from threadx.optimize.space import SearchSpace
+    from threadx.strategy import get_strategy
+
+    spec = get_strategy(strategy)
+    search = SearchSpace(spec, space)
+    calls = []
+    real = spec.indicators
+    counted = replace(spec, indicators=lambda p: calls.append(1) or real(p))
+    by_label = shared.indicator_requests(SearchSpace(counted, space))
+    label_calls = len(calls)
+    monkeypatch.setattr(shared, "_label_axes", lambda *a: None)
+    every = shared.indicator_requests(search)
+    assert by_label == every and len(every) > 10
+    product = int(np.prod([len(search.axes[k]) for k in shared.indicator_axes(search)]))
+    assert label_calls < product / 3
+    monkeypatch.undo()
+    undeclared = replace(spec, params=tuple(replace(p, indicator_labels=None) for p in spec.params))
+    assert shared._label_axes(SearchSpace(undeclared, space), shared.indicator_axes(search)) is None
+    assert shared.indicator_requests(SearchSpace(undeclared, space)) == every

@@ -17,7 +17,9 @@ from threadx.contract import SIG_ENTER_LONG, SIG_EXIT_LONG
 from threadx.data.bars import Bars, as_bars
 from threadx.data.synthetic import generate_synthetic
 from threadx.errors import ParamError
-from threadx.strategy import get_strategy, list_strategies
+from numba import njit
+
+from threadx.strategy import get_strategy, list_strategies, zscore_reversion_signals
 from threadx.checks import strategy as checks_module
 from threadx.checks.strategy import (ALL_CHECKS, CheckReport, check_strategy, cut_points, draw_param_sets, event_cuts,
                                      noise_after)
@@ -61,10 +63,10 @@ def _raising_signals(bars, ind, p):
     raise ValueError("the strategy's own bug")  # line _raising_signals.__code__.co_firstlineno + 1
 
 
-PEEK = replace(MA, name="peek_ahead", signals=_peek_signals)
-CENTRED = replace(MA, name="centred_window", signals=_centred_signals)
-RANDOM = replace(MA, name="unseeded_rng", signals=_random_signals)
-RAISING = replace(MA, name="raises", signals=_raising_signals)
+PEEK = replace(MA, name="peek_ahead", signals=_peek_signals, signal_rule=None)
+CENTRED = replace(MA, name="centred_window", signals=_centred_signals, signal_rule=None)
+RANDOM = replace(MA, name="unseeded_rng", signals=_random_signals, signal_rule=None)
+RAISING = replace(MA, name="raises", signals=_raising_signals, signal_rule=None)
 
 
 # --- the built-in strategies pass -----------------------------------------------------------
@@ -240,13 +242,42 @@ def _batch_ignoring_the_trend(bars, ind, p, table):
 def test_a_batch_that_differs_from_signals_is_reported(synthetic_bars: Bars) -> None:
     """bb_atr's defaults switch the trend filter off, so a batch that ignores the trend agrees
     with signals() there: the random param sets (trend filter on) catch it."""
-    wrong = replace(get_strategy("bb_atr"), batch_signals=_batch_ignoring_the_trend)
+    wrong = replace(get_strategy("bb_atr"), signal_rule=None, batch_signals=_batch_ignoring_the_trend)
     roles = check_strategy(wrong, synthetic_bars, checks=("roles",)).result("roles")
     assert roles.passed is False
     assert roles.summary.startswith("batch_signals differs from signals in ")
     assert all(f.startswith("bb_atr.batch_signals (random ") for f in roles.data["failures"]), roles.data["failures"]
-    good = check_strategy(get_strategy("bb_atr"), synthetic_bars, checks=("roles",)).result("roles")
+    right = replace(get_strategy("bb_atr"), signal_rule=None, batch_signals=_batch)
+    good = check_strategy(right, synthetic_bars, checks=("roles",)).result("roles")
     assert good.passed and "batch_signals equals signals for entry_z" in good.summary
+
+
+def _batch(bars, ind, p, table):
+    from threadx.strategy import zscore_reversion_signals_many
+
+    use_trend = p["trend_period"] > 0
+    trend = ind["trend"]["value"] if use_trend else bars.close[:0]
+    return zscore_reversion_signals_many(ind["bb"]["z"], np.asarray(table["entry_z"], dtype=np.float64), bars.close,
+                                         trend, use_trend)
+
+
+@njit(cache=True)
+def _z_rows_without_trend(lines, rows, values, out):  # bb_atr's rule, the trend filter dropped
+    for j in range(rows.shape[0]):
+        out[j] = zscore_reversion_signals(lines[rows[j, 0]], values[j, 0], lines[rows[j, 1]], lines[rows[j, 2]], False)
+
+
+def test_a_signal_rule_that_differs_from_signals_is_reported(synthetic_bars: Bars) -> None:
+    """A sweep makes bb_atr's signals with its rule: one that drops the trend filter agrees with
+    signals() at the defaults (no trend), and the param sets with a trend catch it."""
+    spec = get_strategy("bb_atr")
+    wrong = replace(spec, signal_rule=replace(spec.signal_rule, many=_z_rows_without_trend))
+    roles = check_strategy(wrong, synthetic_bars, checks=("roles",)).result("roles")
+    assert roles.passed is False and roles.summary.startswith("signal_rule differs from signals in ")
+    assert all(f.startswith("bb_atr.signal_rule (") and "differs from signals() on" in f
+               for f in roles.data["failures"]), roles.data["failures"]
+    good = check_strategy(spec, synthetic_bars, checks=("roles",)).result("roles")
+    assert good.passed and "signal_rule equals signals" in good.summary
 
 
 # --- param sets, progress, the report -------------------------------------------------------------

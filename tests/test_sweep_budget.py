@@ -102,7 +102,7 @@ def test_a_sweep_over_budget_runs_in_batches_with_identical_results(sample, tmp_
     assert memory["line_capacity"] <= 100 < memory["indicator_lines"]
     if executor == "local":
         assert len(packs) == memory["batches"]
-        assert max(packs) <= (memory["line_capacity"] + budget.OHLCV_LINES) * bars
+        assert max(packs) <= (memory["line_capacity"] + budget.FIXED_LINES) * bars
     a = whole.results.set_index("combo_id").sort_index()
     b = batched.results.set_index("combo_id").sort_index()
     assert len(a) == 150 and a.index.equals(b.index)

@@ -32,7 +32,10 @@ def test_grouped_combos_equal_one_call_per_combo(bars, strategy, space, n_blocks
     combos = [dict(zip(ev.space.names, row)) for row in zip(*(cols[n].tolist() for n in ev.space.names))]
     result = ev.evaluate(ids)
     assert ev.planner.stats["signal_arrays"] == n_groups  # the grouping is real: one signal array per group
-    assert ev.planner.stats["signal_calls"] == (2 if strategy == "bb_atr" else n_groups)  # bb_atr: batches
+    assert ev.planner.stats["rule_signals"] == n_groups  # one rule call made them all
+    # its lines: one lookup per value of the params feeding each (2 + 2 MAs; 2 bands, the close, the trend),
+    # then one call per level group (bb_atr's 2 bb_period, ma_crossover's none)
+    assert ev.planner.stats["signal_calls"] == 4 + (2 if strategy == "bb_atr" else 1)
     assert not result.errors
     for k, params in enumerate(combos):
         alone = ev.run_one(params)
@@ -100,13 +103,18 @@ def test_a_grid_is_run_in_signal_group_order(monkeypatch, tmp_path):
     chunks still hold whole signal groups, so each signal array is made about once however
     small the chunks and the planner's cache (not once per exit value)."""
     import threadx.optimize.evaluate as evaluate_module
-    import threadx.strategy.bb_atr as bb_atr
+    from threadx.optimize.plan import Planner
     from threadx.optimize.runner import sweep
 
-    made = []  # signal arrays made, one by one or in batches
-    one, many = bb_atr.zscore_reversion_signals, bb_atr.zscore_reversion_signals_many
-    monkeypatch.setattr(bb_atr, "zscore_reversion_signals", lambda *a: made.append(1) or one(*a))
-    monkeypatch.setattr(bb_atr, "zscore_reversion_signals_many", lambda z, e, *a: made.append(len(e)) or many(z, e, *a))
+    made = []  # signal arrays made by each plan
+    plan = Planner.plan
+
+    def counted(self, ids):
+        out = plan(self, ids)
+        made.append(self.stats["signal_arrays"])
+        return out
+
+    monkeypatch.setattr(Planner, "plan", counted)
     monkeypatch.setattr(evaluate_module, "_PLAN_CACHE_BYTES", 0)  # nothing kept between chunks
     space = {"bb_period": [20, 30], "atr_multiplier": "1:3.5:0.5", "trend_period": [0, 50, 100]}
     frame = generate_synthetic("BTC_USDT", days=200, seed=3)

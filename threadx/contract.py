@@ -84,6 +84,33 @@ class Levels:
     band_hi: np.ndarray | None = None
 
 
+BAR_LABEL = "bars"  # SignalRule line label of the bars' own columns (("bars", "close"), ...)
+
+
+@dataclass(frozen=True)
+class SignalRule:
+    """A strategy's signals as one numba function over many param sets, so that a sweep
+    computes every signal array of a batch in one call, with no Python per param set.
+
+    ``many(lines, rows, values, out)`` fills ``out`` (k, bars) uint8: row j is what
+    ``signals(bars, values_j, params_j)`` returns for param set j, reading line i as
+    ``lines[rows[j, i]]`` and param p as ``values[j, p]`` (float64; a bool is 0 or 1).
+    ``lines`` names the (indicator label, output) of each line, ``(BAR_LABEL, "close")`` for a
+    column of the bars; a label that ``indicators(params)`` does not request for a param set is
+    an all-NaN line there. ``params`` names the numeric params it reads, in column order.
+    The ``roles`` check of ``threadx strategy check`` compares it with ``signals``.
+
+    Example (ma_crossover)::
+
+        SignalRule(lines=(("fast", "value"), ("slow", "value")), params=("allow_short",),
+                   many=cross_signals_rows)
+    """
+
+    lines: tuple[tuple[str, str], ...]
+    params: tuple[str, ...]
+    many: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
+
+
 IndicatorNeeds = dict[str, tuple[str, dict]]
 IndicatorValues = Mapping[str, Mapping[str, np.ndarray]]
 
@@ -120,6 +147,31 @@ def prepare_indicators(spec: "StrategySpec", bars: "Bars", params: Mapping[str, 
 
         bank = default_bank()
     return {label: bank.ensure(bars, name, ind_params) for label, (name, ind_params) in spec.indicators(params).items()}
+
+
+def rule_signals(spec: "StrategySpec", bars: "Bars", param_sets: list[Mapping[str, Any]], bank: Any = None
+                 ) -> np.ndarray:
+    """``spec.signal_rule`` applied to normalised ``param_sets`` (k, bars) uint8, each set's
+    lines looked up on its own (``bank`` as in :func:`prepare_indicators`): what a sweep
+    computes for them in one call, for the checks that compare it with ``signals``."""
+    rule = spec.signal_rule
+    lines = [np.full(len(bars), np.nan)]
+    rows = np.zeros((len(param_sets), len(rule.lines)), dtype=np.int64)
+    values = np.zeros((len(param_sets), len(rule.params)), dtype=np.float64)
+    for j, params in enumerate(param_sets):
+        params = spec.results_params(params)
+        found = prepare_indicators(spec, bars, params, bank)
+        for i, (label, output) in enumerate(rule.lines):
+            if label == BAR_LABEL or label in found:
+                lines.append(np.asarray(getattr(bars, output) if label == BAR_LABEL else found[label][output],
+                                        dtype=np.float64))
+                rows[j, i] = len(lines) - 1
+        values[j] = [float(params[name]) for name in rule.params]
+    matrix = np.stack(lines)
+    matrix.flags.writeable = False  # as a sweep hands it over (one compiled version)
+    out = np.empty((len(param_sets), len(bars)), dtype=np.uint8)
+    rule.many(matrix, rows, values, out)
+    return out
 
 
 def signal_flags(sig: Any, what: str = "signals") -> np.ndarray:

@@ -8,7 +8,8 @@ indicator requests, the signal flags, the level lines, the exit rules and the ke
 vector, then the metrics and trades) is compared with the start (:func:`changes`). A param
 that changes a stage outside its ``feeds`` is a failure (:func:`violations`), naming the
 strategy, the param, the value and what changed: a wrong declaration would merge combos that
-differ. A display-only param may change the indicator requests (the lines it draws) but
+differ. A param declaring ``indicator_labels`` may change only those indicator requests. A
+strategy's ``signal_rule`` must give, row by row, what ``signals`` gives. A display-only param may change the indicator requests (the lines it draws) but
 nothing else. Declaring a role that no perturbation exercises is safe and only noted. A
 strategy's ``batch_signals`` (the signals of many values of its signal-only params in one
 call, which sweeps use) must give, row by row, what ``signals`` gives for each value.
@@ -25,7 +26,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from threadx.contract import ExitRules, Levels, prepare_indicators, prepare_signals
+from threadx.contract import ExitRules, Levels, prepare_indicators, prepare_signals, rule_signals
 from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, effective_rules, kernel_args, param_vector
@@ -34,7 +35,8 @@ from threadx.errors import ParamError
 from threadx.indicators.registry import canonical_params
 from threadx.strategy.base import ALL_ROLES, ROLES, Param, StrategySpec
 
-__all__ = ["Stages", "stages", "perturbations", "changes", "violations", "bases", "batch_failures", "check_roles"]
+__all__ = ["Stages", "stages", "perturbations", "changes", "violations", "label_violations", "bases",
+           "batch_failures", "rule_failures", "check_roles"]
 
 _OPTIONS = EngineOptions.builtin().validated()  # built-in costs and fills: the roles do not depend on them
 
@@ -134,6 +136,46 @@ def violations(param: Param, changed: Mapping[str, str]) -> list[str]:
     return out
 
 
+def label_violations(param: Param, base: Stages, other: Stages) -> list[str]:
+    """Why the indicator requests of ``other`` contradict ``param.indicator_labels`` (empty
+    when they do not, or it declares none): a sweep looks each label's line up once per value
+    of the params declaring it, so an undeclared label would be read from another combo."""
+    if param.indicator_labels is None or "indicators" not in param.feeds:
+        return []
+    changed = sorted(k for k in base.indicators.keys() | other.indicators.keys()
+                     if base.indicators.get(k) != other.indicators.get(k) and k not in param.indicator_labels)
+    return [f"changes the indicator request {label!r} ({base.indicators.get(label)} -> "
+            f"{other.indicators.get(label)}) but declares indicator_labels {param.indicator_labels}"
+            for label in changed]
+
+
+def rule_failures(spec: StrategySpec, bars: Bars, bank: Any, label: str, base: Mapping[str, Any]) -> list[str]:
+    """Where ``spec.signal_rule`` disagrees with ``signals`` (empty without one): the rule of
+    ``base`` and of each perturbation of each param that feeds indicators or signals, all in
+    one call as a sweep makes it, every row compared with that param set's own ``signals``."""
+    if spec.signal_rule is None:
+        return []
+    names = spec.params_feeding("indicators", "signals")
+    sets = [dict(base)] + [{**base, name: value} for name in names
+                           for value in perturbations(spec, spec.param(name), base)]
+    where = f"{spec.name}.signal_rule ({label}, {len(sets)} param sets)"
+    try:
+        rows = rule_signals(spec, bars, sets, bank)
+    except Exception as exc:  # noqa: BLE001 - a sweep would fall back to signals(), silently slower
+        return [f"{where}: raised {exc!r}"]
+    out = []
+    for row, one in zip(rows, sets):
+        shown = ", ".join(f"{name}={one[name]!r}" for name in names if one[name] != base[name]) or "the start"
+        try:
+            expected = np.asarray(prepare_signals(spec, bars, spec.results_params(one), bank)[1]).astype(np.uint8)
+        except Exception as exc:  # noqa: BLE001 - a sweep would have used the row instead of this error
+            out.append(f"{where}: signals() raised {exc!r} for {shown}, the rule gave a row")
+            continue
+        if not np.array_equal(row, expected):
+            out.append(f"{where}: the row of {shown} differs from signals() on {int(np.sum(row != expected))} bars")
+    return out
+
+
 def bases(spec: StrategySpec) -> dict[str, dict[str, Any]]:
     """Starting points: the defaults, and every optimisation range at its midpoint (so a
     param whose effect hides at the defaults, e.g. a risk fraction without a stop, shows)."""
@@ -200,14 +242,16 @@ def check_roles(spec: StrategySpec, bars: Bars, bank: Any,
             for value in perturbations(spec, param, base_params):
                 where = f"{spec.name}.{param.name}={value!r} (from {base_params[param.name]!r}, {label})"
                 try:
-                    changed = changes(base, stages(spec, bars, {**base_params, param.name: value}, bank))
+                    other = stages(spec, bars, {**base_params, param.name: value}, bank)
+                    changed = changes(base, other)
                 except Exception as exc:  # noqa: BLE001 - a valid value must backtest
                     failures.append(f"{where}: the backtest raised {exc!r}")
                     continue
                 exercised[param.name] |= changed.keys()
-                failures += [f"{where} {why}" for why in violations(param, changed)]
+                failures += [f"{where} {why}" for why in violations(param, changed) + label_violations(param, base, other)]
         if batches:
             failures += batch_failures(spec, bars, bank, label, base_params)
+            failures += rule_failures(spec, bars, bank, label, base_params)
     for param in spec.params:
         unused = sorted(param.feeds - exercised[param.name]) if param.feeds != ALL_ROLES else []
         if unused:

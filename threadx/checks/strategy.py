@@ -56,7 +56,7 @@ from threadx.engine.result import Result, full_result
 from threadx.errors import ParamError, whole
 from threadx.indicators import IndicatorBank
 from threadx.strategy.base import ALL_ROLES, StrategySpec
-from threadx.checks.roles import batch_failures, check_roles, perturbations
+from threadx.checks.roles import batch_failures, check_roles, perturbations, rule_failures
 from threadx.validation.common import json_safe
 
 __all__ = [
@@ -636,21 +636,24 @@ def _roles(s: _Session) -> CheckResult:
     with s.ctx.at("backtesting the defaults for the roles check"):
         tried = sum(len(perturbations(spec, p, defaults)) for p in declared)
         failures, notes = check_roles(spec, s.bars, s.bank, starts={"defaults": defaults}, batches=False)
-    batch_wrong = []
+    batch_wrong, rule_wrong = [], []
     for ps in s.sets:  # every param set: the defaults may leave a branch of batch_signals unused
         with s.ctx.at(f"comparing batch_signals with signals on {ps.name}"):
             batch_wrong += batch_failures(spec, s.bars, s.bank, ps.name, ps.params)
-    failures += batch_wrong
+        with s.ctx.at(f"comparing signal_rule with signals on {ps.name}"):
+            rule_wrong += rule_failures(spec, s.bars, s.bank, ps.name, ps.params)
+    failures += batch_wrong + rule_wrong
     undeclared = [p.name for p in spec.params if p.feeds == ALL_ROLES]
     extra = [f"note: {', '.join(undeclared)} declare no roles (every change allowed)"] if undeclared else []
     details = failures + [f"note: {n}" for n in notes] + extra
     if failures:
-        wrong_roles = len(failures) - len(batch_wrong)
+        wrong_roles = len(failures) - len(batch_wrong) - len(rule_wrong)
         parts = ([f"{wrong_roles} perturbations change what their param's roles say they cannot"] if wrong_roles
-                 else []) + ([f"batch_signals differs from signals in {len(batch_wrong)} rows or calls"]
-                             if batch_wrong else [])
+                 else []) + [f"{what} differs from signals in {len(wrong)} rows or calls"
+                             for what, wrong in (("batch_signals", batch_wrong), ("signal_rule", rule_wrong)) if wrong]
         return CheckResult("roles", False, "; ".join(parts), details, data={"failures": failures, "notes": notes})
     batch = f"; batch_signals equals signals for {', '.join(spec.batch_params())}" if spec.batch_params() else ""
+    batch += "; signal_rule equals signals" if spec.signal_rule is not None else ""
     return CheckResult("roles", True, f"{len(declared)} params, {tried} perturbations from the defaults: the "
                        f"declared roles hold{batch}", details, data={"notes": notes})
 

@@ -24,7 +24,7 @@ from threadx.units import format_bytes
 
 DEFAULT_BUDGET_FRACTION = 0.5  # of psutil's available RAM
 WORKER_BYTES = 256 * 2**20  # one worker process: interpreter, numpy/numba, evaluator buffers
-OHLCV_LINES = 6  # open, high, low, close, volume and the timestamps in the shared block
+FIXED_LINES = 7  # open, high, low, close, volume, the timestamps and the all-NaN line in the shared block
 RESULT_ROW_BYTES = 8 * 32 + 64  # about 30 numeric columns plus status/error, per buffered row
 ID_BYTES = 24  # per planned combo: its id, and its id and group code while batches are planned
 _SHM = Path("/dev/shm")
@@ -76,7 +76,7 @@ class Estimate:
     def fixed(self) -> int:
         """What does not depend on the indicator lines: workers, cache, OHLCV, result buffers."""
         return (self.workers * WORKER_BYTES + self.cache_bytes + self.result_bytes
-                + OHLCV_LINES * self.line_bytes * (2 if self.shared else 1))
+                + FIXED_LINES * self.line_bytes * (2 if self.shared else 1))
 
     @property
     def per_line(self) -> int:
@@ -89,7 +89,7 @@ class Estimate:
 
     @property
     def shared_bytes(self) -> int:
-        return (OHLCV_LINES + self.total_lines) * self.line_bytes if self.shared else 0
+        return (FIXED_LINES + self.total_lines) * self.line_bytes if self.shared else 0
 
     def describe(self) -> str:
         parts = ", ".join(f"{n:,} {name}" for name, n in sorted(self.lines.items(), key=lambda kv: -kv[1]))
@@ -125,7 +125,7 @@ class Budget:
         """How many indicator lines one batch may prepare (negative: not even the fixed costs fit)."""
         room = (self.memory - est.fixed) // est.per_line
         if est.shared and self.shm is not None:
-            room = min(room, int(self.shm * 0.9) // est.line_bytes - OHLCV_LINES)
+            room = min(room, int(self.shm * 0.9) // est.line_bytes - FIXED_LINES)
         return int(room)
 
 

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from threadx.contract import ExitRules, Levels, prepare_indicators, prepare_signals, signal_flags
+from threadx.contract import BAR_LABEL, ExitRules, Levels, prepare_indicators, prepare_signals, signal_flags
 from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine import layout as L
@@ -46,6 +46,7 @@ from threadx.optimize.shared import request_key_as_given
 _PARALLEL_MIN = 64  # distinct signal computations worth a thread pool
 _COPIED_MIN = 64  # distinct exit keys worth the vectorised rows (a probe call and checks)
 _TILE_BYTES = 2 * 2**20  # indicator lines read together while the signals are computed (a cache's worth)
+_RULE_LINES_BYTES = 256 * 2**20  # a SignalRule's line matrix, kept across batches up to this size
 
 
 @dataclass
@@ -56,7 +57,7 @@ class Plan:
     rows: np.ndarray  # (n, N_PARAMS) float64 parameter vectors
     sig: np.ndarray  # (n,) int64 row of ``signals``
     lines: np.ndarray  # (n, 4) int64 rows of ``line_values``: atr, band_lo, band_mid, band_hi
-    signals: list[np.ndarray]  # distinct signal arrays (uint8, n_bars each)
+    signals: list[np.ndarray] | np.ndarray  # distinct signal arrays (uint8, n_bars each), or their (k, n_bars) matrix
     line_values: list[np.ndarray]  # distinct lines (float64, n_bars each); the first is all NaN
     status: np.ndarray  # (n,) int8 STATUS_OK / STATUS_FAILED
     errors: dict[int, str] = field(default_factory=dict)  # combo id -> error text
@@ -271,6 +272,13 @@ class Planner:
         self._batch_axes = [k for k in self._axes["signals"] if self.space.names[k] in batched]
         self._axes["batch"] = [k for k in self._axes["signals"] if k not in self._batch_axes]
         self._values = [np.asarray(a.values, dtype=object) for a in self.space.axes]
+        rule = getattr(self.spec, "signal_rule", None)
+        self._rule = rule if rule is not None and not self.spec.rule_problem() else None
+        if self._rule is not None:
+            self._rule_axes = [sorted(axis[name] for name in self.spec.label_params(label))
+                               for label, _ in self._rule.lines]
+            self._rule_params = [axis[name] for name in self._rule.params]
+            self._rule_lines = _LineMatrix(self.n_bars)
         self._signals: dict[int, np.ndarray] = {}  # signal key -> array (kept across batches)
         self._levels: dict[int, Levels] = {}  # level key -> Levels
         self._cached_bytes = 0
@@ -297,7 +305,8 @@ class Planner:
         ok = pd.isna(error)
         lines_started = time.perf_counter()
         lines, lines_bad = self._lines(reads, samples, levels, lev_of, ok)
-        shape_bad = np.array([s is not None and s.shape != (self.n_bars,) for s in signals], dtype=bool)
+        shape_bad = (np.zeros(len(signals), dtype=bool) if isinstance(signals, np.ndarray) else
+                     np.array([s is not None and s.shape != (self.n_bars,) for s in signals], dtype=bool))
         for p in np.flatnonzero(ok & (lines_bad | shape_bad[sig_of] | row_bad | (self.n_bars < 2))).tolist():
             error[p] = self._late_error(idx[p], signals[sig_of[p]], levels[lev_of[p]])
         failed = pd.notna(error)
@@ -307,7 +316,9 @@ class Planner:
         used_lines, line_rows = _compact(lines.ravel(), keep_first=True)  # the NaN line stays first
         self.stats.update(lines_s=time.perf_counter() - lines_started, total_s=time.perf_counter() - started)
         status = np.where(failed, STATUS_FAILED, STATUS_OK).astype(np.int8)
-        return Plan(ids, rows, sig, line_rows.reshape(lines.shape), [signals[k] for k in used_sig],
+        if not (isinstance(signals, np.ndarray) and len(used_sig) == len(signals)):  # (a matrix used whole stays one)
+            signals = [signals[k] for k in used_sig]
+        return Plan(ids, rows, sig, line_rows.reshape(lines.shape), signals,
                     [self._line_list[k] for k in used_lines], status,
                     {int(ids[p]): error[p] for p in np.flatnonzero(failed).tolist()})
 
@@ -451,8 +462,14 @@ class Planner:
                 found[key] = new[key] = sig
                 if lev is not None:
                     self._levels.setdefault(level_key, lev)
-        signals = [found.get(k) for k in s_keys.tolist()]
-        s_ok = np.array([s is not None for s in signals], dtype=bool)[s_of]
+        whole = isinstance(made, np.ndarray) and len(new) == len(s_keys)  # a rule made every signal
+        if whole:  # its matrix as it is: signal group todo[j] is its row j
+            signals, place = made, np.empty(len(todo), dtype=np.int64)
+            place[todo] = np.arange(len(todo))
+            s_of = place[s_of]
+        else:
+            signals = [found.get(k) for k in s_keys.tolist()]
+        s_ok = np.array([s is not None for s in signals] if not whole else [True] * len(signals), dtype=bool)[s_of]
         missing = np.array([k not in self._levels for k in v_keys.tolist()], dtype=bool)
         reps = np.flatnonzero(s_ok & missing[v_of])  # a level group no call covered: one of its good combos
         reps = reps[np.unique(v_of[reps], return_index=True)[1]]
@@ -464,6 +481,7 @@ class Planner:
         error = np.full(len(idx), None, dtype=object)
         redo = np.flatnonzero(~(s_ok & np.array([lv is not None for lv in levels], dtype=bool)[v_of]))
         if len(redo):  # as Evaluator.evaluate: the first combo of each CPU group decides for it
+            signals = list(signals)
             f_of, _, f_first = _groups(idx[redo], strides, self._axes["cpu"])
             results = self._prepare(idx[redo[f_first]])
             texts = np.array([r if isinstance(r, str) else None for r in results], dtype=object)
@@ -544,6 +562,8 @@ class Planner:
         combos equal but for ``batch_params`` share one ``prepare_signals`` (its Levels go with the
         first of them, None with the others) and one ``batch_signals`` call. A batch that raises
         or returns another shape is redone combo by combo, so errors read as without batching."""
+        if self._rule is not None:
+            return self._rule_signals(idx), [None] * len(idx)
         if not self._batch_axes or len(idx) < 2:
             return _split_results(self._prepare(idx))
         bars, bank, spec, n_bars = self.bars, RequestMemo(self.ev.indicators), self.spec, self.n_bars
@@ -577,6 +597,71 @@ class Planner:
         for p, result in zip(redo, self._prepare(idx[redo])):
             signals[p], levels[p] = (result, None) if isinstance(result, str) else result
         return signals, levels
+
+    def _rule_signals(self, idx: np.ndarray) -> np.ndarray | list[np.ndarray | str]:
+        """Signal arrays of combos with distinct signal keys through the strategy's
+        :class:`~threadx.contract.SignalRule`: each line it reads looked up once per value of
+        the params feeding it (``StrategySpec.label_params``), then one ``many`` call per
+        thread over every combo, reading the lines where a sweep's shared block holds them
+        (else from copies kept across batches). A combo whose line lookup fails gets a text
+        (redone one by one, which words the error); when ``many`` raises, every combo does."""
+        rule, n = self._rule, len(idx)
+        pack = getattr(self.ev.indicators, "lines", None)
+        found = self._rule_rows(idx, _PackRows(pack)) if pack is not None and pack.nan_row >= 0 else None
+        if found is None:
+            if self._rule_lines.nbytes > _RULE_LINES_BYTES:
+                self._rule_lines = _LineMatrix(self.n_bars)
+            found = self._rule_rows(idx, self._rule_lines)
+        lines, rows = found
+        values = np.empty((n, len(rule.params)), dtype=np.float64)
+        for j, k in enumerate(self._rule_params):
+            values[:, j] = self._values[k].astype(np.float64)[idx[:, k]]
+        failed = ~(rows >= 0).all(axis=1)
+        if failed.any():
+            rows[failed] = 0  # any line: computed, then dropped
+        out = np.empty((n, self.n_bars), dtype=np.uint8)
+        bounds = np.linspace(0, n, min(self.threads, n) + 1).astype(int).tolist()
+        try:
+            self._map(lambda ab: rule.many(lines, rows[ab[0]:ab[1]], values[ab[0]:ab[1]], out[ab[0]:ab[1]]),
+                      list(zip(bounds, bounds[1:])), 2)
+        except Exception:  # noqa: BLE001 - redone one by one, which words the error
+            return ["the signal rule raised"] * n
+        self.stats["rule_signals"] = self.stats.get("rule_signals", 0) + n
+        if not failed.any():
+            return out  # its rows, as one matrix (the plan hands it to the kernel whole)
+        return ["a line lookup failed" if bad else row for row, bad in zip(out, failed.tolist())]
+
+    def _rule_rows(self, idx: np.ndarray, store: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """(read-only line matrix, its row of each line for each combo, -1 where the lookup
+        failed) from ``store`` (:class:`_LineMatrix` or :class:`_PackRows`); None when a line
+        is not in a ``_PackRows`` block."""
+        rows = np.empty((len(idx), len(self._rule.lines)), dtype=np.int64)
+        try:
+            for j, (label, output) in enumerate(self._rule.lines):
+                g_of, _, g_first = _groups(idx, self.space.strides, self._rule_axes[j])
+                found = [self._rule_line(params, label, output, store) for params in self._params(idx[g_first])]
+                rows[:, j] = np.array(found, dtype=np.int64)[g_of]
+                self.stats["signal_calls"] += len(g_first)
+        except _Outside:
+            return None
+        return frozen(store.matrix), rows
+
+    def _rule_line(self, params: dict[str, Any], label: str, output: str, store: Any) -> int:
+        """Row in ``store`` of ``output`` of the indicator request ``label`` of ``params``
+        (its NaN line when they request no ``label``; -1 when the lookup fails)."""
+        try:
+            if label == BAR_LABEL:
+                return store.row((BAR_LABEL, output), lambda: getattr(self.bars, output))
+            need = self.spec.indicators(self.spec.results_params(params)).get(label)
+            if need is None:
+                return store.nan_row
+            name, ind_params = need
+            key = (request_key_as_given(name, ind_params), output)
+            return store.row(key, lambda: self.ev.indicators.ensure(self.bars, name, ind_params)[output])
+        except _Outside:
+            raise
+        except Exception:  # noqa: BLE001 - redone one by one, which words the error
+            return -1
 
     def _map(self, fn: Any, items: list, parallel_min: int) -> list:
         """``[fn(item) for item in items]``, in the planner's threads when there are
@@ -613,6 +698,62 @@ class Planner:
         return lid
 
 
+class _Outside(Exception):
+    """A line is not a row of the shared block (:class:`_PackRows`)."""
+
+
+class _PackRows:
+    """Rows of lines in a sweep's shared block (``PackLines``), read there with no copy."""
+
+    def __init__(self, pack: Any):
+        self.matrix, self.nan_row, self._pack = pack.matrix, pack.nan_row, pack
+
+    def row(self, key: Any, make: Any) -> int:
+        row = self._pack.row_of(make())
+        if row < 0:
+            raise _Outside
+        return row
+
+
+class _LineMatrix:
+    """Indicator lines as rows of one float64 matrix (row 0 all NaN) for a SignalRule, each
+    copied once per key; rows are kept across the batches of a sweep, the matrix grows by
+    doubling."""
+
+    nan_row = 0
+
+    def __init__(self, n_bars: int):
+        self._data = np.full((8, n_bars), np.nan)
+        self._rows: dict[Any, int] = {}
+        self._count = 1
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The rows filled so far."""
+        return self._data[:self._count]
+
+    @property
+    def nbytes(self) -> int:
+        return self._data.nbytes
+
+    def row(self, key: Any, make: Any) -> int:
+        """Row of ``key``, filled by ``make()`` (an array of n_bars numbers) when new."""
+        found = self._rows.get(key)
+        if found is not None:
+            return found
+        line = np.asarray(make(), dtype=np.float64)
+        if line.shape != self._data.shape[1:]:
+            raise ValueError(f"line of shape {line.shape}")
+        if self._count == len(self._data):
+            grown = np.empty((2 * len(self._data), self._data.shape[1]))
+            grown[:self._count] = self._data
+            self._data = grown
+        self._data[self._count] = line
+        self._rows[key] = self._count
+        self._count += 1
+        return self._count - 1
+
+
 def _split_results(results: list[tuple[np.ndarray | None, Levels] | str]) -> tuple[list, list]:
     """:meth:`Planner._prepare`'s results as (signal or error text, Levels or None) lists."""
     return ([r if isinstance(r, str) else r[0] for r in results],
@@ -636,7 +777,7 @@ def kernel_calls(plan: Plan, bars: Bars, funding: np.ndarray | None, block_end: 
     ok = plan.ok
     if not len(ok):
         return []
-    signals = frozen(np.stack(plan.signals))
+    signals = frozen(plan.signals if isinstance(plan.signals, np.ndarray) else np.stack(plan.signals))
     lines = frozen(np.stack(plan.line_values))
     fund = frozen(UNUSED_LINE if funding is None else funding)
     # block ends stay writable, as the empty ones run_fast makes inside the kernel (one type)

@@ -45,13 +45,15 @@ def request_key_as_given(name: str, params: Mapping[str, Any] | None) -> tuple:
     return name, tuple(params.items()) if params else ()
 
 
-def _needs_of(space: SearchSpace, params: Mapping[str, Any]) -> list[tuple[str, dict]]:
+def _needs_of(space: SearchSpace, params: Mapping[str, Any], label: str | None = None) -> list[tuple[str, dict]]:
     """(indicator, params) needs of one combo as a sweep computes it (display-only params at
-    their defaults, see ``StrategySpec.results_params``); none for a combo the strategy refuses."""
+    their defaults, see ``StrategySpec.results_params``; ``label``: only that one); none for a
+    combo the strategy refuses."""
     try:
-        return list(space.strategy.indicators(space.strategy.results_params(params)).values())
+        needs = space.strategy.indicators(space.strategy.results_params(params))
     except (ParamError, KeyError, ValueError):
         return []
+    return list(needs.values()) if label is None else [needs[label]] if label in needs else []
 
 
 def indicator_axes(space: SearchSpace) -> list[int]:
@@ -72,23 +74,25 @@ class _Collector:
         """Record the needs of one combo; returns their request keys."""
         return self._record(_needs_of(self.space, params))
 
-    def add_rows(self, base: Mapping[str, Any], names: list[str], rows: Iterable[tuple]) -> None:
-        """:meth:`add` of ``{**base, **dict(zip(names, values))}`` for each ``values`` of ``rows``.
+    def add_rows(self, base: Mapping[str, Any], names: list[str], rows: Iterable[tuple],
+                 label: str | None = None) -> None:
+        """:meth:`add` of ``{**base, **dict(zip(names, values))}`` for each ``values`` of ``rows``
+        (``label``: only the request of that label).
 
         When no name is a display-only param, ``results_params`` of such a combo is that of
         ``base`` with the same values set (it only resets display-only params, and ``base``
         holds every name): it is worked out once, not per combo."""
         spec = self.space.strategy
         effective = set(spec.effective_names)
-        if not set(names) <= effective or not set(names) <= set(base):
+        if not set(names) <= effective or not set(names) <= set(base) or label is not None and not names:
             for values in rows:
-                self.add({**base, **dict(zip(names, values))})
+                self._record(_needs_of(self.space, {**base, **dict(zip(names, values))}, label))
             return
         try:
             fixed = dict(spec.results_params(base))
         except (ParamError, KeyError, ValueError):
             for values in rows:
-                self.add({**base, **dict(zip(names, values))})
+                self._record(_needs_of(self.space, {**base, **dict(zip(names, values))}, label))
             return
         indicators, out = spec.indicators, self.out
         given: dict[tuple, Request | None] = {}  # (request_key_as_given: no sort per request)
@@ -96,7 +100,8 @@ class _Collector:
             params = fixed.copy()
             params.update(zip(names, values))
             try:
-                needs = indicators(params).values()
+                needs = indicators(params)
+                needs = needs.values() if label is None else [needs[label]] if label in needs else []
             except (ParamError, KeyError, ValueError):  # as _needs_of: a combo the strategy refuses
                 continue
             for name, ind_params in needs:  # as _record, without the keys of each combo
@@ -141,13 +146,34 @@ def indicator_requests(space: SearchSpace, ids: Iterable[np.ndarray] | None = No
     base = space.params(0)
     product = int(np.prod([len(a) for a in relevant], dtype=np.float64)) if relevant else 1
     collect = _Collector(space)
-    if ids is None and product <= _PROBE_LIMIT:
+    labelled = _label_axes(space, positions)
+    if ids is None and labelled is not None:
+        for label, axes in labelled.items():  # each label over the values of the params feeding it
+            collect.add_rows(base, [space.axes[k].name for k in axes],
+                             itertools.product(*(space.axes[k].values for k in axes)), label)
+    elif ids is None and product <= _PROBE_LIMIT:
         collect.add_rows(base, [a.name for a in relevant], itertools.product(*(a.values for a in relevant)))
     elif ids is not None:
         for chunk in ids:  # the combos themselves (a Monte Carlo plan): only their relevant params matter
             for row in indicator_groups(space, chunk, positions)[1]:
                 collect.add(row)
     return collect.out
+
+
+def _label_axes(space: SearchSpace, positions: list[int]) -> dict[str, list[int]] | None:
+    """{indicator label: the ``positions`` feeding it} when every param at ``positions``
+    declares its labels (``Param.indicator_labels``), with every label the strategy can
+    request (those of the first combo and those declared); None otherwise."""
+    spec = space.strategy
+    params = [spec.param(space.axes[k].name) for k in positions]
+    if any(p.indicator_labels is None for p in params):
+        return None
+    try:
+        labels = set(spec.indicators(spec.results_params(space.params(0))))
+    except (ParamError, KeyError, ValueError):
+        return None
+    labels |= {label for p in params for label in p.indicator_labels}
+    return {label: [k for k, p in zip(positions, params) if p.feeds_label(label)] for label in sorted(labels)}
 
 
 def indicator_groups(space: SearchSpace, ids: np.ndarray,
@@ -218,6 +244,7 @@ class PackLayout:
     ohlcv: dict[str, int]
     time_offset: int
     indicators: dict[Request, dict[str, int]] = field(default_factory=dict)
+    nan_offset: int = -1  # an all-NaN line (a SignalRule's line of a label a combo does not request)
 
 
 class SharedPack:
@@ -252,9 +279,11 @@ class SharedPack:
         ohlcv = {c: place(getattr(bars, c)) for c in OHLCV_COLUMNS}
         time_offset = place(bars.time_ns.view(np.float64))
         indicators = {key: {out: place(arr) for out, arr in outputs.items()} for key, outputs in arrays.items()}
+        nan_offset = place(np.full(n, np.nan))
         total = max(1, len(slots) * n)
         shm = create_segment(run_id, total * 8)
-        pack = cls(shm, PackLayout(shm.name, total, n, bars.timeframe, ohlcv, time_offset, indicators), owner=True)
+        pack = cls(shm, PackLayout(shm.name, total, n, bars.timeframe, ohlcv, time_offset, indicators, nan_offset),
+                   owner=True)
         try:
             _fill(pack._buf, slots, n)
         except BaseException:  # Ctrl-C or a full /dev/shm while copying: the caller never gets the block
@@ -289,7 +318,8 @@ class SharedPack:
             offsets = self.layout.indicators.get(key)
             return None if offsets is None else {out: self.view(off) for out, off in offsets.items()}
 
-        return PreparedIndicators(lookup)
+        lines = PackLines(self._buf, self.layout.n_bars, self.layout.nan_offset) if self.layout.n_bars else None
+        return PreparedIndicators(lookup, lines)
 
     @property
     def nbytes(self) -> int:
@@ -309,11 +339,33 @@ class SharedPack:
                 pass
 
 
+class PackLines:
+    """A shared block as a matrix of lines (each slot is one row of ``n_bars`` float64), so
+    that a SignalRule reads a sweep's indicator lines where they are, with no copy."""
+
+    def __init__(self, buf: np.ndarray, n_bars: int, nan_offset: int):
+        self.matrix = buf[:len(buf) // n_bars * n_bars].reshape(-1, n_bars)
+        self.matrix.flags.writeable = False
+        self.nan_row = nan_offset // n_bars if nan_offset >= 0 else -1
+        self._start = self.matrix.__array_interface__["data"][0]
+        self._row_bytes = 8 * n_bars
+
+    def row_of(self, line: np.ndarray) -> int:
+        """Row of the matrix that ``line`` is a view of; -1 when it is not one."""
+        if not (isinstance(line, np.ndarray) and line.dtype == np.float64 and line.shape == self.matrix.shape[1:]):
+            return -1
+        offset = line.__array_interface__["data"][0] - self._start
+        row, rest = divmod(offset, self._row_bytes)
+        return row if rest == 0 and 0 <= row < len(self.matrix) and line.strides == (8,) else -1
+
+
 class PreparedIndicators:
     """Stands in for the IndicatorBank in sweeps: serves the arrays prepared by the parent,
-    computes (and keeps) any other one locally, e.g. for combos of an adaptive round."""
+    computes (and keeps) any other one locally, e.g. for combos of an adaptive round.
+    ``lines``: the block's arrays as a matrix (:class:`PackLines`), when they come from one."""
 
-    def __init__(self, lookup: Callable[[Request], dict[str, np.ndarray] | None]):
+    def __init__(self, lookup: Callable[[Request], dict[str, np.ndarray] | None], lines: PackLines | None = None):
+        self.lines = lines
         self._lookup = lookup
         self._memo: dict[tuple, dict[str, np.ndarray]] = {}  # keyed by the raw params
         self._local = None

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping
 
 import numpy as np
 
-from threadx.contract import ExitRules, IndicatorNeeds, IndicatorValues, Levels
+from threadx.contract import BAR_LABEL, ExitRules, IndicatorNeeds, IndicatorValues, Levels, SignalRule
 from threadx.errors import ParamError
 
 ParamKind = Literal["int", "float", "bool", "choice"]
@@ -40,7 +40,9 @@ class Param:
 
     ``feeds`` declares what the value can change, a subset of :data:`ROLES` (a role name
     or an iterable of them; see the comment on ``ROLES``). Undeclared (None) means every
-    role, which never merges distinct combos. Empty (``feeds=()``) declares a display-only
+    role, which never merges distinct combos. ``indicator_labels`` narrows "indicators" to the
+    requests (labels of ``spec.indicators``) the value can change, e.g. ``("fast",)`` for a
+    fast period: a sweep then looks up each line once per value of the params feeding it. Empty (``feeds=()``) declares a display-only
     param: it changes no signal, level, exit or fill (it may reshape a line that is only
     drawn, e.g. bb_atr's ``bb_std``); default search spaces leave it at its default, and
     combos that differ only in such params count as one trial (DSR, PBO).
@@ -56,9 +58,18 @@ class Param:
     opt_range: tuple[float, float, float] | None = None
     description: str = ""
     feeds: frozenset[str] = ALL_ROLES  # also accepts None (every role), a role name or an iterable
+    indicator_labels: tuple[str, ...] | None = None  # the requests it changes (None: every one)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "feeds", _roles(f"param {self.name}", self.feeds))
+        if self.indicator_labels is not None:  # (without the role "indicators" they say nothing)
+            labels = (self.indicator_labels,) if isinstance(self.indicator_labels, str) else self.indicator_labels
+            object.__setattr__(self, "indicator_labels", tuple(labels))
+
+    def feeds_label(self, label: str) -> bool:
+        """Whether the value can change the indicator request ``label`` (of ``spec.indicators``)
+        that the backtest reads (a display-only param changes only drawn lines: False)."""
+        return "indicators" in self.feeds and (self.indicator_labels is None or label in self.indicator_labels)
 
     @property
     def affects_results(self) -> bool:
@@ -114,6 +125,7 @@ class Param:
             "opt_range": list(self.opt_range) if self.opt_range else None,
             "description": self.description,
             "feeds": [role for role in ROLES if role in self.feeds],
+            "indicator_labels": list(self.indicator_labels) if self.indicator_labels is not None else None,
             "affects_results": self.affects_results,
         }
 
@@ -206,6 +218,8 @@ class StrategySpec:
       for each name})``, ``table`` mapping each of those names to an array of k values. Sweeps
       call it once per group of combos sharing their indicators, instead of ``signals`` once per
       combo (the ``roles`` check of ``threadx strategy check`` compares the two).
+    - ``signal_rule`` (optional, :class:`~threadx.contract.SignalRule`): ``signals`` as one numba
+      call over many param sets; sweeps use it in place of ``signals`` and ``batch_signals``.
     """
 
     name: str
@@ -218,7 +232,13 @@ class StrategySpec:
     constraints: tuple[Constraint, ...] = ()
     overlays: Callable[[Mapping[str, Any]], dict[str, tuple[str, str]]] = field(default=no_overlays)
     batch_signals: Callable[..., np.ndarray] | None = None
+    signal_rule: SignalRule | None = None
     origin: StrategyOrigin | None = field(default=None, compare=False, repr=False)  # set by the registry
+
+    def __post_init__(self) -> None:
+        problem = self.rule_problem()
+        if problem:
+            raise ParamError(f"strategy {self.name!r}: {problem}")
 
     @property
     def code_hash(self) -> str:
@@ -226,7 +246,8 @@ class StrategySpec:
         are only resumed or re-evaluated with the same code)."""
         if self.origin is not None:
             return self.origin.code_hash
-        functions = (self.indicators, self.signals, self.levels, self.exits, self.batch_signals)
+        functions = (self.indicators, self.signals, self.levels, self.exits, self.batch_signals,
+                     self.signal_rule.many if self.signal_rule is not None else None)
         return _module_hash(*{f.__module__ for f in functions if f is not None})
 
     def require_code(self, code_hash: str | None, what: str) -> None:
@@ -276,6 +297,28 @@ class StrategySpec:
             return ()
         indicators = set(self.params_feeding("indicators"))
         return tuple(name for name in self.params_feeding("signals") if name not in indicators)
+
+    def label_params(self, label: str) -> tuple[str, ...]:
+        """Params that can change the indicator request ``label`` (``Param.feeds_label``);
+        none for :data:`~threadx.contract.BAR_LABEL`, the bars' own columns."""
+        return () if label == BAR_LABEL else tuple(p.name for p in self.params if p.feeds_label(label))
+
+    def rule_problem(self) -> str | None:
+        """Why ``signal_rule`` cannot be used as declared (None when it can, or there is none)."""
+        rule = self.signal_rule
+        if rule is None:
+            return None
+        if not isinstance(rule, SignalRule) or not callable(rule.many):
+            return "signal_rule must be a SignalRule(lines, params, many) with a callable many"
+        for name in rule.params:
+            if name not in self.param_names:
+                return f"signal_rule reads param {name!r}, which {self.name} does not declare"
+            if self.param(name).kind not in ("int", "float", "bool"):
+                return f"signal_rule reads param {name!r} of kind {self.param(name).kind}: only numbers and bools"
+        for line in rule.lines:
+            if not (isinstance(line, tuple) and len(line) == 2 and all(isinstance(x, str) for x in line)):
+                return f"signal_rule line {line!r} is not a (label, output) pair of names"
+        return None
 
     def signal_key_params(self) -> tuple[str, ...]:
         """Params that can change the indicators, signals or levels: combos equal on these

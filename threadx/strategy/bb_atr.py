@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from threadx.strategy import (ExitRules, Levels, Param, StrategySpec, zscore_reversion_signals,
-                              zscore_reversion_signals_many)
+from threadx.strategy import (BAR_LABEL, ExitRules, Levels, Param, SignalRule, StrategySpec, zscore_reversion_rows,
+                              zscore_reversion_signals)
 
 _NO_TREND = np.empty(0)
 
@@ -29,13 +29,6 @@ def _signals(bars, ind, p):
     use_trend = p["trend_period"] > 0
     trend = ind["trend"]["value"] if use_trend else _NO_TREND
     return zscore_reversion_signals(ind["bb"]["z"], float(p["entry_z"]), bars.close, trend, use_trend)
-
-
-def _batch_signals(bars, ind, p, table):
-    use_trend = p["trend_period"] > 0
-    trend = ind["trend"]["value"] if use_trend else _NO_TREND
-    entry_z = np.asarray(table["entry_z"], dtype=np.float64)
-    return zscore_reversion_signals_many(ind["bb"]["z"], entry_z, bars.close, trend, use_trend)
 
 
 def _exits(p):
@@ -67,13 +60,13 @@ SPEC = StrategySpec(
     "ATR stop (optionally trailing), target back at the middle band, max holding time, risk sizing.",
     params=(
         Param("bb_period", "int", 20, 2, 500, 1, opt_range=(10, 50, 1), description="Bollinger length (bars)",
-              feeds=("indicators", "signals", "levels")),
+              feeds=("indicators", "signals", "levels"), indicator_labels=("bb",)),
         Param("bb_std", "float", 2.0, 0.1, 5.0, 0.25, opt_range=(1.5, 3.0, 0.25), feeds=(),
               description="band width in std (drawn bands only: entries use entry_z, exits the mid band)"),
         Param("entry_z", "float", 1.0, 0.1, 5.0, 0.1, opt_range=(0.5, 2.5, 0.1),
               description="entry threshold in true standard deviations", feeds="signals"),
         Param("atr_period", "int", 14, 1, 200, 1, opt_range=(7, 21, 1), description="ATR length (bars)",
-              feeds=("indicators", "levels")),
+              feeds=("indicators", "levels"), indicator_labels=("atr",)),
         Param("atr_multiplier", "float", 1.5, 0.1, 10.0, 0.1, opt_range=(1.0, 3.0, 0.1),
               description="stop distance in ATRs", feeds="exits"),
         Param("trailing_stop", "bool", True, description="trail the stop at close -/+ atr_multiplier x ATR",
@@ -87,12 +80,14 @@ SPEC = StrategySpec(
         Param("spacing_bars", "int", 6, 0, 1000, 1, opt_range=(0, 50, 1),
               description="minimum bars between entries", feeds="exits"),
         Param("trend_period", "int", 0, 0, 1000, 1, opt_range=(0, 200, 10),
-              description="EMA trend filter length (0 = off)", feeds=("indicators", "signals")),
+              description="EMA trend filter length (0 = off)", feeds=("indicators", "signals"),
+              indicator_labels=("trend",)),
     ),
     indicators=_indicators,
     signals=_signals,
     levels=_levels,
     exits=_exits,
     overlays=_overlays,
-    batch_signals=_batch_signals,
+    signal_rule=SignalRule(lines=(("bb", "z"), (BAR_LABEL, "close"), ("trend", "value")),
+                           params=("entry_z", "trend_period"), many=zscore_reversion_rows),
 )

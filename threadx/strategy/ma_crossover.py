@@ -1,7 +1,8 @@
 """ma_crossover: fast/slow moving-average crossover (SPEC §4)."""
 from __future__ import annotations
 
-from threadx.strategy import Constraint, Param, StrategySpec, cross_signals, no_levels, percent_exit_params, percent_exits
+from threadx.strategy import (Constraint, Param, SignalRule, StrategySpec, cross_signals, cross_signals_rows, no_levels,
+                              percent_exit_params, percent_exits)
 
 
 def _indicators(p):
@@ -28,11 +29,11 @@ SPEC = StrategySpec(
     "when it crosses below. Optional % stop and target; risk sizing with a stop, all-in without.",
     params=(
         Param("fast_period", "int", 10, 2, 500, 1, opt_range=(5, 50, 1), description="fast MA length (bars)",
-              feeds=("indicators", "signals")),
+              feeds=("indicators", "signals"), indicator_labels=("fast",)),
         Param("slow_period", "int", 30, 3, 1000, 1, opt_range=(20, 200, 5), description="slow MA length (bars)",
-              feeds=("indicators", "signals")),
+              feeds=("indicators", "signals"), indicator_labels=("slow",)),
         Param("ma_type", "choice", "sma", choices=("sma", "ema"), description="moving average kind",
-              feeds=("indicators", "signals")),
+              feeds=("indicators", "signals"), indicator_labels=("fast", "slow")),
         Param("allow_short", "bool", False, description="reverse to short on the cross below", feeds="signals"),
         *percent_exit_params(),
     ),
@@ -42,4 +43,6 @@ SPEC = StrategySpec(
     levels=no_levels,
     exits=percent_exits,
     overlays=_overlays,
+    signal_rule=SignalRule(lines=(("fast", "value"), ("slow", "value")), params=("allow_short",),
+                           many=cross_signals_rows),
 )

@@ -18,8 +18,24 @@ _JIT = dict(cache=True, nogil=True)
 def cross_signals(fast, slow, allow_short):
     """Long when ``fast`` crosses above ``slow``, exit long when it crosses below;
     with ``allow_short`` the cross below also enters short and the cross above exits it."""
+    out = np.zeros(fast.shape[0], np.uint8)
+    _cross_row(fast, slow, allow_short, out)
+    return out
+
+
+@njit(**_JIT)
+def cross_signals_rows(lines, rows, values, out):
+    """:func:`cross_signals` as a ``SignalRule.many``: row j crosses ``lines[rows[j, 0]]`` (fast)
+    with ``lines[rows[j, 1]]`` (slow), shorting when ``values[j, 0]`` (allow_short) is not 0."""
+    for j in range(rows.shape[0]):
+        if out.shape[1] > 0:
+            out[j, 0] = 0
+        _cross_row(lines[rows[j, 0]], lines[rows[j, 1]], values[j, 0] != 0, out[j])
+
+
+@njit(**_JIT)
+def _cross_row(fast, slow, allow_short, out):
     n = fast.shape[0]
-    out = np.zeros(n, np.uint8)
     up_flags = SIG_ENTER_LONG | (SIG_EXIT_SHORT if allow_short else 0)
     down_flags = SIG_EXIT_LONG | (SIG_ENTER_SHORT if allow_short else 0)
     for t in range(1, n):  # branch-free (vectorises); a comparison with NaN is false, so a cross
@@ -30,7 +46,6 @@ def cross_signals(fast, slow, allow_short):
         up = (a1 > b1) & (a0 <= b0)
         down = (a1 < b1) & (a0 >= b0) & ~up
         out[t] = (up_flags * up) | (down_flags * down)
-    return out
 
 
 @njit(**_JIT)
@@ -76,6 +91,18 @@ def zscore_reversion_signals_many(z, entry_z, close, trend, use_trend):
             out[j, 0] = 0
         _zscore_reversion_row(z, entry_z[j], close, trend, use_trend, out[j])
     return out
+
+
+@njit(**_JIT)
+def zscore_reversion_rows(lines, rows, values, out):
+    """:func:`zscore_reversion_signals` as a ``SignalRule.many``: row j reads z, close and the
+    trend at ``rows[j]`` (0, 1, 2) and entry_z, the trend period at ``values[j]`` (0, 1); a
+    trend period of 0 is no trend filter."""
+    for j in range(rows.shape[0]):
+        if out.shape[1] > 0:
+            out[j, 0] = 0
+        _zscore_reversion_row(lines[rows[j, 0]], values[j, 0], lines[rows[j, 1]], lines[rows[j, 2]],
+                              values[j, 1] > 0, out[j])
 
 
 @njit(**_JIT)
