@@ -15,6 +15,7 @@ from threadx.engine import layout as L
 from threadx.engine.layout import N_METRICS
 from threadx.errors import ParamError
 from threadx.optimize.outcome import ChunkResult, failure_text
+from threadx.optimize import plan as plan_module
 from threadx.optimize.plan import Planner, kernel_calls, run_plan
 from threadx.gpu.workload import declared_space, evaluator_for, random_ids
 from threadx.strategy import bb_atr, ma_crossover, zscore_reversion_signals_many
@@ -564,7 +565,9 @@ def test_a_signal_rule_gives_the_plan_of_one_call_per_signal_key(btc_1h, strateg
     ids = random_ids(evaluator, 3_000, seed=13)
     planner = Planner(evaluator, threads=threads)
     plan = planner.plan(ids)
-    assert planner.stats["rule_signals"] == len(plan.signals) and isinstance(plan.signals, np.ndarray)
+    assert planner.stats["rule_signals"] == len(plan.signals)
+    whole = len(plan.signals) * len(evaluator.bars) <= plan_module._RULE_WHOLE_BYTES  # else blocks under 4 MiB
+    assert isinstance(plan.signals, np.ndarray) == whole
     labels = [planner.space.names[k] for k in range(len(planner.space.names))]
     lookups = sum(_distinct(evaluator.space.columns(ids), tuple(labels[k] for k in axes)) if axes else 1
                   for axes in planner._rule_axes)
@@ -594,6 +597,7 @@ def test_a_signal_rule_reads_a_shared_block_in_place(bars):
         planner = Planner(worker, threads=1)
         plan = planner.plan(ids)
         assert planner._rule_lines._count == 1  # only its NaN line: every line read in the block
+        assert isinstance(plan.signals, np.ndarray)  # one matrix, handed to the kernel as it is
         _plans_equal(plan, _unbatched(Planner(evaluator, threads=1)).plan(ids))
     finally:
         pack.close()
