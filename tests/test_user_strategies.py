@@ -343,3 +343,23 @@ def test_a_strategy_calling_sys_exit_fails_its_combos_and_its_check_not_the_proc
     assert (run.results["status"] == "failed").all() and "SystemExit: 4" in run.results["error"].iloc[0]
     report = check_strategy(threadx.get_strategy("rsi_mine"), frame, combos=1, checks=("determinism",))
     assert not report.passed and "SystemExit: 4" in report.results[0].summary
+
+
+def test_a_signal_rule_calling_sys_exit_is_redone_by_signals_and_fails_its_check(rsi: Path, frame, tmp_path):
+    """A user's rule (here plain Python) that exits: the sweep redoes its combos through
+    signals() (the same results as without the rule), the roles check names the exit."""
+    from threadx.checks.strategy import check_strategy
+
+    before = _returns(_sweep(frame, tmp_path, "plain", executor="inline"))
+    rsi.write_text(rsi.read_text() + (
+        "\n\nfrom dataclasses import replace as _replace\nfrom threadx.strategy import SignalRule\n\n\n"
+        "def _rule(lines, rows, values, out):\n    import sys\n    sys.exit(5)\n\n\n"
+        "SPEC = _replace(SPEC, signal_rule=SignalRule(lines=(('rsi', 'value'),), params=('oversold', 'exit_level'), "
+        "many=_rule))\n"))
+    assert threadx.get_strategy("rsi_mine").signal_rule is not None
+    run = _sweep(frame, tmp_path, "ruled", executor="inline")
+    assert (run.results["status"] == "ok").all()
+    np.testing.assert_array_equal(_returns(run), before)
+    roles = check_strategy(threadx.get_strategy("rsi_mine"), frame, combos=1, checks=("roles",)).result("roles")
+    assert not roles.passed and roles.summary.startswith("signal_rule differs from signals in ")
+    assert any("SystemExit: 5" in f for f in roles.data["failures"]), roles.data["failures"]

@@ -7,7 +7,8 @@ and its :class:`ExitRules`. The built-in strategies (``threadx/strategy/*.py``) 
 of your strategies folder (:mod:`threadx.strategy.user`, ``threadx strategy new NAME``) import
 from here only. Signal helpers (numba, causal): :func:`cross_signals`,
 :func:`zscore_reversion_signals` (``_many``: for ``batch_signals``; ``cross_signals_rows`` and
-``zscore_reversion_rows``: for a :class:`SignalRule`),
+``zscore_reversion_rows``, ``band_ma_rows``, ``breakout_rows``, ``flip_rows``: for a
+:class:`SignalRule`),
 :func:`band_ma_signals`, :func:`breakout_signals`,
 :func:`flip_signals`; percent stop / target params: :func:`percent_exit_params`,
 :func:`percent_exits`. Indicators: ``threadx.indicators.registry.list_indicators()``.
@@ -32,10 +33,13 @@ from threadx.strategy.base import (
 )
 from threadx.strategy.percent_exits import percent_exit_params, percent_exits
 from threadx.strategy.signal_kernels import (
+    band_ma_rows,
     band_ma_signals,
+    breakout_rows,
     breakout_signals,
     cross_signals,
     cross_signals_rows,
+    flip_rows,
     flip_signals,
     zscore_reversion_signals,
     zscore_reversion_rows,
@@ -49,5 +53,6 @@ __all__ = [
     "get_strategy", "list_strategies", "no_levels", "no_overlays", "register",
     "percent_exit_params", "percent_exits",
     "band_ma_signals", "breakout_signals", "cross_signals", "flip_signals", "zscore_reversion_signals",
-    "zscore_reversion_signals_many", "cross_signals_rows", "zscore_reversion_rows",
+    "zscore_reversion_signals_many", "cross_signals_rows", "zscore_reversion_rows", "band_ma_rows", "breakout_rows",
+    "flip_rows",
 ]

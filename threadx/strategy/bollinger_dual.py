@@ -1,7 +1,7 @@
 """bollinger_dual: band excursion confirmed by an MA cross, band-based trailing stop (SPEC §4)."""
 from __future__ import annotations
 
-from threadx.strategy import ExitRules, Levels, Param, StrategySpec, band_ma_signals
+from threadx.strategy import BAR_LABEL, ExitRules, Levels, Param, SignalRule, StrategySpec, band_ma_rows, band_ma_signals
 
 
 def _indicators(p):
@@ -45,13 +45,13 @@ SPEC = StrategySpec(
     "bars lets the cross confirm a recent excursion.",
     params=(
         Param("bb_window", "int", 20, 2, 500, 1, opt_range=(10, 50, 1), description="Bollinger length (bars)",
-              feeds=("indicators", "signals", "levels")),
+              feeds=("indicators", "signals", "levels"), indicator_labels=("bb",)),
         Param("bb_std", "float", 2.0, 0.1, 5.0, 0.25, opt_range=(1.5, 3.0, 0.25), description="band width in std",
-              feeds=("indicators", "signals", "levels")),
+              feeds=("indicators", "signals", "levels"), indicator_labels=("bb",)),
         Param("ma_window", "int", 10, 2, 500, 1, opt_range=(5, 30, 1), description="confirmation MA length",
-              feeds=("indicators", "signals")),
+              feeds=("indicators", "signals"), indicator_labels=("ma",)),
         Param("ma_type", "choice", "sma", choices=("sma", "ema"), description="confirmation MA kind",
-              feeds=("indicators", "signals")),
+              feeds=("indicators", "signals"), indicator_labels=("ma",)),
         Param("trailing_pct", "float", 0.8, 0.1, 1.0, 0.05, opt_range=(0.1, 1.0, 0.1),
               description="trailing stop position between band (0) and mid (1)", feeds="exits"),
         Param("stop_pct", "float", 0.05, 0.001, 0.5, 0.005, opt_range=(0.01, 0.1, 0.01),
@@ -69,4 +69,6 @@ SPEC = StrategySpec(
     levels=_levels,
     exits=_exits,
     overlays=_overlays,
+    signal_rule=SignalRule(lines=((BAR_LABEL, "close"), ("bb", "lower"), ("bb", "upper"), ("ma", "value")),
+                           params=("allow_short", "setup_lookback"), many=band_ma_rows),
 )

@@ -1,7 +1,7 @@
 """donchian_breakout: channel breakout with ATR stop and target (SPEC §4)."""
 from __future__ import annotations
 
-from threadx.strategy import ExitRules, Levels, Param, StrategySpec, breakout_signals
+from threadx.strategy import BAR_LABEL, ExitRules, Levels, Param, SignalRule, StrategySpec, breakout_rows, breakout_signals
 
 
 def _indicators(p):
@@ -40,9 +40,9 @@ SPEC = StrategySpec(
     "the lowest low (allow_short); the opposite break exits. ATR stop and target multiples, risk sizing.",
     params=(
         Param("channel_period", "int", 20, 2, 1000, 1, opt_range=(10, 100, 5), description="channel length",
-              feeds=("indicators", "signals")),
+              feeds=("indicators", "signals"), indicator_labels=("dc",)),
         Param("atr_period", "int", 14, 1, 200, 1, opt_range=(7, 28, 7), description="ATR length (bars)",
-              feeds=("indicators", "levels")),
+              feeds=("indicators", "levels"), indicator_labels=("atr",)),
         Param("stop_atr", "float", 2.0, 0.1, 20.0, 0.25, opt_range=(1.0, 4.0, 0.5), description="stop in ATRs",
               feeds="exits"),
         Param("target_atr", "float", 4.0, 0.0, 50.0, 0.5, opt_range=(0.0, 8.0, 1.0),
@@ -57,4 +57,6 @@ SPEC = StrategySpec(
     levels=_levels,
     exits=_exits,
     overlays=_overlays,
+    signal_rule=SignalRule(lines=((BAR_LABEL, "close"), ("dc", "upper"), ("dc", "lower")), params=("allow_short",),
+                           many=breakout_rows),
 )

@@ -64,7 +64,7 @@ _CYCLE = (
 )
 _ENVELOPE_PARAMS = (
     Param("ma_period", "int", 7, 2, 500, 1, opt_range=(5, 30, 1), description="moving average length (bars)",
-          feeds=("indicators", "levels")),
+          feeds=("indicators", "levels"), indicator_labels=("ma",)),
     Param("envelope_start", "float", 0.05, 0.005, 0.5, 0.005, opt_range=(0.02, 0.1, 0.01),
           description="first level: this fraction beyond the SMA", feeds="exits"),
     Param("envelope_step", "float", 0.02, 0.0, 0.2, 0.005, opt_range=(0.01, 0.05, 0.01),
@@ -116,9 +116,9 @@ GRID_ATR = StrategySpec(
     "at the SMA, at a stop beyond the average entry, or after max_hold_bars.",
     params=(
         Param("ma_period", "int", 14, 2, 500, 1, opt_range=(10, 30, 5), description="moving average length (bars)",
-              feeds=("indicators", "levels")),
+              feeds=("indicators", "levels"), indicator_labels=("ma",)),
         Param("atr_period", "int", 14, 2, 200, 1, opt_range=(7, 21, 7), description="ATR length (bars)",
-              feeds=("indicators", "levels")),
+              feeds=("indicators", "levels"), indicator_labels=("atr",)),
         Param("atr_multiplier_start", "float", 2.0, 0.1, 10.0, 0.1, opt_range=(1.0, 2.5, 0.5),
               description="first level: this many ATRs from the SMA", feeds="exits"),
         Param("atr_multiplier_step", "float", 1.0, 0.0, 5.0, 0.1, opt_range=(0.5, 1.5, 0.5),

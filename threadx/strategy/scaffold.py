@@ -70,15 +70,17 @@ SPEC = StrategySpec(
     params=(
         # Param(name, kind, default, min, max, step, opt_range=(low, high, step), feeds=roles):
         # feeds says what the value can change (indicators, signals, levels, exits; () =
-        # display only). Sweeps share work through it, and `strategy check` verifies it.
+        # display only), indicator_labels which of the indicators above. Sweeps share work
+        # through them, and `strategy check` verifies them. (For sweeps with no Python per
+        # param set, signals can also be a numba SignalRule: README, "Signal rules".)
         Param("rsi_period", "int", 14, 2, 200, 1, opt_range=(7, 28, 1), description="RSI length (bars)",
-              feeds=("indicators", "signals")),
+              feeds=("indicators", "signals"), indicator_labels=("rsi",)),
         Param("oversold", "float", 30.0, 5.0, 50.0, 1.0, opt_range=(20.0, 40.0, 2.0),
               description="entry: RSI crosses back above this", feeds="signals"),
         Param("exit_level", "float", 55.0, 40.0, 95.0, 1.0, opt_range=(50.0, 70.0, 5.0),
               description="exit: RSI crosses above this", feeds="signals"),
         Param("atr_period", "int", 14, 2, 200, 1, opt_range=(7, 28, 7), description="ATR length (bars)",
-              feeds=("indicators", "levels")),
+              feeds=("indicators", "levels"), indicator_labels=("atr",)),
         Param("atr_stop", "float", 2.0, 0.5, 10.0, 0.5, opt_range=(1.0, 4.0, 0.5),
               description="stop distance in ATRs", feeds="exits"),
         Param("risk_per_trade", "float", 0.01, 0.001, 0.1, 0.001, description="equity lost at the stop",

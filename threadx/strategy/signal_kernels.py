@@ -110,8 +110,24 @@ def band_ma_signals(close, lower, upper, ma, allow_short, setup_lookback):
     """Long when close < lower band and close crosses above the MA; short when close >
     upper band and close crosses below the MA. With ``setup_lookback`` = k > 0 the band
     excursion may have happened on any of the last k bars before the cross as well."""
+    out = np.zeros(close.shape[0], np.uint8)
+    _band_ma_row(close, lower, upper, ma, allow_short, setup_lookback, out)
+    return out
+
+
+@njit(**_JIT)
+def band_ma_rows(lines, rows, values, out):
+    """:func:`band_ma_signals` as a ``SignalRule.many``: row j reads close, lower, upper and
+    the MA at ``rows[j]`` (0-3), allow_short and setup_lookback at ``values[j]`` (0, 1)."""
+    for j in range(rows.shape[0]):
+        out[j] = 0
+        _band_ma_row(lines[rows[j, 0]], lines[rows[j, 1]], lines[rows[j, 2]], lines[rows[j, 3]], values[j, 0] != 0,
+                     int(values[j, 1]), out[j])
+
+
+@njit(**_JIT)
+def _band_ma_row(close, lower, upper, ma, allow_short, setup_lookback, out):
     n = close.shape[0]
-    out = np.zeros(n, np.uint8)
     last_below = -1  # last bar whose close was below the lower band
     last_above = -1
     for t in range(n):
@@ -133,15 +149,29 @@ def band_ma_signals(close, lower, upper, ma, allow_short, setup_lookback):
             out[t] = SIG_ENTER_LONG
         elif allow_short and last_above >= 0 and t - last_above <= setup_lookback and c1 < m1 and c0 >= m0:
             out[t] = SIG_ENTER_SHORT
-    return out
 
 
 @njit(**_JIT)
 def breakout_signals(close, upper, lower, allow_short):
     """Long on the bar whose close breaks above ``upper`` (a channel of previous bars),
     short on a break below ``lower``; the opposite break exits an open position."""
+    out = np.zeros(close.shape[0], np.uint8)
+    _breakout_row(close, upper, lower, allow_short, out)
+    return out
+
+
+@njit(**_JIT)
+def breakout_rows(lines, rows, values, out):
+    """:func:`breakout_signals` as a ``SignalRule.many``: row j reads close, upper and lower at
+    ``rows[j]`` (0-2), allow_short at ``values[j, 0]``."""
+    for j in range(rows.shape[0]):
+        out[j] = 0
+        _breakout_row(lines[rows[j, 0]], lines[rows[j, 1]], lines[rows[j, 2]], values[j, 0] != 0, out[j])
+
+
+@njit(**_JIT)
+def _breakout_row(close, upper, lower, allow_short, out):
     n = close.shape[0]
-    out = np.zeros(n, np.uint8)
     for t in range(1, n):
         u0 = upper[t - 1]
         u1 = upper[t]
@@ -155,14 +185,28 @@ def breakout_signals(close, upper, lower, allow_short):
             out[t] = SIG_ENTER_LONG | SIG_EXIT_SHORT
         elif c1 < l1 and c0 >= l0:
             out[t] = SIG_EXIT_LONG | (SIG_ENTER_SHORT if allow_short else 0)
-    return out
 
 
 @njit(**_JIT)
 def flip_signals(direction, allow_short):
     """Long when a +1/-1 direction flips up, exit (or reverse short) when it flips down."""
+    out = np.zeros(direction.shape[0], np.uint8)
+    _flip_row(direction, allow_short, out)
+    return out
+
+
+@njit(**_JIT)
+def flip_rows(lines, rows, values, out):
+    """:func:`flip_signals` as a ``SignalRule.many``: row j reads the direction at ``rows[j, 0]``,
+    allow_short at ``values[j, 0]``."""
+    for j in range(rows.shape[0]):
+        out[j] = 0
+        _flip_row(lines[rows[j, 0]], values[j, 0] != 0, out[j])
+
+
+@njit(**_JIT)
+def _flip_row(direction, allow_short, out):
     n = direction.shape[0]
-    out = np.zeros(n, np.uint8)
     for t in range(1, n):
         d0 = direction[t - 1]
         d1 = direction[t]
@@ -172,4 +216,3 @@ def flip_signals(direction, allow_short):
             out[t] = SIG_ENTER_LONG | (SIG_EXIT_SHORT if allow_short else 0)
         elif d1 < 0 and d0 > 0:
             out[t] = SIG_EXIT_LONG | (SIG_ENTER_SHORT if allow_short else 0)
-    return out

@@ -169,8 +169,12 @@ class _NoExit:
 def _exit_as_error(spec: StrategySpec) -> StrategySpec:
     """``spec`` with each of its functions wrapped in :class:`_NoExit`."""
     names = ("indicators", "signals", "levels", "exits", "batch_signals")
-    return replace(spec, **{name: _NoExit(getattr(spec, name), spec.name, spec.origin.path) for name in names
-                            if getattr(spec, name) is not None})
+    wrapped = {name: _NoExit(getattr(spec, name), spec.name, spec.origin.path) for name in names
+               if getattr(spec, name) is not None}
+    if spec.signal_rule is not None:
+        wrapped["signal_rule"] = replace(spec.signal_rule,
+                                         many=_NoExit(spec.signal_rule.many, spec.name, spec.origin.path))
+    return replace(spec, **wrapped)
 
 
 @dataclass
