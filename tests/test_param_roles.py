@@ -219,6 +219,9 @@ def test_a_signal_rule_that_cannot_work_is_refused() -> None:
         replace(spec, signal_rule=replace(spec.signal_rule, params=("lookback",)))
     with pytest.raises(ParamError, match="signal_rule reads param 'ma_type' of kind choice: only numbers and bools"):
         replace(spec, signal_rule=replace(spec.signal_rule, params=("ma_type",)))
+    shown = tuple(replace(p, feeds=()) if p.name == "allow_short" else p for p in spec.params)
+    with pytest.raises(ParamError, match="signal_rule reads param 'allow_short', which is declared display-only"):
+        replace(spec, params=shown)
     with pytest.raises(ParamError, match="is not a .label, output. pair of names"):
         replace(spec, signal_rule=replace(spec.signal_rule, lines=("fast",)))
     with pytest.raises(ParamError, match="signal_rule must be a SignalRule"):

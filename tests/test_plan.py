@@ -568,9 +568,9 @@ def test_a_signal_rule_gives_the_plan_of_one_call_per_signal_key(btc_1h, strateg
     assert planner.stats["rule_signals"] == len(plan.signals)
     whole = len(plan.signals) * len(evaluator.bars) <= plan_module._RULE_WHOLE_BYTES  # else blocks under 4 MiB
     assert isinstance(plan.signals, np.ndarray) == whole
-    labels = [planner.space.names[k] for k in range(len(planner.space.names))]
-    lookups = sum(_distinct(evaluator.space.columns(ids), tuple(labels[k] for k in axes)) if axes else 1
-                  for axes in planner._rule_axes)
+    names, cols = planner.space.names, evaluator.space.columns(ids)
+    lookups = sum(_distinct(cols, tuple(names[k] for k in axes)) if axes else 1  # one per label and value of its
+                  for label, (axes, _) in planner._rule_labels.items() if label != "bars")  # params (bars: none)
     level_groups = _distinct(evaluator.space.columns(ids), tuple(evaluator.spec.params_feeding("levels"))) or 1
     assert planner.stats["signal_calls"] <= lookups + level_groups
     _plans_equal(plan, _unbatched(Planner(evaluator, threads=threads)).plan(ids))

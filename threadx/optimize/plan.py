@@ -11,9 +11,12 @@ the combos by their values of the params feeding each input (numpy on the value
 positions) and runs the CPU path's own functions once per group: ``prepare_signals`` per
 signal group ("signals", and "indicators" not feeding levels), its Levels for the level
 group ("levels") and ``level_arrays`` per way the rules read them, ``param_vector(
-effective_rules(spec.exits(params)))`` per exit group ("exits"). A strategy with
-``batch_signals`` gets one call per group of signal keys that share their indicators (all
-the values of its ``batch_params`` at once) instead of one ``prepare_signals`` per key.
+effective_rules(spec.exits(params)))`` per exit group ("exits"). A strategy with a
+``SignalRule`` gets every signal array of the batch from one numba call (no Python per combo:
+each line it reads is looked up once per value of the params feeding it, ``indicator_labels``,
+and read in place in a sweep's shared block); one with ``batch_signals`` gets one call per group
+of signal keys that share their indicators (all the values of its ``batch_params`` at once)
+instead of one ``prepare_signals`` per key.
 A strategy without role declarations gets every param in every key: exact, slower. Errors are those of
 ``Evaluator.evaluate``: combos of a failed signal or level group are redone with the CPU's
 grouping, later failures are worded by ``kernel_args`` (a failure that needs a signal-only
@@ -282,8 +285,10 @@ class Planner:
         rule = getattr(self.spec, "signal_rule", None)
         self._rule = rule if rule is not None and not self.spec.rule_problem() else None
         if self._rule is not None:
-            self._rule_axes = [sorted(axis[name] for name in self.spec.label_params(label))
-                               for label, _ in self._rule.lines]
+            self._rule_labels: dict[str, tuple[list[int], list[int]]] = {}  # label -> (its axes, its lines)
+            for j, (label, _) in enumerate(self._rule.lines):
+                self._rule_labels.setdefault(label, (sorted(axis[name] for name in self.spec.label_params(label)),
+                                                     []))[1].append(j)
             self._rule_params = [axis[name] for name in self._rule.params]
             self._rule_lines = _LineMatrix(self.n_bars)
         self._signals: dict[int, np.ndarray] = {}  # signal key -> array (kept across batches)
@@ -647,35 +652,38 @@ class Planner:
 
     def _rule_rows(self, idx: np.ndarray, store: Any) -> tuple[np.ndarray, np.ndarray] | None:
         """(read-only line matrix, its row of each line for each combo, -1 where the lookup
-        failed) from ``store`` (:class:`_LineMatrix` or :class:`_PackRows`); None when a line
-        is not in a ``_PackRows`` block."""
+        failed) from ``store`` (:class:`_LineMatrix` or :class:`_PackRows`), one request per
+        label and group of combos equal on the params feeding it; None when a line is not in a
+        ``_PackRows`` block."""
         rows = np.empty((len(idx), len(self._rule.lines)), dtype=np.int64)
         try:
-            for j, (label, output) in enumerate(self._rule.lines):
-                g_of, _, g_first = _groups(idx, self.space.strides, self._rule_axes[j])
-                found = [self._rule_line(params, label, output, store) for params in self._params(idx[g_first])]
-                rows[:, j] = np.array(found, dtype=np.int64)[g_of]
-                self.stats["signal_calls"] += len(g_first)
+            for label, (axes, columns) in self._rule_labels.items():
+                g_of, _, g_first = _groups(idx, self.space.strides, axes)
+                found = np.array([self._rule_line(params, label, [self._rule.lines[j][1] for j in columns], store)
+                                  for params in self._params(idx[g_first])], dtype=np.int64).reshape(len(g_first), len(columns))
+                rows[:, columns] = found[g_of]
+                self.stats["signal_calls"] += len(g_first) if label != BAR_LABEL else 0
         except _Outside:
             return None
         return frozen(store.matrix), rows
 
-    def _rule_line(self, params: dict[str, Any], label: str, output: str, store: Any) -> int:
-        """Row in ``store`` of ``output`` of the indicator request ``label`` of ``params``
+    def _rule_line(self, params: dict[str, Any], label: str, outputs: list[str], store: Any) -> list[int]:
+        """Rows in ``store`` of ``outputs`` of the indicator request ``label`` of ``params``
         (its NaN line when they request no ``label``; -1 when the lookup fails)."""
         try:
             if label == BAR_LABEL:
-                return store.row((BAR_LABEL, output), lambda: getattr(self.bars, output))
+                return [store.row((BAR_LABEL, out), lambda: getattr(self.bars, out)) for out in outputs]
             need = self.spec.indicators(self.spec.results_params(params)).get(label)
             if need is None:
-                return store.nan_row
+                return [store.nan_row] * len(outputs)
             name, ind_params = need
-            key = (request_key_as_given(name, ind_params), output)
-            return store.row(key, lambda: self.ev.indicators.ensure(self.bars, name, ind_params)[output])
+            key = request_key_as_given(name, ind_params)
+            return [store.row((key, out), lambda: self.ev.indicators.ensure(self.bars, name, ind_params)[out])
+                    for out in outputs]
         except _Outside:
             raise
         except Exception:  # noqa: BLE001 - redone one by one, which words the error
-            return -1
+            return [-1] * len(outputs)
 
     def _map(self, fn: Any, items: list, parallel_min: int) -> list:
         """``[fn(item) for item in items]``, in the planner's threads when there are

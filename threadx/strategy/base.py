@@ -315,6 +315,8 @@ class StrategySpec:
                 return f"signal_rule reads param {name!r}, which {self.name} does not declare"
             if self.param(name).kind not in ("int", "float", "bool"):
                 return f"signal_rule reads param {name!r} of kind {self.param(name).kind}: only numbers and bools"
+            if not self.param(name).feeds:
+                return f"signal_rule reads param {name!r}, which is declared display-only (feeds=())"
         for line in rule.lines:
             if not (isinstance(line, tuple) and len(line) == 2 and all(isinstance(x, str) for x in line)):
                 return f"signal_rule line {line!r} is not a (label, output) pair of names"
