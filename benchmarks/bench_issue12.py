@@ -12,6 +12,10 @@ a. 10,000 SMA pairs (fast 5..104 x slow 105..600 step 5) on the synthetic sample
    loop per pair: crossings, fills, fees, total return, trades, Sharpe; no Python per pair),
    on the same number of cores. Warm (numba compiled, after a first run of each); both
    must agree on every pair and so on the optimum. Goal: ThreadX within 2x of the floor.
+   Each timed run is in a process of its own (after two untimed runs there), ThreadX and the
+   floor alternately: run in one process, a floor run slowed the ThreadX run after it (the
+   floor's OpenMP threads and freed memory: ThreadX's indicator stage took 0.053-0.059 s
+   right after a floor run, 0.019-0.029 s otherwise).
 b. ``ma_crossover`` grid of the 1,860 valid combos, fill at the close: ThreadX against
    vectorbt (bench_sweep_vs_vectorbt.py's steps); warm and first run. Goal: >= 50x.
 c. ``bb_atr``, 10,000 random combos, 2 workers: wall clock from the call (worker start-up,
@@ -71,6 +75,7 @@ FEE_BPS, CAPITAL, MIN_NOTIONAL = 10.0, 10_000.0, 5.0  # ThreadX's defaults (thre
 PLAN_COMBOS, PLAN_SEED = 100_000, 42
 PLAN_BATCHES = 6  # plans of bench e in one process: the batches of a 600,000-combo GPU sweep
 GIB = 2**30
+WARM_RUNS = 2  # a's untimed runs in each process before its timed one (both sides alike)
 
 
 # --------------------------------------------------------------------------- a. the floor
@@ -165,8 +170,10 @@ def floor_sweep(frame: pd.DataFrame, fast: np.ndarray, slow: np.ndarray, bars_pe
                        bars_per_year)
 
 
-def step_sma_floor(store: Path, repeat: int, workers: int) -> dict:
-    """Measurement a, in this process: warm-up of both sides, then ``repeat`` timed runs of each."""
+def step_sma(store: Path, workers: int, side: str) -> dict:
+    """Measurement a, one side in this process: ``WARM_RUNS`` untimed runs, then one timed run of ThreadX
+    (``side`` "threadx"; then, untimed, the floor's metrics of every pair to compare with) or
+    of the floor ("floor")."""
     import numba
 
     import threadx
@@ -179,6 +186,14 @@ def step_sma_floor(store: Path, repeat: int, workers: int) -> dict:
     bpy = bars_per_year("1h")
     space = {"fast_period": f"{FAST[0]}:{FAST[-1]}:1", "slow_period": f"{SLOW[0]}:{SLOW[-1]}:5"}
 
+    if side == "floor":
+        for _ in range(WARM_RUNS):  # numba: compile or load the cached floor; memory of its arrays
+            floor_sweep(frame, FAST, SLOW, bpy)
+        start = time.perf_counter()
+        metrics = floor_sweep(frame, FAST, SLOW, bpy)
+        int(np.argmax(metrics[:, 0]))  # the optimum is part of the floor's work
+        return {"seconds": time.perf_counter() - start}
+
     def threadx_run(tag: str) -> tuple[float, object]:
         start = time.perf_counter()
         run = threadx.sweep(frame, "ma_crossover", space, fill="next_open", sizing="all_in", fee_bps=FEE_BPS,
@@ -186,19 +201,9 @@ def step_sma_floor(store: Path, repeat: int, workers: int) -> dict:
                             bank=IndicatorBank(disk=False))
         return time.perf_counter() - start, run
 
-    def floor_run() -> tuple[float, np.ndarray]:
-        start = time.perf_counter()
-        metrics = floor_sweep(frame, FAST, SLOW, bpy)
-        best = int(np.argmax(metrics[:, 0]))  # the optimum is part of the floor's work
-        return time.perf_counter() - start, metrics[best]
-
-    floor_run()  # numba: compile or load the cached floor
-    threadx_run("warm")  # numba caches of ThreadX loaded, workers' imports paid once
-    ours, floor = [], []
-    for k in range(repeat):  # interleaved, so that a busy moment of the machine hits both
-        seconds, run = threadx_run(str(k))
-        ours.append(seconds)
-        floor.append(floor_run()[0])
+    for k in range(WARM_RUNS):  # numba caches of ThreadX loaded, workers' imports paid once
+        threadx_run(f"warm-{k}")
+    seconds, run = threadx_run("timed")
 
     res = run.results
     res = res[res["status"] == "ok"].set_index(["fast_period", "slow_period"]).sort_index()
@@ -213,7 +218,7 @@ def step_sma_floor(store: Path, repeat: int, workers: int) -> dict:
         return np.abs(res[column].to_numpy() - mine[column].to_numpy())
 
     return {
-        "bars": len(frame), "pairs": len(mine), "threadx_ok": len(res), "threadx_s": ours, "floor_s": floor,
+        "seconds": seconds, "bars": len(frame), "pairs": len(mine), "threadx_ok": len(res),
         "threadx_best": {"params": [int(top["fast_period"]), int(top["slow_period"])],
                          "total_return": float(top["total_return"]), "n_trades": int(top["n_trades"]),
                          "sharpe": float(top["sharpe"])},
@@ -271,15 +276,23 @@ def runs(values: list[float], fmt: str = "{:.2f}") -> str:
     return ", ".join(fmt.format(v) for v in values)
 
 
-def workload_a(store: Path, repeat: int, workers: int, notes: list[str], checks: list[str]) -> list[Row]:
-    """ThreadX against the fused floor on 10,000 SMA pairs (medians); checks the optimum."""
-    out, _ = run_json_step(__file__, ["sma-floor", store, repeat, workers])
+def workload_a(parent: Path, repeat: int, workers: int, notes: list[str], checks: list[str]) -> list[Row]:
+    """ThreadX against the fused floor on 10,000 SMA pairs (medians); checks the optimum. Each
+    side runs in processes of its own, alternately (see the module's docstring)."""
+    sides: dict[str, list[dict]] = {"threadx": [], "floor": []}
+    for _ in range(repeat):
+        for side in sides:
+            store = fresh_store(parent, "a")
+            sides[side].append(run_json_step(__file__, ["sma", store, workers, side])[0])
+            shutil.rmtree(store, ignore_errors=True)
+    out = {**sides["threadx"][-1], "threadx_s": [r["seconds"] for r in sides["threadx"]],
+           "floor_s": [r["seconds"] for r in sides["floor"]]}
     tx, fl = median(out["threadx_s"]), median(out["floor_s"])
     a, b, every = out["threadx_best"], out["floor_best"], out["all_pairs"]
     agree = (a["params"] == b["params"] and a["n_trades"] == b["n_trades"]
              and math.isclose(a["total_return"], b["total_return"], rel_tol=1e-9))
     notes.append(f"a. {out['pairs']:,} pairs on {out['bars']:,} bars; ThreadX runs {runs(out['threadx_s'])} s, "
-                 f"floor runs {runs(out['floor_s'], '{:.3f}')} s (interleaved; ratios "
+                 f"floor runs {runs(out['floor_s'], '{:.3f}')} s (alternate processes; ratios "
                  f"{runs([t / f for t, f in zip(out['threadx_s'], out['floor_s'])], '{:.1f}x')})")
     notes.append(f"   optimum: ThreadX fast/slow {tuple(a['params'])} total return {100 * a['total_return']:.4f} % "
                  f"{a['n_trades']} trades Sharpe {a['sharpe']:.4f} | floor {tuple(b['params'])} "
@@ -429,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         if "a" in wanted:
-            rows += workload_a(fresh_store(parent, "a"), args.repeat, args.workers, notes, checks)
+            rows += workload_a(parent, args.repeat, args.workers, notes, checks)
         if "b" in wanted:
             rows += workload_b(path, parent, args.repeat, notes, checks)
         if "c" in wanted:
@@ -453,8 +466,8 @@ def main(argv: list[str] | None = None) -> int:
 def step(argv: list[str]) -> None:
     """``--step NAME ARGS...``: one measurement in this (fresh) process; JSON on the last line."""
     name = argv[0]
-    if name == "sma-floor":
-        out = step_sma_floor(Path(argv[1]), int(argv[2]), int(argv[3]))
+    if name == "sma":
+        out = step_sma(Path(argv[1]), int(argv[2]), argv[3])
     elif name == "gpu-plan":
         out = step_gpu_plan(Path(argv[1]), int(argv[2]))
     else:
