@@ -1,7 +1,7 @@
 """Error types. Messages tell the user what to do; the UI shows them, the CLI exits non-zero."""
 from __future__ import annotations
 
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any
 
 
@@ -42,6 +42,19 @@ class SettingsError(ParamError):
 
 class Cancelled(ThreadXError):
     """The user stopped the work before it finished (nothing of it was stored)."""
+
+
+def is_real(value: Any) -> bool:
+    """Whether ``value`` is a real number (an int or a float, numpy's included), not a bool
+    (``float(True)`` is 1.0: a switch given where a number belongs is a mistake).
+
+    >>> is_real(2.5), is_real(True), is_real("2.5")
+    (True, False, False)
+    """
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+TOO_LARGE = "is too large for a float (over 1.8e308)"  # after a name: an integer float() cannot hold
 
 
 def whole(value: Any, name: str, minimum: int = 0, maximum: int | None = None, unit: str = "") -> int:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Any, Callable, Iterable, Mapping
+
+from threadx.errors import is_real
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,7 @@ SWITCH = Kind("true or false", lambda v: isinstance(v, bool))
 WHOLE = Kind("a whole number", _whole(0))
 COUNT = Kind("a whole number >= 1", _whole(1))
 PID = Kind("a process id", _whole(1, 2**31 - 1))  # pid_t
-NUMBER = Kind("a finite number >= 0",
-              lambda v: isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0)
+NUMBER = Kind("a finite number >= 0", lambda v: is_real(v) and math.isfinite(v) and v >= 0)
 
 
 def one_of(choices: Iterable[str]) -> Kind:

@@ -64,8 +64,9 @@ class Bars:
             first = pd.Timestamp(int(time_ns[bad[0]]), tz="UTC")
             raise DataError(f"{len(bad)} bar(s) with high < max(open, close) or low > min(open, close), first at "
                             f"{first}; run `threadx data validate` on the source")
-        tf = timeframe or df.attrs.get("timeframe") or infer_timeframe(df.index)
-        why = spacing_disagreement(bar_spacing_ns(df.index), tf) if tf and len(time_ns) > 2 else None
+        told = timeframe or df.attrs.get("timeframe")  # (one inferred from the spacing agrees with it)
+        tf = told or infer_timeframe(df.index)
+        why = spacing_disagreement(bar_spacing_ns(df.index), told) if told and len(time_ns) > 2 else None
         if why and timeframe:
             raise DataError(f"{why} as the timeframe given says: pass the bars' own timeframe (gaps this many are "
                             "more bars missing than there; `threadx data validate` reports them)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from typing import Any, Mapping, NamedTuple
 
 import numpy as np
@@ -14,7 +15,7 @@ from threadx.data.bars import Bars
 from threadx.data.grid import timeframe_ns
 from threadx.data.timeframe import bars_per_year
 from threadx.engine import layout as L
-from threadx.errors import DataError, ParamError
+from threadx.errors import TOO_LARGE, DataError, ParamError, is_real
 from threadx.contract import ExitRules, KernelInputs, Levels
 
 def frozen(arr: np.ndarray) -> np.ndarray:
@@ -112,15 +113,18 @@ class EngineOptions:
         return out
 
 
+_SIZING_RANGES = {  # name -> (lowest, lowest allowed itself, highest, words)
+    "leverage": (1.0, True, MAX_LEVERAGE, f"from 1 to {MAX_LEVERAGE:g}"),
+    "fraction": (0.0, False, 1.0, "in (0, 1]"),
+}
+
+
 def check_sizing(name: str, value: Any, whose: str = "") -> None:
     """ParamError unless ``value`` is a leverage from 1 to ``MAX_LEVERAGE`` (``name`` "leverage")
     or a fraction in (0, 1] (``name`` "fraction"); ``whose`` words where it came from."""
     number = _real(f"{whose}{name}", value)
-    if name == "leverage":
-        ok, words = 1.0 <= number <= MAX_LEVERAGE, f"from 1 to {MAX_LEVERAGE:g}"
-    else:
-        ok, words = 0.0 < number <= 1.0, "in (0, 1]"
-    if not ok:  # (NaN compares false)
+    low, low_ok, high, words = _SIZING_RANGES[name]
+    if not ((low <= number if low_ok else low < number) and number <= high):  # (NaN compares false)
         raise ParamError(f"{whose}{name} must be {words}, got {value!r}")
 
 
@@ -131,12 +135,12 @@ def _real(name: str, value: Any) -> float | None:
     """``value`` as a float (None stays None); ParamError for text, a bool or a number out of float range."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not is_real(value):
         raise ParamError(f"{name} must be a number, got {value!r}")
     try:
         return float(value)
     except OverflowError:
-        raise ParamError(f"{name} is too large for a float (over 1.8e308)") from None
+        raise ParamError(f"{name} {TOO_LARGE}") from None
 
 
 def funding_rate(funding: Any) -> Any:
@@ -160,8 +164,7 @@ def funding_rate(funding: Any) -> Any:
     else:
         raw = np.asarray(funding.to_numpy() if isinstance(funding, pd.Series) else funding)
         if raw.dtype.kind not in "iuf" and not (raw.dtype.kind == "O" and all(
-                v is None or (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool))
-                for v in raw.ravel())):
+                v is None or is_real(v) for v in raw.ravel())):
             raise ParamError(f"funding rates must be numbers (None or NaN for no settlement), got {raw.dtype} values")
         rates = raw.astype(np.float64)
     size = np.abs(rates[~np.isnan(rates)])
@@ -263,8 +266,6 @@ def _flag(value: Any) -> float:
     return 1.0 if value else 0.0
 
 
-# rule field -> (its column in the param vector, the entry written there for a value): every
-# field but the grid's levels and stop_band, which fill several columns (see param_vector)
 def _rules_sizing(name: str, value: Any) -> Any:
     """A strategy's own leverage or fraction, checked as the options' are (:func:`check_sizing`)
     where it enters the param vector: once per distinct value in a sweep's plan, not per combo."""
@@ -272,11 +273,13 @@ def _rules_sizing(name: str, value: Any) -> Any:
     return value
 
 
+# rule field -> (its column in the param vector, the entry written there for a value): every
+# field but the grid's levels and stop_band, which fill several columns (see param_vector)
 RULE_COLUMNS: dict[str, tuple[int, Any]] = {
     "sizing": (L.P_SIZING, L.SIZING_MODES.__getitem__),
-    "fraction": (L.P_FRACTION, lambda value: _rules_sizing("fraction", value)),
+    "fraction": (L.P_FRACTION, partial(_rules_sizing, "fraction")),
     "risk_per_trade": (L.P_RISK, _as_is),
-    "leverage": (L.P_LEVERAGE, lambda value: _rules_sizing("leverage", value)),
+    "leverage": (L.P_LEVERAGE, partial(_rules_sizing, "leverage")),
     "stop_pct": (L.P_STOP_PCT, _as_is),
     "stop_atr": (L.P_STOP_ATR, _as_is),
     "tp_pct": (L.P_TP_PCT, _as_is),

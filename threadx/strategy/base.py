@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping
 import numpy as np
 
 from threadx.contract import BAR_LABEL, ExitRules, IndicatorNeeds, IndicatorValues, Levels, SignalRule
-from threadx.errors import ParamError
+from threadx.errors import TOO_LARGE, ParamError
 
 ParamKind = Literal["int", "float", "bool", "choice"]
 
@@ -99,7 +99,7 @@ class Param:
         except (TypeError, ValueError):
             raise ParamError(f"{name} must be a number, got {value!r}") from None
         except OverflowError:
-            raise ParamError(f"{name} is too large for a float (over 1.8e308)") from None
+            raise ParamError(f"{name} {TOO_LARGE}") from None
         if not math.isfinite(number):
             raise ParamError(f"{name} must be finite, got {value!r}")
         if self.kind == "int":
