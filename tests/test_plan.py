@@ -621,23 +621,6 @@ RAISING_RULE = _register(dataclasses_replace(
     signal_rule=dataclasses_replace(ma_crossover.SPEC.signal_rule, many=_raising_rule)))
 
 
-@pytest.mark.parametrize("strategy", ["test_gpu_failing_lines", "test_gpu_raising_rule"])
-def test_a_signal_rule_that_fails_is_redone_combo_by_combo(bars, strategy):
-    """Combos whose line lookup fails, or all of them when the rule raises, are redone one by
-    one: the plan, its failed combos and their error texts are those of one prepare_signals
-    per signal key."""
-    evaluator = evaluator_for(strategy, bars)
-    ids = random_ids(evaluator, 600, seed=8)
-    plan = Planner(evaluator, threads=2).plan(ids)
-    _plans_equal(plan, _unbatched(Planner(evaluator, threads=2)).plan(ids))
-    if strategy == "test_gpu_failing_lines":
-        assert plan.errors and all("deliberate failure for slow_period=" in e for e in plan.errors.values())
-        assert (plan.status == 0).any()
-    else:
-        assert not plan.errors
-    assert_same_inputs(evaluator, plan)
-
-
 def _flaky_batch(bars, ind, p, table):
     if p["trend_period"] >= 150:
         raise RuntimeError("deliberate batch failure")
@@ -667,14 +650,21 @@ RAISING_Z = _register(dataclasses_replace(BATCHED, name="test_gpu_raising_z",
                                           signals=_raising_z_signals, batch_signals=_raising_z_batch))
 
 
-@pytest.mark.parametrize("strategy", ["test_gpu_flaky_batch", "test_gpu_raising_z"])
-def test_a_batch_that_fails_is_redone_combo_by_combo(bars, strategy):
-    """A batch that raises or returns another shape falls back to signals() per combo: the
-    plan, its failed combos and their error texts are those of the unbatched planner."""
+@pytest.mark.parametrize("strategy, error", [
+    ("test_gpu_flaky_batch", None), ("test_gpu_raising_z", "deliberate failure for entry_z="),
+    ("test_gpu_raising_rule", None), ("test_gpu_failing_lines", "deliberate failure for slow_period="),
+])
+def test_a_batch_or_rule_that_fails_is_redone_combo_by_combo(bars, strategy, error):
+    """A batch that raises or returns another shape, a signal rule that raises or a line
+    lookup that fails fall back to signals() per combo: the plan, its failed combos and their
+    error texts are those of one prepare_signals per signal key."""
     evaluator = evaluator_for(strategy, bars)
     ids = random_ids(evaluator, 1_200, seed=6)
     plan = Planner(evaluator, threads=2).plan(ids)
     _plans_equal(plan, _unbatched(Planner(evaluator, threads=2)).plan(ids))
-    if strategy == "test_gpu_raising_z":
-        assert plan.errors and all("deliberate failure for entry_z=" in e for e in plan.errors.values())
+    assert (plan.status == 0).any()
+    if error is not None:
+        assert plan.errors and all(error in e for e in plan.errors.values())
+    else:
+        assert not plan.errors
     assert_same_inputs(evaluator, plan)

@@ -163,16 +163,24 @@ def rule_failures(spec: StrategySpec, bars: Bars, bank: Any, label: str, base: M
         rows = rule_signals(spec, bars, sets, bank)
     except Exception as exc:  # noqa: BLE001 - a sweep would fall back to signals(), silently slower
         return [f"{where}: raised {exc!r}"]
+    return _rows_against_signals(spec, bars, bank, where, "the rule", rows, sets, lambda one: ", ".join(
+        f"{name}={one[name]!r}" for name in names if one[name] != base[name]) or "the start")
+
+
+def _rows_against_signals(spec: StrategySpec, bars: Bars, bank: Any, where: str, what: str, rows: np.ndarray,
+                          sets: list[dict[str, Any]], shown: Any) -> list[str]:
+    """Failures where row j of ``rows`` (made by ``what`` for the param set ``sets[j]``, worded
+    ``shown(sets[j])``) is not what ``signals`` gives for that set alone."""
     out = []
     for row, one in zip(rows, sets):
-        shown = ", ".join(f"{name}={one[name]!r}" for name in names if one[name] != base[name]) or "the start"
+        text = shown(one)
         try:
             expected = np.asarray(prepare_signals(spec, bars, spec.results_params(one), bank)[1]).astype(np.uint8)
         except Exception as exc:  # noqa: BLE001 - a sweep would have used the row instead of this error
-            out.append(f"{where}: signals() raised {exc!r} for {shown}, the rule gave a row")
+            out.append(f"{where}: signals() raised {exc!r} for {text}, {what} gave a row")
             continue
         if not np.array_equal(row, expected):
-            out.append(f"{where}: the row of {shown} differs from signals() on {int(np.sum(row != expected))} bars")
+            out.append(f"{where}: the row of {text} differs from signals() on {int(np.sum(row != expected))} bars")
     return out
 
 
@@ -211,17 +219,8 @@ def batch_failures(spec: StrategySpec, bars: Bars, bank: Any, label: str, base: 
         return [f"{where}: raised {exc!r}"]
     if rows.shape != (len(sets), len(bars)):
         return [f"{where}: returned shape {rows.shape}, not ({len(sets)}, {len(bars)})"]
-    out = []
-    for row, one in zip(rows.astype(np.uint8), sets):
-        shown = ", ".join(f"{name}={one[name]!r}" for name in names)
-        try:
-            expected = np.asarray(prepare_signals(spec, bars, spec.results_params(one), bank)[1]).astype(np.uint8)
-        except Exception as exc:  # noqa: BLE001 - a sweep would have used the row instead of this error
-            out.append(f"{where}: signals() raised {exc!r} for {shown}, batch_signals gave a row")
-            continue
-        if not np.array_equal(row, expected):
-            out.append(f"{where}: the row of {shown} differs from signals() on {int(np.sum(row != expected))} bars")
-    return out
+    return _rows_against_signals(spec, bars, bank, where, "batch_signals", rows.astype(np.uint8), sets,
+                                 lambda one: ", ".join(f"{name}={one[name]!r}" for name in names))
 
 
 def check_roles(spec: StrategySpec, bars: Bars, bank: Any,
