@@ -31,7 +31,7 @@ d. (``--million``, about 1 minute a run) ``bb_atr``, 1,000,000 random combos: pe
 e. GPU host planning of 100,000 random ``bb_atr`` combos (``threadx.optimize.plan.Planner.plan``,
    what ``GpuExecutor`` runs for each batch before its kernel; CPU only, no CUDA needed), after
    the indicators are prepared: the parameter rows (one per distinct exit key), the distinct
-   signal arrays (one ``prepare_signals`` per distinct signal key) and the level lines, the
+   signal arrays (bb_atr's signal rule: one numba call for all of them) and the level lines, the
    notes give each part. A GPU sweep plans batch after batch, each while the previous one is
    alive; the step does the same with ``PLAN_BATCHES`` (at least ``--repeat``) plans in one
    process, and the table gives their median and, on a line of its own, the first plan of the
@@ -250,6 +250,7 @@ def step_gpu_plan(path: Path, repeat: int) -> dict:
             "arrays": inputs.n_arrays, "times": times, "parts": parts, "signals": len(plan.signals),
             "lines": len(plan.line_values), "exit_groups": planner.stats["exit_groups"],
             "signal_calls": planner.stats["signal_calls"], "batched": planner.stats.get("batched_signals", 0),
+            "ruled": planner.stats.get("rule_signals", 0),
             "failed": int((plan.status != 0).sum())}
 
 
@@ -393,7 +394,8 @@ def workload_e(path: Path, repeat: int, notes: list[str]) -> list[Row]:
                  f"signals, {out['lines']:,} lines, {out['failed']} failed combos")
     notes.append(f"e. plan parts (medians): parameter rows {part['rows_s']:.2f} s ({out['exit_groups']:,} distinct "
                  f"exit keys), signal arrays {part['signals_s']:.2f} s ({out['signal_calls']:,} calls into the "
-                 f"strategy: batches and level groups; {out.get('batched', 0):,} signal arrays from batch_signals), level lines and assembly "
+                 f"strategy: line lookups or batches, and level groups; {out.get('ruled', 0):,} signal arrays "
+                 f"from a signal rule, {out.get('batched', 0):,} from batch_signals), level lines and assembly "
                  f"{part['lines_s']:.2f} s")
     first = out["times"][0]
     return [Row(f"e. GPU host plan, {out['combos']:,} random bb_atr, {path.stem}, CPU, median of "

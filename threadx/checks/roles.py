@@ -9,10 +9,11 @@ vector, then the metrics and trades) is compared with the start (:func:`changes`
 that changes a stage outside its ``feeds`` is a failure (:func:`violations`), naming the
 strategy, the param, the value and what changed: a wrong declaration would merge combos that
 differ. A param declaring ``indicator_labels`` may change only those indicator requests. A
-strategy's ``signal_rule`` must give, row by row, what ``signals`` gives. A display-only param may change the indicator requests (the lines it draws) but
-nothing else. Declaring a role that no perturbation exercises is safe and only noted. A
-strategy's ``batch_signals`` (the signals of many values of its signal-only params in one
-call, which sweeps use) must give, row by row, what ``signals`` gives for each value.
+strategy's ``signal_rule`` must give, row by row, what ``signals`` gives. A display-only
+param may change the indicator requests (the lines it draws) but nothing else. Declaring a
+role that no perturbation exercises is safe and only noted. A strategy's ``batch_signals``
+(the signals of many values of its signal-only params in one call, which sweeps use) must
+give, row by row, what ``signals`` gives for each value.
 
 Works on any :class:`StrategySpec` object, registered or not (user strategies are loaded
 from files). Used by ``tests/test_param_roles.py`` on every built-in strategy and by the
@@ -247,7 +248,8 @@ def check_roles(spec: StrategySpec, bars: Bars, bank: Any,
                     failures.append(f"{where}: the backtest raised {exc!r}")
                     continue
                 exercised[param.name] |= changed.keys()
-                failures += [f"{where} {why}" for why in violations(param, changed) + label_violations(param, base, other)]
+                wrong = violations(param, changed) + label_violations(param, base, other)
+                failures += [f"{where} {why}" for why in wrong]
         if batches:
             failures += batch_failures(spec, bars, bank, label, base_params)
             failures += rule_failures(spec, bars, bank, label, base_params)

@@ -16,12 +16,12 @@ effective_rules(spec.exits(params)))`` per exit group ("exits"). A strategy with
 each line it reads is looked up once per value of the params feeding it, ``indicator_labels``,
 and read in place in a sweep's shared block); one with ``batch_signals`` gets one call per group
 of signal keys that share their indicators (all the values of its ``batch_params`` at once)
-instead of one ``prepare_signals`` per key.
-A strategy without role declarations gets every param in every key: exact, slower. Errors are those of
-``Evaluator.evaluate``: combos of a failed signal or level group are redone with the CPU's
-grouping, later failures are worded by ``kernel_args`` (a failure that needs a signal-only
-and a level-only param value together is not seen: the roles declare them independent). Signal arrays and Levels are kept
-across the batches of a sweep (up to ``cache_bytes``).
+instead of one ``prepare_signals`` per key. A strategy without role declarations gets every
+param in every key: exact, slower. Errors are those of ``Evaluator.evaluate``: combos of a
+failed signal or level group are redone with the CPU's grouping, later failures are worded by
+``kernel_args`` (a failure that needs a signal-only and a level-only param value together is
+not seen: the roles declare them independent). Signal arrays and Levels are kept across the
+batches of a sweep (up to ``cache_bytes``).
 """
 from __future__ import annotations
 
@@ -659,8 +659,10 @@ class Planner:
         try:
             for label, (axes, columns) in self._rule_labels.items():
                 g_of, _, g_first = _groups(idx, self.space.strides, axes)
-                found = np.array([self._rule_line(params, label, [self._rule.lines[j][1] for j in columns], store)
-                                  for params in self._params(idx[g_first])], dtype=np.int64).reshape(len(g_first), len(columns))
+                outputs = [self._rule.lines[j][1] for j in columns]
+                found = np.array([self._rule_line(params, label, outputs, store)
+                                  for params in self._params(idx[g_first])], dtype=np.int64)
+                found = found.reshape(len(g_first), len(columns))
                 rows[:, columns] = found[g_of]
                 self.stats["signal_calls"] += len(g_first) if label != BAR_LABEL else 0
         except _Outside:

@@ -42,7 +42,8 @@ class Param:
     or an iterable of them; see the comment on ``ROLES``). Undeclared (None) means every
     role, which never merges distinct combos. ``indicator_labels`` narrows "indicators" to the
     requests (labels of ``spec.indicators``) the value can change, e.g. ``("fast",)`` for a
-    fast period: a sweep then looks up each line once per value of the params feeding it. Empty (``feeds=()``) declares a display-only
+    fast period: a sweep then looks up each line once per value of the params feeding it.
+    Empty (``feeds=()``) declares a display-only
     param: it changes no signal, level, exit or fill (it may reshape a line that is only
     drawn, e.g. bb_atr's ``bb_std``); default search spaces leave it at its default, and
     combos that differ only in such params count as one trial (DSR, PBO).

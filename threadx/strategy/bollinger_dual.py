@@ -1,7 +1,8 @@
 """bollinger_dual: band excursion confirmed by an MA cross, band-based trailing stop (SPEC §4)."""
 from __future__ import annotations
 
-from threadx.strategy import BAR_LABEL, ExitRules, Levels, Param, SignalRule, StrategySpec, band_ma_rows, band_ma_signals
+from threadx.strategy import (BAR_LABEL, ExitRules, Levels, Param, SignalRule, StrategySpec, band_ma_rows,
+                              band_ma_signals)
 
 
 def _indicators(p):

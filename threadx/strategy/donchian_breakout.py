@@ -1,7 +1,8 @@
 """donchian_breakout: channel breakout with ATR stop and target (SPEC §4)."""
 from __future__ import annotations
 
-from threadx.strategy import BAR_LABEL, ExitRules, Levels, Param, SignalRule, StrategySpec, breakout_rows, breakout_signals
+from threadx.strategy import (BAR_LABEL, ExitRules, Levels, Param, SignalRule, StrategySpec, breakout_rows,
+                              breakout_signals)
 
 
 def _indicators(p):
