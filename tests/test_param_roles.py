@@ -68,8 +68,9 @@ def test_every_builtin_param_declares_its_roles() -> None:
 def test_the_check_catches_a_wrong_declaration(synthetic_bars: Bars, bank: IndicatorBank) -> None:
     ma = get_strategy("ma_crossover")
     wrong_feeds = {"allow_short": "exits", "stop_loss_pct": (), "ma_type": "signals"}
-    wrong = replace(ma, params=tuple(replace(p, feeds=wrong_feeds[p.name]) if p.name in wrong_feeds else p
-                                     for p in ma.params))
+    wrong = replace(ma, signal_rule=None,  # (its rule reads allow_short: such a spec is refused with it)
+                    params=tuple(replace(p, feeds=wrong_feeds[p.name]) if p.name in wrong_feeds else p
+                                 for p in ma.params))
     failures, _ = check_roles(wrong, synthetic_bars, bank)
     assert "ma_crossover.ma_type='ema' (from 'sma', defaults) changes the indicators (requests fast: ('sma', " \
            "'{\"period\":10,\"source\":\"close\"}') -> ('ema', " in "\n".join(failures)
@@ -209,8 +210,11 @@ def test_the_check_catches_wrong_indicator_labels(synthetic_bars: Bars, bank: In
     spec = get_strategy("ma_crossover")
     params = tuple(replace(p, indicator_labels=("slow",)) if p.name == "fast_period" else p for p in spec.params)
     failures, _ = check_roles(replace(spec, params=params), synthetic_bars, bank)
-    assert failures and all("fast_period" in f and "changes the indicator request 'fast'" in f and
-                            "declares indicator_labels ('slow',)" in f for f in failures), failures
+    labels = [f for f in failures if not f.startswith("ma_crossover.signal_rule")]
+    assert labels and all("fast_period" in f and "changes the indicator request 'fast'" in f and
+                          "declares indicator_labels ('slow',)" in f for f in labels), failures
+    # and the rule, its lines looked up as a sweep groups them, gives other rows than signals()
+    assert any(f.startswith("ma_crossover.signal_rule") and "the row of fast_period=" in f for f in failures)
 
 
 def test_a_signal_rule_that_cannot_work_is_refused() -> None:
@@ -219,9 +223,19 @@ def test_a_signal_rule_that_cannot_work_is_refused() -> None:
         replace(spec, signal_rule=replace(spec.signal_rule, params=("lookback",)))
     with pytest.raises(ParamError, match="signal_rule reads param 'ma_type' of kind choice: only numbers and bools"):
         replace(spec, signal_rule=replace(spec.signal_rule, params=("ma_type",)))
-    shown = tuple(replace(p, feeds=()) if p.name == "allow_short" else p for p in spec.params)
-    with pytest.raises(ParamError, match="signal_rule reads param 'allow_short', which is declared display-only"):
-        replace(spec, params=shown)
+    for feeds in ((), "exits"):  # a param a sweep does not split signal groups on
+        shown = tuple(replace(p, feeds=feeds) if p.name == "allow_short" else p for p in spec.params)
+        with pytest.raises(ParamError, match="signal_rule reads param 'allow_short', which does not declare 'signals'"):
+            replace(spec, params=shown)
+    with pytest.raises(ParamError, match="signal_rule computes _signals, but signals is <lambda>"):
+        replace(spec, signals=lambda bars, ind, p: spec.signals(bars, ind, p))
+    with pytest.raises(ParamError, match="signal_rule params must be a tuple of param names, got 'allow_short'"):
+        replace(spec, signal_rule=replace(spec.signal_rule, params="allow_short"))
+    with pytest.raises(ParamError, match="signal_rule lines must be a tuple of .label, output. pairs, got 5"):
+        replace(spec, signal_rule=replace(spec.signal_rule, lines=5))
+    for labels in (5, [None], {"fast": 1}):
+        with pytest.raises(ParamError, match="param a: indicator_labels must be label names"):
+            Param("a", "int", 1, feeds="indicators", indicator_labels=labels)
     with pytest.raises(ParamError, match="is not a .label, output. pair of names"):
         replace(spec, signal_rule=replace(spec.signal_rule, lines=("fast",)))
     with pytest.raises(ParamError, match="signal_rule must be a SignalRule"):

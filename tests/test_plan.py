@@ -18,7 +18,9 @@ from threadx.optimize.outcome import ChunkResult, failure_text
 from threadx.optimize import plan as plan_module
 from threadx.optimize.plan import Planner, kernel_calls, run_plan
 from threadx.gpu.workload import declared_space, evaluator_for, random_ids
-from threadx.strategy import bb_atr, ma_crossover, zscore_reversion_signals_many
+from numba import njit
+
+from threadx.strategy import bb_atr, cross_signals, ma_crossover, zscore_reversion_signals_many
 from threadx.strategy.base import ExitRules, Param, StrategySpec, list_strategies, register
 
 STRATEGIES = ("ma_crossover", "bb_atr", "bollinger_dual", "donchian_breakout", "supertrend", "envelope_dca",
@@ -668,3 +670,34 @@ def test_a_batch_or_rule_that_fails_is_redone_combo_by_combo(bars, strategy, err
     else:
         assert not plan.errors
     assert_same_inputs(evaluator, plan)
+
+
+@njit(cache=True)
+def _sparse_cross_rows(lines, rows, values, out):  # sets only the flagged bars: the rows must come zeroed
+    for j in range(rows.shape[0]):
+        row = cross_signals(lines[rows[j, 0]], lines[rows[j, 1]], values[j, 0] != 0)
+        for t in range(row.shape[0]):
+            if row[t]:
+                out[j, t] = row[t]
+
+
+SPARSE_RULE = _register(dataclasses_replace(
+    ma_crossover.SPEC, name="test_gpu_sparse_rule", description="ma_crossover whose rule sets only flagged bars",
+    signal_rule=dataclasses_replace(ma_crossover.SPEC.signal_rule, many=_sparse_cross_rows)))
+
+
+def test_a_rule_that_sets_only_flagged_bars_gets_zeroed_rows(bars):
+    """A rule in the usual numba style (flags written where they are, nothing elsewhere) gives
+    the signals of one prepare_signals per key, whatever the memory held before (a plan of
+    the same size just freed), in the sweep and in the check."""
+    from threadx.contract import rule_signals
+
+    dense, sparse = evaluator_for("ma_crossover", bars), evaluator_for("test_gpu_sparse_rule", bars)
+    ids = random_ids(sparse, 400, seed=4)
+    for _ in range(3):
+        Planner(dense, threads=1).plan(ids)  # leaves flags in the memory the next plan may get
+        _plans_equal(Planner(sparse, threads=1).plan(ids), _unbatched(Planner(sparse, threads=1)).plan(ids))
+    sets = [sparse.space.params(int(i)) for i in ids[:20]]
+    rows = rule_signals(SPARSE_RULE, sparse.bars, sets, sparse.indicators)
+    for row, params in zip(rows, sets):
+        np.testing.assert_array_equal(row, sparse.kernel_inputs(params)[4])

@@ -120,7 +120,7 @@ def test_a_one_bar_peek_at_sparse_signals_is_caught_by_the_cuts_after_signals(sy
         sig[1:][~above[1:] & above[:-1] & ~np.isnan(nxt[1:])] = SIG_EXIT_LONG
         return sig
 
-    spec = replace(MA, name="sparse_peek", signals=sparse_peek)
+    spec = replace(MA, name="sparse_peek", signals=sparse_peek, signal_rule=None)
     flags = sparse_peek(synthetic_bars, {}, {})
     first_signal = int(np.flatnonzero(flags)[0])
     report = check_strategy(spec, synthetic_bars, checks=("lookahead",), combos=1)
@@ -199,7 +199,7 @@ def test_an_exception_in_the_strategy_is_reported_with_its_line(synthetic_bars: 
 
 
 def test_an_output_the_engine_refuses_is_reported_with_the_engine_line(synthetic_bars: Bars) -> None:
-    short = replace(MA, name="short_signals", signals=lambda bars, ind, p: np.zeros(5, np.uint8))
+    short = replace(MA, name="short_signals", signals=lambda bars, ind, p: np.zeros(5, np.uint8), signal_rule=None)
     look = check_strategy(short, synthetic_bars, checks=("lookahead",), combos=1).result("lookahead")
     assert look.passed is False
     assert look.summary.startswith("the run raised ParamError: signal array has shape (5,), expected (8760,) at ")
@@ -223,7 +223,8 @@ def test_an_engine_accounting_error_is_caught(synthetic_bars: Bars, monkeypatch:
 
 
 def test_a_wrong_role_declaration_is_reported(synthetic_bars: Bars) -> None:
-    wrong = replace(MA, params=tuple(replace(p, feeds="exits") if p.name == "allow_short" else p for p in MA.params))
+    wrong = replace(MA, signal_rule=None,  # (its rule reads allow_short: refused with it)
+                    params=tuple(replace(p, feeds="exits") if p.name == "allow_short" else p for p in MA.params))
     report = check_strategy(wrong, synthetic_bars, checks=("roles",))
     roles = report.result("roles")
     assert roles.passed is False and report.passed is False

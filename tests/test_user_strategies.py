@@ -355,7 +355,7 @@ def test_a_signal_rule_calling_sys_exit_is_redone_by_signals_and_fails_its_check
         "\n\nfrom dataclasses import replace as _replace\nfrom threadx.strategy import SignalRule\n\n\n"
         "def _rule(lines, rows, values, out):\n    import sys\n    sys.exit(5)\n\n\n"
         "SPEC = _replace(SPEC, signal_rule=SignalRule(lines=(('rsi', 'value'),), params=('oversold', 'exit_level'), "
-        "many=_rule))\n"))
+        "many=_rule, signals=signals))\n"))
     assert threadx.get_strategy("rsi_mine").signal_rule is not None
     run = _sweep(frame, tmp_path, "ruled", executor="inline")
     assert (run.results["status"] == "ok").all()

@@ -92,23 +92,28 @@ class SignalRule:
     """A strategy's signals as one numba function over many param sets, so that a sweep
     computes every signal array of a batch in one call, with no Python per param set.
 
-    ``many(lines, rows, values, out)`` fills ``out`` (k, bars) uint8: row j is what
-    ``signals(bars, values_j, params_j)`` returns for param set j, reading line i as
+    ``many(lines, rows, values, out)`` sets the flags of ``out`` (k, bars) uint8, whose rows
+    come zeroed: row j is what ``signals`` returns for param set j, reading line i as
     ``lines[rows[j, i]]`` and param p as ``values[j, p]`` (float64; a bool is 0 or 1).
     ``lines`` names the (indicator label, output) of each line, ``(BAR_LABEL, "close")`` for a
     column of the bars; a label that ``indicators(params)`` does not request for a param set is
-    an all-NaN line there. ``params`` names the numeric params it reads, in column order.
-    The ``roles`` check of ``threadx strategy check`` compares it with ``signals``.
+    an all-NaN line there. ``params`` names the params it reads, in column order: numbers or
+    bools that declare "signals". ``signals`` is the strategy's signal function the rule
+    computes: a spec with another one refuses the rule (a copy of a strategy given new signals
+    must drop or replace it). A rule cannot refuse a param set: ``signals`` must not raise
+    where the rule gives a row (refuse such sets in a ``Constraint``, ``indicators`` or
+    ``exits``). The ``roles`` check of ``threadx strategy check`` compares it with ``signals``.
 
     Example (ma_crossover)::
 
         SignalRule(lines=(("fast", "value"), ("slow", "value")), params=("allow_short",),
-                   many=cross_signals_rows)
+                   many=cross_signals_rows, signals=_signals)
     """
 
     lines: tuple[tuple[str, str], ...]
     params: tuple[str, ...]
     many: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
+    signals: Callable[..., np.ndarray] | None = None
 
 
 IndicatorNeeds = dict[str, tuple[str, dict]]
@@ -151,17 +156,25 @@ def prepare_indicators(spec: "StrategySpec", bars: "Bars", params: Mapping[str, 
 
 def rule_signals(spec: "StrategySpec", bars: "Bars", param_sets: list[Mapping[str, Any]], bank: Any = None
                  ) -> np.ndarray:
-    """``spec.signal_rule`` applied to normalised ``param_sets`` (k, bars) uint8, each set's
-    lines looked up on its own (``bank`` as in :func:`prepare_indicators`): what a sweep
-    computes for them in one call, for the checks that compare it with ``signals``."""
+    """``spec.signal_rule`` applied to normalised ``param_sets`` (k, bars) uint8 as a sweep
+    computes them in one call: each label's line looked up once per group of sets equal on
+    the params declaring it (``StrategySpec.label_params``), from the group's first set (so a
+    wrong declaration shows as a row that differs from ``signals``); ``bank`` as in
+    :func:`prepare_indicators`. For the checks that compare it with ``signals``."""
     rule = spec.signal_rule
     lines = [np.full(len(bars), np.nan)]
     rows = np.zeros((len(param_sets), len(rule.lines)), dtype=np.int64)
     values = np.zeros((len(param_sets), len(rule.params)), dtype=np.float64)
+    first: dict[tuple, int] = {}  # (label, values of its params) -> the set whose lines it uses
     for j, params in enumerate(param_sets):
         params = spec.results_params(params)
-        found = prepare_indicators(spec, bars, params, bank)
         for i, (label, output) in enumerate(rule.lines):
+            key = (label, tuple(params[name] for name in spec.label_params(label)))
+            source = first.setdefault(key, j)
+            if source != j:
+                rows[j, i] = rows[source, i]
+                continue
+            found = prepare_indicators(spec, bars, params, bank) if label != BAR_LABEL else {}
             if label == BAR_LABEL or label in found:
                 lines.append(np.asarray(getattr(bars, output) if label == BAR_LABEL else found[label][output],
                                         dtype=np.float64))
@@ -169,7 +182,7 @@ def rule_signals(spec: "StrategySpec", bars: "Bars", param_sets: list[Mapping[st
         values[j] = [float(params[name]) for name in rule.params]
     matrix = np.stack(lines)
     matrix.flags.writeable = False  # as a sweep hands it over (one compiled version)
-    out = np.empty((len(param_sets), len(bars)), dtype=np.uint8)
+    out = np.zeros((len(param_sets), len(bars)), dtype=np.uint8)
     rule.many(matrix, rows, values, out)
     return out
 

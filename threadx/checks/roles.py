@@ -237,7 +237,7 @@ def check_roles(spec: StrategySpec, bars: Bars, bank: Any,
     for label, base_params in (bases(spec) if starts is None else starts).items():
         base = stages(spec, bars, base_params, bank)
         for param in spec.params:
-            if param.feeds == ALL_ROLES:
+            if param.feeds == ALL_ROLES and param.indicator_labels is None:
                 continue  # undeclared: every change is allowed
             for value in perturbations(spec, param, base_params):
                 where = f"{spec.name}.{param.name}={value!r} (from {base_params[param.name]!r}, {label})"

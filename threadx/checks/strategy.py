@@ -630,7 +630,7 @@ def _roles(s: _Session) -> CheckResult:
     s.tick("roles: perturbing each param from the defaults")
     spec = s.spec
     defaults = s.sets[0].params
-    declared = [p for p in spec.params if p.feeds != ALL_ROLES]
+    declared = [p for p in spec.params if p.feeds != ALL_ROLES or p.indicator_labels is not None]
     if not declared:
         return CheckResult("roles", True, "no param declares its roles (feeds): nothing to check")
     with s.ctx.at("backtesting the defaults for the roles check"):

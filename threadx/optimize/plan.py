@@ -49,7 +49,7 @@ from threadx.optimize.shared import request_key_as_given
 _PARALLEL_MIN = 64  # distinct signal computations worth a thread pool
 _COPIED_MIN = 64  # distinct exit keys worth the vectorised rows (a probe call and checks)
 _TILE_BYTES = 2 * 2**20  # indicator lines read together while the signals are computed (a cache's worth)
-_RULE_LINES_BYTES = 256 * 2**20  # a SignalRule's line matrix, kept across batches up to this size
+_RULE_LINES_BYTES = 64 * 2**20  # a SignalRule's copied lines, kept across batches up to this size
 # A SignalRule's signals are one matrix up to _RULE_WHOLE_BYTES (a chunk's, handed to the kernel
 # as it is; the allocator reuses such a block chunk after chunk). A larger array is a fresh mapping
 # each time (glibc's mmap threshold tops at 32 MiB), and numpy asks huge pages for arrays of 4 MiB or
@@ -634,11 +634,11 @@ class Planner:
         whole = n * self.n_bars <= _RULE_WHOLE_BYTES
         parts = min(self.threads, n) if whole else -(-n * self.n_bars // _RULE_BLOCK_BYTES)
         bounds = np.linspace(0, n, parts + 1).astype(int).tolist()
-        if whole:
-            out = np.empty((n, self.n_bars), dtype=np.uint8)
+        if whole:  # (rows come zeroed: see SignalRule)
+            out = np.zeros((n, self.n_bars), dtype=np.uint8)
             blocks = [out[lo:hi] for lo, hi in zip(bounds, bounds[1:])]
         else:
-            blocks = [np.empty((hi - lo, self.n_bars), dtype=np.uint8) for lo, hi in zip(bounds, bounds[1:])]
+            blocks = [np.zeros((hi - lo, self.n_bars), dtype=np.uint8) for lo, hi in zip(bounds, bounds[1:])]
         try:
             self._map(lambda k: rule.many(lines, rows[bounds[k]:bounds[k + 1]], values[bounds[k]:bounds[k + 1]],
                                           blocks[k]), list(range(parts)), 2)

@@ -7,6 +7,7 @@ targets, and which exit rules apply. The one engine kernel does the rest.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from dataclasses import dataclass, field
@@ -64,8 +65,12 @@ class Param:
     def __post_init__(self) -> None:
         object.__setattr__(self, "feeds", _roles(f"param {self.name}", self.feeds))
         if self.indicator_labels is not None:  # (without the role "indicators" they say nothing)
-            labels = (self.indicator_labels,) if isinstance(self.indicator_labels, str) else self.indicator_labels
-            object.__setattr__(self, "indicator_labels", tuple(labels))
+            labels = self.indicator_labels
+            labels = (labels,) if isinstance(labels, str) else tuple(labels) if isinstance(labels, (tuple, list)) else None
+            if labels is None or not all(isinstance(label, str) for label in labels):
+                raise ParamError(f"param {self.name}: indicator_labels must be label names (keys of the strategy's "
+                                 f"indicators), got {self.indicator_labels!r}")
+            object.__setattr__(self, "indicator_labels", labels)
 
     def feeds_label(self, label: str) -> bool:
         """Whether the value can change the indicator request ``label`` (of ``spec.indicators``)
@@ -310,17 +315,26 @@ class StrategySpec:
         if rule is None:
             return None
         if not isinstance(rule, SignalRule) or not callable(rule.many):
-            return "signal_rule must be a SignalRule(lines, params, many) with a callable many"
+            return "signal_rule must be a SignalRule(lines, params, many, signals) with a callable many"
+        if not (isinstance(rule.params, tuple) and all(isinstance(name, str) for name in rule.params)):
+            return f"signal_rule params must be a tuple of param names, got {rule.params!r}"
+        if not (isinstance(rule.lines, tuple) and rule.lines):
+            return f"signal_rule lines must be a tuple of (label, output) pairs, got {rule.lines!r}"
         for name in rule.params:
             if name not in self.param_names:
                 return f"signal_rule reads param {name!r}, which {self.name} does not declare"
             if self.param(name).kind not in ("int", "float", "bool"):
                 return f"signal_rule reads param {name!r} of kind {self.param(name).kind}: only numbers and bools"
-            if not self.param(name).feeds:
-                return f"signal_rule reads param {name!r}, which is declared display-only (feeds=())"
+            if "signals" not in self.param(name).feeds:
+                return (f"signal_rule reads param {name!r}, which does not declare 'signals' (a sweep shares one "
+                        "signal array between combos that differ only in it)")
         for line in rule.lines:
             if not (isinstance(line, tuple) and len(line) == 2 and all(isinstance(x, str) for x in line)):
                 return f"signal_rule line {line!r} is not a (label, output) pair of names"
+        if rule.signals is None or inspect.unwrap(rule.signals) is not inspect.unwrap(self.signals):
+            made_for = getattr(rule.signals, "__name__", repr(rule.signals))
+            return (f"signal_rule computes {made_for}, but signals is {getattr(self.signals, '__name__', '?')}: "
+                    "give the rule of these signals (SignalRule(..., signals=signals)) or signal_rule=None")
         return None
 
     def signal_key_params(self) -> tuple[str, ...]:

@@ -89,5 +89,5 @@ SPEC = StrategySpec(
     exits=_exits,
     overlays=_overlays,
     signal_rule=SignalRule(lines=(("bb", "z"), (BAR_LABEL, "close"), ("trend", "value")),
-                           params=("entry_z", "trend_period"), many=zscore_reversion_rows),
+                           params=("entry_z", "trend_period"), many=zscore_reversion_rows, signals=_signals),
 )

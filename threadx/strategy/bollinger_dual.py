@@ -71,5 +71,5 @@ SPEC = StrategySpec(
     exits=_exits,
     overlays=_overlays,
     signal_rule=SignalRule(lines=((BAR_LABEL, "close"), ("bb", "lower"), ("bb", "upper"), ("ma", "value")),
-                           params=("allow_short", "setup_lookback"), many=band_ma_rows),
+                           params=("allow_short", "setup_lookback"), many=band_ma_rows, signals=_signals),
 )

@@ -59,5 +59,5 @@ SPEC = StrategySpec(
     exits=_exits,
     overlays=_overlays,
     signal_rule=SignalRule(lines=((BAR_LABEL, "close"), ("dc", "upper"), ("dc", "lower")), params=("allow_short",),
-                           many=breakout_rows),
+                           many=breakout_rows, signals=_signals),
 )

@@ -44,5 +44,5 @@ SPEC = StrategySpec(
     exits=percent_exits,
     overlays=_overlays,
     signal_rule=SignalRule(lines=(("fast", "value"), ("slow", "value")), params=("allow_short",),
-                           many=cross_signals_rows),
+                           many=cross_signals_rows, signals=_signals),
 )

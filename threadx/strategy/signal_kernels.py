@@ -27,9 +27,7 @@ def cross_signals(fast, slow, allow_short):
 def cross_signals_rows(lines, rows, values, out):
     """:func:`cross_signals` as a ``SignalRule.many``: row j crosses ``lines[rows[j, 0]]`` (fast)
     with ``lines[rows[j, 1]]`` (slow), shorting when ``values[j, 0]`` (allow_short) is not 0."""
-    for j in range(rows.shape[0]):
-        if out.shape[1] > 0:
-            out[j, 0] = 0
+    for j in range(rows.shape[0]):  # (rows come zeroed)
         _cross_row(lines[rows[j, 0]], lines[rows[j, 1]], values[j, 0] != 0, out[j])
 
 
@@ -98,9 +96,7 @@ def zscore_reversion_rows(lines, rows, values, out):
     """:func:`zscore_reversion_signals` as a ``SignalRule.many``: row j reads z, close and the
     trend at ``rows[j]`` (0, 1, 2) and entry_z, the trend period at ``values[j]`` (0, 1); a
     trend period of 0 is no trend filter."""
-    for j in range(rows.shape[0]):
-        if out.shape[1] > 0:
-            out[j, 0] = 0
+    for j in range(rows.shape[0]):  # (rows come zeroed)
         _zscore_reversion_row(lines[rows[j, 0]], values[j, 0], lines[rows[j, 1]], lines[rows[j, 2]],
                               values[j, 1] > 0, out[j])
 
@@ -119,8 +115,7 @@ def band_ma_signals(close, lower, upper, ma, allow_short, setup_lookback):
 def band_ma_rows(lines, rows, values, out):
     """:func:`band_ma_signals` as a ``SignalRule.many``: row j reads close, lower, upper and
     the MA at ``rows[j]`` (0-3), allow_short and setup_lookback at ``values[j]`` (0, 1)."""
-    for j in range(rows.shape[0]):
-        out[j] = 0
+    for j in range(rows.shape[0]):  # (rows come zeroed)
         _band_ma_row(lines[rows[j, 0]], lines[rows[j, 1]], lines[rows[j, 2]], lines[rows[j, 3]], values[j, 0] != 0,
                      int(values[j, 1]), out[j])
 
@@ -164,8 +159,7 @@ def breakout_signals(close, upper, lower, allow_short):
 def breakout_rows(lines, rows, values, out):
     """:func:`breakout_signals` as a ``SignalRule.many``: row j reads close, upper and lower at
     ``rows[j]`` (0-2), allow_short at ``values[j, 0]``."""
-    for j in range(rows.shape[0]):
-        out[j] = 0
+    for j in range(rows.shape[0]):  # (rows come zeroed)
         _breakout_row(lines[rows[j, 0]], lines[rows[j, 1]], lines[rows[j, 2]], values[j, 0] != 0, out[j])
 
 
@@ -199,8 +193,7 @@ def flip_signals(direction, allow_short):
 def flip_rows(lines, rows, values, out):
     """:func:`flip_signals` as a ``SignalRule.many``: row j reads the direction at ``rows[j, 0]``,
     allow_short at ``values[j, 0]``."""
-    for j in range(rows.shape[0]):
-        out[j] = 0
+    for j in range(rows.shape[0]):  # (rows come zeroed)
         _flip_row(lines[rows[j, 0]], values[j, 0] != 0, out[j])
 
 

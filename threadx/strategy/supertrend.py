@@ -34,5 +34,5 @@ SPEC = StrategySpec(
     levels=no_levels,
     exits=percent_exits,
     overlays=_overlays,
-    signal_rule=SignalRule(lines=(("st", "direction"),), params=("allow_short",), many=flip_rows),
+    signal_rule=SignalRule(lines=(("st", "direction"),), params=("allow_short",), many=flip_rows, signals=_signals),
 )
