@@ -221,8 +221,8 @@ def test_a_signal_rule_that_cannot_work_is_refused() -> None:
     spec = get_strategy("ma_crossover")
     with pytest.raises(ParamError, match="signal_rule reads param 'lookback', which ma_crossover does not declare"):
         replace(spec, signal_rule=replace(spec.signal_rule, params=("lookback",)))
-    with pytest.raises(ParamError, match="signal_rule reads param 'ma_type' of kind choice: only numbers and bools"):
-        replace(spec, signal_rule=replace(spec.signal_rule, params=("ma_type",)))
+    assert [spec.param("ma_type").rule_value(v) for v in ("sma", "ema")] == [0.0, 1.0]  # a choice: its position
+    assert spec.param("allow_short").rule_value(True) == 1.0 and spec.param("fast_period").rule_value(7) == 7.0
     for feeds in ((), "exits"):  # a param a sweep does not split signal groups on
         shown = tuple(replace(p, feeds=feeds) if p.name == "allow_short" else p for p in spec.params)
         with pytest.raises(ParamError, match="signal_rule reads param 'allow_short', which does not declare 'signals'"):

@@ -94,11 +94,11 @@ class SignalRule:
 
     ``many(lines, rows, values, out)`` sets the flags of ``out`` (k, bars) uint8, whose rows
     come zeroed: row j is what ``signals`` returns for param set j, reading line i as
-    ``lines[rows[j, i]]`` and param p as ``values[j, p]`` (float64; a bool is 0 or 1).
+    ``lines[rows[j, i]]`` and param p as ``values[j, p]`` (float64).
     ``lines`` names the (indicator label, output) of each line, ``(BAR_LABEL, "close")`` for a
     column of the bars; a label that ``indicators(params)`` does not request for a param set is
-    an all-NaN line there. ``params`` names the params it reads, in column order: numbers or
-    bools that declare "signals". ``signals`` is the strategy's signal function the rule
+    an all-NaN line there. ``params`` names the params it reads, in column order, that declare
+    "signals" (a bool is 0 or 1, a choice its position in the param's ``choices``). ``signals`` is the strategy's signal function the rule
     computes: a spec with another one refuses the rule (a copy of a strategy given new signals
     must drop or replace it). A rule cannot refuse a param set: ``signals`` must not raise
     where the rule gives a row (refuse such sets in a ``Constraint``, ``indicators`` or
@@ -179,7 +179,7 @@ def rule_signals(spec: "StrategySpec", bars: "Bars", param_sets: list[Mapping[st
                 lines.append(np.asarray(getattr(bars, output) if label == BAR_LABEL else found[label][output],
                                         dtype=np.float64))
                 rows[j, i] = len(lines) - 1
-        values[j] = [float(params[name]) for name in rule.params]
+        values[j] = [spec.param(name).rule_value(params[name]) for name in rule.params]
     matrix = np.stack(lines)
     matrix.flags.writeable = False  # as a sweep hands it over (one compiled version)
     out = np.zeros((len(param_sets), len(bars)), dtype=np.uint8)

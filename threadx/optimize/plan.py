@@ -290,6 +290,9 @@ class Planner:
                 self._rule_labels.setdefault(label, (sorted(axis[name] for name in self.spec.label_params(label)),
                                                      []))[1].append(j)
             self._rule_params = [axis[name] for name in self._rule.params]
+            self._rule_numbers = [np.array([self.spec.param(self.space.names[k]).rule_value(v)  # per axis value
+                                            for v in self.space.axes[k].values], dtype=np.float64)
+                                  for k in self._rule_params]
             self._rule_lines = _LineMatrix(self.n_bars)
         self._signals: dict[int, np.ndarray] = {}  # signal key -> array (kept across batches)
         self._levels: dict[int, Levels] = {}  # level key -> Levels
@@ -627,7 +630,7 @@ class Planner:
         lines, rows = found
         values = np.empty((n, len(rule.params)), dtype=np.float64)
         for j, k in enumerate(self._rule_params):
-            values[:, j] = self._values[k].astype(np.float64)[idx[:, k]]
+            values[:, j] = self._rule_numbers[j][idx[:, k]]
         failed = ~(rows >= 0).all(axis=1)
         if failed.any():
             rows[failed] = 0  # any line: computed, then dropped

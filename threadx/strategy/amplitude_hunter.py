@@ -32,8 +32,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from threadx.strategy import (SIG_ADD_LONG, SIG_ADD_SHORT, SIG_ENTER_LONG, SIG_ENTER_SHORT, SIG_EXIT_LONG,
-                              SIG_EXIT_SHORT, Constraint, ExitRules, Levels, Param, StrategySpec)
+from threadx.strategy import (BAR_LABEL, SIG_ADD_LONG, SIG_ADD_SHORT, SIG_ENTER_LONG, SIG_ENTER_SHORT,
+                              SIG_EXIT_LONG, SIG_EXIT_SHORT, Constraint, ExitRules, Levels, Param, SignalRule,
+                              StrategySpec)
 
 TRAILING_TYPES = ("chandelier", "pb_floor", "macd_fade")
 _NO_LINE = np.empty(0)
@@ -113,8 +114,33 @@ def amplitude_signals(close, volume, upper, lower, pctb, hist, atr, high_n, low_
                       w_width, w_pb, w_slope, w_volume, trailing, chandelier_mult, pb_floor, allow_short):
     """Entry, add and (armed) exit flags per bar, each from data up to that bar's close.
     ``trailing``: 0 chandelier, 1 %B floor, 2 MACD fade (index of TRAILING_TYPES)."""
+    out = np.zeros(close.shape[0], np.uint8)
+    _amplitude_row(close, volume, upper, lower, pctb, hist, atr, high_n, low_n, adx, use_adx, width_lookback,
+                   width_threshold, volume_lookback, volume_threshold, adx_threshold, spring_lookback, pb_min, pb_max,
+                   score_lookback, score_threshold, w_width, w_pb, w_slope, w_volume, trailing, chandelier_mult,
+                   pb_floor, allow_short, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def amplitude_rows(lines, rows, values, out):
+    """:func:`amplitude_signals` as a ``SignalRule.many`` (lines and params in the order of
+    ``SPEC.signal_rule``; rows come zeroed)."""
+    for j in range(rows.shape[0]):
+        r = rows[j]
+        v = values[j]
+        _amplitude_row(lines[r[0]], lines[r[1]], lines[r[2]], lines[r[3]], lines[r[4]], lines[r[5]], lines[r[6]],
+                       lines[r[7]], lines[r[8]], lines[r[9]], v[0] != 0, int(v[1]), v[2], int(v[3]), v[4], v[5],
+                       int(v[6]), v[7], v[8], int(v[9]), v[10], v[11], v[12], v[13], v[14], int(v[15]), v[16], v[17],
+                       v[18] != 0, out[j])
+
+
+@njit(cache=True, nogil=True)
+def _amplitude_row(close, volume, upper, lower, pctb, hist, atr, high_n, low_n, adx, use_adx,
+                   width_lookback, width_threshold, volume_lookback, volume_threshold, adx_threshold,
+                   spring_lookback, pb_min, pb_max, score_lookback, score_threshold,
+                   w_width, w_pb, w_slope, w_volume, trailing, chandelier_mult, pb_floor, allow_short, out):
     n = close.shape[0]
-    out = np.zeros(n, np.uint8)
     width = upper - lower
     for t in range(2, n):
         h0 = hist[t - 2]
@@ -164,7 +190,6 @@ def amplitude_signals(close, volume, upper, lower, pctb, hist, atr, high_n, low_
                       and _any_beyond(close, upper, t, spring_lookback, False)):
                     flag |= SIG_ENTER_SHORT
         out[t] = flag
-    return out
 
 
 def _indicators(p):
@@ -323,4 +348,12 @@ SPEC = StrategySpec(
         Constraint("macd_fast < macd_slow", _macd_ordered),
     ),
     overlays=_overlays,
+    signal_rule=SignalRule(
+        lines=((BAR_LABEL, "close"), (BAR_LABEL, "volume"), ("bb", "upper"), ("bb", "lower"), ("bb", "pctb"),
+               ("macd", "hist"), ("atr", "value"), ("swing", "upper"), ("swing", "lower"), ("adx", "adx")),
+        params=("use_adx_filter", "bbwidth_lookback", "bbwidth_percentile_threshold", "volume_lookback",
+                "volume_zscore_threshold", "adx_threshold", "spring_lookback", "pb_entry_min", "pb_entry_max",
+                "score_lookback", "amplitude_score_threshold", "w_width", "w_pb", "w_macd_slope", "w_volume",
+                "trailing_type", "trailing_chandelier_atr_mult", "trailing_pb_floor", "allow_short"),
+        many=amplitude_rows, signals=_signals),
 )

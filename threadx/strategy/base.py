@@ -72,6 +72,13 @@ class Param:
                                  f"indicators), got {self.indicator_labels!r}")
             object.__setattr__(self, "indicator_labels", labels)
 
+    def rule_value(self, value: Any) -> float:
+        """``value`` as a SignalRule reads it: a number as it is, a bool 0 or 1, a choice its
+        position in ``choices``."""
+        if self.kind == "choice":
+            return float(self.choices.index(value))
+        return float(value)
+
     def feeds_label(self, label: str) -> bool:
         """Whether the value can change the indicator request ``label`` (of ``spec.indicators``)
         that the backtest reads (a display-only param changes only drawn lines: False)."""
@@ -323,8 +330,6 @@ class StrategySpec:
         for name in rule.params:
             if name not in self.param_names:
                 return f"signal_rule reads param {name!r}, which {self.name} does not declare"
-            if self.param(name).kind not in ("int", "float", "bool"):
-                return f"signal_rule reads param {name!r} of kind {self.param(name).kind}: only numbers and bools"
             if "signals" not in self.param(name).feeds:
                 return (f"signal_rule reads param {name!r}, which does not declare 'signals' (a sweep shares one "
                         "signal array between combos that differ only in it)")
