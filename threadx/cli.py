@@ -232,7 +232,6 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     (they would wait as long). The exit status is 2 when any failed. ``--json`` prints one object
     per download."""
     from threadx.data.fetch import fetch_ohlcv
-    from threadx.errors import ExchangeUnreachable
 
     symbols = _list_flag(args.symbol)
     timeframes = _list_flag(args.timeframe, ("1h",))
@@ -250,9 +249,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
         for timeframe in timeframes:
             entry = {"kind": "candles", "exchange": args.exchange, "symbol": symbol, "timeframe": timeframe}
             if unreachable:
-                entry.update(ok=False, error=f"not tried: {args.exchange} did not answer an earlier download")
-                results.append(entry)
-                _fetch_line(entry, None, args.json)
+                results.append(_not_tried(entry, args))
                 continue
             if not quiet:
                 print(f"{args.exchange} {symbol} {timeframe}", file=sys.stderr)
@@ -263,10 +260,8 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
                              total_bars=result.total_bars, gaps=len(result.gaps))
                 line = f"{result.new_bars:,} new bars, {result.total_bars:,} in {result.path}"
             except ThreadXError as exc:
-                entry.update(ok=False, error=str(exc))
+                _failed(entry, exc, unreachable)
                 line = None
-                if isinstance(exc, ExchangeUnreachable):
-                    unreachable.append(str(exc))
             if not quiet:
                 print(file=sys.stderr)
             results.append(entry)
@@ -285,13 +280,10 @@ def _fetch_funding_entry(args: argparse.Namespace, symbol: str, unreachable: lis
     """Download the funding history of ``symbol`` for ``data fetch --funding``: one result entry
     (not tried once ``unreachable`` holds why the exchange did not answer; added to when it does not)."""
     from threadx.data.funding import fetch_funding
-    from threadx.errors import ExchangeUnreachable
 
     entry: dict[str, Any] = {"kind": "funding", "exchange": args.exchange, "symbol": symbol, "timeframe": None}
     if unreachable:
-        entry.update(ok=False, error=f"not tried: {args.exchange} did not answer an earlier download")
-        _fetch_line(entry, None, args.json)
-        return entry
+        return _not_tried(entry, args)
     try:
         result = fetch_funding(args.exchange, symbol, since=args.since, until=args.until)
         entry.update(ok=True, path=str(result.path), new_rows=result.new_rows, total_rows=result.total_rows,
@@ -299,12 +291,27 @@ def _fetch_funding_entry(args: argparse.Namespace, symbol: str, unreachable: lis
         gap = f" ({result.missing_settlements:,} missing settlements)" if result.missing_settlements else ""
         line = f"{result.new_rows:,} new funding rates, {result.total_rows:,} in {result.path}{gap}"
     except ThreadXError as exc:
-        entry.update(ok=False, error=str(exc))
+        _failed(entry, exc, unreachable)
         line = None
-        if isinstance(exc, ExchangeUnreachable):
-            unreachable.append(str(exc))
     _fetch_line(entry, line, args.json)
     return entry
+
+
+def _not_tried(entry: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """``entry`` of a download not tried, as the exchange did not answer an earlier one (printed)."""
+    entry.update(ok=False, error=f"not tried: {args.exchange} did not answer an earlier download")
+    _fetch_line(entry, None, args.json)
+    return entry
+
+
+def _failed(entry: dict[str, Any], exc: ThreadXError, unreachable: list[str]) -> None:
+    """``entry`` of a download that failed with ``exc``; an exchange that did not answer through
+    its retries is noted in ``unreachable`` (the downloads after it are not tried)."""
+    from threadx.errors import ExchangeUnreachable
+
+    entry.update(ok=False, error=str(exc))
+    if isinstance(exc, ExchangeUnreachable):
+        unreachable.append(str(exc))
 
 
 def _fetch_line(entry: dict[str, Any], line: str | None, as_json: bool) -> None:
