@@ -54,6 +54,15 @@ def is_real(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
+def is_whole(value: Any) -> bool:
+    """Whether ``value`` is a whole number (an int, numpy's included), not a bool.
+
+    >>> is_whole(3), is_whole(3.0), is_whole(True)
+    (True, False, False)
+    """
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
 TOO_LARGE = "is too large for a float (over 1.8e308)"  # after a name: an integer float() cannot hold
 
 
@@ -64,7 +73,7 @@ def whole(value: Any, name: str, minimum: int = 0, maximum: int | None = None, u
     >>> whole(3, "n", 1)
     3
     """
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum or (
+    if not is_whole(value) or value < minimum or (
             maximum is not None and value > maximum):
         upto = f" and <= {maximum:,}" if maximum is not None else ""
         raise ParamError(f"{name} must be a whole number{' of ' + unit if unit else ''} >= {minimum}{upto}, "

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from numbers import Integral
 from typing import Any, Callable, Iterable, Mapping
 
-from threadx.errors import is_real
+from threadx.errors import is_real, is_whole
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Kind:
 
 
 def _whole(low: int, high: int | None = None) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, Integral) and not isinstance(v, bool) and v >= low and (high is None or v <= high)
+    return lambda v: is_whole(v) and v >= low and (high is None or v <= high)
 
 
 TEXT = Kind("a text", lambda v: isinstance(v, str))
