@@ -282,8 +282,7 @@ class Planner:
         self._batch_axes = [k for k in self._axes["signals"] if self.space.names[k] in batched]
         self._axes["batch"] = [k for k in self._axes["signals"] if k not in self._batch_axes]
         self._values = [np.asarray(a.values, dtype=object) for a in self.space.axes]
-        rule = getattr(self.spec, "signal_rule", None)
-        self._rule = rule if rule is not None and not self.spec.rule_problem() else None
+        self._rule = getattr(self.spec, "signal_rule", None)  # (a spec refuses a rule it cannot use: rule_problem)
         if self._rule is not None:
             self._rule_labels: dict[str, tuple[list[int], list[int]]] = {}  # label -> (its axes, its lines)
             for j, (label, _) in enumerate(self._rule.lines):
