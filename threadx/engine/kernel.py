@@ -990,7 +990,7 @@ def update_trailing_stop(i, h, l, c, atr, blo, bmid, bhi, p, st):
     d = st[S_DIR]
     cand = np.nan
     if mode == TRAIL_ATR or mode == TRAIL_PCT:
-        cand = price_trail_level(mode, d, c[i], atr[i], p[P_TRAIL_ATR], p[P_TRAIL_PCT])
+        cand = price_trail_level(mode, d, c[i], line_at(atr, i), p[P_TRAIL_ATR], p[P_TRAIL_PCT])
     elif mode == TRAIL_BAND:
         if st[S_ARMED] == 0.0:
             m = bmid[i]
@@ -1460,7 +1460,7 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
                 break
             if trail:
                 if trail_here:
-                    cand = price_trail_level(trail_mode, d, c[j], atr[j], trail_atr, trail_pct)
+                    cand = price_trail_level(trail_mode, d, c[j], line_at(atr, j), trail_atr, trail_pct)
                     if trails_past(d, cand, raw_stop):
                         raw_stop = cand
                         trailed = True
