@@ -397,6 +397,16 @@ def test_finished_jobs_are_read_once_until_their_status_changes(registry, monkey
     status = first.folder / "status.json"
     status.write_text(status.read_text().replace('"completed"', '"failed"', 1))  # outside damage: read again
     assert {j.job_id: j.state for j in registry.list()}[first.job_id] == "failed" and reads == [first.job_id]
+    spec = second.folder / "spec.json"
+    stat, text = spec.stat(), spec.read_text()
+    spec.write_text(text.replace('"sweep"', '"swept"', 1))  # the same size, its mtime put back
+    os.utime(spec, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = {j.job_id: j for j in registry.list()}[second.job_id]
+    assert reads == [first.job_id, second.job_id]  # the first (failed now) from memory again
+    assert again.state == "failed" and again.phase == "damaged"
+    spec.unlink()  # a job without its spec is no job (as when it is read for the first time)
+    assert [j.job_id for j in registry.list()] == [first.job_id]
+    spec.write_text(text)
     registry.remove(second.job_id)
     assert [j.job_id for j in registry.list()] == [first.job_id]
     assert not [f for f in jobs_module._FINISHED if second.job_id in f]  # forgotten with its folder

@@ -77,7 +77,8 @@ REQUEST_KINDS = {"sweep": "SweepRequest", "walkforward": "WalkForwardRequest", "
 
 _STARTING_GRACE_S = 60.0  # a launch that left no process record for this long is failed
 _CHILDREN: dict[str, subprocess.Popen] = {}  # job processes this process started (reaped on refresh)
-_FINISHED: dict[str, tuple[tuple[int, ...], "JobInfo"]] = {}  # finished job folder -> (status.json file_stamp, info)
+_FINISHED: dict[str, tuple[tuple, "JobInfo"]] = {}  # finished job folder -> (_finished_stamp, info)
+_INFO_FILES = ("spec.json", "status.json")  # what a finished job's info is read from (launch.json: only until it runs)
 _FINISHED_LOCK = threading.Lock()
 
 
@@ -449,11 +450,12 @@ class JobRegistry:
         return jobs
 
     def _read_known(self, folder: str) -> JobInfo | None:
-        """:meth:`_read`, from memory for a finished job whose ``status.json`` is unchanged (a
-        finished job's files no longer change: the registry reads one stat of each, not three
-        files, so that a workstation with months of jobs refreshes as fast as a new one)."""
+        """:meth:`_read`, from memory for a finished job whose ``spec.json`` and ``status.json``
+        are unchanged (a finished job's files no longer change: the registry stats two files of
+        each, not reads three, so that a workstation with months of jobs refreshes as fast as a
+        new one; a file replaced, edited or removed since is read anew)."""
         try:
-            stamp = file_stamp(os.path.join(folder, "status.json"))
+            stamp = tuple(file_stamp(os.path.join(folder, name)) for name in _INFO_FILES)
         except OSError:
             return self._read(Path(folder))
         with _FINISHED_LOCK:
