@@ -67,3 +67,16 @@ def test_a_sweep_run_signature_changes_when_its_manifest_is_rewritten_with_its_m
     _rewrite_keeping_mtime(folder / "manifest.json", '"running", "done": 1', '"stopped", "done": 2')
     assert run_signature(folder) != before
     assert run_signature(tmp_path / "gone") is None
+
+
+def test_a_sweep_run_signature_changes_when_a_part_is_rewritten_in_place_with_its_mtime_put_back(tmp_path):
+    from threadx.ui.sweep_runs import run_signature
+
+    folder = tmp_path / "run-1"
+    folder.mkdir()
+    (folder / "manifest.json").write_text('{"status": "completed", "done": 2}')
+    (folder / "part-000000.parquet").write_bytes(b"PAR1 first rows PAR1")
+    (folder / "part-000001.parquet").write_bytes(b"PAR1 later rows PAR1")
+    before = run_signature(folder)
+    _rewrite_keeping_mtime(folder / "part-000001.parquet", "later", "other")  # damaged or repaired by hand
+    assert run_signature(folder) != before

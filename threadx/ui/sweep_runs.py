@@ -3,9 +3,9 @@ comparison of two runs and the request that resumes a run (SPEC §9).
 
 A page rerun must stay cheap however many runs are stored and however large they are, so
 everything read from a run's Parquet parts is cached by the run's *signature*
-(:func:`run_signature`: the folder's modification time, the manifest's stamp
-(:func:`~threadx.filestamp.file_stamp`) and the number of parts), which changes whenever the
-run's files do. A rerun then only lists the results folder and stats two paths per run; a
+(:func:`run_signature`: the folder's modification time and the stamps
+(:func:`~threadx.filestamp.file_stamp`) of its manifest and parts), which changes whenever
+the run's files do. A rerun then only lists the results folder and stats each run's files; a
 run's parts are read again only after they changed (a new part of a running sweep, a resume,
 a repair).
 """
@@ -39,21 +39,27 @@ _METRICS_SHOWN = ("total_return", "sharpe", "sortino", "max_drawdown", "calmar",
                   "profit_factor")
 
 
-def run_signature(folder: Path) -> tuple[int, ...] | None:
-    """(folder mtime in ns, *manifest :func:`~threadx.filestamp.file_stamp`, part count); None
-    when the folder is gone. Parts and manifests are written by rename, which touches the folder;
-    a manifest rewritten in place with its mtime put back has a new ctime."""
+def run_signature(folder: Path) -> tuple | None:
+    """(folder mtime in ns, the :func:`~threadx.filestamp.file_stamp` of the manifest and of each
+    part, by name); None when the folder is gone. Parts and manifests are written by rename,
+    which touches the folder; a file rewritten in place (a part damaged or repaired by hand),
+    even with its mtime put back, has a new ctime."""
     try:
         folder_mtime = folder.stat().st_mtime_ns
         names = os.listdir(folder)
     except OSError:
         return None
+    parts = sorted(n for n in names if n.startswith("part-") and n.endswith(".parquet"))
+    return folder_mtime, *(_stamp_or_gone(folder / name) for name in ["manifest.json", *parts])
+
+
+def _stamp_or_gone(path: Path) -> tuple:
+    """``path``'s file stamp, or its name alone when it cannot be read (absent, or removed since
+    the folder was listed)."""
     try:
-        manifest_key = file_stamp(folder / "manifest.json")
+        return path.name, *file_stamp(path)
     except OSError:
-        manifest_key = (0, 0, 0, -1)
-    parts = sum(1 for n in names if n.startswith("part-") and n.endswith(".parquet"))
-    return folder_mtime, *manifest_key, parts
+        return (path.name,)
 
 
 def _run_folders(store: ResultStore) -> list[Path]:
