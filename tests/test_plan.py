@@ -605,6 +605,30 @@ def test_a_signal_rule_reads_a_shared_block_in_place(bars):
         pack.close()
 
 
+def test_a_shared_block_missing_a_line_falls_back_to_copies_counting_each_lookup_once(bars):
+    """A worker whose block lacks a line (computed there: ``row_of`` finds no row) plans from
+    copies, and the lookups made in the block before the miss are not counted again."""
+    from threadx.optimize.evaluate import Evaluator
+    from threadx.optimize.shared import SharedPack, indicator_requests, prepare_requests
+    from threadx.indicators import IndicatorBank
+
+    evaluator = evaluator_for("ma_crossover", bars)
+    arrays = prepare_requests(indicator_requests(evaluator.space), bars, IndicatorBank(disk=False))
+    del arrays[max(arrays)]  # one line the block will not hold
+    pack = SharedPack.create(bars, arrays, run_id="test-rule-pack-miss")
+    try:
+        worker = Evaluator(evaluator.task, pack.bars(), pack.indicator_source())
+        ids = random_ids(worker, 800, seed=5)
+        planner = Planner(worker, threads=1)
+        plan = planner.plan(ids)
+        assert planner._rule_lines._count > 1  # copies made
+        copies = Planner(evaluator, threads=1)
+        _plans_equal(plan, copies.plan(ids))
+        assert planner.stats["signal_calls"] == copies.stats["signal_calls"]
+    finally:
+        pack.close()
+
+
 def _rule_failing_above_40(bars, ind, p):
     if p["slow_period"] > 40:
         raise ValueError(f"deliberate failure for slow_period={p['slow_period']}")

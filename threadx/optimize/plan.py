@@ -658,6 +658,7 @@ class Planner:
         label and group of combos equal on the params feeding it; None when a line is not in a
         ``_PackRows`` block."""
         rows = np.empty((len(idx), len(self._rule.lines)), dtype=np.int64)
+        calls = 0  # counted once the lookups succeed (a block missing a line: made again as copies)
         try:
             for label, (axes, columns) in self._rule_labels.items():
                 g_of, _, g_first = _groups(idx, self.space.strides, axes)
@@ -666,9 +667,10 @@ class Planner:
                                   for params in self._params(idx[g_first])], dtype=np.int64)
                 found = found.reshape(len(g_first), len(columns))
                 rows[:, columns] = found[g_of]
-                self.stats["signal_calls"] += len(g_first) if label != BAR_LABEL else 0
+                calls += len(g_first) if label != BAR_LABEL else 0
         except _Outside:
             return None
+        self.stats["signal_calls"] += calls
         return frozen(store.matrix), rows
 
     def _rule_line(self, params: dict[str, Any], label: str, outputs: list[str], store: Any) -> list[int]:

@@ -152,8 +152,8 @@ def read_json(path: Path) -> dict[str, Any]:
     return _load_json(path)[0]
 
 
-# What the registry reads of a job's files, key -> (kind, may be null): a key may be absent, never
-# of another kind. A job whose files break this is shown failed, saying what is damaged (the other
+# What the registry reads of a job's files, key -> its Kind (null refused where ``.not_null()``): a
+# key may be absent, never of another kind. A job whose files break this is shown failed, saying what is damaged (the other
 # jobs are untouched); ``params`` is the spec's, the keys its label reads.
 _FILE_KINDS: dict[str, dict[str, Kind]] = {
     "spec.json": {"kind": one_of(KINDS).not_null(), "params": OBJECT.not_null(), "created_at": TEXT.not_null(),
