@@ -85,6 +85,33 @@ def test_the_check_catches_a_wrong_declaration(synthetic_bars: Bars, bank: Indic
     assert any(f.startswith("bb_atr.atr_period=") and "changes the levels (lines atr)" in f for f in failures)
 
 
+def _gapped_signals(bars, ind, p):
+    """ma_crossover's signals; with ``use_gap``, an entry within ``gap_bars`` of the last is dropped."""
+    sig = get_strategy("ma_crossover").signals(bars, ind, p).copy()
+    if p["use_gap"]:
+        last = -10**9
+        for t in np.flatnonzero(sig & 1):
+            if t - last < p["gap_bars"]:
+                sig[t] &= ~np.uint8(1)
+            else:
+                last = t
+    return sig
+
+
+def test_the_check_catches_a_wrong_declaration_that_a_switch_hides(synthetic_bars: Bars, bank: IndicatorBank) -> None:
+    """``gap_bars`` acts only with ``use_gap`` on (off by default): declared display-only, it
+    changes nothing from the defaults; the check turns each switch and perturbs from there."""
+    ma = get_strategy("ma_crossover")
+    gated = replace(ma, signal_rule=None, signals=_gapped_signals, params=ma.params + (
+        Param("use_gap", "bool", False, feeds="signals"),
+        Param("gap_bars", "int", 24, 1, 500, 1, opt_range=(6, 96, 6), feeds=())))  # wrong: it feeds signals
+    failures, _ = check_roles(gated, synthetic_bars, bank)
+    assert any(f.startswith("ma_crossover.gap_bars=") and "(from 24, use_gap=True)" in f
+               and "changes the signals" in f for f in failures), failures
+    right = replace(gated, params=gated.params[:-1] + (replace(gated.params[-1], feeds="signals"),))
+    assert check_roles(right, synthetic_bars, bank)[0] == []
+
+
 def test_over_declaring_is_only_a_note(synthetic_bars: Bars, bank: IndicatorBank) -> None:
     ma = get_strategy("ma_crossover")
     wide = replace(ma, params=tuple(replace(p, feeds=("signals", "levels")) if p.name == "allow_short" else p

@@ -1,7 +1,7 @@
 """Check a strategy's declared param roles by perturbation (``Param.feeds``).
 
-Each param is moved from a starting param set (:func:`bases`: the defaults, and every
-optimisation range at its middle) to other valid values (:func:`perturbations`: one step
+Each param is moved from a starting param set (:func:`bases`: the defaults, every
+optimisation range at its middle, and the defaults with each bool or choice switched) to other valid values (:func:`perturbations`: one step
 either side, the ends of its optimisation range, the other bool or choice values; combos a
 constraint refuses are skipped), and every stage of the backtest (:class:`Stages`: the
 indicator requests, the signal flags, the level lines, the exit rules and the kernel's param
@@ -36,7 +36,7 @@ from threadx.errors import ParamError
 from threadx.indicators.registry import canonical_params
 from threadx.strategy.base import ALL_ROLES, ROLES, Param, StrategySpec
 
-__all__ = ["Stages", "stages", "perturbations", "changes", "violations", "label_violations", "bases",
+__all__ = ["Stages", "stages", "perturbations", "changes", "violations", "label_violations", "bases", "switched",
            "batch_failures", "rule_failures", "check_roles"]
 
 _OPTIONS = EngineOptions.builtin().validated()  # built-in costs and fills: the roles do not depend on them
@@ -186,18 +186,33 @@ def _rows_against_signals(spec: StrategySpec, bars: Bars, bank: Any, where: str,
 
 
 def bases(spec: StrategySpec) -> dict[str, dict[str, Any]]:
-    """Starting points: the defaults, and every optimisation range at its midpoint (so a
-    param whose effect hides at the defaults, e.g. a risk fraction without a stop, shows)."""
+    """Starting points: the defaults, every optimisation range at its midpoint (so a param
+    whose effect hides at the defaults, e.g. a risk fraction without a stop, shows) and the
+    defaults with each switch turned (:func:`switched`)."""
     mid = {}
     for p in spec.params:
         if p.opt_range:
             low, high, step = p.opt_range
             mid[p.name] = round(low + step * round((high - low) / 2 / step), 10)
-    out = {"defaults": spec.normalize()}
+    defaults = spec.normalize()
+    out = {"defaults": defaults}
     try:
         out["mid-range"] = spec.normalize(mid)
     except ParamError:
         pass
+    return {**out, **switched(spec, defaults)}
+
+
+def switched(spec: StrategySpec, base: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``base`` with one bool param turned, or one choice param at another of its values, each
+    (those the params' constraints allow), labelled ``"name=value"``: a param whose effect a
+    switch gates (a cooldown used only with ``use_cooldown``) changes nothing from ``base``,
+    so a wrong declaration of it shows only from these."""
+    out = {}
+    for param in spec.params:
+        if param.kind in ("bool", "choice"):
+            for value in perturbations(spec, param, base):
+                out[f"{param.name}={value!r}"] = spec.normalize({**base, param.name: value})
     return out
 
 

@@ -56,7 +56,7 @@ from threadx.engine.result import Result, full_result
 from threadx.errors import ParamError, whole
 from threadx.indicators import IndicatorBank
 from threadx.strategy.base import ALL_ROLES, StrategySpec
-from threadx.checks.roles import batch_failures, check_roles, perturbations, rule_failures
+from threadx.checks.roles import batch_failures, check_roles, perturbations, rule_failures, switched
 from threadx.validation.common import json_safe
 
 __all__ = [
@@ -627,15 +627,16 @@ def _accounting(s: _Session) -> CheckResult:
 
 
 def _roles(s: _Session) -> CheckResult:
-    s.tick("roles: perturbing each param from the defaults")
+    s.tick("roles: perturbing each param from the defaults and with each switch turned")
     spec = s.spec
     defaults = s.sets[0].params
+    starts = {"defaults": defaults, **switched(spec, defaults)}
     declared = [p for p in spec.params if p.feeds != ALL_ROLES or p.indicator_labels is not None]
     if not declared:
         return CheckResult("roles", True, "no param declares its roles (feeds): nothing to check")
     with s.ctx.at("backtesting the defaults for the roles check"):
-        tried = sum(len(perturbations(spec, p, defaults)) for p in declared)
-        failures, notes = check_roles(spec, s.bars, s.bank, starts={"defaults": defaults}, batches=False)
+        tried = sum(len(perturbations(spec, p, start)) for start in starts.values() for p in declared)
+        failures, notes = check_roles(spec, s.bars, s.bank, starts=starts, batches=False)
     batch_wrong, rule_wrong = [], []
     for ps in s.sets:  # every param set: the defaults may leave a branch of batch_signals unused
         with s.ctx.at(f"comparing batch_signals with signals on {ps.name}"):
@@ -654,8 +655,9 @@ def _roles(s: _Session) -> CheckResult:
         return CheckResult("roles", False, "; ".join(parts), details, data={"failures": failures, "notes": notes})
     batch = f"; batch_signals equals signals for {', '.join(spec.batch_params())}" if spec.batch_params() else ""
     batch += "; signal_rule equals signals" if spec.signal_rule is not None else ""
-    return CheckResult("roles", True, f"{len(declared)} params, {tried} perturbations from the defaults: the "
-                       f"declared roles hold{batch}", details, data={"notes": notes})
+    turned = f" and {len(starts) - 1} switches turned" if len(starts) > 1 else ""
+    return CheckResult("roles", True, f"{len(declared)} params, {tried} perturbations from the defaults{turned}: "
+                       f"the declared roles hold{batch}", details, data={"notes": notes})
 
 
 def _speed(s: _Session) -> CheckResult:
