@@ -330,6 +330,33 @@ def test_signals_that_are_not_flags_are_refused(rsi: Path, frame, tmp_path, body
     assert (run.results["status"] == "failed").all()
 
 
+@pytest.mark.parametrize("old, new", [
+    # a buffer filled again on each call and handed back: a sweep keeps every signal array
+    ('    sig = np.zeros(len(rsi), dtype=np.uint8)\n',
+     '    sig = _BUFFER.setdefault(len(rsi), np.zeros(len(rsi), dtype=np.uint8))\n    sig[:] = 0\n'),
+    # an indicator output set anew (not written into: the arrays are read-only)
+    ('    rsi = ind["rsi"]["value"]\n', '    ind["rsi"]["value"] = ind["rsi"]["value"] + 1.0\n    rsi = ind["rsi"]["value"]\n'),
+    # the params edited in place
+    ('    rsi = ind["rsi"]["value"]\n', '    p["oversold"] = p["oversold"] - 2\n    rsi = ind["rsi"]["value"]\n'),
+])
+def test_strategy_code_that_keeps_or_edits_what_it_is_handed_gives_sweep_rows_equal_to_backtests(
+        rsi: Path, frame, tmp_path, old, new) -> None:
+    """Each call gets its own params and indicator dicts, and its flags are copied: in each
+    case some sweep rows differed from ``threadx.backtest`` of their params (the indicator
+    entry and the edited params leaked into later combos), and a backtest reported the edited
+    params, which gave other numbers when run again."""
+    _edit(rsi, old, new)
+    rsi.write_text(rsi.read_text().replace("\ndef signals(", "\n_BUFFER = {}\n\n\ndef signals(", 1))
+    for executor in ("inline", "local"):
+        run = _sweep(frame, tmp_path, f"kept-{executor}", executor=executor, workers=1 if executor == "inline" else 2)
+        for _, row in run.results.iterrows():
+            params = {"rsi_period": int(row["rsi_period"]), "oversold": float(row["oversold"])}
+            result = threadx.backtest(frame, "rsi_mine", params)
+            assert result.params["oversold"] == params["oversold"]
+            assert (row["total_return"], row["n_trades"]) == (result.metrics["total_return"],
+                                                             result.metrics["n_trades"]), (executor, params)
+
+
 def test_a_strategy_calling_sys_exit_fails_its_combos_and_its_check_not_the_process(rsi: Path, frame, tmp_path):
     from threadx.checks.strategy import check_strategy
 

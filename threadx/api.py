@@ -62,7 +62,7 @@ def backtest(
         )
         bars = as_bars(df)
         with strategy_code_errors(spec):
-            rules = effective_rules(spec.exits(values), options)
+            rules = effective_rules(spec.exits(dict(values)), options)  # (a copy: the result reports values)
     with strategy_code_errors(spec):
         _, sig, levels = prepare_signals(spec, bars, values, bank, stage=watch.stage)
     with watch.stage("kernel"):

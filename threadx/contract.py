@@ -146,12 +146,15 @@ class KernelInputs(NamedTuple):
 def prepare_indicators(spec: "StrategySpec", bars: "Bars", params: Mapping[str, Any], bank: Any = None
                        ) -> IndicatorValues:
     """The indicator values ``spec`` asks for with one normalised param set, from ``bank``
-    (any source with ``ensure(bars, name, params)``; None: the default bank)."""
+    (any source with ``ensure(bars, name, params)``; None: the default bank). Each label's
+    outputs come in a dict of this call's own (the arrays are the bank's, read-only): strategy
+    code that sets an entry changes no other param set's values."""
     if bank is None:
         from threadx.indicators import default_bank
 
         bank = default_bank()
-    return {label: bank.ensure(bars, name, ind_params) for label, (name, ind_params) in spec.indicators(params).items()}
+    return {label: dict(bank.ensure(bars, name, ind_params))
+            for label, (name, ind_params) in spec.indicators(dict(params)).items()}
 
 
 def rule_signals(spec: "StrategySpec", bars: "Bars", param_sets: list[Mapping[str, Any]], bank: Any = None
@@ -188,12 +191,13 @@ def rule_signals(spec: "StrategySpec", bars: "Bars", param_sets: list[Mapping[st
 
 
 def signal_flags(sig: Any, what: str = "signals") -> np.ndarray:
-    """``sig`` as contiguous uint8 flags (the ``SIG_*`` bits), as the kernel reads them; ParamError
-    naming ``what`` when it is not an array of flags: None, text, floats (a NaN or -1 would
-    become other flags: -1 is every flag at once) or whole numbers outside 0..255. Bools are
-    flags 0 / 1 (enter long)."""
+    """``sig`` as contiguous uint8 flags (the ``SIG_*`` bits), as the kernel reads them, always
+    a copy (strategy code may hand back a buffer it fills again on its next call, while a sweep
+    keeps each array); ParamError naming ``what`` when it is not an array of flags: None, text,
+    floats (a NaN or -1 would become other flags: -1 is every flag at once) or whole numbers
+    outside 0..255. Bools are flags 0 / 1 (enter long)."""
     if isinstance(sig, np.ndarray) and sig.dtype == np.uint8:
-        return np.ascontiguousarray(sig)
+        return np.array(sig, order="C")
     arr = np.asarray(sig) if sig is not None else None
     if arr is None or arr.dtype.kind not in "biu":
         kind = "None" if arr is None else f"{arr.dtype} values"
@@ -209,14 +213,21 @@ def prepare_signals(spec: "StrategySpec", bars: "Bars", params: Mapping[str, Any
     """Indicator values, signal flags and level lines of one normalised param set
     (``bank``: any source with ``ensure(bars, name, params)``; None: the default bank).
     ``stage(name)``: a context manager timing the ``"indicators"`` and ``"signals"`` parts
-    (:meth:`threadx.timings.Stopwatch.stage`)."""
+    (:meth:`threadx.timings.Stopwatch.stage`). Each strategy function gets its own copy of
+    ``params`` and ``signals`` its own of the values' dicts, so what one of them sets is seen
+    by no other call (``levels`` reads the values as a sweep's plan computes them alone)."""
     if stage is None:  # a sweep's plan, once per combo: no timing contexts to enter
         values = prepare_indicators(spec, bars, params, bank)
-        sig = signal_flags(spec.signals(bars, values, params), f"{spec.name}.signals")
-        return values, sig, spec.levels(values, params)
+        sig = signal_flags(spec.signals(bars, _own_values(values), dict(params)), f"{spec.name}.signals")
+        return values, sig, spec.levels(values, dict(params))
     with stage("indicators"):
         values = prepare_indicators(spec, bars, params, bank)
     with stage("signals"):
-        sig = signal_flags(spec.signals(bars, values, params), f"{spec.name}.signals")
-        levels = spec.levels(values, params)
+        sig = signal_flags(spec.signals(bars, _own_values(values), dict(params)), f"{spec.name}.signals")
+        levels = spec.levels(values, dict(params))
     return values, sig, levels
+
+
+def _own_values(values: IndicatorValues) -> IndicatorValues:
+    """``values`` with dicts of its own (the arrays shared: they are read-only)."""
+    return {label: dict(outputs) for label, outputs in values.items()}
