@@ -88,6 +88,25 @@ def test_data_import_validate_resample(tmp_path, capsys):
     assert "120" in capsys.readouterr().out  # 20 days of complete 4h bins
 
 
+def test_data_resample_out_never_overwrites_without_replace(tmp_path, capsys):
+    """``--out`` naming the source itself replaced its 1h bars by 4h ones with no word."""
+    from threadx.data.synthetic import generate_synthetic
+
+    csv = tmp_path / "ABC_USDT-1h.csv"
+    generate_synthetic("ABC_USDT", days=20, seed=3).reset_index().to_csv(csv, index=False)
+    assert main(["data", "import", str(csv), "--exchange", "myex"]) == 0
+    source = tmp_path / "data" / "myex" / "ABC_USDT-1h.parquet"
+    before = source.read_bytes()
+    capsys.readouterr()
+    assert main(["data", "resample", "myex/ABC_USDT-1h", "--to", "4h", "--out", str(source)]) == 2
+    assert "exists" in capsys.readouterr().err and source.read_bytes() == before
+    assert main(["data", "resample", "myex/ABC_USDT-1h", "--to", "4h", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "written as Parquet" in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+    out = tmp_path / "ABC_4h.parquet"
+    assert main(["data", "resample", "myex/ABC_USDT-1h", "--to", "4h", "--out", str(out)]) == 0
+    assert main(["data", "resample", "myex/ABC_USDT-1h", "--to", "4h", "--out", str(out), "--replace"]) == 0
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -332,9 +332,17 @@ def cmd_data_resample(args: argparse.Namespace) -> int:
     from threadx.data.catalog import existing_dataset, resampled_path
     from threadx.data.io import load_ohlcv, write_ohlcv
 
+    if args.out and Path(args.out).suffix.lower() != ".parquet":
+        print(f"error: --out {args.out}: resampled bars are written as Parquet; name the file *.parquet",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     df = load_ohlcv(args.source, timeframe=args.to)
     if args.out:
-        target = Path(args.out)
+        target = Path(args.out).expanduser()
+        if target.exists() and not args.replace:
+            print(f"error: {target} exists (it may be the source or another dataset); add --replace to overwrite "
+                  "it, or choose another --out FILE", file=sys.stderr)
+            return EXIT_BAD_INPUT
     else:
         target = resampled_path(df.attrs.get("name") or args.source, args.to)
         taken = existing_dataset(target)
@@ -1046,8 +1054,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = dsub.add_parser("resample", help="resample to a coarser timeframe (complete bins only)")
     p.add_argument("source")
     p.add_argument("--to", required=True, help="target timeframe, e.g. 4h")
-    p.add_argument("--out", help="output file (default: beside the source in the data root)")
-    p.add_argument("--replace", action="store_true", help="overwrite a dataset of the target name")
+    p.add_argument("--out", help="output Parquet file (default: beside the source in the data root)")
+    p.add_argument("--replace", action="store_true", help="overwrite a dataset of the target name (or the --out file)")
     p.set_defaults(func=cmd_data_resample)
 
     p = sub.add_parser("backtest", help="run one backtest")
