@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import json
 from pathlib import Path
 import time
 
@@ -173,6 +174,28 @@ def test_disk_full_while_storing_is_a_clear_error_and_the_run_resumes(sample, tm
     monkeypatch.setattr(RunWriter, "flush", flush)
     run = sweep(sample, "ma_crossover", space, bank=IndicatorBank(disk=False), **args)
     assert run.manifest["done"] == 32 and len(run.results) == 32
+
+
+def test_a_sweep_whose_last_results_cannot_be_stored_is_not_recorded_completed(sample, tmp_path, monkeypatch):
+    """The final flush failing (a full disk) left a manifest saying "completed" with the total
+    cut to the combos stored: the run listed as complete and was validated as such."""
+    flush = RunWriter.flush
+
+    def full_disk(self):
+        if self._pending:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        flush(self)
+
+    monkeypatch.setattr(RunWriter, "flush", full_disk)
+    space = {"fast_period": "5:20:1", "slow_period": [30, 40]}
+    args = dict(executor="inline", workers=1, flush_seconds=1e9, store=tmp_path, run_id="last")
+    with pytest.raises(ThreadXError, match="disk full while storing results of run last"):
+        sweep(sample, "ma_crossover", space, bank=IndicatorBank(disk=False), **args)
+    manifest = json.loads((tmp_path / "last" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["total"] == 32 and manifest["done"] < 32
+    monkeypatch.setattr(RunWriter, "flush", flush)
+    run = sweep(sample, "ma_crossover", space, bank=IndicatorBank(disk=False), **args)
+    assert run.manifest["status"] == "completed" and run.manifest["done"] == 32 and len(run.results) == 32
 
 
 def test_walk_forward_over_its_budget_is_refused_before_any_indicator():

@@ -747,10 +747,14 @@ class _Session:
         """Flush, record the final counts (from the parts) and status, release the run."""
         writer: RunWriter = self.writer
         self._phase("finishing")
+        flushed = False
         try:
             with self.watch.stage("store"):
                 writer.flush()
+            flushed = True
         finally:
+            if not flushed and status == "completed":
+                status = "failed"  # the last results are not stored (a full disk): resumable, not complete
             try:
                 counted = time.perf_counter()
                 stored = self.store.stored(self.run_id)
