@@ -42,7 +42,9 @@ def test_specific_patterns():
     assert check_name("binance", "exchange", EXCHANGE) == "binance"
     assert check_name("BTC_USDT", "symbol", SYMBOL) == "BTC_USDT"
     assert check_name("15m", "timeframe", TIMEFRAME) == "15m"
-    for bad, pattern in (("Binance/..", EXCHANGE), ("BTC_USDT\n", SYMBOL), ("1h\n", TIMEFRAME), ("0h", TIMEFRAME)):
+    assert check_name("A" * 59 + "_USDT", "symbol", SYMBOL)  # 64 characters
+    for bad, pattern in (("Binance/..", EXCHANGE), ("BTC_USDT\n", SYMBOL), ("1h\n", TIMEFRAME), ("0h", TIMEFRAME),
+                         ("A" * 60 + "_USDT", SYMBOL)):  # a file name past 255 bytes was an OS error
         with pytest.raises(ParamError):
             check_name(bad, "x", pattern)
 

@@ -91,6 +91,14 @@ def test_impossible_ranges_are_refused(bad):
         SearchSpace(MA, bad)
 
 
+@pytest.mark.parametrize("step", ["1e-320", "1e-300", "1e-6"])
+def test_a_range_of_too_many_values_is_one_clear_error(step):
+    """A step so small that the count is no float (1e-320: an OverflowError traceback) or a
+    300-digit one: the same one line."""
+    with pytest.raises(ParamError, match=r"stop_loss_pct: more than 10,000,000 values in one range \(0:50:"):
+        SearchSpace(MA, {"stop_loss_pct": f"0:50:{step}"})
+
+
 @pytest.mark.parametrize("kind", ["random", "lhs", "sobol"])
 def test_monte_carlo_reproducible_snapped_distinct_valid(kind):
     space = SearchSpace(BB, {"bb_period": "10:50:1", "entry_z": "0.5:2.5:0.1", "atr_multiplier": "1.0:3.0:0.1",

@@ -20,14 +20,16 @@ from threadx.errors import ParamError
 # then letters, digits, '_', '.', '-'; no separator, no space, no control character.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 EXCHANGE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")  # ccxt ids are lower case
-SYMBOL = re.compile(r"[A-Z0-9]+(?:_[A-Z0-9]+){0,3}")  # BASE_QUOTE[_SETTLE], normalised
+# BASE_QUOTE[_SETTLE], normalised; at most 64 characters, so that a dataset's file name (with its
+# timeframe, a label of up to 128 and an atomic write's temp suffix) stays under 255 bytes
+SYMBOL = re.compile(r"(?=[A-Z0-9_]{1,64}\Z)[A-Z0-9]+(?:_[A-Z0-9]+){0,3}")
 TIMEFRAME = re.compile(r"[1-9][0-9]{0,5}[smhdw]")
 STRATEGY = re.compile(r"[a-z][a-z0-9_]{0,63}")  # also a file name (NAME.py) and a Python identifier
 
 _RULES = {
     NAME: "letters, digits, '_', '.', '-', starting with a letter or digit (at most 128)",
     EXCHANGE: "lower-case letters, digits, '_', '.', '-' (a ccxt id such as binance; at most 64)",
-    SYMBOL: "BASE_QUOTE in letters and digits (e.g. BTC_USDT)",
+    SYMBOL: "BASE_QUOTE in letters and digits (e.g. BTC_USDT; at most 64)",
     TIMEFRAME: "a number and one of s, m, h, d, w (e.g. 1h, 15m)",
     STRATEGY: "lower-case letters, digits and '_', starting with a letter (e.g. rsi_reversion; at most 64)",
 }

@@ -42,6 +42,9 @@ class Axis:
         return {"name": self.name, "kind": self.kind, "values": list(self.values)}
 
 
+_MAX_RANGE_VALUES = 10_000_000  # in one range: a grid over it could not run anyway
+
+
 def _range_values(param: Param, low: Any, high: Any, step: Any) -> tuple:
     try:
         low, high, step = float(low), float(high), float(step)
@@ -53,9 +56,11 @@ def _range_values(param: Param, low: Any, high: Any, step: Any) -> tuple:
         raise ParamError(f"{param.name}: step must be > 0, got {step:g}")
     if low > high:
         raise ParamError(f"{param.name}: empty range, min {low:g} > max {high:g}")
-    count = int(math.floor((high - low) / step + 1e-9)) + 1
-    if count > 10_000_000:
-        raise ParamError(f"{param.name}: {count:,} values in one range; use a larger step")
+    steps = (high - low) / step  # inf for a step too small for a float to count
+    if not steps < _MAX_RANGE_VALUES:
+        raise ParamError(f"{param.name}: more than {_MAX_RANGE_VALUES:,} values in one range "
+                         f"({low:g}:{high:g}:{step:g}); use a larger step")
+    count = int(math.floor(steps + 1e-9)) + 1
     decimals = max(0, -int(math.floor(math.log10(step))) + 6) if step < 1 else 6
     values = np.round(low + step * np.arange(count), decimals)
     if param.kind == "int":
