@@ -133,6 +133,47 @@ def test_a_strategys_own_leverage_is_checked_like_the_options(df, tmp_path, leve
     assert set(run.results["error"]) == {f"ParamError: the exit rules' leverage must be from 1 to 1000, got {leverage!r}"}
 
 
+@pytest.mark.parametrize("rules, match", [
+    (dict(stop_pct=-0.02), r"stop_pct must be a finite number >= 0 \(0 = off\), got -0.02"),  # was: no stop
+    (dict(tp_pct=float("inf")), r"tp_pct must be a finite number >= 0 \(0 = off\), got inf"),
+    (dict(max_hold_bars=-5), r"max_hold_bars must be a finite number >= 0 \(0 = off\), got -5"),
+    (dict(trail_pct="2%"), r"trail_pct must be a number, got '2%'"),
+    (dict(sizing="Risk"), r"sizing must be one of all_in, fraction, risk, got 'Risk'"),  # was: KeyError
+    (dict(trail="ATR"), r"trail must be one of none, atr, pct, band, got 'ATR'"),
+])
+def test_exit_rules_that_are_out_of_range_or_misspelt_are_refused(df, tmp_path, rules, match):
+    """Checked where they enter the param vector, as the leverage is: a negative or NaN stop
+    turned the stop off without a word, a misspelt mode was a KeyError traceback."""
+    import dataclasses
+
+    from threadx.contract import ExitRules
+    from threadx.strategy.base import get_strategy, register
+
+    name = f"test_rules_{next(iter(rules))}"
+    register(dataclasses.replace(get_strategy("ma_crossover"), name=name, exits=lambda p: ExitRules(**rules)))
+    with pytest.raises(ParamError, match=f"the exit rules' {match}"):
+        threadx.backtest(df, name)
+    run = threadx.sweep(df, name, {"fast_period": [5, 6]}, executor="inline", store=tmp_path)
+    assert (run.results["status"] == "failed").all() and run.results["error"].str.contains("the exit rules'").all()
+
+
+@pytest.mark.parametrize("levels, match", [
+    (None, r"levels\(\) must return Levels\(...\) \(threadx.strategy.Levels\), got NoneType"),
+    ("close", r"ATR line must be an array of numbers, got str"),
+])
+def test_levels_that_are_not_lines_are_refused(df, levels, match):
+    import dataclasses
+
+    from threadx.contract import ExitRules, Levels
+    from threadx.strategy.base import get_strategy, register
+
+    name = f"test_levels_{type(levels).__name__}"
+    register(dataclasses.replace(get_strategy("ma_crossover"), name=name, exits=lambda p: ExitRules(stop_atr=2.0),
+                                 levels=lambda ind, p: levels if levels is None else Levels(atr=levels)))
+    with pytest.raises(ParamError, match=match):
+        threadx.backtest(df, name)
+
+
 @pytest.mark.parametrize("funding", [["0.0001"] * 1500, np.array([True] * 1500), np.bool_(True)])
 def test_funding_rates_that_are_text_or_switches_are_refused(df, funding):
     with pytest.raises(ParamError, match="funding"):

@@ -258,8 +258,20 @@ def _grid_offsets(values: tuple, k: int) -> list[float]:
     return [float(v) for v in values] if values else [0.0] * k
 
 
-def _as_is(value: Any) -> Any:
-    return value
+def _amount(name: str, value: Any) -> float:
+    """A distance, count or fraction of the exit rules: a finite number >= 0 (0 = off); a
+    negative or NaN one would turn the rule off without a word."""
+    number = _real(f"the exit rules' {name}", value)
+    if number is None or not (math.isfinite(number) and number >= 0):
+        raise ParamError(f"the exit rules' {name} must be a finite number >= 0 (0 = off), got {value!r}")
+    return number
+
+
+def _mode(name: str, modes: Mapping[str, float], value: Any) -> float:
+    """The code of one of ``modes`` (sizing, trail, grid sides)."""
+    if not isinstance(value, str) or value not in modes:
+        raise ParamError(f"the exit rules' {name} must be one of {', '.join(modes)}, got {value!r}")
+    return modes[value]
 
 
 def _flag(value: Any) -> float:
@@ -276,30 +288,30 @@ def _rules_sizing(name: str, value: Any) -> Any:
 # rule field -> (its column in the param vector, the entry written there for a value): every
 # field but the grid's levels and stop_band, which fill several columns (see param_vector)
 RULE_COLUMNS: dict[str, tuple[int, Any]] = {
-    "sizing": (L.P_SIZING, L.SIZING_MODES.__getitem__),
+    "sizing": (L.P_SIZING, partial(_mode, "sizing", L.SIZING_MODES)),
     "fraction": (L.P_FRACTION, partial(_rules_sizing, "fraction")),
-    "risk_per_trade": (L.P_RISK, _as_is),
+    "risk_per_trade": (L.P_RISK, partial(_amount, "risk_per_trade")),
     "leverage": (L.P_LEVERAGE, partial(_rules_sizing, "leverage")),
-    "stop_pct": (L.P_STOP_PCT, _as_is),
-    "stop_atr": (L.P_STOP_ATR, _as_is),
-    "tp_pct": (L.P_TP_PCT, _as_is),
-    "tp_atr": (L.P_TP_ATR, _as_is),
+    "stop_pct": (L.P_STOP_PCT, partial(_amount, "stop_pct")),
+    "stop_atr": (L.P_STOP_ATR, partial(_amount, "stop_atr")),
+    "tp_pct": (L.P_TP_PCT, partial(_amount, "tp_pct")),
+    "tp_atr": (L.P_TP_ATR, partial(_amount, "tp_atr")),
     "target_mid": (L.P_TARGET_MID, _flag),
-    "trail": (L.P_TRAIL_MODE, L.TRAIL_MODES.__getitem__),
-    "trail_atr": (L.P_TRAIL_ATR, _as_is),
-    "trail_pct": (L.P_TRAIL_PCT, _as_is),
-    "trail_band_pct": (L.P_TRAIL_BAND_PCT, _as_is),
-    "max_hold_bars": (L.P_MAX_HOLD, _as_is),
-    "spacing_bars": (L.P_SPACING, _as_is),
-    "max_legs": (L.P_MAX_LEGS, _as_is),
-    "add_scale": (L.P_ADD_SCALE, _as_is),
-    "reduce_fraction": (L.P_REDUCE_FRACTION, _as_is),
-    "partial_tp_pct": (L.P_PTP_PCT, _as_is),
-    "partial_tp_atr": (L.P_PTP_ATR, _as_is),
-    "grid_sides": (L.P_GRID_SIDES, L.GRID_SIDES.__getitem__),
-    "allocation": (L.P_ALLOCATION, _as_is),
+    "trail": (L.P_TRAIL_MODE, partial(_mode, "trail", L.TRAIL_MODES)),
+    "trail_atr": (L.P_TRAIL_ATR, partial(_amount, "trail_atr")),
+    "trail_pct": (L.P_TRAIL_PCT, partial(_amount, "trail_pct")),
+    "trail_band_pct": (L.P_TRAIL_BAND_PCT, partial(_amount, "trail_band_pct")),
+    "max_hold_bars": (L.P_MAX_HOLD, partial(_amount, "max_hold_bars")),
+    "spacing_bars": (L.P_SPACING, partial(_amount, "spacing_bars")),
+    "max_legs": (L.P_MAX_LEGS, partial(_amount, "max_legs")),
+    "add_scale": (L.P_ADD_SCALE, partial(_amount, "add_scale")),
+    "reduce_fraction": (L.P_REDUCE_FRACTION, partial(_amount, "reduce_fraction")),
+    "partial_tp_pct": (L.P_PTP_PCT, partial(_amount, "partial_tp_pct")),
+    "partial_tp_atr": (L.P_PTP_ATR, partial(_amount, "partial_tp_atr")),
+    "grid_sides": (L.P_GRID_SIDES, partial(_mode, "grid_sides", L.GRID_SIDES)),
+    "allocation": (L.P_ALLOCATION, partial(_amount, "allocation")),
     "partial_tp_band": (L.P_PTP_BAND, _flag),
-    "arm_exits_r": (L.P_ARM_R, _as_is),
+    "arm_exits_r": (L.P_ARM_R, partial(_amount, "arm_exits_r")),
     "arm_exits_band": (L.P_ARM_BAND, _flag),
 }
 
@@ -352,6 +364,8 @@ def line_needs(rules: ExitRules) -> tuple[bool, bool, bool]:
 
 def level_arrays(levels: Levels, rules: ExitRules, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(atr, band_lo, band_mid, band_hi) for the kernel, checking the rules have what they read."""
+    if not isinstance(levels, Levels):
+        raise ParamError(f"levels() must return Levels(...) (threadx.strategy.Levels), got {type(levels).__name__}")
     needs_atr, needs_mid, needs_edges = line_needs(rules)
 
     def pick(arr: np.ndarray | None, needed: bool, what: str) -> np.ndarray:
@@ -370,7 +384,10 @@ def level_arrays(levels: Levels, rules: ExitRules, n: int) -> tuple[np.ndarray, 
 
 
 def _f64(arr: np.ndarray, n: int, what: str) -> np.ndarray:
-    out = np.ascontiguousarray(arr, dtype=np.float64)
+    try:
+        out = np.ascontiguousarray(arr, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ParamError(f"{what} line must be an array of numbers, got {type(arr).__name__}") from None
     if out.shape != (n,):
         raise ParamError(f"{what} line has shape {out.shape}, expected ({n},)")
     return out
