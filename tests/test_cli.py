@@ -353,3 +353,22 @@ def test_walkforward_on_a_dataset_applies_its_funding_file(tmp_path, capsys):
     assert main([*argv, "--no-funding"]) == 0
     plain = json.loads(capsys.readouterr().out)["walk_forward"]
     assert plain["oos_summary"]["total_funding"] == 0
+
+
+def test_json_output_stays_json_when_strategy_code_prints(capsys):
+    """A print() in a strategy's signals went to stdout ahead of the JSON, which no longer parsed."""
+    import dataclasses
+
+    from threadx.strategy.base import get_strategy, register
+
+    spec = get_strategy("ma_crossover")
+
+    def chatty(bars, ind, p):
+        print("debug: signals called")
+        return spec.signals(bars, ind, p)
+
+    register(dataclasses.replace(spec, name="test_cli_chatty", signals=chatty, signal_rule=None))
+    assert main(["backtest", "--strategy", "test_cli_chatty", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["metrics"]["n_trades"] >= 0
+    assert "debug: signals called" in err

@@ -8,6 +8,7 @@ as whole numbers, bytes as KiB/MiB/GiB); ``--json`` for machines, with the raw v
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -149,7 +150,25 @@ def _print_json(obj: Any) -> None:
             return value.item()
         return str(value)
 
-    print(json.dumps(obj, default=default, indent=2, allow_nan=True))
+    print(json.dumps(obj, default=default, indent=2, allow_nan=True), file=_JSON_OUT[-1] if _JSON_OUT else sys.stdout)
+
+
+_JSON_OUT: list[Any] = []  # the stdout a --json command's JSON goes to (every other print: stderr)
+
+
+@contextlib.contextmanager
+def _json_only_on_stdout(enabled: bool) -> Iterator[None]:
+    """With ``enabled`` (``--json``), anything else printed while the command runs (a
+    ``print()`` in strategy code) goes to stderr, so stdout holds the JSON alone."""
+    if not enabled:
+        yield
+        return
+    _JSON_OUT.append(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _JSON_OUT.pop()
 
 
 # --- data ---------------------------------------------------------------------------------
@@ -1295,7 +1314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             resolve()  # a bad settings file, variable or flag: one line before any work
             try:
                 logs.logger().debug("threadx %s", command)
-                return args.func(args)
+                with _json_only_on_stdout(bool(getattr(args, "json", False))):
+                    return args.func(args)
             except BrokenPipeError:
                 raise  # the reader stopped reading (`| head`): no failure of the command
             except (ThreadXError, OSError) as exc:  # OSError: a missing or unwritable path, a full disk
