@@ -17,6 +17,21 @@ def rows(ids, sharpe, dd=None):
                          "n_trades": 40, "status": "ok", "error": ""})
 
 
+def test_top_ranks_by_the_runs_own_minimum_trade_count_unless_told(tmp_path):
+    """``threadx runs show`` and ``sweep`` listed 0-trade combos first where the run's winner
+    (``best_params``, min_trades 10) was another combo."""
+    store = ResultStore(tmp_path)
+    writer = store.open_run("mt", {"run_id": "mt", "strategy": "ma_crossover", "param_names": ["fast_period"],
+                                   "objective": "sharpe", "maximize": True, "min_trades": 10, "sampler": "grid",
+                                   "space": {"axes": []}})
+    few = rows([0, 1, 2], [0.0, 0.5, 0.3]).assign(n_trades=[0, 40, 40])
+    writer.append(few.assign(sharpe=[0.9, 0.5, 0.3]))
+    writer.close()
+    run = store.load("mt")
+    assert list(run.top(2).combo_id) == [1, 2] and run.best_params() == {"fast_period": 6}
+    assert list(run.top(2, min_trades=0).combo_id) == [0, 1]
+
+
 def test_append_flush_load_and_resume(tmp_path):
     store = ResultStore(tmp_path)
     writer = store.open_run("r1", {"run_id": "r1", "strategy": "ma_crossover", "param_names": ["fast_period"],

@@ -159,10 +159,12 @@ class SweepRun:
         return results if results.empty else results[results["status"] == "ok"]
 
     def top(self, n: int = 10, objective: str | None = None, maximize: bool | None = None,
-            min_trades: int = 0) -> pd.DataFrame:
-        """Best ``n`` combos by the objective (default: the run's own), NaN last."""
+            min_trades: int | None = None) -> pd.DataFrame:
+        """Best ``n`` combos by the objective, among those with at least ``min_trades`` trades
+        (each default: the run's own, as :meth:`best_params` ranks), NaN last."""
         objective = objective or self.manifest.get("objective", "sharpe")
         maximize = self.manifest.get("maximize", True) if maximize is None else maximize
+        min_trades = int(self.manifest.get("min_trades", 0)) if min_trades is None else min_trades
         if self._results is None and self._parts:
             ranked = _read_parts(self._parts, columns=list(dict.fromkeys(["combo_id", "status", "n_trades", objective])))
         else:
@@ -180,7 +182,7 @@ class SweepRun:
 
     def best_params(self) -> dict[str, Any]:
         """Params of the best combo (respecting the run's minimum trade count)."""
-        best = self.top(1, min_trades=int(self.manifest.get("min_trades", 0)))
+        best = self.top(1)
         if best.empty:
             raise ThreadXError(f"run {self.run_id} has no successful combo")
         return {k: _scalar(best.iloc[0][k]) for k in self.param_names}

@@ -222,7 +222,7 @@ def read_view(store: ResultStore, run_id: str) -> RunView:
     ranked = ok if objective not in ok.columns else (  # no column: no row stored yet
         ok.sort_values(objective, ascending=not m.get("maximize", True), na_position="last"))
     table = ranked.head(500)[shown]
-    best = run.top(1, min_trades=int(m.get("min_trades", 0)))
+    best = run.top(1)
     view = RunView(run_id=run_id, manifest=m, ok=ok, varying=varying, table=table.reset_index(drop=True),
                    best=None if best.empty else best.iloc[0])
     if view.best is not None:
