@@ -231,6 +231,19 @@ def test_the_check_catches_a_rule_that_differs_from_signals(synthetic_bars: Bars
         assert all("allow_short=True" in f for f in failures), failures
 
 
+def test_the_check_names_a_rule_label_that_indicators_never_request(synthetic_bars: Bars, bank: IndicatorBank) -> None:
+    """A misspelt label ("Slow" for "slow") gave the rule an all-NaN line in every sweep (no
+    trade at all); the check said only that rows differ, not why."""
+    spec = get_strategy("ma_crossover")
+    lines = (("fast", "value"), ("Slow", "value"))
+    wrong = replace(spec, signal_rule=replace(spec.signal_rule, lines=lines))
+    failures, _ = check_roles(wrong, synthetic_bars, bank)
+    assert any(f.startswith("ma_crossover.signal_rule reads the label 'Slow', which indicators() requests for none "
+                            "of the") and "(its labels: fast, slow)" in f for f in failures), failures
+    bb = get_strategy("bb_atr")  # a label requested only off the defaults (trend_period > 0) is no typo
+    assert not [f for f in check_roles(bb, synthetic_bars, bank)[0] if "reads the label" in f]
+
+
 def test_the_check_catches_wrong_indicator_labels(synthetic_bars: Bars, bank: IndicatorBank) -> None:
     """A sweep looks a line up once per value of the params declaring its label: a period
     declared for the other line would read every combo's fast line from another combo."""

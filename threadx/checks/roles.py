@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from threadx.contract import ExitRules, Levels, prepare_indicators, prepare_signals, rule_signals
+from threadx.contract import BAR_LABEL, ExitRules, Levels, prepare_indicators, prepare_signals, rule_signals
 from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, effective_rules, kernel_args, param_vector
@@ -37,7 +37,7 @@ from threadx.indicators.registry import canonical_params
 from threadx.strategy.base import ALL_ROLES, ROLES, Param, StrategySpec
 
 __all__ = ["Stages", "stages", "perturbations", "changes", "violations", "label_violations", "bases", "switched",
-           "batch_failures", "rule_failures", "check_roles"]
+           "batch_failures", "rule_failures", "rule_param_sets", "rule_label_failures", "check_roles"]
 
 _OPTIONS = EngineOptions.builtin().validated()  # built-in costs and fills: the roles do not depend on them
 
@@ -157,8 +157,7 @@ def rule_failures(spec: StrategySpec, bars: Bars, bank: Any, label: str, base: M
     if spec.signal_rule is None:
         return []
     names = spec.params_feeding("indicators", "signals")
-    sets = [dict(base)] + [{**base, name: value} for name in names
-                           for value in perturbations(spec, spec.param(name), base)]
+    sets = rule_param_sets(spec, base)
     where = f"{spec.name}.signal_rule ({label}, {len(sets)} param sets)"
     try:
         rows = rule_signals(spec, bars, sets, bank)
@@ -166,6 +165,31 @@ def rule_failures(spec: StrategySpec, bars: Bars, bank: Any, label: str, base: M
         return [f"{where}: raised {exc!r}"]
     return _rows_against_signals(spec, bars, bank, where, "the rule", rows, sets, lambda one: ", ".join(
         f"{name}={one[name]!r}" for name in names if one[name] != base[name]) or "the start")
+
+
+def rule_param_sets(spec: StrategySpec, base: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``base`` and each perturbation of each param feeding indicators or signals (the param
+    sets :func:`rule_failures` compares)."""
+    return [dict(base)] + [{**base, name: value} for name in spec.params_feeding("indicators", "signals")
+                           for value in perturbations(spec, spec.param(name), base)]
+
+
+def rule_label_failures(spec: StrategySpec, param_sets: list[Mapping[str, Any]]) -> list[str]:
+    """A label the signal rule reads that ``indicators()`` requests for none of ``param_sets``
+    (a misspelt label): a sweep gives the rule an all-NaN line for it, so no signal at all."""
+    if spec.signal_rule is None:
+        return []
+    seen: set[str] = set()
+    for params in param_sets:
+        try:
+            seen |= set(spec.indicators(spec.results_params(params)))
+        except Exception:  # noqa: BLE001 - a set whose indicators raise: reported by the other checks
+            continue
+    return [f"{spec.name}.signal_rule reads the label {label!r}, which indicators() requests for none of the "
+            f"{len(param_sets)} param sets tried (its labels: {', '.join(sorted(seen)) or 'none'}): a sweep would "
+            "give the rule an all-NaN line"
+            for label in dict.fromkeys(label for label, _ in spec.signal_rule.lines)
+            if label != BAR_LABEL and label not in seen]
 
 
 def _rows_against_signals(spec: StrategySpec, bars: Bars, bank: Any, where: str, what: str, rows: np.ndarray,
@@ -248,6 +272,7 @@ def check_roles(spec: StrategySpec, bars: Bars, bank: Any,
     here, the caller runs it on its own param sets). A backtest that
     raises on a perturbed value is a failure; one that raises on a start propagates."""
     failures, notes = [], []
+    tried: list[dict[str, Any]] = []
     exercised: dict[str, set[str]] = {p.name: set() for p in spec.params}
     for label, base_params in (bases(spec) if starts is None else starts).items():
         base = stages(spec, bars, base_params, bank)
@@ -268,6 +293,8 @@ def check_roles(spec: StrategySpec, bars: Bars, bank: Any,
         if batches:
             failures += batch_failures(spec, bars, bank, label, base_params)
             failures += rule_failures(spec, bars, bank, label, base_params)
+            tried += rule_param_sets(spec, base_params)
+    failures += rule_label_failures(spec, tried) if batches else []
     for param in spec.params:
         unused = sorted(param.feeds - exercised[param.name]) if param.feeds != ALL_ROLES else []
         if unused:

@@ -56,7 +56,8 @@ from threadx.engine.result import Result, full_result
 from threadx.errors import ParamError, whole
 from threadx.indicators import IndicatorBank
 from threadx.strategy.base import ALL_ROLES, StrategySpec
-from threadx.checks.roles import batch_failures, check_roles, perturbations, rule_failures, switched
+from threadx.checks.roles import (batch_failures, check_roles, perturbations, rule_failures, rule_label_failures,
+                                  rule_param_sets, switched)
 from threadx.validation.common import json_safe
 
 __all__ = [
@@ -637,12 +638,14 @@ def _roles(s: _Session) -> CheckResult:
     with s.ctx.at("backtesting the defaults for the roles check"):
         tried = sum(len(perturbations(spec, p, start)) for start in starts.values() for p in declared)
         failures, notes = check_roles(spec, s.bars, s.bank, starts=starts, batches=False)
-    batch_wrong, rule_wrong = [], []
+    batch_wrong, rule_wrong, rule_sets = [], [], []
     for ps in s.sets:  # every param set: the defaults may leave a branch of batch_signals unused
         with s.ctx.at(f"comparing batch_signals with signals on {ps.name}"):
             batch_wrong += batch_failures(spec, s.bars, s.bank, ps.name, ps.params)
         with s.ctx.at(f"comparing signal_rule with signals on {ps.name}"):
             rule_wrong += rule_failures(spec, s.bars, s.bank, ps.name, ps.params)
+            rule_sets += rule_param_sets(spec, ps.params)
+    rule_wrong = rule_label_failures(spec, rule_sets) + rule_wrong  # a misspelt label first: it explains the rest
     failures += batch_wrong + rule_wrong
     undeclared = [p.name for p in spec.params if p.feeds == ALL_ROLES]
     extra = [f"note: {', '.join(undeclared)} declare no roles (every change allowed)"] if undeclared else []
