@@ -107,6 +107,25 @@ def test_peeking_one_bar_ahead_is_flagged_at_the_bar_before_the_cut(synthetic_ba
     assert any("cut at bar 2 " in d and "first difference at bar 1 " in d for d in look.details)
 
 
+def test_a_stored_failure_is_cleared_only_by_a_check_that_looks_again(synthetic_bars: Bars, tmp_path) -> None:
+    """A partial check (``--only``) or one on a span too short to show a peek replaced the
+    stored FAIL, and the Strategies page said PASS for a strategy that peeks."""
+    from threadx.checks.store import last_report, save_report
+    from threadx.ui.strategies import check_status
+
+    full = check_strategy(PEEK, synthetic_bars, combos=1)
+    assert save_report(PEEK, full, tmp_path) is not None and check_status(PEEK, tmp_path)[0] == "FAIL"
+    partial = check_strategy(PEEK, synthetic_bars, combos=1, checks=("roles", "determinism"))
+    short = check_strategy(PEEK, synthetic_bars.slice(0, 2), combos=1, checks=("lookahead",))  # no cut point
+    assert partial.passed and short.result("lookahead").status == "NOT CHECKED"
+    for kept in (partial, short):
+        assert save_report(PEEK, kept, tmp_path) is None
+        assert check_status(PEEK, tmp_path)[0] == "FAIL" and last_report(PEEK, tmp_path)[0]["created_at"] == \
+            full.created_at
+    again = check_strategy(PEEK, synthetic_bars, combos=1, checks=("lookahead",))
+    assert save_report(PEEK, again, tmp_path) is not None  # looked again (and failed again): stored
+
+
 def test_a_one_bar_peek_at_sparse_signals_is_caught_by_the_cuts_after_signals(synthetic_bars: Bars) -> None:
     # crossings of the next close over a 50-bar SMA: rare events, which the fixed cuts (2628, 4380, ...)
     # need luck to hit; a cut just after each signal bar finds the first one

@@ -413,7 +413,7 @@ def cmd_strategy_new(args: argparse.Namespace) -> int:
 def cmd_strategy_check(args: argparse.Namespace) -> int:
     import threadx
     from threadx.data.bars import as_bars
-    from threadx.checks.store import save_report
+    from threadx.checks.store import hidden_failures, save_report
     from threadx.checks.strategy import ALL_CHECKS, check_strategy
 
     spec = threadx.get_strategy(args.strategy)
@@ -432,7 +432,9 @@ def cmd_strategy_check(args: argparse.Namespace) -> int:
     report = check_strategy(spec, bars, combos=args.combos, seed=args.seed, checks=wanted, progress=progress)
     if not quiet:
         print(file=sys.stderr)
-    save_report(spec, report)
+    if save_report(spec, report) is None:
+        print(f"note: the stored check of {spec.name} is kept: it failed {', '.join(hidden_failures(spec, report))}, "
+              "which this run did not check again conclusively", file=sys.stderr)
     if args.json:
         _print_json(report.to_dict())
     else:

@@ -12,20 +12,36 @@ from threadx.config import settings
 from threadx.names import STRATEGY, check_name
 from threadx.optimize.store import atomic_write_bytes
 
-__all__ = ["save_report", "last_report"]
+__all__ = ["save_report", "hidden_failures", "last_report"]
 
 
 def _path(name: str, root: Path | None = None) -> Path:
     return (root or settings().results_dir) / ".strategy_checks" / f"{check_name(name, 'strategy name', STRATEGY)}.json"
 
 
-def save_report(spec: Any, report: Any, root: Path | None = None) -> Path:
-    """Store ``report`` (a CheckReport) as the last check of ``spec``, with its code hash."""
+def save_report(spec: Any, report: Any, root: Path | None = None) -> Path | None:
+    """Store ``report`` (a CheckReport) as the last check of ``spec``, with its code hash; its
+    path, or None when the stored report is kept (:func:`hidden_failures`)."""
+    if hidden_failures(spec, report, root):
+        return None
     path = _path(spec.name, root)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"strategy": spec.name, "code_hash": spec.code_hash, "report": report.to_dict()}
     atomic_write_bytes(path, json.dumps(record, indent=2, default=str).encode())
     return path
+
+
+def hidden_failures(spec: Any, report: Any, root: Path | None = None) -> list[str]:
+    """The checks that failed in the stored report of ``spec``'s current code and that ``report``
+    did not run again conclusively (left out by ``--only``, or NOT CHECKED on a span that could
+    not show them): storing ``report`` would clear those failures without looking again."""
+    stored, current = last_report(spec, root)
+    if stored is None or not current:
+        return []
+    ran = {result.name: result for result in report.results}
+    failed = [r.get("name") for r in stored.get("results") or []
+              if not r.get("passed") and r.get("conclusive", True) and not r.get("informational")]
+    return [name for name in failed if name not in ran or not (ran[name].passed or ran[name].conclusive)]
 
 
 def last_report(spec: Any, root: Path | None = None) -> tuple[dict[str, Any] | None, bool]:
