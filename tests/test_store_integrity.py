@@ -148,6 +148,29 @@ def test_a_bad_part_is_reported_then_quarantined_and_its_combos_run_again(runs, 
     assert run.manifest["quarantined"][0]["part"] == f"quarantine/{part.name}"
 
 
+def test_a_part_damaged_inside_its_data_is_damage_not_results(runs, df, capsys):
+    """Bytes flipped inside a part's sharpe column (its footer whole) were read as results:
+    a Sharpe of -12.1 became -6.7e-308 with no word. Parts carry page checksums."""
+    import pyarrow.parquet as pq
+
+    part = sorted((runs / "a").glob("part-*.parquet"))[1]
+    row_group = pq.ParquetFile(part).metadata.row_group(0)
+    chunk = next(row_group.column(i) for i in range(row_group.num_columns)
+                 if row_group.column(i).path_in_schema == "sharpe")
+    data = bytearray(part.read_bytes())
+    middle = chunk.data_page_offset + chunk.total_compressed_size - 4  # in the page's values
+    data[middle] ^= 0x40
+    part.write_bytes(bytes(data))
+    with pytest.raises(RunDamaged, match=f"unreadable part {part.name}"):
+        ResultStore(runs).load("a").results
+    code, _, err = cli(capsys, "runs", "show", "a", "--store", str(runs))
+    assert_one_error_line(code, err, f"unreadable part {part.name}")
+    code, out, _ = cli(capsys, "runs", "repair", "a", "--store", str(runs))
+    assert code == 0 and f"quarantined quarantine/{part.name}" in out
+    run = resume(runs, df)
+    assert run.manifest["status"] == "completed" and len(run.results) == 8
+
+
 def test_best_params_with_n_trades_as_the_objective(tmp_path, synthetic_bars):
     # the ranking reads n_trades for min_trades: the objective n_trades must not be read twice
     import threadx

@@ -308,7 +308,8 @@ def _write_part(frame: pd.DataFrame, path: str) -> None:
 def _write_table(table: Any, path: str) -> None:
     import pyarrow.parquet as pq
 
-    pq.write_table(table, path, use_dictionary=_dictionary_columns(table.column_names))
+    # page checksums: a part damaged inside its data (not only a cut one) reads as damaged, not as results
+    pq.write_table(table, path, use_dictionary=_dictionary_columns(table.column_names), write_page_checksum=True)
 
 
 def _column_rows(columns: dict[str, Any]) -> int:
@@ -520,7 +521,7 @@ def _read_table(path: Path, columns: list[str] | None):
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(path, columns=columns)
+        return pq.read_table(path, columns=columns, page_checksum_verification=True)
     except (OSError, ValueError) as exc:
         raise _bad_part(path, exc) from None
 
@@ -681,6 +682,7 @@ class ResultStore:
             try:
                 _footer_rows(path)
                 stored_rows([path])
+                _read_table(path, None)  # every column: a page that fails its checksum is damage too
             except RunDamaged as exc:
                 moved.append({"part": _quarantine(folder, path), "why": exc.why})
         return moved
