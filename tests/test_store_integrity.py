@@ -171,6 +171,17 @@ def test_a_part_damaged_inside_its_data_is_damage_not_results(runs, df, capsys):
     assert run.manifest["status"] == "completed" and len(run.results) == 8
 
 
+def test_a_copied_run_is_listed_and_shown_under_its_folder_name(runs, capsys):
+    """A copy of run ``a`` listed and showed as ``a`` (its manifest's run id): two rows of the
+    same name, one of which could be damaged."""
+    shutil.copytree(runs / "a", runs / "copy")
+    (runs / "copy" / ".writer.lock").unlink(missing_ok=True)
+    assert set(listed(runs)) == {"a", "b", "copy"}
+    assert ResultStore(runs).load("copy").run_id == "copy"
+    code, out, _ = cli(capsys, "runs", "show", "copy", "--store", str(runs))
+    assert code == 0 and out.startswith("run copy:")
+
+
 def test_best_params_with_n_trades_as_the_objective(tmp_path, synthetic_bars):
     # the ranking reads n_trades for min_trades: the objective n_trades must not be read twice
     import threadx

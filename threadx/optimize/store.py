@@ -709,6 +709,7 @@ class ResultStore:
         parts = _part_paths(folder)
         rows = sum(_footer_rows(p) for p in parts)
         manifest["status"] = _status(folder, manifest, rows)
+        manifest["run_id"] = run_id  # the folder's name, whatever a copied or edited manifest says
         return SweepRun(manifest=manifest, parts=parts)
 
     def list_runs(self) -> pd.DataFrame:
@@ -731,6 +732,7 @@ class ResultStore:
         try:
             m = read_manifest(folder, folder.name) or {}
             row.update({k: m.get(k) for k in _LIST_COLUMNS if k in m})
+            row["run_id"] = folder.name  # a run is its folder: a copy lists as the copy
             parts = _part_paths(folder)
             rows = sum(_footer_rows(p) for p in parts)
             stored = stored_rows(parts)
