@@ -250,6 +250,24 @@ def test_unnamed_first_column_of_row_numbers_is_no_time(tmp_path: Path) -> None:
         read_ohlcv_file(src)
 
 
+def test_columns_that_differ_only_in_case_are_ambiguous(tmp_path: Path) -> None:
+    """``CLOSE`` and ``Close`` with other values: the first was used without a word (green)."""
+    frame = candles(50).reset_index()
+    frame["CLOSE"] = frame["close"] * 2
+    src = tmp_path / "dup.csv"
+    frame.rename(columns={"close": "Close"}).to_csv(src, index=False)
+    with pytest.raises(DataError, match=r"ambiguous columns Close, CLOSE \(the same name in another case"):
+        read_ohlcv_file(src)
+
+
+def test_a_header_of_many_columns_is_named_in_short(tmp_path: Path) -> None:
+    src = tmp_path / "wide.csv"
+    src.write_text(",".join(f"c{k}" for k in range(5000)) + "\n" + ",".join("1" for _ in range(5000)) + "\n")
+    with pytest.raises(DataError, match=r"found c0, c1, .*c19 and 4,980 more\)") as caught:
+        read_ohlcv_file(src)
+    assert len(str(caught.value)) < 1000
+
+
 # ------------------------------------------------------------------ folders and disk full
 
 

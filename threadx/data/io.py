@@ -409,22 +409,34 @@ def _read_json(path: Path) -> pd.DataFrame:
 def _to_canonical(raw: pd.DataFrame, path: Path, date_format: str | None, dayfirst: bool | None) -> pd.DataFrame:
     """Find the time and OHLCV columns (any case), convert to UTC index and float64 columns."""
     lower: dict[str, Any] = {}
+    same: dict[str, list[Any]] = {}
     for col in raw.columns:
-        lower.setdefault(str(col).strip().lower(), col)
+        key = str(col).strip().lower()
+        lower.setdefault(key, col)
+        same.setdefault(key, []).append(col)
+    ambiguous = [names for key, names in same.items() if len(names) > 1 and key in (*OHLCV_COLUMNS, *TIME_COLUMNS)]
+    if ambiguous:
+        raise DataError(f"{path}: ambiguous columns {', '.join(map(str, ambiguous[0]))} (the same name in another "
+                        "case or spacing): keep one")
     time_values = _time_values(raw, lower)
     if time_values is None:
-        found = ", ".join(map(str, raw.columns)) or "none"
         raise DataError(
             f"{path}: no time column (expected one of {', '.join(TIME_COLUMNS)}, a datetime index "
-            f"or an unnamed first column of dates; found {found})"
+            f"or an unnamed first column of dates; found {_column_names(raw)})"
         )
     missing = [c for c in OHLCV_COLUMNS if c not in lower]
     if missing:
-        found = ", ".join(map(str, raw.columns)) or "none"
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (found {found})")
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (found {_column_names(raw)})")
     index = _to_utc_index(time_values, path, date_format, dayfirst)
     data = {c: _to_float(raw[lower[c]], c, path) for c in OHLCV_COLUMNS}
     return pd.DataFrame(data, index=index, copy=True)  # owned, writable columns: the caller may edit them
+
+
+def _column_names(raw: pd.DataFrame, most: int = 20) -> str:
+    """The frame's column names for a message, the first ``most`` of them and a count of the rest."""
+    names = [str(c) for c in raw.columns[:most]]
+    more = f" and {len(raw.columns) - most:,} more" if len(raw.columns) > most else ""
+    return (", ".join(names) or "none") + more
 
 
 def _time_values(raw: pd.DataFrame, lower: dict[str, Any]) -> Any:
