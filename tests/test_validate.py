@@ -209,6 +209,19 @@ def test_price_spike_is_flagged_at_its_bar() -> None:
     assert any("spike" in w for w in rep.warnings)
 
 
+@pytest.mark.parametrize("k", [3, 150])  # (3: before the spike check has the 20 returns it needs)
+def test_one_implausible_bar_makes_the_verdict_amber(k: int) -> None:
+    """One bar at 1000x the price was green (one spike among many allowed, or none that early):
+    bb_atr on it returned +76,730 % against -27.5 % on the clean file."""
+    df = bars(200, seed=3)
+    df.iloc[k, :4] *= 1000
+    rep = validate_ohlcv(df)
+    assert rep.ok and rep.implausible == [T0 + k * H, T0 + (k + 1) * H]  # the jump and the way back
+    level, reasons = rep.verdict
+    assert level == "amber" and any("2 bar(s) whose close is 5x the previous one" in r for r in reasons)
+    assert validate_ohlcv(bars(200, seed=3)).verdict == ("green", [])
+
+
 def test_spike_threshold_is_ten_rolling_mads() -> None:
     rng = np.random.default_rng(11)
     r = rng.normal(0.0, 0.001, 300)

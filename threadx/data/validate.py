@@ -14,12 +14,14 @@ that is the only error: sparse but valid bars load for a backtest with a warning
 refuses them).
 
 Warnings: rows out of time order (the loader sorts them), gaps, off-grid timestamps,
-zero-volume bars, price spikes.
+zero-volume bars, price spikes, implausible moves (a close 5x the previous one, or a fifth
+of it: a bad tick or a change of units).
 
 **Verdict** (:attr:`ValidationReport.verdict`, the one traffic-light rule of the CLI and the
 UI): ``red`` when there is any error; ``amber`` when the data is usable but has notable
-warnings (gaps, off-grid timestamps, zero-volume bars, kept duplicates, unsorted rows, and
-spikes on more than :data:`NOTABLE_SPIKE_SHARE` of the bars), each listed as a reason;
+warnings (gaps, off-grid timestamps, zero-volume bars, kept duplicates, unsorted rows, any
+implausible move, and spikes on more than :data:`NOTABLE_SPIKE_SHARE` of the bars), each listed
+as a reason;
 ``green`` otherwise. Not notable: a missing time zone, and spikes at the rate of crypto's fat
 tails (the synthetic sample and Binance's 1h/5m history: 0.3-0.5% of bars).
 
@@ -75,6 +77,10 @@ FUTURE_SLACK = pd.Timedelta(days=1)  # bars may open at most this far after the 
 _SHOW = 5  # timestamps quoted in a message
 VERDICTS = ("green", "amber", "red")
 NOTABLE_SPIKE_SHARE = 0.01  # more spikes than this share of the bars make the verdict amber
+# a close this many times the previous one, or this many times below it: no market moves so within
+# one bar, a bad tick or a change of units does; notable however few (one such bar made a +76,730 %
+# backtest of a file that was green)
+IMPLAUSIBLE_MOVE = 5.0
 
 
 @dataclass
@@ -99,6 +105,7 @@ class ValidationReport:
     off_grid_runs: list[tuple[pd.Timestamp, pd.Timestamp, int]] = field(default_factory=list)
     zero_volume: int = 0
     spikes: list[pd.Timestamp] = field(default_factory=list)
+    implausible: list[pd.Timestamp] = field(default_factory=list)  # bars whose close moved IMPLAUSIBLE_MOVE-fold
     quality: float = 0.0
     low_quality: bool = False  # quality below MIN_QUALITY (one of the errors)
     first: pd.Timestamp | None = None
@@ -128,6 +135,8 @@ class ValidationReport:
             (len(self.off_grid), f"{len(self.off_grid)} off-grid timestamp(s) in {len(self.off_grid_runs)} run(s)"),
             (len(self.spikes) > NOTABLE_SPIKE_SHARE * self.bars,
              f"{len(self.spikes)} price spike(s) ({len(self.spikes) / max(self.bars, 1):.1%} of the bars)"),
+            (len(self.implausible), f"{len(self.implausible)} bar(s) whose close is {IMPLAUSIBLE_MOVE:g}x the "
+                                    "previous one or less than a fifth of it (a bad tick or a change of units?)"),
             (self.zero_volume, f"{self.zero_volume} zero-volume bar(s)"),
             (self.duplicates, f"{self.duplicates} duplicate timestamp(s), the last of each kept"),
             (not self.sorted, "rows out of time order"),
@@ -169,6 +178,7 @@ class ValidationReport:
             "off_grid_runs": [[_iso(a), _iso(b), int(n)] for a, b, n in self.off_grid_runs],
             "zero_volume": int(self.zero_volume),
             "spikes": [_iso(t) for t in self.spikes],
+            "implausible": [_iso(t) for t in self.implausible],
             "quality": float(self.quality),
             "coverage": {
                 "first": _iso(self.first),
@@ -308,6 +318,7 @@ def validate_ohlcv(df: pd.DataFrame, timeframe: str | None = None, *, dedupe: bo
     # ---- spikes (on valid closes, in time order)
     good = ~(nan_mask | nonpos)
     _spike_check(rep, c[good], t[good])
+    _implausible_check(rep, c[good], t[good])
     rep.quality = _quality(rep, len(rows))
     if rep.quality < MIN_QUALITY and not rep.errors:
         rep.low_quality = True
@@ -375,6 +386,23 @@ def _grid_checks(rep: ValidationReport, u: np.ndarray, tf: str, step: int) -> No
         )
     else:
         rep.largest_gap = pd.Timedelta(0)
+
+
+def _implausible_check(rep: ValidationReport, close: np.ndarray, t: np.ndarray) -> None:
+    """Bars whose close is :data:`IMPLAUSIBLE_MOVE` times the previous close or less than its
+    inverse (from the second bar on: the spike check needs a history, this one does not)."""
+    if len(close) < 2:
+        return
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.diff(np.log(close))
+    idx = np.flatnonzero(np.abs(r) >= math.log(IMPLAUSIBLE_MOVE)) + 1
+    if len(idx):
+        rep.implausible = [_ts(x) for x in t[idx]]
+        worst = int(idx[np.argmax(np.abs(r[idx - 1]))])
+        shown = ", ".join(_iso(_ts(x)) for x in t[idx[:_SHOW]]) + (" ..." if len(idx) > _SHOW else "")
+        rep.warnings.append(f"{len(idx)} bar(s) whose close is {IMPLAUSIBLE_MOVE:g}x the previous one or less than "
+                            f"a fifth of it, largest x{math.exp(r[worst - 1]):.4g} at {_iso(_ts(t[worst]))} "
+                            f"(a bad tick or a change of units?): {shown}")
 
 
 def _spike_check(rep: ValidationReport, close: np.ndarray, t: np.ndarray) -> None:
