@@ -200,6 +200,17 @@ def test_new_from_a_builtin_gives_the_builtins_results(strategy_dir: Path, frame
         new_strategy_file("../evil")
 
 
+def test_new_from_a_builtin_of_a_module_declaring_several_renames_them_all(strategy_dir: Path, frame) -> None:
+    """grids.py declares three built-ins: a copy of one kept the other two names, which the
+    loader refused ("... is a built-in strategy"), the file listed as not loaded."""
+    path = new_strategy_file("my_grid", from_builtin="grid_atr")
+    assert user.load_errors() == {}
+    specs = threadx.strategies()
+    assert {"my_grid", "my_grid_envelope_dca", "my_grid_envelope_dca_short"} <= set(specs)
+    assert "renamed my_grid_envelope_dca, my_grid_envelope_dca_short" in path.read_text()
+    assert threadx.backtest(frame, "my_grid").metrics == threadx.backtest(frame, "grid_atr").metrics
+
+
 def test_the_cli_new_and_strategies(strategy_dir: Path, capsys) -> None:
     from threadx.cli import main
 

@@ -102,6 +102,11 @@ def strategy_source(name: str) -> str:
     return inspect.getsource(sys.modules[spec.signals.__module__])
 
 
+def _name_pattern(name: str) -> re.Pattern[str]:
+    """``name="NAME"`` (either quote) in a strategy's source."""
+    return re.compile(r"""(name\s*=\s*)(["'])""" + re.escape(name) + r"\2")
+
+
 def new_strategy_file(name: str, from_builtin: str | None = None, folder: str | Path | None = None) -> Path:
     """Write ``<folder>/<name>.py`` (default folder: the strategies folder) from the template,
     or from the built-in ``from_builtin`` renamed ``name``; refuses a name in use and an
@@ -117,11 +122,17 @@ def new_strategy_file(name: str, from_builtin: str | None = None, folder: str | 
         text = TEMPLATE.replace("__NAME__", name)
     else:
         source = strategy_source(from_builtin)
-        pattern = re.compile(r"""(name\s*=\s*)(["'])""" + re.escape(from_builtin) + r"\2")
-        if not pattern.search(source):
+        if not _name_pattern(from_builtin).search(source):
             raise ParamError(f"cannot find the name of {from_builtin!r} in its source to rename it")
-        text = (f"# {name}: a copy of the built-in strategy {from_builtin!r}, to edit.\n"
-                + pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{name}{m.group(2)}", source, count=1))
+        # the module may declare other built-ins (grids.py: three): each is renamed too, or the
+        # copy would declare names a built-in holds and fail to load them
+        others = [other for other in builtin_names() if other != from_builtin and _name_pattern(other).search(source)]
+        renames = {from_builtin: name, **{other: f"{name}_{other}" for other in others}}
+        for old, new in renames.items():
+            source = _name_pattern(old).sub(lambda m: f"{m.group(1)}{m.group(2)}{new}{m.group(2)}", source, count=1)
+        also = (f"\n# It also declares the other strategies of that module, renamed "
+                f"{', '.join(renames[o] for o in others)}: delete those you do not want.") if others else ""
+        text = f"# {name}: a copy of the built-in strategy {from_builtin!r}, to edit.{also}\n" + source
     root.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
