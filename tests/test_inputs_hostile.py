@@ -174,6 +174,26 @@ def test_levels_that_are_not_lines_are_refused(df, levels, match):
         threadx.backtest(df, name)
 
 
+@pytest.mark.parametrize("n", [0, 1])
+def test_fewer_than_two_bars_are_refused_before_strategy_code_runs(df, tmp_path, n):
+    """The template's signals raised IndexError inside the user's file on 0 bars, and a sweep
+    completed with every combo failed."""
+    import dataclasses
+
+    from threadx.strategy.base import get_strategy, register
+
+    def signals(bars, ind, p):
+        raise AssertionError("strategy code ran on too few bars")
+
+    name = f"test_few_bars_{n}"
+    register(dataclasses.replace(get_strategy("ma_crossover"), name=name, signals=signals, signal_rule=None))
+    with pytest.raises(DataError, match=f"need at least 2 bars to backtest, got {n}"):
+        threadx.backtest(df.iloc[:n], name)
+    with pytest.raises(DataError, match=f"need at least 2 bars to backtest, got {n}"):
+        threadx.sweep(df.iloc[:n], name, {"fast_period": [5, 6]}, executor="inline", store=tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before any run folder
+
+
 @pytest.mark.parametrize("funding", [["0.0001"] * 1500, np.array([True] * 1500), np.bool_(True)])
 def test_funding_rates_that_are_text_or_switches_are_refused(df, funding):
     with pytest.raises(ParamError, match="funding"):

@@ -9,7 +9,8 @@ import pandas as pd
 
 from threadx import logs
 from threadx.data.bars import Bars, as_bars
-from threadx.engine.inputs import EngineOptions, effective_rules, funding_per_bar, kernel_args, options_from
+from threadx.engine.inputs import (EngineOptions, check_bar_count, effective_rules, funding_per_bar, kernel_args,
+                                   options_from)
 from threadx.engine import kernel
 from threadx.engine.result import Result, wrap_full
 from threadx.contract import ExitRules, prepare_signals
@@ -61,6 +62,7 @@ def backtest(
             leverage=leverage, fraction=fraction, min_notional=min_notional, ambiguity=ambiguity, funding=funding,
         )
         bars = as_bars(df)
+        check_bar_count(bars)
         with strategy_code_errors(spec):
             rules = effective_rules(spec.exits(dict(values)), options)  # (a copy: the result reports values)
     with strategy_code_errors(spec):

@@ -433,12 +433,18 @@ def _bar_ns(bars: Bars) -> int:
     return int(bars.time_ns[-1] - bars.time_ns[-2]) if len(bars) > 1 else 0
 
 
-def kernel_args(bars: Bars, sig: np.ndarray, levels: Levels, rules: ExitRules, options: EngineOptions,
-                funding: np.ndarray | None = None) -> KernelInputs:
-    """The arguments of ``kernel.run_fast`` / ``kernel.run_full`` (:class:`KernelInputs`)."""
+def check_bar_count(bars: Bars) -> int:
+    """The number of bars; DataError below 2 (checked before any strategy code runs on them)."""
     n = len(bars)
     if n < 2:
         raise DataError(f"need at least 2 bars to backtest, got {n}")
+    return n
+
+
+def kernel_args(bars: Bars, sig: np.ndarray, levels: Levels, rules: ExitRules, options: EngineOptions,
+                funding: np.ndarray | None = None) -> KernelInputs:
+    """The arguments of ``kernel.run_fast`` / ``kernel.run_full`` (:class:`KernelInputs`)."""
+    n = check_bar_count(bars)
     check_legs(rules)  # (before the lines: a rule the kernel cannot hold is the error to report)
     p = param_vector(rules, options, bars.timeframe, funding is not None)
     atr, lo, mid, hi = level_arrays(levels, rules, n)

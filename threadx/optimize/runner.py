@@ -31,7 +31,7 @@ from threadx import logs
 from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED
 from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
-from threadx.engine.inputs import EngineOptions, options_from
+from threadx.engine.inputs import EngineOptions, check_bar_count, options_from
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ParamError, ThreadXError, whole
 from threadx.optimize.budget import (Budget, Estimate, advice, estimate_memory, fits, lines_of, plan_batches,
@@ -159,6 +159,7 @@ def sweep(
     watch = stopwatch or Stopwatch()
     with watch.stage("validation"):
         bars = as_bars(df)
+        check_bar_count(bars)  # (each combo would fail alike)
         request = SweepRequest(  # checks every argument (ParamError with the fix)
             data=DatasetRef.of(df, bars=bars), strategy=strategy, space=space if space is not None else {},
             sampler=sampler, n=n, seed=seed, objective=objective, maximize=bool(maximize), min_trades=min_trades,
