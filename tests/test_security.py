@@ -38,6 +38,13 @@ def test_check_name_accepts_plain_names(value):
     assert check_name(value, "run id") == value
 
 
+@pytest.mark.parametrize("value", ["con", "NUL", "nul.parquet", "Com1", "lpt9.x"])
+def test_windows_device_names_are_refused(value):
+    with pytest.raises(ParamError, match="is a device name on Windows"):
+        check_name(value, "run id")
+    assert check_name("console", "run id") == "console" and check_name("com10", "run id") == "com10"
+
+
 def test_specific_patterns():
     assert check_name("binance", "exchange", EXCHANGE) == "binance"
     assert check_name("BTC_USDT", "symbol", SYMBOL) == "BTC_USDT"

@@ -35,9 +35,18 @@ _RULES = {
 }
 
 
+# Windows opens these as devices whatever the extension (CON.txt, nul.parquet): no file can bear them
+_WINDOWS_DEVICES = frozenset({"CON", "PRN", "AUX", "NUL", *(f"COM{k}" for k in range(1, 10)),
+                              *(f"LPT{k}" for k in range(1, 10))})
+
+
 def check_name(value: object, what: str, pattern: re.Pattern[str] = NAME) -> str:
-    """``value`` if the whole string matches ``pattern``; else ParamError naming ``what``."""
+    """``value`` if the whole string matches ``pattern`` and is no Windows device name (``con``,
+    ``NUL.x``: the same results folder or dataset must open on every system); else ParamError
+    naming ``what``."""
     if not isinstance(value, str) or pattern.fullmatch(value) is None:
         raise ParamError(f"invalid {what} {value!r}: use {_RULES.get(pattern, pattern.pattern)}")
+    if value.split(".", 1)[0].upper() in _WINDOWS_DEVICES:
+        raise ParamError(f"invalid {what} {value!r}: {value.split('.', 1)[0]} is a device name on Windows")
     return value
 
