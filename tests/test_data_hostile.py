@@ -260,6 +260,17 @@ def test_columns_that_differ_only_in_case_are_ambiguous(tmp_path: Path) -> None:
         read_ohlcv_file(src)
 
 
+@pytest.mark.parametrize("values", ["bool", "object"])
+def test_true_false_values_are_no_volume(tmp_path: Path, values: str) -> None:
+    frame = candles(50).reset_index()
+    flags = [True, False] * 25
+    frame["volume"] = flags if values == "bool" else pd.Series(flags, dtype=object)
+    src = tmp_path / "flags.parquet"
+    frame.to_parquet(src, index=False)
+    with pytest.raises(DataError, match="column 'volume' holds true/false values, not numbers"):
+        read_ohlcv_file(src)
+
+
 def test_a_header_of_many_columns_is_named_in_short(tmp_path: Path) -> None:
     src = tmp_path / "wide.csv"
     src.write_text(",".join(f"c{k}" for k in range(5000)) + "\n" + ",".join("1" for _ in range(5000)) + "\n")

@@ -468,6 +468,9 @@ def _unnamed_dates(raw: pd.DataFrame) -> pd.Series | None:
 def _to_float(series: pd.Series, name: str, path: Path) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
         return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    if pd.api.types.is_bool_dtype(series.dtype) or (
+            series.dtype == object and series.map(lambda v: isinstance(v, (bool, np.bool_))).any()):
+        raise DataError(f"{path}: column {name!r} holds true/false values, not numbers")  # (read as 1.0 / 0.0)
     converted = pd.to_numeric(series, errors="coerce")
     bad = converted.isna().to_numpy() & series.notna().to_numpy()
     if bad.any():
