@@ -725,3 +725,47 @@ def test_a_rule_that_sets_only_flagged_bars_gets_zeroed_rows(bars):
     rows = rule_signals(SPARSE_RULE, sparse.bars, sets, sparse.indicators)
     for row, params in zip(rows, sets):
         np.testing.assert_array_equal(row, sparse.kernel_inputs(params)[4])
+
+
+@njit(cache=True)
+def _cross_wrong_for_long_slow(lines, rows, values, out):
+    """ma_crossover's rule, but long only when slow_period is above 150 (its line's value at bar
+    0 is NaN either way, so the row tells nothing): the check's perturbations (one step either
+    side of the defaults, the ends of each range) never reach such a combo with shorts on."""
+    for j in range(rows.shape[0]):
+        out[j] = cross_signals(lines[rows[j, 0]], lines[rows[j, 1]], values[j, 0] != 0 and values[j, 1] < 150)
+
+
+def _with_slow(spec):
+    return dataclasses_replace(spec.signal_rule, params=("allow_short", "slow_period"), many=_cross_wrong_for_long_slow)
+
+
+WRONG_FAR_RULE = _register(dataclasses_replace(
+    ma_crossover.SPEC, name="test_rule_wrong_far", description="ma_crossover whose rule drops shorts when "
+    "slow_period > 150 (tests only)", signal_rule=_with_slow(ma_crossover.SPEC)))
+
+
+def test_a_sweep_checks_its_rule_against_signals_and_falls_back_when_they_differ(bars, tmp_path, caplog):
+    """A rule that the roles check's perturbations do not catch was trusted for every combo:
+    sweep rows differed from backtests. Each plan now compares one row with signals()."""
+    import threadx
+    from threadx.indicators import IndicatorBank
+
+    space = {"fast_period": [10, 20], "slow_period": [160, 180], "allow_short": [True]}
+    frame = generate_synthetic("BTC_USDT", days=120, seed=4)
+    run = threadx.sweep(frame, "test_rule_wrong_far", space, executor="inline", workers=1, store=tmp_path,
+                        bank=IndicatorBank(disk=False))
+    for _, row in run.results.iterrows():
+        params = {"fast_period": int(row["fast_period"]), "slow_period": int(row["slow_period"]), "allow_short": True}
+        assert row["total_return"] == threadx.backtest(frame, "test_rule_wrong_far", params).metrics["total_return"]
+    assert any("its signal rule gives other signals than signals()" in r.getMessage() for r in caplog.records)
+
+
+def test_a_plan_whose_signals_are_all_known_checks_no_rule_row(bars):
+    """The second plan of the same combos makes no signal (all kept): nothing to compare."""
+    evaluator = evaluator_for("ma_crossover", bars)
+    planner = Planner(evaluator, threads=1)
+    ids = random_ids(evaluator, 300, seed=21)
+    first = planner.plan(ids)
+    _plans_equal(planner.plan(ids), first)
+    assert planner.stats.get("rule_checks", 0) == 0 and planner._rule is not None

@@ -36,6 +36,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
+from threadx import logs
 from threadx.contract import BAR_LABEL, ExitRules, Levels, prepare_indicators, prepare_signals, signal_flags
 from threadx.data.bars import Bars
 from threadx.engine import kernel
@@ -293,6 +294,7 @@ class Planner:
                                             for v in self.space.axes[k].values], dtype=np.float64)
                                   for k in self._rule_params]
             self._rule_lines = _LineMatrix(self.n_bars)
+            self._rule_checked = 0  # rows compared with signals() (_rule_agrees)
         self._signals: dict[int, np.ndarray] = {}  # signal key -> array (kept across batches)
         self._levels: dict[int, Levels] = {}  # level key -> Levels
         self._cached_bytes = 0
@@ -577,7 +579,11 @@ class Planner:
         first of them, None with the others) and one ``batch_signals`` call. A batch that raises
         or returns another shape is redone combo by combo, so errors read as without batching."""
         if self._rule is not None:
-            return self._rule_signals(idx), [None] * len(idx)
+            made = self._rule_signals(idx)
+            if not self._rule_agrees(idx, made):
+                self._rule = None  # signals() from here on in this planner: slower, and right
+                return self._prepare_signal_groups(idx)
+            return made, [None] * len(idx)
         if not self._batch_axes or len(idx) < 2:
             return _split_results(self._prepare(idx))
         bars, bank, spec, n_bars = self.bars, RequestMemo(self.ev.indicators), self.spec, self.n_bars
@@ -611,6 +617,31 @@ class Planner:
         for p, result in zip(redo, self._prepare(idx[redo])):
             signals[p], levels[p] = (result, None) if isinstance(result, str) else result
         return signals, levels
+
+    def _rule_agrees(self, idx: np.ndarray, made: np.ndarray | list[np.ndarray | str]) -> bool:
+        """Whether the rule's row of one combo of ``idx`` (another each call) is what ``signals``
+        gives for it: the check of a rule (``threadx strategy check``) perturbs each param one
+        at a time, a sweep reaches combos it did not try. False is logged once with the combo."""
+        if not len(idx):
+            return True
+        k = self._rule_checked % len(idx)
+        self._rule_checked += 1
+        row = made[k]
+        if isinstance(row, str):
+            return True  # its lookup failed: redone by signals() anyway
+        calls = self.stats["signal_calls"]
+        expected = self._prepare(idx[k:k + 1])[0]
+        self.stats["signal_calls"] = calls  # (a check, counted apart)
+        self.stats["rule_checks"] = self.stats.get("rule_checks", 0) + 1
+        if isinstance(expected, str) or np.array_equal(row, expected[0]):
+            return True  # (signals or levels raising: that combo fails by the same error either way)
+        params = next(self._params(idx[k:k + 1]))
+        logs.logger().warning(
+            "strategy %s: its signal rule gives other signals than signals() for %s (%d bars differ): this sweep "
+            "computes its signals with signals() instead (slower); fix the rule (`threadx strategy check %s`)",
+            self.spec.name, params, int(np.sum(np.asarray(row) != expected[0])), self.spec.name)
+        self.stats["rule_disagreed"] = 1
+        return False
 
     def _rule_signals(self, idx: np.ndarray) -> np.ndarray | list[np.ndarray | str]:
         """Signal arrays of combos with distinct signal keys through the strategy's
