@@ -372,3 +372,13 @@ def test_json_output_stays_json_when_strategy_code_prints(capsys):
     out, err = capsys.readouterr()
     assert json.loads(out)["metrics"]["n_trades"] >= 0
     assert "debug: signals called" in err
+
+
+def test_json_output_is_strict_json(capsys):
+    """``NaN`` tokens (a run's 0-trade combos, a profit factor without losses) broke strict
+    parsers (JSON.parse, jq 1.6)."""
+    assert main(["backtest", "--strategy", "bb_atr", "--param", "entry_z=5", "--json"]) == 0  # no trade: NaN win rate
+    out = capsys.readouterr().out
+    assert "NaN" not in out and "Infinity" not in out
+    metrics = json.loads(out, parse_constant=lambda token: pytest.fail(f"non-strict token {token}"))["metrics"]
+    assert metrics["n_trades"] == 0 and metrics["win_rate"] is None

@@ -150,7 +150,11 @@ def _print_json(obj: Any) -> None:
             return value.item()
         return str(value)
 
-    print(json.dumps(obj, default=default, indent=2, allow_nan=True), file=_JSON_OUT[-1] if _JSON_OUT else sys.stdout)
+    from threadx.validation.common import json_safe
+
+    # strict JSON (a NaN or Infinity token breaks most parsers): NaN as null, +-inf as "inf" / "-inf"
+    print(json.dumps(json_safe(obj), default=default, indent=2, allow_nan=False),
+          file=_JSON_OUT[-1] if _JSON_OUT else sys.stdout)
 
 
 _JSON_OUT: list[Any] = []  # the stdout a --json command's JSON goes to (every other print: stderr)
