@@ -377,8 +377,11 @@ def test_json_output_stays_json_when_strategy_code_prints(capsys):
 def test_json_output_is_strict_json(capsys):
     """``NaN`` tokens (a run's 0-trade combos, a profit factor without losses) broke strict
     parsers (JSON.parse, jq 1.6)."""
-    assert main(["backtest", "--strategy", "bb_atr", "--param", "entry_z=5", "--json"]) == 0  # no trade: NaN win rate
+    assert main(["sweep", "--strategy", "bb_atr", "--param", "entry_z=4.5,5", "--min-trades", "0", "--run-id",
+                 "strict"]) == 0  # no trade: NaN win rates
+    capsys.readouterr()
+    assert main(["runs", "show", "strict", "--json"]) == 0
     out = capsys.readouterr().out
     assert "NaN" not in out and "Infinity" not in out
-    metrics = json.loads(out, parse_constant=lambda token: pytest.fail(f"non-strict token {token}"))["metrics"]
-    assert metrics["n_trades"] == 0 and metrics["win_rate"] is None
+    top = json.loads(out, parse_constant=lambda token: pytest.fail(f"non-strict token {token}"))["top"]
+    assert top and all(row["n_trades"] == 0 and row["win_rate"] is None for row in top)
