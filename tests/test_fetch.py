@@ -175,6 +175,27 @@ def test_permanent_network_failure_keeps_the_stored_file(tmp_path: Path) -> None
     assert [p.name for p in result.path.parent.iterdir()] == ["BTC_USDT-1h.parquet"]
 
 
+def _offline_error() -> Exception:
+    """What ccxt raises offline: a NetworkError from requests' ConnectionError from a gaierror."""
+    import socket
+
+    try:
+        try:
+            raise socket.gaierror(-2, "Name or service not known")
+        except socket.gaierror as cause:
+            raise ccxt.NetworkError("fakex GET https://api.fakex.com/v3/klines") from cause
+    except ccxt.NetworkError as exc:
+        return exc
+
+
+def test_a_host_that_does_not_resolve_is_retried_once_not_five_times(tmp_path: Path) -> None:
+    """Offline, a download waited 31 s (1 + 2 + 4 + 8 + 16 s of backoff) before its error."""
+    broken = FakeExchange(300, always=_offline_error())
+    with pytest.raises(FetchError, match=r"the exchange's host cannot be resolved \(no network, or no DNS\?\)"):
+        run(broken, tmp_path, max_retries=5, sleep=(sleeps := Sleeps()))
+    assert len(broken.calls) == 2 and sleeps.backoffs == [1.0]
+
+
 def test_failure_midway_writes_nothing(tmp_path: Path) -> None:
     fake = FakeExchange(250, failures={2: ccxt.BadSymbol("market delisted")})
     with pytest.raises(FetchError, match="BadSymbol"):

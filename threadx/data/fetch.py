@@ -15,6 +15,7 @@ or its error classes are needed, so ``import threadx.data`` stays cheap.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,6 +219,9 @@ def call_with_retries(call: Callable[[], Any], since: int, max_retries: int, sle
         try:
             return list(call() or [])
         except ccxt.NetworkError as exc:  # RequestTimeout, RateLimitExceeded, DDoSProtection, ...
+            if _unresolvable(exc) and attempt >= min(1, max_retries):  # offline: not 31 s of backoff first
+                raise ExchangeUnreachable(f"{label}: the exchange's host cannot be resolved (no network, or no "
+                                          f"DNS?): {_line(exc)}") from exc
             if attempt >= max_retries:
                 raise ExchangeUnreachable(
                     f"{label}: {type(exc).__name__} after {max_retries} retries at since={since}: {_line(exc)}"
@@ -228,6 +232,22 @@ def call_with_retries(call: Callable[[], Any], since: int, max_retries: int, sle
             raise FetchError(f"{label}: {type(exc).__name__}: {_line(exc)}") from exc
         except Exception as exc:  # noqa: BLE001 - a broken exchange object must not corrupt anything either
             raise FetchError(f"{label}: unexpected {type(exc).__name__}: {_line(exc)}") from exc
+
+
+_NO_NAME = ("Failed to resolve", "Name or service not known", "nodename nor servname", "getaddrinfo failed",
+            "No address associated with hostname")  # urllib3, glibc, macOS, Windows, Android/musl
+
+
+def _unresolvable(exc: BaseException) -> bool:
+    """Whether a network error is a host name that does not resolve (offline, or no DNS), looking
+    through the exceptions it was raised from."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, socket.gaierror) or any(text in str(exc) for text in _NO_NAME):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _line(exc: BaseException) -> str:
