@@ -465,6 +465,15 @@ def test_pbo_rejects_a_bad_S(S) -> None:
         pbo_from_returns(r, S=S, n_blocks=16)
 
 
+def test_an_S_of_too_many_splits_names_the_largest_that_is_not() -> None:
+    """S=24 (2,704,156 splits) was refused with the advice "use S <= 24"."""
+    from threadx.validation.pbo import check_S
+
+    assert check_S(22) == 22 and math.comb(22, 11) <= 2_000_000 < math.comb(24, 12)
+    with pytest.raises(ParamError, match=r"S=24 gives 2,704,156 splits \(at most 2,000,000\): use S <= 22$"):
+        check_S(24)
+
+
 def test_pbo_rejects_bad_shapes() -> None:
     s = np.zeros((4, 8))
     with pytest.raises(ParamError, match="shape"):

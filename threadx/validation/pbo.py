@@ -217,6 +217,10 @@ def pbo_from_returns(returns: np.ndarray, *, S: int = 16, n_blocks: int | None =
     return pbo_from_moments(sums, sumsq, counts, S=S, **kw)
 
 
+MAX_SPLITS = 2_000_000  # CSCV splits C(S, S/2) a PBO may compute
+MAX_S = max(s for s in range(2, 64, 2) if math.comb(s, s // 2) <= MAX_SPLITS)  # 22
+
+
 def check_S(S: Any) -> int:
     """The number of CSCV groups ``S`` as an int: an even whole number >= 2 whose splits stay
     countable (ParamError otherwise); checked before any work by every caller."""
@@ -224,8 +228,9 @@ def check_S(S: Any) -> int:
         raise ParamError(f"S must be an even whole number, got {S!r}")
     if S < 2 or S % 2:
         raise ParamError(f"S must be an even number >= 2 (the paper suggests 16), got {S}")
-    if math.comb(int(S), int(S) // 2) > 2_000_000:
-        raise ParamError(f"S={S} gives {math.comb(int(S), int(S) // 2):,} splits: use S <= 24")
+    if math.comb(int(S), int(S) // 2) > MAX_SPLITS:
+        raise ParamError(f"S={S} gives {math.comb(int(S), int(S) // 2):,} splits (at most {MAX_SPLITS:,}): "
+                         f"use S <= {MAX_S}")
     return int(S)
 
 
