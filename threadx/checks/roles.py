@@ -1,9 +1,10 @@
 """Check a strategy's declared param roles by perturbation (``Param.feeds``).
 
 Each param is moved from a starting param set (:func:`bases`: the defaults, every
-optimisation range at its middle, and the defaults with each bool or choice switched) to other valid values (:func:`perturbations`: one step
-either side, the ends of its optimisation range, the other bool or choice values; combos a
-constraint refuses are skipped), and every stage of the backtest (:class:`Stages`: the
+optimisation range at its middle, and the defaults with each bool or choice switched) to
+other valid values (:func:`perturbations`: one step either side, the ends of its
+optimisation range, the other bool or choice values; combos a constraint refuses are
+skipped), and every stage of the backtest (:class:`Stages`: the
 indicator requests, the signal flags, the level lines, the exit rules and the kernel's param
 vector, then the metrics and trades) is compared with the start (:func:`changes`). A param
 that changes a stage outside its ``feeds`` is a failure (:func:`violations`), naming the
