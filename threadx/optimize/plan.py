@@ -472,7 +472,12 @@ class Planner:
         new: dict[int, np.ndarray] = {}
         todo = todo[self._cache_order(idx[s_first[todo]])]
         keys, level_keys = s_keys[todo].tolist(), v_keys[v_of[s_first[todo]]].tolist()
-        made, made_levels = self._prepare_signal_groups(idx[s_first[todo]])
+        try:
+            made, made_levels = self._prepare_signal_groups(idx[s_first[todo]])
+        except _RuleDisagrees:
+            self._rule = None  # signals() from here on in this planner: slower, and right
+            self._signals.clear()  # (every array kept was the rule's)
+            return self._signals_and_levels(idx)
         for key, level_key, sig, lev in zip(keys, level_keys, made, made_levels):
             if not isinstance(sig, str):
                 found[key] = new[key] = sig
@@ -581,8 +586,7 @@ class Planner:
         if self._rule is not None:
             made = self._rule_signals(idx)
             if not self._rule_agrees(idx, made):
-                self._rule = None  # signals() from here on in this planner: slower, and right
-                return self._prepare_signal_groups(idx)
+                raise _RuleDisagrees
             return made, [None] * len(idx)
         if not self._batch_axes or len(idx) < 2:
             return _split_results(self._prepare(idx))
@@ -759,6 +763,10 @@ class Planner:
 
 class _Outside(Exception):
     """A line is not a row of the shared block (:class:`_PackRows`)."""
+
+
+class _RuleDisagrees(Exception):
+    """A signal rule's row differs from ``signals`` (:meth:`Planner._rule_agrees`)."""
 
 
 class _PackRows:
