@@ -127,12 +127,19 @@ class DatasetRef:
         if self.fingerprint:
             now = as_bars(df).fingerprint
             if now != self.fingerprint:
-                raise DataError(f"dataset {self.label} changed since the run: its candles "
-                                f"({self.timeframe or '?'}, {self.start} to {self.end}) have fingerprint {now[:12]}, "
-                                f"the run used {self.fingerprint[:12]}; not running on other data")
+                raise self.changed(now)
         if self.name:
             df.attrs["name"] = self.name  # read from its file, still labelled with the dataset's name
         return df
+
+
+    def changed(self, fingerprint: str) -> DataError:
+        """The error of candles loaded for this reference whose ``fingerprint`` is not the one recorded."""
+        span = ", ".join(part for part in (self.timeframe, f"{self.start} to {self.end}" if self.start and self.end
+                                            else None) if part)
+        return DataError(f"dataset {self.label} changed since the run: its candles{f' ({span})' if span else ''} "
+                         f"have fingerprint {fingerprint[:12]}, the run used {(self.fingerprint or '?')[:12]}; not "
+                         "running on other data")
 
 
 def _present(source: str) -> bool:

@@ -62,6 +62,14 @@ def shown_frame(shown: dict) -> pd.DataFrame | None:
     df = load_dataset_or_error(shown["dataset"], "The backtest on display is dropped")
     if df is None:
         drop_shown()
+        return None
+    ran_on = DatasetRef.from_dict(shown["data"])
+    now = DatasetRef.of(df).fingerprint
+    if ran_on.fingerprint and now != ran_on.fingerprint:  # replaced or rewritten since: its numbers are not these
+        st.warning(f"The backtest on display is dropped: {plain(str(ran_on.changed(now)), 800)}. Press **Run "
+                   "backtest** to run it on the dataset as it is now.")
+        drop_shown()
+        return None
     return df
 
 

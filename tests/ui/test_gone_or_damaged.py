@@ -54,6 +54,38 @@ def test_the_shown_backtest_is_dropped_with_one_error_when_its_dataset_goes(xyz,
     assert not at.exception and not at.error  # said once; the page works on
 
 
+@pytest.mark.parametrize("how", ["rewritten in place", "replaced"])
+def test_the_shown_backtest_is_dropped_when_its_dataset_changes_in_the_session(xyz, how):
+    """The page kept the old run's cards and trades over the new candles (Sharpe 2.08 shown,
+    0.77 on the data as it was); the next view change drew the new candles under them."""
+    import os
+
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import generate_synthetic
+
+    at = open_page("2_Backtest.py")
+    at.selectbox(key="dataset_picker").set_value(XYZ).run()
+    at.button(key="bt_run").click().run()
+    assert not at.exception and at.metric and "bt" in at.query_params
+    other = generate_synthetic("XYZ_USDT", days=120, seed=99)
+    if how == "replaced":
+        tmp = xyz.with_name(".next.parquet")
+        write_ohlcv(other, tmp)
+        os.replace(tmp, xyz)
+    else:
+        with open(xyz, "r+b") as handle:  # the same file, other candles
+            handle.truncate(0)
+        write_ohlcv(other, xyz)
+    at.run()
+    assert not at.exception, at.exception
+    warnings = [w.value for w in at.warning]
+    assert any(w.startswith(f"The backtest on display is dropped: dataset {XYZ}") and "changed since the run" in w
+               for w in warnings), warnings
+    assert not at.metric and "backtest" not in at.session_state and "bt" not in at.query_params
+    at.run()
+    assert not at.exception and not [w for w in at.warning if "dropped" in w.value]
+
+
 def test_the_validation_page_says_once_that_the_active_dataset_cannot_be_loaded(xyz):
     damage(xyz, "damaged")  # listed by the Data page (RED), so it can be the active dataset
     at = AppTest.from_file(str(ROOT / "views" / "4_Validation.py"), default_timeout=120)

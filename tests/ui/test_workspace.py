@@ -90,6 +90,7 @@ def test_a_refresh_or_a_link_reopens_the_dataset_strategy_and_backtest(workspace
     write_xyz(workspace, seed=4)
     changed = new_session(link)
     assert any("changed since the run" in w and XYZ in w for w in warnings(changed)), warnings(changed)
+    assert not any("None to None" in w or "(?," in w for w in warnings(changed)), warnings(changed)  # (unknown span)
     assert "backtest" not in changed.session_state and "bt" not in changed.query_params
     assert changed.number_input(key="bt:ma_crossover:fast_period").value == 8
     assert changed.number_input(key="bt_fee").value == 3.0
