@@ -163,10 +163,24 @@ def test_an_error_in_the_users_code_names_its_file_and_line(rsi: Path, frame, tm
     ("raise RuntimeError('boom')\n", "1: RuntimeError: boom"),
     ("from threadx.strategy import Param\nP = Param('a', 'int', 1, feeds='sizing')\n",
      "2: ParamError: param a: unknown role 'sizing'"),
+    # declarations the pages could not show (a TypeError on 7 of the 9 pages, the file not named)
+    ("from threadx.strategy import Param\nP = Param('a', 'choice', 10, choices=(10, 12))\n",
+     "2: ParamError: param a: choices must be a tuple of lower-case texts, got (10, 12)"),
+    ("from threadx.strategy import Param\nP = Param('a', 'int', 10, '2', 500, 1)\n",
+     "2: ParamError: param a: min must be a number, got '2'"),
+    ("from threadx.strategy import Param\nP = Param('a', 'complex', 1)\n",
+     "2: ParamError: param a: kind must be one of int, float, bool, choice, got 'complex'"),
 ])
 def test_files_that_cannot_load(strategy_dir: Path, body: str, why: str) -> None:
     (strategy_dir / "bad.py").write_text(body)
     assert why in user.load_errors()["bad.py"]
+    assert "ma_crossover" in threadx.strategies()
+
+
+def test_a_strategy_name_that_is_no_text_is_the_files_error(strategy_dir: Path) -> None:
+    """``name=123`` raised a TypeError out of the loader, on every page that lists strategies."""
+    (strategy_dir / "numbered.py").write_text(TEMPLATE.replace('"__NAME__"', "123"))
+    assert "invalid strategy name 123" in user.load_errors()["numbered.py"]
     assert "ma_crossover" in threadx.strategies()
 
 

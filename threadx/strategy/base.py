@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping
 import numpy as np
 
 from threadx.contract import BAR_LABEL, ExitRules, IndicatorNeeds, IndicatorValues, Levels, SignalRule
-from threadx.errors import TOO_LARGE, ParamError
+from threadx.errors import TOO_LARGE, ParamError, is_real
 
 ParamKind = Literal["int", "float", "bool", "choice"]
 
@@ -30,6 +30,35 @@ ParamKind = Literal["int", "float", "bool", "choice"]
 # a period that feeds an indicator the signals read feeds "indicators" and "signals".
 ROLES: tuple[str, ...] = ("indicators", "signals", "levels", "exits")
 ALL_ROLES: frozenset[str] = frozenset(ROLES)
+
+
+_KINDS = ("int", "float", "bool", "choice")
+
+
+def _check_declaration(param: "Param") -> None:
+    """ParamError for a declaration the pages, sweeps and checks cannot use: a name that is no
+    text, an unknown kind, choices that are not lower-case text (values are matched in lower
+    case), bounds or an optimisation range that are not numbers. (A file declaring one is
+    listed as not loaded, with its line, instead of breaking every page that lists strategies.)"""
+    if not isinstance(param.name, str) or not param.name:
+        raise ParamError(f"a param's name must be text, got {param.name!r}")
+    where = f"param {param.name}"
+    if param.kind not in _KINDS:
+        raise ParamError(f"{where}: kind must be one of {', '.join(_KINDS)}, got {param.kind!r}")
+    if param.kind == "choice":
+        choices = param.choices
+        if not (isinstance(choices, tuple) and choices and all(isinstance(c, str) and c == c.strip().lower()
+                                                              for c in choices)):
+            raise ParamError(f"{where}: choices must be a tuple of lower-case texts, got {choices!r} (for numbers, "
+                             "declare an int or float param)")
+    elif param.kind in ("int", "float"):
+        for field_name in ("min", "max", "step"):
+            value = getattr(param, field_name)
+            if value is not None and not is_real(value):
+                raise ParamError(f"{where}: {field_name} must be a number, got {value!r}")
+        if param.opt_range is not None and not (isinstance(param.opt_range, (tuple, list)) and len(param.opt_range) == 3
+                                                and all(is_real(v) for v in param.opt_range)):
+            raise ParamError(f"{where}: opt_range must be (low, high, step) numbers, got {param.opt_range!r}")
 
 
 @dataclass(frozen=True)
@@ -63,6 +92,7 @@ class Param:
     indicator_labels: tuple[str, ...] | None = None  # the requests it changes (None: every one)
 
     def __post_init__(self) -> None:
+        _check_declaration(self)
         object.__setattr__(self, "feeds", _roles(f"param {self.name}", self.feeds))
         if self.indicator_labels is not None:  # (without the role "indicators" they say nothing)
             labels = self.indicator_labels

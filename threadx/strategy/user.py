@@ -135,13 +135,14 @@ def load_text(path: str | Path, text: str) -> dict[str, StrategySpec]:
     specs: dict[str, StrategySpec] = {}
     for value in list(vars(module).values()):
         if isinstance(value, StrategySpec) and value.name not in specs:
-            line = _declaration_line(text, value.name)
+            line = _declaration_line(text, value.name) if isinstance(value.name, str) else 0
             where = f"{path}:{line or 1}"
             try:
                 check_name(value.name, "strategy name", STRATEGY)
                 value.normalize()  # the declared defaults must be valid
-            except ParamError as exc:
-                raise StrategyError(f"{where}: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - any declaration that breaks here: the file's error
+                raise StrategyError(f"{where}: {describe_error(exc) if not isinstance(exc, ParamError) else exc}"
+                                    ) from None
             origin = StrategyOrigin("user", path, digest, text, line)
             specs[value.name] = _exit_as_error(replace(value, origin=origin))
     if not specs:
