@@ -231,6 +231,8 @@ def test_forms_are_checked_against_the_strategy_when_saved_and_loaded(workspace)
                "take_profit_pct": [1.0, 2.0],  # a list of a numeric param
                "allow_short": "maybe"}
     assert ws.clean_form("space", "ma_crossover", refused) == {}
+    # an empty list of a bool or choice param (the Optimisation page raised IndexError on it)
+    assert ws.clean_form("space", "ma_crossover", {"allow_short": [], "ma_type": []}) == {}
     data = json.loads(settings_file(workspace).read_text())
     data["forms"]["space"]["no_such_strategy"] = {"x": 1}
     data["forms"]["space"]["ma_crossover"]["slow_period"] = 5000  # above its maximum

@@ -112,8 +112,8 @@ def _space_value(p: Param, value: Any) -> Any:
         step = int(value["step"]) if p.kind == "int" and value["step"] == int(value["step"]) else value["step"]
         return {"min": p.coerce(value["min"]), "max": p.coerce(value["max"]), "step": step}
     if isinstance(value, (list, tuple)):
-        if p.kind not in ("bool", "choice"):
-            raise ParamError(f"{p.name}: a list of values is for bool and choice params")
+        if p.kind not in ("bool", "choice") or not value:
+            raise ParamError(f"{p.name}: a list of values (at least one) is for bool and choice params")
         return list(dict.fromkeys(p.coerce(v) for v in value))
     return p.coerce(value)
 
