@@ -89,6 +89,18 @@ def test_window_that_does_not_fit_says_so_and_blocks_launch():
     assert any("No walk-forward window fits" in str(c.proto.spec) for c in at.get("plotly_chart"))
 
 
+def test_a_monte_carlo_n_above_the_space_is_planned_as_the_space():
+    """n = 10^12 was planned as 10^12 combos, "refused", with Launch enabled (the job drew the
+    whole space)."""
+    at = page()
+    at.selectbox(key="wf_sampler").set_value("random").run()
+    at.number_input(key="wf_n").set_value(10**12).run()
+    assert not at.exception, at.exception
+    plan = texts(at.info)
+    assert "**1,000,000,000,000 combos**" not in plan and "refused" not in plan and "combos** run in every" in plan
+    assert not at.button(key="wf_launch").disabled
+
+
 def test_small_walk_forward_job_shows_results_and_grade_card():
     at = small_walk_forward(page())
     assert "**10 windows**" in texts(at.info) and "**9 combos**" in texts(at.info)
