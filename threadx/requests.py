@@ -546,14 +546,10 @@ class PortfolioRequest:
         runner_labels(runners)  # refuses the same runner twice (with other params it is a runner #2)
         for runner in runners:  # the strategy exists (the data is not read)
             _check_strategy_space(runner.strategy, {})
-        if self.capital is not None:
-            try:
-                capital = float(self.capital)
-            except (TypeError, ValueError):
-                raise ParamError(f"capital must be a positive number, got {self.capital!r}") from None
-            if not (math.isfinite(capital) and capital > 0):
-                raise ParamError(f"capital must be a positive number, got {self.capital!r}")
-            object.__setattr__(self, "capital", capital)
+        if self.capital is not None:  # (checked here: the job would refuse it only once started)
+            from threadx.engine.inputs import check_capital
+
+            object.__setattr__(self, "capital", check_capital(self.capital, "capital"))
         for key, upper in (("margin_guard", None), ("runner_cap", None), ("kill_switch", 1.0)):
             object.__setattr__(self, key, gate_fraction(getattr(self, key), key, upper) or None)
         gate_duration(self.kill_window, "kill_window")

@@ -208,6 +208,8 @@ def test_portfolio_request_round_trip_and_checks():
                          ({"runners": runners, "kill_switch": 1.5}, "kill_switch must be"),
                          ({"runners": runners, "cooldown": "later"}, "cooldown must be a duration"),
                          ({"runners": runners, "engine_options": {"initial_capital": 1}}, "capital"),
+                         ({"runners": runners, "capital": 1e300}, "capital must be at most"),  # (was: in the job)
+                         ({"runners": runners, "capital": -5}, "capital must be positive"),
                          ({"runners": runners, "surprise": 1}, "unknown portfolio param")):
         with pytest.raises(ParamError, match=message):
             PortfolioRequest.from_dict(bad)

@@ -81,11 +81,7 @@ class EngineOptions:
         """Self, after checking every value (ParamError with the fix on failure)."""
         for name in _NUMBER_FIELDS:
             _real(name, getattr(self, name))
-        if not (math.isfinite(self.initial_capital) and self.initial_capital > 0):
-            raise ParamError(f"initial_capital must be positive, got {self.initial_capital}")
-        if self.initial_capital > MAX_INITIAL_CAPITAL:
-            raise ParamError(f"initial_capital must be at most {MAX_INITIAL_CAPITAL:,.0f}, "
-                             f"got {self.initial_capital!r}")
+        check_capital(self.initial_capital)
         if not (math.isfinite(self.fee_bps) and 0 <= self.fee_bps < 10_000):
             raise ParamError(f"fee_bps must be between 0 and 10000, got {self.fee_bps}")
         if not (math.isfinite(self.slippage_bps) and 0 <= self.slippage_bps < 10_000):
@@ -117,6 +113,17 @@ _SIZING_RANGES = {  # name -> (lowest, lowest allowed itself, highest, words)
     "leverage": (1.0, True, MAX_LEVERAGE, f"from 1 to {MAX_LEVERAGE:g}"),
     "fraction": (0.0, False, 1.0, "in (0, 1]"),
 }
+
+
+def check_capital(value: Any, name: str = "initial_capital") -> float:
+    """``value`` as a starting capital: a positive number up to ``MAX_INITIAL_CAPITAL``
+    (ParamError naming ``name`` otherwise)."""
+    number = _real(name, value)
+    if number is None or not (math.isfinite(number) and number > 0):
+        raise ParamError(f"{name} must be positive, got {value!r}")
+    if number > MAX_INITIAL_CAPITAL:
+        raise ParamError(f"{name} must be at most {MAX_INITIAL_CAPITAL:,.0f}, got {value!r}")
+    return number
 
 
 def check_sizing(name: str, value: Any, whose: str = "") -> None:
