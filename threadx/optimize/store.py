@@ -164,7 +164,7 @@ class SweepRun:
         (each default: the run's own, as :meth:`best_params` ranks), NaN last."""
         objective = objective or self.manifest.get("objective", "sharpe")
         maximize = self.manifest.get("maximize", True) if maximize is None else maximize
-        min_trades = int(self.manifest.get("min_trades", 0)) if min_trades is None else min_trades
+        min_trades = int(self.manifest.get("min_trades") or 0) if min_trades is None else min_trades
         if self._results is None and self._parts:
             ranked = _read_parts(self._parts, columns=list(dict.fromkeys(["combo_id", "status", "n_trades", objective])))
         else:
@@ -675,14 +675,17 @@ class ResultStore:
             raise
         return writer
 
-    def _quarantine_bad(self, folder: Path) -> list[dict[str, str]]:
-        """Move every part that cannot be read to quarantine/; what moved and why."""
+    def _quarantine_bad(self, folder: Path, every_column: bool = False) -> list[dict[str, str]]:
+        """Move every part that cannot be read to quarantine/; what moved and why. ``every_column``
+        (a repair): read every column too, so a page that fails its checksum is found (a resume
+        reads only the ids and statuses: the results are verified when read)."""
         moved = []
         for path in _part_paths(folder):
             try:
                 _footer_rows(path)
                 stored_rows([path])
-                _read_table(path, None)  # every column: a page that fails its checksum is damage too
+                if every_column:
+                    _read_table(path, None)
             except RunDamaged as exc:
                 moved.append({"part": _quarantine(folder, path), "why": exc.why})
         return moved
@@ -752,7 +755,7 @@ class ResultStore:
         try:
             for stale in folder.glob(".part-*.tmp"):
                 stale.unlink(missing_ok=True)
-            moved = self._quarantine_bad(folder)
+            moved = self._quarantine_bad(folder, every_column=True)
             manifest, rebuilt = self._repaired_manifest(folder, run_id)
             stored = stored_rows(_part_paths(folder))
             status = manifest.get("status")
