@@ -472,11 +472,14 @@ class Planner:
         new: dict[int, np.ndarray] = {}
         todo = todo[self._cache_order(idx[s_first[todo]])]
         keys, level_keys = s_keys[todo].tolist(), v_keys[v_of[s_first[todo]]].tolist()
+        calls = self.stats["signal_calls"]
         try:
             made, made_levels = self._prepare_signal_groups(idx[s_first[todo]])
         except _RuleDisagrees:
             self._rule = None  # signals() from here on in this planner: slower, and right
             self._signals.clear()  # (every array kept was the rule's)
+            self._cached_bytes = 0
+            self.stats["signal_calls"] = calls  # (the rule's lookups are not this plan's calls)
             return self._signals_and_levels(idx)
         for key, level_key, sig, lev in zip(keys, level_keys, made, made_levels):
             if not isinstance(sig, str):
@@ -623,29 +626,36 @@ class Planner:
         return signals, levels
 
     def _rule_agrees(self, idx: np.ndarray, made: np.ndarray | list[np.ndarray | str]) -> bool:
-        """Whether the rule's row of one combo of ``idx`` (another each call) is what ``signals``
-        gives for it: the check of a rule (``threadx strategy check``) perturbs each param one
-        at a time, a sweep reaches combos it did not try. False is logged once with the combo."""
+        """Whether the rule's rows of a sample of ``idx`` are what ``signals`` gives for them: the
+        check of a rule (``threadx strategy check``) perturbs each param one at a time, a sweep
+        reaches combos it did not try. The first plan samples :data:`_RULE_FIRST_CHECKS` rows
+        spread over its combos (before any result of this planner is stored), each later plan
+        one (another each time). False is logged with the combo."""
         if not len(idx):
             return True
-        k = self._rule_checked % len(idx)
-        self._rule_checked += 1
-        row = made[k]
-        if isinstance(row, str):
-            return True  # its lookup failed: redone by signals() anyway
-        calls = self.stats["signal_calls"]
-        expected = self._prepare(idx[k:k + 1])[0]
-        self.stats["signal_calls"] = calls  # (a check, counted apart)
-        self.stats["rule_checks"] = self.stats.get("rule_checks", 0) + 1
-        if isinstance(expected, str) or np.array_equal(row, expected[0]):
-            return True  # (signals or levels raising: that combo fails by the same error either way)
-        params = next(self._params(idx[k:k + 1]))
-        logs.logger().warning(
-            "strategy %s: its signal rule gives other signals than signals() for %s (%d bars differ): this sweep "
-            "computes its signals with signals() instead (slower); fix the rule (`threadx strategy check %s`)",
-            self.spec.name, params, int(np.sum(np.asarray(row) != expected[0])), self.spec.name)
-        self.stats["rule_disagreed"] = 1
-        return False
+        first = self._rule_checked == 0
+        picks = (np.unique(np.linspace(0, len(idx) - 1, min(_RULE_FIRST_CHECKS, len(idx))).astype(int)) if first
+                 else [self._rule_checked % len(idx)])
+        self._rule_checked += len(picks)
+        for k in map(int, picks):
+            row = made[k]
+            if isinstance(row, str):
+                continue  # its lookup failed: redone by signals() anyway
+            calls = self.stats["signal_calls"]
+            expected = self._prepare(idx[k:k + 1])[0]
+            self.stats["signal_calls"] = calls  # (a check, counted apart)
+            self.stats["rule_checks"] = self.stats.get("rule_checks", 0) + 1
+            if isinstance(expected, str) or np.array_equal(row, expected[0]):
+                continue  # (signals or levels raising: that combo fails by the same error either way)
+            params = next(self._params(idx[k:k + 1]))
+            logs.logger().warning(
+                "strategy %s: its signal rule gives other signals than signals() for %s (%d bars differ): this sweep "
+                "computes its signals with signals() from here on (slower); results stored before may hold the "
+                "rule's: fix the rule (`threadx strategy check %s`) and sweep again", self.spec.name, params,
+                int(np.sum(np.asarray(row) != expected[0])), self.spec.name)
+            self.stats["rule_disagreed"] = 1
+            return False
+        return True
 
     def _rule_signals(self, idx: np.ndarray) -> np.ndarray | list[np.ndarray | str]:
         """Signal arrays of combos with distinct signal keys through the strategy's
@@ -763,6 +773,9 @@ class Planner:
 
 class _Outside(Exception):
     """A line is not a row of the shared block (:class:`_PackRows`)."""
+
+
+_RULE_FIRST_CHECKS = 8  # rule rows the first plan of a sweep's planner compares with signals()
 
 
 class _RuleDisagrees(Exception):
