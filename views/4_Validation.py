@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 import threadx
-from threadx.config import DEFAULT_GRID_LIMIT, DEFAULT_MIN_TRADES, DEFAULT_SEED, settings
+from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED, settings
 from threadx.engine.inputs import EngineOptions
 from threadx.optimize.runner import default_workers
 from threadx.engine.layout import METRIC_NAMES
@@ -406,14 +406,11 @@ with tab_wf:
     if windows:
         step = windows[1].oos_start - windows[0].oos_start if len(windows) > 1 else oos_bars
         runs = combos * (2 * len(windows) + 1)
-        if size_band(runs) == "refused":  # as the Optimisation page refuses such a sweep
-            problems.append(f"{runs:,} backtests ({combos:,} combos in each of {len(windows)} windows) are over "
-                            f"the limit of {DEFAULT_GRID_LIMIT:,}: lower n, narrow the ranges or use longer windows")
         st.info(f"**{len(windows)} windows** on {label_dataset(dataset, df)} ({len(df):,} bars): IS {is_bars:,} bars, "
                 f"OOS {oos_bars:,} bars, step {step:,} bars"
                 + (f", purge {purge:,} bars" if purge else "") + (f", embargo {embargo:,} bars" if embargo else "")
                 + f" · **{combos:,} combos** run in every window "
-                f"({runs:,} backtests) — **{size_band(runs)}**")
+                f"({runs:,} backtests) — **{size_band(runs, limit=math.inf)}**")  # (the combos' limit is above)
     for problem in problems:
         st.warning(f"Cannot run: {problem}.")
     if df is not None:

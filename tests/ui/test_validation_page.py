@@ -98,7 +98,7 @@ def test_a_monte_carlo_n_above_the_space_is_planned_as_the_space():
     assert not at.exception, at.exception
     plan = texts(at.info)
     assert "**1,000,000,000,000 combos**" not in plan and "refused" not in plan and "combos** run in every" in plan
-    assert not at.button(key="wf_launch").disabled
+    assert not at.button(key="wf_launch").disabled  # (the walk-forward draws every combo of the space)
 
 
 def test_small_walk_forward_job_shows_results_and_grade_card():
