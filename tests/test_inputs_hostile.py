@@ -317,3 +317,28 @@ def test_output_piped_into_a_reader_that_stops_is_no_error():
     proc.stdout.close()  # the reader leaves (as head does after its lines) before the command writes
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and "Broken pipe" not in err and "Traceback" not in err, err
+
+
+def test_exits_that_edit_their_params_change_no_callers(df, tmp_path):
+    """exits() got the caller's dict in the sweep's evaluator, the portfolio, the validation
+    report and the checks: an edit there leaked into what they reported or ran next."""
+    import dataclasses
+
+    from threadx.engine.inputs import EngineOptions, strategy_rules
+    from threadx.strategy.base import get_strategy, register
+
+    spec = get_strategy("ma_crossover")
+
+    def editing_exits(p):
+        rules = spec.exits(p)
+        p["fast_period"] = -1  # an edit the caller must never see
+        return rules
+
+    register(dataclasses.replace(spec, name="test_editing_exits", exits=editing_exits))
+    params = get_strategy("test_editing_exits").normalize({"fast_period": 7, "slow_period": 30})
+    strategy_rules(get_strategy("test_editing_exits"), params, EngineOptions.builtin().validated())
+    assert params["fast_period"] == 7
+    result = threadx.backtest(df, "test_editing_exits", {"fast_period": 7, "slow_period": 30})
+    assert result.params["fast_period"] == 7
+    run = threadx.sweep(df, "test_editing_exits", {"fast_period": [5, 7]}, executor="inline", store=tmp_path)
+    assert sorted(run.results["fast_period"]) == [5, 7]

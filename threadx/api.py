@@ -9,7 +9,7 @@ import pandas as pd
 
 from threadx import logs
 from threadx.data.bars import Bars, as_bars
-from threadx.engine.inputs import (EngineOptions, check_bar_count, effective_rules, funding_per_bar, kernel_args,
+from threadx.engine.inputs import (EngineOptions, check_bar_count, strategy_rules, funding_per_bar, kernel_args,
                                    options_from)
 from threadx.engine import kernel
 from threadx.engine.result import Result, wrap_full
@@ -64,7 +64,7 @@ def backtest(
         bars = as_bars(df)
         check_bar_count(bars)
         with strategy_code_errors(spec):
-            rules = effective_rules(spec.exits(dict(values)), options)  # (a copy: the result reports values)
+            rules = strategy_rules(spec, values, options)
     with strategy_code_errors(spec):
         _, sig, levels = prepare_signals(spec, bars, values, bank, stage=watch.stage)
     with watch.stage("kernel"):

@@ -31,7 +31,7 @@ import numpy as np
 from threadx.contract import BAR_LABEL, ExitRules, Levels, prepare_indicators, prepare_signals, rule_signals
 from threadx.data.bars import Bars
 from threadx.engine import kernel
-from threadx.engine.inputs import EngineOptions, effective_rules, kernel_args, param_vector
+from threadx.engine.inputs import EngineOptions, strategy_rules, kernel_args, param_vector
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ParamError
 from threadx.indicators.registry import canonical_params
@@ -61,7 +61,7 @@ def stages(spec: StrategySpec, bars: Bars, params: Mapping[str, Any], bank: Any)
     (``bank``: the indicator source, e.g. an :class:`~threadx.indicators.IndicatorBank`)."""
     needs = {label: (name, canonical_params(name, ind)) for label, (name, ind) in spec.indicators(params).items()}
     _, sig, levels = prepare_signals(spec, bars, params, bank)
-    rules = effective_rules(spec.exits(params), _OPTIONS)
+    rules = strategy_rules(spec, params, _OPTIONS)
     metrics, trades, _ = kernel.run_full(*kernel_args(bars, sig, levels, rules, _OPTIONS))
     vector = param_vector(rules, _OPTIONS, bars.timeframe, False)
     return Stages(needs, np.asarray(sig), levels, rules, vector, metrics, trades)

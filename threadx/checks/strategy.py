@@ -50,7 +50,7 @@ import threadx
 from threadx.contract import ExitRules, KernelInputs, prepare_signals
 from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
-from threadx.engine.inputs import EngineOptions, effective_rules, kernel_args, line_needs
+from threadx.engine.inputs import EngineOptions, strategy_rules, kernel_args, line_needs
 from threadx.engine.layout import METRIC_NAMES
 from threadx.engine.result import Result, full_result
 from threadx.errors import ParamError, whole
@@ -382,7 +382,7 @@ class _Run:
 
 def _backtest(spec: StrategySpec, bars: Bars, params: Mapping[str, Any], bank: Any) -> _Run:
     """prepare_signals -> kernel_args -> full_result of one normalised param set."""
-    rules = effective_rules(spec.exits(params), _OPTIONS)
+    rules = strategy_rules(spec, params, _OPTIONS)
     _, sig, levels = prepare_signals(spec, bars, params, bank)
     inputs = kernel_args(bars, sig, levels, rules, _OPTIONS)
     return _Run(inputs, rules, full_result(inputs, bars.index, bars.timeframe, params))

@@ -191,6 +191,13 @@ def funding_summary(funding: Any) -> str:
     return f"<{type(funding).__name__}>"
 
 
+def strategy_rules(spec: Any, params: Mapping[str, Any], options: EngineOptions) -> ExitRules:
+    """The effective exit rules of ``spec`` (a StrategySpec) for ``params``: its ``exits`` called
+    with a copy of them (strategy code that edits its params changes no caller's, as
+    ``prepare_signals`` gives its functions copies), then :func:`effective_rules`."""
+    return effective_rules(spec.exits(dict(params)), options)
+
+
 def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
     """Strategy rules with the engine's sizing / leverage / fraction overrides applied."""
     changes: dict[str, Any] = {}

@@ -23,7 +23,7 @@ from threadx.codehash import source_hash
 from threadx.contract import prepare_signals
 from threadx.data.bars import Bars
 from threadx.engine import kernel
-from threadx.engine.inputs import EngineOptions, KernelInputs, effective_rules, funding_per_bar, kernel_args
+from threadx.engine.inputs import EngineOptions, KernelInputs, strategy_rules, funding_per_bar, kernel_args
 from threadx.optimize.outcome import (INFRA_PREFIX, STATUS_FAILED, STATUS_OK, ChunkResult,  # noqa: F401 (re-exported)
                                       RunInterrupted, failure_text, is_infra_exception, is_infra_failure,
                                       signal_key_names)
@@ -107,7 +107,7 @@ class Evaluator:
     def kernel_inputs(self, params: Mapping[str, Any]) -> KernelInputs:
         """Kernel arguments of one param set over the whole history."""
         options = self.task.options
-        rules = effective_rules(self.spec.exits(params), options)
+        rules = strategy_rules(self.spec, params, options)
         _, sig, levels = prepare_signals(self.spec, self.bars, params, self.indicators)
         return kernel_args(self.bars, sig, levels, rules, options, self.funding)
 

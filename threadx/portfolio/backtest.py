@@ -36,7 +36,7 @@ from threadx.contract import prepare_signals
 from threadx.data.bars import as_bars
 from threadx.data.timeframe import timeframe_seconds
 from threadx.engine import kernel
-from threadx.engine.inputs import (EngineOptions, effective_rules, funding_per_bar, kernel_args, largest_first_order,
+from threadx.engine.inputs import (EngineOptions, strategy_rules, funding_per_bar, kernel_args, largest_first_order,
                                   options_from)
 from threadx.engine.layout import (
     P_MIN_NOTIONAL,
@@ -246,7 +246,7 @@ def _prepare(runner: Runner, label: str, capital: float, base: EngineOptions, fu
         rates = _funding(runner, label, funding)
         options = options_from(base.to_dict(), initial_capital=capital, funding=rates)
         with strategy_code_errors(spec):
-            rules = effective_rules(spec.exits(values), options)
+            rules = strategy_rules(spec, values, options)
             _, sig, levels = prepare_signals(spec, bars, values, bank)
         inputs = kernel_args(bars, sig, levels, rules, options, funding_per_bar(rates, bars))
         largest, smallest = largest_first_order(inputs.params), float(inputs.params[P_MIN_NOTIONAL])

@@ -30,7 +30,7 @@ import pandas as pd
 from threadx.data.bars import Bars, as_bars
 from threadx.data.timeframe import bars_per_year
 from threadx.api import run_meta
-from threadx.engine.inputs import effective_rules, options_from
+from threadx.engine.inputs import strategy_rules, options_from
 from threadx.engine.layout import METRIC_NAMES
 from threadx.engine.metrics import per_bar_returns
 from threadx.engine.result import Result, full_result
@@ -449,7 +449,7 @@ def _winner_run(run: SweepRun, best: pd.Series, evaluator: Evaluator) -> Result:
     params and the run's engine options, but ``meta["elapsed_s"]``)."""
     params = {k: to_python(best[k]) for k in run.param_names}
     spec, bars, options = evaluator.spec, evaluator.bars, evaluator.task.options
-    meta = run_meta(spec, bars, options, effective_rules(spec.exits(params), options))
+    meta = run_meta(spec, bars, options, strategy_rules(spec, params, options))
     return full_result(evaluator.kernel_inputs(params), bars.index, bars.timeframe, params, meta)
 
 
