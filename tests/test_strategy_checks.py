@@ -124,6 +124,10 @@ def test_a_stored_failure_is_cleared_only_by_a_check_that_looks_again(synthetic_
             full.created_at
     again = check_strategy(PEEK, synthetic_bars, combos=1, checks=("lookahead",))
     assert save_report(PEEK, again, tmp_path) is not None  # looked again (and failed again): stored
+    from threadx.ui.strategies import run_check  # the Strategies page's Check: says what it kept
+
+    assert run_check(PEEK, synthetic_bars.slice(0, 2), root=tmp_path) == ["lookahead"]
+    assert last_report(PEEK, tmp_path)[0]["created_at"] == again.created_at
 
 
 def test_a_one_bar_peek_at_sparse_signals_is_caught_by_the_cuts_after_signals(synthetic_bars: Bars) -> None:

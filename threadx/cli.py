@@ -436,9 +436,12 @@ def cmd_strategy_check(args: argparse.Namespace) -> int:
     report = check_strategy(spec, bars, combos=args.combos, seed=args.seed, checks=wanted, progress=progress)
     if not quiet:
         print(file=sys.stderr)
-    if save_report(spec, report) is None:
-        print(f"note: the stored check of {spec.name} is kept: it failed {', '.join(hidden_failures(spec, report))}, "
-              "which this run did not check again conclusively", file=sys.stderr)
+    kept = hidden_failures(spec, report)
+    if kept:
+        print(f"note: the stored check of {spec.name} is kept: it failed {', '.join(kept)}, which this run did not "
+              "check again conclusively", file=sys.stderr)
+    else:
+        save_report(spec, report)
     if args.json:
         _print_json(report.to_dict())
     else:

@@ -213,16 +213,22 @@ if check_clicked:
     try:
         df = load_dataset(dataset)
         bar.progress(0.01, text=f"Checking {choice} on {dataset}: starting...")
-        logic.run_check(spec, df, dataset, logic.throttled(lambda stage, f: bar.progress(f, text=f"{choice}: {stage}")))
+        kept = logic.run_check(spec, df, dataset,
+                               logic.throttled(lambda stage, f: bar.progress(f, text=f"{choice}: {stage}")))
     except (ThreadXError, ValueError) as exc:
         bar.empty()
         st.error(f"Cannot check {choice}: {plain(str(exc), 600)}")
     else:  # once more, so the table above shows the new status too
-        st.session_state["strat_checked"] = (choice, time.perf_counter() - started)
+        st.session_state["strat_checked"] = (choice, time.perf_counter() - started, kept)
         st.rerun()
 checked = st.session_state.pop("strat_checked", None)
 if checked and checked[0] == choice:
-    st.caption(f"Checked {choice} on {label_dataset(dataset)} in {checked[1]:.1f} s (stored as its last check).")
+    if checked[2]:
+        st.warning(f"Checked {choice} on {label_dataset(dataset)} in {checked[1]:.1f} s, not stored: its last check "
+                   f"failed {', '.join(checked[2])}, which this run could not check (too few bars, or no signal or "
+                   "trade on them). The failed check is shown below; check on a longer dataset.")
+    else:
+        st.caption(f"Checked {choice} on {label_dataset(dataset)} in {checked[1]:.1f} s (stored as its last check).")
 status, report = logic.check_status(spec)
 if report is None:
     st.caption(f"Never checked. **Check** runs look-ahead, determinism, accounting, param-role and speed checks "

@@ -229,16 +229,19 @@ def throttled(progress: Callable[[str, float], None], every_s: float = 0.1) -> C
 
 
 def run_check(spec: StrategySpec, df: pd.DataFrame, dataset: str | None = None,
-              progress: Callable[[str, float], None] | None = None, root: Path | None = None) -> dict:
+              progress: Callable[[str, float], None] | None = None, root: Path | None = None) -> list[str]:
     """``check_strategy`` on ``df`` (every check, the CLI's defaults), the report stored as the
-    strategy's last (:func:`threadx.checks.store.save_report`); returns it as a dict."""
-    from threadx.checks.store import save_report
+    strategy's last (:func:`threadx.checks.store.save_report`) unless that would clear a stored
+    failure this run could not look at again; returns those failures ([] when stored)."""
+    from threadx.checks.store import hidden_failures, save_report
     from threadx.checks.strategy import check_strategy
     from threadx.data.bars import as_bars
 
     report = check_strategy(spec, as_bars(df), progress=progress, dataset=dataset)
-    save_report(spec, report, root)
-    return report.to_dict()
+    kept = hidden_failures(spec, report, root)
+    if not kept:
+        save_report(spec, report, root)
+    return kept
 
 
 def report_results(report: Mapping[str, Any]) -> list[dict]:
