@@ -123,6 +123,14 @@ def test_over_declaring_is_only_a_note(synthetic_bars: Bars, bank: IndicatorBank
 
 # --- the declaration itself -------------------------------------------------------------------
 
+def test_choices_may_be_declared_as_a_list() -> None:
+    """(A check of the declaration refused lists for a while: they worked before.)"""
+    param = Param("ma", "choice", "sma", choices=["sma", "ema"])
+    assert param.choices == ("sma", "ema") and param.coerce("EMA") == "ema" and param.rule_value("ema") == 1.0
+    with pytest.raises(ParamError, match="choices must be lower-case texts"):
+        Param("ma", "choice", "SMA", choices=["SMA", "EMA"])  # (values are matched in lower case)
+
+
 def test_feeds_accepts_a_role_an_iterable_or_nothing() -> None:
     assert Param("a", "int", 1).feeds == ALL_ROLES
     assert Param("a", "int", 1, feeds=None).feeds == ALL_ROLES

@@ -165,7 +165,7 @@ def test_an_error_in_the_users_code_names_its_file_and_line(rsi: Path, frame, tm
      "2: ParamError: param a: unknown role 'sizing'"),
     # declarations the pages could not show (a TypeError on 7 of the 9 pages, the file not named)
     ("from threadx.strategy import Param\nP = Param('a', 'choice', 10, choices=(10, 12))\n",
-     "2: ParamError: param a: choices must be a tuple of lower-case texts, got (10, 12)"),
+     "2: ParamError: param a: choices must be lower-case texts, got (10, 12)"),
     ("from threadx.strategy import Param\nP = Param('a', 'int', 10, '2', 500, 1)\n",
      "2: ParamError: param a: min must be a number, got '2'"),
     ("from threadx.strategy import Param\nP = Param('a', 'complex', 1)\n",

@@ -49,8 +49,8 @@ def _check_declaration(param: "Param") -> None:
         choices = param.choices
         if not (isinstance(choices, tuple) and choices and all(isinstance(c, str) and c == c.strip().lower()
                                                               for c in choices)):
-            raise ParamError(f"{where}: choices must be a tuple of lower-case texts, got {choices!r} (for numbers, "
-                             "declare an int or float param)")
+            raise ParamError(f"{where}: choices must be lower-case texts, got {choices!r} (for numbers, declare an "
+                             "int or float param)")
     elif param.kind in ("int", "float"):
         for field_name in ("min", "max", "step"):
             value = getattr(param, field_name)
@@ -92,6 +92,8 @@ class Param:
     indicator_labels: tuple[str, ...] | None = None  # the requests it changes (None: every one)
 
     def __post_init__(self) -> None:
+        if isinstance(self.choices, list):  # (a list reads the same: kept as a tuple, hashable)
+            object.__setattr__(self, "choices", tuple(self.choices))
         _check_declaration(self)
         object.__setattr__(self, "feeds", _roles(f"param {self.name}", self.feeds))
         if self.indicator_labels is not None:  # (without the role "indicators" they say nothing)
