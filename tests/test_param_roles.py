@@ -252,6 +252,27 @@ def test_the_check_names_a_rule_label_that_indicators_never_request(synthetic_ba
     assert not [f for f in check_roles(bb, synthetic_bars, bank)[0] if "reads the label" in f]
 
 
+def _x_indicators(p):
+    needs = dict(get_strategy("ma_crossover").indicators(p))
+    if p["use_x"] and p["x_period"] > 100:  # requested only by a switch and a number off their defaults
+        needs["x"] = ("sma", {"period": p["x_period"]})
+    return needs
+
+
+def test_a_label_a_switch_and_a_number_request_together_is_no_typo() -> None:
+    from threadx.checks.roles import rule_label_failures
+
+    ma = get_strategy("ma_crossover")
+    spec = replace(ma, indicators=_x_indicators, params=ma.params + (
+        Param("use_x", "bool", False, feeds=("indicators", "signals"), indicator_labels=("x",)),
+        Param("x_period", "int", 20, 2, 500, 1, opt_range=(10, 200, 10), feeds=("indicators", "signals"),
+              indicator_labels=("x",))),
+        signal_rule=replace(ma.signal_rule, lines=ma.signal_rule.lines + (("x", "value"),)))
+    assert rule_label_failures(spec, [spec.normalize()]) == []
+    typo = replace(spec, signal_rule=replace(ma.signal_rule, lines=ma.signal_rule.lines + (("X", "value"),)))
+    assert rule_label_failures(typo, [spec.normalize()])[0].startswith("ma_crossover.signal_rule reads the label 'X'")
+
+
 def test_the_check_catches_wrong_indicator_labels(synthetic_bars: Bars, bank: IndicatorBank) -> None:
     """A sweep looks a line up once per value of the params declaring its label: a period
     declared for the other line would read every combo's fast line from another combo."""

@@ -22,9 +22,10 @@ from files). Used by ``tests/test_param_roles.py`` on every built-in strategy an
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -180,17 +181,42 @@ def rule_label_failures(spec: StrategySpec, param_sets: list[Mapping[str, Any]])
     (a misspelt label): a sweep gives the rule an all-NaN line for it, so no signal at all."""
     if spec.signal_rule is None:
         return []
+    wanted = [label for label in dict.fromkeys(label for label, _ in spec.signal_rule.lines) if label != BAR_LABEL]
     seen: set[str] = set()
-    for params in param_sets:
+    tried = 0
+    # the param sets given, then (while a label is missing) every mix of switches with the numbers
+    # at either end of their ranges: a label one switch and one number request together is no typo
+    for params in itertools.chain(param_sets, _switch_mixes(spec, param_sets[0]) if param_sets else ()):
+        if all(label in seen for label in wanted):
+            break
+        tried += 1
         try:
             seen |= set(spec.indicators(spec.results_params(params)))
         except Exception:  # noqa: BLE001 - a set whose indicators raise: reported by the other checks
             continue
     return [f"{spec.name}.signal_rule reads the label {label!r}, which indicators() requests for none of the "
-            f"{len(param_sets)} param sets tried (its labels: {', '.join(sorted(seen)) or 'none'}): a sweep would "
-            "give the rule an all-NaN line"
-            for label in dict.fromkeys(label for label, _ in spec.signal_rule.lines)
-            if label != BAR_LABEL and label not in seen]
+            f"{tried} param sets tried (its labels: {', '.join(sorted(seen)) or 'none'}): a sweep would give the "
+            "rule an all-NaN line" for label in wanted if label not in seen]
+
+
+_MAX_SWITCH_MIXES = 256
+
+
+def _switch_mixes(spec: StrategySpec, base: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """``base`` with every mix of bool and choice values (at most :data:`_MAX_SWITCH_MIXES`), each
+    with the numeric params at the low, then the high end of their optimisation ranges (those
+    the params' bounds and constraints allow; indicators() only: no backtest)."""
+    switches = [p for p in spec.params if p.kind in ("bool", "choice")]
+    ranged = [p for p in spec.params if p.kind in ("int", "float") and p.opt_range]
+    options = [(False, True) if p.kind == "bool" else p.choices for p in switches]
+    for mix in itertools.islice(itertools.product(*options), _MAX_SWITCH_MIXES):
+        for end in (0, 1):
+            raw = {**base, **{p.name: value for p, value in zip(switches, mix)},
+                   **{p.name: p.opt_range[end] for p in ranged}}
+            try:
+                yield spec.normalize(raw)
+            except Exception:  # noqa: BLE001 - a mix the bounds or constraints refuse
+                continue
 
 
 def _rows_against_signals(spec: StrategySpec, bars: Bars, bank: Any, where: str, what: str, rows: np.ndarray,
