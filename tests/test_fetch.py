@@ -175,13 +175,13 @@ def test_permanent_network_failure_keeps_the_stored_file(tmp_path: Path) -> None
     assert [p.name for p in result.path.parent.iterdir()] == ["BTC_USDT-1h.parquet"]
 
 
-def _offline_error() -> Exception:
+def _offline_error(errno: int = -2, text: str = "Name or service not known") -> Exception:
     """What ccxt raises offline: a NetworkError from requests' ConnectionError from a gaierror."""
     import socket
 
     try:
         try:
-            raise socket.gaierror(-2, "Name or service not known")
+            raise socket.gaierror(errno, text)
         except socket.gaierror as cause:
             raise ccxt.NetworkError("fakex GET https://api.fakex.com/v3/klines") from cause
     except ccxt.NetworkError as exc:
@@ -194,6 +194,15 @@ def test_a_host_that_does_not_resolve_is_retried_once_not_five_times(tmp_path: P
     with pytest.raises(FetchError, match=r"the exchange's host cannot be resolved \(no network, or no DNS\?\)"):
         run(broken, tmp_path, max_retries=5, sleep=(sleeps := Sleeps()))
     assert len(broken.calls) == 2 and sleeps.backoffs == [1.0]
+
+
+def test_a_resolver_that_says_try_again_is_retried_as_any_network_error(tmp_path: Path) -> None:
+    import socket
+
+    broken = FakeExchange(300, always=_offline_error(socket.EAI_AGAIN, "Temporary failure in name resolution"))
+    with pytest.raises(FetchError, match="NetworkError after 3 retries"):
+        run(broken, tmp_path, max_retries=3, sleep=(sleeps := Sleeps()))
+    assert sleeps.backoffs == [1.0, 2.0, 4.0]
 
 
 def test_failure_midway_writes_nothing(tmp_path: Path) -> None:

@@ -234,20 +234,24 @@ def call_with_retries(call: Callable[[], Any], since: int, max_retries: int, sle
             raise FetchError(f"{label}: unexpected {type(exc).__name__}: {_line(exc)}") from exc
 
 
+_TRY_AGAIN = "Temporary failure in name resolution"
 _NO_NAME = ("Failed to resolve", "Name or service not known", "nodename nor servname", "getaddrinfo failed",
             "No address associated with hostname")  # urllib3, glibc, macOS, Windows, Android/musl
 
 
 def _unresolvable(exc: BaseException) -> bool:
     """Whether a network error is a host name that does not resolve (offline, or no DNS), looking
-    through the exceptions it was raised from."""
+    through the exceptions it was raised from; not a resolver that answered "try again"
+    (EAI_AGAIN, "Temporary failure in name resolution": retried as any network error)."""
     seen: set[int] = set()
+    found = False
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, socket.gaierror) or any(text in str(exc) for text in _NO_NAME):
-            return True
+        if (isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_AGAIN) or _TRY_AGAIN in str(exc):
+            return False
+        found = found or isinstance(exc, socket.gaierror) or any(text in str(exc) for text in _NO_NAME)
         exc = exc.__cause__ or exc.__context__
-    return False
+    return found
 
 
 def _line(exc: BaseException) -> str:
