@@ -465,11 +465,17 @@ def _unnamed_dates(raw: pd.DataFrame) -> pd.Series | None:
     return column if len(sample) and bool(parsed.notna().all()) else None
 
 
+def _holds_bools(series: pd.Series) -> bool:
+    """Whether an object column holds true/false values (typed in C; looked at one by one only
+    when its values are of mixed types)."""
+    kind = pd.api.types.infer_dtype(series, skipna=True)
+    return kind == "boolean" or (kind.startswith("mixed") and any(isinstance(v, (bool, np.bool_)) for v in series))
+
+
 def _to_float(series: pd.Series, name: str, path: Path) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
         return series.to_numpy(dtype=np.float64, na_value=np.nan)
-    if pd.api.types.is_bool_dtype(series.dtype) or (
-            series.dtype == object and series.map(lambda v: isinstance(v, (bool, np.bool_))).any()):
+    if pd.api.types.is_bool_dtype(series.dtype) or (series.dtype == object and _holds_bools(series)):
         raise DataError(f"{path}: column {name!r} holds true/false values, not numbers")  # (read as 1.0 / 0.0)
     converted = pd.to_numeric(series, errors="coerce")
     bad = converted.isna().to_numpy() & series.notna().to_numpy()
