@@ -81,6 +81,7 @@ NOTABLE_SPIKE_SHARE = 0.01  # more spikes than this share of the bars make the v
 # one bar, a bad tick or a change of units does; notable however few (one such bar made a +76,730 %
 # backtest of a file that was green)
 IMPLAUSIBLE_MOVE = 5.0
+_IMPLAUSIBLE = f"bar(s) whose close is {IMPLAUSIBLE_MOVE:g}x the previous one or less than 1/{IMPLAUSIBLE_MOVE:g} of it"
 
 
 @dataclass
@@ -135,8 +136,7 @@ class ValidationReport:
             (len(self.off_grid), f"{len(self.off_grid)} off-grid timestamp(s) in {len(self.off_grid_runs)} run(s)"),
             (len(self.spikes) > NOTABLE_SPIKE_SHARE * self.bars,
              f"{len(self.spikes)} price spike(s) ({len(self.spikes) / max(self.bars, 1):.1%} of the bars)"),
-            (len(self.implausible), f"{len(self.implausible)} bar(s) whose close is {IMPLAUSIBLE_MOVE:g}x the "
-                                    "previous one or less than a fifth of it (a bad tick or a change of units?)"),
+            (len(self.implausible), f"{len(self.implausible)} {_IMPLAUSIBLE} (a bad tick or a change of units?)"),
             (self.zero_volume, f"{self.zero_volume} zero-volume bar(s)"),
             (self.duplicates, f"{self.duplicates} duplicate timestamp(s), the last of each kept"),
             (not self.sorted, "rows out of time order"),
@@ -400,9 +400,8 @@ def _implausible_check(rep: ValidationReport, close: np.ndarray, t: np.ndarray) 
         rep.implausible = [_ts(x) for x in t[idx]]
         worst = int(idx[np.argmax(np.abs(r[idx - 1]))])
         shown = ", ".join(_iso(_ts(x)) for x in t[idx[:_SHOW]]) + (" ..." if len(idx) > _SHOW else "")
-        rep.warnings.append(f"{len(idx)} bar(s) whose close is {IMPLAUSIBLE_MOVE:g}x the previous one or less than "
-                            f"a fifth of it, largest x{math.exp(r[worst - 1]):.4g} at {_iso(_ts(t[worst]))} "
-                            f"(a bad tick or a change of units?): {shown}")
+        rep.warnings.append(f"{len(idx)} {_IMPLAUSIBLE}, largest x{math.exp(r[worst - 1]):.4g} at "
+                            f"{_iso(_ts(t[worst]))} (a bad tick or a change of units?): {shown}")
 
 
 def _spike_check(rep: ValidationReport, close: np.ndarray, t: np.ndarray) -> None:
