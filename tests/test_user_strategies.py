@@ -180,7 +180,9 @@ def test_files_that_cannot_load(strategy_dir: Path, body: str, why: str) -> None
 def test_a_strategy_name_that_is_no_text_is_the_files_error(strategy_dir: Path) -> None:
     """``name=123`` raised a TypeError out of the loader, on every page that lists strategies."""
     (strategy_dir / "numbered.py").write_text(TEMPLATE.replace('"__NAME__"', "123"))
+    (strategy_dir / "listed.py").write_text(TEMPLATE.replace('"__NAME__"', '["x"]'))  # (unhashable)
     assert "invalid strategy name 123" in user.load_errors()["numbered.py"]
+    assert "invalid strategy name ['x']" in user.load_errors()["listed.py"]
     assert "ma_crossover" in threadx.strategies()
 
 

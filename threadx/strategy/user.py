@@ -134,7 +134,7 @@ def load_text(path: str | Path, text: str) -> dict[str, StrategySpec]:
         raise StrategyError(describe_error(exc, path)) from None
     specs: dict[str, StrategySpec] = {}
     for value in list(vars(module).values()):
-        if isinstance(value, StrategySpec) and value.name not in specs:
+        if isinstance(value, StrategySpec) and not (isinstance(value.name, str) and value.name in specs):
             line = _declaration_line(text, value.name) if isinstance(value.name, str) else 0
             where = f"{path}:{line or 1}"
             try:
