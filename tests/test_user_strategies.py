@@ -225,6 +225,11 @@ def test_new_from_a_builtin_of_a_module_declaring_several_renames_them_all(strat
     assert {"my_grid", "my_grid_envelope_dca", "my_grid_envelope_dca_short"} <= set(specs)
     assert "renamed my_grid_envelope_dca, my_grid_envelope_dca_short" in path.read_text()
     assert threadx.backtest(frame, "my_grid").metrics == threadx.backtest(frame, "grid_atr").metrics
+    new_strategy_file("z_envelope_dca")
+    with pytest.raises(ParamError, match="'z_envelope_dca', a strategy that exists already"):
+        new_strategy_file("z", from_builtin="grid_atr")  # a copy's name is taken
+    with pytest.raises(ParamError, match="invalid strategy name"):
+        new_strategy_file("g" * 60, from_builtin="grid_atr")  # a copy's name past 64 characters
 
 
 def test_the_cli_new_and_strategies(strategy_dir: Path, capsys) -> None:

@@ -128,6 +128,11 @@ def new_strategy_file(name: str, from_builtin: str | None = None, folder: str | 
         # copy would declare names a built-in holds and fail to load them
         others = [other for other in builtin_names() if other != from_builtin and _name_pattern(other).search(source)]
         renames = {from_builtin: name, **{other: f"{name}_{other}" for other in others}}
+        known = list_strategies()
+        for new in list(renames.values())[1:]:  # (each a strategy of its own: checked as ``name`` is)
+            check_name(new, f"strategy name (of the copy of {from_builtin}'s module)", STRATEGY)
+            if new in known:
+                raise ParamError(f"the copy would declare {new!r}, a strategy that exists already; pick another name")
         for old, new in renames.items():
             source = _name_pattern(old).sub(lambda m: f"{m.group(1)}{m.group(2)}{new}{m.group(2)}", source, count=1)
         also = (f"\n# It also declares the other strategies of that module, renamed "
