@@ -385,3 +385,13 @@ def test_json_output_is_strict_json(capsys):
     assert "NaN" not in out and "Infinity" not in out
     top = json.loads(out, parse_constant=lambda token: pytest.fail(f"non-strict token {token}"))["top"]
     assert top and all(row["n_trades"] == 0 and row["win_rate"] is None for row in top)
+
+
+def test_walkforward_save_writes_strict_json(tmp_path, capsys):
+    """--save writes the JSON --json prints (one writer: strict, no NaN token)."""
+    saved = tmp_path / "wf.json"
+    assert main(["walkforward", "--strategy", "bb_atr", "--param", "entry_z=4.5,5", "--is-days", "60", "--oos-days",
+                 "30", "--bootstrap", "50", "--save", str(saved)]) == 0  # no trade anywhere: NaN metrics
+    text = saved.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    json.loads(text, parse_constant=lambda token: pytest.fail(f"non-strict token {token}"))

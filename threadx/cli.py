@@ -142,7 +142,9 @@ def _named_rows(values: dict[str, Any], key: str) -> list[dict[str, Any]]:
     return [{key: name, "value": _cell(name, value)} for name, value in values.items()]
 
 
-def _print_json(obj: Any) -> None:
+def _json_text(obj: Any) -> str:
+    """``obj`` as strict JSON (a NaN or Infinity token breaks most parsers): NaN as null, +-inf
+    as "inf" / "-inf", times in ISO format, numpy scalars as numbers."""
     def default(value: Any) -> Any:
         if hasattr(value, "isoformat"):
             return value.isoformat()
@@ -152,9 +154,11 @@ def _print_json(obj: Any) -> None:
 
     from threadx.validation.common import json_safe
 
-    # strict JSON (a NaN or Infinity token breaks most parsers): NaN as null, +-inf as "inf" / "-inf"
-    print(json.dumps(json_safe(obj), default=default, indent=2, allow_nan=False),
-          file=_JSON_OUT[-1] if _JSON_OUT else sys.stdout)
+    return json.dumps(json_safe(obj), default=default, indent=2, allow_nan=False)
+
+
+def _print_json(obj: Any) -> None:
+    print(_json_text(obj), file=_JSON_OUT[-1] if _JSON_OUT else sys.stdout)
 
 
 _JSON_OUT: list[Any] = []  # the stdout a --json command's JSON goes to (every other print: stderr)
@@ -704,7 +708,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     out = {"walk_forward": wf.to_dict(), "validation": report.to_dict(),
            "timing": {"walk_forward_s": elapsed, "total_s": total}}
     if args.save:
-        Path(args.save).write_text(json.dumps(out, indent=2, default=str))
+        Path(args.save).write_text(_json_text(out))
     if args.json:
         _print_json(out)
         return 0
