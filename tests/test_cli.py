@@ -385,6 +385,10 @@ def test_json_output_is_strict_json(capsys):
     assert "NaN" not in out and "Infinity" not in out
     top = json.loads(out, parse_constant=lambda token: pytest.fail(f"non-strict token {token}"))["top"]
     assert top and all(row["n_trades"] == 0 and row["win_rate"] is None for row in top)
+    assert main(["sweep", "--strategy", "bb_atr", "--param", "entry_z=4.5,5", "--run-id", "none"]) == 0
+    capsys.readouterr()
+    assert main(["runs", "show", "none"]) == 0  # min_trades 10: no combo ranked, and it says why
+    assert "no combo reaches the run's minimum of 10 trades" in capsys.readouterr().out
 
 
 def test_walkforward_save_writes_strict_json(tmp_path, capsys):

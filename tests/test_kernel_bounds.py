@@ -3,8 +3,8 @@
 Compiled, an out-of-bounds read is silent (numba checks no bounds: it reads whatever memory
 follows, or faults). So the bar loop runs here as plain Python (``NUMBA_DISABLE_JIT=1``, in
 a subprocess: numba reads it at import), where numpy raises IndexError on any read past an
-array's end: above all the one-slot placeholder that stands for a line the rules do not
-need (``inputs.UNUSED_LINE``).
+array's end (a negative index still wraps around, as in numpy): above all the one-slot
+placeholder that stands for a line the rules do not need (``inputs.UNUSED_LINE``).
 """
 from __future__ import annotations
 

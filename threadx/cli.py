@@ -598,6 +598,9 @@ def _show_run(run, as_json: bool, top: int) -> int:
     shown = list(dict.fromkeys(c for c in shown if c in best.columns))
     if not best.empty:
         print(_table(best[shown].to_dict(orient="records"), shown))
+    elif m["done"] > m["failed"]:
+        print(f"no combo reaches the run's minimum of {int(m.get('min_trades') or 0):,} trades (min_trades): "
+              "none is ranked")
     return 0
 
 
