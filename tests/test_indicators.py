@@ -244,6 +244,18 @@ def test_sma_ema_rma_hand_computed():
     assert K.sma(X10, 10)[9] == 5.5
 
 
+@pytest.mark.parametrize("n", [2, 3, 14, 50])
+def test_the_sma_after_a_huge_value_leaves_its_window_is_exact(n):
+    """A 1e12 bar among prices near 80: once it left the window the SMA kept Kahan's rounding
+    of it for up to 64 bars (3e-7 relative; ATR's sma method 4.9e-5)."""
+    x = 80.0 + 0.3 * np.sin(np.arange(400) * 0.7)
+    x[100] = 1e12
+    exact = np.array([math.fsum(x[i - n + 1:i + 1]) / n if i >= n - 1 else np.nan for i in range(len(x))])
+    mean, _ = K.rolling_mean_std(x, n)
+    for got in (K.sma(x, n), mean):
+        assert np.nanmax(np.abs(got - exact) / np.abs(exact)) < 1e-12
+
+
 def test_rolling_std_max_min_hand_computed():
     np.testing.assert_allclose(K.rolling_std(X10, 3)[2:], math.sqrt(2 / 3), rtol=1e-14)
     x = np.array([2.0, 4, 4, 4, 5, 5, 7, 9])

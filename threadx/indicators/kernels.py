@@ -68,13 +68,15 @@ def _kahan_add(total, carry, value):
 
 @njit(**_NJIT)
 def _window_sums(x, start, stop, k, want_std):
-    """Kahan sums of (x - k) and (x - k)**2 over x[start:stop]."""
+    """Kahan sums of (x - k) and (x - k)**2 over x[start:stop], and the sum of |x - k|."""
     s1 = 0.0
     c1 = 0.0
     s2 = 0.0
     c2 = 0.0
+    a1 = 0.0
     for j in range(start, stop):
         d = x[j] - k
+        a1 += abs(d)
         y = d - c1
         t = s1 + y
         c1 = (t - s1) - y
@@ -84,7 +86,7 @@ def _window_sums(x, start, stop, k, want_std):
             t = s2 + y
             c2 = (t - s2) - y
             s2 = t
-    return s1, s2
+    return s1, s2, a1
 
 
 @njit(**_NJIT)
@@ -93,7 +95,8 @@ def _rolling_moments(x, n, want_std):
 
     Returns ``(mean, std)``; ``std`` is an empty array when not requested. The mean is
     computed by the same arithmetic in both cases, so ``sma`` and the Bollinger middle
-    band are bitwise identical.
+    band are bitwise identical, except after a rebuild that only the variance's accuracy
+    asks for (below).
 
     Sums are of ``d = x - K`` with ``K`` a value of a recent window (an exact subtraction
     for nearby values), slid with Kahan compensation and rebuilt from the window every
@@ -101,8 +104,11 @@ def _rolling_moments(x, n, want_std):
     terms added since the last rebuild (``acc``); when that bound, plus the rounding of
     ``S2/n - (S1/n)**2``, could exceed ~1e-11 of the variance (a calm window after a
     large move, a mean drifting away from ``K``), the window is rebuilt around
-    ``K = x[i]`` at once. Those extra rebuilds draw on a work budget of 2 element visits
-    per bar, so the kernel stays O(N) on any input.
+    ``K = x[i]`` at once; so is a window whose mean's bound (2 eps times the sum of the
+    absolute terms added to the first sum, the window's own included) could exceed ~1e-11
+    of the mean (a spike far larger than the prices leaving the window). Those extra
+    rebuilds draw on a work budget of 2 element visits per bar, so the kernel stays O(N)
+    on any input.
     """
     if n < 1:
         raise ValueError("window length n must be >= 1")
@@ -125,6 +131,7 @@ def _rolling_moments(x, n, want_std):
     s2 = 0.0
     c2 = 0.0
     acc = 0.0  # sum of |terms| added to s2 since the last rebuild
+    acc1 = 0.0  # ... to s1, the window's own at the rebuild included
     for i in range(size):
         budget += 2.0
         v = x[i]
@@ -140,7 +147,7 @@ def _rolling_moments(x, n, want_std):
             continue
         if i - last_nan == n or since >= period:
             k = v
-            s1, s2 = _window_sums(x, i - n + 1, i + 1, k, want_std)
+            s1, s2, acc1 = _window_sums(x, i - n + 1, i + 1, k, want_std)
             c1 = 0.0
             c2 = 0.0
             acc = s2
@@ -148,6 +155,7 @@ def _rolling_moments(x, n, want_std):
         else:
             d_in = v - k
             d_out = x[i - n] - k
+            acc1 += abs(d_in) + abs(d_out)
             s1, c1 = _kahan_add(s1, c1, d_in)
             s1, c1 = _kahan_add(s1, c1, -d_out)
             if want_std:
@@ -164,12 +172,24 @@ def _rolling_moments(x, n, want_std):
                 std[i] = 0.0
             continue
         m = s1 * inv_n
+        if since > 0 and 4.0 * eps * acc1 * inv_n > tol * (abs(k) + abs(m)) and budget >= n:
+            # the mean's own bound: a term far larger than the window's values (a spike) left
+            # the window, and Kahan's carry of it could exceed ~1e-11 of the mean (the same test
+            # in both modes: sma and the Bollinger mid rebuild together)
+            budget -= n
+            k = v
+            s1, s2, acc1 = _window_sums(x, i - n + 1, i + 1, k, want_std)
+            c1 = 0.0
+            c2 = 0.0
+            acc = s2
+            since = 0
+            m = s1 * inv_n
         if want_std:
             var = s2 * inv_n - m * m
             if since > 0 and 4.0 * eps * acc * inv_n > tol * var and budget >= n:
                 budget -= n
                 k = v
-                s1, s2 = _window_sums(x, i - n + 1, i + 1, k, want_std)
+                s1, s2, acc1 = _window_sums(x, i - n + 1, i + 1, k, want_std)
                 c1 = 0.0
                 c2 = 0.0
                 acc = s2
