@@ -48,12 +48,25 @@ def long_series(n_bars: int) -> pd.DataFrame:
     return frame
 
 
+def test_a_budget_below_the_workers_own_memory_says_so_not_narrow_the_indicators(sample, tmp_path):
+    """30 MB for 2 workers: the refusal blamed "one batch of indicators" (0.5 MB of them) and
+    advised narrowing the indicator params, which cannot help."""
+    with pytest.raises(ParamError) as caught:
+        sweep(sample, "ma_crossover", {"fast_period": "5:10:1"}, workers=2, executor="local",
+              store=tmp_path / "store", bank=NoComputeBank(), memory_budget="30MB")
+    text = str(caught.value)
+    assert "before any indicator it needs about" in text and "2 worker(s) at about 256.0 MiB each" in text
+    assert "use fewer workers, or raise memory_budget" in text
+    assert "narrow" not in text and "one batch of indicators" not in text
+
+
 def test_sweep_over_its_budget_is_refused_in_under_a_second_before_any_indicator(tmp_path):
     df = long_series(210_000)  # the 5m case: 196 Bollinger sets (bb_std is display-only) and 96 ATRs: GiBs
     space = {"bb_period": "5:200:1", "bb_std": "0.5:4:0.01", "atr_period": "5:100:1"}
     started = time.perf_counter()
     with pytest.raises(ParamError, match=r"needs up to about [\d.,]+ GiB .*bollinger.* x 210,000 bars.*"
-                                         r"the budget is 300.0 MiB.*narrow bb_period/atr_period"):
+                                         r"the budget is 300.0 MiB.*before any indicator it needs about 535.4 MiB "
+                                         r".*use fewer workers"):  # (1 worker: it batches the indicators)
         sweep(df, "bb_atr", space, sampler="random", n=3000, workers=2, executor="local",
               store=tmp_path / "store", bank=NoComputeBank(), memory_budget="300MiB")
     assert time.perf_counter() - started < 1.0
