@@ -172,10 +172,13 @@ def _rolling_moments(x, n, want_std):
                 std[i] = 0.0
             continue
         m = s1 * inv_n
-        if since > 0 and 4.0 * eps * acc1 * inv_n > tol * (abs(k) + abs(m)) and budget >= n:
-            # the mean's own bound: a term far larger than the window's values (a spike) left
-            # the window, and Kahan's carry of it could exceed ~1e-11 of the mean (the same test
-            # in both modes: sma and the Bollinger mid rebuild together)
+        # the mean's own bound first (a term far larger than the window's values, a spike, left
+        # it: Kahan's carry of it could exceed ~1e-11 of the mean; the same test in both modes,
+        # so sma and the Bollinger mid rebuild together), then the variance's
+        rebuild = since > 0 and budget >= n and 4.0 * eps * acc1 * inv_n > tol * (abs(k) + abs(m))
+        if want_std and not rebuild:
+            rebuild = since > 0 and budget >= n and 4.0 * eps * acc * inv_n > tol * (s2 * inv_n - m * m)
+        if rebuild:
             budget -= n
             k = v
             s1, s2, acc1 = _window_sums(x, i - n + 1, i + 1, k, want_std)
@@ -186,16 +189,6 @@ def _rolling_moments(x, n, want_std):
             m = s1 * inv_n
         if want_std:
             var = s2 * inv_n - m * m
-            if since > 0 and 4.0 * eps * acc * inv_n > tol * var and budget >= n:
-                budget -= n
-                k = v
-                s1, s2, acc1 = _window_sums(x, i - n + 1, i + 1, k, want_std)
-                c1 = 0.0
-                c2 = 0.0
-                acc = s2
-                since = 0
-                m = s1 * inv_n
-                var = s2 * inv_n - m * m
             std[i] = math.sqrt(var) if var > 0.0 else 0.0
         mean[i] = k + m
     return mean, std
