@@ -299,34 +299,28 @@ def _rules_sizing(name: str, value: Any) -> Any:
     return value
 
 
+# the rule fields that are distances, counts or fractions (0 = off) -> their column
+_AMOUNT_COLUMNS = {
+    "risk_per_trade": L.P_RISK, "stop_pct": L.P_STOP_PCT, "stop_atr": L.P_STOP_ATR, "tp_pct": L.P_TP_PCT,
+    "tp_atr": L.P_TP_ATR, "trail_atr": L.P_TRAIL_ATR, "trail_pct": L.P_TRAIL_PCT,
+    "trail_band_pct": L.P_TRAIL_BAND_PCT, "max_hold_bars": L.P_MAX_HOLD, "spacing_bars": L.P_SPACING,
+    "max_legs": L.P_MAX_LEGS, "add_scale": L.P_ADD_SCALE, "reduce_fraction": L.P_REDUCE_FRACTION,
+    "partial_tp_pct": L.P_PTP_PCT, "partial_tp_atr": L.P_PTP_ATR, "allocation": L.P_ALLOCATION,
+    "arm_exits_r": L.P_ARM_R,
+}
+
 # rule field -> (its column in the param vector, the entry written there for a value): every
 # field but the grid's levels and stop_band, which fill several columns (see param_vector)
 RULE_COLUMNS: dict[str, tuple[int, Any]] = {
     "sizing": (L.P_SIZING, partial(_mode, "sizing", L.SIZING_MODES)),
     "fraction": (L.P_FRACTION, partial(_rules_sizing, "fraction")),
-    "risk_per_trade": (L.P_RISK, partial(_amount, "risk_per_trade")),
     "leverage": (L.P_LEVERAGE, partial(_rules_sizing, "leverage")),
-    "stop_pct": (L.P_STOP_PCT, partial(_amount, "stop_pct")),
-    "stop_atr": (L.P_STOP_ATR, partial(_amount, "stop_atr")),
-    "tp_pct": (L.P_TP_PCT, partial(_amount, "tp_pct")),
-    "tp_atr": (L.P_TP_ATR, partial(_amount, "tp_atr")),
     "target_mid": (L.P_TARGET_MID, _flag),
     "trail": (L.P_TRAIL_MODE, partial(_mode, "trail", L.TRAIL_MODES)),
-    "trail_atr": (L.P_TRAIL_ATR, partial(_amount, "trail_atr")),
-    "trail_pct": (L.P_TRAIL_PCT, partial(_amount, "trail_pct")),
-    "trail_band_pct": (L.P_TRAIL_BAND_PCT, partial(_amount, "trail_band_pct")),
-    "max_hold_bars": (L.P_MAX_HOLD, partial(_amount, "max_hold_bars")),
-    "spacing_bars": (L.P_SPACING, partial(_amount, "spacing_bars")),
-    "max_legs": (L.P_MAX_LEGS, partial(_amount, "max_legs")),
-    "add_scale": (L.P_ADD_SCALE, partial(_amount, "add_scale")),
-    "reduce_fraction": (L.P_REDUCE_FRACTION, partial(_amount, "reduce_fraction")),
-    "partial_tp_pct": (L.P_PTP_PCT, partial(_amount, "partial_tp_pct")),
-    "partial_tp_atr": (L.P_PTP_ATR, partial(_amount, "partial_tp_atr")),
     "grid_sides": (L.P_GRID_SIDES, partial(_mode, "grid_sides", L.GRID_SIDES)),
-    "allocation": (L.P_ALLOCATION, partial(_amount, "allocation")),
     "partial_tp_band": (L.P_PTP_BAND, _flag),
-    "arm_exits_r": (L.P_ARM_R, partial(_amount, "arm_exits_r")),
     "arm_exits_band": (L.P_ARM_BAND, _flag),
+    **{name: (col, partial(_amount, name)) for name, col in _AMOUNT_COLUMNS.items()},
 }
 
 
