@@ -32,7 +32,7 @@ import numpy as np
 from threadx.contract import BAR_LABEL, ExitRules, Levels, prepare_indicators, prepare_signals, rule_signals
 from threadx.data.bars import Bars
 from threadx.engine import kernel
-from threadx.engine.inputs import EngineOptions, strategy_rules, kernel_args, param_vector
+from threadx.engine.inputs import EngineOptions, kernel_args, param_vector, strategy_rules
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ParamError
 from threadx.indicators.registry import canonical_params
@@ -169,10 +169,13 @@ def rule_failures(spec: StrategySpec, bars: Bars, bank: Any, label: str, base: M
         f"{name}={one[name]!r}" for name in names if one[name] != base[name]) or "the start")
 
 
-def rule_param_sets(spec: StrategySpec, base: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """``base`` and each perturbation of each param feeding indicators or signals (the param
-    sets :func:`rule_failures` compares)."""
-    return [dict(base)] + [{**base, name: value} for name in spec.params_feeding("indicators", "signals")
+def rule_param_sets(spec: StrategySpec, base: Mapping[str, Any],
+                    names: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """``base`` and each perturbation of each of ``names`` (None: the params feeding indicators
+    or signals, the param sets :func:`rule_failures` compares; :func:`batch_failures` gives
+    its batch params)."""
+    names = spec.params_feeding("indicators", "signals") if names is None else names
+    return [dict(base)] + [{**base, name: value} for name in names
                            for value in perturbations(spec, spec.param(name), base)]
 
 
@@ -274,8 +277,7 @@ def batch_failures(spec: StrategySpec, bars: Bars, bank: Any, label: str, base: 
     names = spec.batch_params()
     if not names:
         return []
-    sets = [dict(base)] + [{**base, name: value} for name in names
-                           for value in perturbations(spec, spec.param(name), base)]
+    sets = rule_param_sets(spec, base, names)
     params = spec.results_params(base)
     where = f"{spec.name}.batch_signals ({label}, {len(sets)} param sets varying {', '.join(names)})"
     try:
