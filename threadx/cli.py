@@ -360,22 +360,18 @@ def cmd_data_resample(args: argparse.Namespace) -> int:
     from threadx.data.io import load_ohlcv, write_ohlcv
 
     if args.out and Path(args.out).suffix.lower() != ".parquet":
-        print(f"error: --out {args.out}: resampled bars are written as Parquet; name the file *.parquet",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise ParamError(f"--out {args.out}: resampled bars are written as Parquet; name the file *.parquet")
     df = load_ohlcv(args.source, timeframe=args.to)
     if args.out:
         target = Path(args.out).expanduser()
         if target.exists() and not args.replace:
-            print(f"error: {target} exists (it may be the source or another dataset); add --replace to overwrite "
-                  "it, or choose another --out FILE", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            raise ParamError(f"{target} exists (it may be the source or another dataset); add --replace to overwrite "
+                             "it, or choose another --out FILE")
     else:
         target = resampled_path(df.attrs.get("name") or args.source, args.to)
         taken = existing_dataset(target)
         if taken is not None and not args.replace:
-            print(f"error: {taken.describe()}; add --replace to overwrite it, or --out FILE", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            raise ParamError(f"{taken.describe()}; add --replace to overwrite it, or --out FILE")
     write_ohlcv(df, target)
     print(f"wrote {len(df):,} {args.to} bars to {target}")
     return 0
@@ -440,12 +436,9 @@ def cmd_strategy_check(args: argparse.Namespace) -> int:
     report = check_strategy(spec, bars, combos=args.combos, seed=args.seed, checks=wanted, progress=progress)
     if not quiet:
         print(file=sys.stderr)
-    kept = hidden_failures(spec, report)
-    if kept:
-        print(f"note: the stored check of {spec.name} is kept: it failed {', '.join(kept)}, which this run did not "
-              "check again conclusively", file=sys.stderr)
-    else:
-        save_report(spec, report)
+    if save_report(spec, report) is None:  # (the stored report is read again only to say why)
+        print(f"note: the stored check of {spec.name} is kept: it failed {', '.join(hidden_failures(spec, report))}, "
+              "which this run did not check again conclusively", file=sys.stderr)
     if args.json:
         _print_json(report.to_dict())
     else:

@@ -238,10 +238,7 @@ def run_check(spec: StrategySpec, df: pd.DataFrame, dataset: str | None = None,
     from threadx.data.bars import as_bars
 
     report = check_strategy(spec, as_bars(df), progress=progress, dataset=dataset)
-    kept = hidden_failures(spec, report, root)
-    if not kept:
-        save_report(spec, report, root)
-    return kept
+    return [] if save_report(spec, report, root) is not None else hidden_failures(spec, report, root)
 
 
 def report_results(report: Mapping[str, Any]) -> list[dict]:
