@@ -194,18 +194,19 @@ def fits(est: Estimate, budget: Budget) -> bool:
 
 
 def advice(est: Estimate, budget: Budget, search: Any, why: str, what: str = "sweep") -> str:
-    """The refusal of a plan over its budget: what it needs, the budget, ``why`` no batching
-    helps, and what to change: the params of ``search`` that set the indicators, or, when the
-    costs that do not depend on them are over the budget already, the workers."""
+    """The refusal of a plan over its budget: what it needs, the budget, and either what its
+    costs that do not depend on the indicators need, with the workers to change, when those
+    are over the budget already, or ``why`` no batching helps, with the params of ``search``
+    that set the indicators to change."""
     from threadx.optimize.shared import indicator_axes
 
     shm = f" (/dev/shm has {format_bytes(budget.shm)} free)" if budget.shm is not None and est.shared else ""
     head = f"this {what} needs up to about {format_bytes(est.total)} ({est.describe()}); the budget is " \
-           f"{budget.describe()}{shm}, {why}"
-    if est.fixed >= budget.memory:  # no indicator param can help
-        return (f"{head}; before any indicator it needs about {format_bytes(est.fixed)} ({est.workers} worker(s) "
-                f"at about {format_bytes(WORKER_BYTES)} each, the indicator cache and result buffers): use fewer "
-                "workers, or raise memory_budget (--memory-budget)")
+           f"{budget.describe()}{shm}"
+    if est.fixed >= budget.memory:  # no indicator param can help (nor batches: ``why`` is moot)
+        return (f"{head}, too small; before any indicator it needs about {format_bytes(est.fixed)} ({est.workers} "
+                f"worker(s) at about {format_bytes(WORKER_BYTES)} each, the indicator cache and result buffers): use "
+                "fewer workers, or raise memory_budget (--memory-budget)")
     axes = "/".join(search.axes[k].name for k in indicator_axes(search))
-    return (f"{head}: narrow {axes or 'the indicator params'}, use fewer combos or workers, a coarser timeframe "
-            "or a shorter period, or raise memory_budget (--memory-budget)")
+    return (f"{head}, {why}: narrow {axes or 'the indicator params'}, use fewer combos or workers, a coarser "
+            "timeframe or a shorter period, or raise memory_budget (--memory-budget)")

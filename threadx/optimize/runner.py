@@ -476,8 +476,7 @@ class _Session:
             self.line_capacity = capacity
             return
         smallest = est.fixed + one_combo * est.per_line
-        why = ("too small" if est.fixed >= budget.memory else  # (advice says for what)
-               f"too small even for one batch of indicators (about {format_bytes(smallest)})" if batchable else
+        why = (f"too small even for one batch of indicators (about {format_bytes(smallest)})" if batchable else
                f"and the {self.executor} executor cannot prepare indicators in batches (local and inline can)")
         raise ParamError(advice(est, budget, self.search, why))
 
