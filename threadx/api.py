@@ -9,8 +9,8 @@ import pandas as pd
 
 from threadx import logs
 from threadx.data.bars import Bars, as_bars
-from threadx.engine.inputs import (EngineOptions, check_bar_count, strategy_rules, funding_per_bar, kernel_args,
-                                   options_from)
+from threadx.engine.inputs import (EngineOptions, check_bar_count, funding_per_bar, kernel_args, options_from,
+                                   strategy_rules)
 from threadx.engine import kernel
 from threadx.engine.result import Result, wrap_full
 from threadx.contract import ExitRules, prepare_signals

@@ -98,9 +98,9 @@ class SignalRule:
     ``lines`` names the (indicator label, output) of each line, ``(BAR_LABEL, "close")`` for a
     column of the bars; a label that ``indicators(params)`` does not request for a param set is
     an all-NaN line there. ``params`` names the params it reads, in column order, that declare
-    "signals" (a bool is 0 or 1, a choice its position in the param's ``choices``). ``signals`` is the strategy's signal function the rule
-    computes: a spec with another one refuses the rule (a copy of a strategy given new signals
-    must drop or replace it). A rule cannot refuse a param set: ``signals`` must not raise
+    "signals" (a bool is 0 or 1, a choice its position in the param's ``choices``).
+    ``signals`` is the strategy's signal function the rule computes: a spec with another one
+    refuses the rule (a copy of a strategy given new signals must drop or replace it). A rule cannot refuse a param set: ``signals`` must not raise
     where the rule gives a row (refuse such sets in a ``Constraint``, ``indicators`` or
     ``exits``). The ``roles`` check of ``threadx strategy check`` compares it with ``signals``.
 

@@ -50,7 +50,7 @@ import threadx
 from threadx.contract import ExitRules, KernelInputs, prepare_signals
 from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
-from threadx.engine.inputs import EngineOptions, strategy_rules, kernel_args, line_needs
+from threadx.engine.inputs import EngineOptions, kernel_args, line_needs, strategy_rules
 from threadx.engine.layout import METRIC_NAMES
 from threadx.engine.result import Result, full_result
 from threadx.errors import ParamError, whole

@@ -23,7 +23,7 @@ from threadx.codehash import source_hash
 from threadx.contract import prepare_signals
 from threadx.data.bars import Bars
 from threadx.engine import kernel
-from threadx.engine.inputs import EngineOptions, KernelInputs, strategy_rules, funding_per_bar, kernel_args
+from threadx.engine.inputs import EngineOptions, KernelInputs, funding_per_bar, kernel_args, strategy_rules
 from threadx.optimize.outcome import (INFRA_PREFIX, STATUS_FAILED, STATUS_OK, ChunkResult,  # noqa: F401 (re-exported)
                                       RunInterrupted, failure_text, is_infra_exception, is_infra_failure,
                                       signal_key_names)

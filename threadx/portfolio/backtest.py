@@ -36,8 +36,8 @@ from threadx.contract import prepare_signals
 from threadx.data.bars import as_bars
 from threadx.data.timeframe import timeframe_seconds
 from threadx.engine import kernel
-from threadx.engine.inputs import (EngineOptions, strategy_rules, funding_per_bar, kernel_args, largest_first_order,
-                                  options_from)
+from threadx.engine.inputs import (EngineOptions, funding_per_bar, kernel_args, largest_first_order, options_from,
+                                  strategy_rules)
 from threadx.engine.layout import (
     P_MIN_NOTIONAL,
     S_SKIP_CAP,

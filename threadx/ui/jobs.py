@@ -77,7 +77,7 @@ REQUEST_KINDS = {"sweep": "SweepRequest", "walkforward": "WalkForwardRequest", "
 
 _STARTING_GRACE_S = 60.0  # a launch that left no process record for this long is failed
 _CHILDREN: dict[str, subprocess.Popen] = {}  # job processes this process started (reaped on refresh)
-_FINISHED: dict[str, tuple[tuple, "JobInfo"]] = {}  # finished job folder -> (_finished_stamp, info)
+_FINISHED: dict[str, tuple[tuple, "JobInfo"]] = {}  # finished job folder -> (stamps of its _INFO_FILES, info)
 _INFO_FILES = ("spec.json", "status.json")  # what a finished job's info is read from (launch.json: only until it runs)
 _FINISHED_LOCK = threading.Lock()
 
@@ -153,8 +153,8 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 # What the registry reads of a job's files, key -> its Kind (null refused where ``.not_null()``): a
-# key may be absent, never of another kind. A job whose files break this is shown failed, saying what is damaged (the other
-# jobs are untouched); ``params`` is the spec's, the keys its label reads.
+# key may be absent, never of another kind. A job whose files break this is shown failed, saying
+# what is damaged (the other jobs are untouched); ``params`` is the spec's, the keys its label reads.
 _FILE_KINDS: dict[str, dict[str, Kind]] = {
     "spec.json": {"kind": one_of(KINDS).not_null(), "params": OBJECT.not_null(), "created_at": TEXT.not_null(),
                   "max_concurrent": COUNT.not_null()},

@@ -30,7 +30,7 @@ import pandas as pd
 from threadx.data.bars import Bars, as_bars
 from threadx.data.timeframe import bars_per_year
 from threadx.api import run_meta
-from threadx.engine.inputs import strategy_rules, options_from
+from threadx.engine.inputs import options_from, strategy_rules
 from threadx.engine.layout import METRIC_NAMES
 from threadx.engine.metrics import per_bar_returns
 from threadx.engine.result import Result, full_result
