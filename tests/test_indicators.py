@@ -256,6 +256,25 @@ def test_the_sma_after_a_huge_value_leaves_its_window_is_exact(n):
         assert np.nanmax(np.abs(got - exact) / np.abs(exact)) < 1e-12
 
 
+def test_an_sma_is_the_same_bits_whichever_indicator_was_requested_first():
+    """The registry served a Bollinger computation's mean as the sma of the same source and
+    period; after a rebuild only the variance asks for (a calm window after a large move) the
+    two differ in their last bits, so the sma a strategy got depended on the order of its
+    requests (and of the other strategies in a batch)."""
+    rng = np.random.default_rng(1)
+    close = 80.0 + np.cumsum(rng.normal(0, 0.05, 600))
+    close[200:205] += 5000.0
+    assert not np.array_equal(K.sma(close, 10)[214:220], K.rolling_mean_std(close, 10)[0][214:220])
+    idx = pd.date_range("2024-01-01", periods=len(close), freq="1h", tz="UTC", name="timestamp")
+    bars = as_bars(pd.DataFrame({"open": close, "high": close + 1, "low": close - 1, "close": close,
+                                 "volume": 1.0}, index=idx))
+    sma, bb = ("sma", {"period": 10}), ("bollinger", {"period": 10, "std": 2.0})
+    after_bb = compute_requests(bars, [bb, sma])[1]["value"]
+    before_bb = compute_requests(bars, [sma, bb])[0]["value"]
+    np.testing.assert_array_equal(after_bb, K.sma(close, 10))
+    np.testing.assert_array_equal(before_bb, K.sma(close, 10))
+
+
 def test_rolling_std_max_min_hand_computed():
     np.testing.assert_allclose(K.rolling_std(X10, 3)[2:], math.sqrt(2 / 3), rtol=1e-14)
     x = np.array([2.0, 4, 4, 4, 5, 5, 7, 9])

@@ -148,9 +148,8 @@ class Intermediates:
         return self.source("close")
 
     def sma(self, src: str, n: int) -> np.ndarray:
-        # the rolling mean of mean_std is bitwise the same as kernels.sma: reuse it if present
-        if ("mean_std", src, n) in self._memo:
-            return self._memo[("mean_std", src, n)][0]
+        # never mean_std's mean: after a rebuild only the variance asks for, their last bits
+        # differ, and an sma must not depend on which indicator was requested first
         return self._get(("sma", src, n), lambda: K.sma(self.source(src), n))
 
     def mean_std(self, src: str, n: int) -> tuple[np.ndarray, np.ndarray]:
