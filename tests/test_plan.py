@@ -761,6 +761,31 @@ def test_a_sweep_checks_its_rule_against_signals_and_falls_back_when_they_differ
     assert any("its signal rule gives other signals than signals()" in r.getMessage() for r in caplog.records)
 
 
+def test_a_run_whose_rule_disagreed_records_it_and_shows_it(tmp_path, capsys):
+    """The rule's difference was only logged: rows stored before it was found may hold the
+    rule's signals, and nothing in the run said so. The run records the warning in its
+    manifest (kept when it resumes), ``runs show`` prints it; a run whose rule agrees has none."""
+    import threadx
+    from threadx import cli
+    from threadx.indicators import IndicatorBank
+    from threadx.optimize.store import ResultStore
+
+    frame = generate_synthetic("BTC_USDT", days=120, seed=4)
+    space = {"fast_period": [10, 20], "slow_period": [160, 180], "allow_short": [True]}
+    kw = dict(executor="inline", workers=1, store=tmp_path, bank=IndicatorBank(disk=False))
+    run = threadx.sweep(frame, "test_rule_wrong_far", space, run_id="wrong", **kw)
+    assert len(run.warnings) == 1 and "its signal rule gives other signals than signals()" in run.warnings[0]
+    stored = ResultStore(tmp_path).load("wrong")
+    assert stored.warnings == run.warnings
+    resumed = threadx.sweep(frame, "test_rule_wrong_far", space, run_id="wrong", **kw)  # nothing left to run
+    assert resumed.warnings == run.warnings
+    assert cli.main(["runs", "show", "wrong", "--store", str(tmp_path)]) == 0
+    assert "warning: strategy test_rule_wrong_far: its signal rule gives other signals" in capsys.readouterr().out
+    fine = threadx.sweep(frame, "ma_crossover", {"fast_period": [10, 20], "slow_period": [160, 180]}, run_id="fine",
+                         **kw)
+    assert fine.warnings == [] and "warnings" not in fine.manifest
+
+
 def test_a_plan_whose_signals_are_all_known_checks_no_rule_row(bars):
     """The second plan of the same combos makes no signal (all kept): nothing to compare."""
     evaluator = evaluator_for("ma_crossover", bars)

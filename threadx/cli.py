@@ -581,6 +581,8 @@ def _show_run(run, as_json: bool, top: int) -> int:
     failed = f", {m['failed']:,} failed" if m["failed"] else ""
     print(f"run {m['run_id']}: {m['strategy']} on {m.get('dataset')}, sampler {m['sampler']}, "
           f"{m['done']:,}/{m.get('total', 0):,} combos{failed}, status {m.get('status')}")
+    for text in run.warnings:
+        print(f"warning: {text}")
     if str(m.get("status")).startswith("damaged"):
         print(f"repair with: threadx runs repair {m['run_id']}")
     elif m.get("status") in ("cancelled", "interrupted") or m["to_retry"]:

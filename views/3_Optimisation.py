@@ -237,6 +237,8 @@ def show_run(view: sweep_runs.RunView) -> None:
     m, run_id = view.manifest, view.run_id
     st.subheader(f"Run {run_id}: {m['strategy']}, {int(m.get('done') or 0):,} combos, {view.status}")
     st.caption(describe_run(m))
+    for text in m.get("warnings") or []:  # what the sweep warned of about its own rows
+        st.warning(f"This run's rows may not all be right: {text}")
     c = st.columns([4, 1])
     c[0].code(run_id, language=None)  # copyable; `threadx sweep ... --run-id` resumes it too
     working = current_job()

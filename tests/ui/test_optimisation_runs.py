@@ -126,6 +126,25 @@ def test_the_run_in_the_url_reopens_it_in_a_new_session(data_file):
     assert not fresh.error and not [w.value for w in fresh.warning if "cannot be shown" in w.value]
 
 
+def test_a_run_that_recorded_a_warning_shows_it_above_its_results(data_file, workspace):
+    """A sweep whose signal rule disagreed with signals() records it in its manifest (see
+    test_plan): the page says so where the run's rows are shown."""
+    import json
+
+    sweep(data_file, "warned")
+    sweep(data_file, "plain")
+    path = workspace / "results" / "warned" / "manifest.json"
+    assert path.exists(), sorted(p.name for p in path.parent.parent.iterdir())
+    manifest = json.loads(path.read_text())
+    manifest["warnings"] = ["strategy ma_crossover: its signal rule gives other signals than signals() for {...}"]
+    path.write_text(json.dumps(manifest))
+    at = page(run="warned")
+    assert shown(at)[0].startswith("Run warned:")
+    assert [w.value for w in at.warning if "rows may not all be right" in w.value and "signal rule" in w.value]
+    plain = page(run="plain")
+    assert shown(plain)[0].startswith("Run plain:") and not [w.value for w in plain.warning if "rows may" in w.value]
+
+
 @pytest.mark.parametrize("damage", ["unknown", "damaged"])
 def test_an_unknown_or_damaged_run_in_the_url_gives_one_warning(data_file, workspace, damage):
     if damage == "damaged":

@@ -155,7 +155,7 @@ class GpuExecutor:
                     todo.append(part)
                     continue
                 self._store(metrics, blocks, part, m, b)
-        return ChunkResult(plan.ids, metrics, plan.status.copy(), dict(plan.errors), blocks)
+        return ChunkResult(plan.ids, metrics, plan.status.copy(), dict(plan.errors), blocks, warnings=plan.warnings)
 
     def _run_on(self, k: int, plan: Plan) -> tuple[np.ndarray, np.ndarray | None]:
         runner = self._runners.get(k)

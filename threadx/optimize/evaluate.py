@@ -133,4 +133,4 @@ class Evaluator:
             planned = time.perf_counter()
         metrics, blocks = run_plan(plan, self.bars, self.funding, self.block_end, calls=calls)
         stages = {"signals": planned - start, "kernel": time.perf_counter() - planned}  # per chunk, not per combo
-        return ChunkResult(ids, metrics, plan.status, dict(plan.errors), blocks, stages)
+        return ChunkResult(ids, metrics, plan.status, dict(plan.errors), blocks, stages, plan.warnings)

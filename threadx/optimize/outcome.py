@@ -56,6 +56,7 @@ class ChunkResult:
     errors: dict[int, str]  # combo id -> error text
     blocks: np.ndarray | None = None  # (n, n_blocks, 2) sums of returns and squares, or None
     stages: dict[str, float] | None = None  # seconds the worker spent per stage on this chunk (threadx.timings)
+    warnings: tuple[str, ...] = ()  # what the run records in its manifest (threadx.optimize.plan.Plan.warnings)
 
 
 def signal_key_names(spec: Any) -> tuple[str, ...]:

@@ -72,6 +72,7 @@ class Plan:
     line_values: list[np.ndarray]  # distinct lines (float64, n_bars each); the first is all NaN
     status: np.ndarray  # (n,) int8 STATUS_OK / STATUS_FAILED
     errors: dict[int, str] = field(default_factory=dict)  # combo id -> error text
+    warnings: tuple[str, ...] = ()  # what the run should record (a signal rule that disagreed with signals())
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -295,6 +296,7 @@ class Planner:
                                   for k in self._rule_params]
             self._rule_lines = _LineMatrix(self.n_bars)
             self._rule_checked = 0  # rows compared with signals() (_rule_agrees)
+        self._warnings: list[str] = []  # for the next Plan
         self._signals: dict[int, np.ndarray] = {}  # signal key -> array (kept across batches)
         self._levels: dict[int, Levels] = {}  # level key -> Levels
         self._cached_bytes = 0
@@ -334,9 +336,10 @@ class Planner:
         status = np.where(failed, STATUS_FAILED, STATUS_OK).astype(np.int8)
         if not (isinstance(signals, np.ndarray) and len(used_sig) == len(signals)):  # (a matrix used whole stays one)
             signals = [signals[k] for k in used_sig]
+        warnings, self._warnings = tuple(self._warnings), []
         return Plan(ids, rows, sig, line_rows.reshape(lines.shape), signals,
                     [self._line_list[k] for k in used_lines], status,
-                    {int(ids[p]): error[p] for p in np.flatnonzero(failed).tolist()})
+                    {int(ids[p]): error[p] for p in np.flatnonzero(failed).tolist()}, warnings)
 
     def _rows(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list, np.ndarray]:
         """(row per combo, whether its ``param_vector`` failed, how its rules read the lines per
@@ -648,11 +651,12 @@ class Planner:
             if isinstance(expected, str) or np.array_equal(row, expected[0]):
                 continue  # (signals or levels raising: that combo fails by the same error either way)
             params = next(self._params(idx[k:k + 1]))
-            logs.logger().warning(
-                "strategy %s: its signal rule gives other signals than signals() for %s (%d bars differ): this sweep "
-                "computes its signals with signals() from here on (slower); results stored before may hold the "
-                "rule's: fix the rule (`threadx strategy check %s`) and sweep again", self.spec.name, params,
-                int(np.sum(np.asarray(row) != expected[0])), self.spec.name)
+            text = (f"strategy {self.spec.name}: its signal rule gives other signals than signals() for {params} "
+                    f"({int(np.sum(np.asarray(row) != expected[0]))} bars differ): this sweep computes its signals "
+                    f"with signals() from here on (slower); results stored before may hold the rule's: fix the rule "
+                    f"(`threadx strategy check {self.spec.name}`) and sweep again")
+            logs.logger().warning("%s", text)
+            self._warnings.append(text)
             self.stats["rule_disagreed"] = 1
             return False
         return True

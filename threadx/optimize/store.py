@@ -39,7 +39,7 @@ _PLAN_KEYS = ("strategy", "strategy_code", "rows_code", "fingerprint", "space", 
               "block_end")
 _LEGACY_OPTIONAL = ("strategy_code", "rows_code")  # plan keys that runs stored by earlier versions lack
 _SESSION_KEYS = ("objective", "maximize", "min_trades", "machine", "versions", "started_at")
-_PROGRESS_KEYS = ("status", "done", "failed", "finished_at", "elapsed_s", "quarantined", "gpu")
+_PROGRESS_KEYS = ("status", "done", "failed", "finished_at", "elapsed_s", "quarantined", "gpu", "warnings")
 _PLAN_FILE = "plan.json"  # the manifest as first written, less its progress keys
 QUARANTINE = "quarantine"  # damaged parts are moved here, never deleted
 
@@ -90,6 +90,12 @@ class SweepRun:
     @property
     def param_names(self) -> list[str]:
         return list(self.manifest.get("param_names", []))
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the sweep warned of about its own rows (a signal rule that disagreed with
+        ``signals()``: rows stored before may hold the rule's), in the order they came."""
+        return [str(text) for text in self.manifest.get("warnings") or []]
 
     @property
     def results(self) -> pd.DataFrame:
@@ -466,7 +472,8 @@ _MANIFEST_KINDS: dict[str, Kind] = {
                              "dataset", "timeframe", "fingerprint", "strategy_code", "rows_code")},
     **{key: WHOLE for key in ("done", "total", "failed", "n", "bars", "seed")},
     **{key: OBJECT for key in ("space", "engine", "machine", "request", "timings")},
-    "min_trades": WHOLE.not_null(), "maximize": SWITCH.not_null(), "param_names": LIST,  # (read whenever present)
+    "min_trades": WHOLE.not_null(), "maximize": SWITCH.not_null(), "param_names": LIST, "warnings": LIST,
+    # (read whenever present)
 }
 _READ_KEYS = ("strategy", "space", "sampler", "objective")  # what reading a run's results needs
 
