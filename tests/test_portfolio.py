@@ -473,3 +473,60 @@ def test_cli_weights_that_are_not_numbers(tmp_path, capsys):
         assert main(["portfolio", "--runner", f"test_threshold:{path}", "--weights", weights]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "--weights takes numbers" in err[0], err
+
+
+# --- timelines the runners cannot share (a hostile review) ---------------------------------------------
+
+def test_runners_whose_bars_open_off_each_others_grid_are_refused():
+    """1h bars at :00 beside 1h bars at :30 made ticks every half hour: a bar is stepped whole at
+    its open's tick, so one runner's close (an hour later) entered the shared equity, which the
+    gates read, before the other's tick; and the metrics were annualised at one tick an hour."""
+    a, b = hand_runner("A"), hand_runner("B")
+    shifted = hand_frame(B_CLOSES, name="B")
+    shifted.index = shifted.index + pd.Timedelta(minutes=30)
+    with pytest.raises(ParamError, match="open on one grid.*test_threshold:B.*:30"):
+        portfolio_backtest([a, b], frames={a.label: hand_frame(A_CLOSES, name="A"), b.label: shifted}, save=False)
+
+
+def test_runners_that_never_run_at_the_same_time_are_refused():
+    """BTC 2017 beside BTC 2024: a timeline with years without a tick, whose metrics were
+    annualised as if its ticks were consecutive hours (a CAGR of 157 % for 6 % a year)."""
+    a, b = hand_runner("A"), hand_runner("B")
+    later = hand_frame(B_CLOSES, start="2024-03-01", name="B")
+    with pytest.raises(ParamError, match="never run at the same time.*test_threshold:A ends 2024-01-01 07:00.*"
+                                         "test_threshold:B starts 2024-03-01 00:00"):
+        portfolio_backtest([a, b], frames={a.label: hand_frame(A_CLOSES, name="A"), b.label: later}, save=False)
+    # back to back (B's first bar right after A's last) is one timeline
+    after = hand_frame(B_CLOSES, start="2024-01-01 08:00", name="B")
+    result = portfolio_backtest([a, b], frames={a.label: hand_frame(A_CLOSES, name="A"), b.label: after},
+                                save=False)
+    assert len(result.timeline) == len(A_CLOSES) + len(B_CLOSES)
+
+
+def test_drawdowns_are_correlated_only_where_both_runners_have_bars():
+    """A runner's equity is flat before its data starts and after it ends: those ticks entered
+    the correlation (0.45 for two runners with no tick in common)."""
+    a, b = hand_runner("A", enter_above=0.0), hand_runner("B", enter_above=0.0)
+    rng = np.random.default_rng(3)
+    closes_a = 100 + np.cumsum(rng.normal(0, 1, 60))
+    closes_b = 100 + np.cumsum(rng.normal(0, 1, 60))
+    frames = {a.label: hand_frame(closes_a, name="A"), b.label: hand_frame(closes_b, start="2024-01-02 12:00", name="B")}
+    result = portfolio_backtest([a, b], frames=frames, save=False)
+    corr = result.drawdown_correlation()
+    eq = result.runner_equity()
+    both = eq.index[(eq.index >= frames[b.label].index[0]) & (eq.index <= frames[a.label].index[-1])]
+    assert 2 < len(both) < len(eq)
+    own = eq.loc[both]
+    dd_a = (eq[a.label] / eq[a.label].cummax() - 1.0).loc[both]
+    dd_b = (own[b.label] / own[b.label].cummax() - 1.0)
+    assert corr.loc[a.label, b.label] == pytest.approx(dd_a.corr(dd_b), rel=1e-12)
+    apart = {a.label: hand_frame(closes_a[:30], name="A"),
+             b.label: hand_frame(closes_b[:30], start="2024-01-02 06:00", name="B")}
+    assert math.isnan(portfolio_backtest([a, b], frames=apart, save=False).drawdown_correlation().loc[a.label, b.label])
+
+
+def test_weights_whose_sum_overflows_name_the_weights():
+    a, b = hand_runner("A"), hand_runner("B")
+    frames = {a.label: hand_frame(A_CLOSES, name="A"), b.label: hand_frame(B_CLOSES, name="B")}
+    with pytest.raises(ParamError, match="weights"):
+        portfolio_backtest([a, b], frames=frames, save=False, weights=[1e308, 1e308])

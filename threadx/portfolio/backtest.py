@@ -34,6 +34,7 @@ import pandas as pd
 from threadx import logs
 from threadx.contract import prepare_signals
 from threadx.data.bars import as_bars
+from threadx.data.grid import grid_origin_ns, timeframe_ns
 from threadx.data.timeframe import timeframe_seconds
 from threadx.engine import kernel
 from threadx.engine.inputs import (EngineOptions, funding_per_bar, kernel_args, largest_first_order, options_from,
@@ -124,6 +125,9 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     steps = len(runner_list) + 2
     report = progress or (lambda done, total_steps, phase: None)
     weight_sum = sum(r.weight for r in runner_list)
+    if not np.isfinite(weight_sum):
+        raise ParamError(f"the runners' weights add up to {weight_sum:g}: give weights of a usual size (they only set "
+                         "each runner's share of the capital, e.g. 1 and 3)")
     prepared = []
     for k, (runner, label) in enumerate(zip(runner_list, labels)):
         report(k, steps, f"signals of {label}")
@@ -133,6 +137,8 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     report(len(runner_list), steps, "running the runners together")
 
     _check_timeframes(prepared, labels)
+    _check_grid(prepared, labels)
+    _check_overlap(prepared, labels)
     times = np.unique(np.concatenate([p["bars"].time_ns for p in prepared]))
     _check_memory(prepared, len(times), memory_budget)
     arrays = _concatenated(prepared, times)
@@ -292,6 +298,49 @@ def _check_timeframes(prepared: list[dict[str, Any]], labels: list[str]) -> None
                          f"(threadx data resample, or load_ohlcv(..., timeframe=))")
 
 
+def _check_grid(prepared: list[dict[str, Any]], labels: list[str]) -> None:
+    """ParamError unless every runner's bars open on one grid of their timeframe (1h bars at
+    :00 beside 1h bars at :30 make a tick every half hour: a bar is stepped whole at its open's
+    tick, so one runner's close would enter the shared equity before the other's tick)."""
+    timeframe = prepared[0]["bars"].timeframe
+    if not timeframe:
+        return
+    step, origin = timeframe_ns(timeframe), grid_origin_ns(timeframe)
+    phases = {label: np.unique((p["bars"].time_ns - origin) % step) for label, p in zip(labels, prepared)}
+    if len(np.unique(np.concatenate(list(phases.values())))) > 1:
+        opens = ", ".join(f"{label} at {', '.join(_phase_text(v, step) for v in phase[:3])}"
+                          for label, phase in phases.items())
+        raise ParamError(f"the runners' bars must open on one grid of {timeframe}: their bars open {opens} "
+                         "past the grid; resample the odd ones (threadx data resample) or pick data of one grid")
+
+
+def _phase_text(phase_ns: int, step_ns: int) -> str:
+    """A bar's offset past its grid as the clock shows it: ':30' past the hour, '12:00' past the day."""
+    minutes = int(phase_ns) // 60_000_000_000
+    return f":{minutes:02d}" if step_ns <= 3_600_000_000_000 else f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _check_overlap(prepared: list[dict[str, Any]], labels: list[str]) -> None:
+    """ParamError when the runners' spans leave a stretch of time with none of them (BTC 2017
+    beside BTC 2024): their metrics would be annualised as if the ticks were consecutive."""
+    timeframe = prepared[0]["bars"].timeframe
+    step = timeframe_ns(timeframe) if timeframe else 0
+    spans = sorted((int(p["bars"].time_ns[0]), int(p["bars"].time_ns[-1]), label) for label, p in zip(labels, prepared))
+    last, last_label = spans[0][1], spans[0][2]
+    for start, end, label in spans[1:]:
+        if start > last + step:
+            when = {"ends": _clock(last), "starts": _clock(start)}
+            raise ParamError(f"runners {last_label} and {label} never run at the same time: {last_label} ends "
+                             f"{when['ends']}, {label} starts {when['starts']}; a portfolio runs its runners "
+                             "together: pick data that overlaps, or backtest them apart")
+        if end > last:
+            last, last_label = end, label
+
+
+def _clock(time_ns: int) -> str:
+    return pd.Timestamp(time_ns, tz="UTC").strftime("%Y-%m-%d %H:%M")
+
+
 def _check_memory(prepared: list[dict[str, Any]], n_ticks: int, memory_budget: Any) -> None:
     """ParamError when the run's arrays would pass the memory budget: the inputs end to end,
     every runner's trade rows at their capacity (the most legs a run can book) and the
@@ -360,6 +409,7 @@ def _runner_row(runner: Runner, label: str, prep: dict[str, Any], st: np.ndarray
     return {"label": label, "strategy": runner.strategy, "strategy_code": prep["spec"].code_hash,
             "params": prep["values"], "weight": runner.weight, "capital": prep["capital"],
             "dataset": prep["dataset"], "funding": prep["funding"],
+            "start": prep["bars"].index[0].isoformat(), "end": prep["bars"].index[-1].isoformat(),
             "final_equity": final, "pnl": final - prep["capital"],
             "metrics": metrics_dict(m, timeframe_seconds(tf) if tf else None),
             "skipped": {"margin_guard": int(st[S_SKIP_GUARD]), "runner_cap": int(st[S_SKIP_CAP]),

@@ -60,11 +60,17 @@ class PortfolioResult:
         return frame.set_axis(self.labels, axis=1)
 
     def drawdown_correlation(self) -> pd.DataFrame:
-        """Pearson correlation of the runners' drawdowns (equity / running peak - 1) on the
-        common timeline; NaN for a runner that never drew down."""
+        """Pearson correlation of the runners' drawdowns (equity / running peak - 1), each pair
+        on the ticks where both have bars (from its first bar to its last: the flat equity
+        outside says nothing); NaN for a runner that never drew down or a pair with fewer than
+        two ticks in common."""
         eq = self.runner_equity()
+        for runner in self.runners:
+            if runner.get("start") and runner.get("end"):  # (a portfolio stored before they were kept: all ticks)
+                inside = (eq.index >= pd.Timestamp(runner["start"])) & (eq.index <= pd.Timestamp(runner["end"]))
+                eq[runner["label"]] = eq[runner["label"]].where(inside)
         drawdown = eq / eq.cummax() - 1.0
-        return drawdown.corr()
+        return drawdown.corr(min_periods=2)
 
     def summary(self) -> dict[str, Any]:
         """The JSON-safe part (all but the two frames)."""
