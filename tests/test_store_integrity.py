@@ -252,3 +252,34 @@ def test_a_manifest_without_what_reading_a_run_needs_is_refused_to_readers(runs,
     assert listed(runs)["b"] == "completed"
     code, _, err = cli(capsys, "runs", "show", "a", "--store", str(runs))
     assert_one_error_line(code, err, "run a has a manifest whose 'strategy' is missing")
+
+
+def test_a_resume_with_other_funding_rates_is_refused(tmp_path, df):
+    """A funding Series was recorded as the text '<Series>', whatever its rates: a resume with
+    other rates returned the stored rows (total return -42 % where the new rates give -90 %).
+    So was a stored funding series edited in place (its file's fingerprint kept in attrs)."""
+    from threadx.engine.inputs import funding_summary
+
+    times = pd.date_range(df.index[0].floor("D"), df.index[-1], freq="8h")
+    none, high = pd.Series(0.0, index=times), pd.Series(0.01, index=times)
+    assert funding_summary(none) != funding_summary(high)
+    space = {"fast_period": [5, 10], "slow_period": [30, 40]}
+    kw = dict(executor="inline", workers=1, store=tmp_path, run_id="f", bank=IndicatorBank(disk=False))
+    sweep(df, "ma_crossover", space, funding=none, **kw)
+    with pytest.raises(ThreadXError, match="run f exists with a different engine"):
+        sweep(df, "ma_crossover", space, funding=high, **kw)
+    stored = high.copy()
+    stored.attrs.update(source="funding/BTC_USDT.parquet", fingerprint="abc")
+    before = funding_summary(stored)
+    stored.iloc[3] = 0.5  # edited in place: attrs kept
+    assert funding_summary(stored) != before and "funding/BTC_USDT.parquet" in before
+
+
+def test_the_rows_code_covers_the_helpers_user_strategies_call():
+    """A user strategy hashes its own file only: the authoring API's numba helpers it calls
+    (cross_signals, the percent exits) were in no hash, so a run made before they changed
+    resumed, its rows mixed with new ones."""
+    from threadx.optimize import evaluate
+
+    for name in ("strategy/__init__.py", "strategy/signal_kernels.py", "strategy/percent_exits.py"):
+        assert name in evaluate._ROWS_FILES

@@ -182,13 +182,20 @@ def funding_rate(funding: Any) -> Any:
 
 
 def funding_summary(funding: Any) -> str:
-    """Text standing for a funding series in a run's record: ``<Series>``, or for a stored funding
-    file (``attrs`` ``source`` and ``fingerprint``, see :func:`threadx.data.funding.funding_for`)
-    ``<Series of 1,095 rates from PATH, sha256 FINGERPRINT>``."""
+    """Text standing for a funding series in a run's record, with a digest of its times and
+    rates (a resume compares it: other rates are another run), and where it was read from when
+    it is a stored funding file (``attrs["source"]``, see :func:`threadx.data.funding.funding_for`):
+    ``<Series of 1,095 rates from PATH, content 3f9a...>``."""
+    import hashlib
+
     attrs = getattr(funding, "attrs", None) or {}
-    if attrs.get("source") and attrs.get("fingerprint"):
-        return f"<{type(funding).__name__} of {len(funding):,} rates from {attrs['source']}, sha256 {attrs['fingerprint']}>"
-    return f"<{type(funding).__name__}>"
+    source = f" from {attrs['source']}" if attrs.get("source") else ""
+    try:
+        hashed = pd.util.hash_pandas_object(pd.Series(funding) if not isinstance(funding, pd.Series) else funding)
+        digest = hashlib.sha256(np.ascontiguousarray(hashed.to_numpy()).tobytes()).hexdigest()[:16]
+    except (TypeError, ValueError):
+        digest = "unknown"
+    return f"<{type(funding).__name__} of {len(funding):,} rates{source}, content {digest}>"
 
 
 def strategy_rules(spec: Any, params: Mapping[str, Any], options: EngineOptions) -> ExitRules:

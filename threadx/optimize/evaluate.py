@@ -39,11 +39,13 @@ _PLAN_CACHE_BYTES = 4 * 2**20
 
 
 # the code a sweep row comes from besides its strategy's own: the engine, the contract, the
-# indicators, the param machinery, the space's decoding, the samplers and the sweep plan (whole
+# indicators, the param machinery, the authoring API's helpers (a user strategy's own hash is of
+# its file only), the space's decoding, the samplers and the sweep plan (whole
 # files, as loaded by this process: a comment edit counts too, never a stale row)
 _ROWS_FILES = ("contract.py", "engine/kernel.py", "engine/inputs.py", "engine/layout.py", "engine/metrics.py",
                "data/timeframe.py", "data/grid.py", "indicators/kernels.py", "indicators/registry.py",
-               "strategy/base.py", "optimize/plan.py", "optimize/evaluate.py", "optimize/space.py",
+               "strategy/base.py", "strategy/__init__.py", "strategy/signal_kernels.py", "strategy/percent_exits.py",
+               "optimize/plan.py", "optimize/evaluate.py", "optimize/space.py",
                "optimize/samplers.py", "optimize/shared.py", "optimize/outcome.py")
 ROWS_CODE = source_hash(*(Path(threadx.__file__).parent / name for name in _ROWS_FILES))  # in run manifests
 
