@@ -137,3 +137,20 @@ def test_a_reader_never_sees_the_result_missing_while_it_is_replaced(stored, mon
     save_walk_forward("wf1", wf, report, root)
     assert seen and all(seen)
     _assert_same(wf, load_walk_forward("wf1", root)[0])
+
+
+def test_the_stamp_that_keys_a_shown_walk_forward_sees_a_copy_with_its_times_kept(stored):
+    """The Validation page keyed a shown walk-forward on its file's mtime: another result copied
+    over it with its times kept (``cp -p``, ``rsync -t``) was shown as the old one."""
+    from threadx.validation import codec
+    from threadx.validation.storage import is_stored, stored_stamp
+
+    wf, report, root = stored
+    save_walk_forward("wf-stamp", wf, report, root)
+    path = root / "walkforward" / "wf-stamp" / "result" / codec.TREE
+    before, times = stored_stamp("wf-stamp", root), os.stat(path)
+    data = path.read_bytes()
+    path.write_bytes(data)  # the same size, new content in place
+    os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert stored_stamp("wf-stamp", root) != before and is_stored("wf-stamp", root)
+    assert stored_stamp("none", root) is None and not is_stored("none", root)

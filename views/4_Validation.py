@@ -51,7 +51,7 @@ RESULTS_DIR = str(settings().results_dir)
 # --- cached loaders (keyed on hashable args: run id, results folder, file stamp, settings) ------
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _walk_forward(run_id: str, root: str, stamp: float) -> tuple[Any, Any]:
+def _walk_forward(run_id: str, root: str, stamp: tuple | None) -> tuple[Any, Any]:
     return load_walk_forward(run_id, root)
 
 
@@ -60,38 +60,38 @@ def stored_walk_forward(run_id: str) -> tuple[Any, Any]:
     return _walk_forward(run_id, RESULTS_DIR, wf_stamp(run_id))
 
 
-def run_stamp(run_id: str) -> float:
-    """Modification time of a stored sweep's manifest (a resumed run gets a new cache entry)."""
-    path = store.folder(run_id) / "manifest.json"
-    return path.stat().st_mtime if path.exists() else 0.0
+def run_stamp(run_id: str) -> tuple | None:
+    """The stored sweep's signature (its manifest's and parts' file stamps): a resumed run, or
+    another run's files copied over it with their times kept, gets a new cache entry."""
+    return sweep_runs.run_signature(store.folder(run_id))
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _sweep_report(run_id: str, root: str, stamp: float, n: int, S: int, seed: int) -> Any:
+def _sweep_report(run_id: str, root: str, stamp: tuple | None, n: int, S: int, seed: int) -> Any:
     return validate_sweep(run_id, store=ResultStore(root), n=n, S=S, seed=seed)
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _sweep_evaluator(run_id: str, root: str, stamp: float) -> Any:
+def _sweep_evaluator(run_id: str, root: str, stamp: tuple | None) -> Any:
     run = ResultStore(root).load(run_id)
     return sweep_evaluator(run, sweep_data(run))
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _wf_evaluator(run_id: str, root: str, stamp: float) -> Any:
+def _wf_evaluator(run_id: str, root: str, stamp: tuple | None) -> Any:
     wf, _ = _walk_forward(run_id, root, stamp)
     return walk_forward_evaluator(wf)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _stability_grid(kind: str, run_id: str, root: str, stamp: float, combo_id: int, x: str, y: str,
+def _stability_grid(kind: str, run_id: str, root: str, stamp: tuple | None, combo_id: int, x: str, y: str,
                     metric: str) -> pd.DataFrame:
     evaluator = (_wf_evaluator if kind == "wf" else _sweep_evaluator)(run_id, root, stamp)
     return stability_grid(evaluator, combo_id, x, y, metric, radius=STABILITY_RADIUS)
 
 
-def wf_stamp(run_id: str) -> float:
-    """Modification time of a stored walk-forward (a new result gets a new cache entry)."""
+def wf_stamp(run_id: str) -> tuple | None:
+    """The stored walk-forward's file stamp (a new result, or one copied over it, gets a new cache entry)."""
     return stored_stamp(run_id, RESULTS_DIR)
 
 
@@ -121,7 +121,7 @@ def grade_card(grade: Any) -> None:
                 c[2].markdown(row["explanation"])
 
 
-def stability_heatmap(kind: str, run_id: str, stamp: float, report: Any, varying: list[str]) -> None:
+def stability_heatmap(kind: str, run_id: str, stamp: tuple | None, report: Any, varying: list[str]) -> None:
     """Two param pickers among the varying params and the objective grid around the winner
     (``kind``: "sweep" or "wf", whose stored run is evaluated again)."""
     if len(varying) < 2:

@@ -18,6 +18,7 @@ from typing import Any
 
 from threadx.config import settings
 from threadx.errors import ThreadXError
+from threadx.filestamp import file_stamp
 from threadx.optimize.store import atomic_write_bytes, check_run_id
 from threadx.validation import codec
 
@@ -62,16 +63,17 @@ def save_walk_forward(run_id: str, wf: Any, report: Any, results_dir: str | os.P
 
 def is_stored(run_id: str, results_dir: str | os.PathLike | None = None) -> bool:
     """Whether a whole walk-forward result is stored under ``run_id``."""
-    return stored_stamp(run_id, results_dir) > 0
+    return stored_stamp(run_id, results_dir) is not None
 
 
-def stored_stamp(run_id: str, results_dir: str | os.PathLike | None = None) -> float:
-    """Modification time of the stored result (0 when none): a new result, a new stamp."""
+def stored_stamp(run_id: str, results_dir: str | os.PathLike | None = None) -> tuple[int, int, int, int] | None:
+    """The stored result's :func:`~threadx.filestamp.file_stamp` (None when none): a new result, or
+    another one copied over it with its times kept, a new stamp."""
     path = walkforward_root(results_dir) / check_run_id(run_id) / RESULT / codec.TREE
     try:
-        return path.stat().st_mtime
+        return file_stamp(path)
     except FileNotFoundError:
-        return 0.0
+        return None
 
 
 def load_walk_forward(run_id: str, results_dir: str | os.PathLike | None = None) -> tuple[Any, Any]:
