@@ -530,3 +530,29 @@ def test_weights_whose_sum_overflows_name_the_weights():
     frames = {a.label: hand_frame(A_CLOSES, name="A"), b.label: hand_frame(B_CLOSES, name="B")}
     with pytest.raises(ParamError, match="weights"):
         portfolio_backtest([a, b], frames=frames, save=False, weights=[1e308, 1e308])
+
+
+def test_the_longest_drawdown_in_days_is_counted_on_the_bars_own_times():
+    """SPEC §5: a drawdown's duration in bars and in time. The time was its bars times the
+    timeframe: a 30-day hole in the data inside the drawdown did not count (35.7 days reported
+    for one that lasted 65.7). On bars without a hole both ways agree to the bit."""
+    from threadx.engine.metrics import longest_drawdown_days
+
+    closes = [100, 106, 104, 103, 102, 101, 107, 108, 105, 104]
+    frame = hand_frame(closes, name="A")
+    whole = threadx.backtest(frame, "test_threshold")
+    assert whole.metrics["max_drawdown_bars"] == 5  # the peak at bar 1's close, back above it at bar 6
+    assert whole.metrics["max_drawdown_days"] == 5 / 24
+    holed = frame.copy()
+    holed.index = holed.index.where(holed.index < holed.index[4], holed.index + pd.Timedelta(days=30))
+    result = threadx.backtest(holed, "test_threshold")
+    assert result.metrics["max_drawdown_bars"] == 5
+    assert result.metrics["max_drawdown_days"] == pytest.approx(30 + 5 / 24, rel=1e-12)
+    runner = hand_runner("A")
+    one = portfolio_backtest([runner], frames={runner.label: holed}, save=False)
+    assert one.metrics["max_drawdown_days"] == result.metrics["max_drawdown_days"]
+    assert one.runners[0]["metrics"]["max_drawdown_days"] == result.metrics["max_drawdown_days"]
+    for strategy in ("bb_atr", "grid_atr", "ma_crossover"):  # no hole: the bars' count times the timeframe
+        m = threadx.backtest(real_frame("BTC").iloc[:3000], strategy).metrics
+        assert m["max_drawdown_days"] == m["max_drawdown_bars"] * 3600 / 86400
+    assert longest_drawdown_days(np.array([100.0, 100.0]), np.array([0, 3_600 * 10**9]), 3_600, 100.0) == 0.0

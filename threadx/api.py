@@ -12,6 +12,7 @@ from threadx.data.bars import Bars, as_bars
 from threadx.engine.inputs import (EngineOptions, check_bar_count, funding_per_bar, kernel_args, options_from,
                                    strategy_rules)
 from threadx.engine import kernel
+from threadx.engine.layout import P_INITIAL_CAPITAL
 from threadx.engine.result import Result, wrap_full
 from threadx.contract import ExitRules, prepare_signals
 from threadx.strategy.base import StrategySpec, get_strategy
@@ -71,7 +72,8 @@ def backtest(
         args = kernel_args(bars, sig, levels, rules, options, funding_per_bar(options.funding, bars))
         output = kernel.run_full(*args)
     with watch.stage("report"):
-        result = wrap_full(output, bars.index, bars.timeframe, values, run_meta(spec, bars, options, rules))
+        result = wrap_full(output, bars.index, bars.timeframe, values, run_meta(spec, bars, options, rules),
+                           initial_capital=float(args.params[P_INITIAL_CAPITAL]))
         logs.logger().info("backtest %s on %s (%s bars, data %s): return %.4g, %d trades, %.2f s", spec.name,
                            bars.name or "unnamed data", len(bars), bars.fingerprint[:12],
                            result.metrics.get("total_return", float("nan")), int(result.metrics.get("n_trades", 0)),

@@ -185,17 +185,19 @@ def funding_summary(funding: Any) -> str:
     """Text standing for a funding series in a run's record, with a digest of its times and
     rates (a resume compares it: other rates are another run), and where it was read from when
     it is a stored funding file (``attrs["source"]``, see :func:`threadx.data.funding.funding_for`):
-    ``<Series of 1,095 rates from PATH, content 3f9a...>``."""
+    ``<Series of 1,095 rates from PATH, sha256 3f9a...>`` (of its times and rates as they are now:
+    an edited copy of a stored series is another series)."""
     import hashlib
+
+    from threadx.data.funding import funding_fingerprint
 
     attrs = getattr(funding, "attrs", None) or {}
     source = f" from {attrs['source']}" if attrs.get("source") else ""
-    try:
-        hashed = pd.util.hash_pandas_object(pd.Series(funding) if not isinstance(funding, pd.Series) else funding)
-        digest = hashlib.sha256(np.ascontiguousarray(hashed.to_numpy()).tobytes()).hexdigest()[:16]
-    except (TypeError, ValueError):
-        digest = "unknown"
-    return f"<{type(funding).__name__} of {len(funding):,} rates{source}, content {digest}>"
+    if isinstance(funding, pd.Series) and isinstance(funding.index, pd.DatetimeIndex):
+        digest = funding_fingerprint(funding)
+    else:  # one rate per bar
+        digest = hashlib.sha256(np.ascontiguousarray(np.asarray(funding, dtype=np.float64)).tobytes()).hexdigest()
+    return f"<{type(funding).__name__} of {len(funding):,} rates{source}, sha256 {digest}>"
 
 
 def strategy_rules(spec: Any, params: Mapping[str, Any], options: EngineOptions) -> ExitRules:

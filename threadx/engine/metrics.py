@@ -26,8 +26,11 @@ COUNT_METRICS = ("n_trades", "n_long", "n_short", "n_skipped", "n_ambiguous", "n
 LOWER_IS_BETTER = ("volatility", "max_drawdown_bars", "total_fees", "n_skipped")
 
 
-def metrics_dict(vector: np.ndarray, timeframe_seconds: int | None = None) -> dict[str, float]:
-    """Kernel metrics vector -> dict; counts as int, liquidated as bool, plus the drawdown time."""
+def metrics_dict(vector: np.ndarray, timeframe_seconds: int | None = None,
+                 drawdown_days: float | None = None) -> dict[str, float]:
+    """Kernel metrics vector -> dict; counts as int, liquidated as bool, plus the drawdown time:
+    ``drawdown_days`` (see :func:`longest_drawdown_days`) where the bars' times are known, else
+    the longest drawdown's bars times the timeframe."""
     out: dict[str, float] = {}
     for name, value in zip(METRIC_NAMES, vector.tolist()):
         if name in COUNT_METRICS:
@@ -36,9 +39,37 @@ def metrics_dict(vector: np.ndarray, timeframe_seconds: int | None = None) -> di
             out[name] = bool(value)
         else:
             out[name] = float(value)
-    if timeframe_seconds:
+    if drawdown_days is not None:
+        out["max_drawdown_days"] = drawdown_days
+    elif timeframe_seconds:
         out["max_drawdown_days"] = out["max_drawdown_bars"] * timeframe_seconds / 86400.0
     return out
+
+
+def longest_drawdown_days(equity: np.ndarray, open_ns: np.ndarray, timeframe_seconds: int,
+                          initial_capital: float) -> float:
+    """The longest drawdown in calendar days, as the kernel's ``max_drawdown_bars`` counts bars
+    (``kernel.track_drawdown``: from the close of its peak bar, the start for the initial capital,
+    to the close of the bar that recovers it, or of the last bar), but on the bars' own times, so
+    a gap in the data inside a drawdown counts for the time it lasted.
+
+    >>> hour = 3_600 * 10**9
+    >>> longest_drawdown_days(np.array([99.0, 98.0, 100.0]), np.array([0, hour, 25 * hour]), 3_600, 100.0)
+    1.0833333333333333
+    """
+    eq = np.asarray(equity, dtype=np.float64)
+    if not len(eq):
+        return 0.0
+    step = int(timeframe_seconds) * 1_000_000_000
+    ext = np.concatenate(([initial_capital], eq))
+    times = np.concatenate(([int(open_ns[0])], np.asarray(open_ns, dtype=np.int64) + step))  # the closes
+    high_before = np.concatenate(([-np.inf], np.maximum.accumulate(ext)[:-1]))
+    is_peak = ext >= high_before
+    peak_at = np.maximum.accumulate(np.where(is_peak, np.arange(len(ext)), 0))
+    previous = peak_at[:-1]  # the peak before each bar
+    counted = ~is_peak[1:] | (previous < np.arange(len(eq)))  # under water, or recovering a drawdown
+    spans = np.where(counted, times[1:] - times[previous], 0)
+    return float(spans.max()) / 86_400e9
 
 
 def per_bar_returns(equity: pd.Series | np.ndarray, initial_capital: float) -> np.ndarray:

@@ -17,8 +17,8 @@ import pandas as pd
 from threadx.data.timeframe import timeframe_seconds
 from threadx.engine import kernel
 from threadx.engine.inputs import KernelInputs
-from threadx.engine.layout import EXIT_REASONS, TRADE_COLUMNS
-from threadx.engine.metrics import metrics_dict
+from threadx.engine.layout import EXIT_REASONS, P_INITIAL_CAPITAL, TRADE_COLUMNS
+from threadx.engine.metrics import longest_drawdown_days, metrics_dict
 
 # price levels of a trade (NaN when the strategy sets none): the stop as set at the fill and
 # as last in force (they differ once a trailing rule moved it), the target in force from
@@ -77,16 +77,18 @@ def full_result(inputs: KernelInputs, index: pd.DatetimeIndex, timeframe: str | 
     output: metrics (with ``max_drawdown_days`` when the timeframe is known), the trades frame
     (``entry_i`` / ``exit_i`` are positions in ``index``) and the equity Series. ``params`` and
     ``meta`` are stored as given (copied)."""
-    return wrap_full(kernel.run_full(*inputs), index, timeframe, params, meta)
+    return wrap_full(kernel.run_full(*inputs), index, timeframe, params, meta,
+                     initial_capital=float(inputs.params[P_INITIAL_CAPITAL]))
 
 
 def wrap_full(output: tuple, index: pd.DatetimeIndex, timeframe: str | None, params: Mapping[str, Any],
-              meta: Mapping[str, Any] | None = None) -> Result:
+              meta: Mapping[str, Any] | None = None, *, initial_capital: float) -> Result:
     """The :class:`Result` of ``kernel.run_full``'s output (see :func:`full_result`)."""
     m, trade_rows, equity = output
     tf_seconds = timeframe_seconds(timeframe) if timeframe else None
+    days = longest_drawdown_days(equity, index.as_unit("ns").asi8, tf_seconds, initial_capital) if tf_seconds else None
     return Result(
-        metrics=metrics_dict(m, tf_seconds),
+        metrics=metrics_dict(m, tf_seconds, days),
         trades=trades_frame(trade_rows, index),
         equity=pd.Series(equity, index=index, name="equity"),
         params=dict(params),

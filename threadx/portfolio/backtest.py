@@ -47,7 +47,7 @@ from threadx.engine.layout import (
     S_SKIPPED,
     S_TRADE_ROWS,
 )
-from threadx.engine.metrics import metrics_dict
+from threadx.engine.metrics import longest_drawdown_days, metrics_dict
 from threadx.engine.portfolio_loop import EVENT_COLUMNS, TICK_COLUMNS, run_portfolio
 from threadx.engine.result import trades_frame
 from threadx.errors import Cancelled, ParamError, ThreadXError
@@ -159,7 +159,7 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
         frame = trades_frame(used, prep["bars"].index)
         frame.insert(0, "runner", label)
         trades.append(frame)
-        rows.append(_runner_row(runner, label, prep, st, runner_metrics[k], timeline))
+        rows.append(_runner_row(runner, label, prep, st, runner_metrics[k], timeline, times))
     trades_all = pd.concat(trades, ignore_index=True) if trades else pd.DataFrame()
     skipped = {"margin_guard": int(states[:, S_SKIP_GUARD].sum()), "runner_cap": int(states[:, S_SKIP_CAP].sum()),
                "kill_switch": int(states[:, S_SKIP_KILL].sum()), "engine": int(states[:, S_SKIPPED].sum())}
@@ -171,7 +171,8 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     meta = {"created": pd.Timestamp.now(tz="UTC").isoformat(), "ticks": len(times),
             "start": index[0].isoformat(), "end": index[-1].isoformat(),
             "elapsed_s": time.perf_counter() - watch_start}
-    result = PortfolioResult(portfolio_id, config, metrics_dict(m, tf_seconds), rows, timeline, trades_all,
+    days = longest_drawdown_days(timeline["equity"].to_numpy(), times, tf_seconds, total) if tf_seconds else None
+    result = PortfolioResult(portfolio_id, config, metrics_dict(m, tf_seconds, days), rows, timeline, trades_all,
                              skipped, event_rows, meta)
     if should_stop():  # before the log line: a stopped portfolio is not logged as one that ran
         raise Cancelled(f"portfolio {portfolio_id} stopped before it was saved: nothing saved")
@@ -400,18 +401,21 @@ def _timeline(index: pd.DatetimeIndex, ticks: np.ndarray, runner_eq: np.ndarray,
 
 
 def _runner_row(runner: Runner, label: str, prep: dict[str, Any], st: np.ndarray, m: np.ndarray,
-                timeline: pd.DataFrame) -> dict[str, Any]:
+                timeline: pd.DataFrame, times: np.ndarray) -> dict[str, Any]:
     """One runner's breakdown: what it ran on, its own metrics (on its own bars), PnL, skips
     by reason and its peak margin (as a share of the portfolio equity at that tick)."""
     tf = prep["bars"].timeframe
     final = float(timeline[f"eq:{label}"].iloc[-1])
+    own_ns = prep["bars"].time_ns
+    own_equity = timeline[f"eq:{label}"].to_numpy()[np.searchsorted(times, own_ns)]  # at its own bars' ticks
+    days = longest_drawdown_days(own_equity, own_ns, timeframe_seconds(tf), prep["capital"]) if tf else None
     margin_share = timeline[f"margin:{label}"] / timeline["equity"].where(timeline["equity"] > 0)
     return {"label": label, "strategy": runner.strategy, "strategy_code": prep["spec"].code_hash,
             "params": prep["values"], "weight": runner.weight, "capital": prep["capital"],
             "dataset": prep["dataset"], "funding": prep["funding"],
             "start": prep["bars"].index[0].isoformat(), "end": prep["bars"].index[-1].isoformat(),
             "final_equity": final, "pnl": final - prep["capital"],
-            "metrics": metrics_dict(m, timeframe_seconds(tf) if tf else None),
+            "metrics": metrics_dict(m, timeframe_seconds(tf) if tf else None, days),
             "skipped": {"margin_guard": int(st[S_SKIP_GUARD]), "runner_cap": int(st[S_SKIP_CAP]),
                         "kill_switch": int(st[S_SKIP_KILL]), "engine": int(st[S_SKIPPED])},
             "peak_margin_share": float(margin_share.max()) if margin_share.notna().any() else 0.0}
