@@ -13,7 +13,7 @@ from threadx.data.bars import as_bars
 from threadx.contract import prepare_signals
 from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
-from threadx.requests import BacktestRequest, DatasetRef, describe_data, describe_options
+from threadx.requests import BacktestRequest, DatasetRef, describe_data, describe_options, engine_dict
 from threadx.ui import charts, widgets, workspace
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset,
                               load_dataset_or_error, plain, restore_from_url, session_memo)
@@ -52,6 +52,21 @@ def drop_shown() -> None:
     """No backtest on display (another strategy picked, a run that failed, its data gone)."""
     st.session_state.pop("backtest", None)
     forget_link()
+
+
+def form_differences(shown: dict, params: dict, engine: dict, dataset: str | None) -> list[str]:
+    """What the form sets otherwise than the shown result ran with: params, engine options and
+    the picked dataset (None: the runs use a reopened run's data), each "name now, then"."""
+    ran = shown["result"].params
+    out = [f"{k} {v} here, {ran.get(k)} in the result" for k, v in params.items() if ran.get(k) != v]
+    try:
+        now, then = engine_dict(engine), engine_dict((shown.get("request") or {}).get("engine_options"))
+    except ThreadXError:
+        now, then = engine, {}  # a form value the run would refuse: named below
+    out += [f"{k} {now.get(k)} here, {then.get(k)} in the result" for k in now if now.get(k) != then.get(k)]
+    if dataset is not None and dataset != shown["dataset"]:
+        out.append(f"dataset {dataset} here, {shown['dataset']} in the result")
+    return out[:4] + ([f"{len(out) - 4} more"] if len(out) > 4 else [])
 
 
 def shown_frame(shown: dict) -> pd.DataFrame | None:
@@ -190,6 +205,9 @@ with st.expander("Costs, fills and sizing", expanded=False):
     extra = st.session_state.get("bt_engine_extra")
     if extra:
         st.caption("Also from the reopened run: " + ", ".join(f"{k} {v}" for k, v in extra.items()))
+engine = {"initial_capital": capital, "fee_bps": fee_bps, "slippage_bps": slip_bps, "fill": fill,
+          "sizing": None if sizing == SIZINGS[0] else sizing, "leverage": leverage or None,
+          "min_notional": min_notional, **st.session_state.get("bt_engine_extra", {})}
 
 run_clicked = st.button("Run backtest", type="primary", key="bt_run")
 if run_clicked:
@@ -200,11 +218,7 @@ if run_clicked:
         else:
             df = load_dataset(dataset)
             ref = DatasetRef(source=dataset, name=dataset, fingerprint=DatasetRef.of(df).fingerprint)
-        request = BacktestRequest(
-            ref, strategy, values,
-            {"initial_capital": capital, "fee_bps": fee_bps, "slippage_bps": slip_bps, "fill": fill,
-             "sizing": None if sizing == SIZINGS[0] else sizing, "leverage": leverage or None,
-             "min_notional": min_notional, **st.session_state.get("bt_engine_extra", {})})
+        request = BacktestRequest(ref, strategy, values, engine)
         with st.spinner(warming_note() or "Running..."):
             result = request.run(df)
         show(result, request, df, handed_data["origin"] if handed_data is not None else None)
@@ -227,9 +241,14 @@ if shown and df is not None:
                + f"Data: {describe_data(shown.get('data'), shown['dataset'])} · "
                + f"Options: {describe_options(made.get('engine_options'))}"
                + (f" · Code: {Path(spec_shown.origin.path).name} @ {code[:8]}" if spec_shown.origin and code else ""))
+    st.caption("Params: " + ", ".join(f"{k} {v}" for k, v in result.params.items()))
     if code and code != spec_shown.code_hash:
         st.info(f"The code of {shown['strategy']} changed since this result was computed: press **Run backtest** "
                 "for the current code's result.")
+    differs = form_differences(shown, values, engine, None if handed_data is not None else dataset)
+    if differs:
+        st.info(f"The form differs from this result ({'; '.join(differs)}): press **Run backtest** for the "
+                "form's result.")
     cards = charts.metric_cards(result.metrics)
     for row_start in range(0, len(cards), 6):
         cols = st.columns(6)

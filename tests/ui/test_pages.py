@@ -50,6 +50,24 @@ def test_backtest_page_default_run_shows_metrics():
     assert not at.error
 
 
+def test_a_result_whose_form_was_changed_since_says_so():
+    """A param or an option changed after a run left the old cards and chart on display with
+    nothing to say they were not the form's (a browser review: fast_period 5 in the form,
+    SMA 10 | SMA 30 in the legend)."""
+    at = page("2_Backtest.py")
+    at.selectbox(key="bt_strategy").set_value("ma_crossover").run()
+    at.button(key="bt_run").click().run()
+    assert not at.exception, at.exception
+    differs = lambda: [i.value for i in at.info if i.value.startswith("The form differs from this result")]
+    assert not differs() and any(c.value.startswith("Params: fast_period 10") for c in at.caption)
+    at.number_input(key="bt:ma_crossover:fast_period").set_value(5).run()
+    assert differs() and "fast_period 5 here, 10 in the result" in differs()[0]
+    at.number_input(key="bt_fee").set_value(25.0).run()
+    assert "fee_bps 25.0 here, 10.0 in the result" in differs()[0]
+    at.button(key="bt_run").click().run()
+    assert not differs() and any(c.value.startswith("Params: fast_period 5") for c in at.caption)
+
+
 def test_backtest_page_bad_params_show_an_error():
     at = page("2_Backtest.py")
     at.selectbox(key="bt_strategy").set_value("ma_crossover").run()
