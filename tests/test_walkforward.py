@@ -172,3 +172,23 @@ def test_infinite_objective_ranks_first_like_the_sweep():
     assert _select(values, np.ones(4), True, 0) == 1
     assert _select(values, np.ones(4), False, 0) == 0
     assert _select(np.array([np.nan, -np.inf]), np.ones(2), True, 0) is None
+
+
+def test_every_kernel_call_of_a_walk_forward_hands_read_only_arrays(synthetic_bars, monkeypatch):
+    """An OOS window's param vector (its capital set) was handed over writable: numba compiles
+    the bar loop once per combination of argument types, so the first walk-forward of a
+    process compiled run_full again (70 s in its report stage on a 2-core machine; a browser
+    review's first walk-forward took 78.6 s)."""
+    from threadx.engine import kernel
+
+    seen = []
+    original = kernel.run_full
+
+    def spy(*args):
+        seen.append([a.flags.writeable for a in args])
+        return original(*args)
+
+    monkeypatch.setattr(kernel, "run_full", spy)
+    walk_forward(synthetic_bars, "ma_crossover", {"fast_period": [5, 10], "slow_period": [30]}, sampler="grid",
+                 is_days=60, oos_days=30, workers=1)
+    assert seen and not any(any(flags) for flags in seen)

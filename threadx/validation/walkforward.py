@@ -383,6 +383,7 @@ def _slice_args(args: KernelInputs, start: int, stop: int, capital: float | None
     if capital is not None:
         p = p.copy()
         p[P_INITIAL_CAPITAL] = capital
+        p = frozen(p)  # read-only like every kernel input (a writable one compiled the bar loop again: 70 s)
     return KernelInputs(*out, p)
 
 
