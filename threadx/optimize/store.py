@@ -472,8 +472,8 @@ _MANIFEST_KINDS: dict[str, Kind] = {
                              "dataset", "timeframe", "fingerprint", "strategy_code", "rows_code")},
     **{key: WHOLE for key in ("done", "total", "failed", "n", "bars", "seed")},
     **{key: OBJECT for key in ("space", "engine", "machine", "request", "timings")},
-    "min_trades": WHOLE.not_null(), "maximize": SWITCH.not_null(), "param_names": LIST, "warnings": LIST,
     # (read whenever present)
+    "min_trades": WHOLE.not_null(), "maximize": SWITCH.not_null(), "param_names": LIST, "warnings": LIST,
 }
 _READ_KEYS = ("strategy", "space", "sampler", "objective")  # what reading a run's results needs
 
