@@ -781,6 +781,9 @@ def test_a_run_whose_rule_disagreed_records_it_and_shows_it(tmp_path, capsys):
     assert resumed.warnings == run.warnings
     assert cli.main(["runs", "show", "wrong", "--store", str(tmp_path)]) == 0
     assert "warning: strategy test_rule_wrong_far: its signal rule gives other signals" in capsys.readouterr().out
+    (tmp_path / "wrong" / "manifest.json").unlink()  # a lost manifest: rebuilt from the plan, the rows kept
+    ResultStore(tmp_path).repair("wrong")
+    assert ResultStore(tmp_path).load("wrong").warnings == run.warnings
     fine = threadx.sweep(frame, "ma_crossover", {"fast_period": [10, 20], "slow_period": [160, 180]}, run_id="fine",
                          **kw)
     assert fine.warnings == [] and "warnings" not in fine.manifest

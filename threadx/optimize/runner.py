@@ -688,18 +688,11 @@ class _Session:
             self.watch.add_workers(result.stages)
             with self.watch.stage("store"):
                 self.writer.append(_columns(self.search, result, len(self.writer.manifest.get("block_end") or [])))
-                self._record_warnings(result.warnings)
+                self.writer.add_warnings(result.warnings)
             self.counts["done"] += len(result.ids)
             self.counts["new"] += len(result.ids)
             self.counts["failed"] += int((result.status != STATUS_OK).sum())
             self._report()
-
-    def _record_warnings(self, warnings: tuple[str, ...]) -> None:
-        """Keep what a worker warned of in the manifest (kept on resume: the rows it concerns stay)."""
-        known = list(self.writer.manifest.get("warnings") or [])
-        new = [text for text in dict.fromkeys(warnings) if text not in known]
-        if new:
-            self.writer.update_manifest(warnings=known + new)
 
     def _report(self, force: bool = False) -> None:
         now = time.perf_counter()

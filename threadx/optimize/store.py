@@ -20,7 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -40,7 +40,7 @@ _PLAN_KEYS = ("strategy", "strategy_code", "rows_code", "fingerprint", "space", 
 _LEGACY_OPTIONAL = ("strategy_code", "rows_code")  # plan keys that runs stored by earlier versions lack
 _SESSION_KEYS = ("objective", "maximize", "min_trades", "machine", "versions", "started_at")
 _PROGRESS_KEYS = ("status", "done", "failed", "finished_at", "elapsed_s", "quarantined", "gpu", "warnings")
-_PLAN_FILE = "plan.json"  # the manifest as first written, less its progress keys
+_PLAN_FILE = "plan.json"  # the manifest as first written, less its progress keys (and the warnings since)
 QUARANTINE = "quarantine"  # damaged parts are moved here, never deleted
 
 
@@ -293,6 +293,21 @@ class RunWriter:
         """Merge fields into the manifest and rewrite it atomically."""
         self.manifest.update(fields)
         write_manifest(self.folder, self.manifest)
+
+    def add_warnings(self, texts: Iterable[str]) -> None:
+        """Record what the sweep warned of about its own rows (each text once), in the manifest
+        and in the plan file too: the rows stay through a resume and a repair, so must it."""
+        known = list(self.manifest.get("warnings") or [])
+        new = [text for text in dict.fromkeys(texts) if text not in known]
+        if not new:
+            return
+        self.update_manifest(warnings=known + new)
+        try:
+            plan = _read_json(self.folder / _PLAN_FILE)
+        except (OSError, ValueError):
+            return  # no readable plan: `runs repair` could not rebuild from it anyway
+        atomic_write_bytes(self.folder / _PLAN_FILE,
+                           json.dumps({**plan, "warnings": known + new}, indent=2, default=str).encode())
 
 
 def _dictionary_columns(names: list[str]) -> list[str]:
