@@ -484,8 +484,20 @@ def test_runners_whose_bars_open_off_each_others_grid_are_refused():
     a, b = hand_runner("A"), hand_runner("B")
     shifted = hand_frame(B_CLOSES, name="B")
     shifted.index = shifted.index + pd.Timedelta(minutes=30)
-    with pytest.raises(ParamError, match="open on one grid.*test_threshold:B.*:30"):
+    with pytest.raises(ParamError, match="open on one grid of 1h: test_threshold:B's bar of 2024-01-01 00:30 opens "
+                                         "inside test_threshold:A's bar of 2024-01-01 00:00"):
         portfolio_backtest([a, b], frames={a.label: hand_frame(A_CLOSES, name="A"), b.label: shifted}, save=False)
+    minutes = hand_frame(B_CLOSES, name="B")
+    minutes.index = pd.date_range("2024-01-01 00:00:30", periods=len(B_CLOSES), freq="min", tz="UTC")
+    one_minute = hand_frame(A_CLOSES, name="A")
+    one_minute.index = pd.date_range("2024-01-01", periods=len(A_CLOSES), freq="min", tz="UTC")
+    with pytest.raises(ParamError, match="of 1m: .*bar of 2024-01-01 00:00:30 opens inside"):
+        portfolio_backtest([a, b], frames={a.label: one_minute, b.label: minutes}, save=False)
+    # a runner's own odd bar (one at :30 among its hourly bars) is its own affair when it runs alone
+    odd = hand_frame(A_CLOSES, name="A")
+    odd.index = odd.index.where(odd.index != odd.index[3], odd.index[3] + pd.Timedelta(minutes=30))
+    alone = portfolio_backtest([a], frames={a.label: odd}, save=False)
+    assert alone.metrics["total_return"] == threadx.backtest(odd, "test_threshold").metrics["total_return"]
 
 
 def test_runners_that_never_run_at_the_same_time_are_refused():
@@ -525,11 +537,15 @@ def test_drawdowns_are_correlated_only_where_both_runners_have_bars():
     assert math.isnan(portfolio_backtest([a, b], frames=apart, save=False).drawdown_correlation().loc[a.label, b.label])
 
 
-def test_weights_whose_sum_overflows_name_the_weights():
+@pytest.mark.parametrize("weights", [[1e308, 1e308], [1e303, 1e303]])
+def test_huge_weights_split_the_capital_by_their_ratio(weights):
+    """Weights whose sum, or whose product with the capital, overflows failed with 'initial_capital
+    must be positive, got nan' (or inf), an option a portfolio does not take: only their ratio
+    matters."""
     a, b = hand_runner("A"), hand_runner("B")
     frames = {a.label: hand_frame(A_CLOSES, name="A"), b.label: hand_frame(B_CLOSES, name="B")}
-    with pytest.raises(ParamError, match="weights"):
-        portfolio_backtest([a, b], frames=frames, save=False, weights=[1e308, 1e308])
+    result = portfolio_backtest([a, b], frames=frames, save=False, capital=1e6, weights=weights)
+    assert [r["capital"] for r in result.runners] == [5e5, 5e5]
 
 
 def test_the_longest_drawdown_in_days_is_counted_on_the_bars_own_times():
@@ -556,3 +572,20 @@ def test_the_longest_drawdown_in_days_is_counted_on_the_bars_own_times():
         m = threadx.backtest(real_frame("BTC").iloc[:3000], strategy).metrics
         assert m["max_drawdown_days"] == m["max_drawdown_bars"] * 3600 / 86400
     assert longest_drawdown_days(np.array([100.0, 100.0]), np.array([0, 3_600 * 10**9]), 3_600, 100.0) == 0.0
+
+
+def test_the_drawdown_in_days_counts_as_the_kernel_counts_bars_on_any_equity_path():
+    """longest_drawdown_days (on times) against the reference count in bars (metrics_from_equity's,
+    the kernel's track_drawdown definition) on bars one hour apart: plateaus at the peak, a
+    recovery exactly at it, a drawdown from the first bar, a NaN mark, zero after a liquidation."""
+    from threadx.engine.metrics import _max_drawdown_bars, longest_drawdown_days
+
+    hour = 3_600 * 10**9
+    rng = np.random.default_rng(0)
+    paths = [[100, 100, 99, 100, 100], [101, 99, 98, 101, 102], [99, 98, 97], [99], [100], [101, 50, 0, 0],
+             [101, np.nan, 102, 100, 103], [np.nan, 101, 99, 101]]
+    paths += [list(100 + rng.integers(-3, 4, rng.integers(1, 12)).astype(float)) for _ in range(500)]
+    for path in paths:
+        eq = np.asarray(path, dtype=float)
+        days = longest_drawdown_days(eq, np.arange(len(eq)) * hour, 3_600, 100.0)
+        assert days * 24 == pytest.approx(_max_drawdown_bars(eq, 100.0), abs=1e-9), path

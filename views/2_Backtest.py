@@ -60,10 +60,12 @@ def form_differences(shown: dict, params: dict, engine: dict, dataset: str | Non
     ran = shown["result"].params
     out = [f"{k} {v} here, {ran.get(k)} in the result" for k, v in params.items() if ran.get(k) != v]
     try:
-        now, then = engine_dict(engine), engine_dict((shown.get("request") or {}).get("engine_options"))
-    except ThreadXError:
-        now, then = engine, {}  # a form value the run would refuse: named below
-    out += [f"{k} {now.get(k)} here, {then.get(k)} in the result" for k in now if now.get(k) != then.get(k)]
+        now = engine_dict(engine)
+    except ThreadXError as exc:
+        out.append(f"an option the run would refuse: {exc}")
+    else:
+        then = engine_dict((shown.get("request") or {}).get("engine_options"))
+        out += [f"{k} {now.get(k)} here, {then.get(k)} in the result" for k in now if now.get(k) != then.get(k)]
     if dataset is not None and dataset != shown["dataset"]:
         out.append(f"dataset {dataset} here, {shown['dataset']} in the result")
     return out[:4] + ([f"{len(out) - 4} more"] if len(out) > 4 else [])

@@ -63,7 +63,7 @@ def longest_drawdown_days(equity: np.ndarray, open_ns: np.ndarray, timeframe_sec
     step = int(timeframe_seconds) * 1_000_000_000
     ext = np.concatenate(([initial_capital], eq))
     times = np.concatenate(([int(open_ns[0])], np.asarray(open_ns, dtype=np.int64) + step))  # the closes
-    high_before = np.concatenate(([-np.inf], np.maximum.accumulate(ext)[:-1]))
+    high_before = np.concatenate(([-np.inf], np.fmax.accumulate(ext)[:-1]))  # (a NaN mark is no peak: as the kernel)
     is_peak = ext >= high_before
     peak_at = np.maximum.accumulate(np.where(is_peak, np.arange(len(ext)), 0))
     previous = peak_at[:-1]  # the peak before each bar

@@ -124,16 +124,17 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     should_stop = _cancel_check(cancel)
     steps = len(runner_list) + 2
     report = progress or (lambda done, total_steps, phase: None)
-    weight_sum = sum(r.weight for r in runner_list)
-    if not np.isfinite(weight_sum):
-        raise ParamError(f"the runners' weights add up to {weight_sum:g}: give weights of a usual size (they only set "
-                         "each runner's share of the capital, e.g. 1 and 3)")
+    weights = [r.weight for r in runner_list]
+    top = max(weights)
+    if not (np.isfinite(sum(weights)) and np.isfinite(total * top)):  # huge weights: only their ratios matter
+        weights = [w / top for w in weights]
+    weight_sum = sum(weights)
     prepared = []
-    for k, (runner, label) in enumerate(zip(runner_list, labels)):
+    for k, (runner, label, weight) in enumerate(zip(runner_list, labels, weights)):
         report(k, steps, f"signals of {label}")
         if should_stop():
             raise Cancelled(f"portfolio {portfolio_id} stopped before it ran ({k} of {len(runner_list)} runners ready)")
-        prepared.append(_prepare(runner, label, total * runner.weight / weight_sum, base, funding, frames, bank))
+        prepared.append(_prepare(runner, label, total * weight / weight_sum, base, funding, frames, bank))
     report(len(runner_list), steps, "running the runners together")
 
     _check_timeframes(prepared, labels)
@@ -300,25 +301,27 @@ def _check_timeframes(prepared: list[dict[str, Any]], labels: list[str]) -> None
 
 
 def _check_grid(prepared: list[dict[str, Any]], labels: list[str]) -> None:
-    """ParamError unless every runner's bars open on one grid of their timeframe (1h bars at
-    :00 beside 1h bars at :30 make a tick every half hour: a bar is stepped whole at its open's
-    tick, so one runner's close would enter the shared equity before the other's tick)."""
+    """ParamError when a runner's tick falls inside another runner's bar (1h bars at :00 beside
+    1h bars at :30): a bar is stepped whole at its open's tick, so its close would enter the
+    shared equity, which the gates read, before the other runner's tick. Runners on the same
+    bar times, or one runner alone, never do."""
     timeframe = prepared[0]["bars"].timeframe
-    if not timeframe:
+    if not timeframe or len(prepared) < 2:
         return
-    step, origin = timeframe_ns(timeframe), grid_origin_ns(timeframe)
-    phases = {label: np.unique((p["bars"].time_ns - origin) % step) for label, p in zip(labels, prepared)}
-    if len(np.unique(np.concatenate(list(phases.values())))) > 1:
-        opens = ", ".join(f"{label} at {', '.join(_phase_text(v, step) for v in phase[:3])}"
-                          for label, phase in phases.items())
-        raise ParamError(f"the runners' bars must open on one grid of {timeframe}: their bars open {opens} "
-                         "past the grid; resample the odd ones (threadx data resample) or pick data of one grid")
-
-
-def _phase_text(phase_ns: int, step_ns: int) -> str:
-    """A bar's offset past its grid as the clock shows it: ':30' past the hour, '12:00' past the day."""
-    minutes = int(phase_ns) // 60_000_000_000
-    return f":{minutes:02d}" if step_ns <= 3_600_000_000_000 else f"{minutes // 60:02d}:{minutes % 60:02d}"
+    step = timeframe_ns(timeframe)
+    opens = [np.asarray(p["bars"].time_ns, dtype=np.int64) for p in prepared]
+    for k, own in enumerate(opens):
+        others = np.unique(np.concatenate([t for j, t in enumerate(opens) if j != k]))
+        after = np.searchsorted(others, own, side="right")  # each bar's next tick of another runner
+        inside = after < len(others)
+        inside[inside] = others[after[inside]] < own[inside] + step
+        if inside.any():
+            first = int(np.flatnonzero(inside)[0])
+            tick = int(others[after[first]])
+            who = next(labels[j] for j, t in enumerate(opens) if j != k and np.isin(tick, t))
+            raise ParamError(f"the runners' bars must open on one grid of {timeframe}: {who}'s bar of {_clock(tick)} "
+                             f"opens inside {labels[k]}'s bar of {_clock(int(own[first]))}; resample the odd ones "
+                             "(threadx data resample) or pick data of one grid")
 
 
 def _check_overlap(prepared: list[dict[str, Any]], labels: list[str]) -> None:
@@ -339,7 +342,8 @@ def _check_overlap(prepared: list[dict[str, Any]], labels: list[str]) -> None:
 
 
 def _clock(time_ns: int) -> str:
-    return pd.Timestamp(time_ns, tz="UTC").strftime("%Y-%m-%d %H:%M")
+    stamp = pd.Timestamp(time_ns, tz="UTC")
+    return stamp.strftime("%Y-%m-%d %H:%M:%S" if stamp.second or stamp.microsecond else "%Y-%m-%d %H:%M")
 
 
 def _check_memory(prepared: list[dict[str, Any]], n_ticks: int, memory_budget: Any) -> None:
