@@ -37,3 +37,36 @@ def test_the_server_warms_kernels_once_in_the_background():
     assert warmup.warming_note() in (None, "Loading kernels…")  # the cache is warm here
     thread.join(120)
     assert warmup.warming_note() is None
+
+
+_NO_NEW_SIGNATURES = r'''
+import sys, numpy as np, threadx
+from threadx.warmup import warm_kernels
+from threadx.engine import kernel, portfolio_loop
+from threadx.strategy import signal_kernels
+from threadx.data.io import write_ohlcv
+from threadx.data.synthetic import generate_synthetic
+
+warmed = warm_kernels()
+kernels = [kernel.run_full, kernel.run_fast, kernel.run_fast_blocks, kernel.run_plan, portfolio_loop.run_portfolio,
+           *(f for f in vars(signal_kernels).values() if hasattr(f, "signatures"))]
+before = [len(f.signatures) for f in kernels]
+write_ohlcv(generate_synthetic("ABC_USDT", days=120, seed=5), sys.argv[1])
+df = threadx.load_ohlcv(sys.argv[1])  # read from Parquet: read-only arrays, as a user's datasets
+assert not df["close"].to_numpy().flags.writeable
+for name in warmed:
+    threadx.backtest(df, name)
+    wf = threadx.walk_forward(df, name, None, sampler="random", n=3, is_days=30, oos_days=15, workers=1)
+grown = [f.__name__ for f, n in zip(kernels, before) if len(f.signatures) != n]
+print("grown:", grown)
+sys.exit(1 if grown else 0)
+'''
+
+
+def test_a_first_walk_forward_on_a_stored_dataset_compiles_nothing_the_warm_up_did_not(tmp_path):
+    """A walk-forward handed the kernel a writable param vector, and the warm-up never ran the
+    walk-forward's kernels (run_fast, run_fast_blocks) on the bank's read-only lines: the first
+    walk-forward of a fresh install compiled for 70 s in its report stage."""
+    done = subprocess.run([sys.executable, "-c", _NO_NEW_SIGNATURES, str(tmp_path / "ABC_USDT-1h.parquet")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

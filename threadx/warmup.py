@@ -33,9 +33,10 @@ def _cache_is_warm() -> bool:
 
 
 def warm_kernels() -> list[str]:
-    """Run one backtest and one sweep combo of every built-in strategy, and a portfolio of one
-    runner, on a small synthetic series, which compiles (or loads from the disk cache) every
-    kernel they use.
+    """Run one backtest, one sweep combo and one walk-forward combo (the whole period with its
+    block moments, then a window: ``run_fast_blocks`` and ``run_fast`` on the bank's read-only
+    lines) of every built-in strategy, and a portfolio of one runner, on a small synthetic
+    series, which compiles (or loads from the disk cache) every kernel they use.
 
     Returns the names of the strategies warmed; a strategy that fails is skipped (its
     error surfaces when the user runs it)."""
@@ -60,6 +61,10 @@ def warm_kernels() -> list[str]:
                 threadx.backtest(frame, name)
             Evaluator(SweepTask(name, {}, EngineOptions.builtin()), bars, IndicatorBank(disk=False)).evaluate(
                 np.zeros(1, dtype=np.int64))
+            for n_blocks in (4, 0):  # a walk-forward's combo: whole period with blocks, then a window
+                ev = Evaluator(SweepTask(name, {}, EngineOptions.builtin(), n_blocks=n_blocks), bars,
+                               IndicatorBank(disk=False))
+                ev.run_one(spec.defaults())
         except Exception:  # noqa: BLE001 - warming is an optimisation; real errors surface on use
             continue
         warmed.append(name)

@@ -13,6 +13,7 @@ from threadx.strategy import (BAR_LABEL, ExitRules, Levels, Param, SignalRule, S
                               zscore_reversion_signals)
 
 _NO_TREND = np.empty(0)
+_NO_TREND.flags.writeable = False  # like the bank's lines: one compiled signal kernel, trend or not
 
 
 def _indicators(p):
