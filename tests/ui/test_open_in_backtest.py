@@ -75,6 +75,7 @@ def test_open_in_backtest_reopens_an_older_reloaded_run(workspace):
     assert bt.session_state["bt_fee"] == 3.0 and bt.session_state["bt_fill"] == "close"
     assert bt.session_state["bt_leverage"] == 2.0 and bt.session_state["bt_sizing"] == "fraction"
     assert bt.session_state["bt_engine_extra"] == {"fraction": 0.5}  # no widget: kept for the next runs
+    assert not [i.value for i in bt.info if i.value.startswith("The form differs")]  # the form is the winner's
     assert any("run older" in c.value and "XYZ_USDT-5m" in c.value for c in bt.caption)
     reopened = shown["result"]
     bt.switch_page("views/2_Backtest.py").run()  # AppTest reruns the page it was pointed at, so point it
