@@ -26,6 +26,31 @@ def test_backtest_json_on_sample(capsys):
     assert out["params"]["fast_period"] == 10
 
 
+def test_python_dash_m_threadx_is_the_command():
+    done = subprocess.run([sys.executable, "-m", "threadx", "strategies", "--json"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "bb_atr" in {s["name"] for s in json.loads(done.stdout)}
+
+
+def test_bench_measures_a_backtest_and_a_sweep_of_this_machine(capsys):
+    """SPEC §10's `threadx bench`: a warm backtest's time and a sweep's rate, in a table or as JSON."""
+    assert main(["bench", "--strategy", "ma_crossover", "--n", "40", "--executor", "inline", "--workers", "1",
+                 "--start", "2024-01-01", "--end", "2024-03-01", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["strategy"] == "ma_crossover" and got["combos"] == 40 and got["workers"] == 1
+    assert got["backtest_s"] > 0 and got["sweep_rate"] == pytest.approx(40 / got["sweep_s"])
+    assert 1_000 < got["bars"] < 1_500 and got["kernel_us_per_combo"] > 0
+    assert main(["bench", "--strategy", "ma_crossover", "--n", "20", "--executor", "inline", "--workers", "1",
+                 "--start", "2024-01-01", "--end", "2024-02-01"]) == 0
+    text = capsys.readouterr().out
+    assert "20 combos in" in text and _table_value(text, "sweep rate").endswith("backtests/s")
+    assert main(["bench", "--strategy", "no_such"]) == 2
+    assert main(["bench", "--n", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "no_such" in err and "Traceback" not in err
+
+
 def _table_value(text: str, name: str) -> str:
     """The value printed next to ``name`` in a two-column table of the human output."""
     (match,) = re.findall(rf"^{name}\s+(.+?)\s*$", text, flags=re.MULTILINE)

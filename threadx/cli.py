@@ -885,6 +885,28 @@ def _print_report(report) -> None:
 
 # --- cache ------------------------------------------------------------------------------------
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from threadx.machine_bench import measure
+
+    df = _load_data(args)
+    print(f"bench: {args.strategy} on {df.attrs.get('name') or args.data}: a backtest, then {args.n:,} random "
+          "combos ...", file=sys.stderr)
+    got = measure(df, args.strategy, n=args.n, workers=args.workers, executor=args.executor)
+    if args.json:
+        _print_json(got)
+        return 0
+    rate = lambda value: "-" if value is None else f"{value:,.0f} backtests/s"  # noqa: E731
+    rows = {"data": f"{got['data'] or args.data}, {got['bars']:,} bars",
+            "backtest": f"{got['backtest_s'] * 1e3:,.1f} ms ({got['trades']:,} trades; median of 5, warm)",
+            "sweep": f"{got['combos']:,} combos in {got['sweep_s']:,.2f} s on {got['workers']} worker(s), start-up "
+                     "included",
+            "sweep rate": rate(got["sweep_rate"]), "steady state": rate(got["steady_rate"]),
+            "kernel": "-" if got["kernel_us_per_combo"] is None else f"{got['kernel_us_per_combo']:,.0f} us a combo "
+                      "(CPU time, summed over the workers)"}
+    print(_table([{"": k, "value": v} for k, v in rows.items()], ["", "value"]))
+    return 0
+
+
 def cmd_cache_stats(args: argparse.Namespace) -> int:
     from threadx.indicators import default_bank
 
@@ -1289,6 +1311,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = csub.add_parser("clean", help="remove shared-memory segments left by killed sweeps")
     p.add_argument("--dry-run", action="store_true", help="list them, remove nothing")
     p.set_defaults(func=cmd_cache_clean)
+
+    p = sub.add_parser("bench", help="how fast this machine backtests and sweeps (a backtest, then n random combos)")
+    p.add_argument("--data", default="sample:BTC_USDT-1h", help="dataset name or file path")
+    p.add_argument("--strategy", default="bb_atr")
+    p.add_argument("--n", type=_count, default=2_000, help="random combos of the strategy's declared space")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--executor", choices=("auto", "local", "inline", "dask", "gpu"), default="auto")
+    p.add_argument("--timeframe", help="resample to this timeframe first")
+    p.add_argument("--start")
+    p.add_argument("--end")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(func=cmd_bench)
 
     add_gpu_commands(sub, json_help=JSON_HELP)
     _add_loudness(sub)
