@@ -80,8 +80,8 @@ def test_as_bars_remembers_an_unchanged_frame_and_renews_an_edited_one(frame: pd
     second = as_bars(frame)
     assert second is not first and second.fingerprint != fingerprint
     assert first.fingerprint == fingerprint == Bars.from_frame(generate_synthetic(days=200, seed=11)).fingerprint
-    frame.attrs["timeframe"] = "60m"  # a different request is not served the remembered Bars
-    assert as_bars(frame).timeframe == "60m"
+    frame.attrs["timeframe"] = "60m"  # another spelling of the same timeframe: its one spelling
+    assert as_bars(frame).timeframe == "1h"
     frame.attrs["timeframe"] = "2h"  # a tag the bars contradict (left by a pandas resample, say) is refused
     with pytest.raises(DataError, match="the bars are mostly 1h apart, not 2h as the frame's attrs"):
         as_bars(frame)

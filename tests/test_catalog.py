@@ -164,3 +164,22 @@ def test_list_real_data(shared_data: Path) -> None:
     assert table.loc["binance/BTC_USDT-1h-2017-2020", "quality"] < table.loc["binance/BTC_USDT-1h", "quality"]
     assert not table["synthetic"].any()
     assert resolve_dataset("BTC_USDT-1h-2017-2020", data_root=shared_data).name == "BTC_USDT-1h-2017-2020.parquet"
+
+
+def test_a_timeframe_is_named_one_way_whatever_its_spelling(data_root: Path) -> None:
+    """`--timeframe 60m` made a dataset BTC_USDT-60m beside BTC_USDT-1h (the same bars twice), and
+    bars whose timeframe read 60m could not share a portfolio with 1h ones."""
+    from threadx.data.bars import as_bars
+    from threadx.data.timeframe import canonical_timeframe
+
+    assert [canonical_timeframe(t) for t in ("60m", "1h", "90m", "24h", "7d", "14d", "120s", " 4h ")] == \
+        ["1h", "1h", "90m", "1d", "1w", "2w", "2m", "4h"]
+    with pytest.raises(DataError):
+        canonical_timeframe("1x")
+    assert dataset_path("binance", "BTC/USDT", "60m") == data_root / "binance" / "BTC_USDT-1h.parquet"
+    target = write_ohlcv(bars(), dataset_path("binance", "BTC/USDT", "60m"))
+    assert resolve_dataset("binance/BTC_USDT-60m") == target == resolve_dataset("BTC_USDT-60m")
+    assert as_bars(bars(), timeframe="60m").timeframe == "1h"
+    frame = bars()
+    frame.attrs["timeframe"] = "60m"
+    assert as_bars(frame).timeframe == "1h"

@@ -164,7 +164,8 @@ def test_rename_keeps_the_timeframe_of_the_bars(data_root, stored, capsys):
     assert "to get 4h bars, resample it" in one_error_line(
         capsys, ["data", "rename", "binance/BTC_USDT-1h", "binance/BTC_USDT-4h"])
     assert stored.exists()
-    assert rename_dataset("binance/BTC_USDT-1h", "binance/BTC_USDT-60m").name == "BTC_USDT-60m.parquet"
+    with pytest.raises(DataError, match="is the name binance/BTC_USDT-1h has already.*60m is 1h"):
+        rename_dataset("binance/BTC_USDT-1h", "binance/BTC_USDT-60m")  # one spelling of a timeframe
     with pytest.raises(ParamError):
         delete_dataset("sample:BTC_USDT-1h")
 

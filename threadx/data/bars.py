@@ -16,7 +16,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from threadx.data.timeframe import bar_spacing_ns, infer_timeframe, spacing_disagreement
+from threadx.data.timeframe import bar_spacing_ns, canonical_timeframe, infer_timeframe, spacing_disagreement
 from threadx.errors import DataError
 
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
@@ -65,6 +65,7 @@ class Bars:
             raise DataError(f"{len(bad)} bar(s) with high < max(open, close) or low > min(open, close), first at "
                             f"{first}; run `threadx data validate` on the source")
         told = timeframe or df.attrs.get("timeframe")  # (one inferred from the spacing agrees with it)
+        told = canonical_timeframe(told) if told else told  # (60m is 1h: one spelling)
         tf = told or infer_timeframe(df.index)
         why = spacing_disagreement(bar_spacing_ns(df.index), told) if told and len(time_ns) > 2 else None
         if why and timeframe:

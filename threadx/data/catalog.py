@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from threadx.data.timeframe import timeframe_seconds
+from threadx.data.timeframe import canonical_timeframe, timeframe_seconds
 from threadx.errors import DataError, ParamError
 from threadx.filestamp import file_stamp
 from threadx.names import EXCHANGE, NAME, SYMBOL, TIMEFRAME, check_name
@@ -113,8 +113,7 @@ def dataset_path(exchange: str, symbol: str, timeframe: str, data_root: str | os
     ``a/b``, a newline, ...), so no label can place a file outside the data root."""
     exchange = check_name(str(exchange).strip().lower(), "exchange label", EXCHANGE)
     symbol = check_name(normalize_symbol(str(symbol)), "symbol", SYMBOL)
-    timeframe_seconds(timeframe)  # DataError for an unknown unit
-    timeframe = check_name(str(timeframe).strip(), "timeframe", TIMEFRAME)
+    timeframe = check_name(canonical_timeframe(timeframe), "timeframe", TIMEFRAME)  # DataError for an unknown unit
     suffix = f"-{check_name(label, 'dataset label', NAME)}" if label else ""
     return _root(data_root) / exchange / f"{symbol}-{timeframe}{suffix}.parquet"
 
@@ -148,6 +147,9 @@ def rename_dataset(old: str, new: str, data_root: str | os.PathLike | None = Non
                         f"{timeframe} could not be loaded); to get {timeframe} bars, resample it")
     target = dataset_path(new_exchange or exchange, symbol, timeframe, root, label[1:] or None)
     _refuse_sample(target.parent.name, new)
+    if _stem(target.name) == _stem(path.name) and target.parent == path.parent:
+        raise DataError(f"{new} is the name {old} has already (a timeframe has one spelling: "
+                        f"{timeframe} is {canonical_timeframe(timeframe)})")
     taken = existing_dataset(target)
     if taken is not None:
         raise DataError(f"{taken.describe()}; choose another name, or delete it first")
@@ -197,6 +199,8 @@ def resolve_dataset(name: str | os.PathLike, data_root: str | os.PathLike | None
 
         ensure_sample(root)
     found = _lookup(root, name, exchange, stem)
+    if found is None and canonical_timeframe(timeframe) != timeframe:  # BTC_USDT-60m: stored as BTC_USDT-1h
+        found = _lookup(root, name, exchange, f"{symbol}-{canonical_timeframe(timeframe)}{label}")
     if found is not None:
         return found[1]
     _refuse_folder(candidate, name)

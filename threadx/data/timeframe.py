@@ -31,6 +31,16 @@ def _seconds(text: str) -> int | None:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+def canonical_timeframe(timeframe: str) -> str:
+    """The one spelling of a timeframe, its largest whole unit (DataError for an unknown one),
+    so that 60m and 1h name the same datasets and bars.
+
+    >>> canonical_timeframe("60m"), canonical_timeframe("24h"), canonical_timeframe("90m")
+    ('1h', '1d', '90m')
+    """
+    return spacing_timeframe(timeframe_seconds(timeframe) * 1_000_000_000)  # type: ignore[return-value]
+
+
 def bars_per_year(timeframe: str) -> float:
     """Number of bars in a 365-day year."""
     return SECONDS_PER_YEAR / timeframe_seconds(timeframe)
