@@ -15,7 +15,7 @@ from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
 from threadx.requests import BacktestRequest, DatasetRef, describe_data, describe_options, engine_dict
 from threadx.ui import charts, widgets, workspace
-from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset,
+from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, strategy_fell_back,
                               load_dataset_or_error, plain, restore_from_url, session_memo)
 from threadx.ui.widgets import param_form
 from threadx.warmup import warming_note
@@ -211,7 +211,7 @@ engine = {"initial_capital": capital, "fee_bps": fee_bps, "slippage_bps": slip_b
           "sizing": None if sizing == SIZINGS[0] else sizing, "leverage": leverage or None,
           "min_notional": min_notional, **st.session_state.get("bt_engine_extra", {})}
 
-run_clicked = st.button("Run backtest", type="primary", key="bt_run")
+run_clicked = st.button("Run backtest", type="primary", key="bt_run") and not strategy_fell_back()
 if run_clicked:
     try:
         if handed_data is not None:  # the reopened run's data, checked against its fingerprint

@@ -24,7 +24,7 @@ from threadx.optimize.store import ResultStore
 from threadx.requests import BacktestRequest, DatasetRef, SweepRequest, describe_run
 from threadx.ui import charts, sweep_runs, workspace
 from threadx.ui.jobs import JobRegistry
-from threadx.ui.state import cuda_status, dataset_picker, handover, strategy_picker
+from threadx.ui.state import cuda_status, dataset_picker, handover, strategy_fell_back, strategy_picker
 from threadx.ui.widgets import follow_job, job_progress, preset_space, space_editor, timings_section
 from threadx.units import column_config
 
@@ -98,7 +98,7 @@ except ThreadXError as exc:
     count_error = str(exc)
     st.error(f"Search space: {exc}")
 
-if st.button("Launch", type="primary", disabled=count_error is not None, key="opt_launch"):
+if st.button("Launch", type="primary", disabled=count_error is not None, key="opt_launch") and not strategy_fell_back():
     try:
         request = SweepRequest(  # checked here (grid limit, n, options), stored by the job, run by the runner
             data=DatasetRef(source=dataset, name=dataset), strategy=strategy, space=space, sampler=sampler, n=n,

@@ -29,7 +29,7 @@ from threadx.optimize.store import ResultStore
 from threadx.requests import DatasetRef, WalkForwardRequest, describe_data, describe_options, describe_run
 from threadx.ui import sweep_runs, validation_charts as vc
 from threadx.ui.jobs import JobInfo, JobRegistry
-from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset_or_error
+from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset_or_error, strategy_fell_back
 from threadx.ui.widgets import follow_job, job_progress, space_editor, timings_section
 from threadx.units import column_config, format_count, format_metric, number_column
 from threadx.validation.report import sweep_data, sweep_evaluator, validate_sweep, walk_forward_evaluator
@@ -416,7 +416,8 @@ with tab_wf:
     if df is not None:
         chart(vc.window_timeline_figure(windows, df.index), key="wf_timeline")
 
-    if st.button("Launch walk-forward", type="primary", disabled=bool(problems) or df is None, key="wf_launch"):
+    if st.button("Launch walk-forward", type="primary", disabled=bool(problems) or df is None,
+                 key="wf_launch") and not strategy_fell_back():
         try:
             request = WalkForwardRequest.from_dict({  # None keeps a default (n of a grid)
                 "data": DatasetRef(source=dataset, name=dataset), "strategy": strategy, "space": space,

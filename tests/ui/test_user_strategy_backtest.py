@@ -63,3 +63,41 @@ def test_a_broken_file_leaves_the_page_working(strategy_dir) -> None:
                and "rsi_page.py:" in w.value for w in at.warning)
     assert at.selectbox(key="bt_strategy").value in at.selectbox(key="bt_strategy").options
     _run(at)  # another strategy still runs
+
+
+def test_run_pressed_for_a_strategy_that_just_broke_runs_nothing(strategy_dir) -> None:
+    """Run backtest pressed after the picked strategy's file broke ran the page's default
+    strategy (bb_atr) and showed it, the box still reading the broken one: nothing runs now."""
+    path = new_strategy_file("rsi_page")
+    at = open_page("2_Backtest.py")
+    at.selectbox(key="bt_strategy").set_value("rsi_page").run()
+    shown = _run(at)
+    path.write_text(path.read_text().replace("def exits(p):", "def exits(p)"))
+    at.button(key="bt_run").click().run()
+    assert not at.exception
+    assert any("Strategy 'rsi_page' is not available now" in w.value and "SyntaxError" in w.value for w in at.warning)
+    assert "backtest" not in at.session_state or at.session_state["backtest"] is shown  # no bb_atr result
+
+
+@pytest.mark.parametrize("page", ["3_Optimisation.py", "4_Validation.py", "2_Backtest.py"])
+def test_every_page_says_why_the_sessions_strategy_is_gone(strategy_dir, page) -> None:
+    """Switching pages drops the box's own key: the session's strategy, gone since, was
+    replaced by the default without a word on every page but the Strategies one."""
+    path = new_strategy_file("rsi_page")
+    at = AppTest.from_file(str(ROOT / "views" / page), default_timeout=120)
+    at.session_state["strategy"] = "rsi_page"
+    path.write_text(path.read_text().replace("def exits(p):", "def exits(p)"))
+    at.run()
+    assert not at.exception
+    assert any("Strategy 'rsi_page' is not available now" in w.value and "rsi_page.py:" in w.value
+               for w in at.warning), [w.value for w in at.warning]
+
+
+def test_a_link_to_a_strategy_that_does_not_load_says_why(strategy_dir) -> None:
+    path = new_strategy_file("rsi_page")
+    path.write_text(path.read_text().replace("def exits(p):", "def exits(p)"))
+    at = AppTest.from_file(str(ROOT / "views" / "3_Optimisation.py"), default_timeout=120)
+    at.query_params["strategy"] = "rsi_page"
+    at.run()
+    assert any("The link names strategy **rsi_page**, which is not available" in w.value and "SyntaxError" in w.value
+               for w in at.warning), [w.value for w in at.warning]

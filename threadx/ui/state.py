@@ -157,8 +157,9 @@ def restore_from_url() -> None:
         if strategy in known:
             st.session_state["strategy"] = strategy
         else:
-            st.warning(f"The link names strategy **{plain(strategy)}**, which is not registered (strategies: "
-                       f"{', '.join(known)}): showing the page's default instead.")
+            st.warning(f"The link names strategy **{plain(strategy)}**, which is not available: "
+                       f"{plain(strategy_unavailable(strategy), 600)} (strategies: {', '.join(known)}); showing the "
+                       "page's default instead.")
 
 
 def _to_url(key: str, value: str | None) -> None:
@@ -211,15 +212,22 @@ def _picked(key: str) -> None:
 
 def strategy_picker(key: str, default: str) -> str:
     """A select box over the registered strategies, starting at the session's active one
-    (the URL's ``strategy`` on the session's first run); the URL follows the choice."""
+    (the URL's ``strategy`` on the session's first run); the URL follows the choice. A strategy
+    the session held that is gone (its file deleted, or no longer loading) is named with the
+    reason, and :func:`strategy_fell_back` says so for the rest of this script run."""
     restore_from_url()
     names = strategy_names()
-    for held in (key, "strategy"):
+    gone_names: list[str] = []
+    for held in (key, "strategy"):  # (the box's own key is dropped by Streamlit on a page switch)
         gone = st.session_state.get(held)
-        if gone is not None and gone not in names:  # its file was deleted, or no longer loads
+        if gone is not None and gone not in names:
             st.session_state.pop(held)
-            if held == key:
-                st.warning(f"Strategy {gone!r} is not available now: {strategy_unavailable(gone)}")
+            if gone not in gone_names:
+                gone_names.append(gone)
+    for gone in gone_names:
+        st.warning(f"Strategy {gone!r} is not available now: {plain(strategy_unavailable(gone), 600)}. The page shows "
+                   "another strategy instead (nothing was started on it).")
+    st.session_state[_FELL_BACK] = gone_names[0] if gone_names else None
     current = st.session_state.get("strategy", default)
     # a value already in Session State (a reopened run) wins: no index of its own then, as Streamlit asks
     index = 0 if key in st.session_state or current not in names else names.index(current)
@@ -227,6 +235,15 @@ def strategy_picker(key: str, default: str) -> str:
     st.session_state["strategy"] = choice
     _to_url("strategy", choice)
     return choice
+
+
+_FELL_BACK = "_strategy_fell_back"  # (strategy_picker) the strategy this script run could not keep
+
+
+def strategy_fell_back() -> str | None:
+    """The strategy the picker could not keep in this script run (gone since the last one):
+    a button pressed in this run was pressed for it, so a page runs nothing on it."""
+    return st.session_state.get(_FELL_BACK)
 
 
 def dataset_and_strategy(key: str, default: str) -> tuple[str, str]:
