@@ -239,6 +239,10 @@ def show_run(view: sweep_runs.RunView) -> None:
     st.caption(describe_run(m))
     for text in m.get("warnings") or []:  # what the sweep warned of about its own rows
         st.warning(f"This run's rows may not all be right: {text}")
+    stale = sweep_runs.code_changes(m)
+    if stale:
+        st.info(f"This run was computed with other code than ThreadX has now ({stale}): its rows are that code's; "
+                "sweep again for the current code's (Resume and Open in Backtest refuse it).")
     c = st.columns([4, 1])
     c[0].code(run_id, language=None)  # copyable; `threadx sweep ... --run-id` resumes it too
     working = current_job()

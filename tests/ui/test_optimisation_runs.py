@@ -310,3 +310,19 @@ def test_a_sweep_on_a_damaged_dataset_fails_saying_it_cannot_be_loaded(workspace
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "dataset local/BAD_USDT-1h cannot be loaded" in errors[0], errors
     assert "is gone" not in errors[0]
+
+
+def test_a_run_computed_with_other_code_says_so(data_file, workspace):
+    """A run made before the strategy's (or ThreadX's engine) code changed was shown as if
+    the current code had made it; only Open in Backtest refused it."""
+    import json
+
+    sweep(data_file, "older-code")
+    path = workspace / "results" / "older-code" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert not [i.value for i in page(run="older-code").info if "computed with other code" in i.value]
+    manifest.update(strategy_code="0123456789abcdef", rows_code="fedcba9876543210")
+    path.write_text(json.dumps(manifest))
+    notes = [i.value for i in page(run="older-code").info if "computed with other code" in i.value]
+    assert notes and "strategy ma_crossover: 01234567 then" in notes[0] and "engine, indicators or sweep: fedcba98" \
+        in notes[0]

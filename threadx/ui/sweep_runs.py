@@ -257,6 +257,24 @@ def load_view(store: ResultStore, run_id: str) -> RunView:
     return view
 
 
+def code_changes(manifest: Mapping[str, Any]) -> str:
+    """What code changed since the run was computed ("" when none, or unknown: a run of an
+    earlier version without the hashes): its strategy's, or ThreadX's engine, indicators or
+    sweep code (``rows_code``)."""
+    import threadx
+    from threadx.optimize.evaluate import ROWS_CODE
+
+    changed = []
+    spec = threadx.strategies().get(manifest.get("strategy"))
+    then = manifest.get("strategy_code")
+    if spec is not None and then and then != spec.code_hash:
+        changed.append(f"strategy {manifest['strategy']}: {str(then)[:8]} then, {spec.code_hash[:8]} now")
+    rows = manifest.get("rows_code")
+    if rows and rows != ROWS_CODE:
+        changed.append(f"engine, indicators or sweep: {str(rows)[:8]} then, {ROWS_CODE[:8]} now")
+    return "; ".join(changed)
+
+
 # --- resume --------------------------------------------------------------------------------
 
 def resume_request(manifest: Mapping[str, Any]) -> SweepRequest:
