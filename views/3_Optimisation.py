@@ -93,7 +93,9 @@ try:
                 f"constraints) — **{band}**" + (" (over the 10M limit: narrow the ranges or use Monte Carlo)"
                                                 if band == "refused" else ""))
     else:
-        st.info(f"**{n:,}** combos drawn from a space of {search.size:,} — **{size_band(n)}**")
+        drawn = min(n, search.size)  # a space smaller than n runs each combo once (as the runner does)
+        st.info(f"**{drawn:,}** combos drawn from a space of {search.size:,} — **{size_band(drawn)}**"
+                + (f" (n = {n:,} is more than the space holds: each combo runs once)" if n > search.size else ""))
 except ThreadXError as exc:
     count_error = str(exc)
     st.error(f"Search space: {exc}")
@@ -127,7 +129,7 @@ def job_monitor() -> None:
         return
     if job_progress(registry, job, "opt_stop", "Stopping after the current chunk…"):
         return
-    stored = bool(job.run_id) and store.exists(job.run_id)
+    stored = bool(job.run_id) and store.exists(job.run_id) and (job.done > 0 or job.state == "completed")
     if job.state == "failed":
         st.error(f"The sweep failed: {job.error}")
     elif job.state == "cancelled" and stored:

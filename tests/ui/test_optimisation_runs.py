@@ -293,6 +293,15 @@ def test_a_stop_before_anything_was_stored_says_so_and_offers_no_resume(workspac
     warnings = [w.value for w in at.warning]
     assert warnings == ["Stopped before any combo was stored: nothing to resume; press **Launch** to start again."]
     assert "opt_resume" not in [b.key for b in at.button] and shown(at) == []
+    # stopped once its manifest was written (a stop while it planned the combos): still nothing stored
+    folder = workspace / "results" / job.run_id
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text('{"run_id": "%s", "strategy": "ma_crossover", "status": "cancelled"}'
+                                          % job.run_id)
+    again = page()
+    again.session_state["sweep_job"] = job_id
+    again.run()
+    assert [w.value for w in again.warning] == warnings, [w.value for w in again.warning]
 
 
 def test_a_sweep_on_a_damaged_dataset_fails_saying_it_cannot_be_loaded(workspace):

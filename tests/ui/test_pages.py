@@ -125,6 +125,18 @@ def test_optimisation_stop_cancels_a_sweep():
     assert registry.get(job_id).state == "cancelled"
 
 
+def test_a_monte_carlo_n_above_the_space_is_announced_as_the_space():
+    """bb_atr's default space has 41 combos: n = 300,000 was announced as 300,000 combos ("minutes")
+    and the job ran 41."""
+    at = page("3_Optimisation.py")
+    at.selectbox(key="opt_strategy").set_value("bb_atr").run()
+    at.radio(key="opt_method").set_value("Monte Carlo").run()
+    at.number_input(key="opt_n").set_value(300_000).run()
+    assert not at.exception, at.exception
+    (plan,) = [i.value for i in at.info if "combos drawn from a space of" in i.value]
+    assert plan.startswith("**41** combos drawn from a space of 41") and "each combo runs once" in plan
+
+
 def test_optimisation_empty_range_shows_an_error():
     at = grid_page(fast=(20, 5, 5))
     assert any("empty range" in e.value for e in at.error)
