@@ -244,7 +244,7 @@ def test_stop_cancels_a_walk_forward_and_keeps_the_finished_combos():
     while time.time() < deadline and not (registry.get(job_id).state == "running" and registry.get(job_id).done):
         time.sleep(0.2)
     at.run()
-    assert any("· running " in bar.text and "backtests/s" in bar.text for bar in at.get("progress"))
+    assert any("· running " in bar.text and "combos/s (each in every window)" in bar.text for bar in at.get("progress"))
     at.button(key="wf_stop").click().run()
     assert not at.exception, at.exception
     deadline = time.time() + 90

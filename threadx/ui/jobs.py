@@ -277,7 +277,8 @@ class JobInfo:
             phase = f"{phase} ({self.done:,} / {self.total:,} runners ready)"
         if phase == "running":
             eta = f" · ETA {self.eta_s:,.0f} s" if self.eta_s is not None and self.rate else ""
-            rate = f" · {self.rate:,.0f} backtests/s" if self.rate and unit == "combos" else ""
+            per = "combos/s (each in every window)" if self.kind == "walkforward" else "backtests/s"
+            rate = f" · {self.rate:,.0f} {per}" if self.rate and unit == "combos" else ""
             phase = f"running {counted}{rate}{eta}" if counted else "running"
         if self.stop_requested:
             phase = f"stopping after the current chunk ({phase})"

@@ -290,7 +290,7 @@ def walk_forward(
     sobol draws the combos (``n`` for Monte Carlo) once; all of them run in every window.
     Without ``space``, the ranges the strategy declares for optimisation are used.
     The IS winner of a window is the best ``objective`` (``maximize``) among combos with at
-    least ``min_trades`` IS trades. ``cancel`` (Event or callable) stops between chunks of
+    least ``min_trades`` IS trades. ``cancel`` (Event or callable) stops between two
     combos: the result then covers the combos finished so far (``meta["cancelled"]``).
     Engine options are those of :func:`threadx.backtest`. Every indicator of the combos is
     prepared at once: a plan over ``memory_budget`` (see :func:`threadx.sweep`) is refused.
@@ -429,6 +429,8 @@ def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, wi
         signals = 0.0  # each combo's signals are made, then its 2W+1 backtests run: two clock reads per combo
         chunk_start = time.perf_counter()
         for k in range(lo, hi):
+            if should_stop():  # (per combo, not per chunk: a chunk of 14-window combos ran for seconds)
+                break
             params = {name: to_python(cols[name][k]) for name in names}
             try:
                 before = time.perf_counter()
