@@ -134,3 +134,19 @@ def test_process_stats_skips_vanished_processes():
     assert set(me) == {"pid", "name", "cpu_percent", "rss_mb"}
     assert me["rss_mb"] > 1 and isinstance(me["cpu_percent"], float) and me["name"]
     assert monitor.process_stats([]) == []
+
+
+def test_two_readings_a_few_ms_apart_repeat_the_first_instead_of_a_false_zero(no_pynvml, monkeypatch):
+    """psutil measures CPU since its previous call: the page and its live fragment read twice
+    within milliseconds, and the history drew 0 % while the machine was at 84 %."""
+    from threadx import monitor
+
+    readings = iter([[80.0, 90.0], 85.0, [0.0, 0.0], 0.0, [40.0, 60.0], 50.0])
+    monkeypatch.setattr(monitor.psutil, "cpu_percent", lambda percpu=False, interval=None: next(readings))
+    monkeypatch.setattr(monitor, "_cpu_last", [None])
+    clock = iter([100.0, 100.01, 101.0])
+    monkeypatch.setattr(monitor, "_clock", lambda: next(clock))
+    first, again, later = monitor.sample(), monitor.sample(), monitor.sample()
+    assert (first["cpu_percent"], first["cpu_total"]) == ([80.0, 90.0], 85.0)
+    assert (again["cpu_percent"], again["cpu_total"]) == ([80.0, 90.0], 85.0)  # not the 0 % of a 10 ms interval
+    assert (later["cpu_percent"], later["cpu_total"]) == ([0.0, 0.0], 0.0)  # a second on: a new reading

@@ -12,6 +12,7 @@ DataFrames for the history charts (percentages, and GPU temperature / power).
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -29,6 +30,33 @@ def _mem(total: float, used: float, percent: float) -> dict[str, float]:
     return {"used": int(used), "total": int(total), "percent": float(percent)}
 
 
+CPU_MIN_INTERVAL_S = 0.5  # a reading asked for sooner repeats the last one
+_cpu_last: list[Any] = [None]  # (monotonic time, per core, total) of the last CPU reading
+_cpu_lock = threading.Lock()
+_clock = time.monotonic
+
+
+def _cpu_reading() -> tuple[list[float], float]:
+    """(per core, total) CPU percent since the previous reading. psutil measures since its
+    previous call, so two readings a few ms apart (the page and its live fragment) gave a
+    false 0 %: one asked for within :data:`CPU_MIN_INTERVAL_S` of the last is that one."""
+    with _cpu_lock:
+        clock = _clock()
+        last = _cpu_last[0]
+        if last is not None and clock - last[0] < CPU_MIN_INTERVAL_S:
+            return list(last[1]), last[2]
+        try:
+            per_core = [float(v) for v in psutil.cpu_percent(percpu=True, interval=None)]
+        except Exception:  # noqa: BLE001 - a restricted /proc must not break the page
+            per_core = []
+        try:
+            total = float(psutil.cpu_percent(interval=None))
+        except Exception:  # noqa: BLE001
+            total = sum(per_core) / len(per_core) if per_core else 0.0
+        _cpu_last[0] = (clock, per_core, total)
+        return list(per_core), total
+
+
 def sample() -> dict[str, Any]:
     """One reading of the machine.
 
@@ -39,14 +67,7 @@ def sample() -> dict[str, Any]:
     ``gpu_status`` (text: how many GPUs were read, or why none).
     """
     now = datetime.now(timezone.utc)
-    try:
-        per_core = [float(v) for v in psutil.cpu_percent(percpu=True, interval=None)]
-    except Exception:  # noqa: BLE001 - a restricted /proc must not break the page
-        per_core = []
-    try:
-        total = float(psutil.cpu_percent(interval=None))
-    except Exception:  # noqa: BLE001
-        total = sum(per_core) / len(per_core) if per_core else 0.0
+    per_core, total = _cpu_reading()
     try:
         vm = psutil.virtual_memory()
         ram = _mem(vm.total, vm.total - vm.available, vm.percent)
