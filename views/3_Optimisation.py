@@ -24,7 +24,7 @@ from threadx.optimize.store import ResultStore
 from threadx.requests import BacktestRequest, DatasetRef, SweepRequest, describe_run
 from threadx.ui import charts, sweep_runs, workspace
 from threadx.ui.jobs import JobRegistry
-from threadx.ui.state import cuda_status, dataset_picker, handover, strategy_fell_back, strategy_picker
+from threadx.ui.state import cuda_status, dataset_picker, handover, plain, strategy_fell_back, strategy_picker
 from threadx.ui.widgets import follow_job, job_progress, preset_space, space_editor, timings_section
 from threadx.units import column_config
 
@@ -256,8 +256,15 @@ def show_run(view: sweep_runs.RunView) -> None:
         if c[1].button("Resume", key="opt_resume", type="primary", help=f"Run the rest of this run ({what}) "
                        "on its recorded data, space and options; the stored combos are kept"):
             resume(view)
+    if view.failures:
+        failed = int(m.get("failed") or 0)
+        shown_count = sum(count for _, count in view.failures)
+        lines = "\n".join(f"- {count:,} × {plain(text, 300)}" for text, count in view.failures)
+        more = f"\n- {failed - shown_count:,} more, with other errors" if failed > shown_count else ""
+        st.warning(f"{failed:,} combos failed; why:\n{lines}{more}")
     if view.ok.empty:
-        st.info("No successful combo stored yet.")
+        st.info("No successful combo stored." if view.status.startswith("completed") or view.status == "failed"
+                else "No successful combo stored yet.")
         return
     objective = m.get("objective", "sharpe")
     st.dataframe(view.table, width="stretch", height=300, hide_index=True,

@@ -335,3 +335,15 @@ def test_a_run_computed_with_other_code_says_so(data_file, workspace):
     notes = [i.value for i in page(run="older-code").info if "computed with other code" in i.value]
     assert notes and "strategy ma_crossover: 01234567 then" in notes[0] and "engine, indicators or sweep: fedcba98" \
         in notes[0]
+
+
+def test_a_run_with_failed_combos_says_why(data_file, workspace):
+    """'completed with 110 failed' and nothing on the page said why: the stored rows hold each
+    failure's error, the page lists the most frequent ones with their counts."""
+    import sweep_helpers  # noqa: F401 - registers test_faulty (mode 1 raises in signals)
+
+    threadx.sweep(threadx.load_ohlcv(str(data_file)), "test_faulty", {"fast_period": [5, 10, 15], "mode": [0, 1]},
+                  run_id="some-fail", executor="inline", workers=1)
+    at = page(run="some-fail")
+    (why,) = [w.value for w in at.warning if "combos failed; why" in w.value]
+    assert why.startswith("3 combos failed; why:") and why.count("1 ×") == 3 and "deliberate failure" in why

@@ -193,6 +193,7 @@ class RunView:
     best_params: dict = field(default_factory=dict)
     edges: list[str] = field(default_factory=list)  # numeric params of the winner on an edge of their range
     to_retry: int = 0  # infrastructural failures a resume runs again
+    failures: list[tuple[str, int]] = field(default_factory=list)  # the most frequent error texts, with counts
 
     @property
     def status(self) -> str:
@@ -235,7 +236,16 @@ def read_view(store: ResultStore, run_id: str) -> RunView:
                           if not isinstance(axes[p][0], (bool, str))]  # a bool or a choice has no range to widen
     if str(m.get("status", "")).startswith("completed with"):
         view.to_retry = len(run.stored().retry_ids)
+    if int(m.get("failed") or 0) > 0:
+        view.failures = failure_counts(run)
     return view
+
+
+def failure_counts(run: SweepRun, top: int = 5) -> list[tuple[str, int]]:
+    """The ``top`` most frequent error texts of the run's failed combos, with their counts."""
+    errors = run.columns(["error"])
+    counts = errors.loc[errors["status"] != "ok", "error"].fillna("").astype(str).value_counts()
+    return [(text or "(no error text)", int(count)) for text, count in counts.head(top).items()]
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
