@@ -193,3 +193,14 @@ def test_every_kernel_call_of_a_walk_forward_hands_read_only_arrays(synthetic_ba
     walk_forward(synthetic_bars, "ma_crossover", {"fast_period": [5, 10], "slow_period": [30]}, sampler="grid",
                  is_days=60, oos_days=30, workers=1)
     assert seen and not any(any(flags) for flags in seen)
+
+
+def test_a_walk_forward_whose_every_combo_fails_says_why(synthetic_bars):
+    """A strategy whose indicators() names an unknown indicator failed every combo: the job then
+    said 'need the Sharpe ratio of at least one trial' (the validation's complaint)."""
+    import sweep_helpers  # noqa: F401 - registers test_faulty (mode 1 raises in signals)
+
+    with pytest.raises(ParamError, match=r"every combo of the walk-forward failed \(3\); the most frequent error "
+                                         r"\(1 combos\): .*deliberate failure for fast_period="):
+        walk_forward(synthetic_bars, "test_faulty", {"fast_period": [5, 10, 15], "mode": [1]}, sampler="grid",
+                     is_days=60, oos_days=30, workers=1)

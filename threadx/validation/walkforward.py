@@ -341,6 +341,10 @@ def walk_forward(
     done, full, blocks, is_m, oos_m, errors = evaluated
     if not len(done):
         raise ParamError("walk-forward cancelled before any combo finished")
+    if len(errors) == len(done):  # nothing to select or validate: say why rather than what is missing
+        common = pd.Series(list(errors.values())).value_counts()
+        raise ParamError(f"every combo of the walk-forward failed ({len(done):,}); the most frequent error "
+                         f"({int(common.iloc[0]):,} combos): {common.index[0]}")
     with watch.stage("report"):
         combos = pd.DataFrame({"combo_id": done, **search.columns(done)})
         config = {
