@@ -245,8 +245,14 @@ else:
         st.warning(f"Last check: NOT CHECKED ({', '.join(unchecked)}: the data was too short to show it) · "
                    f"{heading}. Check it on a longer dataset.")
     else:
-        failed = [r["name"] for r in logic.report_results(report) if r["status"] == logic.FAIL]
-        st.error(f"Last check: FAIL ({', '.join(failed)}) · {heading}")
+        rows = logic.report_results(report)
+        failed = [r["name"] for r in rows if r["status"] == logic.FAIL]
+        raised = logic.stopped_by_error(rows)
+        if raised:
+            st.error(f"Last check: FAIL · the strategy raised {plain(raised, 600)}, so {', '.join(failed)} could not "
+                     f"run (no look-ahead or other finding: fix the error and check again) · {heading}")
+        else:
+            st.error(f"Last check: FAIL ({', '.join(failed)}) · {heading}")
     sets = report.get("param_sets") or []
     if sets:
         with st.expander(f"Param sets checked ({len(sets)})"):

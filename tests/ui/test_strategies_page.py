@@ -330,3 +330,24 @@ def test_check_names_the_first_differing_bar_of_a_look_ahead(strategy_dir):
     assert any(re.search(r"\bbar \d+", b) and "defaults" in b for b in blocks), blocks
     assert any(b.startswith("defaults: rsi_period=14") for b in blocks), blocks  # the param sets checked
     assert row(at, "peeks")["Last check"] == "FAIL"
+
+
+def test_a_check_stopped_by_the_strategys_error_says_so_without_threadx_frames(strategy_dir):
+    """A strategy whose signals() raised got 'FAIL (lookahead, determinism, accounting, roles, speed)',
+    read as a look-ahead, each with a traceback through ThreadX's own frames."""
+    from threadx.strategy.scaffold import new_strategy_file
+
+    path = new_strategy_file("raises")
+    source = path.read_text()
+    path.write_text(source.replace("    sig = np.zeros(len(rsi), dtype=np.uint8)\n",
+                                   "    raise ValueError('boom')\n", 1))
+    at = open_page(PAGE)
+    at.selectbox(key="strat_pick").set_value("raises").run()
+    at.button(key="strat_check").click().run()
+    assert not at.exception, at.exception
+    (headline,) = [e for e in texts(at.error).split("\n") if e.startswith("Last check:")] or [texts(at.error)]
+    assert re.search(r"Last check: FAIL · the strategy raised ValueError: boom at \S*raises\.py:\d+", headline), headline
+    assert "could not run" in headline
+    blocks = [c.value for c in at.code if c.language != "python"]
+    assert any("raises.py" in b and "ValueError: boom" in b for b in blocks), blocks
+    assert not any("threadx/" in b for b in blocks), blocks  # the author's frames only

@@ -715,8 +715,10 @@ def _error_result(name: str, exc: BaseException, where: str = "") -> CheckResult
     own = frame is not None and not _inside(frame.filename, (_THREADX_DIR,))
     summary = f"the {'strategy' if own else 'run'} raised {text}" + (f" at {location}" if location else "")
     details = [f"while {where}"] if where else []
-    frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    details += [line for chunk in frames for line in chunk.rstrip("\n").splitlines()][-12:]
+    # the frames of the strategy's own code (ThreadX's are noise to its author), then the error
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _inside(f.filename, (_THREADX_DIR,))]
+    details += [line for chunk in traceback.format_list(frames[-6:]) for line in chunk.rstrip("\n").splitlines()]
+    details.append(text)
     return CheckResult(name, False, summary, details, informational=name in INFORMATIONAL_CHECKS,
                        data={"error": text, "location": location, "where": where})
 

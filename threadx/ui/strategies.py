@@ -251,10 +251,26 @@ def report_results(report: Mapping[str, Any]) -> list[dict]:
         status = CheckResult(name="", passed=bool(r.get("passed")), summary="",
                              informational=bool(r.get("informational")),
                              conclusive=bool(r.get("conclusive", True))).status
+        data = r.get("data") if isinstance(r.get("data"), Mapping) else {}
         rows.append({"name": str(r.get("name", "?")), "status": status, "summary": str(r.get("summary", "")),
                      "details": [str(d) for d in r.get("details", []) or []],
-                     "seconds": float(r.get("seconds") or 0.0)})
+                     "seconds": float(r.get("seconds") or 0.0), "error": data.get("error") and str(data["error"]),
+                     "location": data.get("location") and str(data["location"])})
     return rows
+
+
+def stopped_by_error(rows: list[dict]) -> str | None:
+    """When every failed check failed on the same error the strategy (or the run) raised: that
+    error and where, in one line (the checks did not find look-ahead or the like: they could not
+    run); None otherwise."""
+    failed = [r for r in rows if r["status"] == "FAIL"]
+    errors = {(r.get("error"), r.get("location")) for r in failed}
+    if not failed or len(errors) != 1:
+        return None
+    error, location = errors.pop()
+    if not error:
+        return None
+    return f"{error}" + (f" at {location}" if location else "")
 
 
 def report_heading(report: Mapping[str, Any]) -> str:
