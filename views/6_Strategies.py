@@ -150,11 +150,11 @@ st.dataframe(table.style.map(lambda v: COLOURS.get(v, ""), subset=["Last check"]
 # the selection: a strategy just created or saved (once it loads), else the last pick or the session's
 want = st.session_state.get("strat_want")
 if want:
-    for n in names:
-        if specs[n].origin is not None and specs[n].origin.path and Path(specs[n].origin.path).name == want:
-            st.session_state["strat_pick"] = n
-            st.session_state.pop("strat_want")
-            break
+    in_file = [n for n in names
+               if specs[n].origin is not None and specs[n].origin.path and Path(specs[n].origin.path).name == want]
+    if in_file:  # the strategy named as its file first (a copy of grid_atr holds three)
+        st.session_state["strat_pick"] = next((n for n in in_file if n == Path(want).stem), in_file[0])
+        st.session_state.pop("strat_want")
 if st.session_state.get("strat_pick") not in names:
     st.session_state["strat_pick"] = st.session_state.get("strategy") if st.session_state.get(
         "strategy") in names else names[0]

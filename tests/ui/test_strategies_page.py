@@ -351,3 +351,10 @@ def test_a_check_stopped_by_the_strategys_error_says_so_without_threadx_frames(s
     blocks = [c.value for c in at.code if c.language != "python"]
     assert any("raises.py" in b and "ValueError: boom" in b for b in blocks), blocks
     assert not any("threadx/" in b for b in blocks), blocks  # the author's frames only
+
+
+def test_a_copy_of_a_module_with_several_strategies_selects_the_one_named_as_the_file(strategy_dir):
+    """New strategy 'mygrid' from grid_atr (whose module holds envelope_dca and its short twin too)
+    selected mygrid_envelope_dca, the first strategy the file gave."""
+    at = create(open_page(PAGE), "mygrid", "grid_atr")
+    assert at.selectbox(key="strat_pick").value == "mygrid"
