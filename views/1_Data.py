@@ -73,7 +73,8 @@ def _run_import(*, replace: bool = False, label: str | None = None) -> None:
             try:
                 frame, target = import_ohlcv(source, field("data_exchange") or "local",
                                              field("data_symbol") or stem.split("-")[0], field("data_timeframe"),
-                                             date_format=field("data_date_format"), label=label, replace=replace)
+                                             date_format=field("data_date_format"), label=label, replace=replace,
+                                             dedupe=bool(st.session_state.get("data_dedupe")))
             except DatasetExists:
                 raise
             except (ThreadXError, ValueError, OSError) as exc:  # worded with the user's file, not the copy
@@ -194,6 +195,8 @@ with tabs[2]:
     c[2].text_input("Timeframe (blank = detect)", key="data_timeframe")
     c[3].text_input("Date format (blank = detect)", key="data_date_format",
                     help="e.g. %d/%m/%Y; needed when dates read both day- and month-first")
+    st.checkbox("Drop repeated timestamps (keep the last row of each)", key="data_dedupe",
+                help="a file with a timestamp more than once is refused unless this is ticked (CLI: --dedupe)")
     if st.button("Import", key="data_import"):
         _run_import()
     if st.session_state.get("data_collision"):

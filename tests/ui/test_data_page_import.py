@@ -27,3 +27,21 @@ def test_import_needs_a_date_format_for_ambiguous_dates_then_imports(workspace):
     assert not at.exception
     assert any("Imported 72 bars" in s.value for s in at.success)
     assert (workspace / "data" / "local" / "ABC_USDT-1h.parquet").exists()
+
+
+def test_a_file_with_repeated_timestamps_imports_once_dedupe_is_ticked(workspace):
+    """The refusal advised 'dedupe / --dedupe', which the page did not have."""
+    index = pd.date_range("2024-04-01", periods=400, freq="1h", tz="UTC")
+    close = 100 + np.cumsum(np.random.default_rng(2).normal(0, 0.2, 400))
+    frame = pd.DataFrame({"timestamp": index.astype("int64") // 10**6, "open": close, "high": close + 1,
+                          "low": close - 1, "close": close, "volume": 1.0})
+    source = workspace / "DUP_USDT-1h.csv"
+    pd.concat([frame.iloc[:13], frame.iloc[12:13], frame.iloc[13:]]).to_csv(source, index=False)  # bar 12 twice
+    at = open_page("1_Data.py")
+    at.text_input(key="data_path").set_value(str(source))
+    at.button(key="data_import").click().run()
+    assert any("Import failed" in e.value and "Drop repeated timestamps" in e.value for e in at.error)
+    at.checkbox(key="data_dedupe").check()
+    at.button(key="data_import").click().run()
+    assert not at.exception
+    assert any("Imported 400 bars" in s.value for s in at.success), [e.value for e in at.error]
