@@ -36,3 +36,29 @@ def test_research_proposes_the_sessions_dataset():
     at.switch_page("views/7_Research.py").run()
     assert not at.exception, at.exception
     assert at.multiselect(key="rs_datasets").value == ["synthetic/ETH_USDT-1h"]
+
+
+def test_the_set_up_forms_keep_their_values_through_a_visit_to_another_page():
+    """A Monte Carlo n of 300,000, a walk-forward's windows, a research's datasets: back at their
+    defaults after a look at another page while the job ran (Streamlit drops undrawn widgets)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("views/3_Optimisation.py").run()
+    at.radio(key="opt_method").set_value("Monte Carlo").run()
+    at.number_input(key="opt_n").set_value(12_345).run()
+    range_key = next(k for k in (n.key for n in at.number_input) if k and k.startswith("opt:") and k.endswith(":max"))
+    at.number_input(key=range_key).set_value(at.number_input(key=range_key).value - 1).run()
+    set_max = at.number_input(key=range_key).value
+    at.switch_page("views/4_Validation.py").run()
+    at.number_input(key="wf_oos_days").set_value(45.0).run()
+    at.switch_page("views/7_Research.py").run()
+    at.multiselect(key="rs_datasets").set_value(["synthetic/BTC_USDT-1h", "synthetic/ETH_USDT-1h"]).run()
+    at.switch_page("views/1_Data.py").run()
+    at.switch_page("views/3_Optimisation.py").run()
+    assert not at.exception, at.exception
+    assert at.radio(key="opt_method").value == "Monte Carlo" and at.number_input(key="opt_n").value == 12_345
+    assert at.number_input(key=range_key).value == set_max
+    at.switch_page("views/4_Validation.py").run()
+    assert at.number_input(key="wf_oos_days").value == 45.0
+    at.switch_page("views/7_Research.py").run()
+    assert at.multiselect(key="rs_datasets").value == ["synthetic/BTC_USDT-1h", "synthetic/ETH_USDT-1h"]

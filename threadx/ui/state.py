@@ -237,6 +237,27 @@ def strategy_picker(key: str, default: str) -> str:
     return choice
 
 
+# the set-up forms' widgets (never buttons: their state cannot be set), kept across page switches
+KEPT_FORM_KEYS = frozenset({
+    "opt_method", "opt_sampler", "opt_n", "opt_seed", "opt_objective", "opt_direction", "opt_min_trades",
+    "opt_workers", "opt_executor", "opt_fee", "opt_fill", "opt_gpu",
+    "wf_is_days", "wf_oos_days", "wf_step_days", "wf_purge", "wf_embargo", "wf_anchored", "wf_sampler", "wf_n",
+    "wf_seed", "wf_objective", "wf_direction", "wf_min_trades", "wf_boot", "wf_S", "wf_workers", "wf_fee", "wf_fill",
+    "rs_strategies", "rs_datasets", "rs_is_days", "rs_oos_days", "rs_sampler", "rs_n", "rs_workers", "rs_boot",
+})
+KEPT_FORM_PREFIXES = ("opt:", "wf:", "rs:")  # the space editors' boxes (threadx.ui.widgets.space_editor)
+
+
+def keep_forms() -> None:
+    """Hold the set-up forms' values through a visit to another page: Streamlit drops the state
+    of a widget a script run does not draw, so a sweep's Monte Carlo n, a walk-forward's windows
+    or a research's datasets were back at their defaults on return. Called by ``app.py`` on
+    every run, before the page."""
+    for key in list(st.session_state.keys()):
+        if key in KEPT_FORM_KEYS or key.startswith(KEPT_FORM_PREFIXES):
+            st.session_state[key] = st.session_state[key]
+
+
 _FELL_BACK = "_strategy_fell_back"  # (strategy_picker) the strategy this script run could not keep
 
 
