@@ -116,8 +116,9 @@ if st.button("Launch", type="primary", disabled=count_error is not None, key="op
 
 
 def current_job():
-    """The job this session follows (None when none, or when its folder is gone)."""
-    return registry.followed(st.session_state.get("sweep_job"))
+    """The job this session follows (None when none, or when its folder is gone); a new session
+    (a new tab, a refresh) follows the running sweep, if any."""
+    return registry.follow(st.session_state, "sweep_job", "sweep")
 
 
 def job_monitor() -> None:

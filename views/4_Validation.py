@@ -247,7 +247,7 @@ def metric_cards(cards: list[tuple[str, str, str | None]], per_row: int = 4) -> 
 # --- walk-forward -----------------------------------------------------------------------------
 
 def current_job() -> JobInfo | None:
-    return registry.followed(st.session_state.get("wf_job"), refresh=True)
+    return registry.follow(st.session_state, "wf_job", "walkforward", refresh=True)
 
 
 def show_walk_forward(run_id: str) -> None:

@@ -36,7 +36,7 @@ RESULTS_DIR = str(settings().results_dir)
 
 
 def current_job() -> JobInfo | None:
-    return registry.followed(st.session_state.get("rs_job"), refresh=True)
+    return registry.follow(st.session_state, "rs_job", "research", refresh=True)
 
 
 def launch_form() -> None:

@@ -42,7 +42,7 @@ st.session_state.setdefault("pf_runners", [])
 
 
 def current_job() -> JobInfo | None:
-    return registry.followed(st.session_state.get("pf_job"), refresh=True)
+    return registry.follow(st.session_state, "pf_job", "portfolio", refresh=True)
 
 
 def load_research_runners(research_id: str, strategy: str | None = None, kept_only: bool = False,

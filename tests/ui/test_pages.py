@@ -125,6 +125,27 @@ def test_optimisation_stop_cancels_a_sweep():
     assert registry.get(job_id).state == "cancelled"
 
 
+def test_a_new_tab_finds_the_running_sweep_and_can_stop_it():
+    """A tab closed while its sweep ran, and the page opened again: the job was only in the
+    sidebar's list, with no progress on the page, no Stop, and its run not shown at the end."""
+    at = grid_page(fast=(2, 200, 1), slow=(3, 600, 1))
+    at.button(key="opt_launch").click().run()
+    job_id = at.session_state["sweep_job"]
+    from threadx.ui.jobs import JobRegistry
+
+    registry = JobRegistry()
+    deadline = time.time() + 60
+    while time.time() < deadline and registry.get(job_id).state != "running":
+        time.sleep(0.3)
+    fresh = page("3_Optimisation.py")  # a new session: nothing in its state
+    assert fresh.session_state["sweep_job"] == job_id
+    fresh.button(key="opt_stop").click().run()
+    deadline = time.time() + 60
+    while time.time() < deadline and registry.get(job_id).state == "running":
+        time.sleep(0.3)
+    assert registry.get(job_id).state == "cancelled"
+
+
 def test_a_monte_carlo_n_above_the_space_is_announced_as_the_space():
     """bb_atr's default space has 41 combos: n = 300,000 was announced as 300,000 combos ("minutes")
     and the job ran 41."""

@@ -498,6 +498,17 @@ class JobRegistry:
         """Jobs queued or running, newest first (the sidebar's list: finished jobs leave it)."""
         return [j for j in self._read_all() if j.is_active]
 
+    def follow(self, session: Any, key: str, kind: str, refresh: bool = False) -> JobInfo | None:
+        """The job a page follows: the one its session holds under ``key``, else the newest active
+        job of ``kind`` (a new tab, a refresh, a tab closed while it ran: the running job is found
+        again, with its progress and Stop), which the session then holds."""
+        if not session.get(key):
+            active = [j for j in self.active() if j.kind == kind]
+            if not active:
+                return None
+            session[key] = active[0].job_id
+        return self.followed(session.get(key), refresh=refresh)
+
     def running(self) -> list[JobInfo]:
         """Jobs whose process is (or should be) running, newest first."""
         return [j for j in self._read_all() if j.state == "running"]
