@@ -69,7 +69,9 @@ def monte_carlo_ids(space: SearchSpace, kind: str, n: int, seed: int = 42) -> Sa
     """``n`` distinct valid combo ids drawn by ``kind`` (fewer if the space is smaller).
 
     Points are drawn in rounds until ``n`` distinct valid ids are found or 20 rounds
-    bring nothing new; when ``n`` covers most of the valid space the grid is returned.
+    bring nothing new; when ``n`` covers most of the valid space the grid is returned. A
+    ``random`` draw of at least half a space within the grid limit picks ``n`` of its valid ids
+    at once, without replacement (rounds of rejected repeats took 8.7 s for 380,000 of 397,204).
     """
     if n is None or n <= 0:
         raise ParamError(f"sampler {kind!r} needs n > 0 combos")
@@ -78,6 +80,9 @@ def monte_carlo_ids(space: SearchSpace, kind: str, n: int, seed: int = 42) -> Sa
     if space.size <= DEFAULT_GRID_LIMIT and n >= space.size:
         ids = np.concatenate([chunk for chunk, _ in grid_ids(space)] or [np.empty(0, np.int64)])
         return SampleCount(ids=ids, invalid=space.size - len(ids))
+    if kind == "random" and space.size <= DEFAULT_GRID_LIMIT and 2 * n >= space.size:
+        ids = np.concatenate([chunk for chunk, _ in grid_ids(space)] or [np.empty(0, np.int64)])
+        return SampleCount(ids=rng.permutation(ids)[:n], invalid=space.size - len(ids))
     chosen = np.empty(0, dtype=np.int64)
     invalid = duplicates = stale = 0
     while len(chosen) < n and stale < 20:
