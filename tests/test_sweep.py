@@ -134,6 +134,24 @@ def test_cancel_stops_within_a_chunk_and_resume_completes(sample, bank, tmp_path
     assert done_before <= set(resumed.results.combo_id)
 
 
+def test_a_stop_while_the_combos_are_planned_starts_no_worker_and_stores_nothing(sample, bank, tmp_path, monkeypatch):
+    """A stop during planning waited for the plan, then computed every indicator and started the
+    workers (6.9 s in a browser review) before it was seen."""
+    from threadx.optimize import runner
+
+    def cancel():  # the stop pressed while the plan is made: seen once it is
+        return True
+
+    monkeypatch.setattr(runner._Session, "_executor", lambda self, cleanup: pytest.fail("workers started"))
+    run = sweep(sample, "ma_crossover", {"fast_period": "5:24:1", "slow_period": [30, 40]}, store=tmp_path,
+                run_id="early", bank=bank, executor="inline", workers=1, cancel=cancel)
+    assert run.manifest["status"] == "cancelled" and len(run.results) == 0
+    monkeypatch.undo()
+    resumed = sweep(sample, "ma_crossover", {"fast_period": "5:24:1", "slow_period": [30, 40]}, store=tmp_path,
+                    run_id="early", bank=bank, executor="inline", workers=1)
+    assert resumed.manifest["status"] == "completed" and len(resumed.results) == 40
+
+
 def test_worker_killed_by_a_signal_does_not_hang_or_lose_the_run(sample, bank, tmp_path):
     before = shm_segments()
     space = {"fast_period": "5:8:1", "slow_period": [30], "mode": [0, 2]}  # 4 combos kill their worker

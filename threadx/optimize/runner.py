@@ -288,6 +288,10 @@ def _cancel_check(cancel: Any) -> Callable[[], bool]:
     raise ParamError("cancel must be a threading/multiprocessing Event or a callable returning bool")
 
 
+class _StoppedEarly(Exception):
+    """A stop that came before the workers started (while the combos were planned)."""
+
+
 @dataclass
 class _Session:
     """One call of :func:`sweep`: plan, prepare, run chunks, store, clean up."""
@@ -387,6 +391,8 @@ class _Session:
                 writer.update_manifest(status="running", done=self.counts["done"])
                 self._report(force=True)  # done (resumed) and total are known before workers and indicators
                 with ExitStack() as cleanup:  # every resource released, whatever happens
+                    if self.should_stop():  # stopped while it planned: no workers, no indicators
+                        raise _StoppedEarly
                     closing: list[float | None] = [None]  # stopping the workers counts as "startup"
                     cleanup.callback(lambda: closing[0] is not None and "startup" in self.watch.stages
                                      and self.watch.add("startup", time.perf_counter() - closing[0]))
@@ -400,6 +406,8 @@ class _Session:
                             self._adaptive(run_chunks, adaptive_rounds, patience)
                 if self.should_stop():
                     status = "cancelled"
+            except _StoppedEarly:
+                status = "cancelled"
             except (SweepTerminated, RunInterrupted):
                 status = "interrupted"  # SIGTERM, or workers gone: what finished is stored, the run id resumes
                 raise
