@@ -34,8 +34,8 @@ PAGES = [
     st.Page("views/7_Research.py", title="Research", url_path="Research", icon=":material/grid_view:"),
     st.Page("views/8_Portfolio.py", title="Portfolio", url_path="Portfolio", icon=":material/account_balance:"),
 ]
-keep_forms()  # before the page: its forms' values survive a visit to another page
 navigation = st.navigation(PAGES)
+keep_forms(navigation.url_path)  # before the page: the other pages' forms survive this visit
 restore_from_url()  # a link's dataset and strategy (warnings above the page, not in the sidebar)
 
 with st.sidebar:
