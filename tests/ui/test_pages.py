@@ -107,42 +107,40 @@ def test_optimisation_small_grid_runs_to_completion():
     assert at.button(key="opt_open_best")
 
 
-def test_optimisation_stop_cancels_a_sweep():
+def launch_long_sweep() -> tuple[AppTest, str, object]:
+    """(page, job id, registry) of a sweep of ~119k combos launched from the page, once running."""
+    from threadx.ui.jobs import JobRegistry
+
     at = grid_page(fast=(2, 200, 1), slow=(3, 600, 1))
     at.button(key="opt_launch").click().run()
     job_id = at.session_state["sweep_job"]
-    from threadx.ui.jobs import JobRegistry
-
     registry = JobRegistry()
-    deadline = time.time() + 60
-    while time.time() < deadline and registry.get(job_id).state != "running":
+    wait_while(lambda: registry.get(job_id).state != "running")
+    return at, job_id, registry
+
+
+def wait_while(condition, seconds: float = 60) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline and condition():
         time.sleep(0.3)
+
+
+def test_optimisation_stop_cancels_a_sweep():
+    at, job_id, registry = launch_long_sweep()
     at.run()
     at.button(key="opt_stop").click().run()
-    deadline = time.time() + 60
-    while time.time() < deadline and registry.get(job_id).state == "running":
-        time.sleep(0.3)
+    wait_while(lambda: registry.get(job_id).state == "running")
     assert registry.get(job_id).state == "cancelled"
 
 
 def test_a_new_tab_finds_the_running_sweep_and_can_stop_it():
     """A tab closed while its sweep ran, and the page opened again: the job was only in the
     sidebar's list, with no progress on the page, no Stop, and its run not shown at the end."""
-    at = grid_page(fast=(2, 200, 1), slow=(3, 600, 1))
-    at.button(key="opt_launch").click().run()
-    job_id = at.session_state["sweep_job"]
-    from threadx.ui.jobs import JobRegistry
-
-    registry = JobRegistry()
-    deadline = time.time() + 60
-    while time.time() < deadline and registry.get(job_id).state != "running":
-        time.sleep(0.3)
+    _, job_id, registry = launch_long_sweep()
     fresh = page("3_Optimisation.py")  # a new session: nothing in its state
     assert fresh.session_state["sweep_job"] == job_id
     fresh.button(key="opt_stop").click().run()
-    deadline = time.time() + 60
-    while time.time() < deadline and registry.get(job_id).state == "running":
-        time.sleep(0.3)
+    wait_while(lambda: registry.get(job_id).state == "running")
     assert registry.get(job_id).state == "cancelled"
 
 
