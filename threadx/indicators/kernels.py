@@ -89,6 +89,16 @@ def _window_sums(x, start, stop, k, want_std):
     return s1, s2, a1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _rebuilt(x, i, n, want_std):
+    """The running state of :func:`_rolling_moments` rebuilt from the window ending at ``i``
+    around ``K = x[i]``: ``(k, s1, c1, s2, c2, acc, acc1, since)``, Kahan carries and the
+    bars since a rebuild at zero."""
+    k = x[i]
+    s1, s2, acc1 = _window_sums(x, i - n + 1, i + 1, k, want_std)
+    return k, s1, 0.0, s2, 0.0, s2, acc1, 0
+
+
 @njit(**_NJIT)
 def _rolling_moments(x, n, want_std):
     """Rolling mean and (if ``want_std``) population std over windows of ``n``.
@@ -146,12 +156,7 @@ def _rolling_moments(x, n, want_std):
         if i - last_nan < n:
             continue
         if i - last_nan == n or since >= period:
-            k = v
-            s1, s2, acc1 = _window_sums(x, i - n + 1, i + 1, k, want_std)
-            c1 = 0.0
-            c2 = 0.0
-            acc = s2
-            since = 0
+            k, s1, c1, s2, c2, acc, acc1, since = _rebuilt(x, i, n, want_std)
         else:
             d_in = v - k
             d_out = x[i - n] - k
@@ -180,12 +185,7 @@ def _rolling_moments(x, n, want_std):
             rebuild = since > 0 and budget >= n and 4.0 * eps * acc * inv_n > tol * (s2 * inv_n - m * m)
         if rebuild:
             budget -= n
-            k = v
-            s1, s2, acc1 = _window_sums(x, i - n + 1, i + 1, k, want_std)
-            c1 = 0.0
-            c2 = 0.0
-            acc = s2
-            since = 0
+            k, s1, c1, s2, c2, acc, acc1, since = _rebuilt(x, i, n, want_std)
             m = s1 * inv_n
         if want_std:
             var = s2 * inv_n - m * m
