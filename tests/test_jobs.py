@@ -542,3 +542,16 @@ def test_max_concurrent_is_any_whole_number(tmp_path):
     for bad in (0, True, 1.5, "2"):
         with pytest.raises(ParamError, match="max_concurrent must be a whole number >= 1"):
             JobRegistry(tmp_path, max_concurrent=bad)
+
+
+def test_a_job_line_names_its_dataset_without_the_file_path():
+    """A resumed run's request records its data as a file path and a name: the job line (sidebar,
+    monitor, progress) reads the name, not 'name, file /home/.../BTC_USDT-1h.parquet'."""
+    from threadx.ui.jobs import JobInfo
+
+    data = {"source": "/home/quant/data/binance/BTC_USDT-1h.parquet", "name": "binance/BTC_USDT-1h"}
+    sweep = JobInfo("j1", {"kind": "sweep", "params": {"data": data, "strategy": "bb_atr", "sampler": "random"}}, "")
+    assert sweep.label == "bb_atr on binance/BTC_USDT-1h (random)"
+    research = JobInfo("j2", {"kind": "research", "params": {"datasets": [data, "sample:ETH_USDT-1h"],
+                                                             "strategies": ["bb_atr"]}}, "")
+    assert research.label == "research bb_atr on binance/BTC_USDT-1h, sample:ETH_USDT-1h"

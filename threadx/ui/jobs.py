@@ -197,11 +197,14 @@ def _launch_record(folder: Path) -> dict[str, Any]:
 
 
 def _data_label(data: Any) -> str:
-    """A dataset of a job's params in a few words (as given when it is no dataset)."""
+    """A dataset of a job's params in a few words: its name (a resumed run's request also
+    records the file it was read from, which the run's details show), else its source as
+    given (as given when it is no dataset)."""
     try:
-        return DatasetRef.from_dict(data).label
+        ref = DatasetRef.from_dict(data)
     except (ThreadXError, TypeError, ValueError):
         return str(data)
+    return ref.name or ref.source
 
 
 @dataclass
