@@ -1,15 +1,15 @@
 """Compile the numba kernels ahead of the first backtest: ``python -m threadx.warmup``.
 
 ``make app`` runs it before starting the server. Kernels are cached on disk
-(``@njit(cache=True)``), so only the first start after an install compiles (tens of
-seconds); later starts load the cache in about a second. Without it the user's first
+(``@njit(cache=True)``), so only the first start after an install compiles (1-3 minutes:
+2.5 on a 2-core machine); later starts load the cache in about a second. Without it the user's first
 backtest would wait for the compiler with nothing on screen to say why.
 
 Example::
 
     $ python -m threadx.warmup
-    Compiling kernels, first start only (about 1-2 min) ...
-    Kernels ready in 23.4 s (7 strategies).
+    Compiling kernels, first start only (about 1-3 min) ...
+    Kernels ready in 148.2 s (7 strategies).
 """
 from __future__ import annotations
 
@@ -96,17 +96,20 @@ def warm_in_background() -> None:
         thread.start()
 
 
+COMPILING = "Compiling kernels, first start only (about 1-3 min)"  # the first warm-up: 2.5 min on 2 cores
+
+
 def warming_note() -> str | None:
     """What the background warm-up is doing, for the UI (None once it is done or not started)."""
     thread = _background["thread"]
     if thread is None or not thread.is_alive():
         return None
-    return "Compiling kernels, first start only (about 1-2 min)…" if _background["cold"] else "Loading kernels…"
+    return f"{COMPILING}…" if _background["cold"] else "Loading kernels…"
 
 
 def main() -> int:
     warm = _cache_is_warm()
-    print("Loading kernels ..." if warm else "Compiling kernels, first start only (about 1-2 min) ...", flush=True)
+    print("Loading kernels ..." if warm else f"{COMPILING} ...", flush=True)
     started = time.perf_counter()
     warmed = warm_kernels()
     print(f"Kernels ready in {time.perf_counter() - started:.1f} s ({len(warmed)} strategies).", flush=True)
