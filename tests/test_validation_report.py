@@ -191,3 +191,20 @@ def test_a_reloaded_walk_forward_rebuilds_its_evaluator(synthetic_bars, data_roo
     # its dataset name is not in this (empty) data root: stability says why instead of failing
     rerun = validate_walk_forward(loaded, n=50, S=4)
     assert np.isnan(rerun.stability.ratio) and "no data to evaluate neighbours" in rerun.stability.note
+
+
+def test_a_choice_or_bool_is_never_an_edge_and_every_other_value_of_it_is_a_neighbour():
+    """A winner at ma_type=sma (the first of [sma, ema]) or allow_short=False was flagged 'on the
+    grid edge', which capped the stability score at half for every winner of such a space: a
+    choice has no outside to widen. Along a choice every other value is a neighbour (its
+    values have no order: one step from 'sma' in [sma, ema, ...] is not the only other one)."""
+    space = SearchSpace(get_strategy("ma_crossover"), {**SPACE, "ma_type": ["sma", "ema"],
+                                                         "allow_short": [False, True]})
+    names = [a.name for a in space.axes]
+    at = {"fast_period": 2, "slow_period": 2, "ma_type": 0, "allow_short": 0}  # interior on both numbers
+    centre = int(space.ids_from_indices(np.array([[at.get(n, 0) for n in names]]))[0])
+    items, edge = neighbour_ids(space, centre)
+    assert edge == ()
+    moved = {(p, s): space.params(i) for p, s, i in items}
+    assert moved[("ma_type", 1)]["ma_type"] == "ema" and moved[("allow_short", 1)]["allow_short"] is True
+    assert {p for p, _ in moved} == {"fast_period", "slow_period", "ma_type", "allow_short"} and len(moved) == 6

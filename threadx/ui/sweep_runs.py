@@ -228,12 +228,9 @@ def read_view(store: ResultStore, run_id: str) -> RunView:
                    best=None if best.empty else best.iloc[0])
     if view.best is not None:
         view.best_params = run.best_params()
-        axes = {a["name"]: a["values"] for a in m["space"]["axes"]}
         spec = threadx.strategies().get(m["strategy"])
         if spec is not None:
-            view.edges = [p for p in edge_params(SearchSpace(spec, stored_axes(m["space"])),
-                                                 int(view.best["combo_id"]))
-                          if not isinstance(axes[p][0], (bool, str))]  # a bool or a choice has no range to widen
+            view.edges = list(edge_params(SearchSpace(spec, stored_axes(m["space"])), int(view.best["combo_id"])))
     if str(m.get("status", "")).startswith("completed with"):
         view.to_retry = len(run.stored().retry_ids)
     if int(m.get("failed") or 0) > 0:

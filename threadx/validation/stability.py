@@ -1,11 +1,12 @@
 """Parameter stability (SPEC §7): the objective over the grid neighbours of the winner.
 
 A neighbour moves one param by one step (the next value of its axis) and keeps the
-others; a robust winner sits on a plateau, so its neighbours score close to it. A winner
-whose value is the first or last of a varied axis is flagged: the optimum may lie
-outside the range that was searched. Display-only params (``feeds=()``, so
-``affects_results`` is False) are not moved (such a neighbour is the same combo) and never
-flagged.
+others; a robust winner sits on a plateau, so its neighbours score close to it. The values
+of a choice or a bool have no order: each other value of such an axis is a neighbour. A
+winner whose value is the first or last of a varied numeric axis is flagged: the optimum may
+lie outside the range that was searched (a choice or a bool has no outside). Display-only
+params (``feeds=()``, so ``affects_results`` is False) are not moved (such a neighbour is
+the same combo) and never flagged.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class StabilityResult:
     combo_id: int
     params: dict[str, Any]
     winner_value: float
-    neighbours: pd.DataFrame  # param, step (-1/+1), value (of that param), objective, combo_id
+    neighbours: pd.DataFrame  # param, step (-1/+1; a choice's: the other value's offset), value, objective, combo_id
     ratio: float  # mean neighbour objective / winner objective (inverted when minimising); NaN if meaningless
     on_edge: tuple[str, ...]  # varied params whose winning value is the first or last of its axis
     note: str
@@ -65,11 +66,17 @@ def _searched_axes(space: SearchSpace) -> list[int]:
             if len(axis) > 1 and space.strategy.param(axis.name).affects_results]
 
 
+def _ordered(space: SearchSpace, k: int) -> bool:
+    """Whether the values of axis ``k`` have an order (an int or float param's)."""
+    return space.strategy.param(space.axes[k].name).kind in ("int", "float")
+
+
 def edge_params(space: SearchSpace, combo_id: int) -> tuple[str, ...]:
-    """Varied params (affecting results) whose value in the combo is the first or last of its
-    axis: the optimum may lie outside the searched range."""
+    """Varied numeric params (affecting results) whose value in the combo is the first or last
+    of its axis: the optimum may lie outside the searched range (a choice or a bool has none)."""
     idx = space.value_indices(np.array([combo_id]))[0]
-    return tuple(space.axes[k].name for k in _searched_axes(space) if idx[k] in (0, len(space.axes[k]) - 1))
+    return tuple(space.axes[k].name for k in _searched_axes(space)
+                 if _ordered(space, k) and idx[k] in (0, len(space.axes[k]) - 1))
 
 
 def neighbour_ids(space: SearchSpace, combo_id: int) -> tuple[list[tuple[str, int, int]], tuple[str, ...]]:
@@ -78,12 +85,13 @@ def neighbour_ids(space: SearchSpace, combo_id: int) -> tuple[list[tuple[str, in
     found = []
     for k in _searched_axes(space):
         axis = space.axes[k]
-        for step in (-1, 1):
-            pos = idx[k] + step
+        # one step each way along an ordered axis; every other value of a choice or a bool
+        positions = (idx[k] - 1, idx[k] + 1) if _ordered(space, k) else [j for j in range(len(axis)) if j != idx[k]]
+        for pos in positions:
             if 0 <= pos < len(axis):
                 moved = idx.copy()
                 moved[k] = pos
-                found.append((axis.name, step, int(space.ids_from_indices(moved[None, :])[0])))
+                found.append((axis.name, int(pos - idx[k]), int(space.ids_from_indices(moved[None, :])[0])))
     valid = space.valid_mask(np.array([nid for _, _, nid in found], dtype=np.int64)) if found else np.empty(0, bool)
     return [item for item, ok in zip(found, valid) if ok], edge_params(space, combo_id)
 
