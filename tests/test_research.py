@@ -170,3 +170,24 @@ def test_stop_after_the_first_cell_keeps_the_finished_cells(shared_data, tmp_pat
     assert load_research("stop", tmp_path).status == "cancelled"
     for cell in result.cells:
         assert load_walk_forward(cell["run_id"], tmp_path)[1].grade.letter == cell["grade"]
+
+
+def test_a_research_phase_line_gives_the_time_left_of_its_walk_forwards():
+    """The research job line said what ran ("walk-forward bb_atr on X: 120/500 combos") but not
+    how long the rest would take: its ETA counts each cell as an equal share of the walk-forwards."""
+    from types import SimpleNamespace
+
+    from threadx.validation.research import _combo_progress, eta_note
+
+    assert eta_note(10.0, 0.25) == " · ETA 30 s" and eta_note(90.0, 0.9) == " · ETA 10 s"
+    assert eta_note(0.4, 0.5) == "" and eta_note(5.0, 0.0) == "" and eta_note(5.0, 1.0) == ""
+    seen, fractions = [], []
+
+    def eta(fraction):
+        fractions.append(fraction)
+        return " · ETA 9 s"
+
+    inner = _combo_progress(lambda d, t, p: seen.append((d, t, p)), [1], 7, "walk-forward bb_atr on X", 4, eta)
+    inner(SimpleNamespace(done=150, total=300))
+    assert fractions == [(1 + 0.5) / 4]
+    assert seen == [(1, 7, "walk-forward bb_atr on X: 150/300 combos · ETA 9 s")]

@@ -19,7 +19,7 @@ from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED
 from threadx.errors import ParamError, ThreadXError, whole
 from threadx.gpu.cli import add_gpu_commands
 from threadx.validation.pbo import check_S
-from threadx.units import format_bytes, format_count, format_metric
+from threadx.units import counted, format_bytes, format_count, format_eta, format_metric
 
 EXIT_BAD_INPUT = 2
 EXIT_CHECK_FAILED = 1  # `strategy check`: a check failed
@@ -524,9 +524,8 @@ def _progress_printer(args: argparse.Namespace, what: str):
         if not announced:
             announced.append(True)
             print(f"{args.strategy}: {p.total:,} combos to run ({what})", file=sys.stderr)
-        eta = "-" if p.eta_s == float("inf") else f"{p.eta_s:,.0f}s"
         bar = "#" * int(30 * p.done / max(p.total, 1))
-        print(f"\r  [{bar:<30}] {p.done:,}/{p.total:,}  {p.rate:,.0f}/s  ETA {eta}  failed {p.failed}",
+        print(f"\r  [{bar:<30}] {p.done:,}/{p.total:,}  {p.rate:,.0f}/s  {format_eta(p.eta_s)}  failed {p.failed}",
               end="", file=sys.stderr, flush=True)
 
     def end_line() -> None:
@@ -735,7 +734,7 @@ def cmd_research(args: argparse.Namespace) -> int:
 
     def progress(done: int, total: int, phase: str) -> None:
         if not args.json and not args.quiet:
-            print(f"\r  [{done}/{total}] {phase[:90]:<90}", end="", file=sys.stderr, flush=True)
+            print(f"\r  [{done}/{total}] {phase[:110]:<110}", end="", file=sys.stderr, flush=True)
 
     windows = {k: getattr(args, k) for k in ("is_days", "is_bars", "oos_days", "oos_bars", "step_days", "step_bars")}
     try:
@@ -754,8 +753,8 @@ def cmd_research(args: argparse.Namespace) -> int:
         _print_json(result.to_dict())
         return 0
     elapsed = _cell("elapsed_s", result.meta["elapsed_s"])
-    print(f"research {result.research_id}: {len(result.config['strategies'])} strategies x "
-          f"{len(result.config['datasets'])} datasets ({result.status}, {elapsed})")
+    print(f"research {result.research_id}: {counted(len(result.config['strategies']), 'strategy', 'strategies')} x "
+          f"{counted(len(result.config['datasets']), 'dataset')} ({result.status}, {elapsed})")
     rows = [{"strategy": c["strategy"], "dataset": c["dataset"], "grade": c["grade"], "oos_sharpe": c["oos_sharpe"],
              "consistency": c["consistency"], "trades": c["trades"],
              "kept": f"{c['transfer_kept'][0]} of {c['transfer_kept'][1]}", "run_id": c["run_id"]}

@@ -258,6 +258,15 @@ def format_count(n: Any, *, ascii_only: bool = False) -> str:
     return f"{round(v):,}"
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` things, the noun agreeing with the count (``plural``: when not noun + "s").
+
+    >>> counted(1, "runner"), counted(1200, "runner"), counted(2, "strategy", "strategies")
+    ('1 runner', '1,200 runners', '2 strategies')
+    """
+    return f"{format_count(n)} {noun if n == 1 else plural or noun + 's'}"
+
+
 def format_bytes(n: Any, *, ascii_only: bool = False) -> str:
     """A size in bytes in binary units, one decimal from KiB on.
 
@@ -276,6 +285,15 @@ def format_bytes(n: Any, *, ascii_only: bool = False) -> str:
         if abs(round(v, 1)) < 1024 or unit == _BINARY_UNITS[-1]:
             return f"{v:,.1f} {unit}"
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns at its last unit
+
+
+def format_eta(seconds: float) -> str:
+    """The time left of a piece of work, as progress lines write it ("ETA -" when unknown).
+
+    >>> format_eta(6.8), format_eta(1234.2), format_eta(float("inf"))
+    ('ETA 7 s', 'ETA 1,234 s', 'ETA -')
+    """
+    return f"ETA {seconds:,.0f} s" if seconds is not None and math.isfinite(seconds) else "ETA -"
 
 
 def format_plain(value: Any, *, ascii_only: bool = False) -> str:

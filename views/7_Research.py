@@ -25,7 +25,7 @@ from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import active_dataset, dataset_names, label_dataset, load_dataset, strategy_names
 from threadx.ui.widgets import follow_job, job_progress, show_finished_job, space_editor
-from threadx.units import column_config, number_column
+from threadx.units import column_config, counted, number_column
 from threadx.validation.research import load_research
 
 SAMPLERS = ["random", "lhs", "sobol", "grid"]
@@ -75,8 +75,8 @@ def launch_form() -> None:
         st.warning(f"Cannot run: {problem}.")
     if not problems:
         cells = len(strategies) * len(chosen)
-        st.info(f"**{cells} cell{'s' if cells != 1 else ''}** ({len(strategies)} strateg"
-                f"{'ies' if len(strategies) != 1 else 'y'} × {len(chosen)} dataset{'s' if len(chosen) != 1 else ''})"
+        st.info(f"**{counted(cells, 'cell')}** ({counted(len(strategies), 'strategy', 'strategies')} × "
+                f"{counted(len(chosen), 'dataset')})"
                 f", {'the whole grid' if n is None else f'{n:,} {sampler} combos'} in every window, then "
                 f"{len(strategies) * len(chosen) ** 2} transfer backtests.")
     if st.button("Launch research", type="primary", disabled=bool(problems), key="rs_launch"):

@@ -29,7 +29,7 @@ from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_names, label_dataset, strategy_names
 from threadx.ui.widgets import follow_job, job_progress, show_finished_job, param_form
-from threadx.units import column_config, format_metric
+from threadx.units import column_config, counted, format_metric
 
 DEFAULTS = EngineOptions()  # the one source of the engine's defaults
 FILLS = ["next_open", "close"]
@@ -54,8 +54,8 @@ def load_research_runners(research_id: str, strategy: str | None = None, kept_on
         st.error(f"Cannot load runners from research {research_id}: {exc}")
         return
     st.session_state["pf_runners"] = [r.to_dict() for r in runners]
-    st.session_state["pf_origin"] = (f"research {research_id}: {len(runners)} runner"
-                                     f"{'s' if len(runners) != 1 else ''}, {CHOICE_TEXT[choice]} params"
+    st.session_state["pf_origin"] = (f"research {research_id}: {counted(len(runners), 'runner')}, "
+                                     f"{CHOICE_TEXT[choice]} params"
                                      + (", kept cells only" if kept_only else ""))
 
 

@@ -64,6 +64,7 @@ from threadx.procs import live_process
 from threadx.shapes import COUNT, LIST, NUMBER, OBJECT, PID, TEXT, TEXTS, WHOLE, Kind, one_of, shape_problem
 from threadx.requests import DatasetRef, jsonable as _jsonable
 from threadx.ui import standby
+from threadx.units import counted, format_eta
 
 JOBS_FOLDER = ".jobs"
 STATES = ("queued", "running", "completed", "cancelled", "failed")
@@ -279,7 +280,7 @@ class JobInfo:
         if unit == "runners" and counted and phase != "running":
             phase = f"{phase} ({self.done:,} / {self.total:,} runners ready)"
         if phase == "running":
-            eta = f" · ETA {self.eta_s:,.0f} s" if self.eta_s is not None and self.rate else ""
+            eta = f" · {format_eta(self.eta_s)}" if self.eta_s is not None and self.rate else ""
             per = "combos/s (each in every window)" if self.kind == "walkforward" else "backtests/s"
             rate = f" · {self.rate:,.0f} {per}" if self.rate and unit == "combos" else ""
             phase = f"running {counted}{rate}{eta}" if counted else "running"
@@ -299,7 +300,7 @@ class JobInfo:
             return f"research {', '.join(p.get('strategies', []))} on {', '.join(names)}"
         if self.kind == "portfolio":
             runners = p.get("runners", [])
-            return f"portfolio of {len(runners)} runner{'s' if len(runners) != 1 else ''}"
+            return f"portfolio of {counted(len(runners), 'runner')}"
         data = _data_label(p["data"]) if "data" in p else "?"
         if self.kind == "walkforward":
             return f"walk-forward {p.get('strategy', '?')} on {data}"

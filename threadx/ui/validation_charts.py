@@ -42,7 +42,7 @@ from threadx.ui.charts import (
     empty_figure,
     metric_label,
 )
-from threadx.units import d3_format, format_metric, is_fraction
+from threadx.units import counted, d3_format, format_metric, is_fraction
 from threadx.validation.grading import _pts  # points as the grade's sentences write them (4.8, 11.25, 20)
 
 IS_COLOR = LINE_COLOR     # in-sample: blue
@@ -149,7 +149,7 @@ def window_timeline_figure(windows: Sequence[Any], index: pd.DatetimeIndex | Non
     purge = first.oos_start - first.is_end
     embargoed = sum(hi - lo for w in windows for lo, hi in getattr(w, "is_gaps", ()))
     extra = (f", purge {purge:,}" if purge else "") + (", embargoed bars cut out of IS" if embargoed else "")
-    text = title or (f"{len(windows)} walk-forward window{'s' if len(windows) != 1 else ''}: "
+    text = title or (f"{counted(len(windows), 'walk-forward window')}: "
                      f"{'anchored' if anchored else 'rolling'} IS {is_len:,} bars, OOS {oos_len:,} bars{extra}")
     height = int(min(max(140 + 18 * (len(windows) + 1), 260), 720))
     fig.update_layout(title=_title(text), height=height)
@@ -288,7 +288,7 @@ def drift_figure(table: pd.DataFrame, drift: pd.DataFrame,
         spread = info.loc[p, "relative_spread"] if "relative_spread" in info.columns else float("nan")
         distinct = info.loc[p, "distinct"] if "distinct" in info.columns else chosen[p].nunique()
         extra = f", spread {float(spread):.0%} of the range" if pd.notna(spread) else ""
-        titles.append(f"{p}: {int(distinct)} distinct value{'s' if int(distinct) != 1 else ''}{extra}")
+        titles.append(f"{p}: {counted(int(distinct), 'distinct value')}{extra}")
     fig = make_subplots(rows=len(params), cols=1, shared_xaxes=True, vertical_spacing=min(0.12, 0.35 / len(params)),
                         subplot_titles=titles)
     x = [_window_label(w) for w in chosen["window"]]

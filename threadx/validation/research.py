@@ -37,6 +37,7 @@ from threadx.config import settings
 from threadx.errors import ParamError, ThreadXError
 from threadx.names import check_name
 from threadx.requests import DatasetRef, WalkForwardRequest, check_once
+from threadx.units import format_eta
 
 FOLDER = "research"
 EXECUTORS = ("inline", "local", "dask")
@@ -274,10 +275,13 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     total = len(requests) + len(strategies) * len(refs) ** 2
     done = [0]
 
-    def tick(phase: str, step: int = 1) -> None:
+    def eta(fraction: float) -> str:
+        return eta_note(time.perf_counter() - cells_started, fraction)
+
+    def tick(phase: str, step: int = 1, cells_done: int | None = None) -> None:
         done[0] += step
         if progress is not None:
-            progress(done[0], total, phase)
+            progress(done[0], total, phase if cells_done is None else phase + eta(cells_done / len(requests)))
 
     if progress is not None:
         progress(0, total, "starting")
@@ -286,8 +290,9 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
 
         bank = default_bank()
     by_name = dict(zip(names, frames))
+    cells_started = time.perf_counter()
     cells = _run_cells(requests, by_name, executor, workers, scheduler, results_dir, bank, progress, should_stop,
-                       tick, total, done)
+                       tick, total, done, eta)
     cells_done = time.perf_counter()
     status = "cancelled" if len(cells) < len(requests) else "completed"
     transfer: list[dict[str, Any]] = []
@@ -326,6 +331,19 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     return result
 
 
+def eta_note(elapsed: float, fraction: float) -> str:
+    """The " · ETA ..." of a research's phase line, ``fraction`` of its walk-forwards done in
+    ``elapsed`` s (the transfer backtests after them take moments); "" before a second has
+    passed (a guess from nothing) and once they are done.
+
+    >>> eta_note(10.0, 0.25), eta_note(0.5, 0.5), eta_note(10.0, 1.0)
+    (' · ETA 30 s', '', '')
+    """
+    if not 0.0 < fraction < 1.0 or elapsed < 1.0:
+        return ""
+    return f" · {format_eta(elapsed * (1.0 - fraction) / fraction)}"
+
+
 def _name_of(df: Any, ref: DatasetRef) -> str:
     from threadx.data.bars import as_bars
 
@@ -333,15 +351,16 @@ def _name_of(df: Any, ref: DatasetRef) -> str:
 
 
 def _run_cells(requests, frames, executor, workers, scheduler, results_dir, bank, progress, should_stop, tick,
-               total, done) -> list[dict[str, Any]]:
-    """Every cell's summary, in request order (the finished ones only when cancelled)."""
+               total, done, eta) -> list[dict[str, Any]]:
+    """Every cell's summary, in request order (the finished ones only when cancelled); ``eta``
+    gives the phase's " · ETA ..." from the fraction of the cells done."""
     cells: list[dict[str, Any]] = []
     if executor == "inline":
         for req in requests:
             if should_stop():
                 break
             phase = f"walk-forward {req.strategy} on {req.data.name}"
-            inner = None if progress is None else _combo_progress(progress, done, total, phase)
+            inner = None if progress is None else _combo_progress(progress, done, total, phase, len(requests), eta)
             try:
                 cell = run_cell(req, results_dir, frames[req.data.name], bank, inner, should_stop)
             except ParamError:
@@ -351,15 +370,18 @@ def _run_cells(requests, frames, executor, workers, scheduler, results_dir, bank
             if cell is None:
                 break
             cells.append(cell)
-            tick(phase)
+            tick(phase, cells_done=len(cells))
         return cells
     return _run_remote(requests, executor, workers, scheduler, results_dir, should_stop, tick)
 
 
-def _combo_progress(progress: Progress, done: list, total: int, phase: str) -> Callable[[Any], None]:
-    """The walk-forward's combo progress as ``progress(cells done, total, "<phase>: k/n combos")``."""
+def _combo_progress(progress: Progress, done: list, total: int, phase: str, n_cells: int,
+                    eta: Callable[[float], str]) -> Callable[[Any], None]:
+    """The walk-forward's combo progress as ``progress(cells done, total, "<phase>: k/n combos · ETA ...")``
+    (the ETA counts each cell as an equal share of the walk-forwards)."""
     def inner(p: Any) -> None:
-        progress(done[0], total, f"{phase}: {p.done:,}/{p.total:,} combos")
+        fraction = (done[0] + p.done / max(p.total, 1)) / n_cells
+        progress(done[0], total, f"{phase}: {p.done:,}/{p.total:,} combos{eta(fraction)}")
     return inner
 
 
@@ -378,7 +400,8 @@ def _run_remote(requests, executor, workers, scheduler, results_dir, should_stop
             futures = {pool.submit(run_cell, r, results_dir): k for k, r in enumerate(one_thread)}
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
-                tick(f"walk-forward {requests[futures[future]].strategy} on {requests[futures[future]].data.name}")
+                tick(f"walk-forward {requests[futures[future]].strategy} on {requests[futures[future]].data.name}",
+                     cells_done=len(results))
                 if should_stop():
                     for f in futures:
                         f.cancel()
@@ -395,7 +418,8 @@ def _run_remote(requests, executor, workers, scheduler, results_dir, should_stop
             futures = {client.submit(run_cell, r, results_dir, pure=False): k for k, r in enumerate(one_thread)}
             for future in as_completed(list(futures)):
                 results[futures[future]] = future.result()
-                tick(f"walk-forward {requests[futures[future]].strategy} on {requests[futures[future]].data.name}")
+                tick(f"walk-forward {requests[futures[future]].strategy} on {requests[futures[future]].data.name}",
+                     cells_done=len(results))
                 if should_stop():
                     client.cancel(list(futures))
                     break
