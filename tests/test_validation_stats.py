@@ -802,3 +802,16 @@ def test_a_profitable_selection_keeps_its_pbo_and_stability_points() -> None:
     assert _component(g, "pbo").points == 15.0 and _component(g, "stability").points == 10.0
     assert _component(g, "pbo").inputs["profitable_out_of_sample"] is True
     assert withheld_because(0.01, (3, 41)) is None and withheld_because(math.inf) is None
+
+
+@pytest.mark.parametrize("returns", [[0.01, -0.005], [0.01, -0.01] * 50, [0.003, -0.001] * 500, [0.02, 0.0] * 3])
+def test_a_two_valued_return_series_has_a_deflated_sharpe(returns) -> None:
+    """Its kurtosis is exactly 1 (the least any series has), computed as 0.9999999999999994:
+    the DSR raised 'kurtosis must be the non-excess kurtosis' instead of being computed."""
+    from threadx.validation.dsr import deflated_sharpe_from_returns, psr_z
+
+    r = np.array(returns)
+    result = deflated_sharpe_from_returns(r, [0.0, 0.01, 0.02])
+    assert 0.0 <= result.dsr <= 1.0 and result.kurt == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(ParamError, match="non-excess"):  # an excess kurtosis handed in is still refused
+        psr_z(0.1, 0.0, 100, 0.0, 0.0)

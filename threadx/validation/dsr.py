@@ -95,12 +95,16 @@ def expected_max_sharpe(n_trials: float, var_sharpe: float) -> float:
     return math.sqrt(v) * z
 
 
+_KURT_ROUNDING = 1e-9  # how far below 1 a computed kurtosis of 1 can land (m4 / m2^2 in floats)
+
+
 def psr_z(sr: float, sr_benchmark: float, t: int, skew: float, kurt: float) -> float:
     """The z-statistic inside the PSR; NaN when the variance term 1 - skew SR + (kurt-1)/4 SR^2 is not positive."""
     if t < 2:
         raise ParamError(f"need at least 2 observations, got t={t!r}")
-    if kurt < 1.0:
+    if kurt < 1.0 - _KURT_ROUNDING:
         raise ParamError(f"kurtosis must be the non-excess kurtosis (3 for a normal, always >= 1), got {kurt!r}")
+    kurt = max(kurt, 1.0)  # a series of two values has exactly 1, computed as 1 - 6e-16
     denom = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr * sr
     if not denom > 0.0:
         return math.nan
