@@ -11,7 +11,7 @@ import pytest
 from threadx import units
 from threadx.engine.layout import METRIC_NAMES, TRADE_COLUMNS
 from threadx.engine.metrics import COUNT_METRICS
-from threadx.units import (EMPTY, column_config, d3_format, format_bytes, format_count, format_metric, number_column,
+from threadx.units import (EMPTY, d3_format, format_bytes, format_count, format_metric, table_view,
                            unit_of)
 
 
@@ -123,24 +123,30 @@ def test_the_backtest_cards_keep_their_text():
         assert text == format_metric(labels[label], metrics[labels[label]]), label
 
 
-def test_streamlit_column_formats_keep_numbers_sortable():
-    frame = pd.DataFrame({"fast_period": [5, 10], "win_rate": [0.43, 0.51], "n_trades": [99.0, 120.0],
+def test_streamlit_tables_keep_numbers_sortable_and_show_the_cards_decimals():
+    frame = pd.DataFrame({"fast_period": [5, 10], "win_rate": [0.4, 0.431], "n_trades": [99.0, 120.0],
                           "return_pct": [12.3, -1.0], "rss": [2**30, 2**20], "total_fees": [1.5, 2.0],
                           "oos_sharpe": [1.0, 0.5]})
-    config = column_config(frame.columns)
+    shown, config = table_view(frame)
     assert set(config) == {"win_rate", "n_trades", "return_pct", "rss", "total_fees", "oos_sharpe"}
     formats = {name: col["type_config"]["format"] for name, col in config.items()}
-    assert formats == {"win_rate": "percent", "n_trades": "%,d", "return_pct": "%.2f %%", "rss": "bytes",
+    assert formats == {"win_rate": "%.2f %%", "n_trades": "%,d", "return_pct": "%.2f %%", "rss": "bytes",
                        "total_fees": "%,.2f", "oos_sharpe": "%,.2f"}
-    # no step: with one, Streamlit cut the digits past it off (1.029885 read 102.98% beside the cards'
-    # 102.99 %; looked at in Chromium), without one it rounds to two decimals
+    # a fraction in percent points with two decimals: Streamlit's "percent" preset wrote 40% and
+    # 43.1% in one column beside the cards' "40.00 %" (looked at in Chromium); with a step it cut
+    # the digits past it off (1.029885 read 102.98%)
+    assert shown["win_rate"].tolist() == [40.0, 43.1] and frame["win_rate"].tolist() == [0.4, 0.431]
+    assert (shown.drop(columns="win_rate") == frame.drop(columns="win_rate")).all().all()
     assert config["win_rate"]["type_config"].get("step") is None
     assert all(col["type_config"]["type"] == "number" for col in config.values())
-    aliased = column_config(["Return %", "Side"], aliases={"Return %": "return_pct"})
-    assert list(aliased) == ["Return %"] and aliased["Return %"]["type_config"]["format"] == "%.2f %%"
-    labelled = number_column("market_return", "market return")
-    assert labelled["label"] == "market return" and labelled["type_config"]["format"] == "percent"
-    assert number_column("fast_period")["type_config"]["format"] is None  # never None: None hides a column
+    aliased, config = table_view(pd.DataFrame({"Return %": [1.0], "Side": ["long"]}), aliases={"Return %": "return_pct"})
+    assert list(config) == ["Return %"] and config["Return %"]["type_config"]["format"] == "%.2f %%"
+    labelled, config = table_view(pd.DataFrame({"market_return": [0.5], "fast_period": [5], "text_share": ["-"]}),
+                                  labels={"market_return": "market return", "fast_period": "fast"},
+                                  aliases={"text_share": "win_rate"})
+    assert config["market_return"]["label"] == "market return" and labelled["market_return"].tolist() == [50.0]
+    assert config["fast_period"]["type_config"]["format"] is None  # never None as a config: None hides a column
+    assert labelled["text_share"].tolist() == ["-"] and "text_share" not in config  # not numbers: left alone
 
 
 def test_plotly_formats():

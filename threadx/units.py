@@ -16,8 +16,8 @@ Missing values (None, NaN, pandas' NA) are shown as :data:`EMPTY`, infinities as
 ``-∞`` (``ascii_only=True``, for the command line: ``-``, ``inf``, ``-inf``). A name not in
 the table is shown as what it is (an int as is, a float with up to six significant digits).
 
-The same table gives Streamlit's column formats (:func:`column_config`, numbers stay numbers
-and sort as numbers) and Plotly's d3 formats (:func:`d3_format`). Only what a person reads is
+The same table gives Streamlit's tables (:func:`table_view`, numbers stay numbers and sort
+as numbers) and Plotly's d3 formats (:func:`d3_format`). Only what a person reads is
 formatted: ``--json``, CSV and Parquet exports keep the raw values (fractions stay fractions).
 """
 from __future__ import annotations
@@ -364,57 +364,67 @@ def format_metric(name: str, value: Any, *, ascii_only: bool = False) -> str:
 # --- Streamlit tables and Plotly charts ------------------------------------------------------
 
 def number_format(name: str) -> str | None:
-    """Streamlit ``NumberColumn`` format of a column (None: no unit, Streamlit's default).
-
-    Fractions use Streamlit's ``"percent"`` (it multiplies by 100), bytes its ``"bytes"``;
-    the others are printf formats.
+    """Streamlit ``NumberColumn`` format of a column as :func:`table_view` shows it (None: no
+    unit, Streamlit's default). A fraction's values are shown in percent points there (x 100),
+    so its format is a percent's; bytes use Streamlit's ``"bytes"``; the others are printf.
 
     >>> number_format("n_trades"), number_format("return_pct"), number_format("win_rate")
-    ('%,d', '%.2f %%', 'percent')
+    ('%,d', '%.2f %%', '%.2f %%')
     """
     unit = unit_of(name)
     if unit is None or unit.kind == "bool":
         return None
-    if unit.kind == "fraction":
-        return "percent"
     if unit.kind == "bytes":
         return "bytes"
     if unit.kind == "count":
         return "%,d"
-    if unit.kind == "percent":
+    if unit.kind in ("fraction", "percent"):
         return f"%.{unit.decimals}f %%"
     if unit.kind == "seconds":
         return f"%,.{unit.decimals}f s"
     return f"%,.{unit.decimals}f"
 
 
-def number_column(name: str, label: str | None = None, **kwargs: Any) -> Any:
-    """``st.column_config.NumberColumn`` showing column ``name`` in its unit (values stay numbers,
-    so the column sorts by value); Streamlit's own format when the name has no unit (never None:
-    None would hide the column). ``kwargs`` go to NumberColumn.
+def table_view(frame: Any, *, aliases: Mapping[str, str] | None = None,
+               labels: Mapping[str, str] | None = None) -> tuple[Any, dict[str, Any]]:
+    """``frame`` as ``st.dataframe`` shows it: (the frame to show, its ``column_config``).
 
-    >>> number_column("win_rate", "win rate")["type_config"]["format"]
-    'percent'
+    Numbers stay numbers (the columns sort by value) written in their unit with the cards'
+    decimals: a fraction column is shown in percent points (x 100 in the frame returned, a
+    new frame: ``frame`` is untouched), as Streamlit's ``"percent"`` preset dropped trailing
+    zeros (40% and 43.1% in a column, beside the cards' 40.00 %). ``aliases``: column ->
+    the metric it shows (``{"Return %": "return_pct"}``); ``labels``: column -> its header.
+    Show the returned frame, never ``frame`` with this config (its fractions would read x 100
+    too small); exports keep ``frame``.
+
+    >>> import pandas as pd
+    >>> shown, config = table_view(pd.DataFrame({"win_rate": [0.4], "n_trades": [3.0], "fast": [5]}))
+    >>> shown["win_rate"].tolist(), sorted(config), config["win_rate"]["type_config"]["format"]
+    ([40.0], ['n_trades', 'win_rate'], '%.2f %%')
     """
+    import pandas as pd
     import streamlit as st
 
-    # (no step for "percent": Streamlit cuts the digits past a step off, 1.029885 read 102.98%
-    # beside the cards' 102.99 %; without one it rounds to two decimals)
-    return st.column_config.NumberColumn(label, format=number_format(name), **kwargs)
-
-
-def column_config(columns: Iterable[str], *, aliases: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``column_config`` for ``st.dataframe``: a :func:`number_column` per column with a unit.
-
-    ``columns``: the column names (a DataFrame works); ``aliases`` maps a display header to the
-    metric it shows (``{"Return %": "return_pct"}``).
-
-    >>> sorted(column_config(["fast_period", "sharpe", "n_trades"]))
-    ['n_trades', 'sharpe']
-    """
-    aliases = aliases or {}
-    return {column: number_column(aliases.get(column, column)) for column in columns
-            if number_format(aliases.get(column, column)) is not None}
+    aliases, labels = aliases or {}, labels or {}
+    scaled: dict[str, Any] = {}
+    config: dict[str, Any] = {}
+    for column in frame.columns:
+        name = aliases.get(column, column)
+        values = frame[column]
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        fmt = number_format(name)
+        if is_fraction(name):
+            if not numeric:
+                continue  # not numbers (text, or a column of None): shown as they are
+            scaled[column] = values.astype("float64") * 100.0
+        if fmt is not None or column in labels:
+            # (no step: Streamlit cuts the digits past a step off, 1.029885 read 102.98%)
+            config[column] = st.column_config.NumberColumn(labels.get(column), format=fmt)
+    if scaled:
+        frame = frame.copy()
+        for column, values in scaled.items():
+            frame[column] = values
+    return frame, config
 
 
 def d3_format(name: str) -> str:

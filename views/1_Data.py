@@ -24,7 +24,7 @@ from threadx.errors import ThreadXError
 from threadx.names import NAME, check_name
 from threadx.ui import charts
 from threadx.ui.state import dataset_picker, datasets_changed, label_dataset, load_dataset
-from threadx.units import column_config, format_count, format_metric
+from threadx.units import format_count, format_metric, table_view
 
 VERDICT_BOX = {"green": (st.success, "🟢"), "amber": (st.warning, "🟠"), "red": (st.error, "🔴")}
 
@@ -157,8 +157,8 @@ with st.container():  # always there, so the tabs below keep their place (and th
 dataset = dataset_picker()
 table = list_datasets()
 if len(table):
-    shown = table.drop(columns=[c for c in ("path",) if c in table])
-    st.dataframe(shown, width="stretch", hide_index=True, column_config=column_config(shown.columns))
+    shown, config = table_view(table.drop(columns=[c for c in ("path",) if c in table]))
+    st.dataframe(shown, width="stretch", hide_index=True, column_config=config)
 
 tabs = st.tabs(["Preview", "Validation", "Import", "Download", "Resample", "Rename / delete"])
 report = df = None  # an unreadable or invalid file: the page still shows why, and offers to delete it

@@ -26,7 +26,7 @@ from threadx.ui import charts, sweep_runs, workspace
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import cuda_status, dataset_picker, handover, plain, strategy_fell_back, strategy_picker
 from threadx.ui.widgets import follow_job, job_progress, preset_space, space_editor, timings_section
-from threadx.units import column_config
+from threadx.units import table_view
 
 
 st.title("Optimisation")
@@ -268,8 +268,8 @@ def show_run(view: sweep_runs.RunView) -> None:
                 else "No successful combo stored yet.")
         return
     objective = m.get("objective", "sharpe")
-    st.dataframe(view.table, width="stretch", height=300, hide_index=True,
-                 column_config=column_config(list(view.table.columns)))
+    shown, config = table_view(view.table)
+    st.dataframe(shown, width="stretch", height=300, hide_index=True, column_config=config)
     if view.best is not None:
         st.markdown("**Best combo:** " + ", ".join(f"`{k}={view.best_params[k]}`" for k in view.varying
                                                    if k in view.best_params))

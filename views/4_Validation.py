@@ -31,7 +31,7 @@ from threadx.ui import sweep_runs, validation_charts as vc
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset_or_error, strategy_fell_back
 from threadx.ui.widgets import follow_job, job_progress, space_editor, timings_section
-from threadx.units import column_config, format_count, format_metric, number_column
+from threadx.units import format_count, format_metric, table_view
 from threadx.validation.report import sweep_data, sweep_evaluator, validate_sweep, walk_forward_evaluator
 from threadx.validation.stability import stability_grid
 from threadx.validation.storage import is_stored, list_walk_forwards, load_walk_forward, stored_stamp
@@ -211,23 +211,20 @@ def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | Non
     if heatmap is not None:
         heatmap()
     with st.expander("One-step neighbours", expanded=heatmap is None):
-        st.dataframe(s.neighbours, hide_index=True, width="stretch",  # the objective column in the objective's unit
-                     column_config={"objective": number_column(s.objective, s.objective)})
+        shown, config = table_view(s.neighbours, aliases={"objective": s.objective},  # in the objective's unit
+                                   labels={"objective": s.objective})
+        st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
 
     st.markdown("#### Regimes")
     c = st.columns([3, 2])
-    periods = report.periods.copy()
-    c[0].dataframe(periods, hide_index=True, width="stretch", column_config={
-        **column_config(periods.columns), **DATES, "market_return": number_column("market_return", "market return"),
-        "market_max_drawdown": number_column("market_max_drawdown", "market max DD"),
-        "return": number_column("return", "strategy return"), "sharpe": number_column("sharpe", "Sharpe"),
-    })
-    c[1].dataframe(report.regimes.reset_index(), hide_index=True, width="stretch", column_config={
-        "mean_oos_sharpe": number_column("mean_oos_sharpe", "mean Sharpe"),
-        "n_windows": number_column("n_windows", "periods"),
-        "consistency": number_column("consistency", "positive"),
-        "mean_return": number_column("mean_return", "mean return"),
-    })
+    shown, config = table_view(report.periods, labels={
+        "market_return": "market return", "market_max_drawdown": "market max DD", "return": "strategy return",
+        "sharpe": "Sharpe"})
+    c[0].dataframe(shown, hide_index=True, width="stretch", column_config={**config, **DATES})
+    shown, config = table_view(report.regimes.reset_index(), labels={
+        "mean_oos_sharpe": "mean Sharpe", "n_windows": "periods", "consistency": "positive",
+        "mean_return": "mean return"})
+    c[1].dataframe(shown, hide_index=True, width="stretch", column_config=config)
     c[1].caption("Crash: a fall of more than 30 % within 14 days; bull / bear: a window return above +20 % / "
                  "below -20 %; range otherwise.")
 
@@ -321,9 +318,9 @@ def show_walk_forward(run_id: str) -> None:
                              "is_total_return", "oos_total_return", "oos_max_drawdown", "is_n_trades", "oos_n_trades"]
              if col in table.columns]
     shown = list(dict.fromkeys(shown))
-    st.dataframe(table[shown], hide_index=True, width="stretch", column_config={
-        **column_config(shown), **DATES, "regime_return": number_column("regime_return", "market return"),
-        "regime_max_drawdown": number_column("regime_max_drawdown", "market max DD")})
+    windows, config = table_view(table[shown], labels={"regime_return": "market return",
+                                                       "regime_max_drawdown": "market max DD"})
+    st.dataframe(windows, hide_index=True, width="stretch", column_config={**config, **DATES})
 
     st.markdown("### Robustness of the stitched out-of-sample record")
     stamp = wf_stamp(run_id)
@@ -456,8 +453,8 @@ with tab_wf:
     stored = list_walk_forwards(RESULTS_DIR)
     with st.expander("Stored walk-forwards", expanded=False):
         if stored:
-            listed = pd.DataFrame(stored).drop(columns=["mtime"])
-            st.dataframe(listed, hide_index=True, width="stretch", column_config=column_config(listed.columns))
+            listed, config = table_view(pd.DataFrame(stored).drop(columns=["mtime"]))
+            st.dataframe(listed, hide_index=True, width="stretch", column_config=config)
             ids = [row["run_id"] for row in stored]
             pick = st.selectbox("Reload a walk-forward", ids, key="wf_history")
             if st.button("Show this walk-forward", key="wf_reload"):

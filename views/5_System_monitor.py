@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from threadx import monitor
-from threadx.units import column_config, format_bytes, format_count, format_metric
+from threadx.units import format_bytes, format_count, format_metric, table_view
 from threadx.ui import charts
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.widgets import errors_as_lines
@@ -103,7 +103,8 @@ def live_figures() -> None:
                     f"{job.rate or 0:,.0f} backtests/s")
         procs = pd.DataFrame(registry.worker_processes(job.job_id))
         if len(procs):  # rss in bytes, cpu_percent in percent: shown in their units, sortable
-            st.dataframe(procs, width="stretch", hide_index=True, column_config=column_config(procs.columns))
+            shown, config = table_view(procs)
+            st.dataframe(shown, width="stretch", hide_index=True, column_config=config)
 
     from threadx.indicators import default_bank
 

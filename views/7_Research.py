@@ -25,7 +25,7 @@ from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import active_dataset, dataset_names, label_dataset, load_dataset, strategy_names
 from threadx.ui.widgets import follow_job, job_progress, show_finished_job, space_editor
-from threadx.units import column_config, counted, number_column
+from threadx.units import counted, table_view
 from threadx.validation.research import load_research
 
 SAMPLERS = ["random", "lhs", "sobol", "grid"]
@@ -140,10 +140,9 @@ def show_research(research_id: str) -> None:
         st.info("No cell finished before the stop.")
         return
     st.plotly_chart(rs.matrix_figure(result), width="stretch", key="rs_matrix")
-    table = rs.cells_table(result)
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        **column_config(list(table.columns)), "oos_sharpe": number_column("oos_sharpe", "OOS Sharpe"),
-        "consistency": number_column("consistency", "consistency"), "trades": number_column("n_trades", "trades")})
+    shown, config = table_view(rs.cells_table(result), aliases={"trades": "n_trades"},
+                               labels={"oos_sharpe": "OOS Sharpe", "consistency": "consistency", "trades": "trades"})
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
     for line in rs.kept_lines(result):
         st.markdown(line)
     for strategy in dict.fromkeys(c["strategy"] for c in result.cells):

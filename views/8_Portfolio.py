@@ -29,7 +29,7 @@ from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_names, label_dataset, strategy_names
 from threadx.ui.widgets import follow_job, job_progress, show_finished_job, param_form
-from threadx.units import column_config, counted, format_metric
+from threadx.units import counted, format_metric, table_view
 
 DEFAULTS = EngineOptions()  # the one source of the engine's defaults
 FILLS = ["next_open", "close"]
@@ -119,8 +119,8 @@ def runner_list() -> None:
     if st.session_state.get("pf_origin"):
         st.caption(f"Runners from {st.session_state['pf_origin']}.")
     table = pf.runner_rows(runners)
-    st.dataframe(table, hide_index=True, width="stretch", column_config=column_config(list(table.columns)),
-                 key="pf_runner_table")
+    shown, config = table_view(table)
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=config, key="pf_runner_table")
     c = st.columns([4, 1, 1], vertical_alignment="bottom")
     labels = list(table["runner"])
     pick = c[0].selectbox("Runner", range(len(labels)), key="pf_remove_pick", format_func=labels.__getitem__)
@@ -206,31 +206,26 @@ def show_portfolio(portfolio_id: str) -> None:
     st.plotly_chart(pf.margin_figure(result), width="stretch", key="pf_margin")
     st.plotly_chart(pf.runner_equity_figure(result), width="stretch", key="pf_runner_equity")
     st.markdown("#### Runners")
-    table = pf.runners_table(result)
-    st.dataframe(table, hide_index=True, width="stretch", key="pf_breakdown",
-                 column_config=column_config(list(table.columns), aliases=pf.RUNNER_HEADERS))
+    shown, config = table_view(pf.runners_table(result), aliases=pf.RUNNER_HEADERS)
+    st.dataframe(shown, hide_index=True, width="stretch", key="pf_breakdown", column_config=config)
     st.markdown("#### Entries skipped, by reason")
-    skipped = pf.skipped_table(result)
-    st.dataframe(skipped, hide_index=True, width="stretch", key="pf_skipped",
-                 column_config=column_config(list(skipped.columns),
-                                             aliases={r["label"]: "skipped" for r in result.runners}))
+    shown, config = table_view(pf.skipped_table(result), aliases={r["label"]: "skipped" for r in result.runners})
+    st.dataframe(shown, hide_index=True, width="stretch", key="pf_skipped", column_config=config)
     st.markdown("#### Kill switch")
     if not result.config.get("kill_switch"):
         st.caption("The kill switch was off for this run.")
     elif not result.events:
         st.caption("The kill switch never fired.")
     else:
-        events = pf.events_table(result)
-        st.dataframe(events, hide_index=True, width="stretch", key="pf_events",
-                     column_config=column_config(list(events.columns),
-                                                 aliases={"window_peak": "final_equity", "equity": "final_equity"}))
+        shown, config = table_view(pf.events_table(result),
+                                   aliases={"window_peak": "final_equity", "equity": "final_equity"})
+        st.dataframe(shown, hide_index=True, width="stretch", key="pf_events", column_config=config)
     st.plotly_chart(pf.correlation_figure(result), width="stretch", key="pf_correlation")
     with st.expander("Run details"):
         st.markdown(f"Portfolio id **{portfolio_id}** · stored under `{RESULTS_DIR}/portfolios/{portfolio_id}` · "
                     f"created {result.meta.get('created', '?')} · {result.meta.get('elapsed_s', 0):.1f} s")
-        details = pf.details_table(result)
-        st.dataframe(details, hide_index=True, width="stretch", column_config=column_config(list(details.columns)),
-                     key="pf_details")
+        shown, config = table_view(pf.details_table(result))
+        st.dataframe(shown, hide_index=True, width="stretch", column_config=config, key="pf_details")
         st.json({"config": result.config, "meta": result.meta}, expanded=False)
 
 

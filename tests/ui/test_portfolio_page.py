@@ -132,7 +132,8 @@ def test_two_runner_portfolio_runs_to_its_metrics_charts_and_tables(workspace):
     assert heat["x"] == stored.labels and heat["y"] == stored.labels
     breakdown = next(df for df in at.dataframe if "Peak margin share" in df.value.columns)
     config = json.loads(breakdown.proto.columns)
-    assert config["Return"]["type_config"]["format"] == "percent"
+    assert config["Return"]["type_config"]["format"] == "%.2f %%"  # in percent points, the cards' decimals
+    assert list(breakdown.value["Return"]) == [r["metrics"]["total_return"] * 100.0 for r in stored.runners]
     assert config["Trades"]["type_config"]["format"] == "%,d"
     assert list(breakdown.value["Runner"]) == stored.labels
     assert list(breakdown.value["Trades"]) == [r["metrics"]["n_trades"] for r in stored.runners]

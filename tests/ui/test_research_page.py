@@ -96,8 +96,13 @@ def test_stored_research_shows_two_columns_kept_lines_and_opens_a_report(workspa
     assert len(transfer["data"][0]["y"]) == 2 and len(transfer["data"][0]["x"]) == 2
     markdown = texts(at.markdown)
     assert markdown.count("of 1** other assets") == 2, markdown
-    table = json.loads(next(df for df in at.dataframe if "grade" in df.value.columns).proto.columns)
-    assert table["consistency"]["type_config"]["format"] == "percent"
+    shown = next(df for df in at.dataframe if "grade" in df.value.columns)
+    table = json.loads(shown.proto.columns)
+    assert table["consistency"]["type_config"]["format"] == "%.2f %%"  # in percent points, the cards' decimals
+    from threadx.validation.research import load_research
+
+    cells = load_research("two-assets").cells
+    assert list(shown.value["consistency"]) == pytest.approx([c["consistency"] * 100.0 for c in cells], rel=1e-15)
     cell = at.selectbox(key="rs_cell")
     assert cell.options and cell.value.endswith("-c0")
     at.selectbox(key="rs_cell").set_value("two-assets-c1").run()

@@ -124,7 +124,8 @@ def test_small_walk_forward_job_shows_results_and_grade_card():
     assert values["Elapsed"].endswith(" s") and re.fullmatch(r"[\d,]+", values["Trials (N)"])
     windows = next(df for df in at.dataframe if "oos_n_trades" in df.value.columns)
     config = json.loads(windows.proto.columns)
-    assert config["oos_total_return"]["type_config"]["format"] == "percent"
+    assert config["oos_total_return"]["type_config"]["format"] == "%.2f %%"  # in percent points
+    assert list(windows.value["oos_total_return"]) == [r * 100.0 for r in wf.table["oos_total_return"]]
     assert config["oos_n_trades"]["type_config"]["format"] == "%,d"
     titles = chart_titles(at)
     for start in ("Sharpe in and out of sample per window", "Stitched OOS equity", "Parameter drift",

@@ -182,13 +182,11 @@ def selected_row(key: str) -> int | None:
 def trades_table(trades: pd.DataFrame, key: str, height: int = 320) -> int | None:
     """The readable trades table (sortable, one row selectable); returns the selected row
     position in ``trades`` or None."""
-    table = charts.trades_table(trades)
     headers = {header: column for column, header in charts.TRADE_TABLE_COLUMNS.items()}
-    config = {  # numbers in their units (threadx.units), still numbers: the columns sort by value
-        **units.column_config(table.columns, aliases=headers),
-        "Entry (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-        "Exit (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-    }
+    # numbers in their units (threadx.units), still numbers: the columns sort by value
+    table, config = units.table_view(charts.trades_table(trades), aliases=headers)
+    config.update({"Entry (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+                   "Exit (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
     st.dataframe(table, column_config=config, width="stretch", height=height, key=key,
                  on_select="rerun", selection_mode="single-row")
     return selected_row(key)
