@@ -1,6 +1,8 @@
 """CLI bad input: one ``error:`` line on stderr, exit status 2, never a traceback, before long work."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from threadx.cli import EXIT_BAD_INPUT, main
@@ -90,3 +92,62 @@ def test_walkforward_memory_budget(capsys):
                              "--param", "bb_period=5:200:1", "--param", "bb_std=0.5:4:0.01", "--n", "3000",
                              "--memory-budget", "10MB"])
     assert "this walk-forward needs up to about" in err and "the budget is 9.5 MiB" in err
+
+
+@pytest.fixture
+def full_disk_on_save(monkeypatch):
+    """Every atomic save of threadx's stores runs out of space before its rename."""
+    import errno
+
+    from threadx.optimize import store
+
+    real = store.atomic_write_bytes
+
+    def enospc(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def full(path, data):
+        with monkeypatch.context() as m:
+            m.setattr(os, "fsync", enospc)
+            real(path, data)
+
+    monkeypatch.setattr(store, "atomic_write_bytes", full)
+
+
+def test_walkforward_save_on_a_full_disk_keeps_the_earlier_file_and_prints_the_result(capsys, tmp_path,
+                                                                                     full_disk_on_save):
+    """`walkforward --save` truncated the file it replaced (a 24 KiB fragment of JSON) and lost the
+    new result with 'error: [Errno 28] No space left on device': the earlier file stays whole, the
+    result is printed all the same, and one line names the file."""
+    saved = tmp_path / "wf.json"
+    saved.write_text('{"earlier": "report"}')
+    err = one_error(capsys, ["walkforward", "--strategy", "ma_crossover", "--param", "fast_period=5,10",
+                             "--param", "slow_period=40", "--is-days", "120", "--oos-days", "60", "--bootstrap",
+                             "50", "--S", "4", "--save", str(saved)])
+    assert err == f"error: cannot save the walk-forward and its report to {saved}: no space left on the disk; " \
+                  "wf.json is unchanged"
+    assert saved.read_text() == '{"earlier": "report"}' and not list(tmp_path.glob(".wf.json*"))  # no temp file
+
+
+def test_a_new_strategy_on_a_full_disk_leaves_no_cut_file(capsys, tmp_path, monkeypatch, full_disk_on_save):
+    """`strategy new` left a 4 KiB cut .py that failed to load ('unterminated string literal') and
+    blocked the retry ('exists already')."""
+    monkeypatch.setenv("THREADX_STRATEGY_DIR", str(tmp_path / "strategies"))
+    err = one_error(capsys, ["strategy", "new", "rsi_rev", "--from", "bb_atr"])
+    assert "cannot save strategy 'rsi_rev' to" in err and "no space left on the disk; nothing was written" in err
+    assert list((tmp_path / "strategies").iterdir()) == []
+
+
+def test_a_walk_forward_stored_on_a_full_disk_is_one_error_naming_it(tmp_path, full_disk_on_save):
+    import threadx
+    from threadx.errors import ThreadXError
+    from threadx.validation.report import validate_walk_forward
+    from threadx.validation.storage import save_walk_forward
+
+    df = threadx.load_ohlcv("sample:BTC_USDT-1h")
+    wf = threadx.walk_forward(df, "ma_crossover", {"fast_period": [5, 10], "slow_period": [40]}, is_days=120,
+                              oos_days=60)
+    report = validate_walk_forward(wf, n=50, S=4)
+    with pytest.raises(ThreadXError, match=r"cannot store walk-forward wf1 in .*wf1: no space left on the disk; "
+                                           "it is not stored whole"):
+        save_walk_forward("wf1", wf, report, tmp_path)

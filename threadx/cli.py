@@ -704,11 +704,10 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
                        report.grade.letter, total)
     out = {"walk_forward": wf.to_dict(), "validation": report.to_dict(),
            "timing": {"walk_forward_s": elapsed, "total_s": total}}
-    if args.save:
-        Path(args.save).write_text(_json_text(out))
+    unsaved = _save_json(args.save, out, "the walk-forward and its report") if args.save else None
     if args.json:
         _print_json(out)
-        return 0
+        return _failed(unsaved)
     table = wf.table
     print(f"walk-forward {wf.config['strategy']} on {wf.meta.get('dataset')}: {len(wf.windows)} windows "
           f"(IS {format_count(wf.config['is_bars'])} bars, OOS {format_count(wf.config['oos_bars'])} bars, "
@@ -725,7 +724,27 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     print(f"time: walk-forward {_cell('elapsed_s', elapsed)}, with validation {_cell('elapsed_s', total)}")
     if args.timings:
         _print_timings(wf.meta.get("timings"))
-    return 0
+    return _failed(unsaved)
+
+
+def _save_json(path: str, out: Any, what: str) -> ThreadXError | None:
+    """Save ``out`` as JSON at ``path`` whole or not at all; the error, when it could not be
+    (the result is printed all the same: a full disk must not lose a finished computation)."""
+    from threadx.optimize.store import save_atomically
+
+    try:
+        save_atomically(Path(path), _json_text(out).encode(), what)
+    except ThreadXError as exc:
+        return exc
+    return None
+
+
+def _failed(error: ThreadXError | None) -> int:
+    """Exit status of a command whose result was printed: ``error`` (a save that failed) as one line."""
+    if error is None:
+        return 0
+    print(f"error: {error}", file=sys.stderr)
+    return EXIT_BAD_INPUT
 
 
 def cmd_research(args: argparse.Namespace) -> int:

@@ -1,6 +1,7 @@
 """Error types. Messages tell the user what to do; the UI shows them, the CLI exits non-zero."""
 from __future__ import annotations
 
+import errno
 from numbers import Integral, Real
 from typing import Any
 
@@ -79,3 +80,16 @@ def whole(value: Any, name: str, minimum: int = 0, maximum: int | None = None, u
         raise ParamError(f"{name} must be a whole number{' of ' + unit if unit else ''} >= {minimum}{upto}, "
                          f"got {value!r}")
     return int(value)
+
+
+def os_reason(exc: OSError) -> str:
+    """An OS failure in a few words, for an error line that names the file itself.
+
+    >>> import errno
+    >>> os_reason(OSError(errno.ENOSPC, "No space left on device")), os_reason(PermissionError(13, "Permission denied"))
+    ('no space left on the disk', 'Permission denied')
+    """
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) or "No space left" in str(exc):
+        return "no space left on the disk"
+    text = str(exc).strip()
+    return exc.strerror or (text.splitlines()[0] if text else "no details")

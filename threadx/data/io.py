@@ -11,7 +11,6 @@ problems and :func:`load_ohlcv` decides what to do with them.
 """
 from __future__ import annotations
 
-import errno
 import gzip
 import json
 import logging
@@ -25,7 +24,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from threadx.errors import DataError
+from threadx.errors import DataError, os_reason
 from threadx.filestamp import file_stamp
 
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
@@ -155,7 +154,7 @@ def replace_atomically(path: Path, write: Callable[[Path], Any]) -> None:
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise DataError(f"cannot write {path}: {_os_reason(exc)}; nothing was changed") from exc
+            raise DataError(f"cannot write {path}: {os_reason(exc)}; nothing was changed") from exc
         raise
 
 
@@ -326,13 +325,6 @@ def _cached_report(path: Path, options: tuple, compute: Any) -> Any:
             _REPORTS.pop(next(iter(_REPORTS)))
         _REPORTS[key] = report
     return report
-
-
-def _os_reason(exc: OSError) -> str:
-    """A short reason for an OS failure (``no space left on the disk``)."""
-    if exc.errno == errno.ENOSPC or "No space left" in str(exc):
-        return "no space left on the disk"
-    return exc.strerror or _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from threadx.config import settings
-from threadx.errors import ParamError, ThreadXError
+from threadx.errors import ParamError, ThreadXError, os_reason
 from threadx.names import check_name
 from threadx.requests import DatasetRef, WalkForwardRequest, check_once
 from threadx.units import format_eta
@@ -86,12 +86,16 @@ class ResearchResult:
 
 def save_research(result: ResearchResult, results_dir: str | os.PathLike | None = None) -> Path:
     """Write ``research.json`` (atomically); returns its path."""
-    from threadx.optimize.store import atomic_write_bytes
+    from threadx.optimize.store import save_atomically
 
     folder = research_root(results_dir) / check_name(result.research_id, "research id")
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "research.json"
-    atomic_write_bytes(path, json.dumps(result.to_dict(), indent=2, default=str).encode())
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ThreadXError(f"cannot save research {result.research_id} to {folder}: {os_reason(exc)}") from exc
+    save_atomically(path, json.dumps(result.to_dict(), indent=2, default=str).encode(),
+                    f"research {result.research_id}")
     return path
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from threadx.config import settings
-from threadx.errors import ThreadXError
+from threadx.errors import ThreadXError, os_reason
 from threadx.filestamp import file_stamp
 from threadx.optimize.store import atomic_write_bytes, check_run_id
 from threadx.validation import codec
@@ -46,18 +46,23 @@ def walkforward_root(results_dir: str | os.PathLike | None = None) -> Path:
 
 
 def save_walk_forward(run_id: str, wf: Any, report: Any, results_dir: str | os.PathLike | None = None) -> Path:
-    """Write a walk-forward and its report (atomically); returns the folder."""
+    """Write a walk-forward and its report (atomically); returns the folder. An OS failure (a
+    full disk) is one ThreadXError naming the run and the folder."""
     folder = walkforward_root(results_dir) / check_run_id(run_id)
-    folder.mkdir(parents=True, exist_ok=True)
     payload = {"version": FORMAT_VERSION, "walk_forward": replace(wf, evaluator=None), "report": report}
     staging = folder / f".{RESULT}-{uuid.uuid4().hex[:8]}.tmp"
     try:
-        codec.dump(staging, payload)
-        _swap_in(staging, folder / RESULT)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    summary = {"run_id": run_id, "walk_forward": wf.to_dict(), "validation": report.to_dict()}
-    atomic_write_bytes(folder / "summary.json", json.dumps(summary, indent=2, default=str).encode())
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            codec.dump(staging, payload)
+            _swap_in(staging, folder / RESULT)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        summary = {"run_id": run_id, "walk_forward": wf.to_dict(), "validation": report.to_dict()}
+        atomic_write_bytes(folder / "summary.json", json.dumps(summary, indent=2, default=str).encode())
+    except OSError as exc:
+        raise ThreadXError(f"cannot store walk-forward {run_id} in {folder}: {os_reason(exc)}; "
+                           "it is not stored whole: run it again once the folder can be written") from exc
     return folder
 
 
