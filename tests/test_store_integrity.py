@@ -283,3 +283,35 @@ def test_the_rows_code_covers_the_helpers_user_strategies_call():
 
     for name in ("strategy/__init__.py", "strategy/signal_kernels.py", "strategy/percent_exits.py"):
         assert name in evaluate._ROWS_FILES
+
+
+@pytest.mark.parametrize("plan", ['{"space": 3}', "{}", '{"strategy": "ma_crossover"}'])
+def test_repair_refuses_a_plan_that_is_no_plan(runs, df, capsys, plan):
+    """`runs repair` rebuilt a manifest from plan.json {"space": 3}, said so and exited 0; every
+    reader then refused the run and pointed back at repair, a loop."""
+    (runs / "a" / "manifest.json").unlink()
+    (runs / "a" / "plan.json").write_text(plan)
+    code, _, err = cli(capsys, "runs", "repair", "a", "--store", str(runs))
+    assert_one_error_line(code, err, "run a has parts but no manifest and its plan.json is no usable plan (its ")
+    assert "start again with another run id" in err and not (runs / "a" / "manifest.json").exists()
+    assert len(list((runs / "a").glob("part-*.parquet"))) == 4  # the parts are kept
+
+
+@pytest.mark.parametrize("name", ["manifest.json", ".writer.lock"])
+def test_a_folder_where_a_run_file_belongs_is_named_and_moved_aside_by_repair(runs, df, capsys, name):
+    """A folder in place of manifest.json or of the lock file: repair failed with '[Errno 21] Is a
+    directory', resume too, and `runs show` called the run completed."""
+    (runs / "a" / name).unlink()
+    (runs / "a" / name).mkdir()
+    if name == ".writer.lock":
+        with pytest.raises(RunDamaged, match="run a has a folder where its lock file .writer.lock belongs: "
+                                             "`threadx runs repair a`"):
+            resume(runs, df)
+    else:
+        code, _, err = cli(capsys, "runs", "show", "a", "--store", str(runs))
+        assert_one_error_line(code, err, "threadx runs repair a")
+    code, out, err = cli(capsys, "runs", "repair", "a", "--store", str(runs))
+    assert code == 0 and f"quarantined quarantine/{name}: a folder where {name} belongs" in out, (out, err)
+    assert (runs / "a" / "quarantine" / name).is_dir()
+    run = resume(runs, df)
+    assert run.manifest["status"] == "completed" and len(run.results) == 8

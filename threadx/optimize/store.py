@@ -427,6 +427,9 @@ class RunLock:
         self._lock = FileLock(folder / _LOCK, timeout=0)
 
     def acquire(self) -> "RunLock":
+        stray = _stray(Path(self._lock.lock_file))
+        if stray:
+            raise RunDamaged(self.run_id, f"has {stray} where its lock file {_LOCK} belongs")
         try:  # refused within a few ms: a reader's probe (lock_held) holds it for microseconds
             self._lock.acquire(timeout=_PROBE_GRACE_S, poll_interval=0.01)
         except Timeout:
@@ -449,6 +452,15 @@ def lock_held(folder: Path) -> bool:
         return True
     probe.release()
     return False
+
+
+def _stray(path: Path) -> str:
+    """What stands at ``path``, where one of a run's own files belongs, when it is no file
+    ("a folder", "a link to a folder", ...); "" for a file or nothing."""
+    if not path.exists() or path.is_file():
+        return ""
+    kind = "a folder" if path.is_dir() else "something that is not a file"
+    return f"a link to {kind}" if path.is_symlink() else kind
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
@@ -790,11 +802,16 @@ class ResultStore:
         folder = self.folder(run_id)
         if not folder.is_dir():
             raise ThreadXError(f"no run {run_id!r} under {self.root}; see `threadx runs list`")
+        strays = []  # a folder where the lock, the manifest or the plan belongs: never ThreadX's, moved aside
+        for name in (_LOCK, "manifest.json", _PLAN_FILE):
+            stray = _stray(folder / name)
+            if stray:
+                strays.append({"part": _quarantine(folder, folder / name), "why": f"{stray} where {name} belongs"})
         lock = RunLock(folder, run_id).acquire()
         try:
             for stale in folder.glob(".part-*.tmp"):
                 stale.unlink(missing_ok=True)
-            moved = self._quarantine_bad(folder, every_column=True)
+            moved = strays + self._quarantine_bad(folder, every_column=True)
             manifest, rebuilt = self._repaired_manifest(folder, run_id)
             stored = stored_rows(_part_paths(folder))
             status = manifest.get("status")
@@ -818,17 +835,23 @@ class ResultStore:
         why = why or ("has no manifest" if manifest is None else "")
         if manifest is not None and all(k in manifest for k in _PLAN_KEYS if k not in _LEGACY_OPTIONAL):
             return manifest, ""  # (a run of an earlier version lacks the optional keys: it resumes without them)
+        why = why or "has a manifest without " + ", ".join(k for k in _PLAN_KEYS if k not in (manifest or {}))
         try:
             plan = _read_json(folder / _PLAN_FILE)
         except (OSError, ValueError):
-            why = why or "has a manifest without " + ", ".join(k for k in _PLAN_KEYS if k not in (manifest or {}))
             raise RunDamaged(run_id, f"{why} and its plan is unknown (no readable {_PLAN_FILE}), so it cannot be "
                              "repaired", "its parts are kept; start again with another run id") from None
         if manifest is None:
-            return {**plan, "status": "interrupted"}, f"rebuilt from {_PLAN_FILE} ({why})"
-        missing = [k for k in _PLAN_KEYS if k not in manifest and k in plan]
-        manifest.update({k: plan[k] for k in missing})
-        return manifest, f"plan keys {', '.join(missing)} restored from {_PLAN_FILE}"
+            manifest, what = {**plan, "status": "interrupted"}, f"rebuilt from {_PLAN_FILE} ({why})"
+        else:
+            missing = [k for k in _PLAN_KEYS if k not in manifest and k in plan]
+            manifest.update({k: plan[k] for k in missing})
+            what = f"plan keys {', '.join(missing)} restored from {_PLAN_FILE}"
+        problem = _manifest_problem(manifest, required=tuple(k for k in _PLAN_KEYS if k not in _LEGACY_OPTIONAL))
+        if problem:  # a plan.json edited or damaged: a manifest rebuilt from it would be refused at once
+            raise RunDamaged(run_id, f"{why} and its {_PLAN_FILE} is no usable plan (its {problem}), so it cannot "
+                             "be repaired", "its parts are kept; start again with another run id")
+        return manifest, what
 
 
 _LIST_COLUMNS = ("run_id", "strategy", "dataset", "sampler", "status", "done", "total", "failed", "objective",
