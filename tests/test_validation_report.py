@@ -208,3 +208,28 @@ def test_a_choice_or_bool_is_never_an_edge_and_every_other_value_of_it_is_a_neig
     moved = {(p, s): space.params(i) for p, s, i in items}
     assert moved[("ma_type", 1)]["ma_type"] == "ema" and moved[("allow_short", 1)]["allow_short"] is True
     assert {p for p, _ in moved} == {"fast_period", "slow_period", "ma_type", "allow_short"} and len(moved) == 6
+
+
+def test_a_report_of_a_run_not_finished_says_it_covers_part_of_it(run, synthetic_bars, tmp_path, capsys):
+    """`threadx validate` graded a run still running (2,912 of 4,305 combos) or interrupted (832)
+    like a finished one: the winner, the deflated Sharpe's N and the PBO depend on what is stored."""
+    asked = []
+
+    def stop() -> bool:  # after a few chunks
+        asked.append(1)
+        return len(asked) > 3
+
+    part = threadx.sweep(synthetic_bars, "ma_crossover", {"fast_period": "5:30:1", "slow_period": "40:120:20"},
+                         store=tmp_path, run_id="half", executor="inline", workers=1, chunk_size=4, cancel=stop)
+    assert part.manifest["status"] == "cancelled"
+    stored, total = len(part.results), part.manifest["total"]
+    report = threadx.validate("half", synthetic_bars, store=tmp_path, n=100, S=4)
+    assert report.source["partial"] == (
+        f"run half was stopped: {stored:,} of {total:,} combos stored; this report covers these only (its "
+        "winner, the deflated Sharpe's N and the PBO can change once the rest runs)")
+    path = tmp_path / "same.parquet"
+    write_ohlcv(generate_synthetic(days=365, seed=7), path)  # the candles of the synthetic_bars fixture
+    assert main(["validate", "half", "--store", str(tmp_path), "--data", str(path), "--bootstrap", "100",
+                 "--S", "4"]) == 0
+    assert f"warning: run half was stopped: {stored:,} of {total:,} combos stored" in capsys.readouterr().err
+    assert threadx.validate(run, synthetic_bars, n=100, S=4).source["partial"] is None  # a finished run

@@ -870,6 +870,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from threadx.requests import describe_data, describe_options
 
     src = report.source
+    if src.get("partial"):
+        print(f"warning: {src['partial']}", file=sys.stderr)
     print(f"run {src['run_id']}: {src['strategy']} on {describe_data(src.get('data'), src['dataset'])}, "
           f"winner {src['params']}")
     print(f"options: {describe_options(src.get('engine'))}")

@@ -32,7 +32,8 @@ from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset_or_error, strategy_fell_back
 from threadx.ui.widgets import follow_job, job_progress, space_editor, timings_section
 from threadx.units import format_count, format_metric, table_view
-from threadx.validation.report import sweep_data, sweep_evaluator, validate_sweep, walk_forward_evaluator
+from threadx.validation.report import (partial_note, sweep_data, sweep_evaluator, validate_sweep,
+                                       walk_forward_evaluator)
 from threadx.validation.stability import stability_grid
 from threadx.validation.storage import is_stored, list_walk_forwards, load_walk_forward, stored_stamp
 from threadx.validation.walkforward import DEFAULT_WF_GRID_LIMIT, plan_windows, window_lengths
@@ -492,6 +493,9 @@ def show_sweep_report(run_id: str, n_boot: int, S: int, seed: int) -> None:
     varying = varying_params(m["space"])
     st.subheader(f"Sweep {run_id}: {m['strategy']} on {label_dataset(m.get('dataset') or '?')}")
     st.caption(describe_run(m))
+    partial = partial_note(run)  # of the run as it is now (a report cached while it ran says 'running')
+    if partial:
+        st.warning(partial[:1].upper() + partial[1:] + ".")
     params = report.source.get("params", {})
     st.markdown(f"Winner by {m.get('objective', 'sharpe')} among {format_count(m.get('done'))} combos: "
                 + ", ".join(f"`{k}={params[k]}`" for k in (varying or params) if k in params))

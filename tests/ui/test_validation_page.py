@@ -290,3 +290,25 @@ def test_a_grid_atr_walk_forward_on_real_candles(shared_data, tmp_path):
     values = {m.label: m.value for m in at.metric}
     assert values["Grade"] and values["OOS trades"] == format_metric("n_trades", wf.oos_summary["n_trades"])
     assert wf.oos_summary["n_trades"] > 0 and len(load_ohlcv(str(target / "BTC_USDT-1h.parquet"))) == 12_556
+
+
+def test_a_stopped_sweep_is_validated_with_a_warning_that_the_report_covers_part_of_it():
+    import threadx
+    from threadx.data.synthetic import ensure_sample
+    from threadx.optimize.store import ResultStore
+
+    ensure_sample()
+    df = threadx.load_ohlcv("synthetic/BTC_USDT-1h")
+    asked = []
+    run = threadx.sweep(df, "ma_crossover", {"fast_period": "5:30:1", "slow_period": "40:120:20"},
+                        store=ResultStore(), run_id="half-run", executor="inline", workers=1, chunk_size=4,
+                        cancel=lambda: asked.append(1) or len(asked) > 3)
+    assert run.manifest["status"] == "cancelled"
+    at = page()
+    at.number_input(key="val_n").set_value(200)
+    at.number_input(key="val_S").set_value(8)
+    at.button(key="val_go").click().run()
+    assert not at.exception, at.exception
+    assert f"Run half-run was stopped: {len(run.results):,} of 130 combos stored; this report covers these only" \
+           in texts(at.warning)
+    assert "Grade card" in texts(at.markdown)

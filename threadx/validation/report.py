@@ -214,6 +214,22 @@ def _load(run: SweepRun | str, store: Any) -> SweepRun:
     return (store if isinstance(store, ResultStore) else ResultStore(store)).load(str(run)).check_intact()
 
 
+def partial_note(run: SweepRun) -> str | None:
+    """A line saying that a report of ``run`` covers only part of its plan (a run still running,
+    interrupted or stopped: its winner, the deflated Sharpe's N and the PBO can change once the
+    rest runs); None for a finished run."""
+    m = run.manifest
+    status = str(m.get("status") or "unknown")
+    total = int(m.get("total") or 0)
+    stored = len(run.results)
+    if status.startswith("completed") and stored >= total:
+        return None
+    what = {"running": "is still running", "interrupted": "was interrupted",
+            "cancelled": "was stopped"}.get(status, f"is {status}")
+    return (f"run {run.run_id} {what}: {stored:,} of {total:,} combos stored; this report covers these only "
+            "(its winner, the deflated Sharpe's N and the PBO can change once the rest runs)")
+
+
 def _winner(run: SweepRun) -> pd.Series:
     min_trades = int(run.manifest.get("min_trades", 0))
     best = run.top(1, min_trades=min_trades)
@@ -305,7 +321,7 @@ def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *
     return _report(
         {"kind": "sweep", "run_id": run.run_id, "strategy": run.manifest["strategy"], "params": params,
          "dataset": run.manifest.get("dataset") or bars.name, "data": run.manifest.get("data"),
-         "engine": run.manifest.get("engine"), "objective": objective},
+         "engine": run.manifest.get("engine"), "objective": objective, "partial": partial_note(run)},
         robust, dsr, pbo_result, pbo_error, stab, periods, ratio, consistency, len(trades), eq,
         _cscv_inputs(pbo_result), _profitable(trials[0]["total_return"]))
 
