@@ -147,6 +147,8 @@ def test_streamlit_tables_keep_numbers_sortable_and_show_the_cards_decimals():
     assert config["market_return"]["label"] == "market return" and labelled["market_return"].tolist() == [50.0]
     assert config["fast_period"]["type_config"]["format"] is None  # never None as a config: None hides a column
     assert labelled["text_share"].tolist() == ["-"] and "text_share" not in config  # not numbers: left alone
+    mixed, config = table_view(pd.DataFrame({"win_rate": pd.Series([0.5, None], dtype=object)}))
+    assert mixed["win_rate"].iloc[0] == 50.0 and pd.isna(mixed["win_rate"].iloc[1]) and "win_rate" in config
 
 
 def test_plotly_formats():

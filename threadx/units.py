@@ -411,12 +411,14 @@ def table_view(frame: Any, *, aliases: Mapping[str, str] | None = None,
     for column in frame.columns:
         name = aliases.get(column, column)
         values = frame[column]
-        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
         fmt = number_format(name)
         if is_fraction(name):
-            if not numeric:
-                continue  # not numbers (text, or a column of None): shown as they are
-            scaled[column] = values.astype("float64") * 100.0
+            if pd.api.types.is_bool_dtype(values):
+                continue
+            numbers = pd.to_numeric(values, errors="coerce")  # (numbers and None in an object column too)
+            if numbers.notna().sum() < values.notna().sum():
+                continue  # text among them: shown as it is
+            scaled[column] = numbers.astype("float64") * 100.0
         if fmt is not None or column in labels:
             # (no step: Streamlit cuts the digits past a step off, 1.029885 read 102.98%)
             config[column] = st.column_config.NumberColumn(labels.get(column), format=fmt)
