@@ -191,3 +191,28 @@ def test_a_research_phase_line_gives_the_time_left_of_its_walk_forwards():
     inner(SimpleNamespace(done=150, total=300))
     assert fractions == [(1 + 0.5) / 4]
     assert seen == [(1, 7, "walk-forward bb_atr on X: 150/300 combos · ETA 9 s")]
+
+
+def test_the_winners_of_a_research_never_run_on_candles_replaced_since(tmp_path):
+    """A research recorded its datasets without their fingerprints: after ETH's file was replaced
+    by other candles, 'Portfolio from winners' ran the params chosen on the old ones on the new
+    ones, without a word (+4.23 % became -0.10 %)."""
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import generate_synthetic
+    from threadx.errors import DataError
+    from threadx.portfolio import portfolio_backtest
+    from threadx.portfolio.runners import runners_from_research
+
+    paths = [tmp_path / "AAA_USDT-1h.parquet", tmp_path / "BBB_USDT-1h.parquet"]
+    for seed, path in enumerate(paths):
+        write_ohlcv(generate_synthetic(path.stem.split("-")[0], days=400, seed=20 + seed), path)
+    result = research("ma_crossover", [str(p) for p in paths], {"fast_period": [5, 10], "slow_period": [40]},
+                      results_dir=tmp_path, research_id="fp", is_days=120, oos_days=60, sampler="grid",
+                      bootstrap=50, S=4)
+    recorded = {d["name"]: d["fingerprint"] for d in result.config["datasets"]}
+    assert all(recorded.values()) and len(set(recorded.values())) == 2
+    runners = runners_from_research(result, choice="last_window")
+    portfolio_backtest(runners, save=False)  # the candles it chose on: runs
+    write_ohlcv(generate_synthetic("BBB_USDT", days=400, seed=99), paths[1])  # replaced by other candles
+    with pytest.raises(DataError, match="changed since the run"):
+        portfolio_backtest(runners_from_research(load_research("fp", tmp_path), choice="last_window"), save=False)

@@ -133,6 +133,15 @@ class DatasetRef:
         return df
 
 
+    def problem(self) -> str | None:
+        """Why these candles cannot be had again now (gone, damaged or changed since: the
+        :meth:`load` error), None when they can."""
+        try:
+            self.load()
+        except DataError as exc:
+            return str(exc).splitlines()[0]
+        return None
+
     def changed(self, fingerprint: str) -> DataError:
         """The error of candles loaded for this reference whose ``fingerprint`` is not the one recorded."""
         span = ", ".join(part for part in (self.timeframe, f"{self.start} to {self.end}" if self.start and self.end

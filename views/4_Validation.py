@@ -56,6 +56,16 @@ def _walk_forward(run_id: str, root: str, stamp: tuple | None) -> tuple[Any, Any
     return load_walk_forward(run_id, root)
 
 
+def data_problem(ref: Any) -> str | None:
+    """Why a stored result's recorded candles cannot be had again (gone or changed), or None."""
+    if not isinstance(ref, dict) or not ref.get("fingerprint"):
+        return None  # recorded without a fingerprint (an older run): nothing to compare
+    try:
+        return DatasetRef.from_dict(ref).problem()
+    except ThreadXError as exc:  # a damaged record
+        return str(exc)
+
+
 def stored_walk_forward(run_id: str) -> tuple[Any, Any]:
     """(WalkForwardResult, ValidationReport) of a stored walk-forward, cached by file time."""
     return _walk_forward(run_id, RESULTS_DIR, wf_stamp(run_id))
@@ -269,6 +279,10 @@ def show_walk_forward(run_id: str) -> None:
                + (f" with at least {cfg['min_trades']} trades" if cfg["min_trades"] else "") + ".")
     st.caption(f"Data: {describe_data(meta.get('data'), meta.get('dataset'), meta.get('timeframe'))} · "
                f"Options: {describe_options(cfg.get('engine'))}")
+    gone = data_problem(meta.get("data"))
+    if gone:
+        st.warning(f"{gone[:1].upper()}{gone[1:]}. This report stands for the candles the walk-forward ran on; "
+                   "its params, run again or in a portfolio, would meet other data.")
     if meta.get("cancelled"):
         st.warning(f"Stopped early: the results cover {meta['combos_done']:,} of {meta['combos_planned']:,} combos.")
     if wf.errors:

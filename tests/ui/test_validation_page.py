@@ -312,3 +312,30 @@ def test_a_stopped_sweep_is_validated_with_a_warning_that_the_report_covers_part
     assert f"Run half-run was stopped: {len(run.results):,} of 130 combos stored; this report covers these only" \
            in texts(at.warning)
     assert "Grade card" in texts(at.markdown)
+
+
+def test_a_walk_forward_whose_candles_were_replaced_since_says_so(workspace):
+    """A research cell's report opened after its dataset's file was replaced by other candles gave
+    no word at its head (only "Stability heatmap not available" far down the page)."""
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import generate_synthetic
+    from threadx.requests import WalkForwardRequest
+    from threadx.validation.research import run_cell
+
+    path = workspace / "data" / "test" / "XYZ_USDT-1h.parquet"
+    write_ohlcv(generate_synthetic("XYZ_USDT", days=400, seed=3), path)
+    import threadx
+    from threadx.requests import DatasetRef
+
+    ref = DatasetRef.of(threadx.load_ohlcv(str(path)), str(path))
+    run_cell(WalkForwardRequest(data=ref, strategy="ma_crossover", space={"fast_period": [5, 10], "slow_period": [40]},
+                                sampler="grid", is_days=120, oos_days=60, bootstrap=50, S=4, run_id="wf-xyz"), None)
+    at = page()
+    at.button(key="wf_reload").click().run()
+    assert not at.exception, at.exception
+    assert "changed since" not in texts(at.warning)  # the same candles: no word
+    write_ohlcv(generate_synthetic("XYZ_USDT", days=400, seed=4), path)  # replaced
+    at.run()
+    warned = texts(at.warning)
+    assert "Dataset XYZ_USDT-1h, file " in warned and "changed since the run" in warned, warned
+    assert "This report stands for the candles the walk-forward ran on" in warned

@@ -241,6 +241,7 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     ``cancel`` (Event or callable) stops between chunks of combos: the result then holds
     the finished cells only (``status`` "cancelled"). Errors name the dataset.
     """
+    from threadx.data.bars import as_bars
     from threadx.engine.inputs import EngineOptions
     from threadx.optimize.runner import _cancel_check
 
@@ -261,7 +262,10 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     engine.update({k: options.pop(k) for k in list(options) if k in engine_keys})
     refs = [_dataset_ref(d) for d in datasets]
     frames = [_load(ref) for ref in refs]
-    refs = [replace(ref, name=ref.name or _name_of(df, ref)) for ref, df in zip(refs, frames)]
+    # each dataset with the fingerprint of the candles read now: a portfolio of the winners, a cell
+    # run again, refuse candles replaced since (they would run the params chosen on these on others)
+    refs = [replace(ref, name=ref.name or _name_of(df, ref), fingerprint=ref.fingerprint or as_bars(df).fingerprint)
+            for ref, df in zip(refs, frames)]
     names = [r.name for r in refs]
     check_once(names, "dataset")
 
