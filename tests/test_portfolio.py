@@ -352,11 +352,13 @@ def test_runners_from_a_research_job(tmp_path, monkeypatch):
         hand_frame(closes).to_parquet(paths[-1])
     _stored_research(tmp_path, paths)
     monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path))
-    runners = runners_from_research("r")
+    runners = runners_from_research("r", choice="whole_period")
     assert [(r.label, r.params) for r in runners] == [("test_threshold:A", {"enter_above": 105.0}),
                                                       ("test_threshold:B", {"enter_above": 106.0})]
     assert [r.label for r in runners_from_research("r", kept_only=True)] == ["test_threshold:A"]
-    assert runners_from_research("r", choice="last_window")[1].params == {"enter_above": 110.0}
+    # by default the last in-sample window's winner (what trading on would deploy), not the one
+    # chosen with hindsight on the whole period
+    assert [r.params for r in runners_from_research("r")] == [{"enter_above": 110.0}] * 2
     with pytest.raises(ParamError, match="no cell of bb_atr"):
         runners_from_research("r", "bb_atr")
 
@@ -372,8 +374,8 @@ def test_cli_portfolio_from_research_and_runners(tmp_path, monkeypatch, capsys):
         paths.append(tmp_path / f"{name}.parquet")
         hand_frame(closes).to_parquet(paths[-1])
     _stored_research(tmp_path, paths)
-    assert main(["portfolio", "--from-research", "r", "--capital", "10000", "--fee-bps", "10", "--margin-guard",
-                 "0.7", "--id", "p1", "--json"]) == 0
+    assert main(["portfolio", "--from-research", "r", "--research-params", "whole_period", "--capital", "10000",
+                 "--fee-bps", "10", "--margin-guard", "0.7", "--id", "p1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     api = portfolio_backtest([Runner("test_threshold", DatasetRef(str(p), p.stem), {"enter_above": 105.0 + k})
                               for k, p in enumerate(paths)], capital=10_000, fee_bps=10, margin_guard=0.7,

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED
+from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_RESEARCH_PARAMS, DEFAULT_SEED, RESEARCH_PARAM_CHOICES
 from threadx.errors import ParamError, ThreadXError, whole
 from threadx.gpu.cli import add_gpu_commands
 from threadx.validation.pbo import check_S
@@ -707,7 +707,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     unsaved = _save_json(args.save, out, "the walk-forward and its report") if args.save else None
     if args.json:
         _print_json(out)
-        return _failed(unsaved)
+        return _exit_status(unsaved)
     table = wf.table
     print(f"walk-forward {wf.config['strategy']} on {wf.meta.get('dataset')}: {len(wf.windows)} windows "
           f"(IS {format_count(wf.config['is_bars'])} bars, OOS {format_count(wf.config['oos_bars'])} bars, "
@@ -724,7 +724,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     print(f"time: walk-forward {_cell('elapsed_s', elapsed)}, with validation {_cell('elapsed_s', total)}")
     if args.timings:
         _print_timings(wf.meta.get("timings"))
-    return _failed(unsaved)
+    return _exit_status(unsaved)
 
 
 def _save_json(path: str, out: Any, what: str) -> ThreadXError | None:
@@ -739,7 +739,7 @@ def _save_json(path: str, out: Any, what: str) -> ThreadXError | None:
     return None
 
 
-def _failed(error: ThreadXError | None) -> int:
+def _exit_status(error: ThreadXError | None) -> int:
     """Exit status of a command whose result was printed: ``error`` (a save that failed) as one line."""
     if error is None:
         return 0
@@ -1245,8 +1245,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a runner (repeatable); params not given take the strategy's defaults")
     p.add_argument("--from-research", metavar="ID", help="add the runners a stored research job chose (one per cell)")
     p.add_argument("--research-strategy", help="with --from-research: only this strategy's cells")
-    p.add_argument("--research-params", choices=("whole_period", "last_window"), default="whole_period",
-                   help="with --from-research: the whole-period winner (default) or the last IS window's")
+    p.add_argument("--research-params", choices=RESEARCH_PARAM_CHOICES, default=DEFAULT_RESEARCH_PARAMS,
+                   help="with --from-research: the last IS window's winner (default) or the whole-period one "
+                        "(chosen with hindsight on all the data)")
     p.add_argument("--kept-only", action="store_true", help="with --from-research: only cells with a positive OOS")
     p.add_argument("--capital", type=float, help="capital shared by the runners" + SETTING_HELP % "engine.initial_capital")
     p.add_argument("--weights", metavar="W1,W2,...", help="capital weights, one per runner (default: equal)")

@@ -41,6 +41,10 @@ MAX_FUNDING_RATE = 0.1  # |rate| per settlement (a fraction, 10 %): exchanges ca
 # Fewest trades a combo needs to be picked as a sweep's winner or a walk-forward window's
 # IS winner (API, CLI, job registry, pages): a Sharpe of 0-2 trades is luck, not a winner.
 DEFAULT_MIN_TRADES = 10
+# which winner of a research cell a portfolio runner trades: the last in-sample window's (what
+# trading on would deploy) or the whole period's (chosen with hindsight on all the data)
+RESEARCH_PARAM_CHOICES = ("last_window", "whole_period")
+DEFAULT_RESEARCH_PARAMS = "last_window"
 DEFAULT_CACHE_LIMIT_BYTES = 2**30  # indicator disk cache, 1 GiB (env THREADX_CACHE_LIMIT)
 DEFAULT_EXECUTOR = "auto"  # sweeps: threads for small sweeps, else the process pool
 DEFAULT_GRID_LIMIT = 10_000_000  # largest grid a sweep accepts

@@ -154,7 +154,8 @@ def show_research(research_id: str) -> None:
     st.markdown("#### Full report of a cell")
     open_report(result)
     if st.button("Portfolio from winners", key="rs_portfolio",
-                 help="the Portfolio page with one runner per cell, on the params its walk-forward chose"):
+                 help="the Portfolio page with one runner per cell, on the winner of its last in-sample window "
+                      "(params chosen on these candles: the portfolio is in sample)"):
         st.session_state["pf_from_research"] = research_id
         st.switch_page("views/8_Portfolio.py")
 

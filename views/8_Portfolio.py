@@ -17,7 +17,7 @@ from __future__ import annotations
 import streamlit as st
 
 import threadx
-from threadx.config import settings
+from threadx.config import DEFAULT_RESEARCH_PARAMS, settings
 from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
 from threadx.portfolio import Runner, list_portfolios, load_portfolio
@@ -33,7 +33,10 @@ from threadx.units import counted, format_metric, table_view
 
 DEFAULTS = EngineOptions()  # the one source of the engine's defaults
 FILLS = ["next_open", "close"]
-CHOICE_TEXT = {"whole_period": "whole-period winner", "last_window": "last in-sample window's winner"}
+CHOICE_TEXT = {"last_window": "last in-sample window's winner",
+               "whole_period": "whole-period winner (chosen with hindsight on all the data)"}
+IN_SAMPLE = ("In sample: these params were chosen on the candles this portfolio runs on, so its result flatters "
+             "them; the research's out-of-sample figures are its cells' walk-forwards (Open report).")
 
 st.title("Portfolio")
 registry = JobRegistry()
@@ -46,7 +49,7 @@ def current_job() -> JobInfo | None:
 
 
 def load_research_runners(research_id: str, strategy: str | None = None, kept_only: bool = False,
-                          choice: str = "whole_period") -> None:
+                          choice: str = DEFAULT_RESEARCH_PARAMS) -> None:
     """The runners a stored research chose become the list to launch (an error says why not)."""
     try:
         runners = runners_from_research(research_id, strategy, kept_only=kept_only, choice=choice)
@@ -56,7 +59,7 @@ def load_research_runners(research_id: str, strategy: str | None = None, kept_on
     st.session_state["pf_runners"] = [r.to_dict() for r in runners]
     st.session_state["pf_origin"] = (f"research {research_id}: {counted(len(runners), 'runner')}, "
                                      f"{CHOICE_TEXT[choice]} params"
-                                     + (", kept cells only" if kept_only else ""))
+                                     + (", cells with a positive OOS return only" if kept_only else ""))
 
 
 handed = st.session_state.pop("pf_from_research", None)  # "Portfolio from winners" on the Research page
@@ -104,8 +107,8 @@ def research_form() -> None:
     strategy = c[1].selectbox("Strategy", strategies, key="pf_research_strategy")
     choice = c[2].selectbox("Params", list(PARAM_CHOICES), key="pf_research_choice",
                             format_func=lambda k: CHOICE_TEXT[k])
-    kept_only = c[3].checkbox("Kept only", key="pf_research_kept",
-                              help="only cells whose own out-of-sample return was positive")
+    kept_only = c[3].checkbox("Positive OOS only", key="pf_research_kept",
+                              help="only the cells whose own walk-forward made money out of sample")
     if st.button("Load runners", key="pf_research_load"):
         load_research_runners(research_id, None if strategy == "all" else strategy, kept_only, choice)
 
@@ -118,6 +121,8 @@ def runner_list() -> None:
         return
     if st.session_state.get("pf_origin"):
         st.caption(f"Runners from {st.session_state['pf_origin']}.")
+        if str(st.session_state["pf_origin"]).startswith("research "):
+            st.warning(IN_SAMPLE)
     table = pf.runner_rows(runners)
     shown, config = table_view(table)
     st.dataframe(shown, hide_index=True, width="stretch", column_config=config, key="pf_runner_table")

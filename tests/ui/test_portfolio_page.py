@@ -181,7 +181,8 @@ def test_portfolio_from_winners_prefills_the_runners(workspace):
 
     assert runners == [r.to_dict() for r in runners_from_research("two-assets")]
     assert [r["strategy"] for r in runners] == ["ma_crossover", "ma_crossover"]
-    assert "Runners from research two-assets" in texts(at.caption)
+    assert "Runners from research two-assets: 2 runners, last in-sample window's winner params" in texts(at.caption)
+    assert "In sample: these params were chosen on the candles this portfolio runs on" in texts(at.warning)
     assert at.selectbox(key="pf_research").value == "two-assets"
     table = next(df for df in at.dataframe if "runner" in df.value.columns).value
     assert len(table) == 2 and "strategy defaults" not in set(table["params"])

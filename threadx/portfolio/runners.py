@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, Mapping, Sequence
 
+from threadx.config import DEFAULT_RESEARCH_PARAMS, RESEARCH_PARAM_CHOICES
 from threadx.errors import ParamError, ThreadXError
 from threadx.requests import DatasetRef
 
@@ -118,14 +119,16 @@ def parse_runner(text: str, weight: float = 1.0) -> Runner:
     return Runner(strategy.strip(), DatasetRef(source=dataset.strip()), params, weight)
 
 
-PARAM_CHOICES = {"whole_period": "params", "last_window": "last_window_params"}
+PARAM_CHOICES = dict(zip(RESEARCH_PARAM_CHOICES, ("last_window_params", "params")))  # choice -> the cell's key
 
 
 def runners_from_research(research: Any, strategy: str | None = None, *, kept_only: bool = False,
-                          choice: str = "whole_period") -> list[Runner]:
+                          choice: str = DEFAULT_RESEARCH_PARAMS) -> list[Runner]:
     """The runners a research job chose: one per cell (strategy x dataset) with the params its
-    walk-forward picked there: ``choice`` "whole_period" (the whole-period winner, as in the
-    transfer matrix) or "last_window" (the last IS window's winner, what trading on would use).
+    walk-forward picked there: ``choice`` "last_window" (the last IS window's winner, what
+    trading on would use) or "whole_period" (the whole-period winner, as in the transfer matrix).
+    Either way the params were chosen on the candles the runner runs on: a portfolio of them
+    is in-sample.
 
     ``research``: a :class:`~threadx.validation.research.ResearchResult` or a stored research
     id; ``strategy``: only that strategy's cells; ``kept_only``: only cells whose own OOS
