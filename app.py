@@ -14,7 +14,7 @@ except ThreadXError as exc:
     st.error(f"Settings: {exc}")
     st.stop()
 
-from threadx.ui.state import active_dataset, gpu_status, keep_forms, label_dataset, restore_from_url  # noqa: E402
+from threadx.ui.state import active_dataset, gpu_status, label_dataset, restore_from_url  # noqa: E402
 from threadx.warmup import warm_in_background, warming_note  # noqa: E402
 
 warm_in_background()  # once per server: the first backtest finds the kernels loaded
@@ -35,7 +35,6 @@ PAGES = [
     st.Page("views/8_Portfolio.py", title="Portfolio", url_path="Portfolio", icon=":material/account_balance:"),
 ]
 navigation = st.navigation(PAGES)
-keep_forms(navigation.url_path)  # before the page: the other pages' forms survive this visit
 restore_from_url()  # a link's dataset and strategy (warnings above the page, not in the sidebar)
 
 with st.sidebar:

@@ -355,42 +355,42 @@ with tab_wf:
         space = space_editor(spec, key_prefix="wf")
 
     c = st.columns(6)
-    is_days = float(c[0].number_input("In-sample (days)", min_value=1.0, value=90.0, step=15.0, key="wf_is_days"))
+    is_days = float(c[0].number_input("In-sample (days)", min_value=1.0, value=90.0, step=15.0, key="wf_is_days", persist_state="session"))
     oos_days = float(c[1].number_input("Out-of-sample (days)", min_value=1.0, value=30.0, step=5.0,
-                                       key="wf_oos_days"))
+                                       key="wf_oos_days", persist_state="session"))
     step_days = float(c[2].number_input("Step (days, 0 = the OOS length)", min_value=0.0, value=0.0, step=5.0,
-                                        key="wf_step_days"))
-    purge = int(c[3].number_input("Purge (bars)", min_value=0, value=0, step=1, key="wf_purge",
+                                        key="wf_step_days", persist_state="session"))
+    purge = int(c[3].number_input("Purge (bars)", min_value=0, value=0, step=1, key="wf_purge", persist_state="session",
                                   help="Bars left out at the end of each in-sample window, just before its "
                                        "out-of-sample window (López de Prado's purge). 0 = none."))
-    embargo = int(c[4].number_input("Embargo (bars)", min_value=0, value=0, step=1, key="wf_embargo",
+    embargo = int(c[4].number_input("Embargo (bars)", min_value=0, value=0, step=1, key="wf_embargo", persist_state="session",
                                     help="Bars right after each out-of-sample window left out of later in-sample "
                                          "windows (anchored, or rolling windows longer than the step). 0 = none."))
     with c[5]:
         st.write("")
-        anchored = st.toggle("Anchored IS", value=False, key="wf_anchored",
+        anchored = st.toggle("Anchored IS", value=False, key="wf_anchored", persist_state="session",
                              help="Every in-sample window starts at the first bar (expanding) instead of rolling.")
     c = st.columns(6)
-    sampler = c[0].selectbox("Sampler", SAMPLERS, key="wf_sampler")
+    sampler = c[0].selectbox("Sampler", SAMPLERS, key="wf_sampler", persist_state="session")
     n = None if sampler == "grid" else int(c[1].number_input("Combos (n)", min_value=1, value=500, step=100,
-                                                             key="wf_n"))
-    seed = int(c[2].number_input("Seed", min_value=0, value=DEFAULT_SEED, step=1, key="wf_seed"))
+                                                             key="wf_n", persist_state="session"))
+    seed = int(c[2].number_input("Seed", min_value=0, value=DEFAULT_SEED, step=1, key="wf_seed", persist_state="session"))
     names = list(METRIC_NAMES)
-    objective = c[3].selectbox("Objective", names, index=names.index("sharpe"), key="wf_objective")
-    maximize = c[4].selectbox("Direction", ["maximise", "minimise"], key="wf_direction") == "maximise"
+    objective = c[3].selectbox("Objective", names, index=names.index("sharpe"), key="wf_objective", persist_state="session")
+    maximize = c[4].selectbox("Direction", ["maximise", "minimise"], key="wf_direction", persist_state="session") == "maximise"
     min_trades = int(c[5].number_input("Min trades (IS)", min_value=0, value=DEFAULT_MIN_TRADES, step=5,
-                                       key="wf_min_trades"))
+                                       key="wf_min_trades", persist_state="session"))
     c = st.columns(6)
     boot_n = int(c[0].number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=1000, step=100,
-                                   key="wf_boot"))
-    S = int(c[1].number_input("PBO blocks (S, even)", min_value=2, max_value=32, value=16, step=2, key="wf_S"))
+                                   key="wf_boot", persist_state="session"))
+    S = int(c[1].number_input("PBO blocks (S, even)", min_value=2, max_value=32, value=16, step=2, key="wf_S", persist_state="session"))
     engine_defaults = EngineOptions()  # threadx.toml / env / built-in
     workers = int(c[2].number_input("Workers", min_value=1, max_value=256, value=min(256, default_workers()), step=1,
-                                    key="wf_workers"))
+                                    key="wf_workers", persist_state="session"))
     fee_bps = float(c[3].number_input("Fee (bps)", min_value=0.0, value=float(engine_defaults.fee_bps), step=0.5,
-                                      key="wf_fee"))
+                                      key="wf_fee", persist_state="session"))
     fills = ["next_open", "close"]
-    fill = c[4].selectbox("Fill", fills, index=fills.index(engine_defaults.fill), key="wf_fill")
+    fill = c[4].selectbox("Fill", fills, index=fills.index(engine_defaults.fill), key="wf_fill", persist_state="session")
 
     # the plan: combos and windows on the loaded data, drawn before anything runs
     problems: list[str] = []

@@ -45,25 +45,25 @@ def launch_form() -> None:
     datasets = dataset_names()
     c = st.columns([2, 3])
     strategies = c[0].multiselect("Strategies", names, default=["ma_crossover"] if "ma_crossover" in names
-                                  else names[:1], key="rs_strategies")
+                                  else names[:1], key="rs_strategies", persist_state="session")
     active = active_dataset()  # the session's dataset first, as on every page (not the list's first)
     chosen = c[1].multiselect("Datasets", datasets, default=[active] if active in datasets else datasets[:1],
-                              key="rs_datasets", format_func=lambda n: label_dataset(n))
+                              key="rs_datasets", persist_state="session", format_func=lambda n: label_dataset(n))
     space: dict[str, Any] = {}
     if len(strategies) == 1:
         with st.expander("Search space", expanded=False):
             space = space_editor(threadx.strategies()[strategies[0]], key_prefix="rs")
     c = st.columns(6)
-    is_days = float(c[0].number_input("In-sample (days)", min_value=1.0, value=180.0, step=15.0, key="rs_is_days"))
+    is_days = float(c[0].number_input("In-sample (days)", min_value=1.0, value=180.0, step=15.0, key="rs_is_days", persist_state="session"))
     oos_days = float(c[1].number_input("Out-of-sample (days)", min_value=1.0, value=60.0, step=5.0,
-                                       key="rs_oos_days"))
-    sampler = c[2].selectbox("Sampler", SAMPLERS, key="rs_sampler")
+                                       key="rs_oos_days", persist_state="session"))
+    sampler = c[2].selectbox("Sampler", SAMPLERS, key="rs_sampler", persist_state="session")
     n = None if sampler == "grid" else int(c[3].number_input("Combos (n)", min_value=1, value=100, step=50,
-                                                             key="rs_n"))
+                                                             key="rs_n", persist_state="session"))
     workers = int(c[4].number_input("Workers", min_value=1, max_value=256, value=min(256, default_workers()),
-                                    step=1, key="rs_workers"))
+                                    step=1, key="rs_workers", persist_state="session"))
     boot_n = int(c[5].number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=1000, step=100,
-                                   key="rs_boot"))
+                                   key="rs_boot", persist_state="session"))
     st.caption(("One strategy: the search space above. " if len(strategies) == 1 else
                 "Several strategies: each runs on its declared parameter ranges. ")
                + "Every cell is a walk-forward with its validation report (the same as the Validation page's); "

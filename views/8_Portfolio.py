@@ -74,9 +74,9 @@ def add_runner_form() -> None:
     names, datasets = strategy_names(), dataset_names()
     c = st.columns([2, 3, 1])
     strategy = c[0].selectbox("Strategy", names, index=names.index("bb_atr") if "bb_atr" in names else 0,
-                              key="pf_strategy")
-    dataset = c[1].selectbox("Dataset", datasets, key="pf_dataset", format_func=label_dataset)
-    weight = float(c[2].number_input("Weight", min_value=0.01, value=1.0, step=0.5, key="pf_weight",
+                              key="pf_strategy", persist_state="session")
+    dataset = c[1].selectbox("Dataset", datasets, key="pf_dataset", persist_state="session", format_func=label_dataset)
+    weight = float(c[2].number_input("Weight", min_value=0.01, value=1.0, step=0.5, key="pf_weight", persist_state="session",
                                      help="its share of the capital, relative to the other runners' weights"))
     params: dict = {}
     if st.checkbox("Set parameters (else the strategy's defaults)", key="pf_custom"):
@@ -104,10 +104,10 @@ def research_form() -> None:
     research_id = c[0].selectbox("Research", list(info), key="pf_research",
                                  format_func=lambda r: f"{r} · {info[r]['strategies']} · {info[r]['datasets']}")
     strategies = ["all", *[s.strip() for s in info[research_id]["strategies"].split(",") if s.strip()]]
-    strategy = c[1].selectbox("Strategy", strategies, key="pf_research_strategy")
-    choice = c[2].selectbox("Params", list(PARAM_CHOICES), key="pf_research_choice",
+    strategy = c[1].selectbox("Strategy", strategies, key="pf_research_strategy", persist_state="session")
+    choice = c[2].selectbox("Params", list(PARAM_CHOICES), key="pf_research_choice", persist_state="session",
                             format_func=lambda k: CHOICE_TEXT[k])
-    kept_only = c[3].checkbox("Positive OOS only", key="pf_research_kept",
+    kept_only = c[3].checkbox("Positive OOS only", key="pf_research_kept", persist_state="session",
                               help="only the cells whose own walk-forward made money out of sample")
     if st.button("Load runners", key="pf_research_load"):
         load_research_runners(research_id, None if strategy == "all" else strategy, kept_only, choice)
@@ -142,24 +142,24 @@ def settings_form() -> dict:
     """Capital, the three gates, engine options and funding: the request's fields."""
     c = st.columns(4)
     capital = float(c[0].number_input("Capital", min_value=1.0, value=float(DEFAULTS.initial_capital), step=1_000.0,
-                                      key="pf_capital", help="shared by the runners in proportion to their weights"))
+                                      key="pf_capital", persist_state="session", help="shared by the runners in proportion to their weights"))
     guard = float(c[1].number_input("Margin guard (share of equity, 0 = off)", min_value=0.0, value=0.0, step=0.05,
-                                    key="pf_guard", help="a new leg that would lift the margin of all runners above "
+                                    key="pf_guard", persist_state="session", help="a new leg that would lift the margin of all runners above "
                                     "this share of the portfolio equity is skipped; 0.7 is a sensible start"))
     cap = float(c[2].number_input("Runner cap (share of equity, 0 = off)", min_value=0.0, value=0.0, step=0.05,
-                                  key="pf_cap", help="the same limit for one runner's own margin"))
+                                  key="pf_cap", persist_state="session", help="the same limit for one runner's own margin"))
     kill = float(c[3].number_input("Kill switch (% drawdown, 0 = off)", min_value=0.0, max_value=99.0, value=0.0,
-                                   step=5.0, key="pf_kill", help="when the portfolio falls this far below its high "
+                                   step=5.0, key="pf_kill", persist_state="session", help="when the portfolio falls this far below its high "
                                    "within the window, no new entry for the cooldown (open positions run on)"))
     c = st.columns(5)
-    window = c[0].text_input("Kill window", value=DEFAULT_KILL_WINDOW, key="pf_window", help="e.g. 24h, 3D")
-    cooldown = c[1].text_input("Cooldown", value=DEFAULT_COOLDOWN, key="pf_cooldown", help="e.g. 24h, 3D")
+    window = c[0].text_input("Kill window", value=DEFAULT_KILL_WINDOW, key="pf_window", persist_state="session", help="e.g. 24h, 3D")
+    cooldown = c[1].text_input("Cooldown", value=DEFAULT_COOLDOWN, key="pf_cooldown", persist_state="session", help="e.g. 24h, 3D")
     fee = float(c[2].number_input("Fee (bps)", min_value=0.0, max_value=1000.0, value=float(DEFAULTS.fee_bps),
-                                  step=0.5, key="pf_fee"))
+                                  step=0.5, key="pf_fee", persist_state="session"))
     leverage = float(c[3].number_input("Leverage (0 = strategy's)", min_value=0.0, max_value=100.0, value=0.0,
-                                       step=1.0, key="pf_leverage"))
-    fill = c[4].selectbox("Fill", FILLS, index=FILLS.index(DEFAULTS.fill), key="pf_fill")
-    funding = st.checkbox("Use stored funding files", value=True, key="pf_funding",
+                                       step=1.0, key="pf_leverage", persist_state="session"))
+    fill = c[4].selectbox("Fill", FILLS, index=FILLS.index(DEFAULTS.fill), key="pf_fill", persist_state="session")
+    funding = st.checkbox("Use stored funding files", value=True, key="pf_funding", persist_state="session",
                           help="each dataset's funding rates when a file is stored (threadx data fetch --funding); "
                                "datasets without one run without funding")
     return {"capital": capital, "margin_guard": guard or None, "runner_cap": cap or None,

@@ -237,34 +237,6 @@ def strategy_picker(key: str, default: str) -> str:
     return choice
 
 
-# the set-up forms' widgets per page (url path), never buttons (their state cannot be set), kept
-# across page switches; the prefixes are the space editors' boxes (threadx.ui.widgets.space_editor)
-KEPT_FORMS: dict[str, tuple[frozenset[str], str]] = {
-    "Optimisation": (frozenset({"opt_method", "opt_sampler", "opt_n", "opt_seed", "opt_objective", "opt_direction",
-                                "opt_min_trades", "opt_workers", "opt_executor", "opt_fee", "opt_fill", "opt_gpu"}),
-                     "opt:"),
-    "Validation": (frozenset({"wf_is_days", "wf_oos_days", "wf_step_days", "wf_purge", "wf_embargo", "wf_anchored",
-                              "wf_sampler", "wf_n", "wf_seed", "wf_objective", "wf_direction", "wf_min_trades",
-                              "wf_boot", "wf_S", "wf_workers", "wf_fee", "wf_fill"}), "wf:"),
-    "Research": (frozenset({"rs_strategies", "rs_datasets", "rs_is_days", "rs_oos_days", "rs_sampler", "rs_n",
-                            "rs_workers", "rs_boot"}), "rs:"),
-}
-
-
-def keep_forms(page: str) -> None:
-    """Hold the other pages' set-up forms through this run: Streamlit drops the state of a
-    widget a script run does not draw, so a sweep's Monte Carlo n, a walk-forward's windows or
-    a research's datasets were back at their defaults on return. A value set again through
-    Session State is kept; the page shown (``page``, its url path) is left alone: its widgets
-    keep their own state, and a widget created with a default over a value set in the same run
-    is a Streamlit warning. Called by ``app.py`` on every run, before the page."""
-    for name, (keys, prefix) in KEPT_FORMS.items():
-        if name == page:
-            continue
-        for key in [k for k in st.session_state.keys() if k in keys or k.startswith(prefix)]:
-            st.session_state[key] = st.session_state[key]
-
-
 _FELL_BACK = "_strategy_fell_back"  # (strategy_picker) the strategy this script run could not keep
 
 

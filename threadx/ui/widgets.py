@@ -26,29 +26,31 @@ def _number_format(p: Param) -> str | None:
     return f"%.{max(decimals, 1)}f"
 
 
-def param_input(p: Param, value: Any, key: str) -> Any:
+def param_input(p: Param, value: Any, key: str, persist: str | None = None) -> Any:
     """One widget for a param, starting at ``value`` (the declared default unless handed over).
 
     A value already put in Session State under ``key`` (a run reopened in this page) wins:
-    the widget is then created without a value of its own, as Streamlit asks."""
+    the widget is then created without a value of its own, as Streamlit asks. ``persist``:
+    Streamlit's ``persist_state`` ("session": the value survives a visit to another page)."""
     help_text = p.description or None
     preset = key in st.session_state
     if p.kind == "bool":
-        return st.checkbox(p.name, value=False if preset else bool(value), key=key, help=help_text)
+        return st.checkbox(p.name, value=False if preset else bool(value), key=key, help=help_text,
+                           persist_state=persist)
     if p.kind == "choice":
         options = list(p.choices)
         index = None if preset else (options.index(value) if value in options else 0)
-        return st.selectbox(p.name, options, index=index, key=key, help=help_text)
+        return st.selectbox(p.name, options, index=index, key=key, help=help_text, persist_state=persist)
     if p.kind == "int":
         chosen = st.number_input(p.name, min_value=int(p.min) if p.min is not None else None,
                                  max_value=int(p.max) if p.max is not None else None,
                                  value=None if preset else int(value), step=int(p.step or 1), key=key,
-                                 help=help_text)
+                                 help=help_text, persist_state=persist)
         return int(value if chosen is None else chosen)  # an emptied box keeps the starting value
     chosen = st.number_input(p.name, min_value=float(p.min) if p.min is not None else None,
                              max_value=float(p.max) if p.max is not None else None,
                              value=None if preset else float(value), step=float(p.step or 0.01),
-                             format=_number_format(p), key=key, help=help_text)
+                             format=_number_format(p), key=key, help=help_text, persist_state=persist)
     return float(value if chosen is None else chosen)
 
 
@@ -91,7 +93,8 @@ def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
 
     The first two declared params start as ranges when they are searched by default (a
     declared range, affecting results); a param that does not affect results starts fixed
-    and says so. Widgets preset in Session State (:func:`preset_space`) start there."""
+    and says so. Widgets preset in Session State (:func:`preset_space`) start there; their
+    values survive a visit to another page (``persist_state="session"``)."""
     def start(key: str, value: Any) -> Any:  # no value of its own for a preset widget (Streamlit asks)
         return None if key in st.session_state else value
 
@@ -110,33 +113,35 @@ def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
             default_mode = "range" if p.name in ranged else "fixed"
             mode = row[1].selectbox("mode", ["fixed", "range"],
                                     index=start(f"{key}:mode", ["fixed", "range"].index(default_mode)),
-                                    key=f"{key}:mode", label_visibility="collapsed")
+                                    key=f"{key}:mode", label_visibility="collapsed",
+                                    persist_state="session")
             lo, hi, step = p.opt_range or (p.default, p.default, p.step or 1)
             cast = int if p.kind == "int" else float
             if mode == "fixed":
                 with row[2]:
-                    space[p.name] = param_input(p, p.default, key=f"{key}:value")
+                    space[p.name] = param_input(p, p.default, key=f"{key}:value", persist="session")
             else:
                 low = row[2].number_input("min", value=start(f"{key}:min", cast(lo)), step=cast(step),
-                                          key=f"{key}:min", label_visibility="collapsed")
+                                          key=f"{key}:min", label_visibility="collapsed", persist_state="session")
                 high = row[3].number_input("max", value=start(f"{key}:max", cast(hi)), step=cast(step),
-                                           key=f"{key}:max", label_visibility="collapsed")
+                                           key=f"{key}:max", label_visibility="collapsed", persist_state="session")
                 stp = row[4].number_input("step", value=start(f"{key}:step", cast(step)), step=cast(step),
-                                          key=f"{key}:step", label_visibility="collapsed")
+                                          key=f"{key}:step", label_visibility="collapsed", persist_state="session")
                 low, high, stp = (cast(lo) if low is None else low, cast(hi) if high is None else high,
                                   cast(step) if stp is None else stp)  # an emptied box keeps its start
                 space[p.name] = {"min": low, "max": high, "step": stp}
         elif p.kind == "bool":
-            mode = row[1].selectbox("mode", ["fixed", "both"], key=f"{key}:mode", label_visibility="collapsed")
+            mode = row[1].selectbox("mode", ["fixed", "both"], key=f"{key}:mode", label_visibility="collapsed",
+                                    persist_state="session")
             if mode == "both":
                 space[p.name] = [False, True]
                 row[2].caption("false, true")
             else:
                 with row[2]:
-                    space[p.name] = param_input(p, p.default, key=f"{key}:value")
+                    space[p.name] = param_input(p, p.default, key=f"{key}:value", persist="session")
         else:
             chosen = row[1].multiselect("values", list(p.choices), default=start(f"{key}:values", [p.default]),
-                                        key=f"{key}:values", label_visibility="collapsed")
+                                        key=f"{key}:values", label_visibility="collapsed", persist_state="session")
             space[p.name] = chosen if len(chosen) != 1 else chosen[0]
             if not chosen:
                 space[p.name] = []
