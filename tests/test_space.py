@@ -151,3 +151,24 @@ def test_refine_stays_near_the_best_and_skips_known():
     assert 0 < len(new) <= 30 and int(best[0]) not in set(new.tolist())
     cols = space.columns(new)
     assert np.all(np.abs(cols["bb_period"] - 30) <= 4) and np.all(np.abs(cols["entry_z"] - 1.5) <= 0.2 + 1e-9)
+
+
+def test_a_constraint_written_for_one_param_set_holds_in_sweeps_too():
+    """``lambda v: v["a"] < 45 and v["b"] >= 1`` (the contract: a callable of one param mapping)
+    ran in backtests but crashed sweeps and walk-forwards with 'The truth value of an array ...
+    is ambiguous' (they ask a whole column at once)."""
+    import dataclasses
+
+    from threadx.strategy.base import Constraint
+
+    base = get_strategy("ma_crossover")
+    scalar = Constraint("fast below 20 and slow above 40", lambda v: v["fast_period"] < 20 and v["slow_period"] > 40)
+    spec = dataclasses.replace(base, constraints=(*base.constraints, scalar))
+    space = SearchSpace(spec, {"fast_period": "5:30:5", "slow_period": [30, 40, 50, 60]})
+    ids = np.arange(space.size)
+    expected = [p["fast_period"] < 20 and p["slow_period"] > 40 and p["fast_period"] < p["slow_period"]
+                for p in (space.params(int(i)) for i in ids)]
+    assert space.valid_mask(ids).tolist() == expected and space.count_valid() == sum(expected)
+    broken = dataclasses.replace(base, constraints=(Constraint("needs x", lambda v: v["x"] > 1),))
+    with pytest.raises(ParamError, match="constraint 'needs x' raised KeyError"):
+        SearchSpace(broken, {"fast_period": [5, 10]}).valid_mask(np.arange(2))

@@ -157,8 +157,26 @@ class SearchSpace:
         if self.strategy.constraints and len(ids):
             cols = self.columns(ids)
             for rule in self.strategy.constraints:
-                mask &= np.asarray(rule.check(cols), dtype=bool)
+                mask &= self._holds(rule, cols, len(ids))
         return mask
+
+    def _holds(self, rule: Any, cols: dict[str, np.ndarray], n: int) -> np.ndarray:
+        """Where ``rule`` holds for the ``n`` combos of ``cols``: one call on the columns when the
+        rule works on arrays (``v["a"] < v["b"]``), else one call per combo (a rule written for
+        one param set, ``v["a"] < 45 and v["b"] >= 1``, is as valid: it raised on arrays)."""
+        try:
+            held = np.asarray(rule.check(cols), dtype=bool)
+            if held.shape == (n,):
+                return held
+        except Exception:  # noqa: BLE001 - a rule for one param set at a time: asked per combo below
+            pass
+        rows = {name: np.asarray(values).tolist() for name, values in cols.items()}
+        try:
+            return np.fromiter((bool(rule.check({name: rows[name][i] for name in rows})) for i in range(n)),
+                               dtype=bool, count=n)
+        except Exception as exc:  # noqa: BLE001 - the author's code: one error naming the rule
+            raise ParamError(f"strategy {self.strategy.name}: constraint {rule.description!r} raised "
+                             f"{type(exc).__name__}: {exc}") from None
 
     def grid_chunks(self, chunk_size: int = 65_536, start: int = 0) -> Iterator[np.ndarray]:
         """Combo ids of the whole grid in order, ``chunk_size`` at a time (never materialised)."""
