@@ -422,3 +422,39 @@ def test_a_signal_rule_calling_sys_exit_is_redone_by_signals_and_fails_its_check
     roles = check_strategy(threadx.get_strategy("rsi_mine"), frame, combos=1, checks=("roles",)).result("roles")
     assert not roles.passed and roles.summary.startswith("signal_rule differs from signals in ")
     assert any("SystemExit: 5" in f for f in roles.data["failures"]), roles.data["failures"]
+
+
+@pytest.mark.parametrize("declared", ['feeds="exits"', "feeds=()"])
+def test_a_sweep_refuses_a_declaration_that_would_merge_combos_that_differ(rsi: Path, frame, tmp_path,
+                                                                          declared) -> None:
+    """exit_level declared for the exits (or display-only) while signals() reads it: the sweep
+    reused one signal array for every exit_level (24 of 30 rows wrong, no warning; the stored
+    failed `strategy check` was not consulted). Refused before anything is stored."""
+    _edit(rsi, 'description="exit: RSI crosses above this", feeds="signals"',
+          f'description="exit: RSI crosses above this", {declared}')
+    with pytest.raises(ParamError, match=r"rsi_mine: exit_level=.* changes the signals .* but does not declare "
+                                         r"'signals': this sweep would merge combos that differ"):
+        threadx.sweep(frame, "rsi_mine", {"exit_level": "50:70:5", "oversold": [30]}, store=tmp_path,
+                      run_id="lies", bank=IndicatorBank(disk=False))
+    assert not list(tmp_path.glob("lies/part-*.parquet"))
+    threadx.sweep(frame, "rsi_mine", {"oversold": "26:32:3"}, store=tmp_path, run_id="fine",
+                  bank=IndicatorBank(disk=False))  # the params whose roles hold sweep as before
+
+
+def test_a_sweep_refuses_a_batch_signals_that_disagrees_with_signals(rsi: Path, frame, tmp_path) -> None:
+    """A batch_signals that ignores its param table gave every combo of a batch its first row
+    (26 of 35 rows wrong, inline, pool and GPU alike, no warning)."""
+    _edit(rsi, "    exits=exits,\n)", "    exits=exits,\n    batch_signals=batch_signals,\n)")
+    text = rsi.read_text().replace("\nSPEC = ", '''
+
+def batch_signals(bars, ind, p, table):
+    one = signals(bars, ind, p)  # the table ignored: every row the group's first param set's
+    return np.repeat(one[None, :], len(next(iter(table.values()))), axis=0)
+
+
+SPEC = ''', 1)
+    rsi.write_text(text)
+    with pytest.raises(ParamError, match=r"rsi_mine: rsi_mine.batch_signals .* differs from signals\(\) on \d+ bars: "
+                                         "this sweep would store the batch's rows"):
+        threadx.sweep(frame, "rsi_mine", {"oversold": "24:36:2", "exit_level": "50:70:5"}, store=tmp_path,
+                      run_id="batch", bank=IndicatorBank(disk=False))

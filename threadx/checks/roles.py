@@ -39,7 +39,8 @@ from threadx.indicators.registry import canonical_params
 from threadx.strategy.base import ALL_ROLES, ROLES, Param, StrategySpec
 
 __all__ = ["Stages", "stages", "perturbations", "changes", "violations", "label_violations", "bases", "switched",
-           "batch_failures", "rule_failures", "rule_param_sets", "rule_label_failures", "check_roles"]
+           "batch_failures", "rule_failures", "rule_param_sets", "rule_label_failures", "check_roles",
+           "check_sweep_roles"]
 
 _OPTIONS = EngineOptions.builtin().validated()  # built-in costs and fills: the roles do not depend on them
 
@@ -57,13 +58,17 @@ class Stages:
     trades: np.ndarray
 
 
-def stages(spec: StrategySpec, bars: Bars, params: Mapping[str, Any], bank: Any) -> Stages:
+def stages(spec: StrategySpec, bars: Bars, params: Mapping[str, Any], bank: Any, backtest: bool = True) -> Stages:
     """Every stage of one backtest of ``spec`` (registered or not) with normalised ``params``
-    (``bank``: the indicator source, e.g. an :class:`~threadx.indicators.IndicatorBank`)."""
+    (``bank``: the indicator source, e.g. an :class:`~threadx.indicators.IndicatorBank`);
+    ``backtest`` False: the stages a sweep's plan groups combos by, without running the
+    kernel (empty metrics and trades)."""
     needs = {label: (name, canonical_params(name, ind)) for label, (name, ind) in spec.indicators(params).items()}
     _, sig, levels = prepare_signals(spec, bars, params, bank)
     rules = strategy_rules(spec, params, _OPTIONS)
-    metrics, trades, _ = kernel.run_full(*kernel_args(bars, sig, levels, rules, _OPTIONS))
+    metrics, trades = np.empty(0), np.empty(0)
+    if backtest:
+        metrics, trades, _ = kernel.run_full(*kernel_args(bars, sig, levels, rules, _OPTIONS))
     vector = param_vector(rules, _OPTIONS, bars.timeframe, False)
     return Stages(needs, np.asarray(sig), levels, rules, vector, metrics, trades)
 
@@ -329,3 +334,44 @@ def check_roles(spec: StrategySpec, bars: Bars, bank: Any,
         if unused:
             notes.append(f"{spec.name}.{param.name} declares {', '.join(unused)} but no perturbation changed it")
     return failures, notes
+
+
+def check_sweep_roles(space: Any, bars: Bars, combo_id: int, bank: Any) -> None:
+    """Refuse a sweep whose strategy's declared roles do not hold where the sweep relies on
+    them: from the combo ``combo_id`` of ``space`` (a :class:`~threadx.optimize.space.SearchSpace`),
+    each varied param moved one value along its axis must change only the stages it declares
+    (a param declared for the exits that changes the signals would have the sweep reuse one
+    signal array for combos that differ: rows silently wrong), and ``batch_signals`` must give
+    what ``signals`` gives (:func:`batch_failures`). About one ``signals`` call per varied param,
+    no backtest: the whole check is ``threadx strategy check``. ParamError naming the param."""
+    spec = space.strategy
+    idx = space.value_indices(np.array([combo_id], dtype=np.int64))[0]
+    start = space.params(int(combo_id))
+    try:
+        base = stages(spec, bars, start, bank, backtest=False)
+    except Exception:  # noqa: BLE001 - a combo that fails: the sweep records why, row by row
+        return
+    advice = f"fix its feeds= (`threadx strategy check {spec.name}` lists every such case)"
+    for k, axis in enumerate(space.axes):
+        param = spec.param(axis.name)
+        if len(axis) < 2 or (param.feeds == ALL_ROLES and param.indicator_labels is None):
+            continue  # not varied, or undeclared (its combos are never merged)
+        moved = idx.copy()
+        moved[k] = idx[k] + 1 if idx[k] + 1 < len(axis) else idx[k] - 1
+        other_id = space.ids_from_indices(moved[None, :])
+        if not space.valid_mask(other_id)[0]:
+            continue
+        other_params = space.params(int(other_id[0]))
+        try:
+            other = stages(spec, bars, other_params, bank, backtest=False)
+        except Exception:  # noqa: BLE001 - that combo fails in the sweep, with its error
+            continue
+        wrong = violations(param, changes(base, other)) + label_violations(param, base, other)
+        if wrong:
+            raise ParamError(f"strategy {spec.name}: {param.name}={other_params[param.name]!r} (from "
+                             f"{start[param.name]!r}) {wrong[0]}: this sweep would merge combos that differ and "
+                             f"store wrong rows; {advice}")
+    failures = batch_failures(spec, bars, bank, "this sweep's first combo", start)
+    if failures:
+        raise ParamError(f"strategy {spec.name}: {failures[0]}: this sweep would store the batch's rows; fix "
+                         f"batch_signals (`threadx strategy check {spec.name}`)")

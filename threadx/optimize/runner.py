@@ -372,6 +372,7 @@ class _Session:
         self._phase("planning the combos")
         with self.watch.stage("plan"):
             self.planned, self.total, invalid = self._plan()
+            self._check_roles()
         with self.watch.stage("store"):
             # stored combo ids outside this plan refuse the resume before the manifest is touched
             writer = self.store.open_run(self.run_id, self._manifest(invalid), check_ids=self._check_stored)
@@ -443,6 +444,23 @@ class _Session:
                                f"(e.g. {int(outside[0])}); pick another run id")
 
     # --- planning -----------------------------------------------------------------------
+
+    def _check_roles(self) -> None:
+        """Refuse (before anything is stored) a strategy whose declared param roles do not hold
+        at this sweep's first combo: the plan merges combos by them (checks.roles.check_sweep_roles)."""
+        from threadx.checks.roles import check_sweep_roles
+
+        first = None
+        if self.planned is not None:
+            first = int(self.planned[0]) if len(self.planned) else None
+        else:
+            for ids in self.search.grid_chunks():
+                valid = ids[self.search.valid_mask(ids)]
+                if len(valid):
+                    first = int(valid[0])
+                    break
+        if first is not None:
+            check_sweep_roles(self.search, self.bars, first, self.bank if self.bank is not None else _default_bank())
 
     def _plan(self) -> tuple[np.ndarray | None, int, int]:
         """(ids, or None for a streamed grid; total to run; invalid combos dropped); refuses a
