@@ -99,9 +99,9 @@ def full_disk_on_save(monkeypatch):
     """Every atomic save of threadx's stores runs out of space before its rename."""
     import errno
 
-    from threadx.optimize import store
+    from threadx import files
 
-    real = store.atomic_write_bytes
+    real = files.atomic_write_bytes
 
     def enospc(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -111,7 +111,7 @@ def full_disk_on_save(monkeypatch):
             m.setattr(os, "fsync", enospc)
             real(path, data)
 
-    monkeypatch.setattr(store, "atomic_write_bytes", full)
+    monkeypatch.setattr(files, "atomic_write_bytes", full)
 
 
 def test_walkforward_save_on_a_full_disk_keeps_the_earlier_file_and_prints_the_result(capsys, tmp_path,

@@ -730,7 +730,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
 def _save_json(path: str, out: Any, what: str) -> ThreadXError | None:
     """Save ``out`` as JSON at ``path`` whole or not at all; the error, when it could not be
     (the result is printed all the same: a full disk must not lose a finished computation)."""
-    from threadx.optimize.store import save_atomically
+    from threadx.files import save_atomically
 
     try:
         save_atomically(Path(path), _json_text(out).encode(), what)

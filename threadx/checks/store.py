@@ -10,7 +10,7 @@ from typing import Any
 
 from threadx.config import settings
 from threadx.names import STRATEGY, check_name
-from threadx.optimize.store import atomic_write_bytes
+from threadx.files import atomic_write_bytes
 
 __all__ = ["save_report", "hidden_failures", "last_report"]
 

@@ -28,7 +28,8 @@ from filelock import FileLock, Timeout
 
 from threadx.config import settings
 from threadx.engine.layout import METRIC_NAMES
-from threadx.errors import ThreadXError, os_reason
+from threadx.errors import ThreadXError
+from threadx.files import atomic_write_bytes
 from threadx.names import check_name
 from threadx.shapes import LIST, OBJECT, SWITCH, TEXT, WHOLE, Kind, shape_problem
 
@@ -42,36 +43,6 @@ _SESSION_KEYS = ("objective", "maximize", "min_trades", "machine", "versions", "
 _PROGRESS_KEYS = ("status", "done", "failed", "finished_at", "elapsed_s", "quarantined", "gpu", "warnings")
 _PLAN_FILE = "plan.json"  # the manifest as first written, less its progress keys (and the warnings since)
 QUARANTINE = "quarantine"  # damaged parts are moved here, never deleted
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_atomically(path: Path, data: bytes, what: str) -> None:
-    """Write ``data`` to ``path`` whole or not at all (:func:`atomic_write_bytes`); an OS
-    failure (a full disk, no permission) is one ThreadXError naming ``what`` and the file,
-    which keeps its earlier content.
-
-    >>> save_atomically(Path("/proc/no/such.json"), b"{}", "the walk-forward")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    threadx.errors.ThreadXError: cannot save the walk-forward to /proc/no/such.json: No such file or directory; ...
-    """
-    existed = path.exists()
-    try:
-        atomic_write_bytes(path, data)
-    except OSError as exc:
-        kept = f"{path.name} is unchanged" if existed else "nothing was written"
-        raise ThreadXError(f"cannot save {what} to {path}: {os_reason(exc)}; {kept}") from exc
 
 
 def check_run_id(run_id: str) -> str:

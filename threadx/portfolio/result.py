@@ -93,7 +93,7 @@ class PortfolioResult:
 def save_portfolio(result: PortfolioResult, results_dir: str | os.PathLike | None = None) -> Path:
     """Write the result's three files (each atomically); returns its folder."""
     from threadx.data.io import replace_atomically
-    from threadx.optimize.store import atomic_write_bytes
+    from threadx.files import atomic_write_bytes
 
     folder = portfolio_root(results_dir) / check_name(result.portfolio_id, "portfolio id")
     folder.mkdir(parents=True, exist_ok=True)

@@ -139,7 +139,7 @@ def new_strategy_file(name: str, from_builtin: str | None = None, folder: str | 
                 f"{', '.join(renames[o] for o in others)}: delete those you do not want.") if others else ""
         text = f"# {name}: a copy of the built-in strategy {from_builtin!r}, to edit.{also}\n" + source
     root.mkdir(parents=True, exist_ok=True)
-    from threadx.optimize.store import save_atomically
+    from threadx.files import save_atomically
 
     save_atomically(path, text.encode("utf-8"), f"strategy {name!r}")  # never a cut file that fails to load
     return path

@@ -200,7 +200,7 @@ def create_strategy(name: str, start_from: str | None) -> Path:
 def save_source(path: str | Path, text: str) -> Path:
     """Write ``text`` to a strategy file atomically (a reader never sees half a file), keeping
     the file's permissions; the next lookup of the strategies re-reads it."""
-    from threadx.optimize.store import atomic_write_bytes
+    from threadx.files import atomic_write_bytes
 
     path = Path(path)
     try:

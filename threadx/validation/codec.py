@@ -33,7 +33,7 @@ class CodecError(ThreadXError):
 
 def dump(folder: Path, obj: Any) -> list[Path]:
     """Write ``obj`` into ``folder``; returns the files written (the caller makes it atomic)."""
-    from threadx.optimize.store import atomic_write_bytes
+    from threadx.files import atomic_write_bytes
 
     arrays: dict[str, np.ndarray] = {}
     frames: dict[str, pd.DataFrame] = {}

@@ -86,7 +86,7 @@ class ResearchResult:
 
 def save_research(result: ResearchResult, results_dir: str | os.PathLike | None = None) -> Path:
     """Write ``research.json`` (atomically); returns its path."""
-    from threadx.optimize.store import save_atomically
+    from threadx.files import save_atomically
 
     folder = research_root(results_dir) / check_name(result.research_id, "research id")
     path = folder / "research.json"

@@ -19,7 +19,8 @@ from typing import Any
 from threadx.config import settings
 from threadx.errors import ThreadXError, os_reason
 from threadx.filestamp import file_stamp
-from threadx.optimize.store import atomic_write_bytes, check_run_id
+from threadx.files import atomic_write_bytes
+from threadx.optimize.store import check_run_id
 from threadx.validation import codec
 
 FOLDER = "walkforward"
