@@ -11,6 +11,7 @@ Session state keys of this page (see threadx/ui/state.py for the shared ones):
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -20,10 +21,12 @@ import streamlit as st
 
 import threadx
 from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED, settings
+from threadx.data.catalog import resolve_dataset
 from threadx.engine.inputs import EngineOptions
 from threadx.optimize.runner import default_workers
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
+from threadx.filestamp import file_stamp
 from threadx.optimize.space import SearchSpace, size_band
 from threadx.optimize.store import ResultStore
 from threadx.requests import DatasetRef, WalkForwardRequest, describe_data, describe_options, describe_run
@@ -57,13 +60,28 @@ def _walk_forward(run_id: str, root: str, stamp: tuple | None) -> tuple[Any, Any
 
 
 def data_problem(ref: Any) -> str | None:
-    """Why a stored result's recorded candles cannot be had again (gone or changed), or None."""
+    """Why a stored result's recorded candles cannot be had again (gone or changed), or None;
+    read again only when the dataset's file changes (a page rerun does not reload it)."""
     if not isinstance(ref, dict) or not ref.get("fingerprint"):
         return None  # recorded without a fingerprint (an older run): nothing to compare
     try:
-        return DatasetRef.from_dict(ref).problem()
+        stamp = file_stamp(resolve_dataset(str(ref.get("source"))))
+    except (ThreadXError, OSError):
+        stamp = None  # gone, or no file: asked each time (it says why)
+    text = json.dumps(ref, sort_keys=True, default=str)
+    return _stamped_problem(text, stamp) if stamp is not None else _problem(text)
+
+
+def _problem(ref: str) -> str | None:
+    try:
+        return DatasetRef.from_dict(json.loads(ref)).problem()
     except ThreadXError as exc:  # a damaged record
         return str(exc)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _stamped_problem(ref: str, stamp: tuple) -> str | None:
+    return _problem(ref)
 
 
 def stored_walk_forward(run_id: str) -> tuple[Any, Any]:

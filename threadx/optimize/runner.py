@@ -450,15 +450,10 @@ class _Session:
         at this sweep's first combo: the plan merges combos by them (checks.roles.check_sweep_roles)."""
         from threadx.checks.roles import check_sweep_roles
 
-        first = None
         if self.planned is not None:
             first = int(self.planned[0]) if len(self.planned) else None
         else:
-            for ids in self.search.grid_chunks():
-                valid = ids[self.search.valid_mask(ids)]
-                if len(valid):
-                    first = int(valid[0])
-                    break
+            first = next((int(ids[0]) for ids, _ in grid_ids(self.search, limit=self.grid_limit) if len(ids)), None)
         if first is not None:
             check_sweep_roles(self.search, self.bars, first, self.bank if self.bank is not None else _default_bank())
 

@@ -221,7 +221,7 @@ def partial_note(run: SweepRun) -> str | None:
     m = run.manifest
     status = str(m.get("status") or "unknown")
     total = int(m.get("total") or 0)
-    stored = len(run.results)
+    stored = len(run.stored().ids)  # (the ids and statuses only: a page calls this on every rerun)
     if status.startswith("completed") and stored >= total:
         return None
     what = {"running": "is still running", "interrupted": "was interrupted",
