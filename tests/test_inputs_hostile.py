@@ -140,6 +140,14 @@ def test_a_strategys_own_leverage_is_checked_like_the_options(df, tmp_path, leve
     (dict(trail_pct="2%"), r"trail_pct must be a number, got '2%'"),
     (dict(sizing="Risk"), r"sizing must be one of all_in, fraction, risk, got 'Risk'"),  # was: KeyError
     (dict(trail="ATR"), r"trail must be one of none, atr, pct, band, got 'ATR'"),
+    # units mistaken: ran silently (a 2.7-bar hold read as 3, a long's stop below zero never hit, 500 % risked)
+    (dict(max_hold_bars=2.7), r"max_hold_bars must be a whole number \(0 = off\), got 2.7"),
+    (dict(stop_pct=1.5), r"stop_pct must be a fraction of the entry price below 1: 0.02 = 2 %, got 1.5"),
+    (dict(trail="pct", trail_pct=1.0), r"trail_pct must be a fraction of the best price below 1: 0.02 = 2 %, got 1.0"),
+    (dict(stop_atr=2.0, sizing="risk", risk_per_trade=5.0),
+     r"risk_per_trade must be a fraction of equity up to 1: 0.01 = 1 %, got 5.0"),
+    # a negative stop with risk sizing read "needs a stop: set a stop-loss param" (one was set)
+    (dict(stop_atr=-2.0, sizing="risk", risk_per_trade=0.01), r"stop_atr must be a finite number >= 0 \(0 = off\), got -2.0"),
 ])
 def test_exit_rules_that_are_out_of_range_or_misspelt_are_refused(df, tmp_path, rules, match):
     """Checked where they enter the param vector, as the leverage is: a negative or NaN stop
@@ -149,12 +157,26 @@ def test_exit_rules_that_are_out_of_range_or_misspelt_are_refused(df, tmp_path, 
     from threadx.contract import ExitRules
     from threadx.strategy.base import get_strategy, register
 
-    name = f"test_rules_{next(iter(rules))}"
+    name = f"test_rules_{'_'.join(rules)}_{abs(hash(repr(rules))) % 10**6}"
     register(dataclasses.replace(get_strategy("ma_crossover"), name=name, exits=lambda p: ExitRules(**rules)))
     with pytest.raises(ParamError, match=f"the exit rules' {match}"):
         threadx.backtest(df, name)
     run = threadx.sweep(df, name, {"fast_period": [5, 6]}, executor="inline", store=tmp_path)
     assert (run.results["status"] == "failed").all() and run.results["error"].str.contains("the exit rules'").all()
+
+
+def test_exits_that_return_no_rules_are_refused(df, tmp_path):
+    """``exits`` returning None was an AttributeError on 'max_legs', the function not named."""
+    import dataclasses
+
+    from threadx.strategy.base import get_strategy, register
+
+    register(dataclasses.replace(get_strategy("ma_crossover"), name="test_exits_none", exits=lambda p: None))
+    words = r"exits\(\) must return ExitRules\(...\) \(threadx.strategy.ExitRules\), got NoneType"
+    with pytest.raises(ParamError, match=words):
+        threadx.backtest(df, "test_exits_none")
+    run = threadx.sweep(df, "test_exits_none", {"fast_period": [5, 6]}, executor="inline", store=tmp_path)
+    assert run.results["error"].str.contains(words).all()
 
 
 @pytest.mark.parametrize("levels, match", [

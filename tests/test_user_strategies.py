@@ -170,11 +170,29 @@ def test_an_error_in_the_users_code_names_its_file_and_line(rsi: Path, frame, tm
      "2: ParamError: param a: min must be a number, got '2'"),
     ("from threadx.strategy import Param\nP = Param('a', 'complex', 1)\n",
      "2: ParamError: param a: kind must be one of int, float, bool, choice, got 'complex'"),
+    # optimisation ranges that gave an empty or endless grid, or values every sweep refused (they loaded)
+    ("from threadx.strategy import Param\nP = Param('a', 'int', 10, 2, 200, 1, opt_range=(28, 7, 7))\n",
+     "2: ParamError: param a: opt_range must be (low, high, step) with low <= high and step > 0, got (28, 7, 7)"),
+    ("from threadx.strategy import Param\nP = Param('a', 'float', 1.0, 0, 5, 0.5, opt_range=(1, 4, 0))\n",
+     "2: ParamError: param a: opt_range must be (low, high, step) with low <= high and step > 0, got (1, 4, 0)"),
+    ("from threadx.strategy import Param\nP = Param('a', 'int', 10, 2, 200, 1, opt_range=(1, 500, 7))\n",
+     "2: ParamError: param a: opt_range (1, 500, 7) must lie within min 2 and max 200"),
+    ("from threadx.strategy import Param\nP = Param('a', 'int', 10, 2, 200, 1, opt_range=(5, 20, 2.5))\n",
+     "2: ParamError: param a: an int param's opt_range must be whole numbers, got (5, 20, 2.5)"),
 ])
 def test_files_that_cannot_load(strategy_dir: Path, body: str, why: str) -> None:
     (strategy_dir / "bad.py").write_text(body)
     assert why in user.load_errors()["bad.py"]
     assert "ma_crossover" in threadx.strategies()
+
+
+def test_a_param_declared_twice_is_the_files_error(strategy_dir: Path) -> None:
+    """The second declaration replaced the first's value in every param set, without a word."""
+    text = TEMPLATE.replace("__NAME__", "twice").replace(
+        '        Param("oversold"', '        Param("rsi_period", "int", 14, 2, 200, 1),\n        Param("oversold"')
+    (strategy_dir / "twice.py").write_text(text)
+    assert "ParamError: strategy 'twice': param 'rsi_period' is declared twice" in user.load_errors()["twice.py"]
+    assert "twice" not in threadx.strategies()
 
 
 def test_a_strategy_name_that_is_no_text_is_the_files_error(strategy_dir: Path) -> None:

@@ -204,7 +204,15 @@ def strategy_rules(spec: Any, params: Mapping[str, Any], options: EngineOptions)
     """The effective exit rules of ``spec`` (a StrategySpec) for ``params``: its ``exits`` called
     with a copy of them (strategy code that edits its params changes no caller's, as
     ``prepare_signals`` gives its functions copies), then :func:`effective_rules`."""
-    return effective_rules(spec.exits(dict(params)), options)
+    return effective_rules(returned_rules(spec.exits(dict(params))), options)
+
+
+def returned_rules(rules: Any) -> ExitRules:
+    """``rules``, what a strategy's ``exits`` returned, when they are ExitRules (ParamError
+    otherwise: None was an AttributeError on a field name, the function not named)."""
+    if not isinstance(rules, ExitRules):
+        raise ParamError(f"exits() must return ExitRules(...) (threadx.strategy.ExitRules), got {type(rules).__name__}")
+    return rules
 
 
 def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
@@ -220,6 +228,9 @@ def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
     check_legs(rules)
     if rules.grid_levels > 0:
         return rules  # grid legs are sized by allocation, not by the sizing rule
+    if rules.sizing == "risk":  # the stops' own errors first: a negative one is no missing stop
+        for name in ("stop_pct", "stop_atr", "risk_per_trade"):
+            _amount(name, getattr(rules, name))
     if rules.sizing == "risk" and rules.stop_pct <= 0 and rules.stop_atr <= 0 and rules.stop_band is None:
         raise ParamError("sizing 'risk' needs a stop: set a stop-loss param, or use sizing all_in or fraction")
     if rules.sizing == "risk" and not rules.risk_per_trade > 0:
@@ -281,12 +292,31 @@ def _grid_offsets(values: tuple, k: int) -> list[float]:
     return [float(v) for v in values] if values else [0.0] * k
 
 
+# rule fields counted in bars or legs: whole numbers (2.7 bars held would be read as 3)
+_WHOLE_AMOUNTS = frozenset({"max_hold_bars", "spacing_bars", "max_legs"})
+# rule fields that are fractions with a ceiling -> (the ceiling, whether it is allowed, what the unit is):
+# 1.5 for a 1.5 % stop put a long's stop below zero (never hit) and 5.0 risked 500 % of equity, silently
+_FRACTION_CEILINGS = {
+    "stop_pct": (1.0, False, "a fraction of the entry price below 1: 0.02 = 2 %"),
+    "trail_pct": (1.0, False, "a fraction of the best price below 1: 0.02 = 2 %"),
+    "risk_per_trade": (1.0, True, "a fraction of equity up to 1: 0.01 = 1 %"),
+}
+
+
 def _amount(name: str, value: Any) -> float:
     """A distance, count or fraction of the exit rules: a finite number >= 0 (0 = off); a
-    negative or NaN one would turn the rule off without a word."""
+    negative or NaN one would turn the rule off without a word. Bar and leg counts are whole
+    numbers, and a stop, a trailing distance or the risk per trade a fraction below its
+    ceiling (:data:`_FRACTION_CEILINGS`)."""
     number = _real(f"the exit rules' {name}", value)
     if number is None or not (math.isfinite(number) and number >= 0):
         raise ParamError(f"the exit rules' {name} must be a finite number >= 0 (0 = off), got {value!r}")
+    if name in _WHOLE_AMOUNTS and not number.is_integer():
+        raise ParamError(f"the exit rules' {name} must be a whole number (0 = off), got {value!r}")
+    if name in _FRACTION_CEILINGS:
+        ceiling, allowed, words = _FRACTION_CEILINGS[name]
+        if number > ceiling or (number == ceiling and not allowed):
+            raise ParamError(f"the exit rules' {name} must be {words}, got {value!r}")
     return number
 
 

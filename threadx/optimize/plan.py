@@ -42,7 +42,7 @@ from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine import layout as L
 from threadx.engine.inputs import (RULE_COLUMNS, UNUSED_LINE, effective_rules, frozen, kernel_args, level_arrays,
-                                   line_needs, param_vector, rule_column)
+                                   line_needs, param_vector, returned_rules, rule_column)
 from threadx.errors import ParamError
 from threadx.optimize.outcome import STATUS_FAILED, STATUS_OK, failure_text, signal_key_names
 from threadx.optimize.shared import request_key_as_given
@@ -374,7 +374,7 @@ class Planner:
         exits, options, row_args = self.spec.exits, self.options, self._row_args
         for g, params in enumerate(self._params(sub[first])):
             try:
-                rules = effective_rules(exits(params), options)
+                rules = effective_rules(returned_rules(exits(params)), options)
             except Exception as exc:  # noqa: BLE001 - recorded per combo, as on CPU
                 rows.append(nan_row)
                 error[g] = failure_text(exc)
@@ -752,7 +752,7 @@ class Planner:
 
     def _late_error(self, idx: np.ndarray, sig: np.ndarray, levels: Levels) -> str:
         """The CPU's error for a combo whose lines, signal shape or row fail (``kernel_args``)."""
-        rules = effective_rules(self.spec.exits(next(self._params(idx[None]))), self.options)
+        rules = effective_rules(returned_rules(self.spec.exits(next(self._params(idx[None])))), self.options)
         try:
             kernel_args(self.bars, sig, levels, rules, self.options, self.ev.funding)
         except Exception as exc:  # noqa: BLE001 - the text the CPU records

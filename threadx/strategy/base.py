@@ -59,6 +59,24 @@ def _check_declaration(param: "Param") -> None:
         if param.opt_range is not None and not (isinstance(param.opt_range, (tuple, list)) and len(param.opt_range) == 3
                                                 and all(is_real(v) for v in param.opt_range)):
             raise ParamError(f"{where}: opt_range must be (low, high, step) numbers, got {param.opt_range!r}")
+        if param.opt_range is not None:
+            _check_opt_range(param, where)
+
+
+def _check_opt_range(param: "Param", where: str) -> None:
+    """ParamError for an optimisation range that gives no values, or values the param refuses:
+    a reversed range or a step <= 0 gave an empty or endless grid to the pages and the checks,
+    one outside min..max combos that every sweep failed, a fractional one on an int param
+    values that no int takes."""
+    low, high, step = (float(v) for v in param.opt_range)
+    if not all(math.isfinite(v) for v in (low, high, step)) or low > high or step <= 0:
+        raise ParamError(f"{where}: opt_range must be (low, high, step) with low <= high and step > 0, "
+                         f"got {tuple(param.opt_range)!r}")
+    if (param.min is not None and low < param.min) or (param.max is not None and high > param.max):
+        raise ParamError(f"{where}: opt_range {tuple(param.opt_range)!r} must lie within min {param.min!r} and "
+                         f"max {param.max!r}")
+    if param.kind == "int" and not all(v.is_integer() for v in (low, high, step)):
+        raise ParamError(f"{where}: an int param's opt_range must be whole numbers, got {tuple(param.opt_range)!r}")
 
 
 @dataclass(frozen=True)
@@ -281,6 +299,10 @@ class StrategySpec:
     origin: StrategyOrigin | None = field(default=None, compare=False, repr=False)  # set by the registry
 
     def __post_init__(self) -> None:
+        names = [getattr(p, "name", None) for p in self.params]
+        twice = sorted({name for name in names if names.count(name) > 1}, key=str)
+        if twice:  # a second declaration replaced the first's value in every param set, silently
+            raise ParamError(f"strategy {self.name!r}: param {', '.join(map(repr, twice))} is declared twice")
         problem = self.rule_problem()
         if problem:
             raise ParamError(f"strategy {self.name!r}: {problem}")
