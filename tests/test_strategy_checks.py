@@ -350,3 +350,56 @@ def test_the_report_round_trips_and_reads(synthetic_bars: Bars) -> None:
     assert lines[-1].startswith("Result: FAILED (lookahead)")
     with pytest.raises(ParamError, match="format"):
         CheckReport.from_dict({"strategy": "x"})
+
+
+# --- determinism across processes ----------------------------------------------------------------
+
+_SET_ORDER = '''
+import numpy as np
+from threadx.strategy import SIG_ENTER_LONG, SIG_EXIT_LONG, ExitRules, Levels, Param, StrategySpec
+
+WORDS = {f"w{i}" for i in range(32)}  # iterated in an order that changes with the hash seed
+
+
+def signals(bars, ind, p):
+    order = list(WORDS)
+    slot = np.arange(len(bars.close)) % 32
+    sig = np.zeros(len(bars.close), dtype=np.uint8)
+    for k, word in enumerate(order):
+        if int(word[1:]) < 8:
+            sig[slot == k] |= SIG_ENTER_LONG
+        elif int(word[1:]) < 16:
+            sig[slot == k] |= SIG_EXIT_LONG
+    return sig
+
+
+SPEC = StrategySpec(
+    name="set_order", description="signals from a set's iteration order",
+    params=(Param("unused", "int", 1, 1, 5, 1, opt_range=(1, 5, 1), feeds=()),),
+    indicators=lambda p: {}, signals=signals, levels=lambda ind, p: Levels(), exits=lambda p: ExitRules(),
+)
+'''
+
+
+def test_results_that_hang_on_the_hash_seed_fail_determinism(strategy_dir, synthetic_bars: Bars) -> None:
+    """A strategy branching on a set of strings' order gave the same results twice in one process
+    (the check passed) and others in every fresh interpreter: spawned workers, a Dask cluster."""
+    from threadx.strategy.base import get_strategy
+
+    (strategy_dir / "set_order.py").write_text(_SET_ORDER)
+    report = check_strategy(get_strategy("set_order"), synthetic_bars, checks=("determinism",), combos=1)
+    det = report.result("determinism")
+    assert det.passed is False, det.summary
+    assert det.data["findings"][0]["run"].startswith("a run in another process (PYTHONHASHSEED=")
+    assert "signals" in det.data["findings"][0]["differed"]
+
+
+def test_a_builtin_is_run_again_in_another_process(synthetic_bars: Bars) -> None:
+    report = check_strategy(MA, synthetic_bars, checks=("determinism",), combos=2)
+    det = report.result("determinism")
+    assert det.passed, det.summary
+    assert "run twice here and once in another process (PYTHONHASHSEED=" in det.summary
+    previous_close = lambda bars, ind, p: _up_or_down(bars.close, np.r_[np.nan, bars.close[:-1]])  # noqa: E731
+    changed = replace(MA, signals=previous_close, signal_rule=None)  # not the built-in: nowhere else to run it
+    det = check_strategy(changed, synthetic_bars, checks=("determinism",), combos=1).result("determinism")
+    assert det.passed and "run twice in this process (not in another process: the strategy was made" in det.summary

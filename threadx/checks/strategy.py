@@ -18,7 +18,8 @@ seeded random draws from the optimisation ranges, see :func:`draw_param_sets`):
   (a fresh memory-only :class:`IndicatorBank`). Up to :data:`EVENT_CUTS` more cuts per
   param set fall just after a bar with a signal (:func:`event_cuts`): truncated there, the
   signal's own bar is the last one, and its flags and lines must not change.
-- ``determinism``: a second run of each param set (indicators recomputed) gives the same
+- ``determinism``: a second run of each param set (indicators recomputed), and a run in another
+  process under another hash seed (:mod:`threadx.checks.other_process`), give the same
   signals, level lines, metrics, trades and equity.
 - ``accounting``: on each param set's run, the trades' PnL adds up to final equity minus
   the initial capital, the total fees metric to the trades' fees, each trade's fees are one
@@ -56,6 +57,7 @@ from threadx.engine.result import Result, full_result
 from threadx.errors import ParamError, whole
 from threadx.indicators import IndicatorBank
 from threadx.strategy.base import ALL_ROLES, StrategySpec
+from threadx.checks.other_process import OtherRun, Unavailable, runs_in_other_process
 from threadx.checks.roles import (batch_failures, check_roles, perturbations, rule_failures, rule_label_failures,
                                   rule_param_sets, switched)
 from threadx.validation.common import json_safe
@@ -388,6 +390,12 @@ def _backtest(spec: StrategySpec, bars: Bars, params: Mapping[str, Any], bank: A
     return _Run(inputs, rules, full_result(inputs, bars.index, bars.timeframe, params))
 
 
+def run_once(spec: StrategySpec, bars: Bars, params: Mapping[str, Any]) -> _Run:
+    """One check run of normalised ``params`` with fresh indicators (the determinism check's
+    second run, here or in another process: :mod:`threadx.checks.other_process`)."""
+    return _backtest(spec, bars, params, _fresh_bank())
+
+
 def _fresh_bank() -> IndicatorBank:
     """A memory-only bank with nothing in it (no value of another history can be served)."""
     return IndicatorBank(disk=False)
@@ -562,26 +570,50 @@ def _lookahead(s: _Session) -> CheckResult:
 
 def _determinism(s: _Session) -> CheckResult:
     details, findings = [], []
+    s.tick("determinism: the param sets in another process")
+    elsewhere, where_note = _other_process_runs(s)
     for ps in s.sets:
         s.tick(f"determinism: {ps.name}")
         first = s.run(ps)
         with s.ctx.at(f"running {ps.name} a second time"):
-            second = _backtest(s.spec, s.bars, ps.params, _fresh_bank())
-        found = _compare(first, second, before=None, equity_before=None, trades_before=None, all_lines=True)
-        m1, m2 = first.result.metrics, second.result.metrics
-        metrics = [k for k in METRIC_NAMES if not _same_metric(m1.get(k), m2.get(k))]
-        if found or metrics:
-            what = [f"{k} from bar {b}" for k, b in found.items()] + (["metrics " + ", ".join(metrics[:5])]
-                                                                     if metrics else [])
-            findings.append({"param_set": ps.name, "differed": list(found) + (["metrics"] if metrics else []),
-                             "first_bars": found, "metrics": metrics})
-            details.append(f"{ps.name}: two runs differ: {'; '.join(what)}")
+            second = run_once(s.spec, s.bars, ps.params)
+        seconds = [("a second run", second)]
+        if ps.name in elsewhere:
+            seconds.append((f"a run in another process ({where_note})", elsewhere[ps.name]))
+        for label, other in seconds:
+            if getattr(other, "error", None) is not None:
+                findings.append({"param_set": ps.name, "run": label, "differed": ["error"], "error": other.error})
+                details.append(f"{ps.name}: {label} raised {other.error}")
+                break
+            found = _compare(first, other, before=None, equity_before=None, trades_before=None, all_lines=True)
+            m1, m2 = first.result.metrics, other.result.metrics if isinstance(other, _Run) else other.metrics
+            metrics = [k for k in METRIC_NAMES if not _same_metric(m1.get(k), m2.get(k))]
+            if found or metrics:
+                what = [f"{k} from bar {b}" for k, b in found.items()] + (["metrics " + ", ".join(metrics[:5])]
+                                                                         if metrics else [])
+                findings.append({"param_set": ps.name, "run": label,
+                                 "differed": list(found) + (["metrics"] if metrics else []),
+                                 "first_bars": found, "metrics": metrics})
+                details.append(f"{ps.name}: {label} differs: {'; '.join(what)}")
+                break
     if not findings:
-        return CheckResult("determinism", True, f"{len(s.sets)} param sets run twice give identical signals, "
+        how = (f"run twice here and once in another process ({where_note})" if elsewhere
+               else f"run twice in this process ({where_note})")
+        return CheckResult("determinism", True, f"{len(s.sets)} param sets {how} give identical signals, "
                            "levels, metrics, trades and equity")
     return CheckResult("determinism", False, f"{len(findings)} of {len(s.sets)} param sets give different "
-                       f"results on a second run ({', '.join(findings[0]['differed'])})", details,
+                       f"results on {findings[0]['run']} ({', '.join(findings[0]['differed'])})", details,
                        data={"findings": findings})
+
+
+def _other_process_runs(s: _Session) -> tuple[dict[str, OtherRun], str]:
+    """The param sets' runs in another process under another hash seed, and words saying how
+    (or, when it cannot run there, no runs and why)."""
+    try:
+        runs, seed = runs_in_other_process(s.spec, s.bars, [(ps.name, ps.params) for ps in s.sets])
+    except Unavailable as exc:
+        return {}, f"not in another process: {exc}"
+    return runs, f"PYTHONHASHSEED={seed}"
 
 
 def _accounting(s: _Session) -> CheckResult:
@@ -703,7 +735,7 @@ _CHECKS: dict[str, Callable[[_Session], CheckResult]] = {
 
 
 def _steps(name: str, n_sets: int, n_cuts: int) -> int:
-    return {"lookahead": n_sets * (n_cuts + EVENT_CUTS), "determinism": n_sets, "accounting": n_sets}.get(name, 1)
+    return {"lookahead": n_sets * (n_cuts + EVENT_CUTS), "determinism": n_sets + 1, "accounting": n_sets}.get(name, 1)
 
 
 def _error_result(name: str, exc: BaseException, where: str = "") -> CheckResult:
