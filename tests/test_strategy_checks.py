@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from threadx.contract import SIG_ENTER_LONG, SIG_EXIT_LONG
+from threadx.contract import SIG_ENTER_LONG, SIG_ENTER_SHORT, SIG_EXIT_LONG, SIG_EXIT_SHORT
 from threadx.data.bars import Bars, as_bars
 from threadx.data.synthetic import generate_synthetic
 from threadx.errors import ParamError
@@ -207,6 +207,26 @@ def test_an_unseeded_rng_fails_determinism(synthetic_bars: Bars) -> None:
     assert {"signals", "equity", "trades", "metrics"} <= set(det.data["findings"][0]["differed"])
 
 
+def _both_ways_signals(bars, ind, p):
+    sig = np.zeros(len(bars), np.uint8)
+    sig[::50] = SIG_ENTER_LONG | SIG_ENTER_SHORT  # "enter" both ways: the engine takes neither side
+    sig[25::50] = SIG_EXIT_LONG | SIG_EXIT_SHORT
+    return sig
+
+
+def test_entering_long_and_short_on_one_bar_fails_the_signals_check(synthetic_bars: Bars) -> None:
+    """Such a strategy never traded and passed every check (look-ahead saw signals, accounting
+    added up zero trades)."""
+    both = replace(MA, name="both_ways", signals=_both_ways_signals, signal_rule=None)
+    report = check_strategy(both, synthetic_bars, combos=1)
+    assert report.failed == ["signals"], report.format_text()
+    result = report.result("signals")
+    assert result.data["findings"] == [{"param_set": "defaults", "bars": len(range(0, len(synthetic_bars), 50)),
+                                        "first_bar": 0}]
+    assert "set both SIG_ENTER_LONG and SIG_ENTER_SHORT: the engine takes neither side there" in result.summary
+    assert check_strategy(MA, synthetic_bars, combos=1, checks=("signals",)).passed
+
+
 def test_an_exception_in_the_strategy_is_reported_with_its_line(synthetic_bars: Bars) -> None:
     report = check_strategy(RAISING, synthetic_bars)
     line = _raising_signals.__code__.co_firstlineno + 1
@@ -218,7 +238,7 @@ def test_an_exception_in_the_strategy_is_reported_with_its_line(synthetic_bars: 
         assert f"test_strategy_checks.py:{line} in _raising_signals" in result.summary, result.summary
         assert result.data["location"].endswith(f"test_strategy_checks.py:{line} in _raising_signals")
     assert report.result("lookahead").details[0] == "while running defaults on the full history"
-    assert report.failed == ["lookahead", "determinism", "accounting", "roles"]  # speed is informational
+    assert report.failed == ["lookahead", "signals", "determinism", "accounting", "roles"]  # speed: informational
 
 
 def test_an_output_the_engine_refuses_is_reported_with_the_engine_line(synthetic_bars: Bars) -> None:
@@ -328,7 +348,7 @@ def test_progress_goes_from_zero_to_one(synthetic_bars: Bars) -> None:
 
 
 def test_an_unknown_check_is_refused(synthetic_bars: Bars) -> None:
-    with pytest.raises(ParamError, match="unknown check.*'speeed'.*checks: lookahead, determinism"):
+    with pytest.raises(ParamError, match="unknown check.*'speeed'.*checks: lookahead, signals, determinism"):
         check_strategy(MA, synthetic_bars, checks=("speeed",))
 
 

@@ -272,7 +272,7 @@ def test_the_cli_check_flags_a_peek_and_passes_the_template(strategy_dir: Path, 
     assert main(["strategy", "check", "honest", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] and {r["name"] for r in report["results"]} == {
-        "lookahead", "determinism", "accounting", "roles", "speed"}
+        "lookahead", "signals", "determinism", "accounting", "roles", "speed"}
     stored, current = last_report(threadx.get_strategy("honest"))
     assert stored["passed"] and current
 

@@ -1310,7 +1310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_builtin", metavar="BUILTIN", help="start from a copy of this built-in")
     p.add_argument("--dir", help="folder to write to (default: the strategies folder)")
     p.set_defaults(func=cmd_strategy_new)
-    p = ssub.add_parser("check", help="look-ahead, determinism, accounting, param roles and speed of a strategy")
+    p = ssub.add_parser("check", help="look-ahead, signals, determinism, accounting, param roles and speed of a strategy")
     p.add_argument("strategy")
     p.add_argument("--data", default="sample:BTC_USDT-1h", help="dataset name or file path")
     p.add_argument("--timeframe", help="resample to this timeframe first")

@@ -1,5 +1,5 @@
 """The checks a careful quant runs on a strategy (``threadx strategy check NAME``): look-ahead,
-determinism, accounting invariants, param-role declarations and speed
+contradictory entries, determinism, accounting invariants, param-role declarations and speed
 (:mod:`threadx.checks.strategy`); the param-role perturbation (:mod:`threadx.checks.roles`);
 the last report of each strategy (:mod:`threadx.checks.store`).
 

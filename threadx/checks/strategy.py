@@ -18,6 +18,8 @@ seeded random draws from the optimisation ranges, see :func:`draw_param_sets`):
   (a fresh memory-only :class:`IndicatorBank`). Up to :data:`EVENT_CUTS` more cuts per
   param set fall just after a bar with a signal (:func:`event_cuts`): truncated there, the
   signal's own bar is the last one, and its flags and lines must not change.
+- ``signals``: no bar sets both entry flags (long and short): the engine takes neither side
+  there, so such a strategy can run without a trade and pass every other check.
 - ``determinism``: a second run of each param set (indicators recomputed), and a run in another
   process under another hash seed (:mod:`threadx.checks.other_process`), give the same
   signals, level lines, metrics, trades and equity.
@@ -48,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 import threadx
-from threadx.contract import ExitRules, KernelInputs, prepare_signals
+from threadx.contract import SIG_ENTER_LONG, SIG_ENTER_SHORT, ExitRules, KernelInputs, prepare_signals
 from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, kernel_args, line_needs, strategy_rules
@@ -67,7 +69,7 @@ __all__ = [
     "check_strategy", "draw_param_sets", "cut_points", "event_cuts", "noise_after", "error_location",
 ]
 
-ALL_CHECKS: tuple[str, ...] = ("lookahead", "determinism", "accounting", "roles", "speed")
+ALL_CHECKS: tuple[str, ...] = ("lookahead", "signals", "determinism", "accounting", "roles", "speed")
 INFORMATIONAL_CHECKS: frozenset[str] = frozenset({"speed"})  # reported, never failing the report
 _MAX_COMBOS = 1000  # param sets one check runs (each runs the look-ahead cuts: seconds apiece)
 CUT_PERCENTS: tuple[int, ...] = (30, 50, 70, 90)  # look-ahead cut points, % of the bars
@@ -568,6 +570,31 @@ def _lookahead(s: _Session) -> CheckResult:
     return CheckResult("lookahead", False, summary, details, data={"cuts": cuts, "findings": findings})
 
 
+def _signals(s: _Session) -> CheckResult:
+    """Fails where a bar carries both entry flags: the engine takes neither side there (it
+    counts the bar in n_skipped), so a strategy that always does never trades, silently."""
+    details, findings = [], []
+    entries = 0
+    for ps in s.sets:
+        s.tick(f"signals: {ps.name}")
+        sig = s.run(ps).signals
+        both = np.flatnonzero((sig & SIG_ENTER_LONG != 0) & (sig & SIG_ENTER_SHORT != 0))
+        entries += int(np.count_nonzero(sig & (SIG_ENTER_LONG | SIG_ENTER_SHORT)))
+        if len(both):
+            first = int(both[0])
+            findings.append({"param_set": ps.name, "bars": len(both), "first_bar": first})
+            details.append(f"{ps.name}: {len(both):,} bars enter long and short at once, first bar {first} "
+                           f"({s.when(first)})")
+    if findings:
+        first = findings[0]
+        return CheckResult("signals", False, f"{sum(f['bars'] for f in findings):,} bars of {len(findings)} of "
+                           f"{len(s.sets)} param sets set both SIG_ENTER_LONG and SIG_ENTER_SHORT: the engine takes "
+                           f"neither side there (first: {first['param_set']}, bar {first['first_bar']})", details,
+                           data={"findings": findings})
+    return CheckResult("signals", True, f"{len(s.sets)} param sets, {entries:,} entry bars: none enters long and "
+                       "short at once")
+
+
 def _determinism(s: _Session) -> CheckResult:
     details, findings = [], []
     s.tick("determinism: the param sets in another process")
@@ -729,13 +756,15 @@ def _speed(s: _Session) -> CheckResult:
 
 
 _CHECKS: dict[str, Callable[[_Session], CheckResult]] = {
-    "lookahead": _lookahead, "determinism": _determinism, "accounting": _accounting, "roles": _roles,
+    "lookahead": _lookahead, "signals": _signals, "determinism": _determinism, "accounting": _accounting,
+    "roles": _roles,
     "speed": _speed,
 }
 
 
 def _steps(name: str, n_sets: int, n_cuts: int) -> int:
-    return {"lookahead": n_sets * (n_cuts + EVENT_CUTS), "determinism": n_sets + 1, "accounting": n_sets}.get(name, 1)
+    return {"lookahead": n_sets * (n_cuts + EVENT_CUTS), "signals": n_sets, "determinism": n_sets + 1,
+            "accounting": n_sets}.get(name, 1)
 
 
 def _error_result(name: str, exc: BaseException, where: str = "") -> CheckResult:

@@ -18,7 +18,7 @@ __all__ = ["TEMPLATE", "new_strategy_file", "strategy_source"]
 TEMPLATE = '''"""__NAME__: RSI mean reversion with an ATR stop (written from the ThreadX template).
 
 Edit this file and save: the next backtest or sweep uses the new code, no restart needed.
-Check it with `threadx strategy check __NAME__` (look-ahead, determinism, accounting,
+Check it with `threadx strategy check __NAME__` (look-ahead, signals, determinism, accounting,
 param roles, speed). Every module-level StrategySpec of this file is a strategy.
 """
 from __future__ import annotations
