@@ -25,7 +25,7 @@ from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import active_dataset, dataset_names, label_dataset, load_dataset, strategy_names
 from threadx.ui.widgets import follow_job, job_progress, show_finished_job, space_editor
-from threadx.units import counted, table_view
+from threadx.units import table_view
 from threadx.validation.research import load_research
 
 SAMPLERS = ["random", "lhs", "sobol", "grid"]
@@ -74,11 +74,10 @@ def launch_form() -> None:
     for problem in problems:
         st.warning(f"Cannot run: {problem}.")
     if not problems:
-        cells = len(strategies) * len(chosen)
-        st.info(f"**{counted(cells, 'cell')}** ({counted(len(strategies), 'strategy', 'strategies')} × "
-                f"{counted(len(chosen), 'dataset')})"
-                f", {'the whole grid' if n is None else f'{n:,} {sampler} combos'} in every window, then "
-                f"{len(strategies) * len(chosen) ** 2} transfer backtests.")
+        try:
+            st.info(rs.plan_text(strategies, len(chosen), sampler, n, space if len(strategies) == 1 else None))
+        except ThreadXError as exc:  # an edited range the space refuses: said here, Launch says it again
+            st.warning(f"Cannot run: {exc}")
     if st.button("Launch research", type="primary", disabled=bool(problems), key="rs_launch"):
         try:
             options: dict[str, Any] = {"is_days": is_days, "oos_days": oos_days, "sampler": sampler,

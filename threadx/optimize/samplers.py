@@ -12,12 +12,12 @@ The Monte Carlo samplers use ``scipy.stats.qmc`` and are only imported in the pa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from threadx.errors import ParamError
-from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace
+from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace, declared_space
 
 SAMPLERS = ("grid", "random", "lhs", "sobol", "adaptive")
 
@@ -63,6 +63,21 @@ def _unit_points(kind: str, n: int, dims: int, rng: np.random.Generator, seed: i
         m = max(0, int(np.ceil(np.log2(max(n, 1)))))  # Sobol' balance needs 2^m points
         return qmc.Sobol(d=dims, scramble=True, seed=rng).random_base2(m)[:n]
     raise ParamError(f"unknown sampler {kind!r}; use one of {', '.join(SAMPLERS)}")
+
+
+def grid_size_if_whole(strategy: Any, space: Mapping[str, Any] | None, n: int) -> int | None:
+    """The valid combos of ``strategy``'s ``space`` (None: its declared ranges, as a
+    walk-forward takes them) when ``n`` Monte Carlo draws take its whole grid (``n`` at least
+    the grid's size: :func:`monte_carlo_ids` returns the grid), else None.
+
+    >>> from threadx.strategy import get_strategy
+    >>> grid_size_if_whole(get_strategy("ma_crossover"), {"fast_period": "5:10:1"}, 100)
+    6
+    """
+    grid = SearchSpace(strategy, declared_space(strategy) if space is None else space)
+    if grid.size > DEFAULT_GRID_LIMIT or n < grid.size:
+        return None
+    return grid.count_valid()
 
 
 def monte_carlo_ids(space: SearchSpace, kind: str, n: int, seed: int = 42) -> SampleCount:

@@ -56,6 +56,37 @@ def window_problems(datasets: Sequence[str], is_days: float, oos_days: float,
     return problems
 
 
+def plan_text(strategies: Sequence[str], n_datasets: int, sampler: str, n: int | None,
+              space: dict[str, Any] | None = None) -> str:
+    """What a launch runs, in words: the cells, the combos in every window (the whole grid of a
+    space smaller than ``n``, as the sampler takes it) and the transfer backtests. ``space``:
+    the one strategy's edited space (None or empty: each strategy's declared ranges).
+
+    >>> plan_text(["ma_crossover"], 1, "random", 50)
+    '**1 cell** (1 strategy × 1 dataset), 50 random combos in every window, then 1 transfer backtest.'
+    """
+    from threadx.optimize.samplers import grid_size_if_whole
+    from threadx.strategy import get_strategy
+    from threadx.units import counted
+
+    cells = len(strategies) * n_datasets
+    if n is None:
+        combos = "the whole grid"
+    else:
+        whole = {name: grid_size_if_whole(get_strategy(name), space or None, n) for name in strategies}
+        if all(size is None for size in whole.values()):
+            combos = f"{n:,} {sampler} combos"
+        elif len(strategies) == 1:
+            combos = f"the whole grid ({counted(whole[strategies[0]], 'combo')}: fewer than n = {n:,})"
+        else:
+            combos = "; ".join(f"{name}: " + (f"{n:,} {sampler} combos" if size is None else
+                                              f"its whole grid of {counted(size, 'combo')}")
+                               for name, size in whole.items())
+    return (f"**{counted(cells, 'cell')}** ({counted(len(strategies), 'strategy', 'strategies')} × "
+            f"{counted(n_datasets, 'dataset')}), {combos} in every window, then "
+            f"{counted(len(strategies) * n_datasets ** 2, 'transfer backtest')}.")
+
+
 def cells_table(result: ResearchResult) -> pd.DataFrame:
     """One row per cell: strategy, dataset, grade, OOS Sharpe, consistency, trades, kept, run id."""
     rows = []
