@@ -75,9 +75,12 @@ def grid_size_if_whole(strategy: Any, space: Mapping[str, Any] | None, n: int) -
     6
     """
     grid = SearchSpace(strategy, declared_space(strategy) if space is None else space)
-    if grid.size > DEFAULT_GRID_LIMIT or n < grid.size:
-        return None
-    return grid.count_valid()
+    return grid.count_valid() if _takes_whole_grid(grid, n) else None
+
+
+def _takes_whole_grid(space: SearchSpace, n: int) -> bool:
+    """Whether ``n`` Monte Carlo draws of ``space`` are its whole (valid) grid instead."""
+    return space.size <= DEFAULT_GRID_LIMIT and n >= space.size
 
 
 def monte_carlo_ids(space: SearchSpace, kind: str, n: int, seed: int = 42) -> SampleCount:
@@ -92,7 +95,7 @@ def monte_carlo_ids(space: SearchSpace, kind: str, n: int, seed: int = 42) -> Sa
         raise ParamError(f"sampler {kind!r} needs n > 0 combos")
     rng = np.random.default_rng(seed)
     varying = [k for k, size in enumerate(space.sizes) if size > 1]
-    if space.size <= DEFAULT_GRID_LIMIT and n >= space.size:
+    if _takes_whole_grid(space, n):
         ids = np.concatenate([chunk for chunk, _ in grid_ids(space)] or [np.empty(0, np.int64)])
         return SampleCount(ids=ids, invalid=space.size - len(ids))
     if kind == "random" and space.size <= DEFAULT_GRID_LIMIT and 2 * n >= space.size:
