@@ -30,7 +30,7 @@ from threadx.validation.dsr import (
     probabilistic_sharpe_ratio,
     sharpe_moments,
 )
-from threadx.validation.grading import GATE_RULE, grade, letter_for, withheld_because
+from threadx.validation.grading import GATE_RULE, grade, letter_for, score_text, withheld_because
 from threadx.validation.pbo import pbo_from_moments, pbo_from_returns
 from threadx.validation.regimes import classify_regime, regime_summary
 
@@ -749,6 +749,24 @@ def test_explanations_are_single_plain_sentences() -> None:
         assert text.endswith(".") and text.count(". ") == 0
     assert g.score == pytest.approx(4.8 + 20 + 12 + 13.5 + 5 + 11.25)
     assert g.letter == "C" and g.cap is None
+
+
+def test_a_value_is_never_rounded_across_the_rule_it_is_graded_by() -> None:
+    """0.496 read "0.50 ... 0 points (none below 0.5)", 49.6 % "50 % ... (none below 50 %)", and
+    the page's card "18/100" beside the grade card's 17.9."""
+    g = grade(oos_is_ratio=0.496, p_value=0.0499, consistency=0.496, dsr=0.4996, stability=0.496, on_edge=False,
+              pbo=0.1004, n_trades=40)
+    expl = {c.name: c.explanation for c in g.components}
+    assert expl["oos_is_ratio"].startswith("Out-of-sample Sharpe is 0.496 of in-sample: 0 of 20 points")
+    assert "p-value of the Sharpe against zero-mean returns is 0.0499: 20 of" in expl["p_value"]
+    assert expl["consistency"].startswith("49.6 % of out-of-sample windows were positive: 0 of 20 points")
+    assert expl["dsr"].startswith("Deflated Sharpe ratio is 0.4996 (")
+    assert expl["stability"].startswith("Grid neighbours keep 49.6 % of the winner's objective")
+    assert expl["pbo"].startswith("Probability of backtest overfitting is 0.1004")
+    plain = grade(oos_is_ratio=0.62, p_value=0.03, consistency=0.8, dsr=0.95, stability=0.95, on_edge=False,
+                  pbo=0.2, n_trades=40)
+    assert "Sharpe is 0.62 of" in plain.components[0].explanation  # two decimals where they say the truth
+    assert (score_text(17.94), score_text(54.96), score_text(70.0)) == ("17.9", "54.96", "70.0")
 
 
 # ------------------------------------------------ PBO and stability need a profitable selection

@@ -18,6 +18,7 @@ from typing import Any, Iterator, Sequence
 from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_RESEARCH_PARAMS, DEFAULT_SEED, RESEARCH_PARAM_CHOICES
 from threadx.errors import ParamError, ThreadXError, whole
 from threadx.gpu.cli import add_gpu_commands
+from threadx.validation.grading import score_text
 from threadx.validation.pbo import check_S
 from threadx.units import counted, format_bytes, format_count, format_eta, format_metric
 
@@ -897,7 +898,7 @@ def _print_report(report) -> None:
     edge = f", on the grid edge of {', '.join(st.on_edge)}" if st.on_edge else ""
     print(f"stability: neighbours/winner {_cell('stability_ratio', st.ratio)}{edge}")
     g = report.grade
-    print(f"grade {g.letter}: {g.score:.1f}/100" + (f" ({g.cap})" if g.cap else ""))
+    print(f"grade {g.letter}: {score_text(g.score)}/100" + (f" ({g.cap})" if g.cap else ""))
     rows = [{"component": c.name, "points": c.points, "max": c.max_points, "why": c.explanation}
             for c in g.components]
     print(_table(rows, ("component", "points", "max", "why")))

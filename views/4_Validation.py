@@ -35,6 +35,7 @@ from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset_or_error, strategy_fell_back
 from threadx.ui.widgets import follow_job, job_progress, space_editor, timings_section
 from threadx.units import format_count, format_metric, table_view
+from threadx.validation.grading import score_text
 from threadx.validation.report import (partial_note, sweep_data, sweep_evaluator, validate_sweep,
                                        walk_forward_evaluator)
 from threadx.validation.stability import stability_grid
@@ -137,7 +138,7 @@ def grade_card(grade: Any) -> None:
         color = vc.grade_color(grade.letter)
         left.markdown(f"<div style='font-size:5rem;font-weight:700;line-height:1;text-align:center;color:{color}'>"
                       f"{grade.letter}</div><div style='text-align:center;margin-top:0.4rem'>"
-                      f"<b>{grade.score:.1f}</b> / {grade.max_score:.0f} points</div>", unsafe_allow_html=True)
+                      f"<b>{score_text(grade.score)}</b> / {grade.max_score:.0f} points</div>", unsafe_allow_html=True)
         with right:
             st.markdown("**Grade card**: A ≥ 85, B ≥ 70, C ≥ 55, D ≥ 40, F below (out of 100 points).")
             if grade.cap:
@@ -308,7 +309,7 @@ def show_walk_forward(run_id: str) -> None:
     summary = wf.oos_summary
     grade = report.grade
     metric_cards([
-        ("Grade", f"{grade.letter} ({grade.score:.0f}/100)", "A-F from the six components in the grade card below."),
+        ("Grade", f"{grade.letter} ({score_text(grade.score)}/100)", "A-F from the six components in the grade card below."),
         ("Efficiency", format_metric("efficiency", wf.efficiency),
          "Mean OOS Sharpe / mean IS Sharpe of the window winners (1 = no decay)."),
         ("Consistency", format_metric("consistency", wf.consistency), "Share of OOS windows with a positive return."),
@@ -532,7 +533,7 @@ def show_sweep_report(run_id: str, n_boot: int, S: int, seed: int) -> None:
     st.markdown(f"Winner by {m.get('objective', 'sharpe')} among {format_count(m.get('done'))} combos: "
                 + ", ".join(f"`{k}={params[k]}`" for k in (varying or params) if k in params))
     metric_cards([
-        ("Grade", f"{report.grade.letter} ({report.grade.score:.0f}/100)", None),
+        ("Grade", f"{report.grade.letter} ({score_text(report.grade.score)}/100)", None),
         ("OOS / IS ratio", format_metric("oos_is_ratio", report.oos_is_ratio),
          "Mean OOS / mean IS Sharpe of the in-sample winner over the CSCV splits."),
         ("Consistency", format_metric("consistency", report.consistency),

@@ -184,7 +184,7 @@ def _ratio_component(x: float | None) -> Component:
         return _missing(name, top, x, "Out-of-sample/in-sample Sharpe ratio")
     pts = 0.0 if v < 0.5 else _linear(v, 0.5, 1.0, top)
     return Component(name, pts, top, v, {"oos_is_ratio": v},
-                     f"Out-of-sample Sharpe is {v:.2f} of in-sample: {_pts(pts)} of {top:g} points "
+                     f"Out-of-sample Sharpe is {beside(v, (0.5, 1.0), 2)} of in-sample: {_pts(pts)} of {top:g} points "
                      "(none below 0.5, full marks at 1.0 or more).")
 
 
@@ -195,7 +195,7 @@ def _p_value_component(x: float | None) -> Component:
         return _missing(name, top, x, "Bootstrap Sharpe p-value")
     pts = 20.0 if v < 0.05 else (10.0 if v < 0.10 else 0.0)
     return Component(name, pts, top, v, {"p_value": v},
-                     f"Bootstrap p-value of the Sharpe against zero-mean returns is {v:.3f}: {_pts(pts)} of "
+                     f"Bootstrap p-value of the Sharpe against zero-mean returns is {beside(v, (0.05, 0.10), 3)}: {_pts(pts)} of "
                      f"{top:g} points (20 below 0.05, 10 below 0.10).")
 
 
@@ -206,7 +206,7 @@ def _consistency_component(x: float | None, periods: str = "out-of-sample window
         return _missing(name, top, x, "Share of positive out-of-sample windows")
     pts = 0.0 if v < 0.5 else _linear(v, 0.5, 1.0, top)
     return Component(name, pts, top, v, {"consistency": v},
-                     f"{100 * v:.0f} % of {periods} were positive: {_pts(pts)} of {top:g} points "
+                     f"{beside(100 * v, (50, 100), 0)} % of {periods} were positive: {_pts(pts)} of {top:g} points "
                      "(none below 50 %, full marks at 100 %).")
 
 
@@ -217,7 +217,7 @@ def _dsr_component(x: float | None) -> Component:
         return _missing(name, top, x, "Deflated Sharpe ratio")
     pts = 0.0 if v < 0.5 else _linear(v, 0.5, 1.0, top)
     return Component(name, pts, top, v, {"dsr": v},
-                     f"Deflated Sharpe ratio is {v:.3f} (the probability that the true Sharpe exceeds what the best "
+                     f"Deflated Sharpe ratio is {beside(v, (0.5, 1.0), 3)} (the probability that the true Sharpe exceeds what the best "
                      f"of the trials would show by luck): {_pts(pts)} of {top:g} points (none below 0.5, full marks "
                      "at 1.0).")
 
@@ -232,11 +232,11 @@ def _stability_component(x: float | None, on_edge: bool | None, withheld: str | 
     pts = 0.0 if v < 0.5 else _linear(v, 0.5, 0.9, top)
     if edge:
         pts = min(pts, 5.0)
-        lead = (f"Grid neighbours keep {100 * v:.0f} % of the winner's objective and the winner sits on a grid "
+        lead = (f"Grid neighbours keep {beside(100 * v, (50, 90), 0)} % of the winner's objective and the winner sits on a grid "
                 "edge, so the optimum may lie outside the range")
         rule = "(at most 5 on an edge; none below 50 %)."
     else:
-        lead = f"Grid neighbours keep {100 * v:.0f} % of the winner's objective"
+        lead = f"Grid neighbours keep {beside(100 * v, (50, 90), 0)} % of the winner's objective"
         rule = "(none below 50 %, full marks at 90 %)."
     return _scored(name, pts, top, v, {"stability": v, "on_edge": edge}, lead, rule, withheld)
 
@@ -247,7 +247,7 @@ def _pbo_component(x: float | None, withheld: str | None = None) -> Component:
     if v is None:
         return _missing(name, top, x, "Probability of backtest overfitting")
     pts = top if v <= 0.1 else (0.0 if v >= 0.5 else round(top * (0.5 - v) / 0.4, 9))
-    return _scored(name, pts, top, v, {"pbo": v}, f"Probability of backtest overfitting is {v:.2f}",
+    return _scored(name, pts, top, v, {"pbo": v}, f"Probability of backtest overfitting is {beside(v, (0.1, 0.5), 2)}",
                    "(full marks at 0.10 or less, none at 0.50 or more).", withheld)
 
 
@@ -258,6 +258,29 @@ def _scored(name: str, pts: float, top: float, v: float, inputs: dict[str, Any],
     if withheld is not None:
         return Component(name, 0.0, top, v, inputs, f"{lead}, but 0 of {top:g} points: {withheld}")
     return Component(name, pts, top, v, inputs, f"{lead}: {_pts(pts)} of {top:g} points {rule}")
+
+
+def beside(value: float, thresholds: tuple[float, ...], decimals: int) -> str:
+    """``value`` with ``decimals`` decimals, or more where fewer would put it on the other
+    side of (or on) one of ``thresholds``: 0.496 graded as below 0.5 reads 0.496, not 0.50.
+
+    >>> beside(0.496, (0.5, 1.0), 2), beside(0.73, (0.5, 1.0), 2), beside(49.6, (50,), 0)
+    ('0.496', '0.73', '49.6')
+    """
+    for places in range(decimals, decimals + 8):
+        text = f"{value:.{places}f}"
+        if all((float(text) > t) - (float(text) < t) == (value > t) - (value < t) for t in thresholds):
+            return text
+    return repr(value)
+
+
+def score_text(score: float) -> str:
+    """A grade's score out of 100 with one decimal (more where one would cross a letter's floor).
+
+    >>> score_text(17.94), score_text(54.96)
+    ('17.9', '54.96')
+    """
+    return beside(score, tuple(floor for _, floor in BANDS), 1)
 
 
 def _pts(points: float) -> str:
