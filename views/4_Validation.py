@@ -568,6 +568,12 @@ with tab_sweep:
             st.session_state["val_sweep"] = (pick, n_val, s_val, seed_val)
         shown = st.session_state.get("val_sweep")
         if shown and shown[0] in ids:
+            differs = [f"{label} {now} here, {then} in the report" for label, now, then in zip(
+                ("sweep", "bootstrap resamples", "PBO blocks", "seed"), (pick, n_val, s_val, seed_val), shown)
+                if now != then]
+            if differs:  # the report below stays until Validate: it must not pass for the picked run's
+                st.info(f"The form differs from the report below ({'; '.join(differs)}): press **Validate** for "
+                        "the form's report.")
             show_sweep_report(*shown)
         else:
             st.caption("Pick a stored sweep and press **Validate** (a few seconds for thousands of combos).")

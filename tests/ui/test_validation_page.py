@@ -174,6 +174,13 @@ def test_validate_a_stored_sweep_shows_grade_card_pbo_and_stability():
     assert not at.exception, at.exception
     assert any(t.startswith("Stability: Sharpe around the winner over slow_period × fast_period")
                for t in chart_titles(at))
+    assert not any("The form differs from the report" in t for t in texts(at.info))
+    # other settings picked: the report stays until Validate, and says it is of the settings it ran with
+    at.number_input(key="val_S").set_value(10).run()
+    assert ("The form differs from the report below (PBO blocks 10 here, 8 in the report): press **Validate** for "
+            "the form's report." in texts(at.info)), texts(at.info)
+    at.button(key="val_go").click().run()
+    assert not any("The form differs from the report" in t for t in texts(at.info))
 
 
 def test_damaged_stored_sweeps_are_listed_as_such_and_refused_with_one_error(workspace):
