@@ -277,8 +277,26 @@ def current_job() -> JobInfo | None:
     return registry.follow(st.session_state, "wf_job", "walkforward", refresh=True)
 
 
-def show_walk_forward(run_id: str) -> None:
-    """Cards, grade card, charts, per-window table and robustness of a stored walk-forward."""
+def plan_differences(form: dict[str, Any], cfg: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    """What the walk-forward form sets otherwise than a stored walk-forward ran with (its
+    ``config`` and ``meta``), each "name here, then in the report"; the search space as one item."""
+    engine = cfg.get("engine") or {}
+    ran = {**{k: cfg.get(k) for k in form if k in cfg}, "dataset": meta.get("dataset"),
+           "fee_bps": engine.get("fee_bps"), "fill": engine.get("fill")}
+    out = []
+    for key, now in form.items():
+        then = ran.get(key)
+        if key == "space":
+            if json.loads(json.dumps(now)) != then:
+                out.append("another search space")
+        elif now != then and not (key in ("n", "seed") and form.get("sampler") == "grid"):
+            out.append(f"{key} {now} here, {then} in the report")
+    return out[:4] + ([f"{len(out) - 4} more"] if len(out) > 4 else [])
+
+
+def show_walk_forward(run_id: str, form: dict[str, Any] | None = None) -> None:
+    """Cards, grade card, charts, per-window table and robustness of a stored walk-forward
+    (``form``: what the set-up above would launch, said when it differs from this report)."""
     try:
         wf, report = stored_walk_forward(run_id)
     except ThreadXError as exc:
@@ -298,6 +316,10 @@ def show_walk_forward(run_id: str) -> None:
                + (f" with at least {cfg['min_trades']} trades" if cfg["min_trades"] else "") + ".")
     st.caption(f"Data: {describe_data(meta.get('data'), meta.get('dataset'), meta.get('timeframe'))} · "
                f"Options: {describe_options(cfg.get('engine'))}")
+    differs = plan_differences(form, cfg, meta) if form is not None else []
+    if differs:
+        st.info(f"The set-up above differs from this report ({'; '.join(differs)}): **Launch walk-forward** runs "
+                "the set-up's; this report keeps the settings it ran with.")
     gone = data_problem(meta.get("data"))
     if gone:
         st.warning(f"{gone[:1].upper()}{gone[1:]}. This report stands for the candles the walk-forward ran on; "
@@ -434,8 +456,14 @@ with tab_wf:
             windows = plan_windows(len(df), is_bars, oos_bars, step_bars, anchored, purge, embargo)
     except ThreadXError as exc:
         problems.append(f"windows: {exc}")
+    form_plan: dict[str, Any] | None = None  # what Launch would run, to compare with a report on display
     if windows:
         step = windows[1].oos_start - windows[0].oos_start if len(windows) > 1 else oos_bars
+        form_plan = {"strategy": strategy, "dataset": dataset, "space": search.to_dict(), "is_bars": is_bars,
+                     "oos_bars": oos_bars, "step_bars": step_bars or oos_bars, "anchored": bool(anchored),
+                     "purge": purge, "embargo": embargo, "sampler": sampler,
+                     "n": int(n) if sampler != "grid" else None, "seed": seed, "objective": objective,
+                     "maximize": maximize, "min_trades": min_trades, "fee_bps": fee_bps, "fill": fill}
         runs = combos * (2 * len(windows) + 1)
         st.info(f"**{len(windows)} windows** on {label_dataset(dataset, df)} ({len(df):,} bars): IS {is_bars:,} bars, "
                 f"OOS {oos_bars:,} bars, step {step:,} bars"
@@ -498,7 +526,7 @@ with tab_wf:
 
     wf_run = st.session_state.get("wf_run")
     if wf_run:
-        show_walk_forward(wf_run)
+        show_walk_forward(wf_run, form_plan)
     elif job is None or job.is_finished:
         st.info("Set the window lengths (the timeline above shows the windows they give), the search space and the "
                 "sampler, then press **Launch walk-forward**. Each window's in-sample winner is traded on the next "
