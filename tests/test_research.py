@@ -216,3 +216,21 @@ def test_the_winners_of_a_research_never_run_on_candles_replaced_since(tmp_path)
     write_ohlcv(generate_synthetic("BBB_USDT", days=400, seed=99), paths[1])  # replaced by other candles
     with pytest.raises(DataError, match="changed since the run"):
         portfolio_backtest(runners_from_research(load_research("fp", tmp_path), choice="last_window"), save=False)
+
+
+def test_the_transfer_matrix_keeps_its_in_sample_diagonal_out_of_the_oos_colours():
+    """The diagonal (a cell's whole-period winner on its own OOS span: in sample) was coloured on
+    the OOS Sharpe scale, marked only "(own)", and set the scale's bound (2.9 here)."""
+    import numpy as np
+
+    from threadx.ui.research import transfer_figure
+    from threadx.validation.research import ResearchResult
+
+    names = ("BTC", "ETH")
+    sharpe = {("BTC", "BTC"): 2.9, ("BTC", "ETH"): -0.4, ("ETH", "BTC"): 0.6, ("ETH", "ETH"): 2.1}
+    result = ResearchResult("r", {"strategies": ["bb_atr"], "datasets": [{"name": n} for n in names]}, [],
+                            [{"strategy": "bb_atr", "source": s, "target": t, "sharpe": v} for (s, t), v in sharpe.items()])
+    oos, own = transfer_figure(result, "bb_atr").data
+    assert np.isnan(np.diag(np.asarray(oos.z, dtype=float))).all() and oos.zmax == pytest.approx(0.6)
+    assert [[x for x in row] for row in oos.text] == [["", "-0.40"], ["0.60", ""]]
+    assert own.showscale is False and own.text[0][0] == "2.90 (own: in sample)" and np.isnan(own.z[0][1])

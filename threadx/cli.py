@@ -785,9 +785,11 @@ def cmd_research(args: argparse.Namespace) -> int:
         frame = result.transfer_matrix(strategy, "sharpe")
         if frame.empty:
             continue
-        print(f"\ntransfer {strategy}: OOS Sharpe of the params chosen on <source> (rows) on each target (columns)")
+        print(f"\ntransfer {strategy}: OOS Sharpe of the params chosen on <source> (rows) on each target (columns); "
+              "the diagonal (*) is in sample: those params were chosen on a period holding that span")
         targets = list(frame.columns)
-        print(_table([{"source": src, **{t: _cell("sharpe", frame.loc[src, t]) for t in targets}}
+        print(_table([{"source": src, **{t: _cell("sharpe", frame.loc[src, t]) + ("*" if t == src else "")
+                                         for t in targets}}
                       for src in frame.index], ("source", *targets)))
     from threadx.validation.research import research_root
 

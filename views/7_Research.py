@@ -147,6 +147,10 @@ def show_research(research_id: str) -> None:
     for strategy in dict.fromkeys(c["strategy"] for c in result.cells):
         if any(t["strategy"] == strategy for t in result.transfer):
             st.plotly_chart(rs.transfer_figure(result, strategy), width="stretch", key=f"rs_transfer_{strategy}")
+    if result.transfer:
+        st.caption("Transfer: each cell's whole-period winner traded unchanged on every asset's out-of-sample span. "
+                   "The grey diagonal is in sample (the params were chosen on a period holding that span): it is "
+                   "left out of the OOS Sharpe colours.")
     notes = {t.get("note") for t in result.transfer if t.get("note")}
     for note in notes:
         st.caption(f"Some transfer rows are empty: {note}.")

@@ -19,6 +19,7 @@ from threadx.ui.validation_charts import _title
 from threadx.validation.research import ResearchResult, checked_research, research_root
 
 SHARPE_SCALE = "RdYlGn"
+IN_SAMPLE_GREY = "#d9d9d9"  # a transfer matrix's diagonal: outside the OOS colour scale
 
 
 def list_research(results_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
@@ -173,6 +174,18 @@ def transfer_figure(result: ResearchResult, strategy: str) -> go.Figure:
         return empty_figure("No transfer backtest", title=title)
     order = dataset_order(result)
     frame = _ordered(frame.astype(float), order, order)
-    text = [[_num(frame.loc[s, t]) + (" (own)" if s == t else "") for t in frame.columns] for s in frame.index]
-    return _heatmap(frame, text, title, "target asset (traded on)", "source asset (params from)",
-                    "params from %{y}<br>traded on %{x}<br>Sharpe %{z:.3f}<extra></extra>")
+    own = np.array([[s == t for t in frame.columns] for s in frame.index])
+    text = [[_num(frame.loc[s, t]) + (" (own: in sample)" if s == t else "") for t in frame.columns]
+            for s in frame.index]
+    # the diagonal is no out-of-sample figure (the params were chosen on a period holding that span):
+    # grey, outside the OOS Sharpe colour scale
+    fig = _heatmap(frame.mask(own), [[x if not o else "" for x, o in zip(row, flags)] for row, flags in zip(text, own)],
+                   title, "target asset (traded on)", "source asset (params from)",
+                   "params from %{y}<br>traded on %{x}<br>OOS Sharpe %{z:.3f}<extra></extra>")
+    fig.add_trace(go.Heatmap(
+        z=np.where(own, 0.0, np.nan), x=[str(c) for c in frame.columns], y=[str(i) for i in frame.index], text=text,
+        texttemplate="%{text}", textfont=dict(size=13), colorscale=[[0, IN_SAMPLE_GREY], [1, IN_SAMPLE_GREY]],
+        showscale=False, hoverongaps=False, name="in sample",
+        hovertemplate="params from %{y}, chosen on its whole period<br>traded on %{x}'s OOS span: in sample<br>"
+                      "Sharpe %{text}<extra></extra>"))
+    return fig
