@@ -234,3 +234,17 @@ def test_the_transfer_matrix_keeps_its_in_sample_diagonal_out_of_the_oos_colours
     assert np.isnan(np.diag(np.asarray(oos.z, dtype=float))).all() and oos.zmax == pytest.approx(0.6)
     assert [[x for x in row] for row in oos.text] == [["", "-0.40"], ["0.60", ""]]
     assert own.showscale is False and own.text[0][0] == "2.90 (own: in sample)" and np.isnan(own.z[0][1])
+
+
+def test_a_cell_with_no_other_asset_traded_reads_no_kept_count():
+    """A research stopped before its transfer backtests (or of one dataset) read "kept 0 of 0"."""
+    from threadx.ui.research import cells_table, kept_lines
+    from threadx.validation.research import ResearchResult
+
+    cell = {"strategy": "bb_atr", "dataset": "BTC", "grade": "C", "oos_sharpe": 0.4, "consistency": 0.6, "trades": 40,
+            "run_id": "r-c1", "transfer_kept": [0, 0]}
+    stopped = ResearchResult("r", {"strategies": ["bb_atr"], "datasets": [{"name": "BTC"}]}, [cell], [], "cancelled")
+    assert list(cells_table(stopped)["kept"]) == [""] and kept_lines(stopped) == []
+    own_only = ResearchResult("r", stopped.config, [cell], [{"strategy": "bb_atr", "source": "BTC", "target": "BTC",
+                                                           "sharpe": 1.0, "total_return": 0.1}])
+    assert kept_lines(own_only) == []

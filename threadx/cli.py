@@ -750,7 +750,7 @@ def _exit_status(error: ThreadXError | None) -> int:
 
 def cmd_research(args: argparse.Namespace) -> int:
     """Walk-forward of each strategy on each dataset, the strategy x asset matrix and transfer."""
-    from threadx.validation.research import research
+    from threadx.validation.research import kept_text, research
 
     def progress(done: int, total: int, phase: str) -> None:
         if not args.json and not args.quiet:
@@ -777,7 +777,7 @@ def cmd_research(args: argparse.Namespace) -> int:
           f"{counted(len(result.config['datasets']), 'dataset')} ({result.status}, {elapsed})")
     rows = [{"strategy": c["strategy"], "dataset": c["dataset"], "grade": c["grade"], "oos_sharpe": c["oos_sharpe"],
              "consistency": c["consistency"], "trades": c["trades"],
-             "kept": f"{c['transfer_kept'][0]} of {c['transfer_kept'][1]}", "run_id": c["run_id"]}
+             "kept": kept_text(c.get("transfer_kept")) or "-", "run_id": c["run_id"]}
             for c in result.cells]
     print(_table(rows, ("strategy", "dataset", "grade", "oos_sharpe", "consistency", "trades", "kept", "run_id")))
     print("kept: other assets with a positive OOS return using the params chosen on this one")

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from threadx.errors import ThreadXError
 from threadx.ui.charts import _new_figure, empty_figure
 from threadx.ui.validation_charts import _title
-from threadx.validation.research import ResearchResult, checked_research, research_root
+from threadx.validation.research import ResearchResult, checked_research, kept_text, research_root
 
 SHARPE_SCALE = "RdYlGn"
 IN_SAMPLE_GREY = "#d9d9d9"  # a transfer matrix's diagonal: outside the OOS colour scale
@@ -92,10 +92,9 @@ def cells_table(result: ResearchResult) -> pd.DataFrame:
     """One row per cell: strategy, dataset, grade, OOS Sharpe, consistency, trades, kept, run id."""
     rows = []
     for cell in result.cells:
-        kept = cell.get("transfer_kept")
         rows.append({"strategy": cell["strategy"], "dataset": cell["dataset"], "grade": cell.get("grade"),
                      "oos_sharpe": cell.get("oos_sharpe"), "consistency": cell.get("consistency"),
-                     "trades": cell.get("trades"), "kept": f"{kept[0]} of {kept[1]}" if kept else "",
+                     "trades": cell.get("trades"), "kept": kept_text(cell.get("transfer_kept")),
                      "run_id": cell["run_id"]})
     return pd.DataFrame(rows, columns=["strategy", "dataset", "grade", "oos_sharpe", "consistency", "trades",
                                        "kept", "run_id"])
@@ -108,6 +107,8 @@ def kept_lines(result: ResearchResult) -> list[str]:
         if not any(t["strategy"] == cell["strategy"] and t["source"] == cell["dataset"] for t in result.transfer):
             continue
         n, m = result.kept(cell["strategy"], cell["dataset"])
+        if not m:  # no other asset traded: nothing kept or lost
+            continue
         lines.append(f"**{cell['strategy']}** with the params chosen on **{cell['dataset']}**: kept on "
                      f"**{n} of {m}** other assets (positive return on their OOS span, same params)")
     return lines

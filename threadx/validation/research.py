@@ -339,6 +339,16 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     return result
 
 
+def kept_text(kept: Sequence[int] | None) -> str:
+    """A cell's ``transfer_kept`` (N, M) as "N of M"; "" where no other asset was traded (one
+    dataset, or a research stopped before its transfer backtests: "0 of 0" said nothing).
+
+    >>> kept_text([1, 2]), kept_text([0, 0]), kept_text(None)
+    ('1 of 2', '', '')
+    """
+    return f"{kept[0]} of {kept[1]}" if kept and kept[1] else ""
+
+
 def eta_note(elapsed: float, fraction: float) -> str:
     """The " · ETA ..." of a research's phase line, ``fraction`` of its walk-forwards done in
     ``elapsed`` s (the transfer backtests after them take moments); "" before a second has
