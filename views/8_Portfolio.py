@@ -87,8 +87,10 @@ def add_runner_form() -> None:
         except ThreadXError as exc:
             st.error(f"Cannot add this runner: {exc}")
             return
-        st.session_state["pf_runners"] = pf.add_runner(st.session_state["pf_runners"], runner)
+        st.session_state["pf_runners"], replaced = pf.add_runner(st.session_state["pf_runners"], runner)
         st.session_state.pop("pf_origin", None)
+        if replaced:
+            st.info(replaced)
 
 
 def research_form() -> None:

@@ -71,6 +71,8 @@ def test_the_same_strategy_and_dataset_with_other_params_is_a_second_runner():
     at.number_input(key="pf_weight").set_value(3.0)
     at.button(key="pf_add").click().run()  # the same params again: replaced, not added
     assert list(table()["weight"]) == [1.0, 3.0] and len(table()) == 2
+    assert (f"bb_atr:{SAMPLE} with these params was already in the list: added again, it replaces it (weight 1 "
+            "before, 3 now).") in [i.value for i in at.info]  # it was replaced without a word
     at.selectbox(key="pf_remove_pick").set_value(0)
     at.button(key="pf_remove").click().run()
     assert not at.exception, at.exception

@@ -58,12 +58,19 @@ def runner_rows(runners: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["runner", "weight", "params"])
 
 
-def add_runner(runners: Sequence[Mapping[str, Any]], runner: Runner) -> list[dict[str, Any]]:
-    """``runners`` with ``runner`` added: it replaces the same runner (same strategy, dataset and
-    params: its new weight), and stands beside the same strategy on the same dataset with
-    other params."""
-    kept = [dict(r) for r in runners if not Runner.from_dict(r).same_as(runner)]
-    return [*kept, runner.to_dict()]
+def add_runner(runners: Sequence[Mapping[str, Any]], runner: Runner) -> tuple[list[dict[str, Any]], str | None]:
+    """(``runners`` with ``runner`` added, what it replaced in words or None): it replaces the
+    same runner (same strategy, dataset and params: its new weight), and stands beside the same
+    strategy on the same dataset with other params."""
+    same = [r for r in runners if Runner.from_dict(r).same_as(runner)]
+    kept = [dict(r) for r in runners if not any(r is s for s in same)]
+    note = None
+    if same:
+        was = float(same[0].get("weight", 1.0))
+        note = (f"{runner.label} with these params was already in the list: added again, it replaces it "
+                + (f"(weight {was:g} before, {runner.weight:g} now)." if was != runner.weight
+                   else f"(same weight {was:g}: nothing changed)."))
+    return [*kept, runner.to_dict()], note
 
 
 # --- numbers -------------------------------------------------------------------------------------
