@@ -366,7 +366,8 @@ def format_metric(name: str, value: Any, *, ascii_only: bool = False) -> str:
 def number_format(name: str) -> str | None:
     """Streamlit ``NumberColumn`` format of a column as :func:`table_view` shows it (None: no
     unit, Streamlit's default). A fraction's values are shown in percent points there (x 100),
-    so its format is a percent's; bytes use Streamlit's ``"bytes"``; the others are printf.
+    so its format is a percent's; bytes in MiB (Streamlit's ``"bytes"`` preset is decimal: MB
+    beside the cards' MiB); the others are printf.
 
     >>> number_format("n_trades"), number_format("return_pct"), number_format("win_rate")
     ('%,d', '%.2f %%', '%.2f %%')
@@ -375,7 +376,7 @@ def number_format(name: str) -> str | None:
     if unit is None or unit.kind == "bool":
         return None
     if unit.kind == "bytes":
-        return "bytes"
+        return "%,.1f MiB"
     if unit.kind == "count":
         return "%,d"
     if unit.kind in ("fraction", "percent"):
@@ -392,7 +393,7 @@ def table_view(frame: Any, *, aliases: Mapping[str, str] | None = None,
     Numbers stay numbers (the columns sort by value) written in their unit with the cards'
     decimals: a fraction column is shown in percent points (x 100 in the frame returned, a
     new frame: ``frame`` is untouched), as Streamlit's ``"percent"`` preset dropped trailing
-    zeros (40% and 43.1% in a column, beside the cards' 40.00 %). ``aliases``: column ->
+    zeros (40% and 43.1% in a column, beside the cards' 40.00 %); a size in bytes in MiB. ``aliases``: column ->
     the metric it shows (``{"Return %": "return_pct"}``); ``labels``: column -> its header.
     Show the returned frame, never ``frame`` with this config (its fractions would read x 100
     too small); exports keep ``frame``.
@@ -419,6 +420,11 @@ def table_view(frame: Any, *, aliases: Mapping[str, str] | None = None,
             if numbers.notna().sum() < values.notna().sum():
                 continue  # text among them: shown as it is
             scaled[column] = numbers.astype("float64") * 100.0
+        elif fmt is not None and unit_of(name).kind == "bytes":
+            numbers = pd.to_numeric(values, errors="coerce")
+            if numbers.notna().sum() < values.notna().sum():
+                continue  # text among them: shown as it is
+            scaled[column] = numbers.astype("float64") / 2**20  # MiB
         if fmt is not None or column in labels:
             # (no step: Streamlit cuts the digits past a step off, 1.029885 read 102.98%)
             config[column] = st.column_config.NumberColumn(labels.get(column), format=fmt)

@@ -95,12 +95,11 @@ def live_figures() -> None:
 
     registry = JobRegistry()
     running = registry.running()
-    st.subheader("Sweeps")
+    st.subheader("Jobs")
     if not running:
-        st.caption("No sweep running.")
-    for job in running:
-        st.markdown(f"**{job.label}** · {format_count(job.done)}/{format_count(job.total)} combos · "
-                    f"{job.rate or 0:,.0f} backtests/s")
+        st.caption("No job running (sweeps, walk-forwards, research, portfolios).")
+    for job in running:  # the job's own line: its unit (combos, steps, runners), rate and ETA where they mean something
+        st.markdown(f"**{job.label}** · {job.status_line}")
         procs = pd.DataFrame(registry.worker_processes(job.job_id))
         if len(procs):  # rss in bytes, cpu_percent in percent: shown in their units, sortable
             shown, config = table_view(procs)

@@ -58,21 +58,21 @@ def test_monitor_shows_usage_without_warning_below_the_threshold(workspace, monk
 def test_monitor_shows_process_memory_in_units_not_raw_bytes(monkeypatch):
     """The running sweep's processes: rss (bytes) and cpu_percent formatted, still numeric columns."""
     import json
-    from types import SimpleNamespace
 
     from threadx.ui import jobs
 
-    job = SimpleNamespace(job_id="j1", label="sweep x", done=1234, total=5000, rate=321.0)
+    job = jobs.JobInfo("j1", {"kind": "sweep", "params": {"label": "sweep x"}}, "", state="running", phase="running",
+                       done=1234, total=5000, rate=321.0)
     monkeypatch.setattr(jobs.JobRegistry, "running", lambda self: [job])
     monkeypatch.setattr(jobs.JobRegistry, "worker_processes", lambda self, job_id: [
         {"pid": 4321, "name": "python", "cpu_percent": 97.5, "rss": 3 * 2**30, "role": "job"}])
     at = open_page("5_System_monitor.py")
     (table,) = at.dataframe
-    assert table.value["rss"].tolist() == [3 * 2**30]  # the value stays a number: the column sorts by value
+    assert table.value["rss"].tolist() == [3072.0]  # in MiB, still a number: the column sorts by value
     config = json.loads(table.proto.columns)
-    assert config["rss"]["type_config"]["format"] == "bytes"
+    assert config["rss"]["type_config"]["format"] == "%,.1f MiB"  # (Streamlit's "bytes" read decimal MB)
     assert config["cpu_percent"]["type_config"]["format"] == "%.0f %%"
-    assert any("1,234/5,000 combos" in m.value for m in at.markdown)
+    assert any("running 1,234 / 5,000 combos · 321 backtests/s" in m.value for m in at.markdown)  # the job's own line
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["RAM"].endswith(" %") and metrics["Memory"].endswith("B")  # "0 B", "1.2 MiB", ...
 
@@ -128,3 +128,16 @@ def test_a_settings_file_made_bad_while_the_monitor_polls_is_one_error_line(work
     at.run()  # the page's polling fragment runs again, without app.py's check of the settings
     assert not at.exception, at.exception
     assert any("min_compute" in e.value and "must be" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_a_running_research_reads_its_steps_not_combos(monkeypatch):
+    """The monitor wrote every job as "N/M combos · 0 backtests/s": a research counts steps."""
+    from threadx.ui import jobs
+
+    job = jobs.JobInfo("j2", {"kind": "research", "params": {"strategies": ["bb_atr"], "datasets": []}}, "",
+                       state="running", phase="running", done=2, total=12)
+    monkeypatch.setattr(jobs.JobRegistry, "running", lambda self: [job])
+    monkeypatch.setattr(jobs.JobRegistry, "worker_processes", lambda self, job_id: [])
+    at = open_page("5_System_monitor.py")
+    lines = [m.value for m in at.markdown if "research bb_atr" in m.value]
+    assert lines and "running 2 / 12 steps" in lines[0] and "combos" not in lines[0] and "/s" not in lines[0], lines
