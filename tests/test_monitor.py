@@ -141,10 +141,11 @@ def test_two_readings_a_few_ms_apart_repeat_the_first_instead_of_a_false_zero(no
     within milliseconds, and the history drew 0 % while the machine was at 84 %."""
     from threadx import monitor
 
-    readings = iter([[80.0, 90.0], 85.0, [0.0, 0.0], 0.0, [40.0, 60.0], 50.0])
+    # psutil's first call in a process (0.0: nothing to compare with) primes it and is never shown
+    readings = iter([[0.0, 0.0], 0.0, [80.0, 90.0], 85.0, [0.0, 0.0], 0.0, [40.0, 60.0], 50.0])
     monkeypatch.setattr(monitor.psutil, "cpu_percent", lambda percpu=False, interval=None: next(readings))
     monkeypatch.setattr(monitor, "_cpu_last", [None])
-    clock = iter([100.0, 100.01, 101.0])
+    clock = iter([99.9, 100.0, 100.01, 101.0])
     monkeypatch.setattr(monitor, "_clock", lambda: next(clock))
     first, again, later = monitor.sample(), monitor.sample(), monitor.sample()
     assert (first["cpu_percent"], first["cpu_total"]) == ([80.0, 90.0], 85.0)

@@ -1,8 +1,8 @@
 """System monitor: CPU per core, RAM, swap, NVIDIA GPUs and process stats (SPEC §9.5).
 
-``sample()`` takes one cheap reading (no sleeping: CPU percentages are measured since
-the previous call, as ``psutil.cpu_percent(interval=None)`` does, so the first reading
-of a process is 0.0). GPUs are read through NVML (``pip install nvidia-ml-py``, imported
+``sample()`` takes one cheap reading (CPU percentages are measured since the previous
+call, as ``psutil.cpu_percent(interval=None)`` does; the first reading of a process waits
+``CPU_PRIME_S`` for a first interval, where psutil gave a false 0 %). GPUs are read through NVML (``pip install nvidia-ml-py``, imported
 as ``pynvml``) when the package and a driver are present; otherwise ``gpus`` is empty and
 ``gpu_status`` says why. Nothing here raises on a machine without a GPU.
 
@@ -31,6 +31,7 @@ def _mem(total: float, used: float, percent: float) -> dict[str, float]:
 
 
 CPU_MIN_INTERVAL_S = 0.5  # a reading asked for sooner repeats the last one
+CPU_PRIME_S = 0.1  # the first reading of a process measures over this much (psutil's first call reads 0.0)
 _cpu_last: list[Any] = [None]  # (monotonic time, per core, total) of the last CPU reading
 _cpu_lock = threading.Lock()
 _clock = time.monotonic
@@ -45,6 +46,14 @@ def _cpu_reading() -> tuple[list[float], float]:
         last = _cpu_last[0]
         if last is not None and clock - last[0] < CPU_MIN_INTERVAL_S:
             return list(last[1]), last[2]
+        if last is None:  # psutil's first call in a process reads 0.0 (nothing to compare): prime it
+            try:
+                psutil.cpu_percent(percpu=True, interval=None)
+                psutil.cpu_percent(interval=None)
+            except Exception:  # noqa: BLE001 - read (and fall back) below
+                pass
+            time.sleep(CPU_PRIME_S)
+            clock = _clock()
         try:
             per_core = [float(v) for v in psutil.cpu_percent(percpu=True, interval=None)]
         except Exception:  # noqa: BLE001 - a restricted /proc must not break the page
