@@ -515,6 +515,13 @@ def test_runners_that_never_run_at_the_same_time_are_refused():
     result = portfolio_backtest([a, b], frames={a.label: hand_frame(A_CLOSES, name="A"), b.label: after},
                                 save=False)
     assert len(result.timeline) == len(A_CLOSES) + len(B_CLOSES)
+    # back to back, each trades over half the span with its capital idle the other half: said
+    assert [n[:48] for n in result.meta["notes"]] == ["test_threshold:A trades over 47 % of the portfol",
+                                                      "test_threshold:B trades over 47 % of the portfol"]
+    assert "2024-01-01 00:00 to 2024-01-01 07:00 of 2024-01-01 00:00 to 2024-01-01 15:00" in result.meta["notes"][0]
+    together = portfolio_backtest([a, b], frames={a.label: hand_frame(A_CLOSES, name="A"),
+                                                  b.label: hand_frame(B_CLOSES, name="B")}, save=False)
+    assert together.meta["notes"] == []
 
 
 def test_drawdowns_are_correlated_only_where_both_runners_have_bars():

@@ -827,6 +827,8 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
     m = result.metrics
     print(f"portfolio {result.portfolio_id}: {len(result.runners)} runners on {_cell('capital', result.config['capital'])}"
           f" capital, {result.meta['start']} .. {result.meta['end']} ({result.meta['ticks']:,} ticks)")
+    for note in result.meta.get("notes") or []:
+        print(f"warning: {note}", file=sys.stderr)
     print(f"return {_cell('total_return', m['total_return'])}, Sharpe {_cell('sharpe', m['sharpe'])}, max drawdown "
           f"{_cell('max_drawdown', m['max_drawdown'])}, {m['n_trades']:,} trades in {m['n_cycles']:,} cycles, "
           f"cycle win rate {_cell('cycle_win_rate', m['cycle_win_rate'])}, fees {_cell('total_fees', m['total_fees'])}, "

@@ -205,6 +205,8 @@ def show_portfolio(portfolio_id: str) -> None:
         return
     st.subheader(f"Portfolio {portfolio_id}")
     st.caption(pf.describe_config(result))
+    for note in result.meta.get("notes") or []:
+        st.warning(f"{note}.")
     numbers = pf.headline(result)
     for start in range(0, len(numbers), 6):
         for col, (label, text) in zip(st.columns(6), numbers[start:start + 6]):

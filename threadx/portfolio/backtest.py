@@ -171,7 +171,9 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
               "engine_options": {k: v for k, v in base.to_dict().items() if k != "initial_capital"}}
     meta = {"created": pd.Timestamp.now(tz="UTC").isoformat(), "ticks": len(times),
             "start": index[0].isoformat(), "end": index[-1].isoformat(),
-            "elapsed_s": time.perf_counter() - watch_start}
+            "elapsed_s": time.perf_counter() - watch_start,
+            "notes": part_time_notes([(label, int(p["bars"].time_ns[0]), int(p["bars"].time_ns[-1]))
+                                      for label, p in zip(labels, prepared)])}
     days = longest_drawdown_days(timeline["equity"].to_numpy(), times, tf_seconds, total) if tf_seconds else None
     result = PortfolioResult(portfolio_id, config, metrics_dict(m, tf_seconds, days), rows, timeline, trades_all,
                              skipped, event_rows, meta)
@@ -339,6 +341,31 @@ def _check_overlap(prepared: list[dict[str, Any]], labels: list[str]) -> None:
                              "together: pick data that overlaps, or backtest them apart")
         if end > last:
             last, last_label = end, label
+
+
+PART_TIME_SHARE = 0.9  # a runner whose candles cover less of the portfolio's span than this is noted
+
+
+def part_time_notes(spans: Sequence[tuple[str, int, int]]) -> list[str]:
+    """One sentence per runner (label, first and last bar's open, ns) whose candles cover less
+    than :data:`PART_TIME_SHARE` of the portfolio's span: outside them its capital is idle
+    cash, which dilutes the combined metrics (runners that overlap only briefly ran without a word).
+
+    >>> day = 86_400 * 10**9
+    >>> print(part_time_notes([("a", 0, 100 * day), ("b", 80 * day, 400 * day)])[0][:44])
+    a trades over 25 % of the portfolio's span (
+    """
+    start, end = min(s for _, s, _ in spans), max(e for _, _, e in spans)
+    if end <= start:
+        return []
+    notes = []
+    for label, first, last in spans:
+        share = (last - first) / (end - start)
+        if share < PART_TIME_SHARE:
+            notes.append(f"{label} trades over {100 * share:.0f} % of the portfolio's span ({_clock(first)} to "
+                         f"{_clock(last)} of {_clock(start)} to {_clock(end)}): its capital is idle cash the rest "
+                         "of the time, which dilutes the combined return and Sharpe")
+    return notes
 
 
 def _clock(time_ns: int) -> str:
