@@ -203,17 +203,20 @@ def show_portfolio(portfolio_id: str) -> None:
     except ThreadXError as exc:
         st.error(str(exc))
         return
+    # the figures first: a new portfolio's heading drew over the previous one's faded charts for
+    # the seconds they took to build
+    numbers = pf.headline(result)
+    figures = {"pf_equity": pf.equity_and_drawdown(result), "pf_margin": pf.margin_figure(result),
+               "pf_runner_equity": pf.runner_equity_figure(result), "pf_correlation": pf.correlation_figure(result)}
     st.subheader(f"Portfolio {portfolio_id}")
     st.caption(pf.describe_config(result))
     for note in result.meta.get("notes") or []:
         st.warning(f"{note}.")
-    numbers = pf.headline(result)
     for start in range(0, len(numbers), 6):
         for col, (label, text) in zip(st.columns(6), numbers[start:start + 6]):
             col.metric(label, text)
-    st.plotly_chart(pf.equity_and_drawdown(result), width="stretch", key="pf_equity")
-    st.plotly_chart(pf.margin_figure(result), width="stretch", key="pf_margin")
-    st.plotly_chart(pf.runner_equity_figure(result), width="stretch", key="pf_runner_equity")
+    for key in ("pf_equity", "pf_margin", "pf_runner_equity"):
+        st.plotly_chart(figures[key], width="stretch", key=key)
     st.markdown("#### Runners")
     shown, config = table_view(pf.runners_table(result), aliases=pf.RUNNER_HEADERS)
     st.dataframe(shown, hide_index=True, width="stretch", key="pf_breakdown", column_config=config)
@@ -229,7 +232,7 @@ def show_portfolio(portfolio_id: str) -> None:
         shown, config = table_view(pf.events_table(result),
                                    aliases={"window_peak": "final_equity", "equity": "final_equity"})
         st.dataframe(shown, hide_index=True, width="stretch", key="pf_events", column_config=config)
-    st.plotly_chart(pf.correlation_figure(result), width="stretch", key="pf_correlation")
+    st.plotly_chart(figures["pf_correlation"], width="stretch", key="pf_correlation")
     with st.expander("Run details"):
         st.markdown(f"Portfolio id **{portfolio_id}** · stored under `{RESULTS_DIR}/portfolios/{portfolio_id}` · "
                     f"created {result.meta.get('created', '?')} · {result.meta.get('elapsed_s', 0):.1f} s")
