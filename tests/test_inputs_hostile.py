@@ -3,6 +3,8 @@ ThreadX error (ParamError / DataError; the CLI: one `error:` line, exit 2), neve
 Python exception, a crash after the work or a silently wrong figure."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -163,6 +165,31 @@ def test_exit_rules_that_are_out_of_range_or_misspelt_are_refused(df, tmp_path, 
         threadx.backtest(df, name)
     run = threadx.sweep(df, name, {"fast_period": [5, 6]}, executor="inline", store=tmp_path)
     assert (run.results["status"] == "failed").all() and run.results["error"].str.contains("the exit rules'").all()
+
+
+@pytest.mark.parametrize("needs, match", [
+    ({"rsi": ("rsi", {"period": -3})}, r"indicators\(\) of test_needs_0 asks 'rsi' = rsi\(\{'period': -3\}\): "
+                                       r"rsi.period must be >= 1, got -3"),
+    ({"rsi": ("rsii", {"period": 14})}, r"indicators\(\) of test_needs_1 asks 'rsi' = rsii\(\{'period': 14\}\): "
+                                        r"unknown indicator 'rsii'"),
+    ({"rsi": "rsi"}, r"indicators\(\) of test_needs_2 must map each label to \(indicator name, params\), got "
+                     r"'rsi': 'rsi'"),
+    (None, r"indicators\(\) of test_needs_3 must return a dict of label -> \(indicator name, params\), got NoneType"),
+])
+def test_indicator_requests_that_fail_name_the_strategy_and_the_request(df, tmp_path, needs, match):
+    """The indicator's words alone ("rsi.period must be >= 1, got -3"), or a TypeError on unpacking,
+    named neither the strategy nor the request that led to them."""
+    import dataclasses
+
+    from threadx.strategy.base import get_strategy, register
+
+    name = re.search(r"of (test_needs_\d)", match).group(1)
+    register(dataclasses.replace(get_strategy("ma_crossover"), name=name, indicators=lambda p: needs,
+                                 signal_rule=None))
+    with pytest.raises(ParamError, match=match):
+        threadx.backtest(df, name)
+    run = threadx.sweep(df, name, {"fast_period": [5, 6]}, executor="inline", store=tmp_path)
+    assert run.results["error"].str.contains(match).all(), set(run.results["error"])
 
 
 def test_exits_that_return_no_rules_are_refused(df, tmp_path):

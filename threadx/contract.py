@@ -143,6 +143,26 @@ class KernelInputs(NamedTuple):
         return tuple(self[:-1])
 
 
+def indicator_needs(spec: "StrategySpec", params: Mapping[str, Any]) -> Mapping[str, tuple[str, Any]]:
+    """``spec.indicators`` of (a copy of) ``params``: {label: (indicator name, its params)};
+    ParamError naming the strategy when it returns anything else (None or a bare name gave a
+    TypeError, or a sweep that failed as a whole)."""
+    return checked_needs(spec, spec.indicators(dict(params)))
+
+
+def checked_needs(spec: "StrategySpec", needs: Any) -> Mapping[str, tuple[str, Any]]:
+    """``needs``, what ``spec.indicators`` returned, when it is {label: (indicator name, params)}
+    (see :func:`indicator_needs`)."""
+    if not isinstance(needs, Mapping):
+        raise ParamError(f"indicators() of {spec.name} must return a dict of label -> (indicator name, params), "
+                         f"got {type(needs).__name__}")
+    for label, need in needs.items():
+        if not (isinstance(need, (tuple, list)) and len(need) == 2 and isinstance(need[0], str)):
+            raise ParamError(f"indicators() of {spec.name} must map each label to (indicator name, params), got "
+                             f"{label!r}: {need!r}")
+    return needs
+
+
 def prepare_indicators(spec: "StrategySpec", bars: "Bars", params: Mapping[str, Any], bank: Any = None
                        ) -> IndicatorValues:
     """The indicator values ``spec`` asks for with one normalised param set, from ``bank``
@@ -153,8 +173,13 @@ def prepare_indicators(spec: "StrategySpec", bars: "Bars", params: Mapping[str, 
         from threadx.indicators import default_bank
 
         bank = default_bank()
-    return {label: dict(bank.ensure(bars, name, ind_params))
-            for label, (name, ind_params) in spec.indicators(dict(params)).items()}
+    values: IndicatorValues = {}
+    for label, (name, ind_params) in indicator_needs(spec, params).items():
+        try:
+            values[label] = dict(bank.ensure(bars, name, ind_params))
+        except ParamError as exc:  # the indicator's words, with the strategy and the request that led to them
+            raise ParamError(f"indicators() of {spec.name} asks {label!r} = {name}({ind_params!r}): {exc}") from None
+    return values
 
 
 def rule_signals(spec: "StrategySpec", bars: "Bars", param_sets: list[Mapping[str, Any]], bank: Any = None

@@ -29,7 +29,8 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from threadx.contract import BAR_LABEL, ExitRules, Levels, prepare_indicators, prepare_signals, rule_signals
+from threadx.contract import (BAR_LABEL, ExitRules, Levels, indicator_needs, prepare_indicators, prepare_signals,
+                              rule_signals)
 from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, kernel_args, param_vector, strategy_rules
@@ -63,7 +64,7 @@ def stages(spec: StrategySpec, bars: Bars, params: Mapping[str, Any], bank: Any,
     (``bank``: the indicator source, e.g. an :class:`~threadx.indicators.IndicatorBank`);
     ``backtest`` False: the stages a sweep's plan groups combos by, without running the
     kernel (empty metrics and trades)."""
-    needs = {label: (name, canonical_params(name, ind)) for label, (name, ind) in spec.indicators(params).items()}
+    needs = {label: (name, canonical_params(name, ind)) for label, (name, ind) in indicator_needs(spec, params).items()}
     _, sig, levels = prepare_signals(spec, bars, params, bank)
     rules = strategy_rules(spec, params, _OPTIONS)
     metrics, trades = np.empty(0), np.empty(0)

@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 
 from threadx import logs
-from threadx.contract import BAR_LABEL, ExitRules, Levels, prepare_indicators, prepare_signals, signal_flags
+from threadx.contract import (BAR_LABEL, ExitRules, Levels, indicator_needs, prepare_indicators, prepare_signals,
+                              signal_flags)
 from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine import layout as L
@@ -728,7 +729,7 @@ class Planner:
         try:
             if label == BAR_LABEL:
                 return [store.row((BAR_LABEL, out), lambda: getattr(self.bars, out)) for out in outputs]
-            need = self.spec.indicators(self.spec.results_params(params)).get(label)
+            need = indicator_needs(self.spec, self.spec.results_params(params)).get(label)
             if need is None:
                 return [store.nan_row] * len(outputs)
             name, ind_params = need

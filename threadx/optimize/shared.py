@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from threadx.contract import checked_needs, indicator_needs
 from threadx.data.bars import OHLCV_COLUMNS, Bars
 from threadx.errors import ParamError
 from threadx.indicators.registry import canonical_params
@@ -50,7 +51,7 @@ def _needs_of(space: SearchSpace, params: Mapping[str, Any], label: str | None =
     their defaults, see ``StrategySpec.results_params``; ``label``: only that one); none for a
     combo the strategy refuses."""
     try:
-        needs = space.strategy.indicators(space.strategy.results_params(params))
+        needs = indicator_needs(space.strategy, space.strategy.results_params(params))
     except (ParamError, KeyError, ValueError):
         return []
     return list(needs.values()) if label is None else [needs[label]] if label in needs else []
@@ -100,7 +101,7 @@ class _Collector:
             params = fixed.copy()
             params.update(zip(names, values))
             try:
-                needs = indicators(params)
+                needs = checked_needs(spec, indicators(params))
                 needs = needs.values() if label is None else [needs[label]] if label in needs else []
             except (ParamError, KeyError, ValueError):  # as _needs_of: a combo the strategy refuses
                 continue
@@ -169,7 +170,7 @@ def _label_axes(space: SearchSpace, positions: list[int]) -> dict[str, list[int]
     if any(p.indicator_labels is None for p in params):
         return None
     try:
-        labels = set(spec.indicators(spec.results_params(space.params(0))))
+        labels = set(indicator_needs(spec, spec.results_params(space.params(0))))
     except (ParamError, KeyError, ValueError):
         return None
     labels |= {label for p in params for label in p.indicator_labels}
