@@ -516,12 +516,23 @@ def test_runners_that_never_run_at_the_same_time_are_refused():
                                 save=False)
     assert len(result.timeline) == len(A_CLOSES) + len(B_CLOSES)
     # back to back, each trades over half the span with its capital idle the other half: said
-    assert [n[:48] for n in result.meta["notes"]] == ["test_threshold:A trades over 47 % of the portfol",
-                                                      "test_threshold:B trades over 47 % of the portfol"]
-    assert "2024-01-01 00:00 to 2024-01-01 07:00 of 2024-01-01 00:00 to 2024-01-01 15:00" in result.meta["notes"][0]
+    assert [n[:48] for n in result.meta["notes"]] == ["test_threshold:A trades over 50 % of the portfol",
+                                                      "test_threshold:B trades over 50 % of the portfol"]
+    assert "2024-01-01 00:00 to 2024-01-01 08:00 of 2024-01-01 00:00 to 2024-01-01 16:00" in result.meta["notes"][0]
     together = portfolio_backtest([a, b], frames={a.label: hand_frame(A_CLOSES, name="A"),
                                                   b.label: hand_frame(B_CLOSES, name="B")}, save=False)
     assert together.meta["notes"] == []
+
+
+def test_part_time_notes_measure_to_the_last_close_and_never_round_across_their_rule():
+    """A daily runner beside an hourly one over the same five days covered "81 %" (its last bar's
+    day left out); 89.6 % read "90 %" under a rule of 90 %."""
+    from threadx.portfolio.backtest import part_time_notes
+
+    hour, day = 3_600 * 10**9, 86_400 * 10**9
+    assert part_time_notes([("daily", 0, 5 * day), ("hourly", 0, 5 * day)]) == []  # both: opens + a bar
+    (note,) = part_time_notes([("a", 0, 896 * hour), ("b", 0, 1000 * hour)])
+    assert note.startswith("a trades over 89.6 % of the portfolio's span")
 
 
 def test_drawdowns_are_correlated_only_where_both_runners_have_bars():

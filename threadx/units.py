@@ -267,6 +267,21 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
     return f"{format_count(n)} {noun if n == 1 else plural or noun + 's'}"
 
 
+def beside(value: float, thresholds: tuple[float, ...], decimals: int) -> str:
+    """``value`` with ``decimals`` decimals, or more where fewer would put it on the other
+    side of (or on) one of ``thresholds``: 0.496 graded as below 0.5 reads 0.496, not 0.50
+    (a grade card's values, a share checked against a rule).
+
+    >>> beside(0.496, (0.5, 1.0), 2), beside(0.73, (0.5, 1.0), 2), beside(49.6, (50,), 0)
+    ('0.496', '0.73', '49.6')
+    """
+    for places in range(decimals, decimals + 8):
+        text = f"{value:.{places}f}"
+        if all((float(text) > t) - (float(text) < t) == (value > t) - (value < t) for t in thresholds):
+            return text
+    return repr(value)
+
+
 def format_bytes(n: Any, *, ascii_only: bool = False) -> str:
     """A size in bytes in binary units, one decimal from KiB on.
 

@@ -277,12 +277,17 @@ def current_job() -> JobInfo | None:
     return registry.follow(st.session_state, "wf_job", "walkforward", refresh=True)
 
 
-def plan_differences(form: dict[str, Any], cfg: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+def plan_differences(form: dict[str, Any], cfg: dict[str, Any], meta: dict[str, Any], report: Any = None
+                     ) -> list[str]:
     """What the walk-forward form sets otherwise than a stored walk-forward ran with (its
-    ``config`` and ``meta``), each "name here, then in the report"; the search space as one item."""
+    ``config`` and ``meta``, and its validation ``report``'s bootstrap resamples and PBO blocks),
+    each "name here, then in the report"; the search space as one item."""
     engine = cfg.get("engine") or {}
     ran = {**{k: cfg.get(k) for k in form if k in cfg}, "dataset": meta.get("dataset"),
            "fee_bps": engine.get("fee_bps"), "fill": engine.get("fill")}
+    if report is not None:
+        ran["bootstrap"] = report.robustness.bootstrap.n
+        ran["S"] = report.pbo.S if report.pbo is not None else form.get("S")  # (no PBO: nothing to differ)
     out = []
     for key, now in form.items():
         then = ran.get(key)
@@ -316,7 +321,7 @@ def show_walk_forward(run_id: str, form: dict[str, Any] | None = None) -> None:
                + (f" with at least {cfg['min_trades']} trades" if cfg["min_trades"] else "") + ".")
     st.caption(f"Data: {describe_data(meta.get('data'), meta.get('dataset'), meta.get('timeframe'))} · "
                f"Options: {describe_options(cfg.get('engine'))}")
-    differs = plan_differences(form, cfg, meta) if form is not None else []
+    differs = plan_differences(form, cfg, meta, report) if form is not None else []
     if differs:
         st.info(f"The set-up above differs from this report ({'; '.join(differs)}): **Launch walk-forward** runs "
                 "the set-up's; this report keeps the settings it ran with.")
@@ -463,7 +468,8 @@ with tab_wf:
                      "oos_bars": oos_bars, "step_bars": step_bars or oos_bars, "anchored": bool(anchored),
                      "purge": purge, "embargo": embargo, "sampler": sampler,
                      "n": int(n) if sampler != "grid" else None, "seed": seed, "objective": objective,
-                     "maximize": maximize, "min_trades": min_trades, "fee_bps": fee_bps, "fill": fill}
+                     "maximize": maximize, "min_trades": min_trades, "fee_bps": fee_bps, "fill": fill,
+                     "bootstrap": boot_n, "S": S}
         runs = combos * (2 * len(windows) + 1)
         st.info(f"**{len(windows)} windows** on {label_dataset(dataset, df)} ({len(df):,} bars): IS {is_bars:,} bars, "
                 f"OOS {oos_bars:,} bars, step {step:,} bars"

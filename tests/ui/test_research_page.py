@@ -59,7 +59,7 @@ def test_small_research_job_runs_to_its_matrix():
         at.number_input(key=f"{key}:step").set_value(step)
     at.selectbox(key="rs_sampler").set_value("random").run()
     at.number_input(key="rs_n").set_value(800).run()  # above the 9 combos: the sampler takes the grid
-    assert ("the whole grid (9 combos: fewer than n = 800) in every window, then 1 transfer backtest."
+    assert ("the whole grid (9 combos: n = 800 takes every one) in every window, then 1 transfer backtest."
             in texts(at.info)), texts(at.info)  # was "800 random combos ... 1 transfer backtests"
     at.selectbox(key="rs_sampler").set_value("grid")
     at.number_input(key="rs_is_days").set_value(240)

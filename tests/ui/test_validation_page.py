@@ -144,6 +144,9 @@ def test_small_walk_forward_job_shows_results_and_grade_card():
     at.selectbox(key="wf_objective").set_value("sharpe")
     at.number_input(key="wf_min_trades").set_value(wf.config["min_trades"]).run()
     assert "The set-up above differs" not in texts(at.info)
+    at.number_input(key="wf_boot").set_value(300).run()  # the report's p-value, PBO and grade depend on it
+    assert "(bootstrap 300 here, 200 in the report)" in texts(at.info), texts(at.info)
+    at.number_input(key="wf_boot").set_value(200).run()
     # the stored walk-forward is listed for reloading
     assert at.selectbox(key="wf_history").options
     # the stability heatmap around the whole-period winner, evaluated again on the stored run's data

@@ -30,7 +30,7 @@ import pandas as pd
 
 from threadx.data.bars import Bars
 
-__all__ = ["OtherRun", "Unavailable", "other_hash_seed", "runs_in_other_process", "locatable"]
+__all__ = ["OtherRun", "Unavailable", "comparable", "other_hash_seed", "runs_in_other_process", "locatable"]
 
 TIMEOUT_SECONDS = 600  # the other process's whole job: every param set of one check
 _LINES = ("atr", "band_lo", "band_mid", "band_hi")
@@ -100,10 +100,14 @@ def runs_in_other_process(spec: Any, bars: Bars, param_sets: Sequence[tuple[str,
         job = Path(folder)
         np.savez(job / "bars.npz", open=bars.open, high=bars.high, low=bars.low, close=bars.close,
                  volume=bars.volume, time_ns=bars.time_ns)
-        (job / "job.json").write_text(json.dumps({
-            "strategy": spec.name, "source": source, "timeframe": bars.timeframe, "name": bars.name,
-            "param_sets": [{"name": name, "params": dict(params)} for name, params in param_sets],
-        }, default=_plain))
+        try:
+            text = json.dumps({"strategy": spec.name, "source": source, "timeframe": bars.timeframe,
+                               "name": bars.name,
+                               "param_sets": [{"name": name, "params": dict(params)} for name, params in param_sets]},
+                              default=_plain)
+        except TypeError as exc:  # a param value JSON cannot hold
+            raise Unavailable(str(exc)) from None
+        (job / "job.json").write_text(text)
         package_root = str(Path(__file__).resolve().parents[2])  # where this threadx is imported from
         path = os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))
         env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": path}
@@ -123,6 +127,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"param value {value!r} cannot travel to another process")
+
+
+def comparable(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``metrics`` as they come back from the other process (through JSON: numpy scalars as
+    numbers, tuples as lists, anything else as its text), so both runs compare alike."""
+    return json.loads(json.dumps(dict(metrics), default=_as_text))
+
+
+def _as_text(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else str(value)
 
 
 def _read_run(job: Path, k: int) -> OtherRun:
@@ -158,7 +172,7 @@ def _run_job(job: Path) -> None:
             continue
         np.savez(job / f"{k}.npz", signals=run.signals, equity=run.equity, **run.lines(False))
         run.trades.to_parquet(job / f"{k}.parquet")
-        (job / f"{k}.json").write_text(json.dumps({"metrics": run.result.metrics}, default=_plain))
+        (job / f"{k}.json").write_text(json.dumps({"metrics": comparable(run.result.metrics)}))
     (job / "done.json").write_text("{}")
 
 

@@ -59,7 +59,7 @@ from threadx.engine.result import Result, full_result
 from threadx.errors import ParamError, whole
 from threadx.indicators import IndicatorBank
 from threadx.strategy.base import ALL_ROLES, StrategySpec
-from threadx.checks.other_process import OtherRun, Unavailable, runs_in_other_process
+from threadx.checks.other_process import OtherRun, Unavailable, comparable, runs_in_other_process
 from threadx.checks.roles import (batch_failures, check_roles, perturbations, rule_failures, rule_label_failures,
                                   rule_param_sets, switched)
 from threadx.validation.common import json_safe
@@ -614,6 +614,8 @@ def _determinism(s: _Session) -> CheckResult:
                 break
             found = _compare(first, other, before=None, equity_before=None, trades_before=None, all_lines=True)
             m1, m2 = first.result.metrics, other.result.metrics if isinstance(other, _Run) else other.metrics
+            if not isinstance(other, _Run):  # (it came through JSON: the first run's are compared so too)
+                m1 = comparable(m1)
             metrics = [k for k in METRIC_NAMES if not _same_metric(m1.get(k), m2.get(k))]
             if found or metrics:
                 what = [f"{k} from bar {b}" for k, b in found.items()] + (["metrics " + ", ".join(metrics[:5])]

@@ -57,6 +57,7 @@ from threadx.portfolio.runners import Runner, parse_runner, runner_labels
 from threadx.requests import DatasetRef
 from threadx.strategy.base import get_strategy
 from threadx.strategy.user import strategy_code_errors
+from threadx.units import beside
 
 Progress = Callable[[int, int, str], None]
 DEFAULT_KILL_WINDOW = "24h"
@@ -172,7 +173,8 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     meta = {"created": pd.Timestamp.now(tz="UTC").isoformat(), "ticks": len(times),
             "start": index[0].isoformat(), "end": index[-1].isoformat(),
             "elapsed_s": time.perf_counter() - watch_start,
-            "notes": part_time_notes([(label, int(p["bars"].time_ns[0]), int(p["bars"].time_ns[-1]))
+            "notes": part_time_notes([(label, int(p["bars"].time_ns[0]),
+                                       int(p["bars"].time_ns[-1]) + _bar_ns(p["bars"]))  # (to its last close)
                                       for label, p in zip(labels, prepared)])}
     days = longest_drawdown_days(timeline["equity"].to_numpy(), times, tf_seconds, total) if tf_seconds else None
     result = PortfolioResult(portfolio_id, config, metrics_dict(m, tf_seconds, days), rows, timeline, trades_all,
@@ -329,8 +331,7 @@ def _check_grid(prepared: list[dict[str, Any]], labels: list[str]) -> None:
 def _check_overlap(prepared: list[dict[str, Any]], labels: list[str]) -> None:
     """ParamError when the runners' spans leave a stretch of time with none of them (BTC 2017
     beside BTC 2024): their metrics would be annualised as if the ticks were consecutive."""
-    timeframe = prepared[0]["bars"].timeframe
-    step = timeframe_ns(timeframe) if timeframe else 0
+    step = _bar_ns(prepared[0]["bars"])
     spans = sorted((int(p["bars"].time_ns[0]), int(p["bars"].time_ns[-1]), label) for label, p in zip(labels, prepared))
     last, last_label = spans[0][1], spans[0][2]
     for start, end, label in spans[1:]:
@@ -347,7 +348,7 @@ PART_TIME_SHARE = 0.9  # a runner whose candles cover less of the portfolio's sp
 
 
 def part_time_notes(spans: Sequence[tuple[str, int, int]]) -> list[str]:
-    """One sentence per runner (label, first and last bar's open, ns) whose candles cover less
+    """One sentence per runner (label, first bar's open and last bar's close, ns) whose candles cover less
     than :data:`PART_TIME_SHARE` of the portfolio's span: outside them its capital is idle
     cash, which dilutes the combined metrics (runners that overlap only briefly ran without a word).
 
@@ -362,10 +363,15 @@ def part_time_notes(spans: Sequence[tuple[str, int, int]]) -> list[str]:
     for label, first, last in spans:
         share = (last - first) / (end - start)
         if share < PART_TIME_SHARE:
-            notes.append(f"{label} trades over {100 * share:.0f} % of the portfolio's span ({_clock(first)} to "
-                         f"{_clock(last)} of {_clock(start)} to {_clock(end)}): its capital is idle cash the rest "
-                         "of the time, which dilutes the combined return and Sharpe")
+            notes.append(f"{label} trades over {beside(100 * share, (100 * PART_TIME_SHARE,), 0)} % of the "
+                         f"portfolio's span ({_clock(first)} to {_clock(last)} of {_clock(start)} to {_clock(end)}): "
+                         "its capital is idle cash the rest of the time, which dilutes the combined return and Sharpe")
     return notes
+
+
+def _bar_ns(bars: Any) -> int:
+    """One bar's length in ns (0 without a timeframe): a span ends at its last bar's close."""
+    return timeframe_ns(bars.timeframe) if bars.timeframe else 0
 
 
 def _clock(time_ns: int) -> str:

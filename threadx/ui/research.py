@@ -78,7 +78,7 @@ def plan_text(strategies: Sequence[str], n_datasets: int, sampler: str, n: int |
         if all(size is None for size in whole.values()):
             combos = f"{n:,} {sampler} combos"
         elif len(strategies) == 1:
-            combos = f"the whole grid ({counted(whole[strategies[0]], 'combo')}: fewer than n = {n:,})"
+            combos = f"the whole grid ({counted(whole[strategies[0]], 'combo')}: n = {n:,} takes every one)"
         else:
             combos = "; ".join(f"{name}: " + (f"{n:,} {sampler} combos" if size is None else
                                               f"its whole grid of {counted(size, 'combo')}")

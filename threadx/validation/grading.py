@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
+from threadx.units import beside
 from threadx.validation.common import json_safe
 
 BANDS = (("A", 85.0), ("B", 70.0), ("C", 55.0), ("D", 40.0), ("F", -math.inf))
@@ -258,20 +259,6 @@ def _scored(name: str, pts: float, top: float, v: float, inputs: dict[str, Any],
     if withheld is not None:
         return Component(name, 0.0, top, v, inputs, f"{lead}, but 0 of {top:g} points: {withheld}")
     return Component(name, pts, top, v, inputs, f"{lead}: {_pts(pts)} of {top:g} points {rule}")
-
-
-def beside(value: float, thresholds: tuple[float, ...], decimals: int) -> str:
-    """``value`` with ``decimals`` decimals, or more where fewer would put it on the other
-    side of (or on) one of ``thresholds``: 0.496 graded as below 0.5 reads 0.496, not 0.50.
-
-    >>> beside(0.496, (0.5, 1.0), 2), beside(0.73, (0.5, 1.0), 2), beside(49.6, (50,), 0)
-    ('0.496', '0.73', '49.6')
-    """
-    for places in range(decimals, decimals + 8):
-        text = f"{value:.{places}f}"
-        if all((float(text) > t) - (float(text) < t) == (value > t) - (value < t) for t in thresholds):
-            return text
-    return repr(value)
 
 
 def score_text(score: float) -> str:
