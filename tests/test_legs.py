@@ -379,3 +379,18 @@ def test_exit_signals_wait_for_a_gain_in_stop_distances_and_a_short_mirrors_it()
         # bar 2's signal waits (a 6-point gain); bar 3's close gains 8 >= 7.5: its signal counts
         assert list(trades["exit_i"]) == [4] and list(trades["exit_reason"]) == ["signal"], side
         check_books(m, trades, eq)
+
+
+def test_whole_counts_held_in_floats_are_those_counts():
+    """A float param's 2.0 given as max_legs or grid_levels was refused with "must be a whole
+    number ..., got 2.0"; 2.5 still is."""
+    import dataclasses
+
+    bars = make_bars([100, 99, 93, 95, 100], [100, 99, 94, 101, 100], [99, 92.5, 80, 94, 99], [100, 94, 92, 100, 100])
+    _, trades, eq = run(bars, {}, GRID, mid(5))
+    _, float_trades, float_eq = run(bars, {}, dataclasses.replace(GRID, grid_levels=np.float64(3.0)), mid(5))
+    assert float_trades.equals(trades) and np.array_equal(float_eq, eq)
+    legs = ExitRules(max_legs=2.0, stop_pct=0.05)
+    assert run(bars, {0: 1, 1: 1}, legs)[1].equals(run(bars, {0: 1, 1: 1}, ExitRules(max_legs=2, stop_pct=0.05))[1])
+    with pytest.raises(ParamError, match="max_legs must be a whole number from 1 to 8, got 2.5"):
+        run(bars, {}, ExitRules(max_legs=2.5))

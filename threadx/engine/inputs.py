@@ -224,7 +224,7 @@ def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
         changes["leverage"] = float(options.leverage)
     if options.fraction is not None:
         changes["fraction"] = float(options.fraction)
-    rules = replace(rules, **changes) if changes else rules
+    rules = whole_counts(replace(rules, **changes) if changes else rules)
     check_legs(rules)
     if rules.grid_levels > 0:
         return rules  # grid legs are sized by allocation, not by the sizing rule
@@ -236,6 +236,15 @@ def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
     if rules.sizing == "risk" and not rules.risk_per_trade > 0:
         raise ParamError("sizing 'risk' needs risk_per_trade > 0")
     return rules
+
+
+def whole_counts(rules: ExitRules) -> ExitRules:
+    """``rules`` with a leg or level count held in a float (a float param's 2.0) as the int it
+    is (check_legs refused 2.0 as "not a whole number"); ``rules`` itself when there is none."""
+    changes = {name: int(value) for name in ("max_legs", "grid_levels")
+               if not isinstance(value := getattr(rules, name), (int, np.integer))
+               and is_real(value) and math.isfinite(value) and float(value).is_integer()}
+    return replace(rules, **changes) if changes else rules
 
 
 _LEG_RULES = ("max_legs", "add_scale", "reduce_fraction", "partial_tp_pct", "partial_tp_atr", "grid_levels",
@@ -492,6 +501,7 @@ def kernel_args(bars: Bars, sig: np.ndarray, levels: Levels, rules: ExitRules, o
                 funding: np.ndarray | None = None) -> KernelInputs:
     """The arguments of ``kernel.run_fast`` / ``kernel.run_full`` (:class:`KernelInputs`)."""
     n = check_bar_count(bars)
+    rules = whole_counts(rules)
     check_legs(rules)  # (before the lines: a rule the kernel cannot hold is the error to report)
     p = param_vector(rules, options, bars.timeframe, funding is not None)
     atr, lo, mid, hi = level_arrays(levels, rules, n)
