@@ -414,12 +414,46 @@ def test_results_that_hang_on_the_hash_seed_fail_determinism(strategy_dir, synth
     assert "signals" in det.data["findings"][0]["differed"]
 
 
+# seeds 0, 1 and 2 do not all order {"w1", "w10"} (entry, exit) alike: whatever this process's seed, one differs
+_TWO_WORDS = _SET_ORDER.replace('WORDS = {f"w{i}" for i in range(32)}', 'WORDS = {"w1", "w10"}').replace(
+    "set_order", "two_words")
+
+
+def test_a_two_word_set_order_is_caught_whatever_this_process_hash_seed(strategy_dir, synthetic_bars: Bars) -> None:
+    """Against one other seed, a small set had the same order by chance: the check passed 3 runs
+    in 6. Three other seeds now; a set they happen to order alike can still pass (1 in 8 for two
+    words), this one cannot."""
+    from threadx.strategy.base import get_strategy
+
+    (strategy_dir / "two_words.py").write_text(_TWO_WORDS)
+    det = check_strategy(get_strategy("two_words"), synthetic_bars, checks=("determinism",), combos=1
+                         ).result("determinism")
+    assert det.passed is False, det.summary
+
+
+def test_a_strategy_that_cannot_run_in_a_fresh_interpreter_fails_determinism(strategy_dir, synthetic_bars: Bars
+                                                                               ) -> None:
+    """A module-level guard that lets one process load it passed, "not in another process"."""
+    from threadx.strategy.base import get_strategy
+
+    guard = strategy_dir / "guard.lock"
+    text = _SET_ORDER.replace("set_order", "single_load").replace(
+        "WORDS = {", f"open({str(guard)!r}, 'x').close()  # the second process to load this file fails\nWORDS = {{")
+    text = text.replace("    order = list(WORDS)", "    order = sorted(WORDS)")  # (deterministic otherwise)
+    (strategy_dir / "single_load.py").write_text(text)
+    det = check_strategy(get_strategy("single_load"), synthetic_bars, checks=("determinism",), combos=1
+                         ).result("determinism")
+    assert det.passed is False and det.conclusive, det.summary
+    assert det.summary.startswith("the strategy could not run in a fresh interpreter (as spawned workers and a Dask "
+                                  "cluster start it): ") and "FileExistsError" in det.summary
+
+
 def test_a_builtin_is_run_again_in_another_process(synthetic_bars: Bars) -> None:
     report = check_strategy(MA, synthetic_bars, checks=("determinism",), combos=2)
     det = report.result("determinism")
     assert det.passed, det.summary
-    assert "run twice here and once in another process (PYTHONHASHSEED=" in det.summary
+    assert "run twice here and once in each of 3 other processes (PYTHONHASHSEED=" in det.summary
     previous_close = lambda bars, ind, p: _up_or_down(bars.close, np.r_[np.nan, bars.close[:-1]])  # noqa: E731
     changed = replace(MA, signals=previous_close, signal_rule=None)  # not the built-in: nowhere else to run it
     det = check_strategy(changed, synthetic_bars, checks=("determinism",), combos=1).result("determinism")
-    assert det.passed and "run twice in this process (not in another process: the strategy was made" in det.summary
+    assert det.passed and "run twice in this process (not in other processes: the strategy was made" in det.summary

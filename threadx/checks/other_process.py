@@ -1,15 +1,17 @@
-"""The determinism check's run in another Python process, under another hash seed.
+"""The determinism check's runs in other Python processes, each under another hash seed.
 
 A strategy whose results hang on the iteration order of a set of strings (or on anything
 else that differs from one interpreter to the next) gives the same results twice in one
 process and other results in a sweep's spawned workers or on a Dask cluster. The
-determinism check (:mod:`threadx.checks.strategy`) therefore runs each param set once more
-in a fresh interpreter with another ``PYTHONHASHSEED`` and compares what it gives.
+determinism check (:mod:`threadx.checks.strategy`) therefore runs each param set again in
+:data:`OTHER_PROCESSES` fresh interpreters, each with its own ``PYTHONHASHSEED`` (two seeds
+can order a small set alike by chance), and compares what they give.
 
-:func:`runs_in_other_process` writes the job to a temporary folder (the candles, the param
+:func:`runs_in_other_processes` writes the job to a temporary folder (the candles, the param
 sets and where the strategy's code comes from: a built-in's name, or a strategies-folder
 file's path and the exact text that was checked), runs ``python -m
-threadx.checks.other_process FOLDER`` and reads back, per param set, the signals, the level
+threadx.checks.other_process FOLDER OUT`` once per seed, side by side, and reads back, per
+param set, the signals, the level
 lines, the equity, the trades and the metrics, or the error the strategy raised there.
 Nothing is unpickled: arrays travel as ``.npz`` (``allow_pickle=False``), trades as
 Parquet and the rest as JSON.
@@ -21,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -30,15 +33,22 @@ import pandas as pd
 
 from threadx.data.bars import Bars
 
-__all__ = ["OtherRun", "Unavailable", "comparable", "other_hash_seed", "runs_in_other_process", "locatable"]
+__all__ = ["OTHER_PROCESSES", "OtherRun", "Unavailable", "comparable", "other_hash_seeds", "runs_in_other_processes",
+           "locatable"]
 
-TIMEOUT_SECONDS = 600  # the other process's whole job: every param set of one check
+TIMEOUT_SECONDS = 600  # the other processes' whole job: every param set of one check
+OTHER_PROCESSES = 3  # fresh interpreters, each under its own hash seed (run side by side)
 _LINES = ("atr", "band_lo", "band_mid", "band_hi")
 
 
 class Unavailable(Exception):
-    """The strategy could not be run in another process (its code cannot be found there, or
-    the process failed before running it): the in-process run alone is compared."""
+    """The strategy was not run in other processes: ``kind`` "local" (its code cannot be found
+    there: made in this process), "failed" (it could not load or run in a fresh interpreter,
+    as spawned workers and a cluster start it) or "timeout"."""
+
+    def __init__(self, text: str, kind: str):
+        super().__init__(text)
+        self.kind = kind
 
 
 @dataclass
@@ -57,14 +67,15 @@ class OtherRun:
         return dict(self.line_arrays or {})
 
 
-def other_hash_seed(current: str | None = None) -> str:
-    """A ``PYTHONHASHSEED`` other than this process's (``current``: its environment value;
-    unset or "random" is a random seed, which "0" differs from as surely as any).
+def other_hash_seeds(current: str | None = None, count: int = OTHER_PROCESSES) -> list[str]:
+    """``count`` values of ``PYTHONHASHSEED`` other than this process's (``current``: its
+    environment value; unset or "random" is a random seed). Several: two seeds can give a small
+    set of strings the same order by chance, a strategy hanging on that order then passed.
 
-    >>> other_hash_seed("0"), other_hash_seed(None), other_hash_seed("17")
-    ('1', '0', '0')
+    >>> other_hash_seeds("0"), other_hash_seeds(None), other_hash_seeds("1", 2)
+    (['1', '2', '3'], ['0', '1', '2'], ['0', '2'])
     """
-    return "1" if current == "0" else "0"
+    return [seed for seed in map(str, range(count + 1)) if seed != current][:count]
 
 
 def locatable(spec: Any) -> dict[str, Any] | None:
@@ -86,16 +97,17 @@ def locatable(spec: Any) -> dict[str, Any] | None:
     return None
 
 
-def runs_in_other_process(spec: Any, bars: Bars, param_sets: Sequence[tuple[str, Mapping[str, Any]]],
-                          ) -> tuple[dict[str, OtherRun], str]:
-    """({param set name: its :class:`OtherRun`}, the hash seed used) for ``param_sets``
-    ((name, normalised params) pairs) of ``spec`` on ``bars``, run in a fresh interpreter
-    with another hash seed. Unavailable when the strategy cannot be located there or the
-    process fails before writing its runs."""
+def runs_in_other_processes(spec: Any, bars: Bars, param_sets: Sequence[tuple[str, Mapping[str, Any]]],
+                            count: int = OTHER_PROCESSES) -> dict[str, dict[str, OtherRun]]:
+    """{hash seed: {param set name: its :class:`OtherRun`}} for ``param_sets`` ((name,
+    normalised params) pairs) of ``spec`` on ``bars``, each seed's runs made in a fresh
+    interpreter of its own (run side by side). :class:`Unavailable` when the strategy cannot
+    be located there, or a process fails or runs past :data:`TIMEOUT_SECONDS`."""
     source = locatable(spec)
     if source is None:
-        raise Unavailable("the strategy was made in this process (not a built-in or a strategies-folder file)")
-    seed = other_hash_seed(os.environ.get("PYTHONHASHSEED"))
+        raise Unavailable("the strategy was made in this process (not a built-in or a strategies-folder file)",
+                          "local")
+    seeds = other_hash_seeds(os.environ.get("PYTHONHASHSEED"), count)
     with tempfile.TemporaryDirectory(prefix="threadx-check-") as folder:
         job = Path(folder)
         np.savez(job / "bars.npz", open=bars.open, high=bars.high, low=bars.low, close=bars.close,
@@ -106,20 +118,41 @@ def runs_in_other_process(spec: Any, bars: Bars, param_sets: Sequence[tuple[str,
                                "param_sets": [{"name": name, "params": dict(params)} for name, params in param_sets]},
                               default=_plain)
         except TypeError as exc:  # a param value JSON cannot hold
-            raise Unavailable(str(exc)) from None
+            raise Unavailable(str(exc), "local") from None
         (job / "job.json").write_text(text)
         package_root = str(Path(__file__).resolve().parents[2])  # where this threadx is imported from
         path = os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))
-        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": path}
+        procs = {}
+        for seed in seeds:
+            (job / seed).mkdir()
+            procs[seed] = subprocess.Popen(
+                [sys.executable, "-m", "threadx.checks.other_process", str(job), str(job / seed)],
+                env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": path}, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True)
         try:
-            done = subprocess.run([sys.executable, "-m", "threadx.checks.other_process", str(job)], env=env,
-                                  capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
+            outputs = _wait_all(procs)
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        for seed, proc in procs.items():
+            if proc.returncode != 0 or not (job / seed / "done.json").exists():
+                tail = outputs[seed].strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+                raise Unavailable(tail[0], "failed")
+        return {seed: {name: _read_run(job / seed, k) for k, (name, _) in enumerate(param_sets)} for seed in seeds}
+
+
+def _wait_all(procs: Mapping[str, subprocess.Popen]) -> dict[str, str]:
+    """Each process's output once all have ended; Unavailable ("timeout") past the deadline."""
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    outputs = {}
+    for seed, proc in procs.items():
+        try:
+            outputs[seed], _ = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            raise Unavailable(f"the other process ran past {TIMEOUT_SECONDS} s") from None
-        if done.returncode != 0 or not (job / "done.json").exists():
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-            raise Unavailable(f"the other process failed: {tail[0]}")
-        return {name: _read_run(job, k) for k, (name, _) in enumerate(param_sets)}, seed
+            raise Unavailable(f"the other processes ran past {TIMEOUT_SECONDS} s", "timeout") from None
+    return outputs
 
 
 def _plain(value: Any) -> Any:
@@ -149,8 +182,8 @@ def _read_run(job: Path, k: int) -> OtherRun:
                         meta["metrics"])
 
 
-def _run_job(job: Path) -> None:
-    """The other process: run each param set of ``job`` and write what it gave."""
+def _run_job(job: Path, out: Path) -> None:
+    """The other process: run each param set of ``job`` and write what it gave into ``out``."""
     from threadx.checks.strategy import run_once
     from threadx.strategy.base import get_strategy
     from threadx.strategy.user import load_text
@@ -168,13 +201,13 @@ def _run_job(job: Path) -> None:
         try:
             run = run_once(spec, bars, spec.normalize(item["params"]))
         except Exception as exc:  # noqa: BLE001 - the strategy's error here is compared with the first run's
-            (job / f"{k}.json").write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+            (out / f"{k}.json").write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
             continue
-        np.savez(job / f"{k}.npz", signals=run.signals, equity=run.equity, **run.lines(False))
-        run.trades.to_parquet(job / f"{k}.parquet")
-        (job / f"{k}.json").write_text(json.dumps({"metrics": comparable(run.result.metrics)}))
-    (job / "done.json").write_text("{}")
+        np.savez(out / f"{k}.npz", signals=run.signals, equity=run.equity, **run.lines(False))
+        run.trades.to_parquet(out / f"{k}.parquet")
+        (out / f"{k}.json").write_text(json.dumps({"metrics": comparable(run.result.metrics)}))
+    (out / "done.json").write_text("{}")
 
 
 if __name__ == "__main__":
-    _run_job(Path(sys.argv[1]))
+    _run_job(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -20,8 +20,9 @@ seeded random draws from the optimisation ranges, see :func:`draw_param_sets`):
   signal's own bar is the last one, and its flags and lines must not change.
 - ``signals``: no bar sets both entry flags (long and short): the engine takes neither side
   there, so such a strategy can run without a trade and pass every other check.
-- ``determinism``: a second run of each param set (indicators recomputed), and a run in another
-  process under another hash seed (:mod:`threadx.checks.other_process`), give the same
+- ``determinism``: a second run of each param set (indicators recomputed), and a run in each
+  of three other processes under other hash seeds (:mod:`threadx.checks.other_process`; a
+  strategy that cannot run in a fresh interpreter fails), give the same
   signals, level lines, metrics, trades and equity.
 - ``accounting``: on each param set's run, the trades' PnL adds up to final equity minus
   the initial capital, the total fees metric to the trades' fees, each trade's fees are one
@@ -59,7 +60,7 @@ from threadx.engine.result import Result, full_result
 from threadx.errors import ParamError, whole
 from threadx.indicators import IndicatorBank
 from threadx.strategy.base import ALL_ROLES, StrategySpec
-from threadx.checks.other_process import OtherRun, Unavailable, comparable, runs_in_other_process
+from threadx.checks.other_process import OtherRun, Unavailable, comparable, runs_in_other_processes
 from threadx.checks.roles import (batch_failures, check_roles, perturbations, rule_failures, rule_label_failures,
                                   rule_param_sets, switched)
 from threadx.validation.common import json_safe
@@ -597,16 +598,21 @@ def _signals(s: _Session) -> CheckResult:
 
 def _determinism(s: _Session) -> CheckResult:
     details, findings = [], []
-    s.tick("determinism: the param sets in another process")
-    elsewhere, where_note = _other_process_runs(s)
+    s.tick("determinism: the param sets in other processes")
+    elsewhere, unavailable = _other_process_runs(s)
+    if unavailable is not None and unavailable.kind == "failed":  # spawned workers and a cluster would fail alike
+        findings.append({"param_set": "all", "run": "a fresh interpreter", "differed": ["error"],
+                         "error": str(unavailable)})
+        details.append(f"the strategy could not run in a fresh interpreter (as spawned workers and a Dask cluster "
+                       f"start it): {unavailable}")
     for ps in s.sets:
         s.tick(f"determinism: {ps.name}")
         first = s.run(ps)
         with s.ctx.at(f"running {ps.name} a second time"):
             second = run_once(s.spec, s.bars, ps.params)
         seconds = [("a second run", second)]
-        if ps.name in elsewhere:
-            seconds.append((f"a run in another process ({where_note})", elsewhere[ps.name]))
+        seconds += [(f"a run in another process (PYTHONHASHSEED={seed})", runs[ps.name])
+                    for seed, runs in elsewhere.items()]
         for label, other in seconds:
             if getattr(other, "error", None) is not None:
                 findings.append({"param_set": ps.name, "run": label, "differed": ["error"], "error": other.error})
@@ -625,24 +631,31 @@ def _determinism(s: _Session) -> CheckResult:
                                  "first_bars": found, "metrics": metrics})
                 details.append(f"{ps.name}: {label} differs: {'; '.join(what)}")
                 break
-    if not findings:
-        how = (f"run twice here and once in another process ({where_note})" if elsewhere
-               else f"run twice in this process ({where_note})")
-        return CheckResult("determinism", True, f"{len(s.sets)} param sets {how} give identical signals, "
-                           "levels, metrics, trades and equity")
-    return CheckResult("determinism", False, f"{len(findings)} of {len(s.sets)} param sets give different "
-                       f"results on {findings[0]['run']} ({', '.join(findings[0]['differed'])})", details,
-                       data={"findings": findings})
+    if findings and findings[0]["param_set"] == "all":
+        return CheckResult("determinism", False, details[0], details, data={"findings": findings})
+    if findings:
+        return CheckResult("determinism", False, f"{len(findings)} of {len(s.sets)} param sets give different "
+                           f"results on {findings[0]['run']} ({', '.join(findings[0]['differed'])})", details,
+                           data={"findings": findings})
+    same = "give identical signals, levels, metrics, trades and equity"
+    if elsewhere:
+        seeds = ", ".join(elsewhere)
+        return CheckResult("determinism", True, f"{len(s.sets)} param sets run twice here and once in each of "
+                           f"{len(elsewhere)} other processes (PYTHONHASHSEED={seeds}) {same}")
+    if unavailable.kind == "timeout":  # (a check that could not look is no pass: it never replaces a stored failure)
+        return CheckResult("determinism", False, f"not checked in other processes: {unavailable}; {len(s.sets)} param "
+                           f"sets run twice in this process {same}", conclusive=False)
+    return CheckResult("determinism", True, f"{len(s.sets)} param sets run twice in this process (not in other "
+                       f"processes: {unavailable}) {same}")
 
 
-def _other_process_runs(s: _Session) -> tuple[dict[str, OtherRun], str]:
-    """The param sets' runs in another process under another hash seed, and words saying how
-    (or, when it cannot run there, no runs and why)."""
+def _other_process_runs(s: _Session) -> tuple[dict[str, dict[str, OtherRun]], Unavailable | None]:
+    """The param sets' runs in other processes under other hash seeds ({seed: {set: run}}), or
+    none and why."""
     try:
-        runs, seed = runs_in_other_process(s.spec, s.bars, [(ps.name, ps.params) for ps in s.sets])
+        return runs_in_other_processes(s.spec, s.bars, [(ps.name, ps.params) for ps in s.sets]), None
     except Unavailable as exc:
-        return {}, f"not in another process: {exc}"
-    return runs, f"PYTHONHASHSEED={seed}"
+        return {}, exc
 
 
 def _accounting(s: _Session) -> CheckResult:
