@@ -151,3 +151,19 @@ def test_two_readings_a_few_ms_apart_repeat_the_first_instead_of_a_false_zero(no
     assert (first["cpu_percent"], first["cpu_total"]) == ([80.0, 90.0], 85.0)
     assert (again["cpu_percent"], again["cpu_total"]) == ([80.0, 90.0], 85.0)  # not the 0 % of a 10 ms interval
     assert (later["cpu_percent"], later["cpu_total"]) == ([0.0, 0.0], 0.0)  # a second on: a new reading
+
+
+def test_a_process_first_reading_is_its_mean_since_it_started_not_zero():
+    """psutil's first cpu_percent(None) of a process reads 0.0: a job that had just started
+    showed 0 % in the monitor's table beside a busy machine."""
+    import os
+    import time
+
+    from threadx import monitor
+
+    started = time.process_time()
+    while time.process_time() - started < 0.3:  # this process: busy
+        pass
+    monitor._processes.pop(os.getpid(), None)  # not seen before: the first reading
+    (first,) = monitor.process_stats([os.getpid()])
+    assert first["cpu_percent"] > 5.0, first

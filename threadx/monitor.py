@@ -262,9 +262,30 @@ def cached_process(pid: int) -> psutil.Process | None:
         return proc
 
 
+_primed: dict[int, psutil.Process] = {}  # pid -> the Process object whose cpu_percent(None) has a previous call
+
+
+def process_cpu_percent(proc: psutil.Process) -> float:
+    """CPU percent of ``proc`` (one of :func:`cached_process`) since the previous call; the
+    first time, its mean since it started (psutil's first call reads 0.0: a job that had just
+    started showed 0 % beside a busy machine)."""
+    since_last = float(proc.cpu_percent(None))
+    with _processes_lock:  # (by identity: psutil's Process objects of one pid compare equal)
+        first = _primed.get(proc.pid) is not proc
+        _primed[proc.pid] = proc
+        if len(_primed) > 4096:
+            for pid in [pid for pid in _primed if pid not in _processes]:
+                _primed.pop(pid)
+    if not first:
+        return since_last
+    times = proc.cpu_times()
+    alive = time.time() - proc.create_time()
+    return 100.0 * (times.user + times.system) / alive if alive > 0 else 0.0
+
+
 def process_stats(pids: Iterable[int]) -> list[dict[str, Any]]:
-    """pid, name, cpu_percent (since the previous call for that pid; 0.0 the first time)
-    and rss_mb of each live process in ``pids``; vanished ones are skipped."""
+    """pid, name, cpu_percent (since the previous call for that pid; the first time, the mean
+    since it started) and rss_mb of each live process in ``pids``; vanished ones are skipped."""
     out = []
     for pid in pids:
         try:
@@ -274,7 +295,7 @@ def process_stats(pids: Iterable[int]) -> list[dict[str, Any]]:
             with proc.oneshot():
                 if proc.status() == psutil.STATUS_ZOMBIE:
                     continue
-                out.append({"pid": proc.pid, "name": proc.name(), "cpu_percent": float(proc.cpu_percent(None)),
+                out.append({"pid": proc.pid, "name": proc.name(), "cpu_percent": process_cpu_percent(proc),
                             "rss_mb": proc.memory_info().rss / 2**20})
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied, ValueError, TypeError):
             continue

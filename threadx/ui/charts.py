@@ -1013,6 +1013,27 @@ def history_label(column: str) -> str:
     return " ".join(units_.get(w, w) for w in words)
 
 
+HISTORY_GAP_S = 10.0  # readings further apart than this (no monitor page open between them) are not joined
+
+
+def _gaps_broken(history: pd.DataFrame) -> pd.DataFrame:
+    """``history`` with an empty row after each reading followed by none for over
+    :data:`HISTORY_GAP_S` s: the line breaks there instead of drawing a straight line through
+    a span nothing measured (the readings are taken only while a monitor page is open).
+
+    >>> t = pd.to_datetime(["2026-01-01 00:00:00", "2026-01-01 00:00:02", "2026-01-01 00:01:00"])
+    >>> _gaps_broken(pd.DataFrame({"cpu_total": [10.0, 20.0, 80.0]}, index=t))["cpu_total"].tolist()
+    [10.0, 20.0, nan, 80.0]
+    """
+    if len(history) < 2:
+        return history
+    gaps = np.flatnonzero((history.index[1:] - history.index[:-1]).total_seconds() > HISTORY_GAP_S)
+    if not len(gaps):
+        return history
+    blanks = pd.DataFrame(np.nan, index=history.index[gaps] + pd.Timedelta(milliseconds=1), columns=history.columns)
+    return pd.concat([history, blanks]).sort_index()
+
+
 def history_figure(history: pd.DataFrame, columns: list[str], title: str, unit: str) -> go.Figure:
     """Lines of ``columns`` of a timestamp-indexed ``history`` (absent columns are skipped).
 
@@ -1023,6 +1044,7 @@ def history_figure(history: pd.DataFrame, columns: list[str], title: str, unit: 
     if history is None or history.empty or not present:
         return empty_figure("No history yet", title=title)
     suffix = f" {unit}" if unit else ""
+    history = _gaps_broken(history[present])
     fig = _new_figure(title=dict(text=title, font=dict(size=14)), hovermode="x unified",
                       legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
     for i, col in enumerate(present):

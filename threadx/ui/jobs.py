@@ -279,6 +279,8 @@ class JobInfo:
         phase = self.phase or "starting"
         if unit == "runners" and counted and phase != "running":
             phase = f"{phase} ({self.done:,} / {self.total:,} runners ready)"
+        elif unit == "steps" and counted and phase != "running":  # its phase names the walk-forward it is in
+            phase = f"step {min(self.done + 1, self.total):,} of {self.total:,}: {phase}"
         if phase == "running":
             eta = f" · {format_eta(self.eta_s)}" if self.eta_s is not None and self.rate else ""
             per = "combos/s (each in every window)" if self.kind == "walkforward" else "backtests/s"
@@ -624,12 +626,12 @@ class JobRegistry:
     def worker_processes(self, job_id: str) -> list[dict[str, Any]]:
         """The job process and its children (pool workers): pid, name, cpu_percent, rss (bytes).
 
-        ``cpu_percent`` is measured since the previous call for the same process (0.0 the
-        first time), like ``psutil.Process.cpu_percent(interval=None)``.
+        ``cpu_percent`` is measured since the previous call for the same process (the first
+        time: its mean since it started, :func:`threadx.monitor.process_cpu_percent`).
         """
         import psutil
 
-        from threadx.monitor import cached_process
+        from threadx.monitor import cached_process, process_cpu_percent
 
         info = self.get(job_id)
         proc = self._live_process(info)
@@ -644,7 +646,7 @@ class JobRegistry:
             try:
                 cached = cached_process(p.pid) or p
                 with cached.oneshot():
-                    out.append({"pid": cached.pid, "name": cached.name(), "cpu_percent": cached.cpu_percent(None),
+                    out.append({"pid": cached.pid, "name": cached.name(), "cpu_percent": process_cpu_percent(cached),
                                 "rss": cached.memory_info().rss, "role": "job" if p.pid == proc.pid else "worker"})
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
