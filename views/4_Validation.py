@@ -277,6 +277,14 @@ def current_job() -> JobInfo | None:
     return registry.follow(st.session_state, "wf_job", "walkforward", refresh=True)
 
 
+# a walk-forward set-up's field -> (its words, its unit) in the notice under a report
+_PLAN_LABELS = {"is_bars": ("in-sample window", " bars"), "oos_bars": ("out-of-sample window", " bars"),
+                "step_bars": ("step", " bars"), "anchored": ("anchored IS", ""), "purge": ("purge", " bars"),
+                "embargo": ("embargo", " bars"), "n": ("combos (n)", ""), "min_trades": ("min trades (IS)", ""),
+                "maximize": ("maximise", ""), "fee_bps": ("fee", " bps"), "bootstrap": ("bootstrap resamples", ""),
+                "S": ("PBO blocks", "")}
+
+
 def plan_differences(form: dict[str, Any], cfg: dict[str, Any], meta: dict[str, Any], report: Any = None
                      ) -> list[str]:
     """What the walk-forward form sets otherwise than a stored walk-forward ran with (its
@@ -295,7 +303,10 @@ def plan_differences(form: dict[str, Any], cfg: dict[str, Any], meta: dict[str, 
             if json.loads(json.dumps(now)) != then:
                 out.append("another search space")
         elif now != then and not (key in ("n", "seed") and form.get("sampler") == "grid"):
-            out.append(f"{key} {now} here, {then} in the report")
+            label, unit = _PLAN_LABELS.get(key, (key, ""))
+            shown = [f"{v:,}{unit}" if isinstance(v, int) and not isinstance(v, bool) else
+                     f"{v:g}{unit}" if isinstance(v, float) else str(v) for v in (now, then)]
+            out.append(f"{label} {shown[0]} here, {shown[1]} in the report")
     return out[:4] + ([f"{len(out) - 4} more"] if len(out) > 4 else [])
 
 

@@ -140,13 +140,15 @@ def test_small_walk_forward_job_shows_results_and_grade_card():
     at.selectbox(key="wf_objective").set_value("total_return")
     at.number_input(key="wf_min_trades").set_value(3).run()
     assert ("The set-up above differs from this report (objective total_return here, sharpe in the report; "
-            f"min_trades 3 here, {wf.config['min_trades']} in the report)") in texts(at.info), texts(at.info)
+            f"min trades (IS) 3 here, {wf.config['min_trades']} in the report)") in texts(at.info), texts(at.info)
     at.selectbox(key="wf_objective").set_value("sharpe")
     at.number_input(key="wf_min_trades").set_value(wf.config["min_trades"]).run()
     assert "The set-up above differs" not in texts(at.info)
     at.number_input(key="wf_boot").set_value(300).run()  # the report's p-value, PBO and grade depend on it
-    assert "(bootstrap 300 here, 200 in the report)" in texts(at.info), texts(at.info)
+    assert "(bootstrap resamples 300 here, 200 in the report)" in texts(at.info), texts(at.info)
     at.number_input(key="wf_boot").set_value(200).run()
+    at.number_input(key="wf_oos_days").set_value(90).run()  # in bars, with its unit (it read "oos_bars 2160")
+    assert "out-of-sample window 2,160 bars here, 1,440 bars in the report" in texts(at.info), texts(at.info)
     # the stored walk-forward is listed for reloading
     assert at.selectbox(key="wf_history").options
     # the stability heatmap around the whole-period winner, evaluated again on the stored run's data
