@@ -25,7 +25,7 @@ from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import active_dataset, dataset_names, label_dataset, load_dataset, strategy_names
 from threadx.ui.widgets import follow_job, job_progress, show_finished_job, space_editor
-from threadx.units import table_view
+from threadx.units import counted, table_view
 from threadx.validation.research import load_research
 
 SAMPLERS = ["random", "lhs", "sobol", "grid"]
@@ -128,10 +128,14 @@ def show_research(research_id: str) -> None:
     wf = result.config.get("walk_forward", {})
     st.subheader(f"Research {research_id}")
     unit = "days" if wf.get("is_days") else "bars"
-    st.caption(f"{', '.join(result.config.get('strategies', []))} on {len(result.config.get('datasets', []))} "
-               f"datasets · IS {wf.get('is_days') or wf.get('is_bars')} / OOS "
-               f"{wf.get('oos_days') or wf.get('oos_bars')} {unit} · {wf.get('sampler')} sampler"
-               + (f", n = {wf['n']:,}" if wf.get("n") and wf.get("sampler") != "grid" else "")
+    combos = sorted({c["combos"] for c in result.cells if isinstance(c.get("combos"), int)})
+    ran = ""  # what the cells ran (n above a space's size draws the whole space)
+    if combos:
+        ran = f" ({combos[0]:,}{f'-{combos[-1]:,}' if len(combos) > 1 else ''} combos run)"
+    st.caption(f"{', '.join(result.config.get('strategies', []))} on "
+               f"{counted(len(result.config.get('datasets', [])), 'dataset')} · IS {wf.get('is_days') or wf.get('is_bars'):g} / OOS "
+               f"{wf.get('oos_days') or wf.get('oos_bars'):g} {unit} · {wf.get('sampler')} sampler"
+               + (f", n = {wf['n']:,}" if wf.get("n") and wf.get("sampler") != "grid" else "") + ran
                + f" · {result.status}")
     if result.status == "cancelled":
         st.warning("Stopped early: only the finished cells are shown (no transfer backtests).")

@@ -82,6 +82,8 @@ def test_small_research_job_runs_to_its_matrix():
     table = next(df for df in at.dataframe if "grade" in df.value.columns).value
     assert list(table["dataset"]) == [SAMPLE] and table["run_id"].iloc[0].endswith("-c0")
     assert at.selectbox(key="rs_history").value == at.session_state["rs_run"]
+    heading = [c.value for c in at.caption if c.value.startswith("ma_crossover on 1 dataset ·")]
+    assert heading and "IS 240 / OOS 240 days · grid sampler (9 combos run) · completed" in heading[0], heading
 
 
 def test_stored_research_shows_two_columns_kept_lines_and_opens_a_report(workspace):

@@ -161,7 +161,7 @@ def cell_summary(wf: Any, report: Any, request: WalkForwardRequest) -> dict[str,
         "run_id": request.run_id, "grade": report.grade.letter, "score": report.grade.score,
         "oos_sharpe": s["sharpe"], "oos_return": s["total_return"], "oos_max_drawdown": s["max_drawdown"],
         "consistency": wf.consistency, "efficiency": wf.efficiency, "trades": s["n_trades"],
-        "windows": len(wf.windows), "params": wf.benchmark_params,
+        "windows": len(wf.windows), "combos": len(wf.combos), "params": wf.benchmark_params,
         "last_window_params": _last_winner(wf),
     })
 
