@@ -71,6 +71,10 @@ def launch_form() -> None:
                "out-of-sample span (the transfer matrix).")
     problems = [] if strategies and chosen else ["pick at least one strategy and one dataset"]
     problems += [f"no window fits on {p}" for p in rs.window_problems(chosen, is_days, oos_days, load_dataset)]
+    try:
+        problems += rs.grid_problems(strategies, sampler, space if len(strategies) == 1 else None)
+    except ThreadXError as exc:  # an edited range the space refuses
+        problems.append(f"search space: {exc}")
     for problem in problems:
         st.warning(f"Cannot run: {problem}.")
     if not problems:

@@ -117,3 +117,15 @@ def test_stored_research_shows_two_columns_kept_lines_and_opens_a_report(workspa
     assert at.title[0].value == "Validation"
     assert at.session_state["wf_run"] == "two-assets-c1"
     assert "Walk-forward two-assets-c1" in texts(at.subheader)
+
+
+def test_a_grid_over_the_walk_forward_limit_is_refused_before_launch():
+    """Several strategies run on their declared ranges: ma_crossover's grid (3.9 million combos)
+    launched a job whose every cell failed."""
+    at = open_page("7_Research.py")
+    at.multiselect(key="rs_strategies").set_value(["ma_crossover", "bb_atr"])
+    at.selectbox(key="rs_sampler").set_value("grid").run()
+    assert not at.exception, at.exception
+    assert any("ma_crossover's grid has 3,931,620 combos, over the walk-forward limit of 200,000" in w.value
+               for w in at.warning), [w.value for w in at.warning]
+    assert at.button(key="rs_launch").disabled

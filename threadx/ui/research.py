@@ -72,7 +72,9 @@ def plan_text(strategies: Sequence[str], n_datasets: int, sampler: str, n: int |
 
     cells = len(strategies) * n_datasets
     if n is None:
-        combos = "the whole grid"
+        sizes = [_grid_size(get_strategy(name), space or None) for name in strategies]
+        combos = "the whole grid" + (f" ({counted(sizes[0], 'combo')})" if len(sizes) == 1 and sizes[0] is not None
+                                     else "")
     else:
         whole = {name: grid_size_if_whole(get_strategy(name), space or None, n) for name in strategies}
         if all(size is None for size in whole.values()):
@@ -86,6 +88,31 @@ def plan_text(strategies: Sequence[str], n_datasets: int, sampler: str, n: int |
     return (f"**{counted(cells, 'cell')}** ({counted(len(strategies), 'strategy', 'strategies')} × "
             f"{counted(n_datasets, 'dataset')}), {combos} in every window, then "
             f"{counted(len(strategies) * n_datasets ** 2, 'transfer backtest')}.")
+
+
+def grid_problems(strategies: Sequence[str], sampler: str, space: dict[str, Any] | None = None) -> list[str]:
+    """One sentence per strategy whose grid is over the walk-forward limit (only with the grid
+    sampler): the launch is refused with these instead of a job whose cells all fail."""
+    from threadx.strategy import get_strategy
+    from threadx.validation.walkforward import DEFAULT_WF_GRID_LIMIT
+
+    if sampler != "grid":
+        return []
+    problems = []
+    for name in strategies:
+        size = _grid_size(get_strategy(name), space or None)
+        if size > DEFAULT_WF_GRID_LIMIT:
+            problems.append(f"{name}'s grid has {size:,} combos, over the walk-forward limit of "
+                            f"{DEFAULT_WF_GRID_LIMIT:,}: narrow its ranges or use a Monte Carlo sampler")
+    return problems
+
+
+def _grid_size(strategy: Any, space: dict[str, Any] | None, counted_up_to: int = 200_000) -> int:
+    """The valid combos of a grid (its size when constraints would make counting them long)."""
+    from threadx.optimize.space import SearchSpace, declared_space
+
+    grid = SearchSpace(strategy, declared_space(strategy) if space is None else space)
+    return grid.count_valid() if grid.size <= counted_up_to else grid.size
 
 
 def cells_table(result: ResearchResult) -> pd.DataFrame:
