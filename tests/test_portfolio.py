@@ -518,7 +518,8 @@ def test_runners_that_never_run_at_the_same_time_are_refused():
     # back to back, each trades over half the span with its capital idle the other half: said
     assert [n[:48] for n in result.meta["notes"]] == ["test_threshold:A trades over 50 % of the portfol",
                                                       "test_threshold:B trades over 50 % of the portfol"]
-    assert "2024-01-01 00:00 to 2024-01-01 08:00 of 2024-01-01 00:00 to 2024-01-01 16:00" in result.meta["notes"][0]
+    assert ("(from its first bar's open, 2024-01-01 00:00, to its last bar's close, 2024-01-01 08:00, of "
+            "2024-01-01 00:00 to 2024-01-01 16:00)") in result.meta["notes"][0]  # (its last bar opens at 07:00)
     together = portfolio_backtest([a, b], frames={a.label: hand_frame(A_CLOSES, name="A"),
                                                   b.label: hand_frame(B_CLOSES, name="B")}, save=False)
     assert together.meta["notes"] == []

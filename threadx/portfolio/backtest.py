@@ -364,7 +364,8 @@ def part_time_notes(spans: Sequence[tuple[str, int, int]]) -> list[str]:
         share = (last - first) / (end - start)
         if share < PART_TIME_SHARE:
             notes.append(f"{label} trades over {beside(100 * share, (100 * PART_TIME_SHARE,), 0)} % of the "
-                         f"portfolio's span ({_clock(first)} to {_clock(last)} of {_clock(start)} to {_clock(end)}): "
+                         f"portfolio's span (from its first bar's open, {_clock(first)}, to its last bar's close, "
+                         f"{_clock(last)}, of {_clock(start)} to {_clock(end)}): "
                          "its capital is idle cash the rest of the time, which dilutes the combined return and Sharpe")
     return notes
 
