@@ -1,9 +1,10 @@
 """System monitor: CPU per core, RAM, swap, NVIDIA GPUs and process stats (SPEC §9.5).
 
 ``sample()`` takes one cheap reading (CPU percentages are measured since the previous
-call, as ``psutil.cpu_percent(interval=None)`` does; the first reading of a process waits
-``CPU_PRIME_S`` for a first interval, where psutil gave a false 0 %). GPUs are read through NVML (``pip install nvidia-ml-py``, imported
-as ``pynvml``) when the package and a driver are present; otherwise ``gpus`` is empty and
+call, as ``psutil.cpu_percent(interval=None)`` does; the first reading in a process waits
+``CPU_PRIME_S`` for a first interval, where psutil gave a false 0 %; a process's first
+reading is its mean since it started, :func:`process_cpu_percent`). GPUs are read through
+NVML (``pip install nvidia-ml-py``, imported as ``pynvml``) when the package and a driver are present; otherwise ``gpus`` is empty and
 ``gpu_status`` says why. Nothing here raises on a machine without a GPU.
 
 ``MonitorHistory`` keeps the readings of the last ``max_age_s`` seconds and gives them as

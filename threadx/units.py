@@ -408,8 +408,8 @@ def table_view(frame: Any, *, aliases: Mapping[str, str] | None = None,
     Numbers stay numbers (the columns sort by value) written in their unit with the cards'
     decimals: a fraction column is shown in percent points (x 100 in the frame returned, a
     new frame: ``frame`` is untouched), as Streamlit's ``"percent"`` preset dropped trailing
-    zeros (40% and 43.1% in a column, beside the cards' 40.00 %); a size in bytes in MiB. ``aliases``: column ->
-    the metric it shows (``{"Return %": "return_pct"}``); ``labels``: column -> its header.
+    zeros (40% and 43.1% in a column, beside the cards' 40.00 %); a size in bytes in MiB.
+    ``aliases``: column -> the metric it shows (``{"Return %": "return_pct"}``); ``labels``: column -> its header.
     Show the returned frame, never ``frame`` with this config (its fractions would read x 100
     too small); exports keep ``frame``.
 

@@ -71,15 +71,16 @@ def launch_form() -> None:
                "out-of-sample span (the transfer matrix).")
     problems = [] if strategies and chosen else ["pick at least one strategy and one dataset"]
     problems += [f"no window fits on {p}" for p in rs.window_problems(chosen, is_days, oos_days, load_dataset)]
+    edited = space if len(strategies) == 1 else None  # several strategies: each its declared ranges
     try:
-        problems += rs.grid_problems(strategies, sampler, space if len(strategies) == 1 else None)
+        problems += rs.grid_problems(strategies, sampler, edited)
     except ThreadXError as exc:  # an edited range the space refuses
         problems.append(f"search space: {exc}")
     for problem in problems:
         st.warning(f"Cannot run: {problem}.")
     if not problems:
         try:
-            st.info(rs.plan_text(strategies, len(chosen), sampler, n, space if len(strategies) == 1 else None))
+            st.info(rs.plan_text(strategies, len(chosen), sampler, n, edited))
         except ThreadXError as exc:  # an edited range the space refuses: said here, Launch says it again
             st.warning(f"Cannot run: {exc}")
     if st.button("Launch research", type="primary", disabled=bool(problems), key="rs_launch"):
@@ -137,8 +138,9 @@ def show_research(research_id: str) -> None:
     if combos:
         ran = f" ({combos[0]:,}{f'-{combos[-1]:,}' if len(combos) > 1 else ''} combos run)"
     st.caption(f"{', '.join(result.config.get('strategies', []))} on "
-               f"{counted(len(result.config.get('datasets', [])), 'dataset')} · IS {wf.get('is_days') or wf.get('is_bars'):g} / OOS "
-               f"{wf.get('oos_days') or wf.get('oos_bars'):g} {unit} · {wf.get('sampler')} sampler"
+               f"{counted(len(result.config.get('datasets', [])), 'dataset')} · "
+               f"IS {wf.get('is_days') or wf.get('is_bars'):g} / OOS {wf.get('oos_days') or wf.get('oos_bars'):g} "
+               f"{unit} · {wf.get('sampler')} sampler"
                + (f", n = {wf['n']:,}" if wf.get("n") and wf.get("sampler") != "grid" else "") + ran
                + f" · {result.status}")
     if result.status == "cancelled":

@@ -11,8 +11,7 @@ can order a small set alike by chance), and compares what they give.
 sets and where the strategy's code comes from: a built-in's name, or a strategies-folder
 file's path and the exact text that was checked), runs ``python -m
 threadx.checks.other_process FOLDER OUT`` once per seed, side by side, and reads back, per
-param set, the signals, the level
-lines, the equity, the trades and the metrics, or the error the strategy raised there.
+param set, the signals, the level lines, the equity, the trades and the metrics, or the error the strategy raised there.
 Nothing is unpickled: arrays travel as ``.npz`` (``allow_pickle=False``), trades as
 Parquet and the rest as JSON.
 """
@@ -42,8 +41,8 @@ _LINES = ("atr", "band_lo", "band_mid", "band_hi")
 
 
 class Unavailable(Exception):
-    """The strategy was not run in other processes: ``kind`` "local" (its code cannot be found
-    there: made in this process), "failed" (it could not load or run in a fresh interpreter,
+    """The strategy was not run in other processes: ``kind`` "local" (it cannot be handed to
+    them: made in this process, or a param value JSON cannot hold), "failed" (it could not load or run in a fresh interpreter,
     as spawned workers and a cluster start it) or "timeout"."""
 
     def __init__(self, text: str, kind: str):

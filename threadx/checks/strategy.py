@@ -619,9 +619,10 @@ def _determinism(s: _Session) -> CheckResult:
                 details.append(f"{ps.name}: {label} raised {other.error}")
                 break
             found = _compare(first, other, before=None, equity_before=None, trades_before=None, all_lines=True)
-            m1, m2 = first.result.metrics, other.result.metrics if isinstance(other, _Run) else other.metrics
-            if not isinstance(other, _Run):  # (it came through JSON: the first run's are compared so too)
-                m1 = comparable(m1)
+            if isinstance(other, OtherRun):  # (it came through JSON: the first run's are compared so too)
+                m1, m2 = comparable(first.result.metrics), other.metrics
+            else:
+                m1, m2 = first.result.metrics, other.result.metrics
             metrics = [k for k in METRIC_NAMES if not _same_metric(m1.get(k), m2.get(k))]
             if found or metrics:
                 what = [f"{k} from bar {b}" for k, b in found.items()] + (["metrics " + ", ".join(metrics[:5])]
@@ -772,8 +773,7 @@ def _speed(s: _Session) -> CheckResult:
 
 _CHECKS: dict[str, Callable[[_Session], CheckResult]] = {
     "lookahead": _lookahead, "signals": _signals, "determinism": _determinism, "accounting": _accounting,
-    "roles": _roles,
-    "speed": _speed,
+    "roles": _roles, "speed": _speed,
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from threadx.errors import ParamError
-from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace, declared_space
+from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace, searched_space
 
 SAMPLERS = ("grid", "random", "lhs", "sobol", "adaptive")
 
@@ -74,7 +74,7 @@ def grid_size_if_whole(strategy: Any, space: Mapping[str, Any] | None, n: int) -
     >>> grid_size_if_whole(get_strategy("ma_crossover"), {"fast_period": "5:10:1"}, 100)
     6
     """
-    grid = SearchSpace(strategy, declared_space(strategy) if space is None else space)
+    grid = searched_space(strategy, space)
     return grid.count_valid() if _takes_whole_grid(grid, n) else None
 
 

@@ -201,6 +201,12 @@ def declared_space(strategy: StrategySpec) -> dict[str, dict[str, float]]:
             for p in strategy.params if searched_by_default(p)}
 
 
+def searched_space(strategy: StrategySpec, space: Mapping[str, Any] | None = None) -> SearchSpace:
+    """The space a walk-forward or a research searches: ``space``, or the strategy's declared
+    ranges (:func:`declared_space`) when None."""
+    return SearchSpace(strategy, declared_space(strategy) if space is None else space)
+
+
 def searched_by_default(param: Param) -> bool:
     """True when a default search space ranges over ``param``: a declared range, and it affects results."""
     return bool(param.opt_range) and param.affects_results

@@ -93,6 +93,7 @@ def plan_text(strategies: Sequence[str], n_datasets: int, sampler: str, n: int |
 def grid_problems(strategies: Sequence[str], sampler: str, space: dict[str, Any] | None = None) -> list[str]:
     """One sentence per strategy whose grid is over the walk-forward limit (only with the grid
     sampler): the launch is refused with these instead of a job whose cells all fail."""
+    from threadx.optimize.space import searched_space
     from threadx.strategy import get_strategy
     from threadx.validation.walkforward import DEFAULT_WF_GRID_LIMIT
 
@@ -100,19 +101,21 @@ def grid_problems(strategies: Sequence[str], sampler: str, space: dict[str, Any]
         return []
     problems = []
     for name in strategies:
-        size = _grid_size(get_strategy(name), space or None)
+        size = searched_space(get_strategy(name), space or None).size  # (as the walk-forward refuses it)
         if size > DEFAULT_WF_GRID_LIMIT:
             problems.append(f"{name}'s grid has {size:,} combos, over the walk-forward limit of "
                             f"{DEFAULT_WF_GRID_LIMIT:,}: narrow its ranges or use a Monte Carlo sampler")
     return problems
 
 
-def _grid_size(strategy: Any, space: dict[str, Any] | None, counted_up_to: int = 200_000) -> int:
-    """The valid combos of a grid (its size when constraints would make counting them long)."""
-    from threadx.optimize.space import SearchSpace, declared_space
+def _grid_size(strategy: Any, space: dict[str, Any] | None) -> int:
+    """The valid combos of a grid (its size when it is over the walk-forward limit: refused,
+    and counting them would be long)."""
+    from threadx.optimize.space import searched_space
+    from threadx.validation.walkforward import DEFAULT_WF_GRID_LIMIT
 
-    grid = SearchSpace(strategy, declared_space(strategy) if space is None else space)
-    return grid.count_valid() if grid.size <= counted_up_to else grid.size
+    grid = searched_space(strategy, space)
+    return grid.count_valid() if grid.size <= DEFAULT_WF_GRID_LIMIT else grid.size
 
 
 def cells_table(result: ResearchResult) -> pd.DataFrame:

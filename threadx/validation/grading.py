@@ -185,8 +185,8 @@ def _ratio_component(x: float | None) -> Component:
         return _missing(name, top, x, "Out-of-sample/in-sample Sharpe ratio")
     pts = 0.0 if v < 0.5 else _linear(v, 0.5, 1.0, top)
     return Component(name, pts, top, v, {"oos_is_ratio": v},
-                     f"Out-of-sample Sharpe is {beside(v, (0.5, 1.0), 2)} of in-sample: {_pts(pts)} of {top:g} points "
-                     "(none below 0.5, full marks at 1.0 or more).")
+                     f"Out-of-sample Sharpe is {beside(v, (0.5, 1.0), 2)} of in-sample: {_pts(pts)} of {top:g} "
+                     "points (none below 0.5, full marks at 1.0 or more).")
 
 
 def _p_value_component(x: float | None) -> Component:
@@ -196,8 +196,8 @@ def _p_value_component(x: float | None) -> Component:
         return _missing(name, top, x, "Bootstrap Sharpe p-value")
     pts = 20.0 if v < 0.05 else (10.0 if v < 0.10 else 0.0)
     return Component(name, pts, top, v, {"p_value": v},
-                     f"Bootstrap p-value of the Sharpe against zero-mean returns is {beside(v, (0.05, 0.10), 3)}: {_pts(pts)} of "
-                     f"{top:g} points (20 below 0.05, 10 below 0.10).")
+                     f"Bootstrap p-value of the Sharpe against zero-mean returns is {beside(v, (0.05, 0.10), 3)}: "
+                     f"{_pts(pts)} of {top:g} points (20 below 0.05, 10 below 0.10).")
 
 
 def _consistency_component(x: float | None, periods: str = "out-of-sample windows") -> Component:
@@ -218,9 +218,9 @@ def _dsr_component(x: float | None) -> Component:
         return _missing(name, top, x, "Deflated Sharpe ratio")
     pts = 0.0 if v < 0.5 else _linear(v, 0.5, 1.0, top)
     return Component(name, pts, top, v, {"dsr": v},
-                     f"Deflated Sharpe ratio is {beside(v, (0.5, 1.0), 3)} (the probability that the true Sharpe exceeds what the best "
-                     f"of the trials would show by luck): {_pts(pts)} of {top:g} points (none below 0.5, full marks "
-                     "at 1.0).")
+                     f"Deflated Sharpe ratio is {beside(v, (0.5, 1.0), 3)} (the probability that the true Sharpe "
+                     f"exceeds what the best of the trials would show by luck): {_pts(pts)} of {top:g} points (none "
+                     "below 0.5, full marks at 1.0).")
 
 
 def _stability_component(x: float | None, on_edge: bool | None, withheld: str | None = None) -> Component:
@@ -233,8 +233,8 @@ def _stability_component(x: float | None, on_edge: bool | None, withheld: str | 
     pts = 0.0 if v < 0.5 else _linear(v, 0.5, 0.9, top)
     if edge:
         pts = min(pts, 5.0)
-        lead = (f"Grid neighbours keep {beside(100 * v, (50, 90), 0)} % of the winner's objective and the winner sits on a grid "
-                "edge, so the optimum may lie outside the range")
+        lead = (f"Grid neighbours keep {beside(100 * v, (50, 90), 0)} % of the winner's objective and the winner sits "
+                "on a grid edge, so the optimum may lie outside the range")
         rule = "(at most 5 on an edge; none below 50 %)."
     else:
         lead = f"Grid neighbours keep {beside(100 * v, (50, 90), 0)} % of the winner's objective"
@@ -248,7 +248,8 @@ def _pbo_component(x: float | None, withheld: str | None = None) -> Component:
     if v is None:
         return _missing(name, top, x, "Probability of backtest overfitting")
     pts = top if v <= 0.1 else (0.0 if v >= 0.5 else round(top * (0.5 - v) / 0.4, 9))
-    return _scored(name, pts, top, v, {"pbo": v}, f"Probability of backtest overfitting is {beside(v, (0.1, 0.5), 2)}",
+    return _scored(name, pts, top, v, {"pbo": v},
+                   f"Probability of backtest overfitting is {beside(v, (0.1, 0.5), 2)}",
                    "(full marks at 0.10 or less, none at 0.50 or more).", withheld)
 
 
