@@ -110,6 +110,56 @@ def test_workers_run_the_code_the_sweep_started_with(rsi: Path) -> None:
     assert out.stdout.split()[0] == spec.code_hash and "RSI mean reversion" in out.stdout
 
 
+HOLD_EXITS = ('ExitRules(stop_atr=p["atr_stop"], sizing="risk"',
+              'ExitRules(stop_atr=p["atr_stop"], max_hold_bars=shared.HOLD, sizing="risk"')
+
+
+def test_a_module_of_the_folder_a_strategy_imports_is_part_of_its_code(rsi: Path, frame, strategy_dir) -> None:
+    """A strategy importing ``shared.py`` from the folder (with a sys.path line) kept the module
+    Python cached: an edit to it changed nothing until a restart, the strategy's code hash did
+    not cover it (a stored run was resumed with other code), and the module was listed as a file
+    that "declares no strategy"."""
+    helper = strategy_dir / "shared.py"
+    helper.write_text("HOLD = 3\n")
+    (strategy_dir / "_unused.py").write_text("raise RuntimeError('never run: nothing imports it')\n")
+    _edit(rsi, "import numpy as np\n", "import numpy as np\nimport shared\n")
+    _edit(rsi, *HOLD_EXITS)
+    spec = threadx.get_strategy("rsi_mine")
+    assert not user.load_errors()  # shared.py is a module of shared code, _unused.py is never run
+    assert spec.origin.helpers == ((str(helper.resolve()), "HOLD = 3\n"),)
+    assert spec.code_hash not in (user.text_hash(rsi.read_text()), "") and len(spec.code_hash) == 16
+    three = threadx.backtest(frame, "rsi_mine")
+    assert three.trades["bars_held"].max() == 3 and three.meta["strategy_code"] == spec.code_hash
+    task = SweepTask.of(spec, SPACE, options_from())
+
+    helper.write_text("HOLD = 5  # edited\n")  # the next run uses the edit and another code hash
+    five = threadx.backtest(frame, "rsi_mine")
+    assert five.trades["bars_held"].max() == 5 and five.meta["strategy_code"] != spec.code_hash
+    assert task_strategy(task).code_hash == spec.code_hash  # a worker runs the code the sweep began with
+    assert task_strategy(task).exits({**spec.defaults(), "atr_stop": 2.0}).max_hold_bars == 3
+    helper.unlink()  # a fresh process rebuilds it from the task alone
+    code = (f"import pickle; from threadx.optimize.evaluate import task_strategy; "
+            f"t = pickle.loads(bytes.fromhex('{__import__('pickle').dumps(task).hex()}')); "
+            "s = task_strategy(t); print(s.code_hash, s.exits({'atr_stop': 2.0, 'risk_per_trade': 0.01}).max_hold_bars)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == [spec.code_hash, "3"]
+    assert "No module named 'shared'" in user.load_errors()["rsi_mine.py"]  # and the file now fails to load
+    helper.write_text("HOLD = 4\n")  # back once the module is there again
+    assert threadx.backtest(frame, "rsi_mine").trades["bars_held"].max() == 4
+
+
+def test_an_error_in_an_imported_module_names_its_file_and_line(rsi: Path, frame, strategy_dir) -> None:
+    helper = strategy_dir / "_tools.py"
+    helper.write_text("def hold():\n    return {}['x']\n")
+    _edit(rsi, "import numpy as np\n", "import numpy as np\nfrom _tools import hold\n")
+    _edit(rsi, 'ExitRules(stop_atr=p["atr_stop"], sizing="risk"',
+          'ExitRules(stop_atr=p["atr_stop"], max_hold_bars=hold(), sizing="risk"')
+    with pytest.raises(StrategyError, match=rf"strategy 'rsi_mine' raised: {helper.resolve()}:2: KeyError: 'x'"):
+        threadx.backtest(frame, "rsi_mine")
+    helper.write_text("X = 1\nraise ValueError('at import')\n")
+    assert user.load_errors()["rsi_mine.py"] == f"{helper.resolve()}:2: ValueError: at import"
+
+
 def test_a_resume_with_changed_code_is_refused(rsi: Path, frame, tmp_path) -> None:
     first = _sweep(frame, tmp_path, "r1", executor="inline")
     _edit(rsi, '"oversold", "float", 30.0', '"oversold", "float", 31.0')

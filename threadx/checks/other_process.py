@@ -79,14 +79,14 @@ def other_hash_seeds(current: str | None = None, count: int = OTHER_PROCESSES) -
 
 def locatable(spec: Any) -> dict[str, Any] | None:
     """Where another process finds ``spec``'s code: ``{"kind": "builtin"}`` for a registered
-    built-in equal to it, ``{"kind": "user", "path", "text"}`` for a strategies-folder file
-    (the text that was loaded, whatever the file holds now); None for a strategy made in this
+    built-in equal to it, ``{"kind": "user", "path", "text", "helpers"}`` for a strategies-folder
+    file (the texts that were loaded, whatever the files hold now); None for a strategy made in this
     process only (a test's or a notebook's), which another process cannot rebuild."""
     from threadx.strategy.base import builtin_names, get_strategy
 
     origin = spec.origin
     if origin is not None and origin.kind == "user" and origin.text is not None:
-        return {"kind": "user", "path": origin.path, "text": origin.text}
+        return {"kind": "user", "path": origin.path, "text": origin.text, "helpers": origin.helper_texts()}
     if origin is None and spec.name in builtin_names():
         try:
             same = get_strategy(spec.name) == spec
@@ -190,7 +190,7 @@ def _run_job(job: Path, out: Path) -> None:
     spec_job = json.loads((job / "job.json").read_text())
     source = spec_job["source"]
     if source["kind"] == "user":
-        spec = load_text(source["path"], source["text"])[spec_job["strategy"]]
+        spec = load_text(source["path"], source["text"], source["helpers"])[spec_job["strategy"]]
     else:
         spec = get_strategy(spec_job["strategy"])
     with np.load(job / "bars.npz", allow_pickle=False) as arrays:

@@ -232,7 +232,9 @@ class StrategyOrigin:
     ``kind``: ``"builtin"`` (shipped in ``threadx.strategy``), ``"module"`` (registered on
     import of a Python module) or ``"user"`` (a file of the strategies folder, see
     :mod:`threadx.strategy.user`). A user strategy carries its source ``text``, so that a
-    sweep's workers run the code the sweep started with even when the file is edited meanwhile.
+    sweep's workers run the code the sweep started with even when the file is edited meanwhile;
+    ``helpers`` holds (path, text) of each module of the folder that the file imports, and
+    ``code_hash`` covers them.
     """
 
     kind: str
@@ -240,6 +242,16 @@ class StrategyOrigin:
     code_hash: str
     text: str | None = None
     line: int = 0  # the line of the file where the strategy is declared (user strategies)
+    helpers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The strategy's file and the folder modules it imports (where its code's errors lie)."""
+        return tuple(p for p in (self.path, *(path for path, _ in self.helpers)) if p is not None)
+
+    def helper_texts(self) -> dict[str, str]:
+        """Module name -> text of each folder module the file imports (what a rebuild runs)."""
+        return {os.path.splitext(os.path.basename(path))[0]: text for path, text in self.helpers}
 
     @property
     def where(self) -> str:

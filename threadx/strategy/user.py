@@ -17,12 +17,20 @@ backtest or sweep without a restart. The code runs from the text read (never a s
 (:class:`~threadx.strategy.base.StrategyOrigin`): a sweep's workers rebuild the strategy from
 it, so every worker runs the code the sweep started with.
 
+Shared code: a strategy file may import another module of the folder by its plain name
+(``from _common import zscore`` reads ``_common.py`` beside it). That module is run from its
+text with the strategy file, and its text is part of the strategy's origin and code hash: an
+edit to it reloads the strategies that import it, and a run made before the edit is never
+resumed with it. Files whose names start with ``_`` hold no strategies; a file without a
+strategy that a strategy file imports is not reported as declaring none.
+
 A file that cannot be loaded (a syntax error, an exception at import, no strategy, a name
 taken by a built-in or another file) is reported with its file and line by
 :func:`load_errors`, and every other strategy keeps working.
 """
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import hashlib
@@ -61,11 +69,11 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def code_location(exc: BaseException, path: str | None = None) -> str | None:
-    """``file:line`` of the innermost traceback frame in ``path`` (a strategy file), or,
-    without ``path``, in any strategies-folder file loaded in this process; None when no
-    frame qualifies. A SyntaxError gives its own file and line."""
-    paths = {path} if path is not None else _LOADED_PATHS
+def code_location(exc: BaseException, paths: str | tuple[str, ...] | None = None) -> str | None:
+    """``file:line`` of the innermost traceback frame in ``paths`` (a strategy's files), or,
+    without them, in any strategies-folder file loaded in this process; None when no frame
+    qualifies. A SyntaxError gives its own file and line."""
+    paths = _LOADED_PATHS if paths is None else {paths} if isinstance(paths, str) else set(paths)
     if isinstance(exc, SyntaxError) and exc.filename in paths:
         return f"{exc.filename}:{exc.lineno or 0}"
     found = None
@@ -75,9 +83,9 @@ def code_location(exc: BaseException, path: str | None = None) -> str | None:
     return found
 
 
-def describe_error(exc: BaseException, path: str | None = None) -> str:
+def describe_error(exc: BaseException, paths: str | tuple[str, ...] | None = None) -> str:
     """One line for an exception raised by strategy code: ``file:line: Type: message``."""
-    where = code_location(exc, path)
+    where = code_location(exc, paths)
     if isinstance(exc, SyntaxError):
         text = f"SyntaxError: {exc.msg}"
     else:
@@ -97,7 +105,7 @@ def strategy_code_errors(spec: StrategySpec) -> Iterator[None]:
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code: any exception is theirs (an exit too)
         if spec.origin is None or spec.origin.kind != "user":
             raise
-        raise StrategyError(f"strategy {spec.name!r} raised: {describe_error(exc, spec.origin.path)}") from exc
+        raise StrategyError(f"strategy {spec.name!r} raised: {describe_error(exc, spec.origin.files)}") from exc
 
 
 def _declaration_line(text: str, name: str) -> int:
@@ -106,32 +114,115 @@ def _declaration_line(text: str, name: str) -> int:
     return text.count("\n", 0, match.start()) + 1 if match else 0
 
 
-def load_text(path: str | Path, text: str) -> dict[str, StrategySpec]:
-    """Run a strategy file's ``text`` (as the module of ``path``) and return its strategies
-    by name, each with its origin. StrategyError with the file and line when it cannot be
-    run, declares none, or declares a strategy with a bad name or bad defaults."""
-    path = str(Path(path).resolve())
-    _LOADED_PATHS.add(path)
-    digest = text_hash(text)
-    module_name = f"{_MODULE_PREFIX}.{re.sub(r'[^0-9a-zA-Z_]', '_', Path(path).stem)}_{digest}"
-    try:
-        code = compile(text, path, "exec")
-    except SyntaxError as exc:
-        raise StrategyError(describe_error(exc, path)) from None
-    # Running the file is importing the user's own strategy module (their folder, their
-    # code), as ``import`` would; nothing received from a client is run this way.
+def folder_code_hash(text: str, helpers: tuple[tuple[str, str], ...] = ()) -> str:
+    """The code hash of a strategy file's ``text`` with the (path, text) of the folder modules it
+    imports: the file's :func:`text_hash` when it imports none."""
+    if not helpers:
+        return text_hash(text)
+    return text_hash(text + "".join(f"\0{Path(path).name}\0{body}" for path, body in sorted(helpers)))
+
+
+def _new_module(path: str, text: str) -> types.ModuleType:
+    """An empty module for the code of ``path``, registered by a name unique to its text
+    (dataclasses look a module up by name); earlier versions of the same file are forgotten."""
+    module_name = f"{_MODULE_PREFIX}.{re.sub(r'[^0-9a-zA-Z_]', '_', Path(path).stem)}_{text_hash(text)}"
     module = types.ModuleType(module_name)
     module.__file__ = path
     sys.modules.setdefault(_MODULE_PREFIX, types.ModuleType(_MODULE_PREFIX))
     stale = [m for m in sys.modules if m.rsplit("_", 1)[0] == module_name.rsplit("_", 1)[0] and m != module_name]
     for old in stale:  # an earlier version of this file (its strategies keep their own globals)
         sys.modules.pop(old, None)
-    sys.modules[module_name] = module  # dataclasses look a module up by name
+    sys.modules[module_name] = module
+    return module
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class _FolderImports:
+    """The ``__import__`` of a strategy file's code: a plain top-level name of a module of the
+    file's folder (``import _common``, ``from helpers import f``) runs that module from its
+    text, once per load of the file, and keeps the text; any other import is Python's.
+
+    ``given`` (a rebuild from an origin) holds the module texts to run instead of the files.
+    """
+
+    def __init__(self, folder: Path, given: Mapping[str, str] | None = None):
+        self.folder, self.given = folder, given
+        self.texts: dict[str, str] = {}  # path -> text of each folder module run
+        self.missing: set[str] = set()  # paths of folder modules imported that did not exist
+        self.stamps: dict[str, tuple[int, int, int, int]] = {}  # path -> file_stamp before it was read
+        self.modules: dict[str, types.ModuleType] = {}
+        self.namespace = {**vars(builtins), "__import__": self}
+
+    def __call__(self, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (),
+                 level: int = 0) -> types.ModuleType:
+        if level == 0 and _MODULE_NAME.match(name):
+            module = self.module(name)
+            if module is not None:
+                return module
+        try:
+            return builtins.__import__(name, globals, locals, fromlist, level)
+        except ModuleNotFoundError:
+            if level == 0 and self.given is None:  # added to the folder later, it will be found
+                self.missing.add(str(self.folder / f"{name.partition('.')[0]}.py"))
+            raise
+
+    def module(self, name: str) -> types.ModuleType | None:
+        """The folder's module ``name`` run from its text (None: the folder has no such module)."""
+        if name in self.modules:
+            return self.modules[name]
+        path = str(self.folder / f"{name}.py")
+        if self.given is not None:
+            text = self.given.get(name)
+        elif Path(path).is_file():
+            self.stamps[path] = file_stamp(path)
+            text = Path(path).read_text(encoding="utf-8")
+        else:
+            text = None
+        if text is None:
+            return None
+        self.texts[path] = text
+        _LOADED_PATHS.add(path)
+        module = _new_module(path, text)
+        module.__dict__["__builtins__"] = self.namespace
+        self.modules[name] = module  # before it runs: a circular import gets it partly run, as Python's
+        exec(compile(text, path, "exec"), module.__dict__)  # noqa: S102 - the user's own module, as below
+        return module
+
+
+class _NoStrategy(StrategyError):
+    """A file of the folder that declares no strategy (not an error for a module others import)."""
+
+
+def load_text(path: str | Path, text: str, helpers: Mapping[str, str] | None = None) -> dict[str, StrategySpec]:
+    """Run a strategy file's ``text`` (as the module of ``path``) and return its strategies
+    by name, each with its origin. ``helpers`` (module name -> text) are the folder modules it
+    may import, None to read them from the folder. StrategyError with the file and line when it
+    cannot be run, declares none, or declares a strategy with a bad name or bad defaults."""
+    path = str(Path(path).resolve())
+    return _run_file(path, text, _FolderImports(Path(path).parent, helpers))
+
+
+def _run_file(path: str, text: str, imports: _FolderImports) -> dict[str, StrategySpec]:
+    _LOADED_PATHS.add(path)
+    try:
+        code = compile(text, path, "exec")
+    except SyntaxError as exc:
+        raise StrategyError(describe_error(exc, path)) from None
+    # Running the file is importing the user's own strategy module (their folder, their
+    # code), as ``import`` would; nothing received from a client is run this way.
+    module = _new_module(path, text)
+    module.__dict__["__builtins__"] = imports.namespace
     try:
         exec(code, module.__dict__)  # noqa: S102 - see above
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - any error of the user's module (a sys.exit too)
-        sys.modules.pop(module_name, None)
-        raise StrategyError(describe_error(exc, path)) from None
+        sys.modules.pop(module.__name__, None)
+        raise StrategyError(describe_error(exc, (path, *imports.texts))) from None
+    helpers = tuple(imports.texts.items())
+    # an import run later by the strategy's functions finds only the modules hashed above
+    imports.given = {Path(helper).stem: body for helper, body in helpers}
+    digest = folder_code_hash(text, helpers)
     specs: dict[str, StrategySpec] = {}
     for value in list(vars(module).values()):
         if isinstance(value, StrategySpec) and not (isinstance(value.name, str) and value.name in specs):
@@ -143,11 +234,11 @@ def load_text(path: str | Path, text: str) -> dict[str, StrategySpec]:
             except Exception as exc:  # noqa: BLE001 - any declaration that breaks here: the file's error
                 raise StrategyError(f"{where}: {describe_error(exc) if not isinstance(exc, ParamError) else exc}"
                                     ) from None
-            origin = StrategyOrigin("user", path, digest, text, line)
+            origin = StrategyOrigin("user", path, digest, text, line, helpers)
             specs[value.name] = _exit_as_error(replace(value, origin=origin))
     if not specs:
-        raise StrategyError(f"{path}:1: declares no strategy: assign a StrategySpec at module level "
-                            "(see `threadx strategy new NAME`)")
+        raise _NoStrategy(f"{path}:1: declares no strategy: assign a StrategySpec at module level "
+                          "(see `threadx strategy new NAME`)")
     return specs
 
 
@@ -156,25 +247,25 @@ class _NoExit:
     exit is no exception to the sweeps', the checker's and the pages' handlers, so it ended the
     process that ran the strategy, with no word."""
 
-    def __init__(self, fn: Callable[..., Any], spec_name: str, path: str):
-        self.fn, self.spec_name, self.path = fn, spec_name, path
+    def __init__(self, fn: Callable[..., Any], spec_name: str, paths: tuple[str, ...]):
+        self.fn, self.spec_name, self.paths = fn, spec_name, paths
         functools.update_wrapper(self, fn, updated=())  # its name and module (not a numba dispatcher's dict)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return self.fn(*args, **kwargs)
         except SystemExit as exc:
-            raise StrategyError(f"strategy {self.spec_name!r} raised: {describe_error(exc, self.path)}") from None
+            raise StrategyError(f"strategy {self.spec_name!r} raised: {describe_error(exc, self.paths)}") from None
 
 
 def _exit_as_error(spec: StrategySpec) -> StrategySpec:
     """``spec`` with each of its functions wrapped in :class:`_NoExit`."""
     names = ("indicators", "signals", "levels", "exits", "batch_signals")
-    wrapped = {name: _NoExit(getattr(spec, name), spec.name, spec.origin.path) for name in names
+    wrapped = {name: _NoExit(getattr(spec, name), spec.name, spec.origin.files) for name in names
                if getattr(spec, name) is not None}
     if spec.signal_rule is not None:
         wrapped["signal_rule"] = replace(spec.signal_rule,
-                                         many=_NoExit(spec.signal_rule.many, spec.name, spec.origin.path))
+                                         many=_NoExit(spec.signal_rule.many, spec.name, spec.origin.files))
     return replace(spec, **wrapped)
 
 
@@ -184,6 +275,31 @@ class _File:
     code_hash: str = ""  # of the text read
     specs: dict[str, StrategySpec] = field(default_factory=dict)
     error: str | None = None
+    no_strategy: bool = False  # the error is that it declares none
+    imports: dict[str, tuple[tuple[int, int, int, int] | None, str]] = field(default_factory=dict)
+    # path -> (file_stamp, text_hash) of each folder module the file ran (stamp None: it was missing)
+
+
+def _rewritten(path: Path, stamp: tuple[int, int, int, int], digest: str) -> bool:
+    """Whether a file whose stamp is unchanged was still rewritten: possible within a coarse
+    timestamp's tick (1-2 s on some file systems), so its text is compared while its last
+    change (the later of mtime and ctime: an mtime put back leaves a new ctime) is that recent."""
+    if time.time() - max(stamp[1], stamp[2]) / 1e9 > _COARSE_MTIME_S:
+        return False
+    try:
+        return text_hash(path.read_text(encoding="utf-8")) != digest
+    except (OSError, UnicodeDecodeError):
+        return True
+
+
+def _changed(path: Path, stamp: tuple[int, int, int, int] | None, digest: str) -> bool:
+    """Whether ``path`` differs from when it was read at ``stamp`` with text hash ``digest``
+    (stamp None: it did not exist then)."""
+    try:
+        now = file_stamp(path)
+    except OSError:
+        return stamp is not None
+    return now != stamp or _rewritten(path, now, digest)
 
 
 class _Folder:
@@ -194,7 +310,8 @@ class _Folder:
         self.files: dict[Path, _File] = {}
 
     def refresh(self) -> None:
-        """Re-read the files added or changed since the last call; forget removed ones."""
+        """Re-read the files added or changed since the last call, and those importing a folder
+        module that changed; forget removed ones."""
         try:
             paths = sorted(p for p in self.root.glob("*.py") if p.is_file() and not p.name.startswith((".", "_")))
         except OSError:
@@ -207,21 +324,10 @@ class _Folder:
             except OSError:
                 continue
             known = self.files.get(path)
-            if known is not None and known.stamp == stamp and not self._maybe_rewritten(path, stamp, known):
+            if (known is not None and known.stamp == stamp and not _rewritten(path, stamp, known.code_hash)
+                    and not any(_changed(Path(p), *then) for p, then in known.imports.items())):
                 continue
             self.files[path] = self._load(path, stamp)
-
-    @staticmethod
-    def _maybe_rewritten(path: Path, stamp: tuple[int, int, int, int], known: _File) -> bool:
-        """Whether a file whose stamp is unchanged was still rewritten: possible within a coarse
-        timestamp's tick (1-2 s on some file systems), so its text is compared while its last
-        change (the later of mtime and ctime: an mtime put back leaves a new ctime) is that recent."""
-        if time.time() - max(stamp[1], stamp[2]) / 1e9 > _COARSE_MTIME_S:
-            return False
-        try:
-            return text_hash(path.read_text(encoding="utf-8")) != known.code_hash
-        except (OSError, UnicodeDecodeError):
-            return True
 
     @staticmethod
     def _load(path: Path, stamp: tuple[int, int, int, int]) -> _File:
@@ -229,19 +335,27 @@ class _Folder:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             return _File(stamp, error=f"{path}: cannot be read ({exc})")
+        imports = _FolderImports(path.parent)
+        loaded = _File(stamp, text_hash(text))
         try:
-            return _File(stamp, text_hash(text), specs=load_text(path, text))
+            loaded.specs = _run_file(str(path.resolve()), text, imports)
         except StrategyError as exc:
-            return _File(stamp, text_hash(text), error=str(exc))
+            loaded.error, loaded.no_strategy = str(exc), isinstance(exc, _NoStrategy)
+        loaded.imports = {p: (imports.stamps.get(p), text_hash(t)) for p, t in imports.texts.items()}
+        loaded.imports.update((p, (None, "")) for p in imports.missing)
+        return loaded
 
     def resolved(self, known: Mapping[str, Any]) -> tuple[dict[str, StrategySpec], dict[str, str]]:
         """(strategies by name, errors by file name): a name taken by a built-in (``known``)
-        or by an earlier file (in name order) is an error of the later file."""
+        or by an earlier file (in name order) is an error of the later file; a file declaring no
+        strategy that another file imports is a module of shared code, not an error."""
         specs: dict[str, StrategySpec] = {}
         errors: dict[str, str] = {}
+        imported = {p for loaded in self.files.values() for p, (stamp, _) in loaded.imports.items() if stamp}
         for path, loaded in self.files.items():
             if loaded.error is not None:
-                errors[path.name] = loaded.error
+                if not (loaded.no_strategy and str(path) in imported):
+                    errors[path.name] = loaded.error
                 continue
             for name, spec in loaded.specs.items():
                 clash = "a built-in strategy" if name in known else (
@@ -310,7 +424,7 @@ def from_origin(name: str, origin: StrategyOrigin) -> StrategySpec:
         if found is None:
             if origin.text is None:
                 raise ThreadXError(f"strategy {name!r}: its origin carries no source text")
-            specs = load_text(origin.path or f"{name}.py", origin.text)
+            specs = load_text(origin.path or f"{name}.py", origin.text, origin.helper_texts())
             if name not in specs:
                 raise StrategyError(f"{origin.path}: no longer declares strategy {name!r}")
             if len(_BY_HASH) > 64:
