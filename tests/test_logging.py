@@ -138,3 +138,18 @@ def test_the_kernels_warm_up_is_not_logged_but_other_threads_are(tmp_path, monke
         log.removeHandler(keep)
         log.setLevel(old_level)
     assert seen == ["a user's run meanwhile", "after"]
+
+
+def test_a_queued_job_is_logged_with_what_it_runs(workspace, monkeypatch):
+    """A research job was logged as "queued: research None" (it has strategies, not a strategy)."""
+    from threadx.requests import ResearchRequest, SweepRequest
+    from threadx.ui.jobs import JobRegistry
+
+    registry = JobRegistry()
+    monkeypatch.setattr(registry, "refresh", lambda: None)  # queued, never launched
+    registry.submit(ResearchRequest(["bb_atr", "ma_crossover"], ["sample:BTC_USDT-1h", "sample:ETH_USDT-1h"],
+                                    options={"is_days": 90, "oos_days": 30}, run_id="r-log"))
+    registry.submit(SweepRequest("sample:BTC_USDT-1h", "bb_atr", {"bb_period": "10:20:5"}, run_id="s-log"))
+    queued = [line.split(" queued: ", 1)[1] for line in logs.tail(20) if " queued: " in line]
+    assert queued == ["research bb_atr, ma_crossover on sample:BTC_USDT-1h, sample:ETH_USDT-1h, run r-log",
+                      "bb_atr on sample:BTC_USDT-1h (grid), run s-log"], queued

@@ -208,6 +208,21 @@ def _data_label(data: Any) -> str:
     return ref.name or ref.source
 
 
+def job_label(kind: str, params: Mapping[str, Any]) -> str:
+    """What a job runs, in words: its label when it has one, else its strategies and data."""
+    if params.get("label"):
+        return params["label"]
+    if kind == "research":
+        names = [_data_label(d) for d in params.get("datasets", [])]
+        return f"research {', '.join(params.get('strategies', []))} on {', '.join(names)}"
+    if kind == "portfolio":
+        return f"portfolio of {counted(len(params.get('runners', [])), 'runner')}"
+    data = _data_label(params["data"]) if "data" in params else "?"
+    if kind == "walkforward":
+        return f"walk-forward {params.get('strategy', '?')} on {data}"
+    return f"{params.get('strategy', '?')} on {data} ({params.get('sampler', 'grid')})"
+
+
 @dataclass
 class JobInfo:
     """One job as last recorded on disk: its spec, its status and its progress."""
@@ -292,21 +307,9 @@ class JobInfo:
 
     @property
     def label(self) -> str:
-        p = self.params
         if "params" not in self.spec:  # a job whose spec.json is damaged
             return f"job {self.job_id}"
-        if p.get("label"):
-            return p["label"]
-        if self.kind == "research":
-            names = [_data_label(d) for d in p.get("datasets", [])]
-            return f"research {', '.join(p.get('strategies', []))} on {', '.join(names)}"
-        if self.kind == "portfolio":
-            runners = p.get("runners", [])
-            return f"portfolio of {counted(len(runners), 'runner')}"
-        data = _data_label(p["data"]) if "data" in p else "?"
-        if self.kind == "walkforward":
-            return f"walk-forward {p.get('strategy', '?')} on {data}"
-        return f"{p.get('strategy', '?')} on {data} ({p.get('sampler', 'grid')})"
+        return job_label(self.kind, self.params)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -371,7 +374,7 @@ class JobRegistry:
             })
         from threadx import logs
 
-        logs.logger().info("job %s queued: %s %s, run %s", job_id, kind, params.get("strategy"), params["run_id"])
+        logs.logger().info("job %s queued: %s, run %s", job_id, job_label(kind, params), params["run_id"])
         self.refresh()
         return job_id
 
