@@ -153,8 +153,10 @@ def test_delete_removes_every_format_and_rename_moves_them(data_root, stored):
     assert sorted(p.name for p in stored.parent.iterdir()) == ["BTC_USDT-1h-x.csv", "BTC_USDT-1h-x.parquet"]
     assert [p.name for p in delete_dataset("BTC_USDT-1h-x", dry_run=True)] == ["BTC_USDT-1h-x.csv",
                                                                               "BTC_USDT-1h-x.parquet"]
+    rename_dataset("binance/BTC_USDT-1h-x", "kucoin/BTC_USDT-1h-x")  # to another exchange
+    assert not stored.parent.exists()  # the emptied exchange folder is gone (it stayed, empty)
     delete_dataset("BTC_USDT-1h-x")
-    assert list(stored.parent.iterdir()) == []
+    assert not (stored.parent.parent / "kucoin").exists()
 
 
 def test_rename_keeps_the_timeframe_of_the_bars(data_root, stored, capsys):

@@ -17,6 +17,7 @@ deleting it would not stick, and a renamed copy would pass for real data).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -156,6 +157,7 @@ def rename_dataset(old: str, new: str, data_root: str | os.PathLike | None = Non
     target.parent.mkdir(parents=True, exist_ok=True)
     for source in _all_formats(path):
         source.rename(target.with_name(_stem(target.name) + _suffix(source.name)))
+    _drop_if_empty(path.parent)
     return target.with_name(_stem(target.name) + _suffix(path.name))
 
 
@@ -166,7 +168,15 @@ def delete_dataset(name: str, data_root: str | os.PathLike | None = None, *, dry
     removed = _all_formats(path)
     for file in [] if dry_run else removed:
         file.unlink()
+    if not dry_run:
+        _drop_if_empty(path.parent)
     return removed
+
+
+def _drop_if_empty(folder: Path) -> None:
+    """Remove an exchange folder that a delete or a rename left empty (no trace of it stays)."""
+    with contextlib.suppress(OSError):  # not empty, or already gone
+        folder.rmdir()
 
 
 def dataset_name(path: Path) -> str:
