@@ -18,6 +18,7 @@ import streamlit as st
 
 import threadx
 from threadx.config import DEFAULT_RESEARCH_PARAMS, settings
+from threadx.data.catalog import list_datasets
 from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
 from threadx.portfolio import Runner, list_portfolios, load_portfolio
@@ -27,7 +28,7 @@ from threadx.requests import DatasetRef, PortfolioRequest
 from threadx.ui import portfolio as pf
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
-from threadx.ui.state import dataset_names, label_dataset, strategy_names
+from threadx.ui.state import active_dataset, dataset_names, label_dataset, strategy_names
 from threadx.ui.widgets import follow_job, job_progress, show_finished_job, param_form
 from threadx.units import counted, format_metric, table_view
 
@@ -73,9 +74,12 @@ def add_runner_form() -> None:
     specs = threadx.strategies()
     names, datasets = strategy_names(), dataset_names()
     c = st.columns([2, 3, 1])
-    strategy = c[0].selectbox("Strategy", names, index=names.index("bb_atr") if "bb_atr" in names else 0,
-                              key="pf_strategy", persist_state="session")
-    dataset = c[1].selectbox("Dataset", datasets, key="pf_dataset", persist_state="session", format_func=label_dataset)
+    # the session's strategy and dataset (a link's ?strategy= and ?dataset=, another page's pick) first
+    data = active_dataset()
+    first = next(n for n in (st.session_state.get("strategy"), "bb_atr", names[0]) if n in names)
+    strategy = c[0].selectbox("Strategy", names, index=names.index(first), key="pf_strategy", persist_state="session")
+    dataset = c[1].selectbox("Dataset", datasets, index=datasets.index(data) if data in datasets else 0,
+                             key="pf_dataset", persist_state="session", format_func=label_dataset)
     weight = float(c[2].number_input("Weight", min_value=0.01, value=1.0, step=0.5, key="pf_weight", persist_state="session",
                                      help="its share of the capital, relative to the other runners' weights"))
     params: dict = {}
@@ -87,10 +91,10 @@ def add_runner_form() -> None:
         except ThreadXError as exc:
             st.error(f"Cannot add this runner: {exc}")
             return
-        st.session_state["pf_runners"], replaced = pf.add_runner(st.session_state["pf_runners"], runner)
+        st.session_state["pf_runners"], note = pf.add_runner(st.session_state["pf_runners"], runner)
         st.session_state.pop("pf_origin", None)
-        if replaced:
-            st.info(replaced)
+        if note:
+            st.info(note)
 
 
 def research_form() -> None:
@@ -128,6 +132,8 @@ def runner_list() -> None:
     table = pf.runner_rows(runners)
     shown, config = table_view(table)
     st.dataframe(shown, hide_index=True, width="stretch", column_config=config, key="pf_runner_table")
+    for note in pf.span_notes(runners, list_datasets()):  # before Launch, as the run will say
+        st.warning(f"{note}.")
     c = st.columns([4, 1, 1], vertical_alignment="bottom")
     labels = list(table["runner"])
     pick = c[0].selectbox("Runner", range(len(labels)), key="pf_remove_pick", format_func=labels.__getitem__)

@@ -31,6 +31,18 @@ def metric_labels(at: AppTest) -> set[str]:
     return {m.label for m in at.metric}
 
 
+def test_a_link_naming_a_strategy_and_dataset_starts_the_runner_form_on_them(workspace):
+    """``?strategy=`` and ``?dataset=`` (a link, another page's pick) were ignored: bb_atr on the
+    first dataset."""
+    other = second_asset(workspace)
+    at = AppTest.from_file(str(ROOT / "views" / "8_Portfolio.py"), default_timeout=60)
+    at.query_params["strategy"], at.query_params["dataset"] = "supertrend", other
+    at.run()
+    assert not at.exception and not at.warning, (at.exception, at.warning)
+    assert at.selectbox(key="pf_strategy").value == "supertrend" and at.selectbox(key="pf_dataset").value == other
+    assert open_page("8_Portfolio.py").selectbox(key="pf_strategy").value == "bb_atr"  # no link: as before
+
+
 def test_empty_state_says_what_to_do_and_no_runner_is_one_warning():
     at = open_page("8_Portfolio.py")
     assert at.title[0].value == "Portfolio"
@@ -68,11 +80,17 @@ def test_the_same_strategy_and_dataset_with_other_params_is_a_second_runner():
 
     assert list(table()["runner"]) == [f"bb_atr:{SAMPLE}", f"bb_atr:{SAMPLE} #2"]
     assert "bb_period=30" in table()["params"].iloc[1]
+    assert (f"Added as bb_atr:{SAMPLE} #2: bb_atr:{SAMPLE} is already in the list with other params (each runs "
+            "as a runner of its own).") in [i.value for i in at.info]  # it became #2 without a word
     at.number_input(key="pf_weight").set_value(3.0)
     at.button(key="pf_add").click().run()  # the same params again: replaced, not added
     assert list(table()["weight"]) == [1.0, 3.0] and len(table()) == 2
-    assert (f"bb_atr:{SAMPLE} with these params was already in the list: added again, it replaces it (weight 1 "
-            "before, 3 now).") in [i.value for i in at.info]  # it was replaced without a word
+    assert (f"bb_atr:{SAMPLE} #2 with these params was already in the list: added again, it replaces it (weight 1 "
+            "before, 3 now).") in [i.value for i in at.info]  # it was replaced without a word, then named without #2
+    at.checkbox(key="pf_custom").uncheck().run()
+    at.button(key="pf_add").click().run()  # the first again: replaced in its place, the labels stay
+    assert list(table()["runner"]) == [f"bb_atr:{SAMPLE}", f"bb_atr:{SAMPLE} #2"]
+    assert "bb_period=30" in table()["params"].iloc[1] and list(table()["weight"]) == [3.0, 3.0]
     at.selectbox(key="pf_remove_pick").set_value(0)
     at.button(key="pf_remove").click().run()
     assert not at.exception, at.exception
@@ -91,6 +109,7 @@ def test_two_runner_portfolio_runs_to_its_metrics_charts_and_tables(workspace):
     table = next(df for df in at.dataframe if "runner" in df.value.columns).value
     assert list(table["runner"]) == [f"bb_atr:{SAMPLE}", f"ma_crossover:{other}"]
     assert list(table["weight"]) == [1.0, 2.0]
+    before_launch = [w.value for w in at.warning]  # XYZ's 400 days of the sample's 730: said before Launch
     at.number_input(key="pf_guard").set_value(0.7)
     at.number_input(key="pf_kill").set_value(10.0)
     at.button(key="pf_launch").click().run()
@@ -110,6 +129,7 @@ def test_two_runner_portfolio_runs_to_its_metrics_charts_and_tables(workspace):
     stored = load_portfolio(pid)
     assert stored.config["margin_guard"] == 0.7 and stored.config["kill_switch"] == pytest.approx(0.1)
     assert [r["weight"] for r in stored.runners] == [1.0, 2.0]
+    assert stored.meta["notes"] and before_launch == [f"{note}." for note in stored.meta["notes"]]
     assert {"Return", "Sharpe", "Max drawdown", "Trades", "Cycles", "Cycle win rate", "Fees", "Funding",
             "Peak margin share", "Peak positions", "Peak legs"} <= metric_labels(at)
     trades = next(m for m in at.metric if m.label == "Trades")
@@ -282,3 +302,22 @@ def test_portfolio_job_stop_during_signals_is_cancelled(workspace):
     assert ("signals of bb_atr:" + SAMPLE, 0, 2) in phases
     assert read_json(folder / "status.json")["state"] == "cancelled"
     assert list_portfolios() == []
+
+
+def test_span_notes_read_the_catalog_and_each_runners_cut():
+    import pandas as pd
+
+    from threadx.ui.portfolio import span_notes
+
+    catalog = pd.DataFrame({"name": ["a/X-1h", "a/Y-1h"], "timeframe": ["1h", "1h"],
+                            "first": pd.to_datetime(["2024-01-01", "2024-01-01"], utc=True),
+                            "last": pd.to_datetime(["2024-12-31 23:00", "2024-12-31 23:00"], utc=True)})
+    x = {"strategy": "bb_atr", "data": {"source": "a/X-1h", "name": "a/X-1h"}}
+    y = {"strategy": "bb_atr", "data": {"source": "a/Y-1h", "name": "a/Y-1h"}}
+    assert span_notes([x, y], catalog) == []  # the same span
+    cut = {**y, "data": {**y["data"], "start": "2024-07-01"}}
+    [note] = span_notes([x, cut], catalog)
+    assert note.startswith("bb_atr:a/Y-1h trades over 50 % of the portfolio's span (from its first bar's open, "
+                           "2024-07-01 00:00, to its last bar's close, 2025-01-01 00:00,"), note
+    gone = {**y, "data": {"source": "a/Z-1h", "name": "a/Z-1h"}}
+    assert span_notes([x, gone], catalog) == []  # a span not known: no guess

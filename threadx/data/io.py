@@ -209,9 +209,9 @@ def load_ohlcv(
     if start is not None or end is not None:
         mask = np.ones(len(df), dtype=bool)
         if start is not None:
-            mask &= df.index >= _utc(start)
+            mask &= df.index >= as_utc(start)
         if end is not None:
-            mask &= df.index < _utc(end)
+            mask &= df.index < as_utc(end)
         df = df[mask]
     if timeframe is not None and native is not None and timeframe != native:
         if timeframe_seconds(timeframe) < timeframe_seconds(native):
@@ -332,7 +332,8 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else "no details"
 
 
-def _utc(value: str | pd.Timestamp | Any) -> pd.Timestamp:
+def as_utc(value: str | pd.Timestamp | Any) -> pd.Timestamp:
+    """``value`` (a time text or Timestamp) in UTC; a naive one is read as UTC (as start and end are)."""
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 

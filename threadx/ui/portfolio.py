@@ -50,6 +50,31 @@ def runner_labels(runners: Sequence[Mapping[str, Any]]) -> list[str]:
         return [r.label for r in listed]
 
 
+def span_notes(runners: Sequence[Mapping[str, Any]], catalog: pd.DataFrame) -> list[str]:
+    """Before launch, the part-time notes the portfolio will give (``part_time_notes``), from the
+    first and last bar the data catalog lists for each runner's dataset (cut to the runner's
+    start and end); none when a runner's dataset is not in ``catalog`` (its span is unknown)."""
+    from threadx.data.grid import timeframe_ns
+    from threadx.data.io import as_utc
+    from threadx.portfolio.backtest import part_time_notes
+
+    rows = catalog.set_index("name") if len(catalog) else None
+    spans = []
+    for label, runner in zip(runner_labels(runners), runners):
+        ref = Runner.from_dict(runner).data
+        name = ref.name or ref.source
+        if rows is None or name not in rows.index:
+            return []
+        row = rows.loc[name]
+        first, last = int(row["first"].value), int(row["last"].value) + timeframe_ns(ref.timeframe or row["timeframe"])
+        if ref.start:
+            first = max(first, as_utc(ref.start).value)
+        if ref.end:
+            last = min(last, as_utc(ref.end).value)
+        spans.append((label, first, last))
+    return part_time_notes(spans) if len(spans) > 1 else []
+
+
 def runner_rows(runners: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """The runners about to be launched: label, weight, params ("defaults" when none given)."""
     rows = [{"runner": label, "weight": float(r.get("weight", 1.0)),
@@ -59,18 +84,28 @@ def runner_rows(runners: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def add_runner(runners: Sequence[Mapping[str, Any]], runner: Runner) -> tuple[list[dict[str, Any]], str | None]:
-    """(``runners`` with ``runner`` added, what it replaced in words or None): it replaces the
-    same runner (same strategy, dataset and params: its new weight), and stands beside the same
-    strategy on the same dataset with other params."""
-    same = [r for r in runners if Runner.from_dict(r).same_as(runner)]
-    kept = [dict(r) for r in runners if not any(r is s for s in same)]
-    note = None
-    if same:
-        was = float(same[0].get("weight", 1.0))
-        note = (f"{runner.label} with these params was already in the list: added again, it replaces it "
-                + (f"(weight {was:g} before, {runner.weight:g} now)." if was != runner.weight
-                   else f"(same weight {was:g}: nothing changed)."))
-    return [*kept, runner.to_dict()], note
+    """(``runners`` with ``runner`` added, what happened in words or None): it replaces the same
+    runner (same strategy, dataset and params) in its place, with its new weight, and stands
+    beside the same strategy on the same dataset with other params, as ``... #2``. The words name
+    the runner by its label in the list."""
+    listed = [dict(r) for r in runners]
+    same = next((k for k, r in enumerate(listed) if Runner.from_dict(r).same_as(runner)), None)
+    if same is None:
+        listed.append(runner.to_dict())
+        where = len(listed) - 1
+    else:
+        was = float(listed[same].get("weight", 1.0))
+        listed[same] = runner.to_dict()
+        where = same
+    label = runner_labels(listed)[where]
+    if same is not None:
+        return listed, (f"{label} with these params was already in the list: added again, it replaces it "
+                        + (f"(weight {was:g} before, {runner.weight:g} now)." if was != runner.weight
+                           else f"(same weight {was:g}: nothing changed)."))
+    if label != runner.label:
+        return listed, (f"Added as {label}: {runner.label} is already in the list with other params "
+                        "(each runs as a runner of its own).")
+    return listed, None
 
 
 # --- numbers -------------------------------------------------------------------------------------
