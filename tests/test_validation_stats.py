@@ -833,3 +833,26 @@ def test_a_two_valued_return_series_has_a_deflated_sharpe(returns) -> None:
     assert 0.0 <= result.dsr <= 1.0 and result.kurt == pytest.approx(1.0, abs=1e-12)
     with pytest.raises(ParamError, match="non-excess"):  # an excess kurtosis handed in is still refused
         psr_z(0.1, 0.0, 100, 0.0, 0.0)
+
+
+def test_the_stability_and_consistency_sentences_name_the_values_behind_them() -> None:
+    """A negative winner's ratio is taken winner over neighbours: "keep 67 % of the winner's
+    objective" (neighbours -0.77, winner -0.52) meant nothing; 3 of 8 windows read "38 %" beside
+    the card's 37.50 %."""
+    details = {"stability": {"objective": "sharpe", "maximize": True, "winner_value": -0.52,
+                             "neighbour_mean": -0.77},
+               "consistency": {"positive": 3, "periods": 8}}
+    g = grade(**{**PERFECT, "stability": 0.52 / 0.77, "consistency": 0.375}, details=details)
+    assert _component(g, "stability").explanation.startswith(
+        "Grid neighbours do worse than the winner (sharpe -0.77 on average against -0.52): a ratio of 68 %, "
+        "taken winner over neighbours as both are below zero")
+    assert _component(g, "consistency").explanation.startswith(
+        "3 of 8 out-of-sample windows (37.5 %) were positive: 0 of 20 points")
+    positive = {"stability": {"objective": "sharpe", "maximize": True, "winner_value": 1.2, "neighbour_mean": 0.9}}
+    g = grade(**{**PERFECT, "stability": 0.75}, details=positive)
+    assert _component(g, "stability").explanation.startswith(
+        "Grid neighbours keep 75 % of the winner's objective (sharpe 0.9 on average against the winner's 1.2)")
+    drawdown = {"stability": {"objective": "max_drawdown", "maximize": False, "winner_value": 0.1,
+                              "neighbour_mean": 0.2}}
+    g = grade(**{**PERFECT, "stability": 0.5}, details=drawdown)
+    assert "taken winner over neighbours as lower is better" in _component(g, "stability").explanation

@@ -105,15 +105,15 @@ def grade(
     need a selection that is profitable out of sample (see :func:`withheld_because`).
     """
     gate = withheld_because(oos_is_ratio, profitable_combos, oos_return)
+    details = {k: dict(v) for k, v in (details or {}).items()}
     components = [
         _ratio_component(oos_is_ratio),
         _p_value_component(p_value),
-        _consistency_component(consistency, consistency_of),
+        _consistency_component(consistency, consistency_of, details.get("consistency", {})),
         _dsr_component(dsr),
-        _stability_component(stability, on_edge, gate),
+        _stability_component(stability, on_edge, gate, details.get("stability", {})),
         _pbo_component(pbo, gate),
     ]
-    details = {k: dict(v) for k, v in (details or {}).items()}
     gate_inputs = {"oos_is_ratio": _number(oos_is_ratio), "oos_return": _number(oos_return)}
     if profitable_combos is not None:
         gate_inputs.update(profitable_combos=int(profitable_combos[0]), combos_evaluated=int(profitable_combos[1]))
@@ -200,15 +200,22 @@ def _p_value_component(x: float | None) -> Component:
                      f"{_pts(pts)} of {top:g} points (20 below 0.05, 10 below 0.10).")
 
 
-def _consistency_component(x: float | None, periods: str = "out-of-sample windows") -> Component:
+def _consistency_component(x: float | None, periods: str = "out-of-sample windows",
+                           counts: Mapping[str, Any] | None = None) -> Component:
+    """``counts``: {"positive", "periods"} behind the share, named when given (a share of 3 of 8
+    read "38 %" beside the card's 37.50 %)."""
     name, top = "consistency", 20.0
     v = _number(x)
     if v is None:
         return _missing(name, top, x, "Share of positive out-of-sample windows")
     pts = 0.0 if v < 0.5 else _linear(v, 0.5, 1.0, top)
+    positive, total = (counts or {}).get("positive"), (counts or {}).get("periods")
+    if isinstance(positive, int) and isinstance(total, int) and total > 0:
+        share = f"{positive:,} of {total:,} {periods} ({beside(100 * v, (50, 100), 1)} %) were positive"
+    else:
+        share = f"{beside(100 * v, (50, 100), 0)} % of {periods} were positive"
     return Component(name, pts, top, v, {"consistency": v},
-                     f"{beside(100 * v, (50, 100), 0)} % of {periods} were positive: {_pts(pts)} of {top:g} points "
-                     "(none below 50 %, full marks at 100 %).")
+                     f"{share}: {_pts(pts)} of {top:g} points (none below 50 %, full marks at 100 %).")
 
 
 def _dsr_component(x: float | None) -> Component:
@@ -223,7 +230,12 @@ def _dsr_component(x: float | None) -> Component:
                      "below 0.5, full marks at 1.0).")
 
 
-def _stability_component(x: float | None, on_edge: bool | None, withheld: str | None = None) -> Component:
+def _stability_component(x: float | None, on_edge: bool | None, withheld: str | None = None,
+                         values: Mapping[str, Any] | None = None) -> Component:
+    """``values``: {"objective", "maximize", "winner_value", "neighbour_mean"} behind the ratio, named
+    when given; below zero (for a maximised objective) the ratio is the winner's over the
+    neighbours' (:mod:`threadx.validation.stability`), which "keep 67 % of the winner's
+    objective" misread (neighbours at -0.77 against a winner's -0.52)."""
     name, top = "stability", 10.0
     v = _number(x)
     edge = bool(on_edge) if on_edge is not None else None
@@ -231,13 +243,23 @@ def _stability_component(x: float | None, on_edge: bool | None, withheld: str | 
         return _missing(name, top, x, "Parameter stability (neighbours' objective / winner's)",
                         {"stability": _number(x), "on_edge": edge})
     pts = 0.0 if v < 0.5 else _linear(v, 0.5, 0.9, top)
+    lead = f"Grid neighbours keep {beside(100 * v, (50, 90), 0)} % of the winner's objective"
+    values = values or {}
+    winner, mean = _number(values.get("winner_value")), _number(values.get("neighbour_mean"))
+    if winner is not None and mean is not None and winner != 0 and v < 1:
+        objective, maximize = values.get("objective", "objective"), values.get("maximize", True) is not False
+        if (winner > 0) == maximize:
+            lead += f" ({objective} {mean:.4g} on average against the winner's {winner:.4g})"
+        else:
+            why = "both are below zero" if winner < 0 else "lower is better"
+            lead = (f"Grid neighbours do worse than the winner ({objective} {mean:.4g} on average against "
+                    f"{winner:.4g}): a ratio of {beside(100 * v, (50, 90), 0)} %, taken winner over neighbours as "
+                    f"{why}")
     if edge:
         pts = min(pts, 5.0)
-        lead = (f"Grid neighbours keep {beside(100 * v, (50, 90), 0)} % of the winner's objective and the winner sits "
-                "on a grid edge, so the optimum may lie outside the range")
+        lead += " and the winner sits on a grid edge, so the optimum may lie outside the range"
         rule = "(at most 5 on an edge; none below 50 %)."
     else:
-        lead = f"Grid neighbours keep {beside(100 * v, (50, 90), 0)} % of the winner's objective"
         rule = "(none below 50 %, full marks at 90 %)."
     return _scored(name, pts, top, v, {"stability": v, "on_edge": edge}, lead, rule, withheld)
 

@@ -392,7 +392,7 @@ def _report(source, robust, dsr, pbo_result, pbo_error, stab, periods, ratio, co
                         "periods_are": "OOS windows" if source["kind"] == "walk_forward" else "time blocks"},
         "dsr": {"sharpe_per_bar": dsr.sr, "sr0_per_bar": dsr.sr0, "observations": dsr.t, "skewness": dsr.skew,
                 "kurtosis": dsr.kurt, "trials": dsr.n_trials, "sharpe_variance": dsr.var_sharpe},
-        "stability": {"objective": stab.objective, "winner_value": stab.winner_value,
+        "stability": {"objective": stab.objective, "maximize": stab.maximize, "winner_value": stab.winner_value,
                       "neighbour_mean": float(finite.mean()) if len(finite) else None, "neighbours": len(finite),
                       "edge_params": list(stab.on_edge)},
         "pbo": ({"S": pbo_result.S, "splits": pbo_result.n_splits, "combos": pbo_result.n_combos,
