@@ -160,6 +160,65 @@ def test_an_error_in_an_imported_module_names_its_file_and_line(rsi: Path, frame
     assert user.load_errors()["rsi_mine.py"] == f"{helper.resolve()}:2: ValueError: at import"
 
 
+def test_folder_modules_never_hide_installed_ones_nor_lend_their_strategies(rsi: Path, frame, strategy_dir) -> None:
+    """A ``json.py`` or ``numpy.py`` of the folder hid the real module from every strategy that
+    imported it; a strategy imported from another file became a strategy of the importing file
+    too (a name clash blamed on the wrong file)."""
+    (strategy_dir / "json.py").write_text("x = 1\n")
+    (strategy_dir / "numpy.py").write_text("x = 1\n")
+    _edit(rsi, "import numpy as np\n", "import numpy as np\nimport json\nassert json.loads('1') == 1\n")
+    assert threadx.backtest(frame, "rsi_mine").metrics["n_trades"] > 0
+    assert threadx.get_strategy("rsi_mine").origin.helpers == ()
+    assert "declares no strategy" in user.load_errors()["numpy.py"]  # imported by none: listed as before
+    other = strategy_dir / "rsi_other.py"
+    other.write_text("from dataclasses import replace\nfrom rsi_mine import SPEC as MINE\n"
+                     "SPEC = replace(MINE, name='rsi_other')\n")
+    specs = threadx.strategies()
+    assert specs["rsi_other"].origin.path == str(other.resolve())
+    assert specs["rsi_mine"].origin.path == str(rsi.resolve())  # still its own file's
+    assert not {k: v for k, v in user.load_errors().items() if k not in ("json.py", "numpy.py")}
+
+
+def test_imports_a_folder_module_cannot_serve_are_said_plainly(rsi: Path, frame, strategy_dir) -> None:
+    helper = strategy_dir / "_late.py"
+    helper.write_text("HOLD = 3\n")
+    _edit(rsi, 'def exits(p):\n', 'def exits(p):\n    from _late import HOLD\n')
+    with pytest.raises(StrategyError, match=r"_late.py is imported inside a function: import the strategies "
+                                            r"folder's modules at the top of the file"):
+        threadx.backtest(frame, "rsi_mine")
+    _edit(rsi, '    from _late import HOLD\n', '    from . import _late\n')
+    with pytest.raises(StrategyError, match=r"a relative import \(from \. import \.\.\.\) in a strategies-folder "
+                                            r"file: import the folder's module by its plain name"):
+        threadx.backtest(frame, "rsi_mine")
+
+
+def test_a_folder_module_that_cannot_be_read_is_named_and_its_fix_reloads(rsi: Path, frame, strategy_dir) -> None:
+    helper = strategy_dir / "shared.py"
+    helper.write_bytes("HOLD = 3  # caf\u00e9\n".encode("cp1252"))
+    _edit(rsi, "import numpy as np\n", "import numpy as np\nimport shared\n")
+    _edit(rsi, *HOLD_EXITS)
+    assert f"ImportError: {helper.resolve()} cannot be read as UTF-8 text" in user.load_errors()["rsi_mine.py"]
+    helper.write_text("HOLD = 3  # caf\u00e9\n", encoding="utf-8")  # fixed: the strategy loads (it stayed broken)
+    assert threadx.backtest(frame, "rsi_mine").trades["bars_held"].max() == 3 and not user.load_errors()
+
+
+def test_numba_functions_of_folder_modules_never_run_another_versions_cached_code(rsi: Path, frame,
+                                                                                  strategy_dir) -> None:
+    """``@njit(cache=True)`` found machine code by the file's stamp and bytecode: an edited
+    constant of a helper, or a worker running the text its sweep began with, got the other's."""
+    helper = strategy_dir / "_nb.py"
+    helper.write_text("from numba import njit\n@njit(cache=True)\ndef hold():\n    return 3\nHOLD = hold()\n")
+    _edit(rsi, "import numpy as np\n", "import numpy as np\nimport _nb\n")
+    _edit(rsi, 'ExitRules(stop_atr=p["atr_stop"], sizing="risk"',
+          'ExitRules(stop_atr=p["atr_stop"], max_hold_bars=_nb.hold(), sizing="risk"')
+    spec = threadx.get_strategy("rsi_mine")
+    task = SweepTask.of(spec, SPACE, options_from())
+    assert threadx.backtest(frame, "rsi_mine").trades["bars_held"].max() == 3
+    helper.write_text(helper.read_text().replace("return 3", "return 5"))
+    assert threadx.backtest(frame, "rsi_mine").trades["bars_held"].max() == 5
+    assert task_strategy(task).exits({**spec.defaults()}).max_hold_bars == 3  # the text the sweep began with
+
+
 def test_a_resume_with_changed_code_is_refused(rsi: Path, frame, tmp_path) -> None:
     first = _sweep(frame, tmp_path, "r1", executor="inline")
     _edit(rsi, '"oversold", "float", 30.0', '"oversold", "float", 31.0')

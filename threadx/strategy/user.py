@@ -34,6 +34,7 @@ import builtins
 import contextlib
 import functools
 import hashlib
+import importlib.util
 import re
 import sys
 import threading
@@ -141,10 +142,13 @@ _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 class _FolderImports:
     """The ``__import__`` of a strategy file's code: a plain top-level name of a module of the
-    file's folder (``import _common``, ``from helpers import f``) runs that module from its
-    text, once per load of the file, and keeps the text; any other import is Python's.
+    file's folder that no installed module has (``import _common``, ``from helpers import f``)
+    runs that module from its text, once per load of the file, and keeps the text; any other
+    import is Python's (a ``json.py`` or ``numpy.py`` of the folder never hides the real one).
 
     ``given`` (a rebuild from an origin) holds the module texts to run instead of the files.
+    Once the file has run (:meth:`close`), only the modules it imported are found: a folder
+    module first imported inside a function would be outside the strategy's code hash.
     """
 
     def __init__(self, folder: Path, given: Mapping[str, str] | None = None):
@@ -153,31 +157,47 @@ class _FolderImports:
         self.missing: set[str] = set()  # paths of folder modules imported that did not exist
         self.stamps: dict[str, tuple[int, int, int, int]] = {}  # path -> file_stamp before it was read
         self.modules: dict[str, types.ModuleType] = {}
+        self.closed = False
         self.namespace = {**vars(builtins), "__import__": self}
 
     def __call__(self, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (),
                  level: int = 0) -> types.ModuleType:
-        if level == 0 and _MODULE_NAME.match(name):
+        if level:
+            raise ImportError(f"a relative import (from . import ...) in a strategies-folder file: import the "
+                              f"folder's module by its plain name (import {name or 'module'})")
+        if _MODULE_NAME.match(name):
             module = self.module(name)
             if module is not None:
                 return module
         try:
             return builtins.__import__(name, globals, locals, fromlist, level)
         except ModuleNotFoundError:
-            if level == 0 and self.given is None:  # added to the folder later, it will be found
+            if self.given is None and not self.closed:  # added to the folder later, it will be found
                 self.missing.add(str(self.folder / f"{name.partition('.')[0]}.py"))
             raise
 
+    def close(self) -> None:
+        """The file has run: later imports find only the folder modules it imported."""
+        self.closed = True
+
     def module(self, name: str) -> types.ModuleType | None:
-        """The folder's module ``name`` run from its text (None: the folder has no such module)."""
+        """The folder's module ``name`` run from its text (None: the folder has no such module,
+        or an installed module has that name)."""
         if name in self.modules:
             return self.modules[name]
         path = str(self.folder / f"{name}.py")
         if self.given is not None:
-            text = self.given.get(name)
-        elif Path(path).is_file():
+            text = None if self.closed else self.given.get(name)
+        elif Path(path).is_file() and not _installed(name, self.folder):
+            if self.closed:
+                raise ImportError(f"{path} is imported inside a function: import the strategies folder's "
+                                  "modules at the top of the file (its code is part of the strategy's when the "
+                                  "file loads)")
             self.stamps[path] = file_stamp(path)
-            text = Path(path).read_text(encoding="utf-8")
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ImportError(f"{path} cannot be read as UTF-8 text ({exc})") from None
         else:
             text = None
         if text is None:
@@ -188,7 +208,39 @@ class _FolderImports:
         module.__dict__["__builtins__"] = self.namespace
         self.modules[name] = module  # before it runs: a circular import gets it partly run, as Python's
         exec(compile(text, path, "exec"), module.__dict__)  # noqa: S102 - the user's own module, as below
+        _compiled_in_memory(module)
         return module
+
+
+def _installed(name: str, folder: Path) -> bool:
+    """Whether ``name`` is a module Python finds outside ``folder`` (the standard library, an
+    installed package): the folder's file of that name is not what an ``import`` of it means."""
+    if name in sys.builtin_module_names or name in sys.stdlib_module_names:
+        return True
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):  # a module in sys.modules without a spec, say
+        return name in sys.modules
+    return spec is not None and not (spec.origin is not None and Path(spec.origin).parent.resolve() == folder)
+
+
+def _compiled_in_memory(module: types.ModuleType) -> None:
+    """Turn off numba's on-disk cache (``cache=True``) for the functions of a strategies-folder
+    module: it finds machine code by the file's stamp and the function's bytecode, not the text
+    that ran nor the constants and other modules' values it reads, so an edited helper's
+    constant or a sweep's worker running the text it started with could get another version's
+    code. They compile in memory, once per process."""
+    dispatcher = sys.modules.get("numba.core.dispatcher")
+    if dispatcher is None:
+        return
+    from numba.core.caching import NullCache
+
+    for value in list(vars(module).values()):
+        if isinstance(value, dispatcher.Dispatcher) and getattr(value.py_func, "__globals__", None) is vars(module):
+            if not isinstance(value._cache, NullCache):
+                value._cache = NullCache()
+                if value.overloads:  # compiled while the module ran, maybe from the disk: again, here
+                    value.recompile()
 
 
 class _NoStrategy(StrategyError):
@@ -219,12 +271,15 @@ def _run_file(path: str, text: str, imports: _FolderImports) -> dict[str, Strate
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - any error of the user's module (a sys.exit too)
         sys.modules.pop(module.__name__, None)
         raise StrategyError(describe_error(exc, (path, *imports.texts))) from None
+    imports.close()
+    _compiled_in_memory(module)
     helpers = tuple(imports.texts.items())
-    # an import run later by the strategy's functions finds only the modules hashed above
-    imports.given = {Path(helper).stem: body for helper, body in helpers}
     digest = folder_code_hash(text, helpers)
+    imported = {id(v) for m in imports.modules.values() for v in vars(m).values() if isinstance(v, StrategySpec)}
     specs: dict[str, StrategySpec] = {}
     for value in list(vars(module).values()):
+        if id(value) in imported:  # a strategy of another file, imported: that file's (a copy made here is this one's)
+            continue
         if isinstance(value, StrategySpec) and not (isinstance(value.name, str) and value.name in specs):
             line = _declaration_line(text, value.name) if isinstance(value.name, str) else 0
             where = f"{path}:{line or 1}"
@@ -341,7 +396,8 @@ class _Folder:
             loaded.specs = _run_file(str(path.resolve()), text, imports)
         except StrategyError as exc:
             loaded.error, loaded.no_strategy = str(exc), isinstance(exc, _NoStrategy)
-        loaded.imports = {p: (imports.stamps.get(p), text_hash(t)) for p, t in imports.texts.items()}
+        loaded.imports = {p: (stamp, text_hash(imports.texts[p]) if p in imports.texts else "")
+                          for p, stamp in imports.stamps.items()}  # (one it could not read too: its fix reloads)
         loaded.imports.update((p, (None, "")) for p in imports.missing)
         return loaded
 
