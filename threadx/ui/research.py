@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from threadx.errors import ThreadXError
 from threadx.ui.charts import _new_figure, empty_figure
 from threadx.ui.validation_charts import _title
+from threadx.units import format_metric
 from threadx.validation.research import ResearchResult, checked_research, kept_text, research_root
 
 SHARPE_SCALE = "RdYlGn"
@@ -140,7 +141,8 @@ def kept_lines(result: ResearchResult) -> list[str]:
         if not m:  # no other asset traded: nothing kept or lost
             continue
         lines.append(f"**{cell['strategy']}** with the params chosen on **{cell['dataset']}**: kept on "
-                     f"**{n} of {m}** other assets (positive return on their OOS span, same params)")
+                     f"**{n} of {m}** other assets (a positive total return on their OOS span with the same "
+                     "params: the return beside each Sharpe in the transfer matrix)")
     return lines
 
 
@@ -196,18 +198,26 @@ def matrix_figure(result: ResearchResult) -> go.Figure:
                     "%{y} on %{x}<br>%{text}<br>OOS Sharpe %{z:.3f}<extra></extra>")
 
 
+def _return_note(value: Any) -> str:
+    """" · 12.34 %": a transfer backtest's total return beside its Sharpe ("" when not stored)."""
+    return "" if value is None else f" · {format_metric('total_return', value)}"
+
+
 def transfer_figure(result: ResearchResult, strategy: str) -> go.Figure:
-    """Source asset (params chosen there) x target asset, the Sharpe of the unchanged params on
-    the target's OOS span."""
-    title = f"Transfer of {strategy}: params chosen on a row's asset, traded on a column's OOS span"
+    """Source asset (params chosen there) x target asset, the Sharpe (and total return) of the
+    unchanged params on the target's OOS span."""
+    title = (f"Transfer of {strategy}: params chosen on a row's asset, traded on a column's OOS span "
+             "(Sharpe · return)")
     frame = result.transfer_matrix(strategy, "sharpe")
     if frame.empty:
         return empty_figure("No transfer backtest", title=title)
     order = dataset_order(result)
     frame = _ordered(frame.astype(float), order, order)
     own = np.array([[s == t for t in frame.columns] for s in frame.index])
-    text = [[_num(frame.loc[s, t]) + (" (own: in sample)" if s == t else "") for t in frame.columns]
-            for s in frame.index]
+    # the return beside the Sharpe: "kept" counts positive returns (a Sharpe and a return can differ in sign)
+    returns = {(t["source"], t["target"]): t.get("total_return") for t in result.transfer if t["strategy"] == strategy}
+    text = [[_num(frame.loc[s, t]) + (" (own: in sample)" if s == t else _return_note(returns.get((s, t))))
+             for t in frame.columns] for s in frame.index]
     # the diagonal is no out-of-sample figure (the params were chosen on a period holding that span):
     # grey, outside the OOS Sharpe colour scale
     fig = _heatmap(frame.mask(own), [[x if not o else "" for x, o in zip(row, flags)] for row, flags in zip(text, own)],
