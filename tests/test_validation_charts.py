@@ -161,6 +161,7 @@ def test_is_oos_scatter_highlights_winners_and_samples_big_runs():
     fig = vc.is_oos_scatter_figure(points, "sharpe")
     assert len(fig.data[0].x) == 147 and len(fig.data[1].x) == 3
     assert fig.data[1].name == "Window winners (3)"
+    assert fig.data[0].name == "Other combos (147)"  # "All combos (147)" beside 150 pairs: the winners are not in it
     assert "rank correlation" in fig.layout.title.text and "sampled" not in fig.layout.title.text
     big = points_frame(10, 5_000)
     fig = vc.is_oos_scatter_figure(big, "sharpe", max_points=2_000)

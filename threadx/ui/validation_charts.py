@@ -348,7 +348,7 @@ def is_oos_scatter_figure(points: pd.DataFrame, metric: str, *, max_points: int 
     fig = _new_figure(**_TOP_LEGEND)
     fig.add_trace(go.Scattergl(
         x=others["is"].to_numpy(dtype=float), y=others["oos"].to_numpy(dtype=float), mode="markers",
-        name=f"All combos ({len(others):,})", marker=dict(color=NEUTRAL_COLOR, size=4, opacity=0.35),
+        name=f"Other combos ({len(others):,})", marker=dict(color=NEUTRAL_COLOR, size=4, opacity=0.35),
         customdata=others[["window", "combo_id"]].to_numpy(), hovertemplate=hover,
     ))
     fig.add_trace(go.Scattergl(
