@@ -24,7 +24,7 @@ import pytest
 from threadx.data.bars import Bars, as_bars
 from threadx.errors import ParamError
 from threadx.indicators import IndicatorBank
-from threadx.strategy import Param, get_strategy, list_strategies
+from threadx.strategy import ExitRules, Param, get_strategy, list_strategies
 from threadx.strategy.base import ALL_ROLES, ROLES
 from threadx.checks.roles import check_roles
 from numba import njit
@@ -309,3 +309,24 @@ def test_a_signal_rule_that_cannot_work_is_refused() -> None:
         replace(spec, signal_rule=replace(spec.signal_rule, lines=("fast",)))
     with pytest.raises(ParamError, match="signal_rule must be a SignalRule"):
         replace(spec, signal_rule=spec.signals)
+
+
+def test_an_exit_field_whose_mode_no_param_set_turns_on_is_a_note(synthetic_bars: Bars, bank: IndicatorBank) -> None:
+    """``trail_pct`` without ``trail="pct"`` ran as no rule at all, and the check said nothing:
+    the param moves the rules (so its role holds) but never a result."""
+    ma = get_strategy("ma_crossover")
+    trail = Param("trail_pct", "float", 0.02, 0.005, 0.2, 0.005, opt_range=(0.01, 0.05, 0.01), feeds="exits")
+    forgot = replace(ma, exits=lambda p: ExitRules(trail_pct=p["trail_pct"]), params=ma.params + (trail,))
+    failures, notes = check_roles(forgot, synthetic_bars, bank)
+    assert not failures
+    assert ("ma_crossover.trail_pct sets the exit rule trail_pct, which acts only with trail='pct': no param set "
+            "checked turns it on (an engine option can), so it changed no result here") in notes
+    fixed = replace(forgot, exits=lambda p: ExitRules(trail="pct", trail_pct=p["trail_pct"]))
+    assert not [n for n in check_roles(fixed, synthetic_bars, bank)[1] if "acts only with" in n]
+    # ma_crossover's risk_per_trade acts once a stop is set (risk sizing): a random set with one clears it
+    defaults = ma.normalize()
+    starts = {"defaults": defaults}
+    assert [n for n in check_roles(ma, synthetic_bars, bank, starts=starts)[1] if "acts only with" in n]
+    with_stop = ma.normalize({"stop_loss_pct": 2.0})
+    assert not [n for n in check_roles(ma, synthetic_bars, bank, starts=starts, also=[with_stop])[1]
+                if "acts only with" in n]

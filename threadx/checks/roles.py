@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -57,6 +57,11 @@ class Stages:
     vector: np.ndarray
     metrics: np.ndarray
     trades: np.ndarray
+
+
+# an exit field -> (the rule's mode field, the mode value it needs): with another mode it does nothing
+DORMANT_UNLESS = {"trail_atr": ("trail", "atr"), "trail_pct": ("trail", "pct"), "trail_band_pct": ("trail", "band"),
+                  "risk_per_trade": ("sizing", "risk")}
 
 
 def stages(spec: StrategySpec, bars: Bars, params: Mapping[str, Any], bank: Any, backtest: bool = True) -> Stages:
@@ -300,15 +305,18 @@ def batch_failures(spec: StrategySpec, bars: Bars, bank: Any, label: str, base: 
 
 def check_roles(spec: StrategySpec, bars: Bars, bank: Any,
                 starts: Mapping[str, Mapping[str, Any]] | None = None,
-                batches: bool = True) -> tuple[list[str], list[str]]:
+                batches: bool = True, also: Sequence[Mapping[str, Any]] = ()) -> tuple[list[str], list[str]]:
     """(failures, notes) of every param of ``spec``, each perturbed alone from each starting
     param set (``starts``: label -> normalised params; None: :func:`bases`), and of its
     ``batch_signals`` from each start (:func:`batch_failures`; ``batches`` False: not
     here, the caller runs it on its own param sets). A backtest that
-    raises on a perturbed value is a failure; one that raises on a start propagates."""
+    raises on a perturbed value is a failure; one that raises on a start propagates. A param
+    moving an exit field whose mode is off on every start and on each param set of ``also``
+    (:data:`DORMANT_UNLESS`: a trail_pct without trail="pct") is a note."""
     failures, notes = [], []
     tried: list[dict[str, Any]] = []
     exercised: dict[str, set[str]] = {p.name: set() for p in spec.params}
+    dormant: dict[tuple[str, str], bool] = {}  # (param, exit field it moved) -> whether its mode was ever on
     for label, base_params in (bases(spec) if starts is None else starts).items():
         base = stages(spec, bars, base_params, bank)
         for param in spec.params:
@@ -323,6 +331,10 @@ def check_roles(spec: StrategySpec, bars: Bars, bank: Any,
                     failures.append(f"{where}: the backtest raised {exc!r}")
                     continue
                 exercised[param.name] |= changed.keys()
+                for name, (mode, value) in DORMANT_UNLESS.items():
+                    if getattr(base.rules, name) != getattr(other.rules, name):
+                        on = value in (getattr(base.rules, mode), getattr(other.rules, mode))
+                        dormant[param.name, name] = dormant.get((param.name, name), False) or on
                 wrong = violations(param, changed) + label_violations(param, base, other)
                 failures += [f"{where} {why}" for why in wrong]
         if batches:
@@ -334,6 +346,13 @@ def check_roles(spec: StrategySpec, bars: Bars, bank: Any,
         unused = sorted(param.feeds - exercised[param.name]) if param.feeds != ALL_ROLES else []
         if unused:
             notes.append(f"{spec.name}.{param.name} declares {', '.join(unused)} but no perturbation changed it")
+    modes_on = {(mode, getattr(rules, mode)) for rules in (strategy_rules(spec, params, _OPTIONS) for params in also)
+                for mode, _ in DORMANT_UNLESS.values()}
+    for (param_name, name), was_on in dormant.items():
+        if not was_on and DORMANT_UNLESS[name] not in modes_on:
+            mode, value = DORMANT_UNLESS[name]
+            notes.append(f"{spec.name}.{param_name} sets the exit rule {name}, which acts only with {mode}={value!r}: "
+                         f"no param set checked turns it on (an engine option can), so it changed no result here")
     return failures, notes
 
 

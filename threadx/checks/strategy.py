@@ -712,7 +712,8 @@ def _roles(s: _Session) -> CheckResult:
         return CheckResult("roles", True, "no param declares its roles (feeds): nothing to check")
     with s.ctx.at("backtesting the defaults for the roles check"):
         tried = sum(len(perturbations(spec, p, start)) for start in starts.values() for p in declared)
-        failures, notes = check_roles(spec, s.bars, s.bank, starts=starts, batches=False)
+        failures, notes = check_roles(spec, s.bars, s.bank, starts=starts, batches=False,
+                                      also=[ps.params for ps in s.sets])
     batch_wrong, rule_wrong, rule_sets = [], [], []
     for ps in s.sets:  # every param set: the defaults may leave a branch of batch_signals unused
         with s.ctx.at(f"comparing batch_signals with signals on {ps.name}"):
