@@ -188,7 +188,7 @@ def test_imports_a_folder_module_cannot_serve_are_said_plainly(rsi: Path, frame,
         threadx.backtest(frame, "rsi_mine")
     _edit(rsi, '    from _late import HOLD\n', '    from . import _late\n')
     with pytest.raises(StrategyError, match=r"a relative import \(from \. import \.\.\.\) in a strategies-folder "
-                                            r"file: import the folder's module by its plain name"):
+                                            r"file: import the folder's module by its plain name \(import _late\)"):
         threadx.backtest(frame, "rsi_mine")
 
 

@@ -163,8 +163,9 @@ class _FolderImports:
     def __call__(self, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (),
                  level: int = 0) -> types.ModuleType:
         if level:
+            plain = name or ", ".join(fromlist or ()) or "module"
             raise ImportError(f"a relative import (from . import ...) in a strategies-folder file: import the "
-                              f"folder's module by its plain name (import {name or 'module'})")
+                              f"folder's module by its plain name (import {plain})")
         if _MODULE_NAME.match(name):
             module = self.module(name)
             if module is not None:
