@@ -33,6 +33,7 @@ from threadx.requests import DatasetRef, WalkForwardRequest, describe_data, desc
 from threadx.ui import sweep_runs, validation_charts as vc
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset_or_error, strategy_fell_back
+from threadx.ui.walk_forward_form import form_state
 from threadx.ui.widgets import follow_job, job_progress, space_editor, timings_section
 from threadx.units import format_count, format_metric, table_view
 from threadx.validation.grading import score_text
@@ -310,6 +311,28 @@ def plan_differences(form: dict[str, Any], cfg: dict[str, Any], meta: dict[str, 
     return out[:4] + ([f"{len(out) - 4} more"] if len(out) > 4 else [])
 
 
+def load_settings_button(wf: Any, report: Any) -> None:
+    """"Load these settings": the form above takes the report's strategy, dataset, windows,
+    sampler, objective, gates, costs and search space (what it cannot hold is said)."""
+    cfg, meta = wf.config, wf.meta
+    names = set(threadx.strategies())
+    if cfg["strategy"] not in names:
+        return
+    state, left = form_state(cfg, meta, threadx.strategies()[cfg["strategy"]], report.robustness.bootstrap.n,
+                             report.pbo.S if report.pbo is not None else None)
+
+    def load() -> None:  # (a callback: it runs before the form's widgets are made again)
+        prefix = f"wf:{cfg['strategy']}:"
+        for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(prefix)]:
+            del st.session_state[key]  # the editor's earlier values of this strategy
+        st.session_state.update(state)
+        st.session_state["wf_loaded_note"] = left
+
+    st.button("Load these settings into the form", key="wf_load_settings", on_click=load,
+              help="The form above takes the strategy, dataset, windows, sampler, objective, gates, costs and "
+                   "search space this walk-forward ran with; nothing runs until Launch.")
+
+
 def show_walk_forward(run_id: str, form: dict[str, Any] | None = None) -> None:
     """Cards, grade card, charts, per-window table and robustness of a stored walk-forward
     (``form``: what the set-up above would launch, said when it differs from this report)."""
@@ -336,6 +359,7 @@ def show_walk_forward(run_id: str, form: dict[str, Any] | None = None) -> None:
     if differs:
         st.info(f"The set-up above differs from this report ({'; '.join(differs)}): **Launch walk-forward** runs "
                 "the set-up's; this report keeps the settings it ran with.")
+        load_settings_button(wf, report)
     gone = data_problem(meta.get("data"))
     if gone:
         st.warning(f"{gone[:1].upper()}{gone[1:]}. This report stands for the candles the walk-forward ran on; "
@@ -407,6 +431,10 @@ tab_wf, tab_sweep = st.tabs(["Walk-forward", "Validate a sweep"])
 with tab_wf:
     specs = threadx.strategies()
     dataset, strategy = dataset_and_strategy("wf_strategy", default="ma_crossover")
+    loaded = st.session_state.pop("wf_loaded_note", None)  # "Load these settings" under a report, just pressed
+    if loaded is not None:
+        st.info("The form holds the report's settings" + (f", except {'; '.join(loaded)}" if loaded else "")
+                + ": **Launch walk-forward** runs them again.")
     spec = specs[strategy]
     with st.expander("Search space", expanded=False):
         space = space_editor(spec, key_prefix="wf")

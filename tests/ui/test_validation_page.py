@@ -149,6 +149,14 @@ def test_small_walk_forward_job_shows_results_and_grade_card():
     at.number_input(key="wf_boot").set_value(200).run()
     at.number_input(key="wf_oos_days").set_value(90).run()  # in bars, with its unit (it read "oos_bars 2160")
     assert "out-of-sample window 2,160 bars here, 1,440 bars in the report" in texts(at.info), texts(at.info)
+    # "Load these settings" puts the report's set-up into the form (a research cell's, say): no difference left
+    at.selectbox(key="wf_objective").set_value("total_return")
+    at.number_input(key="wf_seed").set_value(7).run()
+    at.button(key="wf_load_settings").click().run()
+    assert not at.exception, at.exception
+    assert "The form holds the report's settings: **Launch walk-forward** runs them again." in texts(at.info)
+    assert "The set-up above differs" not in texts(at.info), texts(at.info)
+    assert at.selectbox(key="wf_objective").value == "sharpe" and at.number_input(key="wf_oos_days").value == 60
     # the stored walk-forward is listed for reloading
     assert at.selectbox(key="wf_history").options
     # the stability heatmap around the whole-period winner, evaluated again on the stored run's data

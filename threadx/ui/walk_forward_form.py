@@ -1,0 +1,112 @@
+"""The Validation page's walk-forward form set from a stored walk-forward: what "Load these
+settings" puts into the form's widgets (a report opened from a research cell or the history
+ran with other settings than the form shows; the page says what differs, and this loads them).
+
+Pure functions (no Streamlit): a stored walk-forward's ``config`` and ``meta`` in, widget keys
+and values out.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from threadx.data.timeframe import timeframe_seconds
+from threadx.errors import ThreadXError
+from threadx.strategy.base import StrategySpec
+
+__all__ = ["form_state", "space_state"]
+
+
+def _days(bars: int, timeframe: str) -> float:
+    """``bars`` in days (what the form's day boxes hold; the page turns them back into the same bars)."""
+    return round(bars * timeframe_seconds(timeframe) / 86_400, 9)
+
+
+def form_state(cfg: Mapping[str, Any], meta: Mapping[str, Any], spec: StrategySpec, bootstrap: int | None,
+               blocks: int | None, prefix: str = "wf") -> tuple[dict[str, Any], list[str]]:
+    """(widget key -> value, what could not be loaded) for the walk-forward form of ``prefix``
+    from a stored walk-forward (its ``config`` and ``meta``; ``bootstrap`` resamples and PBO
+    ``blocks`` of its report). The strategy and dataset are the session's keys ``strategy`` and
+    ``dataset``.
+
+    >>> from threadx.strategy import get_strategy
+    >>> cfg = {"strategy": "ma_crossover", "is_bars": 2160, "oos_bars": 720, "step_bars": 720, "anchored": False,
+    ...        "purge": 0, "embargo": 0, "sampler": "grid", "n": None, "seed": 42, "objective": "sharpe",
+    ...        "maximize": True, "min_trades": 5, "engine": {"fee_bps": 10.0, "fill": "close"},
+    ...        "space": {"axes": [{"name": "fast_period", "kind": "int", "values": [5, 10, 15]}]}}
+    >>> state, left = form_state(cfg, {"dataset": "binance/BTC_USDT-1h", "timeframe": "1h"},
+    ...                          get_strategy("ma_crossover"), 1000, 16)
+    >>> state["wf_is_days"], state["wf_step_days"], state["wf:ma_crossover:fast_period:max"], left
+    (90.0, 0.0, 15, [])
+    """
+    timeframe = meta.get("timeframe")
+    state: dict[str, Any] = {"strategy": cfg["strategy"], f"{prefix}_strategy": cfg["strategy"]}
+    if meta.get("dataset"):
+        state["dataset"] = meta["dataset"]
+    left: list[str] = []
+    if timeframe:
+        step = cfg.get("step_bars") or cfg["oos_bars"]
+        state.update({f"{prefix}_is_days": _days(cfg["is_bars"], timeframe),
+                      f"{prefix}_oos_days": _days(cfg["oos_bars"], timeframe),
+                      f"{prefix}_step_days": 0.0 if step == cfg["oos_bars"] else _days(step, timeframe)})
+    else:
+        left.append("the windows (the data's timeframe is not recorded)")
+    state.update({f"{prefix}_purge": int(cfg.get("purge") or 0), f"{prefix}_embargo": int(cfg.get("embargo") or 0),
+                  f"{prefix}_anchored": bool(cfg.get("anchored")), f"{prefix}_sampler": cfg["sampler"],
+                  f"{prefix}_seed": int(cfg["seed"]), f"{prefix}_objective": cfg["objective"],
+                  f"{prefix}_direction": "maximise" if cfg.get("maximize", True) else "minimise",
+                  f"{prefix}_min_trades": int(cfg.get("min_trades") or 0)})
+    if cfg.get("n") is not None:
+        state[f"{prefix}_n"] = int(cfg["n"])
+    engine = cfg.get("engine") or {}
+    if engine.get("fee_bps") is not None:
+        state[f"{prefix}_fee"] = float(engine["fee_bps"])
+    if engine.get("fill") is not None:
+        state[f"{prefix}_fill"] = engine["fill"]
+    if bootstrap is not None:
+        state[f"{prefix}_boot"] = int(bootstrap)
+    if blocks is not None:
+        state[f"{prefix}_S"] = int(blocks)
+    space, unloaded = space_state(spec, (cfg.get("space") or {}).get("axes", []), prefix)
+    state.update(space)
+    left += unloaded
+    return state, left
+
+
+def space_state(spec: StrategySpec, axes: list[Mapping[str, Any]], prefix: str) -> tuple[dict[str, Any], list[str]]:
+    """(widget key -> value, what it cannot hold, in words) of the search-space editor for the stored
+    ``axes`` (``{"name", "values"}``): one value is fixed, evenly spaced numbers a range, both
+    booleans "both", a choice's values its pick."""
+    state: dict[str, Any] = {}
+    unloaded = []
+    for axis in axes:
+        try:
+            param = spec.param(axis["name"])
+        except ThreadXError:  # a param the strategy no longer declares
+            unloaded.append(f"{axis.get('name')} (no longer a param of {spec.name})")
+            continue
+        key, values = f"{prefix}:{spec.name}:{param.name}", list(axis.get("values", []))
+        if not values:
+            continue
+        if param.kind in ("int", "float"):
+            if len(values) == 1:
+                state.update({f"{key}:mode": "fixed", f"{key}:value": values[0]})
+                continue
+            steps = np.diff(np.asarray(values, dtype=float))
+            if not (steps > 0).all() or not np.allclose(steps, steps[0], rtol=1e-9, atol=0.0):
+                unloaded.append(f"the values of {param.name} (not an even range: the editor holds one value "
+                                "or a range)")
+                continue
+            cast = int if param.kind == "int" else float
+            step = cast(round(float(steps[0]), 12)) if cast is float else cast(steps[0])
+            state.update({f"{key}:mode": "range", f"{key}:min": cast(values[0]), f"{key}:max": cast(values[-1]),
+                          f"{key}:step": step})
+        elif param.kind == "bool":
+            both = len(set(map(bool, values))) == 2
+            state[f"{key}:mode"] = "both" if both else "fixed"
+            if not both:
+                state[f"{key}:value"] = bool(values[0])
+        else:
+            state[f"{key}:values"] = [v for v in values if v in param.choices]
+    return state, unloaded
