@@ -17,7 +17,7 @@ from threadx.requests import BacktestRequest, DatasetRef, describe_data, describ
 from threadx.ui import charts, widgets, workspace
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, strategy_fell_back,
                               load_dataset_or_error, plain, restore_from_url, session_memo)
-from threadx.ui.widgets import param_form
+from threadx.ui.widgets import differences, param_form
 from threadx.warmup import warming_note
 
 SIZINGS = ["strategy default", "all_in", "fraction", "risk"]
@@ -58,17 +58,18 @@ def form_differences(shown: dict, params: dict, engine: dict, dataset: str | Non
     """What the form sets otherwise than the shown result ran with: params, engine options and
     the picked dataset (None: the runs use a reopened run's data), each "name now, then"."""
     ran = shown["result"].params
-    out = [f"{k} {v} here, {ran.get(k)} in the result" for k, v in params.items() if ran.get(k) != v]
+    items = [(k, v, ran.get(k), "") for k, v in params.items()]
+    refused = []
     try:
         now = engine_dict(engine)
     except ThreadXError as exc:
-        out.append(f"an option the run would refuse: {exc}")
+        refused.append(f"an option the run would refuse: {exc}")
     else:
         then = engine_dict((shown.get("request") or {}).get("engine_options"))
-        out += [f"{k} {now.get(k)} here, {then.get(k)} in the result" for k in now if now.get(k) != then.get(k)]
-    if dataset is not None and dataset != shown["dataset"]:
-        out.append(f"dataset {dataset} here, {shown['dataset']} in the result")
-    return out[:4] + ([f"{len(out) - 4} more"] if len(out) > 4 else [])
+        items += [(k, now.get(k), then.get(k), "") for k in now]
+    if dataset is not None:
+        items.append(("dataset", dataset, shown["dataset"], ""))
+    return differences(items, "the result", refused)
 
 
 def shown_frame(shown: dict) -> pd.DataFrame | None:

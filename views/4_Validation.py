@@ -34,7 +34,7 @@ from threadx.ui import sweep_runs, validation_charts as vc
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset_or_error, strategy_fell_back
 from threadx.ui.walk_forward_form import form_state
-from threadx.ui.widgets import follow_job, job_progress, space_editor, timings_section
+from threadx.ui.widgets import differences, follow_job, job_progress, space_editor, timings_section
 from threadx.units import format_count, format_metric, table_view
 from threadx.validation.grading import score_text
 from threadx.validation.report import (partial_note, sweep_data, sweep_evaluator, validate_sweep,
@@ -297,18 +297,14 @@ def plan_differences(form: dict[str, Any], cfg: dict[str, Any], meta: dict[str, 
     if report is not None:
         ran["bootstrap"] = report.robustness.bootstrap.n
         ran["S"] = report.pbo.S if report.pbo is not None else form.get("S")  # (no PBO: nothing to differ)
-    out = []
+    items = []
     for key, now in form.items():
-        then = ran.get(key)
-        if key == "space":
-            if json.loads(json.dumps(now)) != then:
-                out.append("another search space")
-        elif now != then and not (key in ("n", "seed") and form.get("sampler") == "grid"):
-            label, unit = _PLAN_LABELS.get(key, (key, ""))
-            shown = [f"{v:,}{unit}" if isinstance(v, int) and not isinstance(v, bool) else
-                     f"{v:g}{unit}" if isinstance(v, float) else str(v) for v in (now, then)]
-            out.append(f"{label} {shown[0]} here, {shown[1]} in the report")
-    return out[:4] + ([f"{len(out) - 4} more"] if len(out) > 4 else [])
+        if key == "space" or (key in ("n", "seed") and form.get("sampler") == "grid"):
+            continue  # (a grid draws no combos: its n and seed change nothing)
+        label, unit = _PLAN_LABELS.get(key, (key, ""))
+        items.append((label, now, ran.get(key), unit))
+    other_space = "space" in form and json.loads(json.dumps(form["space"])) != ran.get("space")
+    return differences(items, "the report", ["another search space"] if other_space else [])
 
 
 def load_settings_button(wf: Any, report: Any) -> None:
@@ -641,9 +637,9 @@ with tab_sweep:
             st.session_state["val_sweep"] = (pick, n_val, s_val, seed_val)
         shown = st.session_state.get("val_sweep")
         if shown and shown[0] in ids:
-            differs = [f"{label} {now} here, {then} in the report" for label, now, then in zip(
-                ("sweep", "bootstrap resamples", "PBO blocks", "seed"), (pick, n_val, s_val, seed_val), shown)
-                if now != then]
+            differs = differences([(label, now, then, "") for label, now, then in zip(
+                ("sweep", "bootstrap resamples", "PBO blocks", "seed"), (pick, n_val, s_val, seed_val), shown)],
+                "the report")
             if differs:  # the report below stays until Validate: it must not pass for the picked run's
                 st.info(f"The form differs from the report below ({'; '.join(differs)}): press **Validate** for "
                         "the form's report.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -62,6 +62,26 @@ def param_form(spec: StrategySpec, values: dict[str, Any], key_prefix: str, colu
         with cols[k % columns]:
             out[p.name] = param_input(p, values.get(p.name, p.default), key=f"{key_prefix}:{spec.name}:{p.name}")
     return out
+
+
+def differences(items: Iterable[tuple[str, Any, Any, str]], there: str, first: Iterable[str] = (),
+                shown: int = 4) -> list[str]:
+    """What a form sets otherwise than the result on display: the texts of ``first``, then
+    "name X here, Y in {there}" for each (name, here, there, unit) whose values differ (whole
+    numbers with thousands separators and the unit); past ``shown`` items, one "N more".
+
+    >>> differences([("seed", 7, 42, ""), ("fee", 10.0, 10.0, " bps"), ("window", 2160, 1440, " bars")],
+    ...             "the report")
+    ['seed 7 here, 42 in the report', 'window 2,160 bars here, 1,440 bars in the report']
+    """
+    def text(value: Any, unit: str) -> str:
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            return f"{value:,}{unit}"
+        return f"{value:g}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+    out = list(first) + [f"{name} {text(now, unit)} here, {text(then, unit)} in {there}"
+                         for name, now, then, unit in items if now != then]
+    return out[:shown] + ([f"{len(out) - shown} more"] if len(out) > shown else [])
 
 
 def preset_space(spec: StrategySpec, key_prefix: str, saved: Mapping[str, Any]) -> None:
