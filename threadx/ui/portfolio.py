@@ -63,8 +63,8 @@ def span_notes(runners: Sequence[Mapping[str, Any]], catalog: pd.DataFrame) -> l
     for label, runner in zip(runner_labels(runners), runners):
         ref = Runner.from_dict(runner).data
         name = ref.name or ref.source
-        if rows is None or name not in rows.index:
-            return []
+        if rows is None or name not in rows.index or pd.isna(rows.loc[name, "first"]) or pd.isna(rows.loc[name, "last"]):
+            return []  # (a file the catalog could not read has no span)
         row = rows.loc[name]
         first, last = int(row["first"].value), int(row["last"].value) + timeframe_ns(ref.timeframe or row["timeframe"])
         if ref.start:
