@@ -23,7 +23,7 @@ from threadx.optimize.runner import default_workers
 from threadx.requests import DatasetRef, ResearchRequest
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
-from threadx.ui.state import active_dataset, dataset_names, label_dataset, load_dataset, strategy_names
+from threadx.ui.state import active_dataset, dataset_names, load_dataset, strategy_names
 from threadx.ui.widgets import follow_job, job_progress, show_finished_job, space_editor
 from threadx.units import counted, table_view
 from threadx.validation.research import load_research
@@ -43,12 +43,13 @@ def launch_form() -> None:
     """Strategies, datasets, windows and sampler; Launch submits a ``research`` job."""
     names = strategy_names()
     datasets = dataset_names()
-    c = st.columns([2, 3])
-    strategies = c[0].multiselect("Strategies", names, default=["ma_crossover"] if "ma_crossover" in names
-                                  else names[:1], key="rs_strategies", persist_state="session")
+    strategies = st.multiselect("Strategies", names, default=["ma_crossover"] if "ma_crossover" in names
+                                else names[:1], key="rs_strategies", persist_state="session")
     active = active_dataset()  # the session's dataset first, as on every page (not the list's first)
-    chosen = c[1].multiselect("Datasets", datasets, default=[active] if active in datasets else datasets[:1],
-                              key="rs_datasets", persist_state="session", format_func=lambda n: label_dataset(n))
+    # the whole width and the bare names (synthetic/... says what it is): with several chosen, the
+    # long "— synthetic sample data" chips scrolled the box sideways, hiding the first ones
+    chosen = st.multiselect("Datasets", datasets, default=[active] if active in datasets else datasets[:1],
+                            key="rs_datasets", persist_state="session")
     space: dict[str, Any] = {}
     if len(strategies) == 1:
         with st.expander("Search space", expanded=False):
