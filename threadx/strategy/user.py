@@ -170,6 +170,9 @@ class _FolderImports:
             module = self.module(name)
             if module is not None:
                 return module
+        if name == "numba" or name.startswith("numba."):
+            found = builtins.__import__(name, globals, locals, fromlist, level)  # (imports the submodule named)
+            return _numba_in_memory() if found.__name__ == "numba" else found
         try:
             return builtins.__import__(name, globals, locals, fromlist, level)
         except ModuleNotFoundError:
@@ -209,7 +212,6 @@ class _FolderImports:
         module.__dict__["__builtins__"] = self.namespace
         self.modules[name] = module  # before it runs: a circular import gets it partly run, as Python's
         exec(compile(text, path, "exec"), module.__dict__)  # noqa: S102 - the user's own module, as below
-        _compiled_in_memory(module)
         return module
 
 
@@ -225,23 +227,34 @@ def _installed(name: str, folder: Path) -> bool:
     return spec is not None and not (spec.origin is not None and Path(spec.origin).parent.resolve() == folder)
 
 
-def _compiled_in_memory(module: types.ModuleType) -> None:
-    """Turn off numba's on-disk cache (``cache=True``) for the functions of a strategies-folder
-    module: it finds machine code by the file's stamp and the function's bytecode, not the text
-    that ran nor the constants and other modules' values it reads, so an edited helper's
-    constant or a sweep's worker running the text it started with could get another version's
-    code. They compile in memory, once per process."""
-    dispatcher = sys.modules.get("numba.core.dispatcher")
-    if dispatcher is None:
-        return
-    from numba.core.caching import NullCache
+_NUMBA_CACHING = ("jit", "njit", "vectorize", "guvectorize", "cfunc")  # the decorators taking cache=
+_NUMBA_PROXY: list[types.ModuleType] = []
 
-    for value in list(vars(module).values()):
-        if isinstance(value, dispatcher.Dispatcher) and getattr(value.py_func, "__globals__", None) is vars(module):
-            if not isinstance(value._cache, NullCache):
-                value._cache = NullCache()
-                if value.overloads:  # compiled while the module ran, maybe from the disk: again, here
-                    value.recompile()
+
+def _numba_in_memory() -> types.ModuleType:
+    """``numba`` as strategies-folder code imports it: its decorators ignore ``cache=True``.
+
+    numba's disk cache finds machine code by the file's stamp and the function's bytecode, not
+    the text that ran nor the constants and other modules' values it reads: an edited helper's
+    constant, or a sweep's worker running the text its sweep began with, got another version's
+    code (or numba's loader failed on the other version's module name). Folder code compiles in
+    memory, once per process."""
+    if not _NUMBA_PROXY:
+        import numba
+
+        def no_disk_cache(decorator: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(decorator)
+            def without_cache(*args: Any, **kwargs: Any) -> Any:
+                kwargs.pop("cache", None)
+                return decorator(*args, **kwargs)
+            return without_cache
+
+        proxy = types.ModuleType("numba", numba.__doc__)
+        proxy.__dict__.update({name: no_disk_cache(getattr(numba, name)) for name in _NUMBA_CACHING
+                               if hasattr(numba, name)})
+        proxy.__getattr__ = lambda name: getattr(numba, name)  # the rest is numba's (PEP 562)
+        _NUMBA_PROXY.append(proxy)
+    return _NUMBA_PROXY[0]
 
 
 class _NoStrategy(StrategyError):
@@ -273,7 +286,6 @@ def _run_file(path: str, text: str, imports: _FolderImports) -> dict[str, Strate
         sys.modules.pop(module.__name__, None)
         raise StrategyError(describe_error(exc, (path, *imports.texts))) from None
     imports.close()
-    _compiled_in_memory(module)
     helpers = tuple(imports.texts.items())
     digest = folder_code_hash(text, helpers)
     imported = {id(v) for m in imports.modules.values() for v in vars(m).values() if isinstance(v, StrategySpec)}
