@@ -192,6 +192,38 @@ def test_imports_a_folder_module_cannot_serve_are_said_plainly(rsi: Path, frame,
         threadx.backtest(frame, "rsi_mine")
 
 
+def test_a_bare_folder_on_the_path_does_not_hide_a_folder_module(rsi: Path, frame, strategy_dir, tmp_path,
+                                                                 monkeypatch) -> None:
+    """The app runs from the repo root, on sys.path with its data/ and results/ folders: a helper
+    named data.py was served as that empty folder (a namespace package), "has no attribute"."""
+    (tmp_path / "root" / "data").mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(tmp_path / "root"))
+    (strategy_dir / "data.py").write_text("HOLD = 3\n")
+    _edit(rsi, "import numpy as np\n", "import numpy as np\nimport data as shared\n")
+    _edit(rsi, *HOLD_EXITS)
+    assert threadx.backtest(frame, "rsi_mine").trades["bars_held"].max() == 3
+
+
+def test_a_function_importing_a_folder_module_fails_alike_when_rebuilt(rsi: Path, strategy_dir) -> None:
+    """At load it was the clear error; rebuilt from a sweep's task it fell to Python's import (with
+    the folder on sys.path: the file on disk, outside the code hash)."""
+    (strategy_dir / "_late.py").write_text("HOLD = 3\n")
+    _edit(rsi, 'def exits(p):\n', 'def exits(p):\n    from _late import HOLD\n')
+    spec = threadx.get_strategy("rsi_mine")
+    with pytest.raises(ImportError, match="_late.py is imported inside a function"):
+        spec.exits(spec.defaults())
+    task = SweepTask.of(spec, SPACE, options_from())
+    _edit(rsi, "description=", "description='edited ' +")  # the task's text is rebuilt now, not the file's
+    with pytest.raises(ImportError, match="_late is not imported at the top of the file"):
+        task_strategy(task).exits(spec.defaults())
+
+
+def test_a_file_whose_only_strategy_is_imported_is_told_so(strategy_dir, rsi) -> None:
+    (strategy_dir / "borrow.py").write_text("from rsi_mine import SPEC\n")
+    assert ("declares no strategy of its own (rsi_mine is another file's: make this file's with "
+            "dataclasses.replace(SPEC, name=...))") in user.load_errors()["borrow.py"]
+
+
 def test_a_folder_module_that_cannot_be_read_is_named_and_its_fix_reloads(rsi: Path, frame, strategy_dir) -> None:
     helper = strategy_dir / "shared.py"
     helper.write_bytes("HOLD = 3  # caf\u00e9\n".encode("cp1252"))

@@ -46,3 +46,22 @@ def test_values_the_editor_cannot_hold_are_named() -> None:
     assert left == ["the values of fast_period (not an even range: the editor holds one value or a range)",
                     "gone (no longer a param of ma_crossover)"]
     assert not any(k.startswith("wf:ma_crossover:fast_period") for k in state)
+
+
+def test_values_outside_the_forms_boxes_are_named_not_set() -> None:
+    """A walk-forward made from the CLI with a 12-bar OOS window (0.5 days) or 50 resamples was
+    "loaded" while Streamlit put the boxes' defaults there without a word."""
+    from threadx.ui.walk_forward_form import form_state
+
+    cfg = {"strategy": "ma_crossover", "is_bars": 240, "oos_bars": 12, "step_bars": 12, "anchored": False,
+           "purge": 0, "embargo": 0, "sampler": "grid", "n": None, "seed": 42, "objective": "sharpe",
+           "maximize": True, "min_trades": 5, "engine": {"fee_bps": 10.0, "fill": "close"},
+           "space": {"axes": [{"name": "ma_type", "values": ["sma", "hma"]}]}}
+    state, left = form_state(cfg, {"dataset": "gone/X-1h", "timeframe": "1h"}, threadx.get_strategy("ma_crossover"),
+                             50, 16, datasets=["synthetic/BTC_USDT-1h"])
+    assert left == ["the out-of-sample window 0.5 days (the form takes 1 or more)",
+                    "bootstrap resamples 50 (the form takes 100 to 20,000)",
+                    "ma_type='hma' (no longer one of its choices)",
+                    "the dataset gone/X-1h (no longer in the data folder)"]
+    assert "wf_oos_days" not in state and "wf_boot" not in state and "dataset" not in state
+    assert state["wf_is_days"] == 10.0 and state["wf:ma_crossover:ma_type:values"] == ["sma"]

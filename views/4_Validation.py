@@ -32,8 +32,9 @@ from threadx.optimize.store import ResultStore
 from threadx.requests import DatasetRef, WalkForwardRequest, describe_data, describe_options, describe_run
 from threadx.ui import sweep_runs, validation_charts as vc
 from threadx.ui.jobs import JobInfo, JobRegistry
-from threadx.ui.state import dataset_and_strategy, label_dataset, load_dataset_or_error, strategy_fell_back
-from threadx.ui.walk_forward_form import form_state
+from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset_or_error,
+                              strategy_fell_back)
+from threadx.ui.walk_forward_form import BOUNDS, form_state
 from threadx.ui.widgets import differences, follow_job, job_progress, space_editor, timings_section
 from threadx.units import format_count, format_metric, table_view
 from threadx.validation.grading import score_text
@@ -315,7 +316,7 @@ def load_settings_button(wf: Any, report: Any) -> None:
     if cfg["strategy"] not in names:
         return
     state, left = form_state(cfg, meta, threadx.strategies()[cfg["strategy"]], report.robustness.bootstrap.n,
-                             report.pbo.S if report.pbo is not None else None)
+                             report.pbo.S if report.pbo is not None else None, datasets=dataset_names())
 
     def load() -> None:  # (a callback: it runs before the form's widgets are made again)
         prefix = f"wf:{cfg['strategy']}:"
@@ -436,15 +437,15 @@ with tab_wf:
         space = space_editor(spec, key_prefix="wf")
 
     c = st.columns(6)
-    is_days = float(c[0].number_input("In-sample (days)", min_value=1.0, value=90.0, step=15.0, key="wf_is_days", persist_state="session"))
-    oos_days = float(c[1].number_input("Out-of-sample (days)", min_value=1.0, value=30.0, step=5.0,
+    is_days = float(c[0].number_input("In-sample (days)", min_value=BOUNDS["is_days"][0], value=90.0, step=15.0, key="wf_is_days", persist_state="session"))
+    oos_days = float(c[1].number_input("Out-of-sample (days)", min_value=BOUNDS["oos_days"][0], value=30.0, step=5.0,
                                        key="wf_oos_days", persist_state="session"))
-    step_days = float(c[2].number_input("Step (days, 0 = the OOS length)", min_value=0.0, value=0.0, step=5.0,
+    step_days = float(c[2].number_input("Step (days, 0 = the OOS length)", min_value=BOUNDS["step_days"][0], value=0.0, step=5.0,
                                         key="wf_step_days", persist_state="session"))
-    purge = int(c[3].number_input("Purge (bars)", min_value=0, value=0, step=1, key="wf_purge", persist_state="session",
+    purge = int(c[3].number_input("Purge (bars)", min_value=BOUNDS["purge"][0], value=0, step=1, key="wf_purge", persist_state="session",
                                   help="Bars left out at the end of each in-sample window, just before its "
                                        "out-of-sample window (López de Prado's purge). 0 = none."))
-    embargo = int(c[4].number_input("Embargo (bars)", min_value=0, value=0, step=1, key="wf_embargo", persist_state="session",
+    embargo = int(c[4].number_input("Embargo (bars)", min_value=BOUNDS["embargo"][0], value=0, step=1, key="wf_embargo", persist_state="session",
                                     help="Bars right after each out-of-sample window left out of later in-sample "
                                          "windows (anchored, or rolling windows longer than the step). 0 = none."))
     with c[5]:
@@ -453,23 +454,24 @@ with tab_wf:
                              help="Every in-sample window starts at the first bar (expanding) instead of rolling.")
     c = st.columns(6)
     sampler = c[0].selectbox("Sampler", SAMPLERS, key="wf_sampler", persist_state="session")
-    n = None if sampler == "grid" else int(c[1].number_input("Combos (n)", min_value=1, value=500, step=100,
+    n = None if sampler == "grid" else int(c[1].number_input("Combos (n)", min_value=BOUNDS["n"][0], value=500, step=100,
                                                              key="wf_n", persist_state="session"))
-    seed = int(c[2].number_input("Seed", min_value=0, value=DEFAULT_SEED, step=1, key="wf_seed", persist_state="session"))
+    seed = int(c[2].number_input("Seed", min_value=BOUNDS["seed"][0], value=DEFAULT_SEED, step=1, key="wf_seed", persist_state="session"))
     names = list(METRIC_NAMES)
     objective = c[3].selectbox("Objective", names, index=names.index("sharpe"), key="wf_objective", persist_state="session")
     maximize = c[4].selectbox("Direction", ["maximise", "minimise"], key="wf_direction", persist_state="session") == "maximise"
-    min_trades = int(c[5].number_input("Min trades (IS)", min_value=0, value=DEFAULT_MIN_TRADES, step=5,
-                                       key="wf_min_trades", persist_state="session"))
+    min_trades = int(c[5].number_input("Min trades (IS)", min_value=BOUNDS["min_trades"][0], value=DEFAULT_MIN_TRADES,
+                                       step=5, key="wf_min_trades", persist_state="session"))
     c = st.columns(6)
-    boot_n = int(c[0].number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=1000, step=100,
-                                   key="wf_boot", persist_state="session"))
-    S = int(c[1].number_input("PBO blocks (S, even)", min_value=2, max_value=32, value=16, step=2, key="wf_S", persist_state="session"))
+    boot_n = int(c[0].number_input("Bootstrap resamples", min_value=BOUNDS["boot"][0], max_value=BOUNDS["boot"][1],
+                                   value=1000, step=100, key="wf_boot", persist_state="session"))
+    S = int(c[1].number_input("PBO blocks (S, even)", min_value=BOUNDS["S"][0], max_value=BOUNDS["S"][1], value=16, step=2,
+                          key="wf_S", persist_state="session"))
     engine_defaults = EngineOptions()  # threadx.toml / env / built-in
     workers = int(c[2].number_input("Workers", min_value=1, max_value=256, value=min(256, default_workers()), step=1,
                                     key="wf_workers", persist_state="session"))
-    fee_bps = float(c[3].number_input("Fee (bps)", min_value=0.0, value=float(engine_defaults.fee_bps), step=0.5,
-                                      key="wf_fee", persist_state="session"))
+    fee_bps = float(c[3].number_input("Fee (bps)", min_value=BOUNDS["fee"][0], value=float(engine_defaults.fee_bps),
+                                      step=0.5, key="wf_fee", persist_state="session"))
     fills = ["next_open", "close"]
     fill = c[4].selectbox("Fill", fills, index=fills.index(engine_defaults.fill), key="wf_fill", persist_state="session")
 

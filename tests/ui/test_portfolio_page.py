@@ -321,3 +321,7 @@ def test_span_notes_read_the_catalog_and_each_runners_cut():
                            "2024-07-01 00:00, to its last bar's close, 2025-01-01 00:00,"), note
     gone = {**y, "data": {"source": "a/Z-1h", "name": "a/Z-1h"}}
     assert span_notes([x, gone], catalog) == []  # a span not known: no guess
+    after = {**y, "data": {**y["data"], "start": "2026-01-01"}}
+    assert span_notes([x, after], catalog) == []  # it read "trades over -100 % of the portfolio's span"
+    garbled = {**y, "data": {**y["data"], "start": "soon"}}
+    assert span_notes([x, garbled], catalog) == []  # a DateParseError on the page

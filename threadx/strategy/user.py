@@ -191,7 +191,10 @@ class _FolderImports:
             return self.modules[name]
         path = str(self.folder / f"{name}.py")
         if self.given is not None:
-            text = None if self.closed else self.given.get(name)
+            if self.closed and not _installed(name, self.folder):  # as at load, where it was the folder's
+                raise ImportError(f"{name} is not imported at the top of the file: a strategies-folder module "
+                                  "imported inside a function is not part of the strategy's code")
+            text = self.given.get(name)
         elif Path(path).is_file() and not _installed(name, self.folder):
             if self.closed:
                 raise ImportError(f"{path} is imported inside a function: import the strategies folder's "
@@ -224,7 +227,9 @@ def _installed(name: str, folder: Path) -> bool:
         spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):  # a module in sys.modules without a spec, say
         return name in sys.modules
-    return spec is not None and not (spec.origin is not None and Path(spec.origin).parent.resolve() == folder)
+    if spec is None or spec.origin in (None, "namespace"):  # a bare folder on sys.path (data/, results/) is no module
+        return False
+    return Path(spec.origin).parent.resolve() != folder
 
 
 _NUMBA_CACHING = ("jit", "njit", "vectorize", "guvectorize", "cfunc")  # the decorators taking cache=
@@ -238,7 +243,7 @@ def _numba_in_memory() -> types.ModuleType:
     the text that ran nor the constants and other modules' values it reads: an edited helper's
     constant, or a sweep's worker running the text its sweep began with, got another version's
     code (or numba's loader failed on the other version's module name). Folder code compiles in
-    memory, once per process."""
+    memory (again each time its file is loaded)."""
     if not _NUMBA_PROXY:
         import numba
 
@@ -305,7 +310,10 @@ def _run_file(path: str, text: str, imports: _FolderImports) -> dict[str, Strate
             origin = StrategyOrigin("user", path, digest, text, line, helpers)
             specs[value.name] = _exit_as_error(replace(value, origin=origin))
     if not specs:
-        raise _NoStrategy(f"{path}:1: declares no strategy: assign a StrategySpec at module level "
+        borrowed = sorted(v.name for v in vars(module).values() if id(v) in imported and isinstance(v.name, str))
+        mine = (f" of its own ({', '.join(borrowed)} is another file's: make this file's with "
+                "dataclasses.replace(SPEC, name=...))" if borrowed else "")
+        raise _NoStrategy(f"{path}:1: declares no strategy{mine}: assign a StrategySpec at module level "
                           "(see `threadx strategy new NAME`)")
     return specs
 

@@ -51,9 +51,10 @@ def runner_labels(runners: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def span_notes(runners: Sequence[Mapping[str, Any]], catalog: pd.DataFrame) -> list[str]:
-    """Before launch, the part-time notes the portfolio will give (``part_time_notes``), from the
-    first and last bar the data catalog lists for each runner's dataset (cut to the runner's
-    start and end); none when a runner's dataset is not in ``catalog`` (its span is unknown)."""
+    """Before launch, the part-time notes (``part_time_notes``) from the first and last bar the
+    data catalog lists for each runner's dataset, cut to the runner's start and end (the run's
+    own notes, from the bars it loads, can differ by a bar at a cut or a resampled edge); none
+    when a runner's span is unknown (its dataset not in ``catalog``, a start that is no time)."""
     from threadx.data.grid import timeframe_ns
     from threadx.data.io import as_utc
     from threadx.portfolio.backtest import part_time_notes
@@ -66,11 +67,16 @@ def span_notes(runners: Sequence[Mapping[str, Any]], catalog: pd.DataFrame) -> l
         if rows is None or name not in rows.index or pd.isna(rows.loc[name, "first"]) or pd.isna(rows.loc[name, "last"]):
             return []  # (a file the catalog could not read has no span)
         row = rows.loc[name]
-        first, last = int(row["first"].value), int(row["last"].value) + timeframe_ns(ref.timeframe or row["timeframe"])
-        if ref.start:
-            first = max(first, as_utc(ref.start).value)
-        if ref.end:
-            last = min(last, as_utc(ref.end).value)
+        first, last = int(row["first"].value), int(row["last"].value) + timeframe_ns(row["timeframe"])
+        try:
+            if ref.start:
+                first = max(first, as_utc(ref.start).value)
+            if ref.end:
+                last = min(last, as_utc(ref.end).value)
+        except (ValueError, TypeError):  # a start or end that is no time: the run names it
+            return []
+        if last <= first:  # nothing of the dataset in the runner's span: the run says so
+            return []
         spans.append((label, first, last))
     return part_time_notes(spans) if len(spans) > 1 else []
 

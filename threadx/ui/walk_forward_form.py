@@ -7,7 +7,7 @@ and values out.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -15,7 +15,18 @@ from threadx.data.timeframe import timeframe_seconds
 from threadx.errors import ThreadXError
 from threadx.strategy.base import StrategySpec
 
-__all__ = ["form_state", "space_state"]
+__all__ = ["BOUNDS", "form_state", "space_state"]
+
+# the walk-forward form's number boxes: (least, most or None) by the key after its prefix; the
+# page's boxes take them, and a stored value outside them is not loaded (Streamlit would put the
+# box's default there without a word)
+BOUNDS: dict[str, tuple[float, float | None]] = {
+    "is_days": (1.0, None), "oos_days": (1.0, None), "step_days": (0.0, None), "purge": (0, None),
+    "embargo": (0, None), "n": (1, None), "seed": (0, None), "min_trades": (0, None), "boot": (100, 20_000),
+    "S": (2, 32), "fee": (0.0, None),
+}
+_LABELS = {"is_days": "the in-sample window", "oos_days": "the out-of-sample window", "step_days": "the step",
+           "boot": "bootstrap resamples", "S": "PBO blocks", "n": "combos (n)", "min_trades": "min trades (IS)"}
 
 
 def _days(bars: int, timeframe: str) -> float:
@@ -24,11 +35,13 @@ def _days(bars: int, timeframe: str) -> float:
 
 
 def form_state(cfg: Mapping[str, Any], meta: Mapping[str, Any], spec: StrategySpec, bootstrap: int | None,
-               blocks: int | None, prefix: str = "wf") -> tuple[dict[str, Any], list[str]]:
+               blocks: int | None, prefix: str = "wf", datasets: Sequence[str] | None = None
+               ) -> tuple[dict[str, Any], list[str]]:
     """(widget key -> value, what could not be loaded) for the walk-forward form of ``prefix``
     from a stored walk-forward (its ``config`` and ``meta``; ``bootstrap`` resamples and PBO
-    ``blocks`` of its report). The strategy and dataset are the session's keys ``strategy`` and
-    ``dataset``.
+    ``blocks`` of its report): a value outside the form's :data:`BOUNDS`, a dataset not among
+    ``datasets`` (when given) and values the space editor cannot hold are named, not set. The
+    strategy and dataset are the session's keys ``strategy`` and ``dataset``.
 
     >>> from threadx.strategy import get_strategy
     >>> cfg = {"strategy": "ma_crossover", "is_bars": 2160, "oos_bars": 720, "step_bars": 720, "anchored": False,
@@ -68,9 +81,18 @@ def form_state(cfg: Mapping[str, Any], meta: Mapping[str, Any], spec: StrategySp
         state[f"{prefix}_boot"] = int(bootstrap)
     if blocks is not None:
         state[f"{prefix}_S"] = int(blocks)
+    for name, (least, most) in BOUNDS.items():
+        key = f"{prefix}_{name}"
+        if key in state and not (state[key] >= least and (most is None or state[key] <= most)):
+            value = state.pop(key)
+            bounds = f"{least:,g} or more" if most is None else f"{least:,g} to {most:,g}"
+            left.append(f"{_LABELS.get(name, name)} {value:g}{' days' if name.endswith('_days') else ''} (the form "
+                        f"takes {bounds})")
     space, unloaded = space_state(spec, (cfg.get("space") or {}).get("axes", []), prefix)
     state.update(space)
     left += unloaded
+    if datasets is not None and state.get("dataset") not in datasets:
+        left.append(f"the dataset {state.pop('dataset', None) or '(not recorded)'} (no longer in the data folder)")
     return state, left
 
 
@@ -109,4 +131,5 @@ def space_state(spec: StrategySpec, axes: list[Mapping[str, Any]], prefix: str) 
                 state[f"{key}:value"] = bool(values[0])
         else:
             state[f"{key}:values"] = [v for v in values if v in param.choices]
+            unloaded += [f"{param.name}={v!r} (no longer one of its choices)" for v in values if v not in param.choices]
     return state, unloaded

@@ -67,17 +67,18 @@ def param_form(spec: StrategySpec, values: dict[str, Any], key_prefix: str, colu
 def differences(items: Iterable[tuple[str, Any, Any, str]], there: str, first: Iterable[str] = (),
                 shown: int = 4) -> list[str]:
     """What a form sets otherwise than the result on display: the texts of ``first``, then
-    "name X here, Y in {there}" for each (name, here, there, unit) whose values differ (whole
-    numbers with thousands separators and the unit); past ``shown`` items, one "N more".
+    "name X here, Y in {there}" for each (name, here, there, unit) whose values differ (numbers
+    with thousands separators, as :func:`threadx.units.format_plain` writes them, and the unit);
+    past ``shown`` items, one "N more".
 
-    >>> differences([("seed", 7, 42, ""), ("fee", 10.0, 10.0, " bps"), ("window", 2160, 1440, " bars")],
-    ...             "the report")
-    ['seed 7 here, 42 in the report', 'window 2,160 bars here, 1,440 bars in the report']
+    >>> differences([("seed", 7, 42, ""), ("fee", 10.0, 10.0, " bps"), ("window", 2160, 1440, " bars"),
+    ...              ("initial_capital", 1e6, 1e5, "")], "the report")
+    ['seed 7 here, 42 in the report', 'window 2,160 bars here, 1,440 bars in the report', 'initial_capital 1,000,000 here, 100,000 in the report']
     """
     def text(value: Any, unit: str) -> str:
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             return f"{value:,}{unit}"
-        return f"{value:g}{unit}" if isinstance(value, float) else f"{value}{unit}"
+        return f"{units.format_plain(value)}{unit}"  # (1,000,000 for a float capital, not 1e+06)
 
     out = list(first) + [f"{name} {text(now, unit)} here, {text(then, unit)} in {there}"
                          for name, now, then, unit in items if now != then]
