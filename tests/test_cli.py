@@ -424,3 +424,22 @@ def test_walkforward_save_writes_strict_json(tmp_path, capsys):
     text = saved.read_text()
     assert "NaN" not in text and "Infinity" not in text
     json.loads(text, parse_constant=lambda token: pytest.fail(f"non-strict token {token}"))
+
+
+def test_a_walkforward_is_stored_as_the_pages_are(tmp_path, capsys):
+    """The CLI's walk-forward was printed and gone: the Validation page could not open it."""
+    from threadx.validation.storage import list_walk_forwards, load_walk_forward
+
+    argv = ["walkforward", "--strategy", "ma_crossover", "--param", "fast_period=5,10", "--param", "slow_period=30",
+            "--is-days", "60", "--oos-days", "30", "--sampler", "grid", "--bootstrap", "200", "--S", "8"]
+    assert main([*argv, "--run-id", "cli-wf"]) == 0
+    out = capsys.readouterr().out
+    assert "stored as walk-forward cli-wf in " in out
+    wf, report = load_walk_forward("cli-wf")
+    assert wf.config["strategy"] == "ma_crossover" and report.robustness.bootstrap.n == 200
+    assert [w["run_id"] for w in list_walk_forwards()] == ["cli-wf"]
+    assert main([*argv, "--run-id", "cli-wf"]) == 2  # the id again: refused before the work, nothing replaced
+    assert capsys.readouterr().err.strip() == "error: walk-forward cli-wf is stored already; pick another --run-id"
+    assert main([*argv, "--json"]) == 0  # a new id of its own, in the JSON too
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    assert run_id.startswith("wf-ma_crossover-") and len(list_walk_forwards()) == 2

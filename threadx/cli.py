@@ -667,9 +667,16 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
 
     from threadx import logs
 
+    from threadx.names import check_name, new_run_id
+    from threadx.validation.storage import is_stored, save_walk_forward
+
     if args.save:
         _check_writable(args.save, "--save")  # before the work, not after it
     check_S(args.S)  # (also before the work)
+    threadx.get_strategy(args.strategy)  # (an unknown one is its own error, not a bad run id)
+    run_id = check_name(args.run_id or new_run_id(f"wf-{args.strategy}"), "run id")
+    if is_stored(run_id):
+        raise ParamError(f"walk-forward {run_id} is stored already; pick another --run-id")
     import threadx.validation.walkforward  # noqa: F401 - the process's start, not the run's time
     from threadx.timings import Stopwatch
 
@@ -703,9 +710,13 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     total = time.perf_counter() - started
     logs.logger().info("walk-forward %s finished: %d windows, grade %s, %.1f s", args.strategy, len(wf.windows),
                        report.grade.letter, total)
-    out = {"walk_forward": wf.to_dict(), "validation": report.to_dict(),
+    out = {"run_id": run_id, "walk_forward": wf.to_dict(), "validation": report.to_dict(),
            "timing": {"walk_forward_s": elapsed, "total_s": total}}
     unsaved = _save_json(args.save, out, "the walk-forward and its report") if args.save else None
+    try:  # stored as the page's are: the Validation page lists it (a full disk loses no printed result)
+        stored = save_walk_forward(run_id, wf, report)
+    except ThreadXError as exc:
+        stored, unsaved = None, unsaved or exc
     if args.json:
         _print_json(out)
         return _exit_status(unsaved)
@@ -723,6 +734,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
           f"efficiency {_cell('efficiency', wf.efficiency)}, consistency {_cell('consistency', wf.consistency)}")
     _print_report(report)
     print(f"time: walk-forward {_cell('elapsed_s', elapsed)}, with validation {_cell('elapsed_s', total)}")
+    if stored is not None:
+        print(f"stored as walk-forward {run_id} in {stored} (the Validation page's Stored walk-forwards)")
     if args.timings:
         _print_timings(wf.meta.get("timings"))
     return _exit_status(unsaved)
@@ -1209,6 +1222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start")
     p.add_argument("--end")
     p.add_argument("--save", help="also write the JSON report to this file")
+    p.add_argument("--run-id", help="the id it is stored by in the results folder (default: wf-STRATEGY-time)")
     p.add_argument("--memory-budget", metavar="SIZE", help=MEMORY_BUDGET_HELP)
     _add_engine_arguments(p)
     p.add_argument("--no-funding", action="store_true", help=NO_FUNDING_HELP)

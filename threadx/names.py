@@ -50,3 +50,15 @@ def check_name(value: object, what: str, pattern: re.Pattern[str] = NAME) -> str
         raise ParamError(f"invalid {what} {value!r}: {value.split('.', 1)[0]} is a device name on Windows")
     return value
 
+
+
+def new_run_id(prefix: str) -> str:
+    """A new run id: ``prefix``, the UTC time and a random tail (``ma_crossover-20261201-203207-405e67``).
+
+    >>> check_name(new_run_id("wf-bb_atr"), "run id") .startswith("wf-bb_atr-")
+    True
+    """
+    import uuid
+    from datetime import datetime, timezone
+
+    return f"{prefix}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"

@@ -14,7 +14,6 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -34,6 +33,7 @@ from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, check_bar_count, options_from
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ParamError, ThreadXError, whole
+from threadx.names import new_run_id
 from threadx.optimize.budget import (Budget, Estimate, advice, estimate_memory, fits, lines_of, plan_batches,
                                      request_widths)
 from threadx.optimize.evaluate import (ROWS_CODE, STATUS_OK, ChunkResult, Evaluator, RunInterrupted, SweepTask,
@@ -180,7 +180,7 @@ def sweep(
         workers=int(workers or default_workers()), executor=executor, progress=progress,
         should_stop=_cancel_check(cancel), chunk_size=chunk_size, grid_limit=grid_limit, bank=bank,
         scheduler=scheduler, space_spec=dict(space or {}), n_blocks=_blocks_argument(block_returns),
-        store=store, run_id=check_run_id(run_id or _new_run_id(strategy)), budget=budget, request=request,
+        store=store, run_id=check_run_id(run_id or new_run_id(strategy)), budget=budget, request=request,
         on_phase=on_phase, watch=watch,
     )
     log = logs.logger()  # one record at the start, one at the end: never per combo
@@ -272,10 +272,6 @@ def _default_bank():
     from threadx.indicators import default_bank
 
     return default_bank()
-
-
-def _new_run_id(strategy: str) -> str:
-    return f"{strategy}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
 def _cancel_check(cancel: Any) -> Callable[[], bool]:

@@ -59,7 +59,7 @@ from filelock import FileLock
 from threadx.config import settings
 from threadx.errors import ParamError, ThreadXError, whole
 from threadx.filestamp import file_stamp
-from threadx.names import check_name
+from threadx.names import check_name, new_run_id
 from threadx.procs import live_process
 from threadx.shapes import COUNT, LIST, NUMBER, OBJECT, PID, TEXT, TEXTS, WHOLE, Kind, one_of, shape_problem
 from threadx.requests import DatasetRef, jsonable as _jsonable
@@ -400,7 +400,7 @@ class JobRegistry:
         if request.run_id is None:
             prefix = {"walkforward": f"wf-{getattr(request, 'strategy', '')}", "research": "research",
                       "portfolio": "portfolio"}
-            request = request.with_run_id(_new_run_id(prefix.get(kind, getattr(request, "strategy", kind))))
+            request = request.with_run_id(new_run_id(prefix.get(kind, getattr(request, "strategy", kind))))
         try:
             from threadx.optimize.store import check_run_id
 
@@ -708,12 +708,6 @@ class JobRegistry:
         write_json_atomic(folder / "launch.json", {"pid": child.pid, "create_time": create_time,
                                                    "launched_at": now_iso(), "python": sys.executable,
                                                    "cwd": os.getcwd()})
-
-
-def _new_run_id(prefix: str) -> str:
-    """A new run id: ``prefix``, the UTC time and a random tail."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{prefix}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
 def registry_for_job(job_dir: str | os.PathLike) -> JobRegistry:
