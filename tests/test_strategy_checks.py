@@ -227,6 +227,26 @@ def test_entering_long_and_short_on_one_bar_fails_the_signals_check(synthetic_ba
     assert check_strategy(MA, synthetic_bars, combos=1, checks=("signals",)).passed
 
 
+def _short_signals(bars, ind, p):
+    sig = np.zeros(len(bars), np.uint8)
+    sig[::50] = SIG_ENTER_SHORT
+    sig[25::50] = SIG_EXIT_SHORT
+    return sig
+
+
+def test_a_take_profit_a_short_can_never_reach_is_a_note(synthetic_bars: Bars) -> None:
+    """tp_pct=1.5 is a long's target 150 % above its entry, a short's below zero: never reached."""
+    from threadx.strategy import ExitRules as Rules
+
+    far = replace(MA, name="far_target", signals=_short_signals, signal_rule=None, exits=lambda p: Rules(tp_pct=1.5))
+    result = check_strategy(far, synthetic_bars, combos=1, checks=("signals",)).result("signals")
+    assert result.passed and result.details == [
+        "note: defaults: tp_pct=1.5 puts a short's target at or below zero (100 % or more under its entry): it is "
+        "never reached"]
+    longs = replace(far, signals=MA.signals, signal_rule=MA.signal_rule)  # (ma_crossover's defaults: long only)
+    assert check_strategy(longs, synthetic_bars, combos=1, checks=("signals",)).result("signals").details == []
+
+
 def test_an_exception_in_the_strategy_is_reported_with_its_line(synthetic_bars: Bars) -> None:
     report = check_strategy(RAISING, synthetic_bars)
     line = _raising_signals.__code__.co_firstlineno + 1

@@ -573,14 +573,21 @@ def _lookahead(s: _Session) -> CheckResult:
 
 def _signals(s: _Session) -> CheckResult:
     """Fails where a bar carries both entry flags: the engine takes neither side there (it
-    counts the bar in n_skipped), so a strategy that always does never trades, silently."""
-    details, findings = [], []
+    counts the bar in n_skipped), so a strategy that always does never trades, silently. Notes
+    a take-profit of 100 % or more where shorts enter (their target at or below zero)."""
+    details, findings, notes = [], [], []
     entries = 0
     for ps in s.sets:
         s.tick(f"signals: {ps.name}")
-        sig = s.run(ps).signals
+        run = s.run(ps)
+        sig = run.signals
         both = np.flatnonzero((sig & SIG_ENTER_LONG != 0) & (sig & SIG_ENTER_SHORT != 0))
         entries += int(np.count_nonzero(sig & (SIG_ENTER_LONG | SIG_ENTER_SHORT)))
+        far = [f"{name}={getattr(run.rules, name):g}" for name in ("tp_pct", "partial_tp_pct")
+               if getattr(run.rules, name) >= 1]
+        if far and np.count_nonzero(sig & SIG_ENTER_SHORT):
+            notes.append(f"note: {ps.name}: {', '.join(far)} puts a short's target at or below zero (100 % or more "
+                         "under its entry): it is never reached")
         if len(both):
             first = int(both[0])
             findings.append({"param_set": ps.name, "bars": len(both), "first_bar": first})
@@ -593,7 +600,7 @@ def _signals(s: _Session) -> CheckResult:
                            f"neither side there (first: {first['param_set']}, bar {first['first_bar']})", details,
                            data={"findings": findings})
     return CheckResult("signals", True, f"{len(s.sets)} param sets, {entries:,} entry bars: none enters long and "
-                       "short at once")
+                       "short at once", notes)
 
 
 def _determinism(s: _Session) -> CheckResult:
