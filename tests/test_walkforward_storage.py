@@ -154,3 +154,27 @@ def test_the_stamp_that_keys_a_shown_walk_forward_sees_a_copy_with_its_times_kep
     os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
     assert stored_stamp("wf-stamp", root) != before and is_stored("wf-stamp", root)
     assert stored_stamp("none", root) is None and not is_stored("none", root)
+
+
+def test_a_walk_forward_searching_a_choice_is_stored_and_read_back(synthetic_bars, tmp_path):
+    """The drift table's values mix numbers (fast_period) and texts (ma_type) row by row: Parquet
+    refused it (ArrowInvalid after the work, from the page and the CLI), and left an empty folder."""
+    wf = threadx.walk_forward(synthetic_bars, "ma_crossover", {"fast_period": [5, 10], "slow_period": [40],
+                                                               "ma_type": ["ema", "sma"]},
+                              sampler="grid", is_days=90, oos_days=30, workers=1)
+    report = validate_walk_forward(wf, n=50, S=4)
+    assert set(map(type, wf.drift.set_index("param").loc["ma_type", "values"])) == {str}
+    save_walk_forward("choice", wf, report, tmp_path)
+    loaded, loaded_report = load_walk_forward("choice", tmp_path)
+    pd.testing.assert_frame_equal(loaded.drift.astype({"param": object}), wf.drift.astype({"param": object}))
+    _assert_same(report, loaded_report)
+
+
+def test_a_walk_forward_that_cannot_be_stored_leaves_no_folder(stored, tmp_path, monkeypatch):
+    from threadx.validation import codec
+
+    wf, report, _ = stored
+    monkeypatch.setattr(codec, "dump", lambda folder, obj: (_ for _ in ()).throw(codec.CodecError("refused")))
+    with pytest.raises(codec.CodecError):
+        save_walk_forward("never", wf, report, tmp_path)
+    assert not (tmp_path / "walkforward" / "never").exists() and list_walk_forwards(tmp_path) == []

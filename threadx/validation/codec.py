@@ -81,6 +81,11 @@ def _encode(obj: Any, arrays: dict, frames: dict) -> Any:
         arrays[name] = obj
         return {"__array__": name}
     if isinstance(obj, pd.DataFrame):
+        if not _parquet_ready(obj):  # a column mixing kinds (a choice's values beside numbers): in the tree
+            return {"__rows__": {"columns": [_encode(c, arrays, frames) for c in obj.columns],
+                                 "index": [_encode(i, arrays, frames) for i in obj.index],
+                                 "rows": [[_encode(v, arrays, frames) for v in row]
+                                          for row in obj.itertuples(index=False, name=None)]}}
         name = f"f{len(frames)}"
         frames[name] = obj
         return {"__frame__": name}
@@ -113,6 +118,10 @@ def _decode(node: Any, arrays: dict, frames: Path, classes: dict[str, type]) -> 
         return arrays[node["__array__"]]
     if "__frame__" in node:
         return pd.read_parquet(frames / f"{_plain(node['__frame__'])}.parquet")
+    if "__rows__" in node:
+        rows = node["__rows__"]
+        return pd.DataFrame([[rec(v) for v in row] for row in rows["rows"]], columns=[rec(c) for c in rows["columns"]],
+                            index=[rec(i) for i in rows["index"]])
     if "__series__" in node:
         series = pd.read_parquet(frames / f"{_plain(node['__series__'])}.parquet")["values"]
         series.name = rec(node.get("name"))
@@ -131,6 +140,18 @@ def _decode(node: Any, arrays: dict, frames: Path, classes: dict[str, type]) -> 
     if "__tuple__" in node:
         return tuple(rec(v) for v in node["__tuple__"])
     raise CodecError(f"unknown stored node {sorted(node)[:3]}")
+
+
+def _parquet_ready(frame: pd.DataFrame) -> bool:
+    """Whether Parquet can hold ``frame`` (Arrow refuses an object column mixing kinds, such as
+    lists of numbers in one row and of texts in another)."""
+    import pyarrow as pa
+
+    try:
+        pa.Table.from_pandas(frame, preserve_index=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return False
+    return True
 
 
 def _plain(name: str) -> str:

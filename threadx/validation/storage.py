@@ -52,6 +52,7 @@ def save_walk_forward(run_id: str, wf: Any, report: Any, results_dir: str | os.P
     folder = walkforward_root(results_dir) / check_run_id(run_id)
     payload = {"version": FORMAT_VERSION, "walk_forward": replace(wf, evaluator=None), "report": report}
     staging = folder / f".{RESULT}-{uuid.uuid4().hex[:8]}.tmp"
+    created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         try:
@@ -61,9 +62,13 @@ def save_walk_forward(run_id: str, wf: Any, report: Any, results_dir: str | os.P
             shutil.rmtree(staging, ignore_errors=True)
         summary = {"run_id": run_id, "walk_forward": wf.to_dict(), "validation": report.to_dict()}
         atomic_write_bytes(folder / "summary.json", json.dumps(summary, indent=2, default=str).encode())
-    except OSError as exc:
-        raise ThreadXError(f"cannot store walk-forward {run_id} in {folder}: {os_reason(exc)}; "
-                           "it is not stored whole: run it again once the folder can be written") from exc
+    except BaseException as exc:
+        if created and not (folder / RESULT).exists():  # no empty or half folder left behind
+            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise ThreadXError(f"cannot store walk-forward {run_id} in {folder}: {os_reason(exc)}; "
+                               "it is not stored whole: run it again once the folder can be written") from exc
+        raise
     return folder
 
 
