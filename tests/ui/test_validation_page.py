@@ -368,3 +368,36 @@ def test_a_walk_forward_whose_candles_were_replaced_since_says_so(workspace):
     warned = texts(at.warning)
     assert "Dataset XYZ_USDT-1h, file " in warned and "changed since the run" in warned, warned
     assert "This report stands for the candles the walk-forward ran on" in warned
+
+
+def test_an_emptied_choice_is_a_warning_and_a_random_plan_counts_the_valid_combos():
+    """Clearing ma_type's values raised "NameError: name 'search' is not defined" over the page; a
+    random draw of more combos than the constraint leaves planned 1,702 where 1,590 ran."""
+    at = page()
+    at.multiselect(key="wf:ma_crossover:ma_type:values").set_value([]).run()
+    assert not at.exception, at.exception
+    assert any(w.value.startswith("Cannot run: search space:") for w in at.warning), [w.value for w in at.warning]
+    at.multiselect(key="wf:ma_crossover:ma_type:values").set_value(["sma"])
+    set_ranges(at, "ma_crossover", {"fast_period": (5, 50, 5), "slow_period": (20, 100, 10)})  # 90 combos, 74 valid
+    at.selectbox(key="wf_sampler").set_value("random").run()
+    at.number_input(key="wf_n").set_value(3000).run()
+    assert not at.exception, at.exception
+    assert "**74 combos** run in every window" in texts(at.info), texts(at.info)
+
+
+def test_a_cli_walk_forward_of_listed_values_loads_without_a_false_difference():
+    """The CLI's fast_period=5,10 (a list) loaded as the range 5 to 10 step 5, the same values, and
+    the notice still said "another search space" under "The form holds the report's settings"."""
+    from threadx.cli import main
+
+    assert main(["walkforward", "--data", "synthetic/BTC_USDT-1h", "--strategy", "ma_crossover", "--param",
+                 "fast_period=5,10", "--param", "slow_period=30,50", "--is-days", "120", "--oos-days", "60",
+                 "--sampler", "grid", "--bootstrap", "200", "--S", "8", "--run-id", "cli-list"]) == 0
+    at = page()
+    at.session_state["wf_run"] = "cli-list"
+    at.run()
+    assert "The set-up above differs" in texts(at.info), texts(at.info)
+    at.button(key="wf_load_settings").click().run()
+    assert not at.exception, at.exception
+    assert "The form holds the report's settings: **Launch walk-forward** runs them again." in texts(at.info)
+    assert "The set-up above differs" not in texts(at.info), texts(at.info)
