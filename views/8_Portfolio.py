@@ -132,7 +132,11 @@ def runner_list() -> None:
     table = pf.runner_rows(runners)
     shown, config = table_view(table)
     st.dataframe(shown, hide_index=True, width="stretch", column_config=config, key="pf_runner_table")
-    for note in pf.span_notes(runners, list_datasets()):  # before Launch, as the run will say
+    catalog = list_datasets()
+    clash = pf.timeframe_note(runners, catalog)  # before Launch, as the run will say
+    if clash:
+        st.error(f"Cannot launch: {clash}.")
+    for note in [] if clash else pf.span_notes(runners, catalog):
         st.warning(f"{note}.")
     c = st.columns([4, 1, 1], vertical_alignment="bottom")
     labels = list(table["runner"])

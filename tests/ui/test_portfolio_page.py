@@ -325,3 +325,22 @@ def test_span_notes_read_the_catalog_and_each_runners_cut():
     assert span_notes([x, after], catalog) == []  # it read "trades over -100 % of the portfolio's span"
     garbled = {**y, "data": {**y["data"], "start": "soon"}}
     assert span_notes([x, garbled], catalog) == []  # a DateParseError on the page
+
+
+def test_runners_of_two_timeframes_are_refused_before_launch(workspace):
+    """A 1h and a 4h runner (two cells of a research, say) were refused only after Launch."""
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import ensure_sample, generate_synthetic
+
+    ensure_sample()
+    write_ohlcv(generate_synthetic("XYZ_USDT", "4h", days=300, seed=5), workspace / "data" / "test" / "XYZ_USDT-4h.parquet")
+    at = open_page("8_Portfolio.py")
+    at.button(key="pf_add").click().run()  # bb_atr on the 1h sample
+    at.selectbox(key="pf_dataset").set_value("test/XYZ_USDT-4h")
+    at.button(key="pf_add").click().run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert errors == [f"Cannot launch: the runners of a portfolio share one timeframe; got bb_atr:{SAMPLE} 1h, "
+                      "bb_atr:test/XYZ_USDT-4h 4h: resample them to one (threadx data resample, or "
+                      "load_ohlcv(..., timeframe=))."], errors
+    assert not at.warning  # (no part-time note beside it: spans of two timeframes compare nothing)

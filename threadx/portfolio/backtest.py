@@ -294,14 +294,25 @@ def _funding(runner: Runner, label: str, funding: Any) -> Any:
 
 
 def _check_timeframes(prepared: list[dict[str, Any]], labels: list[str]) -> None:
-    """ParamError unless every runner has bars of one timeframe: a bar is stepped whole at its
-    open's tick, so a coarser runner's mark (its close, hours later) would enter the shared
-    equity, and the gates read it, before that close happened."""
-    frames = {label: p["bars"].timeframe for label, p in zip(labels, prepared)}
-    if len(set(frames.values())) > 1:
-        listed = ", ".join(f"{label} {tf or 'of no regular timeframe'}" for label, tf in frames.items())
-        raise ParamError(f"the runners of a portfolio share one timeframe; got {listed}: resample them to one "
-                         f"(threadx data resample, or load_ohlcv(..., timeframe=))")
+    """ParamError unless every runner has bars of one timeframe (:func:`timeframe_problem`)."""
+    problem = timeframe_problem({label: p["bars"].timeframe for label, p in zip(labels, prepared)})
+    if problem:
+        raise ParamError(problem)
+
+
+def timeframe_problem(frames: Mapping[str, str | None]) -> str | None:
+    """Why runners of these timeframes (label -> timeframe) cannot share a portfolio, None when they
+    can: a bar is stepped whole at its open's tick, so a coarser runner's mark (its close, hours
+    later) would enter the shared equity, and the gates read it, before that close happened.
+
+    >>> timeframe_problem({"a": "1h", "b": "1h"}) is None, timeframe_problem({"a": "1h", "b": "4h"})[:46]
+    (True, 'the runners of a portfolio share one timeframe')
+    """
+    if len(set(frames.values())) <= 1:
+        return None
+    listed = ", ".join(f"{label} {tf or 'of no regular timeframe'}" for label, tf in frames.items())
+    return (f"the runners of a portfolio share one timeframe; got {listed}: resample them to one "
+            f"(threadx data resample, or load_ohlcv(..., timeframe=))")
 
 
 def _check_grid(prepared: list[dict[str, Any]], labels: list[str]) -> None:

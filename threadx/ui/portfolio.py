@@ -50,6 +50,26 @@ def runner_labels(runners: Sequence[Mapping[str, Any]]) -> list[str]:
         return [r.label for r in listed]
 
 
+def timeframe_note(runners: Sequence[Mapping[str, Any]], catalog: pd.DataFrame) -> str | None:
+    """Before launch, why the runners cannot share a portfolio by their timeframes (each runner's
+    own, else its dataset's in ``catalog``; the run refuses the same), None when they can or a
+    timeframe is unknown."""
+    from threadx.portfolio.backtest import timeframe_problem
+
+    rows = catalog.set_index("name") if len(catalog) else None
+    frames = {}
+    for label, runner in zip(runner_labels(runners), runners):
+        ref = Runner.from_dict(runner).data
+        name = ref.name or ref.source
+        if ref.timeframe:
+            frames[label] = ref.timeframe
+        elif rows is not None and name in rows.index:
+            frames[label] = rows.loc[name, "timeframe"]
+        else:
+            return None
+    return timeframe_problem(frames)
+
+
 def span_notes(runners: Sequence[Mapping[str, Any]], catalog: pd.DataFrame) -> list[str]:
     """Before launch, the part-time notes (``part_time_notes``) from the first and last bar the
     data catalog lists for each runner's dataset, cut to the runner's start and end (the run's
