@@ -600,6 +600,11 @@ class PortfolioRequest:
 # --- labels -----------------------------------------------------------------------------------
 
 
+# an engine option's words and unit where a page or a caption names it ("fee 10 bps", "capital 10,000")
+OPTION_WORDS = {"fee_bps": ("fee", " bps"), "slippage_bps": ("slippage", " bps"), "initial_capital": ("capital", ""),
+                "min_notional": ("min order", "")}
+
+
 def describe_options(engine: Mapping[str, Any] | None) -> str:
     """Engine options in one line (fee, slippage, fill, sizing, leverage, capital, ...)."""
     if not engine:
@@ -608,10 +613,14 @@ def describe_options(engine: Mapping[str, Any] | None) -> str:
     def num(value: Any) -> str:
         return f"{value:,.10g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
-    parts = [f"fee {num(engine.get('fee_bps'))} bps", f"slippage {num(engine.get('slippage_bps'))} bps",
-             f"fill {engine.get('fill')}", f"sizing {engine.get('sizing') or 'strategy default'}"]
+    def option(key: str) -> str:
+        words, unit = OPTION_WORDS[key]
+        return f"{words} {num(engine.get(key))}{unit}"
+
+    parts = [option("fee_bps"), option("slippage_bps"), f"fill {engine.get('fill')}",
+             f"sizing {engine.get('sizing') or 'strategy default'}"]
     parts += [f"{key} {num(engine[key])}" for key in ("leverage", "fraction") if engine.get(key) is not None]
-    parts += [f"capital {num(engine.get('initial_capital'))}", f"min order {num(engine.get('min_notional'))}"]
+    parts += [option("initial_capital"), option("min_notional")]
     if engine.get("ambiguity") not in (None, "conservative"):
         parts.append(f"ambiguity {engine['ambiguity']}")
     if engine.get("funding") is not None:

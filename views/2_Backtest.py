@@ -13,7 +13,8 @@ from threadx.data.bars import as_bars
 from threadx.contract import prepare_signals
 from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
-from threadx.requests import BacktestRequest, DatasetRef, describe_data, describe_options, engine_dict
+from threadx.requests import (OPTION_WORDS, BacktestRequest, DatasetRef, describe_data, describe_options,
+                              engine_dict)
 from threadx.ui import charts, widgets, workspace
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, strategy_fell_back,
                               load_dataset_or_error, plain, restore_from_url, session_memo)
@@ -66,7 +67,9 @@ def form_differences(shown: dict, params: dict, engine: dict, dataset: str | Non
         refused.append(f"an option the run would refuse: {exc}")
     else:
         then = engine_dict((shown.get("request") or {}).get("engine_options"))
-        items += [(k, now.get(k), then.get(k), "") for k in now]
+        for key in now:
+            words, unit = OPTION_WORDS.get(key, (key, ""))  # "fee 25 bps here", not "fee_bps 25 here"
+            items.append((words, now.get(key), then.get(key), unit))
     if dataset is not None:
         items.append(("dataset", dataset, shown["dataset"], ""))
     return differences(items, "the result", refused)

@@ -63,9 +63,9 @@ def test_a_result_whose_form_was_changed_since_says_so():
     at.number_input(key="bt:ma_crossover:fast_period").set_value(5).run()
     assert differs() and "fast_period 5 here, 10 in the result" in differs()[0]
     at.number_input(key="bt_fee").set_value(25.0).run()
-    assert "fee_bps 25 here, 10 in the result" in differs()[0]
+    assert "fee 25 bps here, 10 bps in the result" in differs()[0]
     at.number_input(key="bt_leverage").set_value(0.5).run()  # the widget allows it, the engine refuses it
-    assert "an option the run would refuse: leverage" in differs()[0] and "initial_capital" not in differs()[0]
+    assert "an option the run would refuse: leverage" in differs()[0] and "capital" not in differs()[0]
     at.number_input(key="bt_leverage").set_value(0.0).run()
     at.button(key="bt_run").click().run()
     assert not differs() and any(c.value.startswith("Params: fast_period 5") for c in at.caption)
