@@ -236,8 +236,8 @@ if report is None:
 else:
     heading = logic.report_heading(report)
     if status == logic.STALE:
-        st.warning(f"Last check ({logic.report_verdict(report)}, {heading}) was made on other code: the file "
-                   "changed since. Press **Check** to check this code.")
+        st.warning(f"Last check ({logic.report_verdict(report)}, {heading}) was made on other code: its file, or a "
+                   "module of the folder it imports, changed since. Press **Check** to check this code.")
     elif status == logic.PASS:
         st.success(f"Last check: PASS · {heading}")
     elif status == logic.NOT_CHECKED:
