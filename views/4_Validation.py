@@ -216,8 +216,8 @@ def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | Non
                     "below the out-of-sample median (0 = selection generalises, 0.5 = pure noise).")
         m[1].metric("Splits", format_metric("n_splits", p.n_splits),
                     help=f"All ways to pick S/2 of S = {p.S} time blocks in sample.")
-        m[2].metric("Combos", format_metric("n_combos", p.n_combos)
-                    + (f" of {format_count(p.n_combos_total)}" if p.subset else ""))
+        m[2].metric(f"Combos (of {format_count(p.n_combos_total)})" if p.subset else "Combos",  # (a narrow card
+                    format_metric("n_combos", p.n_combos))  # cut "5,000 of 6,360" to "5,000 of 6…")
         m[3].metric("P(OOS loss)", format_metric("prob_oos_loss", p.prob_oos_loss),
                     help="Share of splits where the in-sample winner's out-of-sample Sharpe is negative.")
         m[4].metric("Degradation slope", format_metric("degradation_slope", p.degradation_slope),
