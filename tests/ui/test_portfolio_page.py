@@ -130,6 +130,7 @@ def test_two_runner_portfolio_runs_to_its_metrics_charts_and_tables(workspace):
     assert stored.config["margin_guard"] == 0.7 and stored.config["kill_switch"] == pytest.approx(0.1)
     assert [r["weight"] for r in stored.runners] == [1.0, 2.0]
     assert stored.meta["notes"] and before_launch == [f"{note}." for note in stored.meta["notes"]]
+    assert "funding: stored files (none found for these datasets)" in texts(at.caption)  # it read "stored files"
     assert {"Return", "Sharpe", "Max drawdown", "Trades", "Cycles", "Cycle win rate", "Fees", "Funding",
             "Peak margin share", "Peak positions", "Peak legs"} <= metric_labels(at)
     trades = next(m for m in at.metric if m.label == "Trades")

@@ -165,9 +165,13 @@ def describe_config(result: PortfolioResult) -> str:
              (f"kill switch at {format_metric('drawdown', c['kill_switch'])} drawdown within {c.get('kill_window')}, "
               f"cooldown {c.get('cooldown')}") if c.get("kill_switch") else "no kill switch"]
     span = f"{str(meta.get('start', '?'))[:10]} to {str(meta.get('end', '?'))[:10]}"
+    funding = c.get("funding") or "none"
+    if funding == "stored":  # which runners a stored file was found for ("stored files" read as if all had one)
+        found = sum(1 for r in result.runners if r.get("funding"))
+        funding = (f"stored files ({found} of {len(result.runners)} runners have one)" if found
+                   else "stored files (none found for these datasets)")
     return (f"{len(result.runners)} runners on {format_metric('capital', c.get('capital'))} capital · {span} "
-            f"({meta.get('ticks', 0):,} ticks, UTC) · {', '.join(gates)} · funding: "
-            f"{'stored files' if c.get('funding') == 'stored' else c.get('funding') or 'none'}")
+            f"({meta.get('ticks', 0):,} ticks, UTC) · {', '.join(gates)} · funding: {funding}")
 
 
 RUNNER_HEADERS = {"Weight": "weight", "Capital": "capital", "Final equity": "final_equity", "PnL": "pnl",
