@@ -196,7 +196,7 @@ def test_equity_figure_full_resolution_and_computed_drawdown():
     assert fig.data[1].yaxis == "y2"
     assert "%" in fig.layout.yaxis2.tickformat
     assert len(fig.layout.shapes) == 1 and fig.layout.shapes[0].y0 == 100.0  # initial capital line
-    assert "downsampled" not in fig.layout.title.text
+    assert "drawn as" not in fig.layout.title.text
     fig.to_json()
 
 
@@ -214,7 +214,7 @@ def test_equity_figure_downsamples_keeping_extremes():
     assert e.y[0] == eq.iloc[0] and e.y[-1] == eq.iloc[-1]
     assert min(d.y) == dd.min()
     assert pd.Timestamp(d.x[int(np.argmin(d.y))]).tz_localize("UTC") == dd.idxmin()  # naive UTC
-    assert "downsampled" in fig.layout.title.text
+    assert f"50,000 bars drawn as {len(e.x):,} points (each bin's low and high kept)" in fig.layout.title.text
 
 
 # --- histogram ----------------------------------------------------------------------------------------

@@ -414,6 +414,15 @@ def _level_traces(trade: Mapping[str, Any], quote: str) -> list[go.Scatter]:
     return traces
 
 
+def downsampled_note(total: int, drawn: int, unit: str = "bars") -> str:
+    """The title note of a line drawn from fewer points than it has (each bin's low and high kept).
+
+    >>> downsampled_note(17_520, 4_000)
+    '17,520 bars drawn as 4,000 points (each bin's low and high kept)'
+    """
+    return f"{total:,} {unit} drawn as {drawn:,} points (each bin's low and high kept)"
+
+
 def _title(text: str, notes: Sequence[str]) -> dict[str, Any]:
     """A figure title with the display notes (resampling, hidden markers) on a smaller second line."""
     if notes:
@@ -633,7 +642,7 @@ def equity_figure(
         hovertemplate="drawdown %{y:.2%}<extra></extra>",
     ), row=2, col=1)
 
-    notes = [f"downsampled for display: {len(equity):,} bars"] if reduced else []
+    notes = [downsampled_note(len(equity), len(eq))] if reduced else []
     fig.update_layout(template=TEMPLATE, title=_title("Equity and drawdown", notes), hovermode="x unified",
                       showlegend=benchmark is not None, margin=dict(l=50, r=20, t=80, b=30),
                       legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"))

@@ -20,8 +20,8 @@ from threadx.portfolio import PortfolioResult, Runner
 from threadx.portfolio.result import SKIP_REASONS
 from threadx.portfolio.runners import runner_labels as portfolio_runner_labels
 from threadx.ui.charts import (DISPLAY_MAX_POINTS, LINE_COLOR, OVERLAY_COLORS, SHORT_COLOR, TEMPLATE,
-                               _downsample_positions, _new_figure, _title, _trace_cls, empty_figure, equity_figure,
-                               plot_times)
+                               _downsample_positions, _new_figure, _title, _trace_cls, downsampled_note, empty_figure,
+                               equity_figure, plot_times)
 from threadx.units import format_metric
 
 BLOCKED_COLOR = "rgba(239,83,80,0.15)"  # kill switch holding entries
@@ -296,7 +296,7 @@ def margin_figure(result: PortfolioResult, max_points: int = DISPLAY_MAX_POINTS)
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="Kill switch holding entries",
                                  marker=dict(symbol="square", size=12, color=BLOCKED_COLOR.replace("0.15", "0.5"))),
                       row=1, col=1)
-    notes = [f"downsampled for display: {len(tl):,} ticks"] if len(tl) > max_points else []
+    notes = [downsampled_note(len(tl), len(pos), "ticks")] if len(tl) > max_points else []
     fig.update_layout(template=TEMPLATE, title=_title(title, notes), hovermode="x unified",
                       margin=dict(l=50, r=20, t=80, b=30), height=480,
                       legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"))
@@ -320,7 +320,7 @@ def runner_equity_figure(result: PortfolioResult, max_points: int = DISPLAY_MAX_
                                             mode="lines", name=label,
                                             line=dict(color=OVERLAY_COLORS[k % len(OVERLAY_COLORS)], width=1.3),
                                             hovertemplate=f"{label} %{{y:,.2f}}<extra></extra>"))
-    notes = [f"downsampled for display: {len(eq):,} ticks"] if len(eq) > max_points else []
+    notes = [downsampled_note(len(eq), len(keep), "ticks")] if len(eq) > max_points else []
     fig.update_layout(title=_title(title, notes), hovermode="x unified", height=380,
                       margin=dict(l=50, r=20, t=80, b=30),
                       legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"))
