@@ -214,7 +214,7 @@ def test_equity_figure_downsamples_keeping_extremes():
     assert e.y[0] == eq.iloc[0] and e.y[-1] == eq.iloc[-1]
     assert min(d.y) == dd.min()
     assert pd.Timestamp(d.x[int(np.argmin(d.y))]).tz_localize("UTC") == dd.idxmin()  # naive UTC
-    assert f"50,000 bars drawn as {len(e.x):,} points (each bin's low and high kept)" in fig.layout.title.text
+    assert f"50,000 bars drawn as {len(e.x):,} points (the low and high of each bin kept)" in fig.layout.title.text
 
 
 # --- histogram ----------------------------------------------------------------------------------------

@@ -415,12 +415,12 @@ def _level_traces(trade: Mapping[str, Any], quote: str) -> list[go.Scatter]:
 
 
 def downsampled_note(total: int, drawn: int, unit: str = "bars") -> str:
-    """The title note of a line drawn from fewer points than it has (each bin's low and high kept).
+    """The title note of a line drawn from fewer points than it has (the low and high of each bin kept).
 
     >>> downsampled_note(17_520, 4_000)
-    '17,520 bars drawn as 4,000 points (each bin's low and high kept)'
+    '17,520 bars drawn as 4,000 points (the low and high of each bin kept)'
     """
-    return f"{total:,} {unit} drawn as {drawn:,} points (each bin's low and high kept)"
+    return f"{total:,} {unit} drawn as {drawn:,} points (the low and high of each bin kept)"
 
 
 def _title(text: str, notes: Sequence[str]) -> dict[str, Any]:
