@@ -11,6 +11,7 @@ import threadx
 from threadx.optimize.space import SearchSpace, declared_space
 from threadx.strategy import StrategySpec
 from threadx.ui.walk_forward_form import space_state
+from threadx.ui.widgets import space_widget_state
 
 
 def _editor_space(spec: StrategySpec, state: dict[str, Any]) -> dict[str, Any]:
@@ -34,7 +35,8 @@ def _editor_space(spec: StrategySpec, state: dict[str, Any]) -> dict[str, Any]:
 def test_a_declared_space_goes_into_the_editor_and_comes_back_the_same(name: str) -> None:
     spec = threadx.get_strategy(name)
     stored = SearchSpace(spec, declared_space(spec)).to_dict()
-    state, left = space_state(spec, stored["axes"], "wf")
+    saved, left = space_state(spec, stored["axes"])
+    state = space_widget_state(spec, "wf", saved)
     assert left == []
     assert SearchSpace(spec, _editor_space(spec, state)).to_dict() == stored
 
@@ -42,7 +44,8 @@ def test_a_declared_space_goes_into_the_editor_and_comes_back_the_same(name: str
 def test_values_the_editor_cannot_hold_are_named() -> None:
     spec = threadx.get_strategy("ma_crossover")
     axes = [{"name": "fast_period", "values": [5, 6, 9]}, {"name": "gone", "values": [1]}]
-    state, left = space_state(spec, axes, "wf")
+    saved, left = space_state(spec, axes)
+    state = space_widget_state(spec, "wf", saved)
     assert left == ["the values of fast_period (not an even range: the editor holds one value or a range)",
                     "gone (no longer a param of ma_crossover)"]
     assert not any(k.startswith("wf:ma_crossover:fast_period") for k in state)

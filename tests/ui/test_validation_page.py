@@ -401,3 +401,27 @@ def test_a_cli_walk_forward_of_listed_values_loads_without_a_false_difference():
     assert not at.exception, at.exception
     assert "The form holds the report's settings: **Launch walk-forward** runs them again." in texts(at.info)
     assert "The set-up above differs" not in texts(at.info), texts(at.info)
+
+
+def test_loading_settings_gives_the_forms_widgets_no_second_value(monkeypatch, caplog):
+    """After "Load these settings" Streamlit logged "The widget with key ... was created with a
+    default value but also had its value set via the Session State API": the form's boxes were
+    made with their own start beside the loaded value (the loaded one won, but the log said it)."""
+    from streamlit.elements.lib import policies
+
+    from threadx.cli import main
+
+    assert main(["walkforward", "--data", "synthetic/BTC_USDT-1h", "--strategy", "ma_crossover", "--param",
+                 "fast_period=5,10", "--param", "slow_period=30,50", "--is-days", "45", "--oos-days", "20",
+                 "--sampler", "grid", "--bootstrap", "200", "--S", "8", "--fee-bps", "4", "--run-id", "cli-warn"]) == 0
+    at = page()
+    at.session_state["wf_run"] = "cli-warn"
+    at.run()
+    monkeypatch.setattr(policies, "_shown_default_value_warning", False)  # (Streamlit logs it once a process)
+    monkeypatch.setattr(policies.runtime, "exists", lambda: True)  # (AppTest runs no runtime: the rule is skipped)
+    with caplog.at_level("WARNING", logger=policies.__name__):
+        at.button(key="wf_load_settings").click().run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="wf_is_days").value == 45 and at.number_input(key="wf_fee").value == 4
+    assert at.number_input(key="wf_boot").value == 200 and at.number_input(key="wf_S").value == 8
+    assert not [r.getMessage() for r in caplog.records if "Session State API" in r.getMessage()]

@@ -2,7 +2,7 @@
 settings" puts into the form's widgets (a report opened from a research cell or the history
 ran with other settings than the form shows; the page says what differs, and this loads them).
 
-Pure functions (no Streamlit): a stored walk-forward's ``config`` and ``meta`` in, widget keys
+Pure functions (no Session State): a stored walk-forward's ``config`` and ``meta`` in, widget keys
 and values out.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 from threadx.data.timeframe import timeframe_seconds
 from threadx.errors import ThreadXError
 from threadx.strategy.base import StrategySpec
+from threadx.ui.widgets import space_widget_state
 
 __all__ = ["BOUNDS", "form_state", "space_state"]
 
@@ -88,19 +89,26 @@ def form_state(cfg: Mapping[str, Any], meta: Mapping[str, Any], spec: StrategySp
             bounds = f"{least:,g} or more" if most is None else f"{least:,g} to {most:,g}"
             left.append(f"{_LABELS.get(name, name)} {value:g}{' days' if name.endswith('_days') else ''} (the form "
                         f"takes {bounds})")
-    space, unloaded = space_state(spec, (cfg.get("space") or {}).get("axes", []), prefix)
-    state.update(space)
+    space, unloaded = space_state(spec, (cfg.get("space") or {}).get("axes", []))
+    state.update(space_widget_state(spec, prefix, space))
     left += unloaded
     if datasets is not None and state.get("dataset") not in datasets:
         left.append(f"the dataset {state.pop('dataset', None) or '(not recorded)'} (no longer in the data folder)")
     return state, left
 
 
-def space_state(spec: StrategySpec, axes: list[Mapping[str, Any]], prefix: str) -> tuple[dict[str, Any], list[str]]:
-    """(widget key -> value, what it cannot hold, in words) of the search-space editor for the stored
-    ``axes`` (``{"name", "values"}``): one value is fixed, evenly spaced numbers a range, both
-    booleans "both", a choice's values its pick."""
-    state: dict[str, Any] = {}
+def space_state(spec: StrategySpec, axes: list[Mapping[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """(the saved space the search-space editor can hold, what it cannot, in words) for the stored
+    ``axes`` (``{"name", "values"}``): one value is fixed, evenly spaced numbers a range
+    ({"min", "max", "step"}), both booleans the list of both, a choice's values its picks;
+    :func:`threadx.ui.widgets.space_widget_state` turns it into the editor's widget keys.
+
+    >>> from threadx.strategy import get_strategy
+    >>> space_state(get_strategy("ma_crossover"), [{"name": "fast_period", "values": [5, 10, 15]},
+    ...                                            {"name": "ma_type", "values": ["sma", "wma"]}])
+    ({'fast_period': {'min': 5, 'max': 15, 'step': 5}, 'ma_type': ['sma']}, ["ma_type='wma' (no longer one of its choices)"])
+    """
+    saved: dict[str, Any] = {}
     unloaded = []
     for axis in axes:
         try:
@@ -108,12 +116,12 @@ def space_state(spec: StrategySpec, axes: list[Mapping[str, Any]], prefix: str) 
         except ThreadXError:  # a param the strategy no longer declares
             unloaded.append(f"{axis.get('name')} (no longer a param of {spec.name})")
             continue
-        key, values = f"{prefix}:{spec.name}:{param.name}", list(axis.get("values", []))
+        values = list(axis.get("values", []))
         if not values:
             continue
         if param.kind in ("int", "float"):
             if len(values) == 1:
-                state.update({f"{key}:mode": "fixed", f"{key}:value": values[0]})
+                saved[param.name] = values[0]
                 continue
             steps = np.diff(np.asarray(values, dtype=float))
             if not (steps > 0).all() or not np.allclose(steps, steps[0], rtol=1e-9, atol=0.0):
@@ -122,14 +130,11 @@ def space_state(spec: StrategySpec, axes: list[Mapping[str, Any]], prefix: str) 
                 continue
             cast = int if param.kind == "int" else float
             step = cast(round(float(steps[0]), 12)) if cast is float else cast(steps[0])
-            state.update({f"{key}:mode": "range", f"{key}:min": cast(values[0]), f"{key}:max": cast(values[-1]),
-                          f"{key}:step": step})
+            saved[param.name] = {"min": cast(values[0]), "max": cast(values[-1]), "step": step}
         elif param.kind == "bool":
             both = len(set(map(bool, values))) == 2
-            state[f"{key}:mode"] = "both" if both else "fixed"
-            if not both:
-                state[f"{key}:value"] = bool(values[0])
+            saved[param.name] = [False, True] if both else bool(values[0])
         else:
-            state[f"{key}:values"] = [v for v in values if v in param.choices]
+            saved[param.name] = [v for v in values if v in param.choices]
             unloaded += [f"{param.name}={v!r} (no longer one of its choices)" for v in values if v not in param.choices]
-    return state, unloaded
+    return saved, unloaded

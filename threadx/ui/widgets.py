@@ -33,23 +33,22 @@ def param_input(p: Param, value: Any, key: str, persist: str | None = None) -> A
     the widget is then created without a value of its own, as Streamlit asks. ``persist``:
     Streamlit's ``persist_state`` ("session": the value survives a visit to another page)."""
     help_text = p.description or None
-    preset = key in st.session_state
-    if p.kind == "bool":
-        return st.checkbox(p.name, value=False if preset else bool(value), key=key, help=help_text,
+    if p.kind == "bool":  # (a checkbox's value is a bool: False is "none of its own")
+        return st.checkbox(p.name, value=bool(unless_preset(key, bool(value))), key=key, help=help_text,
                            persist_state=persist)
     if p.kind == "choice":
         options = list(p.choices)
-        index = None if preset else (options.index(value) if value in options else 0)
+        index = unless_preset(key, options.index(value) if value in options else 0)
         return st.selectbox(p.name, options, index=index, key=key, help=help_text, persist_state=persist)
     if p.kind == "int":
         chosen = st.number_input(p.name, min_value=int(p.min) if p.min is not None else None,
                                  max_value=int(p.max) if p.max is not None else None,
-                                 value=None if preset else int(value), step=int(p.step or 1), key=key,
+                                 value=unless_preset(key, int(value)), step=int(p.step or 1), key=key,
                                  help=help_text, persist_state=persist)
         return int(value if chosen is None else chosen)  # an emptied box keeps the starting value
     chosen = st.number_input(p.name, min_value=float(p.min) if p.min is not None else None,
                              max_value=float(p.max) if p.max is not None else None,
-                             value=None if preset else float(value), step=float(p.step or 0.01),
+                             value=unless_preset(key, float(value)), step=float(p.step or 0.01),
                              format=_number_format(p), key=key, help=help_text, persist_state=persist)
     return float(value if chosen is None else chosen)
 
@@ -85,28 +84,56 @@ def differences(items: Iterable[tuple[str, Any, Any, str]], there: str, first: I
     return out[:shown] + ([f"{len(out) - shown} more"] if len(out) > shown else [])
 
 
-def preset_space(spec: StrategySpec, key_prefix: str, saved: Mapping[str, Any]) -> None:
-    """Put a saved space (``threadx.ui.workspace.load_form("space", ...)``: a fixed value,
-    {"min", "max", "step"} or a list per param) into the editor's widget keys, for the params
-    whose widgets this session has not created yet (a new session or a restart)."""
+def space_widget_state(spec: StrategySpec, key_prefix: str, saved: Mapping[str, Any]) -> dict[str, Any]:
+    """The search-space editor's widget keys and values (:func:`space_editor`) for a saved space:
+    per param a fixed value, {"min", "max", "step"} or a list (booleans both ways, a choice's picks).
+
+    >>> from threadx.strategy import get_strategy
+    >>> space_widget_state(get_strategy("ma_crossover"), "wf", {"fast_period": {"min": 5, "max": 15, "step": 5},
+    ...                                                          "slow_period": 50, "ma_type": ["sma", "ema"]})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'wf:ma_crossover:fast_period:mode': 'range', 'wf:ma_crossover:fast_period:min': 5,
+     'wf:ma_crossover:fast_period:max': 15, 'wf:ma_crossover:fast_period:step': 5,
+     'wf:ma_crossover:slow_period:mode': 'fixed', 'wf:ma_crossover:slow_period:value': 50,
+     'wf:ma_crossover:ma_type:values': ['sma', 'ema']}
+    """
+    state: dict[str, Any] = {}
     for p in spec.params:
         key = f"{key_prefix}:{spec.name}:{p.name}"
         value = saved.get(p.name)
-        if value is None or f"{key}:mode" in st.session_state or f"{key}:values" in st.session_state:
+        if value is None:
             continue
         if p.kind in ("int", "float"):
             if isinstance(value, Mapping):
-                st.session_state.update({f"{key}:mode": "range", f"{key}:min": value["min"],
-                                         f"{key}:max": value["max"], f"{key}:step": value["step"]})
+                state.update({f"{key}:mode": "range", f"{key}:min": value["min"], f"{key}:max": value["max"],
+                              f"{key}:step": value["step"]})
             elif not isinstance(value, list):
-                st.session_state.update({f"{key}:mode": "fixed", f"{key}:value": value})
+                state.update({f"{key}:mode": "fixed", f"{key}:value": value})
         elif p.kind == "bool":
             both = isinstance(value, list) and len(set(value)) == 2
-            st.session_state[f"{key}:mode"] = "both" if both else "fixed"
+            state[f"{key}:mode"] = "both" if both else "fixed"
             if not both:
-                st.session_state[f"{key}:value"] = bool(value[0] if isinstance(value, list) else value)
+                state[f"{key}:value"] = bool(value[0] if isinstance(value, list) else value)
         else:
-            st.session_state[f"{key}:values"] = list(value) if isinstance(value, list) else [value]
+            state[f"{key}:values"] = list(value) if isinstance(value, list) else [value]
+    return state
+
+
+def preset_space(spec: StrategySpec, key_prefix: str, saved: Mapping[str, Any]) -> None:
+    """Put a saved space (``threadx.ui.workspace.load_form("space", ...)``; see
+    :func:`space_widget_state`) into the editor's widget keys, for the params whose widgets this
+    session has not created yet (a new session or a restart)."""
+    def created(name: str) -> bool:
+        key = f"{key_prefix}:{spec.name}:{name}"
+        return f"{key}:mode" in st.session_state or f"{key}:values" in st.session_state
+
+    st.session_state.update(space_widget_state(spec, key_prefix, {k: v for k, v in saved.items() if not created(k)}))
+
+
+def unless_preset(key: str, value: Any) -> Any:
+    """A widget's own starting ``value``, or None when Session State already holds ``key`` (a
+    preset or loaded value: Streamlit logs a warning when a widget gets both)."""
+    return None if key in st.session_state else value
 
 
 def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
@@ -116,9 +143,6 @@ def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
     declared range, affecting results); a param that does not affect results starts fixed
     and says so. Widgets preset in Session State (:func:`preset_space`) start there; their
     values survive a visit to another page (``persist_state="session"``)."""
-    def start(key: str, value: Any) -> Any:  # no value of its own for a preset widget (Streamlit asks)
-        return None if key in st.session_state else value
-
     space: dict[str, Any] = {}
     ranged = [p.name for p in spec.params[:2] if searched_by_default(p)]
     header = st.columns([2, 2, 2, 2, 2])
@@ -133,7 +157,7 @@ def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
         if p.kind in ("int", "float"):
             default_mode = "range" if p.name in ranged else "fixed"
             mode = row[1].selectbox("mode", ["fixed", "range"],
-                                    index=start(f"{key}:mode", ["fixed", "range"].index(default_mode)),
+                                    index=unless_preset(f"{key}:mode", ["fixed", "range"].index(default_mode)),
                                     key=f"{key}:mode", label_visibility="collapsed",
                                     persist_state="session")
             lo, hi, step = p.opt_range or (p.default, p.default, p.step or 1)
@@ -142,11 +166,11 @@ def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
                 with row[2]:
                     space[p.name] = param_input(p, p.default, key=f"{key}:value", persist="session")
             else:
-                low = row[2].number_input("min", value=start(f"{key}:min", cast(lo)), step=cast(step),
+                low = row[2].number_input("min", value=unless_preset(f"{key}:min", cast(lo)), step=cast(step),
                                           key=f"{key}:min", label_visibility="collapsed", persist_state="session")
-                high = row[3].number_input("max", value=start(f"{key}:max", cast(hi)), step=cast(step),
+                high = row[3].number_input("max", value=unless_preset(f"{key}:max", cast(hi)), step=cast(step),
                                            key=f"{key}:max", label_visibility="collapsed", persist_state="session")
-                stp = row[4].number_input("step", value=start(f"{key}:step", cast(step)), step=cast(step),
+                stp = row[4].number_input("step", value=unless_preset(f"{key}:step", cast(step)), step=cast(step),
                                           key=f"{key}:step", label_visibility="collapsed", persist_state="session")
                 low, high, stp = (cast(lo) if low is None else low, cast(hi) if high is None else high,
                                   cast(step) if stp is None else stp)  # an emptied box keeps its start
@@ -161,7 +185,7 @@ def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
                 with row[2]:
                     space[p.name] = param_input(p, p.default, key=f"{key}:value", persist="session")
         else:
-            chosen = row[1].multiselect("values", list(p.choices), default=start(f"{key}:values", [p.default]),
+            chosen = row[1].multiselect("values", list(p.choices), default=unless_preset(f"{key}:values", [p.default]),
                                         key=f"{key}:values", label_visibility="collapsed", persist_state="session")
             space[p.name] = chosen if len(chosen) != 1 else chosen[0]
             if not chosen:
