@@ -617,3 +617,20 @@ SPEC = ''', 1)
                                          "this sweep would store the batch's rows"):
         threadx.sweep(frame, "rsi_mine", {"oversold": "24:36:2", "exit_level": "50:70:5"}, store=tmp_path,
                       run_id="batch", bank=IndicatorBank(disk=False))
+
+
+def test_a_rebuilt_strategy_asks_once_whether_a_call_time_import_is_installed(rsi: Path, monkeypatch) -> None:
+    """``import json`` inside a strategy function of a strategy rebuilt in a worker searched
+    sys.path (importlib's find_spec) on every call, that is for every combo."""
+    _edit(rsi, 'def exits(p):\n', 'def exits(p):\n    import json  # noqa: F401\n')
+    spec = threadx.get_strategy("rsi_mine")
+    task = SweepTask.of(spec, SPACE, options_from())
+    _edit(rsi, "description=", "description='edited ' +")  # the task's text is rebuilt now, not the file's
+    rebuilt = task_strategy(task)
+    assert rebuilt is not spec
+    asked: list[str] = []
+    real = user._installed
+    monkeypatch.setattr(user, "_installed", lambda name, folder: asked.append(name) or real(name, folder))
+    for _ in range(3):
+        assert rebuilt.exits(spec.defaults()) == spec.exits(spec.defaults())
+    assert asked == ["json"]

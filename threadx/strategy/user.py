@@ -157,6 +157,7 @@ class _FolderImports:
         self.missing: set[str] = set()  # paths of folder modules imported that did not exist
         self.stamps: dict[str, tuple[int, int, int, int]] = {}  # path -> file_stamp before it was read
         self.modules: dict[str, types.ModuleType] = {}
+        self.installed: dict[str, bool] = {}  # name -> _installed(name): an import run per call asks once
         self.closed = False
         self.namespace = {**vars(builtins), "__import__": self}
 
@@ -191,11 +192,11 @@ class _FolderImports:
             return self.modules[name]
         path = str(self.folder / f"{name}.py")
         if self.given is not None:
-            if self.closed and not _installed(name, self.folder):  # as at load, where it was the folder's
+            if self.closed and not self.is_installed(name):  # as at load, where it was the folder's
                 raise ImportError(f"{name} is not imported at the top of the file: a strategies-folder module "
                                   "imported inside a function is not part of the strategy's code")
             text = self.given.get(name)
-        elif Path(path).is_file() and not _installed(name, self.folder):
+        elif Path(path).is_file() and not self.is_installed(name):
             if self.closed:
                 raise ImportError(f"{path} is imported inside a function: import the strategies folder's "
                                   "modules at the top of the file (its code is part of the strategy's when the "
@@ -216,6 +217,14 @@ class _FolderImports:
         self.modules[name] = module  # before it runs: a circular import gets it partly run, as Python's
         exec(compile(text, path, "exec"), module.__dict__)  # noqa: S102 - the user's own module, as below
         return module
+
+
+    def is_installed(self, name: str) -> bool:
+        """:func:`_installed` for the folder, asked once per name (``import numpy`` inside a
+        strategy function runs on every call)."""
+        if name not in self.installed:
+            self.installed[name] = _installed(name, self.folder)
+        return self.installed[name]
 
 
 def _installed(name: str, folder: Path) -> bool:
