@@ -146,6 +146,8 @@ def test_a_strategys_own_leverage_is_checked_like_the_options(df, tmp_path, leve
     (dict(max_hold_bars=2.7), r"max_hold_bars must be a whole number \(0 = off\), got 2.7"),
     (dict(stop_pct=1.5), r"stop_pct must be a fraction of the entry price below 1: 0.02 = 2 %, got 1.5"),
     (dict(trail="pct", trail_pct=1.0), r"trail_pct must be a fraction of the best price below 1: 0.02 = 2 %, got 1.0"),
+    (dict(trail="band", trail_band_pct=80.0),
+     r"trail_band_pct must be a fraction of the way from the band edge \(0\) to the middle band \(1\), got 80.0"),
     (dict(stop_atr=2.0, sizing="risk", risk_per_trade=5.0),
      r"risk_per_trade must be a fraction of equity up to 1: 0.01 = 1 %, got 5.0"),
     # a negative stop with risk sizing read "needs a stop: set a stop-loss param" (one was set)

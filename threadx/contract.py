@@ -48,7 +48,7 @@ class ExitRules:
     trail: str = "none"  # none | atr | pct | band
     trail_atr: float = 0.0
     trail_pct: float = 0.0
-    trail_band_pct: float = 0.0
+    trail_band_pct: float = 0.0  # trail="band": the stop's place from the band edge (0) to the middle band (1)
     max_hold_bars: int = 0
     spacing_bars: int = 0
     sizing: str = "all_in"  # all_in | fraction | risk

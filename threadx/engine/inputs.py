@@ -304,11 +304,13 @@ def _grid_offsets(values: tuple, k: int) -> list[float]:
 # rule fields counted in bars or legs: whole numbers (2.7 bars held would be read as 3)
 _WHOLE_AMOUNTS = frozenset({"max_hold_bars", "spacing_bars", "max_legs"})
 # rule fields that are fractions with a ceiling -> (the ceiling, whether it is allowed, what the unit is):
-# 1.5 for a 1.5 % stop put a long's stop below zero (never hit) and 5.0 risked 500 % of equity, silently
+# 1.5 for a 1.5 % stop put a long's stop below zero (never hit) and 5.0 risked 500 % of equity, silently;
+# 80 for 80 % of the way to the middle band trailed a long's stop far above the price (out at the next bar)
 _FRACTION_CEILINGS = {
     "stop_pct": (1.0, False, "a fraction of the entry price below 1: 0.02 = 2 %"),
     "trail_pct": (1.0, False, "a fraction of the best price below 1: 0.02 = 2 %"),
     "risk_per_trade": (1.0, True, "a fraction of equity up to 1: 0.01 = 1 %"),
+    "trail_band_pct": (1.0, True, "a fraction of the way from the band edge (0) to the middle band (1)"),
 }
 
 
