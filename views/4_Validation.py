@@ -533,7 +533,8 @@ with tab_wf:
                 f"OOS {oos_bars:,} bars, step {step:,} bars"
                 + (f", purge {purge:,} bars" if purge else "") + (f", embargo {embargo:,} bars" if embargo else "")
                 + f" · **{combos:,} combos** run in every window "
-                f"({runs:,} backtests) — **{size_band(runs, limit=math.inf)}**")  # (the combos' limit is above)
+                f"({runs:,} backtests: each combo in sample and out of sample in each of the {len(windows)} windows, "
+                f"and once on the whole period) — **{size_band(runs, limit=math.inf)}**")  # (the combos' limit is above)
     for problem in problems:
         st.warning(f"Cannot run: {problem}.")
     if df is not None:

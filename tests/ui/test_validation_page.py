@@ -383,6 +383,12 @@ def test_an_emptied_choice_is_a_warning_and_a_random_plan_counts_the_valid_combo
     at.number_input(key="wf_n").set_value(3000).run()
     assert not at.exception, at.exception
     assert "**74 combos** run in every window" in texts(at.info), texts(at.info)
+    # the backtest count says how it is made (it read "(5,254 backtests)", 74 combos x 71 unexplained)
+    plan = next(str(e.value) for e in at.info if "combos** run in every window" in str(e.value))
+    found = re.search(r"\*\*(\d+) windows\*\*.*\(([\d,]+) backtests: each combo in sample and out of sample in "
+                      r"each of the (\d+) windows, and once on the whole period\)", plan)
+    assert found and found[1] == found[3], plan
+    assert int(found[2].replace(",", "")) == 74 * (2 * int(found[1]) + 1), plan
 
 
 def test_a_cli_walk_forward_of_listed_values_loads_without_a_false_difference():
