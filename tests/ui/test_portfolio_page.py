@@ -160,10 +160,16 @@ def test_two_runner_portfolio_runs_to_its_metrics_charts_and_tables(workspace):
     assert config["Trades"]["type_config"]["format"] == "%,d"
     assert list(breakdown.value["Runner"]) == stored.labels
     assert list(breakdown.value["Trades"]) == [r["metrics"]["n_trades"] for r in stored.runners]
-    skipped = next(df for df in at.dataframe if "reason" in df.value.columns).value
-    assert list(skipped["reason"]) == ["margin guard", "runner cap", "kill switch", "engine"]
-    assert list(skipped["skipped"]) == [stored.skipped[k] for k in ("margin_guard", "runner_cap", "kill_switch",
-                                                                     "engine")]
+    assert json.loads(breakdown.proto.columns)["Runner"]["pinned"] is True  # (the figures scroll beside it)
+    # a row per runner, a column per reason: a column per runner scrolled sideways from the fourth at 1440 px
+    skipped = next(df for df in at.dataframe if "margin guard" in df.value.columns).value
+    reasons = ("margin_guard", "runner_cap", "kill_switch", "engine")
+    assert list(skipped.columns) == ["runner", "margin guard", "runner cap", "kill switch", "engine"]
+    assert list(skipped["runner"]) == ["all runners", *stored.labels]
+    assert skipped.iloc[0, 1:].tolist() == [stored.skipped[k] for k in reasons]
+    assert skipped.iloc[1:, 1:].to_numpy().tolist() == [[r["skipped"].get(k, 0) for k in reasons]
+                                                         for r in stored.runners]
+    assert "**margin guard**: margin of all runners would pass the margin guard" in texts(at.caption)
     details = next(df for df in at.dataframe if "fingerprint" in df.value.columns).value
     assert list(details["fingerprint"]) == [r["dataset"]["fingerprint"] for r in stored.runners]
 

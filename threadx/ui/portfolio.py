@@ -194,14 +194,29 @@ def runners_table(result: PortfolioResult) -> pd.DataFrame:
 
 
 def skipped_table(result: PortfolioResult) -> pd.DataFrame:
-    """Entries refused, by reason: the total and each runner's count."""
-    rows = []
-    for reason in SKIP_REASONS:
-        row = {"reason": reason.replace("_", " "), "skipped": int(result.skipped.get(reason, 0))}
-        row.update({r["label"]: int(r["skipped"].get(reason, 0)) for r in result.runners})
-        row["what it means"] = SKIP_TEXT[reason]
-        rows.append(row)
+    """Entries refused: a row for all runners, then one per runner; a column per reason
+    (:func:`skip_reasons_note` says what each means). Its width grows with the reasons, not
+    the runners (a column per runner scrolled sideways from the fourth at 1440 px).
+
+    >>> from types import SimpleNamespace
+    >>> result = SimpleNamespace(skipped={"margin_guard": 3, "runner_cap": 1},
+    ...                          runners=[{"label": "a", "skipped": {"margin_guard": 3}},
+    ...                                   {"label": "b", "skipped": {"runner_cap": 1}}])
+    >>> skipped_table(result).to_dict("list")  # doctest: +NORMALIZE_WHITESPACE
+    {'runner': ['all runners', 'a', 'b'], 'margin guard': [3, 3, 0], 'runner cap': [1, 0, 1],
+     'kill switch': [0, 0, 0], 'engine': [0, 0, 0]}
+    """
+    def counts(skipped: Mapping[str, int]) -> dict[str, int]:
+        return {reason.replace("_", " "): int(skipped.get(reason, 0)) for reason in SKIP_REASONS}
+
+    rows = [{"runner": "all runners", **counts(result.skipped)}]
+    rows += [{"runner": r["label"], **counts(r["skipped"])} for r in result.runners]
     return pd.DataFrame(rows)
+
+
+def skip_reasons_note() -> str:
+    """What each column of :func:`skipped_table` counts, in one line."""
+    return " · ".join(f"**{reason.replace('_', ' ')}**: {SKIP_TEXT[reason]}" for reason in SKIP_REASONS)
 
 
 def events_table(result: PortfolioResult) -> pd.DataFrame:
@@ -348,6 +363,6 @@ def correlation_figure(result: PortfolioResult) -> go.Figure:
     return fig
 
 
-__all__ = ["runner_rows", "add_runner", "headline", "peaks", "describe_config", "runners_table", "skipped_table",
+__all__ = ["runner_rows", "add_runner", "headline", "peaks", "describe_config", "runners_table", "skipped_table", "skip_reasons_note",
            "events_table", "details_table", "equity_and_drawdown", "margin_figure", "runner_equity_figure",
            "correlation_figure", "blocked_spans"]
