@@ -218,7 +218,6 @@ class _FolderImports:
         exec(compile(text, path, "exec"), module.__dict__)  # noqa: S102 - the user's own module, as below
         return module
 
-
     def is_installed(self, name: str) -> bool:
         """:func:`_installed` for the folder, asked once per name (``import numpy`` inside a
         strategy function runs on every call)."""

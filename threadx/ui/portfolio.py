@@ -363,6 +363,6 @@ def correlation_figure(result: PortfolioResult) -> go.Figure:
     return fig
 
 
-__all__ = ["runner_rows", "add_runner", "headline", "peaks", "describe_config", "runners_table", "skipped_table", "skip_reasons_note",
-           "events_table", "details_table", "equity_and_drawdown", "margin_figure", "runner_equity_figure",
-           "correlation_figure", "blocked_spans"]
+__all__ = ["runner_rows", "add_runner", "headline", "peaks", "describe_config", "runners_table", "skipped_table",
+           "skip_reasons_note", "events_table", "details_table", "equity_and_drawdown", "margin_figure",
+           "runner_equity_figure", "correlation_figure", "blocked_spans"]
