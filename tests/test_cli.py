@@ -330,6 +330,48 @@ def test_backtest_on_a_dataset_applies_its_funding_file(tmp_path, capsys):
     assert plain["meta"]["options"]["funding"] is None
 
 
+@pytest.mark.parametrize("damage, words", [
+    ("repeated", "100 settlement time(s) appear more than once, the first"),  # was: each paid twice
+    ("nan", "funding rate(s) missing or not finite, the first at"),  # was: counted as no settlement
+])
+def test_a_damaged_funding_file_is_one_error_not_another_funding(tmp_path, capsys, damage, words):
+    """A funding file with every settlement written twice (two downloads joined by hand) doubled
+    the funding without a word, and NaN rates were charged as nothing; the CLI, a portfolio and a
+    re-fetch now refuse the file, and a dataset's runs without it (--no-funding) still work."""
+    import numpy as np
+    import pandas as pd
+
+    _, rates = _store_dataset_with_funding(tmp_path)
+    path = tmp_path / "data" / "binance" / "BTC_USDT-funding.parquet"
+    frame = pd.read_parquet(path)
+    if damage == "repeated":
+        frame = pd.concat([frame, frame.iloc[:100]])
+    else:
+        frame.loc[frame.index[3::2], "rate"] = np.nan
+    frame.to_parquet(path, index=False)
+    for argv in (["backtest", "--data", "binance/BTC_USDT-1h", "--strategy", "ma_crossover"],
+                 ["portfolio", "--runner", "ma_crossover:binance/BTC_USDT-1h"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"{path}: " in err and words in err and "fetch it again" in err, err
+        assert "Traceback" not in err
+    assert main(["backtest", "--data", "binance/BTC_USDT-1h", "--strategy", "ma_crossover", "--no-funding"]) == 0
+
+
+def test_a_funding_series_with_repeated_settlements_is_refused() -> None:
+    import pandas as pd
+
+    import threadx
+    from threadx.data import generate_synthetic
+    from threadx.errors import ParamError
+
+    df = generate_synthetic("BTC_USDT", "1h", days=30, seed=7)
+    settle = pd.date_range(df.index[0], df.index[-1], freq="8h")
+    once = pd.Series(0.0001, index=settle)
+    with pytest.raises(ParamError, match=r"funding holds 90 repeated settlement time\(s\), the first "):
+        threadx.backtest(df, "ma_crossover", funding=pd.concat([once, once]))  # was: twice the funding
+
+
 def test_backtest_on_a_dataset_without_funding_file_is_unchanged(tmp_path, capsys):
     import threadx
     from threadx.data import read_ohlcv_file

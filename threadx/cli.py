@@ -96,16 +96,13 @@ def _load_data(args: argparse.Namespace):
 
 def _dataset_funding(args: argparse.Namespace):
     """The stored funding of the ``--data`` dataset (a Series, see threadx.data.funding.funding_for),
-    or None: no funding file beside its candles, ``--no-funding``, or data that is not in the data root."""
-    from threadx.data.funding import funding_for
-    from threadx.errors import DataError
+    or None: no funding file beside its candles, ``--no-funding``, or data that is not in the data root
+    (a damaged funding file is its error)."""
+    from threadx.data.funding import stored_funding
 
     if getattr(args, "no_funding", False):
         return None
-    try:
-        return funding_for(args.data)
-    except DataError:
-        return None
+    return stored_funding(args.data)
 
 
 def _check_writable(path: str, flag: str) -> None:

@@ -30,11 +30,13 @@ import pandas as pd
 from threadx.data.catalog import _root, normalize_symbol, resolve_dataset
 from threadx.data.io import replace_atomically
 from threadx.data.fetch import DEFAULT_HISTORY_DAYS, _line, _market_symbol, _to_ms, call_with_retries
-from threadx.errors import DataError, FetchError
+from threadx.errors import DataError, FetchError, ThreadXError
 from threadx.names import EXCHANGE, SYMBOL, check_name
 
 FUNDING_SUFFIX = "-funding.parquet"
 SETTLEMENT_MS = 8 * 3_600_000  # the usual settlement interval, when the data cannot tell
+_REFETCH = ("a funding file holds one finite rate per settlement: delete it and fetch it again "
+            "(threadx data fetch --symbol ... --funding), or run without it (--no-funding)")
 
 
 @dataclass
@@ -134,6 +136,16 @@ def read_funding_file(path: str | os.PathLike) -> pd.Series:
         rates = pd.Series(df["rate"].to_numpy(dtype=np.float64), index=index, name="rate")
     except Exception as exc:  # noqa: BLE001 - any reader failure is a data problem for the user
         raise DataError(f"{path}: not a funding file ({type(exc).__name__}: {_line(exc)})") from exc
+    # a fetch writes each settlement once, with a finite rate: anything else was damaged or
+    # edited since, and would be charged twice or as nothing
+    unknown = ~np.isfinite(rates.to_numpy())
+    if unknown.any():
+        raise DataError(f"{path}: {int(unknown.sum()):,} funding rate(s) missing or not finite, the first at "
+                        f"{index[unknown][0]}: {_REFETCH}")
+    repeated = index[index.duplicated()]
+    if len(repeated):
+        raise DataError(f"{path}: {len(repeated):,} settlement time(s) appear more than once, the first "
+                        f"{repeated[0]}: {_REFETCH}")
     rates.index.name = "timestamp"
     return rates.sort_index(kind="stable")
 
@@ -181,6 +193,17 @@ def funding_for(dataset: str | os.PathLike, data_root: str | os.PathLike | None 
     rates = read_funding_file(candidate)
     rates.attrs = {"source": str(candidate), "fingerprint": funding_fingerprint(rates)}
     return rates
+
+
+def stored_funding(source: str | os.PathLike) -> pd.Series | None:
+    """:func:`funding_for` of a run's data ``source``, None when it is not a dataset of the data
+    root (a loose file, a frame's name): no stored funding there. A damaged funding file beside
+    a dataset stays an error (skipping it would run without funding, silently)."""
+    try:
+        resolve_dataset(source)
+    except ThreadXError:
+        return None
+    return funding_for(source)
 
 
 # --------------------------------------------------------------------------------- helpers

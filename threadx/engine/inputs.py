@@ -154,7 +154,8 @@ def funding_rate(funding: Any) -> Any:
     """``funding`` checked, a single rate as a float (a numpy scalar included); ParamError unless
     it is None, a rate, a Series or one rate per bar of numbers, every rate a fraction below
     ``MAX_FUNDING_RATE`` in size (NaN in a Series or array: no settlement there; an infinite
-    rate is refused, it would make the account's figures infinite)."""
+    rate is refused, it would make the account's figures infinite), a Series' settlement times
+    each once (a repeated one was paid twice)."""
     if funding is None:
         return None
     kinds = "a rate per 8h settlement, a Series of rates indexed by settlement time or an array with one rate per bar"
@@ -174,6 +175,10 @@ def funding_rate(funding: Any) -> Any:
                 v is None or is_real(v) for v in raw.ravel())):
             raise ParamError(f"funding rates must be numbers (None or NaN for no settlement), got {raw.dtype} values")
         rates = raw.astype(np.float64)
+        if isinstance(funding, pd.Series) and funding.index.has_duplicates:  # (both were paid: 2x the funding)
+            repeated = funding.index[funding.index.duplicated()]
+            raise ParamError(f"funding holds {len(repeated):,} repeated settlement time(s), the first {repeated[0]}: "
+                             "one rate per settlement (drop the repeats, e.g. funding[~funding.index.duplicated()])")
     size = np.abs(rates[~np.isnan(rates)])
     if size.size and not (size < MAX_FUNDING_RATE).all():
         raise ParamError(f"funding rates must be fractions per settlement below {MAX_FUNDING_RATE:g} in size "

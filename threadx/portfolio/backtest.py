@@ -282,12 +282,9 @@ def _funding(runner: Runner, label: str, funding: Any) -> Any:
     if funding is None:
         return None
     if funding == "stored":
-        from threadx.data.funding import funding_for
+        from threadx.data.funding import stored_funding
 
-        try:
-            return funding_for(runner.data.source)
-        except ThreadXError:
-            return None  # data outside the data root (a frame, a loose file): no stored funding
+        return stored_funding(runner.data.source)
     if isinstance(funding, Mapping):
         return funding.get(label, funding.get(runner.label))
     raise ParamError(f"funding must be None, 'stored' or a mapping of runner label to rates, got {funding!r}")
