@@ -135,6 +135,18 @@ def test_mixed_second_and_millisecond_epochs_are_refused(tmp_path: Path) -> None
         read_ohlcv_file(src)
 
 
+@pytest.mark.parametrize("unit, scale", [("seconds", 1), ("milliseconds", 1000)])
+@pytest.mark.parametrize("as_float", [False, True])
+def test_epochs_past_2262_are_refused_not_wrapped_round(tmp_path: Path, unit: str, scale: int, as_float: bool) -> None:
+    """Whole seconds around 2.0e10 (the year 2609) overflowed int64 in nanoseconds and loaded as
+    "500 bars from 2024-09-13" without a word; as floats they read "missing or unreadable"."""
+    df = candles()
+    times = (df.index.asi8 // 10**9 + 18_446_744_073) * scale
+    src = epoch_csv(tmp_path / "BTC_USDT-1h.csv", df, times.astype(float) if as_float else times)
+    with pytest.raises(DataError, match=f"row 0\\) read as {unit} is past the year 2262"):
+        read_ohlcv_file(src)
+
+
 @pytest.mark.parametrize("start,needle", [("1970-01-01", "before 1990-01-01"), ("1989-06-01", "before 1990-01-01"),
                                           ("2100-01-01", "in the future")])
 def test_implausible_dates_are_errors(tmp_path: Path, start: str, needle: str) -> None:
