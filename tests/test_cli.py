@@ -113,6 +113,26 @@ def test_data_import_validate_resample(tmp_path, capsys):
     assert "120" in capsys.readouterr().out  # 20 days of complete 4h bins
 
 
+def test_a_resample_without_one_complete_bar_or_past_a_year_writes_nothing(tmp_path, capsys):
+    """Two 1h bars resampled to 4h "wrote 0 4h bars" (exit 0): a dataset of no bars, red in the
+    list, "no bars" in every backtest; 999999d was an OverflowError traceback."""
+    from threadx.data.synthetic import generate_synthetic
+
+    csv = tmp_path / "ABC_USDT-1h.csv"
+    generate_synthetic("ABC_USDT", days=20, seed=3).iloc[:2].reset_index().to_csv(csv, index=False)
+    assert main(["data", "import", str(csv), "--exchange", "myex"]) == 0
+    capsys.readouterr()
+    assert main(["data", "resample", "myex/ABC_USDT-1h", "--to", "4h"]) == 2
+    assert ("ABC_USDT-1h.parquet: no complete 4h bar in its 2 1h bars (a 4h bar is made only when every 1h bar "
+            "of it is there)") in capsys.readouterr().err
+    assert not (tmp_path / "data" / "myex" / "ABC_USDT-4h.parquet").exists()
+    for argv in (["data", "resample", "myex/ABC_USDT-1h", "--to", "999999d"],
+                 ["backtest", "--data", "myex/ABC_USDT-1h", "--strategy", "ma_crossover", "--timeframe", "999999d"]):
+        assert main(argv) == 2
+        assert "unknown timeframe '999999d': use a number and one of s, m, h, d, w (e.g. 1h, 15m), a year (366d) " \
+               "at most" in capsys.readouterr().err
+
+
 def test_data_resample_out_never_overwrites_without_replace(tmp_path, capsys):
     """``--out`` naming the source itself replaced its 1h bars by 4h ones with no word."""
     from threadx.data.synthetic import generate_synthetic

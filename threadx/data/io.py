@@ -217,7 +217,11 @@ def load_ohlcv(
         if timeframe_seconds(timeframe) < timeframe_seconds(native):
             raise DataError(f"{path.name}: cannot load {timeframe} bars from {native} data (finer than the data)")
         df.attrs["timeframe"] = native
+        bars = len(df)
         df = resample_ohlcv(df, timeframe)
+        if bars and df.empty:  # (written as a dataset of no bars, or "no bars" later with no why)
+            raise DataError(f"{path.name}: no complete {timeframe} bar in its {bars:,} {native} bars (a {timeframe} "
+                            f"bar is made only when every {native} bar of it is there)")
     df.attrs.clear()
     df.attrs.update(
         {

@@ -11,13 +11,15 @@ from threadx.errors import DataError
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PATTERN = re.compile(r"(\d+)([smhdw])")
 SECONDS_PER_YEAR = 365 * 86400  # crypto trades every day
+MAX_TIMEFRAME_SECONDS = 366 * 86400  # a bar of a year at most (999999d overflowed the nanosecond clock)
 
 
 def timeframe_seconds(timeframe: str) -> int:
     """Length of one bar in seconds; raises DataError for an unknown timeframe."""
     seconds = _seconds(str(timeframe).strip())
     if seconds is None:
-        raise DataError(f"unknown timeframe {timeframe!r}: use a number and one of s, m, h, d, w (e.g. 1h, 15m)")
+        raise DataError(f"unknown timeframe {timeframe!r}: use a number and one of s, m, h, d, w (e.g. 1h, 15m), "
+                        "a year (366d) at most")
     return seconds
 
 
@@ -28,7 +30,8 @@ def _seconds(text: str) -> int | None:
     match = _PATTERN.fullmatch(text)
     if not match or int(match.group(1)) == 0:
         return None
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return seconds if seconds <= MAX_TIMEFRAME_SECONDS else None
 
 
 def canonical_timeframe(timeframe: str) -> str:
