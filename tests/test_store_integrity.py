@@ -213,6 +213,10 @@ def test_a_run_of_other_engine_code_is_not_resumed_and_one_of_an_earlier_version
     ({"space": [1, 2]}, "whose 'space' is [1, 2], not an object"),
     ({"space": {"axes": "fast"}}, "whose 'space' has no list of axes (each a name and its values)"),
     ({"started_at": 17}, "whose 'started_at' is 17, not a text"),
+    # listed as completed, then an AttributeError or TypeError traceback in runs show / validate
+    ({"data": "x"}, "whose 'data' is 'x', not an object"),
+    ({"space": None}, "whose 'space' is None, not an object"),
+    ({"block_end": "x"}, "whose 'block_end' is 'x', not a list of whole numbers"),  # was: "PBO not available"
 ])
 def test_a_manifest_of_the_wrong_shape_is_damage_for_every_reader(runs, df, capsys, change, why):
     """Valid JSON whose keys are missing or of another kind is reported as damage (no

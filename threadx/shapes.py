@@ -44,6 +44,7 @@ OBJECT = Kind("an object", lambda v: isinstance(v, dict))
 LIST = Kind("a list", lambda v: isinstance(v, list))
 SWITCH = Kind("true or false", lambda v: isinstance(v, bool))
 WHOLE = Kind("a whole number", _whole(0))
+WHOLES = Kind("a list of whole numbers", lambda v: isinstance(v, list) and all(map(_whole(0), v)))
 COUNT = Kind("a whole number >= 1", _whole(1))
 PID = Kind("a process id", _whole(1, 2**31 - 1))  # pid_t
 NUMBER = Kind("a finite number >= 0", lambda v: is_real(v) and math.isfinite(v) and v >= 0)

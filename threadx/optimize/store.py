@@ -31,7 +31,7 @@ from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
 from threadx.files import atomic_write_bytes
 from threadx.names import check_name
-from threadx.shapes import LIST, OBJECT, SWITCH, TEXT, WHOLE, Kind, shape_problem
+from threadx.shapes import LIST, OBJECT, SWITCH, TEXT, WHOLE, WHOLES, Kind, shape_problem
 
 _PART = re.compile(r"^part-(\d{6})\.parquet$")
 _LOCK = ".writer.lock"
@@ -486,9 +486,10 @@ _MANIFEST_KINDS: dict[str, Kind] = {
     **{key: TEXT for key in ("strategy", "status", "objective", "started_at", "finished_at", "sampler", "run_id",
                              "dataset", "timeframe", "fingerprint", "strategy_code", "rows_code")},
     **{key: WHOLE for key in ("done", "total", "failed", "n", "bars", "seed")},
-    **{key: OBJECT for key in ("space", "engine", "machine", "request", "timings")},
+    **{key: OBJECT for key in ("engine", "machine", "request", "timings", "data")},
     # (read whenever present)
-    "min_trades": WHOLE.not_null(), "maximize": SWITCH.not_null(), "param_names": LIST, "warnings": LIST,
+    "space": OBJECT.not_null(), "min_trades": WHOLE.not_null(), "maximize": SWITCH.not_null(), "param_names": LIST,
+    "warnings": LIST, "block_end": WHOLES,
 }
 _READ_KEYS = ("strategy", "space", "sampler", "objective")  # what reading a run's results needs
 
