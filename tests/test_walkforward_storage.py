@@ -178,3 +178,27 @@ def test_a_walk_forward_that_cannot_be_stored_leaves_no_folder(stored, tmp_path,
     with pytest.raises(codec.CodecError):
         save_walk_forward("never", wf, report, tmp_path)
     assert not (tmp_path / "walkforward" / "never").exists() and list_walk_forwards(tmp_path) == []
+
+
+@pytest.mark.parametrize("damage", [
+    lambda s: [1, 2], lambda s: {**s, "walk_forward": "x"}, lambda s: {**s, "validation": "x"},
+    lambda s: {**s, "validation": {"grade": "A"}}, lambda s: {**s, "walk_forward": {**s["walk_forward"], "windows": 5}},
+    lambda s: {**s, "walk_forward": {**s["walk_forward"], "config": None}}, lambda s: {**s, "run_id": "wf1"},
+])
+def test_one_damaged_summary_never_breaks_the_list_of_the_others(stored, tmp_path, damage):
+    """A summary.json that is a list, or whose parts are of another kind, raised AttributeError or
+    TypeError in the list (the Validation page's "Stored walk-forwards": every walk-forward gone);
+    a copied folder listed under the run id written inside it, twice, the copy not openable."""
+    import json
+    import shutil
+
+    _, _, root = stored
+    shutil.copytree(root / "walkforward" / "wf1", tmp_path / "walkforward" / "wf1")
+    copy = tmp_path / "walkforward" / "copy"
+    shutil.copytree(root / "walkforward" / "wf1", copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    (copy / "summary.json").write_text(json.dumps(damage(summary)))
+    rows = {row["run_id"]: row for row in list_walk_forwards(tmp_path)}
+    assert set(rows) == {"wf1", "copy"}
+    assert rows["wf1"]["strategy"] == "ma_crossover" and rows["wf1"]["windows"] == len(stored[0].windows)
+    assert load_walk_forward("copy", tmp_path)[0].config == stored[0].config  # opened by its folder's name

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from threadx.config import settings
-from threadx.errors import ThreadXError, os_reason
+from threadx.errors import ThreadXError, is_real, os_reason
 from threadx.filestamp import file_stamp
 from threadx.files import atomic_write_bytes
 from threadx.optimize.store import check_run_id
@@ -126,16 +126,43 @@ def _swap_in(staging: Path, target: Path) -> None:
 
 
 def list_walk_forwards(results_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Stored walk-forwards, newest first: run id, strategy, dataset, windows, grade."""
+    """Stored walk-forwards, newest first: run id (its folder's name, as :func:`load_walk_forward`
+    opens it), strategy, dataset, windows, grade. A summary that cannot be read or is of another
+    shape leaves its cells empty (opening the walk-forward says what is wrong); it never breaks
+    the list of the others."""
     rows = []
     root = walkforward_root(results_dir)
     for path in root.glob("*/summary.json") if root.exists() else ():
         try:
+            check_run_id(path.parent.name)
+        except ThreadXError:
+            continue  # a folder no walk-forward is stored under
+        try:
             data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            stamp = path.stat().st_mtime
+        except (OSError, ValueError):
             continue
-        wf, grade = data.get("walk_forward", {}), data.get("validation", {}).get("grade", {})
-        rows.append({"run_id": data.get("run_id"), "strategy": wf.get("config", {}).get("strategy"),
-                     "dataset": wf.get("meta", {}).get("dataset"), "windows": len(wf.get("windows", [])),
-                     "grade": grade.get("letter"), "score": grade.get("score"), "mtime": path.stat().st_mtime})
+        windows = _at(data, "walk_forward", "windows")
+        rows.append({"run_id": path.parent.name, "strategy": _text(_at(data, "walk_forward", "config", "strategy")),
+                     "dataset": _text(_at(data, "walk_forward", "meta", "dataset")),
+                     "windows": len(windows) if isinstance(windows, list) else None,
+                     "grade": _text(_at(data, "validation", "grade", "letter")),
+                     "score": _number(_at(data, "validation", "grade", "score")), "mtime": stamp})
     return sorted(rows, key=lambda r: r["mtime"], reverse=True)
+
+
+def _at(data: Any, *keys: str) -> Any:
+    """``data[key][key]...``, None where a level is missing or not an object."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if is_real(value) else None
