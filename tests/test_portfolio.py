@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -361,6 +362,28 @@ def test_runners_from_a_research_job(tmp_path, monkeypatch):
     assert [r.params for r in runners_from_research("r")] == [{"enter_above": 110.0}] * 2
     with pytest.raises(ParamError, match="no cell of bb_atr"):
         runners_from_research("r", "bb_atr")
+
+
+@pytest.mark.parametrize("key, value, why", [
+    ("last_window_params", "x", "'cells[0].last_window_params' is 'x', not an object"),  # was: ValueError traceback
+    ("params", "x", "'cells[0].params' is 'x', not an object"),
+    ("oos_return", "abc", "'cells[0].oos_return' is 'abc', not a finite number"),  # was: TypeError with --kept-only
+])
+def test_a_research_cell_of_the_wrong_shape_is_damage_not_a_traceback(tmp_path, monkeypatch, key, value, why):
+    import json
+
+    from threadx.portfolio.runners import runners_from_research
+
+    paths = [tmp_path / "A.parquet"]
+    hand_frame(A_CLOSES).to_parquet(paths[0])
+    _stored_research(tmp_path, paths)
+    path = tmp_path / "research" / "r" / "research.json"
+    data = json.loads(path.read_text())
+    data["cells"][0][key] = value
+    path.write_text(json.dumps(data))
+    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path))
+    with pytest.raises(ThreadXError, match=re.escape(f"stored research 'r' is damaged: research.json: {why}")):
+        runners_from_research("r", kept_only=True, choice="whole_period")
 
 
 def test_cli_portfolio_from_research_and_runners(tmp_path, monkeypatch, capsys):

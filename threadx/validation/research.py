@@ -37,6 +37,7 @@ from threadx.config import settings
 from threadx.errors import ParamError, ThreadXError, os_reason
 from threadx.names import check_name
 from threadx.requests import DatasetRef, WalkForwardRequest, check_once
+from threadx.shapes import OBJECT, REAL, TEXT, WHOLE, Kind, shape_problem
 from threadx.units import format_eta
 
 FOLDER = "research"
@@ -112,6 +113,14 @@ def load_research(research_id: str, results_dir: str | os.PathLike | None = None
                           data.get("status", "completed"), data.get("meta") or {})
 
 
+# what a matrix cell holds (cell_summary writes it; the page, the transfer and a portfolio read it)
+_CELL_KINDS: dict[str, Kind] = {
+    **{key: TEXT for key in ("run_id", "grade")}, **{key: OBJECT for key in ("params", "last_window_params")},
+    **{key: REAL for key in ("score", "oos_sharpe", "oos_return", "oos_max_drawdown", "consistency", "efficiency")},
+    **{key: WHOLE for key in ("trades", "windows", "combos")},
+}
+
+
 def checked_research(data: Any) -> dict[str, Any]:
     """``research.json``'s content when it has the shape :meth:`ResearchResult.to_dict` writes;
     ValueError naming what is wrong otherwise."""
@@ -123,6 +132,10 @@ def checked_research(data: Any) -> dict[str, Any]:
     if not all(isinstance(c, dict) and isinstance(c.get("strategy"), str) and isinstance(c.get("dataset"), str)
                for c in data["cells"]):
         raise ValueError("research.json: a cell without its strategy or dataset")
+    for k, cell in enumerate(data["cells"]):
+        problem = shape_problem(cell, _CELL_KINDS, where=f"cells[{k}].")
+        if problem:
+            raise ValueError(f"research.json: {problem}")
     datasets = data["config"].get("datasets", [])
     if not (isinstance(datasets, list) and all(isinstance(d, dict) for d in datasets)):
         raise ValueError("research.json: config.datasets is not a list of datasets")
