@@ -268,11 +268,17 @@ def show_run(view: sweep_runs.RunView) -> None:
                 else "No successful combo stored yet.")
         return
     objective = m.get("objective", "sharpe")
+    min_trades = int(m.get("min_trades") or 0)
+    if view.too_few_trades:  # (the table's top rows read as the winner: they were under the minimum)
+        st.caption(f"Ranked by {objective}; the {view.too_few_trades:,} combos with fewer than {min_trades:,} trades "
+                   "(the run's minimum) come after the others and are never the best combo.")
     shown, config = table_view(view.table)
     st.dataframe(shown, width="stretch", height=300, hide_index=True, column_config=config)
     if view.best is not None:
-        st.markdown("**Best combo:** " + ", ".join(f"`{k}={view.best_params[k]}`" for k in view.varying
-                                                   if k in view.best_params))
+        rule = f" ({'highest' if m.get('maximize', True) else 'lowest'} {objective}" + (
+            f" with at least {min_trades:,} trades)" if min_trades else ")")
+        st.markdown(f"**Best combo**{rule}: " + ", ".join(f"`{k}={view.best_params[k]}`" for k in view.varying
+                                                         if k in view.best_params))
         if st.button("Open in Backtest", key="opt_open_best"):
             try:  # the displayed run's data, strategy, winner and engine options
                 handover(BacktestRequest.from_manifest(m, view.best_params), run_id)

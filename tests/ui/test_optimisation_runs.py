@@ -347,3 +347,23 @@ def test_a_run_with_failed_combos_says_why(data_file, workspace):
     at = page(run="some-fail")
     (why,) = [w.value for w in at.warning if "combos failed; why" in w.value]
     assert why.startswith("3 combos failed; why:") and why.count("1 ×") == 3 and "deliberate failure" in why
+
+
+def test_combos_under_the_minimum_trades_rank_after_the_best_combo(data_file):
+    """The table's top row (Sharpe 2.17 on 194 trades) read as the winner while "Best combo" named
+    another (1.84 on 209): the run's min_trades left the first out, and nothing said so."""
+    run = sweep(data_file, "few-trades", objective="total_return")
+    counts = run.results.sort_values("total_return", ascending=False)["n_trades"].to_numpy()
+    minimum = int(counts[0]) + 1  # the highest return is under the minimum
+    run = sweep(data_file, "few-trades-min", objective="total_return", min_trades=minimum)
+    at = page(run="few-trades-min")
+    table = next(df.value for df in at.dataframe if "total_return" in df.value.columns)
+    best = run.results.set_index("combo_id").loc[run.top(1)["combo_id"].iloc[0]]
+    assert table["fast_period"].iloc[0] == best["fast_period"] and table["n_trades"].iloc[0] >= minimum
+    first_short = int((table["n_trades"] < minimum).to_numpy().argmax())
+    assert (table["n_trades"].iloc[first_short:] < minimum).all()  # those under the minimum come last
+    few = int((run.results["n_trades"] < minimum).sum())
+    assert (f"the {few:,} combos with fewer than {minimum:,} trades (the run's minimum) come after the others and "
+            "are never the best combo") in " ".join(c.value for c in at.caption)
+    assert any(m.value.startswith(f"**Best combo** (highest total_return with at least {minimum:,} trades): "
+                                  f"`fast_period={int(best['fast_period'])}`") for m in at.markdown)

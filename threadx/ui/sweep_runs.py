@@ -188,10 +188,11 @@ class RunView:
     manifest: dict
     ok: pd.DataFrame
     varying: list[str]
-    table: pd.DataFrame  # the best 500 rows, shown columns only
+    table: pd.DataFrame  # the best 500 rows (those under min_trades after the others), shown columns only
     best: pd.Series | None  # the best combo's row (None without a successful combo)
     best_params: dict = field(default_factory=dict)
     edges: list[str] = field(default_factory=list)  # numeric params of the winner on an edge of their range
+    too_few_trades: int = 0  # combos under the run's min_trades: ranked last in the table, never the best
     to_retry: int = 0  # infrastructural failures a resume runs again
     failures: list[tuple[str, int]] = field(default_factory=list)  # the most frequent error texts, with counts
 
@@ -221,11 +222,15 @@ def read_view(store: ResultStore, run_id: str) -> RunView:
     shown = [*varying, objective, "total_return", "sharpe", "max_drawdown", "n_trades", "win_rate"]
     shown = list(dict.fromkeys(col for col in shown if col in ok.columns))
     ranked = ok if objective not in ok.columns else (  # no column: no row stored yet
-        ok.sort_values(objective, ascending=not m.get("maximize", True), na_position="last"))
+        ok.sort_values(objective, ascending=not m.get("maximize", True), na_position="last", kind="stable"))
+    min_trades = int(m.get("min_trades") or 0)
+    few = ranked["n_trades"] < min_trades if min_trades and "n_trades" in ranked.columns else None
+    if few is not None:  # ranked as the best combo is (Store.top): those under the minimum last
+        ranked = pd.concat([ranked[~few], ranked[few]])
     table = ranked.head(500)[shown]
     best = run.top(1)
     view = RunView(run_id=run_id, manifest=m, ok=ok, varying=varying, table=table.reset_index(drop=True),
-                   best=None if best.empty else best.iloc[0])
+                   best=None if best.empty else best.iloc[0], too_few_trades=0 if few is None else int(few.sum()))
     if view.best is not None:
         view.best_params = run.best_params()
         spec = threadx.strategies().get(m["strategy"])
