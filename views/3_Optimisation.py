@@ -249,7 +249,8 @@ def show_run(view: sweep_runs.RunView) -> None:
     c = st.columns([4, 1])
     c[0].code(run_id, language=None)  # copyable; `threadx sweep ... --run-id` resumes it too
     working = current_job()
-    if working is not None and working.is_active and working.run_id == run_id:
+    running_here = working is not None and working.is_active and working.run_id == run_id
+    if running_here:
         c[1].caption("A job is running this run: see its progress above.")
     elif view.resumable:
         todo = int(m.get("total") or 0) - int(m.get("done") or 0)
@@ -268,6 +269,12 @@ def show_run(view: sweep_runs.RunView) -> None:
                 else "No successful combo stored yet.")
         return
     objective = m.get("objective", "sharpe")
+    untried = [] if running_here else sweep_runs.partial_coverage(m, view.ok)
+    if untried:  # (read as a random part of the space, its winner and heatmap misled)
+        st.warning(f"{view.status.capitalize()} after {int(m.get('done') or 0):,} of {int(m.get('total') or 0):,} "
+                   "combos, which are no random part of the plan: combos run grouped by the indicators they share, "
+                   f"so the stored ones reach only {'; '.join(untried)}. Resume before reading the best combo or the "
+                   "heatmap as the space's.")
     min_trades = int(m.get("min_trades") or 0)
     if view.too_few_trades:  # (the table's top rows read as the winner: they were under the minimum)
         st.caption(f"Ranked by {objective}; the {view.too_few_trades:,} combos with fewer than {min_trades:,} trades "

@@ -61,6 +61,12 @@ def test_resume_a_cancelled_run_from_the_page(data_file):
     at = page(run="half")
     assert shown(at) == [f"Run half: ma_crossover, {cancelled.manifest['done']} combos, cancelled"]
     assert any(c.value == "half" for c in at.code)  # the run id, copyable
+    # a stopped run's combos are a slice of the space, not a random part: said with what they reach
+    # (it read as the space's winner and heatmap)
+    tried = cancelled.results["fast_period"]
+    assert (f"Cancelled after {cancelled.manifest['done']} of 72 combos, which are no random part of the plan: combos "
+            f"run grouped by the indicators they share, so the stored ones reach only fast_period {tried.min()} to "
+            f"{tried.max()} (of 5 to 40 searched)") in [w.value for w in at.warning][0]
     at.button(key="opt_resume").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     job_id = at.session_state["sweep_job"]

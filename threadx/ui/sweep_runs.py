@@ -243,6 +243,33 @@ def read_view(store: ResultStore, run_id: str) -> RunView:
     return view
 
 
+def partial_coverage(manifest: Mapping[str, Any], ok: pd.DataFrame) -> list[str]:
+    """For a run with combos still to run, each searched param whose stored combos reach only part
+    of its searched values, in words ("bb_period 10 to 30 (of 10 to 50 searched)"). A stopped run
+    is no random part of its plan: combos run grouped by the indicators and signals they share,
+    so a stop leaves whole slices of the space untried.
+
+    >>> m = {"done": 4, "total": 8, "space": {"axes": [{"name": "a", "values": [1, 2, 3, 4]},
+    ...                                                {"name": "b", "values": ["x", "y"]}]}}
+    >>> partial_coverage(m, pd.DataFrame({"a": [1, 1, 2, 2], "b": ["x", "y", "x", "y"]}))
+    ['a 1 to 2 (of 1 to 4 searched)']
+    """
+    if int(manifest.get("done") or 0) >= int(manifest.get("total") or 0) or ok.empty:
+        return []
+    out = []
+    for axis in manifest["space"]["axes"]:
+        name, values = axis["name"], axis["values"]
+        if len(values) < 2 or name not in ok.columns:
+            continue
+        tried = ok[name].dropna().unique().tolist()
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            if tried and (min(tried) > min(values) or max(tried) < max(values)):
+                out.append(f"{name} {min(tried):g} to {max(tried):g} (of {min(values):g} to {max(values):g} searched)")
+        elif len(set(map(str, tried))) < len(set(map(str, values))):
+            out.append(f"{name} {', '.join(sorted(map(str, tried)))} (of {', '.join(map(str, values))} searched)")
+    return out
+
+
 def failure_counts(run: SweepRun, top: int = 5) -> list[tuple[str, int]]:
     """The ``top`` most frequent error texts of the run's failed combos, with their counts."""
     errors = run.columns(["error"])
