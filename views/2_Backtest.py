@@ -243,8 +243,9 @@ if shown and df is not None:
     made = shown.get("request") or {}
     spec_shown = specs[shown["strategy"]]
     code = result.meta.get("strategy_code")
-    st.caption((f"From {shown['origin']} · " if shown.get("origin") else "")
-               + f"Data: {describe_data(shown.get('data'), shown['dataset'])} · "
+    # (the data of the run reopened, whatever strategy ran on it since: "From run X" named another's run)
+    st.caption((f"Data of {shown['origin']}: " if shown.get("origin") else "Data: ")
+               + f"{describe_data(shown.get('data'), shown['dataset'])} · "
                + f"Options: {describe_options(made.get('engine_options'))}"
                + (f" · Code: {Path(spec_shown.origin.path).name} @ {code[:8]}" if spec_shown.origin and code else ""))
     st.caption("Params: " + ", ".join(f"{k} {v}" for k, v in result.params.items()))

@@ -85,6 +85,14 @@ def test_open_in_backtest_reopens_an_older_reloaded_run(workspace):
     again = bt.session_state["backtest"]["result"]
     assert again is not reopened and again.metrics == reopened.metrics
     assert any("Runs use the data of run older" in c.value for c in bt.caption), [c.value for c in bt.caption]
+    # another strategy on that data: its result is on the run's data, not from the run (it read "From run older")
+    bt.session_state["bt_strategy"] = "bb_atr"
+    bt.run()
+    bt.button(key="bt_run").click().run()
+    assert bt.session_state["backtest"]["strategy"] == "bb_atr" and not bt.exception
+    captions = [c.value for c in bt.caption]
+    assert any(c.startswith("Data of run older: ") and "XYZ_USDT-5m" in c for c in captions), captions
+    assert not any("From run" in c for c in captions), captions
 
     # the file is replaced by other candles: said so, nothing run on them
     write_ohlcv(generate_synthetic(days=20, seed=6, timeframe="5m"), path)
