@@ -250,6 +250,21 @@ def test_heatmap_values_equal_pandas_pivot(agg):
     fig.to_json()
 
 
+def test_a_heatmap_of_a_signed_metric_centres_its_colours_on_zero():
+    """Every Sharpe negative (-9 to -1) was painted green for the least bad, the scale's middle
+    moving with the data: now yellow sits at 0 (profit factor: at 1); a count keeps the data's middle."""
+    results = make_results()
+    results["sharpe"] = -np.abs(results["sharpe"]) - 1.0
+    assert C.heatmap_figure(results, "fast", "z", "sharpe").data[0].zmid == 0.0
+    assert C.heatmap_figure(results, "fast", "z", "n_trades").data[0].zmid is None
+    assert C.parallel_coordinates_figure(results, ["fast", "z"], "sharpe").data[0].line.cmid == 0.0
+    from threadx.ui import validation_charts as vc
+
+    grid = pd.DataFrame({"fast": [5, 5, 10, 10], "z": [1.0, 2.0, 1.0, 2.0], "sharpe": [-3.0, -2.0, -1.0, -4.0],
+                         "winner": [False, False, True, False]})
+    assert vc.stability_heatmap_figure(grid, "fast", "z", "sharpe").data[0].zmid == 0.0
+
+
 def test_heatmap_with_bool_and_choice_axes():
     results = make_results()
     fig = C.heatmap_figure(results, "ma_type", "flag", "total_return", agg="mean")

@@ -743,6 +743,21 @@ def _colorscale(metric: str) -> str:
     return "RdYlGn_r" if metric in _LOWER_IS_BETTER else "RdYlGn"
 
 
+# metrics whose sign says gain or loss (profit_factor: above or below 1): their colour scale's middle
+# (yellow) sits there, so a run where every combo loses is red, not green for the least bad
+_COLOR_MIDS = {**dict.fromkeys(("total_return", "cagr", "sharpe", "sortino", "calmar", "expectancy", "sqn"), 0.0),
+               "profit_factor": 1.0}
+
+
+def color_mid(metric: str) -> float | None:
+    """The value a red-to-green scale of ``metric`` centres on (None: the data's own middle).
+
+    >>> color_mid("sharpe"), color_mid("profit_factor"), color_mid("n_trades")
+    (0.0, 1.0, None)
+    """
+    return _COLOR_MIDS.get(metric)
+
+
 def heatmap_pivot(results: pd.DataFrame, x: str, y: str, metric: str, agg: str = "max") -> pd.DataFrame:
     """The ``metric`` pivot (rows ``y``, columns ``x``) over ok rows, other params aggregated."""
     if x == y:
@@ -805,7 +820,7 @@ def heatmap_figure(results: pd.DataFrame, x: str, y: str, metric: str, agg: str 
     fig = _new_figure(title=dict(text=f"{label} by {x} × {y} ({agg} over other params)", font=dict(size=14)))
     labels = heatmap_labels(z, metric)
     fig.add_trace(go.Heatmap(
-        z=z, x=xs, y=ys, colorscale=_colorscale(metric), hoverongaps=False,
+        z=z, x=xs, y=ys, colorscale=_colorscale(metric), zmid=color_mid(metric), hoverongaps=False,
         colorbar=dict(title=dict(text=f"{label}<br>({agg})", side="top"),
                       tickformat=".0%" if units.is_fraction(metric) else None),
         text=labels, texttemplate="%{text}" if labels is not None else None, textfont=dict(size=11),
@@ -866,7 +881,7 @@ def parallel_coordinates_figure(
                       margin=dict(l=70, r=110, t=130, b=30))
     fig.add_trace(go.Parcoords(
         labelangle=-20, labelside="top", labelfont=dict(size=12), rangefont=dict(size=10),
-        line=dict(color=mvals, colorscale=_colorscale(metric), showscale=True,
+        line=dict(color=mvals, colorscale=_colorscale(metric), cmid=color_mid(metric), showscale=True,
                   colorbar=dict(title=dict(text=label), x=1.04)),
         dimensions=dims,
     ))

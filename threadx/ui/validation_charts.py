@@ -35,6 +35,7 @@ from threadx.ui.charts import (
     SHORT_COLOR,
     TEMPLATE,
     _colorscale,
+    color_mid,
     _downsample_positions,
     _fmt_value,
     _new_figure,
@@ -543,7 +544,7 @@ def stability_heatmap_figure(grid: pd.DataFrame, x: str, y: str, metric: str, ra
     fmt = d3_format(metric)
     fig = _new_figure()
     fig.add_trace(go.Heatmap(
-        z=z, x=xs, y=ys, colorscale=_colorscale(metric), hoverongaps=False,
+        z=z, x=xs, y=ys, colorscale=_colorscale(metric), zmid=color_mid(metric), hoverongaps=False,
         colorbar=dict(title=dict(text=label, side="right"), tickformat=_tick_format(metric)),
         texttemplate=f"%{{z:{'.1%' if is_fraction(metric) else '.3~g'}}}", textfont=dict(size=11),
         hovertemplate=f"{x} = %{{x}}<br>{y} = %{{y}}<br>{label} = %{{z:{fmt}}}<extra></extra>",
