@@ -36,7 +36,7 @@ def select_trade(page, row: int, attempts: int = 3) -> None:
         box = grid.bounding_box()
         page.mouse.click(box["x"] + 14, box["y"] + 35 * (row + 1) + 17)  # header row, then 35 px rows
         try:
-            page.get_by_text(f"Trade #{row}:", exact=False).wait_for(timeout=15_000)
+            page.get_by_text(f"Trade #{row + 1}:", exact=False).wait_for(timeout=15_000)
             return
         except playwright.TimeoutError:
             if attempt == attempts - 1:

@@ -26,6 +26,7 @@ def test_selecting_a_trade_row_zooms_the_chart_to_it():
     at = run_default_backtest()
     table = at.dataframe(key="bt_trades").value
     assert "Exit reason" in table.columns and table["Entry (UTC)"].dt.tz is None
+    assert table["#"].tolist() == list(range(1, len(table) + 1))  # the number a picked trade is called by
     full = at.slider(key="bt_range").value
     assert "markers hidden" in price_spec(at)["layout"]["title"]["text"]  # >1,000 trades at full range
 
@@ -47,7 +48,7 @@ def test_selecting_a_trade_row_zooms_the_chart_to_it():
     assert table["Exit reason"].iloc[row] in levels[1]
     markers = [t for t in spec["data"] if t.get("mode") == "markers"]
     assert markers, "the window's trades are marked"
-    assert any(f"Trade #{row}" in c.value for c in at.caption)
+    assert any(f"Trade #{row + 1}: " in c.value for c in at.caption)  # (numbered from 1, as the table's "#")
 
     at.toggle(key="bt_log").set_value(True).run()
     assert price_spec(at)["layout"]["yaxis"]["type"] == "log"

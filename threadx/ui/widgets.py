@@ -235,7 +235,9 @@ def trades_table(trades: pd.DataFrame, key: str, height: int = 320) -> int | Non
     headers = {header: column for column, header in charts.TRADE_TABLE_COLUMNS.items()}
     # numbers in their units (threadx.units), still numbers: the columns sort by value
     table, config = units.table_view(charts.trades_table(trades), aliases=headers)
-    config.update({"Entry (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+    table.insert(0, "#", np.arange(1, len(table) + 1))  # the trade's number, as the caption of a picked one says
+    config.update({"#": st.column_config.NumberColumn(format="%d", pinned=True),
+                   "Entry (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
                    "Exit (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
     st.dataframe(table, column_config=config, width="stretch", height=height, key=key,
                  on_select="rerun", selection_mode="single-row")
@@ -276,7 +278,7 @@ def chart_view(trades: pd.DataFrame, index: pd.DatetimeIndex, run_token: Any, pr
     log_y = c[0].toggle("Log scale", key=f"{prefix}_log", help="logarithmic price and equity axes")
     c[1].button("Full range", key=f"{prefix}_full_range", on_click=lambda: st.session_state.pop(range_key, None))
     if trade is not None:
-        c[2].caption(f"Trade #{row}: {trade['side']} {naive_utc(trade['entry_time']):%Y-%m-%d %H:%M} → "
+        c[2].caption(f"Trade #{row + 1}: {trade['side']} {naive_utc(trade['entry_time']):%Y-%m-%d %H:%M} → "
                      f"{naive_utc(trade['exit_time']):%Y-%m-%d %H:%M} UTC, "
                      f"exit: {str(trade.get('exit_reason', '')).replace('_', ' ')} (levels drawn on the chart)")
     start, end = date_range_slider(index, key=range_key)
