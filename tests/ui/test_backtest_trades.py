@@ -28,6 +28,8 @@ def test_selecting_a_trade_row_zooms_the_chart_to_it():
     assert "Exit reason" in table.columns and table["Entry (UTC)"].dt.tz is None
     assert table["#"].tolist() == list(range(1, len(table) + 1))  # the number a picked trade is called by
     full = at.slider(key="bt_range").value
+    # it zooms the charts only: named so (it read "Date range (UTC)" under the cards, which it never changes)
+    assert at.slider(key="bt_range").label == "Chart range (UTC)" and "whole run" in at.slider(key="bt_range").help
     assert "markers hidden" in price_spec(at)["layout"]["title"]["text"]  # >1,000 trades at full range
 
     row = 3

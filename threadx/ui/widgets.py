@@ -202,7 +202,8 @@ def naive_utc(ts: Any) -> datetime:
 
 
 def date_range_slider(
-    index: pd.DatetimeIndex, key: str, label: str = "Date range (UTC)"
+    index: pd.DatetimeIndex, key: str, label: str = "Chart range (UTC)",
+    help: str | None = "What the charts below show; the figures above are the whole run's.",  # noqa: A002
 ) -> tuple[datetime | None, datetime | None]:
     """A start/end slider over ``index`` (step: one bar); returns naive UTC datetimes.
 
@@ -216,7 +217,7 @@ def date_range_slider(
     current = st.session_state.get(key)
     if not (isinstance(current, tuple) and len(current) == 2 and lo <= current[0] <= current[1] <= hi):
         st.session_state[key] = (lo, hi)
-    return st.slider(label, min_value=lo, max_value=hi, step=step, format="YYYY-MM-DD HH:mm", key=key)
+    return st.slider(label, min_value=lo, max_value=hi, step=step, format="YYYY-MM-DD HH:mm", key=key, help=help)
 
 
 def selected_row(key: str) -> int | None:
