@@ -108,7 +108,8 @@ def _collision_choice(collision: dict) -> None:
         _run_import(label=label.strip())
     if c[3].button("Cancel", key="data_collision_cancel"):
         st.session_state.pop("data_collision", None)
-        st.info("Import cancelled: nothing was written.")
+        st.session_state["data_import_note"] = "Import cancelled: nothing was written."
+        st.rerun()  # (the choice's buttons were drawn already: they stayed, and Replace then did nothing)
 
 
 def _rename_delete(dataset: str, table: pd.DataFrame) -> None:
@@ -199,6 +200,9 @@ with tabs[2]:
                 help="a file with a timestamp more than once is refused unless this is ticked (CLI: --dedupe)")
     if st.button("Import", key="data_import"):
         _run_import()
+    note = st.session_state.pop("data_import_note", None)
+    if note:
+        st.info(note)
     if st.session_state.get("data_collision"):
         _collision_choice(st.session_state["data_collision"])
 

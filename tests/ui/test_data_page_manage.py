@@ -79,6 +79,8 @@ def test_collision_cancel_writes_nothing(stored, older):
     at.button(key="data_collision_cancel").click().run()
     assert not at.exception, at.exception
     assert any("cancelled" in i.value for i in at.info)
+    # the choice is gone at once (its buttons stayed under the notice, and Replace then did nothing)
+    assert not {"data_collision_replace", "data_collision_keep"} & {b.key for b in at.button}
     assert stored.read_bytes() == before
     assert sorted(p.name for p in stored.parent.iterdir()) == ["BTC_USDT-1h.parquet"]
     at.run()
