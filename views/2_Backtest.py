@@ -16,6 +16,7 @@ from threadx.errors import ThreadXError
 from threadx.requests import (OPTION_WORDS, BacktestRequest, DatasetRef, describe_data, describe_options,
                               engine_dict)
 from threadx.ui import charts, widgets, workspace
+from threadx.ui import strategies as strategies_ui
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, strategy_fell_back,
                               load_dataset_or_error, plain, restore_from_url, session_memo)
 from threadx.ui.widgets import differences, param_form
@@ -190,6 +191,9 @@ if shown and shown["strategy"] != strategy:  # another strategy picked: its form
     drop_shown()
 spec = specs[strategy]
 st.caption(spec.description)
+failed_check = strategies_ui.failed_check_note(spec)
+if failed_check:
+    st.warning(failed_check)
 
 with st.expander("Parameters", expanded=True):
     saved = {**spec.defaults(), **workspace.load_form("params", strategy)}  # the form as last left

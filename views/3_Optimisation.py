@@ -23,6 +23,7 @@ from threadx.optimize.space import SearchSpace, size_band
 from threadx.optimize.store import ResultStore
 from threadx.requests import BacktestRequest, DatasetRef, SweepRequest, describe_run
 from threadx.ui import charts, sweep_runs, workspace
+from threadx.ui import strategies as strategies_ui
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import cuda_status, dataset_picker, handover, plain, strategy_fell_back, strategy_picker
 from threadx.ui.widgets import follow_job, job_progress, preset_space, space_editor, timings_section
@@ -42,6 +43,9 @@ with top[1]:
 with top[2]:
     method = st.radio("Search", ["Grid", "Monte Carlo"], horizontal=True, key="opt_method", persist_state="session")
 spec = specs[strategy]
+failed_check = strategies_ui.failed_check_note(spec)
+if failed_check:
+    st.warning(failed_check)
 
 with st.expander("Search space", expanded=True):
     # the space survives a restart: the saved one presets a new session's editor, edits are saved

@@ -30,6 +30,7 @@ from threadx.filestamp import file_stamp
 from threadx.optimize.space import SearchSpace, size_band
 from threadx.optimize.store import ResultStore
 from threadx.requests import DatasetRef, WalkForwardRequest, describe_data, describe_options, describe_run
+from threadx.ui import strategies as strategies_ui
 from threadx.ui import sweep_runs, validation_charts as vc
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset_or_error,
@@ -440,6 +441,9 @@ with tab_wf:
         st.info("The form holds the report's settings" + (f", except {'; '.join(loaded)}" if loaded else "")
                 + ": **Launch walk-forward** runs them again.")
     spec = specs[strategy]
+    failed_check = strategies_ui.failed_check_note(spec)
+    if failed_check:
+        st.warning(failed_check)
     with st.expander("Search space", expanded=False):
         space = space_editor(spec, key_prefix="wf")
 

@@ -101,3 +101,28 @@ def test_a_link_to_a_strategy_that_does_not_load_says_why(strategy_dir) -> None:
     at.run()
     assert any("The link names strategy **rsi_page**, which is not available" in w.value and "SyntaxError" in w.value
                for w in at.warning), [w.value for w in at.warning]
+
+
+@pytest.mark.parametrize("page, key", [("2_Backtest.py", "bt_strategy"), ("3_Optimisation.py", "opt_strategy"),
+                                       ("4_Validation.py", "wf_strategy")])
+def test_the_pages_that_run_a_strategy_say_its_last_check_failed(strategy_dir, page, key) -> None:
+    """A strategy whose check failed for look-ahead was backtested and swept with nothing on those
+    pages saying so: only the Strategies page showed it. An edit (other code) ends the warning."""
+    import threadx
+    from threadx.checks.store import save_report
+    from threadx.checks.strategy import CheckReport, CheckResult
+
+    path = new_strategy_file("rsi_peek")
+    spec = threadx.get_strategy("rsi_peek")
+    save_report(spec, CheckReport("rsi_peek", 1000, [
+        CheckResult("lookahead", False, "the signals at bar 20 change when later bars change"),
+        CheckResult("accounting", True, "adds up")]))
+    at = open_page(page)
+    at.selectbox(key=key).set_value("rsi_peek").run()
+    assert not at.exception, at.exception
+    warned = [w.value for w in at.warning if w.value.startswith("The last check of rsi_peek")]
+    assert warned == ["The last check of rsi_peek (on this code) failed: lookahead. Its figures here may be wrong "
+                      "(a look-ahead makes them look better than any trading could); see the Strategies page."]
+    path.write_text(path.read_text().replace(STOP, SHORT_HOLD))  # other code: that check says nothing of it
+    at.run()
+    assert not [w for w in at.warning if w.value.startswith("The last check of rsi_peek")]

@@ -84,6 +84,18 @@ def check_status(spec: StrategySpec, root: Path | None = None) -> tuple[str, dic
     return report_verdict(report), report
 
 
+def failed_check_note(spec: StrategySpec, root: Path | None = None) -> str | None:
+    """What a page running ``spec`` says when the last check of its current code failed (None when
+    it passed, was never made, or was made on other code): a look-ahead or an accounting failure
+    makes every figure of it doubtful, and only the Strategies page showed it."""
+    status, report = check_status(spec, root)
+    if status != FAIL or report is None:
+        return None
+    failed = [r["name"] for r in report_results(report) if r["status"] == FAIL]
+    return (f"The last check of {spec.name} (on this code) failed: {', '.join(failed)}. Its figures here may be "
+            "wrong (a look-ahead makes them look better than any trading could); see the Strategies page.")
+
+
 def report_verdict(report: Mapping[str, Any]) -> str:
     """PASS, FAIL or NOT CHECKED (only checks that could not look failed) of a stored report."""
     if report.get("passed"):
