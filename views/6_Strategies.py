@@ -58,11 +58,17 @@ def editor(path: Path, text: str) -> None:
     of its own, else it says so, and the first Save after that change does not overwrite it."""
     key, name = f"strat_src:{path.name}", path.name
     bases = st.session_state.setdefault("strat_base", {})  # file -> hash of the text the box was loaded with
+    # file -> (text typed and not saved, its base): Streamlit drops a box's state on a run that does
+    # not draw it (another strategy picked, another page), and the edit was lost without a word
+    drafts = st.session_state.setdefault("strat_drafts", {})
     disk = user.text_hash(text)
     conflict = False
-    if st.session_state.pop(f"strat_fresh:{name}", False) or key not in st.session_state:
+    if st.session_state.pop(f"strat_fresh:{name}", False):
+        drafts.pop(name, None)
         st.session_state[key], bases[name] = text, disk
-    elif bases.get(name) != disk:
+    elif key not in st.session_state:
+        st.session_state[key], bases[name] = drafts.get(name) or (text, disk)
+    if bases.get(name) != disk:
         if user.text_hash(st.session_state[key] or "") == bases.get(name):  # no edit here: follow the file
             st.session_state[key], bases[name] = text, disk
         else:
@@ -77,6 +83,12 @@ def editor(path: Path, text: str) -> None:
     # known (kept, and never replaced by the file's new text) on every rerun
     new = st.text_area(name, height=560, key=key,
                        help="Save writes the file; the next backtest, sweep or check runs the new code.")
+    if user.text_hash(new or "") != bases[name]:
+        drafts[name] = (new or "", bases[name])
+        st.caption(f"Not saved yet: the text above differs from {name} as loaded (kept while you visit other "
+                   "strategies or pages); **Save** writes it.")
+    else:
+        drafts.pop(name, None)
     saved = st.button("Save", type="primary", key=f"strat_save:{name}")
     if not saved:
         return

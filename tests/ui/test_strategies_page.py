@@ -176,6 +176,24 @@ def test_the_editor_follows_the_file_and_never_overwrites_a_change_it_did_not_sh
     assert at.text_area(key="strat_src:shared.py").value == third and not at.warning
 
 
+def test_an_edit_not_saved_survives_a_visit_to_another_strategy_or_page(strategy_dir, loopback_address):
+    """Text typed in the editor, not saved, was gone after picking another strategy and back (or
+    visiting the Backtest page): Streamlit drops a box it does not draw, and nothing warned."""
+    at = open_page(PAGE)
+    create(at, "keepme")
+    path = strategy_dir / "keepme.py"
+    mine = path.read_text().replace("RSI length (bars)", "RSI length, typed in the page")
+    at.text_area(key="strat_src:keepme.py").input(mine).run()
+    assert "Not saved yet: the text above differs from keepme.py as loaded" in texts(at.caption)
+    at.selectbox(key="strat_pick").set_value("bb_atr").run()
+    assert "strat_src:keepme.py" not in [t.key for t in at.text_area]
+    at.selectbox(key="strat_pick").set_value("keepme").run()
+    assert not at.exception, at.exception
+    assert at.text_area(key="strat_src:keepme.py").value == mine and "Not saved yet" in texts(at.caption)
+    at.button(key="strat_save:keepme.py").click().run()
+    assert path.read_text() == mine and "Not saved yet" not in texts(at.caption)
+
+
 def test_bad_and_taken_names_are_refused_with_a_message(strategy_dir):
     at = open_page(PAGE)
     create(at, "Bad Name!")
