@@ -132,7 +132,7 @@ def job_monitor() -> None:
     job = current_job()
     if job is None:
         return
-    if job_progress(registry, job, "opt_stop", "Stopping after the current chunk…"):
+    if job_progress(registry, job, "opt_stop", "Stopping: the chunks of combos the workers hold finish and are kept…"):
         return
     stored = bool(job.run_id) and store.exists(job.run_id) and (job.done > 0 or job.state == "completed")
     if job.state == "failed":

@@ -126,7 +126,7 @@ def sweep(
     ones; adaptive draws ``n`` by LHS, then refines around the top 20 %). Engine options
     (fee_bps, fill, sizing, ...) are those of :func:`threadx.backtest`. Progress is
     reported through ``progress(Progress)``; ``cancel`` (an Event or a callable) stops the
-    sweep within about one chunk, keeping what finished. The same ``run_id`` resumes.
+    sweep once the chunks the workers hold (two per worker at most) finish, keeping what finished. The same ``run_id`` resumes.
     ``executor``: ``local`` (shared-memory process pool of ``workers``), ``inline`` (threads
     in this process), ``auto`` (inline when the sweep is too small to repay starting a pool)
     or ``dask`` (a Dask cluster at ``scheduler``, or a LocalCluster of ``workers``) or ``gpu``

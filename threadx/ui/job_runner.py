@@ -9,7 +9,7 @@ walk-forwards and ``<root>/research/<run_id>/research.json``), or a portfolio
 ``JOB_DIR/status.json`` up to date (atomically, at most every 0.5 s for progress, at once
 for a new ``phase``: loading data, starting workers, computing indicators, running,
 finishing, as the sweep reports them through ``on_phase``). The sweep stops
-within about one chunk when ``JOB_DIR/stop`` appears or the process gets SIGTERM; what
+once the chunks its workers hold finish when ``JOB_DIR/stop`` appears or the process gets SIGTERM; what
 finished is stored either way. The final state is ``completed``, ``cancelled`` or
 ``failed`` (with the error's one-line message; the traceback goes to stderr, which the
 launcher sends to ``JOB_DIR/log.txt``). At the end it refreshes the registry so the next

@@ -541,8 +541,8 @@ class JobRegistry:
     # --- control ------------------------------------------------------------------------
 
     def stop(self, job_id: str) -> JobInfo:
-        """Ask a job to stop: a queued job is cancelled at once; a running one stops within
-        about one chunk, keeping its stored results (state ``cancelled``)."""
+        """Ask a job to stop: a queued job is cancelled at once; a running one stops once
+        the chunks its workers hold finish, keeping its stored results (state ``cancelled``)."""
         folder = self._folder(job_id)
         with self._lock:
             info = self._read(folder)
