@@ -141,4 +141,8 @@ def test_figure_shows_each_stage_and_the_workers():
     assert list(fig.data[0].y) == ["Indicators", "Run combos (workers)"]
     assert list(fig.data[1].y) == ["workers: Signal planning", "workers: Kernel"]
     assert fig.data[0].text[0] == "1.6 s · 80 %"
+    assert fig.data[1].text[1] == "0.6 s · 75 % of workers' time"  # (two bases of % in one chart: each named)
+    # beside each bar at a readable size, with room for the longest one's (inside, Plotly shrank it to ~6 px)
+    assert {t.textposition for t in fig.data} == {"outside"} and fig.data[0].textfont.size == 12
+    assert fig.layout.xaxis.range[1] > 1.6 * 1.3
     assert "summed over workers" in fig.layout.title.text

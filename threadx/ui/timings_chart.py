@@ -25,13 +25,16 @@ def timings_figure(timings: Mapping[str, Any] | None, title: str = "Where the ti
              for name, sec, share in shares(timings.get("workers") or {})]
     fig = _new_figure(height=int(90 + 26 * len(rows)), margin=dict(l=10, r=20, t=40, b=30), showlegend=False,
                       bargap=0.3)
-    for kind, color, what in (("run", LINE_COLOR, "of the stages"), ("workers", FRONT_COLOR, "of the workers' time")):
+    for kind, color, what, of in (("run", LINE_COLOR, "of the stages", ""),
+                                  ("workers", FRONT_COLOR, "of the workers' time", " of workers' time")):
         part = [r for r in rows if r[3] == kind]
         if not part:
             continue
+        # (beside the bar, at the axis labels' size: inside a long bar Plotly shrank it to about 6 px)
         fig.add_trace(go.Bar(
             y=[r[0] for r in part], x=[r[1] for r in part], orientation="h", marker=dict(color=color),
-            text=[f"{r[1]:.3g} s · {r[2] * 100:.0f} %" for r in part], textposition="auto",
+            text=[f"{r[1]:.3g} s · {r[2] * 100:.0f} %{of}" for r in part], textposition="outside",
+            cliponaxis=False, textfont=dict(size=12),
             hovertemplate=f"%{{y}}: %{{x:.3f}} s, %{{customdata:.0f}} % {what}<extra></extra>",
             customdata=[r[2] * 100 for r in part],
         ))
@@ -40,5 +43,6 @@ def timings_figure(timings: Mapping[str, Any] | None, title: str = "Where the ti
                                                else ")") if isinstance(wall, (int, float)) else "")
     fig.update_layout(title=dict(text=text, font=dict(size=13), x=0.01, xanchor="left"))
     fig.update_yaxes(autorange="reversed", type="category", automargin=True)
-    fig.update_xaxes(title_text="seconds", rangemode="tozero")
+    longest = max(r[1] for r in rows)
+    fig.update_xaxes(title_text="seconds", range=[0, longest * 1.35 if longest > 0 else 1])  # room for the labels
     return fig
