@@ -159,12 +159,12 @@ def show_history() -> None:
         st.caption("No stored runs yet.")
         return
     st.dataframe(runs, width="stretch", hide_index=True, key="opt_history_table", column_config={
-        "run_id": st.column_config.TextColumn("Run id"), "dataset": "Dataset", "strategy": "Strategy",
-        "sampler": "Sampler", "done": st.column_config.NumberColumn("Done", format="%d"),
-        "planned": st.column_config.NumberColumn("Planned", format="%d"),
-        "failed": st.column_config.NumberColumn("Failed", format="%d"), "objective": "Objective",
+        "run_id": st.column_config.TextColumn("Run id", pinned=True), "dataset": "Dataset", "strategy": "Strategy",
+        "sampler": "Sampler", "done": st.column_config.NumberColumn("Done", format="%,d"),
+        "planned": st.column_config.NumberColumn("Planned", format="%,d"),
+        "failed": st.column_config.NumberColumn("Failed", format="%,d"), "objective": "Objective",
         "best": st.column_config.NumberColumn("Best objective", format="%.4f"), "status": "Status",
-        "started_at": "Started"})
+        "started_at": st.column_config.TextColumn("Started (UTC)")})
     ids = list(runs["run_id"])
     c = st.columns([3, 1])
     pick = c[0].selectbox("Reload a run", ids, key="opt_history")

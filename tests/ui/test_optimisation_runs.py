@@ -3,6 +3,7 @@ compared, the shown run in the URL (``?run=``), and a finished job leaving the s
 from __future__ import annotations
 
 import itertools
+import json
 import re
 
 import pandas as pd
@@ -106,6 +107,10 @@ def test_history_table_and_comparison(data_file, workspace):
     winner = a.top(1, min_trades=a.manifest["min_trades"])
     assert rows.loc["cheap", "best"] == pytest.approx(float(winner["sharpe"].iloc[0]))
     assert rows.loc["cheap", "dataset"] == "ABC_USDT-1h (1h)" and rows.loc["cheap", "status"] == "completed"
+    # what tells runs apart comes first, the run id stays in view (at 1440 px status, best and start were cut off)
+    assert list(table.columns[:4]) == ["run_id", "status", "best", "objective"]
+    assert json.loads(at.dataframe[0].proto.columns)["run_id"]["pinned"] is True
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", rows.loc["cheap", "started_at"])
 
     at.multiselect(key="opt_compare").set_value(["cheap", "dear"]).run()
     assert not at.exception, at.exception

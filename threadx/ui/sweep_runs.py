@@ -31,9 +31,10 @@ from threadx.requests import DatasetRef, SweepRequest, describe_data
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-# The history table: one row per run, every column sortable (numbers stay numbers).
-HISTORY_COLUMNS = ("run_id", "dataset", "strategy", "sampler", "done", "planned", "failed", "objective", "best",
-                   "status", "started_at")
+# The history table: one row per run, every column sortable (numbers stay numbers); what tells runs
+# apart first (at 1440 px the status, best objective and start were cut off at the right)
+HISTORY_COLUMNS = ("run_id", "status", "best", "objective", "done", "planned", "failed", "started_at", "strategy",
+                   "dataset", "sampler")
 RESUMABLE = ("cancelled", "interrupted", "failed")  # and "completed with N failed" when some can run again
 _METRICS_SHOWN = ("total_return", "sharpe", "sortino", "max_drawdown", "calmar", "n_trades", "win_rate",
                   "profit_factor")
@@ -138,7 +139,8 @@ def summarize(store: ResultStore, run_id: str) -> dict[str, Any]:
                    done=len(rows), planned=int(m.get("total") or 0), failed=len(rows) - len(ok),
                    objective=f"{objective} {'max' if maximize else 'min'}",
                    best=best_value(ok, objective, maximize, int(m.get("min_trades") or 0)),
-                   status=m.get("status"), started_at=m.get("started_at"))
+                   status=m.get("status"),
+                   started_at=m["started_at"][:19].replace("T", " ") if m.get("started_at") else None)  # (UTC, to the s)
     except RunDamaged as exc:
         row["status"] = f"damaged: {exc.why}"
     except (ThreadXError, OSError, ValueError) as exc:
