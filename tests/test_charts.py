@@ -604,7 +604,8 @@ def test_trades_table_shows_the_levels_a_strategy_sets():
     _, res = _engine_run("bb_atr")
     table = C.trades_table(res.trades)
     headers = list(table.columns)
-    assert headers[3:9] == ["Entry price", "Exit price", "Stop", "Stop at exit", "Target", "Target at exit"]
+    assert headers[3:7] == ["PnL", "Return %", "Exit reason", "Bars held"]  # the outcome first, in view at 1440 px
+    assert headers[7:13] == ["Entry price", "Exit price", "Stop", "Stop at exit", "Target", "Target at exit"]
     assert set(C.TRADE_TABLE_PRICE_HEADERS) <= set(C.TRADE_TABLE_COLUMNS.values())
     np.testing.assert_array_equal(table["Stop at exit"], res.trades["stop_at_exit"])  # numeric: sorts by value
     # fixed levels: no "at exit" copies; no levels: no level columns at all

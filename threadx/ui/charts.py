@@ -687,11 +687,13 @@ def returns_histogram(trades: pd.DataFrame, nbins: int = 40) -> go.Figure:
 
 # --- trades table --------------------------------------------------------------------------
 
-TRADE_TABLE_COLUMNS = {  # trades column -> display header (times are UTC, said once in the header)
-    "entry_time": "Entry (UTC)", "exit_time": "Exit (UTC)", "side": "Side", "entry_price": "Entry price",
-    "exit_price": "Exit price", "stop_at_entry": "Stop", "stop_at_exit": "Stop at exit", "target": "Target",
-    "target_at_exit": "Target at exit", "qty": "Qty", "pnl": "PnL", "return_pct": "Return %",
-    "bars_held": "Bars held", "exit_reason": "Exit reason", "fees": "Fees", "funding": "Funding",
+# trades column -> display header (times are UTC, said once in the header), in the order shown: the
+# outcome before the prices (with a strategy's stops and targets, PnL and Return % were past 1440 px)
+TRADE_TABLE_COLUMNS = {
+    "entry_time": "Entry (UTC)", "exit_time": "Exit (UTC)", "side": "Side", "pnl": "PnL", "return_pct": "Return %",
+    "exit_reason": "Exit reason", "bars_held": "Bars held", "entry_price": "Entry price", "exit_price": "Exit price",
+    "stop_at_entry": "Stop", "stop_at_exit": "Stop at exit", "target": "Target", "target_at_exit": "Target at exit",
+    "qty": "Qty", "fees": "Fees", "funding": "Funding",
 }
 # headers of the price columns (quote currency), formatted alike (e.g. "%.4f" in st.dataframe)
 TRADE_TABLE_PRICE_HEADERS = ("Entry price", "Exit price", "Stop", "Stop at exit", "Target", "Target at exit")
