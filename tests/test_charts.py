@@ -196,6 +196,8 @@ def test_equity_figure_full_resolution_and_computed_drawdown():
     assert fig.data[1].yaxis == "y2"
     assert "%" in fig.layout.yaxis2.tickformat
     assert len(fig.layout.shapes) == 1 and fig.layout.shapes[0].y0 == 100.0  # initial capital line
+    label = next(a for a in fig.layout.annotations if a.text.startswith("initial 100"))
+    assert label.bgcolor is not None  # readable where the buy-and-hold line runs through it
     assert "drawn as" not in fig.layout.title.text
     fig.to_json()
 

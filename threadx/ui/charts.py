@@ -634,7 +634,8 @@ def equity_figure(
     if initial_capital is not None:
         fig.add_hline(y=float(initial_capital), line=dict(color=NEUTRAL_COLOR, dash="dash", width=1),
                       annotation_text=f"initial {float(initial_capital):,.0f}{unit}",
-                      annotation_position="bottom right", row=1, col=1)
+                      annotation_position="bottom right", annotation_bgcolor="rgba(255,255,255,0.85)",
+                      row=1, col=1)  # (a backing: the buy-and-hold line ran through the text)
     dd = drawdown.iloc[dd_pos]
     fig.add_trace(_trace_cls(len(dd))(
         x=plot_times(dd.index), y=dd.to_numpy(), mode="lines", name="Drawdown", fill="tozeroy", showlegend=False,
