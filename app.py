@@ -14,10 +14,12 @@ except ThreadXError as exc:
     st.error(f"Settings: {exc}")
     st.stop()
 
-from threadx.ui.state import active_dataset, gpu_status, label_dataset, restore_from_url  # noqa: E402
+from threadx.ui.state import (active_dataset, gpu_status, label_dataset, machine_history,  # noqa: E402
+                              restore_from_url)
 from threadx.warmup import warm_in_background, warming_note  # noqa: E402
 
 warm_in_background()  # once per server: the first backtest finds the kernels loaded
+machine_history()  # once per server: CPU, RAM and GPU readings from now on, for the System monitor
 
 JOBS_EVERY_S = 2.0  # the sidebar's job list refreshes this often
 

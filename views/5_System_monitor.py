@@ -8,23 +8,10 @@ from threadx import monitor
 from threadx.units import format_bytes, format_count, format_metric, table_view
 from threadx.ui import charts
 from threadx.ui.jobs import JobRegistry
+from threadx.ui.state import MONITOR_KEEP_S, cuda_status, machine_history
 from threadx.ui.widgets import errors_as_lines
 
 st.title("System monitor")
-
-
-@st.cache_resource
-def shared_history() -> monitor.MonitorHistory:
-    """One history for the whole server: every session sees the last 10 minutes."""
-    return monitor.MonitorHistory(max_age_s=600)
-
-
-@st.cache_resource
-def cuda_status():
-    """CUDA devices as the GPU executor sees them (numba.cuda), detected once per server."""
-    from threadx.gpu.devices import detect
-
-    return detect()
 
 
 def _fmt(value, pattern: str) -> str:
@@ -65,8 +52,7 @@ def live() -> None:
 
 def live_figures() -> None:
     snap = monitor.sample()
-    history = shared_history()
-    history.add(snap)
+    history = machine_history()  # (read every 2 s by the server, whether this page is open or not)
     c = st.columns(4)
     c[0].metric("CPU", format_metric("cpu_total", snap["cpu_total"]))
     ram = snap["ram"]
@@ -83,8 +69,8 @@ def live_figures() -> None:
     if len(frame):
         cols = [col for col in frame.columns if col in ("cpu_total", "ram_percent", "swap_percent")
                 or col.startswith("gpu")]
-        st.plotly_chart(charts.history_figure(frame, cols, "Last 10 minutes", "%"), width="stretch",
-                        key="history")
+        title = f"Last {MONITOR_KEEP_S / 60:.0f} minutes"
+        st.plotly_chart(charts.history_figure(frame, cols, title, "%"), width="stretch", key="history")
     gpu_history = history.gpu_frame()
     if len(gpu_history.columns):
         g = st.columns(2)

@@ -141,3 +141,32 @@ def test_a_running_research_reads_its_steps_not_combos(monkeypatch):
     at = open_page("5_System_monitor.py")
     lines = [m.value for m in at.markdown if "research bb_atr" in m.value]
     assert lines and "running 2 / 12 steps" in lines[0] and "combos" not in lines[0] and "/s" not in lines[0], lines
+
+
+def test_the_servers_machine_readings_go_on_while_the_monitor_is_closed(monkeypatch):
+    """The history held only readings taken while someone had the System monitor open (a gap
+    otherwise): one thread per server takes them from the first page served, every 2 s."""
+    import json
+    import threading
+    import time
+
+    from threadx import monitor
+    from threadx.ui import state
+
+    monkeypatch.setattr(state, "MONITOR_EVERY_S", 0.05)
+    state.machine_history.clear()
+    taken = []
+    real = monitor.sample
+    monkeypatch.setattr(monitor, "sample", lambda: taken.append(1) or real())
+    history = state.machine_history()
+    assert len(history) == 1  # the first reading at once
+    deadline = time.time() + 10
+    while len(history) < 4 and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(history) >= 4 and len(taken) >= 4  # no page rendered meanwhile
+    assert state.machine_history() is history  # one per server
+    assert sum(t.name == "threadx-monitor" for t in threading.enumerate()) >= 1
+    at = open_page("5_System_monitor.py")
+    assert not at.exception, at.exception
+    titles = [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
+    assert any(t.startswith("Last 10 minutes") for t in titles), titles

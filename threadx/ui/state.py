@@ -270,6 +270,35 @@ def cuda_status():
     return detect()
 
 
+MONITOR_EVERY_S = 2.0  # the server's machine readings (CPU, RAM, GPUs) are taken this often
+MONITOR_KEEP_S = 600.0  # ... and kept this long (the System monitor's history)
+
+
+@st.cache_resource(show_spinner=False)
+def machine_history() -> Any:
+    """The readings of the last :data:`MONITOR_KEEP_S` seconds, taken every :data:`MONITOR_EVERY_S`
+    by one background thread per server from the first page served: the System monitor shows
+    what ran before it was opened (it sampled only while open, its history a gap otherwise)."""
+    import threading
+    import time
+
+    from threadx import monitor
+
+    history = monitor.MonitorHistory(max_age_s=MONITOR_KEEP_S)
+    history.add(monitor.sample())  # (the first at once: a page reading it now has one)
+
+    def take_readings() -> None:
+        while True:
+            time.sleep(MONITOR_EVERY_S)
+            try:
+                history.add(monitor.sample())
+            except Exception:  # noqa: BLE001 - a reading that failed is a gap in the chart, not a dead thread
+                pass
+
+    threading.Thread(target=take_readings, name="threadx-monitor", daemon=True).start()
+    return history
+
+
 def gpu_status() -> tuple[bool, str]:
     """(available, device names or the reason there is none) for the sidebar."""
     status = cuda_status()
