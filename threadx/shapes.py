@@ -48,7 +48,8 @@ WHOLES = Kind("a list of whole numbers", lambda v: isinstance(v, list) and all(m
 COUNT = Kind("a whole number >= 1", _whole(1))
 PID = Kind("a process id", _whole(1, 2**31 - 1))  # pid_t
 NUMBER = Kind("a finite number >= 0", lambda v: is_real(v) and math.isfinite(v) and v >= 0)
-REAL = Kind("a finite number", lambda v: is_real(v) and math.isfinite(v))
+# a number as threadx.validation.common.json_safe writes one: non-finite ones as "inf" / "-inf" (NaN as null)
+JSON_NUMBER = Kind("a number", lambda v: (is_real(v) and math.isfinite(v)) or v in ("inf", "-inf"))
 
 
 def one_of(choices: Iterable[str]) -> Kind:

@@ -145,7 +145,8 @@ def runners_from_research(research: Any, strategy: str | None = None, *, kept_on
     for cell in result.cells:
         if strategy is not None and cell["strategy"] != strategy:
             continue
-        if not cell.get(key) or (kept_only and not (cell.get("oos_return") or 0) > 0):
+        gain = cell.get("oos_return")  # (a number, None, or "inf" as json_safe writes it)
+        if not cell.get(key) or (kept_only and not (gain == "inf" or (isinstance(gain, (int, float)) and gain > 0))):
             continue
         data = datasets.get(cell["dataset"], {"source": cell["dataset"], "name": cell["dataset"]})
         runners.append(Runner(cell["strategy"], DatasetRef.from_dict(data), dict(cell[key])))

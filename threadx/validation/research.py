@@ -37,7 +37,7 @@ from threadx.config import settings
 from threadx.errors import ParamError, ThreadXError, os_reason
 from threadx.names import check_name
 from threadx.requests import DatasetRef, WalkForwardRequest, check_once
-from threadx.shapes import OBJECT, REAL, TEXT, WHOLE, Kind, shape_problem
+from threadx.shapes import JSON_NUMBER, OBJECT, TEXT, WHOLE, Kind, shape_problem
 from threadx.units import format_eta
 
 FOLDER = "research"
@@ -116,7 +116,8 @@ def load_research(research_id: str, results_dir: str | os.PathLike | None = None
 # what a matrix cell holds (cell_summary writes it; the page, the transfer and a portfolio read it)
 _CELL_KINDS: dict[str, Kind] = {
     **{key: TEXT for key in ("run_id", "grade")}, **{key: OBJECT for key in ("params", "last_window_params")},
-    **{key: REAL for key in ("score", "oos_sharpe", "oos_return", "oos_max_drawdown", "consistency", "efficiency")},
+    **{key: JSON_NUMBER for key in ("score", "oos_sharpe", "oos_return", "oos_max_drawdown", "consistency",
+                                    "efficiency")},
     **{key: WHOLE for key in ("trades", "windows", "combos")},
 }
 
