@@ -236,6 +236,12 @@ def test_parse_runner_and_its_errors():
     for bad in ("bb_atr", ":BTC", "bb_atr:", "bb_atr:BTC:a=1,a=2", "bb_atr:BTC:=3"):
         with pytest.raises(ParamError):
             parse_runner(bad)
+    assert parse_runner("bb_atr:sample:BTC_USDT-1h").data.source == "sample:BTC_USDT-1h"  # a name with a colon
+    # a param without its value, or a sweep's range: said so (it read "dataset binance/BTC_USDT-1h:bb_period is gone")
+    with pytest.raises(ParamError, match="params are param=value separated by commas, got 'bb_period'"):
+        parse_runner("bb_atr:binance/BTC_USDT-1h:bb_period")
+    with pytest.raises(ParamError, match=r"one value each \(a range such as 5:10:1 is for sweeps\)"):
+        parse_runner("bb_atr:binance/BTC_USDT-1h:bb_period=5:10:1")
 
 
 def test_bad_inputs_get_one_clear_error(tmp_path):

@@ -6,6 +6,7 @@ catalog or a file path; params not given take the strategy's defaults.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, Mapping, Sequence
@@ -116,7 +117,15 @@ def parse_runner(text: str, weight: float = 1.0) -> Runner:
             params[name.strip()] = value.strip()
     if not dataset.strip():
         raise ParamError(f"a runner is {RUNNER_FORM}, got {text!r}")
+    if _PARAM_NAME.fullmatch(tail.strip()) and sep:  # (no dataset name ends in ":word"; it read "dataset ... is gone")
+        raise ParamError(f"runner {text!r}: params are param=value separated by commas, got {tail.strip()!r}")
+    if "=" in dataset:
+        raise ParamError(f"runner {text!r}: params are param=value separated by commas, one value each (a range such "
+                         "as 5:10:1 is for sweeps), after the dataset")
     return Runner(strategy.strip(), DatasetRef(source=dataset.strip()), params, weight)
+
+
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 PARAM_CHOICES = dict(zip(RESEARCH_PARAM_CHOICES, ("last_window_params", "params")))  # choice -> the cell's key
