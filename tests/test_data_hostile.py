@@ -305,6 +305,9 @@ def test_a_folder_is_named_as_a_folder(tmp_path: Path, root: Path, capsys: pytes
         read_ohlcv_file(folder)
     one_error_line(capsys, ["data", "import", str(tmp_path)], "is a folder", ".parquet")
     one_error_line(capsys, ["data", "validate", str(folder)], "is a folder")
+    for empty in ("", "  "):  # (Path("") is the current folder: it read ": is a folder, not a data file")
+        with pytest.raises(DataError, match="no dataset given: name one"):
+            load_ohlcv(empty)
 
 
 def test_disk_full_during_import(tmp_path: Path, root: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -192,6 +192,8 @@ def resolve_dataset(name: str | os.PathLike, data_root: str | os.PathLike | None
     first if missing).
     """
     root = _root(data_root)
+    if not str(name).strip():  # (Path("") is the current folder: it read ": is a folder, not a data file")
+        raise DataError(f"no dataset given: name one (threadx data list) or a file; available: {_available(root)}")
     candidate = Path(name).expanduser() if not str(name).startswith(SAMPLE_PREFIX) else None
     if candidate is not None and candidate.is_file():
         return candidate
