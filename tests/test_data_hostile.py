@@ -187,6 +187,15 @@ def test_day_first_text_is_read_day_first_throughout(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got.index.asi8, df.index.asi8)
 
 
+@pytest.mark.parametrize("fmt", ["%m/%d/%Y %I:%M %p", "%d/%m/%Y %I:%M %p", "%m-%d-%Y %I:%M:%S %p"])
+def test_twelve_hour_text_is_read_in_the_one_order_that_reads_it_all(tmp_path: Path, fmt: str) -> None:
+    """"09/14/2024 12:00 AM" was refused as read "both day-first and month-first" (pandas guesses
+    no 12-hour clock, and its "mixed" reading takes either order): only month-first reads the 14th."""
+    df = candles(400, start=pd.Timestamp("2024-09-10 20:00", tz="UTC"))  # days 10 to 27: one order only
+    got = read_ohlcv_file(text_csv(tmp_path / "x.csv", df, fmt))
+    np.testing.assert_array_equal(got.index.asi8, df.index.asi8)
+
+
 def test_a_wrong_date_format_names_the_value(tmp_path: Path) -> None:
     src = text_csv(tmp_path / "x.csv", candles(5), "%Y-%m-%d %H:%M")
     with pytest.raises(DataError, match="unreadable time value '2024-03-01 00:00' at row 0 with date format"):

@@ -219,7 +219,7 @@ def cmd_data_import(args: argparse.Namespace) -> int:
         print(f"error: {exc.describe()}; add --replace to overwrite it, or --label NAME to keep both "
               f"as {exc.name}-NAME", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(f"imported {len(df):,} bars into {target}")
+    print(f"imported {len(df):,} bar{'s' if len(df) != 1 else ''} into {target}")
     return 0
 
 

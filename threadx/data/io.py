@@ -571,9 +571,10 @@ def _day_month_reading(series: pd.Series, formats: dict[bool, str | None], path:
                 readings[first] = parsed
     if len(readings) == 2 and not readings[False].equals(readings[True]):
         pos = int(np.flatnonzero((readings[False] != readings[True]).to_numpy())[0])
+        example = formats[True] if formats[True] not in (None, "mixed") else "%d/%m/%Y"  # (a 12-hour one, say)
         raise DataError(
             f"{path}: dates like {series.iloc[pos]!r} (row {pos}) read both day-first and month-first; say which "
-            "with a date format (date_format='%d/%m/%Y' or dayfirst=True; --date-format on the command line)"
+            f"with a date format (date_format={example!r} or dayfirst=True; --date-format on the command line)"
         )
     return pd.DatetimeIndex(next(iter(readings.values()))) if readings else None
 
@@ -596,6 +597,23 @@ def _all_read(series: pd.Series, parsed: pd.Series, path: Path, how: str) -> pd.
     return pd.DatetimeIndex(parsed)
 
 
+_TWELVE_HOUR_FORMATS = {  # dayfirst -> the 12-hour layouts tried when pandas guesses none
+    first: [f"{date.replace('/', sep)}{clock}" for date in (("%d/%m/%Y",) if first else ("%m/%d/%Y",))
+            for sep in "/-." for clock in (" %I:%M %p", " %I:%M:%S %p", " %I %p")]
+    for first in (False, True)
+}
+
+
+def _reads(text: str, fmt: str) -> bool:
+    from datetime import datetime
+
+    try:
+        datetime.strptime(text.strip(), fmt)
+    except ValueError:
+        return False
+    return True
+
+
 def _guess_format(sample: str, dayfirst: bool) -> str | None:
     """pandas' guess of a strftime format for ``sample``; never year-day-month, which nobody writes."""
     from pandas.tseries.api import guess_datetime_format
@@ -603,6 +621,8 @@ def _guess_format(sample: str, dayfirst: bool) -> str | None:
     with warnings.catch_warnings():  # pandas warns when the guess contradicts dayfirst: we try both orders
         warnings.simplefilter("ignore", UserWarning)
         fmt = guess_datetime_format(sample, dayfirst=dayfirst) if sample else None
+    if fmt is None and sample:  # pandas guesses no 12-hour clock ("09/14/2024 12:00 AM")
+        fmt = next((f for f in _TWELVE_HOUR_FORMATS[dayfirst] if _reads(sample, f)), None)
     if fmt and "%Y" in fmt and "%d" in fmt and "%m" in fmt and fmt.index("%Y") < fmt.index("%d") < fmt.index("%m"):
         return None
     return fmt
