@@ -196,6 +196,26 @@ def test_twelve_hour_text_is_read_in_the_one_order_that_reads_it_all(tmp_path: P
     np.testing.assert_array_equal(got.index.asi8, df.index.asi8)
 
 
+def test_a_json_row_list_with_a_stray_value_and_a_repeated_parquet_column_are_named(tmp_path: Path) -> None:
+    """They read "TypeError: object of type 'int' has no len()" and pyarrow's "Multiple matches
+    for FieldRef.Name(close)"."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "X_USDT-1h.json"
+    src.write_text(json.dumps([[1700000000000, 1, 2, 0.5, 1.5, 10], 5, [1700003600000, 1, 2, 0.5, 1.5, 10]]))
+    with pytest.raises(DataError, match=r"JSON row 1 is 5, not a row \[time, open, high, low, close, volume\]"):
+        read_ohlcv_file(src)
+    columns = {"timestamp": [1700000000000, 1700003600000], "open": [1.0, 1.1], "high": [2.0, 2.1],
+               "low": [0.5, 0.6], "close": [1.5, 1.6], "volume": [10.0, 11.0]}
+    table = pa.table([*columns.values(), pa.array([1.4, 1.5])], names=[*columns, "close"])
+    pq.write_table(table, tmp_path / "Y_USDT-1h.parquet")
+    with pytest.raises(DataError, match="column 'close' appears more than once: keep one of each"):
+        read_ohlcv_file(tmp_path / "Y_USDT-1h.parquet")
+
+
 def test_a_wrong_date_format_names_the_value(tmp_path: Path) -> None:
     src = text_csv(tmp_path / "x.csv", candles(5), "%Y-%m-%d %H:%M")
     with pytest.raises(DataError, match="unreadable time value '2024-03-01 00:00' at row 0 with date format"):

@@ -345,6 +345,11 @@ def as_utc(value: str | pd.Timestamp | Any) -> pd.Timestamp:
 def _read_parquet(path: Path) -> tuple[pd.DataFrame, dict]:
     import pyarrow.parquet as pq
 
+    names = pq.read_schema(path).names
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # (pyarrow's words: "Multiple matches for FieldRef.Name(close)")
+        raise DataError(f"{path}: {'columns' if len(twice) > 1 else 'column'} {', '.join(map(repr, twice))} "
+                        f"{'appear' if len(twice) > 1 else 'appears'} more than once: keep one of each")
     table = pq.read_table(path)
     meta: dict = {}
     schema_meta = table.schema.metadata or {}
@@ -384,6 +389,10 @@ def _read_json(path: Path) -> pd.DataFrame:
             return pd.DataFrame(columns=["timestamp", *OHLCV_COLUMNS])
         if isinstance(obj[0], (list, tuple)):
             # freqtrade: [[ms, open, high, low, close, volume], ...]
+            odd = next((k for k, row in enumerate(obj) if not isinstance(row, (list, tuple))), None)
+            if odd is not None:  # (a TypeError: "object of type 'int' has no len()")
+                raise DataError(f"{path}: JSON row {odd} is {json.dumps(obj[odd])[:40]}, not a row "
+                                "[time, open, high, low, close, volume] as the others")
             width = min(len(row) for row in obj)
             if width < 6:
                 raise DataError(f"{path}: JSON rows have {width} values, expected [time, open, high, low, close, volume]")
