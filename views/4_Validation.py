@@ -36,7 +36,8 @@ from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset_or_error,
                               strategy_fell_back)
 from threadx.ui.walk_forward_form import BOUNDS, form_state
-from threadx.ui.widgets import differences, follow_job, job_progress, space_editor, timings_section, unless_preset
+from threadx.ui.widgets import (choice_box, differences, follow_job, job_progress, number_box, space_editor,
+                                timings_section)
 from threadx.units import format_count, format_metric, table_view
 from threadx.validation.grading import score_text
 from threadx.validation.report import (partial_note, sweep_data, sweep_evaluator, validate_sweep,
@@ -447,57 +448,49 @@ with tab_wf:
     with st.expander("Search space", expanded=False):
         space = space_editor(spec, key_prefix="wf")
 
-    # a value "Load these settings" put in Session State wins over a box's own start (unless_preset)
+    # a value "Load these settings" put in Session State wins over a box's own start; an emptied box reads
+    # as its start (number_box, choice_box)
+    session = {"persist_state": "session"}
     c = st.columns(6)
-    is_days = float(c[0].number_input("In-sample (days)", min_value=BOUNDS["is_days"][0],
-                                      value=unless_preset("wf_is_days", 90.0), step=15.0, key="wf_is_days",
-                                      persist_state="session"))
-    oos_days = float(c[1].number_input("Out-of-sample (days)", min_value=BOUNDS["oos_days"][0],
-                                       value=unless_preset("wf_oos_days", 30.0), step=5.0, key="wf_oos_days",
-                                       persist_state="session"))
-    step_days = float(c[2].number_input("Step (days, 0 = the OOS length)", min_value=BOUNDS["step_days"][0],
-                                        value=unless_preset("wf_step_days", 0.0), step=5.0, key="wf_step_days",
-                                        persist_state="session"))
-    purge = int(c[3].number_input("Purge (bars)", min_value=BOUNDS["purge"][0], value=unless_preset("wf_purge", 0),
-                                  step=1, key="wf_purge", persist_state="session",
-                                  help="Bars left out at the end of each in-sample window, just before its "
-                                       "out-of-sample window (López de Prado's purge). 0 = none."))
-    embargo = int(c[4].number_input("Embargo (bars)", min_value=BOUNDS["embargo"][0],
-                                    value=unless_preset("wf_embargo", 0), step=1, key="wf_embargo", persist_state="session",
-                                    help="Bars right after each out-of-sample window left out of later in-sample "
-                                         "windows (anchored, or rolling windows longer than the step). 0 = none."))
+    is_days = float(number_box(c[0], "In-sample (days)", 90.0, "wf_is_days", min_value=BOUNDS["is_days"][0],
+                               step=15.0, **session))
+    oos_days = float(number_box(c[1], "Out-of-sample (days)", 30.0, "wf_oos_days", min_value=BOUNDS["oos_days"][0],
+                                step=5.0, **session))
+    step_days = float(number_box(c[2], "Step (days, 0 = the OOS length)", 0.0, "wf_step_days",
+                                 min_value=BOUNDS["step_days"][0], step=5.0, **session))
+    purge = int(number_box(c[3], "Purge (bars)", 0, "wf_purge", min_value=BOUNDS["purge"][0], step=1, **session,
+                           help="Bars left out at the end of each in-sample window, just before its "
+                                "out-of-sample window (López de Prado's purge). 0 = none."))
+    embargo = int(number_box(c[4], "Embargo (bars)", 0, "wf_embargo", min_value=BOUNDS["embargo"][0], step=1,
+                             **session, help="Bars right after each out-of-sample window left out of later "
+                                             "in-sample windows (anchored, or rolling windows longer than the step). "
+                                             "0 = none."))
     with c[5]:
         st.write("")
         anchored = st.toggle("Anchored IS", value=False, key="wf_anchored", persist_state="session",
                              help="Every in-sample window starts at the first bar (expanding) instead of rolling.")
     c = st.columns(6)
     sampler = c[0].selectbox("Sampler", SAMPLERS, key="wf_sampler", persist_state="session")
-    n = None if sampler == "grid" else int(c[1].number_input("Combos (n)", min_value=BOUNDS["n"][0],
-                                                             value=unless_preset("wf_n", 500), step=100, key="wf_n",
-                                                             persist_state="session"))
-    seed = int(c[2].number_input("Seed", min_value=BOUNDS["seed"][0], value=unless_preset("wf_seed", DEFAULT_SEED),
-                                 step=1, key="wf_seed", persist_state="session"))
+    n = None if sampler == "grid" else int(number_box(c[1], "Combos (n)", 500, "wf_n", min_value=BOUNDS["n"][0],
+                                                      step=100, **session))
+    seed = int(number_box(c[2], "Seed", DEFAULT_SEED, "wf_seed", min_value=BOUNDS["seed"][0], step=1, **session))
     names = list(METRIC_NAMES)
-    objective = c[3].selectbox("Objective", names, index=unless_preset("wf_objective", names.index("sharpe")),
-                               key="wf_objective", persist_state="session")
-    maximize = c[4].selectbox("Direction", ["maximise", "minimise"], key="wf_direction", persist_state="session") == "maximise"
-    min_trades = int(c[5].number_input("Min trades (IS)", min_value=BOUNDS["min_trades"][0],
-                                       value=unless_preset("wf_min_trades", DEFAULT_MIN_TRADES), step=5, key="wf_min_trades",
-                                       persist_state="session"))
+    objective = choice_box(c[3], "Objective", names, "sharpe", "wf_objective", **session)
+    maximize = c[4].selectbox("Direction", ["maximise", "minimise"], key="wf_direction", **session) == "maximise"
+    min_trades = int(number_box(c[5], "Min trades (IS)", DEFAULT_MIN_TRADES, "wf_min_trades",
+                                min_value=BOUNDS["min_trades"][0], step=5, **session))
     c = st.columns(6)
-    boot_n = int(c[0].number_input("Bootstrap resamples", min_value=BOUNDS["boot"][0], max_value=BOUNDS["boot"][1],
-                                   value=unless_preset("wf_boot", 1000), step=100, key="wf_boot", persist_state="session"))
-    S = int(c[1].number_input("PBO blocks (S, even)", min_value=BOUNDS["S"][0], max_value=BOUNDS["S"][1],
-                              value=unless_preset("wf_S", 16), step=2, key="wf_S", persist_state="session"))
+    boot_n = int(number_box(c[0], "Bootstrap resamples", 1000, "wf_boot", min_value=BOUNDS["boot"][0],
+                            max_value=BOUNDS["boot"][1], step=100, **session))
+    S = int(number_box(c[1], "PBO blocks (S, even)", 16, "wf_S", min_value=BOUNDS["S"][0], max_value=BOUNDS["S"][1],
+                       step=2, **session))
     engine_defaults = EngineOptions()  # threadx.toml / env / built-in
     workers = int(c[2].number_input("Workers", min_value=1, max_value=256, value=min(256, default_workers()), step=1,
                                     key="wf_workers", persist_state="session"))
-    fee_bps = float(c[3].number_input("Fee (bps)", min_value=BOUNDS["fee"][0],
-                                      value=unless_preset("wf_fee", float(engine_defaults.fee_bps)), step=0.5, key="wf_fee",
-                                      persist_state="session"))
+    fee_bps = float(number_box(c[3], "Fee (bps)", float(engine_defaults.fee_bps), "wf_fee",
+                               min_value=BOUNDS["fee"][0], step=0.5, **session))
     fills = ["next_open", "close"]
-    fill = c[4].selectbox("Fill", fills, index=unless_preset("wf_fill", fills.index(engine_defaults.fill)), key="wf_fill",
-                          persist_state="session")
+    fill = choice_box(c[4], "Fill", fills, engine_defaults.fill, "wf_fill", **session)
 
     # the plan: combos and windows on the loaded data, drawn before anything runs
     problems: list[str] = []

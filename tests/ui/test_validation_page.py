@@ -431,3 +431,15 @@ def test_loading_settings_gives_the_forms_widgets_no_second_value(monkeypatch, c
     assert at.number_input(key="wf_is_days").value == 45 and at.number_input(key="wf_fee").value == 4
     assert at.number_input(key="wf_boot").value == 200 and at.number_input(key="wf_S").value == 8
     assert not [r.getMessage() for r in caplog.records if "Session State API" in r.getMessage()]
+
+
+def test_an_emptied_box_of_the_walk_forward_form_reads_as_its_start():
+    """A box made without a value of its own (its key in Session State since the first run) can be
+    emptied: float(None) raised a TypeError over the page."""
+    at = page()
+    at.run()
+    for key in ("wf_is_days", "wf_purge", "wf_boot", "wf_fee"):
+        at.number_input(key=key).set_value(None).run()
+        assert not at.exception, (key, at.exception)
+    assert "Cannot run" not in texts(at.warning)
+    assert any("windows**" in i.value for i in at.info), texts(at.info)  # the plan, on the boxes' starts

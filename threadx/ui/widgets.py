@@ -38,19 +38,15 @@ def param_input(p: Param, value: Any, key: str, persist: str | None = None) -> A
                            persist_state=persist)
     if p.kind == "choice":
         options = list(p.choices)
-        index = unless_preset(key, options.index(value) if value in options else 0)
-        return st.selectbox(p.name, options, index=index, key=key, help=help_text, persist_state=persist)
+        return choice_box(st, p.name, options, value if value in options else options[0], key, help=help_text,
+                          persist_state=persist)
     if p.kind == "int":
-        chosen = st.number_input(p.name, min_value=int(p.min) if p.min is not None else None,
-                                 max_value=int(p.max) if p.max is not None else None,
-                                 value=unless_preset(key, int(value)), step=int(p.step or 1), key=key,
-                                 help=help_text, persist_state=persist)
-        return int(value if chosen is None else chosen)  # an emptied box keeps the starting value
-    chosen = st.number_input(p.name, min_value=float(p.min) if p.min is not None else None,
-                             max_value=float(p.max) if p.max is not None else None,
-                             value=unless_preset(key, float(value)), step=float(p.step or 0.01),
-                             format=_number_format(p), key=key, help=help_text, persist_state=persist)
-    return float(value if chosen is None else chosen)
+        return int(number_box(st, p.name, int(value), key, min_value=int(p.min) if p.min is not None else None,
+                              max_value=int(p.max) if p.max is not None else None, step=int(p.step or 1),
+                              help=help_text, persist_state=persist))
+    return float(number_box(st, p.name, float(value), key, min_value=float(p.min) if p.min is not None else None,
+                            max_value=float(p.max) if p.max is not None else None, step=float(p.step or 0.01),
+                            format=_number_format(p), help=help_text, persist_state=persist))
 
 
 def param_form(spec: StrategySpec, values: dict[str, Any], key_prefix: str, columns: int = 3) -> dict[str, Any]:
@@ -136,6 +132,21 @@ def unless_preset(key: str, value: Any) -> Any:
     return None if key in st.session_state else value
 
 
+def number_box(where: Any, label: str, default: Any, key: str, **kwargs: Any) -> Any:
+    """``where.number_input`` (``st`` or a column) starting at ``default`` unless Session State holds
+    ``key`` (:func:`unless_preset`). Such a box has no value of its own, so it can be emptied: an
+    empty box reads as ``default`` (``float(None)`` raised over the page)."""
+    chosen = where.number_input(label, value=unless_preset(key, default), key=key, **kwargs)
+    return default if chosen is None else chosen
+
+
+def choice_box(where: Any, label: str, options: list, default: Any, key: str, **kwargs: Any) -> Any:
+    """``where.selectbox`` of ``options`` starting at ``default``, as :func:`number_box` (none picked
+    reads as ``default``)."""
+    chosen = where.selectbox(label, options, index=unless_preset(key, options.index(default)), key=key, **kwargs)
+    return default if chosen is None else chosen
+
+
 def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
     """Per param: fixed value or range (min, max, step); returns a space dict for sweeps.
 
@@ -156,25 +167,18 @@ def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
         key = f"{key_prefix}:{spec.name}:{p.name}"
         if p.kind in ("int", "float"):
             default_mode = "range" if p.name in ranged else "fixed"
-            mode = row[1].selectbox("mode", ["fixed", "range"],
-                                    index=unless_preset(f"{key}:mode", ["fixed", "range"].index(default_mode)),
-                                    key=f"{key}:mode", label_visibility="collapsed",
-                                    persist_state="session")
+            mode = choice_box(row[1], "mode", ["fixed", "range"], default_mode, f"{key}:mode",
+                              label_visibility="collapsed", persist_state="session")
             lo, hi, step = p.opt_range or (p.default, p.default, p.step or 1)
             cast = int if p.kind == "int" else float
             if mode == "fixed":
                 with row[2]:
                     space[p.name] = param_input(p, p.default, key=f"{key}:value", persist="session")
             else:
-                low = row[2].number_input("min", value=unless_preset(f"{key}:min", cast(lo)), step=cast(step),
-                                          key=f"{key}:min", label_visibility="collapsed", persist_state="session")
-                high = row[3].number_input("max", value=unless_preset(f"{key}:max", cast(hi)), step=cast(step),
-                                           key=f"{key}:max", label_visibility="collapsed", persist_state="session")
-                stp = row[4].number_input("step", value=unless_preset(f"{key}:step", cast(step)), step=cast(step),
-                                          key=f"{key}:step", label_visibility="collapsed", persist_state="session")
-                low, high, stp = (cast(lo) if low is None else low, cast(hi) if high is None else high,
-                                  cast(step) if stp is None else stp)  # an emptied box keeps its start
-                space[p.name] = {"min": low, "max": high, "step": stp}
+                space[p.name] = {
+                    name: number_box(row[col], name, cast(start), f"{key}:{name}", step=cast(step),
+                                     label_visibility="collapsed", persist_state="session")
+                    for col, name, start in ((2, "min", lo), (3, "max", hi), (4, "step", step))}
         elif p.kind == "bool":
             mode = row[1].selectbox("mode", ["fixed", "both"], key=f"{key}:mode", label_visibility="collapsed",
                                     persist_state="session")
