@@ -119,6 +119,18 @@ def test_explicit_timeframe_is_checked_too() -> None:
     assert any("1h apart, not 4h" in e for e in rep.errors)
 
 
+def test_bars_more_than_a_year_apart_are_no_timeframe_not_a_type_error(tmp_path: Path) -> None:
+    """Since timeframes stop at a year, bars 400 days apart raised a TypeError in Bars.from_frame
+    (with a timeframe) and "unknown timeframe '400d'" (one never typed) in data validate."""
+    from threadx.data.bars import Bars
+
+    df = candles(4, freq="400D")
+    with pytest.raises(DataError, match="the bars are mostly 400 days apart, not 1d"):
+        Bars.from_frame(df, timeframe="1d")
+    src = epoch_csv(tmp_path / "ABC_USDT-1d.csv", df)
+    assert any("400 days 00:00:00 apart, which is not a timeframe" in e for e in check_ohlcv_file(src)[1].errors)
+
+
 def test_spacing_that_is_no_timeframe_is_an_error() -> None:
     df = candles()
     df.index = pd.DatetimeIndex(T0.value + np.arange(len(df)) * 3_600_000_000, tz="UTC", name="timestamp")  # 3.6 s

@@ -67,20 +67,25 @@ def spacing_disagreement(step_ns: int | None, timeframe: str) -> str | None:
     """Why bars mostly ``step_ns`` apart are not ``timeframe`` bars; None when they are, or when
     the spacing is no timeframe or ``timeframe`` is unknown (other checks report those).
 
-    >>> spacing_disagreement(86_400 * 10**9, "1h")
-    'the bars are mostly 1d apart, not 1h'
+    >>> spacing_disagreement(86_400 * 10**9, "1h"), spacing_disagreement(400 * 86_400 * 10**9, "1d")
+    ('the bars are mostly 1d apart, not 1h', 'the bars are mostly 400 days apart, not 1d')
     """
-    inferred = spacing_timeframe(step_ns or 0)
     seconds = _seconds(str(timeframe).strip())
-    if inferred is None or seconds is None or _seconds(inferred) * 10**9 != step_ns or seconds * 10**9 == step_ns:
+    if not step_ns or step_ns < 0 or step_ns % 10**9 or seconds is None or seconds * 10**9 == step_ns:
         return None
+    inferred = spacing_timeframe(step_ns) or f"{step_ns / 86_400e9:,.6g} days"  # (over a year: no timeframe)
     return f"the bars are mostly {inferred} apart, not {timeframe}"
 
 
 def spacing_timeframe(step_ns: int) -> str | None:
-    """A step in ns as a timeframe string (whole seconds, rounded down), or None under a second."""
+    """A step in ns as a timeframe string (whole seconds, rounded down), or None under a second or
+    over a year (:data:`MAX_TIMEFRAME_SECONDS`: bars 400 days apart are no timeframe ThreadX reads).
+
+    >>> spacing_timeframe(3_600 * 10**9), spacing_timeframe(400 * 86_400 * 10**9)
+    ('1h', None)
+    """
     seconds = step_ns // 1_000_000_000
-    if seconds <= 0:
+    if seconds <= 0 or seconds > MAX_TIMEFRAME_SECONDS:
         return None
     for unit in ("w", "d", "h", "m", "s"):
         size = _UNIT_SECONDS[unit]
