@@ -14,12 +14,12 @@ except ThreadXError as exc:
     st.error(f"Settings: {exc}")
     st.stop()
 
-from threadx.ui.state import (active_dataset, gpu_status, label_dataset, machine_history,  # noqa: E402
-                              restore_from_url)
+from threadx.ui.state import (active_dataset, gpu_status, label_dataset, restore_from_url,  # noqa: E402
+                              take_machine_reading)
 from threadx.warmup import warm_in_background, warming_note  # noqa: E402
 
 warm_in_background()  # once per server: the first backtest finds the kernels loaded
-machine_history()  # once per server: CPU, RAM and GPU readings from now on, for the System monitor
+take_machine_reading()  # CPU, RAM and GPU load while the workstation is used, for the System monitor's history
 
 JOBS_EVERY_S = 2.0  # the sidebar's job list refreshes this often
 
@@ -71,6 +71,8 @@ def job_list() -> None:
     (a fragment), so a job leaves the list within seconds of finishing."""
     try:
         jobs = active_jobs()
+        if jobs:
+            take_machine_reading()  # (the load while jobs run, whatever page is open)
     except Exception as exc:  # noqa: BLE001 - the sidebar must never break a page
         st.caption(f"jobs unavailable: {exc}")
         return

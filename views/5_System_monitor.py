@@ -4,11 +4,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from threadx import monitor
 from threadx.units import format_bytes, format_count, format_metric, table_view
 from threadx.ui import charts
 from threadx.ui.jobs import JobRegistry
-from threadx.ui.state import MONITOR_KEEP_S, cuda_status, machine_history
+from threadx.ui.state import MONITOR_KEEP_S, cuda_status, machine_history, take_machine_reading
 from threadx.ui.widgets import errors_as_lines
 
 st.title("System monitor")
@@ -51,8 +50,8 @@ def live() -> None:
 
 
 def live_figures() -> None:
-    snap = monitor.sample()
-    history = machine_history()  # (read every 2 s by the server, whether this page is open or not)
+    snap = take_machine_reading()  # (also taken by every page served and while jobs run)
+    history = machine_history()
     c = st.columns(4)
     c[0].metric("CPU", format_metric("cpu_total", snap["cpu_total"]))
     ram = snap["ram"]

@@ -270,33 +270,34 @@ def cuda_status():
     return detect()
 
 
-MONITOR_EVERY_S = 2.0  # the server's machine readings (CPU, RAM, GPUs) are taken this often
+MONITOR_EVERY_S = 2.0  # the server's machine readings (CPU, RAM, GPUs) are at most this often
 MONITOR_KEEP_S = 600.0  # ... and kept this long (the System monitor's history)
 
 
 @st.cache_resource(show_spinner=False)
 def machine_history() -> Any:
-    """The readings of the last :data:`MONITOR_KEEP_S` seconds, taken every :data:`MONITOR_EVERY_S`
-    by one background thread per server from the first page served: the System monitor shows
-    what ran before it was opened (it sampled only while open, its history a gap otherwise)."""
-    import threading
+    """The server's machine readings of the last :data:`MONITOR_KEEP_S` seconds (one history for
+    every session), fed by :func:`take_machine_reading`."""
+    from threadx import monitor
+
+    return monitor.MonitorHistory(max_age_s=MONITOR_KEEP_S)
+
+
+def take_machine_reading() -> dict[str, Any]:
+    """The newest machine reading, a new one taken into :func:`machine_history` unless one is under
+    :data:`MONITOR_EVERY_S` old. Every page served calls it, and the sidebar's job list every 2 s
+    while jobs run, so the System monitor shows what ran before it was opened (it took readings
+    only while open: a gap otherwise). No thread of its own: nothing runs when nothing is served."""
     import time
 
     from threadx import monitor
 
-    history = monitor.MonitorHistory(max_age_s=MONITOR_KEEP_S)
-    history.add(monitor.sample())  # (the first at once: a page reading it now has one)
-
-    def take_readings() -> None:
-        while True:
-            time.sleep(MONITOR_EVERY_S)
-            try:
-                history.add(monitor.sample())
-            except Exception:  # noqa: BLE001 - a reading that failed is a gap in the chart, not a dead thread
-                pass
-
-    threading.Thread(target=take_readings, name="threadx-monitor", daemon=True).start()
-    return history
+    history = machine_history()
+    latest = history.latest()
+    if latest is None or time.time() - latest["time"].timestamp() >= MONITOR_EVERY_S:
+        history.add(monitor.sample())
+        latest = history.latest()
+    return latest
 
 
 def gpu_status() -> tuple[bool, str]:
