@@ -353,6 +353,7 @@ def test_backtest_on_a_dataset_applies_its_funding_file(tmp_path, capsys):
 @pytest.mark.parametrize("damage, words", [
     ("repeated", "100 settlement time(s) appear more than once, the first"),  # was: each paid twice
     ("nan", "funding rate(s) missing or not finite, the first at"),  # was: counted as no settlement
+    ("undated", "1 settlement time(s) missing"),
 ])
 def test_a_damaged_funding_file_is_one_error_not_another_funding(tmp_path, capsys, damage, words):
     """A funding file with every settlement written twice (two downloads joined by hand) doubled
@@ -366,6 +367,8 @@ def test_a_damaged_funding_file_is_one_error_not_another_funding(tmp_path, capsy
     frame = pd.read_parquet(path)
     if damage == "repeated":
         frame = pd.concat([frame, frame.iloc[:100]])
+    elif damage == "undated":
+        frame.loc[frame.index[5], "timestamp"] = pd.NaT
     else:
         frame.loc[frame.index[3::2], "rate"] = np.nan
     frame.to_parquet(path, index=False)

@@ -155,7 +155,7 @@ def test_epochs_past_2262_are_refused_not_wrapped_round(tmp_path: Path, unit: st
     df = candles()
     times = (df.index.asi8 // 10**9 + 18_446_744_073) * scale
     src = epoch_csv(tmp_path / "BTC_USDT-1h.csv", df, times.astype(float) if as_float else times)
-    with pytest.raises(DataError, match=f"row 0\\) read as {unit} is past the year 2262"):
+    with pytest.raises(DataError, match=f"row 0\\) read as {unit} is outside the years 1677 to 2262"):
         read_ohlcv_file(src)
 
 

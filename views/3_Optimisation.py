@@ -273,7 +273,7 @@ def show_run(view: sweep_runs.RunView) -> None:
                 else "No successful combo stored yet.")
         return
     objective = m.get("objective", "sharpe")
-    untried = [] if running_here else sweep_runs.partial_coverage(m, view.ok)
+    untried = [] if running_here or view.status == "running" else sweep_runs.partial_coverage(m, view.ok)
     if untried:  # (read as a random part of the space, its winner and heatmap misled)
         st.warning(f"{view.status.capitalize()} after {int(m.get('done') or 0):,} of {int(m.get('total') or 0):,} "
                    "combos, which are no random part of the plan: combos run grouped by the indicators they share, "

@@ -200,6 +200,7 @@ with st.expander("New strategy", expanded=not mine and not errors):
             st.error(f"Cannot create strategy {plain(new_name or '', 80)!s}: {plain(str(exc), 400)}")
         else:
             st.session_state["strat_want"] = path.name
+            st.session_state[f"strat_fresh:{path.name}"] = True  # (an unsaved draft of a file once of that name: gone)
             st.session_state["strat_new_clear"] = True
             st.session_state["strat_flash"] = ("new", f"Wrote `{path}`: edit it below, press Check, or open it in "
                                                       "Backtest.")

@@ -192,6 +192,13 @@ def test_an_edit_not_saved_survives_a_visit_to_another_strategy_or_page(strategy
     assert at.text_area(key="strat_src:keepme.py").value == mine and "Not saved yet" in texts(at.caption)
     at.button(key="strat_save:keepme.py").click().run()
     assert path.read_text() == mine and "Not saved yet" not in texts(at.caption)
+    # a draft of a file deleted outside the page never comes back over a new file of that name
+    at.text_area(key="strat_src:keepme.py").input(mine + "# draft\n").run()
+    at.selectbox(key="strat_pick").set_value("bb_atr").run()
+    path.unlink()
+    at.run()
+    create(at, "keepme")
+    assert at.text_area(key="strat_src:keepme.py").value == path.read_text() and "Not saved yet" not in texts(at.caption)
 
 
 def test_bad_and_taken_names_are_refused_with_a_message(strategy_dir):

@@ -138,6 +138,9 @@ def read_funding_file(path: str | os.PathLike) -> pd.Series:
         raise DataError(f"{path}: not a funding file ({type(exc).__name__}: {_line(exc)})") from exc
     # a fetch writes each settlement once, with a finite rate: anything else was damaged or
     # edited since, and would be charged twice or as nothing
+    undated = index.isna()
+    if undated.any():
+        raise DataError(f"{path}: {int(undated.sum()):,} settlement time(s) missing: {_REFETCH}")
     unknown = ~np.isfinite(rates.to_numpy())
     if unknown.any():
         raise DataError(f"{path}: {int(unknown.sum()):,} funding rate(s) missing or not finite, the first at "

@@ -539,8 +539,8 @@ def _epoch_index(arr: np.ndarray, path: Path) -> pd.DatetimeIndex:
     too_late = np.flatnonzero(np.abs(arr.astype(np.float64)) * factor >= 2.0**63)  # (would wrap round to ~1970-2262)
     if len(too_late):
         pos = int(too_late[0])
-        raise DataError(f"{path}: time value {arr[pos]} (row {pos}) read as {_EPOCH_NAMES[units[0]]} is past the year "
-                        "2262, the latest time ThreadX holds: a misread epoch? Write the times in one of s, ms, us "
+        raise DataError(f"{path}: time value {arr[pos]} (row {pos}) read as {_EPOCH_NAMES[units[0]]} is outside the "
+                        "years 1677 to 2262 that ThreadX holds: a misread epoch? Write the times in one of s, ms, us "
                         "or ns since 1970")
     if arr.dtype.kind in "iu":
         ns = arr.astype(np.int64) * np.int64(factor)

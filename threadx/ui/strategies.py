@@ -92,8 +92,9 @@ def failed_check_note(spec: StrategySpec, root: Path | None = None) -> str | Non
     if status != FAIL or report is None:
         return None
     failed = [r["name"] for r in report_results(report) if r["status"] == FAIL]
+    why = " (a look-ahead makes them look better than any trading could)" if "lookahead" in failed else ""
     return (f"The last check of {spec.name} (on this code) failed: {', '.join(failed)}. Its figures here may be "
-            "wrong (a look-ahead makes them look better than any trading could); see the Strategies page.")
+            f"wrong{why}; see the Strategies page.")
 
 
 def report_verdict(report: Mapping[str, Any]) -> str:

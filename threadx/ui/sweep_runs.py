@@ -140,7 +140,7 @@ def summarize(store: ResultStore, run_id: str) -> dict[str, Any]:
                    objective=f"{objective} {'max' if maximize else 'min'}",
                    best=best_value(ok, objective, maximize, int(m.get("min_trades") or 0)),
                    status=m.get("status"),
-                   started_at=m["started_at"][:19].replace("T", " ") if m.get("started_at") else None)  # (UTC, to the s)
+                   started_at=_started(m))
     except RunDamaged as exc:
         row["status"] = f"damaged: {exc.why}"
     except (ThreadXError, OSError, ValueError) as exc:
@@ -159,6 +159,12 @@ def _live_status(folder: Path, status: Any) -> Any:
     if status in ("running", "interrupted"):
         return "running" if lock_held(folder) else "interrupted"
     return status
+
+
+def _started(manifest: Mapping[str, Any]) -> str | None:
+    """When a run (its last session) started, UTC to the second: ``2026-12-01 23:55:24``."""
+    started = manifest.get("started_at")
+    return started[:19].replace("T", " ") if isinstance(started, str) and started else None
 
 
 def history(store: ResultStore) -> pd.DataFrame:
@@ -363,7 +369,7 @@ def settings_of(manifest: Mapping[str, Any]) -> dict[str, str]:
         "min trades": str(m.get("min_trades")),
         "combos done / planned": f"{int(m.get('done') or 0):,} / {int(m.get('total') or 0):,}",
         "status": str(m.get("status")),
-        "started": str(m.get("started_at") or "–")[:19],
+        "started": _started(m) or "–",
         "executor": str((m.get("machine") or {}).get("executor")),
         "workers": str((m.get("machine") or {}).get("workers")),
     }
