@@ -496,7 +496,8 @@ def test_rule_column_writes_what_param_vector_writes():
                "max_hold_bars": [0, 7, 2**53 + 1], "spacing_bars": [np.int64(3), 0],
                "leverage": [1.0, 1.5, np.float64(3.0), 2, 1000], "fraction": [0.1, 1.0, np.float64(0.3), 1, 0.5],
                "max_legs": [0, 1, np.int64(3), 4.0], "stop_pct": [0.0, 0.1, np.float64(0.3), 0.999],
-               "trail_pct": [0.0, 0.1, np.float64(0.3), 0.999], "risk_per_trade": [0.0, 0.01, np.float64(0.3), 1]}
+               "trail_pct": [0.0, 0.1, np.float64(0.3), 0.999], "risk_per_trade": [0.0, 0.01, np.float64(0.3), 1],
+               "trail_band_pct": [0.0, 0.1, np.float64(0.3), 1]}
     for name in RULE_COLUMNS:
         values = samples.get(name, [0.0, 0.1, 1.5, np.float64(0.3), 2])
         col, entries = rule_column(name, values)
@@ -504,7 +505,7 @@ def test_rule_column_writes_what_param_vector_writes():
             row = param_vector(ExitRules(**{name: value}), options, "1h", False)
             assert row[col].tobytes() == entry.tobytes(), (name, value)
     for name, bad in (("leverage", 0.5), ("fraction", 1.5), ("max_hold_bars", 2.7), ("stop_pct", 1.0),
-                      ("risk_per_trade", 1.5)):  # both refuse what the engine cannot hold
+                      ("risk_per_trade", 1.5), ("trail_band_pct", 1.5)):  # both refuse what the engine cannot hold
         with pytest.raises(ParamError, match=f"the exit rules' {name} must be"):
             rule_column(name, [bad])
         with pytest.raises(ParamError, match=f"the exit rules' {name} must be"):
