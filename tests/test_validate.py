@@ -105,7 +105,9 @@ def test_high_below_open_close_and_low_above_open_close() -> None:
     assert not rep.ok
     assert rep.bad_rows == [5, 11]
     assert rep.bad_times == [T0 + 5 * H, T0 + 11 * H]
-    assert "high < max(open, close)" in rep.errors[0] and "[5, 11]" in rep.errors[0]
+    # named by time, not by a position counted from 0 (row 300 read as line 300 of a file where it is line 302)
+    assert rep.errors[0] == ("2 row(s) with high < max(open, close) or low > min(open, close), at "
+                             f"{(T0 + 5 * H).isoformat()}, {(T0 + 11 * H).isoformat()}")
     assert rep.quality <= 50
 
 

@@ -291,9 +291,8 @@ def validate_ohlcv(df: pd.DataFrame, timeframe: str | None = None, *, dedupe: bo
         rep.bad_rows = sorted(rows[bad].tolist())
         rep.bad_times = [_ts(time_ns[i]) for i in rep.bad_rows]
         rep.errors.append(
-            f"{len(rep.bad_rows)} row(s) with high < max(open, close) or low > min(open, close): "
-            f"rows {rep.bad_rows[:_SHOW]}{' ...' if len(rep.bad_rows) > _SHOW else ''} "
-            f"at {_times(time_ns, rep.bad_rows)}"
+            f"{len(rep.bad_rows)} row(s) with high < max(open, close) or low > min(open, close), "
+            f"at {_times(time_ns, rep.bad_rows)}"  # (by time: row positions counted from 0 read as file lines)
         )
     rep.zero_volume = int(np.count_nonzero(v == 0))
     if rep.zero_volume:
