@@ -309,11 +309,21 @@ def test_sharpe_moments_on_hand_computed_samples() -> None:
     # a symmetric two-point series: skew 0, kurtosis 1 (the minimum)
     sr, t, skew, kurt = sharpe_moments(np.array([1.0, -1.0] * 5))
     assert sr == 0.0 and skew == pytest.approx(0.0) and kurt == pytest.approx(1.0)
-    assert sharpe_moments(np.full(10, 0.01)) == (0.0, 10, 0.0, 3.0)
+    sr, t, skew, kurt = sharpe_moments(np.full(10, 0.01))  # no variance: no skewness or kurtosis
+    assert (sr, t) == (0.0, 10) and math.isnan(skew) and math.isnan(kurt)
     with pytest.raises(ParamError):
         sharpe_moments(np.array([0.01]))
     with pytest.raises(ParamError):
         probabilistic_sharpe_ratio(0.1, 0.0, 100, 0.0, 0.0)  # excess kurtosis passed by mistake
+
+
+def test_returns_that_do_not_vary_have_no_deflated_sharpe() -> None:
+    """All-zero returns (a strategy that never traded, flat candles) showed a DSR of 0.500 from a
+    normal's skewness 0 and kurtosis 3, read as 'the probability that the true Sharpe exceeds...'."""
+    res = deflated_sharpe_from_returns(np.zeros(3000), np.array([0.01, 0.02, 0.0, 0.03]))
+    assert math.isnan(res.dsr) and math.isnan(res.skew) and math.isnan(res.kurt)
+    assert res.unavailable.startswith("the selected returns do not vary")
+    assert deflated_sharpe_from_returns(np.array([0.01, -0.02, 0.03]), np.array([0.01, 0.02])).unavailable is None
 
 
 def test_deflated_sharpe_from_returns_matches_the_parts() -> None:
@@ -472,6 +482,16 @@ def test_an_S_of_too_many_splits_names_the_largest_that_is_not() -> None:
     assert check_S(22) == 22 and math.comb(22, 11) <= 2_000_000 < math.comb(24, 12)
     with pytest.raises(ParamError, match=r"S=24 gives 2,704,156 splits \(at most 2,000,000\): use S <= 22$"):
         check_S(24)
+
+
+def test_pbo_of_combos_that_all_gave_the_same_returns_is_not_available() -> None:
+    """16 combos that never traded on flat candles tied in every split (the rank at the median,
+    logit 0) and read PBO 1.00, "certainly overfit", beside a probability of OOS loss of 0."""
+    s, q = np.zeros((16, 32)), np.zeros((16, 32))
+    with pytest.raises(ParamError, match="all 16 combos gave the same returns in every block: none was selected"):
+        pbo_from_moments(s, q, np.full(32, 10), S=8)
+    s[3, 5] = 0.01  # one combo differs once: PBO is measured
+    assert 0.0 <= pbo_from_moments(s, q + s * s, np.full(32, 10), S=8).pbo <= 1.0
 
 
 def test_pbo_rejects_bad_shapes() -> None:

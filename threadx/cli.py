@@ -901,8 +901,12 @@ def _print_report(report) -> None:
           f"{_cell('sharpe', boot.observed['sharpe'])} [{_cell('sharpe', low)}, {_cell('sharpe', high)}], "
           f"p-value {_cell('p_value', boot.p_value)}")
     d = report.dsr
-    print(f"deflated Sharpe: {_cell('dsr', d.dsr)} (per-bar SR {_cell('sr', d.sr)} vs SR0 {_cell('sr0', d.sr0)}, "
-          f"N {_cell('n_trials', d.n_trials)}, T {format_count(d.t)})")
+    if d.unavailable:
+        print(f"deflated Sharpe: not available ({d.unavailable}; N {_cell('n_trials', d.n_trials)}, "
+              f"T {format_count(d.t)})")
+    else:
+        print(f"deflated Sharpe: {_cell('dsr', d.dsr)} (per-bar SR {_cell('sr', d.sr)} vs SR0 {_cell('sr0', d.sr0)}, "
+              f"N {_cell('n_trials', d.n_trials)}, T {format_count(d.t)})")
     if report.pbo is not None:
         print(f"PBO: {_cell('pbo', report.pbo.pbo)} over {_cell('n_splits', report.pbo.n_splits)} CSCV splits "
               f"(S={report.pbo.S}, {_cell('n_combos', report.pbo.n_combos)} combos)")

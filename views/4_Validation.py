@@ -206,6 +206,8 @@ def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | Non
     m[4].metric("Observations (T)", format_count(d.t))
     m[5].metric("Skewness", format_metric("skew", d.skew))
     m[6].metric("Kurtosis", format_metric("kurt", d.kurt), help="Non-excess (3 for normal returns).")
+    if d.unavailable:
+        st.caption(f"No deflated Sharpe: {d.unavailable}.")
 
     st.markdown("#### Probability of backtest overfitting (PBO)")
     p = report.pbo

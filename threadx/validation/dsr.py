@@ -51,13 +51,24 @@ class DSRResult:
         """JSON-safe plain values; NaN stays a float."""
         return {k: (int(v) if k == "t" else float(v)) for k, v in asdict(self).items()}
 
+    @property
+    def unavailable(self) -> str | None:
+        """Why there is no DSR (None when there is one), in words."""
+        if not math.isnan(self.dsr):
+            return None
+        if math.isnan(self.skew) or math.isnan(self.kurt):
+            return ("the selected returns do not vary, every one the same: their skewness and kurtosis, and so the "
+                    "DSR, are undefined")
+        return "the PSR's variance term is not positive (an extreme skew with a large per-bar Sharpe)"
+
 
 def sharpe_moments(returns: np.ndarray) -> tuple[float, int, float, float]:
     """(per-period Sharpe, number of observations, skewness, NON-excess kurtosis) of returns.
 
     Sharpe = mean / std with ddof 1 (as SPEC §5, before annualising), 0 for zero variance.
     Skewness and kurtosis are the moment estimators m3 / m2^1.5 and m4 / m2^2 (population
-    central moments, as in the paper); for zero variance they are reported as 0 and 3.
+    central moments, as in the paper); for zero variance they are undefined, NaN (they read
+    0 and 3, a normal's, and a DSR of 0.500 was shown for returns that were all 0).
     """
     r = np.asarray(returns, dtype=np.float64)
     if r.ndim != 1 or len(r) < 2:
@@ -69,7 +80,7 @@ def sharpe_moments(returns: np.ndarray) -> tuple[float, int, float, float]:
     m2 = float(np.mean(d * d))
     std = math.sqrt(m2 * len(r) / (len(r) - 1))
     if std <= 0.0 or std <= _REL_STD_FLOOR * abs(mean):
-        return 0.0, len(r), 0.0, 3.0
+        return 0.0, len(r), math.nan, math.nan
     m3 = float(np.mean(d ** 3))
     m4 = float(np.mean(d ** 4))
     return mean / std, len(r), m3 / m2 ** 1.5, m4 / m2 ** 2
@@ -102,6 +113,8 @@ def psr_z(sr: float, sr_benchmark: float, t: int, skew: float, kurt: float) -> f
     """The z-statistic inside the PSR; NaN when the variance term 1 - skew SR + (kurt-1)/4 SR^2 is not positive."""
     if t < 2:
         raise ParamError(f"need at least 2 observations, got t={t!r}")
+    if math.isnan(skew) or math.isnan(kurt):
+        return math.nan  # (returns that do not vary: no PSR)
     if kurt < 1.0 - _KURT_ROUNDING:
         raise ParamError(f"kurtosis must be the non-excess kurtosis (3 for a normal, always >= 1), got {kurt!r}")
     kurt = max(kurt, 1.0)  # a series of two values has exactly 1, computed as 1 - 6e-16

@@ -158,6 +158,10 @@ def pbo_from_moments(
     if (gn < 1).any():
         raise ParamError(f"every one of the S={S} groups needs at least one bar; bar counts per group: "
                          f"{gn.astype(int).tolist()}")
+    if not (np.ptp(s[idx], axis=0).any() or np.ptp(q[idx], axis=0).any()):
+        # (every split's ranks tie at the median: it read PBO 1.00, "certainly overfit", beside no loss)
+        raise ParamError(f"all {n:,} combos gave the same returns in every block: none was selected over another, "
+                         "so there is no overfitting to measure")
     tot_s, tot_q, tot_n = gs.sum(axis=1), gq.sum(axis=1), gn.sum()
 
     masks = _split_masks(S)
