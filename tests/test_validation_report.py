@@ -233,3 +233,17 @@ def test_a_report_of_a_run_not_finished_says_it_covers_part_of_it(run, synthetic
                  "--S", "4"]) == 0
     assert f"warning: run half was stopped: {stored:,} of {total:,} combos stored" in capsys.readouterr().err
     assert threadx.validate(run, synthetic_bars, n=100, S=4).source["partial"] is None  # a finished run
+
+
+def test_a_backtest_result_handed_for_a_sweep_is_one_short_error():
+    """threadx.deflated_sharpe(result) read 'invalid run id "Result(metrics={...' with the whole
+    result pasted into the line (about 3 KB)."""
+    import threadx
+    from threadx.data.synthetic import generate_synthetic
+    from threadx.errors import ParamError
+
+    result = threadx.backtest(generate_synthetic(days=30, seed=1), "ma_crossover")
+    for call in (threadx.deflated_sharpe, threadx.pbo):
+        with pytest.raises(ParamError, match=r"expected a stored sweep \(a SweepRun or its run id\), got a Result") as info:
+            call(result)
+        assert len(str(info.value)) < 200

@@ -335,8 +335,8 @@ def format_plain(value: Any, *, ascii_only: bool = False) -> str:
 def format_as(value: Any, unit: Unit, *, ascii_only: bool = False) -> str:
     """``value`` shown in ``unit`` (see the kinds in the module docstring).
 
-    >>> format_as(0.4299, FRACTION), format_as(12.3, PERCENT), format_as(1.2345, RATIO)
-    ('42.99 %', '12.30 %', '1.23')
+    >>> format_as(0.4299, FRACTION), format_as(12.3, PERCENT), format_as(1.2345, RATIO), format_as(-1e-6, FRACTION)
+    ('42.99 %', '12.30 %', '1.23', '0.00 %')
     """
     if _missing(value):
         return _empty(ascii_only)
@@ -353,13 +353,14 @@ def format_as(value: Any, unit: Unit, *, ascii_only: bool = False) -> str:
     if math.isinf(v):
         return _infinity(v, ascii_only)
     d = unit.decimals
-    if unit.kind == "fraction":
-        return f"{v * 100:,.{d}f} %"
-    if unit.kind == "percent":
-        return f"{v:,.{d}f} %"
+    shown = v * 100 if unit.kind == "fraction" else v
+    if abs(shown) < 0.5 * 10.0 ** -d:
+        shown = 0.0  # (a drawdown of -1e-6 read "-0.00 %" beside another run's "0.00 %")
+    if unit.kind in ("fraction", "percent"):
+        return f"{shown:,.{d}f} %"
     if unit.kind == "seconds":
-        return f"{v:,.{d}f} s"
-    return f"{v:,.{d}f}"  # decimal, money
+        return f"{shown:,.{d}f} s"
+    return f"{shown:,.{d}f}"  # decimal, money
 
 
 def format_metric(name: str, value: Any, *, ascii_only: bool = False) -> str:

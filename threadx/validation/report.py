@@ -21,6 +21,7 @@ Where the inputs come from (documented choices):
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
@@ -211,6 +212,9 @@ def _bank():
 def _load(run: SweepRun | str, store: Any) -> SweepRun:
     if isinstance(run, SweepRun):
         return run.check_intact()
+    if not isinstance(run, (str, os.PathLike)):  # (a Result read 'invalid run id "Result(metrics={...' 3 KB long)
+        raise ParamError(f"expected a stored sweep (a SweepRun or its run id), got a {type(run).__name__}: the "
+                         "deflated Sharpe, PBO and validation report are of a sweep's winner among its trials")
     return (store if isinstance(store, ResultStore) else ResultStore(store)).load(str(run)).check_intact()
 
 
