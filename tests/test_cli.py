@@ -501,6 +501,10 @@ def test_a_walkforward_is_stored_as_the_pages_are(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "stored as walk-forward cli-wf in " in out
     wf, report = load_walk_forward("cli-wf")
+    # which combo the stability is around (the windows' winners above it differ)
+    best = report.stability.params
+    assert (f"stability: neighbours/winner " in out and f"around the whole-period optimum fast_period={best['fast_period']}"
+            in out), out
     assert wf.config["strategy"] == "ma_crossover" and report.robustness.bootstrap.n == 200
     assert [w["run_id"] for w in list_walk_forwards()] == ["cli-wf"]
     assert main([*argv, "--run-id", "cli-wf"]) == 2  # the id again: refused before the work, nothing replaced

@@ -914,7 +914,11 @@ def _print_report(report) -> None:
         print(f"PBO: not available ({report.pbo_error})")
     st = report.stability
     edge = f", on the grid edge of {', '.join(st.on_edge)}" if st.on_edge else ""
-    print(f"stability: neighbours/winner {_cell('stability_ratio', st.ratio)}{edge}")
+    whose = "the whole-period optimum" if report.source.get("kind") == "walk_forward" else "the winner"
+    moved = set(st.neighbours["param"]) if "param" in st.neighbours.columns else set()
+    shown = ", ".join(f"{k}={v}" for k, v in st.params.items() if k in moved)
+    around = f" around {whose} {shown}" if shown else ""  # (a walk-forward's windows have other winners)
+    print(f"stability: neighbours/winner {_cell('stability_ratio', st.ratio)}{around}{edge}")
     g = report.grade
     print(f"grade {g.letter}: {score_text(g.score)}/100" + (f" ({g.cap})" if g.cap else ""))
     rows = [{"component": c.name, "points": c.points, "max": c.max_points, "why": c.explanation}
