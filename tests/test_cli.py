@@ -193,6 +193,8 @@ def test_sweep_and_runs_commands(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["manifest"]["status"] == "completed" and out["manifest"]["done"] == 6
     assert out["top"][0]["total_return"] == max(row["total_return"] for row in out["top"])
+    # counts and switches as backtest --json writes them (they read n_trades 1.0, liquidated 0.0)
+    assert all(type(row["n_trades"]) is int and type(row["liquidated"]) is bool for row in out["top"]), out["top"][0]
     assert main(["runs", "list", "--store", str(tmp_path / "runs"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["run_id"] == "cli"
     assert main(["runs", "show", "cli", "--store", str(tmp_path / "runs")]) == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -568,12 +569,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return _show_run(run, args.json, args.top)
 
 
+def _typed_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row with its counts as whole numbers and its switches as booleans, as ``backtest
+    --json`` writes them (the store keeps every metric a float: ``n_trades 1.0``, ``liquidated 1.0``)."""
+    from threadx.units import unit_of
+
+    def typed(name: str, value: Any) -> Any:
+        unit = unit_of(name)
+        if unit is None or not isinstance(value, float) or not math.isfinite(value):
+            return value
+        if unit.kind == "bool":
+            return bool(value)
+        return int(value) if unit.kind == "count" and value.is_integer() else value
+
+    return {name: typed(name, value) for name, value in row.items()}
+
+
 def _show_run(run, as_json: bool, top: int) -> int:
     stored = run.stored()  # counted from the parts, not taken from the manifest
     m = {**run.manifest, "done": len(stored.ids), "failed": stored.failed, "to_retry": len(stored.retry_ids)}
     best = run.top(top)
     if as_json:
-        _print_json({"manifest": m, "top": best.to_dict(orient="records")})
+        _print_json({"manifest": m, "top": [_typed_row(row) for row in best.to_dict(orient="records")]})
         return 0
     failed = f", {m['failed']:,} failed" if m["failed"] else ""
     print(f"run {m['run_id']}: {m['strategy']} on {m.get('dataset')}, sampler {m['sampler']}, "
