@@ -91,7 +91,7 @@ count_error = None
 try:
     search = SearchSpace(spec, space)
     if sampler == "grid":
-        total = search.count_valid() if search.size <= 1_000_000 else search.size
+        total = search.count_valid_upto(1_000_000)
         band = size_band(search.size)
         st.info(f"**{total:,}** combos to run ({search.size:,} in the grid, {search.size - total:,} dropped by "
                 f"constraints) — **{band}**" + (" (over the 10M limit: narrow the ranges or use Monte Carlo)"

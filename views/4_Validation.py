@@ -500,13 +500,14 @@ with tab_wf:
     search: SearchSpace | None = None
     try:
         search = SearchSpace(spec, space)
+        valid = search.count_valid_upto(1_000_000)
         if sampler == "grid":
-            combos = search.count_valid() if search.size <= 1_000_000 else search.size
+            combos = valid
             if search.size > DEFAULT_WF_GRID_LIMIT:
                 problems.append(f"the grid has {search.size:,} combos, over the walk-forward limit of "
                                 f"{DEFAULT_WF_GRID_LIMIT:,}: narrow the ranges or use a Monte Carlo sampler")
         else:  # n draws give at most the valid combos (it read 1,702 combos where 1,590 ran)
-            combos = min(int(n or 0), search.count_valid() if search.size <= 1_000_000 else search.size)
+            combos = min(int(n or 0), valid)
     except ThreadXError as exc:
         problems.append(f"search space: {exc}")
     df = load_dataset_or_error(dataset, "No walk-forward can be planned on this dataset")

@@ -189,7 +189,11 @@ def funding_for(dataset: str | os.PathLike, data_root: str | os.PathLike | None 
     -> ``<data_root>/binance/BTC_USDT-funding.parquet``. The synthetic sample has none. The
     Series' ``attrs`` hold ``source`` (the file) and ``fingerprint`` (:func:`funding_fingerprint`),
     which a run records, so its result is tied to these exact rates."""
-    path = resolve_dataset(dataset, data_root)
+    return _funding_beside(resolve_dataset(dataset, data_root))
+
+
+def _funding_beside(path: Path) -> pd.Series | None:
+    """The funding file beside the candles file ``path``, read (None when there is none)."""
     candidate = path.parent / f"{path.name.split('-')[0]}{FUNDING_SUFFIX}"
     if not candidate.is_file():
         return None
@@ -203,10 +207,10 @@ def stored_funding(source: str | os.PathLike) -> pd.Series | None:
     root (a loose file, a frame's name): no stored funding there. A damaged funding file beside
     a dataset stays an error (skipping it would run without funding, silently)."""
     try:
-        resolve_dataset(source)
+        path = resolve_dataset(source)
     except ThreadXError:
         return None
-    return funding_for(source)
+    return _funding_beside(path)
 
 
 # --------------------------------------------------------------------------------- helpers

@@ -189,6 +189,11 @@ class SearchSpace:
             return self.size
         return int(sum(int(self.valid_mask(ids).sum()) for ids in self.grid_chunks(chunk_size)))
 
+    def count_valid_upto(self, limit: int) -> int:
+        """:meth:`count_valid` for a grid of at most ``limit`` combos, else its size: a page's live
+        count, where a bigger grid is refused or too long to count on every rerun."""
+        return self.count_valid() if self.size <= limit else self.size
+
     def to_dict(self) -> dict:
         """JSON-safe description (for the manifest)."""
         return {"strategy": self.strategy.name, "size": self.size, "axes": [a.to_dict() for a in self.axes]}

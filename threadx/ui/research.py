@@ -116,7 +116,7 @@ def _grid_size(strategy: Any, space: dict[str, Any] | None) -> int:
     from threadx.validation.walkforward import DEFAULT_WF_GRID_LIMIT
 
     grid = searched_space(strategy, space)
-    return grid.count_valid() if grid.size <= DEFAULT_WF_GRID_LIMIT else grid.size
+    return grid.count_valid_upto(DEFAULT_WF_GRID_LIMIT)
 
 
 def cells_table(result: ResearchResult) -> pd.DataFrame:

@@ -22,7 +22,7 @@ import pandas as pd
 import streamlit as st
 
 from threadx.engine.layout import METRIC_NAMES
-from threadx.errors import ThreadXError
+from threadx.errors import ThreadXError, is_real
 from threadx.filestamp import file_stamp
 from threadx.optimize.space import SearchSpace, stored_axes
 from threadx.optimize.store import ResultStore, RunDamaged, SweepRun, lock_held
@@ -270,7 +270,7 @@ def partial_coverage(manifest: Mapping[str, Any], ok: pd.DataFrame) -> list[str]
         if len(values) < 2 or name not in ok.columns:
             continue
         tried = ok[name].dropna().unique().tolist()
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        if all(map(is_real, values)):
             if tried and (min(tried) > min(values) or max(tried) < max(values)):
                 out.append(f"{name} {min(tried):g} to {max(tried):g} (of {min(values):g} to {max(values):g} searched)")
         elif len(set(map(str, tried))) < len(set(map(str, values))):
@@ -348,7 +348,7 @@ def check_resume_data(request: SweepRequest) -> None:
 def _axis_text(values: list) -> str:
     if len(values) == 1:
         return str(values[0])
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    if all(map(is_real, values)):
         return f"{min(values)} to {max(values)} ({len(values)} values)"
     return ", ".join(str(v) for v in values)
 
