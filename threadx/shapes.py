@@ -48,8 +48,32 @@ WHOLES = Kind("a list of whole numbers", lambda v: isinstance(v, list) and all(m
 COUNT = Kind("a whole number >= 1", _whole(1))
 PID = Kind("a process id", _whole(1, 2**31 - 1))  # pid_t
 NUMBER = Kind("a finite number >= 0", lambda v: is_real(v) and math.isfinite(v) and v >= 0)
-# a number as threadx.validation.common.json_safe writes one: non-finite ones as "inf" / "-inf" (NaN as null)
+# a number as json_number writes one: non-finite ones as "inf" / "-inf" (NaN as null)
 JSON_NUMBER = Kind("a number", lambda v: (is_real(v) and math.isfinite(v)) or v in ("inf", "-inf"))
+
+
+def json_number(value: Any) -> Any:
+    """``value`` with a non-finite float written for strict JSON: NaN as None, +-inf as
+    "inf" / "-inf" (any other value as it is); :func:`read_json_number` reads it back.
+
+    >>> json_number(float("nan")), json_number(float("-inf")), json_number(2.5)
+    (None, '-inf', 2.5)
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def read_json_number(value: Any) -> float | None:
+    """A number as :func:`json_number` writes one, as a float (infinities kept); None for
+    null, NaN, a switch or anything else.
+
+    >>> read_json_number("inf"), read_json_number(3), read_json_number(True), read_json_number("3")
+    (inf, 3.0, None, None)
+    """
+    if is_real(value):
+        return None if math.isnan(value) else float(value)
+    return float(value) if value in ("inf", "-inf") else None
 
 
 def one_of(choices: Iterable[str]) -> Kind:

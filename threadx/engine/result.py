@@ -7,7 +7,6 @@ report's sweep winner all go through it, so their numbers agree bit for bit.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -19,6 +18,7 @@ from threadx.engine import kernel
 from threadx.engine.inputs import KernelInputs
 from threadx.engine.layout import EXIT_REASONS, P_INITIAL_CAPITAL, TRADE_COLUMNS
 from threadx.engine.metrics import longest_drawdown_days, metrics_dict
+from threadx.shapes import json_number
 
 # price levels of a trade (NaN when the strategy sets none): the stop as set at the fill and
 # as last in force (they differ once a trailing rule moved it), the target in force from
@@ -52,9 +52,9 @@ class Result:
         trades = self.trades.copy()
         for col in ("entry_time", "exit_time"):
             trades[col] = trades[col].map(lambda t: t.isoformat())
-        records = [{k: _json_number(v) for k, v in row.items()} for row in trades.to_dict(orient="records")]
+        records = [{k: json_number(v) for k, v in row.items()} for row in trades.to_dict(orient="records")]
         return {
-            "metrics": {k: _json_number(v) for k, v in self.metrics.items()},
+            "metrics": {k: json_number(v) for k, v in self.metrics.items()},
             "params": self.params,
             "meta": self.meta,
             "trades": records,  # a level the strategy does not set (NaN) is null
@@ -63,12 +63,6 @@ class Result:
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), default=str, **kwargs)
-
-
-def _json_number(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
 
 
 def full_result(inputs: KernelInputs, index: pd.DatetimeIndex, timeframe: str | None,

@@ -18,6 +18,7 @@ import pandas as pd
 from threadx.config import settings
 from threadx.errors import ThreadXError
 from threadx.names import check_name
+from threadx.shapes import json_number
 
 FOLDER = "portfolios"
 SKIP_REASONS = ("margin_guard", "runner_cap", "kill_switch", "engine")
@@ -74,19 +75,17 @@ class PortfolioResult:
 
     def summary(self) -> dict[str, Any]:
         """The JSON-safe part (all but the two frames)."""
-        from threadx.engine.result import _json_number
-
         def clean(d: dict[str, Any]) -> dict[str, Any]:
-            return {k: _json_number(v) for k, v in d.items()}
+            return {k: json_number(v) for k, v in d.items()}
 
         corr = self.drawdown_correlation()
         return {"portfolio_id": self.portfolio_id, "config": self.config, "metrics": clean(self.metrics),
                 "runners": [{**r, "metrics": clean(r["metrics"])} for r in self.runners],
                 "skipped": self.skipped, "events": self.events, "meta": self.meta,
-                "peak_margin_share": _json_number(float(self.timeline["margin_share"].max())),
+                "peak_margin_share": json_number(float(self.timeline["margin_share"].max())),
                 "peak_positions": int(self.timeline["positions"].max()),
                 "peak_legs": int(self.timeline["legs"].max()),
-                "drawdown_correlation": {a: {b: _json_number(float(v)) for b, v in row.items()}
+                "drawdown_correlation": {a: {b: json_number(float(v)) for b, v in row.items()}
                                          for a, row in corr.iterrows()}}
 
 

@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 from threadx.config import DEFAULT_RESEARCH_PARAMS, RESEARCH_PARAM_CHOICES
 from threadx.errors import ParamError, ThreadXError
 from threadx.requests import DatasetRef
+from threadx.shapes import read_json_number
 
 RUNNER_FORM = "STRATEGY:DATASET[:param=value,...]"
 FILE_SUFFIXES = (".parquet", ".csv", ".feather")
@@ -154,8 +155,8 @@ def runners_from_research(research: Any, strategy: str | None = None, *, kept_on
     for cell in result.cells:
         if strategy is not None and cell["strategy"] != strategy:
             continue
-        gain = cell.get("oos_return")  # (a number, None, or "inf" as json_safe writes it)
-        if not cell.get(key) or (kept_only and not (gain == "inf" or (isinstance(gain, (int, float)) and gain > 0))):
+        gain = read_json_number(cell.get("oos_return"))
+        if not cell.get(key) or (kept_only and not (gain is not None and gain > 0)):
             continue
         data = datasets.get(cell["dataset"], {"source": cell["dataset"], "name": cell["dataset"]})
         runners.append(Runner(cell["strategy"], DatasetRef.from_dict(data), dict(cell[key])))

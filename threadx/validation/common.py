@@ -1,11 +1,12 @@
 """Small conversions shared by the validation modules."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from threadx.shapes import json_number
 
 
 def to_python(value: Any) -> Any:
@@ -24,7 +25,4 @@ def json_safe(value: Any) -> Any:
         return json_safe(value.tolist())
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
-    value = to_python(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
+    return json_number(to_python(value))

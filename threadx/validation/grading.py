@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
+from threadx.shapes import read_json_number
 from threadx.units import beside
 from threadx.validation.common import json_safe
 
@@ -114,7 +115,7 @@ def grade(
         _stability_component(stability, on_edge, gate, details.get("stability", {})),
         _pbo_component(pbo, gate),
     ]
-    gate_inputs = {"oos_is_ratio": _number(oos_is_ratio), "oos_return": _number(oos_return)}
+    gate_inputs = {"oos_is_ratio": read_json_number(oos_is_ratio), "oos_return": read_json_number(oos_return)}
     if profitable_combos is not None:
         gate_inputs.update(profitable_combos=int(profitable_combos[0]), combos_evaluated=int(profitable_combos[1]))
     for name in ("stability", "pbo"):
@@ -124,7 +125,7 @@ def grade(
     score = round(sum(c.points for c in components), 9)
     uncapped = letter_for(score)
     letter, cap = uncapped, None
-    trades = _number(n_trades)
+    trades = read_json_number(n_trades)
     if trades is None:
         limit, reason = "C", "trade count not available, treated as fewer than 30"
     elif trades < 30:
@@ -150,7 +151,7 @@ def withheld_because(oos_is_ratio: float | None, profitable_combos: tuple[int, i
     """Why PBO and stability score nothing, or None when the selected combo is profitable out of
     sample: a positive OOS/IS ratio, a positive out-of-sample return when given and, when
     counted, at least one combo with a positive whole-period return."""
-    ratio, made = _number(oos_is_ratio), _number(oos_return)
+    ratio, made = read_json_number(oos_is_ratio), read_json_number(oos_return)
     if profitable_combos is not None and profitable_combos[0] == 0:
         return (f"no combo is profitable (none of the {profitable_combos[1]:,} combos made money over the whole "
                 f"period). {GATE_RULE}")
@@ -180,7 +181,7 @@ def _linear(x: float, lo: float, hi: float, max_points: float) -> float:
 
 def _ratio_component(x: float | None) -> Component:
     name, top = "oos_is_ratio", 20.0
-    v = _number(x)
+    v = read_json_number(x)
     if v is None:
         return _missing(name, top, x, "Out-of-sample/in-sample Sharpe ratio")
     pts = 0.0 if v < 0.5 else _linear(v, 0.5, 1.0, top)
@@ -191,7 +192,7 @@ def _ratio_component(x: float | None) -> Component:
 
 def _p_value_component(x: float | None) -> Component:
     name, top = "p_value", 20.0
-    v = _number(x)
+    v = read_json_number(x)
     if v is None:
         return _missing(name, top, x, "Bootstrap Sharpe p-value")
     pts = 20.0 if v < 0.05 else (10.0 if v < 0.10 else 0.0)
@@ -205,7 +206,7 @@ def _consistency_component(x: float | None, periods: str = "out-of-sample window
     """``counts``: {"positive", "periods"} behind the share, named when given (a share of 3 of 8
     read "38 %" beside the card's 37.50 %)."""
     name, top = "consistency", 20.0
-    v = _number(x)
+    v = read_json_number(x)
     if v is None:
         return _missing(name, top, x, "Share of positive out-of-sample windows")
     pts = 0.0 if v < 0.5 else _linear(v, 0.5, 1.0, top)
@@ -220,7 +221,7 @@ def _consistency_component(x: float | None, periods: str = "out-of-sample window
 
 def _dsr_component(x: float | None) -> Component:
     name, top = "dsr", 15.0
-    v = _number(x)
+    v = read_json_number(x)
     if v is None:
         return _missing(name, top, x, "Deflated Sharpe ratio")
     pts = 0.0 if v < 0.5 else _linear(v, 0.5, 1.0, top)
@@ -237,15 +238,15 @@ def _stability_component(x: float | None, on_edge: bool | None, withheld: str | 
     neighbours' (:mod:`threadx.validation.stability`), which "keep 67 % of the winner's
     objective" misread (neighbours at -0.77 against a winner's -0.52)."""
     name, top = "stability", 10.0
-    v = _number(x)
+    v = read_json_number(x)
     edge = bool(on_edge) if on_edge is not None else None
     if v is None:
         return _missing(name, top, x, "Parameter stability (neighbours' objective / winner's)",
-                        {"stability": _number(x), "on_edge": edge})
+                        {"stability": read_json_number(x), "on_edge": edge})
     pts = 0.0 if v < 0.5 else _linear(v, 0.5, 0.9, top)
     lead = f"Grid neighbours keep {beside(100 * v, (50, 90), 0)} % of the winner's objective"
     values = values or {}
-    winner, mean = _number(values.get("winner_value")), _number(values.get("neighbour_mean"))
+    winner, mean = read_json_number(values.get("winner_value")), read_json_number(values.get("neighbour_mean"))
     if winner is not None and mean is not None and winner != 0 and v < 1:
         objective, maximize = values.get("objective", "objective"), values.get("maximize", True) is not False
         if (winner > 0) == maximize:
@@ -266,7 +267,7 @@ def _stability_component(x: float | None, on_edge: bool | None, withheld: str | 
 
 def _pbo_component(x: float | None, withheld: str | None = None) -> Component:
     name, top = "pbo", 15.0
-    v = _number(x)
+    v = read_json_number(x)
     if v is None:
         return _missing(name, top, x, "Probability of backtest overfitting")
     pts = top if v <= 0.1 else (0.0 if v >= 0.5 else round(top * (0.5 - v) / 0.4, 9))
@@ -299,16 +300,5 @@ def _pts(points: float) -> str:
 
 
 def _missing(name: str, top: float, raw: Any, label: str, inputs: dict[str, Any] | None = None) -> Component:
-    return Component(name, 0.0, top, None, inputs if inputs is not None else {name: _number(raw)},
+    return Component(name, 0.0, top, None, inputs if inputs is not None else {name: read_json_number(raw)},
                      f"{label} not available: 0 of {top:g} points.")
-
-
-def _number(x: Any) -> float | None:
-    """A float (infinities kept: they sit beyond every boundary), or None for None / NaN / non-numbers."""
-    if x is None or isinstance(x, bool):
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(v) else v

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from threadx.config import settings
-from threadx.errors import ThreadXError, is_real, os_reason
+from threadx.errors import ThreadXError, os_reason
 from threadx.filestamp import file_stamp
 from threadx.files import atomic_write_bytes
 from threadx.optimize.store import check_run_id
+from threadx.shapes import read_json_number
 from threadx.validation import codec
 
 FOLDER = "walkforward"
@@ -147,7 +148,7 @@ def list_walk_forwards(results_dir: str | os.PathLike | None = None) -> list[dic
                      "dataset": _text(_at(data, "walk_forward", "meta", "dataset")),
                      "windows": len(windows) if isinstance(windows, list) else None,
                      "grade": _text(_at(data, "validation", "grade", "letter")),
-                     "score": _number(_at(data, "validation", "grade", "score")), "mtime": stamp})
+                     "score": read_json_number(_at(data, "validation", "grade", "score")), "mtime": stamp})
     return sorted(rows, key=lambda r: r["mtime"], reverse=True)
 
 
@@ -163,6 +164,3 @@ def _at(data: Any, *keys: str) -> Any:
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
-
-def _number(value: Any) -> float | None:
-    return float(value) if is_real(value) else None
