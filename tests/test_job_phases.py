@@ -62,6 +62,9 @@ def _info(**fields) -> JobInfo:
     ({"state": "running", "phase": ""}, "starting"),
     ({"state": "running", "phase": "running", "stop_requested": True, "done": 5, "total": 9},
      "stopping after the current chunk (running 5 / 9 combos)"),
+    # the chunk is in: "stopping after the current chunk (finishing)" read as if it still waited for one
+    ({"state": "running", "phase": "finishing", "stop_requested": True, "done": 7, "total": 9},
+     "stopping: storing the combos done"),
     ({"state": "completed", "phase": "completed", "done": 9, "total": 9}, "completed (9 / 9 combos)"),
     ({"state": "failed", "error": "job process died"}, "failed: job process died"),
 ])

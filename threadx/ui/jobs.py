@@ -301,8 +301,9 @@ class JobInfo:
             per = "combos/s (each in every window)" if self.kind == "walkforward" else "backtests/s"
             rate = f" · {self.rate:,.0f} {per}" if self.rate and unit == "combos" else ""
             phase = f"running {counted}{rate}{eta}" if counted else "running"
-        if self.stop_requested:
-            phase = f"stopping after the current chunk ({phase})"
+        if self.stop_requested:  # (once the chunk is in, its results are stored: "finishing")
+            phase = ("stopping: storing the combos done" if phase == "finishing"
+                     else f"stopping after the current chunk ({phase})")
         return phase
 
     @property
