@@ -15,6 +15,7 @@ from threadx.data.catalog import (
     existing_dataset,
     list_datasets,
     name_timeframe,
+    quote_currency,
     rename_dataset,
     resampled_path,
     resolve_dataset,
@@ -175,7 +176,7 @@ with tabs[0]:
     else:
         st.caption(f"{label_dataset(dataset, df)}: {format_count(len(df))} bars, {df.index[0]} → {df.index[-1]}"
                    + (f"; {format_count(report.gap_count)} gap(s) shaded" if report.gap_count else ""))
-        figure = charts.add_gap_marks(charts.price_figure(df, title=label_dataset(dataset, df)), report.gaps)
+        figure = charts.add_gap_marks(charts.price_figure(df, title=label_dataset(dataset, df), quote=quote_currency(dataset)), report.gaps)
         st.plotly_chart(figure, width="stretch")
 
 with tabs[1]:

@@ -10,6 +10,7 @@ import streamlit as st
 
 import threadx
 from threadx.data.bars import as_bars
+from threadx.data.catalog import quote_currency
 from threadx.contract import prepare_signals
 from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
@@ -284,21 +285,22 @@ if shown and df is not None:
     view = widgets.chart_view(result.trades, df.index, run_token=id(result))
     # the figures of this result and view, kept for reruns that show them again (page switches)
     shown_as = (id(result), (shown.get("data") or {}).get("fingerprint") or id(df), view.start, view.end, view.log_y, st.session_state.get("bt_zoomed"))
+    quote = quote_currency(shown["dataset"])
     price = session_memo("bt_figures", ("price", *shown_as), lambda: charts.price_figure(
         df, trades=result.trades, overlays=overlays(), title=label_dataset(shown["dataset"], df), start=view.start,
-        end=view.end, log_y=view.log_y, focus=view.trade))
+        end=view.end, log_y=view.log_y, focus=view.trade, quote=quote))
     st.plotly_chart(price, width="stretch")
     initial_capital = result.meta["options"]["initial_capital"]
     equity = session_memo("bt_figures", ("equity", *shown_as), lambda: charts.equity_figure(
         result.equity, result.drawdown, initial_capital=initial_capital,
         benchmark=charts.buy_and_hold(df["close"], initial_capital), log_y=view.log_y, start=view.start,
-        end=view.end))
+        end=view.end, quote=quote))
     st.plotly_chart(equity, width="stretch")
     # the trades table is always drawn (its selection zooms the chart); the other tabs only when open
     tabs = st.tabs(["Trades", "Trade returns", "Run details"], key="bt_tab", on_change="rerun")
     with tabs[0]:
         st.caption("Times in UTC; click a column header to sort, select a row to zoom the chart to that trade.")
-        widgets.trades_table(result.trades, key="bt_trades")
+        widgets.trades_table(result.trades, key="bt_trades", quote=quote)
     if tabs[1].open and len(result.trades):
         with tabs[1]:
             st.plotly_chart(session_memo("bt_figures", ("returns", id(result)),

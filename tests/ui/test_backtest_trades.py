@@ -81,3 +81,16 @@ def test_a_new_run_resets_the_zoom_and_the_selection():
     assert at.slider(key="bt_range").value == full
     assert not any("Trade #" in c.value for c in at.caption)
     assert not [t for t in price_spec(at)["data"] if t.get("legendgroup") == "levels"]
+
+
+def test_money_and_prices_say_their_currency():
+    """The money columns, the price axis and the equity axis name the dataset's quote currency
+    (the charts could say it, but the page never passed it: "PnL 12.30" in what?)."""
+    at = run_default_backtest()  # the synthetic BTC_USDT sample: prices in USDT
+    columns = json.loads(at.dataframe(key="bt_trades").proto.columns)
+    assert columns["PnL"]["label"] == "PnL (USDT)" and columns["Fees"]["label"] == "Fees (USDT)"
+    assert "label" not in columns.get("Bars held", {})
+    assert price_spec(at)["layout"]["yaxis"]["title"]["text"] == "Price USDT"
+    equity = json.loads(at.get("plotly_chart")[1].proto.spec)
+    assert equity["layout"]["yaxis"]["title"]["text"] == "Equity USDT"
+    assert any("initial 10,000 USDT" in a.get("text", "") for a in equity["layout"]["annotations"])

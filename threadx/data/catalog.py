@@ -78,6 +78,21 @@ def parse_dataset_name(name: str) -> tuple[str | None, str, str]:
     return exchange, symbol, timeframe
 
 
+def quote_currency(name: str) -> str:
+    """The currency a dataset's prices are in: the quote of its ``BASE_QUOTE`` symbol, '' when
+    its name gives none (a one-part symbol, or not a dataset name).
+
+    >>> quote_currency("binance/BTC_USDT-1h"), quote_currency("bybit/BTC_USDT_USDT-1h"), quote_currency("local/GOLD-1d")
+    ('USDT', 'USDT', '')
+    """
+    try:
+        symbol = _parse(name)[1]
+    except (DataError, ValueError):
+        return ""
+    parts = symbol.split("_")
+    return parts[1] if len(parts) > 1 else ""
+
+
 def _parse(name: str) -> tuple[str | None, str, str, str]:
     """``(exchange, symbol, timeframe, label)`` of a dataset name (label '' or '-...')."""
     text = str(name).strip()

@@ -234,12 +234,15 @@ def selected_row(key: str) -> int | None:
     return int(rows[0]) if rows else None
 
 
-def trades_table(trades: pd.DataFrame, key: str, height: int = 320) -> int | None:
+def trades_table(trades: pd.DataFrame, key: str, height: int = 320, quote: str = "") -> int | None:
     """The readable trades table (sortable, one row selectable); returns the selected row
-    position in ``trades`` or None."""
+    position in ``trades`` or None. ``quote``: the currency the money columns (PnL, fees,
+    funding) are in, said in their headers ("PnL (USDT)")."""
     headers = {header: column for column, header in charts.TRADE_TABLE_COLUMNS.items()}
+    money = {header: f"{header} ({quote})" for header, column in headers.items()
+             if quote and units.unit_of(column) == units.MONEY}
     # numbers in their units (threadx.units), still numbers: the columns sort by value
-    table, config = units.table_view(charts.trades_table(trades), aliases=headers)
+    table, config = units.table_view(charts.trades_table(trades), aliases=headers, labels=money)
     table.insert(0, "#", np.arange(1, len(table) + 1))  # the trade's number, as the caption of a picked one says
     config.update({"#": st.column_config.NumberColumn(format="%d", pinned=True),
                    "Entry (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
