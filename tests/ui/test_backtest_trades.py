@@ -90,7 +90,7 @@ def test_money_and_prices_say_their_currency():
     columns = json.loads(at.dataframe(key="bt_trades").proto.columns)
     assert columns["PnL"]["label"] == "PnL (USDT)" and columns["Fees"]["label"] == "Fees (USDT)"
     assert "label" not in columns.get("Bars held", {})
-    assert price_spec(at)["layout"]["yaxis"]["title"]["text"] == "Price USDT"
+    assert price_spec(at)["layout"]["yaxis"]["title"]["text"] == "Price (USDT)"
     equity = json.loads(at.get("plotly_chart")[1].proto.spec)
-    assert equity["layout"]["yaxis"]["title"]["text"] == "Equity USDT"
+    assert equity["layout"]["yaxis"]["title"]["text"] == "Equity (USDT)"
     assert any("initial 10,000 USDT" in a.get("text", "") for a in equity["layout"]["annotations"])
