@@ -8,7 +8,7 @@ frames, plain text or Plotly figures out.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -56,18 +56,24 @@ def timeframe_note(runners: Sequence[Mapping[str, Any]], catalog: pd.DataFrame) 
     timeframe is unknown."""
     from threadx.portfolio.backtest import timeframe_problem
 
-    rows = catalog.set_index("name") if len(catalog) else None
     frames = {}
-    for label, runner in zip(runner_labels(runners), runners):
-        ref = Runner.from_dict(runner).data
-        name = ref.name or ref.source
+    for label, ref, row in _catalog_rows(runners, catalog):
         if ref.timeframe:
             frames[label] = ref.timeframe
-        elif rows is not None and name in rows.index:
-            frames[label] = rows.loc[name, "timeframe"]
+        elif row is not None:
+            frames[label] = row["timeframe"]
         else:
             return None
     return timeframe_problem(frames)
+
+
+def _catalog_rows(runners: Sequence[Mapping[str, Any]], catalog: pd.DataFrame) -> Iterator[tuple[str, Any, Any]]:
+    """(label, DatasetRef, its dataset's row in ``catalog`` or None) of each runner."""
+    rows = catalog.set_index("name") if len(catalog) else None
+    for label, runner in zip(runner_labels(runners), runners):
+        ref = Runner.from_dict(runner).data
+        name = ref.name or ref.source
+        yield label, ref, (rows.loc[name] if rows is not None and name in rows.index else None)
 
 
 def span_notes(runners: Sequence[Mapping[str, Any]], catalog: pd.DataFrame) -> list[str]:
@@ -79,14 +85,10 @@ def span_notes(runners: Sequence[Mapping[str, Any]], catalog: pd.DataFrame) -> l
     from threadx.data.io import as_utc
     from threadx.portfolio.backtest import part_time_notes
 
-    rows = catalog.set_index("name") if len(catalog) else None
     spans = []
-    for label, runner in zip(runner_labels(runners), runners):
-        ref = Runner.from_dict(runner).data
-        name = ref.name or ref.source
-        if rows is None or name not in rows.index or pd.isna(rows.loc[name, "first"]) or pd.isna(rows.loc[name, "last"]):
+    for label, ref, row in _catalog_rows(runners, catalog):
+        if row is None or pd.isna(row["first"]) or pd.isna(row["last"]):
             return []  # (a file the catalog could not read has no span)
-        row = rows.loc[name]
         first, last = int(row["first"].value), int(row["last"].value) + timeframe_ns(row["timeframe"])
         try:
             if ref.start:
