@@ -118,3 +118,44 @@ def test_frames_turned_into_bars_from_many_threads_at_once():
     finally:
         sys.setswitchinterval(interval)
     assert not errors, errors[:3]
+
+
+def test_bars_are_frozen_and_read_only():
+    """A strategy handed the bars rebound ``bars.close`` (a mutable dataclass): every later
+    backtest on that Bars object, and the indicator cache under its unchanged fingerprint,
+    read the rebound prices; the engine filled at them."""
+    import dataclasses
+
+    a = np.arange(1.0, 6.0)
+    bars = Bars(a, a + 1.0, a - 0.5, a, a, np.arange(5, dtype=np.int64))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bars.close = a * 2.0
+    with pytest.raises(ValueError, match="read-only"):
+        bars.close[0] = 9.0  # (a writable array handed in is held read-only)
+    assert bars.fingerprint == bars.fingerprint
+
+
+_REBINDS = '''
+import numpy as np
+from threadx.strategy import SIG_ENTER_LONG, ExitRules, Levels, Param, StrategySpec
+
+
+def signals(bars, ind, p):
+    bars.close = np.round(bars.close, -3)
+    return np.zeros(len(bars.close), dtype=np.uint8)
+
+
+SPEC = StrategySpec(name="rebinds", description="rebinds bars.close",
+                    params=(Param("unused", "int", 1, 1, 5, 1, feeds=()),), indicators=lambda p: {},
+                    signals=signals, levels=lambda ind, p: Levels(), exits=lambda p: ExitRules())
+'''
+
+
+def test_a_strategy_rebinding_the_bars_gets_one_error_naming_its_line(strategy_dir, synthetic_bars):
+    from threadx.errors import StrategyError
+
+    (strategy_dir / "rebinds.py").write_text(_REBINDS)
+    fingerprint = synthetic_bars.fingerprint
+    with pytest.raises(StrategyError, match=r"rebinds\.py:7: FrozenInstanceError: cannot assign to field 'close'"):
+        threadx.backtest(synthetic_bars, "rebinds")
+    assert synthetic_bars.fingerprint == fingerprint and synthetic_bars.close[0] % 1000 != 0

@@ -22,9 +22,11 @@ from threadx.errors import DataError
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, frozen=True)
 class Bars:
-    """Contiguous float64 OHLCV arrays plus the UTC bar-open times (int64 ns)."""
+    """Contiguous float64 OHLCV arrays plus the UTC bar-open times (int64 ns). Frozen: a
+    strategy handed these bars cannot rebind ``bars.close`` for every later reader (the
+    fingerprint, the indicator cache and the engine's fills would follow the rebound array)."""
 
     open: np.ndarray
     high: np.ndarray
@@ -35,6 +37,14 @@ class Bars:
     timeframe: str | None = None
     name: str | None = None
     _fingerprint: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in (*OHLCV_COLUMNS, "time_ns"):  # nor write into them (a writable array handed in)
+            values = getattr(self, name)
+            if isinstance(values, np.ndarray) and values.flags.writeable:
+                view = values.view()
+                view.flags.writeable = False
+                object.__setattr__(self, name, view)
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, timeframe: str | None = None, name: str | None = None) -> "Bars":
@@ -87,7 +97,7 @@ class Bars:
             digest.update(self.time_ns.tobytes())
             for col in OHLCV_COLUMNS:
                 digest.update(getattr(self, col).tobytes())
-            self._fingerprint = digest.hexdigest()
+            object.__setattr__(self, "_fingerprint", digest.hexdigest())  # (computed once, then kept)
         return self._fingerprint
 
     @cached_property
