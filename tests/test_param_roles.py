@@ -194,10 +194,10 @@ def _batch_raising(bars, ind, p, table):
 
 
 @pytest.mark.parametrize("batch, expected", [
-    (_batch_without_trend, "bb_atr.batch_signals (mid-range, 5 param sets varying entry_z): the row of entry_z=1.5 "
+    (_batch_without_trend, "bb_atr.batch_signals (mid-range, 7 param sets varying entry_z): the row of entry_z=1.5 "
                            "differs from signals() on"),
-    (_batch_one_row, "bb_atr.batch_signals (defaults, 5 param sets varying entry_z): returned shape (1, "),
-    (_batch_raising, "bb_atr.batch_signals (defaults, 5 param sets varying entry_z): raised RuntimeError('no batch "
+    (_batch_one_row, "bb_atr.batch_signals (defaults, 7 param sets varying entry_z): returned shape (1, "),
+    (_batch_raising, "bb_atr.batch_signals (defaults, 7 param sets varying entry_z): raised RuntimeError('no batch "
                      "today')"),
 ])
 def test_the_check_catches_a_batch_that_differs_from_signals(synthetic_bars: Bars, bank: IndicatorBank,

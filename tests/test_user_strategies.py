@@ -600,6 +600,38 @@ def test_a_sweep_refuses_a_declaration_that_would_merge_combos_that_differ(rsi: 
                   bank=IndicatorBank(disk=False))  # the params whose roles hold sweep as before
 
 
+def test_a_wrong_role_past_a_threshold_is_refused_by_the_sweep_and_failed_by_the_check(rsi: Path, frame,
+                                                                                      tmp_path) -> None:
+    """atr_stop declared for the exits also filters entries above 5 (outside its optimisation
+    range, inside its bounds): the check moved it one step and to its range's ends only (PASS),
+    and the sweep one step from its first combo, so atr_stop 6..8 reused atr_stop 1's signals."""
+    from threadx.checks.strategy import check_strategy
+
+    _edit(rsi, '    sig = np.zeros(len(rsi), dtype=np.uint8)',
+          '    sig = np.zeros(len(rsi), dtype=np.uint8)\n    rsi = rsi + (3.0 if p["atr_stop"] > 5 else 0.0)')
+    with pytest.raises(ParamError, match=r"rsi_mine: atr_stop=8.0 \(from 1.0\) changes the signals"):
+        threadx.sweep(frame, "rsi_mine", {"atr_stop": "1:8:1"}, store=tmp_path, run_id="past",
+                      bank=IndicatorBank(disk=False))
+    roles = check_strategy(threadx.get_strategy("rsi_mine"), frame, combos=1, checks=("roles",)).result("roles")
+    assert not roles.passed and any("atr_stop=10.0" in f and "changes the signals" in f
+                                    for f in roles.data["failures"]), roles.data["failures"]
+
+
+def test_a_wrong_role_behind_a_switch_or_a_failing_first_combo_is_refused_by_the_sweep(rsi: Path, frame,
+                                                                                     tmp_path) -> None:
+    """exit_level declared for the exits reads the signals only with a switch on that the first
+    combo has off; and a first combo that raises switched the guard off: every combo with the
+    switch on shared one signal array (0 trades stored where a backtest makes 92)."""
+    _edit(rsi, '    sig = np.zeros(len(rsi), dtype=np.uint8)',
+          '    sig = np.zeros(len(rsi), dtype=np.uint8)\n    if p["rsi_period"] == 7:\n        raise ValueError("no 7")\n'
+          '    rsi = rsi + (p["atr_stop"] if p["risk_per_trade"] > 0.015 else 0.0)')
+    space = {"rsi_period": [7, 14], "risk_per_trade": [0.01, 0.02], "atr_stop": "1:3:1"}
+    with pytest.raises(ParamError, match=r"rsi_mine: atr_stop=.* \(from .*, with rsi_period=14, "
+                                         r"risk_per_trade=0.02\) changes the signals"):
+        threadx.sweep(frame, "rsi_mine", space, store=tmp_path, run_id="switch", bank=IndicatorBank(disk=False))
+    assert not list(tmp_path.glob("switch/part-*.parquet"))
+
+
 def test_a_sweep_refuses_a_batch_signals_that_disagrees_with_signals(rsi: Path, frame, tmp_path) -> None:
     """A batch_signals that ignores its param table gave every combo of a batch its first row
     (26 of 35 rows wrong, inline, pool and GPU alike, no warning)."""

@@ -80,7 +80,8 @@ def stages(spec: StrategySpec, bars: Bars, params: Mapping[str, Any], bank: Any,
 
 
 def perturbations(spec: StrategySpec, param: Param, base: Mapping[str, Any]) -> list[Any]:
-    """Other valid values of ``param`` (constraints with the other params at ``base`` hold)."""
+    """Other valid values of ``param`` (constraints with the other params at ``base`` hold):
+    one step either side, the ends of its optimisation range and its declared bounds."""
     if param.kind == "bool":
         candidates: list[Any] = [not base[param.name]]
     elif param.kind == "choice":
@@ -90,6 +91,9 @@ def perturbations(spec: StrategySpec, param: Param, base: Mapping[str, Any]) -> 
         candidates = [base[param.name] - step, base[param.name] + step]
         if param.opt_range:
             candidates += [param.opt_range[0], param.opt_range[1]]
+        # and the declared bounds: a sweep may go anywhere between them (a role that shows only
+        # past a threshold outside the optimisation range passed)
+        candidates += [bound for bound in (param.min, param.max) if bound is not None and math.isfinite(bound)]
         candidates = [round(v, 10) for v in candidates]
     out = []
     for value in candidates:
@@ -356,42 +360,65 @@ def check_roles(spec: StrategySpec, bars: Bars, bank: Any,
     return failures, notes
 
 
-def check_sweep_roles(space: Any, bars: Bars, combo_id: int, bank: Any) -> None:
+SWEEP_ROLE_STARTS = 3  # combos of a sweep its roles are checked from (each param moved near and far)
+
+
+def check_sweep_roles(space: Any, bars: Bars, combo_ids: Sequence[int], bank: Any) -> None:
     """Refuse a sweep whose strategy's declared roles do not hold where the sweep relies on
-    them: from the combo ``combo_id`` of ``space`` (a :class:`~threadx.optimize.space.SearchSpace`),
-    each varied param moved one value along its axis must change only the stages it declares
-    (a param declared for the exits that changes the signals would have the sweep reuse one
-    signal array for combos that differ: rows silently wrong), and ``batch_signals`` must give
-    what ``signals`` gives (:func:`batch_failures`). About one ``signals`` call per varied param,
-    no backtest: the whole check is ``threadx strategy check``. ParamError naming the param."""
+    them: from each of the first :data:`SWEEP_ROLE_STARTS` combos of ``combo_ids`` (spread over
+    the sweep's plan, in ``space``, a :class:`~threadx.optimize.space.SearchSpace`) whose stages
+    compute, each varied param moved one value along its axis and to the far end of it must
+    change only the stages it declares (a param declared for the exits that changes the signals
+    would have the sweep reuse one signal array for combos that differ: rows silently wrong;
+    several starts and far moves, as a wrong role may show only with a switch turned on or past
+    a threshold), and ``batch_signals`` must give what ``signals`` gives (:func:`batch_failures`).
+    A few ``signals`` calls per varied param, no backtest: the whole check is ``threadx strategy
+    check``. ParamError naming the param."""
     spec = space.strategy
-    idx = space.value_indices(np.array([combo_id], dtype=np.int64))[0]
-    start = space.params(int(combo_id))
-    try:
-        base = stages(spec, bars, start, bank, backtest=False)
-    except Exception:  # noqa: BLE001 - a combo that fails: the sweep records why, row by row
-        return
     advice = f"fix its feeds= (`threadx strategy check {spec.name}` lists every such case)"
-    for k, axis in enumerate(space.axes):
-        param = spec.param(axis.name)
-        if len(axis) < 2 or (param.feeds == ALL_ROLES and param.indicator_labels is None):
-            continue  # not varied, or undeclared (its combos are never merged)
-        moved = idx.copy()
-        moved[k] = idx[k] + 1 if idx[k] + 1 < len(axis) else idx[k] - 1
-        other_id = space.ids_from_indices(moved[None, :])
-        if not space.valid_mask(other_id)[0]:
-            continue
-        other_params = space.params(int(other_id[0]))
+    checked = 0
+    for combo_id in dict.fromkeys(int(c) for c in combo_ids):
+        if checked == SWEEP_ROLE_STARTS:
+            break
+        start = space.params(combo_id)
         try:
-            other = stages(spec, bars, other_params, bank, backtest=False)
-        except Exception:  # noqa: BLE001 - that combo fails in the sweep, with its error
+            base = stages(spec, bars, start, bank, backtest=False)
+        except Exception:  # noqa: BLE001 - a combo that fails: the sweep records why, row by row
             continue
-        wrong = violations(param, changes(base, other)) + label_violations(param, base, other)
-        if wrong:
-            raise ParamError(f"strategy {spec.name}: {param.name}={other_params[param.name]!r} (from "
-                             f"{start[param.name]!r}) {wrong[0]}: this sweep would merge combos that differ and "
-                             f"store wrong rows; {advice}")
-    failures = batch_failures(spec, bars, bank, "this sweep's first combo", start)
-    if failures:
-        raise ParamError(f"strategy {spec.name}: {failures[0]}: this sweep would store the batch's rows; fix "
-                         f"batch_signals (`threadx strategy check {spec.name}`)")
+        checked += 1
+        idx = space.value_indices(np.array([combo_id], dtype=np.int64))[0]
+        varied = [axis.name for axis in space.axes if len(axis) > 1]
+        for k, axis in enumerate(space.axes):
+            param = spec.param(axis.name)
+            if len(axis) < 2 or (param.feeds == ALL_ROLES and param.indicator_labels is None):
+                continue  # not varied, or undeclared (its combos are never merged)
+            near = idx[k] + 1 if idx[k] + 1 < len(axis) else idx[k] - 1
+            far = 0 if idx[k] > (len(axis) - 1) / 2 else len(axis) - 1
+            for target in dict.fromkeys((near, far)):
+                moved = idx.copy()
+                moved[k] = target
+                other_id = space.ids_from_indices(moved[None, :])
+                if target == idx[k] or not space.valid_mask(other_id)[0]:
+                    continue
+                _refuse_moved(spec, bars, bank, param, start, base, space.params(int(other_id[0])), advice, varied)
+        if checked == 1:
+            failures = batch_failures(spec, bars, bank, "this sweep's first combo", start)
+            if failures:
+                raise ParamError(f"strategy {spec.name}: {failures[0]}: this sweep would store the batch's rows; "
+                                 f"fix batch_signals (`threadx strategy check {spec.name}`)")
+
+
+def _refuse_moved(spec: StrategySpec, bars: Bars, bank: Any, param: Param, start: Mapping[str, Any], base: Stages,
+                  other_params: Mapping[str, Any], advice: str, varied: Sequence[str]) -> None:
+    """ParamError when moving ``param`` from ``start`` (whose stages are ``base``) to its value
+    in ``other_params`` changes a stage it does not declare (naming the ``varied`` params' values)."""
+    try:
+        other = stages(spec, bars, other_params, bank, backtest=False)
+    except Exception:  # noqa: BLE001 - that combo fails in the sweep, with its error
+        return
+    wrong = violations(param, changes(base, other)) + label_violations(param, base, other)
+    if wrong:
+        others = ", ".join(f"{name}={start[name]!r}" for name in varied if name != param.name)
+        raise ParamError(f"strategy {spec.name}: {param.name}={other_params[param.name]!r} (from "
+                         f"{start[param.name]!r}{f', with {others}' if others else ''}) {wrong[0]}: this sweep would merge combos "
+                         f"that differ and store wrong rows; {advice}")

@@ -443,15 +443,23 @@ class _Session:
 
     def _check_roles(self) -> None:
         """Refuse (before anything is stored) a strategy whose declared param roles do not hold
-        at this sweep's first combo: the plan merges combos by them (checks.roles.check_sweep_roles)."""
+        around combos spread over this sweep's plan: the plan merges combos by them
+        (checks.roles.check_sweep_roles)."""
         from threadx.checks.roles import check_sweep_roles
 
         if self.planned is not None:
-            first = int(self.planned[0]) if len(self.planned) else None
-        else:
-            first = next((int(ids[0]) for ids, _ in grid_ids(self.search, limit=self.grid_limit) if len(ids)), None)
-        if first is not None:
-            check_sweep_roles(self.search, self.bars, first, self.bank if self.bank is not None else _default_bank())
+            planned = self.planned
+        else:  # a streamed grid: its first valid combo, then its last, middle and a few others
+            first = next((ids[:1] for ids, _ in grid_ids(self.search, limit=self.grid_limit) if len(ids)), None)
+            if first is None:
+                return
+            size = self.search.size
+            others = np.array([size - 1, size // 2, *np.random.default_rng(0).integers(0, size, 5)], dtype=np.int64)
+            planned = np.concatenate([first, others[self.search.valid_mask(others)]])
+        if len(planned):  # (the first combo, then the last, the middle and others spread between)
+            spread = planned[np.unique(np.linspace(0, len(planned) - 1, 8).round().astype(np.int64))]
+            starts = [int(planned[0]), int(planned[-1]), int(planned[len(planned) // 2]), *spread.tolist()]
+            check_sweep_roles(self.search, self.bars, starts, self.bank if self.bank is not None else _default_bank())
 
     def _plan(self) -> tuple[np.ndarray | None, int, int]:
         """(ids, or None for a streamed grid; total to run; invalid combos dropped); refuses a
