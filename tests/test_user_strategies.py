@@ -273,6 +273,21 @@ def test_walk_forward_and_validation_of_a_user_strategy(rsi: Path, frame, tmp_pa
     assert report.grade is not None
 
 
+def test_a_walk_forward_is_validated_with_the_code_it_ran_whatever_the_file_holds_now(rsi: Path, frame) -> None:
+    """The file saved half-edited while a walk-forward ran: its validation looked the strategy
+    up by name, failed, and the CLI lost the finished walk-forward (nothing printed or stored)."""
+    from threadx.validation.report import validate_walk_forward
+
+    wf = threadx.walk_forward(frame, "rsi_mine", SPACE, is_bars=1500, oos_bars=700, sampler="grid",
+                              objective="total_return", min_trades=1, bank=IndicatorBank(disk=False))
+    before = validate_walk_forward(wf, n=50, S=8)
+    _edit(rsi, "def levels(ind, p):", "def levels(ind, p)")  # a syntax error: rsi_mine cannot load now
+    with pytest.raises(ThreadXError):
+        threadx.get_strategy("rsi_mine")
+    after = validate_walk_forward(wf, n=50, S=8)
+    assert after.grade.score == before.grade.score and after.dsr.n_trials == before.dsr.n_trials
+
+
 def test_a_syntax_error_names_its_line_and_the_rest_keeps_working(strategy_dir: Path, frame) -> None:
     good = new_strategy_file("rsi_good")
     broken = strategy_dir / "broken.py"

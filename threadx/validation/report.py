@@ -337,8 +337,13 @@ def validate_walk_forward(wf: WalkForwardResult, *, n: int = 1000, block: int | 
     bpy = wf.config["bars_per_year"]
     robust = bootstrap(wf, n=n, block=block, seed=seed)
     best = _best_full(wf)
-    distinct = distinct_effective(get_strategy(wf.config["strategy"]),
-                                  wf.combos.drop(columns="combo_id").reset_index(drop=True), best)
+    try:
+        evaluator, no_data = walk_forward_evaluator(wf), None
+    except (ThreadXError, OSError) as exc:  # a reloaded result whose data is gone or changed
+        evaluator, no_data = None, exc
+    # the roles of the code the walk-forward ran (its file edited since, even broken, changes nothing)
+    spec = evaluator.spec if evaluator is not None else get_strategy(wf.config["strategy"])
+    distinct = distinct_effective(spec, wf.combos.drop(columns="combo_id").reset_index(drop=True), best)
     dsr = _dsr(wf.oos_returns(), wf.full_metrics[distinct, _SHARPE], bpy)
     counts = np.diff(np.concatenate([[0], wf.block_end]))
     keep = [] if best is None else [int(distinct[:best].sum())]
@@ -347,14 +352,11 @@ def validate_walk_forward(wf: WalkForwardResult, *, n: int = 1000, block: int | 
     if best is None:
         stab = unavailable_stability(wf.objective, wf.config["maximize"],
                                      "no combo met the minimum trade count on the whole period")
+    elif evaluator is None:
+        stab = unavailable_stability(wf.objective, wf.config["maximize"], f"no data to evaluate neighbours: {no_data}")
     else:
-        try:
-            evaluator = walk_forward_evaluator(wf)
-        except (ThreadXError, OSError) as exc:  # a reloaded result whose data is gone or changed
-            stab = unavailable_stability(wf.objective, wf.config["maximize"], f"no data to evaluate neighbours: {exc}")
-        else:
-            stab = parameter_stability(evaluator, int(wf.combos["combo_id"].iloc[best]), wf.objective,
-                                       wf.config["maximize"])
+        stab = parameter_stability(evaluator, int(wf.combos["combo_id"].iloc[best]), wf.objective,
+                                   wf.config["maximize"])
     table = wf.table
     periods = pd.DataFrame({
         "start": table["oos_start"], "end": table["oos_end"], "regime": table["regime"],
