@@ -370,6 +370,28 @@ def test_runners_from_a_research_job(tmp_path, monkeypatch):
         runners_from_research("r", "bb_atr")
 
 
+def test_runners_from_a_research_made_with_other_code_of_the_strategy_are_refused(tmp_path, monkeypatch):
+    """The strategy edited after the research chose its params: the portfolio ran those params on
+    the new code without a word (a user's -25.4 % became -34.8 %)."""
+    from threadx.portfolio.runners import runners_from_research
+    from threadx.strategy.base import get_strategy
+    from threadx.validation.research import load_research, save_research
+
+    path = tmp_path / "A.parquet"
+    hand_frame(A_CLOSES).to_parquet(path)
+    _stored_research(tmp_path, [path])
+    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path))
+    stored = load_research("r", tmp_path)
+    stored.cells[0]["strategy_code"] = get_strategy("test_threshold").code_hash
+    save_research(stored, tmp_path)
+    assert len(runners_from_research("r")) == 1  # the same code: runs
+    stored.cells[0]["strategy_code"] = "0" * 16
+    save_research(stored, tmp_path)
+    with pytest.raises(ParamError, match=r"research r's cell test_threshold on A was computed with other code of "
+                                         r"strategy 'test_threshold'.*hash 00000000 then"):
+        runners_from_research("r")
+
+
 @pytest.mark.parametrize("key, value, why", [
     ("last_window_params", "x", "'cells[0].last_window_params' is 'x', not an object"),  # was: ValueError traceback
     ("params", "x", "'cells[0].params' is 'x', not an object"),

@@ -144,6 +144,7 @@ def runners_from_research(research: Any, strategy: str | None = None, *, kept_on
     id; ``strategy``: only that strategy's cells; ``kept_only``: only cells whose own OOS
     result was positive. Cells without a winner (no combo met the minimum trades) are left out.
     """
+    from threadx.strategy.base import get_strategy
     from threadx.validation.research import ResearchResult, load_research
 
     if choice not in PARAM_CHOICES:
@@ -158,6 +159,10 @@ def runners_from_research(research: Any, strategy: str | None = None, *, kept_on
         gain = read_json_number(cell.get("oos_return"))
         if not cell.get(key) or (kept_only and not (gain is not None and gain > 0)):
             continue
+        # params chosen by other code of the strategy would run on today's (cells stored before
+        # their code hash was recorded are not checked)
+        get_strategy(cell["strategy"]).require_code(
+            cell.get("strategy_code"), f"research {result.research_id}'s cell {cell['strategy']} on {cell['dataset']}")
         data = datasets.get(cell["dataset"], {"source": cell["dataset"], "name": cell["dataset"]})
         runners.append(Runner(cell["strategy"], DatasetRef.from_dict(data), dict(cell[key])))
     if not runners:

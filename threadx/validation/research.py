@@ -115,7 +115,7 @@ def load_research(research_id: str, results_dir: str | os.PathLike | None = None
 
 # what a matrix cell holds (cell_summary writes it; the page, the transfer and a portfolio read it)
 _CELL_KINDS: dict[str, Kind] = {
-    **{key: TEXT for key in ("run_id", "grade")}, **{key: OBJECT for key in ("params", "last_window_params")},
+    **{key: TEXT for key in ("run_id", "grade", "strategy_code")}, **{key: OBJECT for key in ("params", "last_window_params")},
     **{key: JSON_NUMBER for key in ("score", "oos_sharpe", "oos_return", "oos_max_drawdown", "consistency",
                                     "efficiency")},
     **{key: WHOLE for key in ("trades", "windows", "combos")},
@@ -171,8 +171,8 @@ def cell_summary(wf: Any, report: Any, request: WalkForwardRequest) -> dict[str,
 
     s = wf.oos_summary
     return json_safe({
-        "strategy": wf.config["strategy"], "dataset": request.data.name or request.data.source,
-        "run_id": request.run_id, "grade": report.grade.letter, "score": report.grade.score,
+        "strategy": wf.config["strategy"], "strategy_code": wf.config.get("strategy_code"),
+        "dataset": request.data.name or request.data.source, "run_id": request.run_id, "grade": report.grade.letter, "score": report.grade.score,
         "oos_sharpe": s["sharpe"], "oos_return": s["total_return"], "oos_max_drawdown": s["max_drawdown"],
         "consistency": wf.consistency, "efficiency": wf.efficiency, "trades": s["n_trades"],
         "windows": len(wf.windows), "combos": len(wf.combos), "params": wf.benchmark_params,
