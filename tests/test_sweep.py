@@ -234,6 +234,34 @@ def test_adaptive_sampler_refines_around_the_best(sample, bank, tmp_path):
     assert list(again.results.combo_id) == list(run.results.combo_id)  # seeded: same combos
 
 
+def test_an_adaptive_run_stopped_in_a_round_resumes_to_the_uninterrupted_runs_combos(sample, bank, tmp_path):
+    """Each resume drew its refinement rounds afresh from the rows stored by then (part of a
+    round): a resumed run held other combos than the uninterrupted one (other DSR N, PBO, grade),
+    and re-running a completed run added a round each time."""
+    from threadx.errors import ThreadXError
+
+    space = {"bb_period": "10:40:1", "entry_z": "0.5:2.5:0.1", "atr_multiplier": "1.0:3.0:0.1"}
+    args = dict(sampler="adaptive", n=40, seed=3, store=tmp_path, executor="inline", bank=bank, adaptive_rounds=3,
+                patience=3, chunk_size=5)
+    full = sweep(sample, "bb_atr", space, run_id="full", **args)
+    assert len(full.results) > 60
+    asked: list[int] = []
+
+    def stop_in_the_first_round() -> bool:  # a few chunks after the first round is planned
+        if (tmp_path / "cut" / "adaptive_rounds.npz").exists():
+            asked.append(1)
+        return len(asked) > 2
+
+    cut = sweep(sample, "bb_atr", space, run_id="cut", cancel=stop_in_the_first_round, **args)
+    assert cut.manifest["status"] == "cancelled" and 40 < len(cut.results) < len(full.results), len(cut.results)
+    resumed = sweep(sample, "bb_atr", space, run_id="cut", **args)
+    assert sorted(resumed.results.combo_id) == sorted(full.results.combo_id)
+    again = sweep(sample, "bb_atr", space, run_id="cut", **args)
+    assert sorted(again.results.combo_id) == sorted(full.results.combo_id)
+    with pytest.raises(ThreadXError, match="refines in up to 3 adaptive rounds with patience 3"):
+        sweep(sample, "bb_atr", space, run_id="cut", **{**args, "adaptive_rounds": 5})
+
+
 def test_sweep_rejects_bad_arguments(sample, tmp_path):
     from threadx.errors import ParamError
 

@@ -34,6 +34,7 @@ from threadx.engine.inputs import EngineOptions, check_bar_count, options_from
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ParamError, ThreadXError, whole
 from threadx.names import new_run_id
+from threadx.optimize.adaptive_log import AdaptiveRound, AdaptiveSettings, load_rounds, save_rounds
 from threadx.optimize.budget import (Budget, Estimate, advice, estimate_memory, fits, lines_of, plan_batches,
                                      request_widths)
 from threadx.optimize.evaluate import (ROWS_CODE, STATUS_OK, ChunkResult, Evaluator, RunInterrupted, SweepTask,
@@ -730,9 +731,21 @@ class _Session:
 
     def _adaptive(self, run_chunks, rounds: int, patience: int) -> None:
         """Refine around the top 20 % (enough trades) with a shrinking neighbourhood until
-        ``patience`` rounds bring no improvement of the best objective."""
+        ``patience`` rounds bring no improvement of the best objective. Each round is recorded
+        as it is planned (:mod:`threadx.optimize.adaptive_log`): a resume replays the recorded
+        ones (their stored rows include part of a round, so a new draw would differ) and draws
+        only past them."""
         self.writer.flush()
+        settings = AdaptiveSettings(int(rounds), int(patience))
+        stored_settings, log = load_rounds(self.writer.folder, self.run_id)
+        if stored_settings is not None and stored_settings != settings:
+            raise ThreadXError(f"run {self.run_id} refines in up to {stored_settings.rounds} adaptive rounds with "
+                               f"patience {stored_settings.patience}; resume it with those, or pick another run id")
         seen = set(self.store.done_ids(self.run_id).tolist())
+        if self.planned is not None:
+            seen.update(self.planned.tolist())
+        for done in log:
+            seen.update(done.ids.tolist())
         best = self._best_value()
         stale = 0
         radius = 0.25
@@ -740,15 +753,22 @@ class _Session:
             if self.should_stop():
                 return
             self.writer.flush()
-            ranked = self._ranked()
-            if ranked.empty:
-                return
-            top = ranked.head(max(1, len(ranked) // 5))["combo_id"].to_numpy()
-            new_ids = refine(self.search, top, max(16, (self.n or 0) // 2), radius, self.seed + round_no + 1, seen)
-            if len(new_ids) == 0:
-                return
-            seen.update(new_ids.tolist())
+            if round_no < len(log):  # planned by an earlier session of this run: its ids, its state
+                done = log[round_no]
+                new_ids, radius, stale, best = done.ids, done.radius, done.stale, done.best
+            else:
+                ranked = self._ranked()
+                if ranked.empty:
+                    return
+                top = ranked.head(max(1, len(ranked) // 5))["combo_id"].to_numpy()
+                new_ids = refine(self.search, top, max(16, (self.n or 0) // 2), radius, self.seed + round_no + 1, seen)
+                if len(new_ids) == 0:
+                    return
+                seen.update(new_ids.tolist())
+                log.append(AdaptiveRound(radius, stale, best, new_ids))
+                save_rounds(self.writer.folder, settings, log)
             self.total += len(new_ids)
+            self.writer.update_manifest(total=self.total)  # (a kill leaves the planned count, not the first round's)
             self._consume(run_chunks(self._pending(iter([new_ids]))))
             self.writer.flush()
             value = self._best_value()
@@ -760,9 +780,11 @@ class _Session:
             radius *= 0.5
 
     def _ranked(self) -> pd.DataFrame:
+        """The best stored rows, as many as the first round drew (a fixed number: the manifest's
+        total, which a round or an earlier session's end changes, made a resume rank otherwise)."""
         run = self.store.load(self.run_id)
-        return run.top(max(1, int(self.writer.manifest.get("total", 0)) or 1), self.objective, self.maximize,
-                       self.min_trades).dropna(subset=[self.objective])
+        limit = len(self.planned) if self.planned is not None else int(self.writer.manifest.get("total", 0))
+        return run.top(max(1, limit), self.objective, self.maximize, self.min_trades).dropna(subset=[self.objective])
 
     def _best_value(self) -> float | None:
         ranked = self._ranked()
