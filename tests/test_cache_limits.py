@@ -159,6 +159,28 @@ def test_total_stays_under_the_limit_after_each_write(tmp_path, bars):
     assert again.stats()["disk_hits"] == 1
 
 
+def test_dead_writers_temp_files_count_and_go_and_a_lowered_limit_applies_at_the_next_read(tmp_path, bars):
+    """Writers killed mid-write left their .tmp files outside the count and the eviction (37 MB
+    over a 10 MB limit, stats under by as much), and a limit lowered later never shrank the
+    cache until a bank wrote again (with built-ins quick to compute, never)."""
+    import subprocess
+    import sys
+
+    bank = IndicatorBank(cache_dir=tmp_path)
+    _fill(bank, bars, [5, 6, 7])
+    entry = _entry_bytes(_parquets(tmp_path)[0])
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / "sma" / f"k.parquet.tmp-{int(gone.stdout)}-0123abcd"  # its writer exited
+    dead.write_bytes(b"0" * 5000)
+    live = tmp_path / "sma" / f"j.parquet.tmp-{os.getpid()}-4567cdef"  # a write in progress here
+    live.write_bytes(b"0" * 100)
+    assert bank.stats()["disk_bytes"] == sum(map(_entry_bytes, _parquets(tmp_path))) + 5100
+    reader = IndicatorBank(cache_dir=tmp_path, disk_limit_bytes=int(1.5 * entry))
+    reader.ensure(bars, "sma", period=7)  # only reads
+    assert not dead.exists() and live.exists()
+    assert len(_parquets(tmp_path)) == 1 and reader.stats()["disk_bytes"] <= 1.5 * entry
+
+
 def test_an_entry_larger_than_the_limit_is_not_written(tmp_path, bars):
     bank = IndicatorBank(cache_dir=tmp_path, disk_limit_bytes=1000)
     bank.ensure(bars, "sma", period=5)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -52,6 +53,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+import psutil
 
 import threadx
 from threadx.codehash import source_hash
@@ -69,6 +71,8 @@ _COMPUTE_THREADS = max(1, min(4, os.cpu_count() or 1))  # threads of a large ens
 _ELEMENTS_PER_THREAD = 250_000  # ... each computing at least this many values (requests x bars; ~2.5 ms of SMA)
 NEAR_LIMIT_SHARE = 0.9  # disk usage / limit from which stats() reports disk_near_limit
 _RESCAN_PARTS = 16  # rescan the folder after each 1/16 of the limit written by this bank
+_TEMP_NAME = re.compile(r"\.tmp-(\d+)-[0-9a-f]{8}$")  # a write in progress: .tmp-<pid>-<random>
+_STALE_TEMP_S = 3600.0  # ... left by a live process this long (a reused pid) is stale too
 
 
 def indicator_code_hash() -> str:
@@ -417,6 +421,8 @@ class IndicatorBank:
                   rows: int) -> dict[str, np.ndarray] | None:
         if not self._disk:
             return None
+        if self._disk_estimate is None:  # this bank's first look: a limit lowered since applies now
+            self.enforce_disk_limit()
         parquet, sidecar = self._paths(idef.name, key)
         try:
             if not parquet.exists():
@@ -472,7 +478,7 @@ class IndicatorBank:
         import pyarrow.parquet as pq
 
         parquet, sidecar = self._paths(idef.name, key)
-        tag = f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tag = f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # (_TEMP_NAME: whose it is, for _remove_stale_temps)
         tmp_parquet = parquet.with_name(parquet.name + tag)
         tmp_sidecar = sidecar.with_name(sidecar.name + tag)
         meta = {
@@ -525,6 +531,7 @@ class IndicatorBank:
         if not self._evict_lock.acquire(blocking=False):
             return 0  # another thread of this bank is at it
         try:
+            self._remove_stale_temps()
             entries, total = self._disk_entries()
             evicted = 0
             for _, parquet, size in sorted(entries):
@@ -545,10 +552,26 @@ class IndicatorBank:
         finally:
             self._evict_lock.release()
 
+    def _remove_stale_temps(self) -> None:
+        """Delete the half-written files of writers that died (killed mid-write): they were in
+        no count and no eviction (12 killed writers left 37 MB over a 10 MB limit)."""
+        now = time.time()
+        for path in self._disk_files(include_sidecars=False, include_temp=True):
+            match = _TEMP_NAME.search(path.name)
+            if match is None:
+                continue
+            try:
+                stale = now - path.stat().st_mtime > _STALE_TEMP_S or not psutil.pid_exists(int(match.group(1)))
+                if stale:
+                    path.unlink()
+            except OSError:
+                continue
+
     def _disk_entries(self) -> tuple[list[tuple[int, Path, int]], int]:
-        """([(mtime_ns, parquet path, bytes with its sidecar)], total bytes of the cache files)."""
+        """([(mtime_ns, parquet path, bytes with its sidecar)], total bytes of the cache files,
+        writes in progress included)."""
         stats: dict[Path, os.stat_result] = {}
-        for path in self._disk_files(include_sidecars=True):
+        for path in self._disk_files(include_sidecars=True, include_temp=True):
             try:
                 stats[path] = path.stat()
             except OSError:
@@ -580,7 +603,7 @@ class IndicatorBank:
     def _disk_usage(self) -> tuple[int, int]:
         count = 0
         size = 0
-        for path in self._disk_files(include_sidecars=True):
+        for path in self._disk_files(include_sidecars=True, include_temp=True):
             try:
                 st = path.stat()
             except OSError:
