@@ -122,6 +122,40 @@ def test_saving_again_replaces_the_result_whole(stored, synthetic_bars):
     _assert_same(wf, loaded)
 
 
+def test_a_save_removes_the_staging_a_killed_save_left(stored, tmp_path):
+    """A save killed while it staged the result left ``.result-<hex>.tmp`` for good (re-running
+    the walk-forward to completion kept it); one of a live writer stays."""
+    import subprocess
+    import sys
+
+    wf, report, root = stored
+    folder = root / "walkforward" / "wf1"
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    dead = folder / f".result.{gone}-0123abcd.tmp"
+    (dead / "part").mkdir(parents=True)
+    live = folder / f".result.{os.getpid()}-4567cdef.tmp"
+    live.mkdir()
+    save_walk_forward("wf1", wf, report, root)
+    assert not dead.exists() and live.exists()
+    live.rmdir()
+
+
+def test_a_dataset_write_removes_the_temp_file_a_killed_write_left(tmp_path):
+    import subprocess
+    import sys
+
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import generate_synthetic
+
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    dead = tmp_path / f".X_USDT-1h.parquet.{gone}-0123abcd.tmp"
+    dead.write_bytes(b"half")
+    write_ohlcv(generate_synthetic(days=10, seed=1), tmp_path / "X_USDT-1h.parquet")
+    assert not dead.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["X_USDT-1h.parquet"]
+
+
 def test_a_reader_never_sees_the_result_missing_while_it_is_replaced(stored, monkeypatch):
     from threadx.validation import storage
 

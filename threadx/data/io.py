@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from threadx.errors import DataError, os_reason
+from threadx.files import remove_dead_temps, temp_beside
 from threadx.filestamp import file_stamp
 
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
@@ -141,9 +141,10 @@ def replace_atomically(path: Path, write: Callable[[Path], Any]) -> None:
     """Make ``path`` by ``write(tmp)`` into a temporary file beside it, synced and renamed over
     ``path``: readers see the old file or the new one, never a half-written one. DataError
     (nothing changed) when the disk refuses."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp = temp_beside(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_dead_temps(path)  # (a write killed before this one left its temp)
         write(tmp)
         fd = os.open(tmp, os.O_RDONLY)
         try:

@@ -19,7 +19,7 @@ from typing import Any
 from threadx.config import settings
 from threadx.errors import ThreadXError, os_reason
 from threadx.filestamp import file_stamp
-from threadx.files import atomic_write_bytes
+from threadx.files import atomic_write_bytes, remove_dead_temps, temp_beside
 from threadx.optimize.store import check_run_id
 from threadx.shapes import read_json_number
 from threadx.validation import codec
@@ -52,10 +52,11 @@ def save_walk_forward(run_id: str, wf: Any, report: Any, results_dir: str | os.P
     full disk) is one ThreadXError naming the run and the folder."""
     folder = walkforward_root(results_dir) / check_run_id(run_id)
     payload = {"version": FORMAT_VERSION, "walk_forward": replace(wf, evaluator=None), "report": report}
-    staging = folder / f".{RESULT}-{uuid.uuid4().hex[:8]}.tmp"
+    staging = temp_beside(folder / RESULT)
     created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        remove_dead_temps(folder / RESULT)  # (a save killed before this one left its staging)
         try:
             codec.dump(staging, payload)
             _swap_in(staging, folder / RESULT)
