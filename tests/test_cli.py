@@ -212,6 +212,27 @@ def test_sweep_and_runs_commands(tmp_path, capsys):
     assert main(["runs", "show", "nope", "--store", str(tmp_path / "runs")]) == 2
 
 
+def test_an_interrupted_sweep_says_what_is_stored_and_which_run_to_resume(tmp_path, capsys, monkeypatch):
+    """Ctrl-C said "finished combos are stored; run the same command with --run-id to resume"
+    when nothing was stored, and never said which run id (one was made up for it)."""
+    import threadx
+
+    store = str(tmp_path / "runs")
+    argv = ["sweep", "--strategy", "ma_crossover", "--param", "fast_period=5:15:5", "--store", store]
+    assert main([*argv, "--run-id", "r1", "--json"]) == 0
+    capsys.readouterr()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(threadx, "sweep", interrupted)
+    assert main([*argv, "--run-id", "r1"]) == 130
+    assert "interrupted: 3 combos of run r1 are stored; run the same command with --run-id r1 to resume" in \
+        capsys.readouterr().err
+    assert main(argv) == 130
+    assert re.search(r"interrupted: no combo of run ma_crossover-\S+ was stored", capsys.readouterr().err)
+
+
 def test_help_says_json_keeps_raw_values(capsys):
     from threadx.cli import build_parser
 

@@ -74,3 +74,30 @@ def test_pareto_mask_matches_brute_force():
     x, y = np.round(rng.normal(size=300), 1), np.round(rng.normal(size=300), 1)  # with ties
     brute = np.array([not np.any((x > x[i]) & (y >= y[i]) | (x >= x[i]) & (y > y[i])) for i in range(300)])
     np.testing.assert_array_equal(pareto_mask(x, y), brute)
+
+
+def test_a_results_folder_that_cannot_be_written_is_one_error(tmp_path, monkeypatch):
+    """A read-only results folder read "[Errno 30] Read-only file system: '.../ro1'"."""
+    import errno
+    from pathlib import Path
+
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if self.name == "ro1":
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(ThreadXError, match=r"cannot store run ro1 in .*ro1: Read-only file system; pick a results "
+                                           r"folder this user can write"):
+        ResultStore(tmp_path).open_run("ro1", {"run_id": "ro1", "strategy": "ma_crossover", "sampler": "grid"})
+
+
+def test_a_resume_records_its_own_memory_plan(tmp_path):
+    store = ResultStore(tmp_path)
+    plan = {"run_id": "m", "strategy": "ma_crossover", "space": {"axes": []}, "sampler": "grid"}
+    store.open_run("m", {**plan, "memory": {"batched": False, "budget": 11 * 2**30}}).close()
+    again = store.open_run("m", {**plan, "memory": {"batched": True, "budget": 900 * 2**20}})
+    assert again.manifest["memory"] == {"batched": True, "budget": 900 * 2**20}
+    again.close()

@@ -535,9 +535,24 @@ def _progress_printer(args: argparse.Namespace, what: str):
     progress.end_line = end_line  # type: ignore[attr-defined]
     return progress
 
+def _stored_words(store: Any, run_id: str) -> str:
+    """What an interrupted sweep left: its stored combos and how to resume them, or nothing."""
+    from threadx.optimize.store import ResultStore
+
+    try:
+        stored = len(ResultStore(store).stored(run_id).ids)
+    except (ThreadXError, OSError):
+        stored = 0
+    if not stored:
+        return f"no combo of run {run_id} was stored"
+    return (f"{stored:,} combos of run {run_id} are stored; run the same command with --run-id {run_id} to "
+            "resume")
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     import threadx
     import threadx.optimize.runner  # noqa: F401 - the process's start, not the run's time
+    from threadx.names import new_run_id
     from threadx.timings import Stopwatch
 
     space = _parse_space(args.param)
@@ -549,7 +564,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     progress = _progress_printer(args, args.sampler)
 
-    run_id = args.run_id
+    run_id = args.run_id or new_run_id(args.strategy)  # (named here: an interruption says which run to resume)
     try:
         run = threadx.sweep(
             df, args.strategy, space, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
@@ -558,8 +573,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             scheduler=args.scheduler, stopwatch=watch, **engine,
         )
     except KeyboardInterrupt:
-        print("\ninterrupted: finished combos are stored; run the same command with --run-id to resume",
-              file=sys.stderr)
+        print(f"\ninterrupted: {_stored_words(args.store, run_id)}", file=sys.stderr)
         return 130
     except ThreadXError:
         progress.end_line()

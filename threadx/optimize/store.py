@@ -28,7 +28,7 @@ from filelock import FileLock, Timeout
 
 from threadx.config import settings
 from threadx.engine.layout import METRIC_NAMES
-from threadx.errors import ThreadXError
+from threadx.errors import ThreadXError, os_reason
 from threadx.files import atomic_write_bytes
 from threadx.names import check_name
 from threadx.shapes import LIST, OBJECT, SWITCH, TEXT, WHOLE, WHOLES, Kind, shape_problem
@@ -39,7 +39,9 @@ _PROBE_GRACE_S = 0.03  # how long a writer waits out a reader probing the run's 
 _PLAN_KEYS = ("strategy", "strategy_code", "rows_code", "fingerprint", "space", "engine", "sampler", "n", "seed",
               "block_end")
 _LEGACY_OPTIONAL = ("strategy_code", "rows_code")  # plan keys that runs stored by earlier versions lack
-_SESSION_KEYS = ("objective", "maximize", "min_trades", "machine", "versions", "started_at")
+# a resume's own: its ranking, its machine, and its memory plan (a record mixing two sessions read
+# "not batched, 11 GiB budget" beside the resumed session's 2 batches)
+_SESSION_KEYS = ("objective", "maximize", "min_trades", "machine", "versions", "started_at", "memory")
 _PROGRESS_KEYS = ("status", "done", "failed", "finished_at", "elapsed_s", "quarantined", "gpu", "warnings")
 _PLAN_FILE = "plan.json"  # the manifest as first written, less its progress keys (and the warnings since)
 QUARANTINE = "quarantine"  # damaged parts are moved here, never deleted
@@ -674,8 +676,12 @@ class ResultStore:
         combo ids already stored and may refuse them (raise) before anything is written.
         """
         folder = self.folder(run_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = RunLock(folder, run_id).acquire()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            lock = RunLock(folder, run_id).acquire()
+        except OSError as exc:  # (a read-only or full results folder read "[Errno 30] Read-only file system: ...")
+            raise ThreadXError(f"cannot store run {run_id} in {folder}: {os_reason(exc)}; pick a results folder "
+                               "this user can write (--store, or the results_dir setting)") from exc
         try:
             stored = read_manifest(folder, run_id)
             if stored is not None:
