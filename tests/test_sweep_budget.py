@@ -60,6 +60,18 @@ def test_a_budget_below_the_workers_own_memory_says_so_not_narrow_the_indicators
     assert "narrow" not in text and "one batch of indicators" not in text
 
 
+def test_a_walk_forward_over_its_budget_names_no_worker_processes(sample):
+    """A walk-forward runs threads in this process: its refusal read "plus 0 worker(s)" and
+    advised "use fewer workers"."""
+    from threadx.validation.walkforward import walk_forward
+
+    with pytest.raises(ParamError) as caught:
+        walk_forward(sample, "ma_crossover", {"fast_period": "5:10:1"}, is_bars=400, oos_bars=200,
+                     bank=NoComputeBank(), memory_budget="10kB")
+    text = str(caught.value)
+    assert "worker" not in text and "raise memory_budget" in text, text
+
+
 def test_sweep_over_its_budget_is_refused_in_under_a_second_before_any_indicator(tmp_path):
     df = long_series(210_000)  # the 5m case: 196 Bollinger sets (bb_std is display-only) and 96 ATRs: GiBs
     space = {"bb_period": "5:200:1", "bb_std": "0.5:4:0.01", "atr_period": "5:100:1"}

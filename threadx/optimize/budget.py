@@ -94,8 +94,9 @@ class Estimate:
     def describe(self) -> str:
         parts = ", ".join(f"{n:,} {name}" for name, n in sorted(self.lines.items(), key=lambda kv: -kv[1]))
         lines = f"{self.total_lines:,} indicator lines ({parts})" if self.lines else "no indicator lines"
+        workers = f"{self.workers} worker(s), " if self.workers else ""  # (none: threads of this process)
         return (f"{lines} x {self.n_bars:,} bars x 8 bytes{' x 2 (parent + shared copy)' if self.shared else ''}"
-                f", plus {self.workers} worker(s), the indicator cache and result buffers")
+                f", plus {workers}the indicator cache and result buffers")
 
 
 @dataclass
@@ -204,9 +205,10 @@ def advice(est: Estimate, budget: Budget, search: Any, why: str, what: str = "sw
     head = f"this {what} needs up to about {format_bytes(est.total)} ({est.describe()}); the budget is " \
            f"{budget.describe()}{shm}"
     if est.fixed >= budget.memory:  # no indicator param can help (nor batches: ``why`` is moot)
-        return (f"{head}, too small; before any indicator it needs about {format_bytes(est.fixed)} ({est.workers} "
-                f"worker(s) at about {format_bytes(WORKER_BYTES)} each, the indicator cache and result buffers): use "
-                "fewer workers, or raise memory_budget (--memory-budget)")
+        workers = f"{est.workers} worker(s) at about {format_bytes(WORKER_BYTES)} each, " if est.workers else ""
+        fewer = "use fewer workers, or " if est.workers else ""  # (no worker process: threads of this one)
+        return (f"{head}, too small; before any indicator it needs about {format_bytes(est.fixed)} ({workers}the "
+                f"indicator cache and result buffers): {fewer}raise memory_budget (--memory-budget)")
     axes = "/".join(search.axes[k].name for k in indicator_axes(search))
     return (f"{head}, {why}: narrow {axes or 'the indicator params'}, use fewer combos or workers, a coarser "
             "timeframe or a shorter period, or raise memory_budget (--memory-budget)")
