@@ -63,7 +63,19 @@ def _raising_signals(bars, ind, p):
     raise ValueError("the strategy's own bug")  # line _raising_signals.__code__.co_firstlineno + 1
 
 
+def _filtered_by_the_next_lows(bars, ind, p):
+    """ma_crossover's entries dropped when the next 5 bars dip 1.5 % under the close: the peek
+    removes signals, so no signal is left at the bars that read the future."""
+    sig = np.asarray(MA.signals(bars, ind, p)).copy()
+    for i in np.flatnonzero(sig & SIG_ENTER_LONG):
+        ahead = bars.low[i + 1:i + 6]
+        if len(ahead) and ahead.min() < bars.close[i] * 0.985:
+            sig[i] &= ~np.uint8(SIG_ENTER_LONG)
+    return sig
+
+
 PEEK = replace(MA, name="peek_ahead", signals=_peek_signals, signal_rule=None)
+FILTER_PEEK = replace(MA, name="filter_peek", signals=_filtered_by_the_next_lows, signal_rule=None, batch_signals=None)
 CENTRED = replace(MA, name="centred_window", signals=_centred_signals, signal_rule=None)
 RANDOM = replace(MA, name="unseeded_rng", signals=_random_signals, signal_rule=None)
 RAISING = replace(MA, name="raises", signals=_raising_signals, signal_rule=None)
@@ -105,6 +117,15 @@ def test_peeking_one_bar_ahead_is_flagged_at_the_bar_before_the_cut(synthetic_ba
     assert "signals" in first["differed"]
     assert look.summary.startswith("look-ahead in 4 of 4 param sets: first at bar 1 (2023-01-01T01:00:00+00:00)")
     assert any("cut at bar 2 " in d and "first difference at bar 1 " in d for d in look.details)
+
+
+def test_a_peek_that_removes_signals_is_flagged(synthetic_bars: Bars) -> None:
+    """Entries dropped when the next bars dip passed: the cuts just after signal bars never fall
+    where the peek removed one (it lifted a real backtest from -28.3 % to -3.2 %)."""
+    look = check_strategy(FILTER_PEEK, synthetic_bars, checks=("lookahead",)).result("lookahead")
+    assert look.passed is False, look.summary
+    assert all(f["differed"] == ["signals"] and f["bar"] < f["cut"] <= f["bar"] + 5 for f in look.data["findings"])
+    assert check_strategy(MA, synthetic_bars, checks=("lookahead",)).passed  # its unfiltered self passes
 
 
 def test_a_stored_failure_is_cleared_only_by_a_check_that_looks_again(synthetic_bars: Bars, tmp_path) -> None:

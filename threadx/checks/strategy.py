@@ -75,6 +75,7 @@ INFORMATIONAL_CHECKS: frozenset[str] = frozenset({"speed"})  # reported, never f
 _MAX_COMBOS = 1000  # param sets one check runs (each runs the look-ahead cuts: seconds apiece)
 CUT_PERCENTS: tuple[int, ...] = (30, 50, 70, 90)  # look-ahead cut points, % of the bars
 EVENT_CUTS = 12  # and cuts just after this many signal bars per param set (see event_cuts)
+STRIDE_CUTS = 160  # and this many cuts spread evenly, where only the signals are compared (see stride_cuts)
 ACCOUNTING_TOLERANCE = 1e-9  # relative to the initial capital (sums of PnL, fees, funding)
 SPEED_REPEATS = 3  # best of this many timed passes over the param sets
 REPORT_FORMAT = 1
@@ -304,6 +305,16 @@ def event_cuts(signals: np.ndarray, most: int = EVENT_CUTS) -> list[int]:
     return [int(b) + 1 for b in bars if int(b) + 1 < len(signals)]
 
 
+def stride_cuts(n_bars: int, most: int = STRIDE_CUTS) -> list[int]:
+    """Up to ``most`` cuts spread evenly over the history. A peek that removes a signal (an
+    entry dropped when the next bars dip) leaves no signal at the bar it removed, so
+    :func:`event_cuts` never cuts there; each of these cuts exposes the bars just before it to
+    a peek across it (the 5 bars before it to a 5-bar peek): spread over many bars, some of the
+    removed signals fall there. Only the signals are computed for these (no backtest)."""
+    step = max(1, n_bars // (most + 1))
+    return [c for c in range(step, n_bars, step) if 2 <= c][:most]
+
+
 def noise_after(bars: Bars, cut: int, seed: int) -> Bars:
     """``bars`` with every bar from ``cut`` on replaced by a seeded random walk that starts
     at the close of bar ``cut - 1``: log returns with the std of the last (up to 500) real
@@ -518,7 +529,7 @@ def _lookahead(s: _Session) -> CheckResult:
         return CheckResult("lookahead", False, f"not checked: {n} bars leave no cut point; check a longer span",
                            conclusive=False)
     findings, details = [], []
-    n_events = flagged = 0
+    n_events = n_strided = flagged = 0
     for ps in s.sets:
         real = s.run(ps)
         flagged += int(np.count_nonzero(real.signals)) + len(real.trades)  # (a grid trades from its levels)
@@ -555,8 +566,17 @@ def _lookahead(s: _Session) -> CheckResult:
             details.append(f"{ps.name}: cut at bar {cut} ({s.when(cut)}): first difference at bar {bar} "
                            f"({s.when(bar)}) in {', '.join(differed)} [{where}]")
             break  # the earliest cut that shows it is the one to report
+        else:
+            strided = [c for c in stride_cuts(n) if c not in cuts and c not in events]
+            n_strided += len(strided)
+            finding = _first_strided_difference(s, ps, real, strided)
+            if finding is not None:
+                findings.append(finding)
+                details.append(f"{ps.name}: cut at bar {finding['cut']} ({finding['cut_time']}): the signals differ "
+                               f"from bar {finding['bar']} ({finding['time']}) [truncated history: signals only]")
     tried = (f"{len(s.sets)} param sets x {len(cuts)} cuts ({', '.join(map(str, cuts))}) on truncated and "
-             f"noise-continued histories, and {n_events} cuts just after signal bars")
+             f"noise-continued histories, {n_events} cuts just after signal bars and {n_strided} spread over the "
+             "history (signals only)")
     if not findings and not flagged:
         return CheckResult("lookahead", False, f"not shown: no param set gave a signal or a trade on these {n} "
                            "bars, so a peek at later bars could not show; check a longer span", data={"cuts": cuts},
@@ -569,6 +589,21 @@ def _lookahead(s: _Session) -> CheckResult:
                f"({first['time']}) in {', '.join(first['differed'])} with the cut at bar {first['cut']} "
                f"({first['param_set']})")
     return CheckResult("lookahead", False, summary, details, data={"cuts": cuts, "findings": findings})
+
+
+def _first_strided_difference(s: _Session, ps: ParamSet, real: _Run, strided: list[int]) -> dict[str, Any] | None:
+    """The first of the ``strided`` cuts (:func:`stride_cuts`) whose truncated history gives
+    other signals before the cut than the real run (a finding, as :func:`_lookahead` records
+    them), or None."""
+    for cut in strided:
+        s.tick(f"lookahead: {ps.name}, signals cut at bar {cut}")
+        with s.ctx.at(f"running {ps.name} on the history truncated at bar {cut}"):
+            _, short, _ = prepare_signals(s.spec, s.bars.slice(0, cut), ps.params, _fresh_bank())
+        bar = _first_difference(real.signals, np.asarray(short), cut)
+        if bar is not None:
+            return {"param_set": ps.name, "cut": cut, "cut_time": s.when(cut), "bar": bar, "time": s.when(bar),
+                    "history": "truncated", "differed": ["signals"], "by_history": {"truncated": {"signals": bar}}}
+    return None
 
 
 def _signals(s: _Session) -> CheckResult:
@@ -786,7 +821,7 @@ _CHECKS: dict[str, Callable[[_Session], CheckResult]] = {
 
 
 def _steps(name: str, n_sets: int, n_cuts: int) -> int:
-    return {"lookahead": n_sets * (n_cuts + EVENT_CUTS), "signals": n_sets, "determinism": n_sets + 1,
+    return {"lookahead": n_sets * (n_cuts + EVENT_CUTS + STRIDE_CUTS), "signals": n_sets, "determinism": n_sets + 1,
             "accounting": n_sets}.get(name, 1)
 
 
