@@ -183,9 +183,13 @@ def plan_batches(needs: list[set], capacity: int, widths: dict) -> list[list[int
 
 def estimate_memory(requests: Iterable[tuple[str, str]], n_bars: int, workers: int, bank: Any, combos: int,
              shared: bool = True) -> Estimate:
-    """The :class:`Estimate` of preparing ``requests`` at once for ``combos`` combos."""
-    return Estimate(n_bars=n_bars, lines=lines_of(requests), workers=workers,
-                    cache_bytes=int(getattr(bank, "max_bytes", 0)), result_bytes=result_bytes(combos), shared=shared)
+    """The :class:`Estimate` of preparing ``requests`` at once for ``combos`` combos (the
+    indicator cache counted up to its bound, or to the lines of this plan when they are fewer:
+    its whole 512 MiB bound refused a 2-combo sweep under a 600 MiB budget)."""
+    lines = lines_of(requests)
+    cache = min(int(getattr(bank, "max_bytes", 0)), sum(lines.values()) * n_bars * 8)
+    return Estimate(n_bars=n_bars, lines=lines, workers=workers, cache_bytes=cache, result_bytes=result_bytes(combos),
+                    shared=shared)
 
 
 def fits(est: Estimate, budget: Budget) -> bool:

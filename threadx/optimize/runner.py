@@ -490,7 +490,8 @@ class _Session:
         requests = self.requests = indicator_requests(self.search, None if ids is None else [ids])
         bank = self.bank if self.bank is not None else _default_bank()
         combos = self.search.size if ids is None else len(ids)
-        est = self.estimate = estimate_memory(requests, len(self.bars), self.workers, bank, combos,
+        workers = 0 if self.executor == "inline" else self.workers  # (inline: threads of this process)
+        est = self.estimate = estimate_memory(requests, len(self.bars), workers, bank, combos,
                                               shared=self.executor != "inline")
         if fits(est, budget):
             return
