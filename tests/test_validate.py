@@ -157,6 +157,11 @@ def test_gaps_are_listed_against_the_grid() -> None:
     assert rep.largest_gap == 3 * H and rep.largest_gap_bars == 3
     assert rep.coverage["bars"] == 44 and rep.coverage["expected_bars"] == 48
     assert any("2 gap(s)" in w for w in rep.warnings)
+    # in words a reader takes in ("largest 0 days 03:00:00", and "missing from 10:00 to 13:00" read
+    # as if the 13:00 bar were missing too)
+    assert any("largest 3 h (3 bars)" in w for w in rep.warnings), rep.warnings
+    assert "3 bar(s) missing from 2024-03-01T10:00:00+00:00; the next bar opens at 2024-03-01T13:00:00" \
+        in rep.summary(), rep.summary()
     assert rep.quality < 100 * 44 / 48 + 0.1
 
 

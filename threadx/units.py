@@ -311,6 +311,23 @@ def format_eta(seconds: float) -> str:
     return f"ETA {seconds:,.0f} s" if seconds is not None and math.isfinite(seconds) else "ETA -"
 
 
+def format_duration(seconds: float) -> str:
+    """A span of time in its two largest units ("1 d 8 h"), as a gap between bars reads.
+
+    >>> format_duration(115_200), format_duration(3_600), format_duration(5_400), format_duration(0)
+    ('1 d 8 h', '1 h', '1 h 30 min', '0 s')
+    """
+    left = int(round(seconds))
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60), ("s", 1)):
+        if left >= size:
+            parts.append(f"{left // size:,} {unit}")
+            left %= size
+        elif parts:
+            break  # (the next unit down is zero: "1 d", not "1 d 0 h 5 s")
+    return " ".join(parts[:2]) or "0 s"
+
+
 def format_plain(value: Any, *, ascii_only: bool = False) -> str:
     """A value without a unit (a param, a label): ints as they are, floats with up to six
     significant digits, bools as yes / no, text unchanged.

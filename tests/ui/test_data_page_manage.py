@@ -151,8 +151,28 @@ def test_verdict_box_and_gap_shading(workspace):
     assert not at.exception, at.exception
     amber = [w.value for w in at.warning if "AMBER" in w.value]
     assert amber and "32 missing bar(s) in 1 gap(s)" in amber[0]
+    assert "1 warning(s)\n" in amber[0]  # every warning is a bullet here: no "notable" count
     figure = at.get("plotly_chart")[0].proto.spec
     assert '"name":"gap"' in figure.replace(" ", "")
+
+
+def test_the_verdict_box_says_which_warnings_it_lists(workspace):
+    """"4 warning(s)" over 3 bullets: a spike at crypto's usual rate is a warning but no reason
+    for the amber light, and the box did not say why it was missing."""
+    from threadx.data import write_ohlcv
+
+    df = candles(600, NEW)
+    df.iloc[400, df.columns.get_loc("close")] *= 1.3  # one spike (0.2 % of the bars: not notable)
+    df.iloc[400, df.columns.get_loc("high")] = df.iloc[400][["open", "close"]].max() * 1.001
+    df.iloc[401, df.columns.get_loc("open")] = df.iloc[400]["close"]
+    df.iloc[401, df.columns.get_loc("high")] = df.iloc[401][["open", "close"]].max() * 1.001
+    df.iloc[401, df.columns.get_loc("low")] = df.iloc[401][["open", "close"]].min() * 0.999
+    df = df.drop(df.index[100:110])
+    write_ohlcv(df, workspace / "data" / "local" / "SPK_USDT-1h.parquet")
+    at = open_page("1_Data.py")
+    at.selectbox(key="dataset_picker").set_value("local/SPK_USDT-1h").run()
+    amber = [w.value for w in at.warning if "AMBER" in w.value]
+    assert amber and "2 warning(s) (1 notable, below; all in the report)" in amber[0], amber
 
 
 def test_an_invalid_stored_file_is_red_and_can_be_deleted(workspace):

@@ -65,7 +65,7 @@ from threadx.data.grid import grid_origin_ns, grid_slots, slot_start_ns, timefra
 from threadx.data.bars import ohlc_inconsistent
 from threadx.data.timeframe import bar_spacing_ns, spacing_disagreement, spacing_timeframe
 from threadx.errors import DataError
-from threadx.units import format_count
+from threadx.units import format_count, format_duration
 
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
 SPIKE_MADS = 10.0
@@ -202,7 +202,7 @@ class ValidationReport:
         lines += [f"ERROR: {e}" for e in self.errors]
         lines += [f"warning: {w}" for w in self.warnings]
         for start, end, n in self.gaps[:10]:
-            lines.append(f"  gap: {format_count(n)} bar(s) missing from {_iso(start)} to {_iso(end)}")
+            lines.append(f"  gap: {format_count(n)} bar(s) missing from {_iso(start)}; the next bar opens at {_iso(end)}")
         if len(self.gaps) > 10:
             lines.append(f"  ... {len(self.gaps) - 10} more gap(s)")
         return "\n".join(lines)
@@ -381,7 +381,8 @@ def _grid_checks(rep: ValidationReport, u: np.ndarray, tf: str, step: int) -> No
         rep.largest_gap_bars = int(missing[k])
         rep.largest_gap = pd.Timedelta(int(missing[k]) * step, unit="ns")
         rep.warnings.append(
-            f"{rep.gap_count} gap(s), {rep.missing_bars} missing bar(s); largest {rep.largest_gap} "
+            f"{rep.gap_count} gap(s), {rep.missing_bars} missing bar(s); largest "
+            f"{format_duration(rep.largest_gap.total_seconds())} "
             f"({rep.largest_gap_bars} bars) from {_iso(rep.gaps[k][0])}"
         )
     else:
