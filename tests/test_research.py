@@ -234,14 +234,14 @@ def test_the_transfer_matrix_keeps_its_in_sample_diagonal_out_of_the_oos_colours
     assert np.isnan(np.diag(np.asarray(oos.z, dtype=float))).all() and oos.zmax == pytest.approx(0.6)
     assert [[x for x in row] for row in oos.text] == [["", "-0.40"], ["0.60", ""]]
     assert own.showscale is False and np.isnan(own.z[0][1])
-    assert [list(row) for row in own.text] == [["2.90 (own: in sample)", ""], ["", "2.10 (own: in sample)"]]
+    assert [list(row) for row in own.text] == [["2.90<br>own: in sample", ""], ["", "2.10<br>own: in sample"]]
     # with the return stored, it stands beside the Sharpe ("kept" counts positive returns, the colours are Sharpe)
     with_returns = ResearchResult("r", result.config, [], [{**t, "total_return": 0.25 * t["sharpe"] - 0.2}
                                                            for t in result.transfer])
     oos, own = transfer_figure(with_returns, "bb_atr").data
     assert [list(row) for row in oos.text] == [["", "-0.40 · -30.00 %"], ["0.60 · -5.00 %", ""]]
-    assert [list(row) for row in own.text] == [["2.90 · 52.50 % (own: in sample)", ""],
-                                               ["", "2.10 · 32.50 % (own: in sample)"]]
+    assert [list(row) for row in own.text] == [["2.90 · 52.50 %<br>own: in sample", ""],
+                                               ["", "2.10 · 32.50 %<br>own: in sample"]]
 
 
 def test_a_cell_with_no_other_asset_traded_reads_no_kept_count():
