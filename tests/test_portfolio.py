@@ -558,7 +558,7 @@ def test_runners_that_never_run_at_the_same_time_are_refused():
     annualised as if its ticks were consecutive hours (a CAGR of 157 % for 6 % a year)."""
     a, b = hand_runner("A"), hand_runner("B")
     later = hand_frame(B_CLOSES, start="2024-03-01", name="B")
-    with pytest.raises(ParamError, match="never run at the same time.*test_threshold:A ends 2024-01-01 07:00.*"
+    with pytest.raises(ParamError, match="never run at the same time.*test_threshold:A ends 2024-01-01 08:00.*"
                                          "test_threshold:B starts 2024-03-01 00:00"):
         portfolio_backtest([a, b], frames={a.label: hand_frame(A_CLOSES, name="A"), b.label: later}, save=False)
     # back to back (B's first bar right after A's last) is one timeline

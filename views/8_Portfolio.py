@@ -30,7 +30,7 @@ from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import active_dataset, dataset_names, label_dataset, strategy_names
 from threadx.ui.widgets import follow_job, job_progress, show_finished_job, param_form
-from threadx.units import counted, format_metric, table_view
+from threadx.units import format_metric, table_view
 
 DEFAULTS = EngineOptions()  # the one source of the engine's defaults
 FILLS = ["next_open", "close"]
@@ -58,8 +58,7 @@ def load_research_runners(research_id: str, strategy: str | None = None, kept_on
         st.error(f"Cannot load runners from research {research_id}: {exc}")
         return
     st.session_state["pf_runners"] = [r.to_dict() for r in runners]
-    st.session_state["pf_origin"] = (f"research {research_id}: {counted(len(runners), 'runner')}, "
-                                     f"{CHOICE_TEXT[choice]} params"
+    st.session_state["pf_origin"] = (f"research {research_id}, {CHOICE_TEXT[choice]} params"
                                      + (", cells with a positive OOS return only" if kept_only else ""))
 
 
@@ -133,7 +132,7 @@ def runner_list() -> None:
     shown, config = table_view(table)
     st.dataframe(shown, hide_index=True, width="stretch", column_config=config, key="pf_runner_table")
     catalog = list_datasets()
-    clash = pf.timeframe_note(runners, catalog)  # before Launch, as the run will say
+    clash = launch_problem(runners, catalog)
     if clash:
         st.error(f"Cannot launch: {clash}.")
     for note in [] if clash else pf.span_notes(runners, catalog):
@@ -180,10 +179,20 @@ def settings_form() -> dict:
             "engine_options": {"fee_bps": fee, "leverage": leverage or None, "fill": fill}}
 
 
+def launch_problem(runners: list, catalog) -> str | None:
+    """Why these runners cannot share a portfolio (timeframes, spans that never meet), said before
+    Launch as the run would say it after loading every runner; None when none is known."""
+    return pf.timeframe_note(runners, catalog) or pf.overlap_note(runners, catalog)
+
+
 def launch(fields: dict) -> None:
     runners = st.session_state["pf_runners"]
     if not runners:
         st.warning("Cannot launch: add at least one runner (the form above, or load runners from a research).")
+        return
+    problem = launch_problem(runners, list_datasets())
+    if problem:  # (a job that fails at once read "failed (4 / 4 runners)", as if each had run)
+        st.error(f"Cannot launch: {problem}.")
         return
     try:
         st.session_state["pf_job"] = registry.submit(PortfolioRequest(tuple(runners), **fields))

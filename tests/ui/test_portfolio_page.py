@@ -210,7 +210,7 @@ def test_portfolio_from_winners_prefills_the_runners(workspace):
 
     assert runners == [r.to_dict() for r in runners_from_research("two-assets")]
     assert [r["strategy"] for r in runners] == ["ma_crossover", "ma_crossover"]
-    assert "Runners from research two-assets: 2 runners, last in-sample window's winner params" in texts(at.caption)
+    assert "Runners from research two-assets, last in-sample window's winner params" in texts(at.caption)
     assert "In sample: these params were chosen on the candles this portfolio runs on" in texts(at.warning)
     assert at.selectbox(key="pf_research").value == "two-assets"
     table = next(df for df in at.dataframe if "runner" in df.value.columns).value
@@ -351,3 +351,34 @@ def test_runners_of_two_timeframes_are_refused_before_launch(workspace):
                       "bb_atr:test/XYZ_USDT-4h 4h: resample them to one (threadx data resample, or "
                       "load_ohlcv(..., timeframe=))."], errors
     assert not at.warning  # (no part-time note beside it: spans of two timeframes compare nothing)
+
+
+def test_runners_that_never_run_at_the_same_time_are_refused_before_launch(workspace):
+    """BTC 2017-2020 beside the 2023-2024 sample: the form gave a part-time note only, and the job
+    failed after Launch reading "(4 / 4 runners)", as if each had run."""
+    import pandas as pd
+
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import ensure_sample, generate_synthetic
+    from threadx.ui.portfolio import overlap_note
+
+    ensure_sample()
+    old = generate_synthetic("OLD_USDT", "1h", days=200, seed=5)
+    old.index = old.index - pd.Timedelta(days=3 * 365)
+    write_ohlcv(old, workspace / "data" / "test" / "OLD_USDT-1h.parquet")
+    at = open_page("8_Portfolio.py")
+    at.button(key="pf_add").click().run()  # bb_atr on the 1h sample
+    at.selectbox(key="pf_dataset").set_value("test/OLD_USDT-1h")
+    at.button(key="pf_add").click().run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith(f"Cannot launch: runners bb_atr:test/OLD_USDT-1h and "
+                                                     f"bb_atr:{SAMPLE} never run at the same time"), errors
+    at.button(key="pf_launch").click().run()
+    assert [e.value for e in at.error].count(errors[0]) == 2  # the form's, and Launch's
+    assert "pf_job" not in at.session_state  # no job submitted
+    catalog = pd.DataFrame({"name": ["a/X-1h"], "timeframe": ["1h"], "first": pd.to_datetime(["2024-01-01"], utc=True),
+                            "last": pd.to_datetime(["2024-12-31 23:00"], utc=True)})
+    x = {"strategy": "bb_atr", "data": {"source": "a/X-1h", "name": "a/X-1h"}}
+    assert overlap_note([x, {**x, "data": {**x["data"], "start": "2024-06-01"}}], catalog) is None
+

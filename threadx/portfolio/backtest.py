@@ -340,16 +340,33 @@ def _check_overlap(prepared: list[dict[str, Any]], labels: list[str]) -> None:
     """ParamError when the runners' spans leave a stretch of time with none of them (BTC 2017
     beside BTC 2024): their metrics would be annualised as if the ticks were consecutive."""
     step = _bar_ns(prepared[0]["bars"])
-    spans = sorted((int(p["bars"].time_ns[0]), int(p["bars"].time_ns[-1]), label) for label, p in zip(labels, prepared))
-    last, last_label = spans[0][1], spans[0][2]
-    for start, end, label in spans[1:]:
-        if start > last + step:
-            when = {"ends": _clock(last), "starts": _clock(start)}
-            raise ParamError(f"runners {last_label} and {label} never run at the same time: {last_label} ends "
-                             f"{when['ends']}, {label} starts {when['starts']}; a portfolio runs its runners "
-                             "together: pick data that overlaps, or backtest them apart")
+    problem = overlap_problem([(label, int(p["bars"].time_ns[0]), int(p["bars"].time_ns[-1]) + step)
+                               for label, p in zip(labels, prepared)])
+    if problem:
+        raise ParamError(problem)
+
+
+def overlap_problem(spans: Sequence[tuple[str, int, int]]) -> str | None:
+    """Why runners (label, first bar's open, last bar's close, ns) cannot share a portfolio: a
+    stretch of time with none of them; None when there is none (the run refuses the same, and
+    the Portfolio form before Launch).
+
+    >>> day = 86_400 * 10**9
+    >>> overlap_problem([("a", 0, 10 * day), ("b", 5 * day, 20 * day)]) is None
+    True
+    >>> overlap_problem([("a", 0, 10 * day), ("b", 30 * day, 40 * day)])[:42]
+    'runners a and b never run at the same time'
+    """
+    ordered = sorted(spans, key=lambda span: (span[1], span[2]))
+    last_label, _, last = ordered[0]
+    for label, start, end in ordered[1:]:
+        if start > last:
+            return (f"runners {last_label} and {label} never run at the same time: {last_label} ends "
+                    f"{_clock(last)}, {label} starts {_clock(start)}; a portfolio runs its runners "
+                    "together: pick data that overlaps, or backtest them apart")
         if end > last:
             last, last_label = end, label
+    return None
 
 
 PART_TIME_SHARE = 0.9  # a runner whose candles cover less of the portfolio's span than this is noted

@@ -81,14 +81,31 @@ def span_notes(runners: Sequence[Mapping[str, Any]], catalog: pd.DataFrame) -> l
     data catalog lists for each runner's dataset, cut to the runner's start and end (the run's
     own notes, from the bars it loads, can differ by a bar at a cut or a resampled edge); none
     when a runner's span is unknown (its dataset not in ``catalog``, a start that is no time)."""
+    from threadx.portfolio.backtest import part_time_notes
+
+    spans = _catalog_spans(runners, catalog)
+    return part_time_notes(spans) if spans and len(spans) > 1 else []
+
+
+def overlap_note(runners: Sequence[Mapping[str, Any]], catalog: pd.DataFrame) -> str | None:
+    """Before launch, why the runners cannot share a portfolio by their spans (``overlap_problem``:
+    the run refuses the same after it loads every runner), None when they can or a span is unknown."""
+    from threadx.portfolio.backtest import overlap_problem
+
+    spans = _catalog_spans(runners, catalog)
+    return overlap_problem(spans) if spans and len(spans) > 1 else None
+
+
+def _catalog_spans(runners: Sequence[Mapping[str, Any]], catalog: pd.DataFrame) -> list[tuple[str, int, int]] | None:
+    """(label, first bar's open, last bar's close, ns) of each runner from the catalog, cut to its
+    start and end; None when one is unknown (nothing of its dataset in its span: the run says so)."""
     from threadx.data.grid import timeframe_ns
     from threadx.data.io import as_utc
-    from threadx.portfolio.backtest import part_time_notes
 
     spans = []
     for label, ref, row in _catalog_rows(runners, catalog):
         if row is None or pd.isna(row["first"]) or pd.isna(row["last"]):
-            return []  # (a file the catalog could not read has no span)
+            return None  # (a file the catalog could not read has no span)
         first, last = int(row["first"].value), int(row["last"].value) + timeframe_ns(row["timeframe"])
         try:
             if ref.start:
@@ -96,11 +113,11 @@ def span_notes(runners: Sequence[Mapping[str, Any]], catalog: pd.DataFrame) -> l
             if ref.end:
                 last = min(last, as_utc(ref.end).value)
         except (ValueError, TypeError):  # a start or end that is no time: the run names it
-            return []
+            return None
         if last <= first:  # nothing of the dataset in the runner's span: the run says so
-            return []
+            return None
         spans.append((label, first, last))
-    return part_time_notes(spans) if len(spans) > 1 else []
+    return spans
 
 
 def runner_rows(runners: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
