@@ -563,6 +563,27 @@ def test_strategy_code_that_keeps_or_edits_what_it_is_handed_gives_sweep_rows_eq
                                                              result.metrics["n_trades"]), (executor, params)
 
 
+def test_the_cli_shows_why_combos_failed_and_fails_a_run_whose_every_combo_failed(rsi: Path, frame, tmp_path,
+                                                                                   capsys) -> None:
+    """A sweep whose 5 combos all raised printed "5/5 combos, 5 failed" and exited 0: the error
+    text, stored in every failed row, was shown by no command."""
+    from threadx.cli import main
+    from threadx.data.io import write_ohlcv
+
+    write_ohlcv(frame, tmp_path / "X_USDT-1h.parquet")
+    _edit(rsi, '    sig = np.zeros(len(rsi), dtype=np.uint8)',
+          '    sig = np.zeros(len(rsi), dtype=np.uint8)\n    if p["oversold"] >= 28:\n        raise KeyError("missing")')
+    line = rsi.read_text().splitlines().index('        raise KeyError("missing")') + 1
+    argv = ["sweep", "--strategy", "rsi_mine", "--data", str(tmp_path / "X_USDT-1h.parquet"),
+            "--store", str(tmp_path / "runs"), "--min-trades", "0"]
+    assert main([*argv, "--param", "oversold=24:30:2", "--run-id", "some"]) == 0  # 2 of 4 fail
+    out = capsys.readouterr().out
+    assert f"failed (2 combos): {rsi.resolve()}:{line}: KeyError: 'missing'" in out, out
+    assert main([*argv, "--param", "oversold=28:32:2", "--run-id", "all"]) == 1
+    assert f"failed (3 combos): {rsi.resolve()}:{line}: KeyError: 'missing'" in capsys.readouterr().out
+    assert main(["runs", "show", "all", "--store", str(tmp_path / "runs")]) == 1
+
+
 def test_a_strategy_calling_sys_exit_fails_its_combos_and_its_check_not_the_process(rsi: Path, frame, tmp_path):
     from threadx.checks.strategy import check_strategy
 

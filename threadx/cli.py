@@ -603,14 +603,18 @@ def _show_run(run, as_json: bool, top: int) -> int:
     stored = run.stored()  # counted from the parts, not taken from the manifest
     m = {**run.manifest, "done": len(stored.ids), "failed": stored.failed, "to_retry": len(stored.retry_ids)}
     best = run.top(top)
+    status = 1 if m["done"] and m["done"] == m["failed"] else 0  # every combo failed: nothing to rank
     if as_json:
         _print_json({"manifest": m, "top": [_typed_row(row) for row in best.to_dict(orient="records")]})
-        return 0
+        return status
     failed = f", {m['failed']:,} failed" if m["failed"] else ""
     print(f"run {m['run_id']}: {m['strategy']} on {m.get('dataset')}, sampler {m['sampler']}, "
           f"{m['done']:,}/{m.get('total', 0):,} combos{failed}, status {m.get('status')}")
     for text in run.warnings:
         print(f"warning: {text}")
+    if m["failed"]:  # (the rows hold each failure's text: the CLI showed none, and exit status 0 for a run
+        for text, count in run.failure_counts(3):  # whose every combo failed)
+            print(f"failed ({count:,} combo{'s' if count != 1 else ''}): {text}")
     if str(m.get("status")).startswith("damaged"):
         print(f"repair with: threadx runs repair {m['run_id']}")
     elif m.get("status") in ("cancelled", "interrupted") or m["to_retry"]:
@@ -624,7 +628,7 @@ def _show_run(run, as_json: bool, top: int) -> int:
     elif m["done"] > m["failed"]:
         print(f"no combo reaches the run's minimum of {int(m.get('min_trades') or 0):,} trades (min_trades): "
               "none is ranked")
-    return 0
+    return status
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:

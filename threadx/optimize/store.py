@@ -114,6 +114,12 @@ class SweepRun:
             return results[wanted] if len(results) else pd.DataFrame(columns=wanted)
         return _read_parts(self._parts, columns=wanted)
 
+    def failure_counts(self, top: int = 5) -> list[tuple[str, int]]:
+        """The ``top`` most frequent error texts of the run's failed combos, with their counts."""
+        errors = self.columns(["error"])
+        counts = errors.loc[errors["status"] != "ok", "error"].fillna("").astype(str).value_counts()
+        return [(text or "(no error text)", int(count)) for text, count in counts.head(top).items()]
+
     def ok_columns(self, columns: list[str]) -> pd.DataFrame:
         """``combo_id`` and ``columns`` of the successful rows, reading only those columns."""
         wanted = list(dict.fromkeys(["combo_id", *columns]))

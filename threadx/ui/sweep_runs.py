@@ -247,7 +247,7 @@ def read_view(store: ResultStore, run_id: str) -> RunView:
     if str(m.get("status", "")).startswith("completed with"):
         view.to_retry = len(run.stored().retry_ids)
     if int(m.get("failed") or 0) > 0:
-        view.failures = failure_counts(run)
+        view.failures = run.failure_counts()
     return view
 
 
@@ -276,13 +276,6 @@ def partial_coverage(manifest: Mapping[str, Any], ok: pd.DataFrame) -> list[str]
         elif len(set(map(str, tried))) < len(set(map(str, values))):
             out.append(f"{name} {', '.join(sorted(map(str, tried)))} (of {', '.join(map(str, values))} searched)")
     return out
-
-
-def failure_counts(run: SweepRun, top: int = 5) -> list[tuple[str, int]]:
-    """The ``top`` most frequent error texts of the run's failed combos, with their counts."""
-    errors = run.columns(["error"])
-    counts = errors.loc[errors["status"] != "ok", "error"].fillna("").astype(str).value_counts()
-    return [(text or "(no error text)", int(count)) for text, count in counts.head(top).items()]
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
