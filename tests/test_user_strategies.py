@@ -229,7 +229,7 @@ def test_a_folder_module_that_cannot_be_read_is_named_and_its_fix_reloads(rsi: P
     helper.write_bytes("HOLD = 3  # caf\u00e9\n".encode("cp1252"))
     _edit(rsi, "import numpy as np\n", "import numpy as np\nimport shared\n")
     _edit(rsi, *HOLD_EXITS)
-    assert f"ImportError: {helper.resolve()} cannot be read as UTF-8 text" in user.load_errors()["rsi_mine.py"]
+    assert f"ImportError: {helper.resolve()} cannot be read as Python source text" in user.load_errors()["rsi_mine.py"]
     helper.write_text("HOLD = 3  # caf\u00e9\n", encoding="utf-8")  # fixed: the strategy loads (it stayed broken)
     assert threadx.backtest(frame, "rsi_mine").trades["bars_held"].max() == 3 and not user.load_errors()
 
@@ -286,6 +286,19 @@ def test_a_walk_forward_is_validated_with_the_code_it_ran_whatever_the_file_hold
         threadx.get_strategy("rsi_mine")
     after = validate_walk_forward(wf, n=50, S=8)
     assert after.grade.score == before.grade.score and after.dsr.n_trials == before.dsr.n_trials
+
+
+def test_a_file_saved_with_a_byte_order_mark_or_a_coding_line_loads(strategy_dir: Path, frame) -> None:
+    """"UTF-8 with BOM" (Notepad's default on some Windows versions) read "SyntaxError: invalid
+    non-printable character U+FEFF"; a latin-1 file with its coding line "cannot be read"."""
+    text = new_strategy_file("rsi_plain").read_text()
+    (strategy_dir / "rsi_plain.py").unlink()
+    (strategy_dir / "bom.py").write_bytes(b"\xef\xbb\xbf" + text.replace('"rsi_plain"', '"bom"').encode())
+    (strategy_dir / "latin.py").write_bytes(("# -*- coding: latin-1 -*-\n# café\n" + text.replace(
+        '"rsi_plain"', '"latin"')).encode("latin-1"))
+    assert user.load_errors() == {}
+    assert threadx.backtest(frame, "bom").metrics["n_trades"] > 0
+    assert threadx.backtest(frame, "latin").metrics["n_trades"] == threadx.backtest(frame, "bom").metrics["n_trades"]
 
 
 def test_a_syntax_error_names_its_line_and_the_rest_keeps_working(strategy_dir: Path, frame) -> None:

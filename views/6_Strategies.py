@@ -46,8 +46,8 @@ if unoffered:  # a file of the folder naming its strategy test_*: loaded, but no
 
 def file_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        return user.read_source(path)  # (as Python reads it: a byte-order mark or a coding line)
+    except (OSError, UnicodeDecodeError, SyntaxError) as exc:
         return f"# cannot read {path}: {exc}\n"
 
 

@@ -39,6 +39,7 @@ import re
 import sys
 import threading
 import time
+import tokenize
 import traceback
 import types
 from dataclasses import dataclass, field, replace
@@ -203,9 +204,9 @@ class _FolderImports:
                                   "file loads)")
             self.stamps[path] = file_stamp(path)
             try:
-                text = Path(path).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ImportError(f"{path} cannot be read as UTF-8 text ({exc})") from None
+                text = read_source(Path(path))
+            except (OSError, UnicodeDecodeError, SyntaxError) as exc:
+                raise ImportError(f"{path} cannot be read as Python source text ({exc})") from None
         else:
             text = None
         if text is None:
@@ -364,6 +365,14 @@ class _File:
     # path -> (file_stamp, text_hash) of each folder module the file ran (stamp None: it was missing)
 
 
+def read_source(path: Path) -> str:
+    """A Python file's text as Python reads it: UTF-8 by default, a byte-order mark dropped (a
+    file saved as "UTF-8 with BOM" read "SyntaxError: invalid non-printable character U+FEFF"),
+    or the encoding its ``# -*- coding: ... -*-`` line names."""
+    with tokenize.open(path) as handle:
+        return handle.read()
+
+
 def _rewritten(path: Path, stamp: tuple[int, int, int, int], digest: str) -> bool:
     """Whether a file whose stamp is unchanged was still rewritten: possible within a coarse
     timestamp's tick (1-2 s on some file systems), so its text is compared while its last
@@ -371,8 +380,8 @@ def _rewritten(path: Path, stamp: tuple[int, int, int, int], digest: str) -> boo
     if time.time() - max(stamp[1], stamp[2]) / 1e9 > _COARSE_MTIME_S:
         return False
     try:
-        return text_hash(path.read_text(encoding="utf-8")) != digest
-    except (OSError, UnicodeDecodeError):
+        return text_hash(read_source(path)) != digest
+    except (OSError, UnicodeDecodeError, SyntaxError):
         return True
 
 
@@ -416,8 +425,8 @@ class _Folder:
     @staticmethod
     def _load(path: Path, stamp: tuple[int, int, int, int]) -> _File:
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = read_source(path)
+        except (OSError, UnicodeDecodeError, SyntaxError) as exc:
             return _File(stamp, error=f"{path}: cannot be read ({exc})")
         imports = _FolderImports(path.parent)
         loaded = _File(stamp, text_hash(text))
