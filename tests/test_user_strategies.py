@@ -379,9 +379,36 @@ def test_names_a_builtin_or_another_file_holds_are_refused(strategy_dir: Path) -
     (strategy_dir / "z_copy.py").write_text(text)  # the same name in a later file
     (strategy_dir / "a_builtin.py").write_text(text.replace('name="mine"', 'name="bb_atr"'))
     errors = user.load_errors()
-    assert "strategy name 'mine' is already declared in mine.py; rename it" in errors["z_copy.py"]
+    # neither file keeps the name: a copy saved as a_experiment.py (first in name order) silently
+    # ran in place of the original, which was the one listed as broken
+    assert "strategy name 'mine' is also declared in z_copy.py: rename one" in errors["mine.py"]
+    assert "strategy name 'mine' is also declared in mine.py: rename one" in errors["z_copy.py"]
+    with pytest.raises(StrategyError, match="strategy 'mine' cannot be loaded: .*also declared in"):
+        threadx.get_strategy("mine")
     assert "strategy name 'bb_atr' is a built-in strategy; rename it" in errors["a_builtin.py"]
     assert threadx.get_strategy("bb_atr").origin is None  # the built-in still answers
+    (strategy_dir / "z_copy.py").unlink()
+    assert threadx.get_strategy("mine").origin.path.endswith("mine.py")
+
+
+def test_a_name_declared_twice_in_one_file_is_its_error(strategy_dir: Path) -> None:
+    """A second spec of the same name (dataclasses.replace with other defaults) was dropped without a word."""
+    path = new_strategy_file("twin")
+    path.write_text(path.read_text() + "\n\nfrom dataclasses import replace as _r\nTIGHT = _r(SPEC, description='x')\n"
+                    "ALIAS = SPEC\n")
+    assert "strategy name 'twin' is declared twice in this file (SPEC and TIGHT, which differ)" in \
+        user.load_errors()["twin.py"]
+
+
+def test_an_unknown_name_says_which_files_cannot_load(strategy_dir: Path) -> None:
+    """A file named my_rsi_v2.py declaring rsi_fast with a syntax error read only "unknown strategy"."""
+    path = new_strategy_file("rsi_fast")
+    broken = strategy_dir / "my_rsi_v2.py"
+    broken.write_text(path.read_text().replace("def levels(ind, p):", "def levels(ind, p)"))
+    path.unlink()
+    with pytest.raises(ParamError, match=r"unknown strategy 'rsi_fast'; available: .*; 1 file\(s\) of the strategies "
+                                         r"folder cannot be loaded, e.g. .*my_rsi_v2.py:\d+: SyntaxError"):
+        threadx.get_strategy("rsi_fast")
 
 
 def test_bad_defaults_are_reported_at_load(strategy_dir: Path) -> None:

@@ -304,10 +304,21 @@ def _run_file(path: str, text: str, imports: _FolderImports) -> dict[str, Strate
     digest = folder_code_hash(text, helpers)
     imported = {id(v) for m in imports.modules.values() for v in vars(m).values() if isinstance(v, StrategySpec)}
     specs: dict[str, StrategySpec] = {}
-    for value in list(vars(module).values()):
+    declared: dict[str, tuple[str, int]] = {}  # name -> (variable, id of the spec) that declared it first
+    for variable, value in list(vars(module).items()):
         if id(value) in imported:  # a strategy of another file, imported: that file's (a copy made here is this one's)
             continue
-        if isinstance(value, StrategySpec) and not (isinstance(value.name, str) and value.name in specs):
+        if isinstance(value, StrategySpec) and isinstance(value.name, str) and value.name in declared:
+            first, first_id = declared[value.name]
+            if first_id != id(value):  # (one spec under two variables is one strategy)
+                line = _declaration_line(text, value.name)
+                raise StrategyError(f"{path}:{line or 1}: strategy name {value.name!r} is declared twice in this "
+                                    f"file ({first} and {variable}, which differ): rename one (a second one was "
+                                    "ignored without a word)")
+            continue
+        if isinstance(value, StrategySpec):
+            if isinstance(value.name, str):
+                declared[value.name] = (variable, id(value))
             line = _declaration_line(text, value.name) if isinstance(value.name, str) else 0
             where = f"{path}:{line or 1}"
             try:
@@ -446,18 +457,28 @@ class _Folder:
         specs: dict[str, StrategySpec] = {}
         errors: dict[str, str] = {}
         imported = {p for loaded in self.files.values() for p, (stamp, _) in loaded.imports.items() if stamp}
+        owners: dict[str, list[StrategySpec]] = {}
         for path, loaded in self.files.items():
             if loaded.error is not None:
                 if not (loaded.no_strategy and str(path) in imported):
                     errors[path.name] = loaded.error
                 continue
             for name, spec in loaded.specs.items():
-                clash = "a built-in strategy" if name in known else (
-                    f"already declared in {Path(specs[name].origin.path).name}" if name in specs else None)
-                if clash:
-                    errors[path.name] = f"{spec.origin.where}: strategy name {name!r} is {clash}; rename it"
+                if name in known:
+                    errors[path.name] = f"{spec.origin.where}: strategy name {name!r} is a built-in strategy; rename it"
                     continue
-                specs[name] = spec
+                owners.setdefault(name, []).append(spec)
+        for name, declaring in owners.items():
+            if len(declaring) == 1:
+                specs[name] = declaring[0]
+                continue
+            # neither is loaded: the file first in name order took the name (a copy saved as
+            # a_experiment.py ran in place of the original, which was the one listed as broken)
+            files = [Path(spec.origin.path).name for spec in declaring]
+            for spec, file in zip(declaring, files):
+                others = " and ".join(f for f in files if f != file)
+                errors[file] = (f"{spec.origin.where}: strategy name {name!r} is also declared in {others}: rename "
+                                "one (neither is loaded while both declare it)")
         return specs, errors
 
 
@@ -496,10 +517,13 @@ def get(name: str, known: Mapping[str, Any] | None = None) -> StrategySpec:
     if name in specs:
         return specs[name]
     for file_name, error in errors.items():
-        if Path(file_name).stem == name:
+        if Path(file_name).stem == name or f"strategy name {name!r} is also declared in" in error:
             raise StrategyError(f"strategy {name!r} cannot be loaded: {error}")
     available = sorted({*known, *specs})
-    raise ParamError(f"unknown strategy {name!r}; available: {', '.join(available)}")
+    # a file that cannot load may declare it under another file name: say which files failed
+    broken = (f"; {len(errors)} file(s) of the strategies folder cannot be loaded, e.g. "
+              f"{next(iter(errors.values()))}" if errors else "")
+    raise ParamError(f"unknown strategy {name!r}; available: {', '.join(available)}{broken}")
 
 
 _BY_HASH: dict[tuple[str, str], StrategySpec] = {}
