@@ -256,3 +256,33 @@ def test_a_cell_with_no_other_asset_traded_reads_no_kept_count():
     own_only = ResearchResult("r", stopped.config, [cell], [{"strategy": "bb_atr", "source": "BTC", "target": "BTC",
                                                            "sharpe": 1.0, "total_return": 0.1}])
     assert kept_lines(own_only) == []
+
+
+def test_a_strategy_that_fails_is_its_cells_error_and_the_rest_is_kept(strategy_dir, tmp_path):
+    """One user strategy whose every combo raised failed the whole job ("every combo of the
+    walk-forward failed (3)...", naming no strategy nor dataset) and lost the matrix."""
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import generate_synthetic
+    from threadx.strategy.scaffold import new_strategy_file
+
+    path = new_strategy_file("s_raise")
+    path.write_text(path.read_text().replace("    sig = np.zeros(len(rsi), dtype=np.uint8)",
+                                             "    sig = np.zeros(len(rsi), dtype=np.uint8)\n    raise KeyError('missing')"))
+    data = []
+    for k, symbol in enumerate(("AAA_USDT", "BBB_USDT")):
+        data.append(tmp_path / f"{symbol}-1h.parquet")
+        write_ohlcv(generate_synthetic(symbol, "1h", days=300, seed=k), data[-1])
+    result = research(["bb_atr", "s_raise"], [str(p) for p in data],
+                      spaces={"bb_atr": {"bb_period": [20, 40]}, "s_raise": {"oversold": [25, 30]}},
+                      results_dir=tmp_path / "results", is_days=90, oos_days=30, sampler="grid", bootstrap=50)
+    assert result.status == "completed"
+    failed = [c for c in result.cells if c.get("error")]
+    assert [(c["strategy"], c["dataset"]) for c in failed] == [("s_raise", "AAA_USDT-1h"), ("s_raise", "BBB_USDT-1h")]
+    assert "s_raise.py" in failed[0]["error"] and "KeyError: 'missing'" in failed[0]["error"], failed[0]["error"]
+    assert all(c.get("grade") for c in result.cells if c["strategy"] == "bb_atr")
+    assert {(t["strategy"], t["source"]) for t in result.transfer} == {("bb_atr", "AAA_USDT-1h"), ("bb_atr", "BBB_USDT-1h")}
+    assert load_research(result.research_id, tmp_path / "results").cells == json.loads(json.dumps(result.cells))
+    with pytest.raises(ParamError, match="every cell of the research failed: s_raise on AAA_USDT-1h: .*KeyError"):
+        research("s_raise", [str(data[0])], {"oversold": [25, 30]}, results_dir=tmp_path / "results", is_days=90,
+                 oos_days=30, sampler="grid", bootstrap=50)
+

@@ -820,11 +820,14 @@ def cmd_research(args: argparse.Namespace) -> int:
     elapsed = _cell("elapsed_s", result.meta["elapsed_s"])
     print(f"research {result.research_id}: {counted(len(result.config['strategies']), 'strategy', 'strategies')} x "
           f"{counted(len(result.config['datasets']), 'dataset')} ({result.status}, {elapsed})")
-    rows = [{"strategy": c["strategy"], "dataset": c["dataset"], "grade": c["grade"], "oos_sharpe": c["oos_sharpe"],
-             "consistency": c["consistency"], "trades": c["trades"],
-             "kept": kept_text(c.get("transfer_kept")) or "-", "run_id": c["run_id"]}
+    rows = [{"strategy": c["strategy"], "dataset": c["dataset"], "grade": c.get("grade") or "failed",
+             "oos_sharpe": c.get("oos_sharpe"), "consistency": c.get("consistency"), "trades": c.get("trades"),
+             "kept": kept_text(c.get("transfer_kept")) or "-", "run_id": c.get("run_id") or "-"}
             for c in result.cells]
     print(_table(rows, ("strategy", "dataset", "grade", "oos_sharpe", "consistency", "trades", "kept", "run_id")))
+    for c in result.cells:
+        if c.get("error"):  # (its walk-forward failed: the other cells are whole)
+            print(f"failed: {c['strategy']} on {c['dataset']}: {c['error']}")
     print("kept: other assets with a positive OOS return using the params chosen on this one")
     for strategy in result.config["strategies"]:
         frame = result.transfer_matrix(strategy, "sharpe")

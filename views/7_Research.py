@@ -116,7 +116,9 @@ def monitor() -> None:
 
 def open_report(result: Any) -> None:
     """A select box over the cells and "Open report": the cell's walk-forward on the Validation page."""
-    cells = {c["run_id"]: c for c in result.cells}
+    cells = {c["run_id"]: c for c in result.cells if c.get("run_id")}  # (a failed cell stored no walk-forward)
+    if not cells:
+        return
     c = st.columns([5, 1], vertical_alignment="bottom")
     pick = c[0].selectbox("Cell", list(cells), key="rs_cell", format_func=lambda r: rs.cell_label(cells[r]))
     if c[1].button("Open report", key="rs_open"):
@@ -149,6 +151,10 @@ def show_research(research_id: str) -> None:
     if not result.cells:
         st.info("No cell finished before the stop.")
         return
+    failed = [cell for cell in result.cells if cell.get("error")]
+    if failed:  # (its walk-forward failed: no figures, no transfer; the other cells are whole)
+        st.error("\n".join([f"{len(failed)} of {len(result.cells)} cells failed:", "",
+                            *(f"- **{c['strategy']}** on **{c['dataset']}**: {c['error']}" for c in failed)]))
     st.plotly_chart(rs.matrix_figure(result), width="stretch", key="rs_matrix")
     shown, config = table_view(rs.cells_table(result), aliases={"trades": "n_trades"},
                                labels={"oos_sharpe": "OOS Sharpe", "consistency": "consistency", "trades": "trades"})

@@ -129,3 +129,25 @@ def test_a_grid_over_the_walk_forward_limit_is_refused_before_launch():
     assert any("ma_crossover's grid has 3,931,620 combos, over the walk-forward limit of 200,000" in w.value
                for w in at.warning), [w.value for w in at.warning]
     assert at.button(key="rs_launch").disabled
+
+
+def test_a_failed_cell_is_named_with_its_error_and_the_others_shown(workspace):
+    """A cell whose walk-forward failed is listed with its error above the matrix, reads "failed"
+    in it, and is not offered to "Open report" (it stored no walk-forward)."""
+    from threadx.validation.research import load_research, save_research
+
+    stored_research(workspace)
+    result = load_research("two-assets")
+    result.cells[1] = {"strategy": "ma_crossover", "dataset": "XYZ_USDT-1h", "run_id": None, "params": {},
+                       "last_window_params": {}, "error": "strategies/x.py:3: KeyError: 'missing'"}
+    save_research(result)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("views/7_Research.py").run()
+    assert not at.exception, at.exception
+    assert any("1 of 2 cells failed" in e.value and "strategies/x.py:3: KeyError: 'missing'" in e.value
+               for e in at.error), texts(at.error)
+    matrix = next(spec for t, spec in charts(at).items() if t.startswith("Strategy × asset"))
+    assert matrix["data"][0]["text"][0][1] == "failed"
+    assert [o.split(" · ")[-1] for o in at.selectbox(key="rs_cell").options] == ["two-assets-c0"]
+

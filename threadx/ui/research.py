@@ -192,7 +192,9 @@ def matrix_figure(result: ResearchResult) -> go.Figure:
     strategies = list(dict.fromkeys(c["strategy"] for c in result.cells))
     sharpe = _ordered(result.matrix("oos_sharpe").astype(float), strategies, dataset_order(result))
     grade = result.matrix("grade").reindex(index=sharpe.index, columns=sharpe.columns)
-    text = [[f"{grade.loc[s, d] or '?'} · {_num(sharpe.loc[s, d])}" if pd.notna(grade.loc[s, d]) else ""
+    failed = {(c["strategy"], c["dataset"]) for c in result.cells if c.get("error")}
+    text = [["failed" if (s, d) in failed else
+             f"{grade.loc[s, d] or '?'} · {_num(sharpe.loc[s, d])}" if pd.notna(grade.loc[s, d]) else ""
              for d in sharpe.columns] for s in sharpe.index]
     return _heatmap(sharpe, text, title, "asset", "strategy",
                     "%{y} on %{x}<br>%{text}<br>OOS Sharpe %{z:.3f}<extra></extra>")

@@ -115,7 +115,7 @@ def load_research(research_id: str, results_dir: str | os.PathLike | None = None
 
 # what a matrix cell holds (cell_summary writes it; the page, the transfer and a portfolio read it)
 _CELL_KINDS: dict[str, Kind] = {
-    **{key: TEXT for key in ("run_id", "grade", "strategy_code")}, **{key: OBJECT for key in ("params", "last_window_params")},
+    **{key: TEXT for key in ("run_id", "grade", "strategy_code", "error")}, **{key: OBJECT for key in ("params", "last_window_params")},
     **{key: JSON_NUMBER for key in ("score", "oos_sharpe", "oos_return", "oos_max_drawdown", "consistency",
                                     "efficiency")},
     **{key: WHOLE for key in ("trades", "windows", "combos")},
@@ -316,12 +316,15 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     cells = _run_cells(requests, by_name, executor, workers, scheduler, results_dir, bank, progress, should_stop,
                        tick, total, done, eta)
     cells_done = time.perf_counter()
+    if cells and all(cell.get("error") for cell in cells) and len(cells) == len(requests):
+        raise ParamError("every cell of the research failed: " + "; ".join(
+            f"{c['strategy']} on {c['dataset']}: {c['error']}" for c in cells[:3]) + ("; ..." if len(cells) > 3 else ""))
     status = "cancelled" if len(cells) < len(requests) else "completed"
     transfer: list[dict[str, Any]] = []
     from threadx.indicators.bank import IndicatorBank
 
     span_bank = IndicatorBank(disk=False)  # the OOS spans' indicators: shared by the sources, not cached on disk
-    for cell in cells if status == "completed" else ():
+    for cell in [c for c in cells if not c.get("error")] if status == "completed" else ():
         for target in names:
             if should_stop():
                 status = "cancelled"
@@ -395,16 +398,33 @@ def _run_cells(requests, frames, executor, workers, scheduler, results_dir, bank
             inner = None if progress is None else _combo_progress(progress, done, total, phase, len(requests), eta)
             try:
                 cell = run_cell(req, results_dir, frames[req.data.name], bank, inner, should_stop)
-            except ParamError:
+            except ThreadXError as exc:
                 if should_stop():  # stopped before the walk-forward's first combo finished
                     break
-                raise
+                cell = failed_cell(req, exc)
             if cell is None:
                 break
             cells.append(cell)
             tick(phase, cells_done=len(cells))
         return cells
     return _run_remote(requests, executor, workers, scheduler, results_dir, should_stop, tick)
+
+
+def failed_cell(request: WalkForwardRequest, exc: BaseException) -> dict[str, Any]:
+    """The cell of a walk-forward that failed (every combo of a strategy raised, a dataset too
+    short for its windows): its error, in place of its figures. One such cell failed the whole
+    job, naming neither strategy nor dataset, and the cells done before were left unlisted."""
+    return {"strategy": request.strategy, "dataset": request.data.name or request.data.source,
+            "run_id": None, "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, ThreadXError) else str(exc),
+            "params": {}, "last_window_params": {}}
+
+
+def _cell_of(future: Any, request: WalkForwardRequest) -> dict[str, Any] | None:
+    """A worker's cell, or the failed cell of the error it raised."""
+    try:
+        return future.result()
+    except ThreadXError as exc:
+        return failed_cell(request, exc)
 
 
 def _combo_progress(progress: Progress, done: list, total: int, phase: str, n_cells: int,
@@ -431,7 +451,7 @@ def _run_remote(requests, executor, workers, scheduler, results_dir, should_stop
         with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(run_cell, r, results_dir): k for k, r in enumerate(one_thread)}
             for future in as_completed(futures):
-                results[futures[future]] = future.result()
+                results[futures[future]] = _cell_of(future, requests[futures[future]])
                 tick(f"walk-forward {requests[futures[future]].strategy} on {requests[futures[future]].data.name}",
                      cells_done=len(results))
                 if should_stop():
@@ -449,7 +469,7 @@ def _run_remote(requests, executor, workers, scheduler, results_dir, should_stop
         try:
             futures = {client.submit(run_cell, r, results_dir, pure=False): k for k, r in enumerate(one_thread)}
             for future in as_completed(list(futures)):
-                results[futures[future]] = future.result()
+                results[futures[future]] = _cell_of(future, requests[futures[future]])
                 tick(f"walk-forward {requests[futures[future]].strategy} on {requests[futures[future]].data.name}",
                      cells_done=len(results))
                 if should_stop():

@@ -35,6 +35,7 @@ from threadx.engine.result import Result, full_result, trades_frame
 from threadx.errors import ParamError, whole
 from threadx.optimize.budget import Budget, advice, estimate_memory, fits
 from threadx.optimize.evaluate import Evaluator, SweepTask
+from threadx.optimize.outcome import failure_text
 from threadx.optimize.runner import Progress, _cancel_check, default_workers
 from threadx.optimize.samplers import SAMPLERS, grid_ids, monte_carlo_ids
 from threadx.optimize.shared import PreparedIndicators, indicator_requests, prepare_requests
@@ -445,7 +446,7 @@ def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, wi
                     is_m[j, k] = kernel.run_fast(*_is_args(args, win))
                     oos_m[j, k] = kernel.run_fast(*_slice_args(args, win.oos_start, win.oos_end))
             except Exception as exc:  # recorded per combo; the walk-forward goes on
-                errors[int(ids[k])] = f"{type(exc).__name__}: {exc}"
+                errors[int(ids[k])] = failure_text(exc)  # (with a strategy file's line, as a sweep's rows)
                 full[k] = np.nan
                 is_m[:, k] = np.nan
                 oos_m[:, k] = np.nan
