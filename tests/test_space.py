@@ -53,6 +53,26 @@ def test_constraints_are_counted():
         assert np.all(p["fast_period"] < p["slow_period"])
 
 
+def test_a_constraint_that_raises_for_a_combo_makes_it_invalid_in_a_sweep_and_in_a_backtest():
+    """slow / (fast - 10) > 2: on arrays 40 / 0 is inf and inf > 2 held, so the sweep ran (and
+    ranked) the combo a backtest refused with a ZeroDivisionError traceback."""
+    from dataclasses import replace
+
+    from threadx.strategy.base import Constraint
+
+    rule = Constraint("slow_period / (fast_period - 10) > 2",
+                      lambda v: v["slow_period"] / (v["fast_period"] - 10) > 2)
+    spec = replace(MA, constraints=(rule,), signal_rule=None)
+    space = SearchSpace(spec, {"fast_period": "9:11:1", "slow_period": [40]})
+    assert space.columns(next(grid_ids(space))[0])["fast_period"].tolist() == [11]  # 9 breaks it, 10 raises
+    with pytest.raises(ParamError, match=r"constraint 'slow_period / \(fast_period - 10\) > 2' raised "
+                                         r"ZeroDivisionError"):
+        spec.normalize({"fast_period": 10, "slow_period": 40})
+    broken = replace(MA, constraints=(Constraint("always raises", lambda v: 1 / 0),), signal_rule=None)
+    with pytest.raises(ParamError, match="constraint 'always raises' raised ZeroDivisionError"):
+        SearchSpace(broken, {"fast_period": "9:11:1", "slow_period": [40]}).count_valid()
+
+
 def test_ten_million_grid_starts_fast_with_bounded_memory():
     space = SearchSpace(BB, {"bb_period": "10:49:1", "entry_z": "0.5:2.4:0.1", "atr_period": "7:21:1",
                              "atr_multiplier": "1.0:3.0:0.5", "max_hold_bars": "10:200:10",

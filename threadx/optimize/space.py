@@ -165,18 +165,24 @@ class SearchSpace:
         rule works on arrays (``v["a"] < v["b"]``), else one call per combo (a rule written for
         one param set, ``v["a"] < 45 and v["b"] >= 1``, is as valid: it raised on arrays)."""
         try:
-            held = np.asarray(rule.check(cols), dtype=bool)
+            with np.errstate(all="raise"):  # (55 / 0 is inf on arrays, and inf > 1 held where Python raises)
+                held = np.asarray(rule.check(cols), dtype=bool)
             if held.shape == (n,):
                 return held
         except Exception:  # noqa: BLE001 - a rule for one param set at a time: asked per combo below
             pass
         rows = {name: np.asarray(values).tolist() for name, values in cols.items()}
-        try:
-            return np.fromiter((bool(rule.check({name: rows[name][i] for name in rows})) for i in range(n)),
-                               dtype=bool, count=n)
-        except Exception as exc:  # noqa: BLE001 - the author's code: one error naming the rule
+        held = np.zeros(n, dtype=bool)
+        first_error: Exception | None = None
+        for i in range(n):  # a combo whose rule raises is no valid combo, as a backtest of it is refused
+            try:
+                held[i] = bool(rule.check({name: rows[name][i] for name in rows}))
+            except Exception as exc:  # noqa: BLE001 - the author's code
+                first_error = first_error or exc
+        if first_error is not None and not held.any():  # raised for every combo: a broken rule, said once
             raise ParamError(f"strategy {self.strategy.name}: constraint {rule.description!r} raised "
-                             f"{type(exc).__name__}: {exc}") from None
+                             f"{type(first_error).__name__}: {first_error}") from None
+        return held
 
     def grid_chunks(self, chunk_size: int = 65_536, start: int = 0) -> Iterator[np.ndarray]:
         """Combo ids of the whole grid in order, ``chunk_size`` at a time (never materialised)."""

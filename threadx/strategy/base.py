@@ -437,7 +437,13 @@ class StrategySpec:
             )
         values = {p.name: p.coerce(params.get(p.name, p.default)) for p in self.params}
         for rule in self.constraints:
-            if not rule.check(values):
+            try:
+                holds = rule.check(values)
+            except Exception as exc:  # noqa: BLE001 - the author's code: one error naming the rule (a traceback)
+                from threadx.strategy.user import describe_error
+
+                raise ParamError(f"{self.name}: constraint {rule.description!r} raised {describe_error(exc)}") from None
+            if not holds:
                 involved = ", ".join(f"{k}={v}" for k, v in values.items() if k in rule.description)
                 raise ParamError(f"{self.name} needs {rule.description} (got {involved})")
         return values
