@@ -128,6 +128,20 @@ def test_a_peek_that_removes_signals_is_flagged(synthetic_bars: Bars) -> None:
     assert check_strategy(MA, synthetic_bars, checks=("lookahead",)).passed  # its unfiltered self passes
 
 
+def test_every_entry_skipped_fails_the_signals_check(synthetic_bars: Bars) -> None:
+    """bb_atr whose ATR line is NaN: risk sizing takes nothing, 0 trades from every entry, and
+    every check passed (PASS accounting on 0 trades)."""
+    from threadx.contract import Levels
+
+    bb = get_strategy("bb_atr")
+    blind = replace(bb, name="blind_atr", signal_rule=None, batch_signals=None,
+                    levels=lambda ind, p: replace(bb.levels(ind, p), atr=np.full(len(ind["atr"]["value"]), np.nan)))
+    result = check_strategy(blind, synthetic_bars, checks=("signals",)).result("signals")
+    assert result.passed is False and result.summary.startswith("no param set traded: every entry was skipped ("), \
+        result.summary
+    assert check_strategy(bb, synthetic_bars, checks=("signals",)).passed
+
+
 def test_a_stored_failure_is_cleared_only_by_a_check_that_looks_again(synthetic_bars: Bars, tmp_path) -> None:
     """A partial check (``--only``) or one on a span too short to show a peek replaced the
     stored FAIL, and the Strategies page said PASS for a strategy that peeks."""

@@ -270,7 +270,8 @@ if shown and df is not None:
             col.metric(label, value, help=help_text)
     if result.metrics.get("n_trades", 0) == 0:
         skipped = int(result.metrics.get("n_skipped") or 0)
-        st.warning(f"No trades: {skipped:,} entries were skipped (each below the smallest order, min_notional)."
+        st.warning(f"No trades: {skipped:,} entries were skipped: each gave a quantity of zero or an order below the "
+                   "smallest one (min_notional), e.g. a stop distance of NaN or 0 from a level line under risk sizing."
                    if skipped else f"No trades: the entry conditions never held with these parameters on these "
                    f"{len(result.equity):,} bars (a short span may end before the indicators' warm-up does).")
 

@@ -608,10 +608,13 @@ def _first_strided_difference(s: _Session, ps: ParamSet, real: _Run, strided: li
 
 def _signals(s: _Session) -> CheckResult:
     """Fails where a bar carries both entry flags: the engine takes neither side there (it
-    counts the bar in n_skipped), so a strategy that always does never trades, silently. Notes
-    a take-profit of 100 % or more where shorts enter (their target at or below zero)."""
+    counts the bar in n_skipped), so a strategy that always does never trades, silently; and
+    when every entry of every param set was skipped (a level line the sizing cannot use: all
+    PASS over 185 skipped entries and 0 trades). Notes a take-profit of 100 % or more where
+    shorts enter (their target at or below zero)."""
     details, findings, notes = [], [], []
-    entries = 0
+    skipped: list[tuple[str, int]] = []
+    entries, traded = 0, False
     for ps in s.sets:
         s.tick(f"signals: {ps.name}")
         run = s.run(ps)
@@ -628,6 +631,16 @@ def _signals(s: _Session) -> CheckResult:
             findings.append({"param_set": ps.name, "bars": len(both), "first_bar": first})
             details.append(f"{ps.name}: {len(both):,} bars enter long and short at once, first bar {first} "
                            f"({s.when(first)})")
+        m = run.result.metrics
+        traded = traded or m["n_trades"] > 0
+        if m["n_trades"] == 0 and m["n_skipped"] > 0 and not len(both):
+            skipped.append((ps.name, int(m["n_skipped"])))
+    if skipped and not traded:  # (an ATR line of NaN, 0 or below: risk sizing takes nothing)
+        details = [f"{name}: 0 trades, {n:,} entries skipped" for name, n in skipped]
+        return CheckResult("signals", False, f"no param set traded: every entry was skipped ({sum(n for _, n in skipped):,} "
+                           "entries, 0 trades): a quantity of zero or an order below min_notional each time, e.g. a "
+                           "stop distance from a level line of NaN, 0 or below (Levels(atr=...)) under risk sizing",
+                           details, data={"skipped": dict(skipped)})
     if findings:
         first = findings[0]
         return CheckResult("signals", False, f"{sum(f['bars'] for f in findings):,} bars of {len(findings)} of "
