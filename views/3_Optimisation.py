@@ -23,6 +23,7 @@ from threadx.optimize.space import SearchSpace, size_band
 from threadx.optimize.store import ResultStore
 from threadx.requests import BacktestRequest, DatasetRef, SweepRequest, describe_run
 from threadx.ui import charts, sweep_runs, workspace
+from threadx.units import format_metric
 from threadx.ui import strategies as strategies_ui
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import cuda_status, dataset_picker, handover, plain, strategy_fell_back, strategy_picker
@@ -132,6 +133,9 @@ def job_monitor() -> None:
     job = current_job()
     if job is None:
         return
+    if (job.is_finished and st.session_state.get("sweep_job_shown") == job.job_id
+            and st.session_state.get("sweep_run") not in (None, job.run_id)):
+        return  # another run reloaded from the history is shown: the job's "completed (14,525 / 14,525)" read as its
     if job_progress(registry, job, "opt_stop", "Stopping: the chunks of combos the workers hold finish and are kept…"):
         return
     stored = bool(job.run_id) and store.exists(job.run_id) and (job.done > 0 or job.state == "completed")
@@ -158,12 +162,16 @@ def show_history() -> None:
     if runs.empty:
         st.caption("No stored runs yet.")
         return
+    # each best in its objective's unit, as the run's cards write it ("1.9495" beside "1.77"; a total
+    # return of 0.7372 beside "73.72 %"): the objectives differ from row to row
+    runs = runs.assign(best=[format_metric(str(o).split(" ")[0], b)  # ("sharpe max": the metric, then the sense)
+                             for o, b in zip(runs["objective"], runs["best"])])
     st.dataframe(runs, width="stretch", hide_index=True, key="opt_history_table", column_config={
         "run_id": st.column_config.TextColumn("Run id", pinned=True), "dataset": "Dataset", "strategy": "Strategy",
         "sampler": "Sampler", "done": st.column_config.NumberColumn("Done", format="%,d"),
         "planned": st.column_config.NumberColumn("Planned", format="%,d"),
         "failed": st.column_config.NumberColumn("Failed", format="%,d"), "objective": "Objective",
-        "best": st.column_config.NumberColumn("Best objective", format="%.4f"), "status": "Status",
+        "best": st.column_config.TextColumn("Best objective"), "status": "Status",
         "started_at": st.column_config.TextColumn("Started (UTC)")})
     ids = list(runs["run_id"])
     c = st.columns([3, 1])
@@ -171,6 +179,7 @@ def show_history() -> None:
     c[1].write("")
     if c[1].button("Show this run", key="opt_reload"):
         st.session_state["sweep_run"] = pick
+        st.rerun()  # (the job line above was drawn for the run shown before)
     pair = st.multiselect("Compare two runs", ids, max_selections=2, key="opt_compare",
                           placeholder="Pick two runs")
     if len(pair) == 2:

@@ -52,9 +52,12 @@ def test_open_in_backtest_reopens_an_older_reloaded_run(workspace):
     at = launch_newer_sweep()  # a newer sweep, launched and shown after the older one
     newer = at.session_state["sweep_run"]
     assert newer != "older"
+    assert any("completed" in p.proto.text for p in at.get("progress"))  # the newer job's line
     at.selectbox(key="opt_history").set_value("older").run()
     at.button(key="opt_reload").click().run()
     assert any("Run older: ma_crossover" in h.value for h in at.subheader)
+    # the finished job's "completed (N / N combos)" no longer sits above the reloaded run, read as its
+    assert not any("completed" in p.proto.text for p in at.get("progress")), [p.proto.text for p in at.get("progress")]
     assert any("XYZ_USDT-5m" in c.value and "fee 3 bps" in c.value for c in at.caption)
     handed_before = len(at.session_state["open_in_backtest"]) if "open_in_backtest" in at.session_state else 0
     at.button(key="opt_open_best").click().run()  # switches to the Backtest page, which runs the request

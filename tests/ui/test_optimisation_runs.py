@@ -9,6 +9,8 @@ import re
 import pandas as pd
 import pytest
 
+from threadx.units import format_metric
+
 pytest.importorskip("streamlit")
 
 from apptest_helpers import ROOT, run_until  # noqa: E402
@@ -105,7 +107,8 @@ def test_history_table_and_comparison(data_file, workspace):
     assert set(rows.index) == {"cheap", "dear"}
     assert rows.loc["cheap", "done"] == rows.loc["cheap", "planned"] == 72
     winner = a.top(1, min_trades=a.manifest["min_trades"])
-    assert rows.loc["cheap", "best"] == pytest.approx(float(winner["sharpe"].iloc[0]))
+    # in its objective's unit, as the cards write it (it read "1.9495" beside the page's "1.77")
+    assert rows.loc["cheap", "best"] == format_metric("sharpe", float(winner["sharpe"].iloc[0]))
     assert rows.loc["cheap", "dataset"] == "ABC_USDT-1h (1h)" and rows.loc["cheap", "status"] == "completed"
     # what tells runs apart comes first, the run id stays in view (at 1440 px status, best and start were cut off)
     assert list(table.columns[:4]) == ["run_id", "status", "best", "objective"]
