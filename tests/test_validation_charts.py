@@ -111,7 +111,7 @@ def test_stitched_equity_against_the_full_period_optimum():
                                     benchmark_label="Full-period optimum (fast=10)")
     assert len(fig.data) == 2
     assert fig.data[0].name.startswith("Stitched OOS") and "10.00 %" in fig.data[0].name
-    assert fig.data[1].name == "Full-period optimum (fast=10) (20.00 %)"
+    assert fig.data[1].name == "Full-period optimum (fast=10), over the OOS span (20.00 %)"
     assert fig.layout.title.text == "Stitched OOS equity vs full-period optimum"
     assert pd.Timestamp(vline_xs(fig)[0]) == idx[100]  # the first boundary is the chart's start: not drawn
     # no benchmark, long series downsampled for display

@@ -244,7 +244,9 @@ def stitched_equity_figure(
     ret_bench = float("nan")
     if benchmark is not None and len(benchmark):
         ret_bench = _total_return(benchmark, initial_capital)
-        series.append((benchmark_label or "Full-period optimum", benchmark, LINE_COLOR, ret_bench))
+        # (its return here is over the OOS span: 41.24 % read as the combo's +73.72 % on the whole period)
+        series.append(((benchmark_label or "Full-period optimum") + ", over the OOS span", benchmark, LINE_COLOR,
+                       ret_bench))
     for name, values, color, ret in series:
         values = values.astype(float)
         pos = _downsample_positions(values.to_numpy(), max_points, "minmax")
