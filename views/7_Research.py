@@ -23,6 +23,7 @@ from threadx.optimize.runner import default_workers
 from threadx.requests import DatasetRef, ResearchRequest
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
+from threadx.data.catalog import list_datasets
 from threadx.ui.state import active_dataset, dataset_names, load_dataset, strategy_names
 from threadx.ui.widgets import follow_job, job_progress, show_finished_job, space_editor
 from threadx.units import counted, table_view
@@ -43,8 +44,10 @@ def launch_form() -> None:
     """Strategies, datasets, windows and sampler; Launch submits a ``research`` job."""
     names = strategy_names()
     datasets = dataset_names()
-    strategies = st.multiselect("Strategies", names, default=["ma_crossover"] if "ma_crossover" in names
-                                else names[:1], key="rs_strategies", persist_state="session")
+    chosen_strategy = st.session_state.get("strategy")  # the session's strategy first, as its dataset below
+    first = chosen_strategy if chosen_strategy in names else "ma_crossover" if "ma_crossover" in names else None
+    strategies = st.multiselect("Strategies", names, default=[first] if first else names[:1], key="rs_strategies",
+                                persist_state="session")
     active = active_dataset()  # the session's dataset first, as on every page (not the list's first)
     # the whole width and the bare names (synthetic/... says what it is): with several chosen, the
     # long "— synthetic sample data" chips scrolled the box sideways, hiding the first ones
@@ -79,6 +82,10 @@ def launch_form() -> None:
         problems.append(f"search space: {exc}")
     for problem in problems:
         st.warning(f"Cannot run: {problem}.")
+    catalog = list_datasets()
+    mixed = rs.timeframe_note(chosen, dict(zip(catalog["name"], catalog["timeframe"])) if len(catalog) else {})
+    if mixed:
+        st.warning(f"Note: {mixed}.")
     if not problems:
         try:
             st.info(rs.plan_text(strategies, len(chosen), sampler, n, edited))

@@ -49,6 +49,24 @@ def test_window_that_does_not_fit_says_so_and_blocks_launch():
     assert at.button(key="rs_launch").disabled
 
 
+def test_datasets_of_two_timeframes_get_a_note_and_the_sessions_strategy_comes_first(workspace):
+    """A winner chosen on 4h was traded unchanged on 1h (108 bars: 18 days there, 4.5 here) without a
+    word; the form started on ma_crossover whatever strategy the session had picked."""
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import ensure_sample, generate_synthetic
+
+    ensure_sample()
+    write_ohlcv(generate_synthetic("XYZ_USDT", "4h", days=400, seed=5), workspace / "data" / "test" / "XYZ_USDT-4h.parquet")
+    at = AppTest.from_file(str(ROOT / "views" / "7_Research.py"), default_timeout=120)
+    at.session_state["strategy"] = "bb_atr"
+    at.run()
+    assert at.multiselect(key="rs_strategies").value == ["bb_atr"]
+    at.multiselect(key="rs_datasets").set_value([SAMPLE, "test/XYZ_USDT-4h"]).run()
+    assert not at.exception, at.exception
+    assert any(w.startswith("Note: these datasets are of several timeframes (1h: synthetic/BTC_USDT-1h; 4h: "
+                            "test/XYZ_USDT-4h)") for w in [x.value for x in at.warning]), texts(at.warning)
+
+
 def test_small_research_job_runs_to_its_matrix():
     at = open_page("7_Research.py")
     for name, (lo, hi, step) in (("fast_period", (5, 15, 5)), ("slow_period", (20, 40, 10))):  # 3 x 3 grid

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -117,6 +117,29 @@ def _grid_size(strategy: Any, space: dict[str, Any] | None) -> int:
 
     grid = searched_space(strategy, space)
     return grid.count_valid_upto(DEFAULT_WF_GRID_LIMIT)
+
+
+def timeframe_note(datasets: Sequence[str], timeframes: Mapping[str, Any]) -> str | None:
+    """A note when ``datasets`` (names; ``timeframes``: name -> its timeframe, from the data
+    catalog) are of several timeframes: params counted in bars mean other spans on each, and the
+    transfer matrix trades each cell's winner unchanged on the others (a slow period of 108 bars
+    chosen on 4h is 18 days there and 4.5 days on 1h). None for one timeframe, or unknown ones.
+
+    >>> print(timeframe_note(["a", "b", "c"], {"a": "1h", "b": "4h", "c": "1h"})[:62])
+    these datasets are of several timeframes (1h: a, c; 4h: b): pa
+    """
+    by_frame: dict[str, list[str]] = {}
+    for name in datasets:
+        frame = timeframes.get(name)
+        if not isinstance(frame, str) or not frame:
+            return None
+        by_frame.setdefault(frame, []).append(name)
+    if len(by_frame) < 2:
+        return None
+    groups = "; ".join(f"{frame}: {', '.join(names)}" for frame, names in by_frame.items())
+    return (f"these datasets are of several timeframes ({groups}): params counted in bars mean other spans on each, "
+            "and the transfer matrix trades each cell's winner unchanged on the others (a period of 108 bars is "
+            "18 days on 4h, 4.5 days on 1h); resample them to one timeframe to compare like with like")
 
 
 def cells_table(result: ResearchResult) -> pd.DataFrame:
