@@ -289,6 +289,21 @@ def test_the_rows_code_covers_the_helpers_user_strategies_call():
         assert name in evaluate._ROWS_FILES
 
 
+def test_a_link_where_the_lock_file_belongs_is_named_and_moved_aside_by_repair(runs, df, capsys, tmp_path):
+    """A symbolic link (to a file) in place of the lock: resume and repair both stopped at
+    "[Errno 40] Too many levels of symbolic links", and repair could not mend it."""
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("keep me")
+    (runs / "a" / ".writer.lock").unlink(missing_ok=True)
+    (runs / "a" / ".writer.lock").symlink_to(target)
+    with pytest.raises(RunDamaged, match="run a has a symbolic link where its lock file .writer.lock belongs"):
+        resume(runs, df)
+    code, out, err = cli(capsys, "runs", "repair", "a", "--store", str(runs))
+    assert code == 0 and "a symbolic link where .writer.lock belongs" in out, (out, err)
+    assert target.read_text() == "keep me"
+    assert resume(runs, df).manifest["status"] == "completed"
+
+
 @pytest.mark.parametrize("plan", ['{"space": 3}', "{}", '{"strategy": "ma_crossover"}'])
 def test_repair_refuses_a_plan_that_is_no_plan(runs, df, capsys, plan):
     """`runs repair` rebuilt a manifest from plan.json {"space": 3}, said so and exited 0; every

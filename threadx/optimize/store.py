@@ -406,7 +406,7 @@ class RunLock:
         self._lock = FileLock(folder / _LOCK, timeout=0)
 
     def acquire(self) -> "RunLock":
-        stray = _stray(Path(self._lock.lock_file))
+        stray = _stray(Path(self._lock.lock_file), links=False)
         if stray:
             raise RunDamaged(self.run_id, f"has {stray} where its lock file {_LOCK} belongs")
         try:  # refused within a few ms: a reader's probe (lock_held) holds it for microseconds
@@ -433,9 +433,13 @@ def lock_held(folder: Path) -> bool:
     return False
 
 
-def _stray(path: Path) -> str:
+def _stray(path: Path, links: bool = True) -> str:
     """What stands at ``path``, where one of a run's own files belongs, when it is no file
-    ("a folder", "a link to a folder", ...); "" for a file or nothing."""
+    ("a folder", "a link to a folder", ...); "" for a file or nothing. ``links`` False: a
+    link to a file is stray too (the lock file is opened without following links: a link
+    there read "[Errno 40] Too many levels of symbolic links", even to repair)."""
+    if not links and path.is_symlink():
+        return "a symbolic link"
     if not path.exists() or path.is_file():
         return ""
     kind = "a folder" if path.is_dir() else "something that is not a file"
@@ -788,7 +792,7 @@ class ResultStore:
             raise ThreadXError(f"no run {run_id!r} under {self.root}; see `threadx runs list`")
         strays = []  # a folder where the lock, the manifest or the plan belongs: never ThreadX's, moved aside
         for name in (_LOCK, "manifest.json", _PLAN_FILE):
-            stray = _stray(folder / name)
+            stray = _stray(folder / name, links=name != _LOCK)
             if stray:
                 strays.append({"part": _quarantine(folder, folder / name), "why": f"{stray} where {name} belongs"})
         lock = RunLock(folder, run_id).acquire()
