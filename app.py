@@ -37,6 +37,10 @@ PAGES = [
     st.Page("views/8_Portfolio.py", title="Portfolio", url_path="Portfolio", icon=":material/account_balance:"),
 ]
 navigation = st.navigation(PAGES)
+# metric cards' figures shrink with the window (at 1024 px six cards a row cut "21.47 %" to "21.…" and a
+# grade to "F (0.0/…"); their labels wrap rather than being cut ("Max drawd…")
+st.html("<style>[data-testid='stMetricValue'] {font-size: clamp(1.05rem, 1.9vw, 2.25rem);} "
+        "[data-testid='stMetricLabel'] p {white-space: normal; word-break: keep-all; overflow-wrap: normal;}</style>")
 restore_from_url()  # a link's dataset and strategy (warnings above the page, not in the sidebar)
 
 with st.sidebar:

@@ -148,7 +148,7 @@ def grade_card(grade: Any) -> None:
             if grade.cap:
                 st.markdown(f":orange[**Cap:** {grade.cap}]")
             for row in vc.grade_rows(grade):
-                c = st.columns([2, 2, 8], vertical_alignment="center")
+                c = st.columns([3, 2, 7], vertical_alignment="center")  # (labels broke mid-word at 1024 px)
                 c[0].markdown(f"**{row['label']}**")
                 share = row["points"] / row["max_points"] if row["max_points"] else 0.0
                 c[1].progress(min(max(share, 0.0), 1.0), text=row["score"])

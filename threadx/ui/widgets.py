@@ -282,7 +282,7 @@ def chart_view(trades: pd.DataFrame, index: pd.DatetimeIndex, run_token: Any, pr
         if trade is not None and isinstance(index, pd.DatetimeIndex) and len(index) > 1:
             lo, hi = charts.trade_window(index, trade)
             st.session_state[range_key] = (naive_utc(lo), naive_utc(hi))
-    c = st.columns([1, 1, 5])
+    c = st.columns([3, 2, 6])  # (at 1024 px [1, 1, 5] cut them to "L" and "Full r…")
     log_y = c[0].toggle("Log scale", key=f"{prefix}_log", help="logarithmic price and equity axes")
     c[1].button("Full range", key=f"{prefix}_full_range", on_click=lambda: st.session_state.pop(range_key, None))
     if trade is not None:
