@@ -46,8 +46,10 @@ def stored(data_root: Path) -> Path:
 
 @pytest.fixture
 def older(tmp_path: Path) -> Path:
-    """A file of the same name but older bars, as BTC_USDT-1h-2017-2020.parquet."""
-    return write_ohlcv(candles(150, OLD, seed=9), tmp_path / "BTC_USDT-1h-2017-2020.parquet")
+    """A file of the same name but older bars (in a folder of its own: a file named with a label,
+    BTC_USDT-1h-2017-2020.parquet, is imported under that label)."""
+    (tmp_path / "old").mkdir(exist_ok=True)
+    return write_ohlcv(candles(150, OLD, seed=9), tmp_path / "old" / "BTC_USDT-1h.parquet")
 
 
 # --------------------------------------------------------------------------- import collisions
@@ -272,3 +274,14 @@ def test_cli_resample_keeps_the_label_and_refuses_an_existing_target(stored, old
     assert "binance/BTC_USDT-4h-2017-2020 already exists" in err and "--replace" in err
     assert four.read_bytes() == before
     assert main(["data", "resample", "binance/BTC_USDT-1h-2017-2020", "--to", "4h", "--replace"]) == 0
+
+
+def test_a_file_named_with_a_label_is_imported_under_it(stored, tmp_path, data_root):
+    """BTC_USDT-1h-2017-2020.parquet was stored as binance/BTC_USDT-1h: its label dropped (and
+    the 2024 file imported next collided with it), though its symbol was read from its name."""
+    path = write_ohlcv(candles(150, OLD, seed=9), tmp_path / "BTC_USDT-1h-2017-2020.parquet")
+    frame, target = import_ohlcv(path, "binance", data_root=data_root)
+    assert target.name == "BTC_USDT-1h-2017-2020.parquet" and len(frame) == 150
+    assert import_ohlcv(path, "binance", data_root=data_root, label="old", replace=True)[1].name == \
+        "BTC_USDT-1h-old.parquet"  # a label given wins
+

@@ -29,7 +29,8 @@ def stored(workspace: Path) -> Path:
 def older(workspace: Path) -> Path:
     from threadx.data import write_ohlcv
 
-    return write_ohlcv(candles(26000, OLD, seed=9), workspace / "BTC_USDT-1h-2017-2020.parquet")
+    (workspace / "old").mkdir(exist_ok=True)  # (a file named BTC_USDT-1h-2017-2020 is imported under its label)
+    return write_ohlcv(candles(26000, OLD, seed=9), workspace / "old" / "BTC_USDT-1h.parquet")
 
 
 def table_names(at) -> list[str]:

@@ -93,6 +93,16 @@ def quote_currency(name: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
+def parse_label(name: str) -> str | None:
+    """The label of a dataset name (``BTC_USDT-1h-2017-2020`` -> ``2017-2020``), None when it has
+    none or is no dataset name."""
+    try:
+        label = _parse(name)[3]
+    except (DataError, ValueError):
+        return None
+    return label[1:] or None
+
+
 def _parse(name: str) -> tuple[str | None, str, str, str]:
     """``(exchange, symbol, timeframe, label)`` of a dataset name (label '' or '-...')."""
     text = str(name).strip()

@@ -296,6 +296,8 @@ def import_ohlcv(
                         "or resample the dataset after importing it")
     if not (timeframe or native):
         raise DataError(f"{source}: cannot tell the timeframe of a single bar; give one")
+    if label is None:  # the file name's own label (BTC_USDT-1h-2017-2020.parquet: "2017-2020"), as its symbol
+        label = _name_label(Path(str(source)).name)
     target = dataset_path(exchange, symbol or Path(str(source)).stem.split("-")[0], timeframe or native, data_root,
                           label)
     if target.parent.name == SYNTHETIC_EXCHANGE:
@@ -311,6 +313,17 @@ def import_ohlcv(
 
 
 # --------------------------------------------------------------------------------- helpers
+
+def _name_label(file_name: str) -> str | None:
+    """The label of a file named as a dataset (``BTC_USDT-1h-2017-2020.csv.gz`` -> ``2017-2020``), else None.
+
+    >>> _name_label("BTC_USDT-1h-2017-2020.parquet"), _name_label("BTC_USDT-1h.csv.gz"), _name_label("prices.csv")
+    ('2017-2020', None, None)
+    """
+    from threadx.data.catalog import parse_label
+
+    stem = file_name.split(".")[0]
+    return parse_label(stem)
 
 _REPORTS: dict[tuple, Any] = {}
 _REPORTS_MAX = 64
