@@ -398,3 +398,17 @@ def test_a_file_rewritten_with_its_size_and_mtime_kept_is_validated_again(tmp_pa
     assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
     with pytest.raises(DataError, match="high < max"):
         load_ohlcv(path)
+
+
+@pytest.mark.parametrize("options", [{"sep": ";"}, {"sep": ";", "decimal": ","}, {"sep": "\t"}])
+def test_a_csv_with_another_separator_or_decimal_commas_loads(tmp_path, options):
+    """A European export (";" between fields, "101,5" for numbers) read "no time column ...
+    found open_time;open;high;..." with no hint at the separator."""
+    from threadx.data.synthetic import generate_synthetic
+
+    frame = generate_synthetic(days=5, seed=1)
+    path = tmp_path / "X_USDT-1h.csv"
+    frame.reset_index().to_csv(path, index=False, **options)
+    loaded = load_ohlcv(str(path))
+    np.testing.assert_allclose(loaded["close"].to_numpy(), frame["close"].to_numpy(), rtol=1e-12)
+    assert (loaded.index == frame.index).all()

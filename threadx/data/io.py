@@ -385,10 +385,20 @@ def _looks_numeric(names: list) -> bool:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    options: dict[str, Any] = {}
     raw = pd.read_csv(path)
+    if len(raw.columns) == 1:  # one column: another separator (a European ";" file read "no time column ...")
+        sep = next((sep for sep in (";", "\t", "|") if sep in str(raw.columns[0])), None)
+        if sep is not None:
+            options = {"sep": sep}
+            raw = pd.read_csv(path, **options)
+            if any(not pd.api.types.is_numeric_dtype(raw[c]) and raw[c].astype(str).str.fullmatch(r"-?\d+,\d*").all()
+                   for c in raw.columns[1:]):  # (and decimal commas: 101,5)
+                options["decimal"] = ","
+                raw = pd.read_csv(path, **options)
     if len(raw.columns) >= 6 and _looks_numeric(list(raw.columns[:6])):
         # No header row (e.g. exchange kline dumps): time, open, high, low, close, volume, ...
-        raw = pd.read_csv(path, header=None)
+        raw = pd.read_csv(path, header=None, **options)
         raw = raw.iloc[:, :6]
         raw.columns = ["timestamp", *OHLCV_COLUMNS]
     return raw
