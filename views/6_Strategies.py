@@ -210,7 +210,9 @@ spec = specs[choice]
 origin = spec.origin
 is_mine = origin is not None and origin.kind == "user"
 st.subheader(choice)
-st.caption(f"{'File ' + str(origin.where) if is_mine else logic.source_label(spec).capitalize()} · code hash "
+# (a built-in's hash covers the whole strategy package, shared helpers included: the same for every built-in)
+scope = "" if is_mine or spec.name not in builtin_names() else " of the built-in strategies' package"
+st.caption(f"{'File ' + str(origin.where) if is_mine else logic.source_label(spec).capitalize()} · code hash{scope} "
            f"`{spec.code_hash}`")
 if spec.description:
     st.markdown(spec.description)
