@@ -163,6 +163,18 @@ def test_a_stored_failure_is_cleared_only_by_a_check_that_looks_again(synthetic_
 
     assert run_check(PEEK, synthetic_bars.slice(0, 2), root=tmp_path) == ["lookahead"]
     assert last_report(PEEK, tmp_path)[0]["created_at"] == again.created_at
+    # a failure found on the whole history is not cleared by a pass on other bars (a 176-bar span "laundered"
+    # a look-ahead FAIL), nor stored over by a span with no bars to check (it blamed the strategy for it)
+    from threadx.checks.strategy import CheckResult
+
+    passing = [CheckResult("lookahead", True, "no look-ahead")]
+    elsewhere = replace(again, results=passing, fingerprint="a-176-bar-span", created_at="later")
+    assert save_report(PEEK, elsewhere, tmp_path) is None
+    assert last_report(PEEK, tmp_path)[0]["created_at"] == again.created_at
+    here = replace(again, results=passing, created_at="later")  # a pass on the same history clears it
+    assert save_report(PEEK, here, tmp_path) is not None and check_status(PEEK, tmp_path)[0] == "PASS"
+    with pytest.raises(ParamError, match="need at least 2 bars to check a strategy, got 0"):
+        check_strategy(PEEK, synthetic_bars.slice(0, 0), combos=1)
 
 
 def test_a_one_bar_peek_at_sparse_signals_is_caught_by_the_cuts_after_signals(synthetic_bars: Bars) -> None:

@@ -437,7 +437,7 @@ def cmd_strategy_check(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     if save_report(spec, report) is None:  # (the stored report is read again only to say why)
         print(f"note: the stored check of {spec.name} is kept: it failed {', '.join(hidden_failures(spec, report))}, "
-              "which this run did not check again conclusively", file=sys.stderr)
+              "which this run did not check again conclusively on the same data", file=sys.stderr)
     if args.json:
         _print_json(report.to_dict())
     else:

@@ -240,8 +240,9 @@ checked = st.session_state.pop("strat_checked", None)
 if checked and checked[0] == choice:
     if checked[2]:
         st.warning(f"Checked {choice} on {label_dataset(dataset)} in {checked[1]:.1f} s, not stored: its last check "
-                   f"failed {', '.join(checked[2])}, which this run could not check (too few bars, or no signal or "
-                   "trade on them). The failed check is shown below; check on a longer dataset.")
+                   f"failed {', '.join(checked[2])}, which this run could not check again on the data that showed it "
+                   "(too few bars, no signal or trade on them, or other bars). The failed check is shown below; check "
+                   "on the dataset it was found on.")
     else:
         st.caption(f"Checked {choice} on {label_dataset(dataset)} in {checked[1]:.1f} s (stored as its last check).")
 status, report = logic.check_status(spec)

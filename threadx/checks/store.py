@@ -33,15 +33,19 @@ def save_report(spec: Any, report: Any, root: Path | None = None) -> Path | None
 
 def hidden_failures(spec: Any, report: Any, root: Path | None = None) -> list[str]:
     """The checks that failed in the stored report of ``spec``'s current code and that ``report``
-    did not run again conclusively (left out by ``--only``, or NOT CHECKED on a span that could
-    not show them): storing ``report`` would clear those failures without looking again."""
+    did not run again conclusively on the same history (left out by ``--only``, NOT CHECKED on a
+    span that could not show them, or passed on other bars: a 176-bar span passed a look-ahead
+    the whole history showed): storing ``report`` would clear those failures without looking
+    again where they were found."""
     stored, current = last_report(spec, root)
     if stored is None or not current:
         return []
     ran = {result.name: result for result in report.results}
+    same_history = stored.get("fingerprint") is not None and stored.get("fingerprint") == report.fingerprint
     failed = [r.get("name") for r in stored.get("results") or []
               if not r.get("passed") and r.get("conclusive", True) and not r.get("informational")]
-    return [name for name in failed if name not in ran or not (ran[name].passed or ran[name].conclusive)]
+    return [name for name in failed if name not in ran or not (ran[name].passed or ran[name].conclusive)
+            or (ran[name].passed and not same_history)]
 
 
 def last_report(spec: Any, root: Path | None = None) -> tuple[dict[str, Any] | None, bool]:

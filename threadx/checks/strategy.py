@@ -877,6 +877,8 @@ def check_strategy(spec: StrategySpec, bars: Bars | pd.DataFrame, *, combos: int
     combos, seed = whole(combos, "combos", 1, _MAX_COMBOS), whole(seed, "seed")  # the caller's, not the strategy's
     wanted = [c for c in ALL_CHECKS if c in wanted]
     bars = as_bars(bars)
+    if len(bars) < 2:  # (an empty span failed every check as the strategy's IndexError, stored over a PASS)
+        raise ParamError(f"need at least 2 bars to check a strategy, got {len(bars)}: pick a longer span")
     index = bars.index
     report = CheckReport(
         strategy=spec.name, bars=len(bars), results=[], dataset=dataset or bars.name,
