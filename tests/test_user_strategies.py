@@ -742,3 +742,15 @@ def test_a_rebuilt_strategy_asks_once_whether_a_call_time_import_is_installed(rs
     for _ in range(3):
         assert rebuilt.exits(spec.defaults()) == spec.exits(spec.defaults())
     assert asked == ["json"]
+
+
+def test_a_walk_forward_names_its_failed_combos_and_their_error(rsi: Path, frame, capsys) -> None:
+    """A combo that raised vanished from the report (7 combos in the header, 6 in the PBO) and the
+    stored error lost its file:line."""
+    _edit(rsi, '    sig = np.zeros(len(rsi), dtype=np.uint8)',
+          '    sig = np.zeros(len(rsi), dtype=np.uint8)\n    if p["oversold"] == 32:\n        raise ValueError("boom")')
+    line = rsi.read_text().splitlines().index('        raise ValueError("boom")') + 1
+    wf = threadx.walk_forward(frame, "rsi_mine", {"oversold": [28, 30, 32]}, is_bars=1500, oos_bars=700,
+                              sampler="grid", objective="total_return", min_trades=1, bank=IndicatorBank(disk=False))
+    assert wf.failure_note() == (f"1 of 3 combos failed and were left out of the windows, the deflated Sharpe and the "
+                                 f"PBO; the most frequent error (1): {rsi.resolve()}:{line}: ValueError: boom")

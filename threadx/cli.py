@@ -757,6 +757,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
           f"(IS {format_count(wf.config['is_bars'])} bars, OOS {format_count(wf.config['oos_bars'])} bars, "
           f"{'anchored' if wf.config['anchored'] else 'rolling'}{_purge_text(wf.config)}), "
           f"{wf.meta['combos_done']:,} combos per window")
+    if wf.failure_note():
+        print(f"warning: {wf.failure_note()}")
     cols = [c for c in ("window", "oos_start", "oos_end", "regime", f"is_{wf.objective}", f"oos_{wf.objective}",
                         "oos_total_return", "oos_n_trades") if c in table.columns]
     print(_table(table[cols].to_dict(orient="records"), cols))

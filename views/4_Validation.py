@@ -374,8 +374,8 @@ def show_walk_forward(run_id: str, form: dict[str, Any] | None = None) -> None:
                    "its params, run again or in a portfolio, would meet other data.")
     if meta.get("cancelled"):
         st.warning(f"Stopped early: the results cover {meta['combos_done']:,} of {meta['combos_planned']:,} combos.")
-    if wf.errors:
-        st.caption(f"{len(wf.errors):,} combos failed and were left out.")
+    if wf.failure_note():  # (which error: the caption said only how many)
+        st.warning(f"{wf.failure_note()}.")
     summary = wf.oos_summary
     grade = report.grade
     metric_cards([

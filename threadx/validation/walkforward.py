@@ -191,6 +191,16 @@ class WalkForwardResult:
     meta: dict[str, Any] = field(default_factory=dict)
     evaluator: Any = field(default=None, repr=False)  # runs more combos on the same data (stability)
 
+    def failure_note(self) -> str | None:
+        """The combos that failed and were left out (the winners, DSR and PBO are over the others),
+        with the most frequent error; None when none failed."""
+        if not self.errors:
+            return None
+        common = pd.Series(list(self.errors.values())).value_counts()
+        return (f"{len(self.errors):,} of {len(self.combos):,} combos failed and were left out of "
+                f"the windows, the deflated Sharpe and the PBO; the most frequent error ({int(common.iloc[0]):,}): "
+                f"{common.index[0]}")
+
     @property
     def objective(self) -> str:
         return self.config["objective"]
