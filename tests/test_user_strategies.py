@@ -336,7 +336,7 @@ def test_an_error_in_the_users_code_names_its_file_and_line(rsi: Path, frame, tm
     ("from threadx.strategy import Param\nP = Param('a', 'choice', 10, choices=(10, 12))\n",
      "2: ParamError: param a: choices must be lower-case texts, got (10, 12)"),
     ("from threadx.strategy import Param\nP = Param('a', 'int', 10, '2', 500, 1)\n",
-     "2: ParamError: param a: min must be a number, got '2'"),
+     "2: ParamError: param a: min must be a finite number, got '2'"),
     ("from threadx.strategy import Param\nP = Param('a', 'complex', 1)\n",
      "2: ParamError: param a: kind must be one of int, float, bool, choice, got 'complex'"),
     # optimisation ranges that gave an empty or endless grid, or values every sweep refused (they loaded)
@@ -754,3 +754,19 @@ def test_a_walk_forward_names_its_failed_combos_and_their_error(rsi: Path, frame
                               sampler="grid", objective="total_return", min_trades=1, bank=IndicatorBank(disk=False))
     assert wf.failure_note() == (f"1 of 3 combos failed and were left out of the windows, the deflated Sharpe and the "
                                  f"PBO; the most frequent error (1): {rsi.resolve()}:{line}: ValueError: boom")
+
+
+@pytest.mark.parametrize("declaration, why", [
+    ('Param("max_drawdown", "float", 0.2, 0.0, 1.0, 0.1)', "the name is a result column of sweeps (max_drawdown)"),
+    ('Param("fast period", "int", 5, 1, 9, 1)', "param name 'fast period' must be a Python identifier"),
+    ('Param("k", "int", 5, 1, 9, 0)', "param k: step must be > 0, got 0"),
+    ('Param("k", "float", 5.0, float("nan"), 9.0, 1.0)', "param k: min must be a finite number, got nan"),
+    ('Param("k", "int", 5, 9, 1, 1)', "param k: min 9 is above max 1"),
+    ('Param("k", "choice", "x", choices=("x", "x", "y"))', "param k: choices must be distinct"),
+])
+def test_declarations_that_break_later_are_refused_at_load(strategy_dir: Path, declaration, why) -> None:
+    """These loaded, backtested and checked fine, then every sweep refused them (a result column's
+    name), no CLI --param could reach them, or only their default failed."""
+    path = new_strategy_file("decl")
+    path.write_text(path.read_text().replace("    params=(\n", f"    params=(\n        {declaration},\n", 1))
+    assert why in user.load_errors()["decl.py"], user.load_errors()

@@ -42,7 +42,13 @@ def _check_declaration(param: "Param") -> None:
     listed as not loaded, with its line, instead of breaking every page that lists strategies.)"""
     if not isinstance(param.name, str) or not param.name:
         raise ParamError(f"a param's name must be text, got {param.name!r}")
+    if not param.name.isidentifier():  # (a space, "=", ":" or "," made it unreachable from --param NAME=VALUE)
+        raise ParamError(f"param name {param.name!r} must be a Python identifier (letters, digits and _)")
     where = f"param {param.name}"
+    from threadx.engine.layout import METRIC_NAMES  # (a name of a sweep's result column: every sweep refused it)
+
+    if param.name in (*METRIC_NAMES, "combo_id", "status", "error"):
+        raise ParamError(f"{where}: the name is a result column of sweeps ({param.name}); rename the param")
     if param.kind not in _KINDS:
         raise ParamError(f"{where}: kind must be one of {', '.join(_KINDS)}, got {param.kind!r}")
     if param.kind == "choice":
@@ -51,11 +57,17 @@ def _check_declaration(param: "Param") -> None:
                                                               for c in choices)):
             raise ParamError(f"{where}: choices must be lower-case texts, got {choices!r} (for numbers, declare an "
                              "int or float param)")
+        if len(set(choices)) != len(choices):
+            raise ParamError(f"{where}: choices must be distinct, got {choices!r}")
     elif param.kind in ("int", "float"):
         for field_name in ("min", "max", "step"):
             value = getattr(param, field_name)
-            if value is not None and not is_real(value):
-                raise ParamError(f"{where}: {field_name} must be a number, got {value!r}")
+            if value is not None and not (is_real(value) and math.isfinite(value)):
+                raise ParamError(f"{where}: {field_name} must be a finite number, got {value!r}")
+        if param.step is not None and not param.step > 0:
+            raise ParamError(f"{where}: step must be > 0, got {param.step!r}")
+        if param.min is not None and param.max is not None and param.min > param.max:
+            raise ParamError(f"{where}: min {param.min!r} is above max {param.max!r}")
         if param.opt_range is not None and not (isinstance(param.opt_range, (tuple, list)) and len(param.opt_range) == 3
                                                 and all(is_real(v) for v in param.opt_range)):
             raise ParamError(f"{where}: opt_range must be (low, high, step) numbers, got {param.opt_range!r}")
