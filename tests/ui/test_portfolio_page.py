@@ -334,6 +334,16 @@ def test_span_notes_read_the_catalog_and_each_runners_cut():
     assert span_notes([x, garbled], catalog) == []  # a DateParseError on the page
 
 
+def _sample_and(dataset: str):
+    """The Portfolio page with bb_atr on the 1h sample and on ``dataset``: (the page, its errors)."""
+    at = open_page("8_Portfolio.py")
+    at.button(key="pf_add").click().run()  # bb_atr on the 1h sample
+    at.selectbox(key="pf_dataset").set_value(dataset)
+    at.button(key="pf_add").click().run()
+    assert not at.exception, at.exception
+    return at, [e.value for e in at.error]
+
+
 def test_runners_of_two_timeframes_are_refused_before_launch(workspace):
     """A 1h and a 4h runner (two cells of a research, say) were refused only after Launch."""
     from threadx.data.io import write_ohlcv
@@ -341,12 +351,7 @@ def test_runners_of_two_timeframes_are_refused_before_launch(workspace):
 
     ensure_sample()
     write_ohlcv(generate_synthetic("XYZ_USDT", "4h", days=300, seed=5), workspace / "data" / "test" / "XYZ_USDT-4h.parquet")
-    at = open_page("8_Portfolio.py")
-    at.button(key="pf_add").click().run()  # bb_atr on the 1h sample
-    at.selectbox(key="pf_dataset").set_value("test/XYZ_USDT-4h")
-    at.button(key="pf_add").click().run()
-    assert not at.exception, at.exception
-    errors = [e.value for e in at.error]
+    at, errors = _sample_and("test/XYZ_USDT-4h")
     assert errors == [f"Cannot launch: the runners of a portfolio share one timeframe; got bb_atr:{SAMPLE} 1h, "
                       "bb_atr:test/XYZ_USDT-4h 4h: resample them to one (threadx data resample, or "
                       "load_ohlcv(..., timeframe=))."], errors
@@ -366,12 +371,7 @@ def test_runners_that_never_run_at_the_same_time_are_refused_before_launch(works
     old = generate_synthetic("OLD_USDT", "1h", days=200, seed=5)
     old.index = old.index - pd.Timedelta(days=3 * 365)
     write_ohlcv(old, workspace / "data" / "test" / "OLD_USDT-1h.parquet")
-    at = open_page("8_Portfolio.py")
-    at.button(key="pf_add").click().run()  # bb_atr on the 1h sample
-    at.selectbox(key="pf_dataset").set_value("test/OLD_USDT-1h")
-    at.button(key="pf_add").click().run()
-    assert not at.exception, at.exception
-    errors = [e.value for e in at.error]
+    at, errors = _sample_and("test/OLD_USDT-1h")
     assert len(errors) == 1 and errors[0].startswith(f"Cannot launch: runners bb_atr:test/OLD_USDT-1h and "
                                                      f"bb_atr:{SAMPLE} never run at the same time"), errors
     at.button(key="pf_launch").click().run()
