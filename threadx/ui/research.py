@@ -187,13 +187,23 @@ def _heatmap(z: pd.DataFrame, text: list[list[str]], title: str, x_title: str, y
     fig = _new_figure()
     fig.add_trace(go.Heatmap(
         z=values, x=[str(c) for c in z.columns], y=[str(i) for i in z.index], text=text,
-        texttemplate="%{text}", textfont=dict(size=13), colorscale=SHARPE_SCALE, zmid=0.0,
+        texttemplate="%{text}", textfont=dict(size=cell_font(len(z.columns))), colorscale=SHARPE_SCALE, zmid=0.0,
         zmin=-bound or -1.0, zmax=bound or 1.0, hoverongaps=False, hovertemplate=hover,
         colorbar=dict(title=dict(text="OOS Sharpe", side="right"))))
     fig.update_layout(title=_title(title), height=max(260, 110 + 70 * len(z.index)))
     fig.update_xaxes(title_text=x_title, type="category", side="bottom")
     fig.update_yaxes(title_text=y_title, type="category", autorange="reversed")
     return fig
+
+
+def cell_font(columns: int) -> int:
+    """The font size of a matrix's cell text for ``columns`` columns: smaller as cells narrow (five
+    datasets at 1024 px ran each cell's "0.02 · -6.91 %" into its neighbours').
+
+    >>> cell_font(3), cell_font(5), cell_font(8)
+    (13, 11, 9)
+    """
+    return 13 if columns <= 3 else 11 if columns <= 5 else 9
 
 
 def dataset_order(result: ResearchResult) -> list[str]:
@@ -253,7 +263,8 @@ def transfer_figure(result: ResearchResult, strategy: str) -> go.Figure:
     fig.add_trace(go.Heatmap(  # (its text only on the diagonal: Plotly writes a gap's text too, over the OOS cell)
         z=np.where(own, 0.0, np.nan), x=[str(c) for c in frame.columns], y=[str(i) for i in frame.index],
         text=[[x if o else "" for x, o in zip(row, flags)] for row, flags in zip(text, own)],
-        texttemplate="%{text}", textfont=dict(size=13), colorscale=[[0, IN_SAMPLE_GREY], [1, IN_SAMPLE_GREY]],
+        texttemplate="%{text}", textfont=dict(size=cell_font(len(frame.columns))),
+        colorscale=[[0, IN_SAMPLE_GREY], [1, IN_SAMPLE_GREY]],
         showscale=False, hoverongaps=False, name="in sample",
         hovertemplate="params from %{y}, chosen on its whole period<br>traded on %{x}'s OOS span: in sample<br>"
                       "Sharpe %{text}<extra></extra>"))
