@@ -68,9 +68,18 @@ def test_a_constraint_that_raises_for_a_combo_makes_it_invalid_in_a_sweep_and_in
     with pytest.raises(ParamError, match=r"constraint 'slow_period / \(fast_period - 10\) > 2' raised "
                                          r"ZeroDivisionError"):
         spec.normalize({"fast_period": 10, "slow_period": 40})
-    broken = replace(MA, constraints=(Constraint("always raises", lambda v: 1 / 0),), signal_rule=None)
-    with pytest.raises(ParamError, match="constraint 'always raises' raised ZeroDivisionError"):
-        SearchSpace(broken, {"fast_period": "9:11:1", "slow_period": [40]}).count_valid()
+    # a rule raising where a param is 0 ("off") on a slow axis filled a whole grid chunk: the sweep was refused
+    # though other chunks hold valid combos (found by a code review)
+    wide = SearchSpace(spec, {"fast_period": [10, 11], "slow_period": "40:1000:1"})
+    first_chunk = next(wide.grid_chunks(chunk_size=961))  # every combo of fast_period=10: each raises
+    assert not wide.valid_mask(first_chunk).any() and wide.count_valid() == 961
+    assert "slow_period / (fast_period - 10) > 2" in wide.rule_errors
+    from threadx.optimize.runner import _no_valid_combo
+
+    broken = SearchSpace(replace(MA, constraints=(Constraint("always raises", lambda v: 1 / 0),), signal_rule=None),
+                         {"fast_period": "9:11:1", "slow_period": [40]})
+    assert broken.count_valid() == 0
+    assert "constraint 'always raises' raised ZeroDivisionError" in _no_valid_combo(broken, "3 combos")
 
 
 def test_ten_million_grid_starts_fast_with_bounded_memory():
@@ -190,5 +199,6 @@ def test_a_constraint_written_for_one_param_set_holds_in_sweeps_too():
                 for p in (space.params(int(i)) for i in ids)]
     assert space.valid_mask(ids).tolist() == expected and space.count_valid() == sum(expected)
     broken = dataclasses.replace(base, constraints=(Constraint("needs x", lambda v: v["x"] > 1),))
-    with pytest.raises(ParamError, match="constraint 'needs x' raised KeyError"):
-        SearchSpace(broken, {"fast_period": [5, 10]}).valid_mask(np.arange(2))
+    space = SearchSpace(broken, {"fast_period": [5, 10]})
+    assert not space.valid_mask(np.arange(2)).any()  # a rule that raises: no valid combo, and it says why
+    assert space.rule_errors == {"needs x": "KeyError: 'x'"}

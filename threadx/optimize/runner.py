@@ -263,10 +263,11 @@ def _no_valid_combo(search: SearchSpace, count: str) -> str:
         probe = np.random.default_rng(0).integers(0, search.size, size)
     cols = search.columns(probe)
     rules = search.strategy.constraints
-    broken = [r.description for r in rules if not np.asarray(r.check(cols), dtype=bool).any()]
+    broken = [r.description for r in rules if not search._holds(r, cols, len(probe)).any()]
     together = "the constraints together (" + "; ".join(r.description for r in rules) + ")"
     what = " and ".join(broken) or together
-    return f"every one of the {count} breaks {what}: change the ranges so that some combos satisfy it"
+    raised = "".join(f"; constraint {rule!r} raised {error}" for rule, error in search.rule_errors.items())
+    return f"every one of the {count} breaks {what}{raised}: change the ranges so that some combos satisfy it"
 
 
 def _default_bank():
