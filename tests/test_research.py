@@ -286,3 +286,15 @@ def test_a_strategy_that_fails_is_its_cells_error_and_the_rest_is_kept(strategy_
         research("s_raise", [str(data[0])], {"oversold": [25, 30]}, results_dir=tmp_path / "results", is_days=90,
                  oos_days=30, sampler="grid", bootstrap=50)
 
+
+
+def test_a_research_whose_only_cells_failed_still_shows():
+    """Stopped after one failed cell: the matrix raised KeyError 'oos_sharpe' on the page."""
+    from threadx.ui.research import cells_table, matrix_figure
+    from threadx.validation.research import ResearchResult
+
+    failed = {"strategy": "s_raise", "dataset": "A", "run_id": None, "params": {}, "last_window_params": {},
+              "error": "x.py:3: KeyError: 'missing'"}
+    result = ResearchResult("r", {"strategies": ["s_raise"], "datasets": [{"name": "A"}]}, [failed], [], "cancelled")
+    assert matrix_figure(result).data[0].text[0][0] == "failed"
+    assert cells_table(result)["grade"].isna().all()

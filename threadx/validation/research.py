@@ -65,6 +65,8 @@ class ResearchResult:
         frame = pd.DataFrame(self.cells)
         if frame.empty:
             return frame
+        if value not in frame.columns:  # (only failed cells, say a research stopped after one: no figures)
+            frame[value] = None
         return frame.pivot(index="strategy", columns="dataset", values=value)
 
     def transfer_matrix(self, strategy: str, value: str = "sharpe") -> pd.DataFrame:
