@@ -63,10 +63,11 @@ def test_a_budget_below_the_workers_own_memory_says_so_not_narrow_the_indicators
 def test_a_small_sweep_is_estimated_at_what_it_holds_not_at_the_caches_bound(sample, tmp_path):
     """A 2-combo sweep was estimated at 768 MiB (the indicator cache's whole 512 MiB bound and
     a 256 MiB worker that inline never starts) and refused under 600 MiB; it peaks near 270 MiB."""
-    run = sweep(sample, "ma_crossover", {"fast_period": "5:6:1"}, workers=1, executor="inline",
-                store=tmp_path / "store", bank=IndicatorBank(disk=False), memory_budget="64MiB")
-    memory = run.manifest["memory"]
-    assert memory["batched"] is False and memory["estimate"] < 64 * 2**20, memory
+    for executor in ("inline", "auto"):  # (auto runs a sweep this small inline too: no worker to count)
+        run = sweep(sample, "ma_crossover", {"fast_period": "5:6:1"}, workers=4, executor=executor,
+                    store=tmp_path / executor, bank=IndicatorBank(disk=False), memory_budget="64MiB")
+        memory = run.manifest["memory"]
+        assert memory["batched"] is False and memory["estimate"] < 64 * 2**20, (executor, memory)
 
 
 def test_a_walk_forward_over_its_budget_names_no_worker_processes(sample):

@@ -491,9 +491,9 @@ class _Session:
         requests = self.requests = indicator_requests(self.search, None if ids is None else [ids])
         bank = self.bank if self.bank is not None else _default_bank()
         combos = self.search.size if ids is None else len(ids)
-        workers = 0 if self.executor == "inline" else self.workers  # (inline: threads of this process)
-        est = self.estimate = estimate_memory(requests, len(self.bars), workers, bank, combos,
-                                              shared=self.executor != "inline")
+        inline = self._inline_for(combos)  # (threads of this process: no worker process, no shared copy)
+        est = self.estimate = estimate_memory(requests, len(self.bars), 0 if inline else self.workers, bank, combos,
+                                              shared=not inline)
         if fits(est, budget):
             return
         first = np.zeros(1, dtype=np.int64) if ids is None or not len(ids) else ids[:1]
@@ -582,6 +582,13 @@ class _Session:
 
     # --- execution ----------------------------------------------------------------------
 
+    def _inline_for(self, combos: int) -> bool:
+        """Whether ``combos`` combos run on threads of this process: executor "inline", or "auto"
+        with one worker or a sweep too small to pay for a pool (the memory estimate asks before
+        the run: a 2-combo "auto" sweep was estimated with 4 worker processes and refused)."""
+        return self.executor == "inline" or (self.executor == "auto" and (
+            self.workers == 1 or combos * _SECONDS_PER_BAR_GUESS * len(self.bars) < _INLINE_BELOW_SECONDS))
+
     def _executor(self, cleanup: ExitStack) -> Callable[[Iterator[np.ndarray]], Iterator[ChunkResult]]:
         importable = self._importable()
         task = self._task()
@@ -591,11 +598,9 @@ class _Session:
 
         reclaim()  # segments of sweeps killed with their whole process group (their tracker too)
 
-        inline = self.executor == "inline" or (self.executor == "auto" and (
-            self.workers == 1
-            or remaining * _SECONDS_PER_BAR_GUESS * len(self.bars) < _INLINE_BELOW_SECONDS
+        inline = self._inline_for(remaining) or (self.executor == "auto" and (
             # a strategy defined in __main__ or a notebook exists only in this process
-            or (not importable and default_start_method() != "fork")))
+            not importable and default_start_method() != "fork"))
         in_process = inline or self.executor == "gpu"
         if not importable and not in_process and (self.executor == "dask" or default_start_method() != "fork"):
             raise ParamError(f"strategy {task.strategy!r} is defined in __main__, which worker processes cannot "
