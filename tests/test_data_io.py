@@ -407,8 +407,13 @@ def test_a_csv_with_another_separator_or_decimal_commas_loads(tmp_path, options)
     from threadx.data.synthetic import generate_synthetic
 
     frame = generate_synthetic(days=5, seed=1)
+    frame.iloc[0, :4] = np.round(frame.iloc[0, :4])  # whole numbers first: "30000" beside "29999,96" (a code review)
     path = tmp_path / "X_USDT-1h.csv"
     frame.reset_index().to_csv(path, index=False, **options)
     loaded = load_ohlcv(str(path))
     np.testing.assert_allclose(loaded["close"].to_numpy(), frame["close"].to_numpy(), rtol=1e-12)
     assert (loaded.index == frame.index).all()
+    bare = frame.reset_index()  # and without a header row, times in ms (an exchange dump)
+    bare["timestamp"] = bare["timestamp"].astype("int64") // 10**6
+    bare.to_csv(path, index=False, header=False, **options)
+    np.testing.assert_allclose(load_ohlcv(str(path))["close"].to_numpy(), frame["close"].to_numpy(), rtol=1e-12)

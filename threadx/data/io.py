@@ -385,23 +385,40 @@ def _looks_numeric(names: list) -> bool:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    options: dict[str, Any] = {}
-    raw = pd.read_csv(path)
-    if len(raw.columns) == 1:  # one column: another separator (a European ";" file read "no time column ...")
-        sep = next((sep for sep in (";", "\t", "|") if sep in str(raw.columns[0])), None)
-        if sep is not None:
-            options = {"sep": sep}
-            raw = pd.read_csv(path, **options)
-            if any(not pd.api.types.is_numeric_dtype(raw[c]) and raw[c].astype(str).str.fullmatch(r"-?\d+,\d*").all()
-                   for c in raw.columns[1:]):  # (and decimal commas: 101,5)
-                options["decimal"] = ","
-                raw = pd.read_csv(path, **options)
-    if len(raw.columns) >= 6 and _looks_numeric(list(raw.columns[:6])):
+    options: dict[str, Any] = {"sep": _csv_separator(path)}  # (a European ";" file read "no time column ...")
+    raw = pd.read_csv(path, **options)
+    if options["sep"] != "," and any(_decimal_commas(raw[c]) for c in raw.columns[1:]):
+        options["decimal"] = ","  # (101,5 for 101.5)
+        raw = pd.read_csv(path, **options)
+    names = [str(c).replace(",", ".") if options.get("decimal") == "," else c for c in raw.columns[:6]]
+    if len(raw.columns) >= 6 and _looks_numeric(names):
         # No header row (e.g. exchange kline dumps): time, open, high, low, close, volume, ...
         raw = pd.read_csv(path, header=None, **options)
         raw = raw.iloc[:, :6]
         raw.columns = ["timestamp", *OHLCV_COLUMNS]
     return raw
+
+
+def _csv_separator(path: Path) -> str:
+    """The field separator of a CSV file, from its first line: ``;``, a tab or ``|`` when it holds
+    more of one of them than of commas (a tie goes to them: a row of decimal commas), else ``,``."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+            first = handle.readline()
+    except (OSError, EOFError):
+        return ","  # (pandas says what is wrong with the file)
+    counts = {sep: first.count(sep) for sep in (";", "\t", "|", ",")}
+    best = max(counts, key=counts.get)  # (the first of equals: a separator before the comma)
+    return best if counts[best] else ","
+
+
+def _decimal_commas(values: pd.Series) -> bool:
+    """Whether a column read as text holds numbers written with a decimal comma (``101,5``)."""
+    if pd.api.types.is_numeric_dtype(values):
+        return False
+    text = values.dropna().astype(str)
+    return bool(len(text)) and text.str.fullmatch(r"-?\d+(,\d*)?").all() and text.str.contains(",").any()
 
 
 def _read_json(path: Path) -> pd.DataFrame:
