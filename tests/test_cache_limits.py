@@ -170,14 +170,19 @@ def test_dead_writers_temp_files_count_and_go_and_a_lowered_limit_applies_at_the
     _fill(bank, bars, [5, 6, 7])
     entry = _entry_bytes(_parquets(tmp_path)[0])
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = tmp_path / "sma" / f"k.parquet.tmp-{int(gone.stdout)}-0123abcd"  # its writer exited
+    from threadx.files import writer_tag
+
+    host = writer_tag().partition("-")[0]
+    dead = tmp_path / "sma" / f"k.parquet.tmp-{host}-{int(gone.stdout)}-0123abcd"  # its writer exited
     dead.write_bytes(b"0" * 5000)
-    live = tmp_path / "sma" / f"j.parquet.tmp-{os.getpid()}-4567cdef"  # a write in progress here
+    live = tmp_path / "sma" / f"j.parquet.tmp-{writer_tag()}-4567cdef"  # a write in progress here
     live.write_bytes(b"0" * 100)
+    other = tmp_path / "sma" / f"i.parquet.tmp-0000abcd-{int(gone.stdout)}-89abcdef"  # another machine's: asked
+    other.write_bytes(b"")  # nothing (its pid is not this machine's), kept until an hour old
     assert bank.stats()["disk_bytes"] == sum(map(_entry_bytes, _parquets(tmp_path))) + 5100
     reader = IndicatorBank(cache_dir=tmp_path, disk_limit_bytes=int(1.5 * entry))
     reader.ensure(bars, "sma", period=7)  # only reads
-    assert not dead.exists() and live.exists()
+    assert not dead.exists() and live.exists() and other.exists()
     assert len(_parquets(tmp_path)) == 1 and reader.stats()["disk_bytes"] <= 1.5 * entry
 
 

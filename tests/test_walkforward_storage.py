@@ -132,9 +132,11 @@ def test_a_save_removes_the_staging_a_killed_save_left(stored, tmp_path):
     folder = root / "walkforward" / "wf1"
     gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                               text=True).stdout)
-    dead = folder / f".result.{gone}-0123abcd.tmp"
+    from threadx.files import writer_tag
+
+    dead = folder / f".result.{writer_tag().partition('-')[0]}-{gone}-0123abcd.tmp"
     (dead / "part").mkdir(parents=True)
-    live = folder / f".result.{os.getpid()}-4567cdef.tmp"
+    live = folder / f".result.{writer_tag()}-4567cdef.tmp"
     live.mkdir()
     save_walk_forward("wf1", wf, report, root)
     assert not dead.exists() and live.exists()
@@ -150,7 +152,9 @@ def test_a_dataset_write_removes_the_temp_file_a_killed_write_left(tmp_path):
 
     gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                               text=True).stdout)
-    dead = tmp_path / f".X_USDT-1h.parquet.{gone}-0123abcd.tmp"
+    from threadx.files import writer_tag
+
+    dead = tmp_path / f".X_USDT-1h.parquet.{writer_tag().partition('-')[0]}-{gone}-0123abcd.tmp"
     dead.write_bytes(b"half")
     write_ohlcv(generate_synthetic(days=10, seed=1), tmp_path / "X_USDT-1h.parquet")
     assert not dead.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["X_USDT-1h.parquet"]

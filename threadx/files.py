@@ -2,9 +2,12 @@
 disk) leaves what was there."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import socket
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -13,23 +16,46 @@ import psutil
 from threadx.errors import ThreadXError, os_reason
 
 
+STALE_TEMP_S = 3600.0  # a temporary this old is stale whoever wrote it (a writer on another machine)
+
+
+def writer_tag() -> str:
+    """Who writes a temporary file: this machine (a short hash of its name) and process,
+    ``<host>-<pid>``; :func:`dead_writer` reads it back."""
+    host = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+    return f"{host}-{os.getpid()}"
+
+
+def dead_writer(tag: str, path: Path) -> bool:
+    """Whether the writer ``tag`` (:func:`writer_tag`) of the temporary ``path`` is gone: a
+    process of this machine that no longer exists, or any writer an hour after its last write
+    (one of another machine sharing the folder cannot be asked)."""
+    try:
+        if time.time() - path.stat().st_mtime > STALE_TEMP_S:
+            return True
+    except OSError:
+        return False
+    host, _, pid = tag.partition("-")
+    return host == writer_tag().partition("-")[0] and pid.isdigit() and not psutil.pid_exists(int(pid))
+
+
 def temp_beside(path: Path) -> Path:
-    """A temporary name beside ``path`` that says whose it is (``.<name>.<pid>-<random>.tmp``):
+    """A temporary name beside ``path`` that says whose it is (``.<name>.<host>-<pid>-<random>.tmp``):
     :func:`remove_dead_temps` finds those of writers that died."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    return path.with_name(f".{path.name}.{writer_tag()}-{uuid.uuid4().hex[:8]}.tmp")
 
 
 def remove_dead_temps(path: Path) -> None:
-    """Delete the temporaries beside ``path`` (of its name, :func:`temp_beside`) whose writer
-    process is gone: a writer killed mid-write left them, and nothing else would remove them."""
+    """Delete the temporaries beside ``path`` (of its name, :func:`temp_beside`) whose writer is
+    gone (:func:`dead_writer`): a writer killed mid-write left them, and nothing else would."""
     prefix = f".{path.name}."
     try:
         entries = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
     except OSError:
         return
     for entry in entries:
-        pid = entry.name[len(prefix):-len(".tmp")].split("-", 1)[0]
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+        tag = entry.name[len(prefix):-len(".tmp")].rpartition("-")[0]  # (<host>-<pid>, less the random part)
+        if dead_writer(tag, entry):
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
@@ -38,7 +64,7 @@ def remove_dead_temps(path: Path) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file beside it, synced and renamed over it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{writer_tag()}-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

@@ -53,11 +53,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
-import psutil
 
 import threadx
 from threadx.codehash import source_hash
 from threadx.config import settings
+from threadx.files import dead_writer, writer_tag
 from threadx.data.bars import as_bars
 from threadx.indicators import kernels, registry
 from threadx.indicators.registry import INDICATORS, IndicatorDef, canonical_json, get_indicator
@@ -71,8 +71,7 @@ _COMPUTE_THREADS = max(1, min(4, os.cpu_count() or 1))  # threads of a large ens
 _ELEMENTS_PER_THREAD = 250_000  # ... each computing at least this many values (requests x bars; ~2.5 ms of SMA)
 NEAR_LIMIT_SHARE = 0.9  # disk usage / limit from which stats() reports disk_near_limit
 _RESCAN_PARTS = 16  # rescan the folder after each 1/16 of the limit written by this bank
-_TEMP_NAME = re.compile(r"\.tmp-(\d+)-[0-9a-f]{8}$")  # a write in progress: .tmp-<pid>-<random>
-_STALE_TEMP_S = 3600.0  # ... left by a live process this long (a reused pid) is stale too
+_TEMP_NAME = re.compile(r"\.tmp-([0-9a-f]+-\d+)-[0-9a-f]{8}$")  # a write in progress: .tmp-<host>-<pid>-<random>
 
 
 def indicator_code_hash() -> str:
@@ -478,7 +477,7 @@ class IndicatorBank:
         import pyarrow.parquet as pq
 
         parquet, sidecar = self._paths(idef.name, key)
-        tag = f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # (_TEMP_NAME: whose it is, for _remove_stale_temps)
+        tag = f".tmp-{writer_tag()}-{uuid.uuid4().hex[:8]}"  # (_TEMP_NAME: whose it is, for _remove_stale_temps)
         tmp_parquet = parquet.with_name(parquet.name + tag)
         tmp_sidecar = sidecar.with_name(sidecar.name + tag)
         meta = {
@@ -555,17 +554,10 @@ class IndicatorBank:
     def _remove_stale_temps(self) -> None:
         """Delete the half-written files of writers that died (killed mid-write): they were in
         no count and no eviction (12 killed writers left 37 MB over a 10 MB limit)."""
-        now = time.time()
         for path in self._disk_files(include_sidecars=False, include_temp=True):
             match = _TEMP_NAME.search(path.name)
-            if match is None:
-                continue
-            try:
-                stale = now - path.stat().st_mtime > _STALE_TEMP_S or not psutil.pid_exists(int(match.group(1)))
-                if stale:
-                    path.unlink()
-            except OSError:
-                continue
+            if match is not None and dead_writer(match.group(1), path):
+                path.unlink(missing_ok=True)
 
     def _disk_entries(self) -> tuple[list[tuple[int, Path, int]], int]:
         """([(mtime_ns, parquet path, bytes with its sidecar)], total bytes of the cache files,
