@@ -635,18 +635,18 @@ def _signals(s: _Session) -> CheckResult:
         traded = traded or m["n_trades"] > 0
         if m["n_trades"] == 0 and m["n_skipped"] > 0 and not len(both):
             skipped.append((ps.name, int(m["n_skipped"])))
+    if findings:
+        first = findings[0]
+        return CheckResult("signals", False, f"{sum(f['bars'] for f in findings):,} bars of {len(findings)} of "
+                           f"{len(s.sets)} param sets set both SIG_ENTER_LONG and SIG_ENTER_SHORT: the engine takes "
+                           f"neither side there (first: {first['param_set']}, bar {first['first_bar']})",
+                           details + notes, data={"findings": findings})
     if skipped and not traded:  # (an ATR line of NaN, 0 or below: risk sizing takes nothing)
         details = [f"{name}: 0 trades, {n:,} entries skipped" for name, n in skipped]
         return CheckResult("signals", False, f"no param set traded: every entry was skipped ({sum(n for _, n in skipped):,} "
                            "entries, 0 trades): a quantity of zero or an order below min_notional each time, e.g. a "
                            "stop distance from a level line of NaN, 0 or below (Levels(atr=...)) under risk sizing",
-                           details, data={"skipped": dict(skipped)})
-    if findings:
-        first = findings[0]
-        return CheckResult("signals", False, f"{sum(f['bars'] for f in findings):,} bars of {len(findings)} of "
-                           f"{len(s.sets)} param sets set both SIG_ENTER_LONG and SIG_ENTER_SHORT: the engine takes "
-                           f"neither side there (first: {first['param_set']}, bar {first['first_bar']})", details,
-                           data={"findings": findings})
+                           details + notes, data={"skipped": dict(skipped)})
     return CheckResult("signals", True, f"{len(s.sets)} param sets, {entries:,} entry bars: none enters long and "
                        "short at once", notes)
 

@@ -204,6 +204,9 @@ METRIC_NAMES = (
     "n_cycles",
     "cycle_win_rate",
 )
+# the columns of a sweep's result rows besides the params: a param may not take one of these names
+RESULT_COLUMNS = frozenset({"combo_id", "status", "error", *METRIC_NAMES})
+
 (
     M_TOTAL_RETURN,
     M_CAGR,

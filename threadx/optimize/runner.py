@@ -249,9 +249,6 @@ def _check_arguments(search: SearchSpace, sampler: str, n: Any, seed: Any, objec
         from threadx.gpu.devices import require_gpu
 
         require_gpu()
-    clash = set(search.names) & set(METRIC_NAMES + ("combo_id", "status", "error"))
-    if clash:
-        raise ParamError(f"param names {sorted(clash)} clash with result columns")
 
 
 def _no_valid_combo(search: SearchSpace, count: str) -> str:

@@ -27,7 +27,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from threadx.config import settings
-from threadx.engine.layout import METRIC_NAMES
+from threadx.engine.layout import METRIC_NAMES, RESULT_COLUMNS
 from threadx.errors import ThreadXError, os_reason
 from threadx.files import atomic_write_bytes
 from threadx.names import check_name
@@ -54,7 +54,6 @@ def check_run_id(run_id: str) -> str:
 
 BLOCK_SUM_PREFIX = "blk_s"  # stored per combo: sum of per-bar returns in time block k
 BLOCK_SQ_PREFIX = "blk_q"  # ... and the sum of their squares
-_FIXED_COLUMNS = frozenset({"combo_id", "status", "error", *METRIC_NAMES})
 
 
 class SweepRun:
@@ -311,7 +310,7 @@ def _dictionary_columns(names: list[str]) -> list[str]:
     Metrics, block moments and combo ids are nearly all distinct: trying a dictionary on
     them costs most of a part's write time and saves nothing."""
     return [c for c in names if c in ("status", "error") or (
-        c not in _FIXED_COLUMNS and not c.startswith((BLOCK_SUM_PREFIX, BLOCK_SQ_PREFIX)))]
+        c not in RESULT_COLUMNS and not c.startswith((BLOCK_SUM_PREFIX, BLOCK_SQ_PREFIX)))]
 
 
 def _write_part(frame: pd.DataFrame, path: str) -> None:
@@ -616,7 +615,7 @@ def _param_columns(parts: list[Path]) -> set[str]:
     import pyarrow.parquet as pq
 
     names = pq.read_schema(parts[0]).names
-    return {c for c in names if c not in _FIXED_COLUMNS and not c.startswith((BLOCK_SUM_PREFIX, BLOCK_SQ_PREFIX))}
+    return {c for c in names if c not in RESULT_COLUMNS and not c.startswith((BLOCK_SUM_PREFIX, BLOCK_SQ_PREFIX))}
 
 
 def _quarantine(folder: Path, path: Path) -> str:
