@@ -311,8 +311,9 @@ def stride_cuts(n_bars: int, most: int = STRIDE_CUTS) -> list[int]:
     :func:`event_cuts` never cuts there; each of these cuts exposes the bars just before it to
     a peek across it (the 5 bars before it to a 5-bar peek): spread over many bars, some of the
     removed signals fall there. Only the signals are computed for these (no backtest)."""
-    step = max(1, n_bars // (most + 1))
-    return [c for c in range(step, n_bars, step) if 2 <= c][:most]
+    if n_bars < 3:
+        return []
+    return np.unique(np.linspace(2, n_bars - 1, most).round().astype(int)).tolist()  # (evenly, short ones too)
 
 
 def noise_after(bars: Bars, cut: int, seed: int) -> Bars:
