@@ -52,7 +52,7 @@ def test_a_grid_where_every_combo_is_invalid(capsys):
 
 def test_memory_budget_too_small_or_malformed(capsys):
     err = one_error(capsys, ["sweep", "--strategy", "bb_atr", "--param", "bb_period=10:40:1", "--workers", "2",
-                             "--memory-budget", "100MB"])
+                             "--executor", "local", "--memory-budget", "100MB"])  # (auto would run it inline)
     assert "the budget is 95.4 MiB" in err and "--memory-budget" in err
     err = one_error(capsys, ["sweep", "--strategy", "bb_atr", "--memory-budget", "lots"])
     assert "--memory-budget" in err and "'lots' is not a size" in err  # checked as a setting (flag level)

@@ -757,7 +757,6 @@ def test_a_walk_forward_names_its_failed_combos_and_their_error(rsi: Path, frame
 
 
 @pytest.mark.parametrize("declaration, why", [
-    ('Param("max_drawdown", "float", 0.2, 0.0, 1.0, 0.1)', "the name is a result column of sweeps (max_drawdown)"),
     ('Param("fast period", "int", 5, 1, 9, 1)', "param name 'fast period' must be a Python identifier"),
     ('Param("k", "int", 5, 1, 9, 0)', "param k: step must be > 0, got 0"),
     ('Param("k", "float", 5.0, float("nan"), 9.0, 1.0)', "param k: min must be a finite number, got nan"),
@@ -770,3 +769,16 @@ def test_declarations_that_break_later_are_refused_at_load(strategy_dir: Path, d
     path = new_strategy_file("decl")
     path.write_text(path.read_text().replace("    params=(\n", f"    params=(\n        {declaration},\n", 1))
     assert why in user.load_errors()["decl.py"], user.load_errors()
+
+
+def test_a_param_named_as_a_result_column_is_refused_naming_the_file(strategy_dir: Path, frame) -> None:
+    """A param named max_drawdown: every sweep refused it with "param names ['max_drawdown'] clash
+    with result columns", naming no strategy nor file (the strategy package imports no engine
+    module, so sweeps check it where they start)."""
+    path = new_strategy_file("decl")
+    path.write_text(path.read_text().replace("    params=(\n", '    params=(\n        Param("max_drawdown", "float", '
+                                                                  '0.2, 0.0, 1.0, 0.1, feeds=()),\n', 1))
+    with pytest.raises(ParamError, match=r"strategy decl \(.*decl.py:\d+\): param name\(s\) max_drawdown are result "
+                                         r"columns of sweeps: rename them"):
+        threadx.sweep(frame, "decl", {"rsi_period": [10, 14]}, executor="inline", bank=IndicatorBank(disk=False))
+

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from threadx.config import DEFAULT_GRID_LIMIT  # noqa: F401 - re-exported (the one default: config)
+from threadx.engine.layout import RESULT_COLUMNS
 from threadx.errors import ParamError
 from threadx.strategy.base import Param, StrategySpec
 
@@ -103,6 +104,11 @@ class SearchSpace:
             raise ParamError(f"the search space must be a mapping of param name to a value, a list or a range "
                              f"(e.g. {{'{strategy.param_names[0]}': '10:50:5'}}), got a {type(space).__name__}")
         space = dict(space or {})
+        clash = sorted(set(strategy.param_names) & RESULT_COLUMNS)
+        if clash:  # (the strategy package imports no engine module: the rule is checked where sweeps start)
+            where = f" ({strategy.origin.where})" if strategy.origin is not None else ""
+            raise ParamError(f"strategy {strategy.name}{where}: param name(s) {', '.join(clash)} are result columns of "
+                             "sweeps: rename them")
         unknown = sorted(set(space) - set(strategy.param_names))
         if unknown:
             raise ParamError(f"{strategy.name} has no param {', '.join(unknown)}; "

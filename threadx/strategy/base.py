@@ -45,10 +45,6 @@ def _check_declaration(param: "Param") -> None:
     if not param.name.isidentifier():  # (a space, "=", ":" or "," made it unreachable from --param NAME=VALUE)
         raise ParamError(f"param name {param.name!r} must be a Python identifier (letters, digits and _)")
     where = f"param {param.name}"
-    from threadx.engine.layout import RESULT_COLUMNS  # (a name of a sweep's result column: every sweep refused it)
-
-    if param.name in RESULT_COLUMNS:
-        raise ParamError(f"{where}: the name is a result column of sweeps ({param.name}); rename the param")
     if param.kind not in _KINDS:
         raise ParamError(f"{where}: kind must be one of {', '.join(_KINDS)}, got {param.kind!r}")
     if param.kind == "choice":
