@@ -18,12 +18,12 @@ import streamlit as st
 
 import threadx
 from threadx.config import DEFAULT_SEED, settings
+from threadx.data.catalog import name_timeframe
 from threadx.errors import ThreadXError
 from threadx.optimize.runner import default_workers
 from threadx.requests import DatasetRef, ResearchRequest
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
-from threadx.data.catalog import list_datasets
 from threadx.ui.state import active_dataset, dataset_names, load_dataset, strategy_names
 from threadx.ui.widgets import follow_job, job_progress, show_finished_job, space_editor
 from threadx.units import counted, table_view
@@ -82,8 +82,7 @@ def launch_form() -> None:
         problems.append(f"search space: {exc}")
     for problem in problems:
         st.warning(f"Cannot run: {problem}.")
-    catalog = list_datasets()
-    mixed = rs.timeframe_note(chosen, dict(zip(catalog["name"], catalog["timeframe"])) if len(catalog) else {})
+    mixed = rs.timeframe_note(chosen, {name: name_timeframe(name) for name in chosen})  # (their names say it)
     if mixed:
         st.warning(f"Note: {mixed}.")
     if not problems:

@@ -120,8 +120,8 @@ def _grid_size(strategy: Any, space: dict[str, Any] | None) -> int:
 
 
 def timeframe_note(datasets: Sequence[str], timeframes: Mapping[str, Any]) -> str | None:
-    """A note when ``datasets`` (names; ``timeframes``: name -> its timeframe, from the data
-    catalog) are of several timeframes: params counted in bars mean other spans on each, and the
+    """A note when ``datasets`` (names; ``timeframes``: name -> its timeframe, as the name
+    says it) are of several timeframes: params counted in bars mean other spans on each, and the
     transfer matrix trades each cell's winner unchanged on the others (a slow period of 108 bars
     chosen on 4h is 18 days there and 4.5 days on 1h). None for one timeframe, or unknown ones.
 
