@@ -535,6 +535,7 @@ def _progress_printer(args: argparse.Namespace, what: str):
     progress.end_line = end_line  # type: ignore[attr-defined]
     return progress
 
+
 def _stored_words(store: Any, run_id: str) -> str:
     """What an interrupted sweep left: its stored combos and how to resume them, or nothing."""
     from threadx.optimize.store import ResultStore

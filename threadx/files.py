@@ -2,6 +2,7 @@
 disk) leaves what was there."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -19,11 +20,17 @@ from threadx.errors import ThreadXError, os_reason
 STALE_TEMP_S = 3600.0  # a temporary this old is stale whoever wrote it (a writer on another machine)
 
 
+@functools.cache
+def _host() -> str:
+    """This machine, as a temporary file's name says it: a short hash of its host name (hashed
+    once per process: every atomic write names it)."""
+    return hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+
+
 def writer_tag() -> str:
-    """Who writes a temporary file: this machine (a short hash of its name) and process,
-    ``<host>-<pid>``; :func:`dead_writer` reads it back."""
-    host = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
-    return f"{host}-{os.getpid()}"
+    """Who writes a temporary file: this machine (:func:`_host`) and process, ``<host>-<pid>``
+    (the pid read each time: a forked worker is another writer); :func:`dead_writer` reads it back."""
+    return f"{_host()}-{os.getpid()}"
 
 
 def dead_writer(tag: str, path: Path) -> bool:
@@ -36,7 +43,7 @@ def dead_writer(tag: str, path: Path) -> bool:
     except OSError:
         return False
     host, _, pid = tag.partition("-")
-    return host == writer_tag().partition("-")[0] and pid.isdigit() and not psutil.pid_exists(int(pid))
+    return host == _host() and pid.isdigit() and not psutil.pid_exists(int(pid))
 
 
 def temp_beside(path: Path) -> Path:

@@ -43,7 +43,8 @@ def _show_verdict(report) -> None:
     warned = len(report.warnings)
     # (the bullets are the verdict's reasons: "4 warning(s)" over 3 bullets hid that spikes at
     # crypto's usual rate are not among them; every warning is in the report below)
-    notable = f" ({len(reasons)} notable, below; all in the report)" if level == "amber" and len(reasons) < warned else ""
+    listed_all = level != "amber" or len(reasons) >= warned
+    notable = "" if listed_all else f" ({len(reasons)} notable, below; all in the report)"
     text = (f"{icon} **{level.upper()}** — quality {format_metric('quality', report.quality)}/100, "
             f"{len(report.errors)} error(s), {warned} warning(s){notable}")
     box("\n".join([text, "", *(f"- {r}" for r in reasons)]))

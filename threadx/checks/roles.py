@@ -376,6 +376,7 @@ def check_sweep_roles(space: Any, bars: Bars, combo_ids: Sequence[int], bank: An
     check``. ParamError naming the param."""
     spec = space.strategy
     advice = f"fix its feeds= (`threadx strategy check {spec.name}` lists every such case)"
+    varied = [axis.name for axis in space.axes if len(axis) > 1]
     checked = 0
     for combo_id in dict.fromkeys(int(c) for c in combo_ids):
         if checked == SWEEP_ROLE_STARTS:
@@ -387,18 +388,17 @@ def check_sweep_roles(space: Any, bars: Bars, combo_ids: Sequence[int], bank: An
             continue
         checked += 1
         idx = space.value_indices(np.array([combo_id], dtype=np.int64))[0]
-        varied = [axis.name for axis in space.axes if len(axis) > 1]
         for k, axis in enumerate(space.axes):
             param = spec.param(axis.name)
             if len(axis) < 2 or (param.feeds == ALL_ROLES and param.indicator_labels is None):
                 continue  # not varied, or undeclared (its combos are never merged)
             near = idx[k] + 1 if idx[k] + 1 < len(axis) else idx[k] - 1
             far = 0 if idx[k] > (len(axis) - 1) / 2 else len(axis) - 1
-            for target in dict.fromkeys((near, far)):
+            for target in [t for t in dict.fromkeys((near, far)) if t != idx[k]]:
                 moved = idx.copy()
                 moved[k] = target
                 other_id = space.ids_from_indices(moved[None, :])
-                if target == idx[k] or not space.valid_mask(other_id)[0]:
+                if not space.valid_mask(other_id)[0]:
                     continue
                 _refuse_moved(spec, bars, bank, param, start, base, space.params(int(other_id[0])), advice, varied)
         if checked == 1:
@@ -419,6 +419,7 @@ def _refuse_moved(spec: StrategySpec, bars: Bars, bank: Any, param: Param, start
     wrong = violations(param, changes(base, other)) + label_violations(param, base, other)
     if wrong:
         others = ", ".join(f"{name}={start[name]!r}" for name in varied if name != param.name)
+        with_others = f", with {others}" if others else ""
         raise ParamError(f"strategy {spec.name}: {param.name}={other_params[param.name]!r} (from "
-                         f"{start[param.name]!r}{f', with {others}' if others else ''}) {wrong[0]}: this sweep would merge combos "
-                         f"that differ and store wrong rows; {advice}")
+                         f"{start[param.name]!r}{with_others}) {wrong[0]}: this sweep would merge combos that differ "
+                         f"and store wrong rows; {advice}")

@@ -644,7 +644,8 @@ def _signals(s: _Session) -> CheckResult:
                            details + notes, data={"findings": findings})
     if skipped and not traded:  # (an ATR line of NaN, 0 or below: risk sizing takes nothing)
         details = [f"{name}: 0 trades, {n:,} entries skipped" for name, n in skipped]
-        return CheckResult("signals", False, f"no param set traded: every entry was skipped ({sum(n for _, n in skipped):,} "
+        total = sum(n for _, n in skipped)
+        return CheckResult("signals", False, f"no param set traded: every entry was skipped ({total:,} "
                            "entries, 0 trades): a quantity of zero or an order below min_notional each time, e.g. a "
                            "stop distance from a level line of NaN, 0 or below (Levels(atr=...)) under risk sizing",
                            details + notes, data={"skipped": dict(skipped)})

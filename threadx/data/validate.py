@@ -202,7 +202,8 @@ class ValidationReport:
         lines += [f"ERROR: {e}" for e in self.errors]
         lines += [f"warning: {w}" for w in self.warnings]
         for start, end, n in self.gaps[:10]:
-            lines.append(f"  gap: {format_count(n)} bar(s) missing from {_iso(start)}; the next bar opens at {_iso(end)}")
+            lines.append(f"  gap: {format_count(n)} bar(s) missing from {_iso(start)}; "
+                         f"the next bar opens at {_iso(end)}")
         if len(self.gaps) > 10:
             lines.append(f"  ... {len(self.gaps) - 10} more gap(s)")
         return "\n".join(lines)

@@ -260,7 +260,7 @@ def _no_valid_combo(search: SearchSpace, count: str) -> str:
         probe = np.random.default_rng(0).integers(0, search.size, size)
     cols = search.columns(probe)
     rules = search.strategy.constraints
-    broken = [r.description for r in rules if not search._holds(r, cols, len(probe)).any()]
+    broken = [r.description for r in rules if not search.holds(r, cols, len(probe)).any()]
     together = "the constraints together (" + "; ".join(r.description for r in rules) + ")"
     what = " and ".join(broken) or together
     raised = "".join(f"; constraint {rule!r} raised {error}" for rule, error in search.rule_errors.items())

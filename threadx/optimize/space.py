@@ -99,7 +99,7 @@ class SearchSpace:
     """The axes of every param of a strategy (unlisted params fixed at their default)."""
 
     def __init__(self, strategy: StrategySpec, space: Mapping[str, Any] | None = None):
-        self.rule_errors: dict[str, str] = {}  # constraint -> the first error it raised on a combo (that combo: invalid)
+        self.rule_errors: dict[str, str] = {}  # constraint -> the first error it raised (its combos: invalid)
         if space is not None and not isinstance(space, Mapping):
             raise ParamError(f"the search space must be a mapping of param name to a value, a list or a range "
                              f"(e.g. {{'{strategy.param_names[0]}': '10:50:5'}}), got a {type(space).__name__}")
@@ -164,10 +164,10 @@ class SearchSpace:
         if self.strategy.constraints and len(ids):
             cols = self.columns(ids)
             for rule in self.strategy.constraints:
-                mask &= self._holds(rule, cols, len(ids))
+                mask &= self.holds(rule, cols, len(ids))
         return mask
 
-    def _holds(self, rule: Any, cols: dict[str, np.ndarray], n: int) -> np.ndarray:
+    def holds(self, rule: Any, cols: dict[str, np.ndarray], n: int) -> np.ndarray:
         """Where ``rule`` holds for the ``n`` combos of ``cols``: one call on the columns when the
         rule works on arrays (``v["a"] < v["b"]``), else one call per combo (a rule written for
         one param set, ``v["a"] < 45 and v["b"] >= 1``, is as valid: it raised on arrays)."""

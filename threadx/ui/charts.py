@@ -542,8 +542,8 @@ def price_figure(
     _range_selector(fig)
     if start is not None or end is not None:  # Plotly's reset returns to the picked range
         fig.update_xaxes(range=[df.index[0], df.index[-1]])
-    fig.update_yaxes(title_text="Price" + (f" ({quote})" if quote else "") + (" (log)" if log_y else ""), type="log" if log_y else "linear",
-                     row=1, col=1)
+    fig.update_yaxes(title_text="Price" + (f" ({quote})" if quote else "") + (" (log)" if log_y else ""),
+                     type="log" if log_y else "linear", row=1, col=1)
     return fig
 
 
@@ -648,8 +648,8 @@ def equity_figure(
                       showlegend=benchmark is not None, margin=dict(l=50, r=20, t=80, b=30),
                       legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"))
     _range_selector(fig)
-    fig.update_yaxes(title_text="Equity" + (f" ({quote})" if quote else "") + (" (log)" if log_y else ""), type="log" if log_y else "linear",
-                     row=1, col=1)
+    fig.update_yaxes(title_text="Equity" + (f" ({quote})" if quote else "") + (" (log)" if log_y else ""),
+                     type="log" if log_y else "linear", row=1, col=1)
     fig.update_yaxes(title_text="Drawdown", tickformat=".0%", row=2, col=1)
     return fig
 

@@ -117,7 +117,8 @@ def load_research(research_id: str, results_dir: str | os.PathLike | None = None
 
 # what a matrix cell holds (cell_summary writes it; the page, the transfer and a portfolio read it)
 _CELL_KINDS: dict[str, Kind] = {
-    **{key: TEXT for key in ("run_id", "grade", "strategy_code", "error")}, **{key: OBJECT for key in ("params", "last_window_params")},
+    **{key: TEXT for key in ("run_id", "grade", "strategy_code", "error")},
+    **{key: OBJECT for key in ("params", "last_window_params")},
     **{key: JSON_NUMBER for key in ("score", "oos_sharpe", "oos_return", "oos_max_drawdown", "consistency",
                                     "efficiency")},
     **{key: WHOLE for key in ("trades", "windows", "combos")},
@@ -174,7 +175,8 @@ def cell_summary(wf: Any, report: Any, request: WalkForwardRequest) -> dict[str,
     s = wf.oos_summary
     return json_safe({
         "strategy": wf.config["strategy"], "strategy_code": wf.config.get("strategy_code"),
-        "dataset": request.data.name or request.data.source, "run_id": request.run_id, "grade": report.grade.letter, "score": report.grade.score,
+        "dataset": request.data.name or request.data.source, "run_id": request.run_id,
+        "grade": report.grade.letter, "score": report.grade.score,
         "oos_sharpe": s["sharpe"], "oos_return": s["total_return"], "oos_max_drawdown": s["max_drawdown"],
         "consistency": wf.consistency, "efficiency": wf.efficiency, "trades": s["n_trades"],
         "windows": len(wf.windows), "combos": len(wf.combos), "params": wf.benchmark_params,
@@ -412,12 +414,12 @@ def _run_cells(requests, frames, executor, workers, scheduler, results_dir, bank
     return _run_remote(requests, executor, workers, scheduler, results_dir, should_stop, tick)
 
 
-def failed_cell(request: WalkForwardRequest, exc: BaseException) -> dict[str, Any]:
+def failed_cell(request: WalkForwardRequest, exc: ThreadXError) -> dict[str, Any]:
     """The cell of a walk-forward that failed (every combo of a strategy raised, a dataset too
     short for its windows): its error, in place of its figures. One such cell failed the whole
     job, naming neither strategy nor dataset, and the cells done before were left unlisted."""
     return {"strategy": request.strategy, "dataset": request.data.name or request.data.source,
-            "run_id": None, "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, ThreadXError) else str(exc),
+            "run_id": None, "error": str(exc),
             "params": {}, "last_window_params": {}}
 
 
