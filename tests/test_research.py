@@ -258,7 +258,7 @@ def test_a_cell_with_no_other_asset_traded_reads_no_kept_count():
     assert kept_lines(own_only) == []
 
 
-def test_a_strategy_that_fails_is_its_cells_error_and_the_rest_is_kept(strategy_dir, tmp_path):
+def test_a_strategy_that_fails_is_its_cells_error_and_the_rest_is_kept(strategy_dir, tmp_path, monkeypatch, capsys):
     """One user strategy whose every combo raised failed the whole job ("every combo of the
     walk-forward failed (3)...", naming no strategy nor dataset) and lost the matrix."""
     from threadx.data.io import write_ohlcv
@@ -282,6 +282,14 @@ def test_a_strategy_that_fails_is_its_cells_error_and_the_rest_is_kept(strategy_
     assert all(c.get("grade") for c in result.cells if c["strategy"] == "bb_atr")
     assert {(t["strategy"], t["source"]) for t in result.transfer} == {("bb_atr", "AAA_USDT-1h"), ("bb_atr", "BBB_USDT-1h")}
     assert load_research(result.research_id, tmp_path / "results").cells == json.loads(json.dumps(result.cells))
+    argv = ["research", "--strategy", "bb_atr", "--strategy", "s_raise", "--data", str(data[0]), "--is-days", "90",
+            "--oos-days", "30", "--n", "3", "--bootstrap", "50", "--id", "cli-failed"]
+    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path / "cli"))
+    assert main(argv) == 1  # it exited 0: a script saw a whole matrix
+    out, err = capsys.readouterr()
+    assert "failed: s_raise on AAA_USDT-1h" in out and "1 cell of 2 failed" in err, (out, err)
+    assert main([*argv[:-1], "cli-failed-json", "--json"]) == 1
+    assert [c["strategy"] for c in json.loads(capsys.readouterr().out)["cells"] if c.get("error")] == ["s_raise"]
     with pytest.raises(ParamError, match="every cell of the research failed: s_raise on AAA_USDT-1h: .*KeyError"):
         research("s_raise", [str(data[0])], {"oversold": [25, 30]}, results_dir=tmp_path / "results", is_days=90,
                  oos_days=30, sampler="grid", bootstrap=50)

@@ -25,6 +25,7 @@ from threadx.units import counted, format_bytes, format_count, format_eta, forma
 
 EXIT_BAD_INPUT = 2
 EXIT_CHECK_FAILED = 1  # `strategy check`: a check failed
+EXIT_CELL_FAILED = 1  # `research`: a cell's walk-forward failed (the others are stored)
 DATE_FORMAT_HELP = "strftime format of date text, e.g. %%d/%%m/%%Y (needed when dates read both day- and month-first)"
 JSON_HELP = ("print JSON with the raw values instead of the human output: fractions stay fractions "
              "(win_rate 0.43, shown as 43.00 %% otherwise), counts and sizes plain numbers (bytes)")
@@ -817,9 +818,11 @@ def cmd_research(args: argparse.Namespace) -> int:
         return 130
     if not args.json and not args.quiet:
         print(file=sys.stderr)
+    failed = [c for c in result.cells if c.get("error")]  # (its walk-forward failed: the other cells are whole)
+    status = EXIT_CELL_FAILED if failed else 0  # a script reading only the exit status misses a hole in the matrix
     if args.json:
         _print_json(result.to_dict())
-        return 0
+        return status
     elapsed = _cell("elapsed_s", result.meta["elapsed_s"])
     print(f"research {result.research_id}: {counted(len(result.config['strategies']), 'strategy', 'strategies')} x "
           f"{counted(len(result.config['datasets']), 'dataset')} ({result.status}, {elapsed})")
@@ -828,9 +831,8 @@ def cmd_research(args: argparse.Namespace) -> int:
              "kept": kept_text(c.get("transfer_kept")) or "-", "run_id": c.get("run_id") or "-"}
             for c in result.cells]
     print(_table(rows, ("strategy", "dataset", "grade", "oos_sharpe", "consistency", "trades", "kept", "run_id")))
-    for c in result.cells:
-        if c.get("error"):  # (its walk-forward failed: the other cells are whole)
-            print(f"failed: {c['strategy']} on {c['dataset']}: {c['error']}")
+    for c in failed:
+        print(f"failed: {c['strategy']} on {c['dataset']}: {c['error']}")
     print("kept: other assets with a positive OOS return using the params chosen on this one")
     for strategy in result.config["strategies"]:
         frame = result.transfer_matrix(strategy, "sharpe")
@@ -846,7 +848,10 @@ def cmd_research(args: argparse.Namespace) -> int:
 
     print(f"\neach cell's full walk-forward and report: {research_root().parent / 'walkforward'}/<run_id> "
           f"(threadx.validation.storage.load_walk_forward); the matrix: {research_root() / result.research_id}")
-    return 0
+    if failed:
+        print(f"{counted(len(failed), 'cell')} of {len(result.cells):,} failed (named above): exit status "
+              f"{EXIT_CELL_FAILED}", file=sys.stderr)
+    return status
 
 
 def cmd_portfolio(args: argparse.Namespace) -> int:
@@ -1301,6 +1306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--S", type=int, default=16, help="PBO (CSCV) blocks")
     p.add_argument("--id", help="research id (default: research-<time>-<random>)")
+    p.epilog = f"exit status {EXIT_CELL_FAILED} when a cell failed (it is named; the other cells are stored)"
     _add_engine_arguments(p)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_research)
