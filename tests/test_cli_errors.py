@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from threadx.cli import EXIT_BAD_INPUT, main
+from threadx.cli import main
+from threadx.cli.common import EXIT_BAD_INPUT
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 import threadx
-from threadx.cli import _engine_options, build_parser, main
+from threadx.cli import build_parser, main
+from threadx.cli.common import _engine_options
 from threadx.config import DEFAULT_MIN_NOTIONAL
 from threadx.engine import layout as L
 from threadx.engine.inputs import EngineOptions, effective_rules, options_from, param_vector

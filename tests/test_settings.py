@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from threadx import config
-from threadx.cli import _flag_settings, build_parser, main
+from threadx.cli import build_parser, main
+from threadx.cli.common import _flag_settings
 from threadx.engine.inputs import EngineOptions, options_from
 from threadx.errors import ParamError, SettingsError
 from threadx.settings_file import FLAGS_ENV, flag_overrides, keys, resolve

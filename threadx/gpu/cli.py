@@ -59,7 +59,7 @@ def _info() -> dict[str, Any]:
 
 def cmd_gpu_info(args: argparse.Namespace) -> int:
     """Devices (name, memory, compute capability, telemetry), the weights and the profile."""
-    from threadx.cli import _print_json, _table
+    from threadx.cli.common import _print_json, _table
     from threadx.units import format_bytes, format_metric
 
     info = _info()
@@ -108,7 +108,7 @@ def cmd_gpu_info(args: argparse.Namespace) -> int:
 
 def cmd_gpu_profile(args: argparse.Namespace) -> int:
     """Measure every device on the real kernel, store the ratios, print them."""
-    from threadx.cli import _print_json, _table
+    from threadx.cli.common import _print_json, _table
     from threadx.gpu.balance import PROFILE_WORKLOAD, measure_profile, save_profile
     from threadx.gpu.devices import detect
 

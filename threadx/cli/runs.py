@@ -1,0 +1,205 @@
+"""``threadx backtest``, ``threadx sweep`` and ``threadx runs list|show|repair``."""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from threadx.cli.common import (
+    _dataset_funding, _engine_options, _load_data, _named_rows, _parse_params, _parse_space, _print_json,
+    _print_timings, _progress_printer, _table,
+)
+from threadx.errors import ThreadXError
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    import threadx
+    import threadx.api  # noqa: F401 - loading the compiled kernels is the process's start, not the run's time
+    from threadx.timings import Stopwatch
+
+    watch = Stopwatch()
+    with watch.stage("load"):
+        df = _load_data(args)
+        funding = _dataset_funding(args)
+    result = threadx.backtest(df, args.strategy, _parse_params(args.param), initial_capital=args.capital,
+                              stopwatch=watch, funding=funding, **_engine_options(args))
+    if funding is not None:
+        result.meta["funding"] = {"source": funding.attrs["source"], "fingerprint": funding.attrs["fingerprint"],
+                                  "rates": len(funding)}
+    if args.json:
+        out = result.to_dict()
+        if not args.with_series:
+            out.pop("equity")
+        _print_json(out)
+        return 0
+    meta = result.meta
+    label = df.attrs.get("name") or args.data
+    synthetic = " (synthetic sample data)" if df.attrs.get("synthetic") else ""
+    print(f"{meta['strategy']} on {label}{synthetic}: {meta['bars']:,} bars {meta['start']} -> {meta['end']}")
+    print("params: " + ", ".join(f"{k}={v}" for k, v in result.params.items()))
+    if funding is not None:
+        print(f"funding: {len(funding):,} rates from {funding.attrs['source']} (--no-funding to leave it out)")
+    print(_table(_named_rows(result.metrics, "metric"), ("metric", "value")))
+    if args.trades and len(result.trades):
+        print(f"\nlast {min(args.trades, len(result.trades))} trades:")
+        cols = ("entry_time", "exit_time", "side", "entry_price", "exit_price", "pnl", "return_pct", "exit_reason")
+        print(_table(result.trades.tail(args.trades).to_dict(orient="records"), cols))
+    if args.timings:
+        _print_timings(meta.get("timings"))
+    return 0
+
+
+def _stored_words(store: Any, run_id: str) -> str:
+    """What an interrupted sweep left: its stored combos and how to resume them, or nothing."""
+    from threadx.optimize.store import ResultStore
+
+    try:
+        stored = len(ResultStore(store).stored(run_id).ids)
+    except (ThreadXError, OSError):
+        stored = 0
+    if not stored:
+        return f"no combo of run {run_id} was stored"
+    return (f"{stored:,} combos of run {run_id} are stored; run the same command with --run-id {run_id} to "
+            "resume")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import threadx
+    import threadx.optimize.runner  # noqa: F401 - the process's start, not the run's time
+    from threadx.names import new_run_id
+    from threadx.timings import Stopwatch
+
+    space = _parse_space(args.param)
+    watch = Stopwatch()
+    with watch.stage("load"):
+        df = _load_data(args)
+        funding = _dataset_funding(args)
+    engine = dict(_engine_options(args), **({"funding": funding} if funding is not None else {}))
+
+    progress = _progress_printer(args, args.sampler)
+
+    run_id = args.run_id or new_run_id(args.strategy)  # (named here: an interruption says which run to resume)
+    try:
+        run = threadx.sweep(
+            df, args.strategy, space, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
+            maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers, executor=args.executor,
+            run_id=run_id, store=args.store, progress=progress, memory_budget=args.memory_budget,
+            scheduler=args.scheduler, stopwatch=watch, **engine,
+        )
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {_stored_words(args.store, run_id)}", file=sys.stderr)
+        return 130
+    except ThreadXError:
+        progress.end_line()
+        raise
+    if not args.json:
+        print(file=sys.stderr)
+    return _show_run(run, args.json, args.top)
+
+
+def _typed_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row with its counts as whole numbers and its switches as booleans, as ``backtest
+    --json`` writes them (the store keeps every metric a float: ``n_trades 1.0``, ``liquidated 1.0``)."""
+    from threadx.units import unit_of
+
+    def typed(name: str, value: Any) -> Any:
+        unit = unit_of(name)
+        if unit is None or not isinstance(value, float) or not math.isfinite(value):
+            return value
+        if unit.kind == "bool":
+            return bool(value)
+        return int(value) if unit.kind == "count" and value.is_integer() else value
+
+    return {name: typed(name, value) for name, value in row.items()}
+
+
+def _show_run(run, as_json: bool, top: int) -> int:
+    stored = run.stored()  # counted from the parts, not taken from the manifest
+    m = {**run.manifest, "done": len(stored.ids), "failed": stored.failed, "to_retry": len(stored.retry_ids)}
+    best = run.top(top)
+    status = 1 if m["done"] and m["done"] == m["failed"] else 0  # every combo failed: nothing to rank
+    if as_json:
+        _print_json({"manifest": m, "top": [_typed_row(row) for row in best.to_dict(orient="records")]})
+        return status
+    failed = f", {m['failed']:,} failed" if m["failed"] else ""
+    print(f"run {m['run_id']}: {m['strategy']} on {m.get('dataset')}, sampler {m['sampler']}, "
+          f"{m['done']:,}/{m.get('total', 0):,} combos{failed}, status {m.get('status')}")
+    for text in run.warnings:
+        print(f"warning: {text}")
+    if m["failed"]:  # (the rows hold each failure's text: the CLI showed none, and exit status 0 for a run
+        for text, count in run.failure_counts(3):  # whose every combo failed)
+            print(f"failed ({count:,} combo{'s' if count != 1 else ''}): {text}")
+    if str(m.get("status")).startswith("damaged"):
+        print(f"repair with: threadx runs repair {m['run_id']}")
+    elif m.get("status") in ("cancelled", "interrupted") or m["to_retry"]:
+        print(f"resume with: threadx sweep ... --run-id {m['run_id']}")
+    cols = [*m.get("param_names", [])]
+    varying = [a["name"] for a in m.get("space", {}).get("axes", []) if len(a["values"]) > 1] or cols
+    shown = [*varying, m["objective"], "total_return", "sharpe", "max_drawdown", "n_trades"]
+    shown = list(dict.fromkeys(c for c in shown if c in best.columns))
+    if not best.empty:
+        print(_table(best[shown].to_dict(orient="records"), shown))
+    elif m["done"] > m["failed"]:
+        print(f"no combo reaches the run's minimum of {int(m.get('min_trades') or 0):,} trades (min_trades): "
+              "none is ranked")
+    return status
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    from threadx.optimize.store import ResultStore
+
+    runs = ResultStore(args.store).list_runs()
+    runs = runs.astype(object).where(runs.notna(), None)  # what a damaged run lacks is null, not NaN
+    if args.json:
+        _print_json(runs.to_dict(orient="records"))
+    elif runs.empty:
+        print("no stored runs yet: see `threadx sweep --help`")
+    else:
+        print(_table(runs.to_dict(orient="records"), list(runs.columns)))
+    return 0
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    from threadx.optimize.store import ResultStore
+
+    store = ResultStore(args.store)
+    if args.timings and not store.folder(args.run_id).exists():  # a stored walk-forward of that id
+        return _show_walkforward_timings(args.run_id, store.root, args.json)
+    code = _show_run(store.load(args.run_id), args.json, args.top)
+    if args.timings and not args.json:
+        _print_timings(store.load(args.run_id).manifest.get("timings"))
+    return code
+
+
+def _show_walkforward_timings(run_id: str, root: Path, as_json: bool) -> int:
+    """The timings of the walk-forward ``run_id`` stored under ``root`` (``walkforward/<id>``)."""
+    from threadx.validation.storage import load_walk_forward
+
+    wf, _ = load_walk_forward(run_id, root)
+    timings = wf.meta.get("timings")
+    if as_json:
+        _print_json({"run_id": run_id, "timings": timings})
+        return 0
+    print(f"walk-forward {run_id}: {wf.config['strategy']} on {wf.meta.get('dataset')}, {len(wf.windows)} windows")
+    _print_timings(timings)
+    return 0
+
+
+def cmd_runs_repair(args: argparse.Namespace) -> int:
+    from threadx.optimize.store import ResultStore
+
+    report = ResultStore(args.store).repair(args.run_id)
+    if args.json:
+        _print_json(report)
+        return 0
+    for moved in report["quarantined"]:
+        print(f"quarantined {moved['part']}: {moved['why']}")
+    if report["manifest"] != "kept":
+        print(f"manifest {report['manifest']}")
+    print(f"run {report['run_id']}: {report['done']:,} combos stored ({report['failed']:,} failed, "
+          f"{report['to_retry']:,} to retry), status {report['status']}")
+    if report["status"] == "interrupted":
+        print(f"resume with: threadx sweep ... --run-id {report['run_id']}")
+    return 0
