@@ -101,6 +101,55 @@ def test_a_partial_exit_at_a_level_then_a_stop():
     check_books(m, trades, eq)
 
 
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_a_partial_target_and_the_target_in_one_bar_take_the_partial_first(side):
+    # 30 at 100 (fraction 0.3); bar 3 reaches the partial target (+1 %) and the target (+3 %):
+    # the price passes the partial first, so half goes at 101 and the rest at 103 (the whole
+    # position went at 103, +30 booked on a 10k account; found by an independent simulator)
+    up = [100, 100.5, 99.5, 100]
+    wide = [100, 104, 99.8, 103] if side > 0 else [100, 100.2, 96, 97]
+    o, h, l_, c = zip(up, up, up, wide, up)
+    bars = make_bars(o, h, l_, c)
+    rules = ExitRules(sizing="fraction", fraction=0.3, tp_pct=0.03, partial_tp_pct=0.01, reduce_fraction=0.5)
+    m, trades, eq = run(bars, {0: EL if side > 0 else ES}, rules, fee_bps=10)
+    assert list(trades["exit_i"]) == [3, 3] and list(trades["exit_reason"]) == ["take_profit"] * 2
+    assert list(trades["qty"]) == [15.0, 15.0]
+    assert trades["exit_price"].to_numpy() == approx([100 + side, 100 + 3 * side])
+    assert trades["pnl"].to_numpy() == approx([leg_pnl(15, 100, 100 + side, side),
+                                               leg_pnl(15, 100, 100 + 3 * side, side)])
+    assert m["n_ambiguous"] == 0
+    check_books(m, trades, eq)
+
+
+def test_a_partial_target_beyond_the_target_is_never_taken_first():
+    bars = make_bars([100, 100, 100, 100], [101, 101, 106, 101], [99, 99, 99.5, 99], [100, 100, 104, 100])
+    rules = ExitRules(sizing="fraction", fraction=0.3, tp_pct=0.03, partial_tp_pct=0.05, reduce_fraction=0.5)
+    m, trades, eq = run(bars, {0: EL}, rules, fee_bps=10)
+    assert list(trades["qty"]) == [30.0] and list(trades["exit_price"]) == [103.0]  # the target, all of it
+    check_books(m, trades, eq)
+
+
+def test_a_gap_beyond_the_partial_target_then_the_stop_in_the_bar():
+    # bar 2 opens at 106, beyond the partial target (105): half fills at that open, then the bar
+    # falls through the stop (97) and the rest goes there; a partial target and a stop both inside
+    # a bar are ambiguous: the stop first (counted), optimistic takes the partial then the stop
+    bars = make_bars([100, 100, 106, 100, 100], [101, 101, 106, 101, 101], [99, 99, 96, 99, 99],
+                     [100, 100, 98, 100, 100])
+    rules = ExitRules(sizing="fraction", fraction=0.5, stop_pct=0.03, partial_tp_pct=0.05, reduce_fraction=0.5)
+    m, trades, eq = run(bars, {0: EL}, rules, fee_bps=10)
+    assert list(trades["exit_reason"]) == ["take_profit", "stop_loss"] and list(trades["exit_i"]) == [2, 2]
+    assert list(trades["exit_price"]) == [106.0, 97.0] and m["n_ambiguous"] == 0  # (the open is no ambiguity)
+    check_books(m, trades, eq)
+    inside = make_bars([100, 100, 100, 100], [101, 101, 106, 101], [99, 99, 96, 99], [100, 100, 100, 100])
+    m, trades, eq = run(inside, {0: EL}, rules, fee_bps=10)
+    assert list(trades["exit_reason"]) == ["stop_loss"] and list(trades["qty"]) == [50.0]
+    assert m["n_ambiguous"] == 1
+    m, trades, eq = run(inside, {0: EL}, rules, fee_bps=10, ambiguity="optimistic")
+    assert list(trades["exit_reason"]) == ["take_profit", "stop_loss"] and list(trades["exit_price"]) == [105.0, 97.0]
+    assert m["n_ambiguous"] == 1
+    check_books(m, trades, eq)
+
+
 def test_a_reduce_signal_closes_a_fraction_of_every_leg_at_the_next_open():
     bars = make_bars([100, 100, 110, 120, 125, 125], [101, 111, 121, 126, 126, 126],
                      [99, 99, 109, 119, 124, 124], [100, 110, 120, 125, 125, 125])

@@ -762,56 +762,71 @@ def partial_target(i, d, p, st, blo, bhi):
 
 @njit(**_STEP_JIT)
 def check_intrabar_exits(i, o, h, l, blo, bmid, bhi, p, st, trades):
-    """Stop or liquidation, and target, of the open position on bar i (gap fills at the open)."""
+    """Stop or liquidation, partial target and target of the open position on bar i, in the
+    order the price can reach them: at the open first (a gap fills there: beyond the stop,
+    everything; beyond the partial target, that part, then beyond the target the rest), then
+    inside the bar, the stop first when it and a target are both inside (counted; favourable
+    first when optimistic) and the partial target before a target farther from the open."""
     d = st[S_DIR]
-    stop = st[S_STOP]
     tgt = target_level(d, st[S_TP], p, bmid, i - 1)  # a mid band known at the previous close
-    stop_reason = EXIT_TRAILING_STOP if st[S_TRAILED] > 0.0 else EXIT_STOP_LOSS
-    level = adverse_level(d, stop, st[S_LIQ])
-    if level != stop:  # no stop, or the liquidation price is nearer
-        stop = level
-        stop_reason = EXIT_LIQUIDATION
-    has_stop = True
     has_tgt = tgt == tgt
     op = o[i]
     # with d = +1/-1 one test serves both sides: d * (price - level) <= 0 means "at or
     # beyond the stop", >= 0 "at or beyond the target" (sign flips are exact in floats)
     adverse = l[i] if d > 0.0 else h[i]
     favourable = h[i] if d > 0.0 else l[i]
-    reason = -1
-    px = 0.0
-    if has_stop and d * (op - stop) <= 0.0:
-        reason = stop_reason
-        px = op
-    elif has_tgt and d * (op - tgt) >= 0.0:
-        reason = EXIT_TAKE_PROFIT
-        px = op
-    else:
-        hit_stop = has_stop and d * (adverse - stop) <= 0.0
-        hit_tgt = has_tgt and d * (favourable - tgt) >= 0.0
-        if hit_stop and hit_tgt:
-            st[S_AMBIGUOUS] += 1.0
-            hit_stop = p[P_OPTIMISTIC] == 0.0
-            hit_tgt = not hit_stop
-        if hit_stop:
-            reason = stop_reason
-            px = stop
-        elif hit_tgt:
-            reason = EXIT_TAKE_PROFIT
-            px = tgt
-    if reason >= 0:
-        close_position(i, px, reason, p, st, trades, bmid, i)
+    stop = adverse_level(d, st[S_STOP], st[S_LIQ])
+    if d * (op - stop) <= 0.0:
+        close_position(i, op, stop_reason(d, st), p, st, trades, bmid, i)
         return
     ptp = partial_target(i, d, p, st, blo, bhi)
-    if ptp == ptp:  # the partial target, once per cycle (after the stop)
-        if d * (op - ptp) >= 0.0:
-            px = op
-        elif d * (favourable - ptp) >= 0.0:
-            px = ptp
-        else:
+    if ptp == ptp and has_tgt and d * (ptp - tgt) >= 0.0:
+        ptp = np.nan  # at or beyond the target: the target closes everything first
+    if ptp == ptp and d * (op - ptp) >= 0.0:
+        if take_partial(i, op, p, st, trades, bmid):
             return
-        st[S_PTP_DONE] = 1.0
-        reduce_position(i, px, EXIT_TAKE_PROFIT, p, st, trades, bmid, i)
+        ptp = np.nan
+        stop = adverse_level(d, st[S_STOP], st[S_LIQ])  # the smaller position's liquidation price
+    if has_tgt and d * (op - tgt) >= 0.0:
+        close_position(i, op, EXIT_TAKE_PROFIT, p, st, trades, bmid, i)
+        return
+    hit_stop = d * (adverse - stop) <= 0.0
+    hit_ptp = ptp == ptp and d * (favourable - ptp) >= 0.0
+    hit_tgt = has_tgt and d * (favourable - tgt) >= 0.0
+    if hit_stop and (hit_ptp or hit_tgt):
+        st[S_AMBIGUOUS] += 1.0
+        if p[P_OPTIMISTIC] == 0.0:
+            hit_ptp = False
+            hit_tgt = False
+    if hit_stop and not (hit_ptp or hit_tgt):
+        close_position(i, stop, stop_reason(d, st), p, st, trades, bmid, i)
+        return
+    if hit_ptp:
+        if take_partial(i, ptp, p, st, trades, bmid):
+            return
+    if hit_tgt:
+        close_position(i, tgt, EXIT_TAKE_PROFIT, p, st, trades, bmid, i)
+    elif hit_stop:  # optimistic: the partial target, then the stop for the rest
+        stop = adverse_level(d, st[S_STOP], st[S_LIQ])
+        close_position(i, stop, stop_reason(d, st), p, st, trades, bmid, i)
+
+
+@njit(**_STEP_JIT)
+def stop_reason(d, st):
+    """Why the adverse level :func:`adverse_level` gives closes a ``d`` position: its
+    liquidation price when nearer (or no stop), else its stop, trailed or not."""
+    if adverse_level(d, st[S_STOP], st[S_LIQ]) != st[S_STOP]:
+        return EXIT_LIQUIDATION
+    return EXIT_TRAILING_STOP if st[S_TRAILED] > 0.0 else EXIT_STOP_LOSS
+
+
+@njit(**_STEP_JIT)
+def take_partial(i, px, p, st, trades, bmid):
+    """The cycle's partial target at ``px`` on bar ``i``; True when it closed the whole
+    position (a reduce fraction of 1)."""
+    st[S_PTP_DONE] = 1.0
+    reduce_position(i, px, EXIT_TAKE_PROFIT, p, st, trades, bmid, i)
+    return st[S_DIR] == 0.0
 
 
 @njit(**_STEP_JIT)
