@@ -187,9 +187,10 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_unknown_format(tmp_path: Path) -> None:
-    path = tmp_path / "data.xlsx"
+    path = tmp_path / "data.xls2"
     path.write_text("x")
-    _one_line_error(path, "unknown file format", ".xlsx")
+    _one_line_error(path, "unknown file format", ".xls2")
+    _one_line_error(path.rename(tmp_path / "data.xlsx"), "a spreadsheet workbook: save it as CSV")
 
 
 def test_missing_columns(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from threadx.data.catalog import (
     resolve_dataset,
 )
 from threadx.data.io import check_ohlcv_file, import_ohlcv, load_ohlcv, write_ohlcv
+from threadx.data.readers import UPLOAD_TYPES
 from threadx.errors import ThreadXError
 from threadx.names import NAME, check_name
 from threadx.ui import charts
@@ -192,9 +193,10 @@ with tabs[1]:
         st.code(report.summary(), language=None)
 
 with tabs[2]:
-    st.write("Parquet, Feather, CSV or JSON (freqtrade layouts included). Validated before it is saved; "
+    st.write("Parquet, Feather, CSV or JSON, compressed or not (.gz, .zip: exchange dumps as they come; freqtrade, "
+             "Binance, Bybit, OKX, Kraken and ccxt layouts included). Validated before it is saved; "
              "a name already in use is never overwritten without asking.")
-    st.file_uploader("File", type=["parquet", "feather", "csv", "json"], key="data_upload")
+    st.file_uploader("File", type=UPLOAD_TYPES, key="data_upload")
     st.text_input("…or a path on this machine", key="data_path")
     c = st.columns(4)
     c[0].text_input("Exchange label", value="local", key="data_exchange")

@@ -34,7 +34,7 @@ SAMPLE_PREFIX = "sample:"
 SYNTHETIC_EXCHANGE = "synthetic"
 LIST_COLUMNS = ["name", "exchange", "symbol", "timeframe", "path", "first", "last", "bars", "synthetic", "quality",
                 "verdict"]
-_FORMAT_PREFERENCE = {"parquet": 0, "feather": 1, "csv": 2, "json": 3}
+_FORMAT_PREFERENCE = {"parquet": 0, "feather": 1, "csv": 2, "json": 3, "zip": 4}
 # exchange: lower-case id (ccxt style); symbol: BASE_QUOTE (more parts allowed) or BASE/QUOTE[:SETTLE]
 _NAME = re.compile(  # used with fullmatch: a trailing newline never passes
     r"(?:(?P<exchange>[a-z0-9][a-z0-9_.]*)/)?"
@@ -286,7 +286,7 @@ def _all_formats(path: Path) -> list[Path]:
 def _refuse_folder(candidate: Path | None, name: str | os.PathLike) -> None:
     """DataError saying that a folder given as a data file is a folder (and which files are accepted)."""
     if candidate is not None and candidate.is_dir():
-        from threadx.data.io import ACCEPTED
+        from threadx.data.readers import ACCEPTED
 
         raise DataError(f"{name}: is a folder, not a data file (accepted: {ACCEPTED})")
 
@@ -340,7 +340,7 @@ def _root(data_root: str | os.PathLike | None) -> Path:
 
 def _dataset_files(root: Path) -> dict[tuple[str, str], Path]:
     """``{(exchange, stem): path}`` for data files in ``root/<exchange>/``; Parquet wins over other formats."""
-    from threadx.data.io import file_format
+    from threadx.data.readers import file_format
 
     found: dict[tuple[str, str], tuple[int, Path]] = {}
     if not root.is_dir():
@@ -365,7 +365,7 @@ def _dataset_files(root: Path) -> dict[tuple[str, str], Path]:
 
 def _suffix(filename: str) -> str:
     """The data-format suffix of a file name (``.csv.gz``), or '' when it has none."""
-    from threadx.data.io import FORMATS
+    from threadx.data.readers import FORMATS
 
     lower = filename.lower()
     return next((s for s in sorted(FORMATS, key=len, reverse=True) if lower.endswith(s)), "")

@@ -1,8 +1,8 @@
 """Read OHLCV files of any supported format into the canonical frame, write them atomically, load datasets.
 
-Formats: Parquet, Feather, CSV (with or without a header row) and JSON (list of
-``[time, open, high, low, close, volume, ...]`` rows as freqtrade writes them, a list
-of records, or a column mapping); ``.gz`` CSV/JSON too. freqtrade's layout
+Formats: Parquet, Feather, CSV and JSON, compressed or not, in the layouts exchanges and
+tools write (:mod:`threadx.data.readers` reads the columns as written; this module finds
+the time and OHLCV among them). freqtrade's layout
 (``user_data/data/<exchange>/<PAIR>-<tf>.feather|json``) reads as is.
 
 :func:`read_ohlcv_file` only converts: rows stay in file order, nothing is sorted,
@@ -11,7 +11,6 @@ problems and :func:`load_ohlcv` decides what to do with them.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
@@ -26,24 +25,12 @@ import pandas as pd
 from threadx.errors import DataError, os_reason
 from threadx.files import remove_dead_temps, temp_beside
 from threadx.filestamp import file_stamp
+from threadx.data.readers import ACCEPTED, METADATA_KEY, OHLCV_COLUMNS, clock_text, file_format, read_raw
 
-OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
-TIME_COLUMNS = ("timestamp", "date", "time", "open_time", "datetime")
-FORMATS = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".feather": "feather",
-    ".ftr": "feather",
-    ".arrow": "feather",
-    ".csv": "csv",
-    ".csv.gz": "csv",
-    ".txt": "csv",
-    ".json": "json",
-    ".json.gz": "json",
-}
-ACCEPTED = ".parquet, .feather, .csv or .json (.csv.gz / .json.gz too)"  # said when a path is refused
-METADATA_KEY = b"threadx"
+TIME_COLUMNS = ("timestamp", "date", "time", "open_time", "datetime", "open time", "unix", "ts")
 _log = logging.getLogger("threadx.data")
+# a volume column named with its currency code ("Volume BTC"), never an indicator's ("Volume MA")
+_VOLUME_IN = re.compile(r"[Vv]olume[ _](?!S?MA$|EMA$|WMA$)[A-Z][A-Z0-9]{1,9}")
 
 # Epoch magnitude thresholds: below 1e11 seconds (until year 5138), below 1e14 ms, below 1e17 us, else ns.
 _EPOCH_UNITS = ((1e11, 1_000_000_000), (1e14, 1_000_000), (1e17, 1_000), (float("inf"), 1))
@@ -51,20 +38,13 @@ _EPOCH_NAMES = ("seconds", "milliseconds", "microseconds", "nanoseconds")
 _UNNAMED = re.compile(r"(Unnamed: 0)?")  # pandas' name for a header cell left empty (default to_csv index)
 
 
-def file_format(path: str | os.PathLike) -> str | None:
-    """The format name for a file name (``parquet|feather|csv|json``), or None if unsupported."""
-    name = Path(path).name.lower()
-    for suffix in sorted(FORMATS, key=len, reverse=True):
-        if name.endswith(suffix):
-            return FORMATS[suffix]
-    return None
-
-
 def read_ohlcv_file(
     path: str | os.PathLike, *, date_format: str | None = None, dayfirst: bool | None = None
 ) -> pd.DataFrame:
     """Read one OHLCV file into a frame indexed by a UTC ``timestamp`` DatetimeIndex (file order kept).
 
+    A zip archive of several data files (monthly dumps) reads as their rows one after the other
+    (:mod:`threadx.data.readers` says what else reads: compression, encodings, layouts).
     Columns ``open, high, low, close, volume`` as float64, found case-insensitively. The time is
     taken from a ``timestamp|date|time|open_time|datetime`` column, a DatetimeIndex, or an unnamed
     first column of dates (pandas' default ``to_csv``). Numeric epochs are read as seconds,
@@ -81,25 +61,22 @@ def read_ohlcv_file(
     if not path.exists():
         raise DataError(f"{path}: file not found")
     fmt = file_format(path)
+    if fmt is None and path.suffix.lower() in (".xlsx", ".xlsm", ".xls", ".ods"):
+        raise DataError(f"{path}: a spreadsheet workbook: save it as CSV (accepted: {ACCEPTED})")
     if fmt is None:
         raise DataError(f"{path}: unknown file format {path.suffix!r} (accepted: {ACCEPTED})")
-    meta: dict[str, Any] = {}
     try:
-        if fmt == "parquet":
-            raw, meta = _read_parquet(path)
-        elif fmt == "feather":
-            import pyarrow.feather as feather
-
-            raw = feather.read_table(path).to_pandas()
-        elif fmt == "csv":
-            raw = _read_csv(path)
-        else:
-            raw = _read_json(path)
+        parts = read_raw(path)
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is a data problem for the user
         raise DataError(f"{path}: cannot read {fmt} content ({type(exc).__name__}: {_first_line(exc)})") from exc
-    df = _to_canonical(raw, path, date_format, dayfirst)
+    frames = []
+    for name, raw, meta in parts:  # (several: the data files of an archive, in name order)
+        where = path if len(parts) == 1 else Path(f"{path}:{name}")
+        frames.append(_to_canonical(raw, where, date_format, dayfirst))
+    df = frames[0] if len(frames) == 1 else pd.concat(frames)
+    meta = parts[0][2]
     df.attrs["source"] = str(path)
     if meta.get("synthetic"):
         df.attrs["synthetic"] = True
@@ -356,103 +333,6 @@ def as_utc(value: str | pd.Timestamp | Any) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _read_parquet(path: Path) -> tuple[pd.DataFrame, dict]:
-    import pyarrow.parquet as pq
-
-    names = pq.read_schema(path).names
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:  # (pyarrow's words: "Multiple matches for FieldRef.Name(close)")
-        raise DataError(f"{path}: {'columns' if len(twice) > 1 else 'column'} {', '.join(map(repr, twice))} "
-                        f"{'appear' if len(twice) > 1 else 'appears'} more than once: keep one of each")
-    table = pq.read_table(path)
-    meta: dict = {}
-    schema_meta = table.schema.metadata or {}
-    if METADATA_KEY in schema_meta:
-        try:
-            meta = json.loads(schema_meta[METADATA_KEY])
-        except ValueError:
-            meta = {}
-    return table.to_pandas(), meta
-
-
-def _looks_numeric(names: list) -> bool:
-    try:
-        for name in names:
-            float(str(name))
-    except ValueError:
-        return False
-    return True
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    options: dict[str, Any] = {"sep": _csv_separator(path)}  # (a European ";" file read "no time column ...")
-    raw = pd.read_csv(path, **options)
-    if options["sep"] != "," and any(_decimal_commas(raw[c]) for c in raw.columns[1:]):
-        options["decimal"] = ","  # (101,5 for 101.5)
-        raw = pd.read_csv(path, **options)
-    names = [str(c).replace(",", ".") if options.get("decimal") == "," else c for c in raw.columns[:6]]
-    if len(raw.columns) >= 6 and _looks_numeric(names):
-        # No header row (e.g. exchange kline dumps): time, open, high, low, close, volume, ...
-        raw = pd.read_csv(path, header=None, **options)
-        raw = raw.iloc[:, :6]
-        raw.columns = ["timestamp", *OHLCV_COLUMNS]
-    return raw
-
-
-def _csv_separator(path: Path) -> str:
-    """The field separator of a CSV file, from its first line: ``;``, a tab or ``|`` when it holds
-    more of one of them than of commas (a tie goes to them: a row of decimal commas), else ``,``."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    try:
-        with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
-            first = handle.readline()
-    except (OSError, EOFError):
-        return ","  # (pandas says what is wrong with the file)
-    counts = {sep: first.count(sep) for sep in (";", "\t", "|", ",")}
-    best = max(counts, key=counts.get)  # (the first of equals: a separator before the comma)
-    return best if counts[best] else ","
-
-
-def _decimal_commas(values: pd.Series) -> bool:
-    """Whether a column read as text holds numbers written with a decimal comma (``101,5``)."""
-    if pd.api.types.is_numeric_dtype(values):
-        return False
-    text = values.dropna().astype(str)
-    return bool(len(text)) and text.str.fullmatch(r"-?\d+(,\d*)?").all() and text.str.contains(",").any()
-
-
-def _read_json(path: Path) -> pd.DataFrame:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        obj = json.load(fh)
-    if isinstance(obj, list):
-        if not obj:
-            return pd.DataFrame(columns=["timestamp", *OHLCV_COLUMNS])
-        if isinstance(obj[0], (list, tuple)):
-            # freqtrade: [[ms, open, high, low, close, volume], ...]
-            odd = next((k for k, row in enumerate(obj) if not isinstance(row, (list, tuple))), None)
-            if odd is not None:  # (a TypeError: "object of type 'int' has no len()")
-                raise DataError(f"{path}: JSON row {odd} is {json.dumps(obj[odd])[:40]}, not a row "
-                                "[time, open, high, low, close, volume] as the others")
-            width = min(len(row) for row in obj)
-            if width < 6:
-                raise DataError(f"{path}: JSON rows have {width} values, expected [time, open, high, low, close, volume]")
-            try:
-                arr = np.asarray([row[:6] for row in obj], dtype=np.float64)
-                return pd.DataFrame(arr, columns=["timestamp", *OHLCV_COLUMNS])
-            except (TypeError, ValueError):
-                frame = pd.DataFrame([row[:6] for row in obj], columns=["timestamp", *OHLCV_COLUMNS])
-                return frame
-        if isinstance(obj[0], dict):
-            return pd.DataFrame.from_records(obj)
-        raise DataError(f"{path}: JSON list holds {type(obj[0]).__name__} values, expected rows or records")
-    if isinstance(obj, dict):
-        if "data" in obj and "columns" in obj:
-            return pd.DataFrame(obj["data"], columns=obj["columns"])
-        return pd.DataFrame(obj)
-    raise DataError(f"{path}: JSON holds a {type(obj).__name__}, expected a list of candles")
-
-
 def _to_canonical(raw: pd.DataFrame, path: Path, date_format: str | None, dayfirst: bool | None) -> pd.DataFrame:
     """Find the time and OHLCV columns (any case), convert to UTC index and float64 columns."""
     lower: dict[str, Any] = {}
@@ -465,6 +345,10 @@ def _to_canonical(raw: pd.DataFrame, path: Path, date_format: str | None, dayfir
     if ambiguous:
         raise DataError(f"{path}: ambiguous columns {', '.join(map(str, ambiguous[0]))} (the same name in another "
                         "case or spacing): keep one")
+    if "volume" not in lower:  # "Volume BTC, Volume USDT" (CryptoDataDownload): the first, the base's
+        currency = [c for c in raw.columns if _VOLUME_IN.fullmatch(str(c).strip())]
+        if currency:
+            lower["volume"] = currency[0]
     time_values = _time_values(raw, lower)
     if time_values is None:
         raise DataError(
@@ -487,7 +371,10 @@ def _column_names(raw: pd.DataFrame, most: int = 20) -> str:
 
 
 def _time_values(raw: pd.DataFrame, lower: dict[str, Any]) -> Any:
-    """The time values: a named time column, a datetime (or time-named) index, or an unnamed first column of dates."""
+    """The time values: a named time column (a ``date`` and a ``time`` of day: both), a datetime
+    (or time-named) index, or an unnamed first column of dates."""
+    if "date" in lower and "time" in lower and clock_text(raw[lower["time"]]):
+        return raw[lower["date"]].astype(str).str.strip() + " " + raw[lower["time"]].astype(str).str.strip()
     for name in TIME_COLUMNS:
         if name in lower:
             return raw[lower[name]]

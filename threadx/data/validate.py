@@ -294,6 +294,9 @@ def validate_ohlcv(df: pd.DataFrame, timeframe: str | None = None, *, dedupe: bo
         rep.errors.append(
             f"{len(rep.bad_rows)} row(s) with high < max(open, close) or low > min(open, close), "
             f"at {_times(time_ns, rep.bad_rows)}"  # (by time: row positions counted from 0 read as file lines)
+            + (": most rows, so the columns are likely in another order (rows without a header row are read "
+               "as time, open, high, low, close, volume; add a header naming them)" if len(rep.bad_rows) * 2 > n
+               else "")
         )
     rep.zero_volume = int(np.count_nonzero(v == 0))
     if rep.zero_volume:

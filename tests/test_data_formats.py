@@ -1,0 +1,186 @@
+"""Files as exchanges and tools hand them out (threadx.data.readers): each layout reads to the
+same bars, or is refused with one line that says why. Found by a review that imported real
+dumps: Binance monthly files were refused when the first row repeated a price, Kraken's rows
+stored the VWAP as the volume, zip archives, UTF-16 and Windows-1252 files were refused."""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from threadx.data.io import import_ohlcv, read_ohlcv_file
+from threadx.errors import DataError
+
+HOUR_MS = 3_600_000
+
+
+def reference(n: int = 48, start: str = "2024-11-01", seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = np.round(70_000 + np.cumsum(rng.normal(0, 50, n)), 2)
+    open_ = np.r_[close[0], close[:-1]]
+    high = np.round(np.maximum(open_, close) + rng.uniform(0, 30, n), 2)
+    low = np.round(np.minimum(open_, close) - rng.uniform(0, 30, n), 2)
+    high[0] = open_[0]  # the first row repeats a price (pandas renamed the header cell "93702.15.1")
+    volume = np.round(rng.uniform(1, 900, n), 4)
+    index = pd.date_range(start, periods=n, freq="1h", tz="UTC", name="timestamp")
+    return pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume}, index=index)
+
+
+def epoch_ms(df: pd.DataFrame) -> np.ndarray:
+    return df.index.as_unit("ms").asi8.astype(np.int64)
+
+
+def binance_rows(df: pd.DataFrame, unit: int = 1) -> str:
+    """data.binance.vision's kline CSV: no header, 12 values, open time in ms (us from 2025: unit 1000)."""
+    t = epoch_ms(df) * unit
+    return "".join(f"{a},{o},{h},{lo},{c},{v},{a + HOUR_MS * unit - 1},1.0,10,1.0,1.0,0\n"
+                   for a, o, h, lo, c, v in zip(t, *(df[k] for k in ("open", "high", "low", "close", "volume"))))
+
+
+def same_bars(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    assert list(got.index) == list(want.index)
+    for column in want.columns:
+        assert np.allclose(got[column].to_numpy(), want[column].to_numpy(), rtol=0, atol=1e-9), column
+
+
+def test_a_binance_month_whose_first_row_repeats_a_price_reads(tmp_path):
+    df = reference()
+    path = tmp_path / "BTCUSDT-1h-2025-01.csv"
+    path.write_text(binance_rows(df, unit=1000))  # (microseconds, as Binance writes since 2025)
+    same_bars(read_ohlcv_file(path), df)
+
+
+def test_zip_archives_as_binance_ships_them_one_or_several_months(tmp_path):
+    nov, dec = reference(30, "2024-11-30"), reference(30, "2024-12-01 06:00", seed=4)
+    one = tmp_path / "BTCUSDT-1h-2024-11.zip"
+    with zipfile.ZipFile(one, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("BTCUSDT-1h-2024-11.csv", binance_rows(nov))
+    same_bars(read_ohlcv_file(one), nov)
+    both = tmp_path / "BTCUSDT-1h-2024.zip"
+    with zipfile.ZipFile(both, "w") as archive:  # ms then us: each file in its own unit
+        archive.writestr("BTCUSDT-1h-2024-12.csv", binance_rows(dec, unit=1000))
+        archive.writestr("BTCUSDT-1h-2024-11.csv", binance_rows(nov))
+        archive.writestr("__MACOSX/._BTCUSDT-1h-2024-11.csv", b"\x00\x05")
+    same_bars(read_ohlcv_file(both), pd.concat([nov, dec]))
+    _, target = import_ohlcv(one, "binance", data_root=tmp_path / "data")
+    assert target.name == "BTCUSDT-1h-2024-11.parquet"
+    empty = tmp_path / "notes.zip"
+    with zipfile.ZipFile(empty, "w") as archive:
+        archive.writestr("README.md", "hello")
+    with pytest.raises(DataError, match="holds no data file"):
+        read_ohlcv_file(empty)
+
+
+def test_kraken_rows_keep_the_volume_not_the_vwap(tmp_path):
+    df = reference()
+    vwap = np.round((df["high"] + df["low"] + df["close"]) / 3, 2)
+    rows = [[int(t // 1000), str(o), str(h), str(lo), str(c), str(w), str(v), 7]
+            for t, o, h, lo, c, w, v in zip(epoch_ms(df), df["open"], df["high"], df["low"], df["close"], vwap,
+                                            df["volume"])]
+    path = tmp_path / "kraken-XBTUSD-1h.json"
+    path.write_text(json.dumps({"error": [], "result": {"XXBTZUSD": rows, "last": 1}}))
+    same_bars(read_ohlcv_file(path), df)  # (the volume column held the VWAP: up to 98,130 off)
+
+
+@pytest.mark.filterwarnings("ignore:.*epoch.*")  # (pandas deprecates writing epochs; files hold them)
+def test_pandas_default_headers_and_envelopes(tmp_path):
+    df = reference()
+    rows = pd.DataFrame(np.c_[epoch_ms(df), df.to_numpy()])
+    for name, text in {
+        "plain.csv": rows.to_csv(index=False),  # header 0,1,2,3,4,5 read as a bar at time 0
+        "index.csv": rows.to_csv(),  # header ,0,1,...: "no time column (found Unnamed: 0, 0, 1...)"
+        "okx.json": json.dumps({"code": "0", "msg": "", "data": [[str(int(t)), *map(str, r), "0"]
+                                                                 for t, *r in rows.to_numpy().tolist()]}),
+        "bybit.json": json.dumps({"retCode": 0, "result": {"symbol": "BTCUSDT", "list": rows.to_numpy().tolist()}}),
+        "own.json": df.to_json(date_format="epoch"),
+        "own-iso.json": df.to_json(date_format="iso"),
+        "split.json": df.to_json(orient="split", date_format="epoch"),
+        "by-time.json": df.to_json(orient="index", date_format="epoch"),
+    }.items():
+        (tmp_path / name).write_text(text)
+        same_bars(read_ohlcv_file(tmp_path / name), df)
+
+
+def test_split_date_and_time_columns_and_metatrader_rows(tmp_path):
+    df = reference()
+    values = df.reset_index(drop=True)
+    split = pd.DataFrame({"Date": df.index.strftime("%Y-%m-%d"), "Time": df.index.strftime("%H:%M"), **values})
+    split.to_csv(tmp_path / "split.csv", index=False)  # (read the Date alone: "690 duplicate timestamps")
+    same_bars(read_ohlcv_file(tmp_path / "split.csv"), df)
+    mt = pd.DataFrame({"d": df.index.strftime("%Y.%m.%d"), "t": df.index.strftime("%H:%M"), **values})
+    mt.to_csv(tmp_path / "mt.csv", index=False, header=False)
+    same_bars(read_ohlcv_file(tmp_path / "mt.csv"), df)
+
+
+def test_encodings_compression_and_a_preamble(tmp_path):
+    df = reference()
+    text = df.reset_index().assign(timestamp=epoch_ms(df)).to_csv(index=False)
+    (tmp_path / "utf16.csv").write_bytes(text.encode("utf-16"))
+    (tmp_path / "gzipped.csv").write_bytes(gzip.compress(text.encode()))  # named .csv, gzip inside
+    (tmp_path / "cp1252.csv").write_bytes(text.replace("volume", "volume", 1).encode("cp1252")
+                                          + "\n".encode())
+    cdd = ("https://www.CryptoDataDownload.com\nunix,date,symbol,open,high,low,close,Volume BTC,Volume USDT\n"
+           + "".join(f"{t},{ts:%Y-%m-%d %H:%M:%S},BTC/USDT,{o},{h},{lo},{c},{v},{v * c}\n"
+                     for t, ts, o, h, lo, c, v in zip(epoch_ms(df), df.index, df["open"], df["high"], df["low"],
+                                                     df["close"], df["volume"])))
+    (tmp_path / "cdd.csv").write_text(cdd)  # (no time column: the web address was read as the header)
+    for name in ("utf16.csv", "gzipped.csv", "cp1252.csv", "cdd.csv"):
+        same_bars(read_ohlcv_file(tmp_path / name), df)
+    latin = "timestamp,open,high,low,close,volume,note\n" + "".join(
+        f"{t},{o},{h},{lo},{c},{v},caf\xe9\n" for t, o, h, lo, c, v in
+        zip(epoch_ms(df), df["open"], df["high"], df["low"], df["close"], df["volume"]))
+    (tmp_path / "latin.csv").write_bytes(latin.encode("cp1252"))  # ("UnicodeDecodeError ... byte 0xe9")
+    same_bars(read_ohlcv_file(tmp_path / "latin.csv"), df)
+
+
+def test_thousands_separators_read(tmp_path):
+    df = reference()
+    text = "timestamp,open,high,low,close,volume\n" + "".join(
+        f'{t},"{o:,.2f}","{h:,.2f}","{lo:,.2f}","{c:,.2f}",{v}\n' for t, o, h, lo, c, v in
+        zip(epoch_ms(df), df["open"], df["high"], df["low"], df["close"], df["volume"]))
+    (tmp_path / "thousands.csv").write_text(text)
+    same_bars(read_ohlcv_file(tmp_path / "thousands.csv"), df)
+
+
+def test_a_volume_average_is_never_taken_for_the_volume(tmp_path):
+    df = reference()
+    frame = df.reset_index().rename(columns={"volume": "Volume MA"})
+    frame.to_csv(tmp_path / "tv.csv", index=False)
+    with pytest.raises(DataError, match="missing column.*volume"):
+        read_ohlcv_file(tmp_path / "tv.csv")
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.csv", b"", "empty"),
+    ("cut.csv", None, "holds 3 of 12 values: a cut-off download"),
+    ("book.xlsx", b"PK\x03\x04", "a spreadsheet workbook: save it as CSV"),
+    ("book.csv", None, "an Excel workbook"),
+])
+def test_files_refused_in_one_line_that_says_why(tmp_path, name, content, message):
+    path = tmp_path / name
+    if name == "cut.csv":
+        content = (binance_rows(reference()) + "1733011200000,96407.99,96500\n").encode()
+    elif name == "book.csv":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            archive.writestr("[Content_Types].xml", "<Types/>")
+            archive.writestr("xl/workbook.xml", "<workbook/>")
+        content = buffer.getvalue()
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as caught:
+        read_ohlcv_file(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_columns_in_another_order_are_refused_with_that_hint(tmp_path):
+    df = reference()
+    rows = [[int(t // 1000), lo, h, o, c, v] for t, o, h, lo, c, v in  # Coinbase: time, low, high, open, close
+            zip(epoch_ms(df), df["open"], df["high"], df["low"], df["close"], df["volume"])]
+    (tmp_path / "coinbase.json").write_text(json.dumps(rows))
+    with pytest.raises(DataError, match="columns are likely in another order"):
+        import_ohlcv(tmp_path / "coinbase.json", data_root=tmp_path / "data")

@@ -1,0 +1,430 @@
+"""The columns of a data file as written, before :mod:`threadx.data.io` finds its time and OHLCV.
+
+Files read the way exchanges and tools hand them out:
+
+- compressed: gzip (whatever the file is named) and zip archives, as data.binance.vision
+  ships its dumps; an archive of several data files (monthly dumps) gives one frame per file;
+- text in UTF-8 (with or without a byte-order mark), UTF-16 with its mark, or Windows-1252;
+- CSV with ``,`` ``;`` tab or ``|`` as separator, decimal commas or thousands separators, a
+  header row or none (lines before the header that hold no separator, such as a web address,
+  are skipped); without a header, rows are read in the exchanges' layouts (:func:`row_layout`);
+- JSON rows, records, column mappings (``DataFrame.to_json`` in any orient) and API envelopes
+  (``{"code": "0", "data": [...]}``, ``{"result": {"list": [...]}}``).
+
+An Excel workbook, a binary file or an archive that unpacks past :data:`MAX_UNPACKED` is
+refused with one line.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import json
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from threadx.errors import DataError
+
+OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
+FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".feather": "feather",
+    ".ftr": "feather",
+    ".arrow": "feather",
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".txt": "csv",
+    ".json": "json",
+    ".json.gz": "json",
+    ".zip": "zip",
+}
+ACCEPTED = ".parquet, .feather, .csv or .json (compressed too: .gz, .zip)"  # said when a path is refused
+UPLOAD_TYPES = sorted({suffix.rsplit(".", 1)[-1] for suffix in FORMATS})  # a browser's file filter: last suffix
+METADATA_KEY = b"threadx"
+MAX_UNPACKED = 2 * 2**30  # bytes a compressed file may unpack to: more is refused, not read (a zip bomb)
+_GZIP = b"\x1f\x8b"
+_ZIP = b"PK\x03\x04"
+_OLE = b"\xd0\xcf\x11\xe0"  # Excel 97-2003
+_ROW_NAMES = ["timestamp", *OHLCV_COLUMNS]
+_NUMBER = re.compile(r"[-+]?(\d{1,3}(,\d{3})+(\.\d*)?|\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?")
+_THOUSANDS = re.compile(r"-?\d{1,3}(,\d{3})+(\.\d+)?")
+_CLOCK = re.compile(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?")
+_ENVELOPE_KEYS = ("data", "result", "list", "candles", "ohlcv", "klines", "values", "rows")
+
+
+def file_format(path: str | Path) -> str | None:
+    """The format name for a file name (``parquet|feather|csv|json|zip``), or None if unsupported.
+
+    >>> file_format("BTCUSDT-1h-2024-01.zip"), file_format("x.CSV.GZ"), file_format("x.xlsx")
+    ('zip', 'csv', None)
+    """
+    name = Path(path).name.lower()
+    for suffix in sorted(FORMATS, key=len, reverse=True):
+        if name.endswith(suffix):
+            return FORMATS[suffix]
+    return None
+
+
+def read_raw(path: Path) -> list[tuple[str, pd.DataFrame, dict]]:
+    """``[(name, frame, ThreadX metadata)]``: one entry, or one per data file of a zip archive
+    (in name order: monthly dumps come in time order). Columns as written: a file without a
+    header row gets ``timestamp, open, high, low, close, volume`` from :func:`row_layout`."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head.startswith(_ZIP):
+        return [(name, *_read_bytes(f"{path}:{name}", data)) for name, data in _zip_members(path)]
+    if head.startswith(_OLE):
+        raise DataError(f"{path}: an Excel workbook, not a {file_format(path) or 'data'} file: save it as CSV")
+    fmt = file_format(path)
+    if head.startswith(_GZIP):
+        return [(path.name, *_read_bytes(str(path), _bounded(gzip.open(path, "rb"), path), fmt))]
+    if fmt == "parquet":
+        return [(path.name, *_read_parquet(path))]
+    if fmt == "feather":
+        import pyarrow.feather as feather
+
+        return [(path.name, feather.read_table(path).to_pandas(), {})]
+    return [(path.name, *_read_bytes(str(path), path.read_bytes(), fmt))]
+
+
+def _bounded(handle: Any, path: Path | str) -> bytes:
+    """What ``handle`` unpacks to, refused past :data:`MAX_UNPACKED`."""
+    with handle:
+        data = handle.read(MAX_UNPACKED + 1)
+    if len(data) > MAX_UNPACKED:
+        raise DataError(f"{path}: unpacks to more than {MAX_UNPACKED / 2**30:.0f} GiB: split it, or unpack it "
+                        "and import the parts")
+    return data
+
+
+def _zip_members(path: Path) -> list[tuple[str, bytes]]:
+    """The data files of a zip archive (folders, ``__MACOSX`` and hidden files left out)."""
+    with zipfile.ZipFile(path) as archive:
+        infos = [i for i in archive.infolist() if not i.is_dir()]
+        names = [i.filename for i in infos]
+        if "[Content_Types].xml" in names or any(n.startswith("xl/") for n in names):
+            raise DataError(f"{path}: an Excel workbook, not a data archive: save it as CSV")
+        data = [i for i in infos if file_format(i.filename) not in (None, "zip")
+                and not i.filename.startswith("__MACOSX/") and not Path(i.filename).name.startswith(".")]
+        if not data:
+            raise DataError(f"{path}: the archive holds no data file ({', '.join(names[:5]) or 'nothing'}; "
+                            f"accepted inside: .csv, .json, .parquet, .feather)")
+        if sum(i.file_size for i in data) > MAX_UNPACKED:
+            raise DataError(f"{path}: unpacks to more than {MAX_UNPACKED / 2**30:.0f} GiB: split it, or unpack "
+                            "it and import the parts")
+        return [(i.filename, _bounded(archive.open(i), f"{path}:{i.filename}"))
+                for i in sorted(data, key=lambda i: i.filename)]
+
+
+def _read_bytes(name: str, data: bytes, fmt: str | None = None) -> tuple[pd.DataFrame, dict]:
+    """One data file's frame from its bytes (a gzip inside an archive unpacked first)."""
+    fmt = fmt if fmt not in (None, "zip") else file_format(name)
+    if data.startswith(_GZIP):
+        data = _bounded(gzip.GzipFile(fileobj=io.BytesIO(data)), name)
+    if data.startswith(_ZIP) or data.startswith(_OLE):
+        raise DataError(f"{name}: an Excel workbook or an archive inside an archive: save it as CSV")
+    if fmt == "parquet":
+        return _read_parquet(io.BytesIO(data))
+    if fmt == "feather":
+        import pyarrow.feather as feather
+
+        return feather.read_table(io.BytesIO(data)).to_pandas(), {}
+    text = decode_text(data, name)
+    return (read_json_text(text, name) if fmt == "json" else read_csv_text(text, name)), {}
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """A text file's characters: UTF-8 (a byte-order mark dropped), UTF-16 with its mark, else
+    Windows-1252 (the required columns are plain ASCII in every one of them).
+
+    >>> decode_text("time;open\\n".encode("utf-16"), "x"), decode_text(b"caf\\xe9,1\\n", "x")
+    ('time;open\\n', 'café,1\\n')
+    """
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")
+    if "\x00" in text[:65536]:
+        raise DataError(f"{name}: binary content, not text (an unknown format, or UTF-16 without its byte-order "
+                        "mark): save it as CSV in UTF-8")
+    return text
+
+
+def _read_parquet(source: Any) -> tuple[pd.DataFrame, dict]:
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(source).names
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # (pyarrow's words: "Multiple matches for FieldRef.Name(close)")
+        raise DataError(f"{getattr(source, 'name', 'the file')}: {'columns' if len(twice) > 1 else 'column'} "
+                        f"{', '.join(map(repr, twice))} {'appear' if len(twice) > 1 else 'appears'} more than once: "
+                        "keep one of each")
+    if hasattr(source, "seek"):
+        source.seek(0)
+    table = pq.read_table(source)
+    meta: dict = {}
+    schema_meta = table.schema.metadata or {}
+    if METADATA_KEY in schema_meta:
+        try:
+            meta = json.loads(schema_meta[METADATA_KEY])
+        except ValueError:
+            meta = {}
+    return table.to_pandas(), meta
+
+
+# ------------------------------------------------------------------------------------------ CSV
+
+def read_csv_text(text: str, name: str = "") -> pd.DataFrame:
+    """A CSV text's columns: its separator and decimal mark found, its header row or none.
+
+    >>> read_csv_text("1735689600000,93702.15,93702.15,93500.0,93600.5,12.5\\n").iloc[0, :3].tolist()
+    [1735689600000.0, 93702.15, 93702.15]
+    >>> list(read_csv_text("https://example.com\\nunix,open,high,low,close,volume\\n1,2,3,1,2,5\\n").columns)[:2]
+    ['unix', 'open']
+    """
+    head = text[:65536].splitlines()[:8]
+    if not "".join(head).strip():
+        raise DataError(f"{name or 'the file'}: empty (no header row, no rows)")
+    skip = _preamble(head)
+    first = head[skip] if len(head) > skip else ""
+    sep = _separator(first)
+    fields = next(csv.reader([first], delimiter=sep), [])
+    header = _is_header(fields)
+    options: dict[str, Any] = {"sep": sep, "skiprows": skip, "header": 0 if header else None}
+    raw = pd.read_csv(io.StringIO(text), **options)
+    texts = [raw[c] for c in raw.columns if not pd.api.types.is_numeric_dtype(raw[c])]
+    if sep != "," and any(_decimal_commas(values) for values in texts):
+        options["decimal"] = ","  # (101,5 for 101.5)
+        raw = pd.read_csv(io.StringIO(text), **options)
+    elif any(_thousands(values) for values in texts):
+        options["thousands"] = ","  # ("70,292.01", quoted)
+        raw = pd.read_csv(io.StringIO(text), **options)
+    _cut_off(text, raw, name)
+    if not header:
+        return row_layout(raw, name)
+    positional = _default_names(raw)
+    return row_layout(positional, name) if positional is not None else raw
+
+
+def _cut_off(text: str, raw: pd.DataFrame, name: str) -> None:
+    """DataError when the last line holds fewer fields than the others (a download cut off:
+    its missing values read as NaN, "1 row with NaN" said nothing of why)."""
+    if len(raw) < 2 or raw.shape[1] < 2:
+        return
+    last, before = raw.iloc[-1], raw.iloc[-2]
+    if last.isna().any() and not before.isna().any() and last.iloc[-1:].isna().all() and not any(
+            pd.isna(v) for v in last.iloc[:int(last.notna().sum())]):
+        lines = text.rstrip("\n").rsplit("\n", 1)[-1]
+        raise DataError(f"{name or 'the file'}: the last line ({lines[:60]!r}) holds {int(last.notna().sum())} of "
+                        f"{raw.shape[1]} values: a cut-off download? Download it again or remove that line")
+
+
+def _preamble(lines: list[str]) -> int:
+    """How many lines open the file without a separator while later lines have several (a web
+    address above the header: CryptoDataDownload's files)."""
+    count = 0
+    while count < min(3, len(lines) - 1) and not re.search(r"[,;\t|]", lines[count]) and re.search(
+            r"([,;\t|].*){4}", lines[count + 1]):
+        count += 1
+    return count
+
+
+def _separator(line: str) -> str:
+    """The field separator of a line: ``;``, a tab or ``|`` when it holds more of one of them than
+    of commas (a tie goes to them: a row of decimal commas), else ``,``."""
+    counts = {sep: line.count(sep) for sep in (";", "\t", "|", ",")}
+    best = max(counts, key=counts.get)  # (the first of equals: a separator before the comma)
+    return best if counts[best] else ","
+
+
+def _is_header(fields: list[str]) -> bool:
+    """Whether a first line is a header: any of its first six cells neither a number nor a
+    date, or pandas' default column names (``0,1,2,...``, after an empty index cell or not).
+
+    >>> _is_header(["1735689600000000", "93702.15", "93702.15"]), _is_header(["0", "1", "2"])
+    (False, True)
+    >>> _is_header(["2024.11.01", "00:00", "1.1"]), _is_header(["Open time", "Open"])
+    (False, True)
+    """
+    cells = [f.strip() for f in fields[:6]]
+    if cells and cells[0] == "" and cells[1:] == [str(k) for k in range(len(cells) - 1)]:
+        return True
+    if len(cells) > 1 and cells == [str(k) for k in range(len(cells))]:
+        return True
+    return not all(c == "" or _NUMBER.fullmatch(c) or _is_date(c) for c in cells)
+
+
+def _is_date(cell: str) -> bool:
+    if not re.search(r"\d", cell):
+        return False  # (pandas reads "now" and "today" as times)
+    try:
+        return pd.Timestamp(cell) is not pd.NaT
+    except (ValueError, TypeError, OverflowError):
+        return False
+
+
+def _default_names(raw: pd.DataFrame) -> pd.DataFrame | None:
+    """A frame written with pandas' default column names (``0..n-1``, an unnamed index first or
+    not) with those names as positions, else None."""
+    names = [str(c) for c in raw.columns]
+    if names and names[0].startswith("Unnamed: 0"):
+        names, raw = names[1:], raw.iloc[:, 1:]
+    if len(names) < 2 or names != [str(k) for k in range(len(names))]:
+        return None
+    raw = raw.copy()
+    raw.columns = range(len(names))
+    return raw
+
+
+def _decimal_commas(values: pd.Series) -> bool:
+    """Whether a column read as text holds numbers written with a decimal comma (``101,5``)."""
+    text = values.dropna().astype(str)
+    return bool(len(text)) and text.str.fullmatch(r"-?\d+(,\d*)?").all() and text.str.contains(",").any()
+
+
+def _thousands(values: pd.Series) -> bool:
+    """Whether a column read as text holds numbers with thousands separators (``70,292.01``)."""
+    text = values.dropna().astype(str)
+    return bool(len(text)) and text.str.fullmatch(r"-?\d+(\.\d+)?|" + _THOUSANDS.pattern).all() and \
+        text.str.contains(",").any()
+
+
+# -------------------------------------------------------------------------------- row layouts
+
+def row_layout(raw: pd.DataFrame, name: str = "") -> pd.DataFrame:
+    """Rows without names in the layout they come in: ``time, open, high, low, close, volume``
+    first (ccxt, freqtrade; Binance's 12 values, Bybit's 7, OKX's 9, Kraken's CSV 7), Kraken's
+    REST rows of 8 with the VWAP before the volume (``time, o, h, l, c, vwap, volume, count``:
+    told by a VWAP inside every bar's range and a whole trade count), MetaTrader's
+    ``date, time, open, high, low, close, volume``. Other orders (Coinbase's low-high-open-close,
+    Bitfinex's open-close-high-low) read as the first and fail the high/low checks, which say so.
+
+    >>> kraken = pd.DataFrame([[1.7e9, 10, 12, 9, 11, 10.5, 3.0, 7]])
+    >>> row_layout(kraken).iloc[0].tolist()
+    [1700000000.0, 10.0, 12.0, 9.0, 11.0, 3.0]
+    """
+    width = raw.shape[1]
+    if width >= 7 and clock_text(raw.iloc[:, 1]) and not pd.api.types.is_numeric_dtype(raw.iloc[:, 0]):
+        times = raw.iloc[:, 0].astype(str).str.strip() + " " + raw.iloc[:, 1].astype(str).str.strip()
+        frame = raw.iloc[:, 2:7].copy()
+        frame.insert(0, "timestamp", times)
+        frame.columns = _ROW_NAMES
+        return frame
+    if width < 6:
+        raise DataError(f"{name or 'the file'}: rows of {width} values and no header row: expected [time, open, "
+                        "high, low, close, volume, ...], or a header row naming the columns")
+    columns = [0, 1, 2, 3, 4, 6] if width == 8 and _kraken_rows(raw) else list(range(6))
+    frame = raw.iloc[:, columns].copy()
+    frame.columns = _ROW_NAMES
+    return frame
+
+
+def clock_text(values: pd.Series) -> bool:
+    """Whether every value is a time of day (``00:00``, ``13:30:00``): a time column beside a date one."""
+    text = values.dropna().astype(str).str.strip()
+    return bool(len(text)) and bool(text.str.fullmatch(_CLOCK).all())
+
+
+def _kraken_rows(raw: pd.DataFrame) -> bool:
+    """Rows of 8 as Kraken's OHLC endpoint gives them: the 6th value (VWAP) inside every bar's
+    low..high and the 8th a whole count (the 6th there was the volume, read as prices)."""
+    try:
+        values = raw.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    high, low, vwap, count = values[:, 2], values[:, 3], values[:, 5], values[:, 7]
+    ok = np.isfinite(values[:, :8]).all(axis=1)
+    if not ok.any():
+        return False
+    inside = (vwap[ok] >= low[ok] * (1 - 1e-9)) & (vwap[ok] <= high[ok] * (1 + 1e-9))
+    whole = (count[ok] >= 0) & (count[ok] == np.round(count[ok]))
+    return bool(inside.all() and whole.all())
+
+
+# ----------------------------------------------------------------------------------------- JSON
+
+def read_json_text(text: str, name: str = "") -> pd.DataFrame:
+    """A JSON text's columns: rows (``[[time, open, ...], ...]``), records, a column mapping in
+    any ``DataFrame.to_json`` orient, or the rows an API envelope holds.
+
+    >>> read_json_text('{"code": "0", "data": [["1700000000000", "1", "2", "0.5", "1.5", "9", "0"]]}').shape
+    (1, 6)
+    """
+    obj = json.loads(text)
+    if isinstance(obj, dict):
+        obj = _unwrapped(obj)
+    if isinstance(obj, list):
+        return _json_list(obj, name)
+    if isinstance(obj, dict):
+        return _json_mapping(obj)
+    raise DataError(f"{name}: JSON holds a {type(obj).__name__}, expected a list of candles")
+
+
+def _unwrapped(obj: dict, depth: int = 0) -> Any:
+    """The candles an API envelope holds (OKX's ``data``, Bybit's ``result.list``, Kraken's
+    ``result.<PAIR>``), else the mapping itself."""
+    if "columns" in obj and "data" in obj:
+        return obj  # (to_json's split orient)
+    for key, value in obj.items():
+        if key.lower() in _ENVELOPE_KEYS or depth:
+            if isinstance(value, list) and value and isinstance(value[0], (list, tuple, dict)):
+                return value
+            if isinstance(value, dict) and depth < 2:
+                inner = _unwrapped(value, depth + 1)
+                if isinstance(inner, list):
+                    return inner
+    return obj
+
+
+def _json_list(obj: list, name: str) -> pd.DataFrame:
+    if not obj:
+        return pd.DataFrame(columns=_ROW_NAMES)
+    if isinstance(obj[0], dict):
+        return pd.DataFrame.from_records(obj)
+    if not isinstance(obj[0], (list, tuple)):
+        raise DataError(f"{name}: JSON list holds {type(obj[0]).__name__} values, expected rows or records")
+    odd = next((k for k, row in enumerate(obj) if not isinstance(row, (list, tuple))), None)
+    if odd is not None:  # (a TypeError: "object of type 'int' has no len()")
+        raise DataError(f"{name}: JSON row {odd} is {json.dumps(obj[odd])[:40]}, not a row "
+                        "[time, open, high, low, close, volume] as the others")
+    width = min(len(row) for row in obj)
+    if width < 6:
+        raise DataError(f"{name}: JSON rows have {width} values, expected [time, open, high, low, close, volume]")
+    frame = pd.DataFrame([row[:max(width, 6)] for row in obj])
+    try:
+        frame = frame.astype(np.float64)
+    except (TypeError, ValueError):
+        pass  # (text the time reader reads)
+    return row_layout(frame, name)
+
+
+def _json_mapping(obj: dict) -> pd.DataFrame:
+    """A column mapping: ``{column: {row: value}}`` or ``{column: [values]}``, to_json's split
+    orient, or ``{time: {column: value}}`` (index orient); row labels become ``timestamp``."""
+    if "columns" in obj and "data" in obj:
+        frame = pd.DataFrame(obj["data"], columns=obj["columns"], index=obj.get("index"))
+    elif obj and all(isinstance(v, dict) for v in obj.values()) and _time_labels(list(obj)[:5]):
+        frame = pd.DataFrame.from_dict(obj, orient="index")
+    else:
+        frame = pd.DataFrame(obj)
+    lower = {str(c).strip().lower() for c in frame.columns}
+    if not lower & {"timestamp", "date", "time", "datetime", "open_time"} and _time_labels(list(frame.index[:5])):
+        frame = frame.rename_axis("timestamp").reset_index()
+    return frame
+
+
+def _time_labels(labels: list) -> bool:
+    """Whether row labels are times: epoch numbers or date text."""
+    return bool(labels) and all(_NUMBER.fullmatch(str(x)) or _is_date(str(x)) for x in labels) and not all(
+        str(x).isdigit() and int(x) < 10**6 for x in labels)  # (row numbers 0, 1, 2 are not times)
