@@ -249,7 +249,9 @@ def test_quality_below_the_threshold_is_not_ok() -> None:
     sparse = df.iloc[np.arange(200) % 4 != 0]  # a quarter of the bars missing
     rep = validate_ohlcv(sparse)
     assert rep.quality < MIN_QUALITY and not rep.ok
-    assert rep.errors == [f"quality {rep.quality:.1f} is below {MIN_QUALITY:g} (too many gaps or problems; see the warnings)"]
+    assert rep.errors == [f"quality {rep.quality:.1f} is below {MIN_QUALITY:g} (too many gaps or problems: "
+                          f"{rep.warnings[0]})"]  # (it said "see the warnings", which an import never showed)
+    assert "49 gap(s), 49 missing bar(s)" in rep.errors[0]
     assert "OK" not in rep.summary().splitlines()[0]
     assert validate_ohlcv(df.drop(index=df.index[[20, 90]])).ok  # a few gaps stay fine
 

@@ -96,7 +96,11 @@ def _run_import(*, replace: bool = False, label: str | None = None) -> None:
         return
     st.session_state.pop("data_collision", None)
     verb = "Replaced" if replace else "Imported"
-    datasets_changed(f"{verb} {len(frame):,} bars into {dataset_name(target)} ({target})", select=dataset_name(target))
+    # what the import changed or found (rows sorted, duplicates dropped, off-grid times): the stored
+    # dataset, validated anew, shows none of it
+    found = "".join(f"\n- {note}" for note in frame.attrs.get("warnings") or [])
+    datasets_changed(f"{verb} {len(frame):,} bars into {dataset_name(target)} ({target})"
+                     + (f"\n\nFound in the file:{found}" if found else ""), select=dataset_name(target))
 
 
 def _collision_choice(collision: dict) -> None:

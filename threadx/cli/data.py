@@ -51,6 +51,8 @@ def cmd_data_import(args: argparse.Namespace) -> int:
               f"as {exc.name}-NAME", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"imported {len(df):,} bar{'s' if len(df) != 1 else ''} into {target}")
+    for note in df.attrs.get("warnings") or []:  # (rows sorted, duplicates dropped: the stored dataset shows none)
+        print(f"warning: {note}", file=sys.stderr)
     return 0
 
 

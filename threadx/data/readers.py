@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from threadx.data.bars import OHLCV_COLUMNS
 from threadx.errors import DataError
 
-OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
 FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from threadx.data.bars import OHLCV_COLUMNS
 from threadx.data.grid import grid_slots, slot_start_ns
 from threadx.data.timeframe import infer_timeframe, timeframe_seconds
 from threadx.errors import DataError
 
-OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
 def resample_ohlcv(df: pd.DataFrame, timeframe: str) -> pd.DataFrame:

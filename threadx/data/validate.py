@@ -61,13 +61,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from threadx.data.bars import OHLCV_COLUMNS, ohlc_inconsistent
 from threadx.data.grid import grid_origin_ns, grid_slots, slot_start_ns, timeframe_ns
-from threadx.data.bars import ohlc_inconsistent
 from threadx.data.timeframe import bar_spacing_ns, spacing_disagreement, spacing_timeframe
 from threadx.errors import DataError
-from threadx.units import format_count, format_duration
+from threadx.units import counted, format_count, format_duration
 
-OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
 SPIKE_MADS = 10.0
 SPIKE_WINDOW = 100
 SPIKE_MIN_PERIODS = 20
@@ -262,7 +261,10 @@ def validate_ohlcv(df: pd.DataFrame, timeframe: str | None = None, *, dedupe: bo
     if rep.duplicates:
         first_dup = _ts(t[~last_of_run][0])
         if dedupe:
-            rep.warnings.append(f"{rep.duplicates} duplicate timestamp(s), first at {_iso(first_dup)}; the last row of each is kept")
+            differ = _differing_duplicates(df, rows, t, last_of_run)
+            rep.warnings.append(f"{rep.duplicates} duplicate timestamp(s), first at {_iso(first_dup)}; the last row "
+                                f"of each is kept" + (f" ({differ} with other prices or volume than the row kept)"
+                                                      if differ else " (same values)"))
         else:
             rep.errors.append(
                 f"{rep.duplicates} duplicate timestamp(s), first at {_iso(first_dup)} (to keep the last of each: "
@@ -326,8 +328,21 @@ def validate_ohlcv(df: pd.DataFrame, timeframe: str | None = None, *, dedupe: bo
     rep.quality = _quality(rep, len(rows))
     if rep.quality < MIN_QUALITY and not rep.errors:
         rep.low_quality = True
-        rep.errors.append(f"quality {rep.quality:.1f} is below {MIN_QUALITY:g} (too many gaps or problems; see the warnings)")
+        costs = [w for w in rep.warnings if "gap" in w or "off-grid" in w or "duplicate" in w] or rep.warnings
+        rep.errors.append(f"quality {rep.quality:.1f} is below {MIN_QUALITY:g} (too many gaps or problems: "
+                          f"{'; '.join(costs[:2]) or 'see the report'})")
     return rep
+
+
+def _differing_duplicates(df: pd.DataFrame, rows: np.ndarray, t: np.ndarray, last_of_run: np.ndarray) -> int:
+    """How many dropped duplicates differ from the row kept for their timestamp (``rows``, ``t``:
+    rows with a time, in time order; ``last_of_run``: the rows kept)."""
+    values = df[list(OHLCV_COLUMNS)].to_numpy(dtype=np.float64, na_value=np.nan)[rows]
+    kept = np.flatnonzero(last_of_run)
+    owner = kept[np.searchsorted(kept, np.arange(len(t)))]  # each row's kept row: the last of its run
+    dropped = ~last_of_run
+    same = (values[dropped] == values[owner[dropped]]) | (np.isnan(values[dropped]) & np.isnan(values[owner[dropped]]))
+    return int(np.count_nonzero(~same.all(axis=1)))
 
 
 def _date_range_check(rep: ValidationReport, u: np.ndarray) -> None:
@@ -387,7 +402,7 @@ def _grid_checks(rep: ValidationReport, u: np.ndarray, tf: str, step: int) -> No
         rep.warnings.append(
             f"{rep.gap_count} gap(s), {rep.missing_bars} missing bar(s); largest "
             f"{format_duration(rep.largest_gap.total_seconds())} "
-            f"({rep.largest_gap_bars} bars) from {_iso(rep.gaps[k][0])}"
+            f"({counted(rep.largest_gap_bars, 'bar')}) from {_iso(rep.gaps[k][0])}"
         )
     else:
         rep.largest_gap = pd.Timedelta(0)
