@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from threadx.data.io import import_ohlcv, read_ohlcv_file
+from threadx.data.io import import_ohlcv, load_ohlcv, read_ohlcv_file
 from threadx.errors import DataError
 
 HOUR_MS = 3_600_000
@@ -184,3 +184,30 @@ def test_columns_in_another_order_are_refused_with_that_hint(tmp_path):
     (tmp_path / "coinbase.json").write_text(json.dumps(rows))
     with pytest.raises(DataError, match="columns are likely in another order"):
         import_ohlcv(tmp_path / "coinbase.json", data_root=tmp_path / "data")
+
+
+def test_local_times_read_in_their_zone_and_a_note_when_read_as_utc(tmp_path):
+    """Naive local times were read as UTC with no word: every bar an hour late in Berlin's
+    winter, two in summer; the hour clocks repeat was refused as a duplicate."""
+    index = pd.date_range("2024-10-26 20:00", periods=12, freq="1h", tz="Europe/Berlin")  # over the 27 Oct change
+    n = len(index)
+    frame = pd.DataFrame({"time": index.strftime("%Y-%m-%d %H:%M:%S"), "open": 100.0, "high": 101.0, "low": 99.0,
+                          "close": 100.5, "volume": np.arange(1.0, n + 1)})
+    path = tmp_path / "LOCAL_EUR-1h.csv"
+    frame.to_csv(path, index=False)
+    got = read_ohlcv_file(path, timezone="Europe/Berlin")
+    assert list(got.index) == list(index.tz_convert("UTC"))  # 02:00 twice: the first CEST, the second CET
+    assert got.attrs["naive_times"] == "Europe/Berlin"
+    df, report = load_ohlcv(path, with_report=True, dedupe=True)  # as UTC: its note says so
+    assert any("times carry no zone: read as UTC" in w for w in report.warnings)
+    zoned = frame.assign(time=index.strftime("%Y-%m-%d %H:%M:%S%z"))
+    zoned.to_csv(tmp_path / "ZONED_EUR-1h.csv", index=False)
+    got = read_ohlcv_file(tmp_path / "ZONED_EUR-1h.csv", timezone="America/New_York")  # offsets win
+    assert list(got.index) == list(index.tz_convert("UTC")) and "naive_times" not in got.attrs
+    with pytest.raises(DataError, match="unknown time zone 'Mars/Olympus'"):
+        read_ohlcv_file(path, timezone="Mars/Olympus")
+    spring = pd.DataFrame({"time": ["2024-03-31 01:00", "2024-03-31 02:30", "2024-03-31 03:00"], "open": 1.0,
+                           "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0})
+    spring.to_csv(tmp_path / "spring.csv", index=False)
+    with pytest.raises(DataError, match="do not read in Europe/Berlin"):
+        read_ohlcv_file(tmp_path / "spring.csv", timezone="Europe/Berlin")

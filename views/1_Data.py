@@ -80,7 +80,8 @@ def _run_import(*, replace: bool = False, label: str | None = None) -> None:
             try:
                 frame, target = import_ohlcv(source, field("data_exchange") or "local",
                                              field("data_symbol") or stem.split("-")[0], field("data_timeframe"),
-                                             date_format=field("data_date_format"), label=label, replace=replace,
+                                             date_format=field("data_date_format"), timezone=field("data_timezone"),
+                                             label=label, replace=replace,
                                              dedupe=bool(st.session_state.get("data_dedupe")))
             except DatasetExists:
                 raise
@@ -202,12 +203,15 @@ with tabs[2]:
              "a name already in use is never overwritten without asking.")
     st.file_uploader("File", type=UPLOAD_TYPES, key="data_upload")
     st.text_input("…or a path on this machine", key="data_path")
-    c = st.columns(4)
+    c = st.columns(5)
     c[0].text_input("Exchange label", value="local", key="data_exchange")
     c[1].text_input("Symbol (e.g. BTC_USDT)", key="data_symbol")
     c[2].text_input("Timeframe (blank = detect)", key="data_timeframe")
     c[3].text_input("Date format (blank = detect)", key="data_date_format",
                     help="e.g. %d/%m/%Y; needed when dates read both day- and month-first")
+    c[4].text_input("Time zone (blank = UTC)", key="data_timezone",
+                    help="of times written without one (local exports), e.g. Europe/Berlin; epoch numbers and "
+                         "times with an offset are read as written")
     st.checkbox("Drop repeated timestamps (keep the last row of each)", key="data_dedupe",
                 help="a file with a timestamp more than once is refused unless this is ticked (CLI: --dedupe)")
     if st.button("Import", key="data_import"):

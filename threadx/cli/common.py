@@ -16,6 +16,8 @@ EXIT_BAD_INPUT = 2
 EXIT_CHECK_FAILED = 1  # `strategy check`: a check failed
 EXIT_CELL_FAILED = 1  # `research`: a cell's walk-forward failed (the others are stored)
 DATE_FORMAT_HELP = "strftime format of date text, e.g. %%d/%%m/%%Y (needed when dates read both day- and month-first)"
+TIMEZONE_HELP = ("time zone of times written without one, an IANA name such as Europe/Berlin (default: UTC; "
+                 "epoch numbers and times with an offset are read as written)")
 JSON_HELP = ("print JSON with the raw values instead of the human output: fractions stay fractions "
              "(win_rate 0.43, shown as 43.00 %% otherwise), counts and sizes plain numbers (bytes)")
 HUMAN_OUTPUT_NOTE = ("Human output shows each number in its unit: fractions such as win_rate or total_return as "

@@ -30,7 +30,7 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
     from threadx.data.io import check_ohlcv_file
 
     path = resolve_dataset(args.source)
-    _, report = check_ohlcv_file(path, args.timeframe, date_format=args.date_format)
+    _, report = check_ohlcv_file(path, args.timeframe, date_format=args.date_format, timezone=args.timezone)
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -45,7 +45,8 @@ def cmd_data_import(args: argparse.Namespace) -> int:
 
     try:
         df, target = import_ohlcv(args.file, args.exchange, args.symbol, args.timeframe, dedupe=args.dedupe,
-                                  date_format=args.date_format, label=args.label, replace=args.replace)
+                                  date_format=args.date_format, timezone=args.timezone, label=args.label,
+                                  replace=args.replace)
     except DatasetExists as exc:
         print(f"error: {exc.describe()}; add --replace to overwrite it, or --label NAME to keep both "
               f"as {exc.name}-NAME", file=sys.stderr)

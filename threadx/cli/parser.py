@@ -7,7 +7,7 @@ from typing import Any
 from threadx.cli.admin import cmd_app, cmd_bench, cmd_cache_clean, cmd_cache_clear, cmd_cache_stats, cmd_config_show
 from threadx.cli.common import (
     DATE_FORMAT_HELP, EXIT_CELL_FAILED, HUMAN_OUTPUT_NOTE, JSON_HELP, MEMORY_BUDGET_HELP, NO_FUNDING_HELP,
-    TIMINGS_HELP, _count,
+    TIMEZONE_HELP, TIMINGS_HELP, _count,
 )
 from threadx.cli.data import (
     cmd_data_delete, cmd_data_fetch, cmd_data_import, cmd_data_list, cmd_data_rename, cmd_data_resample,
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source")
     p.add_argument("--timeframe", help="expected bar length (default: from the file name, else the spacing)")
     p.add_argument("--date-format", help=DATE_FORMAT_HELP)
+    p.add_argument("--timezone", metavar="ZONE", help=TIMEZONE_HELP)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_data_validate)
     p = dsub.add_parser("import", help="copy a Parquet/Feather/CSV/JSON file into the data root")
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeframe", help="the bars' timeframe when the data cannot tell (a different one is refused)")
     p.add_argument("--dedupe", action="store_true", help="keep the last of duplicate timestamps")
     p.add_argument("--date-format", help=DATE_FORMAT_HELP)
+    p.add_argument("--timezone", metavar="ZONE", help=TIMEZONE_HELP)
     p.add_argument("--replace", action="store_true", help="overwrite a dataset of the same name")
     p.add_argument("--label", help="store as <symbol>-<tf>-LABEL (keeps an existing dataset of the same name)")
     p.set_defaults(func=cmd_data_import)

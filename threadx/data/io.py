@@ -29,6 +29,8 @@ from threadx.data.readers import ACCEPTED, METADATA_KEY, OHLCV_COLUMNS, clock_te
 
 TIME_COLUMNS = ("timestamp", "date", "time", "open_time", "datetime", "open time", "unix", "ts")
 _log = logging.getLogger("threadx.data")
+# a time text that names its zone: an offset or Z after the clock, or a UTC/GMT word
+_ZONED = re.compile(r"\d:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}(:?\d{2})?)$|\b(UTC|GMT)\b", re.IGNORECASE)
 # a volume column named with its currency code ("Volume BTC"), never an indicator's ("Volume MA")
 _VOLUME_IN = re.compile(r"[Vv]olume[ _](?!S?MA$|EMA$|WMA$)[A-Z][A-Z0-9]{1,9}")
 
@@ -39,7 +41,8 @@ _UNNAMED = re.compile(r"(Unnamed: 0)?")  # pandas' name for a header cell left e
 
 
 def read_ohlcv_file(
-    path: str | os.PathLike, *, date_format: str | None = None, dayfirst: bool | None = None
+    path: str | os.PathLike, *, date_format: str | None = None, dayfirst: bool | None = None,
+    timezone: str | None = None,
 ) -> pd.DataFrame:
     """Read one OHLCV file into a frame indexed by a UTC ``timestamp`` DatetimeIndex (file order kept).
 
@@ -49,13 +52,16 @@ def read_ohlcv_file(
     taken from a ``timestamp|date|time|open_time|datetime`` column, a DatetimeIndex, or an unnamed
     first column of dates (pandas' default ``to_csv``). Numeric epochs are read as seconds,
     milliseconds, microseconds or nanoseconds by their magnitude (a column mixing units is
-    refused); naive datetimes as UTC. Date text is read as ISO 8601, else with ``date_format``
+    refused); datetimes without a zone in ``timezone`` (an IANA name such as ``Europe/Berlin``;
+    a repeated hour when clocks go back is told apart by its order), else as UTC, which
+    ``attrs["naive_times"]`` records. Date text is read as ISO 8601, else with ``date_format``
     (strftime codes), else in the one day/month order that reads every value: a column that reads
     both day-first and month-first (``03/04/2024``) is refused unless ``date_format`` or
     ``dayfirst`` says which. Raises DataError (one line naming the file) if the file is missing,
     a folder, of an unknown format, unreadable, lacks a column, or has non-numeric values.
     """
     path = Path(path).expanduser()
+    check_timezone(timezone)
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not a data file (accepted: {ACCEPTED})")
     if not path.exists():
@@ -74,9 +80,12 @@ def read_ohlcv_file(
     frames = []
     for name, raw, meta in parts:  # (several: the data files of an archive, in name order)
         where = path if len(parts) == 1 else Path(f"{path}:{name}")
-        frames.append(_to_canonical(raw, where, date_format, dayfirst))
+        frames.append(_to_canonical(raw, where, date_format, dayfirst, timezone))
     df = frames[0] if len(frames) == 1 else pd.concat(frames)
     meta = parts[0][2]
+    naive = sorted({f.attrs["naive_times"] for f in frames if f.attrs.get("naive_times")})
+    if naive:
+        df.attrs["naive_times"] = naive[0]
     df.attrs["source"] = str(path)
     if meta.get("synthetic"):
         df.attrs["synthetic"] = True
@@ -147,6 +156,7 @@ def load_ohlcv(
     with_report: bool = False,
     date_format: str | None = None,
     dayfirst: bool | None = None,
+    timezone: str | None = None,
 ) -> pd.DataFrame | tuple[pd.DataFrame, Any]:
     """Load a dataset as the canonical frame: read, validate, sort, resample, slice.
 
@@ -156,7 +166,7 @@ def load_ohlcv(
     row of each duplicated timestamp instead of failing. ``timeframe`` coarser than the native
     one resamples (complete bins only); finer raises DataError. ``start`` (inclusive) and ``end``
     (exclusive) are UTC and applied before resampling, so no bin uses data at or after ``end``.
-    ``date_format`` / ``dayfirst``: how to read date text (see :func:`read_ohlcv_file`).
+    ``date_format`` / ``dayfirst`` / ``timezone``: how to read date text (see :func:`read_ohlcv_file`).
     ``attrs``: timeframe, name, synthetic, source, quality, warnings. ``with_report=True`` returns
     ``(frame, ValidationReport)``.
     """
@@ -168,7 +178,7 @@ def load_ohlcv(
         timeframe_seconds(timeframe)  # an unknown timeframe fails before any reading
     path = resolve_dataset(source, data_root=data_root)
     from_name = not Path(str(source)).expanduser().is_file()
-    df, report = check_ohlcv_file(path, dedupe=dedupe, date_format=date_format, dayfirst=dayfirst)
+    df, report = check_ohlcv_file(path, dedupe=dedupe, date_format=date_format, dayfirst=dayfirst, timezone=timezone)
     synthetic = bool(df.attrs.get("synthetic")) or path.parent.name == "synthetic" or str(source).startswith("sample:")
     if not report.usable:
         raise DataError(f"{path}: invalid data: {report.first_errors()}")
@@ -221,6 +231,7 @@ def check_ohlcv_file(
     dedupe: bool = False,
     date_format: str | None = None,
     dayfirst: bool | None = None,
+    timezone: str | None = None,
 ) -> tuple[pd.DataFrame, Any]:
     """Read a file and validate it: ``(frame, ValidationReport)``, the frame unsorted as read.
 
@@ -232,10 +243,20 @@ def check_ohlcv_file(
     from threadx.data.validate import validate_ohlcv
 
     path = Path(path).expanduser()
-    df = read_ohlcv_file(path, date_format=date_format, dayfirst=dayfirst)
+    df = read_ohlcv_file(path, date_format=date_format, dayfirst=dayfirst, timezone=timezone)
     expected = timeframe or name_timeframe(path)
-    options = (expected, dedupe, date_format, dayfirst)
-    return df, _cached_report(path, options, lambda: validate_ohlcv(df, expected, dedupe=dedupe))
+    options = (expected, dedupe, date_format, dayfirst, timezone)
+
+    def report() -> Any:
+        rep = validate_ohlcv(df, expected, dedupe=dedupe)
+        if df.attrs.get("naive_times") == "UTC":  # (a local-time file read as UTC: every bar hours off)
+            rep.warnings.append("times carry no zone: read as UTC (if they are local times, give their zone: "
+                                "timezone=..., --timezone, the import form's 'Time zone')")
+            rep.errors = [e + ("; or local times repeating an hour when clocks go back: give their zone"
+                               if "duplicate timestamp" in e else "") for e in rep.errors]
+        return rep
+
+    return df, _cached_report(path, options, report)
 
 
 def import_ohlcv(
@@ -247,6 +268,7 @@ def import_ohlcv(
     dedupe: bool = False,
     date_format: str | None = None,
     dayfirst: bool | None = None,
+    timezone: str | None = None,
     data_root: str | os.PathLike | None = None,
     label: str | None = None,
     replace: bool = False,
@@ -263,7 +285,7 @@ def import_ohlcv(
     from threadx.data.catalog import SYNTHETIC_EXCHANGE, dataset_path, existing_dataset
     from threadx.data.timeframe import timeframe_seconds
 
-    df, report = load_ohlcv(source, dedupe=dedupe, date_format=date_format, dayfirst=dayfirst,
+    df, report = load_ohlcv(source, dedupe=dedupe, date_format=date_format, dayfirst=dayfirst, timezone=timezone,
                             data_root=data_root, with_report=True)
     if not report.ok:  # sparse bars a backtest may read are still not imported
         raise DataError(f"{source}: not imported: {report.first_errors()}")
@@ -333,7 +355,8 @@ def as_utc(value: str | pd.Timestamp | Any) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _to_canonical(raw: pd.DataFrame, path: Path, date_format: str | None, dayfirst: bool | None) -> pd.DataFrame:
+def _to_canonical(raw: pd.DataFrame, path: Path, date_format: str | None, dayfirst: bool | None,
+                  timezone: str | None = None) -> pd.DataFrame:
     """Find the time and OHLCV columns (any case), convert to UTC index and float64 columns."""
     lower: dict[str, Any] = {}
     same: dict[str, list[Any]] = {}
@@ -358,9 +381,12 @@ def _to_canonical(raw: pd.DataFrame, path: Path, date_format: str | None, dayfir
     missing = [c for c in OHLCV_COLUMNS if c not in lower]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)} (found {_column_names(raw)})")
-    index = _to_utc_index(time_values, path, date_format, dayfirst)
+    index, naive = _to_utc_index(time_values, path, date_format, dayfirst, timezone)
     data = {c: _to_float(raw[lower[c]], c, path) for c in OHLCV_COLUMNS}
-    return pd.DataFrame(data, index=index, copy=True)  # owned, writable columns: the caller may edit them
+    frame = pd.DataFrame(data, index=index, copy=True)  # owned, writable columns: the caller may edit them
+    if naive:
+        frame.attrs["naive_times"] = timezone or "UTC"
+    return frame
 
 
 def _column_names(raw: pd.DataFrame, most: int = 20) -> str:
@@ -421,11 +447,15 @@ def _to_float(series: pd.Series, name: str, path: Path) -> np.ndarray:
     return converted.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _to_utc_index(values: Any, path: Path, date_format: str | None, dayfirst: bool | None) -> pd.DatetimeIndex:
+def _to_utc_index(values: Any, path: Path, date_format: str | None, dayfirst: bool | None,
+                  timezone: str | None = None) -> tuple[pd.DatetimeIndex, bool]:
+    """The times in UTC and whether they were written without a zone (read in ``timezone``, else UTC)."""
     dtype = getattr(values, "dtype", None)
+    naive = False
     try:
         if dtype is not None and pd.api.types.is_datetime64_any_dtype(dtype):
             index = pd.DatetimeIndex(values)
+            naive = index.tz is None
             index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
         elif dtype is not None and pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
             index = _epoch_index(np.asarray(values), path)
@@ -436,6 +466,9 @@ def _to_utc_index(values: Any, path: Path, date_format: str | None, dayfirst: bo
                 index = _epoch_index(numeric.to_numpy(dtype=np.float64), path)
             else:
                 index = _parse_datetimes(series, path, date_format, dayfirst)
+                naive = not _ZONED.search(str(series.dropna().iloc[0]).strip()) if series.notna().any() else False
+        if naive and timezone:
+            index = _in_zone(index, timezone, path)
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001
@@ -443,7 +476,34 @@ def _to_utc_index(values: Any, path: Path, date_format: str | None, dayfirst: bo
     if index.hasnans:
         pos = int(np.flatnonzero(index.isna())[0])
         raise DataError(f"{path}: {int(index.isna().sum())} missing or unreadable time value(s) (first at row {pos})")
-    return pd.DatetimeIndex(index.as_unit("ns"), name="timestamp")
+    return pd.DatetimeIndex(index.as_unit("ns"), name="timestamp"), naive
+
+
+def _in_zone(index: pd.DatetimeIndex, timezone: str, path: Path) -> pd.DatetimeIndex:
+    """Wall-clock times (read as UTC) as the times they are in ``timezone``, in UTC; the hour a
+    change to winter time repeats is told apart by the rows' order."""
+    wall = index.tz_convert(None)
+    try:
+        return wall.tz_localize(timezone, ambiguous="infer", nonexistent="raise").tz_convert("UTC")
+    except Exception as exc:  # noqa: BLE001 - pytz/zoneinfo errors: a skipped or a repeated hour
+        raise DataError(f"{path}: the times do not read in {timezone} ({_first_line(exc)}): a time skipped when "
+                        "clocks go forward, or a repeated hour out of order") from None
+
+
+def check_timezone(timezone: str | None) -> None:
+    """DataError unless ``timezone`` is None or an IANA time zone name.
+
+    >>> check_timezone("Europe/Berlin")
+    """
+    if timezone is None:
+        return
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(str(timezone))
+    except (KeyError, ValueError, OSError):  # (ZoneInfoNotFoundError is a KeyError)
+        raise DataError(f"unknown time zone {timezone!r} (an IANA name such as Europe/Berlin, America/New_York "
+                        "or UTC)") from None
 
 
 def _epoch_index(arr: np.ndarray, path: Path) -> pd.DatetimeIndex:
