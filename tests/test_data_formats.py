@@ -211,3 +211,26 @@ def test_local_times_read_in_their_zone_and_a_note_when_read_as_utc(tmp_path):
     spring.to_csv(tmp_path / "spring.csv", index=False)
     with pytest.raises(DataError, match="do not read in Europe/Berlin"):
         read_ohlcv_file(tmp_path / "spring.csv", timezone="Europe/Berlin")
+
+
+def test_several_monthly_files_make_one_dataset(tmp_path, monkeypatch, capsys):
+    """Each month landed as its own dataset (BTCUSDT-1h-2024-11, ...) and files concatenated by
+    hand were refused across Binance's change from ms to us ("mixes epoch units")."""
+    from threadx.cli import main
+
+    nov, dec = reference(30, "2024-11-30"), reference(30, "2024-12-01 06:00", seed=4)
+    files = [tmp_path / "BTCUSDT-1h-2024-11.csv", tmp_path / "BTCUSDT-1h-2025-01.zip"]
+    files[0].write_text(binance_rows(nov))
+    with zipfile.ZipFile(files[1], "w") as archive:
+        archive.writestr("BTCUSDT-1h-2025-01.csv", binance_rows(dec, unit=1000))
+    df, target = import_ohlcv(files, "binance", data_root=tmp_path / "data")
+    assert target.name == "BTCUSDT-1h.parquet"  # (not the first file's month)
+    same_bars(df, pd.concat([nov, dec]))
+    monkeypatch.setenv("THREADX_DATA_ROOT", str(tmp_path / "cli"))
+    assert main(["data", "import", *map(str, files), "--exchange", "binance"]) == 0
+    assert "imported 60 bars into" in capsys.readouterr().out
+    assert (tmp_path / "cli" / "binance" / "BTCUSDT-1h.parquet").exists()
+    files.append(tmp_path / "missing.csv")
+    assert main(["data", "import", *map(str, files), "--exchange", "other"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.csv: file not found" in err[0]

@@ -2,6 +2,8 @@
 verdict, preview with gaps, resample, rename and delete."""
 from __future__ import annotations
 
+import glob
+import os
 import tempfile
 from pathlib import Path
 
@@ -51,23 +53,34 @@ def _show_verdict(report) -> None:
     box("\n".join([text, "", *(f"- {r}" for r in reasons)]))
 
 
-def _import_source(scratch: str) -> tuple[str | Path, str, str]:
-    """The file to import (an upload written to ``scratch``, or a typed path), its name's stem
-    and the name the user knows it by (errors say that one, not the scratch copy's)."""
-    upload = st.session_state.get("data_upload")
+def _import_source(scratch: str) -> tuple[str | Path | list[str], str, dict[str, str]]:
+    """The file(s) to import (uploads written to ``scratch``, or a typed path or pattern such as
+    ``~/dumps/BTCUSDT-1h-2024-*.zip``), the first name's stem and, for each path, the name the user
+    knows it by (errors say that one, not the scratch copy's). Several files make one dataset."""
+    uploads = st.session_state.get("data_upload") or []
     path_text = st.session_state.get("data_path", "").strip()
-    if upload is not None:
-        # the browser's file name gives the format (checked), a symbol guess (checked by dataset_path)
-        # and, as a typed path's name does, the timeframe the bars must have; a name that is not a
-        # plain file name (spaces, ...) leaves the copy a fixed one
-        given = Path(upload.name).name
-        suffix = "".join(Path(given).suffixes[-2:])
-        plain_name = given if name_timeframe(given) and NAME.fullmatch(given) else f"upload{suffix}"
-        source = Path(scratch) / check_name(plain_name, "upload file name")
-        source.write_bytes(upload.getvalue())
-        return source, given.split(".")[0], given
+    if uploads:
+        sources, shown = [], {}
+        for upload in uploads:
+            # the browser's file name gives the format (checked), a symbol guess (checked by dataset_path)
+            # and, as a typed path's name does, the timeframe the bars must have; a name that is not a
+            # plain file name (spaces, ...) leaves the copy a fixed one
+            given = Path(upload.name).name
+            suffix = "".join(Path(given).suffixes[-2:])
+            plain_name = given if name_timeframe(given) and NAME.fullmatch(given) else f"upload{len(sources)}{suffix}"
+            source = Path(scratch) / check_name(plain_name, "upload file name")
+            source.write_bytes(upload.getvalue())
+            sources.append(str(source))
+            shown[str(source)] = given
+        first = Path(uploads[0].name).name
+        return (sources if len(sources) > 1 else sources[0]), first.split(".")[0], shown
     if path_text:
-        return path_text, Path(path_text).stem, path_text
+        if any(ch in path_text for ch in "*?["):
+            matches = sorted(glob.glob(os.path.expanduser(path_text)))
+            if not matches:
+                raise ThreadXError(f"no file matches {path_text}")
+            return (matches if len(matches) > 1 else matches[0]), Path(matches[0]).stem, {}
+        return path_text, Path(path_text).stem, {}
     raise ThreadXError("choose a file to upload or type a path")
 
 
@@ -86,7 +99,10 @@ def _run_import(*, replace: bool = False, label: str | None = None) -> None:
             except DatasetExists:
                 raise
             except (ThreadXError, ValueError, OSError) as exc:  # worded with the user's file, not the copy
-                raise ThreadXError(str(exc).replace(str(source), shown)) from None
+                text = str(exc)
+                for copy, given in shown.items():
+                    text = text.replace(copy, given)
+                raise ThreadXError(text) from None
     except DatasetExists as exc:
         st.session_state["data_collision"] = {"existing": f"{exc.describe()}", "name": exc.name,
                                               "incoming": exc.incoming}
@@ -201,8 +217,10 @@ with tabs[2]:
     st.write("Parquet, Feather, CSV or JSON, compressed or not (.gz, .zip: exchange dumps as they come; freqtrade, "
              "Binance, Bybit, OKX, Kraken and ccxt layouts included). Validated before it is saved; "
              "a name already in use is never overwritten without asking.")
-    st.file_uploader("File", type=UPLOAD_TYPES, key="data_upload")
-    st.text_input("…or a path on this machine", key="data_path")
+    st.file_uploader("File (several: one dataset, e.g. monthly dumps)", type=UPLOAD_TYPES, key="data_upload",
+                     accept_multiple_files=True)
+    st.text_input("…or a path on this machine (a pattern such as ~/dumps/BTCUSDT-1h-2024-*.zip takes several)",
+                  key="data_path")
     c = st.columns(5)
     c[0].text_input("Exchange label", value="local", key="data_exchange")
     c[1].text_input("Symbol (e.g. BTC_USDT)", key="data_symbol")

@@ -48,3 +48,21 @@ def test_a_file_with_repeated_timestamps_imports_once_dedupe_is_ticked(workspace
     # what it dropped is said (the stored dataset, green, shows no trace of it)
     assert any("Found in the file" in s.value and "1 duplicate timestamp(s)" in s.value and "(same values)" in s.value
                for s in at.success)
+
+
+def test_a_path_pattern_imports_several_monthly_files_as_one_dataset(workspace):
+    index = pd.date_range("2024-11-30", periods=48, freq="1h", tz="UTC")
+    close = 100 + np.cumsum(np.random.default_rng(3).normal(0, 0.2, 48))
+    frame = pd.DataFrame({"timestamp": index.as_unit("ms").asi8, "open": close, "high": close + 1,
+                          "low": close - 1, "close": close, "volume": 1.0})
+    frame.iloc[:24].to_csv(workspace / "ETHUSDT-1h-2024-11.csv", index=False, header=False)
+    frame.iloc[24:].to_csv(workspace / "ETHUSDT-1h-2024-12.csv", index=False, header=False)
+    at = open_page("1_Data.py")
+    at.text_input(key="data_path").set_value(str(workspace / "ETHUSDT-1h-2024-*.csv"))
+    at.button(key="data_import").click().run()
+    assert not at.exception
+    assert any("Imported 48 bars" in s.value for s in at.success), [e.value for e in at.error]
+    assert (workspace / "data" / "local" / "ETHUSDT-1h.parquet").exists()
+    at.text_input(key="data_path").set_value(str(workspace / "NOPE-*.csv"))
+    at.button(key="data_import").click().run()
+    assert any("no file matches" in e.value for e in at.error)

@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_data_validate)
     p = dsub.add_parser("import", help="copy a Parquet/Feather/CSV/JSON file into the data root")
-    p.add_argument("file")
+    p.add_argument("file", nargs="+", help="a data file; several (monthly dumps) make one dataset, named from the "
+                                           "first without the month its name carries")
     p.add_argument("--exchange", default="local")
     p.add_argument("--symbol")
     p.add_argument("--timeframe", help="the bars' timeframe when the data cannot tell (a different one is refused)")

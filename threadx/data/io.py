@@ -17,7 +17,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -60,8 +60,10 @@ def read_ohlcv_file(
     ``dayfirst`` says which. Raises DataError (one line naming the file) if the file is missing,
     a folder, of an unknown format, unreadable, lacks a column, or has non-numeric values.
     """
-    path = Path(path).expanduser()
     check_timezone(timezone)
+    if not isinstance(path, (str, os.PathLike)):  # several files (monthly dumps): their rows one after the other
+        return _read_files([Path(p).expanduser() for p in path], date_format, dayfirst, timezone)
+    path = Path(path).expanduser()
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not a data file (accepted: {ACCEPTED})")
     if not path.exists():
@@ -88,6 +90,23 @@ def read_ohlcv_file(
         df.attrs["naive_times"] = naive[0]
     df.attrs["source"] = str(path)
     if meta.get("synthetic"):
+        df.attrs["synthetic"] = True
+    return df
+
+
+def _read_files(paths: list[Path], date_format: str | None, dayfirst: bool | None,
+                timezone: str | None) -> pd.DataFrame:
+    """:func:`read_ohlcv_file` of several files, their rows one after the other (each file in its
+    own epoch unit: Binance's dumps change from ms to us in 2025)."""
+    if not paths:
+        raise DataError("no data file given")
+    frames = [read_ohlcv_file(p, date_format=date_format, dayfirst=dayfirst, timezone=timezone) for p in paths]
+    df = pd.concat(frames)
+    df.attrs["source"] = ", ".join(str(p) for p in paths)
+    naive = [f.attrs["naive_times"] for f in frames if f.attrs.get("naive_times")]
+    if naive:
+        df.attrs["naive_times"] = naive[0]
+    if any(f.attrs.get("synthetic") for f in frames):
         df.attrs["synthetic"] = True
     return df
 
@@ -146,7 +165,7 @@ def replace_atomically(path: Path, write: Callable[[Path], Any]) -> None:
 
 
 def load_ohlcv(
-    source: str | os.PathLike,
+    source: str | os.PathLike | Sequence[str | os.PathLike],
     timeframe: str | None = None,
     start: str | pd.Timestamp | None = None,
     end: str | pd.Timestamp | None = None,
@@ -160,8 +179,9 @@ def load_ohlcv(
 ) -> pd.DataFrame | tuple[pd.DataFrame, Any]:
     """Load a dataset as the canonical frame: read, validate, sort, resample, slice.
 
-    ``source`` is a file path or a dataset name (``binance/BTC_USDT-1h``, ``BTC_USDT-1h``,
-    ``sample:BTC_USDT-1h``; see :func:`~threadx.data.catalog.resolve_dataset`). Validation errors
+    ``source`` is a file path, a dataset name (``binance/BTC_USDT-1h``, ``BTC_USDT-1h``,
+    ``sample:BTC_USDT-1h``; see :func:`~threadx.data.catalog.resolve_dataset`), or a list of
+    file paths read as one series (monthly dumps). Validation errors
     raise DataError; unsorted rows are sorted (with a warning); ``dedupe=True`` keeps the last
     row of each duplicated timestamp instead of failing. ``timeframe`` coarser than the native
     one resamples (complete bins only); finer raises DataError. ``start`` (inclusive) and ``end``
@@ -176,9 +196,14 @@ def load_ohlcv(
 
     if timeframe is not None:
         timeframe_seconds(timeframe)  # an unknown timeframe fails before any reading
-    path = resolve_dataset(source, data_root=data_root)
-    from_name = not Path(str(source)).expanduser().is_file()
-    df, report = check_ohlcv_file(path, dedupe=dedupe, date_format=date_format, dayfirst=dayfirst, timezone=timezone)
+    several = not isinstance(source, (str, os.PathLike))
+    files = [Path(p).expanduser() for p in source] if several else [resolve_dataset(source, data_root=data_root)]
+    for file in files if several else ():
+        if not file.is_file():
+            raise DataError(f"{file}: file not found" if not file.exists() else f"{file}: not a data file")
+    path = files[0]
+    from_name = not several and not Path(str(source)).expanduser().is_file()
+    df, report = check_ohlcv_file(files, dedupe=dedupe, date_format=date_format, dayfirst=dayfirst, timezone=timezone)
     synthetic = bool(df.attrs.get("synthetic")) or path.parent.name == "synthetic" or str(source).startswith("sample:")
     if not report.usable:
         raise DataError(f"{path}: invalid data: {report.first_errors()}")
@@ -225,7 +250,7 @@ def load_ohlcv(
 
 
 def check_ohlcv_file(
-    path: str | os.PathLike,
+    path: str | os.PathLike | Sequence[str | os.PathLike],
     timeframe: str | None = None,
     *,
     dedupe: bool = False,
@@ -237,14 +262,15 @@ def check_ohlcv_file(
 
     The bars are checked against ``timeframe``, else the one the file name carries
     (``BTC_USDT-1h.csv``), else their own spacing. The report is reused while the file's
-    (mtime, size) and these arguments are unchanged.
+    (mtime, size) and these arguments are unchanged. Several paths: their rows together.
     """
     from threadx.data.catalog import name_timeframe
     from threadx.data.validate import validate_ohlcv
 
-    path = Path(path).expanduser()
-    df = read_ohlcv_file(path, date_format=date_format, dayfirst=dayfirst, timezone=timezone)
-    expected = timeframe or name_timeframe(path)
+    paths = [Path(p).expanduser() for p in ([path] if isinstance(path, (str, os.PathLike)) else path)]
+    df = read_ohlcv_file(paths[0] if len(paths) == 1 else paths, date_format=date_format, dayfirst=dayfirst,
+                         timezone=timezone)
+    expected = timeframe or name_timeframe(paths[0])
     options = (expected, dedupe, date_format, dayfirst, timezone)
 
     def report() -> Any:
@@ -256,11 +282,11 @@ def check_ohlcv_file(
                                if "duplicate timestamp" in e else "") for e in rep.errors]
         return rep
 
-    return df, _cached_report(path, options, report)
+    return df, _cached_report(paths, options, report)
 
 
 def import_ohlcv(
-    source: str | os.PathLike,
+    source: str | os.PathLike | Sequence[str | os.PathLike],
     exchange: str = "local",
     symbol: str | None = None,
     timeframe: str | None = None,
@@ -280,27 +306,37 @@ def import_ohlcv(
     file whose validation report has errors is refused (DataError listing the first ones) and
     nothing is written; the write itself is atomic (:func:`write_ohlcv`). A dataset of that
     name already stored raises :class:`~threadx.data.catalog.DatasetExists` (range and bars of
-    the existing one) unless ``replace=True``; a ``label`` keeps both.
+    the existing one) unless ``replace=True``; a ``label`` keeps both. Several files (monthly
+    dumps, ``BTCUSDT-1h-2024-01.zip`` ...) make one dataset, named from the first without the
+    label its name carries (it names one month).
     """
     from threadx.data.catalog import SYNTHETIC_EXCHANGE, dataset_path, existing_dataset
     from threadx.data.timeframe import timeframe_seconds
 
+    several = not isinstance(source, (str, os.PathLike))
+    if several:
+        source = [str(p) for p in source]
+        if len(source) == 1:
+            source, several = source[0], False
+    first = Path(source[0] if several else str(source))
+    shown = f"{first} (and {len(source) - 1} more)" if several else source  # (said in errors)
+
     df, report = load_ohlcv(source, dedupe=dedupe, date_format=date_format, dayfirst=dayfirst, timezone=timezone,
                             data_root=data_root, with_report=True)
     if not report.ok:  # sparse bars a backtest may read are still not imported
-        raise DataError(f"{source}: not imported: {report.first_errors()}")
+        raise DataError(f"{shown}: not imported: {report.first_errors()}")
     native = df.attrs.get("timeframe")
     if timeframe and native and timeframe_seconds(timeframe) != timeframe_seconds(native):
-        raise DataError(f"{source}: the bars are {native} apart, not {timeframe}; leave the timeframe out "
+        raise DataError(f"{shown}: the bars are {native} apart, not {timeframe}; leave the timeframe out "
                         "or resample the dataset after importing it")
     if not (timeframe or native):
-        raise DataError(f"{source}: cannot tell the timeframe of a single bar; give one")
-    if label is None:  # the file name's own label (BTC_USDT-1h-2017-2020.parquet: "2017-2020"), as its symbol
-        label = _name_label(Path(str(source)).name)
-    target = dataset_path(exchange, symbol or Path(str(source)).stem.split("-")[0], timeframe or native, data_root,
+        raise DataError(f"{shown}: cannot tell the timeframe of a single bar; give one")
+    if label is None and not several:  # the file name's own label (BTC_USDT-1h-2017-2020.parquet: "2017-2020")
+        label = _name_label(first.name)
+    target = dataset_path(exchange, symbol or first.stem.split("-")[0], timeframe or native, data_root,
                           label)
     if target.parent.name == SYNTHETIC_EXCHANGE:
-        raise DataError(f"{source}: the exchange label {SYNTHETIC_EXCHANGE!r} is kept for the synthetic sample")
+        raise DataError(f"{shown}: the exchange label {SYNTHETIC_EXCHANGE!r} is kept for the synthetic sample")
     taken = existing_dataset(target)
     if taken is not None and not replace:
         taken.incoming = (df.index[0], df.index[-1], len(df))
@@ -328,11 +364,11 @@ _REPORTS: dict[tuple, Any] = {}
 _REPORTS_MAX = 64
 
 
-def _cached_report(path: Path, options: tuple, compute: Any) -> Any:
-    """Validation report of a file, reused while its stamp (:func:`~threadx.filestamp.file_stamp`) and
-    the options are unchanged."""
+def _cached_report(paths: list[Path], options: tuple, compute: Any) -> Any:
+    """Validation report of files, reused while their stamps (:func:`~threadx.filestamp.file_stamp`)
+    and the options are unchanged."""
     try:
-        key = (str(path.resolve()), file_stamp(path), options)
+        key = (tuple((str(p.resolve()), file_stamp(p)) for p in paths), options)
     except OSError:
         return compute()
     report = _REPORTS.get(key)
