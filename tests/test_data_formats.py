@@ -234,3 +234,23 @@ def test_several_monthly_files_make_one_dataset(tmp_path, monkeypatch, capsys):
     assert main(["data", "import", *map(str, files), "--exchange", "other"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.csv: file not found" in err[0]
+
+
+def test_close_times_become_open_times_and_monthly_bars_are_refused(tmp_path):
+    """Bars stamped 00:59:59.999 (Binance's close_time) were stored as 1h bars opening then, with
+    an amber off-grid warning; monthly bars imported as '31d' bars, all off the grid."""
+    df = reference()
+    close_ms = df.reset_index().assign(timestamp=epoch_ms(df) + HOUR_MS - 1)
+    close_ms.to_csv(tmp_path / "close.csv", index=False)
+    got, report = load_ohlcv(tmp_path / "close.csv", with_report=True)
+    same_bars(got, df)
+    assert any("times were the bars' close times (1 ms before the next bar opens" in w for w in report.warnings)
+    late = df.reset_index().assign(timestamp=epoch_ms(df) + 3000)  # 3 s late: not a close time, said off-grid
+    late.to_csv(tmp_path / "late.csv", index=False)
+    got, report = load_ohlcv(tmp_path / "late.csv", with_report=True)
+    assert got.index[0].second == 3 and any("off-grid" in w for w in report.warnings)
+    months = pd.date_range("2024-01-01", periods=14, freq="MS", tz="UTC")
+    monthly = pd.DataFrame({"timestamp": months, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 1.0})
+    monthly.to_csv(tmp_path / "monthly.csv", index=False)
+    with pytest.raises(DataError, match="monthly bars .* calendar months have no fixed length"):
+        import_ohlcv(tmp_path / "monthly.csv", data_root=tmp_path / "data")

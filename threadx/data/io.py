@@ -83,7 +83,7 @@ def read_ohlcv_file(
     for name, raw, meta in parts:  # (several: the data files of an archive, in name order)
         where = path if len(parts) == 1 else Path(f"{path}:{name}")
         frames.append(_to_canonical(raw, where, date_format, dayfirst, timezone))
-    df = frames[0] if len(frames) == 1 else pd.concat(frames)
+    df = _open_times(frames[0] if len(frames) == 1 else pd.concat(frames))
     meta = parts[0][2]
     naive = sorted({f.attrs["naive_times"] for f in frames if f.attrs.get("naive_times")})
     if naive:
@@ -91,6 +91,32 @@ def read_ohlcv_file(
     df.attrs["source"] = str(path)
     if meta.get("synthetic"):
         df.attrs["synthetic"] = True
+    return df
+
+
+def _open_times(df: pd.DataFrame) -> pd.DataFrame:
+    """Bars stamped with their close time (1 ms or 1 s before the next bar opens: Binance's
+    ``close_time``, 00:59:59.999 for the 00:00 bar) moved to their open time, which every
+    ThreadX bar carries; ``attrs["close_times"]`` says so. Other frames as they are."""
+    from threadx.data.grid import grid_origin_ns, timeframe_ns
+    from threadx.data.timeframe import spacing_timeframe
+
+    t = df.index.asi8
+    if len(t) < 3:
+        return df
+    step = int(np.median(np.diff(np.sort(t))))
+    tf = spacing_timeframe(step)
+    if tf is None or timeframe_ns(tf) != step:
+        return df
+    origin = grid_origin_ns(tf)
+    if ((t - origin) % step == 0).any():
+        return df
+    for lag in (1_000_000, 1_000_000_000):  # 1 ms, 1 s
+        if step > lag and bool(((t + lag - origin) % step == 0).all()):
+            out = df.copy()
+            out.index = pd.DatetimeIndex(t + lag - step, tz="UTC", name="timestamp").as_unit("ns")
+            out.attrs.update(df.attrs, close_times=f"{lag // 1_000_000} ms" if lag < 10**9 else "1 s")
+            return out
     return df
 
 
@@ -275,6 +301,9 @@ def check_ohlcv_file(
 
     def report() -> Any:
         rep = validate_ohlcv(df, expected, dedupe=dedupe)
+        if df.attrs.get("close_times"):
+            rep.warnings.append(f"times were the bars' close times ({df.attrs['close_times']} before the next bar "
+                                "opens, as Binance's close_time): read as their open times, one bar earlier")
         if df.attrs.get("naive_times") == "UTC":  # (a local-time file read as UTC: every bar hours off)
             rep.warnings.append("times carry no zone: read as UTC (if they are local times, give their zone: "
                                 "timezone=..., --timezone, the import form's 'Time zone')")

@@ -365,6 +365,11 @@ def _spacing_check(rep: ValidationReport, u: np.ndarray, timeframe: str | None) 
         return timeframe
     inferred = spacing_timeframe(step)
     spacing = pd.Timedelta(step, unit="ns")
+    times = pd.DatetimeIndex(u.view("datetime64[ns]"))
+    if 28 <= spacing.days <= 31 and len(u) > 1 and bool((times.day == 1).all()) and (times.normalize() == times).all():
+        rep.errors.append("monthly bars (each on the 1st of a month): calendar months have no fixed length, which "
+                          "every ThreadX timeframe has (up to 1w, or a number of days); use daily or weekly bars")
+        return timeframe
     if inferred is None or timeframe_ns(inferred) != step:
         rep.errors.append(f"the bars are mostly {spacing} apart, which is not a timeframe: a misread epoch unit?")
     elif timeframe is not None and (why := spacing_disagreement(step, timeframe)):
