@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from threadx.data.io import import_ohlcv, load_ohlcv, read_ohlcv_file
-from threadx.errors import DataError
+from threadx.errors import DataError, ParamError
 
 HOUR_MS = 3_600_000
 
@@ -254,3 +254,12 @@ def test_close_times_become_open_times_and_monthly_bars_are_refused(tmp_path):
     monthly.to_csv(tmp_path / "monthly.csv", index=False)
     with pytest.raises(DataError, match="monthly bars .* calendar months have no fixed length"):
         import_ohlcv(tmp_path / "monthly.csv", data_root=tmp_path / "data")
+
+
+def test_a_file_name_that_gives_no_symbol_asks_for_one(tmp_path):
+    path = tmp_path / "BINANCE_BTCUSDT, 60.csv"  # TradingView's default name
+    reference().reset_index().to_csv(path, index=False)
+    with pytest.raises(ParamError, match=r"taken from the file name 'BINANCE_BTCUSDT, 60.csv'\): give the symbol"):
+        import_ohlcv(path, data_root=tmp_path / "data")
+    _, target = import_ohlcv(path, symbol="BTC_USDT", data_root=tmp_path / "data")
+    assert target.name == "BTC_USDT-1h.parquet"

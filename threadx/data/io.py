@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from threadx.errors import DataError, os_reason
+from threadx.errors import DataError, ParamError, os_reason
 from threadx.files import remove_dead_temps, temp_beside
 from threadx.filestamp import file_stamp
 from threadx.data.readers import ACCEPTED, METADATA_KEY, OHLCV_COLUMNS, clock_text, file_format, read_raw
@@ -362,8 +362,13 @@ def import_ohlcv(
         raise DataError(f"{shown}: cannot tell the timeframe of a single bar; give one")
     if label is None and not several:  # the file name's own label (BTC_USDT-1h-2017-2020.parquet: "2017-2020")
         label = _name_label(first.name)
-    target = dataset_path(exchange, symbol or first.stem.split("-")[0], timeframe or native, data_root,
-                          label)
+    try:
+        target = dataset_path(exchange, symbol or first.stem.split("-")[0], timeframe or native, data_root, label)
+    except ParamError as exc:
+        if symbol or "symbol" not in str(exc):
+            raise
+        raise ParamError(f"{exc} (taken from the file name {first.name!r}): give the symbol (symbol=..., --symbol, "
+                        "the import form's Symbol)") from None
     if target.parent.name == SYNTHETIC_EXCHANGE:
         raise DataError(f"{shown}: the exchange label {SYNTHETIC_EXCHANGE!r} is kept for the synthetic sample")
     taken = existing_dataset(target)
