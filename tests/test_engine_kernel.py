@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from threadx.data.bars import Bars
@@ -416,6 +417,18 @@ def test_gap_through_the_stop_cannot_take_equity_below_zero():
     m, t, eq = run(bars, {1: EL}, rules, fill="close")
     assert m["liquidated"] == 1.0
     assert eq[-1] == 0.0 and t.pnl.sum() == pytest.approx(-10_000.0)
+    # the row's prices give a larger loss than its pnl: the run says so (a reviewer read the row as wrong)
+    from threadx.engine.result import Result
+
+    note = Result(m, t, pd.Series(eq, index=bars.index), {}).liquidation_note()
+    priced = t.qty.iloc[0] * (50 - 100)
+    assert note.startswith("Liquidated on 1970-01-01 03:00: equity reached 0") and "insurance fund" in note
+    assert f"{-10_000 - priced:,.2f} of loss beyond the equity left" in note
+    inside = make_bars([100, 100, 100, 95, 95, 95], [101, 101, 100, 96, 96, 96], [99, 99, 88, 94, 94, 94],
+                       [100, 100, 92, 95, 95, 95])
+    m, t, eq = run(inside, {1: EL}, ExitRules(sizing="all_in", leverage=10.0), fill="close")
+    note = Result(m, t, pd.Series(eq, index=inside.index), {}).liquidation_note()
+    assert note == "Liquidated on 1970-01-01 02:00: equity reached 0 and the run stopped there"  # at its price
 
 
 def test_band_trailing_does_not_arm_on_prices_before_a_close_fill():

@@ -268,6 +268,9 @@ if shown and df is not None:
         cols = st.columns(6)
         for col, (label, value, help_text) in zip(cols, cards[row_start:row_start + 6]):
             col.metric(label, value, help=help_text)
+    bust = result.liquidation_note()
+    if bust:
+        st.error(bust)
     if result.metrics.get("n_trades", 0) == 0:
         skipped = int(result.metrics.get("n_skipped") or 0)
         st.warning(f"No trades: {skipped:,} entries were skipped: each gave a quantity of zero or an order below the "

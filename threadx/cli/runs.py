@@ -48,6 +48,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(_table(result.trades.tail(args.trades).to_dict(orient="records"), cols))
     if args.timings:
         _print_timings(meta.get("timings"))
+    bust = result.liquidation_note()
+    if bust:
+        print(f"warning: {bust}", file=sys.stderr)
     return 0
 
 

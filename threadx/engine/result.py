@@ -47,6 +47,26 @@ class Result:
         peak = np.maximum.accumulate(np.concatenate(([init], self.equity.to_numpy())))[1:]
         return pd.Series(self.equity.to_numpy() / peak - 1.0, index=self.equity.index, name="drawdown")
 
+    def liquidation_note(self) -> str | None:
+        """What a run that went bust says (None otherwise): when equity reached 0 and, when the
+        bar opened past the liquidation price, the loss beyond the equity left that no trade
+        books (an exchange's insurance fund takes it), by which the last trades' pnl is smaller
+        than their prices give."""
+        if not self.metrics.get("liquidated") or self.trades.empty:
+            return None
+        last = self.trades[self.trades["exit_i"] == self.trades["exit_i"].iloc[-1]]
+        side = np.where(last["side"] == "long", 1.0, -1.0)
+        priced = float(np.sum(side * last["qty"] * (last["exit_price"] - last["entry_price"])
+                              - last["fees"] - last["funding"]))
+        cut = float(last["pnl"].sum()) - priced
+        when = f"{last['exit_time'].iloc[-1]:%Y-%m-%d %H:%M}"
+        text = f"Liquidated on {when}: equity reached 0 and the run stopped there"
+        if cut > 1e-9 * max(1.0, abs(priced)):
+            text += (f"; the bar opened past the liquidation price, so {cut:,.2f} of loss beyond the equity left "
+                     "is not booked (an exchange's insurance fund takes it): the last trade's pnl is that much "
+                     "smaller than its prices give")
+        return text
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: metrics, params, meta, trades (records) and equity (ISO time -> value)."""
         trades = self.trades.copy()
