@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from threadx.contract import SIG_ENTER_LONG, SIG_ENTER_SHORT, SIG_EXIT_LONG, SIG_EXIT_SHORT
+from threadx.contract import (SIG_ADD_LONG, SIG_ENTER_LONG, SIG_ENTER_SHORT, SIG_EXIT_LONG, SIG_EXIT_SHORT,
+                              SIG_REDUCE_LONG)
 from threadx.data.bars import Bars, as_bars
 from threadx.data.synthetic import generate_synthetic
 from threadx.errors import ParamError
@@ -292,6 +293,32 @@ def test_a_take_profit_a_short_can_never_reach_is_a_note(synthetic_bars: Bars) -
         "never reached"]
     longs = replace(far, signals=MA.signals, signal_rule=MA.signal_rule)  # (ma_crossover's defaults: long only)
     assert check_strategy(longs, synthetic_bars, combos=1, checks=("signals",)).result("signals").details == []
+
+
+def _add_and_reduce_signals(bars, ind, p):
+    sig = np.zeros(len(bars), np.uint8)
+    sig[::50] = SIG_ENTER_LONG
+    sig[10::50] = SIG_ADD_LONG
+    sig[20::50] = SIG_REDUCE_LONG
+    sig[30::50] = SIG_EXIT_LONG
+    return sig
+
+
+def test_add_and_reduce_flags_the_rules_make_do_nothing_are_notes(synthetic_bars: Bars) -> None:
+    """A strategy setting SIG_ADD_LONG with max_legs 1 (or SIG_REDUCE_LONG with no reduce_fraction)
+    had those flags ignored with no word anywhere."""
+    from threadx.strategy import ExitRules as Rules
+
+    idle = replace(MA, name="idle_legs", signals=_add_and_reduce_signals, signal_rule=None, exits=lambda p: Rules())
+    result = check_strategy(idle, synthetic_bars, combos=1, checks=("signals",)).result("signals")
+    n = len(range(10, len(synthetic_bars), 50))
+    assert result.passed and result.details == [
+        f"note: defaults: {n:,} bars set SIG_ADD_LONG/SHORT, which do nothing with max_legs 1 (ExitRules(max_legs=...) "
+        "allows the legs they add)",
+        f"note: defaults: {len(range(20, len(synthetic_bars), 50)):,} bars set SIG_REDUCE_LONG/SHORT, which do nothing "
+        "with reduce_fraction 0 (ExitRules(reduce_fraction=...) is the part they close)"]
+    used = replace(idle, exits=lambda p: Rules(max_legs=2, reduce_fraction=0.5, sizing="fraction", fraction=0.3))
+    assert check_strategy(used, synthetic_bars, combos=1, checks=("signals",)).result("signals").details == []
 
 
 def test_an_exception_in_the_strategy_is_reported_with_its_line(synthetic_bars: Bars) -> None:

@@ -51,7 +51,8 @@ import numpy as np
 import pandas as pd
 
 import threadx
-from threadx.contract import SIG_ENTER_LONG, SIG_ENTER_SHORT, ExitRules, KernelInputs, prepare_signals
+from threadx.contract import (SIG_ADD_LONG, SIG_ADD_SHORT, SIG_ENTER_LONG, SIG_ENTER_SHORT, SIG_REDUCE_LONG,
+                              SIG_REDUCE_SHORT, ExitRules, KernelInputs, prepare_signals)
 from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, kernel_args, line_needs, strategy_rules
@@ -612,7 +613,8 @@ def _signals(s: _Session) -> CheckResult:
     counts the bar in n_skipped), so a strategy that always does never trades, silently; and
     when every entry of every param set was skipped (a level line the sizing cannot use: all
     PASS over 185 skipped entries and 0 trades). Notes a take-profit of 100 % or more where
-    shorts enter (their target at or below zero)."""
+    shorts enter (their target at or below zero), and add or reduce flags the exit rules make do
+    nothing (max_legs 1, reduce_fraction 0)."""
     details, findings, notes = [], [], []
     skipped: list[tuple[str, int]] = []
     entries, traded = 0, False
@@ -627,6 +629,14 @@ def _signals(s: _Session) -> CheckResult:
         if far and np.count_nonzero(sig & SIG_ENTER_SHORT):
             notes.append(f"note: {ps.name}: {', '.join(far)} puts a short's target at or below zero (100 % or more "
                          "under its entry): it is never reached")
+        adds = int(np.count_nonzero(sig & (SIG_ADD_LONG | SIG_ADD_SHORT)))
+        if adds and run.rules.max_legs <= 1:
+            notes.append(f"note: {ps.name}: {adds:,} bars set SIG_ADD_LONG/SHORT, which do nothing with max_legs "
+                         f"{run.rules.max_legs} (ExitRules(max_legs=...) allows the legs they add)")
+        reduces = int(np.count_nonzero(sig & (SIG_REDUCE_LONG | SIG_REDUCE_SHORT)))
+        if reduces and not run.rules.reduce_fraction > 0:
+            notes.append(f"note: {ps.name}: {reduces:,} bars set SIG_REDUCE_LONG/SHORT, which do nothing with "
+                         "reduce_fraction 0 (ExitRules(reduce_fraction=...) is the part they close)")
         if len(both):
             first = int(both[0])
             findings.append({"param_set": ps.name, "bars": len(both), "first_bar": first})
