@@ -390,6 +390,8 @@ def test_metric_cards_formatting():
     assert values["Final equity"] == "11,234.50"
     assert all(isinstance(c[2], str) and c[2] for c in cards)
     assert C.metric_cards({})[0][1] == "–"
+    money = [c[0] for c in C.metric_cards(metrics, "USDT") if "(" in c[0]]  # (the page named no currency)
+    assert money == ["Fees (USDT)", "Final equity (USDT)"]
     assert units.format_metric("sharpe", float("-inf")) == "-∞"
 
 

@@ -263,7 +263,8 @@ if shown and df is not None:
     if differs:
         st.info(f"The form differs from this result ({'; '.join(differs)}): press **Run backtest** for the "
                 "form's result.")
-    cards = charts.metric_cards(result.metrics)
+    quote = quote_currency(shown["dataset"])  # (prices, money cards, trades: "Price (USDT)")
+    cards = charts.metric_cards(result.metrics, quote)
     for row_start in range(0, len(cards), 6):
         cols = st.columns(6)
         for col, (label, value, help_text) in zip(cols, cards[row_start:row_start + 6]):
@@ -289,7 +290,6 @@ if shown and df is not None:
     view = widgets.chart_view(result.trades, df.index, run_token=id(result))
     # the figures of this result and view, kept for reruns that show them again (page switches)
     shown_as = (id(result), (shown.get("data") or {}).get("fingerprint") or id(df), view.start, view.end, view.log_y, st.session_state.get("bt_zoomed"))
-    quote = quote_currency(shown["dataset"])
     price = session_memo("bt_figures", ("price", *shown_as), lambda: charts.price_figure(
         df, trades=result.trades, overlays=overlays(), title=label_dataset(shown["dataset"], df), start=view.start,
         end=view.end, log_y=view.log_y, focus=view.trade, quote=quote))

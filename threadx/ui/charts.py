@@ -978,16 +978,19 @@ _CARDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def metric_cards(metrics: Mapping[str, Any]) -> list[tuple[str, str, str | None]]:
+def metric_cards(metrics: Mapping[str, Any], quote: str | None = None) -> list[tuple[str, str, str | None]]:
     """(label, formatted value, help text) for the headline metrics of a backtest, in display order.
 
     Percentages for returns, drawdown, win rate and exposure; NaN or missing -> "–",
-    infinities -> "∞" / "-∞".
+    infinities -> "∞" / "-∞"; money in the ``quote`` currency, named in its label ("Fees (USDT)").
     """
     cards = []
     for key, label, help_text in _CARDS:
         value = metrics.get(key) if metrics is not None else None
         text = units.format_metric(key, value)
+        unit = units.unit_of(key)
+        if quote and unit is not None and unit.kind == "money":
+            label = f"{label} ({quote})"
         if key == "total_fees" and metrics is not None and metrics.get("total_funding"):
             funding = units.format_metric("total_funding", metrics.get("total_funding"))
             help_text = f"{help_text} Funding paid: {funding}."
