@@ -44,7 +44,7 @@ import traceback
 import types
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 from threadx.config import settings
 from threadx.errors import ParamError, StrategyError, ThreadXError
@@ -139,6 +139,15 @@ def _new_module(path: str, text: str) -> types.ModuleType:
 
 
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class _Resolved(NamedTuple):
+    """What a strategies folder holds: its strategies by name, the errors of its files by file
+    name, and each name two files declare with the error that says so."""
+
+    specs: dict[str, StrategySpec]
+    errors: dict[str, str]
+    contested: dict[str, str]
 
 
 class _FolderImports:
@@ -450,12 +459,14 @@ class _Folder:
         loaded.imports.update((p, (None, "")) for p in imports.missing)
         return loaded
 
-    def resolved(self, known: Mapping[str, Any]) -> tuple[dict[str, StrategySpec], dict[str, str]]:
-        """(strategies by name, errors by file name): a name taken by a built-in (``known``)
-        or by an earlier file (in name order) is an error of the later file; a file declaring no
-        strategy that another file imports is a module of shared code, not an error."""
+    def resolved(self, known: Mapping[str, Any]) -> _Resolved:
+        """Strategies by name, errors by file name and the names two files declare: a name taken by
+        a built-in (``known``) is an error of its file, a name two files declare one of both (neither
+        loads); a file declaring no strategy that another file imports is a module of shared code,
+        not an error."""
         specs: dict[str, StrategySpec] = {}
         errors: dict[str, str] = {}
+        contested: dict[str, str] = {}
         imported = {p for loaded in self.files.values() for p, (stamp, _) in loaded.imports.items() if stamp}
         owners: dict[str, list[StrategySpec]] = {}
         for path, loaded in self.files.items():
@@ -479,13 +490,14 @@ class _Folder:
                 others = " and ".join(f for f in files if f != file)
                 errors[file] = (f"{spec.origin.where}: strategy name {name!r} is also declared in {others}: rename "
                                 "one (neither is loaded while both declare it)")
-        return specs, errors
+            contested[name] = errors[files[0]]
+        return _Resolved(specs, errors, contested)
 
 
 _FOLDERS: dict[Path, _Folder] = {}
 
 
-def _current(known: Mapping[str, Any]) -> tuple[dict[str, StrategySpec], dict[str, str]]:
+def _current(known: Mapping[str, Any]) -> _Resolved:
     root = strategy_dir().expanduser().resolve()
     with _LOCK:
         folder = _FOLDERS.setdefault(root, _Folder(root))
@@ -513,11 +525,13 @@ def get(name: str, known: Mapping[str, Any] | None = None) -> StrategySpec:
     """The folder's strategy ``name`` as its file is now (ParamError when no strategy has that
     name; StrategyError with the file and line when the file that declares it is broken)."""
     known = _known() if known is None else known
-    specs, errors = _current(known)
+    specs, errors, contested = _current(known)
     if name in specs:
         return specs[name]
+    if name in contested:
+        raise StrategyError(f"strategy {name!r} cannot be loaded: {contested[name]}")
     for file_name, error in errors.items():
-        if Path(file_name).stem == name or f"strategy name {name!r} is also declared in" in error:
+        if Path(file_name).stem == name:
             raise StrategyError(f"strategy {name!r} cannot be loaded: {error}")
     available = sorted({*known, *specs})
     # a file that cannot load may declare it under another file name: say which files failed
