@@ -250,8 +250,7 @@ if shown and df is not None:
     code = result.meta.get("strategy_code")
     # (the data of the run reopened, whatever strategy ran on it since: "From run X" named another's run)
     origin = shown.get("origin")
-    st.caption((f"Data of {origin}: " if origin and origin.startswith("run ") else
-                f"Data (from {origin}): " if origin else "Data: ")
+    st.caption((f"Data (from {origin}): " if origin else "Data: ")
                + f"{describe_data(shown.get('data'), shown['dataset'])} · "
                + f"Options: {describe_options(made.get('engine_options'))}"
                + (f" · Code: {Path(spec_shown.origin.path).name} @ {code[:8]}" if spec_shown.origin and code else ""))

@@ -94,7 +94,7 @@ def test_open_in_backtest_reopens_an_older_reloaded_run(workspace):
     bt.button(key="bt_run").click().run()
     assert bt.session_state["backtest"]["strategy"] == "bb_atr" and not bt.exception
     captions = [c.value for c in bt.caption]
-    assert any(c.startswith("Data of run older: ") and "XYZ_USDT-5m" in c for c in captions), captions
+    assert any(c.startswith("Data (from run older): ") and "XYZ_USDT-5m" in c for c in captions), captions
     assert not any("From run" in c for c in captions), captions
 
     # the file is replaced by other candles: said so, nothing run on them
