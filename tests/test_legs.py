@@ -150,6 +150,23 @@ def test_a_gap_beyond_the_partial_target_then_the_stop_in_the_bar():
     check_books(m, trades, eq)
 
 
+@pytest.mark.parametrize("side", [1.0, -1.0])
+def test_optimistic_partial_then_the_rest_stays_open_when_its_new_liquidation_price_is_not_reached(side):
+    # 10x all in at 100, no stop: liquidation near 90 (long). Bar 2 spans 90 .. 106: the liquidation
+    # price and the partial target (105) are both inside; optimistic takes the partial first, after
+    # which the smaller position's liquidation price is far below 90: the rest stays open (it was
+    # liquidated at 75.18, a price the bar never reached, and a run in profit booked as bust)
+    wide = [100, 106, 90, 100] if side > 0 else [100, 110, 94, 100]
+    o, h, l_, c = zip([100, 101, 99, 100], [100, 101, 99, 100], wide, [100, 101, 99, 100])
+    rules = ExitRules(sizing="all_in", leverage=10.0, partial_tp_pct=0.05, reduce_fraction=0.5)
+    m, trades, eq = run(make_bars(o, h, l_, c), {0: EL if side > 0 else ES}, rules, fee_bps=10,
+                        ambiguity="optimistic")
+    assert list(trades["exit_reason"]) == ["take_profit", "end_of_data"], trades
+    assert trades["exit_price"].iloc[0] == approx(100 + 5 * side) and m["liquidated"] == 0.0
+    assert m["n_ambiguous"] == 1
+    check_books(m, trades, eq)
+
+
 def test_a_reduce_signal_closes_a_fraction_of_every_leg_at_the_next_open():
     bars = make_bars([100, 100, 110, 120, 125, 125], [101, 111, 121, 126, 126, 126],
                      [99, 99, 109, 119, 124, 124], [100, 110, 120, 125, 125, 125])

@@ -10,10 +10,11 @@ Timeline of one bar ``i`` (see SPEC §3):
 1. funding is settled at the open for a position held into the bar (each leg on its notional);
 2. orders pending from the previous close (``next_open`` mode) fill at the open:
    an exit first, then a reduce, then an entry or an added leg;
-3. an open position is tested against its stop and target with the bar's open, high and
-   low (gap fills at the open; both inside one bar: stop first unless optimistic),
-   then against liquidation, then its partial target (a level from the average entry, or
-   the far band of the previous close); then, unless a position closed in
+3. an open position is tested with the bar's open, high and low against its stop or
+   liquidation price (the nearer), its partial target (a level from the average entry, or
+   the far band of the previous close) and its target, in the order the price meets them
+   (gap fills at the open; the stop and a target both inside one bar: stop first unless
+   optimistic; the partial before a farther target); then, unless a position closed in
    this bar, a grid's limit levels fill in price order and the legs just filled are tested
    against the stop (not the target);
 4. at the close: end of data closes the position on the last bar; otherwise exit
@@ -806,9 +807,10 @@ def check_intrabar_exits(i, o, h, l, blo, bmid, bhi, p, st, trades):
             return
     if hit_tgt:
         close_position(i, tgt, EXIT_TAKE_PROFIT, p, st, trades, bmid, i)
-    elif hit_stop:  # optimistic: the partial target, then the stop for the rest
-        stop = adverse_level(d, st[S_STOP], st[S_LIQ])
-        close_position(i, stop, stop_reason(d, st), p, st, trades, bmid, i)
+    elif hit_stop:  # optimistic: the partial target, then the stop for the rest when the bar reaches it
+        stop = adverse_level(d, st[S_STOP], st[S_LIQ])  # (the smaller position's liquidation price moved)
+        if d * (adverse - stop) <= 0.0:
+            close_position(i, stop, stop_reason(d, st), p, st, trades, bmid, i)
 
 
 @njit(**_STEP_JIT)
