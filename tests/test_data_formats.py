@@ -263,3 +263,57 @@ def test_a_file_name_that_gives_no_symbol_asks_for_one(tmp_path):
         import_ohlcv(path, data_root=tmp_path / "data")
     _, target = import_ohlcv(path, symbol="BTC_USDT", data_root=tmp_path / "data")
     assert target.name == "BTC_USDT-1h.parquet"
+
+
+def test_what_a_code_review_found_in_the_readers(tmp_path, monkeypatch):
+    df = reference()
+    t = epoch_ms(df)
+    # a quoted decimal comma ("0,512", a spreadsheet's German CSV) is no thousands separator: 1000x too large
+    german = "timestamp,open,high,low,close,volume\n" + "".join(
+        f'{a},"0,{500 + k}","0,{600 + k}","0,{400 + k}","0,{550 + k}",1\n' for k, a in enumerate(t))
+    (tmp_path / "german.csv").write_text(german)
+    with pytest.raises(DataError, match="non-numeric"):
+        read_ohlcv_file(tmp_path / "german.csv")
+    # one Kraken bar without trades (VWAP 0, count 0) flipped the whole file back to "VWAP as volume"
+    rows = [[int(a // 1000), str(o), str(h), str(lo), str(c), str(round((h + lo) / 2, 2)), str(v), 5]
+            for a, o, h, lo, c, v in zip(t, df["open"], df["high"], df["low"], df["close"], df["volume"])]
+    rows[3][5], rows[3][6], rows[3][7] = "0.000000", "0.00000000", 0
+    (tmp_path / "kraken.json").write_text(json.dumps({"error": [], "result": {"XXBTZUSD": rows}}))
+    got = read_ohlcv_file(tmp_path / "kraken.json")
+    assert got["volume"].iloc[0] == df["volume"].iloc[0] and got["volume"].iloc[3] == 0.0
+    # a headerless file whose first row holds NaN is data, not a header
+    (tmp_path / "nan.csv").write_text(f"{t[0]},100,101,99,100.5,NaN\n{t[1]},100,101,99,100.5,1\n")
+    assert np.isnan(read_ohlcv_file(tmp_path / "nan.csv")["volume"].iloc[0])
+    # an empty last field is a field: a NaN, not a cut-off download
+    (tmp_path / "empty_last.csv").write_text(f"timestamp,open,high,low,close,volume\n{t[0]},1,2,0.5,1,3\n"
+                                             f"{t[1]},1,2,0.5,1,\n")
+    assert np.isnan(read_ohlcv_file(tmp_path / "empty_last.csv")["volume"].iloc[-1])
+    # several close-stamped files keep the note; timezone="UTC" is a zone given
+    for k, part in enumerate((df.iloc[:24], df.iloc[24:])):
+        part.reset_index().assign(timestamp=epoch_ms(part) + HOUR_MS - 1).to_csv(tmp_path / f"c{k}.csv", index=False)
+    assert read_ohlcv_file([tmp_path / "c0.csv", tmp_path / "c1.csv"]).attrs.get("close_times") == "1 ms"
+    naive = df.reset_index().assign(timestamp=df.index.strftime("%Y-%m-%d %H:%M"))
+    naive.to_csv(tmp_path / "naive.csv", index=False)
+    _, report = load_ohlcv(tmp_path / "naive.csv", with_report=True, timezone="UTC")
+    assert not any("carry no zone" in w for w in report.warnings)
+    # a column-orient JSON with a 'ts' column reads that column, not its row labels
+    frame = df.reset_index(drop=True).assign(ts=t)
+    frame.index = frame.index + 2_000_000
+    (tmp_path / "ts.json").write_text(frame.to_json())
+    assert read_ohlcv_file(tmp_path / "ts.json").index[0] == df.index[0]
+
+
+def test_compressed_content_is_refused_at_the_limit_nested_gzip_included(tmp_path, monkeypatch):
+    """The limit counted the archive's declared sizes: gzip members inside a zip unpacked past it."""
+    from threadx.data import readers
+
+    monkeypatch.setattr(readers, "MAX_UNPACKED", 200_000)
+    text = binance_rows(reference(2_000))  # about 160 kB a copy
+    with zipfile.ZipFile(tmp_path / "nested.zip", "w") as archive:
+        for k in range(3):
+            archive.writestr(f"BTCUSDT-1h-2024-0{k + 1}.csv.gz", gzip.compress(text.encode()))
+    with pytest.raises(DataError, match="unpacks to more than"):
+        read_ohlcv_file(tmp_path / "nested.zip")
+    (tmp_path / "bomb.csv.gz").write_bytes(gzip.compress(b"0" * 5_000_000))
+    with pytest.raises(DataError, match="unpacks to more than"):
+        read_ohlcv_file(tmp_path / "bomb.csv.gz")

@@ -75,7 +75,7 @@ def _import_source(scratch: str) -> tuple[str | Path | list[str], str, dict[str,
         first = Path(uploads[0].name).name
         return (sources if len(sources) > 1 else sources[0]), first.split(".")[0], shown
     if path_text:
-        if any(ch in path_text for ch in "*?["):
+        if any(ch in path_text for ch in "*?[") and not Path(os.path.expanduser(path_text)).exists():
             matches = sorted(glob.glob(os.path.expanduser(path_text)))
             if not matches:
                 raise ThreadXError(f"no file matches {path_text}")

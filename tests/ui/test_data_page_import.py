@@ -66,3 +66,16 @@ def test_a_path_pattern_imports_several_monthly_files_as_one_dataset(workspace):
     at.text_input(key="data_path").set_value(str(workspace / "NOPE-*.csv"))
     at.button(key="data_import").click().run()
     assert any("no file matches" in e.value for e in at.error)
+
+
+def test_a_typed_path_with_brackets_is_that_file_not_a_pattern(workspace):
+    index = pd.date_range("2024-11-30", periods=48, freq="1h", tz="UTC")
+    frame = pd.DataFrame({"timestamp": index.as_unit("ms").asi8, "open": 100.0, "high": 101.0, "low": 99.0,
+                          "close": 100.5, "volume": 1.0})
+    source = workspace / "SOL_USDT-1h [binance].csv"
+    frame.to_csv(source, index=False)
+    at = open_page("1_Data.py")
+    at.text_input(key="data_path").set_value(str(source))
+    at.button(key="data_import").click().run()
+    assert not at.exception
+    assert any("Imported 48 bars" in s.value for s in at.success), [e.value for e in at.error]  # "no file matches"

@@ -44,7 +44,8 @@ def cmd_data_import(args: argparse.Namespace) -> int:
     from threadx.data.io import import_ohlcv
 
     try:
-        df, target = import_ohlcv(args.file if len(args.file) > 1 else args.file[0], args.exchange, args.symbol, args.timeframe, dedupe=args.dedupe,
+        source = args.file if len(args.file) > 1 else args.file[0]
+        df, target = import_ohlcv(source, args.exchange, args.symbol, args.timeframe, dedupe=args.dedupe,
                                   date_format=args.date_format, timezone=args.timezone, label=args.label,
                                   replace=args.replace)
     except DatasetExists as exc:

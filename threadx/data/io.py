@@ -25,10 +25,11 @@ import pandas as pd
 from threadx.errors import DataError, ParamError, os_reason
 from threadx.files import remove_dead_temps, temp_beside
 from threadx.filestamp import file_stamp
-from threadx.data.readers import ACCEPTED, METADATA_KEY, OHLCV_COLUMNS, clock_text, file_format, read_raw
+from threadx.data.readers import (ACCEPTED, METADATA_KEY, OHLCV_COLUMNS, TIME_COLUMNS, clock_text, file_format,
+                                  read_raw)
 
-TIME_COLUMNS = ("timestamp", "date", "time", "open_time", "datetime", "open time", "unix", "ts")
 _log = logging.getLogger("threadx.data")
+ASSUMED_UTC = "UTC (assumed)"  # attrs["naive_times"] of zone-less times read as UTC, no zone given
 # a time text that names its zone: an offset or Z after the clock, or a UTC/GMT word
 _ZONED = re.compile(r"\d:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}(:?\d{2})?)$|\b(UTC|GMT)\b", re.IGNORECASE)
 # a volume column named with its currency code ("Volume BTC"), never an indicator's ("Volume MA")
@@ -41,10 +42,11 @@ _UNNAMED = re.compile(r"(Unnamed: 0)?")  # pandas' name for a header cell left e
 
 
 def read_ohlcv_file(
-    path: str | os.PathLike, *, date_format: str | None = None, dayfirst: bool | None = None,
+    path: str | os.PathLike | Sequence[str | os.PathLike], *, date_format: str | None = None, dayfirst: bool | None = None,
     timezone: str | None = None,
 ) -> pd.DataFrame:
-    """Read one OHLCV file into a frame indexed by a UTC ``timestamp`` DatetimeIndex (file order kept).
+    """Read an OHLCV file (or several, one after the other) into a frame indexed by a UTC
+    ``timestamp`` DatetimeIndex (file order kept).
 
     A zip archive of several data files (monthly dumps) reads as their rows one after the other
     (:mod:`threadx.data.readers` says what else reads: compression, encodings, layouts).
@@ -102,14 +104,16 @@ def _open_times(df: pd.DataFrame) -> pd.DataFrame:
     from threadx.data.timeframe import spacing_timeframe
 
     t = df.index.asi8
-    if len(t) < 3:
+    gaps = np.diff(t[:64])
+    gaps = gaps[gaps > 0]
+    if len(t) < 3 or not len(gaps):
         return df
-    step = int(np.median(np.diff(np.sort(t))))
+    step = int(np.median(gaps))  # (from the first rows: every row is checked below)
     tf = spacing_timeframe(step)
     if tf is None or timeframe_ns(tf) != step:
         return df
     origin = grid_origin_ns(tf)
-    if ((t - origin) % step == 0).any():
+    if (t[0] - origin) % step == 0 or ((t - origin) % step == 0).any():  # (opening times: the first test decides)
         return df
     for lag in (1_000_000, 1_000_000_000):  # 1 ms, 1 s
         if step > lag and bool(((t + lag - origin) % step == 0).all()):
@@ -129,11 +133,10 @@ def _read_files(paths: list[Path], date_format: str | None, dayfirst: bool | Non
     frames = [read_ohlcv_file(p, date_format=date_format, dayfirst=dayfirst, timezone=timezone) for p in paths]
     df = pd.concat(frames)
     df.attrs["source"] = ", ".join(str(p) for p in paths)
-    naive = [f.attrs["naive_times"] for f in frames if f.attrs.get("naive_times")]
-    if naive:
-        df.attrs["naive_times"] = naive[0]
-    if any(f.attrs.get("synthetic") for f in frames):
-        df.attrs["synthetic"] = True
+    for key in ("naive_times", "close_times", "synthetic"):  # (concat keeps no attrs of frames whose attrs differ)
+        found = [f.attrs[key] for f in frames if f.attrs.get(key)]
+        if found:
+            df.attrs[key] = found[0]
     return df
 
 
@@ -304,7 +307,7 @@ def check_ohlcv_file(
         if df.attrs.get("close_times"):
             rep.warnings.append(f"times were the bars' close times ({df.attrs['close_times']} before the next bar "
                                 "opens, as Binance's close_time): read as their open times, one bar earlier")
-        if df.attrs.get("naive_times") == "UTC":  # (a local-time file read as UTC: every bar hours off)
+        if df.attrs.get("naive_times") == ASSUMED_UTC:  # (a local-time file read as UTC: every bar hours off)
             rep.warnings.append("times carry no zone: read as UTC (if they are local times, give their zone: "
                                 "timezone=..., --timezone, the import form's 'Time zone')")
             rep.errors = [e + ("; or local times repeating an hour when clocks go back: give their zone"
@@ -455,7 +458,7 @@ def _to_canonical(raw: pd.DataFrame, path: Path, date_format: str | None, dayfir
     data = {c: _to_float(raw[lower[c]], c, path) for c in OHLCV_COLUMNS}
     frame = pd.DataFrame(data, index=index, copy=True)  # owned, writable columns: the caller may edit them
     if naive:
-        frame.attrs["naive_times"] = timezone or "UTC"
+        frame.attrs["naive_times"] = timezone or ASSUMED_UTC
     return frame
 
 

@@ -11,8 +11,8 @@ Files read the way exchanges and tools hand them out:
 - JSON rows, records, column mappings (``DataFrame.to_json`` in any orient) and API envelopes
   (``{"code": "0", "data": [...]}``, ``{"result": {"list": [...]}}``).
 
-An Excel workbook, a binary file or an archive that unpacks past :data:`MAX_UNPACKED` is
-refused with one line.
+An Excel workbook, a binary file or compressed content that unpacks past :data:`MAX_UNPACKED`
+(or a quarter of the free memory) is refused with one line.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -31,6 +32,7 @@ import pandas as pd
 
 from threadx.data.bars import OHLCV_COLUMNS
 from threadx.errors import DataError
+from threadx.units import format_bytes
 
 FORMATS = {
     ".parquet": "parquet",
@@ -45,16 +47,19 @@ FORMATS = {
     ".json.gz": "json",
     ".zip": "zip",
 }
+TIME_COLUMNS = ("timestamp", "date", "time", "open_time", "datetime", "open time", "unix", "ts")  # first found wins
 ACCEPTED = ".parquet, .feather, .csv or .json (compressed too: .gz, .zip)"  # said when a path is refused
 UPLOAD_TYPES = sorted({suffix.rsplit(".", 1)[-1] for suffix in FORMATS})  # a browser's file filter: last suffix
 METADATA_KEY = b"threadx"
-MAX_UNPACKED = 2 * 2**30  # bytes a compressed file may unpack to: more is refused, not read (a zip bomb)
+MAX_UNPACKED = 2**30  # bytes a compressed file may unpack to: more is refused, not read (a zip bomb)
 _GZIP = b"\x1f\x8b"
 _ZIP = b"PK\x03\x04"
 _OLE = b"\xd0\xcf\x11\xe0"  # Excel 97-2003
 _ROW_NAMES = ["timestamp", *OHLCV_COLUMNS]
 _NUMBER = re.compile(r"[-+]?(\d{1,3}(,\d{3})+(\.\d*)?|\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?")
-_THOUSANDS = re.compile(r"-?\d{1,3}(,\d{3})+(\.\d+)?")
+_THOUSANDS = re.compile(r"-?[1-9]\d{0,2}(,\d{3})+(\.\d+)?")
+# what pandas reads as NaN or infinity: a value, never a header's name
+_NA_TOKENS = {"nan", "-nan", "null", "none", "na", "n/a", "#n/a", "inf", "-inf", "+inf", "infinity", "-infinity"}
 _CLOCK = re.compile(r"\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?")
 _ENVELOPE_KEYS = ("data", "result", "list", "candles", "ohlcv", "klines", "values", "rows")
 
@@ -75,37 +80,56 @@ def file_format(path: str | Path) -> str | None:
 def read_raw(path: Path) -> list[tuple[str, pd.DataFrame, dict]]:
     """``[(name, frame, ThreadX metadata)]``: one entry, or one per data file of a zip archive
     (in name order: monthly dumps come in time order). Columns as written: a file without a
-    header row gets ``timestamp, open, high, low, close, volume`` from :func:`row_layout`."""
+    header row gets ``timestamp, open, high, low, close, volume`` from :func:`row_layout`.
+    Compressed content is unpacked within one :data:`MAX_UNPACKED` budget per file."""
     with open(path, "rb") as handle:
         head = handle.read(8)
+    budget = _Budget(path)
     if head.startswith(_ZIP):
-        return [(name, *_read_bytes(f"{path}:{name}", data)) for name, data in _zip_members(path)]
+        return _zip_frames(path, budget)
     if head.startswith(_OLE):
         raise DataError(f"{path}: an Excel workbook, not a {file_format(path) or 'data'} file: save it as CSV")
     fmt = file_format(path)
     if head.startswith(_GZIP):
-        return [(path.name, *_read_bytes(str(path), _bounded(gzip.open(path, "rb"), path), fmt))]
+        return [(path.name, *_read_bytes(str(path), budget.unpack(gzip.open(path, "rb")), fmt, budget))]
     if fmt == "parquet":
         return [(path.name, *_read_parquet(path))]
     if fmt == "feather":
         import pyarrow.feather as feather
 
         return [(path.name, feather.read_table(path).to_pandas(), {})]
-    return [(path.name, *_read_bytes(str(path), path.read_bytes(), fmt))]
+    if fmt == "json":
+        return [(path.name, read_json_text(decode_text(path.read_bytes(), str(path)), str(path)), {})]
+    return [(path.name, read_csv_source(path, str(path)), {})]  # (pandas reads the file itself)
 
 
-def _bounded(handle: Any, path: Path | str) -> bytes:
-    """What ``handle`` unpacks to, refused past :data:`MAX_UNPACKED`."""
-    with handle:
-        data = handle.read(MAX_UNPACKED + 1)
-    if len(data) > MAX_UNPACKED:
-        raise DataError(f"{path}: unpacks to more than {MAX_UNPACKED / 2**30:.0f} GiB: split it, or unpack it "
-                        "and import the parts")
-    return data
+class _Budget:
+    """The bytes a file's compressed content may still unpack to (:data:`MAX_UNPACKED` in all,
+    nested gzip members of an archive included), read in chunks so that a bomb stops at the
+    limit rather than after filling memory."""
+
+    def __init__(self, path: Path | str) -> None:
+        import psutil
+
+        self.path = path
+        # (a quarter of the memory free now at most: the frame pandas builds takes as much again)
+        self.limit = self.left = min(MAX_UNPACKED, psutil.virtual_memory().available // 4)
+
+    def unpack(self, handle: Any) -> bytes:
+        chunks = []
+        with handle:
+            while chunk := handle.read(min(16 * 2**20, self.left + 1)):
+                self.left -= len(chunk)
+                if self.left < 0:
+                    raise DataError(f"{self.path}: unpacks to more than {format_bytes(self.limit)}: split it, "
+                                    "or unpack it and import the parts")
+                chunks.append(chunk)
+        return b"".join(chunks)
 
 
-def _zip_members(path: Path) -> list[tuple[str, bytes]]:
-    """The data files of a zip archive (folders, ``__MACOSX`` and hidden files left out)."""
+def _zip_frames(path: Path, budget: _Budget) -> list[tuple[str, pd.DataFrame, dict]]:
+    """The frames of the data files of a zip archive, one member unpacked at a time (folders,
+    ``__MACOSX`` and hidden files left out)."""
     with zipfile.ZipFile(path) as archive:
         infos = [i for i in archive.infolist() if not i.is_dir()]
         names = [i.filename for i in infos]
@@ -116,18 +140,18 @@ def _zip_members(path: Path) -> list[tuple[str, bytes]]:
         if not data:
             raise DataError(f"{path}: the archive holds no data file ({', '.join(names[:5]) or 'nothing'}; "
                             f"accepted inside: .csv, .json, .parquet, .feather)")
-        if sum(i.file_size for i in data) > MAX_UNPACKED:
-            raise DataError(f"{path}: unpacks to more than {MAX_UNPACKED / 2**30:.0f} GiB: split it, or unpack "
+        if sum(i.file_size for i in data) > budget.limit:  # (as declared; the budget counts what unpacks)
+            raise DataError(f"{path}: unpacks to more than {format_bytes(budget.limit)}: split it, or unpack "
                             "it and import the parts")
-        return [(i.filename, _bounded(archive.open(i), f"{path}:{i.filename}"))
+        return [(i.filename, *_read_bytes(f"{path}:{i.filename}", budget.unpack(archive.open(i)), None, budget))
                 for i in sorted(data, key=lambda i: i.filename)]
 
 
-def _read_bytes(name: str, data: bytes, fmt: str | None = None) -> tuple[pd.DataFrame, dict]:
+def _read_bytes(name: str, data: bytes, fmt: str | None, budget: _Budget) -> tuple[pd.DataFrame, dict]:
     """One data file's frame from its bytes (a gzip inside an archive unpacked first)."""
     fmt = fmt if fmt not in (None, "zip") else file_format(name)
     if data.startswith(_GZIP):
-        data = _bounded(gzip.GzipFile(fileobj=io.BytesIO(data)), name)
+        data = budget.unpack(gzip.GzipFile(fileobj=io.BytesIO(data)))
     if data.startswith(_ZIP) or data.startswith(_OLE):
         raise DataError(f"{name}: an Excel workbook or an archive inside an archive: save it as CSV")
     if fmt == "parquet":
@@ -136,8 +160,9 @@ def _read_bytes(name: str, data: bytes, fmt: str | None = None) -> tuple[pd.Data
         import pyarrow.feather as feather
 
         return feather.read_table(io.BytesIO(data)).to_pandas(), {}
-    text = decode_text(data, name)
-    return (read_json_text(text, name) if fmt == "json" else read_csv_text(text, name)), {}
+    if fmt == "json":
+        return read_json_text(decode_text(data, name), name), {}
+    return read_csv_source(data, name), {}
 
 
 def decode_text(data: bytes, name: str) -> str:
@@ -185,49 +210,99 @@ def _read_parquet(source: Any) -> tuple[pd.DataFrame, dict]:
 
 # ------------------------------------------------------------------------------------------ CSV
 
-def read_csv_text(text: str, name: str = "") -> pd.DataFrame:
-    """A CSV text's columns: its separator and decimal mark found, its header row or none.
+def read_csv_source(source: Path | bytes, name: str = "") -> pd.DataFrame:
+    """A CSV file's columns (a path pandas reads itself, or unpacked bytes): its encoding,
+    separator and header row (or none) found from its first lines, decimal commas or thousands
+    separators from what pandas read as text (then read once more with them).
 
-    >>> read_csv_text("1735689600000,93702.15,93702.15,93500.0,93600.5,12.5\\n").iloc[0, :3].tolist()
+    >>> read_csv_source(b"1735689600000,93702.15,93702.15,93500.0,93600.5,12.5\\n").iloc[0, :3].tolist()
     [1735689600000.0, 93702.15, 93702.15]
-    >>> list(read_csv_text("https://example.com\\nunix,open,high,low,close,volume\\n1,2,3,1,2,5\\n").columns)[:2]
+    >>> list(read_csv_source(b"https://example.com\\nunix,open,high,low,close,volume\\n1,2,3,1,2,5\\n").columns)[:2]
     ['unix', 'open']
     """
-    head = text[:65536].splitlines()[:8]
-    if not "".join(head).strip():
+    head_bytes = _head(source)
+    encoding, head = _encoding(head_bytes)
+    if "\x00" in head:
+        raise DataError(f"{name or 'the file'}: binary content, not text (an unknown format, or UTF-16 without its "
+                        "byte-order mark): save it as CSV in UTF-8")
+    lines = head.splitlines()[:8]
+    if not "".join(lines).strip():
         raise DataError(f"{name or 'the file'}: empty (no header row, no rows)")
-    skip = _preamble(head)
-    first = head[skip] if len(head) > skip else ""
+    skip = _preamble(lines)
+    first = lines[skip] if len(lines) > skip else ""
     sep = _separator(first)
-    fields = next(csv.reader([first], delimiter=sep), [])
-    header = _is_header(fields)
-    options: dict[str, Any] = {"sep": sep, "skiprows": skip, "header": 0 if header else None}
-    raw = pd.read_csv(io.StringIO(text), **options)
+    header = _is_header(next(csv.reader([first], delimiter=sep), []))
+    options: dict[str, Any] = {"sep": sep, "skiprows": skip, "header": 0 if header else None, "encoding": encoding}
+    raw, options = _parse(source, options)
     texts = [raw[c] for c in raw.columns if not pd.api.types.is_numeric_dtype(raw[c])]
     if sep != "," and any(_decimal_commas(values) for values in texts):
-        options["decimal"] = ","  # (101,5 for 101.5)
-        raw = pd.read_csv(io.StringIO(text), **options)
+        raw, options = _parse(source, {**options, "decimal": ","})  # (101,5 for 101.5)
     elif any(_thousands(values) for values in texts):
-        options["thousands"] = ","  # ("70,292.01", quoted)
-        raw = pd.read_csv(io.StringIO(text), **options)
-    _cut_off(text, raw, name)
+        raw, options = _parse(source, {**options, "thousands": ","})  # ("70,292.01", quoted)
+    _cut_off(_last_line(source, options["encoding"]), sep, raw, name)
     if not header:
         return row_layout(raw, name)
     positional = _default_names(raw)
     return row_layout(positional, name) if positional is not None else raw
 
 
-def _cut_off(text: str, raw: pd.DataFrame, name: str) -> None:
+def _head(source: Path | bytes, size: int = 65536) -> bytes:
+    if isinstance(source, bytes):
+        return source[:size]
+    with open(source, "rb") as handle:
+        return handle.read(size)
+
+
+def _encoding(head: bytes) -> tuple[str, str]:
+    """The encoding pandas reads the file in and its first characters: UTF-8 (with its mark or
+    not), UTF-16 with its mark, else Windows-1252."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig", head[len(codecs.BOM_UTF8):].decode("utf-8", errors="replace")
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16", head.decode("utf-16", errors="replace")
+    try:
+        return "utf-8", head[:head.rfind(b"\n") + 1 or len(head)].decode("utf-8")  # (whole lines: whole characters)
+    except UnicodeDecodeError:
+        return "cp1252", head.decode("cp1252", errors="replace")
+
+
+def _parse(source: Path | bytes, options: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """pandas' reading with ``options``, in Windows-1252 when a byte past the head is no UTF-8."""
+    def read(opts: dict[str, Any]) -> pd.DataFrame:
+        return pd.read_csv(io.BytesIO(source) if isinstance(source, bytes) else source, **opts)
+
+    try:
+        return read(options), options
+    except UnicodeDecodeError:
+        options = {**options, "encoding": "cp1252", "encoding_errors": "replace"}
+        return read(options), options
+
+
+def _last_line(source: Path | bytes, encoding: str) -> str:
+    """The file's last line that holds anything."""
+    if encoding == "utf-16":
+        tail = source if isinstance(source, bytes) else Path(source).read_bytes()
+    elif isinstance(source, bytes):
+        tail = source[-65536:]
+    else:
+        with open(source, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 65536))
+            tail = handle.read()
+    text = tail.decode(encoding if encoding != "utf-8-sig" else "utf-8", errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _cut_off(last: str, sep: str, raw: pd.DataFrame, name: str) -> None:
     """DataError when the last line holds fewer fields than the others (a download cut off:
-    its missing values read as NaN, "1 row with NaN" said nothing of why)."""
+    its missing values read as NaN, "1 row with NaN" said nothing of why). An empty last
+    field (``...,100.5,``) is a field."""
     if len(raw) < 2 or raw.shape[1] < 2:
         return
-    last, before = raw.iloc[-1], raw.iloc[-2]
-    if last.isna().any() and not before.isna().any() and last.iloc[-1:].isna().all() and not any(
-            pd.isna(v) for v in last.iloc[:int(last.notna().sum())]):
-        lines = text.rstrip("\n").rsplit("\n", 1)[-1]
-        raise DataError(f"{name or 'the file'}: the last line ({lines[:60]!r}) holds {int(last.notna().sum())} of "
-                        f"{raw.shape[1]} values: a cut-off download? Download it again or remove that line")
+    fields = len(next(csv.reader([last], delimiter=sep), []))
+    if 0 < fields < raw.shape[1]:
+        raise DataError(f"{name or 'the file'}: the last line ({last[:60]!r}) holds {fields} of {raw.shape[1]} "
+                        "values: a cut-off download? Download it again or remove that line")
 
 
 def _preamble(lines: list[str]) -> int:
@@ -262,7 +337,7 @@ def _is_header(fields: list[str]) -> bool:
         return True
     if len(cells) > 1 and cells == [str(k) for k in range(len(cells))]:
         return True
-    return not all(c == "" or _NUMBER.fullmatch(c) or _is_date(c) for c in cells)
+    return not all(c == "" or c.lower() in _NA_TOKENS or _NUMBER.fullmatch(c) or _is_date(c) for c in cells)
 
 
 def _is_date(cell: str) -> bool:
@@ -294,10 +369,15 @@ def _decimal_commas(values: pd.Series) -> bool:
 
 
 def _thousands(values: pd.Series) -> bool:
-    """Whether a column read as text holds numbers with thousands separators (``70,292.01``)."""
+    """Whether a column read as text holds numbers with thousands separators (``70,292.01``):
+    every value a plain number or grouped by thousands, and one at least that no decimal comma
+    can be (a decimal point after its groups, or two groups): ``"0,512"`` and ``"1,512"`` alone
+    are decimal commas as likely (a spreadsheet's German CSV), and stay text."""
     text = values.dropna().astype(str)
-    return bool(len(text)) and text.str.fullmatch(r"-?\d+(\.\d+)?|" + _THOUSANDS.pattern).all() and \
-        text.str.contains(",").any()
+    if not len(text) or not text.str.fullmatch(r"-?\d+(\.\d+)?|" + _THOUSANDS.pattern).all():
+        return False
+    grouped = text[text.str.contains(",")]
+    return bool(len(grouped)) and bool((grouped.str.contains(r"\.") | (grouped.str.count(",") >= 2)).any())
 
 
 # -------------------------------------------------------------------------------- row layouts
@@ -337,14 +417,15 @@ def clock_text(values: pd.Series) -> bool:
 
 
 def _kraken_rows(raw: pd.DataFrame) -> bool:
-    """Rows of 8 as Kraken's OHLC endpoint gives them: the 6th value (VWAP) inside every bar's
-    low..high and the 8th a whole count (the 6th there was the volume, read as prices)."""
+    """Rows of 8 as Kraken's OHLC endpoint gives them: the 6th value (VWAP) inside the low..high
+    of every bar that traded and the 8th a whole count (the 6th there was the volume, read as
+    prices); a bar without trades (count 0, VWAP 0) tells nothing."""
     try:
         values = raw.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
         return False
     high, low, vwap, count = values[:, 2], values[:, 3], values[:, 5], values[:, 7]
-    ok = np.isfinite(values[:, :8]).all(axis=1)
+    ok = np.isfinite(values[:, :8]).all(axis=1) & (count != 0)  # (a bar without trades: VWAP 0, count 0)
     if not ok.any():
         return False
     inside = (vwap[ok] >= low[ok] * (1 - 1e-9)) & (vwap[ok] <= high[ok] * (1 + 1e-9))
@@ -419,7 +500,7 @@ def _json_mapping(obj: dict) -> pd.DataFrame:
     else:
         frame = pd.DataFrame(obj)
     lower = {str(c).strip().lower() for c in frame.columns}
-    if not lower & {"timestamp", "date", "time", "datetime", "open_time"} and _time_labels(list(frame.index[:5])):
+    if not lower & set(TIME_COLUMNS) and _time_labels(list(frame.index[:5])):
         frame = frame.rename_axis("timestamp").reset_index()
     return frame
 
