@@ -317,3 +317,18 @@ def test_compressed_content_is_refused_at_the_limit_nested_gzip_included(tmp_pat
     (tmp_path / "bomb.csv.gz").write_bytes(gzip.compress(b"0" * 5_000_000))
     with pytest.raises(DataError, match="unpacks to more than"):
         read_ohlcv_file(tmp_path / "bomb.csv.gz")
+
+
+def test_files_of_other_markets_are_not_spliced_into_one_dataset(tmp_path):
+    """BTC's January and February with ETH's March imported as one green BTC dataset (a review
+    in the browser), a 97 % drop between them."""
+    files = []
+    for name, seed in (("BTCUSDT-1h-2025-01.csv", 1), ("BTCUSDT-1h-2025-02.csv", 2), ("ETHUSDT-1h-2025-03.csv", 3)):
+        files.append(tmp_path / name)
+        files[-1].write_text(binance_rows(reference(24, f"2025-0{len(files)}-01", seed=seed)))
+    with pytest.raises(ParamError, match=r"the files name other symbols: BTCUSDT \(2 files\), ETHUSDT \(1 file\)"):
+        import_ohlcv(files, data_root=tmp_path / "data")
+    (tmp_path / "BTCUSDT-4h-2025-03.csv").write_text(binance_rows(reference(24, "2025-03-01", seed=3)))
+    with pytest.raises(ParamError, match="the files name other timeframes"):
+        import_ohlcv([*files[:2], tmp_path / "BTCUSDT-4h-2025-03.csv"], data_root=tmp_path / "data")
+    assert not (tmp_path / "data").exists()

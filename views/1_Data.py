@@ -53,12 +53,19 @@ def _show_verdict(report) -> None:
     box("\n".join([text, "", *(f"- {r}" for r in reasons)]))
 
 
+def _upload_key() -> str:
+    """The uploader's key, renewed after each import (a new key: an empty uploader)."""
+    return f"data_upload_{st.session_state.get('data_upload_round', 0)}"
+
+
 def _import_source(scratch: str) -> tuple[str | Path | list[str], str, dict[str, str]]:
     """The file(s) to import (uploads written to ``scratch``, or a typed path or pattern such as
     ``~/dumps/BTCUSDT-1h-2024-*.zip``), the first name's stem and, for each path, the name the user
     knows it by (errors say that one, not the scratch copy's). Several files make one dataset."""
-    uploads = st.session_state.get("data_upload") or []
+    uploads = st.session_state.get(_upload_key()) or []
     path_text = st.session_state.get("data_path", "").strip()
+    if uploads and path_text:  # (the upload won, the typed pattern was dropped without a word)
+        raise ThreadXError("a file is uploaded and a path is typed: clear one of them (one import, one source)")
     if uploads:
         sources, shown = [], {}
         for upload in uploads:
@@ -112,18 +119,23 @@ def _run_import(*, replace: bool = False, label: str | None = None) -> None:
         st.error(f"Import failed: {exc}")
         return
     st.session_state.pop("data_collision", None)
-    verb = "Replaced" if replace else "Imported"
+    name = dataset_name(target)
+    done = (f"Replaced {name} with {len(frame):,} bars ({target})" if replace
+            else f"Imported {len(frame):,} bars into {name} ({target})")
     # what the import changed or found (rows sorted, duplicates dropped, off-grid times): the stored
     # dataset, validated anew, shows none of it
     found = "".join(f"\n- {note}" for note in frame.attrs.get("warnings") or [])
-    datasets_changed(f"{verb} {len(frame):,} bars into {dataset_name(target)} ({target})"
-                     + (f"\n\nFound in the file:{found}" if found else ""), select=dataset_name(target))
+    # said under the Import button, where the user is (the top of the page was out of sight), and
+    # the uploader emptied (the same files again asked to replace what they had just made)
+    st.session_state["data_import_done"] = done + (f"\n\nFound in the data:{found}" if found else "")
+    st.session_state["data_upload_round"] = st.session_state.get("data_upload_round", 0) + 1
+    datasets_changed("", select=name)
 
 
 def _collision_choice(collision: dict) -> None:
     """Replace / keep both / cancel, for an import onto a name in use."""
     first, last, bars = collision["incoming"] or (None, None, 0)
-    st.warning(f"{collision['existing'][0].upper()}{collision['existing'][1:]}. The file holds "
+    st.warning(f"{collision['existing'][0].upper()}{collision['existing'][1:]}. The import holds "
                f"{_span(first, last, bars)}. Replace the stored dataset, keep both (the file under a "
                "label), or cancel?")
     default = "new" if first is None else f"{first:%Y}" + (f"-{last:%Y}" if last.year != first.year else "")
@@ -215,25 +227,30 @@ with tabs[1]:
 
 with tabs[2]:
     st.write("Parquet, Feather, CSV or JSON, compressed or not (.gz, .zip: exchange dumps as they come; freqtrade, "
-             "Binance, Bybit, OKX, Kraken and ccxt layouts included). Validated before it is saved; "
-             "a name already in use is never overwritten without asking.")
-    st.file_uploader("File (several: one dataset, e.g. monthly dumps)", type=UPLOAD_TYPES, key="data_upload",
+             "Binance, Bybit, OKX, Kraken and ccxt layouts included; a spreadsheet: save it as CSV first). "
+             "Validated before it is saved; a name already in use is never overwritten without asking.")
+    st.file_uploader("File (several: one dataset, e.g. monthly dumps)", type=UPLOAD_TYPES, key=_upload_key(),
                      accept_multiple_files=True)
     st.text_input("…or a path on this machine (a pattern such as ~/dumps/BTCUSDT-1h-2024-*.zip takes several)",
                   key="data_path")
-    c = st.columns(5)
-    c[0].text_input("Exchange label", value="local", key="data_exchange")
-    c[1].text_input("Symbol (e.g. BTC_USDT)", key="data_symbol")
-    c[2].text_input("Timeframe (blank = detect)", key="data_timeframe")
-    c[3].text_input("Date format (blank = detect)", key="data_date_format",
+    c = st.columns(5)  # (short labels: at 1024 px the long ones wrapped and the boxes sat at three heights)
+    c[0].text_input("Exchange", value="local", key="data_exchange", help="the label the dataset is stored under")
+    c[1].text_input("Symbol", key="data_symbol", placeholder="from the file name",
+                    help="e.g. BTC_USDT; blank: the file name's first part")
+    c[2].text_input("Timeframe", key="data_timeframe", placeholder="detect",
+                    help="blank: the bars' own spacing (a timeframe they do not have is refused)")
+    c[3].text_input("Date format", key="data_date_format", placeholder="detect",
                     help="e.g. %d/%m/%Y; needed when dates read both day- and month-first")
-    c[4].text_input("Time zone (blank = UTC)", key="data_timezone",
+    c[4].text_input("Time zone", key="data_timezone", placeholder="UTC",
                     help="of times written without one (local exports), e.g. Europe/Berlin; epoch numbers and "
                          "times with an offset are read as written")
     st.checkbox("Drop repeated timestamps (keep the last row of each)", key="data_dedupe",
                 help="a file with a timestamp more than once is refused unless this is ticked (CLI: --dedupe)")
     if st.button("Import", key="data_import"):
         _run_import()
+    done = st.session_state.pop("data_import_done", None)
+    if done:
+        st.success(done)
     note = st.session_state.pop("data_import_note", None)
     if note:
         st.info(note)

@@ -46,7 +46,7 @@ def test_a_file_with_repeated_timestamps_imports_once_dedupe_is_ticked(workspace
     assert not at.exception
     assert any("Imported 400 bars" in s.value for s in at.success), [e.value for e in at.error]
     # what it dropped is said (the stored dataset, green, shows no trace of it)
-    assert any("Found in the file" in s.value and "1 duplicate timestamp(s)" in s.value and "(same values)" in s.value
+    assert any("Found in the data" in s.value and "1 duplicate timestamp(s)" in s.value and "(same values)" in s.value
                for s in at.success)
 
 

@@ -54,7 +54,7 @@ def test_collision_replace(stored, older):
     assert stored.stat().st_size and "binance/BTC_USDT-1h" in table_names(at)
     at.button(key="data_collision_replace").click().run()
     assert not at.exception, at.exception
-    assert any("Replaced 26,000 bars into binance/BTC_USDT-1h" in s.value for s in at.success)
+    assert any("Replaced binance/BTC_USDT-1h with 26,000 bars" in s.value for s in at.success)
     table = at.dataframe[0].value.set_index("name")
     assert table.loc["binance/BTC_USDT-1h", "bars"] == 26000  # the table shows the new data
     assert at.selectbox(key="dataset_picker").value == "binance/BTC_USDT-1h"

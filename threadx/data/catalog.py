@@ -78,19 +78,29 @@ def parse_dataset_name(name: str) -> tuple[str | None, str, str]:
     return exchange, symbol, timeframe
 
 
+# quote currencies a symbol without separator may end with, longest first (FDUSD before USD)
+_QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USDE", "DAI", "USD", "EUR", "GBP", "TRY", "BRL", "JPY", "AUD",
+           "BTC", "ETH", "BNB")
+
+
 def quote_currency(name: str) -> str:
-    """The currency a dataset's prices are in: the quote of its ``BASE_QUOTE`` symbol, '' when
-    its name gives none (a one-part symbol, or not a dataset name).
+    """The currency a dataset's prices are in: the quote of its ``BASE_QUOTE`` symbol (of a
+    ``BASEQUOTE`` one, when it ends with a common quote currency), '' when its name gives none.
 
     >>> quote_currency("binance/BTC_USDT-1h"), quote_currency("bybit/BTC_USDT_USDT-1h"), quote_currency("local/GOLD-1d")
     ('USDT', 'USDT', '')
+    >>> quote_currency("binance/BTCUSDT-1h"), quote_currency("binance/ETHBTC-4h"), quote_currency("kraken/XBTEUR-1d")
+    ('USDT', 'BTC', 'EUR')
     """
     try:
         symbol = _parse(name)[1]
     except (DataError, ValueError):
         return ""
     parts = symbol.split("_")
-    return parts[1] if len(parts) > 1 else ""
+    if len(parts) > 1:
+        return parts[1]
+    # a symbol written without its separator, as exchanges' dumps name it (BTCUSDT-1h-2025-01.zip)
+    return next((q for q in _QUOTES if symbol.endswith(q) and len(symbol) - len(q) >= 2), "")
 
 
 def parse_label(name: str) -> str | None:

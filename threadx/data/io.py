@@ -124,6 +124,22 @@ def _open_times(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _one_market(paths: Sequence[str]) -> None:
+    """ParamError when the names of files imported together carry other symbols or timeframes
+    (BTC's January spliced with ETH's March under one name, green, a 97 % drop between them)."""
+    from collections import Counter
+
+    from threadx.data.catalog import name_timeframe, normalize_symbol
+
+    named = [Path(p) for p in paths if name_timeframe(p)]  # (names that follow SYMBOL-tf[-label] only)
+    for what, part in (("symbols", lambda p: normalize_symbol(p.name.split("-")[0])), ("timeframes", name_timeframe)):
+        counts = Counter(part(p) for p in named)
+        if len(counts) > 1:
+            listed = ", ".join(f"{key} ({n} file{'s' if n > 1 else ''})" for key, n in counts.most_common())
+            raise ParamError(f"the files name other {what}: {listed}; one dataset holds one market and one "
+                             "timeframe: import them apart")
+
+
 def _read_files(paths: list[Path], date_format: str | None, dayfirst: bool | None,
                 timezone: str | None) -> pd.DataFrame:
     """:func:`read_ohlcv_file` of several files, their rows one after the other (each file in its
@@ -351,6 +367,8 @@ def import_ohlcv(
         if len(source) == 1:
             source, several = source[0], False
     first = Path(source[0] if several else str(source))
+    if several:
+        _one_market(source)
     shown = f"{first} (and {len(source) - 1} more)" if several else source  # (said in errors)
 
     df, report = load_ohlcv(source, dedupe=dedupe, date_format=date_format, dayfirst=dayfirst, timezone=timezone,
