@@ -42,8 +42,8 @@ _UNNAMED = re.compile(r"(Unnamed: 0)?")  # pandas' name for a header cell left e
 
 
 def read_ohlcv_file(
-    path: str | os.PathLike | Sequence[str | os.PathLike], *, date_format: str | None = None, dayfirst: bool | None = None,
-    timezone: str | None = None,
+    path: str | os.PathLike | Sequence[str | os.PathLike], *, date_format: str | None = None,
+    dayfirst: bool | None = None, timezone: str | None = None,
 ) -> pd.DataFrame:
     """Read an OHLCV file (or several, one after the other) into a frame indexed by a UTC
     ``timestamp`` DatetimeIndex (file order kept).
