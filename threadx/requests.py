@@ -146,9 +146,11 @@ class DatasetRef:
         """The error of candles loaded for this reference whose ``fingerprint`` is not the one recorded."""
         span = ", ".join(part for part in (self.timeframe, f"{self.start} to {self.end}" if self.start and self.end
                                             else None) if part)
-        return DataError(f"dataset {self.label} changed since the run: its candles{f' ({span})' if span else ''} "
-                         f"have fingerprint {fingerprint[:12]}, the run used {(self.fingerprint or '?')[:12]}; not "
-                         "running on other data")
+        # (the span is the run's: "its candles (1h, Jan to Mar) have fingerprint <new>" paired the old
+        # span with the new data's fingerprint)
+        return DataError(f"dataset {self.label} changed since the run: the run used its candles"
+                         f"{f' ({span})' if span else ''} with fingerprint {(self.fingerprint or '?')[:12]}, "
+                         f"its candles now give {fingerprint[:12]}; not running on other data")
 
 
 def _present(source: str) -> bool:
