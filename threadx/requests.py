@@ -631,12 +631,24 @@ def describe_options(engine: Mapping[str, Any] | None) -> str:
 
 
 def describe_data(data: Mapping[str, Any] | None, fallback: str | None = None, timeframe: str | None = None) -> str:
-    """A run's data in one line: name (and file), timeframe, bounds."""
+    """A run's data in one line: name (and file), timeframe, its first and last bar, fingerprint.
+
+    >>> describe_data({"source": "binance/BTC_USDT-1h", "timeframe": "1h", "start": "2025-01-01T00:00:00+00:00",
+    ...                "end": "2025-03-01T00:00:00+00:00", "fingerprint": "f82bf8b3ebec5d1a"})
+    'binance/BTC_USDT-1h (1h, 2025-01-01 00:00 to 2025-02-28 23:00, fingerprint f82bf8b3)'
+    """
     if not data:
         return f"{fallback or 'unnamed data'}" + (f" ({timeframe})" if timeframe else "")
     ref = DatasetRef.from_dict(data)
-    span = f", {ref.start[:10]} to {ref.end[:10]}" if ref.start and ref.end else ""
-    return f"{ref.label} ({ref.timeframe or '?'}{span})"
+    parts = [ref.timeframe or "?"]
+    if ref.start and ref.end:  # (end is exclusive: the last bar opens one timeframe before it)
+        from threadx.data.grid import timeframe_ns
+
+        last = pd.Timestamp(ref.end) - pd.Timedelta(timeframe_ns(ref.timeframe) if ref.timeframe else 0, unit="ns")
+        parts.append(f"{pd.Timestamp(ref.start):%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}")
+    if ref.fingerprint:
+        parts.append(f"fingerprint {ref.fingerprint[:8]}")
+    return f"{ref.label} ({', '.join(parts)})"
 
 
 def describe_run(manifest: Mapping[str, Any]) -> str:
