@@ -202,15 +202,16 @@ with st.expander("Parameters", expanded=True):
     if values != saved:
         workspace.save_form("params", strategy, values)
 with st.expander("Costs, fills and sizing", expanded=False):
-    c = st.columns(7)
+    c = st.columns(4)  # (two rows of four: seven in one cut "10000.(", "strategy defa" at 1024-1440 px)
     capital = c[0].number_input("Initial capital", min_value=1.0, step=1_000.0, key="bt_capital")
     fee_bps = c[1].number_input("Fee (bps)", min_value=0.0, max_value=1000.0, step=0.5, key="bt_fee")
     slip_bps = c[2].number_input("Slippage (bps)", min_value=0.0, max_value=1000.0, step=0.5, key="bt_slip")
     fill = c[3].selectbox("Fill", ["next_open", "close"], key="bt_fill")
-    sizing = c[4].selectbox("Sizing", SIZINGS, key="bt_sizing")
-    leverage = c[5].number_input("Leverage (0 = strategy's)", min_value=0.0, max_value=100.0, step=1.0,
-                                 key="bt_leverage")
-    min_notional = c[6].number_input("Min order value", min_value=0.0, step=1.0, key="bt_min_notional",
+    c = st.columns(4)
+    sizing = c[0].selectbox("Sizing", SIZINGS, key="bt_sizing")
+    leverage = c[1].number_input("Leverage", min_value=0.0, max_value=100.0, step=1.0, key="bt_leverage",
+                                 help="0 = the strategy's own leverage")
+    min_notional = c[2].number_input("Min order value", min_value=0.0, step=1.0, key="bt_min_notional",
                                      help="entries below this order value (quote currency) are skipped "
                                           "and counted in n_skipped; 0 = off")
     extra = st.session_state.get("bt_engine_extra")
