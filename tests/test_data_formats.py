@@ -332,3 +332,15 @@ def test_files_of_other_markets_are_not_spliced_into_one_dataset(tmp_path):
     with pytest.raises(ParamError, match="the files name other timeframes"):
         import_ohlcv([*files[:2], tmp_path / "BTCUSDT-4h-2025-03.csv"], data_root=tmp_path / "data")
     assert not (tmp_path / "data").exists()
+
+
+def test_files_given_twice_are_named_with_their_duplicates(tmp_path):
+    jan = tmp_path / "BTCUSDT-1h-2025-01.csv"
+    copy = tmp_path / "BTCUSDT-1h-2025-01-copy.csv"
+    feb = tmp_path / "BTCUSDT-1h-2025-02.csv"
+    jan.write_text(binance_rows(reference(24, "2025-01-01")))
+    copy.write_text(jan.read_text())
+    feb.write_text(binance_rows(reference(24, "2025-02-01", seed=5)))
+    with pytest.raises(DataError, match=r"24 duplicate timestamp.*the files BTCUSDT-1h-2025-01-copy.csv and "
+                                        r"BTCUSDT-1h-2025-01.csv overlap \(one given twice\?\)"):
+        import_ohlcv([jan, copy, feb], data_root=tmp_path / "data")

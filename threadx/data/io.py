@@ -149,6 +149,10 @@ def _read_files(paths: list[Path], date_format: str | None, dayfirst: bool | Non
     frames = [read_ohlcv_file(p, date_format=date_format, dayfirst=dayfirst, timezone=timezone) for p in paths]
     df = pd.concat(frames)
     df.attrs["source"] = ", ".join(str(p) for p in paths)
+    spans = sorted((f.index.min(), f.index.max(), p.name) for f, p in zip(frames, paths) if len(f))
+    overlaps = [f"{a[2]} and {b[2]}" for a, b in zip(spans, spans[1:]) if b[0] <= a[1]]
+    if overlaps:  # (said with the duplicates they make: "744 duplicate timestamps" blamed no file)
+        df.attrs["overlaps"] = overlaps
     for key in ("naive_times", "close_times", "synthetic"):  # (concat keeps no attrs of frames whose attrs differ)
         found = [f.attrs[key] for f in frames if f.attrs.get(key)]
         if found:
@@ -323,6 +327,10 @@ def check_ohlcv_file(
         if df.attrs.get("close_times"):
             rep.warnings.append(f"times were the bars' close times ({df.attrs['close_times']} before the next bar "
                                 "opens, as Binance's close_time): read as their open times, one bar earlier")
+        if df.attrs.get("overlaps"):
+            where = f"; the files {', '.join(df.attrs['overlaps'])} overlap (one given twice?)"
+            rep.errors = [e + (where if "duplicate timestamp" in e else "") for e in rep.errors]
+            rep.warnings = [w + (where if "duplicate timestamp" in w else "") for w in rep.warnings]
         if df.attrs.get("naive_times") == ASSUMED_UTC:  # (a local-time file read as UTC: every bar hours off)
             rep.warnings.append("times carry no zone: read as UTC (if they are local times, give their zone: "
                                 "timezone=..., --timezone, the import form's 'Time zone')")
