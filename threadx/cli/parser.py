@@ -23,6 +23,19 @@ from threadx.gpu.cli import add_gpu_commands
 SETTING_HELP = " (default: the setting %s, see `threadx config show`)"
 
 
+def _add_selection_arguments(p: argparse.ArgumentParser, samplers: tuple[str, ...], sampler: str,
+                             n: int | None) -> None:
+    """How a search draws its combos and picks its winner: the sampler, the combo count of the
+    Monte Carlo ones, the seed, the objective and its direction, the fewest trades of a winner."""
+    p.add_argument("--sampler", choices=samplers, default=sampler)
+    p.add_argument("--n", type=int, default=n, help="combos for the Monte Carlo samplers")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--objective", default="sharpe")
+    p.add_argument("--minimize", action="store_true")
+    p.add_argument("--min-trades", type=int, default=DEFAULT_MIN_TRADES,
+                   help=f"fewest trades of a winner (default {DEFAULT_MIN_TRADES})")
+
+
 def _add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fee-bps", type=float, help="fee per fill in bps" + SETTING_HELP % "engine.fee_bps")
     p.add_argument("--slippage-bps", type=float, help="slippage per fill in bps" + SETTING_HELP % "engine.slippage_bps")
@@ -134,13 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", required=True)
     p.add_argument("--param", action="append", metavar="NAME=MIN:MAX:STEP|A,B|VALUE",
                    help="search range of a param (repeatable); others stay at their defaults")
-    p.add_argument("--sampler", choices=("grid", "random", "lhs", "sobol", "adaptive"), default="grid")
-    p.add_argument("--n", type=int, help="combos for the Monte Carlo samplers")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--objective", default="sharpe")
-    p.add_argument("--minimize", action="store_true")
-    p.add_argument("--min-trades", type=int, default=DEFAULT_MIN_TRADES,
-                   help=f"fewest trades of a winner (default {DEFAULT_MIN_TRADES})")
+    _add_selection_arguments(p, ("grid", "random", "lhs", "sobol", "adaptive"), "grid", None)
     p.add_argument("--workers", type=int)
     p.add_argument("--executor", choices=("auto", "local", "inline", "dask", "gpu"),
                    help="where combos run" + SETTING_HELP % "sweep.executor")
@@ -172,13 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bars left out at the end of each IS window, before its OOS window (default 0)")
     p.add_argument("--embargo", type=int, default=0, metavar="BARS",
                    help="bars after each OOS window left out of later IS windows (default 0)")
-    p.add_argument("--sampler", choices=("grid", "random", "lhs", "sobol"), default="random")
-    p.add_argument("--n", type=int, default=1000, help="combos for the Monte Carlo samplers")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--objective", default="sharpe")
-    p.add_argument("--minimize", action="store_true")
-    p.add_argument("--min-trades", type=int, default=DEFAULT_MIN_TRADES,
-                   help=f"fewest trades of a winner (default {DEFAULT_MIN_TRADES})")
+    _add_selection_arguments(p, ("grid", "random", "lhs", "sobol"), "random", 1000)
     p.add_argument("--workers", type=int)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--block", type=int, help="bootstrap block length in bars (default sqrt of the bar count)")
@@ -207,12 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--anchored", action="store_true", help="IS windows all start at the first bar")
     p.add_argument("--purge", type=int, default=0, metavar="BARS")
     p.add_argument("--embargo", type=int, default=0, metavar="BARS")
-    p.add_argument("--sampler", choices=("grid", "random", "lhs", "sobol"), default="random")
-    p.add_argument("--n", type=int, default=1000, help="combos for the Monte Carlo samplers")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--objective", default="sharpe")
-    p.add_argument("--minimize", action="store_true")
-    p.add_argument("--min-trades", type=int, default=DEFAULT_MIN_TRADES)
+    _add_selection_arguments(p, ("grid", "random", "lhs", "sobol"), "random", 1000)
     p.add_argument("--workers", type=int)
     p.add_argument("--executor", choices=("inline", "local", "dask"), default="inline",
                    help="inline: cells one after another here; local: one process per cell; dask: one task per cell")
