@@ -235,7 +235,7 @@ with tabs[2]:
                   key="data_path")
     c = st.columns(5)  # (short labels: at 1024 px the long ones wrapped and the boxes sat at three heights)
     c[0].text_input("Exchange", value="local", key="data_exchange", help="the label the dataset is stored under")
-    c[1].text_input("Symbol", key="data_symbol", placeholder="from the file name",
+    c[1].text_input("Symbol", key="data_symbol", placeholder="file name's",
                     help="e.g. BTC_USDT; blank: the file name's first part")
     c[2].text_input("Timeframe", key="data_timeframe", placeholder="detect",
                     help="blank: the bars' own spacing (a timeframe they do not have is refused)")

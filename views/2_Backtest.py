@@ -23,7 +23,7 @@ from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset
 from threadx.ui.widgets import differences, param_form
 from threadx.warmup import warming_note
 
-SIZINGS = ["strategy default", "all_in", "fraction", "risk"]
+SIZINGS = ["strategy's", "all_in", "fraction", "risk"]  # (the first: the strategy's own rule; "strategy default" was cut at 1024 px)
 DEFAULTS = EngineOptions()  # the one source of the engine's defaults
 
 st.title("Backtest")

@@ -34,22 +34,22 @@ from threadx.data.bars import OHLCV_COLUMNS
 from threadx.errors import DataError
 from threadx.units import format_bytes
 
-FORMATS = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".feather": "feather",
-    ".ftr": "feather",
-    ".arrow": "feather",
+FORMATS = {  # (in the order a browser's file filter lists them: the common ones first)
     ".csv": "csv",
+    ".zip": "zip",
     ".csv.gz": "csv",
-    ".txt": "csv",
+    ".parquet": "parquet",
     ".json": "json",
     ".json.gz": "json",
-    ".zip": "zip",
+    ".feather": "feather",
+    ".txt": "csv",
+    ".pq": "parquet",
+    ".ftr": "feather",
+    ".arrow": "feather",
 }
 TIME_COLUMNS = ("timestamp", "date", "time", "open_time", "datetime", "open time", "unix", "ts")  # first found wins
 ACCEPTED = ".parquet, .feather, .csv or .json (compressed too: .gz, .zip)"  # said when a path is refused
-UPLOAD_TYPES = sorted({suffix.rsplit(".", 1)[-1] for suffix in FORMATS})  # a browser's file filter: last suffix
+UPLOAD_TYPES = list(dict.fromkeys(suffix.rsplit(".", 1)[-1] for suffix in FORMATS))  # a browser's filter: last suffix
 METADATA_KEY = b"threadx"
 MAX_UNPACKED = 2**30  # bytes a compressed file may unpack to: more is refused, not read (a zip bomb)
 _GZIP = b"\x1f\x8b"
