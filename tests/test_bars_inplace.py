@@ -159,3 +159,17 @@ def test_a_strategy_rebinding_the_bars_gets_one_error_naming_its_line(strategy_d
     with pytest.raises(StrategyError, match=r"rebinds\.py:7: FrozenInstanceError: cannot assign to field 'close'"):
         threadx.backtest(synthetic_bars, "rebinds")
     assert synthetic_bars.fingerprint == fingerprint and synthetic_bars.close[0] % 1000 != 0
+
+
+def test_bars_read_as_a_frame_by_column_name():
+    """A strategy written as for pandas (bars["close"]) failed every check with "'Bars' object is
+    not subscriptable" (a first-time user's first edit of the template)."""
+    import numpy as np
+    import pytest
+
+    from threadx.data.bars import Bars
+
+    bars = Bars(*(np.arange(3.0) + k for k in range(5)), np.arange(3) * 3_600_000_000_000, "1h")
+    assert bars["close"] is bars.close and not bars["volume"].flags.writeable
+    with pytest.raises(KeyError, match="bars has no column 'Close': bars.open, .high"):
+        bars["Close"]

@@ -86,6 +86,18 @@ class Bars:
                             "and slicing): pass timeframe=, or clear df.attrs")
         return cls(time_ns=time_ns, timeframe=tf, name=name or df.attrs.get("name"), **cols)
 
+    def __getitem__(self, column: str) -> np.ndarray:
+        """``bars["close"]`` as ``bars.close`` (a strategy written as for a pandas frame):
+        a read-only array of one of open, high, low, close, volume.
+
+        >>> Bars(*(np.ones(2) for _ in range(5)), np.arange(2))["close"].tolist()
+        [1.0, 1.0]
+        """
+        if column not in OHLCV_COLUMNS:
+            raise KeyError(f"bars has no column {column!r}: bars.open, .high, .low, .close, .volume (arrays, one "
+                           "per bar), .index (their UTC open times), .timeframe")
+        return getattr(self, column)
+
     def __len__(self) -> int:
         return len(self.close)
 

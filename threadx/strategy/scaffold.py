@@ -40,6 +40,10 @@ def indicators(p):
 def signals(bars, ind, p):
     """One uint8 per bar, decided at that bar's close from bars up to it (never later ones).
 
+    bars: read-only arrays, one value per bar: bars.open, .high, .low, .close, .volume
+    (bars["close"] too), bars.index (UTC open times). ind: each indicator's outputs by label,
+    e.g. ind["rsi"]["value"]. p: the params by name.
+
     Entry: RSI crosses back above the oversold level. Exit: RSI crosses above the exit level.
     Orders fill at the next bar's open (or at this close with fill="close")."""
     rsi = ind["rsi"]["value"]
@@ -90,6 +94,8 @@ SPEC = StrategySpec(
     signals=signals,
     levels=levels,
     exits=exits,
+    # lines on the price chart (indicators on the price's scale): {legend: (label, output)},
+    # e.g. with an "ema": ("ema", {"period": ...}) indicator: overlays=lambda p: {"EMA": ("ema", "value")}
 )
 '''
 
