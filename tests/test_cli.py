@@ -553,3 +553,12 @@ def test_a_walkforward_is_stored_as_the_pages_are(tmp_path, capsys):
     assert main([*argv, "--json"]) == 0  # a new id of its own, in the JSON too
     run_id = json.loads(capsys.readouterr().out)["run_id"]
     assert run_id.startswith("wf-ma_crossover-") and len(list_walk_forwards()) == 2
+
+
+def test_progress_is_not_redrawn_into_a_file_or_a_pipe(tmp_path, capsys):
+    """Progress redraws went to a redirected stderr too: 721 of them (69 KB) for one strategy check."""
+    proc = subprocess.run([sys.executable, "-m", "threadx", "sweep", "--strategy", "ma_crossover",
+                           "--param", "fast_period=5:9:2", "--store", str(tmp_path / "runs")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr and "combos to run" in proc.stderr

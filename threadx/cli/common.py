@@ -199,6 +199,24 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
                 leverage=args.leverage, min_notional=args.min_notional)
 
 
+_LIVE = [False]  # a progress line is drawn on stderr and not ended yet
+
+
+def live_line(text: str) -> None:
+    """Redraw the progress line on stderr: on a terminal only (a file or a pipe got every redraw,
+    721 of them for one strategy check)."""
+    if sys.stderr.isatty():
+        print(f"\r{text}", end="", file=sys.stderr, flush=True)
+        _LIVE[0] = True
+
+
+def end_live_line() -> None:
+    """End a drawn progress line, so that what follows starts a line of its own."""
+    if _LIVE[0]:
+        print(file=sys.stderr)
+        _LIVE[0] = False
+
+
 def _progress_printer(args: argparse.Namespace, what: str):
     """A progress callback drawing one bar on stderr (silent with --json)."""
     announced = []
@@ -210,15 +228,9 @@ def _progress_printer(args: argparse.Namespace, what: str):
             announced.append(True)
             print(f"{args.strategy}: {p.total:,} combos to run ({what})", file=sys.stderr)
         bar = "#" * int(30 * p.done / max(p.total, 1))
-        print(f"\r  [{bar:<30}] {p.done:,}/{p.total:,}  {p.rate:,.0f}/s  {format_eta(p.eta_s)}  failed {p.failed}",
-              end="", file=sys.stderr, flush=True)
+        live_line(f"  [{bar:<30}] {p.done:,}/{p.total:,}  {p.rate:,.0f}/s  {format_eta(p.eta_s)}  failed {p.failed}")
 
-    def end_line() -> None:
-        """End the bar's line, so that an error message starts a line of its own."""
-        if announced and not args.json and not getattr(args, "quiet", False):
-            print(file=sys.stderr)
-
-    progress.end_line = end_line  # type: ignore[attr-defined]
+    progress.end_line = end_live_line  # type: ignore[attr-defined]
     return progress
 
 

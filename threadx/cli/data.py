@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from threadx.cli.common import EXIT_BAD_INPUT, _print_json, _table
+from threadx.cli.common import EXIT_BAD_INPUT, _print_json, _table, end_live_line, live_line
 from threadx.errors import ParamError, ThreadXError
 
 
@@ -101,7 +101,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
 
     def progress(done: float, total: float) -> None:
         if total > 0:
-            print(f"\r  {min(done / total, 1.0):6.1%}", end="", file=sys.stderr, flush=True)
+            live_line(f"  {min(done / total, 1.0):6.1%}")
 
     results: list[dict[str, Any]] = []
     unreachable: list[str] = []  # why the exchange did not answer, once it did not
@@ -122,8 +122,7 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
             except ThreadXError as exc:
                 _failed(entry, exc, unreachable)
                 line = None
-            if not quiet:
-                print(file=sys.stderr)
+            end_live_line()
             results.append(entry)
             _fetch_line(entry, line, args.json)
         if args.funding:

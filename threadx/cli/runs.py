@@ -9,7 +9,7 @@ from typing import Any
 
 from threadx.cli.common import (
     _dataset_funding, _engine_options, _load_data, _named_rows, _parse_params, _parse_space, _print_json,
-    _print_timings, _progress_printer, _table,
+    _print_timings, _progress_printer, _table, end_live_line,
 )
 from threadx.errors import ThreadXError
 
@@ -97,8 +97,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except ThreadXError:
         progress.end_line()
         raise
-    if not args.json:
-        print(file=sys.stderr)
+    end_live_line()
     return _show_run(run, args.json, args.top)
 
 

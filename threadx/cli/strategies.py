@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from threadx.cli.common import EXIT_CHECK_FAILED, _load_data, _print_json, _table
+from threadx.cli.common import EXIT_CHECK_FAILED, _load_data, _print_json, _table, end_live_line, live_line
 from threadx.errors import ThreadXError
 
 
@@ -60,11 +60,10 @@ def cmd_strategy_check(args: argparse.Namespace) -> int:
 
     def progress(stage: str, fraction: float) -> None:
         if not quiet:
-            print(f"\r  [{'#' * int(30 * fraction):<30}] {stage[:60]:<60}", end="", file=sys.stderr, flush=True)
+            live_line(f"  [{'#' * int(30 * fraction):<30}] {stage[:60]:<60}")
 
     report = check_strategy(spec, bars, combos=args.combos, seed=args.seed, checks=wanted, progress=progress)
-    if not quiet:
-        print(file=sys.stderr)
+    end_live_line()
     if save_report(spec, report) is None:  # (the stored report is read again only to say why)
         print(f"note: the stored check of {spec.name} is kept: it failed {', '.join(hidden_failures(spec, report))}, "
               "which this run did not check again conclusively on the same data", file=sys.stderr)

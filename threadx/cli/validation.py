@@ -8,7 +8,7 @@ from typing import Any
 
 from threadx.cli.common import (
     EXIT_BAD_INPUT, EXIT_CELL_FAILED, _cell, _check_writable, _dataset_funding, _engine_options, _json_text,
-    _load_data, _parse_space, _print_json, _print_timings, _progress_printer, _table,
+    _load_data, _parse_space, _print_json, _print_timings, _progress_printer, _table, end_live_line, live_line,
 )
 from threadx.errors import ParamError, ThreadXError
 from threadx.units import counted, format_count
@@ -59,8 +59,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         print("\ninterrupted", file=sys.stderr)
         return 130
     elapsed = time.perf_counter() - started
-    if not args.json:
-        print(file=sys.stderr)
+    end_live_line()
     with watch.stage("robustness"):
         report = validate_walk_forward(wf, n=args.bootstrap, block=args.block, seed=args.seed, S=args.S)
     wf.meta["timings"] = watch.record()
@@ -126,7 +125,7 @@ def cmd_research(args: argparse.Namespace) -> int:
 
     def progress(done: int, total: int, phase: str) -> None:
         if not args.json and not args.quiet:
-            print(f"\r  [{done}/{total}] {phase[:110]:<110}", end="", file=sys.stderr, flush=True)
+            live_line(f"  [{done}/{total}] {phase[:110]:<110}")
 
     windows = {k: getattr(args, k) for k in ("is_days", "is_bars", "oos_days", "oos_bars", "step_days", "step_bars")}
     try:
@@ -139,8 +138,7 @@ def cmd_research(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    if not args.json and not args.quiet:
-        print(file=sys.stderr)
+    end_live_line()
     failed = [c for c in result.cells if c.get("error")]  # (its walk-forward failed: the other cells are whole)
     status = EXIT_CELL_FAILED if failed else 0  # a script reading only the exit status misses a hole in the matrix
     if args.json:
