@@ -2,6 +2,7 @@
 wall time; the hint; `runs show --timings`; the page chart."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -123,7 +124,16 @@ def test_runs_show_timings_of_a_stored_walk_forward(capsys, tmp_path, synthetic_
     save_walk_forward("wf-t", wf, validate_walk_forward(wf, n=20, S=4), tmp_path)
     assert main(["runs", "show", "wf-t", "--store", str(tmp_path), "--timings"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("walk-forward wf-t: ma_crossover") and "Run combos (workers)" in out
+    assert out.startswith("walk-forward wf-t (stored in") and "Run combos (workers)" in out
+    # without --timings it said "no run 'wf-t'"; runs list did not list it
+    assert main(["runs", "show", "wf-t", "--store", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "walk-forward ma_crossover on" in out and "searched: fast_period 5..10 (2 values)" in out
+    assert "stitched OOS" in out and "grade" in out.lower()
+    assert main(["runs", "list", "--store", str(tmp_path)]) == 0
+    assert "walk-forwards (threadx runs show ID)" in capsys.readouterr().out
+    assert main(["runs", "list", "--store", str(tmp_path), "--json"]) == 0
+    assert [r["kind"] for r in json.loads(capsys.readouterr().out)] == ["walk_forward"]
 
 
 def test_text_lines_and_figure_without_timings():

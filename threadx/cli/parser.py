@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_validate)
 
-    runs = sub.add_parser("runs", help="stored optimisation runs")
+    runs = sub.add_parser("runs", help="stored optimisation runs and walk-forwards")
     rsub = runs.add_subparsers(dest="runs_command", required=True)
     p = rsub.add_parser("list")
     p.add_argument("--store")
@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--store")
     p.add_argument("--top", type=_count, default=10, help="show the N best combos")
-    p.add_argument("--timings", action="store_true", help=TIMINGS_HELP + "; also for a stored walk-forward id")
+    p.add_argument("--timings", action="store_true", help=TIMINGS_HELP)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_runs_show)
     p = rsub.add_parser("repair", help="quarantine damaged parts, rebuild a lost manifest, make a run resumable")

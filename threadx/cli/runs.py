@@ -151,41 +151,53 @@ def _show_run(run, as_json: bool, top: int) -> int:
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
     from threadx.optimize.store import ResultStore
+    from threadx.validation.storage import list_walk_forwards
 
-    runs = ResultStore(args.store).list_runs()
+    store = ResultStore(args.store)
+    runs = store.list_runs()
     runs = runs.astype(object).where(runs.notna(), None)  # what a damaged run lacks is null, not NaN
-    if args.json:
-        _print_json(runs.to_dict(orient="records"))
-    elif runs.empty:
-        print("no stored runs yet: see `threadx sweep --help`")
-    else:
+    walks = [{k: v for k, v in row.items() if k != "mtime"} for row in list_walk_forwards(store.root)]
+    if args.json:  # one list: each row's kind says which (the sweeps first, as before)
+        _print_json([{**row, "kind": "sweep"} for row in runs.to_dict(orient="records")]
+                    + [{**row, "kind": "walk_forward"} for row in walks])
+        return 0
+    if runs.empty and not walks:
+        print("no stored runs yet: see `threadx sweep --help` and `threadx walkforward --help`")
+    if not runs.empty:
         print(_table(runs.to_dict(orient="records"), list(runs.columns)))
+    if walks:  # (a walk-forward's id, printed when it was stored, was in no list)
+        print(f"\nwalk-forwards (threadx runs show ID):\n{_table(walks, list(walks[0]))}")
     return 0
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
     from threadx.optimize.store import ResultStore
+    from threadx.validation.storage import is_stored
 
     store = ResultStore(args.store)
-    if args.timings and not store.folder(args.run_id).exists():  # a stored walk-forward of that id
-        return _show_walkforward_timings(args.run_id, store.root, args.json)
+    if not store.folder(args.run_id).exists() and is_stored(args.run_id, store.root):  # a stored walk-forward
+        return _show_walkforward(args.run_id, store.root, args.json, args.timings)
     code = _show_run(store.load(args.run_id), args.json, args.top)
     if args.timings and not args.json:
         _print_timings(store.load(args.run_id).manifest.get("timings"))
     return code
 
 
-def _show_walkforward_timings(run_id: str, root: Path, as_json: bool) -> int:
-    """The timings of the walk-forward ``run_id`` stored under ``root`` (``walkforward/<id>``)."""
+def _show_walkforward(run_id: str, root: Path, as_json: bool, timings: bool) -> int:
+    """The walk-forward ``run_id`` stored under ``root`` (``walkforward/<id>``): its tables and
+    report, as ``threadx walkforward`` printed them (``runs show`` said "no run" of it)."""
+    from threadx.cli.validation import print_walk_forward
     from threadx.validation.storage import load_walk_forward
 
-    wf, _ = load_walk_forward(run_id, root)
-    timings = wf.meta.get("timings")
+    wf, report = load_walk_forward(run_id, root)
     if as_json:
-        _print_json({"run_id": run_id, "timings": timings})
+        _print_json({"run_id": run_id, "walk_forward": wf.to_dict(), "validation": report.to_dict(),
+                     **({"timings": wf.meta.get("timings")} if timings else {})})
         return 0
-    print(f"walk-forward {run_id}: {wf.config['strategy']} on {wf.meta.get('dataset')}, {len(wf.windows)} windows")
-    _print_timings(timings)
+    print(f"walk-forward {run_id} (stored in {root / 'walkforward' / run_id}):")
+    print_walk_forward(wf, report)
+    if timings:
+        _print_timings(wf.meta.get("timings"))
     return 0
 
 

@@ -76,11 +76,26 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(out)
         return _exit_status(unsaved)
+    print_walk_forward(wf, report)
+    print(f"time: walk-forward {_cell('elapsed_s', elapsed)}, with validation {_cell('elapsed_s', total)}")
+    if stored is not None:
+        print(f"stored as walk-forward {run_id} in {stored} (the Validation page's Stored walk-forwards)")
+    if args.timings:
+        _print_timings(wf.meta.get("timings"))
+    return _exit_status(unsaved)
+
+
+def print_walk_forward(wf: Any, report: Any) -> None:
+    """A walk-forward in tables: its windows, what was searched, the stitched OOS record and its
+    validation report (``threadx walkforward``, ``threadx runs show`` of a stored one)."""
     table = wf.table
     print(f"walk-forward {wf.config['strategy']} on {wf.meta.get('dataset')}: {len(wf.windows)} windows "
           f"(IS {format_count(wf.config['is_bars'])} bars, OOS {format_count(wf.config['oos_bars'])} bars, "
           f"{'anchored' if wf.config['anchored'] else 'rolling'}{_purge_text(wf.config)}), "
           f"{wf.meta['combos_done']:,} combos per window")
+    searched = _searched(wf.config.get("space") or {})
+    if searched:  # (leverage 1..10 ranged by a strategy's declared space went unsaid)
+        print(f"searched: {searched}")
     if wf.failure_note():
         print(f"warning: {wf.failure_note()}")
     cols = [c for c in ("window", "oos_start", "oos_end", "regime", f"is_{wf.objective}", f"oos_{wf.objective}",
@@ -91,12 +106,19 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
           f"max drawdown {_cell('max_drawdown', s['max_drawdown'])}, {_cell('n_trades', s['n_trades'])} trades; "
           f"efficiency {_cell('efficiency', wf.efficiency)}, consistency {_cell('consistency', wf.consistency)}")
     _print_report(report)
-    print(f"time: walk-forward {_cell('elapsed_s', elapsed)}, with validation {_cell('elapsed_s', total)}")
-    if stored is not None:
-        print(f"stored as walk-forward {run_id} in {stored} (the Validation page's Stored walk-forwards)")
-    if args.timings:
-        _print_timings(wf.meta.get("timings"))
-    return _exit_status(unsaved)
+
+
+def _searched(space: dict) -> str:
+    """The params a search varied and their values (a search space's dict), in one line.
+
+    >>> _searched({"axes": [{"name": "fast", "values": [5, 10, 15]}, {"name": "slow", "values": [50]},
+    ...                     {"name": "leverage", "values": [1.0, 2.0, 4.0, 10.0]}]})
+    'fast 5..15 (3 values), leverage 1.0..10.0 (4 values)'
+    """
+    varied = [a for a in space.get("axes", []) if len(a.get("values", [])) > 1]
+    return ", ".join(f"{a['name']} {min(a['values'])}..{max(a['values'])} ({len(a['values']):,} values)"
+                     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in a["values"])
+                     else f"{a['name']} {'/'.join(map(str, a['values']))}" for a in varied)
 
 
 def _save_json(path: str, out: Any, what: str) -> ThreadXError | None:
