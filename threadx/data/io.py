@@ -258,8 +258,8 @@ def load_ohlcv(
         raise DataError(f"{path}: invalid data: {report.first_errors()}")
     if report.low_quality:  # valid but sparse bars: a backtest may use them, an import refuses them
         _log.warning("%s: %s", path.name, report.first_errors())
-    for warning in report.warnings:
-        _log.info("%s: %s", path.name, warning)
+    for warning in report.warnings:  # (debug: every load of a dataset repeats them; the report holds them)
+        _log.debug("%s: %s", path.name, warning)
 
     time_ns = df.index.asi8
     if len(time_ns) > 1 and not bool(np.all(time_ns[1:] >= time_ns[:-1])):
