@@ -218,7 +218,11 @@ def test_sweep_and_runs_commands(tmp_path, capsys):
     assert main(["runs", "show", "cli", "--store", str(tmp_path / "runs")]) == 0
     text = capsys.readouterr().out
     assert "run cli" in text
-    header, _, *rows = text.splitlines()[1:]
+    winner = out["top"][0]
+    edge = [name for name, values in (("fast_period", (5, 10, 15)), ("slow_period", (20, 40)))
+            if winner[name] in (values[0], values[-1])]
+    assert ("note: the winner sits on the edge of the searched range of " in text) == bool(edge)  # (validate said)
+    header, _, *rows = [line for line in text.splitlines()[1:] if not line.startswith("note:")]
     assert header.split() == ["fast_period", "slow_period", "total_return", "sharpe", "max_drawdown", "n_trades"]
     best = {row["total_return"]: row for row in out["top"]}[out["top"][0]["total_return"]]
     cells = rows[0].split("  ")

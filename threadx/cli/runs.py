@@ -143,6 +143,12 @@ def _show_run(run, as_json: bool, top: int) -> int:
     shown = list(dict.fromkeys(c for c in shown if c in best.columns))
     if not best.empty:
         print(_table(best[shown].to_dict(orient="records"), shown))
+        from threadx.validation.stability import run_edges
+
+        edges = run_edges(m, int(best["combo_id"].iloc[0]))
+        if edges:  # (only `validate` said so)
+            print(f"note: the winner sits on the edge of the searched range of {', '.join(edges)}: the optimum "
+                  "may lie outside it (widen the range)")
     elif m["done"] > m["failed"]:
         print(f"no combo reaches the run's minimum of {int(m.get('min_trades') or 0):,} trades (min_trades): "
               "none is ranked")

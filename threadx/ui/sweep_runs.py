@@ -24,7 +24,6 @@ import streamlit as st
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError, is_real
 from threadx.filestamp import file_stamp
-from threadx.optimize.space import SearchSpace, stored_axes
 from threadx.optimize.store import ResultStore, RunDamaged, SweepRun, lock_held
 from threadx.requests import DatasetRef, SweepRequest, describe_data
 
@@ -219,8 +218,7 @@ class RunView:
 def read_view(store: ResultStore, run_id: str) -> RunView:
     """Read a run for display (uncached; :func:`load_view` caches it). ThreadXError (RunDamaged
     for a damaged run) when it cannot be read."""
-    import threadx
-    from threadx.validation.stability import edge_params
+    from threadx.validation.stability import run_edges
 
     run = load_run(store, run_id).check_intact()
     m = run.manifest
@@ -241,9 +239,7 @@ def read_view(store: ResultStore, run_id: str) -> RunView:
                    best=None if best.empty else best.iloc[0], too_few_trades=0 if few is None else int(few.sum()))
     if view.best is not None:
         view.best_params = run.best_params()
-        spec = threadx.strategies().get(m["strategy"])
-        if spec is not None:
-            view.edges = list(edge_params(SearchSpace(spec, stored_axes(m["space"])), int(view.best["combo_id"])))
+        view.edges = run_edges(m, int(view.best["combo_id"]))
     if str(m.get("status", "")).startswith("completed with"):
         view.to_retry = len(run.stored().retry_ids)
     if int(m.get("failed") or 0) > 0:

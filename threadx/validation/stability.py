@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -77,6 +77,22 @@ def edge_params(space: SearchSpace, combo_id: int) -> tuple[str, ...]:
     idx = space.value_indices(np.array([combo_id]))[0]
     return tuple(space.axes[k].name for k in _searched_axes(space)
                  if _ordered(space, k) and idx[k] in (0, len(space.axes[k]) - 1))
+
+
+def run_edges(manifest: Mapping[str, Any], combo_id: int) -> list[str]:
+    """:func:`edge_params` of a stored sweep's combo (its manifest's strategy and space); [] when
+    the strategy is gone or changed its params (the page and ``runs show`` say what is on an edge)."""
+    import threadx
+    from threadx.errors import ThreadXError
+    from threadx.optimize.space import stored_axes
+
+    spec = threadx.strategies().get(manifest["strategy"])
+    if spec is None:
+        return []
+    try:
+        return list(edge_params(SearchSpace(spec, stored_axes(manifest["space"])), int(combo_id)))
+    except ThreadXError:
+        return []
 
 
 def neighbour_ids(space: SearchSpace, combo_id: int) -> tuple[list[tuple[str, int, int]], tuple[str, ...]]:
