@@ -312,6 +312,7 @@ def _print_report(report) -> None:
     print(f"stability: neighbours/winner {_cell('stability_ratio', st.ratio)}{around}{edge}")
     g = report.grade
     print(f"grade {g.letter}: {score_text(g.score)}/100" + (f" ({g.cap})" if g.cap else ""))
-    rows = [{"component": c.name, "points": c.points, "max": c.max_points, "why": c.explanation}
-            for c in g.components]
-    print(_table(rows, ("component", "points", "max", "why")))
+    rows = [{"component": c.name, "points": f"{score_text(c.points)} of {c.max_points:g}"} for c in g.components]
+    print(_table(rows, ("component", "points")))  # (points as the grade shows them: "13.986" read as raw)
+    for c in g.components:  # (a 'why' column made lines of 300 characters)
+        print(f"  {c.name}: {c.explanation}")
