@@ -268,12 +268,24 @@ def test_a_file_name_that_gives_no_symbol_asks_for_one(tmp_path):
 def test_what_a_code_review_found_in_the_readers(tmp_path, monkeypatch):
     df = reference()
     t = epoch_ms(df)
-    # a quoted decimal comma ("0,512", a spreadsheet's German CSV) is no thousands separator: 1000x too large
+    # a quoted decimal comma ("0,512", a spreadsheet's German CSV) is no thousands separator (1000x too
+    # large), and a whole number grouped by thousands ("70,000") none either (refused as text)
     german = "timestamp,open,high,low,close,volume\n" + "".join(
         f'{a},"0,{500 + k}","0,{600 + k}","0,{400 + k}","0,{550 + k}",1\n' for k, a in enumerate(t))
     (tmp_path / "german.csv").write_text(german)
-    with pytest.raises(DataError, match="non-numeric"):
-        read_ohlcv_file(tmp_path / "german.csv")
+    assert read_ohlcv_file(tmp_path / "german.csv")["open"].iloc[0] == 0.5
+    whole = "timestamp,open,high,low,close,volume\n" + "".join(
+        f'{a},"70,{100 + k}","71,{100 + k}","69,{100 + k}","70,{500 + k}","7,940"\n' for k, a in enumerate(t))
+    (tmp_path / "whole.csv").write_text(whole)
+    got = read_ohlcv_file(tmp_path / "whole.csv")
+    assert got["open"].iloc[0] == 70_100 and got["volume"].iloc[0] == 7_940
+    # a plain CSV named .csv.gz reads (pandas unpacked by the name: "Not a gzipped file")
+    (tmp_path / "plain.csv.gz").write_text(whole)
+    assert len(read_ohlcv_file(tmp_path / "plain.csv.gz")) == len(t)
+    # a header with one separator more than its rows is no cut-off download
+    (tmp_path / "trailing.csv").write_text("timestamp,open,high,low,close,volume,\n" + "".join(
+        f"{a},1,2,0.5,1,3\n" for a in t))
+    assert len(read_ohlcv_file(tmp_path / "trailing.csv")) == len(t)
     # one Kraken bar without trades (VWAP 0, count 0) flipped the whole file back to "VWAP as volume"
     rows = [[int(a // 1000), str(o), str(h), str(lo), str(c), str(round((h + lo) / 2, 2)), str(v), 5]
             for a, o, h, lo, c, v in zip(t, df["open"], df["high"], df["low"], df["close"], df["volume"])]
@@ -288,6 +300,10 @@ def test_what_a_code_review_found_in_the_readers(tmp_path, monkeypatch):
     (tmp_path / "empty_last.csv").write_text(f"timestamp,open,high,low,close,volume\n{t[0]},1,2,0.5,1,3\n"
                                              f"{t[1]},1,2,0.5,1,\n")
     assert np.isnan(read_ohlcv_file(tmp_path / "empty_last.csv")["volume"].iloc[-1])
+    # close times written newest first are open times too
+    desc = df.reset_index().assign(timestamp=t + HOUR_MS - 1).iloc[::-1]
+    desc.to_csv(tmp_path / "desc.csv", index=False)
+    assert read_ohlcv_file(tmp_path / "desc.csv").index.min() == df.index[0]
     # several close-stamped files keep the note; timezone="UTC" is a zone given
     for k, part in enumerate((df.iloc[:24], df.iloc[24:])):
         part.reset_index().assign(timestamp=epoch_ms(part) + HOUR_MS - 1).to_csv(tmp_path / f"c{k}.csv", index=False)
@@ -331,7 +347,16 @@ def test_files_of_other_markets_are_not_spliced_into_one_dataset(tmp_path):
     (tmp_path / "BTCUSDT-4h-2025-03.csv").write_text(binance_rows(reference(24, "2025-03-01", seed=3)))
     with pytest.raises(ParamError, match="the files name other timeframes"):
         import_ohlcv([*files[:2], tmp_path / "BTCUSDT-4h-2025-03.csv"], data_root=tmp_path / "data")
+    with zipfile.ZipFile(tmp_path / "Q1.zip", "w") as archive:  # one archive of both markets
+        for path in files:
+            archive.write(path, path.name)
+    with pytest.raises(ParamError, match="the files name other symbols"):
+        import_ohlcv(tmp_path / "Q1.zip", data_root=tmp_path / "data")
     assert not (tmp_path / "data").exists()
+    renamed = tmp_path / "BTC_USDT-60m-2025-01b (1).csv"  # same market in other spellings: one dataset
+    renamed.write_text(binance_rows(reference(24, "2025-01-02", seed=9)))
+    _, target = import_ohlcv([files[0], renamed], data_root=tmp_path / "data")
+    assert target.name == "BTCUSDT-1h.parquet"
 
 
 def test_files_given_twice_are_named_with_their_duplicates(tmp_path):

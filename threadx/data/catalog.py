@@ -21,6 +21,7 @@ import contextlib
 import os
 import re
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -79,28 +80,37 @@ def parse_dataset_name(name: str) -> tuple[str | None, str, str]:
 
 
 # quote currencies a symbol without separator may end with, longest first (FDUSD before USD)
-_QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USDE", "DAI", "USD", "EUR", "GBP", "TRY", "BRL", "JPY", "AUD",
-           "BTC", "ETH", "BNB")
+_QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USD", "EUR")
 
 
 def quote_currency(name: str) -> str:
-    """The currency a dataset's prices are in: the quote of its ``BASE_QUOTE`` symbol (of a
-    ``BASEQUOTE`` one, when it ends with a common quote currency), '' when its name gives none.
+    """The currency a dataset's prices are in: the quote of its ``BASE_QUOTE`` symbol (of an
+    exchange's ``BASEQUOTE`` one, when it ends with a stable or fiat quote), '' when its name
+    gives none.
 
     >>> quote_currency("binance/BTC_USDT-1h"), quote_currency("bybit/BTC_USDT_USDT-1h"), quote_currency("local/GOLD-1d")
     ('USDT', 'USDT', '')
-    >>> quote_currency("binance/BTCUSDT-1h"), quote_currency("binance/ETHBTC-4h"), quote_currency("kraken/XBTEUR-1d")
-    ('USDT', 'BTC', 'EUR')
+    >>> quote_currency("binance/BTCUSDT-1h"), quote_currency("kraken/XBTEUR-1d"), quote_currency("local/FRAUD-1d")
+    ('USDT', 'EUR', '')
+    >>> quote_currency("binance/BTCUSD_PERP-1h")
+    'USD'
+
     """
     try:
         symbol = _parse(name)[1]
     except (DataError, ValueError):
         return ""
     parts = symbol.split("_")
-    if len(parts) > 1:
+    if len(parts) > 1 and not (parts[1] == "PERP" or parts[1].isdigit()):  # (BTCUSD_PERP, BTCUSD_240329: USD)
         return parts[1]
-    # a symbol written without its separator, as exchanges' dumps name it (BTCUSDT-1h-2025-01.zip)
-    return next((q for q in _QUOTES if symbol.endswith(q) and len(symbol) - len(q) >= 2), "")
+    symbol = parts[0]
+    # a symbol written without its separator, as exchanges' dumps name it (BTCUSDT-1h-2025-01.zip):
+    # a stable or fiat quote after a base of 3 letters or more, on an exchange's dataset only (a
+    # local INDUSTRY or FRAUD is no TRY or AUD pair; STETH or RENBTC no ETH or BTC one)
+    exchange = _parse(name)[0]
+    if exchange in (None, "local"):
+        return ""
+    return next((q for q in _QUOTES if symbol.endswith(q) and len(symbol) - len(q) >= 3), "")
 
 
 def parse_label(name: str) -> str | None:
@@ -128,6 +138,35 @@ def _parse(name: str) -> tuple[str | None, str, str, str]:
         exchange = match.group("exchange")
     timeframe_seconds(match.group("timeframe"))
     return exchange, normalize_symbol(match.group("symbol")), match.group("timeframe"), match.group("label") or ""
+
+
+def file_market(path: str | os.PathLike) -> tuple[str, str] | None:
+    """(symbol, timeframe) a data file's name carries, the symbol without separators and the
+    timeframe in its one spelling, a browser's " (1)" left out; None for another name.
+
+    >>> file_market("BTC_USDT-60m.csv"), file_market("BTCUSDT-1h-2025-02 (1).zip"), file_market("prices.csv")
+    (('BTCUSDT', '1h'), ('BTCUSDT', '1h'), None)
+    """
+    stem = re.sub(r" \(\d+\)$", "", _stem(Path(path).name))
+    try:
+        _, symbol, timeframe, _ = _parse(stem)
+        return re.sub(r"[_/:]", "", symbol.upper()), canonical_timeframe(timeframe)
+    except (DataError, ValueError):
+        return None
+
+
+def check_one_market(paths: Sequence[str | os.PathLike]) -> None:
+    """ParamError when the names of files read as one dataset carry other symbols or timeframes
+    (BTC's January spliced with ETH's March under one name, green, a 97 % drop between them)."""
+    from collections import Counter
+
+    markets = [m for m in map(file_market, paths) if m is not None]  # (names that follow SYMBOL-tf[-label])
+    for what, part in (("symbols", 0), ("timeframes", 1)):
+        counts = Counter(m[part] for m in markets)
+        if len(counts) > 1:
+            listed = ", ".join(f"{key} ({n} file{'s' if n > 1 else ''})" for key, n in counts.most_common())
+            raise ParamError(f"the files name other {what}: {listed}; one dataset holds one market and one "
+                             "timeframe: import them apart")
 
 
 def name_timeframe(path: str | os.PathLike) -> str | None:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from threadx.errors import DataError, ParamError, os_reason
+from threadx.errors import DataError, ParamError, ThreadXError, os_reason
 from threadx.files import remove_dead_temps, temp_beside
 from threadx.filestamp import file_stamp
 from threadx.data.readers import (ACCEPTED, METADATA_KEY, OHLCV_COLUMNS, TIME_COLUMNS, clock_text, file_format,
@@ -77,7 +77,7 @@ def read_ohlcv_file(
         raise DataError(f"{path}: unknown file format {path.suffix!r} (accepted: {ACCEPTED})")
     try:
         parts = read_raw(path)
-    except DataError:
+    except ThreadXError:  # (a DataError, or the ParamError of an archive of several markets)
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is a data problem for the user
         raise DataError(f"{path}: cannot read {fmt} content ({type(exc).__name__}: {_first_line(exc)})") from exc
@@ -104,7 +104,7 @@ def _open_times(df: pd.DataFrame) -> pd.DataFrame:
     from threadx.data.timeframe import spacing_timeframe
 
     t = df.index.asi8
-    gaps = np.diff(t[:64])
+    gaps = np.diff(np.sort(t[:64]))  # (sorted: a file written newest first has only negative gaps)
     gaps = gaps[gaps > 0]
     if len(t) < 3 or not len(gaps):
         return df
@@ -122,22 +122,6 @@ def _open_times(df: pd.DataFrame) -> pd.DataFrame:
             out.attrs.update(df.attrs, close_times=f"{lag // 1_000_000} ms" if lag < 10**9 else "1 s")
             return out
     return df
-
-
-def _one_market(paths: Sequence[str]) -> None:
-    """ParamError when the names of files imported together carry other symbols or timeframes
-    (BTC's January spliced with ETH's March under one name, green, a 97 % drop between them)."""
-    from collections import Counter
-
-    from threadx.data.catalog import name_timeframe, normalize_symbol
-
-    named = [Path(p) for p in paths if name_timeframe(p)]  # (names that follow SYMBOL-tf[-label] only)
-    for what, part in (("symbols", lambda p: normalize_symbol(p.name.split("-")[0])), ("timeframes", name_timeframe)):
-        counts = Counter(part(p) for p in named)
-        if len(counts) > 1:
-            listed = ", ".join(f"{key} ({n} file{'s' if n > 1 else ''})" for key, n in counts.most_common())
-            raise ParamError(f"the files name other {what}: {listed}; one dataset holds one market and one "
-                             "timeframe: import them apart")
 
 
 def _read_files(paths: list[Path], date_format: str | None, dayfirst: bool | None,
@@ -376,7 +360,9 @@ def import_ohlcv(
             source, several = source[0], False
     first = Path(source[0] if several else str(source))
     if several:
-        _one_market(source)
+        from threadx.data.catalog import check_one_market
+
+        check_one_market(source)
     shown = f"{first} (and {len(source) - 1} more)" if several else source  # (said in errors)
 
     df, report = load_ohlcv(source, dedupe=dedupe, date_format=date_format, dayfirst=dayfirst, timezone=timezone,

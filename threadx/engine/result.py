@@ -50,7 +50,7 @@ class Result:
     def liquidation_note(self) -> str | None:
         """What a run that went bust says (None otherwise): when equity reached 0 and, when the
         bar opened past the liquidation price, the loss beyond the equity left that no trade
-        books (an exchange's insurance fund takes it), by which the last trades' pnl is smaller
+        books (an exchange's insurance fund takes it), by which the last trades' loss is smaller
         than their prices give."""
         if not self.metrics.get("liquidated") or self.trades.empty:
             return None
@@ -63,7 +63,7 @@ class Result:
         text = f"Liquidated on {when}: equity reached 0 and the run stopped there"
         if cut > 1e-9 * max(1.0, abs(priced)):
             text += (f"; the bar opened past the liquidation price, so {cut:,.2f} of loss beyond the equity left "
-                     "is not booked (an exchange's insurance fund takes it): the last trade's pnl is that much "
+                     "is not booked (an exchange's insurance fund takes it): the last trade's loss is that much "
                      "smaller than its prices give")
         return text
 
