@@ -70,3 +70,11 @@ def test_a_first_walk_forward_on_a_stored_dataset_compiles_nothing_the_warm_up_d
     done = subprocess.run([sys.executable, "-c", _NO_NEW_SIGNATURES, str(tmp_path / "ABC_USDT-1h.parquet")],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_a_cold_warm_up_says_which_strategy_it_is_at():
+    """A first start compiled for four minutes under one line ("Compiling kernels ...")."""
+    seen = []
+    warmed = warm_kernels(lambda name, k, n: seen.append((name, k, n)))
+    assert [k for _, k, _ in seen] == list(range(len(seen))) and {n for _, _, n in seen} == {len(seen)}
+    assert set(warmed) <= {name for name, _, _ in seen} and len(seen) >= 9

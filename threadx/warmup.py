@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def _cache_is_warm() -> bool:
@@ -32,14 +32,15 @@ def _cache_is_warm() -> bool:
     return True
 
 
-def warm_kernels() -> list[str]:
+def warm_kernels(progress: Callable[[str, int, int], None] | None = None) -> list[str]:
     """Run one backtest, one sweep combo and one walk-forward combo (the whole period with its
     block moments, then a window: ``run_fast_blocks`` and ``run_fast`` on the bank's read-only
     lines) of every built-in strategy, and a portfolio of one runner, on a small synthetic
     series, which compiles (or loads from the disk cache) every kernel they use.
 
     Returns the names of the strategies warmed; a strategy that fails is skipped (its
-    error surfaces when the user runs it)."""
+    error surfaces when the user runs it). ``progress(name, k, n)`` before each one (a cold
+    start compiles for minutes: one line said nothing for four of them)."""
     import numpy as np
 
     import threadx
@@ -53,9 +54,11 @@ def warm_kernels() -> list[str]:
     frame = generate_synthetic("WARM_UP", days=10, seed=1)
     bars = Bars.from_frame(frame, timeframe="1h")
     warmed = []
-    for name, spec in threadx.strategies().items():
-        if name.startswith("test_") or not spec.signals.__module__.startswith("threadx."):
-            continue
+    builtins = {name: spec for name, spec in threadx.strategies().items()
+                if not name.startswith("test_") and spec.signals.__module__.startswith("threadx.")}
+    for k, (name, spec) in enumerate(builtins.items()):
+        if progress is not None:
+            progress(name, k, len(builtins))
         try:
             with logs.muted():  # not a run of the user's: kept out of the log
                 threadx.backtest(frame, name)
@@ -111,7 +114,12 @@ def main() -> int:
     warm = _cache_is_warm()
     print("Loading kernels ..." if warm else f"{COMPILING} ...", flush=True)
     started = time.perf_counter()
-    warmed = warm_kernels()
+
+    def progress(name: str, k: int, n: int) -> None:
+        if not warm:
+            print(f"  {k + 1}/{n} {name} ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    warmed = warm_kernels(progress)
     print(f"Kernels ready in {time.perf_counter() - started:.1f} s ({len(warmed)} strategies).", flush=True)
     return 0
 
