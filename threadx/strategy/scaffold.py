@@ -67,6 +67,9 @@ def exits(p):
     return ExitRules(stop_atr=p["atr_stop"], sizing="risk", risk_per_trade=p["risk_per_trade"])
 
 
+# Lines on the Backtest's price chart (indicators on the price's scale) are one more argument,
+# overlays={legend: (label, output)} per params, e.g. with an "ema": ("ema", {"period": ...})
+# indicator: overlays=lambda p: {"EMA": ("ema", "value")}.
 SPEC = StrategySpec(
     name="__NAME__",
     description="RSI mean reversion: long when RSI crosses back above `oversold`, exit above "
@@ -94,8 +97,6 @@ SPEC = StrategySpec(
     signals=signals,
     levels=levels,
     exits=exits,
-    # lines on the price chart (indicators on the price's scale): {legend: (label, output)},
-    # e.g. with an "ema": ("ema", {"period": ...}) indicator: overlays=lambda p: {"EMA": ("ema", "value")}
 )
 '''
 
