@@ -85,11 +85,8 @@ def read_ohlcv_file(
     for name, raw, meta in parts:  # (several: the data files of an archive, in name order)
         where = path if len(parts) == 1 else Path(f"{path}:{name}")
         frames.append(_to_canonical(raw, where, date_format, dayfirst, timezone))
-    df = _open_times(frames[0] if len(frames) == 1 else pd.concat(frames))
+    df = _open_times(frames[0] if len(frames) == 1 else _joined(frames))
     meta = parts[0][2]
-    naive = sorted({f.attrs["naive_times"] for f in frames if f.attrs.get("naive_times")})
-    if naive:
-        df.attrs["naive_times"] = naive[0]
     df.attrs["source"] = str(path)
     if meta.get("synthetic"):
         df.attrs["synthetic"] = True
@@ -131,13 +128,20 @@ def _read_files(paths: list[Path], date_format: str | None, dayfirst: bool | Non
     if not paths:
         raise DataError("no data file given")
     frames = [read_ohlcv_file(p, date_format=date_format, dayfirst=dayfirst, timezone=timezone) for p in paths]
-    df = pd.concat(frames)
+    df = _joined(frames)
     df.attrs["source"] = ", ".join(str(p) for p in paths)
     spans = sorted((f.index.min(), f.index.max(), p.name) for f, p in zip(frames, paths) if len(f))
     overlaps = [f"{a[2]} and {b[2]}" for a, b in zip(spans, spans[1:]) if b[0] <= a[1]]
     if overlaps:  # (said with the duplicates they make: "744 duplicate timestamps" blamed no file)
         df.attrs["overlaps"] = overlaps
-    for key in ("naive_times", "close_times", "synthetic"):  # (concat keeps no attrs of frames whose attrs differ)
+    return df
+
+
+def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Frames read from several files (or an archive's members), their rows one after the other,
+    with the first of each reading note they carry (concat keeps no attrs when the frames' differ)."""
+    df = pd.concat(frames)
+    for key in ("naive_times", "close_times", "synthetic"):
         found = [f.attrs[key] for f in frames if f.attrs.get(key)]
         if found:
             df.attrs[key] = found[0]
