@@ -178,7 +178,7 @@ else:
                            "and options are set below: press **Run backtest** to run them on the current data.")
 
 specs = threadx.strategies()
-dataset, strategy = dataset_and_strategy("bt_strategy", default="bb_atr")
+dataset, strategy = dataset_and_strategy("bt_strategy")
 handed_data = st.session_state.get("bt_handed_data")  # a reopened run's data, until another dataset is picked
 if handed_data is not None and handed_data["picker"] not in (None, dataset):
     st.session_state.pop("bt_handed_data")

@@ -40,7 +40,7 @@ top = st.columns([3, 2, 2])
 with top[0]:
     dataset = dataset_picker()
 with top[1]:
-    strategy = strategy_picker("opt_strategy", default="ma_crossover")
+    strategy = strategy_picker("opt_strategy")
 with top[2]:
     method = st.radio("Search", ["Grid", "Monte Carlo"], horizontal=True, key="opt_method", persist_state="session")
 spec = specs[strategy]

@@ -438,7 +438,7 @@ tab_wf, tab_sweep = st.tabs(["Walk-forward", "Validate a sweep"])
 
 with tab_wf:
     specs = threadx.strategies()
-    dataset, strategy = dataset_and_strategy("wf_strategy", default="ma_crossover")
+    dataset, strategy = dataset_and_strategy("wf_strategy")
     loaded = st.session_state.pop("wf_loaded_note", None)  # "Load these settings" under a report, just pressed
     if loaded is not None:
         st.info("The form holds the report's settings" + (f", except {'; '.join(loaded)}" if loaded else "")

@@ -24,7 +24,7 @@ from threadx.optimize.runner import default_workers
 from threadx.requests import DatasetRef, ResearchRequest
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
-from threadx.ui.state import active_dataset, dataset_names, load_dataset, strategy_names
+from threadx.ui.state import active_dataset, active_strategy, dataset_names, load_dataset, strategy_names
 from threadx.ui.widgets import follow_job, job_progress, show_finished_job, space_editor
 from threadx.units import counted, table_view
 from threadx.validation.research import load_research
@@ -44,8 +44,7 @@ def launch_form() -> None:
     """Strategies, datasets, windows and sampler; Launch submits a ``research`` job."""
     names = strategy_names()
     datasets = dataset_names()
-    chosen_strategy = st.session_state.get("strategy")  # the session's strategy first, as its dataset below
-    first = chosen_strategy if chosen_strategy in names else "ma_crossover" if "ma_crossover" in names else None
+    first = active_strategy(names)  # the session's strategy first, as its dataset below
     strategies = st.multiselect("Strategies", names, default=[first] if first else names[:1], key="rs_strategies",
                                 persist_state="session")
     active = active_dataset()  # the session's dataset first, as on every page (not the list's first)

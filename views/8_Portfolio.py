@@ -28,7 +28,7 @@ from threadx.requests import DatasetRef, PortfolioRequest
 from threadx.ui import portfolio as pf
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
-from threadx.ui.state import active_dataset, dataset_names, label_dataset, strategy_names
+from threadx.ui.state import active_dataset, active_strategy, dataset_names, label_dataset, strategy_names
 from threadx.ui.widgets import follow_job, job_progress, show_finished_job, param_form
 from threadx.units import format_metric, table_view
 
@@ -75,7 +75,7 @@ def add_runner_form() -> None:
     c = st.columns([2, 3, 1])
     # the session's strategy and dataset (a link's ?strategy= and ?dataset=, another page's pick) first
     data = active_dataset()
-    first = next(n for n in (st.session_state.get("strategy"), "bb_atr", names[0]) if n in names)
+    first = active_strategy(names)
     strategy = c[0].selectbox("Strategy", names, index=names.index(first), key="pf_strategy", persist_state="session")
     dataset = c[1].selectbox("Dataset", datasets, index=datasets.index(data) if data in datasets else 0,
                              key="pf_dataset", persist_state="session", format_func=label_dataset)

@@ -10,9 +10,12 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def open_page(name: str) -> AppTest:
-    """Run ``views/<name>`` once; it must not raise."""
+def open_page(name: str, **query: str) -> AppTest:
+    """Run ``views/<name>`` once (``query``: the URL's query params, ``strategy="ma_crossover"``
+    say); it must not raise."""
     at = AppTest.from_file(str(ROOT / "views" / name), default_timeout=120)
+    for key, value in query.items():
+        at.query_params[key] = value
     at.run()
     assert not at.exception, at.exception
     return at

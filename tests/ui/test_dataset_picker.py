@@ -62,3 +62,57 @@ def test_the_set_up_forms_keep_their_values_through_a_visit_to_another_page():
     assert at.number_input(key="wf_oos_days").value == 45.0
     at.switch_page("views/7_Research.py").run()
     assert at.multiselect(key="rs_datasets").value == ["synthetic/BTC_USDT-1h", "synthetic/ETH_USDT-1h"]
+
+
+def test_every_page_starts_on_the_same_strategy():
+    """Backtest opened on bb_atr, Optimisation, Validation and Research on ma_crossover, Portfolio on
+    bb_atr: a link to one page showed another strategy than the page a user came from."""
+    shown = {}
+    for page, read in (("2_Backtest.py", lambda at: at.selectbox(key="bt_strategy").value),
+                       ("3_Optimisation.py", lambda at: at.selectbox(key="opt_strategy").value),
+                       ("4_Validation.py", lambda at: at.selectbox(key="wf_strategy").value),
+                       ("7_Research.py", lambda at: at.multiselect(key="rs_strategies").value[0]),
+                       ("8_Portfolio.py", lambda at: at.selectbox(key="pf_strategy").value)):
+        at = AppTest.from_file(str(ROOT / "views" / page), default_timeout=120).run()
+        assert not at.exception, (page, at.exception)
+        shown[page] = read(at)
+    assert set(shown.values()) == {"bb_atr"}, shown
+
+
+def test_a_new_tab_opens_on_the_last_dataset_and_strategy_chosen(workspace):
+    """A new tab (no link) opened on the synthetic BTC sample and the default strategy, whatever the
+    user had been working on; what a session merely starts on is not written."""
+    from threadx.ui import workspace as saved
+
+    first = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    first.switch_page("views/2_Backtest.py").run()
+    assert not first.exception, first.exception
+    assert saved.last_choice() == {} and not (workspace / "results" / "workspace.json").exists()
+    first.selectbox(key="dataset_picker").set_value("synthetic/ETH_USDT-1h").run()
+    first.selectbox(key="bt_strategy").set_value("supertrend").run()
+    assert saved.last_choice() == {"dataset": "synthetic/ETH_USDT-1h", "strategy": "supertrend"}
+
+    tab = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    tab.switch_page("views/3_Optimisation.py").run()
+    assert not tab.exception, tab.exception
+    assert tab.selectbox(key="dataset_picker").value == "synthetic/ETH_USDT-1h"
+    assert tab.selectbox(key="opt_strategy").value == "supertrend"
+    assert tab.query_params["dataset"] == "synthetic/ETH_USDT-1h"  # the URL names it: a refresh keeps it
+
+    link = AppTest.from_file(str(ROOT / "views" / "4_Validation.py"), default_timeout=120)
+    link.query_params["strategy"] = "ma_crossover"  # a link wins over the last choice, and is not one
+    link.run()
+    assert link.selectbox(key="wf_strategy").value == "ma_crossover"
+    assert link.selectbox(key="dataset_picker").value == "synthetic/ETH_USDT-1h"
+    assert saved.last_choice()["strategy"] == "supertrend"
+
+
+def test_a_last_choice_that_is_gone_falls_back_quietly(workspace):
+    from threadx.ui import workspace as saved
+
+    saved.save_last_choice("dataset", "synthetic/NOPE_USDT-1h")
+    saved.save_last_choice("strategy", "no_such_strategy")
+    at = AppTest.from_file(str(ROOT / "views" / "2_Backtest.py"), default_timeout=120).run()
+    assert not at.exception and not at.warning, (at.exception, at.warning)
+    assert at.selectbox(key="dataset_picker").value == "synthetic/BTC_USDT-1h"
+    assert at.selectbox(key="bt_strategy").value == "bb_atr"

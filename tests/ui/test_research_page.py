@@ -35,7 +35,7 @@ def test_empty_state_says_what_to_do():
     assert at.title[0].value == "Research"
     info = texts(at.info)
     assert "No stored research yet" in info and "Launch research" in info
-    assert at.multiselect(key="rs_strategies").value == ["ma_crossover"]
+    assert at.multiselect(key="rs_strategies").value == ["bb_atr"]  # the flagship, as on every page
     assert at.multiselect(key="rs_datasets").value == [SAMPLE]
     assert not at.button(key="rs_launch").disabled
     assert not at.error and not at.warning
@@ -68,7 +68,7 @@ def test_datasets_of_two_timeframes_get_a_note_and_the_sessions_strategy_comes_f
 
 
 def test_small_research_job_runs_to_its_matrix():
-    at = open_page("7_Research.py")
+    at = open_page("7_Research.py", strategy="ma_crossover")
     for name, (lo, hi, step) in (("fast_period", (5, 15, 5)), ("slow_period", (20, 40, 10))):  # 3 x 3 grid
         key = f"rs:ma_crossover:{name}"
         at.selectbox(key=f"{key}:mode").set_value("range").run()

@@ -18,7 +18,7 @@ from threadx.validation.storage import load_walk_forward  # noqa: E402
 
 
 def page() -> AppTest:
-    return open_page('4_Validation.py')
+    return open_page('4_Validation.py', strategy="ma_crossover")  # its small grid: quick walk-forwards
 
 
 def chart_titles(at: AppTest) -> list[str]:

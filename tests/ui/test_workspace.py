@@ -245,6 +245,32 @@ def test_forms_are_checked_against_the_strategy_when_saved_and_loaded(workspace)
         ws.save_form("params", "no_such_strategy", {})
 
 
+def test_the_last_choice_and_the_forms_share_the_file_without_losing_each_other(workspace):
+    assert ws.last_choice() == {}
+    assert ws.save_form("params", "ma_crossover", {"fast_period": 8})
+    assert ws.save_last_choice("dataset", "synthetic/ETH_USDT-1h")
+    assert ws.save_last_choice("strategy", "supertrend")
+    assert not ws.save_last_choice("strategy", "supertrend")  # unchanged: not written again
+    assert ws.save_form("space", "ma_crossover", {"slow_period": 40})
+    assert ws.last_choice() == {"dataset": "synthetic/ETH_USDT-1h", "strategy": "supertrend"}
+    assert ws.load_form("params", "ma_crossover") == {"fast_period": 8}
+    with pytest.raises(ValueError, match="unknown choice"):
+        ws.save_last_choice("sampler", "grid")
+    data = json.loads(settings_file(workspace).read_text())
+    data["last"] = {"dataset": 3, "strategy": "x" * 300, "bogus": "y"}  # edited by hand: ignored
+    settings_file(workspace).write_text(json.dumps(data))
+    assert ws.last_choice() == {}
+    data["last"] = ["not", "a", "dict"]
+    settings_file(workspace).write_text(json.dumps(data))
+    assert ws.last_choice() == {} and ws.save_last_choice("strategy", "bb_atr")
+    assert json.loads(settings_file(workspace).read_text())["last"] == {"strategy": "bb_atr"}
+    data = json.loads(settings_file(workspace).read_text())
+    data["forms"]["params"] = [1, 2]  # a kind that is not a dict: ignored, replaced by the next save
+    settings_file(workspace).write_text(json.dumps(data))
+    assert ws.load_form("params", "ma_crossover") == {} and ws.save_form("params", "ma_crossover", {"fast_period": 9})
+    assert ws.load_form("params", "ma_crossover") == {"fast_period": 9} and ws.last_choice() == {"strategy": "bb_atr"}
+
+
 def test_backtest_records_round_trip_and_are_bounded(workspace, monkeypatch):
     from threadx.requests import BacktestRequest, DatasetRef
 

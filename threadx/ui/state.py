@@ -21,6 +21,8 @@
 - ``data_flash``       message shown once by the Data page after an import, rename or delete
 - ``sweep_job_shown``  id of the finished sweep job whose run was shown once (later reloads stay)
 - ``_url_read``        flag: the URL's query params were read (on the session's first run)
+- ``_remembered:<key>`` the session's dataset / strategy on its previous run: a change is
+                       written to the workspace file (:func:`threadx.ui.workspace.save_last_choice`)
 - ``_workspace_warned`` messages about the workspace file already shown in this session
                        (threadx.ui.workspace)
 
@@ -29,7 +31,7 @@ reopens it (the form values live in the workspace file, threadx.ui.workspace):
 
 - ``dataset``          the active dataset, ``strategy`` the active strategy: read on the first
                        run of a session (:func:`restore_from_url`; an unknown one is warned
-                       about and left out), written back by :func:`active_dataset`,
+                       about and left out; none: the last choice of any tab), written back by :func:`active_dataset`,
                        :func:`dataset_picker` and :func:`strategy_picker`
 - ``bt``               id of the backtest shown on the Backtest page (its request stored by
                        :func:`threadx.ui.workspace.save_backtest`); a new session re-runs it
@@ -47,6 +49,7 @@ from threadx.errors import ThreadXError
 from threadx.filestamp import file_stamp
 
 DEFAULT_DATASET = "synthetic/BTC_USDT-1h"
+DEFAULT_STRATEGY = "bb_atr"  # the flagship (SPEC §4): every page's strategy when nothing chose one
 _URL_READ = "_url_read"  # session flag: the URL's dataset and strategy were read
 
 
@@ -122,6 +125,14 @@ def strategy_names() -> list[str]:
     return [n for n in threadx.strategies() if not reserved_for_tests(n)]
 
 
+def active_strategy(names: list[str]) -> str | None:
+    """The strategy a page starts from: the session's (a pick on any page, a link, the last
+    choice of another tab), else :data:`DEFAULT_STRATEGY`, else the first of ``names``."""
+    restore_from_url()
+    return next((n for n in (st.session_state.get("strategy"), DEFAULT_STRATEGY) if n in names),
+                names[0] if names else None)
+
+
 def _default_dataset(names: list[str]) -> str:
     return DEFAULT_DATASET if DEFAULT_DATASET in names else names[0]
 
@@ -138,11 +149,13 @@ def plain(text: str, limit: int = 80) -> str:
 
 def restore_from_url() -> None:
     """On the first run of a session (a new tab, a refresh, a link): the dataset and strategy
-    named by the URL's ``dataset`` / ``strategy`` query params become the session's. An
-    unknown one gives one warning and is left out (the default stays)."""
+    named by the URL's ``dataset`` / ``strategy`` query params become the session's, else the
+    last ones chosen (the workspace file: another tab, before a restart). An unknown one in the
+    URL gives one warning and is left out (the last choice or the default stays)."""
     if st.session_state.get(_URL_READ):
         return
     st.session_state[_URL_READ] = True
+    _restore_last_choice()
     name = st.query_params.get("dataset")
     if name:
         names = dataset_names()
@@ -160,12 +173,42 @@ def restore_from_url() -> None:
             st.warning(f"The link names strategy **{plain(strategy)}**, which is not available: "
                        f"{plain(strategy_unavailable(strategy), 600)} (strategies: {', '.join(known)}); showing the "
                        "page's default instead.")
+    _start_remembering()
+
+
+def _restore_last_choice() -> None:
+    """The dataset and strategy last chosen (in any tab, before a restart) become the new
+    session's, where they still exist; a link's, read next, win over them."""
+    from threadx.ui import workspace
+
+    last = workspace.last_choice()
+    if last.get("dataset") in dataset_names():
+        st.session_state["dataset"] = last["dataset"]
+    if last.get("strategy") in strategy_names():
+        st.session_state["strategy"] = last["strategy"]
+
+
+def _start_remembering() -> None:
+    """What the session starts on is not a choice: only a change from it is written."""
+    st.session_state[_REMEMBERED + "dataset"] = st.session_state.get("dataset") or _default_dataset(dataset_names())
+    st.session_state[_REMEMBERED + "strategy"] = active_strategy(strategy_names())
+
+
+_REMEMBERED = "_remembered:"  # + "dataset" / "strategy": the session's choice on its previous run
 
 
 def _to_url(key: str, value: str | None) -> None:
-    """Write a query param (only when it changes, so reruns send nothing)."""
-    if value is not None and st.query_params.get(key) != value:
+    """Write a query param (only when it changes, so reruns send nothing); a change of the
+    session's choice is also written to the workspace file, for the next new tab."""
+    if value is None:
+        return
+    if st.query_params.get(key) != value:
         st.query_params[key] = value
+    if st.session_state.get(_REMEMBERED + key) != value:
+        from threadx.ui import workspace
+
+        st.session_state[_REMEMBERED + key] = value
+        workspace.save_last_choice(key, value)
 
 
 def active_dataset() -> str:
@@ -210,7 +253,7 @@ def _picked(key: str) -> None:
     st.session_state["dataset"] = st.session_state[key]
 
 
-def strategy_picker(key: str, default: str) -> str:
+def strategy_picker(key: str) -> str:
     """A select box over the registered strategies, starting at the session's active one
     (the URL's ``strategy`` on the session's first run); the URL follows the choice. A strategy
     the session held that is gone (its file deleted, or no longer loading) is named with the
@@ -228,9 +271,9 @@ def strategy_picker(key: str, default: str) -> str:
         st.warning(f"Strategy {gone!r} is not available now: {plain(strategy_unavailable(gone), 600)}. The page shows "
                    "another strategy instead (nothing was started on it).")
     st.session_state[_FELL_BACK] = gone_names[0] if gone_names else None
-    current = st.session_state.get("strategy", default)
+    current = active_strategy(names)
     # a value already in Session State (a reopened run) wins: no index of its own then, as Streamlit asks
-    index = 0 if key in st.session_state or current not in names else names.index(current)
+    index = 0 if key in st.session_state or current is None else names.index(current)
     choice = st.selectbox("Strategy", names, index=index, key=key)
     st.session_state["strategy"] = choice
     _to_url("strategy", choice)
@@ -246,13 +289,13 @@ def strategy_fell_back() -> str | None:
     return st.session_state.get(_FELL_BACK)
 
 
-def dataset_and_strategy(key: str, default: str) -> tuple[str, str]:
+def dataset_and_strategy(key: str) -> tuple[str, str]:
     """The dataset picker and a strategy picker side by side: (dataset, strategy)."""
     left, right = st.columns([3, 2])
     with left:
         dataset = dataset_picker()
     with right:
-        strategy = strategy_picker(key, default=default)
+        strategy = strategy_picker(key)
     return dataset, strategy
 
 

@@ -3,9 +3,10 @@ link names (SPEC §9).
 
 Under the results root (``THREADX_RESULTS_DIR``, :func:`threadx.config.settings`):
 
-- ``workspace.json``: ``{"version": 1, "forms": {kind: {strategy: values}}}``, the last
-  values of each form per strategy. Kinds: ``"params"`` (a strategy's param values, the
-  Backtest page) and ``"space"`` (a search space as :func:`threadx.ui.widgets.space_editor`
+- ``workspace.json``: ``{"version": 1, "forms": {kind: {strategy: values}}, "last": {"dataset":
+  name, "strategy": name}}``, the last values of each form per strategy and the dataset and
+  strategy last chosen (a new tab with no link opens on them). Form kinds: ``"params"`` (a
+  strategy's param values, the Backtest page) and ``"space"`` (a search space as :func:`threadx.ui.widgets.space_editor`
   returns it, the Optimisation page). Written atomically under a file lock; at most
   :data:`MAX_FILE_BYTES`. A damaged, unreadable or oversized file is ignored with a warning
   (and moved aside to ``workspace.json.damaged`` by the next save); values are checked
@@ -32,7 +33,7 @@ import math
 import re
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from filelock import FileLock, Timeout
 
@@ -48,6 +49,7 @@ WORKSPACE_FILE = "workspace.json"
 BACKTESTS_FOLDER = ".backtests"
 VERSION = 1
 FORM_KINDS = ("params", "space")
+LAST_KEYS = ("dataset", "strategy")  # the choices a new tab starts from
 MAX_FILE_BYTES = 256 * 1024  # workspace.json; a bigger file is ignored, a save that would exceed it skipped
 MAX_RECORD_BYTES = 64 * 1024  # one backtest record
 MAX_BACKTESTS = 256  # backtest records kept (least recently used removed first)
@@ -173,9 +175,13 @@ def load_form(kind: str, strategy: str) -> dict[str, Any]:
     """The saved values of a form (``kind``: "params" or "space") for ``strategy``, checked
     against its params; {} when none are saved."""
     _check_kind(kind)
-    forms = read_workspace().get("forms", {})
-    saved = forms.get(kind, {}) if isinstance(forms.get(kind), dict) else {}
-    return clean_form(kind, strategy, saved.get(strategy))
+    return clean_form(kind, strategy, _forms(read_workspace(), kind).get(strategy))
+
+
+def _forms(data: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """The file's saved forms of ``kind`` by strategy ({} when it holds none that can be used)."""
+    saved = (data.get("forms") or {}).get(kind)
+    return saved if isinstance(saved, dict) else {}
 
 
 def save_form(kind: str, strategy: str, values: Mapping[str, Any]) -> bool:
@@ -186,9 +192,48 @@ def save_form(kind: str, strategy: str, values: Mapping[str, Any]) -> bool:
     if _strategy(strategy) is None:
         raise ParamError(f"unknown strategy {strategy!r}")
     cleaned = jsonable(clean_form(kind, strategy, values))
+
+    def put(data: dict[str, Any]) -> None:
+        data["forms"].setdefault(kind, {})[strategy] = cleaned
+
+    return _update(lambda data: _forms(data, kind).get(strategy) == cleaned, put, "Form values")
+
+
+def last_choice() -> dict[str, str]:
+    """The dataset and strategy last chosen in any session (``{"dataset": ..., "strategy": ...}``,
+    either left out when none was saved): a new tab opens on them. Names only; whether they
+    still exist is the caller's check."""
+    return _last(read_workspace())
+
+
+def _last(data: Mapping[str, Any]) -> dict[str, str]:
+    """The file's ``last`` entry, what of it can be used."""
+    last = data.get("last")
+    if not isinstance(last, dict):
+        return {}
+    return {k: v for k, v in last.items() if k in LAST_KEYS and isinstance(v, str) and 0 < len(v) <= 256}
+
+
+def save_last_choice(key: str, name: str) -> bool:
+    """Remember ``name`` as the last chosen ``key`` ("dataset" or "strategy"); returns whether
+    the file was written (False: unchanged, or not writable, with a warning)."""
+    if key not in LAST_KEYS:
+        raise ValueError(f"unknown choice {key!r}; choices: {', '.join(LAST_KEYS)}")
+
+    def put(data: dict[str, Any]) -> None:
+        data.setdefault("last", {})[key] = name
+
+    return _update(lambda data: _last(data).get(key) == name, put, f"The last {key}")
+
+
+def _update(unchanged: Callable[[dict[str, Any]], bool], change: Callable[[dict[str, Any]], None],
+            what: str) -> bool:
+    """Apply ``change`` to the workspace file under its lock (a damaged file is moved aside
+    first); nothing is written when ``unchanged`` holds. Returns whether it was written; one
+    that cannot be is warned about as "<what> not saved"."""
     path = workspace_file()
     current, problem = _read(path)
-    if problem is None and ((current.get("forms") or {}).get(kind) or {}).get(strategy) == cleaned:
+    if problem is None and unchanged(current):
         return False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -199,15 +244,15 @@ def save_form(kind: str, strategy: str, values: Mapping[str, Any]) -> bool:
                 path.replace(path.with_name(path.name + ".damaged"))
             forms = {k: dict(v) for k, v in (current.get("forms") or {}).items()
                      if k in FORM_KINDS and isinstance(v, dict)}
-            forms.setdefault(kind, {})[strategy] = cleaned
-            data = {"version": VERSION, "forms": forms}
+            data: dict[str, Any] = {"version": VERSION, "forms": forms, "last": _last(current)}
+            change(data)
             size = len(json.dumps(data))
             if size > MAX_FILE_BYTES:
-                _warn(f"Form values not saved: the workspace file would exceed {MAX_FILE_BYTES // 1024} KiB")
+                _warn(f"{what} not saved: the workspace file would exceed {MAX_FILE_BYTES // 1024} KiB")
                 return False
             write_json_atomic(path, data)
     except (OSError, Timeout) as exc:
-        _warn(f"Form values not saved to {path}: {exc}")
+        _warn(f"{what} not saved to {path}: {exc}")
         return False
     return True
 
