@@ -252,19 +252,75 @@ def test_heatmap_values_equal_pandas_pivot(agg):
     fig.to_json()
 
 
-def test_a_heatmap_of_a_signed_metric_centres_its_colours_on_zero():
+def _colour_at(scale, low: float, high: float, value: float) -> tuple[int, int, int]:
+    """The (r, g, b) a Plotly colour scale gives ``value`` over [low, high]."""
+    import re
+
+    from plotly.colors import sample_colorscale
+
+    scale = scale if isinstance(scale, str) else [[float(at), colour] for at, colour in scale]
+    text = sample_colorscale(scale, [(value - low) / (high - low)])[0]
+    return tuple(int(float(v)) for v in re.findall(r"[\d.]+", text)[:3])
+
+
+def _trace_colour(trace, value: float, axis: str = "z") -> tuple[int, int, int]:
+    """The colour ``value`` gets in a heatmap (``axis`` "z") or a line (``axis`` "c") as Plotly
+    draws it: over [min, max] when they are set, else symmetric about the mid."""
+    colours = trace if axis == "z" else trace.line
+    low, high, mid = (getattr(colours, f"{axis}{k}") for k in ("min", "max", "mid"))
+    values = np.asarray(trace.z if axis == "z" else colours.color, dtype=float)
+    if low is None:
+        reach = np.nanmax(np.abs(values - mid))
+        low, high = mid - reach, mid + reach
+    return _colour_at(colours.colorscale, low, high, value)
+
+
+def _red(rgb) -> bool:
+    return rgb[0] > rgb[1] + 20
+
+
+def _green(rgb) -> bool:
+    return rgb[1] > rgb[0] + 20
+
+
+def test_a_heatmap_of_a_signed_metric_keeps_gains_green_and_losses_red():
     """Every Sharpe negative (-9 to -1) was painted green for the least bad, the scale's middle
-    moving with the data: now yellow sits at 0 (profit factor: at 1); a count keeps the data's middle."""
-    results = make_results()
-    results["sharpe"] = -np.abs(results["sharpe"]) - 1.0
-    assert C.heatmap_figure(results, "fast", "z", "sharpe").data[0].zmid == 0.0
-    assert C.heatmap_figure(results, "fast", "z", "n_trades").data[0].zmid is None
-    assert C.parallel_coordinates_figure(results, ["fast", "z"], "sharpe").data[0].line.cmid == 0.0
+    moving with the data; then yellow sat at 0 with a scale symmetric about it, which squeezed
+    a run where every combo gains (or loses) into a few pale shades: now a one-sided run gets its
+    side's colours only, over its own range; a count keeps the data's own scale."""
     from threadx.ui import validation_charts as vc
 
+    results = make_results()
+    results["sharpe"] = -np.abs(results["sharpe"]) - 1.0  # every combo loses
+    z = np.asarray(C.heatmap_figure(results, "fast", "z", "sharpe").data[0].z, dtype=float)
+    heat = C.heatmap_figure(results, "fast", "z", "sharpe").data[0]
+    worst, best = np.nanmin(z), np.nanmax(z)
+    assert _red(_trace_colour(heat, worst)) and _red(_trace_colour(heat, best))  # the least bad is no green
+    assert heat.zmin == worst and heat.zmax == best  # the whole range of the losses' colours is used
+    line = C.parallel_coordinates_figure(results, ["fast", "z"], "sharpe").data[0]
+    assert line.line.cmin == results.loc[results.status == "ok", "sharpe"].min()
+    assert _red(_trace_colour(line, float(line.line.cmax), axis="c"))
     grid = pd.DataFrame({"fast": [5, 5, 10, 10], "z": [1.0, 2.0, 1.0, 2.0], "sharpe": [-3.0, -2.0, -1.0, -4.0],
                          "winner": [False, False, True, False]})
-    assert vc.stability_heatmap_figure(grid, "fast", "z", "sharpe").data[0].zmid == 0.0
+    stability = vc.stability_heatmap_figure(grid, "fast", "z", "sharpe").data[0]
+    assert _red(_trace_colour(stability, -1.0)) and stability.zmin == -4.0
+
+    results["sharpe"] = 1.5 + np.abs(results["sharpe"]) / 100  # every combo gains, values close together
+    heat = C.heatmap_figure(results, "fast", "z", "sharpe").data[0]
+    z = np.asarray(heat.z, dtype=float)
+    worst, best = _trace_colour(heat, np.nanmin(z)), _trace_colour(heat, np.nanmax(z))
+    assert _green(worst) and _green(best)
+    assert sum(abs(a - b) for a, b in zip(worst, best)) > 150  # told apart (symmetric about 0: 37)
+
+    results = make_results()  # both sides: yellow at 0
+    results["sharpe"] -= results.loc[results.status == "ok", "sharpe"].median()
+    heat = C.heatmap_figure(results, "fast", "z", "sharpe", agg="mean").data[0]
+    assert np.nanmin(np.asarray(heat.z, dtype=float)) < 0 < np.nanmax(np.asarray(heat.z, dtype=float))
+    assert heat.zmid == 0.0 and heat.zmin is None and heat.colorscale is not None
+    pf = C.heatmap_figure(results.assign(profit_factor=results["sharpe"] + 1), "fast", "z", "profit_factor", agg="mean")
+    assert pf.data[0].zmid == 1.0  # profit factor: at 1
+    count = C.heatmap_figure(results, "fast", "z", "n_trades").data[0]
+    assert count.zmid is None and count.zmin is None
 
 
 def test_heatmap_with_bool_and_choice_axes():

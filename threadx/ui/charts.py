@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import plotly.colors as plotly_colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -761,6 +762,38 @@ def color_mid(metric: str) -> float | None:
     return _COLOR_MIDS.get(metric)
 
 
+_ONE_SIDE_SHADES = (0.66, 1.0)  # the part of RdYlGn's gain half a one-sided scale spans (a light to a dark green)
+
+
+def metric_colors(metric: str, values: Any, axis: str = "z") -> dict[str, Any]:
+    """A trace's colour arguments for ``metric`` over ``values`` (``axis``: "z" for a heatmap,
+    "c" for a marker or line colour): red to green, yellow at :func:`color_mid` when the values
+    lie on both sides of it. When they all lie on one side (every combo gains, or every one
+    loses), the scale is that side's colours only, stretched over the values' own range: a
+    symmetric scale squeezed them into a few pale shades.
+
+    >>> metric_colors("sharpe", [-1.0, 2.0])
+    {'colorscale': 'RdYlGn', 'zmid': 0.0}
+    >>> one_sided = metric_colors("sharpe", [1.5, 1.8, 2.0])
+    >>> one_sided["zmin"], one_sided["zmax"], len(one_sided["colorscale"])
+    (1.5, 2.0, 5)
+    """
+    scale, mid = _colorscale(metric), color_mid(metric)
+    shared = {"colorscale": scale, f"{axis}mid": mid} if mid is not None else {"colorscale": scale}
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if mid is None or finite.size == 0:
+        return shared
+    low, high = float(finite.min()), float(finite.max())
+    if not (low > mid or high < mid) or low == high:
+        return shared
+    gain_side = low > mid
+    a, b = _ONE_SIDE_SHADES if gain_side else (1.0 - _ONE_SIDE_SHADES[1], 1.0 - _ONE_SIDE_SHADES[0])
+    stops = np.linspace(a, b, 5)
+    colors = plotly_colors.sample_colorscale(scale, list(stops))
+    return {"colorscale": [[k / 4, c] for k, c in enumerate(colors)], f"{axis}min": low, f"{axis}max": high}
+
+
 def heatmap_pivot(results: pd.DataFrame, x: str, y: str, metric: str, agg: str = "max") -> pd.DataFrame:
     """The ``metric`` pivot (rows ``y``, columns ``x``) over ok rows, other params aggregated."""
     if x == y:
@@ -823,7 +856,7 @@ def heatmap_figure(results: pd.DataFrame, x: str, y: str, metric: str, agg: str 
     fig = _new_figure(title=dict(text=f"{label} by {x} × {y} ({agg} over other params)", font=dict(size=14)))
     labels = heatmap_labels(z, metric)
     fig.add_trace(go.Heatmap(
-        z=z, x=xs, y=ys, colorscale=_colorscale(metric), zmid=color_mid(metric), hoverongaps=False,
+        z=z, x=xs, y=ys, **metric_colors(metric, z), hoverongaps=False,
         colorbar=dict(title=dict(text=f"{label}<br>({agg})", side="top"),
                       tickformat=".0%" if units.is_fraction(metric) else None),
         text=labels, texttemplate="%{text}" if labels is not None else None, textfont=dict(size=11),
@@ -884,7 +917,7 @@ def parallel_coordinates_figure(
                       margin=dict(l=70, r=110, t=130, b=30))
     fig.add_trace(go.Parcoords(
         labelangle=-20, labelside="top", labelfont=dict(size=12), rangefont=dict(size=10),
-        line=dict(color=mvals, colorscale=_colorscale(metric), cmid=color_mid(metric), showscale=True,
+        line=dict(color=mvals, **metric_colors(metric, mvals, axis="c"), showscale=True,
                   colorbar=dict(title=dict(text=label), x=1.04)),
         dimensions=dims,
     ))

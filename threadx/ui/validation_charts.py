@@ -34,13 +34,12 @@ from threadx.ui.charts import (
     OVERLAY_COLORS,
     SHORT_COLOR,
     TEMPLATE,
-    _colorscale,
-    color_mid,
     _downsample_positions,
     _fmt_value,
     _new_figure,
     _trace_cls,
     empty_figure,
+    metric_colors,
     metric_label,
 )
 from threadx.units import counted, d3_format, format_metric, is_fraction
@@ -546,7 +545,7 @@ def stability_heatmap_figure(grid: pd.DataFrame, x: str, y: str, metric: str, ra
     fmt = d3_format(metric)
     fig = _new_figure()
     fig.add_trace(go.Heatmap(
-        z=z, x=xs, y=ys, colorscale=_colorscale(metric), zmid=color_mid(metric), hoverongaps=False,
+        z=z, x=xs, y=ys, **metric_colors(metric, z), hoverongaps=False,
         colorbar=dict(title=dict(text=label, side="right"), tickformat=_tick_format(metric)),
         texttemplate=f"%{{z:{'.1%' if is_fraction(metric) else '.3~g'}}}", textfont=dict(size=11),
         hovertemplate=f"{x} = %{{x}}<br>{y} = %{{y}}<br>{label} = %{{z:{fmt}}}<extra></extra>",
