@@ -49,3 +49,19 @@ def test_bb_atr_default_space_leaves_bb_std_fixed():
     assert any("**41** combos" in i.value for i in at.info), [i.value for i in at.info]
     assert any("bb_std" in m.value and "display only" in m.value for m in at.markdown)
     assert at.number_input(key="opt_min_trades").value == DEFAULT_MIN_TRADES
+
+
+def test_float_range_boxes_show_the_values_that_run():
+    """risk_per_trade's range 0.005 to 0.05 step 0.005 was shown as 0.01 / 0.05 / 0.01 (two decimals):
+    10 values ran where the boxes said 5, and the combo count looked doubled."""
+    at = open_page("3_Optimisation.py")
+    key = "opt:bb_atr:risk_per_trade"
+    at.selectbox(key=f"{key}:mode").set_value("range").run()
+    assert not at.exception, at.exception
+    boxes = {name: at.number_input(key=f"{key}:{name}") for name in ("min", "max", "step")}
+    assert {n: b.value for n, b in boxes.items()} == {"min": 0.005, "max": 0.05, "step": 0.005}
+    assert {b.proto.format for b in boxes.values()} == {"%.3f"}
+    boxes["step"].set_value(0.0025).run()  # typed finer than the declared step: shown as typed
+    assert at.number_input(key=f"{key}:min").proto.format == "%.4f"
+    fixed = at.number_input(key="opt:bb_atr:entry_z:value")
+    assert fixed.proto.format == "%.1f" and fixed.value == 1.0

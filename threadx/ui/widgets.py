@@ -3,6 +3,7 @@ Backtest result controls (date range, trades table)."""
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -18,12 +19,23 @@ from threadx.strategy.base import Param, StrategySpec
 from threadx.ui import charts
 
 
-def _number_format(p: Param) -> str | None:
+def _number_format(p: Param, *values: Any) -> str | None:
+    """The printf format of a float param's box: as many decimals (1 to 6) as its step and
+    ``values`` need, so a box never shows a rounded value (0.005 as "0.01") while the exact one runs.
+
+    >>> from threadx.strategy.base import Param
+    >>> risk = Param("risk_per_trade", "float", 0.01, 0.001, 0.1, step=0.005)
+    >>> _number_format(risk), _number_format(risk, 0.0125, None), _number_format(risk, 2e-5)
+    ('%.3f', '%.4f', '%.5f')
+    """
     if p.kind != "float":
         return None
-    step = p.step or 0.01
-    decimals = max(0, min(6, len(f"{step:g}".split(".")[-1]) if "." in f"{step:g}" else 0))
-    return f"%.{max(decimals, 1)}f"
+    decimals = 1
+    for v in (p.step or 0.01, *values):
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            text = f"{abs(float(v)):.6f}".rstrip("0")
+            decimals = max(decimals, len(text.split(".")[1]) if "." in text else 0)
+    return f"%.{min(decimals, 6)}f"
 
 
 def param_input(p: Param, value: Any, key: str, persist: str | None = None) -> Any:
@@ -46,7 +58,8 @@ def param_input(p: Param, value: Any, key: str, persist: str | None = None) -> A
                               help=help_text, persist_state=persist))
     return float(number_box(st, p.name, float(value), key, min_value=float(p.min) if p.min is not None else None,
                             max_value=float(p.max) if p.max is not None else None, step=float(p.step or 0.01),
-                            format=_number_format(p), help=help_text, persist_state=persist))
+                            format=_number_format(p, value, st.session_state.get(key)), help=help_text,
+                            persist_state=persist))
 
 
 def param_form(spec: StrategySpec, values: dict[str, Any], key_prefix: str, columns: int = 3) -> dict[str, Any]:
@@ -175,10 +188,13 @@ def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
                 with row[2]:
                     space[p.name] = param_input(p, p.default, key=f"{key}:value", persist="session")
             else:
+                boxes = ((2, "min", lo), (3, "max", hi), (4, "step", step))
+                typed = (st.session_state.get(f"{key}:{name}") for _, name, _ in boxes)
+                shown = _number_format(p, lo, hi, step, *typed)
                 space[p.name] = {
-                    name: number_box(row[col], name, cast(start), f"{key}:{name}", step=cast(step),
+                    name: number_box(row[col], name, cast(start), f"{key}:{name}", step=cast(step), format=shown,
                                      label_visibility="collapsed", persist_state="session")
-                    for col, name, start in ((2, "min", lo), (3, "max", hi), (4, "step", step))}
+                    for col, name, start in boxes}
         elif p.kind == "bool":
             mode = row[1].selectbox("mode", ["fixed", "both"], key=f"{key}:mode", label_visibility="collapsed",
                                     persist_state="session")
