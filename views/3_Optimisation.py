@@ -19,6 +19,7 @@ from threadx.engine.inputs import EngineOptions
 from threadx.optimize.runner import default_workers
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
+from threadx.optimize.samplers import check_grid_size
 from threadx.optimize.space import SearchSpace, size_band
 from threadx.optimize.store import ResultStore
 from threadx.requests import BacktestRequest, DatasetRef, SweepRequest, describe_run
@@ -92,11 +93,10 @@ count_error = None
 try:
     search = SearchSpace(spec, space)
     if sampler == "grid":
+        check_grid_size(search, "grid", sweep_settings.grid_limit)  # (the limit of threadx.toml, as the sweep's)
         total = search.count_valid_upto(1_000_000)
-        band = size_band(search.size)
         st.info(f"**{total:,}** combos to run ({search.size:,} in the grid, {search.size - total:,} dropped by "
-                f"constraints) — **{band}**" + (" (over the 10M limit: narrow the ranges or use Monte Carlo)"
-                                                if band == "refused" else ""))
+                f"constraints) — **{size_band(search.size, limit=sweep_settings.grid_limit)}**")
     else:
         drawn = min(n, search.size)  # a space smaller than n runs each combo once (as the runner does)
         st.info(f"**{drawn:,}** combos drawn from a space of {search.size:,} — **{size_band(drawn)}**"

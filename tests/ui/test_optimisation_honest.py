@@ -65,3 +65,17 @@ def test_float_range_boxes_show_the_values_that_run():
     assert at.number_input(key=f"{key}:min").proto.format == "%.4f"
     fixed = at.number_input(key="opt:bb_atr:entry_z:value")
     assert fixed.proto.format == "%.1f" and fixed.value == 1.0
+
+
+def test_a_grid_over_the_limit_is_an_error_and_blocks_launch(monkeypatch):
+    """A refused grid was a blue note with Launch enabled (the error came after the click), and the
+    page checked the built-in 10M limit, not the one threadx.toml sets for the sweep itself."""
+    at = open_page("3_Optimisation.py", strategy="ma_crossover")
+    assert not at.error and not at.button(key="opt_launch").disabled
+    monkeypatch.setenv("THREADX_SWEEP_GRID_LIMIT", "100")  # the default space of ma_crossover is larger
+    at.run()
+    assert not at.exception, at.exception
+    assert any("above the limit of 100" in e.value for e in at.error), [e.value for e in at.error]
+    assert at.button(key="opt_launch").disabled
+    at.radio(key="opt_method").set_value("Monte Carlo").run()  # a sampler draws n: no grid limit
+    assert not at.error and not at.button(key="opt_launch").disabled
