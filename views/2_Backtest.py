@@ -196,11 +196,33 @@ failed_check = strategies_ui.failed_check_note(spec)
 if failed_check:
     st.warning(failed_check)
 
+def reset_params(name: str) -> None:
+    """on_click of "Reset to defaults": the form's boxes and the saved values back to the declared defaults."""
+    declared = specs[name].defaults()
+    for param, value in declared.items():
+        st.session_state[f"bt:{name}:{param}"] = value
+    st.session_state.pop(f"params:{name}", None)
+    workspace.save_form("params", name, declared)
+
+
 with st.expander("Parameters", expanded=True):
     saved = {**spec.defaults(), **workspace.load_form("params", strategy)}  # the form as last left
     values = param_form(spec, {**st.session_state.get(f"params:{strategy}", {}), **saved}, key_prefix="bt")
     if values != saved:
         workspace.save_form("params", strategy, values)
+    changed = [p.name for p in spec.params if values[p.name] != p.default]
+    param_problem = None
+    try:
+        spec.normalize(values)  # bounds and constraints, before Run (a box takes any number)
+    except ThreadXError as exc:
+        param_problem = str(exc)
+        st.error(f"Parameters: {exc}")
+    if changed:
+        c = st.columns([5, 1], vertical_alignment="center")
+        c[0].caption(f"Not the strategy's declared defaults: {', '.join(changed[:6])}"
+                     f"{f' and {len(changed) - 6} more' if len(changed) > 6 else ''} (the form keeps its values "
+                     "between sessions).")
+        c[1].button("Reset to defaults", key="bt_reset_params", on_click=reset_params, args=(strategy,))
 with st.expander("Costs, fills and sizing", expanded=False):
     c = st.columns(4)  # (two rows of four: seven in one cut "10000.(", "strategy defa" at 1024-1440 px)
     capital = c[0].number_input("Initial capital", min_value=1.0, step=1_000.0, key="bt_capital")
@@ -221,7 +243,8 @@ engine = {"initial_capital": capital, "fee_bps": fee_bps, "slippage_bps": slip_b
           "sizing": None if sizing == SIZINGS[0] else sizing, "leverage": leverage or None,
           "min_notional": min_notional, **st.session_state.get("bt_engine_extra", {})}
 
-run_clicked = st.button("Run backtest", type="primary", key="bt_run") and not strategy_fell_back()
+run_clicked = (st.button("Run backtest", type="primary", key="bt_run", disabled=param_problem is not None)
+               and not strategy_fell_back())
 if run_clicked:
     try:
         if handed_data is not None:  # the reopened run's data, checked against its fingerprint
@@ -321,4 +344,4 @@ if shown and df is not None:
     d[2].download_button("Run (JSON)", lambda: json.dumps(result.to_dict(), default=str), file_name="backtest.json",
                          mime="application/json", key="dl_json")
 else:
-    st.info("Set the parameters and press **Run backtest**. The defaults are the strategy's declared defaults.")
+    st.info("Set the parameters and press **Run backtest**.")

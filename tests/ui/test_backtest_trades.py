@@ -94,3 +94,24 @@ def test_money_and_prices_say_their_currency():
     equity = json.loads(at.get("plotly_chart")[1].proto.spec)
     assert equity["layout"]["yaxis"]["title"]["text"] == "Equity (USDT)"
     assert any("initial 10,000 USDT" in a.get("text", "") for a in equity["layout"]["annotations"])
+
+
+def test_a_value_out_of_bounds_is_said_and_blocks_run_and_the_defaults_can_be_restored():
+    """bb_period -5 typed in the box stayed shown (a small red mark) while the run used the last valid
+    value; the page said "The defaults are the strategy's declared defaults" over saved values."""
+    at = open_page("2_Backtest.py")
+    assert not any(b.key == "bt_reset_params" for b in at.button)  # at the declared defaults: nothing to reset
+    at.number_input(key="bt:bb_atr:bb_period").set_value(-5).run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == ["Parameters: bb_period=-5 is below its minimum 2"]
+    assert at.button(key="bt_run").disabled
+    at.number_input(key="bt:bb_atr:bb_period").set_value(30).run()
+    assert not at.error and not at.button(key="bt_run").disabled
+    assert any("Not the strategy's declared defaults: bb_period" in c.value for c in at.caption)
+    again = open_page("2_Backtest.py")  # a new session: the saved value, said as such
+    assert again.number_input(key="bt:bb_atr:bb_period").value == 30
+    again.button(key="bt_reset_params").click().run()
+    assert not again.exception, again.exception
+    assert again.number_input(key="bt:bb_atr:bb_period").value == 20
+    assert not any(b.key == "bt_reset_params" for b in again.button)
+    assert open_page("2_Backtest.py").number_input(key="bt:bb_atr:bb_period").value == 20  # saved as reset

@@ -38,12 +38,24 @@ def _number_format(p: Param, *values: Any) -> str | None:
     return f"%.{min(decimals, 6)}f"
 
 
+def _bounds_note(p: Param) -> str | None:
+    """A numeric param's bounds in words ("from 2 to 500", "at least 0"); None when it has none."""
+    if p.min is not None and p.max is not None:
+        return f"from {p.min:g} to {p.max:g}"
+    if p.min is not None or p.max is not None:
+        return f"at least {p.min:g}" if p.min is not None else f"at most {p.max:g}"
+    return None
+
+
 def param_input(p: Param, value: Any, key: str, persist: str | None = None) -> Any:
     """One widget for a param, starting at ``value`` (the declared default unless handed over).
 
     A value already put in Session State under ``key`` (a run reopened in this page) wins:
     the widget is then created without a value of its own, as Streamlit asks. ``persist``:
-    Streamlit's ``persist_state`` ("session": the value survives a visit to another page)."""
+    Streamlit's ``persist_state`` ("session": the value survives a visit to another page).
+    A number box has no bounds of its own: the browser kept showing a value typed out of range
+    while the last valid one ran; the page checks the values (:meth:`StrategySpec.normalize`)
+    and says what is wrong."""
     help_text = p.description or None
     if p.kind == "bool":  # (a checkbox's value is a bool: False is "none of its own")
         return st.checkbox(p.name, value=bool(unless_preset(key, bool(value))), key=key, help=help_text,
@@ -52,12 +64,11 @@ def param_input(p: Param, value: Any, key: str, persist: str | None = None) -> A
         options = list(p.choices)
         return choice_box(st, p.name, options, value if value in options else options[0], key, help=help_text,
                           persist_state=persist)
+    help_text = "; ".join(t for t in (p.description, _bounds_note(p)) if t) or None
     if p.kind == "int":
-        return int(number_box(st, p.name, int(value), key, min_value=int(p.min) if p.min is not None else None,
-                              max_value=int(p.max) if p.max is not None else None, step=int(p.step or 1),
-                              help=help_text, persist_state=persist))
-    return float(number_box(st, p.name, float(value), key, min_value=float(p.min) if p.min is not None else None,
-                            max_value=float(p.max) if p.max is not None else None, step=float(p.step or 0.01),
+        return int(number_box(st, p.name, int(value), key, step=int(p.step or 1), help=help_text,
+                              persist_state=persist))
+    return float(number_box(st, p.name, float(value), key, step=float(p.step or 0.01),
                             format=_number_format(p, value, st.session_state.get(key)), help=help_text,
                             persist_state=persist))
 
