@@ -218,7 +218,7 @@ with st.expander("Parameters", expanded=True):
         param_problem = str(exc)
         st.error(f"Parameters: {exc}")
     if changed:
-        c = st.columns([5, 1], vertical_alignment="center")
+        c = st.columns([7, 3], vertical_alignment="center")
         c[0].caption(f"Not the strategy's declared defaults: {', '.join(changed[:6])}"
                      f"{f' and {len(changed) - 6} more' if len(changed) > 6 else ''} (the form keeps its values "
                      "between sessions).")

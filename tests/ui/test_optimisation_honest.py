@@ -47,7 +47,7 @@ def test_bb_atr_default_space_leaves_bb_std_fixed():
     assert at.selectbox(key="opt:bb_atr:bb_period:mode").value == "range"
     assert at.selectbox(key="opt:bb_atr:bb_std:mode").value == "fixed"
     assert any("**41** combos" in i.value for i in at.info), [i.value for i in at.info]
-    assert any("bb_std" in m.value and "display only" in m.value for m in at.markdown)
+    assert any(m.value.startswith("<code>bb_<wbr>std</code>") and "display only" in m.value for m in at.markdown)
     assert at.number_input(key="opt_min_trades").value == DEFAULT_MIN_TRADES
 
 

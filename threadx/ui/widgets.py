@@ -47,30 +47,42 @@ def _bounds_note(p: Param) -> str | None:
     return None
 
 
-def param_input(p: Param, value: Any, key: str, persist: str | None = None) -> Any:
+def breakable_name(name: str) -> str:
+    """A param's name as code that a narrow column breaks after an underscore ("stop_loss_pc" / "t"
+    was cut mid-word at 1024 px); copied, it is the name (``<wbr>`` adds no character). Names are
+    identifiers (:class:`Param` checks them), so nothing in one is HTML.
+
+    >>> breakable_name("stop_loss_pct")
+    '<code>stop_<wbr>loss_<wbr>pct</code>'
+    """
+    return f"<code>{name.replace('_', '_<wbr>')}</code>"
+
+
+def param_help(p: Param) -> str | None:
+    """A param's description and bounds, the help of its box."""
+    return "; ".join(t for t in (p.description, _bounds_note(p)) if t) or None
+
+
+def param_input(p: Param, value: Any, key: str, persist: str | None = None, label_visibility: str = "visible") -> Any:
     """One widget for a param, starting at ``value`` (the declared default unless handed over).
 
     A value already put in Session State under ``key`` (a run reopened in this page) wins:
     the widget is then created without a value of its own, as Streamlit asks. ``persist``:
-    Streamlit's ``persist_state`` ("session": the value survives a visit to another page).
+    Streamlit's ``persist_state`` ("session": the value survives a visit to another page);
+    ``label_visibility`` "collapsed" where the param is named beside the box.
     A number box has no bounds of its own: the browser kept showing a value typed out of range
     while the last valid one ran; the page checks the values (:meth:`StrategySpec.normalize`)
     and says what is wrong."""
-    help_text = p.description or None
+    shown = {"help": param_help(p), "persist_state": persist, "label_visibility": label_visibility}
     if p.kind == "bool":  # (a checkbox's value is a bool: False is "none of its own")
-        return st.checkbox(p.name, value=bool(unless_preset(key, bool(value))), key=key, help=help_text,
-                           persist_state=persist)
+        return st.checkbox(p.name, value=bool(unless_preset(key, bool(value))), key=key, **shown)
     if p.kind == "choice":
         options = list(p.choices)
-        return choice_box(st, p.name, options, value if value in options else options[0], key, help=help_text,
-                          persist_state=persist)
-    help_text = "; ".join(t for t in (p.description, _bounds_note(p)) if t) or None
+        return choice_box(st, p.name, options, value if value in options else options[0], key, **shown)
     if p.kind == "int":
-        return int(number_box(st, p.name, int(value), key, step=int(p.step or 1), help=help_text,
-                              persist_state=persist))
+        return int(number_box(st, p.name, int(value), key, step=int(p.step or 1), **shown))
     return float(number_box(st, p.name, float(value), key, step=float(p.step or 0.01),
-                            format=_number_format(p, value, st.session_state.get(key)), help=help_text,
-                            persist_state=persist))
+                            format=_number_format(p, value, st.session_state.get(key)), **shown))
 
 
 def param_form(spec: StrategySpec, values: dict[str, Any], key_prefix: str, columns: int = 3) -> dict[str, Any]:
@@ -180,14 +192,17 @@ def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
     values survive a visit to another page (``persist_state="session"``)."""
     space: dict[str, Any] = {}
     ranged = [p.name for p in spec.params[:2] if searched_by_default(p)]
-    header = st.columns([2, 2, 2, 2, 2])
+    widths = [3, 2, 2, 2, 2]  # the name column the widest: its help mark leaves less room for the name
+    header = st.columns(widths)
     for label, col in zip(("param", "mode", "min / value", "max", "step"), header):
         col.caption(label)
     for p in spec.params:
-        row = st.columns([2, 2, 2, 2, 2])
-        row[0].markdown(f"`{p.name}`" + ("" if p.affects_results else " (display only)"),
-                        help=None if p.affects_results else "Does not change any result: left out of the "
-                        "default search, every value gives the same backtest.")
+        # a choice's values get the width of the four boxes (in one column, its chip was a red blob at 1024 px)
+        row = st.columns([widths[0], sum(widths[1:])] if p.kind == "choice" else widths)
+        display_only = None if p.affects_results else ("Does not change any result: left out of the default "
+                                                       "search, every value gives the same backtest.")
+        row[0].markdown(breakable_name(p.name) + ("" if p.affects_results else " (display only)"),
+                        help="; ".join(t for t in (param_help(p), display_only) if t) or None, unsafe_allow_html=True)
         key = f"{key_prefix}:{spec.name}:{p.name}"
         if p.kind in ("int", "float"):
             default_mode = "range" if p.name in ranged else "fixed"
@@ -197,7 +212,8 @@ def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
             cast = int if p.kind == "int" else float
             if mode == "fixed":
                 with row[2]:
-                    space[p.name] = param_input(p, p.default, key=f"{key}:value", persist="session")
+                    space[p.name] = param_input(p, p.default, key=f"{key}:value", persist="session",
+                                                label_visibility="collapsed")
             else:
                 boxes = ((2, "min", lo), (3, "max", hi), (4, "step", step))
                 typed = (st.session_state.get(f"{key}:{name}") for _, name, _ in boxes)
@@ -214,7 +230,8 @@ def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
                 row[2].caption("false, true")
             else:
                 with row[2]:
-                    space[p.name] = param_input(p, p.default, key=f"{key}:value", persist="session")
+                    space[p.name] = param_input(p, p.default, key=f"{key}:value", persist="session",
+                                                label_visibility="collapsed")
         else:
             chosen = row[1].multiselect("values", list(p.choices), default=unless_preset(f"{key}:values", [p.default]),
                                         key=f"{key}:values", label_visibility="collapsed", persist_state="session")
