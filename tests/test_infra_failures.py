@@ -134,4 +134,4 @@ def test_a_dask_cluster_without_workers_interrupts_instead_of_waiting_forever(mo
     executor = DaskExecutor.__new__(DaskExecutor)  # the waiting loop alone, without a cluster
     executor.client, executor.no_workers_s = NoWorkers(), 0.6
     with pytest.raises(RunInterrupted, match="no worker for 1 s"):
-        executor._next_done(NothingDone())
+        executor._next_done(NothingDone(), lambda: False)

@@ -63,6 +63,7 @@ class Estimate:
     cache_bytes: int
     result_bytes: int
     shared: bool = True  # indicators also copied (shared block, cluster, device); False for inline
+    in_shm: bool = True  # that copy is a block in /dev/shm (the process pool), not on a cluster or a device
 
     @property
     def line_bytes(self) -> int:
@@ -125,7 +126,7 @@ class Budget:
     def line_capacity(self, est: Estimate) -> int:
         """How many indicator lines one batch may prepare (negative: not even the fixed costs fit)."""
         room = (self.memory - est.fixed) // est.per_line
-        if est.shared and self.shm is not None:
+        if est.shared and est.in_shm and self.shm is not None:
             room = min(room, int(self.shm * 0.9) // est.line_bytes - FIXED_LINES)
         return int(room)
 
@@ -182,19 +183,19 @@ def plan_batches(needs: list[set], capacity: int, widths: dict) -> list[list[int
 
 
 def estimate_memory(requests: Iterable[tuple[str, str]], n_bars: int, workers: int, bank: Any, combos: int,
-             shared: bool = True) -> Estimate:
+                    shared: bool = True, in_shm: bool = True) -> Estimate:
     """The :class:`Estimate` of preparing ``requests`` at once for ``combos`` combos (the
     indicator cache counted up to its bound, or to the lines of this plan when they are fewer:
     its whole 512 MiB bound refused a 2-combo sweep under a 600 MiB budget)."""
     lines = lines_of(requests)
     cache = min(int(getattr(bank, "max_bytes", 0)), sum(lines.values()) * n_bars * 8)
     return Estimate(n_bars=n_bars, lines=lines, workers=workers, cache_bytes=cache, result_bytes=result_bytes(combos),
-                    shared=shared)
+                    shared=shared, in_shm=in_shm)
 
 
 def fits(est: Estimate, budget: Budget) -> bool:
     """Whether ``est`` fits the RAM budget and, for a shared copy, the free ``/dev/shm``."""
-    shm_ok = budget.shm is None or not est.shared or est.shared_bytes <= budget.shm * 0.9
+    shm_ok = budget.shm is None or not (est.shared and est.in_shm) or est.shared_bytes <= budget.shm * 0.9
     return est.total <= budget.memory and shm_ok
 
 
@@ -205,7 +206,8 @@ def advice(est: Estimate, budget: Budget, search: Any, why: str, what: str = "sw
     that set the indicators to change."""
     from threadx.optimize.shared import indicator_axes
 
-    shm = f" (/dev/shm has {format_bytes(budget.shm)} free)" if budget.shm is not None and est.shared else ""
+    shm = f" (/dev/shm has {format_bytes(budget.shm)} free)" if budget.shm is not None and est.shared and est.in_shm \
+        else ""
     head = f"this {what} needs up to about {format_bytes(est.total)} ({est.describe()}); the budget is " \
            f"{budget.describe()}{shm}"
     if est.fixed >= budget.memory:  # no indicator param can help (nor batches: ``why`` is moot)

@@ -8,8 +8,10 @@ started for the sweep and closed after it.
 
 A chunk lost with its worker (KilledWorker, CommClosedError, ...) is stored as an
 infrastructural failure that a resume retries. When the cluster keeps losing chunks
-(``2 x workers`` in a row, at least 4) or has had no worker for ``no_workers_s``, the run
-stops with :class:`RunInterrupted` (resumable) instead of marking every combo failed.
+(``2 x workers`` in a row, at least 4) or has had no running worker (none, or all paused
+for memory) for ``no_workers_s``, the run stops with :class:`RunInterrupted` (resumable)
+instead of marking every combo failed. Before the data is sent, it is checked against the
+workers' memory limits (:func:`check_worker_memory`).
 """
 from __future__ import annotations
 
@@ -22,9 +24,11 @@ import numpy as np
 
 from threadx.data.bars import Bars
 from threadx.errors import ParamError, ThreadXError
+from threadx.optimize.budget import WORKER_BYTES
 from threadx.optimize.evaluate import ChunkResult, Evaluator, RunInterrupted, SweepTask, failure_text, is_infra_exception
 from threadx.optimize.pool import failed_chunk
 from threadx.optimize.shared import PreparedIndicators
+from threadx.units import format_bytes
 
 _EVALUATORS: dict[str, Evaluator] = {}
 _MIN_LOST_STREAK = 4  # infrastructural chunk failures in a row (at least 2 per worker) that interrupt a run
@@ -85,10 +89,38 @@ def connect(address: str) -> Any:
                        "(`dask scheduler`), or leave scheduler unset for a local cluster")
 
 
+PAUSE_FRACTION = 0.8  # Dask's default distributed.worker.memory.pause: a worker over it runs nothing
+
+
+def payload_bytes(bars: Bars, arrays: dict) -> int:
+    """What every worker receives and keeps for a sweep: the bars and the indicator arrays."""
+    columns = (bars.open, bars.high, bars.low, bars.close, bars.volume, bars.time_ns)
+    return sum(int(getattr(a, "nbytes", 0)) for a in (*columns, *arrays.values()))
+
+
+def check_worker_memory(workers: dict[str, dict], needed: int) -> None:
+    """ParamError when ``needed`` bytes (the sweep's data, plus a worker's own use) pass the
+    point at which Dask pauses the smallest worker (:data:`PAUSE_FRACTION` of its
+    ``memory_limit``; 0 = no limit): such a worker never ran a chunk and the sweep waited."""
+    limits = {address: int(info.get("memory_limit") or 0) for address, info in workers.items()}
+    limited = {address: limit for address, limit in limits.items() if limit > 0}
+    if not limited:
+        return
+    address, smallest = min(limited.items(), key=lambda item: item[1])
+    if needed + WORKER_BYTES > PAUSE_FRACTION * smallest:
+        raise ParamError(
+            f"each Dask worker would hold this sweep's bars and indicators ({format_bytes(needed)}) beside its own "
+            f"use (about {format_bytes(WORKER_BYTES)}): more than the {PAUSE_FRACTION:.0%} of its memory limit at "
+            f"which Dask pauses it ({address}: limit {format_bytes(smallest)}). Give the workers more memory "
+            "(dask worker --memory-limit), narrow the indicator params, use a shorter period or a coarser "
+            "timeframe, or run on executor local")
+
+
 class DaskExecutor:
     """Streams chunks to a Dask cluster; results come back as they finish."""
 
-    no_workers_s = 30.0  # a cluster without any worker for this long interrupts the run
+    no_workers_s = 30.0  # a cluster without a running worker for this long interrupts the run
+    stop_grace_s = 5.0  # after a stop, chunks still running after this long are cancelled (resume reruns them)
 
     def __init__(self, bars: Bars, arrays: dict, task: SweepTask, workers: int, address: str | None = None):
         check_scheduler(address)
@@ -97,22 +129,33 @@ class DaskExecutor:
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ImportError("executor='dask' needs dask[distributed]: pip install 'threadx[cluster]'") from exc
         self._cluster = None
-        if address:
-            self.client = connect(address)
-        else:
-            self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                         dashboard_address=None)
-            self.client = Client(self._cluster)
-        payload = {
-            "token": uuid.uuid4().hex,
-            "task": task,
-            "bars": {"open": bars.open, "high": bars.high, "low": bars.low, "close": bars.close,
-                     "volume": bars.volume, "time_ns": bars.time_ns, "timeframe": bars.timeframe},
-            "arrays": arrays,
-        }
-        self.workers = max(1, len(self.client.scheduler_info().get("workers", {})) or workers)
-        # scattered as a list with hash=False: a unique key, never shared with another sweep
-        self.data = self.client.scatter([payload], broadcast=True, hash=False)[0]
+        self.client = None
+        try:
+            if address:
+                self.client = connect(address)
+            else:
+                self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                             dashboard_address=None)
+                self.client = Client(self._cluster)
+            payload = {
+                "token": uuid.uuid4().hex,
+                "task": task,
+                "bars": {"open": bars.open, "high": bars.high, "low": bars.low, "close": bars.close,
+                         "volume": bars.volume, "time_ns": bars.time_ns, "timeframe": bars.timeframe},
+                "arrays": arrays,
+            }
+            known = self.client.scheduler_info().get("workers", {})
+            check_worker_memory(known, payload_bytes(bars, arrays))
+            self.workers = max(1, len(known) or workers)
+            try:  # scattered as a list with hash=False: a unique key, never shared with another sweep
+                self.data = self.client.scatter([payload], broadcast=True, hash=False)[0]
+            except Exception as exc:  # noqa: BLE001 - Dask's own text ("Stream is closed") says little
+                raise ThreadXError(f"sending the sweep's data ({format_bytes(payload_bytes(bars, arrays))}) to the "
+                                   f"Dask workers failed ({type(exc).__name__}: {str(exc)[:160]}): a worker may have "
+                                   "run out of memory (dask worker --memory-limit) or left the cluster") from None
+        except BaseException:
+            self.close()  # (a client left open printed reconnect tracebacks when its scheduler stopped)
+            raise
 
     def run(self, chunks: Iterator[np.ndarray], should_stop: Callable[[], bool]) -> Iterator[ChunkResult]:
         from dask.distributed import as_completed
@@ -133,7 +176,9 @@ class DaskExecutor:
                     pending.add(future)
                 if pending.is_empty():
                     return
-                future = self._next_done(pending)
+                future = self._next_done(pending, should_stop)
+                if future is None:  # stopped, and the chunks still running did not finish in stop_grace_s
+                    return
                 ids = ids_of.pop(future.key)
                 try:
                     result = future.result()
@@ -150,28 +195,40 @@ class DaskExecutor:
             for future in list(getattr(pending, "futures", ())):
                 future.cancel()
 
-    def _next_done(self, pending):
-        """The next finished future; RunInterrupted once the cluster has had no worker for
-        ``no_workers_s`` (its futures would wait forever)."""
-        alone_since, checked = None, 0.0
+    def _next_done(self, pending, should_stop: Callable[[], bool]):
+        """The next finished future; None once a stop has waited ``stop_grace_s`` for the
+        chunks still running; RunInterrupted once the cluster has had no running worker (none,
+        or all paused for memory) for ``no_workers_s`` (its futures would wait forever)."""
+        alone_since, stopped_since, checked = None, None, 0.0
         while not pending.has_ready():
             now = time.monotonic()
             if now - checked >= 0.5:
                 checked = now
-                alone_since = None if self._worker_count() else (alone_since or now)
+                running, paused = self._worker_states()
+                alone_since = None if running else (alone_since or now)
                 if alone_since is not None and now - alone_since >= self.no_workers_s:
-                    raise RunInterrupted(f"the Dask cluster has had no worker for {self.no_workers_s:.0f} s; "
-                                         "finished combos are stored, the same run id resumes")
+                    why = (f"all {paused} of its workers have been paused for memory (over "
+                           f"{PAUSE_FRACTION:.0%} of their limit: dask worker --memory-limit)" if paused
+                           else "has had no worker")
+                    raise RunInterrupted(f"the Dask cluster {why} for {self.no_workers_s:.0f} s; finished combos "
+                                         "are stored, the same run id resumes")
+                stopped_since = (stopped_since or now) if should_stop() else None
+                if stopped_since is not None and now - stopped_since >= self.stop_grace_s:
+                    return None
             time.sleep(0.002)
         return next(pending)
 
-    def _worker_count(self) -> int:
+    def _worker_states(self) -> tuple[int, int]:
+        """(running, paused) workers of the cluster."""
         try:
-            return len(self.client.scheduler_info().get("workers", {}))
+            states = [w.get("status") for w in self.client.scheduler_info().get("workers", {}).values()]
         except Exception:  # noqa: BLE001 - a scheduler gone: no worker either
-            return 0
+            return 0, 0
+        return (sum(1 for status in states if status in ("running", None)),  # (None: a Dask without statuses)
+                sum(1 for status in states if status == "paused"))
 
     def close(self) -> None:
-        self.client.close()
+        if self.client is not None:
+            self.client.close()
         if self._cluster is not None:
             self._cluster.close()

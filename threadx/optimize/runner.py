@@ -490,7 +490,7 @@ class _Session:
         combos = self.search.size if ids is None else len(ids)
         inline = self._inline_for(combos)  # (threads of this process: no worker process, no shared copy)
         est = self.estimate = estimate_memory(requests, len(self.bars), 0 if inline else self.workers, bank, combos,
-                                              shared=not inline)
+                                              shared=not inline, in_shm=self.executor not in ("dask", "gpu"))
         if fits(est, budget):
             return
         first = np.zeros(1, dtype=np.int64) if ids is None or not len(ids) else ids[:1]

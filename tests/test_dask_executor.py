@@ -1,0 +1,113 @@
+"""The Dask executor's guards: workers paused for memory, a stop while chunks run, the data
+checked against the workers' memory limits before it is sent, no client left open, and a
+/dev/shm the cluster never uses not counted against it."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from threadx.data.synthetic import generate_synthetic
+from threadx.errors import ParamError
+from threadx.optimize import budget
+from threadx.optimize.dask_executor import DaskExecutor, check_worker_memory
+from threadx.optimize.evaluate import RunInterrupted
+from threadx.optimize.runner import sweep
+
+MiB = 2**20
+
+
+class Workers:
+    """A client whose scheduler reports workers in the given states."""
+
+    def __init__(self, *states: str):
+        self.states = states
+
+    def scheduler_info(self):
+        return {"workers": {f"tcp://10.0.0.{k}:1": {"status": s} for k, s in enumerate(self.states)}}
+
+
+class NothingDone:
+    def has_ready(self):
+        return False
+
+
+def waiting(client, no_workers_s: float = 0.6) -> DaskExecutor:
+    executor = DaskExecutor.__new__(DaskExecutor)  # the waiting loop alone, without a cluster
+    executor.client, executor.no_workers_s, executor.stop_grace_s = client, no_workers_s, 0.6
+    return executor
+
+
+def test_workers_all_paused_for_memory_interrupt_the_run_with_the_reason():
+    """Workers paused by Dask (memory over its pause threshold) run nothing: the sweep waited silently
+    until it was killed."""
+    with pytest.raises(RunInterrupted, match="all 2 of its workers have been paused for memory"):
+        waiting(Workers("paused", "paused"))._next_done(NothingDone(), lambda: False)
+
+
+def test_a_stop_is_honoured_while_chunks_never_finish():
+    """A stop request waited for chunks that never came back (paused workers): 107 s until SIGTERM."""
+    executor = waiting(Workers("running"), no_workers_s=60)
+    began = time.monotonic()
+    assert executor._next_done(NothingDone(), lambda: True) is None
+    assert time.monotonic() - began < 5
+
+
+def test_one_running_worker_keeps_the_run_waiting():
+    executor = waiting(Workers("paused", "running"), no_workers_s=0.6)
+    stop_after = time.monotonic() + 1.5
+    assert executor._next_done(NothingDone(), lambda: time.monotonic() > stop_after) is None  # not interrupted
+
+
+def test_the_data_is_checked_against_the_workers_memory_limits():
+    workers = {"tcp://a:1": {"memory_limit": 4096 * MiB}, "tcp://b:1": {"memory_limit": 600 * MiB}}
+    check_worker_memory(workers, 100 * MiB)  # 100 + 256 MiB under 80 % of 600 MiB
+    with pytest.raises(ParamError, match=r"tcp://b:1: limit 600.0 MiB.*--memory-limit"):
+        check_worker_memory(workers, 300 * MiB)
+    check_worker_memory({"tcp://a:1": {"memory_limit": 0}}, 10**12)  # no limit: nothing to check
+    check_worker_memory({}, 10**12)  # no worker yet
+
+
+@pytest.fixture(scope="module")
+def small_cluster():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                       memory_limit="300MiB")
+    yield cluster
+    cluster.close()
+
+
+def test_a_sweep_too_big_for_the_workers_is_refused_before_sending_and_leaves_no_client(small_cluster, tmp_path):
+    """300 MiB workers got a sweep of 1.9 GB: 'Stream is closed' from inside Dask, and each failed
+    start left a Client open (reconnect tracebacks when the scheduler stopped)."""
+    from distributed.client import _global_clients
+
+    df = generate_synthetic("BTC_USDT", days=120, seed=3)
+    before = len(_global_clients)
+    with pytest.raises(ParamError, match="more than the 80% of its memory limit"):
+        sweep(df, "ma_crossover", {"fast_period": [5, 10], "slow_period": [40]}, executor="dask",
+              scheduler=small_cluster.scheduler_address, store=tmp_path / "runs", run_id="big")
+    assert len(_global_clients) == before
+
+
+@pytest.fixture(scope="module")
+def unlimited_cluster():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                       memory_limit=0)
+    yield cluster
+    cluster.close()
+
+
+def test_a_dask_sweep_is_not_refused_for_a_dev_shm_it_does_not_use(unlimited_cluster, tmp_path, monkeypatch):
+    """/dev/shm at Docker's default 64 MiB refused a Dask (or GPU) sweep whose copy lives on the
+    cluster, even with memory_budget=100GiB; the process pool still counts it."""
+    monkeypatch.setattr(budget, "shm_free", lambda: 4096)  # next to nothing free
+    df = generate_synthetic("BTC_USDT", days=60, seed=3)
+    space = {"fast_period": [5, 10], "slow_period": [40]}
+    run = sweep(df, "ma_crossover", space, executor="dask", scheduler=unlimited_cluster.scheduler_address,
+                store=tmp_path / "runs", run_id="dask", memory_budget="100GiB")
+    assert run.manifest["status"] == "completed" and len(run.results) == 2
+    with pytest.raises(ParamError, match="/dev/shm has 4.0 KiB free"):
+        sweep(df, "ma_crossover", space, executor="local", workers=2, store=tmp_path / "runs", run_id="pool",
+              memory_budget="100GiB")
