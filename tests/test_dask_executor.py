@@ -111,3 +111,37 @@ def test_a_dask_sweep_is_not_refused_for_a_dev_shm_it_does_not_use(unlimited_clu
     with pytest.raises(ParamError, match="/dev/shm has 4.0 KiB free"):
         sweep(df, "ma_crossover", space, executor="local", workers=2, store=tmp_path / "runs", run_id="pool",
               memory_budget="100GiB")
+
+
+def test_research_checks_its_scheduler_as_a_sweep_does(tmp_path):
+    """`threadx research --executor dask --scheduler not-an-address` was a traceback (ValueError), an
+    HTTP server's address a hang; a scheduler beside another executor was ignored."""
+    import socket
+
+    from threadx.data.io import write_ohlcv
+    from threadx.validation.research import research
+
+    df = generate_synthetic("BTC_USDT", days=60, seed=3)
+    path = tmp_path / "BTC_USDT-1h.parquet"
+    write_ohlcv(df, path)
+    with pytest.raises(ParamError, match="scheduler must be a Dask scheduler address"):
+        research("ma_crossover", [path], executor="dask", scheduler="not-an-address", results_dir=tmp_path)
+    with pytest.raises(ParamError, match="used by executor dask only"):
+        research("ma_crossover", [path], executor="local", scheduler="tcp://127.0.0.1:8786", results_dir=tmp_path)
+    with pytest.raises(ParamError, match="used by executor dask only"):
+        sweep(df, "ma_crossover", {"fast_period": [5], "slow_period": [40]}, executor="local",
+              scheduler="tcp://127.0.0.1:8786", store=tmp_path / "runs")
+    silent = socket.socket()  # accepts and never answers, as a web server's port does to Dask
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    from threadx.errors import ThreadXError
+    from threadx.optimize import dask_executor
+
+    began = time.monotonic()
+    try:
+        with pytest.raises(ThreadXError, match="no Dask scheduler answers"):
+            research("ma_crossover", [path], executor="dask", scheduler=f"tcp://127.0.0.1:{silent.getsockname()[1]}",
+                     results_dir=tmp_path, is_bars=500, oos_bars=250, n=2, sampler="random")
+    finally:
+        silent.close()
+    assert time.monotonic() - began < dask_executor.CONNECT_TIMEOUT_S + 10

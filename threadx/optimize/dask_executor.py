@@ -47,11 +47,16 @@ def _dask_chunk(payload: dict, ids: np.ndarray) -> ChunkResult:
 CONNECT_TIMEOUT_S = 10  # a scheduler that does not answer in this long is reported, not waited on
 
 
-def check_scheduler(address: str | None) -> None:
+def check_scheduler(address: str | None, executor: str = "dask") -> None:
     """ParamError unless ``address`` is None or a Dask scheduler address (``tcp://host:port``):
-    checked before any work (a malformed one raised a traceback after the indicators were made)."""
+    checked before any work (a malformed one raised a traceback after the indicators were made).
+    A scheduler given to another ``executor`` than dask is refused too (it was ignored: the work
+    ran on this machine)."""
     if address is None:
         return
+    if executor != "dask":
+        raise ParamError(f"a scheduler is used by executor dask only, not {executor!r}: add --executor dask (executor="
+                         "'dask'), or leave the scheduler out")
     from distributed.comm import parse_address, parse_host_port
 
     try:

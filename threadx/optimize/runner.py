@@ -168,10 +168,9 @@ def sweep(
             adaptive_rounds=adaptive_rounds, patience=patience, grid_limit=grid_limit,
             engine_options=engine_options)
         search = SearchSpace(get_strategy(strategy), space)
-        if executor == "dask":
-            from threadx.optimize.dask_executor import check_scheduler
+        from threadx.optimize.dask_executor import check_scheduler
 
-            check_scheduler(scheduler)  # before any work
+        check_scheduler(scheduler, executor)  # before any work
         budget = Budget.resolve(memory_budget)
         store = store if isinstance(store, ResultStore) else ResultStore(_store_argument(store))
     session = _Session(

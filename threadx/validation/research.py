@@ -270,6 +270,9 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     check_once(strategies, "strategy")  # before the datasets are read
     if executor not in EXECUTORS:
         raise ParamError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    from threadx.optimize.dask_executor import check_scheduler
+
+    check_scheduler(scheduler, executor)  # (a malformed address was a traceback, an HTTP server a hang)
     research_id = check_name(research_id or f"research-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
                              "research id")
     if (research_root(results_dir) / research_id).exists():  # its cells' runs too: never mixed with new ones
@@ -467,9 +470,16 @@ def _run_remote(requests, executor, workers, scheduler, results_dir, should_stop
             from dask.distributed import Client, LocalCluster, as_completed
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ImportError("executor='dask' needs dask[distributed]: pip install 'threadx[cluster]'") from exc
+        from threadx.optimize.dask_executor import connect
+
         cluster = None if scheduler else LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                                       dashboard_address=None)
-        client = Client(scheduler or cluster)
+        try:
+            client = connect(scheduler) if scheduler else Client(cluster)
+        except BaseException:
+            if cluster is not None:
+                cluster.close()
+            raise
         try:
             futures = {client.submit(run_cell, r, results_dir, pure=False): k for k, r in enumerate(one_thread)}
             for future in as_completed(list(futures)):
