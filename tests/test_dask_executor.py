@@ -145,3 +145,47 @@ def test_research_checks_its_scheduler_as_a_sweep_does(tmp_path):
     finally:
         silent.close()
     assert time.monotonic() - began < dask_executor.CONNECT_TIMEOUT_S + 10
+
+
+MODULE = '''
+import dataclasses
+
+from threadx.strategy import register
+from threadx.strategy.ma_crossover import SPEC as MA
+
+
+def signals(bars, ind, p):  # this module's own: workers import it to rebuild the strategy
+    return MA.signals(bars, ind, p)
+
+
+SPEC = register(dataclasses.replace(MA, name="only_here_ma", signals=signals, signal_rule=None))
+'''
+
+
+def test_workers_that_cannot_import_the_strategy_stop_the_run_and_store_no_failures(unlimited_cluster, tmp_path,
+                                                                                     monkeypatch):
+    """Every combo was stored as failed with 'No module named ...' (never retried, even by a resume on
+    executor local where the module imports)."""
+    import sys
+
+    from threadx.strategy import base
+
+    folder = tmp_path / "mods"
+    folder.mkdir()
+    (folder / "only_here_mod.py").write_text(MODULE)
+    monkeypatch.syspath_prepend(str(folder))  # this process only: the cluster's workers started before
+    import importlib
+
+    importlib.import_module("only_here_mod")
+    try:
+        df = generate_synthetic("BTC_USDT", days=60, seed=3)
+        space = {"fast_period": [5, 10, 15], "slow_period": [40, 50]}
+        kw = dict(store=tmp_path / "runs", run_id="mod", chunk_size=1)
+        with pytest.raises(RunInterrupted, match=r"cannot set up this sweep \(.*only_here.*\): the workers need"):
+            sweep(df, "only_here_ma", space, executor="dask", scheduler=unlimited_cluster.scheduler_address, **kw)
+        run = sweep(df, "only_here_ma", space, executor="local", workers=1, **kw)
+        assert run.manifest["status"] == "completed" and len(run.results) == 6
+        assert (run.results.status == "ok").all()
+    finally:
+        base._REGISTRY.pop("only_here_ma", None)
+        sys.modules.pop("only_here_mod", None)

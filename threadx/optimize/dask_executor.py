@@ -34,12 +34,20 @@ _EVALUATORS: dict[str, Evaluator] = {}
 _MIN_LOST_STREAK = 4  # infrastructural chunk failures in a row (at least 2 per worker) that interrupt a run
 
 
+class WorkerSetupError(ThreadXError):
+    """A worker could not set up the sweep (the strategy's module not importable there, ...):
+    every chunk would fail alike, so the run stops rather than store it as each combo's failure."""
+
+
 def _dask_chunk(payload: dict, ids: np.ndarray) -> ChunkResult:
     evaluator = _EVALUATORS.get(payload["token"])
     if evaluator is None:
         _EVALUATORS.clear()  # one sweep's data at a time per worker
-        bars = Bars(**payload["bars"])
-        evaluator = Evaluator(payload["task"], bars, PreparedIndicators(payload["arrays"].get))
+        try:
+            bars = Bars(**payload["bars"])
+            evaluator = Evaluator(payload["task"], bars, PreparedIndicators(payload["arrays"].get))
+        except Exception as exc:  # noqa: BLE001 - reported as the worker's, not the combos'
+            raise WorkerSetupError(failure_text(exc, infra=False)) from None
         _EVALUATORS[payload["token"]] = evaluator
     return evaluator.evaluate(ids)
 
@@ -187,6 +195,13 @@ class DaskExecutor:
                 ids = ids_of.pop(future.key)
                 try:
                     result = future.result()
+                except (WorkerSetupError, ImportError) as exc:  # (ImportError: the task's data unpickled there)
+                    detail = str(exc) if isinstance(exc, WorkerSetupError) else failure_text(exc, infra=False)
+                    raise RunInterrupted(
+                        f"a Dask worker cannot set up this sweep ({detail}): the workers need "
+                        "the strategy's module importable (its folder on their path, or a strategy of the strategies "
+                        "folder); finished combos are stored, the same run id resumes (also on executor local)"
+                    ) from exc
                 except Exception as exc:  # a worker lost (retried on resume) or a chunk-level error
                     lost = lost + 1 if is_infra_exception(exc) else 0
                     if lost >= max(_MIN_LOST_STREAK, 2 * self.workers):
