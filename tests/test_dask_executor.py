@@ -189,3 +189,26 @@ def test_workers_that_cannot_import_the_strategy_stop_the_run_and_store_no_failu
     finally:
         base._REGISTRY.pop("only_here_ma", None)
         sys.modules.pop("only_here_mod", None)
+
+
+def test_the_manifest_names_every_executor_that_made_rows(tmp_path):
+    """A run stopped on one executor and resumed on another recorded only the last in
+    machine.executor, beside the first one's request; 'auto' was stored unresolved."""
+    from threadx.optimize.store import ResultStore
+
+    df = generate_synthetic("BTC_USDT", days=60, seed=3)
+    space = {"fast_period": "5:40:5", "slow_period": [50, 60]}
+    kw = dict(store=tmp_path / "runs", run_id="mixed", chunk_size=2, workers=1)
+    calls = []
+    first = sweep(df, "ma_crossover", space, executor="auto", cancel=lambda: calls.append(1) or len(calls) > 3, **kw)
+    assert first.manifest["status"] == "cancelled"
+    m = ResultStore(kw["store"]).load("mixed").manifest
+    assert m["machine"]["executor"] == "inline" and m["machine"]["requested_executor"] == "auto"
+    assert m["executors"] == ["inline"]
+    done = sweep(df, "ma_crossover", space, executor="local", **kw)
+    assert done.manifest["status"] == "completed" and len(done.results) == 16
+    m = ResultStore(kw["store"]).load("mixed").manifest
+    assert m["executors"] == ["inline", "local"] and m["machine"]["executor"] == "local"
+    from threadx.ui.sweep_runs import settings_of
+
+    assert settings_of(m)["executor"] == "inline, local"

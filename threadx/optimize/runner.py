@@ -546,6 +546,17 @@ class _Session:
             "started_at": datetime.now(timezone.utc).isoformat(),
         }
 
+    def _record_executor(self, ran: str) -> None:
+        """The manifest's ``machine.executor``: what this session runs on (``auto`` resolved; the
+        request's in ``requested_executor``), and ``executors``: every one that has produced rows of
+        the run (a run stopped on dask and resumed on threads said only the last)."""
+        manifest = self.writer.manifest
+        machine = {**(manifest.get("machine") or {}), "executor": ran, "requested_executor": self.executor}
+        if ran == "dask":
+            machine["scheduler"] = self.scheduler or "a LocalCluster"
+        used = [e for e in manifest.get("executors") or [] if isinstance(e, str)]
+        self.writer.update_manifest(machine=machine, executors=list(dict.fromkeys([*used, ran])))
+
     def _first_round(self) -> Iterator[np.ndarray]:
         if self.planned is None:  # a grid's blocks, each in signal-group order as a drawn plan
             return (by_signal_group(self.search, ids) for ids, _ in grid_ids(self.search, limit=self.grid_limit))
@@ -598,6 +609,7 @@ class _Session:
             # a strategy defined in __main__ or a notebook exists only in this process
             not importable and default_start_method() != "fork"))
         in_process = inline or self.executor == "gpu"
+        self._record_executor("inline" if inline else self.executor if self.executor in ("gpu", "dask") else "local")
         if not importable and not in_process and (self.executor == "dask" or default_start_method() != "fork"):
             raise ParamError(f"strategy {task.strategy!r} is defined in __main__, which worker processes cannot "
                              "import: move it to a module, or use executor='inline'")

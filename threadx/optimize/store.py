@@ -42,7 +42,8 @@ _LEGACY_OPTIONAL = ("strategy_code", "rows_code")  # plan keys that runs stored 
 # a resume's own: its ranking, its machine, and its memory plan (a record mixing two sessions read
 # "not batched, 11 GiB budget" beside the resumed session's 2 batches)
 _SESSION_KEYS = ("objective", "maximize", "min_trades", "machine", "versions", "started_at", "memory")
-_PROGRESS_KEYS = ("status", "done", "failed", "finished_at", "elapsed_s", "quarantined", "gpu", "warnings")
+_PROGRESS_KEYS = ("status", "done", "failed", "finished_at", "elapsed_s", "quarantined", "gpu", "warnings",
+                  "executors")
 _PLAN_FILE = "plan.json"  # the manifest as first written, less its progress keys (and the warnings since)
 QUARANTINE = "quarantine"  # damaged parts are moved here, never deleted
 
@@ -500,7 +501,7 @@ _MANIFEST_KINDS: dict[str, Kind] = {
     **{key: OBJECT for key in ("engine", "machine", "request", "timings", "data")},
     # (read whenever present)
     "space": OBJECT.not_null(), "min_trades": WHOLE.not_null(), "maximize": SWITCH.not_null(), "param_names": LIST,
-    "warnings": LIST, "block_end": WHOLES,
+    "warnings": LIST, "block_end": WHOLES, "executors": LIST,
 }
 _READ_KEYS = ("strategy", "space", "sampler", "objective")  # what reading a run's results needs
 

@@ -359,7 +359,7 @@ def settings_of(manifest: Mapping[str, Any]) -> dict[str, str]:
         "combos done / planned": f"{int(m.get('done') or 0):,} / {int(m.get('total') or 0):,}",
         "status": str(m.get("status")),
         "started": _started(m) or "–",
-        "executor": str((m.get("machine") or {}).get("executor")),
+        "executor": ", ".join(map(str, m.get("executors") or [])) or str((m.get("machine") or {}).get("executor")),
         "workers": str((m.get("machine") or {}).get("workers")),
     }
     for axis in (m.get("space") or {}).get("axes", []):
