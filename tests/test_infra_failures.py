@@ -108,6 +108,23 @@ def test_dask_losing_its_workers_interrupts_the_run(df, tmp_path, markers, monke
     assert np.array_equal(run.results.combo_id, np.sort(run.results.combo_id.unique()))
 
 
+def test_a_dask_cluster_whose_workers_all_died_once_gets_the_data_again_and_finishes(df, tmp_path, markers,
+                                                                                      monkeypatch):
+    """When every worker died (one combo crashing them), the scattered data went with them: each later
+    chunk failed as cancelled, and every resume did the same (48 of 264 combos ever stored)."""
+    pytest.importorskip("distributed")
+    import dask
+
+    monkeypatch.setenv(KILLS, "1")  # each flaky combo kills its worker on its first try only
+    space = {"fast_period": "5:8:1", "slow_period": [45], "flaky": [0, 1]}
+    kw = dict(store=tmp_path / "runs", run_id="again", bank=IndicatorBank(cache_dir=tmp_path / "cache"), chunk_size=1)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        run = sweep(df, "test_flaky", space, executor="dask", workers=1, **kw)
+    assert len(run.results) == 8
+    # a flaky chunk kills the only worker: sent once more on the new copy, it runs (its second try)
+    assert run.manifest["status"] == "completed" and (run.results.status == "ok").all(), run.failure_counts(3)
+
+
 def test_pool_workers_dying_over_and_over_interrupt_the_run(df, tmp_path, markers, monkeypatch):
     from threadx.optimize import pool
 

@@ -31,7 +31,12 @@ from threadx.optimize.shared import PreparedIndicators
 from threadx.units import format_bytes
 
 _EVALUATORS: dict[str, Evaluator] = {}
+_MAX_RESENDS = 3  # a chunk whose data went with its workers is sent again this often (then stored as failed)
 _MIN_LOST_STREAK = 4  # infrastructural chunk failures in a row (at least 2 per worker) that interrupt a run
+
+
+def _cancelled(exc: BaseException) -> bool:
+    return any(t.__name__ in ("FutureCancelledError", "CancelledError") for t in type(exc).__mro__)
 
 
 class WorkerSetupError(ThreadXError):
@@ -160,8 +165,9 @@ class DaskExecutor:
             known = self.client.scheduler_info().get("workers", {})
             check_worker_memory(known, payload_bytes(bars, arrays))
             self.workers = max(1, len(known) or workers)
-            try:  # scattered as a list with hash=False: a unique key, never shared with another sweep
-                self.data = self.client.scatter([payload], broadcast=True, hash=False)[0]
+            self._payload = payload
+            try:
+                self.data = self._scatter()
             except Exception as exc:  # noqa: BLE001 - Dask's own text ("Stream is closed") says little
                 raise ThreadXError(f"sending the sweep's data ({format_bytes(payload_bytes(bars, arrays))}) to the "
                                    f"Dask workers failed ({type(exc).__name__}: {str(exc)[:160]}): a worker may have "
@@ -170,13 +176,39 @@ class DaskExecutor:
             self.close()  # (a client left open printed reconnect tracebacks when its scheduler stopped)
             raise
 
+    def _scatter(self) -> Any:
+        """The sweep's data on every worker, as a list with hash=False: a unique key, never shared
+        with another sweep."""
+        return self.client.scatter([self._payload], broadcast=True, hash=False)[0]
+
+    def _restore_data(self, given: Any) -> None:
+        """The scattered data sent again when the copy ``given`` to a failed chunk went with its
+        workers (all of them died, say) and is still the one in use (its status may not say so
+        yet): the chunks that held it failed as cancelled, and so would every later one."""
+        if given is not self.data and self.data.status == "finished":
+            return
+        try:
+            self.data = self._scatter()
+        except Exception as exc:  # noqa: BLE001 - no worker to take it: the run cannot go on
+            raise RunInterrupted(f"the Dask cluster lost the sweep's data and cannot take it again "
+                                 f"({type(exc).__name__}: {str(exc)[:120]}); finished combos are stored, the same run "
+                                 "id resumes") from exc
+
     def run(self, chunks: Iterator[np.ndarray], should_stop: Callable[[], bool]) -> Iterator[ChunkResult]:
         from dask.distributed import as_completed
 
         pending = as_completed()
-        ids_of = {}
+        ids_of, data_of = {}, {}  # by future key: the chunk's combo ids, the copy of the data it was given
+        resent: dict[int, int] = {}  # by id() of a chunk's ids: how often it was sent again after losing its data
         source_done = False
         lost = 0  # infrastructural chunk failures in a row
+
+        def submit(ids: np.ndarray) -> Any:
+            future = self.client.submit(_dask_chunk, self.data, ids, pure=False)
+            ids_of[future.key], data_of[future.key] = ids, self.data
+            pending.add(future)
+            return future
+
         try:
             while True:
                 while not source_done and not should_stop() and pending.count() < 2 * self.workers:
@@ -184,15 +216,13 @@ class DaskExecutor:
                     if ids is None:
                         source_done = True
                         break
-                    future = self.client.submit(_dask_chunk, self.data, ids, pure=False)
-                    ids_of[future.key] = ids
-                    pending.add(future)
+                    submit(ids)
                 if pending.is_empty():
                     return
                 future = self._next_done(pending, should_stop)
                 if future is None:  # stopped, and the chunks still running did not finish in stop_grace_s
                     return
-                ids = ids_of.pop(future.key)
+                ids, given = ids_of.pop(future.key), data_of.pop(future.key)
                 try:
                     result = future.result()
                 except (WorkerSetupError, ImportError) as exc:  # (ImportError: the task's data unpickled there)
@@ -203,6 +233,15 @@ class DaskExecutor:
                         "folder); finished combos are stored, the same run id resumes (also on executor local)"
                     ) from exc
                 except Exception as exc:  # a worker lost (retried on resume) or a chunk-level error
+                    # cancelled (nothing is cancelled before the end), or on a copy of the data that is gone: the
+                    # data went with the workers (whom another chunk may have killed, even as this one's result
+                    # waited to be fetched): sent again, and the chunk with it
+                    if (_cancelled(exc) or given.status != "finished") and not should_stop() \
+                            and resent.get(id(ids), 0) < _MAX_RESENDS:
+                        self._restore_data(given)
+                        resent[id(ids)] = resent.get(id(ids), 0) + 1
+                        submit(ids)
+                        continue
                     lost = lost + 1 if is_infra_exception(exc) else 0
                     if lost >= max(_MIN_LOST_STREAK, 2 * self.workers):
                         raise RunInterrupted(f"the Dask cluster lost {lost} chunks in a row ({type(exc).__name__}); "
