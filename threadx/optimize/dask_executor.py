@@ -7,7 +7,9 @@ scheduler; without one a ``LocalCluster`` of ``workers`` single-threaded process
 started for the sweep and closed after it.
 
 A chunk lost with its worker (KilledWorker, CommClosedError, ...) is stored as an
-infrastructural failure that a resume retries. When the cluster keeps losing chunks
+infrastructural failure that a resume retries. When every worker died, the scattered data
+went with them: it is sent again, and the chunks that lost it with it (up to
+``_MAX_RESENDS`` times each). When the cluster keeps losing chunks
 (``2 x workers`` in a row, at least 4) or has had no running worker (none, or all paused
 for memory) for ``no_workers_s``, the run stops with :class:`RunInterrupted` (resumable)
 instead of marking every combo failed. Before the data is sent, it is checked against the
