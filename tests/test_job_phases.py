@@ -76,10 +76,11 @@ def test_a_research_job_counts_its_steps_not_combos():
     info = _info(spec={"kind": "research", "params": {"strategy": "bb_atr"}}, state="running", phase="running",
                  done=2, total=6, rate=3.0, eta_s=10.0)
     assert info.status_line == "running 2 / 6 steps · ETA 10 s"
-    # in a walk-forward, its phase names it: the line says which step of how many (it said only the phase)
+    # in a walk-forward, its phase names it: the line says how many steps of how many are done (it said only the
+    # phase; then "step 3 of 6", wrong when cells run side by side)
     info = _info(spec={"kind": "research", "params": {"strategy": "bb_atr"}}, state="running",
                  phase="walk-forward bb_atr on synthetic/BTC_USDT-1h · ETA 5 s", done=2, total=6)
-    assert info.status_line == "step 3 of 6: walk-forward bb_atr on synthetic/BTC_USDT-1h · ETA 5 s"
+    assert info.status_line == "2 of 6 steps done · walk-forward bb_atr on synthetic/BTC_USDT-1h · ETA 5 s"
 
 
 @pytest.fixture

@@ -295,7 +295,8 @@ class JobInfo:
         if unit == "runners" and counted and phase != "running":
             phase = f"{phase} ({self.done:,} / {self.total:,} runners ready)"
         elif unit == "steps" and counted and phase != "running":  # its phase names the walk-forward it is in
-            phase = f"step {min(self.done + 1, self.total):,} of {self.total:,}: {phase}"
+            # (steps done, not "step k of n": cells on a pool or a cluster run several at once)
+            phase = f"{self.done:,} of {self.total:,} steps done · {phase}"
         if phase == "running":
             eta = f" · {format_eta(self.eta_s)}" if self.eta_s is not None and self.rate else ""
             per = "combos/s (each in every window)" if self.kind == "walkforward" else "backtests/s"

@@ -459,7 +459,8 @@ def _run_remote(requests, executor, workers, scheduler, results_dir, should_stop
             futures = {pool.submit(run_cell, r, results_dir): k for k, r in enumerate(one_thread)}
             for future in as_completed(futures):
                 results[futures[future]] = _cell_of(future, requests[futures[future]])
-                tick(f"walk-forward {requests[futures[future]].strategy} on {requests[futures[future]].data.name}",
+                tick(f"walk-forwards running side by side, last done: {requests[futures[future]].strategy} on "
+                     f"{requests[futures[future]].data.name}",
                      cells_done=len(results))
                 if should_stop():
                     for f in futures:
@@ -484,7 +485,8 @@ def _run_remote(requests, executor, workers, scheduler, results_dir, should_stop
             futures = {client.submit(run_cell, r, results_dir, pure=False): k for k, r in enumerate(one_thread)}
             for future in as_completed(list(futures)):
                 results[futures[future]] = _cell_of(future, requests[futures[future]])
-                tick(f"walk-forward {requests[futures[future]].strategy} on {requests[futures[future]].data.name}",
+                tick(f"walk-forwards running side by side, last done: {requests[futures[future]].strategy} on "
+                     f"{requests[futures[future]].data.name}",
                      cells_done=len(results))
                 if should_stop():
                     client.cancel(list(futures))
