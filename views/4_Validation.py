@@ -20,7 +20,8 @@ import pandas as pd
 import streamlit as st
 
 import threadx
-from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED, settings
+from threadx.config import (DEFAULT_MIN_TRADES, DEFAULT_SEED, DEFAULT_WF_IS_DAYS, DEFAULT_WF_OOS_DAYS,
+                            settings)
 from threadx.data.catalog import resolve_dataset
 from threadx.engine.inputs import EngineOptions
 from threadx.optimize.runner import default_workers
@@ -454,10 +455,10 @@ with tab_wf:
     # as its start (number_box, choice_box)
     session = {"persist_state": "session"}
     c = st.columns(6)
-    is_days = float(number_box(c[0], "In-sample (days)", 90.0, "wf_is_days", min_value=BOUNDS["is_days"][0],
-                               step=15.0, **session))
-    oos_days = float(number_box(c[1], "Out-of-sample (days)", 30.0, "wf_oos_days", min_value=BOUNDS["oos_days"][0],
-                                step=5.0, **session))
+    is_days = float(number_box(c[0], "In-sample (days)", DEFAULT_WF_IS_DAYS, "wf_is_days",
+                               min_value=BOUNDS["is_days"][0], step=15.0, **session))
+    oos_days = float(number_box(c[1], "Out-of-sample (days)", DEFAULT_WF_OOS_DAYS, "wf_oos_days",
+                                min_value=BOUNDS["oos_days"][0], step=5.0, **session))
     step_days = float(number_box(c[2], "Step (days, 0 = the OOS length)", 0.0, "wf_step_days",
                                  min_value=BOUNDS["step_days"][0], step=5.0, **session))
     purge = int(number_box(c[3], "Purge (bars)", 0, "wf_purge", min_value=BOUNDS["purge"][0], step=1, **session,

@@ -17,7 +17,7 @@ from typing import Any
 import streamlit as st
 
 import threadx
-from threadx.config import DEFAULT_SEED, settings
+from threadx.config import DEFAULT_SEED, DEFAULT_WF_IS_DAYS, DEFAULT_WF_OOS_DAYS, settings
 from threadx.data.catalog import name_timeframe
 from threadx.errors import ThreadXError
 from threadx.optimize.runner import default_workers
@@ -57,8 +57,9 @@ def launch_form() -> None:
         with st.expander("Search space", expanded=False):
             space = space_editor(threadx.strategies()[strategies[0]], key_prefix="rs")
     c = st.columns(6)
-    is_days = float(c[0].number_input("In-sample (days)", min_value=1.0, value=180.0, step=15.0, key="rs_is_days", persist_state="session"))
-    oos_days = float(c[1].number_input("Out-of-sample (days)", min_value=1.0, value=60.0, step=5.0,
+    is_days = float(c[0].number_input("In-sample (days)", min_value=1.0, value=DEFAULT_WF_IS_DAYS, step=15.0,
+                                      key="rs_is_days", persist_state="session"))  # (as on the Validation page)
+    oos_days = float(c[1].number_input("Out-of-sample (days)", min_value=1.0, value=DEFAULT_WF_OOS_DAYS, step=5.0,
                                        key="rs_oos_days", persist_state="session"))
     sampler = c[2].selectbox("Sampler", SAMPLERS, key="rs_sampler", persist_state="session")
     n = None if sampler == "grid" else int(c[3].number_input("Combos (n)", min_value=1, value=100, step=50,

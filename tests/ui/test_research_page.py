@@ -43,7 +43,7 @@ def test_empty_state_says_what_to_do():
 
 def test_window_that_does_not_fit_says_so_and_blocks_launch():
     at = open_page("7_Research.py")
-    at.number_input(key="rs_is_days").set_value(700).run()
+    at.number_input(key="rs_is_days").set_value(800).run()
     assert not at.exception, at.exception
     assert "no window fits on synthetic/BTC_USDT-1h" in texts(at.warning)
     assert at.button(key="rs_launch").disabled
