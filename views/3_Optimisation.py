@@ -306,6 +306,9 @@ def show_run(view: sweep_runs.RunView) -> None:
                 st.error(f"Cannot open run {run_id} in Backtest: {exc}")
             else:
                 st.switch_page("views/2_Backtest.py")
+        losing = sweep_runs.losing_note(view)
+        if losing:
+            st.warning(losing)
         if view.edges:  # a winner at an edge of its searched range: the optimum may lie outside
             axes = {a["name"]: a["values"] for a in m["space"]["axes"]}
             st.warning("The best combo sits on the edge of its searched range for "

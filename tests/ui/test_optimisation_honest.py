@@ -79,3 +79,18 @@ def test_a_grid_over_the_limit_is_an_error_and_blocks_launch(monkeypatch):
     assert at.button(key="opt_launch").disabled
     at.radio(key="opt_method").set_value("Monte Carlo").run()  # a sampler draws n: no grid limit
     assert not at.error and not at.button(key="opt_launch").disabled
+
+
+def test_a_best_combo_that_loses_money_is_said_to(synthetic_bars):
+    """All 231 combos lost and the page offered the best (Sharpe -1.44) as any other winner."""
+    space = {"fast_period": [5, 10], "slow_period": [40, 60]}
+    run = threadx.sweep(synthetic_bars, "ma_crossover", space, executor="inline", workers=1, run_id="cost",
+                        fee_bps=500, min_trades=0)  # 5 % a fill: every combo loses
+    assert (run.results.total_return < 0).all()
+    warned = [w.value for w in _show("cost").warning if "loses money" in w.value]
+    assert len(warned) == 1 and "every combo of this run (4 of 4 at or below 0)" in warned[0]
+    gains = threadx.sweep(synthetic_bars, "ma_crossover", space, executor="inline", workers=1, run_id="free",
+                          fee_bps=0, min_trades=0)
+    if (gains.results.total_return > 0).any() and gains.best_params() is not None:
+        best = gains.results.sort_values("sharpe", ascending=False).iloc[0]
+        assert bool([w for w in _show("free").warning if "loses money" in w.value]) == (best.total_return <= 0)

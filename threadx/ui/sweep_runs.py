@@ -26,6 +26,7 @@ from threadx.errors import ThreadXError, is_real
 from threadx.filestamp import file_stamp
 from threadx.optimize.store import ResultStore, RunDamaged, SweepRun, lock_held
 from threadx.requests import DatasetRef, SweepRequest, describe_data
+from threadx.units import format_metric
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -245,6 +246,29 @@ def read_view(store: ResultStore, run_id: str) -> RunView:
     if int(m.get("failed") or 0) > 0:
         view.failures = run.failure_counts()
     return view
+
+
+def losing_note(view: RunView) -> str | None:
+    """A warning when the best combo loses money (its total return at or below 0): it is the
+    least bad of the run, not a strategy to trade; None when it gains or cannot be told.
+
+    >>> rows = pd.DataFrame({"total_return": [-0.3, -0.1, 0.0]})
+    >>> best = pd.Series({"total_return": -0.1})
+    >>> losing_note(RunView("r", {}, rows, [], rows, best))[:90]
+    'The best combo loses money (total return -10.00 %), and so does every combo of this run (3'
+    """
+    if view.best is None or "total_return" not in view.best.index:
+        return None
+    best = float(view.best["total_return"])
+    if not np.isfinite(best) or best > 0:
+        return None
+    returns = pd.to_numeric(view.ok.get("total_return"), errors="coerce") if "total_return" in view.ok else None
+    gains = int((returns > 0).sum()) if returns is not None else 0
+    losing = f"{len(view.ok) - gains:,} of {len(view.ok):,} at or below 0"
+    tail = (f"and so does every combo of this run ({losing}): it is the least bad, not a strategy to trade."
+            if not gains else f"while {gains:,} other combos gain ({losing}): they rank lower by the objective, or "
+            "made fewer trades than the run's minimum.")
+    return f"The best combo loses money (total return {format_metric('total_return', best)}), {tail}"
 
 
 def partial_coverage(manifest: Mapping[str, Any], ok: pd.DataFrame) -> list[str]:
