@@ -212,3 +212,20 @@ def test_the_manifest_names_every_executor_that_made_rows(tmp_path):
     from threadx.ui.sweep_runs import settings_of
 
     assert settings_of(m)["executor"] == "inline, local"
+
+
+def test_an_unreachable_scheduler_is_said_before_any_work_and_leaves_no_run(tmp_path):
+    """It was said after the plan and the indicators, and left a failed run folder behind."""
+    import socket
+
+    from threadx.errors import ThreadXError
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    df = generate_synthetic("BTC_USDT", days=60, seed=3)
+    with pytest.raises(ThreadXError, match="no Dask scheduler answers"):
+        sweep(df, "ma_crossover", {"fast_period": [5], "slow_period": [40]}, executor="dask",
+              scheduler=f"tcp://127.0.0.1:{port}", store=tmp_path / "runs", run_id="nowhere")
+    assert not (tmp_path / "runs" / "nowhere").exists()

@@ -168,9 +168,11 @@ def sweep(
             adaptive_rounds=adaptive_rounds, patience=patience, grid_limit=grid_limit,
             engine_options=engine_options)
         search = SearchSpace(get_strategy(strategy), space)
-        from threadx.optimize.dask_executor import check_scheduler
+        from threadx.optimize.dask_executor import check_scheduler, connect
 
         check_scheduler(scheduler, executor)  # before any work
+        if executor == "dask" and scheduler:  # one that does not answer: said now, not after the plan and indicators
+            connect(scheduler).close()
         budget = Budget.resolve(memory_budget)
         store = store if isinstance(store, ResultStore) else ResultStore(_store_argument(store))
     session = _Session(
