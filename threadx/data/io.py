@@ -63,8 +63,9 @@ def read_ohlcv_file(
     a folder, of an unknown format, unreadable, lacks a column, or has non-numeric values.
     """
     check_timezone(timezone)
-    if not isinstance(path, (str, os.PathLike)):  # several files (monthly dumps): their rows one after the other
-        return _read_files([Path(p).expanduser() for p in path], date_format, dayfirst, timezone)
+    files = several_files(path)
+    if files is not None:  # several files (monthly dumps): their rows one after the other
+        return _read_files(files, date_format, dayfirst, timezone)
     path = Path(path).expanduser()
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not a data file (accepted: {ACCEPTED})")
@@ -119,6 +120,18 @@ def _open_times(df: pd.DataFrame) -> pd.DataFrame:
             out.attrs.update(df.attrs, close_times=f"{lag // 1_000_000} ms" if lag < 10**9 else "1 s")
             return out
     return df
+
+
+def several_files(source: Any) -> list[Path] | None:
+    """The paths of ``source`` when it names several files (a list of paths, monthly dumps
+    say; ``~`` expanded), None when it is one path or a dataset name.
+
+    >>> several_files("BTC_USDT-1h.csv"), [p.name for p in several_files(["a.csv", "b.csv"])]
+    (None, ['a.csv', 'b.csv'])
+    """
+    if isinstance(source, (str, os.PathLike)):
+        return None
+    return [Path(p).expanduser() for p in source]
 
 
 def _read_files(paths: list[Path], date_format: str | None, dayfirst: bool | None,
@@ -233,8 +246,9 @@ def load_ohlcv(
 
     if timeframe is not None:
         timeframe_seconds(timeframe)  # an unknown timeframe fails before any reading
-    several = not isinstance(source, (str, os.PathLike))
-    files = [Path(p).expanduser() for p in source] if several else [resolve_dataset(source, data_root=data_root)]
+    files = several_files(source)
+    several = files is not None
+    files = files if several else [resolve_dataset(source, data_root=data_root)]
     for file in files if several else ():
         if not file.is_file():
             raise DataError(f"{file}: file not found" if not file.exists() else f"{file}: not a data file")
@@ -304,7 +318,7 @@ def check_ohlcv_file(
     from threadx.data.catalog import name_timeframe
     from threadx.data.validate import validate_ohlcv
 
-    paths = [Path(p).expanduser() for p in ([path] if isinstance(path, (str, os.PathLike)) else path)]
+    paths = several_files(path) or [Path(path).expanduser()]
     df = read_ohlcv_file(paths[0] if len(paths) == 1 else paths, date_format=date_format, dayfirst=dayfirst,
                          timezone=timezone)
     expected = timeframe or name_timeframe(paths[0])
@@ -357,9 +371,10 @@ def import_ohlcv(
     from threadx.data.catalog import SYNTHETIC_EXCHANGE, dataset_path, existing_dataset
     from threadx.data.timeframe import timeframe_seconds
 
-    several = not isinstance(source, (str, os.PathLike))
+    files = several_files(source)
+    several = files is not None
     if several:
-        source = [str(p) for p in source]
+        source = [str(p) for p in files]
         if len(source) == 1:
             source, several = source[0], False
     first = Path(source[0] if several else str(source))
