@@ -230,7 +230,6 @@ def _progress_printer(args: argparse.Namespace, what: str):
         bar = "#" * int(30 * p.done / max(p.total, 1))
         live_line(f"  [{bar:<30}] {p.done:,}/{p.total:,}  {p.rate:,.0f}/s  {format_eta(p.eta_s)}  failed {p.failed}")
 
-    progress.end_line = end_live_line  # type: ignore[attr-defined]
     return progress
 
 

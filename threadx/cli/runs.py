@@ -95,7 +95,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"\ninterrupted: {_stored_words(args.store, run_id)}", file=sys.stderr)
         return 130
     except ThreadXError:
-        progress.end_line()
+        end_live_line()
         raise
     end_live_line()
     return _show_run(run, args.json, args.top)
@@ -183,9 +183,10 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     store = ResultStore(args.store)
     if not store.folder(args.run_id).exists() and is_stored(args.run_id, store.root):  # a stored walk-forward
         return _show_walkforward(args.run_id, store.root, args.json, args.timings)
-    code = _show_run(store.load(args.run_id), args.json, args.top)
+    run = store.load(args.run_id)
+    code = _show_run(run, args.json, args.top)
     if args.timings and not args.json:
-        _print_timings(store.load(args.run_id).manifest.get("timings"))
+        _print_timings(run.manifest.get("timings"))
     return code
 
 
