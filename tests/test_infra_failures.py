@@ -78,19 +78,6 @@ def test_killed_pool_workers_fail_as_infrastructure_and_a_resume_reruns_them(df,
     assert len(again.results) == 4 and (again.results.status == "ok").all()  # the retries superseded the failures
 
 
-def test_a_chunk_that_kills_its_worker_stores_only_the_combos_that_do(df, tmp_path, markers, monkeypatch):
-    """A chunk in flight at a second worker death was stored failed whole: its innocent combos too, retried
-    by every resume and never settled (96 of a crash run's combos)."""
-    monkeypatch.setenv(KILLS, "1000")  # the flaky combos kill their worker every time
-    space = {"fast_period": [5, 10], "slow_period": [30], "flaky": [0, 1]}
-    kw = dict(store=tmp_path / "runs", run_id="halves", bank=IndicatorBank(cache_dir=tmp_path / "cache"), chunk_size=4)
-    run = sweep(df, "test_flaky", space, executor="local", workers=1, **kw)
-    res = run.results
-    assert run.manifest["status"] == "completed with 2 failed"
-    assert (res[res.status == "failed"].flaky == 1).all() and (res[res.status == "ok"].flaky == 0).all()
-    assert res[res.status == "failed"].error.str.startswith(INFRA_PREFIX).all()
-
-
 def test_genuine_combo_errors_are_kept_by_a_resume(df, tmp_path):
     space = {"fast_period": [5, 10], "mode": [0, 1]}
     kw = dict(store=tmp_path, run_id="g", bank=IndicatorBank(cache_dir=tmp_path / "cache"), executor="inline")

@@ -3,9 +3,8 @@
 Each worker process attaches the :class:`SharedPack` once, builds its Evaluator and
 warms numba up with one combo before taking chunks. A worker that dies (segfault, OOM
 kill) breaks the pool: the pool is rebuilt and the chunks that were in flight are tried
-again one at a time; a chunk in flight at a second death is halved, each half run alone,
-down to the combo that kills its worker, which is marked failed, as an infrastructural
-failure that a resume retries. Workers dying over and over with no chunk
+again one at a time; a chunk in flight at a second death is marked failed, as an
+infrastructural failure that a resume retries. Workers dying over and over with no chunk
 finishing interrupt the run (:class:`RunInterrupted`, resumable).
 """
 from __future__ import annotations
@@ -210,14 +209,8 @@ class LocalPool:
             if broken:
                 for flight in in_flight.values():
                     flight.tries += 1
-                    if flight.tries > 1 and len(flight.ids) > 1:
-                        # it killed its worker running alone: its halves run alone in turn, down to the combo
-                        # that does (stored as failed; the innocent ones of its chunk were, and every resume
-                        # retried them)
-                        half = len(flight.ids) // 2
-                        suspects[:0] = [_Flight(flight.ids[:half], 1), _Flight(flight.ids[half:], 1)]
-                    elif flight.tries > 1:
-                        yield failed_chunk(flight.ids, INFRA_PREFIX + "worker process died twice on this combo")
+                    if flight.tries > 1:
+                        yield failed_chunk(flight.ids, INFRA_PREFIX + "worker process died twice on this chunk")
                     else:
                         suspects.append(flight)
                 in_flight.clear()
