@@ -53,6 +53,31 @@ def test_a_stop_is_honoured_while_chunks_never_finish():
     assert time.monotonic() - began < 5
 
 
+class ReadyOnceAt:
+    """One chunk comes back ``at`` seconds from now, then none ever."""
+
+    def __init__(self, at: float):
+        self.at, self.taken = time.monotonic() + at, False
+
+    def has_ready(self):
+        return not self.taken and time.monotonic() >= self.at
+
+    def __next__(self):
+        self.taken = True
+        return "a chunk"
+
+
+def test_the_stop_grace_is_not_restarted_by_each_chunk_that_comes_back():
+    """Each chunk back restarted the 5 s wait: a stop could take 2 x workers x 5 s."""
+    executor = waiting(Workers("running"), no_workers_s=60)
+    executor.stop_grace_s, executor._stopped_since = 2.0, None
+    pending = ReadyOnceAt(1.5)
+    assert executor._next_done(pending, lambda: True) == "a chunk"
+    began = time.monotonic()
+    assert executor._next_done(pending, lambda: True) is None
+    assert time.monotonic() - began < 1.5  # what was left of the grace, not a new one
+
+
 def test_one_running_worker_keeps_the_run_waiting():
     executor = waiting(Workers("paused", "running"), no_workers_s=0.6)
     stop_after = time.monotonic() + 1.5

@@ -27,7 +27,9 @@ import numpy as np
 from threadx.data.bars import Bars
 from threadx.errors import ParamError, ThreadXError
 from threadx.optimize.budget import WORKER_BYTES
-from threadx.optimize.evaluate import ChunkResult, Evaluator, RunInterrupted, SweepTask, failure_text, is_infra_exception
+from threadx.optimize.evaluate import (ChunkResult, Evaluator, RunInterrupted, SweepTask, failure_text,
+                                       is_infra_exception)
+from threadx.optimize.outcome import exception_named
 from threadx.optimize.pool import failed_chunk
 from threadx.optimize.shared import PreparedIndicators
 from threadx.units import format_bytes
@@ -37,8 +39,7 @@ _MAX_RESENDS = 3  # a chunk whose data went with its workers is sent again this 
 _MIN_LOST_STREAK = 4  # infrastructural chunk failures in a row (at least 2 per worker) that interrupt a run
 
 
-def _cancelled(exc: BaseException) -> bool:
-    return any(t.__name__ in ("FutureCancelledError", "CancelledError") for t in type(exc).__mro__)
+_CANCELLED = frozenset({"FutureCancelledError", "CancelledError"})
 
 
 class WorkerSetupError(ThreadXError):
@@ -54,6 +55,8 @@ def _dask_chunk(payload: dict, ids: np.ndarray) -> ChunkResult:
             bars = Bars(**payload["bars"])
             evaluator = Evaluator(payload["task"], bars, PreparedIndicators(payload["arrays"].get))
         except Exception as exc:  # noqa: BLE001 - reported as the worker's, not the combos'
+            if is_infra_exception(exc):  # (out of memory, ...: the machinery's, as on any chunk)
+                raise
             raise WorkerSetupError(failure_text(exc, infra=False)) from None
         _EVALUATORS[payload["token"]] = evaluator
     return evaluator.evaluate(ids)
@@ -140,6 +143,7 @@ class DaskExecutor:
     """Streams chunks to a Dask cluster; results come back as they finish."""
 
     no_workers_s = 30.0  # a cluster without a running worker for this long interrupts the run
+    _stopped_since: float | None = None  # when a stop was first seen while chunks were running
     stop_grace_s = 5.0  # after a stop, chunks still running after this long are cancelled (resume reruns them)
 
     def __init__(self, bars: Bars, arrays: dict, task: SweepTask, workers: int, address: str | None = None):
@@ -164,14 +168,14 @@ class DaskExecutor:
                          "volume": bars.volume, "time_ns": bars.time_ns, "timeframe": bars.timeframe},
                 "arrays": arrays,
             }
-            known = self.client.scheduler_info().get("workers", {})
-            check_worker_memory(known, payload_bytes(bars, arrays))
+            known, size = self.client.scheduler_info().get("workers", {}), payload_bytes(bars, arrays)
+            check_worker_memory(known, size)
             self.workers = max(1, len(known) or workers)
             self._payload = payload
             try:
                 self.data = self._scatter()
             except Exception as exc:  # noqa: BLE001 - Dask's own text ("Stream is closed") says little
-                raise ThreadXError(f"sending the sweep's data ({format_bytes(payload_bytes(bars, arrays))}) to the "
+                raise ThreadXError(f"sending the sweep's data ({format_bytes(size)}) to the "
                                    f"Dask workers failed ({type(exc).__name__}: {str(exc)[:160]}): a worker may have "
                                    "run out of memory (dask worker --memory-limit) or left the cluster") from None
         except BaseException:
@@ -200,14 +204,16 @@ class DaskExecutor:
         from dask.distributed import as_completed
 
         pending = as_completed()
-        ids_of, data_of = {}, {}  # by future key: the chunk's combo ids, the copy of the data it was given
-        resent: dict[int, int] = {}  # by id() of a chunk's ids: how often it was sent again after losing its data
+        self._stopped_since = None
+        # by future key: the chunk's combo ids, the copy of the data it was given, and how often it was sent
+        # again after losing that data
+        ids_of, data_of, resent = {}, {}, {}
         source_done = False
         lost = 0  # infrastructural chunk failures in a row
 
-        def submit(ids: np.ndarray) -> Any:
+        def submit(ids: np.ndarray, sent_again: int = 0) -> Any:
             future = self.client.submit(_dask_chunk, self.data, ids, pure=False)
-            ids_of[future.key], data_of[future.key] = ids, self.data
+            ids_of[future.key], data_of[future.key], resent[future.key] = ids, self.data, sent_again
             pending.add(future)
             return future
 
@@ -224,7 +230,7 @@ class DaskExecutor:
                 future = self._next_done(pending, should_stop)
                 if future is None:  # stopped, and the chunks still running did not finish in stop_grace_s
                     return
-                ids, given = ids_of.pop(future.key), data_of.pop(future.key)
+                ids, given, sent_again = ids_of.pop(future.key), data_of.pop(future.key), resent.pop(future.key)
                 try:
                     result = future.result()
                 except (WorkerSetupError, ImportError) as exc:  # (ImportError: the task's data unpickled there)
@@ -238,11 +244,10 @@ class DaskExecutor:
                     # cancelled (nothing is cancelled before the end), or on a copy of the data that is gone: the
                     # data went with the workers (whom another chunk may have killed, even as this one's result
                     # waited to be fetched): sent again, and the chunk with it
-                    if (_cancelled(exc) or given.status != "finished") and not should_stop() \
-                            and resent.get(id(ids), 0) < _MAX_RESENDS:
+                    if (exception_named(exc, _CANCELLED) or given.status != "finished") and not should_stop() \
+                            and sent_again < _MAX_RESENDS:
                         self._restore_data(given)
-                        resent[id(ids)] = resent.get(id(ids), 0) + 1
-                        submit(ids)
+                        submit(ids, sent_again + 1)
                         continue
                     lost = lost + 1 if is_infra_exception(exc) else 0
                     if lost >= max(_MIN_LOST_STREAK, 2 * self.workers):
@@ -260,7 +265,7 @@ class DaskExecutor:
         """The next finished future; None once a stop has waited ``stop_grace_s`` for the
         chunks still running; RunInterrupted once the cluster has had no running worker (none,
         or all paused for memory) for ``no_workers_s`` (its futures would wait forever)."""
-        alone_since, stopped_since, checked = None, None, 0.0
+        alone_since, checked = None, 0.0
         while not pending.has_ready():
             now = time.monotonic()
             if now - checked >= 0.5:
@@ -273,8 +278,9 @@ class DaskExecutor:
                            else "has had no worker")
                     raise RunInterrupted(f"the Dask cluster {why} for {self.no_workers_s:.0f} s; finished combos "
                                          "are stored, the same run id resumes")
-                stopped_since = (stopped_since or now) if should_stop() else None
-                if stopped_since is not None and now - stopped_since >= self.stop_grace_s:
+                # (kept across calls: each chunk that came back restarted the wait, 2 x workers x 5 s)
+                self._stopped_since = (self._stopped_since or now) if should_stop() else None
+                if self._stopped_since is not None and now - self._stopped_since >= self.stop_grace_s:
                     return None
             time.sleep(0.002)
         return next(pending)

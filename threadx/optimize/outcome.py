@@ -29,9 +29,15 @@ class RunInterrupted(ThreadXError):
     finished is stored and the same run id resumes."""
 
 
+def exception_named(exc: BaseException, names: frozenset[str]) -> bool:
+    """Whether ``exc`` is of a class (or subclass of one) named in ``names``: by name, for the
+    classes of libraries that may not be installed (distributed's, ...)."""
+    return any(t.__name__ in names for t in type(exc).__mro__)
+
+
 def is_infra_exception(exc: BaseException) -> bool:
     """Whether ``exc`` is a failure of the machinery rather than of the combo."""
-    return any(t.__name__ in _INFRA_TYPES for t in type(exc).__mro__)
+    return exception_named(exc, _INFRA_TYPES)
 
 
 def failure_text(exc: BaseException, infra: bool | None = None) -> str:
