@@ -113,6 +113,9 @@ def test_a_sweep_too_big_for_the_workers_is_refused_before_sending_and_leaves_no
         sweep(df, "ma_crossover", {"fast_period": [5, 10], "slow_period": [40]}, executor="dask",
               scheduler=small_cluster.scheduler_address, store=tmp_path / "runs", run_id="big")
     assert len(_global_clients) == before
+    run = sweep(df, "ma_crossover", {"fast_period": [5, 10], "slow_period": [40]}, executor="inline",
+                store=tmp_path / "runs", run_id="big")
+    assert run.manifest["executors"] == ["inline"]  # the executor that failed to start made no row
 
 
 @pytest.fixture(scope="module")

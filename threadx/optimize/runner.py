@@ -323,6 +323,8 @@ class _Session:
     early_pool: Any = None  # a LocalPool started before the plan (see _start_pool_early)
     closing_pools: list = field(default_factory=list)  # pools told to stop, waited for by _join_pools
     watch: Stopwatch = field(default_factory=Stopwatch)  # where the time goes (manifest["timings"])
+    ran: str = ""  # the executor this session runs on ("auto" resolved), set by _executor
+    recorded: bool = False  # whether the manifest names it yet (on the session's first rows)
 
     def _phase(self, text: str) -> None:
         if self.on_phase is not None:
@@ -549,9 +551,10 @@ class _Session:
         }
 
     def _record_executor(self, ran: str) -> None:
-        """The manifest's ``machine.executor``: what this session runs on (``auto`` resolved; the
-        request's in ``requested_executor``), and ``executors``: every one that has produced rows of
-        the run (a run stopped on dask and resumed on threads said only the last)."""
+        """On this session's first rows, the manifest's ``machine.executor``: what runs them
+        (``auto`` resolved; the request's in ``requested_executor``), and ``executors``: every one
+        that has produced rows of the run (a run stopped on dask and resumed on threads said only
+        the last; one that failed to start is not named)."""
         manifest = self.writer.manifest
         machine = {**(manifest.get("machine") or {}), "executor": ran, "requested_executor": self.executor}
         if ran == "dask":
@@ -611,7 +614,7 @@ class _Session:
             # a strategy defined in __main__ or a notebook exists only in this process
             not importable and default_start_method() != "fork"))
         in_process = inline or self.executor == "gpu"
-        self._record_executor("inline" if inline else self.executor if self.executor in ("gpu", "dask") else "local")
+        self.ran = "inline" if inline else self.executor if self.executor in ("gpu", "dask") else "local"
         if not importable and not in_process and (self.executor == "dask" or default_start_method() != "fork"):
             raise ParamError(f"strategy {task.strategy!r} is defined in __main__, which worker processes cannot "
                              "import: move it to a module, or use executor='inline'")
@@ -730,6 +733,9 @@ class _Session:
                 return
             self.watch.add_workers(result.stages)
             with self.watch.stage("store"):
+                if not self.recorded:  # (once it has made rows: one that failed to start made none)
+                    self.recorded = True
+                    self._record_executor(self.ran)
                 self.writer.append(_columns(self.search, result, len(self.writer.manifest.get("block_end") or [])))
                 self.writer.add_warnings(result.warnings)
             self.counts["done"] += len(result.ids)
