@@ -116,3 +116,19 @@ def test_a_last_choice_that_is_gone_falls_back_quietly(workspace):
     assert not at.exception and not at.warning, (at.exception, at.warning)
     assert at.selectbox(key="dataset_picker").value == "synthetic/BTC_USDT-1h"
     assert at.selectbox(key="bt_strategy").value == "bb_atr"
+
+
+def test_an_unknown_link_names_what_is_shown_instead(workspace):
+    """With a last choice saved, ?dataset=<unknown> warned "showing synthetic/BTC_USDT-1h" while the page
+    showed the last choice; an unknown strategy said "the page's default"."""
+    from threadx.ui import workspace as saved
+
+    saved.save_last_choice("dataset", "synthetic/ETH_USDT-1h")
+    at = AppTest.from_file(str(ROOT / "views" / "2_Backtest.py"), default_timeout=120)
+    at.query_params["dataset"], at.query_params["strategy"] = "nope/NOPE-1h", "no_such"
+    at.run()
+    assert not at.exception, at.exception
+    warnings = [w.value for w in at.warning]
+    assert any("**nope/NOPE-1h**" in w and "showing synthetic/ETH_USDT-1h" in w for w in warnings), warnings
+    assert any("**no_such**" in w and "showing bb_atr instead" in w for w in warnings), warnings
+    assert at.selectbox(key="dataset_picker").value == "synthetic/ETH_USDT-1h"

@@ -47,7 +47,7 @@ def test_bb_atr_default_space_leaves_bb_std_fixed():
     assert at.selectbox(key="opt:bb_atr:bb_period:mode").value == "range"
     assert at.selectbox(key="opt:bb_atr:bb_std:mode").value == "fixed"
     assert any("**41** combos" in i.value for i in at.info), [i.value for i in at.info]
-    assert any(m.value.startswith("<code>bb_<wbr>std</code>") and "display only" in m.value for m in at.markdown)
+    assert any(m.value.startswith("<code>bb&#95;<wbr>std</code>") and "display only" in m.value for m in at.markdown)
     assert at.number_input(key="opt_min_trades").value == DEFAULT_MIN_TRADES
 
 
@@ -89,8 +89,3 @@ def test_a_best_combo_that_loses_money_is_said_to(synthetic_bars):
     assert (run.results.total_return < 0).all()
     warned = [w.value for w in _show("cost").warning if "loses money" in w.value]
     assert len(warned) == 1 and "every combo of this run (4 of 4 at or below 0)" in warned[0]
-    gains = threadx.sweep(synthetic_bars, "ma_crossover", space, executor="inline", workers=1, run_id="free",
-                          fee_bps=0, min_trades=0)
-    if (gains.results.total_return > 0).any() and gains.best_params() is not None:
-        best = gains.results.sort_values("sharpe", ascending=False).iloc[0]
-        assert bool([w for w in _show("free").warning if "loses money" in w.value]) == (best.total_return <= 0)

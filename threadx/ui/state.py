@@ -162,8 +162,9 @@ def restore_from_url() -> None:
         if name in names:
             st.session_state["dataset"] = name
         else:
+            instead = st.session_state.get("dataset") if st.session_state.get("dataset") in names else None
             st.warning(f"The link names dataset **{plain(name)}**, which is not in the data folder: showing "
-                       f"{label_dataset(_default_dataset(names))} instead.")
+                       f"{label_dataset(instead or _default_dataset(names))} instead.")
     strategy = st.query_params.get("strategy")
     if strategy:
         known = strategy_names()
@@ -171,8 +172,8 @@ def restore_from_url() -> None:
             st.session_state["strategy"] = strategy
         else:
             st.warning(f"The link names strategy **{plain(strategy)}**, which is not available: "
-                       f"{plain(strategy_unavailable(strategy), 600)} (strategies: {', '.join(known)}); showing the "
-                       "page's default instead.")
+                       f"{plain(strategy_unavailable(strategy), 600)} (strategies: {', '.join(known)}); showing "
+                       f"{active_strategy(known)} instead.")
     _start_remembering()
 
 
@@ -212,8 +213,8 @@ def _to_url(key: str, value: str | None) -> None:
 
 
 def active_dataset() -> str:
-    """The dataset chosen in this session (the URL's on its first run, else the synthetic BTC
-    sample); the URL's ``dataset`` and ``strategy`` follow the session's. One that left the data
+    """The dataset chosen in this session (the URL's on its first run, else the last one chosen
+    in any tab, else the synthetic BTC sample); the URL's ``dataset`` and ``strategy`` follow the session's. One that left the data
     folder since the last run (deleted or renamed elsewhere) is named in a notice."""
     restore_from_url()
     names = dataset_names()

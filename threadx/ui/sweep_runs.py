@@ -249,7 +249,7 @@ def read_view(store: ResultStore, run_id: str) -> RunView:
 
 
 def losing_note(view: RunView) -> str | None:
-    """A warning when the best combo loses money (its total return at or below 0): it is the
+    """A warning when the best combo does not gain (its total return at or below 0): it is the
     least bad of the run, not a strategy to trade; None when it gains or cannot be told.
 
     >>> rows = pd.DataFrame({"total_return": [-0.3, -0.1, 0.0]})
@@ -268,7 +268,8 @@ def losing_note(view: RunView) -> str | None:
     tail = (f"and so does every combo of this run ({losing}): it is the least bad, not a strategy to trade."
             if not gains else f"while {gains:,} other combos gain ({losing}): they rank lower by the objective, or "
             "made fewer trades than the run's minimum.")
-    return f"The best combo loses money (total return {format_metric('total_return', best)}), {tail}"
+    verb = "loses money" if best < 0 else "makes no money"
+    return f"The best combo {verb} (total return {format_metric('total_return', best)}), {tail}"
 
 
 def partial_coverage(manifest: Mapping[str, Any], ok: pd.DataFrame) -> list[str]:

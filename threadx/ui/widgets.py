@@ -50,12 +50,13 @@ def _bounds_note(p: Param) -> str | None:
 def breakable_name(name: str) -> str:
     """A param's name as code that a narrow column breaks after an underscore ("stop_loss_pc" / "t"
     was cut mid-word at 1024 px); copied, it is the name (``<wbr>`` adds no character). Names are
-    identifiers (:class:`Param` checks them), so nothing in one is HTML.
+    identifiers (:class:`Param` checks them), so nothing in one is HTML; each underscore is an
+    entity, as Markdown would read ``x__y_z`` between the tags as emphasis.
 
-    >>> breakable_name("stop_loss_pct")
-    '<code>stop_<wbr>loss_<wbr>pct</code>'
+    >>> breakable_name("stop_loss")
+    '<code>stop&#95;<wbr>loss</code>'
     """
-    return f"<code>{name.replace('_', '_<wbr>')}</code>"
+    return f"<code>{name.replace('_', '&#95;<wbr>')}</code>"
 
 
 def param_help(p: Param) -> str | None:
