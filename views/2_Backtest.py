@@ -278,7 +278,9 @@ if shown and df is not None:
                + f"{describe_data(shown.get('data'), shown['dataset'])} · "
                + f"Options: {describe_options(made.get('engine_options'))}"
                + (f" · Code: {Path(spec_shown.origin.path).name} @ {code[:8]}" if spec_shown.origin and code else ""))
-    st.caption("Params: " + ", ".join(f"{k} {v}" for k, v in result.params.items()))
+    st.caption("Params: " + ", ".join(f"{k} {v}" for k, v in result.params.items())
+               # (the id of the URL's bt=: a link or a refresh re-runs this request)
+               + (f" · Backtest id: {shown['bt_id']}" if shown.get("bt_id") else ""))
     if code and code != spec_shown.code_hash:
         st.info(f"The code of {shown['strategy']} changed since this result was computed: press **Run backtest** "
                 "for the current code's result.")

@@ -69,6 +69,8 @@ def test_a_result_whose_form_was_changed_since_says_so():
     at.number_input(key="bt_leverage").set_value(0.0).run()
     at.button(key="bt_run").click().run()
     assert not differs() and any(c.value.startswith("Params: fast_period 5") for c in at.caption)
+    bt_id = at.query_params["bt"]  # the link's id, also on the page (it was only in the URL)
+    assert any(c.value.startswith("Params: ") and c.value.endswith(f" · Backtest id: {bt_id}") for c in at.caption)
 
 
 def test_backtest_page_bad_params_show_an_error():
