@@ -141,7 +141,7 @@ def test_a_dask_sweep_is_not_refused_for_a_dev_shm_it_does_not_use(unlimited_clu
               memory_budget="100GiB")
 
 
-def test_research_checks_its_scheduler_as_a_sweep_does(tmp_path):
+def test_research_checks_its_scheduler_as_a_sweep_does(tmp_path, monkeypatch):
     """`threadx research --executor dask --scheduler not-an-address` was a traceback (ValueError), an
     HTTP server's address a hang; a scheduler beside another executor was ignored."""
     import socket
@@ -165,6 +165,7 @@ def test_research_checks_its_scheduler_as_a_sweep_does(tmp_path):
     from threadx.errors import ThreadXError
     from threadx.optimize import dask_executor
 
+    monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT_S", 2)  # (10 s in use)
     began = time.monotonic()
     try:
         with pytest.raises(ThreadXError, match="no Dask scheduler answers"):
@@ -242,11 +243,14 @@ def test_the_manifest_names_every_executor_that_made_rows(tmp_path):
     assert settings_of(m)["executor"] == "inline, local"
 
 
-def test_an_unreachable_scheduler_is_said_before_any_work_and_leaves_no_run(tmp_path):
+def test_an_unreachable_scheduler_is_said_before_any_work_and_leaves_no_run(tmp_path, monkeypatch):
     """It was said after the plan and the indicators, and left a failed run folder behind."""
     import socket
 
     from threadx.errors import ThreadXError
+    from threadx.optimize import dask_executor
+
+    monkeypatch.setattr(dask_executor, "CONNECT_TIMEOUT_S", 2)  # (10 s in use)
 
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
