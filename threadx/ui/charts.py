@@ -425,9 +425,10 @@ def downsampled_note(total: int, drawn: int, unit: str = "bars") -> str:
 
 
 def _title(text: str, notes: Sequence[str]) -> dict[str, Any]:
-    """A figure title with the display notes (resampling, hidden markers) on a smaller second line."""
+    """A figure title with the display notes (resampling, hidden markers) in smaller lines under it,
+    one a line (joined on one line, they ran past a 1024 px window's chart and under its toolbar)."""
     if notes:
-        text += "<br><span style='font-size:11px;font-weight:normal'>" + "; ".join(notes) + "</span>"
+        text += "".join(f"<br><span style='font-size:11px;font-weight:normal'>{note}</span>" for note in notes)
     # a fixed gap above it (a share of the height, 2 %, left 7 px on a short chart: its top was clipped)
     return dict(text=text, font=dict(size=14), y=1.0, yref="container", yanchor="top", pad=dict(t=12), x=0.01)
 
@@ -513,8 +514,8 @@ def price_figure(
                        | range_mask(pd.DatetimeIndex(pd.to_datetime(trades["exit_time"])), lo, hi)).sum())
         size = trade_marker_size(in_view)
         if size == 0:
-            notes.append(f"{in_view:,} trades in view: markers hidden above {MARKER_MAX_TRADES:,}, "
-                         "pick a shorter date range or a trade")
+            notes.append(f"{in_view:,} trades in view: markers hidden above {MARKER_MAX_TRADES:,} "
+                         "(pick a shorter range or a trade)")
         else:
             for trace in _trade_traces(trades, quote, size, lo, hi):
                 fig.add_trace(trace, row=1, col=1)
@@ -536,8 +537,8 @@ def price_figure(
 
     # legend under the chart: above it, it would collide with the title and the range buttons
     fig.update_layout(template=TEMPLATE, title=_title(title or "Price", notes), hovermode="x",
-                      margin=dict(l=50, r=20, t=80, b=70), legend=dict(orientation="h", y=-0.14, x=0,
-                                                                          yanchor="top"),
+                      margin=dict(l=50, r=20, t=80 + 14 * max(0, len(notes) - 1), b=70),
+                      legend=dict(orientation="h", y=-0.14, x=0, yanchor="top"),
                       bargap=0)
     fig.update_xaxes(rangeslider_visible=False)
     _range_selector(fig)
