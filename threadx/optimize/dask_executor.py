@@ -139,6 +139,24 @@ def check_worker_memory(workers: dict[str, dict], needed: int) -> None:
             "timeframe, or run on executor local")
 
 
+def open_cluster(workers: int, address: str | None = None) -> tuple[Any, Any]:
+    """(client, cluster): a client of the scheduler at ``address`` (:func:`connect`), else of a
+    LocalCluster of ``workers`` single-threaded processes started here (``cluster``; None for a
+    scheduler's). Close the client, then the cluster."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError("executor='dask' needs dask[distributed]: pip install 'threadx[cluster]'") from exc
+    if address:
+        return connect(address), None
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        return Client(cluster), cluster
+    except BaseException:
+        cluster.close()
+        raise
+
+
 class DaskExecutor:
     """Streams chunks to a Dask cluster; results come back as they finish."""
 
@@ -148,19 +166,8 @@ class DaskExecutor:
 
     def __init__(self, bars: Bars, arrays: dict, task: SweepTask, workers: int, address: str | None = None):
         check_scheduler(address)
+        self.client, self._cluster = open_cluster(workers, address)
         try:
-            from dask.distributed import Client, LocalCluster
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ImportError("executor='dask' needs dask[distributed]: pip install 'threadx[cluster]'") from exc
-        self._cluster = None
-        self.client = None
-        try:
-            if address:
-                self.client = connect(address)
-            else:
-                self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                             dashboard_address=None)
-                self.client = Client(self._cluster)
             payload = {
                 "token": uuid.uuid4().hex,
                 "task": task,

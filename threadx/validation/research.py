@@ -467,20 +467,11 @@ def _run_remote(requests, executor, workers, scheduler, results_dir, should_stop
                         f.cancel()
                     break
     else:
-        try:
-            from dask.distributed import Client, LocalCluster, as_completed
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ImportError("executor='dask' needs dask[distributed]: pip install 'threadx[cluster]'") from exc
-        from threadx.optimize.dask_executor import connect
+        from threadx.optimize.dask_executor import open_cluster
 
-        cluster = None if scheduler else LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                                      dashboard_address=None)
-        try:
-            client = connect(scheduler) if scheduler else Client(cluster)
-        except BaseException:
-            if cluster is not None:
-                cluster.close()
-            raise
+        client, cluster = open_cluster(n, scheduler)  # (ImportError without dask[distributed])
+        from dask.distributed import as_completed
+
         try:
             futures = {client.submit(run_cell, r, results_dir, pure=False): k for k, r in enumerate(one_thread)}
             for future in as_completed(list(futures)):
