@@ -208,8 +208,6 @@ def reset_params(name: str) -> None:
 with st.expander("Parameters", expanded=True):
     saved = {**spec.defaults(), **workspace.load_form("params", strategy)}  # the form as last left
     values = param_form(spec, {**st.session_state.get(f"params:{strategy}", {}), **saved}, key_prefix="bt")
-    if values != saved:
-        workspace.save_form("params", strategy, values)
     changed = [p.name for p in spec.params if values[p.name] != p.default]
     param_problem = None
     try:
@@ -217,6 +215,8 @@ with st.expander("Parameters", expanded=True):
     except ThreadXError as exc:
         param_problem = str(exc)
         st.error(f"Parameters: {exc}")
+    if values != saved and param_problem is None:  # (a refused value saved the default in its place)
+        workspace.save_form("params", strategy, values)
     if changed:
         c = st.columns([7, 3], vertical_alignment="center")
         c[0].caption(f"Not the strategy's declared defaults: {', '.join(changed[:6])}"

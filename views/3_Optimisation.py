@@ -35,6 +35,7 @@ from threadx.units import table_view
 st.title("Optimisation")
 registry = JobRegistry()
 store = ResultStore()
+COUNTED_UPTO = 1_000_000  # a grid's valid combos are counted on every rerun up to this size
 
 specs = threadx.strategies()
 top = st.columns([3, 2, 2])
@@ -94,9 +95,14 @@ try:
     search = SearchSpace(spec, space)
     if sampler == "grid":
         check_grid_size(search, "grid", sweep_settings.grid_limit)  # (the limit of threadx.toml, as the sweep's)
-        total = search.count_valid_upto(1_000_000)
-        st.info(f"**{total:,}** combos to run ({search.size:,} in the grid, {search.size - total:,} dropped by "
-                f"constraints) — **{size_band(search.size, limit=sweep_settings.grid_limit)}**")
+        band = size_band(search.size, limit=sweep_settings.grid_limit)
+        if search.size > COUNTED_UPTO:  # (counting the valid combos of a bigger grid on every rerun is too slow)
+            st.info(f"**{search.size:,}** combos in the grid, fewer to run where constraints drop some (not counted "
+                    f"above {COUNTED_UPTO:,}) — **{band}**")
+        else:
+            total = search.count_valid_upto(COUNTED_UPTO)
+            st.info(f"**{total:,}** combos to run ({search.size:,} in the grid, {search.size - total:,} dropped by "
+                    f"constraints) — **{band}**")
     else:
         drawn = min(n, search.size)  # a space smaller than n runs each combo once (as the runner does)
         st.info(f"**{drawn:,}** combos drawn from a space of {search.size:,} — **{size_band(drawn)}**"

@@ -107,6 +107,9 @@ def test_a_value_out_of_bounds_is_said_and_blocks_run_and_the_defaults_can_be_re
     assert at.button(key="bt_run").disabled
     at.number_input(key="bt:bb_atr:bb_period").set_value(30).run()
     assert not at.error and not at.button(key="bt_run").disabled
+    at.number_input(key="bt:bb_atr:bb_period").set_value(-5).run()  # refused: the saved 30 stays (was 20)
+    assert open_page("2_Backtest.py").number_input(key="bt:bb_atr:bb_period").value == 30
+    at.number_input(key="bt:bb_atr:bb_period").set_value(30).run()
     assert any("Not the strategy's declared defaults: bb_period" in c.value for c in at.caption)
     again = open_page("2_Backtest.py")  # a new session: the saved value, said as such
     assert again.number_input(key="bt:bb_atr:bb_period").value == 30

@@ -89,3 +89,13 @@ def test_a_best_combo_that_loses_money_is_said_to(synthetic_bars):
     assert (run.results.total_return < 0).all()
     warned = [w.value for w in _show("cost").warning if "loses money" in w.value]
     assert len(warned) == 1 and "every combo of this run (4 of 4 at or below 0)" in warned[0]
+
+
+def test_a_grid_too_big_to_count_says_so_rather_than_none_dropped():
+    """Above a million combos the page said '0 dropped by constraints' (they were not counted)."""
+    at = open_page("3_Optimisation.py", strategy="ma_crossover")
+    for name in ("stop_loss_pct", "take_profit_pct"):
+        at.selectbox(key=f"opt:ma_crossover:{name}:mode").set_value("range").run()
+    at.selectbox(key="opt:ma_crossover:risk_per_trade:mode").set_value("range").run()
+    infos = [i.value for i in at.info if "combos in the grid" in i.value or "combos to run" in i.value]
+    assert infos and "not counted above 1,000,000" in infos[0] and "0 dropped" not in infos[0], infos
