@@ -39,8 +39,11 @@ PAGES = [
 navigation = st.navigation(PAGES)
 # metric cards' figures shrink with the window (at 1024 px six cards a row cut "21.47 %" to "21.…" and a
 # grade to "F (0.0/…"); their labels wrap rather than being cut ("Max drawd…")
+# a search space's mode boxes (keys "...:mode") get no clear button: a box preset from the workspace has one
+# (no index of its own), which cut "range" to "ra" at 1024 px, and an emptied mode reads as its default anyway
 st.html("<style>[data-testid='stMetricValue'] {font-size: clamp(1.05rem, 1.9vw, 2.25rem);} "
-        "[data-testid='stMetricLabel'] p {white-space: normal; word-break: keep-all; overflow-wrap: normal;}</style>")
+        "[data-testid='stMetricLabel'] p {white-space: normal; word-break: keep-all; overflow-wrap: normal;} "
+        "[class*='-mode'] button[aria-label='Clear value'] {display: none;}</style>")
 restore_from_url()  # a link's dataset and strategy (warnings above the page, not in the sidebar)
 
 with st.sidebar:
