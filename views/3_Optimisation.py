@@ -259,6 +259,13 @@ def show_run(view: sweep_runs.RunView) -> None:
     m, run_id = view.manifest, view.run_id
     st.subheader(f"Run {run_id}: {m['strategy']}, {int(m.get('done') or 0):,} combos, {view.status}")
     st.caption(describe_run(m))
+    # (a link's ?run= opens the run while the form keeps the tab's dataset and strategy)
+    other = [f"{what} **{plain(mine)}**" for what, mine, its in (("dataset", dataset, m.get("dataset")),
+                                                                  ("strategy", strategy, m.get("strategy")))
+             if its and mine != its]
+    if other:
+        st.info(f"The form above is set to {' and '.join(other)}, not this run's: **Launch** runs the form's; "
+                "Resume and Open in Backtest use this run's.")
     for text in m.get("warnings") or []:  # what the sweep warned of about its own rows
         st.warning(f"This run's rows may not all be right: {text}")
     stale = sweep_runs.code_changes(m)

@@ -7,7 +7,8 @@ import pytest
 pytest.importorskip("streamlit")
 
 import threadx  # noqa: E402
-from apptest_helpers import open_page  # noqa: E402
+from apptest_helpers import ROOT, open_page  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
 from threadx.config import DEFAULT_MIN_TRADES  # noqa: E402
 
 
@@ -99,3 +100,24 @@ def test_a_grid_too_big_to_count_says_so_rather_than_none_dropped():
     at.selectbox(key="opt:ma_crossover:risk_per_trade:mode").set_value("range").run()
     infos = [i.value for i in at.info if "combos in the grid" in i.value or "combos to run" in i.value]
     assert infos and "not counted above 1,000,000" in infos[0] and "0 dropped" not in infos[0], infos
+
+
+def test_a_run_shown_beside_a_form_set_otherwise_says_which_launch_uses():
+    """A ?run= link showed a run on BTC while the form (the tab's last choice) was on ETH: Launch would
+    have run ETH with nothing said."""
+    from threadx.data.io import load_ohlcv
+    from threadx.data.synthetic import ensure_sample
+
+    ensure_sample()
+    run = threadx.sweep(load_ohlcv("synthetic/BTC_USDT-1h"), "ma_crossover", {"fast_period": [5, 10],
+                        "slow_period": [40]}, executor="inline", workers=1, run_id="on-btc")
+    assert run.manifest["dataset"] == "synthetic/BTC_USDT-1h"
+    at = AppTest.from_file(str(ROOT / "views" / "3_Optimisation.py"), default_timeout=120)
+    at.query_params["run"], at.query_params["dataset"] = "on-btc", "synthetic/ETH_USDT-1h"
+    at.run()
+    assert not at.exception, at.exception
+    said = [i.value for i in at.info if i.value.startswith("The form above is set to")]
+    assert said and "dataset **synthetic/ETH_USDT-1h**" in said[0] and "strategy **bb_atr**" in said[0], said
+    at.selectbox(key="dataset_picker").set_value("synthetic/BTC_USDT-1h").run()
+    at.selectbox(key="opt_strategy").set_value("ma_crossover").run()
+    assert not [i for i in at.info if i.value.startswith("The form above is set to")]
