@@ -214,8 +214,9 @@ def _to_url(key: str, value: str | None) -> None:
 
 def active_dataset() -> str:
     """The dataset chosen in this session (the URL's on its first run, else the last one chosen
-    in any tab, else the synthetic BTC sample); the URL's ``dataset`` and ``strategy`` follow the session's. One that left the data
-    folder since the last run (deleted or renamed elsewhere) is named in a notice."""
+    in any tab, else the synthetic BTC sample); the URL's ``dataset`` and ``strategy`` follow
+    the session's. One that left the data folder since the last run (deleted or renamed
+    elsewhere) is named in a notice."""
     restore_from_url()
     names = dataset_names()
     current = st.session_state.get("dataset")
