@@ -310,3 +310,45 @@ def test_the_search_space_survives_a_restart(workspace):
     assert restarted.number_input(key="opt:ma_crossover:fast_period:min").value == 7
     assert restarted.number_input(key="opt:ma_crossover:fast_period:max").value == 19
     assert restarted.selectbox(key="opt:ma_crossover:slow_period:mode").value == "fixed"
+
+
+@pytest.mark.parametrize("script", ["views/7_Research.py", "views/8_Portfolio.py", "views/1_Data.py"])
+def test_a_page_without_a_strategy_box_links_the_sessions_strategy(workspace, script):
+    """A link copied from the Research or Portfolio page named the dataset only, so it opened on
+    whatever strategy the receiving tab had last."""
+    at = new_session({}, script)
+    assert at.query_params["strategy"] == "bb_atr" and at.query_params["dataset"] == "synthetic/BTC_USDT-1h"
+    assert ws.last_choice() == {}  # what a session starts on is not a choice: nothing written
+    at = new_session({"strategy": "supertrend"}, script)
+    assert at.query_params["strategy"] == "supertrend"
+
+
+def test_a_sessions_first_run_lists_the_datasets_and_strategies_once(workspace, monkeypatch):
+    """Reading the link and the last choice listed the data folder and the strategies three
+    times each on a session's first run."""
+    from threadx.ui import state
+
+    calls = {"datasets": 0, "strategies": 0}
+    listers = {"datasets": state.dataset_names, "strategies": state.strategy_names}
+
+    def counted(kind):
+        def lister():
+            calls[kind] += 1
+            return listers[kind]()
+        return lister
+
+    monkeypatch.setattr(state, "dataset_names", counted("datasets"))
+    monkeypatch.setattr(state, "strategy_names", counted("strategies"))
+    at = AppTest.from_function(_restore_only)
+    at.query_params.update({"dataset": "synthetic/ETH_USDT-1h", "strategy": "supertrend"})
+    at.run()
+    assert not at.exception, at.exception
+    assert calls == {"datasets": 1, "strategies": 1}
+    assert at.session_state["dataset"] == "synthetic/ETH_USDT-1h" and at.session_state["strategy"] == "supertrend"
+
+
+def _restore_only() -> None:
+    """A page that only reads the link (AppTest runs this function's source as the script)."""
+    from threadx.ui.state import restore_from_url
+
+    restore_from_url()

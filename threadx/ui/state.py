@@ -155,10 +155,10 @@ def restore_from_url() -> None:
     if st.session_state.get(_URL_READ):
         return
     st.session_state[_URL_READ] = True
-    _restore_last_choice()
+    names, known = dataset_names(), strategy_names()  # (listed once: each lists a folder)
+    _restore_last_choice(names, known)
     name = st.query_params.get("dataset")
     if name:
-        names = dataset_names()
         if name in names:
             st.session_state["dataset"] = name
         else:
@@ -167,32 +167,31 @@ def restore_from_url() -> None:
                        f"{label_dataset(instead or _default_dataset(names))} instead.")
     strategy = st.query_params.get("strategy")
     if strategy:
-        known = strategy_names()
         if strategy in known:
             st.session_state["strategy"] = strategy
         else:
             st.warning(f"The link names strategy **{plain(strategy)}**, which is not available: "
                        f"{plain(strategy_unavailable(strategy), 600)} (strategies: {', '.join(known)}); showing "
                        f"{active_strategy(known)} instead.")
-    _start_remembering()
+    _start_remembering(names, known)
 
 
-def _restore_last_choice() -> None:
+def _restore_last_choice(datasets: list[str], strategies: list[str]) -> None:
     """The dataset and strategy last chosen (in any tab, before a restart) become the new
     session's, where they still exist; a link's, read next, win over them."""
     from threadx.ui import workspace
 
     last = workspace.last_choice()
-    if last.get("dataset") in dataset_names():
+    if last.get("dataset") in datasets:
         st.session_state["dataset"] = last["dataset"]
-    if last.get("strategy") in strategy_names():
+    if last.get("strategy") in strategies:
         st.session_state["strategy"] = last["strategy"]
 
 
-def _start_remembering() -> None:
+def _start_remembering(datasets: list[str], strategies: list[str]) -> None:
     """What the session starts on is not a choice: only a change from it is written."""
-    st.session_state[_REMEMBERED + "dataset"] = st.session_state.get("dataset") or _default_dataset(dataset_names())
-    st.session_state[_REMEMBERED + "strategy"] = active_strategy(strategy_names())
+    st.session_state[_REMEMBERED + "dataset"] = st.session_state.get("dataset") or _default_dataset(datasets)
+    st.session_state[_REMEMBERED + "strategy"] = active_strategy(strategies)
 
 
 _REMEMBERED = "_remembered:"  # + "dataset" / "strategy": the session's choice on its previous run
@@ -227,7 +226,7 @@ def active_dataset() -> str:
                        f"{label_dataset(fallback)} instead.")
         current = st.session_state["dataset"] = fallback
     _to_url("dataset", current)
-    _to_url("strategy", st.session_state.get("strategy"))
+    _to_url("strategy", active_strategy(strategy_names()))  # (a page without a strategy box links its too)
     return current
 
 
