@@ -8,7 +8,7 @@ import pytest
 
 import threadx
 from threadx.cli import main
-from threadx.config import DEFAULT_FEE_BPS
+from threadx.config import DEFAULT_BOOTSTRAP, DEFAULT_FEE_BPS, DEFAULT_WF_SAMPLES
 from threadx.data.io import write_ohlcv
 from threadx.data.synthetic import generate_synthetic
 from threadx.engine.inputs import EngineOptions
@@ -65,7 +65,7 @@ def test_defaults_are_declared_once():
     assert request.engine_options["fee_bps"] == DEFAULT_FEE_BPS
     wf = WalkForwardRequest.from_dict({"data": "sample:BTC_USDT-1h", "strategy": "ma_crossover", "is_days": 60,
                                        "oos_days": 30})
-    assert (wf.sampler, wf.n, wf.bootstrap, wf.S) == ("random", 1000, 1000, 16)
+    assert (wf.sampler, wf.n, wf.bootstrap, wf.S) == ("random", DEFAULT_WF_SAMPLES, DEFAULT_BOOTSTRAP, 16)
 
 
 @pytest.mark.parametrize("change, match", [

@@ -44,6 +44,12 @@ DEFAULT_MIN_TRADES = 10
 # the walk-forward windows the Validation and Research pages start from (days of in-sample, out-of-sample)
 DEFAULT_WF_IS_DAYS = 90.0
 DEFAULT_WF_OOS_DAYS = 30.0
+# combos a Monte Carlo sampler draws when none is given: a sweep (the Optimisation page, `threadx
+# sweep`, `threadx bench`), and each in-sample window of a walk-forward (the Validation and Research
+# pages, `threadx walk-forward` / `research`, the API), which runs it once per window and cell
+DEFAULT_SWEEP_SAMPLES = 2000
+DEFAULT_WF_SAMPLES = 500
+DEFAULT_BOOTSTRAP = 1000  # bootstrap resamples of a validation report (pages, CLI, API)
 # which winner of a research cell a portfolio runner trades: the last in-sample window's (what
 # trading on would deploy) or the whole period's (chosen with hindsight on all the data)
 RESEARCH_PARAM_CHOICES = ("last_window", "whole_period")

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED, sweep_defaults
+from threadx.config import DEFAULT_BOOTSTRAP, DEFAULT_MIN_TRADES, DEFAULT_SEED, DEFAULT_WF_SAMPLES, sweep_defaults
 from threadx.errors import DataError, ParamError, whole
 
 UNNAMED = "<frame>"  # the source of data that was a frame in memory, not a file or dataset: not reloadable
@@ -396,7 +396,7 @@ class WalkForwardRequest(_JobRequest):
     purge: int = 0
     embargo: int = 0
     sampler: str = "random"
-    n: int = 1000
+    n: int = DEFAULT_WF_SAMPLES
     seed: int = DEFAULT_SEED
     objective: str = "sharpe"
     maximize: bool = True
@@ -405,7 +405,7 @@ class WalkForwardRequest(_JobRequest):
     engine_options: dict = field(default_factory=dict)
     label: str = ""
     run_id: str | None = None
-    bootstrap: int = 1000
+    bootstrap: int = DEFAULT_BOOTSTRAP
     S: int = 16
 
     def __post_init__(self) -> None:

@@ -14,7 +14,7 @@ import io
 import streamlit as st
 
 import threadx
-from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED, sweep_defaults
+from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED, DEFAULT_SWEEP_SAMPLES, sweep_defaults
 from threadx.engine.inputs import EngineOptions
 from threadx.optimize.runner import default_workers
 from threadx.engine.layout import METRIC_NAMES
@@ -62,8 +62,8 @@ with st.expander("Search space", expanded=True):
 c = st.columns(6)
 sampler = "grid" if method == "Grid" else c[0].selectbox("Sampler", ["random", "lhs", "sobol", "adaptive"],
                                                          key="opt_sampler", persist_state="session")
-n = None if method == "Grid" else int(c[1].number_input("Combos (n)", min_value=1, value=2_000, step=500,
-                                                       key="opt_n", persist_state="session"))
+n = None if method == "Grid" else int(c[1].number_input("Combos (n)", min_value=1, value=DEFAULT_SWEEP_SAMPLES,
+                                                       step=500, key="opt_n", persist_state="session"))
 seed = int(c[2].number_input("Seed", min_value=0, value=DEFAULT_SEED, step=1, key="opt_seed", persist_state="session"))
 objective = c[3].selectbox("Objective", list(METRIC_NAMES), index=list(METRIC_NAMES).index("sharpe"),
                            key="opt_objective", persist_state="session")

@@ -20,8 +20,8 @@ import pandas as pd
 import streamlit as st
 
 import threadx
-from threadx.config import (DEFAULT_MIN_TRADES, DEFAULT_SEED, DEFAULT_WF_IS_DAYS, DEFAULT_WF_OOS_DAYS,
-                            settings)
+from threadx.config import (DEFAULT_BOOTSTRAP, DEFAULT_MIN_TRADES, DEFAULT_SEED, DEFAULT_WF_IS_DAYS,
+                            DEFAULT_WF_OOS_DAYS, DEFAULT_WF_SAMPLES, settings)
 from threadx.data.catalog import resolve_dataset
 from threadx.engine.inputs import EngineOptions
 from threadx.optimize.runner import default_workers
@@ -474,8 +474,8 @@ with tab_wf:
                              help="Every in-sample window starts at the first bar (expanding) instead of rolling.")
     c = st.columns(6)
     sampler = c[0].selectbox("Sampler", SAMPLERS, key="wf_sampler", persist_state="session")
-    n = None if sampler == "grid" else int(number_box(c[1], "Combos (n)", 500, "wf_n", min_value=BOUNDS["n"][0],
-                                                      step=100, **session))
+    n = None if sampler == "grid" else int(number_box(c[1], "Combos (n)", DEFAULT_WF_SAMPLES, "wf_n",
+                                                      min_value=BOUNDS["n"][0], step=100, **session))
     seed = int(number_box(c[2], "Seed", DEFAULT_SEED, "wf_seed", min_value=BOUNDS["seed"][0], step=1, **session))
     names = list(METRIC_NAMES)
     objective = choice_box(c[3], "Objective", names, "sharpe", "wf_objective", **session)
@@ -483,8 +483,8 @@ with tab_wf:
     min_trades = int(number_box(c[5], "Min trades (IS)", DEFAULT_MIN_TRADES, "wf_min_trades",
                                 min_value=BOUNDS["min_trades"][0], step=5, **session))
     c = st.columns(6)
-    boot_n = int(number_box(c[0], "Bootstrap resamples", 1000, "wf_boot", min_value=BOUNDS["boot"][0],
-                            max_value=BOUNDS["boot"][1], step=100, **session))
+    boot_n = int(number_box(c[0], "Bootstrap resamples", DEFAULT_BOOTSTRAP, "wf_boot",
+                            min_value=BOUNDS["boot"][0], max_value=BOUNDS["boot"][1], step=100, **session))
     S = int(number_box(c[1], "PBO blocks (S, even)", 16, "wf_S", min_value=BOUNDS["S"][0], max_value=BOUNDS["S"][1],
                        step=2, **session))
     engine_defaults = EngineOptions()  # threadx.toml / env / built-in
@@ -654,8 +654,8 @@ with tab_sweep:
             "Stored sweep", ids, index=ids.index(preferred) if preferred in ids else 0, key="val_run",
             format_func=lambda r: f"{r} · {info.loc[r, 'strategy']} · {info.loc[r, 'dataset']} · "
                                   f"{format_count(info.loc[r, 'done'])} combos · {info.loc[r, 'status']}")
-        n_val = int(c[1].number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=1000, step=100,
-                                      key="val_n"))
+        n_val = int(c[1].number_input("Bootstrap resamples", min_value=100, max_value=20_000,
+                                      value=DEFAULT_BOOTSTRAP, step=100, key="val_n"))
         s_val = int(c[2].number_input("PBO blocks (S)", min_value=2, max_value=32, value=16, step=2, key="val_S"))
         seed_val = int(c[3].number_input("Seed", min_value=0, value=DEFAULT_SEED, step=1, key="val_seed"))
         if c[4].button("Validate", type="primary", key="val_go"):

@@ -17,7 +17,8 @@ from typing import Any
 import streamlit as st
 
 import threadx
-from threadx.config import DEFAULT_SEED, DEFAULT_WF_IS_DAYS, DEFAULT_WF_OOS_DAYS, settings
+from threadx.config import (DEFAULT_BOOTSTRAP, DEFAULT_SEED, DEFAULT_WF_IS_DAYS, DEFAULT_WF_OOS_DAYS,
+                            DEFAULT_WF_SAMPLES, settings)
 from threadx.data.catalog import name_timeframe
 from threadx.errors import ThreadXError
 from threadx.optimize.runner import default_workers
@@ -62,12 +63,12 @@ def launch_form() -> None:
     oos_days = float(c[1].number_input("Out-of-sample (days)", min_value=1.0, value=DEFAULT_WF_OOS_DAYS, step=5.0,
                                        key="rs_oos_days", persist_state="session"))
     sampler = c[2].selectbox("Sampler", SAMPLERS, key="rs_sampler", persist_state="session")
-    n = None if sampler == "grid" else int(c[3].number_input("Combos (n)", min_value=1, value=100, step=50,
-                                                             key="rs_n", persist_state="session"))
+    n = None if sampler == "grid" else int(c[3].number_input("Combos (n)", min_value=1, value=DEFAULT_WF_SAMPLES,
+                                                             step=50, key="rs_n", persist_state="session"))
     workers = int(c[4].number_input("Workers", min_value=1, max_value=256, value=min(256, default_workers()),
                                     step=1, key="rs_workers", persist_state="session"))
-    boot_n = int(c[5].number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=1000, step=100,
-                                   key="rs_boot", persist_state="session"))
+    boot_n = int(c[5].number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=DEFAULT_BOOTSTRAP,
+                                   step=100, key="rs_boot", persist_state="session"))
     st.caption(("One strategy: the search space above. " if len(strategies) == 1 else
                 "Several strategies: each runs on its declared parameter ranges. ")
                + "Every cell is a walk-forward with its validation report (the same as the Validation page's); "

@@ -16,7 +16,8 @@ from threadx.cli.data import (
 from threadx.cli.runs import cmd_backtest, cmd_runs_list, cmd_runs_repair, cmd_runs_show, cmd_sweep
 from threadx.cli.strategies import cmd_strategies, cmd_strategy_check, cmd_strategy_new
 from threadx.cli.validation import cmd_portfolio, cmd_research, cmd_validate, cmd_walkforward
-from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_RESEARCH_PARAMS, DEFAULT_SEED, RESEARCH_PARAM_CHOICES
+from threadx.config import (DEFAULT_BOOTSTRAP, DEFAULT_MIN_TRADES, DEFAULT_RESEARCH_PARAMS, DEFAULT_SEED,
+                            DEFAULT_SWEEP_SAMPLES, DEFAULT_WF_SAMPLES, RESEARCH_PARAM_CHOICES)
 from threadx.gpu.cli import add_gpu_commands
 
 
@@ -24,11 +25,11 @@ SETTING_HELP = " (default: the setting %s, see `threadx config show`)"
 
 
 def _add_selection_arguments(p: argparse.ArgumentParser, samplers: tuple[str, ...], sampler: str,
-                             n: int | None) -> None:
+                             n: int) -> None:
     """How a search draws its combos and picks its winner: the sampler, the combo count of the
     Monte Carlo ones, the seed, the objective and its direction, the fewest trades of a winner."""
     p.add_argument("--sampler", choices=samplers, default=sampler)
-    p.add_argument("--n", type=int, default=n, help="combos for the Monte Carlo samplers")
+    p.add_argument("--n", type=int, default=n, help=f"combos for the Monte Carlo samplers (default {n:,})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--objective", default="sharpe")
     p.add_argument("--minimize", action="store_true")
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", required=True)
     p.add_argument("--param", action="append", metavar="NAME=MIN:MAX:STEP|A,B|VALUE",
                    help="search range of a param (repeatable); others stay at their defaults")
-    _add_selection_arguments(p, ("grid", "random", "lhs", "sobol", "adaptive"), "grid", None)
+    _add_selection_arguments(p, ("grid", "random", "lhs", "sobol", "adaptive"), "grid", DEFAULT_SWEEP_SAMPLES)
     p.add_argument("--workers", type=int)
     p.add_argument("--executor", choices=("auto", "local", "inline", "dask", "gpu"),
                    help="where combos run" + SETTING_HELP % "sweep.executor")
@@ -179,9 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bars left out at the end of each IS window, before its OOS window (default 0)")
     p.add_argument("--embargo", type=int, default=0, metavar="BARS",
                    help="bars after each OOS window left out of later IS windows (default 0)")
-    _add_selection_arguments(p, ("grid", "random", "lhs", "sobol"), "random", 1000)
+    _add_selection_arguments(p, ("grid", "random", "lhs", "sobol"), "random", DEFAULT_WF_SAMPLES)
     p.add_argument("--workers", type=int)
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="bootstrap resamples")
     p.add_argument("--block", type=int, help="bootstrap block length in bars (default sqrt of the bar count)")
     p.add_argument("--S", type=int, default=16, help="PBO (CSCV) blocks")
     p.add_argument("--timeframe")
@@ -208,12 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--anchored", action="store_true", help="IS windows all start at the first bar")
     p.add_argument("--purge", type=int, default=0, metavar="BARS")
     p.add_argument("--embargo", type=int, default=0, metavar="BARS")
-    _add_selection_arguments(p, ("grid", "random", "lhs", "sobol"), "random", 1000)
+    _add_selection_arguments(p, ("grid", "random", "lhs", "sobol"), "random", DEFAULT_WF_SAMPLES)
     p.add_argument("--workers", type=int)
     p.add_argument("--executor", choices=("inline", "local", "dask"), default="inline",
                    help="inline: cells one after another here; local: one process per cell; dask: one task per cell")
     p.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster of --workers)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="bootstrap resamples")
     p.add_argument("--S", type=int, default=16, help="PBO (CSCV) blocks")
     p.add_argument("--id", help="research id (default: research-<time>-<random>)")
     p.epilog = f"exit status {EXIT_CELL_FAILED} when a cell failed (it is named; the other cells are stored)"
@@ -255,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store")
     p.add_argument("--data", help="the sweep's data when it was not a named dataset")
     p.add_argument("--timeframe")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="bootstrap resamples")
     p.add_argument("--block", type=int, help="bootstrap block length in bars (default sqrt of the bar count)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--S", type=int, default=16, help="PBO (CSCV) blocks")
@@ -319,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="how fast this machine backtests and sweeps (a backtest, then n random combos)")
     p.add_argument("--data", default="sample:BTC_USDT-1h", help="dataset name or file path")
     p.add_argument("--strategy", default="bb_atr")
-    p.add_argument("--n", type=_count, default=2_000, help="random combos of the strategy's declared space")
+    p.add_argument("--n", type=_count, default=DEFAULT_SWEEP_SAMPLES,
+                   help="random combos of the strategy's declared space")
     p.add_argument("--workers", type=int)
     p.add_argument("--executor", choices=("auto", "local", "inline", "dask", "gpu"), default="auto")
     p.add_argument("--timeframe", help="resample to this timeframe first")

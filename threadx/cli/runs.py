@@ -86,7 +86,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     run_id = args.run_id or new_run_id(args.strategy)  # (named here: an interruption says which run to resume)
     try:
         run = threadx.sweep(
-            df, args.strategy, space, sampler=args.sampler, n=args.n, seed=args.seed, objective=args.objective,
+            df, args.strategy, space, sampler=args.sampler, n=None if args.sampler == "grid" else args.n,
+            seed=args.seed, objective=args.objective,
             maximize=not args.minimize, min_trades=args.min_trades, workers=args.workers, executor=args.executor,
             run_id=run_id, store=args.store, progress=progress, memory_budget=args.memory_budget,
             scheduler=args.scheduler, stopwatch=watch, **engine,

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from threadx.config import DEFAULT_BOOTSTRAP, DEFAULT_SEED
 from threadx.engine.metrics import metrics_from_equity
 from threadx.errors import ParamError, whole
 
@@ -92,9 +93,9 @@ class BootstrapResult:
 def block_bootstrap(
     returns: np.ndarray,
     *,
-    n: int = 1000,
+    n: int = DEFAULT_BOOTSTRAP,
     block: int | None = None,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     bars_per_year: float,
     confidence: float = 0.95,
 ) -> BootstrapResult:
@@ -152,7 +153,8 @@ def block_bootstrap(
     )
 
 
-def trade_shuffle_drawdowns(trade_returns: np.ndarray, *, n: int = 1000, seed: int = 42) -> np.ndarray:
+def trade_shuffle_drawdowns(trade_returns: np.ndarray, *, n: int = DEFAULT_BOOTSTRAP,
+                            seed: int = DEFAULT_SEED) -> np.ndarray:
     """Max drawdown (negative fraction) of the equity compounded from the trades in ``n`` random orders.
 
     ``trade_returns`` are per-trade returns as fractions of equity (0.02 = +2 %). Each

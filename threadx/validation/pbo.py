@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from threadx.config import DEFAULT_SEED
 from threadx.errors import ParamError, whole
 
 # Working set of one batch of splits: about 10 float64 arrays of (batch, N).
@@ -97,7 +98,7 @@ def pbo_from_moments(
     S: int = 16,
     max_combos: int = 5000,
     keep: Sequence[int] = (),
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
 ) -> PBOResult:
     """PBO from per-combo, per-block sums of per-bar returns (``sums``, shape (N, B)),
     of their squares (``sumsq``, (N, B)) and the bar count of each block (``counts``, (B,)).

@@ -28,6 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from threadx.config import DEFAULT_BOOTSTRAP, DEFAULT_SEED
 from threadx.data.bars import Bars, as_bars
 from threadx.data.timeframe import bars_per_year
 from threadx.api import run_meta
@@ -104,8 +105,8 @@ class ValidationReport:
         })
 
 
-def robustness(returns: np.ndarray, trade_returns: np.ndarray, *, bars_per_year: float, n: int = 1000,
-               block: int | None = None, seed: int = 42) -> Robustness:
+def robustness(returns: np.ndarray, trade_returns: np.ndarray, *, bars_per_year: float, n: int = DEFAULT_BOOTSTRAP,
+               block: int | None = None, seed: int = DEFAULT_SEED) -> Robustness:
     """Block bootstrap of ``returns`` and ``n`` trade-order shuffles of ``trade_returns``."""
     boot = block_bootstrap(returns, n=n, block=block, seed=seed, bars_per_year=bars_per_year)
     shuffles = trade_shuffle_drawdowns(trade_returns, n=n, seed=seed) if len(trade_returns) else np.empty(0)
@@ -113,8 +114,8 @@ def robustness(returns: np.ndarray, trade_returns: np.ndarray, *, bars_per_year:
     return Robustness(boot, shuffles, float(np.min(path / np.maximum.accumulate(path) - 1.0)))
 
 
-def bootstrap(result: Result | WalkForwardResult, n: int = 1000, block: int | None = None,
-              seed: int = 42) -> Robustness:
+def bootstrap(result: Result | WalkForwardResult, n: int = DEFAULT_BOOTSTRAP, block: int | None = None,
+              seed: int = DEFAULT_SEED) -> Robustness:
     """Block bootstrap (Sharpe / return / drawdown CIs, Sharpe p-value against demeaned
     returns) of a backtest or of a walk-forward's stitched OOS record, with trade-order
     shuffles for the drawdown distribution."""
@@ -254,7 +255,7 @@ def deflated_sharpe(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, 
 
 
 def pbo(run: SweepRun | str, S: int = 16, *, store: Any = None, max_combos: int = PBO_MAX_COMBOS,
-        seed: int = 42) -> PBOResult:
+        seed: int = DEFAULT_SEED) -> PBOResult:
     """Probability of backtest overfitting (CSCV) from the sweep's stored block returns."""
     max_combos, seed = whole(max_combos, "max_combos", 2), whole(seed, "seed")  # before any work
     run = _load(run, store)
@@ -300,7 +301,8 @@ def _sweep_pbo(run: SweepRun, trials: tuple[pd.DataFrame, int], winner: int, S: 
 
 
 def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *, store: Any = None,
-                   n: int = 1000, block: int | None = None, seed: int = 42, S: int = 16) -> ValidationReport:
+                   n: int = DEFAULT_BOOTSTRAP, block: int | None = None, seed: int = DEFAULT_SEED,
+                   S: int = 16) -> ValidationReport:
     """The full report for a stored sweep (see the module docstring for each input)."""
     S = check_S(S)  # before any work: the grade's consistency is counted over S blocks too
     run = _load(run, store)
@@ -330,8 +332,8 @@ def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *
         _cscv_inputs(pbo_result), _profitable(trials[0]["total_return"]))
 
 
-def validate_walk_forward(wf: WalkForwardResult, *, n: int = 1000, block: int | None = None, seed: int = 42,
-                          S: int = 16) -> ValidationReport:
+def validate_walk_forward(wf: WalkForwardResult, *, n: int = DEFAULT_BOOTSTRAP, block: int | None = None,
+                          seed: int = DEFAULT_SEED, S: int = 16) -> ValidationReport:
     """The full report for a walk-forward (see the module docstring for each input)."""
     S = check_S(S)
     bpy = wf.config["bars_per_year"]

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED
+from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED, DEFAULT_WF_SAMPLES
 from threadx.data.bars import Bars, as_bars
 from threadx.requests import DatasetRef
 from threadx.data.timeframe import bars_per_year, timeframe_seconds
@@ -277,7 +277,7 @@ def walk_forward(
     purge: int = 0,
     embargo: int = 0,
     sampler: str = "random",
-    n: int = 1000,
+    n: int = DEFAULT_WF_SAMPLES,
     seed: int = DEFAULT_SEED,
     objective: str = "sharpe",
     maximize: bool = True,
