@@ -699,6 +699,12 @@ def test_heatmap_labels_only_when_cells_fit():
     assert C.short_number(-0.00533) == "-0.005"
     small = C.heatmap_labels(np.array([[0.1234, -0.5], [1.5, 2.25]]), "sharpe")
     assert small == [["0.12", "-0.50"], ["1.50", "2.25"]]
+    # one format for every cell: "0.007" beside "0.35" read as two formats (a browser review)
+    assert C.heatmap_labels(np.array([[0.007, 0.35], [1.2, -0.004]]), "sharpe") == [["0.01", "0.35"],
+                                                                                      ["1.20", "0.00"]]
+    assert C.heatmap_labels(np.array([[0.05, 0.35]]), "win_rate") == [["5%", "35%"]]
+    assert C.heatmap_labels(np.array([[950.0, 12_345.0, np.nan]]), "final_equity") == [["0.9k", "12.3k", ""]]
+    assert C.heatmap_labels(np.array([[0.004, -0.007]]), "sharpe") == [["0.004", "-0.007"]]
     assert C.heatmap_labels(np.zeros((5, 60)), "sharpe") is None  # 60 columns: no room
     assert C.heatmap_labels(np.zeros((80, 5)), "sharpe") is None
     results = make_results()

@@ -808,21 +808,29 @@ def heatmap_pivot(results: pd.DataFrame, x: str, y: str, metric: str, agg: str =
     return values.pivot_table(index=y, columns=x, values=metric, aggfunc=agg, observed=True)
 
 
-def short_number(value: float, percent: bool = False) -> str:
-    """A cell label of at most about 5 characters: ``0.1234`` -> ``0.12``, ``12345`` -> ``12k``,
-    percent ``0.1234`` -> ``12%``; NaN -> ""."""
+def short_number(value: float, percent: bool = False, scale: float | None = None) -> str:
+    """A cell label of at most about 5 characters: ``0.1234`` -> ``0.12``, ``12345`` -> ``12.3k``,
+    percent ``0.1234`` -> ``12%``; NaN -> "". ``scale`` (the largest magnitude of the labels
+    shown together, default this value's) sets the decimals and the suffix, so that the cells
+    of one heatmap read alike: ``0.007`` is ``0.01`` beside ``0.35``, ``0.007`` alone.
+
+    >>> short_number(0.007), short_number(0.007, scale=0.35), short_number(2_500.0, scale=12_345.0)
+    ('0.007', '0.01', '2.5k')
+    """
     if not np.isfinite(value):
         return ""
+    ref = abs(value) if scale is None else abs(scale)
     if percent:
-        v = value * 100
-        return f"{v:.0f}%" if abs(v) >= 10 else f"{v:.1f}%"
-    a = abs(value)
-    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if a >= size:
-            return f"{value / size:.3g}{suffix}"
-    if a >= 100:
-        return f"{value:.0f}"
-    return f"{value:.2f}" if a >= 0.01 or a == 0 else f"{value:.1g}"
+        text = f"{value * 100:.{0 if ref * 100 >= 10 else 1}f}%"
+    else:
+        size, suffix = next(((s, x) for s, x in ((1e9, "G"), (1e6, "M"), (1e3, "k")) if ref >= s), (1.0, ""))
+        r = ref / size
+        if suffix:
+            decimals = 2 if r < 10 else 1 if r < 100 else 0
+        else:
+            decimals = 0 if r >= 100 else 2 if r >= 0.01 or r == 0 else min(8, -math.floor(math.log10(r)))
+        text = f"{value / size:.{decimals}f}{suffix}"
+    return text[1:] if text.startswith("-") and not any(ch in "123456789" for ch in text) else text  # no "-0.00"
 
 
 HEATMAP_LABEL_WIDTH_PX = 900  # plot width assumed when deciding whether cell labels fit
@@ -833,7 +841,9 @@ def heatmap_labels(z: np.ndarray, metric: str, max_rows: int = 30) -> list[list[
     7 px per character across :data:`HEATMAP_LABEL_WIDTH_PX`, at most ``max_rows`` rows)."""
     if z.size == 0 or z.shape[0] > max_rows:
         return None
-    labels = [[short_number(float(v), units.is_fraction(metric)) for v in row] for row in z]
+    finite = np.abs(z[np.isfinite(z)])
+    scale = float(finite.max()) if finite.size else 0.0  # one format for every cell
+    labels = [[short_number(float(v), units.is_fraction(metric), scale) for v in row] for row in z]
     widest = max(len(t) for row in labels for t in row)
     if z.shape[1] * (7 * widest + 10) > HEATMAP_LABEL_WIDTH_PX:
         return None
