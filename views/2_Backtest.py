@@ -20,7 +20,7 @@ from threadx.ui import charts, widgets, workspace
 from threadx.ui import strategies as strategies_ui
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, strategy_fell_back,
                               load_dataset_or_error, plain, restore_from_url, session_memo)
-from threadx.ui.widgets import differences, param_form
+from threadx.ui.widgets import differences, metric_grid, param_form
 from threadx.warmup import warming_note
 
 SIZINGS = ["strategy's", "all_in", "fraction", "risk"]  # (the first: the strategy's own rule; "strategy default" was cut at 1024 px)
@@ -289,11 +289,7 @@ if shown and df is not None:
         st.info(f"The form differs from this result ({'; '.join(differs)}): press **Run backtest** for the "
                 "form's result.")
     quote = quote_currency(shown["dataset"])  # (prices, money cards, trades: "Price (USDT)")
-    cards = charts.metric_cards(result.metrics, quote)
-    for row_start in range(0, len(cards), 6):
-        cols = st.columns(6)
-        for col, (label, value, help_text) in zip(cols, cards[row_start:row_start + 6]):
-            col.metric(label, value, help=help_text)
+    metric_grid(charts.metric_cards(result.metrics, quote))
     bust = result.liquidation_note()
     if bust:
         st.error(bust)

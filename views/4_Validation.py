@@ -37,8 +37,8 @@ from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset_or_error,
                               strategy_fell_back)
 from threadx.ui.walk_forward_form import BOUNDS, form_state
-from threadx.ui.widgets import (choice_box, differences, follow_job, job_progress, number_box, space_editor,
-                                timings_section)
+from threadx.ui.widgets import (choice_box, differences, follow_job, job_progress, metric_grid, number_box,
+                                space_editor, timings_section)
 from threadx.units import format_count, format_metric, table_view
 from threadx.validation.grading import score_text
 from threadx.validation.report import (partial_note, sweep_data, sweep_evaluator, validate_sweep,
@@ -195,18 +195,18 @@ def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | Non
     st.markdown("#### Deflated Sharpe ratio")
     d = report.dsr
     ann = math.sqrt(boot.bars_per_year) if boot.bars_per_year else 1.0
-    m = st.columns(7)
-    m[0].metric("DSR", format_metric("dsr", d.dsr), help="Probability that the true Sharpe exceeds SR0, the best "
-                "Sharpe that N trials with no skill would show by luck, given T, skewness and kurtosis.")
-    m[1].metric("Sharpe (SR)", format_metric("sr", d.sr), help=f"Per bar; annualised "
-                f"{format_metric('sharpe', d.sr * ann)}.")
-    m[2].metric("SR0", format_metric("sr0", d.sr0), help=f"Expected best per-bar Sharpe of N unskilled trials; "
-                f"annualised {format_metric('sharpe', d.sr0 * ann)}.")
-    m[3].metric("Trials (N)", format_metric("n_trials", d.n_trials), help=f"Combos evaluated; variance of their "
-                f"per-bar Sharpe {d.var_sharpe:.3g}.")
-    m[4].metric("Observations (T)", format_count(d.t))
-    m[5].metric("Skewness", format_metric("skew", d.skew))
-    m[6].metric("Kurtosis", format_metric("kurt", d.kurt), help="Non-excess (3 for normal returns).")
+    metric_grid([
+        ("DSR", format_metric("dsr", d.dsr), "Probability that the true Sharpe exceeds SR0, the best Sharpe that N "
+         "trials with no skill would show by luck, given T, skewness and kurtosis."),
+        ("Sharpe (SR)", format_metric("sr", d.sr), f"Per bar; annualised {format_metric('sharpe', d.sr * ann)}."),
+        ("SR0", format_metric("sr0", d.sr0), f"Expected best per-bar Sharpe of N unskilled trials; annualised "
+         f"{format_metric('sharpe', d.sr0 * ann)}."),
+        ("Trials (N)", format_metric("n_trials", d.n_trials), f"Combos evaluated; variance of their per-bar Sharpe "
+         f"{d.var_sharpe:.3g}."),
+        ("Observations (T)", format_count(d.t), None),
+        ("Skewness", format_metric("skew", d.skew), None),
+        ("Kurtosis", format_metric("kurt", d.kurt), "Non-excess (3 for normal returns)."),
+    ])
     if d.unavailable:
         st.caption(f"No deflated Sharpe: {d.unavailable}.")
 
@@ -216,17 +216,18 @@ def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | Non
         st.info(f"PBO not available: {report.pbo_error or 'no per-combo block returns'}. The rest of the report "
                 "does not need it; sweeps run with this version store what PBO needs.")
     else:
-        m = st.columns(5)
-        m[0].metric("PBO", format_metric("pbo", p.pbo), help="Share of CSCV splits whose in-sample winner lands at or "
-                    "below the out-of-sample median (0 = selection generalises, 0.5 = pure noise).")
-        m[1].metric("Splits", format_metric("n_splits", p.n_splits),
-                    help=f"All ways to pick S/2 of S = {p.S} time blocks in sample.")
-        m[2].metric(f"Combos (of {format_count(p.n_combos_total)})" if p.subset else "Combos",  # (a narrow card
-                    format_metric("n_combos", p.n_combos))  # cut "5,000 of 6,360" to "5,000 of 6…")
-        m[3].metric("P(OOS loss)", format_metric("prob_oos_loss", p.prob_oos_loss),
-                    help="Share of splits where the in-sample winner's out-of-sample Sharpe is negative.")
-        m[4].metric("Degradation slope", format_metric("degradation_slope", p.degradation_slope),
-                    help="Slope of OOS Sharpe on IS Sharpe of the selected combo across splits.")
+        metric_grid([
+            ("PBO", format_metric("pbo", p.pbo), "Share of CSCV splits whose in-sample winner lands at or below the "
+             "out-of-sample median (0 = selection generalises, 0.5 = pure noise)."),
+            ("Splits", format_metric("n_splits", p.n_splits), f"All ways to pick S/2 of S = {p.S} time blocks in "
+             "sample."),
+            (f"Combos (of {format_count(p.n_combos_total)})" if p.subset else "Combos",
+             format_metric("n_combos", p.n_combos), None),
+            ("P(OOS loss)", format_metric("prob_oos_loss", p.prob_oos_loss),
+             "Share of splits where the in-sample winner's out-of-sample Sharpe is negative."),
+            ("Degradation slope", format_metric("degradation_slope", p.degradation_slope),
+             "Slope of OOS Sharpe on IS Sharpe of the selected combo across splits."),
+        ])
         if p.note:
             st.caption(p.note)
         c = st.columns(2)
@@ -237,12 +238,13 @@ def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | Non
 
     st.markdown("#### Parameter stability")
     s = report.stability
-    m = st.columns(3)
-    m[0].metric("Neighbours / winner", format_metric("stability_ratio", s.ratio),
-                help="Mean objective of the one-step grid neighbours over the winner's.")
-    m[1].metric(f"Winner's {s.objective}", format_metric(s.objective, s.winner_value))
-    m[2].metric("Params on a grid edge", f"{len(s.on_edge)}", help="Varied params whose winning value is the first "
-                "or last of the searched range: the optimum may lie outside it.")
+    metric_grid([
+        ("Neighbours / winner", format_metric("stability_ratio", s.ratio),
+         "Mean objective of the one-step grid neighbours over the winner's."),
+        (f"Winner's {s.objective}", format_metric(s.objective, s.winner_value), None),
+        ("Params on a grid edge", f"{len(s.on_edge)}", "Varied params whose winning value is the first or last of "
+         "the searched range: the optimum may lie outside it."),
+    ])
     edge = f" On a grid edge: {', '.join(s.on_edge)}." if s.on_edge else ""
     st.caption(s.note[:1].upper() + s.note[1:] + "." + edge)
     if heatmap is not None:
@@ -269,13 +271,6 @@ def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | Non
 def varying_params(space: dict[str, Any]) -> list[str]:
     """Params with more than one value in a stored space (``{"axes": [{"name", "values"}]}``)."""
     return [a["name"] for a in space.get("axes", []) if len(a.get("values", [])) > 1]
-
-
-def metric_cards(cards: list[tuple[str, str, str | None]], per_row: int = 4) -> None:
-    for start in range(0, len(cards), per_row):
-        cols = st.columns(per_row)
-        for col, (label, value, help_text) in zip(cols, cards[start:start + per_row]):
-            col.metric(label, value, help=help_text)
 
 
 # --- walk-forward -----------------------------------------------------------------------------
@@ -379,7 +374,7 @@ def show_walk_forward(run_id: str, form: dict[str, Any] | None = None) -> None:
         st.warning(f"{wf.failure_note()}.")
     summary = wf.oos_summary
     grade = report.grade
-    metric_cards([
+    metric_grid([
         ("Grade", f"{grade.letter} ({score_text(grade.score)}/100)", "A-F from the six components in the grade card below."),
         ("Efficiency", format_metric("efficiency", wf.efficiency),
          "Mean OOS Sharpe / mean IS Sharpe of the window winners (1 = no decay)."),
@@ -626,7 +621,7 @@ def show_sweep_report(run_id: str, n_boot: int, S: int, seed: int) -> None:
     params = report.source.get("params", {})
     st.markdown(f"Winner by {m.get('objective', 'sharpe')} among {format_count(m.get('done'))} combos: "
                 + ", ".join(f"`{k}={params[k]}`" for k in (varying or params) if k in params))
-    metric_cards([
+    metric_grid([
         ("Grade", f"{report.grade.letter} ({score_text(report.grade.score)}/100)", None),
         ("OOS / IS ratio", format_metric("oos_is_ratio", report.oos_is_ratio),
          "Mean OOS / mean IS Sharpe of the in-sample winner over the CSCV splits."),

@@ -29,7 +29,7 @@ from threadx.ui import portfolio as pf
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import active_dataset, active_strategy, dataset_names, label_dataset, strategy_names
-from threadx.ui.widgets import follow_job, job_progress, show_finished_job, param_form
+from threadx.ui.widgets import follow_job, job_progress, metric_grid, param_form, show_finished_job
 from threadx.units import format_metric, table_view
 
 DEFAULTS = EngineOptions()  # the one source of the engine's defaults
@@ -231,9 +231,7 @@ def show_portfolio(portfolio_id: str) -> None:
     st.caption(pf.describe_config(result))
     for note in result.meta.get("notes") or []:
         st.warning(f"{note}.")
-    for start in range(0, len(numbers), 6):
-        for col, (label, text) in zip(st.columns(6), numbers[start:start + 6]):
-            col.metric(label, text)
+    metric_grid((label, text, None) for label, text in numbers)
     for key in ("pf_equity", "pf_margin", "pf_runner_equity"):
         st.plotly_chart(figures[key], width="stretch", key=key)
     st.markdown("#### Runners")

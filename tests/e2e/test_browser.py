@@ -44,6 +44,14 @@ def select_trade(page, row: int, attempts: int = 3) -> None:
                 raise
 
 
+def cut_cards(page) -> list[str]:
+    """Metric labels and values shown cut (an ellipsis: "Max drawdo…" in a sixth of a 1024 px page)."""
+    return page.evaluate("""() => [...document.querySelectorAll(
+        '[data-testid=stMetric] .stMarkdownEllipsis, [data-testid=stMetricValue] div')]
+        .filter(e => e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1)
+        .map(e => e.textContent)""")
+
+
 def test_backtest_optimise_and_open_best_combo(server, browser):
     # tall viewport: Streamlit scrolls inside its own container, so full_page shots stop at the viewport
     page = browser.new_page(viewport={"width": 1440, "height": 2800})
@@ -62,6 +70,11 @@ def test_backtest_optimise_and_open_best_combo(server, browser):
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
     page.wait_for_timeout(1500)
     shot(page, "2_backtest_result")
+    page.set_viewport_size({"width": 1024, "height": 2800})  # a laptop: the cards wrap, no label is cut
+    page.wait_for_timeout(1000)
+    assert cut_cards(page) == [], "metric cards cut at 1024 px"
+    shot(page, "2a_backtest_result_1024")
+    page.set_viewport_size({"width": 1440, "height": 2800})
     select_trade(page, row=3)
     page.wait_for_timeout(1500)
     shot(page, "2b_backtest_trade_zoom")

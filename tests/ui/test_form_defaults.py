@@ -55,3 +55,15 @@ def test_a_grid_sweep_from_the_command_line_stores_no_combo_count(workspace, cap
     assert main(["sweep", "--strategy", "ma_crossover", "--param", "fast_period=5:6:1", "--param",
                  "slow_period=30", "--run-id", "g1", "--workers", "1"]) == 0
     assert ResultStore().load("g1").manifest["n"] is None
+
+
+def test_an_emptied_box_says_it_reads_as_its_default():
+    """An emptied range box ran its default with nothing shown (a browser review)."""
+    at = open_page("3_Optimisation.py")
+    at.run()  # (a box holds a value of its own on its first run: it can be emptied from the second)
+    key = "opt:bb_atr:bb_period:min"
+    at.number_input(key=key).set_value(None).run()
+    assert at.number_input(key=key).value is None
+    assert "empty: reads as 10" in [c.value for c in at.caption]
+    shown = " ".join(str(m.value) for kind in (at.markdown, at.caption, at.info, at.success) for m in kind)
+    assert "**41** combos to run" in shown, shown  # 10..50: the default min ran

@@ -172,9 +172,13 @@ def unless_preset(key: str, value: Any) -> Any:
 def number_box(where: Any, label: str, default: Any, key: str, **kwargs: Any) -> Any:
     """``where.number_input`` (``st`` or a column) starting at ``default`` unless Session State holds
     ``key`` (:func:`unless_preset`). Such a box has no value of its own, so it can be emptied: an
-    empty box reads as ``default`` (``float(None)`` raised over the page)."""
+    empty box reads as ``default`` (``float(None)`` raised over the page), which a caption under
+    it says (an emptied box ran its default with nothing shown)."""
     chosen = where.number_input(label, value=unless_preset(key, default), key=key, **kwargs)
-    return default if chosen is None else chosen
+    if chosen is None:
+        where.caption(f"empty: reads as {default:,.10g}")
+        return default
+    return chosen
 
 
 def choice_box(where: Any, label: str, options: list, default: Any, key: str, **kwargs: Any) -> Any:
@@ -182,6 +186,17 @@ def choice_box(where: Any, label: str, options: list, default: Any, key: str, **
     reads as ``default``)."""
     chosen = where.selectbox(label, options, index=unless_preset(key, options.index(default)), key=key, **kwargs)
     return default if chosen is None else chosen
+
+
+METRIC_CARD_PX = 125  # a card's width: four a row at 1024 px; "Final equity (USDT)" on two lines, a value on one
+
+
+def metric_grid(cards: Iterable[tuple[str, str, str | None]]) -> None:
+    """Metric cards (label, value, help) in rows that wrap at the page's width: a fixed number of
+    columns per row cut the labels at 1024 px ("Max drawdo…")."""
+    with st.container(horizontal=True, wrap=True, gap="small"):
+        for label, value, help_text in cards:
+            st.metric(label, value, help=help_text, width=METRIC_CARD_PX)
 
 
 def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
