@@ -169,3 +169,19 @@ def test_a_failed_cell_is_named_with_its_error_and_the_others_shown(workspace):
     assert matrix["data"][0]["text"][0][1] == "failed"
     assert [o.split(" · ")[-1] for o in at.selectbox(key="rs_cell").options] == ["two-assets-c0"]
 
+
+
+def test_a_research_without_any_whole_period_winner_shows_its_empty_transfer(workspace):
+    """No combo reaches min_trades on the whole period: every transfer row holds a note and no
+    figures; the CLI and the page (which opens on the newest research) raised a KeyError."""
+    from threadx.validation.research import load_research, research
+
+    research("ma_crossover", [SAMPLE, "synthetic/ETH_USDT-1h"], SPACE, research_id="no-winner", sampler="grid",
+             is_days=180, oos_days=120, bootstrap=200, S=8, workers=1, min_trades=10**6)
+    stored = load_research("no-winner")
+    assert stored.transfer and all("sharpe" not in t for t in stored.transfer)
+    matrix = stored.transfer_matrix("ma_crossover")
+    assert matrix.shape == (2, 2) and matrix.isna().all().all()
+    at = open_page("7_Research.py")
+    assert at.selectbox(key="rs_history").value == "no-winner"
+    assert any(t.startswith("Transfer of ma_crossover") for t in charts(at))

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from threadx.config import settings
@@ -70,10 +71,13 @@ class ResearchResult:
         return frame.pivot(index="strategy", columns="dataset", values=value)
 
     def transfer_matrix(self, strategy: str, value: str = "sharpe") -> pd.DataFrame:
-        """Source datasets (params chosen there) as rows, target datasets as columns."""
+        """Source datasets (params chosen there) as rows, target datasets as columns; NaN where a
+        transfer has no ``value`` (a source without a whole-period winner: its row holds a note)."""
         frame = pd.DataFrame([t for t in self.transfer if t["strategy"] == strategy])
         if frame.empty:
             return frame
+        if value not in frame.columns:  # no transfer ran at all (no source had a winner)
+            frame[value] = np.nan
         return frame.pivot(index="source", columns="target", values=value)
 
     def kept(self, strategy: str, source: str) -> tuple[int, int]:
