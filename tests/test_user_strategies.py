@@ -676,6 +676,21 @@ def test_a_sweep_refuses_a_declaration_that_would_merge_combos_that_differ(rsi: 
                   bank=IndicatorBank(disk=False))  # the params whose roles hold sweep as before
 
 
+def test_a_sweep_refuses_a_wrong_display_only_param_fixed_at_another_value(rsi: Path, frame, tmp_path) -> None:
+    """exit_level declared display-only while signals() reads it, fixed at 65 (the default 55):
+    a sweep computes display-only values as their defaults, and its guard looked at varied
+    params only, so every row labelled exit_level=65 held exit_level 55's results."""
+    _edit(rsi, 'description="exit: RSI crosses above this", feeds="signals"',
+          'description="exit: RSI crosses above this", feeds=()')
+    with pytest.raises(ParamError, match=r"rsi_mine: exit_level=55.0 \(from 65.0, with oversold=26.0\) changes the signals .* but "
+                                         r"does not declare 'signals': this sweep would merge combos that differ"):
+        threadx.sweep(frame, "rsi_mine", {"oversold": "26:32:3", "exit_level": [65.0]}, store=tmp_path,
+                      run_id="fixed", bank=IndicatorBank(disk=False))
+    assert not list(tmp_path.glob("fixed/part-*.parquet"))
+    threadx.sweep(frame, "rsi_mine", {"oversold": "26:32:3"}, store=tmp_path, run_id="at-default",
+                  bank=IndicatorBank(disk=False))  # at its default it is computed as declared
+
+
 def test_a_wrong_role_past_a_threshold_is_refused_by_the_sweep_and_failed_by_the_check(rsi: Path, frame,
                                                                                       tmp_path) -> None:
     """atr_stop declared for the exits also filters entries above 5 (outside its optimisation

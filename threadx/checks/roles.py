@@ -371,7 +371,9 @@ def check_sweep_roles(space: Any, bars: Bars, combo_ids: Sequence[int], bank: An
     change only the stages it declares (a param declared for the exits that changes the signals
     would have the sweep reuse one signal array for combos that differ: rows silently wrong;
     several starts and far moves, as a wrong role may show only with a switch turned on or past
-    a threshold), and ``batch_signals`` must give what ``signals`` gives (:func:`batch_failures`).
+    a threshold); a display-only param at another value than its default (fixed or varied: the
+    sweep computes it as the default) must give the default's stages; and ``batch_signals``
+    must give what ``signals`` gives (:func:`batch_failures`).
     A few ``signals`` calls per varied param, no backtest: the whole check is ``threadx strategy
     check``. ParamError naming the param."""
     spec = space.strategy
@@ -388,6 +390,11 @@ def check_sweep_roles(space: Any, bars: Bars, combo_ids: Sequence[int], bank: An
             continue
         checked += 1
         idx = space.value_indices(np.array([combo_id], dtype=np.int64))[0]
+        for axis in space.axes:  # a display-only value is computed as its default (results_params)
+            param = spec.param(axis.name)
+            if not param.affects_results and start[param.name] != param.default:
+                _refuse_moved(spec, bars, bank, param, start, base, {**start, param.name: param.default}, advice,
+                              varied)
         for k, axis in enumerate(space.axes):
             param = spec.param(axis.name)
             if len(axis) < 2 or (param.feeds == ALL_ROLES and param.indicator_labels is None):
