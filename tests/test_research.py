@@ -306,3 +306,43 @@ def test_a_research_whose_only_cells_failed_still_shows():
     result = ResearchResult("r", {"strategies": ["s_raise"], "datasets": [{"name": "A"}]}, [failed], [], "cancelled")
     assert matrix_figure(result).data[0].text[0][0] == "failed"
     assert cells_table(result)["grade"].isna().all()
+
+
+def test_each_cell_and_transfer_runs_with_its_datasets_funding_file(tmp_path, monkeypatch):
+    """A research ran every dataset without its stored funding, where `threadx walkforward` and a
+    portfolio of its winners apply it: a cell read -12.70 % where the same walk-forward read
+    -27.06 %, and the portfolio then paid funding its params were never chosen under."""
+    import pandas as pd
+
+    from threadx.data.funding import stored_funding, write_funding
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import generate_synthetic
+
+    monkeypatch.setenv("THREADX_DATA_ROOT", str(tmp_path / "data"))
+    frames = {}
+    for seed, symbol in enumerate(("AAA_USDT", "BBB_USDT")):
+        frames[symbol] = generate_synthetic(symbol, days=300, seed=30 + seed)
+        write_ohlcv(frames[symbol], tmp_path / "data" / "test" / f"{symbol}-1h.parquet")
+    index = pd.date_range(frames["AAA_USDT"].index[0].floor("8h"), frames["AAA_USDT"].index[-1], freq="8h")
+    write_funding(pd.Series(0.002, index=index), tmp_path / "data" / "test" / "AAA_USDT-funding.parquet")
+    names = ["test/AAA_USDT-1h", "test/BBB_USDT-1h"]
+    space = {"fast_period": [5, 10], "slow_period": [40]}
+    options = dict(is_days=90, oos_days=60, sampler="grid", bootstrap=50, S=4, results_dir=tmp_path / "results")
+    result = research("ma_crossover", names, space, research_id="funded", **options)
+    funded = stored_funding(names[0])
+    wf = threadx.walk_forward(frames["AAA_USDT"], "ma_crossover", space, is_days=90, oos_days=60, sampler="grid",
+                              funding=funded)
+    plain = threadx.walk_forward(frames["AAA_USDT"], "ma_crossover", space, is_days=90, oos_days=60, sampler="grid")
+    cell = result.cells[0]
+    assert cell["oos_return"] == pytest.approx(wf.oos_summary["total_return"], rel=1e-12)
+    assert cell["oos_return"] != pytest.approx(plain.oos_summary["total_return"], rel=1e-6)
+    assert result.config["funding"][names[0]].startswith("<Series of ") and result.config["funding"][names[1]] is None
+    stored, _ = load_walk_forward(cell["run_id"], tmp_path / "results")
+    assert "AAA_USDT-funding.parquet" in stored.config["engine"]["funding"]  # the rates it ran with, not "stored"
+    onto_a = next(t for t in result.transfer if t["source"] == names[1] and t["target"] == names[0])
+    span = frames["AAA_USDT"].loc[pd.Timestamp(onto_a["start"]):pd.Timestamp(onto_a["end"])]
+    backtest = threadx.backtest(span, "ma_crossover", result.cells[1]["params"], funding=funded)
+    assert onto_a["total_return"] == backtest.metrics["total_return"] and backtest.metrics["total_funding"] != 0.0
+    without = research("ma_crossover", names, space, research_id="unfunded", funding=None, **options)
+    assert without.cells[0]["oos_return"] == pytest.approx(plain.oos_summary["total_return"], rel=1e-12)
+    assert without.config["funding"] == {names[0]: None, names[1]: None}

@@ -431,10 +431,13 @@ class WalkForwardRequest(_JobRequest):
         object.__setattr__(self, "engine_options", engine_dict(self.engine_options))
 
     def walk_forward_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`threadx.walk_forward` (engine options included)."""
+        """Keyword arguments of :func:`threadx.walk_forward` (engine options included; funding
+        ``"stored"``, as a research's cells record it, is the dataset's funding file)."""
+        from threadx.data.funding import with_stored_funding
+
         keys = (*_WINDOW_KEYS, "anchored", "purge", "embargo", "sampler", "n", "seed", "objective", "maximize",
                 "min_trades", "workers")
-        return {**{k: getattr(self, k) for k in keys}, **self.engine_options}
+        return with_stored_funding({**{k: getattr(self, k) for k in keys}, **self.engine_options}, self.data.source)
 
 
 
@@ -524,7 +527,7 @@ class PortfolioRequest:
     weight); ``capital``: None for the engine's initial capital; the gates are fractions,
     None when off; ``funding``: ``"stored"`` (each dataset's funding file, when there is one)
     or None; ``engine_options``: for every runner (not the capital). ``run_id`` is the
-    portfolio id."""
+    portfolio id; ``origin``: where the runners came from (``research_origin``), recorded."""
 
     KIND = "portfolio"
     runners: tuple
@@ -538,8 +541,11 @@ class PortfolioRequest:
     engine_options: dict = field(default_factory=dict)
     run_id: str | None = None
     label: str = ""
+    origin: str | None = None
 
     def __post_init__(self) -> None:
+        if self.origin is not None and not isinstance(self.origin, str):
+            raise ParamError(f"origin must be a text (where the runners came from), got {self.origin!r}")
         from threadx.portfolio.backtest import gate_duration, gate_fraction
         from threadx.portfolio.runners import Runner, runner_labels
 
@@ -596,7 +602,7 @@ class PortfolioRequest:
                                   runner_cap=self.runner_cap, kill_switch=self.kill_switch,
                                   kill_window=self.kill_window, cooldown=self.cooldown, funding=self.funding,
                                   portfolio_id=self.run_id, results_dir=results_dir, progress=progress,
-                                  cancel=cancel, **self.engine_options)
+                                  cancel=cancel, origin=self.origin, **self.engine_options)
 
 
 # --- labels -----------------------------------------------------------------------------------

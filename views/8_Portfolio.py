@@ -23,7 +23,8 @@ from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
 from threadx.portfolio import Runner, list_portfolios, load_portfolio
 from threadx.portfolio.backtest import DEFAULT_COOLDOWN, DEFAULT_KILL_WINDOW
-from threadx.portfolio.runners import PARAM_CHOICES, runners_from_research
+from threadx.portfolio.runners import (CHOICE_TEXT, IN_SAMPLE_NOTE, PARAM_CHOICES, in_sample, research_origin,
+                                       runners_from_research)
 from threadx.requests import DatasetRef, PortfolioRequest
 from threadx.ui import portfolio as pf
 from threadx.ui import research as rs
@@ -34,11 +35,6 @@ from threadx.units import format_metric, table_view
 
 DEFAULTS = EngineOptions()  # the one source of the engine's defaults
 FILLS = ["next_open", "close"]
-CHOICE_TEXT = {"last_window": "last in-sample window's winner",
-               "whole_period": "whole-period winner (chosen with hindsight on all the data)"}
-IN_SAMPLE = ("In sample: these params were chosen on the candles this portfolio runs on, so its result flatters "
-             "them; the research's out-of-sample figures are its cells' walk-forwards (Open report).")
-
 st.title("Portfolio")
 registry = JobRegistry()
 RESULTS_DIR = str(settings().results_dir)
@@ -58,8 +54,7 @@ def load_research_runners(research_id: str, strategy: str | None = None, kept_on
         st.error(f"Cannot load runners from research {research_id}: {exc}")
         return
     st.session_state["pf_runners"] = [r.to_dict() for r in runners]
-    st.session_state["pf_origin"] = (f"research {research_id}, {CHOICE_TEXT[choice]} params"
-                                     + (", cells with a positive OOS return only" if kept_only else ""))
+    st.session_state["pf_origin"] = research_origin(research_id, choice, kept_only)
 
 
 handed = st.session_state.pop("pf_from_research", None)  # "Portfolio from winners" on the Research page
@@ -126,8 +121,8 @@ def runner_list() -> None:
         return
     if st.session_state.get("pf_origin"):
         st.caption(f"Runners from {st.session_state['pf_origin']}.")
-        if str(st.session_state["pf_origin"]).startswith("research "):
-            st.warning(IN_SAMPLE)
+        if in_sample(st.session_state["pf_origin"]):
+            st.warning(f"{IN_SAMPLE_NOTE} (Open report).")
     table = pf.runner_rows(runners)
     shown, config = table_view(table)
     st.dataframe(shown, hide_index=True, width="stretch", column_config=config, key="pf_runner_table")
@@ -195,7 +190,8 @@ def launch(fields: dict) -> None:
         st.error(f"Cannot launch: {problem}.")
         return
     try:
-        st.session_state["pf_job"] = registry.submit(PortfolioRequest(tuple(runners), **fields))
+        st.session_state["pf_job"] = registry.submit(PortfolioRequest(tuple(runners), **fields,
+                                                                      origin=st.session_state.get("pf_origin")))
     except ThreadXError as exc:
         st.error(f"Cannot launch: {exc}")
 
@@ -229,6 +225,8 @@ def show_portfolio(portfolio_id: str) -> None:
                "pf_runner_equity": pf.runner_equity_figure(result), "pf_correlation": pf.correlation_figure(result)}
     st.subheader(f"Portfolio {portfolio_id}")
     st.caption(pf.describe_config(result))
+    if in_sample(result.config.get("origin")):  # (recorded: a reopened result says it too)
+        st.warning(f"Runners from {result.config['origin']}. {IN_SAMPLE_NOTE} (Open report on the Research page).")
     for note in result.meta.get("notes") or []:
         st.warning(f"{note}.")
     metric_grid((label, text, None) for label, text in numbers)

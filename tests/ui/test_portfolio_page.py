@@ -217,6 +217,43 @@ def test_portfolio_from_winners_prefills_the_runners(workspace):
     assert len(table) == 2 and "strategy defaults" not in set(table["params"])
 
 
+def test_a_portfolio_of_research_winners_records_it_is_in_sample(workspace, capsys):
+    """The in-sample warning lived in the session only: the stored result, a reopened one and the
+    CLI's output never said its params were chosen on its own candles."""
+    from threadx.cli import main
+    from threadx.portfolio import load_portfolio
+    from threadx.requests import PortfolioRequest
+    from threadx.validation.research import research
+
+    other = second_asset(workspace)
+    research("ma_crossover", [SAMPLE, other], {"fast_period": [5, 10], "slow_period": [30, 60]},
+             research_id="two-assets", sampler="grid", is_days=120, oos_days=60, bootstrap=200, S=8, workers=1)
+    assert main(["portfolio", "--from-research", "two-assets", "--id", "from-cli"]) == 0
+    err = capsys.readouterr().err
+    assert "runners from research two-assets, last in-sample window's winner params" in err
+    assert "warning: In sample: these params were chosen on the candles this portfolio runs on" in err
+    assert load_portfolio("from-cli").config["origin"].startswith("research two-assets")
+    at = open_page("8_Portfolio.py")
+    at.button(key="pf_research_load").click().run()
+    assert at.session_state["pf_origin"].startswith("research two-assets")
+    request = PortfolioRequest(tuple(at.session_state["pf_runners"]), origin=at.session_state["pf_origin"],
+                               run_id="from-page")
+    assert PortfolioRequest.from_dict(request.to_dict()) == request
+    request.run()
+    fresh = open_page("8_Portfolio.py")  # a new session: nothing of the loading is left in it
+    fresh.selectbox(key="pf_history").set_value("from-page").run()
+    assert "Portfolio from-page" in texts(fresh.subheader)
+    assert any(w.startswith("Runners from research two-assets") and "In sample" in w
+               for w in [x.value for x in fresh.warning]), texts(fresh.warning)
+    assert load_portfolio("from-page").config["origin"] == request.origin
+    from threadx.portfolio import portfolio_backtest
+
+    portfolio_backtest([f"bb_atr:{SAMPLE}"], portfolio_id="by-hand")
+    plain = open_page("8_Portfolio.py")
+    plain.selectbox(key="pf_history").set_value("by-hand").run()
+    assert not any("In sample" in w.value for w in plain.warning)
+
+
 # --- the job -------------------------------------------------------------------------------------
 
 def test_portfolio_request_round_trip_and_checks():

@@ -219,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", help="research id (default: research-<time>-<random>)")
     p.epilog = f"exit status {EXIT_CELL_FAILED} when a cell failed (it is named; the other cells are stored)"
     _add_engine_arguments(p)
+    p.add_argument("--no-funding", action="store_true",
+                   help="leave out the funding files beside the datasets (default: each dataset runs with its own)")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_research)
 

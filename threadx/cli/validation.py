@@ -143,6 +143,7 @@ def _exit_status(error: ThreadXError | None) -> int:
 
 def cmd_research(args: argparse.Namespace) -> int:
     """Walk-forward of each strategy on each dataset, the strategy x asset matrix and transfer."""
+    from threadx.data.funding import STORED
     from threadx.validation.research import kept_text, research
 
     def progress(done: int, total: int, phase: str) -> None:
@@ -156,7 +157,8 @@ def cmd_research(args: argparse.Namespace) -> int:
             scheduler=args.scheduler, research_id=args.id, progress=progress, anchored=args.anchored,
             purge=args.purge, embargo=args.embargo, sampler=args.sampler, n=args.n, seed=args.seed,
             objective=args.objective, maximize=not args.minimize, min_trades=args.min_trades,
-            bootstrap=args.bootstrap, S=args.S, **windows, **_engine_options(args))
+            bootstrap=args.bootstrap, S=args.S, **windows, **_engine_options(args),
+            funding=None if args.no_funding else STORED)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
@@ -169,6 +171,9 @@ def cmd_research(args: argparse.Namespace) -> int:
     elapsed = _cell("elapsed_s", result.meta["elapsed_s"])
     print(f"research {result.research_id}: {counted(len(result.config['strategies']), 'strategy', 'strategies')} x "
           f"{counted(len(result.config['datasets']), 'dataset')} ({result.status}, {elapsed})")
+    funded = [name for name, funding in (result.config.get("funding") or {}).items() if funding is not None]
+    if funded:
+        print(f"funding: the files stored beside {', '.join(funded)} (--no-funding to leave them out)")
     rows = [{"strategy": c["strategy"], "dataset": c["dataset"], "grade": c.get("grade") or "failed",
              "oos_sharpe": c.get("oos_sharpe"), "consistency": c.get("consistency"), "trades": c.get("trades"),
              "kept": kept_text(c.get("transfer_kept")) or "-", "run_id": c.get("run_id") or "-"}
@@ -201,12 +206,14 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
     """Backtest several runners on one shared capital: combined metrics, runners, skips, kill switch."""
     from threadx.portfolio import portfolio_backtest
     from threadx.portfolio.result import portfolio_root
-    from threadx.portfolio.runners import runners_from_research
+    from threadx.portfolio.runners import IN_SAMPLE_NOTE, in_sample, research_origin, runners_from_research
 
     runners: list[Any] = list(args.runner or [])
+    origin = None
     if args.from_research:
         runners += runners_from_research(args.from_research, args.research_strategy, kept_only=args.kept_only,
                                          choice=args.research_params)
+        origin = research_origin(args.from_research, args.research_params, args.kept_only)
     if not runners:
         raise ThreadXError("give at least one --runner STRATEGY:DATASET[:param=value,...] or --from-research ID")
     weights = None
@@ -220,7 +227,7 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
         runners, capital=args.capital, weights=weights, margin_guard=args.margin_guard, runner_cap=args.runner_cap,
         kill_switch=args.kill_switch, kill_window=args.kill_window, cooldown=args.cooldown,
         funding=None if args.no_funding else "stored", portfolio_id=args.id, memory_budget=args.memory_budget,
-        **_engine_options(args))
+        origin=origin, **_engine_options(args))
     if args.json:
         _print_json(result.summary())
         return 0
@@ -228,6 +235,9 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
     print(f"portfolio {result.portfolio_id}: {len(result.runners)} runners on "
           f"{_cell('capital', result.config['capital'])}"
           f" capital, {result.meta['start']} .. {result.meta['end']} ({result.meta['ticks']:,} ticks)")
+    if in_sample(result.config.get("origin")):
+        print(f"runners from {result.config['origin']}", file=sys.stderr)
+        print(f"warning: {IN_SAMPLE_NOTE}", file=sys.stderr)
     for note in result.meta.get("notes") or []:
         print(f"warning: {note}", file=sys.stderr)
     print(f"return {_cell('total_return', m['total_return'])}, Sharpe {_cell('sharpe', m['sharpe'])}, max drawdown "

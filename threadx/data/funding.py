@@ -22,7 +22,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -211,6 +211,27 @@ def stored_funding(source: str | os.PathLike) -> pd.Series | None:
     except ThreadXError:
         return None
     return _funding_beside(path)
+
+
+STORED = "stored"  # the funding engine option of a research or a portfolio: each dataset's own file
+
+
+def with_stored_funding(options: Mapping[str, Any], source: str | os.PathLike) -> dict[str, Any]:
+    """``options`` (engine options, or keyword arguments holding them) with ``funding="stored"``
+    replaced by :func:`stored_funding` of ``source``, left out when it has none; other values
+    unchanged. A research's cells and transfers run each dataset with its own funding file.
+
+    >>> with_stored_funding({"fee_bps": 5.0, "funding": "stored"}, "no/such-dataset")
+    {'fee_bps': 5.0}
+    """
+    out = dict(options)
+    if out.get("funding") == STORED:
+        series = stored_funding(source)
+        if series is None:
+            del out["funding"]
+        else:
+            out["funding"] = series
+    return out
 
 
 # --------------------------------------------------------------------------------- helpers

@@ -34,7 +34,7 @@ import pandas as pd
 from threadx import logs
 from threadx.contract import prepare_signals
 from threadx.data.bars import as_bars
-from threadx.data.grid import grid_origin_ns, timeframe_ns
+from threadx.data.grid import timeframe_ns
 from threadx.data.timeframe import timeframe_seconds
 from threadx.engine import kernel
 from threadx.engine.inputs import (EngineOptions, funding_per_bar, kernel_args, largest_first_order, options_from,
@@ -71,7 +71,8 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
                        funding: str | Mapping[str, Any] | None = None, frames: Mapping[str, Any] | None = None,
                        portfolio_id: str | None = None, results_dir: str | os.PathLike | None = None,
                        save: bool = True, bank: Any = None, progress: Progress | None = None,
-                       cancel: Any = None, memory_budget: Any = None, **engine: Any) -> PortfolioResult:
+                       cancel: Any = None, memory_budget: Any = None, origin: str | None = None,
+                       **engine: Any) -> PortfolioResult:
     """Backtest ``runners`` together on ``capital`` (default: the engine's initial capital).
 
     ``runners``: :class:`Runner` objects, ``STRATEGY:DATASET[:param=value,...]`` texts or runner
@@ -169,7 +170,8 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     config = {"runners": [r.to_dict() for r in runner_list], "capital": total, "margin_guard": guard or None,
               "runner_cap": cap or None, "kill_switch": kill or None, "kill_window": kill_window,
               "cooldown": cooldown, "funding": funding if isinstance(funding, str) or funding is None else "given",
-              "engine_options": {k: v for k, v in base.to_dict().items() if k != "initial_capital"}}
+              "engine_options": {k: v for k, v in base.to_dict().items() if k != "initial_capital"},
+              "origin": None if origin is None else str(origin)}
     meta = {"created": pd.Timestamp.now(tz="UTC").isoformat(), "ticks": len(times),
             "start": index[0].isoformat(), "end": index[-1].isoformat(),
             "elapsed_s": time.perf_counter() - watch_start,

@@ -132,6 +132,28 @@ _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PARAM_CHOICES = dict(zip(RESEARCH_PARAM_CHOICES, ("last_window_params", "params")))  # choice -> the cell's key
 
 
+CHOICE_TEXT = {"last_window": "last in-sample window's winner",
+               "whole_period": "whole-period winner (chosen with hindsight on all the data)"}
+IN_SAMPLE_NOTE = ("In sample: these params were chosen on the candles this portfolio runs on, so its result "
+                  "flatters them; the research's out-of-sample figures are its cells' walk-forwards")
+
+
+def research_origin(research_id: str, choice: str = DEFAULT_RESEARCH_PARAMS, kept_only: bool = False) -> str:
+    """Where runners loaded by :func:`runners_from_research` come from, as a portfolio records it
+    (its ``origin``: the result then says it is in sample, see :func:`in_sample`).
+
+    >>> research_origin("r1")
+    "research r1, last in-sample window's winner params"
+    """
+    return (f"research {research_id}, {CHOICE_TEXT[choice]} params"
+            + (", cells with a positive OOS return only" if kept_only else ""))
+
+
+def in_sample(origin: str | None) -> bool:
+    """Whether a portfolio of that ``origin`` runs params chosen on its own candles."""
+    return str(origin or "").startswith("research ")
+
+
 def runners_from_research(research: Any, strategy: str | None = None, *, kept_only: bool = False,
                           choice: str = DEFAULT_RESEARCH_PARAMS) -> list[Runner]:
     """The runners a research job chose: one per cell (strategy x dataset) with the params its

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from threadx.config import settings
+from threadx.data.funding import STORED, with_stored_funding
 from threadx.errors import ParamError, ThreadXError, os_reason
 from threadx.names import check_name
 from threadx.requests import DatasetRef, WalkForwardRequest, check_once
@@ -285,6 +286,7 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     engine_keys = set(EngineOptions.__dataclass_fields__)
     engine = dict(options.pop("engine_options", None) or {})
     engine.update({k: options.pop(k) for k in list(options) if k in engine_keys})
+    engine.setdefault("funding", STORED)  # as a portfolio of its winners runs: each dataset's funding file
     refs = [_dataset_ref(d) for d in datasets]
     frames = [_load(ref) for ref in refs]
     # each dataset with the fingerprint of the candles read now: a portfolio of the winners, a cell
@@ -335,6 +337,7 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     from threadx.indicators.bank import IndicatorBank
 
     span_bank = IndicatorBank(disk=False)  # the OOS spans' indicators: shared by the sources, not cached on disk
+    target_options = {ref.name: with_stored_funding(requests[0].engine_options, ref.source) for ref in refs}
     for cell in [c for c in cells if not c.get("error")] if status == "completed" else ():
         for target in names:
             if should_stop():
@@ -344,7 +347,7 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
                    "params": cell["params"]}
             if cell["params"]:
                 row.update(transfer_cell(cell["strategy"], cell["params"], by_name[target], spans[target],
-                                         requests[0].engine_options, span_bank))
+                                         target_options[target], span_bank))
             else:
                 row["note"] = "no combo met the minimum trade count on the whole period"
             transfer.append(row)
@@ -354,7 +357,8 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
                                if k not in ("kind", "data", "strategy", "space", "run_id", "label")},
               "spaces": {s: r.space for s, r in zip(strategies, requests[::len(refs)])},
               "executor": executor, "transfer": "whole-period winner (benchmark_params) backtested on each "
-                                                "dataset's OOS span (first OOS start to last OOS end)"}
+                                                "dataset's OOS span (first OOS start to last OOS end)",
+              "funding": {name: _funding_record(o.get("funding")) for name, o in target_options.items()}}
     result = ResearchResult(research_id, config, cells, transfer, status,
                             {"elapsed_s": time.perf_counter() - started, "cells_s": cells_done - started,
                              "transfer_s": time.perf_counter() - cells_done,
@@ -365,6 +369,14 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
         cell["transfer_kept"] = [n_kept, m]
     save_research(result, results_dir)
     return result
+
+
+def _funding_record(funding: Any) -> Any:
+    """The funding a dataset ran with, as a run records it: None, a constant rate, or the text
+    naming a stored file's rates (``<Series of N rates from PATH, sha256 ...>``)."""
+    from threadx.engine.inputs import funding_summary
+
+    return funding if funding is None or isinstance(funding, (int, float)) else funding_summary(funding)
 
 
 def kept_text(kept: Sequence[int] | None) -> str:
