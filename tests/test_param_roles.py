@@ -330,3 +330,17 @@ def test_an_exit_field_whose_mode_no_param_set_turns_on_is_a_note(synthetic_bars
     with_stop = ma.normalize({"stop_loss_pct": 2.0})
     assert not [n for n in check_roles(ma, synthetic_bars, bank, starts=starts, also=[with_stop])[1]
                 if "acts only with" in n]
+
+
+def test_a_param_named_like_a_result_column_fails_the_check_as_every_sweep_refuses_it(synthetic_bars: Bars,
+                                                                                   bank: IndicatorBank) -> None:
+    """A param named `sharpe` loaded, backtested and passed `strategy check`; only a sweep refused it."""
+    from threadx.optimize.space import SearchSpace
+
+    ma = get_strategy("ma_crossover")
+    clashing = replace(ma, params=ma.params + (Param("sharpe", "float", 0.0, 0.0, 1.0, 0.1, feeds=()),))
+    failures, _ = check_roles(clashing, synthetic_bars, bank)
+    assert failures == ["param name(s) sharpe are result columns of sweeps: rename them: every sweep refuses them"]
+    with pytest.raises(ParamError, match=r"strategy ma_crossover: param name\(s\) sharpe are result columns"):
+        SearchSpace(clashing)
+    assert check_roles(ma, synthetic_bars, bank)[0] == []

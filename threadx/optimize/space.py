@@ -95,6 +95,13 @@ def make_axis(param: Param, spec_value: Any) -> Axis:
     return Axis(param.name, kind if len(values) > 1 or kind == "fixed" else "fixed", values)
 
 
+def result_column_clash(strategy: StrategySpec) -> str | None:
+    """Why a sweep cannot store ``strategy``'s params beside its results (a param named like a
+    result column: ``sharpe``, ``error``, ``combo_id``), or None; ``strategy check`` fails it too."""
+    clash = sorted(set(strategy.param_names) & RESULT_COLUMNS)
+    return f"param name(s) {', '.join(clash)} are result columns of sweeps: rename them" if clash else None
+
+
 class SearchSpace:
     """The axes of every param of a strategy (unlisted params fixed at their default)."""
 
@@ -104,11 +111,10 @@ class SearchSpace:
             raise ParamError(f"the search space must be a mapping of param name to a value, a list or a range "
                              f"(e.g. {{'{strategy.param_names[0]}': '10:50:5'}}), got a {type(space).__name__}")
         space = dict(space or {})
-        clash = sorted(set(strategy.param_names) & RESULT_COLUMNS)
+        clash = result_column_clash(strategy)
         if clash:  # (the strategy package imports no engine module: the rule is checked where sweeps start)
             where = f" ({strategy.origin.where})" if strategy.origin is not None else ""
-            raise ParamError(f"strategy {strategy.name}{where}: param name(s) {', '.join(clash)} are result columns of "
-                             "sweeps: rename them")
+            raise ParamError(f"strategy {strategy.name}{where}: {clash}")
         unknown = sorted(set(space) - set(strategy.param_names))
         if unknown:
             raise ParamError(f"{strategy.name} has no param {', '.join(unknown)}; "
