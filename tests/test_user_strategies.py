@@ -659,6 +659,39 @@ def test_a_signal_rule_calling_sys_exit_is_redone_by_signals_and_fails_its_check
     assert any("SystemExit: 5" in f for f in roles.data["failures"]), roles.data["failures"]
 
 
+def test_a_constraint_that_raises_on_some_combos_is_a_warning_of_the_run(rsi: Path, frame, tmp_path, capsys) -> None:
+    """A constraint raising ZeroDivisionError for oversold=29 left those combos out of the sweep
+    with nothing said (a backtest of one named the error); the CLI's failure lines also hid the
+    errors past the third kind."""
+    from threadx.cli import main
+
+    rsi.write_text(rsi.read_text() + (
+        "\n\nfrom dataclasses import replace as _replace\nfrom threadx.strategy import Constraint\n\n"
+        "SPEC = _replace(SPEC, constraints=(Constraint('oversold != 29', "
+        "lambda p: 1 / (p['oversold'] - 29) != 0),))\n"))
+    run = _sweep(frame, tmp_path, "raising")
+    assert 29.0 not in set(run.results["oversold"]) and len(run.results)
+    assert any(w.startswith("constraint 'oversold != 29' raised ZeroDivisionError") and "left out as invalid" in w
+               for w in run.warnings), run.warnings
+    assert main(["runs", "show", "raising", "--store", str(tmp_path)]) == 0
+    assert "warning: constraint 'oversold != 29' raised ZeroDivisionError" in capsys.readouterr().out
+
+
+def test_runs_show_counts_the_failures_past_the_three_it_quotes(rsi: Path, frame, tmp_path, capsys) -> None:
+    """`runs show` said "12 failed" and quoted three errors covering 9 combos: the others vanished."""
+    from threadx.cli import main
+
+    text = rsi.read_text()
+    start = text.index("def signals(")
+    header_end = text.index("\n", start) + 1
+    rsi.write_text(text[:header_end] + "    raise ValueError(f\"period {p['rsi_period']}\")\n" + text[header_end:])
+    run = _sweep(frame, tmp_path, "four-kinds", executor="inline")
+    assert (run.results["status"] == "failed").all() and len(run.results) == 12
+    assert main(["runs", "show", "four-kinds", "--store", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("failed (3 combos): ") == 3 and "failed (3 more combos): other errors" in out, out
+
+
 @pytest.mark.parametrize("declared", ['feeds="exits"', "feeds=()"])
 def test_a_sweep_refuses_a_declaration_that_would_merge_combos_that_differ(rsi: Path, frame, tmp_path,
                                                                           declared) -> None:

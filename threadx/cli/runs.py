@@ -132,8 +132,13 @@ def _show_run(run, as_json: bool, top: int) -> int:
     for text in run.warnings:
         print(f"warning: {text}")
     if m["failed"]:  # (the rows hold each failure's text: the CLI showed none, and exit status 0 for a run
-        for text, count in run.failure_counts(3):  # whose every combo failed)
+        shown = run.failure_counts(3)  # whose every combo failed)
+        for text, count in shown:
             print(f"failed ({count:,} combo{'s' if count != 1 else ''}): {text}")
+        rest = m["failed"] - sum(count for _, count in shown)
+        if rest > 0:  # (the header's count and the lines below it disagreed, with nothing said)
+            print(f"failed ({rest:,} more combo{'s' if rest != 1 else ''}): other errors (each row's error column: "
+                  f"the Optimisation page's export, or ResultStore().load({m['run_id']!r}).results in Python)")
     if str(m.get("status")).startswith("damaged"):
         print(f"repair with: threadx runs repair {m['run_id']}")
     elif m.get("status") in ("cancelled", "interrupted") or m["to_retry"]:

@@ -376,6 +376,7 @@ class _Session:
             writer = self.store.open_run(self.run_id, self._manifest(invalid), check_ids=self._check_stored)
             writer.flush_seconds = flush_seconds
             self.writer = writer
+            writer.add_warnings(self.search.rule_warnings())
             try:
                 stored = self.store.stored(self.run_id)
             except BaseException:
@@ -737,7 +738,7 @@ class _Session:
                     self.recorded = True
                     self._record_executor(self.ran)
                 self.writer.append(_columns(self.search, result, len(self.writer.manifest.get("block_end") or [])))
-                self.writer.add_warnings(result.warnings)
+                self.writer.add_warnings([*result.warnings, *self.search.rule_warnings()])  # (a streamed grid's too)
             self.counts["done"] += len(result.ids)
             self.counts["new"] += len(result.ids)
             self.counts["failed"] += int((result.status != STATUS_OK).sum())

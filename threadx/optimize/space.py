@@ -193,6 +193,12 @@ class SearchSpace:
                 self.rule_errors.setdefault(rule.description, f"{type(exc).__name__}: {exc}")
         return held
 
+    def rule_warnings(self) -> list[str]:
+        """What a sweep records of the constraints that raised (their combos were left out as
+        invalid: a sweep that stored the others said nothing of them)."""
+        return [f"constraint {rule!r} raised {error} on some combos: they were left out as invalid (a backtest of "
+                f"one is refused with that error)" for rule, error in self.rule_errors.items()]
+
     def grid_chunks(self, chunk_size: int = 65_536, start: int = 0) -> Iterator[np.ndarray]:
         """Combo ids of the whole grid in order, ``chunk_size`` at a time (never materialised)."""
         for lo in range(start, self.size, chunk_size):
