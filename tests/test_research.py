@@ -346,3 +346,36 @@ def test_each_cell_and_transfer_runs_with_its_datasets_funding_file(tmp_path, mo
     without = research("ma_crossover", names, space, research_id="unfunded", funding=None, **options)
     assert without.cells[0]["oos_return"] == pytest.approx(plain.oos_summary["total_return"], rel=1e-12)
     assert without.config["funding"] == {names[0]: None, names[1]: None}
+
+
+def test_loading_a_researchs_winners_says_why_none_or_which_dataset_cannot_be_checked(tmp_path):
+    """--research-strategy of a strategy not in the research and --kept-only with no positive cell
+    both said "no cell has chosen params"; a research whose datasets lost their record ran the
+    winners on whatever candles the name held, unchecked."""
+    import copy
+
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import generate_synthetic
+    from threadx.errors import DataError
+    from threadx.portfolio.runners import Runner, runners_from_research
+
+    paths = [tmp_path / "AAA_USDT-1h.parquet", tmp_path / "BBB_USDT-1h.parquet"]
+    for seed, path in enumerate(paths):
+        write_ohlcv(generate_synthetic(path.stem.split("-")[0], days=400, seed=20 + seed), path)
+    result = research("ma_crossover", [str(p) for p in paths], {"fast_period": [5, 10], "slow_period": [40]},
+                      results_dir=tmp_path, research_id="why", is_days=120, oos_days=60, sampler="grid",
+                      bootstrap=50, S=4)
+    assert len(runners_from_research(result)) == 2
+    with pytest.raises(ParamError, match=r"research why has no strategy supertrend \(its strategies: ma_crossover\)"):
+        runners_from_research(result, "supertrend")
+    losing = copy.deepcopy(result)
+    for cell in losing.cells:
+        cell["oos_return"] = -0.1
+    with pytest.raises(ParamError, match=r"no cell of ma_crossover had a positive OOS return \(2 with chosen params\)"):
+        runners_from_research(losing, "ma_crossover", kept_only=True)
+    unrecorded = copy.deepcopy(result)
+    unrecorded.config["datasets"] = []
+    with pytest.raises(DataError, match="records no fingerprint of dataset AAA_USDT-1h: whether its candles"):
+        runners_from_research(unrecorded)
+    with pytest.raises(ParamError, match=r"runner ma_crossover:BBB_USDT-1h: weight must be a positive number"):
+        Runner("ma_crossover", str(paths[1]), weight=0)

@@ -12,7 +12,7 @@ from pathlib import PurePath
 from typing import Any, Mapping, Sequence
 
 from threadx.config import DEFAULT_RESEARCH_PARAMS, RESEARCH_PARAM_CHOICES
-from threadx.errors import ParamError, ThreadXError
+from threadx.errors import DataError, ParamError, ThreadXError
 from threadx.requests import DatasetRef
 from threadx.shapes import read_json_number
 
@@ -35,14 +35,14 @@ class Runner:
         if not isinstance(self.data, DatasetRef):
             object.__setattr__(self, "data", DatasetRef.from_dict(self.data))
         if not isinstance(self.params or {}, Mapping):
-            raise ParamError(f"runner {self.strategy}: params must be a mapping of name to value, got {self.params!r}")
+            raise ParamError(f"runner {self.label}: params must be a mapping of name to value, got {self.params!r}")
         object.__setattr__(self, "params", dict(self.params or {}))
         try:
             weight = float(self.weight)
         except (TypeError, ValueError):
-            raise ParamError(f"runner {self.strategy}: weight must be a number, got {self.weight!r}") from None
+            raise ParamError(f"runner {self.label}: weight must be a number, got {self.weight!r}") from None
         if not weight > 0 or weight == float("inf"):
-            raise ParamError(f"runner {self.strategy}: weight must be a positive number, got {self.weight!r}")
+            raise ParamError(f"runner {self.label}: weight must be a positive number, got {self.weight!r}")
         object.__setattr__(self, "weight", weight)
 
     @property
@@ -174,20 +174,36 @@ def runners_from_research(research: Any, strategy: str | None = None, *, kept_on
     key = PARAM_CHOICES[choice]
     result = research if isinstance(research, ResearchResult) else load_research(str(research))
     datasets = {d.get("name") or d["source"]: d for d in result.config.get("datasets", [])}
+    names = list(dict.fromkeys(cell["strategy"] for cell in result.cells))
+    if strategy is not None and strategy not in names:
+        raise ParamError(f"research {result.research_id} has no strategy {strategy} (its strategies: "
+                         f"{', '.join(names) or 'none'})")
     runners = []
+    with_params = 0
     for cell in result.cells:
         if strategy is not None and cell["strategy"] != strategy:
             continue
+        if not cell.get(key):
+            continue
+        with_params += 1
         gain = read_json_number(cell.get("oos_return"))
-        if not cell.get(key) or (kept_only and not (gain is not None and gain > 0)):
+        if kept_only and not (gain is not None and gain > 0):
             continue
         # params chosen by other code of the strategy would run on today's (cells stored before
         # their code hash was recorded are not checked)
         get_strategy(cell["strategy"]).require_code(
             cell.get("strategy_code"), f"research {result.research_id}'s cell {cell['strategy']} on {cell['dataset']}")
-        data = datasets.get(cell["dataset"], {"source": cell["dataset"], "name": cell["dataset"]})
+        data = datasets.get(cell["dataset"])
+        if not data or not data.get("fingerprint"):  # (the candles cannot be checked: never run unchecked)
+            raise DataError(f"research {result.research_id} records no fingerprint of dataset {cell['dataset']}: "
+                            "whether its candles are still those its params were chosen on cannot be checked; run "
+                            "the research again")
         runners.append(Runner(cell["strategy"], DatasetRef.from_dict(data), dict(cell[key])))
     if not runners:
         which = f" of {strategy}" if strategy else ""
-        raise ParamError(f"research {result.research_id}: no cell{which} has chosen params to run")
+        if with_params and kept_only:
+            raise ParamError(f"research {result.research_id}: no cell{which} had a positive OOS return "
+                             f"({with_params} with chosen params): leave out the positive-only filter to run them")
+        raise ParamError(f"research {result.research_id}: no cell{which} has chosen params to run (no combo met "
+                         "the minimum trade count)")
     return runners
