@@ -343,7 +343,11 @@ def test_a_stored_portfolio_reads_back(tmp_path):
 def _stored_research(tmp_path, paths):
     from threadx.validation.research import ResearchResult, save_research
 
-    datasets = [{"source": str(p), "name": p.stem} for p in paths]
+    from threadx.data.bars import as_bars
+    from threadx.requests import DatasetRef
+
+    datasets = [{"source": str(p), "name": p.stem,  # (the candles' fingerprint, as a research records it)
+                 "fingerprint": as_bars(DatasetRef(source=str(p), name=p.stem).load()).fingerprint} for p in paths]
     cells = [{"strategy": "test_threshold", "dataset": p.stem, "params": {"enter_above": 105.0 + k},
               "last_window_params": {"enter_above": 110.0}, "oos_return": 0.1 if k == 0 else -0.1,
               "run_id": f"r-c{k}"} for k, p in enumerate(paths)]
@@ -366,7 +370,7 @@ def test_runners_from_a_research_job(tmp_path, monkeypatch):
     # by default the last in-sample window's winner (what trading on would deploy), not the one
     # chosen with hindsight on the whole period
     assert [r.params for r in runners_from_research("r")] == [{"enter_above": 110.0}] * 2
-    with pytest.raises(ParamError, match="no cell of bb_atr"):
+    with pytest.raises(ParamError, match=r"research r has no strategy bb_atr \(its strategies: test_threshold\)"):
         runners_from_research("r", "bb_atr")
 
 
