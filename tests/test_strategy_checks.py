@@ -542,6 +542,45 @@ def test_a_strategy_that_cannot_run_in_a_fresh_interpreter_fails_determinism(str
                                   "cluster start it): ") and "FileExistsError" in det.summary
 
 
+_MEMO = '''
+import numpy as np
+from threadx.strategy import SIG_ENTER_LONG, SIG_EXIT_LONG, ExitRules, Levels, Param, StrategySpec
+
+_CACHE = {}  # keyed without the threshold: the first param set run in a process serves every later one
+
+
+def signals(bars, ind, p):
+    key = len(bars.close)
+    if key not in _CACHE:
+        slot = np.arange(len(bars.close)) % (2 + p["every"])
+        sig = np.zeros(len(bars.close), dtype=np.uint8)
+        sig[slot == 0] |= SIG_ENTER_LONG
+        sig[slot == 1] |= SIG_EXIT_LONG
+        _CACHE[key] = sig
+    return _CACHE[key]
+
+
+SPEC = StrategySpec(
+    name="memo", description="signals cached under a key that misses a param",
+    params=(Param("every", "int", 3, 1, 30, 1, opt_range=(1, 30, 1), feeds="signals"),),
+    indicators=lambda p: {}, signals=signals, levels=lambda ind, p: Levels(), exits=lambda p: ExitRules(),
+)
+'''
+
+
+def test_results_that_hang_on_the_sets_run_before_fail_determinism(strategy_dir, synthetic_bars: Bars) -> None:
+    """A cache keyed without a param: every process ran the sets in the same order, so each served
+    the same first set's signals to the others, and the check passed a strategy whose sweep stored
+    one result for every value."""
+    from threadx.strategy.base import get_strategy
+
+    (strategy_dir / "memo.py").write_text(_MEMO)
+    det = check_strategy(get_strategy("memo"), synthetic_bars, checks=("determinism",), combos=3
+                         ).result("determinism")
+    assert det.passed is False, det.summary
+    assert det.data["findings"][0]["run"].startswith("a run in another process (PYTHONHASHSEED=")
+
+
 def test_a_builtin_is_run_again_in_another_process(synthetic_bars: Bars) -> None:
     report = check_strategy(MA, synthetic_bars, checks=("determinism",), combos=2)
     det = report.result("determinism")

@@ -122,8 +122,14 @@ def runs_in_other_processes(spec: Any, bars: Bars, param_sets: Sequence[tuple[st
         package_root = str(Path(__file__).resolve().parents[2])  # where this threadx is imported from
         path = os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))
         procs = {}
-        for seed in seeds:
+        for i, seed in enumerate(seeds):
             (job / seed).mkdir()
+            # each process runs the sets in another order than this one (reversed, then rotated): a
+            # strategy whose results depend on the sets run before (a cache keyed without a param)
+            # gave every process the same wrong results, and passed
+            n = len(param_sets)
+            order = list(range(n))[::-1] if i == 0 else [(k + i) % n for k in range(n)]
+            (job / seed / "order.json").write_text(json.dumps(order))
             procs[seed] = subprocess.Popen(
                 [sys.executable, "-m", "threadx.checks.other_process", str(job), str(job / seed)],
                 env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": path}, stdout=subprocess.PIPE,
@@ -196,7 +202,11 @@ def _run_job(job: Path, out: Path) -> None:
     with np.load(job / "bars.npz", allow_pickle=False) as arrays:
         bars = Bars(**{name: arrays[name] for name in arrays.files}, timeframe=spec_job["timeframe"],
                     name=spec_job["name"])
-    for k, item in enumerate(spec_job["param_sets"]):
+    sets = spec_job["param_sets"]
+    order_file = out / "order.json"
+    order = json.loads(order_file.read_text()) if order_file.exists() else range(len(sets))
+    for k in order:
+        item = sets[k]
         try:
             run = run_once(spec, bars, spec.normalize(item["params"]))
         except Exception as exc:  # noqa: BLE001 - the strategy's error here is compared with the first run's
