@@ -110,6 +110,31 @@ def test_workers_run_the_code_the_sweep_started_with(rsi: Path) -> None:
     assert out.stdout.split()[0] == spec.code_hash and "RSI mean reversion" in out.stdout
 
 
+def test_the_folder_imported_as_a_package_is_refused(rsi: Path, frame, strategy_dir, monkeypatch) -> None:
+    """From the workspace root the folder imports as the package `strategies`: `from
+    strategies.shared import HOLD` went to Python's import, cached once per process: an edit to
+    shared.py changed neither the results nor the code hash (a run resumed on other code)."""
+    monkeypatch.syspath_prepend(str(strategy_dir.parent))  # as when the app is started from the workspace root
+    (strategy_dir / "shared.py").write_text("HOLD = 3\n")
+    _edit(rsi, "import numpy as np\n", "import numpy as np\nfrom strategies.shared import HOLD\n")
+    errors = user.load_errors()
+    assert "rsi_mine.py" in errors and "the strategies folder imported as a package" in errors["rsi_mine.py"]
+    assert "from _common import f" in errors["rsi_mine.py"] and "strategies.shared" not in sys.modules
+    _edit(rsi, "from strategies.shared import HOLD\n", "from shared import HOLD\n")  # by its plain name: fine
+    assert not user.load_errors() and threadx.backtest(frame, "rsi_mine").metrics["n_trades"] >= 0
+
+
+def test_register_in_a_folder_file_is_refused_with_the_reason(rsi: Path, frame) -> None:
+    """register(SPEC) in a folder file: "is a built-in strategy" (false) on the first listing, then
+    the first version frozen in the registry, with no origin, reload or file:line."""
+    rsi.write_text(rsi.read_text() + "\n\nfrom threadx.strategy import register\n\nregister(SPEC)\n")
+    error = user.load_errors()["rsi_mine.py"]
+    assert "a strategies-folder file needs no register('rsi_mine')" in error and "rsi_mine.py:" in error
+    assert "rsi_mine" not in threadx.strategies()
+    _edit(rsi, "\nregister(SPEC)\n", "\n")
+    assert threadx.get_strategy("rsi_mine").origin is not None and not user.load_errors()
+
+
 HOLD_EXITS = ('ExitRules(stop_atr=p["atr_stop"], sizing="risk"',
               'ExitRules(stop_atr=p["atr_stop"], max_hold_bars=shared.HOLD, sizing="risk"')
 

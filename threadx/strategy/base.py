@@ -503,6 +503,14 @@ _REGISTRY: dict[str, StrategySpec] = {}
 def register(spec: StrategySpec) -> StrategySpec:
     """Add a strategy defined in a Python module to the registry (a user strategy in the
     strategies folder needs no registration: see :mod:`threadx.strategy.user`)."""
+    import sys
+
+    from threadx.strategy.user import MODULE_PREFIX
+
+    caller = str(sys._getframe(1).f_globals.get("__name__", ""))
+    if caller.startswith(MODULE_PREFIX + "."):  # (it froze the file's first version, without origin or reload)
+        raise ValueError(f"a strategies-folder file needs no register({spec.name!r}): every module-level "
+                         "StrategySpec of it is a strategy; remove the call")
     if spec.name in _REGISTRY:
         raise ValueError(f"strategy {spec.name!r} registered twice")
     _REGISTRY[spec.name] = spec

@@ -55,7 +55,7 @@ from threadx.strategy.base import StrategyOrigin, StrategySpec
 __all__ = ["strategy_dir", "strategies", "get", "load_errors", "load_text", "code_location", "describe_error",
            "from_origin", "strategy_code_errors"]
 
-_MODULE_PREFIX = "threadx_user_strategies"
+MODULE_PREFIX = "threadx_user_strategies"
 _LOADED_PATHS: set[str] = set()  # files of the strategies loaded in this process (for error locations)
 _LOCK = threading.RLock()
 _COARSE_MTIME_S = 2.5  # a file modified this recently is compared by content (coarse file times)
@@ -127,10 +127,10 @@ def folder_code_hash(text: str, helpers: tuple[tuple[str, str], ...] = ()) -> st
 def _new_module(path: str, text: str) -> types.ModuleType:
     """An empty module for the code of ``path``, registered by a name unique to its text
     (dataclasses look a module up by name); earlier versions of the same file are forgotten."""
-    module_name = f"{_MODULE_PREFIX}.{re.sub(r'[^0-9a-zA-Z_]', '_', Path(path).stem)}_{text_hash(text)}"
+    module_name = f"{MODULE_PREFIX}.{re.sub(r'[^0-9a-zA-Z_]', '_', Path(path).stem)}_{text_hash(text)}"
     module = types.ModuleType(module_name)
     module.__file__ = path
-    sys.modules.setdefault(_MODULE_PREFIX, types.ModuleType(_MODULE_PREFIX))
+    sys.modules.setdefault(MODULE_PREFIX, types.ModuleType(MODULE_PREFIX))
     stale = [m for m in sys.modules if m.rsplit("_", 1)[0] == module_name.rsplit("_", 1)[0] and m != module_name]
     for old in stale:  # an earlier version of this file (its strategies keep their own globals)
         sys.modules.pop(old, None)
@@ -168,6 +168,7 @@ class _FolderImports:
         self.stamps: dict[str, tuple[int, int, int, int]] = {}  # path -> file_stamp before it was read
         self.modules: dict[str, types.ModuleType] = {}
         self.installed: dict[str, bool] = {}  # name -> _installed(name): an import run per call asks once
+        self.packages: dict[str, bool] = {}  # top-level name -> _folder_package(name)
         self.closed = False
         self.namespace = {**vars(builtins), "__import__": self}
 
@@ -184,6 +185,11 @@ class _FolderImports:
         if name == "numba" or name.startswith("numba."):
             found = builtins.__import__(name, globals, locals, fromlist, level)  # (imports the submodule named)
             return _numba_in_memory() if found.__name__ == "numba" else found
+        if self.is_folder_package(name.partition(".")[0]):
+            raise ImportError(f"import {name}: the strategies folder imported as a package, which Python keeps "
+                              "once per process (an edit would not reload it, nor change the strategy's code hash): "
+                              "import the folder's module by its plain name (from _common import f; from rsi_rev "
+                              "import SPEC)")
         try:
             return builtins.__import__(name, globals, locals, fromlist, level)
         except ModuleNotFoundError:
@@ -228,6 +234,13 @@ class _FolderImports:
         exec(compile(text, path, "exec"), module.__dict__)  # noqa: S102 - the user's own module, as below
         return module
 
+    def is_folder_package(self, top: str) -> bool:
+        """Whether Python would import ``top`` from the strategies folder itself, as a package
+        (``strategies._common`` run from the workspace root), asked once per name."""
+        if top not in self.packages:
+            self.packages[top] = _folder_package(top, self.folder)
+        return self.packages[top]
+
     def is_installed(self, name: str) -> bool:
         """:func:`_installed` for the folder, asked once per name (``import numpy`` inside a
         strategy function runs on every call)."""
@@ -248,6 +261,18 @@ def _installed(name: str, folder: Path) -> bool:
     if spec is None or spec.origin in (None, "namespace"):  # a bare folder on sys.path (data/, results/) is no module
         return False
     return Path(spec.origin).parent.resolve() != folder
+
+
+def _folder_package(top: str, folder: Path) -> bool:
+    """Whether the top-level module ``top`` is ``folder`` seen as a package (namespace or not)."""
+    if top in sys.builtin_module_names or top in sys.stdlib_module_names:
+        return False
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return False
+    places = list(spec.submodule_search_locations or ()) if spec is not None else []
+    return any(Path(place).resolve() == folder.resolve() for place in places)
 
 
 _NUMBA_CACHING = ("jit", "njit", "vectorize", "guvectorize", "cfunc")  # the decorators taking cache=
