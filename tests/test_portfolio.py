@@ -288,6 +288,20 @@ def test_a_runner_whose_share_of_the_capital_cannot_place_one_order_is_refused()
     assert result.metrics["n_trades"] >= 1
 
 
+def test_a_grid_runner_whose_level_share_is_below_the_smallest_order_is_refused():
+    """envelope_dca's orders are a level's share (capital x allocation / K x leverage), not the
+    all-in cap the check compared: a 12-unit runner of 3 levels (4 each, min_notional 5) ran,
+    never traded and showed "0 skipped"."""
+    from threadx.data.synthetic import generate_synthetic
+
+    frame = generate_synthetic("BTC_USDT", days=60, seed=5)
+    with pytest.raises(ParamError, match=r"runner envelope_dca:x: its share of the capital, 12, can never "
+                                         r"place an order: the largest first order it allows is 4 "):
+        portfolio_backtest(["envelope_dca:x"], capital=12.0, frames={"envelope_dca:x": frame}, save=False)
+    shares = portfolio_backtest(["envelope_dca:x"], capital=16.0, frames={"envelope_dca:x": frame}, save=False)
+    assert shares.metrics["n_trades"] >= 1  # 16 / 3 levels: above 5, it trades
+
+
 def test_the_same_strategy_twice_on_one_dataset_with_other_params():
     a, a2 = hand_runner("A"), hand_runner("A", enter_above=108.0)
     frames = {a.label: hand_frame(A_CLOSES, name="A")}

@@ -520,16 +520,27 @@ def kernel_args(bars: Bars, sig: np.ndarray, levels: Levels, rules: ExitRules, o
                                                fund, p)))
 
 
-def largest_first_order(params: np.ndarray) -> float:
-    """The largest order a param vector's capital allows its first entry: the notional whose
-    margin plus entry fee is the whole capital (``kernel.open_position``'s cap). Below
+def largest_first_order(params: np.ndarray, signal_entries: bool = True) -> float:
+    """The largest order a param vector's capital allows its first entry: at most the notional
+    whose margin plus entry fee is the whole capital (``kernel.open_position``'s cap); with
+    fraction sizing, capital x fraction x leverage; a grid's level, capital x allocation / K x
+    leverage (its only first order when no signal enters: ``signal_entries`` False). Below
     ``min_notional`` no entry can ever fill.
 
     >>> p = np.zeros(L.N_PARAMS); p[[L.P_INITIAL_CAPITAL, L.P_LEVERAGE, L.P_FEE_RATE]] = 100.0, 2.0, 0.001
     >>> round(largest_first_order(p), 6)
     199.600798
+    >>> p[[L.P_GRID_K, L.P_ALLOCATION]] = 4, 0.5  # a grid of 4 levels sharing half the capital
+    >>> round(largest_first_order(p, signal_entries=False), 6)
+    25.0
     """
-    return float(params[L.P_INITIAL_CAPITAL] / (1.0 / params[L.P_LEVERAGE] + params[L.P_FEE_RATE]))
+    capital, lev = params[L.P_INITIAL_CAPITAL], params[L.P_LEVERAGE]
+    cap = capital / (1.0 / lev + params[L.P_FEE_RATE])
+    by_signal = min(cap, capital * params[L.P_FRACTION] * lev) if params[L.P_SIZING] == L.SIZING_FRACTION else cap
+    if not params[L.P_GRID_K] > 0.0:
+        return float(by_signal)
+    by_level = min(cap, capital * params[L.P_ALLOCATION] / params[L.P_GRID_K] * lev)
+    return float(max(by_level, by_signal) if signal_entries else by_level)
 
 
 def options_from(mapping: Mapping[str, Any] | None = None, **kwargs: Any) -> EngineOptions:

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from threadx import logs
-from threadx.contract import prepare_signals
+from threadx.contract import SIG_ENTER_LONG, SIG_ENTER_SHORT, prepare_signals
 from threadx.data.bars import as_bars
 from threadx.data.grid import timeframe_ns
 from threadx.data.timeframe import timeframe_seconds
@@ -263,11 +263,14 @@ def _prepare(runner: Runner, label: str, capital: float, base: EngineOptions, fu
             rules = strategy_rules(spec, values, options)
             _, sig, levels = prepare_signals(spec, bars, values, bank)
         inputs = kernel_args(bars, sig, levels, rules, options, funding_per_bar(rates, bars))
-        largest, smallest = largest_first_order(inputs.params), float(inputs.params[P_MIN_NOTIONAL])
+        signal_entries = bool(np.any(np.asarray(sig) & (SIG_ENTER_LONG | SIG_ENTER_SHORT)))
+        largest = largest_first_order(inputs.params, signal_entries)
+        smallest = float(inputs.params[P_MIN_NOTIONAL])
         if not largest >= smallest:
-            raise ParamError(f"its share of the capital, {capital:.6g}, can never place an order: the largest it "
-                             f"allows is {largest:.6g} (leverage {rules.leverage:g}), below min_notional "
-                             f"{smallest:g}; raise its weight or the portfolio's capital, or lower min_notional")
+            raise ParamError(f"its share of the capital, {capital:.6g}, can never place an order: the largest first "
+                             f"order it allows is {largest:.6g} (leverage {rules.leverage:g}; a grid level's share, "
+                             f"or its sizing's), below min_notional {smallest:g}; raise its weight or the "
+                             "portfolio's capital, or lower min_notional")
     except ThreadXError as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise type(exc)(f"runner {label}: {text}") from None
