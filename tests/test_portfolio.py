@@ -569,6 +569,9 @@ def test_runners_whose_bars_open_off_each_others_grid_are_refused():
     odd.index = odd.index.where(odd.index != odd.index[3], odd.index[3] + pd.Timedelta(minutes=30))
     alone = portfolio_backtest([a], frames={a.label: odd}, save=False)
     assert alone.metrics["total_return"] == threadx.backtest(odd, "test_threshold").metrics["total_return"]
+    # and of two runners on those same bars (a file's own off-grid bar): both step the same ticks
+    both = portfolio_backtest([a, b], frames={a.label: odd, b.label: odd.copy()}, save=False)
+    assert len(both.runners) == 2
 
 
 def test_runners_that_never_run_at_the_same_time_are_refused():

@@ -321,7 +321,8 @@ def _check_grid(prepared: list[dict[str, Any]], labels: list[str]) -> None:
     """ParamError when a runner's tick falls inside another runner's bar (1h bars at :00 beside
     1h bars at :30): a bar is stepped whole at its open's tick, so its close would enter the
     shared equity, which the gates read, before the other runner's tick. Runners on the same
-    bar times, or one runner alone, never do."""
+    bar times, or one runner alone, never do; a bar ends at the runner's next bar when that
+    opens sooner (a file's own off-grid bar, 03:28 before 04:00: two runners on it were refused)."""
     timeframe = prepared[0]["bars"].timeframe
     if not timeframe or len(prepared) < 2:
         return
@@ -330,8 +331,9 @@ def _check_grid(prepared: list[dict[str, Any]], labels: list[str]) -> None:
     for k, own in enumerate(opens):
         others = np.unique(np.concatenate([t for j, t in enumerate(opens) if j != k]))
         after = np.searchsorted(others, own, side="right")  # each bar's next tick of another runner
+        ends = np.minimum(own + step, np.append(own[1:], own[-1] + step))  # (its own next bar ends it)
         inside = after < len(others)
-        inside[inside] = others[after[inside]] < own[inside] + step
+        inside[inside] = others[after[inside]] < ends[inside]
         if inside.any():
             first = int(np.flatnonzero(inside)[0])
             tick = int(others[after[first]])
