@@ -570,7 +570,8 @@ def test_runners_whose_bars_open_off_each_others_grid_are_refused():
     alone = portfolio_backtest([a], frames={a.label: odd}, save=False)
     assert alone.metrics["total_return"] == threadx.backtest(odd, "test_threshold").metrics["total_return"]
     # and of two runners on those same bars (a file's own off-grid bar): both step the same ticks
-    both = portfolio_backtest([a, b], frames={a.label: odd, b.label: odd.copy()}, save=False)
+    other = hand_runner("B", enter_above=106.0)  # (other params: the same params twice is one runner)
+    both = portfolio_backtest([a, other], frames={a.label: odd, other.label: odd.copy()}, save=False)
     assert len(both.runners) == 2
 
 

@@ -379,3 +379,27 @@ def test_loading_a_researchs_winners_says_why_none_or_which_dataset_cannot_be_ch
         runners_from_research(unrecorded)
     with pytest.raises(ParamError, match=r"runner ma_crossover:BBB_USDT-1h: weight must be a positive number"):
         Runner("ma_crossover", str(paths[1]), weight=0)
+
+
+def test_the_same_candles_under_two_names_are_one_dataset(tmp_path):
+    """A file and a copy of it made two assets: "kept on 1 of 1" and an OOS transfer Sharpe equal
+    to the in-sample diagonal; a portfolio ran the same runner twice."""
+    import shutil
+
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import generate_synthetic
+    from threadx.portfolio import portfolio_backtest
+
+    path = tmp_path / "AAA_USDT-1h.parquet"
+    write_ohlcv(generate_synthetic("AAA_USDT", days=300, seed=40), path)
+    copy = tmp_path / "copy" / "AAA_USDT-1h-again.parquet"
+    copy.parent.mkdir()
+    shutil.copy(path, copy)
+    with pytest.raises(ParamError, match=r"datasets AAA_USDT-1h and AAA_USDT-1h-again hold the same candles"):
+        research("ma_crossover", [str(path), str(copy)], {"fast_period": [5], "slow_period": [40]},
+                 results_dir=tmp_path, research_id="twice", is_days=90, oos_days=60, sampler="grid")
+    assert not (tmp_path / "research" / "twice").exists()
+    with pytest.raises(ParamError, match=r"runners ma_crossover:AAA_USDT-1h and ma_crossover:AAA_USDT-1h-again run "
+                                         r"ma_crossover with the same params on the same candles"):
+        portfolio_backtest([f"ma_crossover:{path}", f"ma_crossover:{copy}"], save=False)
+    assert len(portfolio_backtest([f"ma_crossover:{path}", f"bb_atr:{copy}"], save=False).runners) == 2

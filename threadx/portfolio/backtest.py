@@ -140,6 +140,7 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     report(len(runner_list), steps, "running the runners together")
 
     _check_timeframes(prepared, labels)
+    _check_repeats(runner_list, prepared, labels)
     _check_grid(prepared, labels)
     _check_overlap(prepared, labels)
     times = np.unique(np.concatenate([p["bars"].time_ns for p in prepared]))
@@ -315,6 +316,19 @@ def timeframe_problem(frames: Mapping[str, str | None]) -> str | None:
     listed = ", ".join(f"{label} {tf or 'of no regular timeframe'}" for label, tf in frames.items())
     return (f"the runners of a portfolio share one timeframe; got {listed}: resample them to one "
             f"(threadx data resample, or load_ohlcv(..., timeframe=))")
+
+
+def _check_repeats(runners: Sequence[Runner], prepared: list[dict[str, Any]], labels: list[str]) -> None:
+    """ParamError when two runners run one strategy with the same params on the same candles
+    under two names (a file and its catalog name): one runner twice, as by name
+    (:func:`threadx.portfolio.runners.runner_labels`)."""
+    seen: dict[tuple, str] = {}
+    for runner, prep, label in zip(runners, prepared, labels):
+        key = (runner.strategy, prep["bars"].fingerprint, repr(sorted(prep["values"].items())))
+        if key in seen:
+            raise ParamError(f"runners {seen[key]} and {label} run {runner.strategy} with the same params on the same "
+                             "candles (one dataset under two names): give one runner a larger weight instead")
+        seen[key] = label
 
 
 def _check_grid(prepared: list[dict[str, Any]], labels: list[str]) -> None:

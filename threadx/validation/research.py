@@ -295,6 +295,12 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
             for ref, df in zip(refs, frames)]
     names = [r.name for r in refs]
     check_once(names, "dataset")
+    first_named: dict[str, str] = {}
+    for ref in refs:  # (its "transfer" onto the other would be in sample, and count as another asset kept)
+        if ref.fingerprint in first_named:
+            raise ParamError(f"datasets {first_named[ref.fingerprint]} and {ref.name} hold the same candles: give one "
+                             "of them")
+        first_named[ref.fingerprint] = ref.name
 
     from threadx.requests import ResearchRequest
 
