@@ -28,7 +28,8 @@ from threadx.units import format_metric
 from threadx.ui import strategies as strategies_ui
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import cuda_status, dataset_picker, handover, plain, strategy_fell_back, strategy_picker
-from threadx.ui.widgets import follow_job, job_progress, preset_space, space_editor, timings_section
+from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, job_progress, preset_space, space_editor,
+                                timings_section)
 from threadx.units import table_view
 
 
@@ -59,33 +60,40 @@ with st.expander("Search space", expanded=True):
     if space != first or (saved and space != saved):  # only what the user changed is written
         workspace.save_form("space", strategy, space)
 
-c = st.columns(6)
-sampler = "grid" if method == "Grid" else c[0].selectbox("Sampler", ["random", "lhs", "sobol", "adaptive"],
-                                                         key="opt_sampler", persist_state="session")
-n = None if method == "Grid" else int(c[1].number_input("Combos (n)", min_value=1, value=DEFAULT_SWEEP_SAMPLES,
-                                                       step=500, key="opt_n", persist_state="session"))
-seed = int(c[2].number_input("Seed", min_value=0, value=DEFAULT_SEED, step=1, key="opt_seed", persist_state="session"))
-objective = c[3].selectbox("Objective", list(METRIC_NAMES), index=list(METRIC_NAMES).index("sharpe"),
-                           key="opt_objective", persist_state="session")
-maximize = c[4].selectbox("Direction", ["maximise", "minimise"], key="opt_direction", persist_state="session") == "maximise"
-min_trades = int(c[5].number_input("Min trades", min_value=0, value=DEFAULT_MIN_TRADES, step=5, key="opt_min_trades", persist_state="session",
-                                   help="Fewest trades of the winner: a Sharpe of a few trades is luck"))
+c = controls_row()  # (six columns cut "sharpe", "maximise", "next_open" at 1024 px)
+w = CONTROL_PX
+sampler = "grid" if method == "Grid" else c.selectbox("Sampler", ["random", "lhs", "sobol", "adaptive"],
+                                                      key="opt_sampler", persist_state="session", width=w)
+n = None if method == "Grid" else int(c.number_input("Combos (n)", min_value=1, value=DEFAULT_SWEEP_SAMPLES,
+                                                     step=500, key="opt_n", persist_state="session", width=w))
+seed = int(c.number_input("Seed", min_value=0, value=DEFAULT_SEED, step=1, key="opt_seed", persist_state="session",
+                          width=w))
+objective = c.selectbox("Objective", list(METRIC_NAMES), index=list(METRIC_NAMES).index("sharpe"),
+                        key="opt_objective", persist_state="session", width=w)
+maximize = c.selectbox("Direction", ["maximise", "minimise"], key="opt_direction", persist_state="session",
+                       width=w) == "maximise"
+min_trades = int(c.number_input("Min trades", min_value=0, value=DEFAULT_MIN_TRADES, step=5, key="opt_min_trades",
+                                persist_state="session", width=w,
+                                help="Fewest trades of the winner: a Sharpe of a few trades is luck"))
 gpu = cuda_status()
 use_gpu = gpu.available and bool(st.session_state.get("opt_gpu"))
-c = st.columns(6)
+c = controls_row()
 engine_defaults, sweep_settings = EngineOptions(), sweep_defaults()  # threadx.toml / env / built-in
 executors, fills = ["auto", "local", "inline", "dask"], ["next_open", "close"]
-workers = int(c[0].number_input("Workers", min_value=1, max_value=256, value=min(256, default_workers()), step=1,
-                                key="opt_workers", persist_state="session",
-                                help="CPU threads for combos a failed GPU hands back" if use_gpu else None))
-executor = c[1].selectbox("Executor", executors, key="opt_executor", persist_state="session", disabled=use_gpu,
-                          index=executors.index(sweep_settings.executor) if sweep_settings.executor in executors else 0)
-fee_bps = c[2].number_input("Fee (bps)", min_value=0.0, value=float(engine_defaults.fee_bps), step=0.5, key="opt_fee", persist_state="session")
-fill = c[3].selectbox("Fill", fills, index=fills.index(engine_defaults.fill), key="opt_fill", persist_state="session")
-c[4].toggle("GPU", value=sweep_settings.executor == "gpu" and gpu.available, disabled=not gpu.available, key="opt_gpu", persist_state="session",
-            help=(f"Run the combos on {len(gpu.devices)} CUDA device(s): "
-                  + ", ".join(d.name for d in gpu.devices)) if gpu.available
-            else f"Unavailable, sweeps run on the CPU: {gpu.reason or 'no CUDA device found'}")
+workers = int(c.number_input("Workers", min_value=1, max_value=256, value=min(256, default_workers()), step=1,
+                             key="opt_workers", persist_state="session", width=w,
+                             help="CPU threads for combos a failed GPU hands back" if use_gpu else None))
+executor = c.selectbox("Executor", executors, key="opt_executor", persist_state="session", disabled=use_gpu, width=w,
+                       index=executors.index(sweep_settings.executor) if sweep_settings.executor in executors else 0)
+fee_bps = c.number_input("Fee (bps)", min_value=0.0, value=float(engine_defaults.fee_bps), step=0.5, key="opt_fee",
+                         persist_state="session", width=w)
+fill = c.selectbox("Fill", fills, index=fills.index(engine_defaults.fill), key="opt_fill", persist_state="session",
+                   width=w)
+c.toggle("GPU", value=sweep_settings.executor == "gpu" and gpu.available, disabled=not gpu.available, key="opt_gpu",
+         persist_state="session",
+         help=(f"Run the combos on {len(gpu.devices)} CUDA device(s): "
+               + ", ".join(d.name for d in gpu.devices)) if gpu.available
+         else f"Unavailable, sweeps run on the CPU: {gpu.reason or 'no CUDA device found'}")
 if use_gpu:
     executor = "gpu"
 

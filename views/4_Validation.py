@@ -37,8 +37,8 @@ from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset_or_error,
                               strategy_fell_back)
 from threadx.ui.walk_forward_form import BOUNDS, form_state
-from threadx.ui.widgets import (choice_box, differences, follow_job, job_progress, metric_grid, number_box,
-                                space_editor, timings_section)
+from threadx.ui.widgets import (CONTROL_PX, choice_box, controls_row, differences, follow_job, job_progress,
+                                metric_grid, number_box, space_editor, timings_section)
 from threadx.units import format_count, format_metric, table_view
 from threadx.validation.grading import score_text
 from threadx.validation.report import (partial_note, sweep_data, sweep_evaluator, validate_sweep,
@@ -448,47 +448,45 @@ with tab_wf:
 
     # a value "Load these settings" put in Session State wins over a box's own start; an emptied box reads
     # as its start (number_box, choice_box)
-    session = {"persist_state": "session"}
-    c = st.columns(6)
-    is_days = float(number_box(c[0], "In-sample (days)", DEFAULT_WF_IS_DAYS, "wf_is_days",
+    session = {"persist_state": "session", "width": CONTROL_PX}
+    c = controls_row()  # (six columns cut "sharpe", "maximise", "next_open" at 1024 px)
+    is_days = float(number_box(c, "In-sample (days)", DEFAULT_WF_IS_DAYS, "wf_is_days",
                                min_value=BOUNDS["is_days"][0], step=15.0, **session))
-    oos_days = float(number_box(c[1], "Out-of-sample (days)", DEFAULT_WF_OOS_DAYS, "wf_oos_days",
+    oos_days = float(number_box(c, "Out-of-sample (days)", DEFAULT_WF_OOS_DAYS, "wf_oos_days",
                                 min_value=BOUNDS["oos_days"][0], step=5.0, **session))
-    step_days = float(number_box(c[2], "Step (days, 0 = the OOS length)", 0.0, "wf_step_days",
+    step_days = float(number_box(c, "Step (days, 0 = the OOS length)", 0.0, "wf_step_days",
                                  min_value=BOUNDS["step_days"][0], step=5.0, **session))
-    purge = int(number_box(c[3], "Purge (bars)", 0, "wf_purge", min_value=BOUNDS["purge"][0], step=1, **session,
+    purge = int(number_box(c, "Purge (bars)", 0, "wf_purge", min_value=BOUNDS["purge"][0], step=1, **session,
                            help="Bars left out at the end of each in-sample window, just before its "
                                 "out-of-sample window (López de Prado's purge). 0 = none."))
-    embargo = int(number_box(c[4], "Embargo (bars)", 0, "wf_embargo", min_value=BOUNDS["embargo"][0], step=1,
+    embargo = int(number_box(c, "Embargo (bars)", 0, "wf_embargo", min_value=BOUNDS["embargo"][0], step=1,
                              **session, help="Bars right after each out-of-sample window left out of later "
                                              "in-sample windows (anchored, or rolling windows longer than the step). "
                                              "0 = none."))
-    with c[5]:
-        st.write("")
-        anchored = st.toggle("Anchored IS", value=False, key="wf_anchored", persist_state="session",
-                             help="Every in-sample window starts at the first bar (expanding) instead of rolling.")
-    c = st.columns(6)
-    sampler = c[0].selectbox("Sampler", SAMPLERS, key="wf_sampler", persist_state="session")
-    n = None if sampler == "grid" else int(number_box(c[1], "Combos (n)", DEFAULT_WF_SAMPLES, "wf_n",
+    anchored = c.toggle("Anchored IS", value=False, key="wf_anchored", persist_state="session",
+                        help="Every in-sample window starts at the first bar (expanding) instead of rolling.")
+    c = controls_row()
+    sampler = c.selectbox("Sampler", SAMPLERS, key="wf_sampler", **session)
+    n = None if sampler == "grid" else int(number_box(c, "Combos (n)", DEFAULT_WF_SAMPLES, "wf_n",
                                                       min_value=BOUNDS["n"][0], step=100, **session))
-    seed = int(number_box(c[2], "Seed", DEFAULT_SEED, "wf_seed", min_value=BOUNDS["seed"][0], step=1, **session))
+    seed = int(number_box(c, "Seed", DEFAULT_SEED, "wf_seed", min_value=BOUNDS["seed"][0], step=1, **session))
     names = list(METRIC_NAMES)
-    objective = choice_box(c[3], "Objective", names, "sharpe", "wf_objective", **session)
-    maximize = c[4].selectbox("Direction", ["maximise", "minimise"], key="wf_direction", **session) == "maximise"
-    min_trades = int(number_box(c[5], "Min trades (IS)", DEFAULT_MIN_TRADES, "wf_min_trades",
+    objective = choice_box(c, "Objective", names, "sharpe", "wf_objective", **session)
+    maximize = c.selectbox("Direction", ["maximise", "minimise"], key="wf_direction", **session) == "maximise"
+    min_trades = int(number_box(c, "Min trades (IS)", DEFAULT_MIN_TRADES, "wf_min_trades",
                                 min_value=BOUNDS["min_trades"][0], step=5, **session))
-    c = st.columns(6)
-    boot_n = int(number_box(c[0], "Bootstrap resamples", DEFAULT_BOOTSTRAP, "wf_boot",
+    c = controls_row()
+    boot_n = int(number_box(c, "Bootstrap resamples", DEFAULT_BOOTSTRAP, "wf_boot",
                             min_value=BOUNDS["boot"][0], max_value=BOUNDS["boot"][1], step=100, **session))
-    S = int(number_box(c[1], "PBO blocks (S, even)", 16, "wf_S", min_value=BOUNDS["S"][0], max_value=BOUNDS["S"][1],
+    S = int(number_box(c, "PBO blocks (S, even)", 16, "wf_S", min_value=BOUNDS["S"][0], max_value=BOUNDS["S"][1],
                        step=2, **session))
     engine_defaults = EngineOptions()  # threadx.toml / env / built-in
-    workers = int(c[2].number_input("Workers", min_value=1, max_value=256, value=min(256, default_workers()), step=1,
-                                    key="wf_workers", persist_state="session"))
-    fee_bps = float(number_box(c[3], "Fee (bps)", float(engine_defaults.fee_bps), "wf_fee",
+    workers = int(c.number_input("Workers", min_value=1, max_value=256, value=min(256, default_workers()), step=1,
+                                 key="wf_workers", **session))
+    fee_bps = float(number_box(c, "Fee (bps)", float(engine_defaults.fee_bps), "wf_fee",
                                min_value=BOUNDS["fee"][0], step=0.5, **session))
     fills = ["next_open", "close"]
-    fill = choice_box(c[4], "Fill", fills, engine_defaults.fill, "wf_fill", **session)
+    fill = choice_box(c, "Fill", fills, engine_defaults.fill, "wf_fill", **session)
 
     # the plan: combos and windows on the loaded data, drawn before anything runs
     problems: list[str] = []

@@ -26,7 +26,7 @@ from threadx.requests import DatasetRef, ResearchRequest
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import active_dataset, active_strategy, dataset_names, load_dataset, strategy_names
-from threadx.ui.widgets import follow_job, job_progress, show_finished_job, space_editor
+from threadx.ui.widgets import CONTROL_PX, controls_row, follow_job, job_progress, show_finished_job, space_editor
 from threadx.units import counted, table_view
 from threadx.validation.research import load_research
 
@@ -57,18 +57,18 @@ def launch_form() -> None:
     if len(strategies) == 1:
         with st.expander("Search space", expanded=False):
             space = space_editor(threadx.strategies()[strategies[0]], key_prefix="rs")
-    c = st.columns(6)
-    is_days = float(c[0].number_input("In-sample (days)", min_value=1.0, value=DEFAULT_WF_IS_DAYS, step=15.0,
-                                      key="rs_is_days", persist_state="session"))  # (as on the Validation page)
-    oos_days = float(c[1].number_input("Out-of-sample (days)", min_value=1.0, value=DEFAULT_WF_OOS_DAYS, step=5.0,
-                                       key="rs_oos_days", persist_state="session"))
-    sampler = c[2].selectbox("Sampler", SAMPLERS, key="rs_sampler", persist_state="session")
-    n = None if sampler == "grid" else int(c[3].number_input("Combos (n)", min_value=1, value=DEFAULT_WF_SAMPLES,
-                                                             step=50, key="rs_n", persist_state="session"))
-    workers = int(c[4].number_input("Workers", min_value=1, max_value=256, value=min(256, default_workers()),
-                                    step=1, key="rs_workers", persist_state="session"))
-    boot_n = int(c[5].number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=DEFAULT_BOOTSTRAP,
-                                   step=100, key="rs_boot", persist_state="session"))
+    c, w = controls_row(), CONTROL_PX  # (a row that wraps: six columns are too narrow at 1024 px)
+    is_days = float(c.number_input("In-sample (days)", min_value=1.0, value=DEFAULT_WF_IS_DAYS, step=15.0,
+                                   key="rs_is_days", persist_state="session", width=w))  # (as on the Validation page)
+    oos_days = float(c.number_input("Out-of-sample (days)", min_value=1.0, value=DEFAULT_WF_OOS_DAYS, step=5.0,
+                                    key="rs_oos_days", persist_state="session", width=w))
+    sampler = c.selectbox("Sampler", SAMPLERS, key="rs_sampler", persist_state="session", width=w)
+    n = None if sampler == "grid" else int(c.number_input("Combos (n)", min_value=1, value=DEFAULT_WF_SAMPLES,
+                                                          step=50, key="rs_n", persist_state="session", width=w))
+    workers = int(c.number_input("Workers", min_value=1, max_value=256, value=min(256, default_workers()),
+                                 step=1, key="rs_workers", persist_state="session", width=w))
+    boot_n = int(c.number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=DEFAULT_BOOTSTRAP,
+                                step=100, key="rs_boot", persist_state="session", width=w))
     st.caption(("One strategy: the search space above. " if len(strategies) == 1 else
                 "Several strategies: each runs on its declared parameter ranges. ")
                + "Every cell is a walk-forward with its validation report (the same as the Validation page's); "

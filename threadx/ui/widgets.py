@@ -188,6 +188,15 @@ def choice_box(where: Any, label: str, options: list, default: Any, key: str, **
     return default if chosen is None else chosen
 
 
+CONTROL_PX = 150  # a form control's width in a wrapping row: three a row at 1024 px, "next_open" whole
+
+
+def controls_row() -> Any:
+    """A row of form controls (each given ``width=CONTROL_PX``) that wraps at the page's width:
+    six columns cut their values at 1024 px ("sharpe", "maximise", "next_open")."""
+    return st.container(horizontal=True, wrap=True, gap="small", vertical_alignment="bottom")
+
+
 METRIC_CARD_PX = 125  # a card's width: four a row at 1024 px; "Final equity (USDT)" on two lines, a value on one
 
 
