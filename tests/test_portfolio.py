@@ -495,6 +495,10 @@ def test_gate_durations_are_bounded_and_an_explicit_default_is_the_same_runner()
     lambda d: json.dumps({k: v for k, v in d.items() if k != "runners"}), lambda d: json.dumps({**d, "events": 5}),
     lambda d: json.dumps({**d, "metrics": [1]}),
     lambda d: json.dumps({**d, "runners": [{**d["runners"][0], "label": "not in the timeline"}]}),
+    # an edited figure was shown as written ("oops" as the return), an emptied config as "on - capital"
+    lambda d: json.dumps({**d, "metrics": {**d["metrics"], "total_return": "oops"}}),
+    lambda d: json.dumps({**d, "config": {}}),
+    lambda d: json.dumps({**d, "runners": [{**d["runners"][0], "metrics": {"sharpe": [1]}}]}),
 ])
 def test_a_damaged_stored_portfolio_is_one_error_and_left_out_of_the_list(tmp_path, damage):
     from threadx.portfolio import list_portfolios

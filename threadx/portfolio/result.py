@@ -18,7 +18,7 @@ import pandas as pd
 from threadx.config import settings
 from threadx.errors import ThreadXError
 from threadx.names import check_name
-from threadx.shapes import json_number
+from threadx.shapes import JSON_NUMBER, LIST, Kind, json_number, shape_problem
 
 FOLDER = "portfolios"
 SKIP_REASONS = ("margin_guard", "runner_cap", "kill_switch", "engine")
@@ -135,6 +135,16 @@ def _checked(data: Any) -> dict[str, Any]:
     for runner in data["runners"]:
         if not (isinstance(runner, dict) and isinstance(runner.get("label"), str) and isinstance(runner.get("metrics"), dict)):
             raise ValueError("portfolio.json: a runner without a label or metrics")
+    # (an edited figure was shown as written: a return of "oops", a config without its capital)
+    figure = Kind("a number", lambda v: isinstance(v, bool) or JSON_NUMBER.accepts(v))
+    config = {"capital": JSON_NUMBER.not_null(), "runners": LIST}
+    problem = (shape_problem(data["config"], config, tuple(config), "config.")
+               or shape_problem(data["metrics"], dict.fromkeys(data["metrics"], figure), where="metrics.")
+               or next(filter(None, (shape_problem(r["metrics"], dict.fromkeys(r["metrics"], figure),
+                                                  where=f"runners[{k}].metrics.")
+                                     for k, r in enumerate(data["runners"]))), None))
+    if problem:
+        raise ValueError(f"portfolio.json: {problem}")
     if not all(isinstance(e, dict) for e in data["events"]):
         raise ValueError("portfolio.json: an event that is not an object")
     return data
