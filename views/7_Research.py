@@ -190,7 +190,10 @@ def show_research(research_id: str) -> None:
 launch_form()
 job = follow_job(monitor, current_job)
 
-stored = rs.list_research(RESULTS_DIR)
+damaged: list[tuple[str, str]] = []
+stored = rs.list_research(RESULTS_DIR, damaged)
+for research_id, why in damaged:
+    st.warning(f"Stored research {research_id} is damaged and left out of the list: {why}.")
 if stored:
     ids = [r["research_id"] for r in stored]
     info = {r["research_id"]: r for r in stored}

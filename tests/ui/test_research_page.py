@@ -185,3 +185,13 @@ def test_a_research_without_any_whole_period_winner_shows_its_empty_transfer(wor
     at = open_page("7_Research.py")
     assert at.selectbox(key="rs_history").value == "no-winner"
     assert any(t.startswith("Transfer of ma_crossover") for t in charts(at))
+
+
+def test_a_damaged_stored_research_is_named_not_silently_left_out(workspace):
+    """A truncated research.json was left out of the history box: the page never said it was damaged."""
+    stored_research(workspace)
+    path = workspace / "results" / "research" / "two-assets" / "research.json"
+    path.write_text(path.read_text()[:200])
+    at = open_page("7_Research.py")
+    assert any(w.startswith("Stored research two-assets is damaged and left out of the list: ")
+               for w in [x.value for x in at.warning]), texts(at.warning)

@@ -23,14 +23,19 @@ SHARPE_SCALE = "RdYlGn"
 IN_SAMPLE_GREY = "#d9d9d9"  # a transfer matrix's diagonal: outside the OOS colour scale
 
 
-def list_research(results_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Stored research runs, newest first: id, strategies, datasets, cells, status, mtime."""
+def list_research(results_dir: str | os.PathLike | None = None,
+                  damaged: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    """Stored research runs, newest first: id, strategies, datasets, cells, status, mtime. A
+    damaged one is left out, and added to ``damaged`` as (id, why) when given (the page names
+    it: left out silently, it was never said to be damaged)."""
     root = research_root(results_dir)
     rows = []
     for path in root.glob("*/research.json") if root.is_dir() else ():
         try:
             data = checked_research(json.loads(path.read_text()))
-        except (OSError, ValueError):  # damaged: left out of the list (opening it says what is wrong)
+        except (OSError, ValueError) as exc:
+            if damaged is not None:
+                damaged.append((path.parent.name, str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__))
             continue
         config = data["config"]
         rows.append({"research_id": path.parent.name,
