@@ -270,7 +270,10 @@ if st.button("Launch portfolio", type="primary", key="pf_launch"):
     launch(fields)
 follow_job(monitor, current_job)
 
-stored = list_portfolios(RESULTS_DIR)
+damaged: list[tuple[str, str]] = []
+stored = list_portfolios(RESULTS_DIR, damaged)
+for portfolio_id, why in damaged:
+    st.warning(f"Stored portfolio {portfolio_id} is damaged and left out of the list: {why}.")
 if stored:
     ids = [p["portfolio_id"] for p in stored]
     info = {p["portfolio_id"]: p for p in stored}

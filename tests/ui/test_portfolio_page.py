@@ -419,3 +419,13 @@ def test_runners_that_never_run_at_the_same_time_are_refused_before_launch(works
     x = {"strategy": "bb_atr", "data": {"source": "a/X-1h", "name": "a/X-1h"}}
     assert overlap_note([x, {**x, "data": {**x["data"], "start": "2024-06-01"}}], catalog) is None
 
+
+def test_a_damaged_stored_portfolio_is_named_not_silently_left_out(workspace):
+    """A portfolio whose trades file was lost was left out of the history box without a word."""
+    from threadx.portfolio import portfolio_backtest
+
+    portfolio_backtest([f"bb_atr:{SAMPLE}"], portfolio_id="lost-trades")
+    (workspace / "results" / "portfolios" / "lost-trades" / "trades.parquet").unlink()
+    at = open_page("8_Portfolio.py")
+    assert ("Stored portfolio lost-trades is damaged and left out of the list: trades.parquet missing."
+            in [w.value for w in at.warning]), texts(at.warning)

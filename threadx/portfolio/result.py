@@ -150,20 +150,26 @@ def _checked(data: Any) -> dict[str, Any]:
     return data
 
 
-def list_portfolios(results_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+def list_portfolios(results_dir: str | os.PathLike | None = None,
+                    damaged: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
     """The stored portfolios, newest first: id (its folder's name), runners, return, max drawdown;
-    a folder whose files are damaged is left out (opening it says what is wrong)."""
+    a folder whose files are damaged is left out, and added to ``damaged`` as (id, why) when
+    given (the page names it)."""
     root = portfolio_root(results_dir)
     rows = []
     for path in sorted(root.glob("*/portfolio.json"), key=lambda p: p.stat().st_mtime, reverse=True):
         try:
             data = _checked(json.loads(path.read_text()))
-            if not all((path.parent / f"{name}.parquet").is_file() for name in ("timeline", "trades")):
-                continue
+            lost = [f"{name}.parquet" for name in ("timeline", "trades")
+                    if not (path.parent / f"{name}.parquet").is_file()]
+            if lost:
+                raise ValueError(f"{', '.join(lost)} missing")
             rows.append({"portfolio_id": path.parent.name, "runners": len(data["runners"]),
                          "total_return": data["metrics"].get("total_return"),
                          "max_drawdown": data["metrics"].get("max_drawdown"),
                          "created": (data.get("meta") or {}).get("created")})
-        except (ValueError, OSError):
+        except (ValueError, OSError) as exc:
+            if damaged is not None:
+                damaged.append((path.parent.name, str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__))
             continue
     return rows
