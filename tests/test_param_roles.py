@@ -332,15 +332,20 @@ def test_an_exit_field_whose_mode_no_param_set_turns_on_is_a_note(synthetic_bars
                 if "acts only with" in n]
 
 
-def test_a_param_named_like_a_result_column_fails_the_check_as_every_sweep_refuses_it(synthetic_bars: Bars,
-                                                                                   bank: IndicatorBank) -> None:
-    """A param named `sharpe` loaded, backtested and passed `strategy check`; only a sweep refused it."""
+def test_a_param_named_like_a_result_column_fails_the_check_as_every_sweep_refuses_it(synthetic_bars: Bars) -> None:
+    """A param named `sharpe` loaded, backtested and passed `strategy check`; only a sweep refused
+    it. Declared roles or none (the default), the roles check fails it, with its own reason."""
+    from threadx.checks.strategy import check_strategy
     from threadx.optimize.space import SearchSpace
 
     ma = get_strategy("ma_crossover")
-    clashing = replace(ma, params=ma.params + (Param("sharpe", "float", 0.0, 0.0, 1.0, 0.1, feeds=()),))
-    failures, _ = check_roles(clashing, synthetic_bars, bank)
-    assert failures == ["param name(s) sharpe are result columns of sweeps: rename them: every sweep refuses them"]
-    with pytest.raises(ParamError, match=r"strategy ma_crossover: param name\(s\) sharpe are result columns"):
-        SearchSpace(clashing)
-    assert check_roles(ma, synthetic_bars, bank)[0] == []
+    extra = Param("sharpe", "float", 0.0, 0.0, 1.0, 0.1, feeds=())
+    undeclared = replace(ma, signal_rule=None, params=tuple(replace(p, feeds=None) for p in ma.params) + (extra,))
+    for clashing in (replace(ma, params=ma.params + (extra,)), undeclared):
+        roles = check_strategy(clashing, synthetic_bars, combos=1, checks=("roles",)).result("roles")
+        assert not roles.passed and roles.summary.startswith(
+            "param name(s) sharpe are result columns of sweeps: rename them: every sweep refuses them"), roles.summary
+        assert "perturbations" not in roles.summary
+        with pytest.raises(ParamError, match=r"strategy ma_crossover: param name\(s\) sharpe are result columns"):
+            SearchSpace(clashing)
+    assert check_strategy(ma, synthetic_bars, combos=1, checks=("roles",)).result("roles").passed

@@ -740,8 +740,8 @@ def test_a_sweep_refuses_a_wrong_display_only_param_fixed_at_another_value(rsi: 
     params only, so every row labelled exit_level=65 held exit_level 55's results."""
     _edit(rsi, 'description="exit: RSI crosses above this", feeds="signals"',
           'description="exit: RSI crosses above this", feeds=()')
-    with pytest.raises(ParamError, match=r"rsi_mine: exit_level=55.0 \(from 65.0, with oversold=26.0\) changes the signals .* but "
-                                         r"does not declare 'signals': this sweep would merge combos that differ"):
+    with pytest.raises(ParamError, match=r"rsi_mine: exit_level=55.0 \(from 65.0, with oversold=26.0\) changes the "
+                                         r"signals .* but does not declare 'signals': this sweep would merge combos"):
         threadx.sweep(frame, "rsi_mine", {"oversold": "26:32:3", "exit_level": [65.0]}, store=tmp_path,
                       run_id="fixed", bank=IndicatorBank(disk=False))
     assert not list(tmp_path.glob("fixed/part-*.parquet"))

@@ -23,11 +23,13 @@ from typing import Any
 
 import pandas as pd
 
+from threadx.config import DEFAULT_SWEEP_SAMPLES
+
 BACKTEST_REPEATS = 5  # timed warm backtests; the median is reported
 
 
-def measure(df: pd.DataFrame, strategy: str, n: int = 2_000, workers: int | None = None, seed: int = 1,
-            executor: str = "auto") -> dict[str, Any]:
+def measure(df: pd.DataFrame, strategy: str, n: int = DEFAULT_SWEEP_SAMPLES, workers: int | None = None,
+            seed: int = 1, executor: str = "auto") -> dict[str, Any]:
     """Figures of one backtest and one sweep of ``n`` random combos of ``strategy`` on ``df``
     (a ParamError for an unknown strategy or a bad ``n``, before anything runs)."""
     import threadx

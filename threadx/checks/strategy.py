@@ -60,6 +60,7 @@ from threadx.engine.layout import METRIC_NAMES
 from threadx.engine.result import Result, full_result
 from threadx.errors import ParamError, whole
 from threadx.indicators import IndicatorBank
+from threadx.optimize.space import result_column_clash
 from threadx.strategy.base import ALL_ROLES, StrategySpec
 from threadx.checks.other_process import OtherRun, Unavailable, comparable, runs_in_other_processes
 from threadx.checks.roles import (batch_failures, check_roles, perturbations, rule_failures, rule_label_failures,
@@ -775,8 +776,11 @@ def _roles(s: _Session) -> CheckResult:
     defaults = s.sets[0].params
     starts = {"defaults": defaults, **switched(spec, defaults)}
     declared = [p for p in spec.params if p.feeds != ALL_ROLES or p.indicator_labels is not None]
+    clash = result_column_clash(spec)  # (a backtest runs such params; every sweep refuses them)
+    clashes = [f"{clash}: every sweep refuses them"] if clash else []
     if not declared:
-        return CheckResult("roles", True, "no param declares its roles (feeds): nothing to check")
+        return CheckResult("roles", not clashes, clashes[0] if clashes else "no param declares its roles (feeds): "
+                           "nothing to check", clashes, data={"failures": clashes, "notes": []})
     with s.ctx.at("backtesting the defaults for the roles check"):
         tried = sum(len(perturbations(spec, p, start)) for start in starts.values() for p in declared)
         failures, notes = check_roles(spec, s.bars, s.bank, starts=starts, batches=False,
@@ -789,14 +793,14 @@ def _roles(s: _Session) -> CheckResult:
             rule_wrong += rule_failures(spec, s.bars, s.bank, ps.name, ps.params)
             rule_sets += rule_param_sets(spec, ps.params)
     rule_wrong = rule_label_failures(spec, rule_sets) + rule_wrong  # a misspelt label first: it explains the rest
-    failures += batch_wrong + rule_wrong
+    failures = clashes + failures + batch_wrong + rule_wrong
     undeclared = [p.name for p in spec.params if p.feeds == ALL_ROLES]
     extra = [f"note: {', '.join(undeclared)} declare no roles (every change allowed)"] if undeclared else []
     details = failures + [f"note: {n}" for n in notes] + extra
     if failures:
-        wrong_roles = len(failures) - len(batch_wrong) - len(rule_wrong)
-        parts = ([f"{wrong_roles} perturbations change what their param's roles say they cannot"] if wrong_roles
-                 else []) + [f"{what} differs from signals in {len(wrong)} rows or calls"
+        wrong_roles = len(failures) - len(clashes) - len(batch_wrong) - len(rule_wrong)
+        parts = clashes + ([f"{wrong_roles} perturbations change what their param's roles say they cannot"]
+                           if wrong_roles else []) + [f"{what} differs from signals in {len(wrong)} rows or calls"
                              for what, wrong in (("batch_signals", batch_wrong), ("signal_rule", rule_wrong)) if wrong]
         return CheckResult("roles", False, "; ".join(parts), details, data={"failures": failures, "notes": notes})
     batch = f"; batch_signals equals signals for {', '.join(spec.batch_params())}" if spec.batch_params() else ""
