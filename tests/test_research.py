@@ -343,6 +343,10 @@ def test_each_cell_and_transfer_runs_with_its_datasets_funding_file(tmp_path, mo
     span = frames["AAA_USDT"].loc[pd.Timestamp(onto_a["start"]):pd.Timestamp(onto_a["end"])]
     backtest = threadx.backtest(span, "ma_crossover", result.cells[1]["params"], funding=funded)
     assert onto_a["total_return"] == backtest.metrics["total_return"] and backtest.metrics["total_funding"] != 0.0
+    (tmp_path / "data" / "test" / "BBB_USDT-funding.parquet").write_text("not a funding file")
+    with pytest.raises(ThreadXError, match=r"dataset test/BBB_USDT-1h: .*BBB_USDT-funding.parquet"):
+        research("ma_crossover", names, space, research_id="damaged", **options)  # before any cell ran
+    assert not (tmp_path / "results" / "walkforward" / "damaged-c0").exists()
     without = research("ma_crossover", names, space, research_id="unfunded", funding=None, **options)
     assert without.cells[0]["oos_return"] == pytest.approx(plain.oos_summary["total_return"], rel=1e-12)
     assert without.config["funding"] == {names[0]: None, names[1]: None}

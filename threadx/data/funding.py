@@ -203,9 +203,10 @@ def _funding_beside(path: Path) -> pd.Series | None:
 
 
 def stored_funding(source: str | os.PathLike) -> pd.Series | None:
-    """:func:`funding_for` of a run's data ``source``, None when it is not a dataset of the data
-    root (a loose file, a frame's name): no stored funding there. A damaged funding file beside
-    a dataset stays an error (skipping it would run without funding, silently)."""
+    """:func:`funding_for` of a run's data ``source`` (a dataset of the data root, or a file: the
+    funding file beside it), None when it names neither (a frame's name): no stored funding
+    there. A damaged funding file beside the candles stays an error (skipping it would run
+    without funding, silently)."""
     try:
         path = resolve_dataset(source)
     except ThreadXError:

@@ -311,6 +311,7 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
         for ref in refs:
             requests.append(job.cell(strategy, ref, f"{research_id}-c{len(requests)}", (spaces or {}).get(strategy)))
     spans = {ref.name: oos_span(df, req) for ref, df, req in zip(refs, frames, requests)}  # fails fast, named
+    target_options = {ref.name: _with_funding(requests[0].engine_options, ref) for ref in refs}  # and so does this
 
     should_stop = _cancel_check(cancel)
     total = len(requests) + len(strategies) * len(refs) ** 2
@@ -343,7 +344,6 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     from threadx.indicators.bank import IndicatorBank
 
     span_bank = IndicatorBank(disk=False)  # the OOS spans' indicators: shared by the sources, not cached on disk
-    target_options = {ref.name: with_stored_funding(requests[0].engine_options, ref.source) for ref in refs}
     for cell in [c for c in cells if not c.get("error")] if status == "completed" else ():
         for target in names:
             if should_stop():
@@ -375,6 +375,16 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
         cell["transfer_kept"] = [n_kept, m]
     save_research(result, results_dir)
     return result
+
+
+def _with_funding(options: Mapping[str, Any], ref: DatasetRef) -> dict[str, Any]:
+    """``options`` with the dataset's stored funding file (:func:`with_stored_funding`), read before
+    any cell runs: a damaged file is said at once, naming the dataset (read after the cells, it
+    lost the whole research)."""
+    try:
+        return with_stored_funding(options, ref.source)
+    except ThreadXError as exc:
+        raise type(exc)(f"dataset {ref.label}: {exc}") from None
 
 
 def _funding_record(funding: Any) -> Any:
