@@ -377,6 +377,15 @@ def test_loading_a_researchs_winners_says_why_none_or_which_dataset_cannot_be_ch
         cell["oos_return"] = -0.1
     with pytest.raises(ParamError, match=r"no cell of ma_crossover had a positive OOS return \(2 with chosen params\)"):
         runners_from_research(losing, "ma_crossover", kept_only=True)
+    failing = copy.deepcopy(result)
+    for cell in failing.cells:
+        cell.update(params={}, last_window_params={}, error="ValueError: boom")
+    with pytest.raises(ParamError, match=r"every cell of ma_crossover failed \(the first: ValueError: boom\)"):
+        runners_from_research(failing, "ma_crossover")
+    stopped = copy.deepcopy(result)
+    stopped.config["strategies"] = ["ma_crossover", "bb_atr"]  # a research stopped before its bb_atr cells
+    with pytest.raises(ParamError, match=r"research why has no finished cell of bb_atr \(it was stopped"):
+        runners_from_research(stopped, "bb_atr")
     unrecorded = copy.deepcopy(result)
     unrecorded.config["datasets"] = []
     with pytest.raises(DataError, match="records no fingerprint of dataset AAA_USDT-1h: whether its candles"):

@@ -23,8 +23,8 @@ from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
 from threadx.portfolio import Runner, list_portfolios, load_portfolio
 from threadx.portfolio.backtest import DEFAULT_COOLDOWN, DEFAULT_KILL_WINDOW
-from threadx.portfolio.runners import (CHOICE_TEXT, IN_SAMPLE_NOTE, PARAM_CHOICES, in_sample, research_origin,
-                                       runners_from_research)
+from threadx.portfolio.runners import (CHOICE_TEXT, HAND_ADDED, IN_SAMPLE_NOTE, PARAM_CHOICES, in_sample,
+                                       research_origin, runners_from_research)
 from threadx.requests import DatasetRef, PortfolioRequest
 from threadx.ui import portfolio as pf
 from threadx.ui import research as rs
@@ -54,7 +54,7 @@ def load_research_runners(research_id: str, strategy: str | None = None, kept_on
         st.error(f"Cannot load runners from research {research_id}: {exc}")
         return
     st.session_state["pf_runners"] = [r.to_dict() for r in runners]
-    st.session_state["pf_origin"] = research_origin(research_id, choice, kept_only)
+    st.session_state["pf_origin"] = research_origin(research_id, choice, kept_only, strategy)
 
 
 handed = st.session_state.pop("pf_from_research", None)  # "Portfolio from winners" on the Research page
@@ -86,7 +86,9 @@ def add_runner_form() -> None:
             st.error(f"Cannot add this runner: {exc}")
             return
         st.session_state["pf_runners"], note = pf.add_runner(st.session_state["pf_runners"], runner)
-        st.session_state.pop("pf_origin", None)
+        origin = st.session_state.get("pf_origin")
+        if origin and not origin.endswith(HAND_ADDED):  # (the loaded runners stay in sample beside it)
+            st.session_state["pf_origin"] = origin + HAND_ADDED
         if note:
             st.info(note)
 

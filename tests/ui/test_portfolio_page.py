@@ -246,6 +246,10 @@ def test_a_portfolio_of_research_winners_records_it_is_in_sample(workspace, caps
     assert any(w.startswith("Runners from research two-assets") and "In sample" in w
                for w in [x.value for x in fresh.warning]), texts(fresh.warning)
     assert load_portfolio("from-page").config["origin"] == request.origin
+    at.selectbox(key="pf_strategy").set_value("bb_atr").run()  # a runner added by hand beside the loaded ones
+    at.button(key="pf_add").click().run()
+    assert at.session_state["pf_origin"].endswith(", and runners added by hand")
+    assert any("In sample" in w.value for w in at.warning)  # the loaded runners stay in sample
     from threadx.portfolio import portfolio_backtest
 
     portfolio_backtest([f"bb_atr:{SAMPLE}"], portfolio_id="by-hand")

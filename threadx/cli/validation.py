@@ -213,7 +213,8 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
     if args.from_research:
         runners += runners_from_research(args.from_research, args.research_strategy, kept_only=args.kept_only,
                                          choice=args.research_params)
-        origin = research_origin(args.from_research, args.research_params, args.kept_only)
+        origin = research_origin(args.from_research, args.research_params, args.kept_only, args.research_strategy,
+                                 by_hand=bool(args.runner))
     if not runners:
         raise ThreadXError("give at least one --runner STRATEGY:DATASET[:param=value,...] or --from-research ID")
     weights = None

@@ -138,15 +138,22 @@ IN_SAMPLE_NOTE = ("In sample: these params were chosen on the candles this portf
                   "flatters them; the research's out-of-sample figures are its cells' walk-forwards")
 
 
-def research_origin(research_id: str, choice: str = DEFAULT_RESEARCH_PARAMS, kept_only: bool = False) -> str:
+HAND_ADDED = ", and runners added by hand"  # what an origin says once a runner was added beside the loaded ones
+
+
+def research_origin(research_id: str, choice: str = DEFAULT_RESEARCH_PARAMS, kept_only: bool = False,
+                    strategy: str | None = None, by_hand: bool = False) -> str:
     """Where runners loaded by :func:`runners_from_research` come from, as a portfolio records it
-    (its ``origin``: the result then says it is in sample, see :func:`in_sample`).
+    (its ``origin``: the result then says it is in sample, see :func:`in_sample`): the research,
+    its ``strategy`` filter, the params chosen, the positive-only filter, runners added by hand.
 
     >>> research_origin("r1")
     "research r1, last in-sample window's winner params"
+    >>> research_origin("r1", strategy="bb_atr", by_hand=True)
+    "research r1 (bb_atr cells), last in-sample window's winner params, and runners added by hand"
     """
-    return (f"research {research_id}, {CHOICE_TEXT[choice]} params"
-            + (", cells with a positive OOS return only" if kept_only else ""))
+    return (f"research {research_id}{f' ({strategy} cells)' if strategy else ''}, {CHOICE_TEXT[choice]} params"
+            + (", cells with a positive OOS return only" if kept_only else "") + (HAND_ADDED if by_hand else ""))
 
 
 def in_sample(origin: str | None) -> bool:
@@ -176,6 +183,9 @@ def runners_from_research(research: Any, strategy: str | None = None, *, kept_on
     datasets = {d.get("name") or d["source"]: d for d in result.config.get("datasets", [])}
     names = list(dict.fromkeys(cell["strategy"] for cell in result.cells))
     if strategy is not None and strategy not in names:
+        if strategy in (result.config.get("strategies") or ()):  # a research stopped before its cells
+            raise ParamError(f"research {result.research_id} has no finished cell of {strategy} (it was stopped "
+                             "before them)")
         raise ParamError(f"research {result.research_id} has no strategy {strategy} (its strategies: "
                          f"{', '.join(names) or 'none'})")
     runners = []
@@ -204,6 +214,11 @@ def runners_from_research(research: Any, strategy: str | None = None, *, kept_on
         if with_params and kept_only:
             raise ParamError(f"research {result.research_id}: no cell{which} had a positive OOS return "
                              f"({with_params} with chosen params): leave out the positive-only filter to run them")
+        cells = [c for c in result.cells if strategy is None or c["strategy"] == strategy]
+        failed = [c for c in cells if c.get("error")]
+        if cells and len(failed) == len(cells):
+            raise ParamError(f"research {result.research_id}: every cell{which} failed (the first: "
+                             f"{failed[0]['error']})")
         raise ParamError(f"research {result.research_id}: no cell{which} has chosen params to run (no combo met "
                          "the minimum trade count)")
     return runners
