@@ -321,6 +321,9 @@ def test_a_page_without_a_strategy_box_links_the_sessions_strategy(workspace, sc
     assert ws.last_choice() == {}  # what a session starts on is not a choice: nothing written
     at = new_session({"strategy": "supertrend"}, script)
     assert at.query_params["strategy"] == "supertrend"
+    at.session_state["strategy"] = "stopped_loading"  # its file broke while the session held it
+    at.run()
+    assert at.query_params["strategy"] == "supertrend" and ws.last_choice() == {}  # no fallback saved as a choice
 
 
 def test_a_sessions_first_run_lists_the_datasets_and_strategies_once(workspace, monkeypatch):

@@ -226,7 +226,11 @@ def active_dataset() -> str:
                        f"{label_dataset(fallback)} instead.")
         current = st.session_state["dataset"] = fallback
     _to_url("dataset", current)
-    _to_url("strategy", active_strategy(strategy_names()))  # (a page without a strategy box links its too)
+    held = st.session_state.get("strategy")  # (a page without a strategy box links the session's too)
+    if held is None:
+        _to_url("strategy", active_strategy(strategy_names()))
+    elif held in strategy_names():  # one that stopped loading: not replaced by a fallback saved as a choice
+        _to_url("strategy", held)
     return current
 
 
