@@ -703,7 +703,9 @@ def test_heatmap_labels_only_when_cells_fit():
     assert C.heatmap_labels(np.array([[0.007, 0.35], [1.2, -0.004]]), "sharpe") == [["0.01", "0.35"],
                                                                                       ["1.20", "0.00"]]
     assert C.heatmap_labels(np.array([[0.05, 0.35]]), "win_rate") == [["5%", "35%"]]
-    assert C.heatmap_labels(np.array([[950.0, 12_345.0, np.nan]]), "final_equity") == [["0.9k", "12.3k", ""]]
+    assert C.heatmap_labels(np.array([[950.0, 12_345.0, np.nan]]), "final_equity") == [["0.95k", "12.35k", ""]]
+    # from a typical cell, not the largest: one outlier rounded the others to "0" and "1"
+    assert C.heatmap_labels(np.array([[0.5, 1.4, 150.0]]), "profit_factor") == [["0.50", "1.40", "150.00"]]
     assert C.heatmap_labels(np.array([[0.004, -0.007]]), "sharpe") == [["0.004", "-0.007"]]
     assert C.heatmap_labels(np.zeros((5, 60)), "sharpe") is None  # 60 columns: no room
     assert C.heatmap_labels(np.zeros((80, 5)), "sharpe") is None

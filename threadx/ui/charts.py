@@ -841,8 +841,10 @@ def heatmap_labels(z: np.ndarray, metric: str, max_rows: int = 30) -> list[list[
     7 px per character across :data:`HEATMAP_LABEL_WIDTH_PX`, at most ``max_rows`` rows)."""
     if z.size == 0 or z.shape[0] > max_rows:
         return None
-    finite = np.abs(z[np.isfinite(z)])
-    scale = float(finite.max()) if finite.size else 0.0  # one format for every cell
+    finite = np.abs(z[np.isfinite(z) & (z != 0)])
+    # one format for every cell, from a typical one (the largest let one outlier round the rest
+    # to "0" and "1"; an outlier gets a longer label, or none when the labels no longer fit)
+    scale = float(np.median(finite)) if finite.size else 0.0
     labels = [[short_number(float(v), units.is_fraction(metric), scale) for v in row] for row in z]
     widest = max(len(t) for row in labels for t in row)
     if z.shape[1] * (7 * widest + 10) > HEATMAP_LABEL_WIDTH_PX:
