@@ -68,3 +68,22 @@ def test_values_outside_the_forms_boxes_are_named_not_set() -> None:
                     "the dataset gone/X-1h (no longer in the data folder)"]
     assert "wf_oos_days" not in state and "wf_boot" not in state and "dataset" not in state
     assert state["wf_is_days"] == 10.0 and state["wf:ma_crossover:ma_type:values"] == ["sma"]
+
+
+def test_the_funding_a_research_cell_ran_with_is_named_as_not_loaded() -> None:
+    """A research cell runs with its dataset's funding file; the page's walk-forward runs without:
+    "Load these settings" left it out without a word, and Launch gave another result."""
+    from threadx.ui.walk_forward_form import form_state
+
+    cfg = {"strategy": "ma_crossover", "is_bars": 2160, "oos_bars": 720, "step_bars": 720, "anchored": False,
+           "purge": 0, "embargo": 0, "sampler": "grid", "n": None, "seed": 42, "objective": "sharpe",
+           "maximize": True, "min_trades": 5,
+           "engine": {"fee_bps": 10.0, "fill": "close", "funding": "<Series of 3 rates from /d/X-funding.parquet>"},
+           "space": {"axes": []}}
+    _, left = form_state(cfg, {"dataset": "binance/X-1h", "timeframe": "1h"}, threadx.get_strategy("ma_crossover"),
+                         1000, 16)
+    assert left == ["the funding it ran with (<Series of 3 rates from /d/X-funding.parquet>): this page's "
+                    "walk-forward runs without funding (threadx walkforward applies the dataset's funding file)"]
+    cfg["engine"]["funding"] = None
+    assert form_state(cfg, {"dataset": "binance/X-1h", "timeframe": "1h"}, threadx.get_strategy("ma_crossover"),
+                      1000, 16)[1] == []

@@ -305,7 +305,10 @@ def plan_differences(form: dict[str, Any], cfg: dict[str, Any], meta: dict[str, 
         label, unit = _PLAN_LABELS.get(key, (key, ""))
         items.append((label, now, ran.get(key), unit))
     other_space = "space" in form and _space_values(form["space"]) != _space_values(ran.get("space"))
-    return differences(items, "the report", ["another search space"] if other_space else [])
+    first = ["another search space"] if other_space else []
+    if engine.get("funding") not in (None, 0, 0.0):  # (a research cell ran with its dataset's funding file)
+        first.append(f"no funding here, {str(engine['funding'])[:80]} in the report")
+    return differences(items, "the report", first)
 
 
 def _space_values(space: Any) -> list[Any]:

@@ -78,6 +78,9 @@ def form_state(cfg: Mapping[str, Any], meta: Mapping[str, Any], spec: StrategySp
         state[f"{prefix}_fee"] = float(engine["fee_bps"])
     if engine.get("fill") is not None:
         state[f"{prefix}_fill"] = engine["fill"]
+    if engine.get("funding") not in (None, 0, 0.0):  # (a research cell's: its dataset's funding file)
+        left.append(f"the funding it ran with ({str(engine['funding'])[:80]}): this page's walk-forward runs "
+                    "without funding (threadx walkforward applies the dataset's funding file)")
     if bootstrap is not None:
         state[f"{prefix}_boot"] = int(bootstrap)
     if blocks is not None:
