@@ -50,6 +50,7 @@ DEFAULT_WF_OOS_DAYS = 30.0
 DEFAULT_SWEEP_SAMPLES = 2000
 DEFAULT_WF_SAMPLES = 500
 DEFAULT_BOOTSTRAP = 1000  # bootstrap resamples of a validation report (pages, CLI, API)
+STORED = "stored"  # the funding option of a research or a portfolio: each dataset's own funding file
 # which winner of a research cell a portfolio runner trades: the last in-sample window's (what
 # trading on would deploy) or the whole period's (chosen with hindsight on all the data)
 RESEARCH_PARAM_CHOICES = ("last_window", "whole_period")

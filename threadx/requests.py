@@ -21,7 +21,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from threadx.config import DEFAULT_BOOTSTRAP, DEFAULT_MIN_TRADES, DEFAULT_SEED, DEFAULT_WF_SAMPLES, sweep_defaults
+from threadx.config import (DEFAULT_BOOTSTRAP, DEFAULT_MIN_TRADES, DEFAULT_SEED, DEFAULT_WF_SAMPLES, STORED,
+                            sweep_defaults)
 from threadx.errors import DataError, ParamError, whole
 
 UNNAMED = "<frame>"  # the source of data that was a frame in memory, not a file or dataset: not reloadable
@@ -537,7 +538,7 @@ class PortfolioRequest:
     kill_switch: float | None = None
     kill_window: str = field(default_factory=lambda: _portfolio_default("DEFAULT_KILL_WINDOW"))
     cooldown: str = field(default_factory=lambda: _portfolio_default("DEFAULT_COOLDOWN"))
-    funding: str | None = "stored"
+    funding: str | None = STORED
     engine_options: dict = field(default_factory=dict)
     run_id: str | None = None
     label: str = ""
@@ -571,7 +572,7 @@ class PortfolioRequest:
             object.__setattr__(self, key, gate_fraction(getattr(self, key), key, upper) or None)
         gate_duration(self.kill_window, "kill_window")
         gate_duration(self.cooldown, "cooldown")
-        if self.funding not in (None, "stored"):
+        if self.funding not in (None, STORED):
             raise ParamError(f"funding must be 'stored' or None, got {self.funding!r}")
         options = dict(self.engine_options or {}) if isinstance(self.engine_options, Mapping) else self.engine_options
         if isinstance(options, Mapping) and "initial_capital" in options:

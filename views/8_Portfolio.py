@@ -17,7 +17,7 @@ from __future__ import annotations
 import streamlit as st
 
 import threadx
-from threadx.config import DEFAULT_RESEARCH_PARAMS, settings
+from threadx.config import DEFAULT_RESEARCH_PARAMS, STORED, settings
 from threadx.data.catalog import list_datasets
 from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
@@ -172,7 +172,7 @@ def settings_form() -> dict:
                                "datasets without one run without funding")
     return {"capital": capital, "margin_guard": guard or None, "runner_cap": cap or None,
             "kill_switch": kill / 100 or None, "kill_window": window.strip(), "cooldown": cooldown.strip(),
-            "funding": "stored" if funding else None,
+            "funding": STORED if funding else None,
             "engine_options": {"fee_bps": fee, "leverage": leverage or None, "fill": fill}}
 
 

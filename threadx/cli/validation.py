@@ -10,6 +10,7 @@ from threadx.cli.common import (
     EXIT_BAD_INPUT, EXIT_CELL_FAILED, _cell, _check_writable, _dataset_funding, _engine_options, _json_text,
     _load_data, _parse_space, _print_json, _print_timings, _progress_printer, _table, end_live_line, live_line,
 )
+from threadx.config import STORED
 from threadx.errors import ParamError, ThreadXError
 from threadx.units import counted, format_count
 from threadx.validation.grading import score_text
@@ -143,7 +144,6 @@ def _exit_status(error: ThreadXError | None) -> int:
 
 def cmd_research(args: argparse.Namespace) -> int:
     """Walk-forward of each strategy on each dataset, the strategy x asset matrix and transfer."""
-    from threadx.data.funding import STORED
     from threadx.validation.research import kept_text, research
 
     def progress(done: int, total: int, phase: str) -> None:
@@ -227,7 +227,7 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
     result = portfolio_backtest(
         runners, capital=args.capital, weights=weights, margin_guard=args.margin_guard, runner_cap=args.runner_cap,
         kill_switch=args.kill_switch, kill_window=args.kill_window, cooldown=args.cooldown,
-        funding=None if args.no_funding else "stored", portfolio_id=args.id, memory_budget=args.memory_budget,
+        funding=None if args.no_funding else STORED, portfolio_id=args.id, memory_budget=args.memory_budget,
         origin=origin, **_engine_options(args))
     if args.json:
         _print_json(result.summary())

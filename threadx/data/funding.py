@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from threadx.config import STORED
 from threadx.data.catalog import _root, normalize_symbol, resolve_dataset
 from threadx.data.io import replace_atomically
 from threadx.data.fetch import DEFAULT_HISTORY_DAYS, _line, _market_symbol, _to_ms, call_with_retries
@@ -212,9 +213,6 @@ def stored_funding(source: str | os.PathLike) -> pd.Series | None:
     except ThreadXError:
         return None
     return _funding_beside(path)
-
-
-STORED = "stored"  # the funding engine option of a research or a portfolio: each dataset's own file
 
 
 def with_stored_funding(options: Mapping[str, Any], source: str | os.PathLike) -> dict[str, Any]:

@@ -32,8 +32,10 @@ import numpy as np
 import pandas as pd
 
 from threadx import logs
+from threadx.config import STORED
 from threadx.contract import SIG_ENTER_LONG, SIG_ENTER_SHORT, prepare_signals
 from threadx.data.bars import as_bars
+from threadx.data.funding import stored_funding
 from threadx.data.grid import timeframe_ns
 from threadx.data.timeframe import timeframe_seconds
 from threadx.engine import kernel
@@ -287,9 +289,7 @@ def _prepare(runner: Runner, label: str, capital: float, base: EngineOptions, fu
 def _funding(runner: Runner, label: str, funding: Any) -> Any:
     if funding is None:
         return None
-    if funding == "stored":
-        from threadx.data.funding import stored_funding
-
+    if funding == STORED:
         return stored_funding(runner.data.source)
     if isinstance(funding, Mapping):
         return funding.get(label, funding.get(runner.label))

@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from threadx.config import STORED
 from threadx.errors import ThreadXError
 from threadx.portfolio import PortfolioResult, Runner
 from threadx.portfolio.result import SKIP_REASONS
@@ -185,7 +186,7 @@ def describe_config(result: PortfolioResult) -> str:
               f"cooldown {c.get('cooldown')}") if c.get("kill_switch") else "no kill switch"]
     span = f"{str(meta.get('start', '?'))[:10]} to {str(meta.get('end', '?'))[:10]}"
     funding = c.get("funding") or "none"
-    if funding == "stored":  # which runners a stored file was found for ("stored files" read as if all had one)
+    if funding == STORED:  # which runners a stored file was found for ("stored files" read as if all had one)
         found = sum(1 for r in result.runners if r.get("funding"))
         funding = (f"stored files ({found} of {len(result.runners)} runners have one)" if found
                    else "stored files (none found for these datasets)")

@@ -34,8 +34,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from threadx.config import settings
-from threadx.data.funding import STORED, with_stored_funding
+from threadx.config import STORED, settings
+from threadx.data.funding import with_stored_funding
 from threadx.errors import ParamError, ThreadXError, os_reason
 from threadx.names import check_name
 from threadx.requests import DatasetRef, WalkForwardRequest, check_once
