@@ -193,6 +193,19 @@ def test_a_research_phase_line_gives_the_time_left_of_its_walk_forwards():
     assert seen == [(1, 7, "walk-forward bb_atr on X: 150/300 combos · ETA 9 s")]
 
 
+def _two_asset_research(tmp_path, research_id: str):
+    """(the two candle files, the research of ma_crossover on them: a 2-combo grid) in tmp_path."""
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import generate_synthetic
+
+    paths = [tmp_path / "AAA_USDT-1h.parquet", tmp_path / "BBB_USDT-1h.parquet"]
+    for seed, path in enumerate(paths):
+        write_ohlcv(generate_synthetic(path.stem.split("-")[0], days=400, seed=20 + seed), path)
+    return paths, research("ma_crossover", [str(p) for p in paths], {"fast_period": [5, 10], "slow_period": [40]},
+                           results_dir=tmp_path, research_id=research_id, is_days=120, oos_days=60, sampler="grid",
+                           bootstrap=50, S=4)
+
+
 def test_the_winners_of_a_research_never_run_on_candles_replaced_since(tmp_path):
     """A research recorded its datasets without their fingerprints: after ETH's file was replaced
     by other candles, 'Portfolio from winners' ran the params chosen on the old ones on the new
@@ -203,12 +216,7 @@ def test_the_winners_of_a_research_never_run_on_candles_replaced_since(tmp_path)
     from threadx.portfolio import portfolio_backtest
     from threadx.portfolio.runners import runners_from_research
 
-    paths = [tmp_path / "AAA_USDT-1h.parquet", tmp_path / "BBB_USDT-1h.parquet"]
-    for seed, path in enumerate(paths):
-        write_ohlcv(generate_synthetic(path.stem.split("-")[0], days=400, seed=20 + seed), path)
-    result = research("ma_crossover", [str(p) for p in paths], {"fast_period": [5, 10], "slow_period": [40]},
-                      results_dir=tmp_path, research_id="fp", is_days=120, oos_days=60, sampler="grid",
-                      bootstrap=50, S=4)
+    paths, result = _two_asset_research(tmp_path, "fp")
     recorded = {d["name"]: d["fingerprint"] for d in result.config["datasets"]}
     assert all(recorded.values()) and len(set(recorded.values())) == 2
     runners = runners_from_research(result, choice="last_window")
@@ -358,17 +366,10 @@ def test_loading_a_researchs_winners_says_why_none_or_which_dataset_cannot_be_ch
     winners on whatever candles the name held, unchecked."""
     import copy
 
-    from threadx.data.io import write_ohlcv
-    from threadx.data.synthetic import generate_synthetic
     from threadx.errors import DataError
     from threadx.portfolio.runners import Runner, runners_from_research
 
-    paths = [tmp_path / "AAA_USDT-1h.parquet", tmp_path / "BBB_USDT-1h.parquet"]
-    for seed, path in enumerate(paths):
-        write_ohlcv(generate_synthetic(path.stem.split("-")[0], days=400, seed=20 + seed), path)
-    result = research("ma_crossover", [str(p) for p in paths], {"fast_period": [5, 10], "slow_period": [40]},
-                      results_dir=tmp_path, research_id="why", is_days=120, oos_days=60, sampler="grid",
-                      bootstrap=50, S=4)
+    paths, result = _two_asset_research(tmp_path, "why")
     assert len(runners_from_research(result)) == 2
     with pytest.raises(ParamError, match=r"research why has no strategy supertrend \(its strategies: ma_crossover\)"):
         runners_from_research(result, "supertrend")

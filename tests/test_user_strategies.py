@@ -717,36 +717,26 @@ def test_runs_show_counts_the_failures_past_the_three_it_quotes(rsi: Path, frame
     assert out.count("failed (3 combos): ") == 3 and "failed (3 more combos): other errors" in out, out
 
 
-@pytest.mark.parametrize("declared", ['feeds="exits"', "feeds=()"])
+@pytest.mark.parametrize("declared, space, moved", [
+    ('feeds="exits"', {"exit_level": "50:70:5", "oversold": [30]}, r"exit_level=.*"),
+    ("feeds=()", {"exit_level": "50:70:5", "oversold": [30]}, r"exit_level=.*"),
+    # fixed at 65, not its default 55: a sweep computes a display-only value as its default, and
+    # its guard looked at varied params only (every row labelled 65 held 55's results)
+    ("feeds=()", {"oversold": "26:32:3", "exit_level": [65.0]}, r"exit_level=55.0 \(from 65.0, with oversold=26.0\)"),
+])
 def test_a_sweep_refuses_a_declaration_that_would_merge_combos_that_differ(rsi: Path, frame, tmp_path,
-                                                                          declared) -> None:
+                                                                          declared, space, moved) -> None:
     """exit_level declared for the exits (or display-only) while signals() reads it: the sweep
     reused one signal array for every exit_level (24 of 30 rows wrong, no warning; the stored
     failed `strategy check` was not consulted). Refused before anything is stored."""
     _edit(rsi, 'description="exit: RSI crosses above this", feeds="signals"',
           f'description="exit: RSI crosses above this", {declared}')
-    with pytest.raises(ParamError, match=r"rsi_mine: exit_level=.* changes the signals .* but does not declare "
+    with pytest.raises(ParamError, match=rf"rsi_mine: {moved} changes the signals .* but does not declare "
                                          r"'signals': this sweep would merge combos that differ"):
-        threadx.sweep(frame, "rsi_mine", {"exit_level": "50:70:5", "oversold": [30]}, store=tmp_path,
-                      run_id="lies", bank=IndicatorBank(disk=False))
+        threadx.sweep(frame, "rsi_mine", space, store=tmp_path, run_id="lies", bank=IndicatorBank(disk=False))
     assert not list(tmp_path.glob("lies/part-*.parquet"))
     threadx.sweep(frame, "rsi_mine", {"oversold": "26:32:3"}, store=tmp_path, run_id="fine",
                   bank=IndicatorBank(disk=False))  # the params whose roles hold sweep as before
-
-
-def test_a_sweep_refuses_a_wrong_display_only_param_fixed_at_another_value(rsi: Path, frame, tmp_path) -> None:
-    """exit_level declared display-only while signals() reads it, fixed at 65 (the default 55):
-    a sweep computes display-only values as their defaults, and its guard looked at varied
-    params only, so every row labelled exit_level=65 held exit_level 55's results."""
-    _edit(rsi, 'description="exit: RSI crosses above this", feeds="signals"',
-          'description="exit: RSI crosses above this", feeds=()')
-    with pytest.raises(ParamError, match=r"rsi_mine: exit_level=55.0 \(from 65.0, with oversold=26.0\) changes the "
-                                         r"signals .* but does not declare 'signals': this sweep would merge combos"):
-        threadx.sweep(frame, "rsi_mine", {"oversold": "26:32:3", "exit_level": [65.0]}, store=tmp_path,
-                      run_id="fixed", bank=IndicatorBank(disk=False))
-    assert not list(tmp_path.glob("fixed/part-*.parquet"))
-    threadx.sweep(frame, "rsi_mine", {"oversold": "26:32:3"}, store=tmp_path, run_id="at-default",
-                  bank=IndicatorBank(disk=False))  # at its default it is computed as declared
 
 
 def test_a_wrong_role_past_a_threshold_is_refused_by_the_sweep_and_failed_by_the_check(rsi: Path, frame,
