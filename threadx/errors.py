@@ -82,6 +82,17 @@ def whole(value: Any, name: str, minimum: int = 0, maximum: int | None = None, u
     return int(value)
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of an error's text (cut to ``limit`` characters), else its type's name:
+    how one line names a failure.
+
+    >>> first_line(ValueError("bad value\\nsecond line")), first_line(KeyError()), first_line(OSError("abcdef"), 3)
+    ('bad value', 'KeyError', 'abc')
+    """
+    text = str(exc)
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 def os_reason(exc: OSError) -> str:
     """An OS failure in a few words, for an error line that names the file itself.
 

@@ -28,7 +28,7 @@ from filelock import FileLock, Timeout
 
 from threadx.config import settings
 from threadx.engine.layout import METRIC_NAMES, RESULT_COLUMNS
-from threadx.errors import ThreadXError, os_reason
+from threadx.errors import ThreadXError, first_line, os_reason
 from threadx.files import atomic_write_bytes
 from threadx.names import check_name
 from threadx.shapes import LIST, OBJECT, SWITCH, TEXT, WHOLE, WHOLES, Kind, shape_problem
@@ -562,7 +562,7 @@ def _read_table(path: Path, columns: list[str] | None):
 
 
 def _bad_part(path: Path, exc: BaseException) -> RunDamaged:
-    why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    why = first_line(exc, 120)
     return RunDamaged(path.parent.name, f"has an unreadable part {path.name} ({why})")
 
 

@@ -52,7 +52,7 @@ from threadx.engine.layout import (
 from threadx.engine.metrics import longest_drawdown_days, metrics_dict
 from threadx.engine.portfolio_loop import EVENT_COLUMNS, TICK_COLUMNS, run_portfolio
 from threadx.engine.result import trades_frame
-from threadx.errors import Cancelled, ParamError, ThreadXError
+from threadx.errors import Cancelled, ParamError, ThreadXError, first_line
 from threadx.names import check_name
 from threadx.portfolio.result import PortfolioResult, portfolio_root, save_portfolio
 from threadx.portfolio.runners import Runner, parse_runner, runner_labels
@@ -275,7 +275,7 @@ def _prepare(runner: Runner, label: str, capital: float, base: EngineOptions, fu
                              f"or its sizing's), below min_notional {smallest:g}; raise its weight or the "
                              "portfolio's capital, or lower min_notional")
     except ThreadXError as exc:
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = first_line(exc)
         raise type(exc)(f"runner {label}: {text}") from None
     dataset = DatasetRef.of(frame, bars=bars) if runner.data.source else runner.data
     record = {"source": rates.attrs.get("source"), "fingerprint": rates.attrs.get("fingerprint"),

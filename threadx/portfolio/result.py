@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from threadx.config import settings
-from threadx.errors import ThreadXError
+from threadx.errors import ThreadXError, first_line
 from threadx.names import check_name
 from threadx.shapes import JSON_NUMBER, LIST, Kind, json_number, shape_problem
 
@@ -170,6 +170,6 @@ def list_portfolios(results_dir: str | os.PathLike | None = None,
                          "created": (data.get("meta") or {}).get("created")})
         except (ValueError, OSError) as exc:
             if damaged is not None:
-                damaged.append((path.parent.name, str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__))
+                damaged.append((path.parent.name, first_line(exc, 160)))
             continue
     return rows

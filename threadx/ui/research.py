@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from threadx.errors import ThreadXError
+from threadx.errors import ThreadXError, first_line
 from threadx.ui.charts import _new_figure, empty_figure
 from threadx.ui.validation_charts import _title
 from threadx.units import format_metric
@@ -35,7 +35,7 @@ def list_research(results_dir: str | os.PathLike | None = None,
             data = checked_research(json.loads(path.read_text()))
         except (OSError, ValueError) as exc:
             if damaged is not None:
-                damaged.append((path.parent.name, str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__))
+                damaged.append((path.parent.name, first_line(exc, 160)))
             continue
         config = data["config"]
         rows.append({"research_id": path.parent.name,
@@ -59,7 +59,7 @@ def window_problems(datasets: Sequence[str], is_days: float, oos_days: float,
             is_bars, oos_bars, step = window_lengths(df.attrs.get("timeframe"), is_days=is_days, oos_days=oos_days)
             plan_windows(len(df), is_bars, oos_bars, step)
         except (ThreadXError, OSError, ValueError) as exc:
-            problems.append(f"{name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            problems.append(f"{name}: {first_line(exc)}")
     return problems
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 import streamlit as st
 
 from threadx.engine.layout import METRIC_NAMES
-from threadx.errors import ThreadXError, is_real
+from threadx.errors import ThreadXError, first_line, is_real
 from threadx.filestamp import file_stamp
 from threadx.optimize.store import ResultStore, RunDamaged, SweepRun, lock_held
 from threadx.requests import DatasetRef, SweepRequest, describe_data
@@ -144,7 +144,7 @@ def summarize(store: ResultStore, run_id: str) -> dict[str, Any]:
     except RunDamaged as exc:
         row["status"] = f"damaged: {exc.why}"
     except (ThreadXError, OSError, ValueError) as exc:
-        row["status"] = f"damaged: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        row["status"] = f"damaged: {first_line(exc)}"
     return row
 
 

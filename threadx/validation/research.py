@@ -36,7 +36,7 @@ import pandas as pd
 
 from threadx.config import STORED, settings
 from threadx.data.funding import with_stored_funding
-from threadx.errors import ParamError, ThreadXError, os_reason
+from threadx.errors import ParamError, ThreadXError, first_line, os_reason
 from threadx.names import check_name
 from threadx.requests import DatasetRef, WalkForwardRequest, check_once
 from threadx.shapes import JSON_NUMBER, OBJECT, TEXT, WHOLE, Kind, shape_problem
@@ -244,7 +244,7 @@ def _load(ref: DatasetRef) -> Any:
     try:
         return ref.load()
     except ThreadXError as exc:
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = first_line(exc)
         raise type(exc)(text if ref.label in text else f"dataset {ref.label}: {text}") from None
 
 
