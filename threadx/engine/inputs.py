@@ -104,8 +104,7 @@ class EngineOptions:
     def to_dict(self) -> dict:
         """JSON-safe view (funding summarised)."""
         out = asdict(self)
-        if self.funding is not None and not isinstance(self.funding, (int, float)):
-            out["funding"] = funding_summary(self.funding)
+        out["funding"] = funding_record(self.funding)
         return out
 
 
@@ -184,6 +183,12 @@ def funding_rate(funding: Any) -> Any:
         raise ParamError(f"funding rates must be fractions per settlement below {MAX_FUNDING_RATE:g} in size "
                          f"(0.0001 = 0.01 %), got {float(size.max()):g}")
     return funding
+
+
+def funding_record(funding: Any) -> Any:
+    """Funding as a run records it: None, a constant rate, or :func:`funding_summary`'s text for
+    a series (``<Series of N rates from PATH, sha256 ...>``)."""
+    return funding if funding is None or isinstance(funding, (int, float)) else funding_summary(funding)
 
 
 def funding_summary(funding: Any) -> str:

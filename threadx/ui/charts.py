@@ -810,7 +810,7 @@ def heatmap_pivot(results: pd.DataFrame, x: str, y: str, metric: str, agg: str =
 
 def short_number(value: float, percent: bool = False, scale: float | None = None) -> str:
     """A cell label of at most about 5 characters: ``0.1234`` -> ``0.12``, ``12345`` -> ``12.3k``,
-    percent ``0.1234`` -> ``12%``; NaN -> "". ``scale`` (the largest magnitude of the labels
+    percent ``0.1234`` -> ``12%``; NaN -> "". ``scale`` (a typical magnitude of the labels
     shown together, default this value's) sets the decimals and the suffix, so that the cells
     of one heatmap read alike: ``0.007`` is ``0.01`` beside ``0.35``, ``0.007`` alone.
 

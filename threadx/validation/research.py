@@ -36,6 +36,7 @@ import pandas as pd
 
 from threadx.config import STORED, settings
 from threadx.data.funding import with_stored_funding
+from threadx.engine.inputs import funding_record
 from threadx.errors import ParamError, ThreadXError, first_line, os_reason
 from threadx.names import check_name
 from threadx.requests import DatasetRef, WalkForwardRequest, check_once
@@ -364,7 +365,7 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
               "spaces": {s: r.space for s, r in zip(strategies, requests[::len(refs)])},
               "executor": executor, "transfer": "whole-period winner (benchmark_params) backtested on each "
                                                 "dataset's OOS span (first OOS start to last OOS end)",
-              "funding": {name: _funding_record(o.get("funding")) for name, o in target_options.items()}}
+              "funding": {name: funding_record(o.get("funding")) for name, o in target_options.items()}}
     result = ResearchResult(research_id, config, cells, transfer, status,
                             {"elapsed_s": time.perf_counter() - started, "cells_s": cells_done - started,
                              "transfer_s": time.perf_counter() - cells_done,
@@ -385,14 +386,6 @@ def _with_funding(options: Mapping[str, Any], ref: DatasetRef) -> dict[str, Any]
         return with_stored_funding(options, ref.source)
     except ThreadXError as exc:
         raise type(exc)(f"dataset {ref.label}: {exc}") from None
-
-
-def _funding_record(funding: Any) -> Any:
-    """The funding a dataset ran with, as a run records it: None, a constant rate, or the text
-    naming a stored file's rates (``<Series of N rates from PATH, sha256 ...>``)."""
-    from threadx.engine.inputs import funding_summary
-
-    return funding if funding is None or isinstance(funding, (int, float)) else funding_summary(funding)
 
 
 def kept_text(kept: Sequence[int] | None) -> str:
