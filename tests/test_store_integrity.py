@@ -270,7 +270,7 @@ def test_a_resume_with_other_funding_rates_is_refused(tmp_path, df):
     space = {"fast_period": [5, 10], "slow_period": [30, 40]}
     kw = dict(executor="inline", workers=1, store=tmp_path, run_id="f", bank=IndicatorBank(disk=False))
     sweep(df, "ma_crossover", space, funding=none, **kw)
-    with pytest.raises(ThreadXError, match="run f exists with a different engine"):
+    with pytest.raises(ThreadXError, match=r"run f was computed with other engine options \(funding differ\)"):
         sweep(df, "ma_crossover", space, funding=high, **kw)
     stored = high.copy()
     stored.attrs.update(source="funding/BTC_USDT.parquet", fingerprint="abc")

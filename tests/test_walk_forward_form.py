@@ -70,20 +70,26 @@ def test_values_outside_the_forms_boxes_are_named_not_set() -> None:
     assert state["wf_is_days"] == 10.0 and state["wf:ma_crossover:ma_type:values"] == ["sma"]
 
 
-def test_the_funding_a_research_cell_ran_with_is_named_as_not_loaded() -> None:
-    """A research cell runs with its dataset's funding file; the page's walk-forward runs without:
-    "Load these settings" left it out without a word, and Launch gave another result."""
+def test_the_funding_a_walk_forward_ran_with_sets_the_forms_funding_toggle() -> None:
+    """A research cell runs with its dataset's funding file; the page's walk-forward ran without:
+    "Load these settings" left it out without a word, and Launch gave another result. The form's
+    toggle now takes it; a rate the toggle cannot hold (a constant, a series from Python) is named."""
     from threadx.ui.walk_forward_form import form_state
 
     cfg = {"strategy": "ma_crossover", "is_bars": 2160, "oos_bars": 720, "step_bars": 720, "anchored": False,
            "purge": 0, "embargo": 0, "sampler": "grid", "n": None, "seed": 42, "objective": "sharpe",
-           "maximize": True, "min_trades": 5,
-           "engine": {"fee_bps": 10.0, "fill": "close", "funding": "<Series of 3 rates from /d/X-funding.parquet>"},
+           "maximize": True, "min_trades": 5, "engine": {"fee_bps": 10.0, "fill": "close",
+                                                          "funding": f"<Series of 3 rates from /d/X-funding.parquet, "
+                                                                     f"sha256 {'ab' * 32}>"},
            "space": {"axes": []}}
-    _, left = form_state(cfg, {"dataset": "binance/X-1h", "timeframe": "1h"}, threadx.get_strategy("ma_crossover"),
-                         1000, 16)
-    assert left == ["the funding it ran with (<Series of 3 rates from /d/X-funding.parquet>): this page's "
-                    "walk-forward runs without funding (threadx walkforward applies the dataset's funding file)"]
+    meta, spec = {"dataset": "binance/X-1h", "timeframe": "1h"}, threadx.get_strategy("ma_crossover")
+    state, left = form_state(cfg, meta, spec, 1000, 16)
+    assert state["wf_funding"] is True and left == []
     cfg["engine"]["funding"] = None
-    assert form_state(cfg, {"dataset": "binance/X-1h", "timeframe": "1h"}, threadx.get_strategy("ma_crossover"),
-                      1000, 16)[1] == []
+    state, left = form_state(cfg, meta, spec, 1000, 16)
+    assert state["wf_funding"] is False and left == []
+    cfg["engine"]["funding"] = 0.0001
+    state, left = form_state(cfg, meta, spec, 1000, 16)
+    assert state["wf_funding"] is True
+    assert left == ["the funding it ran with (0.0001 per settlement): the form applies the dataset's funding file "
+                    "or none"]

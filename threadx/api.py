@@ -9,8 +9,8 @@ import pandas as pd
 
 from threadx import logs
 from threadx.data.bars import Bars, as_bars
-from threadx.engine.inputs import (EngineOptions, check_bar_count, funding_per_bar, kernel_args, options_from,
-                                   strategy_rules)
+from threadx.engine.inputs import (EngineOptions, check_bar_count, funding_file_record, funding_per_bar, kernel_args,
+                                   options_from, strategy_rules)
 from threadx.engine import kernel
 from threadx.engine.layout import P_INITIAL_CAPITAL
 from threadx.engine.result import Result, wrap_full
@@ -98,4 +98,5 @@ def run_meta(spec: StrategySpec, bars: Bars, options: EngineOptions, rules: Exit
         "end": index[-1].isoformat(),
         "options": options.to_dict(),
         "rules": rules.__dict__.copy(),
+        **({"funding": paid} if (paid := funding_file_record(options.funding)) else {}),
     }

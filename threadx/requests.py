@@ -306,12 +306,12 @@ class BacktestRequest:
     def run(self, df: pd.DataFrame | None = None) -> Any:
         """The :class:`threadx.Result` (on ``df`` if given, else on :meth:`DatasetRef.load`)."""
         import threadx
+        from threadx.data.funding import with_stored_funding
 
-        if isinstance(self.engine_options.get("funding"), str):
-            raise ParamError("this run used a funding series that is not stored; re-run it from Python with it")
+        options = with_stored_funding(self.engine_options, self.data.source)  # (before the candles are read)
         threadx.get_strategy(self.strategy).require_code(self.code_hash, f"this {self.strategy} backtest")
         frame = self.data.load() if df is None else df
-        return threadx.backtest(frame, self.strategy, self.params, **self.engine_options)
+        return threadx.backtest(frame, self.strategy, self.params, **options)
 
 
 class _JobRequest:
@@ -373,10 +373,13 @@ class SweepRequest(_JobRequest):
         object.__setattr__(self, "engine_options", engine_dict(self.engine_options))
 
     def sweep_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`threadx.sweep` (engine options included)."""
+        """Keyword arguments of :func:`threadx.sweep` (engine options included; funding ``"stored"``
+        or the record of a stored file is the dataset's funding file, see :func:`with_stored_funding`)."""
+        from threadx.data.funding import with_stored_funding
+
         keys = ("sampler", "n", "seed", "objective", "maximize", "min_trades", "workers", "executor", "run_id",
                 "scheduler", "chunk_size", "adaptive_rounds", "patience", "grid_limit")
-        return {**{k: getattr(self, k) for k in keys}, **self.engine_options}
+        return with_stored_funding({**{k: getattr(self, k) for k in keys}, **self.engine_options}, self.data.source)
 
 
 @dataclass(frozen=True)
@@ -433,7 +436,7 @@ class WalkForwardRequest(_JobRequest):
 
     def walk_forward_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`threadx.walk_forward` (engine options included; funding
-        ``"stored"``, as a research's cells record it, is the dataset's funding file)."""
+        ``"stored"`` or the record of a stored file is the dataset's funding file, as for a sweep)."""
         from threadx.data.funding import with_stored_funding
 
         keys = (*_WINDOW_KEYS, "anchored", "purge", "embargo", "sampler", "n", "seed", "objective", "maximize",
@@ -633,8 +636,35 @@ def describe_options(engine: Mapping[str, Any] | None) -> str:
     if engine.get("ambiguity") not in (None, "conservative"):
         parts.append(f"ambiguity {engine['ambiguity']}")
     if engine.get("funding") is not None:
-        parts.append(f"funding {engine['funding']}")
+        parts.append(f"funding {funding_words(engine['funding'])}")
     return ", ".join(parts)
+
+
+def funding_words(funding: Any, detail: bool = True) -> str:
+    """An engine option's funding in words: "the stored file" (``"stored"``), a stored file's record
+    as the file's name, its rate count and the start of its sha256 (``detail=False``: "the stored
+    file", so a form that applies the stored file reads as the run that recorded it), a rate "per
+    settlement", "none"; a record of a series passed from Python is "a series from Python".
+
+    >>> funding_words("stored"), funding_words(None), funding_words(0.0001)
+    ('the stored file', 'none', '0.0001 per settlement')
+    >>> funding_words("<Series of 1,095 rates from /d/binance/BTC_USDT-funding.parquet, sha256 " + "3f" * 32 + ">")
+    'BTC_USDT-funding.parquet (1,095 rates, sha256 3f3f3f3f)'
+    """
+    from threadx.data.funding import stored_record
+
+    if funding is None:
+        return "none"
+    if funding == STORED:
+        return "the stored file"
+    if not isinstance(funding, str):
+        return f"{funding:.10g} per settlement"
+    record = stored_record(funding)
+    if record is None:
+        return "a series from Python"
+    if not detail:
+        return "the stored file"
+    return f"{os.path.basename(record['path'])} ({record['rates']} rates, sha256 {record['sha'][:8]})"
 
 
 def describe_data(data: Mapping[str, Any] | None, fallback: str | None = None, timeframe: str | None = None) -> str:

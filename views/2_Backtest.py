@@ -10,17 +10,19 @@ import streamlit as st
 
 import threadx
 from threadx.data.bars import as_bars
+from threadx.config import STORED
 from threadx.data.catalog import quote_currency
+from threadx.data.funding import funding_file_of
 from threadx.contract import prepare_signals
 from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
 from threadx.requests import (OPTION_WORDS, BacktestRequest, DatasetRef, describe_data, describe_options,
-                              engine_dict)
+                              engine_dict, funding_words)
 from threadx.ui import charts, widgets, workspace
 from threadx.ui import strategies as strategies_ui
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, strategy_fell_back,
                               load_dataset_or_error, plain, restore_from_url, session_memo)
-from threadx.ui.widgets import differences, metric_grid, param_form
+from threadx.ui.widgets import differences, funding_caption, funding_toggle, metric_grid, param_form
 from threadx.warmup import warming_note
 
 SIZINGS = ["strategy's", "all_in", "fraction", "risk"]  # (the first: the strategy's own rule; "strategy default" was cut at 1024 px)
@@ -29,14 +31,17 @@ DEFAULTS = EngineOptions()  # the one source of the engine's defaults
 st.title("Backtest")
 
 
-WIDGETLESS = ("fraction", "ambiguity", "funding")  # engine options without a widget here, kept from a reopened run
+WIDGETLESS = ("fraction", "ambiguity")  # engine options without a widget here, kept from a reopened run
 
 
 def engine_widgets_from(engine: dict) -> None:
     """Set the cost / fill / sizing widgets to a request's engine options (the options
     without a widget are kept in ``bt_engine_extra`` for the next runs)."""
-    st.session_state["bt_engine_extra"] = {k: engine[k] for k in WIDGETLESS
-                                           if engine.get(k) != getattr(DEFAULTS, k)}
+    extra = {k: engine[k] for k in WIDGETLESS if engine.get(k) != getattr(DEFAULTS, k)}
+    if isinstance(engine.get("funding"), (int, float)):  # a constant rate (from Python): the toggle holds none
+        extra["funding"] = engine["funding"]
+    st.session_state["bt_engine_extra"] = extra
+    st.session_state["bt_funding"] = engine.get("funding") is not None
     st.session_state.update({
         "bt_capital": float(engine["initial_capital"]), "bt_fee": float(engine["fee_bps"]),
         "bt_slip": float(engine["slippage_bps"]), "bt_fill": engine["fill"],
@@ -69,6 +74,12 @@ def form_differences(shown: dict, params: dict, engine: dict, dataset: str | Non
         refused.append(f"an option the run would refuse: {exc}")
     else:
         then = engine_dict((shown.get("request") or {}).get("engine_options"))
+        # the toggle's "stored" and the record of the file it ran with read alike; "stored" on a dataset
+        # without a funding file reads as none
+        for options, source in ((now, dataset or shown["dataset"]), (then, shown["dataset"])):
+            funding = options.get("funding")
+            options["funding"] = funding_words(None if funding == STORED and funding_file_of(source) is None
+                                               else funding, detail=False)
         for key in now:
             words, unit = OPTION_WORDS.get(key, (key, ""))  # "fee 25 bps here", not "fee_bps 25 here"
             items.append((words, now.get(key), then.get(key), unit))
@@ -103,6 +114,9 @@ def show(result, request: BacktestRequest, df: pd.DataFrame, origin: str | None)
     from the cache)."""
     if request.code_hash is None:  # a refresh or a link re-runs it only with the same strategy code
         request = replace(request, code_hash=result.meta.get("strategy_code"))
+    ran_with = result.meta["options"].get("funding")
+    if request.engine_options.get("funding") == STORED and ran_with is not None:  # and with the rows it ran with
+        request = replace(request, engine_options={**request.engine_options, "funding": ran_with})
     try:
         bt_id = workspace.save_backtest(request, origin)
     except (OSError, ThreadXError) as exc:
@@ -236,12 +250,14 @@ with st.expander("Costs, fills and sizing", expanded=False):
     min_notional = c[2].number_input("Min order value", min_value=0.0, step=1.0, key="bt_min_notional",
                                      help="entries below this order value (quote currency) are skipped "
                                           "and counted in n_skipped; 0 = off")
+    funding = funding_toggle(c[3], "bt_funding")
     extra = st.session_state.get("bt_engine_extra")
     if extra:
         st.caption("Also from the reopened run: " + ", ".join(f"{k} {v}" for k, v in extra.items()))
+    funding_caption(dataset if handed_data is None else DatasetRef.from_dict(handed_data["ref"]).source, funding)
 engine = {"initial_capital": capital, "fee_bps": fee_bps, "slippage_bps": slip_bps, "fill": fill,
           "sizing": None if sizing == SIZINGS[0] else sizing, "leverage": leverage or None,
-          "min_notional": min_notional, **st.session_state.get("bt_engine_extra", {})}
+          "min_notional": min_notional, "funding": funding, **st.session_state.get("bt_engine_extra", {})}
 
 run_clicked = (st.button("Run backtest", type="primary", key="bt_run", disabled=param_problem is not None)
                and not strategy_fell_back())

@@ -28,8 +28,8 @@ from threadx.units import format_metric
 from threadx.ui import strategies as strategies_ui
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import cuda_status, dataset_picker, handover, plain, strategy_fell_back, strategy_picker
-from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, job_progress, preset_space, space_editor,
-                                timings_section)
+from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, funding_caption, funding_toggle, job_progress,
+                                preset_space, space_editor, timings_section)
 from threadx.units import table_view
 
 
@@ -89,6 +89,7 @@ fee_bps = c.number_input("Fee (bps)", min_value=0.0, value=float(engine_defaults
                          persist_state="session", width=w)
 fill = c.selectbox("Fill", fills, index=fills.index(engine_defaults.fill), key="opt_fill", persist_state="session",
                    width=w)
+funding = funding_toggle(c, "opt_funding", persist_state="session")
 c.toggle("GPU", value=sweep_settings.executor == "gpu" and gpu.available, disabled=not gpu.available, key="opt_gpu",
          persist_state="session",
          help=(f"Run the combos on {len(gpu.devices)} CUDA device(s): "
@@ -96,6 +97,7 @@ c.toggle("GPU", value=sweep_settings.executor == "gpu" and gpu.available, disabl
          else f"Unavailable, sweeps run on the CPU: {gpu.reason or 'no CUDA device found'}")
 if use_gpu:
     executor = "gpu"
+funding_caption(dataset, funding)
 
 # live combo count with its size band
 count_error = None
@@ -124,7 +126,7 @@ if st.button("Launch", type="primary", disabled=count_error is not None, key="op
         request = SweepRequest(  # checked here (grid limit, n, options), stored by the job, run by the runner
             data=DatasetRef(source=dataset, name=dataset), strategy=strategy, space=space, sampler=sampler, n=n,
             seed=seed, objective=objective, maximize=maximize, min_trades=min_trades, workers=workers,
-            executor=executor, engine_options={"fee_bps": fee_bps, "fill": fill})
+            executor=executor, engine_options={"fee_bps": fee_bps, "fill": fill, "funding": funding})
         st.session_state["sweep_job"] = registry.submit(request.to_dict())
         st.session_state.pop("sweep_run", None)
         st.query_params.pop("run", None)

@@ -23,6 +23,7 @@ import threadx
 from threadx.config import (DEFAULT_BOOTSTRAP, DEFAULT_MIN_TRADES, DEFAULT_SEED, DEFAULT_WF_IS_DAYS,
                             DEFAULT_WF_OOS_DAYS, DEFAULT_WF_SAMPLES, settings)
 from threadx.data.catalog import resolve_dataset
+from threadx.data.funding import funding_file_of
 from threadx.engine.inputs import EngineOptions
 from threadx.optimize.runner import default_workers
 from threadx.engine.layout import METRIC_NAMES
@@ -30,15 +31,16 @@ from threadx.errors import ThreadXError
 from threadx.filestamp import file_stamp
 from threadx.optimize.space import SearchSpace, size_band
 from threadx.optimize.store import ResultStore
-from threadx.requests import DatasetRef, WalkForwardRequest, describe_data, describe_options, describe_run
+from threadx.requests import (DatasetRef, WalkForwardRequest, describe_data, describe_options, describe_run,
+                              funding_words)
 from threadx.ui import strategies as strategies_ui
 from threadx.ui import sweep_runs, validation_charts as vc
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset_or_error,
                               strategy_fell_back)
 from threadx.ui.walk_forward_form import BOUNDS, form_state
-from threadx.ui.widgets import (CONTROL_PX, choice_box, controls_row, differences, follow_job, job_progress,
-                                metric_grid, number_box, space_editor, timings_section)
+from threadx.ui.widgets import (CONTROL_PX, choice_box, controls_row, differences, follow_job, funding_caption,
+                                funding_toggle, job_progress, metric_grid, number_box, space_editor, timings_section)
 from threadx.units import format_count, format_metric, table_view
 from threadx.validation.grading import score_text
 from threadx.validation.report import (partial_note, sweep_data, sweep_evaluator, validate_sweep,
@@ -284,7 +286,7 @@ _PLAN_LABELS = {"is_bars": ("in-sample window", " bars"), "oos_bars": ("out-of-s
                 "step_bars": ("step", " bars"), "anchored": ("anchored IS", ""), "purge": ("purge", " bars"),
                 "embargo": ("embargo", " bars"), "n": ("combos (n)", ""), "min_trades": ("min trades (IS)", ""),
                 "maximize": ("maximise", ""), "fee_bps": ("fee", " bps"), "bootstrap": ("bootstrap resamples", ""),
-                "S": ("PBO blocks", "")}
+                "S": ("PBO blocks", ""), "funding": ("funding", "")}
 
 
 def plan_differences(form: dict[str, Any], cfg: dict[str, Any], meta: dict[str, Any], report: Any = None
@@ -294,7 +296,8 @@ def plan_differences(form: dict[str, Any], cfg: dict[str, Any], meta: dict[str, 
     each "name here, then in the report"; the search space as one item."""
     engine = cfg.get("engine") or {}
     ran = {**{k: cfg.get(k) for k in form if k in cfg}, "dataset": meta.get("dataset"),
-           "fee_bps": engine.get("fee_bps"), "fill": engine.get("fill")}
+           "fee_bps": engine.get("fee_bps"), "fill": engine.get("fill"),
+           "funding": funding_words(engine.get("funding"), detail=False)}
     if report is not None:
         ran["bootstrap"] = report.robustness.bootstrap.n
         ran["S"] = report.pbo.S if report.pbo is not None else form.get("S")  # (no PBO: nothing to differ)
@@ -306,8 +309,6 @@ def plan_differences(form: dict[str, Any], cfg: dict[str, Any], meta: dict[str, 
         items.append((label, now, ran.get(key), unit))
     other_space = "space" in form and _space_values(form["space"]) != _space_values(ran.get("space"))
     first = ["another search space"] if other_space else []
-    if engine.get("funding") not in (None, 0, 0.0):  # (a research cell ran with its dataset's funding file)
-        first.append(f"no funding here, {str(engine['funding'])[:80]} in the report")
     return differences(items, "the report", first)
 
 
@@ -490,6 +491,8 @@ with tab_wf:
                                min_value=BOUNDS["fee"][0], step=0.5, **session))
     fills = ["next_open", "close"]
     fill = choice_box(c, "Fill", fills, engine_defaults.fill, "wf_fill", **session)
+    funding = funding_toggle(c, "wf_funding", **session)
+    funding_caption(dataset, funding)
 
     # the plan: combos and windows on the loaded data, drawn before anything runs
     problems: list[str] = []
@@ -524,7 +527,8 @@ with tab_wf:
                      "purge": purge, "embargo": embargo, "sampler": sampler,
                      "n": int(n) if sampler != "grid" else None, "seed": seed, "objective": objective,
                      "maximize": maximize, "min_trades": min_trades, "fee_bps": fee_bps, "fill": fill,
-                     "bootstrap": boot_n, "S": S}
+                     "bootstrap": boot_n, "S": S,
+                     "funding": funding_words(funding if funding_file_of(dataset) is not None else None, detail=False)}
         runs = combos * (2 * len(windows) + 1)
         st.info(f"**{len(windows)} windows** on {label_dataset(dataset, df)} ({len(df):,} bars): IS {is_bars:,} bars, "
                 f"OOS {oos_bars:,} bars, step {step:,} bars"
@@ -545,7 +549,8 @@ with tab_wf:
                 "is_days": is_days, "oos_days": oos_days, "step_days": step_days or None, "anchored": anchored,
                 "purge": purge, "embargo": embargo,
                 "sampler": sampler, "n": n, "seed": seed, "objective": objective, "maximize": maximize,
-                "min_trades": min_trades, "workers": workers, "engine_options": {"fee_bps": fee_bps, "fill": fill},
+                "min_trades": min_trades, "workers": workers, "engine_options": {"fee_bps": fee_bps, "fill": fill,
+                                                                             "funding": funding},
                 "bootstrap": boot_n, "S": S})
             st.session_state["wf_job"] = registry.submit(request.to_dict())
             st.session_state.pop("wf_run", None)

@@ -25,9 +25,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         funding = _dataset_funding(args)
     result = threadx.backtest(df, args.strategy, _parse_params(args.param), initial_capital=args.capital,
                               stopwatch=watch, funding=funding, **_engine_options(args))
-    if funding is not None:
-        result.meta["funding"] = {"source": funding.attrs["source"], "fingerprint": funding.attrs["fingerprint"],
-                                  "rates": len(funding)}
     if args.json:
         out = result.to_dict()
         if not args.with_series:

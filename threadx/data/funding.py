@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from threadx.config import STORED
 from threadx.data.catalog import _root, normalize_symbol, resolve_dataset
 from threadx.data.io import replace_atomically
 from threadx.data.fetch import DEFAULT_HISTORY_DAYS, _line, _market_symbol, _to_ms, call_with_retries
-from threadx.errors import DataError, FetchError, ThreadXError
+from threadx.errors import DataError, FetchError, ParamError, ThreadXError
 from threadx.names import EXCHANGE, SYMBOL, check_name
 
 FUNDING_SUFFIX = "-funding.parquet"
@@ -195,12 +196,17 @@ def funding_for(dataset: str | os.PathLike, data_root: str | os.PathLike | None 
 
 def _funding_beside(path: Path) -> pd.Series | None:
     """The funding file beside the candles file ``path``, read (None when there is none)."""
-    candidate = path.parent / f"{path.name.split('-')[0]}{FUNDING_SUFFIX}"
+    candidate = _beside(path)
     if not candidate.is_file():
         return None
     rates = read_funding_file(candidate)
     rates.attrs = {"source": str(candidate), "fingerprint": funding_fingerprint(rates)}
     return rates
+
+
+def _beside(path: Path) -> Path:
+    """The funding file's path beside the candles file ``path`` (whether it exists or not)."""
+    return path.parent / f"{path.name.split('-')[0]}{FUNDING_SUFFIX}"
 
 
 def stored_funding(source: str | os.PathLike) -> pd.Series | None:
@@ -216,21 +222,71 @@ def stored_funding(source: str | os.PathLike) -> pd.Series | None:
 
 
 def with_stored_funding(options: Mapping[str, Any], source: str | os.PathLike) -> dict[str, Any]:
-    """``options`` (engine options, or keyword arguments holding them) with ``funding="stored"``
-    replaced by :func:`stored_funding` of ``source``, left out when it has none; other values
-    unchanged. A research's cells and transfers run each dataset with its own funding file.
+    """``options`` (engine options, or keyword arguments holding them) with their funding as a run
+    takes it: ``"stored"`` is :func:`stored_funding` of ``source`` (left out when it has none); the
+    record of a stored file (:func:`threadx.engine.inputs.funding_summary`'s text, as a run records
+    it) is that file again, refused with a :class:`DataError` when its rows changed since (fetched
+    again) or it is gone; the record of a series passed from Python cannot be read back
+    (:class:`ParamError`). Other values unchanged. The requests and a research's cells resolve
+    funding here, so a run opened again uses the rates it ran with, or says why it cannot.
 
     >>> with_stored_funding({"fee_bps": 5.0, "funding": "stored"}, "no/such-dataset")
     {'fee_bps': 5.0}
     """
     out = dict(options)
-    if out.get("funding") == STORED:
-        series = stored_funding(source)
+    value = out.get("funding")
+    if not isinstance(value, str):
+        return out
+    record = stored_record(value)
+    if value != STORED and record is None:
+        raise ParamError("this run used a funding series that is not stored (passed from Python): run it again from "
+                         "Python with that series")
+    series = stored_funding(source)
+    if value == STORED:
         if series is None:
             del out["funding"]
         else:
             out["funding"] = series
+        return out
+    path, digest = record["path"], record["sha"]
+    if series is None:
+        raise DataError(f"this run used the funding file {path}, which is no longer beside its candles: fetch it "
+                        "again (threadx data fetch --symbol ... --funding), or run without funding")
+    if series.attrs["fingerprint"] != digest:
+        raise DataError(f"the funding file {series.attrs['source']} changed since this run (sha256 {digest[:12]} "
+                        f"then, {series.attrs['fingerprint'][:12]} now: fetched again?); run it anew to use the "
+                        "rates as they are now")
+    out["funding"] = series
     return out
+
+
+def funding_file_of(source: str | os.PathLike) -> Path | None:
+    """The funding file beside the candles of ``source`` (a dataset of the data root, or a file),
+    found, not read; None when there is none or ``source`` names neither (a frame's name).
+
+    >>> funding_file_of("no/such-dataset") is None
+    True
+    """
+    try:
+        candidate = _beside(resolve_dataset(source))
+    except ThreadXError:
+        return None
+    return candidate if candidate.is_file() else None
+
+
+def stored_record(text: Any) -> dict[str, str] | None:
+    """The ``rates`` (count, as written), ``path`` and ``sha`` (sha256 of its rows) of the record of
+    a stored funding file (:func:`threadx.engine.inputs.funding_summary`'s text), None for any
+    other value (the record of a series passed from Python, a rate, ``"stored"``).
+
+    >>> stored_record("<Series of 3 rates from /d/X-funding.parquet, sha256 " + "ab" * 32 + ">")["path"]
+    '/d/X-funding.parquet'
+    """
+    record = _RECORD.match(text) if isinstance(text, str) else None
+    return record.groupdict() if record else None
+
+
+_RECORD = re.compile(r"^<Series of (?P<rates>[\d,]+) rates from (?P<path>.+), sha256 (?P<sha>[0-9a-f]{64})>$")
 
 
 # --------------------------------------------------------------------------------- helpers

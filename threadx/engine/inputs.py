@@ -191,6 +191,18 @@ def funding_record(funding: Any) -> Any:
     return funding if funding is None or isinstance(funding, (int, float)) else funding_summary(funding)
 
 
+def funding_file_record(funding: Any) -> dict[str, Any] | None:
+    """Which stored funding file a run paid (``meta["funding"]``): its ``source`` path, the
+    ``fingerprint`` of its rows as they are (:func:`threadx.data.funding.funding_fingerprint`)
+    and its count of ``rates``; None for no funding, a rate, or a series not read from a file."""
+    from threadx.data.funding import funding_fingerprint
+
+    source = (getattr(funding, "attrs", None) or {}).get("source") if isinstance(funding, pd.Series) else None
+    if not source:
+        return None
+    return {"source": source, "fingerprint": funding_fingerprint(funding), "rates": len(funding)}
+
+
 def funding_summary(funding: Any) -> str:
     """Text standing for a funding series in a run's record, with a digest of its times and
     rates (a resume compares it: other rates are another run), and where it was read from when

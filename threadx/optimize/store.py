@@ -647,6 +647,12 @@ def _check_plan(run_id: str, stored: dict[str, Any], manifest: dict[str, Any]) -
         if key not in stored:
             raise RunDamaged(run_id, f"has a manifest without {key!r}, so its rows cannot be checked against "
                                      "this sweep")
+        if key == "engine" and isinstance(stored[key], dict) and isinstance(manifest.get(key), dict):
+            then, now = stored[key], manifest[key]
+            changed = sorted(k for k in {*then, *now} if then.get(k) != now.get(k))
+            if changed:  # (a funding file fetched again since: its record's sha256 differs)
+                raise ThreadXError(f"run {run_id} was computed with other engine options ({', '.join(changed)} "
+                                   "differ); pick another run id to start a new run")
         if key not in manifest or stored[key] != manifest[key]:
             raise ThreadXError(f"run {run_id} exists with a different {key}; pick another run id to start a new run")
 

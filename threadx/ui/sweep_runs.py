@@ -25,7 +25,8 @@ from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError, first_line, is_real
 from threadx.filestamp import file_stamp
 from threadx.optimize.store import ResultStore, RunDamaged, SweepRun, lock_held
-from threadx.requests import DatasetRef, SweepRequest, describe_data
+from threadx.config import STORED
+from threadx.requests import DatasetRef, SweepRequest, describe_data, funding_words
 from threadx.units import format_metric
 
 if TYPE_CHECKING:
@@ -348,13 +349,18 @@ def resume_request(manifest: Mapping[str, Any]) -> SweepRequest:
     if not recorded:
         raise ThreadXError(f"run {run_id} records no request (stored by an older version): resume it with the "
                            f"command that made it, `threadx sweep ... --run-id {run_id}`")
-    return SweepRequest.from_dict(recorded).with_run_id(run_id)
+    request = SweepRequest.from_dict(recorded).with_run_id(run_id)
+    ran_with = (manifest.get("engine") or {}).get("funding")
+    if request.engine_options.get("funding") == STORED and ran_with is not None:  # its rows, not a newer file's
+        request = replace(request, engine_options={**request.engine_options, "funding": ran_with})
+    return request
 
 
 def check_resume_data(request: SweepRequest) -> None:
-    """Refuse a resume whose data is gone or changed (DataError saying which): the stored
-    combos ran on the recorded candles, the missing ones must too."""
+    """Refuse a resume whose data or funding file is gone or changed (DataError saying which):
+    the stored combos ran on the recorded candles and rates, the missing ones must too."""
     request.data.load()
+    request.sweep_kwargs()  # (reads the funding file and checks its rows' sha256)
 
 
 # --- comparison ------------------------------------------------------------------------------
@@ -390,7 +396,7 @@ def settings_of(manifest: Mapping[str, Any]) -> dict[str, str]:
     for axis in (m.get("space") or {}).get("axes", []):
         out[f"space: {axis['name']}"] = _axis_text(list(axis["values"]))
     for key, value in sorted((m.get("engine") or {}).items()):
-        out[f"engine: {key}"] = str(value)
+        out[f"engine: {key}"] = funding_words(value) if key == "funding" else str(value)
     return out
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from threadx.data.timeframe import timeframe_seconds
 from threadx.errors import ThreadXError
+from threadx.requests import funding_words
 from threadx.strategy.base import StrategySpec
 from threadx.ui.widgets import space_widget_state
 
@@ -78,9 +79,11 @@ def form_state(cfg: Mapping[str, Any], meta: Mapping[str, Any], spec: StrategySp
         state[f"{prefix}_fee"] = float(engine["fee_bps"])
     if engine.get("fill") is not None:
         state[f"{prefix}_fill"] = engine["fill"]
-    if engine.get("funding") not in (None, 0, 0.0):  # (a research cell's: its dataset's funding file)
-        left.append(f"the funding it ran with ({str(engine['funding'])[:80]}): this page's walk-forward runs "
-                    "without funding (threadx walkforward applies the dataset's funding file)")
+    funding = engine.get("funding")
+    state[f"{prefix}_funding"] = funding is not None  # (the dataset's funding file: a research cell's, a CLI run's)
+    if funding is not None and funding_words(funding, detail=False) != "the stored file":
+        left.append(f"the funding it ran with ({funding_words(funding)}): the form applies the dataset's funding "
+                    "file or none")
     if bootstrap is not None:
         state[f"{prefix}_boot"] = int(bootstrap)
     if blocks is not None:

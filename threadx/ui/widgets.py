@@ -13,6 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from threadx import units
+from threadx.config import STORED
+from threadx.data.funding import funding_file_of
 from threadx.errors import ThreadXError
 from threadx.optimize.space import searched_by_default
 from threadx.strategy.base import Param, StrategySpec
@@ -186,6 +188,30 @@ def choice_box(where: Any, label: str, options: list, default: Any, key: str, **
     reads as ``default``)."""
     chosen = where.selectbox(label, options, index=unless_preset(key, options.index(default)), key=key, **kwargs)
     return default if chosen is None else chosen
+
+
+FUNDING_HELP = ("On: the funding-rate file stored beside the dataset's candles (threadx data fetch --funding) is "
+                "paid on open positions at each settlement, as threadx backtest, sweep and walkforward apply it; "
+                "off: no funding. The run records the file and the sha256 of its rates.")
+
+
+def funding_toggle(where: Any, key: str, **kwargs: Any) -> str | None:
+    """The "Funding file" toggle of a run form, on unless Session State holds ``key`` off:
+    ``"stored"`` (the dataset's funding file, when it has one) or None."""
+    on = where.toggle("Funding file", key=key, help=FUNDING_HELP,
+                      **({} if key in st.session_state else {"value": True}), **kwargs)
+    return STORED if on else None
+
+
+def funding_caption(dataset: str | None, funding: str | None) -> None:
+    """One caption under a run form: which funding file its runs apply, or that the dataset has
+    none (a run "with the funding file" of a dataset without one pays nothing)."""
+    if funding != STORED or dataset is None:
+        return
+    path = funding_file_of(dataset)
+    st.caption(f"Funding: {path.name}, beside the candles." if path is not None else
+               "Funding: this dataset has no funding file beside its candles, so its runs pay no funding "
+               "(threadx data fetch --symbol ... --funding downloads one).")
 
 
 CONTROL_PX = 150  # a form control's width in a wrapping row: three a row at 1024 px, "next_open" whole

@@ -31,6 +31,7 @@ import pandas as pd
 from threadx.config import DEFAULT_BOOTSTRAP, DEFAULT_SEED
 from threadx.data.bars import Bars, as_bars
 from threadx.data.timeframe import bars_per_year
+from threadx.data.funding import with_stored_funding
 from threadx.api import run_meta
 from threadx.engine.inputs import options_from, strategy_rules
 from threadx.engine.layout import METRIC_NAMES
@@ -167,14 +168,19 @@ def stored_data(name: str | None, fingerprint: str | None, df: pd.DataFrame | Ba
 
 
 def stored_evaluator(strategy: str, space: Mapping[str, Any], engine: Mapping[str, Any] | None, bars: Bars,
-                     what: str, n_blocks: int = 0, code_hash: str | None = None) -> Evaluator:
+                     what: str, n_blocks: int = 0, code_hash: str | None = None, source: str | None = None
+                     ) -> Evaluator:
     """An evaluator of a stored space (``SearchSpace.to_dict()``) and engine options on
     ``bars``; the combo ids match the stored ones. ``code_hash``: the strategy code the run
-    used (refused when the strategy's code is another now: its rows came from that code)."""
+    used (refused when the strategy's code is another now: its rows came from that code).
+    ``source``: the run's dataset or file, whose stored funding file a run that recorded one
+    gets again (checked against the sha256 it recorded, see :func:`with_stored_funding`)."""
     engine = dict(engine or {})
     if isinstance(engine.get("funding"), str):
-        raise ParamError(f"{what} used a funding series that is not stored; validate it from Python with the "
-                         "same funding")
+        try:
+            engine = with_stored_funding(engine, source or "")
+        except ThreadXError as exc:
+            raise type(exc)(f"{what}: {exc}") from None
     spec = get_strategy(strategy)
     spec.require_code(code_hash, what)
     task = SweepTask.of(spec, stored_axes(space), options_from(**engine), n_blocks)
@@ -191,7 +197,7 @@ def sweep_evaluator(run: SweepRun, bars: Bars, n_blocks: int = 0) -> Evaluator:
     """An evaluator of the sweep's space and engine options on ``bars`` (combo ids match)."""
     m = run.manifest
     return stored_evaluator(m["strategy"], m["space"], m.get("engine"), bars, f"run {run.run_id}", n_blocks,
-                            m.get("strategy_code"))
+                            m.get("strategy_code"), (m.get("data") or {}).get("source") or m.get("dataset"))
 
 
 def walk_forward_evaluator(wf: WalkForwardResult, df: pd.DataFrame | Bars | None = None) -> Evaluator:
@@ -201,7 +207,8 @@ def walk_forward_evaluator(wf: WalkForwardResult, df: pd.DataFrame | Bars | None
     what = "the walk-forward"
     bars = stored_data(wf.meta.get("dataset"), wf.meta.get("fingerprint"), df, what, wf.meta.get("data"))
     return stored_evaluator(wf.config["strategy"], wf.config["space"], wf.config.get("engine"), bars, what,
-                            code_hash=wf.config.get("strategy_code"))
+                            code_hash=wf.config.get("strategy_code"),
+                            source=(wf.meta.get("data") or {}).get("source") or wf.meta.get("dataset"))
 
 
 def _bank():

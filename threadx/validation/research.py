@@ -313,6 +313,10 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
             requests.append(job.cell(strategy, ref, f"{research_id}-c{len(requests)}", (spaces or {}).get(strategy)))
     spans = {ref.name: oos_span(df, req) for ref, df, req in zip(refs, frames, requests)}  # fails fast, named
     target_options = {ref.name: _with_funding(requests[0].engine_options, ref) for ref in refs}  # and so does this
+    # each cell pinned to the funding rows read now: a file fetched again during the research fails its
+    # cells (with_stored_funding), never mixes rates from before and after
+    pinned = {name: funding_record(o.get("funding")) for name, o in target_options.items()}
+    requests = [replace(r, engine_options={**r.engine_options, "funding": pinned[r.data.name]}) for r in requests]
 
     should_stop = _cancel_check(cancel)
     total = len(requests) + len(strategies) * len(refs) ** 2
@@ -365,7 +369,7 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
               "spaces": {s: r.space for s, r in zip(strategies, requests[::len(refs)])},
               "executor": executor, "transfer": "whole-period winner (benchmark_params) backtested on each "
                                                 "dataset's OOS span (first OOS start to last OOS end)",
-              "funding": {name: funding_record(o.get("funding")) for name, o in target_options.items()}}
+              "funding": pinned}
     result = ResearchResult(research_id, config, cells, transfer, status,
                             {"elapsed_s": time.perf_counter() - started, "cells_s": cells_done - started,
                              "transfer_s": time.perf_counter() - cells_done,

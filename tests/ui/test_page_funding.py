@@ -1,0 +1,118 @@
+"""The Backtest, Optimisation and Validation pages apply a dataset's funding file, as the CLI does
+(a "Funding file" toggle, on by default): the same backtest read differently on a page and from
+`threadx backtest` for a dataset with a funding file."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from apptest_helpers import open_page, run_until, texts
+
+import threadx
+from threadx.data.funding import stored_funding, stored_record, write_funding
+from threadx.data.io import write_ohlcv
+from threadx.data.synthetic import generate_synthetic
+
+NAME, BARE = "test/AAA_USDT-1h", "test/BBB_USDT-1h"
+
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
+
+
+@pytest.fixture
+def funding_file(workspace):
+    """AAA with 0.2 % funding per 8 h beside its candles; BBB without a funding file."""
+    folder = workspace / "data" / "test"
+    df = generate_synthetic("AAA_USDT", days=200, seed=21)
+    write_ohlcv(df, folder / "AAA_USDT-1h.parquet")
+    write_ohlcv(generate_synthetic("BBB_USDT", days=200, seed=22), folder / "BBB_USDT-1h.parquet")
+    times = pd.date_range(df.index[0].floor("8h"), df.index[-1], freq="8h")
+    write_funding(pd.Series(0.002, index=times), folder / "AAA_USDT-funding.parquet")
+    return folder / "AAA_USDT-funding.parquet"
+
+
+def test_the_backtest_page_applies_the_funding_file_and_a_link_keeps_its_rates(funding_file):
+    at = open_page("2_Backtest.py", dataset=NAME, strategy="ma_crossover")
+    assert at.toggle(key="bt_funding").value is True
+    assert "Funding: AAA_USDT-funding.parquet, beside the candles." in texts(at.caption)
+    at.button(key="bt_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    shown = at.session_state["backtest"]
+    result, bt_id = shown["result"], shown["bt_id"]
+    expected = threadx.backtest(threadx.load_ohlcv(NAME), "ma_crossover", result.params,
+                                funding=stored_funding(NAME))  # as `threadx backtest --data test/AAA_USDT-1h`
+    assert result.metrics == expected.metrics and result.metrics["total_funding"] != 0.0
+    assert "funding AAA_USDT-funding.parquet (" in texts(at.caption)
+    assert "The form differs" not in texts(at.info)
+    # the link's request holds the record of the rows it ran with, not "the stored file"
+    from threadx.ui.workspace import load_backtest
+
+    request, _ = load_backtest(bt_id)
+    assert stored_record(request.engine_options["funding"])["sha"] == result.meta["funding"]["fingerprint"]
+
+    at.toggle(key="bt_funding").set_value(False).run()
+    assert "funding none here, the stored file in the result" in texts(at.info), texts(at.info)
+    at.button(key="bt_run").click().run()
+    unfunded = at.session_state["backtest"]["result"]
+    assert unfunded.metrics["total_funding"] == 0.0
+    assert unfunded.metrics == threadx.backtest(threadx.load_ohlcv(NAME), "ma_crossover", result.params).metrics
+
+    # the funding file fetched again with other rates: the first link says so instead of other figures
+    write_funding(pd.Series(0.0005, index=stored_funding(NAME).index), funding_file)
+    again = open_page("2_Backtest.py", bt=bt_id)
+    assert "backtest" not in again.session_state
+    assert any("changed since this run" in w.value for w in again.warning), texts(again.warning)
+
+
+def test_a_dataset_without_a_funding_file_says_so_and_reads_as_no_funding(funding_file):
+    at = open_page("2_Backtest.py", dataset=BARE, strategy="ma_crossover")
+    assert any(c.value.startswith("Funding: this dataset has no funding file") for c in at.caption)
+    at.button(key="bt_run").click().run()
+    result = at.session_state["backtest"]["result"]
+    assert result.metrics["total_funding"] == 0.0 and result.meta["options"]["funding"] is None
+    assert "The form differs" not in texts(at.info), texts(at.info)  # (on, and no file: none, as it ran)
+
+
+def test_a_sweep_launched_from_the_page_pays_the_funding_file(funding_file):
+    from threadx.optimize.store import ResultStore
+
+    at = open_page("3_Optimisation.py", dataset=NAME, strategy="ma_crossover")
+    assert at.toggle(key="opt_funding").value is True
+    for name, (lo, hi, step) in (("fast_period", (5, 10, 5)), ("slow_period", (40, 60, 20))):
+        key = f"opt:ma_crossover:{name}"
+        at.selectbox(key=f"{key}:mode").set_value("range").run()
+        at.number_input(key=f"{key}:min").set_value(lo)
+        at.number_input(key=f"{key}:max").set_value(hi)
+        at.number_input(key=f"{key}:step").set_value(step)
+    at.run()
+    at.button(key="opt_launch").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    at = run_until(at, lambda a: bool(a.session_state["sweep_run"]) if "sweep_run" in a.session_state else False)
+    run = ResultStore().load(at.session_state["sweep_run"])
+    assert stored_record(run.manifest["engine"]["funding"]) is not None
+    row = run.results.iloc[0]
+    params = {k: row[k] for k in run.manifest["param_names"]}
+    expected = threadx.backtest(threadx.load_ohlcv(NAME), "ma_crossover", params, funding=stored_funding(NAME),
+                                fee_bps=run.manifest["engine"]["fee_bps"], fill=run.manifest["engine"]["fill"])
+    assert row["total_return"] == expected.metrics["total_return"] and expected.metrics["total_funding"] != 0.0
+    at.run()
+    assert "funding AAA_USDT-funding.parquet (" in texts(at.caption), texts(at.caption)
+
+
+def test_the_validation_pages_walk_forward_takes_the_funding_toggle(funding_file, workspace):
+    at = open_page("4_Validation.py", dataset=NAME, strategy="ma_crossover")
+    assert at.toggle(key="wf_funding").value is True
+    assert "Funding: AAA_USDT-funding.parquet, beside the candles." in texts(at.caption)
+    at.toggle(key="wf_funding").set_value(False).run()
+    assert "Funding:" not in texts(at.caption)
+    at.toggle(key="wf_funding").set_value(True).run()
+    at.button(key="wf_launch").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    from threadx.ui.jobs import JobRegistry
+
+    registry = JobRegistry()
+    job = registry.get(at.session_state["wf_job"])
+    registry.kill(job.job_id, force=True)
+    assert job.params["engine_options"]["funding"] == "stored"  # (the job's request, as stored)
+    from threadx.requests import WalkForwardRequest
+
+    paid = WalkForwardRequest.from_dict(job.params).walk_forward_kwargs()["funding"]  # what the job runs with
+    assert paid.equals(stored_funding(NAME))
