@@ -358,6 +358,17 @@ def test_each_cell_and_transfer_runs_with_its_datasets_funding_file(tmp_path, mo
     without = research("ma_crossover", names, space, research_id="unfunded", funding=None, **options)
     assert without.cells[0]["oos_return"] == pytest.approx(plain.oos_summary["total_return"], rel=1e-12)
     assert without.config["funding"] == {names[0]: None, names[1]: None}
+    # the funding file fetched again once the research has read it: its cells refuse the new rows
+    # (a cell read the file as it ran, mixing the rates of before and after)
+    path = tmp_path / "data" / "test" / "AAA_USDT-funding.parquet"
+    (tmp_path / "data" / "test" / "BBB_USDT-funding.parquet").unlink()
+
+    def refetch(done, total, phase):
+        if phase == "starting":
+            write_funding(pd.Series(0.004, index=index), path)
+
+    mixed = research("ma_crossover", names, space, research_id="refetched", progress=refetch, **options)
+    assert "changed since this run" in mixed.cells[0]["error"] and not mixed.cells[1].get("error")
 
 
 def test_loading_a_researchs_winners_says_why_none_or_which_dataset_cannot_be_checked(tmp_path):
