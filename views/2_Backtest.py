@@ -250,7 +250,7 @@ with st.expander("Costs, fills and sizing", expanded=False):
     min_notional = c[2].number_input("Min order value", min_value=0.0, step=1.0, key="bt_min_notional",
                                      help="entries below this order value (quote currency) are skipped "
                                           "and counted in n_skipped; 0 = off")
-    funding = funding_toggle(c[3], "bt_funding")
+    funding = funding_toggle(st, "bt_funding")  # (a row of its own: a fourth column cut "Funding file")
     extra = st.session_state.get("bt_engine_extra")
     if extra:
         st.caption("Also from the reopened run: " + ", ".join(f"{k} {v}" for k, v in extra.items()))

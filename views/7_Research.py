@@ -26,7 +26,8 @@ from threadx.requests import DatasetRef, ResearchRequest
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import active_dataset, active_strategy, dataset_names, load_dataset, strategy_names
-from threadx.ui.widgets import CONTROL_PX, controls_row, follow_job, job_progress, show_finished_job, space_editor
+from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, funding_toggle, job_progress, show_finished_job,
+                                space_editor)
 from threadx.units import counted, table_view
 from threadx.validation.research import load_research
 
@@ -69,11 +70,13 @@ def launch_form() -> None:
                                  step=1, key="rs_workers", persist_state="session", width=w))
     boot_n = int(c.number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=DEFAULT_BOOTSTRAP,
                                 step=100, key="rs_boot", persist_state="session", width=w))
+    funding = funding_toggle(c, "rs_funding", persist_state="session")
     st.caption(("One strategy: the search space above. " if len(strategies) == 1 else
                 "Several strategies: each runs on its declared parameter ranges. ")
                + "Every cell is a walk-forward with its validation report (the same as the Validation page's); "
                "then each cell's whole-period winner is backtested unchanged on every dataset's "
-               "out-of-sample span (the transfer matrix).")
+               "out-of-sample span (the transfer matrix)."
+               + (" Each dataset pays its funding file, where it has one." if funding else " No funding."))
     problems = [] if strategies and chosen else ["pick at least one strategy and one dataset"]
     problems += [f"no window fits on {p}" for p in rs.window_problems(chosen, is_days, oos_days, load_dataset)]
     edited = space if len(strategies) == 1 else None  # several strategies: each its declared ranges
@@ -94,7 +97,8 @@ def launch_form() -> None:
     if st.button("Launch research", type="primary", disabled=bool(problems), key="rs_launch"):
         try:
             options: dict[str, Any] = {"is_days": is_days, "oos_days": oos_days, "sampler": sampler,
-                                       "seed": DEFAULT_SEED, "bootstrap": boot_n}
+                                       "seed": DEFAULT_SEED, "bootstrap": boot_n,
+                                       "engine_options": {"funding": funding}}
             if n is not None:
                 options["n"] = n
             request = ResearchRequest(tuple(strategies), tuple(DatasetRef(source=d, name=d) for d in chosen),

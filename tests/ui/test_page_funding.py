@@ -116,3 +116,20 @@ def test_the_validation_pages_walk_forward_takes_the_funding_toggle(funding_file
 
     paid = WalkForwardRequest.from_dict(job.params).walk_forward_kwargs()["funding"]  # what the job runs with
     assert paid.equals(stored_funding(NAME))
+
+
+def test_the_research_form_applies_the_funding_files_unless_switched_off(funding_file):
+    from threadx.ui.jobs import JobRegistry
+
+    at = open_page("7_Research.py", strategy="ma_crossover")
+    at.multiselect(key="rs_datasets").set_value([NAME, BARE]).run()
+    assert at.toggle(key="rs_funding").value is True
+    assert "Each dataset pays its funding file, where it has one." in texts(at.caption)
+    at.toggle(key="rs_funding").set_value(False).run()
+    assert "No funding." in texts(at.caption)
+    at.button(key="rs_launch").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    registry = JobRegistry()
+    job = registry.get(at.session_state["rs_job"])
+    registry.kill(job.job_id, force=True)
+    assert job.params["options"]["engine_options"] == {"funding": None}  # (research() defaults to the files)
