@@ -109,3 +109,30 @@ def test_a_sweep_resumes_validates_and_reopens_with_the_rates_it_ran_with(funded
         BacktestRequest.from_manifest(run.manifest, best).run()
     with pytest.raises(DataError, match="changed since this run"):
         validate_sweep(store.load(run.run_id), n=50, S=4)
+
+
+def test_a_cut_or_edited_copy_of_a_stored_series_is_not_recorded_as_the_file(funded):
+    """pandas carries ``attrs`` through slicing and arithmetic: a cut or scaled stored series was
+    recorded as the file (meta["funding"] named it, a reopened run blamed a re-fetch, the
+    Validation form read it as the stored file)."""
+    df, _ = funded
+    whole = stored_funding(NAME)
+    for copy in (whole.iloc[30:], whole * 0.5):
+        assert copy.attrs.get("source")  # (what pandas does)
+        result = threadx.backtest(df, "ma_crossover", PARAMS, funding=copy)
+        record = result.meta["options"]["funding"]
+        assert "funding" not in result.meta and stored_record(record) is None
+        assert funding_words(record, detail=False) == "a series from Python"
+        with pytest.raises(ParamError, match="not stored"):
+            BacktestRequest(DatasetRef(source=NAME, name=NAME), "ma_crossover", PARAMS, {"funding": record}).run()
+    whole_run = threadx.backtest(df, "ma_crossover", PARAMS, funding=whole)
+    assert whole_run.meta["funding"] == {"source": whole.attrs["source"], "fingerprint": whole.attrs["fingerprint"],
+                                         "rates": len(whole)}
+
+
+def test_a_research_refuses_one_series_for_every_dataset(funded, tmp_path):
+    from threadx.validation.research import research
+
+    with pytest.raises(ParamError, match="one series cannot be every dataset's"):
+        research("ma_crossover", [NAME, "test/BBB_USDT-1h"], {"fast_period": [5]}, funding=stored_funding(NAME),
+                 results_dir=tmp_path / "results")

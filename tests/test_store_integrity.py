@@ -272,11 +272,14 @@ def test_a_resume_with_other_funding_rates_is_refused(tmp_path, df):
     sweep(df, "ma_crossover", space, funding=none, **kw)
     with pytest.raises(ThreadXError, match=r"run f was computed with other engine options \(funding differ\)"):
         sweep(df, "ma_crossover", space, funding=high, **kw)
+    from threadx.data.funding import funding_fingerprint
+
     stored = high.copy()
-    stored.attrs.update(source="funding/BTC_USDT.parquet", fingerprint="abc")
+    stored.attrs.update(source="funding/BTC_USDT.parquet", fingerprint=funding_fingerprint(high))
     before = funding_summary(stored)
-    stored.iloc[3] = 0.5  # edited in place: attrs kept
-    assert funding_summary(stored) != before and "funding/BTC_USDT.parquet" in before
+    stored.iloc[3] = 0.5  # edited in place: attrs kept, but its rows are no longer the file's
+    assert "funding/BTC_USDT.parquet" in before and "funding/BTC_USDT.parquet" not in funding_summary(stored)
+    assert funding_summary(stored) != before
 
 
 def test_the_rows_code_covers_the_helpers_user_strategies_call():

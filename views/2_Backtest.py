@@ -12,7 +12,7 @@ import threadx
 from threadx.data.bars import as_bars
 from threadx.config import STORED
 from threadx.data.catalog import quote_currency
-from threadx.data.funding import funding_file_of
+from threadx.data.funding import funding_file_of, stored_record
 from threadx.contract import prepare_signals
 from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
@@ -34,14 +34,18 @@ st.title("Backtest")
 WIDGETLESS = ("fraction", "ambiguity")  # engine options without a widget here, kept from a reopened run
 
 
-def engine_widgets_from(engine: dict) -> None:
-    """Set the cost / fill / sizing widgets to a request's engine options (the options
-    without a widget are kept in ``bt_engine_extra`` for the next runs)."""
+def engine_widgets_from(engine: dict, source: str) -> None:
+    """Set the cost / fill / sizing / funding widgets to a request's engine options on the data
+    ``source`` (the options without a widget are kept in ``bt_engine_extra`` for the next runs)."""
     extra = {k: engine[k] for k in WIDGETLESS if engine.get(k) != getattr(DEFAULTS, k)}
-    if isinstance(engine.get("funding"), (int, float)):  # a constant rate (from Python): the toggle holds none
-        extra["funding"] = engine["funding"]
+    funding = engine.get("funding")
+    if isinstance(funding, (int, float)):  # a constant rate (from Python): the toggle holds none, it is kept
+        extra["funding"] = funding
+    elif funding == STORED or stored_record(funding) is not None:
+        st.session_state["bt_funding"] = True
+    elif funding is None and funding_file_of(source) is not None:  # (without a file, none is what "on" runs too)
+        st.session_state["bt_funding"] = False
     st.session_state["bt_engine_extra"] = extra
-    st.session_state["bt_funding"] = engine.get("funding") is not None
     st.session_state.update({
         "bt_capital": float(engine["initial_capital"]), "bt_fee": float(engine["fee_bps"]),
         "bt_slip": float(engine["slippage_bps"]), "bt_fill": engine["fill"],
@@ -76,7 +80,8 @@ def form_differences(shown: dict, params: dict, engine: dict, dataset: str | Non
         then = engine_dict((shown.get("request") or {}).get("engine_options"))
         # the toggle's "stored" and the record of the file it ran with read alike; "stored" on a dataset
         # without a funding file reads as none
-        for options, source in ((now, dataset or shown["dataset"]), (then, shown["dataset"])):
+        ran_on = ((shown.get("request") or {}).get("data") or {}).get("source") or shown["dataset"]
+        for options, source in ((now, dataset or ran_on), (then, ran_on)):
             funding = options.get("funding")
             options["funding"] = funding_words(None if funding == STORED and funding_file_of(source) is None
                                                else funding, detail=False)
@@ -114,9 +119,9 @@ def show(result, request: BacktestRequest, df: pd.DataFrame, origin: str | None)
     from the cache)."""
     if request.code_hash is None:  # a refresh or a link re-runs it only with the same strategy code
         request = replace(request, code_hash=result.meta.get("strategy_code"))
-    ran_with = result.meta["options"].get("funding")
-    if request.engine_options.get("funding") == STORED and ran_with is not None:  # and with the rows it ran with
-        request = replace(request, engine_options={**request.engine_options, "funding": ran_with})
+    if request.engine_options.get("funding") == STORED:  # and with the rows it ran with (none: none, if one comes)
+        request = replace(request, engine_options={**request.engine_options,
+                                                   "funding": result.meta["options"].get("funding")})
     try:
         bt_id = workspace.save_backtest(request, origin)
     except (OSError, ThreadXError) as exc:
@@ -142,7 +147,7 @@ def reopen(request: BacktestRequest, origin: str | None, pick: bool = True) -> T
     st.session_state[f"params:{request.strategy}"] = request.params
     for name, value in workspace.clean_form("params", request.strategy, request.params).items():
         st.session_state[f"bt:{request.strategy}:{name}"] = value  # widgets start at the request's values
-    engine_widgets_from(request.engine_options)
+    engine_widgets_from(request.engine_options, request.data.source)
     if pick and request.data.name in dataset_names():  # else (a file) the result is shown on it, the picker stays
         st.session_state["dataset"] = request.data.name  # (the picker follows it: state.dataset_picker)
     st.session_state.pop("backtest", None)  # the result shown was for something else
@@ -250,11 +255,13 @@ with st.expander("Costs, fills and sizing", expanded=False):
     min_notional = c[2].number_input("Min order value", min_value=0.0, step=1.0, key="bt_min_notional",
                                      help="entries below this order value (quote currency) are skipped "
                                           "and counted in n_skipped; 0 = off")
-    funding = funding_toggle(st, "bt_funding")  # (a row of its own: a fourth column cut "Funding file")
-    extra = st.session_state.get("bt_engine_extra")
+    extra = st.session_state.get("bt_engine_extra") or {}
+    # (a row of its own: a fourth column cut "Funding file"; a reopened run's constant rate overrides it)
+    funding = funding_toggle(st, "bt_funding", disabled="funding" in extra)
     if extra:
         st.caption("Also from the reopened run: " + ", ".join(f"{k} {v}" for k, v in extra.items()))
-    funding_caption(dataset if handed_data is None else DatasetRef.from_dict(handed_data["ref"]).source, funding)
+    if "funding" not in extra:
+        funding_caption(dataset if handed_data is None else DatasetRef.from_dict(handed_data["ref"]).source, funding)
 engine = {"initial_capital": capital, "fee_bps": fee_bps, "slippage_bps": slip_bps, "fill": fill,
           "sizing": None if sizing == SIZINGS[0] else sizing, "leverage": leverage or None,
           "min_notional": min_notional, "funding": funding, **st.session_state.get("bt_engine_extra", {})}

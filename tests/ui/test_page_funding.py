@@ -69,6 +69,17 @@ def test_a_dataset_without_a_funding_file_says_so_and_reads_as_no_funding(fundin
     result = at.session_state["backtest"]["result"]
     assert result.metrics["total_funding"] == 0.0 and result.meta["options"]["funding"] is None
     assert "The form differs" not in texts(at.info), texts(at.info)  # (on, and no file: none, as it ran)
+    # its link ran without funding: it does so once a funding file comes (it ran "stored" and paid it)
+    from threadx.ui.workspace import load_backtest
+
+    bt_id = at.session_state["backtest"]["bt_id"]
+    assert load_backtest(bt_id)[0].engine_options["funding"] is None
+    index = stored_funding(NAME).index
+    write_funding(pd.Series(0.002, index=index), funding_file.parent / "BBB_USDT-funding.parquet")
+    again = open_page("2_Backtest.py", bt=bt_id)
+    reopened = again.session_state["backtest"]["result"]
+    assert reopened.metrics == result.metrics and again.toggle(key="bt_funding").value is False
+    assert "The form differs" not in texts(again.info), texts(again.info)
 
 
 def test_a_sweep_launched_from_the_page_pays_the_funding_file(funding_file):
@@ -133,3 +144,31 @@ def test_the_research_form_applies_the_funding_files_unless_switched_off(funding
     job = registry.get(at.session_state["rs_job"])
     registry.kill(job.job_id, force=True)
     assert job.params["options"]["engine_options"] == {"funding": None}  # (research() defaults to the files)
+
+
+def test_a_run_on_a_file_with_a_funding_file_beside_it_reopens_without_a_false_difference(workspace):
+    """A sweep on a file outside the data folder, with a funding file beside it (as the CLI runs
+    it): Open in Backtest said "funding none here" (it looked for the file beside the run's name)."""
+    from streamlit.testing.v1 import AppTest
+
+    from apptest_helpers import ROOT
+    from threadx.requests import BacktestRequest
+
+    path = workspace / "elsewhere" / "SOL_USDT-1h.parquet"
+    df = generate_synthetic("SOL_USDT", days=120, seed=23)
+    write_ohlcv(df, path)
+    times = pd.date_range(df.index[0].floor("8h"), df.index[-1], freq="8h")
+    write_funding(pd.Series(0.001, index=times), path.parent / "SOL_USDT-funding.parquet")
+    run = threadx.sweep(threadx.load_ohlcv(str(path)), "ma_crossover", {"fast_period": [5, 10], "slow_period": [40]},
+                        funding=stored_funding(str(path)), store=workspace / "results", run_id="onfile",
+                        executor="inline", workers=1)
+    best = {k: run.top(1).iloc[0][k] for k in ("fast_period", "slow_period")}
+    at = AppTest.from_file(str(ROOT / "views" / "2_Backtest.py"), default_timeout=120)
+    at.session_state["open_in_backtest"] = {"request": BacktestRequest.from_manifest(run.manifest, best).to_dict(),
+                                            "run_id": "onfile"}
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["backtest"]["result"].metrics["total_funding"] != 0.0
+    assert at.toggle(key="bt_funding").value is True
+    assert "Funding: SOL_USDT-funding.parquet, beside the candles." in texts(at.caption)
+    assert "The form differs" not in texts(at.info), texts(at.info)

@@ -250,8 +250,8 @@ def with_stored_funding(options: Mapping[str, Any], source: str | os.PathLike) -
         return out
     path, digest = record["path"], record["sha"]
     if series is None:
-        raise DataError(f"this run used the funding file {path}, which is no longer beside its candles: fetch it "
-                        "again (threadx data fetch --symbol ... --funding), or run without funding")
+        raise DataError(f"this run used the funding file {path}, which is no longer beside its candles: run it "
+                        "anew, without funding or with a funding file fetched again (its rates are then new ones)")
     if series.attrs["fingerprint"] != digest:
         raise DataError(f"the funding file {series.attrs['source']} changed since this run (sha256 {digest[:12]} "
                         f"then, {series.attrs['fingerprint'][:12]} now: fetched again?); run it anew to use the "

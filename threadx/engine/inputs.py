@@ -193,28 +193,39 @@ def funding_record(funding: Any) -> Any:
 
 def funding_file_record(funding: Any) -> dict[str, Any] | None:
     """Which stored funding file a run paid (``meta["funding"]``): its ``source`` path, the
-    ``fingerprint`` of its rows as they are (:func:`threadx.data.funding.funding_fingerprint`)
-    and its count of ``rates``; None for no funding, a rate, or a series not read from a file."""
+    ``fingerprint`` of its rows (:func:`threadx.data.funding.funding_fingerprint`) and its
+    count of ``rates``; None for no funding, a rate, or a series that is not a stored file's
+    rows as read (:func:`stored_file_of`)."""
+    source = stored_file_of(funding)
+    if source is None:
+        return None
+    return {"source": source, "fingerprint": funding.attrs["fingerprint"], "rates": len(funding)}
+
+
+def stored_file_of(funding: Any) -> str | None:
+    """The funding file a series holds the rows of, as read (``attrs`` ``source`` and ``fingerprint``,
+    see :func:`threadx.data.funding.funding_for`); None for any other value, a cut or edited copy
+    included (pandas carries ``attrs`` through slicing and arithmetic: its rows are not the file's)."""
     from threadx.data.funding import funding_fingerprint
 
-    source = (getattr(funding, "attrs", None) or {}).get("source") if isinstance(funding, pd.Series) else None
-    if not source:
+    attrs = (getattr(funding, "attrs", None) or {}) if isinstance(funding, pd.Series) else {}
+    if not attrs.get("source") or not isinstance(funding.index, pd.DatetimeIndex):
         return None
-    return {"source": source, "fingerprint": funding_fingerprint(funding), "rates": len(funding)}
+    return attrs["source"] if attrs.get("fingerprint") == funding_fingerprint(funding) else None
 
 
 def funding_summary(funding: Any) -> str:
     """Text standing for a funding series in a run's record, with a digest of its times and
     rates (a resume compares it: other rates are another run), and where it was read from when
-    it is a stored funding file (``attrs["source"]``, see :func:`threadx.data.funding.funding_for`):
+    it holds a stored funding file's rows (:func:`stored_file_of`):
     ``<Series of 1,095 rates from PATH, sha256 3f9a...>`` (of its times and rates as they are now:
-    an edited copy of a stored series is another series)."""
+    a cut or edited copy of a stored series is another series, named as none)."""
     import hashlib
 
     from threadx.data.funding import funding_fingerprint
 
-    attrs = getattr(funding, "attrs", None) or {}
-    source = f" from {attrs['source']}" if attrs.get("source") else ""
+    stored = stored_file_of(funding)
+    source = f" from {stored}" if stored else ""
     if isinstance(funding, pd.Series) and isinstance(funding.index, pd.DatetimeIndex):
         digest = funding_fingerprint(funding)
     else:  # one rate per bar

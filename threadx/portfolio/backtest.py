@@ -35,12 +35,12 @@ from threadx import logs
 from threadx.config import STORED
 from threadx.contract import SIG_ENTER_LONG, SIG_ENTER_SHORT, prepare_signals
 from threadx.data.bars import as_bars
-from threadx.data.funding import stored_funding
+from threadx.data.funding import funding_fingerprint, stored_funding
 from threadx.data.grid import timeframe_ns
 from threadx.data.timeframe import timeframe_seconds
 from threadx.engine import kernel
 from threadx.engine.inputs import (EngineOptions, funding_per_bar, kernel_args, largest_first_order, options_from,
-                                  strategy_rules)
+                                  stored_file_of, strategy_rules)
 from threadx.engine.layout import (
     P_MIN_NOTIONAL,
     S_SKIP_CAP,
@@ -278,7 +278,8 @@ def _prepare(runner: Runner, label: str, capital: float, base: EngineOptions, fu
         text = first_line(exc)
         raise type(exc)(f"runner {label}: {text}") from None
     dataset = DatasetRef.of(frame, bars=bars) if runner.data.source else runner.data
-    record = {"source": rates.attrs.get("source"), "fingerprint": rates.attrs.get("fingerprint"),
+    # (a series passed from Python, or a cut of a stored one, names no file)
+    record = {"source": stored_file_of(rates), "fingerprint": funding_fingerprint(rates),
               "rates": len(rates)} if isinstance(rates, pd.Series) else None
     return {"bars": bars, "inputs": inputs, "values": values, "spec": spec, "capital": capital,
             "dataset": {**runner.data.to_dict(), "fingerprint": bars.fingerprint, "bars": len(bars),

@@ -25,7 +25,6 @@ from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError, first_line, is_real
 from threadx.filestamp import file_stamp
 from threadx.optimize.store import ResultStore, RunDamaged, SweepRun, lock_held
-from threadx.config import STORED
 from threadx.requests import DatasetRef, SweepRequest, describe_data, funding_words
 from threadx.units import format_metric
 
@@ -349,11 +348,7 @@ def resume_request(manifest: Mapping[str, Any]) -> SweepRequest:
     if not recorded:
         raise ThreadXError(f"run {run_id} records no request (stored by an older version): resume it with the "
                            f"command that made it, `threadx sweep ... --run-id {run_id}`")
-    request = SweepRequest.from_dict(recorded).with_run_id(run_id)
-    ran_with = (manifest.get("engine") or {}).get("funding")
-    if request.engine_options.get("funding") == STORED and ran_with is not None:  # its rows, not a newer file's
-        request = replace(request, engine_options={**request.engine_options, "funding": ran_with})
-    return request
+    return SweepRequest.from_dict(recorded).with_run_id(run_id)  # (its funding: the record of the rows it ran with)
 
 
 def check_resume_data(request: SweepRequest) -> None:

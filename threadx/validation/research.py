@@ -288,6 +288,9 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     engine = dict(options.pop("engine_options", None) or {})
     engine.update({k: options.pop(k) for k in list(options) if k in engine_keys})
     engine.setdefault("funding", STORED)  # as a portfolio of its winners runs: each dataset's funding file
+    if not (engine["funding"] is None or isinstance(engine["funding"], (str, int, float))):  # ("stored", a rate)
+        raise ParamError("a research's funding is 'stored' (each dataset's funding file), None or one constant rate: "
+                         f"one series cannot be every dataset's, got {type(engine['funding']).__name__}")
     refs = [_dataset_ref(d) for d in datasets]
     frames = [_load(ref) for ref in refs]
     # each dataset with the fingerprint of the candles read now: a portfolio of the winners, a cell
