@@ -6,10 +6,9 @@ import pandas as pd
 import pytest
 
 import threadx
+from candles import funded_dataset
 from threadx.config import STORED
 from threadx.data.funding import funding_file_of, stored_funding, stored_record, with_stored_funding, write_funding
-from threadx.data.io import write_ohlcv
-from threadx.data.synthetic import generate_synthetic
 from threadx.engine.inputs import funding_summary
 from threadx.errors import DataError, ParamError
 from threadx.requests import BacktestRequest, DatasetRef, SweepRequest, funding_words
@@ -23,11 +22,8 @@ def funded(tmp_path, monkeypatch):
     """A dataset with a funding file of 0.1 % per 8 h beside its candles, and one without."""
     monkeypatch.setenv("THREADX_DATA_ROOT", str(tmp_path / "data"))
     folder = tmp_path / "data" / "test"
-    df = generate_synthetic("AAA_USDT", days=200, seed=11)
-    write_ohlcv(df, folder / "AAA_USDT-1h.parquet")
-    write_ohlcv(generate_synthetic("BBB_USDT", days=200, seed=12), folder / "BBB_USDT-1h.parquet")
-    times = pd.date_range(df.index[0].floor("8h"), df.index[-1], freq="8h")
-    write_funding(pd.Series(0.001, index=times), folder / "AAA_USDT-funding.parquet")
+    funded_dataset(folder, "AAA_USDT", seed=11, rate=0.001)
+    funded_dataset(folder, "BBB_USDT", seed=12, rate=None)
     return threadx.load_ohlcv(NAME), folder / "AAA_USDT-funding.parquet"
 
 

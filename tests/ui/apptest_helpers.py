@@ -33,6 +33,20 @@ def run_until(at: AppTest, done, timeout: float = 120.0) -> AppTest:
     raise AssertionError("condition not reached in time")
 
 
+def set_ranges(at: AppTest, prefix: str, ranges: dict) -> AppTest:
+    """Put each param of ``ranges`` on its (min, max, step) range in the search-space editor whose
+    widget keys start with ``prefix`` ("opt:ma_crossover", "wf:bb_atr", ...), then rerun."""
+    for name, (lo, hi, step) in ranges.items():
+        key = f"{prefix}:{name}"
+        at.selectbox(key=f"{key}:mode").set_value("range").run()
+        at.number_input(key=f"{key}:min").set_value(lo)
+        at.number_input(key=f"{key}:max").set_value(hi)
+        at.number_input(key=f"{key}:step").set_value(step)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 def texts(elements) -> str:
     """The values of AppTest elements (``at.info``, ``at.warning``, ...), one per line."""
     return "\n".join(str(e.value) for e in elements)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from apptest_helpers import ROOT, run_until
+from apptest_helpers import ROOT, run_until, set_ranges
 from streamlit.testing.v1 import AppTest
 
 import threadx
@@ -21,12 +21,7 @@ def launch_newer_sweep() -> AppTest:
     at.switch_page("views/3_Optimisation.py").run()
     assert not at.exception, at.exception
     at.selectbox(key="opt_strategy").set_value("bb_atr").run()
-    key = "opt:bb_atr:entry_z"
-    at.selectbox(key=f"{key}:mode").set_value("range").run()
-    at.number_input(key=f"{key}:min").set_value(1.0)
-    at.number_input(key=f"{key}:max").set_value(2.0)
-    at.number_input(key=f"{key}:step").set_value(0.5)
-    at.run()
+    set_ranges(at, "opt:bb_atr", {"entry_z": (1.0, 2.0, 0.5)})
     at.button(key="opt_launch").click().run()
     assert not at.error, [e.value for e in at.error]
     return run_until(at, lambda a: "sweep_run" in a.session_state and bool(a.session_state["sweep_run"]))

@@ -13,7 +13,7 @@ from threadx.units import format_metric
 
 pytest.importorskip("streamlit")
 
-from apptest_helpers import ROOT, run_until  # noqa: E402
+from apptest_helpers import ROOT, run_until, set_ranges  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import threadx  # noqa: E402
@@ -183,13 +183,7 @@ def test_a_job_shows_its_phase_and_leaves_the_sidebar_once_finished(workspace):
 
     at = page()
     at.selectbox(key="opt_strategy").set_value("ma_crossover").run()
-    for name, (lo, hi, step) in (("fast_period", (2, 200, 1)), ("slow_period", (3, 600, 1))):  # a long grid
-        key = f"opt:ma_crossover:{name}"
-        at.selectbox(key=f"{key}:mode").set_value("range").run()
-        at.number_input(key=f"{key}:min").set_value(lo)
-        at.number_input(key=f"{key}:max").set_value(hi)
-        at.number_input(key=f"{key}:step").set_value(step)
-    at.run()
+    set_ranges(at, "opt:ma_crossover", {"fast_period": (2, 200, 1), "slow_period": (3, 600, 1)})  # a long grid
     at.button(key="opt_launch").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     job_id = at.session_state["sweep_job"]

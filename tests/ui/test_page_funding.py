@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from apptest_helpers import open_page, run_until, texts
+from apptest_helpers import open_page, run_until, set_ranges, texts
+from candles import funded_dataset
 
 import threadx
 from threadx.data.funding import stored_funding, stored_record, write_funding
-from threadx.data.io import write_ohlcv
-from threadx.data.synthetic import generate_synthetic
 
 NAME, BARE = "test/AAA_USDT-1h", "test/BBB_USDT-1h"
 
@@ -21,11 +20,8 @@ pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
 def funding_file(workspace):
     """AAA with 0.2 % funding per 8 h beside its candles; BBB without a funding file."""
     folder = workspace / "data" / "test"
-    df = generate_synthetic("AAA_USDT", days=200, seed=21)
-    write_ohlcv(df, folder / "AAA_USDT-1h.parquet")
-    write_ohlcv(generate_synthetic("BBB_USDT", days=200, seed=22), folder / "BBB_USDT-1h.parquet")
-    times = pd.date_range(df.index[0].floor("8h"), df.index[-1], freq="8h")
-    write_funding(pd.Series(0.002, index=times), folder / "AAA_USDT-funding.parquet")
+    funded_dataset(folder, "AAA_USDT", seed=21, rate=0.002)
+    funded_dataset(folder, "BBB_USDT", seed=22, rate=None)
     return folder / "AAA_USDT-funding.parquet"
 
 
@@ -87,13 +83,7 @@ def test_a_sweep_launched_from_the_page_pays_the_funding_file(funding_file):
 
     at = open_page("3_Optimisation.py", dataset=NAME, strategy="ma_crossover")
     assert at.toggle(key="opt_funding").value is True
-    for name, (lo, hi, step) in (("fast_period", (5, 10, 5)), ("slow_period", (40, 60, 20))):
-        key = f"opt:ma_crossover:{name}"
-        at.selectbox(key=f"{key}:mode").set_value("range").run()
-        at.number_input(key=f"{key}:min").set_value(lo)
-        at.number_input(key=f"{key}:max").set_value(hi)
-        at.number_input(key=f"{key}:step").set_value(step)
-    at.run()
+    set_ranges(at, "opt:ma_crossover", {"fast_period": (5, 10, 5), "slow_period": (40, 60, 20)})
     at.button(key="opt_launch").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     at = run_until(at, lambda a: bool(a.session_state["sweep_run"]) if "sweep_run" in a.session_state else False)
@@ -155,10 +145,7 @@ def test_a_run_on_a_file_with_a_funding_file_beside_it_reopens_without_a_false_d
     from threadx.requests import BacktestRequest
 
     path = workspace / "elsewhere" / "SOL_USDT-1h.parquet"
-    df = generate_synthetic("SOL_USDT", days=120, seed=23)
-    write_ohlcv(df, path)
-    times = pd.date_range(df.index[0].floor("8h"), df.index[-1], freq="8h")
-    write_funding(pd.Series(0.001, index=times), path.parent / "SOL_USDT-funding.parquet")
+    funded_dataset(path.parent, "SOL_USDT", seed=23, rate=0.001, days=120)
     run = threadx.sweep(threadx.load_ohlcv(str(path)), "ma_crossover", {"fast_period": [5, 10], "slow_period": [40]},
                         funding=stored_funding(str(path)), store=workspace / "results", run_id="onfile",
                         executor="inline", workers=1)

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from apptest_helpers import open_page, run_until  # noqa: E402
+from apptest_helpers import open_page, run_until, set_ranges  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,15 +86,7 @@ def test_backtest_page_bad_params_show_an_error():
 def grid_page(fast=(5, 15, 5), slow=(20, 40, 10)) -> AppTest:
     at = page("3_Optimisation.py")
     at.selectbox(key="opt_strategy").set_value("ma_crossover").run()
-    for name, (lo, hi, step) in (("fast_period", fast), ("slow_period", slow)):
-        key = f"opt:ma_crossover:{name}"
-        at.selectbox(key=f"{key}:mode").set_value("range").run()
-        at.number_input(key=f"{key}:min").set_value(lo)
-        at.number_input(key=f"{key}:max").set_value(hi)
-        at.number_input(key=f"{key}:step").set_value(step)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return set_ranges(at, "opt:ma_crossover", {"fast_period": fast, "slow_period": slow})
 
 
 def test_optimisation_small_grid_runs_to_completion():

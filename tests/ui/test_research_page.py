@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from apptest_helpers import ROOT, charts, open_page, run_until, texts  # noqa: E402
+from apptest_helpers import ROOT, charts, open_page, run_until, set_ranges, texts  # noqa: E402
 
 SAMPLE = "synthetic/BTC_USDT-1h"
 SPACE = {"fast_period": [5, 10], "slow_period": [30, 60]}
@@ -69,12 +69,7 @@ def test_datasets_of_two_timeframes_get_a_note_and_the_sessions_strategy_comes_f
 
 def test_small_research_job_runs_to_its_matrix():
     at = open_page("7_Research.py", strategy="ma_crossover")
-    for name, (lo, hi, step) in (("fast_period", (5, 15, 5)), ("slow_period", (20, 40, 10))):  # 3 x 3 grid
-        key = f"rs:ma_crossover:{name}"
-        at.selectbox(key=f"{key}:mode").set_value("range").run()
-        at.number_input(key=f"{key}:min").set_value(lo)
-        at.number_input(key=f"{key}:max").set_value(hi)
-        at.number_input(key=f"{key}:step").set_value(step)
+    set_ranges(at, "rs:ma_crossover", {"fast_period": (5, 15, 5), "slow_period": (20, 40, 10)})  # 3 x 3 grid
     at.selectbox(key="rs_sampler").set_value("random").run()
     at.number_input(key="rs_n").set_value(800).run()  # above the 9 combos: the sampler takes the grid
     assert ("the whole grid (9 combos: n = 800 takes every one) in every window, then 1 transfer backtest."

@@ -12,6 +12,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from apptest_helpers import open_page, run_until, texts  # noqa: E402
+from apptest_helpers import set_ranges as editor_ranges  # noqa: E402
 
 from threadx.units import format_metric  # noqa: E402
 from threadx.validation.storage import load_walk_forward  # noqa: E402
@@ -34,12 +35,7 @@ def chart_titles(at: AppTest) -> list[str]:
 def set_ranges(at: AppTest, strategy: str, ranges: dict) -> None:
     """Pick ``strategy`` and put each param of ``ranges`` on its (min, max, step) range."""
     at.selectbox(key="wf_strategy").set_value(strategy).run()
-    for name, (lo, hi, step) in ranges.items():
-        key = f"wf:{strategy}:{name}"
-        at.selectbox(key=f"{key}:mode").set_value("range").run()
-        at.number_input(key=f"{key}:min").set_value(lo)
-        at.number_input(key=f"{key}:max").set_value(hi)
-        at.number_input(key=f"{key}:step").set_value(step)
+    editor_ranges(at, f"wf:{strategy}", ranges)
 
 
 def small_walk_forward(at: AppTest, is_days: float = 120, oos_days: float = 60) -> AppTest:
