@@ -17,12 +17,12 @@ from threadx.contract import prepare_signals
 from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
 from threadx.requests import (OPTION_WORDS, BacktestRequest, DatasetRef, describe_data, describe_options,
-                              engine_dict, funding_words)
+                              engine_dict)
 from threadx.ui import charts, widgets, workspace
 from threadx.ui import strategies as strategies_ui
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, strategy_fell_back,
                               load_dataset_or_error, plain, restore_from_url, session_memo)
-from threadx.ui.widgets import differences, funding_caption, funding_toggle, metric_grid, param_form
+from threadx.ui.widgets import differences, funding_as_run, funding_caption, funding_toggle, metric_grid, param_form
 from threadx.warmup import warming_note
 
 SIZINGS = ["strategy's", "all_in", "fraction", "risk"]  # (the first: the strategy's own rule; "strategy default" was cut at 1024 px)
@@ -78,13 +78,9 @@ def form_differences(shown: dict, params: dict, engine: dict, dataset: str | Non
         refused.append(f"an option the run would refuse: {exc}")
     else:
         then = engine_dict((shown.get("request") or {}).get("engine_options"))
-        # the toggle's "stored" and the record of the file it ran with read alike; "stored" on a dataset
-        # without a funding file reads as none
         ran_on = ((shown.get("request") or {}).get("data") or {}).get("source") or shown["dataset"]
         for options, source in ((now, dataset or ran_on), (then, ran_on)):
-            funding = options.get("funding")
-            options["funding"] = funding_words(None if funding == STORED and funding_file_of(source) is None
-                                               else funding, detail=False)
+            options["funding"] = funding_as_run(options.get("funding"), source)
         for key in now:
             words, unit = OPTION_WORDS.get(key, (key, ""))  # "fee 25 bps here", not "fee_bps 25 here"
             items.append((words, now.get(key), then.get(key), unit))

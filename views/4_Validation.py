@@ -23,7 +23,6 @@ import threadx
 from threadx.config import (DEFAULT_BOOTSTRAP, DEFAULT_MIN_TRADES, DEFAULT_SEED, DEFAULT_WF_IS_DAYS,
                             DEFAULT_WF_OOS_DAYS, DEFAULT_WF_SAMPLES, settings)
 from threadx.data.catalog import resolve_dataset
-from threadx.data.funding import funding_file_of
 from threadx.engine.inputs import EngineOptions
 from threadx.optimize.runner import default_workers
 from threadx.engine.layout import METRIC_NAMES
@@ -39,8 +38,9 @@ from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset_or_error,
                               strategy_fell_back)
 from threadx.ui.walk_forward_form import BOUNDS, form_state
-from threadx.ui.widgets import (CONTROL_PX, choice_box, controls_row, differences, follow_job, funding_caption,
-                                funding_toggle, job_progress, metric_grid, number_box, space_editor, timings_section)
+from threadx.ui.widgets import (CONTROL_PX, choice_box, controls_row, differences, follow_job, funding_as_run,
+                                funding_caption, funding_toggle, job_progress, metric_grid, number_box, space_editor,
+                                timings_section)
 from threadx.units import format_count, format_metric, table_view
 from threadx.validation.grading import score_text
 from threadx.validation.report import (partial_note, sweep_data, sweep_evaluator, validate_sweep,
@@ -528,7 +528,7 @@ with tab_wf:
                      "n": int(n) if sampler != "grid" else None, "seed": seed, "objective": objective,
                      "maximize": maximize, "min_trades": min_trades, "fee_bps": fee_bps, "fill": fill,
                      "bootstrap": boot_n, "S": S,
-                     "funding": funding_words(funding if funding_file_of(dataset) is not None else None, detail=False)}
+                     "funding": funding_as_run(funding, dataset)}
         runs = combos * (2 * len(windows) + 1)
         st.info(f"**{len(windows)} windows** on {label_dataset(dataset, df)} ({len(df):,} bars): IS {is_bars:,} bars, "
                 f"OOS {oos_bars:,} bars, step {step:,} bars"

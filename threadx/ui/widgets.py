@@ -17,6 +17,7 @@ from threadx.config import STORED
 from threadx.data.funding import funding_file_of
 from threadx.errors import ThreadXError
 from threadx.optimize.space import searched_by_default
+from threadx.requests import funding_words
 from threadx.strategy.base import Param, StrategySpec
 from threadx.ui import charts
 
@@ -212,6 +213,13 @@ def funding_caption(dataset: str | None, funding: str | None) -> None:
     st.caption(f"Funding: {path.name}, beside the candles." if path is not None else
                "Funding: this dataset has no funding file beside its candles, so its runs pay no funding "
                "(threadx data fetch --symbol ... --funding downloads one).")
+
+
+def funding_as_run(funding: Any, source: str) -> str:
+    """A form's or a run's funding in words, for comparing a form with a result: the toggle's
+    "stored" and the record of the file a run paid read alike (:func:`funding_words`), and
+    "stored" on data without a funding file beside ``source`` reads as none (what it runs)."""
+    return funding_words(None if funding == STORED and funding_file_of(source) is None else funding, detail=False)
 
 
 CONTROL_PX = 150  # a form control's width in a wrapping row: three a row at 1024 px, "next_open" whole
