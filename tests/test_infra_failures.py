@@ -23,13 +23,14 @@ import sweep_helpers  # noqa: E402,F401  (registers test_faulty)
 
 MARKERS = "THREADX_TEST_FLAKY_DIR"  # where the flaky strategy counts its tries
 KILLS = "THREADX_TEST_FLAKY_KILLS"  # how many first tries of a flaky combo kill their worker
+ONLY = "THREADX_TEST_FLAKY_ONLY"  # when set, only the flaky combo of this "fast-slow" key kills
 
 
 def _flaky_signals(bars, ind, p):
     """ma_crossover whose ``flaky`` combos kill their worker process on their first tries."""
-    if p["flaky"] and multiprocessing.parent_process() is not None:
+    key = f"{p['fast_period']}-{p['slow_period']}"
+    if p["flaky"] and multiprocessing.parent_process() is not None and os.environ.get(ONLY, key) == key:
         folder = Path(os.environ[MARKERS])
-        key = f"{p['fast_period']}-{p['slow_period']}"
         tries = len(list(folder.glob(f"{key}.*")))
         if tries < int(os.environ.get(KILLS, "2")):
             (folder / f"{key}.{tries}").touch()
@@ -76,6 +77,30 @@ def test_killed_pool_workers_fail_as_infrastructure_and_a_resume_reruns_them(df,
     again = sweep(df, "test_flaky", space, executor="local", workers=2, **kw)  # third tries do not kill
     assert again.manifest["status"] == "completed" and again.manifest["failed"] == 0
     assert len(again.results) == 4 and (again.results.status == "ok").all()  # the retries superseded the failures
+
+
+def test_a_chunk_that_kills_its_worker_loses_only_the_combo_that_crashes(df, tmp_path, markers, monkeypatch):
+    """A chunk whose one combo kills its worker every time is split until that combo is found:
+    the other 11 of its chunk run (before, all 12 were stored failed), and so does the other chunk."""
+    from threadx.optimize.pool import DIED_ALONE
+
+    monkeypatch.setenv(KILLS, "1000")
+    monkeypatch.setenv(ONLY, "11-30")
+    space = {"fast_period": "5:16:1", "slow_period": [30, 35], "flaky": [1]}  # 24 combos, one that crashes
+    kw = dict(store=tmp_path / "runs", run_id="b", bank=IndicatorBank(cache_dir=tmp_path / "cache"), chunk_size=12)
+    run = sweep(df, "test_flaky", space, executor="local", workers=2, **kw)
+    res = run.results
+    failed = res[res.status == "failed"]
+    assert failed[["fast_period", "slow_period"]].values.tolist() == [[11, 30]]
+    assert failed.error.iloc[0] == INFRA_PREFIX + DIED_ALONE
+    assert len(res) == 24 and run.manifest["status"] == "completed with 1 failed"
+    kills = len(list(markers.glob("11-30.*")))
+    assert 3 <= kills <= 2 + 4  # first try, alone, then one death per halving of its chunk (12 -> 6 -> 3 -> 2 -> 1)
+    ok = res[res.status == "ok"].set_index(["fast_period", "slow_period"]).sort_index()
+    plain = sweep(df, "ma_crossover", {"fast_period": "5:16:1", "slow_period": [30, 35]}, executor="inline",
+                  store=tmp_path / "runs", run_id="plain", bank=kw["bank"]).results
+    plain = plain.set_index(["fast_period", "slow_period"]).drop(index=(11, 30)).sort_index()
+    assert np.array_equal(ok["total_return"].to_numpy(), plain["total_return"].to_numpy())
 
 
 def test_genuine_combo_errors_are_kept_by_a_resume(df, tmp_path):

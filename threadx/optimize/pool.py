@@ -3,9 +3,11 @@
 Each worker process attaches the :class:`SharedPack` once, builds its Evaluator and
 warms numba up with one combo before taking chunks. A worker that dies (segfault, OOM
 kill) breaks the pool: the pool is rebuilt and the chunks that were in flight are tried
-again one at a time; a chunk in flight at a second death is marked failed, as an
-infrastructural failure that a resume retries. Workers dying over and over with no chunk
-finishing interrupt the run (:class:`RunInterrupted`, resumable).
+again one at a time, alone in the pool. A chunk that kills its worker alone is split in
+halves, each tried alone, until the combos that crash are found: each of those is marked
+failed, as an infrastructural failure that a resume retries, and the rest of its chunk
+runs. Workers dying over and over with no chunk finishing interrupt the run
+(:class:`RunInterrupted`, resumable).
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ from threadx.optimize.evaluate import (INFRA_PREFIX, STATUS_FAILED, ChunkResult,
 from threadx.optimize.shared import PackLayout, SharedPack
 
 _WORKER: dict = {}
-_MAX_RESTARTS = 10  # consecutive worker deaths with no chunk finishing in between
+_MAX_RESTARTS = 10  # consecutive worker deaths with no chunk finishing in between (besides bisection's)
+DIED_ALONE = "worker process died running this combo alone (a crash in the strategy's code, or out of memory)"
 
 
 def _exit_with_parent() -> None:
@@ -117,7 +120,34 @@ def failed_chunk(ids: np.ndarray, message: str) -> ChunkResult:
 @dataclass
 class _Flight:
     ids: np.ndarray
-    tries: int = 0
+    tries: int = 0  # deaths of the pool while this chunk (or the chunk it was split from) ran
+
+
+def _bisection_deaths(chunk: int) -> int:
+    """The worker deaths in a row that finding one crashing combo in a chunk of ``chunk`` combos
+    can add (one per halving): allowed on top of :data:`_MAX_RESTARTS`, so that a long chunk
+    is searched to the end."""
+    return max(0, int(chunk - 1).bit_length())
+
+
+def _after_death(flights: list[_Flight]) -> tuple[list[_Flight], list[ChunkResult]]:
+    """What to run again after the pool broke with ``flights`` in flight: (suspects, failed).
+
+    A chunk that died in company is tried again alone. One that died alone (a suspect) holds
+    a crashing combo: it is split in halves, each tried alone, and a single combo that died
+    alone is failed (its error says so; a resume tries it again)."""
+    suspects: list[_Flight] = []
+    failed: list[ChunkResult] = []
+    alone = len(flights) == 1
+    for flight in flights:
+        if not (alone and flight.tries):
+            suspects.append(_Flight(flight.ids, flight.tries + 1))
+        elif len(flight.ids) == 1:
+            failed.append(failed_chunk(flight.ids, INFRA_PREFIX + DIED_ALONE))
+        else:
+            half = len(flight.ids) // 2
+            suspects += [_Flight(flight.ids[:half], flight.tries + 1), _Flight(flight.ids[half:], flight.tries + 1)]
+    return suspects, failed
 
 
 @dataclass
@@ -162,14 +192,17 @@ class LocalPool:
         stays up for further calls (adaptive rounds) until :meth:`close`."""
         pool = self._pool or self.start()._pool
         in_flight: dict[Future, _Flight] = {}
-        suspects: list[_Flight] = []  # chunks in flight when a worker died: run one at a time
+        suspects: list[_Flight] = []  # chunks in flight when a worker died: each runs alone in the pool
         unsent: list[_Flight] = []  # chunks a broken pool refused before running them
         source_done = False
         restarts = 0  # consecutive restarts without a chunk coming back
+        longest = 1  # the longest chunk taken: how far a bisection may go (_bisection_deaths)
         while True:
             stopping = should_stop()
             broken = False
             while not stopping and len(in_flight) < self.workers * 2:
+                if any(flight.tries for flight in in_flight.values()):
+                    break  # a suspect runs alone: a death then is its own
                 if suspects:
                     if in_flight:
                         break
@@ -182,6 +215,7 @@ class LocalPool:
                         source_done = True
                         continue
                     flight = _Flight(ids)
+                    longest = max(longest, len(ids))
                 else:
                     break
                 try:
@@ -207,15 +241,12 @@ class LocalPool:
                     restarts = 0
                     yield result
             if broken:
-                for flight in in_flight.values():
-                    flight.tries += 1
-                    if flight.tries > 1:
-                        yield failed_chunk(flight.ids, INFRA_PREFIX + "worker process died twice on this chunk")
-                    else:
-                        suspects.append(flight)
+                again, failed = _after_death(list(in_flight.values()))
+                suspects[:0] = again  # a split chunk's halves first: the search ends before other chunks wait
                 in_flight.clear()
+                yield from failed
                 restarts += 1
-                if restarts > _MAX_RESTARTS:
+                if restarts > _MAX_RESTARTS + _bisection_deaths(longest):
                     raise RunInterrupted(f"sweep workers died {restarts} times in a row; finished combos are "
                                        "stored, the same run id resumes (check memory, or lower workers)")
                 pool = self._restart()
