@@ -245,6 +245,8 @@ class LocalPool:
                 suspects[:0] = again  # a split chunk's halves first: the search ends before other chunks wait
                 in_flight.clear()
                 yield from failed
+                if should_stop():  # the chunks left are not run: a resume runs them (no pool started for nothing)
+                    return
                 restarts += 1
                 if restarts > _MAX_RESTARTS + _bisection_deaths(longest):
                     raise RunInterrupted(f"sweep workers died {restarts} times in a row; finished combos are "
