@@ -261,3 +261,17 @@ def test_an_unreachable_scheduler_is_said_before_any_work_and_leaves_no_run(tmp_
         sweep(df, "ma_crossover", {"fast_period": [5], "slow_period": [40]}, executor="dask",
               scheduler=f"tcp://127.0.0.1:{port}", store=tmp_path / "runs", run_id="nowhere")
     assert not (tmp_path / "runs" / "nowhere").exists()
+
+
+def test_a_chunk_that_killed_its_workers_says_how_to_find_the_combo_that_crashes():
+    from threadx.optimize.dask_executor import lost_chunk_text
+    from threadx.optimize.outcome import INFRA_PREFIX, is_infra_failure
+
+    class KilledWorker(Exception):  # distributed's, by name (dask is optional)
+        pass
+
+    text = lost_chunk_text(KilledWorker("task ran on 4 workers that died"), 250)
+    assert text.startswith(INFRA_PREFIX) and is_infra_failure(text)
+    assert "one of this chunk's 250 combos may crash" in text and "executor local" in text
+    assert "may crash" not in lost_chunk_text(KilledWorker("x"), 1)  # a single combo: it is the one
+    assert "may crash" not in lost_chunk_text(OSError("connection reset"), 250)  # not killed by its combos

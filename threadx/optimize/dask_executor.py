@@ -7,7 +7,10 @@ scheduler; without one a ``LocalCluster`` of ``workers`` single-threaded process
 started for the sweep and closed after it.
 
 A chunk lost with its worker (KilledWorker, CommClosedError, ...) is stored as an
-infrastructural failure that a resume retries. When every worker died, the scattered data
+infrastructural failure that a resume retries. A chunk that killed its workers is not split
+here to find the combo that crashes (each halving would kill allowed-failures + 1 workers
+more, the cluster's other work held up): its error says so, and a resume with executor
+local does it (:mod:`threadx.optimize.pool`). When every worker died, the scattered data
 went with them: it is sent again, and the chunks that lost it with it (up to
 ``_MAX_RESENDS`` times each). When the cluster keeps losing chunks
 (``2 x workers`` in a row, at least 4) or has had no running worker (none, or all paused
@@ -40,6 +43,7 @@ _MIN_LOST_STREAK = 4  # infrastructural chunk failures in a row (at least 2 per 
 
 
 _CANCELLED = frozenset({"FutureCancelledError", "CancelledError"})
+_KILLED = frozenset({"KilledWorker"})  # the chunk ran on allowed-failures + 1 workers that all died
 
 
 class WorkerSetupError(ThreadXError):
@@ -157,6 +161,16 @@ def open_cluster(workers: int, address: str | None = None) -> tuple[Any, Any]:
         raise
 
 
+def lost_chunk_text(exc: BaseException, combos: int) -> str:
+    """The stored error of a chunk of ``combos`` that failed with ``exc``; one that killed the
+    workers it ran on says how to find the combo that crashes and run the others."""
+    text = failure_text(exc)
+    if exception_named(exc, _KILLED) and combos > 1:
+        text += (f" (one of this chunk's {combos} combos may crash the worker running it: a resume with executor "
+                 "local runs them again, finds it and stores the others)")
+    return text
+
+
 class DaskExecutor:
     """Streams chunks to a Dask cluster; results come back as they finish."""
 
@@ -260,7 +274,7 @@ class DaskExecutor:
                     if lost >= max(_MIN_LOST_STREAK, 2 * self.workers):
                         raise RunInterrupted(f"the Dask cluster lost {lost} chunks in a row ({type(exc).__name__}); "
                                              "finished combos are stored, the same run id resumes") from exc
-                    result = failed_chunk(ids, failure_text(exc))
+                    result = failed_chunk(ids, lost_chunk_text(exc, len(ids)))
                 else:
                     lost = 0
                 yield result
