@@ -22,7 +22,8 @@ from threadx.ui import charts, widgets, workspace
 from threadx.ui import strategies as strategies_ui
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, strategy_fell_back,
                               load_dataset_or_error, plain, restore_from_url, session_memo)
-from threadx.ui.widgets import differences, funding_as_run, funding_caption, funding_toggle, metric_grid, param_form
+from threadx.ui.widgets import (differences, funding_as_run, funding_caption, funding_toggle, metric_grid, number_box,
+                               param_form, show_problems)
 from threadx.warmup import warming_note
 
 SIZINGS = ["strategy's", "all_in", "fraction", "risk"]  # (the first: the strategy's own rule; "strategy default" was cut at 1024 px)
@@ -240,17 +241,20 @@ with st.expander("Parameters", expanded=True):
         c[1].button("Reset to defaults", key="bt_reset_params", on_click=reset_params, args=(strategy,))
 with st.expander("Costs, fills and sizing", expanded=False):
     c = st.columns(4)  # (two rows of four: seven in one cut "10000.(", "strategy defa" at 1024-1440 px)
-    capital = c[0].number_input("Initial capital", min_value=1.0, step=1_000.0, key="bt_capital")
-    fee_bps = c[1].number_input("Fee (bps)", min_value=0.0, max_value=1000.0, step=0.5, key="bt_fee")
-    slip_bps = c[2].number_input("Slippage (bps)", min_value=0.0, max_value=1000.0, step=0.5, key="bt_slip")
+    cost_problems: list[str] = []  # boxes out of range (checked here: see widgets.number_box)
+    capital = number_box(c[0], "Initial capital", DEFAULTS.initial_capital, "bt_capital", cost_problems, 1.0,
+                         step=1_000.0)
+    fee_bps = number_box(c[1], "Fee (bps)", DEFAULTS.fee_bps, "bt_fee", cost_problems, 0.0, 1000.0, step=0.5)
+    slip_bps = number_box(c[2], "Slippage (bps)", DEFAULTS.slippage_bps, "bt_slip", cost_problems, 0.0, 1000.0,
+                          step=0.5)
     fill = c[3].selectbox("Fill", ["next_open", "close"], key="bt_fill")
     c = st.columns(4)
     sizing = c[0].selectbox("Sizing", SIZINGS, key="bt_sizing")
-    leverage = c[1].number_input("Leverage", min_value=0.0, max_value=100.0, step=1.0, key="bt_leverage",
-                                 help="0 = the strategy's own leverage")
-    min_notional = c[2].number_input("Min order value", min_value=0.0, step=1.0, key="bt_min_notional",
-                                     help="entries below this order value (quote currency) are skipped "
-                                          "and counted in n_skipped; 0 = off")
+    leverage = number_box(c[1], "Leverage", 0.0, "bt_leverage", cost_problems, 0.0, 100.0, step=1.0,
+                          help="0 = the strategy's own leverage")
+    min_notional = number_box(c[2], "Min order value", DEFAULTS.min_notional, "bt_min_notional", cost_problems, 0.0,
+                              step=1.0, help="entries below this order value (quote currency) are skipped "
+                                             "and counted in n_skipped; 0 = off")
     extra = st.session_state.get("bt_engine_extra") or {}
     # (a row of its own: a fourth column cut "Funding file"; a reopened run's constant rate overrides it)
     funding = funding_toggle(st, "bt_funding", disabled="funding" in extra)
@@ -262,8 +266,9 @@ engine = {"initial_capital": capital, "fee_bps": fee_bps, "slippage_bps": slip_b
           "sizing": None if sizing == SIZINGS[0] else sizing, "leverage": leverage or None,
           "min_notional": min_notional, "funding": funding, **st.session_state.get("bt_engine_extra", {})}
 
-run_clicked = (st.button("Run backtest", type="primary", key="bt_run", disabled=param_problem is not None)
-               and not strategy_fell_back())
+costs_refused = show_problems(st, cost_problems, "Run backtest")  # (below the expander: seen when it is closed)
+run_clicked = (st.button("Run backtest", type="primary", key="bt_run",
+                         disabled=param_problem is not None or costs_refused) and not strategy_fell_back())
 if run_clicked:
     try:
         if handed_data is not None:  # the reopened run's data, checked against its fingerprint

@@ -29,7 +29,7 @@ from threadx.ui import strategies as strategies_ui
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import cuda_status, dataset_picker, handover, plain, strategy_fell_back, strategy_picker
 from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, funding_caption, funding_toggle, job_progress,
-                                preset_space, space_editor, timings_section)
+                                number_box, preset_space, show_problems, space_editor, timings_section)
 from threadx.units import table_view
 
 
@@ -64,29 +64,29 @@ c = controls_row()  # (six columns cut "sharpe", "maximise", "next_open" at 1024
 w = CONTROL_PX
 sampler = "grid" if method == "Grid" else c.selectbox("Sampler", ["random", "lhs", "sobol", "adaptive"],
                                                       key="opt_sampler", persist_state="session", width=w)
-n = None if method == "Grid" else int(c.number_input("Combos (n)", min_value=1, value=DEFAULT_SWEEP_SAMPLES,
-                                                     step=500, key="opt_n", persist_state="session", width=w))
-seed = int(c.number_input("Seed", min_value=0, value=DEFAULT_SEED, step=1, key="opt_seed", persist_state="session",
-                          width=w))
+box_problems: list[str] = []  # boxes out of range (checked here: see widgets.number_box)
+n = None if method == "Grid" else int(number_box(c, "Combos (n)", DEFAULT_SWEEP_SAMPLES, "opt_n", box_problems, 1,
+                                                 step=500, persist_state="session", width=w))
+seed = int(number_box(c, "Seed", DEFAULT_SEED, "opt_seed", box_problems, 0, step=1, persist_state="session", width=w))
 objective = c.selectbox("Objective", list(METRIC_NAMES), index=list(METRIC_NAMES).index("sharpe"),
                         key="opt_objective", persist_state="session", width=w)
 maximize = c.selectbox("Direction", ["maximise", "minimise"], key="opt_direction", persist_state="session",
                        width=w) == "maximise"
-min_trades = int(c.number_input("Min trades", min_value=0, value=DEFAULT_MIN_TRADES, step=5, key="opt_min_trades",
-                                persist_state="session", width=w,
-                                help="Fewest trades of the winner: a Sharpe of a few trades is luck"))
+min_trades = int(number_box(c, "Min trades", DEFAULT_MIN_TRADES, "opt_min_trades", box_problems, 0, step=5,
+                            persist_state="session", width=w,
+                            help="Fewest trades of the winner: a Sharpe of a few trades is luck"))
 gpu = cuda_status()
 use_gpu = gpu.available and bool(st.session_state.get("opt_gpu"))
 c = controls_row()
 engine_defaults, sweep_settings = EngineOptions(), sweep_defaults()  # threadx.toml / env / built-in
 executors, fills = ["auto", "local", "inline", "dask"], ["next_open", "close"]
-workers = int(c.number_input("Workers", min_value=1, max_value=256, value=min(256, default_workers()), step=1,
-                             key="opt_workers", persist_state="session", width=w,
-                             help="CPU threads for combos a failed GPU hands back" if use_gpu else None))
+workers = int(number_box(c, "Workers", min(256, default_workers()), "opt_workers", box_problems, 1, 256, step=1,
+                         persist_state="session", width=w,
+                         help="CPU threads for combos a failed GPU hands back" if use_gpu else None))
 executor = c.selectbox("Executor", executors, key="opt_executor", persist_state="session", disabled=use_gpu, width=w,
                        index=executors.index(sweep_settings.executor) if sweep_settings.executor in executors else 0)
-fee_bps = c.number_input("Fee (bps)", min_value=0.0, value=float(engine_defaults.fee_bps), step=0.5, key="opt_fee",
-                         persist_state="session", width=w)
+fee_bps = number_box(c, "Fee (bps)", float(engine_defaults.fee_bps), "opt_fee", box_problems, 0.0, step=0.5,
+                     persist_state="session", width=w)
 fill = c.selectbox("Fill", fills, index=fills.index(engine_defaults.fill), key="opt_fill", persist_state="session",
                    width=w)
 funding = funding_toggle(c, "opt_funding", persist_state="session")
@@ -113,7 +113,8 @@ try:
             total = search.count_valid_upto(COUNTED_UPTO)
             st.info(f"**{total:,}** combos to run ({search.size:,} in the grid, {search.size - total:,} dropped by "
                     f"constraints) — **{band}**")
-    else:
+    elif not box_problems:  # (n out of range: said below)
+        check_grid_size(search, sampler, sweep_settings.grid_limit, n)
         drawn = min(n, search.size)  # a space smaller than n runs each combo once (as the runner does)
         st.info(f"**{drawn:,}** combos drawn from a space of {search.size:,} — **{size_band(drawn)}**"
                 + (f" (n = {n:,} is more than the space holds: each combo runs once)" if n > search.size else ""))
@@ -121,7 +122,9 @@ except ThreadXError as exc:
     count_error = str(exc)
     st.error(f"Search space: {exc}")
 
-if st.button("Launch", type="primary", disabled=count_error is not None, key="opt_launch") and not strategy_fell_back():
+boxes_refused = show_problems(st, box_problems, "Launch")
+if st.button("Launch", type="primary", disabled=count_error is not None or boxes_refused,
+             key="opt_launch") and not strategy_fell_back():
     try:
         request = SweepRequest(  # checked here (grid limit, n, options), stored by the job, run by the runner
             data=DatasetRef(source=dataset, name=dataset), strategy=strategy, space=space, sampler=sampler, n=n,

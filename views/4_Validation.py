@@ -39,8 +39,8 @@ from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset
                               strategy_fell_back)
 from threadx.ui.walk_forward_form import BOUNDS, form_state
 from threadx.ui.widgets import (CONTROL_PX, choice_box, controls_row, differences, follow_job, funding_as_run,
-                                funding_caption, funding_toggle, job_progress, metric_grid, number_box, space_editor,
-                                timings_section)
+                                funding_caption, funding_toggle, job_progress, metric_grid, number_box, show_problems,
+                                space_editor, timings_section)
 from threadx.units import format_count, format_metric, table_view
 from threadx.validation.grading import score_text
 from threadx.validation.report import (partial_note, sweep_data, sweep_evaluator, validate_sweep,
@@ -453,49 +453,48 @@ with tab_wf:
     # a value "Load these settings" put in Session State wins over a box's own start; an emptied box reads
     # as its start (number_box, choice_box)
     session = {"persist_state": "session", "width": CONTROL_PX}
+    box_problems: list[str] = []  # boxes out of range (checked here: see widgets.number_box)
     c = controls_row()  # (six columns cut "sharpe", "maximise", "next_open" at 1024 px)
     is_days = float(number_box(c, "In-sample (days)", DEFAULT_WF_IS_DAYS, "wf_is_days",
-                               min_value=BOUNDS["is_days"][0], step=15.0, **session))
+                               box_problems, *BOUNDS["is_days"], step=15.0, **session))
     oos_days = float(number_box(c, "Out-of-sample (days)", DEFAULT_WF_OOS_DAYS, "wf_oos_days",
-                                min_value=BOUNDS["oos_days"][0], step=5.0, **session))
+                                box_problems, *BOUNDS["oos_days"], step=5.0, **session))
     step_days = float(number_box(c, "Step (days, 0 = the OOS length)", 0.0, "wf_step_days",
-                                 min_value=BOUNDS["step_days"][0], step=5.0, **session))
-    purge = int(number_box(c, "Purge (bars)", 0, "wf_purge", min_value=BOUNDS["purge"][0], step=1, **session,
+                                 box_problems, *BOUNDS["step_days"], step=5.0, **session))
+    purge = int(number_box(c, "Purge (bars)", 0, "wf_purge", box_problems, *BOUNDS["purge"], step=1, **session,
                            help="Bars left out at the end of each in-sample window, just before its "
                                 "out-of-sample window (López de Prado's purge). 0 = none."))
-    embargo = int(number_box(c, "Embargo (bars)", 0, "wf_embargo", min_value=BOUNDS["embargo"][0], step=1,
-                             **session, help="Bars right after each out-of-sample window left out of later "
-                                             "in-sample windows (anchored, or rolling windows longer than the step). "
-                                             "0 = none."))
+    embargo = int(number_box(c, "Embargo (bars)", 0, "wf_embargo", box_problems, *BOUNDS["embargo"], step=1, **session,
+                             help="Bars right after each out-of-sample window left out of later "
+                                  "in-sample windows (anchored, or rolling windows longer than the step). 0 = none."))
     anchored = c.toggle("Anchored IS", value=False, key="wf_anchored", persist_state="session",
                         help="Every in-sample window starts at the first bar (expanding) instead of rolling.")
     c = controls_row()
     sampler = c.selectbox("Sampler", SAMPLERS, key="wf_sampler", **session)
     n = None if sampler == "grid" else int(number_box(c, "Combos (n)", DEFAULT_WF_SAMPLES, "wf_n",
-                                                      min_value=BOUNDS["n"][0], step=100, **session))
-    seed = int(number_box(c, "Seed", DEFAULT_SEED, "wf_seed", min_value=BOUNDS["seed"][0], step=1, **session))
+                                                      box_problems, *BOUNDS["n"], step=100, **session))
+    seed = int(number_box(c, "Seed", DEFAULT_SEED, "wf_seed", box_problems, *BOUNDS["seed"], step=1, **session))
     names = list(METRIC_NAMES)
     objective = choice_box(c, "Objective", names, "sharpe", "wf_objective", **session)
     maximize = c.selectbox("Direction", ["maximise", "minimise"], key="wf_direction", **session) == "maximise"
     min_trades = int(number_box(c, "Min trades (IS)", DEFAULT_MIN_TRADES, "wf_min_trades",
-                                min_value=BOUNDS["min_trades"][0], step=5, **session))
+                                box_problems, *BOUNDS["min_trades"], step=5, **session))
     c = controls_row()
     boot_n = int(number_box(c, "Bootstrap resamples", DEFAULT_BOOTSTRAP, "wf_boot",
-                            min_value=BOUNDS["boot"][0], max_value=BOUNDS["boot"][1], step=100, **session))
-    S = int(number_box(c, "PBO blocks (S, even)", 16, "wf_S", min_value=BOUNDS["S"][0], max_value=BOUNDS["S"][1],
-                       step=2, **session))
+                            box_problems, *BOUNDS["boot"], step=100, **session))
+    S = int(number_box(c, "PBO blocks (S, even)", 16, "wf_S", box_problems, *BOUNDS["S"], step=2, **session))
     engine_defaults = EngineOptions()  # threadx.toml / env / built-in
-    workers = int(c.number_input("Workers", min_value=1, max_value=256, value=min(256, default_workers()), step=1,
-                                 key="wf_workers", **session))
+    workers = int(number_box(c, "Workers", min(256, default_workers()), "wf_workers", box_problems, 1, 256, step=1,
+                             **session))
     fee_bps = float(number_box(c, "Fee (bps)", float(engine_defaults.fee_bps), "wf_fee",
-                               min_value=BOUNDS["fee"][0], step=0.5, **session))
+                               box_problems, *BOUNDS["fee"], step=0.5, **session))
     fills = ["next_open", "close"]
     fill = choice_box(c, "Fill", fills, engine_defaults.fill, "wf_fill", **session)
     funding = funding_toggle(c, "wf_funding", **session)
     funding_caption(dataset, funding)
 
     # the plan: combos and windows on the loaded data, drawn before anything runs
-    problems: list[str] = []
+    problems: list[str] = list(box_problems)
     combos = 0
     search: SearchSpace | None = None
     try:
@@ -655,11 +654,13 @@ with tab_sweep:
             "Stored sweep", ids, index=ids.index(preferred) if preferred in ids else 0, key="val_run",
             format_func=lambda r: f"{r} · {info.loc[r, 'strategy']} · {info.loc[r, 'dataset']} · "
                                   f"{format_count(info.loc[r, 'done'])} combos · {info.loc[r, 'status']}")
-        n_val = int(c[1].number_input("Bootstrap resamples", min_value=100, max_value=20_000,
-                                      value=DEFAULT_BOOTSTRAP, step=100, key="val_n"))
-        s_val = int(c[2].number_input("PBO blocks (S)", min_value=2, max_value=32, value=16, step=2, key="val_S"))
-        seed_val = int(c[3].number_input("Seed", min_value=0, value=DEFAULT_SEED, step=1, key="val_seed"))
-        if c[4].button("Validate", type="primary", key="val_go"):
+        val_problems: list[str] = []  # boxes out of range (checked here: see widgets.number_box)
+        n_val = int(number_box(c[1], "Bootstrap resamples", DEFAULT_BOOTSTRAP, "val_n", val_problems,
+                               *BOUNDS["boot"], step=100))
+        s_val = int(number_box(c[2], "PBO blocks (S)", 16, "val_S", val_problems, *BOUNDS["S"], step=2))
+        seed_val = int(number_box(c[3], "Seed", DEFAULT_SEED, "val_seed", val_problems, *BOUNDS["seed"], step=1))
+        refused = show_problems(st, val_problems, "Validate")
+        if c[4].button("Validate", type="primary", key="val_go", disabled=refused):
             st.session_state["val_sweep"] = (pick, n_val, s_val, seed_val)
         shown = st.session_state.get("val_sweep")
         if shown and shown[0] in ids:

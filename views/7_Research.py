@@ -26,8 +26,9 @@ from threadx.requests import DatasetRef, ResearchRequest
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import active_dataset, active_strategy, dataset_names, load_dataset, strategy_names
-from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, funding_toggle, job_progress, show_finished_job,
-                                space_editor)
+from threadx.ui.walk_forward_form import BOUNDS
+from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, funding_toggle, job_progress, number_box,
+                                show_finished_job, space_editor)
 from threadx.units import counted, table_view
 from threadx.validation.research import load_research
 
@@ -59,17 +60,19 @@ def launch_form() -> None:
         with st.expander("Search space", expanded=False):
             space = space_editor(threadx.strategies()[strategies[0]], key_prefix="rs")
     c, w = controls_row(), CONTROL_PX  # (a row that wraps: six columns are too narrow at 1024 px)
-    is_days = float(c.number_input("In-sample (days)", min_value=1.0, value=DEFAULT_WF_IS_DAYS, step=15.0,
-                                   key="rs_is_days", persist_state="session", width=w))  # (as on the Validation page)
-    oos_days = float(c.number_input("Out-of-sample (days)", min_value=1.0, value=DEFAULT_WF_OOS_DAYS, step=5.0,
-                                    key="rs_oos_days", persist_state="session", width=w))
-    sampler = c.selectbox("Sampler", SAMPLERS, key="rs_sampler", persist_state="session", width=w)
-    n = None if sampler == "grid" else int(c.number_input("Combos (n)", min_value=1, value=DEFAULT_WF_SAMPLES,
-                                                          step=50, key="rs_n", persist_state="session", width=w))
-    workers = int(c.number_input("Workers", min_value=1, max_value=256, value=min(256, default_workers()),
-                                 step=1, key="rs_workers", persist_state="session", width=w))
-    boot_n = int(c.number_input("Bootstrap resamples", min_value=100, max_value=20_000, value=DEFAULT_BOOTSTRAP,
-                                step=100, key="rs_boot", persist_state="session", width=w))
+    session = {"persist_state": "session", "width": w}
+    box_problems: list[str] = []  # boxes out of range (checked here: see widgets.number_box)
+    is_days = float(number_box(c, "In-sample (days)", DEFAULT_WF_IS_DAYS, "rs_is_days", box_problems,
+                               *BOUNDS["is_days"], step=15.0, **session))  # (as on the Validation page)
+    oos_days = float(number_box(c, "Out-of-sample (days)", DEFAULT_WF_OOS_DAYS, "rs_oos_days", box_problems,
+                                *BOUNDS["oos_days"], step=5.0, **session))
+    sampler = c.selectbox("Sampler", SAMPLERS, key="rs_sampler", **session)
+    n = None if sampler == "grid" else int(number_box(c, "Combos (n)", DEFAULT_WF_SAMPLES, "rs_n", box_problems,
+                                                      *BOUNDS["n"], step=50, **session))
+    workers = int(number_box(c, "Workers", min(256, default_workers()), "rs_workers", box_problems, 1, 256, step=1,
+                             **session))
+    boot_n = int(number_box(c, "Bootstrap resamples", DEFAULT_BOOTSTRAP, "rs_boot", box_problems, *BOUNDS["boot"],
+                            step=100, **session))
     funding = funding_toggle(c, "rs_funding", persist_state="session")
     st.caption(("One strategy: the search space above. " if len(strategies) == 1 else
                 "Several strategies: each runs on its declared parameter ranges. ")
@@ -78,7 +81,9 @@ def launch_form() -> None:
                "out-of-sample span (the transfer matrix)."
                + (" Each dataset pays its funding file, where it has one." if funding else " No funding."))
     problems = [] if strategies and chosen else ["pick at least one strategy and one dataset"]
-    problems += [f"no window fits on {p}" for p in rs.window_problems(chosen, is_days, oos_days, load_dataset)]
+    problems += box_problems
+    if not box_problems:  # (windows of days out of range: said above)
+        problems += [f"no window fits on {p}" for p in rs.window_problems(chosen, is_days, oos_days, load_dataset)]
     edited = space if len(strategies) == 1 else None  # several strategies: each its declared ranges
     try:
         problems += rs.grid_problems(strategies, sampler, edited)

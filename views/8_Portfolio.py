@@ -30,7 +30,8 @@ from threadx.ui import portfolio as pf
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import active_dataset, active_strategy, dataset_names, label_dataset, strategy_names
-from threadx.ui.widgets import follow_job, job_progress, metric_grid, param_form, show_finished_job
+from threadx.ui.widgets import (follow_job, job_progress, metric_grid, number_box, param_form, show_finished_job,
+                                show_problems)
 from threadx.units import format_metric, table_view
 
 DEFAULTS = EngineOptions()  # the one source of the engine's defaults
@@ -74,12 +75,14 @@ def add_runner_form() -> None:
     strategy = c[0].selectbox("Strategy", names, index=names.index(first), key="pf_strategy", persist_state="session")
     dataset = c[1].selectbox("Dataset", datasets, index=datasets.index(data) if data in datasets else 0,
                              key="pf_dataset", persist_state="session", format_func=label_dataset)
-    weight = float(c[2].number_input("Weight", min_value=0.01, value=1.0, step=0.5, key="pf_weight", persist_state="session",
-                                     help="its share of the capital, relative to the other runners' weights"))
+    weight_problems: list[str] = []  # (checked here: see widgets.number_box)
+    weight = float(number_box(c[2], "Weight", 1.0, "pf_weight", weight_problems, 0.01, step=0.5,
+                              persist_state="session",
+                              help="its share of the capital, relative to the other runners' weights"))
     params: dict = {}
     if st.checkbox("Set parameters (else the strategy's defaults)", key="pf_custom"):
         params = param_form(specs[strategy], specs[strategy].defaults(), key_prefix="pf")
-    if st.button("Add runner", key="pf_add"):
+    if st.button("Add runner", key="pf_add", disabled=show_problems(st, weight_problems, "Add runner")):
         try:
             runner = Runner(strategy, DatasetRef(source=dataset, name=dataset), params, weight)
         except ThreadXError as exc:
@@ -146,26 +149,28 @@ def runner_list() -> None:
         st.rerun()
 
 
-def settings_form() -> dict:
-    """Capital, the three gates, engine options and funding: the request's fields."""
+def settings_form(problems: list[str]) -> dict:
+    """Capital, the three gates, engine options and funding: the request's fields (boxes out of
+    range add to ``problems``: see widgets.number_box)."""
     c = st.columns(4)
-    capital = float(c[0].number_input("Capital", min_value=1.0, value=float(DEFAULTS.initial_capital), step=1_000.0,
-                                      key="pf_capital", persist_state="session", help="shared by the runners in proportion to their weights"))
-    guard = float(c[1].number_input("Margin guard (share of equity, 0 = off)", min_value=0.0, value=0.0, step=0.05,
-                                    key="pf_guard", persist_state="session", help="a new leg that would lift the margin of all runners above "
-                                    "this share of the portfolio equity is skipped; 0.7 is a sensible start"))
-    cap = float(c[2].number_input("Runner cap (share of equity, 0 = off)", min_value=0.0, value=0.0, step=0.05,
-                                  key="pf_cap", persist_state="session", help="the same limit for one runner's own margin"))
-    kill = float(c[3].number_input("Kill switch (% drawdown, 0 = off)", min_value=0.0, max_value=99.0, value=0.0,
-                                   step=5.0, key="pf_kill", persist_state="session", help="when the portfolio falls this far below its high "
-                                   "within the window, no new entry for the cooldown (open positions run on)"))
+    session = {"persist_state": "session"}
+    capital = float(number_box(c[0], "Capital", float(DEFAULTS.initial_capital), "pf_capital", problems, 1.0,
+                               step=1_000.0, help="shared by the runners in proportion to their weights", **session))
+    guard = float(number_box(c[1], "Margin guard (share of equity, 0 = off)", 0.0, "pf_guard", problems, 0.0,
+                             step=0.05, help="a new leg that would lift the margin of all runners above this share of "
+                             "the portfolio equity is skipped; 0.7 is a sensible start", **session))
+    cap = float(number_box(c[2], "Runner cap (share of equity, 0 = off)", 0.0, "pf_cap", problems, 0.0, step=0.05,
+                           help="the same limit for one runner's own margin", **session))
+    kill = float(number_box(c[3], "Kill switch (% drawdown, 0 = off)", 0.0, "pf_kill", problems, 0.0, 99.0, step=5.0,
+                            help="when the portfolio falls this far below its high within the window, no new entry "
+                            "for the cooldown (open positions run on)", **session))
     c = st.columns(5)
     window = c[0].text_input("Kill window", value=DEFAULT_KILL_WINDOW, key="pf_window", persist_state="session", help="e.g. 24h, 3D")
     cooldown = c[1].text_input("Cooldown", value=DEFAULT_COOLDOWN, key="pf_cooldown", persist_state="session", help="e.g. 24h, 3D")
-    fee = float(c[2].number_input("Fee (bps)", min_value=0.0, max_value=1000.0, value=float(DEFAULTS.fee_bps),
-                                  step=0.5, key="pf_fee", persist_state="session"))
-    leverage = float(c[3].number_input("Leverage (0 = strategy's)", min_value=0.0, max_value=100.0, value=0.0,
-                                       step=1.0, key="pf_leverage", persist_state="session"))
+    fee = float(number_box(c[2], "Fee (bps)", float(DEFAULTS.fee_bps), "pf_fee", problems, 0.0, 1000.0, step=0.5,
+                           **session))
+    leverage = float(number_box(c[3], "Leverage (0 = strategy's)", 0.0, "pf_leverage", problems, 0.0, 100.0, step=1.0,
+                                **session))
     fill = c[4].selectbox("Fill", FILLS, index=FILLS.index(DEFAULTS.fill), key="pf_fill", persist_state="session")
     funding = st.checkbox("Use stored funding files", value=True, key="pf_funding", persist_state="session",
                           help="each dataset's funding rates when a file is stored (threadx data fetch --funding); "
@@ -266,9 +271,11 @@ with st.expander("Add a runner", expanded=True):  # (a state that changed with t
 with st.expander("Load from research", expanded=False):
     research_form()
 runner_list()
+settings_problems: list[str] = []
 with st.expander("Capital, gates and costs", expanded=False):
-    fields = settings_form()
-if st.button("Launch portfolio", type="primary", key="pf_launch"):
+    fields = settings_form(settings_problems)
+if st.button("Launch portfolio", type="primary", key="pf_launch",
+             disabled=show_problems(st, settings_problems, "Launch portfolio")):
     launch(fields)
 follow_job(monitor, current_job)
 

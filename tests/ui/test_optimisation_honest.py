@@ -78,8 +78,28 @@ def test_a_grid_over_the_limit_is_an_error_and_blocks_launch(monkeypatch):
     assert not at.exception, at.exception
     assert any("above the limit of 100" in e.value for e in at.error), [e.value for e in at.error]
     assert at.button(key="opt_launch").disabled
-    at.radio(key="opt_method").set_value("Monte Carlo").run()  # a sampler draws n: no grid limit
+    at.radio(key="opt_method").set_value("Monte Carlo").run()  # a sampler's n has the same limit (as the sweep's)
+    assert any("n = 2,000 combos is above the limit of 100" in e.value for e in at.error), [e.value for e in at.error]
+    assert at.button(key="opt_launch").disabled  # (it was enabled, and the launch refused)
+    at.number_input(key="opt_n").set_value(100).run()
     assert not at.error and not at.button(key="opt_launch").disabled
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("opt_fee", -5.0, "Fee (bps) must be at least 0, got -5"),
+    ("opt_workers", 0, "Workers must be between 1 and 256, got 0"),
+    ("opt_n", 0, "Combos (n) must be at least 1, got 0"),
+    ("opt_seed", -1, "Seed must be at least 0, got -1"),
+])
+def test_a_box_out_of_range_blocks_launch_and_says_why(key, value, words):
+    """A box bounded by the browser kept showing the value typed out of range (in red) while the
+    last valid one ran: Launch ran a fee of 10 bps under a box reading -5."""
+    at = open_page("3_Optimisation.py", strategy="ma_crossover")
+    at.radio(key="opt_method").set_value("Monte Carlo").run()
+    at.number_input(key=key).set_value(value).run()
+    assert not at.exception, at.exception
+    assert any(words in e.value for e in at.error), [e.value for e in at.error]
+    assert at.button(key="opt_launch").disabled
 
 
 def test_a_best_combo_that_loses_money_is_said_to(synthetic_bars):

@@ -234,9 +234,7 @@ def _check_arguments(search: SearchSpace, sampler: str, n: Any, seed: Any, objec
         if n is None:
             raise ParamError(f"sampler {sampler!r} needs n, the number of combos to draw")
         whole(n, "n", 1)
-        if n > grid_limit:
-            raise ParamError(f"n = {n:,} combos is above the limit of {grid_limit:,} (the same as for grids): "
-                             "draw fewer combos, or split the search into several runs")
+        check_grid_size(search, sampler, grid_limit, n)
     whole(seed, "seed", 0)
     whole(min_trades, "min_trades", 0)
     for value, name in ((workers, "workers"), (chunk_size, "chunk_size")):

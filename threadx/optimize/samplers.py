@@ -31,14 +31,19 @@ class SampleCount:
     duplicates: int = 0
 
 
-def check_grid_size(space: SearchSpace, sampler: str = "grid", limit: int = DEFAULT_GRID_LIMIT) -> None:
-    """ParamError with advice when a grid sweep of ``space`` is over ``limit`` combos (the one
-    place the grid limit is checked: requests, sweeps and :func:`grid_ids` call it)."""
+def check_grid_size(space: SearchSpace, sampler: str = "grid", limit: int = DEFAULT_GRID_LIMIT,
+                    n: int | None = None) -> None:
+    """ParamError with advice when a grid sweep of ``space``, or a draw of ``n`` combos (another
+    sampler), is over ``limit`` combos (the one place the limit is checked: requests, sweeps,
+    the Optimisation page's count and :func:`grid_ids` call it)."""
     if sampler == "grid" and space.size > limit:
         raise ParamError(
             f"the grid has {space.size:,} combos, above the limit of {limit:,}: narrow the ranges, "
             "use larger steps, or use a Monte Carlo sampler (random, lhs, sobol) with n combos"
         )
+    if sampler != "grid" and n is not None and n > limit:
+        raise ParamError(f"n = {n:,} combos is above the limit of {limit:,} (the same as for grids): "
+                         "draw fewer combos, or split the search into several runs")
 
 
 def grid_ids(space: SearchSpace, chunk_size: int = 65_536, limit: int = DEFAULT_GRID_LIMIT,

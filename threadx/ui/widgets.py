@@ -99,6 +99,17 @@ def param_form(spec: StrategySpec, values: dict[str, Any], key_prefix: str, colu
     return out
 
 
+def number_text(value: Any) -> str:
+    """A form's number in words: thousands separators for ints and floats alike.
+
+    >>> number_text(20_000), number_text(1e6), number_text(0.015)
+    ('20,000', '1,000,000', '0.015')
+    """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return f"{value:,}"
+    return units.format_plain(value)  # (1,000,000 for a float capital, not 1e+06)
+
+
 def differences(items: Iterable[tuple[str, Any, Any, str]], there: str, first: Iterable[str] = (),
                 shown: int = 4) -> list[str]:
     """What a form sets otherwise than the result on display: the texts of ``first``, then
@@ -111,9 +122,7 @@ def differences(items: Iterable[tuple[str, Any, Any, str]], there: str, first: I
     ['seed 7 here, 42 in the report', 'window 2,160 bars here, 1,440 bars in the report', 'initial_capital 1,000,000 here, 100,000 in the report']
     """
     def text(value: Any, unit: str) -> str:
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            return f"{value:,}{unit}"
-        return f"{units.format_plain(value)}{unit}"  # (1,000,000 for a float capital, not 1e+06)
+        return f"{number_text(value)}{unit}"
 
     out = list(first) + [f"{name} {text(now, unit)} here, {text(then, unit)} in {there}"
                          for name, now, then, unit in items if now != then]
@@ -172,16 +181,50 @@ def unless_preset(key: str, value: Any) -> Any:
     return None if key in st.session_state else value
 
 
-def number_box(where: Any, label: str, default: Any, key: str, **kwargs: Any) -> Any:
+def number_box(where: Any, label: str, default: Any, key: str, problems: list[str] | None = None,
+               low: float | None = None, high: float | None = None, **kwargs: Any) -> Any:
     """``where.number_input`` (``st`` or a column) starting at ``default`` unless Session State holds
     ``key`` (:func:`unless_preset`). Such a box has no value of its own, so it can be emptied: an
     empty box reads as ``default`` (``float(None)`` raised over the page), which a caption under
-    it says (an emptied box ran its default with nothing shown)."""
+    it says (an emptied box ran its default with nothing shown).
+
+    Its bounds [``low``, ``high``] are checked here, not by the browser: a box bounded by
+    Streamlit kept showing a value typed out of range (in red) while its last valid value ran,
+    so a run used a number the page did not show. Out of range, the box's problem goes into
+    ``problems``, which the page shows (:func:`show_problems`) and runs nothing while there is one.
+
+    >>> problems = []
+    >>> _out_of_bounds("Fee (bps)", -5.0, 0.0, 1000.0, problems), problems
+    (True, ['Fee (bps) must be between 0 and 1,000, got -5'])
+    """
     chosen = where.number_input(label, value=unless_preset(key, default), key=key, **kwargs)
     if chosen is None:
         where.caption(f"empty: reads as {default:,.10g}")
         return default
+    if low is not None or high is not None:
+        if problems is None:
+            raise ValueError(f"number_box {key!r}: bounds need a problems list to report to")
+        _out_of_bounds(label, chosen, low, high, problems)
     return chosen
+
+
+def _out_of_bounds(label: str, value: float, low: float | None, high: float | None, problems: list[str]) -> bool:
+    """Whether ``value`` is outside [``low``, ``high``] (None: unbounded), adding the reason to ``problems``."""
+    if (low is None or value >= low) and (high is None or value <= high):
+        return False
+    low_text, high_text = number_text(low), number_text(high)
+    within = (f"between {low_text} and {high_text}" if low is not None and high is not None
+              else f"at least {low_text}" if low is not None else f"at most {high_text}")
+    problems.append(f"{label} must be {within}, got {number_text(value)}")
+    return True
+
+
+def show_problems(where: Any, problems: list[str], what: str) -> bool:
+    """One error box listing the form's ``problems`` (boxes out of range); True when there are any
+    (the page's ``what``, "Run backtest" say, is then disabled)."""
+    if problems:
+        where.error(f"{what} waits for: " + "; ".join(problems) + ".")
+    return bool(problems)
 
 
 def choice_box(where: Any, label: str, options: list, default: Any, key: str, **kwargs: Any) -> Any:
