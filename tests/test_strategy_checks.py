@@ -335,12 +335,21 @@ def test_an_exception_in_the_strategy_is_reported_with_its_line(synthetic_bars: 
     assert report.failed == ["lookahead", "signals", "determinism", "accounting", "roles"]  # speed: informational
 
 
-def test_an_output_the_engine_refuses_is_reported_with_the_engine_line(synthetic_bars: Bars) -> None:
+def test_an_output_the_engine_refuses_names_the_strategy_function_not_threadx_code(synthetic_bars: Bars) -> None:
+    """A wrong-length signal array read "signal array has shape (5,), expected (8760,) at
+    .../threadx/engine/inputs.py:545 in kernel_args": ThreadX's line, not what the author wrote."""
     short = replace(MA, name="short_signals", signals=lambda bars, ind, p: np.zeros(5, np.uint8), signal_rule=None)
     look = check_strategy(short, synthetic_bars, checks=("lookahead",), combos=1).result("lookahead")
     assert look.passed is False
-    assert look.summary.startswith("the run raised ParamError: signal array has shape (5,), expected (8760,) at ")
-    assert "threadx/engine/inputs.py:" in look.data["location"] and "in kernel_args" in look.data["location"]
+    assert look.summary == ("the run raised ParamError: short_signals.signals must return one flag per bar: got an "
+                            "array of shape (5,) for 8,760 bars (e.g. np.zeros(len(bars.close), np.uint8), set where "
+                            "it trades)")
+    assert "threadx/contract.py:" in look.data["location"]  # (kept in the data, for a bug report)
+    floats = replace(MA, name="float_signals", signals=lambda bars, ind, p: np.zeros(len(bars.close)) * 7.5,
+                     signal_rule=None)
+    look = check_strategy(floats, synthetic_bars, checks=("lookahead",), combos=1).result("lookahead")
+    assert look.summary == ("the run raised ParamError: float_signals.signals must return uint8 flags (the SIG_* bits, "
+                            "e.g. np.zeros(n, np.uint8)), got float64 values")
 
 
 def test_an_engine_accounting_error_is_caught(synthetic_bars: Bars, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -215,12 +215,15 @@ def rule_signals(spec: "StrategySpec", bars: "Bars", param_sets: list[Mapping[st
     return out
 
 
-def signal_flags(sig: Any, what: str = "signals") -> np.ndarray:
+def signal_flags(sig: Any, what: str = "signals", n_bars: int | None = None) -> np.ndarray:
     """``sig`` as contiguous uint8 flags (the ``SIG_*`` bits), as the kernel reads them, always
     a copy (strategy code may hand back a buffer it fills again on its next call, while a sweep
     keeps each array); ParamError naming ``what`` when it is not an array of flags: None, text,
     floats (a NaN or -1 would become other flags: -1 is every flag at once) or whole numbers
-    outside 0..255. Bools are flags 0 / 1 (enter long)."""
+    outside 0..255, or (``n_bars`` given) not one flag per bar. Bools are flags 0 / 1 (enter long)."""
+    if n_bars is not None and np.shape(sig) != (n_bars,) and sig is not None:
+        raise ParamError(f"{what} must return one flag per bar: got an array of shape {np.shape(sig)} for "
+                         f"{n_bars:,} bars (e.g. np.zeros(len(bars.close), np.uint8), set where it trades)")
     if isinstance(sig, np.ndarray) and sig.dtype == np.uint8:
         return np.array(sig, order="C")
     arr = np.asarray(sig) if sig is not None else None
@@ -243,12 +246,12 @@ def prepare_signals(spec: "StrategySpec", bars: "Bars", params: Mapping[str, Any
     by no other call (``levels`` reads the values as a sweep's plan computes them alone)."""
     if stage is None:  # a sweep's plan, once per combo: no timing contexts to enter
         values = prepare_indicators(spec, bars, params, bank)
-        sig = signal_flags(spec.signals(bars, _own_values(values), dict(params)), f"{spec.name}.signals")
+        sig = signal_flags(spec.signals(bars, _own_values(values), dict(params)), f"{spec.name}.signals", len(bars))
         return values, sig, spec.levels(values, dict(params))
     with stage("indicators"):
         values = prepare_indicators(spec, bars, params, bank)
     with stage("signals"):
-        sig = signal_flags(spec.signals(bars, _own_values(values), dict(params)), f"{spec.name}.signals")
+        sig = signal_flags(spec.signals(bars, _own_values(values), dict(params)), f"{spec.name}.signals", len(bars))
         levels = spec.levels(values, dict(params))
     return values, sig, levels
 

@@ -126,3 +126,29 @@ def test_the_pages_that_run_a_strategy_say_its_last_check_failed(strategy_dir, p
     path.write_text(path.read_text().replace(STOP, SHORT_HOLD))  # other code: that check says nothing of it
     at.run()
     assert not [w for w in at.warning if w.value.startswith("The last check of rsi_peek")]
+
+
+def test_a_check_the_strategy_stopped_by_raising_is_said_not_run_not_failed(strategy_dir) -> None:
+    """A strategy that raised in every check read "failed: lookahead, signals, determinism, ...
+    (a look-ahead makes them look better...)" on the pages: nothing had been checked."""
+    import threadx
+    from threadx.checks.store import save_report
+    from threadx.checks.strategy import CheckReport, CheckResult
+    from threadx.ui.strategies import failed_check_note
+
+    new_strategy_file("rsi_boom")
+    spec = threadx.get_strategy("rsi_boom")
+    error = {"error": "ValueError: boom", "location": "rsi_boom.py:30 in signals"}
+    save_report(spec, CheckReport("rsi_boom", 1000, [
+        CheckResult("lookahead", False, "the strategy raised ValueError: boom", data=error),
+        CheckResult("accounting", False, "the strategy raised ValueError: boom", data=error)]))
+    assert failed_check_note(spec) == (
+        "The last check of rsi_boom (on this code) could not run: the strategy raised ValueError: boom (in lookahead, "
+        "accounting). Its figures here are not checked; see the Strategies page.")
+    save_report(spec, CheckReport("rsi_boom", 1000, [
+        CheckResult("lookahead", False, "the signals at bar 20 change when later bars change"),
+        CheckResult("accounting", False, "the strategy raised ValueError: boom", data=error)]))
+    assert failed_check_note(spec) == (
+        "The last check of rsi_boom (on this code) failed: lookahead. Its figures here may be wrong (a look-ahead "
+        "makes them look better than any trading could) (accounting could not run: the strategy raised ValueError: "
+        "boom); see the Strategies page.")

@@ -861,7 +861,8 @@ def _error_result(name: str, exc: BaseException, where: str = "") -> CheckResult
     text = f"{type(exc).__name__}: {exc}"
     frame = _error_frame(exc)
     own = frame is not None and not _inside(frame.filename, (_THREADX_DIR,))
-    summary = f"the {'strategy' if own else 'run'} raised {text}" + (f" at {location}" if location else "")
+    # (raised by ThreadX on what the strategy handed back: its own file and line say nothing to the author)
+    summary = f"the {'strategy' if own else 'run'} raised {text}" + (f" at {location}" if location and own else "")
     details = [f"while {where}"] if where else []
     # the frames of the strategy's own code (ThreadX's are noise to its author), then the error
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _inside(f.filename, (_THREADX_DIR,))]

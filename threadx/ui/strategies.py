@@ -91,10 +91,17 @@ def failed_check_note(spec: StrategySpec, root: Path | None = None) -> str | Non
     status, report = check_status(spec, root)
     if status != FAIL or report is None:
         return None
-    failed = [r["name"] for r in report_results(report) if r["status"] == FAIL]
+    results = [r for r in report_results(report) if r["status"] == FAIL]
+    failed = [r["name"] for r in results if not r["error"]]  # a check that ran and found something
+    raised = [r for r in results if r["error"]]  # one the strategy stopped by raising: nothing was checked
+    stopped = f"the strategy raised {raised[0]['error']}" if raised else ""
+    could_not = f"{', '.join(r['name'] for r in raised)} could not run: {stopped}" if raised else ""
+    if not failed:
+        return (f"The last check of {spec.name} (on this code) could not run: {stopped} (in "
+                f"{', '.join(r['name'] for r in raised)}). Its figures here are not checked; see the Strategies page.")
     why = " (a look-ahead makes them look better than any trading could)" if "lookahead" in failed else ""
     return (f"The last check of {spec.name} (on this code) failed: {', '.join(failed)}. Its figures here may be "
-            f"wrong{why}; see the Strategies page.")
+            f"wrong{why}" + (f" ({could_not})" if could_not else "") + "; see the Strategies page.")
 
 
 def report_verdict(report: Mapping[str, Any]) -> str:
