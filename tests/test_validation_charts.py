@@ -94,6 +94,10 @@ def test_is_oos_bars_group_windows_and_colour_oos_by_regime(table):
     assert bull.marker.color == vc.REGIME_COLORS["bull"]
     assert {t.offsetgroup for t in fig.data[1:]} == {"oos"} and fig.layout.barmode == "group"
     assert "mean IS 1.13" in fig.layout.title.text and "mean OOS 0.37" in fig.layout.title.text
+    # the figures on a second line (on one, a chart given half the page cut them: "mean O…"), with room above
+    head, detail = fig.layout.title.text.split("<br>")
+    assert head == "Sharpe in and out of sample per window" and "mean OOS 0.37" in detail
+    assert fig.layout.margin.t == 80 + 18
 
 
 def test_is_oos_bars_percent_metric_and_missing_columns(table):
