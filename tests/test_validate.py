@@ -76,6 +76,14 @@ def test_non_datetime_index_and_empty() -> None:
     assert validate_ohlcv(bars(0)).errors == ["no bars"]
 
 
+def test_a_single_bar_is_red_not_a_perfect_green() -> None:
+    """A one-row file was imported "GREEN, quality 100/100"; every backtest on it then failed."""
+    rep = validate_ohlcv(bars(1))
+    assert rep.verdict == ("red", ["1 bar: a dataset needs at least 2 (a return needs two closes)"])
+    assert not rep.ok and rep.quality == 0.0
+    assert validate_ohlcv(bars(2)).ok
+
+
 def test_nan_values_are_errors() -> None:
     rep = validate_ohlcv(set_value(bars(), 7, "close", np.nan))
     assert not rep.ok and rep.nan_rows == [7]

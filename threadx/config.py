@@ -41,6 +41,7 @@ MAX_FUNDING_RATE = 0.1  # |rate| per settlement (a fraction, 10 %): exchanges ca
 # Fewest trades a combo needs to be picked as a sweep's winner or a walk-forward window's
 # IS winner (API, CLI, job registry, pages): a Sharpe of 0-2 trades is luck, not a winner.
 DEFAULT_MIN_TRADES = 10
+MIN_BARS = 2  # the fewest bars a dataset is imported with and a backtest runs on (a return needs two closes)
 # the walk-forward windows the Validation and Research pages start from (days of in-sample, out-of-sample)
 DEFAULT_WF_IS_DAYS = 90.0
 DEFAULT_WF_OOS_DAYS = 30.0

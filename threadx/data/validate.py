@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from threadx.config import MIN_BARS
 from threadx.data.bars import OHLCV_COLUMNS, ohlc_inconsistent
 from threadx.data.grid import grid_origin_ns, grid_slots, slot_start_ns, timeframe_ns
 from threadx.data.timeframe import bar_spacing_ns, spacing_disagreement, spacing_timeframe
@@ -235,6 +236,9 @@ def validate_ohlcv(df: pd.DataFrame, timeframe: str | None = None, *, dedupe: bo
     n = len(df)
     if n == 0:
         rep.errors.append("no bars")
+        return rep
+    if n < MIN_BARS:  # (nothing can run on it: a backtest refused it after the import called it green)
+        rep.errors.append(f"{counted(n, 'bar')}: a dataset needs at least {MIN_BARS} (a return needs two closes)")
         return rep
     index = df.index
     if index.tz is None:

@@ -9,7 +9,7 @@ from typing import Any, Mapping, NamedTuple
 import numpy as np
 import pandas as pd
 
-from threadx.config import (DEFAULT_FEE_BPS, DEFAULT_FILL, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL,
+from threadx.config import (DEFAULT_FEE_BPS, DEFAULT_FILL, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL, MIN_BARS,
                             DEFAULT_SLIPPAGE_BPS, MAX_FUNDING_RATE, MAX_INITIAL_CAPITAL, MAX_LEVERAGE, engine_default)
 from threadx.data.bars import Bars
 from threadx.data.grid import timeframe_ns
@@ -527,8 +527,8 @@ def _bar_ns(bars: Bars) -> int:
 def check_bar_count(bars: Bars) -> int:
     """The number of bars; DataError below 2 (checked before any strategy code runs on them)."""
     n = len(bars)
-    if n < 2:
-        raise DataError(f"need at least 2 bars to backtest, got {n}")
+    if n < MIN_BARS:
+        raise DataError(f"need at least {MIN_BARS} bars to backtest, got {n}")
     return n
 
 
