@@ -294,7 +294,9 @@ def space_editor(spec: StrategySpec, key_prefix: str) -> dict[str, Any]:
     values survive a visit to another page (``persist_state="session"``)."""
     space: dict[str, Any] = {}
     ranged = [p.name for p in spec.params[:2] if searched_by_default(p)]
-    widths = [3, 2, 2, 2, 2]  # the name column the widest: its help mark leaves less room for the name
+    # the boxes wide enough for a value beside their clear, minus and plus buttons (at 1280 px, [3, 2, 2, 2, 2]
+    # showed "2.0(" for 2.00 and "0.0:" for 0.010), the mode wide enough for "range" at 1024 px
+    widths = [2.2, 2, 2.3, 2.3, 2.2]
     header = st.columns(widths)
     for label, col in zip(("param", "mode", "min / value", "max", "step"), header):
         col.caption(label)
