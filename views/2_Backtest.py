@@ -242,19 +242,20 @@ with st.expander("Parameters", expanded=True):
 with st.expander("Costs, fills and sizing", expanded=False):
     c = st.columns(4)  # (two rows of four: seven in one cut "10000.(", "strategy defa" at 1024-1440 px)
     cost_problems: list[str] = []  # boxes out of range (checked here: see widgets.number_box)
+    fixed = {"clearable": False}  # (a clear button left "10" of 10,000 at 1024 px)
     capital = number_box(c[0], "Initial capital", DEFAULTS.initial_capital, "bt_capital", cost_problems, 1.0,
-                         step=1_000.0)
-    fee_bps = number_box(c[1], "Fee (bps)", DEFAULTS.fee_bps, "bt_fee", cost_problems, 0.0, 1000.0, step=0.5)
+                         step=1_000.0, **fixed)
+    fee_bps = number_box(c[1], "Fee (bps)", DEFAULTS.fee_bps, "bt_fee", cost_problems, 0.0, 1000.0, step=0.5, **fixed)
     slip_bps = number_box(c[2], "Slippage (bps)", DEFAULTS.slippage_bps, "bt_slip", cost_problems, 0.0, 1000.0,
-                          step=0.5)
+                          step=0.5, **fixed)
     fill = c[3].selectbox("Fill", ["next_open", "close"], key="bt_fill")
     c = st.columns(4)
     sizing = c[0].selectbox("Sizing", SIZINGS, key="bt_sizing")
     leverage = number_box(c[1], "Leverage", 0.0, "bt_leverage", cost_problems, 0.0, 100.0, step=1.0,
-                          help="0 = the strategy's own leverage")
+                          help="0 = the strategy's own leverage", **fixed)
     min_notional = number_box(c[2], "Min order value", DEFAULTS.min_notional, "bt_min_notional", cost_problems, 0.0,
                               step=1.0, help="entries below this order value (quote currency) are skipped "
-                                             "and counted in n_skipped; 0 = off")
+                                             "and counted in n_skipped; 0 = off", **fixed)
     extra = st.session_state.get("bt_engine_extra") or {}
     # (a row of its own: a fourth column cut "Funding file"; a reopened run's constant rate overrides it)
     funding = funding_toggle(st, "bt_funding", disabled="funding" in extra)

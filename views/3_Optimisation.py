@@ -65,28 +65,26 @@ w = CONTROL_PX
 sampler = "grid" if method == "Grid" else c.selectbox("Sampler", ["random", "lhs", "sobol", "adaptive"],
                                                       key="opt_sampler", persist_state="session", width=w)
 box_problems: list[str] = []  # boxes out of range (checked here: see widgets.number_box)
+boxes = {"persist_state": "session", "width": w, "clearable": False}
 n = None if method == "Grid" else int(number_box(c, "Combos (n)", DEFAULT_SWEEP_SAMPLES, "opt_n", box_problems, 1,
-                                                 step=500, persist_state="session", width=w))
-seed = int(number_box(c, "Seed", DEFAULT_SEED, "opt_seed", box_problems, 0, step=1, persist_state="session", width=w))
+                                                 step=500, **boxes))
+seed = int(number_box(c, "Seed", DEFAULT_SEED, "opt_seed", box_problems, 0, step=1, **boxes))
 objective = c.selectbox("Objective", list(METRIC_NAMES), index=list(METRIC_NAMES).index("sharpe"),
                         key="opt_objective", persist_state="session", width=w)
 maximize = c.selectbox("Direction", ["maximise", "minimise"], key="opt_direction", persist_state="session",
                        width=w) == "maximise"
 min_trades = int(number_box(c, "Min trades", DEFAULT_MIN_TRADES, "opt_min_trades", box_problems, 0, step=5,
-                            persist_state="session", width=w,
-                            help="Fewest trades of the winner: a Sharpe of a few trades is luck"))
+                            help="Fewest trades of the winner: a Sharpe of a few trades is luck", **boxes))
 gpu = cuda_status()
 use_gpu = gpu.available and bool(st.session_state.get("opt_gpu"))
 c = controls_row()
 engine_defaults, sweep_settings = EngineOptions(), sweep_defaults()  # threadx.toml / env / built-in
 executors, fills = ["auto", "local", "inline", "dask"], ["next_open", "close"]
 workers = int(number_box(c, "Workers", min(256, default_workers()), "opt_workers", box_problems, 1, 256, step=1,
-                         persist_state="session", width=w,
-                         help="CPU threads for combos a failed GPU hands back" if use_gpu else None))
+                         help="CPU threads for combos a failed GPU hands back" if use_gpu else None, **boxes))
 executor = c.selectbox("Executor", executors, key="opt_executor", persist_state="session", disabled=use_gpu, width=w,
                        index=executors.index(sweep_settings.executor) if sweep_settings.executor in executors else 0)
-fee_bps = number_box(c, "Fee (bps)", float(engine_defaults.fee_bps), "opt_fee", box_problems, 0.0, step=0.5,
-                     persist_state="session", width=w)
+fee_bps = number_box(c, "Fee (bps)", float(engine_defaults.fee_bps), "opt_fee", box_problems, 0.0, step=0.5, **boxes)
 fill = c.selectbox("Fill", fills, index=fills.index(engine_defaults.fill), key="opt_fill", persist_state="session",
                    width=w)
 funding = funding_toggle(c, "opt_funding", persist_state="session")

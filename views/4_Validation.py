@@ -485,6 +485,7 @@ with tab_wf:
     S = int(number_box(c, "PBO blocks (S, even)", 16, "wf_S", box_problems, *BOUNDS["S"], step=2, **session))
     engine_defaults = EngineOptions()  # threadx.toml / env / built-in
     workers = int(number_box(c, "Workers", min(256, default_workers()), "wf_workers", box_problems, 1, 256, step=1,
+                             clearable=False,
                              **session))
     fee_bps = float(number_box(c, "Fee (bps)", float(engine_defaults.fee_bps), "wf_fee",
                                box_problems, *BOUNDS["fee"], step=0.5, **session))
@@ -656,9 +657,11 @@ with tab_sweep:
                                   f"{format_count(info.loc[r, 'done'])} combos · {info.loc[r, 'status']}")
         val_problems: list[str] = []  # boxes out of range (checked here: see widgets.number_box)
         n_val = int(number_box(c[1], "Bootstrap resamples", DEFAULT_BOOTSTRAP, "val_n", val_problems,
-                               *BOUNDS["boot"], step=100))
-        s_val = int(number_box(c[2], "PBO blocks (S)", 16, "val_S", val_problems, *BOUNDS["S"], step=2))
-        seed_val = int(number_box(c[3], "Seed", DEFAULT_SEED, "val_seed", val_problems, *BOUNDS["seed"], step=1))
+                               *BOUNDS["boot"], clearable=False, step=100))
+        s_val = int(number_box(c[2], "PBO blocks (S)", 16, "val_S", val_problems, *BOUNDS["S"], clearable=False,
+                               step=2))
+        seed_val = int(number_box(c[3], "Seed", DEFAULT_SEED, "val_seed", val_problems, *BOUNDS["seed"],
+                                  clearable=False, step=1))
         refused = show_problems(st, val_problems, "Validate")
         if c[4].button("Validate", type="primary", key="val_go", disabled=refused):
             st.session_state["val_sweep"] = (pick, n_val, s_val, seed_val)

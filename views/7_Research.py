@@ -60,13 +60,13 @@ def launch_form() -> None:
         with st.expander("Search space", expanded=False):
             space = space_editor(threadx.strategies()[strategies[0]], key_prefix="rs")
     c, w = controls_row(), CONTROL_PX  # (a row that wraps: six columns are too narrow at 1024 px)
-    session = {"persist_state": "session", "width": w}
+    session = {"persist_state": "session", "width": w, "clearable": False}
     box_problems: list[str] = []  # boxes out of range (checked here: see widgets.number_box)
     is_days = float(number_box(c, "In-sample (days)", DEFAULT_WF_IS_DAYS, "rs_is_days", box_problems,
                                *BOUNDS["is_days"], step=15.0, **session))  # (as on the Validation page)
     oos_days = float(number_box(c, "Out-of-sample (days)", DEFAULT_WF_OOS_DAYS, "rs_oos_days", box_problems,
                                 *BOUNDS["oos_days"], step=5.0, **session))
-    sampler = c.selectbox("Sampler", SAMPLERS, key="rs_sampler", **session)
+    sampler = c.selectbox("Sampler", SAMPLERS, key="rs_sampler", persist_state="session", width=w)
     n = None if sampler == "grid" else int(number_box(c, "Combos (n)", DEFAULT_WF_SAMPLES, "rs_n", box_problems,
                                                       *BOUNDS["n"], step=50, **session))
     workers = int(number_box(c, "Workers", min(256, default_workers()), "rs_workers", box_problems, 1, 256, step=1,

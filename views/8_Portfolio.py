@@ -76,7 +76,7 @@ def add_runner_form() -> None:
     dataset = c[1].selectbox("Dataset", datasets, index=datasets.index(data) if data in datasets else 0,
                              key="pf_dataset", persist_state="session", format_func=label_dataset)
     weight_problems: list[str] = []  # (checked here: see widgets.number_box)
-    weight = float(number_box(c[2], "Weight", 1.0, "pf_weight", weight_problems, 0.01, step=0.5,
+    weight = float(number_box(c[2], "Weight", 1.0, "pf_weight", weight_problems, 0.01, step=0.5, clearable=False,
                               persist_state="session",
                               help="its share of the capital, relative to the other runners' weights"))
     params: dict = {}
@@ -153,7 +153,7 @@ def settings_form(problems: list[str]) -> dict:
     """Capital, the three gates, engine options and funding: the request's fields (boxes out of
     range add to ``problems``: see widgets.number_box)."""
     c = st.columns(4)
-    session = {"persist_state": "session"}
+    session = {"persist_state": "session", "clearable": False}
     capital = float(number_box(c[0], "Capital", float(DEFAULTS.initial_capital), "pf_capital", problems, 1.0,
                                step=1_000.0, help="shared by the runners in proportion to their weights", **session))
     guard = float(number_box(c[1], "Margin guard (share of equity, 0 = off)", 0.0, "pf_guard", problems, 0.0,

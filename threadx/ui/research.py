@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from threadx.errors import ThreadXError, first_line
 from threadx.ui.charts import _new_figure, empty_figure
-from threadx.ui.validation_charts import _title
+from threadx.ui.validation_charts import set_title
 from threadx.units import format_metric
 from threadx.validation.research import ResearchResult, checked_research, kept_text, research_root
 
@@ -195,7 +195,8 @@ def _heatmap(z: pd.DataFrame, text: list[list[str]], title: str, x_title: str, y
         texttemplate="%{text}", textfont=dict(size=cell_font(len(z.columns))), colorscale=SHARPE_SCALE, zmid=0.0,
         zmin=-bound or -1.0, zmax=bound or 1.0, hoverongaps=False, hovertemplate=hover,
         colorbar=dict(title=dict(text="OOS Sharpe", side="right"))))
-    fig.update_layout(title=_title(title), height=max(260, 110 + 70 * len(z.index)))
+    fig.update_layout(height=max(260, 110 + 70 * len(z.index)))
+    set_title(fig, title)
     fig.update_xaxes(title_text=x_title, type="category", side="bottom")
     fig.update_yaxes(title_text=y_title, type="category", autorange="reversed")
     return fig

@@ -91,7 +91,7 @@ def _title_lines(text: str) -> list[str]:
     return [head] + [_DETAIL.format(line) for line in details]
 
 
-def _set_title(fig: go.Figure, text: str) -> None:
+def set_title(fig: go.Figure, text: str) -> None:
     """``text`` as ``fig``'s title (:func:`_title_lines`), the top margin grown by the room its
     second line takes."""
     lines = _title_lines(text)
@@ -183,7 +183,7 @@ def window_timeline_figure(windows: Sequence[Any], index: pd.DatetimeIndex | Non
                      f"{'anchored' if anchored else 'rolling'} IS {is_len:,} bars, OOS {oos_len:,} bars{extra}")
     height = int(min(max(140 + 18 * (len(windows) + 1), 260), 720))
     fig.update_layout(height=height)
-    _set_title(fig, text)
+    set_title(fig, text)
     fig.update_yaxes(autorange="reversed", type="category", showticklabels=len(windows) <= 40)
     if use_time:
         fig.update_xaxes(type="date")
@@ -236,7 +236,7 @@ def is_oos_bars_figure(table: pd.DataFrame, metric: str) -> go.Figure:
     if chosen.any():
         text += (f" (mean IS {format_metric(metric, float(np.mean(is_v[chosen])))}, "
                  f"mean OOS {format_metric(metric, float(np.mean(oos_v[chosen])))})")
-    _set_title(fig, text)
+    set_title(fig, text)
     fig.update_xaxes(type="category", title_text=None)
     fig.update_yaxes(title_text=label, tickformat=_tick_format(metric))
     return fig
@@ -295,7 +295,7 @@ def stitched_equity_figure(
     text = "Stitched OOS equity" + (" vs full-period optimum" if len(series) > 1 else "")
     if reduced:  # short: the chart often gets half the page
         text += f" ({len(oos_equity):,} bars, downsampled)"
-    _set_title(fig, text)
+    set_title(fig, text)
     fig.update_yaxes(title_text="Equity")
     return fig
 
@@ -347,7 +347,7 @@ def drift_figure(table: pd.DataFrame, drift: pd.DataFrame,
         annotation.update(font=dict(size=12), x=0, xanchor="left")
     fig.update_layout(template=TEMPLATE, height=int(min(140 + 170 * len(params), 1000)),
                       margin=dict(l=50, r=20, t=70, b=40))
-    _set_title(fig, "Parameter drift: the winner's value per window (shaded: the searched range)")
+    set_title(fig, "Parameter drift: the winner's value per window (shaded: the searched range)")
     fig.update_xaxes(type="category")
     return fig
 
@@ -398,7 +398,7 @@ def is_oos_scatter_figure(points: pd.DataFrame, metric: str, *, max_points: int 
     text = f"{title} (rank correlation {rho:.2f})" if pd.notna(rho) else title
     if len(others) + len(winners) < total:
         text += f"<br>{len(others) + len(winners):,} of {total:,} pairs sampled for display"
-    _set_title(fig, text)
+    set_title(fig, text)
     fig.update_xaxes(title_text=f"In-sample {label}", tickformat=_tick_format(metric), zeroline=True)
     fig.update_yaxes(title_text=f"Out-of-sample {label}", tickformat=_tick_format(metric), zeroline=True)
     return fig
@@ -463,7 +463,7 @@ def bootstrap_figure(boot: Any) -> go.Figure:
         annotation.update(font=dict(size=12))
     fig.update_layout(template=TEMPLATE, barmode="overlay", height=580, margin=dict(l=50, r=20, t=100, b=40),
                       legend=dict(orientation="h", x=0, xanchor="left", y=1.07, yanchor="bottom"))
-    _set_title(fig, f"Block bootstrap: {int(boot.n):,} resamples, blocks of {int(boot.block):,} bars")
+    set_title(fig, f"Block bootstrap: {int(boot.n):,} resamples, blocks of {int(boot.block):,} bars")
     fig.update_yaxes(title_text="Resamples", col=1)
     return fig
 
@@ -505,7 +505,7 @@ def pbo_logit_figure(pbo: Any) -> go.Figure:
     value = float(getattr(pbo, "pbo", float("nan")))
     n_splits = int(getattr(pbo, "n_splits", len(logits)))
     text = f"PBO = {format_metric('pbo', value)} over {n_splits:,} CSCV splits (S = {int(pbo.S)})"
-    _set_title(fig, text)
+    set_title(fig, text)
     fig.update_xaxes(title_text="Logit λ = ln(ω / (1 - ω)) of the OOS relative rank ω")
     fig.update_yaxes(title_text="Splits")
     return fig
@@ -552,7 +552,7 @@ def pbo_scatter_figure(pbo: Any, bars_per_year: float | None = None, max_points:
     text = f"{title} ({unit})"
     if total > max_points:
         text += f" ({max_points:,} of {total:,} shown)"
-    _set_title(fig, text)
+    set_title(fig, text)
     fig.update_xaxes(title_text=f"In-sample Sharpe ({unit})")
     fig.update_yaxes(title_text=f"Out-of-sample Sharpe ({unit})")
     return fig
@@ -593,7 +593,7 @@ def stability_heatmap_figure(grid: pd.DataFrame, x: str, y: str, metric: str, ra
         title += f" (winner outlined: {x} = {_fmt_value(win[x])}, {y} = {_fmt_value(win[y])})"
     if radius is not None:
         title += f", ±{radius} steps"
-    _set_title(fig, title)
+    set_title(fig, title)
     fig.update_xaxes(title_text=x, type="category")
     fig.update_yaxes(title_text=y, type="category")
     return fig

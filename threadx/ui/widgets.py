@@ -182,7 +182,7 @@ def unless_preset(key: str, value: Any) -> Any:
 
 
 def number_box(where: Any, label: str, default: Any, key: str, problems: list[str] | None = None,
-               low: float | None = None, high: float | None = None, **kwargs: Any) -> Any:
+               low: float | None = None, high: float | None = None, clearable: bool = True, **kwargs: Any) -> Any:
     """``where.number_input`` (``st`` or a column) starting at ``default`` unless Session State holds
     ``key`` (:func:`unless_preset`). Such a box has no value of its own, so it can be emptied: an
     empty box reads as ``default`` (``float(None)`` raised over the page), which a caption under
@@ -192,12 +192,18 @@ def number_box(where: Any, label: str, default: Any, key: str, problems: list[st
     Streamlit kept showing a value typed out of range (in red) while its last valid value ran,
     so a run used a number the page did not show. Out of range, the box's problem goes into
     ``problems``, which the page shows (:func:`show_problems`) and runs nothing while there is one.
+    ``clearable=False``: a box that cannot be emptied, without the clear button, which takes room
+    from the value in a narrow column (it showed "10" for 10,000 at 1024 px).
 
     >>> problems = []
     >>> _out_of_bounds("Fee (bps)", -5.0, 0.0, 1000.0, problems), problems
     (True, ['Fee (bps) must be between 0 and 1,000, got -5'])
     """
-    chosen = where.number_input(label, value=unless_preset(key, default), key=key, **kwargs)
+    if clearable:
+        chosen = where.number_input(label, value=unless_preset(key, default), key=key, **kwargs)
+    else:  # (a box without a value of its own takes Streamlit's "min", which only a value can be: not None)
+        chosen = where.number_input(label, key=key, **({} if key in st.session_state else {"value": default}),
+                                    **kwargs)
     if chosen is None:
         where.caption(f"empty: reads as {default:,.10g}")
         return default
