@@ -6,7 +6,7 @@ import streamlit as st
 st.set_page_config(page_title="ThreadX", page_icon=":material/show_chart:", layout="wide")
 
 from threadx.errors import ThreadXError  # noqa: E402
-from threadx.settings_file import resolve  # noqa: E402
+from threadx.settings_file import resolve, unknown_variables  # noqa: E402
 
 try:
     resolve()  # a malformed threadx.toml, unknown key or bad value: one line, not a traceback per page
@@ -48,6 +48,8 @@ restore_from_url()  # a link's dataset and strategy (warnings above the page, no
 
 with st.sidebar:
     st.markdown("### ThreadX")
+    for line in unknown_variables():  # a misspelt variable left its default in force, unsaid
+        st.warning(line)
     st.caption("Dataset")
     st.markdown(f"**{label_dataset(active_dataset())}**")
     available, reason = gpu_status()

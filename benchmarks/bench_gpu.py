@@ -36,6 +36,7 @@ from benchlib import DEFAULT_FILE, load_frame
 from threadx.data.bars import Bars, as_bars
 from threadx.engine.layout import METRIC_NAMES
 from threadx.gpu.devices import detect
+from threadx.settings_file import GPU_REGISTERS_ENV
 
 RTOL = 1e-9
 
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="register cap of the kernel (THREADX_GPU_MAX_REGISTERS; default: none)")
     args = parser.parse_args(argv)
     if args.max_registers:
-        os.environ["THREADX_GPU_MAX_REGISTERS"] = str(args.max_registers)  # read when the kernel is built
+        os.environ[GPU_REGISTERS_ENV] = str(args.max_registers)  # read when the kernel is built
 
     status = detect()
     if not status.available:

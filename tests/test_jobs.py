@@ -308,7 +308,7 @@ def test_a_job_runs_in_the_standby_process_started_ahead(registry, standby):
 
 def test_a_standby_started_under_another_environment_is_not_used(registry, standby, monkeypatch):
     proc = standby._waiting[0][0] if _standby_pid(standby) else None
-    monkeypatch.setenv("THREADX_STANDBY_TEST", "changed after the standby started")
+    monkeypatch.setenv("THREADX_TEST_STANDBY", "changed after the standby started")
     info = wait_for(registry, registry.submit(SMALL), finished, what="finished")
     log = registry.log(info.job_id)
     assert info.state == "completed", log

@@ -239,3 +239,30 @@ def test_a_malformed_flag_variable_is_ignored(places, monkeypatch):
         assert resolve()["engine.fee_bps"] == 10.0
         with flag_overrides({"engine.fee_bps": (2.0, "--fee-bps")}):
             assert resolve()["engine.fee_bps"] == 2.0
+
+
+def test_a_misspelt_variable_is_said_with_the_setting_it_is_close_to(places, monkeypatch, capsys):
+    """THREADX_STRATEGIES_DIR (for THREADX_STRATEGY_DIR) was ignored without a word: the user's
+    strategies were written to the default folder in the current directory (a hostile browser test)."""
+    from threadx.settings_file import unknown_variables
+
+    monkeypatch.setenv("THREADX_STRATEGIES_DIR", "/somewhere")
+    monkeypatch.setenv("THREADX_ENGINE_FILL", "close")  # a setting: nothing to say
+    assert main(["config", "show"]) == 0
+    err = capsys.readouterr().err
+    assert ("THREADX_STRATEGIES_DIR is not a ThreadX setting and is ignored (did you mean THREADX_STRATEGY_DIR?)"
+            in err) and "THREADX_ENGINE_FILL" not in err
+    assert unknown_variables({"THREADX_NOPE": "1", "THREADX_TEST_FLAKY_DIR": "x", "THREADX_CONFIG_DIR": "c"}) == [
+        "THREADX_NOPE is not a ThreadX setting and is ignored (threadx config lists the settings)"]
+
+
+def test_the_workstation_shows_a_misspelt_variable_in_its_sidebar(monkeypatch):
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("THREADX_RESULT_DIR", "/somewhere")
+    app = AppTest.from_file(str(Path(__file__).parents[1] / "app.py"), default_timeout=120)
+    app.run()
+    assert not app.exception, app.exception
+    assert any("THREADX_RESULT_DIR is not a ThreadX setting and is ignored (did you mean THREADX_RESULTS_DIR?)"
+               in w.value for w in app.sidebar.warning), [w.value for w in app.sidebar.warning]

@@ -34,6 +34,9 @@ from threadx.filestamp import file_stamp
 FILE_NAME = "threadx.toml"
 CONFIG_DIR_ENV = "THREADX_CONFIG_DIR"
 FLAGS_ENV = "THREADX_FLAG_SETTINGS"  # flags of the running command, inherited by its child processes
+GPU_REGISTERS_ENV = "THREADX_GPU_MAX_REGISTERS"  # register cap of the CUDA kernel (benchmarks/bench_gpu.py)
+_OTHER_ENV = (CONFIG_DIR_ENV, FLAGS_ENV, GPU_REGISTERS_ENV)
+_TEST_ENV_PREFIX = "THREADX_TEST_"  # the test suite's own switches
 AUTO = "auto"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -244,6 +247,29 @@ def keys() -> tuple[Key, ...]:
     if _KEYS is None:
         _KEYS = _keys()
     return _KEYS
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line per ``THREADX_*`` variable of ``environ`` (default: this process's) that is no
+    setting and is ignored, with the setting its name is close to: a misspelt one
+    (``THREADX_STRATEGIES_DIR``) silently left the default in force (the strategies folder in
+    the current directory, not the folder it named).
+
+    >>> unknown_variables({"THREADX_STRATEGIES_DIR": "/x", "THREADX_DATA_ROOT": "/d", "HOME": "/h"})
+    ['THREADX_STRATEGIES_DIR is not a ThreadX setting and is ignored (did you mean THREADX_STRATEGY_DIR?)']
+    """
+    import difflib
+
+    environ = os.environ if environ is None else environ
+    known = {k.env for k in keys()} | set(_OTHER_ENV)
+    lines = []
+    for name in sorted(environ):
+        if not name.startswith("THREADX_") or name in known or name.startswith(_TEST_ENV_PREFIX):
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
+        lines.append(f"{name} is not a ThreadX setting and is ignored"
+                     + (f" (did you mean {close[0]}?)" if close else " (threadx config lists the settings)"))
+    return lines
 
 
 def key(dotted: str) -> Key:

@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from threadx import logs
-    from threadx.settings_file import flag_overrides, resolve
+    from threadx.settings_file import flag_overrides, resolve, unknown_variables
 
     logs.set_console("ERROR" if args.quiet else "DEBUG" if args.verbose else "WARNING")
     command = " ".join(part for part in (args.command, *(getattr(args, f"{args.command}_command", None) or "",))
@@ -34,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with flag_overrides(_flag_settings(args)):
             resolve()  # a bad settings file, variable or flag: one line before any work
+            for line in unknown_variables():  # a misspelt variable left its default in force, unsaid
+                logs.logger().warning(line)
             try:
                 logs.logger().debug("threadx %s", command)
                 with _json_only_on_stdout(bool(getattr(args, "json", False))):

@@ -25,6 +25,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from threadx.data.bars import Bars
+from threadx.settings_file import GPU_REGISTERS_ENV
 from threadx.codehash import source_hash
 from threadx.engine import kernel as engine
 from threadx.engine import layout as engine_layout
@@ -101,7 +102,7 @@ def _build() -> dict[str, Any]:
             cuda, float64 = numba_cuda, numba_float64
             _run = functions["run"]
             # ~200 registers a thread without a cap (no spills); a cap trades spills for occupancy
-            cap = int(os.environ.get("THREADX_GPU_MAX_REGISTERS") or 0)
+            cap = int(os.environ.get(GPU_REGISTERS_ENV) or 0)
             options = {"max_registers": cap} if cap and not simulator() else {}
             _built["batch"] = numba_cuda.jit(**options)(_batch)
     return _built
