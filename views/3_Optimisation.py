@@ -29,7 +29,8 @@ from threadx.ui import strategies as strategies_ui
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import cuda_status, dataset_picker, handover, plain, strategy_fell_back, strategy_picker
 from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, funding_caption, funding_toggle, job_progress,
-                                number_box, preset_space, show_problems, space_editor, timings_section)
+                                number_box, number_text, preset_space, show_problems, space_editor,
+                                timings_section)
 from threadx.units import table_view
 
 
@@ -271,9 +272,13 @@ def show_run(view: sweep_runs.RunView) -> None:
     st.subheader(f"Run {run_id}: {m['strategy']}, {int(m.get('done') or 0):,} combos, {view.status}")
     st.caption(describe_run(m))
     # (a link's ?run= opens the run while the form keeps the tab's dataset and strategy)
-    other = [f"{what} **{plain(mine)}**" for what, mine, its in (("dataset", dataset, m.get("dataset")),
-                                                                  ("strategy", strategy, m.get("strategy")))
-             if its and mine != its]
+    # (and a search set otherwise: after a reload the form was back on Grid beside a sobol run, unsaid)
+    searched = [("sampler", sampler, m.get("sampler"))]
+    if sampler != "grid" and m.get("sampler") != "grid":
+        searched += [("n", n, m.get("n")), ("seed", seed, m.get("seed"))]
+    compared = (("dataset", dataset, m.get("dataset")), ("strategy", strategy, m.get("strategy")), *searched)
+    other = [f"{what} **{number_text(mine) if isinstance(mine, int) else plain(mine)}**"
+             for what, mine, its in compared if its is not None and its != "" and mine != its]
     if other:
         st.info(f"The form above is set to {' and '.join(other)}, not this run's: **Launch** runs the form's; "
                 "Resume and Open in Backtest use this run's.")

@@ -141,3 +141,28 @@ def test_a_run_shown_beside_a_form_set_otherwise_says_which_launch_uses():
     at.selectbox(key="dataset_picker").set_value("synthetic/BTC_USDT-1h").run()
     at.selectbox(key="opt_strategy").set_value("ma_crossover").run()
     assert not [i for i in at.info if i.value.startswith("The form above is set to")]
+
+
+def test_a_run_shown_beside_a_form_searching_otherwise_says_so():
+    """After a reload the form was back on Grid beside a sobol run of 8,000 combos, and nothing said
+    that Launch would run a grid (a hostile browser test)."""
+    from threadx.data.io import load_ohlcv
+    from threadx.data.synthetic import ensure_sample
+
+    ensure_sample()
+    threadx.sweep(load_ohlcv("synthetic/BTC_USDT-1h"), "ma_crossover", {"fast_period": "5:20:1", "slow_period": [40]},
+                  sampler="random", n=5, seed=7, executor="inline", workers=1, run_id="mc-run")
+    at = AppTest.from_file(str(ROOT / "views" / "3_Optimisation.py"), default_timeout=120)
+    at.query_params["run"], at.query_params["dataset"] = "mc-run", "synthetic/BTC_USDT-1h"
+    at.query_params["strategy"] = "ma_crossover"
+    at.run()
+    assert not at.exception, at.exception
+    said = [i.value for i in at.info if i.value.startswith("The form above is set to")]
+    assert said and "sampler **grid**" in said[0] and "dataset" not in said[0], said
+    at.radio(key="opt_method").set_value("Monte Carlo").run()
+    at.selectbox(key="opt_sampler").set_value("random").run()
+    said = [i.value for i in at.info if i.value.startswith("The form above is set to")]
+    assert said and "n **2,000**" in said[0] and "seed **42**" in said[0], said
+    at.number_input(key="opt_n").set_value(5).run()
+    at.number_input(key="opt_seed").set_value(7).run()
+    assert not [i for i in at.info if i.value.startswith("The form above is set to")]
