@@ -341,14 +341,15 @@ def load_settings_button(wf: Any, report: Any) -> None:
                    "search space this walk-forward ran with; nothing runs until Launch.")
 
 
-def show_walk_forward(run_id: str, form: dict[str, Any] | None = None) -> None:
+def show_walk_forward(run_id: str, form: dict[str, Any] | None = None) -> bool:
     """Cards, grade card, charts, per-window table and robustness of a stored walk-forward
-    (``form``: what the set-up above would launch, said when it differs from this report)."""
+    (``form``: what the set-up above would launch, said when it differs from this report);
+    False when it cannot be read (said)."""
     try:
         wf, report = stored_walk_forward(run_id)
     except ThreadXError as exc:
         st.error(str(exc))
-        return
+        return False
     cfg, meta, table = wf.config, wf.meta, wf.table
     objective = wf.objective
     varying = varying_params(cfg["space"])
@@ -429,6 +430,7 @@ def show_walk_forward(run_id: str, form: dict[str, Any] | None = None) -> None:
     st.markdown("### Robustness of the stitched out-of-sample record")
     stamp = wf_stamp(run_id)
     robustness_sections(report, key="wf", heatmap=lambda: stability_heatmap("wf", run_id, stamp, report, varying))
+    return True
 
 
 # --- page layout: the walk-forward tab first in the layout, but the sweep tab is built before
@@ -591,9 +593,17 @@ with tab_wf:
         else:
             st.caption("No stored walk-forward yet: set one up above and press **Launch walk-forward**.")
 
+    # the session's walk-forward, else the URL's (?wf=: a reload or a shared link); the URL follows the session
+    url_wf = st.query_params.get("wf")
     wf_run = st.session_state.get("wf_run")
+    if not wf_run and url_wf and "wf_run" not in st.session_state:
+        wf_run = st.session_state["wf_run"] = url_wf
+    if wf_run and url_wf != wf_run:
+        st.query_params["wf"] = wf_run
     if wf_run:
-        show_walk_forward(wf_run, form_plan)
+        if not show_walk_forward(wf_run, form_plan):  # (said why): not opened again by the URL
+            st.session_state["wf_run"] = None
+            st.query_params.pop("wf", None)
     elif job is None or job.is_finished:
         st.info("Set the window lengths (the timeline above shows the windows they give), the search space and the "
                 "sampler, then press **Launch walk-forward**. Each window's in-sample winner is traded on the next "

@@ -439,3 +439,27 @@ def test_an_emptied_box_of_the_walk_forward_form_reads_as_its_start():
         assert not at.exception, (key, at.exception)
     assert "Cannot run" not in texts(at.warning)
     assert any("windows**" in i.value for i in at.info), texts(at.info)  # the plan, on the boxes' starts
+
+
+def test_a_walk_forward_opens_again_from_its_link():
+    """A finished walk-forward was gone after a reload or in a new tab: the URL did not name it
+    (Optimisation's ?run= did). A link to one that is not stored says so once and is dropped."""
+    from threadx.cli import main
+
+    assert main(["walkforward", "--data", "synthetic/BTC_USDT-1h", "--strategy", "ma_crossover", "--param",
+                 "fast_period=5,10", "--param", "slow_period=40", "--is-days", "120", "--oos-days", "60",
+                 "--sampler", "grid", "--bootstrap", "50", "--S", "4", "--run-id", "wf-link"]) == 0
+    at = page()
+    at.query_params["wf"] = "wf-link"
+    at.run()
+    assert not at.exception, at.exception
+    assert "Walk-forward wf-link" in texts(at.subheader)  # a reload shows it again
+    at = page()
+    at.session_state["wf_run"] = "wf-link"
+    at.run()
+    assert at.query_params["wf"] in ("wf-link", ["wf-link"])  # the URL names the one shown
+    at = page()
+    at.query_params["wf"] = "wf-gone"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("wf-gone" in e.value for e in at.error) and "wf" not in at.query_params
