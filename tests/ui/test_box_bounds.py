@@ -33,21 +33,16 @@ def test_backtest_refuses_to_run_under_a_cost_box_out_of_range(key, value, words
     assert not at.button(key="bt_run").disabled and not at.error
 
 
-def test_a_walk_forward_box_out_of_range_blocks_launch():
-    at = open_page("4_Validation.py", strategy="ma_crossover")
-    assert not at.button(key="wf_launch").disabled
-    at.number_input(key="wf_oos_days").set_value(0.0).run()
+@pytest.mark.parametrize("page, key, value, words, button", [
+    ("4_Validation.py", "wf_oos_days", 0.0, "Out-of-sample (days) must be at least 1, got 0", "wf_launch"),
+    ("7_Research.py", "rs_boot", 50, "Bootstrap resamples must be between 100 and 20,000, got 50", "rs_launch"),
+])
+def test_a_walk_forward_or_research_box_out_of_range_blocks_launch(page, key, value, words, button):
+    at = open_page(page, strategy="ma_crossover")
+    at.number_input(key=key).set_value(value).run()
     assert not at.exception, at.exception
-    assert any("Out-of-sample (days) must be at least 1, got 0" in text for text in shown(at)), shown(at)
-    assert at.button(key="wf_launch").disabled
-
-
-def test_a_research_box_out_of_range_blocks_launch():
-    at = open_page("7_Research.py")
-    at.number_input(key="rs_boot").set_value(50).run()
-    assert not at.exception, at.exception
-    assert any("Bootstrap resamples must be between 100 and 20,000, got 50" in text for text in shown(at)), shown(at)
-    assert at.button(key="rs_launch").disabled
+    assert any(words in text for text in shown(at)), shown(at)
+    assert at.button(key=button).disabled
 
 
 def test_portfolio_boxes_out_of_range_block_their_buttons():
