@@ -188,11 +188,11 @@ def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | Non
     boot = report.robustness.bootstrap
     st.markdown("#### Bootstrap confidence intervals")
     chart(vc.bootstrap_figure(boot), key=f"{key}_boot")
-    c = st.columns([2, 3])
-    c[0].dataframe(vc.bootstrap_table(boot), hide_index=True, width="stretch")
-    c[1].caption(f"{boot.method.capitalize()}: {format_count(boot.n)} resamples of {format_count(boot.n_bars)} "
-                 f"per-bar returns in blocks of {format_count(boot.block)} bars (seed {boot.seed}). Sharpe p-value "
-                 f"**{format_metric('p_value', boot.p_value)}**. {boot.null}")
+    # (a row of its own: beside the caption, in two fifths of the page, "CI high" and its values were cut)
+    st.dataframe(vc.bootstrap_table(boot), hide_index=True, width="content")
+    st.caption(f"{boot.method.capitalize()}: {format_count(boot.n)} resamples of {format_count(boot.n_bars)} "
+               f"per-bar returns in blocks of {format_count(boot.block)} bars (seed {boot.seed}). Sharpe p-value "
+               f"**{format_metric('p_value', boot.p_value)}**. {boot.null}")
 
     st.markdown("#### Deflated Sharpe ratio")
     d = report.dsr
