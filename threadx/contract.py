@@ -221,7 +221,7 @@ def signal_flags(sig: Any, what: str = "signals", n_bars: int | None = None) -> 
     keeps each array); ParamError naming ``what`` when it is not an array of flags: None, text,
     floats (a NaN or -1 would become other flags: -1 is every flag at once) or whole numbers
     outside 0..255, or (``n_bars`` given) not one flag per bar. Bools are flags 0 / 1 (enter long)."""
-    if n_bars is not None and np.shape(sig) != (n_bars,) and sig is not None:
+    if n_bars is not None and sig is not None and np.shape(sig) != (n_bars,):
         raise ParamError(f"{what} must return one flag per bar: got an array of shape {np.shape(sig)} for "
                          f"{n_bars:,} bars (e.g. np.zeros(len(bars.close), np.uint8), set where it trades)")
     if isinstance(sig, np.ndarray) and sig.dtype == np.uint8:

@@ -27,7 +27,8 @@ from threadx.ui import charts, sweep_runs, workspace
 from threadx.units import format_metric
 from threadx.ui import strategies as strategies_ui
 from threadx.ui.jobs import JobRegistry
-from threadx.ui.state import cuda_status, dataset_picker, handover, plain, strategy_fell_back, strategy_picker
+from threadx.ui.state import (cuda_status, dataset_picker, drop_linked_run, handover, linked_run, plain,
+                              strategy_fell_back, strategy_picker)
 from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, funding_caption, funding_toggle, job_progress,
                                 number_box, number_text, preset_space, show_problems, space_editor,
                                 timings_section)
@@ -234,22 +235,15 @@ with st.expander("Run history", expanded=False):
 def shown_run() -> sweep_runs.RunView | None:
     """The run to show: the session's, else the URL's (``?run=``, a refresh or a shared link);
     the URL follows the session. An unknown or damaged run: one warning, and it is dropped."""
-    url_run = st.query_params.get("run")
-    run_id = st.session_state.get("sweep_run")
-    if not run_id and url_run and "sweep_run" not in st.session_state:
-        run_id = st.session_state["sweep_run"] = url_run
+    run_id = linked_run("sweep_run", "run")
     if not run_id:
         return None
     try:
-        view = sweep_runs.load_view(store, run_id)
+        return sweep_runs.load_view(store, run_id)
     except ThreadXError as exc:
         st.warning(f"Run `{run_id}` cannot be shown: {exc}")
-        st.session_state["sweep_run"] = None
-        st.query_params.pop("run", None)
+        drop_linked_run("sweep_run", "run")
         return None
-    if url_run != run_id:
-        st.query_params["run"] = run_id
-    return view
 
 
 def resume(view: sweep_runs.RunView) -> None:

@@ -35,8 +35,8 @@ from threadx.requests import (DatasetRef, WalkForwardRequest, describe_data, des
 from threadx.ui import strategies as strategies_ui
 from threadx.ui import sweep_runs, validation_charts as vc
 from threadx.ui.jobs import JobInfo, JobRegistry
-from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset_or_error,
-                              strategy_fell_back)
+from threadx.ui.state import (dataset_and_strategy, dataset_names, drop_linked_run, label_dataset, linked_run,
+                              load_dataset_or_error, strategy_fell_back)
 from threadx.ui.walk_forward_form import BOUNDS, form_state
 from threadx.ui.widgets import (CONTROL_PX, choice_box, controls_row, differences, follow_job, funding_as_run,
                                 funding_caption, funding_toggle, job_progress, metric_grid, number_box, show_problems,
@@ -593,17 +593,10 @@ with tab_wf:
         else:
             st.caption("No stored walk-forward yet: set one up above and press **Launch walk-forward**.")
 
-    # the session's walk-forward, else the URL's (?wf=: a reload or a shared link); the URL follows the session
-    url_wf = st.query_params.get("wf")
-    wf_run = st.session_state.get("wf_run")
-    if not wf_run and url_wf and "wf_run" not in st.session_state:
-        wf_run = st.session_state["wf_run"] = url_wf
-    if wf_run and url_wf != wf_run:
-        st.query_params["wf"] = wf_run
+    wf_run = linked_run("wf_run", "wf")  # (?wf=: a reload or a shared link)
     if wf_run:
-        if not show_walk_forward(wf_run, form_plan):  # (said why): not opened again by the URL
-            st.session_state["wf_run"] = None
-            st.query_params.pop("wf", None)
+        if not show_walk_forward(wf_run, form_plan):  # (said why)
+            drop_linked_run("wf_run", "wf")
     elif job is None or job.is_finished:
         st.info("Set the window lengths (the timeline above shows the windows they give), the search space and the "
                 "sampler, then press **Launch walk-forward**. Each window's in-sample winner is traded on the next "

@@ -194,6 +194,26 @@ def _start_remembering(datasets: list[str], strategies: list[str]) -> None:
     st.session_state[_REMEMBERED + "strategy"] = active_strategy(strategies)
 
 
+def linked_run(session_key: str, param: str) -> str | None:
+    """The stored run a page shows: the session's (``session_key``), else the URL's ``?param=`` (a
+    reload or a shared link, taken once per session); the URL follows the session's, so that a
+    reload or a copied link opens it again. None when there is none."""
+    url = st.query_params.get(param)
+    run_id = st.session_state.get(session_key)
+    if not run_id and url and session_key not in st.session_state:
+        run_id = st.session_state[session_key] = url
+    if run_id and url != run_id:
+        st.query_params[param] = run_id
+    return run_id or None
+
+
+def drop_linked_run(session_key: str, param: str) -> None:
+    """Forget the run :func:`linked_run` gave (it cannot be read, and the page said why), in the
+    session and in the URL: a reload does not open it again."""
+    st.session_state[session_key] = None
+    st.query_params.pop(param, None)
+
+
 _REMEMBERED = "_remembered:"  # + "dataset" / "strategy": the session's choice on its previous run
 
 

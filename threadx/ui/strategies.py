@@ -95,10 +95,11 @@ def failed_check_note(spec: StrategySpec, root: Path | None = None) -> str | Non
     failed = [r["name"] for r in results if not r["error"]]  # a check that ran and found something
     raised = [r for r in results if r["error"]]  # one the strategy stopped by raising: nothing was checked
     stopped = f"the strategy raised {raised[0]['error']}" if raised else ""
-    could_not = f"{', '.join(r['name'] for r in raised)} could not run: {stopped}" if raised else ""
+    names = ", ".join(r["name"] for r in raised)
     if not failed:
-        return (f"The last check of {spec.name} (on this code) could not run: {stopped} (in "
-                f"{', '.join(r['name'] for r in raised)}). Its figures here are not checked; see the Strategies page.")
+        return (f"The last check of {spec.name} (on this code) could not run: {stopped} (in {names}). Its figures "
+                "here are not checked; see the Strategies page.")
+    could_not = f"{names} could not run: {stopped}" if raised else ""
     why = " (a look-ahead makes them look better than any trading could)" if "lookahead" in failed else ""
     return (f"The last check of {spec.name} (on this code) failed: {', '.join(failed)}. Its figures here may be "
             f"wrong{why}" + (f" ({could_not})" if could_not else "") + "; see the Strategies page.")

@@ -193,12 +193,7 @@ def number_box(where: Any, label: str, default: Any, key: str, problems: list[st
     so a run used a number the page did not show. Out of range, the box's problem goes into
     ``problems``, which the page shows (:func:`show_problems`) and runs nothing while there is one.
     ``clearable=False``: a box that cannot be emptied, without the clear button, which takes room
-    from the value in a narrow column (it showed "10" for 10,000 at 1024 px).
-
-    >>> problems = []
-    >>> _out_of_bounds("Fee (bps)", -5.0, 0.0, 1000.0, problems), problems
-    (True, ['Fee (bps) must be between 0 and 1,000, got -5'])
-    """
+    from the value in a narrow column (it showed "10" for 10,000 at 1024 px)."""
     if clearable:
         chosen = where.number_input(label, value=unless_preset(key, default), key=key, **kwargs)
     else:  # (a box without a value of its own takes Streamlit's "min", which only a value can be: not None)
@@ -215,7 +210,12 @@ def number_box(where: Any, label: str, default: Any, key: str, problems: list[st
 
 
 def _out_of_bounds(label: str, value: float, low: float | None, high: float | None, problems: list[str]) -> bool:
-    """Whether ``value`` is outside [``low``, ``high``] (None: unbounded), adding the reason to ``problems``."""
+    """Whether ``value`` is outside [``low``, ``high``] (None: unbounded), adding the reason to ``problems``.
+
+    >>> problems = []
+    >>> _out_of_bounds("Fee (bps)", -5.0, 0.0, 1000.0, problems), problems
+    (True, ['Fee (bps) must be between 0 and 1,000, got -5'])
+    """
     if (low is None or value >= low) and (high is None or value <= high):
         return False
     low_text, high_text = number_text(low), number_text(high)
