@@ -86,6 +86,18 @@ def plan_once(evaluator: Any, ids: np.ndarray) -> tuple[Any, Any, float]:
     return plan, planner, time.perf_counter() - started
 
 
+def launch_host_once(plan: Any) -> tuple[tuple, float]:
+    """(host arrays, seconds): what ``GpuExecutor.execute`` and ``DeviceRunner`` do on the host
+    between a plan and its one-device launch: the combos in signal order
+    (``Plan.by_signal``, ``Plan.subset``) and the arrays copied to the device
+    (``threadx.gpu.kernel.launch_inputs``). No CUDA needed."""
+    from threadx.gpu.kernel import launch_inputs
+
+    started = time.perf_counter()
+    arrays = launch_inputs(plan.subset(plan.by_signal()))
+    return arrays, time.perf_counter() - started
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("parquet", nargs="?", default=str(DEFAULT_FILE))

@@ -572,8 +572,9 @@ def test_a_signal_rule_gives_the_plan_of_one_call_per_signal_key(btc_1h, strateg
     planner = Planner(evaluator, threads=threads)
     plan = planner.plan(ids)
     assert planner.stats["rule_signals"] == len(plan.signals)
-    whole = len(plan.signals) * len(evaluator.bars) <= plan_module._RULE_WHOLE_BYTES  # else blocks under 4 MiB
-    assert isinstance(plan.signals, np.ndarray) == whole
+    assert isinstance(plan.signals, np.ndarray)  # one matrix, launched as it is
+    ordered = plan.subset(plan.by_signal())
+    assert isinstance(ordered.signals, np.ndarray) and np.shares_memory(ordered.signals, plan.signals)  # a view
     names, cols = planner.space.names, evaluator.space.columns(ids)
     lookups = sum(_distinct(cols, tuple(names[k] for k in axes)) if axes else 1  # one per label and value of its
                   for label, (axes, _) in planner._rule_labels.items() if label != "bars")  # params (bars: none)
@@ -729,6 +730,37 @@ def test_a_rule_that_sets_only_flagged_bars_gets_zeroed_rows(bars):
     rows = rule_signals(SPARSE_RULE, sparse.bars, sets, sparse.indicators)
     for row, params in zip(rows, sets):
         np.testing.assert_array_equal(row, sparse.kernel_inputs(params)[4])
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_bb_atr_rule_shares_work_between_rows_with_the_flags_of_each_row_alone(grouped):
+    """zscore_reversion_rows computes the z crossings once per run of rows on one z line and
+    threshold and each trend filter once per call (up to _TREND_MASKS, then row by row): every
+    row equals zscore_reversion_signals of its own, in a planner's grouped order or any other,
+    with NaN lines and thresholds, thresholds of 0 and below, and more trend lines than kept."""
+    from threadx.strategy import zscore_reversion_rows, zscore_reversion_signals
+    from threadx.strategy.signal_kernels import _TREND_MASKS
+
+    rng = np.random.default_rng(7)
+    n, n_lines, k = 300, _TREND_MASKS + 30, 900
+    lines = rng.standard_normal((n_lines, n)) * 2.0
+    lines[rng.random(lines.shape) < 0.05] = np.nan
+    lines[0] = np.nan
+    lines.flags.writeable = False
+    rows = rng.integers(0, n_lines, (k, 3))
+    rows[: k // 2, 0] = rng.integers(0, 3, k // 2)  # long runs on a few z lines
+    values = np.c_[rng.choice([-0.5, 0.0, 0.5, 1.0, 2.0, np.nan], k), rng.choice([0.0, 10.0, np.nan], k)]
+    if grouped:
+        order = np.lexsort((rows[:, 2], values[:, 0], rows[:, 0]))
+        rows, values = rows[order], values[order]
+    out = np.full((k, n), 0, dtype=np.uint8)
+    zscore_reversion_rows(lines, rows, values, out)
+    for j in range(k):
+        use_trend = bool(values[j, 1] > 0)
+        want = zscore_reversion_signals(lines[rows[j, 0]], values[j, 0], lines[rows[j, 1]],
+                                        lines[rows[j, 2]] if use_trend else lines[0, :0], use_trend)
+        np.testing.assert_array_equal(out[j], want, err_msg=f"row {j}")
+    assert out.any(axis=1).sum() > k // 4  # (flags to compare, not rows of zeros)
 
 
 @njit(cache=True)

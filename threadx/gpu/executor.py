@@ -132,8 +132,7 @@ class GpuExecutor:
         metrics = np.full((len(plan), N_METRICS), np.nan)
         n_blocks = 0 if self.evaluator.block_end is None else len(self.evaluator.block_end)
         blocks = np.full((len(plan), n_blocks, 2), np.nan) if n_blocks else None
-        ok = plan.ok
-        todo = [ok[np.argsort(plan.sig[ok], kind="stable")]]  # devices get contiguous signal sets
+        todo = [plan.by_signal()]  # devices get contiguous signal sets
         while todo:
             positions = todo.pop()
             alive = [k for k in range(len(self.devices)) if k not in self._dead]

@@ -140,6 +140,16 @@ def _without_fma() -> Iterator[None]:
         nvvm.compile_ir = original
 
 
+def launch_inputs(plan) -> tuple[np.ndarray, ...]:
+    """The host arrays one launch copies to the device for ``plan``'s combos, every one of which
+    planned: (signals (k, bars) uint8, lines (j, bars) float64, signal row int32, line rows
+    (n, 4) int32, parameter rows (n, N_PARAMS) float64). A plan's signal matrix is passed as
+    it is (a copy of 226 MB for 100,000 bb_atr combos when stacked from rows)."""
+    signals = plan.signals if isinstance(plan.signals, np.ndarray) else np.stack(plan.signals)
+    return (np.ascontiguousarray(signals), np.stack(plan.line_values), plan.sig.astype(np.int32),
+            plan.lines.astype(np.int32), np.ascontiguousarray(plan.rows))
+
+
 class DeviceRunner:
     """Runs plans on one device; the bars, funding and block bounds stay on it."""
 
@@ -174,17 +184,18 @@ class DeviceRunner:
         if not len(ok):
             return metrics, blocks
         with self._context():
-            for part in self._parts(plan, ok):
-                sub = plan.subset(part)
+            for part in self._parts(plan):
+                sub = plan if len(part) == n and np.array_equal(part, ok) else plan.subset(part)
                 m, b = self._launch(sub)
                 metrics[part] = m
                 if blocks is not None:
                     blocks[part] = b
         return metrics, blocks
 
-    def _parts(self, plan, ok: np.ndarray) -> list[np.ndarray]:
-        """``ok`` in pieces whose inputs fit the device memory (neighbours share signal rows)."""
-        ok = ok[np.argsort(plan.sig[ok], kind="stable")]
+    def _parts(self, plan) -> list[np.ndarray]:
+        """The combos that run in pieces whose inputs fit the device memory (neighbours share
+        signal rows)."""
+        ok = plan.by_signal()
         per_combo = 8 * (N_PARAMS + N_METRICS + 2 * self.n_blocks) + 4 * 5
         need = len(ok) * per_combo + self.n_bars * (len(plan.signals) + 8 * len(plan.line_values))
         try:
@@ -197,12 +208,7 @@ class DeviceRunner:
     def _launch(self, sub) -> tuple[np.ndarray, np.ndarray | None]:
         put = self.cuda.to_device
         m = len(sub)
-        inputs = (
-            *self._bars, self._funding,
-            put(np.stack(sub.signals)), put(np.stack(sub.line_values)),
-            put(sub.sig.astype(np.int32)), put(sub.lines.astype(np.int32)),
-            put(np.ascontiguousarray(sub.rows)),
-        )
+        inputs = (*self._bars, self._funding, *(put(a) for a in launch_inputs(sub)))
         d_metrics = self.cuda.device_array((m, N_METRICS), dtype=np.float64)
         d_blocks = self.cuda.device_array((m, self.n_blocks, 2), dtype=np.float64)  # (m, 0, 2) when off
         args = [*inputs, d_metrics, self._trades, self._equity, self._block_end, d_blocks]

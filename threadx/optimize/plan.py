@@ -52,13 +52,6 @@ _PARALLEL_MIN = 64  # distinct signal computations worth a thread pool
 _COPIED_MIN = 64  # distinct exit keys worth the vectorised rows (a probe call and checks)
 _TILE_BYTES = 2 * 2**20  # indicator lines read together while the signals are computed (a cache's worth)
 _RULE_LINES_BYTES = 64 * 2**20  # a SignalRule's copied lines, kept across batches up to this size
-# A SignalRule's signals are one matrix up to _RULE_WHOLE_BYTES (a chunk's, handed to the kernel
-# as it is; the allocator reuses such a block chunk after chunk). A larger array is a fresh mapping
-# each time (glibc's mmap threshold tops at 32 MiB), and numpy asks huge pages for arrays of 4 MiB or
-# more, which the kernel may compact memory to find: a 100,000-combo GPU plan (226 MB of signals)
-# took 0.1-0.4 s in one piece, 0.08-0.13 s in blocks under 4 MiB.
-_RULE_WHOLE_BYTES = 32 * 2**20
-_RULE_BLOCK_BYTES = 4 * 2**20 - 1
 
 
 @dataclass
@@ -83,6 +76,12 @@ class Plan:
         """Positions of the combos that run."""
         return np.flatnonzero(self.status == STATUS_OK)
 
+    def by_signal(self) -> np.ndarray:
+        """Positions of the combos that run, ordered by signal row (a GPU's neighbouring threads
+        then read the same signals; a sweep's planner numbers them in its order of signal keys)."""
+        ok = self.ok
+        return ok[np.argsort(self.sig[ok], kind="stable")]
+
     def subset(self, positions: np.ndarray) -> "Plan":
         """The combos at ``positions`` with only the signal rows and lines they use."""
         positions = np.asarray(positions, dtype=np.int64)
@@ -91,10 +90,15 @@ class Plan:
         used_sig, sig_rows = _compact(sig)
         used_lines, line_rows = _compact(lines.ravel(), keep_first=True)
         ids = self.ids[positions]
-        return Plan(ids, self.rows[positions], sig_rows, line_rows.reshape(lines.shape),
-                    [self.signals[k] for k in used_sig], [self.line_values[k] for k in used_lines],
-                    self.status[positions],
-                    {int(i): self.errors[int(i)] for i in ids if int(i) in self.errors})
+        if not isinstance(self.signals, np.ndarray):
+            signals = [self.signals[k] for k in used_sig]
+        elif len(used_sig) and used_sig[-1] - used_sig[0] + 1 == len(used_sig):  # a range of rows: a view
+            signals = self.signals[used_sig[0]:used_sig[-1] + 1]
+        else:
+            signals = self.signals[used_sig]
+        return Plan(ids, self.rows[positions], sig_rows, line_rows.reshape(lines.shape), signals,
+                    [self.line_values[k] for k in used_lines], self.status[positions],
+                    {int(i): self.errors[int(i)] for i in ids if int(i) in self.errors} if self.errors else {})
 
 
 def _compact(index: np.ndarray, keep_first: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -331,12 +335,14 @@ class Planner:
         failed = pd.notna(error)
         if failed.any():
             rows[failed], lines[failed] = np.nan, -1
-        used_sig, sig = _compact(np.where(failed, -1, sig_of))
+        if isinstance(signals, np.ndarray):  # a rule's matrix stays one, rows no combo uses too (no copy)
+            sig = np.where(failed, -1, sig_of)
+        else:
+            used_sig, sig = _compact(np.where(failed, -1, sig_of))
+            signals = [signals[k] for k in used_sig]
         used_lines, line_rows = _compact(lines.ravel(), keep_first=True)  # the NaN line stays first
         self.stats.update(lines_s=time.perf_counter() - lines_started, total_s=time.perf_counter() - started)
         status = np.where(failed, STATUS_FAILED, STATUS_OK).astype(np.int8)
-        if not (isinstance(signals, np.ndarray) and len(used_sig) == len(signals)):  # (a matrix used whole stays one)
-            signals = [signals[k] for k in used_sig]
         warnings, self._warnings = tuple(self._warnings), []
         return Plan(ids, rows, sig, line_rows.reshape(lines.shape), signals,
                     [self._line_list[k] for k in used_lines], status,
@@ -683,24 +689,19 @@ class Planner:
         failed = ~(rows >= 0).all(axis=1)
         if failed.any():
             rows[failed] = 0  # any line: computed, then dropped
-        whole = n * self.n_bars <= _RULE_WHOLE_BYTES
-        parts = min(self.threads, n) if whole else -(-n * self.n_bars // _RULE_BLOCK_BYTES)
-        bounds = np.linspace(0, n, parts + 1).astype(int).tolist()
-        if whole:  # (rows come zeroed: see SignalRule)
-            out = np.zeros((n, self.n_bars), dtype=np.uint8)
-            blocks = [out[lo:hi] for lo, hi in zip(bounds, bounds[1:])]
-        else:
-            blocks = [np.zeros((hi - lo, self.n_bars), dtype=np.uint8) for lo, hi in zip(bounds, bounds[1:])]
+        # One matrix, whatever its size: the plan and the GPU's launch hand it on as it is (rows in
+        # blocks were stacked again for the device: 226 MB copied for 100,000 bb_atr combos).
+        out = np.zeros((n, self.n_bars), dtype=np.uint8)  # (rows come zeroed: see SignalRule)
+        bounds = np.linspace(0, n, min(self.threads, n) + 1).astype(int).tolist()
         try:
             self._map(lambda k: rule.many(lines, rows[bounds[k]:bounds[k + 1]], values[bounds[k]:bounds[k + 1]],
-                                          blocks[k]), list(range(parts)), 2)
+                                          out[bounds[k]:bounds[k + 1]]), list(range(len(bounds) - 1)), 2)
         except Exception:  # noqa: BLE001 - redone one by one, which words the error
             return ["the signal rule raised"] * n
         self.stats["rule_signals"] = self.stats.get("rule_signals", 0) + n
-        if whole and not failed.any():
+        if not failed.any():
             return out  # its rows, as one matrix (the plan hands it to the kernel whole)
-        rows_out = [row for block in blocks for row in block]
-        return ["a line lookup failed" if bad else row for row, bad in zip(rows_out, failed.tolist())]
+        return ["a line lookup failed" if bad else row for row, bad in zip(out, failed.tolist())]
 
     def _rule_rows(self, idx: np.ndarray, store: Any) -> tuple[np.ndarray, np.ndarray] | None:
         """(read-only line matrix, its row of each line for each combo, -1 where the lookup

@@ -91,14 +91,66 @@ def zscore_reversion_signals_many(z, entry_z, close, trend, use_trend):
     return out
 
 
+_TREND_MASKS = 64  # trend filters (close, trend line pairs) one zscore_reversion_rows call keeps
+
+
 @njit(**_JIT)
 def zscore_reversion_rows(lines, rows, values, out):
     """:func:`zscore_reversion_signals` as a ``SignalRule.many``: row j reads z, close and the
     trend at ``rows[j]`` (0, 1, 2) and entry_z, the trend period at ``values[j]`` (0, 1); a
-    trend period of 0 is no trend filter."""
-    for j in range(rows.shape[0]):  # (rows come zeroed)
-        _zscore_reversion_row(lines[rows[j, 0]], values[j, 0], lines[rows[j, 1]], lines[rows[j, 2]],
-                              values[j, 1] > 0, out[j])
+    trend period of 0 is no trend filter.
+
+    Work is shared between rows, with the same flags as row-by-row: the z crossings are
+    computed once for consecutive rows on the same z line and threshold (a sweep's planner
+    hands them over grouped, the trend varying fastest), and each trend filter once per call
+    (up to ``_TREND_MASKS`` of them); a row is then those bytes ANDed, no float work per bar."""
+    k = rows.shape[0]
+    n = out.shape[1]
+    crossings = np.zeros(n, np.uint8)  # SIG_ENTER_LONG / SIG_ENTER_SHORT of (z line, entry_z), unfiltered
+    masks = np.empty((min(k, _TREND_MASKS), n), np.uint8)  # bits that the trend lets through, per bar
+    mask_lines = np.full((masks.shape[0], 2), -1, np.int64)  # (close, trend) rows of each mask
+    n_masks = 0
+    z_row, entry_z = -1, np.nan
+    for j in range(k):
+        row = out[j]
+        if rows[j, 0] != z_row or not values[j, 0] == entry_z:  # (a NaN threshold is never shared: no harm)
+            if not (j + 1 < k and rows[j + 1, 0] == rows[j, 0] and values[j + 1, 0] == values[j, 0]):
+                _zscore_reversion_row(lines[rows[j, 0]], values[j, 0], lines[rows[j, 1]], lines[rows[j, 2]],
+                                      values[j, 1] > 0, row)  # a row of its own: computed in place
+                continue
+            z_row, entry_z = rows[j, 0], values[j, 0]
+            _zscore_reversion_row(lines[z_row], entry_z, lines[z_row], lines[z_row], False, crossings)
+        if not values[j, 1] > 0:
+            for t in range(n):
+                row[t] = crossings[t]
+            continue
+        m = -1
+        for s in range(n_masks):
+            if mask_lines[s, 0] == rows[j, 1] and mask_lines[s, 1] == rows[j, 2]:
+                m = s
+                break
+        if m < 0 and n_masks < masks.shape[0]:
+            m = n_masks
+            n_masks += 1
+            mask_lines[m, 0], mask_lines[m, 1] = rows[j, 1], rows[j, 2]
+            _trend_mask(lines[rows[j, 1]], lines[rows[j, 2]], masks[m])
+        if m >= 0:
+            mask = masks[m]
+            for t in range(n):
+                row[t] = crossings[t] & mask[t]
+        else:  # more trend filters than kept: this row's filter on the fly
+            close, trend = lines[rows[j, 1]], lines[rows[j, 2]]
+            for t in range(n):
+                row[t] = crossings[t] & ((SIG_ENTER_LONG * (close[t] > trend[t])) |
+                                         (SIG_ENTER_SHORT * (close[t] < trend[t])))
+
+
+@njit(**_JIT)
+def _trend_mask(close, trend, out):
+    """Per bar, the entries a trend filter lets through: longs above ``trend``, shorts below
+    (neither where either is NaN)."""
+    for t in range(out.shape[0]):
+        out[t] = (SIG_ENTER_LONG * (close[t] > trend[t])) | (SIG_ENTER_SHORT * (close[t] < trend[t]))
 
 
 @njit(**_JIT)
