@@ -9,16 +9,14 @@ import pandas as pd
 import streamlit as st
 
 import threadx
-from threadx.data.bars import as_bars
 from threadx.config import STORED
 from threadx.data.catalog import quote_currency
 from threadx.data.funding import funding_file_of, stored_record
-from threadx.contract import prepare_signals
 from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
 from threadx.requests import (OPTION_WORDS, BacktestRequest, DatasetRef, describe_data, describe_options,
                               engine_dict)
-from threadx.ui import charts, widgets, workspace
+from threadx.ui import backtest_process, charts, widgets, workspace
 from threadx.ui import strategies as strategies_ui
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, strategy_fell_back,
                               load_dataset_or_error, plain, restore_from_url, session_memo)
@@ -109,7 +107,24 @@ def shown_frame(shown: dict) -> pd.DataFrame | None:
     return df
 
 
-def show(result, request: BacktestRequest, df: pd.DataFrame, origin: str | None) -> None:
+def run_backtest(request: BacktestRequest, frame: pd.DataFrame) -> tuple[threadx.Result, dict | None]:
+    """(result, chart overlays or None: drawn from the strategy when shown). A strategy from
+    the strategies folder runs in a process of its own (:mod:`threadx.ui.backtest_process`):
+    its code can crash or hang that process, not the workstation; the line below says so
+    and how to stop it."""
+    if not backtest_process.runs_apart(threadx.get_strategy(request.strategy)):
+        with st.spinner(warming_note() or "Running..."):
+            return request.run(frame), None
+    line = st.empty()
+    try:
+        return backtest_process.run(request, frame, on_wait=lambda seconds: line.caption(
+            f"Running {request.strategy} in a process of its own (a strategy from your folder): {seconds:.0f} s. "
+            "**Stop** (top right) stops it."))
+    finally:
+        line.empty()
+
+
+def show(result, request: BacktestRequest, df: pd.DataFrame, origin: str | None, overlays: dict | None = None) -> None:
     """Put a result on display (``backtest``) and name it in the URL (``bt``), so a refresh
     or a link re-runs the same request. ``df``: the data it ran on (kept with it when it is a
     reopened run's, ``origin`` the run it comes from; else the picked dataset's, reloaded
@@ -127,7 +142,7 @@ def show(result, request: BacktestRequest, df: pd.DataFrame, origin: str | None)
     st.session_state["backtest"] = {"result": result, "dataset": request.data.name or request.data.source,
                                     "strategy": request.strategy, "request": request.to_dict(),
                                     "data": DatasetRef.of(df).to_dict(), "frame": df if origin is not None else None,
-                                    "origin": origin, "bt_id": bt_id}
+                                    "origin": origin, "bt_id": bt_id, "overlays": overlays}
     if bt_id is None:
         forget_link()
     else:
@@ -154,12 +169,11 @@ def reopen(request: BacktestRequest, origin: str | None, pick: bool = True) -> T
         st.session_state.pop("bt_handed_data", None)
     try:
         frame = request.data.load()
-        with st.spinner(warming_note() or "Running..."):
-            reopened = request.run(frame)
+        reopened, overlays = run_backtest(request, frame)
     except (ThreadXError, ValueError) as exc:
         forget_link()
         return exc
-    show(reopened, request, frame, origin)
+    show(reopened, request, frame, origin, overlays)
     return None
 
 
@@ -207,6 +221,8 @@ shown = st.session_state.get("backtest")
 if shown and shown["strategy"] != strategy:  # another strategy picked: its form, not the last one's result
     drop_shown()
 spec = specs[strategy]
+if backtest_process.runs_apart(spec):
+    backtest_process.keep_one()  # its backtest's process, started ahead
 st.caption(spec.description)
 failed_check = strategies_ui.failed_check_note(spec)
 if failed_check:
@@ -279,9 +295,8 @@ if run_clicked:
             df = load_dataset(dataset)
             ref = DatasetRef(source=dataset, name=dataset, fingerprint=DatasetRef.of(df).fingerprint)
         request = BacktestRequest(ref, strategy, values, engine)
-        with st.spinner(warming_note() or "Running..."):
-            result = request.run(df)
-        show(result, request, df, handed_data["origin"] if handed_data is not None else None)
+        result, overlays = run_backtest(request, df)
+        show(result, request, df, handed_data["origin"] if handed_data is not None else None, overlays)
         st.session_state[f"params:{strategy}"] = values
     except (ThreadXError, ValueError) as exc:
         drop_shown()
@@ -326,12 +341,11 @@ if shown and df is not None:
                    f"{len(result.equity):,} bars (a short span may end before the indicators' warm-up does).")
 
     def overlays() -> dict[str, pd.Series]:
-        try:
-            ind, _, _ = prepare_signals(spec_shown, as_bars(df), result.params)
-        except ThreadXError:
+        if shown.get("overlays") is not None:  # computed with the result (a strategy from the folder)
+            return shown["overlays"]
+        if backtest_process.runs_apart(spec_shown):  # (its code runs apart only)
             return {}
-        return {legend: pd.Series(ind[label][out], index=df.index)
-                for legend, (label, out) in spec_shown.overlays(result.params).items() if label in ind}
+        return backtest_process.overlay_series(spec_shown, df, result.params)
 
     view = widgets.chart_view(result.trades, df.index, run_token=id(result))
     # the figures of this result and view, kept for reruns that show them again (page switches)

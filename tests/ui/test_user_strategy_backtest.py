@@ -152,3 +152,23 @@ def test_a_check_the_strategy_stopped_by_raising_is_said_not_run_not_failed(stra
         "The last check of rsi_boom (on this code) failed: lookahead. Its figures here may be wrong (a look-ahead "
         "makes them look better than any trading could) (accounting could not run: the strategy raised ValueError: "
         "boom); see the Strategies page.")
+
+
+def test_a_strategy_whose_code_crashes_its_process_leaves_the_page_working(strategy_dir) -> None:
+    """Its backtest runs in a process of its own (threadx.ui.backtest_process): a segmentation
+    fault there is an error on the page, with the file and line, and the next run works."""
+    path = new_strategy_file("rsi_page")
+    start = '    rsi = ind["rsi"]["value"]\n'
+    path.write_text(path.read_text().replace(start, start + "    if p['rsi_period'] == 13:\n        import ctypes\n"
+                                             "        ctypes.string_at(0)\n", 1))
+    at = open_page("2_Backtest.py")
+    at.selectbox(key="bt_strategy").set_value("rsi_page").run()
+    at.number_input(key="bt:rsi_page:rsi_period").set_value(13).run()
+    at.button(key="bt_run").click().run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "killed by SIGSEGV" in errors[0] and "rsi_page.py" in errors[0], errors
+    assert "backtest" not in at.session_state
+    at.number_input(key="bt:rsi_page:rsi_period").set_value(14).run()
+    shown = _run(at)
+    assert shown["result"].metrics["n_trades"] > 0 and shown["overlays"] is not None

@@ -90,7 +90,7 @@ def _end(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _stale(started_at: float) -> bool:
+def stale(started_at: float) -> bool:
     """Whether a threadx source file this process loaded was modified after it started (or
     within a second before: the start time is known to a clock tick)."""
     package = Path(__file__).resolve().parents[1]
@@ -122,7 +122,7 @@ def _warm() -> None:
     warm_kernels()
 
 
-def _redirect(log: Path) -> None:
+def redirect_output(log: Path) -> None:
     """stdin from /dev/null, stdout and stderr appended to ``log``, as the launcher sets up a
     job process."""
     sys.stdout.flush()
@@ -148,8 +148,8 @@ def serve() -> Path | None:
     job = Path(given)
     if not given or not (job / "spec.json").is_file():
         return None  # end of file: the launcher exited
-    _redirect(job / "log.txt")
-    if _stale(started_at):
+    redirect_output(job / "log.txt")
+    if stale(started_at):
         _say("threadx's code changed since the standby process started: a fresh job process runs the job")
         os.execv(sys.executable, [sys.executable, "-m", "threadx.ui.job_runner", str(job)])
     _say("running in the standby process (started ahead, kernels loaded)")
