@@ -350,10 +350,10 @@ def test_a_standby_ends_with_the_process_that_started_it(tmp_path):
 
 
 def test_a_standby_knows_when_threadx_source_it_loaded_changed_after_its_start():
-    from threadx.ui.standby import _stale
+    from threadx.ui.standby import stale
 
-    assert _stale(0.0)  # every loaded file is newer than the epoch
-    assert not _stale(time.time() + 3600)  # none is newer than an hour from now
+    assert stale(0.0)  # every loaded file is newer than the epoch
+    assert not stale(time.time() + 3600)  # none is newer than an hour from now
 
 
 def test_with_the_standby_setting_off_none_is_kept(registry, standby, monkeypatch):

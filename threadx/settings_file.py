@@ -230,7 +230,8 @@ def _keys() -> tuple[Key, ...]:
         Key("app", "address", c.DEFAULT_APP_ADDRESS, _address, "address the workstation listens on"),
         Key("app", "port", c.DEFAULT_APP_PORT, _whole(1, 65_535), "port of the workstation"),
         Key("app", "standby", c.DEFAULT_APP_STANDBY, _switch,
-            "keep one job process started ahead (about 270 MB): a job starts without Python's and numba's start-up"),
+            "keep one job process started ahead (about 270 MB; and one for a folder strategy's backtest or check once "
+            "one is picked): work starts without Python's and numba's start-up"),
         Key("logging", "level", "INFO", _level, "level of the log file (DEBUG, INFO, WARNING, ERROR)"),
         Key("logging", "file", "", _optional_path, "log file (\"\" = <results_dir>/logs/threadx.log)"),
         Key("logging", "max_bytes", c.DEFAULT_LOG_MAX_BYTES, _size(), "size at which the log file rotates"),

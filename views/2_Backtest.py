@@ -16,7 +16,7 @@ from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
 from threadx.requests import (OPTION_WORDS, BacktestRequest, DatasetRef, describe_data, describe_options,
                               engine_dict)
-from threadx.ui import backtest_process, charts, widgets, workspace
+from threadx.ui import charts, user_code, widgets, workspace
 from threadx.ui import strategies as strategies_ui
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, strategy_fell_back,
                               load_dataset_or_error, plain, restore_from_url, session_memo)
@@ -109,19 +109,21 @@ def shown_frame(shown: dict) -> pd.DataFrame | None:
 
 def run_backtest(request: BacktestRequest, frame: pd.DataFrame) -> tuple[threadx.Result, dict | None]:
     """(result, chart overlays or None: drawn from the strategy when shown). A strategy from
-    the strategies folder runs in a process of its own (:mod:`threadx.ui.backtest_process`):
+    the strategies folder runs in a process of its own (:mod:`threadx.ui.user_code`):
     its code can crash or hang that process, not the workstation; the line below says so
     and how to stop it."""
-    if not backtest_process.runs_apart(threadx.get_strategy(request.strategy)):
+    if not user_code.runs_apart(threadx.get_strategy(request.strategy)):
         with st.spinner(warming_note() or "Running..."):
             return request.run(frame), None
-    line = st.empty()
+    box = st.empty()
+    with box.container():
+        line = st.empty()
+        st.button("Stop", key="bt_stop", help="End this backtest's process (a click reruns the page, which stops it)")
     try:
-        return backtest_process.run(request, frame, on_wait=lambda seconds: line.caption(
-            f"Running {request.strategy} in a process of its own (a strategy from your folder): {seconds:.0f} s. "
-            "**Stop** (top right) stops it."))
+        return user_code.backtest(request, frame, on_wait=lambda seconds, *_: line.caption(
+            f"Running {request.strategy} in a process of its own (a strategy from your folder): {seconds:.0f} s"))
     finally:
-        line.empty()
+        box.empty()
 
 
 def show(result, request: BacktestRequest, df: pd.DataFrame, origin: str | None, overlays: dict | None = None) -> None:
@@ -221,8 +223,8 @@ shown = st.session_state.get("backtest")
 if shown and shown["strategy"] != strategy:  # another strategy picked: its form, not the last one's result
     drop_shown()
 spec = specs[strategy]
-if backtest_process.runs_apart(spec):
-    backtest_process.keep_one()  # its backtest's process, started ahead
+if user_code.runs_apart(spec):
+    user_code.keep_one()  # its backtest's process, started ahead
 st.caption(spec.description)
 failed_check = strategies_ui.failed_check_note(spec)
 if failed_check:
@@ -283,6 +285,8 @@ engine = {"initial_capital": capital, "fee_bps": fee_bps, "slippage_bps": slip_b
           "sizing": None if sizing == SIZINGS[0] else sizing, "leverage": leverage or None,
           "min_notional": min_notional, "funding": funding, **st.session_state.get("bt_engine_extra", {})}
 
+if st.session_state.get("bt_stop"):  # pressed while a strategy's process ran: the click's rerun ended it
+    st.info("Backtest stopped: its process was ended.")
 costs_refused = show_problems(st, cost_problems, "Run backtest")  # (below the expander: seen when it is closed)
 run_clicked = (st.button("Run backtest", type="primary", key="bt_run",
                          disabled=param_problem is not None or costs_refused) and not strategy_fell_back())
@@ -301,6 +305,8 @@ if run_clicked:
     except (ThreadXError, ValueError) as exc:
         drop_shown()
         st.error(f"Cannot run this backtest: {exc}")
+        if getattr(exc, "output", None):  # what the process its code crashed wrote last
+            st.code(exc.output, language=None)
 
 shown = st.session_state.get("backtest")
 df = shown_frame(shown) if shown else None
@@ -343,9 +349,9 @@ if shown and df is not None:
     def overlays() -> dict[str, pd.Series]:
         if shown.get("overlays") is not None:  # computed with the result (a strategy from the folder)
             return shown["overlays"]
-        if backtest_process.runs_apart(spec_shown):  # (its code runs apart only)
+        if user_code.runs_apart(spec_shown):  # (its code runs apart only)
             return {}
-        return backtest_process.overlay_series(spec_shown, df, result.params)
+        return user_code.overlay_series(spec_shown, df, result.params)
 
     view = widgets.chart_view(result.trades, df.index, run_token=id(result))
     # the figures of this result and view, kept for reruns that show them again (page switches)

@@ -20,6 +20,7 @@ from threadx.errors import ThreadXError
 from threadx.strategy import user
 from threadx.strategy.base import builtin_names
 from threadx.ui import strategies as logic
+from threadx.ui import user_code
 from threadx.ui.state import active_dataset, label_dataset, load_dataset, plain, strategy_names
 
 st.title("Strategies")
@@ -208,7 +209,9 @@ with st.expander("New strategy", expanded=not mine and not errors):
 
 spec = specs[choice]
 origin = spec.origin
-is_mine = origin is not None and origin.kind == "user"
+is_mine = user_code.runs_apart(spec)
+if is_mine:
+    user_code.keep_one()  # the process its check (or backtest) runs in, started ahead
 st.subheader(choice)
 # (a built-in's hash covers the whole strategy package, shared helpers included: the same for every built-in)
 scope = "" if is_mine or spec.name not in builtin_names() else " of the built-in strategies' package"
@@ -228,14 +231,29 @@ if check_clicked:
     try:
         df = load_dataset(dataset)
         bar.progress(0.01, text=f"Checking {choice} on {dataset}: starting...")
-        kept = logic.run_check(spec, df, dataset,
-                               logic.throttled(lambda stage, f: bar.progress(f, text=f"{choice}: {stage}")))
+        if user_code.runs_apart(spec):  # its code in a process of its own: a crash or a hang is not the page's
+            stop = st.empty()
+            stop.button("Stop", key="strat_stop", help="End this check's process (a click reruns the page, which "
+                                                       "stops it)")
+            try:
+                kept = user_code.check(spec, df, dataset, lambda seconds, stage, f: bar.progress(
+                    min(max(f or 0.01, 0.01), 1.0), text=f"{choice}: {stage or 'starting'} ({seconds:.0f} s, in a "
+                    "process of its own)"))
+            finally:
+                stop.empty()
+        else:
+            kept = logic.run_check(spec, df, dataset,
+                                   logic.throttled(lambda stage, f: bar.progress(f, text=f"{choice}: {stage}")))
     except (ThreadXError, ValueError) as exc:
         bar.empty()
         st.error(f"Cannot check {choice}: {plain(str(exc), 600)}")
+        if getattr(exc, "output", None):  # what the process its code crashed wrote last
+            st.code(exc.output, language=None)
     else:  # once more, so the table above shows the new status too
         st.session_state["strat_checked"] = (choice, time.perf_counter() - started, kept)
         st.rerun()
+if st.session_state.get("strat_stop"):  # pressed while a check's process ran: the click's rerun ended it
+    st.info("Check stopped: its process was ended; nothing was stored.")
 checked = st.session_state.pop("strat_checked", None)
 if checked and checked[0] == choice:
     if checked[2]:

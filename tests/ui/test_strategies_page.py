@@ -383,3 +383,22 @@ def test_a_copy_of_a_module_with_several_strategies_selects_the_one_named_as_the
     selected mygrid_envelope_dca, the first strategy the file gave."""
     at = create(open_page(PAGE), "mygrid", "grid_atr")
     assert at.selectbox(key="strat_pick").value == "mygrid"
+
+
+def test_a_check_whose_strategy_crashes_its_process_is_an_error_and_the_page_goes_on(strategy_dir):
+    """A strategy of the folder is checked in a process of its own (threadx.ui.user_code): a
+    segmentation fault in its code is one error with where it crashed, the workstation lives."""
+    from threadx.strategy.scaffold import new_strategy_file
+
+    path = new_strategy_file("crashes")
+    path.write_text(path.read_text().replace("    sig = np.zeros(len(rsi), dtype=np.uint8)\n",
+                                             "    import ctypes\n    ctypes.string_at(0)\n", 1))
+    at = open_page(PAGE)
+    at.selectbox(key="strat_pick").set_value("crashes").run()
+    at.button(key="strat_check").click().run()
+    assert not at.exception, at.exception
+    assert "Cannot check crashes: the process running the check of crashes was killed by SIGSEGV" in texts(at.error)
+    assert any('crashes.py", line' in c.value for c in at.code)
+    assert row(at, "crashes")["Last check"] == "never"  # nothing stored
+    at.selectbox(key="strat_pick").set_value("bb_atr").run()
+    assert not at.exception and "bb_atr" in [s.value for s in at.subheader]

@@ -1,0 +1,348 @@
+"""What the workstation runs of a strategy from the strategies folder runs in a process of its own.
+
+A user's strategy is code the workstation did not write: a numba function that reads past
+an array can kill the process that runs it (a segmentation fault), a loop that never ends
+holds it. Run in the server, either took the whole workstation down or held the page with
+no way to stop it. Here a backtest (the Backtest page) and a check (the Strategies page) of
+such a strategy run in a child process (``python -m threadx.ui.user_code``); the page waits
+for it, can stop it (Streamlit's Stop, a new click, leaving the page: the child is killed),
+and a crash is one clear error naming the strategy, with the last lines the process wrote
+(Python's fault handler names the file and line where it crashed). Sweeps, walk-forwards
+and portfolios of it run in job processes already.
+
+As the job standby (:mod:`threadx.ui.standby`, and under its setting ``app.standby``), the
+server keeps one such process started ahead, warm (imports and the engine's kernels loaded) and waiting for one piece of work: it
+takes it only under the environment and working directory it started with, and a threadx
+source file changed since it started makes it start afresh. Each process runs one piece of
+work, so nothing a strategy changed in it reaches the next one.
+
+The exchange is files in a private temporary folder, no pickles: ``work.json`` (what to
+run) and ``frame.parquet`` (the candles) in; ``reply.json`` (``{"ok": true, ...}`` or
+``{"error": text}``), ``progress.json`` (a check's stage) and ``log.txt`` (what the process
+printed) out; a backtest adds ``result.json`` (metrics, params, meta), ``trades.parquet``,
+``equity.parquet`` and ``overlays.parquet`` (the indicator lines its chart draws, from the
+same code).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from threadx.errors import ThreadXError
+
+BACKTEST_LIMIT_S = 600.0  # a backtest of a folder strategy running longer is stopped (a loop without end)
+CHECK_LIMIT_S = 3600.0  # the same for a check (dozens of backtests, other processes for determinism)
+_LOG_TAIL = 12  # lines of the process's output quoted when it crashed
+_PROGRESS_EVERY_S = 0.1
+
+_lock = threading.Lock()
+_waiting: list[tuple[subprocess.Popen, dict[str, str], str]] = []  # at most one: (process, env, cwd at its start)
+
+class ProcessCrashed(ThreadXError):
+    """The process running a strategy's code ended without a reply (killed by a signal, say);
+    ``output``: the last lines it wrote (the fault handler's traceback), for a code block."""
+
+    def __init__(self, message: str, output: str = ""):
+        super().__init__(message)
+        self.output = output
+
+
+Waiting = Callable[[float, str | None, float | None], None]  # (seconds, the check's stage, its fraction done)
+
+
+def runs_apart(spec: Any) -> bool:
+    """Whether ``spec``'s backtests and checks run in a process of their own: a strategy of the
+    strategies folder (``origin.kind == "user"``); built-in and imported ones run in the server."""
+    origin = getattr(spec, "origin", None)
+    return origin is not None and origin.kind == "user"
+
+
+def keep_one() -> None:
+    """Start a waiting process unless one is waiting (under this environment); with the
+    ``app.standby`` setting off, none is kept (each piece of work starts its own)."""
+    from threadx.settings_file import resolve
+
+    if not resolve()["app.standby"]:
+        release()
+        return
+    with _lock:
+        if _waiting:
+            proc, env, cwd = _waiting[0]
+            if proc.poll() is None and env == dict(os.environ) and cwd == os.getcwd():
+                return
+            _end(_waiting.pop()[0])
+        _waiting.append((_start(), dict(os.environ), os.getcwd()))
+
+
+def release() -> None:
+    """End the waiting process (tests; a server that stops)."""
+    with _lock:
+        while _waiting:
+            _end(_waiting.pop()[0])
+
+
+def _take() -> subprocess.Popen:
+    """The waiting process when it can take the work, else a new one."""
+    with _lock:
+        while _waiting:
+            proc, env, cwd = _waiting.pop()
+            if proc.poll() is None and env == dict(os.environ) and cwd == os.getcwd():
+                return proc
+            _end(proc)
+    return _start()
+
+
+def _start() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "threadx.ui.user_code"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
+
+
+def _end(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+# --- the server's side ----------------------------------------------------------------------------
+
+def overlay_series(spec: Any, df: pd.DataFrame, params: dict[str, Any]) -> dict[str, pd.Series]:
+    """The indicator lines a backtest's chart draws over the candles ({legend: series}, as
+    ``spec.overlays`` names them); none when the strategy's indicators fail on ``df``."""
+    from threadx.contract import prepare_signals
+    from threadx.data.bars import as_bars
+
+    try:
+        ind, _, _ = prepare_signals(spec, as_bars(df), params)
+    except ThreadXError:
+        return {}
+    return {legend: pd.Series(ind[label][out], index=df.index)
+            for legend, (label, out) in spec.overlays(params).items() if label in ind}
+
+
+def backtest(request: Any, df: pd.DataFrame, on_wait: Waiting | None = None,
+             limit_s: float = BACKTEST_LIMIT_S) -> tuple[Any, dict[str, pd.Series]]:
+    """The :class:`threadx.Result` of ``request`` (a :class:`~threadx.requests.BacktestRequest`)
+    on ``df`` and its chart's overlays (:func:`overlay_series`), computed in a process of its
+    own. ``on_wait(seconds, None, None)`` is called about four times a second while it runs (a
+    page updates a line there, which is where Streamlit stops a script: whatever it raises
+    kills the process and goes on). ThreadXError: the backtest's own error, or the process
+    crashed, or ran past ``limit_s`` seconds."""
+    from threadx.engine.result import Result
+
+    with _apart({"kind": "backtest", "request": request.to_dict()}, df, f"the backtest of {request.strategy}",
+                request.strategy, on_wait, limit_s) as (folder, _):
+        fields = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+        meta = fields["meta"]
+        if isinstance(meta.get("rules"), dict):  # ExitRules' tuples (grid offsets), lists in JSON
+            meta["rules"] = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["rules"].items()}
+        equity = pd.read_parquet(folder / "equity.parquet")["equity"]
+        lines = pd.read_parquet(folder / "overlays.parquet")
+        return (Result(metrics=fields["metrics"], trades=pd.read_parquet(folder / "trades.parquet"), equity=equity,
+                       params=fields["params"], meta=meta),
+                {str(legend): lines[legend].set_axis(equity.index) for legend in lines.columns})
+
+
+def check(spec: Any, df: pd.DataFrame, dataset: str | None, on_wait: Waiting | None = None,
+          limit_s: float = CHECK_LIMIT_S) -> list[str]:
+    """``threadx.ui.strategies.run_check`` of ``spec`` on ``df`` in a process of its own (the
+    report stored there, as the server stores it), for the code ``spec`` holds (ThreadXError
+    when the file changed since); ``on_wait(seconds, stage, fraction)`` as in :func:`backtest`,
+    with the check's last stage."""
+    work = {"kind": "check", "strategy": spec.name, "code_hash": spec.code_hash, "dataset": dataset}
+    with _apart(work, df, f"the check of {spec.name}", spec.name, on_wait, limit_s) as (_, reply):
+        return [str(name) for name in reply.get("kept", [])]
+
+
+@contextmanager
+def _apart(work: dict[str, Any], df: pd.DataFrame, what: str, strategy: str, on_wait: Waiting | None,
+           limit_s: float) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Run ``work`` on ``df`` in a process of its own; yields (its folder, its reply) once it
+    replied ok (the folder is removed after). The process is killed on any way out."""
+    folder = Path(tempfile.mkdtemp(prefix="threadx-user-code-"))
+    proc = None
+    try:
+        (folder / "work.json").write_text(json.dumps(work), encoding="utf-8")
+        df.to_parquet(folder / "frame.parquet")
+        proc = _take()
+        proc.stdin.write(os.fsencode(str(folder)))
+        proc.stdin.close()
+        started = time.monotonic()
+        while proc.poll() is None:
+            waited = time.monotonic() - started
+            if waited > limit_s:
+                raise ThreadXError(f"{what} ran for more than {limit_s:,.0f} s and was stopped: does its code loop "
+                                   "without end?")
+            if on_wait is not None:
+                on_wait(waited, *_progress(folder))
+            try:
+                proc.wait(0.25)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            reply = json.loads((folder / "reply.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise _crashed(folder, proc.returncode, what, strategy) from None
+        if "error" in reply:
+            raise ThreadXError(str(reply["error"]))
+        yield folder, reply
+    finally:
+        if proc is not None:
+            _end(proc)
+        threading.Thread(target=keep_one, name="threadx-user-code-standby", daemon=True).start()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _progress(folder: Path) -> tuple[str | None, float | None]:
+    try:
+        stage, fraction = json.loads((folder / "progress.json").read_text(encoding="utf-8"))
+        return str(stage), float(fraction)
+    except (OSError, ValueError, TypeError):  # none yet, or being replaced
+        return None, None
+
+
+def _crashed(folder: Path, returncode: int, what: str, strategy: str) -> ProcessCrashed:
+    """What a process that ended without a reply says: the signal or exit status, and the
+    last lines it wrote, or from the fault handler's report on, the call where it crashed
+    first (in the strategy's file, as a rule)."""
+    if returncode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-returncode}"
+    else:
+        how = f"exited with status {returncode}"
+    text = (f"the process running {what} {how}: the code of strategy {strategy} (a numba function reading "
+            "outside an array, say) crashed it; the workstation is unaffected")
+    try:
+        lines = [line[:200] for line in (folder / "log.txt").read_text(encoding="utf-8", errors="replace").splitlines()
+                 if line.strip() and not line.startswith("Extension modules:")]  # (the fault handler's module list)
+    except OSError:
+        lines = []
+    fatal = next((k for k, line in enumerate(lines) if line.startswith("Fatal Python error")), None)
+    shown = lines[-_LOG_TAIL:] if fatal is None else lines[fatal:fatal + _LOG_TAIL]  # (the fault handler's frames:
+    return ProcessCrashed(text + (" (its last output below)" if lines else ""), "\n".join(shown))  # latest first)
+
+
+# --- the process's side -------------------------------------------------------------------------
+
+def _plain(value: Any) -> Any:
+    """JSON form of what a Result's dicts hold beyond JSON's types (numpy scalars, times)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (pd.Timestamp, np.datetime64)):
+        return str(value)
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _backtest(work: dict[str, Any], frame: pd.DataFrame, folder: Path) -> dict[str, Any]:
+    import threadx
+    from threadx.requests import BacktestRequest
+
+    request = BacktestRequest.from_dict(work["request"])
+    result = request.run(frame)
+    overlays = overlay_series(threadx.get_strategy(request.strategy), frame, result.params)
+    pd.DataFrame({legend: line.to_numpy() for legend, line in overlays.items()}).to_parquet(folder / "overlays.parquet")
+    (folder / "result.json").write_text(json.dumps({"metrics": result.metrics, "params": result.params,
+                                                    "meta": result.meta}, default=_plain), encoding="utf-8")
+    result.trades.to_parquet(folder / "trades.parquet")
+    result.equity.rename("equity").to_frame().to_parquet(folder / "equity.parquet")
+    return {"ok": True}
+
+
+def _check(work: dict[str, Any], frame: pd.DataFrame, folder: Path) -> dict[str, Any]:
+    import threadx
+    from threadx.files import atomic_write_bytes
+    from threadx.ui.strategies import run_check, throttled
+
+    spec = threadx.get_strategy(work["strategy"])
+    spec.require_code(work.get("code_hash"), f"this check of {spec.name}")
+
+    def progress(stage: str, fraction: float) -> None:
+        atomic_write_bytes(folder / "progress.json", json.dumps([stage, fraction]).encode())
+
+    return {"ok": True, "kept": run_check(spec, frame, work.get("dataset"), throttled(progress, _PROGRESS_EVERY_S))}
+
+
+def _serve(folder: Path) -> None:
+    try:
+        work = json.loads((folder / "work.json").read_text(encoding="utf-8"))
+        frame = pd.read_parquet(folder / "frame.parquet")
+        reply = {"backtest": _backtest, "check": _check}[work["kind"]](work, frame, folder)
+    except (ThreadXError, ValueError) as exc:
+        reply = {"error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - one line for the page; the traceback in log.txt
+        import traceback
+
+        traceback.print_exc()
+        reply = {"error": f"{type(exc).__name__}: {exc}"}
+    (folder / "reply.json").write_text(json.dumps(reply), encoding="utf-8")
+
+
+def _die_with_parent() -> None:
+    """Linux: this process is killed when the server that started it dies (a strategy looping
+    in numba code, GIL held, would outlive it otherwise)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def _warm() -> None:
+    """Imports and the engine's kernels loaded: a backtest of ma_crossover on a small
+    synthetic series (a strategy's own kernels load when it runs)."""
+    import threadx
+    from threadx import logs
+    from threadx.data.synthetic import generate_synthetic
+
+    with logs.muted():
+        threadx.backtest(generate_synthetic("WARM_UP", days=10, seed=1), "ma_crossover")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Warm up, wait for a folder on stdin (to its end), run its work, write the reply."""
+    import faulthandler
+
+    import psutil
+
+    from threadx.ui import standby
+
+    argv = sys.argv[1:] if argv is None else argv
+    _die_with_parent()
+    started_at = psutil.Process().create_time()
+    if argv:  # a fresh start (see below): the folder is given
+        folder = Path(argv[0])
+    else:
+        try:
+            _warm()
+        except Exception:  # noqa: BLE001 - warming is an optimisation: the work reports real errors
+            pass
+        given = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+        if not given:
+            return 0  # end of file: the server went away
+        folder = Path(given)
+        if standby.stale(started_at):  # threadx's code changed since this process started
+            os.execv(sys.executable, [sys.executable, "-m", "threadx.ui.user_code", str(folder)])
+    standby.redirect_output(folder / "log.txt")
+    faulthandler.enable()
+    _serve(folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
