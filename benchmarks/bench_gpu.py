@@ -75,13 +75,14 @@ def plan_inputs(bars: Bars, combos: int, seed: int) -> PlanInputs:
     return PlanInputs(Evaluator(task, bars, PreparedIndicators(arrays.get)), ids, len(arrays), seconds)
 
 
-def plan_once(evaluator: Any, ids: np.ndarray) -> tuple[Any, Any, float]:
-    """(plan, planner, seconds): a fresh ``Planner`` (as a sweep starts with) plans ``ids`` on the
-    host: the distinct signal arrays, lines and parameter rows (threadx.optimize.plan)."""
+def plan_once(evaluator: Any, ids: np.ndarray, planner: Any = None) -> tuple[Any, Any, float]:
+    """(plan, planner, seconds): ``planner`` (else a fresh ``Planner``, as a sweep starts with)
+    plans ``ids`` on the host: the distinct signal arrays, lines and parameter rows
+    (threadx.optimize.plan)."""
     from threadx.optimize.plan import Planner
 
     started = time.perf_counter()
-    planner = Planner(evaluator)
+    planner = planner if planner is not None else Planner(evaluator)
     plan = planner.plan(ids)
     return plan, planner, time.perf_counter() - started
 

@@ -833,3 +833,29 @@ def test_a_plan_whose_signals_are_all_known_checks_no_rule_row(bars):
     first = planner.plan(ids)
     _plans_equal(planner.plan(ids), first)
     assert planner.stats.get("rule_checks", 0) == 0 and planner._rule is not None
+
+
+def test_a_planner_makes_a_signal_matrix_again_once_no_plan_holds_it(bars):
+    """A rule's signal matrix is kept by its planner and reused (zeroed) for a later plan once
+    nothing references it (a GPU sweep plans a batch while the previous one runs): never while
+    a plan or a view of it holds it, and the plans are those of a fresh planner."""
+    evaluator = evaluator_for("test_gpu_sparse_rule", bars)  # (a rule that writes flagged bars only)
+    planner = Planner(evaluator, threads=1, cache_bytes=0)  # (cached rows would hold the matrix)
+    ids, other = random_ids(evaluator, 300, seed=9), random_ids(evaluator, 280, seed=10)
+
+    def address(a: np.ndarray) -> int:
+        return a.__array_interface__["data"][0]
+
+    first = planner.plan(ids)
+    second = planner.plan(other)  # the first plan is alive: new memory
+    assert not np.shares_memory(first.signals, second.signals)
+    view = first.subset(first.by_signal()).signals
+    del first
+    third = planner.plan(ids)  # a view of the first is alive, and the second: new memory
+    assert not np.shares_memory(third.signals, view) and not np.shares_memory(third.signals, second.signals)
+    second_at = address(second.signals)
+    del view, second
+    fourth = planner.plan(other[100:])  # the third is alive, the second free: its memory again, other flags there
+    assert address(fourth.signals) == second_at
+    _plans_equal(fourth, Planner(evaluator, threads=1).plan(other[100:]))
+    _plans_equal(third, Planner(evaluator, threads=1).plan(ids))

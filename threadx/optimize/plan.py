@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -301,6 +302,7 @@ class Planner:
                                   for k in self._rule_params]
             self._rule_lines = _LineMatrix(self.n_bars)
             self._rule_checked = 0  # rows compared with signals() (_rule_agrees)
+            self._matrices = _Matrices()
         self._warnings: list[str] = []  # for the next Plan
         self._signals: dict[int, np.ndarray] = {}  # signal key -> array (kept across batches)
         self._levels: dict[int, Levels] = {}  # level key -> Levels
@@ -691,7 +693,7 @@ class Planner:
             rows[failed] = 0  # any line: computed, then dropped
         # One matrix, whatever its size: the plan and the GPU's launch hand it on as it is (rows in
         # blocks were stacked again for the device: 226 MB copied for 100,000 bb_atr combos).
-        out = np.zeros((n, self.n_bars), dtype=np.uint8)  # (rows come zeroed: see SignalRule)
+        out = self._matrices.zeros(n, self.n_bars)  # (rows come zeroed: see SignalRule)
         bounds = np.linspace(0, n, min(self.threads, n) + 1).astype(int).tolist()
         try:
             self._map(lambda k: rule.many(lines, rows[bounds[k]:bounds[k + 1]], values[bounds[k]:bounds[k + 1]],
@@ -838,6 +840,32 @@ class _LineMatrix:
         self._rows[key] = self._count
         self._count += 1
         return self._count - 1
+
+
+class _Matrices:
+    """The signal matrices of a planner's plans, each made again for a later plan once nothing
+    holds it any more (no plan, view or cached row of it: only this list does). A GPU sweep
+    plans batch after batch, each while the previous one runs, and 100,000 bb_atr combos make
+    226 MB of signals: fresh memory each time cost 0.05-0.15 s of page faults and zeroing, a
+    kept one 0.02 s of zeroing. At most two are kept (the one in use and the one before)."""
+
+    def __init__(self) -> None:
+        self._kept: list[np.ndarray] = []
+
+    def _free(self, k: int) -> bool:
+        return sys.getrefcount(self._kept[k]) <= 2  # the list's reference and getrefcount's argument
+
+    def zeros(self, n: int, n_bars: int) -> np.ndarray:
+        """A zeroed (n, n_bars) uint8 matrix: rows of a free kept one (of up to 2n rows), else new."""
+        for k in range(len(self._kept)):
+            if self._kept[k].shape[1] == n_bars and n <= len(self._kept[k]) <= 2 * n and self._free(k):
+                out = self._kept[k][:n]
+                out.fill(0)
+                return out
+        busy = [self._kept[k] for k in range(len(self._kept)) if not self._free(k)]
+        out = np.zeros((n, n_bars), dtype=np.uint8)
+        self._kept = busy[-1:] + [out]
+        return out
 
 
 def _split_results(results: list[tuple[np.ndarray | None, Levels] | str]) -> tuple[list, list]:
