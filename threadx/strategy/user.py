@@ -35,6 +35,7 @@ import contextlib
 import functools
 import hashlib
 import importlib.util
+import os
 import re
 import sys
 import threading
@@ -108,6 +109,38 @@ def strategy_code_errors(spec: StrategySpec) -> Iterator[None]:
         if spec.origin is None or spec.origin.kind != "user":
             raise
         raise StrategyError(f"strategy {spec.name!r} raised: {describe_error(exc, spec.origin.files)}") from exc
+
+
+LOAD_LIMIT_S = 30.0  # a file's own code running longer as it loads is stopped (a loop that never ends)
+
+
+@contextlib.contextmanager
+def _time_limit(folder: str) -> Iterator[None]:
+    """Stop the code of the strategies folder's files (``folder``) that runs while a file
+    loads once it has run ``LOAD_LIMIT_S`` seconds: a TimeoutError raised at its next line, so
+    that a loop without end at a file's top level is that file's load error, not a workstation
+    (or a sweep's worker) that hangs on every page. Only Python lines of the folder's files are
+    traced; a tracer already in place (a debugger, coverage) is left alone, without a limit."""
+    if sys.gettrace() is not None:
+        yield
+        return
+    deadline = time.monotonic() + LOAD_LIMIT_S
+    prefix = os.path.join(folder, "")
+
+    def line(frame: Any, event: str, arg: Any) -> Any:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the file's code ran for more than {LOAD_LIMIT_S:g} s as it loaded and was stopped "
+                               "(a loop that never ends at its top level?)")
+        return line
+
+    def call(frame: Any, event: str, arg: Any) -> Any:
+        return line if frame.f_code.co_filename.startswith(prefix) else None
+
+    sys.settrace(call)
+    try:
+        yield
+    finally:
+        sys.settrace(None)
 
 
 def _declaration_line(text: str, name: str) -> int:
@@ -329,7 +362,8 @@ def _run_file(path: str, text: str, imports: _FolderImports) -> dict[str, Strate
     module = _new_module(path, text)
     module.__dict__["__builtins__"] = imports.namespace
     try:
-        exec(code, module.__dict__)  # noqa: S102 - see above
+        with _time_limit(str(Path(path).parent)):
+            exec(code, module.__dict__)  # noqa: S102 - see above
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - any error of the user's module (a sys.exit too)
         sys.modules.pop(module.__name__, None)
         raise StrategyError(describe_error(exc, (path, *imports.texts))) from None
