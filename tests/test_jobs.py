@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -353,7 +355,14 @@ def test_a_standby_knows_when_threadx_source_it_loaded_changed_after_its_start()
     from threadx.ui.standby import stale
 
     assert stale(0.0)  # every loaded file is newer than the epoch
-    assert not stale(time.time() + 3600)  # none is newer than an hour from now
+    assert not stale(time.time() + 3600)
+    gone = types.ModuleType("threadx_user_strategies.gone")  # a strategies-folder module whose file is deleted
+    gone.__file__ = "/nonexistent/gone.py"
+    sys.modules[gone.__name__] = gone
+    try:
+        assert not stale(time.time() + 3600)  # (it is not threadx's source: it said stale, every time)
+    finally:
+        del sys.modules[gone.__name__]  # none is newer than an hour from now
 
 
 def test_with_the_standby_setting_off_none_is_kept(registry, standby, monkeypatch):

@@ -142,9 +142,87 @@ def test_a_check_runs_apart_reports_its_stages_and_stores_its_report(strategy_di
     assert seen and all(0.0 <= f <= 1.0 for stage, f in stages if stage)
 
 
-def test_a_check_of_code_changed_since_the_page_read_it_is_refused(strategy_dir, frame) -> None:
+def test_a_check_runs_the_code_the_page_read_even_when_the_file_changed_since(strategy_dir, frame) -> None:
+    """The process runs the strategy as the server loaded it (its origin's text), and the
+    report is stored under that code's hash: the page then says the last check is of other
+    code than the file's."""
+    import json as json_module
+
+    from threadx.checks.store import _path
+
     path = new_strategy_file("rsi_changed")
     spec = threadx.get_strategy("rsi_changed")
     path.write_text(path.read_text().replace('"rsi_period", "int", 14', '"rsi_period", "int", 15', 1))
-    with pytest.raises(ThreadXError, match="rsi_changed"):
-        user_code.check(spec, frame, "synthetic")
+    user_code.check(spec, frame, "synthetic")
+    stored = json_module.loads(_path("rsi_changed").read_text())
+    assert stored["code_hash"] == spec.code_hash != threadx.get_strategy("rsi_changed").code_hash
+
+
+def test_the_process_started_ahead_outlives_the_thread_that_started_it(strategy_dir, frame, monkeypatch) -> None:
+    """A page's script thread ends with its run: the process it kept waiting died with it (its
+    death signal follows the thread), and a backtest it was running read as a crash."""
+    import threading
+
+    new_strategy_file("rsi_apart")
+    monkeypatch.setenv("THREADX_APP_STANDBY", "on")
+    starter = threading.Thread(target=user_code.keep_one)
+    starter.start()
+    starter.join()
+    (ahead, _, _), = user_code._waiting
+    time.sleep(1.0)
+    assert ahead.poll() is None
+    result, _ = user_code.backtest(_request(frame, "rsi_apart"), frame)
+    assert result.metrics["n_trades"] > 0
+
+
+def test_what_the_strategy_started_ends_with_its_process(strategy_dir, frame) -> None:
+    import psutil
+
+    _with_signals("rsi_forks", SIGNALS_START + "    import subprocess, sys\n"
+                  "    subprocess.Popen([sys.executable, '-c', 'while True: pass'])\n    while True:\n        pass\n")
+    before = {p.pid for p in psutil.process_iter()}
+    with pytest.raises(ThreadXError, match="ran for more than 3 s"):
+        user_code.backtest(_request(frame, "rsi_forks"), frame, limit_s=3.0)
+    time.sleep(0.5)
+    spinning = [p for p in psutil.process_iter(["pid", "cmdline", "status"]) if p.pid not in before
+                and "while True: pass" in " ".join(p.info["cmdline"] or []) and p.info["status"] != psutil.STATUS_ZOMBIE]
+    assert not spinning
+
+
+def test_the_process_reads_only_the_strategy_it_runs(strategy_dir, frame, monkeypatch) -> None:
+    """It ran the strategy's code as the server loaded it, without loading the folder: a slow
+    sibling file cost every run its load time."""
+    new_strategy_file("rsi_apart")
+    (strategy_dir / "slow_sibling.py").write_text("import time\ntime.sleep(20)\n")
+    from threadx.strategy import user
+
+    monkeypatch.setattr(user, "LOAD_LIMIT_S", 1.0)
+    request = _request(frame, "rsi_apart")
+    request.run(frame)  # (the server's lookups: the sibling's 20 s paid here, once)
+    started = time.monotonic()
+    result, _ = user_code.backtest(request, frame)
+    assert time.monotonic() - started < 15
+    assert result.meta["strategy_code"] == threadx.get_strategy("rsi_apart").code_hash
+
+
+def test_odd_attrs_a_failing_chart_line_and_an_exit_read_well(strategy_dir, frame) -> None:
+    new_strategy_file("rsi_odd")
+    odd = frame.copy()
+    odd.attrs["loaded_at"] = pd.Timestamp("2024-01-01")
+    odd.attrs["tags"] = {"a"}
+    result, _ = user_code.backtest(_request(odd, "rsi_odd"), odd)
+    assert result.metrics["n_trades"] > 0
+    _with_signals("rsi_exits", SIGNALS_START + "    import os\n    os._exit(0)\n")
+    with pytest.raises(ThreadXError) as ended:
+        user_code.backtest(_request(frame, "rsi_exits"), frame)
+    assert "exited with status 0 before it gave a result" in str(ended.value) and "SIGSEGV" not in str(ended.value)
+
+
+def test_overlays_that_fail_leave_the_result_without_chart_lines(strategy_dir, frame) -> None:
+    path = new_strategy_file("rsi_lines")
+    path.write_text(path.read_text().replace("    params=(", "    overlays=lambda p: {'RSI': ('rsi', p['nope'])},\n"
+                                             "    params=(", 1))
+    request = _request(frame, "rsi_lines")
+    here = request.run(frame)
+    result, overlays = user_code.backtest(request, frame)
+    assert overlays == {} and result.metrics["n_trades"] == here.metrics["n_trades"] > 0

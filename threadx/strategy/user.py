@@ -35,7 +35,6 @@ import contextlib
 import functools
 import hashlib
 import importlib.util
-import os
 import re
 import sys
 import threading
@@ -114,33 +113,44 @@ def strategy_code_errors(spec: StrategySpec) -> Iterator[None]:
 LOAD_LIMIT_S = 30.0  # a file's own code running longer as it loads is stopped (a loop that never ends)
 
 
+class LoadTimeout(BaseException):
+    """Raised in a thread loading a strategies-folder file that ran past ``LOAD_LIMIT_S``; not
+    an Exception, as KeyboardInterrupt, so that the file's ``except Exception`` does not end it."""
+
+    def __init__(self, *args: Any):
+        super().__init__(*(args or (f"the file's code ran for more than {LOAD_LIMIT_S:g} s as it loaded and was "
+                                    "stopped (a loop that never ends at its top level, or in a constraint?)",)))
+
+
 @contextlib.contextmanager
-def _time_limit(folder: str) -> Iterator[None]:
-    """Stop the code of the strategies folder's files (``folder``) that runs while a file
-    loads once it has run ``LOAD_LIMIT_S`` seconds: a TimeoutError raised at its next line, so
-    that a loop without end at a file's top level is that file's load error, not a workstation
-    (or a sweep's worker) that hangs on every page. Only Python lines of the folder's files are
-    traced; a tracer already in place (a debugger, coverage) is left alone, without a limit."""
-    if sys.gettrace() is not None:
-        yield
-        return
-    deadline = time.monotonic() + LOAD_LIMIT_S
-    prefix = os.path.join(folder, "")
+def _time_limit() -> Iterator[None]:
+    """Stop the code that runs while a file loads (its top level, the folder modules it
+    imports, its constraint checks on the defaults) once it has run ``LOAD_LIMIT_S`` seconds:
+    a watcher raises :class:`LoadTimeout` in this thread (``PyThreadState_SetAsyncExc``: at its
+    next Python instruction), and again every 0.2 s should the code catch it, so that a loop
+    without end is that file's load error, not a workstation (or a sweep's worker) that hangs
+    on every lookup of the folder. Code that never returns to Python (a sleep, a numba loop)
+    is not stopped."""
+    import ctypes
 
-    def line(frame: Any, event: str, arg: Any) -> Any:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the file's code ran for more than {LOAD_LIMIT_S:g} s as it loaded and was stopped "
-                               "(a loop that never ends at its top level?)")
-        return line
+    target = ctypes.c_ulong(threading.get_ident())
+    done = threading.Event()
 
-    def call(frame: Any, event: str, arg: Any) -> Any:
-        return line if frame.f_code.co_filename.startswith(prefix) else None
+    def watch() -> None:
+        if done.wait(LOAD_LIMIT_S):
+            return
+        while not done.is_set():
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(target, ctypes.py_object(LoadTimeout))
+            done.wait(0.2)
 
-    sys.settrace(call)
+    watcher = threading.Thread(target=watch, name="threadx-strategy-load-limit", daemon=True)
+    watcher.start()
     try:
         yield
     finally:
-        sys.settrace(None)
+        done.set()
+        watcher.join()
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(target, None)  # one raised too late is not delivered
 
 
 def _declaration_line(text: str, name: str) -> int:
@@ -362,9 +372,9 @@ def _run_file(path: str, text: str, imports: _FolderImports) -> dict[str, Strate
     module = _new_module(path, text)
     module.__dict__["__builtins__"] = imports.namespace
     try:
-        with _time_limit(str(Path(path).parent)):
+        with _time_limit():
             exec(code, module.__dict__)  # noqa: S102 - see above
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any error of the user's module (a sys.exit too)
+    except (Exception, SystemExit, LoadTimeout) as exc:  # noqa: BLE001 - any error of the user's module (a sys.exit too)
         sys.modules.pop(module.__name__, None)
         raise StrategyError(describe_error(exc, (path, *imports.texts))) from None
     imports.close()
@@ -391,8 +401,9 @@ def _run_file(path: str, text: str, imports: _FolderImports) -> dict[str, Strate
             where = f"{path}:{line or 1}"
             try:
                 check_name(value.name, "strategy name", STRATEGY)
-                value.normalize()  # the declared defaults must be valid
-            except Exception as exc:  # noqa: BLE001 - any declaration that breaks here: the file's error
+                with _time_limit():  # (its constraints run here, the file's code too)
+                    value.normalize()  # the declared defaults must be valid
+            except (Exception, LoadTimeout) as exc:  # noqa: BLE001 - any declaration that breaks here: the file's error
                 raise StrategyError(f"{where}: {describe_error(exc) if not isinstance(exc, ParamError) else exc}"
                                     ) from None
             origin = StrategyOrigin("user", path, digest, text, line, helpers)

@@ -98,12 +98,11 @@ def stale(started_at: float) -> bool:
         path = getattr(module, "__file__", None)
         # the name it was imported as: __main__ (the job runner, run with -m) by its spec's name
         name = getattr(getattr(module, "__spec__", None), "name", None) or getattr(module, "__name__", "")
-        if not path or not name.startswith("threadx"):
-            continue
+        if not path or not name.startswith("threadx") or not Path(path).resolve().is_relative_to(package):
+            continue  # (a strategies-folder module, threadx_user_strategies.*, is not threadx's source)
         try:
             stat = os.stat(path)  # ctime too: a file put back with an older mtime (rsync -a, cp -p, tar)
-            changed = max(stat.st_mtime, stat.st_ctime)
-            if Path(path).resolve().is_relative_to(package) and changed >= started_at - 1.0:
+            if max(stat.st_mtime, stat.st_ctime) >= started_at - 1.0:
                 return True
         except OSError:  # a file gone: what was loaded is not what a fresh process would load
             return True

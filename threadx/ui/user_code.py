@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -46,6 +47,8 @@ from threadx.errors import ThreadXError
 BACKTEST_LIMIT_S = 600.0  # a backtest of a folder strategy running longer is stopped (a loop without end)
 CHECK_LIMIT_S = 3600.0  # the same for a check (dozens of backtests, other processes for determinism)
 _LOG_TAIL = 12  # lines of the process's output quoted when it crashed
+_LOG_READ_BYTES = 64 * 1024  # of its log's end, where they are (a strategy may have printed gigabytes before)
+_CRASHES = ("SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE", "SIGILL")
 _PROGRESS_EVERY_S = 0.1
 
 _lock = threading.Lock()
@@ -105,12 +108,25 @@ def _take() -> subprocess.Popen:
     return _start()
 
 
+_spawner = ThreadPoolExecutor(1, thread_name_prefix="threadx-user-code-spawner")
+
+
 def _start() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "threadx.ui.user_code"], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)
+    """A new process, started from one thread that lives as long as the server: its death
+    signal (``PR_SET_PDEATHSIG``) follows the thread that started it, and a page's script
+    thread ends with its run (a process kept waiting was killed then, and the backtest it ran
+    read as a crash). In a session of its own, so that ending it ends what its strategy started."""
+    return _spawner.submit(subprocess.Popen, [sys.executable, "-m", "threadx.ui.user_code"], stdin=subprocess.PIPE,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
+                           start_new_session=True).result()
 
 
 def _end(proc: subprocess.Popen) -> None:
+    """Kill the process and every process its strategy's code started (its session's group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
     if proc.poll() is None:
         proc.kill()
     proc.wait()
@@ -142,8 +158,10 @@ def backtest(request: Any, df: pd.DataFrame, on_wait: Waiting | None = None,
     crashed, or ran past ``limit_s`` seconds."""
     from threadx.engine.result import Result
 
-    with _apart({"kind": "backtest", "request": request.to_dict()}, df, f"the backtest of {request.strategy}",
-                request.strategy, on_wait, limit_s) as (folder, _):
+    import threadx
+
+    work = {"kind": "backtest", "request": request.to_dict(), **_origin(threadx.get_strategy(request.strategy))}
+    with _apart(work, df, f"the backtest of {request.strategy}", request.strategy, on_wait, limit_s) as (folder, _):
         fields = json.loads((folder / "result.json").read_text(encoding="utf-8"))
         meta = fields["meta"]
         if isinstance(meta.get("rules"), dict):  # ExitRules' tuples (grid offsets), lists in JSON
@@ -161,9 +179,19 @@ def check(spec: Any, df: pd.DataFrame, dataset: str | None, on_wait: Waiting | N
     report stored there, as the server stores it), for the code ``spec`` holds (ThreadXError
     when the file changed since); ``on_wait(seconds, stage, fraction)`` as in :func:`backtest`,
     with the check's last stage."""
-    work = {"kind": "check", "strategy": spec.name, "code_hash": spec.code_hash, "dataset": dataset}
+    work = {"kind": "check", "strategy": spec.name, "code_hash": spec.code_hash, "dataset": dataset, **_origin(spec)}
     with _apart(work, df, f"the check of {spec.name}", spec.name, on_wait, limit_s) as (_, reply):
         return [str(name) for name in reply.get("kept", [])]
+
+
+def _origin(spec: Any) -> dict[str, Any]:
+    """The strategy's code as the server loaded it, for the process to run that code alone
+    (loading the whole strategies folder there cost every run a slow sibling file's time)."""
+    origin = getattr(spec, "origin", None)
+    if origin is None or origin.kind != "user" or origin.text is None:
+        return {}
+    return {"origin": {"name": spec.name, "path": origin.path, "code_hash": origin.code_hash, "text": origin.text,
+                       "line": origin.line, "helpers": [list(h) for h in origin.helpers]}}
 
 
 @contextmanager
@@ -175,7 +203,9 @@ def _apart(work: dict[str, Any], df: pd.DataFrame, what: str, strategy: str, on_
     proc = None
     try:
         (folder / "work.json").write_text(json.dumps(work), encoding="utf-8")
-        df.to_parquet(folder / "frame.parquet")
+        frame = df.copy(deep=False)  # attrs as_bars reads kept; others need not be JSON (parquet's metadata)
+        frame.attrs = {k: v for k, v in df.attrs.items() if isinstance(v, (str, int, float, bool, type(None)))}
+        frame.to_parquet(folder / "frame.parquet")
         proc = _take()
         proc.stdin.write(os.fsencode(str(folder)))
         proc.stdin.close()
@@ -217,17 +247,22 @@ def _crashed(folder: Path, returncode: int, what: str, strategy: str) -> Process
     """What a process that ended without a reply says: the signal or exit status, and the
     last lines it wrote, or from the fault handler's report on, the call where it crashed
     first (in the strategy's file, as a rule)."""
-    if returncode < 0:
-        try:
-            how = f"was killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            how = f"was killed by signal {-returncode}"
-    else:
-        how = f"exited with status {returncode}"
-    text = (f"the process running {what} {how}: the code of strategy {strategy} (a numba function reading "
-            "outside an array, say) crashed it; the workstation is unaffected")
     try:
-        lines = [line[:200] for line in (folder / "log.txt").read_text(encoding="utf-8", errors="replace").splitlines()
+        name = signal.Signals(-returncode).name if returncode < 0 else None
+    except ValueError:
+        name = f"signal {-returncode}"
+    if name in _CRASHES:
+        text = (f"the process running {what} was killed by {name}: the code of strategy {strategy} (a numba "
+                "function reading outside an array, say) crashed it; the workstation is unaffected")
+    else:
+        how = f"was ended by {name}" if name else f"exited with status {returncode}"
+        text = (f"the process running {what} {how} before it gave a result: the code of strategy {strategy} ended "
+                "it (os._exit, a signal, an interrupt, or out of memory); the workstation is unaffected")
+    try:
+        with open(folder / "log.txt", "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - _LOG_READ_BYTES))
+            tail = log.read().decode("utf-8", errors="replace")
+        lines = [line[:200] for line in tail.splitlines()
                  if line.strip() and not line.startswith("Extension modules:")]  # (the fault handler's module list)
     except OSError:
         lines = []
@@ -253,7 +288,10 @@ def _backtest(work: dict[str, Any], frame: pd.DataFrame, folder: Path) -> dict[s
 
     request = BacktestRequest.from_dict(work["request"])
     result = request.run(frame)
-    overlays = overlay_series(threadx.get_strategy(request.strategy), frame, result.params)
+    try:  # the chart's lines only: a strategy whose overlays() fail still has its result, as in the server
+        overlays = overlay_series(threadx.get_strategy(request.strategy), frame, result.params)
+    except (Exception, SystemExit):  # noqa: BLE001 - the chart shows no lines
+        overlays = {}
     pd.DataFrame({legend: line.to_numpy() for legend, line in overlays.items()}).to_parquet(folder / "overlays.parquet")
     (folder / "result.json").write_text(json.dumps({"metrics": result.metrics, "params": result.params,
                                                     "meta": result.meta}, default=_plain), encoding="utf-8")
@@ -276,9 +314,22 @@ def _check(work: dict[str, Any], frame: pd.DataFrame, folder: Path) -> dict[str,
     return {"ok": True, "kept": run_check(spec, frame, work.get("dataset"), throttled(progress, _PROGRESS_EVERY_S))}
 
 
+def _pin(origin: dict[str, Any]) -> None:
+    """Make ``get_strategy`` of this process find the strategy the server sent, built from its
+    code alone (the strategies folder is not read here)."""
+    from threadx.strategy import base, user
+
+    helpers = {os.path.splitext(os.path.basename(path))[0]: text for path, text in origin["helpers"]}
+    spec = user.load_text(origin["path"], origin["text"], helpers)[origin["name"]]
+    base.list_registered()  # the built-ins first: they are not replaced
+    base._REGISTRY[spec.name] = spec
+
+
 def _serve(folder: Path) -> None:
     try:
         work = json.loads((folder / "work.json").read_text(encoding="utf-8"))
+        if "origin" in work:
+            _pin(work["origin"])
         frame = pd.read_parquet(folder / "frame.parquet")
         reply = {"backtest": _backtest, "check": _check}[work["kind"]](work, frame, folder)
     except (ThreadXError, ValueError) as exc:
