@@ -190,8 +190,7 @@ def _origin(spec: Any) -> dict[str, Any]:
     origin = getattr(spec, "origin", None)
     if origin is None or origin.kind != "user" or origin.text is None:
         return {}
-    return {"origin": {"name": spec.name, "path": origin.path, "code_hash": origin.code_hash, "text": origin.text,
-                       "line": origin.line, "helpers": [list(h) for h in origin.helpers]}}
+    return {"origin": {"name": spec.name, "path": origin.path, "text": origin.text, "helpers": origin.helper_texts()}}
 
 
 @contextmanager
@@ -319,10 +318,9 @@ def _pin(origin: dict[str, Any]) -> None:
     code alone (the strategies folder is not read here)."""
     from threadx.strategy import base, user
 
-    helpers = {os.path.splitext(os.path.basename(path))[0]: text for path, text in origin["helpers"]}
-    spec = user.load_text(origin["path"], origin["text"], helpers)[origin["name"]]
-    base.list_registered()  # the built-ins first: they are not replaced
-    base._REGISTRY[spec.name] = spec
+    spec = user.load_text(origin["path"], origin["text"], origin["helpers"])[origin["name"]]
+    base.list_registered()  # the built-ins first (a folder strategy never takes one's name)
+    base.register(spec)
 
 
 def _serve(folder: Path) -> None:
