@@ -14,6 +14,10 @@ except ThreadXError as exc:
     st.error(f"Settings: {exc}")
     st.stop()
 
+from threadx.ui.user_code import guard_folder_loads  # noqa: E402
+
+guard_folder_loads()  # a strategies-folder file runs in a process of its own before the server runs it
+
 from threadx.ui.state import (active_dataset, gpu_status, label_dataset, restore_from_url,  # noqa: E402
                               take_machine_reading)
 from threadx.warmup import warm_in_background, warming_note  # noqa: E402

@@ -29,6 +29,16 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("THREADX_APP_STANDBY", "off")
 
 
+@pytest.fixture(autouse=True)
+def no_load_trial_left():
+    """A test that ran the app (app.py sets the server's load trial: threadx.ui.user_code) leaves
+    none behind: later tests load strategies-folder files in this process, as the CLI does."""
+    yield
+    from threadx.strategy import user
+
+    user.set_load_trial(None)
+
+
 @pytest.fixture
 def strategy_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty strategies folder in tmp_path, also set as THREADX_STRATEGY_DIR."""

@@ -59,7 +59,7 @@ def test_a_folder_strategy_gives_the_servers_numbers_and_chart_lines(strategy_di
     (ahead, _, _), = user_code._waiting
     taken = []
     take = user_code._take
-    monkeypatch.setattr(user_code, "_take", lambda: taken.append(take()) or taken[-1])
+    monkeypatch.setattr(user_code, "_take", lambda folder: taken.append(take(folder)) or taken[-1])
     result, overlays = user_code.backtest(request, frame)
     assert taken == [ahead]
     here = request.run(frame)
@@ -109,7 +109,7 @@ def test_a_loop_without_end_is_stopped_and_its_process_killed(strategy_dir, fram
     request = _request(frame, "rsi_loop")
     taken = []
     take = user_code._take
-    monkeypatch.setattr(user_code, "_take", lambda: taken.append(take()) or taken[-1])
+    monkeypatch.setattr(user_code, "_take", lambda folder: taken.append(take(folder)) or taken[-1])
     with pytest.raises(ThreadXError, match="ran for more than 2 s and was stopped"):
         user_code.backtest(request, frame, limit_s=2.0)
     assert taken[-1].poll() is not None

@@ -402,3 +402,23 @@ def test_a_check_whose_strategy_crashes_its_process_is_an_error_and_the_page_goe
     assert row(at, "crashes")["Last check"] == "never"  # nothing stored
     at.selectbox(key="strat_pick").set_value("bb_atr").run()
     assert not at.exception and "bb_atr" in [s.value for s in at.subheader]
+
+
+def test_a_file_that_crashes_as_it_loads_is_its_load_error_and_the_app_goes_on(strategy_dir):
+    """The app (app.py) runs each new or changed file of the folder in a process of its own
+    first (threadx.ui.user_code.trial_loads): one whose top-level code crashes is that file's
+    load error instead of a server killed on its first page."""
+    from threadx.strategy.scaffold import new_strategy_file
+
+    new_strategy_file("loads_fine")
+    crash = new_strategy_file("crashes_at_load")
+    crash.write_text(crash.read_text() + "\nimport ctypes\nctypes.string_at(0)\n")  # (the test loads no file now)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("views/6_Strategies.py").run()
+    assert not at.exception, at.exception
+    errors = "\n".join((texts(at.error), texts(at.markdown), texts(at.caption)))
+    assert "`crashes_at_load.py:86` this file's code crashed the process that loaded it first" in errors, errors
+    assert "SIGSEGV" in errors
+    at.selectbox(key="strat_pick").set_value("loads_fine").run()
+    assert not at.exception and "loads_fine" in [s.value for s in at.subheader]

@@ -444,6 +444,35 @@ def _exit_as_error(spec: StrategySpec) -> StrategySpec:
     return replace(spec, **wrapped)
 
 
+# The files a lookup of the folder is to run, handed first to a trial (set by the workstation's
+# server: threadx.ui.user_code), which runs them in another process: [(key, path, text)] ->
+# {key: outcome}, where an outcome with an "error" is that file's load error, without running it
+# here (it crashed or hung that process, or failed there), and a key left out runs here.
+LoadTrial = Callable[[list[tuple[str, str, str]]], Mapping[str, Mapping[str, Any]]]
+_trial: LoadTrial | None = None
+
+
+def set_load_trial(trial: LoadTrial | None) -> LoadTrial | None:
+    """Have the files of the strategies folder that this process is about to run (new or
+    changed) first run by ``trial`` (None: run here at once); returns the trial set before.
+    The workstation's server sets one, so that a file whose top-level code crashes (a numba
+    function reading outside an array) or never returns is an error of that file, not a server
+    that dies or hangs."""
+    global _trial
+    with _LOCK:
+        before, _trial = _trial, trial
+    return before
+
+
+def tried_load(path: str, text: str) -> dict[str, Any]:
+    """What loading the file ``path`` with ``text`` gives (run in a trial's process), as JSON:
+    ``{"error": its load error or None, "no_strategy": ..., "imports": {path: [stamp or None,
+    text hash]}}`` (the folder modules it ran, as the folder keeps them)."""
+    loaded = _Folder._load(Path(path), (0, 0, 0, 0), text)
+    return {"error": loaded.error, "no_strategy": loaded.no_strategy,
+            "imports": {p: [list(then) if then else None, digest] for p, (then, digest) in loaded.imports.items()}}
+
+
 @dataclass
 class _File:
     stamp: tuple[int, int, int, int]  # file_stamp when read
@@ -494,13 +523,16 @@ class _Folder:
 
     def refresh(self) -> None:
         """Re-read the files added or changed since the last call, and those importing a folder
-        module that changed; forget removed ones."""
+        module that changed; forget removed ones. With a load trial set (:func:`set_load_trial`),
+        the files to run are first run in a process of their own: one that crashed it, hung it
+        or failed there is that error here, without running here."""
         try:
             paths = sorted(p for p in self.root.glob("*.py") if p.is_file() and not p.name.startswith((".", "_")))
         except OSError:
             paths = []
         for gone in set(self.files) - set(paths):
             del self.files[gone]
+        texts: dict[Path, tuple[tuple[int, int, int, int], str]] = {}
         for path in paths:
             try:
                 stamp = file_stamp(path)
@@ -510,14 +542,23 @@ class _Folder:
             if (known is not None and known.stamp == stamp and not _rewritten(path, stamp, known.code_hash)
                     and not any(_changed(Path(p), *then) for p, then in known.imports.items())):
                 continue
-            self.files[path] = self._load(path, stamp)
+            try:
+                texts[path] = stamp, read_source(path)
+            except (OSError, UnicodeDecodeError, SyntaxError) as exc:
+                self.files[path] = _File(stamp, error=f"{path}: cannot be read ({exc})")
+        trial = _trial
+        tried = trial([(str(path), str(path.resolve()), text) for path, (_, text) in texts.items()]) \
+            if trial is not None and texts else {}
+        for path, (stamp, text) in texts.items():
+            outcome = tried.get(str(path))
+            if outcome is None or outcome.get("error") is None:
+                self.files[path] = self._load(path, stamp, text)
+            else:
+                self.files[path] = self._unrun(path, stamp, text, outcome)
 
     @staticmethod
-    def _load(path: Path, stamp: tuple[int, int, int, int]) -> _File:
-        try:
-            text = read_source(path)
-        except (OSError, UnicodeDecodeError, SyntaxError) as exc:
-            return _File(stamp, error=f"{path}: cannot be read ({exc})")
+    def _load(path: Path, stamp: tuple[int, int, int, int], text: str) -> _File:
+        """The file's ``text`` run here: its strategies, or its error."""
         imports = _FolderImports(path.parent)
         loaded = _File(stamp, text_hash(text))
         try:
@@ -528,6 +569,24 @@ class _Folder:
                           for p, stamp in imports.stamps.items()}  # (one it could not read too: its fix reloads)
         loaded.imports.update((p, (None, "")) for p in imports.missing)
         return loaded
+
+    def _unrun(self, path: Path, stamp: tuple[int, int, int, int], text: str, outcome: Mapping[str, Any]) -> _File:
+        """The file whose trial failed (``outcome``: :func:`tried_load`'s, or a crash's), not run
+        here. A crash's has no imports (its process could not tell them): the file is tried
+        again when any other file of the folder changes."""
+        imports = outcome.get("imports")
+        if imports is None:
+            imports = {}
+            for other in sorted(self.root.glob("*.py")):
+                if other != path:
+                    try:
+                        imports[str(other)] = (file_stamp(other), text_hash(read_source(other)))
+                    except (OSError, UnicodeDecodeError, SyntaxError):
+                        imports[str(other)] = (None, "")
+        else:
+            imports = {p: (tuple(then) if then else None, digest) for p, (then, digest) in imports.items()}
+        return _File(stamp, text_hash(text), error=str(outcome["error"]), no_strategy=bool(outcome.get("no_strategy")),
+                     imports=imports)
 
     def resolved(self, known: Mapping[str, Any]) -> _Resolved:
         """Strategies by name, errors by file name and the names two files declare: a name taken by

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -50,6 +51,7 @@ _LOG_TAIL = 12  # lines of the process's output quoted when it crashed
 _LOG_READ_BYTES = 64 * 1024  # of its log's end, where they are (a strategy may have printed gigabytes before)
 _CRASHES = ("SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE", "SIGILL")
 _PROGRESS_EVERY_S = 0.1
+TRIAL_GRACE_S = 10.0  # beyond user.LOAD_LIMIT_S: a file still loading then is in code that cannot be stopped
 
 _lock = threading.Lock()
 _waiting: list[tuple[subprocess.Popen, dict[str, str], str]] = []  # at most one: (process, env, cwd at its start)
@@ -97,26 +99,35 @@ def release() -> None:
             _end(_waiting.pop()[0])
 
 
-def _take() -> subprocess.Popen:
-    """The waiting process when it can take the work, else a new one."""
+def _take(folder: Path) -> subprocess.Popen:
+    """The waiting process when it can take the work, handed ``folder``; else a new one
+    started on it (with no warm-up: the work waits for nothing else)."""
     with _lock:
         while _waiting:
             proc, env, cwd = _waiting.pop()
             if proc.poll() is None and env == dict(os.environ) and cwd == os.getcwd():
-                return proc
+                try:
+                    proc.stdin.write(os.fsencode(str(folder)))
+                    proc.stdin.close()
+                    return proc
+                except OSError:  # it died meanwhile
+                    pass
             _end(proc)
-    return _start()
+    return _start(folder)
 
 
 _spawner = ThreadPoolExecutor(1, thread_name_prefix="threadx-user-code-spawner")
 
 
-def _start() -> subprocess.Popen:
-    """A new process, started from one thread that lives as long as the server: its death
-    signal (``PR_SET_PDEATHSIG``) follows the thread that started it, and a page's script
-    thread ends with its run (a process kept waiting was killed then, and the backtest it ran
-    read as a crash). In a session of its own, so that ending it ends what its strategy started."""
-    return _spawner.submit(subprocess.Popen, [sys.executable, "-m", "threadx.ui.user_code"], stdin=subprocess.PIPE,
+def _start(folder: Path | None = None) -> subprocess.Popen:
+    """A new process (on ``folder``'s work, else waiting for a folder on its stdin), started
+    from one thread that lives as long as the server: its death signal (``PR_SET_PDEATHSIG``)
+    follows the thread that started it, and a page's script thread ends with its run (a process
+    kept waiting was killed then, and the backtest it ran read as a crash). In a session of its
+    own, so that ending it ends what its strategy started."""
+    given = [] if folder is None else [str(folder)]
+    return _spawner.submit(subprocess.Popen, [sys.executable, "-m", "threadx.ui.user_code", *given],
+                           stdin=subprocess.PIPE if folder is None else subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
                            start_new_session=True).result()
 
@@ -184,6 +195,128 @@ def check(spec: Any, df: pd.DataFrame, dataset: str | None, on_wait: Waiting | N
         return [str(name) for name in reply.get("kept", [])]
 
 
+def guard_folder_loads() -> None:
+    """Have this process (the workstation's server) run every strategies-folder file it is
+    about to load in a process of its own first (:func:`trial_loads`)."""
+    from threadx.strategy import user
+
+    user.set_load_trial(trial_loads)
+
+
+def trial_loads(files: list[tuple[str, str, str]]) -> dict[str, dict[str, Any]]:
+    """Run strategies-folder files as they load, ``[(key, path, text)]``, in a process of
+    their own (:func:`threadx.strategy.user.tried_load` each, in order), and return their
+    outcomes by key (the ``user.LoadTrial`` of the server). A file that crashes the process,
+    or runs past ``user.LOAD_LIMIT_S`` in code that cannot be stopped, gets that as its error,
+    with the line the fault handler names; the files after it are tried in a new process. A
+    process that fails before any file (it cannot start, say) leaves the rest out: they load
+    in the server, as they did before trials."""
+    outcomes: dict[str, dict[str, Any]] = {}
+    rest = list(files)
+    while rest:
+        settled, culprit = _trial_round(rest)
+        outcomes.update(settled)
+        if culprit is None:
+            break
+        rest = [item for item in rest if item[0] not in outcomes]
+    return outcomes
+
+
+def _trial_round(files: list[tuple[str, str, str]]) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """One process trying ``files``: (the outcomes it gave, with the one of the file that
+    ended it; that file's key, or None when it ran them all or failed before any)."""
+    from threadx import logs
+    from threadx.strategy import user
+
+    limit_s = float(user.LOAD_LIMIT_S)
+    folder = Path(tempfile.mkdtemp(prefix="threadx-user-code-"))
+    proc = None
+    hung = False
+    try:
+        (folder / "work.json").write_text(json.dumps({"kind": "load", "files": files, "limit_s": limit_s,
+                                                      "watchdog_s": limit_s + TRIAL_GRACE_S / 2}),
+                                          encoding="utf-8")
+        proc = _take(folder)
+        current, since = None, time.monotonic()
+        while proc.poll() is None:
+            started, _ = _trial_lines(folder)
+            if started and started[-1] != current:
+                current, since = started[-1], time.monotonic()
+            if time.monotonic() - since > limit_s + TRIAL_GRACE_S:
+                hung = True  # its own watchdog (faulthandler) did not end it either
+                break
+            try:
+                proc.wait(0.05)
+            except subprocess.TimeoutExpired:
+                pass
+        if proc.poll() is None:
+            _end(proc)
+        started, done = _trial_lines(folder)
+        if (folder / "reply.json").exists() and not hung and len(done) == len(files):
+            return done, None
+        culprit = next((key for key in reversed(started) if key not in done), None)
+        if culprit is None:
+            logs.logger().warning("the process trying strategies-folder files ended before any (status %s): "
+                                  "the files load in the server", proc.returncode)
+            return done, None
+        path = next(path for key, path, _ in files if key == culprit)
+        done[culprit] = {"error": _trial_error(folder, path, proc.returncode, hung, limit_s), "imports": None}
+        return done, culprit
+    finally:
+        if proc is not None:
+            _end(proc)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _trial_lines(folder: Path) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """(keys of the files a trial started, in order; outcomes of those it finished by key), from
+    its ``trial.jsonl`` (whole lines only: it may be cut mid-line)."""
+    try:
+        text = (folder / "trial.jsonl").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return [], {}
+    started: list[str] = []
+    done: dict[str, dict[str, Any]] = {}
+    for line in text.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break
+        entry = json.loads(line)
+        if "start" in entry:
+            started.append(entry["start"])
+        else:
+            done[entry["done"]] = entry["outcome"]
+    return started, done
+
+
+def _trial_error(folder: Path, path: str, returncode: int | None, hung: bool, limit_s: float) -> str:
+    """The load error of the file ``path`` that ended its trial's process: where (the fault
+    handler's innermost frame in the strategies folder) and how."""
+    try:
+        with open(folder / "log.txt", "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - _LOG_READ_BYTES))
+            tail = log.read().decode("utf-8", errors="replace")
+    except OSError:
+        tail = ""
+    root = Path(path).parent
+    frames = [(file, line) for file, line in re.findall(r'File "(.+)", line (\d+)', tail) if Path(file).parent == root]
+    where = f"{frames[0][0]}:{frames[0][1]}" if frames else path
+    after = "" if not frames or Path(frames[0][0]) == Path(path) else f" (in {Path(frames[0][0]).name}, which it imports)"
+    if hung or "Timeout (" in tail:
+        return (f"{where}: this file's code{after} ran for more than {limit_s:g} s as it loaded, in a call that "
+                "could not be stopped (a numba or C loop?), in the process that loaded it first: the workstation "
+                "does not run it")
+    try:
+        name = signal.Signals(-returncode).name if returncode is not None and returncode < 0 else None
+    except ValueError:
+        name = f"signal {-returncode}"
+    if name in _CRASHES:
+        return (f"{where}: this file's code{after} crashed the process that loaded it first ({name}: a numba "
+                "function reading outside an array? a C call?): the workstation does not run it")
+    how = f"killed by {name}" if name else f"exit status {returncode}"
+    return (f"{where}: this file's code{after} ended the process that loaded it first ({how}: os._exit? a signal? "
+            "out of memory?): the workstation does not run it")
+
+
 def _origin(spec: Any) -> dict[str, Any]:
     """The strategy's code as the server loaded it, for the process to run that code alone
     (loading the whole strategies folder there cost every run a slow sibling file's time)."""
@@ -205,9 +338,7 @@ def _apart(work: dict[str, Any], df: pd.DataFrame, what: str, strategy: str, on_
         frame = df.copy(deep=False)  # attrs as_bars reads kept; others need not be JSON (parquet's metadata)
         frame.attrs = {k: v for k, v in df.attrs.items() if isinstance(v, (str, int, float, bool, type(None)))}
         frame.to_parquet(folder / "frame.parquet")
-        proc = _take()
-        proc.stdin.write(os.fsencode(str(folder)))
-        proc.stdin.close()
+        proc = _take(folder)
         started = time.monotonic()
         while proc.poll() is None:
             waited = time.monotonic() - started
@@ -313,6 +444,32 @@ def _check(work: dict[str, Any], frame: pd.DataFrame, folder: Path) -> dict[str,
     return {"ok": True, "kept": run_check(spec, frame, work.get("dataset"), throttled(progress, _PROGRESS_EVERY_S))}
 
 
+def _load_files(work: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A trial (:func:`trial_loads`): each file loaded in turn, its start and its outcome each a
+    line of ``trial.jsonl`` as it happens (what a crash leaves tells which file it was). Under
+    the server's load limit, with the fault handler's watchdog beyond it: a call that cannot be
+    stopped is dumped (its line) and ends the process."""
+    import faulthandler
+
+    from threadx.strategy import user
+
+    user.LOAD_LIMIT_S = float(work["limit_s"])
+    with open(folder / "trial.jsonl", "a", encoding="utf-8") as log:
+        for key, path, text in work["files"]:
+            log.write(json.dumps({"start": key}) + "\n")
+            log.flush()
+            faulthandler.dump_traceback_later(float(work["watchdog_s"]), exit=True)
+            try:
+                outcome = user.tried_load(path, text)
+            except Exception as exc:  # noqa: BLE001 - not the file's load error: it loads in the server (and says)
+                outcome = {"error": None, "unexpected": f"{type(exc).__name__}: {exc}"}
+            finally:
+                faulthandler.cancel_dump_traceback_later()
+            log.write(json.dumps({"done": key, "outcome": outcome}) + "\n")
+            log.flush()
+    return {"ok": True}
+
+
 def _pin(origin: dict[str, Any]) -> None:
     """Make ``get_strategy`` of this process find the strategy the server sent, built from its
     code alone (the strategies folder is not read here)."""
@@ -326,10 +483,13 @@ def _pin(origin: dict[str, Any]) -> None:
 def _serve(folder: Path) -> None:
     try:
         work = json.loads((folder / "work.json").read_text(encoding="utf-8"))
-        if "origin" in work:
-            _pin(work["origin"])
-        frame = pd.read_parquet(folder / "frame.parquet")
-        reply = {"backtest": _backtest, "check": _check}[work["kind"]](work, frame, folder)
+        if work["kind"] == "load":
+            reply = _load_files(work, folder)
+        else:
+            if "origin" in work:
+                _pin(work["origin"])
+            frame = pd.read_parquet(folder / "frame.parquet")
+            reply = {"backtest": _backtest, "check": _check}[work["kind"]](work, frame, folder)
     except (ThreadXError, ValueError) as exc:
         reply = {"error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - one line for the page; the traceback in log.txt

@@ -1,0 +1,113 @@
+"""The workstation's server runs a strategies-folder file in a process of its own before it
+runs it (threadx.ui.user_code.trial_loads, set by app.py): a file whose top-level code crashes
+its process or never returns is an error of that file, the server goes on, and every other
+file loads as before."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import threadx
+from threadx.data.synthetic import generate_synthetic
+from threadx.strategy import user
+from threadx.strategy.scaffold import new_strategy_file
+from threadx.ui import user_code
+
+
+@pytest.fixture(autouse=True)
+def trial():
+    before = user.set_load_trial(user_code.trial_loads)
+    yield
+    user.set_load_trial(before)
+    user_code.release()
+
+
+def _strategy(name: str, tail: str = "") -> Path:
+    """A strategy file ``name`` whose top level, after the template, runs ``tail`` and first
+    notes the process it runs in (its pid, a line of ``<name>.pids`` beside the folder)."""
+    path = new_strategy_file(name)
+    pids = path.parent.parent / f"{name}.pids"
+    note = f"\nimport os as _os\nwith open({str(pids)!r}, 'a') as _f:\n    _f.write(f'{{_os.getpid()}}\\n')\n"
+    path.write_text(path.read_text() + note + tail)
+    return path
+
+
+def _pids(path: Path) -> list[int]:
+    pids = path.parent.parent / f"{path.stem}.pids"
+    return [int(line) for line in pids.read_text().split()] if pids.exists() else []
+
+
+def test_a_file_that_crashes_its_process_is_its_error_and_never_runs_in_the_server(strategy_dir) -> None:
+    crash = _strategy("crash_at_load", "import ctypes\nctypes.string_at(0)  # a segmentation fault\n")
+    good = _strategy("after_crash")
+    line = crash.read_text().count("\n")  # the last line: the call that crashed
+    errors = user.load_errors()
+    assert errors["crash_at_load.py"].startswith(f"{crash.resolve()}:{line}: this file's code crashed the process "
+                                                 "that loaded it first (SIGSEGV")
+    assert "the workstation does not run it" in errors["crash_at_load.py"]
+    ran = _pids(crash)
+    assert len(ran) == 1 and ran[0] != os.getpid()  # run once, elsewhere
+    # the file after it (in a new process) and the server both ran the good one; it works here
+    assert os.getpid() in _pids(good) and len(_pids(good)) == 2
+    assert threadx.backtest(generate_synthetic(days=30, seed=1), "after_crash").metrics["n_trades"] >= 0
+    # nothing changed: no new trial (the crash is not retried on every lookup)
+    user.load_errors()
+    assert len(_pids(crash)) == 1
+    # a fix loads it
+    crash.write_text(crash.read_text().replace("ctypes.string_at(0)", "pass"))
+    assert "crash_at_load" in user.strategies()
+    assert os.getpid() in _pids(crash)
+
+
+def test_a_call_that_cannot_be_stopped_at_load_is_stopped_in_its_process(strategy_dir, monkeypatch) -> None:
+    monkeypatch.setattr(user, "LOAD_LIMIT_S", 1.0)
+    monkeypatch.setattr(user_code, "TRIAL_GRACE_S", 4.0)
+    hang = _strategy("hang_at_load", "import time\ntime.sleep(600)  # not stopped by the load limit's exception\n")
+    good = _strategy("later_file")  # after it in name order: tried in the next process
+    started = time.monotonic()
+    errors = user.load_errors()
+    assert time.monotonic() - started < 30
+    line = hang.read_text().count("\n")
+    assert errors["hang_at_load.py"].startswith(f"{hang.resolve()}:{line}: this file's code ran for more than 1 s as "
+                                                "it loaded, in a call that could not be stopped")
+    assert os.getpid() not in _pids(hang)
+    assert "later_file" in user.strategies() and os.getpid() in _pids(good)
+
+
+def test_a_file_that_fails_in_its_trial_reads_as_in_the_server_without_running_here(strategy_dir) -> None:
+    failing = _strategy("fails_at_load", "raise ValueError('no data for this strategy')\n")
+    exits = _strategy("exits_at_load", "import os\nos._exit(3)\n")
+    with_trial = user.load_errors()
+    assert os.getpid() not in _pids(failing)
+    assert with_trial["exits_at_load.py"] == (
+        f"{exits.resolve()}: this file's code ended the process that loaded it first (exit status 3: os._exit? a "
+        "signal? out of memory?): the workstation does not run it")
+    exits.unlink()
+    user.set_load_trial(None)
+    failing.write_text(failing.read_text() + "# edited: loaded again, here\n")
+    here = user.load_errors()
+    assert os.getpid() in _pids(failing)
+    assert here["fails_at_load.py"] == with_trial["fails_at_load.py"]
+    assert "ValueError: no data for this strategy" in here["fails_at_load.py"]
+
+
+def test_a_crash_in_a_folder_module_names_it_and_its_fix_loads_the_file(strategy_dir) -> None:
+    (strategy_dir / "_native.py").write_text("import ctypes\n\ndef boom():\n    ctypes.string_at(0)\n\nboom()\n")
+    path = _strategy("uses_native", "import _native\n")
+    error = user.load_errors()["uses_native.py"]
+    assert error.startswith(f"{(strategy_dir / '_native.py').resolve()}:4: this file's code (in _native.py, which "
+                            "it imports) crashed the process")
+    (strategy_dir / "_native.py").write_text("def boom():\n    pass\n")
+    assert "uses_native" in user.strategies()
+    assert os.getpid() in _pids(path)
+
+
+def test_without_a_trial_files_load_in_this_process(strategy_dir) -> None:
+    user.set_load_trial(None)
+    path = _strategy("plain_load")
+    assert "plain_load" in user.strategies()
+    assert _pids(path) == [os.getpid()]
+    assert user.set_load_trial(None) is None
