@@ -566,3 +566,17 @@ def test_progress_is_not_redrawn_into_a_file_or_a_pipe(tmp_path, capsys):
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "\r" not in proc.stderr and "combos to run" in proc.stderr
+
+
+def test_a_strategies_folder_file_crashing_the_command_is_named_with_its_line(tmp_path):
+    """No guard runs folder files apart in the CLI (the server's does: threadx.ui.user_code): a
+    crash ends the command, and its fault handler's report says where, not a bare status 139."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "boom.py").write_text("import ctypes\nctypes.string_at(0)\n")
+    done = subprocess.run([sys.executable, "-m", "threadx", "strategies"], capture_output=True, text=True,
+                          env={**os.environ, "THREADX_STRATEGY_DIR": str(tmp_path)})
+    assert done.returncode == -11
+    assert "Segmentation fault" in done.stderr and f'File "{tmp_path / "boom.py"}", line 2' in done.stderr

@@ -18,6 +18,15 @@ def test_every_builtin_strategy_is_warmed_and_cached():
     assert _cache_is_warm()
 
 
+def test_the_warm_up_reads_no_strategies_folder_file(strategy_dir):
+    """`make app` warms up before the server starts: a folder file crashing as it loads ended it
+    there, while the server tries such a file in a process of its own (threadx.ui.user_code)."""
+    (strategy_dir / "crashes_at_load.py").write_text("import ctypes\nctypes.string_at(0)\n")
+    done = subprocess.run([sys.executable, "-m", "threadx.warmup"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Kernels ready" in done.stdout
+
+
 def test_make_app_warms_kernels_before_the_server_starts():
     out = subprocess.run(["make", "-s", "-n", "app", f"PY={sys.executable}"], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout.splitlines()

@@ -50,12 +50,14 @@ def warm_kernels(progress: Callable[[str, int, int], None] | None = None) -> lis
     from threadx.engine.inputs import EngineOptions
     from threadx.indicators import IndicatorBank
     from threadx.optimize.evaluate import Evaluator, SweepTask
+    from threadx.strategy.base import builtin_names
 
     frame = generate_synthetic("WARM_UP", days=10, seed=1)
     bars = Bars.from_frame(frame, timeframe="1h")
     warmed = []
-    builtins = {name: spec for name, spec in threadx.strategies().items()
-                if not name.startswith("test_") and spec.signals.__module__.startswith("threadx.")}
+    # the built-ins only: the strategies folder is not read here (a file crashing as it loads ended
+    # `make app` before the server, which tries such a file in a process of its own, started)
+    builtins = {name: threadx.get_strategy(name) for name in builtin_names()}
     for k, (name, spec) in enumerate(builtins.items()):
         if progress is not None:
             progress(name, k, len(builtins))

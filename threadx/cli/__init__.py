@@ -23,6 +23,10 @@ from threadx.errors import ThreadXError
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
+    import faulthandler
+
+    if not faulthandler.is_enabled():  # a strategies-folder file crashing the command names its line
+        faulthandler.enable()
     parser = build_parser()
     args = parser.parse_args(argv)
     from threadx import logs

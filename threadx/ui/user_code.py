@@ -236,6 +236,8 @@ def _trial_round(files: list[tuple[str, str, str]]) -> tuple[dict[str, dict[str,
         (folder / "work.json").write_text(json.dumps({"kind": "load", "files": files, "limit_s": limit_s,
                                                       "watchdog_s": limit_s + TRIAL_GRACE_S / 2}),
                                           encoding="utf-8")
+        with _lock:
+            took_waiting = bool(_waiting)
         proc = _take(folder)
         current, since = None, time.monotonic()
         while proc.poll() is None:
@@ -265,6 +267,8 @@ def _trial_round(files: list[tuple[str, str, str]]) -> tuple[dict[str, dict[str,
     finally:
         if proc is not None:
             _end(proc)
+            if took_waiting:  # the one kept for a backtest: another in its place
+                threading.Thread(target=keep_one, name="threadx-user-code-standby", daemon=True).start()
         shutil.rmtree(folder, ignore_errors=True)
 
 
