@@ -50,7 +50,7 @@ def test_a_file_that_crashes_its_process_is_its_error_and_never_runs_in_the_serv
     assert "the workstation does not run it" in errors["crash_at_load.py"]
     ran = _pids(crash)
     assert len(ran) == 1 and ran[0] != os.getpid()  # run once, elsewhere
-    # the file after it (in a new process) and the server both ran the good one; it works here
+    # its trial (before the crash: first in name order) and the server ran the good one; it works here
     assert os.getpid() in _pids(good) and len(_pids(good)) == 2
     assert threadx.backtest(generate_synthetic(days=30, seed=1), "after_crash").metrics["n_trades"] >= 0
     # nothing changed: no new trial (the crash is not retried on every lookup)
@@ -111,3 +111,15 @@ def test_without_a_trial_files_load_in_this_process(strategy_dir) -> None:
     assert "plain_load" in user.strategies()
     assert _pids(path) == [os.getpid()]
     assert user.set_load_trial(None) is None
+
+
+def test_a_linked_file_loads_with_the_folders_modules_as_without_a_trial(strategy_dir, tmp_path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    made = new_strategy_file("linked_one")
+    target = elsewhere / "linked_one.py"
+    target.write_text(made.read_text() + "\nfrom _shared_bit import VALUE\n")
+    made.unlink()
+    made.symlink_to(target)
+    (strategy_dir / "_shared_bit.py").write_text("VALUE = 3\n")
+    assert "linked_one" in user.strategies(), user.load_errors()

@@ -262,7 +262,7 @@ def _trial_round(files: list[tuple[str, str, str]]) -> tuple[dict[str, dict[str,
                                   "the files load in the server", proc.returncode)
             return done, None
         path = next(path for key, path, _ in files if key == culprit)
-        done[culprit] = {"error": _trial_error(folder, path, proc.returncode, hung, limit_s), "imports": None}
+        done[culprit] = {"error": _trial_error(folder, culprit, path, proc.returncode, hung, limit_s), "imports": None}
         return done, culprit
     finally:
         if proc is not None:
@@ -292,17 +292,18 @@ def _trial_lines(folder: Path) -> tuple[list[str], dict[str, dict[str, Any]]]:
     return started, done
 
 
-def _trial_error(folder: Path, path: str, returncode: int | None, hung: bool, limit_s: float) -> str:
-    """The load error of the file ``path`` that ended its trial's process: where (the fault
-    handler's innermost frame in the strategies folder) and how."""
+def _trial_error(folder: Path, key: str, path: str, returncode: int | None, hung: bool, limit_s: float) -> str:
+    """The load error of the file ``key`` (at ``path``, resolved) that ended its trial's
+    process: where (the fault handler's innermost frame in the strategies folder) and how."""
     try:
         with open(folder / "log.txt", "rb") as log:
             log.seek(max(0, log.seek(0, os.SEEK_END) - _LOG_READ_BYTES))
             tail = log.read().decode("utf-8", errors="replace")
     except OSError:
         tail = ""
-    root = Path(path).parent
-    frames = [(file, line) for file, line in re.findall(r'File "(.+)", line (\d+)', tail) if Path(file).parent == root]
+    folders = {Path(key).parent, Path(path).parent}  # (the folder's modules run from it, the file from its target)
+    frames = [(file, line) for file, line in re.findall(r'File "(.+)", line (\d+)', tail)
+              if Path(file).parent in folders]
     where = f"{frames[0][0]}:{frames[0][1]}" if frames else path
     after = "" if not frames or Path(frames[0][0]) == Path(path) else f" (in {Path(frames[0][0]).name}, which it imports)"
     if hung or "Timeout (" in tail:
@@ -464,7 +465,7 @@ def _load_files(work: dict[str, Any], folder: Path) -> dict[str, Any]:
             log.flush()
             faulthandler.dump_traceback_later(float(work["watchdog_s"]), exit=True)
             try:
-                outcome = user.tried_load(path, text)
+                outcome = user.tried_load(key, text)  # (the folder's path: a linked file's helpers are beside it)
             except Exception as exc:  # noqa: BLE001 - not the file's load error: it loads in the server (and says)
                 outcome = {"error": None, "unexpected": f"{type(exc).__name__}: {exc}"}
             finally:
