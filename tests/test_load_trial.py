@@ -41,8 +41,8 @@ def _pids(path: Path) -> list[int]:
 
 
 def test_a_file_that_crashes_its_process_is_its_error_and_never_runs_in_the_server(strategy_dir) -> None:
+    good = _strategy("after_crash")  # (made first: making a file lists the folder)
     crash = _strategy("crash_at_load", "import ctypes\nctypes.string_at(0)  # a segmentation fault\n")
-    good = _strategy("after_crash")
     line = crash.read_text().count("\n")  # the last line: the call that crashed
     errors = user.load_errors()
     assert errors["crash_at_load.py"].startswith(f"{crash.resolve()}:{line}: this file's code crashed the process "
@@ -50,7 +50,7 @@ def test_a_file_that_crashes_its_process_is_its_error_and_never_runs_in_the_serv
     assert "the workstation does not run it" in errors["crash_at_load.py"]
     ran = _pids(crash)
     assert len(ran) == 1 and ran[0] != os.getpid()  # run once, elsewhere
-    # its trial (before the crash: first in name order) and the server ran the good one; it works here
+    # its trial and the server ran the good one; it works here
     assert os.getpid() in _pids(good) and len(_pids(good)) == 2
     assert threadx.backtest(generate_synthetic(days=30, seed=1), "after_crash").metrics["n_trades"] >= 0
     # nothing changed: no new trial (the crash is not retried on every lookup)
@@ -123,3 +123,50 @@ def test_a_linked_file_loads_with_the_folders_modules_as_without_a_trial(strateg
     made.symlink_to(target)
     (strategy_dir / "_shared_bit.py").write_text("VALUE = 3\n")
     assert "linked_one" in user.strategies(), user.load_errors()
+
+
+def test_a_crash_from_a_thread_started_at_load_is_that_files_not_the_one_loading_then(strategy_dir) -> None:
+    """The crash comes while the next file loads: each file is then tried alone, and the one whose
+    own process crashes is named; the other loads."""
+    timer = _strategy("a_timer", "import ctypes, threading\nthreading.Timer(1.0, ctypes.string_at, (0,)).start()\n")
+    slow = _strategy("b_slow", "import time\ntime.sleep(2.5)\n")
+    errors = user.load_errors()
+    assert set(errors) == {"a_timer.py"}
+    assert errors["a_timer.py"].startswith(f"{timer.resolve()}: this file's code crashed the process that loaded it "
+                                           "first (SIGSEGV: after its load, from a thread it started?")
+    assert "b_slow" in user.strategies() and os.getpid() in _pids(slow) and os.getpid() not in _pids(timer)
+
+
+def test_a_crashed_file_is_tried_again_on_a_change_of_the_folder_only(strategy_dir, monkeypatch) -> None:
+    """Its process could not tell what it imports: any file of the folder added, changed or
+    removed tries it again; an unreadable one or a file declaring no strategy changes nothing."""
+    crash = _strategy("crash_again", "import ctypes\nctypes.string_at(0)\n")
+    (strategy_dir / "notes.py").write_text("X = 1\n")  # declares no strategy: its error stays listed
+    (strategy_dir / "latin.py").write_bytes(b"X = '\xe9'\n")  # not UTF-8: unreadable as source
+    rounds = []
+    trial_round = user_code._trial_round
+    monkeypatch.setattr(user_code, "_trial_round", lambda files: rounds.append(files) or trial_round(files))
+    errors = user.load_errors()
+    assert {"crash_again.py", "notes.py", "latin.py"} <= set(errors) and "declares no strategy" in errors["notes.py"]
+    tries, ran = len(rounds), len(_pids(crash))
+    for _ in range(3):
+        user.load_errors()
+    assert len(rounds) == tries and len(_pids(crash)) == ran
+    (strategy_dir / "_helper.py").write_text("Y = 2\n")  # a new module: perhaps the one it needs
+    user.load_errors()
+    assert len(rounds) == tries + 1 and [key for key, _, _ in rounds[-1]] == [str(crash)]
+    assert len(_pids(crash)) == ran + 1 and os.getpid() not in _pids(crash)
+
+
+def test_a_trial_that_cannot_start_is_each_files_error_and_lookups_go_on(strategy_dir, monkeypatch) -> None:
+    path = _strategy("untried")
+
+    def no_process(folder=None):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(user_code, "_start", no_process)
+    assert user.load_errors()["untried.py"] == (
+        f"{path.resolve()}: this file could not be tried in a process of its own ([Errno 24] Too many open files), "
+        "and the workstation does not run a strategies-folder file untried: it is tried again when the folder "
+        "changes")
+    assert "ma_crossover" in threadx.strategies() and not _pids(path)

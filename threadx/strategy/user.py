@@ -482,6 +482,9 @@ class _File:
     no_strategy: bool = False  # the error is that it declares none
     imports: dict[str, tuple[tuple[int, int, int, int] | None, str]] = field(default_factory=dict)
     # path -> (file_stamp, text_hash) of each folder module the file ran (stamp None: it was missing)
+    watch: dict[str, tuple[int, int, int, int] | None] = field(default_factory=dict)
+    # path -> file_stamp (None: none) of what else makes it load again: a file whose trial's process
+    # crashed (which could not tell its imports) watches the folder and each file in it
 
 
 def read_source(path: Path) -> str:
@@ -502,6 +505,14 @@ def _rewritten(path: Path, stamp: tuple[int, int, int, int], digest: str) -> boo
         return text_hash(read_source(path)) != digest
     except (OSError, UnicodeDecodeError, SyntaxError):
         return True
+
+
+def _stamp_or_none(path: Path) -> tuple[int, int, int, int] | None:
+    """``file_stamp(path)``, None when there is none."""
+    try:
+        return file_stamp(path)
+    except OSError:
+        return None
 
 
 def _changed(path: Path, stamp: tuple[int, int, int, int] | None, digest: str) -> bool:
@@ -540,7 +551,8 @@ class _Folder:
                 continue
             known = self.files.get(path)
             if (known is not None and known.stamp == stamp and not _rewritten(path, stamp, known.code_hash)
-                    and not any(_changed(Path(p), *then) for p, then in known.imports.items())):
+                    and not any(_changed(Path(p), *then) for p, then in known.imports.items())
+                    and all(_stamp_or_none(Path(p)) == then for p, then in known.watch.items())):
                 continue
             try:
                 texts[path] = stamp, read_source(path)
@@ -573,20 +585,19 @@ class _Folder:
     def _unrun(self, path: Path, stamp: tuple[int, int, int, int], text: str, outcome: Mapping[str, Any]) -> _File:
         """The file whose trial failed (``outcome``: :func:`tried_load`'s, or a crash's), not run
         here. A crash's has no imports (its process could not tell them): the file is tried
-        again when any other file of the folder changes."""
+        again when the folder or any file in it changes."""
         imports = outcome.get("imports")
-        if imports is None:
-            imports = {}
-            for other in sorted(self.root.glob("*.py")):
-                if other != path:
-                    try:
-                        imports[str(other)] = (file_stamp(other), text_hash(read_source(other)))
-                    except (OSError, UnicodeDecodeError, SyntaxError):
-                        imports[str(other)] = (None, "")
-        else:
-            imports = {p: (tuple(then) if then else None, digest) for p, (then, digest) in imports.items()}
-        return _File(stamp, text_hash(text), error=str(outcome["error"]), no_strategy=bool(outcome.get("no_strategy")),
-                     imports=imports)
+        loaded = _File(stamp, text_hash(text), error=str(outcome["error"]), no_strategy=bool(outcome.get("no_strategy")))
+        if imports is not None:
+            loaded.imports = {p: (tuple(then) if then else None, digest) for p, (then, digest) in imports.items()}
+            return loaded
+        loaded.watch = {str(self.root): _stamp_or_none(self.root)}
+        try:
+            others = [other for other in self.root.iterdir() if other.suffix == ".py" and other != path]
+        except OSError:
+            others = []
+        loaded.watch.update((str(other), _stamp_or_none(other)) for other in others)
+        return loaded
 
     def resolved(self, known: Mapping[str, Any]) -> _Resolved:
         """Strategies by name, errors by file name and the names two files declare: a name taken by

@@ -51,8 +51,10 @@ _LOG_TAIL = 12  # lines of the process's output quoted when it crashed
 _LOG_READ_BYTES = 64 * 1024  # of its log's end, where they are (a strategy may have printed gigabytes before)
 _CRASHES = ("SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE", "SIGILL")
 _PROGRESS_EVERY_S = 0.1
+TRIAL_WRITE_LIMIT = 256 * 2**20  # bytes a file's load may write to one file (its printed output, in /tmp)
 TRIAL_GRACE_S = 10.0  # beyond user.LOAD_LIMIT_S: a file still loading then is in code that cannot be stopped
 
+_PARENT_VARIABLE = "THREADX_USER_CODE_PARENT"  # the server's pid, for the process to check it is still its parent
 _lock = threading.Lock()
 _waiting: list[tuple[subprocess.Popen, dict[str, str], str]] = []  # at most one: (process, env, cwd at its start)
 
@@ -127,6 +129,7 @@ def _start(folder: Path | None = None) -> subprocess.Popen:
     own, so that ending it ends what its strategy started."""
     given = [] if folder is None else [str(folder)]
     return _spawner.submit(subprocess.Popen, [sys.executable, "-m", "threadx.ui.user_code", *given],
+                           env={**os.environ, _PARENT_VARIABLE: str(os.getpid())},
                            stdin=subprocess.PIPE if folder is None else subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True,
                            start_new_session=True).result()
@@ -206,70 +209,87 @@ def guard_folder_loads() -> None:
 def trial_loads(files: list[tuple[str, str, str]]) -> dict[str, dict[str, Any]]:
     """Run strategies-folder files as they load, ``[(key, path, text)]``, in a process of
     their own (:func:`threadx.strategy.user.tried_load` each, in order), and return their
-    outcomes by key (the ``user.LoadTrial`` of the server). A file that crashes the process,
-    or runs past ``user.LOAD_LIMIT_S`` in code that cannot be stopped, gets that as its error,
-    with the line the fault handler names; the files after it are tried in a new process. A
-    process that fails before any file (it cannot start, say) leaves the rest out: they load
-    in the server, as they did before trials."""
+    outcomes by key (the ``user.LoadTrial`` of the server). When that process does not end
+    well (a crash, an exit, a call that runs past ``user.LOAD_LIMIT_S`` and cannot be stopped,
+    at a file's load or later, from a thread it started), each file is tried again in a process
+    of its own, and a file whose process does not end well gets that as its error (with the
+    line the fault handler names): the server never runs it. A process that cannot be started
+    (no memory, no file handles, a full temporary folder) is every file's error too."""
+    settled, failure = _trial_round(files)
+    if failure is None:
+        return settled
+    if len(files) == 1:
+        return {files[0][0]: {"error": failure, "imports": None}}
     outcomes: dict[str, dict[str, Any]] = {}
-    rest = list(files)
-    while rest:
-        settled, culprit = _trial_round(rest)
-        outcomes.update(settled)
-        if culprit is None:
-            break
-        rest = [item for item in rest if item[0] not in outcomes]
+    for item in files:  # which one it was (a crash from a thread started at load may come at another's)
+        outcomes.update(trial_loads([item]))
     return outcomes
 
 
 def _trial_round(files: list[tuple[str, str, str]]) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """One process trying ``files``: (the outcomes it gave, with the one of the file that
-    ended it; that file's key, or None when it ran them all or failed before any)."""
-    from threadx import logs
+    """One fresh process trying ``files`` (not the one kept for a backtest, which may still be
+    warming up): (their outcomes, None) when it ended well; else (what it gave, the load error
+    of the last file it started, for a round of one file)."""
     from threadx.strategy import user
 
     limit_s = float(user.LOAD_LIMIT_S)
-    folder = Path(tempfile.mkdtemp(prefix="threadx-user-code-"))
+    key, path, _ = files[-1]
     proc = None
-    hung = False
+    folder = None
     try:
+        folder = Path(tempfile.mkdtemp(prefix="threadx-user-code-"))
         (folder / "work.json").write_text(json.dumps({"kind": "load", "files": files, "limit_s": limit_s,
                                                       "watchdog_s": limit_s + TRIAL_GRACE_S / 2}),
                                           encoding="utf-8")
-        with _lock:
-            took_waiting = bool(_waiting)
-        proc = _take(folder)
-        current, since = None, time.monotonic()
-        while proc.poll() is None:
-            started, _ = _trial_lines(folder)
-            if started and started[-1] != current:
-                current, since = started[-1], time.monotonic()
-            if time.monotonic() - since > limit_s + TRIAL_GRACE_S:
-                hung = True  # its own watchdog (faulthandler) did not end it either
-                break
-            try:
-                proc.wait(0.05)
-            except subprocess.TimeoutExpired:
-                pass
-        if proc.poll() is None:
-            _end(proc)
+        proc = _start(folder)
+        ended = _watch_trial(proc, folder, limit_s)
+        hung = ended == "hung"
         started, done = _trial_lines(folder)
-        if (folder / "reply.json").exists() and not hung and len(done) == len(files):
+        replied = (folder / "reply.json").exists()
+        if replied and len(done) == len(files) and (ended == "left running" or ended == "ended" and proc.returncode == 0):
             return done, None
-        culprit = next((key for key in reversed(started) if key not in done), None)
-        if culprit is None:
-            logs.logger().warning("the process trying strategies-folder files ended before any (status %s): "
-                                  "the files load in the server", proc.returncode)
-            return done, None
-        path = next(path for key, path, _ in files if key == culprit)
-        done[culprit] = {"error": _trial_error(folder, culprit, path, proc.returncode, hung, limit_s), "imports": None}
-        return done, culprit
+        key = next((k for k in reversed(started) if k not in done), started[-1] if started else key)
+        path = next(p for k, p, _ in files if k == key)
+        return done, _trial_error(folder, key, path, proc.returncode, hung, limit_s, key in done)
+    except OSError as exc:  # no process, or no folder to exchange with
+        return {}, (f"{path}: this file could not be tried in a process of its own ({exc}), and the workstation "
+                    "does not run a strategies-folder file untried: it is tried again when the folder changes")
     finally:
         if proc is not None:
             _end(proc)
-            if took_waiting:  # the one kept for a backtest: another in its place
-                threading.Thread(target=keep_one, name="threadx-user-code-standby", daemon=True).start()
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+_START_LIMIT_S = 120.0  # a trial's process that has not begun its first file by then is ended
+_EXIT_AFTER_REPLY_S = 5.0  # a process that replied and still runs then is ended (a thread the code started)
+
+
+def _watch_trial(proc: subprocess.Popen, folder: Path, limit_s: float) -> str:
+    """Wait for a trial's process: "ended" (on its own), "hung" (a file ran past ``limit_s`` +
+    the grace, each file's clock starting at its start line, or the process never began one:
+    ended then) or "left running" (it replied, then did not exit: a thread the code started;
+    ended then)."""
+    current, since = None, time.monotonic()
+    replied_at = None
+    while proc.poll() is None:
+        started, _ = _trial_lines(folder)
+        now = time.monotonic()
+        if started and started[-1] != current:
+            current, since = started[-1], now
+        if replied_at is None and (folder / "reply.json").exists():
+            replied_at = now
+        if replied_at is not None and now - replied_at > _EXIT_AFTER_REPLY_S:
+            _end(proc)
+            return "left running"
+        if replied_at is None and now - since > (limit_s + TRIAL_GRACE_S if current is not None else _START_LIMIT_S):
+            _end(proc)
+            return "hung"
+        try:
+            proc.wait(0.05)
+        except subprocess.TimeoutExpired:
+            pass
+    return "ended"
 
 
 def _trial_lines(folder: Path) -> tuple[list[str], dict[str, dict[str, Any]]]:
@@ -292,20 +312,35 @@ def _trial_lines(folder: Path) -> tuple[list[str], dict[str, dict[str, Any]]]:
     return started, done
 
 
-def _trial_error(folder: Path, key: str, path: str, returncode: int | None, hung: bool, limit_s: float) -> str:
-    """The load error of the file ``key`` (at ``path``, resolved) that ended its trial's
-    process: where (the fault handler's innermost frame in the strategies folder) and how."""
+def _fault_frames(tail: str, folders: set[Path]) -> list[tuple[str, str]]:
+    """(file, line) of the fault handler's frames in ``tail`` that are in ``folders``, innermost
+    first (it writes a name's non-ASCII characters as \\x.., \\u.. escapes: read back)."""
+    frames = []
+    for file, line in re.findall(r'File "(.+)", line (\d+)', tail):
+        try:
+            file = file.encode("latin-1").decode("unicode_escape") if "\\" in file else file
+        except (UnicodeError, ValueError):
+            pass
+        if Path(file).parent in folders:
+            frames.append((file, line))
+    return frames
+
+
+def _trial_error(folder: Path, key: str, path: str, returncode: int | None, hung: bool, limit_s: float,
+                 loaded: bool) -> str:
+    """The load error of the file ``key`` (at ``path``, resolved) whose trial's process did not
+    end well (``loaded``: after its file had loaded): where (the fault handler's innermost
+    frame in the strategies folder) and how."""
     try:
         with open(folder / "log.txt", "rb") as log:
             log.seek(max(0, log.seek(0, os.SEEK_END) - _LOG_READ_BYTES))
             tail = log.read().decode("utf-8", errors="replace")
     except OSError:
         tail = ""
-    folders = {Path(key).parent, Path(path).parent}  # (the folder's modules run from it, the file from its target)
-    frames = [(file, line) for file, line in re.findall(r'File "(.+)", line (\d+)', tail)
-              if Path(file).parent in folders]
+    frames = _fault_frames(tail, {Path(key).parent, Path(path).parent})  # (its folder's modules, its own target)
     where = f"{frames[0][0]}:{frames[0][1]}" if frames else path
     after = "" if not frames or Path(frames[0][0]) == Path(path) else f" (in {Path(frames[0][0]).name}, which it imports)"
+    when = "after its load, from a thread it started? " if loaded else ""
     if hung or "Timeout (" in tail:
         return (f"{where}: this file's code{after} ran for more than {limit_s:g} s as it loaded, in a call that "
                 "could not be stopped (a numba or C loop?), in the process that loaded it first: the workstation "
@@ -315,11 +350,11 @@ def _trial_error(folder: Path, key: str, path: str, returncode: int | None, hung
     except ValueError:
         name = f"signal {-returncode}"
     if name in _CRASHES:
-        return (f"{where}: this file's code{after} crashed the process that loaded it first ({name}: a numba "
+        return (f"{where}: this file's code{after} crashed the process that loaded it first ({name}: {when}a numba "
                 "function reading outside an array? a C call?): the workstation does not run it")
     how = f"killed by {name}" if name else f"exit status {returncode}"
-    return (f"{where}: this file's code{after} ended the process that loaded it first ({how}: os._exit? a signal? "
-            "out of memory?): the workstation does not run it")
+    return (f"{where}: this file's code{after} ended the process that loaded it first ({how}: {when}os._exit? a "
+            "signal? out of memory?): the workstation does not run it")
 
 
 def _origin(spec: Any) -> dict[str, Any]:
@@ -459,6 +494,7 @@ def _load_files(work: dict[str, Any], folder: Path) -> dict[str, Any]:
     from threadx.strategy import user
 
     user.LOAD_LIMIT_S = float(work["limit_s"])
+    _limit_file_size(TRIAL_WRITE_LIMIT)  # its log (what the file prints) in the temporary folder, say
     with open(folder / "trial.jsonl", "a", encoding="utf-8") as log:
         for key, path, text in work["files"]:
             log.write(json.dumps({"start": key}) + "\n")
@@ -505,6 +541,18 @@ def _serve(folder: Path) -> None:
     (folder / "reply.json").write_text(json.dumps(reply), encoding="utf-8")
 
 
+def _limit_file_size(limit: int) -> None:
+    """No file this process writes grows past ``limit`` bytes (a write beyond is an OSError,
+    "File too large": Python ignores SIGXFSZ); where the OS has no such limit, nothing."""
+    try:
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+    except (ImportError, OSError, ValueError):
+        pass
+
+
 def _die_with_parent() -> None:
     """Linux: this process is killed when the server that started it dies (a strategy looping
     in numba code, GIL held, would outlive it otherwise)."""
@@ -515,6 +563,8 @@ def _die_with_parent() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
+    if os.environ.get(_PARENT_VARIABLE) not in (None, str(os.getppid())):
+        os._exit(0)  # the server died before the death signal was set: nothing would end this process
 
 
 def _warm() -> None:
