@@ -251,7 +251,7 @@ def _trial_round(files: list[tuple[str, str, str]]) -> tuple[dict[str, dict[str,
         key = next((k for k in reversed(started) if k not in done), started[-1] if started else key)
         path = next(p for k, p, _ in files if k == key)
         return done, _trial_error(folder, key, path, proc.returncode, hung, limit_s, key in done)
-    except OSError as exc:  # no process, or no folder to exchange with
+    except (OSError, RuntimeError) as exc:  # no process, no folder to exchange with; the server shutting down
         return {}, (f"{path}: this file could not be tried in a process of its own ({exc}), and the workstation "
                     "does not run a strategies-folder file untried: it is tried again when the folder changes")
     finally:
