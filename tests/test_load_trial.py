@@ -170,3 +170,9 @@ def test_a_trial_that_cannot_start_is_each_files_error_and_lookups_go_on(strateg
         "and the workstation does not run a strategies-folder file untried: it is tried again when the folder "
         "changes")
     assert "ma_crossover" in threadx.strategies() and not _pids(path)
+
+
+def test_lines_a_trial_did_not_write_are_not_read_as_outcomes(tmp_path) -> None:
+    (tmp_path / "trial.jsonl").write_text('{"start": "a.py"}\n{"done": "a.py", "outcome": {"error": null}}\n'
+                                          'not json\n{"done": "b.py", "outcome": {}}\n[1]\n{"start": "c.py"}')
+    assert user_code._trial_lines(tmp_path) == (["a.py"], {"a.py": {"error": None}})

@@ -304,11 +304,16 @@ def _trial_lines(folder: Path) -> tuple[list[str], dict[str, dict[str, Any]]]:
     for line in text.splitlines(keepends=True):
         if not line.endswith("\n"):
             break
-        entry = json.loads(line)
-        if "start" in entry:
-            started.append(entry["start"])
-        else:
-            done[entry["done"]] = entry["outcome"]
+        try:
+            entry = json.loads(line)
+            if isinstance(entry.get("start"), str):
+                started.append(entry["start"])
+            elif isinstance(entry["done"], str) and isinstance(entry["outcome"], dict):
+                done[entry["done"]] = entry["outcome"]
+            else:
+                break
+        except (ValueError, KeyError, TypeError, AttributeError):  # not the trial's own line: the rest unread
+            break
     return started, done
 
 
