@@ -73,6 +73,22 @@ def _wait_for_segment(proc: subprocess.Popen, timeout: float = 90.0) -> str:
     raise AssertionError(f"the sweep never mapped a segment (exit {proc.poll()}): {proc.communicate()[1][-2000:]}")
 
 
+def _frozen_with_a_segment(proc: subprocess.Popen, timeout: float = 90.0) -> str:
+    """A segment the sweep maps while its group is stopped (SIGSTOP): the one it holds when the
+    kill comes (a segment seen mapped, then unlinked by the sweep at its batch's end before the
+    kill, failed the test on a slow host)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        _wait_for_segment(proc, max(1.0, deadline - time.time()))
+        os.killpg(proc.pid, signal.SIGSTOP)
+        names = _segments_mapped_by(proc.pid)
+        if names:
+            return names.pop()
+        os.killpg(proc.pid, signal.SIGCONT)
+    proc.kill()
+    raise AssertionError("the sweep was never stopped while it mapped a segment")
+
+
 def _run_segments(run_id: str) -> set[str]:
     return {p.name for p in SHM.iterdir() if p.name.startswith("threadx_") and run_id in p.name}
 
@@ -81,8 +97,9 @@ def _run_segments(run_id: str) -> set[str]:
 def test_group_kill_leaves_a_segment_that_the_resume_reclaims(tmp_path, sig):
     store, run_id = tmp_path / "runs", f"shm-{uuid.uuid4().hex[:8]}"
     proc = _start(store, run_id, tmp_path)
-    name = _wait_for_segment(proc)
+    name = _frozen_with_a_segment(proc)
     os.killpg(proc.pid, sig)
+    os.killpg(proc.pid, signal.SIGCONT)  # (a SIGHUP is delivered as the group goes on)
     proc.communicate(timeout=30)
     time.sleep(0.3)
     assert (SHM / name).exists()  # the defect: nobody is left to unlink it
@@ -102,8 +119,9 @@ def test_group_kill_leaves_a_segment_that_the_resume_reclaims(tmp_path, sig):
 def test_terminate_or_ctrl_c_of_the_group_unlinks_the_segment(tmp_path, sig):
     store, run_id = tmp_path / "runs", f"shm-{uuid.uuid4().hex[:8]}"
     proc = _start(store, run_id, tmp_path)
-    name = _wait_for_segment(proc)
+    name = _frozen_with_a_segment(proc)
     os.killpg(proc.pid, sig)
+    os.killpg(proc.pid, signal.SIGCONT)  # (a SIGHUP is delivered as the group goes on)
     proc.communicate(timeout=30)
     deadline = time.time() + 10  # SIGTERM: the resource tracker (it ignores SIGTERM) unlinks it
     while time.time() < deadline and (SHM / name).exists():
