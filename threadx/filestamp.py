@@ -16,3 +16,11 @@ def file_stamp(path: str | os.PathLike) -> tuple[int, int, int, int]:
     """(inode, mtime_ns, ctime_ns, size) of ``path``; OSError when it cannot be read."""
     st = os.stat(path)
     return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+
+
+def stamp_or_none(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
+    """:func:`file_stamp` of ``path``, None when it has none (missing, unreadable)."""
+    try:
+        return file_stamp(path)
+    except OSError:
+        return None

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from threadx.errors import SettingsError
-from threadx.filestamp import file_stamp
+from threadx.filestamp import stamp_or_none
 
 FILE_NAME = "threadx.toml"
 CONFIG_DIR_ENV = "THREADX_CONFIG_DIR"
@@ -421,13 +421,6 @@ class Resolved:
         return out
 
 
-def _stamp(path: Path) -> tuple | None:
-    try:
-        return file_stamp(path)
-    except OSError:
-        return None
-
-
 _CACHE: dict[tuple, Resolved] = {}
 
 
@@ -435,7 +428,8 @@ def resolve() -> Resolved:
     """The effective settings, from the five levels (cached until one of them changes)."""
     user, workspace = user_file(), workspace_file()
     env = tuple(os.environ.get(k.env) for k in keys())
-    fingerprint = (str(user), _stamp(user), str(workspace), _stamp(workspace), env, os.environ.get(FLAGS_ENV))
+    fingerprint = (str(user), stamp_or_none(user), str(workspace), stamp_or_none(workspace), env,
+                   os.environ.get(FLAGS_ENV))
     cached = _CACHE.get(fingerprint)
     if cached is not None:
         return cached

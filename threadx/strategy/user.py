@@ -48,7 +48,7 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 from threadx.config import settings
 from threadx.errors import ParamError, StrategyError, ThreadXError
-from threadx.filestamp import file_stamp
+from threadx.filestamp import file_stamp, stamp_or_none
 from threadx.names import STRATEGY, check_name
 from threadx.strategy.base import StrategyOrigin, StrategySpec
 
@@ -507,20 +507,11 @@ def _rewritten(path: Path, stamp: tuple[int, int, int, int], digest: str) -> boo
         return True
 
 
-def _stamp_or_none(path: Path) -> tuple[int, int, int, int] | None:
-    """``file_stamp(path)``, None when there is none."""
-    try:
-        return file_stamp(path)
-    except OSError:
-        return None
-
-
 def _changed(path: Path, stamp: tuple[int, int, int, int] | None, digest: str) -> bool:
     """Whether ``path`` differs from when it was read at ``stamp`` with text hash ``digest``
     (stamp None: it did not exist then)."""
-    try:
-        now = file_stamp(path)
-    except OSError:
+    now = stamp_or_none(path)
+    if now is None:
         return stamp is not None
     return now != stamp or _rewritten(path, now, digest)
 
@@ -552,7 +543,7 @@ class _Folder:
             known = self.files.get(path)
             if (known is not None and known.stamp == stamp and not _rewritten(path, stamp, known.code_hash)
                     and not any(_changed(Path(p), *then) for p, then in known.imports.items())
-                    and all(_stamp_or_none(Path(p)) == then for p, then in known.watch.items())):
+                    and all(stamp_or_none(Path(p)) == then for p, then in known.watch.items())):
                 continue
             try:
                 texts[path] = stamp, read_source(path)
@@ -591,12 +582,12 @@ class _Folder:
         if imports is not None:
             loaded.imports = {p: (tuple(then) if then else None, digest) for p, (then, digest) in imports.items()}
             return loaded
-        loaded.watch = {str(self.root): _stamp_or_none(self.root)}
+        loaded.watch = {str(self.root): stamp_or_none(self.root)}
         try:
             others = [other for other in self.root.iterdir() if other.suffix == ".py" and other != path]
         except OSError:
             others = []
-        loaded.watch.update((str(other), _stamp_or_none(other)) for other in others)
+        loaded.watch.update((str(other), stamp_or_none(other)) for other in others)
         return loaded
 
     def resolved(self, known: Mapping[str, Any]) -> _Resolved:

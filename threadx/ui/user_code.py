@@ -336,12 +336,7 @@ def _trial_error(folder: Path, key: str, path: str, returncode: int | None, hung
     """The load error of the file ``key`` (at ``path``, resolved) whose trial's process did not
     end well (``loaded``: after its file had loaded): where (the fault handler's innermost
     frame in the strategies folder) and how."""
-    try:
-        with open(folder / "log.txt", "rb") as log:
-            log.seek(max(0, log.seek(0, os.SEEK_END) - _LOG_READ_BYTES))
-            tail = log.read().decode("utf-8", errors="replace")
-    except OSError:
-        tail = ""
+    tail = _log_tail(folder)
     frames = _fault_frames(tail, {Path(key).parent, Path(path).parent})  # (its folder's modules, its own target)
     where = f"{frames[0][0]}:{frames[0][1]}" if frames else path
     after = "" if not frames or Path(frames[0][0]) == Path(path) else f" (in {Path(frames[0][0]).name}, which it imports)"
@@ -350,10 +345,7 @@ def _trial_error(folder: Path, key: str, path: str, returncode: int | None, hung
         return (f"{where}: this file's code{after} ran for more than {limit_s:g} s as it loaded, in a call that "
                 "could not be stopped (a numba or C loop?), in the process that loaded it first: the workstation "
                 "does not run it")
-    try:
-        name = signal.Signals(-returncode).name if returncode is not None and returncode < 0 else None
-    except ValueError:
-        name = f"signal {-returncode}"
+    name = _signal_name(returncode)
     if name in _CRASHES:
         return (f"{where}: this file's code{after} crashed the process that loaded it first ({name}: {when}a numba "
                 "function reading outside an array? a C call?): the workstation does not run it")
@@ -418,14 +410,32 @@ def _progress(folder: Path) -> tuple[str | None, float | None]:
         return None, None
 
 
+def _log_tail(folder: Path) -> str:
+    """The end of the process's ``log.txt`` (its last :data:`_LOG_READ_BYTES`: a strategy may have
+    printed gigabytes before), "" when there is none."""
+    try:
+        with open(folder / "log.txt", "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - _LOG_READ_BYTES))
+            return log.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _signal_name(returncode: int | None) -> str | None:
+    """The name of the signal that ended a process (``SIGSEGV``), None when it exited."""
+    if returncode is None or returncode >= 0:
+        return None
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
 def _crashed(folder: Path, returncode: int, what: str, strategy: str) -> ProcessCrashed:
     """What a process that ended without a reply says: the signal or exit status, and the
     last lines it wrote, or from the fault handler's report on, the call where it crashed
     first (in the strategy's file, as a rule)."""
-    try:
-        name = signal.Signals(-returncode).name if returncode < 0 else None
-    except ValueError:
-        name = f"signal {-returncode}"
+    name = _signal_name(returncode)
     if name in _CRASHES:
         text = (f"the process running {what} was killed by {name}: the code of strategy {strategy} (a numba "
                 "function reading outside an array, say) crashed it; the workstation is unaffected")
@@ -433,14 +443,8 @@ def _crashed(folder: Path, returncode: int, what: str, strategy: str) -> Process
         how = f"was ended by {name}" if name else f"exited with status {returncode}"
         text = (f"the process running {what} {how} before it gave a result: the code of strategy {strategy} ended "
                 "it (os._exit, a signal, an interrupt, or out of memory); the workstation is unaffected")
-    try:
-        with open(folder / "log.txt", "rb") as log:
-            log.seek(max(0, log.seek(0, os.SEEK_END) - _LOG_READ_BYTES))
-            tail = log.read().decode("utf-8", errors="replace")
-        lines = [line[:200] for line in tail.splitlines()
-                 if line.strip() and not line.startswith("Extension modules:")]  # (the fault handler's module list)
-    except OSError:
-        lines = []
+    lines = [line[:200] for line in _log_tail(folder).splitlines()
+             if line.strip() and not line.startswith("Extension modules:")]  # (the fault handler's module list)
     fatal = next((k for k, line in enumerate(lines) if line.startswith("Fatal Python error")), None)
     shown = lines[-_LOG_TAIL:] if fatal is None else lines[fatal:fatal + _LOG_TAIL]  # (the fault handler's frames:
     return ProcessCrashed(text + (" (its last output below)" if lines else ""), "\n".join(shown))  # latest first)
