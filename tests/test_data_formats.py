@@ -213,6 +213,26 @@ def test_local_times_read_in_their_zone_and_a_note_when_read_as_utc(tmp_path):
         read_ohlcv_file(tmp_path / "spring.csv", timezone="Europe/Berlin")
 
 
+
+def test_a_column_mixing_zoned_and_naive_times_reads_only_the_naive_ones_in_the_zone(tmp_path):
+    """The zone was decided from the first value alone: with a naive first row, rows written
+    with an offset were read as wall-clock times in the zone and moved again (the bar truly at
+    08:00 UTC stored at 12:00, half the file wrong, and only a gap to show for it)."""
+    index = pd.date_range("2024-10-26 20:00", periods=12, freq="1h", tz="Europe/Berlin")  # over the 27 Oct change
+    text = list(index.strftime("%Y-%m-%d %H:%M:%S"))
+    text[6:] = index[6:].strftime("%Y-%m-%dT%H:%M:%S%z")  # the later half with its offset
+    frame = pd.DataFrame({"time": text, "open": 100.0, "high": 101.0, "low": 99.0, "close": 100.5,
+                          "volume": np.arange(1.0, 13.0)})
+    path = tmp_path / "MIXED_EUR-1h.csv"
+    frame.to_csv(path, index=False)
+    for zone in ("Europe/Berlin", None):
+        got = read_ohlcv_file(path, timezone=zone)
+        wall_as_utc = index[:6].tz_localize(None).tz_localize("UTC")
+        expected = list(index.tz_convert("UTC")) if zone else [*wall_as_utc, *index[6:].tz_convert("UTC")]
+        assert list(got.index) == expected, zone
+        assert got.attrs["naive_times"] == (zone or "UTC (assumed)")
+        assert list(got["volume"]) == list(np.arange(1.0, 13.0))
+
 def test_several_monthly_files_make_one_dataset(tmp_path, monkeypatch, capsys):
     """Each month landed as its own dataset (BTCUSDT-1h-2024-11, ...) and files concatenated by
     hand were refused across Binance's change from ms to us ("mixes epoch units")."""

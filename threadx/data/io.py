@@ -556,6 +556,7 @@ def _to_utc_index(values: Any, path: Path, date_format: str | None, dayfirst: bo
     """The times in UTC and whether they were written without a zone (read in ``timezone``, else UTC)."""
     dtype = getattr(values, "dtype", None)
     naive = False
+    naive_rows = None  # date text: which rows carry no zone (those alone are read in ``timezone``)
     try:
         if dtype is not None and pd.api.types.is_datetime64_any_dtype(dtype):
             index = pd.DatetimeIndex(values)
@@ -570,9 +571,16 @@ def _to_utc_index(values: Any, path: Path, date_format: str | None, dayfirst: bo
                 index = _epoch_index(numeric.to_numpy(dtype=np.float64), path)
             else:
                 index = _parse_datetimes(series, path, date_format, dayfirst)
-                naive = not _ZONED.search(str(series.dropna().iloc[0]).strip()) if series.notna().any() else False
+                naive_rows = series.notna().to_numpy() & ~np.array(
+                    [bool(_ZONED.search(str(v).strip())) for v in series], dtype=bool)
+                naive = bool(naive_rows.any())
         if naive and timezone:
-            index = _in_zone(index, timezone, path)
+            if naive_rows is None or naive_rows.all():
+                index = _in_zone(index, timezone, path)
+            else:  # times with an offset are read as written, the others in the zone given
+                ns = index.as_unit("ns").asi8.copy()
+                ns[naive_rows] = _in_zone(index[naive_rows], timezone, path).as_unit("ns").asi8
+                index = pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC")
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001
