@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 
 import pandas as pd
 import pytest
@@ -169,6 +170,41 @@ def test_data_resample_out_never_overwrites_without_replace(tmp_path, capsys):
     assert main(["data", "resample", "myex/ABC_USDT-1h", "--to", "4h", "--out", str(out)]) == 0
     assert main(["data", "resample", "myex/ABC_USDT-1h", "--to", "4h", "--out", str(out), "--replace"]) == 0
 
+
+
+def test_a_resample_writes_only_what_validation_takes_and_names_it_for_what_it_holds(tmp_path, capsys):
+    """`data resample` wrote what every later command refused (one 366d bar; a volume summed
+    past float64's range, with numpy's RuntimeWarning leaking), BTC 4h bars as `ETH_USDT-15m`
+    in the data root (listed as an ETH 15m dataset), and blamed a "bad dataset name" for a
+    file named `prices.csv` resampled without --out."""
+    from threadx.data.synthetic import generate_synthetic
+
+    frame = generate_synthetic("ABC_USDT", days=20, seed=3)
+    csv = tmp_path / "ABC_USDT-1h.csv"
+    frame.reset_index().to_csv(csv, index=False)
+    assert main(["data", "import", str(csv), "--exchange", "myex"]) == 0
+    huge = frame.copy()
+    huge.iloc[4:6, huge.columns.get_loc("volume")] = 1e308  # finite, so it imports; two in one 4h bar overflow
+    huge.reset_index().to_csv(tmp_path / "HV_USDT-1h.csv", index=False)
+    assert main(["data", "import", str(tmp_path / "HV_USDT-1h.csv"), "--exchange", "myex"]) == 0
+    capsys.readouterr()
+    root = tmp_path / "data" / "myex"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["data", "resample", "myex/HV_USDT-1h", "--to", "4h"]) == 2
+    assert "myex/HV_USDT-1h resampled to 4h: not written: 1 row(s) with NaN or infinite values" in \
+        capsys.readouterr().err
+    assert main(["data", "resample", "myex/ABC_USDT-1h", "--to", "10d"]) == 2
+    assert "not written: 1 bar: a dataset needs at least 2" in capsys.readouterr().err
+    assert sorted(p.name for p in root.iterdir()) == ["ABC_USDT-1h.parquet", "HV_USDT-1h.parquet"]
+    assert main(["data", "resample", "myex/ABC_USDT-1h", "--to", "4h", "--out", str(root / "ETH_USDT-15m.parquet")]) == 2
+    assert "is in the data root, where a file is listed as the dataset its name says" in capsys.readouterr().err
+    assert main(["data", "resample", "myex/ABC_USDT-1h", "--to", "4h", "--out", str(root / "ABC_USDT-4h.parquet")]) == 0
+    assert main(["data", "resample", "myex/ABC_USDT-1h", "--to", "8h", "--out", str(tmp_path / "mine.parquet")]) == 0
+    (tmp_path / "prices.csv").write_bytes(csv.read_bytes())
+    capsys.readouterr()
+    assert main(["data", "resample", str(tmp_path / "prices.csv"), "--to", "4h"]) == 2
+    assert "its name 'prices' is not a dataset's (exchange/BASE_QUOTE-timeframe)" in capsys.readouterr().err
 
 @pytest.mark.parametrize(
     "argv, message",

@@ -22,7 +22,7 @@ from threadx.data.catalog import (
     resampled_path,
     resolve_dataset,
 )
-from threadx.data.io import check_ohlcv_file, import_ohlcv, load_ohlcv, write_ohlcv
+from threadx.data.io import check_ohlcv_file, import_ohlcv, load_resampled, write_ohlcv
 from threadx.data.readers import UPLOAD_TYPES
 from threadx.errors import ThreadXError
 from threadx.names import NAME, check_name
@@ -290,7 +290,7 @@ with tabs[4]:
             taken = existing_dataset(target)
             if taken is not None and not replace:
                 raise ThreadXError(f"{taken.describe()}; tick 'Replace an existing dataset' to overwrite it")
-            frame = load_ohlcv(dataset, timeframe=target_tf)
+            frame = load_resampled(dataset, target_tf)
             write_ohlcv(frame, target)
         except (ThreadXError, ValueError) as exc:
             st.error(f"Resample failed: {exc}")

@@ -207,3 +207,21 @@ def test_resample_refuses_an_existing_target_unless_replace_is_ticked(stored, wo
     at.button(key="resample_go").click().run()
     assert any("Wrote 50 complete 4h bars to binance/BTC_USDT-4h" in s.value for s in at.success)
     assert four.read_bytes() != before
+
+
+def test_resample_writes_nothing_that_validation_refuses(workspace):
+    """The page wrote a 4h dataset with an infinite volume (two 1e308 volumes summed): red in
+    the list, refused by every backtest. It now says why and writes nothing."""
+    from threadx.data import write_ohlcv
+
+    frame = candles(200, NEW)
+    frame.iloc[4:6, frame.columns.get_loc("volume")] = 1e308
+    write_ohlcv(frame, workspace / "data" / "binance" / "HV_USDT-1h.parquet")
+    at = open_page("1_Data.py")
+    at.selectbox(key="dataset_picker").set_value("binance/HV_USDT-1h").run()
+    at.selectbox(key="resample_tf").set_value("4h").run()
+    at.button(key="resample_go").click().run()
+    assert not at.exception, at.exception
+    assert any("Resample failed" in e.value and "resampled to 4h: not written" in e.value and "infinite" in e.value
+               for e in at.error), [e.value for e in at.error]
+    assert not (workspace / "data" / "binance" / "HV_USDT-4h.parquet").exists()

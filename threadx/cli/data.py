@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from threadx.cli.common import EXIT_BAD_INPUT, _print_json, _table, end_live_line, live_line
-from threadx.errors import ParamError, ThreadXError
+from threadx.errors import DataError, ParamError, ThreadXError
 
 
 def cmd_data_list(args: argparse.Namespace) -> int:
@@ -188,19 +188,26 @@ def _fetch_line(entry: dict[str, Any], line: str | None, as_json: bool) -> None:
 
 
 def cmd_data_resample(args: argparse.Namespace) -> int:
-    from threadx.data.catalog import existing_dataset, resampled_path
-    from threadx.data.io import load_ohlcv, write_ohlcv
+    from threadx.data.catalog import check_resampled_out, existing_dataset, resampled_path
+    from threadx.data.io import load_resampled, write_ohlcv
 
     if args.out and Path(args.out).suffix.lower() != ".parquet":
         raise ParamError(f"--out {args.out}: resampled bars are written as Parquet; name the file *.parquet")
-    df = load_ohlcv(args.source, timeframe=args.to)
+    df = load_resampled(args.source, args.to)
     if args.out:
         target = Path(args.out).expanduser()
         if target.exists() and not args.replace:
             raise ParamError(f"{target} exists (it may be the source or another dataset); add --replace to overwrite "
                              "it, or choose another --out FILE")
+        check_resampled_out(target, df.attrs.get("name") or str(args.source), args.to)
     else:
-        target = resampled_path(df.attrs.get("name") or args.source, args.to)
+        name = df.attrs.get("name") or str(args.source)
+        try:
+            target = resampled_path(name, args.to)
+        except DataError:
+            raise ParamError(f"{args.source}: its name {name!r} is not a dataset's (exchange/BASE_QUOTE-timeframe), so "
+                             f"the resampled dataset cannot be named after it: give --out FILE.parquet, or import "
+                             f"the file first (threadx data import) and resample the dataset") from None
         taken = existing_dataset(target)
         if taken is not None and not args.replace:
             raise ParamError(f"{taken.describe()}; add --replace to overwrite it, or --out FILE")

@@ -200,6 +200,28 @@ def resampled_path(name: str, timeframe: str, data_root: str | os.PathLike | Non
     return dataset_path(exchange or "local", symbol, timeframe, data_root, label[1:] or None)
 
 
+
+def check_resampled_out(path: Path, source: str, timeframe: str, data_root: str | os.PathLike | None = None) -> None:
+    """ParamError when ``path``, an ``--out`` file for ``source`` resampled to ``timeframe``, is in
+    the data root under a name that does not say what it holds (the data root lists each file by
+    its name: BTC 4h bars written as ``ETH_USDT-15m.parquet`` listed as an ETH 15m dataset)."""
+    root = _root(data_root).resolve()
+    where = path.resolve()
+    if not where.is_relative_to(root):
+        return  # a file of the user's own, anywhere else
+    expected = resampled_path(source, timeframe, root) if _NAME.fullmatch(str(source).strip()) else None
+    try:
+        _, symbol, held, _ = _parse(dataset_name(where))
+        named = where.parent.parent == root and canonical_timeframe(held) == canonical_timeframe(timeframe) and (
+            expected is None or normalize_symbol(symbol) == _parse(dataset_name(expected))[1])
+    except (DataError, ParamError):
+        named = False
+    if not named:
+        default = f" ({dataset_name(expected)})" if expected is not None else ""
+        raise ParamError(f"--out {path} is in the data root, where a file is listed as the dataset its name says: "
+                         f"name it <exchange>/<SYMBOL>-{canonical_timeframe(timeframe)}.parquet for this symbol, "
+                         f"leave --out out for the default{default}, or write it outside {root}")
+
 def existing_dataset(path: Path) -> DatasetExists | None:
     """A :class:`DatasetExists` for the dataset stored at ``path`` (in any format), None when the name is free."""
     found = _dataset_files(path.parent.parent).get((path.parent.name, _stem(path.name)))

@@ -300,6 +300,19 @@ def load_ohlcv(
     return (df, report) if with_report else df
 
 
+
+def load_resampled(source: str | os.PathLike, timeframe: str) -> pd.DataFrame:
+    """``source`` resampled to ``timeframe`` as a dataset to store: DataError, naming both,
+    when validation refuses the bars (a single bar; a volume summed past float64's range), as
+    an import would refuse them."""
+    from threadx.data.validate import validate_ohlcv
+
+    df = load_ohlcv(source, timeframe=timeframe)
+    report = validate_ohlcv(df, timeframe)
+    if not report.ok:
+        raise DataError(f"{source} resampled to {timeframe}: not written: {report.first_errors()}")
+    return df
+
 def check_ohlcv_file(
     path: str | os.PathLike | Sequence[str | os.PathLike],
     timeframe: str | None = None,
