@@ -116,6 +116,10 @@ def test_cli_rename(stored, data_root, capsys):
     assert not stored.exists()
     assert main(["data", "rename", "binance/BTC_USDT-1h-2024", "other/BTC_USDT-1h"]) == 0
     assert (data_root / "other" / "BTC_USDT-1h.parquet").exists()
+    # an exchange in capitals moves it there (it was read as the symbol OTHER_BTC_USDT: other/OTHER_BTC_USDT-1h)
+    assert main(["data", "rename", "other/BTC_USDT-1h", "NewEx/BTC_USDT-1h"]) == 0
+    assert list(list_datasets()["name"]) == ["newex/BTC_USDT-1h"]
+    assert main(["data", "validate", "NEWEX/BTC_USDT-1h"]) == 0  # (and it is found so spelled)
 
 
 def test_cli_rename_refuses_a_taken_name_a_bad_name_and_the_sample(stored, older, capsys):

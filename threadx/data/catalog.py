@@ -136,8 +136,14 @@ def _parse(name: str) -> tuple[str | None, str, str, str]:
         if exchange is not None:
             raise DataError(f"bad dataset name {name!r}: 'sample:' takes SYMBOL-timeframe only")
         exchange = match.group("exchange")
+    symbol = match.group("symbol")
+    head, slash, rest = symbol.partition("/")
+    if exchange is None and slash and "_" in rest.split("/")[0] and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.]*", head):
+        # EXCHANGE/BASE_QUOTE: an exchange written in capitals (a ccxt symbol BASE/QUOTE has no "_"),
+        # which was read as the symbol EXCHANGE_BASE_QUOTE (a rename to Binance/X_Y-1h made local/BINANCE_X_Y-1h)
+        exchange, symbol = head.lower(), rest
     timeframe_seconds(match.group("timeframe"))
-    return exchange, normalize_symbol(match.group("symbol")), match.group("timeframe"), match.group("label") or ""
+    return exchange, normalize_symbol(symbol), match.group("timeframe"), match.group("label") or ""
 
 
 def file_market(path: str | os.PathLike) -> tuple[str, str] | None:
