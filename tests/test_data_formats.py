@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import zipfile
 
 import numpy as np
@@ -232,6 +233,26 @@ def test_a_column_mixing_zoned_and_naive_times_reads_only_the_naive_ones_in_the_
         assert list(got.index) == expected, zone
         assert got.attrs["naive_times"] == (zone or "UTC (assumed)")
         assert list(got["volume"]) == list(np.arange(1.0, 13.0))
+
+
+def test_a_time_error_names_the_value_that_does_not_read_and_a_format_that_reads_it(tmp_path):
+    """Epoch numbers with one 'yesterday' at row 5 were blamed on row 0's good number; two-digit
+    years were advised date_format='%d/%m/%Y', which then refused every date."""
+    frame = pd.DataFrame({"time": [str(1726272000000 + 3_600_000 * k) for k in range(8)], "open": 1.0, "high": 1.0,
+                          "low": 1.0, "close": 1.0, "volume": 1.0})
+    frame.loc[5, "time"] = "yesterday"
+    frame.to_csv(tmp_path / "T-1h.csv", index=False)
+    with pytest.raises(DataError, match=r"unreadable time value 'yesterday' at row 5 \(the other times are epoch"):
+        read_ohlcv_file(tmp_path / "T-1h.csv")
+    days = pd.date_range("2024-09-14", periods=30, freq="1D")
+    frame = pd.DataFrame({"time": days.strftime("%d/%m/%y"), "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0,
+                          "volume": 1.0})
+    frame.to_csv(tmp_path / "D-1d.csv", index=False)
+    with pytest.raises(DataError, match="read both day-first and month-first") as caught:
+        read_ohlcv_file(tmp_path / "D-1d.csv")
+    advised = re.search(r"date_format='([^']+)'", str(caught.value)).group(1)
+    assert advised == "%d/%m/%y"
+    assert list(read_ohlcv_file(tmp_path / "D-1d.csv", date_format=advised).index) == list(days.tz_localize("UTC"))
 
 def test_several_monthly_files_make_one_dataset(tmp_path, monkeypatch, capsys):
     """Each month landed as its own dataset (BTCUSDT-1h-2024-11, ...) and files concatenated by

@@ -582,6 +582,10 @@ def _to_utc_index(values: Any, path: Path, date_format: str | None, dayfirst: bo
             numeric = pd.to_numeric(series, errors="coerce")
             if numeric.notna().sum() == series.notna().sum() and series.notna().any():
                 index = _epoch_index(numeric.to_numpy(dtype=np.float64), path)
+            elif numeric.notna().sum() * 2 > series.notna().sum():  # epoch numbers, and a few other values
+                pos = int(np.flatnonzero((numeric.isna() & series.notna()).to_numpy())[0])
+                raise DataError(f"{path}: unreadable time value {series.iloc[pos]!r} at row {pos} (the other times "
+                                "are epoch numbers)")
             else:
                 index = _parse_datetimes(series, path, date_format, dayfirst)
                 naive_rows = series.notna().to_numpy() & ~np.array(
@@ -693,12 +697,24 @@ def _day_month_reading(series: pd.Series, formats: dict[bool, str | None], path:
                 readings[first] = parsed
     if len(readings) == 2 and not readings[False].equals(readings[True]):
         pos = int(np.flatnonzero((readings[False] != readings[True]).to_numpy())[0])
-        example = formats[True] if formats[True] not in (None, "mixed") else "%d/%m/%Y"  # (a 12-hour one, say)
+        example = formats[True] if formats[True] not in (None, "mixed") else _day_first_format(str(series.iloc[pos]))
         raise DataError(
             f"{path}: dates like {series.iloc[pos]!r} (row {pos}) read both day-first and month-first; say which "
             f"with a date format (date_format={example!r} or dayfirst=True; --date-format on the command line)"
         )
     return pd.DatetimeIndex(next(iter(readings.values()))) if readings else None
+
+
+def _day_first_format(text: str) -> str:
+    """A day-first strftime format that reads ``text`` (two- or four-digit year, its separator,
+    a clock or none), for an error's advice; ``%d/%m/%Y`` when none does."""
+    for sep in "/-.":
+        for year in ("%Y", "%y"):
+            for clock in ("", " %H:%M", " %H:%M:%S", " %I:%M %p", " %I:%M:%S %p", " %I %p"):
+                fmt = f"%d{sep}%m{sep}{year}{clock}"
+                if _reads(text, fmt):
+                    return fmt
+    return "%d/%m/%Y"
 
 
 def _dates(series: pd.Series, **kwargs: Any) -> pd.Series:
