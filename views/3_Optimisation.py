@@ -29,8 +29,8 @@ from threadx.ui import strategies as strategies_ui
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import (cuda_status, dataset_picker, drop_linked_run, handover, linked_run, plain,
                               strategy_fell_back, strategy_picker)
-from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, funding_caption, funding_toggle, job_progress,
-                                number_box, number_text, preset_space, show_problems, space_editor,
+from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, followed_job, funding_caption, funding_toggle,
+                                job_progress, number_box, number_text, preset_space, show_problems, space_editor,
                                 timings_section)
 from threadx.units import table_view
 
@@ -140,9 +140,9 @@ if st.button("Launch", type="primary", disabled=count_error is not None or boxes
 
 
 def current_job():
-    """The job this session follows (None when none, or when its folder is gone); a new session
-    (a new tab, a refresh) follows the running sweep, if any."""
-    return registry.follow(st.session_state, "sweep_job", "sweep")
+    """The sweep job this session follows (None when none, or when its folder is gone); a new
+    session follows the one the URL's ``job`` names (a refresh), else the only active sweep."""
+    return followed_job(registry, "sweep_job", "sweep")
 
 
 def job_monitor() -> None:

@@ -38,9 +38,9 @@ from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import (dataset_and_strategy, dataset_names, drop_linked_run, label_dataset, linked_run,
                               load_dataset_or_error, strategy_fell_back)
 from threadx.ui.walk_forward_form import BOUNDS, form_state
-from threadx.ui.widgets import (CONTROL_PX, choice_box, controls_row, differences, follow_job, funding_as_run,
-                                funding_caption, funding_toggle, job_progress, metric_grid, number_box, show_problems,
-                                space_editor, timings_section)
+from threadx.ui.widgets import (CONTROL_PX, choice_box, controls_row, differences, follow_job, followed_job,
+                                funding_as_run, funding_caption, funding_toggle, job_progress, metric_grid, number_box,
+                                show_problems, space_editor, timings_section)
 from threadx.units import format_count, format_metric, table_view
 from threadx.validation.grading import score_text
 from threadx.validation.report import (partial_note, sweep_data, sweep_evaluator, validate_sweep,
@@ -278,7 +278,7 @@ def varying_params(space: dict[str, Any]) -> list[str]:
 # --- walk-forward -----------------------------------------------------------------------------
 
 def current_job() -> JobInfo | None:
-    return registry.follow(st.session_state, "wf_job", "walkforward", refresh=True)
+    return followed_job(registry, "wf_job", "walkforward", refresh=True)
 
 
 # a walk-forward set-up's field -> (its words, its unit) in the notice under a report

@@ -27,8 +27,8 @@ from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import active_dataset, active_strategy, dataset_names, load_dataset, strategy_names
 from threadx.ui.walk_forward_form import BOUNDS
-from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, funding_toggle, job_progress, number_box,
-                                show_finished_job, space_editor)
+from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, followed_job, funding_toggle, job_progress,
+                                number_box, show_finished_job, space_editor)
 from threadx.units import counted, table_view
 from threadx.validation.research import load_research
 
@@ -40,7 +40,7 @@ RESULTS_DIR = str(settings().results_dir)
 
 
 def current_job() -> JobInfo | None:
-    return registry.follow(st.session_state, "rs_job", "research", refresh=True)
+    return followed_job(registry, "rs_job", "research", refresh=True)
 
 
 def launch_form() -> None:

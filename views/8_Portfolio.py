@@ -30,8 +30,8 @@ from threadx.ui import portfolio as pf
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import active_dataset, active_strategy, dataset_names, label_dataset, strategy_names
-from threadx.ui.widgets import (follow_job, job_progress, metric_grid, number_box, param_form, show_finished_job,
-                                show_problems)
+from threadx.ui.widgets import (follow_job, followed_job, job_progress, metric_grid, number_box, param_form,
+                                show_finished_job, show_problems)
 from threadx.units import format_metric, table_view
 
 DEFAULTS = EngineOptions()  # the one source of the engine's defaults
@@ -43,7 +43,7 @@ st.session_state.setdefault("pf_runners", [])
 
 
 def current_job() -> JobInfo | None:
-    return registry.follow(st.session_state, "pf_job", "portfolio", refresh=True)
+    return followed_job(registry, "pf_job", "portfolio", refresh=True)
 
 
 def load_research_runners(research_id: str, strategy: str | None = None, kept_only: bool = False,

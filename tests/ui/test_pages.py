@@ -138,6 +138,32 @@ def test_a_new_tab_finds_the_running_sweep_and_can_stop_it():
     assert registry.get(job_id).state == "cancelled"
 
 
+def test_a_refreshed_tab_follows_its_own_sweep_not_another_tabs():
+    """Tab A's sweep running, tab B's launched after it: a refresh of A followed the newest
+    active sweep, B's, showing it with a Stop that stopped B. The URL's ``job`` names the
+    followed job; a new session with no job named, and several active, follows none."""
+    tab_a, a_id, registry = launch_long_sweep()
+    tab_a.run()
+    assert tab_a.query_params.get("job") == a_id
+    tab_b = grid_page(fast=(2, 150, 1), slow=(3, 500, 1))
+    tab_b.button(key="opt_launch").click().run()
+    b_id = tab_b.session_state["sweep_job"]
+    try:
+        assert b_id != a_id and registry.get(b_id).is_active and registry.get(a_id).is_active
+        new_tab = page("3_Optimisation.py")  # several active and none named: none followed
+        assert not ("sweep_job" in new_tab.session_state and new_tab.session_state["sweep_job"])
+        assert "opt_stop" not in [b.key for b in new_tab.button]
+        refreshed = open_page("3_Optimisation.py", job=a_id)
+        assert refreshed.session_state["sweep_job"] == a_id
+        refreshed.button(key="opt_stop").click().run()
+        wait_while(lambda: registry.get(a_id).is_active)
+        assert registry.get(a_id).state == "cancelled" and not registry.get(b_id).stop_requested
+    finally:
+        for job_id in (a_id, b_id):
+            registry.stop(job_id)
+        wait_while(lambda: any(registry.get(j).is_active for j in (a_id, b_id)))
+
+
 def test_a_monte_carlo_n_above_the_space_is_announced_as_the_space():
     """bb_atr's default space has 41 combos: n = 300,000 was announced as 300,000 combos ("minutes")
     and the job ran 41."""

@@ -509,15 +509,23 @@ class JobRegistry:
         """Jobs queued or running, newest first (the sidebar's list: finished jobs leave it)."""
         return [j for j in self._read_all() if j.is_active]
 
-    def follow(self, session: Any, key: str, kind: str, refresh: bool = False) -> JobInfo | None:
-        """The job a page follows: the one its session holds under ``key``, else the newest active
-        job of ``kind`` (a new tab, a refresh, a tab closed while it ran: the running job is found
-        again, with its progress and Stop), which the session then holds."""
+    def follow(self, session: Any, key: str, kind: str, refresh: bool = False,
+               linked: str | None = None) -> JobInfo | None:
+        """The job a page follows: the one its session holds under ``key``; else (a new session:
+        a refresh, a link, a tab closed while its job ran) ``linked``, the job the page's URL
+        names, while it is an active job of ``kind``; else the active job of ``kind`` when there
+        is exactly one. The session then holds it. With several active and none named, none
+        is followed (the sidebar lists them): the newest was taken, so a refreshed tab showed
+        another tab's sweep, and its Stop stopped that one."""
         if not session.get(key):
-            active = [j for j in self.active() if j.kind == kind]
-            if not active:
-                return None
-            session[key] = active[0].job_id
+            named = self.followed(linked, refresh=refresh) if linked else None
+            if named is not None and named.kind == kind and named.is_active:
+                session[key] = named.job_id
+            else:
+                active = [j for j in self.active() if j.kind == kind]
+                if len(active) != 1:
+                    return None
+                session[key] = active[0].job_id
         return self.followed(session.get(key), refresh=refresh)
 
     def running(self) -> list[JobInfo]:

@@ -36,6 +36,8 @@ reopens it (the form values live in the workspace file, threadx.ui.workspace):
 - ``bt``               id of the backtest shown on the Backtest page (its request stored by
                        :func:`threadx.ui.workspace.save_backtest`); a new session re-runs it
 - ``run``              the Optimisation page's run on display (owned by that page)
+- ``job``              the active job the page follows (:func:`threadx.ui.widgets.followed_job`):
+                       a refresh follows it again, not another tab's
 """
 from __future__ import annotations
 

@@ -477,6 +477,23 @@ def monitor_every(job: Any) -> float | None:
     return MONITOR_FIRST_EVERY_S if young else MONITOR_EVERY_S
 
 
+JOB_PARAM = "job"  # the URL's query param naming the active job a page follows
+
+
+def followed_job(registry: Any, key: str, kind: str, refresh: bool = False) -> Any:
+    """The job of ``kind`` this page follows (:meth:`~threadx.ui.jobs.JobRegistry.follow`, the
+    session's under ``key``), the URL's ``job`` naming it while it is active, so that a refresh
+    or a copied link follows that job again (not another tab's). None when there is none."""
+    job = registry.follow(st.session_state, key, kind, refresh=refresh, linked=st.query_params.get(JOB_PARAM))
+    named = job.job_id if job is not None and job.is_active else None
+    if st.query_params.get(JOB_PARAM) != named:  # (written only on a change: reruns send nothing)
+        if named:
+            st.query_params[JOB_PARAM] = named
+        else:
+            st.query_params.pop(JOB_PARAM, None)
+    return job
+
+
 def follow_job(monitor: Callable[[], None], current_job: Callable[[], Any]) -> Any:
     """``monitor`` as a fragment rerun while the followed job (``current_job()``, returned) is
     active, at :func:`monitor_every`'s pace: quickly in the job's first seconds, so that a small
