@@ -209,20 +209,50 @@ def test_exits_that_return_no_rules_are_refused(df, tmp_path):
 
 
 @pytest.mark.parametrize("levels, match", [
-    (None, r"levels\(\) must return Levels\(...\) \(threadx.strategy.Levels\), got NoneType"),
-    ("close", r"ATR line must be an array of numbers, got str"),
+    (None, r"\.levels must return Levels\(...\) \(threadx.strategy.Levels, its lines None or one number per "
+           r"bar\), got NoneType"),
+    ({"atr": 1.0}, r"\.levels must return Levels\(...\) .*, got dict"),
+    ("close", r"\.levels: its atr line must be an array of numbers, got str"),
+    ("short", r"\.levels: its atr line has shape \(10,\), expected one value per bar \(1,500,\)"),
 ])
-def test_levels_that_are_not_lines_are_refused(df, levels, match):
+def test_levels_that_are_not_lines_are_refused_by_name_and_a_sweep_stores_why(df, tmp_path, levels, match):
+    """A dict or None from levels() was an AttributeError out of a sweep's role check (a
+    traceback from `threadx sweep`), and a line of the wrong length named neither the strategy
+    nor levels()."""
     import dataclasses
 
     from threadx.contract import ExitRules, Levels
     from threadx.strategy.base import get_strategy, register
 
-    name = f"test_levels_{type(levels).__name__}"
+    def made(ind, p):
+        if levels is None or isinstance(levels, dict):
+            return levels
+        return Levels(atr=np.ones(10) if levels == "short" else levels)
+
+    name = f"test_levels_{type(levels).__name__}_{levels if isinstance(levels, str) else ''}"
     register(dataclasses.replace(get_strategy("ma_crossover"), name=name, exits=lambda p: ExitRules(stop_atr=2.0),
-                                 levels=lambda ind, p: levels if levels is None else Levels(atr=levels)))
-    with pytest.raises(ParamError, match=match):
+                                 levels=made))
+    with pytest.raises(ParamError, match=name + match):
         threadx.backtest(df, name)
+    run = threadx.sweep(df, name, {"fast_period": [5, 6]}, executor="inline", store=tmp_path)
+    assert run.results["error"].str.contains(match).all(), set(run.results["error"])
+
+
+def test_a_level_line_given_as_a_list_runs_in_a_sweep_as_in_a_backtest(df, tmp_path):
+    """Levels(atr=<a list>) ran in a backtest and was an AttributeError ('list' object has no
+    attribute 'shape') in a sweep's role check."""
+    import dataclasses
+
+    from threadx.contract import ExitRules, Levels
+    from threadx.strategy.base import get_strategy, register
+
+    name = "test_levels_list"
+    register(dataclasses.replace(get_strategy("ma_crossover"), name=name, exits=lambda p: ExitRules(stop_atr=2.0),
+                                 levels=lambda ind, p: Levels(atr=[float(x) for x in df["close"] * 0.01])))
+    run = threadx.sweep(df, name, {"fast_period": [5, 6]}, executor="inline", store=tmp_path)
+    for _, row in run.results.iterrows():
+        single = threadx.backtest(df, name, params={"fast_period": int(row["fast_period"])}).metrics
+        assert row["status"] == "ok" and row["sharpe"] == single["sharpe"] and row["n_trades"] == single["n_trades"]
 
 
 @pytest.mark.parametrize("n", [0, 1])

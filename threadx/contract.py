@@ -247,13 +247,46 @@ def prepare_signals(spec: "StrategySpec", bars: "Bars", params: Mapping[str, Any
     if stage is None:  # a sweep's plan, once per combo: no timing contexts to enter
         values = prepare_indicators(spec, bars, params, bank)
         sig = signal_flags(spec.signals(bars, _own_values(values), dict(params)), f"{spec.name}.signals", len(bars))
-        return values, sig, spec.levels(values, dict(params))
+        return values, sig, strategy_levels(spec, values, params, len(bars))
     with stage("indicators"):
         values = prepare_indicators(spec, bars, params, bank)
     with stage("signals"):
         sig = signal_flags(spec.signals(bars, _own_values(values), dict(params)), f"{spec.name}.signals", len(bars))
-        levels = spec.levels(values, dict(params))
+        levels = strategy_levels(spec, values, params, len(bars))
     return values, sig, levels
+
+
+_LINE_NAMES = ("atr", "band_lo", "band_mid", "band_hi")  # the fields of Levels
+
+
+def strategy_levels(spec: "StrategySpec", values: IndicatorValues, params: Mapping[str, Any], n_bars: int) -> Levels:
+    """``spec.levels(values, params)`` checked: a :class:`Levels` whose lines are None or one
+    number per bar, as float64 arrays (a list or float32 line converted once, here); ParamError
+    naming the strategy's ``levels`` otherwise (a dict or None was an AttributeError deep in a
+    sweep's role check, and a line of the wrong length named neither the strategy nor levels)."""
+    levels = spec.levels(values, dict(params))
+    if not isinstance(levels, Levels):
+        raise ParamError(f"{spec.name}.levels must return Levels(...) (threadx.strategy.Levels, its lines None or "
+                         f"one number per bar), got {type(levels).__name__}")
+    lines = [getattr(levels, name) for name in _LINE_NAMES]
+    if all(line is None or (type(line) is np.ndarray and line.dtype == np.float64 and line.shape == (n_bars,))
+           for line in lines):
+        return levels
+    checked = {}
+    for name, line in zip(_LINE_NAMES, lines):
+        if line is None:
+            checked[name] = None
+            continue
+        try:
+            arr = np.asarray(line, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ParamError(f"{spec.name}.levels: its {name} line must be an array of numbers, got "
+                             f"{type(line).__name__}") from None
+        if arr.shape != (n_bars,):
+            raise ParamError(f"{spec.name}.levels: its {name} line has shape {arr.shape}, expected one value per "
+                             f"bar ({n_bars:,},)")
+        checked[name] = arr
+    return Levels(**checked)
 
 
 def _own_values(values: IndicatorValues) -> IndicatorValues:

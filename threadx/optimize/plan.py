@@ -39,7 +39,7 @@ import pandas as pd
 
 from threadx import logs
 from threadx.contract import (BAR_LABEL, ExitRules, Levels, indicator_needs, prepare_indicators, prepare_signals,
-                              signal_flags)
+                              signal_flags, strategy_levels)
 from threadx.data.bars import Bars
 from threadx.engine import kernel
 from threadx.engine import layout as L
@@ -581,7 +581,8 @@ class Planner:
                 if resets:
                     params = spec.results_params(params)
                 if not signals:
-                    return None, spec.levels(prepare_indicators(spec, bars, params, bank), params)
+                    return None, strategy_levels(spec, prepare_indicators(spec, bars, params, bank), params,
+                                                 self.n_bars)
                 _, sig, levels = prepare_signals(spec, bars, params, bank)
                 return sig, levels  # (uint8 flags: prepare_signals checked them)
             except Exception as exc:  # noqa: BLE001 - recorded for the combos of this group
@@ -615,7 +616,7 @@ class Planner:
             try:
                 params = spec.results_params(params)
                 values = prepare_indicators(spec, bars, params, bank)
-                levels = spec.levels(values, params)
+                levels = strategy_levels(spec, values, params, n_bars)
                 rows = spec.batch_signals(bars, values, params, {name: col[positions] for name, col in columns.items()})
                 rows = signal_flags(rows, f"{spec.name}.batch_signals")
             except Exception:  # noqa: BLE001 - redone one by one, which words the error
