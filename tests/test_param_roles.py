@@ -286,6 +286,21 @@ def test_the_check_catches_wrong_indicator_labels(synthetic_bars: Bars, bank: In
     assert any(f.startswith("ma_crossover.signal_rule") and "the row of fast_period=" in f for f in failures)
 
 
+
+def test_a_sweep_refusing_wrong_indicator_labels_says_to_fix_the_labels(synthetic_bars: Bars,
+                                                                        bank: IndicatorBank) -> None:
+    """The refusal named the labels, then advised "fix its feeds=", which were right."""
+    from threadx.checks.roles import check_sweep_roles
+    from threadx.optimize.space import SearchSpace
+
+    spec = get_strategy("ma_crossover")
+    params = tuple(replace(p, indicator_labels=("slow",)) if p.name == "fast_period" else p for p in spec.params)
+    space = SearchSpace(replace(spec, params=params, signal_rule=None),
+                        {"fast_period": "5:20:5", "slow_period": [50]})
+    with pytest.raises(ParamError, match=r"declares indicator_labels \('slow',\): this sweep would merge combos "
+                                         r"that differ and store wrong rows; fix its indicator_labels= \(`threadx"):
+        check_sweep_roles(space, synthetic_bars, [0, 1, 2], bank)
+
 def test_a_signal_rule_that_cannot_work_is_refused() -> None:
     spec = get_strategy("ma_crossover")
     with pytest.raises(ParamError, match="signal_rule reads param 'lookback', which ma_crossover does not declare"):

@@ -377,7 +377,7 @@ def check_sweep_roles(space: Any, bars: Bars, combo_ids: Sequence[int], bank: An
     A few ``signals`` calls per varied param, no backtest: the whole check is ``threadx strategy
     check``. ParamError naming the param."""
     spec = space.strategy
-    advice = f"fix its feeds= (`threadx strategy check {spec.name}` lists every such case)"
+    advice = f"(`threadx strategy check {spec.name}` lists every such case)"
     varied = [axis.name for axis in space.axes if len(axis) > 1]
     checked = 0
     for combo_id in dict.fromkeys(int(c) for c in combo_ids):
@@ -423,10 +423,12 @@ def _refuse_moved(spec: StrategySpec, bars: Bars, bank: Any, param: Param, start
         other = stages(spec, bars, other_params, bank, backtest=False)
     except Exception:  # noqa: BLE001 - that combo fails in the sweep, with its error
         return
-    wrong = violations(param, changes(base, other)) + label_violations(param, base, other)
+    wrong, fix = violations(param, changes(base, other)), "feeds="
+    if not wrong:  # the roles hold: the labels it declares may not
+        wrong, fix = label_violations(param, base, other), "indicator_labels="
     if wrong:
         others = ", ".join(f"{name}={start[name]!r}" for name in varied if name != param.name)
         with_others = f", with {others}" if others else ""
         raise ParamError(f"strategy {spec.name}: {param.name}={other_params[param.name]!r} (from "
                          f"{start[param.name]!r}{with_others}) {wrong[0]}: this sweep would merge combos that differ "
-                         f"and store wrong rows; {advice}")
+                         f"and store wrong rows; fix its {fix} {advice}")
