@@ -423,3 +423,16 @@ def test_exits_that_edit_their_params_change_no_callers(df, tmp_path):
     assert result.params["fast_period"] == 7
     run = threadx.sweep(df, "test_editing_exits", {"fast_period": [5, 7]}, executor="inline", store=tmp_path)
     assert sorted(run.results["fast_period"]) == [5, 7]
+
+
+def test_a_line_the_exit_rules_need_and_levels_does_not_give_names_levels(df):
+    import dataclasses
+
+    from threadx.contract import ExitRules, no_levels
+    from threadx.strategy.base import get_strategy, register
+
+    register(dataclasses.replace(get_strategy("ma_crossover"), name="test_levels_missing_atr",
+                                 exits=lambda p: ExitRules(stop_atr=2.0), levels=no_levels))
+    with pytest.raises(ParamError, match=r"the exit rules need the ATR line, which the strategy's levels\(\) does not "
+                                         r"give \(Levels\(atr=...\)\)"):
+        threadx.backtest(df, "test_levels_missing_atr")

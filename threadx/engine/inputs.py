@@ -459,18 +459,19 @@ def level_arrays(levels: Levels, rules: ExitRules, n: int) -> tuple[np.ndarray, 
         raise ParamError(f"levels() must return Levels(...) (threadx.strategy.Levels), got {type(levels).__name__}")
     needs_atr, needs_mid, needs_edges = line_needs(rules)
 
-    def pick(arr: np.ndarray | None, needed: bool, what: str) -> np.ndarray:
+    def pick(arr: np.ndarray | None, needed: bool, what: str, field: str) -> np.ndarray:
         if not needed:
             return UNUSED_LINE if arr is None else _f64(arr, n, what)
         if arr is None:
-            raise ParamError(f"the exit rules need the {what} line, which the strategy does not provide")
+            raise ParamError(f"the exit rules need the {what} line, which the strategy's levels() does not give "
+                             f"(Levels({field}=...))")
         return _f64(arr, n, what)
 
     return (
-        pick(levels.atr, needs_atr, "ATR"),
-        pick(levels.band_lo, needs_edges, "lower band"),
-        pick(levels.band_mid, needs_mid, "middle band"),
-        pick(levels.band_hi, needs_edges, "upper band"),
+        pick(levels.atr, needs_atr, "ATR", "atr"),
+        pick(levels.band_lo, needs_edges, "lower band", "band_lo"),
+        pick(levels.band_mid, needs_mid, "middle band", "band_mid"),
+        pick(levels.band_hi, needs_edges, "upper band", "band_hi"),
     )
 
 
