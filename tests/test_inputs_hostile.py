@@ -428,8 +428,8 @@ def test_exits_that_edit_their_params_change_no_callers(df, tmp_path):
 def test_a_line_the_exit_rules_need_and_levels_does_not_give_names_levels(df):
     import dataclasses
 
-    from threadx.contract import ExitRules, no_levels
-    from threadx.strategy.base import get_strategy, register
+    from threadx.contract import ExitRules
+    from threadx.strategy.base import get_strategy, no_levels, register
 
     register(dataclasses.replace(get_strategy("ma_crossover"), name="test_levels_missing_atr",
                                  exits=lambda p: ExitRules(stop_atr=2.0), levels=no_levels))
