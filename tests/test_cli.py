@@ -7,6 +7,7 @@ import subprocess
 import sys
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -616,3 +617,16 @@ def test_a_strategies_folder_file_crashing_the_command_is_named_with_its_line(tm
                           env={**os.environ, "THREADX_STRATEGY_DIR": str(tmp_path)})
     assert done.returncode == -11
     assert "Segmentation fault" in done.stderr and f'File "{tmp_path / "boom.py"}", line 2' in done.stderr
+
+
+def test_an_import_refusing_sparse_bars_says_so_once(tmp_path, capsys):
+    """A warning line (load_ohlcv's, through the muted logger's child) came before the error
+    line, with the same text."""
+    from threadx.data.synthetic import generate_synthetic
+
+    frame = generate_synthetic("ABC_USDT", days=20, seed=3)
+    csv = tmp_path / "ABC_USDT-1h.csv"
+    frame[np.arange(len(frame)) % 10 < 6].reset_index().to_csv(csv, index=False)  # 4 bars in 10 missing
+    assert main(["data", "import", str(csv), "--exchange", "myex"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "not imported: quality" in err[0], err

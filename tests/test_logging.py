@@ -140,6 +140,21 @@ def test_the_kernels_warm_up_is_not_logged_but_other_threads_are(tmp_path, monke
     assert seen == ["a user's run meanwhile", "after"]
 
 
+
+def test_muted_records_of_a_module_logger_reach_neither_the_file_nor_the_console(workspace, capsys):
+    """The mute filter sat on the "threadx" logger, which passes its children's records: an import
+    refusing sparse bars printed load_ohlcv's "threadx.data" warning, then its error, same text."""
+    logs.set_console("WARNING")
+    path = logs.ensure_file()
+    with logs.muted():
+        logging.getLogger("threadx.data").warning("muted child record")
+        logs.logger().warning("muted own record")
+    logging.getLogger("threadx.data").warning("child record after")
+    text = path.read_text()
+    assert "muted" not in text and "child record after" in text
+    err = capsys.readouterr().err
+    assert "muted" not in err and "child record after" in err
+
 def test_a_queued_job_is_logged_with_what_it_runs(workspace, monkeypatch):
     """A research job was logged as "queued: research None" (it has strategies, not a strategy)."""
     from threadx.requests import ResearchRequest, SweepRequest

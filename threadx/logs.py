@@ -33,7 +33,8 @@ class _MuteFilter(logging.Filter):
         return not getattr(_MUTED, "on", False)
 
 
-logging.getLogger(NAME).addFilter(_MuteFilter())
+_MUTE = _MuteFilter()  # on each handler too: a logger's own filter passes the records of its children
+logging.getLogger(NAME).addFilter(_MUTE)
 
 
 @contextmanager
@@ -102,6 +103,7 @@ def ensure_file() -> Path | None:
         return None
     handler.setLevel(key[3])
     handler.setFormatter(logging.Formatter(FILE_FORMAT))
+    handler.addFilter(_MUTE)
     log.addHandler(handler)
     _FILE_KEY = key
     _set_level()
@@ -137,6 +139,7 @@ def set_console(level: str | int) -> None:
     handler.setLevel(level)
     handler.setFormatter(_ConsoleFormatter())
     handler.addFilter(_for_console)
+    handler.addFilter(_MUTE)
     log.addHandler(handler)
     log.propagate = False  # the console handler prints them; no second copy from the root logger
     _set_level()

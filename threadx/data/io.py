@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from threadx import logs
 from threadx.errors import DataError, ParamError, ThreadXError, os_reason
 from threadx.files import remove_dead_temps, temp_beside
 from threadx.filestamp import file_stamp
@@ -397,8 +398,9 @@ def import_ohlcv(
         check_one_market(source)
     shown = f"{first} (and {len(source) - 1} more)" if several else source  # (said in errors)
 
-    df, report = load_ohlcv(source, dedupe=dedupe, date_format=date_format, dayfirst=dayfirst, timezone=timezone,
-                            data_root=data_root, with_report=True)
+    with logs.muted():  # (load_ohlcv's warning of sparse bars: the import refuses them, in one error)
+        df, report = load_ohlcv(source, dedupe=dedupe, date_format=date_format, dayfirst=dayfirst,
+                                timezone=timezone, data_root=data_root, with_report=True)
     if not report.ok:  # sparse bars a backtest may read are still not imported
         raise DataError(f"{shown}: not imported: {report.first_errors()}")
     native = df.attrs.get("timeframe")
