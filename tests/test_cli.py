@@ -630,3 +630,18 @@ def test_an_import_refusing_sparse_bars_says_so_once(tmp_path, capsys):
     assert main(["data", "import", str(csv), "--exchange", "myex"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "not imported: quality" in err[0], err
+
+
+def test_a_backtest_of_a_file_says_what_its_reading_changed_and_a_reversed_range_is_named(tmp_path, capsys):
+    """`backtest --data FILE` of unsorted rows with zone-less times said nothing (import and
+    validate did); --start after --end read "need at least 2 bars, got 0"."""
+    from threadx.data.synthetic import generate_synthetic
+
+    csv = tmp_path / "ABC_USDT-1h.csv"
+    rows = generate_synthetic("ABC_USDT", days=20, seed=3).reset_index().iloc[::-1]
+    rows.assign(timestamp=rows["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")).to_csv(csv, index=False)
+    assert main(["backtest", "--data", str(csv), "--strategy", "ma_crossover"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {csv}: rows are not in time order" in err and "times carry no zone: read as UTC" in err, err
+    assert main(["backtest", "--strategy", "ma_crossover", "--start", "2025-06-01", "--end", "2025-01-01"]) == 2
+    assert "--start 2025-06-01 is not before --end 2025-01-01" in capsys.readouterr().err

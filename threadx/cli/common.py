@@ -81,10 +81,18 @@ def _check_date(text: str | None, flag: str) -> None:
 def _load_data(args: argparse.Namespace):
     """The ``--data`` frame of a command, cut to ``--start``/``--end`` and resampled to ``--timeframe``."""
     import threadx
+    from threadx.data.io import as_utc
 
     _check_date(args.start, "--start")
     _check_date(args.end, "--end")
-    return threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
+    if args.start is not None and args.end is not None and as_utc(args.start) >= as_utc(args.end):
+        raise ThreadXError(f"--start {args.start} is not before --end {args.end}: no bar is in that range")
+    df = threadx.load_ohlcv(args.data, timeframe=args.timeframe, start=args.start, end=args.end)
+    if Path(str(args.data)).expanduser().is_file() and not getattr(args, "quiet", False):
+        # a file read as it is (a dataset's notes were said at its import): rows sorted, times read as UTC, gaps
+        for note in df.attrs.get("warnings") or []:
+            print(f"warning: {args.data}: {note}", file=sys.stderr)
+    return df
 
 
 def _dataset_funding(args: argparse.Namespace):

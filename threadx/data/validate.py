@@ -272,7 +272,8 @@ def validate_ohlcv(df: pd.DataFrame, timeframe: str | None = None, *, dedupe: bo
         else:
             rep.errors.append(
                 f"{rep.duplicates} duplicate timestamp(s), first at {_iso(first_dup)} (to keep the last of each: "
-                "dedupe=True, --dedupe, or the import form's 'Drop repeated timestamps')"
+                "dedupe=True in Python, `threadx data import --dedupe`, or the import form's 'Drop repeated "
+                "timestamps')"
             )
     if dedupe and rep.duplicates:
         rows, t = rows[last_of_run], t[last_of_run]  # checked rows, in time order
