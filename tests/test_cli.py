@@ -563,6 +563,16 @@ def test_json_output_is_strict_json(capsys):
     assert "no combo reaches the run's minimum of 10 trades" in capsys.readouterr().out
 
 
+
+def test_data_list_json_gives_a_missing_time_as_null(tmp_path, capsys):
+    """An unreadable dataset's first and last were the string "NaT" (the README: null)."""
+    bad = tmp_path / "data" / "myex" / "BAD_USDT-1h.parquet"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"PAR1 cut short")
+    assert main(["data", "list", "--json"]) == 0
+    row = next(r for r in json.loads(capsys.readouterr().out) if r["name"] == "myex/BAD_USDT-1h")
+    assert row["first"] is None and row["last"] is None
+
 def test_walkforward_save_writes_strict_json(tmp_path, capsys):
     """--save writes the JSON --json prints (one writer: strict, no NaN token)."""
     saved = tmp_path / "wf.json"

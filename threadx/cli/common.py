@@ -142,9 +142,14 @@ def _named_rows(values: dict[str, Any], key: str) -> list[dict[str, Any]]:
 
 
 def _json_text(obj: Any) -> str:
-    """``obj`` as strict JSON (a NaN or Infinity token breaks most parsers): NaN as null, +-inf
-    as "inf" / "-inf", times in ISO format, numpy scalars as numbers."""
+    """``obj`` as strict JSON (a NaN or Infinity token breaks most parsers): NaN and NaT as null,
+    +-inf as "inf" / "-inf", times in ISO format, numpy scalars as numbers."""
     def default(value: Any) -> Any:
+        try:
+            if value != value:  # a missing time (NaT, whose isoformat() is "NaT"): null
+                return None
+        except (TypeError, ValueError):  # (an array: no one truth value)
+            pass
         if hasattr(value, "isoformat"):
             return value.isoformat()
         if hasattr(value, "item"):
