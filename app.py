@@ -31,7 +31,8 @@ JOBS_EVERY_S = 2.0  # the sidebar's job list refreshes this often
 # page of its own without running this script (no sidebar, no navigation, no URL restore)
 PAGES = [
     st.Page("views/1_Data.py", title="Data", url_path="Data", icon=":material/database:"),
-    st.Page("views/2_Backtest.py", title="Backtest", icon=":material/candlestick_chart:", default=True),
+    st.Page("views/2_Backtest.py", title="Backtest", url_path="Backtest_home", icon=":material/candlestick_chart:",
+            default=True),
     st.Page("views/3_Optimisation.py", title="Optimisation", url_path="Optimisation", icon=":material/tune:"),
     st.Page("views/4_Validation.py", title="Validation", url_path="Validation", icon=":material/verified:"),
     st.Page("views/5_System_monitor.py", title="System monitor", url_path="System_monitor",
@@ -40,7 +41,10 @@ PAGES = [
     st.Page("views/7_Research.py", title="Research", url_path="Research", icon=":material/grid_view:"),
     st.Page("views/8_Portfolio.py", title="Portfolio", url_path="Portfolio", icon=":material/account_balance:"),
 ]
-navigation = st.navigation(PAGES)
+# the default page is served at / alone (its own path is reserved, not served): /Backtest, a link written as
+# every other page's, was "Page not found", so the page is also served there, out of the navigation
+BACKTEST_ALIAS = st.Page("views/2_Backtest.py", title="Backtest", url_path="Backtest", visibility="hidden")
+navigation = st.navigation([*PAGES, BACKTEST_ALIAS])
 # metric cards' figures shrink with the window (at 1024 px six cards a row cut "21.47 %" to "21.…" and a
 # grade to "F (0.0/…"); their labels wrap rather than being cut ("Max drawd…")
 # a search space's mode boxes (keys "...:mode") get no clear button: a box preset from the workspace has one

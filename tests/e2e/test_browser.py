@@ -276,6 +276,12 @@ def test_a_refresh_keeps_the_workspace(server, browser):
     other.on("pageerror", lambda exc: errors.append(str(exc)))
     open_app(other, url)
     same_view(other)
+    # the same view at /Backtest, a link written as every other page's ("Page not found" before)
+    typed = browser.new_page(viewport={"width": 1440, "height": 2000})
+    typed.on("pageerror", lambda exc: errors.append(str(exc)))
+    open_app(typed, server["url"].rstrip("/") + "/Backtest?" + url.split("?", 1)[1])
+    same_view(typed)
+    assert typed.get_by_text("Page not found").count() == 0
     assert not errors, errors
 
 
