@@ -655,3 +655,11 @@ def test_a_backtest_of_a_file_says_what_its_reading_changed_and_a_reversed_range
     assert f"warning: {csv}: rows are not in time order" in err and "times carry no zone: read as UTC" in err, err
     assert main(["backtest", "--strategy", "ma_crossover", "--start", "2025-06-01", "--end", "2025-01-01"]) == 2
     assert "--start 2025-06-01 is not before --end 2025-01-01" in capsys.readouterr().err
+
+
+
+def test_validate_with_an_unknown_timeframe_is_the_commands_error(capsys):
+    """`data validate FILE --timeframe 1M` gave a red report of the file, exit 1; every other
+    command refuses the timeframe itself (exit 2)."""
+    assert main(["data", "validate", "sample:BTC_USDT-1h", "--timeframe", "1M"]) == 2
+    assert "unknown timeframe '1M'" in capsys.readouterr().err

@@ -28,7 +28,10 @@ def cmd_data_list(args: argparse.Namespace) -> int:
 def cmd_data_validate(args: argparse.Namespace) -> int:
     from threadx.data.catalog import resolve_dataset
     from threadx.data.io import check_ohlcv_file
+    from threadx.data.timeframe import timeframe_seconds
 
+    if args.timeframe is not None:
+        timeframe_seconds(args.timeframe)  # an unknown one is the command's error, not a red report of the file
     path = resolve_dataset(args.source)
     _, report = check_ohlcv_file(path, args.timeframe, date_format=args.date_format, timezone=args.timezone)
     if args.json:
