@@ -148,6 +148,22 @@ def test_thousands_separators_read(tmp_path):
     same_bars(read_ohlcv_file(tmp_path / "thousands.csv"), df)
 
 
+
+def test_dotted_thousands_with_a_decimal_comma_read(tmp_path):
+    """A European export (60.497,99 with ';' between values) was refused as non-numeric."""
+    def dotted(x: float) -> str:
+        return f"{x:,.2f}".replace(",", " ").replace(".", ",").replace(" ", ".")
+
+    df = reference()
+    df = df.assign(volume=df["volume"].round(2) + 1000.0)  # (some volumes past a thousand: 1.234,56)
+    text = "timestamp;open;high;low;close;volume\n" + "".join(
+        f"{t};{dotted(o)};{dotted(h)};{dotted(lo)};{dotted(c)};{dotted(v)}\n" for t, o, h, lo, c, v in
+        zip(epoch_ms(df), df["open"], df["high"], df["low"], df["close"], df["volume"]))
+    (tmp_path / "dotted.csv").write_text(text)
+    got = read_ohlcv_file(tmp_path / "dotted.csv")
+    assert "." in text.splitlines()[1].split(";")[1]
+    same_bars(got, df.round(2))
+
 def test_a_volume_average_is_never_taken_for_the_volume(tmp_path):
     df = reference()
     frame = df.reset_index().rename(columns={"volume": "Volume MA"})

@@ -244,6 +244,8 @@ def read_csv_source(source: Path | bytes, name: str = "") -> pd.DataFrame:
         raw, options = _parse(source, {**options, "decimal": ","})  # (101,5 for 101.5)
     elif reading == "thousands":
         raw, options = _parse(source, {**options, "thousands": ","})  # ("70,292.01", quoted)
+    elif reading == "dotted":
+        raw, options = _parse(source, {**options, "decimal": ",", "thousands": "."})  # (60.497,99 for 60497.99)
     _cut_off(_last_lines(source, options["encoding"]), sep, raw, name)
     if not header:
         return row_layout(raw, name)
@@ -374,17 +376,23 @@ def _default_names(raw: pd.DataFrame) -> pd.DataFrame | None:
 def _comma_reading(texts: list[pd.Series], sep: str) -> str | None:
     """How the number columns pandas read as text (they hold commas) are written: ``"decimal"``
     (``101,5``; a ``0,512`` or a group of other than three digits says so), ``"thousands"``
-    (``70,292.01``, ``70,000``), or None (text to report). Decided for the whole file: with
-    ``;``, tab or ``|`` a comma is a decimal mark when it can be one (a European file), with ``,``
-    (quoted values) a thousands separator unless some value says decimal.
+    (``70,292.01``, ``70,000``), ``"dotted"`` (dots between thousands and a decimal comma,
+    ``60.497,99``, with ``;``, tab or ``|`` between values), or None (text to report). Decided
+    for the whole file: with ``;``, tab or ``|`` a comma is a decimal mark when it can be one (a
+    European file), with ``,`` (quoted values) a thousands separator unless some value says decimal.
 
     >>> _comma_reading([pd.Series(["70,000", "1,512.5"])], ","), _comma_reading([pd.Series(["0,512", "1,5"])], ",")
     ('thousands', 'decimal')
+    >>> _comma_reading([pd.Series(["60.497,99", "590,93"])], ";")
+    'dotted'
     """
     columns = [t.dropna().astype(str).str.strip() for t in texts]
     columns = [c for c in columns if len(c) and c.str.fullmatch(r"-?[\d.,]+").all() and c.str.contains(",").any()]
     if not columns:
         return None
+    if sep != "," and all(c.str.fullmatch(r"-?\d{1,3}(\.\d{3})+(,\d+)?|-?\d+(,\d+)?").all() for c in columns) and \
+            any(c.str.contains(".", regex=False).any() for c in columns):
+        return "dotted"
     decimal = all(c.str.fullmatch(r"-?\d+(,\d+)?").all() for c in columns)
     thousands = all(c.str.fullmatch(r"-?\d+(\.\d+)?|" + _THOUSANDS.pattern).all() for c in columns)
     says_decimal = any(c.str.fullmatch(r"-?0,\d+|-?\d+,(\d{1,2}|\d{4,})").any() for c in columns)
