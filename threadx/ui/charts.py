@@ -535,10 +535,12 @@ def price_figure(
         ), row=2, col=1)
         fig.update_yaxes(title_text="Volume", row=2, col=1)
 
-    # legend under the chart: above it, it would collide with the title and the range buttons
+    # legend under the chart: above it, it would collide with the title and the range buttons; at the
+    # figure's bottom edge (not a share of the plot's height, which put it over the second line of the
+    # time labels, the date, once zoomed to hours), under a margin that holds both
     fig.update_layout(template=TEMPLATE, title=_title(title or "Price", notes), hovermode="x",
-                      margin=dict(l=50, r=20, t=80 + 14 * max(0, len(notes) - 1), b=70),
-                      legend=dict(orientation="h", y=-0.14, x=0, yanchor="top"),
+                      height=500, margin=dict(l=50, r=20, t=80 + 14 * max(0, len(notes) - 1), b=110),
+                      legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0),
                       bargap=0)
     fig.update_xaxes(rangeslider_visible=False)
     _range_selector(fig)
