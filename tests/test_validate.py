@@ -344,3 +344,15 @@ def test_validation_is_fast_on_120k_bars(shared_data: Path) -> None:
     t = time.perf_counter()
     validate_ohlcv(df)
     assert time.perf_counter() - t < 0.5
+
+
+def test_finer_bars_among_the_timeframe_are_named_as_sharing_a_slot() -> None:
+    """A 4h file with one day of 1h bars read "18 off-grid timestamp(s)" alone: nothing said that
+    several bars fell in one 4h slot."""
+    four = bars(60).iloc[::4]
+    hourly = bars(60).iloc[16:24]  # two 4h slots as 1h bars: 6 of them off the 4h grid, 6 sharing a slot
+    mixed = pd.concat([four[~four.index.isin(hourly.index)], hourly]).sort_index()
+    rep = validate_ohlcv(mixed, "4h")
+    note = next(w for w in rep.warnings if "off-grid" in w)
+    assert "6 off-grid timestamp(s)" in note and "6 bars share a 4h slot with the bar before" in note, note
+    assert not any("share a" in w for w in validate_ohlcv(set_value(four, 3, "close", 100.0), "4h").warnings)
