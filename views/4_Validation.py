@@ -389,7 +389,8 @@ def show_walk_forward(run_id: str, form: dict[str, Any] | None = None) -> bool:
         ("OOS Sharpe", format_metric("sharpe", summary.get("sharpe")), "Annualised Sharpe of the stitched OOS record."),
         ("OOS max drawdown", format_metric("max_drawdown", summary.get("max_drawdown")), None),
         ("OOS trades", format_metric("n_trades", summary.get("n_trades")), None),
-        ("Elapsed", format_metric("elapsed_s", meta.get("elapsed_s")), "Walk-forward time, validation excluded."),
+        ("Walk-forward time", format_metric("elapsed_s", meta.get("elapsed_s")),
+         "The windows' sweeps and OOS backtests; the job's start, data load and this validation excluded."),
     ])
     grade_card(grade)
     with st.expander("Where the time went", expanded=False):

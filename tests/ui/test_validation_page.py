@@ -117,7 +117,7 @@ def test_small_walk_forward_job_shows_results_and_grade_card():
     assert re.fullmatch(r"[\d,]+", values["OOS trades"]), values["OOS trades"]
     for label in ("Consistency", "OOS return", "OOS max drawdown", "P(OOS loss)"):
         assert re.fullmatch(r"-?[\d,]+\.\d\d %", values[label]), (label, values[label])
-    assert values["Elapsed"].endswith(" s") and re.fullmatch(r"[\d,]+", values["Trials (N)"])
+    assert values["Walk-forward time"].endswith(" s") and re.fullmatch(r"[\d,]+", values["Trials (N)"])
     windows = next(df for df in at.dataframe if "oos_n_trades" in df.value.columns)
     config = json.loads(windows.proto.columns)
     assert config["oos_total_return"]["type_config"]["format"] == "%.2f %%"  # in percent points
