@@ -25,7 +25,8 @@ from threadx.optimize.runner import default_workers
 from threadx.requests import DatasetRef, ResearchRequest
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
-from threadx.ui.state import active_dataset, active_strategy, dataset_names, load_dataset, strategy_names
+from threadx.ui.state import (active_dataset, active_strategy, dataset_names, load_dataset, stored_pick,
+                              strategy_names)
 from threadx.ui.walk_forward_form import BOUNDS
 from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, followed_job, funding_toggle, job_progress,
                                 number_box, show_finished_job, space_editor)
@@ -204,16 +205,10 @@ stored = rs.list_research(RESULTS_DIR, damaged)
 for research_id, why in damaged:
     st.warning(f"Stored research {research_id} is damaged and left out of the list: {why}.")
 if stored:
-    ids = [r["research_id"] for r in stored]
     info = {r["research_id"]: r for r in stored}
-    repick = st.session_state.pop("_rs_repick", False)
-    if repick or st.session_state.get("rs_history") not in ids:
-        held = st.session_state.get("rs_run")
-        st.session_state["rs_history"] = held if held in ids else ids[0]
-    pick = st.selectbox("Stored research", ids, key="rs_history",
-                        format_func=lambda r: f"{r} · {info[r]['strategies']} · {info[r]['datasets']} · "
-                                              f"{info[r]['cells']} cells · {info[r]['status']}")
-    st.session_state["rs_run"] = pick
+    pick = stored_pick("Stored research", list(info), "rs", "research", what="research",
+                       describe=lambda r: f"{r} · {info[r]['strategies']} · {info[r]['datasets']} · "
+                                          f"{info[r]['cells']} cells · {info[r]['status']}")
     show_research(pick)
 elif job is None or job.is_finished:
     st.info("No stored research yet: pick one or more strategies and datasets above (the synthetic sample is "

@@ -29,7 +29,8 @@ from threadx.requests import DatasetRef, PortfolioRequest
 from threadx.ui import portfolio as pf
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
-from threadx.ui.state import active_dataset, active_strategy, dataset_names, label_dataset, strategy_names
+from threadx.ui.state import (active_dataset, active_strategy, dataset_names, label_dataset, stored_pick,
+                              strategy_names)
 from threadx.ui.widgets import (follow_job, followed_job, job_progress, metric_grid, number_box, param_form,
                                 show_finished_job, show_problems)
 from threadx.units import format_metric, table_view
@@ -284,14 +285,8 @@ stored = list_portfolios(RESULTS_DIR, damaged)
 for portfolio_id, why in damaged:
     st.warning(f"Stored portfolio {portfolio_id} is damaged and left out of the list: {why}.")
 if stored:
-    ids = [p["portfolio_id"] for p in stored]
     info = {p["portfolio_id"]: p for p in stored}
-    repick = st.session_state.pop("_pf_repick", False)
-    if repick or st.session_state.get("pf_history") not in ids:
-        held = st.session_state.get("pf_run")
-        st.session_state["pf_history"] = held if held in ids else ids[0]
-    pick = st.selectbox("Stored portfolios", ids, key="pf_history",
-                        format_func=lambda p: f"{p} · {info[p]['runners']} runners · return "
-                                              f"{format_metric('total_return', info[p]['total_return'])}")
-    st.session_state["pf_run"] = pick
+    pick = stored_pick("Stored portfolios", list(info), "pf", "portfolio", what="portfolio",
+                       describe=lambda p: f"{p} · {info[p]['runners']} runners · return "
+                                          f"{format_metric('total_return', info[p]['total_return'])}")
     show_portfolio(pick)

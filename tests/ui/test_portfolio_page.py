@@ -192,6 +192,23 @@ def test_a_stored_portfolio_opens_from_history(workspace):
     assert len(titles["Drawdown correlation between runners"]["data"][0]["x"]) == 2
 
 
+
+def test_the_url_names_the_portfolio_shown_so_a_refresh_shows_it_again(workspace):
+    """A refresh showed the newest stored portfolio (another tab's, say), not the one on screen."""
+    from threadx.portfolio import portfolio_backtest
+
+    portfolio_backtest([f"bb_atr:{SAMPLE}"], portfolio_id="older")
+    portfolio_backtest([f"ma_crossover:{SAMPLE}"], portfolio_id="newer")
+    at = open_page("8_Portfolio.py")
+    assert at.query_params.get("portfolio") == "newer"
+    at.selectbox(key="pf_history").set_value("older").run()
+    assert at.query_params.get("portfolio") == "older"
+    refreshed = open_page("8_Portfolio.py", portfolio="older")  # a new session on that URL
+    assert refreshed.selectbox(key="pf_history").value == "older" and "Portfolio older" in texts(refreshed.subheader)
+    gone = open_page("8_Portfolio.py", portfolio="deleted-one")
+    assert any("The link names portfolio **deleted-one**, which is not stored" in w.value for w in gone.warning)
+    assert gone.selectbox(key="pf_history").value == "newer" and gone.query_params.get("portfolio") == "newer"
+
 def test_portfolio_from_winners_prefills_the_runners(workspace):
     from threadx.validation.research import research
 

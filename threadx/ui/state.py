@@ -35,7 +35,8 @@ reopens it (the form values live in the workspace file, threadx.ui.workspace):
                        :func:`dataset_picker` and :func:`strategy_picker`
 - ``bt``               id of the backtest shown on the Backtest page (its request stored by
                        :func:`threadx.ui.workspace.save_backtest`); a new session re-runs it
-- ``run``              the Optimisation page's run on display (owned by that page)
+- ``run``              the Optimisation page's run on display (owned by that page); ``wf``, ``research``
+                       and ``portfolio``: the Validation, Research and Portfolio pages' (:func:`stored_pick`)
 - ``job``              the active job the page follows (:func:`threadx.ui.widgets.followed_job`):
                        a refresh follows it again, not another tab's
 """
@@ -207,6 +208,28 @@ def linked_run(session_key: str, param: str) -> str | None:
     if run_id and url != run_id:
         st.query_params[param] = run_id
     return run_id or None
+
+
+def stored_pick(label: str, ids: list[str], prefix: str, param: str, describe: Callable[[str], str],
+                what: str) -> str:
+    """The stored result (of ``ids``, newest first) a page shows, picked in its history box
+    (key ``<prefix>_history``): the session's (``<prefix>_run``, which a finished job sets with
+    ``_<prefix>_repick``), else the one the URL's ``?param=`` names (a refresh, a link), else the
+    newest; the URL names the pick. A refreshed page showed the newest stored one, maybe another
+    tab's. An unknown id in the URL is said (``what``: "research", "portfolio") and left out."""
+    held = linked_run(f"{prefix}_run", param)
+    if held and held not in ids:
+        st.warning(f"The link names {what} **{plain(held)}**, which is not stored (deleted?): showing "
+                   f"{plain(ids[0])} instead.")
+        held = st.session_state[f"{prefix}_run"] = None
+    repick = st.session_state.pop(f"_{prefix}_repick", False)
+    if repick or st.session_state.get(f"{prefix}_history") not in ids:
+        st.session_state[f"{prefix}_history"] = held if held in ids else ids[0]
+    pick = st.selectbox(label, ids, key=f"{prefix}_history", format_func=describe)
+    st.session_state[f"{prefix}_run"] = pick
+    if st.query_params.get(param) != pick:
+        st.query_params[param] = pick
+    return pick
 
 
 def drop_linked_run(session_key: str, param: str) -> None:
