@@ -132,3 +132,16 @@ def test_a_research_refuses_one_series_for_every_dataset(funded, tmp_path):
     with pytest.raises(ParamError, match="one series cannot be every dataset's"):
         research("ma_crossover", [NAME, "test/BBB_USDT-1h"], {"fast_period": [5]}, funding=stored_funding(NAME),
                  results_dir=tmp_path / "results")
+
+
+def test_a_portfolio_from_python_pays_the_stored_funding_files_by_default(funded, tmp_path):
+    """portfolio_backtest defaulted to no funding while the README, the command and the page apply
+    each dataset's file: a portfolio of research winners run from Python dropped its research's funding."""
+    from threadx.portfolio import portfolio_backtest
+
+    runner = f"ma_crossover:{NAME}:fast_period=10,slow_period=40"
+    default = portfolio_backtest([runner], results_dir=tmp_path, save=False)
+    stored = portfolio_backtest([runner], funding=STORED, results_dir=tmp_path, save=False)
+    off = portfolio_backtest([runner], funding=None, results_dir=tmp_path, save=False)
+    assert default.metrics == stored.metrics and default.metrics["total_funding"] != 0.0
+    assert off.metrics["total_funding"] == 0.0

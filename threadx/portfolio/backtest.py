@@ -70,7 +70,7 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
                        weights: Sequence[float] | None = None, margin_guard: float | None = None,
                        runner_cap: float | None = None, kill_switch: float | None = None,
                        kill_window: str = DEFAULT_KILL_WINDOW, cooldown: str = DEFAULT_COOLDOWN,
-                       funding: str | Mapping[str, Any] | None = None, frames: Mapping[str, Any] | None = None,
+                       funding: str | Mapping[str, Any] | None = STORED, frames: Mapping[str, Any] | None = None,
                        portfolio_id: str | None = None, results_dir: str | os.PathLike | None = None,
                        save: bool = True, bank: Any = None, progress: Progress | None = None,
                        cancel: Any = None, memory_budget: Any = None, origin: str | None = None,
@@ -81,9 +81,9 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     dicts. ``weights``: one per runner (default: each runner's own weight, 1). The three gates
     (module docstring) are fractions: ``margin_guard=0.7`` is 70 % of the equity,
     ``kill_switch=0.3`` a 30 % drawdown; ``kill_window`` / ``cooldown``: pandas durations
-    ("24h", "3D"). ``funding``: None (none), ``"stored"`` (each dataset's funding file, when
-    there is one: ``threadx data fetch --funding``) or a mapping from runner label to a
-    funding Series. ``frames``: already loaded frames by runner label (tests, the pages).
+    ("24h", "3D"). ``funding``: ``"stored"`` (the default, as in a research and on the command
+    line: each dataset's funding file, when there is one: ``threadx data fetch --funding``), None
+    (none) or a mapping from runner label to a funding Series. ``frames``: already loaded frames by runner label (tests, the pages).
     ``engine``: engine options for every runner (fee_bps, leverage, fill, ...; not
     initial_capital: see ``capital``). Saved under ``<results>/portfolios/<id>`` unless
     ``save`` is False. Errors name the runner. ``progress(done, total, phase)`` is called as
