@@ -454,3 +454,15 @@ def test_constant_funding_charges_every_settlement_on_long_bars():
         rates = funding_per_bar(0.001, bars)
         # 3 days = 9 settlements at 00, 08, 16 UTC
         assert rates.sum() == pytest.approx(0.009), hours
+
+
+def test_funding_settled_in_a_gap_of_the_data_is_paid_after_it_by_the_position_held_through_it():
+    """Settlements in a gap were charged at the open of the bar before it: a position entered
+    at that open paid rates of hours it did not hold, one closed at its close too."""
+    from threadx.engine.inputs import funding_per_bar
+
+    hours = np.r_[np.arange(0, 6), np.arange(26, 31)]  # 1h bars, none from 06:00 to 01:00 the next day
+    bars = Bars(*(np.full(len(hours), 100.0) for _ in range(5)), hours * HOUR_NS, "1h")
+    settle = pd.to_datetime([0, 8, 16, 24, 26, 32], unit="h", utc=True)
+    rates = funding_per_bar(pd.Series([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], index=settle), bars)
+    assert rates.tolist() == [1.0, 0, 0, 0, 0, 0, 2.0 + 3.0 + 4.0 + 5.0, 0, 0, 0, 0]  # (32h: after the data)

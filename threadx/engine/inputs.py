@@ -500,15 +500,20 @@ def funding_per_bar(funding: Any, bars: Bars) -> np.ndarray | None:
         funding = pd.Series(float(funding), index=settle)
     if isinstance(funding, pd.Series):
         # a rate settled at time T is paid in the bar that contains T, by the position held
-        # at that bar's open (on aligned 1h/4h/8h bars: the bar opening at T)
+        # at that bar's open (on aligned 1h/4h/8h bars: the bar opening at T); one settled in a
+        # gap of the data, in the first bar after it, by the position held through the gap (it
+        # was paid before the gap, by whatever the bar before held at its open)
         times = pd.DatetimeIndex(funding.index)
         if times.tz is None:
             raise DataError("funding Series index must be tz-aware UTC")
         settle_ns = times.tz_convert("UTC").as_unit("ns").asi8
         out = np.zeros(n)
+        bar_ns = _bar_ns(bars)
         pos = np.searchsorted(bars.time_ns, settle_ns, side="right") - 1
+        in_gap = (pos >= 0) & (settle_ns >= bars.time_ns[np.maximum(pos, 0)] + bar_ns)
+        pos = np.where(in_gap, pos + 1, pos)
         values = funding.to_numpy(dtype=np.float64)
-        end_ns = bars.time_ns[-1] + _bar_ns(bars)
+        end_ns = bars.time_ns[-1] + bar_ns
         keep = (pos >= 0) & (settle_ns < end_ns) & np.isfinite(values)
         np.add.at(out, pos[keep], values[keep])
         return out
