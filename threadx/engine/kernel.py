@@ -616,7 +616,7 @@ def close_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
         gross = d * qty * (px - entry_px)
         fee = qty * px * fee_rate
         cash = st[S_CASH] + st[S_MARGIN] + gross - fee
-        if cash <= 0.0:  # bust: see below
+        if cash <= 0.0 or reason == EXIT_LIQUIDATION:  # bust: see close_legs
             gross -= cash
             cash = 0.0
             st[S_LIQUIDATED] = 1.0
@@ -645,9 +645,11 @@ def close_legs(i, px, reason, p, st, trades, bmid, tested_i):
         gross = d * qty * (px - st[base + LEG_PX])
         cash = cash + st[base + LEG_MARGIN] + gross - qty * px * fee_rate
     shortfall = 0.0
-    if cash <= 0.0:
+    if cash <= 0.0 or reason == EXIT_LIQUIDATION:
         # the account is bust (liquidation, or a gap through the stop): the loss stops at
-        # the equity left, as an exchange's insurance fund takes the rest, and trading ends
+        # the equity left, as an exchange's insurance fund takes the rest, and trading ends;
+        # a fill at the liquidation price leaves zero up to rounding (+2e-11 left the run
+        # trading on nothing, each later entry skipped, and no liquidation said)
         shortfall = cash
         cash = 0.0
         st[S_LIQUIDATED] = 1.0
