@@ -705,3 +705,22 @@ def test_a_research_cell_with_an_infinite_number_is_read_as_json_safe_wrote_it(t
     path.write_text(json.dumps(data))
     monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path))
     assert [r.label for r in runners_from_research("r", kept_only=True)] == ["test_threshold:A"]
+
+
+def test_a_runner_liquidated_is_named_with_when_and_the_others_trade_on(capsys):
+    """The portfolio said liquidated: True (summed from the runners) while one runner went bust
+    and the other traded on; neither the command nor the page said which or when."""
+    from threadx.data.synthetic import generate_synthetic
+
+    btc, eth = generate_synthetic("BTC_USDT", "1h"), generate_synthetic("ETH_USDT", "1h")
+    runners = [Runner("ma_crossover", DatasetRef(source="BTC", name="BTC")),
+               Runner("test_threshold", DatasetRef(source="ETH", name="ETH"), {"enter_above": 0.0, "fraction": 0.01})]
+    result = portfolio_backtest(runners, capital=10_000, frames={runners[0].label: btc, runners[1].label: eth},
+                                save=False, leverage=15.0, sizing="fraction")
+    bust = [r for r in result.runners if r["metrics"]["liquidated"]]
+    assert [r["label"] for r in bust] == [runners[0].label] and result.metrics["liquidated"]
+    when = result.trades.loc[result.trades["exit_reason"] == "liquidation", "exit_time"].iloc[-1]
+    assert result.liquidation_notes() == [
+        f"runner {runners[0].label} was liquidated on {when:%Y-%m-%d %H:%M} UTC: its share of the capital reached 0 "
+        "and it stopped there; the other runners kept trading"]
+    assert result.timeline[f"eq:{runners[1].label}"].iloc[-1] > 0

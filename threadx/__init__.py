@@ -18,6 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+from threadx.jit_cache import use_versioned_cache  # noqa: E402 - before any kernel module is compiled or loaded
+
+use_versioned_cache()
+
 if TYPE_CHECKING:  # pragma: no cover
     from threadx.data.io import load_ohlcv
     from threadx.api import Result, backtest

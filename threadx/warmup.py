@@ -21,12 +21,19 @@ from typing import Any, Callable
 
 
 def _cache_is_warm() -> bool:
-    """True when every kernel module already has an on-disk numba cache index."""
+    """True when every kernel module already has a numba cache index in this version's cache
+    folder (:func:`threadx.jit_cache.cache_dir`; numba names a module's sub-folder after its
+    folder's name and the sha1 of its path)."""
+    import hashlib
+
+    from threadx.jit_cache import cache_dir
+
     root = Path(__file__).resolve().parent
     modules = [root / "engine" / "kernel.py", root / "engine" / "portfolio_loop.py",
                root / "indicators" / "kernels.py", root / "strategy" / "signal_kernels.py"]
     for module in modules:
-        cache = module.parent / "__pycache__"
+        folder = str(module.parent)
+        cache = cache_dir() / f"{module.parent.name}_{hashlib.sha1(folder.encode()).hexdigest()}"
         if not any(cache.glob(f"{module.stem}.*.nbi")):
             return False
     return True
@@ -113,6 +120,9 @@ def warming_note() -> str | None:
 
 
 def main() -> int:
+    from threadx.jit_cache import prune
+
+    prune()  # the compiled kernels of other versions of their sources
     warm = _cache_is_warm()
     print("Loading kernels ..." if warm else f"{COMPILING} ...", flush=True)
     started = time.perf_counter()

@@ -73,6 +73,19 @@ class PortfolioResult:
         drawdown = eq / eq.cummax() - 1.0
         return drawdown.corr(min_periods=2)
 
+    def liquidation_notes(self) -> list[str]:
+        """One line per runner whose sub-account went bust (``metrics["liquidated"]`` counts them):
+        when, and that the others kept trading. The count alone read as the whole account's end."""
+        notes = []
+        for runner in self.runners:
+            if not runner["metrics"].get("liquidated"):
+                continue
+            mine = self.trades[(self.trades["runner"] == runner["label"]) & (self.trades["exit_reason"] == "liquidation")]
+            when = f" on {mine['exit_time'].iloc[-1]:%Y-%m-%d %H:%M} UTC" if len(mine) else ""
+            notes.append(f"runner {runner['label']} was liquidated{when}: its share of the capital reached 0 and it "
+                         "stopped there; the other runners kept trading")
+        return notes
+
     def summary(self) -> dict[str, Any]:
         """The JSON-safe part (all but the two frames)."""
         def clean(d: dict[str, Any]) -> dict[str, Any]:
