@@ -34,14 +34,14 @@ def test_threadx_points_numba_at_this_versions_folder_in_a_process_and_its_child
             "child = subprocess.run([sys.executable, '-c', 'import numba, threadx, os; print(numba.config.CACHE_DIR)'], "
             "capture_output=True, text=True, check=True).stdout.strip(); assert child == str(cache_dir()), child; "
             "print(cache_dir())")
-    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "THREADX_NUMBA_CACHE_DIR")}
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", jit_cache.CHOSEN_ENV)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert Path(out.strip()).name == jit_cache.sources_hash()
 
 
 def test_a_users_own_numba_cache_folder_holds_threadxs_under_it(tmp_path):
     code = "import threadx, numba; print(numba.config.CACHE_DIR)"
-    env = {**{k: v for k, v in os.environ.items() if k != "THREADX_NUMBA_CACHE_DIR"},
+    env = {**{k: v for k, v in os.environ.items() if k != jit_cache.CHOSEN_ENV},
            "NUMBA_CACHE_DIR": str(tmp_path / "mine")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert Path(out.strip()) == tmp_path / "mine" / "threadx" / jit_cache.sources_hash()
@@ -56,3 +56,9 @@ def test_prune_removes_other_versions_only(tmp_path, monkeypatch):
     monkeypatch.setattr(jit_cache, "cache_dir", lambda: current)
     assert old in jit_cache.prune()
     assert current.is_dir() and other.is_dir() and not old.exists()
+
+
+def test_the_variable_threadx_sets_is_no_misspelt_setting():
+    from threadx.settings_file import unknown_variables
+
+    assert unknown_variables({jit_cache.CHOSEN_ENV: "/x", "NUMBA_CACHE_DIR": "/x"}) == []

@@ -25,7 +25,7 @@ PACKAGE = Path(__file__).resolve().parent
 JIT_SOURCES = ("contract.py", "engine/layout.py", "engine/kernel.py", "engine/portfolio_loop.py",
                "indicators/kernels.py", "strategy/__init__.py", "strategy/signal_kernels.py",
                "strategy/amplitude_hunter.py")
-_OURS = "THREADX_NUMBA_CACHE_DIR"  # the folder this module chose (children inherit NUMBA_CACHE_DIR set to it)
+CHOSEN_ENV = "THREADX_NUMBA_CACHE_DIR"  # the folder this module chose (children inherit NUMBA_CACHE_DIR set to it)
 
 
 def sources_hash(root: Path = PACKAGE) -> str:
@@ -43,7 +43,7 @@ def sources_hash(root: Path = PACKAGE) -> str:
 def _base() -> Path:
     """The folder holding one sub-folder per version."""
     given = os.environ.get("NUMBA_CACHE_DIR")
-    if given and given != os.environ.get(_OURS):
+    if given and given != os.environ.get(CHOSEN_ENV):
         return Path(given) / "threadx"
     in_tree = PACKAGE / "__pycache__"
     try:
@@ -57,7 +57,7 @@ def _base() -> Path:
 
 def cache_dir() -> Path:
     """The numba cache folder of this version of the kernels' sources."""
-    chosen = os.environ.get(_OURS)
+    chosen = os.environ.get(CHOSEN_ENV)
     if chosen and os.environ.get("NUMBA_CACHE_DIR") == chosen and Path(chosen).name == sources_hash():
         return Path(chosen)
     return _base() / sources_hash()
@@ -66,7 +66,7 @@ def cache_dir() -> Path:
 def use_versioned_cache() -> Path:
     """Point numba's cache at :func:`cache_dir` (before any kernel module is imported)."""
     folder = cache_dir()
-    os.environ[_OURS] = os.environ["NUMBA_CACHE_DIR"] = str(folder)
+    os.environ[CHOSEN_ENV] = os.environ["NUMBA_CACHE_DIR"] = str(folder)
     numba_config = sys.modules.get("numba.core.config")
     if numba_config is not None:  # numba imported first (a notebook): its config was read already
         numba_config.CACHE_DIR = str(folder)

@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from threadx.errors import SettingsError
+from threadx.jit_cache import CHOSEN_ENV
 from threadx.filestamp import stamp_or_none
 
 FILE_NAME = "threadx.toml"
 CONFIG_DIR_ENV = "THREADX_CONFIG_DIR"
 FLAGS_ENV = "THREADX_FLAG_SETTINGS"  # flags of the running command, inherited by its child processes
 GPU_REGISTERS_ENV = "THREADX_GPU_MAX_REGISTERS"  # register cap of the CUDA kernel (benchmarks/bench_gpu.py)
-_OTHER_ENV = (CONFIG_DIR_ENV, FLAGS_ENV, GPU_REGISTERS_ENV)
+_OTHER_ENV = (CONFIG_DIR_ENV, FLAGS_ENV, GPU_REGISTERS_ENV, CHOSEN_ENV)  # (not settings, set by threadx itself)
 _TEST_ENV_PREFIX = "THREADX_TEST_"  # the test suite's own switches
 AUTO = "auto"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
