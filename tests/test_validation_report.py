@@ -68,6 +68,22 @@ def test_validate_sweep_report_is_consistent_and_json_safe(run, synthetic_bars):
     json.dumps(report.to_dict(), allow_nan=False)
 
 
+@pytest.mark.parametrize("S", [8, 16, 6])
+def test_a_sweep_reports_periods_are_the_blocks_its_pbo_splits(run, synthetic_bars, S):
+    """The consistency and the regimes cut the bars in S near-equal parts, the PBO joined the
+    stored blocks into S groups: edges a few bars apart, a block's return of another sign."""
+    from threadx.validation.pbo import block_groups
+
+    report = threadx.validate(run, synthetic_bars, n=50, S=S)
+    block_end = np.asarray(run.manifest["block_end"])
+    ends = [int(block_end[group[-1]]) for group in block_groups(len(block_end), S)]
+    starts = [0, *ends[:-1]]
+    assert list(report.periods["start"]) == [synthetic_bars.index[k] for k in starts]
+    assert list(report.periods["end"]) == [synthetic_bars.index[k - 1] for k in ends]
+    split = np.cumsum([len(part) for part in np.array_split(np.arange(len(synthetic_bars)), S)])
+    assert ends[-1] == len(synthetic_bars) and (S == 8 or ends != split.tolist())  # (the edges the test tells apart)
+
+
 def test_sweep_validation_refuses_other_data(run, synthetic_bars):
     with pytest.raises(ParamError, match="differs"):
         threadx.validate(run, synthetic_bars.slice(0, 5000), n=50)

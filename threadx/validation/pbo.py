@@ -152,7 +152,7 @@ def pbo_from_moments(
     n = idx.size
 
     # Moments per group of blocks: (N, S) and (S,).
-    starts = np.array([g[0] for g in np.array_split(np.arange(n_blocks), S)])
+    starts = np.array([g[0] for g in block_groups(n_blocks, S)])
     gs = np.add.reduceat(s[idx], starts, axis=1)
     gq = np.add.reduceat(q[idx], starts, axis=1)
     gn = np.add.reduceat(c, starts)
@@ -224,6 +224,12 @@ def pbo_from_returns(returns: np.ndarray, *, S: int = 16, n_blocks: int | None =
 
 MAX_SPLITS = 2_000_000  # CSCV splits C(S, S/2) a PBO may compute
 MAX_S = max(s for s in range(2, 64, 2) if math.comb(s, s // 2) <= MAX_SPLITS)  # 22
+
+
+def block_groups(n_blocks: int, S: int) -> list[np.ndarray]:
+    """The stored blocks (indices) CSCV joins into each of its ``S`` groups: near-equal runs of
+    consecutive blocks. A sweep report's periods (its consistency, its regimes) are these too."""
+    return np.array_split(np.arange(n_blocks), S)
 
 
 def check_S(S: Any) -> int:

@@ -46,7 +46,7 @@ from threadx.validation.bootstrap import BootstrapResult, block_bootstrap, drawd
 from threadx.validation.common import json_safe, to_python
 from threadx.validation.dsr import DSRResult, deflated_sharpe_from_returns
 from threadx.validation.grading import Grade, grade
-from threadx.validation.pbo import PBOResult, check_S, pbo_from_moments
+from threadx.validation.pbo import PBOResult, block_groups, check_S, pbo_from_moments
 from threadx.validation.regimes import classify_regime, regime_summary
 from threadx.validation.stability import StabilityResult, parameter_stability, unavailable_stability
 from threadx.validation.walkforward import WalkForwardResult
@@ -329,7 +329,7 @@ def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *
     ratio = _cscv_ratio(pbo_result)
     objective, maximize = run.manifest.get("objective", "sharpe"), bool(run.manifest.get("maximize", True))
     stab = parameter_stability(evaluator, int(best["combo_id"]), objective, maximize)
-    periods = _block_periods(bars, returns, S)
+    periods = _block_periods(bars, returns, _period_ends(run.manifest.get("block_end"), len(bars), S))
     consistency = float((periods["return"] > 0).mean())
     return _report(
         {"kind": "sweep", "run_id": run.run_id, "strategy": run.manifest["strategy"], "params": params,
@@ -446,12 +446,23 @@ def _cscv_inputs(result: PBOResult | None) -> dict[str, Any]:
             "mean_oos_sharpe_per_bar": float(np.nanmean(result.oos_sharpe_best)), "splits": result.n_splits}
 
 
-def _block_periods(bars: Bars, returns: np.ndarray, S: int) -> pd.DataFrame:
-    """The whole period cut into S near-equal time blocks: market regime, strategy return and Sharpe."""
+def _period_ends(block_end: Any, n_bars: int, S: int) -> np.ndarray:
+    """End bar (exclusive) of each of a sweep's S time blocks: the groups of stored blocks its
+    CSCV splits (:func:`~threadx.validation.pbo.block_groups`), so that its consistency counts the
+    blocks its PBO does (an array split of the bars moved the edges by a few bars: one block's
+    return changed sign on a real run); without stored blocks, S near-equal parts of the bars."""
+    ends = np.asarray(block_end or [], dtype=np.int64)
+    if len(ends) >= S and ends[-1] == n_bars:
+        return ends[[int(group[-1]) for group in block_groups(len(ends), S)]]
+    parts = np.array_split(np.arange(n_bars), max(1, min(int(S), n_bars // 2)))
+    return np.array([int(part[-1]) + 1 for part in parts], dtype=np.int64)
+
+
+def _block_periods(bars: Bars, returns: np.ndarray, ends: np.ndarray) -> pd.DataFrame:
+    """The whole period cut into time blocks ending at ``ends``: market regime, strategy return and Sharpe."""
     rows = []
     ann = math.sqrt(bars_per_year(bars.timeframe))
-    for part in np.array_split(np.arange(len(bars)), max(1, min(int(S), len(bars) // 2))):
-        lo, hi = int(part[0]), int(part[-1]) + 1
+    for lo, hi in zip(np.r_[0, ends[:-1]].tolist(), ends.tolist()):
         r = returns[lo:hi]
         label = classify_regime(bars.close[lo:hi], bars.time_ns[lo:hi])
         std = float(np.std(r, ddof=1)) if len(r) > 1 else 0.0
