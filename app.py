@@ -31,7 +31,8 @@ JOBS_EVERY_S = 2.0  # the sidebar's job list refreshes this often
 # page of its own without running this script (no sidebar, no navigation, no URL restore)
 PAGES = [
     st.Page("views/1_Data.py", title="Data", url_path="Data", icon=":material/database:"),
-    st.Page("views/2_Backtest.py", title="Backtest", url_path="Backtest_home", icon=":material/candlestick_chart:",
+    # (its own path moved aside: a default page reserves one, served at / alone; /Backtest is below)
+    st.Page("views/2_Backtest.py", title="Backtest", url_path="Backtest_page", icon=":material/candlestick_chart:",
             default=True),
     st.Page("views/3_Optimisation.py", title="Optimisation", url_path="Optimisation", icon=":material/tune:"),
     st.Page("views/4_Validation.py", title="Validation", url_path="Validation", icon=":material/verified:"),
@@ -41,10 +42,16 @@ PAGES = [
     st.Page("views/7_Research.py", title="Research", url_path="Research", icon=":material/grid_view:"),
     st.Page("views/8_Portfolio.py", title="Portfolio", url_path="Portfolio", icon=":material/account_balance:"),
 ]
-# the default page is served at / alone (its own path is reserved, not served): /Backtest, a link written as
-# every other page's, was "Page not found", so the page is also served there, out of the navigation
-BACKTEST_ALIAS = st.Page("views/2_Backtest.py", title="Backtest", url_path="Backtest", visibility="hidden")
-navigation = st.navigation([*PAGES, BACKTEST_ALIAS])
+
+
+def _to_the_backtest_page() -> None:
+    """/Backtest, a link written as every other page's: the Backtest page, at /, with the link's
+    query params (the default page is served at / alone: "Page not found" over it)."""
+    st.switch_page(PAGES[1], query_params=st.query_params.to_dict())
+
+
+BACKTEST_LINK = st.Page(_to_the_backtest_page, title="Backtest", url_path="Backtest", visibility="hidden")
+navigation = st.navigation([*PAGES, BACKTEST_LINK])
 # metric cards' figures shrink with the window (at 1024 px six cards a row cut "21.47 %" to "21.…" and a
 # grade to "F (0.0/…"); their labels wrap rather than being cut ("Max drawd…")
 # a search space's mode boxes (keys "...:mode") get no clear button: a box preset from the workspace has one
