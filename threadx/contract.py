@@ -14,7 +14,7 @@ Example (a strategy's signal function)::
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, NamedTuple
 
 import numpy as np
@@ -256,9 +256,6 @@ def prepare_signals(spec: "StrategySpec", bars: "Bars", params: Mapping[str, Any
     return values, sig, levels
 
 
-_LINE_NAMES = ("atr", "band_lo", "band_mid", "band_hi")  # the fields of Levels
-
-
 def strategy_levels(spec: "StrategySpec", values: IndicatorValues, params: Mapping[str, Any], n_bars: int) -> Levels:
     """``spec.levels(values, params)`` checked: a :class:`Levels` whose lines are None or one
     number per bar, as float64 arrays (a list or float32 line converted once, here); ParamError
@@ -268,12 +265,13 @@ def strategy_levels(spec: "StrategySpec", values: IndicatorValues, params: Mappi
     if not isinstance(levels, Levels):
         raise ParamError(f"{spec.name}.levels must return Levels(...) (threadx.strategy.Levels, its lines None or "
                          f"one number per bar), got {type(levels).__name__}")
-    lines = [getattr(levels, name) for name in _LINE_NAMES]
+    names = [f.name for f in fields(Levels)]
+    lines = [getattr(levels, name) for name in names]
     if all(line is None or (type(line) is np.ndarray and line.dtype == np.float64 and line.shape == (n_bars,))
            for line in lines):
         return levels
     checked = {}
-    for name, line in zip(_LINE_NAMES, lines):
+    for name, line in zip(names, lines):
         if line is None:
             checked[name] = None
             continue

@@ -57,10 +57,10 @@ def _base() -> Path:
 
 def cache_dir() -> Path:
     """The numba cache folder of this version of the kernels' sources."""
-    chosen = os.environ.get(CHOSEN_ENV)
-    if chosen and os.environ.get("NUMBA_CACHE_DIR") == chosen and Path(chosen).name == sources_hash():
+    chosen, version = os.environ.get(CHOSEN_ENV), sources_hash()
+    if chosen and os.environ.get("NUMBA_CACHE_DIR") == chosen and Path(chosen).name == version:
         return Path(chosen)
-    return _base() / sources_hash()
+    return _base() / version
 
 
 def use_versioned_cache() -> Path:

@@ -22,18 +22,16 @@ from typing import Any, Callable
 
 def _cache_is_warm() -> bool:
     """True when every kernel module already has a numba cache index in this version's cache
-    folder (:func:`threadx.jit_cache.cache_dir`; numba names a module's sub-folder after its
-    folder's name and the sha1 of its path)."""
-    import hashlib
+    folder (:func:`threadx.jit_cache.cache_dir`, in the sub-folder numba's locator names)."""
+    from numba.core.caching import _CacheLocator
 
     from threadx.jit_cache import cache_dir
 
-    root = Path(__file__).resolve().parent
+    root, folder = Path(__file__).resolve().parent, cache_dir()
     modules = [root / "engine" / "kernel.py", root / "engine" / "portfolio_loop.py",
                root / "indicators" / "kernels.py", root / "strategy" / "signal_kernels.py"]
     for module in modules:
-        folder = str(module.parent)
-        cache = cache_dir() / f"{module.parent.name}_{hashlib.sha1(folder.encode()).hexdigest()}"
+        cache = folder / _CacheLocator.get_suitable_cache_subpath(str(module))
         if not any(cache.glob(f"{module.stem}.*.nbi")):
             return False
     return True

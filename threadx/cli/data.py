@@ -197,14 +197,14 @@ def cmd_data_resample(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).suffix.lower() != ".parquet":
         raise ParamError(f"--out {args.out}: resampled bars are written as Parquet; name the file *.parquet")
     df = load_resampled(args.source, args.to)
+    name = df.attrs.get("name") or str(args.source)
     if args.out:
         target = Path(args.out).expanduser()
         if target.exists() and not args.replace:
             raise ParamError(f"{target} exists (it may be the source or another dataset); add --replace to overwrite "
                              "it, or choose another --out FILE")
-        check_resampled_out(target, df.attrs.get("name") or str(args.source), args.to)
+        check_resampled_out(target, name, args.to)
     else:
-        name = df.attrs.get("name") or str(args.source)
         try:
             target = resampled_path(name, args.to)
         except DataError:

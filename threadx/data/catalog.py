@@ -206,7 +206,6 @@ def resampled_path(name: str, timeframe: str, data_root: str | os.PathLike | Non
     return dataset_path(exchange or "local", symbol, timeframe, data_root, label[1:] or None)
 
 
-
 def check_resampled_out(path: Path, source: str, timeframe: str, data_root: str | os.PathLike | None = None) -> None:
     """ParamError when ``path``, an ``--out`` file for ``source`` resampled to ``timeframe``, is in
     the data root under a name that does not say what it holds (the data root lists each file by
@@ -219,7 +218,7 @@ def check_resampled_out(path: Path, source: str, timeframe: str, data_root: str 
     try:
         _, symbol, held, _ = _parse(dataset_name(where))
         named = where.parent.parent == root and canonical_timeframe(held) == canonical_timeframe(timeframe) and (
-            expected is None or normalize_symbol(symbol) == _parse(dataset_name(expected))[1])
+            expected is None or symbol == _parse(source)[1])
     except (DataError, ParamError):
         named = False
     if not named:
@@ -227,6 +226,7 @@ def check_resampled_out(path: Path, source: str, timeframe: str, data_root: str 
         raise ParamError(f"--out {path} is in the data root, where a file is listed as the dataset its name says: "
                          f"name it <exchange>/<SYMBOL>-{canonical_timeframe(timeframe)}.parquet for this symbol, "
                          f"leave --out out for the default{default}, or write it outside {root}")
+
 
 def existing_dataset(path: Path) -> DatasetExists | None:
     """A :class:`DatasetExists` for the dataset stored at ``path`` (in any format), None when the name is free."""

@@ -301,7 +301,6 @@ def load_ohlcv(
     return (df, report) if with_report else df
 
 
-
 def load_resampled(source: str | os.PathLike, timeframe: str) -> pd.DataFrame:
     """``source`` resampled to ``timeframe`` as a dataset to store: DataError, naming both,
     when validation refuses the bars (a single bar; a volume summed past float64's range), as
@@ -313,6 +312,7 @@ def load_resampled(source: str | os.PathLike, timeframe: str) -> pd.DataFrame:
     if not report.ok:
         raise DataError(f"{source} resampled to {timeframe}: not written: {report.first_errors()}")
     return df
+
 
 def check_ohlcv_file(
     path: str | os.PathLike | Sequence[str | os.PathLike],
@@ -620,7 +620,7 @@ def _naive_rows(series: pd.Series) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             probe = pd.to_datetime(text, format="ISO8601")
-        uniform = isinstance(probe.dtype, (pd.DatetimeTZDtype, np.dtype)) and probe.dtype.kind == "M"
+        uniform = pd.api.types.is_datetime64_any_dtype(probe.dtype)
     except (ValueError, TypeError, OverflowError):
         uniform = False
     if uniform:  # (ISO 8601 parsing refuses the words UTC and GMT: no such row is here)

@@ -384,6 +384,7 @@ def _spacing_check(rep: ValidationReport, u: np.ndarray, timeframe: str | None) 
 
 def _grid_checks(rep: ValidationReport, u: np.ndarray, tf: str, step: int) -> None:
     off = (u - grid_origin_ns(tf)) % step != 0
+    all_slots = grid_slots(u, tf)
     if off.any():
         pos = np.flatnonzero(off)
         rep.off_grid = [_ts(x) for x in u[pos]]
@@ -391,7 +392,6 @@ def _grid_checks(rep: ValidationReport, u: np.ndarray, tf: str, step: int) -> No
         starts = np.r_[pos[0], pos[breaks + 1]]
         ends = np.r_[pos[breaks], pos[-1]]
         rep.off_grid_runs = [(_ts(u[a]), _ts(u[b]), int(b - a + 1)) for a, b in zip(starts, ends)]
-        all_slots = grid_slots(u, tf)
         sharing = int(np.sum(all_slots[1:] == all_slots[:-1])) if len(u) > 1 else 0
         finer = (f"; {counted(sharing, 'bar')} share a {tf} slot with the bar before (bars of a finer timeframe "
                  f"among the {tf} ones? each is read as a bar of its own)") if sharing else ""
@@ -399,8 +399,7 @@ def _grid_checks(rep: ValidationReport, u: np.ndarray, tf: str, step: int) -> No
             f"{len(pos)} off-grid timestamp(s) (not multiples of {tf}) in {len(starts)} run(s), first at "
             f"{_iso(rep.off_grid[0])}{finer}"
         )
-    slots = grid_slots(u, tf)
-    slots = slots[np.r_[True, slots[1:] != slots[:-1]]] if len(slots) > 1 else slots
+    slots = all_slots[np.r_[True, all_slots[1:] != all_slots[:-1]]] if len(all_slots) > 1 else all_slots
     rep.expected_bars = int(slots[-1] - slots[0] + 1)
     jumps = np.diff(slots)
     at = np.flatnonzero(jumps > 1)

@@ -83,7 +83,8 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     ``kill_switch=0.3`` a 30 % drawdown; ``kill_window`` / ``cooldown``: pandas durations
     ("24h", "3D"). ``funding``: ``"stored"`` (the default, as in a research and on the command
     line: each dataset's funding file, when there is one: ``threadx data fetch --funding``), None
-    (none) or a mapping from runner label to a funding Series. ``frames``: already loaded frames by runner label (tests, the pages).
+    (none) or a mapping from runner label to a funding Series. ``frames``: already loaded
+    frames by runner label (tests, the pages).
     ``engine``: engine options for every runner (fee_bps, leverage, fill, ...; not
     initial_capital: see ``capital``). Saved under ``<results>/portfolios/<id>`` unless
     ``save`` is False. Errors name the runner. ``progress(done, total, phase)`` is called as

@@ -80,7 +80,8 @@ class PortfolioResult:
         for runner in self.runners:
             if not runner["metrics"].get("liquidated"):
                 continue
-            mine = self.trades[(self.trades["runner"] == runner["label"]) & (self.trades["exit_reason"] == "liquidation")]
+            trades = self.trades
+            mine = trades[(trades["runner"] == runner["label"]) & (trades["exit_reason"] == "liquidation")]
             when = f" on {mine['exit_time'].iloc[-1]:%Y-%m-%d %H:%M} UTC" if len(mine) else ""
             notes.append(f"runner {runner['label']} was liquidated{when}: its share of the capital reached 0 and it "
                          "stopped there; the other runners kept trading")
