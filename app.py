@@ -20,6 +20,7 @@ guard_folder_loads()  # a strategies-folder file runs in a process of its own be
 
 from threadx.ui.state import (active_dataset, gpu_status, label_dataset, restore_from_url,  # noqa: E402
                               take_machine_reading)
+from threadx.ui.widgets import go_to_requested_page  # noqa: E402
 from threadx.warmup import warm_in_background, warming_note  # noqa: E402
 
 warm_in_background()  # once per server: the first backtest finds the kernels loaded
@@ -52,6 +53,7 @@ def _to_the_backtest_page() -> None:
 
 BACKTEST_LINK = st.Page(_to_the_backtest_page, title="Backtest", url_path="Backtest", visibility="hidden")
 navigation = st.navigation([*PAGES, BACKTEST_LINK])
+go_to_requested_page()  # a page button pressed in the last run (widgets.page_button): before anything is built
 # metric cards' figures shrink with the window (at 1024 px six cards a row cut "21.47 %" to "21.…" and a
 # grade to "F (0.0/…"); their labels wrap rather than being cut ("Max drawd…")
 # a search space's mode boxes (keys "...:mode") get no clear button: a box preset from the workspace has one

@@ -30,8 +30,8 @@ from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import (cuda_status, dataset_picker, drop_linked_run, handover, linked_run, plain,
                               strategy_fell_back, strategy_picker)
 from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, followed_job, funding_caption, funding_toggle,
-                                job_progress, number_box, number_text, preset_space, show_problems, space_editor,
-                                timings_section)
+                                job_progress, number_box, number_text, page_button, preset_space, show_problems,
+                                space_editor, timings_section)
 from threadx.units import table_view
 
 
@@ -322,13 +322,10 @@ def show_run(view: sweep_runs.RunView) -> None:
             f" with at least {min_trades:,} trades)" if min_trades else ")")
         st.markdown(f"**Best combo**{rule}: " + ", ".join(f"`{k}={view.best_params[k]}`" for k in view.varying
                                                          if k in view.best_params))
-        if st.button("Open in Backtest", key="opt_open_best"):
-            try:  # the displayed run's data, strategy, winner and engine options
-                handover(BacktestRequest.from_manifest(m, view.best_params), run_id)
-            except ThreadXError as exc:
-                st.error(f"Cannot open run {run_id} in Backtest: {exc}")
-            else:
-                st.switch_page("views/2_Backtest.py")
+        # the displayed run's data, strategy, winner and engine options
+        page_button(st, "Open in Backtest", "opt_open_best", "views/2_Backtest.py",
+                    lambda: handover(BacktestRequest.from_manifest(m, view.best_params), run_id),
+                    failed=f"Cannot open run {run_id} in Backtest")
         losing = sweep_runs.losing_note(view)
         if losing:
             st.warning(losing)

@@ -29,7 +29,7 @@ from threadx.ui.state import (active_dataset, active_strategy, dataset_names, lo
                               strategy_names)
 from threadx.ui.walk_forward_form import BOUNDS
 from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, followed_job, funding_toggle, job_progress,
-                                number_box, show_finished_job, space_editor)
+                                number_box, page_button, show_finished_job, space_editor)
 from threadx.units import counted, table_view
 from threadx.validation.research import load_research
 
@@ -138,9 +138,10 @@ def open_report(result: Any) -> None:
         return
     c = st.columns([5, 1], vertical_alignment="bottom")
     pick = c[0].selectbox("Cell", list(cells), key="rs_cell", format_func=lambda r: rs.cell_label(cells[r]))
-    if c[1].button("Open report", key="rs_open"):
+    def open_cell() -> None:
         st.session_state["wf_run"] = pick
-        st.switch_page("views/4_Validation.py")
+
+    page_button(c[1], "Open report", "rs_open", "views/4_Validation.py", open_cell)
 
 
 def show_research(research_id: str) -> None:
@@ -190,11 +191,12 @@ def show_research(research_id: str) -> None:
         st.caption(f"Some transfer rows are empty: {note}.")
     st.markdown("#### Full report of a cell")
     open_report(result)
-    if st.button("Portfolio from winners", key="rs_portfolio",
-                 help="the Portfolio page with one runner per cell, on the winner of its last in-sample window "
-                      "(params chosen on these candles: the portfolio is in sample)"):
+    def hand_winners() -> None:
         st.session_state["pf_from_research"] = research_id
-        st.switch_page("views/8_Portfolio.py")
+
+    page_button(st, "Portfolio from winners", "rs_portfolio", "views/8_Portfolio.py", hand_winners,
+                help="the Portfolio page with one runner per cell, on the winner of its last in-sample window "
+                     "(params chosen on these candles: the portfolio is in sample)")
 
 
 launch_form()

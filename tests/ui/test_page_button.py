@@ -1,0 +1,55 @@
+"""widgets.page_button: a button that opens another page without rebuilding its own first."""
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+
+def _two_pages() -> None:
+    import streamlit as st
+
+    from threadx.errors import ThreadXError
+    from threadx.ui.widgets import go_to_requested_page, page_button
+
+    def first() -> None:
+        st.title("First")
+        st.session_state["first_builds"] = st.session_state.get("first_builds", 0) + 1
+
+        def prepare() -> None:
+            if st.session_state.get("refuse"):
+                raise ThreadXError("run x is gone")
+            st.session_state["handed"] = "x"
+
+        page_button(st, "Open second", "go", pages[1], prepare, failed="Cannot open run x")
+
+    def second() -> None:
+        st.title("Second")
+        st.write(f"handed {st.session_state.get('handed')}")
+
+    pages = [st.Page(first, title="First", default=True), st.Page(second, title="Second", url_path="second")]
+    navigation = st.navigation(pages)
+    go_to_requested_page()
+    navigation.run()
+
+
+def test_a_page_button_switches_before_its_page_is_built_again():
+    """An ``if st.button(): st.switch_page()`` ran the whole page (the Research page's charts,
+    2.2 s) once more before switching."""
+    at = AppTest.from_function(_two_pages, default_timeout=30)
+    at.run()
+    assert at.title[0].value == "First" and at.session_state["first_builds"] == 1
+    at.button(key="go").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Second" and at.markdown[0].value == "handed x"
+    assert at.session_state["first_builds"] == 1  # the click's run built nothing of the first page
+
+
+def test_a_page_button_whose_preparation_fails_says_why_and_stays():
+    at = AppTest.from_function(_two_pages, default_timeout=30)
+    at.run()
+    at.session_state["refuse"] = True
+    at.button(key="go").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "First"
+    assert [e.value for e in at.error] == ["Cannot open run x: run x is gone"]
+    at.run()  # said once: the next run shows the page as it was
+    assert not at.error and at.title[0].value == "First"
