@@ -28,7 +28,7 @@ from threadx.units import format_metric
 from threadx.ui import strategies as strategies_ui
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import (cuda_status, dataset_picker, drop_linked_run, handover, linked_run, plain,
-                              strategy_fell_back, strategy_picker)
+                              strategy_fell_back, strategy_picker, valid_combos)
 from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, followed_job, funding_caption, funding_toggle,
                                 job_progress, number_box, number_text, page_button, preset_space, show_problems,
                                 space_editor, timings_section)
@@ -110,7 +110,7 @@ try:
             st.info(f"**{search.size:,}** combos in the grid, fewer to run where constraints drop some (not counted "
                     f"above {COUNTED_UPTO:,}) — **{band}**")
         else:
-            total = search.count_valid_upto(COUNTED_UPTO)
+            total = valid_combos(search, COUNTED_UPTO)
             st.info(f"**{total:,}** combos to run ({search.size:,} in the grid, {search.size - total:,} dropped by "
                     f"constraints) — **{band}**")
     elif not box_problems:  # (n out of range: said below)

@@ -36,7 +36,7 @@ from threadx.ui import strategies as strategies_ui
 from threadx.ui import sweep_runs, validation_charts as vc
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import (dataset_and_strategy, dataset_names, drop_linked_run, label_dataset, linked_run,
-                              load_dataset_or_error, strategy_fell_back)
+                              load_dataset_or_error, strategy_fell_back, valid_combos)
 from threadx.ui.walk_forward_form import BOUNDS, form_state
 from threadx.ui.widgets import (CONTROL_PX, choice_box, controls_row, differences, follow_job, followed_job,
                                 funding_as_run, funding_caption, funding_toggle, job_progress, metric_grid, number_box,
@@ -503,7 +503,7 @@ with tab_wf:
     search: SearchSpace | None = None
     try:
         search = SearchSpace(spec, space)
-        valid = search.count_valid_upto(1_000_000)
+        valid = valid_combos(search, 1_000_000)
         if sampler == "grid":
             combos = valid
             if search.size > DEFAULT_WF_GRID_LIMIT:

@@ -422,3 +422,15 @@ def session_memo(slot: str, key: tuple, build: Callable[[], Any], keep: int = 4)
     while len(memo) > keep:
         memo.pop(next(iter(memo)))
     return value
+
+
+def valid_combos(search: Any, limit: int) -> int:
+    """``search.count_valid_upto(limit)`` (the live count of a page's grid), remembered in this
+    session for the strategy's code and the space: a constraint written for one param set at a
+    time is called once per combo (a million calls, seconds), and the pages counted again on
+    every rerun, whatever widget changed."""
+    if not search.strategy.constraints or search.size > limit:
+        return search.count_valid_upto(limit)  # (no constraint to call)
+    key = (search.strategy.name, search.strategy.code_hash, limit,
+           tuple((a.name, tuple(a.values)) for a in search.axes))
+    return session_memo("valid_combos", key, lambda: search.count_valid_upto(limit))
