@@ -214,3 +214,21 @@ def test_a_mapped_segment_is_never_reclaimed_whatever_its_owner_pid_says():
         assert looks_dead.name in {s.name for s in shm.reclaim()}  # unmapped and its owner gone: reclaimed
     finally:
         looks_dead.unlink(missing_ok=True)
+
+
+def test_reclaim_reads_no_process_maps_while_every_owner_lives(monkeypatch):
+    """The scan of every process's maps cost 0.16 s of a 1,860-combo sweep on a busy desktop,
+    though another live sweep's segments were all it found."""
+    from threadx.optimize import shm
+
+    tag = uuid.uuid4().hex[:8]
+    alive = _fake_segment(f"threadx_live-{tag}_{os.getpid()}_{shm._base36(shm._start_time())}_0006")
+
+    def scan() -> set[str]:
+        raise AssertionError("read /proc/*/maps with no orphan to check")
+
+    try:
+        monkeypatch.setattr(shm, "mapped_segments", scan)
+        assert alive.name not in {s.name for s in shm.reclaim()} and alive.exists()
+    finally:
+        alive.unlink(missing_ok=True)
