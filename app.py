@@ -5,6 +5,12 @@ import streamlit as st
 
 st.set_page_config(page_title="ThreadX", page_icon=":material/show_chart:", layout="wide")
 
+from threadx.ui.serving import foreign_host, refusal  # noqa: E402
+
+if foreign_host():  # a page of another site re-pointed at this machine (DNS rebinding): nothing runs for it
+    st.error(refusal())
+    st.stop()
+
 from threadx.errors import ThreadXError  # noqa: E402
 from threadx.settings_file import resolve, unknown_variables  # noqa: E402
 

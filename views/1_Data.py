@@ -28,6 +28,7 @@ from threadx.errors import ThreadXError
 from threadx.names import NAME, check_name
 from threadx.ui import charts
 from threadx.ui.state import dataset_picker, datasets_changed, label_dataset, load_dataset
+from threadx.ui.serving import local_only
 from threadx.units import format_count, format_metric, table_view
 
 VERDICT_BOX = {"green": (st.success, "🟢"), "amber": (st.warning, "🟠"), "red": (st.error, "🔴")}
@@ -63,7 +64,7 @@ def _import_source(scratch: str) -> tuple[str | Path | list[str], str, dict[str,
     ``~/dumps/BTCUSDT-1h-2024-*.zip``), the first name's stem and, for each path, the name the user
     knows it by (errors say that one, not the scratch copy's). Several files make one dataset."""
     uploads = st.session_state.get(_upload_key()) or []
-    path_text = st.session_state.get("data_path", "").strip()
+    path_text = st.session_state.get("data_path", "").strip() if local_only()[0] else ""
     if uploads and path_text:  # (the upload won, the typed pattern was dropped without a word)
         raise ThreadXError("a file is uploaded and a path is typed: clear one of them (one import, one source)")
     if uploads:
@@ -235,8 +236,12 @@ with tabs[2]:
              "Validated before it is saved; a name already in use is never overwritten without asking.")
     st.file_uploader("File (several: one dataset, e.g. monthly dumps)", type=UPLOAD_TYPES, key=_upload_key(),
                      accept_multiple_files=True)
-    st.text_input("…or a path on this machine (a pattern such as ~/dumps/BTCUSDT-1h-2024-*.zip takes several)",
-                  key="data_path")
+    if local_only()[0]:
+        st.text_input("…or a path on this machine (a pattern such as ~/dumps/BTCUSDT-1h-2024-*.zip takes several)",
+                      key="data_path")
+    else:  # (whoever reaches the app would read the server's files: their errors quote lines of them)
+        st.caption("Importing a path on the server is off: this app is served on a network address. Upload the "
+                   "file, or import it on the server with `threadx data import FILE`.")
     c = st.columns(5)  # (short labels: at 1024 px the long ones wrapped and the boxes sat at three heights)
     c[0].text_input("Exchange", value="local", key="data_exchange", help="the label the dataset is stored under")
     c[1].text_input("Symbol", key="data_symbol", placeholder="file name's",

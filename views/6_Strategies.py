@@ -21,6 +21,7 @@ from threadx.strategy import user
 from threadx.strategy.base import builtin_names
 from threadx.ui import strategies as logic
 from threadx.ui import user_code
+from threadx.ui.serving import local_only
 from threadx.ui.state import active_dataset, label_dataset, load_dataset, plain, strategy_names
 
 st.title("Strategies")
@@ -29,7 +30,7 @@ st.html("<style>[class*='st-key-strat_src'] textarea {font-family: 'Source Code 
         "font-size: 0.82rem; line-height: 1.45; white-space: pre; overflow-x: auto;}</style>")
 
 folder = user.strategy_dir().expanduser().resolve()
-editable, address = logic.editing_allowed()
+editable, address = local_only()
 specs = threadx.strategies()
 names = [n for n in strategy_names() if n in specs]
 errors = logic.load_errors(folder)

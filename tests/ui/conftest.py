@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from streamlit import config as st_config
 
 
 @pytest.fixture(autouse=True)
@@ -24,3 +25,20 @@ def _kill_jobs_left(results) -> None:
     for job in registry.list():
         if job.is_active:
             registry.kill(job.job_id, force=True)
+
+
+@pytest.fixture
+def network_address():
+    """The server bound to a LAN address for the test (Streamlit's config is per process)."""
+    before = st_config.get_option("server.address")
+    st_config.set_option("server.address", "192.168.1.20")
+    yield "192.168.1.20"
+    st_config.set_option("server.address", before)
+
+
+@pytest.fixture
+def loopback_address():
+    before = st_config.get_option("server.address")
+    st_config.set_option("server.address", "127.0.0.1")
+    yield
+    st_config.set_option("server.address", before)

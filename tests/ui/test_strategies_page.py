@@ -11,7 +11,6 @@ import re
 import pytest
 
 pytest.importorskip("streamlit")
-from streamlit import config as st_config  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from apptest_helpers import ROOT, open_page, texts  # noqa: E402
@@ -44,23 +43,6 @@ def editor_key(at: AppTest, file: str) -> str:
     keys = [t.key for t in at.text_area]
     assert keys.count(f"strat_src:{file}") == 1, keys
     return f"strat_src:{file}"
-
-
-@pytest.fixture
-def network_address():
-    """The server bound to a LAN address for the test (Streamlit's config is per process)."""
-    before = st_config.get_option("server.address")
-    st_config.set_option("server.address", "192.168.1.20")
-    yield "192.168.1.20"
-    st_config.set_option("server.address", before)
-
-
-@pytest.fixture
-def loopback_address():
-    before = st_config.get_option("server.address")
-    st_config.set_option("server.address", "127.0.0.1")
-    yield
-    st_config.set_option("server.address", before)
 
 
 def test_built_ins_with_no_setup_and_a_missing_folder(tmp_path, monkeypatch):
@@ -286,7 +268,7 @@ def test_read_only_when_served_on_a_network_address(strategy_dir, network_addres
 
 
 def test_loopback_addresses():
-    from threadx.ui.strategies import is_loopback
+    from threadx.ui.serving import is_loopback
 
     assert all(is_loopback(a) for a in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.1.1"))
     # unset ("" or None): Streamlit listens on every interface (a bare `streamlit run` outside the project)

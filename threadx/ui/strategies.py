@@ -4,13 +4,13 @@ last check, the files that failed to load, a strategy's params and source, writi
 strategy file or an edited one, and running ``threadx.checks.strategy`` on a dataset.
 
 Editing a strategy's code in the browser runs that code on the server, so the page offers it
-only when the server listens on a loopback address (:func:`editing_allowed`): served on a
-network, anyone reaching the app could run code.
+only when the server listens on a loopback address and the request names a loopback host
+(:func:`threadx.ui.serving.local_only`): served on a network, anyone reaching the app could
+run code.
 """
 from __future__ import annotations
 
 import inspect
-import ipaddress
 import os
 import sys
 import time
@@ -22,7 +22,7 @@ import pandas as pd
 
 from threadx.strategy.base import StrategySpec, builtin_names
 
-__all__ = ["TEMPLATE_CHOICE", "LoadError", "is_loopback", "editing_allowed", "source_label", "check_status",
+__all__ = ["TEMPLATE_CHOICE", "LoadError", "source_label", "check_status",
            "strategy_table", "params_table", "constraint_lines", "source_text", "load_errors", "create_strategy",
            "save_source", "run_check", "report_results", "report_verdict", "report_heading", "throttled",
            "TEST_ONLY_PREFIX", "reserved_for_tests"]
@@ -35,29 +35,6 @@ TEST_ONLY_PREFIX = "test_"
 
 # last check status of a strategy (the table's "Last check" column)
 PASS, FAIL, NOT_CHECKED, NEVER, STALE = "PASS", "FAIL", "NOT CHECKED", "never", "stale"
-
-
-def is_loopback(address: str | None) -> bool:
-    """True for a loopback ``server.address``: ``localhost`` or a loopback IP (127.0.0.0/8, ::1).
-    Empty (Streamlit's unset option, which listens on every interface: a bare `streamlit run`
-    outside the project folder, whose .streamlit/config.toml sets 127.0.0.1) is not."""
-    text = (address or "").strip().strip("[]").lower()
-    if text == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(text).is_loopback
-    except ValueError:
-        return False
-
-
-def editing_allowed() -> tuple[bool, str]:
-    """(whether the page may offer the source editor, the server address it decided on)."""
-    import streamlit as st
-
-    address = str(st.get_option("server.address") or "")
-    if not address and not st.context.headers:  # no browser: a script run by AppTest, no server listening
-        return True, address
-    return is_loopback(address), address
 
 
 def source_label(spec: StrategySpec) -> str:
