@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -120,6 +121,23 @@ def test_saving_again_replaces_the_result_whole(stored, synthetic_bars):
     assert len([n for n in names if n.startswith(".")]) == 1  # the one version "result" links to
     loaded, _ = load_walk_forward("wf1", root)
     _assert_same(wf, loaded)
+
+
+@pytest.mark.parametrize("how", ["absolute", "relative"])
+def test_a_planted_link_never_makes_a_save_delete_what_it_points_to(stored, tmp_path, how):
+    """A results folder handed in with walkforward/<id>/result linking to a folder elsewhere:
+    saving that walk-forward again deleted the folder the link named (any folder the user owns)."""
+    wf, report, _ = stored
+    root = tmp_path / "results"
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    folder = root / "walkforward" / "wf-planted"
+    folder.mkdir(parents=True)
+    os.symlink(victim if how == "absolute" else Path("..", "..", "..", "victim"), folder / "result")
+    save_walk_forward("wf-planted", wf, report, root)
+    assert (victim / "precious.txt").read_text() == "keep me"
+    _assert_same(wf, load_walk_forward("wf-planted", root)[0])
 
 
 def test_a_save_removes_the_staging_a_killed_save_left(stored, tmp_path):

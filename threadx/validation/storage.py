@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from dataclasses import replace
@@ -115,16 +116,25 @@ def _swap_in(staging: Path, target: Path) -> None:
     never none. (A result stored as a plain folder by an older version is moved aside first.)"""
     version = target.with_name(f".{target.name}-{uuid.uuid4().hex[:12]}")
     os.replace(staging, version)
-    previous = Path(os.readlink(target)) if target.is_symlink() else None
-    if target.exists() and previous is None:  # an older layout: a plain folder
-        old = target.with_name(f".{target.name}-old-{uuid.uuid4().hex[:8]}")
-        os.replace(target, old)
-        previous = old
+    previous = _own_version(target) if target.is_symlink() else None
+    if target.exists() and not target.is_symlink():  # an older layout: a plain folder
+        previous = target.with_name(f".{target.name}-old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, previous)
     link = target.with_name(f".{target.name}-link-{uuid.uuid4().hex[:8]}")
     os.symlink(version.name, link)
     os.replace(link, target)
     if previous is not None:
-        shutil.rmtree(target.parent / previous, ignore_errors=True)
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def _own_version(link: Path) -> Path | None:
+    """The versioned folder beside ``link`` that it points to, as :func:`_swap_in` names them;
+    None for any other target (a link planted in a results folder handed in pointed at a folder
+    elsewhere, which the next save of that walk-forward deleted)."""
+    name = os.readlink(link)
+    if re.fullmatch(rf"\.{re.escape(link.name)}-[0-9a-f]{{12}}", name) is None:
+        return None
+    return link.parent / name
 
 
 def list_walk_forwards(results_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
