@@ -565,3 +565,44 @@ def test_a_job_line_names_its_dataset_without_the_file_path():
     research = JobInfo("j2", {"kind": "research", "params": {"datasets": [data, "sample:ETH_USDT-1h"],
                                                              "strategies": ["bb_atr"]}}, "")
     assert research.label == "research bb_atr on binance/BTC_USDT-1h, sample:ETH_USDT-1h"
+
+
+@pytest.mark.parametrize("how", ["unsealed", "sealed elsewhere", "changed after its seal"])
+def test_a_queued_job_this_installation_did_not_queue_is_never_started(registry, tmp_path, monkeypatch, how):
+    """A results folder handed in held a queued walk-forward whose executor was its author's Dask
+    scheduler: the first page's refresh started it, and the scheduler's replies (unpickled) ran
+    code here."""
+    from threadx.ui import job_seal
+    from threadx.ui.jobs import NOT_SEALED
+
+    root = tmp_path / "results"
+    spec = {"kind": "sweep", "params": {**SMALL["params"], "run_id": "planted"},
+            "created_at": "2026-01-01T00:00:00+00:00", "job_id": "planted", "max_concurrent": 1}
+    if how == "sealed elsewhere":
+        with monkeypatch.context() as their:  # another installation's key
+            their.setenv("THREADX_CONFIG_DIR", str(tmp_path / "their-config"))
+            spec = job_seal.seal(spec)
+    elif how == "changed after its seal":
+        spec = job_seal.seal(spec)
+        spec["params"] = {**spec["params"], "executor": "dask", "scheduler": "tcp://198.51.100.7:8786"}
+    folder = _job_folder(root, "20260101-000000-000000-plnt", spec=spec,
+                         status={"state": "queued", "phase": "submitted", "pid": None, "started_at": None,
+                                 "finished_at": None})
+    (folder / "launch.json").unlink()
+    launched = []
+    monkeypatch.setattr(JobRegistry, "_launch", lambda self, info: launched.append(info.job_id))
+    registry.refresh()
+    info = registry.get("20260101-000000-000000-plnt")
+    assert launched == [] and info.state == "failed" and info.error == NOT_SEALED
+    job_id = registry.submit(SMALL)  # what this installation queues still starts
+    assert launched == [job_id]
+
+
+def test_the_seal_key_is_private_to_the_user(tmp_path, monkeypatch):
+    from threadx.ui import job_seal
+
+    monkeypatch.setenv("THREADX_CONFIG_DIR", str(tmp_path / "config"))
+    spec = job_seal.seal({"kind": "sweep", "params": {"run_id": "x"}})
+    key = tmp_path / "config" / job_seal.KEY_FILE
+    assert key.stat().st_mode & 0o777 == 0o600 and job_seal.sealed(spec) is True
+    assert job_seal.sealed({**spec, "params": {"run_id": "y"}}) is False

@@ -64,6 +64,7 @@ from threadx.procs import live_process
 from threadx.shapes import COUNT, LIST, NUMBER, OBJECT, PID, TEXT, TEXTS, WHOLE, Kind, one_of, shape_problem
 from threadx.requests import DatasetRef, jsonable as _jsonable
 from threadx.ui import standby
+from threadx.ui.job_seal import seal, sealed
 from threadx.units import counted, format_eta
 
 JOBS_FOLDER = ".jobs"
@@ -158,7 +159,7 @@ def read_json(path: Path) -> dict[str, Any]:
 # what is damaged (the other jobs are untouched); ``params`` is the spec's, the keys its label reads.
 _FILE_KINDS: dict[str, dict[str, Kind]] = {
     "spec.json": {"kind": one_of(KINDS).not_null(), "params": OBJECT.not_null(), "created_at": TEXT.not_null(),
-                  "max_concurrent": COUNT.not_null()},
+                  "max_concurrent": COUNT.not_null(), "seal": TEXT},
     "status.json": {"state": one_of(STATES).not_null(), "phase": TEXT.not_null(), "pid": PID, "run_id": TEXT,
                     "done": WHOLE.not_null(), "total": WHOLE.not_null(), "failed": WHOLE.not_null(),
                     "rate": NUMBER.not_null(), "eta_s": NUMBER, "elapsed_s": NUMBER.not_null(), "started_at": TEXT,
@@ -168,6 +169,8 @@ _FILE_KINDS: dict[str, dict[str, Kind]] = {
                "strategies": TEXTS.not_null(), "datasets": LIST.not_null(), "runners": LIST.not_null()},
 }
 _REQUIRED = {"spec.json": ("kind", "params")}
+NOT_SEALED = ("not started: this installation did not queue it (a results folder from elsewhere?), and a job's "
+              "spec can name code to run, such as a Dask scheduler of its author's; launch it again from its page")
 
 
 def _shape_problem(data: Mapping[str, Any], name: str, where: str = "") -> str | None:
@@ -365,10 +368,10 @@ class JobRegistry:
                 raise ParamError(f"run id {params['run_id']!r} is already used by job {clash[0]}; pick another run id")
             folder.mkdir(parents=True)
             created = now_iso()
-            write_json_atomic(folder / "spec.json", {
+            write_json_atomic(folder / "spec.json", seal({
                 "kind": kind, "params": params, "created_at": created, "job_id": job_id,
                 "max_concurrent": self.max_concurrent,
-            })
+            }))
             write_json_atomic(folder / "status.json", {
                 "state": "queued", "phase": "submitted", "pid": None, "run_id": params["run_id"], "done": 0,
                 "total": 0, "failed": 0, "rate": 0.0, "eta_s": None, "elapsed_s": 0.0, "started_at": None,
@@ -626,6 +629,12 @@ class JobRegistry:
                     break
                 if info.stop_requested:
                     self._write_status(info.folder, info, state="cancelled", finished_at=now_iso())
+                    continue
+                verdict = sealed(info.spec)
+                if verdict is None:  # (no key could be kept: left to the process that queued it)
+                    continue
+                if not verdict:
+                    self._write_status(info.folder, info, state="failed", finished_at=now_iso(), error=NOT_SEALED)
                     continue
                 try:
                     self._launch(info)
