@@ -42,7 +42,7 @@ from threadx.ui.widgets import (CONTROL_PX, choice_box, controls_row, difference
                                 funding_as_run, funding_caption, funding_toggle, job_progress, metric_grid, number_box,
                                 show_problems, space_editor, timings_section)
 from threadx.units import format_count, format_metric, table_view
-from threadx.validation.grading import score_text
+from threadx.validation.grading import LETTERS, score_text
 from threadx.validation.report import (partial_note, sweep_data, sweep_evaluator, validate_sweep,
                                        walk_forward_evaluator)
 from threadx.validation.stability import stability_grid
@@ -142,9 +142,11 @@ def grade_card(grade: Any) -> None:
     """The letter big, the score, the cap if any, one row per component with its sentence."""
     with st.container(border=True):
         left, right = st.columns([1, 5], vertical_alignment="center")
-        color = vc.grade_color(grade.letter)
+        # (a stored report is read from files that may come from elsewhere: only a letter goes into the HTML)
+        letter = grade.letter if grade.letter in LETTERS else "?"
+        color = vc.grade_color(letter)
         left.markdown(f"<div style='font-size:5rem;font-weight:700;line-height:1;text-align:center;color:{color}'>"
-                      f"{grade.letter}</div><div style='text-align:center;margin-top:0.4rem'>"
+                      f"{letter}</div><div style='text-align:center;margin-top:0.4rem'>"
                       f"<b>{score_text(grade.score)}</b> / {grade.max_score:.0f} points</div>", unsafe_allow_html=True)
         with right:
             st.markdown("**Grade card**: A ≥ 85, B ≥ 70, C ≥ 55, D ≥ 40, F below (out of 100 points).")

@@ -190,3 +190,18 @@ def test_a_damaged_stored_research_is_named_not_silently_left_out(workspace):
     at = open_page("7_Research.py")
     assert any(w.startswith("Stored research two-assets is damaged and left out of the list: ")
                for w in [x.value for x in at.warning]), texts(at.warning)
+
+
+def test_a_stored_research_whose_grade_is_no_letter_is_refused_as_damaged(workspace):
+    """The matrix draws each cell's grade as Plotly text, which renders tags: a research handed in
+    with a link as a grade showed it in the heatmap."""
+    import json
+
+    stored_research(workspace)
+    path = workspace / "results" / "research" / "two-assets" / "research.json"
+    data = json.loads(path.read_text())
+    data["cells"][0]["grade"] = "<a href='https://evil.example'>A</a>"
+    path.write_text(json.dumps(data))
+    at = open_page("7_Research.py")
+    warned = texts(at.warning)
+    assert "Stored research two-assets is damaged and left out of the list: " in warned and "grade" in warned, warned

@@ -463,3 +463,37 @@ def test_a_walk_forward_opens_again_from_its_link():
     at.run()
     assert not at.exception, at.exception
     assert any("wf-gone" in e.value for e in at.error) and "wf" not in at.query_params
+
+
+def test_a_stored_grade_that_is_no_letter_is_never_put_into_the_page_as_html(workspace):
+    """The grade card writes its letter as HTML: a walk-forward handed in with a link and a
+    password form as its letter showed them (a phishing form inside the workstation)."""
+    import json
+
+    from threadx.cli import main
+
+    assert main(["walkforward", "--data", "synthetic/BTC_USDT-1h", "--strategy", "ma_crossover", "--param",
+                 "fast_period=5,10", "--param", "slow_period=40", "--is-days", "120", "--oos-days", "60",
+                 "--sampler", "grid", "--bootstrap", "50", "--S", "4", "--run-id", "wf-html"]) == 0
+    tree = workspace / "results" / "walkforward" / "wf-html" / "result" / "tree.json"
+    payload = "<a href='https://evil.example/login'>Session expired</a><input type=password>"
+
+    def plant(node):
+        if isinstance(node, dict):
+            if node.get("__dataclass__") == "Grade":
+                node["fields"]["letter"] = payload
+            for value in node.values():
+                plant(value)
+        elif isinstance(node, list):
+            for value in node:
+                plant(value)
+
+    data = json.loads(tree.read_text())
+    plant(data)
+    tree.write_text(json.dumps(data))
+    at = page()
+    at.query_params["wf"] = "wf-html"
+    at.run()
+    assert not at.exception, at.exception
+    html = [m.value for m in at.markdown if "font-size:5rem" in m.value]
+    assert html and ">?</div>" in html[0] and "evil.example" not in "".join(m.value for m in at.markdown)

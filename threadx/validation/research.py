@@ -40,8 +40,9 @@ from threadx.engine.inputs import funding_record
 from threadx.errors import ParamError, ThreadXError, first_line, os_reason
 from threadx.names import check_name
 from threadx.requests import DatasetRef, WalkForwardRequest, check_once
-from threadx.shapes import JSON_NUMBER, OBJECT, TEXT, WHOLE, Kind, shape_problem
+from threadx.shapes import JSON_NUMBER, OBJECT, TEXT, WHOLE, Kind, one_of, shape_problem
 from threadx.units import format_eta
+from threadx.validation.grading import LETTERS
 
 FOLDER = "research"
 EXECUTORS = ("inline", "local", "dask")
@@ -123,7 +124,8 @@ def load_research(research_id: str, results_dir: str | os.PathLike | None = None
 
 # what a matrix cell holds (cell_summary writes it; the page, the transfer and a portfolio read it)
 _CELL_KINDS: dict[str, Kind] = {
-    **{key: TEXT for key in ("run_id", "grade", "strategy_code", "error")},
+    **{key: TEXT for key in ("run_id", "strategy_code", "error")},
+    "grade": one_of(LETTERS),  # (drawn in the matrix, where Plotly reads tags: a link in one was shown)
     **{key: OBJECT for key in ("params", "last_window_params")},
     **{key: JSON_NUMBER for key in ("score", "oos_sharpe", "oos_return", "oos_max_drawdown", "consistency",
                                     "efficiency")},
