@@ -392,6 +392,39 @@ def test_compressed_content_is_refused_at_the_limit_nested_gzip_included(tmp_pat
         read_ohlcv_file(tmp_path / "bomb.csv.gz")
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "feather", "csv.gz", "parquet in zip"])
+def test_a_file_whose_rows_would_not_fit_in_memory_is_refused_before_it_is_read(tmp_path, monkeypatch, fmt):
+    """An 8 MB Parquet file declaring 300 million rows was read until memory ran out (14 GB); a
+    0.5 MB gzip of 22 million short CSV rows peaked at 4.2 GB, inside the 1 GiB unpack limit."""
+    import types
+
+    import psutil
+    import pyarrow as pa
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+
+    frame = reference(30_000).reset_index()
+    path = tmp_path / f"BTCUSDT-1h.{fmt.split()[0]}"
+    if fmt == "parquet":
+        pq.write_table(pa.Table.from_pandas(frame), path)
+    elif fmt == "feather":
+        feather.write_feather(frame, path)
+    elif fmt == "csv.gz":
+        path.write_bytes(gzip.compress(binance_rows(reference(30_000)).encode()))
+    else:
+        buffer = io.BytesIO()
+        pq.write_table(pa.Table.from_pandas(frame), buffer)
+        path = tmp_path / "BTCUSDT-1h.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("BTCUSDT-1h-2024-01.parquet", buffer.getvalue())
+    assert len(read_ohlcv_file(path)) == 30_000  # (the memory free here holds it)
+    real = psutil.virtual_memory
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: types.SimpleNamespace(
+        **{**real()._asdict(), "available": (16 if fmt == "csv.gz" else 8) * 2**20}))  # (the text unpacks first)
+    with pytest.raises(DataError, match=r"30,00\d rows of \d+ columns take about .* more than half the memory free"):
+        read_ohlcv_file(path)
+
+
 def test_files_of_other_markets_are_not_spliced_into_one_dataset(tmp_path):
     """BTC's January and February with ETH's March imported as one green BTC dataset (a review
     in the browser), a 97 % drop between them."""
