@@ -24,7 +24,7 @@ from threadx.ui.jobs import JobRegistry
 ROOT = Path(__file__).resolve().parents[1]
 
 HOSTILE = ["../../elsewhere", "..", ".", "", "a/b", "a\\b", "abc\n", "abc\x00", " abc", "abc def", "/etc",
-           ".hidden", "a" * 200]
+           ".hidden", "a" * 200, "a.", "a.b.c...."]
 
 
 @pytest.mark.parametrize("value", HOSTILE)
@@ -167,3 +167,16 @@ def test_streamlit_config_binds_loopback():
 
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["address"] == "127.0.0.1"
+
+
+def test_serving_on_a_network_address_is_said_whoever_set_it(tmp_path, monkeypatch, capsys):
+    """A workspace's threadx.toml with address = "0.0.0.0" served the app on the network unsaid."""
+    from threadx.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["app", "--dry-run"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    (tmp_path / "threadx.toml").write_text('[app]\naddress = "0.0.0.0"\n')
+    assert main(["app", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: serving on 0.0.0.0 (set by the workspace file") and "no login" in err

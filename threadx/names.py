@@ -48,8 +48,9 @@ def check_name(value: object, what: str, pattern: re.Pattern[str] = NAME) -> str
         raise ParamError(f"invalid {what} {value!r}: use {_RULES.get(pattern, pattern.pattern)}")
     if value.split(".", 1)[0].upper() in _WINDOWS_DEVICES:
         raise ParamError(f"invalid {what} {value!r}: {value.split('.', 1)[0]} is a device name on Windows")
+    if value.endswith("."):  # (Windows drops it: "a." is the file "a", another run's or dataset's)
+        raise ParamError(f"invalid {what} {value!r}: a name cannot end with '.' (Windows drops it)")
     return value
-
 
 
 def new_run_id(prefix: str) -> str:

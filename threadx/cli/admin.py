@@ -99,6 +99,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     import subprocess
 
     from threadx.settings_file import resolve
+    from threadx.ui.serving import is_loopback
 
     r = resolve()
     app = Path(__file__).resolve().parents[2] / "app.py"
@@ -107,6 +108,10 @@ def cmd_app(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", str(r["app.address"]),
                "--server.port", str(r["app.port"]), "--server.headless", "true",
                "--browser.gatherUsageStats", "false"]
+    if not is_loopback(str(r["app.address"])):  # (a workspace's threadx.toml could set it unseen)
+        print(f"warning: serving on {r['app.address']} (set by the {r.sources['app.address']}): the workstation has "
+              "no login, and whoever reaches it can read files the app can read and run work; see 'Serving on a "
+              "network' in the README", file=sys.stderr)
     if args.dry_run:
         print(" ".join(command))
         return 0
