@@ -108,6 +108,29 @@ def test_changed_or_gone_data_is_reported_not_used(candles):
         ref.load()
 
 
+def test_a_copy_edited_in_memory_is_no_longer_recorded_as_its_file(candles, tmp_path, capsys):
+    """pandas carries a loaded frame's attrs to an edited copy: a what-if sweep on prices x 1.10
+    was recorded as the untouched file, listed on its dataset, and validating it blamed the file
+    ("changed since the run")."""
+    from threadx.cli import main
+    from threadx.requests import UNNAMED
+
+    df = threadx.load_ohlcv(str(candles))
+    assert DatasetRef.of(df).source == str(candles)  # as loaded: the file
+    part = df.loc[df.index[100]:df.index[2_000]]  # a slice is still the file, cut as recorded
+    ref = DatasetRef.of(part)
+    assert ref.source == str(candles) and threadx.load_ohlcv(ref.source, start=ref.start, end=ref.end).shape == part.shape
+    assert DatasetRef.of(ref.load()) == ref
+    edited = df.copy()
+    edited[["open", "high", "low", "close"]] *= 1.10
+    ref = DatasetRef.of(edited)
+    assert ref.source == UNNAMED and ref.name is None and ref.timeframe == "1h"
+    run = threadx.sweep(edited, "ma_crossover", SPACE, executor="inline", store=tmp_path / "runs", run_id="what-if")
+    assert run.manifest["data"]["source"] == UNNAMED
+    assert main(["validate", "what-if", "--store", str(tmp_path / "runs")]) == 2
+    assert "run what-if ran on a frame in memory (made from BTC_USDT-1h): pass the same candles" in capsys.readouterr().err
+
+
 def test_a_cut_and_resampled_load_is_reloaded_the_same(data_root):
     df = threadx.load_ohlcv("sample:BTC_USDT-1h", "4h", start="2023-03-01 05:00", end="2023-09-01")
     ref = DatasetRef.of(df)

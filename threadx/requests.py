@@ -99,8 +99,17 @@ class DatasetRef:
             step = timeframe_ns(bars.timeframe) if bars.timeframe else 1
             start = pd.Timestamp(int(bars.time_ns[0]), tz="UTC").isoformat()
             end = pd.Timestamp(int(bars.time_ns[-1]) + step, tz="UTC").isoformat()
-        return cls(source=str(src), name=bars.name or attrs.get("name"), timeframe=bars.timeframe, start=start,
-                   end=end, fingerprint=bars.fingerprint)
+        ref = cls(source=str(src), name=bars.name or attrs.get("name"), timeframe=bars.timeframe, start=start,
+                  end=end, fingerprint=bars.fingerprint)
+        if source is None and attrs.get("fingerprint") not in (None, bars.fingerprint):
+            # not the frame its file was loaded as: a slice of it (reloaded as recorded) or a copy edited
+            # in memory, which was recorded as the file (its runs listed on the dataset, and a reload
+            # blamed the file for candles it never held)
+            try:
+                ref.load()
+            except (DataError, ParamError):
+                return replace(ref, source=UNNAMED, name=None)
+        return ref
 
     def load(self) -> pd.DataFrame:
         """The candles: the file (else the dataset of that name), cut and resampled as
@@ -685,7 +694,8 @@ def describe_data(data: Mapping[str, Any] | None, fallback: str | None = None, t
         parts.append(f"{pd.Timestamp(ref.start):%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}")
     if ref.fingerprint:
         parts.append(f"fingerprint {ref.fingerprint[:8]}")
-    return f"{ref.label} ({', '.join(parts)})"
+    label = ref.label if ref.source != UNNAMED else "a frame in memory" + (f" made from {fallback}" if fallback else "")
+    return f"{label} ({', '.join(parts)})"
 
 
 def describe_run(manifest: Mapping[str, Any]) -> str:

@@ -12,6 +12,7 @@ from threadx.cli.common import (
     _print_timings, _progress_printer, _table, end_live_line,
 )
 from threadx.errors import ThreadXError
+from threadx.requests import UNNAMED, describe_data
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -124,7 +125,8 @@ def _show_run(run, as_json: bool, top: int) -> int:
         _print_json({"manifest": m, "top": [_typed_row(row) for row in best.to_dict(orient="records")]})
         return status
     failed = f", {m['failed']:,} failed" if m["failed"] else ""
-    print(f"run {m['run_id']}: {m['strategy']} on {m.get('dataset')}, sampler {m['sampler']}, "
+    on = m.get("dataset") if (m.get("data") or {}).get("source") != UNNAMED else describe_data(m["data"], m.get("dataset"))
+    print(f"run {m['run_id']}: {m['strategy']} on {on}, sampler {m['sampler']}, "
           f"{m['done']:,}/{m.get('total', 0):,} combos{failed}, status {m.get('status')}")
     for text in run.warnings:
         print(f"warning: {text}")

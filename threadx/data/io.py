@@ -26,6 +26,7 @@ from threadx import logs
 from threadx.errors import DataError, ParamError, ThreadXError, os_reason
 from threadx.files import remove_dead_temps, temp_beside
 from threadx.filestamp import file_stamp
+from threadx.data.bars import as_bars
 from threadx.data.readers import (ACCEPTED, METADATA_KEY, OHLCV_COLUMNS, TIME_COLUMNS, clock_text, file_format,
                                   read_raw)
 
@@ -298,6 +299,7 @@ def load_ohlcv(
             "warnings": list(report.warnings) + (list(report.errors) if report.low_quality else []),
         }
     )
+    df.attrs["fingerprint"] = as_bars(df).fingerprint  # (a copy edited in memory keeps the attrs, not this)
     return (df, report) if with_report else df
 
 

@@ -154,6 +154,9 @@ def stored_data(name: str | None, fingerprint: str | None, df: pd.DataFrame | Ba
 
     if df is None and ref and ref.get("source") != UNNAMED:
         return as_bars(DatasetRef.from_dict(ref).load())  # checks the fingerprint
+    if df is None and ref:  # (not the dataset it is named after: a frame edited in memory, say)
+        raise ParamError(f"{what} ran on a frame in memory" + (f" (made from {name})" if name else "")
+                         + ": pass the same candles")
     if df is None:
         if not name:
             raise ParamError(f"{what} ran on an unnamed frame: pass the same data")
