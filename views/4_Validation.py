@@ -23,6 +23,7 @@ import threadx
 from threadx.config import (DEFAULT_BOOTSTRAP, DEFAULT_MIN_TRADES, DEFAULT_SEED, DEFAULT_WF_IS_DAYS,
                             DEFAULT_WF_OOS_DAYS, DEFAULT_WF_SAMPLES, settings)
 from threadx.data.catalog import resolve_dataset
+from threadx.data.funding import funding_file_of
 from threadx.engine.inputs import EngineOptions
 from threadx.optimize.runner import default_workers
 from threadx.engine.layout import METRIC_NAMES
@@ -95,6 +96,26 @@ def _stamped_problem(ref: str, stamp: tuple) -> str | None:
 def stored_walk_forward(run_id: str) -> tuple[Any, Any]:
     """(WalkForwardResult, ValidationReport) of a stored walk-forward, cached by file time."""
     return _walk_forward(run_id, RESULTS_DIR, wf_stamp(run_id))
+
+
+def inputs_stamp(strategy: str | None, data: Any) -> tuple:
+    """What re-evaluating a stored result reads besides its own files: the stamps of its candles'
+    file and of their funding file, and the strategy's code now. Part of the cached reports' and
+    evaluators' keys: changed candles or code are evaluated again, and refused as the CLI refuses
+    them (a report, a stability grid of the old ones was shown on: reused from the cache)."""
+    source = str((data.get("source") if isinstance(data, dict) else data) or "")
+    stamps = []
+    for find in (resolve_dataset, funding_file_of):
+        try:
+            path = find(source)
+            stamps.append(file_stamp(path) if path else None)
+        except (ThreadXError, OSError):
+            stamps.append(None)
+    try:
+        code = threadx.get_strategy(strategy).code_hash if strategy else None
+    except ThreadXError:
+        code = None
+    return (*stamps, code)
 
 
 def run_stamp(run_id: str) -> tuple | None:
@@ -431,7 +452,7 @@ def show_walk_forward(run_id: str, form: dict[str, Any] | None = None) -> bool:
     st.dataframe(windows, hide_index=True, width="stretch", column_config={**config, **DATES})
 
     st.markdown("### Robustness of the stitched out-of-sample record")
-    stamp = wf_stamp(run_id)
+    stamp = (wf_stamp(run_id), inputs_stamp(cfg.get("strategy"), meta.get("data") or meta.get("dataset")))
     robustness_sections(report, key="wf", heatmap=lambda: stability_heatmap("wf", run_id, stamp, report, varying))
     return True
 
@@ -615,7 +636,8 @@ def show_sweep_report(run_id: str, n_boot: int, S: int, seed: int) -> None:
     except ThreadXError as exc:
         st.error(str(exc))
         return
-    stamp = run_stamp(run_id)
+    m = run.manifest
+    stamp = (run_stamp(run_id), inputs_stamp(m.get("strategy"), m.get("data") or m.get("dataset")))
     try:
         with st.spinner(f"Validating {run_id}: {n_boot:,} bootstrap resamples, PBO over S = {S} blocks, "
                         "stability…"):
@@ -623,7 +645,6 @@ def show_sweep_report(run_id: str, n_boot: int, S: int, seed: int) -> None:
     except ThreadXError as exc:
         st.error(f"Cannot validate {run_id}: {exc}")
         return
-    m = run.manifest
     varying = varying_params(m["space"])
     st.subheader(f"Sweep {run_id}: {m['strategy']} on {label_dataset(m.get('dataset') or '?')}")
     st.caption(describe_run(m))

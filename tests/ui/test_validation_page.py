@@ -497,3 +497,35 @@ def test_a_stored_grade_that_is_no_letter_is_never_put_into_the_page_as_html(wor
     assert not at.exception, at.exception
     html = [m.value for m in at.markdown if "font-size:5rem" in m.value]
     assert html and ">?</div>" in html[0] and "evil.example" not in "".join(m.value for m in at.markdown)
+
+
+def test_a_shown_sweep_report_is_not_reused_once_its_candles_changed(workspace):
+    """The sweep report and its stability grids were cached by the run's files alone: after the
+    dataset's candles changed (the CLI refuses: "changed since the run") the page kept the report
+    and drew new stability grids on the new candles."""
+    import os
+
+    import threadx
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import generate_synthetic
+    from threadx.optimize.store import ResultStore
+
+    path = workspace / "data" / "test" / "XYZ_USDT-1h.parquet"
+    write_ohlcv(generate_synthetic("XYZ_USDT", days=300, seed=3), path)
+    threadx.sweep(threadx.load_ohlcv("test/XYZ_USDT-1h"), "ma_crossover",
+                  {"fast_period": "5:30:5", "slow_period": "40:120:20"}, store=ResultStore(), run_id="val-moved",
+                  executor="inline", workers=1)
+    at = page()
+    at.number_input(key="val_n").set_value(200)
+    at.number_input(key="val_S").set_value(8)
+    at.button(key="val_go").click().run()
+    assert "Sweep val-moved" in texts(at.subheader) and not at.error
+    stat = path.stat()
+    frame = generate_synthetic("XYZ_USDT", days=300, seed=3)
+    frame.iloc[1_000, [frame.columns.get_loc(c) for c in ("open", "high", "low", "close")]] *= 1.01  # one bar moved
+    write_ohlcv(frame, path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    at.run()
+    assert not at.exception, at.exception
+    assert "Cannot validate val-moved: dataset test/XYZ_USDT-1h" in texts(at.error) and "changed since" in texts(at.error)
+    assert "Sweep val-moved" not in texts(at.subheader)
