@@ -354,7 +354,7 @@ def test_a_stored_portfolio_reads_back(tmp_path):
 
 # --- from a research job, and the command line ----------------------------------------------------
 
-def _stored_research(tmp_path, paths):
+def _stored_research(tmp_path, paths, engine_options=None):
     from threadx.validation.research import ResearchResult, save_research
 
     from threadx.data.bars import as_bars
@@ -365,7 +365,10 @@ def _stored_research(tmp_path, paths):
     cells = [{"strategy": "test_threshold", "dataset": p.stem, "params": {"enter_above": 105.0 + k},
               "last_window_params": {"enter_above": 110.0}, "oos_return": 0.1 if k == 0 else -0.1,
               "run_id": f"r-c{k}"} for k, p in enumerate(paths)]
-    save_research(ResearchResult("r", {"strategies": ["test_threshold"], "datasets": datasets}, cells, []), tmp_path)
+    config = {"strategies": ["test_threshold"], "datasets": datasets}
+    if engine_options is not None:  # (as a research records the options its walk-forwards ran with)
+        config["walk_forward"] = {"engine_options": engine_options}
+    save_research(ResearchResult("r", config, cells, []), tmp_path)
 
 
 def test_runners_from_a_research_job(tmp_path, monkeypatch):
@@ -430,6 +433,35 @@ def test_a_research_cell_of_the_wrong_shape_is_damage_not_a_traceback(tmp_path, 
     monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path))
     with pytest.raises(ThreadXError, match=re.escape(f"stored research 'r' is damaged: research.json: {why}")):
         runners_from_research("r", kept_only=True, choice="whole_period")
+
+
+def test_a_portfolio_of_research_winners_runs_under_the_research_engine_options(tmp_path, monkeypatch, capsys):
+    """Winners chosen at 0 bps with fills at the close ran at 10 bps and next-open fills, unsaid:
+    -65.75 % where the research's options give -5.54 %."""
+    import json
+
+    from threadx.cli import main
+
+    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path))
+    paths = [tmp_path / "A.parquet"]
+    hand_frame(A_CLOSES).to_parquet(paths[0])
+    recorded = {"initial_capital": 10_000.0, "fee_bps": 0.0, "slippage_bps": 0.0, "fill": "close", "sizing": None,
+                "leverage": None, "fraction": None, "min_notional": 5.0, "ambiguity": "conservative", "funding": None}
+    _stored_research(tmp_path, paths, recorded)
+    runner = Runner("test_threshold", DatasetRef(str(paths[0]), "A"), {"enter_above": 110.0})
+    theirs = portfolio_backtest([runner], fee_bps=0.0, fill="close", save=False)
+    ours = portfolio_backtest([runner], save=False)
+    assert theirs.metrics["final_equity"] != ours.metrics["final_equity"]  # (the options matter here)
+    assert main(["portfolio", "--from-research", "r", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["metrics"]["final_equity"] == theirs.metrics["final_equity"]
+    assert "warning: fee_bps" not in captured.err
+    assert main(["portfolio", "--from-research", "r", "--fee-bps", "10", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: fee_bps 10.0 (the research ran with 0.0): its winners were chosen under the research's" in (
+        captured.err)
+    assert json.loads(captured.out)["metrics"]["final_equity"] == portfolio_backtest(
+        [runner], fee_bps=10.0, fill="close", save=False).metrics["final_equity"]
 
 
 def test_cli_portfolio_from_research_and_runners(tmp_path, monkeypatch, capsys):

@@ -641,7 +641,7 @@ def describe_options(engine: Mapping[str, Any] | None) -> str:
     parts = [option("fee_bps"), option("slippage_bps"), f"fill {engine.get('fill')}",
              f"sizing {engine.get('sizing') or 'strategy default'}"]
     parts += [f"{key} {num(engine[key])}" for key in ("leverage", "fraction") if engine.get(key) is not None]
-    parts += [option("initial_capital"), option("min_notional")]
+    parts += [option(key) for key in ("initial_capital", "min_notional") if key in engine]
     if engine.get("ambiguity") not in (None, "conservative"):
         parts.append(f"ambiguity {engine['ambiguity']}")
     if engine.get("funding") is not None:

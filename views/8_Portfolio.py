@@ -24,8 +24,9 @@ from threadx.errors import ThreadXError
 from threadx.portfolio import Runner, list_portfolios, load_portfolio
 from threadx.portfolio.backtest import DEFAULT_COOLDOWN, DEFAULT_KILL_WINDOW
 from threadx.portfolio.runners import (CHOICE_TEXT, HAND_ADDED, IN_SAMPLE_NOTE, PARAM_CHOICES, in_sample,
-                                       research_origin, runners_from_research)
-from threadx.requests import DatasetRef, PortfolioRequest
+                                       option_differences, research_engine_options, research_origin,
+                                       runners_from_research)
+from threadx.requests import DatasetRef, PortfolioRequest, describe_options
 from threadx.ui import portfolio as pf
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
@@ -57,6 +58,11 @@ def load_research_runners(research_id: str, strategy: str | None = None, kept_on
         return
     st.session_state["pf_runners"] = [r.to_dict() for r in runners]
     st.session_state["pf_origin"] = research_origin(research_id, choice, kept_only, strategy)
+    # the engine options the winners were chosen under: the form's boxes take them, the others ride along
+    options = st.session_state["pf_research_options"] = research_engine_options(research_id)
+    for key, box in (("fee_bps", "pf_fee"), ("fill", "pf_fill"), ("leverage", "pf_leverage")):
+        if key in options or key == "leverage":
+            st.session_state[box] = float(options.get(key) or 0.0) if key != "fill" else options[key]
 
 
 handed = st.session_state.pop("pf_from_research", None)  # "Portfolio from winners" on the Research page
@@ -129,6 +135,16 @@ def runner_list() -> None:
         st.caption(f"Runners from {st.session_state['pf_origin']}.")
         if in_sample(st.session_state["pf_origin"]):
             st.warning(f"{IN_SAMPLE_NOTE} (Open report).")
+        if st.session_state.get("pf_research_options"):
+            st.caption(f"Engine options as the research chose its winners under: "
+                       f"{describe_options(st.session_state['pf_research_options'])} (fee, fill and leverage in "
+                       "*Capital, gates and costs*).")
+            form = {"fee_bps": st.session_state.get("pf_fee"), "fill": st.session_state.get("pf_fill"),
+                    "leverage": st.session_state.get("pf_leverage") or None}
+            differ = option_differences(form, st.session_state["pf_research_options"])
+            if differ:
+                st.warning(f"Other engine options than the research's: {'; '.join(differ)}. Its winners were chosen "
+                           "under the research's.")
     table = pf.runner_rows(runners)
     shown, config = table_view(table)
     st.dataframe(shown, hide_index=True, width="stretch", column_config=config, key="pf_runner_table")
@@ -147,6 +163,7 @@ def runner_list() -> None:
     if c[2].button("Clear all", key="pf_clear"):
         st.session_state["pf_runners"] = []
         st.session_state.pop("pf_origin", None)
+        st.session_state.pop("pf_research_options", None)
         st.rerun()
 
 
@@ -179,7 +196,8 @@ def settings_form(problems: list[str]) -> dict:
     return {"capital": capital, "margin_guard": guard or None, "runner_cap": cap or None,
             "kill_switch": kill / 100 or None, "kill_window": window.strip(), "cooldown": cooldown.strip(),
             "funding": STORED if funding else None,
-            "engine_options": {"fee_bps": fee, "leverage": leverage or None, "fill": fill}}
+            "engine_options": {**st.session_state.get("pf_research_options", {}), "fee_bps": fee,
+                               "leverage": leverage or None, "fill": fill}}
 
 
 def launch_problem(runners: list, catalog) -> str | None:

@@ -450,3 +450,22 @@ def test_a_damaged_stored_portfolio_is_named_not_silently_left_out(workspace):
     at = open_page("8_Portfolio.py")
     assert ("Stored portfolio lost-trades is damaged and left out of the list: trades.parquet missing."
             in [w.value for w in at.warning]), texts(at.warning)
+
+
+def test_portfolio_from_winners_takes_the_research_engine_options(workspace):
+    """The page ran a research's winners under its own form's fee and fill (10 bps, next open),
+    not those the winners were chosen under."""
+    from threadx.validation.research import research
+
+    research("ma_crossover", [SAMPLE], {"fast_period": [5, 10], "slow_period": [30, 60]}, research_id="costless",
+             sampler="grid", is_days=120, oos_days=60, bootstrap=200, S=8, workers=1, fee_bps=0.0, fill="close")
+    at = AppTest.from_file(str(ROOT / "views" / "8_Portfolio.py"), default_timeout=120)
+    at.session_state["pf_from_research"] = "costless"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.session_state["pf_fee"] == 0.0 and at.session_state["pf_fill"] == "close"
+    assert "Engine options as the research chose its winners under: fee 0 bps" in texts(at.caption)
+    assert "Other engine options than the research's" not in texts(at.warning)
+    at.session_state["pf_fee"] = 10.0
+    at.run()
+    assert "Other engine options than the research's: fee_bps 10.0 (the research ran with 0.0)" in texts(at.warning)

@@ -206,15 +206,21 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
     """Backtest several runners on one shared capital: combined metrics, runners, skips, kill switch."""
     from threadx.portfolio import portfolio_backtest
     from threadx.portfolio.result import portfolio_root
-    from threadx.portfolio.runners import IN_SAMPLE_NOTE, in_sample, research_origin, runners_from_research
+    from threadx.portfolio.runners import (IN_SAMPLE_NOTE, in_sample, option_differences, research_engine_options,
+                                           research_origin, runners_from_research)
 
     runners: list[Any] = list(args.runner or [])
     origin = None
+    options = _engine_options(args)
     if args.from_research:
         runners += runners_from_research(args.from_research, args.research_strategy, kept_only=args.kept_only,
                                          choice=args.research_params)
         origin = research_origin(args.from_research, args.research_params, args.kept_only, args.research_strategy,
                                  by_hand=bool(args.runner))
+        theirs = research_engine_options(args.from_research)
+        for text in option_differences(options, theirs):
+            print(f"warning: {text}: its winners were chosen under the research's options", file=sys.stderr)
+        options = {**theirs, **{key: value for key, value in options.items() if value is not None}}
     if not runners:
         raise ThreadXError("give at least one --runner STRATEGY:DATASET[:param=value,...] or --from-research ID")
     weights = None
@@ -228,7 +234,7 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
         runners, capital=args.capital, weights=weights, margin_guard=args.margin_guard, runner_cap=args.runner_cap,
         kill_switch=args.kill_switch, kill_window=args.kill_window, cooldown=args.cooldown,
         funding=None if args.no_funding else STORED, portfolio_id=args.id, memory_budget=args.memory_budget,
-        origin=origin, **_engine_options(args))
+        origin=origin, **options)
     if args.json:
         _print_json(result.summary())
         return 0

@@ -222,3 +222,31 @@ def runners_from_research(research: Any, strategy: str | None = None, *, kept_on
         raise ParamError(f"research {result.research_id}: no cell{which} has chosen params to run (no combo met "
                          "the minimum trade count)")
     return runners
+
+
+# the engine options a research's walk-forwards ran with that a portfolio of its winners takes (not
+# the capital: the portfolio's own; not funding: the portfolio's funding switch)
+RESEARCH_ENGINE_KEYS = ("fee_bps", "slippage_bps", "fill", "sizing", "leverage", "fraction", "min_notional",
+                        "ambiguity")
+
+
+def research_engine_options(research: Any) -> dict[str, Any]:
+    """The engine options under which a research chose its winners (a
+    :class:`~threadx.validation.research.ResearchResult` or a stored id): a portfolio of them
+    runs under these unless told otherwise (with 10 bps and next-open fills, winners chosen at 0
+    bps and close fills made -65.75 % where they make -5.54 %). {} when none is recorded."""
+    from threadx.validation.research import ResearchResult, load_research
+
+    result = research if isinstance(research, ResearchResult) else load_research(str(research))
+    recorded = (result.config.get("walk_forward") or {}).get("engine_options") or {}
+    return {key: recorded[key] for key in RESEARCH_ENGINE_KEYS if recorded.get(key) is not None}
+
+
+def option_differences(given: Mapping[str, Any], research: Mapping[str, Any]) -> list[str]:
+    """Each of ``given``'s options that differs from the research's, in words.
+
+    >>> option_differences({"fee_bps": 10.0, "fill": "close"}, {"fee_bps": 0.0, "fill": "close"})
+    ['fee_bps 10.0 (the research ran with 0.0)']
+    """
+    return [f"{key} {given[key]} (the research ran with {research[key]})" for key in research
+            if given.get(key) is not None and given[key] != research[key]]
