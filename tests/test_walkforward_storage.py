@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,27 @@ def test_damaged_or_foreign_result_is_one_clear_error(stored, tmp_path):
             (result / "arrays.npz").write_bytes(data[: len(data) // 3])
         with pytest.raises(ThreadXError, match="cannot be read|not one this version reads|run it again"):
             load_walk_forward("wf1", target)
+
+
+@pytest.mark.parametrize("target", ["frames/f0.parquet", "arrays.npz", "tree.json"])
+def test_a_flipped_bit_anywhere_in_a_stored_result_is_said_not_shown(stored, tmp_path, target):
+    """A bit flipped in a frame's Parquet page read back as other numbers (a window's end
+    2025-03-21 19:41:40.488, a Sharpe -4.3491 for -4.3481), with no error."""
+    import shutil
+
+    _, _, root = stored
+    shutil.copytree(root, tmp_path / "copy")
+    path = tmp_path / "copy" / "walkforward" / "wf1" / "result" / target
+    data = bytearray(path.read_bytes())
+    if target == "tree.json":  # a digit of a number: JSON as valid as before
+        at = data.index(b'"__float__"') - 40 if b'"__float__"' in data else len(data) // 2
+        at = next(k for k in range(at, len(data)) if chr(data[k]).isdigit() and data[k] != ord("0"))
+        data[at] -= 1
+    else:
+        data[len(data) // 2] ^= 0x04
+    path.write_bytes(bytes(data))
+    with pytest.raises(ThreadXError, match=f"cannot be read .*{re.escape(target)}|cannot be read"):
+        load_walk_forward("wf1", tmp_path / "copy")
 
 
 def test_saving_again_replaces_the_result_whole(stored, synthetic_bars):

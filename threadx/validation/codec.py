@@ -2,8 +2,9 @@
 
 A walk-forward result and its validation report are dataclasses holding dicts, lists,
 numbers, numpy arrays and pandas frames. :func:`dump` writes them as ``tree.json`` (the
-structure and the scalars), ``arrays.npz`` (every array, saved and read with
-``allow_pickle=False``) and one Parquet file per frame or series. :func:`load` rebuilds
+structure and the scalars, with the sha256 of every file and of the tree, checked by
+:func:`load`), ``arrays.npz`` (every array, saved and read with ``allow_pickle=False``) and
+one Parquet file per frame or series. :func:`load` rebuilds
 only the dataclasses named in its allow-list, so a results folder someone hands over can
 never run code (unlike unpickling)::
 
@@ -13,9 +14,11 @@ never run code (unlike unpickling)::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -25,6 +28,8 @@ import pandas as pd
 from threadx.errors import ThreadXError
 
 TREE, ARRAYS, FRAMES = "tree.json", "arrays.npz", "frames"
+ROOT, DIGESTS = "__root__", "__sha256__"  # tree.json: the tree, and the sha256 of each file and of the tree
+_FRAME_FILE = re.compile(rf"{FRAMES}/f\d+\.parquet")
 
 
 class CodecError(ThreadXError):
@@ -39,18 +44,38 @@ def dump(folder: Path, obj: Any) -> list[Path]:
     frames: dict[str, pd.DataFrame] = {}
     tree = _encode(obj, arrays, frames)
     (folder / FRAMES).mkdir(parents=True, exist_ok=True)
-    written = []
+    written, digests = [], {}
     for name, frame in frames.items():
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=True)
-        path = folder / FRAMES / f"{name}.parquet"
-        atomic_write_bytes(path, buffer.getvalue())
-        written.append(path)
+        relative = f"{FRAMES}/{name}.parquet"
+        atomic_write_bytes(folder / relative, buffer.getvalue())
+        digests[relative] = _sha256(buffer.getvalue())
+        written.append(folder / relative)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write_bytes(folder / ARRAYS, buffer.getvalue())
-    atomic_write_bytes(folder / TREE, json.dumps(tree).encode())  # last: its presence marks a whole dump
+    digests[ARRAYS] = _sha256(buffer.getvalue())
+    digests[TREE] = _sha256(json.dumps(tree).encode())
+    # last: its presence marks a whole dump
+    atomic_write_bytes(folder / TREE, json.dumps({ROOT: tree, DIGESTS: digests}).encode())
     return [*written, folder / ARRAYS, folder / TREE]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _check_digests(folder: Path, tree: Any, digests: Any) -> None:
+    """Every file the dump wrote holds the bytes it wrote: a bit flipped in a frame showed other
+    numbers (a Sharpe, a window's end) as the result's, with no error."""
+    if not isinstance(digests, dict) or not {TREE, ARRAYS} <= set(digests) or any(
+            name not in (TREE, ARRAYS) and not _FRAME_FILE.fullmatch(str(name)) for name in digests):
+        raise CodecError(f"{folder} cannot be read (its checksums do not name its files)")
+    for name, digest in digests.items():
+        data = json.dumps(tree).encode() if name == TREE else (folder / name).read_bytes()
+        if _sha256(data) != digest:
+            raise CodecError(f"{folder} cannot be read ({name} is not what was saved: its checksum differs)")
 
 
 def load(folder: Path, allowed: Iterable[type]) -> Any:
@@ -58,6 +83,9 @@ def load(folder: Path, allowed: Iterable[type]) -> Any:
     classes = {cls.__name__: cls for cls in allowed}
     try:
         tree = json.loads((folder / TREE).read_text())
+        if isinstance(tree, dict) and DIGESTS in tree:  # (a dump of an earlier version has none)
+            tree, digests = tree.get(ROOT), tree[DIGESTS]
+            _check_digests(folder, tree, digests)
         with np.load(folder / ARRAYS, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
         return _decode(tree, arrays, folder / FRAMES, classes)
