@@ -112,7 +112,8 @@ def test_lost_rows_are_counted_from_the_parts_and_run_again(runs, df, capsys):
     assert run.manifest["status"] == "completed" and len(run.results) == 8 and run.manifest["done"] == 8
 
 
-@pytest.mark.parametrize("content", [b"", b'{"run_id": "a", "stat', b"\x00\xff\xfe binary"])
+@pytest.mark.parametrize("content", [b"", b'{"run_id": "a", "stat', b"\x00\xff\xfe binary",
+                                     b"[" * 100_000 + b"]" * 100_000])  # (deep: a RecursionError traceback)
 def test_an_unreadable_manifest_is_reported_by_every_reader(runs, df, capsys, content):
     (runs / "a" / "manifest.json").write_bytes(content)
     assert listed(runs)["b"] == "completed" and listed(runs)["a"].startswith("damaged: has an unreadable manifest.json")
@@ -128,6 +129,27 @@ def test_an_unreadable_manifest_is_reported_by_every_reader(runs, df, capsys, co
     code, _, err = cli(capsys, "runs", "repair", "a", "--store", str(runs))
     assert_one_error_line(code, err, "its plan is unknown (no readable plan.json), so it cannot be repaired: its parts are kept")
     assert len(list((runs / "a").glob("part-*.parquet"))) == 4  # user data kept
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "part-000001.parquet"])
+def test_a_fifo_where_a_run_file_belongs_is_damage_not_a_hang(runs, capsys, name):
+    """A FIFO named like a run's manifest or part held `runs list` (for every run) and `runs show`
+    for ever: reading it waits for a writer."""
+    import os
+    import threading
+
+    path = runs / "a" / name
+    path.unlink()
+    os.mkfifo(path)
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append((listed(runs), cli(capsys, "runs", "show", "a", "--store",
+                                                                             str(runs)))), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert done, "reading the run waited on the FIFO"
+    statuses, (code, _, err) = done[0]
+    assert statuses["b"] == "completed" and statuses["a"].startswith("damaged: ")
+    assert_one_error_line(code, err, "not a file")
 
 
 @pytest.mark.parametrize("fix", ["repair", "resume"])

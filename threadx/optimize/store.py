@@ -16,6 +16,7 @@ import functools
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -464,12 +465,16 @@ class RunDamaged(ThreadXError):
 
 def _read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``; ValueError (with the reason) when it is not one."""
+    if not stat.S_ISREG(path.stat().st_mode):  # (a FIFO there held every command reading it, `runs list` too)
+        raise ValueError("not a file")
     try:
         data = json.loads(path.read_bytes())
     except UnicodeDecodeError as exc:
         raise ValueError("not text") from exc
     except json.JSONDecodeError as exc:
         raise ValueError("empty" if not path.stat().st_size else f"not JSON ({exc.msg})") from exc
+    except RecursionError:  # ([[[[...]]]] deeper than Python's stack: a traceback from every command)
+        raise ValueError("nested too deeply to be JSON this store wrote") from None
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return data
@@ -530,6 +535,7 @@ def _footer_rows(path: Path) -> int:
     """Row count of a part from its footer; RunDamaged when it is not a whole part."""
     import pyarrow.parquet as pq
 
+    _require_file(path)
     try:
         meta = pq.read_metadata(path)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
@@ -555,10 +561,21 @@ def _read_table(path: Path, columns: list[str] | None):
     """Columns of one part (a pyarrow Table); RunDamaged when it cannot be read."""
     import pyarrow.parquet as pq
 
+    _require_file(path)
     try:
         return pq.read_table(path, columns=columns, page_checksum_verification=True)
     except (OSError, ValueError) as exc:
         raise _bad_part(path, exc) from None
+
+
+def _require_file(path: Path) -> None:
+    """RunDamaged when a part's name holds no file (a FIFO there held `runs list` for ever)."""
+    try:
+        regular = stat.S_ISREG(path.stat().st_mode)
+    except OSError as exc:
+        raise _bad_part(path, exc) from None
+    if not regular:
+        raise RunDamaged(path.parent.name, f"has a part {path.name} that is not a file")
 
 
 def _bad_part(path: Path, exc: BaseException) -> RunDamaged:
