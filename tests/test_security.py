@@ -180,3 +180,20 @@ def test_serving_on_a_network_address_is_said_whoever_set_it(tmp_path, monkeypat
     assert main(["app", "--dry-run"]) == 0
     err = capsys.readouterr().err
     assert err.startswith("warning: serving on 0.0.0.0 (set by the workspace file") and "no login" in err
+
+
+def test_a_run_id_cannot_be_one_of_the_results_folder_own_names(tmp_path, capsys):
+    """A sweep run as `logs` wrote its parts beside threadx.log; `walkforward` inside the
+    walk-forwards' folder; an empty --run-id quietly got a random one."""
+    from threadx.optimize.store import RESERVED_RUN_IDS
+    from threadx.portfolio import result
+    from threadx.validation import research, storage
+
+    assert {result.FOLDER, research.FOLDER, storage.FOLDER} <= set(RESERVED_RUN_IDS)
+    for run_id in (*RESERVED_RUN_IDS, "Logs"):
+        with pytest.raises(ParamError, match="the results folder keeps"):
+            check_run_id(run_id)
+    assert check_run_id("logs-2") == "logs-2"
+    assert cli_main(["sweep", "--strategy", "ma_crossover", "--data", "synthetic/BTC_USDT-1h", "--run-id", "",
+                 "--store", str(tmp_path)]) == 2
+    assert "invalid run id ''" in capsys.readouterr().err

@@ -359,3 +359,16 @@ def test_a_folder_where_a_run_file_belongs_is_named_and_moved_aside_by_repair(ru
     assert (runs / "a" / "quarantine" / name).is_dir()
     run = resume(runs, df)
     assert run.manifest["status"] == "completed" and len(run.results) == 8
+
+
+def test_a_folder_named_like_a_part_write_is_moved_aside_not_a_stop(runs, df, capsys):
+    """A folder under a temporary part's name stopped every resume and repair with "[Errno 21]
+    Is a directory", naming no run."""
+    stray = runs / "a" / ".part-000005.parquet.abc.tmp"
+    stray.mkdir()
+    (stray / "note.txt").write_text("kept")
+    assert resume(runs, df).manifest["status"].startswith("completed")
+    assert not stray.exists() and (runs / "a" / "quarantine" / stray.name / "note.txt").read_text() == "kept"
+    stray.mkdir()
+    code, _, err = cli(capsys, "runs", "repair", "a", "--store", str(runs))
+    assert code == 0 and "Traceback" not in err and not stray.exists()

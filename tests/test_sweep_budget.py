@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import json
 from pathlib import Path
 import time
@@ -188,21 +189,23 @@ def test_a_file_as_store_is_a_param_error(sample, tmp_path):
             sweep(sample, "ma_crossover", {"fast_period": [5, 10]}, store=store)
 
 
-def test_disk_full_while_storing_is_a_clear_error_and_the_run_resumes(sample, tmp_path, monkeypatch):
+@pytest.mark.parametrize("error, why", [(errno.ENOSPC, "disk full"), (errno.EFBIG, "file size limit reached")])
+def test_disk_full_while_storing_is_a_clear_error_and_the_run_resumes(sample, tmp_path, monkeypatch, error, why):
+    """(a file-size limit, EFBIG, read "[Errno 27] File too large", naming neither the run nor a resume)"""
     flush = RunWriter.flush
     calls = []
 
     def full_disk(self):
         calls.append(1)
         if len(calls) > 1 and self._pending:
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(error, os.strerror(error))
         flush(self)
 
     monkeypatch.setattr(RunWriter, "flush", full_disk)
     space = {"fast_period": "5:20:1", "slow_period": [30, 40]}
     args = dict(executor="inline", workers=1, chunk_size=4, flush_seconds=0, store=tmp_path, run_id="full")
-    with pytest.raises(ThreadXError, match=r"disk full while storing results of run full.*: \d+ combos stored; "
-                                           "free space and resume with the same run id"):
+    with pytest.raises(ThreadXError, match=why + r" while storing results of run full.*: \d+ combos stored; "
+                                           r"free space \(or raise the limit\) and resume with the same run id"):
         sweep(sample, "ma_crossover", space, bank=IndicatorBank(disk=False), **args)
     stored = ResultStore(tmp_path).done_ids("full")
     assert 0 < len(stored) < 32

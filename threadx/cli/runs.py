@@ -81,7 +81,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     progress = _progress_printer(args, args.sampler)
 
-    run_id = args.run_id or new_run_id(args.strategy)  # (named here: an interruption says which run to resume)
+    # (named here: an interruption says which run to resume; an empty --run-id is refused, not replaced)
+    run_id = args.run_id if args.run_id is not None else new_run_id(args.strategy)
     try:
         run = threadx.sweep(
             df, args.strategy, space, sampler=args.sampler, n=None if args.sampler == "grid" else args.n,

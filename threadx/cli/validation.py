@@ -32,7 +32,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         _check_writable(args.save, "--save")  # before the work, not after it
     check_S(args.S)  # (also before the work)
     threadx.get_strategy(args.strategy)  # (an unknown one is its own error, not a bad run id)
-    run_id = check_name(args.run_id or new_run_id(f"wf-{args.strategy}"), "run id")
+    run_id = check_name(args.run_id if args.run_id is not None else new_run_id(f"wf-{args.strategy}"), "run id")
     if is_stored(run_id):
         raise ParamError(f"walk-forward {run_id} is stored already; pick another --run-id")
     import threadx.validation.walkforward  # noqa: F401 - the process's start, not the run's time

@@ -53,7 +53,7 @@ EXECUTORS = ("auto", "local", "inline", "dask", "gpu")
 _SECONDS_PER_BAR_GUESS = 2e-8  # one combo on 12.5k bars takes about 0.2 ms
 _INLINE_BELOW_SECONDS = 1.5  # smaller sweeps run in-process: a pool would cost more to start
 _EXACT_COUNT_LIMIT = 1_000_000  # larger constrained grids show an estimated total first
-_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}  # full disk, or quota
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}  # full disk, quota, file size limit
 
 
 @dataclass(frozen=True)
@@ -182,8 +182,8 @@ def sweep(
         workers=int(workers or default_workers()), executor=executor, progress=progress,
         should_stop=_cancel_check(cancel), chunk_size=chunk_size, grid_limit=grid_limit, bank=bank,
         scheduler=scheduler, space_spec=dict(space or {}), n_blocks=_blocks_argument(block_returns),
-        store=store, run_id=check_run_id(run_id or new_run_id(strategy)), budget=budget, request=request,
-        on_phase=on_phase, watch=watch,
+        store=store, run_id=check_run_id(new_run_id(strategy) if run_id is None else run_id), budget=budget,
+        request=request, on_phase=on_phase, watch=watch,
     )
     log = logs.logger()  # one record at the start, one at the end: never per combo
     log.info("sweep run %s started: %s on %s, sampler %s, executor %s, %d workers, store %s", session.run_id,
@@ -196,8 +196,10 @@ def sweep(
             raise
         stored = len(store.done_ids(session.run_id))
         log.error("sweep run %s failed: disk full, %d combos stored", session.run_id, stored, extra=logs.FILE_ONLY)
-        raise ThreadXError(f"disk full while storing results of run {session.run_id} in {store.root}: "
-                           f"{stored:,} combos stored; free space and resume with the same run id") from exc
+        why = "file size limit reached" if exc.errno == errno.EFBIG else "disk full"
+        raise ThreadXError(f"{why} while storing results of run {session.run_id} in {store.root}: "
+                           f"{stored:,} combos stored; free space (or raise the limit) and resume with the same run "
+                           "id") from exc
     except BaseException as exc:
         log.error("sweep run %s %s: %s", session.run_id,
                   "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", exc or type(exc).__name__,

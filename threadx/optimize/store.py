@@ -29,7 +29,7 @@ from filelock import FileLock, Timeout
 
 from threadx.config import settings
 from threadx.engine.layout import METRIC_NAMES, RESULT_COLUMNS
-from threadx.errors import ThreadXError, first_line, os_reason
+from threadx.errors import ParamError, ThreadXError, first_line, os_reason
 from threadx.files import atomic_write_bytes
 from threadx.names import check_name
 from threadx.shapes import LIST, OBJECT, SWITCH, TEXT, WHOLE, WHOLES, Kind, shape_problem
@@ -49,9 +49,19 @@ _PLAN_FILE = "plan.json"  # the manifest as first written, less its progress key
 QUARANTINE = "quarantine"  # damaged parts are moved here, never deleted
 
 
+# what else lives in a results folder beside the sweeps' run folders (each module's FOLDER, the log
+# folder, the workspace file): no sweep may take one of these names
+RESERVED_RUN_IDS = ("walkforward", "research", "portfolios", "logs", "workspace.json")
+
+
 def check_run_id(run_id: str) -> str:
-    """A run id usable as a folder name (letters, digits, ``_.-``; :mod:`threadx.names`)."""
-    return check_name(run_id, "run id")
+    """A run id usable as a folder name (letters, digits, ``_.-``; :mod:`threadx.names`) that is
+    none of the results folder's own (a sweep run as ``logs`` wrote its parts beside threadx.log)."""
+    check_name(run_id, "run id")
+    if run_id.lower() in RESERVED_RUN_IDS:
+        raise ParamError(f"invalid run id {run_id!r}: the results folder keeps its {run_id.lower()} there; pick "
+                         "another run id")
+    return run_id
 
 
 BLOCK_SUM_PREFIX = "blk_s"  # stored per combo: sum of per-bar returns in time block k
@@ -242,8 +252,7 @@ class RunWriter:
         self._last_flush = time.monotonic()
         parts = [int(m.group(1)) for p in folder.iterdir() if (m := _PART.match(p.name))]
         self._next_part = max(parts, default=-1) + 1
-        for stale in folder.glob(".part-*.tmp"):  # a write interrupted by a kill
-            stale.unlink(missing_ok=True)
+        _remove_stale_temps(folder)  # of a write interrupted by a kill
 
     def append(self, rows: pd.DataFrame | dict[str, Any]) -> None:
         """Queue rows (a DataFrame, or its columns as a dict of arrays: cheaper, one table is
@@ -636,6 +645,17 @@ def _param_columns(parts: list[Path]) -> set[str]:
     return {c for c in names if c not in RESULT_COLUMNS and not c.startswith((BLOCK_SUM_PREFIX, BLOCK_SQ_PREFIX))}
 
 
+def _remove_stale_temps(folder: Path) -> None:
+    """Delete the temporary files of part writes that never ended; a folder under such a name
+    is no write of ours: moved to quarantine (it stopped every resume and repair with "[Errno 21]
+    Is a directory")."""
+    for stale in folder.glob(".part-*.tmp"):
+        if stale.is_dir() and not stale.is_symlink():
+            _quarantine(folder, stale)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 def _quarantine(folder: Path, path: Path) -> str:
     """Move a damaged part to ``<run>/quarantine/`` (user data is never deleted); its new path."""
     target_dir = folder / QUARANTINE
@@ -820,8 +840,7 @@ class ResultStore:
                 strays.append({"part": _quarantine(folder, folder / name), "why": f"{stray} where {name} belongs"})
         lock = RunLock(folder, run_id).acquire()
         try:
-            for stale in folder.glob(".part-*.tmp"):
-                stale.unlink(missing_ok=True)
+            _remove_stale_temps(folder)
             moved = strays + self._quarantine_bad(folder, every_column=True)
             manifest, rebuilt = self._repaired_manifest(folder, run_id)
             stored = stored_rows(_part_paths(folder))
