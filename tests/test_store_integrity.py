@@ -372,3 +372,17 @@ def test_a_folder_named_like_a_part_write_is_moved_aside_not_a_stop(runs, df, ca
     stray.mkdir()
     code, _, err = cli(capsys, "runs", "repair", "a", "--store", str(runs))
     assert code == 0 and "Traceback" not in err and not stray.exists()
+
+
+def test_a_manifest_naming_other_params_than_its_rows_is_damage_that_repair_mends(runs, capsys):
+    """validate read the winner's params by the manifest's names: a KeyError traceback."""
+    path = runs / "a" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps({**manifest, "param_names": ["nope"]}))
+    for argv in (("runs", "show", "a"), ("validate", "a", "--bootstrap", "10")):
+        code, _, err = cli(capsys, *argv, "--store", str(runs))
+        assert_one_error_line(code, err, "has a manifest naming params ['nope'] where its parts hold")
+    code, out, _ = cli(capsys, "runs", "repair", "a", "--store", str(runs))
+    assert code == 0 and json.loads(path.read_text())["param_names"] == manifest["param_names"]
+    code, out, _ = cli(capsys, "runs", "show", "a", "--store", str(runs))
+    assert code == 0

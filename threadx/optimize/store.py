@@ -793,6 +793,11 @@ class ResultStore:
             raise RunDamaged(run_id, f"has a manifest whose {problem}")
         parts = _part_paths(folder)
         rows = sum(_footer_rows(p) for p in parts)
+        if parts and isinstance(manifest.get("param_names"), list):  # (validate read a winner's params by them)
+            stored, named = _param_columns(parts), set(map(str, manifest["param_names"]))
+            if stored != named:
+                raise RunDamaged(run_id, f"has a manifest naming params {sorted(named)} where its parts hold "
+                                         f"{sorted(stored)}")
         manifest["status"] = _status(folder, manifest, rows)
         manifest["run_id"] = run_id  # the folder's name, whatever a copied or edited manifest says
         return SweepRun(manifest=manifest, parts=parts)
@@ -864,6 +869,12 @@ class ResultStore:
             manifest, why = None, exc.why
         why = why or ("has no manifest" if manifest is None else "")
         if manifest is not None and all(k in manifest for k in _PLAN_KEYS if k not in _LEGACY_OPTIONAL):
+            try:  # the params the rows hold, as first written (an edited list broke validate and show)
+                first = _read_json(folder / _PLAN_FILE).get("param_names")
+            except (OSError, ValueError):
+                first = None
+            if isinstance(first, list) and manifest.get("param_names") != first:
+                return {**manifest, "param_names": first}, f"param_names restored from {_PLAN_FILE}"
             return manifest, ""  # (a run of an earlier version lacks the optional keys: it resumes without them)
         why = why or "has a manifest without " + ", ".join(k for k in _PLAN_KEYS if k not in (manifest or {}))
         try:
