@@ -386,3 +386,21 @@ def test_a_manifest_naming_other_params_than_its_rows_is_damage_that_repair_mend
     assert code == 0 and json.loads(path.read_text())["param_names"] == manifest["param_names"]
     code, out, _ = cli(capsys, "runs", "show", "a", "--store", str(runs))
     assert code == 0
+
+
+def test_a_part_damaged_in_its_block_returns_stops_validate_not_grades_it(runs, df):
+    """Bytes flipped in a part's block-return column (read by the PBO only) gave "PBO: not
+    available", 0 of its points and a grade, exit 0."""
+    import pyarrow.parquet as pq
+
+    part = sorted((runs / "a").glob("part-*.parquet"))[1]
+    row_group = pq.ParquetFile(part).metadata.row_group(0)
+    chunk = next(row_group.column(i) for i in range(row_group.num_columns)
+                 if row_group.column(i).path_in_schema.startswith("blk_q"))
+    data = bytearray(part.read_bytes())
+    data[chunk.data_page_offset + chunk.total_compressed_size - 4] ^= 0x40
+    part.write_bytes(bytes(data))
+    from threadx.validation.report import validate_sweep
+
+    with pytest.raises(RunDamaged, match=f"unreadable part {part.name}"):
+        validate_sweep("a", df, store=ResultStore(runs), n=10, S=4)

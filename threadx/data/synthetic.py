@@ -124,7 +124,7 @@ def generate_synthetic(
     )
     df = pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume}, index=index)
     df.attrs.update(
-        {"timeframe": timeframe, "name": f"synthetic/{symbol}-{timeframe}", "synthetic": True, "source": "synthetic"}
+        {"timeframe": timeframe, "name": f"synthetic/{symbol}-{timeframe}", "synthetic": True}
     )
     return df
 

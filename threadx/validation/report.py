@@ -428,8 +428,12 @@ def _report(source, robust, dsr, pbo_result, pbo_error, stab, periods, ratio, co
 
 
 def _try_pbo(compute) -> tuple[PBOResult | None, str | None]:
+    from threadx.optimize.store import RunDamaged
+
     try:
         return compute(), None
+    except RunDamaged:  # (a part failing its checksum read as "PBO not available", 0 points, a grade F)
+        raise
     except (ThreadXError, ValueError) as exc:  # e.g. no stored block returns, too few combos
         return None, str(exc)
 
