@@ -260,12 +260,16 @@ def test_a_folder_module_that_cannot_be_read_is_named_and_its_fix_reloads(rsi: P
     assert threadx.backtest(frame, "rsi_mine").trades["bars_held"].max() == 3 and not user.load_errors()
 
 
+@pytest.mark.parametrize("importing", ["from numba import njit", "from numba.core.decorators import njit"])
 def test_numba_functions_of_folder_modules_never_run_another_versions_cached_code(rsi: Path, frame,
-                                                                                  strategy_dir) -> None:
+                                                                                  strategy_dir, importing) -> None:
     """``@njit(cache=True)`` found machine code by the file's stamp and bytecode: an edited
-    constant of a helper, or a worker running the text its sweep began with, got the other's."""
+    constant of a helper, or a worker running the text its sweep began with, got the other's.
+    (Imported from numba.core.decorators, it still wrote its code to the disk cache.)"""
+    import os
+
     helper = strategy_dir / "_nb.py"
-    helper.write_text("from numba import njit\n@njit(cache=True)\ndef hold():\n    return 3\nHOLD = hold()\n")
+    helper.write_text(f"{importing}\n@njit(cache=True)\ndef hold():\n    return 3\nHOLD = hold()\n")
     _edit(rsi, "import numpy as np\n", "import numpy as np\nimport _nb\n")
     _edit(rsi, 'ExitRules(stop_atr=p["atr_stop"], sizing="risk"',
           'ExitRules(stop_atr=p["atr_stop"], max_hold_bars=_nb.hold(), sizing="risk"')
@@ -275,6 +279,8 @@ def test_numba_functions_of_folder_modules_never_run_another_versions_cached_cod
     helper.write_text(helper.read_text().replace("return 3", "return 5"))
     assert threadx.backtest(frame, "rsi_mine").trades["bars_held"].max() == 5
     assert task_strategy(task).exits({**spec.defaults()}).max_hold_bars == 3  # the text the sweep began with
+    cached = [name for _, _, names in os.walk(os.environ["NUMBA_CACHE_DIR"]) for name in names if "_nb." in name]
+    assert cached == []
 
 
 def test_a_resume_with_changed_code_is_refused(rsi: Path, frame, tmp_path) -> None:

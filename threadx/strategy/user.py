@@ -227,7 +227,7 @@ class _FolderImports:
                 return module
         if name == "numba" or name.startswith("numba."):
             found = builtins.__import__(name, globals, locals, fromlist, level)  # (imports the submodule named)
-            return _numba_in_memory() if found.__name__ == "numba" else found
+            return _numba_in_memory(found)
         if self.is_folder_package(name.partition(".")[0]):
             raise ImportError(f"import {name}: the strategies folder imported as a package, which Python keeps "
                               "once per process (an edit would not reload it, nor change the strategy's code hash): "
@@ -319,20 +319,22 @@ def _folder_package(top: str, folder: Path) -> bool:
 
 
 _NUMBA_CACHING = ("jit", "njit", "vectorize", "guvectorize", "cfunc")  # the decorators taking cache=
-_NUMBA_PROXY: list[types.ModuleType] = []
+_NUMBA_PROXIES: dict[str, types.ModuleType] = {}
 
 
-def _numba_in_memory() -> types.ModuleType:
-    """``numba`` as strategies-folder code imports it: its decorators ignore ``cache=True``.
+def _numba_in_memory(module: types.ModuleType) -> types.ModuleType:
+    """``numba`` (or a module of it holding its decorators: ``from numba.core.decorators import
+    njit`` kept the disk cache) as strategies-folder code imports it: its decorators ignore
+    ``cache=True``.
 
     numba's disk cache finds machine code by the file's stamp and the function's bytecode, not
     the text that ran nor the constants and other modules' values it reads: an edited helper's
     constant, or a sweep's worker running the text its sweep began with, got another version's
     code (or numba's loader failed on the other version's module name). Folder code compiles in
     memory (again each time its file is loaded)."""
-    if not _NUMBA_PROXY:
-        import numba
-
+    if not any(callable(getattr(module, name, None)) for name in _NUMBA_CACHING):
+        return module
+    if module.__name__ not in _NUMBA_PROXIES:
         def no_disk_cache(decorator: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(decorator)
             def without_cache(*args: Any, **kwargs: Any) -> Any:
@@ -340,12 +342,12 @@ def _numba_in_memory() -> types.ModuleType:
                 return decorator(*args, **kwargs)
             return without_cache
 
-        proxy = types.ModuleType("numba", numba.__doc__)
-        proxy.__dict__.update({name: no_disk_cache(getattr(numba, name)) for name in _NUMBA_CACHING
-                               if hasattr(numba, name)})
-        proxy.__getattr__ = lambda name: getattr(numba, name)  # the rest is numba's (PEP 562)
-        _NUMBA_PROXY.append(proxy)
-    return _NUMBA_PROXY[0]
+        proxy = types.ModuleType(module.__name__, module.__doc__)
+        proxy.__dict__.update({name: no_disk_cache(getattr(module, name)) for name in _NUMBA_CACHING
+                               if callable(getattr(module, name, None))})
+        proxy.__getattr__ = lambda name: getattr(module, name)  # the rest is numba's (PEP 562)
+        _NUMBA_PROXIES[module.__name__] = proxy
+    return _NUMBA_PROXIES[module.__name__]
 
 
 class _NoStrategy(StrategyError):
