@@ -11,6 +11,7 @@ runs. Workers dying over and over with no chunk finishing interrupt the run
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import multiprocessing.connection
 import os
@@ -44,9 +45,25 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
 
+@contextlib.contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """SIGINT held back while the workers fork, delivered at the end. A Ctrl-C inside the
+    fork hooks (filelock's among them) was "Exception ignored": the sweep ran to its end."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _init_worker(task: SweepTask, warm: bool) -> None:
     """Start-up of a worker: Ctrl-C left to the parent, parent watch, numba warm-up."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
+    if hasattr(signal, "pthread_sigmask"):  # (held while the parent forked: see _ctrl_c_held)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, inherited by a fork
     threading.Thread(target=_exit_with_parent, name="threadx-parent-watch", daemon=True).start()
     if warm:
@@ -176,8 +193,9 @@ class LocalPool:
             warm_once(self.task)  # compiled kernels are inherited by the forked workers
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context(self.context),
                                          initializer=_init_worker, initargs=(self.task, not forking))
-        for _ in range(self.workers):  # processes are spawned on submit
-            self._pool.submit(_ready)
+        with _ctrl_c_held():
+            for _ in range(self.workers):  # processes are spawned on submit
+                self._pool.submit(_ready)
         return self
 
     def _restart(self) -> ProcessPoolExecutor:
