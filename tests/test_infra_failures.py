@@ -178,3 +178,19 @@ def test_a_dask_cluster_without_workers_interrupts_instead_of_waiting_forever(mo
     executor.client, executor.no_workers_s = NoWorkers(), 0.6
     with pytest.raises(RunInterrupted, match="no worker for 1 s"):
         executor._next_done(NothingDone(), lambda: False)
+
+
+def test_a_ctrl_c_while_the_workers_fork_is_delivered_after_it_not_lost():
+    """A SIGINT landing in a fork hook (filelock's) was "Exception ignored": the sweep ran on."""
+    import os
+    import signal
+
+    from threadx.optimize.pool import _ctrl_c_held
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with _ctrl_c_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # (bytecodes at which Python would raise it, were it not held)
+                reached.append(1)
+    assert len(reached) == 1000
