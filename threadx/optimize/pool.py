@@ -47,23 +47,27 @@ def _exit_with_parent() -> None:
 
 @contextlib.contextmanager
 def _ctrl_c_held() -> Iterator[None]:
-    """SIGINT held back while the workers fork, delivered at the end. A Ctrl-C inside the
-    fork hooks (filelock's among them) was "Exception ignored": the sweep ran to its end."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    """A Ctrl-C while the workers fork is noted, then acted on at the end (a KeyboardInterrupt
+    raised inside a fork hook, filelock's among them, was "Exception ignored": the sweep ran to
+    its end). A handler, not a signal mask: numpy's and pyarrow's threads would take a masked one."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, None)  # Python's default handler: KeyboardInterrupt, here
+        elif caught and previous == signal.SIG_DFL:
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 def _init_worker(task: SweepTask, warm: bool) -> None:
     """Start-up of a worker: Ctrl-C left to the parent, parent watch, numba warm-up."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
-    if hasattr(signal, "pthread_sigmask"):  # (held while the parent forked: see _ctrl_c_held)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, inherited by a fork
     threading.Thread(target=_exit_with_parent, name="threadx-parent-watch", daemon=True).start()
     if warm:
