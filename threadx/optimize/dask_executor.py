@@ -215,6 +215,9 @@ class DaskExecutor:
         if given is not self.data and self.data.status == "finished":
             return
         try:
+            # the nannies restart the dead workers in a moment: a scatter before one is back fails with
+            # "No valid workers found" (seen in CI), so it waits for one, as long as a run waits for any worker
+            self.client.wait_for_workers(1, timeout=self.no_workers_s)
             self.data = self._scatter()
         except Exception as exc:  # noqa: BLE001 - no worker to take it: the run cannot go on
             raise RunInterrupted(f"the Dask cluster lost the sweep's data and cannot take it again "
