@@ -134,6 +134,22 @@ def test_a_flipped_bit_anywhere_in_a_stored_result_is_said_not_shown(stored, tmp
         load_walk_forward("wf1", tmp_path / "copy")
 
 
+def test_a_frame_the_checksums_leave_out_is_never_read_unchecked(stored, tmp_path):
+    """Checksums that leave out a frame the tree names (an edited tree.json) are refused: the
+    frame would have been read without its check."""
+    import json
+    import shutil
+
+    _, _, root = stored
+    shutil.copytree(root, tmp_path / "copy")
+    path = tmp_path / "copy" / "walkforward" / "wf1" / "result" / "tree.json"
+    stored_tree = json.loads(path.read_text())
+    del stored_tree["__sha256__"]["frames/f0.parquet"]
+    path.write_text(json.dumps(stored_tree))
+    with pytest.raises(ThreadXError, match="frames/f0.parquet, which has no checksum"):
+        load_walk_forward("wf1", tmp_path / "copy")
+
+
 def test_saving_again_replaces_the_result_whole(stored, synthetic_bars):
     wf, report, root = stored
     save_walk_forward("wf1", wf, report, root)

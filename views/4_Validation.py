@@ -73,12 +73,18 @@ def data_problem(ref: Any) -> str | None:
     read again only when the dataset's file changes (a page rerun does not reload it)."""
     if not isinstance(ref, dict) or not ref.get("fingerprint"):
         return None  # recorded without a fingerprint (an older run): nothing to compare
-    try:
-        stamp = file_stamp(resolve_dataset(str(ref.get("source"))))
-    except (ThreadXError, OSError):
-        stamp = None  # gone, or no file: asked each time (it says why)
+    stamp = _source_stamp(resolve_dataset, str(ref.get("source")))  # None: gone, or no file, asked each time
     text = json.dumps(ref, sort_keys=True, default=str)
     return _stamped_problem(text, stamp) if stamp is not None else _problem(text)
+
+
+def _source_stamp(find: Callable[[str], Any], source: str) -> tuple | None:
+    """The file stamp of the file ``find`` names for a dataset ``source``; None when there is none."""
+    try:
+        path = find(source)
+        return file_stamp(path) if path else None
+    except (ThreadXError, OSError):
+        return None
 
 
 def _problem(ref: str) -> str | None:
@@ -104,13 +110,7 @@ def inputs_stamp(strategy: str | None, data: Any) -> tuple:
     evaluators' keys: changed candles or code are evaluated again, and refused as the CLI refuses
     them (a report, a stability grid of the old ones was shown on: reused from the cache)."""
     source = str((data.get("source") if isinstance(data, dict) else data) or "")
-    stamps = []
-    for find in (resolve_dataset, funding_file_of):
-        try:
-            path = find(source)
-            stamps.append(file_stamp(path) if path else None)
-        except (ThreadXError, OSError):
-            stamps.append(None)
+    stamps = [_source_stamp(find, source) for find in (resolve_dataset, funding_file_of)]
     try:
         code = threadx.get_strategy(strategy).code_hash if strategy else None
     except ThreadXError:

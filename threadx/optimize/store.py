@@ -16,7 +16,6 @@ import functools
 import json
 import os
 import re
-import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -474,8 +473,9 @@ class RunDamaged(ThreadXError):
 
 def _read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``; ValueError (with the reason) when it is not one."""
-    if not stat.S_ISREG(path.stat().st_mode):  # (a FIFO there held every command reading it, `runs list` too)
-        raise ValueError("not a file")
+    stray = _stray(path)  # (a FIFO there held every command reading it, `runs list` too)
+    if stray:
+        raise ValueError(f"{stray}, not a file")
     try:
         data = json.loads(path.read_bytes())
     except UnicodeDecodeError as exc:
@@ -579,12 +579,9 @@ def _read_table(path: Path, columns: list[str] | None):
 
 def _require_file(path: Path) -> None:
     """RunDamaged when a part's name holds no file (a FIFO there held `runs list` for ever)."""
-    try:
-        regular = stat.S_ISREG(path.stat().st_mode)
-    except OSError as exc:
-        raise _bad_part(path, exc) from None
-    if not regular:
-        raise RunDamaged(path.parent.name, f"has a part {path.name} that is not a file")
+    stray = _stray(path)
+    if stray:
+        raise RunDamaged(path.parent.name, f"has a part {path.name} that is {stray}, not a file")
 
 
 def _bad_part(path: Path, exc: BaseException) -> RunDamaged:

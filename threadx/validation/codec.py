@@ -20,7 +20,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -66,16 +66,20 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _check_digests(folder: Path, tree: Any, digests: Any) -> None:
-    """Every file the dump wrote holds the bytes it wrote: a bit flipped in a frame showed other
+def _checked_files(folder: Path, tree: Any, digests: Any) -> dict[str, bytes]:
+    """Every file the dump wrote, by its name in ``folder``, read once and checked against its
+    sha256 (the bytes checked are the bytes decoded): a bit flipped in a frame showed other
     numbers (a Sharpe, a window's end) as the result's, with no error."""
     if not isinstance(digests, dict) or not {TREE, ARRAYS} <= set(digests) or any(
             name not in (TREE, ARRAYS) and not _FRAME_FILE.fullmatch(str(name)) for name in digests):
         raise CodecError(f"{folder} cannot be read (its checksums do not name its files)")
+    files = {}
     for name, digest in digests.items():
         data = json.dumps(tree).encode() if name == TREE else (folder / name).read_bytes()
         if _sha256(data) != digest:
             raise CodecError(f"{folder} cannot be read ({name} is not what was saved: its checksum differs)")
+        files[name] = data
+    return files
 
 
 def load(folder: Path, allowed: Iterable[type]) -> Any:
@@ -83,12 +87,20 @@ def load(folder: Path, allowed: Iterable[type]) -> Any:
     classes = {cls.__name__: cls for cls in allowed}
     try:
         tree = json.loads((folder / TREE).read_text())
-        if isinstance(tree, dict) and DIGESTS in tree:  # (a dump of an earlier version has none)
+        if isinstance(tree, dict) and DIGESTS in tree:
             tree, digests = tree.get(ROOT), tree[DIGESTS]
-            _check_digests(folder, tree, digests)
-        with np.load(folder / ARRAYS, allow_pickle=False) as npz:
+            files = _checked_files(folder, tree, digests)
+
+            def read(name: str) -> bytes:
+                if name not in files:
+                    raise CodecError(f"{folder} cannot be read (its tree names {name}, which has no checksum)")
+                return files[name]
+        else:  # a dump of an earlier version has no checksums
+            def read(name: str) -> bytes:
+                return (folder / name).read_bytes()
+        with np.load(io.BytesIO(read(ARRAYS)), allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
-        return _decode(tree, arrays, folder / FRAMES, classes)
+        return _decode(tree, arrays, read, classes)
     except CodecError:
         raise
     except Exception as exc:  # truncated, edited or foreign files
@@ -133,25 +145,25 @@ def _encode(obj: Any, arrays: dict, frames: dict) -> Any:
     raise CodecError(f"cannot store a {type(obj).__name__} without pickle")
 
 
-def _decode(node: Any, arrays: dict, frames: Path, classes: dict[str, type]) -> Any:
+def _decode(node: Any, arrays: dict, read: Callable[[str], bytes], classes: dict[str, type]) -> Any:
     if not isinstance(node, dict):
         return node
 
     def rec(value: Any) -> Any:
-        return _decode(value, arrays, frames, classes)
+        return _decode(value, arrays, read, classes)
 
     if "__float__" in node:
         return float(node["__float__"])
     if "__array__" in node:
         return arrays[node["__array__"]]
     if "__frame__" in node:
-        return pd.read_parquet(frames / f"{_plain(node['__frame__'])}.parquet")
+        return _frame(read, node["__frame__"])
     if "__rows__" in node:
         rows = node["__rows__"]
         return pd.DataFrame([[rec(v) for v in row] for row in rows["rows"]], columns=[rec(c) for c in rows["columns"]],
                             index=[rec(i) for i in rows["index"]])
     if "__series__" in node:
-        series = pd.read_parquet(frames / f"{_plain(node['__series__'])}.parquet")["values"]
+        series = _frame(read, node["__series__"])["values"]
         series.name = rec(node.get("name"))
         return series
     if "__timestamp__" in node:
@@ -168,6 +180,10 @@ def _decode(node: Any, arrays: dict, frames: Path, classes: dict[str, type]) -> 
     if "__tuple__" in node:
         return tuple(rec(v) for v in node["__tuple__"])
     raise CodecError(f"unknown stored node {sorted(node)[:3]}")
+
+
+def _frame(read: Callable[[str], bytes], name: Any) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(read(f"{FRAMES}/{_plain(name)}.parquet")))
 
 
 def _parquet_ready(frame: pd.DataFrame) -> bool:
