@@ -17,7 +17,11 @@ a. 10,000 SMA pairs (fast 5..104 x slow 105..600 step 5) on the synthetic sample
    floor's OpenMP threads and freed memory: ThreadX's indicator stage took 0.053-0.059 s
    right after a floor run, 0.019-0.029 s otherwise).
 b. ``ma_crossover`` grid of the 1,860 valid combos, fill at the close: ThreadX against
-   vectorbt (bench_sweep_vs_vectorbt.py's steps); warm and first run. Goal: >= 50x.
+   vectorbt (bench_sweep_vs_vectorbt.py's steps); warm and first run. Goal: >= 50x. Both
+   sides run with NumPy's hugepage advice off, as ThreadX's processes do (threadx.hugepages:
+   the steps import threadx first): with it on, vectorbt's runs took 13-20 s on the 2-core
+   host where they took 7-8 s without (memory compaction on first touch), a ratio that
+   would not be ThreadX's doing.
 c. ``bb_atr``, 10,000 random combos, 2 workers: wall clock from the call (worker start-up,
    indicators, store) and steady state. Goal: >= 20,000 backtests/s wall clock. Informative:
    the same sweep (other combos) again in that process, as a workstation's second sweep (the

@@ -1,0 +1,33 @@
+"""NumPy's transparent-hugepage advice, off in ThreadX's processes unless the user chose.
+
+NumPy asks Linux for huge pages (``madvise(MADV_HUGEPAGE)``) on every array of 4 MB and
+more. Where the kernel's THP ``defrag`` setting is ``madvise`` (the kernel's default), each
+first touch of such an array may wait for the kernel to compact memory into 2 MB pages, and a
+sweep makes and frees such arrays all the time (signal and line matrices, result columns).
+Measured on a 2-core Linux host (``benchmarks/bench_issue12.py``, goal e): a GPU sweep's first
+plan batch took 2.50 s with the advice and 0.36 s without; an ``ma_crossover`` sweep of 1,860
+combos on one thread 0.34-0.51 s with it, 0.22-0.28 s without. ``NUMPY_MADVISE_HUGEPAGE`` set
+by the user (0 or 1) is kept as it is.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+ADVICE_VARIABLE = "NUMPY_MADVISE_HUGEPAGE"  # NumPy's own switch, read when numpy is imported
+
+
+def no_numpy_hugepages() -> None:
+    """Turn NumPy's hugepage advice off in this process and the processes it starts (workers,
+    the job process), unless ``NUMPY_MADVISE_HUGEPAGE`` is set already."""
+    if ADVICE_VARIABLE in os.environ:
+        return
+    os.environ[ADVICE_VARIABLE] = "0"  # numpy imported from now on (here or in a child) reads it
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return
+    for module in ("_core", "core"):  # numpy imported before threadx: its runtime switch (2.x, then 1.26)
+        switch = getattr(getattr(getattr(numpy, module, None), "multiarray", None), "_set_madvise_hugepage", None)
+        if switch is not None:
+            switch(False)
+            return
