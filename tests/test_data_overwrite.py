@@ -289,3 +289,22 @@ def test_a_file_named_with_a_label_is_imported_under_it(stored, tmp_path, data_r
     assert import_ohlcv(path, "binance", data_root=data_root, label="old", replace=True)[1].name == \
         "BTC_USDT-1h-old.parquet"  # a label given wins
 
+
+
+def test_the_sample_resampled_is_written_under_local_and_a_stray_synthetic_file_can_be_deleted(data_root, capsys):
+    """A resample of the sample was written to synthetic/BTC_USDT-4h, listed as the sample and
+    refused by rename and delete: a dataset nobody could remove but by hand."""
+    from threadx.data.catalog import resampled_path
+    from threadx.data.synthetic import ensure_sample
+
+    ensure_sample(data_root)
+    assert resampled_path("sample:BTC_USDT-1h", "4h", data_root) == data_root / "local" / "BTC_USDT-4h.parquet"
+    assert resampled_path("synthetic/BTC_USDT-1h", "4h", data_root).parent.name == "local"
+    assert main(["data", "resample", "synthetic/BTC_USDT-1h", "--to", "4h"]) == 0
+    assert (data_root / "local" / "BTC_USDT-4h.parquet").exists()
+    stray = write_ohlcv(candles(20, NEW), data_root / "synthetic" / "BTC_USDT-4h.parquet")  # an older version's
+    assert main(["data", "delete", "synthetic/BTC_USDT-4h", "--yes"]) == 0
+    assert not stray.exists()
+    err = one_error_line(capsys, ["data", "rename", "local/BTC_USDT-4h", "synthetic/BTC_USDT-4h"])
+    assert "exchange label 'synthetic' is kept for the synthetic sample" in err
+    assert "synthetic sample" in one_error_line(capsys, ["data", "delete", "synthetic/BTC_USDT-1h", "--yes"])

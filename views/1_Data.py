@@ -15,6 +15,7 @@ from threadx.data.catalog import (
     dataset_name,
     delete_dataset,
     existing_dataset,
+    is_sample,
     list_datasets,
     name_timeframe,
     quote_currency,
@@ -146,7 +147,10 @@ def _collision_choice(collision: dict) -> None:
     label = c[1].text_input("Label for the new one", value=default, key="data_collision_label",
                             help=f"stored as {collision['name']}-LABEL")
     if c[2].button("Keep both", key="data_collision_keep"):
-        _run_import(label=label.strip())
+        if label.strip():
+            _run_import(label=label.strip())
+        else:  # (without one the import met the same name again: the same question, and no word why)
+            st.warning(f"Keep both needs a label for the new one: it is stored as {collision['name']}-LABEL.")
     if c[3].button("Cancel", key="data_collision_cancel"):
         st.session_state.pop("data_collision", None)
         st.session_state["data_import_note"] = "Import cancelled: nothing was written."
@@ -155,7 +159,7 @@ def _collision_choice(collision: dict) -> None:
 
 def _rename_delete(dataset: str, table: pd.DataFrame) -> None:
     """Rename the active dataset, or delete it after a confirmation."""
-    if dataset.startswith("synthetic/"):
+    if is_sample(dataset):
         st.info("The synthetic sample cannot be renamed or deleted: it is regenerated whenever it is missing.")
         return
     if st.session_state.get("data_rename_for") != dataset:  # the box starts at the selected dataset's name

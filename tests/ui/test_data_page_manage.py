@@ -74,6 +74,17 @@ def test_collision_keep_both_under_a_label(stored, older):
     assert stored.read_bytes() == before
 
 
+def test_collision_keep_both_without_a_label_says_one_is_needed(stored, older):
+    """An emptied label met the same name again: the same question came back with no word why."""
+    before = stored.read_bytes()
+    at = start_import(older)
+    at.text_input(key="data_collision_label").set_value("  ")
+    at.button(key="data_collision_keep").click().run()
+    assert not at.exception, at.exception
+    assert any("Keep both needs a label" in w.value and "binance/BTC_USDT-1h-LABEL" in w.value for w in at.warning)
+    assert stored.read_bytes() == before and sorted(p.name for p in stored.parent.iterdir()) == ["BTC_USDT-1h.parquet"]
+
+
 def test_collision_cancel_writes_nothing(stored, older):
     before = stored.read_bytes()
     at = start_import(older)

@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from threadx.data.synthetic import SAMPLE_SYMBOLS, SAMPLE_TIMEFRAME
 from threadx.data.timeframe import canonical_timeframe, timeframe_seconds
 from threadx.errors import DataError, ParamError
 from threadx.filestamp import file_stamp
@@ -33,6 +34,7 @@ from threadx.names import EXCHANGE, NAME, SYMBOL, TIMEFRAME, check_name
 
 SAMPLE_PREFIX = "sample:"
 SYNTHETIC_EXCHANGE = "synthetic"
+_SAMPLE_STEMS = frozenset(f"{symbol}-{SAMPLE_TIMEFRAME}" for symbol in SAMPLE_SYMBOLS)  # the sample's own files
 LIST_COLUMNS = ["name", "exchange", "symbol", "timeframe", "path", "first", "last", "bars", "synthetic", "quality",
                 "verdict"]
 _FORMAT_PREFERENCE = {"parquet": 0, "feather": 1, "csv": 2, "json": 3, "zip": 4}
@@ -200,10 +202,12 @@ def dataset_path(exchange: str, symbol: str, timeframe: str, data_root: str | os
 
 
 def resampled_path(name: str, timeframe: str, data_root: str | os.PathLike | None = None) -> Path:
-    """Where ``name`` resampled to ``timeframe`` is stored: same exchange (``local`` if none), symbol and label
+    """Where ``name`` resampled to ``timeframe`` is stored: same exchange (``local`` if none, or for the
+    synthetic sample, whose label is kept for its own files), symbol and label
     (``binance/BTC_USDT-1h-2017-2020`` -> ``binance/BTC_USDT-4h-2017-2020``)."""
     exchange, symbol, _, label = _parse(name)
-    return dataset_path(exchange or "local", symbol, timeframe, data_root, label[1:] or None)
+    exchange = "local" if exchange in (None, SYNTHETIC_EXCHANGE) else exchange
+    return dataset_path(exchange, symbol, timeframe, data_root, label[1:] or None)
 
 
 def check_resampled_out(path: Path, source: str, timeframe: str, data_root: str | os.PathLike | None = None) -> None:
@@ -249,7 +253,7 @@ def rename_dataset(old: str, new: str, data_root: str | os.PathLike | None = Non
         raise DataError(f"{old} holds {held} bars, so its name keeps the timeframe {held} (a name saying "
                         f"{timeframe} could not be loaded); to get {timeframe} bars, resample it")
     target = dataset_path(new_exchange or exchange, symbol, timeframe, root, label[1:] or None)
-    _refuse_sample(target.parent.name, new)
+    refuse_sample_label(target.parent.name, new)
     if _stem(target.name) == _stem(path.name) and target.parent == path.parent:
         raise DataError(f"{new} is the name {old} has already (a timeframe has one spelling: "
                         f"{timeframe} is {canonical_timeframe(timeframe)})")
@@ -339,19 +343,41 @@ def _stored(name: str, root: Path) -> tuple[str, str, Path]:
 
     DataError for an unknown name, ParamError for the synthetic sample (see the module notes)."""
     exchange, symbol, timeframe, label = _parse(name)
-    _refuse_sample(exchange, name)
     stem = f"{symbol}-{timeframe}{label}"
+    _refuse_sample(exchange, stem, name)
     found = _lookup(root, name, exchange, stem)
     if found is None:
         raise DataError(f"unknown dataset {name!r} in {root}; available: {_available(root)}")
-    _refuse_sample(found[0], name)
+    _refuse_sample(found[0], stem, name)
     return found[0], stem, found[1]
 
 
-def _refuse_sample(exchange: str | None, name: str) -> None:
-    if exchange == SYNTHETIC_EXCHANGE:
+def _refuse_sample(exchange: str | None, stem: str, name: str) -> None:
+    """ParamError for one of the sample's own files (another file under ``synthetic/``, a resample
+    an older version wrote there, may be renamed or deleted)."""
+    if _sample_file(exchange, stem):
         raise ParamError(f"{name}: the synthetic sample is regenerated whenever it is missing; "
                          "it cannot be renamed, deleted or replaced")
+
+
+def is_sample(name: str) -> bool:
+    """Whether the dataset ``name`` is one of the synthetic sample's own files (never renamed or deleted)."""
+    try:
+        exchange, symbol, timeframe, label = _parse(name)
+    except (DataError, ParamError):
+        return False
+    return _sample_file(exchange, f"{symbol}-{timeframe}{label}")
+
+
+def _sample_file(exchange: str | None, stem: str) -> bool:
+    return exchange == SYNTHETIC_EXCHANGE and stem in _SAMPLE_STEMS
+
+
+def refuse_sample_label(exchange: str | None, shown: str) -> None:
+    """DataError when a dataset would be written under the exchange label of the sample."""
+    if exchange == SYNTHETIC_EXCHANGE:
+        raise DataError(f"{shown}: the exchange label {SYNTHETIC_EXCHANGE!r} is kept for the synthetic sample; "
+                         "choose another one")
 
 
 def _all_formats(path: Path) -> list[Path]:

@@ -384,7 +384,7 @@ def import_ohlcv(
     dumps, ``BTCUSDT-1h-2024-01.zip`` ...) make one dataset, named from the first without the
     label its name carries (it names one month).
     """
-    from threadx.data.catalog import SYNTHETIC_EXCHANGE, dataset_path, existing_dataset
+    from threadx.data.catalog import dataset_path, existing_dataset, refuse_sample_label
     from threadx.data.timeframe import timeframe_seconds
 
     files = several_files(source)
@@ -420,8 +420,7 @@ def import_ohlcv(
             raise
         raise ParamError(f"{exc} (taken from the file name {first.name!r}): give the symbol (symbol=..., --symbol, "
                         "the import form's Symbol)") from None
-    if target.parent.name == SYNTHETIC_EXCHANGE:
-        raise DataError(f"{shown}: the exchange label {SYNTHETIC_EXCHANGE!r} is kept for the synthetic sample")
+    refuse_sample_label(target.parent.name, shown)
     taken = existing_dataset(target)
     if taken is not None and not replace:
         taken.incoming = (df.index[0], df.index[-1], len(df))
