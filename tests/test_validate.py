@@ -224,6 +224,19 @@ def test_price_spike_is_flagged_at_its_bar() -> None:
     assert any("spike" in w for w in rep.warnings)
 
 
+@pytest.mark.parametrize("factor, shown", [(1e300, "e+30"), (1e308, "largest ∞ at")])
+def test_a_huge_spike_is_said_in_a_short_number(factor, shown) -> None:
+    """A jump of 1e300 was printed with its 300 digits; one past exp's range raised OverflowError."""
+    df = bars(200, seed=3)
+    df[["open", "high", "low", "close"]] *= 1e-10  # (room below the largest float for the jump)
+    for col in ("open", "high", "low", "close"):
+        df.iloc[150:, df.columns.get_loc(col)] *= factor
+    df.iloc[150, df.columns.get_loc("open")] /= factor
+    df.iloc[150, df.columns.get_loc("low")] = df["open"].iloc[150] * 0.999
+    text = next(w for w in validate_ohlcv(df).warnings if "spike" in w)
+    assert shown in text and len(text) < 200, text
+
+
 @pytest.mark.parametrize("k", [3, 150])  # (3: before the spike check has the 20 returns it needs)
 def test_one_implausible_bar_makes_the_verdict_amber(k: int) -> None:
     """One bar at 1000x the price was green (one spike among many allowed, or none that early):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -328,12 +328,15 @@ def format_duration(seconds: float) -> str:
     return " ".join(parts[:2]) or "0 s"
 
 
+HUGE = 1e15  # from here on a number is shown in scientific notation (1.0000e+300, not 301 digits)
+
+
 def format_plain(value: Any, *, ascii_only: bool = False) -> str:
     """A value without a unit (a param, a label): ints as they are, floats with up to six
     significant digits, bools as yes / no, text unchanged.
 
-    >>> format_plain(1.5), format_plain(20), format_plain(0.123456789), format_plain(True)
-    ('1.5', '20', '0.123457', 'yes')
+    >>> format_plain(1.5), format_plain(20), format_plain(0.123456789), format_plain(True), format_plain(1e300)
+    ('1.5', '20', '0.123457', 'yes', '1.0000e+300')
     """
     if _missing(value):
         return _empty(ascii_only)
@@ -345,6 +348,8 @@ def format_plain(value: Any, *, ascii_only: bool = False) -> str:
         v = float(value)
         if math.isinf(v):
             return _infinity(v, ascii_only)
+        if abs(v) >= HUGE:
+            return f"{v:.4e}"
         return f"{v:,.0f}" if abs(v) >= 1e6 else f"{v:,.6g}"
     return str(value)
 
@@ -354,6 +359,8 @@ def format_as(value: Any, unit: Unit, *, ascii_only: bool = False) -> str:
 
     >>> format_as(0.4299, FRACTION), format_as(12.3, PERCENT), format_as(1.2345, RATIO), format_as(-1e-6, FRACTION)
     ('42.99 %', '12.30 %', '1.23', '0.00 %')
+    >>> format_as(9.98e299, PERCENT)
+    '9.9800e+299 %'
     """
     if _missing(value):
         return _empty(ascii_only)
@@ -373,11 +380,15 @@ def format_as(value: Any, unit: Unit, *, ascii_only: bool = False) -> str:
     shown = v * 100 if unit.kind == "fraction" else v
     if abs(shown) < 0.5 * 10.0 ** -d:
         shown = 0.0  # (a drawdown of -1e-6 read "-0.00 %" beside another run's "0.00 %")
+    if abs(shown) >= HUGE:  # (a price spike of 1e300 % was printed with its 300 digits)
+        text = f"{shown:.4e}"
+    else:
+        text = f"{shown:,.{d}f}"
     if unit.kind in ("fraction", "percent"):
-        return f"{shown:,.{d}f} %"
+        return f"{text} %"
     if unit.kind == "seconds":
-        return f"{shown:,.{d}f} s"
-    return f"{shown:,.{d}f}"  # decimal, money
+        return f"{text} s"
+    return text  # decimal, money
 
 
 def format_metric(name: str, value: Any, *, ascii_only: bool = False) -> str:

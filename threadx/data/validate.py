@@ -66,7 +66,7 @@ from threadx.data.bars import OHLCV_COLUMNS, ohlc_inconsistent
 from threadx.data.grid import grid_origin_ns, grid_slots, slot_start_ns, timeframe_ns
 from threadx.data.timeframe import bar_spacing_ns, spacing_disagreement, spacing_timeframe
 from threadx.errors import DataError
-from threadx.units import counted, format_count, format_duration
+from threadx.units import PERCENT, counted, format_as, format_count, format_duration
 
 SPIKE_MADS = 10.0
 SPIKE_WINDOW = 100
@@ -453,9 +453,11 @@ def _spike_check(rep: ValidationReport, close: np.ndarray, t: np.ndarray) -> Non
         idx = np.flatnonzero(hit) + 1  # the bar whose close made the return
         rep.spikes = [_ts(x) for x in t[idx]]
         worst = int(np.argmax(np.where(hit, dev, -1.0))) + 1
+        with np.errstate(over="ignore"):  # (a log return past 709: math.exp raised OverflowError)
+            largest = 100 * float(np.expm1(abs(r[worst - 1])))
         rep.warnings.append(
             f"{len(idx)} price spike(s) (|log return| > {SPIKE_MADS:g} rolling MADs), "
-            f"largest {100 * (math.exp(abs(r[worst - 1])) - 1):.1f}% at {_iso(_ts(t[worst]))}"
+            f"largest {format_as(largest, PERCENT)} at {_iso(_ts(t[worst]))}"
         )
 
 
