@@ -379,12 +379,14 @@ if shown and df is not None:
         with tabs[2]:
             widgets.timings_section(result.meta.get("timings"), key="bt")
             st.json({"params": result.params, "meta": result.meta})
+    made_by = widgets.download_stem(shown["strategy"], shown["dataset"],  # (the backtest id, else the candles')
+                                    shown.get("bt_id") or ((shown.get("data") or {}).get("fingerprint") or "")[:12])
     d = st.columns(3)  # the files are made when a button is clicked, not on every rerun
-    d[0].download_button("Trades (CSV)", lambda: result.trades.to_csv(index=False), file_name="trades.csv",
-                         mime="text/csv", key="dl_trades")
+    d[0].download_button("Trades (CSV)", lambda: result.trades.to_csv(index=False),
+                         file_name=f"{made_by}-trades.csv", mime="text/csv", key="dl_trades")
     d[1].download_button("Metrics (CSV)", lambda: pd.DataFrame([result.metrics]).to_csv(index=False),
-                         file_name="metrics.csv", mime="text/csv", key="dl_metrics")
-    d[2].download_button("Run (JSON)", lambda: json.dumps(result.to_dict(), default=str), file_name="backtest.json",
-                         mime="application/json", key="dl_json")
+                         file_name=f"{made_by}-metrics.csv", mime="text/csv", key="dl_metrics")
+    d[2].download_button("Run (JSON)", lambda: json.dumps(result.to_dict(), default=str),
+                         file_name=f"{made_by}.json", mime="application/json", key="dl_json")
 else:
     st.info("Set the parameters and press **Run backtest**.")

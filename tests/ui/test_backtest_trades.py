@@ -118,3 +118,17 @@ def test_a_value_out_of_bounds_is_said_and_blocks_run_and_the_defaults_can_be_re
     assert again.number_input(key="bt:bb_atr:bb_period").value == 20
     assert not any(b.key == "bt_reset_params" for b in again.button)
     assert open_page("2_Backtest.py").number_input(key="bt:bb_atr:bb_period").value == 20  # saved as reset
+
+
+
+def test_the_downloads_are_named_for_the_run_that_made_them():
+    """Every download was trades.csv / metrics.csv / backtest.json, whatever the run: the stem
+    names the strategy, the dataset and the backtest id (the name the page gives each file)."""
+    from threadx.ui.widgets import download_stem
+
+    at = run_default_backtest()
+    assert len(at.get("download_button")) == 3
+    shown = at.session_state["backtest"]
+    assert shown["bt_id"] and download_stem(shown["strategy"], shown["dataset"], shown["bt_id"]) == (
+        f"bb_atr_synthetic-BTC_USDT-1h_{shown['bt_id']}")
+    assert download_stem("s", "a/b:c", None, "") == "s_a-b-c"

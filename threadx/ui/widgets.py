@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -580,3 +581,14 @@ def go_to_requested_page() -> None:
     page = st.session_state.pop(GOTO_PAGE, None)
     if page:
         st.switch_page(page)
+
+
+def download_stem(*parts: Any) -> str:
+    """A download's file name (without its ending) from what made the file, each part cut to
+    letters, digits, dots, dashes and underscores, empty parts left out: three downloads all named
+    trades.csv could not be told apart, nor traced to their run.
+
+    >>> download_stem("bb_atr", "sample:BTC_USDT-1h", "", "3f2a")
+    'bb_atr_sample-BTC_USDT-1h_3f2a'
+    """
+    return "_".join(re.sub(r"[^A-Za-z0-9._-]+", "-", str(part)).strip("-") for part in parts if part)
