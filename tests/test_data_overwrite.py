@@ -308,3 +308,9 @@ def test_the_sample_resampled_is_written_under_local_and_a_stray_synthetic_file_
     err = one_error_line(capsys, ["data", "rename", "local/BTC_USDT-4h", "synthetic/BTC_USDT-4h"])
     assert "exchange label 'synthetic' is kept for the synthetic sample" in err
     assert "synthetic sample" in one_error_line(capsys, ["data", "delete", "synthetic/BTC_USDT-1h", "--yes"])
+
+
+def test_a_refused_symbol_is_quoted_as_given(data_root):
+    """'../../evil' was refused as '.._.._EVIL', a text the user never typed."""
+    with pytest.raises(ParamError, match=r"invalid symbol '\.\._\.\._EVIL'.*made from '\.\./\.\./evil' as given"):
+        dataset_path("local", "../../evil", "1h", data_root)
