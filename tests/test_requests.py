@@ -183,9 +183,10 @@ def test_a_request_without_its_required_fields_names_them(make, match):
 
 
 def test_a_changed_dataset_pairs_the_runs_span_with_the_runs_fingerprint():
-    """It read "its candles (1h, <the run's span>) have fingerprint <the new data's>"."""
+    """It read "its candles (1h, <the run's span>) have fingerprint <the new data's>"; the span is its first and last
+    bar, as the captions say it (it was the recorded bounds, the end exclusive)."""
     ref = DatasetRef(source="bt/BTCUSDT-1h", timeframe="1h", start="2025-01-01T00:00", end="2025-03-01T00:00",
                      fingerprint="f82bf8b3ebec" + "0" * 20)
     text = str(ref.changed("bf6d69ea1c92" + "1" * 20))
-    assert ("the run used its candles (1h, 2025-01-01T00:00 to 2025-03-01T00:00) with fingerprint f82bf8b3ebec, "
+    assert ("the run used its candles (1h, 2025-01-01 00:00 to 2025-02-28 23:00) with fingerprint f82bf8b3ebec, "
             "its candles now give bf6d69ea1c92") in text

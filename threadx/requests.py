@@ -152,10 +152,22 @@ class DatasetRef:
             return str(exc).splitlines()[0]
         return None
 
+    def bars_span(self) -> str:
+        """Its first and last bar's open times, as every caption says them (the recorded end is
+        exclusive: the last bar opens one timeframe before it).
+
+        >>> DatasetRef("x", timeframe="1h", start="2025-01-01T00:00:00+00:00", end="2025-03-01T00:00:00+00:00").bars_span()
+        '2025-01-01 00:00 to 2025-02-28 23:00'
+        """
+        from threadx.data.grid import timeframe_ns
+
+        last = pd.Timestamp(self.end) - pd.Timedelta(timeframe_ns(self.timeframe) if self.timeframe else 0, unit="ns")
+        return f"{pd.Timestamp(self.start):%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}"
+
     def changed(self, fingerprint: str) -> DataError:
         """The error of candles loaded for this reference whose ``fingerprint`` is not the one recorded."""
-        span = ", ".join(part for part in (self.timeframe, f"{self.start} to {self.end}" if self.start and self.end
-                                            else None) if part)
+        span = ", ".join(part for part in (self.timeframe, self.bars_span() if self.start and self.end else None)
+                         if part)
         # (the span is the run's: "its candles (1h, Jan to Mar) have fingerprint <new>" paired the old
         # span with the new data's fingerprint)
         return DataError(f"dataset {self.label} changed since the run: the run used its candles"
@@ -687,11 +699,8 @@ def describe_data(data: Mapping[str, Any] | None, fallback: str | None = None, t
         return f"{fallback or 'unnamed data'}" + (f" ({timeframe})" if timeframe else "")
     ref = DatasetRef.from_dict(data)
     parts = [ref.timeframe or "?"]
-    if ref.start and ref.end:  # (end is exclusive: the last bar opens one timeframe before it)
-        from threadx.data.grid import timeframe_ns
-
-        last = pd.Timestamp(ref.end) - pd.Timedelta(timeframe_ns(ref.timeframe) if ref.timeframe else 0, unit="ns")
-        parts.append(f"{pd.Timestamp(ref.start):%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}")
+    if ref.start and ref.end:
+        parts.append(ref.bars_span())
     if ref.fingerprint:
         parts.append(f"fingerprint {ref.fingerprint[:8]}")
     label = ref.label if ref.source != UNNAMED else "a frame in memory" + (f" made from {fallback}" if fallback else "")
