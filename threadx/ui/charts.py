@@ -649,12 +649,14 @@ def equity_figure(
 
     notes = [downsampled_note(len(equity), len(eq))] if reduced else []
     fig.update_layout(template=TEMPLATE, title=_title("Equity and drawdown", notes), hovermode="x unified",
-                      showlegend=benchmark is not None, margin=dict(l=50, r=20, t=80, b=30),
-                      legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"))
+                      showlegend=benchmark is not None, margin=dict(l=50, r=20, t=80, b=30 + 30 * (benchmark is not None)),
+                      # under the dates: at the top right it ran into the range buttons on a 1024 px screen
+                      legend=dict(orientation="h", x=0, xanchor="left", y=-0.1, yanchor="top"))
     _range_selector(fig)
     fig.update_yaxes(title_text="Equity" + (f" ({quote})" if quote else "") + (" (log)" if log_y else ""),
                      type="log" if log_y else "linear", row=1, col=1)
-    fig.update_yaxes(title_text="Drawdown", tickformat=".0%", row=2, col=1)
+    # two decimals where they tell ticks apart, none where they do not ("0%, 0%, 0%, -1%" for a shallow drawdown)
+    fig.update_yaxes(title_text="Drawdown", tickformat=".2~%", row=2, col=1)
     return fig
 
 
