@@ -10,13 +10,14 @@ import pandas as pd
 from threadx import logs
 from threadx.data.bars import Bars, as_bars
 from threadx.engine.inputs import (EngineOptions, check_bar_count, funding_file_record, funding_per_bar, kernel_args,
-                                   options_from, strategy_rules)
+                                   options_from, override_conflict, strategy_rules)
 from threadx.engine import kernel
 from threadx.engine.layout import P_INITIAL_CAPITAL
 from threadx.engine.result import Result, wrap_full
 from threadx.contract import ExitRules, prepare_signals
 from threadx.strategy.base import StrategySpec, get_strategy
 from threadx.strategy.user import strategy_code_errors
+from threadx.errors import ParamError
 from threadx.timings import Stopwatch
 
 __all__ = ["backtest", "run_meta", "Result"]
@@ -64,6 +65,9 @@ def backtest(
         )
         bars = as_bars(df)
         check_bar_count(bars)
+        conflict = override_conflict(spec, values, options)
+        if conflict:
+            raise ParamError(conflict)
         with strategy_code_errors(spec):
             rules = strategy_rules(spec, values, options)
     with strategy_code_errors(spec):

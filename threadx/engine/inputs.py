@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -238,6 +238,30 @@ def strategy_rules(spec: Any, params: Mapping[str, Any], options: EngineOptions)
     with a copy of them (strategy code that edits its params changes no caller's, as
     ``prepare_signals`` gives its functions copies), then :func:`effective_rules`."""
     return effective_rules(returned_rules(spec.exits(dict(params))), options)
+
+
+ENGINE_OVERRIDES = ("sizing", "leverage", "fraction")  # engine options that replace a strategy's rule
+
+
+def override_conflict(spec: Any, params: Mapping[str, Any], options: EngineOptions) -> str | None:
+    """Why the engine's sizing / leverage / fraction would erase what ``params`` set in the
+    strategy's rules (another value than its defaults give, and than the engine's), or None:
+    a sweep of bb_atr's leverage 1:5:2 under the engine's leverage 1 stored three identical rows
+    labelled 1, 3 and 5, and a backtest showed leverage=5 beside leverage 1's figures."""
+    forced = [name for name in ENGINE_OVERRIDES if getattr(options, name) is not None]
+    if not forced:
+        return None
+    try:
+        given = returned_rules(spec.exits(dict(params)))
+        default = returned_rules(spec.exits(dict(spec.normalize({}))))
+    except Exception:  # noqa: BLE001 - the strategy's own error is raised where its rules are made
+        return None
+    for name in forced:
+        mine, base, engine = getattr(given, name), getattr(default, name), getattr(options, name)
+        if mine != base and mine != engine:
+            return (f"{name} is set twice: the engine option {name} {engine} would replace the {name} {mine} that the "
+                    f"strategy's params give; drop one (the engine option, --{name}, or the param)")
+    return None
 
 
 def returned_rules(rules: Any) -> ExitRules:

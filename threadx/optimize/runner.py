@@ -30,7 +30,7 @@ from threadx import logs
 from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED
 from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
-from threadx.engine.inputs import EngineOptions, check_bar_count, options_from
+from threadx.engine.inputs import EngineOptions, check_bar_count, options_from, override_conflict
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ParamError, ThreadXError, whole
 from threadx.names import new_run_id
@@ -462,6 +462,12 @@ class _Session:
         if len(planned):  # (the first combo, then the last, the middle and others spread between)
             spread = planned[np.unique(np.linspace(0, len(planned) - 1, 8).round().astype(np.int64))]
             starts = [int(planned[0]), int(planned[-1]), int(planned[len(planned) // 2]), *spread.tolist()]
+            for combo_id in dict.fromkeys(starts):  # (before the roles: such combos are all one to the engine)
+                params = self.search.params(combo_id)
+                conflict = override_conflict(self.search.strategy, params, self.options)
+                if conflict:
+                    shown = ", ".join(f"{axis.name}={params[axis.name]}" for axis in self.search.axes if len(axis) > 1)
+                    raise ParamError(f"{conflict} (in this sweep's combo {shown})")
             check_sweep_roles(self.search, self.bars, starts, self.bank if self.bank is not None else _default_bank())
 
     def _plan(self) -> tuple[np.ndarray | None, int, int]:
