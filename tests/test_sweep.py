@@ -260,6 +260,10 @@ def test_an_adaptive_run_stopped_in_a_round_resumes_to_the_uninterrupted_runs_co
     assert sorted(again.results.combo_id) == sorted(full.results.combo_id)
     with pytest.raises(ThreadXError, match="refines in up to 3 adaptive rounds with patience 3"):
         sweep(sample, "bb_atr", space, run_id="cut", **{**args, "adaptive_rounds": 5})
+    # its rounds follow its ranking: resumed under another, the combos it held depended on when it stopped
+    for other in ({"objective": "total_return"}, {"maximize": False}, {"min_trades": 3}):
+        with pytest.raises(ThreadXError, match="is an adaptive sweep ranked by"):
+            sweep(sample, "bb_atr", space, run_id="cut", **{**args, **other})
 
 
 def test_sweep_rejects_bad_arguments(sample, tmp_path):

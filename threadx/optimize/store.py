@@ -41,6 +41,7 @@ _PLAN_KEYS = ("strategy", "strategy_code", "rows_code", "fingerprint", "space", 
 _LEGACY_OPTIONAL = ("strategy_code", "rows_code")  # plan keys that runs stored by earlier versions lack
 # a resume's own: its ranking, its machine, and its memory plan (a record mixing two sessions read
 # "not batched, 11 GiB budget" beside the resumed session's 2 batches)
+_ADAPTIVE_PLAN_KEYS = ("objective", "maximize", "min_trades")  # session keys that are plan keys to an adaptive run
 _SESSION_KEYS = ("objective", "maximize", "min_trades", "machine", "versions", "started_at", "memory")
 _PROGRESS_KEYS = ("status", "done", "failed", "finished_at", "elapsed_s", "quarantined", "gpu", "warnings",
                   "executors")
@@ -689,6 +690,13 @@ def _check_plan(run_id: str, stored: dict[str, Any], manifest: dict[str, Any]) -
                                    "differ); pick another run id to start a new run")
         if key not in manifest or stored[key] != manifest[key]:
             raise ThreadXError(f"run {run_id} exists with a different {key}; pick another run id to start a new run")
+    if manifest.get("sampler") == "adaptive":  # its rounds refine around the best by the run's own ranking
+        for key in _ADAPTIVE_PLAN_KEYS:
+            if key in stored and stored[key] != manifest.get(key):
+                raise ThreadXError(f"run {run_id} is an adaptive sweep ranked by {key} {stored[key]!r}, not "
+                                   f"{manifest.get(key)!r}: its refinement rounds follow that ranking (which combos a "
+                                   "resume held would depend on when it stopped); pick another run id to start a "
+                                   "new run")
 
 
 def _check_columns(run_id: str, parts: list[Path], manifest: dict[str, Any]) -> None:
