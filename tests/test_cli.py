@@ -604,6 +604,14 @@ def test_a_walkforward_is_stored_as_the_pages_are(tmp_path, capsys):
     assert main([*argv, "--json"]) == 0  # a new id of its own, in the JSON too
     run_id = json.loads(capsys.readouterr().out)["run_id"]
     assert run_id.startswith("wf-ma_crossover-") and len(list_walk_forwards()) == 2
+    # a sweep and a walk-forward never share an id (`runs show` showed only the sweep)
+    sweep_argv = ["sweep", "--strategy", "ma_crossover", "--param", "fast_period=5,10", "--param", "slow_period=30"]
+    assert main([*sweep_argv, "--run-id", "cli-wf"]) == 2
+    assert "run id cli-wf is a stored walk-forward's; pick another run id" in capsys.readouterr().err
+    assert main([*sweep_argv, "--run-id", "cli-sweep"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--run-id", "cli-sweep"]) == 2
+    assert capsys.readouterr().err.strip() == "error: run id cli-sweep is a stored sweep's; pick another --run-id"
 
 
 def test_progress_is_not_redrawn_into_a_file_or_a_pipe(tmp_path, capsys):
