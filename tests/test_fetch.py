@@ -301,3 +301,17 @@ def test_downloads_after_one_the_exchange_did_not_answer_are_not_tried(tmp_path:
     assert "NetworkError after" in entries[0]["error"]
     assert [e["error"] for e in entries[1:]] == ["not tried: binance did not answer an earlier download"] * 3
     assert not list(tmp_path.rglob("*.parquet"))
+
+
+@pytest.mark.parametrize("what", ["candles", "funding"])
+def test_until_not_after_since_is_refused_before_the_exchange_is_asked(tmp_path: Path, what: str) -> None:
+    """It read "the exchange returned no closed candle between ? and ?" (never asked), or
+    "0 new bars" with exit 0."""
+    from threadx.data.funding import fetch_funding
+    from threadx.errors import ParamError
+
+    fake = FakeExchange(250)
+    fetch = fetch_ohlcv if what == "candles" else fetch_funding
+    with pytest.raises(ParamError, match=r"until \(2024-01-01\) is not after since \(2024-02-01\)"):
+        fetch(fake, "BTC/USDT", since="2024-02-01", until="2024-01-01", data_root=tmp_path)
+    assert fake.calls == [] and not list(tmp_path.iterdir())

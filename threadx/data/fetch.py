@@ -70,6 +70,7 @@ def fetch_ohlcv(
     Raises FetchError when the exchange fails after ``max_retries`` retries, returns no candle
     for a new dataset, or the merged data does not validate.
     """
+    check_span(since, until)
     ex, exchange_id = _exchange(exchange)
     market = _market_symbol(symbol)
     path = dataset_path(exchange_id, normalize_symbol(market), timeframe, data_root)
@@ -181,6 +182,13 @@ def _timeframe_ms(ex: Any, timeframe: str) -> int:
         if callable(parse):
             return int(parse(timeframe)) * 1000
         raise
+
+
+def check_span(since: Any, until: Any) -> None:
+    """ParamError when ``until`` is not after ``since`` (a download of nothing: it read "the
+    exchange returned no closed candle between ? and ?", or "0 new bars" with exit 0)."""
+    if since is not None and until is not None and _to_ms(until) <= _to_ms(since):
+        raise ParamError(f"until ({until}) is not after since ({since}): nothing to download; until is exclusive")
 
 
 def _to_ms(value: Any) -> int:

@@ -31,7 +31,7 @@ import pandas as pd
 from threadx.config import STORED
 from threadx.data.catalog import _root, normalize_symbol, resolve_dataset
 from threadx.data.io import replace_atomically
-from threadx.data.fetch import DEFAULT_HISTORY_DAYS, _line, _market_symbol, _to_ms, call_with_retries
+from threadx.data.fetch import DEFAULT_HISTORY_DAYS, _line, _market_symbol, _to_ms, call_with_retries, check_span
 from threadx.errors import DataError, FetchError, ParamError, ThreadXError
 from threadx.names import EXCHANGE, SYMBOL, check_name
 
@@ -79,6 +79,7 @@ def fetch_funding(
     Raises FetchError when the exchange has no funding history, on an exchange error, or after
     ``max_retries`` retries of a network error (what came before is saved first).
     """
+    check_span(since, until)
     ex, exchange_id = _funding_exchange(exchange)
     market = _market_symbol(symbol)
     path = funding_path(exchange_id, market, data_root)
