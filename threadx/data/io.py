@@ -76,6 +76,9 @@ def read_ohlcv_file(
     fmt = file_format(path)
     if fmt is None and path.suffix.lower() in (".xlsx", ".xlsm", ".xls", ".ods"):
         raise DataError(f"{path}: a spreadsheet workbook: save it as CSV (accepted: {ACCEPTED})")
+    if fmt is None and path.suffix.lower() in (".gz", ".gzip"):  # (its own list said .gz was accepted)
+        raise DataError(f"{path}: a compressed file whose name does not say what it holds: name it for the "
+                        f"format inside, e.g. {path.stem}.csv.gz (accepted: {ACCEPTED})")
     if fmt is None:
         raise DataError(f"{path}: unknown file format {path.suffix!r} (accepted: {ACCEPTED})")
     try:
