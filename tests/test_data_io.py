@@ -192,7 +192,8 @@ def test_unknown_format(tmp_path: Path) -> None:
     _one_line_error(path, "unknown file format", ".xls2")
     _one_line_error(path.rename(tmp_path / "data.xlsx"), "a spreadsheet workbook: save it as CSV")
     # a bare .gz: "unknown file format '.gz' (accepted: ... compressed too: .gz, .zip)" contradicted itself
-    _one_line_error((tmp_path / "data.xlsx").rename(tmp_path / "BTC_USDT-1h.gz"), "name it for the format inside, e.g. BTC_USDT-1h.csv.gz")
+    bare = (tmp_path / "data.xlsx").rename(tmp_path / "BTC_USDT-1h.gz")
+    _one_line_error(bare, "name it for the format inside, e.g. BTC_USDT-1h.csv.gz")
 
 
 def test_missing_columns(tmp_path: Path) -> None:

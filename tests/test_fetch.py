@@ -305,8 +305,8 @@ def test_downloads_after_one_the_exchange_did_not_answer_are_not_tried(tmp_path:
 
 @pytest.mark.parametrize("what", ["candles", "funding"])
 def test_until_not_after_since_is_refused_before_the_exchange_is_asked(tmp_path: Path, what: str) -> None:
-    """It read "the exchange returned no closed candle between ? and ?" (never asked), or
-    "0 new bars" with exit 0."""
+    """It read "the exchange returned no closed candle between ? and ?" (never asked), or "0 new
+    bars" with exit 0."""
     from threadx.data.funding import fetch_funding
     from threadx.errors import ParamError
 
