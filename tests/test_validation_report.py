@@ -134,6 +134,8 @@ def test_cli_walkforward_and_validate(run, data_root, tmp_path, capsys):
 def test_cli_validate_errors(data_root, tmp_path, capsys):
     assert main(["validate", "missing", "--store", str(tmp_path)]) == 2
     assert "no run" in capsys.readouterr().err
+    assert main(["validate", "missing", "--store", str(tmp_path), "--timeframe", "banana"]) == 2  # (it was ignored)
+    assert "--timeframe goes with --data" in capsys.readouterr().err
     assert main(["walkforward", "--strategy", "ma_crossover", "--is-days", "5000", "--oos-days", "30"]) == 2
     assert "no walk-forward window fits" in capsys.readouterr().err
 

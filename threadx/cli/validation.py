@@ -287,6 +287,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     import threadx
 
     df = None
+    if args.timeframe and not args.data:  # (ignored: even --timeframe banana passed)
+        raise ParamError("--timeframe goes with --data (the candles to validate on); a run's own data is reloaded "
+                         "at its own timeframe")
     if args.data:
         df = threadx.load_ohlcv(args.data, timeframe=args.timeframe)
     report = threadx.validate(args.run_id, df, store=args.store, n=args.bootstrap, block=args.block, seed=args.seed,
