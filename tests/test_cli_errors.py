@@ -38,6 +38,10 @@ def test_sweep_store_that_is_a_file(capsys, tmp_path):
     err = one_error(capsys, ["sweep", "--strategy", "ma_crossover", "--param", "fast_period=5,10",
                              "--store", str(tmp_path / "afile")])
     assert "is a file; results need a directory" in err
+    for argv in (["runs", "list"], ["runs", "show", "x"], ["runs", "repair", "x"]):  # ("[Errno 20] Not a directory")
+        assert "is a file; results need a directory" in one_error(capsys, [*argv, "--store", str(tmp_path / "afile")])
+    err = one_error(capsys, ["strategy", "new", "mine", "--dir", str(tmp_path / "afile")])  # ("[Errno 17] File exists")
+    assert "cannot write strategy 'mine' in " in err and "it is a file; strategies need a folder" in err
 
 
 def test_monte_carlo_n_above_the_limit(capsys):

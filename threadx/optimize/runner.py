@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
@@ -174,7 +173,7 @@ def sweep(
         if executor == "dask" and scheduler:  # one that does not answer: said now, not after the plan and indicators
             connect(scheduler).close()
         budget = Budget.resolve(memory_budget)
-        store = store if isinstance(store, ResultStore) else ResultStore(_store_argument(store))
+        store = store if isinstance(store, ResultStore) else ResultStore(store)
     session = _Session(
         search=search, bars=bars, options=options_from(**engine_options), sampler=sampler,
         n=None if n is None else int(n),  # (a numpy int stored as text would make the run's n another one)
@@ -209,19 +208,6 @@ def sweep(
     log.info("sweep run %s %s: %s/%s combos, %s failed, %.1f s", session.run_id, m.get("status"), m.get("done"),
              m.get("total"), m.get("failed"), float(m.get("elapsed_s") or 0.0))
     return run
-
-
-def _store_argument(store: str | os.PathLike | None) -> str | os.PathLike | None:
-    """The results directory, refused when it is a file (or lies under one)."""
-    if store is None:
-        return None
-    path = Path(store)
-    for folder in (path, *path.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise ParamError(f"store {str(store)!r}: {folder} is a file; results need a directory")
-            break
-    return store
 
 
 def _blocks_argument(value: Any) -> int:

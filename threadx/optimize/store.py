@@ -714,6 +714,12 @@ class ResultStore:
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else settings().results_dir
+        for folder in (self.root, *self.root.parents):  # (a file there read "[Errno 20] Not a directory")
+            if folder.exists():
+                if not folder.is_dir():
+                    raise ParamError(f"results folder {str(self.root)!r}: {folder} is a file; results need a "
+                                     "directory (--store, or the results_dir setting)")
+                break
 
     def folder(self, run_id: str) -> Path:
         return self.root / check_run_id(run_id)

@@ -145,7 +145,16 @@ def new_strategy_file(name: str, from_builtin: str | None = None, folder: str | 
         also = (f"\n# It also declares the other strategies of that module, renamed "
                 f"{', '.join(renames[o] for o in others)}: delete those you do not want.") if others else ""
         text = f"# {name}: a copy of the built-in strategy {from_builtin!r}, to edit.{also}\n" + source
-    root.mkdir(parents=True, exist_ok=True)
+    if root.exists() and not root.is_dir():
+        raise ParamError(f"cannot write strategy {name!r} in {root}: it is a file; strategies need a folder (--dir, "
+                         "or the strategy_dir setting)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # (it read "[Errno 17] File exists: '/etc/passwd'", "[Errno 2] ...")
+        from threadx.errors import os_reason
+
+        raise ParamError(f"cannot write strategy {name!r} in {root}: {os_reason(exc)}; pick a folder this user can "
+                         "write (--dir, or the strategy_dir setting)") from None
     from threadx.files import save_atomically
 
     save_atomically(path, text.encode("utf-8"), f"strategy {name!r}")  # never a cut file that fails to load
