@@ -156,3 +156,11 @@ def test_a_walk_forward_stored_on_a_full_disk_is_one_error_naming_it(tmp_path, f
     with pytest.raises(ThreadXError, match=r"cannot store walk-forward wf1 in .*wf1: no space left on the disk; "
                                            "it is not stored whole"):
         save_walk_forward("wf1", wf, report, tmp_path)
+
+
+@pytest.mark.parametrize("command", ["backtest", "sweep"])
+def test_a_param_given_twice_is_refused(capsys, command):
+    """The last one was kept: a sweep of entry_z=1:2:0.5 then entry_z=3 ran 1 combo."""
+    err = one_error(capsys, [command, "--strategy", "bb_atr", "--param", "entry_z=1:2:0.5" if command == "sweep"
+                             else "entry_z=1", "--param", "entry_z=3"])
+    assert "--param entry_z is given twice; give it once" in err

@@ -55,10 +55,14 @@ def _parse_value(text: str) -> Any:
 
 def _assignments(items: Sequence[str] | None, form: str) -> Iterator[tuple[str, str]]:
     """(name, value) of each ``--param NAME=VALUE``; ``form`` is the accepted form, for errors."""
+    seen: set[str] = set()
     for item in items or ():
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
             raise ThreadXError(f"--param expects {form}, got {item!r}")
+        if name.strip() in seen:  # (the last one was kept: a sweep's range silently became one value)
+            raise ThreadXError(f"--param {name.strip()} is given twice; give it once")
+        seen.add(name.strip())
         yield name.strip(), value
 
 
