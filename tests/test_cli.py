@@ -290,6 +290,13 @@ def test_an_interrupted_sweep_says_what_is_stored_and_which_run_to_resume(tmp_pa
         capsys.readouterr().err
     assert main(argv) == 130
     assert re.search(r"interrupted: no combo of run ma_crossover-\S+ was stored", capsys.readouterr().err)
+    from threadx.optimize.runner import SweepTerminated
+
+    def terminated(*args, **kwargs):  # a SIGTERM: 143 by the shell's convention (it was 130, Ctrl-C's)
+        raise SweepTerminated
+
+    monkeypatch.setattr(threadx, "sweep", terminated)
+    assert main([*argv, "--run-id", "r1"]) == 143
 
 
 def test_help_says_json_keeps_raw_values(capsys):

@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Sequence
 
-from threadx.cli.common import EXIT_BAD_INPUT, _flag_settings, _json_only_on_stdout
+from threadx.cli.common import EXIT_BAD_INPUT, _flag_settings, _json_only_on_stdout, interrupted_status
 from threadx.cli.parser import build_parser
 from threadx.errors import ThreadXError
 
@@ -58,8 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stopped:
         print("interrupted", file=sys.stderr)
-        return 130
+        return interrupted_status(stopped)
     finally:
         logs.reset()

@@ -276,3 +276,13 @@ def _flag_settings(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
         if value is not None:
             flags[dotted] = (value, flag)
     return flags
+
+
+def interrupted_status(exc: KeyboardInterrupt) -> int:
+    """The exit status of a command stopped by ``exc``: 143 for a SIGTERM (a sweep turns it into
+    SweepTerminated, to store what finished), 130 for Ctrl-C, as the shell's conventions say."""
+    import signal
+
+    from threadx.optimize.runner import SweepTerminated
+
+    return 128 + (signal.SIGTERM if isinstance(exc, SweepTerminated) else signal.SIGINT)

@@ -9,7 +9,7 @@ from typing import Any
 
 from threadx.cli.common import (
     _dataset_funding, _engine_options, _load_data, _named_rows, _parse_params, _parse_space, _print_json,
-    _print_timings, _progress_printer, _table, end_live_line,
+    _print_timings, _progress_printer, _table, end_live_line, interrupted_status,
 )
 from threadx.errors import ThreadXError
 from threadx.requests import UNNAMED, describe_data
@@ -91,9 +91,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             run_id=run_id, store=args.store, progress=progress, memory_budget=args.memory_budget,
             scheduler=args.scheduler, stopwatch=watch, **engine,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stopped:
         print(f"\ninterrupted: {_stored_words(args.store, run_id)}", file=sys.stderr)
-        return 130
+        return interrupted_status(stopped)
     except ThreadXError:
         end_live_line()
         raise

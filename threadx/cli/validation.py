@@ -8,7 +8,8 @@ from typing import Any
 
 from threadx.cli.common import (
     EXIT_BAD_INPUT, EXIT_CELL_FAILED, _cell, _check_writable, _dataset_funding, _engine_options, _json_text,
-    _load_data, _parse_space, _print_json, _print_timings, _progress_printer, _table, end_live_line, live_line,
+    _load_data, _parse_space, _print_json, _print_timings, _progress_printer, _table, end_live_line,
+    interrupted_status, live_line,
 )
 from threadx.config import STORED
 from threadx.errors import ParamError, ThreadXError
@@ -60,9 +61,9 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
             memory_budget=args.memory_budget, stopwatch=watch,
             progress=_progress_printer(args, f"{args.sampler}, every combo in every window"), **engine,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stopped:
         print("\ninterrupted", file=sys.stderr)
-        return 130
+        return interrupted_status(stopped)
     elapsed = time.perf_counter() - started
     end_live_line()
     with watch.stage("robustness"):
@@ -163,9 +164,9 @@ def cmd_research(args: argparse.Namespace) -> int:
             objective=args.objective, maximize=not args.minimize, min_trades=args.min_trades,
             bootstrap=args.bootstrap, S=args.S, **windows, **_engine_options(args),
             funding=None if args.no_funding else STORED)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stopped:
         print("\ninterrupted", file=sys.stderr)
-        return 130
+        return interrupted_status(stopped)
     end_live_line()
     failed = [c for c in result.cells if c.get("error")]  # (its walk-forward failed: the other cells are whole)
     status = EXIT_CELL_FAILED if failed else 0  # a script reading only the exit status misses a hole in the matrix
