@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from threadx.errors import ParamError, ThreadXError, whole
-from threadx.units import format_eta, format_metric
+from threadx.units import counted, format_eta, format_metric
 
 
 EXIT_BAD_INPUT = 2
@@ -243,7 +243,7 @@ def _progress_printer(args: argparse.Namespace, what: str):
             return
         if not announced:
             announced.append(True)
-            print(f"{args.strategy}: {p.total:,} combos to run ({what})", file=sys.stderr)
+            print(f"{args.strategy}: {counted(p.total, 'combo')} to run ({what})", file=sys.stderr)
         bar = "#" * int(30 * p.done / max(p.total, 1))
         live_line(f"  [{bar:<30}] {p.done:,}/{p.total:,}  {p.rate:,.0f}/s  {format_eta(p.eta_s)}  failed {p.failed}")
 

@@ -132,8 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", required=True)
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy param (repeatable)")
     p.add_argument("--timeframe", help="resample to this timeframe first")
-    p.add_argument("--start")
-    p.add_argument("--end")
+    _add_span_arguments(p)
     p.add_argument("--capital", type=float, help="initial capital" + SETTING_HELP % "engine.initial_capital")
     _add_engine_arguments(p)
     p.add_argument("--no-funding", action="store_true", help=NO_FUNDING_HELP)
@@ -158,8 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="results directory (default: the paths.results_dir setting, ./results)")
     p.add_argument("--memory-budget", metavar="SIZE", help=MEMORY_BUDGET_HELP)
     p.add_argument("--timeframe")
-    p.add_argument("--start")
-    p.add_argument("--end")
+    _add_span_arguments(p)
     _add_engine_arguments(p)
     p.add_argument("--no-funding", action="store_true", help=NO_FUNDING_HELP)
     p.add_argument("--top", type=_count, default=10, help="show the N best combos")
@@ -171,23 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", required=True)
     p.add_argument("--param", action="append", metavar="NAME=MIN:MAX:STEP|A,B|VALUE",
                    help="search range of a param (repeatable); default: the strategy's declared ranges")
-    for name in ("is", "oos", "step"):
-        group = p.add_mutually_exclusive_group(required=name != "step")
-        group.add_argument(f"--{name}-days", type=float, help=f"{name.upper()} window length in days")
-        group.add_argument(f"--{name}-bars", type=int, help=f"{name.upper()} window length in bars")
-    p.add_argument("--anchored", action="store_true", help="IS windows all start at the first bar")
-    p.add_argument("--purge", type=int, default=0, metavar="BARS",
-                   help="bars left out at the end of each IS window, before its OOS window (default 0)")
-    p.add_argument("--embargo", type=int, default=0, metavar="BARS",
-                   help="bars after each OOS window left out of later IS windows (default 0)")
+    _add_window_arguments(p)
     _add_selection_arguments(p, ("grid", "random", "lhs", "sobol"), "random", DEFAULT_WF_SAMPLES)
     p.add_argument("--workers", type=int)
     p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="bootstrap resamples")
     p.add_argument("--block", type=int, help="bootstrap block length in bars (default sqrt of the bar count)")
     p.add_argument("--S", type=int, default=16, help="PBO (CSCV) blocks")
     p.add_argument("--timeframe")
-    p.add_argument("--start")
-    p.add_argument("--end")
+    _add_span_arguments(p)
     p.add_argument("--save", help="also write the JSON report to this file")
     p.add_argument("--run-id", help="the id it is stored by in the results folder (default: wf-STRATEGY-time)")
     p.add_argument("--memory-budget", metavar="SIZE", help=MEMORY_BUDGET_HELP)
@@ -202,13 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", required=True, help="dataset name or file path (repeatable)")
     p.add_argument("--param", action="append", metavar="NAME=MIN:MAX:STEP|A,B|VALUE",
                    help="search range of a param, for every strategy (repeatable); default: declared ranges")
-    for name in ("is", "oos", "step"):
-        group = p.add_mutually_exclusive_group(required=name != "step")
-        group.add_argument(f"--{name}-days", type=float, help=f"{name.upper()} window length in days")
-        group.add_argument(f"--{name}-bars", type=int, help=f"{name.upper()} window length in bars")
-    p.add_argument("--anchored", action="store_true", help="IS windows all start at the first bar")
-    p.add_argument("--purge", type=int, default=0, metavar="BARS")
-    p.add_argument("--embargo", type=int, default=0, metavar="BARS")
+    _add_window_arguments(p)
     _add_selection_arguments(p, ("grid", "random", "lhs", "sobol"), "random", DEFAULT_WF_SAMPLES)
     p.add_argument("--workers", type=int)
     p.add_argument("--executor", choices=("inline", "local", "dask"), default="inline",
@@ -300,8 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("strategy")
     p.add_argument("--data", default="sample:BTC_USDT-1h", help="dataset name or file path")
     p.add_argument("--timeframe", help="resample to this timeframe first")
-    p.add_argument("--start")
-    p.add_argument("--end")
+    _add_span_arguments(p)
     p.add_argument("--combos", type=int, default=4, help="param sets checked: the defaults and N-1 random ones")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--only", help="comma-separated checks to run (default: all)")
@@ -327,8 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int)
     p.add_argument("--executor", choices=("auto", "local", "inline", "dask", "gpu"), default="auto")
     p.add_argument("--timeframe", help="resample to this timeframe first")
-    p.add_argument("--start")
-    p.add_argument("--end")
+    _add_span_arguments(p)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=cmd_bench)
 
@@ -350,3 +331,25 @@ def _add_loudness(sub: Any) -> None:
                            help="errors only on stderr (no progress bars)")
         group.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                            help="also print the log's records (runs, jobs, details) on stderr")
+
+
+def _add_window_arguments(p: argparse.ArgumentParser) -> None:
+    """A walk-forward's windows: IS and OOS lengths (days or bars), their step, anchoring, purge, embargo."""
+    for name, what in (("is", "IS window length"), ("oos", "OOS window length"),
+                       ("step", "how far each window moves on (default: the OOS length, so OOS windows tile)")):
+        group = p.add_mutually_exclusive_group(required=name != "step")
+        group.add_argument(f"--{name}-days", type=float, help=f"{what}, in days")
+        group.add_argument(f"--{name}-bars", type=int, help=f"{what}, in bars")
+    p.add_argument("--anchored", action="store_true", help="IS windows all start at the first bar")
+    p.add_argument("--purge", type=int, default=0, metavar="BARS",
+                   help="bars left out at the end of each IS window, before its OOS window (default 0)")
+    p.add_argument("--embargo", type=int, default=0, metavar="BARS",
+                   help="bars after each OOS window left out of later IS windows (default 0)")
+
+
+def _add_span_arguments(p: argparse.ArgumentParser) -> None:
+    """--start / --end: the part of the data used (UTC; the end excluded)."""
+    p.add_argument("--start", metavar="WHEN", help="first bar used: a UTC date or time, e.g. 2024-01-31T12:00 "
+                                                   "(default: the data's first)")
+    p.add_argument("--end", metavar="WHEN", help="bars from this UTC date or time on are left out (exclusive; "
+                                                 "default: up to the data's last)")
