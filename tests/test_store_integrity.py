@@ -105,7 +105,8 @@ def test_stored_rows_that_do_not_fit_the_plan_are_refused(runs, df):
 def test_lost_rows_are_counted_from_the_parts_and_run_again(runs, df, capsys):
     sorted((runs / "a").glob("part-*.parquet"))[-1].unlink()  # 2 of 8 rows lost
     code, out, _ = cli(capsys, "runs", "show", "a", "--store", str(runs))
-    assert code == 0 and "6/8 combos" in out and "damaged: parts hold 6 rows, the manifest counts 8 done" in out
+    # shown, and exit 2 as for an unreadable part (it was 0)
+    assert code == 2 and "6/8 combos" in out and "damaged: parts hold 6 rows, the manifest counts 8 done" in out
     code, _, err = cli(capsys, "validate", "a", "--store", str(runs), "--bootstrap", "10")
     assert_one_error_line(code, err, "run a is damaged: parts hold 6 rows")
     run = resume(runs, df)  # a resume runs what the parts lack

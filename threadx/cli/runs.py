@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from threadx.cli.common import (
-    _dataset_funding, _engine_options, _load_data, _named_rows, _parse_params, _parse_space, _print_json,
-    _print_timings, _progress_printer, _table, end_live_line, interrupted_status,
+    EXIT_BAD_INPUT, _dataset_funding, _engine_options, _load_data, _named_rows, _parse_params, _parse_space,
+    _print_json, _print_timings, _progress_printer, _table, end_live_line, interrupted_status,
 )
 from threadx.errors import ThreadXError
 from threadx.requests import UNNAMED, describe_data
@@ -122,6 +122,8 @@ def _show_run(run, as_json: bool, top: int) -> int:
     m = {**run.manifest, "done": len(stored.ids), "failed": stored.failed, "to_retry": len(stored.retry_ids)}
     best = run.top(top)
     status = 1 if m["done"] and m["done"] == m["failed"] else 0  # every combo failed: nothing to rank
+    if str(m.get("status", "")).startswith("damaged"):  # shown, and said as an unreadable part is (exit 2)
+        status = EXIT_BAD_INPUT
     if as_json:
         _print_json({"manifest": m, "top": [_typed_row(row) for row in best.to_dict(orient="records")]})
         return status
