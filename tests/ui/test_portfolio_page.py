@@ -137,7 +137,7 @@ def test_two_runner_portfolio_runs_to_its_metrics_charts_and_tables(workspace):
     assert trades.value == f"{stored.metrics['n_trades']:,}"
     titles = charts(at)
     equity = titles["Portfolio equity and drawdown"]
-    assert equity["layout"]["yaxis2"]["tickformat"] == ".0%"  # drawdown under the equity, shared time axis
+    assert equity["layout"]["yaxis2"]["tickformat"] == ".2~%"  # drawdown under the equity, shared time axis
     assert [t["name"] for t in equity["data"]] == ["Portfolio equity", "Drawdown"]
     margin = titles["Margin share of equity and open positions"]
     guard_lines = [s for s in margin["layout"].get("shapes", []) if s.get("y0") == 0.7 and s.get("y1") == 0.7]
