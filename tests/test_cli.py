@@ -615,6 +615,9 @@ def test_a_walkforward_is_stored_as_the_pages_are(tmp_path, capsys):
     sweep_argv = ["sweep", "--strategy", "ma_crossover", "--param", "fast_period=5,10", "--param", "slow_period=30"]
     assert main([*sweep_argv, "--run-id", "cli-wf"]) == 2
     assert "run id cli-wf is a stored walk-forward's; pick another run id" in capsys.readouterr().err
+    from threadx.config import settings
+
+    assert not (settings().results_dir / "cli-wf").exists()  # (no empty sweep folder left beside it)
     assert main([*sweep_argv, "--run-id", "cli-sweep"]) == 0
     capsys.readouterr()
     assert main([*argv, "--run-id", "cli-sweep"]) == 2

@@ -736,10 +736,15 @@ class ResultStore:
         holding the same params; anything else is refused with one line (RunDamaged for a
         damaged run). A part that cannot be read is moved to ``quarantine/`` and its combos
         run again. The ranking settings (objective, maximize, min_trades) are taken from the
-        new call (an adaptive run's must be the same). An id a walk-forward has is refused. One writer per run at a time (:class:`RunLock`). ``check_ids`` sees the
-        combo ids already stored and may refuse them (raise) before anything is written.
+        new call (an adaptive run's must be the same). An id a walk-forward has is refused.
+        One writer per run at a time (:class:`RunLock`). ``check_ids`` sees the combo ids already
+        stored and may refuse them (raise) before anything is written.
         """
         folder = self.folder(run_id)
+        from threadx.validation.storage import is_stored
+
+        if not (folder / "manifest.json").exists() and is_stored(run_id, self.root):  # (runs show showed the sweep)
+            raise ThreadXError(f"run id {run_id} is a stored walk-forward's; pick another run id")
         try:
             folder.mkdir(parents=True, exist_ok=True)
             lock = RunLock(folder, run_id).acquire()
@@ -748,11 +753,6 @@ class ResultStore:
                                "this user can write (--store, or the results_dir setting)") from exc
         try:
             stored = read_manifest(folder, run_id)
-            if stored is None:
-                from threadx.validation.storage import is_stored
-
-                if is_stored(run_id, self.root):  # (`runs show` then showed only the sweep)
-                    raise ThreadXError(f"run id {run_id} is a stored walk-forward's; pick another run id")
             if stored is not None:
                 _check_plan(run_id, stored, manifest)
                 moved = self._quarantine_bad(folder)
