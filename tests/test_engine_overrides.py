@@ -10,7 +10,7 @@ from threadx.errors import ParamError
 def test_a_backtest_refuses_an_engine_leverage_that_erases_the_params(synthetic_bars):
     """It showed leverage=5 beside leverage 1's figures."""
     with pytest.raises(ParamError, match=r"leverage is set twice: the engine option leverage 1.0 would replace "
-                                         r"the leverage 5.0"):
+                                         r"the strategy's param leverage=5.0"):
         threadx.backtest(synthetic_bars, "bb_atr", {"leverage": 5.0}, leverage=1.0)
     same = threadx.backtest(synthetic_bars, "bb_atr", {"leverage": 5.0}, leverage=5.0)  # no conflict: one value
     assert same.meta["rules"]["leverage"] == 5.0
@@ -27,3 +27,10 @@ def test_a_sweep_of_an_erased_param_is_refused_before_anything_is_stored(synthet
     run = threadx.sweep(synthetic_bars, "bb_atr", {"bb_period": [20, 30]}, leverage=2.0, store=tmp_path,
                         run_id="y", executor="inline")
     assert len(run.results) == 2
+
+
+def test_a_sizing_the_strategy_derives_is_replaced_as_asked(synthetic_bars):
+    """ma_crossover sizes by risk when a stop is set: no param says so, and --sizing fraction with a
+    stop is what the user asked for (the first version of the check refused it)."""
+    result = threadx.backtest(synthetic_bars, "ma_crossover", {"stop_loss_pct": 2.0}, sizing="fraction", fraction=0.5)
+    assert result.meta["rules"]["sizing"] == "fraction"

@@ -244,23 +244,20 @@ ENGINE_OVERRIDES = ("sizing", "leverage", "fraction")  # engine options that rep
 
 
 def override_conflict(spec: Any, params: Mapping[str, Any], options: EngineOptions) -> str | None:
-    """Why the engine's sizing / leverage / fraction would erase what ``params`` set in the
-    strategy's rules (another value than its defaults give, and than the engine's), or None:
-    a sweep of bb_atr's leverage 1:5:2 under the engine's leverage 1 stored three identical rows
-    labelled 1, 3 and 5, and a backtest showed leverage=5 beside leverage 1's figures."""
-    forced = [name for name in ENGINE_OVERRIDES if getattr(options, name) is not None]
-    if not forced:
-        return None
-    try:
-        given = returned_rules(spec.exits(dict(params)))
-        default = returned_rules(spec.exits(dict(spec.normalize({}))))
-    except Exception:  # noqa: BLE001 - the strategy's own error is raised where its rules are made
-        return None
-    for name in forced:
-        mine, base, engine = getattr(given, name), getattr(default, name), getattr(options, name)
-        if mine != base and mine != engine:
-            return (f"{name} is set twice: the engine option {name} {engine} would replace the {name} {mine} that the "
-                    f"strategy's params give; drop one (the engine option, --{name}, or the param)")
+    """Why the engine's sizing / leverage / fraction would replace a strategy param of that very
+    name set away from its default (to another value than the engine's), or None: a sweep of
+    bb_atr's leverage 1:5:2 under the engine's leverage 1 stored three identical rows labelled
+    1, 3 and 5, and a backtest showed leverage=5 beside leverage 1's figures. A sizing the
+    strategy derives (risk when a stop is set) is no param: the engine's replaces it, as asked."""
+    declared = {p.name: p for p in getattr(spec, "params", ())}
+    for name in ENGINE_OVERRIDES:
+        engine, param = getattr(options, name), declared.get(name)
+        if engine is None or param is None or name not in params:
+            continue
+        mine = params[name]
+        if mine != param.default and mine != engine:
+            return (f"{name} is set twice: the engine option {name} {engine} would replace the strategy's param "
+                    f"{name}={mine}; drop one (the engine option, --{name}, or the param)")
     return None
 
 
