@@ -26,9 +26,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
 
     from threadx import logs
 
-    from threadx.config import settings
     from threadx.names import new_run_id
-    from threadx.optimize.store import check_run_id
+    from threadx.optimize.store import ResultStore, check_run_id
     from threadx.validation.storage import is_stored, save_walk_forward
 
     if args.save:
@@ -38,7 +37,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     run_id = check_run_id(args.run_id if args.run_id is not None else new_run_id(f"wf-{args.strategy}"))
     if is_stored(run_id):
         raise ParamError(f"walk-forward {run_id} is stored already; pick another --run-id")
-    if (settings().results_dir / run_id).exists():  # (`runs show` then showed only the sweep)
+    if ResultStore().folder(run_id).exists():  # (`runs show` then showed only the sweep)
         raise ParamError(f"run id {run_id} is a stored sweep's; pick another --run-id")
     import threadx.validation.walkforward  # noqa: F401 - the process's start, not the run's time
     from threadx.timings import Stopwatch

@@ -195,12 +195,13 @@ def dataset_path(exchange: str, symbol: str, timeframe: str, data_root: str | os
     Each part is checked with :func:`threadx.names.check_name` (ParamError for ``../x``,
     ``a/b``, a newline, ...), so no label can place a file outside the data root."""
     exchange = check_name(str(exchange).strip().lower(), "exchange label", EXCHANGE)
+    given, symbol = str(symbol), normalize_symbol(str(symbol))
     try:
-        symbol = check_name(normalize_symbol(str(symbol)), "symbol", SYMBOL)
+        check_name(symbol, "symbol", SYMBOL)
     except ParamError as exc:
-        if normalize_symbol(str(symbol)) == str(symbol):
+        if symbol == given:
             raise
-        raise ParamError(f"{exc} (made from {str(symbol)!r} as given)") from None  # (quoted changed only)
+        raise ParamError(f"{exc} (made from {given!r} as given)") from None  # (quoted changed only)
     timeframe = check_name(canonical_timeframe(timeframe), "timeframe", TIMEFRAME)  # DataError for an unknown unit
     suffix = f"-{check_name(label, 'dataset label', NAME)}" if label else ""
     return _root(data_root) / exchange / f"{symbol}-{timeframe}{suffix}.parquet"

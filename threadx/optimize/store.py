@@ -743,7 +743,7 @@ class ResultStore:
         folder = self.folder(run_id)
         from threadx.validation.storage import is_stored
 
-        if not (folder / "manifest.json").exists() and is_stored(run_id, self.root):  # (runs show showed the sweep)
+        if not self.exists(run_id) and is_stored(run_id, self.root):  # (`runs show` then showed only the sweep)
             raise ThreadXError(f"run id {run_id} is a stored walk-forward's; pick another run id")
         try:
             folder.mkdir(parents=True, exist_ok=True)
