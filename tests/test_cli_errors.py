@@ -164,3 +164,37 @@ def test_a_param_given_twice_is_refused(capsys, command):
     err = one_error(capsys, [command, "--strategy", "bb_atr", "--param", "entry_z=1:2:0.5" if command == "sweep"
                              else "entry_z=1", "--param", "entry_z=3"])
     assert "--param entry_z is given twice; give it once" in err
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["sweep", "--strategy", "ma_crossover", "--min-trades", "-1"], "--min-trades"),
+    (["sweep", "--strategy", "ma_crossover", "--leverage", "0"], "--leverage"),
+    (["walkforward", "--strategy", "ma_crossover", "--is-days", "0", "--oos-days", "10"], "--is-days"),
+    (["bench", "--n=0"], "--n"),
+])
+def test_a_value_out_of_range_names_the_flag_given_not_the_python_name(capsys, argv, flag):
+    """The rule is checked once, in the library, which names the argument (``min_trades``)."""
+    assert one_error(capsys, argv).startswith(f"error: {flag} must be ")
+
+
+@pytest.mark.parametrize("argv, flag, needs", [
+    (["backtest", "--strategy", "ma_crossover", "--with-series"], "--with-series", "--json"),
+    (["portfolio", "--runner", "ma_crossover:sample:BTC_USDT-1h", "--kept-only"], "--kept-only", "--from-research"),
+    (["portfolio", "--runner", "ma_crossover:sample:BTC_USDT-1h", "--research-strategy", "x"], "--research-strategy",
+     "--from-research"),
+    (["portfolio", "--runner", "ma_crossover:sample:BTC_USDT-1h", "--cool", "2h"], "--cooldown", "--kill-switch"),
+    (["sweep", "--strategy", "ma_crossover", "--n", "5"], "--n", "a Monte Carlo --sampler"),
+    (["walkforward", "--strategy", "ma_crossover", "--sampler", "grid", "--n", "5", "--is-days", "60",
+      "--oos-days", "10"], "--n", "a Monte Carlo --sampler"),
+    (["research", "--strategy", "ma_crossover", "--data", "sample:BTC_USDT-1h", "--scheduler", "tcp://h:8786",
+      "--is-days", "60", "--oos-days", "10"], "--scheduler", "--executor dask"),
+])
+def test_a_flag_given_without_the_one_it_needs_is_refused_not_ignored(capsys, argv, flag, needs):
+    assert one_error(capsys, argv).startswith(f"error: {flag} only applies with {needs}")
+
+
+@pytest.mark.parametrize("command", [["research", "--strategy", "ma_crossover", "--data", "sample:BTC_USDT-1h",
+                                      "--is-days", "60", "--oos-days", "10"],
+                                     ["portfolio", "--runner", "ma_crossover:sample:BTC_USDT-1h"]])
+def test_an_empty_id_is_refused_not_replaced_by_a_new_one(capsys, command):
+    assert "invalid" in one_error(capsys, [*command, "--id", ""])

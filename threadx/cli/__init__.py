@@ -16,7 +16,8 @@ import os
 import sys
 from typing import Sequence
 
-from threadx.cli.common import EXIT_BAD_INPUT, _flag_settings, _json_only_on_stdout, interrupted_status
+from threadx.cli.common import (EXIT_BAD_INPUT, _flag_settings, _json_only_on_stdout, check_companions,
+                                interrupted_status, name_the_flag)
 from threadx.cli.parser import build_parser
 from threadx.errors import ThreadXError
 
@@ -37,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        if part)
     try:
         with flag_overrides(_flag_settings(args)):
+            check_companions(parser, args)
             resolve()  # a bad settings file, variable or flag: one line before any work
             for line in unknown_variables():  # a misspelt variable left its default in force, unsaid
                 logs.logger().warning(line)
@@ -50,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 logs.logger().error("threadx %s failed: %s", command, exc, extra=logs.FILE_ONLY)
                 raise
     except ThreadXError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {name_the_flag(str(exc), parser, sys.argv[1:] if argv is None else argv)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # as a command killed by SIGPIPE, silently (Python's documented way out)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

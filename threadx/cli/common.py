@@ -6,7 +6,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from threadx.errors import ParamError, ThreadXError, whole
 from threadx.units import counted, format_eta, format_metric
@@ -276,6 +276,63 @@ def _flag_settings(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
         if value is not None:
             flags[dotted] = (value, flag)
     return flags
+
+
+def _option_strings(parser: argparse.ArgumentParser, dest: str) -> Iterator[str]:
+    """The option strings (``--min-trades``) of every action storing into ``dest``, in this
+    parser and its subcommands' parsers."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # (aliases share one parser)
+                yield from _option_strings(child, dest)
+        elif action.dest == dest:
+            yield from action.option_strings
+
+
+def name_the_flag(text: str, parser: argparse.ArgumentParser, argv: Sequence[str]) -> str:
+    """An error ``text`` that opens with a Python name (``min_trades must be ...``), opened
+    with the flag that the user gave for it (``--min-trades must be ...``): the rules are
+    checked once, in the library, where the value has no flag name.
+
+    >>> p = argparse.ArgumentParser(); _ = p.add_argument("--min-trades", type=int)
+    >>> name_the_flag("min_trades must be >= 0, got -1", p, ["--min-trades", "-1"])
+    '--min-trades must be >= 0, got -1'
+    """
+    name, space, rest = text.partition(" ")
+    if not space or not name.isidentifier():
+        return text
+    given = {arg.partition("=")[0] for arg in argv if arg.startswith("-")}
+    flag = next((option for option in _option_strings(parser, name) if option in given), None)
+    return f"{flag} {rest}" if flag else text
+
+
+_MONTE_CARLO = "a Monte Carlo --sampler (random, lhs, sobol, adaptive)"
+# (command, flag, what it needs, whether the parsed args have that): a flag that means something only
+# beside another was accepted alone and did nothing, unsaid
+COMPANIONS: tuple[tuple[str, str, str, Callable[[argparse.Namespace], bool]], ...] = (
+    ("backtest", "--with-series", "--json", lambda a: a.json),
+    ("portfolio", "--research-strategy", "--from-research", lambda a: bool(a.from_research)),
+    ("portfolio", "--research-params", "--from-research", lambda a: bool(a.from_research)),
+    ("portfolio", "--kept-only", "--from-research", lambda a: bool(a.from_research)),
+    ("portfolio", "--kill-window", "--kill-switch", lambda a: bool(a.kill_switch)),
+    ("portfolio", "--cooldown", "--kill-switch", lambda a: bool(a.kill_switch)),
+    ("sweep", "--n", _MONTE_CARLO, lambda a: a.sampler != "grid"),
+    ("walkforward", "--n", _MONTE_CARLO, lambda a: a.sampler != "grid"),
+    ("research", "--n", _MONTE_CARLO, lambda a: a.sampler != "grid"),
+    ("research", "--scheduler", "--executor dask", lambda a: a.executor == "dask"),
+)
+
+
+def check_companions(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """ThreadXError naming the first flag of :data:`COMPANIONS` given (a value other than its
+    default, however spelt) without the flag or choice it needs."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for command, flag, needs, has_it in COMPANIONS:
+        if command != args.command:
+            continue
+        action = next(a for a in commands[command]._actions if flag in a.option_strings)
+        if getattr(args, action.dest) != action.default and not has_it(args):
+            raise ThreadXError(f"{flag} only applies with {needs}: add that, or leave {flag} out")
 
 
 def interrupted_status(exc: KeyboardInterrupt) -> int:

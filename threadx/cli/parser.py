@@ -221,9 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", metavar="W1,W2,...", help="capital weights, one per runner (default: equal)")
     p.add_argument("--margin-guard", type=float, metavar="FRACTION",
                    help="skip a new leg that would take the runners' total margin over this fraction of the "
-                        "equity, e.g. 0.7 (default: off)")
+                        "equity, e.g. 0.7 (default: off; 0 is off too)")
     p.add_argument("--runner-cap", type=float, metavar="FRACTION",
-                   help="the same for one runner's own margin, e.g. 0.25 (default: off)")
+                   help="the same for one runner's own margin, e.g. 0.25 (default: off; 0 is off too)")
     p.add_argument("--kill-switch", type=float, metavar="FRACTION",
                    help="stop new entries when the equity falls this fraction below its peak within "
                         "--kill-window, e.g. 0.3 (default: off)")

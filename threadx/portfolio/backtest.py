@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -53,7 +52,7 @@ from threadx.engine.metrics import longest_drawdown_days, metrics_dict
 from threadx.engine.portfolio_loop import EVENT_COLUMNS, TICK_COLUMNS, run_portfolio
 from threadx.engine.result import trades_frame
 from threadx.errors import Cancelled, ParamError, ThreadXError, first_line
-from threadx.names import check_name
+from threadx.names import check_name, new_run_id
 from threadx.portfolio.result import PortfolioResult, portfolio_root, save_portfolio
 from threadx.portfolio.runners import Runner, parse_runner, runner_labels
 from threadx.requests import DatasetRef
@@ -115,7 +114,7 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     cap = gate_fraction(runner_cap, "runner_cap", upper=None)
     kill = gate_fraction(kill_switch, "kill_switch", upper=1.0)
     window_ns, cooldown_ns = gate_duration(kill_window, "kill_window"), gate_duration(cooldown, "cooldown")
-    portfolio_id = check_name(portfolio_id or f"portfolio-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
+    portfolio_id = check_name(new_run_id("portfolio") if portfolio_id is None else portfolio_id,
                               "portfolio id")
     if save and (portfolio_root(results_dir) / portfolio_id / "portfolio.json").is_file():
         raise ThreadXError(f"portfolio {portfolio_id!r} is already stored under {portfolio_root(results_dir)}: choose "

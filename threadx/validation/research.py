@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -38,7 +37,7 @@ from threadx.config import STORED, settings
 from threadx.data.funding import with_stored_funding
 from threadx.engine.inputs import funding_record
 from threadx.errors import ParamError, ThreadXError, first_line, os_reason
-from threadx.names import check_name
+from threadx.names import check_name, new_run_id
 from threadx.requests import DatasetRef, WalkForwardRequest, check_once
 from threadx.shapes import JSON_NUMBER, OBJECT, TEXT, WHOLE, Kind, one_of, shape_problem
 from threadx.units import format_eta
@@ -281,7 +280,7 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     from threadx.optimize.dask_executor import check_scheduler
 
     check_scheduler(scheduler, executor)  # (a malformed address was a traceback, an HTTP server a hang)
-    research_id = check_name(research_id or f"research-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
+    research_id = check_name(new_run_id("research") if research_id is None else research_id,
                              "research id")
     if (research_root(results_dir) / research_id).exists():  # its cells' runs too: never mixed with new ones
         raise ThreadXError(f"research {research_id!r} is already stored under {research_root(results_dir)}: choose "
