@@ -151,6 +151,36 @@ def test_a_dask_cluster_whose_workers_all_died_once_gets_the_data_again_and_fini
     assert run.manifest["status"] == "completed" and (run.results.status == "ok").all(), run.failure_counts(3)
 
 
+def test_a_dask_worker_whose_nanny_gave_up_is_started_again_and_the_run_finishes(df, tmp_path, markers,
+                                                                                  monkeypatch):
+    """A nanny whose new worker dies as it connects closes for good ("Failed to restart worker"):
+    the run waited 30 s for a worker that never came and was interrupted (seen in CI). The
+    LocalCluster of the run starts that worker again once Dask has forgotten it."""
+    pytest.importorskip("distributed")
+    import dask
+    from distributed import Nanny
+
+    restart = Nanny._on_worker_exit
+    gave_up = []
+
+    async def restart_fails_once(self, exitcode):
+        if gave_up:
+            return await restart(self, exitcode)
+        gave_up.append(self.name)
+        await self.close(reason="nanny-instantiate-failed")  # what a failed restart does
+
+    monkeypatch.setattr(Nanny, "_on_worker_exit", restart_fails_once)
+    monkeypatch.setenv(KILLS, "1")
+    monkeypatch.setenv(ONLY, "5-45")
+    kw = dict(store=tmp_path / "runs", run_id="nanny", bank=IndicatorBank(cache_dir=tmp_path / "cache"), chunk_size=1)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                          "distributed.deploy.lost-worker-timeout": "1s"}):
+        run = sweep(df, "test_flaky", {"fast_period": [5, 6], "slow_period": [45], "flaky": [0, 1]},
+                    executor="dask", workers=1, **kw)
+    assert gave_up and len(run.results) == 4
+    assert run.manifest["status"] == "completed" and (run.results.status == "ok").all(), run.failure_counts(3)
+
+
 def test_pool_workers_dying_over_and_over_interrupt_the_run(df, tmp_path, markers, monkeypatch):
     from threadx.optimize import pool
 
@@ -175,7 +205,7 @@ def test_a_dask_cluster_without_workers_interrupts_instead_of_waiting_forever(mo
             return False
 
     executor = DaskExecutor.__new__(DaskExecutor)  # the waiting loop alone, without a cluster
-    executor.client, executor.no_workers_s = NoWorkers(), 0.6
+    executor.client, executor._cluster, executor.no_workers_s = NoWorkers(), None, 0.6
     with pytest.raises(RunInterrupted, match="no worker for 1 s"):
         executor._next_done(NothingDone(), lambda: False)
 

@@ -215,14 +215,34 @@ class DaskExecutor:
         if given is not self.data and self.data.status == "finished":
             return
         try:
-            # the nannies restart the dead workers in a moment: a scatter before one is back fails with
-            # "No valid workers found" (seen in CI), so it waits for one, as long as a run waits for any worker
-            self.client.wait_for_workers(1, timeout=self.no_workers_s)
+            self._wait_for_a_worker()
             self.data = self._scatter()
         except Exception as exc:  # noqa: BLE001 - no worker to take it: the run cannot go on
             raise RunInterrupted(f"the Dask cluster lost the sweep's data and cannot take it again "
                                  f"({type(exc).__name__}: {str(exc)[:120]}); finished combos are stored, the same run "
                                  "id resumes") from exc
+
+    def _wait_for_a_worker(self) -> None:
+        """Returns once the cluster has a worker, within ``no_workers_s`` (else TimeoutError): the
+        nannies restart dead workers in a moment, and a scatter before one is back fails with "No
+        valid workers found" (seen in CI)."""
+        deadline = time.monotonic() + self.no_workers_s
+        while True:
+            try:
+                self.client.wait_for_workers(1, timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+                return
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise
+                self._revive_lost_workers()
+
+    def _revive_lost_workers(self) -> None:
+        """The LocalCluster of this run starts again the workers whose nanny gave up: a nanny whose
+        new worker died as it connected (a crashing combo sent to it at once) closes for good, and
+        the run waited for a worker that never came (seen in CI). Dask forgets such a worker after
+        ``distributed.deploy.lost-worker-timeout`` (15 s); a scale to the same size then starts it."""
+        if self._cluster is not None:
+            self._cluster.scale(len(self._cluster.worker_spec))
 
     def run(self, chunks: Iterator[np.ndarray], should_stop: Callable[[], bool]) -> Iterator[ChunkResult]:
         from dask.distributed import as_completed
@@ -296,6 +316,8 @@ class DaskExecutor:
                 checked = now
                 running, paused = self._worker_states()
                 alone_since = None if running else (alone_since or now)
+                if alone_since is not None and not paused:
+                    self._revive_lost_workers()
                 if alone_since is not None and now - alone_since >= self.no_workers_s:
                     why = (f"all {paused} of its workers have been paused for memory (over "
                            f"{PAUSE_FRACTION:.0%} of their limit: dask worker --memory-limit)" if paused
