@@ -9,7 +9,7 @@ HOST   ?=
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: app test venv bench clean e2e
+.PHONY: app test faults venv bench clean e2e
 
 venv: $(STAMP)
 
@@ -26,7 +26,11 @@ app: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m threadx.warmup  # compile the kernels once, before tests whose job processes would each wait for it
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not fault"
+
+faults: $(STAMP)  # the long fault tests (pytest -m fault): killed workers, lost Dask workers, killed groups
+	$(PY) -m threadx.warmup
+	$(PY) -m pytest -q -m fault
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_backtest.py

@@ -65,6 +65,7 @@ def parts(root, run_id):
     return sorted((Path(root) / run_id).glob("part-*.parquet"))
 
 
+@pytest.mark.fault
 def test_killed_pool_workers_fail_as_infrastructure_and_a_resume_reruns_them(df, tmp_path, markers):
     space = {"fast_period": [5, 10], "slow_period": [30], "flaky": [0, 1]}
     kw = dict(store=tmp_path / "runs", run_id="k", bank=IndicatorBank(cache_dir=tmp_path / "cache"), chunk_size=1)
@@ -79,6 +80,7 @@ def test_killed_pool_workers_fail_as_infrastructure_and_a_resume_reruns_them(df,
     assert len(again.results) == 4 and (again.results.status == "ok").all()  # the retries superseded the failures
 
 
+@pytest.mark.fault
 def test_a_chunk_that_kills_its_worker_loses_only_the_combo_that_crashes(df, tmp_path, markers, monkeypatch):
     """A chunk whose one combo kills its worker every time is split until that combo is found:
     the other 11 of its chunk run (before, all 12 were stored failed), and so does the other chunk."""
@@ -114,6 +116,7 @@ def test_genuine_combo_errors_are_kept_by_a_resume(df, tmp_path):
     assert parts(tmp_path, "g") == before and again.manifest["status"] == "completed with 2 failed"
 
 
+@pytest.mark.fault
 def test_dask_losing_its_workers_interrupts_the_run(df, tmp_path, markers, monkeypatch):
     distributed = pytest.importorskip("distributed")
     import dask
@@ -134,6 +137,7 @@ def test_dask_losing_its_workers_interrupts_the_run(df, tmp_path, markers, monke
     assert np.array_equal(run.results.combo_id, np.sort(run.results.combo_id.unique()))
 
 
+@pytest.mark.fault
 def test_a_dask_cluster_whose_workers_all_died_once_gets_the_data_again_and_finishes(df, tmp_path, markers,
                                                                                       monkeypatch):
     """When every worker died (one combo crashing them), the scattered data went with them: each later
@@ -151,6 +155,7 @@ def test_a_dask_cluster_whose_workers_all_died_once_gets_the_data_again_and_fini
     assert run.manifest["status"] == "completed" and (run.results.status == "ok").all(), run.failure_counts(3)
 
 
+@pytest.mark.fault
 def test_a_dask_worker_whose_nanny_gave_up_is_started_again_and_the_run_finishes(df, tmp_path, markers,
                                                                                   monkeypatch):
     """A nanny whose new worker dies as it connects closes for good ("Failed to restart worker"):

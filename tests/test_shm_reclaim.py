@@ -93,6 +93,7 @@ def _run_segments(run_id: str) -> set[str]:
     return {p.name for p in SHM.iterdir() if p.name.startswith("threadx_") and run_id in p.name}
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGHUP], ids=["SIGKILL", "SIGHUP"])
 def test_group_kill_leaves_a_segment_that_the_resume_reclaims(tmp_path, sig):
     store, run_id = tmp_path / "runs", f"shm-{uuid.uuid4().hex[:8]}"

@@ -152,6 +152,7 @@ def test_a_stop_while_the_combos_are_planned_starts_no_worker_and_stores_nothing
     assert resumed.manifest["status"] == "completed" and len(resumed.results) == 40
 
 
+@pytest.mark.fault
 def test_worker_killed_by_a_signal_does_not_hang_or_lose_the_run(sample, bank, tmp_path):
     before = shm_segments()
     space = {"fast_period": "5:8:1", "slow_period": [30], "mode": [0, 2]}  # 4 combos kill their worker
@@ -308,6 +309,7 @@ def test_monte_carlo_prepares_only_the_indicators_of_its_combos():
     assert time.perf_counter() - start < 2.0 and len(requests) <= 150
 
 
+@pytest.mark.fault
 def test_a_first_combo_that_kills_workers_does_not_fail_the_others(sample, bank, tmp_path):
     run = sweep(sample, "test_faulty", {"fast_period": "5:9:1", "mode": [2, 0]}, store=tmp_path, run_id="w0",
                 bank=bank, executor="local", workers=2, chunk_size=1)
