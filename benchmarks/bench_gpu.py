@@ -89,13 +89,12 @@ def plan_once(evaluator: Any, ids: np.ndarray, planner: Any = None) -> tuple[Any
 
 def launch_host_once(plan: Any) -> tuple[tuple, float]:
     """(host arrays, seconds): what ``GpuExecutor.execute`` and ``DeviceRunner`` do on the host
-    between a plan and its one-device launch: the combos in signal order
-    (``Plan.by_signal``, ``Plan.subset``) and the arrays copied to the device
-    (``threadx.gpu.kernel.launch_inputs``). No CUDA needed."""
+    between a plan and its one-device launch: the combos' order by signal (``Plan.by_signal``)
+    and the arrays copied to the device (``threadx.gpu.kernel.launch_inputs``). No CUDA needed."""
     from threadx.gpu.kernel import launch_inputs
 
     started = time.perf_counter()
-    arrays = launch_inputs(plan.subset(plan.by_signal()))
+    arrays = launch_inputs(plan, plan.by_signal())
     return arrays, time.perf_counter() - started
 
 

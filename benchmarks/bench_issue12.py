@@ -36,8 +36,10 @@ e. GPU host planning of 100,000 random ``bb_atr`` combos: all the host does for 
    kernel runs, on the CPU (no CUDA needed), after the indicators are prepared: the plan
    (``threadx.optimize.plan.Planner.plan``: the parameter rows, one per distinct exit key, the
    distinct signal arrays, bb_atr's signal rule making them in one numba call, and the level
-   lines; the notes give each part), then the one-device launch's host arrays (the combos in
-   signal order and the arrays copied to the device: ``bench_gpu.launch_host_once``). A GPU
+   lines; the notes give each part), then the one-device launch's host arrays (the combos'
+   order by signal, which the device reads the plan's rows through, and the arrays copied to
+   the device: ``bench_gpu.launch_host_once``; the rows were gathered into signal order on
+   the host until 2026-12-04, 25-40 ms a batch). A GPU
    sweep plans batch after batch with one planner, each batch while the previous one runs;
    the step does the same, ``PLAN_BATCHES`` (at least ``--repeat`` + 1) batches of the same
    combos with the planner's signal cache off, so that every batch computes all its 18,000

@@ -126,7 +126,8 @@ class TimedRunner:
     def __init__(self, clock, rate, device, bars, funding, block_end):
         self.clock, self.rate, self.calls = clock, rate, 0
 
-    def run(self, plan):
+    def run(self, plan, positions=None):
+        plan = plan if positions is None else plan.subset(positions)
         self.calls += 1
         self.clock.now += 100.0 if self.calls == 1 else len(plan.ok) / self.rate
         return np.zeros((len(plan), 1)), None
@@ -159,7 +160,8 @@ class CpuRunner:
         self.fail_on_call = fail_on_call
         self.calls = 0
 
-    def run(self, plan):
+    def run(self, plan, positions=None):
+        plan = plan if positions is None else plan.subset(positions)  # (a plan of those combos, row for row)
         self.calls += 1
         if self.fail_on_call is not None and self.calls >= self.fail_on_call:
             raise RuntimeError("CUDA_ERROR_ECC_UNCORRECTABLE: uncorrectable ECC error encountered")

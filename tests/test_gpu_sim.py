@@ -90,6 +90,24 @@ def test_kernel_matches_the_cpu_fast_kernel(bars, strategy, n_blocks):
         assert gpu_blocks is None
 
 
+@pytest.mark.parametrize("pieces", [1, 3])
+def test_combos_run_at_given_positions_in_that_order_row_for_row(bars, monkeypatch, pieces):
+    """The executor hands one device the plan as it is with the positions to run (signal order):
+    the device reads rows through them, or, short of memory, runs the pieces as smaller plans."""
+    evaluator = evaluator_for("bb_atr", bars, n_blocks=4)
+    ids = random_ids(evaluator, 10, seed=3)
+    plan = Planner(evaluator).plan(ids)
+    runner = DeviceRunner(detect().devices[0], bars, evaluator.funding, evaluator.block_end, threads_per_block=4)
+    monkeypatch.setattr(runner, "_pieces", lambda plan, combos: pieces)
+    whole, whole_blocks = runner.run(plan)
+    positions = np.array([7, 2, 9, 0, 4])
+    some, some_blocks = runner.run(plan, positions)
+    assert some.shape == (5, whole.shape[1]) and some_blocks.shape == (5, 4, 2)
+    assert_metrics_match(some, whole[positions])
+    np.testing.assert_array_equal(some_blocks, whole_blocks[positions])
+    assert_metrics_match(whole, evaluator.evaluate(ids).metrics)
+
+
 def test_kernel_with_funding_and_leverage_matches(bars):
     import pandas as pd
 

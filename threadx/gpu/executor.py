@@ -46,7 +46,8 @@ class DeviceFailure:
 class GpuExecutor:
     """Runs sweep chunks on ``devices`` (default: every usable CUDA device) split by ``weights``
     (default: the stored profile, else 75/25 / uniform). ``runner_factory(device, bars,
-    funding, block_end)`` makes the per-device runner (tests pass fakes)."""
+    funding, block_end)`` makes the per-device runner (tests pass fakes), whose ``run(plan,
+    positions=None)`` is :meth:`DeviceRunner.run`'s."""
 
     task: SweepTask
     bars: Bars
@@ -144,7 +145,10 @@ class GpuExecutor:
             weights = [self.weights.values[k] for k in alive]
             counts = split_counts(len(positions), weights if sum(weights) > 0 else [1.0] * len(alive))
             parts = np.split(positions, np.cumsum(counts)[:-1])
-            futures = [(k, part, self._pool.submit(self._run_on, k, plan.subset(part)))
+            # one device reads the plan as it is (its rows are not copied into signal order); several
+            # get the signals and lines of their own part only
+            futures = [(k, part, self._pool.submit(self._run_on, k, plan, part) if len(alive) == 1 else
+                        self._pool.submit(self._run_on, k, plan.subset(part)))
                        for k, part in zip(alive, parts) if len(part)]
             for k, part, future in futures:
                 try:
@@ -156,12 +160,14 @@ class GpuExecutor:
                 self._store(metrics, blocks, part, m, b)
         return ChunkResult(plan.ids, metrics, plan.status.copy(), dict(plan.errors), blocks, warnings=plan.warnings)
 
-    def _run_on(self, k: int, plan: Plan) -> tuple[np.ndarray, np.ndarray | None]:
+    def _run_on(self, k: int, plan: Plan, positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Metrics and block moments of the combos at ``positions`` (row for row), else of every
+        combo of ``plan``, on device ``k``."""
         runner = self._runners.get(k)
         if runner is None:
             runner = self._runners[k] = self.runner_factory(self.devices[k], self.bars, self.evaluator.funding,
                                                             self.evaluator.block_end)
-        return runner.run(plan)
+        return runner.run(plan) if positions is None else runner.run(plan, positions)
 
     @staticmethod
     def _store(metrics: np.ndarray, blocks: np.ndarray | None, positions: np.ndarray, m: np.ndarray,
