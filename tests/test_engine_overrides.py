@@ -20,10 +20,17 @@ def test_a_backtest_refuses_an_engine_leverage_that_erases_the_params(synthetic_
 
 def test_a_sweep_of_an_erased_param_is_refused_before_anything_is_stored(synthetic_bars, tmp_path):
     """A sweep of leverage 1:5:2 under the engine's leverage 1 stored three identical rows labelled 1, 3, 5."""
-    with pytest.raises(ParamError, match=r"leverage is set twice.*\(in this sweep's combo leverage=[35]\.0\)"):
+    with pytest.raises(ParamError, match=r"leverage is set twice.*leverage=3\.0.*\(one of this sweep's values of "
+                                         r"leverage\)"):
         threadx.sweep(synthetic_bars, "bb_atr", {"leverage": "1:5:2"}, leverage=1.0, store=tmp_path, run_id="x",
                       executor="inline")
     assert not (tmp_path / "x").exists()
+    # each value of the space is checked, not the combos drawn: seed 0 draws one combo with leverage 1 and ran,
+    # seed 1 one with leverage 4 and was refused (the answer depended on the draw)
+    for seed in (0, 1):
+        with pytest.raises(ParamError, match=r"leverage=4\.0.*\(one of this sweep's values of leverage\)"):
+            threadx.sweep(synthetic_bars, "bb_atr", {"leverage": [1.0, 4.0], "bb_period": "10:49:1"},
+                          sampler="random", n=1, seed=seed, leverage=1.0, store=tmp_path, run_id="z", executor="inline")
     run = threadx.sweep(synthetic_bars, "bb_atr", {"bb_period": [20, 30]}, leverage=2.0, store=tmp_path,
                         run_id="y", executor="inline")
     assert len(run.results) == 2

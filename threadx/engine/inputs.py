@@ -270,14 +270,9 @@ def returned_rules(rules: Any) -> ExitRules:
 
 
 def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
-    """Strategy rules with the engine's sizing / leverage / fraction overrides applied."""
-    changes: dict[str, Any] = {}
-    if options.sizing is not None:
-        changes["sizing"] = options.sizing
-    if options.leverage is not None:
-        changes["leverage"] = float(options.leverage)
-    if options.fraction is not None:
-        changes["fraction"] = float(options.fraction)
+    """Strategy rules with the engine's overrides (:data:`ENGINE_OVERRIDES`) applied."""
+    changes = {name: value if name == "sizing" else float(value) for name in ENGINE_OVERRIDES
+               if (value := getattr(options, name)) is not None}
     rules = whole_counts(replace(rules, **changes) if changes else rules)
     check_legs(rules)
     if rules.grid_levels > 0:

@@ -29,7 +29,7 @@ from threadx import logs
 from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED
 from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
-from threadx.engine.inputs import EngineOptions, check_bar_count, options_from, override_conflict
+from threadx.engine.inputs import ENGINE_OVERRIDES, EngineOptions, check_bar_count, options_from, override_conflict
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ParamError, ThreadXError, whole
 from threadx.names import new_run_id
@@ -436,6 +436,11 @@ class _Session:
         (checks.roles.check_sweep_roles)."""
         from threadx.checks.roles import check_sweep_roles
 
+        for axis in self.search.axes:  # each value (before the roles: such combos are all one to the engine)
+            for value in axis.values if axis.name in ENGINE_OVERRIDES else ():
+                conflict = override_conflict(self.search.strategy, {axis.name: value}, self.options)
+                if conflict:
+                    raise ParamError(f"{conflict} (one of this sweep's values of {axis.name})")
         if self.planned is not None:
             planned = self.planned
         else:  # a streamed grid: its first valid combo, then its last, middle and a few others
@@ -448,12 +453,6 @@ class _Session:
         if len(planned):  # (the first combo, then the last, the middle and others spread between)
             spread = planned[np.unique(np.linspace(0, len(planned) - 1, 8).round().astype(np.int64))]
             starts = [int(planned[0]), int(planned[-1]), int(planned[len(planned) // 2]), *spread.tolist()]
-            for combo_id in dict.fromkeys(starts):  # (before the roles: such combos are all one to the engine)
-                params = self.search.params(combo_id)
-                conflict = override_conflict(self.search.strategy, params, self.options)
-                if conflict:
-                    shown = ", ".join(f"{axis.name}={params[axis.name]}" for axis in self.search.axes if len(axis) > 1)
-                    raise ParamError(f"{conflict} (in this sweep's combo {shown})")
             check_sweep_roles(self.search, self.bars, starts, self.bank if self.bank is not None else _default_bank())
 
     def _plan(self) -> tuple[np.ndarray | None, int, int]:
