@@ -198,3 +198,12 @@ def test_a_flag_given_without_the_one_it_needs_is_refused_not_ignored(capsys, ar
                                      ["portfolio", "--runner", "ma_crossover:sample:BTC_USDT-1h"]])
 def test_an_empty_id_is_refused_not_replaced_by_a_new_one(capsys, command):
     assert "invalid" in one_error(capsys, [*command, "--id", ""])
+
+
+@pytest.mark.parametrize("argv", [["sweep", "--strategy"], ["swep"], ["sweep", "--strategy", "x", "--fill", "bad"]])
+def test_a_command_line_argparse_refuses_is_one_error_line_not_the_usage_block(capsys, argv):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == EXIT_BAD_INPUT and err.count("\n") == 1 and err.startswith("error: threadx"), err
+    assert "usage:" not in err and err.rstrip().endswith("--help)")

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, NoReturn
 
 from threadx.cli.admin import cmd_app, cmd_bench, cmd_cache_clean, cmd_cache_clear, cmd_cache_stats, cmd_config_show
 from threadx.cli.common import (
-    DATE_FORMAT_HELP, EXIT_CELL_FAILED, HUMAN_OUTPUT_NOTE, JSON_HELP, MEMORY_BUDGET_HELP, NO_FUNDING_HELP,
+    DATE_FORMAT_HELP, EXIT_BAD_INPUT, EXIT_CELL_FAILED, HUMAN_OUTPUT_NOTE, JSON_HELP, MEMORY_BUDGET_HELP, NO_FUNDING_HELP,
     TIMEZONE_HELP, TIMINGS_HELP, _count,
 )
 from threadx.cli.data import (
@@ -48,8 +48,16 @@ def _add_engine_arguments(p: argparse.ArgumentParser) -> None:
                         "entries count in n_skipped" + SETTING_HELP % "engine.min_notional")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line (its usage block, 15 lines for sweep, came
+    first and pushed the error out of sight), as every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="threadx", description="ThreadX research workstation",
+    parser = _Parser(prog="threadx", description="ThreadX research workstation",
                                      epilog=HUMAN_OUTPUT_NOTE)
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument("-q", "--quiet", action="store_true", help="errors only on stderr (no progress bars)")
