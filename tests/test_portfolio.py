@@ -491,7 +491,7 @@ def test_cli_portfolio_from_research_and_runners(tmp_path, monkeypatch, capsys):
     for argv, needle in ((["portfolio"], "at least one --runner"),
                          (["portfolio", "--runner", "bb_atr"], "STRATEGY:DATASET"),
                          (["portfolio", "--runner", f"test_threshold:{paths[0]}", "--margin-guard", "-1"],
-                          "margin_guard"),
+                          "--margin-guard must be"),  # (the flag given, not the Python name)
                          (["portfolio", "--runner", "test_threshold:no_such_set"], "no_such_set")):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
