@@ -103,15 +103,23 @@ def test_dask_and_gpu_cannot_batch_so_they_are_refused(tmp_path):
               executor="dask", store=tmp_path, bank=NoComputeBank(), memory_budget="2GiB")
 
 
-def test_default_budget_is_half_the_available_ram(monkeypatch):
+def test_default_budget_is_half_the_available_ram(monkeypatch, caplog):
     class Memory:
-        available = 10 * 2**30
+        available, total = 10 * 2**30, 16 * 2**30
+
+    import logging
 
     import psutil
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: Memory())
     assert budget.Budget.resolve().memory == 5 * 2**30
-    assert budget.Budget.resolve("4GiB").memory == 4 * 2**30
+    with caplog.at_level(logging.WARNING, logger="threadx"):
+        assert budget.Budget.resolve("4GiB").memory == 4 * 2**30
+        assert not caplog.records
+        assert budget.Budget.resolve("64GiB").memory == 64 * 2**30  # taken as given, with a warning
+    assert [r.getMessage() for r in caplog.records] == [
+        "the memory budget 64.0 GiB is more than this machine's RAM (16.0 GiB): work estimated to fit it may not "
+        "fit the machine"]
 
 
 @pytest.mark.parametrize("executor", ["local", "inline"])

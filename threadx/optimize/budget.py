@@ -117,7 +117,17 @@ class Budget:
 
             memory_budget = sweep_defaults().memory_budget
         explicit = memory_budget is not None
-        return cls(parse_budget(memory_budget) if explicit else default_budget(), shm_free(), explicit)
+        memory = parse_budget(memory_budget) if explicit else default_budget()
+        if explicit:
+            import psutil
+
+            from threadx.logs import logger
+
+            ram = psutil.virtual_memory().total
+            if memory > ram:  # (taken as given: a sweep planned under it can still run out of memory)
+                logger().warning("the memory budget %s is more than this machine's RAM (%s): work estimated to "
+                                 "fit it may not fit the machine", format_bytes(memory), format_bytes(ram))
+        return cls(memory, shm_free(), explicit)
 
     def describe(self) -> str:
         source = "" if self.explicit else f" ({DEFAULT_BUDGET_FRACTION:.0%} of the available RAM)"
