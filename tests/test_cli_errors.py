@@ -171,6 +171,8 @@ def test_a_param_given_twice_is_refused(capsys, command):
     (["sweep", "--strategy", "ma_crossover", "--leverage", "0"], "--leverage"),
     (["walkforward", "--strategy", "ma_crossover", "--is-days", "0", "--oos-days", "10"], "--is-days"),
     (["bench", "--n=0"], "--n"),
+    (["sweep", "--strategy", "ma_crossover", "--min-t", "-1"], "--min-trades"),  # argparse's prefix of it
+    (["backtest", "--strategy", "bb_atr", "--param", "leverage=abc", "--leverage", "2"], "leverage"),  # the param's
 ])
 def test_a_value_out_of_range_names_the_flag_given_not_the_python_name(capsys, argv, flag):
     """The rule is checked once, in the library, which names the argument (``min_trades``)."""
@@ -182,8 +184,14 @@ def test_a_value_out_of_range_names_the_flag_given_not_the_python_name(capsys, a
     (["portfolio", "--runner", "ma_crossover:sample:BTC_USDT-1h", "--kept-only"], "--kept-only", "--from-research"),
     (["portfolio", "--runner", "ma_crossover:sample:BTC_USDT-1h", "--research-strategy", "x"], "--research-strategy",
      "--from-research"),
-    (["portfolio", "--runner", "ma_crossover:sample:BTC_USDT-1h", "--cool", "2h"], "--cooldown", "--kill-switch"),
+    (["portfolio", "--runner", "ma_crossover:sample:BTC_USDT-1h", "--cool", "2h"], "--cooldown",
+     "a --kill-switch above 0"),
+    (["portfolio", "--runner", "ma_crossover:sample:BTC_USDT-1h", "--kill-window", "24h"], "--kill-window",
+     "a --kill-switch above 0"),  # (its default value, given: refused as any other)
+    (["portfolio", "--runner", "ma_crossover:sample:BTC_USDT-1h", "--kill-switch", "0", "--cooldown", "2h"],
+     "--cooldown", "a --kill-switch above 0"),
     (["sweep", "--strategy", "ma_crossover", "--n", "5"], "--n", "a Monte Carlo --sampler"),
+    (["sweep", "--strategy", "ma_crossover", "--n", "2000"], "--n", "a Monte Carlo --sampler"),
     (["walkforward", "--strategy", "ma_crossover", "--sampler", "grid", "--n", "5", "--is-days", "60",
       "--oos-days", "10"], "--n", "a Monte Carlo --sampler"),
     (["research", "--strategy", "ma_crossover", "--data", "sample:BTC_USDT-1h", "--scheduler", "tcp://h:8786",
@@ -200,10 +208,14 @@ def test_an_empty_id_is_refused_not_replaced_by_a_new_one(capsys, command):
     assert "invalid" in one_error(capsys, [*command, "--id", ""])
 
 
-@pytest.mark.parametrize("argv", [["sweep", "--strategy"], ["swep"], ["sweep", "--strategy", "x", "--fill", "bad"]])
-def test_a_command_line_argparse_refuses_is_one_error_line_not_the_usage_block(capsys, argv):
+@pytest.mark.parametrize("argv, command", [(["sweep", "--strategy"], "threadx sweep"), (["swep"], "threadx"),
+                                           (["sweep", "--strategy", "x", "--fill", "bad"], "threadx sweep"),
+                                           (["sweep", "--strategy", "x", "--bogus"], "threadx sweep"),
+                                           (["data", "list", "--bogus"], "threadx data list")])
+def test_a_command_line_argparse_refuses_is_one_error_line_not_the_usage_block(capsys, argv, command):
+    """An unknown flag is refused by its subcommand, whose --help lists that command's flags."""
     with pytest.raises(SystemExit) as stopped:
         main(argv)
     err = capsys.readouterr().err
-    assert stopped.value.code == EXIT_BAD_INPUT and err.count("\n") == 1 and err.startswith("error: threadx"), err
-    assert "usage:" not in err and err.rstrip().endswith("--help)")
+    assert stopped.value.code == EXIT_BAD_INPUT and err.count("\n") == 1 and err.startswith(f"error: {command}: "), err
+    assert "usage:" not in err and err.rstrip().endswith(f"(see {command} --help)")

@@ -117,6 +117,7 @@ def test_default_budget_is_half_the_available_ram(monkeypatch, caplog):
         assert budget.Budget.resolve("4GiB").memory == 4 * 2**30
         assert not caplog.records
         assert budget.Budget.resolve("64GiB").memory == 64 * 2**30  # taken as given, with a warning
+        assert budget.Budget.resolve("64GiB").memory == 64 * 2**30  # (once: a research resolves it per cell)
     assert [r.getMessage() for r in caplog.records] == [
         "the memory budget 64.0 GiB is more than this machine's RAM (16.0 GiB): work estimated to fit it may not "
         "fit the machine"]

@@ -29,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not faulthandler.is_enabled():  # a strategies-folder file crashing the command names its line
         faulthandler.enable()
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     from threadx import logs
     from threadx.settings_file import flag_overrides, resolve, unknown_variables
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        if part)
     try:
         with flag_overrides(_flag_settings(args)):
-            check_companions(parser, args)
+            check_companions(parser, args, argv)
             resolve()  # a bad settings file, variable or flag: one line before any work
             for line in unknown_variables():  # a misspelt variable left its default in force, unsaid
                 logs.logger().warning(line)
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 logs.logger().error("threadx %s failed: %s", command, exc, extra=logs.FILE_ONLY)
                 raise
     except ThreadXError as exc:
-        print(f"error: {name_the_flag(str(exc), parser, sys.argv[1:] if argv is None else argv)}", file=sys.stderr)
+        print(f"error: {name_the_flag(str(exc), parser, args, argv)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # as a command killed by SIGPIPE, silently (Python's documented way out)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

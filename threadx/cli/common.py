@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -278,31 +279,50 @@ def _flag_settings(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:
     return flags
 
 
-def _option_strings(parser: argparse.ArgumentParser, dest: str) -> Iterator[str]:
-    """The option strings (``--min-trades``) of every action storing into ``dest``, in this
-    parser and its subcommands' parsers."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for child in dict.fromkeys(action.choices.values()):  # (aliases share one parser)
-                yield from _option_strings(child, dest)
-        elif action.dest == dest:
-            yield from action.option_strings
+def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command that ``args`` were parsed by (``threadx data fetch``'s
+    for its flags); ``parser`` itself when it has no subcommand."""
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        chosen = getattr(args, sub.dest, None) if sub is not None else None
+        if chosen not in (sub.choices if sub is not None else {}):
+            return parser
+        parser = sub.choices[chosen]
 
 
-def name_the_flag(text: str, parser: argparse.ArgumentParser, argv: Sequence[str]) -> str:
+def flags_given(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The option strings of ``parser`` that ``argv`` gives, written whole (``--n=5`` too) or
+    as the unique prefix argparse takes for one (``--min-t`` for ``--min-trades``)."""
+    options = parser._option_string_actions
+    given = set()
+    for arg in argv:
+        token = arg.partition("=")[0]
+        if token in options:
+            given.add(token)
+        elif token.startswith("--") and len(token) > 2:
+            matches = [option for option in options if option.startswith(token)]
+            if len(matches) == 1:
+                given.add(matches[0])
+    return given
+
+
+def name_the_flag(text: str, parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str]) -> str:
     """An error ``text`` that opens with a Python name (``min_trades must be ...``), opened
     with the flag that the user gave for it (``--min-trades must be ...``): the rules are
-    checked once, in the library, where the value has no flag name.
+    checked once, in the library, where the value has no flag name. Left as it is when a
+    ``--param NAME=...`` (or a runner's ``NAME=...``) of that name was given: the value may be that one.
 
     >>> p = argparse.ArgumentParser(); _ = p.add_argument("--min-trades", type=int)
-    >>> name_the_flag("min_trades must be >= 0, got -1", p, ["--min-trades", "-1"])
+    >>> name_the_flag("min_trades must be >= 0, got -1", p, p.parse_args(["--min-t", "-1"]), ["--min-t", "-1"])
     '--min-trades must be >= 0, got -1'
     """
     name, space, rest = text.partition(" ")
-    if not space or not name.isidentifier():
+    assigned = re.compile(rf"(^|[:,]){re.escape(name)}=")  # --param NAME=V, --runner S:D:NAME=V,...
+    if not space or not name.isidentifier() or any(assigned.search(arg) for arg in argv if not arg.startswith("-")):
         return text
-    given = {arg.partition("=")[0] for arg in argv if arg.startswith("-")}
-    flag = next((option for option in _option_strings(parser, name) if option in given), None)
+    command = command_parser(parser, args)
+    flag = next((option for option in sorted(flags_given(command, argv))
+                 if command._option_string_actions[option].dest == name), None)
     return f"{flag} {rest}" if flag else text
 
 
@@ -314,8 +334,8 @@ COMPANIONS: tuple[tuple[str, str, str, Callable[[argparse.Namespace], bool]], ..
     ("portfolio", "--research-strategy", "--from-research", lambda a: bool(a.from_research)),
     ("portfolio", "--research-params", "--from-research", lambda a: bool(a.from_research)),
     ("portfolio", "--kept-only", "--from-research", lambda a: bool(a.from_research)),
-    ("portfolio", "--kill-window", "--kill-switch", lambda a: bool(a.kill_switch)),
-    ("portfolio", "--cooldown", "--kill-switch", lambda a: bool(a.kill_switch)),
+    ("portfolio", "--kill-window", "a --kill-switch above 0", lambda a: bool(a.kill_switch)),
+    ("portfolio", "--cooldown", "a --kill-switch above 0", lambda a: bool(a.kill_switch)),
     ("sweep", "--n", _MONTE_CARLO, lambda a: a.sampler != "grid"),
     ("walkforward", "--n", _MONTE_CARLO, lambda a: a.sampler != "grid"),
     ("research", "--n", _MONTE_CARLO, lambda a: a.sampler != "grid"),
@@ -323,15 +343,12 @@ COMPANIONS: tuple[tuple[str, str, str, Callable[[argparse.Namespace], bool]], ..
 )
 
 
-def check_companions(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """ThreadXError naming the first flag of :data:`COMPANIONS` given (a value other than its
-    default, however spelt) without the flag or choice it needs."""
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+def check_companions(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str]) -> None:
+    """ThreadXError naming the first flag of :data:`COMPANIONS` given (:func:`flags_given`,
+    whatever its value) without the flag or choice it needs."""
+    given = flags_given(command_parser(parser, args), argv)
     for command, flag, needs, has_it in COMPANIONS:
-        if command != args.command:
-            continue
-        action = next(a for a in commands[command]._actions if flag in a.option_strings)
-        if getattr(args, action.dest) != action.default and not has_it(args):
+        if command == args.command and flag in given and not has_it(args):
             raise ThreadXError(f"{flag} only applies with {needs}: add that, or leave {flag} out")
 
 

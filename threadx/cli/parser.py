@@ -7,7 +7,7 @@ from typing import Any, NoReturn
 from threadx.cli.admin import cmd_app, cmd_bench, cmd_cache_clean, cmd_cache_clear, cmd_cache_stats, cmd_config_show
 from threadx.cli.common import (
     DATE_FORMAT_HELP, EXIT_BAD_INPUT, EXIT_CELL_FAILED, HUMAN_OUTPUT_NOTE, JSON_HELP, MEMORY_BUDGET_HELP, NO_FUNDING_HELP,
-    TIMEZONE_HELP, TIMINGS_HELP, _count,
+    TIMEZONE_HELP, TIMINGS_HELP, _count, command_parser,
 )
 from threadx.cli.data import (
     cmd_data_delete, cmd_data_fetch, cmd_data_import, cmd_data_list, cmd_data_rename, cmd_data_resample,
@@ -54,6 +54,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        """argparse's, but a flag no parser knows is refused by the subcommand's parser (its
+        --help lists that command's flags: ``threadx --help`` does not)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command_parser(self, parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -121,12 +122,7 @@ class Budget:
         if explicit:
             import psutil
 
-            from threadx.logs import logger
-
-            ram = psutil.virtual_memory().total
-            if memory > ram:  # (taken as given: a sweep planned under it can still run out of memory)
-                logger().warning("the memory budget %s is more than this machine's RAM (%s): work estimated to "
-                                 "fit it may not fit the machine", format_bytes(memory), format_bytes(ram))
+            _warn_over_ram(memory, psutil.virtual_memory().total)
         return cls(memory, shm_free(), explicit)
 
     def describe(self) -> str:
@@ -139,6 +135,17 @@ class Budget:
         if est.shared and est.in_shm and self.shm is not None:
             room = min(room, int(self.shm * 0.9) // est.line_bytes - FIXED_LINES)
         return int(room)
+
+
+@lru_cache(maxsize=8)
+def _warn_over_ram(memory: int, ram: int) -> None:
+    """A warning (once a process: a research resolves it per cell) when an explicit budget is
+    over the RAM; it is taken as given, and a sweep planned under it can run out of memory."""
+    if memory > ram:
+        from threadx.logs import logger
+
+        logger().warning("the memory budget %s is more than this machine's RAM (%s): work estimated to fit it "
+                         "may not fit the machine", format_bytes(memory), format_bytes(ram))
 
 
 def result_bytes(combos: int) -> int:

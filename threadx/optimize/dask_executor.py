@@ -242,7 +242,10 @@ class DaskExecutor:
         the run waited for a worker that never came (seen in CI). Dask forgets such a worker after
         ``distributed.deploy.lost-worker-timeout`` (15 s); a scale to the same size then starts it."""
         if self._cluster is not None:
-            self._cluster.scale(len(self._cluster.worker_spec))
+            try:
+                self._cluster.scale(len(self._cluster.worker_spec))
+            except Exception:  # noqa: BLE001 - a cluster gone or closing: the wait for a worker decides
+                pass
 
     def run(self, chunks: Iterator[np.ndarray], should_stop: Callable[[], bool]) -> Iterator[ChunkResult]:
         from dask.distributed import as_completed
