@@ -322,7 +322,7 @@ def test_an_odd_S_is_refused_before_the_work(df, tmp_path, capsys):
     with pytest.raises(ParamError, match="S must be an even number >= 2"):
         threadx.validate("no-such-run", store=tmp_path, S=15)  # refused before the run is looked up
     assert main(["walkforward", "--strategy", "ma_crossover", "--is-bars", "700", "--oos-bars", "400", "--S", "7"]) == 2
-    assert capsys.readouterr().err.strip() == "error: S must be an even number >= 2 (the paper suggests 16), got 7"
+    assert capsys.readouterr().err.strip() == "error: --S must be an even number >= 2 (the paper suggests 16), got 7"
 
 
 def test_research_refuses_a_strategy_given_twice_and_an_id_in_use(tmp_path):
