@@ -153,6 +153,10 @@ def test_list_unreadable_file_and_freqtrade_layout(tmp_path: Path) -> None:
     assert table.loc["binance/BTC_USDT-1h", "bars"] == 12
     assert table.loc["binance/ETH_USDT-1h", "bars"] == 6
     assert table.loc["binance/SOL_USDT-1h", "bars"] == 0 and np.isnan(table.loc["binance/SOL_USDT-1h", "quality"])
+    # the table says why, where its dates and quality are empty; the files that read have no problem
+    assert table.loc["binance/SOL_USDT-1h", "problem"].startswith("unreadable: ")
+    assert "cannot read parquet" in table.loc["binance/SOL_USDT-1h", "problem"]
+    assert table.loc[["binance/BTC_USDT-1h", "binance/ETH_USDT-1h"], "problem"].tolist() == ["", ""]
     assert resolve_dataset("binance/ETH_USDT-1h", data_root=root).suffix == ".json"
 
 

@@ -205,7 +205,8 @@ table = list_datasets()
 if len(table):
     # (exchange and symbol are in the name; times to the minute, in UTC: the verdict column was
     # cut off at 1400 px behind "+00:00" seconds)
-    shown, config = table_view(table.drop(columns=[c for c in ("path", "exchange", "symbol") if c in table]))
+    hidden = ["path", "exchange", "symbol"] + ([] if table["problem"].astype(bool).any() else ["problem"])
+    shown, config = table_view(table.drop(columns=[c for c in hidden if c in table]))
     for column in ("first", "last"):
         config[column] = st.column_config.DatetimeColumn(f"{column} (UTC)", format="YYYY-MM-DD HH:mm")
     st.dataframe(shown, width="stretch", hide_index=True, column_config=config)

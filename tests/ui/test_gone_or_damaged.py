@@ -146,3 +146,15 @@ def test_a_dataset_deleted_on_the_data_page_gets_no_notice_that_it_is_gone(xyz):
     assert not at.exception, at.exception
     assert not xyz.exists() and f"Deleted {XYZ}" in [s.value for s in at.success]
     assert not [w.value for w in at.warning if "no longer in the data folder" in w.value]
+
+
+def test_the_data_table_says_why_a_damaged_file_has_no_dates(xyz):
+    at = open_page("1_Data.py")
+    assert not at.exception, at.exception
+    assert "problem" not in at.dataframe[0].value.columns  # every file reads: no empty column
+    damage(xyz, "damaged")
+    at.run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value.set_index("name")
+    assert table.loc[XYZ, "problem"].startswith("unreadable: ") and table.loc[XYZ, "bars"] == 0
+    assert (table.drop(index=XYZ)["problem"] == "").all()

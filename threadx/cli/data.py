@@ -19,8 +19,8 @@ def cmd_data_list(args: argparse.Namespace) -> int:
     elif table.empty:
         print("no datasets yet: run `threadx data fetch` or `threadx data import FILE`")
     else:
-        shown = ("name", "timeframe", "first", "last", "bars", "quality", "verdict", "synthetic")
-        cols = [c for c in shown if c in table]
+        shown = ("name", "timeframe", "first", "last", "bars", "quality", "verdict", "synthetic", "problem")
+        cols = [c for c in shown if c in table and (c != "problem" or table[c].astype(bool).any())]
         print(_table(table.to_dict(orient="records"), cols))
     return 0
 

@@ -36,7 +36,7 @@ SAMPLE_PREFIX = "sample:"
 SYNTHETIC_EXCHANGE = "synthetic"
 _SAMPLE_STEMS = frozenset(f"{symbol}-{SAMPLE_TIMEFRAME}" for symbol in SAMPLE_SYMBOLS)  # the sample's own files
 LIST_COLUMNS = ["name", "exchange", "symbol", "timeframe", "path", "first", "last", "bars", "synthetic", "quality",
-                "verdict"]
+                "verdict", "problem"]
 _FORMAT_PREFERENCE = {"parquet": 0, "feather": 1, "csv": 2, "json": 3, "zip": 4}
 # exchange: lower-case id (ccxt style); symbol: BASE_QUOTE (more parts allowed) or BASE/QUOTE[:SETTLE]
 _NAME = re.compile(  # used with fullmatch: a trailing newline never passes
@@ -403,15 +403,16 @@ def _refuse_folder(candidate: Path | None, name: str | os.PathLike) -> None:
 def list_datasets(data_root: str | os.PathLike | None = None) -> pd.DataFrame:
     """Datasets under the data root, one row each, sorted by name.
 
-    Columns: name, exchange, symbol, timeframe, path, first, last, bars, synthetic, quality, verdict.
+    Columns: name, exchange, symbol, timeframe, path, first, last, bars, synthetic, quality, verdict, problem.
     ``first/last/bars/quality/verdict`` come from reading and validating each file once; the result
     is cached per (path, mtime, size), so listing again is cheap. An unreadable file is listed with
-    ``bars`` 0, ``quality`` NaN and verdict ``red``.
+    no ``first``/``last``, ``bars`` 0, ``quality`` NaN, verdict ``red`` and why in ``problem``
+    (empty for a file that reads).
     """
     rows = []
     for (exchange, stem), path in sorted(_dataset_files(_root(data_root)).items()):
         _, symbol, timeframe = parse_dataset_name(f"{exchange}/{stem}")
-        first, last, bars, synthetic, quality, verdict = _file_stats(path)
+        first, last, bars, synthetic, quality, verdict, problem = _file_stats(path)
         rows.append(
             {
                 "name": f"{exchange}/{stem}",
@@ -425,6 +426,7 @@ def list_datasets(data_root: str | os.PathLike | None = None) -> pd.DataFrame:
                 "synthetic": bool(synthetic or exchange == SYNTHETIC_EXCHANGE),
                 "quality": quality,
                 "verdict": verdict,
+                "problem": problem,
             }
         )
     out = pd.DataFrame(rows, columns=LIST_COLUMNS)
@@ -496,18 +498,22 @@ def _available(root: Path) -> str:
 
 
 def _file_stats(path: Path) -> tuple:
+    """(first, last, bars, synthetic, quality, verdict, problem) of a data file; an unreadable one
+    says why in ``problem`` (the first line of its error; "" when it reads)."""
     from threadx.data.io import check_ohlcv_file
 
     try:
         key = (str(path.resolve()), file_stamp(path))
-    except OSError:
-        return None, None, 0, False, float("nan"), "red"
+    except OSError as exc:
+        return None, None, 0, False, float("nan"), "red", f"unreadable: {exc.strerror or exc}"
     if key not in _STAT_CACHE:
         try:
             df, report = check_ohlcv_file(path)
             stats = (report.first, report.last, report.bars, bool(df.attrs.get("synthetic")), report.quality,
-                     report.verdict[0])
-        except DataError:
-            stats = (None, None, 0, False, float("nan"), "red")
+                     report.verdict[0], "")
+        except DataError as exc:
+            text = str(exc).splitlines()[0]
+            text = text.removeprefix(f"{path}: ")  # (the row names the file)
+            stats = (None, None, 0, False, float("nan"), "red", f"unreadable: {text}")
         _STAT_CACHE[key] = stats
     return _STAT_CACHE[key]
