@@ -728,3 +728,18 @@ def test_monitor_history_legend_names_are_readable():
     fig = C.history_figure(frame, ["cpu_total", "ram_percent", "gpu0_util"], "Last 10 minutes", "%")
     assert [t.name for t in fig.data] == ["CPU", "RAM", "GPU 0 util"]
     assert C.history_label("gpu1_temp_c") == "GPU 1 temp °C"
+
+
+def test_the_toolbar_is_short_and_the_monitor_legend_clear_of_it():
+    """Plotly's toolbar shows over a figure's top right on hover: its nine icons covered the end of
+    the titles of charts drawn two to a row (Validation, at 1280 px) and the monitor's legend."""
+    from threadx.ui import charts
+
+    fig = charts.history_figure(pd.DataFrame({"cpu_percent": [10.0, 20.0], "ram_percent": [30.0, 31.0]},
+                                             index=pd.date_range("2026-01-01", periods=2, freq="s", tz="UTC")),
+                                ["cpu_percent", "ram_percent"], "Last 10 minutes", "%")
+    removed = set(fig.layout.template.layout.modebar.remove)
+    assert {"select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d"} <= removed
+    assert not {"zoom2d", "pan2d", "resetScale2d", "toImage"} & removed  # what a reader uses stays
+    assert fig.layout.legend.xanchor == "left" and fig.layout.legend.x == 0  # not under the toolbar
+    assert fig.layout.title.yref == "container" and fig.layout.margin.t >= 60  # its own line above the legend

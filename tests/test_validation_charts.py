@@ -97,7 +97,9 @@ def test_is_oos_bars_group_windows_and_colour_oos_by_regime(table):
     # the figures on a second line (on one, a chart given half the page cut them: "mean O…"), with room above
     head, detail = fig.layout.title.text.split("<br>")
     assert head == "Sharpe in and out of sample per window" and "mean OOS 0.37" in detail
-    assert fig.layout.margin.t == 80 + 18
+    # below the band where Plotly's toolbar shows on hover (it covered "per window" at 1280 px)
+    assert fig.layout.title.pad.t == vc.TOOLBAR_BAND_PX and fig.layout.title.yref == "container"
+    assert fig.layout.margin.t == 80 + (vc.TOOLBAR_BAND_PX - 12) + 18
 
 
 def test_is_oos_bars_percent_metric_and_missing_columns(table):

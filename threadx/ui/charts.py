@@ -23,11 +23,19 @@ import numpy as np
 import pandas as pd
 import plotly.colors as plotly_colors
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from threadx import units
 
-TEMPLATE = "plotly_white"
+# Plotly's white template with a short toolbar: zoom, pan, reset and the PNG download (box and
+# lasso select, zoom in / out and autoscale dropped: no page reads a selection, and the row of
+# nine icons covered the titles of charts given half a page)
+TEMPLATE = go.layout.Template(pio.templates["plotly_white"])
+TEMPLATE.layout.modebar.remove = ["select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d"]
+# the band at a figure's top where that toolbar shows on hover: charts drawn two to a row start
+# their title below it (threadx.ui.validation_charts.set_title)
+TOOLBAR_BAND_PX = 40
 LONG_COLOR = "#26a69a"   # green: long side, winning trades, up candles
 SHORT_COLOR = "#ef5350"  # red: short side, losing trades, down candles
 LINE_COLOR = "#42a5f5"   # equity and generic lines (readable on light and dark)
@@ -1125,8 +1133,10 @@ def history_figure(history: pd.DataFrame, columns: list[str], title: str, unit: 
         return empty_figure("No history yet", title=title)
     suffix = f" {unit}" if unit else ""
     history = _gaps_broken(history[present])
-    fig = _new_figure(title=dict(text=title, font=dict(size=14)), hovermode="x unified",
-                      legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    # the title at the top, the legend on a line of its own under it at the left (at the right it
+    # sat under the toolbar's band; beside the title it ran into it)
+    fig = _new_figure(title=_title(title, []), hovermode="x unified", margin=dict(l=50, r=20, t=64, b=40),
+                      legend=dict(orientation="h", y=1.02, x=0, xanchor="left", yanchor="bottom"))
     for i, col in enumerate(present):
         values = pd.to_numeric(history[col], errors="coerce")
         fig.add_trace(_trace_cls(len(values))(

@@ -34,6 +34,7 @@ from threadx.ui.charts import (
     OVERLAY_COLORS,
     SHORT_COLOR,
     TEMPLATE,
+    TOOLBAR_BAND_PX,
     _downsample_positions,
     _fmt_value,
     _new_figure,
@@ -92,15 +93,15 @@ def _title_lines(text: str) -> list[str]:
 
 
 def set_title(fig: go.Figure, text: str) -> None:
-    """``text`` as ``fig``'s title (:func:`_title_lines`), the top margin grown by the room its
-    second line takes."""
+    """``text`` as ``fig``'s title (:func:`_title_lines`), below the band of Plotly's toolbar
+    (these charts are drawn two to a row: at 1280 px the toolbar covered the end of most of
+    their titles), the top margin grown by that band and by the room a second line takes."""
     lines = _title_lines(text)
-    # (a fixed gap above it, as threadx.ui.charts gives: y=0.98 of the height clipped a two-line title's top)
+    # (a fixed gap above it, not a share of the height: y=0.98 clipped a two-line title's top)
     fig.update_layout(title=dict(text="<br>".join(lines), font=dict(size=14), y=1.0, yref="container", yanchor="top",
-                                 pad=dict(t=12), x=0.01, xanchor="left"))
-    if len(lines) > 1:
-        top = fig.layout.margin.t if fig.layout.margin.t is not None else 50
-        fig.update_layout(margin=dict(t=top + _DETAIL_PX * (len(lines) - 1)))
+                                 pad=dict(t=TOOLBAR_BAND_PX), x=0.01, xanchor="left"))
+    top = fig.layout.margin.t if fig.layout.margin.t is not None else 50
+    fig.update_layout(margin=dict(t=top + TOOLBAR_BAND_PX - 12 + _DETAIL_PX * (len(lines) - 1)))
 
 
 def _tick_format(metric: str) -> str | None:
