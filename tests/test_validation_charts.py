@@ -99,7 +99,9 @@ def test_is_oos_bars_group_windows_and_colour_oos_by_regime(table):
     assert head == "Sharpe in and out of sample per window" and "mean OOS 0.37" in detail
     # below the band where Plotly's toolbar shows on hover (it covered "per window" at 1280 px)
     assert fig.layout.title.pad.t == vc.TOOLBAR_BAND_PX and fig.layout.title.yref == "container"
-    assert fig.layout.margin.t == 80 + (vc.TOOLBAR_BAND_PX - 12) + 18
+    assert fig.layout.margin.t == 56 + (vc.TOOLBAR_BAND_PX - 12) + 18
+    # the legend at the figure's foot: above the plot, five rows of it ran into the title at 280 px
+    assert fig.layout.legend.yref == "container" and fig.layout.legend.y == 0
 
 
 def test_is_oos_bars_percent_metric_and_missing_columns(table):
@@ -117,7 +119,7 @@ def test_stitched_equity_against_the_full_period_optimum():
                                     benchmark_label="Full-period optimum (fast=10)")
     assert len(fig.data) == 2
     assert fig.data[0].name.startswith("Stitched OOS") and "10.00 %" in fig.data[0].name
-    assert fig.data[1].name == "Full-period optimum (fast=10), over the OOS span (20.00 %)"
+    assert fig.data[1].name == "Full-period optimum (fast=10),<br>over the OOS span (20.00 %)"
     assert fig.layout.title.text == "Stitched OOS equity vs full-period optimum"
     assert pd.Timestamp(vline_xs(fig)[0]) == idx[100]  # the first boundary is the chart's start: not drawn
     # no benchmark, long series downsampled for display

@@ -64,10 +64,12 @@ STAT_LABELS = {"sharpe": "Sharpe (annualised)", "total_return": "Total return", 
 SCATTER_MAX_POINTS = 20_000
 
 
-# Title on the first line, legend on a second line above the plot: a long title never runs
-# into the legend, whatever the width the page gives the chart.
-_TOP_LEGEND: dict[str, Any] = dict(legend=dict(orientation="h", x=0, xanchor="left", y=1.0, yanchor="bottom"),
-                                   margin=dict(l=50, r=20, t=80, b=40))
+# Title above the plot, legend at the figure's foot: a legend above the plot wrapped upwards into
+# the title on a narrow chart (five rows at 280 px, two to a row at 1024 px); at the foot its rows
+# push the plot up instead (Plotly grows the margin to fit them).
+_TOP_LEGEND: dict[str, Any] = dict(legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom",
+                                               yref="container"),
+                                   margin=dict(l=50, r=20, t=56, b=40))
 
 
 _DETAIL = "<span style='font-size:11px;font-weight:normal'>{}</span>"
@@ -275,8 +277,9 @@ def stitched_equity_figure(
     ret_bench = float("nan")
     if benchmark is not None and len(benchmark):
         ret_bench = _total_return(benchmark, initial_capital)
-        # (its return here is over the OOS span: 41.24 % read as the combo's +73.72 % on the whole period)
-        series.append(((benchmark_label or "Full-period optimum") + ", over the OOS span", benchmark, LINE_COLOR,
+        # (its return here is over the OOS span: 41.24 % read as the combo's +73.72 % on the whole period;
+        # on a line of its own, as the params make the label longer than a chart given half the page)
+        series.append(((benchmark_label or "Full-period optimum") + ",<br>over the OOS span", benchmark, LINE_COLOR,
                        ret_bench))
     for name, values, color, ret in series:
         values = values.astype(float)
