@@ -743,3 +743,10 @@ def test_the_toolbar_is_short_and_the_monitor_legend_clear_of_it():
     assert not {"zoom2d", "pan2d", "resetScale2d", "toImage"} & removed  # what a reader uses stays
     assert fig.layout.legend.xanchor == "left" and fig.layout.legend.x == 0  # not under the toolbar
     assert fig.layout.title.yref == "container" and fig.layout.margin.t >= 60  # its own line above the legend
+
+
+def test_the_parallel_coordinates_metric_axis_reads_in_its_format():
+    """Its range ends were drawn unformatted (0.3985, -0.41825) beside two-decimal cards."""
+    rows = pd.DataFrame({"fast": [5, 10, 15], "sharpe": [0.3985, -0.41825, 0.1], "status": ["ok"] * 3})
+    fig = C.parallel_coordinates_figure(rows, ["fast"], "sharpe")
+    assert fig.data[0].dimensions[-1].tickformat == units.d3_format("sharpe") == ",.2f"

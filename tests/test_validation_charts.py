@@ -258,6 +258,7 @@ def test_stability_heatmap_outlines_the_winner():
     assert list(heat.x) == ["5", "10", "15"] and list(heat.y) == ["20", "30"]
     assert np.isnan(heat.z[0][2])  # (15, 20) not in the grid: a blank cell
     assert heat.z[1][1] == 0.5
+    assert heat.texttemplate == "%{z:,.2f}"  # one precision in every cell ('.3~g' wrote -0.951 beside -0.73)
     assert (marker.x[0], marker.y[0]) == ("10", "30")
     assert "winner outlined: fast = 10, slow = 30" in fig.layout.title.text and "±3 steps" in fig.layout.title.text
     assert is_empty(vc.stability_heatmap_figure(grid.iloc[:0], "fast", "slow", "sharpe"))

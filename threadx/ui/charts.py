@@ -933,8 +933,9 @@ def parallel_coordinates_figure(
         dim = _encode_dimension(rows[p], p)
         dims.append({k: v for k, v in dim.items() if v is not None})
     mvals = pd.to_numeric(rows[metric]).to_numpy(dtype=float)
-    dims.append(dict(label=label, values=mvals, tickformat=".0%" if units.is_fraction(metric) else None))
-    dims[-1] = {k: v for k, v in dims[-1].items() if v is not None}
+    # (in the metric's format: its axis's range ends read 0.3985 and -0.41825 unformatted)
+    tickformat = ".0%" if units.is_fraction(metric) else units.d3_format(metric)
+    dims.append(dict(label=label, values=mvals, tickformat=tickformat))
     title = f"Parallel coordinates coloured by {label}"
     if total > max_rows:
         title += f" (top {max_rows:,} of {total:,} by {label})"

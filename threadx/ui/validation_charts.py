@@ -581,7 +581,7 @@ def stability_heatmap_figure(grid: pd.DataFrame, x: str, y: str, metric: str, ra
     fig.add_trace(go.Heatmap(
         z=z, x=xs, y=ys, **metric_colors(metric, z), hoverongaps=False,
         colorbar=dict(title=dict(text=label, side="right"), tickformat=_tick_format(metric)),
-        texttemplate=f"%{{z:{'.1%' if is_fraction(metric) else '.3~g'}}}", textfont=dict(size=11),
+        texttemplate=f"%{{z:{'.1%' if is_fraction(metric) else fmt}}}", textfont=dict(size=11),
         hovertemplate=f"{x} = %{{x}}<br>{y} = %{{y}}<br>{label} = %{{z:{fmt}}}<extra></extra>",
     ))
     if "winner" in grid.columns and grid["winner"].any():
