@@ -750,3 +750,15 @@ def test_the_parallel_coordinates_metric_axis_reads_in_its_format():
     rows = pd.DataFrame({"fast": [5, 10, 15], "sharpe": [0.3985, -0.41825, 0.1], "status": ["ok"] * 3})
     fig = C.parallel_coordinates_figure(rows, ["fast"], "sharpe")
     assert fig.data[0].dimensions[-1].tickformat == units.d3_format("sharpe") == ",.2f"
+
+
+def test_candles_alone_have_no_legend_margin_and_with_overlays_one():
+    """The Data page's preview (candles and volume) kept the legend's 110 px margin with no legend."""
+    from threadx.data.synthetic import generate_synthetic
+
+    df = generate_synthetic("BTC_USDT", "1h", days=10)
+    alone = C.price_figure(df, title="BTC")
+    assert alone.layout.showlegend is False and alone.layout.margin.b < 110
+    mid = df["close"].rolling(10).mean()
+    with_lines = C.price_figure(df, overlays={"MA 10": mid, "MA 10 x 1.01": mid * 1.01}, title="BTC")
+    assert with_lines.layout.showlegend is True and with_lines.layout.margin.b == 110
