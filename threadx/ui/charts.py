@@ -546,10 +546,12 @@ def price_figure(
     # legend under the chart: above it, it would collide with the title and the range buttons; at the
     # figure's bottom edge (not a share of the plot's height, which put it over the second line of the
     # time labels, the date, once zoomed to hours), under a margin that holds both
-    # (no legend for the candles alone, as on the Data page's preview: its margin was an empty band)
-    legend = sum(t.showlegend is not False for t in fig.data) > 1 or any(t.showlegend for t in fig.data)  # (Plotly's)
+    # (no legend for the candles alone, as on the Data page's preview: its margin was an empty band;
+    # Plotly's own rule for when a legend shows)
+    legend = sum(t.showlegend is not False for t in fig.data) > 1 or any(t.showlegend for t in fig.data)
     fig.update_layout(template=TEMPLATE, title=_title(title or "Price", notes), hovermode="x",
-                      height=500, margin=dict(l=50, r=20, t=80 + 14 * max(0, len(notes) - 1), b=110 if legend else 60),
+                      height=500, margin=dict(l=50, r=20, t=80 + 14 * max(0, len(notes) - 1),
+                                              b=110 if legend else 60),
                       showlegend=legend, legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0),
                       bargap=0)
     fig.update_xaxes(rangeslider_visible=False)

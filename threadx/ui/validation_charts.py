@@ -67,7 +67,7 @@ SCATTER_MAX_POINTS = 20_000
 # Title above the plot, legend at the figure's foot: a legend above the plot wrapped upwards into
 # the title on a narrow chart (five rows at 280 px, two to a row at 1024 px); at the foot its rows
 # push the plot up instead (Plotly grows the margin to fit them).
-_TOP_LEGEND: dict[str, Any] = dict(legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom",
+_FOOT_LEGEND: dict[str, Any] = dict(legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom",
                                                yref="container"),
                                    margin=dict(l=50, r=20, t=56, b=40))
 
@@ -149,7 +149,7 @@ def window_timeline_figure(windows: Sequence[Any], index: pd.DatetimeIndex | Non
         return lo, hi - lo, f"bars {lo:,} → {hi - 1:,}"
 
     fig = _new_figure(barmode="overlay", bargap=0.25,
-                      **_TOP_LEGEND)
+                      **_FOOT_LEGEND)
     n_total = len(index) if use_time else max(w.oos_end for w in windows)
     base, width, text = span(0, n_total)
     fig.add_trace(go.Bar(y=["data"], x=[width], base=[base], orientation="h", name="Data",
@@ -221,7 +221,7 @@ def is_oos_bars_figure(table: pd.DataFrame, metric: str) -> go.Figure:
         spans = [""] * len(table)
     fmt = d3_format(metric)
     fig = _new_figure(barmode="group", bargap=0.25, bargroupgap=0.05,
-                      **_TOP_LEGEND)
+                      **_FOOT_LEGEND)
     fig.add_trace(go.Bar(x=x, y=is_v, name="In-sample", marker=dict(color=IS_COLOR), offsetgroup="is",
                          hovertemplate=f"%{{x}} in-sample {label}: %{{y:{fmt}}}<extra></extra>"))
     for regime in dict.fromkeys(regimes):
@@ -270,7 +270,7 @@ def stitched_equity_figure(
     if oos_equity is None or len(oos_equity) == 0:
         return empty_figure("No out-of-sample equity", title="Stitched out-of-sample equity")
     fig = _new_figure(hovermode="x unified",
-                      **_TOP_LEGEND)
+                      **_FOOT_LEGEND)
     reduced = False
     ret_oos = _total_return(oos_equity, initial_capital)
     series = [("Stitched OOS (window winners)", oos_equity, OOS_COLOR, ret_oos)]
@@ -382,7 +382,7 @@ def is_oos_scatter_figure(points: pd.DataFrame, metric: str, *, max_points: int 
     fmt = d3_format(metric)
     hover = (f"IS {label}: %{{x:{fmt}}}<br>OOS {label}: %{{y:{fmt}}}<br>window %{{customdata[0]}}, "
              "combo %{customdata[1]}<extra></extra>")
-    fig = _new_figure(**_TOP_LEGEND)
+    fig = _new_figure(**_FOOT_LEGEND)
     fig.add_trace(go.Scattergl(
         x=others["is"].to_numpy(dtype=float), y=others["oos"].to_numpy(dtype=float), mode="markers",
         name=f"Other combos ({len(others):,})", marker=dict(color=NEUTRAL_COLOR, size=4, opacity=0.35),
@@ -499,7 +499,7 @@ def pbo_logit_figure(pbo: Any) -> go.Figure:
     start = -size * math.ceil(-lo / size + 1e-9) if lo < 0 else 0.0
     xbins = dict(start=start, end=hi + size, size=size)
     fig = _new_figure(barmode="overlay", bargap=0.02,
-                      **_TOP_LEGEND)
+                      **_FOOT_LEGEND)
     for name, sel, color in (("λ ≤ 0: IS winner at or below the OOS median", logits <= 0, SHORT_COLOR),
                              ("λ > 0: IS winner above the OOS median", logits > 0, LONG_COLOR)):
         fig.add_trace(go.Histogram(x=logits[sel], name=f"{name} ({int(sel.sum()):,})", xbins=xbins, autobinx=False,
@@ -539,7 +539,7 @@ def pbo_scatter_figure(pbo: Any, bars_per_year: float | None = None, max_points:
         xs, ys = x[pick], y[pick]
     else:
         xs, ys = x, y
-    fig = _new_figure(**_TOP_LEGEND)
+    fig = _new_figure(**_FOOT_LEGEND)
     loss = float(getattr(pbo, "prob_oos_loss", np.mean(y < 0)))
     fig.add_trace(go.Scattergl(x=xs * k, y=ys * k, mode="markers",
                                name=f"Splits ({total:,}; OOS Sharpe < 0 in {loss:.0%})",
