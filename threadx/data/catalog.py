@@ -497,6 +497,11 @@ def _available(root: Path) -> str:
     return ", ".join(names)
 
 
+def _unreadable(why: str) -> tuple:
+    """:func:`_file_stats` of a file that cannot be read: no dates, no bars, red, and why."""
+    return None, None, 0, False, float("nan"), "red", f"unreadable: {why}"
+
+
 def _file_stats(path: Path) -> tuple:
     """(first, last, bars, synthetic, quality, verdict, problem) of a data file; an unreadable one
     says why in ``problem`` (the first line of its error; "" when it reads)."""
@@ -505,15 +510,13 @@ def _file_stats(path: Path) -> tuple:
     try:
         key = (str(path.resolve()), file_stamp(path))
     except OSError as exc:
-        return None, None, 0, False, float("nan"), "red", f"unreadable: {exc.strerror or exc}"
+        return _unreadable(exc.strerror or str(exc))
     if key not in _STAT_CACHE:
         try:
             df, report = check_ohlcv_file(path)
             stats = (report.first, report.last, report.bars, bool(df.attrs.get("synthetic")), report.quality,
                      report.verdict[0], "")
         except DataError as exc:
-            text = str(exc).splitlines()[0]
-            text = text.removeprefix(f"{path}: ")  # (the row names the file)
-            stats = (None, None, 0, False, float("nan"), "red", f"unreadable: {text}")
+            stats = _unreadable(str(exc).splitlines()[0].removeprefix(f"{path}: "))  # (the row names the file)
         _STAT_CACHE[key] = stats
     return _STAT_CACHE[key]

@@ -103,6 +103,7 @@ def set_title(fig: go.Figure, text: str) -> None:
     fig.update_layout(title=dict(text="<br>".join(lines), font=dict(size=14), y=1.0, yref="container", yanchor="top",
                                  pad=dict(t=TOOLBAR_BAND_PX), x=0.01, xanchor="left"))
     top = fig.layout.margin.t if fig.layout.margin.t is not None else 50
+    # (the figures' own margins hold a title 12 px from the top, as threadx.ui.charts._title puts it)
     fig.update_layout(margin=dict(t=top + TOOLBAR_BAND_PX - 12 + _DETAIL_PX * (len(lines) - 1)))
 
 
