@@ -189,15 +189,17 @@ def test_equity_figure_full_resolution_and_computed_drawdown():
     eq = pd.Series(np.r_[100.0, 110, 99, 120, 90, 130],
                    index=pd.date_range("2024-01-01", periods=6, freq="D", tz="UTC"))
     fig = C.equity_figure(eq, initial_capital=100.0)
-    assert len(fig.data) == 2
+    assert len(fig.data) == 3
     np.testing.assert_allclose(fig.data[0].y, eq.to_numpy())
     np.testing.assert_allclose(fig.data[1].y, (eq / eq.cummax() - 1).to_numpy())
     assert fig.data[1].fill == "tozeroy"
     assert fig.data[1].yaxis == "y2"
     assert "%" in fig.layout.yaxis2.tickformat
-    assert len(fig.layout.shapes) == 1 and fig.layout.shapes[0].y0 == 100.0  # initial capital line
-    label = next(a for a in fig.layout.annotations if a.text.startswith("initial 100"))
-    assert label.bgcolor is not None  # readable where the buy-and-hold line runs through it
+    level = fig.data[2]  # the initial capital: a dashed legend entry (a label on the line sat on the benchmark)
+    assert level.name == "Initial capital 100" and list(level.y) == [100.0, 100.0] and level.line.dash == "dash"
+    assert list(level.x) == list(C.plot_times(eq.index[[0, -1]])) and level.hoverinfo == "skip"
+    assert fig.layout.showlegend is True and not fig.layout.annotations[1:]
+    assert C.equity_figure(eq).layout.showlegend is False  # a single line needs no legend
     assert "drawn as" not in fig.layout.title.text
     fig.to_json()
 

@@ -276,7 +276,10 @@ def show_portfolio(portfolio_id: str) -> None:
         shown, config = table_view(pf.events_table(result),
                                    aliases={"window_peak": "final_equity", "equity": "final_equity"})
         st.dataframe(shown, hide_index=True, width="stretch", key="pf_events", column_config=config)
-    st.plotly_chart(figures["pf_correlation"], width="stretch", key="pf_correlation")
+    if len(result.runners) > 1:
+        st.plotly_chart(figures["pf_correlation"], width="stretch", key="pf_correlation")
+    else:  # (a chart-sized blank with its toolbar said less)
+        st.caption("Drawdown correlation between runners: one runner, nothing to correlate.")
     with st.expander("Run details"):
         st.markdown(f"Portfolio id **{portfolio_id}** · stored under `{RESULTS_DIR}/portfolios/{portfolio_id}` · "
                     f"created {result.meta.get('created', '?')} · {result.meta.get('elapsed_s', 0):.1f} s")

@@ -93,7 +93,7 @@ def test_money_and_prices_say_their_currency():
     assert price_spec(at)["layout"]["yaxis"]["title"]["text"] == "Price (USDT)"
     equity = json.loads(at.get("plotly_chart")[1].proto.spec)
     assert equity["layout"]["yaxis"]["title"]["text"] == "Equity (USDT)"
-    assert any("initial 10,000 USDT" in a.get("text", "") for a in equity["layout"]["annotations"])
+    assert any(t.get("name") == "Initial capital 10,000 USDT" for t in equity["data"])
 
 
 def test_a_value_out_of_bounds_is_said_and_blocks_run_and_the_defaults_can_be_restored():

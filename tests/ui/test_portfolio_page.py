@@ -138,7 +138,7 @@ def test_two_runner_portfolio_runs_to_its_metrics_charts_and_tables(workspace):
     titles = charts(at)
     equity = titles["Portfolio equity and drawdown"]
     assert equity["layout"]["yaxis2"]["tickformat"] == ".2~%"  # drawdown under the equity, shared time axis
-    assert [t["name"] for t in equity["data"]] == ["Portfolio equity", "Drawdown"]
+    assert [t["name"] for t in equity["data"]] == ["Portfolio equity", "Drawdown", "Initial capital 10,000"]
     margin = titles["Margin share of equity and open positions"]
     guard_lines = [s for s in margin["layout"].get("shapes", []) if s.get("y0") == 0.7 and s.get("y1") == 0.7]
     assert guard_lines, "the margin guard is drawn"
@@ -184,6 +184,8 @@ def test_a_stored_portfolio_opens_from_history(workspace):
     at = open_page("8_Portfolio.py")
     assert at.selectbox(key="pf_history").value == "newer"
     assert "Portfolio newer" in texts(at.subheader)
+    assert "Drawdown correlation between runners" not in charts(at)  # one runner: a line, not a blank chart
+    assert "Drawdown correlation between runners: one runner, nothing to correlate." in texts(at.caption)
     at.selectbox(key="pf_history").set_value("older").run()
     assert not at.exception, at.exception
     assert "Portfolio older" in texts(at.subheader)

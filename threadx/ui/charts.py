@@ -647,11 +647,6 @@ def equity_figure(
         x=plot_times(eq.index), y=eq.to_numpy(), mode="lines", name="Strategy equity", line=dict(color=LINE_COLOR, width=1.5),
         hovertemplate=f"equity %{{y:,.2f}}{unit}<extra></extra>",
     ), row=1, col=1)
-    if initial_capital is not None:
-        fig.add_hline(y=float(initial_capital), line=dict(color=NEUTRAL_COLOR, dash="dash", width=1),
-                      annotation_text=f"initial {float(initial_capital):,.0f}{unit}",
-                      annotation_position="bottom right", annotation_bgcolor="rgba(255,255,255,0.85)",
-                      row=1, col=1)  # (a backing: the buy-and-hold line ran through the text)
     dd = drawdown.iloc[dd_pos]
     fig.add_trace(_trace_cls(len(dd))(
         x=plot_times(dd.index), y=dd.to_numpy(), mode="lines", name="Drawdown", fill="tozeroy", showlegend=False,
@@ -659,9 +654,16 @@ def equity_figure(
         hovertemplate="drawdown %{y:.2%}<extra></extra>",
     ), row=2, col=1)
 
+    if initial_capital is not None:  # a legend entry, not a label on the line: any label spot ran into a line
+        level = float(initial_capital)
+        fig.add_trace(go.Scatter(
+            x=plot_times(equity.index[[0, -1]]), y=[level, level], mode="lines",
+            name=f"Initial capital {level:,.0f}{unit}", line=dict(color=NEUTRAL_COLOR, dash="dash", width=1),
+            hoverinfo="skip"), row=1, col=1)
+    legend = sum(t.showlegend is not False for t in fig.data) > 1  # a single line needs no legend
     notes = [downsampled_note(len(equity), len(eq))] if reduced else []
     fig.update_layout(template=TEMPLATE, title=_title("Equity and drawdown", notes), hovermode="x unified",
-                      showlegend=benchmark is not None, margin=dict(l=50, r=20, t=80, b=30 + 30 * (benchmark is not None)),
+                      showlegend=legend, margin=dict(l=50, r=20, t=80, b=30 + 30 * legend),
                       # under the dates: at the top right it ran into the range buttons on a 1024 px screen
                       legend=dict(orientation="h", x=0, xanchor="left", y=-0.1, yanchor="top"))
     _range_selector(fig)
