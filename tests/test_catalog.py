@@ -11,7 +11,7 @@ import pytest
 
 import threadx.data.io as data_io
 from threadx.data import dataset_path, list_datasets, parse_dataset_name, resolve_dataset, write_ohlcv
-from threadx.data.catalog import LIST_COLUMNS
+from threadx.data.catalog import LIST_COLUMNS, without_empty_problem
 from threadx.errors import DataError
 
 T0 = pd.Timestamp("2024-03-01", tz="UTC")
@@ -157,6 +157,9 @@ def test_list_unreadable_file_and_freqtrade_layout(tmp_path: Path) -> None:
     assert table.loc["binance/SOL_USDT-1h", "problem"].startswith("unreadable: ")
     assert "cannot read parquet" in table.loc["binance/SOL_USDT-1h", "problem"]
     assert table.loc[["binance/BTC_USDT-1h", "binance/ETH_USDT-1h"], "problem"].tolist() == ["", ""]
+    # the lists show the column only when some file has one
+    assert "problem" in without_empty_problem(table)
+    assert "problem" not in without_empty_problem(table.drop(index="binance/SOL_USDT-1h"))
     assert resolve_dataset("binance/ETH_USDT-1h", data_root=root).suffix == ".json"
 
 

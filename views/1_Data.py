@@ -22,6 +22,7 @@ from threadx.data.catalog import (
     rename_dataset,
     resampled_path,
     resolve_dataset,
+    without_empty_problem,
 )
 from threadx.data.io import check_ohlcv_file, import_ohlcv, load_resampled, write_ohlcv
 from threadx.data.readers import UPLOAD_TYPES
@@ -205,8 +206,7 @@ table = list_datasets()
 if len(table):
     # (exchange and symbol are in the name; times to the minute, in UTC: the verdict column was
     # cut off at 1400 px behind "+00:00" seconds)
-    hidden = ["path", "exchange", "symbol"] + ([] if table["problem"].astype(bool).any() else ["problem"])
-    shown, config = table_view(table.drop(columns=[c for c in hidden if c in table]))
+    shown, config = table_view(without_empty_problem(table).drop(columns=["path", "exchange", "symbol"]))
     for column in ("first", "last"):
         config[column] = st.column_config.DatetimeColumn(f"{column} (UTC)", format="YYYY-MM-DD HH:mm")
     st.dataframe(shown, width="stretch", hide_index=True, column_config=config)

@@ -11,7 +11,7 @@ from threadx.errors import DataError, ParamError, ThreadXError
 
 
 def cmd_data_list(args: argparse.Namespace) -> int:
-    from threadx.data.catalog import list_datasets
+    from threadx.data.catalog import list_datasets, without_empty_problem
 
     table = list_datasets()
     if args.json:
@@ -20,7 +20,8 @@ def cmd_data_list(args: argparse.Namespace) -> int:
         print("no datasets yet: run `threadx data fetch` or `threadx data import FILE`")
     else:
         shown = ("name", "timeframe", "first", "last", "bars", "quality", "verdict", "synthetic", "problem")
-        cols = [c for c in shown if c in table and (c != "problem" or table[c].astype(bool).any())]
+        table = without_empty_problem(table)
+        cols = [c for c in shown if c in table]
         print(_table(table.to_dict(orient="records"), cols))
     return 0
 

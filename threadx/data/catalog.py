@@ -438,6 +438,14 @@ def list_datasets(data_root: str | os.PathLike | None = None) -> pd.DataFrame:
     return out
 
 
+def without_empty_problem(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`list_datasets`'s table as the data list shows it: the ``problem`` column only when
+    some file has one (a column of blanks beside every readable dataset said nothing)."""
+    if "problem" in table and not table["problem"].astype(bool).any():
+        return table.drop(columns="problem")
+    return table
+
+
 # --------------------------------------------------------------------------------- helpers
 
 
