@@ -127,7 +127,9 @@ def test_stitched_equity_against_the_full_period_optimum():
                      index=pd.date_range("2020-01-01", periods=50_000, freq="h"))
     fig = vc.stitched_equity_figure(long, None, max_points=1000)
     assert len(fig.data) == 1 and len(fig.data[0].x) <= 1100
-    assert fig.layout.title.text == "Stitched OOS equity (50,000 bars, downsampled)"
+    # (a chart two to a row: over 42 characters its figures go on a smaller line)
+    assert fig.layout.title.text.split("<br>")[0] == "Stitched OOS equity"
+    assert "(50,000 bars, downsampled)" in fig.layout.title.text.split("<br>")[1]
     assert is_empty(vc.stitched_equity_figure(pd.Series(dtype=float)))
 
 
@@ -276,3 +278,21 @@ def test_grade_rows_one_per_component_with_its_sentence():
     assert all(r["explanation"].endswith(".") for r in rows)
     assert vc.grade_color(g.letter) == vc.GRADE_COLORS[g.letter]
     assert vc.grade_rows(SimpleNamespace(components=[])) == []
+
+
+def test_titles_of_charts_two_to_a_row_are_wrapped_to_their_width():
+    """At 1024 px with the sidebar open a half-page chart is ~280 px wide: its title was cut
+    ("IS winner across CSCV splits: IS vs OOS Shar"); a full-width chart keeps its title on one line."""
+    title = "IS winner across CSCV splits: IS vs OOS Sharpe"
+    half, full = go.Figure(), go.Figure()
+    vc.set_title(half, title, half_page=True)
+    vc.set_title(full, title)
+    assert half.layout.title.text == "IS winner across CSCV splits:<br>IS vs OOS Sharpe"  # at its colon
+    assert full.layout.title.text == title
+    assert half.layout.margin.t == full.layout.margin.t + vc._DETAIL_PX  # room for the second line
+    long = "Stability: Sharpe around the winner over atr_multiplier × max_hold_bars"
+    lines = vc._title_lines(long, vc.HALF_PAGE_CHARS)
+    assert len(lines) == 2 and all(len(line) <= vc.HALF_PAGE_CHARS for line in lines)  # between words
+    assert " ".join(lines) == long
+    assert vc._title_lines("Parameter_drift_of_a_very_long_param_name_that_does_not_fit", 42) == [
+        "Parameter_drift_of_a_very_long_param_name_that_does_not_fit"]  # a word longer than the line stays whole

@@ -53,9 +53,10 @@ def texts(elements) -> str:
 
 
 def charts(at: AppTest) -> dict[str, dict]:
-    """The page's Plotly specs by the first line of their title."""
+    """The page's Plotly specs by their title's head (a wrapped head's lines joined, its smaller detail lines left out)."""
     out = {}
     for element in at.get("plotly_chart"):
         spec = json.loads(element.proto.spec)
-        out[str(spec.get("layout", {}).get("title", {}).get("text", "")).split("<br>")[0]] = spec
+        lines = str(spec.get("layout", {}).get("title", {}).get("text", "")).split("<br>")
+        out[" ".join(line for line in lines if not line.startswith("<span")) or lines[0]] = spec
     return out

@@ -17,6 +17,7 @@ hover texts carry their units, big inputs are reduced for display and the title 
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -75,30 +76,48 @@ _FOOT_LEGEND: dict[str, Any] = dict(legend=dict(orientation="h", x=0, xanchor="l
 _DETAIL = "<span style='font-size:11px;font-weight:normal'>{}</span>"
 _DETAIL_PX = 18  # the room a title's second line takes above the plot
 _TITLE_CHARS = 48  # about what a chart given half of a 1280 px page shows of a 14 px title
+# what a chart given half the page shows at 1024 px with the sidebar open (~280 px: "IS winner across CSCV
+# splits: IS vs OOS Shar" was cut there): the titles of those charts are wrapped to it
+HALF_PAGE_CHARS = 42
 
 
-def _title_lines(text: str) -> list[str]:
+def _title_lines(text: str, wrap: int | None = None) -> list[str]:
     """A title's lines: a long one's figures in parentheses go on a smaller line of their own
-    (on one line they ran past a chart given half the page and were cut: "mean IS -3.95, mean O…").
+    (on one line they ran past a chart given half the page and were cut: "mean IS -3.95, mean O…"),
+    and with ``wrap``, a head still longer is wrapped to it, at its colon where that fits.
 
     >>> _title_lines("Sharpe in and out of sample per window (mean IS 1.20, mean OOS 0.40)")
     ['Sharpe in and out of sample per window', "<span style='font-size:11px;font-weight:normal'>(mean IS 1.20, mean OOS 0.40)</span>"]
     >>> _title_lines("PBO = 0.31 over 70 CSCV splits (S = 8)")
     ['PBO = 0.31 over 70 CSCV splits (S = 8)']
+    >>> _title_lines("IS winner across CSCV splits: IS vs OOS Sharpe", wrap=42)
+    ['IS winner across CSCV splits:', 'IS vs OOS Sharpe']
     """
     lines = text.split("<br>")
     head, sep, rest = lines[0].rpartition(" (")  # (the last: a label may hold one, "Sharpe (annualised)")
-    if not sep or len(lines[0]) <= _TITLE_CHARS:
+    if not sep or len(lines[0]) <= (wrap or _TITLE_CHARS):
         head, rest = lines[0], ""
     details = ([f"({rest}"] if rest else []) + lines[1:]
-    return [head] + [_DETAIL.format(line) for line in details]
+    return (_wrap_head(head, wrap) if wrap else [head]) + [_DETAIL.format(line) for line in details]
 
 
-def set_title(fig: go.Figure, text: str) -> None:
-    """``text`` as ``fig``'s title (:func:`_title_lines`), below the band of Plotly's toolbar
-    (these charts are drawn two to a row: at 1280 px the toolbar covered the end of most of
-    their titles), the top margin grown by that band and by the room a second line takes."""
-    lines = _title_lines(text)
+def _wrap_head(head: str, chars: int) -> list[str]:
+    """``head`` in lines of at most ``chars`` (a longer word stays whole): split after its first
+    colon where both parts fit, else between words."""
+    if len(head) <= chars:
+        return [head]
+    first, colon, rest = head.partition(": ")
+    if colon and len(first) < chars and len(rest) <= chars:
+        return [first + ":", rest]
+    return textwrap.wrap(head, chars, break_long_words=False, break_on_hyphens=False)
+
+
+def set_title(fig: go.Figure, text: str, half_page: bool = False) -> None:
+    """``text`` as ``fig``'s title (:func:`_title_lines`; ``half_page``: a chart drawn two to a row,
+    its title wrapped to ``HALF_PAGE_CHARS``), below the band of Plotly's toolbar (at 1280 px the
+    toolbar covered the end of most titles of the charts drawn two to a row), the top margin grown
+    by that band and by the room each further line takes."""
+    lines = _title_lines(text, HALF_PAGE_CHARS if half_page else None)
     # (a fixed gap above it, not a share of the height: y=0.98 clipped a two-line title's top)
     fig.update_layout(title=dict(text="<br>".join(lines), font=dict(size=14), y=1.0, yref="container", yanchor="top",
                                  pad=dict(t=TOOLBAR_BAND_PX), x=0.01, xanchor="left"))
@@ -240,7 +259,7 @@ def is_oos_bars_figure(table: pd.DataFrame, metric: str) -> go.Figure:
     if chosen.any():
         text += (f" (mean IS {format_metric(metric, float(np.mean(is_v[chosen])))}, "
                  f"mean OOS {format_metric(metric, float(np.mean(oos_v[chosen])))})")
-    set_title(fig, text)
+    set_title(fig, text, half_page=True)
     fig.update_xaxes(type="category", title_text=None)
     fig.update_yaxes(title_text=label, tickformat=_tick_format(metric))
     return fig
@@ -300,7 +319,7 @@ def stitched_equity_figure(
     text = "Stitched OOS equity" + (" vs full-period optimum" if len(series) > 1 else "")
     if reduced:  # short: the chart often gets half the page
         text += f" ({len(oos_equity):,} bars, downsampled)"
-    set_title(fig, text)
+    set_title(fig, text, half_page=True)
     fig.update_yaxes(title_text="Equity")
     return fig
 
@@ -352,7 +371,7 @@ def drift_figure(table: pd.DataFrame, drift: pd.DataFrame,
         annotation.update(font=dict(size=12), x=0, xanchor="left")
     fig.update_layout(template=TEMPLATE, height=int(min(140 + 170 * len(params), 1000)),
                       margin=dict(l=50, r=20, t=70, b=40))
-    set_title(fig, "Parameter drift: the winner's value per window (shaded: the searched range)")
+    set_title(fig, "Parameter drift: the winner's value per window (shaded: the searched range)", half_page=True)
     fig.update_xaxes(type="category")
     return fig
 
@@ -403,7 +422,7 @@ def is_oos_scatter_figure(points: pd.DataFrame, metric: str, *, max_points: int 
     text = f"{title} (rank correlation {rho:.2f})" if pd.notna(rho) else title
     if len(others) + len(winners) < total:
         text += f"<br>{len(others) + len(winners):,} of {total:,} pairs sampled for display"
-    set_title(fig, text)
+    set_title(fig, text, half_page=True)
     fig.update_xaxes(title_text=f"In-sample {label}", tickformat=_tick_format(metric), zeroline=True)
     fig.update_yaxes(title_text=f"Out-of-sample {label}", tickformat=_tick_format(metric), zeroline=True)
     return fig
@@ -510,7 +529,7 @@ def pbo_logit_figure(pbo: Any) -> go.Figure:
     value = float(getattr(pbo, "pbo", float("nan")))
     n_splits = int(getattr(pbo, "n_splits", len(logits)))
     text = f"PBO = {format_metric('pbo', value)} over {n_splits:,} CSCV splits (S = {int(pbo.S)})"
-    set_title(fig, text)
+    set_title(fig, text, half_page=True)
     fig.update_xaxes(title_text="Logit λ = ln(ω / (1 - ω)) of the OOS relative rank ω")
     fig.update_yaxes(title_text="Splits")
     return fig
@@ -557,7 +576,7 @@ def pbo_scatter_figure(pbo: Any, bars_per_year: float | None = None, max_points:
     text = f"{title} ({unit})"
     if total > max_points:
         text += f" ({max_points:,} of {total:,} shown)"
-    set_title(fig, text)
+    set_title(fig, text, half_page=True)
     fig.update_xaxes(title_text=f"In-sample Sharpe ({unit})")
     fig.update_yaxes(title_text=f"Out-of-sample Sharpe ({unit})")
     return fig
