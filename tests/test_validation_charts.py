@@ -121,6 +121,8 @@ def test_stitched_equity_against_the_full_period_optimum():
     assert fig.data[0].name.startswith("Stitched OOS") and "10.00 %" in fig.data[0].name
     assert fig.data[1].name == "Full-period optimum (fast=10),<br>over the OOS span (20.00 %)"
     assert fig.layout.title.text == "Stitched OOS equity vs full-period optimum"
+    many = vc.stitched_equity_figure(oos, bench, benchmark_label="Full-period optimum (fast_period=15, slow_period=30)")
+    assert many.data[1].name.startswith("Full-period optimum (fast_period=15,<br>slow_period=30),<br>over")  # wrapped
     assert pd.Timestamp(vline_xs(fig)[0]) == idx[100]  # the first boundary is the chart's start: not drawn
     # no benchmark, long series downsampled for display
     long = pd.Series(np.random.default_rng(0).normal(0, 1, 50_000).cumsum() + 1e5,
@@ -145,7 +147,7 @@ def test_drift_panels_per_param_with_the_searched_range(table):
     band = next(s for s in fig.layout.shapes if s.type == "rect")
     assert (band.y0, band.y1) == (5.0, 40.0)
     titles = [a.text for a in fig.layout.annotations]
-    assert titles[0] == "fast_period: 2 distinct values, spread 30% of the range"
+    assert titles[0] == "fast_period: 2 values, spread 30%"  # (short: the chart gets half the page)
 
 
 def test_drift_with_nothing_varying_or_no_winner(table):
@@ -234,7 +236,10 @@ def test_pbo_logit_histogram_splits_at_zero(pbo):
     bins = fig.data[0].xbins  # 0 is a bin edge: no bin mixes both colours
     assert bins.start <= 0 and abs(bins.start / bins.size - round(bins.start / bins.size)) < 1e-6
     assert 0 in vline_xs(fig)
-    assert fig.layout.title.text == f"PBO = {pbo.pbo:.2f} over {pbo.n_splits:,} CSCV splits (S = 8)"
+    head, formula = fig.layout.title.text.split("<br>")
+    assert head == f"PBO = {pbo.pbo:.2f} over {pbo.n_splits:,} CSCV splits (S = 8)"
+    assert "λ = ln(ω / (1 - ω))" in formula  # (on the title's small line: as the axis title it was cut at 1024 px)
+    assert all(len(line) <= vc.HALF_PAGE_CHARS for trace in fig.data for line in trace.name.split("<br>"))
     assert is_empty(vc.pbo_logit_figure(None))
 
 

@@ -112,6 +112,11 @@ def _wrap_head(head: str, chars: int) -> list[str]:
     return textwrap.wrap(head, chars, break_long_words=False, break_on_hyphens=False)
 
 
+def _half_page_lines(text: str) -> str:
+    """``text`` (a legend entry of a chart drawn two to a row) in lines of ``HALF_PAGE_CHARS``."""
+    return "<br>".join(textwrap.wrap(text, HALF_PAGE_CHARS, break_long_words=False, break_on_hyphens=False))
+
+
 def set_title(fig: go.Figure, text: str, half_page: bool = False) -> None:
     """``text`` as ``fig``'s title (:func:`_title_lines`; ``half_page``: a chart drawn two to a row,
     its title wrapped to ``HALF_PAGE_CHARS``), below the band of Plotly's toolbar (at 1280 px the
@@ -299,8 +304,8 @@ def stitched_equity_figure(
         ret_bench = _total_return(benchmark, initial_capital)
         # (its return here is over the OOS span: 41.24 % read as the combo's +73.72 % on the whole period;
         # on a line of its own, as the params make the label longer than a chart given half the page)
-        series.append(((benchmark_label or "Full-period optimum") + ",<br>over the OOS span", benchmark, LINE_COLOR,
-                       ret_bench))
+        series.append((_half_page_lines(benchmark_label or "Full-period optimum") + ",<br>over the OOS span",
+                       benchmark, LINE_COLOR, ret_bench))
     for name, values, color, ret in series:
         values = values.astype(float)
         pos = _downsample_positions(values.to_numpy(), max_points, "minmax")
@@ -344,8 +349,8 @@ def drift_figure(table: pd.DataFrame, drift: pd.DataFrame,
     for p in params:
         spread = info.loc[p, "relative_spread"] if "relative_spread" in info.columns else float("nan")
         distinct = info.loc[p, "distinct"] if "distinct" in info.columns else chosen[p].nunique()
-        extra = f", spread {float(spread):.0%} of the range" if pd.notna(spread) else ""
-        titles.append(f"{p}: {counted(int(distinct), 'distinct value')}{extra}")
+        extra = f", spread {float(spread):.0%}" if pd.notna(spread) else ""  # (short: the chart gets half the page)
+        titles.append(f"{p}: {counted(int(distinct), 'value')}{extra}")
     fig = make_subplots(rows=len(params), cols=1, shared_xaxes=True, vertical_spacing=min(0.12, 0.35 / len(params)),
                         subplot_titles=titles)
     x = [_window_label(w) for w in chosen["window"]]
@@ -371,7 +376,8 @@ def drift_figure(table: pd.DataFrame, drift: pd.DataFrame,
         annotation.update(font=dict(size=12), x=0, xanchor="left")
     fig.update_layout(template=TEMPLATE, height=int(min(140 + 170 * len(params), 1000)),
                       margin=dict(l=50, r=20, t=70, b=40))
-    set_title(fig, "Parameter drift: the winner's value per window (shaded: the searched range)", half_page=True)
+    set_title(fig, "Parameter drift: the winner's value per window (shaded: searched range; spread: winners' "
+                   "std / range)", half_page=True)
     fig.update_xaxes(type="category")
     return fig
 
@@ -522,15 +528,16 @@ def pbo_logit_figure(pbo: Any) -> go.Figure:
                       **_FOOT_LEGEND)
     for name, sel, color in (("λ ≤ 0: IS winner at or below the OOS median", logits <= 0, SHORT_COLOR),
                              ("λ > 0: IS winner above the OOS median", logits > 0, LONG_COLOR)):
-        fig.add_trace(go.Histogram(x=logits[sel], name=f"{name} ({int(sel.sum()):,})", xbins=xbins, autobinx=False,
+        fig.add_trace(go.Histogram(x=logits[sel], name=_half_page_lines(f"{name} ({int(sel.sum()):,})"), xbins=xbins,
+                                   autobinx=False,
                                    marker=dict(color=color, line=dict(width=0)), opacity=0.8,
                                    hovertemplate="λ %{x}<br>%{y} splits<extra></extra>"))
     fig.add_vline(x=0, line=dict(color="#212121", width=1.5))
     value = float(getattr(pbo, "pbo", float("nan")))
     n_splits = int(getattr(pbo, "n_splits", len(logits)))
     text = f"PBO = {format_metric('pbo', value)} over {n_splits:,} CSCV splits (S = {int(pbo.S)})"
-    set_title(fig, text, half_page=True)
-    fig.update_xaxes(title_text="Logit λ = ln(ω / (1 - ω)) of the OOS relative rank ω")
+    set_title(fig, text + "<br>λ = ln(ω / (1 - ω)), ω the winner's OOS relative rank", half_page=True)
+    fig.update_xaxes(title_text="λ, the logit of the OOS rank ω")
     fig.update_yaxes(title_text="Splits")
     return fig
 
