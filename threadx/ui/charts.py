@@ -946,11 +946,12 @@ def parallel_coordinates_figure(
     if total > max_rows:
         title += f" (top {max_rows:,} of {total:,} by {label})"
     fig = _new_figure(title=dict(text=title, font=dict(size=14), y=0.98, yref="container", yanchor="top"),
-                      margin=dict(l=70, r=110, t=130, b=30))
+                      margin=dict(l=70, r=140, t=130, b=30))
     fig.add_trace(go.Parcoords(
         labelangle=-20, labelside="top", labelfont=dict(size=12), rangefont=dict(size=10),
         line=dict(color=mvals, **metric_colors(metric, mvals, axis="c"), showscale=True,
-                  colorbar=dict(title=dict(text=label), x=1.04)),
+                  # (clear of the last axis's range labels, which it touched at x=1.04)
+                  colorbar=dict(title=dict(text=label), x=1.1)),
         dimensions=dims,
     ))
     return fig
