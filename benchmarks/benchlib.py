@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -144,6 +145,11 @@ def run_json_step(script: str | Path, args: list[str], measure_memory: bool = Fa
         raise SystemExit(f"step {args[0] if args else ''} of {Path(script).name} failed with exit code "
                          f"{child.returncode}")
     return json.loads(out.strip().splitlines()[-1]), rss
+
+
+def first_and_warm(times: list[float]) -> tuple[float, float]:
+    """(the first run in a process, the median of the warm runs after it) of a step's ``times``."""
+    return times[0], statistics.median(times[1:])
 
 
 def fresh_store(parent: Path, name: str) -> Path:
