@@ -2,17 +2,21 @@
 and for the whole machine, beside the CPU; and GPU == CPU on a 1,000-combo sample.
 
 Usage: python benchmarks/bench_gpu.py [--combos 100000] [--check 1000] [--cpu-sample 2000]
-                                      [--workers 2] [--bars N] [--threads-per-block 128]
+                                      [--workers 2] [--bars N] [--threads-per-block 128[,256,...]]
                                       [--max-registers R] [PARQUET]
 
 The combos are drawn at random (seeded) from every bb_atr param over its declared range.
+0. Warm-up, untimed: indicators and a plan of a few other combos, so that numba's compilation
+   (a machine without ThreadX's kernel cache compiles them on first use: seconds) or cache
+   loading is not counted in 1 and 2; its seconds are printed.
 1. Indicators: the distinct indicator arrays of the combos, once (as a sweep's parent does).
 2. Plan: the distinct signal arrays, lines and parameter rows on the host (threadx.optimize.plan),
    with the seconds of each part.
-3. Per device: the planned combos on that device alone (upload, kernel, download), after a
-   warm-up run that compiles the kernel.
+3. Per device and block size (``--threads-per-block``: one, or several to compare, e.g.
+   64,128,256,512): the planned combos on that device alone (upload, kernel, download), after
+   a warm-up run that compiles the kernel.
 4. Whole machine: GpuExecutor over every device with the active weights, planning included
-   (a fresh planner: what a sweep pays), end to end.
+   (a fresh planner: what a sweep pays), end to end, at the fastest block size of 3.
 5. CPU: the fast kernel as sweep workers run it (Evaluator.evaluate: signals, inputs and
    kernel per combo) on a sample, in ``--workers`` threads.
 6. Check: the metrics of ``--check`` combos from the GPU run against the CPU, to 1e-9
@@ -98,6 +102,17 @@ def launch_host_once(plan: Any) -> tuple[tuple, float]:
     return arrays, time.perf_counter() - started
 
 
+def _sizes(text: str) -> list[int]:
+    """``--threads-per-block``: "128" or "64,128,256" (each a multiple of 32, the warp size)."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"block sizes are whole numbers such as 128 or 64,128,256, not {text!r}")
+    if not sizes or any(size < 32 or size > 1024 or size % 32 for size in sizes):
+        raise argparse.ArgumentTypeError(f"each block size is a multiple of 32 from 32 to 1024, not {text!r}")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("parquet", nargs="?", default=str(DEFAULT_FILE))
@@ -107,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="CPU threads of the CPU figure")
     parser.add_argument("--bars", type=int, default=None, help="use only the last N bars")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--threads-per-block", type=int, default=None, help="CUDA block size (default 128)")
+    parser.add_argument("--threads-per-block", type=_sizes, default=[None],
+                        help="CUDA block size, or several to compare: 64,128,256 (default: the kernel's, 128)")
     parser.add_argument("--max-registers", type=int, default=None,
                         help="register cap of the kernel (THREADX_GPU_MAX_REGISTERS; default: none)")
     args = parser.parse_args(argv)
@@ -130,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     bars = as_bars(frame)
     weights = active_weights(status.devices)
 
+    # 0. numba's compilation or cache loading, untimed
+    started = time.perf_counter()
+    warm = plan_inputs(bars, 64, args.seed + 1)
+    plan_once(warm.evaluator, warm.ids)
+    print(f"warm-up (numba's compilation or cache loading, not counted below): {time.perf_counter() - started:.2f} s")
+
     # 1. indicators, once
     inputs = plan_inputs(bars, args.combos, args.seed)
     evaluator, ids = inputs.evaluator, inputs.ids
@@ -148,17 +170,22 @@ def main(argv: list[str] | None = None) -> int:
           f"in {plan_s:.2f} s ({len(ids) / plan_s:,.0f} combos/s: rows {stats['rows_s']:.2f} s, "
           f"signals {stats['signals_s']:.2f} s, lines {stats['lines_s']:.2f} s)")
 
-    # 3. each device alone
-    block = {"threads_per_block": args.threads_per_block} if args.threads_per_block else {}
-    rows = []
+    # 3. each device alone, at each block size
+    rows, fastest = [], {}
     for device in status.devices:
-        runner = DeviceRunner(device, bars, evaluator.funding, evaluator.block_end, **block)
-        runner.run(plan.subset(plan.ok[:1024]))  # compiles and loads the kernel: not timed
-        started = time.perf_counter()
-        runner.run(plan)
-        elapsed = time.perf_counter() - started
-        rows.append((f"GPU {device.index} {device.name}", len(plan.ok) / elapsed))
-        runner.close()
+        for size in args.threads_per_block:
+            runner = DeviceRunner(device, bars, evaluator.funding, evaluator.block_end,
+                                  **({"threads_per_block": size} if size else {}))
+            runner.run(plan.subset(plan.ok[:1024]))  # compiles and loads the kernel: not timed
+            started = time.perf_counter()
+            runner.run(plan)
+            rate = len(plan.ok) / (time.perf_counter() - started)
+            runner.close()
+            label = f"GPU {device.index} {device.name}" + (f", {size} threads/block" if size else "")
+            rows.append((label, rate))
+            fastest[size] = fastest.get(size, 0.0) + rate
+    size = max(fastest, key=fastest.get)
+    block = {"threads_per_block": size} if size else {}
 
     # 4. the whole machine, planning included
     executor = GpuExecutor(task, bars, indicators, devices=status.devices, weights=weights,
@@ -169,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     executor.close()
     got_ids = np.concatenate([r.ids for r in results])
     got = np.concatenate([r.metrics for r in results])
-    rows.append(("whole machine (plan + all GPUs)", len(ids) / machine_s))
+    rows.append(("whole machine (plan + all GPUs)" + (f", {size} threads/block" if len(fastest) > 1 else ""),
+                 len(ids) / machine_s))
 
     # 5. the CPU, as sweep workers run it
     sample = ids[: min(args.cpu_sample, len(ids))]
@@ -183,9 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     rows.append((f"CPU fast kernel, {args.workers} threads", cpu_rate))
 
     print()
-    print(f"{'':36s} {'combos/s':>12s} {'x CPU':>8s} {'s per 100k':>11s}")
+    width = max(36, *(len(label) for label, _ in rows))
+    print(f"{'':{width}s} {'combos/s':>12s} {'x CPU':>8s} {'s per 100k':>11s}")
     for label, rate in rows:
-        print(f"{label:36s} {rate:12,.0f} {rate / cpu_rate:8.1f} {100_000 / rate:11.2f}")
+        print(f"{label:{width}s} {rate:12,.0f} {rate / cpu_rate:8.1f} {100_000 / rate:11.2f}")
     if executor.failures:
         print(f"device failures: {[f.error for f in executor.failures]}")
 
