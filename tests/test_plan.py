@@ -545,6 +545,38 @@ BATCHED = _register(dataclasses_replace(bb_atr.SPEC, name="test_gpu_batched", si
                                         description="bb_atr with batch_signals, no signal rule (tests only)"))
 
 
+def _batch_without_trend(bars, ind, p, table):
+    """_batch written before a trend filter was added to signals(): right only where trend_period is 0."""
+    return zscore_reversion_signals_many(ind["bb"]["z"], np.asarray(table["entry_z"], dtype=np.float64), bars.close,
+                                         bars.close[:0], False)
+
+
+BATCH_WITHOUT_TREND = _register(dataclasses_replace(
+    bb_atr.SPEC, name="test_batch_without_trend", signal_rule=None, batch_signals=_batch_without_trend,
+    description="bb_atr whose batch_signals drops the trend filter (tests only)"))
+
+
+def test_a_sweep_checks_its_batch_signals_against_signals_and_falls_back_when_they_differ(tmp_path, caplog):
+    """batch_signals was trusted for every combo once the sweep's first combo agreed (trend_period 0
+    there, where the stale batch is right): 6 of 9 stored rows held the batch's signals, with no word.
+    The planner samples its rows against signals() as it does a signal rule's, and falls back."""
+    import threadx
+    from threadx.indicators import IndicatorBank
+
+    space = {"bb_period": [20], "entry_z": [1.0, 1.5, 2.0], "trend_period": [0, 50, 100]}
+    frame = generate_synthetic("BTC_USDT", days=120, seed=4)
+    run = threadx.sweep(frame, "test_batch_without_trend", space, executor="inline", workers=1, store=tmp_path,
+                        bank=IndicatorBank(disk=False))
+    assert len(run.results) == 9
+    for _, row in run.results.iterrows():
+        params = {name: row[name] for name in space}
+        expected = threadx.backtest(frame, "test_batch_without_trend", params).metrics
+        assert (row["total_return"], row["n_trades"]) == (expected["total_return"], expected["n_trades"]), params
+    assert len(set(run.results["n_trades"])) > 3  # (the trend filter changes the rows: a test that can fail)
+    assert len(run.warnings) == 1 and "its batch_signals gives other signals than signals()" in run.warnings[0]
+    assert any("fix batch_signals (`threadx strategy check" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_batched_signals_give_the_plan_of_one_call_per_signal_key(btc_1h, threads):
     """batch_signals (one call per bb_period and trend_period, every entry_z at once) plans

@@ -301,8 +301,8 @@ class Planner:
                                             for v in self.space.axes[k].values], dtype=np.float64)
                                   for k in self._rule_params]
             self._rule_lines = _LineMatrix(self.n_bars)
-            self._rule_checked = 0  # rows compared with signals() (_rule_agrees)
             self._matrices = _Matrices()
+        self._checked = 0  # rows of the rule or batch_signals compared with signals() (_agrees)
         self._warnings: list[str] = []  # for the next Plan
         self._signals: dict[int, np.ndarray] = {}  # signal key -> array (kept across batches)
         self._levels: dict[int, Levels] = {}  # level key -> Levels
@@ -487,9 +487,12 @@ class Planner:
         calls = self.stats["signal_calls"]
         try:
             made, made_levels = self._prepare_signal_groups(idx[s_first[todo]])
-        except _RuleDisagrees:
-            self._rule = None  # signals() from here on in this planner: slower, and right
-            self._signals.clear()  # (every array kept was the rule's)
+        except _Disagrees as exc:  # signals() from here on in this planner: slower, and right
+            if exc.shortcut == "rule":
+                self._rule = None
+            else:
+                self._batch_axes, self._axes["batch"] = [], list(self._axes["signals"])
+            self._signals.clear()  # (every array kept was the shortcut's)
             self._cached_bytes = 0
             self.stats["signal_calls"] = calls  # (the rule's lookups are not this plan's calls)
             return self._signals_and_levels(idx)
@@ -601,8 +604,8 @@ class Planner:
         or returns another shape is redone combo by combo, so errors read as without batching."""
         if self._rule is not None:
             made = self._rule_signals(idx)
-            if not self._rule_agrees(idx, made):
-                raise _RuleDisagrees
+            if not self._agrees(idx, made, "rule"):
+                raise _Disagrees("rule")
             return made, [None] * len(idx)
         if not self._batch_axes or len(idx) < 2:
             return _split_results(self._prepare(idx))
@@ -633,27 +636,30 @@ class Planner:
                 rows, levels[positions[0]] = done
                 for p, row in zip(positions.tolist(), rows):
                     signals[p] = row
+        if not self._agrees(idx, signals, "batch"):
+            raise _Disagrees("batch")
         redo = [p for p, sig in enumerate(signals) if sig is None]
         for p, result in zip(redo, self._prepare(idx[redo])):
             signals[p], levels[p] = (result, None) if isinstance(result, str) else result
         return signals, levels
 
-    def _rule_agrees(self, idx: np.ndarray, made: np.ndarray | list[np.ndarray | str]) -> bool:
-        """Whether the rule's rows of a sample of ``idx`` are what ``signals`` gives for them: the
-        check of a rule (``threadx strategy check``) perturbs each param one at a time, a sweep
-        reaches combos it did not try. The first plan samples :data:`_RULE_FIRST_CHECKS` rows
-        spread over its combos (before any result of this planner is stored), each later plan
-        one (another each time). False is logged with the combo."""
+    def _agrees(self, idx: np.ndarray, made: np.ndarray | list[np.ndarray | str | None], shortcut: str) -> bool:
+        """Whether the rows ``made`` by a shortcut (``shortcut`` "rule": the strategy's signal rule,
+        "batch": its ``batch_signals``) for a sample of ``idx`` are what ``signals`` gives for
+        them: the check of a strategy (``threadx strategy check``) perturbs each param one at a
+        time, a sweep reaches combos it did not try. The first plan samples
+        :data:`_FIRST_CHECKS` rows spread over its combos (before any result of this planner is
+        stored), each later plan one (another each time). False is logged with the combo."""
         if not len(idx):
             return True
-        first = self._rule_checked == 0
-        picks = (np.unique(np.linspace(0, len(idx) - 1, min(_RULE_FIRST_CHECKS, len(idx))).astype(int)) if first
-                 else [self._rule_checked % len(idx)])
-        self._rule_checked += len(picks)
+        first = self._checked == 0
+        picks = (np.unique(np.linspace(0, len(idx) - 1, min(_FIRST_CHECKS, len(idx))).astype(int)) if first
+                 else [self._checked % len(idx)])
+        self._checked += len(picks)
         for k in map(int, picks):
             row = made[k]
-            if isinstance(row, str):
-                continue  # its lookup failed: redone by signals() anyway
+            if row is None or isinstance(row, str):
+                continue  # the shortcut failed for it: redone by signals() anyway
             calls = self.stats["signal_calls"]
             expected = self._prepare(idx[k:k + 1])[0]
             self.stats["signal_calls"] = calls  # (a check, counted apart)
@@ -661,10 +667,11 @@ class Planner:
             if isinstance(expected, str) or np.array_equal(row, expected[0]):
                 continue  # (signals or levels raising: that combo fails by the same error either way)
             params = next(self._params(idx[k:k + 1]))
-            text = (f"strategy {self.spec.name}: its signal rule gives other signals than signals() for {params} "
+            what = "its signal rule" if shortcut == "rule" else "its batch_signals"
+            text = (f"strategy {self.spec.name}: {what} gives other signals than signals() for {params} "
                     f"({int(np.sum(np.asarray(row) != expected[0]))} bars differ): this sweep computes its signals "
-                    f"with signals() from here on (slower); results stored before may hold the rule's: fix the rule "
-                    f"(`threadx strategy check {self.spec.name}`) and sweep again")
+                    f"with signals() from here on (slower); results stored before may hold {what}'s: fix "
+                    f"{what.removeprefix('its ')} (`threadx strategy check {self.spec.name}`) and sweep again")
             logs.logger().warning("%s", text)
             self._warnings.append(text)
             self.stats["rule_disagreed"] = 1
@@ -784,11 +791,16 @@ class _Outside(Exception):
     """A line is not a row of the shared block (:class:`_PackRows`)."""
 
 
-_RULE_FIRST_CHECKS = 8  # rule rows the first plan of a sweep's planner compares with signals()
+_FIRST_CHECKS = 8  # rows of a rule or batch_signals the first plan of a sweep's planner compares with signals()
 
 
-class _RuleDisagrees(Exception):
-    """A signal rule's row differs from ``signals`` (:meth:`Planner._rule_agrees`)."""
+class _Disagrees(Exception):
+    """A row of a signal rule or of ``batch_signals`` (``shortcut``: "rule", "batch") differs
+    from ``signals`` (:meth:`Planner._agrees`)."""
+
+    def __init__(self, shortcut: str) -> None:
+        super().__init__(shortcut)
+        self.shortcut = shortcut
 
 
 class _PackRows:
