@@ -15,7 +15,6 @@ from threadx.engine import layout as L
 from threadx.engine.layout import N_METRICS
 from threadx.errors import ParamError
 from threadx.optimize.outcome import ChunkResult, failure_text
-from threadx.optimize import plan as plan_module
 from threadx.optimize.plan import Planner, kernel_calls, run_plan
 from threadx.gpu.workload import declared_space, evaluator_for, random_ids
 from numba import njit
