@@ -518,16 +518,21 @@ def test_results_that_hang_on_the_hash_seed_fail_determinism(strategy_dir, synth
 
 
 # seeds 0, 1 and 2 do not all order {"w1", "w10"} (entry, exit) alike: whatever this process's seed, one differs
+# (fixed seeds in this test only: the check draws its own at random, see other_hash_seeds)
 _TWO_WORDS = _SET_ORDER.replace('WORDS = {f"w{i}" for i in range(32)}', 'WORDS = {"w1", "w10"}').replace(
     "set_order", "two_words")
 
 
-def test_a_two_word_set_order_is_caught_whatever_this_process_hash_seed(strategy_dir, synthetic_bars: Bars) -> None:
+def test_a_two_word_set_order_is_caught_whatever_this_process_hash_seed(strategy_dir, synthetic_bars: Bars,
+                                                                       monkeypatch) -> None:
     """Against one other seed, a small set had the same order by chance: the check passed 3 runs
-    in 6. Three other seeds now; a set they happen to order alike can still pass (1 in 8 for two
-    words), this one cannot."""
+    in 6. Three other seeds now, drawn at random each check (a set they happen to order alike
+    still passes 1 time in 8 for two words); under 0, 1 and 2, which do not all order this set
+    alike, it cannot pass."""
+    from threadx.checks import other_process
     from threadx.strategy.base import get_strategy
 
+    monkeypatch.setattr(other_process, "other_hash_seeds", lambda current=None, count=3: ["0", "1", "2"][:count])
     (strategy_dir / "two_words.py").write_text(_TWO_WORDS)
     det = check_strategy(get_strategy("two_words"), synthetic_bars, checks=("determinism",), combos=1
                          ).result("determinism")
@@ -588,6 +593,18 @@ def test_results_that_hang_on_the_sets_run_before_fail_determinism(strategy_dir,
                          ).result("determinism")
     assert det.passed is False, det.summary
     assert det.data["findings"][0]["run"].startswith("a run in another process (PYTHONHASHSEED=")
+
+
+def test_the_other_processes_hash_seeds_are_drawn_anew_each_check() -> None:
+    """Fixed seeds 0, 1 and 2 that order a strategy's strings alike (all three give hash("threadx")
+    the same parity) left the verdict to this process's own seed: a coin flip, PASS or FAIL from
+    one run of the check to the next. Random seeds miss such a strategy 1 time in 8 for every one."""
+    from threadx.checks.other_process import OTHER_PROCESSES, other_hash_seeds
+
+    draws = [other_hash_seeds("5") for _ in range(20)]
+    assert all(len(set(seeds)) == OTHER_PROCESSES and "5" not in seeds for seeds in draws)
+    assert len({tuple(seeds) for seeds in draws}) > 1  # (32-bit draws: equal 20 times by chance, never)
+    assert len(other_hash_seeds(None, 5)) == 5
 
 
 def test_a_builtin_is_run_again_in_another_process(synthetic_bars: Bars) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -67,14 +68,23 @@ class OtherRun:
 
 
 def other_hash_seeds(current: str | None = None, count: int = OTHER_PROCESSES) -> list[str]:
-    """``count`` values of ``PYTHONHASHSEED`` other than this process's (``current``: its
-    environment value; unset or "random" is a random seed). Several: two seeds can give a small
-    set of strings the same order by chance, a strategy hanging on that order then passed.
+    """``count`` distinct random values of ``PYTHONHASHSEED`` other than this process's
+    (``current``: its environment value; unset or "random" is a random seed). Several: two
+    seeds can give a small set of strings the same order by chance, a strategy hanging on that
+    order then passed. Drawn anew each check, never fixed: fixed seeds that happen to agree on a
+    strategy's strings (0, 1 and 2 on the parity of ``hash("threadx")``) left its verdict to this
+    process's seed alone, a coin flip, where random ones miss it 1 time in 2 ** count.
 
-    >>> other_hash_seeds("0"), other_hash_seeds(None), other_hash_seeds("1", 2)
-    (['1', '2', '3'], ['0', '1', '2'], ['0', '2'])
+    >>> seeds = other_hash_seeds("7")
+    >>> len(set(seeds)) == OTHER_PROCESSES and "7" not in seeds and all(0 <= int(s) < 2 ** 32 for s in seeds)
+    True
     """
-    return [seed for seed in map(str, range(count + 1)) if seed != current][:count]
+    seeds: list[str] = []
+    while len(seeds) < count:
+        seed = str(secrets.randbelow(2 ** 32))  # (PYTHONHASHSEED takes 0 .. 4294967295)
+        if seed != current and seed not in seeds:
+            seeds.append(seed)
+    return seeds
 
 
 def locatable(spec: Any) -> dict[str, Any] | None:
