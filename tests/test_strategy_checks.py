@@ -23,7 +23,7 @@ from numba import njit
 from threadx.strategy import get_strategy, list_strategies, zscore_reversion_signals
 from threadx.checks import strategy as checks_module
 from threadx.checks.strategy import (ALL_CHECKS, CheckReport, check_strategy, cut_points, draw_param_sets, event_cuts,
-                                     noise_after)
+                                     noise_after, one_apart_sets)
 
 # test_* strategies are fixtures of other tests that raise or kill their worker on purpose
 CHECKED = sorted(name for name in list_strategies() if not name.startswith("test_"))
@@ -250,7 +250,8 @@ def test_an_unseeded_rng_fails_determinism(synthetic_bars: Bars) -> None:
     report = check_strategy(RANDOM, synthetic_bars, checks=("determinism",), combos=2)
     det = report.result("determinism")
     assert det.passed is False and report.passed is False
-    assert [f["param_set"] for f in det.data["findings"]] == ["defaults", "random 1"]
+    apart = [ps.name for ps in one_apart_sets(RANDOM)]  # (and the defaults with each param moved alone)
+    assert apart and [f["param_set"] for f in det.data["findings"]] == ["defaults", "random 1", *apart]
     assert det.data["findings"][0]["first_bars"]["signals"] < 100  # a third of the bars are random flags
     assert {"signals", "equity", "trades", "metrics"} <= set(det.data["findings"][0]["differed"])
 
@@ -593,6 +594,49 @@ def test_results_that_hang_on_the_sets_run_before_fail_determinism(strategy_dir,
                          ).result("determinism")
     assert det.passed is False, det.summary
     assert det.data["findings"][0]["run"].startswith("a run in another process (PYTHONHASHSEED=")
+
+
+_KEYED_WITHOUT_SLOW = '''
+import numpy as np
+from threadx.strategy import SIG_ENTER_LONG, SIG_EXIT_LONG, ExitRules, Levels, Param, StrategySpec
+
+_CACHE = {}
+
+
+def signals(bars, ind, p):
+    key = (len(bars.close), p["fast"])  # keyed without slow
+    if key not in _CACHE:
+        f, s = ind["fast"]["value"], ind["slow"]["value"]
+        sig = np.zeros(len(bars.close), np.uint8)
+        with np.errstate(invalid="ignore"):
+            sig[(f > s) & np.r_[False, f[:-1] <= s[:-1]]] |= SIG_ENTER_LONG
+            sig[(f < s) & np.r_[False, f[:-1] >= s[:-1]]] |= SIG_EXIT_LONG
+        _CACHE[key] = sig
+    return _CACHE[key]
+
+
+SPEC = StrategySpec(
+    name="keyed_without_slow", description="signals cached under a key that has fast but not slow",
+    params=(Param("fast", "int", 10, 2, 50, 1, opt_range=(5, 30, 5), feeds=("indicators", "signals")),
+            Param("slow", "int", 100, 20, 300, 5, opt_range=(40, 200, 20), feeds=("indicators", "signals"))),
+    indicators=lambda p: {"fast": ("sma", {"period": p["fast"]}), "slow": ("sma", {"period": p["slow"]})},
+    signals=signals, levels=lambda ind, p: Levels(), exits=lambda p: ExitRules(),
+)
+'''
+
+
+def test_a_cache_keyed_without_one_param_fails_determinism(strategy_dir, synthetic_bars: Bars) -> None:
+    """A cache keyed with fast but not slow passed: no two of the drawn sets shared fast with another
+    slow, so no order of them met the collision (a sweep over slow then stored one row for all).
+    The check adds the defaults with each param moved alone, and the other orders meet it."""
+    from threadx.strategy.base import get_strategy
+
+    (strategy_dir / "keyed_without_slow.py").write_text(_KEYED_WITHOUT_SLOW)
+    spec = get_strategy("keyed_without_slow")
+    assert [ps.name for ps in one_apart_sets(spec)] == ["defaults, fast moved", "defaults, slow moved"]
+    det = check_strategy(spec, synthetic_bars, checks=("determinism",), combos=1).result("determinism")
+    assert det.passed is False, det.summary
+    assert "one param away from the defaults" in det.summary
 
 
 def test_the_other_processes_hash_seeds_are_drawn_anew_each_check() -> None:

@@ -289,6 +289,26 @@ def draw_param_sets(spec: StrategySpec, combos: int = 4, seed: int = 42) -> tupl
     return out, refused
 
 
+def one_apart_sets(spec: StrategySpec) -> list[ParamSet]:
+    """For each param that changes results, the defaults with that param alone moved (its first
+    :func:`~threadx.checks.roles.perturbations` value): run in other orders, a cache keyed
+    without that param serves one of the pair the other's results (the random sets rarely
+    share every other value, and such a cache passed the determinism check)."""
+    defaults = spec.normalize()
+    out = []
+    for param in spec.params:
+        values = perturbations(spec, param, defaults) if param.affects_results else []
+        if values:
+            out.append(ParamSet(f"defaults, {param.name} moved", spec.normalize({**defaults, param.name: values[0]})))
+    return out
+
+
+def _determinism_sets(spec: StrategySpec, sets: list[ParamSet]) -> list[ParamSet]:
+    """``sets`` and the :func:`one_apart_sets` not among them: what the determinism check runs."""
+    known = [ps.params for ps in sets]
+    return sets + [ps for ps in one_apart_sets(spec) if ps.params not in known]
+
+
 def cut_points(n_bars: int) -> list[int]:
     """The look-ahead cut bars: ``n_bars * pct // 100`` for each of :data:`CUT_PERCENTS`,
     keeping those that leave at least 2 bars before the cut and 1 after."""
@@ -666,14 +686,15 @@ def _signals(s: _Session) -> CheckResult:
 
 def _determinism(s: _Session) -> CheckResult:
     details, findings = [], []
+    sets = _determinism_sets(s.spec, s.sets)
     s.tick("determinism: the param sets in other processes")
-    elsewhere, unavailable = _other_process_runs(s)
+    elsewhere, unavailable = _other_process_runs(s, sets)
     if unavailable is not None and unavailable.kind == "failed":  # spawned workers and a cluster would fail alike
         findings.append({"param_set": "all", "run": "a fresh interpreter", "differed": ["error"],
                          "error": str(unavailable)})
         details.append(f"the strategy could not run in a fresh interpreter (as spawned workers and a Dask cluster "
                        f"start it): {unavailable}")
-    for ps in s.sets:
+    for ps in sets:
         s.tick(f"determinism: {ps.name}")
         first = s.run(ps)
         with s.ctx.at(f"running {ps.name} a second time"):
@@ -702,27 +723,29 @@ def _determinism(s: _Session) -> CheckResult:
                 break
     if findings and findings[0]["param_set"] == "all":
         return CheckResult("determinism", False, details[0], details, data={"findings": findings})
+    counted = f"{len(sets)} param sets ({len(sets) - len(s.sets)} one param away from the defaults)"
     if findings:
-        return CheckResult("determinism", False, f"{len(findings)} of {len(s.sets)} param sets give different "
+        return CheckResult("determinism", False, f"{len(findings)} of {counted} give different "
                            f"results on {findings[0]['run']} ({', '.join(findings[0]['differed'])})", details,
                            data={"findings": findings})
     same = "give identical signals, levels, metrics, trades and equity"
     if elsewhere:
         seeds = ", ".join(elsewhere)
-        return CheckResult("determinism", True, f"{len(s.sets)} param sets run twice here and once in each of "
-                           f"{len(elsewhere)} other processes (PYTHONHASHSEED={seeds}) {same}")
+        return CheckResult("determinism", True, f"{counted} run twice here and once in each of "
+                           f"{len(elsewhere)} other processes (PYTHONHASHSEED={seeds}, each in another order) {same}")
     if unavailable.kind == "timeout":  # (a check that could not look is no pass: it never replaces a stored failure)
-        return CheckResult("determinism", False, f"not checked in other processes: {unavailable}; {len(s.sets)} param "
-                           f"sets run twice in this process {same}", conclusive=False)
-    return CheckResult("determinism", True, f"{len(s.sets)} param sets run twice in this process (not in other "
+        return CheckResult("determinism", False, f"not checked in other processes: {unavailable}; {counted} "
+                           f"run twice in this process {same}", conclusive=False)
+    return CheckResult("determinism", True, f"{counted} run twice in this process (not in other "
                        f"processes: {unavailable}) {same}")
 
 
-def _other_process_runs(s: _Session) -> tuple[dict[str, dict[str, OtherRun]], Unavailable | None]:
-    """The param sets' runs in other processes under other hash seeds ({seed: {set: run}}), or
+def _other_process_runs(s: _Session, sets: list[ParamSet]
+                        ) -> tuple[dict[str, dict[str, OtherRun]], Unavailable | None]:
+    """The runs of ``sets`` in other processes under other hash seeds ({seed: {set: run}}), or
     none and why."""
     try:
-        return runs_in_other_processes(s.spec, s.bars, [(ps.name, ps.params) for ps in s.sets]), None
+        return runs_in_other_processes(s.spec, s.bars, [(ps.name, ps.params) for ps in sets]), None
     except Unavailable as exc:
         return {}, exc
 
@@ -849,9 +872,9 @@ _CHECKS: dict[str, Callable[[_Session], CheckResult]] = {
 }
 
 
-def _steps(name: str, n_sets: int, n_cuts: int) -> int:
-    return {"lookahead": n_sets * (n_cuts + EVENT_CUTS + STRIDE_CUTS), "signals": n_sets, "determinism": n_sets + 1,
-            "accounting": n_sets}.get(name, 1)
+def _steps(name: str, n_sets: int, n_cuts: int, n_determinism: int) -> int:
+    return {"lookahead": n_sets * (n_cuts + EVENT_CUTS + STRIDE_CUTS), "signals": n_sets,
+            "determinism": n_determinism + 1, "accounting": n_sets}.get(name, 1)
 
 
 def _error_result(name: str, exc: BaseException, where: str = "") -> CheckResult:
@@ -915,7 +938,12 @@ def check_strategy(spec: StrategySpec, bars: Bars | pd.DataFrame, *, combos: int
                             "by the params' bounds or constraints" if refused else
                             f"{len(sets)} distinct param sets (the ranges allow no more)")
 
-    total = sum(_steps(name, len(sets), len(cut_points(len(bars)))) for name in wanted)
+    try:
+        n_determinism = len(_determinism_sets(spec, sets)) if "determinism" in wanted else 0
+    except Exception:  # noqa: BLE001 - a constraint raising: the determinism check reports it
+        n_determinism = len(sets)
+    counts = (len(sets), len(cut_points(len(bars))), n_determinism)
+    total = sum(_steps(name, *counts) for name in wanted)
     done = 0
 
     def tick(text: str) -> None:
@@ -934,7 +962,7 @@ def check_strategy(spec: StrategySpec, bars: Bars | pd.DataFrame, *, combos: int
             result = _error_result(name, exc.__cause__ or exc, exc.where)
         except Exception as exc:  # noqa: BLE001 - raised outside a marked stage: still the check's failure
             result = _error_result(name, exc)
-        done = begun + _steps(name, len(sets), len(cut_points(len(bars))))
+        done = begun + _steps(name, *counts)
         result.seconds = time.perf_counter() - t0
         report.results.append(result)
     if progress is not None:
