@@ -269,6 +269,12 @@ def test_sweep_and_runs_commands(tmp_path, capsys):
     assert main(["sweep", "--strategy", "ma_crossover", "--param", "fast_period=30:5:5"]) == 2
     assert "empty range" in capsys.readouterr().err
     assert main(["runs", "show", "nope", "--store", str(tmp_path / "runs")]) == 2
+    # the combos the constraints leave out are counted (it said "9 combos to run" of 30 asked, nothing more)
+    assert main(["sweep", "--strategy", "ma_crossover", "--param", "fast_period=10:50:10", "--param",
+                 "slow_period=20:60:10", "--run-id", "some", "--store", str(tmp_path / "runs")]) == 0
+    assert ("note: 10 of the grid's 25 combos left out by the strategy's constraints (fast_period < slow_period)"
+            in capsys.readouterr().out)
+    assert "left out by the strategy's constraints" not in text  # (6 of 6: none left out)
 
 
 def test_an_interrupted_sweep_says_what_is_stored_and_which_run_to_resume(tmp_path, capsys, monkeypatch):

@@ -202,3 +202,28 @@ def test_a_constraint_written_for_one_param_set_holds_in_sweeps_too():
     space = SearchSpace(broken, {"fast_period": [5, 10]})
     assert not space.valid_mask(np.arange(2)).any()  # a rule that raises: no valid combo, and it says why
     assert space.rule_errors == {"needs x": "KeyError: 'x'"}
+
+
+def test_a_constraint_that_returns_no_bool_is_named_not_taken_as_false():
+    """``lambda v: None if v["x"] != 0.5 else True`` (a missing return): the sweep ran 1 of 11
+    combos and said nothing of the 10 it dropped; a backtest said "needs ..." as if it were False."""
+    import dataclasses
+
+    from threadx.errors import ParamError
+    from threadx.strategy.base import Constraint
+
+    base = get_strategy("ma_crossover")
+    forgetful = Constraint("slow above 40", lambda v: None if v["slow_period"] <= 40 else True)
+    spec = dataclasses.replace(base, constraints=(forgetful,))
+    space = SearchSpace(spec, {"fast_period": [10], "slow_period": [30, 40, 50, 60]})
+    assert space.valid_mask(np.arange(space.size)).tolist() == [False, False, True, True]
+    assert space.rule_errors == {"slow above 40": "TypeError: returned None, not True or False"}
+    assert "constraint 'slow above 40' raised TypeError: returned None, not True or False" in space.rule_warnings()[0]
+    with pytest.raises(ParamError, match="constraint 'slow above 40' raised .*returned None, not True or False"):
+        spec.normalize({"fast_period": 10, "slow_period": 30})
+    assert spec.normalize({"fast_period": 10, "slow_period": 50})["slow_period"] == 50
+    numbers = dataclasses.replace(base, constraints=(Constraint("a count", lambda v: v["slow_period"] - 40),))
+    with pytest.raises(ParamError, match="returned 10, not True or False"):
+        numbers.normalize({"fast_period": 10, "slow_period": 50})
+    arrays = SearchSpace(numbers, {"fast_period": [10], "slow_period": [30, 50]})  # (whole columns: ints, not bools)
+    assert not arrays.valid_mask(np.arange(2)).any() and "returned -10" in arrays.rule_errors["a count"]

@@ -117,6 +117,17 @@ def _typed_row(row: dict[str, Any]) -> dict[str, Any]:
     return {name: typed(name, value) for name, value in row.items()}
 
 
+def _constraint_words(strategy: str) -> str:
+    """" (a, b)": the descriptions of ``strategy``'s constraints, or "" when it does not load."""
+    from threadx.strategy.base import get_strategy
+
+    try:
+        rules = [rule.description for rule in get_strategy(strategy).constraints]
+    except Exception:  # noqa: BLE001 - a strategy file gone since the run: the count alone
+        return ""
+    return f" ({'; '.join(rules)})" if rules else ""
+
+
 def _show_run(run, as_json: bool, top: int) -> int:
     stored = run.stored()  # counted from the parts, not taken from the manifest
     m = {**run.manifest, "done": len(stored.ids), "failed": stored.failed, "to_retry": len(stored.retry_ids)}
@@ -131,6 +142,11 @@ def _show_run(run, as_json: bool, top: int) -> int:
     on = m.get("dataset") if (m.get("data") or {}).get("source") != UNNAMED else describe_data(m["data"], m.get("dataset"))
     print(f"run {m['run_id']}: {m['strategy']} on {on}, sampler {m['sampler']}, "
           f"{m['done']:,}/{m.get('total', 0):,} combos{failed}, status {m.get('status')}")
+    if m.get("invalid"):  # (a sweep of 30 combos said "9 combos to run" and nothing of the other 21)
+        of = f"{m['invalid'] + m.get('total', 0):,}"
+        of = f"the grid's {of} combos" if m.get("sampler") == "grid" else f"{of} drawn combos"
+        print(f"note: {m['invalid']:,} of {of} left out by the strategy's constraints"
+              f"{_constraint_words(m['strategy'])}")
     for text in run.warnings:
         print(f"warning: {text}")
     if m["failed"]:  # (the rows hold each failure's text: the CLI showed none, and exit status 0 for a run

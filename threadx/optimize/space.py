@@ -179,8 +179,8 @@ class SearchSpace:
         one param set, ``v["a"] < 45 and v["b"] >= 1``, is as valid: it raised on arrays)."""
         try:
             with np.errstate(all="raise"):  # (55 / 0 is inf on arrays, and inf > 1 held where Python raises)
-                held = np.asarray(rule.check(cols), dtype=bool)
-            if held.shape == (n,):
+                held = np.asarray(rule.check(cols))
+            if held.shape == (n,) and held.dtype == bool:  # (else, None among objects say, asked per combo)
                 return held
         except Exception:  # noqa: BLE001 - a rule for one param set at a time: asked per combo below
             pass
@@ -188,7 +188,7 @@ class SearchSpace:
         held = np.zeros(n, dtype=bool)
         for i in range(n):  # a combo whose rule raises is no valid combo, as a backtest of it is refused
             try:
-                held[i] = bool(rule.check({name: rows[name][i] for name in rows}))
+                held[i] = rule.verdict({name: rows[name][i] for name in rows})
             except Exception as exc:  # noqa: BLE001 - the author's code: said if no combo is valid
                 self.rule_errors.setdefault(rule.description, f"{type(exc).__name__}: {exc}")
         return held

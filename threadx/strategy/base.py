@@ -219,6 +219,24 @@ class Constraint:
     description: str
     check: Callable[[Mapping[str, Any]], bool]
 
+    def verdict(self, params: Mapping[str, Any]) -> bool:
+        """``check(params)``, which must be True or False: anything else (None from a missing
+        ``return``, a number, an array) raises TypeError, where it dropped combos silently as False.
+
+        >>> Constraint("a < b", lambda p: None if p["a"] else True).verdict({"a": 1})
+        Traceback (most recent call last):
+        TypeError: returned None, not True or False
+        """
+        held = self.check(params)
+        if not isinstance(held, (bool, np.bool_)):
+            raise TypeError(f"returned {_short_repr(held)}, not True or False")
+        return bool(held)
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
 
 def no_overlays(params: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
     """A strategy that draws no indicator line on the price chart."""
@@ -446,7 +464,7 @@ class StrategySpec:
         values = {p.name: p.coerce(params.get(p.name, p.default)) for p in self.params}
         for rule in self.constraints:
             try:
-                holds = rule.check(values)
+                holds = rule.verdict(values)
             except Exception as exc:  # noqa: BLE001 - the author's code: one error naming the rule (a traceback)
                 from threadx.strategy.user import describe_error
 
@@ -458,7 +476,7 @@ class StrategySpec:
 
     def is_valid(self, params: Mapping[str, Any]) -> bool:
         """True when normalised params satisfy every constraint."""
-        return all(rule.check(params) for rule in self.constraints)
+        return all(rule.verdict(params) for rule in self.constraints)
 
     def to_dict(self) -> dict:
         """JSON-safe declaration (for CLI, UI and docs)."""
