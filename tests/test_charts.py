@@ -198,7 +198,7 @@ def test_equity_figure_full_resolution_and_computed_drawdown():
     level = fig.data[2]  # the initial capital: a dashed legend entry (a label on the line sat on the benchmark)
     assert level.name == "Initial capital 100" and list(level.y) == [100.0, 100.0] and level.line.dash == "dash"
     assert list(level.x) == list(C.plot_times(eq.index[[0, -1]])) and level.hoverinfo == "skip"
-    assert fig.layout.showlegend is True and not fig.layout.annotations[1:]
+    assert fig.layout.showlegend is True and not fig.layout.annotations and not fig.layout.shapes  # (no label left)
     assert C.equity_figure(eq).layout.showlegend is False  # a single line needs no legend
     assert "drawn as" not in fig.layout.title.text
     fig.to_json()

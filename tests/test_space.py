@@ -227,3 +227,7 @@ def test_a_constraint_that_returns_no_bool_is_named_not_taken_as_false():
         numbers.normalize({"fast_period": 10, "slow_period": 50})
     arrays = SearchSpace(numbers, {"fast_period": [10], "slow_period": [30, 50]})  # (whole columns: ints, not bools)
     assert not arrays.valid_mask(np.arange(2)).any() and "returned -10" in arrays.rule_errors["a count"]
+    ints = dataclasses.replace(base, constraints=(Constraint("0 or 1", lambda v: v["slow_period"] > 40 and 1 or 0),))
+    assert ints.normalize({"fast_period": 10, "slow_period": 50})["slow_period"] == 50  # (p["n"] and ...: 0 / 1)
+    assert SearchSpace(ints, {"fast_period": [10], "slow_period": [30, 50]}).valid_mask(np.arange(2)).tolist() == [
+        False, True]

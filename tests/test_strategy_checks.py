@@ -442,8 +442,13 @@ def test_param_sets_are_the_defaults_then_seeded_valid_draws() -> None:
 
 
 def test_progress_goes_from_zero_to_one(synthetic_bars: Bars) -> None:
+    from threadx.checks.strategy import _determinism_sets, _steps
+
     seen: list[tuple[str, float]] = []
-    check_strategy(MA, synthetic_bars, combos=2, progress=lambda text, f: seen.append((text, f)))
+    report = check_strategy(MA, synthetic_bars, combos=2, progress=lambda text, f: seen.append((text, f)))
+    n_determinism = len(_determinism_sets(MA, report.param_sets))  # (the drawn sets and those one param away)
+    assert n_determinism > len(report.param_sets)
+    assert sum(text.startswith("determinism") for text, _ in seen) == _steps("determinism", 0, 0, n_determinism)
     fractions = [f for _, f in seen]
     assert fractions[0] == 0.0 and seen[-1] == ("done", 1.0)
     assert fractions == sorted(fractions) and all(0.0 <= f <= 1.0 for f in fractions)
@@ -633,7 +638,7 @@ def test_a_cache_keyed_without_one_param_fails_determinism(strategy_dir, synthet
 
     (strategy_dir / "keyed_without_slow.py").write_text(_KEYED_WITHOUT_SLOW)
     spec = get_strategy("keyed_without_slow")
-    assert [ps.name for ps in one_apart_sets(spec)] == ["defaults, fast moved", "defaults, slow moved"]
+    assert [ps.name for ps in one_apart_sets(spec)] == ["defaults, fast=9", "defaults, slow=95"]
     det = check_strategy(spec, synthetic_bars, checks=("determinism",), combos=1).result("determinism")
     assert det.passed is False, det.summary
     assert "one param away from the defaults" in det.summary

@@ -248,7 +248,9 @@ def show_portfolio(portfolio_id: str) -> None:
     # the seconds they took to build
     numbers = pf.headline(result)
     figures = {"pf_equity": pf.equity_and_drawdown(result), "pf_margin": pf.margin_figure(result),
-               "pf_runner_equity": pf.runner_equity_figure(result), "pf_correlation": pf.correlation_figure(result)}
+               "pf_runner_equity": pf.runner_equity_figure(result)}
+    if len(result.runners) > 1:  # (one runner: a line says there is nothing to correlate)
+        figures["pf_correlation"] = pf.correlation_figure(result)
     st.subheader(f"Portfolio {portfolio_id}")
     st.caption(pf.describe_config(result))
     if in_sample(result.config.get("origin")):  # (recorded: a reopened result says it too)
@@ -276,7 +278,7 @@ def show_portfolio(portfolio_id: str) -> None:
         shown, config = table_view(pf.events_table(result),
                                    aliases={"window_peak": "final_equity", "equity": "final_equity"})
         st.dataframe(shown, hide_index=True, width="stretch", key="pf_events", column_config=config)
-    if len(result.runners) > 1:
+    if "pf_correlation" in figures:
         st.plotly_chart(figures["pf_correlation"], width="stretch", key="pf_correlation")
     else:  # (a chart-sized blank with its toolbar said less)
         st.caption("Drawdown correlation between runners: one runner, nothing to correlate.")

@@ -53,7 +53,8 @@ def texts(elements) -> str:
 
 
 def charts(at: AppTest) -> dict[str, dict]:
-    """The page's Plotly specs by their title's head (a wrapped head's lines joined, its smaller detail lines left out)."""
+    """The page's Plotly specs by their title's head (a wrapped head's lines joined, its smaller
+    detail lines left out)."""
     out = {}
     for element in at.get("plotly_chart"):
         spec = json.loads(element.proto.spec)

@@ -143,7 +143,7 @@ class ParamSet:
     def label(self, defaults: Mapping[str, Any] | None = None) -> str:
         """The name, with the values that differ from ``defaults``."""
         changed = {k: v for k, v in self.params.items() if defaults is None or defaults.get(k) != v}
-        if not changed or self.name == "defaults":
+        if not changed or self.name == "defaults" or self.name.startswith("defaults, "):  # (it names its change)
             return self.name
         return f"{self.name} ({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
@@ -289,17 +289,25 @@ def draw_param_sets(spec: StrategySpec, combos: int = 4, seed: int = 42) -> tupl
     return out, refused
 
 
+ONE_APART_MOST = 16  # sets one param away from the defaults that the determinism check adds, at most
+_CACHED_STAGES = {"indicators", "signals", "levels"}  # where a strategy's own cache would sit
+
+
 def one_apart_sets(spec: StrategySpec) -> list[ParamSet]:
-    """For each param that changes results, the defaults with that param alone moved (its first
+    """For each param feeding the indicators, signals or levels (the first
+    :data:`ONE_APART_MOST`), the defaults with that param alone moved (its first
     :func:`~threadx.checks.roles.perturbations` value): run in other orders, a cache keyed
     without that param serves one of the pair the other's results (the random sets rarely
     share every other value, and such a cache passed the determinism check)."""
     defaults = spec.normalize()
     out = []
     for param in spec.params:
-        values = perturbations(spec, param, defaults) if param.affects_results else []
+        values = perturbations(spec, param, defaults) if _CACHED_STAGES & set(param.feeds) else []
         if values:
-            out.append(ParamSet(f"defaults, {param.name} moved", spec.normalize({**defaults, param.name: values[0]})))
+            out.append(ParamSet(f"defaults, {param.name}={values[0]!r}",
+                                spec.normalize({**defaults, param.name: values[0]})))
+        if len(out) == ONE_APART_MOST:
+            break
     return out
 
 
@@ -723,7 +731,8 @@ def _determinism(s: _Session) -> CheckResult:
                 break
     if findings and findings[0]["param_set"] == "all":
         return CheckResult("determinism", False, details[0], details, data={"findings": findings})
-    counted = f"{len(sets)} param sets ({len(sets) - len(s.sets)} one param away from the defaults)"
+    apart = len(sets) - len(s.sets)
+    counted = f"{len(sets)} param sets" + (f" ({apart} one param away from the defaults)" if apart else "")
     if findings:
         return CheckResult("determinism", False, f"{len(findings)} of {counted} give different "
                            f"results on {findings[0]['run']} ({', '.join(findings[0]['differed'])})", details,

@@ -143,10 +143,10 @@ def _show_run(run, as_json: bool, top: int) -> int:
     print(f"run {m['run_id']}: {m['strategy']} on {on}, sampler {m['sampler']}, "
           f"{m['done']:,}/{m.get('total', 0):,} combos{failed}, status {m.get('status')}")
     if m.get("invalid"):  # (a sweep of 30 combos said "9 combos to run" and nothing of the other 21)
-        of = f"{m['invalid'] + m.get('total', 0):,}"
-        of = f"the grid's {of} combos" if m.get("sampler") == "grid" else f"{of} drawn combos"
-        print(f"note: {m['invalid']:,} of {of} left out by the strategy's constraints"
-              f"{_constraint_words(m['strategy'])}")
+        size = int((m.get("space") or {}).get("size") or 0)
+        left = (f"{size - int(m.get('total', 0)):,} of the grid's {size:,} combos"
+                if m.get("sampler") == "grid" and size else f"{m['invalid']:,} drawn combos")
+        print(f"note: {left} left out by the strategy's constraints{_constraint_words(m['strategy'])}")
     for text in run.warnings:
         print(f"warning: {text}")
     if m["failed"]:  # (the rows hold each failure's text: the CLI showed none, and exit status 0 for a run

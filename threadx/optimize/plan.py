@@ -302,7 +302,7 @@ class Planner:
                                   for k in self._rule_params]
             self._rule_lines = _LineMatrix(self.n_bars)
             self._matrices = _Matrices()
-        self._checked = 0  # rows of the rule or batch_signals compared with signals() (_agrees)
+        self._checked = {"rule": 0, "batch": 0}  # rows of each shortcut compared with signals() (_agrees)
         self._warnings: list[str] = []  # for the next Plan
         self._signals: dict[int, np.ndarray] = {}  # signal key -> array (kept across batches)
         self._levels: dict[int, Levels] = {}  # level key -> Levels
@@ -494,7 +494,8 @@ class Planner:
                 self._batch_axes, self._axes["batch"] = [], list(self._axes["signals"])
             self._signals.clear()  # (every array kept was the shortcut's)
             self._cached_bytes = 0
-            self.stats["signal_calls"] = calls  # (the rule's lookups are not this plan's calls)
+            self.stats["signal_calls"] = calls  # (the shortcut's calls are not this plan's)
+            self.stats.pop("batched_signals", None)
             return self._signals_and_levels(idx)
         for key, level_key, sig, lev in zip(keys, level_keys, made, made_levels):
             if not isinstance(sig, str):
@@ -652,10 +653,10 @@ class Planner:
         stored), each later plan one (another each time). False is logged with the combo."""
         if not len(idx):
             return True
-        first = self._checked == 0
+        first = self._checked[shortcut] == 0
         picks = (np.unique(np.linspace(0, len(idx) - 1, min(_FIRST_CHECKS, len(idx))).astype(int)) if first
-                 else [self._checked % len(idx)])
-        self._checked += len(picks)
+                 else [self._checked[shortcut] % len(idx)])
+        self._checked[shortcut] += len(picks)
         for k in map(int, picks):
             row = made[k]
             if row is None or isinstance(row, str):
@@ -667,11 +668,12 @@ class Planner:
             if isinstance(expected, str) or np.array_equal(row, expected[0]):
                 continue  # (signals or levels raising: that combo fails by the same error either way)
             params = next(self._params(idx[k:k + 1]))
-            what = "its signal rule" if shortcut == "rule" else "its batch_signals"
+            what, whose, fix = (("its signal rule", "the rule's", "the rule") if shortcut == "rule" else
+                                ("its batch_signals", "the batch's", "batch_signals"))
             text = (f"strategy {self.spec.name}: {what} gives other signals than signals() for {params} "
                     f"({int(np.sum(np.asarray(row) != expected[0]))} bars differ): this sweep computes its signals "
-                    f"with signals() from here on (slower); results stored before may hold {what}'s: fix "
-                    f"{what.removeprefix('its ')} (`threadx strategy check {self.spec.name}`) and sweep again")
+                    f"with signals() from here on (slower); results stored before may hold {whose}: fix {fix} "
+                    f"(`threadx strategy check {self.spec.name}`) and sweep again")
             logs.logger().warning("%s", text)
             self._warnings.append(text)
             self.stats["rule_disagreed"] = 1

@@ -220,15 +220,16 @@ class Constraint:
     check: Callable[[Mapping[str, Any]], bool]
 
     def verdict(self, params: Mapping[str, Any]) -> bool:
-        """``check(params)``, which must be True or False: anything else (None from a missing
-        ``return``, a number, an array) raises TypeError, where it dropped combos silently as False.
+        """``check(params)``, which must be True or False (or the int 0 or 1, as ``p["n"] and ...``
+        gives): anything else (None from a missing ``return``, another number, an array) raises
+        TypeError, where it dropped combos silently as False.
 
         >>> Constraint("a < b", lambda p: None if p["a"] else True).verdict({"a": 1})
         Traceback (most recent call last):
         TypeError: returned None, not True or False
         """
         held = self.check(params)
-        if not isinstance(held, (bool, np.bool_)):
+        if not isinstance(held, (bool, np.bool_)) and not (isinstance(held, (int, np.integer)) and held in (0, 1)):
             raise TypeError(f"returned {_short_repr(held)}, not True or False")
         return bool(held)
 
@@ -475,7 +476,8 @@ class StrategySpec:
         return values
 
     def is_valid(self, params: Mapping[str, Any]) -> bool:
-        """True when normalised params satisfy every constraint."""
+        """True when normalised params satisfy every constraint (TypeError from one that returns
+        no truth value: :meth:`Constraint.verdict`)."""
         return all(rule.verdict(params) for rule in self.constraints)
 
     def to_dict(self) -> dict:
