@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Literal, Mapping
 
@@ -230,13 +231,12 @@ class Constraint:
         """
         held = self.check(params)
         if not isinstance(held, (bool, np.bool_)) and not (isinstance(held, (int, np.integer)) and held in (0, 1)):
-            raise TypeError(f"returned {_short_repr(held)}, not True or False")
+            raise TypeError(f"returned {_SHORT.repr(held)}, not True or False")
         return bool(held)
 
 
-def _short_repr(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
+_SHORT = reprlib.Repr()  # a returned value as an error names it: an array or a long text cut short
+_SHORT.maxother = _SHORT.maxstring = 60
 
 
 def no_overlays(params: Mapping[str, Any]) -> dict[str, tuple[str, str]]:

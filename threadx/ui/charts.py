@@ -82,6 +82,12 @@ def empty_figure(message: str, title: str | None = None) -> go.Figure:
     return fig
 
 
+def _shows_legend(fig: go.Figure) -> bool:
+    """Plotly's own rule for whether ``fig`` shows a legend: more than one trace that may be in
+    it, or one that asks to be (said explicitly where a figure sizes a margin for its legend)."""
+    return sum(t.showlegend is not False for t in fig.data) > 1 or any(t.showlegend for t in fig.data)
+
+
 def _trace_cls(n: int) -> type:
     return go.Scattergl if n > GL_THRESHOLD else go.Scatter
 
@@ -548,7 +554,7 @@ def price_figure(
     # time labels, the date, once zoomed to hours), under a margin that holds both
     # (no legend for the candles alone, as on the Data page's preview: its margin was an empty band;
     # Plotly's own rule for when a legend shows)
-    legend = sum(t.showlegend is not False for t in fig.data) > 1 or any(t.showlegend for t in fig.data)
+    legend = _shows_legend(fig)
     fig.update_layout(template=TEMPLATE, title=_title(title or "Price", notes), hovermode="x",
                       height=500, margin=dict(l=50, r=20, t=80 + 14 * max(0, len(notes) - 1),
                                               b=110 if legend else 60),
@@ -660,7 +666,7 @@ def equity_figure(
             x=plot_times(equity.index[[0, -1]]), y=[level, level], mode="lines",
             name=f"Initial capital {level:,.0f}{unit}", line=dict(color=NEUTRAL_COLOR, dash="dash", width=1),
             hoverinfo="skip"), row=1, col=1)
-    legend = sum(t.showlegend is not False for t in fig.data) > 1  # a single line needs no legend
+    legend = _shows_legend(fig)  # (a single line needs none)
     notes = [downsampled_note(len(equity), len(eq))] if reduced else []
     fig.update_layout(template=TEMPLATE, title=_title("Equity and drawdown", notes), hovermode="x unified",
                       showlegend=legend, margin=dict(l=50, r=20, t=80, b=30 + 30 * legend),
