@@ -3,7 +3,7 @@ and for the whole machine, beside the CPU; and GPU == CPU on a 1,000-combo sampl
 
 Usage: python benchmarks/bench_gpu.py [--combos 100000] [--check 1000] [--cpu-sample 2000]
                                       [--workers 2] [--bars N] [--threads-per-block 128[,256,...]]
-                                      [--max-registers R] [PARQUET]
+                                      [--max-registers R[,R2,...]] [--orders] [PARQUET]
 
 The combos are drawn at random (seeded) from every bb_atr param over its declared range.
 0. Warm-up, untimed: indicators and a plan of a few other combos, so that numba's compilation
@@ -14,19 +14,23 @@ The combos are drawn at random (seeded) from every bb_atr param over its declare
    with the seconds of each part.
 3. Per device and block size (``--threads-per-block``: one, or several to compare, e.g.
    64,128,256,512): the planned combos on that device alone (upload, kernel, download), after
-   a warm-up run that compiles the kernel.
+   a warm-up run that compiles the kernel; each with its time split into host inputs, upload,
+   kernel and download, and the kernel's registers. ``--max-registers 0,168,128`` compares
+   register caps (0: none) as well, ``--orders`` the combos ordered by their exits too.
 4. Whole machine: GpuExecutor over every device with the active weights, planning included
    (a fresh planner: what a sweep pays), end to end, at the fastest block size of 3.
 5. CPU: the fast kernel as sweep workers run it (Evaluator.evaluate: signals, inputs and
    kernel per combo) on a sample, in ``--workers`` threads.
-6. Check: the metrics of ``--check`` combos from the GPU run against the CPU, to 1e-9
-   relative (NaN and inf where the CPU has them); exit status 1 on a mismatch.
+6. Check: the metrics of ``--check`` combos (``--check 100000``: all of them) from the whole
+   machine's run and from the last device run alone against the CPU, to 1e-9 relative (NaN and
+   inf where the CPU has them), and how many cells differ bit for bit; exit status 1 on a
+   mismatch.
 Without a usable GPU the script stops with exit status 2 and says why.
 """
 from __future__ import annotations
 
 import argparse
-import os
+import itertools
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +44,6 @@ from benchlib import DEFAULT_FILE, load_frame
 from threadx.data.bars import Bars, as_bars
 from threadx.engine.layout import METRIC_NAMES
 from threadx.gpu.devices import detect
-from threadx.settings_file import GPU_REGISTERS_ENV
 
 RTOL = 1e-9
 
@@ -113,6 +116,62 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _caps(text: str) -> list[int]:
+    """``--max-registers``: "0" (none), "128" or "0,168,128,96"."""
+    try:
+        caps = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"register caps are whole numbers such as 128 or 0,128,96, not {text!r}")
+    if not caps or any(cap and not 16 <= cap <= 255 for cap in caps):
+        raise argparse.ArgumentTypeError(f"each register cap is 0 (none) or 16 to 255, not {text!r}")
+    return caps
+
+
+def _differences(got: np.ndarray, want: np.ndarray) -> str:
+    """How far ``got`` is from ``want``: 'equal', else the cells that differ and the largest
+    relative difference."""
+    same = (got == want) | (np.isnan(got) & np.isnan(want))
+    if same.all():
+        return "equal"
+    finite = ~same & np.isfinite(got) & np.isfinite(want)
+    rel = np.abs(got[finite] - want[finite]) / np.maximum(np.abs(want[finite]), 1e-300)
+    return f"{int((~same).sum())} cells differ (max relative {rel.max() if rel.size else np.inf:.2e})"
+
+
+def _time_parts(executor: Any) -> dict[str, list]:
+    """Seconds of each batch's plan and device run in ``executor`` (its methods wrapped)."""
+    spent: dict[str, list] = {"plan": [], "execute": [], "sizes": []}
+    planner_plan, execute = executor.planner.plan, executor.execute
+
+    def plan(ids):
+        started = time.perf_counter()
+        try:
+            return planner_plan(ids)
+        finally:
+            spent["plan"].append(time.perf_counter() - started)
+            spent["sizes"].append(len(ids))
+
+    def run(batch):
+        started = time.perf_counter()
+        try:
+            return execute(batch)
+        finally:
+            spent["execute"].append(time.perf_counter() - started)
+
+    executor.planner.plan, executor.execute = plan, run
+    return spent
+
+
+def by_signal_and_exits(plan: Any) -> np.ndarray:
+    """The plan's combos that run, ordered by signal row, then level lines, then parameter row
+    (an experiment beside ``Plan.by_signal``: neighbouring threads that also share their exits
+    may diverge less)."""
+    ok = plan.ok
+    keys = [plan.rows[ok, j] for j in reversed(range(plan.rows.shape[1]))]
+    keys += [plan.lines[ok, j] for j in reversed(range(plan.lines.shape[1]))]
+    return ok[np.lexsort([*keys, plan.sig[ok]])]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("parquet", nargs="?", default=str(DEFAULT_FILE))
@@ -124,11 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads-per-block", type=_sizes, default=[None],
                         help="CUDA block size, or several to compare: 64,128,256 (default: the kernel's, 128)")
-    parser.add_argument("--max-registers", type=int, default=None,
-                        help="register cap of the kernel (THREADX_GPU_MAX_REGISTERS; default: none)")
+    parser.add_argument("--max-registers", type=_caps, default=None,
+                        help="register cap of the kernel, or several to compare: 0,168,128,96 (0: none; "
+                             "default: THREADX_GPU_MAX_REGISTERS, else none)")
+    parser.add_argument("--orders", action="store_true",
+                        help="also time each device with its combos ordered by signal, then levels and exit params")
     args = parser.parse_args(argv)
-    if args.max_registers:
-        os.environ[GPU_REGISTERS_ENV] = str(args.max_registers)  # read when the kernel is built
 
     status = detect()
     if not status.available:
@@ -138,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from threadx.gpu.balance import active_weights
     from threadx.gpu.executor import GpuExecutor
-    from threadx.gpu.kernel import DeviceRunner
+    from threadx.gpu.kernel import DeviceRunner, register_cap
+
+    if args.max_registers is None:
+        args.max_registers = [register_cap()]
 
     frame = load_frame(args.parquet)
     if args.bars:
@@ -170,33 +233,59 @@ def main(argv: list[str] | None = None) -> int:
           f"in {plan_s:.2f} s ({len(ids) / plan_s:,.0f} combos/s: rows {stats['rows_s']:.2f} s, "
           f"signals {stats['signals_s']:.2f} s, lines {stats['lines_s']:.2f} s)")
 
-    # 3. each device alone, at each block size
+    # 3. each device alone, at each register cap and block size
     rows, fastest = [], {}
     for device in status.devices:
-        for size in args.threads_per_block:
-            runner = DeviceRunner(device, bars, evaluator.funding, evaluator.block_end,
+        for cap, size in itertools.product(args.max_registers, args.threads_per_block):
+            runner = DeviceRunner(device, bars, evaluator.funding, evaluator.block_end, max_registers=cap,
                                   **({"threads_per_block": size} if size else {}))
-            runner.run(plan.subset(plan.ok[:1024]))  # compiles and loads the kernel: not timed
             started = time.perf_counter()
-            runner.run(plan)
-            rate = len(plan.ok) / (time.perf_counter() - started)
+            runner.run(plan.subset(plan.ok[:1024]))  # compiles and loads the kernel: not timed
+            compiled_s = time.perf_counter() - started
+            best, parts = np.inf, {}
+            for _ in range(3):  # the best of 3 (one run is at the mercy of the host)
+                runner.timings = dict.fromkeys(runner.timings, 0.0)
+                started = time.perf_counter()
+                base = runner.run(plan)[0]
+                if time.perf_counter() - started < best:
+                    best, parts = time.perf_counter() - started, dict(runner.timings)
+            rate = len(plan.ok) / best
+            alone = base  # the metrics of the last device run, by plan position (checked in 6)
+            extra = ""
+            if args.orders:
+                order = by_signal_and_exits(plan)
+                started = time.perf_counter()
+                runner.run(plan, positions=order)
+                extra += f"; ordered by signal, levels and exit params: {len(order) / (time.perf_counter() - started):,.0f} combos/s"
             runner.close()
-            label = f"GPU {device.index} {device.name}" + (f", {size} threads/block" if size else "")
+            label = (f"GPU {device.index} {device.name}" + (f", {size} threads/block" if size else "")
+                     + (f", {cap} registers cap" if cap else ""))
             rows.append((label, rate))
-            fastest[size] = fastest.get(size, 0.0) + rate
-    size = max(fastest, key=fastest.get)
+            fastest[(size, cap)] = fastest.get((size, cap), 0.0) + rate
+            used = runner.registers()
+            print(f"{label}: {rate:,.0f} combos/s; host inputs {parts['inputs']:.3f} s, upload {parts['upload']:.3f} s, "
+                  f"kernel {parts['kernel']:.3f} s ({len(plan.ok) / parts['kernel']:,.0f} combos/s), download "
+                  f"{parts['download']:.3f} s"
+                  + (f"; {used[0]} registers, {used[1]} B local a thread" if used else "")
+                  + f"; first launch {compiled_s:.1f} s" + extra, flush=True)
+    size, cap = max(fastest, key=fastest.get)
     block = {"threads_per_block": size} if size else {}
+    block["max_registers"] = cap
 
     # 4. the whole machine, planning included
     executor = GpuExecutor(task, bars, indicators, devices=status.devices, weights=weights,
                            runner_factory=lambda *a: DeviceRunner(*a, **block))
+    spent = _time_parts(executor)
     started = time.perf_counter()
     results = list(executor.run(iter(np.array_split(ids, max(1, len(ids) // 8192)))))
     machine_s = time.perf_counter() - started
+    print(f"whole machine: {machine_s:.2f} s; batches of {spent['sizes']} combos; "
+          f"plan {sum(spent['plan']):.2f} s ({', '.join(f'{t:.2f}' for t in spent['plan'])}), "
+          f"devices {sum(spent['execute']):.2f} s ({', '.join(f'{t:.2f}' for t in spent['execute'])})", flush=True)
     executor.close()
     got_ids = np.concatenate([r.ids for r in results])
     got = np.concatenate([r.metrics for r in results])
-    rows.append(("whole machine (plan + all GPUs)" + (f", {size} threads/block" if len(fastest) > 1 else ""),
+    rows.append(("whole machine (plan + all GPUs)" + (f", {size} threads/block, cap {cap}" if len(fastest) > 1 else ""),
                  len(ids) / machine_s))
 
     # 5. the CPU, as sweep workers run it
@@ -223,7 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     order = np.argsort(got_ids)
     gpu = got[order][np.searchsorted(got_ids[order], check)]
     cpu = evaluator.evaluate(check).metrics
-    problems = _compare(gpu, cpu)
+    sorter = np.argsort(plan.ids)
+    alone = alone[sorter[np.searchsorted(plan.ids, check, sorter=sorter)]]
+    print(f"\nthe last device run alone: {len(_compare(alone, cpu))} of {len(check):,} combos differ from the CPU "
+          f"beyond {RTOL:g} relative; bit for bit: {_differences(alone, cpu)}")
+    problems = _compare(gpu, cpu) + _compare(alone, cpu)
     if problems:
         print(f"\nMISMATCH on {len(problems)} of {len(check)} combos (first: {problems[:3]})")
         return 1
@@ -234,18 +327,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _compare(gpu: np.ndarray, cpu: np.ndarray) -> list[tuple[int, str]]:
-    bad = []
-    for k in range(len(cpu)):
-        for j, name in enumerate(METRIC_NAMES):
-            a, b = gpu[k, j], cpu[k, j]
-            if np.isnan(b) or np.isinf(b):
-                ok = (np.isnan(a) and np.isnan(b)) or a == b
-            else:
-                ok = abs(a - b) <= RTOL * max(abs(b), 1e-300)
-            if not ok:
-                bad.append((k, name))
-                break
-    return bad
+    """(combo, first metric) of each combo whose GPU metrics are not the CPU's: within ``RTOL``
+    relative where the CPU's is finite, the same NaN or infinity where not."""
+    finite = np.isfinite(cpu)
+    with np.errstate(invalid="ignore"):
+        near = np.abs(gpu - cpu) <= RTOL * np.maximum(np.abs(cpu), 1e-300)
+    ok = np.where(finite, near, (np.isnan(gpu) & np.isnan(cpu)) | (gpu == cpu))
+    return [(int(k), METRIC_NAMES[int(np.argmin(ok[k]))]) for k in np.flatnonzero(~ok.all(axis=1))]
 
 
 if __name__ == "__main__":

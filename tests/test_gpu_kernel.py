@@ -46,6 +46,22 @@ def test_device_functions_are_the_engine_code_objects():
                 assert device_fn.py_func.__globals__[callee] is built[callee]  # callees resolve to device versions
 
 
+def test_register_cap_defaults_to_the_measured_one_and_reads_the_environment(monkeypatch):
+    from threadx.gpu.kernel import DEFAULT_MAX_REGISTERS, register_cap
+    from threadx.settings_file import GPU_REGISTERS_ENV
+
+    monkeypatch.delenv(GPU_REGISTERS_ENV, raising=False)
+    assert register_cap() == DEFAULT_MAX_REGISTERS == 128
+    monkeypatch.setenv(GPU_REGISTERS_ENV, "0")
+    assert register_cap() == 0  # no cap
+    monkeypatch.setenv(GPU_REGISTERS_ENV, "96")
+    assert register_cap() == 96
+    for bad, says in (("many", "whole number"), ("300", "16 to 255"), ("8", "16 to 255")):
+        monkeypatch.setenv(GPU_REGISTERS_ENV, bad)
+        with pytest.raises(ValueError, match=says):
+            register_cap()
+
+
 def _nvvm_available() -> bool:
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return False

@@ -108,6 +108,23 @@ def test_combos_run_at_given_positions_in_that_order_row_for_row(bars, monkeypat
     assert_metrics_match(whole, evaluator.evaluate(ids).metrics)
 
 
+def test_a_runner_splits_its_time_and_builds_one_kernel_per_register_cap(bars):
+    """The seconds of host inputs, upload, kernel and download add up over launches (the
+    benchmark prints them); runners of one cap share its compiled kernel."""
+    evaluator = evaluator_for("bb_atr", bars)
+    plan = Planner(evaluator).plan(random_ids(evaluator, 4, seed=5))
+    device = detect().devices[0]
+    runner = DeviceRunner(device, bars, evaluator.funding, None, threads_per_block=4, max_registers=96)
+    assert runner.timings == {"inputs": 0.0, "upload": 0.0, "kernel": 0.0, "download": 0.0}
+    runner.run(plan)
+    first = dict(runner.timings)
+    assert first["kernel"] > 0.0 and all(v >= 0.0 for v in first.values())
+    runner.run(plan)
+    assert runner.timings["kernel"] > first["kernel"]
+    assert DeviceRunner(device, bars, evaluator.funding, None, max_registers=96).kernel is runner.kernel
+    assert runner.registers() is None  # the simulator compiles nothing
+
+
 def test_kernel_with_funding_and_leverage_matches(bars):
     import pandas as pd
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 import types
 import warnings
 from contextlib import contextmanager
@@ -32,6 +33,10 @@ from threadx.engine import layout as engine_layout
 from threadx.engine.layout import N_METRICS, N_PARAMS, N_STATE, N_TRADE_COLS
 
 THREADS_PER_BLOCK = 128
+# a thread's registers: ~134 without a cap (H200, numba-cuda 0.30); 128 spills a little and lets a
+# third block of 128 threads onto each multiprocessor: 100,000 bb_atr combos' kernel 0.078-0.080 s
+# against 0.090-0.093 s (benchmarks/bench_gpu.py --max-registers 0,128, 2026-12-04)
+DEFAULT_MAX_REGISTERS = 128
 _MEMORY_SHARE = 0.6  # of the free device memory one launch may use
 
 
@@ -40,7 +45,7 @@ KERNEL_VERSION = source_hash(engine, engine_layout, __file__)
 
 _build_lock = threading.Lock()
 _compile_lock = threading.Lock()
-_built: dict[str, Any] = {}
+_built: dict[int, Any] = {}  # register cap (0: none) -> the batch kernel
 
 # Set by _build(): the numba.cuda module, float64 and the device versions of the engine loops.
 cuda: Any = None
@@ -88,8 +93,9 @@ def _batch(o, h, l, c, funding, signals, lines, order, sig_row, line_rows, param
             metrics[t, j] = m[j]
 
 
-def _build() -> dict[str, Any]:
-    """The batch kernel (block moments on when its block_end is not empty), built once per process."""
+def _build(max_registers: int = 0) -> Any:
+    """The batch kernel (block moments on when its block_end is not empty) under a register
+    cap (0: none), built once per process and cap."""
     global cuda, float64, _run
     with _build_lock:
         if not _built:
@@ -102,11 +108,22 @@ def _build() -> dict[str, Any]:
             functions = device_functions()
             cuda, float64 = numba_cuda, numba_float64
             _run = functions["run"]
-            # ~200 registers a thread without a cap (no spills); a cap trades spills for occupancy
-            cap = int(os.environ.get(GPU_REGISTERS_ENV) or 0)
-            options = {"max_registers": cap} if cap and not simulator() else {}
-            _built["batch"] = numba_cuda.jit(**options)(_batch)
-    return _built
+        cap = 0 if simulator() else int(max_registers)
+        if cap not in _built:
+            _built[cap] = cuda.jit(**({"max_registers": cap} if cap else {}))(_batch)
+    return _built[cap]
+
+
+def register_cap() -> int:
+    """The kernel's register cap: THREADX_GPU_MAX_REGISTERS (0: none), else DEFAULT_MAX_REGISTERS."""
+    text = os.environ.get(GPU_REGISTERS_ENV) or str(DEFAULT_MAX_REGISTERS)
+    try:
+        cap = int(text)
+    except ValueError:
+        raise ValueError(f"{GPU_REGISTERS_ENV} is a whole number of registers (0: no cap), not {text!r}") from None
+    if cap and not 16 <= cap <= 255:
+        raise ValueError(f"{GPU_REGISTERS_ENV} is 0 (no cap) or 16 to 255 registers a thread, not {cap}")
+    return cap
 
 
 def simulator() -> bool:
@@ -157,13 +174,16 @@ class DeviceRunner:
     """Runs plans on one device; the bars, funding and block bounds stay on it."""
 
     def __init__(self, device: Any, bars: Bars, funding: np.ndarray | None, block_end: np.ndarray | None,
-                 threads_per_block: int = THREADS_PER_BLOCK):
+                 threads_per_block: int = THREADS_PER_BLOCK, max_registers: int | None = None):
         self.device = device
         self.n_bars = len(bars)
         self.n_blocks = 0 if block_end is None else len(block_end)
         self.threads_per_block = int(threads_per_block)
-        self.kernels = _build()
+        self.max_registers = register_cap() if max_registers is None else int(max_registers)
+        self.kernel = _build(self.max_registers)
         self.cuda = cuda
+        # seconds spent in each part of the launches so far (host inputs, upload, kernel, download)
+        self.timings = dict.fromkeys(("inputs", "upload", "kernel", "download"), 0.0)
         with self._context():
             put = self.cuda.to_device
             self._bars = [put(np.ascontiguousarray(getattr(bars, col), dtype=np.float64))
@@ -213,21 +233,48 @@ class DeviceRunner:
         return max(1, int(math.ceil(need / (_MEMORY_SHARE * free)))) if math.isfinite(free) and free > 0 else 1
 
     def _launch(self, plan, order: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Metrics (and block moments) of ``plan``'s combos at ``order``, row for row, in one
+        launch: on an H200 a launch lasts about as long as its slowest warps, so 100,000 bb_atr
+        combos in pieces of 16,384 or 32,768 took 1.3 to 2.6 times as long as in one, the signal
+        rows of the next piece uploading meanwhile (benchmarks/bench_gpu.py, 2026-12-04)."""
         put = self.cuda.to_device
         m = len(order)
-        inputs = (*self._bars, self._funding, *(put(a) for a in launch_inputs(plan, order)))
+        clock = time.perf_counter()
+        host = launch_inputs(plan, order)
+        clock = self._lap("inputs", clock)
+        inputs = (*self._bars, self._funding, *(put(a) for a in host))
         d_metrics = self.cuda.device_array((m, N_METRICS), dtype=np.float64)
         d_blocks = self.cuda.device_array((m, self.n_blocks, 2), dtype=np.float64)  # (m, 0, 2) when off
         args = [*inputs, d_metrics, self._trades, self._equity, self._block_end, d_blocks]
-        kernel = self.kernels["batch"]
         grid = (m + self.threads_per_block - 1) // self.threads_per_block
+        clock = self._lap("upload", clock)
         if simulator():
-            kernel[grid, self.threads_per_block](*args)
+            self.kernel[grid, self.threads_per_block](*args)
         else:
             with _compile_lock, _without_fma():  # a launch that compiles (first on a device) does it here
-                kernel[grid, self.threads_per_block](*args)
+                self.kernel[grid, self.threads_per_block](*args)
+        self.cuda.synchronize()  # (the download would wait for it anyway: this only splits the time)
+        clock = self._lap("kernel", clock)
         metrics = d_metrics.copy_to_host()
-        return metrics, (d_blocks.copy_to_host() if self.n_blocks else None)
+        blocks = d_blocks.copy_to_host() if self.n_blocks else None
+        self._lap("download", clock)
+        return metrics, blocks
+
+    def _lap(self, part: str, since: float) -> float:
+        now = time.perf_counter()
+        self.timings[part] += now - since
+        return now
+
+    def registers(self) -> tuple[int, int] | None:
+        """(registers, local memory bytes) a thread of the compiled kernel uses, where numba
+        says (None before the first launch, or under the simulator)."""
+        try:
+            regs = self.kernel.get_regs_per_thread()
+            local = self.kernel.get_local_mem_per_thread()
+        except Exception:  # noqa: BLE001 - a numba without these, or not compiled yet
+            return None
+        one = lambda v: max(v.values()) if isinstance(v, dict) else v  # noqa: E731 - per signature
+        return (int(one(regs)), int(one(local))) if regs else None
 
     def close(self) -> None:
         """Free the device arrays (the context stays, numba owns it)."""
