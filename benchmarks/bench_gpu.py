@@ -105,26 +105,23 @@ def launch_host_once(plan: Any) -> tuple[tuple, float]:
     return arrays, time.perf_counter() - started
 
 
-def _sizes(text: str) -> list[int]:
-    """``--threads-per-block``: "128" or "64,128,256" (each a multiple of 32, the warp size)."""
-    try:
-        sizes = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"block sizes are whole numbers such as 128 or 64,128,256, not {text!r}")
-    if not sizes or any(size < 32 or size > 1024 or size % 32 for size in sizes):
-        raise argparse.ArgumentTypeError(f"each block size is a multiple of 32 from 32 to 1024, not {text!r}")
-    return sizes
+def _numbers(what: str, example: str, fits: Any, rule: str) -> Any:
+    """An argparse type for a comma-separated list of whole numbers, each of which ``fits``."""
+    def parse(text: str) -> list[int]:
+        try:
+            numbers = [int(part) for part in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} are whole numbers such as {example}, not {text!r}") from None
+        if not all(fits(n) for n in numbers):
+            raise argparse.ArgumentTypeError(f"each of the {what} is {rule}, not {text!r}")
+        return numbers
+    return parse
 
 
-def _caps(text: str) -> list[int]:
-    """``--max-registers``: "0" (none), "128" or "0,168,128,96"."""
-    try:
-        caps = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"register caps are whole numbers such as 128 or 0,128,96, not {text!r}")
-    if not caps or any(cap and not 16 <= cap <= 255 for cap in caps):
-        raise argparse.ArgumentTypeError(f"each register cap is 0 (none) or 16 to 255, not {text!r}")
-    return caps
+# --threads-per-block (a multiple of the warp size) and --max-registers (0: no cap)
+_sizes = _numbers("block sizes", "128 or 64,128,256", lambda n: 32 <= n <= 1024 and n % 32 == 0,
+                  "a multiple of 32 from 32 to 1024")
+_caps = _numbers("register caps", "128 or 0,128,96", lambda n: n == 0 or 16 <= n <= 255, "0 (none) or 16 to 255")
 
 
 def _differences(got: np.ndarray, want: np.ndarray) -> str:
@@ -139,26 +136,23 @@ def _differences(got: np.ndarray, want: np.ndarray) -> str:
 
 
 def _time_parts(executor: Any) -> dict[str, list]:
-    """Seconds of each batch's plan and device run in ``executor`` (its methods wrapped)."""
+    """Seconds of each batch's plan and device run in ``executor`` (its methods wrapped), and
+    the batches' sizes."""
     spent: dict[str, list] = {"plan": [], "execute": [], "sizes": []}
-    planner_plan, execute = executor.planner.plan, executor.execute
 
-    def plan(ids):
-        started = time.perf_counter()
-        try:
-            return planner_plan(ids)
-        finally:
-            spent["plan"].append(time.perf_counter() - started)
-            spent["sizes"].append(len(ids))
+    def timed(part: str, method: Any) -> Any:
+        def call(arg: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(arg)
+            finally:
+                spent[part].append(time.perf_counter() - started)
+                if part == "plan":
+                    spent["sizes"].append(len(arg))
+        return call
 
-    def run(batch):
-        started = time.perf_counter()
-        try:
-            return execute(batch)
-        finally:
-            spent["execute"].append(time.perf_counter() - started)
-
-    executor.planner.plan, executor.execute = plan, run
+    executor.planner.plan = timed("plan", executor.planner.plan)
+    executor.execute = timed("execute", executor.execute)
     return spent
 
 
