@@ -541,6 +541,7 @@ class _Session:
     seed: int
     tick: Callable[[str], None]
     ctx: _Context
+    determinism_sets: list[ParamSet] | None = None  # (None: the determinism check works them out, or their error)
     runs: dict[str, _Run] = field(default_factory=dict)
 
     def run(self, ps: ParamSet) -> _Run:
@@ -694,7 +695,7 @@ def _signals(s: _Session) -> CheckResult:
 
 def _determinism(s: _Session) -> CheckResult:
     details, findings = [], []
-    sets = _determinism_sets(s.spec, s.sets)
+    sets = s.determinism_sets if s.determinism_sets is not None else _determinism_sets(s.spec, s.sets)
     s.tick("determinism: the param sets in other processes")
     elsewhere, unavailable = _other_process_runs(s, sets)
     if unavailable is not None and unavailable.kind == "failed":  # spawned workers and a cluster would fail alike
@@ -947,10 +948,13 @@ def check_strategy(spec: StrategySpec, bars: Bars | pd.DataFrame, *, combos: int
                             "by the params' bounds or constraints" if refused else
                             f"{len(sets)} distinct param sets (the ranges allow no more)")
 
-    try:
-        n_determinism = len(_determinism_sets(spec, sets)) if "determinism" in wanted else 0
-    except Exception:  # noqa: BLE001 - a constraint raising: the determinism check reports it
-        n_determinism = len(sets)
+    determinism_sets = None
+    if "determinism" in wanted:
+        try:
+            determinism_sets = _determinism_sets(spec, sets)
+        except Exception:  # noqa: BLE001 - a constraint raising: the determinism check meets it again and reports it
+            pass
+    n_determinism = (len(sets) if determinism_sets is None else len(determinism_sets)) if "determinism" in wanted else 0
     counts = (len(sets), len(cut_points(len(bars))), n_determinism)
     total = sum(_steps(name, *counts) for name in wanted)
     done = 0
@@ -961,7 +965,8 @@ def check_strategy(spec: StrategySpec, bars: Bars | pd.DataFrame, *, combos: int
             progress(text, min(done / total, 1.0) if total else 0.0)
         done += 1
 
-    session = _Session(spec, bars, sets, bank if bank is not None else _fresh_bank(), seed, tick, _Context())
+    session = _Session(spec, bars, sets, bank if bank is not None else _fresh_bank(), seed, tick, _Context(),
+                       determinism_sets)
     for name in wanted:
         t0 = time.perf_counter()
         begun = done
