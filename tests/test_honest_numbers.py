@@ -126,6 +126,9 @@ def test_walk_forward_dsr_counts_distinct_effective_combos(synthetic_bars):
     assert len(wf.combos) == 6
     report = validate_walk_forward(wf, n=100, S=4)
     assert report.dsr.n_trials == 3 and report.pbo.n_combos == 3
+    kept = wf.combos[wf.combos["bb_std"] == wf.combos["bb_std"].iloc[0]]["combo_id"]  # one row of each pair
+    assert sorted(report.pbo.combo_indices.tolist()) == sorted(kept.tolist())  # combo ids, not rows
+    assert set(report.pbo.best_index.tolist()) <= set(kept.tolist())
 
 
 # --- min_trades: one default everywhere -----------------------------------------------------

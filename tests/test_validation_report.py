@@ -148,6 +148,20 @@ def test_pbo_of_a_large_sweep_reads_a_subset_that_keeps_the_winner(run):
     np.testing.assert_array_equal(run.ok_ids(), np.sort(run.ok()["combo_id"].to_numpy()))
 
 
+def test_pbo_of_a_sweep_names_the_combos_it_used_and_each_splits_winner_by_combo_id(run):
+    """Not by row of its internal moments (0..n-1), which nothing outside can map back."""
+    from threadx.validation.pbo import pbo_from_moments
+
+    winner = int(run.top(1).iloc[0]["combo_id"])
+    for part in (threadx.pbo(run, S=4), threadx.pbo(run, S=4, max_combos=10)):
+        assert set(part.combo_indices.tolist()) <= set(run.ok_ids().tolist()) and winner in part.combo_indices
+        ids, sums, sqs, counts = run.block_moments(np.sort(part.combo_indices))
+        direct = pbo_from_moments(sums, sqs, counts, S=4)  # the same combos, rows 0..n-1
+        np.testing.assert_array_equal(part.best_index, ids[direct.best_index])
+        np.testing.assert_array_equal(part.logits, direct.logits)
+    assert not np.array_equal(np.sort(part.combo_indices), np.arange(10))  # the subset's ids, not its positions
+
+
 @pytest.mark.parametrize("winner, neighbours, maximize, expected", [
     (2.0, [1.0, 1.5], True, 0.625),        # positive, maximised: neighbours keep 62.5 %
     (-0.2, [-0.4, -0.4], True, 0.5),       # negative (e.g. max drawdown), maximised: worse neighbours < 1

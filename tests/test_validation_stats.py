@@ -494,14 +494,36 @@ def test_pbo_of_combos_that_all_gave_the_same_returns_is_not_available() -> None
     assert 0.0 <= pbo_from_moments(s, q + s * s, np.full(32, 10), S=8).pbo <= 1.0
 
 
+def test_pbo_rejects_moments_that_no_returns_can_have() -> None:
+    rng = np.random.default_rng(1)
+    r = rng.normal(size=(40, 5))
+    sums = np.add.reduceat(r, np.arange(0, 40, 5), axis=0).T
+    sumsq = np.add.reduceat(r * r, np.arange(0, 40, 5), axis=0).T
+    counts = np.full(8, 5)
+    pbo_from_moments(sums, sumsq, counts, S=4)  # real moments: fine
+    bad = sumsq.copy()
+    bad[2, 3] = -1.0  # a negative sum of squares (it read PBO 1.00, "all combos gave the same returns")
+    with pytest.raises(ParamError, match="impossible block moments.*first rows \\[2\\]"):
+        pbo_from_moments(sums, bad, counts, S=4)
+    bad = sumsq.copy()
+    bad[4, 0] = sums[4, 0] ** 2 / 5 * 0.5  # below the square of the sum over the bars
+    with pytest.raises(ParamError, match="impossible"):
+        pbo_from_moments(sums, bad, counts, S=4)
+    nan = sums.copy()
+    nan[1] = np.nan  # a failed combo is left out, not impossible
+    assert pbo_from_moments(nan, sumsq, counts, S=4).n_invalid == 1
+
+
 def test_pbo_rejects_bad_shapes() -> None:
     s = np.zeros((4, 8))
     with pytest.raises(ParamError, match="shape"):
         pbo_from_moments(s, np.zeros((4, 7)), np.full(8, 10))
     with pytest.raises(ParamError, match="counts"):
         pbo_from_moments(s, s, np.full(7, 10), S=4)
-    with pytest.raises(ParamError, match="at least one bar"):
+    with pytest.raises(ParamError, match="at least 2 bars"):
         pbo_from_moments(s, s, np.array([1, 0, 0, 1, 1, 1, 1, 1]), S=8)
+    with pytest.raises(ParamError, match="at least 2 bars"):  # a one-bar half: no Sharpe, every split tied
+        pbo_from_returns(np.random.default_rng(0).normal(size=(3, 4)), S=2)
     with pytest.raises(ParamError, match="keep"):
         pbo_from_moments(s, s, np.full(8, 10), S=4, keep=[9])
     with pytest.raises(ParamError, match="matrix"):

@@ -143,7 +143,7 @@ class ParamSet:
     def label(self, defaults: Mapping[str, Any] | None = None) -> str:
         """The name, with the values that differ from ``defaults``."""
         changed = {k: v for k, v in self.params.items() if defaults is None or defaults.get(k) != v}
-        if not changed or self.name == "defaults" or self.name.startswith("defaults, "):  # (it names its change)
+        if not changed or self.name == "defaults":
             return self.name
         return f"{self.name} ({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 

@@ -43,7 +43,10 @@ _REL_VAR_FLOOR = 1e-12
 
 @dataclass(frozen=True)
 class PBOResult:
-    """CSCV outcome: PBO, the logits and the selected combo's IS/OOS Sharpe per split (per bar)."""
+    """CSCV outcome: PBO, the logits and the selected combo's IS/OOS Sharpe per split (per bar).
+    ``best_index`` (each split's IS winner) and ``combo_indices`` (the combos used) are rows of
+    the input of :func:`pbo_from_moments` / :func:`pbo_from_returns`, and combo ids in the result
+    of ``threadx.pbo(run)`` and of a sweep's validation report."""
 
     pbo: float
     logits: np.ndarray
@@ -129,6 +132,15 @@ def pbo_from_moments(
     if keep_idx.size > max_combos:
         raise ParamError(f"{keep_idx.size} combos to keep exceed max_combos={max_combos}")
 
+    with np.errstate(invalid="ignore", divide="ignore"):  # sums of squares below sum**2 / bars are impossible
+        floor = np.where(c > 0, s * s / np.where(c > 0, c, 1.0), 0.0)
+        # (1e-5: stored moments are float32, ~6e-8 relative each; a real block's gap is 0 or far larger)
+        impossible = ((q < floor * (1.0 - 1e-5)) | ((c == 0) & ((s != 0.0) | (q != 0.0)))) & np.isfinite(s + q)
+    if impossible.any():
+        rows = np.flatnonzero(impossible.any(axis=1))
+        raise ParamError(f"{rows.size} combos have impossible block moments (a sum of squares below the square of "
+                         f"the sum over the block's bars, or returns in a block of 0 bars), first rows "
+                         f"{rows[:5].tolist()}: these are not sums of per-bar returns and their squares")
     valid = np.isfinite(s).all(axis=1) & np.isfinite(q).all(axis=1)
     bad_keep = keep_idx[~valid[keep_idx]]
     if bad_keep.size:
@@ -156,9 +168,9 @@ def pbo_from_moments(
     gs = np.add.reduceat(s[idx], starts, axis=1)
     gq = np.add.reduceat(q[idx], starts, axis=1)
     gn = np.add.reduceat(c, starts)
-    if (gn < 1).any():
-        raise ParamError(f"every one of the S={S} groups needs at least one bar; bar counts per group: "
-                         f"{gn.astype(int).tolist()}")
+    if (gn < 2).any():  # (a one-bar half has no Sharpe: every split tied at 0 and read PBO 1.00)
+        raise ParamError(f"every one of the S={S} groups needs at least 2 bars (a Sharpe needs two returns); bar "
+                         f"counts per group: {gn.astype(int).tolist()}: use a smaller S or a longer period")
     if not (np.ptp(s[idx], axis=0).any() or np.ptp(q[idx], axis=0).any()):
         # (every split's ranks tie at the median: it read PBO 1.00, "certainly overfit", beside no loss)
         raise ParamError(f"all {n:,} combos gave the same returns in every block: none was selected over another, "

@@ -307,7 +307,14 @@ def _sweep_pbo(run: SweepRun, trials: tuple[pd.DataFrame, int], winner: int, S: 
     if len(ids) < len(ok_ids):
         notes.append(f"{len(ids):,} of {len(ok_ids):,} successful combos (a seeded random subset that keeps the "
                      "winner) to bound memory")
-    return replace(result, n_combos_total=len(ok_ids), note="; ".join(notes))
+    return _as_combo_ids(replace(result, n_combos_total=len(ok_ids), note="; ".join(notes)), ids)
+
+
+def _as_combo_ids(result: PBOResult, ids: np.ndarray) -> PBOResult:
+    """``result`` with its IS winners and the combos it used as combo ids (``ids``: the combo id
+    of each row of its input): the rows mean nothing outside."""
+    ids = np.asarray(ids, dtype=np.int64)
+    return replace(result, best_index=ids[result.best_index], combo_indices=ids[result.combo_indices])
 
 
 def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *, store: Any = None,
@@ -359,8 +366,9 @@ def validate_walk_forward(wf: WalkForwardResult, *, n: int = DEFAULT_BOOTSTRAP, 
     dsr = _dsr(wf.oos_returns(), wf.full_metrics[distinct, _SHARPE], bpy)
     counts = np.diff(np.concatenate([[0], wf.block_end]))
     keep = [] if best is None else [int(distinct[:best].sum())]
-    pbo_result, pbo_error = _try_pbo(lambda: pbo_from_moments(
-        wf.blocks[distinct, :, 0], wf.blocks[distinct, :, 1], counts, S=S, keep=keep, seed=seed))
+    pbo_result, pbo_error = _try_pbo(lambda: _as_combo_ids(pbo_from_moments(
+        wf.blocks[distinct, :, 0], wf.blocks[distinct, :, 1], counts, S=S, keep=keep, seed=seed),
+        wf.combos["combo_id"].to_numpy()[distinct]))
     if best is None:
         stab = unavailable_stability(wf.objective, wf.config["maximize"],
                                      "no combo met the minimum trade count on the whole period")
