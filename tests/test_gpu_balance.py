@@ -280,3 +280,12 @@ def test_sweep_with_executor_gpu_completes_despite_a_failing_device(bars, tmp_pa
     a = gpu.results.sort_values("combo_id").reset_index(drop=True)
     b = cpu.results.sort_values("combo_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_bad_register_cap_is_one_error_before_any_device_runs(bars, config_dir, monkeypatch):
+    """Not a failure of each device in turn, its combos handed on to the CPU."""
+    from threadx.settings_file import GPU_REGISTERS_ENV
+
+    monkeypatch.setenv(GPU_REGISTERS_ENV, "lots")
+    with pytest.raises(ValueError, match=f"{GPU_REGISTERS_ENV} is a whole number"):
+        _executor(bars, devices=[A100, H100])

@@ -22,7 +22,7 @@ from threadx.data.bars import Bars
 from threadx.engine.layout import N_METRICS, N_PARAMS
 from threadx.gpu.balance import Weights, active_weights, split_counts
 from threadx.gpu.devices import GpuDevice, require_gpu
-from threadx.gpu.kernel import DeviceRunner
+from threadx.gpu.kernel import DeviceRunner, register_cap
 from threadx.optimize.evaluate import ChunkResult, Evaluator, SweepTask
 from threadx.optimize.plan import Plan, Planner, run_plan
 
@@ -60,6 +60,7 @@ class GpuExecutor:
     failures: list[DeviceFailure] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        register_cap()  # a bad THREADX_GPU_MAX_REGISTERS: this error now, not each device "failing" later
         if self.runner_factory is None:
             self.runner_factory = DeviceRunner
         if self.devices is None:
