@@ -26,6 +26,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from threadx.data.bars import Bars
+from threadx.errors import ParamError
 from threadx.settings_file import GPU_REGISTERS_ENV
 from threadx.codehash import source_hash
 from threadx.engine import kernel as engine
@@ -120,9 +121,9 @@ def register_cap() -> int:
     try:
         cap = int(text)
     except ValueError:
-        raise ValueError(f"{GPU_REGISTERS_ENV} is a whole number of registers (0: no cap), not {text!r}") from None
+        raise ParamError(f"{GPU_REGISTERS_ENV} is a whole number of registers (0: no cap), not {text!r}") from None
     if cap and not 16 <= cap <= 255:
-        raise ValueError(f"{GPU_REGISTERS_ENV} is 0 (no cap) or 16 to 255 registers a thread, not {cap}")
+        raise ParamError(f"{GPU_REGISTERS_ENV} is 0 (no cap) or 16 to 255 registers a thread, not {cap}")
     return cap
 
 
