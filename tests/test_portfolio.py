@@ -464,6 +464,48 @@ def test_a_portfolio_of_research_winners_runs_under_the_research_engine_options(
         [runner], fee_bps=10.0, fill="close", save=False).metrics["final_equity"]
 
 
+def test_a_portfolio_of_research_winners_says_when_funding_is_not_what_they_were_chosen_under(
+        tmp_path, monkeypatch, capsys):
+    """A funding file replaced or deleted after the research ran the portfolio at -41.07 % or
+    -20.87 % without a word (a hostile test): each is now a warning, as other engine options are."""
+    from threadx.cli import main
+    from threadx.data.funding import stored_funding, write_funding
+    from threadx.engine.inputs import funding_record
+    from threadx.portfolio.runners import funding_differences, research_funding
+    from threadx.validation.research import load_research, save_research
+
+    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path))
+    path = tmp_path / "AAA_USDT-1h.parquet"
+    frame = hand_frame(A_CLOSES)
+    frame.to_parquet(path)
+    times = pd.date_range(frame.index[0].floor("D"), frame.index[-1], freq="8h")
+    write_funding(pd.Series(0.0001, index=times), tmp_path / "AAA_USDT-funding.parquet")
+    _stored_research(tmp_path, [path])
+    stored = load_research("r", tmp_path)
+    stored.config["funding"] = {path.stem: funding_record(stored_funding(str(path)))}  # as a research pins it
+    save_research(stored, tmp_path)
+    runners = [Runner("test_threshold", DatasetRef(str(path), path.stem), {"enter_above": 110.0})]
+    pinned = research_funding("r")
+    assert funding_differences(runners, pinned) == []
+    assert main(["portfolio", "--from-research", "r", "--json"]) == 0
+    assert "funding" not in capsys.readouterr().err
+    off = funding_differences(runners, pinned, use_funding=False)
+    assert len(off) == 1 and off[0].startswith(f"funding of {path.stem}: none (the research's winners were chosen "
+                                               "under <Series of")
+    write_funding(pd.Series(0.003, index=times), tmp_path / "AAA_USDT-funding.parquet")
+    assert main(["portfolio", "--from-research", "r", "--json"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: funding of {path.stem}: <Series of {len(times):,} rates from" in err and "sha256" in err
+    (tmp_path / "AAA_USDT-funding.parquet").unlink()
+    assert main(["portfolio", "--from-research", "r", "--json"]) == 0
+    assert f"warning: funding of {path.stem}: none (the research's winners were chosen under <Series" in (
+        capsys.readouterr().err)
+    assert research_funding(load_research("r", tmp_path)) == pinned
+    stored.config.pop("funding")  # a research that recorded none: nothing to compare
+    save_research(stored, tmp_path)
+    assert research_funding("r") == {} and funding_differences(runners, {}) == []
+
+
 def test_cli_portfolio_from_research_and_runners(tmp_path, monkeypatch, capsys):
     import json
 

@@ -23,9 +23,9 @@ from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
 from threadx.portfolio import Runner, list_portfolios, load_portfolio
 from threadx.portfolio.backtest import DEFAULT_COOLDOWN, DEFAULT_KILL_WINDOW
-from threadx.portfolio.runners import (CHOICE_TEXT, HAND_ADDED, IN_SAMPLE_NOTE, PARAM_CHOICES, in_sample,
-                                       option_differences, research_engine_options, research_origin,
-                                       runners_from_research)
+from threadx.portfolio.runners import (CHOICE_TEXT, HAND_ADDED, IN_SAMPLE_NOTE, PARAM_CHOICES, funding_differences,
+                                       in_sample, option_differences, research_engine_options, research_funding,
+                                       research_origin, runners_from_research)
 from threadx.requests import DatasetRef, PortfolioRequest, describe_options
 from threadx.ui import portfolio as pf
 from threadx.ui import research as rs
@@ -60,6 +60,7 @@ def load_research_runners(research_id: str, strategy: str | None = None, kept_on
     st.session_state["pf_origin"] = research_origin(research_id, choice, kept_only, strategy)
     # the engine options the winners were chosen under: the form's boxes take them, the others ride along
     options = st.session_state["pf_research_options"] = research_engine_options(research_id)
+    st.session_state["pf_research_funding"] = research_funding(research_id)
     for key, box in (("fee_bps", "pf_fee"), ("fill", "pf_fill"), ("leverage", "pf_leverage")):
         if key in options or key == "leverage":
             st.session_state[box] = float(options.get(key) or 0.0) if key != "fill" else options[key]
@@ -145,6 +146,11 @@ def runner_list() -> None:
             if differ:
                 st.warning(f"Other engine options than the research's: {'; '.join(differ)}. Its winners were chosen "
                            "under the research's.")
+        funding = funding_differences([Runner.from_dict(r) for r in runners],
+                                      st.session_state.get("pf_research_funding") or {},
+                                      st.session_state.get("pf_funding", True))
+        if funding:
+            st.warning(f"Other funding than the research's: {'; '.join(funding)}.")
     table = pf.runner_rows(runners)
     shown, config = table_view(table)
     st.dataframe(shown, hide_index=True, width="stretch", column_config=config, key="pf_runner_table")
@@ -164,6 +170,7 @@ def runner_list() -> None:
         st.session_state["pf_runners"] = []
         st.session_state.pop("pf_origin", None)
         st.session_state.pop("pf_research_options", None)
+        st.session_state.pop("pf_research_funding", None)
         st.rerun()
 
 

@@ -234,6 +234,19 @@ def test_portfolio_from_winners_prefills_the_runners(workspace):
     assert at.selectbox(key="pf_research").value == "two-assets"
     table = next(df for df in at.dataframe if "runner" in df.value.columns).value
     assert len(table) == 2 and "strategy defaults" not in set(table["params"])
+    assert "Other funding" not in texts(at.warning)
+    # a funding file fetched after the research chose its winners (it ran without one): said before launch
+    import pandas as pd
+
+    from threadx.data.funding import write_funding
+
+    write_funding(pd.Series(0.0001, index=pd.date_range("2024-01-01", periods=300, freq="8h", tz="UTC")),
+                  workspace / "data" / "test" / "XYZ_USDT-funding.parquet")
+    at.switch_page("views/8_Portfolio.py").run()
+    shown = [w.value for w in at.warning if w.value.startswith("Other funding than the research's")]
+    assert len(shown) == 1 and shown[0].startswith(
+        "Other funding than the research's: funding of test/XYZ_USDT-1h: <Series of 300 rates from ")
+    assert shown[0].endswith("(the research's winners were chosen under none).")
 
 
 def test_a_portfolio_of_research_winners_records_it_is_in_sample(workspace, capsys):

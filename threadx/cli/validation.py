@@ -210,15 +210,19 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
     """Backtest several runners on one shared capital: combined metrics, runners, skips, kill switch."""
     from threadx.portfolio import portfolio_backtest
     from threadx.portfolio.result import portfolio_root
-    from threadx.portfolio.runners import (IN_SAMPLE_NOTE, in_sample, option_differences, research_engine_options,
-                                           research_origin, runners_from_research)
+    from threadx.portfolio.runners import (IN_SAMPLE_NOTE, funding_differences, in_sample, option_differences,
+                                           research_engine_options, research_funding, research_origin,
+                                           runners_from_research)
 
     runners: list[Any] = list(args.runner or [])
     origin = None
     options = _engine_options(args)
     if args.from_research:
-        runners += runners_from_research(args.from_research, args.research_strategy, kept_only=args.kept_only,
-                                         choice=args.research_params)
+        chosen = runners_from_research(args.from_research, args.research_strategy, kept_only=args.kept_only,
+                                       choice=args.research_params)
+        runners += chosen
+        for text in funding_differences(chosen, research_funding(args.from_research), not args.no_funding):
+            print(f"warning: {text}", file=sys.stderr)
         origin = research_origin(args.from_research, args.research_params, args.kept_only, args.research_strategy,
                                  by_hand=bool(args.runner))
         theirs = research_engine_options(args.from_research)

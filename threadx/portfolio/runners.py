@@ -12,7 +12,7 @@ from pathlib import PurePath
 from typing import Any, Mapping, Sequence
 
 from threadx.config import DEFAULT_RESEARCH_PARAMS, RESEARCH_PARAM_CHOICES
-from threadx.errors import DataError, ParamError, ThreadXError
+from threadx.errors import DataError, ParamError, ThreadXError, first_line
 from threadx.requests import DatasetRef
 from threadx.shapes import read_json_number
 
@@ -240,6 +240,40 @@ def research_engine_options(research: Any) -> dict[str, Any]:
     result = research if isinstance(research, ResearchResult) else load_research(str(research))
     recorded = (result.config.get("walk_forward") or {}).get("engine_options") or {}
     return {key: recorded[key] for key in RESEARCH_ENGINE_KEYS if recorded.get(key) is not None}
+
+
+def research_funding(research: Any) -> dict[str, Any]:
+    """The funding each dataset's cells of a research ran with, as it recorded it (dataset name ->
+    None, a constant rate, or a stored file's record: :func:`threadx.engine.inputs.funding_record`);
+    {} for a research that recorded none."""
+    from threadx.validation.research import ResearchResult, load_research
+
+    result = research if isinstance(research, ResearchResult) else load_research(str(research))
+    pinned = result.config.get("funding")
+    return dict(pinned) if isinstance(pinned, Mapping) else {}
+
+
+def funding_differences(runners: Sequence[Runner], research: Mapping[str, Any], use_funding: bool = True) -> list[str]:
+    """Each runner on a dataset of the research (``research``: :func:`research_funding`) whose
+    funding now is not the one its winners were chosen under: the dataset's funding file changed,
+    appeared or is gone since, or ``use_funding`` is off (the portfolio then pays none). Candles
+    that changed are refused; this is what a portfolio of the winners pays."""
+    from threadx.data.funding import stored_funding
+    from threadx.engine.inputs import funding_record
+
+    out, now = [], {}
+    for runner in runners:
+        name = runner.data.name or runner.data.source  # (as the research keys its datasets)
+        if name not in research or name in now:
+            continue
+        try:
+            now[name] = funding_record(stored_funding(runner.data.source)) if use_funding else None
+        except ThreadXError as exc:  # a damaged funding file: the portfolio itself will refuse it
+            now[name] = f"unreadable ({first_line(exc)})"
+        if now[name] != research[name]:
+            out.append(f"funding of {name}: {now[name] or 'none'} (the research's winners were chosen under "
+                       f"{research[name] or 'none'})")
+    return out
 
 
 def option_differences(given: Mapping[str, Any], research: Mapping[str, Any]) -> list[str]:
