@@ -312,6 +312,29 @@ def test_the_same_strategy_twice_on_one_dataset_with_other_params():
     assert entries["test_threshold:A"] == index[2] and entries["test_threshold:A #2"] == index[4]
 
 
+LONG = [100.0 + 3 * np.sin(k / 5) + k / 10 for k in range(400)]
+
+
+@pytest.mark.parametrize("cut", ["copy", "later start", "a month left out"])
+def test_one_market_under_two_names_with_the_same_params_is_one_runner_twice(cut):
+    """A copy was refused, a later-starting cut or a copy with a gap ran (-69.65 %, a hostile test):
+    over the bar times they share they trade as one runner with double the weight."""
+    full = hand_frame(LONG, name="A")
+    other = {"copy": full, "later start": full.iloc[150:], "a month left out": full.drop(full.index[100:200])}[cut]
+    a, b = hand_runner("A"), hand_runner("A2")
+    frames = {a.label: full, b.label: other.copy()}
+    shared = {"copy": "", "later start": " on the 250 bar times they share",
+              "a month left out": " on the 300 bar times they share"}[cut]
+    with pytest.raises(ParamError, match=re.escape(f"runners test_threshold:A and test_threshold:A2 run test_threshold "
+                                                   f"with the same params on the same candles{shared} (one market")):
+        portfolio_backtest([a, b], capital=10_000, frames=frames, save=False)
+    b2 = hand_runner("A2", enter_above=108.0)  # other params on the same market: a second runner
+    portfolio_backtest([a, b2], capital=10_000, frames={a.label: full, b2.label: other.copy()}, save=False)
+    moved = other.copy()
+    moved[["open", "high", "low", "close"]] *= 1.001  # another market, same times: not the same candles
+    portfolio_backtest([a, b], capital=10_000, frames={a.label: full, b.label: moved}, save=False)
+
+
 def test_a_stored_portfolio_is_never_overwritten(tmp_path):
     a = hand_runner("A")
     frames = {a.label: hand_frame(A_CLOSES, name="A")}

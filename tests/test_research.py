@@ -428,3 +428,37 @@ def test_the_same_candles_under_two_names_are_one_dataset(tmp_path):
                                          r"ma_crossover with the same params on the same candles"):
         portfolio_backtest([f"ma_crossover:{path}", f"ma_crossover:{copy}"], save=False)
     assert len(portfolio_backtest([f"ma_crossover:{path}", f"bb_atr:{copy}"], save=False).runners) == 2
+
+
+def test_a_transfer_onto_a_cut_of_the_source_market_is_in_sample(tmp_path, monkeypatch, capsys):
+    """A later-starting cut of a file was an "other asset": its transfer (Sharpe -3.07, a hostile
+    test) counted in "kept 0 of 1" and had no in-sample mark, though the params were chosen on
+    those very candles."""
+    from threadx.data.io import write_ohlcv
+    from threadx.data.synthetic import generate_synthetic
+    from threadx.ui.research import transfer_figure
+
+    frame = generate_synthetic("AAA_USDT", days=400, seed=41)
+    path, late, other = (tmp_path / "AAA_USDT-1h.parquet", tmp_path / "AAA_USDT-1h-late.parquet",
+                         tmp_path / "BBB_USDT-1h.parquet")
+    write_ohlcv(frame, path)
+    write_ohlcv(frame.iloc[24 * 150:], late)
+    write_ohlcv(generate_synthetic("BBB_USDT", days=400, seed=42), other)
+    result = research("ma_crossover", [str(path), str(late), str(other)], {"fast_period": [5, 10], "slow_period": [40]},
+                      results_dir=tmp_path, research_id="cut", is_days=90, oos_days=60, sampler="grid", bootstrap=100)
+    flags = {(t["source"], t["target"]): t["in_sample"] for t in result.transfer}
+    names = ("AAA_USDT-1h", "AAA_USDT-1h-late", "BBB_USDT-1h")
+    assert {pair for pair, flag in flags.items() if flag} == {(a, a) for a in names} | {
+        ("AAA_USDT-1h", "AAA_USDT-1h-late"), ("AAA_USDT-1h-late", "AAA_USDT-1h")}
+    # (the late cut's candles are the whole file's from day 150: the whole file's OOS span holds them too)
+    assert [c["transfer_kept"][1] for c in result.cells] == [1, 1, 2]  # only the other market counts
+    assert load_research("cut", tmp_path).in_sample("ma_crossover") == {p for p, f in flags.items() if f}
+    _, own = transfer_figure(result, "ma_crossover").data
+    assert "same candles: in sample" in own.text[0][1] and own.text[0][2] == ""
+    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path))
+    assert main(["research", "--strategy", "ma_crossover", "--data", str(path), "--data", str(late), "--is-days", "90",
+                 "--oos-days", "60", "--sampler", "grid", "--bootstrap", "100", "--id", "cut-cli",
+                 "--param=fast_period=5,10", "--param=slow_period=40"]) == 0
+    table = capsys.readouterr().out.split("transfer ma_crossover")[1].splitlines()
+    rows = [line.split() for line in table if line.startswith("AAA_USDT")]
+    assert len(rows) == 2 and all(cell.endswith("*") for row in rows for cell in row[1:]), table

@@ -191,9 +191,10 @@ def cmd_research(args: argparse.Namespace) -> int:
         if frame.empty:
             continue
         print(f"\ntransfer {strategy}: OOS Sharpe of the params chosen on <source> (rows) on each target (columns); "
-              "the diagonal (*) is in sample: those params were chosen on a period holding that span")
-        targets = list(frame.columns)
-        print(_table([{"source": src, **{t: _cell("sharpe", frame.loc[src, t]) + ("*" if t == src else "")
+              "(*) is in sample: those params were chosen on a period holding that span's candles (the diagonal, "
+              "and one market under two names)")
+        targets, in_sample = list(frame.columns), result.in_sample(strategy)
+        print(_table([{"source": src, **{t: _cell("sharpe", frame.loc[src, t]) + ("*" if (src, t) in in_sample else "")
                                          for t in targets}}
                       for src in frame.index], ("source", *targets)))
     from threadx.validation.research import research_root

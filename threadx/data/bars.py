@@ -127,6 +127,26 @@ class Bars:
         )
 
 
+def common_candles(a: Bars, b: Bars) -> int:
+    """How many bar times ``a`` and ``b`` share when the candles (open, high, low, close) at every
+    one of them are the same, else 0: one market's candles under two names, or one a cut of the
+    other (a later start, a month left out), however their files differ. Another exchange's or
+    another pair's candles are never the same bar for bar.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({c: [1.0, 2.0, 3.0] for c in OHLCV_COLUMNS},
+    ...                   index=pd.date_range("2024-01-01", periods=3, freq="h", tz="UTC"))
+    >>> common_candles(as_bars(df), as_bars(df.iloc[1:])), common_candles(as_bars(df), as_bars(df * 2))
+    (2, 0)
+    """
+    shared, ia, ib = np.intersect1d(a.time_ns, b.time_ns, assume_unique=True, return_indices=True)
+    if not len(shared):
+        return 0
+    same = all(np.array_equal(getattr(a, col)[ia], getattr(b, col)[ib], equal_nan=True)
+               for col in ("open", "high", "low", "close"))
+    return int(len(shared)) if same else 0
+
+
 def ohlc_inconsistent(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Bars whose high is below their open or close, or whose low is above either (no such
     candle can trade): the one rule of the importer's validation and of :meth:`Bars.from_frame`."""

@@ -23,6 +23,7 @@ Example::
 """
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from typing import Any, Callable, Mapping, Sequence
@@ -33,7 +34,7 @@ import pandas as pd
 from threadx import logs
 from threadx.config import STORED
 from threadx.contract import SIG_ENTER_LONG, SIG_ENTER_SHORT, prepare_signals
-from threadx.data.bars import as_bars
+from threadx.data.bars import as_bars, common_candles
 from threadx.data.funding import funding_fingerprint, stored_funding
 from threadx.data.grid import timeframe_ns
 from threadx.data.timeframe import timeframe_seconds
@@ -320,16 +321,23 @@ def timeframe_problem(frames: Mapping[str, str | None]) -> str | None:
 
 
 def _check_repeats(runners: Sequence[Runner], prepared: list[dict[str, Any]], labels: list[str]) -> None:
-    """ParamError when two runners run one strategy with the same params on the same candles
-    under two names (a file and its catalog name): one runner twice, as by name
-    (:func:`threadx.portfolio.runners.runner_labels`)."""
-    seen: dict[tuple, str] = {}
-    for runner, prep, label in zip(runners, prepared, labels):
-        key = (runner.strategy, prep["bars"].fingerprint, repr(sorted(prep["values"].items())))
-        if key in seen:
-            raise ParamError(f"runners {seen[key]} and {label} run {runner.strategy} with the same params on the same "
-                             "candles (one dataset under two names): give one runner a larger weight instead")
-        seen[key] = label
+    """ParamError when two runners run one strategy with the same params on one market's candles
+    under two names: a file and its catalog name, or one a cut of the other (a later start, a
+    month left out: the same candles on every bar time they share, :func:`common_candles`). One
+    runner twice, as by name (:func:`threadx.portfolio.runners.runner_labels`): over their
+    common bars they trade as one with double the weight."""
+    seen: dict[tuple, list[int]] = {}
+    for k, (runner, prep) in enumerate(zip(runners, prepared)):
+        seen.setdefault((runner.strategy, repr(sorted(prep["values"].items()))), []).append(k)
+    for group in seen.values():
+        for i, j in itertools.combinations(group, 2):
+            a, b = prepared[i]["bars"], prepared[j]["bars"]
+            shared = len(a) if a.fingerprint == b.fingerprint else common_candles(a, b)
+            if shared:
+                whole = "" if a.fingerprint == b.fingerprint else f" on the {shared:,} bar times they share"
+                raise ParamError(f"runners {labels[i]} and {labels[j]} run {runners[i].strategy} with the same params "
+                                 f"on the same candles{whole} (one market under two names, or one a cut of the "
+                                 "other): give one runner a larger weight instead")
 
 
 def _check_grid(prepared: list[dict[str, Any]], labels: list[str]) -> None:

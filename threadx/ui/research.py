@@ -254,12 +254,14 @@ def transfer_figure(result: ResearchResult, strategy: str) -> go.Figure:
         return empty_figure("No transfer backtest", title=title)
     order = dataset_order(result)
     frame = _ordered(frame.astype(float), order, order)
-    own = np.array([[s == t for t in frame.columns] for s in frame.index])
+    in_sample = result.in_sample(strategy)  # (the diagonal, and one market under two names or cut two ways)
+    own = np.array([[(s, t) in in_sample for t in frame.columns] for s in frame.index])
     # the return beside the Sharpe: "kept" counts positive returns (a Sharpe and a return can differ in sign)
     returns = {(t["source"], t["target"]): t.get("total_return") for t in result.transfer if t["strategy"] == strategy}
     # "in sample" on a line of its own: on one line the cell's text outgrew it and was clipped at both
     # ends ("2.57 · 55.19 % (own: in sample)" read "7 · 55.19 % (own: in sample)", a Sharpe of 7)
-    text = [[_num(frame.loc[s, t]) + _return_note(returns.get((s, t))) + ("<br>own: in sample" if s == t else "")
+    text = [[_num(frame.loc[s, t]) + _return_note(returns.get((s, t)))
+             + ("<br>own: in sample" if s == t else "<br>same candles: in sample" if (s, t) in in_sample else "")
              for t in frame.columns] for s in frame.index]
     # the diagonal is no out-of-sample figure (the params were chosen on a period holding that span):
     # grey, outside the OOS Sharpe colour scale

@@ -83,14 +83,27 @@ class ResearchResult:
         return frame.pivot(index="source", columns="target", values=value)
 
     def kept(self, strategy: str, source: str) -> tuple[int, int]:
-        """(N, M): of the M other assets, N have a positive return with ``source``'s params."""
+        """(N, M): of the M other assets, N have a positive return with ``source``'s params (an
+        asset whose OOS span holds ``source``'s own candles is no other asset: in sample)."""
         others = [t for t in self.transfer if t["strategy"] == strategy and t["source"] == source
-                  and t["target"] != source]
+                  and not transfer_in_sample(t)]
         return sum(1 for t in others if (t.get("total_return") or 0) > 0), len(others)
+
+    def in_sample(self, strategy: str) -> set[tuple[str, str]]:
+        """The (source, target) transfers of ``strategy`` that are in sample (:func:`transfer_in_sample`)."""
+        return {(t["source"], t["target"]) for t in self.transfer if t["strategy"] == strategy
+                and transfer_in_sample(t)}
 
     def to_dict(self) -> dict[str, Any]:
         return {"research_id": self.research_id, "status": self.status, "config": self.config,
                 "cells": self.cells, "transfer": self.transfer, "meta": self.meta}
+
+
+def transfer_in_sample(row: Mapping[str, Any]) -> bool:
+    """Whether a transfer backtest is in sample: its params were chosen on the candles of its
+    target's OOS span (the source itself, or one market under another name or cut: a research
+    stored before ``in_sample`` was recorded tells only the source itself)."""
+    return bool(row.get("in_sample", row["target"] == row["source"]))
 
 
 def save_research(result: ResearchResult, results_dir: str | os.PathLike | None = None) -> Path:
@@ -266,7 +279,7 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     ``cancel`` (Event or callable) stops between chunks of combos: the result then holds
     the finished cells only (``status`` "cancelled"). Errors name the dataset.
     """
-    from threadx.data.bars import as_bars
+    from threadx.data.bars import as_bars, common_candles
     from threadx.engine.inputs import EngineOptions
     from threadx.optimize.runner import _cancel_check
 
@@ -353,13 +366,17 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     from threadx.indicators.bank import IndicatorBank
 
     span_bank = IndicatorBank(disk=False)  # the OOS spans' indicators: shared by the sources, not cached on disk
+    bars = {name: as_bars(frame) for name, frame in by_name.items()}
+    # a target whose OOS span holds a source's own candles (the source, or one market under two names or
+    # cut two ways): those params were chosen on them, in sample
+    same = {(s, t): s == t or common_candles(bars[s], bars[t].slice(*spans[t])) > 0 for s in names for t in names}
     for cell in [c for c in cells if not c.get("error")] if status == "completed" else ():
         for target in names:
             if should_stop():
                 status = "cancelled"
                 break
             row = {"strategy": cell["strategy"], "source": cell["dataset"], "target": target,
-                   "params": cell["params"]}
+                   "params": cell["params"], "in_sample": same[(cell["dataset"], target)]}
             if cell["params"]:
                 row.update(transfer_cell(cell["strategy"], cell["params"], by_name[target], spans[target],
                                          target_options[target], span_bank))
