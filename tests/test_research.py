@@ -462,3 +462,22 @@ def test_a_transfer_onto_a_cut_of_the_source_market_is_in_sample(tmp_path, monke
     table = capsys.readouterr().out.split("transfer ma_crossover")[1].splitlines()
     rows = [line.split() for line in table if line.startswith("AAA_USDT")]
     assert len(rows) == 2 and all(cell.endswith("*") for row in rows for cell in row[1:]), table
+
+
+def test_the_last_windows_winner_keeps_its_params_types_when_a_window_had_none():
+    """A window without a winner left NaN in the window table, which made the stored last-window
+    params floats ("fast_period": 5.0) for a portfolio of the research's winners."""
+    import types
+
+    import numpy as np
+    import pandas as pd
+
+    from threadx.validation.research import _last_winner
+
+    combos = pd.DataFrame({"combo_id": [0, 1, 2], "fast_period": [5, 10, 15], "slow_period": [40, 40, 60],
+                           "allow_short": [False, True, False]})
+    table = pd.DataFrame({"window": [0, 1, 2], "combo_id": [2.0, np.nan, 1.0]})
+    params = _last_winner(types.SimpleNamespace(table=table, combos=combos))
+    assert params == {"fast_period": 10, "slow_period": 40, "allow_short": True}
+    assert [type(v) for v in params.values()] == [int, int, bool]
+    assert _last_winner(types.SimpleNamespace(table=table.iloc[1:2], combos=combos)) == {}

@@ -205,13 +205,16 @@ def cell_summary(wf: Any, report: Any, request: WalkForwardRequest) -> dict[str,
 
 
 def _last_winner(wf: Any) -> dict[str, Any]:
+    """The params of the last IS window's winner, read from the walk-forward's combos (its window
+    table holds NaN where a window had no winner, which made an int param a float there: 5.0)."""
     chosen = wf.table.dropna(subset=["combo_id"])
     if not len(chosen):
         return {}
     from threadx.validation.walkforward import params_at
 
     names = [c for c in wf.combos.columns if c != "combo_id"]
-    return params_at(chosen, len(chosen) - 1, names)
+    position = np.flatnonzero(wf.combos["combo_id"].to_numpy() == int(chosen["combo_id"].iloc[-1]))[0]
+    return params_at(wf.combos, int(position), names)
 
 
 # --- transfer ----------------------------------------------------------------------------------
