@@ -405,3 +405,83 @@ def test_a_part_damaged_in_its_block_returns_stops_validate_not_grades_it(runs, 
 
     with pytest.raises(RunDamaged, match=f"unreadable part {part.name}"):
         validate_sweep("a", df, store=ResultStore(runs), n=10, S=4)
+
+
+# --- files copied in from another run (a hostile test: shown as good numbers, validated, repaired) ----------------
+
+@pytest.fixture
+def twin(runs, df):
+    """``c``: run ``a``'s sweep at another fee (the same space, ids and columns)."""
+    sweep(df, "ma_crossover", SPACE, store=runs, run_id="c", executor="inline", workers=1, chunk_size=2,
+          flush_seconds=0.0, bank=IndicatorBank(cache_dir=runs.parent / "cache"), fee_bps=5.0)
+    return runs
+
+
+def test_a_part_copied_in_from_another_run_is_damage_and_repair_puts_it_aside(twin, df, capsys):
+    before = ResultStore(twin).load("a").results.sort_values("combo_id").reset_index(drop=True)
+    shutil.copy(twin / "c" / "part-000000.parquet", twin / "a" / "part-000000.parquet")
+    with pytest.raises(RunDamaged, match="run a has a part part-000000.parquet that another run wrote"):
+        ResultStore(twin).load("a")
+    assert listed(twin)["a"].startswith("damaged: has a part part-000000.parquet that another run wrote")
+    code, _, err = cli(capsys, "runs", "show", "a", "--store", str(twin))
+    assert_one_error_line(code, err, "that another run wrote")
+    report = ResultStore(twin).repair("a")
+    assert [q["part"] for q in report["quarantined"]] == ["quarantine/part-000000.parquet"]
+    assert report["status"] == "interrupted"
+    after = resume(twin, df).results.sort_values("combo_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(after[before.columns], before)  # its own rows again, bit for bit
+
+
+def test_a_manifest_copied_in_from_another_run_is_damage_and_repair_rebuilds_the_runs_own(twin, df):
+    shutil.copy(twin / "c" / "manifest.json", twin / "a" / "manifest.json")  # (the fee-5 run's: "fee 5 bps")
+    with pytest.raises(RunDamaged, match="run a has a manifest.json and a plan.json of two runs"):
+        ResultStore(twin).load("a")
+    with pytest.raises(RunDamaged, match="of two runs"):
+        resume(twin, df)
+    report = ResultStore(twin).repair("a")
+    assert report["manifest"].startswith("rebuilt from plan.json (has the manifest.json of another run)")
+    run = ResultStore(twin).load("a")
+    assert run.manifest["engine"]["fee_bps"] != 5.0 and len(run.results) == 8
+
+
+def test_a_plan_copied_in_from_another_run_is_not_what_a_repair_rebuilds_from(twin, df):
+    (twin / "a" / "manifest.json").unlink()
+    shutil.copy(twin / "c" / "plan.json", twin / "a" / "plan.json")
+    with pytest.raises(RunDamaged, match="has no manifest and the plan.json of another run"):
+        ResultStore(twin).repair("a")
+    assert (twin / "a" / "part-000000.parquet").exists()  # nothing moved
+
+
+def test_a_run_copied_or_renamed_whole_is_still_one_run(twin, df):
+    shutil.copytree(twin / "a", twin / "a-copy")
+    (twin / "c").rename(twin / "c-renamed")
+    assert len(ResultStore(twin).load("a-copy").results) == 8
+    assert len(ResultStore(twin).load("c-renamed").results) == 8
+    assert listed(twin)["a-copy"] == listed(twin)["c-renamed"] == "completed"
+
+
+def test_runs_show_top_0_shows_no_row_and_says_nothing_false(runs, capsys):
+    code, out, _ = cli(capsys, "runs", "show", "a", "--store", str(runs), "--top", "0")
+    assert code == 0 and "no combo reaches" not in out and "8/8" in out.replace(",", "")
+
+
+def test_a_file_where_the_quarantine_folder_belongs_is_one_line_naming_the_run(runs, df, capsys):
+    """It read "error: [Errno 17] File exists: '.../quarantine'" from a repair and a resume."""
+    (runs / "a" / "quarantine").write_text("not a folder")
+    part = sorted((runs / "a").glob("part-*.parquet"))[0]
+    part.write_bytes(part.read_bytes()[:40])  # cut: a repair moves it to quarantine/
+    code, _, err = cli(capsys, "runs", "repair", "a", "--store", str(runs))
+    assert_one_error_line(code, err, "run a has a file where its quarantine folder belongs")
+    with pytest.raises(RunDamaged, match="where its quarantine folder belongs"):
+        resume(runs, df)
+    assert part.exists()  # nothing moved or lost
+
+
+def test_a_resume_or_repair_clears_the_temp_files_of_a_manifest_write_a_kill_left(runs, df):
+    stale = runs / "a" / ".manifest.json.12345-abc.tmp"
+    stale.write_text("{")
+    ResultStore(runs).repair("a")
+    assert not stale.exists()
+    (runs / "a" / ".plan.json.999-x.tmp").write_text("{")
+    resume(runs, df)
+    assert not list((runs / "a").glob(".*.tmp"))

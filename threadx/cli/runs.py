@@ -173,7 +173,7 @@ def _show_run(run, as_json: bool, top: int) -> int:
         if edges:  # (only `validate` said so)
             print(f"note: the winner sits on the edge of the searched range of {', '.join(edges)}: the optimum "
                   "may lie outside it (widen the range)")
-    elif m["done"] > m["failed"]:
+    elif top and m["done"] > m["failed"]:  # (--top 0 asks for no row: it said no combo reached the minimum)
         print(f"no combo reaches the run's minimum of {int(m.get('min_trades') or 0):,} trades (min_trades): "
               "none is ranked")
     return status

@@ -16,6 +16,8 @@ import functools
 import json
 import os
 import re
+import secrets
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -47,6 +49,11 @@ _PROGRESS_KEYS = ("status", "done", "failed", "finished_at", "elapsed_s", "quara
                   "executors")
 _PLAN_FILE = "plan.json"  # the manifest as first written, less its progress keys (and the warnings since)
 QUARANTINE = "quarantine"  # damaged parts are moved here, never deleted
+# A run's token, drawn when it is created: in its manifest, its plan.json and each part's footer,
+# so that a file copied in from another run (whose ids and columns may well fit) is found, while
+# a whole run copied or renamed stays one run. Runs stored before the token have none.
+_TOKEN = "run_token"
+_TOKEN_FOOTER = b"threadx_run_token"
 
 
 # what else lives in a results folder beside the sweeps' run folders (each module's FOLDER, the log
@@ -271,6 +278,9 @@ class RunWriter:
             return
         pending, self._pending, self._pending_rows = self._pending, [], 0
         table = _pending_table(pending)
+        token = self.manifest.get(_TOKEN)
+        if token:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), _TOKEN_FOOTER: str(token).encode()})
         path = self.folder / f"part-{self._next_part:06d}.parquet"
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
@@ -452,7 +462,7 @@ def _stray(path: Path, links: bool = True) -> str:
         return "a symbolic link"
     if not path.exists() or path.is_file():
         return ""
-    kind = "a folder" if path.is_dir() else "something that is not a file"
+    kind = "a folder" if path.is_dir() else "a pipe" if stat.S_ISFIFO(path.stat().st_mode) else "a device or socket"
     return f"a link to {kind}" if path.is_symlink() else kind
 
 
@@ -511,7 +521,7 @@ def read_manifest(folder: Path, run_id: str) -> dict[str, Any] | None:
 # the manifest keys the store, the CLI and the pages read, with their kind (threadx.shapes)
 _MANIFEST_KINDS: dict[str, Kind] = {
     **{key: TEXT for key in ("strategy", "status", "objective", "started_at", "finished_at", "sampler", "run_id",
-                             "dataset", "timeframe", "fingerprint", "strategy_code", "rows_code")},
+                             "dataset", "timeframe", "fingerprint", "strategy_code", "rows_code", _TOKEN)},
     **{key: WHOLE for key in ("done", "total", "failed", "n", "bars", "seed")},
     **{key: OBJECT for key in ("engine", "machine", "request", "timings", "data")},
     # (read whenever present)
@@ -541,8 +551,9 @@ def _part_paths(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("part-*.parquet") if _PART.match(p.name)) if folder.is_dir() else []
 
 
-def _footer_rows(path: Path) -> int:
-    """Row count of a part from its footer; RunDamaged when it is not a whole part."""
+def _footer_rows(path: Path, token: str | None = None) -> int:
+    """Row count of a part from its footer; RunDamaged when it is not a whole part, or (given the
+    run's ``token``) a part another run wrote."""
     import pyarrow.parquet as pq
 
     _require_file(path)
@@ -554,7 +565,29 @@ def _footer_rows(path: Path) -> int:
     if missing:
         raise RunDamaged(path.parent.name, f"has a part {path.name} without {', '.join(sorted(missing))}")
     _check_kinds(path, meta.schema.to_arrow_schema())
+    theirs = _part_token(meta)
+    if token and theirs is not None and theirs != token:  # (a part without one: written before tokens, or edited)
+        raise RunDamaged(path.parent.name, f"has a part {path.name} that another run wrote (a file copied in from "
+                                           "elsewhere: its rows are not this run's)")
     return meta.num_rows
+
+
+def _part_token(meta: Any) -> str | None:
+    """The run token in a part's footer (``pq.read_metadata``'s), None for a part without one."""
+    value = (meta.metadata or {}).get(_TOKEN_FOOTER)
+    return value.decode("utf-8", "replace") if value is not None else None
+
+
+def _plan_token_problem(folder: Path, manifest: dict[str, Any]) -> str | None:
+    """Why the run's manifest and its plan.json are not of one run (their run tokens differ: one
+    was copied in from another run), or None (also when the plan cannot be read: repair's business)."""
+    try:
+        plan = _read_json(folder / _PLAN_FILE)
+    except (OSError, ValueError):
+        return None
+    if plan.get(_TOKEN) != manifest.get(_TOKEN):
+        return f"has a manifest.json and a {_PLAN_FILE} of two runs (a file copied in from another run)"
+    return None
 
 
 def _check_kinds(path: Path, schema: Any) -> None:
@@ -644,7 +677,7 @@ def _param_columns(parts: list[Path]) -> set[str]:
 
 
 def _remove_stale_temps(folder: Path) -> None:
-    """Delete the temporary files of part writes that never ended; a folder under such a name
+    """Delete the temporary files of part and manifest writes that never ended; a folder under such a name
     is no write of ours: moved to quarantine (it stopped every resume and repair with "[Errno 21]
     Is a directory")."""
     for stale in folder.glob(".part-*.tmp"):
@@ -652,11 +685,19 @@ def _remove_stale_temps(folder: Path) -> None:
             _quarantine(folder, stale)
         else:
             stale.unlink(missing_ok=True)
+    for name in ("manifest.json", _PLAN_FILE):  # (atomic_write_bytes's, left by a kill: the lock is ours)
+        for stale in folder.glob(f".{name}.*.tmp"):
+            if stale.is_file() and not stale.is_symlink():
+                stale.unlink(missing_ok=True)
 
 
 def _quarantine(folder: Path, path: Path) -> str:
     """Move a damaged part to ``<run>/quarantine/`` (user data is never deleted); its new path."""
     target_dir = folder / QUARANTINE
+    if target_dir.exists() and not target_dir.is_dir():  # ("[Errno 17] File exists", naming no run)
+        raise RunDamaged(folder.name, f"has {_stray(target_dir) or 'a file'} where its {QUARANTINE} folder belongs "
+                                      f"(for the parts it cannot read)", f"move {target_dir} aside, then "
+                                      f"`threadx runs repair {folder.name}`")
     target_dir.mkdir(exist_ok=True)
     target = target_dir / path.name
     k = 1
@@ -753,9 +794,14 @@ class ResultStore:
                                "this user can write (--store, or the results_dir setting)") from exc
         try:
             stored = read_manifest(folder, run_id)
-            if stored is not None:
+            if stored is None:
+                manifest = {**manifest, _TOKEN: secrets.token_hex(8)}
+            else:
+                problem = _plan_token_problem(folder, stored)
+                if problem:
+                    raise RunDamaged(run_id, problem)
                 _check_plan(run_id, stored, manifest)
-                moved = self._quarantine_bad(folder)
+                moved = self._quarantine_bad(folder, token=stored.get(_TOKEN))
                 _check_columns(run_id, _part_paths(folder), manifest)
                 if check_ids is not None:
                     check_ids(stored_rows(_part_paths(folder)).ids)
@@ -764,7 +810,8 @@ class ResultStore:
                 stored.update({k: v for k, v in manifest.items() if k not in stored or k in _SESSION_KEYS})
                 manifest = stored
             writer = RunWriter(folder, manifest, lock=lock)
-            if not (folder / _PLAN_FILE).exists():  # the plan, kept apart: `runs repair` rebuilds from it
+            if stored is None or not (folder / _PLAN_FILE).exists():  # the plan, kept apart: `runs repair` rebuilds
+                # from it (a new run's: one left by a start killed before its manifest is of no run)
                 plan = {k: v for k, v in manifest.items() if k not in _PROGRESS_KEYS}
                 atomic_write_bytes(folder / _PLAN_FILE, json.dumps(plan, indent=2, default=str).encode())
             write_manifest(folder, manifest)
@@ -773,14 +820,16 @@ class ResultStore:
             raise
         return writer
 
-    def _quarantine_bad(self, folder: Path, every_column: bool = False) -> list[dict[str, str]]:
-        """Move every part that cannot be read to quarantine/; what moved and why. ``every_column``
-        (a repair): read every column too, so a page that fails its checksum is found (a resume
-        reads only the ids and statuses: the results are verified when read)."""
+    def _quarantine_bad(self, folder: Path, every_column: bool = False, token: str | None = None
+                        ) -> list[dict[str, str]]:
+        """Move every part that cannot be read (or, given the run's ``token``, that another run
+        wrote) to quarantine/; what moved and why. ``every_column`` (a repair): read every column
+        too, so a page that fails its checksum is found (a resume reads only the ids and
+        statuses: the results are verified when read)."""
         moved = []
         for path in _part_paths(folder):
             try:
-                _footer_rows(path)
+                _footer_rows(path, token)
                 stored_rows([path])
                 if every_column:
                     _read_table(path, None)
@@ -807,8 +856,11 @@ class ResultStore:
         problem = _manifest_problem(manifest, required=_READ_KEYS)
         if problem:
             raise RunDamaged(run_id, f"has a manifest whose {problem}")
+        problem = _plan_token_problem(folder, manifest)
+        if problem:
+            raise RunDamaged(run_id, problem)
         parts = _part_paths(folder)
-        rows = sum(_footer_rows(p) for p in parts)
+        rows = sum(_footer_rows(p, manifest.get(_TOKEN)) for p in parts)
         if parts and isinstance(manifest.get("param_names"), list):  # (validate read a winner's params by them)
             stored, named = _param_columns(parts), set(map(str, manifest["param_names"]))
             if stored != named:
@@ -839,8 +891,11 @@ class ResultStore:
             m = read_manifest(folder, folder.name) or {}
             row.update({k: m.get(k) for k in _LIST_COLUMNS if k in m})
             row["run_id"] = folder.name  # a run is its folder: a copy lists as the copy
+            problem = _plan_token_problem(folder, m)
+            if problem:
+                raise RunDamaged(folder.name, problem)
             parts = _part_paths(folder)
-            rows = sum(_footer_rows(p) for p in parts)
+            rows = sum(_footer_rows(p, m.get(_TOKEN)) for p in parts)
             stored = stored_rows(parts)
             row.update(done=len(stored.ids), failed=stored.failed, status=_status(folder, m, rows))
         except RunDamaged as exc:
@@ -861,28 +916,37 @@ class ResultStore:
                 strays.append({"part": _quarantine(folder, folder / name), "why": f"{stray} where {name} belongs"})
         lock = RunLock(folder, run_id).acquire()
         try:
-            _remove_stale_temps(folder)
-            moved = strays + self._quarantine_bad(folder, every_column=True)
-            manifest, rebuilt = self._repaired_manifest(folder, run_id)
-            stored = stored_rows(_part_paths(folder))
-            status = manifest.get("status")
-            if moved or rebuilt or status == "running" or len(stored.retry_ids) or (
-                    str(status).startswith("completed") and len(stored.ids) < int(manifest.get("total") or 0)):
-                status = "interrupted"  # resumable: the next resume runs what is missing
-            manifest.update(status=status, done=len(stored.ids), failed=stored.failed,
-                            quarantined=[*manifest.get("quarantined", []), *moved])
-            write_manifest(folder, manifest)
+            return self._repair_locked(folder, run_id, strays)
+        except OSError as exc:  # a full disk, a read-only folder: one line naming the run ("[Errno 28] ...")
+            raise ThreadXError(f"cannot repair run {run_id} in {folder}: {os_reason(exc)}; nothing of it was "
+                               "deleted") from exc
         finally:
             lock.release()
+
+    def _repair_locked(self, folder: Path, run_id: str, strays: list[dict[str, str]]) -> dict[str, Any]:
+        """:meth:`repair` once the run's lock is held."""
+        _remove_stale_temps(folder)
+        manifest, rebuilt = self._repaired_manifest(folder, run_id)
+        moved = strays + self._quarantine_bad(folder, every_column=True, token=manifest.get(_TOKEN))
+        stored = stored_rows(_part_paths(folder))
+        status = manifest.get("status")
+        if moved or rebuilt or status == "running" or len(stored.retry_ids) or (
+                str(status).startswith("completed") and len(stored.ids) < int(manifest.get("total") or 0)):
+            status = "interrupted"  # resumable: the next resume runs what is missing
+        manifest.update(status=status, done=len(stored.ids), failed=stored.failed,
+                        quarantined=[*manifest.get("quarantined", []), *moved])
+        write_manifest(folder, manifest)
         return {"run_id": run_id, "quarantined": moved, "manifest": rebuilt or "kept", "status": status,
                 "done": len(stored.ids), "failed": stored.failed, "to_retry": len(stored.retry_ids)}
 
     def _repaired_manifest(self, folder: Path, run_id: str) -> tuple[dict[str, Any], str]:
-        """(a usable manifest, "" or what was rebuilt); RunDamaged when the plan is unknown."""
+        """(a usable manifest, "" or what was rebuilt); RunDamaged when the plan is unknown, or
+        when its manifest or plan.json is another run's (no part was written by the run it names)."""
         try:
             manifest, why = read_manifest(folder, run_id), ""
         except RunDamaged as exc:
             manifest, why = None, exc.why
+        manifest, why = self._own_files(folder, run_id, manifest, why)
         why = why or ("has no manifest" if manifest is None else "")
         if manifest is not None and all(k in manifest for k in _PLAN_KEYS if k not in _LEGACY_OPTIONAL):
             try:  # the params the rows hold, as first written (an edited list broke validate and show)
@@ -909,6 +973,44 @@ class ResultStore:
             raise RunDamaged(run_id, f"{why} and its {_PLAN_FILE} is no usable plan (its {problem}), so it cannot "
                              "be repaired", "its parts are kept; start again with another run id")
         return manifest, what
+
+
+    @staticmethod
+    def _own_files(folder: Path, run_id: str, manifest: dict[str, Any] | None, why: str
+                   ) -> tuple[dict[str, Any] | None, str]:
+        """(the manifest, why it is rebuilt) once the manifest and plan.json are the run's own:
+        of the two, a file whose run token no part carries came from another run; a foreign
+        manifest is rebuilt from the plan, a foreign plan rewritten from the manifest; both
+        foreign (or no part carrying either's token) is RunDamaged."""
+        import pyarrow.parquet as pq
+
+        try:
+            plan = _read_json(folder / _PLAN_FILE)
+        except (OSError, ValueError):
+            plan = None
+        tokens = {t for t in ((manifest or {}).get(_TOKEN), (plan or {}).get(_TOKEN)) if t}
+        if not tokens:
+            return manifest, why  # a run stored before run tokens: nothing to compare
+        carried = set()
+        for path in _part_paths(folder):
+            try:
+                carried.add(_part_token(pq.read_metadata(path)))
+            except (OSError, ValueError):
+                continue  # (an unreadable part: quarantined by the repair)
+        carried.discard(None)
+        ours = {"manifest.json": (manifest or {}).get(_TOKEN), _PLAN_FILE: (plan or {}).get(_TOKEN)}
+        if carried and not carried & tokens:  # (each file there is another run's)
+            files = " and the ".join(name for name, token in ours.items() if token)
+            raise RunDamaged(run_id, f"has {'no manifest and ' if manifest is None else ''}the {files} of another run "
+                             "(no part of it was written by that run)", "put back the run's own files, or start "
+                             "again with another run id (its parts are kept)")
+        if manifest is not None and plan is not None and ours["manifest.json"] != ours[_PLAN_FILE]:
+            if ours[_PLAN_FILE] in carried or not carried and ours["manifest.json"] is None:
+                return None, "has the manifest.json of another run"  # rebuilt from the plan below
+            plan_only = {k: v for k, v in manifest.items() if k not in _PROGRESS_KEYS}
+            atomic_write_bytes(folder / _PLAN_FILE, json.dumps(plan_only, indent=2, default=str).encode())
+            return manifest, ""  # (the plan of another run, replaced by this run's from its manifest)
+        return manifest, why
 
 
 _LIST_COLUMNS = ("run_id", "strategy", "dataset", "sampler", "status", "done", "total", "failed", "objective",
