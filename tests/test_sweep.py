@@ -261,10 +261,38 @@ def test_an_adaptive_run_stopped_in_a_round_resumes_to_the_uninterrupted_runs_co
     assert sorted(again.results.combo_id) == sorted(full.results.combo_id)
     with pytest.raises(ThreadXError, match="refines in up to 3 adaptive rounds with patience 3"):
         sweep(sample, "bb_atr", space, run_id="cut", **{**args, "adaptive_rounds": 5})
+    from threadx.optimize.store import ResultStore
+
+    assert ResultStore(tmp_path).load("cut").manifest["status"] == "completed"  # refused before it is touched
+    record = tmp_path / "cut" / "adaptive_rounds.npz"
+    record.write_bytes(record.read_bytes()[:100])  # (a damaged record left the run "failed", no reason said)
+    with pytest.raises(ThreadXError, match=r"run cut: its record of the adaptive rounds \(adaptive_rounds.npz\) "
+                                           "cannot be read"):
+        sweep(sample, "bb_atr", space, run_id="cut", **args)
+    assert ResultStore(tmp_path).load("cut").manifest["status"] == "completed"
     # its rounds follow its ranking: resumed under another, the combos it held depended on when it stopped
     for other in ({"objective": "total_return"}, {"maximize": False}, {"min_trades": 3}):
         with pytest.raises(ThreadXError, match="is an adaptive sweep ranked by"):
             sweep(sample, "bb_atr", space, run_id="cut", **{**args, **other})
+
+
+def test_a_run_that_fails_records_why_and_runs_show_says_it(sample, bank, tmp_path, capsys):
+    from threadx.cli import main
+
+    def broken() -> bool:
+        raise RuntimeError("the disk went away")
+
+    with pytest.raises(RuntimeError):
+        sweep(sample, "bb_atr", {"entry_z": [1.0, 2.0]}, store=tmp_path, run_id="f", executor="inline", bank=bank,
+              cancel=broken)
+    from threadx.optimize.store import ResultStore
+
+    manifest = ResultStore(tmp_path).load("f").manifest
+    assert manifest["status"] == "failed" and manifest["error"] == "RuntimeError: the disk went away"
+    assert main(["runs", "show", "f", "--store", str(tmp_path)]) == 0
+    assert "the run failed: RuntimeError: the disk went away" in capsys.readouterr().out
+    run = sweep(sample, "bb_atr", {"entry_z": [1.0, 2.0]}, store=tmp_path, run_id="f", executor="inline", bank=bank)
+    assert run.manifest["status"] == "completed" and "error" not in run.manifest  # the resume clears it
 
 
 def test_sweep_rejects_bad_arguments(sample, tmp_path):

@@ -147,6 +147,8 @@ def _show_run(run, as_json: bool, top: int) -> int:
         left = (f"{size - int(m.get('total', 0)):,} of the grid's {size:,} combos"
                 if m.get("sampler") == "grid" and size else f"{m['invalid']:,} drawn combos")
         print(f"note: {left} left out by the strategy's constraints{_constraint_words(m['strategy'])}")
+    if m.get("status") == "failed" and m.get("error"):  # why the run itself failed (not one combo)
+        print(f"the run failed: {m['error']}")
     for text in run.warnings:
         print(f"warning: {text}")
     if m["failed"]:  # (the rows hold each failure's text: the CLI showed none, and exit status 0 for a run

@@ -31,7 +31,7 @@ from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
 from threadx.engine.inputs import ENGINE_OVERRIDES, EngineOptions, check_bar_count, options_from, override_conflict
 from threadx.engine.layout import METRIC_NAMES
-from threadx.errors import ParamError, ThreadXError, whole
+from threadx.errors import ParamError, ThreadXError, first_line, whole
 from threadx.names import new_run_id
 from threadx.optimize.adaptive_log import AdaptiveRound, AdaptiveSettings, load_rounds, save_rounds
 from threadx.optimize.budget import (Budget, Estimate, advice, estimate_memory, fits, lines_of, plan_batches,
@@ -353,6 +353,7 @@ class _Session:
         return SweepTask.of(self.search.strategy, self.space_spec, self.options, self.n_blocks)
 
     def _run(self, flush_seconds: float, adaptive_rounds: int, patience: int) -> SweepRun:
+        self._rounds_asked = AdaptiveSettings(int(adaptive_rounds), int(patience))
         self._phase("planning the combos")
         with self.watch.stage("plan"):
             self.planned, self.total, invalid = self._plan()
@@ -400,8 +401,9 @@ class _Session:
             except KeyboardInterrupt:
                 status = "cancelled"  # Ctrl-C: what finished is stored, the same run id resumes
                 raise
-            except BaseException:
+            except BaseException as exc:
                 status = "failed"
+                self._failure = f"{type(exc).__name__}: {first_line(exc, 300)}"  # (a run "failed" said no reason)
                 raise
             finally:
                 sigterm.defer = True  # a SIGTERM now waits until the run's end is written
@@ -413,8 +415,21 @@ class _Session:
                 raise SweepTerminated()
         return self.store.load(self.run_id)
 
+    def _stored_rounds(self, settings: AdaptiveSettings) -> list[AdaptiveRound]:
+        """The adaptive rounds an earlier session of this run recorded; ThreadXError when their
+        record cannot be read or was made with other ``settings``."""
+        stored_settings, log = load_rounds(self.store.folder(self.run_id), self.run_id)
+        if stored_settings is not None and stored_settings != settings:
+            raise ThreadXError(f"run {self.run_id} refines in up to {stored_settings.rounds} adaptive rounds with "
+                               f"patience {stored_settings.patience}; resume it with those, or pick another run id")
+        return log
+
     def _check_stored(self, ids: np.ndarray) -> None:
-        """Refuse a resume whose stored combo ids are not all in this sweep's plan."""
+        """Refuse a resume whose stored combo ids are not all in this sweep's plan, or (adaptive)
+        whose recorded rounds cannot be replayed: before its manifest is touched (refused after,
+        a completed run was left "failed" with no reason)."""
+        if self.sampler == "adaptive" and getattr(self, "_rounds_asked", None) is not None:
+            self._stored_rounds(self._rounds_asked)
         if not len(ids):
             return
         search = self.search
@@ -754,10 +769,7 @@ class _Session:
         only past them."""
         self.writer.flush()
         settings = AdaptiveSettings(int(rounds), int(patience))
-        stored_settings, log = load_rounds(self.writer.folder, self.run_id)
-        if stored_settings is not None and stored_settings != settings:
-            raise ThreadXError(f"run {self.run_id} refines in up to {stored_settings.rounds} adaptive rounds with "
-                               f"patience {stored_settings.patience}; resume it with those, or pick another run id")
+        log = self._stored_rounds(settings)
         seen = set(self.store.done_ids(self.run_id).tolist())
         if self.planned is not None:
             seen.update(self.planned.tolist())
@@ -830,6 +842,10 @@ class _Session:
                     status = f"completed with {failed:,} failed"  # a resume retries infrastructural ones
                 self.watch.add("store", time.perf_counter() - counted)
                 self._join_pools()  # the workers exited while the parts were written and counted
+                if status == "failed" and getattr(self, "_failure", None):
+                    writer.manifest["error"] = self._failure
+                else:
+                    writer.manifest.pop("error", None)  # (a resume that completes clears an earlier one)
                 writer.update_manifest(status=status, done=done, failed=failed, total=total,
                                        finished_at=datetime.now(timezone.utc).isoformat(),
                                        elapsed_s=time.perf_counter() - self.started, timings=self.watch.record())
