@@ -821,3 +821,12 @@ def test_a_runner_liquidated_is_named_with_when_and_the_others_trade_on(capsys):
         f"runner {runners[0].label} was liquidated on {when:%Y-%m-%d %H:%M} UTC: its share of the capital reached 0 "
         "and it stopped there; the other runners kept trading"]
     assert result.timeline[f"eq:{runners[1].label}"].iloc[-1] > 0
+    both = [Runner("ma_crossover", DatasetRef(source="BTC", name="BTC")),
+            Runner("ma_crossover", DatasetRef(source="ETH", name="ETH"), {"fast_period": 20, "slow_period": 100})]
+    all_bust = portfolio_backtest(both, capital=10_000, frames={both[0].label: btc, both[1].label: eth}, save=False,
+                                  leverage=15.0, sizing="fraction")
+    notes = all_bust.liquidation_notes()  # (each said "the other runners kept trading")
+    assert len(notes) == 2 and all(n.endswith("stopped there; every other runner was liquidated too") for n in notes)
+    alone = portfolio_backtest(both[:1], capital=10_000, frames={both[0].label: btc}, save=False, leverage=15.0,
+                               sizing="fraction")
+    assert alone.liquidation_notes()[0].endswith("stopped there")

@@ -190,7 +190,8 @@ def cmd_research(args: argparse.Namespace) -> int:
         frame = result.transfer_matrix(strategy, "sharpe")
         if frame.empty:
             continue
-        print(f"\ntransfer {strategy}: OOS Sharpe of the params chosen on <source> (rows) on each target (columns); "
+        print(f"\ntransfer {strategy}: Sharpe of the params chosen on <source>'s whole period (rows) on each "
+              "target's OOS span (columns): out of sample by asset, not by time; "
               "(*) is in sample: those params were chosen on a period holding that span's candles (the diagonal, "
               "and one market under two names)")
         targets, in_sample = list(frame.columns), result.in_sample(strategy)

@@ -75,8 +75,11 @@ class PortfolioResult:
 
     def liquidation_notes(self) -> list[str]:
         """One line per runner whose sub-account went bust (``metrics["liquidated"]`` counts them):
-        when, and that the others kept trading. The count alone read as the whole account's end."""
+        when, and whether the others kept trading. The count alone read as the whole account's end."""
         notes = []
+        bust = sum(1 for runner in self.runners if runner["metrics"].get("liquidated"))
+        others = ("" if len(self.runners) == 1 else "; every other runner was liquidated too" if bust == len(self.runners)
+                  else "; the other runners kept trading")
         for runner in self.runners:
             if not runner["metrics"].get("liquidated"):
                 continue
@@ -84,7 +87,7 @@ class PortfolioResult:
             mine = trades[(trades["runner"] == runner["label"]) & (trades["exit_reason"] == "liquidation")]
             when = f" on {mine['exit_time'].iloc[-1]:%Y-%m-%d %H:%M} UTC" if len(mine) else ""
             notes.append(f"runner {runner['label']} was liquidated{when}: its share of the capital reached 0 and it "
-                         "stopped there; the other runners kept trading")
+                         f"stopped there{others}")
         return notes
 
     def summary(self) -> dict[str, Any]:

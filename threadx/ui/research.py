@@ -267,7 +267,8 @@ def transfer_figure(result: ResearchResult, strategy: str) -> go.Figure:
     # grey, outside the OOS Sharpe colour scale
     fig = _heatmap(frame.mask(own), [[x if not o else "" for x, o in zip(row, flags)] for row, flags in zip(text, own)],
                    title, "target asset (traded on)", "source asset (params from)",
-                   "params from %{y}<br>traded on %{x}<br>OOS Sharpe %{z:.3f}<extra></extra>")
+                   "params from %{y}'s whole period<br>traded on %{x}'s OOS span (out of sample by asset, not by "
+                   "time)<br>Sharpe %{z:.3f}<extra></extra>")
     fig.add_trace(go.Heatmap(  # (its text only on the diagonal: Plotly writes a gap's text too, over the OOS cell)
         z=np.where(own, 0.0, np.nan), x=[str(c) for c in frame.columns], y=[str(i) for i in frame.index],
         text=[[x if o else "" for x, o in zip(row, flags)] for row, flags in zip(text, own)],
