@@ -296,3 +296,23 @@ def test_one_damaged_summary_never_breaks_the_list_of_the_others(stored, tmp_pat
     assert set(rows) == {"wf1", "copy"}
     assert rows["wf1"]["strategy"] == "ma_crossover" and rows["wf1"]["windows"] == len(stored[0].windows)
     assert load_walk_forward("copy", tmp_path)[0].config == stored[0].config  # opened by its folder's name
+
+
+def test_the_list_holds_exactly_the_walk_forwards_that_open(stored, tmp_path):
+    """A folder whose summary.json was gone or garbage vanished from the list though it opened; one
+    whose result tree was gone was listed and did not open (a hostile test)."""
+    import shutil
+
+    _, _, root = stored
+    for name in ("no-summary", "bad-summary", "no-tree"):
+        shutil.copytree(root / "walkforward" / "wf1", tmp_path / "walkforward" / name, symlinks=True)
+    (tmp_path / "walkforward" / "no-summary" / "summary.json").unlink()
+    (tmp_path / "walkforward" / "bad-summary" / "summary.json").write_text("{garbage")
+    (tmp_path / "walkforward" / "no-tree" / "result" / "tree.json").unlink()
+    rows = {row["run_id"]: row for row in list_walk_forwards(tmp_path)}
+    assert set(rows) == {"no-summary", "bad-summary"}
+    assert rows["no-summary"]["strategy"] is None and rows["bad-summary"]["windows"] is None
+    for name in rows:
+        assert load_walk_forward(name, tmp_path)[0].config == stored[0].config
+    with pytest.raises(ThreadXError, match="no stored walk-forward 'no-tree'"):
+        load_walk_forward("no-tree", tmp_path)

@@ -139,27 +139,31 @@ def _own_version(link: Path) -> Path | None:
 
 def list_walk_forwards(results_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Stored walk-forwards, newest first: run id (its folder's name, as :func:`load_walk_forward`
-    opens it), strategy, dataset, windows, grade. A summary that cannot be read or is of another
-    shape leaves its cells empty (opening the walk-forward says what is wrong); it never breaks
-    the list of the others."""
+    opens it), strategy, dataset, windows, grade. Listed are the folders that hold a stored
+    result, what opening reads (a folder with only a summary was listed and could not be
+    opened; one whose summary was gone was not listed and could be); a summary that cannot be
+    read or is of another shape leaves its cells empty (opening the walk-forward says what it
+    holds); it never breaks the list of the others."""
     rows = []
     root = walkforward_root(results_dir)
-    for path in root.glob("*/summary.json") if root.exists() else ():
+    for folder in root.iterdir() if root.is_dir() else ():
         try:
-            check_run_id(path.parent.name)
+            check_run_id(folder.name)
         except ThreadXError:
             continue  # a folder no walk-forward is stored under
-        try:
-            data = json.loads(path.read_text())
-            stamp = path.stat().st_mtime
-        except (OSError, ValueError):
+        stamp = stored_stamp(folder.name, results_dir)
+        if stamp is None:
             continue
+        try:
+            data = json.loads((folder / "summary.json").read_text())
+        except (OSError, ValueError):
+            data = None
         windows = _at(data, "walk_forward", "windows")
-        rows.append({"run_id": path.parent.name, "strategy": _text(_at(data, "walk_forward", "config", "strategy")),
+        rows.append({"run_id": folder.name, "strategy": _text(_at(data, "walk_forward", "config", "strategy")),
                      "dataset": _text(_at(data, "walk_forward", "meta", "dataset")),
                      "windows": len(windows) if isinstance(windows, list) else None,
                      "grade": _text(_at(data, "validation", "grade", "letter")),
-                     "score": read_json_number(_at(data, "validation", "grade", "score")), "mtime": stamp})
+                     "score": read_json_number(_at(data, "validation", "grade", "score")), "mtime": stamp[1] / 1e9})
     return sorted(rows, key=lambda r: r["mtime"], reverse=True)
 
 
