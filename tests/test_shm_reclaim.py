@@ -233,3 +233,20 @@ def test_reclaim_reads_no_process_maps_while_every_owner_lives(monkeypatch):
         assert alive.name not in {s.name for s in shm.reclaim()} and alive.exists()
     finally:
         alive.unlink(missing_ok=True)
+
+
+def test_a_segment_that_cannot_be_made_is_one_error_naming_shared_memory(monkeypatch):
+    """Under a file size limit (ulimit -f) it read "file size limit reached while storing results",
+    though the stored parts were fine: /dev/shm had refused the sweep's data."""
+    import errno
+
+    from threadx.errors import ThreadXError
+    from threadx.optimize import shm
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(shm.shared_memory, "SharedMemory", refuse)
+    with pytest.raises(ThreadXError, match=r"cannot make the shared memory that run r1's workers read its data from "
+                                           r"\(1\.0 MiB in /dev/shm\): File too large; free space there"):
+        shm.create_segment("r1", 2**20)

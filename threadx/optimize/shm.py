@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from multiprocessing import shared_memory
 from pathlib import Path
 
+from threadx.errors import ThreadXError, os_reason
+from threadx.units import format_bytes
+
 PREFIX = "threadx_"
 SHM_DIR = Path("/dev/shm")
 # longest name without the leading '/': macOS PSHMNAMLEN is 31 with it, Linux NAME_MAX 255
@@ -89,6 +92,11 @@ def create_segment(run_id: str, size: int) -> shared_memory.SharedMemory:
             return shared_memory.SharedMemory(name=segment_name(run_id), create=True, size=size)
         except FileExistsError:  # the random suffix collided: draw another
             continue
+        except OSError as exc:  # (a full /dev/shm or a file size limit read as "while storing results")
+            raise ThreadXError(f"cannot make the shared memory that run {run_id}'s workers read its data from "
+                               f"({format_bytes(size)} in {SHM_DIR}): {os_reason(exc)}; free space there or raise "
+                               "the file size limit (ulimit -f), or run with fewer indicator params or "
+                               "executor inline") from exc
     raise FileExistsError(f"no free shared-memory name for run {run_id}")
 
 
