@@ -510,6 +510,8 @@ def test_a_portfolio_of_research_winners_says_when_funding_is_not_what_they_were
     runners = [Runner("test_threshold", DatasetRef(str(path), path.stem), {"enter_above": 110.0})]
     pinned = research_funding("r")
     assert funding_differences(runners, pinned) == []
+    moved = {k: v.replace(str(tmp_path), "/elsewhere/data") for k, v in pinned.items()}  # the same rows elsewhere
+    assert moved != pinned and funding_differences(runners, moved) == []
     assert main(["portfolio", "--from-research", "r", "--json"]) == 0
     assert "funding" not in capsys.readouterr().err
     off = funding_differences(runners, pinned, use_funding=False)

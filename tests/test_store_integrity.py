@@ -485,3 +485,59 @@ def test_a_resume_or_repair_clears_the_temp_files_of_a_manifest_write_a_kill_lef
     (runs / "a" / ".plan.json.999-x.tmp").write_text("{")
     resume(runs, df)
     assert not list((runs / "a").glob(".*.tmp"))
+
+
+def _as_stored_before_tokens(folder):
+    """The run as a version before run tokens stored it: no token in its files."""
+    for name in ("manifest.json", "plan.json"):
+        data = json.loads((folder / name).read_text())
+        data.pop("run_token", None)
+        (folder / name).write_text(json.dumps(data))
+    for part in folder.glob("part-*.parquet"):
+        pd.read_parquet(part).to_parquet(part, index=False)  # (pandas writes no token)
+
+
+def test_a_newer_runs_manifest_in_a_run_from_before_tokens_is_replaced_not_its_plan(twin, df):
+    """Repair rewrote the old run's plan.json from the foreign manifest and served the fee-5 run's
+    options over its rows (a review)."""
+    _as_stored_before_tokens(twin / "a")
+    own_plan = (twin / "a" / "plan.json").read_text()
+    shutil.copy(twin / "c" / "manifest.json", twin / "a" / "manifest.json")
+    with pytest.raises(RunDamaged, match="of two runs"):
+        ResultStore(twin).load("a")
+    assert ResultStore(twin).repair("a")["manifest"].startswith("rebuilt from plan.json (has the manifest.json of "
+                                                                  "another run)")
+    assert (twin / "a" / "plan.json").read_text() == own_plan
+    assert ResultStore(twin).load("a").manifest["engine"]["fee_bps"] != 5.0
+
+
+def test_a_part_of_another_run_in_a_run_without_rows_yet_is_put_aside_not_the_run(twin, df):
+    stop = sweep(df, "ma_crossover", SPACE, store=twin, run_id="e", executor="inline", bank=IndicatorBank(
+        cache_dir=twin.parent / "cache"), cancel=lambda: True)
+    assert stop.manifest["done"] == 0 and not list((twin / "e").glob("part-*.parquet"))
+    shutil.copy(twin / "c" / "part-000000.parquet", twin / "e" / "part-000000.parquet")
+    report = ResultStore(twin).repair("e")
+    assert [q["part"] for q in report["quarantined"]] == ["quarantine/part-000000.parquet"]
+
+
+def test_a_plan_with_a_token_that_is_no_text_is_rewritten_by_repair_without_a_traceback(twin, df):
+    plan = json.loads((twin / "a" / "plan.json").read_text())
+    (twin / "a" / "plan.json").write_text(json.dumps({**plan, "run_token": ["x"]}))
+    with pytest.raises(RunDamaged, match="of two runs"):
+        ResultStore(twin).load("a")
+    ResultStore(twin).repair("a")
+    assert len(ResultStore(twin).load("a").results) == 8
+
+
+def test_files_without_a_token_over_parts_with_one_are_another_runs(twin, df):
+    """Parts carrying a token under a manifest and plan.json with none (copied in from a run of an
+    earlier version) listed as completed, with the other run's fee (a review)."""
+    old = twin / "old"
+    shutil.copytree(twin / "c", old)
+    _as_stored_before_tokens(old)
+    for name in ("manifest.json", "plan.json"):
+        shutil.copy(old / name, twin / "a" / name)
+    with pytest.raises(RunDamaged, match="that another run wrote"):
+        ResultStore(twin).load("a")
+    with pytest.raises(RunDamaged, match="a manifest.json and the plan.json of another run"):
+        ResultStore(twin).repair("a")

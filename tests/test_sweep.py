@@ -295,6 +295,35 @@ def test_a_run_that_fails_records_why_and_runs_show_says_it(sample, bank, tmp_pa
     assert run.manifest["status"] == "completed" and "error" not in run.manifest  # the resume clears it
 
 
+def test_a_completed_run_asked_again_and_stopped_stays_completed(sample, bank, tmp_path):
+    """Killed or stopped while its workers started, a re-run with nothing to run read "interrupted
+    51,714/51,714" (a hostile test)."""
+    import json
+
+    space = {"entry_z": [1.0, 1.5, 2.0]}
+    sweep(sample, "bb_atr", space, store=tmp_path, run_id="done", executor="inline", bank=bank)
+    seen = []
+
+    def stop_at_once() -> bool:
+        seen.append(json.loads((tmp_path / "done" / "manifest.json").read_text())["status"])
+        return True
+
+    again = sweep(sample, "bb_atr", space, store=tmp_path, run_id="done", executor="inline", bank=bank,
+                  cancel=stop_at_once)
+    assert seen and set(seen) == {"completed"}  # never marked running: a kill then leaves it completed
+    assert again.manifest["status"] == "completed" and again.manifest["done"] == again.manifest["total"] == 3
+
+    def no_memory() -> bool:
+        raise MemoryError("starting the workers")
+
+    with pytest.raises(MemoryError):
+        sweep(sample, "bb_atr", space, store=tmp_path, run_id="done", executor="inline", bank=bank, cancel=no_memory)
+    from threadx.optimize.store import ResultStore
+
+    manifest = ResultStore(tmp_path).load("done").manifest
+    assert manifest["status"] == "completed" and "error" not in manifest  # every combo is stored: still complete
+
+
 def test_sweep_rejects_bad_arguments(sample, tmp_path):
     from threadx.errors import ParamError
 

@@ -309,6 +309,7 @@ def test_the_list_holds_exactly_the_walk_forwards_that_open(stored, tmp_path):
     (tmp_path / "walkforward" / "no-summary" / "summary.json").unlink()
     (tmp_path / "walkforward" / "bad-summary" / "summary.json").write_text("{garbage")
     (tmp_path / "walkforward" / "no-tree" / "result" / "tree.json").unlink()
+    (tmp_path / "walkforward" / "notes.txt").write_text("a stray file")  # (it broke the list: NotADirectoryError)
     rows = {row["run_id"]: row for row in list_walk_forwards(tmp_path)}
     assert set(rows) == {"no-summary", "bad-summary"}
     assert rows["no-summary"]["strategy"] is None and rows["bad-summary"]["windows"] is None

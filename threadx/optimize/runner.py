@@ -375,7 +375,11 @@ class _Session:
         status = "completed"
         with _sigterm_interrupts() as sigterm:
             try:
-                writer.update_manifest(status="running", done=self.counts["done"])
+                left = self.sampler == "adaptive" or self.counts["done"] < self.total
+                if left or not str(writer.manifest.get("status", "")).startswith("completed"):
+                    # (a completed run asked again has nothing to run: killed while its workers started, it
+                    # read "interrupted 51,714/51,714")
+                    writer.update_manifest(status="running", done=self.counts["done"])
                 self._report(force=True)  # done (resumed) and total are known before workers and indicators
                 with ExitStack() as cleanup:  # every resource released, whatever happens
                     if self.should_stop():  # stopped while it planned: no workers, no indicators
@@ -797,7 +801,9 @@ class _Session:
                 log.append(AdaptiveRound(radius, stale, best, new_ids))
                 save_rounds(self.writer.folder, settings, log)
             self.total += len(new_ids)
-            self.writer.update_manifest(total=self.total)  # (a kill leaves the planned count, not the first round's)
+            # (a kill leaves the planned count, not the first round's; never below what is stored: a completed
+            # run asked again, killed while it replayed its rounds, read 210,000/180,000)
+            self.writer.update_manifest(total=max(self.total, self.counts["done"]))
             self._consume(run_chunks(self._pending(iter([new_ids]))))
             self.writer.flush()
             value = self._best_value()
@@ -837,6 +843,11 @@ class _Session:
                 counted = time.perf_counter()
                 stored = self.store.stored(self.run_id)
                 done, failed = len(stored.ids), stored.failed
+                if (status in ("cancelled", "interrupted", "failed") and self.sampler != "adaptive" and flushed
+                        and len(stored.settled_ids) >= self.total):
+                    # stopped, or its executor failed to start, with nothing left to run (a completed run asked
+                    # again: it read "interrupted", or "failed" after a MemoryError starting its workers)
+                    status = "completed"
                 total = done if status == "completed" else max(self.total, done)
                 if status == "completed" and failed:
                     status = f"completed with {failed:,} failed"  # a resume retries infrastructural ones

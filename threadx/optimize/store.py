@@ -551,9 +551,13 @@ def _part_paths(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("part-*.parquet") if _PART.match(p.name)) if folder.is_dir() else []
 
 
-def _footer_rows(path: Path, token: str | None = None) -> int:
+_UNCHECKED = "(unchecked)"  # _footer_rows's token when the caller does not check which run wrote the part
+
+
+def _footer_rows(path: Path, token: str | None = _UNCHECKED) -> int:
     """Row count of a part from its footer; RunDamaged when it is not a whole part, or (given the
-    run's ``token``) a part another run wrote."""
+    run's ``token``, None for a run stored before tokens) a part another run wrote: one with
+    another token (a part without one is a run's own, written before tokens, or edited)."""
     import pyarrow.parquet as pq
 
     _require_file(path)
@@ -566,7 +570,7 @@ def _footer_rows(path: Path, token: str | None = None) -> int:
         raise RunDamaged(path.parent.name, f"has a part {path.name} without {', '.join(sorted(missing))}")
     _check_kinds(path, meta.schema.to_arrow_schema())
     theirs = _part_token(meta)
-    if token and theirs is not None and theirs != token:  # (a part without one: written before tokens, or edited)
+    if token != _UNCHECKED and theirs is not None and theirs != token:
         raise RunDamaged(path.parent.name, f"has a part {path.name} that another run wrote (a file copied in from "
                                            "elsewhere: its rows are not this run's)")
     return meta.num_rows
@@ -585,7 +589,7 @@ def _plan_token_problem(folder: Path, manifest: dict[str, Any]) -> str | None:
         plan = _read_json(folder / _PLAN_FILE)
     except (OSError, ValueError):
         return None
-    if plan.get(_TOKEN) != manifest.get(_TOKEN):
+    if _token(plan) != _token(manifest):
         return f"has a manifest.json and a {_PLAN_FILE} of two runs (a file copied in from another run)"
     return None
 
@@ -820,7 +824,7 @@ class ResultStore:
             raise
         return writer
 
-    def _quarantine_bad(self, folder: Path, every_column: bool = False, token: str | None = None
+    def _quarantine_bad(self, folder: Path, every_column: bool = False, token: str | None = _UNCHECKED
                         ) -> list[dict[str, str]]:
         """Move every part that cannot be read (or, given the run's ``token``, that another run
         wrote) to quarantine/; what moved and why. ``every_column`` (a repair): read every column
@@ -978,39 +982,65 @@ class ResultStore:
     @staticmethod
     def _own_files(folder: Path, run_id: str, manifest: dict[str, Any] | None, why: str
                    ) -> tuple[dict[str, Any] | None, str]:
-        """(the manifest, why it is rebuilt) once the manifest and plan.json are the run's own:
-        of the two, a file whose run token no part carries came from another run; a foreign
-        manifest is rebuilt from the plan, a foreign plan rewritten from the manifest; both
-        foreign (or no part carrying either's token) is RunDamaged."""
+        """(the manifest, why it is rebuilt) once the manifest and plan.json are the run's own.
+        When their run tokens differ, the run's own is the one its parts carry (parts without
+        a token: the file without one; no part at all: plan.json, written once as the run was
+        created): a foreign manifest is rebuilt from the plan, a foreign plan rewritten from the
+        manifest. RunDamaged when the files are another run's: no part carries their token and
+        they count rows of their own (or every part has a token and the files none)."""
         import pyarrow.parquet as pq
 
         try:
             plan = _read_json(folder / _PLAN_FILE)
         except (OSError, ValueError):
             plan = None
-        tokens = {t for t in ((manifest or {}).get(_TOKEN), (plan or {}).get(_TOKEN)) if t}
-        if not tokens:
-            return manifest, why  # a run stored before run tokens: nothing to compare
-        carried = set()
+        carried, untagged = set(), 0
         for path in _part_paths(folder):
             try:
-                carried.add(_part_token(pq.read_metadata(path)))
+                token = _part_token(pq.read_metadata(path))
             except (OSError, ValueError):
                 continue  # (an unreadable part: quarantined by the repair)
-        carried.discard(None)
-        ours = {"manifest.json": (manifest or {}).get(_TOKEN), _PLAN_FILE: (plan or {}).get(_TOKEN)}
-        if carried and not carried & tokens:  # (each file there is another run's)
-            files = " and the ".join(name for name, token in ours.items() if token)
-            raise RunDamaged(run_id, f"has {'no manifest and ' if manifest is None else ''}the {files} of another run "
-                             "(no part of it was written by that run)", "put back the run's own files, or start "
-                             "again with another run id (its parts are kept)")
-        if manifest is not None and plan is not None and ours["manifest.json"] != ours[_PLAN_FILE]:
-            if ours[_PLAN_FILE] in carried or not carried and ours["manifest.json"] is None:
+            if token is None:
+                untagged += 1
+            else:
+                carried.add(token)
+        foreign = RunDamaged(run_id, f"has {'no manifest and ' if manifest is None else 'a manifest.json and '}"
+                             f"{'no ' if plan is None else 'the '}{_PLAN_FILE} of another run (no part of it was "
+                             "written by that run)", "put back the run's own files, or start again with another run "
+                             "id (its parts are kept)")
+        if manifest is not None and plan is not None and _token(manifest) != _token(plan):
+            tokens = {_token(manifest), _token(plan)}
+            if carried & tokens:
+                own_plan = _token(plan) in carried
+            elif untagged and None in tokens:
+                own_plan = _token(plan) is None
+            elif not carried and not untagged:
+                own_plan = True
+            else:
+                raise foreign
+            if own_plan:
                 return None, "has the manifest.json of another run"  # rebuilt from the plan below
             plan_only = {k: v for k, v in manifest.items() if k not in _PROGRESS_KEYS}
             atomic_write_bytes(folder / _PLAN_FILE, json.dumps(plan_only, indent=2, default=str).encode())
-            return manifest, ""  # (the plan of another run, replaced by this run's from its manifest)
-        return manifest, why
+            return manifest, why  # (the plan of another run, replaced by this run's from its manifest)
+        if manifest is None and plan is None:
+            return manifest, why
+        token = _token(manifest if manifest is not None else plan)
+        if manifest is None and _manifest_problem(plan, required=tuple(k for k in _PLAN_KEYS
+                                                                        if k not in _LEGACY_OPTIONAL)):
+            return manifest, why  # no usable plan at all: said as such below
+        if carried and token not in carried and not untagged:
+            claimed = int((manifest or {}).get("done") or 0) if manifest is not None else 1
+            if token is None or claimed > 0:  # the files count rows of which none is here
+                raise foreign
+        return manifest, why  # (parts of another run among the run's own are quarantined by the repair)
+
+
+def _token(record: dict[str, Any]) -> str | None:
+    """A manifest's or plan's run token (None for a run stored before tokens; any other value
+    than text stands for none that matches)."""
+    value = record.get(_TOKEN)
+    return value if value is None or isinstance(value, str) else f"(not text: {type(value).__name__})"
 
 
 _LIST_COLUMNS = ("run_id", "strategy", "dataset", "sampler", "status", "done", "total", "failed", "objective",

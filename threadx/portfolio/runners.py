@@ -270,10 +270,20 @@ def funding_differences(runners: Sequence[Runner], research: Mapping[str, Any], 
             now[name] = funding_record(stored_funding(runner.data.source)) if use_funding else None
         except ThreadXError as exc:  # a damaged funding file: the portfolio itself will refuse it
             now[name] = f"unreadable ({first_line(exc)})"
-        if now[name] != research[name]:
+        if _funding_key(now[name]) != _funding_key(research[name]):
             out.append(f"funding of {name}: {now[name] or 'none'} (the research's winners were chosen under "
                        f"{research[name] or 'none'})")
     return out
+
+
+def _funding_key(record: Any) -> Any:
+    """What of a funding record says which rates were paid: a stored file's rows (its count and
+    sha256, not its path: a data folder moved, or the research made on another machine, pays
+    the same rates), else the record itself (None, a rate)."""
+    from threadx.data.funding import stored_record
+
+    stored = stored_record(record)
+    return (stored["rates"], stored["sha"]) if stored else record
 
 
 def option_differences(given: Mapping[str, Any], research: Mapping[str, Any]) -> list[str]:

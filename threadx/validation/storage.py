@@ -86,7 +86,7 @@ def stored_stamp(run_id: str, results_dir: str | os.PathLike | None = None) -> t
     path = walkforward_root(results_dir) / check_run_id(run_id) / RESULT / codec.TREE
     try:
         return file_stamp(path)
-    except FileNotFoundError:
+    except OSError:  # none there (a file where the folder belongs, no permission: none readable)
         return None
 
 
@@ -151,6 +151,8 @@ def list_walk_forwards(results_dir: str | os.PathLike | None = None) -> list[dic
             check_run_id(folder.name)
         except ThreadXError:
             continue  # a folder no walk-forward is stored under
+        if not folder.is_dir():
+            continue  # (a stray file there broke the list: NotADirectoryError)
         stamp = stored_stamp(folder.name, results_dir)
         if stamp is None:
             continue
