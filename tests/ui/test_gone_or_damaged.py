@@ -158,3 +158,20 @@ def test_the_data_table_says_why_a_damaged_file_has_no_dates(xyz):
     table = at.dataframe[0].value.set_index("name")
     assert table.loc[XYZ, "problem"].startswith("unreadable: ") and table.loc[XYZ, "bars"] == 0
     assert (table.drop(index=XYZ)["problem"] == "").all()
+
+
+@pytest.mark.parametrize("page, button", [("2_Backtest.py", "bt_run"), ("3_Optimisation.py", "opt_launch")])
+def test_a_click_for_a_dataset_deleted_since_runs_nothing_and_says_why(xyz, workspace, page, button):
+    """Run backtest and Launch ran on the synthetic sample, in the click made for a dataset deleted
+    in another tab (a hostile test in Chromium: 1,590 combos on BTC, unsaid on the Optimisation page)."""
+    at = open_page(page)
+    at.selectbox(key="dataset_picker").set_value(XYZ).run()
+    xyz.unlink()  # in another tab
+    at.button(key=button).click().run()
+    assert not at.exception, at.exception
+    warnings = [w.value for w in at.warning if "no longer in the data folder" in w.value]
+    assert warnings == [f"Dataset **{XYZ}** is no longer in the data folder: showing synthetic/BTC_USDT-1h — synthetic "
+                        "sample data instead (nothing was run on it)."]
+    assert "bt" not in at.query_params and "job" not in at.query_params  # nothing ran or started
+    assert not list((workspace / "results").glob("*/manifest.json"))
+    assert at.selectbox(key="dataset_picker").value == "synthetic/BTC_USDT-1h"

@@ -240,6 +240,7 @@ def drop_linked_run(session_key: str, param: str) -> None:
 
 
 _REMEMBERED = "_remembered:"  # + "dataset" / "strategy": the session's choice on its previous run
+_DATASET_GONE = "_dataset_gone"  # (active_dataset) the notice of a dataset gone, shown by the next run
 
 
 def _to_url(key: str, value: str | None) -> None:
@@ -260,16 +261,24 @@ def active_dataset() -> str:
     """The dataset chosen in this session (the URL's on its first run, else the last one chosen
     in any tab, else the synthetic BTC sample); the URL's ``dataset`` and ``strategy`` follow
     the session's. One that left the data folder since the last run (deleted or renamed
-    elsewhere) is named in a notice."""
+    elsewhere) is replaced and the script runs again at once, naming it in a notice: whatever
+    button was pressed in this run is not acted on."""
     restore_from_url()
     names = dataset_names()
     current = st.session_state.get("dataset")
+    gone = st.session_state.pop(_DATASET_GONE, None)  # (said by the run before, which ran nothing)
+    if gone is not None:
+        st.warning(gone)
     if current not in names:
         fallback = _default_dataset(names)
-        if current is not None:
-            st.warning(f"Dataset **{plain(current)}** is no longer in the data folder: showing "
-                       f"{label_dataset(fallback)} instead.")
-        current = st.session_state["dataset"] = fallback
+        st.session_state["dataset"] = fallback
+        if current is not None and fallback in names:
+            # said in a run of its own: a button pressed in this run (Run backtest, Launch) was pressed for the
+            # dataset that is gone, and ran on the fallback without a word (a hostile test)
+            st.session_state[_DATASET_GONE] = (f"Dataset **{plain(current)}** is no longer in the data folder: showing "
+                                               f"{label_dataset(fallback)} instead (nothing was run on it).")
+            st.rerun()
+        current = fallback
     _to_url("dataset", current)
     held = st.session_state.get("strategy")  # (a page without a strategy box links the session's too)
     if held is None:
