@@ -158,6 +158,14 @@ def test_a_refreshed_tab_follows_its_own_sweep_not_another_tabs():
         refreshed.button(key="opt_stop").click().run()
         wait_while(lambda: registry.get(a_id).is_active)
         assert registry.get(a_id).state == "cancelled" and not registry.get(b_id).stop_requested
+        # its link copied before the stop: the ended job, with what it stored (it opened an empty form)
+        ended = open_page("3_Optimisation.py", job=a_id)
+        assert not ended.exception and ended.session_state["sweep_job"] == a_id
+        shown = " ".join(x.value for x in [*ended.warning, *ended.info, *ended.success, *ended.caption,
+                                           *ended.markdown])
+        run_id = registry.get(a_id).run_id  # (what it stored by then depends on when the stop came)
+        assert (f"Stopped: the finished combos are stored in run `{run_id}`" in shown
+                or "Stopped before any combo was stored: nothing to resume" in shown), shown[:2000]
     finally:
         for job_id in (a_id, b_id):
             registry.stop(job_id)

@@ -516,13 +516,14 @@ class JobRegistry:
                linked: str | None = None) -> JobInfo | None:
         """The job a page follows: the one its session holds under ``key``; else (a new session:
         a refresh, a link, a tab closed while its job ran) ``linked``, the job the page's URL
-        names, while it is an active job of ``kind``; else the active job of ``kind`` when there
-        is exactly one. The session then holds it. With several active and none named, none
-        is followed (the sidebar lists them): the newest was taken, so a refreshed tab showed
-        another tab's sweep, and its Stop stopped that one."""
+        names, a job of ``kind`` (one that has ended shows how it ended and what it stored: a
+        copied link of a sweep stopped since opened an empty form); else the active job of
+        ``kind`` when there is exactly one. The session then holds it. With several active and
+        none named, none is followed (the sidebar lists them): the newest was taken, so a
+        refreshed tab showed another tab's sweep, and its Stop stopped that one."""
         if not session.get(key):
             named = self.followed(linked, refresh=refresh) if linked else None
-            if named is not None and named.kind == kind and named.is_active:
+            if named is not None and named.kind == kind:
                 session[key] = named.job_id
             else:
                 active = [j for j in self.active() if j.kind == kind]
