@@ -273,6 +273,9 @@ def show_run(view: sweep_runs.RunView) -> None:
     compared = (("dataset", dataset, m.get("dataset")), ("strategy", strategy, m.get("strategy")), *searched)
     other = [f"{what} **{number_text(mine) if isinstance(mine, int) else plain(mine)}**"
              for what, mine, its in compared if its is not None and its != "" and mine != its]
+    moved = sweep_runs.space_differences(search, m) if count_error is None and strategy == m.get("strategy") else []
+    if moved:
+        other.append(f"another search space (**{', '.join(plain(name) for name in moved)}**)")
     if other:
         st.info(f"The form above is set to {' and '.join(other)}, not this run's: **Launch** runs the form's; "
                 "Resume and Open in Backtest use this run's.")

@@ -140,7 +140,9 @@ def test_a_run_shown_beside_a_form_set_otherwise_says_which_launch_uses():
     assert said and "dataset **synthetic/ETH_USDT-1h**" in said[0] and "strategy **bb_atr**" in said[0], said
     at.selectbox(key="dataset_picker").set_value("synthetic/BTC_USDT-1h").run()
     at.selectbox(key="opt_strategy").set_value("ma_crossover").run()
-    assert not [i for i in at.info if i.value.startswith("The form above is set to")]
+    said = [i.value for i in at.info if i.value.startswith("The form above is set to")]
+    # only the space is left: the form's is the strategy's default, not the run's two combos
+    assert len(said) == 1 and said[0].startswith("The form above is set to another search space (**fast_period, "), said
 
 
 def test_a_run_shown_beside_a_form_searching_otherwise_says_so():
@@ -165,4 +167,5 @@ def test_a_run_shown_beside_a_form_searching_otherwise_says_so():
     assert said and "n **2,000**" in said[0] and "seed **42**" in said[0], said
     at.number_input(key="opt_n").set_value(5).run()
     at.number_input(key="opt_seed").set_value(7).run()
-    assert not [i for i in at.info if i.value.startswith("The form above is set to")]
+    said = [i.value for i in at.info if i.value.startswith("The form above is set to")]
+    assert len(said) == 1 and said[0].startswith("The form above is set to another search space ("), said

@@ -375,3 +375,21 @@ def test_combos_under_the_minimum_trades_rank_after_the_best_combo(data_file):
             "are never the best combo") in " ".join(c.value for c in at.caption)
     assert any(m.value.startswith(f"**Best combo** (highest total_return with at least {minimum:,} trades): "
                                   f"`fast_period={int(best['fast_period'])}`") for m in at.markdown)
+
+
+def test_a_run_searched_over_another_space_than_the_form_says_so(data_file):
+    """A run of 3,198 combos showed under a form of 46,494 with no note (a hostile test)."""
+    from threadx.optimize.space import SearchSpace
+    from threadx.strategy.base import get_strategy
+    from threadx.ui.sweep_runs import space_differences
+
+    run = sweep(data_file, "narrow", space={"fast_period": "5:40:5", "slow_period": [50]})
+    at = page(run="narrow")
+    at.selectbox(key="opt_strategy").set_value("ma_crossover").run()
+    assert shown(at)[0].startswith("Run narrow:")
+    notes = [i.value for i in at.info if i.value.startswith("The form above is set to")]
+    assert len(notes) == 1 and "another search space (**fast_period, slow_period**)" in notes[0], notes
+    spec = get_strategy("ma_crossover")
+    assert space_differences(SearchSpace(spec, {"fast_period": "5:40:5", "slow_period": [50]}), run.manifest) == []
+    assert space_differences(SearchSpace(spec, {"fast_period": "5:40:5", "slow_period": [60]}),
+                             run.manifest) == ["slow_period"]
