@@ -151,16 +151,20 @@ def show(result, request: BacktestRequest, df: pd.DataFrame, origin: str | None,
         st.query_params["bt"] = bt_id
 
 
-def reopen(request: BacktestRequest, origin: str | None, pick: bool = True) -> ThreadXError | ValueError | None:
+def reopen(request: BacktestRequest, origin: str | None, pick: bool = True,
+           keep_form: bool = False) -> ThreadXError | ValueError | None:
     """Set the page to a request (strategy, params, engine options, and its dataset when
     ``pick``) and show its backtest on its own data (checked against its fingerprint).
     ``origin``: the run it comes from, whose data the next runs use too until another dataset
-    is picked; None: a backtest of a catalog dataset. Returns the error when it cannot be run
-    (nothing is shown)."""
+    is picked; None: a backtest of a catalog dataset. ``keep_form`` (a refresh or a link): the
+    param boxes keep the form as last left for that strategy when one is saved (edits not run
+    yet were lost to the result's params, in the saved form too), the page saying how they
+    differ from the result's. Returns the error when it cannot be run (nothing is shown)."""
     st.session_state["strategy"] = st.session_state["bt_strategy"] = request.strategy
     st.session_state[f"params:{request.strategy}"] = request.params
+    kept = workspace.load_form("params", request.strategy) if keep_form else {}
     for name, value in workspace.clean_form("params", request.strategy, request.params).items():
-        st.session_state[f"bt:{request.strategy}:{name}"] = value  # widgets start at the request's values
+        st.session_state[f"bt:{request.strategy}:{name}"] = kept.get(name, value)  # widgets start at these
     engine_widgets_from(request.engine_options, request.data.source)
     if pick and request.data.name in dataset_names():  # else (a file) the result is shown on it, the picker stays
         st.session_state["dataset"] = request.data.name  # (the picker follows it: state.dataset_picker)
@@ -204,7 +208,7 @@ else:
             st.warning(f"The backtest this link names cannot be reopened: {plain(str(exc), 300)}")
         else:
             # the dataset the URL names stays picked (one picked after this backtest ran, say)
-            error = reopen(request, origin, pick=st.query_params.get("dataset") not in dataset_names())
+            error = reopen(request, origin, pick=st.query_params.get("dataset") not in dataset_names(), keep_form=True)
             if error is not None:
                 st.warning(f"The backtest this link names is not shown: {error}. Its strategy, parameters "
                            "and options are set below: press **Run backtest** to run them on the current data.")

@@ -355,3 +355,23 @@ def _restore_only() -> None:
     from threadx.ui.state import restore_from_url
 
     restore_from_url()
+
+
+def test_a_refresh_keeps_form_edits_not_run_yet_beside_the_result_shown(workspace):
+    """After Run with fast_period 8, the form set to 17 and not run: a refresh (F5) put the form back
+    to 8 and wrote 8 over the saved 17, for new tabs too (a hostile test in Chromium)."""
+    at = open_page("2_Backtest.py")
+    at.selectbox(key="bt_strategy").set_value("ma_crossover").run()
+    at.number_input(key="bt:ma_crossover:fast_period").set_value(8).run()
+    at.button(key="bt_run").click().run()
+    ran = at.session_state["backtest"]["result"].metrics
+    at.number_input(key="bt:ma_crossover:fast_period").set_value(17).run()
+    assert any(i.value.startswith("The form differs from this result") for i in at.info)
+    refreshed = new_session(dict(at.query_params))
+    assert refreshed.number_input(key="bt:ma_crossover:fast_period").value == 17
+    assert refreshed.session_state["backtest"]["result"].metrics == ran  # the result of the link, fast 8
+    assert any(i.value.startswith("The form differs from this result") and "fast_period 17 here, 8 in the result"
+               in i.value for i in refreshed.info), [i.value for i in refreshed.info]
+    from threadx.ui import workspace as saved
+
+    assert saved.load_form("params", "ma_crossover")["fast_period"] == 17
