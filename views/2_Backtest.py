@@ -30,6 +30,7 @@ DEFAULTS = EngineOptions()  # the one source of the engine's defaults
 st.title("Backtest")
 
 
+_SEEN = "_bt_form_seen:"  # + strategy: the param boxes as this session's last run had them
 WIDGETLESS = ("fraction", "ambiguity")  # engine options without a widget here, kept from a reopened run
 
 
@@ -163,6 +164,7 @@ def reopen(request: BacktestRequest, origin: str | None, pick: bool = True,
     st.session_state["strategy"] = st.session_state["bt_strategy"] = request.strategy
     st.session_state[f"params:{request.strategy}"] = request.params
     kept = workspace.load_form("params", request.strategy) if keep_form else {}
+    st.session_state[f"{_SEEN}{request.strategy}"] = {}  # the boxes set here count as changed: saved
     for name, value in workspace.clean_form("params", request.strategy, request.params).items():
         st.session_state[f"bt:{request.strategy}:{name}"] = kept.get(name, value)  # widgets start at these
     engine_widgets_from(request.engine_options, request.data.source)
@@ -253,8 +255,13 @@ with st.expander("Parameters", expanded=True):
     except ThreadXError as exc:
         param_problem = str(exc)
         st.error(f"Parameters: {exc}")
-    if values != saved and param_problem is None:  # (a refused value saved the default in its place)
-        workspace.save_form("params", strategy, values)
+    # only the boxes this session changed are saved, over the form as saved: a tab opened earlier wrote its whole
+    # (stale) form and undid another tab's edit (a hostile test); a refused value saved the default in its place
+    seen = st.session_state.get(f"{_SEEN}{strategy}", values)
+    edited = {name: value for name, value in values.items() if seen.get(name, object()) != value}
+    st.session_state[f"{_SEEN}{strategy}"] = dict(values)
+    if edited and param_problem is None:
+        workspace.save_form("params", strategy, {**saved, **edited})
     if changed:
         c = st.columns([7, 3], vertical_alignment="center")
         c[0].caption(f"Not the strategy's declared defaults: {', '.join(changed[:6])}"

@@ -375,3 +375,19 @@ def test_a_refresh_keeps_form_edits_not_run_yet_beside_the_result_shown(workspac
     from threadx.ui import workspace as saved
 
     assert saved.load_form("params", "ma_crossover")["fast_period"] == 17
+
+
+def test_two_tabs_editing_one_strategys_form_keep_each_others_edits(workspace):
+    """Tab B, opened before tab A's edit of fast_period, saved its whole form when its slow_period
+    changed: A's fast_period 23 became 10 again (a hostile test in Chromium)."""
+    from threadx.ui import workspace as saved
+
+    tab_b = open_page("2_Backtest.py")
+    tab_b.selectbox(key="bt_strategy").set_value("ma_crossover").run()
+    tab_a = open_page("2_Backtest.py")
+    tab_a.selectbox(key="bt_strategy").set_value("ma_crossover").run()
+    tab_a.number_input(key="bt:ma_crossover:fast_period").set_value(23).run()
+    assert saved.load_form("params", "ma_crossover")["fast_period"] == 23
+    tab_b.number_input(key="bt:ma_crossover:slow_period").set_value(120).run()
+    form = saved.load_form("params", "ma_crossover")
+    assert form["fast_period"] == 23 and form["slow_period"] == 120
