@@ -354,6 +354,7 @@ class _Session:
 
     def _run(self, flush_seconds: float, adaptive_rounds: int, patience: int) -> SweepRun:
         self._rounds_asked = AdaptiveSettings(int(adaptive_rounds), int(patience))
+        self._failure: str | None = None  # why the run failed, recorded in its manifest
         self._phase("planning the combos")
         with self.watch.stage("plan"):
             self.planned, self.total, invalid = self._plan()
@@ -432,7 +433,7 @@ class _Session:
         """Refuse a resume whose stored combo ids are not all in this sweep's plan, or (adaptive)
         whose recorded rounds cannot be replayed: before its manifest is touched (refused after,
         a completed run was left "failed" with no reason)."""
-        if self.sampler == "adaptive" and getattr(self, "_rounds_asked", None) is not None:
+        if self.sampler == "adaptive":
             self._stored_rounds(self._rounds_asked)
         if not len(ids):
             return
@@ -853,7 +854,7 @@ class _Session:
                     status = f"completed with {failed:,} failed"  # a resume retries infrastructural ones
                 self.watch.add("store", time.perf_counter() - counted)
                 self._join_pools()  # the workers exited while the parts were written and counted
-                if status == "failed" and getattr(self, "_failure", None):
+                if status == "failed" and self._failure:
                     writer.manifest["error"] = self._failure
                 else:
                     writer.manifest.pop("error", None)  # (a resume that completes clears an earlier one)

@@ -466,6 +466,12 @@ def _stray(path: Path, links: bool = True) -> str:
     return f"a link to {kind}" if path.is_symlink() else kind
 
 
+def _write_plan(folder: Path, manifest: dict[str, Any]) -> None:
+    """Write ``plan.json``: the manifest less its progress keys."""
+    plan = {k: v for k, v in manifest.items() if k not in _PROGRESS_KEYS}
+    atomic_write_bytes(folder / _PLAN_FILE, json.dumps(plan, indent=2, default=str).encode())
+
+
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     atomic_write_bytes(folder / "manifest.json", json.dumps(manifest, indent=2, default=str).encode())
 
@@ -580,6 +586,16 @@ def _part_token(meta: Any) -> str | None:
     """The run token in a part's footer (``pq.read_metadata``'s), None for a part without one."""
     value = (meta.metadata or {}).get(_TOKEN_FOOTER)
     return value.decode("utf-8", "replace") if value is not None else None
+
+
+def _own_parts(folder: Path, run_id: str, manifest: dict[str, Any]) -> tuple[list[Path], int]:
+    """(the run's parts, the rows their footers count); RunDamaged when its manifest and plan.json
+    are of two runs, or a part is another run's (or not a whole part)."""
+    problem = _plan_token_problem(folder, manifest)
+    if problem:
+        raise RunDamaged(run_id, problem)
+    parts = _part_paths(folder)
+    return parts, sum(_footer_rows(p, manifest.get(_TOKEN)) for p in parts)
 
 
 def _plan_token_problem(folder: Path, manifest: dict[str, Any]) -> str | None:
@@ -814,10 +830,10 @@ class ResultStore:
                 stored.update({k: v for k, v in manifest.items() if k not in stored or k in _SESSION_KEYS})
                 manifest = stored
             writer = RunWriter(folder, manifest, lock=lock)
-            if stored is None or not (folder / _PLAN_FILE).exists():  # the plan, kept apart: `runs repair` rebuilds
-                # from it (a new run's: one left by a start killed before its manifest is of no run)
-                plan = {k: v for k, v in manifest.items() if k not in _PROGRESS_KEYS}
-                atomic_write_bytes(folder / _PLAN_FILE, json.dumps(plan, indent=2, default=str).encode())
+            # the plan, kept apart: `runs repair` rebuilds from it (a new run writes its own: one left by a start
+            # killed before its manifest is of no run)
+            if stored is None or not (folder / _PLAN_FILE).exists():
+                _write_plan(folder, manifest)
             write_manifest(folder, manifest)
         except BaseException:
             lock.release()
@@ -860,11 +876,7 @@ class ResultStore:
         problem = _manifest_problem(manifest, required=_READ_KEYS)
         if problem:
             raise RunDamaged(run_id, f"has a manifest whose {problem}")
-        problem = _plan_token_problem(folder, manifest)
-        if problem:
-            raise RunDamaged(run_id, problem)
-        parts = _part_paths(folder)
-        rows = sum(_footer_rows(p, manifest.get(_TOKEN)) for p in parts)
+        parts, rows = _own_parts(folder, run_id, manifest)
         if parts and isinstance(manifest.get("param_names"), list):  # (validate read a winner's params by them)
             stored, named = _param_columns(parts), set(map(str, manifest["param_names"]))
             if stored != named:
@@ -895,11 +907,7 @@ class ResultStore:
             m = read_manifest(folder, folder.name) or {}
             row.update({k: m.get(k) for k in _LIST_COLUMNS if k in m})
             row["run_id"] = folder.name  # a run is its folder: a copy lists as the copy
-            problem = _plan_token_problem(folder, m)
-            if problem:
-                raise RunDamaged(folder.name, problem)
-            parts = _part_paths(folder)
-            rows = sum(_footer_rows(p, m.get(_TOKEN)) for p in parts)
+            parts, rows = _own_parts(folder, folder.name, m)
             stored = stored_rows(parts)
             row.update(done=len(stored.ids), failed=stored.failed, status=_status(folder, m, rows))
         except RunDamaged as exc:
@@ -1020,8 +1028,7 @@ class ResultStore:
                 raise foreign
             if own_plan:
                 return None, "has the manifest.json of another run"  # rebuilt from the plan below
-            plan_only = {k: v for k, v in manifest.items() if k not in _PROGRESS_KEYS}
-            atomic_write_bytes(folder / _PLAN_FILE, json.dumps(plan_only, indent=2, default=str).encode())
+            _write_plan(folder, manifest)
             return manifest, why  # (the plan of another run, replaced by this run's from its manifest)
         if manifest is None and plan is None:
             return manifest, why
