@@ -3,7 +3,7 @@ and for the whole machine, beside the CPU; and GPU == CPU on a 1,000-combo sampl
 
 Usage: python benchmarks/bench_gpu.py [--combos 100000] [--check 1000] [--cpu-sample 2000]
                                       [--workers 2] [--bars N] [--threads-per-block 128[,256,...]]
-                                      [--max-registers R[,R2,...]] [--orders] [PARQUET]
+                                      [--max-registers R[,R2,...]] [--orders] [--uploads] [PARQUET]
 
 The combos are drawn at random (seeded) from every bb_atr param over its declared range.
 0. Warm-up, untimed: indicators and a plan of a few other combos, so that numba's compilation
@@ -17,6 +17,9 @@ The combos are drawn at random (seeded) from every bb_atr param over its declare
    a warm-up run that compiles the kernel; each with its time split into host inputs, upload,
    kernel and download, and the kernel's registers. ``--max-registers 0,168,128`` compares
    register caps (0: none) as well, ``--orders`` the combos ordered by their exits too.
+   ``--uploads``: the first device's upload of those host arrays from pageable memory (as the
+   runner does), staged through pinned buffers allocated once, straight from pinned buffers
+   (as if the planner wrote there), and page-locked in place; the best of 3 each.
 4. Whole machine: GpuExecutor over every device with the active weights, planning included
    (a fresh planner: what a sweep pays), end to end, at the fastest block size of 3.
 5. CPU: the fast kernel as sweep workers run it (Evaluator.evaluate: signals, inputs and
@@ -30,6 +33,7 @@ Without a usable GPU the script stops with exit status 2 and says why.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import sys
 import time
@@ -124,6 +128,50 @@ _sizes = _numbers("block sizes", "128 or 64,128,256", lambda n: 32 <= n <= 1024 
 _caps = _numbers("register caps", "128 or 0,128,96", lambda n: n == 0 or 16 <= n <= 255, "0 (none) or 16 to 255")
 
 
+def upload_ways(device: Any, plan: Any) -> list[tuple[str, float, bool]]:
+    """(way, best seconds of 3, whether it is a copy) of copying ``plan``'s one-launch host arrays to ``device``:
+    from pageable memory (what ``DeviceRunner`` does), staged through pinned buffers (the copy
+    into them timed, their allocation apart), from pinned buffers already holding them, and
+    page-locked in place for the copy (``cuda.pinned``)."""
+    from numba import cuda
+
+    from threadx.gpu.kernel import launch_inputs
+
+    host = launch_inputs(plan, plan.by_signal())
+
+    def best(copy: Any) -> float:
+        times = []
+        for _ in range(3):
+            cuda.synchronize()
+            started = time.perf_counter()
+            copy()
+            cuda.synchronize()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    def staged() -> None:
+        for buffer, array in zip(pinned, host):
+            np.copyto(buffer, array)
+            cuda.to_device(buffer)
+
+    def locked() -> None:
+        with contextlib.ExitStack() as stack:
+            for array in host:
+                stack.enter_context(cuda.pinned(array))
+            for array in host:
+                cuda.to_device(array)
+
+    with cuda.gpus[int(device.index)]:
+        ways = [("pageable", best(lambda: [cuda.to_device(a) for a in host]), True)]
+        started = time.perf_counter()
+        pinned = [cuda.pinned_array(a.shape, dtype=a.dtype) for a in host]
+        ways.append(("pinned buffers allocated (once)", time.perf_counter() - started, False))
+        ways.append(("staged through pinned buffers", best(staged), True))
+        ways.append(("from pinned buffers", best(lambda: [cuda.to_device(b) for b in pinned]), True))
+        ways.append(("page-locked in place", best(locked), True))
+    return ways
+
+
 def _differences(got: np.ndarray, want: np.ndarray) -> str:
     """How far ``got`` is from ``want``: 'equal', else the cells that differ and the largest
     relative difference."""
@@ -180,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-registers", type=_caps, default=None,
                         help="register cap of the kernel, or several to compare: 0,168,128,96 (0: none; "
                              "default: THREADX_GPU_MAX_REGISTERS, else none)")
+    parser.add_argument("--uploads", action="store_true",
+                        help="also time the first device's upload from pageable memory, pinned buffers and page-locked")
     parser.add_argument("--orders", action="store_true",
                         help="also time each device with its combos ordered by signal, then levels and exit params")
     args = parser.parse_args(argv)
@@ -262,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{parts['download']:.3f} s"
                   + (f"; {used[0]} registers, {used[1]} B local a thread" if used else "")
                   + f"; first launch {compiled_s:.1f} s" + extra, flush=True)
+    if args.uploads:
+        size_mb = sum(a.nbytes for a in launch_host_once(plan)[0]) / 1e6
+        for way, seconds, copy in upload_ways(status.devices[0], plan):
+            speed = f" ({size_mb / 1e3 / seconds:,.1f} GB/s)" if copy else ""
+            print(f"upload of {size_mb:,.0f} MB, {way}: {seconds:.3f} s{speed}", flush=True)
     size, cap = max(fastest, key=fastest.get)
     block = {"threads_per_block": size} if size else {}
     block["max_registers"] = cap

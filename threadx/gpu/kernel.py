@@ -20,7 +20,7 @@ import threading
 import time
 import types
 import warnings
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
 
 import numpy as np
@@ -39,6 +39,10 @@ THREADS_PER_BLOCK = 128
 # against 0.090-0.093 s (benchmarks/bench_gpu.py --max-registers 0,128, 2026-12-04)
 DEFAULT_MAX_REGISTERS = 128
 _MEMORY_SHARE = 0.6  # of the free device memory one launch may use
+# host arrays from this size are page-locked in place for their copy: 273 MB of bb_atr launch
+# inputs went up in 0.020 s locked (the lock included) against 0.033-0.036 s pageable on an H200
+# (benchmarks/bench_gpu.py --uploads, 2026-12-04); below it the lock costs more than it saves
+_PAGE_LOCK_BYTES = 4 * 2**20
 
 
 # changes with the engine kernel, its layout or this file: old profiles expire
@@ -238,12 +242,12 @@ class DeviceRunner:
         launch: on an H200 a launch lasts about as long as its slowest warps, so 100,000 bb_atr
         combos in pieces of 16,384 or 32,768 took 1.3 to 2.6 times as long as in one, the signal
         rows of the next piece uploading meanwhile (benchmarks/bench_gpu.py, 2026-12-04)."""
-        put = self.cuda.to_device
         m = len(order)
         clock = time.perf_counter()
         host = launch_inputs(plan, order)
         clock = self._lap("inputs", clock)
-        inputs = (*self._bars, self._funding, *(put(a) for a in host))
+        with self._page_locked(host):
+            inputs = (*self._bars, self._funding, *(self.cuda.to_device(a) for a in host))
         d_metrics = self.cuda.device_array((m, N_METRICS), dtype=np.float64)
         d_blocks = self.cuda.device_array((m, self.n_blocks, 2), dtype=np.float64)  # (m, 0, 2) when off
         args = [*inputs, d_metrics, self._trades, self._equity, self._block_end, d_blocks]
@@ -256,10 +260,28 @@ class DeviceRunner:
                 self.kernel[grid, self.threads_per_block](*args)
         self.cuda.synchronize()  # (the download would wait for it anyway: this only splits the time)
         clock = self._lap("kernel", clock)
-        metrics = d_metrics.copy_to_host()
-        blocks = d_blocks.copy_to_host() if self.n_blocks else None
+        metrics = np.empty(d_metrics.shape)
+        blocks = np.empty(d_blocks.shape) if self.n_blocks else None
+        with self._page_locked([metrics] + ([blocks] if blocks is not None else [])):
+            d_metrics.copy_to_host(metrics)
+            if blocks is not None:
+                d_blocks.copy_to_host(blocks)
         self._lap("download", clock)
         return metrics, blocks
+
+    @contextmanager
+    def _page_locked(self, arrays: list[np.ndarray]) -> Iterator[None]:
+        """Page-lock the large ones of ``arrays`` for the copies made inside: the driver then
+        copies them straight, not through its own staging buffers. One the driver will not lock
+        (memory it cannot register) is copied as it is."""
+        with ExitStack() as stack:
+            for array in arrays:
+                if array.nbytes >= _PAGE_LOCK_BYTES:
+                    try:
+                        stack.enter_context(self.cuda.pinned(array))
+                    except Exception:  # noqa: BLE001 - a lock refused only loses speed
+                        pass
+            yield
 
     def _lap(self, part: str, since: float) -> float:
         now = time.perf_counter()
