@@ -276,6 +276,36 @@ def test_an_adaptive_run_stopped_in_a_round_resumes_to_the_uninterrupted_runs_co
             sweep(sample, "bb_atr", space, run_id="cut", **{**args, **other})
 
 
+def test_a_completed_adaptive_run_asked_again_stays_completed_while_it_replays_its_rounds(sample, bank, tmp_path):
+    """It marked itself "running" while it replayed its recorded rounds (nothing to run), and
+    stopped in the replay it read "cancelled"."""
+    import json
+
+    space = {"bb_period": "10:40:1", "entry_z": "0.5:2.5:0.1", "atr_multiplier": "1.0:3.0:0.1"}
+    args = dict(sampler="adaptive", n=30, seed=3, store=tmp_path, run_id="ad", executor="inline", bank=bank,
+                adaptive_rounds=3, patience=3, chunk_size=5)
+    full = sweep(sample, "bb_atr", space, **args)
+    assert full.manifest["status"] == "completed" and len(full.results) > 30
+    seen: list[str] = []
+
+    def look() -> bool:
+        seen.append(json.loads((tmp_path / "ad" / "manifest.json").read_text())["status"])
+        return False
+
+    again = sweep(sample, "bb_atr", space, cancel=look, **args)
+    assert seen and set(seen) == {"completed"}
+    assert again.manifest["status"] == "completed" and sorted(again.results.combo_id) == sorted(full.results.combo_id)
+    calls: list[int] = []
+
+    def stop_in_the_replay() -> bool:
+        calls.append(1)
+        return len(calls) > 3
+
+    stopped = sweep(sample, "bb_atr", space, cancel=stop_in_the_replay, **args)
+    assert stopped.manifest["status"] == "completed", stopped.manifest["status"]
+    assert stopped.manifest["done"] == stopped.manifest["total"] == len(full.results)
+
+
 def test_a_run_that_fails_records_why_and_runs_show_says_it(sample, bank, tmp_path, capsys):
     from threadx.cli import main
 

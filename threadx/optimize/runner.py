@@ -373,13 +373,16 @@ class _Session:
         self.done_ids = stored.settled_ids  # infrastructural failures run again
         self.counts = {"done": len(self.done_ids), "failed": 0, "new": 0}
         self._last_report = 0.0
+        # a completed run asked again has nothing to run (an adaptive one replays its recorded rounds,
+        # every combo of which is stored): killed while its workers started, it read "interrupted
+        # 51,714/51,714", and an adaptive one "running" while it replayed
+        completed = str(writer.manifest.get("status", "")).startswith("completed")
+        self._nothing_left = completed and not len(stored.retry_ids) and (
+            self.sampler == "adaptive" or self.counts["done"] >= self.total)
         status = "completed"
         with _sigterm_interrupts() as sigterm:
             try:
-                left = self.sampler == "adaptive" or self.counts["done"] < self.total
-                if left or not str(writer.manifest.get("status", "")).startswith("completed"):
-                    # (a completed run asked again has nothing to run: killed while its workers started, it
-                    # read "interrupted 51,714/51,714")
+                if not self._nothing_left:
                     writer.update_manifest(status="running", done=self.counts["done"])
                 self._report(force=True)  # done (resumed) and total are known before workers and indicators
                 with ExitStack() as cleanup:  # every resource released, whatever happens
@@ -844,8 +847,8 @@ class _Session:
                 counted = time.perf_counter()
                 stored = self.store.stored(self.run_id)
                 done, failed = len(stored.ids), stored.failed
-                if (status in ("cancelled", "interrupted", "failed") and self.sampler != "adaptive" and flushed
-                        and len(stored.settled_ids) >= self.total):
+                nothing_left = self._nothing_left or (self.sampler != "adaptive" and len(stored.settled_ids) >= self.total)
+                if status in ("cancelled", "interrupted", "failed") and flushed and nothing_left:
                     # stopped, or its executor failed to start, with nothing left to run (a completed run asked
                     # again: it read "interrupted", or "failed" after a MemoryError starting its workers)
                     status = "completed"
