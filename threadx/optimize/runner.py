@@ -847,7 +847,8 @@ class _Session:
                 counted = time.perf_counter()
                 stored = self.store.stored(self.run_id)
                 done, failed = len(stored.ids), stored.failed
-                nothing_left = self._nothing_left or (self.sampler != "adaptive" and len(stored.settled_ids) >= self.total)
+                nothing_left = self._nothing_left or (self.sampler != "adaptive"
+                                                      and len(stored.settled_ids) >= self.total)
                 if status in ("cancelled", "interrupted", "failed") and flushed and nothing_left:
                     # stopped, or its executor failed to start, with nothing left to run (a completed run asked
                     # again: it read "interrupted", or "failed" after a MemoryError starting its workers)
