@@ -298,6 +298,31 @@ def test_one_damaged_summary_never_breaks_the_list_of_the_others(stored, tmp_pat
     assert load_walk_forward("copy", tmp_path)[0].config == stored[0].config  # opened by its folder's name
 
 
+def test_a_summary_copied_in_from_another_walk_forward_is_not_listed_as_this_ones(stored, tmp_path):
+    """A summary.json copied over from another walk-forward was listed with that one's strategy,
+    dataset, windows and grade beside this one's result."""
+    import json
+    import shutil
+
+    wf, report, root = stored
+    shutil.copytree(root / "walkforward" / "wf1", tmp_path / "walkforward" / "wf1", symlinks=True)
+    save_walk_forward("other", wf, report, tmp_path)
+    shutil.copy(tmp_path / "walkforward" / "other" / "summary.json", tmp_path / "walkforward" / "wf1" / "summary.json")
+    rows = {row["run_id"]: row for row in list_walk_forwards(tmp_path)}
+    assert rows["other"]["strategy"] == "ma_crossover" and rows["other"]["windows"] == len(wf.windows)
+    assert rows["wf1"]["strategy"] is None and rows["wf1"]["windows"] is None and rows["wf1"]["grade"] is None
+    assert load_walk_forward("wf1", tmp_path)[0].config == wf.config  # it still opens, as its own
+    # a result saved before tokens: its summary is its own
+    folder = tmp_path / "walkforward" / "other"
+    (folder / "result" / "run_token").unlink()
+    summary = json.loads((folder / "summary.json").read_text())
+    del summary["run_token"]
+    (folder / "summary.json").write_text(json.dumps(summary))
+    rows = {row["run_id"]: row for row in list_walk_forwards(tmp_path)}
+    assert rows["other"]["strategy"] == "ma_crossover"
+    assert load_walk_forward("other", tmp_path)[0].config == wf.config
+
+
 def test_the_list_holds_exactly_the_walk_forwards_that_open(stored, tmp_path):
     """A folder whose summary.json was gone or garbage vanished from the list though it opened; one
     whose result tree was gone was listed and did not open (a hostile test)."""

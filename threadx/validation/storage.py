@@ -3,8 +3,10 @@
 ``result/`` holds the :class:`WalkForwardResult` (without its evaluator) and its
 :class:`ValidationReport`, written by :mod:`threadx.validation.codec` (JSON, ``.npz``
 and Parquet; never pickle, so a results folder handed over cannot run code);
-``summary.json`` holds their JSON summaries for other tools. A folder written by an
-older version (``result.pkl``) is not read: the error says to run the walk-forward again.
+``summary.json`` holds their JSON summaries for other tools. Both carry the result's token,
+drawn as it is saved (``result/run_token`` and the summary's ``run_token``): a summary copied
+in from another walk-forward is not listed as this one's. A folder written by an older version
+(``result.pkl``) is not read: the error says to run the walk-forward again.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from threadx.validation import codec
 FOLDER = "walkforward"
 FORMAT_VERSION = 2  # 1 was a pickle (result.pkl), no longer read
 RESULT = "result"
+TOKEN = "run_token"  # a file in the result and a key of the summary; results saved before it have none
 
 
 def _stored_types() -> list[type]:
@@ -55,15 +58,17 @@ def save_walk_forward(run_id: str, wf: Any, report: Any, results_dir: str | os.P
     payload = {"version": FORMAT_VERSION, "walk_forward": replace(wf, evaluator=None), "report": report}
     staging = temp_beside(folder / RESULT)
     created = not folder.exists()
+    token = uuid.uuid4().hex
     try:
         folder.mkdir(parents=True, exist_ok=True)
         remove_dead_temps(folder / RESULT)  # (a save killed before this one left its staging)
         try:
             codec.dump(staging, payload)
+            (staging / TOKEN).write_text(token)
             _swap_in(staging, folder / RESULT)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        summary = {"run_id": run_id, "walk_forward": wf.to_dict(), "validation": report.to_dict()}
+        summary = {"run_id": run_id, TOKEN: token, "walk_forward": wf.to_dict(), "validation": report.to_dict()}
         atomic_write_bytes(folder / "summary.json", json.dumps(summary, indent=2, default=str).encode())
     except BaseException as exc:
         if created and not (folder / RESULT).exists():  # no empty or half folder left behind
@@ -142,8 +147,9 @@ def list_walk_forwards(results_dir: str | os.PathLike | None = None) -> list[dic
     opens it), strategy, dataset, windows, grade. Listed are the folders that hold a stored
     result, what opening reads (a folder with only a summary was listed and could not be
     opened; one whose summary was gone was not listed and could be); a summary that cannot be
-    read or is of another shape leaves its cells empty (opening the walk-forward says what it
-    holds); it never breaks the list of the others."""
+    read, is of another shape or is another result's (its token not the result's) leaves its
+    cells empty (opening the walk-forward says what it holds); it never breaks the list of the
+    others."""
     rows = []
     root = walkforward_root(results_dir)
     for folder in root.iterdir() if root.is_dir() else ():
@@ -160,6 +166,8 @@ def list_walk_forwards(results_dir: str | os.PathLike | None = None) -> list[dic
             data = json.loads((folder / "summary.json").read_text())
         except (OSError, ValueError):
             data = None
+        if not _own_summary(folder, data):
+            data = None
         windows = _at(data, "walk_forward", "windows")
         rows.append({"run_id": folder.name, "strategy": _text(_at(data, "walk_forward", "config", "strategy")),
                      "dataset": _text(_at(data, "walk_forward", "meta", "dataset")),
@@ -167,6 +175,16 @@ def list_walk_forwards(results_dir: str | os.PathLike | None = None) -> list[dic
                      "grade": _text(_at(data, "validation", "grade", "letter")),
                      "score": read_json_number(_at(data, "validation", "grade", "score")), "mtime": stamp[1] / 1e9})
     return sorted(rows, key=lambda r: r["mtime"], reverse=True)
+
+
+def _own_summary(folder: Path, summary: Any) -> bool:
+    """Whether ``summary`` is the one saved with the result in ``folder``: the same token (a
+    result saved before tokens has none: its summary is taken as its own)."""
+    try:
+        token = (folder / RESULT / TOKEN).read_text().strip()
+    except (OSError, ValueError):
+        return True
+    return _at(summary, TOKEN) == token
 
 
 def _at(data: Any, *keys: str) -> Any:
