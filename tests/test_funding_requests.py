@@ -145,3 +145,29 @@ def test_a_portfolio_from_python_pays_the_stored_funding_files_by_default(funded
     off = portfolio_backtest([runner], funding=None, results_dir=tmp_path, save=False)
     assert default.metrics == stored.metrics and default.metrics["total_funding"] != 0.0
     assert off.metrics["total_funding"] == 0.0
+
+
+def test_a_funding_file_read_again_unchanged_comes_from_memory_and_a_rewrite_is_seen(funded, monkeypatch):
+    """The Portfolio page asks for each research dataset's funding on every rerun: the file is read
+    once while its stamp holds; each caller gets its own copy; a rewrite with the mtime put back is
+    read again."""
+    import os
+
+    import threadx.data.funding as funding
+
+    reads = []
+    real = funding.read_funding_file
+    monkeypatch.setattr(funding, "read_funding_file", lambda p: reads.append(p) or real(p))
+    _, path = funded
+    first = stored_funding(NAME)
+    first.iloc[0] = 99.0  # a caller's edit stays its own
+    second = stored_funding(NAME)
+    assert len(reads) == 1
+    assert (second == 0.001).all() and second.attrs["source"] == str(path)
+    stat = path.stat()
+    refetch(path, 0.002)  # the same rows and size, other rates
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+    third = stored_funding(NAME)
+    assert len(reads) == 2 and reads[-1] == str(path)
+    assert (third == 0.002).all() and third.attrs["fingerprint"] != second.attrs["fingerprint"]

@@ -17,6 +17,7 @@ of a dataset (see :mod:`threadx.data.catalog`).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -33,6 +34,7 @@ from threadx.data.catalog import _root, normalize_symbol, resolve_dataset
 from threadx.data.io import replace_atomically
 from threadx.data.fetch import DEFAULT_HISTORY_DAYS, _line, _market_symbol, _to_ms, call_with_retries, check_span
 from threadx.errors import DataError, FetchError, ParamError, ThreadXError
+from threadx.filestamp import file_stamp
 from threadx.names import EXCHANGE, SYMBOL, check_name
 
 FUNDING_SUFFIX = "-funding.parquet"
@@ -196,12 +198,24 @@ def funding_for(dataset: str | os.PathLike, data_root: str | os.PathLike | None 
 
 
 def _funding_beside(path: Path) -> pd.Series | None:
-    """The funding file beside the candles file ``path``, read (None when there is none)."""
+    """The funding file beside the candles file ``path``, read (None when there is none); a copy
+    of the last read while the file's stamp is the same (a page rerun asks again each time)."""
     candidate = _beside(path)
-    if not candidate.is_file():
+    try:
+        stamp = file_stamp(candidate) if candidate.is_file() else None
+    except OSError:
+        stamp = None
+    if stamp is None:
         return None
-    rates = read_funding_file(candidate)
-    rates.attrs = {"source": str(candidate), "fingerprint": funding_fingerprint(rates)}
+    return _read_stamped(str(candidate), stamp).copy()
+
+
+@functools.lru_cache(maxsize=32)
+def _read_stamped(path: str, stamp: tuple[int, int, int, int]) -> pd.Series:
+    """:func:`read_funding_file` of ``path`` with its source and fingerprint, memoised by the
+    file's ``stamp`` (:func:`~threadx.filestamp.file_stamp`; a failed read is not kept)."""
+    rates = read_funding_file(path)
+    rates.attrs = {"source": path, "fingerprint": funding_fingerprint(rates)}
     return rates
 
 
