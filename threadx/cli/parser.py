@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="bootstrap resamples")
     p.add_argument("--S", type=int, default=16, help="PBO (CSCV) blocks")
     p.add_argument("--id", help="research id (default: research-<time>-<random>)")
-    p.epilog = f"exit status {EXIT_CELL_FAILED} when a cell failed (it is named; the other cells are stored)"
+    p.epilog = (f"exit status {EXIT_CELL_FAILED} when a cell failed as it ran (it is named; the other cells are "
+                "stored); 2 when it is refused (an argument or a dataset it cannot use) or every cell failed")
     _add_engine_arguments(p)
     p.add_argument("--no-funding", action="store_true",
                    help="leave out the funding files beside the datasets (default: each dataset runs with its own)")
