@@ -260,7 +260,7 @@ def test_a_time_error_names_the_value_that_does_not_read_and_a_format_that_reads
     frame.to_csv(tmp_path / "T-1h.csv", index=False)
     with pytest.raises(DataError, match=r"unreadable time value 'yesterday' at row 5 \(the other times are epoch"):
         read_ohlcv_file(tmp_path / "T-1h.csv")
-    days = pd.date_range("2024-09-14", periods=30, freq="1D")
+    days = pd.date_range("2024-09-01", periods=12, freq="1D")  # every day <= 12: either order reads them
     frame = pd.DataFrame({"time": days.strftime("%d/%m/%y"), "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0,
                           "volume": 1.0})
     frame.to_csv(tmp_path / "D-1d.csv", index=False)
@@ -269,6 +269,26 @@ def test_a_time_error_names_the_value_that_does_not_read_and_a_format_that_reads
     advised = re.search(r"date_format='([^']+)'", str(caught.value)).group(1)
     assert advised == "%d/%m/%y"
     assert list(read_ohlcv_file(tmp_path / "D-1d.csv", date_format=advised).index) == list(days.tz_localize("UTC"))
+    assert list(read_ohlcv_file(tmp_path / "D-1d.csv", dayfirst=True).index) == list(days.tz_localize("UTC"))
+
+
+@pytest.mark.parametrize("layout", ["%d/%m/%y %H:%M", "%m/%d/%y %H:%M", "%d.%m.%y %H:%M", "%m-%d-%y %I:%M %p",
+                                    "%d/%m/%Y %H:%M:%S"])
+def test_two_digit_years_and_other_layouts_read_in_the_one_order_that_reads_every_value(tmp_path, layout):
+    """'22.09.24 08:00' (day-first, two-digit year) was refused as readable in both orders, and with
+    dayfirst=True a month-first '09/22/24 08:00' column was read value by value in either order: its
+    dates scrambled (Jan 10 for Oct 1) and a backtest ran on them (a hostile test)."""
+    hours = pd.date_range("2024-09-22 08:00", periods=300, freq="1h", tz="UTC")
+    frame = pd.DataFrame({"time": hours.strftime(layout), "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0,
+                          "volume": 1.0})
+    frame.to_csv(tmp_path / "H-1h.csv", index=False)
+    assert list(read_ohlcv_file(tmp_path / "H-1h.csv").index) == list(hours)
+    day_first = layout.startswith("%d")
+    assert list(read_ohlcv_file(tmp_path / "H-1h.csv", dayfirst=day_first).index) == list(hours)
+    order = "day" if not day_first else "month"
+    with pytest.raises(DataError, match=rf"unreadable time value '{re.escape(frame.time[0])}' at row 0 as a "
+                                        rf"{order}-first date \(dayfirst={not day_first}\)"):
+        read_ohlcv_file(tmp_path / "H-1h.csv", dayfirst=not day_first)
 
 def test_several_monthly_files_make_one_dataset(tmp_path, monkeypatch, capsys):
     """Each month landed as its own dataset (BTCUSDT-1h-2024-11, ...) and files concatenated by

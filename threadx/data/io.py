@@ -700,11 +700,38 @@ def _parse_datetimes(series: pd.Series, path: Path, date_format: str | None, day
     orders = (False, True) if dayfirst is None else (bool(dayfirst),)
     sample = str(series.dropna().iloc[0]) if series.notna().any() else ""
     guessed = {first: _guess_format(sample, first) for first in orders}  # one format for the whole column
-    for formats in (guessed, dict.fromkeys(orders, "mixed")):  # else value by value
+    # (pandas guesses day-first for '22/09/2024' under dayfirst=False: an order given is kept)
+    guessed = {first: fmt if _day_first(fmt) in (None, first) else None for first, fmt in guessed.items()}
+    laid_out = {first: _layout(sample, first) for first in orders}  # what pandas guesses not ("22.09.24 08:00")
+    for formats in (guessed, laid_out):
         reading = _day_month_reading(series, formats, path)
         if reading is not None:
             return reading
-    return _all_read(series, _dates(series, format="mixed", dayfirst=orders[0]), path, "")
+    if dayfirst is not None:  # value by value, each in either order ("mixed" reads '09/22/24' month-first
+        # under dayfirst=True): a column of several layouts is read only in the order given, value by value
+        return _all_read(series, _in_order(series, bool(dayfirst)), path,
+                         f" as a {'day' if dayfirst else 'month'}-first date (dayfirst={bool(dayfirst)})")
+    mixed = {first: _dates(series, format="mixed", dayfirst=first) for first in (False, True)}
+    if _unread(series, mixed[False]).any() or _unread(series, mixed[True]).any() or mixed[False].equals(mixed[True]):
+        return _all_read(series, mixed[False], path, "")
+    pos = int(np.flatnonzero((mixed[False] != mixed[True]).to_numpy())[0])
+    raise DataError(f"{path}: the time column mixes date layouts and dates like {series.iloc[pos]!r} (row {pos}) "
+                    "read day-first or month-first; say which with a date format (--date-format on the command "
+                    "line, date_format= in Python) or dayfirst=True/False")
+
+
+def _in_order(series: pd.Series, dayfirst: bool) -> pd.Series:
+    """Each value read in the day/month order given, by the first layout (:func:`_layout`) that
+    reads it; NaT where none does."""
+    from datetime import datetime, timezone
+
+    def read(text: str) -> Any:
+        fmt = _layout(text, dayfirst)
+        return pd.NaT if fmt is None else datetime.strptime(text.strip(), fmt).replace(tzinfo=timezone.utc)
+
+    texts = series.where(series.isna(), series.astype(str))
+    times = {text: read(text) for text in pd.unique(texts.dropna())}
+    return pd.to_datetime(texts.map(times), utc=True)
 
 
 def _day_month_reading(series: pd.Series, formats: dict[bool, str | None], path: Path) -> pd.DatetimeIndex | None:
@@ -721,7 +748,7 @@ def _day_month_reading(series: pd.Series, formats: dict[bool, str | None], path:
                 readings[first] = parsed
     if len(readings) == 2 and not readings[False].equals(readings[True]):
         pos = int(np.flatnonzero((readings[False] != readings[True]).to_numpy())[0])
-        example = formats[True] if formats[True] not in (None, "mixed") else _day_first_format(str(series.iloc[pos]))
+        example = formats[True] or _day_first_format(str(series.iloc[pos]))
         raise DataError(
             f"{path}: dates like {series.iloc[pos]!r} (row {pos}) read both day-first and month-first; say which "
             f"with a date format (date_format={example!r} or dayfirst=True; --date-format on the command line)"
@@ -729,16 +756,39 @@ def _day_month_reading(series: pd.Series, formats: dict[bool, str | None], path:
     return pd.DatetimeIndex(next(iter(readings.values()))) if readings else None
 
 
-def _day_first_format(text: str) -> str:
-    """A day-first strftime format that reads ``text`` (two- or four-digit year, its separator,
-    a clock or none), for an error's advice; ``%d/%m/%Y`` when none does."""
+def _layout(text: str, dayfirst: bool) -> str | None:
+    """The day-first (else month-first) strftime format that reads ``text``: its separator, a
+    two- or four-digit year, a clock or none; None when none does.
+
+    >>> _layout("22.09.24 08:00", True), _layout("22.09.24 08:00", False)
+    ('%d.%m.%y %H:%M', None)
+    """
+    day_month = "%d{sep}%m" if dayfirst else "%m{sep}%d"
     for sep in "/-.":
         for year in ("%Y", "%y"):
-            for clock in ("", " %H:%M", " %H:%M:%S", " %I:%M %p", " %I:%M:%S %p", " %I %p"):
-                fmt = f"%d{sep}%m{sep}{year}{clock}"
+            for clock in ("", " %H:%M", " %H:%M:%S", " %H:%M:%S.%f", " %I:%M %p", " %I:%M:%S %p", " %I %p"):
+                fmt = f"{day_month.format(sep=sep)}{sep}{year}{clock}"
                 if _reads(text, fmt):
                     return fmt
-    return "%d/%m/%Y"
+    return None
+
+
+def _day_first(fmt: str | None) -> bool | None:
+    """Whether the strftime format ``fmt`` puts the day before the month, where the year follows
+    them (None for a year first, or a format without all three: no order to choose)."""
+    if fmt is None:
+        return None
+    at = {key: fmt.find(key) for key in ("%d", "%m")}
+    year = max(fmt.find("%Y"), fmt.find("%y"))
+    if min(at.values()) < 0 or year < 0 or year < min(at.values()):
+        return None
+    return at["%d"] < at["%m"]
+
+
+def _day_first_format(text: str) -> str:
+    """A day-first strftime format that reads ``text`` (:func:`_layout`), for an error's advice;
+    ``%d/%m/%Y`` when none does."""
+    return _layout(text, True) or "%d/%m/%Y"
 
 
 def _dates(series: pd.Series, **kwargs: Any) -> pd.Series:
