@@ -314,3 +314,40 @@ def test_a_refused_symbol_is_quoted_as_given(data_root):
     """'../../evil' was refused as '.._.._EVIL', a text the user never typed."""
     with pytest.raises(ParamError, match=r"invalid symbol '\.\._\.\._EVIL'.*made from '\.\./\.\./evil' as given"):
         dataset_path("local", "../../evil", "1h", data_root)
+
+
+def test_two_imports_onto_one_free_name_at_once_never_both_succeed(tmp_path, monkeypatch):
+    """Both checked the name free, then both wrote: each said "imported" and the first one's
+    candles were gone (a hostile test, two tabs or the app and the CLI). The second write now
+    finds the name taken and is refused as an import onto an existing dataset is."""
+    import threadx.data.catalog as catalog
+
+    first, second = candles(200, NEW), candles(200, NEW, seed=9)
+    for name, frame in (("A", first), ("B", second)):
+        frame.reset_index().to_csv(tmp_path / f"{name}-1h.csv", index=False)
+    root = tmp_path / "data"
+    import_ohlcv([tmp_path / "A-1h.csv"], "ex", symbol="AAA_USDT", data_root=root)
+    real = catalog.existing_dataset
+    calls = []
+
+    def later(*args, **kwargs):  # the check before the write saw none; the one after it sees A
+        calls.append(1)
+        return None if len(calls) == 1 else real(*args, **kwargs)
+
+    monkeypatch.setattr(catalog, "existing_dataset", later)
+    with pytest.raises(DatasetExists):
+        import_ohlcv([tmp_path / "B-1h.csv"], "ex", symbol="AAA_USDT", data_root=root)
+    kept = load_ohlcv("ex/AAA_USDT-1h", data_root=root)
+    assert np.allclose(kept.close.to_numpy(), first.close.to_numpy())
+    assert [p.name for p in (root / "ex").iterdir()] == ["AAA_USDT-1h.parquet"]  # no temp left
+
+
+def test_an_exchange_folder_that_is_a_file_is_one_clear_error(tmp_path):
+    """The clean-up's NotADirectoryError hid the write's error: '[Errno 20] Not a directory: ...tmp'."""
+    candles(50, NEW).reset_index().to_csv(tmp_path / "A-1h.csv", index=False)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "zz").write_text("hi")
+    with pytest.raises(DataError, match=r"cannot write .*zz/AAA_USDT-1h.parquet: .*zz is a file, not a folder; "
+                                        "nothing was changed"):
+        import_ohlcv([tmp_path / "A-1h.csv"], "zz", symbol="AAA_USDT", data_root=tmp_path / "data")
+    assert (tmp_path / "data" / "zz").read_text() == "hi"

@@ -11,6 +11,8 @@ problems and :func:`load_ohlcv` decides what to do with them.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -166,7 +168,7 @@ def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return df
 
 
-def write_ohlcv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+def write_ohlcv(df: pd.DataFrame, path: str | os.PathLike, overwrite: bool = True) -> Path:
     """Write a canonical frame to Parquet atomically (temp file in the same folder, then rename).
 
     The file has a ``timestamp`` column (UTC) and the five OHLCV columns; ``attrs["synthetic"]``
@@ -193,15 +195,18 @@ def write_ohlcv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
         arrays[col] = pa.array(np.asarray(df[col].to_numpy(dtype=np.float64)), type=pa.float64())
     info = {"synthetic": bool(df.attrs.get("synthetic", False)), "timeframe": df.attrs.get("timeframe")}
     table = pa.table(arrays).replace_schema_metadata({METADATA_KEY: json.dumps(info, sort_keys=True).encode()})
-    replace_atomically(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    replace_atomically(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"), overwrite=overwrite)
     return path
 
 
-def replace_atomically(path: Path, write: Callable[[Path], Any]) -> None:
+def replace_atomically(path: Path, write: Callable[[Path], Any], overwrite: bool = True) -> None:
     """Make ``path`` by ``write(tmp)`` into a temporary file beside it, synced and renamed over
     ``path``: readers see the old file or the new one, never a half-written one. DataError
-    (nothing changed) when the disk refuses."""
+    (nothing changed) when the disk refuses. ``overwrite=False``: FileExistsError (nothing
+    changed) when ``path`` exists by then, even when another process made it a moment before
+    (two imports onto one free name both said "imported", the first one's data gone)."""
     tmp = temp_beside(path)
+    taken = False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_dead_temps(path)  # (a write killed before this one left its temp)
@@ -211,12 +216,40 @@ def replace_atomically(path: Path, write: Callable[[Path], Any]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                _link_new(tmp, path)
+            except FileExistsError:
+                taken = True
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # (a folder that is a file: its error, not the clean-up's)
+            tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise DataError(f"cannot write {path}: {os_reason(exc)}; nothing was changed") from exc
+            folder = next((f for f in reversed(path.parents) if f.exists() and not f.is_dir()), None)
+            why = f"{folder} is a file, not a folder" if folder is not None else os_reason(exc)
+            raise DataError(f"cannot write {path}: {why}; nothing was changed") from exc
         raise
+    if taken:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise FileExistsError(errno.EEXIST, "made meanwhile by another writer", str(path))
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Give ``tmp`` the name ``path`` unless that exists (FileExistsError): a hard link, which
+    fails on an existing name in one step; where the file system has none, the name is claimed
+    empty first (``O_EXCL``), then replaced."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (some network and FAT file systems)
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.replace(tmp, path)
+    else:
+        tmp.unlink()
 
 
 def load_ohlcv(
@@ -428,7 +461,14 @@ def import_ohlcv(
     if taken is not None and not replace:
         taken.incoming = (df.index[0], df.index[-1], len(df))
         raise taken
-    write_ohlcv(df, target)
+    try:
+        write_ohlcv(df, target, overwrite=replace)
+    except FileExistsError:  # another import made it since the check above
+        taken = existing_dataset(target)
+        if taken is None:
+            raise
+        taken.incoming = (df.index[0], df.index[-1], len(df))
+        raise taken from None
     if taken is not None and taken.path != target:  # the replaced dataset was a CSV/Feather/JSON file
         taken.path.unlink(missing_ok=True)
     return df, target
