@@ -17,7 +17,6 @@ from threadx.data.catalog import (
     existing_dataset,
     is_sample,
     list_datasets,
-    name_timeframe,
     quote_currency,
     rename_dataset,
     resampled_path,
@@ -27,9 +26,9 @@ from threadx.data.catalog import (
 from threadx.data.io import check_ohlcv_file, import_ohlcv, load_resampled, write_ohlcv
 from threadx.data.readers import UPLOAD_TYPES
 from threadx.errors import ThreadXError
-from threadx.names import NAME, check_name
 from threadx.ui import charts
 from threadx.ui.state import dataset_picker, datasets_changed, label_dataset, load_dataset
+from threadx.ui.uploads import save_uploads
 from threadx.ui.serving import local_only
 from threadx.units import format_count, format_metric, table_view
 
@@ -70,18 +69,7 @@ def _import_source(scratch: str) -> tuple[str | Path | list[str], str, dict[str,
     if uploads and path_text:  # (the upload won, the typed pattern was dropped without a word)
         raise ThreadXError("a file is uploaded and a path is typed: clear one of them (one import, one source)")
     if uploads:
-        sources, shown = [], {}
-        for upload in uploads:
-            # the browser's file name gives the format (checked), a symbol guess (checked by dataset_path)
-            # and, as a typed path's name does, the timeframe the bars must have; a name that is not a
-            # plain file name (spaces, ...) leaves the copy a fixed one
-            given = Path(upload.name).name
-            suffix = "".join(Path(given).suffixes[-2:])
-            plain_name = given if name_timeframe(given) and NAME.fullmatch(given) else f"upload{len(sources)}{suffix}"
-            source = Path(scratch) / check_name(plain_name, "upload file name")
-            source.write_bytes(upload.getvalue())
-            sources.append(str(source))
-            shown[str(source)] = given
+        sources, shown = save_uploads(uploads, scratch)
         first = Path(uploads[0].name).name
         return (sources if len(sources) > 1 else sources[0]), first.split(".")[0], shown
     if path_text:
