@@ -421,3 +421,26 @@ def test_a_csv_with_another_separator_or_decimal_commas_loads(tmp_path, options)
     bare["timestamp"] = bare["timestamp"].astype("int64") // 10**6
     bare.to_csv(path, index=False, header=False, **options)
     np.testing.assert_allclose(load_ohlcv(str(path))["close"].to_numpy(), frame["close"].to_numpy(), rtol=1e-12)
+
+
+def test_duplicates_dropped_as_asked_cost_nothing_when_equal_and_little_when_not():
+    """Two monthly files overlapping by 100 rows, imported with --dedupe as the error advised,
+    were then refused for quality 67.6 (the dropped rows cost 30 points): no way through but
+    editing the files (a hostile test)."""
+    from threadx.data.validate import MIN_QUALITY, validate_ohlcv
+    from candles import candles
+
+    bars = candles(900, pd.Timestamp("2024-09-01", tz="UTC"))
+    overlap = pd.concat([bars.iloc[:500], bars.iloc[400:]])  # rows 400-499 twice, equal
+    clean = validate_ohlcv(bars).quality
+    same = validate_ohlcv(overlap, dedupe=True)
+    unsorted = 2.0  # (the second file steps back in time: the rows are sorted on load)
+    assert same.ok and same.duplicates == 100 and same.differing_duplicates == 0 and same.quality == clean - unsorted
+    other = overlap.copy()
+    other.iloc[400:500, other.columns.get_loc("volume")] += 1.0  # the first file's rows differ from the kept ones
+    differ = validate_ohlcv(other, dedupe=True)
+    assert differ.ok and differ.differing_duplicates == 100
+    assert MIN_QUALITY <= differ.quality == clean - unsorted - 10.0
+    assert "100 with other prices or volume than the row kept" in " ".join(differ.warnings)
+    refused = validate_ohlcv(other)  # not asked: an error, as before
+    assert not refused.ok and "to keep the last of each" in " ".join(refused.errors)

@@ -46,11 +46,12 @@ previous 100 returns (at least 20), i.e. a median absolute deviation about the s
 median return. Spikes are warnings (fat tails are real in crypto).
 
 **Quality** (0-100): ``100 * bars / expected_bars`` (completeness against the grid) minus
-penalties: rows with invalid values up to 50, duplicates up to 30, unsorted 2, off-grid up
-to 10, zero volume up to 5, spikes up to 5; a frame with errors scores at most 50 and a
-structurally unusable one 0. Below :data:`MIN_QUALITY` (80) the data is refused: that leaves
-room for a file with a few duplicates kept by ``dedupe`` (at least 10 points) and a few
-percent of missing bars, not for a file missing a fifth of its bars.
+penalties: rows with invalid values up to 50, duplicates up to 30 (dropped by ``dedupe``, as
+asked: none for rows equal to the one kept, as where two files overlap, and up to 10 for rows
+with other values), unsorted 2, off-grid up to 10, zero volume up to 5, spikes up to 5; a
+frame with errors scores at most 50 and a structurally unusable one 0. Below
+:data:`MIN_QUALITY` (80) the data is refused: that leaves room for duplicates dropped by
+``dedupe`` and a few percent of missing bars, not for a file missing a fifth of its bars.
 """
 from __future__ import annotations
 
@@ -96,6 +97,7 @@ class ValidationReport:
     nan_rows: list[int] = field(default_factory=list)
     nonpositive_rows: list[int] = field(default_factory=list)  # price <= 0 or volume < 0
     duplicates: int = 0  # rows whose timestamp repeats an earlier row's
+    differing_duplicates: int | None = None  # dropped by dedupe: those with other values than the row kept
     sorted: bool = True
     gap_count: int = 0
     missing_bars: int = 0
@@ -265,7 +267,7 @@ def validate_ohlcv(df: pd.DataFrame, timeframe: str | None = None, *, dedupe: bo
     if rep.duplicates:
         first_dup = _ts(t[~last_of_run][0])
         if dedupe:
-            differ = _differing_duplicates(df, rows, t, last_of_run)
+            differ = rep.differing_duplicates = _differing_duplicates(df, rows, t, last_of_run)
             rep.warnings.append(f"{rep.duplicates} duplicate timestamp(s), first at {_iso(first_dup)}; the last row "
                                 f"of each is kept" + (f" ({differ} with other prices or volume than the row kept)"
                                                       if differ else " (same values)"))
@@ -469,7 +471,9 @@ def _quality(rep: ValidationReport, rows: int) -> float:
     invalid = len(set(rep.bad_rows) | set(rep.nan_rows) | set(rep.nonpositive_rows))
     if invalid:
         score -= min(50.0, 20.0 + 500.0 * frac(invalid))
-    if rep.duplicates:
+    if rep.duplicates and rep.differing_duplicates is not None:  # dropped as asked (dedupe): an overlap of
+        score -= min(10.0, 100.0 * frac(rep.differing_duplicates))  # equal rows costs nothing, conflicts a little
+    elif rep.duplicates:
         score -= min(30.0, 10.0 + 200.0 * frac(rep.duplicates))
     if not rep.sorted:
         score -= 2.0
