@@ -30,8 +30,8 @@ from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import (cuda_status, dataset_picker, drop_linked_run, handover, linked_run, plain,
                               strategy_fell_back, strategy_picker, valid_combos)
 from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, followed_job, funding_caption, funding_toggle,
-                                job_progress, number_box, number_text, page_button, preset_space, show_problems,
-                                space_editor, timings_section)
+                                job_progress, launch_held, number_box, number_text, page_button, preset_space,
+                                show_problems, space_editor, timings_section)
 from threadx.units import table_view
 
 
@@ -122,9 +122,16 @@ except ThreadXError as exc:
     count_error = str(exc)
     st.error(f"Search space: {exc}")
 
+def current_job():
+    """The sweep job this session follows (None when none, or when its folder is gone); a new
+    session follows the one the URL's ``job`` names (a refresh), else the only active sweep."""
+    return followed_job(registry, "sweep_job", "sweep")
+
+
 boxes_refused = show_problems(st, box_problems, "Launch")
-if st.button("Launch", type="primary", disabled=count_error is not None or boxes_refused,
-             key="opt_launch") and not strategy_fell_back():
+held = launch_held(current_job(), "sweep", "sweep_job")
+if st.button("Launch", type="primary", disabled=count_error is not None or boxes_refused or held,
+             key="opt_launch") and not held and not strategy_fell_back():
     try:
         request = SweepRequest(  # checked here (grid limit, n, options), stored by the job, run by the runner
             data=DatasetRef(source=dataset, name=dataset), strategy=strategy, space=space, sampler=sampler, n=n,
@@ -137,12 +144,6 @@ if st.button("Launch", type="primary", disabled=count_error is not None or boxes
         st.error(f"Cannot launch: {exc}")
     else:
         st.rerun()  # the whole app: the sidebar lists the new job at once
-
-
-def current_job():
-    """The sweep job this session follows (None when none, or when its folder is gone); a new
-    session follows the one the URL's ``job`` names (a refresh), else the only active sweep."""
-    return followed_job(registry, "sweep_job", "sweep")
 
 
 def job_monitor() -> None:

@@ -40,8 +40,8 @@ from threadx.ui.state import (dataset_and_strategy, dataset_names, drop_linked_r
                               load_dataset_or_error, strategy_fell_back, valid_combos)
 from threadx.ui.walk_forward_form import BOUNDS, form_state
 from threadx.ui.widgets import (CONTROL_PX, choice_box, controls_row, differences, follow_job, followed_job,
-                                funding_as_run, funding_caption, funding_toggle, job_progress, metric_grid, number_box,
-                                show_problems, space_editor, timings_section)
+                                funding_as_run, funding_caption, funding_toggle, job_progress, launch_held, metric_grid,
+                                number_box, show_problems, space_editor, timings_section)
 from threadx.units import format_count, format_metric, table_view
 from threadx.validation.grading import LETTERS, score_text
 from threadx.validation.report import (partial_note, sweep_data, sweep_evaluator, validate_sweep,
@@ -567,8 +567,9 @@ with tab_wf:
     if df is not None:
         chart(vc.window_timeline_figure(windows, df.index), key="wf_timeline")
 
-    if st.button("Launch walk-forward", type="primary", disabled=bool(problems) or df is None,
-                 key="wf_launch") and not strategy_fell_back():
+    held = launch_held(current_job(), "walk-forward", "wf_job")
+    if st.button("Launch walk-forward", type="primary", disabled=bool(problems) or df is None or held,
+                 key="wf_launch") and not held and not strategy_fell_back():
         try:
             request = WalkForwardRequest.from_dict({  # None keeps a default (n of a grid)
                 "data": DatasetRef(source=dataset, name=dataset), "strategy": strategy, "space": space,

@@ -29,7 +29,7 @@ from threadx.ui.state import (active_dataset, active_strategy, dataset_names, lo
                               strategy_names)
 from threadx.ui.walk_forward_form import BOUNDS
 from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, followed_job, funding_toggle, job_progress,
-                                number_box, page_button, show_finished_job, space_editor)
+                                launch_held, number_box, page_button, show_finished_job, space_editor)
 from threadx.units import counted, table_view
 from threadx.validation.research import load_research
 
@@ -100,7 +100,8 @@ def launch_form() -> None:
             st.info(rs.plan_text(strategies, len(chosen), sampler, n, edited))
         except ThreadXError as exc:  # an edited range the space refuses: said here, Launch says it again
             st.warning(f"Cannot run: {exc}")
-    if st.button("Launch research", type="primary", disabled=bool(problems), key="rs_launch"):
+    held = launch_held(current_job(), "research", "rs_job")
+    if st.button("Launch research", type="primary", disabled=bool(problems) or held, key="rs_launch") and not held:
         try:
             options: dict[str, Any] = {"is_days": is_days, "oos_days": oos_days, "sampler": sampler,
                                        "seed": DEFAULT_SEED, "bootstrap": boot_n,

@@ -32,8 +32,8 @@ from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import (active_dataset, active_strategy, dataset_names, label_dataset, stored_pick,
                               strategy_names)
-from threadx.ui.widgets import (follow_job, followed_job, job_progress, metric_grid, number_box, param_form,
-                                show_finished_job, show_problems)
+from threadx.ui.widgets import (follow_job, followed_job, job_progress, launch_held, metric_grid, number_box,
+                                param_form, show_finished_job, show_problems)
 from threadx.units import format_metric, table_view
 
 DEFAULTS = EngineOptions()  # the one source of the engine's defaults
@@ -305,8 +305,9 @@ runner_list()
 settings_problems: list[str] = []
 with st.expander("Capital, gates and costs", expanded=False):
     fields = settings_form(settings_problems)
+held = launch_held(current_job(), "portfolio", "pf_job")
 if st.button("Launch portfolio", type="primary", key="pf_launch",
-             disabled=show_problems(st, settings_problems, "Launch portfolio")):
+             disabled=show_problems(st, settings_problems, "Launch portfolio") or held) and not held:
     launch(fields)
 follow_job(monitor, current_job)
 

@@ -122,6 +122,9 @@ def wait_while(condition, seconds: float = 60) -> None:
 def test_optimisation_stop_cancels_a_sweep():
     at, job_id, registry = launch_long_sweep()
     at.run()
+    # Launch is held while the tab's sweep runs (a second click queued a duplicate, and the tab lost the first)
+    assert at.button(key="opt_launch").disabled
+    assert any(f"This tab's sweep is running (job {job_id})" in c.value for c in at.caption)
     at.button(key="opt_stop").click().run()
     wait_while(lambda: registry.get(job_id).state == "running")
     assert registry.get(job_id).state == "cancelled"
@@ -133,6 +136,13 @@ def test_a_new_tab_finds_the_running_sweep_and_can_stop_it():
     _, job_id, registry = launch_long_sweep()
     fresh = page("3_Optimisation.py")  # a new session: nothing in its state
     assert fresh.session_state["sweep_job"] == job_id
+    # a link naming a job not known here follows none, and says so (the one active job was shown as it)
+    for bogus in ("20261204-000000-000000-dead", "../../etc"):
+        linked = open_page("3_Optimisation.py", job=bogus)
+        assert not linked.exception
+        assert "sweep_job" not in linked.session_state or not linked.session_state["sweep_job"]
+        assert "opt_stop" not in [b.key for b in linked.button]
+        assert any("which is not a sweep job known here" in w.value for w in linked.warning), bogus
     fresh.button(key="opt_stop").click().run()
     wait_while(lambda: registry.get(job_id).state == "running")
     assert registry.get(job_id).state == "cancelled"

@@ -210,6 +210,11 @@ def test_the_url_names_the_portfolio_shown_so_a_refresh_shows_it_again(workspace
     gone = open_page("8_Portfolio.py", portfolio="deleted-one")
     assert any("The link names portfolio **deleted-one**, which is not stored" in w.value for w in gone.warning)
     assert gone.selectbox(key="pf_history").value == "newer" and gone.query_params.get("portfolio") == "newer"
+    # an unknown job link: said, none followed (the newest portfolio was shown in its place, unsaid)
+    unknown = open_page("8_Portfolio.py", job="20261204-000000-000000-dead")
+    assert any("The link names job **20261204-000000-000000-dead**, which is not a portfolio job known here"
+               in w.value for w in unknown.warning)
+    assert "job" not in unknown.query_params
 
 def test_portfolio_from_winners_prefills_the_runners(workspace):
     from threadx.validation.research import research

@@ -520,11 +520,15 @@ class JobRegistry:
         copied link of a sweep stopped since opened an empty form); else the active job of
         ``kind`` when there is exactly one. The session then holds it. With several active and
         none named, none is followed (the sidebar lists them): the newest was taken, so a
-        refreshed tab showed another tab's sweep, and its Stop stopped that one."""
+        refreshed tab showed another tab's sweep, and its Stop stopped that one. A link naming
+        a job this registry does not hold (or one of another kind) follows none: the one active
+        job was shown as the job the link named."""
         if not session.get(key):
             named = self.followed(linked, refresh=refresh) if linked else None
             if named is not None and named.kind == kind:
                 session[key] = named.job_id
+            elif linked:
+                return None
             else:
                 active = [j for j in self.active() if j.kind == kind]
                 if len(active) != 1:

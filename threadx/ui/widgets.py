@@ -21,6 +21,7 @@ from threadx.optimize.space import searched_by_default
 from threadx.requests import funding_words
 from threadx.strategy.base import Param, StrategySpec
 from threadx.ui import charts
+from threadx.ui.state import plain
 
 
 def _number_format(p: Param, *values: Any) -> str | None:
@@ -485,7 +486,18 @@ def followed_job(registry: Any, key: str, kind: str, refresh: bool = False) -> A
     """The job of ``kind`` this page follows (:meth:`~threadx.ui.jobs.JobRegistry.follow`, the
     session's under ``key``), the URL's ``job`` naming it while it is active, so that a refresh
     or a copied link follows that job again (not another tab's). None when there is none."""
-    job = registry.follow(st.session_state, key, kind, refresh=refresh, linked=st.query_params.get(JOB_PARAM))
+    linked = st.query_params.get(JOB_PARAM)
+    refused = f"_{key}_unknown_link"  # a session opened on a link to a job not known here follows none
+    if not linked and st.session_state.get(refused) and not st.session_state.get(key):
+        return None  # (until it launches one: the one active job was shown as the job the link named)
+    before = st.session_state.get(key)
+    job = registry.follow(st.session_state, key, kind, refresh=refresh, linked=linked)
+    if not before and not linked and job is not None:  # a new tab showing the one active job: not its own
+        st.session_state[f"_{key}_found"] = job.job_id
+    if linked and job is None:  # (a portfolio page then showed the newest stored portfolio, unsaid)
+        st.session_state[refused] = linked
+        st.warning(f"The link names job **{plain(linked)}**, which is not a {kind} job known here (ended and "
+                   "cleared, or a link from another machine or page): no job is followed.")
     named = job.job_id if job is not None and job.is_active else None
     if st.query_params.get(JOB_PARAM) != named:  # (written only on a change: reruns send nothing)
         if named:
@@ -493,6 +505,18 @@ def followed_job(registry: Any, key: str, kind: str, refresh: bool = False) -> A
         else:
             st.query_params.pop(JOB_PARAM, None)
     return job
+
+
+def launch_held(job: Any, what: str, key: str) -> bool:
+    """Whether this tab's followed ``job`` (:func:`followed_job` under ``key``) is still active and
+    its own (launched here, or named by the tab's link; not one a new tab found running), its
+    page's Launch then held (a caption says why): a second click queued a duplicate job, and the
+    tab followed that one, losing the first one's progress and Stop."""
+    if job is None or not job.is_active or st.session_state.get(f"_{key}_found") == job.job_id:
+        return False
+    st.caption(f"This tab's {what} is running (job {job.job_id}): Launch is back when it ends or is stopped; "
+               "open a new tab to run another beside it.")
+    return True
 
 
 def follow_job(monitor: Callable[[], None], current_job: Callable[[], Any]) -> Any:
