@@ -21,7 +21,7 @@ from threadx.ui import strategies as strategies_ui
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, strategy_fell_back,
                               load_dataset_or_error, plain, restore_from_url, session_memo)
 from threadx.ui.widgets import (differences, funding_as_run, funding_caption, funding_toggle, metric_grid, number_box,
-                               param_form, show_problems)
+                               param_form, param_text, show_problems)
 from threadx.warmup import warming_note
 
 SIZINGS = ["strategy's", "all_in", "fraction", "risk"]  # (the first: the strategy's own rule; "strategy default" was cut at 1024 px)
@@ -67,10 +67,13 @@ def drop_shown() -> None:
 
 
 def form_differences(shown: dict, params: dict, engine: dict, dataset: str | None) -> list[str]:
-    """What the form sets otherwise than the shown result ran with: params, engine options and
-    the picked dataset (None: the runs use a reopened run's data), each "name now, then"."""
+    """What the form sets otherwise than the shown result ran with: params (as their boxes show
+    them), engine options and the picked dataset (None: the runs use a reopened run's data), each
+    "name now, then"."""
     ran = shown["result"].params
-    items = [(k, v, ran.get(k), "") for k, v in params.items()]
+    declared = {p.name: p for p in getattr(specs.get(shown["strategy"]), "params", ())}
+    items = [(k, param_text(declared[k], v, ran.get(k)), param_text(declared[k], ran.get(k), v), "")
+             if k in declared and v != ran.get(k) else (k, v, ran.get(k), "") for k, v in params.items()]
     refused = []
     try:
         now = engine_dict(engine)

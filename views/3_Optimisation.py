@@ -24,7 +24,7 @@ from threadx.optimize.space import SearchSpace, size_band
 from threadx.optimize.store import ResultStore
 from threadx.requests import BacktestRequest, DatasetRef, SweepRequest, describe_run
 from threadx.ui import charts, sweep_runs, workspace
-from threadx.units import format_metric
+from threadx.units import counted, format_metric, table_view
 from threadx.ui import strategies as strategies_ui
 from threadx.ui.jobs import JobRegistry
 from threadx.ui.state import (cuda_status, dataset_picker, drop_linked_run, handover, linked_run, plain,
@@ -32,7 +32,6 @@ from threadx.ui.state import (cuda_status, dataset_picker, drop_linked_run, hand
 from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, followed_job, funding_caption, funding_toggle,
                                 job_progress, launch_held, number_box, number_text, page_button, preset_space,
                                 show_problems, space_editor, timings_section)
-from threadx.units import table_view
 
 
 st.title("Optimisation")
@@ -317,8 +316,10 @@ def show_run(view: sweep_runs.RunView) -> None:
                    "heatmap as the space's.")
     min_trades = int(m.get("min_trades") or 0)
     if view.too_few_trades:  # (the table's top rows read as the winner: they were under the minimum)
-        st.caption(f"Ranked by {objective}; the {view.too_few_trades:,} combos with fewer than {min_trades:,} trades "
-                   "(the run's minimum) come after the others and are never the best combo.")
+        few = view.too_few_trades
+        st.caption(f"Ranked by {objective}; {'the ' if few > 1 else ''}{counted(few, 'combo')} with fewer than "
+                   f"{counted(min_trades, 'trade')} (the run's minimum) {'come' if few > 1 else 'comes'} after the "
+                   f"others and {'are' if few > 1 else 'is'} never the best combo.")
     shown, config = table_view(view.table)
     st.dataframe(shown, width="stretch", height=300, hide_index=True, column_config=config)
     if view.best is not None:

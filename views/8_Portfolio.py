@@ -268,7 +268,7 @@ def show_portfolio(portfolio_id: str) -> None:
     for key in ("pf_equity", "pf_margin", "pf_runner_equity"):
         st.plotly_chart(figures[key], width="stretch", key=key)
     st.markdown("#### Runners")
-    shown, config = table_view(pf.runners_table(result), aliases=pf.RUNNER_HEADERS)
+    shown, config = table_view(pf.runners_table(result), aliases=pf.RUNNER_HEADERS, labels=pf.runner_headers(result))
     config["Runner"] = st.column_config.TextColumn(pinned=True)  # (its figures scroll sideways beside it)
     st.dataframe(shown, hide_index=True, width="stretch", key="pf_breakdown", column_config=config)
     st.markdown("#### Entries skipped, by reason")

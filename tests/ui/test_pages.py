@@ -48,6 +48,8 @@ def test_backtest_page_default_run_shows_metrics():
     labels = [m.label for m in at.metric]
     assert "Sharpe" in labels and "Trades" in labels
     assert not at.error
+    at.number_input(key="bt:bb_atr:entry_z").set_value(1.2).run()  # a float as its box shows it ("1", not "1.0")
+    assert any("entry_z 1.2 here, 1.0 in the result" in i.value for i in at.info), [i.value for i in at.info]
 
 
 def test_a_result_whose_form_was_changed_since_says_so():

@@ -131,14 +131,18 @@ def test_two_runner_portfolio_runs_to_its_metrics_charts_and_tables(workspace):
     assert [r["weight"] for r in stored.runners] == [1.0, 2.0]
     assert stored.meta["notes"] and before_launch == [f"{note}." for note in stored.meta["notes"]]
     assert "funding: stored files (none found for these datasets)" in texts(at.caption)  # it read "stored files"
-    assert {"Return", "Sharpe", "Max drawdown", "Trades", "Cycles", "Cycle win rate", "Fees", "Funding",
-            "Peak margin share", "Peak positions", "Peak legs"} <= metric_labels(at)
+    assert {"Return", "Sharpe", "Max drawdown", "Trades", "Cycles", "Cycle win rate", "Fees (USDT)",
+            "Funding (USDT)", "Peak margin share", "Peak positions", "Peak legs"} <= metric_labels(at)  # money: unit
+    assert "2 runners on 10,000.00 USDT capital" in texts(at.caption)
     trades = next(m for m in at.metric if m.label == "Trades")
     assert trades.value == f"{stored.metrics['n_trades']:,}"
     titles = charts(at)
     equity = titles["Portfolio equity and drawdown"]
     assert equity["layout"]["yaxis2"]["tickformat"] == ".2~%"  # drawdown under the equity, shared time axis
-    assert [t["name"] for t in equity["data"]] == ["Portfolio equity", "Drawdown", "Initial capital 10,000"]
+    assert [t["name"] for t in equity["data"]] == ["Portfolio equity", "Drawdown", "Initial capital 10,000 USDT"]
+    assert equity["layout"]["yaxis"]["title"]["text"] == "Equity (USDT)"
+    assert charts(at)["Each runner's equity (its share of the capital)"]["layout"]["yaxis"]["title"]["text"] == \
+        "Equity (USDT)"
     margin = titles["Margin share of equity and open positions"]
     guard_lines = [s for s in margin["layout"].get("shapes", []) if s.get("y0") == 0.7 and s.get("y1") == 0.7]
     assert guard_lines, "the margin guard is drawn"

@@ -8,6 +8,7 @@ frames, plain text or Plotly figures out.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -16,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from threadx.config import STORED
+from threadx.data.catalog import quote_currency
 from threadx.errors import ThreadXError
 from threadx.portfolio import PortfolioResult, Runner
 from threadx.portfolio.result import SKIP_REASONS
@@ -23,7 +25,7 @@ from threadx.portfolio.runners import runner_labels as portfolio_runner_labels
 from threadx.ui.charts import (DISPLAY_MAX_POINTS, LINE_COLOR, OVERLAY_COLORS, SHORT_COLOR, TEMPLATE,
                                _downsample_positions, _new_figure, _title, _trace_cls, downsampled_note, empty_figure,
                                equity_figure, plot_times)
-from threadx.units import format_metric
+from threadx.units import format_metric, unit_of
 
 BLOCKED_COLOR = "rgba(239,83,80,0.15)"  # kill switch holding entries
 MAX_BLOCKED_SPANS = 300  # above this many held spans, only the longest are shaded
@@ -165,10 +167,32 @@ def peaks(result: PortfolioResult) -> dict[str, Any]:
             "legs": int(tl["legs"].max()) if len(tl) else 0}
 
 
+def portfolio_quote(result: PortfolioResult) -> str:
+    """The currency the portfolio's money is in: its runners' datasets' quote
+    (:func:`~threadx.data.catalog.quote_currency`) when they share one, else ''."""
+    quotes = set()
+    for r in result.runners:
+        data = r.get("dataset") or {}
+        named = data.get("name") or Path(str(data.get("source") or "")).name.split(".")[0]
+        quotes.add(quote_currency(str(named)))
+    return quotes.pop() if len(quotes) == 1 else ""
+
+
+def money_label(label: str, metric: str, quote: str) -> str:
+    """``label`` with the currency of a money ``metric`` ("Fees (USDT)"), as the Backtest cards.
+
+    >>> money_label("Fees", "total_fees", "USDT"), money_label("Return", "total_return", "USDT")
+    ('Fees (USDT)', 'Return')
+    """
+    unit = unit_of(metric)
+    return f"{label} ({quote})" if quote and unit is not None and unit.kind == "money" else label
+
+
 def headline(result: PortfolioResult) -> list[tuple[str, str]]:
     """(label, formatted value) of the headline metrics of the combined account."""
     m = result.metrics
-    out = [(label, format_metric(name, m.get(name))) for name, label in HEADLINE]
+    quote = portfolio_quote(result)
+    out = [(money_label(label, name, quote), format_metric(name, m.get(name))) for name, label in HEADLINE]
     p = peaks(result)
     out += [("Peak margin share", format_metric("peak_margin_share", p["peak_margin_share"])),
             ("Peak positions", format_metric("positions", p["positions"])),
@@ -190,7 +214,9 @@ def describe_config(result: PortfolioResult) -> str:
         found = sum(1 for r in result.runners if r.get("funding"))
         funding = (f"stored files ({found} of {len(result.runners)} runners have one)" if found
                    else "stored files (none found for these datasets)")
-    return (f"{len(result.runners)} runners on {format_metric('capital', c.get('capital'))} capital · {span} "
+    quote = portfolio_quote(result)
+    capital = format_metric("capital", c.get("capital")) + (f" {quote}" if quote else "")
+    return (f"{len(result.runners)} runners on {capital} capital · {span} "
             f"({meta.get('ticks', 0):,} ticks, UTC) · {', '.join(gates)} · funding: {funding}")
 
 
@@ -198,6 +224,12 @@ RUNNER_HEADERS = {"Weight": "weight", "Capital": "capital", "Final equity": "fin
                   "Return": "total_return", "Sharpe": "sharpe", "Max drawdown": "max_drawdown", "Trades": "n_trades",
                   "Cycles": "n_cycles", "Fees": "total_fees", "Funding": "total_funding", "Skipped": "skipped",
                   "Peak margin share": "peak_margin_share"}  # display header -> the metric it shows (its unit)
+
+
+def runner_headers(result: PortfolioResult) -> dict[str, str]:
+    """The runner table's headers as shown, money ones with the currency ("PnL (USDT)")."""
+    quote = portfolio_quote(result)
+    return {header: money_label(header, name, quote) for header, name in RUNNER_HEADERS.items()}
 
 
 def runners_table(result: PortfolioResult) -> pd.DataFrame:
@@ -270,7 +302,8 @@ def details_table(result: PortfolioResult) -> pd.DataFrame:
 def equity_and_drawdown(result: PortfolioResult) -> go.Figure:
     """The combined equity over its drawdown (two rows, shared time axis)."""
     tl = result.timeline
-    fig = equity_figure(tl["equity"], tl["drawdown"], initial_capital=result.config.get("capital"))
+    fig = equity_figure(tl["equity"], tl["drawdown"], initial_capital=result.config.get("capital"),
+                        quote=portfolio_quote(result))
     fig.update_traces(name="Portfolio equity", selector=dict(name="Strategy equity"))
     fig.update_traces(hovertemplate="portfolio equity %{y:,.2f}<extra></extra>", selector=dict(name="Portfolio equity"))
     fig.update_layout(title=dict(text=str(fig.layout.title.text).replace("Equity and drawdown",
@@ -359,7 +392,8 @@ def runner_equity_figure(result: PortfolioResult, max_points: int = DISPLAY_MAX_
     fig.update_layout(title=_title(title, notes), hovermode="x unified", height=380,
                       margin=dict(l=50, r=20, t=80, b=30),
                       legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"))
-    fig.update_yaxes(title_text="Equity")
+    quote = portfolio_quote(result)
+    fig.update_yaxes(title_text="Equity" + (f" ({quote})" if quote else ""))
     return fig
 
 

@@ -101,6 +101,21 @@ def param_form(spec: StrategySpec, values: dict[str, Any], key_prefix: str, colu
     return out
 
 
+def param_text(p: Param, value: Any, *others: Any) -> str:
+    """``value`` of param ``p`` as its box shows it (a float with the box's decimals, enough for
+    ``others`` too: "entry_z 1.2 here, 1.0 in the result", not "1"); else :func:`number_text`.
+
+    >>> from threadx.strategy.base import Param
+    >>> z = Param("entry_z", "float", 2.0, 0.5, 3.0, step=0.1)
+    >>> param_text(z, 1.0), param_text(z, 1.0, 1.25), param_text(Param("n", "int", 5, 1, 9), 5)
+    ('1.0', '1.00', '5')
+    """
+    fmt = _number_format(p, value, *others)
+    if fmt and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return fmt % value
+    return number_text(value)
+
+
 def number_text(value: Any) -> str:
     """A form's number in words: thousands separators for ints and floats alike.
 
@@ -124,7 +139,7 @@ def differences(items: Iterable[tuple[str, Any, Any, str]], there: str, first: I
     ['seed 7 here, 42 in the report', 'window 2,160 bars here, 1,440 bars in the report', 'initial_capital 1,000,000 here, 100,000 in the report']
     """
     def text(value: Any, unit: str) -> str:
-        return f"{number_text(value)}{unit}"
+        return f"{value if isinstance(value, str) else number_text(value)}{unit}"
 
     out = list(first) + [f"{name} {text(now, unit)} here, {text(then, unit)} in {there}"
                          for name, now, then, unit in items if now != then]
