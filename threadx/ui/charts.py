@@ -669,9 +669,11 @@ def equity_figure(
     legend = _shows_legend(fig)  # (a single line needs none)
     notes = [downsampled_note(len(equity), len(eq))] if reduced else []
     fig.update_layout(template=TEMPLATE, title=_title("Equity and drawdown", notes), hovermode="x unified",
-                      showlegend=legend, margin=dict(l=50, r=20, t=80, b=30 + 30 * legend),
-                      # under the dates: at the top right it ran into the range buttons on a 1024 px screen
-                      legend=dict(orientation="h", x=0, xanchor="left", y=-0.1, yanchor="top"))
+                      showlegend=legend, margin=dict(l=50, r=20, t=80, b=110 if legend else 60),
+                      # under the dates: at the top right it ran into the range buttons on a 1024 px screen; at the
+                      # figure's bottom edge, as the price chart's (a share of the plot's height put it over the
+                      # second line of the time labels, the date, once zoomed to one trade)
+                      legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left"))
     _range_selector(fig)
     fig.update_yaxes(title_text="Equity" + (f" ({quote})" if quote else "") + (" (log)" if log_y else ""),
                      type="log" if log_y else "linear", row=1, col=1)
