@@ -57,6 +57,9 @@ def test_selecting_a_trade_row_zooms_the_chart_to_it():
     assert at.slider(key="bt_range").value == (start, end)  # the zoom survives other reruns
     at.button(key="bt_full_range").click().run()
     assert at.slider(key="bt_range").value == full
+    # and no trade selected: its caption and its levels' legend entries stayed on the whole period
+    assert not any("Trade #" in c.value for c in at.caption)
+    assert not [t for t in price_spec(at)["data"] if t.get("legendgroup") == "levels"]
 
 
 def test_equity_chart_has_buy_and_hold_and_the_range_slider_shows_real_bars():

@@ -455,7 +455,11 @@ def chart_view(trades: pd.DataFrame, index: pd.DatetimeIndex, run_token: Any, pr
             st.session_state[range_key] = (naive_utc(lo), naive_utc(hi))
     c = st.columns([3, 2, 6])  # (at 1024 px [1, 1, 5] cut them to "L" and "Full r…")
     log_y = c[0].toggle("Log scale", key=f"{prefix}_log", help="logarithmic price and equity axes")
-    c[1].button("Full range", key=f"{prefix}_full_range", on_click=lambda: st.session_state.pop(range_key, None))
+    def full_range() -> None:  # the whole period, no trade selected (its caption and levels stayed on it)
+        for key in (range_key, table_key, seen_key):
+            st.session_state.pop(key, None)
+
+    c[1].button("Full range", key=f"{prefix}_full_range", on_click=full_range)
     if trade is not None:
         c[2].caption(f"Trade #{row + 1}: {trade['side']} {naive_utc(trade['entry_time']):%Y-%m-%d %H:%M} → "
                      f"{naive_utc(trade['exit_time']):%Y-%m-%d %H:%M} UTC, "
