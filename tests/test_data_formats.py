@@ -67,6 +67,7 @@ def test_zip_archives_as_binance_ships_them_one_or_several_months(tmp_path):
         archive.writestr("BTCUSDT-1h-2024-12.csv", binance_rows(dec, unit=1000))
         archive.writestr("BTCUSDT-1h-2024-11.csv", binance_rows(nov))
         archive.writestr("__MACOSX/._BTCUSDT-1h-2024-11.csv", b"\x00\x05")
+        archive.writestr("README.txt", "Data from somewhere")  # (was read as data: "no time column")
     same_bars(read_ohlcv_file(both), pd.concat([nov, dec]))
     _, target = import_ohlcv(one, "binance", data_root=tmp_path / "data")
     assert target.name == "BTCUSDT-1h-2024-11.parquet"
@@ -74,6 +75,10 @@ def test_zip_archives_as_binance_ships_them_one_or_several_months(tmp_path):
     with zipfile.ZipFile(empty, "w") as archive:
         archive.writestr("README.md", "hello")
     with pytest.raises(DataError, match="holds no data file"):
+        read_ohlcv_file(empty)
+    with zipfile.ZipFile(empty, "w"):  # no member at all (it read "binary content, not text")
+        pass
+    with pytest.raises(DataError, match=r"holds no data file \(nothing;"):
         read_ohlcv_file(empty)
 
 

@@ -54,6 +54,7 @@ METADATA_KEY = b"threadx"
 MAX_UNPACKED = 2**30  # bytes a compressed file may unpack to: more is refused, not read (a zip bomb)
 _GZIP = b"\x1f\x8b"
 _ZIP = b"PK\x03\x04"
+_EMPTY_ZIP = b"PK\x05\x06"  # an archive with no member: its end record alone
 _OLE = b"\xd0\xcf\x11\xe0"  # Excel 97-2003
 _ROW_NAMES = ["timestamp", *OHLCV_COLUMNS]
 _NUMBER = re.compile(r"[-+]?(\d{1,3}(,\d{3})+(\.\d*)?|\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?")
@@ -85,7 +86,7 @@ def read_raw(path: Path) -> list[tuple[str, pd.DataFrame, dict]]:
     with open(path, "rb") as handle:
         head = handle.read(8)
     budget = _Budget(path)
-    if head.startswith(_ZIP):
+    if head.startswith(_ZIP) or head.startswith(_EMPTY_ZIP):
         return _zip_frames(path, budget)
     if head.startswith(_OLE):
         raise DataError(f"{path}: an Excel workbook, not a {file_format(path) or 'data'} file: save it as CSV")
@@ -163,6 +164,8 @@ def _zip_frames(path: Path, budget: _Budget) -> list[tuple[str, pd.DataFrame, di
             raise DataError(f"{path}: an Excel workbook, not a data archive: save it as CSV")
         data = [i for i in infos if file_format(i.filename) not in (None, "zip")
                 and not i.filename.startswith("__MACOSX/") and not Path(i.filename).name.startswith(".")]
+        if any(not i.filename.lower().endswith(".txt") for i in data):  # a README.txt beside the data files
+            data = [i for i in data if not i.filename.lower().endswith(".txt")]  # is no data ("no time column")
         if not data:
             raise DataError(f"{path}: the archive holds no data file ({', '.join(names[:5]) or 'nothing'}; "
                             f"accepted inside: .csv, .json, .parquet, .feather)")
