@@ -484,3 +484,24 @@ def test_files_given_twice_are_named_with_their_duplicates(tmp_path):
     with pytest.raises(DataError, match=r"24 duplicate timestamp.*the files BTCUSDT-1h-2025-01-copy.csv and "
                                         r"BTCUSDT-1h-2025-01.csv overlap \(one given twice\?\)"):
         import_ohlcv([jan, copy, feb], data_root=tmp_path / "data")
+
+
+def test_two_time_sources_that_disagree_are_refused_and_ones_that_agree_read(tmp_path):
+    """A timestamp index and a timestamp column a day later, or a date column a year off the
+    timestamp, imported the one read first without a word (a hostile test)."""
+    df = reference(48)
+    both = df.reset_index()
+    both["date"] = both["timestamp"] + pd.Timedelta(days=365)
+    both.to_csv(tmp_path / "T-1h.csv", index=False)
+    with pytest.raises(DataError, match=r"the times of column timestamp and of column date differ \(48 rows; row 0: "):
+        read_ohlcv_file(tmp_path / "T-1h.csv")
+    frame = df.copy()
+    frame["timestamp"] = df.index + pd.Timedelta(days=1)
+    frame.to_parquet(tmp_path / "I-1h.parquet")
+    with pytest.raises(DataError, match="the times of column timestamp and of the index differ"):
+        read_ohlcv_file(tmp_path / "I-1h.parquet")
+    agree = df.reset_index()
+    agree["unix"] = df.index.asi8 // 1_000_000  # ms, as CryptoDataDownload writes beside its date
+    agree["date"] = df.index.strftime("%Y-%m-%d")  # the bars' days only
+    agree.to_csv(tmp_path / "A-1h.csv", index=False)
+    same_bars(read_ohlcv_file(tmp_path / "A-1h.csv"), df)

@@ -545,6 +545,7 @@ def _to_canonical(raw: pd.DataFrame, path: Path, date_format: str | None, dayfir
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)} (found {_column_names(raw)})")
     index, naive = _to_utc_index(time_values, path, date_format, dayfirst, timezone)
+    _check_time_sources(raw, lower, index, path, timezone)
     data = {c: _to_float(raw[lower[c]], c, path) for c in OHLCV_COLUMNS}
     frame = pd.DataFrame(data, index=index, copy=True)  # owned, writable columns: the caller may edit them
     if naive:
@@ -562,16 +563,49 @@ def _column_names(raw: pd.DataFrame, most: int = 20) -> str:
 def _time_values(raw: pd.DataFrame, lower: dict[str, Any]) -> Any:
     """The time values: a named time column (a ``date`` and a ``time`` of day: both), a datetime
     (or time-named) index, or an unnamed first column of dates."""
+    sources = _time_sources(raw, lower)
+    return sources[0][1] if sources else _unnamed_dates(raw)
+
+
+def _time_sources(raw: pd.DataFrame, lower: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(what, values) of each time source of ``raw``, the one read first: the named time columns
+    (a ``date`` and a ``time`` of day as one), then a datetime (or time-named) index."""
+    out: list[tuple[str, Any]] = []
+    names = list(TIME_COLUMNS)
     if "date" in lower and "time" in lower and clock_text(raw[lower["time"]]):
-        return raw[lower["date"]].astype(str).str.strip() + " " + raw[lower["time"]].astype(str).str.strip()
-    for name in TIME_COLUMNS:
-        if name in lower:
-            return raw[lower[name]]
+        out.append((f"{lower['date']} + {lower['time']}", raw[lower["date"]].astype(str).str.strip() + " "
+                    + raw[lower["time"]].astype(str).str.strip()))
+        names = [n for n in names if n not in ("date", "time")]
+    out += [(f"column {lower[name]}", raw[lower[name]]) for name in names if name in lower]
     if isinstance(raw.index, pd.DatetimeIndex):
-        return raw.index
-    if raw.index.name is not None and str(raw.index.name).strip().lower() in TIME_COLUMNS:
-        return raw.index.to_series()
-    return _unnamed_dates(raw)
+        out.append(("the index", raw.index))
+    elif raw.index.name is not None and str(raw.index.name).strip().lower() in TIME_COLUMNS:
+        out.append((f"the index {raw.index.name}", raw.index.to_series()))
+    return out
+
+
+def _check_time_sources(raw: pd.DataFrame, lower: dict[str, Any], index: pd.DatetimeIndex, path: Path,
+                        timezone: str | None) -> None:
+    """DataError when another time source of ``raw`` (:func:`_time_sources`) reads as other times
+    than ``index``, read from the first: a ``timestamp`` index and a column a day later, or a
+    ``date`` a year off its ``unix``, imported the one without a word. One that does not read as
+    times at all (an ISO week, a label) is no time source."""
+    sources = _time_sources(raw, lower)
+    for what, values in sources[1:]:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                other, _ = _to_utc_index(values, path, None, None, timezone)
+        except (DataError, ValueError, TypeError, OverflowError):
+            continue
+        if len(other) != len(index) or (other.asi8 == index.floor("D").asi8).all():
+            continue  # (a date column of the bars' days beside their times: the same times)
+        differ = np.flatnonzero(other.asi8 != index.asi8)
+        if len(differ):
+            k = int(differ[0])
+            raise DataError(f"{path}: the times of {sources[0][0]} and of {what} differ ({len(differ):,} rows; "
+                            f"row {k}: {index[k]:%Y-%m-%d %H:%M} against {other[k]:%Y-%m-%d %H:%M} UTC): keep the one "
+                            "that holds the bars' times, drop the other")
 
 
 def _unnamed_dates(raw: pd.DataFrame) -> pd.Series | None:
