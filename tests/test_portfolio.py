@@ -182,6 +182,26 @@ def test_margin_guard_skips_the_entry_that_would_pass_it():
     assert rows["test_threshold:B"]["final_equity"] == 5_000
     # a guard of 1.0 lets both in (4,995 x 2 < the equity)
     assert _two_hand_runners(margin_guard=1.0).skipped["margin_guard"] == 0
+    # B shut out is said (its flat line read as its strategy's own choice), A is not
+    refused = [n for n in guarded.notes() if "refused by the portfolio's gates" in n]
+    assert refused == [f"runner test_threshold:B: {guarded.skipped['margin_guard']} of its entries were refused by "
+                       f"the portfolio's gates ({guarded.skipped['margin_guard']} by the margin guard) against 0 taken; "
+                       "it took none"]
+    assert not [n for n in free.notes() if "gates" in n]
+
+
+def test_a_runner_the_margin_guard_holds_back_for_the_rest_of_its_period_is_said(tmp_path):
+    """ma_crossover on SOL beside two bb_atr runners under a 0.7 margin guard: its last entry
+    on 2023-09-29, 239 entries refused, then a flat line for 15 months, said nowhere (a
+    browser test of the Portfolio page)."""
+    result = portfolio_backtest(["bb_atr:sample:BTC_USDT-1h", "bb_atr:sample:ETH_USDT-1h",
+                                 "ma_crossover:sample:SOL_USDT-1h"], margin_guard=0.7, results_dir=tmp_path)
+    sol = next(r for r in result.runners if r["label"] == "ma_crossover:sample:SOL_USDT-1h")
+    last = result.trades[result.trades["runner"] == sol["label"]]["entry_time"].max()
+    assert pd.Timestamp(sol["end"]) - last > 0.25 * (pd.Timestamp(sol["end"]) - pd.Timestamp(sol["start"]))
+    notes = [n for n in result.notes() if n.startswith(f"runner {sol['label']}: ")]
+    assert notes and f"its last entry was on {last:%Y-%m-%d}" in notes[0]
+    assert f"{sol['skipped']['margin_guard']:,} by the margin guard" in notes[0]
 
 
 def test_runner_cap_limits_one_runner():

@@ -262,7 +262,7 @@ def show_portfolio(portfolio_id: str) -> None:
     st.caption(pf.describe_config(result))
     if in_sample(result.config.get("origin")):  # (recorded: a reopened result says it too)
         st.warning(f"Runners from {result.config['origin']}. {IN_SAMPLE_NOTE} (Open report on the Research page).")
-    for note in [*(result.meta.get("notes") or []), *result.liquidation_notes()]:
+    for note in result.notes():
         st.warning(f"{note[0].upper()}{note[1:]}.")
     metric_grid((label, text, None) for label, text in numbers)
     for key in ("pf_equity", "pf_margin", "pf_runner_equity"):

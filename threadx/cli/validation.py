@@ -255,7 +255,7 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
     if in_sample(result.config.get("origin")):
         print(f"runners from {result.config['origin']}", file=sys.stderr)
         print(f"warning: {IN_SAMPLE_NOTE}", file=sys.stderr)
-    for note in [*(result.meta.get("notes") or []), *result.liquidation_notes()]:
+    for note in result.notes():
         print(f"warning: {note}", file=sys.stderr)
     print(f"return {_cell('total_return', m['total_return'])}, Sharpe {_cell('sharpe', m['sharpe'])}, max drawdown "
           f"{_cell('max_drawdown', m['max_drawdown'])}, {m['n_trades']:,} trades in {m['n_cycles']:,} cycles, "

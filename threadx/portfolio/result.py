@@ -90,6 +90,37 @@ class PortfolioResult:
                          f"stopped there{others}")
         return notes
 
+    def gate_notes(self, stalled_share: float = 0.25) -> list[str]:
+        """One line per runner the portfolio's gates (margin guard, runner cap, kill switch) held
+        back: more of its entries refused than taken, or none taken in the last ``stalled_share``
+        of its period though some were refused. Such a runner's flat line read as its strategy's
+        own choice (a runner shut out by the margin guard for 15 months, said nowhere)."""
+        notes = []
+        words = {"margin_guard": "the margin guard", "runner_cap": "the runner cap", "kill_switch": "the kill switch"}
+        trades = self.trades
+        for runner in self.runners:
+            refused = {k: int(runner.get("skipped", {}).get(k) or 0) for k in words}
+            held = sum(refused.values())
+            if not held:
+                continue
+            mine = trades[trades["runner"] == runner["label"]] if len(trades) else trades
+            start, end = pd.Timestamp(runner["start"]), pd.Timestamp(runner["end"])
+            last = pd.Timestamp(mine["entry_time"].max()) if len(mine) else None
+            stalled = last is None or (end - last) > stalled_share * (end - start)
+            if held <= len(mine) and not stalled:
+                continue
+            by = ", ".join(f"{n:,} by {words[k]}" for k, n in refused.items() if n)
+            since = ("it took none" if last is None else
+                     f"its last entry was on {last:%Y-%m-%d}, {(end - last).days:,} days before its end")
+            notes.append(f"runner {runner['label']}: {held:,} of its entries were refused by the portfolio's gates "
+                         f"({by}) against {len(mine):,} taken; {since}")
+        return notes
+
+    def notes(self) -> list[str]:
+        """What a reader of the figures must know: the run's own notes (runners over part of the
+        period), runners liquidated, runners the gates held back."""
+        return [*(self.meta.get("notes") or []), *self.liquidation_notes(), *self.gate_notes()]
+
     def summary(self) -> dict[str, Any]:
         """The JSON-safe part (all but the two frames)."""
         def clean(d: dict[str, Any]) -> dict[str, Any]:
