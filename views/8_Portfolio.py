@@ -66,6 +66,26 @@ def load_research_runners(research_id: str, strategy: str | None = None, kept_on
             st.session_state[box] = float(options.get(key) or 0.0) if key != "fill" else options[key]
 
 
+def load_stored(config: dict) -> None:
+    """A stored portfolio's runners and settings become the form's (the runner list was lost to
+    a refresh, and a stored portfolio could not be run again with one change)."""
+    engine = dict(config.get("engine_options") or {})
+    st.session_state["pf_runners"] = [dict(r) for r in config.get("runners") or []]
+    st.session_state["pf_origin"] = config.get("origin")
+    st.session_state.pop("pf_research_funding", None)
+    # the options without a box ride along, as a research's do
+    st.session_state["pf_research_options"] = {k: v for k, v in engine.items() if k not in ("fee_bps", "fill",
+                                               "leverage", "funding") and v is not None and v != getattr(DEFAULTS, k)}
+    st.session_state.update(
+        pf_capital=float(config.get("capital") or DEFAULTS.initial_capital),
+        pf_guard=float(config.get("margin_guard") or 0.0), pf_cap=float(config.get("runner_cap") or 0.0),
+        pf_kill=float(config.get("kill_switch") or 0.0) * 100,
+        pf_window=config.get("kill_window") or DEFAULT_KILL_WINDOW, pf_cooldown=config.get("cooldown") or DEFAULT_COOLDOWN,
+        pf_fee=float(engine.get("fee_bps", DEFAULTS.fee_bps)),
+        pf_leverage=float(engine.get("leverage") or 0.0), pf_fill=engine.get("fill") or DEFAULTS.fill,
+        pf_funding=config.get("funding") == STORED)
+
+
 handed = st.session_state.pop("pf_from_research", None)  # "Portfolio from winners" on the Research page
 if handed:
     st.session_state["pf_research"] = handed
@@ -260,6 +280,8 @@ def show_portfolio(portfolio_id: str) -> None:
         figures["pf_correlation"] = pf.correlation_figure(result)
     st.subheader(f"Portfolio {portfolio_id}")
     st.caption(pf.describe_config(result))
+    st.button("Load these runners and settings into the form", key="pf_load_stored", on_click=load_stored,
+              args=(result.config,), help="to run this portfolio again with a change")
     if in_sample(result.config.get("origin")):  # (recorded: a reopened result says it too)
         st.warning(f"Runners from {result.config['origin']}. {IN_SAMPLE_NOTE} (Open report on the Research page).")
     for note in result.notes():

@@ -220,6 +220,26 @@ def test_the_url_names_the_portfolio_shown_so_a_refresh_shows_it_again(workspace
                in w.value for w in unknown.warning)
     assert "job" not in unknown.query_params
 
+def test_a_stored_portfolio_loads_its_runners_and_settings_into_the_form(workspace):
+    """The runner list was lost to a refresh, and a stored portfolio had no way back into the form."""
+    from threadx.portfolio import portfolio_backtest
+
+    portfolio_backtest([f"bb_atr:{SAMPLE}", f"ma_crossover:{SAMPLE}"], weights=[1.0, 2.0], margin_guard=0.6,
+                       kill_switch=0.15, kill_window="3D", capital=25_000.0, portfolio_id="kept",
+                       fee_bps=4.0, slippage_bps=2.0)
+    at = open_page("8_Portfolio.py", portfolio="kept")
+    assert at.session_state["pf_runners"] == []
+    at.button(key="pf_load_stored").click().run()
+    assert not at.exception, at.exception
+    runners = at.session_state["pf_runners"]
+    assert [(r["strategy"], r["data"]["source"], r["weight"]) for r in runners] == [
+        ("bb_atr", SAMPLE, 1.0), ("ma_crossover", SAMPLE, 2.0)]
+    assert at.number_input(key="pf_capital").value == 25_000.0 and at.number_input(key="pf_guard").value == 0.6
+    assert at.number_input(key="pf_kill").value == pytest.approx(15.0) and at.text_input(key="pf_window").value == "3D"
+    assert at.number_input(key="pf_fee").value == 4.0
+    assert at.session_state["pf_research_options"] == {"slippage_bps": 2.0}  # (no box: it rides along)
+
+
 def test_portfolio_from_winners_prefills_the_runners(workspace):
     from threadx.validation.research import research
 
