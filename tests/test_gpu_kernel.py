@@ -86,7 +86,8 @@ def test_kernel_compiles_to_ptx_for_a_real_gpu_without_fma():
         dispatcher.get_current_device = lambda: Device()
         gk._build()
         v = t.float64[::1]
-        args = (v, v, v, v, v, t.uint8[:, ::1], t.float64[:, ::1], t.int64[::1], t.int32[::1], t.int32[:, ::1],
+        args = (v, v, v, v, v, t.uint8[:, ::1], t.float64[:, ::1], t.int64[::1], t.int64[::1], t.int32[::1],
+                t.int32[:, ::1],
                 t.float64[:, ::1], t.float64[:, ::1], t.float64[:, ::1], v, t.int64[::1], t.float64[:, :, ::1])
         for fn, sig in ((gk._batch, args),):
             with gk._without_fma():

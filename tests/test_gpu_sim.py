@@ -108,6 +108,26 @@ def test_combos_run_at_given_positions_in_that_order_row_for_row(bars, monkeypat
     assert_metrics_match(whole, evaluator.evaluate(ids).metrics)
 
 
+@pytest.mark.parametrize("pieces", [1, 3])
+def test_a_combo_that_failed_to_plan_is_a_nan_row_and_the_others_land_in_their_own_rows(bars, monkeypatch, pieces):
+    """In one piece the device writes each combo's row of the plan in place (no scatter on the
+    host): a combo it never ran keeps NaN, not whatever the device memory held."""
+    from threadx.optimize.plan import STATUS_FAILED
+
+    evaluator = evaluator_for("bb_atr", bars, n_blocks=4)
+    ids = random_ids(evaluator, 10, seed=5)
+    plan = Planner(evaluator).plan(ids)
+    want = evaluator.evaluate(ids).metrics
+    plan.status[[3, 8]] = STATUS_FAILED  # (as a combo whose signals raised)
+    runner = DeviceRunner(detect().devices[0], bars, evaluator.funding, evaluator.block_end, threads_per_block=4)
+    monkeypatch.setattr(runner, "_pieces", lambda plan, combos: pieces)
+    got, blocks = runner.run(plan)
+    assert np.isnan(got[[3, 8]]).all() and np.isnan(blocks[[3, 8]]).all()
+    keep = [k for k in range(10) if k not in (3, 8)]
+    assert_metrics_match(got[keep], want[keep])
+    assert not np.isnan(blocks[keep]).all()
+
+
 def test_a_runner_splits_its_time_and_builds_one_kernel_per_register_cap(bars):
     """The seconds of host inputs, upload, kernel and download add up over launches (the
     benchmark prints them); runners of one cap share its compiled kernel."""

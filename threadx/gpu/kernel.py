@@ -81,11 +81,12 @@ def device_functions() -> dict[str, Any]:
     return built
 
 
-def _batch(o, h, l, c, funding, signals, lines, order, sig_row, line_rows, params, metrics, trades, equity,
+def _batch(o, h, l, c, funding, signals, lines, order, rows, sig_row, line_rows, params, metrics, trades, equity,
            block_end, blocks):
-    t = cuda.grid(1)  # thread t runs the plan's combo order[t]; its results go to row t
+    t = cuda.grid(1)  # thread t runs the plan's combo order[t]; its results go to row rows[t]
     if t < order.shape[0]:
         k = order[t]
+        out = rows[t]
         p = cuda.local.array(N_PARAMS, float64)
         for j in range(N_PARAMS):
             p[j] = params[k, j]
@@ -93,9 +94,9 @@ def _batch(o, h, l, c, funding, signals, lines, order, sig_row, line_rows, param
         m = cuda.local.array(N_METRICS, float64)
         r = line_rows[k]
         _run(o, h, l, c, signals[sig_row[k]], lines[r[0]], lines[r[1]], lines[r[2]], lines[r[3]], funding,
-             p, st, m, trades, equity, block_end, blocks[t])
+             p, st, m, trades, equity, block_end, blocks[out])
         for j in range(N_METRICS):
-            metrics[t, j] = m[j]
+            metrics[out, j] = m[j]
 
 
 def _build(max_registers: int = 0) -> Any:
@@ -163,16 +164,18 @@ def _without_fma() -> Iterator[None]:
         nvvm.compile_ir = original
 
 
-def launch_inputs(plan, order: np.ndarray) -> tuple[np.ndarray, ...]:
+def launch_inputs(plan, order: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """The host arrays one launch copies to the device to run ``plan``'s combos at positions
-    ``order`` (each one that planned), in that order: (signals (k, bars) uint8, lines (j, bars)
-    float64, order int64, signal row int32, line rows (n, 4) int32, parameter rows (n,
-    N_PARAMS) float64). The plan's arrays go as they are, read through ``order`` on the device:
-    a signal matrix is not stacked again (226 MB for 100,000 bb_atr combos), nor the parameter
-    rows gathered into signal order on the host (38 MB, 25-40 ms a batch)."""
+    ``order`` (each one that planned), in that order, the results of ``order[t]`` going to row
+    ``rows[t]`` (default: row t): (signals (k, bars) uint8, lines (j, bars) float64, order
+    int64, rows int64, signal row int32, line rows (n, 4) int32, parameter rows (n, N_PARAMS)
+    float64). The plan's arrays go as they are, read through ``order`` on the device: a signal
+    matrix is not stacked again (226 MB for 100,000 bb_atr combos), nor the parameter rows
+    gathered into signal order on the host (38 MB, 25-40 ms a batch)."""
     signals = plan.signals if isinstance(plan.signals, np.ndarray) else np.stack(plan.signals)
+    rows = np.arange(len(order), dtype=np.int64) if rows is None else np.ascontiguousarray(rows, dtype=np.int64)
     return (np.ascontiguousarray(signals), np.stack(plan.line_values), np.ascontiguousarray(order, dtype=np.int64),
-            plan.sig.astype(np.int32), plan.lines.astype(np.int32), np.ascontiguousarray(plan.rows))
+            rows, plan.sig.astype(np.int32), plan.lines.astype(np.int32), np.ascontiguousarray(plan.rows))
 
 
 class DeviceRunner:
@@ -209,18 +212,25 @@ class DeviceRunner:
         todo = plan.by_signal() if positions is None else np.asarray(positions, dtype=np.int64)
         where = todo if positions is None else np.arange(len(todo))  # each combo's row of the result
         n = len(plan) if positions is None else len(todo)
-        metrics = np.full((n, N_METRICS), np.nan)
-        blocks = np.full((n, self.n_blocks, 2), np.nan) if self.n_blocks else None
         if not len(todo):
-            return metrics, blocks
+            return np.full((n, N_METRICS), np.nan), np.full((n, self.n_blocks, 2), np.nan) if self.n_blocks else None
         with self._context():
             pieces = self._pieces(plan, len(todo))
+            if pieces == 1:  # each combo's row written in place on the device: no scatter on the host
+                metrics, blocks = self._launch(plan, todo, where, n)
+                unplanned = np.ones(n, dtype=bool)
+                unplanned[where] = False
+                metrics[unplanned] = np.nan  # (never written on the device)
+                if blocks is not None:
+                    blocks[unplanned] = np.nan
+                return metrics, blocks
+            metrics = np.full((n, N_METRICS), np.nan)
+            blocks = np.full((n, self.n_blocks, 2), np.nan) if self.n_blocks else None
             for piece in np.array_split(np.arange(len(todo)), pieces):
                 part = todo[piece]
                 # one piece: the plan as it is, read in signal order through ``order`` on the device;
                 # several (the device is short of memory): each with only the signals and lines it uses
-                m, b = self._launch(plan, part) if pieces == 1 else self._launch(plan.subset(part),
-                                                                               np.arange(len(part)))
+                m, b = self._launch(plan.subset(part), np.arange(len(part)))
                 metrics[where[piece]] = m
                 if blocks is not None:
                     blocks[where[piece]] = b
@@ -237,19 +247,23 @@ class DeviceRunner:
             free = math.inf
         return max(1, int(math.ceil(need / (_MEMORY_SHARE * free)))) if math.isfinite(free) and free > 0 else 1
 
-    def _launch(self, plan, order: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Metrics (and block moments) of ``plan``'s combos at ``order``, row for row, in one
-        launch: on an H200 a launch lasts about as long as its slowest warps, so 100,000 bb_atr
-        combos in pieces of 16,384 or 32,768 took 1.3 to 2.6 times as long as in one, the signal
-        rows of the next piece uploading meanwhile (benchmarks/bench_gpu.py, 2026-12-04)."""
+    def _launch(self, plan, order: np.ndarray, rows: np.ndarray | None = None,
+                n_rows: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Metrics (and block moments) of ``plan``'s combos at ``order`` in one launch: row for
+        row, else the combo ``order[t]``'s in row ``rows[t]`` of ``n_rows`` (the others left as
+        the device memory held them). On an H200 a launch lasts about as long as its slowest
+        warps, so 100,000 bb_atr combos in pieces of 16,384 or 32,768 took 1.3 to 2.6 times as
+        long as in one, the signal rows of the next piece uploading meanwhile
+        (benchmarks/bench_gpu.py, 2026-12-04)."""
         m = len(order)
+        n_rows = m if rows is None else int(n_rows)
         clock = time.perf_counter()
-        host = launch_inputs(plan, order)
+        host = launch_inputs(plan, order, rows)
         clock = self._lap("inputs", clock)
         with self._page_locked(host):
             inputs = (*self._bars, self._funding, *(self.cuda.to_device(a) for a in host))
-        d_metrics = self.cuda.device_array((m, N_METRICS), dtype=np.float64)
-        d_blocks = self.cuda.device_array((m, self.n_blocks, 2), dtype=np.float64)  # (m, 0, 2) when off
+        d_metrics = self.cuda.device_array((n_rows, N_METRICS), dtype=np.float64)
+        d_blocks = self.cuda.device_array((n_rows, self.n_blocks, 2), dtype=np.float64)  # (n, 0, 2) when off
         args = [*inputs, d_metrics, self._trades, self._equity, self._block_end, d_blocks]
         grid = (m + self.threads_per_block - 1) // self.threads_per_block
         clock = self._lap("upload", clock)
