@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -31,7 +33,35 @@ st.title("Backtest")
 
 
 _SEEN = "_bt_form_seen:"  # + strategy: the param boxes as this session's last run had them
+_COSTS_SEEN = "_bt_costs_seen"  # the costs boxes as this session's last run had them
 WIDGETLESS = ("fraction", "ambiguity")  # engine options without a widget here, kept from a reopened run
+FILLS = ["next_open", "close"]
+# the costs, fills and sizing boxes (saved in the workspace as the param boxes are), each with its check
+COST_BOXES = {"bt_capital": lambda v: _finite(v) and v > 0, "bt_fee": lambda v: _finite(v) and v >= 0,
+              "bt_slip": lambda v: _finite(v) and v >= 0, "bt_fill": lambda v: v in FILLS,
+              "bt_sizing": lambda v: v in SIZINGS, "bt_leverage": lambda v: _finite(v) and v >= 0,
+              "bt_min_notional": lambda v: _finite(v) and v >= 0, "bt_funding": lambda v: isinstance(v, bool)}
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def saved_costs() -> dict[str, Any]:
+    """The costs boxes as last left (the workspace), those that fit their box."""
+    return {key: float(value) if _finite(value) else value for key, value in workspace.load_costs().items()
+            if key in COST_BOXES and COST_BOXES[key](value)}
+
+
+def save_cost_edits() -> None:
+    """Save the costs boxes this session changed, over those saved: a refresh reopening the result
+    on display put its costs back in the boxes (a fee edited and not run yet was lost, unsaid)."""
+    now = {key: st.session_state[key] for key in COST_BOXES if key in st.session_state}
+    seen = st.session_state.get(_COSTS_SEEN, now)
+    edited = {key: value for key, value in now.items() if seen.get(key, object()) != value}
+    st.session_state[_COSTS_SEEN] = dict(now)
+    if edited:
+        workspace.save_costs({**workspace.load_costs(), **edited})
 
 
 def engine_widgets_from(engine: dict, source: str) -> None:
@@ -171,6 +201,9 @@ def reopen(request: BacktestRequest, origin: str | None, pick: bool = True,
     for name, value in workspace.clean_form("params", request.strategy, request.params).items():
         st.session_state[f"bt:{request.strategy}:{name}"] = kept.get(name, value)  # widgets start at these
     engine_widgets_from(request.engine_options, request.data.source)
+    st.session_state[_COSTS_SEEN] = {}  # (as the param boxes: set here, saved)
+    if keep_form:  # the costs boxes as last left too, the page saying how they differ from the result's
+        st.session_state.update(saved_costs())
     if pick and request.data.name in dataset_names():  # else (a file) the result is shown on it, the picker stays
         st.session_state["dataset"] = request.data.name  # (the picker follows it: state.dataset_picker)
     st.session_state.pop("backtest", None)  # the result shown was for something else
@@ -188,10 +221,13 @@ def reopen(request: BacktestRequest, origin: str | None, pick: bool = True,
     return None
 
 
+_saved_costs = saved_costs() if "bt_capital" not in st.session_state else {}  # (a new session: as last left)
 for key, value in (("bt_capital", DEFAULTS.initial_capital), ("bt_fee", DEFAULTS.fee_bps),
                    ("bt_slip", DEFAULTS.slippage_bps), ("bt_fill", DEFAULTS.fill), ("bt_sizing", SIZINGS[0]),
                    ("bt_leverage", 0.0), ("bt_min_notional", DEFAULTS.min_notional)):
-    st.session_state.setdefault(key, value)
+    st.session_state.setdefault(key, _saved_costs.get(key, value))
+if "bt_funding" in _saved_costs:
+    st.session_state.setdefault("bt_funding", _saved_costs["bt_funding"])
 
 restore_from_url()  # the link's dataset and strategy first: a backtest it names comes on top
 handed = st.session_state.pop("open_in_backtest", None)
@@ -280,7 +316,7 @@ with st.expander("Costs, fills and sizing", expanded=False):
     fee_bps = number_box(c[1], "Fee (bps)", DEFAULTS.fee_bps, "bt_fee", cost_problems, 0.0, 1000.0, step=0.5, **fixed)
     slip_bps = number_box(c[2], "Slippage (bps)", DEFAULTS.slippage_bps, "bt_slip", cost_problems, 0.0, 1000.0,
                           step=0.5, **fixed)
-    fill = c[3].selectbox("Fill", ["next_open", "close"], key="bt_fill")
+    fill = c[3].selectbox("Fill", FILLS, key="bt_fill")
     c = st.columns(4)
     sizing = c[0].selectbox("Sizing", SIZINGS, key="bt_sizing")
     leverage = number_box(c[1], "Leverage", 0.0, "bt_leverage", cost_problems, 0.0, 100.0, step=1.0,
@@ -298,6 +334,8 @@ with st.expander("Costs, fills and sizing", expanded=False):
 engine = {"initial_capital": capital, "fee_bps": fee_bps, "slippage_bps": slip_bps, "fill": fill,
           "sizing": None if sizing == SIZINGS[0] else sizing, "leverage": leverage or None,
           "min_notional": min_notional, "funding": funding, **st.session_state.get("bt_engine_extra", {})}
+if not cost_problems:  # (a refused value is not saved in place of the one that runs)
+    save_cost_edits()
 
 if st.session_state.get("bt_stop"):  # pressed while a strategy's process ran: the click's rerun ended it
     st.info("Backtest stopped: its process was ended.")

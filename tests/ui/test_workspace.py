@@ -377,6 +377,30 @@ def test_a_refresh_keeps_form_edits_not_run_yet_beside_the_result_shown(workspac
     assert saved.load_form("params", "ma_crossover")["fast_period"] == 17
 
 
+def test_a_refresh_keeps_cost_edits_not_run_yet_and_a_new_tab_opens_with_them(workspace):
+    """Fee set to 25 bps and max_hold_bars to 48, not run: a refresh kept max_hold_bars and put
+    the fee back to the result's 10, the "form differs" note dropping it unsaid (a browser test)."""
+    at = open_page("2_Backtest.py")
+    at.button(key="bt_run").click().run()
+    ran = at.session_state["backtest"]["result"].metrics
+    at.number_input(key="bt_fee").set_value(25.0).run()
+    at.selectbox(key="bt_fill").set_value("close").run()
+    refreshed = new_session(dict(at.query_params))
+    assert refreshed.number_input(key="bt_fee").value == 25.0 and refreshed.selectbox(key="bt_fill").value == "close"
+    assert refreshed.session_state["backtest"]["result"].metrics == ran  # the link's result, at 10 bps
+    note = next(i.value for i in refreshed.info if i.value.startswith("The form differs from this result"))
+    assert "fee 25 bps here, 10 bps in the result" in note and "fill close here, next_open in the result" in note
+    fresh = new_session({})  # a new tab without a link: the boxes as last left
+    assert fresh.number_input(key="bt_fee").value == 25.0
+    assert ws.load_costs()["bt_fee"] == 25.0
+    data = json.loads(ws.workspace_file().read_text())
+    data["costs"].update(bt_fill="sideways", bt_fee="x" * 50, bt_capital=-5)
+    ws.workspace_file().write_text(json.dumps(data))
+    odd = new_session({})  # values that fit no box are left out
+    assert not odd.exception and odd.selectbox(key="bt_fill").value == "next_open"
+    assert odd.number_input(key="bt_capital").value == 10_000.0
+
+
 def test_two_tabs_editing_one_strategys_form_keep_each_others_edits(workspace):
     """Tab B, opened before tab A's edit of fast_period, saved its whole form when its slow_period
     changed: A's fast_period 23 became 10 again (a hostile test in Chromium)."""

@@ -4,8 +4,9 @@ link names (SPEC §9).
 Under the results root (``THREADX_RESULTS_DIR``, :func:`threadx.config.settings`):
 
 - ``workspace.json``: ``{"version": 1, "forms": {kind: {strategy: values}}, "last": {"dataset":
-  name, "strategy": name}}``, the last values of each form per strategy and the dataset and
-  strategy last chosen (a new tab with no link opens on them). Form kinds: ``"params"`` (a
+  name, "strategy": name}, "costs": {box: value}}``, the last values of each form per strategy,
+  the dataset and strategy last chosen (a new tab with no link opens on them) and the Backtest
+  page's costs, fills and sizing boxes (numbers, flags and short texts; the page checks them). Form kinds: ``"params"`` (a
   strategy's param values, the Backtest page) and ``"space"`` (a search space as :func:`threadx.ui.widgets.space_editor`
   returns it, the Optimisation page). Written atomically under a file lock; at most
   :data:`MAX_FILE_BYTES`. A damaged, unreadable or oversized file is ignored with a warning
@@ -214,6 +215,42 @@ def _last(data: Mapping[str, Any]) -> dict[str, str]:
     return {k: v for k, v in last.items() if k in LAST_KEYS and isinstance(v, str) and 0 < len(v) <= 256}
 
 
+_COST_KEY = re.compile(r"[a-z][a-z0-9_]{0,39}")
+MAX_COSTS = 32  # boxes kept under "costs"
+
+
+def _costs(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The file's ``costs`` entry, what of it can be used: finite numbers, flags and texts of at
+    most 40 characters under plain keys."""
+    costs = data.get("costs")
+    if not isinstance(costs, dict):
+        return {}
+    out = {}
+    for key, value in list(costs.items())[:MAX_COSTS]:
+        if not (isinstance(key, str) and _COST_KEY.fullmatch(key)):
+            continue
+        if isinstance(value, bool) or _number(value) or (isinstance(value, str) and len(value) <= 40):
+            out[key] = value
+    return out
+
+
+def load_costs() -> dict[str, Any]:
+    """The Backtest page's costs, fills and sizing boxes as last left (box key -> value; {} when
+    none are saved). The caller checks each value against its box."""
+    return _costs(read_workspace())
+
+
+def save_costs(values: Mapping[str, Any]) -> bool:
+    """Save the costs boxes' values (what :func:`load_costs` keeps of them); returns whether the
+    file was written (False: unchanged, or not writable, with a warning)."""
+    cleaned = _costs({"costs": dict(values)})
+
+    def put(data: dict[str, Any]) -> None:
+        data["costs"] = cleaned
+
+    return _update(lambda data: _costs(data) == cleaned, put, "Cost settings")
+
+
 def save_last_choice(key: str, name: str) -> bool:
     """Remember ``name`` as the last chosen ``key`` ("dataset" or "strategy"); returns whether
     the file was written (False: unchanged, or not writable, with a warning)."""
@@ -244,7 +281,8 @@ def _update(unchanged: Callable[[dict[str, Any]], bool], change: Callable[[dict[
                 path.replace(path.with_name(path.name + ".damaged"))
             forms = {k: dict(v) for k, v in (current.get("forms") or {}).items()
                      if k in FORM_KINDS and isinstance(v, dict)}
-            data: dict[str, Any] = {"version": VERSION, "forms": forms, "last": _last(current)}
+            data: dict[str, Any] = {"version": VERSION, "forms": forms, "last": _last(current),
+                                    "costs": _costs(current)}
             change(data)
             size = len(json.dumps(data))
             if size > MAX_FILE_BYTES:
