@@ -3,6 +3,7 @@ exit 2) or, where the tracker says so, read correctly; nothing garbage is ever "
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -335,6 +336,15 @@ def test_a_header_of_many_columns_is_named_in_short(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ folders and disk full
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_is_not_a_regular_file_not_a_missing_one(tmp_path: Path, root: Path) -> None:
+    """A FIFO given as --data read "file not found", sending the user looking for a file that is there."""
+    pipe = tmp_path / "F-1h.csv"
+    os.mkfifo(pipe)
+    with pytest.raises(DataError, match="F-1h.csv: not a regular file"):
+        load_ohlcv(pipe)
 
 
 def test_a_folder_is_named_as_a_folder(tmp_path: Path, root: Path, capsys: pytest.CaptureFixture) -> None:

@@ -315,6 +315,8 @@ def resolve_dataset(name: str | os.PathLike, data_root: str | os.PathLike | None
     except DataError:
         _refuse_folder(candidate, name)
         if candidate is not None and (candidate.suffix or os.sep in text):
+            if candidate.exists():  # (a named pipe, a device: "file not found" sent the user looking for it)
+                raise DataError(f"{name}: not a regular file (a pipe, socket or device): give a data file") from None
             raise DataError(f"{name}: file not found") from None
         raise DataError(f"unknown dataset {name!r}; available: {_available(root)}") from None
     stem = f"{symbol}-{timeframe}{label}"
