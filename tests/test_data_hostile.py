@@ -377,3 +377,15 @@ def test_disk_full_during_import(tmp_path: Path, root: Path, capsys, monkeypatch
                    "nothing was changed")
     assert target.read_bytes() == before
     assert sorted(p.name for p in target.parent.iterdir()) == ["BTC_USDT-1h.parquet"]  # no temp file left
+
+
+def test_a_sparse_file_backtested_from_the_cli_says_its_low_quality_once(tmp_path: Path, root: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    """The low-quality line came twice: logged as the file loaded, then again among its notes."""
+    bars = candles(600)
+    sparse = pd.concat([bars.iloc[:150], bars.iloc[350:]])  # 200 bars missing: quality below 80
+    path = tmp_path / "GAP_USDT-1h.csv"
+    sparse.reset_index().to_csv(path, index=False)
+    assert main(["backtest", "--data", str(path), "--strategy", "ma_crossover"]) == 0
+    err = capsys.readouterr().err
+    assert err.count(f"is below {MIN_QUALITY:g}") == 1, err

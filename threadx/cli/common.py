@@ -96,7 +96,8 @@ def _load_data(args: argparse.Namespace):
     if Path(str(args.data)).expanduser().is_file() and not getattr(args, "quiet", False):
         # a file read as it is (a dataset's notes were said at its import): rows sorted, times read as UTC, gaps
         for note in df.attrs.get("warnings") or []:
-            print(f"warning: {args.data}: {note}", file=sys.stderr)
+            if note not in (df.attrs.get("logged") or []):  # (the log said it: the low quality line was twice)
+                print(f"warning: {args.data}: {note}", file=sys.stderr)
     return df
 
 

@@ -333,6 +333,7 @@ def load_ohlcv(
             "source": str(path),
             "quality": report.quality,
             "warnings": list(report.warnings) + (list(report.errors) if report.low_quality else []),
+            "logged": list(report.errors) if report.low_quality else [],  # (said by the log as it loaded)
         }
     )
     df.attrs["fingerprint"] = as_bars(df).fingerprint  # (a copy edited in memory keeps the attrs, not this)
