@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from threadx.requests import (OPTION_WORDS, BacktestRequest, DatasetRef, describ
                               engine_dict)
 from threadx.ui import charts, user_code, widgets, workspace
 from threadx.ui import strategies as strategies_ui
+from threadx.ui.workspace import finite_number
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, strategy_fell_back,
                               load_dataset_or_error, plain, restore_from_url, session_memo)
 from threadx.ui.widgets import (differences, funding_as_run, funding_caption, funding_toggle, metric_grid, number_box,
@@ -37,20 +37,17 @@ _COSTS_SEEN = "_bt_costs_seen"  # the costs boxes as this session's last run had
 WIDGETLESS = ("fraction", "ambiguity")  # engine options without a widget here, kept from a reopened run
 FILLS = ["next_open", "close"]
 # the costs, fills and sizing boxes (saved in the workspace as the param boxes are), each with its check
-COST_BOXES = {"bt_capital": lambda v: _finite(v) and v > 0, "bt_fee": lambda v: _finite(v) and v >= 0,
-              "bt_slip": lambda v: _finite(v) and v >= 0, "bt_fill": lambda v: v in FILLS,
-              "bt_sizing": lambda v: v in SIZINGS, "bt_leverage": lambda v: _finite(v) and v >= 0,
-              "bt_min_notional": lambda v: _finite(v) and v >= 0, "bt_funding": lambda v: isinstance(v, bool)}
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+COST_BOXES = {"bt_capital": lambda v: finite_number(v) and v > 0, "bt_fee": lambda v: finite_number(v) and v >= 0,
+              "bt_slip": lambda v: finite_number(v) and v >= 0, "bt_fill": lambda v: v in FILLS,
+              "bt_sizing": lambda v: v in SIZINGS, "bt_leverage": lambda v: finite_number(v) and v >= 0,
+              "bt_min_notional": lambda v: finite_number(v) and v >= 0,
+              "bt_funding": lambda v: isinstance(v, bool)}
 
 
 def saved_costs() -> dict[str, Any]:
     """The costs boxes as last left (the workspace), those that fit their box."""
-    return {key: float(value) if _finite(value) else value for key, value in workspace.load_costs().items()
-            if key in COST_BOXES and COST_BOXES[key](value)}
+    return {key: float(value) if finite_number(value) else value
+            for key, value in workspace.load_costs().items() if key in COST_BOXES and COST_BOXES[key](value)}
 
 
 def save_cost_edits() -> None:

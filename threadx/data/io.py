@@ -536,7 +536,8 @@ def _to_canonical(raw: pd.DataFrame, path: Path, date_format: str | None, dayfir
         currency = [c for c in raw.columns if _VOLUME_IN.fullmatch(str(c).strip())]
         if currency:
             lower["volume"] = currency[0]
-    time_values = _time_values(raw, lower)
+    sources = _time_sources(raw, lower)
+    time_values = sources[0][1] if sources else _unnamed_dates(raw)
     if time_values is None:
         raise DataError(
             f"{path}: no time column (expected one of {', '.join(TIME_COLUMNS)}, a datetime index "
@@ -546,7 +547,7 @@ def _to_canonical(raw: pd.DataFrame, path: Path, date_format: str | None, dayfir
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)} (found {_column_names(raw)})")
     index, naive = _to_utc_index(time_values, path, date_format, dayfirst, timezone)
-    _check_time_sources(raw, lower, index, path, timezone)
+    _check_time_sources(sources, index, path, timezone)
     data = {c: _to_float(raw[lower[c]], c, path) for c in OHLCV_COLUMNS}
     frame = pd.DataFrame(data, index=index, copy=True)  # owned, writable columns: the caller may edit them
     if naive:
@@ -561,16 +562,10 @@ def _column_names(raw: pd.DataFrame, most: int = 20) -> str:
     return (", ".join(names) or "none") + more
 
 
-def _time_values(raw: pd.DataFrame, lower: dict[str, Any]) -> Any:
-    """The time values: a named time column (a ``date`` and a ``time`` of day: both), a datetime
-    (or time-named) index, or an unnamed first column of dates."""
-    sources = _time_sources(raw, lower)
-    return sources[0][1] if sources else _unnamed_dates(raw)
-
-
 def _time_sources(raw: pd.DataFrame, lower: dict[str, Any]) -> list[tuple[str, Any]]:
     """(what, values) of each time source of ``raw``, the one read first: the named time columns
-    (a ``date`` and a ``time`` of day as one), then a datetime (or time-named) index."""
+    (a ``date`` and a ``time`` of day as one), then a datetime (or time-named) index. With none,
+    the times are an unnamed first column of dates (:func:`_unnamed_dates`)."""
     out: list[tuple[str, Any]] = []
     names = list(TIME_COLUMNS)
     if "date" in lower and "time" in lower and clock_text(raw[lower["time"]]):
@@ -585,13 +580,12 @@ def _time_sources(raw: pd.DataFrame, lower: dict[str, Any]) -> list[tuple[str, A
     return out
 
 
-def _check_time_sources(raw: pd.DataFrame, lower: dict[str, Any], index: pd.DatetimeIndex, path: Path,
+def _check_time_sources(sources: list[tuple[str, Any]], index: pd.DatetimeIndex, path: Path,
                         timezone: str | None) -> None:
-    """DataError when another time source of ``raw`` (:func:`_time_sources`) reads as other times
-    than ``index``, read from the first: a ``timestamp`` index and a column a day later, or a
-    ``date`` a year off its ``unix``, imported the one without a word. One that does not read as
-    times at all (an ISO week, a label) is no time source."""
-    sources = _time_sources(raw, lower)
+    """DataError when another of a file's time ``sources`` (:func:`_time_sources`) reads as other
+    times than ``index``, read from the first: a ``timestamp`` index and a column a day later, or
+    a ``date`` a year off its ``unix``, imported the one without a word. One that does not read
+    as times at all (an ISO week, a label) is no time source."""
     for what, values in sources[1:]:
         try:
             with warnings.catch_warnings():

@@ -6,9 +6,9 @@ Under the results root (``THREADX_RESULTS_DIR``, :func:`threadx.config.settings`
 - ``workspace.json``: ``{"version": 1, "forms": {kind: {strategy: values}}, "last": {"dataset":
   name, "strategy": name}, "costs": {box: value}}``, the last values of each form per strategy,
   the dataset and strategy last chosen (a new tab with no link opens on them) and the Backtest
-  page's costs, fills and sizing boxes (numbers, flags and short texts; the page checks them). Form kinds: ``"params"`` (a
-  strategy's param values, the Backtest page) and ``"space"`` (a search space as :func:`threadx.ui.widgets.space_editor`
-  returns it, the Optimisation page). Written atomically under a file lock; at most
+  page's costs, fills and sizing boxes (numbers, flags and short texts; the page checks them).
+  Form kinds: ``"params"`` (a strategy's param values, the Backtest page) and ``"space"`` (a
+  search space as :func:`threadx.ui.widgets.space_editor` returns it, the Optimisation page). Written atomically under a file lock; at most
   :data:`MAX_FILE_BYTES`. A damaged, unreadable or oversized file is ignored with a warning
   (and moved aside to ``workspace.json.damaged`` by the next save); values are checked
   against the strategy's params when saved and when loaded: unknown strategies, unknown
@@ -100,7 +100,8 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"unknown form kind {kind!r}; kinds: {', '.join(FORM_KINDS)}")
 
 
-def _number(value: Any) -> bool:
+def finite_number(value: Any) -> bool:
+    """Whether ``value`` is a finite int or float (not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -110,7 +111,7 @@ def _space_value(p: Param, value: Any) -> Any:
     if isinstance(value, Mapping):
         if p.kind not in ("int", "float") or set(value) != {"min", "max", "step"}:
             raise ParamError(f"{p.name}: a range is {{min, max, step}} of a numeric param")
-        if not (_number(value["step"]) and value["step"] > 0):
+        if not (finite_number(value["step"]) and value["step"] > 0):
             raise ParamError(f"{p.name}: step must be a positive number")
         step = int(value["step"]) if p.kind == "int" and value["step"] == int(value["step"]) else value["step"]
         return {"min": p.coerce(value["min"]), "max": p.coerce(value["max"]), "step": step}
@@ -229,7 +230,7 @@ def _costs(data: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in list(costs.items())[:MAX_COSTS]:
         if not (isinstance(key, str) and _COST_KEY.fullmatch(key)):
             continue
-        if isinstance(value, bool) or _number(value) or (isinstance(value, str) and len(value) <= 40):
+        if isinstance(value, bool) or finite_number(value) or (isinstance(value, str) and len(value) <= 40):
             out[key] = value
     return out
 
