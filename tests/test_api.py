@@ -117,3 +117,19 @@ def test_backtest_rejects_damaged_frames(sample, damage):
         df = df.iloc[::-1]
     with pytest.raises(DataError):
         threadx.backtest(df, "ma_crossover")
+
+
+def test_no_trades_note_names_indicators_that_never_warmed_up():
+    """A span shorter than an indicator's warm-up books no trade and says which indicator had no
+    value (it read as a strategy whose conditions never held); a run that trades says nothing."""
+    from candles import candles
+
+    short = candles(30, pd.Timestamp("2024-01-01", tz="UTC"))
+    idle = threadx.backtest(short, "ma_crossover", {"fast_period": 10, "slow_period": 50})
+    assert idle.metrics["n_trades"] == 0 and idle.meta["never_defined"] == ["slow"]
+    note = idle.no_trades_note()
+    assert note.startswith("No trades") and "30 bars: slow had no value" in note
+    long = candles(400, pd.Timestamp("2024-01-01", tz="UTC"))
+    traded = threadx.backtest(long, "ma_crossover", {"fast_period": 5, "slow_period": 20})
+    assert traded.metrics["n_trades"] > 0 and traded.no_trades_note() is None
+    assert "never_defined" not in traded.meta

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
 from threadx import logs
@@ -71,7 +72,7 @@ def backtest(
         with strategy_code_errors(spec):
             rules = strategy_rules(spec, values, options)
     with strategy_code_errors(spec):
-        _, sig, levels = prepare_signals(spec, bars, values, bank, stage=watch.stage)
+        indicators, sig, levels = prepare_signals(spec, bars, values, bank, stage=watch.stage)
     with watch.stage("kernel"):
         args = kernel_args(bars, sig, levels, rules, options, funding_per_bar(options.funding, bars))
         output = kernel.run_full(*args)
@@ -82,9 +83,18 @@ def backtest(
                            bars.name or "unnamed data", len(bars), bars.fingerprint[:12],
                            result.metrics.get("total_return", float("nan")), int(result.metrics.get("n_trades", 0)),
                            watch.wall() - watch.stages.get("load", 0.0))
+    if result.metrics.get("n_trades", 0) == 0:
+        result.meta["never_defined"] = never_defined(indicators)
     result.meta["timings"] = watch.record()
     result.meta["elapsed_s"] = watch.wall() - watch.stages.get("load", 0.0)  # the backtest, as before
     return result
+
+
+def never_defined(indicators: Mapping[str, Mapping[str, np.ndarray]]) -> list[str]:
+    """The labels of the indicators none of whose lines has a finite value (a warm-up longer than
+    the data), e.g. ``["bb"]``."""
+    return [label for label, lines in indicators.items()
+            if lines and not any(np.isfinite(np.asarray(line, dtype=float)).any() for line in lines.values())]
 
 
 def run_meta(spec: StrategySpec, bars: Bars, options: EngineOptions, rules: ExitRules) -> dict[str, Any]:

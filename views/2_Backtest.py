@@ -388,12 +388,9 @@ if shown and df is not None:
     bust = result.liquidation_note()
     if bust:
         st.error(bust)
-    if result.metrics.get("n_trades", 0) == 0:
-        skipped = int(result.metrics.get("n_skipped") or 0)
-        st.warning(f"No trades: {skipped:,} entries were skipped: each gave a quantity of zero or an order below the "
-                   "smallest one (min_notional), e.g. a stop distance of NaN or 0 from a level line under risk sizing."
-                   if skipped else f"No trades: the entry conditions never held with these parameters on these "
-                   f"{len(result.equity):,} bars (a short span may end before the indicators' warm-up does).")
+    idle = result.no_trades_note()
+    if idle:
+        st.warning(idle)
 
     def overlays() -> dict[str, pd.Series]:
         if shown.get("overlays") is not None:  # computed with the result (a strategy from the folder)

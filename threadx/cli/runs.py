@@ -46,9 +46,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(_table(result.trades.tail(args.trades).to_dict(orient="records"), cols))
     if args.timings:
         _print_timings(meta.get("timings"))
-    bust = result.liquidation_note()
-    if bust:
-        print(f"warning: {bust}", file=sys.stderr)
+    for note in (result.liquidation_note(), result.no_trades_note()):
+        if note:
+            print(f"warning: {note}", file=sys.stderr)
     return 0
 
 

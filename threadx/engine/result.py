@@ -67,6 +67,24 @@ class Result:
                      "smaller than its prices give")
         return text
 
+    def no_trades_note(self) -> str | None:
+        """Why a run booked no trade (None when it booked one): entries skipped for their size,
+        or entry conditions that never held, naming the indicators that had no value on any bar
+        (``meta["never_defined"]``: a warm-up longer than the data)."""
+        if self.metrics.get("n_trades", 0) != 0:
+            return None
+        skipped = int(self.metrics.get("n_skipped") or 0)
+        if skipped:
+            return (f"No trades: {skipped:,} entries were skipped: each gave a quantity of zero or an order below the "
+                    "smallest one (min_notional), e.g. a stop distance of NaN or 0 from a level line under risk "
+                    "sizing.")
+        text = f"No trades: the entry conditions never held with these parameters on these {len(self.equity):,} bars"
+        never = self.meta.get("never_defined") or []
+        if never:
+            return (text + f": {', '.join(never)} had no value on any of them (a warm-up longer than the data); "
+                    "load a longer span or shorten the periods.")
+        return text + "."
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict: metrics, params, meta, trades (records) and equity (ISO time -> value)."""
         trades = self.trades.copy()
