@@ -26,6 +26,7 @@ from threadx.data.catalog import (
 from threadx.data.io import check_ohlcv_file, import_ohlcv, load_resampled, write_ohlcv
 from threadx.data.readers import UPLOAD_TYPES
 from threadx.errors import ThreadXError
+from threadx.results_using import used_by_note
 from threadx.ui import charts
 from threadx.ui.state import dataset_picker, datasets_changed, label_dataset, load_dataset
 from threadx.ui.uploads import save_uploads
@@ -168,7 +169,7 @@ def _rename_delete(dataset: str, table: pd.DataFrame) -> None:
         return
     row = table[table["name"] == dataset]
     span = _span(row["first"].iloc[0], row["last"].iloc[0], int(row["bars"].iloc[0])) if len(row) else ""
-    st.warning(f"Delete {dataset} ({span})? Its file is removed; this cannot be undone.")
+    st.warning(f"Delete {dataset} ({span})? Its file is removed; this cannot be undone." + used_by_note(dataset))
     c = st.columns(2)
     if c[0].button("Yes, delete it", key="data_delete_confirm", type="primary"):
         st.session_state.pop("data_delete_pending", None)

@@ -236,3 +236,15 @@ def test_resample_writes_nothing_that_validation_refuses(workspace):
     assert any("Resample failed" in e.value and "resampled to 4h: not written" in e.value and "infinite" in e.value
                for e in at.error), [e.value for e in at.error]
     assert not (workspace / "data" / "binance" / "HV_USDT-4h.parquet").exists()
+
+
+def test_delete_confirmation_names_the_stored_results_that_ran_on_it(stored, workspace):
+    import threadx
+
+    threadx.sweep(threadx.load_ohlcv("binance/BTC_USDT-1h"), "ma_crossover", {"fast_period": [5], "slow_period": [30]},
+                  store=workspace / "results", run_id="ran-on-it", executor="inline", workers=1)
+    at = open_page("1_Data.py")
+    at.selectbox(key="dataset_picker").set_value("binance/BTC_USDT-1h").run()
+    at.button(key="data_delete").click().run()
+    asked = [w.value for w in at.warning if "cannot be undone" in w.value]
+    assert asked and "1 stored result ran on it (sweep ran-on-it): it stays readable" in asked[0], asked

@@ -73,12 +73,18 @@ def cmd_data_rename(args: argparse.Namespace) -> int:
 def cmd_data_delete(args: argparse.Namespace) -> int:
     from threadx.data.catalog import delete_dataset
 
-    removed = delete_dataset(args.name, dry_run=not args.yes)  # unknown names and the sample refused first
+    from threadx.results_using import used_by_note
+
+    removed = delete_dataset(args.name, dry_run=True)  # unknown names and the sample refused first
+    used = used_by_note(args.name)
     if not args.yes:
-        print(f"error: deleting {args.name} ({', '.join(p.name for p in removed)}) cannot be undone; "
-              "add --yes to delete it", file=sys.stderr)
+        print(f"error: deleting {args.name} ({', '.join(p.name for p in removed)}) cannot be undone;{used} "
+              "Add --yes to delete it.", file=sys.stderr)
         return EXIT_BAD_INPUT
+    removed = delete_dataset(args.name)
     print(f"deleted {args.name}: " + ", ".join(str(p) for p in removed))
+    if used:
+        print(f"note:{used}", file=sys.stderr)
     return 0
 
 
