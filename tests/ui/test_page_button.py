@@ -53,3 +53,38 @@ def test_a_page_button_whose_preparation_fails_says_why_and_stays():
     assert [e.value for e in at.error] == ["Cannot open run x: run x is gone"]
     at.run()  # said once: the next run shows the page as it was
     assert not at.error and at.title[0].value == "First"
+
+
+def _job_page() -> None:
+    from types import SimpleNamespace
+
+    import streamlit as st
+
+    from threadx.ui.widgets import job_progress
+
+    job = SimpleNamespace(fraction=1.0, label="sweep of bb_atr", status_line="10,000 / 10,000 combos", job_id="j1",
+                          is_active=st.session_state.setdefault("active", True), stop_requested=False,
+                          state="completed")
+
+    class Registry:
+        def stop(self, job_id: str) -> None:
+            st.session_state["stopped"] = job_id
+
+    job_progress(Registry(), job, "t_stop", "Stopping…")
+
+
+def test_a_stop_pressed_as_the_job_ends_is_answered():
+    """The click's rerun found the job over: the Stop was dropped without a word."""
+    at = AppTest.from_function(_job_page, default_timeout=30)
+    at.run()
+    at.button(key="t_stop").click().run()
+    assert at.session_state["stopped"] == "j1" and [t.value for t in at.toast] == ["Stopping…"]
+    at.session_state["active"] = False
+    at.run()
+    assert not at.toast and not at.button  # a rerun without the click: nothing said
+    at.session_state["active"] = True
+    at.run()
+    at.session_state["active"] = False
+    at.button(key="t_stop").click().run()  # pressed, and the job ended before the click's rerun
+    assert [t.value for t in at.toast] == ["sweep of bb_atr had already ended (completed) when Stop arrived: "
+                                           "nothing was stopped."]

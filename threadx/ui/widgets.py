@@ -559,9 +559,12 @@ def follow_job(monitor: Callable[[], None], current_job: Callable[[], Any]) -> A
 def job_progress(registry: Any, job: Any, stop_key: str, stopping: str) -> bool:
     """A job's progress line (its label and phase or counts) and, while it is active and no
     stop was asked, its Stop button (``stopping``: the toast once pressed). Returns whether
-    the job is still active."""
+    the job is still active. A Stop pressed as the job ended (the click's rerun finds it over)
+    is answered: the click went unsaid, the result read as if Stop had never been pressed."""
     st.progress(job.fraction, text=f"{job.label} · {job.status_line}")
     if not job.is_active:
+        if st.session_state.get(stop_key) is True:
+            st.toast(f"{job.label} had already ended ({job.state}) when Stop arrived: nothing was stopped.")
         return False
     if not job.stop_requested and st.button("Stop", key=stop_key):
         registry.stop(job.job_id)
