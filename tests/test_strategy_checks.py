@@ -665,3 +665,49 @@ def test_a_builtin_is_run_again_in_another_process(synthetic_bars: Bars) -> None
     changed = replace(MA, signals=previous_close, signal_rule=None)  # not the built-in: nowhere else to run it
     det = check_strategy(changed, synthetic_bars, checks=("determinism",), combos=1).result("determinism")
     assert det.passed and "run twice in this process (not in other processes: the strategy was made" in det.summary
+
+
+# --- a strategy that keeps what it computed ------------------------------------------------------
+
+_MEMO_PEEK = '''
+import numpy as np
+from threadx.strategy import SIG_ENTER_LONG, SIG_EXIT_LONG, ExitRules, Levels, Param, StrategySpec
+
+_SEEN = {}  # signals by (first bar's time, params): a longer history's are cut for a shorter one
+
+
+def signals(bars, ind, p):
+    key = (int(bars.time_ns[0]), p["edge"])
+    n = len(bars.close)
+    kept = _SEEN.get(key)
+    if kept is not None and len(kept) >= n:
+        return kept[:n].copy()
+    c = np.asarray(bars.close)
+    ahead = np.r_[c[1:], c[-1]]  # the next bar's close: a peek
+    sig = np.zeros(n, dtype=np.uint8)
+    sig[ahead > c * (1 + p["edge"])] |= SIG_ENTER_LONG
+    sig[ahead < c * (1 - p["edge"])] |= SIG_EXIT_LONG
+    _SEEN[key] = sig.copy()
+    return sig
+
+
+SPEC = StrategySpec(
+    name="memo_peek", description="a peek at the next close, memoised",
+    params=(Param("edge", "float", 0.004, 0.001, 0.01, 0.001, opt_range=(0.002, 0.006, 0.001), feeds="signals"),),
+    indicators=lambda p: {}, signals=signals, levels=lambda ind, p: Levels(), exits=lambda p: ExitRules(),
+)
+'''
+
+
+def test_a_peek_hidden_by_a_memo_of_the_real_run_is_flagged(strategy_dir, synthetic_bars: Bars) -> None:
+    """The cut histories were run by the strategy that had just run the real history: a memo keyed
+    by the first bar's time handed each of them the real run's signals (the future included), and
+    a strategy peeking a bar ahead passed (+1,557 % on BTC 4h)."""
+    from threadx.strategy.base import get_strategy
+
+    (strategy_dir / "memo_peek.py").write_text(_MEMO_PEEK)
+    spec = get_strategy("memo_peek")
+    report = check_strategy(spec, synthetic_bars, checks=("determinism", "lookahead"), combos=2)
+    look = report.result("lookahead")
+    assert look.passed is False and look.summary.startswith("look-ahead in 2 of 2 param sets"), look.summary
+    assert report.result("determinism").passed is True  # (the same results on every run of the real history)

@@ -554,12 +554,30 @@ class _Session:
         return self.bars.index[bar].isoformat()
 
 
+def _anew(spec: StrategySpec) -> StrategySpec:
+    """A strategies-folder strategy loaded again from its text, its module's state new (a memo
+    filled by earlier runs, say, starts empty); any other strategy as it is."""
+    origin = spec.origin
+    if origin is None or origin.kind != "user" or origin.text is None:
+        return spec
+    from threadx.strategy.user import load_text
+
+    return load_text(origin.path, origin.text, origin.helper_texts())[spec.name]
+
+
 def _lookahead(s: _Session) -> CheckResult:
+    """Each param set's run on the real history against its runs on histories cut there
+    (truncated, continued by noise). The cut histories are run by a copy of the strategy loaded
+    anew for them, which never runs the real history: a strategy that keeps what it computed
+    (signals memoised by the first bar's time, say) passed while peeking a bar ahead, each cut
+    history handed what the real run had seen of the later bars."""
     bars, n = s.bars, len(s.bars)
     cuts = cut_points(n)
     if not cuts:  # (a check that could not look is no pass: it never replaces a stored failure)
         return CheckResult("lookahead", False, f"not checked: {n} bars leave no cut point; check a longer span",
                            conclusive=False)
+    with s.ctx.at("loading the strategy again for the cut histories"):
+        cut_spec = _anew(s.spec)
     findings, details = [], []
     n_events = n_strided = flagged = 0
     for ps in s.sets:
@@ -570,13 +588,13 @@ def _lookahead(s: _Session) -> CheckResult:
         for cut in sorted(set(cuts) | set(events)):
             s.tick(f"lookahead: {ps.name}, cut at bar {cut}")
             with s.ctx.at(f"running {ps.name} on the history truncated at bar {cut}"):
-                short = _backtest(s.spec, bars.slice(0, cut), ps.params, _fresh_bank())
+                short = _backtest(cut_spec, bars.slice(0, cut), ps.params, _fresh_bank())
             if cut not in cuts:  # a signal's bar made the last one: its flags and lines must stay
                 found = _compare(real, short, before=cut, equity_before=0, trades_before=0, all_lines=False)
                 by_history = {"truncated": found} if found else {}
             else:
                 with s.ctx.at(f"running {ps.name} on the history continued by noise from bar {cut}"):
-                    noisy = _backtest(s.spec, noise_after(bars, cut, s.seed), ps.params, _fresh_bank())
+                    noisy = _backtest(cut_spec, noise_after(bars, cut, s.seed), ps.params, _fresh_bank())
                 by_history = {
                     "truncated": _compare(real, short, before=cut, equity_before=cut - 1, trades_before=cut - 1,
                                           all_lines=False),
@@ -601,7 +619,7 @@ def _lookahead(s: _Session) -> CheckResult:
         else:
             strided = [c for c in stride_cuts(n) if c not in cuts and c not in events]
             n_strided += len(strided)
-            finding = _first_strided_difference(s, ps, real, strided)
+            finding = _first_strided_difference(s, cut_spec, ps, real, strided)
             if finding is not None:
                 findings.append(finding)
                 details.append(f"{ps.name}: cut at bar {finding['cut']} ({finding['cut_time']}): the signals differ "
@@ -623,14 +641,15 @@ def _lookahead(s: _Session) -> CheckResult:
     return CheckResult("lookahead", False, summary, details, data={"cuts": cuts, "findings": findings})
 
 
-def _first_strided_difference(s: _Session, ps: ParamSet, real: _Run, strided: list[int]) -> dict[str, Any] | None:
+def _first_strided_difference(s: _Session, spec: StrategySpec, ps: ParamSet, real: _Run, strided: list[int]
+                              ) -> dict[str, Any] | None:
     """The first of the ``strided`` cuts (:func:`stride_cuts`) whose truncated history gives
     other signals before the cut than the real run (a finding, as :func:`_lookahead` records
     them), or None."""
     for cut in strided:
         s.tick(f"lookahead: {ps.name}, signals cut at bar {cut}")
         with s.ctx.at(f"running {ps.name} on the history truncated at bar {cut}"):
-            _, short, _ = prepare_signals(s.spec, s.bars.slice(0, cut), ps.params, _fresh_bank())
+            _, short, _ = prepare_signals(spec, s.bars.slice(0, cut), ps.params, _fresh_bank())
         bar = _first_difference(real.signals, np.asarray(short), cut)
         if bar is not None:
             return {"param_set": ps.name, "cut": cut, "cut_time": s.when(cut), "bar": bar, "time": s.when(bar),
