@@ -173,6 +173,14 @@ def test_a_param_given_twice_is_refused(capsys, command):
     (["bench", "--n=0"], "--n"),
     (["sweep", "--strategy", "ma_crossover", "--min-t", "-1"], "--min-trades"),  # argparse's prefix of it
     (["backtest", "--strategy", "bb_atr", "--param", "leverage=abc", "--leverage", "2"], "leverage"),  # the param's
+    # checked before the work (the windows ran, then "--n must be" named the API's argument)
+    (["walkforward", "--strategy", "ma_crossover", "--is-days", "60", "--oos-days", "30", "--bootstrap", "0"],
+     "--bootstrap"),
+    (["walkforward", "--strategy", "ma_crossover", "--is-days", "60", "--oos-days", "30", "--bootstrap", "2000000"],
+     "--bootstrap"),
+    (["validate", "no-such-run", "--bootstrap", "0"], "--bootstrap"),
+    (["research", "--strategy", "ma_crossover", "--data", "sample:BTC_USDT-1h", "--is-days", "60", "--oos-days",
+      "30", "--bootstrap", "2000000"], "--bootstrap"),
 ])
 def test_a_value_out_of_range_names_the_flag_given_not_the_python_name(capsys, argv, flag):
     """The rule is checked once, in the library, which names the argument (``min_trades``)."""

@@ -482,6 +482,9 @@ def test_an_S_of_too_many_splits_names_the_largest_that_is_not() -> None:
     assert check_S(22) == 22 and math.comb(22, 11) <= 2_000_000 < math.comb(24, 12)
     with pytest.raises(ParamError, match=r"S=24 gives 2,704,156 splits \(at most 2,000,000\): use S <= 22$"):
         check_S(24)
+    for huge in (1000, 100_000, 20_000_000):
+        with pytest.raises(ParamError, match=rf"S={huge} gives more than 10\^18 splits .*use S <= 22$"):
+            check_S(huge)  # (C(S, S/2) of these took minutes, or had too many digits to print)
 
 
 def test_pbo_of_combos_that_all_gave_the_same_returns_is_not_available() -> None:

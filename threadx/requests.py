@@ -445,9 +445,12 @@ class WalkForwardRequest(_JobRequest):
             raise ParamError(f"walk-forward sampler must be grid, random, lhs or sobol, got {self.sampler!r}")
         if self.objective not in METRIC_NAMES:
             raise ParamError(f"unknown objective {self.objective!r}; metrics: {', '.join(METRIC_NAMES)}")
-        for key, low in (("n", 1), ("bootstrap", 1), ("min_trades", 0), ("purge", 0), ("embargo", 0)):
+        for key, low in (("n", 1), ("min_trades", 0), ("purge", 0), ("embargo", 0)):
             whole(getattr(self, key), key, low)
+        from threadx.validation.bootstrap import check_resamples
         from threadx.validation.pbo import check_S
+
+        check_resamples(self.bootstrap, "bootstrap")
 
         check_S(self.S)
         window_lengths("1h", **{k: getattr(self, k) for k in _WINDOW_KEYS})  # both or neither, positive

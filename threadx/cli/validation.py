@@ -14,6 +14,7 @@ from threadx.cli.common import (
 from threadx.config import STORED
 from threadx.errors import ParamError, ThreadXError
 from threadx.units import counted, format_count
+from threadx.validation.bootstrap import check_resamples
 from threadx.validation.grading import score_text
 from threadx.validation.pbo import check_S
 
@@ -33,6 +34,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     if args.save:
         _check_writable(args.save, "--save")  # before the work, not after it
     check_S(args.S)  # (also before the work)
+    check_resamples(args.bootstrap, "bootstrap")
     threadx.get_strategy(args.strategy)  # (an unknown one is its own error, not a bad run id)
     run_id = check_run_id(args.run_id if args.run_id is not None else new_run_id(f"wf-{args.strategy}"))
     if is_stored(run_id):
@@ -293,6 +295,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     import threadx
 
     df = None
+    check_resamples(args.bootstrap, "bootstrap")  # (it said "n must be", the API's name)
     if args.timeframe and not args.data:  # (ignored: even --timeframe banana passed)
         raise ParamError("--timeframe goes with --data (the candles to validate on); a run's own data is reloaded "
                          "at its own timeframe")

@@ -37,6 +37,12 @@ from threadx.errors import ParamError, whole
 
 STATS = ("sharpe", "total_return", "max_drawdown")
 MAX_RESAMPLES = 1_000_000  # bootstrap / shuffle samples: more do not sharpen a percentile interval worth showing
+
+
+def check_resamples(n: Any, name: str = "n") -> int:
+    """``n`` resamples as an int in 1..MAX_RESAMPLES; ParamError naming ``name`` otherwise (a
+    caller checks it before any work: a walk-forward's bootstrap was refused after its windows)."""
+    return whole(n, name, 1, MAX_RESAMPLES)
 # Resamples are processed in chunks whose working set (indices + a few float rows) stays
 # under this many bytes; T = 50k bars gives chunks of ~60 resamples.
 MEMORY_BUDGET_BYTES = 150_000_000
@@ -108,7 +114,7 @@ def block_bootstrap(
     """
     r = _check_returns(returns)
     t = len(r)
-    n = whole(n, "n", 1, MAX_RESAMPLES)
+    n = check_resamples(n)
     seed = whole(seed, "seed")
     block = math.ceil(math.sqrt(t)) if block is None else whole(block, "block", 1)
     if block > t:
@@ -162,7 +168,7 @@ def trade_shuffle_drawdowns(trade_returns: np.ndarray, *, n: int = DEFAULT_BOOTS
     return; only the path, hence the drawdown, changes. Deterministic for a given ``seed``.
     """
     r = _check_returns(trade_returns, what="trade returns", minimum=1)
-    n = whole(n, "n", 1, MAX_RESAMPLES)
+    n = check_resamples(n)
     seed = whole(seed, "seed")
     rng = np.random.default_rng(seed)
     out = np.empty(n)
