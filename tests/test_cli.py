@@ -687,3 +687,14 @@ def test_validate_with_an_unknown_timeframe_is_the_commands_error(capsys):
     command refuses the timeframe itself (exit 2)."""
     assert main(["data", "validate", "sample:BTC_USDT-1h", "--timeframe", "1M"]) == 2
     assert "unknown timeframe '1M'" in capsys.readouterr().err
+
+
+def test_a_builtin_sweep_does_not_run_the_strategies_folder(strategy_dir, capsys):
+    """Showing a stored bb_atr sweep ran every file of the strategies folder (for the winner's grid
+    edges): a file raising KeyboardInterrupt at import ended the finished sweep as 'interrupted'."""
+    (strategy_dir / "stops_everything.py").write_text("raise KeyboardInterrupt\n")
+    argv = ["sweep", "--strategy", "ma_crossover", "--param", "fast_period=5,10", "--param", "slow_period=30",
+            "--sampler", "grid", "--workers", "1", "--run-id", "builtin-only"]
+    assert main(argv) == 0
+    assert "status completed" in capsys.readouterr().out
+    assert main(["runs", "show", "builtin-only"]) == 0

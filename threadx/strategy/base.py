@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping
 import numpy as np
 
 from threadx.contract import BAR_LABEL, ExitRules, IndicatorNeeds, IndicatorValues, Levels, SignalRule
-from threadx.errors import TOO_LARGE, ParamError, is_real
+from threadx.errors import TOO_LARGE, ParamError, StrategyError, is_real
 
 ParamKind = Literal["int", "float", "bool", "choice"]
 
@@ -548,6 +548,18 @@ def get_strategy(name: str) -> StrategySpec:
     from threadx.strategy import user
 
     return user.get(name, known=_REGISTRY)
+
+
+def find_strategy(name: Any) -> StrategySpec | None:
+    """The strategy ``name`` as :func:`get_strategy` finds it, None when there is none or its file
+    cannot be loaded. A built-in is found without running the strategies folder's files (a
+    stored bb_atr sweep shown by the CLI ran them all, and a file's own error ended it)."""
+    if not isinstance(name, str):
+        return None
+    try:
+        return get_strategy(name)
+    except (ParamError, StrategyError):
+        return None
 
 
 def list_strategies() -> dict[str, StrategySpec]:

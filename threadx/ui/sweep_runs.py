@@ -334,11 +334,11 @@ def code_changes(manifest: Mapping[str, Any]) -> str:
     """What code changed since the run was computed ("" when none, or unknown: a run of an
     earlier version without the hashes): its strategy's, or ThreadX's engine, indicators or
     sweep code (``rows_code``)."""
-    import threadx
     from threadx.optimize.evaluate import ROWS_CODE
+    from threadx.strategy.base import find_strategy
 
     changed = []
-    spec = threadx.strategies().get(manifest.get("strategy"))
+    spec = find_strategy(manifest.get("strategy"))
     then = manifest.get("strategy_code")
     if spec is not None and then and then != spec.code_hash:
         changed.append(f"strategy {manifest['strategy']}: {str(then)[:8]} then, {spec.code_hash[:8]} now")

@@ -90,9 +90,9 @@ def _warn(message: str) -> None:
 # --- checks ---------------------------------------------------------------------------------------
 
 def _strategy(name: Any) -> StrategySpec | None:
-    from threadx.strategy.base import list_strategies
+    from threadx.strategy.base import find_strategy
 
-    return list_strategies().get(name) if isinstance(name, str) else None
+    return find_strategy(name)
 
 
 def _check_kind(kind: str) -> None:

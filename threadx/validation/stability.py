@@ -82,11 +82,11 @@ def edge_params(space: SearchSpace, combo_id: int) -> tuple[str, ...]:
 def run_edges(manifest: Mapping[str, Any], combo_id: int) -> list[str]:
     """:func:`edge_params` of a stored sweep's combo (its manifest's strategy and space); [] when
     the strategy is gone or changed its params (the page and ``runs show`` say what is on an edge)."""
-    import threadx
     from threadx.errors import ThreadXError
     from threadx.optimize.space import stored_axes
+    from threadx.strategy.base import find_strategy
 
-    spec = threadx.strategies().get(manifest["strategy"])
+    spec = find_strategy(manifest["strategy"])
     if spec is None:
         return []
     try:
