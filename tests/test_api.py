@@ -133,3 +133,32 @@ def test_no_trades_note_names_indicators_that_never_warmed_up():
     traded = threadx.backtest(long, "ma_crossover", {"fast_period": 5, "slow_period": 20})
     assert traded.metrics["n_trades"] > 0 and traded.no_trades_note() is None
     assert "never_defined" not in traded.meta
+
+
+_BOTH_WAYS = """
+import numpy as np
+from threadx.strategy import SIG_ENTER_LONG, SIG_ENTER_SHORT, ExitRules, Levels, Param, StrategySpec
+
+
+def signals(bars, ind, p):
+    sig = np.zeros(len(bars.close), dtype=np.uint8)
+    sig[10::20] = SIG_ENTER_LONG | SIG_ENTER_SHORT
+    return sig
+
+
+SPEC = StrategySpec(name="both_ways", description="both entries on one bar",
+                    params=(Param("unused", "int", 1, 1, 5, 1, opt_range=(1, 5, 1), feeds=()),),
+                    indicators=lambda p: {}, signals=signals, levels=lambda ind, p: Levels(), exits=lambda p: ExitRules())
+"""
+
+
+def test_no_trades_note_names_bars_flagged_both_ways(strategy_dir):
+    """Entries long and short on one bar (neither taken, counted in n_skipped) read as entries of a
+    zero quantity or below min_notional."""
+    from candles import candles
+
+    (strategy_dir / "both_ways.py").write_text(_BOTH_WAYS)
+    result = threadx.backtest(candles(200, pd.Timestamp("2024-01-01", tz="UTC")), "both_ways")
+    assert result.metrics["n_trades"] == 0 and result.metrics["n_skipped"] == 10 and result.meta["both_sides"] == 10
+    assert result.no_trades_note() == ("No trades: 10 bars were flagged to enter both long and short, and neither side "
+                                       "is taken on such a bar.")

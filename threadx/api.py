@@ -15,7 +15,7 @@ from threadx.engine.inputs import (EngineOptions, check_bar_count, funding_file_
 from threadx.engine import kernel
 from threadx.engine.layout import P_INITIAL_CAPITAL
 from threadx.engine.result import Result, wrap_full
-from threadx.contract import ExitRules, prepare_signals
+from threadx.contract import SIG_ENTRIES, ExitRules, prepare_signals
 from threadx.strategy.base import StrategySpec, get_strategy
 from threadx.strategy.user import strategy_code_errors
 from threadx.errors import ParamError
@@ -85,6 +85,7 @@ def backtest(
                            watch.wall() - watch.stages.get("load", 0.0))
     if result.metrics.get("n_trades", 0) == 0:
         result.meta["never_defined"] = never_defined(indicators)
+        result.meta["both_sides"] = int(np.count_nonzero((sig & SIG_ENTRIES) == SIG_ENTRIES))
     result.meta["timings"] = watch.record()
     result.meta["elapsed_s"] = watch.wall() - watch.stages.get("load", 0.0)  # the backtest, as before
     return result

@@ -34,6 +34,7 @@ SIG_REDUCE_LONG = 16  # close ``reduce_fraction`` of an open long (ExitRules)
 SIG_REDUCE_SHORT = 32
 SIG_ADD_LONG = 64  # add a leg to an open long (up to ExitRules.max_legs); nothing when flat
 SIG_ADD_SHORT = 128
+SIG_ENTRIES = SIG_ENTER_LONG | SIG_ENTER_SHORT  # both set on one bar: contradictory, neither side is taken
 
 
 @dataclass(frozen=True)

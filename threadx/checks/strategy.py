@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 import threadx
-from threadx.contract import (SIG_ADD_LONG, SIG_ADD_SHORT, SIG_ENTER_LONG, SIG_ENTER_SHORT, SIG_REDUCE_LONG,
+from threadx.contract import (SIG_ADD_LONG, SIG_ADD_SHORT, SIG_ENTER_SHORT, SIG_ENTRIES, SIG_REDUCE_LONG,
                               SIG_REDUCE_SHORT, ExitRules, KernelInputs, prepare_signals)
 from threadx.data.bars import Bars, as_bars
 from threadx.engine import kernel
@@ -671,8 +671,8 @@ def _signals(s: _Session) -> CheckResult:
         s.tick(f"signals: {ps.name}")
         run = s.run(ps)
         sig = run.signals
-        both = np.flatnonzero((sig & SIG_ENTER_LONG != 0) & (sig & SIG_ENTER_SHORT != 0))
-        entries += int(np.count_nonzero(sig & (SIG_ENTER_LONG | SIG_ENTER_SHORT)))
+        both = np.flatnonzero((sig & SIG_ENTRIES) == SIG_ENTRIES)
+        entries += int(np.count_nonzero(sig & SIG_ENTRIES))
         far = [f"{name}={getattr(run.rules, name):g}" for name in ("tp_pct", "partial_tp_pct")
                if getattr(run.rules, name) >= 1]
         if far and np.count_nonzero(sig & SIG_ENTER_SHORT):

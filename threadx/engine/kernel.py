@@ -208,6 +208,7 @@ from threadx.engine.layout import (
     S_TRAILED,
     SIG_ENTER_LONG,
     SIG_ENTER_SHORT,
+    SIG_ENTRIES,
     SIG_EXIT_LONG,
     SIG_EXIT_SHORT,
     SIG_REDUCE_LONG,
@@ -252,7 +253,6 @@ _RECORD_JIT = dict(cache=True, nogil=True, _nrt=False)
 # leg): inlined at each call site it made the bar loop six times slower to compile.
 _TRADE_JIT = dict(cache=True, nogil=True, _nrt=False)
 _NO_SIGNAL_BAR = -1.0e18
-_ENTRY_FLAGS = SIG_ENTER_LONG | SIG_ENTER_SHORT
 
 
 @njit(**_STEP_JIT)
@@ -877,7 +877,7 @@ def next_grid_bar(j, n, sig, h, l, atr, bmid, p):
     nearest level of a side (:func:`grid_side_hit`'s test, with the level's factors read once);
     ``n - 1`` when none before it."""
     if j == 0:
-        if (sig[0] & _ENTRY_FLAGS) != 0:
+        if (sig[0] & SIG_ENTRIES) != 0:
             return 0
         j = 1  # bar 0 has no previous close to place levels from
     sides = p[P_GRID_SIDES]
@@ -889,7 +889,7 @@ def next_grid_bar(j, n, sig, h, l, atr, bmid, p):
     atr_mult = p[P_GRID_ATR]
     use_atr = atr_mult > 0.0
     while j < n - 1:
-        if (sig[j] & _ENTRY_FLAGS) != 0:
+        if (sig[j] & SIG_ENTRIES) != 0:
             return j
         ref = bmid[j - 1]
         a = 0.0
@@ -1270,8 +1270,8 @@ def skip_flat_bars(i, n, sig, st, equity, o, h, l, atr, bmid, p):
             spacing = p[P_SPACING]
             last_entry = st[S_LAST_ENTRY_SIG]
             while j < n - 1:
-                flags = sig[j] & _ENTRY_FLAGS
-                if flags != 0 and (flags == _ENTRY_FLAGS or j - last_entry >= spacing):
+                flags = sig[j] & SIG_ENTRIES
+                if flags != 0 and (flags == SIG_ENTRIES or j - last_entry >= spacing):
                     break  # an entry step would take, or a contradictory signal it counts
                 j += 1
         if j == n - 1:

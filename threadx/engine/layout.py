@@ -9,7 +9,8 @@ sweep can hand the kernel one parameter row per combo.
 from __future__ import annotations
 
 from threadx.contract import (SIG_ENTER_LONG, SIG_ENTER_SHORT, SIG_EXIT_LONG, SIG_EXIT_SHORT,  # noqa: F401
-                              SIG_REDUCE_LONG, SIG_REDUCE_SHORT, SIG_ADD_LONG, SIG_ADD_SHORT)  # (the kernel's)
+                              SIG_REDUCE_LONG, SIG_REDUCE_SHORT, SIG_ADD_LONG, SIG_ADD_SHORT,
+                              SIG_ENTRIES)  # (the kernel's)
 
 # --- enums ---------------------------------------------------------------------------
 FILL_NEXT_OPEN = 0

@@ -68,12 +68,19 @@ class Result:
         return text
 
     def no_trades_note(self) -> str | None:
-        """Why a run booked no trade (None when it booked one): entries skipped for their size,
-        or entry conditions that never held, naming the indicators that had no value on any bar
-        (``meta["never_defined"]``: a warm-up longer than the data)."""
+        """Why a run booked no trade (None when it booked one): bars flagged to enter both ways
+        (``meta["both_sides"]``), entries skipped for their size, or entry conditions that never
+        held, naming the indicators that had no value on any bar (``meta["never_defined"]``: a
+        warm-up longer than the data)."""
         if self.metrics.get("n_trades", 0) != 0:
             return None
         skipped = int(self.metrics.get("n_skipped") or 0)
+        both = min(int(self.meta.get("both_sides") or 0), skipped)  # (a bar flagged long and short is skipped too)
+        if both:
+            rest = (f"; the other {skipped - both:,} gave a quantity of zero or an order below the smallest one "
+                    "(min_notional)") if skipped > both else ""
+            return (f"No trades: {both:,} bars were flagged to enter both long and short, and neither side is taken "
+                    f"on such a bar{rest}.")
         if skipped:
             return (f"No trades: {skipped:,} entries were skipped: each gave a quantity of zero or an order below the "
                     "smallest one (min_notional), e.g. a stop distance of NaN or 0 from a level line under risk "

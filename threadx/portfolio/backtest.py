@@ -33,7 +33,7 @@ import pandas as pd
 
 from threadx import logs
 from threadx.config import STORED
-from threadx.contract import SIG_ENTER_LONG, SIG_ENTER_SHORT, prepare_signals
+from threadx.contract import SIG_ENTRIES, prepare_signals
 from threadx.data.bars import as_bars, common_candles
 from threadx.data.funding import funding_fingerprint, stored_funding
 from threadx.data.grid import timeframe_ns
@@ -267,7 +267,7 @@ def _prepare(runner: Runner, label: str, capital: float, base: EngineOptions, fu
             rules = strategy_rules(spec, values, options)
             _, sig, levels = prepare_signals(spec, bars, values, bank)
         inputs = kernel_args(bars, sig, levels, rules, options, funding_per_bar(rates, bars))
-        signal_entries = bool(np.any(np.asarray(sig) & (SIG_ENTER_LONG | SIG_ENTER_SHORT)))
+        signal_entries = bool(np.any(np.asarray(sig) & SIG_ENTRIES))
         largest = largest_first_order(inputs.params, signal_entries)
         smallest = float(inputs.params[P_MIN_NOTIONAL])
         if not largest >= smallest:
