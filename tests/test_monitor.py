@@ -167,3 +167,28 @@ def test_a_process_first_reading_is_its_mean_since_it_started_not_zero():
     monitor._processes.pop(os.getpid(), None)  # not seen before: the first reading
     (first,) = monitor.process_stats([os.getpid()])
     assert first["cpu_percent"] > 5.0, first
+
+
+def test_readings_from_threads_that_never_read_measure_the_load(no_pynvml, monkeypatch):
+    """psutil 7 keeps its last CPU sample per thread: a Streamlit thread's first reading was 0 %
+    while a core was busy (the history showed 0 % among 84 % readings)."""
+    import threading
+    import time
+
+    from threadx import monitor
+
+    monkeypatch.setattr(monitor, "_cpu_last", [None])
+    monitor.sample()  # read once, in this thread
+    totals = []
+
+    def busy_then_read() -> None:
+        started = time.process_time()
+        while time.process_time() - started < 0.7:  # over CPU_MIN_INTERVAL_S: a new reading, of a busy core
+            pass
+        totals.append(monitor.sample()["cpu_total"])
+
+    for _ in range(2):
+        thread = threading.Thread(target=busy_then_read)  # a thread that never read the CPU
+        thread.start()
+        thread.join()
+    assert all(total > 0.0 for total in totals), totals

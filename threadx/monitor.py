@@ -12,9 +12,11 @@ DataFrames for the history charts (percentages, and GPU temperature / power).
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
@@ -38,33 +40,48 @@ _cpu_lock = threading.Lock()
 _clock = time.monotonic
 
 
+# psutil (7.x) keeps its last CPU sample per thread: a reading from a Streamlit thread that had
+# never read gave 0 %, one that read long ago its mean since then. Every reading is taken in one
+# thread, this process's (a forked child does not have its parent's thread: it starts its own).
+_cpu_thread: list[Any] = [None, None]  # (pid, executor)
+
+
 def _cpu_reading() -> tuple[list[float], float]:
-    """(per core, total) CPU percent since the previous reading. psutil measures since its
-    previous call, so two readings a few ms apart (the page and its live fragment) gave a
-    false 0 %: one asked for within :data:`CPU_MIN_INTERVAL_S` of the last is that one."""
+    """(per core, total) CPU percent since the previous reading, whichever thread asks. psutil
+    measures since its previous call, so two readings a few ms apart (the page and its live
+    fragment) gave a false 0 %: one asked for within :data:`CPU_MIN_INTERVAL_S` of the last is
+    that one."""
     with _cpu_lock:
+        if _cpu_thread[0] != os.getpid():
+            _cpu_thread[:] = [os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="threadx-cpu-reading")]
+            _cpu_last[0] = None  # (the parent's reading was primed in its own thread)
+        return _cpu_thread[1].submit(_read_cpu).result()
+
+
+def _read_cpu() -> tuple[list[float], float]:
+    """:func:`_cpu_reading` in the one thread that reads the CPU (its lock held)."""
+    clock = _clock()
+    last = _cpu_last[0]
+    if last is not None and clock - last[0] < CPU_MIN_INTERVAL_S:
+        return list(last[1]), last[2]
+    if last is None:  # psutil's first call in a thread reads 0.0 (nothing to compare): prime it
+        try:
+            psutil.cpu_percent(percpu=True, interval=None)
+            psutil.cpu_percent(interval=None)
+        except Exception:  # noqa: BLE001 - read (and fall back) below
+            pass
+        time.sleep(CPU_PRIME_S)
         clock = _clock()
-        last = _cpu_last[0]
-        if last is not None and clock - last[0] < CPU_MIN_INTERVAL_S:
-            return list(last[1]), last[2]
-        if last is None:  # psutil's first call in a process reads 0.0 (nothing to compare): prime it
-            try:
-                psutil.cpu_percent(percpu=True, interval=None)
-                psutil.cpu_percent(interval=None)
-            except Exception:  # noqa: BLE001 - read (and fall back) below
-                pass
-            time.sleep(CPU_PRIME_S)
-            clock = _clock()
-        try:
-            per_core = [float(v) for v in psutil.cpu_percent(percpu=True, interval=None)]
-        except Exception:  # noqa: BLE001 - a restricted /proc must not break the page
-            per_core = []
-        try:
-            total = float(psutil.cpu_percent(interval=None))
-        except Exception:  # noqa: BLE001
-            total = sum(per_core) / len(per_core) if per_core else 0.0
-        _cpu_last[0] = (clock, per_core, total)
-        return list(per_core), total
+    try:
+        per_core = [float(v) for v in psutil.cpu_percent(percpu=True, interval=None)]
+    except Exception:  # noqa: BLE001 - a restricted /proc must not break the page
+        per_core = []
+    try:
+        total = float(psutil.cpu_percent(interval=None))
+    except Exception:  # noqa: BLE001
+        total = sum(per_core) / len(per_core) if per_core else 0.0
+    _cpu_last[0] = (clock, per_core, total)
+    return list(per_core), total
 
 
 def sample() -> dict[str, Any]:
