@@ -22,7 +22,7 @@ from threadx.strategy.base import builtin_names
 from threadx.ui import strategies as logic
 from threadx.ui import user_code
 from threadx.ui.serving import local_only
-from threadx.ui.state import active_dataset, label_dataset, load_dataset, plain, strategy_names
+from threadx.ui.state import active_dataset, active_strategy, label_dataset, load_dataset, plain, strategy_names
 
 st.title("Strategies")
 # the source editor in a monospace font, as code is read (the box's class: st-key-strat_src-FILE)
@@ -169,9 +169,8 @@ if want:
     if in_file:  # the strategy named as its file first (a copy of grid_atr holds three)
         st.session_state["strat_pick"] = next((n for n in in_file if n == Path(want).stem), in_file[0])
         st.session_state.pop("strat_want")
-if st.session_state.get("strat_pick") not in names:
-    st.session_state["strat_pick"] = st.session_state.get("strategy") if st.session_state.get(
-        "strategy") in names else names[0]
+if st.session_state.get("strat_pick") not in names:  # the session's strategy, as on the other pages (a link's)
+    st.session_state["strat_pick"] = active_strategy(names)
 row = st.columns([4, 1.3, 1], vertical_alignment="bottom")
 choice = row[0].selectbox("Strategy", names, key="strat_pick",
                           on_change=lambda: st.session_state.pop("strat_want", None))

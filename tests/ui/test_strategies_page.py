@@ -404,3 +404,13 @@ def test_a_file_that_crashes_as_it_loads_is_its_load_error_and_the_app_goes_on(s
     assert "SIGSEGV" in errors
     at.selectbox(key="strat_pick").set_value("loads_fine").run()
     assert not at.exception and "loads_fine" in [s.value for s in at.subheader]
+
+
+def test_an_unknown_strategy_link_shows_the_strategy_its_warning_names(strategy_dir, workspace):
+    """`?strategy=nope` warned "showing bb_atr instead" over ma_crossover (the first of the list);
+    with no link the page started on ma_crossover where every other page is on bb_atr."""
+    at = open_page(PAGE, strategy="nope")
+    shown = at.selectbox(key="strat_pick").value
+    assert any("nope" in w.value and f"showing {shown} instead" in w.value for w in at.warning), texts(at.warning)
+    assert shown == "bb_atr"
+    assert open_page(PAGE).selectbox(key="strat_pick").value == "bb_atr"
