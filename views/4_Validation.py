@@ -44,6 +44,7 @@ from threadx.ui.widgets import (CONTROL_PX, choice_box, controls_row, difference
                                 number_box, show_problems, space_editor, timings_section)
 from threadx.units import format_count, format_metric, table_view
 from threadx.validation.grading import LETTERS, score_text
+from threadx.validation.regimes import FALL_LABEL, RULES_TEXT
 from threadx.validation.report import (partial_note, sweep_data, sweep_evaluator, validate_sweep,
                                        walk_forward_evaluator)
 from threadx.validation.stability import stability_grid
@@ -282,15 +283,14 @@ def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | Non
     st.markdown("#### Regimes")
     c = st.columns([3, 2])
     shown, config = table_view(report.periods, labels={
-        "market_return": "market return", "market_max_drawdown": "market max DD", "return": "strategy return",
+        "market_return": "market return", "market_max_drawdown": f"market {FALL_LABEL}", "return": "strategy return",
         "sharpe": "Sharpe"})
     c[0].dataframe(shown, hide_index=True, width="stretch", column_config={**config, **DATES})
     shown, config = table_view(report.regimes.reset_index(), labels={
         "mean_oos_sharpe": "mean Sharpe", "n_windows": "periods", "consistency": "positive",
         "mean_return": "mean return"})
     c[1].dataframe(shown, hide_index=True, width="stretch", column_config=config)
-    c[1].caption("Crash: a fall of more than 30 % within 14 days; bull / bear: a window return above +20 % / "
-                 "below -20 %; range otherwise.")
+    c[1].caption(RULES_TEXT)
 
 
 def varying_params(space: dict[str, Any]) -> list[str]:
@@ -448,7 +448,7 @@ def show_walk_forward(run_id: str, form: dict[str, Any] | None = None) -> bool:
              if col in table.columns]
     shown = list(dict.fromkeys(shown))
     windows, config = table_view(table[shown], labels={"regime_return": "market return",
-                                                       "regime_max_drawdown": "market max DD"})
+                                                       "regime_max_drawdown": f"market {FALL_LABEL}"})
     st.dataframe(windows, hide_index=True, width="stretch", column_config={**config, **DATES})
 
     st.markdown("### Robustness of the stitched out-of-sample record")

@@ -123,6 +123,8 @@ def test_small_walk_forward_job_shows_results_and_grade_card():
     assert config["oos_total_return"]["type_config"]["format"] == "%.2f %%"  # in percent points
     assert list(windows.value["oos_total_return"]) == [r * 100.0 for r in wf.table["oos_total_return"]]
     assert config["oos_n_trades"]["type_config"]["format"] == "%,d"
+    # the regime's fall is the worst within 14 days (the crash test), not the window's max drawdown
+    assert config["regime_max_drawdown"]["label"] == "market worst 14-day fall", config["regime_max_drawdown"]
     titles = chart_titles(at)
     for start in ("Sharpe in and out of sample per window", "Stitched OOS equity", "Parameter drift",
                   "IS vs OOS Sharpe", "Block bootstrap", "PBO = "):

@@ -27,6 +27,13 @@ import pandas as pd
 from threadx.errors import ParamError
 
 REGIMES = ("crash", "bull", "bear", "range")
+CRASH_DRAWDOWN = 0.30  # a fall of more than this (a fraction) ...
+CRASH_DAYS = 14  # ... completed within this many days is a crash
+TREND = 0.20  # a window return beyond +/- this (a fraction) is a bull / bear
+# what a label's max_drawdown is (not the window's max drawdown: the worst fall completed within CRASH_DAYS)
+FALL_LABEL = f"worst {CRASH_DAYS}-day fall"
+RULES_TEXT = (f"Crash: a fall of more than {CRASH_DRAWDOWN:.0%} within {CRASH_DAYS} days; bull / bear: a window return "
+              f"above +{TREND:.0%} / below -{TREND:.0%}; range otherwise.").replace("%", " %")
 NS_PER_DAY = 86_400 * 1_000_000_000
 
 
@@ -67,9 +74,9 @@ def classify_regime(
     close: np.ndarray,
     time_ns: np.ndarray,
     *,
-    crash_drawdown: float = 0.30,
-    crash_days: float = 14,
-    trend: float = 0.20,
+    crash_drawdown: float = CRASH_DRAWDOWN,
+    crash_days: float = CRASH_DAYS,
+    trend: float = TREND,
 ) -> RegimeLabel:
     """Label a price window crash / bull / bear / range (crash checked first; see the module doc).
 
