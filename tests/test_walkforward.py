@@ -204,3 +204,24 @@ def test_a_walk_forward_whose_every_combo_fails_says_why(synthetic_bars):
                                          r"\(1 combos\): .*deliberate failure for fast_period="):
         walk_forward(synthetic_bars, "test_faulty", {"fast_period": [5, 10, 15], "mode": [1]}, sampler="grid",
                      is_days=60, oos_days=30, workers=1)
+
+
+def test_windows_without_a_winner_are_said(wf, synthetic_bars):
+    """A walk-forward where no window had a winner read as a flat 0.00 % result graded F, without a
+    word (1-day windows: 24 in-sample bars, no combo with the 10 trades asked)."""
+    assert wf.idle_note() is None  # every window had a winner
+    small = {"fast_period": [5], "slow_period": [40]}
+    none = walk_forward(synthetic_bars.slice(0, 24 * 40), "ma_crossover", small, sampler="grid", is_days=5,
+                        oos_days=5, min_trades=50, workers=1)
+    assert none.table["combo_id"].isna().all()
+    assert none.idle_note().startswith("No window had a winner (no combo had at least 50 in-sample trades")
+    trades = walk_forward(synthetic_bars.slice(0, 24 * 90), "ma_crossover", small, sampler="grid", is_days=10,
+                          oos_days=5, min_trades=0, workers=1).metric("n_trades", "is")[:, 0]
+    assert trades.min() < trades.max(), trades
+    some = walk_forward(synthetic_bars.slice(0, 24 * 90), "ma_crossover", small, sampler="grid", is_days=10,
+                        oos_days=5, min_trades=int(trades.max()), workers=1)
+    idle = int((trades < trades.max()).sum())
+    assert int(some.table["combo_id"].isna().sum()) == idle > 0
+    assert some.idle_note() == (f"{idle:,} of {len(trades):,} windows had no winner (no combo had at least "
+                                f"{int(trades.max()):,} in-sample trades and a finite objective): the record is flat "
+                                "through their OOS part")

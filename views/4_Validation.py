@@ -400,6 +400,8 @@ def show_walk_forward(run_id: str, form: dict[str, Any] | None = None) -> bool:
         st.warning(f"Stopped early: the results cover {meta['combos_done']:,} of {meta['combos_planned']:,} combos.")
     if wf.failure_note():  # (which error: the caption said only how many)
         st.warning(f"{wf.failure_note()}.")
+    if wf.idle_note():  # (a walk-forward of no winner read as a flat 0.00 result and an F)
+        st.warning(f"{wf.idle_note()}.")
     summary = wf.oos_summary
     grade = report.grade
     metric_grid([

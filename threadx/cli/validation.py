@@ -103,8 +103,9 @@ def print_walk_forward(wf: Any, report: Any) -> None:
     searched = _searched(wf.config.get("space") or {})
     if searched:  # (leverage 1..10 ranged by a strategy's declared space went unsaid)
         print(f"searched: {searched}")
-    if wf.failure_note():
-        print(f"warning: {wf.failure_note()}")
+    for note in (wf.failure_note(), wf.idle_note()):
+        if note:
+            print(f"warning: {note}")
     cols = [c for c in ("window", "oos_start", "oos_end", "regime", f"is_{wf.objective}", f"oos_{wf.objective}",
                         "oos_total_return", "oos_n_trades") if c in table.columns]
     print(_table(table[cols].to_dict(orient="records"), cols))

@@ -201,6 +201,25 @@ class WalkForwardResult:
                 f"the windows, the deflated Sharpe and the PBO; the most frequent error ({int(common.iloc[0]):,}): "
                 f"{common.index[0]}")
 
+    def idle_note(self) -> str | None:
+        """The windows whose in-sample part no combo qualified in (fewer than ``min_trades``
+        trades), so that their OOS stayed flat; None when every window had a winner. All of
+        them: the stitched record is flat, its return 0 and its grade F from no trade at all."""
+        if "combo_id" not in self.table or self.table.empty:
+            return None
+        idle = self.table["combo_id"].isna()
+        if "liquidated_before" in self.table:
+            idle &= ~self.table["liquidated_before"]
+        n, total = int(idle.sum()), len(self.table)
+        if not n:
+            return None
+        why = (f"no combo had at least {self.config['min_trades']:,} in-sample trades and a finite objective"
+               if self.config.get("min_trades") else "no combo had a finite in-sample objective")
+        if n == total:
+            return (f"No window had a winner ({why}): the out-of-sample record is flat and its figures (0 return, "
+                    "grade F) measure nothing; use longer windows or a lower min trades")
+        return f"{n:,} of {total:,} windows had no winner ({why}): the record is flat through their OOS part"
+
     @property
     def objective(self) -> str:
         return self.config["objective"]
