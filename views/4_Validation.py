@@ -266,7 +266,9 @@ def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | Non
     s = report.stability
     metric_grid([
         ("Neighbours / winner", format_metric("stability_ratio", s.ratio),
-         "Mean objective of the one-step grid neighbours over the winner's."),
+         "How much of the winner's objective its one-step grid neighbours keep: 1 = a plateau (no worse on "
+         "average), lower = a peak. The neighbours' mean over the winner's; where the objective is below zero "
+         "(or minimised), the winner's over the neighbours' mean, so that worse neighbours still read below 1."),
         (f"Winner's {s.objective}", format_metric(s.objective, s.winner_value), None),
         ("Params on a grid edge", f"{len(s.on_edge)}", "Varied params whose winning value is the first or last of "
          "the searched range: the optimum may lie outside it."),
