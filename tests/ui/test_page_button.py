@@ -63,8 +63,8 @@ def _job_page() -> None:
     from threadx.ui.widgets import job_progress
 
     job = SimpleNamespace(fraction=1.0, label="sweep of bb_atr", status_line="10,000 / 10,000 combos", job_id="j1",
-                          is_active=st.session_state.setdefault("active", True), stop_requested=False,
-                          state="completed")
+                          is_active=st.session_state.setdefault("active", True),
+                          stop_requested=st.session_state.setdefault("asked", False), state="completed")
 
     class Registry:
         def stop(self, job_id: str) -> None:
@@ -88,3 +88,16 @@ def test_a_stop_pressed_as_the_job_ends_is_answered():
     at.button(key="t_stop").click().run()  # pressed, and the job ended before the click's rerun
     assert [t.value for t in at.toast] == ["sweep of bb_atr had already ended (completed) when Stop arrived: "
                                            "nothing was stopped."]
+
+
+def test_a_stop_asked_during_the_last_stage_of_a_completed_job_is_answered():
+    """Stop pressed while a walk-forward ran its report: the job completed (3,000 / 3,000 combos)
+    with no word that the stop came too late."""
+    at = AppTest.from_function(_job_page, default_timeout=30)
+    at.session_state["active"], at.session_state["asked"] = False, True
+    at.run()
+    assert [i.value for i in at.info] == ["Stop was pressed after the last combo had run: the job completed, and "
+                                          "its whole result is shown."]
+    at.session_state["asked"] = False
+    at.run()
+    assert not at.info
