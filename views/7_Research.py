@@ -25,8 +25,8 @@ from threadx.optimize.runner import default_workers
 from threadx.requests import DatasetRef, ResearchRequest
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
-from threadx.ui.state import (active_dataset, active_strategy, dataset_names, load_dataset, stored_pick,
-                              strategy_names)
+from threadx.ui.state import (active_dataset, active_strategy, dataset_names, load_dataset, none_stored,
+                              stored_pick, strategy_names)
 from threadx.ui.walk_forward_form import BOUNDS
 from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, followed_job, funding_toggle, job_progress,
                                 launch_held, number_box, page_button, show_finished_job, space_editor)
@@ -213,7 +213,9 @@ if stored:
                        describe=lambda r: f"{r} · {info[r]['strategies']} · {info[r]['datasets']} · "
                                           f"{info[r]['cells']} cells · {info[r]['status']}")
     show_research(pick)
-elif job is None or job.is_finished:
+else:
+    none_stored("rs", "research", "research")
+if not stored and (job is None or job.is_finished):
     st.info("No stored research yet: pick one or more strategies and datasets above (the synthetic sample is "
             "enough) and press **Launch research**. Each strategy is walk-forwarded on each dataset; the "
             "strategy × asset matrix, the transfer matrix and each cell's report appear here.")

@@ -30,8 +30,8 @@ from threadx.requests import DatasetRef, PortfolioRequest, describe_options
 from threadx.ui import portfolio as pf
 from threadx.ui import research as rs
 from threadx.ui.jobs import JobInfo, JobRegistry
-from threadx.ui.state import (active_dataset, active_strategy, dataset_names, label_dataset, stored_pick,
-                              strategy_names)
+from threadx.ui.state import (active_dataset, active_strategy, dataset_names, label_dataset, none_stored,
+                              stored_pick, strategy_names)
 from threadx.ui.widgets import (follow_job, followed_job, job_progress, launch_held, metric_grid, number_box,
                                 param_form, show_finished_job, show_problems)
 from threadx.units import format_metric, table_view
@@ -343,3 +343,5 @@ if stored:
                        describe=lambda p: f"{p} · {info[p]['runners']} runners · return "
                                           f"{format_metric('total_return', info[p]['total_return'])}")
     show_portfolio(pick)
+else:
+    none_stored("pf", "portfolio", "portfolio")

@@ -56,6 +56,19 @@ def test_empty_state_says_what_to_do_and_no_runner_is_one_warning():
     assert not at.error and "pf_job" not in at.session_state
 
 
+@pytest.mark.parametrize("page, param, what", [("8_Portfolio.py", "portfolio", "portfolio"),
+                                               ("7_Research.py", "research", "research")])
+def test_a_link_to_a_result_where_none_is_stored_is_said_and_dropped(page, param, what):
+    """`?portfolio=nope` on a page with nothing stored was left in the URL without a word (with
+    something stored, the page said so and showed the newest)."""
+    at = open_page(page, **{param: "nope"})
+    assert [w.value for w in at.warning] == [f"The link names {what} **nope**, which is not stored (deleted?), and "
+                                             f"no {what} is stored yet."]
+    assert param not in at.query_params
+    at.run()
+    assert not at.warning  # said once
+
+
 def test_a_bad_duration_is_refused_in_one_line():
     at = open_page("8_Portfolio.py")
     at.button(key="pf_add").click().run()

@@ -232,6 +232,16 @@ def stored_pick(label: str, ids: list[str], prefix: str, param: str, describe: C
     return pick
 
 
+def none_stored(prefix: str, param: str, what: str) -> None:
+    """:func:`stored_pick` where nothing is stored: a link's ``?param=`` id is said (``what``:
+    "research", "portfolio") and dropped (it was left in the URL without a word)."""
+    held = linked_run(f"{prefix}_run", param)
+    if held:
+        st.warning(f"The link names {what} **{plain(held)}**, which is not stored (deleted?), and no {what} is "
+                   "stored yet.")
+        drop_linked_run(f"{prefix}_run", param)
+
+
 def drop_linked_run(session_key: str, param: str) -> None:
     """Forget the run :func:`linked_run` gave (it cannot be read, and the page said why), in the
     session and in the URL: a reload does not open it again."""
