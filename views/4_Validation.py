@@ -41,9 +41,10 @@ from threadx.ui.state import (dataset_and_strategy, dataset_names, drop_linked_r
 from threadx.ui.walk_forward_form import BOUNDS, form_state
 from threadx.ui.widgets import (CONTROL_PX, choice_box, controls_row, differences, follow_job, followed_job,
                                 funding_as_run, funding_caption, funding_toggle, job_progress, launch_held, metric_grid,
-                                number_box, show_problems, space_editor, timings_section)
+                                number_box, rule_problem, show_problems, space_editor, timings_section)
 from threadx.units import format_count, format_metric, table_view
 from threadx.validation.grading import LETTERS, score_text
+from threadx.validation.pbo import check_S
 from threadx.validation.regimes import FALL_LABEL, RULES_TEXT
 from threadx.validation.report import (partial_note, sweep_data, sweep_evaluator, validate_sweep,
                                        walk_forward_evaluator)
@@ -513,6 +514,7 @@ with tab_wf:
     boot_n = int(number_box(c, "Bootstrap resamples", DEFAULT_BOOTSTRAP, "wf_boot",
                             box_problems, *BOUNDS["boot"], step=100, **session))
     S = int(number_box(c, "PBO blocks (S, even)", 16, "wf_S", box_problems, *BOUNDS["S"], step=2, **session))
+    rule_problem(check_S, S, box_problems)  # (odd: refused only once Launch was pressed)
     engine_defaults = EngineOptions()  # threadx.toml / env / built-in
     workers = int(number_box(c, "Workers", min(256, default_workers()), "wf_workers", box_problems, 1, 256, step=1,
                              clearable=False,
@@ -692,6 +694,7 @@ with tab_sweep:
                                *BOUNDS["boot"], clearable=False, step=100))
         s_val = int(number_box(c[2], "PBO blocks (S)", 16, "val_S", val_problems, *BOUNDS["S"], clearable=False,
                                step=2))
+        rule_problem(check_S, s_val, val_problems)
         seed_val = int(number_box(c[3], "Seed", DEFAULT_SEED, "val_seed", val_problems, *BOUNDS["seed"],
                                   clearable=False, step=1))
         refused = show_problems(st, val_problems, "Validate")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import streamlit as st
 
 import threadx
-from threadx.config import DEFAULT_RESEARCH_PARAMS, STORED, settings
+from threadx.config import DEFAULT_RESEARCH_PARAMS, MAX_COST_BOX_BPS, STORED, settings
 from threadx.data.catalog import list_datasets
 from threadx.engine.inputs import EngineOptions
 from threadx.errors import ThreadXError
@@ -212,7 +212,7 @@ def settings_form(problems: list[str]) -> dict:
     c = st.columns(5)
     window = c[0].text_input("Kill window", value=DEFAULT_KILL_WINDOW, key="pf_window", persist_state="session", help="e.g. 24h, 3D")
     cooldown = c[1].text_input("Cooldown", value=DEFAULT_COOLDOWN, key="pf_cooldown", persist_state="session", help="e.g. 24h, 3D")
-    fee = float(number_box(c[2], "Fee (bps)", float(DEFAULTS.fee_bps), "pf_fee", problems, 0.0, 1000.0, step=0.5,
+    fee = float(number_box(c[2], "Fee (bps)", float(DEFAULTS.fee_bps), "pf_fee", problems, 0.0, MAX_COST_BOX_BPS, step=0.5,
                            **session))
     leverage = float(number_box(c[3], "Leverage (0 = strategy's)", 0.0, "pf_leverage", problems, 0.0, 100.0, step=1.0,
                                 **session))

@@ -85,6 +85,24 @@ def test_window_that_does_not_fit_says_so_and_blocks_launch():
     assert any("No walk-forward window fits" in str(c.proto.spec) for c in at.get("plotly_chart"))
 
 
+def test_an_odd_or_too_large_S_and_a_huge_fee_block_launch_before_the_click():
+    """S = 15 was refused only once Launch was pressed ("Cannot launch: S must be an even number"), S = 24..32
+    within the box's bounds likewise, and a fee of 1e9 bps was taken by the box."""
+    at = page()
+    for S, said in ((15, "S must be an even number >= 2 (the paper suggests 16), got 15"),
+                    (24, "PBO blocks (S, even) must be between 2 and 22, got 24")):
+        at.number_input(key="wf_S").set_value(S).run()
+        assert not at.exception, at.exception
+        assert any(said in w.value for w in at.warning), [w.value for w in at.warning]
+        assert at.button(key="wf_launch").disabled
+    at.number_input(key="wf_S").set_value(16)
+    at.number_input(key="wf_fee").set_value(1e9).run()
+    assert any("Fee (bps) must be between 0 and 1,000, got 1,000,000,000" in w.value for w in at.warning), \
+        [w.value for w in at.warning]
+    at.number_input(key="wf_fee").set_value(10.0).run()
+    assert not [w for w in at.warning if "Cannot run" in w.value] and not at.button(key="wf_launch").disabled
+
+
 def test_a_monte_carlo_n_above_the_space_is_planned_as_the_space():
     """n = 10^12 was planned as 10^12 combos, "refused", with Launch enabled (the job drew the
     whole space)."""

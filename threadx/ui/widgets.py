@@ -242,6 +242,17 @@ def _out_of_bounds(label: str, value: float, low: float | None, high: float | No
     return True
 
 
+def rule_problem(check: Callable[[Any], Any], value: Any, problems: list[str]) -> None:
+    """``check(value)``'s ParamError, if it raises one, added to a form's ``problems`` (a rule a
+    box's bounds cannot say, such as S even: the same words as when the work refuses it)."""
+    from threadx.errors import ParamError
+
+    try:
+        check(value)
+    except ParamError as exc:
+        problems.append(str(exc))
+
+
 def show_problems(where: Any, problems: list[str], what: str) -> bool:
     """One error box listing the form's ``problems`` (boxes out of range); True when there are any
     (the page's ``what``, "Run backtest" say, is then disabled)."""
