@@ -456,7 +456,10 @@ def show_walk_forward(run_id: str, form: dict[str, Any] | None = None) -> bool:
                                                        "regime_max_drawdown": f"market {FALL_LABEL}"})
     st.dataframe(windows, hide_index=True, width="stretch", column_config={**config, **DATES})
 
-    st.markdown("### Robustness of the stitched out-of-sample record")
+    st.markdown("### Robustness")
+    st.caption("The bootstrap and the deflated Sharpe measure the stitched out-of-sample record (the DSR deflated "
+               "by every combo tried); PBO and parameter stability measure every combo over the whole period, so "
+               "they do not change with the windows.")
     stamp = (wf_stamp(run_id), inputs_stamp(cfg.get("strategy"), meta.get("data") or meta.get("dataset")))
     robustness_sections(report, key="wf", heatmap=lambda: stability_heatmap("wf", run_id, stamp, report, varying))
     return True
