@@ -489,12 +489,14 @@ with tab_wf:
     session = {"persist_state": "session", "width": CONTROL_PX}
     box_problems: list[str] = []  # boxes out of range (checked here: see widgets.number_box)
     c = controls_row()  # (six columns cut "sharpe", "maximise", "next_open" at 1024 px)
+    days = {**session, "format": "%g"}  # (0.001 day showed as "0.00", then was refused as "got 0")
     is_days = float(number_box(c, "In-sample (days)", DEFAULT_WF_IS_DAYS, "wf_is_days",
-                               box_problems, *BOUNDS["is_days"], step=15.0, **session))
+                               box_problems, *BOUNDS["is_days"], step=15.0, **days))
     oos_days = float(number_box(c, "Out-of-sample (days)", DEFAULT_WF_OOS_DAYS, "wf_oos_days",
-                                box_problems, *BOUNDS["oos_days"], step=5.0, **session))
+                                box_problems, *BOUNDS["oos_days"], step=5.0, **days))
     step_days = float(number_box(c, "Step (days, 0 = the OOS length)", 0.0, "wf_step_days",
-                                 box_problems, *BOUNDS["step_days"], step=5.0, **session))
+                                 box_problems, *BOUNDS["step_days"], step=5.0, **days))
+    windows_boxed = not box_problems  # the window boxes in range: the plan below says what else is wrong
     purge = int(number_box(c, "Purge (bars)", 0, "wf_purge", box_problems, *BOUNDS["purge"], step=1, **session,
                            help="Bars left out at the end of each in-sample window, just before its "
                                 "out-of-sample window (López de Prado's purge). 0 = none."))
@@ -548,7 +550,7 @@ with tab_wf:
     df = load_dataset_or_error(dataset, "No walk-forward can be planned on this dataset")
     windows: list[Any] = []
     try:
-        if df is not None:
+        if df is not None and windows_boxed:  # (a box out of range said twice: its bound, then the plan's words)
             is_bars, oos_bars, step_bars = window_lengths(df.attrs.get("timeframe"), is_days=is_days,
                                                           oos_days=oos_days, step_days=step_days or None)
             windows = plan_windows(len(df), is_bars, oos_bars, step_bars, anchored, purge, embargo)
@@ -573,7 +575,7 @@ with tab_wf:
                 f"and once on the whole period) — **{size_band(runs, limit=math.inf)}**")  # (the combos' limit is above)
     for problem in problems:
         st.warning(f"Cannot run: {problem}.")
-    if df is not None:
+    if df is not None and windows_boxed:
         chart(vc.window_timeline_figure(windows, df.index), key="wf_timeline")
 
     held = launch_held(current_job(), "walk-forward", "wf_job")

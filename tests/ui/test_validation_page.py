@@ -96,6 +96,10 @@ def test_an_odd_or_too_large_S_and_a_huge_fee_block_launch_before_the_click():
         assert any(said in w.value for w in at.warning), [w.value for w in at.warning]
         assert at.button(key="wf_launch").disabled
     at.number_input(key="wf_S").set_value(16)
+    at.number_input(key="wf_is_days").set_value(0.0).run()  # said once, by the box (and again in the plan's words)
+    assert [w.value for w in at.warning if "Cannot run" in w.value] == [
+        "Cannot run: In-sample (days) must be at least 1, got 0."]
+    at.number_input(key="wf_is_days").set_value(120.0)
     at.number_input(key="wf_fee").set_value(1e9).run()
     assert any("Fee (bps) must be between 0 and 1,000, got 1,000,000,000" in w.value for w in at.warning), \
         [w.value for w in at.warning]
