@@ -711,3 +711,38 @@ def test_a_peek_hidden_by_a_memo_of_the_real_run_is_flagged(strategy_dir, synthe
     look = report.result("lookahead")
     assert look.passed is False and look.summary.startswith("look-ahead in 2 of 2 param sets"), look.summary
     assert report.result("determinism").passed is True  # (the same results on every run of the real history)
+
+
+_RAISES_IN_PANDAS = '''
+import datetime
+
+import numpy as np
+import pandas as pd
+from threadx.strategy import ExitRules, Levels, Param, StrategySpec
+
+
+def signals(bars, ind, p):
+    first = pd.Timestamp(bars.time_ns[0])
+    if first >= datetime.date(2020, 1, 1):  # raises inside pandas' compiled code
+        pass
+    return np.zeros(len(bars.close), dtype=np.uint8)
+
+
+SPEC = StrategySpec(
+    name="raises_in_pandas", description="an error raised in pandas from the strategy's line",
+    params=(Param("unused", "int", 1, 1, 5, 1, opt_range=(1, 5, 1), feeds=()),),
+    indicators=lambda p: {}, signals=signals, levels=lambda ind, p: Levels(), exits=lambda p: ExitRules(),
+)
+'''
+
+
+def test_an_error_raised_inside_a_compiled_library_names_the_strategy_line(strategy_dir, synthetic_bars: Bars) -> None:
+    """The check named pandas/_libs/tslibs/timestamps.pyx:639 (a compiled module's frame, its path
+    relative) where the backtest and the sweep named the strategy's own line."""
+    from threadx.strategy.base import get_strategy
+
+    path = strategy_dir / "raises_in_pandas.py"
+    path.write_text(_RAISES_IN_PANDAS)
+    report = check_strategy(get_strategy("raises_in_pandas"), synthetic_bars, checks=("signals",), combos=1)
+    result = report.result("signals")
+    assert result.passed is False and f"at {path.resolve()}:11 in signals" in result.summary, result.summary

@@ -39,6 +39,7 @@ with its text and the file:line in the strategy where it was raised (:func:`erro
 from __future__ import annotations
 
 import math
+import os
 import sysconfig
 import time
 import traceback
@@ -386,7 +387,9 @@ def _error_frame(exc: BaseException) -> traceback.FrameSummary | None:
     """The frame :func:`error_location` names (None without a traceback)."""
     frames = traceback.extract_tb(exc.__traceback__)
     own = [f for f in frames if not _inside(f.filename, (_THREADX_DIR,))]
-    user = [f for f in own if not _inside(f.filename, _LIBRARY_DIRS)]
+    # (a compiled module's frame names its source relatively, "pandas/_libs/tslibs/timestamps.pyx":
+    # no file of the user's, whose paths are absolute)
+    user = [f for f in own if os.path.isabs(f.filename) and not _inside(f.filename, _LIBRARY_DIRS)]
     return (user or own or frames or [None])[-1]
 
 
