@@ -35,6 +35,7 @@ STAGE_LABELS = {
     "run": "Run combos (workers)",
     "kernel": "Kernel",
     "store": "Store results",
+    "check": "Rows re-run alone (spot check)",
     "report": "Result and report",
     "robustness": "Validation report",
 }
@@ -51,6 +52,7 @@ ADVICE = {
     "run": "fewer combos, a coarser timeframe or more workers",
     "kernel": "fewer combos or windows, a coarser timeframe or more workers",
     "store": "fewer combos per run, or a faster disk for the results folder",
+    "check": "a slow strategy's signals: 24 combos re-run one by one (threadx.optimize.spot_check)",
     "report": "shorter data for the full result (trades and equity), or fewer windows",
     "robustness": "fewer bootstrap resamples (--bootstrap) or PBO blocks (--S)",
 }

@@ -39,6 +39,7 @@ from threadx.optimize.budget import (Budget, Estimate, advice, estimate_memory, 
 from threadx.optimize.evaluate import (ROWS_CODE, STATUS_OK, ChunkResult, Evaluator, RunInterrupted, SweepTask,
                                        signal_key_names)
 from threadx.optimize.samplers import SAMPLERS, check_grid_size, grid_ids, monte_carlo_ids, refine
+from threadx.optimize.spot_check import RowSample, needs_check, spot_check
 from threadx.optimize.shared import (PreparedIndicators, SharedPack, group_codes, group_requests, indicator_axes,
                                      indicator_requests, prepare_requests)
 from threadx.optimize.space import DEFAULT_GRID_LIMIT, SearchSpace
@@ -51,6 +52,8 @@ from threadx.units import format_bytes
 EXECUTORS = ("auto", "local", "inline", "dask", "gpu")
 _SECONDS_PER_BAR_GUESS = 2e-8  # one combo on 12.5k bars takes about 0.2 ms
 _INLINE_BELOW_SECONDS = 1.5  # smaller sweeps run in-process: a pool would cost more to start
+_CHECK_LEAST_S = 0.5  # the rows' spot check may take this long, or this share of the sweep's time if more
+_CHECK_SHARE = 0.05
 _EXACT_COUNT_LIMIT = 1_000_000  # larger constrained grids show an estimated total first
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}  # full disk, quota, file size limit
 
@@ -372,6 +375,7 @@ class _Session:
                 raise
         self.done_ids = stored.settled_ids  # infrastructural failures run again
         self.counts = {"done": len(self.done_ids), "failed": 0, "new": 0}
+        self.row_sample = RowSample(seed=self.seed)  # rows re-run alone once all are made (spot_check)
         self._last_report = 0.0
         # a completed run asked again has nothing to run (an adaptive one replays its recorded rounds,
         # every combo of which is stored): killed while its workers started, it read "interrupted
@@ -401,6 +405,8 @@ class _Session:
                             self._adaptive(run_chunks, adaptive_rounds, patience)
                 if self.should_stop():
                     status = "cancelled"
+                else:
+                    self._check_rows()
             except _StoppedEarly:
                 status = "cancelled"
             except (SweepTerminated, RunInterrupted):
@@ -755,10 +761,25 @@ class _Session:
                     self._record_executor(self.ran)
                 self.writer.append(_columns(self.search, result, len(self.writer.manifest.get("block_end") or [])))
                 self.writer.add_warnings([*result.warnings, *self.search.rule_warnings()])  # (a streamed grid's too)
+            self.row_sample.offer(result)
             self.counts["done"] += len(result.ids)
             self.counts["new"] += len(result.ids)
             self.counts["failed"] += int((result.status != STATUS_OK).sum())
             self._report()
+
+    def _check_rows(self) -> None:
+        """Re-run a sample of this session's rows one by one (threadx.optimize.spot_check); a row
+        that differs from its own backtest is a warning of the run (a param's role declared wrong)."""
+        if not needs_check(self.search.strategy):
+            return
+        self._phase("checking a sample of rows against their own backtests")
+        budget = max(_CHECK_LEAST_S, _CHECK_SHARE * (time.perf_counter() - self.started))
+        with self.watch.stage("check"):
+            warning = spot_check(self.row_sample, self.search, self._task(), self.bars,
+                                 self.bank if self.bank is not None else _default_bank(), budget)
+        if warning:
+            logs.logger().warning("sweep %s: %s", self.run_id, warning)
+            self.writer.add_warnings([warning])
 
     def _report(self, force: bool = False) -> None:
         now = time.perf_counter()
