@@ -176,3 +176,32 @@ def test_lines_a_trial_did_not_write_are_not_read_as_outcomes(tmp_path) -> None:
     (tmp_path / "trial.jsonl").write_text('{"start": "a.py"}\n{"done": "a.py", "outcome": {"error": null}}\n'
                                           'not json\n{"done": "b.py", "outcome": {}}\n[1]\n{"start": "c.py"}')
     assert user_code._trial_lines(tmp_path) == (["a.py"], {"a.py": {"error": None}})
+
+
+def test_other_threads_are_not_held_while_a_file_is_tried(strategy_dir) -> None:
+    """A file whose top level looped held the folder's lock for the trial's 30 s: a page opened in
+    another tab meanwhile took 27.8 s. Other threads now get what was loaded before."""
+    import threading
+
+    first = _strategy("tried_first")
+    assert "tried_first" in threadx.strategies()
+    slow_started, release = threading.Event(), threading.Event()
+
+    def slow_trial(files):
+        slow_started.set()
+        release.wait(20)
+        return user_code.trial_loads(files)
+
+    user.set_load_trial(slow_trial)
+    first.write_text(first.read_text().replace('name="tried_first"', 'name="tried_again"'))
+    saver = threading.Thread(target=threadx.strategies)  # the tab that saved the file: it waits for the trial
+    saver.start()
+    assert slow_started.wait(20)
+    began = time.perf_counter()
+    meanwhile = threadx.strategies()  # another tab
+    waited = time.perf_counter() - began
+    release.set()
+    saver.join(30)
+    assert waited < 5.0 and "tried_first" in meanwhile and "tried_again" not in meanwhile  # the previous load
+    after = threadx.strategies()
+    assert "tried_again" in after and "tried_first" not in after

@@ -524,12 +524,12 @@ class _Folder:
     def __init__(self, root: Path):
         self.root = root
         self.files: dict[Path, _File] = {}
+        self.trying = False  # a thread runs changed files' load trial (the folder's lock released meanwhile)
 
-    def refresh(self) -> None:
-        """Re-read the files added or changed since the last call, and those importing a folder
-        module that changed; forget removed ones. With a load trial set (:func:`set_load_trial`),
-        the files to run are first run in a process of their own: one that crashed it, hung it
-        or failed there is that error here, without running here."""
+    def changes(self) -> dict[Path, tuple[tuple[int, int, int, int], str]]:
+        """The files added or changed since the last :meth:`apply`, and those importing a folder
+        module that changed, with their stamps and texts (a file that cannot be read gets its
+        error at once); removed ones are forgotten."""
         try:
             paths = sorted(p for p in self.root.glob("*.py") if p.is_file() and not p.name.startswith((".", "_")))
         except OSError:
@@ -551,9 +551,13 @@ class _Folder:
                 texts[path] = stamp, read_source(path)
             except (OSError, UnicodeDecodeError, SyntaxError) as exc:
                 self.files[path] = _File(stamp, error=f"{path}: cannot be read ({exc})")
-        trial = _trial
-        tried = trial([(str(path), str(path.resolve()), text) for path, (_, text) in texts.items()]) \
-            if trial is not None and texts else {}
+        return texts
+
+    def apply(self, texts: Mapping[Path, tuple[tuple[int, int, int, int], str]],
+              tried: Mapping[str, Mapping[str, Any]]) -> None:
+        """Load the changed files ``texts`` here, except those whose load trial (``tried``: the
+        outcomes by path of :func:`set_load_trial`'s trial, {} without one) failed: a file that
+        crashed, hung or failed in its own process is that error here, without running here."""
         for path, (stamp, text) in texts.items():
             outcome = tried.get(str(path))
             if outcome is None or outcome.get("error") is None:
@@ -631,10 +635,30 @@ _FOLDERS: dict[Path, _Folder] = {}
 
 
 def _current(known: Mapping[str, Any]) -> _Resolved:
+    """The folder's strategies as its files are now. Changed files are run first in a process of
+    their own when a load trial is set (the workstation), without the folder's lock: a file whose
+    top level loops for the trial's 30 s held every page of every tab that long. Meanwhile other
+    threads are served what was loaded before (the file's previous version, or not yet there)."""
     root = strategy_dir().expanduser().resolve()
     with _LOCK:
         folder = _FOLDERS.setdefault(root, _Folder(root))
-        folder.refresh()
+        trial = _trial
+        if folder.trying:
+            return folder.resolved(known)
+        texts = folder.changes()
+        if not texts or trial is None:
+            folder.apply(texts, {})
+            return folder.resolved(known)
+        folder.trying = True
+    tried = None
+    try:
+        tried = trial([(str(path), str(path.resolve()), text) for path, (_, text) in texts.items()])
+    finally:
+        with _LOCK:
+            folder.trying = False
+            if tried is not None:
+                folder.apply(texts, tried)
+    with _LOCK:
         return folder.resolved(known)
 
 
