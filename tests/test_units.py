@@ -172,3 +172,18 @@ def test_units_module_does_not_import_numpy_or_streamlit():
     code = "import sys, threadx.units; print(sorted(m for m in ('numpy', 'pandas', 'streamlit') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_meme_coin_price_shows_its_digits():
+    """PEPE / SHIB-like prices (~1.2e-5) read 0.0000 in the trades table and the CLI."""
+    import pandas as pd
+
+    from threadx.units import d3_format, format_metric, table_view
+
+    assert format_metric("entry_price", 1.2345e-05) == "0.00001234"
+    assert format_metric("exit_price", 65432.125) == "65,432.1250"  # (as before: four decimals)
+    assert format_metric("stop_at_exit", 1e-20) == "1.0000e-20"
+    _, config = table_view(pd.DataFrame({"entry_price": [1.2345e-05, 2.5e-05], "exit_price": [65432.1, 65000.0]}))
+    assert config["entry_price"]["type_config"]["format"] == "%,.8f"
+    assert config["exit_price"]["type_config"]["format"] == "%,.4f"
+    assert d3_format("entry_price") == ",.6~g"

@@ -5,7 +5,9 @@ kinds, checked against the engine (``threadx.engine.kernel`` / ``metrics``):
 
 - ``fraction``: stored as a share (``win_rate`` 0.4299), shown as a percentage, ``42.99 %``;
 - ``percent``: stored already in percent (a trade's ``return_pct`` 12.3), shown ``12.30 %``;
-- ``decimal``: a plain number with fixed decimals (Sharpe ``1.23``, prices, quantities);
+- ``decimal``: a plain number with fixed decimals (Sharpe ``1.23``, quantities);
+- ``price``: a price, with its decimals, and more below 1 so that four significant digits
+  show (a meme coin's ``0.00001234``, which read ``0.0000``);
 - ``money``: quote currency, two decimals and thousands separators (``9,550.38``);
 - ``count``: a whole number with thousands separators (``n_trades`` 99.0 -> ``99``);
 - ``seconds``: a duration in seconds (``12.3 s``);
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 EMPTY = "–"  # a value that is missing or undefined (no trades: no win rate)
-KINDS = ("fraction", "percent", "decimal", "money", "count", "seconds", "bytes", "bool")
+KINDS = ("fraction", "percent", "decimal", "price", "money", "count", "seconds", "bytes", "bool")
 _BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
 
@@ -91,12 +93,12 @@ UNITS: dict[str, Unit] = {
     "cycle_win_rate": FRACTION,        # cycles with a positive PnL / cycles
     "max_drawdown_days": Unit("decimal", 1),  # threadx.engine.metrics.metrics_dict
     # trade records (threadx.engine.layout.TRADE_COLUMNS)
-    "entry_price": Unit("decimal", 4),
-    "exit_price": Unit("decimal", 4),
-    "stop_at_entry": Unit("decimal", 4),
-    "stop_at_exit": Unit("decimal", 4),
-    "target": Unit("decimal", 4),
-    "target_at_exit": Unit("decimal", 4),
+    "entry_price": Unit("price", 4),
+    "exit_price": Unit("price", 4),
+    "stop_at_entry": Unit("price", 4),
+    "stop_at_exit": Unit("price", 4),
+    "target": Unit("price", 4),
+    "target_at_exit": Unit("price", 4),
     "qty": Unit("decimal", 6),
     "fees": MONEY,
     "funding": MONEY,
@@ -354,6 +356,22 @@ def format_plain(value: Any, *, ascii_only: bool = False) -> str:
     return str(value)
 
 
+MAX_PRICE_DECIMALS = 12
+
+
+def price_decimals(value: float, decimals: int = 4) -> int:
+    """The decimals a price is shown with: ``decimals``, more below 1 so that four significant
+    digits show (at most :data:`MAX_PRICE_DECIMALS`).
+
+    >>> price_decimals(65432.1), price_decimals(0.5), price_decimals(1.2345e-05)
+    (4, 4, 8)
+    """
+    v = abs(float(value))
+    if not math.isfinite(v) or v == 0.0 or v >= 1.0:
+        return decimals
+    return min(MAX_PRICE_DECIMALS, max(decimals, 3 - math.floor(math.log10(v))))
+
+
 def format_as(value: Any, unit: Unit, *, ascii_only: bool = False) -> str:
     """``value`` shown in ``unit`` (see the kinds in the module docstring).
 
@@ -376,11 +394,12 @@ def format_as(value: Any, unit: Unit, *, ascii_only: bool = False) -> str:
         return str(value)  # a text where a number was expected ("damaged") is shown as is
     if math.isinf(v):
         return _infinity(v, ascii_only)
-    d = unit.decimals
+    d = price_decimals(v, unit.decimals) if unit.kind == "price" else unit.decimals
     shown = v * 100 if unit.kind == "fraction" else v
-    if abs(shown) < 0.5 * 10.0 ** -d:
+    if abs(shown) < 0.5 * 10.0 ** -d and unit.kind != "price":
         shown = 0.0  # (a drawdown of -1e-6 read "-0.00 %" beside another run's "0.00 %")
-    if abs(shown) >= HUGE:  # (a price spike of 1e300 % was printed with its 300 digits)
+    if abs(shown) >= HUGE or (unit.kind == "price" and 0.0 < abs(shown) < 10.0 ** (3 - MAX_PRICE_DECIMALS)):
+        # (a price spike of 1e300 % was printed with its 300 digits; a price of 1e-20 as 0.000000000000)
         text = f"{shown:.4e}"
     else:
         text = f"{shown:,.{d}f}"
@@ -457,6 +476,11 @@ def table_view(frame: Any, *, aliases: Mapping[str, str] | None = None,
         name = aliases.get(column, column)
         values = frame[column]
         fmt = number_format(name)
+        if fmt is not None and unit_of(name).kind == "price":  # the decimals its smallest price needs
+            numbers = pd.to_numeric(values, errors="coerce").abs()
+            numbers = numbers[(numbers > 0) & (numbers < 1)]
+            if len(numbers):
+                fmt = f"%,.{price_decimals(float(numbers.min()), unit_of(name).decimals)}f"
         if is_fraction(name):
             if pd.api.types.is_bool_dtype(values):
                 continue
@@ -494,4 +518,6 @@ def d3_format(name: str) -> str:
         return ",d"
     if unit.kind == "bytes":
         return ".3s"
+    if unit.kind == "price":
+        return ",.6~g"  # (",.4f" read 0.0000 for a meme coin's price)
     return f",.{unit.decimals}f"
