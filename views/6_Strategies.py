@@ -178,7 +178,7 @@ if want:
         st.session_state.pop("strat_want")
 if st.session_state.get("strat_pick") not in names:  # the session's strategy, as on the other pages (a link's)
     st.session_state["strat_pick"] = active_strategy(names)
-row = st.columns([4, 1.3, 1], vertical_alignment="bottom")
+row = st.columns([4, 1.7, 1], vertical_alignment="bottom")  # ("Open in Backtest" was cut at 1024 px)
 choice = row[0].selectbox("Strategy", names, key="strat_pick",
                           on_change=lambda: st.session_state.pop("strat_want", None))
 open_clicked = row[1].button("Open in Backtest", key="strat_open", width="stretch",
