@@ -299,6 +299,23 @@ def test_funding_on_each_leg_and_liquidation_of_the_whole_position():
     assert trades["pnl"].sum() == pytest.approx(-CAPITAL, abs=1e-6)
 
 
+def test_a_gap_through_the_liquidation_price_shares_the_cut_loss_among_the_legs():
+    """A bar opening past the liquidation price closes every leg at that open, the loss beyond the
+    equity left cut (an insurance fund takes it). The whole cut went on the last leg, which a larger
+    cut turned into a gain (a leg bought above the exit booked +80.23, counted a win): each losing
+    leg now takes a share in proportion to its loss, so each books its loss scaled by equity / loss."""
+    rules = ExitRules(grid_levels=2, grid_pct=(0.05, 0.07), allocation=0.9, leverage=5.0, target_mid=True)
+    bars = make_bars([100, 99, 94, 60, 60], [100, 99, 94, 60, 60], [99, 94, 92, 50, 50], [100, 95, 93, 55, 55])
+    m, trades, eq = run(bars, {}, rules, Levels(band_mid=np.full(5, 100.0)), fee_bps=10)
+    assert list(trades["exit_i"]) == [3, 3] and list(trades["exit_price"]) == [60, 60] and m["liquidated"] == 1.0
+    priced = trades["qty"] * (trades["exit_price"] - trades["entry_price"]) - trades["fees"]  # each a loss
+    loss = -priced.sum()
+    assert loss > CAPITAL  # more than the equity: cut
+    assert trades["pnl"].to_numpy() == approx((priced * CAPITAL / loss).to_numpy())
+    assert (trades["pnl"] < 0).all() and m["win_rate"] == 0.0
+    assert trades["pnl"].sum() == pytest.approx(-CAPITAL, abs=1e-9) and m["final_equity"] == 0.0
+
+
 def test_end_of_data_closes_every_open_leg():
     bars = make_bars([100, 99, 93, 94], [100, 99, 94, 95], [99, 92.5, 92, 93], [100, 94, 93, 94])
     m, trades, eq = run(bars, {}, GRID, Levels(band_mid=np.full(4, 100.0)), fee_bps=10)

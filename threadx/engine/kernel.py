@@ -637,13 +637,21 @@ def close_legs(i, px, reason, p, st, trades, bmid, tested_i):
     d = st[S_DIR]
     fee_rate = p[P_FEE_RATE]
     n_legs = int(st[S_N_LEGS])
-    # first the cash after every leg: a loss beyond the equity left is cut there (below)
+    # first the cash after every leg: a loss beyond the equity left is cut there (below); and
+    # the legs' losses, which share the cut
     cash = st[S_CASH]
+    losses = 0.0
+    last_loss = n_legs - 1
     for k in range(n_legs):
         base = S_LEGS + k * N_LEG_FIELDS
         qty = st[base + LEG_QTY]
         gross = d * qty * (px - st[base + LEG_PX])
-        cash = cash + st[base + LEG_MARGIN] + gross - qty * px * fee_rate
+        fee = qty * px * fee_rate
+        cash = cash + st[base + LEG_MARGIN] + gross - fee
+        pnl = gross - st[base + LEG_FEE] - fee - st[base + LEG_FUNDING]
+        if pnl < 0.0:
+            losses -= pnl
+            last_loss = k
     shortfall = 0.0
     if cash <= 0.0 or reason == EXIT_LIQUIDATION:
         # the account is bust (liquidation, or a gap through the stop): the loss stops at
@@ -654,16 +662,22 @@ def close_legs(i, px, reason, p, st, trades, bmid, tested_i):
         cash = 0.0
         st[S_LIQUIDATED] = 1.0
     st[S_CASH] = cash
-    for k in range(n_legs):
+    given = 0.0  # of the cut, -shortfall: shared by the losing legs in proportion to their losses, the
+    for k in range(n_legs):  # last of them taking the rest (all on one leg turned a losing leg into a gain)
         base = S_LEGS + k * N_LEG_FIELDS
         qty = st[base + LEG_QTY]
         entry_px = st[base + LEG_PX]
         gross = d * qty * (px - entry_px)
         fee = qty * px * fee_rate
-        if k == n_legs - 1:
-            gross -= shortfall  # the cut loss, on the last leg
         st[S_FEES] += fee
         pnl = gross - st[base + LEG_FEE] - fee - st[base + LEG_FUNDING]
+        if shortfall != 0.0:
+            if k == last_loss:
+                pnl -= shortfall + given
+            elif pnl < 0.0 and losses > 0.0:
+                cut = -shortfall * (-pnl / losses)
+                given += cut
+                pnl += cut
         book_trade(i, d, qty, entry_px, px, st[base + LEG_FEE], fee, st[base + LEG_FUNDING], pnl,
                    st[base + LEG_I], reason, p, st, trades, bmid, tested_i)
     end_cycle(st)
