@@ -86,7 +86,8 @@ def test_a_grid_over_the_limit_is_an_error_and_blocks_launch(monkeypatch):
 
 
 @pytest.mark.parametrize("key, value, words", [
-    ("opt_fee", -5.0, "Fee (bps) must be at least 0, got -5"),
+    ("opt_fee", -5.0, "Fee (bps) must be between 0 and 1,000, got -5"),
+    ("opt_fee", 1e9, "Fee (bps) must be between 0 and 1,000, got 1,000,000,000"),
     ("opt_workers", 0, "Workers must be between 1 and 256, got 0"),
     ("opt_n", 0, "Combos (n) must be at least 1, got 0"),
     ("opt_seed", -1, "Seed must be at least 0, got -1"),
