@@ -275,3 +275,23 @@ def test_a_chunk_that_killed_its_workers_says_how_to_find_the_combo_that_crashes
     assert "one of this chunk's 250 combos may crash" in text and "executor local" in text
     assert "may crash" not in lost_chunk_text(KilledWorker("x"), 1)  # a single combo: it is the one
     assert "may crash" not in lost_chunk_text(OSError("connection reset"), 250)  # not killed by its combos
+
+
+def test_a_worker_running_other_code_stops_the_run_before_its_rows_are_stored(unlimited_cluster, tmp_path,
+                                                                              monkeypatch):
+    """A worker of another ThreadX version (another install, or started before an update) computed
+    the rows, stored under the sweep's rows code without a word (every metric x1.5 in the repro).
+    The sweep's code is stood in for here: the client names another than the worker runs."""
+    from threadx.optimize import dask_executor
+
+    real = dask_executor.sweep_code
+    monkeypatch.setattr(dask_executor, "sweep_code", lambda spec: ("0" * 16, real(spec)[1]))  # (the client only)
+    df = generate_synthetic("BTC_USDT", days=60, seed=3)
+    space = {"fast_period": [5, 10], "slow_period": [40]}
+    with pytest.raises(RunInterrupted, match=r"a worker runs other code than the sweep \(engine and sweep code "
+                                             r"[0-9a-f]{12}, strategy [0-9a-f]{12} there; 000000000000 and"):
+        sweep(df, "ma_crossover", space, executor="dask", scheduler=unlimited_cluster.scheduler_address,
+              store=tmp_path / "runs", run_id="skew")
+    from threadx.optimize.store import ResultStore
+
+    assert len(ResultStore(tmp_path / "runs").stored("skew").ids) == 0  # no row of the other code

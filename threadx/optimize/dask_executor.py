@@ -31,7 +31,7 @@ from threadx.data.bars import Bars
 from threadx.errors import ParamError, ThreadXError
 from threadx.optimize.budget import WORKER_BYTES
 from threadx.optimize.evaluate import (ChunkResult, Evaluator, RunInterrupted, SweepTask, failure_text,
-                                       is_infra_exception)
+                                       is_infra_exception, task_strategy)
 from threadx.optimize.outcome import exception_named
 from threadx.optimize.pool import failed_chunk
 from threadx.optimize.shared import PreparedIndicators
@@ -51,6 +51,19 @@ class WorkerSetupError(ThreadXError):
     every chunk would fail alike, so the run stops rather than store it as each combo's failure."""
 
 
+class WorkerCodeError(WorkerSetupError):
+    """A worker runs other ThreadX or strategy code than the sweep (another install, or one
+    started before an update): its rows would come from that code, stored under the sweep's."""
+
+
+def sweep_code(spec: Any) -> tuple[str, str]:
+    """(the code rows come from besides the strategy, the strategy's code): what every worker
+    of a sweep must run alike (:data:`threadx.optimize.evaluate.ROWS_CODE`, the spec's hash)."""
+    from threadx.optimize.evaluate import ROWS_CODE
+
+    return ROWS_CODE, spec.code_hash
+
+
 def _dask_chunk(payload: dict, ids: np.ndarray) -> ChunkResult:
     evaluator = _EVALUATORS.get(payload["token"])
     if evaluator is None:
@@ -62,6 +75,11 @@ def _dask_chunk(payload: dict, ids: np.ndarray) -> ChunkResult:
             if is_infra_exception(exc):  # (out of memory, ...: the machinery's, as on any chunk)
                 raise
             raise WorkerSetupError(failure_text(exc, infra=False)) from None
+        here, sweep = sweep_code(evaluator.spec), tuple(payload["code"])
+        if here != sweep:  # (rows of another version were stored under the sweep's code without a word)
+            raise WorkerCodeError(f"a worker runs other code than the sweep (engine and sweep code {here[0][:12]}, "
+                                  f"strategy {here[1][:12]} there; {sweep[0][:12]} and {sweep[1][:12]} here): "
+                                  "install the same ThreadX (and strategy) on every worker and restart them")
         _EVALUATORS[payload["token"]] = evaluator
     return evaluator.evaluate(ids)
 
@@ -184,6 +202,7 @@ class DaskExecutor:
         try:
             payload = {
                 "token": uuid.uuid4().hex,
+                "code": sweep_code(task_strategy(task)),
                 "task": task,
                 "bars": {"open": bars.open, "high": bars.high, "low": bars.low, "close": bars.close,
                          "volume": bars.volume, "time_ns": bars.time_ns, "timeframe": bars.timeframe},
@@ -280,6 +299,9 @@ class DaskExecutor:
                 ids, given, sent_again = ids_of.pop(future.key), data_of.pop(future.key), resent.pop(future.key)
                 try:
                     result = future.result()
+                except WorkerCodeError as exc:
+                    raise RunInterrupted(f"{exc}; finished combos are stored (from the workers that run this code), "
+                                         "the same run id resumes (also on executor local)") from exc
                 except (WorkerSetupError, ImportError) as exc:  # (ImportError: the task's data unpickled there)
                     detail = str(exc) if isinstance(exc, WorkerSetupError) else failure_text(exc, infra=False)
                     raise RunInterrupted(
