@@ -41,7 +41,7 @@ def waiting(client, no_workers_s: float = 0.6) -> DaskExecutor:
 def test_workers_all_paused_for_memory_interrupt_the_run_with_the_reason():
     """Workers paused by Dask (memory over its pause threshold) run nothing: the sweep waited silently
     until it was killed."""
-    with pytest.raises(RunInterrupted, match="all 2 of its workers have been paused for memory"):
+    with pytest.raises(RunInterrupted, match="the Dask cluster has had all 2 of its workers paused for memory"):
         waiting(Workers("paused", "paused"))._next_done(NothingDone(), lambda: False)
 
 

@@ -344,7 +344,7 @@ class DaskExecutor:
                 if alone_since is not None and not paused:
                     self._revive_lost_workers()
                 if alone_since is not None and now - alone_since >= self.no_workers_s:
-                    why = (f"all {paused} of its workers have been paused for memory (over "
+                    why = (f"has had all {paused} of its workers paused for memory (over "
                            f"{PAUSE_FRACTION:.0%} of their limit: dask worker --memory-limit)" if paused
                            else "has had no worker")
                     raise RunInterrupted(f"the Dask cluster {why} for {self.no_workers_s:.0f} s; finished combos "
