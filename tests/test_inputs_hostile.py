@@ -388,6 +388,36 @@ def test_a_listener_that_never_answers_is_reported_within_the_connect_timeout(mo
         silent.close()
 
 
+def test_a_service_that_answers_but_is_no_scheduler_is_said_so():
+    """A banner service at the address failed at once, yet read "no Dask scheduler answers ... within
+    10 s (MemoryError: Unable to allocate 2.82 EiB ...)"."""
+    import socket
+    import threading
+
+    from threadx.optimize import dask_executor
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def banner() -> None:
+        try:
+            conn, _ = server.accept()
+            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n" * 64)
+            conn.recv(1024)
+            conn.close()
+        except OSError:
+            pass
+
+    threading.Thread(target=banner, daemon=True).start()
+    try:
+        with pytest.raises(ThreadXError, match=r"something at tcp://127.0.0.1:\d+ answered but is not a Dask "
+                                               r"scheduler \(a worker's port, or another service\?\)"):
+            dask_executor.connect(f"tcp://127.0.0.1:{server.getsockname()[1]}")
+    finally:
+        server.close()
+
+
 def test_output_piped_into_a_reader_that_stops_is_no_error():
     """`threadx strategies | head -1` printed "error: [Errno 32] Broken pipe" and logged a failure."""
     import subprocess

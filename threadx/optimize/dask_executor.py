@@ -129,7 +129,14 @@ def connect(address: str) -> Any:
     thread.join(CONNECT_TIMEOUT_S + 2)
     if "client" in made:
         return made["client"]
-    why = "no answer" if thread.is_alive() else f"{type(made['error']).__name__}: {str(made['error'])[:120]}"
+    error = None if thread.is_alive() else made["error"]
+    if error is not None and not isinstance(error, (OSError, TimeoutError)):
+        # (a service that is no scheduler answered at once; it read "no answer within 10 s (MemoryError: Unable
+        # to allocate 2.82 EiB)", or a worker's port "(TypeError: Worker.identity() got an unexpected keyword)")
+        raise ThreadXError(f"something at {address} answered but is not a Dask scheduler (a worker's port, or "
+                           f"another service?): {type(error).__name__}: {str(error)[:120]}; give the scheduler's "
+                           "address (`dask scheduler` prints it), or leave scheduler unset for a local cluster")
+    why = "no answer" if error is None else f"{type(error).__name__}: {str(error)[:120]}"
     raise ThreadXError(f"no Dask scheduler answers at {address} within {CONNECT_TIMEOUT_S} s ({why}): start one "
                        "(`dask scheduler`), or leave scheduler unset for a local cluster")
 
