@@ -481,3 +481,25 @@ def test_the_last_windows_winner_keeps_its_params_types_when_a_window_had_none()
     assert params == {"fast_period": 10, "slow_period": 40, "allow_short": True}
     assert [type(v) for v in params.values()] == [int, int, bool]
     assert _last_winner(types.SimpleNamespace(table=table.iloc[1:2], combos=combos)) == {}
+
+
+def test_a_lost_cluster_is_one_error_saying_the_id_runs_the_rest():
+    """`threadx research --executor dask` whose scheduler stopped ended in three tracebacks
+    (FutureCancelledError: scheduler-connection-lost)."""
+    from concurrent.futures import Future
+
+    from threadx.errors import ThreadXError
+    from threadx.validation.research import _cell_of
+
+    class FutureCancelledError(Exception):  # (distributed's, by name: the machinery's)
+        pass
+
+    lost = Future()
+    lost.set_exception(FutureCancelledError("run_cell-1 cancelled for reason: scheduler-connection-lost."))
+    with pytest.raises(ThreadXError, match=r"the workers running the research were lost \(FutureCancelledError: "
+                                           r"run_cell-1 .*run the same research id again"):
+        _cell_of(lost, None)
+    own = Future()
+    own.set_exception(ZeroDivisionError("a bug"))
+    with pytest.raises(ZeroDivisionError):  # not the machinery's: as it was
+        _cell_of(own, None)

@@ -480,11 +480,21 @@ def failed_cell(request: WalkForwardRequest, exc: ThreadXError) -> dict[str, Any
 
 
 def _cell_of(future: Any, request: WalkForwardRequest) -> dict[str, Any] | None:
-    """A worker's cell, or the failed cell of the error it raised."""
+    """A worker's cell, or the failed cell of the error it raised; ThreadXError when the
+    machinery was lost (a Dask scheduler or the process pool gone: three tracebacks of
+    FutureCancelledError), saying that the same research id runs the rest."""
+    from threadx.optimize.outcome import is_infra_exception
+
     try:
         return future.result()
     except ThreadXError as exc:
         return failed_cell(request, exc)
+    except Exception as exc:  # noqa: BLE001 - the machinery's failures become one line; the others stay
+        if not is_infra_exception(exc):
+            raise
+        raise ThreadXError(f"the workers running the research were lost ({type(exc).__name__}: {first_line(exc, 160)}):"
+                           " the cells that finished are stored; run the same research id again to run the rest "
+                           "(threadx research --id ...)") from None
 
 
 def _combo_progress(progress: Progress, done: list, total: int, phase: str, n_cells: int,
