@@ -227,3 +227,17 @@ def test_a_command_line_argparse_refuses_is_one_error_line_not_the_usage_block(c
     err = capsys.readouterr().err
     assert stopped.value.code == EXIT_BAD_INPUT and err.count("\n") == 1 and err.startswith(f"error: {command}: "), err
     assert "usage:" not in err and err.rstrip().endswith(f"(see {command} --help)")
+
+
+def test_a_sweep_whose_workers_were_lost_exits_3_not_as_bad_input(capsys, monkeypatch):
+    """A Dask cluster lost mid-sweep exited 2, the status of bad input, where the same command resumes."""
+    import threadx
+    from threadx.optimize.outcome import RunInterrupted
+
+    def lost(*args, **kwargs):
+        raise RunInterrupted("the Dask cluster lost 4 chunks in a row (CommClosedError); finished combos are stored, "
+                             "the same run id resumes")
+
+    monkeypatch.setattr(threadx, "sweep", lost)  # (as a Dask sweep ends when its cluster is gone)
+    assert main(["sweep", "--strategy", "ma_crossover", "--param", "fast_period=5,10"]) == 3
+    assert capsys.readouterr().err.strip().startswith("error: the Dask cluster lost 4 chunks")

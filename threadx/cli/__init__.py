@@ -16,10 +16,11 @@ import os
 import sys
 from typing import Sequence
 
-from threadx.cli.common import (EXIT_BAD_INPUT, _flag_settings, _json_only_on_stdout, check_companions,
-                                interrupted_status, name_the_flag)
+from threadx.cli.common import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, _flag_settings, _json_only_on_stdout,
+                                check_companions, interrupted_status, name_the_flag)
 from threadx.cli.parser import build_parser
 from threadx.errors import ThreadXError
+from threadx.optimize.outcome import RunInterrupted
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
     except ThreadXError as exc:
         print(f"error: {name_the_flag(str(exc), parser, args, argv)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        # (workers lost part way: what finished is stored and the same command resumes; it read as bad input)
+        return EXIT_INTERRUPTED if isinstance(exc, RunInterrupted) else EXIT_BAD_INPUT
     except BrokenPipeError:  # as a command killed by SIGPIPE, silently (Python's documented way out)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + 13

@@ -14,6 +14,7 @@ from threadx.units import counted, format_eta, format_metric
 
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 3  # a sweep whose workers were lost part way (RunInterrupted): the same command resumes
 EXIT_CHECK_FAILED = 1  # `strategy check`: a check failed
 EXIT_CELL_FAILED = 1  # `research`: a cell's walk-forward failed (the others are stored)
 DATE_FORMAT_HELP = "strftime format of date text, e.g. %%d/%%m/%%Y (needed when dates read both day- and month-first)"
