@@ -148,7 +148,8 @@ def signals(bars, ind, p):
 
 SPEC = StrategySpec(name="both_ways", description="both entries on one bar",
                     params=(Param("unused", "int", 1, 1, 5, 1, opt_range=(1, 5, 1), feeds=()),),
-                    indicators=lambda p: {}, signals=signals, levels=lambda ind, p: Levels(), exits=lambda p: ExitRules())
+                    indicators=lambda p: {}, signals=signals, levels=lambda ind, p: Levels(),
+                    exits=lambda p: ExitRules())
 """
 
 

@@ -37,7 +37,7 @@ DEFAULT_SEED = 42
 DEFAULT_MIN_NOTIONAL = 5.0
 MAX_INITIAL_CAPITAL = 1e15  # quote currency: above any account; orders of it times MAX_LEVERAGE stay finite
 MAX_LEVERAGE = 1000.0
-MAX_COST_BOX_BPS = 1000.0  # the pages' fee and slippage boxes (10 %, far above any exchange's; the engine takes < 10,000)
+MAX_COST_BOX_BPS = 1000.0  # the pages' fee and slippage boxes: 10 %, far above any exchange's (the engine: < 10,000)
 MAX_FUNDING_RATE = 0.1  # |rate| per settlement (a fraction, 10 %): exchanges cap theirs at a few %
 # Fewest trades a combo needs to be picked as a sweep's winner or a walk-forward window's
 # IS winner (API, CLI, job registry, pages): a Sharpe of 0-2 trades is luck, not a winner.

@@ -310,9 +310,10 @@ with st.expander("Costs, fills and sizing", expanded=False):
     fixed = {"clearable": False}  # (a clear button left "10" of 10,000 at 1024 px)
     capital = number_box(c[0], "Initial capital", DEFAULTS.initial_capital, "bt_capital", cost_problems, 1.0,
                          step=1_000.0, **fixed)
-    fee_bps = number_box(c[1], "Fee (bps)", DEFAULTS.fee_bps, "bt_fee", cost_problems, 0.0, MAX_COST_BOX_BPS, step=0.5, **fixed)
-    slip_bps = number_box(c[2], "Slippage (bps)", DEFAULTS.slippage_bps, "bt_slip", cost_problems, 0.0, MAX_COST_BOX_BPS,
-                          step=0.5, **fixed)
+    fee_bps = number_box(c[1], "Fee (bps)", DEFAULTS.fee_bps, "bt_fee", cost_problems, 0.0, MAX_COST_BOX_BPS, step=0.5,
+                         **fixed)
+    slip_bps = number_box(c[2], "Slippage (bps)", DEFAULTS.slippage_bps, "bt_slip", cost_problems, 0.0,
+                          MAX_COST_BOX_BPS, step=0.5, **fixed)
     fill = c[3].selectbox("Fill", FILLS, key="bt_fill")
     c = st.columns(4)
     sizing = c[0].selectbox("Sizing", SIZINGS, key="bt_sizing")

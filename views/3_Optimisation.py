@@ -85,7 +85,8 @@ workers = int(number_box(c, "Workers", min(256, default_workers()), "opt_workers
                          help="CPU threads for combos a failed GPU hands back" if use_gpu else None, **boxes))
 executor = c.selectbox("Executor", executors, key="opt_executor", persist_state="session", disabled=use_gpu, width=w,
                        index=executors.index(sweep_settings.executor) if sweep_settings.executor in executors else 0)
-fee_bps = number_box(c, "Fee (bps)", float(engine_defaults.fee_bps), "opt_fee", box_problems, 0.0, MAX_COST_BOX_BPS, step=0.5, **boxes)
+fee_bps = number_box(c, "Fee (bps)", float(engine_defaults.fee_bps), "opt_fee", box_problems, 0.0, MAX_COST_BOX_BPS,
+                     step=0.5, **boxes)
 fill = c.selectbox("Fill", fills, index=fills.index(engine_defaults.fill), key="opt_fill", persist_state="session",
                    width=w)
 funding = funding_toggle(c, "opt_funding", persist_state="session")

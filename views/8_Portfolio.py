@@ -212,7 +212,8 @@ def settings_form(problems: list[str]) -> dict:
     c = st.columns(5)
     window = c[0].text_input("Kill window", value=DEFAULT_KILL_WINDOW, key="pf_window", persist_state="session", help="e.g. 24h, 3D")
     cooldown = c[1].text_input("Cooldown", value=DEFAULT_COOLDOWN, key="pf_cooldown", persist_state="session", help="e.g. 24h, 3D")
-    fee = float(number_box(c[2], "Fee (bps)", float(DEFAULTS.fee_bps), "pf_fee", problems, 0.0, MAX_COST_BOX_BPS, step=0.5,
+    fee = float(number_box(c[2], "Fee (bps)", float(DEFAULTS.fee_bps), "pf_fee", problems, 0.0, MAX_COST_BOX_BPS,
+                           step=0.5,
                            **session))
     leverage = float(number_box(c[3], "Leverage (0 = strategy's)", 0.0, "pf_leverage", problems, 0.0, 100.0, step=1.0,
                                 **session))
