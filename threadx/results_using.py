@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 from threadx.config import settings
 from threadx.errors import ThreadXError
+from threadx.units import counted
 
 # (kind shown, folder under the results folder or "" for the sweeps' own, the JSON files of one result)
 _KINDS = (("sweep", "", ("manifest.json", "plan.json")), ("walk-forward", "walkforward", ("summary.json",)),
@@ -106,5 +107,5 @@ def used_by_note(name: str, shown: int = 3) -> str:
         return ""
     listed = ", ".join(found[:shown]) + (f" and {len(found) - shown:,} more" if len(found) > shown else "")
     they = "they stay readable but cannot" if len(found) > 1 else "it stays readable but cannot"
-    return (f" {len(found):,} stored result{'s' if len(found) > 1 else ''} ran on it ({listed}): {they} be "
-            "resumed, validated or re-run without it.")
+    return (f" {counted(len(found), 'stored result')} ran on it ({listed}): {they} be resumed, validated or "
+            "re-run without it.")

@@ -8,8 +8,8 @@ Under the results root (``THREADX_RESULTS_DIR``, :func:`threadx.config.settings`
   the dataset and strategy last chosen (a new tab with no link opens on them) and the Backtest
   page's costs, fills and sizing boxes (numbers, flags and short texts; the page checks them).
   Form kinds: ``"params"`` (a strategy's param values, the Backtest page) and ``"space"`` (a
-  search space as :func:`threadx.ui.widgets.space_editor` returns it, the Optimisation page). Written atomically under a file lock; at most
-  :data:`MAX_FILE_BYTES`. A damaged, unreadable or oversized file is ignored with a warning
+  search space as :func:`threadx.ui.widgets.space_editor` returns it, the Optimisation page).
+  Written atomically under a file lock; at most :data:`MAX_FILE_BYTES`. A damaged, unreadable or oversized file is ignored with a warning
   (and moved aside to ``workspace.json.damaged`` by the next save); values are checked
   against the strategy's params when saved and when loaded: unknown strategies, unknown
   keys and values its params refuse (out of range, wrong type) are dropped.
