@@ -281,15 +281,19 @@ def test_a_run_with_a_damaged_manifest_in_the_url_gives_one_warning(data_file, w
     assert "run" not in at.query_params
 
 
-def test_a_stop_before_anything_was_stored_says_so_and_offers_no_resume(workspace):
+def test_a_stop_before_anything_was_stored_says_so_and_offers_no_resume(workspace, monkeypatch):
     import time
 
     from threadx.ui.jobs import JobRegistry
 
+    # the job stays queued (its process is never started), so the Stop surely lands before the sweep
+    # stores anything; a real launch raced the job process creating its run folder first
+    monkeypatch.setattr(JobRegistry, "_launch", lambda self, info: None)
     at = page()
     at.button(key="opt_launch").click().run()
     job_id = at.session_state["sweep_job"]
-    at.button(key="opt_stop").click().run()  # before the job process has started its sweep
+    assert JobRegistry().get(job_id).state == "queued"
+    at.button(key="opt_stop").click().run()
     registry = JobRegistry()
     deadline = time.time() + 60
     while time.time() < deadline and registry.get(job_id).is_active:
