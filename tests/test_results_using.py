@@ -56,3 +56,11 @@ def test_sweeps_and_walk_forwards_on_a_dataset_are_found_by_any_of_its_names(two
 
 def test_no_result_no_note(two_datasets):
     assert results_using("binance/ABC_USDT-1h") == [] and used_by_note("binance/ABC_USDT-1h") == ""
+
+
+def test_the_other_kinds_folders_are_not_read_as_sweeps(two_datasets):
+    _sweep("binance/ABC_USDT-1h", "on-abc")
+    portfolios = two_datasets / "results" / "portfolios"
+    portfolios.mkdir(parents=True)
+    (portfolios / "manifest.json").write_text(json.dumps({"dataset": "binance/ABC_USDT-1h"}))  # not a sweep's
+    assert results_using("binance/ABC_USDT-1h") == ["sweep on-abc"]

@@ -45,10 +45,13 @@ def results_using(name: str, data_root: str | os.PathLike | None = None,
                 resolved[named] = None
         return resolved[named] in files
 
+    from threadx.optimize.store import RESERVED_RUN_IDS
+
     root = Path(results_dir if results_dir is not None else settings().results_dir)
     found = []
     for kind, folder, files_of in _KINDS:
-        for result in _result_folders(root / folder if folder else root):
+        skipped = () if folder else RESERVED_RUN_IDS  # the other kinds' folders are not sweeps
+        for result in _result_folders(root / folder if folder else root, skipped):
             names = {n for file in files_of for n in _names_in(result / file)}
             if any(is_target(n) for n in sorted(names)):
                 found.append(f"{kind} {result.name}")
@@ -62,11 +65,11 @@ def _real(path: Path) -> Path | None:
         return None
 
 
-def _result_folders(root: Path) -> Iterator[Path]:
+def _result_folders(root: Path, skipped: tuple[str, ...] = ()) -> Iterator[Path]:
     if not root.is_dir():
         return
     for folder in sorted(root.iterdir()):
-        if folder.is_dir() and not folder.name.startswith("."):
+        if folder.is_dir() and not folder.name.startswith(".") and folder.name.lower() not in skipped:
             yield folder
 
 
