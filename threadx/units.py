@@ -476,11 +476,12 @@ def table_view(frame: Any, *, aliases: Mapping[str, str] | None = None,
         name = aliases.get(column, column)
         values = frame[column]
         fmt = number_format(name)
-        if fmt is not None and unit_of(name).kind == "price":  # the decimals its smallest price needs
+        unit = unit_of(name) if fmt is not None else None
+        if unit is not None and unit.kind == "price":  # the decimals its smallest price needs
             numbers = pd.to_numeric(values, errors="coerce").abs()
             numbers = numbers[(numbers > 0) & (numbers < 1)]
             if len(numbers):
-                fmt = f"%,.{price_decimals(float(numbers.min()), unit_of(name).decimals)}f"
+                fmt = f"%,.{price_decimals(float(numbers.min()), unit.decimals)}f"
         if is_fraction(name):
             if pd.api.types.is_bool_dtype(values):
                 continue
@@ -488,7 +489,7 @@ def table_view(frame: Any, *, aliases: Mapping[str, str] | None = None,
             if numbers.notna().sum() < values.notna().sum():
                 continue  # text among them: shown as it is
             scaled[column] = numbers.astype("float64") * 100.0
-        elif fmt is not None and unit_of(name).kind == "bytes":
+        elif unit is not None and unit.kind == "bytes":
             numbers = pd.to_numeric(values, errors="coerce")
             if numbers.notna().sum() < values.notna().sum():
                 continue  # text among them: shown as it is
