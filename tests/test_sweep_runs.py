@@ -203,3 +203,17 @@ def test_a_run_completed_with_failures_is_resumable_only_when_some_would_run_aga
         part.with_suffix(".tmp").replace(part)  # by rename, as the store writes every file
     view = sweep_runs.load_view(store, "f")
     assert view.to_retry == 2 and view.resumable
+
+
+def test_a_manifest_without_its_planned_count_says_so_instead_of_zero(synthetic_bars, tmp_path):
+    import json
+
+    store = ResultStore(tmp_path)
+    threadx.sweep(synthetic_bars, "ma_crossover", SPACE, store=store, run_id="a", executor="inline", workers=1)
+    path = tmp_path / "a" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["total"]  # written by an older version or by hand
+    path.write_text(json.dumps(manifest))
+    row = sweep_runs.history(store).set_index("run_id").loc["a"]
+    assert row["done"] == 8 and pd.isna(row["planned"])
+    assert sweep_runs.settings_of(manifest)["combos done / planned"] == "8 / not recorded"

@@ -136,7 +136,7 @@ def summarize(store: ResultStore, run_id: str) -> dict[str, Any]:
         rows = run.columns([objective, "n_trades"])  # one read of four columns
         ok = rows[rows["status"] == "ok"]
         row.update(dataset=dataset_label(m), strategy=m.get("strategy"), sampler=m.get("sampler"),
-                   done=len(rows), planned=int(m.get("total") or 0), failed=len(rows) - len(ok),
+                   done=len(rows), planned=m.get("total"), failed=len(rows) - len(ok),
                    objective=f"{objective} {'max' if maximize else 'min'}",
                    best=best_value(ok, objective, maximize, int(m.get("min_trades") or 0)),
                    status=m.get("status"),
@@ -394,7 +394,8 @@ def settings_of(manifest: Mapping[str, Any]) -> dict[str, str]:
         "seed": str(m.get("seed")),
         "objective": f"{m.get('objective')} ({'maximise' if m.get('maximize', True) else 'minimise'})",
         "min trades": str(m.get("min_trades")),
-        "combos done / planned": f"{int(m.get('done') or 0):,} / {int(m.get('total') or 0):,}",
+        "combos done / planned": f"{int(m.get('done') or 0):,} / "
+                                 + (f"{int(m['total']):,}" if m.get("total") is not None else "not recorded"),
         "status": str(m.get("status")),
         "started": _started(m) or "–",
         "executor": ", ".join(map(str, m.get("executors") or [])) or str((m.get("machine") or {}).get("executor")),
