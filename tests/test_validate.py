@@ -250,6 +250,27 @@ def test_one_implausible_bar_makes_the_verdict_amber(k: int) -> None:
     assert validate_ohlcv(bars(200, seed=3)).verdict == ("green", [])
 
 
+@pytest.mark.parametrize("column, value", [("high", 1e300), ("low", 1e-300), ("high", None), ("low", None)])
+def test_an_implausible_wick_makes_the_verdict_amber(column: str, value: float | None) -> None:
+    """A high of 1e300 (or a low of 1e-300) beside normal opens and closes was green: it sets
+    off every stop in its bar and swells the ATR for thousands of bars. None: a wick just
+    inside the bound (4.99x the body's top, or its bottom / 4.99) stays green."""
+    df = bars(200, seed=3)
+    row = df.iloc[120]
+    body_top, body_bottom = max(row["open"], row["close"]), min(row["open"], row["close"])
+    near = body_top * 4.99 if column == "high" else body_bottom / 4.99
+    df.iloc[120, df.columns.get_loc(column)] = near if value is None else value
+    rep = validate_ohlcv(df)
+    if value is None:
+        assert rep.implausible_wicks == [] and rep.verdict == ("green", [])
+        return
+    assert rep.ok and rep.implausible_wicks == [T0 + 120 * H] and rep.implausible == []
+    level, reasons = rep.verdict
+    assert level == "amber" and reasons == ["1 bar(s) whose high is 5x the higher of its open and close, or whose low "
+                                            "is less than 1/5 of the lower (a bad tick?)"]
+    assert rep.to_dict()["implausible_wicks"] == [(T0 + 120 * H).isoformat()]
+
+
 def test_spike_threshold_is_ten_rolling_mads() -> None:
     rng = np.random.default_rng(11)
     r = rng.normal(0.0, 0.001, 300)

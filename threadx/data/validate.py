@@ -15,12 +15,13 @@ refuses them).
 
 Warnings: rows out of time order (the loader sorts them), gaps, off-grid timestamps,
 zero-volume bars, price spikes, implausible moves (a close 5x the previous one, or a fifth
-of it: a bad tick or a change of units).
+of it: a bad tick or a change of units) and implausible wicks (a high 5x the bar's open and
+close, or a low a fifth of them).
 
 **Verdict** (:attr:`ValidationReport.verdict`, the one traffic-light rule of the CLI and the
 UI): ``red`` when there is any error; ``amber`` when the data is usable but has notable
 warnings (gaps, off-grid timestamps, zero-volume bars, kept duplicates, unsorted rows, any
-implausible move, and spikes on more than :data:`NOTABLE_SPIKE_SHARE` of the bars), each listed
+implausible move or wick, and spikes on more than :data:`NOTABLE_SPIKE_SHARE` of the bars), each listed
 as a reason;
 ``green`` otherwise. Not notable: a missing time zone, and spikes at the rate of crypto's fat
 tails (the synthetic sample and Binance's 1h/5m history: 0.3-0.5% of bars).
@@ -83,6 +84,11 @@ NOTABLE_SPIKE_SHARE = 0.01  # more spikes than this share of the bars make the v
 # backtest of a file that was green)
 IMPLAUSIBLE_MOVE = 5.0
 _IMPLAUSIBLE = f"bar(s) whose close is {IMPLAUSIBLE_MOVE:g}x the previous one or less than 1/{IMPLAUSIBLE_MOVE:g} of it"
+# the same bound within one bar: a high this many times its body's top, or a low this many times below its
+# bottom (a wick of 1e300 beside closes of 60,000 was green; it sets off every stop and swells the ATR for
+# thousands of bars)
+_IMPLAUSIBLE_WICK = (f"bar(s) whose high is {IMPLAUSIBLE_MOVE:g}x the higher of its open and close, or whose low "
+                     f"is less than 1/{IMPLAUSIBLE_MOVE:g} of the lower")
 
 
 @dataclass
@@ -109,6 +115,7 @@ class ValidationReport:
     zero_volume: int = 0
     spikes: list[pd.Timestamp] = field(default_factory=list)
     implausible: list[pd.Timestamp] = field(default_factory=list)  # bars whose close moved IMPLAUSIBLE_MOVE-fold
+    implausible_wicks: list[pd.Timestamp] = field(default_factory=list)  # high or low IMPLAUSIBLE_MOVE-fold off the body
     quality: float = 0.0
     low_quality: bool = False  # quality below MIN_QUALITY (one of the errors)
     first: pd.Timestamp | None = None
@@ -139,6 +146,7 @@ class ValidationReport:
             (len(self.spikes) > NOTABLE_SPIKE_SHARE * self.bars,
              f"{len(self.spikes)} price spike(s) ({len(self.spikes) / max(self.bars, 1):.1%} of the bars)"),
             (len(self.implausible), f"{len(self.implausible)} {_IMPLAUSIBLE} (a bad tick or a change of units?)"),
+            (len(self.implausible_wicks), f"{len(self.implausible_wicks)} {_IMPLAUSIBLE_WICK} (a bad tick?)"),
             (self.zero_volume, f"{self.zero_volume} zero-volume bar(s)"),
             (self.duplicates, f"{self.duplicates} duplicate timestamp(s), the last of each kept"),
             (not self.sorted, "rows out of time order"),
@@ -181,6 +189,7 @@ class ValidationReport:
             "zero_volume": int(self.zero_volume),
             "spikes": [_iso(t) for t in self.spikes],
             "implausible": [_iso(t) for t in self.implausible],
+            "implausible_wicks": [_iso(t) for t in self.implausible_wicks],
             "quality": float(self.quality),
             "coverage": {
                 "first": _iso(self.first),
@@ -332,6 +341,7 @@ def validate_ohlcv(df: pd.DataFrame, timeframe: str | None = None, *, dedupe: bo
     good = ~(nan_mask | nonpos)
     _spike_check(rep, c[good], t[good])
     _implausible_check(rep, c[good], t[good])
+    _wick_check(rep, o[good], h[good], lo[good], c[good], t[good])
     rep.quality = _quality(rep, len(rows))
     if rep.quality < MIN_QUALITY and not rep.errors:
         rep.low_quality = True
@@ -438,6 +448,18 @@ def _implausible_check(rep: ValidationReport, close: np.ndarray, t: np.ndarray) 
         shown = ", ".join(_iso(_ts(x)) for x in t[idx[:_SHOW]]) + (" ..." if len(idx) > _SHOW else "")
         rep.warnings.append(f"{len(idx)} {_IMPLAUSIBLE}, largest x{math.exp(r[worst - 1]):.4g} at "
                             f"{_iso(_ts(t[worst]))} (a bad tick or a change of units?): {shown}")
+
+
+def _wick_check(rep: ValidationReport, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
+                t: np.ndarray) -> None:
+    """Bars whose high is :data:`IMPLAUSIBLE_MOVE` times the higher of open and close, or whose
+    low is less than the lower's inverse of it (a flash crash's wick on Binance's BTC, ETH and
+    SOL histories reaches 1.17x)."""
+    idx = np.flatnonzero((h >= IMPLAUSIBLE_MOVE * np.maximum(o, c)) | (lo * IMPLAUSIBLE_MOVE <= np.minimum(o, c)))
+    if len(idx):
+        rep.implausible_wicks = [_ts(x) for x in t[idx]]
+        shown = ", ".join(_iso(_ts(x)) for x in t[idx[:_SHOW]]) + (" ..." if len(idx) > _SHOW else "")
+        rep.warnings.append(f"{len(idx)} {_IMPLAUSIBLE_WICK} (a bad tick?): {shown}")
 
 
 def _spike_check(rep: ValidationReport, close: np.ndarray, t: np.ndarray) -> None:
