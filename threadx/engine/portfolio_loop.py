@@ -17,7 +17,8 @@ their bars:
 - after the tick, the portfolio equity (the sum of the runners' last marks) is recorded
   with the margin in use and the positions open, and the kill switch is tested: when the
   equity falls ``kill_dd`` or more below its highest mark of the last ``window_ns`` (marks
-  since the last cooldown ended only), new legs are refused until ``cooldown_ns`` later.
+  since the last cooldown ended only), new legs are refused from that close (the tick's time
+  and one bar) until ``cooldown_ns`` later: a cooldown of one bar holds the next bar's open.
 
 The portfolio's metrics are the engine's (:func:`~threadx.engine.kernel.finalize_metrics`):
 the return, Sharpe and drawdown figures from the portfolio equity at each tick, with the
@@ -86,7 +87,7 @@ _SUMMED = (S_N_WINS, S_N_LOSSES, S_GROSS_PROFIT, S_GROSS_LOSS, S_FEES, S_FUNDING
 
 @njit(cache=True, nogil=True)
 def run_portfolio(o, h, l, c, sig, atr, blo, bmid, bhi, funding, bar_start, params, bar_tick, tick_ns,
-                  trade_start, guard, cap, kill_dd, window_ns, cooldown_ns):
+                  trade_start, guard, cap, kill_dd, window_ns, cooldown_ns, bar_ns):
     """Run the runners of a portfolio together (module docstring).
 
     Runner ``r``'s bars are ``[bar_start[r], bar_start[r + 1])`` of the concatenated arrays
@@ -94,7 +95,9 @@ def run_portfolio(o, h, l, c, sig, atr, blo, bmid, bhi, funding, bar_start, para
     sub-account's capital in ``P_INITIAL_CAPITAL``), ``bar_tick``: the timeline tick of each
     bar (ticks in time order, ``tick_ns`` their times), its trade rows
     ``[trade_start[r], trade_start[r + 1])``. ``guard`` / ``cap``: fractions of the portfolio
-    equity (<= 0: off); ``kill_dd`` (<= 0: off), ``window_ns``, ``cooldown_ns``: the kill switch.
+    equity (<= 0: off); ``kill_dd`` (<= 0: off), ``window_ns``, ``cooldown_ns``: the kill switch,
+    which fires on a tick's close marks, ``bar_ns`` after the tick's time (its bars' length), and
+    holds the legs that would open from then until ``cooldown_ns`` later.
 
     Returns (portfolio metrics, the runners' states, their metrics, the trade rows, the
     per-bar equity of every runner, the per-tick series (``TICK_COLUMNS``), the kill-switch
@@ -195,7 +198,7 @@ def run_portfolio(o, h, l, c, sig, atr, blo, bmid, bhi, funding, bar_start, para
             peak = ticks[window[head], 0]
             if eq <= peak * (1.0 - kill_dd):
                 blocked = True
-                resume_ns = tick_ns[t] + cooldown_ns
+                resume_ns = tick_ns[t] + bar_ns + cooldown_ns  # from the close it fired at
                 events[n_events, 0] = t
                 events[n_events, 1] = eq / peak - 1.0
                 events[n_events, 2] = peak

@@ -10,8 +10,9 @@ bars in its own sub-account with its strategy's sizing, through the engine's own
   counted (``skipped["margin_guard"]``);
 - ``runner_cap``: the same for one runner's own margin (``skipped["runner_cap"]``);
 - ``kill_switch``: when the portfolio equity falls this fraction below its highest mark within
-  ``kill_window``, no new leg is taken for ``cooldown`` (open positions run on); each firing
-  is listed in ``events``, refusals in ``skipped["kill_switch"]``. Marks from before a
+  ``kill_window`` (at least one bar), no new leg is taken for ``cooldown`` from the close it fired
+  at (open positions run on); each firing is listed in ``events``, refusals in
+  ``skipped["kill_switch"]``. Marks from before a
   cooldown's end never fire it again.
 
 Example::
@@ -146,10 +147,14 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     _check_repeats(runner_list, prepared, labels)
     _check_grid(prepared, labels)
     _check_overlap(prepared, labels)
+    bar_ns = _bar_ns(prepared[0]["bars"])  # (one timeframe for all: _check_timeframes)
+    if kill and window_ns < bar_ns:
+        raise ParamError(f"kill_window {kill_window!r} is shorter than one {prepared[0]['bars'].timeframe} bar: it "
+                         "holds one mark only, so the kill switch could never fire; give at least one bar")
     times = np.unique(np.concatenate([p["bars"].time_ns for p in prepared]))
     _check_memory(prepared, len(times), memory_budget)
     arrays = _concatenated(prepared, times)
-    out = run_portfolio(*arrays, guard, cap, kill, window_ns, cooldown_ns)
+    out = run_portfolio(*arrays, guard, cap, kill, window_ns, cooldown_ns, bar_ns)
     if should_stop():  # (the loop itself is one numba call: a stop during it lands here)
         raise Cancelled(f"portfolio {portfolio_id} stopped after its run, before its report: nothing saved")
     m, states, runner_metrics, trade_rows, _, ticks, events, runner_eq, runner_margin = out
@@ -170,7 +175,7 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     trades_all = pd.concat(trades, ignore_index=True) if trades else pd.DataFrame()
     skipped = {"margin_guard": int(states[:, S_SKIP_GUARD].sum()), "runner_cap": int(states[:, S_SKIP_CAP].sum()),
                "kill_switch": int(states[:, S_SKIP_KILL].sum()), "engine": int(states[:, S_SKIPPED].sum())}
-    event_rows = [_event(e, index) for e in events]
+    event_rows = [_event(e, index, bar_ns) for e in events]
     config = {"runners": [r.to_dict() for r in runner_list], "capital": total, "margin_guard": guard or None,
               "runner_cap": cap or None, "kill_switch": kill or None, "kill_window": kill_window,
               "cooldown": cooldown, "funding": funding if isinstance(funding, str) or funding is None else "given",
@@ -218,7 +223,14 @@ def _runners(runners: Sequence[Any], weights: Sequence[float] | None) -> list[Ru
         weights = list(weights)
         if len(weights) != len(out):
             raise ParamError(f"{len(weights)} weights for {len(out)} runners: give one weight per runner")
-        out = [Runner(r.strategy, r.data, r.params, w) for r, w in zip(out, weights)]
+        weighted = []
+        for k, (r, w) in enumerate(zip(out, weights)):
+            try:
+                weighted.append(Runner(r.strategy, r.data, r.params, w))
+            except ParamError:  # (the runner's own message blamed the runner, not the weights given)
+                raise ParamError(f"weight {k + 1} of {len(weights)} (runner {r.label}) must be a positive number, "
+                                 f"got {w!r}") from None
+        out = weighted
     return out
 
 
@@ -226,6 +238,8 @@ def gate_fraction(value: float | None, what: str, upper: float | None) -> float:
     """A gate's fraction, 0.0 when off (None or 0)."""
     if value is None:
         return 0.0
+    if isinstance(value, bool):  # (float(True) is 1.0: a guard of 100 % that nobody asked for)
+        raise ParamError(f"{what} must be a fraction such as 0.7, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -240,7 +254,12 @@ MAX_GATE_DAYS = 36_500  # a window or cooldown longer than a century would overf
 
 
 def gate_duration(text: str, what: str) -> int:
-    """A gate's duration (a pandas duration such as "24h" or "3D") in ns; ParamError naming ``what``."""
+    """A gate's duration (a pandas duration such as "24h" or "3D") in ns; ParamError naming ``what``,
+    also for a number without a unit (pandas reads ``24`` as 24 ns: a kill switch that never fires)."""
+    if isinstance(text, (bool, int, float, np.number)) or (isinstance(text, str)
+                                                          and not any(ch.isalpha() for ch in text)):
+        raise ParamError(f"{what} needs a unit, such as 24h or 3D (a bare number would be read as nanoseconds), "
+                         f"got {text!r}")
     try:
         ns = pd.Timedelta(text).value
     except (TypeError, ValueError, OverflowError):
@@ -514,10 +533,12 @@ def _runner_row(runner: Runner, label: str, prep: dict[str, Any], st: np.ndarray
             "peak_margin_share": float(margin_share.max()) if margin_share.notna().any() else 0.0}
 
 
-def _event(row: np.ndarray, index: pd.DatetimeIndex) -> dict[str, Any]:
+def _event(row: np.ndarray, index: pd.DatetimeIndex, bar_ns: int) -> dict[str, Any]:
+    """A kill-switch firing: ``time`` the close it fired at (its tick's time and one bar), ``resumes``
+    the first tick whose legs may open again."""
     values = dict(zip(EVENT_COLUMNS, row.tolist()))
     resume = int(values["resume_tick"])
-    return {"time": index[int(values["tick"])].isoformat(), "drawdown": values["drawdown"],
+    return {"time": (index[int(values["tick"])] + pd.Timedelta(bar_ns, unit="ns")).isoformat(), "drawdown": values["drawdown"],
             "window_peak": values["window_peak"], "equity": values["equity"],
             "resumes": index[resume].isoformat() if resume < len(index) else None}
 

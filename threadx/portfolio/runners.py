@@ -38,6 +38,8 @@ class Runner:
             raise ParamError(f"runner {self.label}: params must be a mapping of name to value, got {self.params!r}")
         object.__setattr__(self, "params", dict(self.params or {}))
         try:
+            if isinstance(self.weight, bool):
+                raise TypeError("a bool")
             weight = float(self.weight)
         except (TypeError, ValueError):
             raise ParamError(f"runner {self.label}: weight must be a number, got {self.weight!r}") from None
