@@ -891,3 +891,18 @@ def test_a_runner_liquidated_is_named_with_when_and_the_others_trade_on(capsys):
     alone = portfolio_backtest(both[:1], capital=10_000, frames={both[0].label: btc}, save=False, leverage=15.0,
                                sizing="fraction")
     assert alone.liquidation_notes()[0].endswith("stopped there")
+
+
+def test_the_gate_note_counts_legs_taken_not_trade_rows():
+    """A leg closed in parts books a row per part: amplitude_hunter's 7 entries read "9 taken"."""
+    from threadx.portfolio.result import PortfolioResult
+
+    t = pd.date_range("2024-01-01", periods=4, freq="1h", tz="UTC")
+    rows = [(t[0], 100.0, "long"), (t[0], 100.0, "long"), (t[2], 90.0, "short")]  # the first leg in two parts
+    trades = pd.DataFrame({"runner": "r", "entry_time": [r[0] for r in rows], "entry_price": [r[1] for r in rows],
+                           "side": [r[2] for r in rows]})
+    runner = {"label": "r", "start": t[0].isoformat(), "end": t[-1].isoformat(),
+              "skipped": {"margin_guard": 3, "runner_cap": 0, "kill_switch": 0}}
+    result = PortfolioResult("p", {}, {}, [runner], pd.DataFrame(), trades, {}, [], {})
+    assert result.gate_notes() == ["runner r: 3 of its entries were refused by the portfolio's gates (3 by the margin "
+                                   "guard) against 2 taken; its last entry was on 2024-01-01, 0 days before its end"]

@@ -653,8 +653,10 @@ def describe_options(engine: Mapping[str, Any] | None) -> str:
         words, unit = OPTION_WORDS[key]
         return f"{words} {num(engine.get(key))}{unit}"
 
-    parts = [option("fee_bps"), option("slippage_bps"), f"fill {engine.get('fill')}",
-             f"sizing {engine.get('sizing') or 'strategy default'}"]
+    # (a part of a record, as the options a research or a stored portfolio hands on, names only its own)
+    parts = [option(key) for key in ("fee_bps", "slippage_bps") if key in engine]
+    parts += [f"fill {engine['fill']}"] if "fill" in engine else []
+    parts += [f"sizing {engine.get('sizing') or 'strategy default'}"] if "sizing" in engine else []
     parts += [f"{key} {num(engine[key])}" for key in ("leverage", "fraction") if engine.get(key) is not None]
     parts += [option(key) for key in ("initial_capital", "min_notional") if key in engine]
     if engine.get("ambiguity") not in (None, "conservative"):

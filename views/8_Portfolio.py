@@ -51,16 +51,19 @@ def current_job() -> JobInfo | None:
 def load_research_runners(research_id: str, strategy: str | None = None, kept_only: bool = False,
                           choice: str = DEFAULT_RESEARCH_PARAMS) -> None:
     """The runners a stored research chose become the list to launch (an error says why not)."""
-    try:
+    try:  # (everything read before the form changes: a damaged research left it half replaced)
         runners = runners_from_research(research_id, strategy, kept_only=kept_only, choice=choice)
+        origin = research_origin(research_id, choice, kept_only, strategy)
+        options = research_engine_options(research_id)  # (checked: a fee of "abc" raised in the box below)
+        funding = research_funding(research_id)
     except ThreadXError as exc:
         st.error(f"Cannot load runners from research {research_id}: {exc}")
         return
     st.session_state["pf_runners"] = [r.to_dict() for r in runners]
-    st.session_state["pf_origin"] = research_origin(research_id, choice, kept_only, strategy)
+    st.session_state["pf_origin"] = origin
     # the engine options the winners were chosen under: the form's boxes take them, the others ride along
-    options = st.session_state["pf_research_options"] = research_engine_options(research_id)
-    st.session_state["pf_research_funding"] = research_funding(research_id)
+    st.session_state["pf_research_options"] = options
+    st.session_state["pf_research_funding"] = funding
     for key, box in (("fee_bps", "pf_fee"), ("fill", "pf_fill"), ("leverage", "pf_leverage")):
         if key in options or key == "leverage":
             st.session_state[box] = float(options.get(key) or 0.0) if key != "fill" else options[key]
@@ -126,9 +129,13 @@ def add_runner_form() -> None:
 
 def research_form() -> None:
     """A stored research id, a strategy, which params and kept-only; "Load runners" fills the list."""
-    stored = rs.list_research(RESULTS_DIR)
+    damaged: list[tuple[str, str]] = []
+    stored = rs.list_research(RESULTS_DIR, damaged)
+    for research_id, why in damaged:  # (left out silently, "No stored research yet" hid them)
+        st.warning(f"Stored research {research_id} is damaged and left out of the list: {why}.")
     if not stored:
-        st.caption("No stored research yet: run one on the Research page.")
+        st.caption("No stored research yet: run one on the Research page." if not damaged
+                   else "No other stored research: run one on the Research page.")
         return
     info = {r["research_id"]: r for r in stored}
     if st.session_state.get("pf_research") not in info:
@@ -152,17 +159,21 @@ def runner_list() -> None:
         st.info("No runner yet: add one (a strategy on a dataset) above, or load the winners of a stored research. "
                 "The sample data is enough; then press **Launch portfolio**.")
         return
-    if st.session_state.get("pf_origin"):
-        st.caption(f"Runners from {st.session_state['pf_origin']}.")
-        if in_sample(st.session_state["pf_origin"]):
+    origin = st.session_state.get("pf_origin")
+    if origin:
+        st.caption(f"Runners from {origin}.")
+        if in_sample(origin):
             st.warning(f"{IN_SAMPLE_NOTE} (Open report).")
-        if st.session_state.get("pf_research_options"):
-            st.caption(f"Engine options as the research chose its winners under: "
-                       f"{describe_options(st.session_state['pf_research_options'])} (fee, fill and leverage in "
-                       "*Capital, gates and costs*).")
+    carried = st.session_state.get("pf_research_options")
+    if carried:  # (shown whatever loaded them: a stored portfolio's slippage ran unseen in every later launch)
+        from_research = in_sample(origin)
+        whose = "as the research chose its winners under" if from_research else "loaded with the runners"
+        st.caption(f"Engine options {whose}: {describe_options(carried)} (fee, fill and leverage in *Capital, gates "
+                   "and costs*; the others have no box here and apply to the next launch: **Clear all** drops them).")
+        if from_research:
             form = {"fee_bps": st.session_state.get("pf_fee"), "fill": st.session_state.get("pf_fill"),
                     "leverage": st.session_state.get("pf_leverage") or None}
-            differ = option_differences(form, st.session_state["pf_research_options"])
+            differ = option_differences(form, carried)
             if differ:
                 st.warning(f"Other engine options than the research's: {'; '.join(differ)}. Its winners were chosen "
                            "under the research's.")
@@ -185,13 +196,19 @@ def runner_list() -> None:
     pick = c[0].selectbox("Runner", range(len(labels)), key="pf_remove_pick", format_func=labels.__getitem__)
     if c[1].button("Remove", key="pf_remove") and pick is not None and pick < len(runners):
         st.session_state["pf_runners"] = [r for k, r in enumerate(runners) if k != pick]
+        if not st.session_state["pf_runners"]:
+            forget_loaded()  # (the last loaded runner gone: its options no longer ride along unseen)
         st.rerun()
     if c[2].button("Clear all", key="pf_clear"):
         st.session_state["pf_runners"] = []
-        st.session_state.pop("pf_origin", None)
-        st.session_state.pop("pf_research_options", None)
-        st.session_state.pop("pf_research_funding", None)
+        forget_loaded()
         st.rerun()
+
+
+def forget_loaded() -> None:
+    """Drop what came with loaded runners: their origin, engine options and research funding."""
+    for key in ("pf_origin", "pf_research_options", "pf_research_funding"):
+        st.session_state.pop(key, None)
 
 
 def settings_form(problems: list[str]) -> dict:
@@ -239,10 +256,8 @@ def launch(fields: dict) -> None:
     if not runners:
         st.warning("Cannot launch: add at least one runner (the form above, or load runners from a research).")
         return
-    problem = launch_problem(runners, list_datasets())
-    if problem:  # (a job that fails at once read "failed (4 / 4 runners)", as if each had run)
-        st.error(f"Cannot launch: {problem}.")
-        return
+    if launch_problem(runners, list_datasets()):  # (a job that fails at once read "failed (4 / 4 runners)", as if
+        return  # each had run; the runner list above says why, once)
     try:
         st.session_state["pf_job"] = registry.submit(PortfolioRequest(tuple(runners), **fields,
                                                                       origin=st.session_state.get("pf_origin")))

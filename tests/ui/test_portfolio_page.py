@@ -251,6 +251,13 @@ def test_a_stored_portfolio_loads_its_runners_and_settings_into_the_form(workspa
     assert at.number_input(key="pf_kill").value == pytest.approx(15.0) and at.text_input(key="pf_window").value == "3D"
     assert at.number_input(key="pf_fee").value == 4.0
     assert at.session_state["pf_research_options"] == {"slippage_bps": 2.0}  # (no box: it rides along)
+    # said on the page (it ran unseen in every later launch), and dropped with the last loaded runner
+    assert "Engine options loaded with the runners: slippage 2 bps (fee" in texts(at.caption), texts(at.caption)
+    for _ in range(2):
+        at.button(key="pf_remove").click().run()
+    assert at.session_state["pf_runners"] == [] and "pf_research_options" not in at.session_state
+    at.button(key="pf_add").click().run()
+    assert "Engine options" not in texts(at.caption)
 
 
 def test_portfolio_from_winners_prefills_the_runners(workspace):
@@ -490,7 +497,7 @@ def test_runners_that_never_run_at_the_same_time_are_refused_before_launch(works
     assert len(errors) == 1 and errors[0].startswith(f"Cannot launch: runners bb_atr:test/OLD_USDT-1h and "
                                                      f"bb_atr:{SAMPLE} never run at the same time"), errors
     at.button(key="pf_launch").click().run()
-    assert [e.value for e in at.error].count(errors[0]) == 2  # the form's, and Launch's
+    assert [e.value for e in at.error].count(errors[0]) == 1  # the form's only (Launch said it again)
     assert "pf_job" not in at.session_state  # no job submitted
     catalog = pd.DataFrame({"name": ["a/X-1h"], "timeframe": ["1h"], "first": pd.to_datetime(["2024-01-01"], utc=True),
                             "last": pd.to_datetime(["2024-12-31 23:00"], utc=True)})
@@ -526,3 +533,31 @@ def test_portfolio_from_winners_takes_the_research_engine_options(workspace):
     at.session_state["pf_fee"] = 10.0
     at.run()
     assert "Other engine options than the research's: fee_bps 10.0 (the research ran with 0.0)" in texts(at.warning)
+
+
+def test_a_damaged_research_is_named_and_its_bad_options_refused_without_a_traceback(workspace):
+    """A research recording a fee of "abc" raised ValueError on Load runners, with the runner list
+    already replaced; damaged researches were left out of the list without a word."""
+    import json
+
+    from threadx.validation.research import research
+
+    research("ma_crossover", [SAMPLE], {"fast_period": [5, 10], "slow_period": [30, 60]}, research_id="bad-fee",
+             sampler="grid", is_days=120, oos_days=60, bootstrap=200, S=8, workers=1)
+    path = workspace / "results" / "research" / "bad-fee" / "research.json"
+    data = json.loads(path.read_text())
+    data["config"]["walk_forward"]["engine_options"]["fee_bps"] = "abc"
+    path.write_text(json.dumps(data))
+    broken = workspace / "results" / "research" / "broken"
+    broken.mkdir()
+    (broken / "research.json").write_text("{cut")
+    at = open_page("8_Portfolio.py")
+    at.session_state["pf_runners"] = [{"strategy": "bb_atr", "data": {"source": SAMPLE}}]
+    at.run()
+    assert "Stored research broken is damaged and left out of the list" in texts(at.warning)
+    at.button(key="pf_research_load").click().run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("Cannot load runners from research bad-fee: the engine options "
+                                                     "recorded by research bad-fee cannot be used: fee"), errors
+    assert [r["strategy"] for r in at.session_state["pf_runners"]] == ["bb_atr"]  # the list as it was

@@ -218,6 +218,7 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
     from threadx.portfolio.runners import (IN_SAMPLE_NOTE, funding_differences, in_sample, option_differences,
                                            research_engine_options, research_funding, research_origin,
                                            runners_from_research)
+    from threadx.requests import describe_options
 
     runners: list[Any] = list(args.runner or [])
     origin = None
@@ -275,6 +276,9 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
                         "peak_margin_share")))
     skipped = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in result.skipped.items())
     print(f"entries skipped: {skipped} (engine: orders the engine itself skips, e.g. under the minimum notional)")
+    print(f"gates: {result.gates_text()}; engine: {describe_options(result.config.get('engine_options'))}")
+    if result.config.get("kill_switch") and not result.events:
+        print("the kill switch never fired")
     for event in result.events:
         print(f"kill switch at {event['time']}: drawdown {_cell('max_drawdown', event['drawdown'])} within "
               f"{result.config['kill_window']}, entries resume {event['resumes'] or 'never (end of data)'}")

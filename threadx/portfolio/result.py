@@ -73,6 +73,18 @@ class PortfolioResult:
         drawdown = eq / eq.cummax() - 1.0
         return drawdown.corr(min_periods=2)
 
+    def gates_text(self) -> str:
+        """The three gates as the run had them, in one line ("no margin guard, runner cap 25.00 %, ...")."""
+        from threadx.units import format_metric
+
+        c = self.config
+        return ", ".join([
+            f"margin guard {format_metric('margin_share', c['margin_guard'])}" if c.get("margin_guard")
+            else "no margin guard",
+            f"runner cap {format_metric('margin_share', c['runner_cap'])}" if c.get("runner_cap") else "no runner cap",
+            (f"kill switch at {format_metric('drawdown', c['kill_switch'])} drawdown within {c.get('kill_window')}, "
+             f"cooldown {c.get('cooldown')}") if c.get("kill_switch") else "no kill switch"])
+
     def liquidation_notes(self) -> list[str]:
         """One line per runner whose sub-account went bust (``metrics["liquidated"]`` counts them):
         when, and whether the others kept trading. The count alone read as the whole account's end."""
@@ -104,16 +116,18 @@ class PortfolioResult:
             if not held:
                 continue
             mine = trades[trades["runner"] == runner["label"]] if len(trades) else trades
+            # legs opened: a leg closed in parts books a row per part (9 rows for 7 entries)
+            taken = len(mine.drop_duplicates(["entry_time", "entry_price", "side"])) if len(mine) else 0
             start, end = pd.Timestamp(runner["start"]), pd.Timestamp(runner["end"])
             last = pd.Timestamp(mine["entry_time"].max()) if len(mine) else None
             stalled = last is None or (end - last) > stalled_share * (end - start)
-            if held <= len(mine) and not stalled:
+            if held <= taken and not stalled:
                 continue
             by = ", ".join(f"{n:,} by {words[k]}" for k, n in refused.items() if n)
             since = ("it took none" if last is None else
                      f"its last entry was on {last:%Y-%m-%d}, {(end - last).days:,} days before its end")
             notes.append(f"runner {runner['label']}: {held:,} of its entries were refused by the portfolio's gates "
-                         f"({by}) against {len(mine):,} taken; {since}")
+                         f"({by}) against {taken:,} taken; {since}")
         return notes
 
     def notes(self) -> list[str]:

@@ -239,9 +239,17 @@ def research_engine_options(research: Any) -> dict[str, Any]:
     bps and close fills made -65.75 % where they make -5.54 %). {} when none is recorded."""
     from threadx.validation.research import ResearchResult, load_research
 
+    from threadx.engine.inputs import options_from
+
     result = research if isinstance(research, ResearchResult) else load_research(str(research))
     recorded = (result.config.get("walk_forward") or {}).get("engine_options") or {}
-    return {key: recorded[key] for key in RESEARCH_ENGINE_KEYS if recorded.get(key) is not None}
+    options = {key: recorded[key] for key in RESEARCH_ENGINE_KEYS if recorded.get(key) is not None}
+    try:
+        options_from(**options)  # (checked here: the page put a recorded "abc" fee in a number box, a traceback)
+    except ThreadXError as exc:
+        raise ThreadXError(f"the engine options recorded by research {result.research_id} cannot be used: "
+                           f"{first_line(exc)}") from None
+    return options
 
 
 def research_funding(research: Any) -> dict[str, Any]:

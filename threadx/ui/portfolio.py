@@ -22,6 +22,7 @@ from threadx.errors import ThreadXError
 from threadx.portfolio import PortfolioResult, Runner
 from threadx.portfolio.result import SKIP_REASONS
 from threadx.portfolio.runners import runner_labels as portfolio_runner_labels
+from threadx.requests import describe_options
 from threadx.ui.charts import (DISPLAY_MAX_POINTS, LINE_COLOR, OVERLAY_COLORS, SHORT_COLOR, TEMPLATE,
                                _downsample_positions, _new_figure, _title, _trace_cls, downsampled_note, empty_figure,
                                equity_figure, plot_times)
@@ -201,13 +202,8 @@ def headline(result: PortfolioResult) -> list[tuple[str, str]]:
 
 
 def describe_config(result: PortfolioResult) -> str:
-    """The run's capital, span and gates in one line."""
+    """The run's capital, span, gates, funding and engine options in one line."""
     c, meta = result.config, result.meta
-    gates = [f"margin guard {format_metric('margin_share', c['margin_guard'])}" if c.get("margin_guard") else
-             "no margin guard",
-             f"runner cap {format_metric('margin_share', c['runner_cap'])}" if c.get("runner_cap") else "no runner cap",
-             (f"kill switch at {format_metric('drawdown', c['kill_switch'])} drawdown within {c.get('kill_window')}, "
-              f"cooldown {c.get('cooldown')}") if c.get("kill_switch") else "no kill switch"]
     span = f"{str(meta.get('start', '?'))[:10]} to {str(meta.get('end', '?'))[:10]}"
     funding = c.get("funding") or "none"
     if funding == STORED:  # which runners a stored file was found for ("stored files" read as if all had one)
@@ -217,7 +213,8 @@ def describe_config(result: PortfolioResult) -> str:
     quote = portfolio_quote(result)
     capital = format_metric("capital", c.get("capital")) + (f" {quote}" if quote else "")
     return (f"{len(result.runners)} runners on {capital} capital · {span} "
-            f"({meta.get('ticks', 0):,} ticks, UTC) · {', '.join(gates)} · funding: {funding}")
+            f"({meta.get('ticks', 0):,} ticks, UTC) · {result.gates_text()} · funding: {funding} · "
+            f"{describe_options(c.get('engine_options'))}")
 
 
 RUNNER_HEADERS = {"Weight": "weight", "Capital": "capital", "Final equity": "final_equity", "PnL": "pnl",
