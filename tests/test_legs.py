@@ -15,7 +15,7 @@ from threadx.engine import layout as L
 from threadx.errors import ParamError
 from threadx.strategy.base import ExitRules, Levels
 
-from test_engine_kernel import make_bars, run
+from test_engine_kernel import flat_bars, make_bars, run
 
 EL, XL, ES, XS = L.SIG_ENTER_LONG, L.SIG_EXIT_LONG, L.SIG_ENTER_SHORT, L.SIG_EXIT_SHORT
 RL = L.SIG_REDUCE_LONG
@@ -63,6 +63,40 @@ def test_two_adds_then_an_exit():
     assert eq[3] == approx(cash + 2 * first + sum(q * (130 - px) for q, px in zip(qty, (100, 110, 120))))
     assert m["n_trades"] == 3 and m["n_cycles"] == 1 and m["cycle_win_rate"] == 1.0
     check_books(m, trades, eq)
+
+
+@pytest.mark.parametrize("trail, extra, stop", [("band", {"trail_band_pct": 0.5}, 102.5),
+                                                 ("pct", {"trail_pct": 0.04}, 108 * 0.96),
+                                                 ("atr", {"trail_atr": 2.5}, 108 - 2.5 * 2.0)])
+@pytest.mark.parametrize("stop_pct", [0.0, 0.05])
+def test_an_add_keeps_the_trailed_stop_when_the_rules_set_none_from_the_entry(trail, extra, stop, stop_pct):
+    """The trail moved the stop by bar 3's close (band 100 + 0.5 x (105 - 100), 4 % under 108, 2.5
+    ATRs of 2 under 108); an add fills at bar 4's open (108) and bar 5's low (101.8) goes through
+    the trailed stop. Without a stop from the entry (stop_pct 0) the add replaced the trailed stop by
+    none, and the stop restarted from the add bar's close (band: never hit, the position ran on)."""
+    o = [100, 100, 104, 106, 108, 107, 106, 106]
+    h = [100.5, 104.5, 106.5, 108.5, 109, 107.5, 106.5, 106.5]
+    lo = [99.5, 99.5, 103.5, 105.5, 107, 101.8, 105.5, 105.5]
+    c = [100, 104, 106, 108, 107.5, 106, 106, 106]
+    levels = Levels(atr=np.full(8, 2.0), band_lo=np.array([100, 100, 100, 100, 98, 98, 98, 98.0]),
+                    band_mid=np.full(8, 105.0), band_hi=np.full(8, 110.0))
+    rules = ExitRules(trail=trail, stop_pct=stop_pct, max_legs=2, sizing="fraction", fraction=0.3, **extra)
+    m, trades, eq = run(make_bars(o, h, lo, c), {0: EL, 3: EL}, rules, levels, fee_bps=10, min_notional=0.0)
+    assert list(trades["entry_i"]) == [1, 4] and list(trades["exit_i"]) == [5, 5]
+    assert list(trades["exit_reason"]) == ["trailing_stop"] * 2
+    assert trades["exit_price"].to_numpy() == approx([stop, stop])
+    check_books(m, trades, eq)
+
+
+def test_an_add_of_rounding_cash_is_skipped_not_booked_as_a_dust_leg():
+    """All in, the cash left is 0 up to rounding; with min_notional 0 the add of bar 1 filled a leg of
+    1.6e-15 units that took the second leg slot (4 trade rows), so the add after the reduce was refused."""
+    bars = flat_bars(7)
+    rules = ExitRules(sizing="all_in", max_legs=2, reduce_fraction=0.5)
+    m, trades, eq = run(bars, {0: EL, 1: L.SIG_ADD_LONG, 2: RL, 3: L.SIG_ADD_LONG}, rules, fee_bps=4,
+                        min_notional=0.0)
+    assert m["n_skipped"] == 1 and m["n_trades"] == 3
+    assert list(trades["entry_i"]) == [1, 1, 4] and trades["qty"].min() > 1.0
 
 
 def test_adds_stop_at_max_legs_and_the_stop_follows_the_average():

@@ -96,8 +96,9 @@ def test_a_stop_asked_during_the_last_stage_of_a_completed_job_is_answered():
     at = AppTest.from_function(_job_page, default_timeout=30)
     at.session_state["active"], at.session_state["asked"] = False, True
     at.run()
-    assert [i.value for i in at.info] == ["Stop was pressed after the last combo had run: the job completed, and "
-                                          "its whole result is shown."]
+    assert [i.value for i in at.info] == ["Stop came too late to spare any work: what the job had under way when "
+                                          "it was pressed finished, and the job completed; its whole result is "
+                                          "shown."]
     at.session_state["asked"] = False
     at.run()
     assert not at.info

@@ -252,6 +252,7 @@ _RECORD_JIT = dict(cache=True, nogil=True, _nrt=False)
 # So does the work only positions of several legs do (adds, reduces, grid fills, funding per
 # leg): inlined at each call site it made the bar loop six times slower to compile.
 _TRADE_JIT = dict(cache=True, nogil=True, _nrt=False)
+DUST = 1e-9  # an added leg's notional at most this share of the first leg's is rounding's cash, not an order
 _NO_SIGNAL_BAR = -1.0e18
 
 
@@ -463,7 +464,9 @@ def add_leg(i, sig_i, raw_price, p, st, notional_req):
     """Add a leg to the open position at ``raw_price`` on bar ``i`` (see :func:`open_position`):
     ``notional_req`` or, without one, ``add_scale`` x the cycle's first leg's notional, capped by
     what the cash can margin. The stop, target and partial target move to the new average
-    entry (a trailed stop keeps the tighter of the two)."""
+    entry (once a trail has moved the stop in the cycle, the stop in force is kept when it is the
+    tighter, or when the rules set none from the entry); an add of no more than rounding's cash
+    (:data:`DUST` of the first leg's notional) is skipped."""
     d = st[S_DIR]
     k = int(st[S_N_LEGS])
     slip = p[P_SLIP_RATE]
@@ -475,7 +478,9 @@ def add_leg(i, sig_i, raw_price, p, st, notional_req):
     notional = notional_req if notional_req > 0.0 else st[S_FIRST_NOTIONAL] * p[P_ADD_SCALE]
     if notional > max_notional:
         notional = max_notional
-    if k >= MAX_LEGS or not (notional > 0.0) or notional < p[P_MIN_NOTIONAL] or not (px > 0.0):
+    # (no cash left but rounding's: with min_notional 0 a leg of 1e-15 units took a leg slot and booked rows)
+    if k >= MAX_LEGS or not (notional > DUST * st[S_FIRST_NOTIONAL]) or notional < p[P_MIN_NOTIONAL] or not (
+            px > 0.0):
         st[S_SKIPPED] += 1.0
         return False
     qty = notional / px
@@ -503,7 +508,9 @@ def add_leg(i, sig_i, raw_price, p, st, notional_req):
     if line == line and (stop != stop or d * (line - stop) > 0.0):
         stop = line  # the band stop set at the first fill, when nearer
     old = st[S_STOP]
-    if not (st[S_TRAILED] > 0.0 and old == old and d * (old - stop) > 0.0):
+    # once a trail has moved the stop in this cycle it never loosens: the tighter of the two (the trailed
+    # stop is kept when the rules set no stop from the entry: it was replaced by none)
+    if not (st[S_TRAILED] > 0.0 and old == old and (stop != stop or d * (old - stop) > 0.0)):
         st[S_STOP] = stop
     st[S_TP] = avg_level(d, p[P_TP_PCT], st[S_TP_ATR_DIST], avg)
     if st[S_PTP_DONE] == 0.0 and st[S_PTP] == st[S_PTP]:

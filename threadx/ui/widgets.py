@@ -576,9 +576,10 @@ def job_progress(registry: Any, job: Any, stop_key: str, stopping: str) -> bool:
     if not job.is_active:
         if st.session_state.get(stop_key) is True:
             st.toast(f"{job.label} had already ended ({job.state}) when Stop arrived: nothing was stopped.")
-        elif job.stop_requested and job.state == "completed":  # asked while its last stage (a report) ran
-            st.info("Stop was pressed after the last combo had run: the job completed, and its whole result is "
-                    "shown.")
+        elif job.stop_requested and job.state == "completed":  # asked while its last work or stage ran
+            # (not "after the last combo": the chunks the workers held when Stop came, 14 % of a sweep, ran on)
+            st.info("Stop came too late to spare any work: what the job had under way when it was pressed "
+                    "finished, and the job completed; its whole result is shown.")
         return False
     if not job.stop_requested and st.button("Stop", key=stop_key):
         registry.stop(job.job_id)
