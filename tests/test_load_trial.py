@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,27 @@ def test_other_threads_are_not_held_while_a_file_is_tried(strategy_dir) -> None:
     assert waited < 5.0 and "tried_first" in meanwhile and "tried_again" not in meanwhile  # the previous load
     after = threadx.strategies()
     assert "tried_again" in after and "tried_first" not in after
+
+
+def test_the_load_of_changed_files_is_announced_around_its_trial_and_its_run_here(strategy_dir) -> None:
+    """Save of a file whose top level takes seconds left every page grey without a word: the
+    sidebar's strategy list loaded it before the page reached its spinner. The announcer (the
+    workstation's spinner) wraps both runs of the file, wherever the load starts."""
+    seen: list[tuple[list[str], int]] = []
+
+    @contextmanager
+    def announce(names):
+        seen.append((names, len(_pids(path))))
+        yield
+        seen.append((names, len(_pids(path))))
+
+    path = _strategy("announced")
+    user.set_load_announcer(announce)
+    try:
+        assert "announced" in threadx.strategies()
+        assert seen == [(["announced.py"], 0), (["announced.py"], 2)]  # its trial's run and the server's, inside
+        threadx.strategies()
+        assert len(seen) == 2  # nothing changed: nothing announced
+        assert isinstance(user_code.loading_spinner(["x.py"]), nullcontext)  # no page's script run here: nothing
+    finally:
+        user.set_load_announcer(None)

@@ -10,7 +10,6 @@ name whose first strategy is selected once it loads: after New or Save), ``strat
 """
 from __future__ import annotations
 
-import contextlib
 
 import time
 from pathlib import Path
@@ -33,12 +32,7 @@ st.html("<style>[class*='st-key-strat_src'] textarea {font-family: 'Source Code 
 
 folder = user.strategy_dir().expanduser().resolve()
 editable, address = local_only()
-flashed = st.session_state.get("strat_flash")
-just_saved = flashed if flashed and flashed[0] == "saved" else None
-# (a saved file runs first in a process of its own: a top level that loops kept the page grey for 30 s, unsaid)
-with st.spinner(f"Loading {just_saved[1]}: its code runs first in a process of its own (a top level still "
-                f"running after {user.LOAD_LIMIT_S:g} s is stopped)") if just_saved else contextlib.nullcontext():
-    specs = threadx.strategies()
+specs = threadx.strategies()  # (a changed file loads under a spinner: threadx.ui.user_code.loading_spinner)
 names = [n for n in strategy_names() if n in specs]
 errors = logic.load_errors(folder)
 errored_files = {e.file for e in errors}

@@ -44,7 +44,7 @@ import traceback
 import types
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, ContextManager, Iterator, Mapping, NamedTuple
 
 from threadx.config import settings
 from threadx.errors import ParamError, StrategyError, ThreadXError
@@ -466,6 +466,18 @@ def set_load_trial(trial: LoadTrial | None) -> LoadTrial | None:
     return before
 
 
+_announce: Callable[[list[str]], ContextManager[Any]] | None = None
+
+
+def set_load_announcer(announce: Callable[[list[str]], ContextManager[Any]] | None) -> None:
+    """Have ``announce(file names)`` wrap the load of changed strategies-folder files (their
+    trial and their run here): the workstation shows a spinner naming them, whichever page or
+    sidebar call loads them first (a Save of a file whose top level takes 5 s left every page
+    grey for 12 s without a word)."""
+    global _announce
+    _announce = announce
+
+
 def tried_load(path: str, text: str) -> dict[str, Any]:
     """What loading the file ``path`` with ``text`` gives (run in a trial's process), as JSON:
     ``{"error": its load error or None, "no_strategy": ..., "imports": {path: [stamp or None,
@@ -651,15 +663,20 @@ def _current(known: Mapping[str, Any]) -> _Resolved:
             return folder.resolved(known)
         folder.trying = True
     tried = None
-    try:
-        tried = trial([(str(path), str(path.resolve()), text) for path, (_, text) in texts.items()])
-    finally:
-        with _LOCK:
-            folder.trying = False
-            if tried is not None:
-                folder.apply(texts, tried)
+    with (_announce or _quietly)([path.name for path in texts]):
+        try:
+            tried = trial([(str(path), str(path.resolve()), text) for path, (_, text) in texts.items()])
+        finally:
+            with _LOCK:
+                folder.trying = False
+                if tried is not None:
+                    folder.apply(texts, tried)
     with _LOCK:
         return folder.resolved(known)
+
+
+def _quietly(names: list[str]) -> ContextManager[Any]:  # noqa: ARG001 - the announcer's signature
+    return contextlib.nullcontext()
 
 
 def _known() -> Mapping[str, Any]:

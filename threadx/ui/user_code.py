@@ -36,9 +36,9 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 import numpy as np
 import pandas as pd
@@ -204,6 +204,23 @@ def guard_folder_loads() -> None:
     from threadx.strategy import user
 
     user.set_load_trial(trial_loads)
+    user.set_load_announcer(loading_spinner)
+
+
+def loading_spinner(names: list[str]) -> ContextManager[Any]:
+    """A spinner naming the strategies-folder files being loaded, where a page's script run
+    loads them (the sidebar's strategy list, say: the page's own spinner then found them
+    loaded); nothing in another thread."""
+    import streamlit as st
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    from threadx.strategy import user
+
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return nullcontext()
+    listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return st.spinner(f"Loading {listed} from the strategies folder: the code runs first in a process of its own "
+                      f"(a top level still running after {user.LOAD_LIMIT_S:g} s is stopped)")
 
 
 def trial_loads(files: list[tuple[str, str, str]]) -> dict[str, dict[str, Any]]:
