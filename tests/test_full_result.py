@@ -37,7 +37,7 @@ def test_walk_forward_oos_windows_are_full_results_of_the_sliced_inputs(syntheti
         assert not pd.isna(row["combo_id"])  # every window has a winner here: capital chains through all
         combo = wf.combos[wf.combos["combo_id"] == row["combo_id"]].iloc[0]
         params = {name: to_python(combo[name]) for name in wf.combos.columns if name != "combo_id"}
-        args = _slice_args(wf.evaluator.kernel_inputs(params), win.oos_start, win.oos_end, capital)
+        args = _slice_args(wf.evaluator.kernel_inputs(params), win.oos_start, win.oos_end, synthetic_bars, capital)
         expected = full_result(args, index[win.oos_start:win.oos_end], synthetic_bars.timeframe, params)
         trades = wf.oos_trades[wf.oos_trades["window"] == win.index].drop(columns="window").reset_index(drop=True)
         trades["entry_i"] -= win.oos_start

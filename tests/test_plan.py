@@ -452,6 +452,7 @@ def test_exits_of_any_shape_are_planned_exactly(bars, strategy, space):
 
 def reference_rows(evaluator, ids: np.ndarray) -> tuple[np.ndarray, dict]:
     """(row per combo, error per combo id): ``param_vector`` of each combo's checked rules."""
+    from threadx.data.grid import span_bars
     from threadx.engine.inputs import effective_rules, param_vector
 
     rows, errors = np.full((len(ids), L.N_PARAMS), np.nan), {}
@@ -462,7 +463,8 @@ def reference_rows(evaluator, ids: np.ndarray) -> tuple[np.ndarray, dict]:
         except Exception as exc:  # noqa: BLE001 - the plan carries the same text
             errors[combo] = failure_text(exc)
             continue
-        rows[k] = param_vector(rules, options, evaluator.bars.timeframe, evaluator.funding is not None)
+        rows[k] = param_vector(rules, options, evaluator.bars.timeframe, evaluator.funding is not None,
+                               span_bars(evaluator.bars.time_ns, evaluator.bars.timeframe))
     return rows, errors
 
 

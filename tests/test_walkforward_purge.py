@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from threadx.engine import kernel
 from threadx.engine.inputs import frozen
+from threadx.engine.layout import P_SPAN_BARS
 from threadx.errors import ParamError
 from threadx.requests import WalkForwardRequest, request_from_dict
 from threadx.validation.common import to_python
@@ -117,9 +118,11 @@ def test_purged_and_embargoed_is_metrics_use_only_the_kept_bars(defaults, synthe
     assert win.is_gaps == ((2880, 2928), (3600, 3648))
     params = {name: to_python(value) for name, value in wf.combos.iloc[5].items() if name != "combo_id"}
     args = wf.evaluator.kernel_inputs(params)
-    parts = [_slice_args(args, lo, hi) for lo, hi in win.is_segments()]
+    parts = [_slice_args(args, lo, hi, wf.evaluator.bars) for lo, hi in win.is_segments()]
+    params = args.params.copy()
+    params[P_SPAN_BARS] = sum(hi - lo for lo, hi in win.is_segments())  # the years of its CAGR: the bars kept
     joined = type(args)(*[frozen(np.concatenate([p[i] for p in parts])) if args[i].shape[0] == len(synthetic_bars)
-                          else args[i] for i in range(len(args) - 1)], args.params)
+                          else args[i] for i in range(len(args) - 1)], frozen(params))
     np.testing.assert_array_equal(wf.is_metrics[3, 5], kernel.run_fast(*joined))
 
 

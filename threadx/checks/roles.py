@@ -32,6 +32,7 @@ import numpy as np
 from threadx.contract import (BAR_LABEL, ExitRules, Levels, indicator_needs, prepare_indicators, prepare_signals,
                               rule_signals)
 from threadx.data.bars import Bars
+from threadx.data.grid import span_bars
 from threadx.engine import kernel
 from threadx.engine.inputs import EngineOptions, kernel_args, param_vector, strategy_rules
 from threadx.engine.layout import METRIC_NAMES
@@ -75,7 +76,7 @@ def stages(spec: StrategySpec, bars: Bars, params: Mapping[str, Any], bank: Any,
     metrics, trades = np.empty(0), np.empty(0)
     if backtest:
         metrics, trades, _ = kernel.run_full(*kernel_args(bars, sig, levels, rules, _OPTIONS))
-    vector = param_vector(rules, _OPTIONS, bars.timeframe, False)
+    vector = param_vector(rules, _OPTIONS, bars.timeframe, False, span_bars(bars.time_ns, bars.timeframe))
     return Stages(needs, np.asarray(sig), levels, rules, vector, metrics, trades)
 
 

@@ -21,6 +21,18 @@ def timeframe_ns(timeframe: str) -> int:
     return timeframe_seconds(timeframe) * NS_PER_SECOND
 
 
+def span_bars(time_ns: np.ndarray, timeframe: str | None) -> float:
+    """The bars of ``timeframe`` from the first bar's open to the last one's close, the gaps
+    between them included (0.0 without a timeframe or a bar): the time the data covers, in bars.
+
+    >>> span_bars(np.array([0, 3_600, 7 * 3_600]) * 10**9, "1h")  # a 5-hour gap
+    8.0
+    """
+    if timeframe is None or len(time_ns) == 0:
+        return 0.0
+    return (int(time_ns[-1]) - int(time_ns[0])) / timeframe_ns(timeframe) + 1.0
+
+
 def grid_origin_ns(timeframe: str) -> int:
     """Epoch-ns origin of the grid: Monday 1970-01-05 for whole weeks, else the epoch."""
     return _MONDAY_ORIGIN_NS if timeframe_seconds(timeframe) % _WEEK_SECONDS == 0 else 0

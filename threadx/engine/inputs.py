@@ -12,7 +12,7 @@ import pandas as pd
 from threadx.config import (DEFAULT_FEE_BPS, DEFAULT_FILL, DEFAULT_INITIAL_CAPITAL, DEFAULT_MIN_NOTIONAL, MIN_BARS,
                             DEFAULT_SLIPPAGE_BPS, MAX_FUNDING_RATE, MAX_INITIAL_CAPITAL, MAX_LEVERAGE, engine_default)
 from threadx.data.bars import Bars
-from threadx.data.grid import timeframe_ns
+from threadx.data.grid import span_bars, timeframe_ns
 from threadx.data.timeframe import bars_per_year
 from threadx.engine import layout as L
 from threadx.errors import TOO_LARGE, DataError, ParamError, is_real
@@ -433,9 +433,11 @@ def rule_column(name: str, values: Any) -> tuple[int, np.ndarray]:
     return col, out
 
 
-def param_vector(rules: ExitRules, options: EngineOptions, timeframe: str | None, uses_funding: bool) -> np.ndarray:
+def param_vector(rules: ExitRules, options: EngineOptions, timeframe: str | None, uses_funding: bool,
+                 span: float = 0.0) -> np.ndarray:
     """The kernel's float64 parameter vector for one run of ``rules`` checked already
-    (:func:`effective_rules` or :func:`check_legs`; a sweep's plan makes one per exit group)."""
+    (:func:`effective_rules` or :func:`check_legs`; a sweep's plan makes one per exit group) on
+    data spanning ``span`` bars (:func:`threadx.data.grid.span_bars`; 0: the bars it holds)."""
     p = np.zeros(L.N_PARAMS)
     p[L.P_FILL] = L.FILL_MODES[options.fill]
     p[L.P_FEE_RATE] = options.fee_bps / 10_000.0
@@ -455,6 +457,7 @@ def param_vector(rules: ExitRules, options: EngineOptions, timeframe: str | None
     if timeframe is None:
         raise DataError("cannot tell the timeframe of the data (fewer than 2 bars?); pass timeframe=")
     p[L.P_BARS_PER_YEAR] = bars_per_year(timeframe)
+    p[L.P_SPAN_BARS] = span
     return p
 
 
@@ -560,7 +563,7 @@ def kernel_args(bars: Bars, sig: np.ndarray, levels: Levels, rules: ExitRules, o
     n = check_bar_count(bars)
     rules = whole_counts(rules)
     check_legs(rules)  # (before the lines: a rule the kernel cannot hold is the error to report)
-    p = param_vector(rules, options, bars.timeframe, funding is not None)
+    p = param_vector(rules, options, bars.timeframe, funding is not None, span_bars(bars.time_ns, bars.timeframe))
     atr, lo, mid, hi = level_arrays(levels, rules, n)
     sig = np.ascontiguousarray(sig, dtype=np.uint8)
     if sig.shape != (n,):

@@ -86,6 +86,7 @@ from threadx.engine.layout import (
     N_STATE,
     N_TRADE_COLS,
     P_BARS_PER_YEAR,
+    P_SPAN_BARS,
     P_FEE_RATE,
     P_FILL,
     P_FRACTION,
@@ -1214,7 +1215,8 @@ def finalize_metrics(st, p, n, m):
     bpy = p[P_BARS_PER_YEAR]
     m[M_FINAL_EQUITY] = final
     m[M_TOTAL_RETURN] = final / init - 1.0
-    m[M_CAGR] = (final / init) ** (bpy / n) - 1.0 if final > 0.0 else -1.0
+    span = p[P_SPAN_BARS]  # (data with gaps spans more bars than it holds: the years are the time it covers)
+    m[M_CAGR] = (final / init) ** (bpy / (span if span > n else n)) - 1.0 if final > 0.0 else -1.0
     rn = st[S_RET_N]
     mean = st[S_RET_SUM] / rn if rn > 0.0 else 0.0
     var = (st[S_RET_SUMSQ] - st[S_RET_SUM] * mean) / (rn - 1.0) if rn > 1.0 else 0.0

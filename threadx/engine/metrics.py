@@ -85,11 +85,14 @@ def metrics_from_equity(
     initial_capital: float,
     bars_per_year: float,
     in_position: np.ndarray | None = None,
+    span_bars: float = 0.0,
 ) -> dict[str, float]:
     """Reference computation of the SPEC §5 metrics from per-bar equity and trades.
 
     ``trades`` needs columns pnl, fees, bars_held (and funding if any);
-    ``in_position`` (bool per bar, position held at the close) gives the exposure.
+    ``in_position`` (bool per bar, position held at the close) gives the exposure;
+    ``span_bars``: the bars the data spans, its gaps included (:func:`threadx.data.grid.span_bars`),
+    over which CAGR annualises when it is longer than the bars held.
     """
     eq = np.asarray(equity, dtype=np.float64)
     n = len(eq)
@@ -100,7 +103,8 @@ def metrics_from_equity(
     downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
     final = float(eq[-1])
     with np.errstate(over="ignore"):  # a short, strong run annualises to inf, as in the kernel
-        cagr = float(np.power(final / initial_capital, bars_per_year / n)) - 1.0 if final > 0 else -1.0
+        years_n = span_bars if span_bars > n else n
+        cagr = float(np.power(final / initial_capital, bars_per_year / years_n)) - 1.0 if final > 0 else -1.0
     peak = np.maximum.accumulate(np.concatenate(([initial_capital], eq)))[1:]
     dd = eq / peak - 1.0
     max_dd = float(min(dd.min(), 0.0))

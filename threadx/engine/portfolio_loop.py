@@ -36,6 +36,7 @@ from threadx.engine.layout import (
     N_STATE,
     N_TRADE_COLS,
     P_BARS_PER_YEAR,
+    P_SPAN_BARS,
     P_INITIAL_CAPITAL,
     S_BARS_HELD,
     S_BLOCKED,
@@ -129,6 +130,8 @@ def run_portfolio(o, h, l, c, sig, atr, blo, bmid, bhi, funding, bar_start, para
     pst[S_LARGEST_LOSS] = np.inf
     pp = np.zeros(N_PARAMS)
     pp[P_INITIAL_CAPITAL] = total
+    if bar_ns > 0 and n_ticks > 0:  # the years of the portfolio's CAGR: the time its timeline covers
+        pp[P_SPAN_BARS] = (tick_ns[n_ticks - 1] - tick_ns[0]) / bar_ns + 1.0
     for r in range(n_run):
         if params[r][P_BARS_PER_YEAR] > pp[P_BARS_PER_YEAR]:
             pp[P_BARS_PER_YEAR] = params[r][P_BARS_PER_YEAR]  # the finest timeframe's

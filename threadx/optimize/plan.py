@@ -41,6 +41,7 @@ from threadx import logs
 from threadx.contract import (BAR_LABEL, ExitRules, Levels, indicator_needs, prepare_indicators, prepare_signals,
                               signal_flags, strategy_levels)
 from threadx.data.bars import Bars
+from threadx.data.grid import span_bars
 from threadx.engine import kernel
 from threadx.engine import layout as L
 from threadx.engine.inputs import (RULE_COLUMNS, UNUSED_LINE, effective_rules, frozen, kernel_args, level_arrays,
@@ -276,7 +277,8 @@ class Planner:
         self.threads = threads or min(8, os.cpu_count() or 1)
         self.cache_bytes = cache_bytes
         self.options = evaluator.task.options
-        self._row_args = (self.options, self.bars.timeframe, evaluator.funding is not None)
+        self._row_args = (self.options, self.bars.timeframe, evaluator.funding is not None,
+                          span_bars(self.bars.time_ns, self.bars.timeframe))
         axis = {name: k for k, name in enumerate(self.space.names)}
         levels = set(_role_params(self.spec, "levels"))
         signals = set(_role_params(self.spec, "signals")) | set(_role_params(self.spec, "indicators")) - levels

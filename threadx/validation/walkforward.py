@@ -25,11 +25,12 @@ import pandas as pd
 
 from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED, DEFAULT_WF_SAMPLES
 from threadx.data.bars import Bars, as_bars
+from threadx.data.grid import span_bars
 from threadx.requests import DatasetRef
 from threadx.data.timeframe import bars_per_year, timeframe_seconds
 from threadx.engine import kernel
 from threadx.engine.inputs import KernelInputs, frozen, options_from
-from threadx.engine.layout import METRIC_NAMES, N_TRADE_COLS, P_INITIAL_CAPITAL
+from threadx.engine.layout import METRIC_NAMES, N_TRADE_COLS, P_INITIAL_CAPITAL, P_SPAN_BARS
 from threadx.engine.metrics import metrics_from_equity, per_bar_returns
 from threadx.engine.result import Result, full_result, trades_frame
 from threadx.errors import ParamError, whole
@@ -409,34 +410,41 @@ def _within_budget(search: SearchSpace, bars: Bars, ids: np.ndarray, bank: Any, 
     return requests
 
 
-def _slice_args(args: KernelInputs, start: int, stop: int, capital: float | None = None) -> KernelInputs:
-    """Kernel arguments restricted to bars [start, stop); placeholders (length 1) kept."""
+def _params_of(args: KernelInputs, span: float, capital: float | None = None) -> np.ndarray:
+    """``args``' param vector for a part of the history spanning ``span`` bars (its CAGR's years)."""
+    p = args.params.copy()
+    p[P_SPAN_BARS] = span
+    if capital is not None:
+        p[P_INITIAL_CAPITAL] = capital
+    return frozen(p)  # read-only like every kernel input (a writable one compiled the bar loop again: 70 s)
+
+
+def _slice_args(args: KernelInputs, start: int, stop: int, bars: Bars, capital: float | None = None) -> KernelInputs:
+    """Kernel arguments restricted to bars [start, stop) of ``bars``; placeholders (length 1) kept."""
     n = args.close.shape[0]
     out = [a[start:stop] if a.shape[0] == n else a for a in args.arrays]
-    p = args.params
-    if capital is not None:
-        p = p.copy()
-        p[P_INITIAL_CAPITAL] = capital
-        p = frozen(p)  # read-only like every kernel input (a writable one compiled the bar loop again: 70 s)
-    return KernelInputs(*out, p)
+    return KernelInputs(*out, _params_of(args, span_bars(bars.time_ns[start:stop], bars.timeframe), capital))
 
 
-def _is_args(args: KernelInputs, win: Window) -> KernelInputs:
+def _is_args(args: KernelInputs, win: Window, bars: Bars) -> KernelInputs:
     """Kernel arguments of the IS window of ``win``: a slice, or, with embargoed stretches,
-    its used stretches joined (the kernel sees the cut like a gap in the data)."""
+    its used stretches joined (the kernel sees the cut like a gap in the data; the years of its
+    CAGR are those of the stretches)."""
     if not win.is_gaps:
-        return _slice_args(args, win.is_start, win.is_end)
+        return _slice_args(args, win.is_start, win.is_end, bars)
     n = args.close.shape[0]
-    keep = np.concatenate([np.arange(lo, hi) for lo, hi in win.is_segments()])
+    segments = win.is_segments()
+    keep = np.concatenate([np.arange(lo, hi) for lo, hi in segments])
+    span = sum(span_bars(bars.time_ns[lo:hi], bars.timeframe) for lo, hi in segments)
     # read-only like every kernel input: a writable copy would compile the bar loop once more
-    return KernelInputs(*[frozen(a[keep]) if a.shape[0] == n else a for a in args.arrays], args.params)
+    return KernelInputs(*[frozen(a[keep]) if a.shape[0] == n else a for a in args.arrays], _params_of(args, span))
 
 
 def oos_result(evaluator: Evaluator, params: Mapping[str, Any], win: Window, capital: float) -> Result:
     """The full backtest of ``params`` on the OOS bars of ``win``, starting with ``capital``.
     Trade positions (``entry_i`` / ``exit_i``) count from the window start, ``meta["offset"]``."""
     bars = evaluator.bars
-    args = _slice_args(evaluator.kernel_inputs(params), win.oos_start, win.oos_end, capital)
+    args = _slice_args(evaluator.kernel_inputs(params), win.oos_start, win.oos_end, bars, capital)
     meta = {"strategy": evaluator.spec.name, "timeframe": bars.timeframe, "window": win.index,
             "offset": win.oos_start, "options": {"initial_capital": capital}}
     return full_result(args, bars.index[win.oos_start:win.oos_end], bars.timeframe, params, meta)
@@ -472,8 +480,8 @@ def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, wi
                 signals += time.perf_counter() - before
                 full[k], blocks[k] = kernel.run_fast_blocks(*args, evaluator.block_end)
                 for j, win in enumerate(windows):
-                    is_m[j, k] = kernel.run_fast(*_is_args(args, win))
-                    oos_m[j, k] = kernel.run_fast(*_slice_args(args, win.oos_start, win.oos_end))
+                    is_m[j, k] = kernel.run_fast(*_is_args(args, win, evaluator.bars))
+                    oos_m[j, k] = kernel.run_fast(*_slice_args(args, win.oos_start, win.oos_end, evaluator.bars))
             except Exception as exc:  # recorded per combo; the walk-forward goes on
                 errors[int(ids[k])] = failure_text(exc)  # (with a strategy file's line, as a sweep's rows)
                 full[k] = np.nan
@@ -577,7 +585,8 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
     oos_trades = (pd.concat(trade_frames, ignore_index=True) if trade_frames
                   else trades_frame(np.empty((0, N_TRADE_COLS)), index).assign(window=0))
     summary = metrics_from_equity(oos_equity.to_numpy(), oos_trades, float(config["initial_capital"]),
-                                  float(config["bars_per_year"]))
+                                  float(config["bars_per_year"]), span_bars=span_bars(
+                                      bars.time_ns[windows[0].oos_start:windows[-1].oos_end], bars.timeframe))
     chosen = table.dropna(subset=["combo_id"])
     if len(chosen):
         mean_is, mean_oos = float(chosen["is_sharpe"].mean()), float(chosen["oos_sharpe"].mean())
@@ -594,7 +603,7 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
         benchmark = pd.Series(float(config["initial_capital"]), index=index[span], name="equity")
     else:
         benchmark_params = params_at(combos, best, names)
-        args = _slice_args(evaluator.kernel_inputs(benchmark_params), span.start, span.stop)
+        args = _slice_args(evaluator.kernel_inputs(benchmark_params), span.start, span.stop, bars)
         benchmark = full_result(args, index[span], bars.timeframe, benchmark_params).equity
     return WalkForwardResult(
         config=config, windows=windows, table=table, combos=combos, full_metrics=full, is_metrics=is_m,
