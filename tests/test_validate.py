@@ -271,6 +271,23 @@ def test_an_implausible_wick_makes_the_verdict_amber(column: str, value: float |
     assert rep.to_dict()["implausible_wicks"] == [(T0 + 120 * H).isoformat()]
 
 
+@pytest.mark.parametrize("run", [11, 12, 150])
+def test_a_run_of_unchanged_bars_makes_the_verdict_amber(run: int) -> None:
+    """2,000 bars at one price, or two frozen weeks inside real candles, were green (a stale
+    feed); 11 unchanged bars in a row stay green."""
+    df = bars(400, seed=3)
+    price = df["close"].iloc[99]
+    df.iloc[100:100 + run, :4] = price  # open = high = low = close = the close before
+    rep = validate_ohlcv(df)
+    if run < 12:
+        assert rep.frozen_runs == [] and rep.verdict == ("green", []), rep.verdict
+        return
+    assert rep.ok and rep.frozen_runs == [(T0 + 100 * H, T0 + (99 + run) * H, run)]
+    level, reasons = rep.verdict
+    assert level == "amber" and (f"{run} bars in 1 run(s) of 12 or more that repeat the previous close unchanged (a "
+                                 "stale feed?)") in reasons, reasons  # (with spikes where it ends: its MAD is 0)
+
+
 def test_spike_threshold_is_ten_rolling_mads() -> None:
     rng = np.random.default_rng(11)
     r = rng.normal(0.0, 0.001, 300)

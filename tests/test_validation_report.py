@@ -279,3 +279,15 @@ def test_a_backtest_result_handed_for_a_sweep_is_one_short_error():
         with pytest.raises(ParamError, match=r"expected a stored sweep \(a SweepRun or its run id\), got a Result") as info:
             call(result)
         assert len(str(info.value)) < 200
+
+
+@pytest.mark.parametrize("n_bars", [16, 25, 31])
+def test_a_sweep_on_fewer_bars_than_two_per_block_still_reports(n_bars, tmp_path):
+    """16 to 31 bars cut into 16 blocks leave blocks of one bar: the report failed with "need at
+    least 2 close prices in a one-dimensional array" (15 and 32 bars reported)."""
+    bars = generate_synthetic(days=2, seed=5).iloc[:n_bars]
+    swept = threadx.sweep(bars, "ma_crossover", {"fast_period": [2, 3], "slow_period": [4, 5]}, min_trades=0,
+                          executor="inline", workers=1, store=tmp_path)
+    report = threadx.validate(swept, bars, n=50, S=16)
+    assert len(report.periods) == 16 and set(report.periods["regime"]) <= {"crash", "bull", "bear", "range"}
+    json.dumps(report.to_dict(), allow_nan=False)

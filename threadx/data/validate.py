@@ -21,7 +21,7 @@ close, or a low a fifth of them).
 **Verdict** (:attr:`ValidationReport.verdict`, the one traffic-light rule of the CLI and the
 UI): ``red`` when there is any error; ``amber`` when the data is usable but has notable
 warnings (gaps, off-grid timestamps, zero-volume bars, kept duplicates, unsorted rows, any
-implausible move or wick, and spikes on more than :data:`NOTABLE_SPIKE_SHARE` of the bars), each listed
+implausible move or wick, runs of unchanged bars, and spikes on more than :data:`NOTABLE_SPIKE_SHARE` of the bars), each listed
 as a reason;
 ``green`` otherwise. Not notable: a missing time zone, and spikes at the rate of crypto's fat
 tails (the synthetic sample and Binance's 1h/5m history: 0.3-0.5% of bars).
@@ -87,6 +87,7 @@ _IMPLAUSIBLE = f"bar(s) whose close is {IMPLAUSIBLE_MOVE:g}x the previous one or
 # the same bound within one bar: a high this many times its body's top, or a low this many times below its
 # bottom (a wick of 1e300 beside closes of 60,000 was green; it sets off every stop and swells the ATR for
 # thousands of bars)
+FROZEN_RUN = 12  # this many bars in a row that repeat the previous close as open, high, low and close: a stale feed
 _IMPLAUSIBLE_WICK = (f"bar(s) whose high is {IMPLAUSIBLE_MOVE:g}x the higher of its open and close, or whose low "
                      f"is less than 1/{IMPLAUSIBLE_MOVE:g} of the lower")
 
@@ -116,6 +117,7 @@ class ValidationReport:
     spikes: list[pd.Timestamp] = field(default_factory=list)
     implausible: list[pd.Timestamp] = field(default_factory=list)  # bars whose close moved IMPLAUSIBLE_MOVE-fold
     implausible_wicks: list[pd.Timestamp] = field(default_factory=list)  # high or low IMPLAUSIBLE_MOVE-fold off the body
+    frozen_runs: list[tuple[pd.Timestamp, pd.Timestamp, int]] = field(default_factory=list)  # FROZEN_RUN+ unchanged bars
     quality: float = 0.0
     low_quality: bool = False  # quality below MIN_QUALITY (one of the errors)
     first: pd.Timestamp | None = None
@@ -147,6 +149,8 @@ class ValidationReport:
              f"{len(self.spikes)} price spike(s) ({len(self.spikes) / max(self.bars, 1):.1%} of the bars)"),
             (len(self.implausible), f"{len(self.implausible)} {_IMPLAUSIBLE} (a bad tick or a change of units?)"),
             (len(self.implausible_wicks), f"{len(self.implausible_wicks)} {_IMPLAUSIBLE_WICK} (a bad tick?)"),
+            (len(self.frozen_runs), f"{sum(r[2] for r in self.frozen_runs):,} bars in {len(self.frozen_runs)} run(s) "
+                                    f"of {FROZEN_RUN} or more that repeat the previous close unchanged (a stale feed?)"),
             (self.zero_volume, f"{self.zero_volume} zero-volume bar(s)"),
             (self.duplicates, f"{self.duplicates} duplicate timestamp(s), the last of each kept"),
             (not self.sorted, "rows out of time order"),
@@ -190,6 +194,7 @@ class ValidationReport:
             "spikes": [_iso(t) for t in self.spikes],
             "implausible": [_iso(t) for t in self.implausible],
             "implausible_wicks": [_iso(t) for t in self.implausible_wicks],
+            "frozen_runs": [[_iso(a), _iso(b), int(n)] for a, b, n in self.frozen_runs],
             "quality": float(self.quality),
             "coverage": {
                 "first": _iso(self.first),
@@ -342,6 +347,7 @@ def validate_ohlcv(df: pd.DataFrame, timeframe: str | None = None, *, dedupe: bo
     _spike_check(rep, c[good], t[good])
     _implausible_check(rep, c[good], t[good])
     _wick_check(rep, o[good], h[good], lo[good], c[good], t[good])
+    _frozen_check(rep, o[good], h[good], lo[good], c[good], t[good])
     rep.quality = _quality(rep, len(rows))
     if rep.quality < MIN_QUALITY and not rep.errors:
         rep.low_quality = True
@@ -460,6 +466,23 @@ def _wick_check(rep: ValidationReport, o: np.ndarray, h: np.ndarray, lo: np.ndar
         rep.implausible_wicks = [_ts(x) for x in t[idx]]
         shown = ", ".join(_iso(_ts(x)) for x in t[idx[:_SHOW]]) + (" ..." if len(idx) > _SHOW else "")
         rep.warnings.append(f"{len(idx)} {_IMPLAUSIBLE_WICK} (a bad tick?): {shown}")
+
+
+def _frozen_check(rep: ValidationReport, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
+                  t: np.ndarray) -> None:
+    """Runs of :data:`FROZEN_RUN` or more bars whose open, high, low and close all repeat the
+    previous close: a feed that stopped (2,000 bars at one price, or two frozen weeks inside
+    real candles, were green; Binance's BTC, ETH and SOL histories hold none over one bar)."""
+    frozen = np.zeros(len(c), dtype=bool)
+    frozen[1:] = (o[1:] == c[:-1]) & (h[1:] == c[:-1]) & (lo[1:] == c[:-1]) & (c[1:] == c[:-1])
+    edges = np.flatnonzero(np.diff(np.r_[0, frozen.astype(np.int8), 0]))
+    runs = [(int(a), int(b)) for a, b in zip(edges[0::2], edges[1::2]) if b - a >= FROZEN_RUN]
+    if runs:
+        rep.frozen_runs = [(_ts(t[a]), _ts(t[b - 1]), b - a) for a, b in runs]
+        shown = ", ".join(f"{_iso(x)} to {_iso(y)}" for x, y, _ in rep.frozen_runs[:_SHOW])
+        rep.warnings.append(f"{sum(b - a for a, b in runs):,} bars in {len(runs)} run(s) of {FROZEN_RUN} or more "
+                            f"that repeat the previous close as open, high, low and close (a stale feed?): {shown}"
+                            + (" ..." if len(runs) > _SHOW else ""))
 
 
 def _spike_check(rep: ValidationReport, close: np.ndarray, t: np.ndarray) -> None:

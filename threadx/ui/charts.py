@@ -1038,7 +1038,7 @@ def pareto_figure(
 _CARDS: tuple[tuple[str, str, str], ...] = (
     # key, label, help (the value's unit comes from threadx.units)
     ("total_return", "Total return", "Final equity / initial capital - 1, after fees and funding."),
-    ("cagr", "CAGR", "Compound annual growth rate (365-day years)."),
+    ("cagr", "CAGR", "Compound annual growth rate over the time the data covers, gaps included (365-day years)."),
     ("sharpe", "Sharpe", "Mean / std of per-bar returns, annualised (risk-free 0, ddof 1)."),
     ("sortino", "Sortino", "Like Sharpe with the downside deviation sqrt(mean(min(r, 0)²))."),
     ("max_drawdown", "Max drawdown", "Deepest fall of equity from its running peak."),

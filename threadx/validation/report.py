@@ -479,10 +479,14 @@ def _block_periods(bars: Bars, returns: np.ndarray, ends: np.ndarray) -> pd.Data
     ann = math.sqrt(bars_per_year(bars.timeframe))
     for lo, hi in zip(np.r_[0, ends[:-1]].tolist(), ends.tolist()):
         r = returns[lo:hi]
-        label = classify_regime(bars.close[lo:hi], bars.time_ns[lo:hi])
+        # a block of one bar (16 to 31 bars in 16 blocks: the report failed on "need at least 2 close prices")
+        # is read from the close before it; the first bar alone has not moved: a range
+        first = lo if hi - lo >= 2 else hi - 2
+        label = classify_regime(bars.close[first:hi], bars.time_ns[first:hi]) if first >= 0 else None
         std = float(np.std(r, ddof=1)) if len(r) > 1 else 0.0
-        rows.append({"start": bars.index[lo], "end": bars.index[hi - 1], "regime": label.regime,
-                     "market_return": label.return_pct / 100.0, "market_max_drawdown": label.max_drawdown,
+        rows.append({"start": bars.index[lo], "end": bars.index[hi - 1], "regime": label.regime if label else "range",
+                     "market_return": label.return_pct / 100.0 if label else 0.0,
+                     "market_max_drawdown": label.max_drawdown if label else 0.0,
                      "return": float(np.prod(1.0 + r) - 1.0),
                      "sharpe": float(np.mean(r) / std * ann) if std > 0 else 0.0})
     return pd.DataFrame(rows)
