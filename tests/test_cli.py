@@ -193,7 +193,7 @@ def test_a_resample_writes_only_what_validation_takes_and_names_it_for_what_it_h
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert main(["data", "resample", "myex/HV_USDT-1h", "--to", "4h"]) == 2
-    assert "myex/HV_USDT-1h resampled to 4h: not written: 1 row(s) with NaN or infinite values" in \
+    assert "myex/HV_USDT-1h resampled to 4h: not written: 1 row(s) with NaN or infinite values (in" in \
         capsys.readouterr().err
     assert main(["data", "resample", "myex/ABC_USDT-1h", "--to", "10d"]) == 2
     assert "not written: 1 bar: a dataset needs at least 2" in capsys.readouterr().err

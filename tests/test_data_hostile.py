@@ -74,13 +74,14 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 # ------------------------------------------------------------------ non-finite values
 
 
-@pytest.mark.parametrize("col,value", [("high", np.inf), ("low", -np.inf), ("close", np.inf), ("open", np.nan)])
+@pytest.mark.parametrize("col,value", [("high", np.inf), ("low", -np.inf), ("close", np.inf), ("open", np.nan),
+                                       ("volume", np.nan)])
 def test_non_finite_values_are_errors(col: str, value: float) -> None:
     df = candles()
     df.iloc[50, df.columns.get_loc(col)] = value
     rep = validate_ohlcv(df)
     assert not rep.ok and rep.nan_rows == [50]
-    assert "NaN or infinite" in rep.errors[0]
+    assert f"NaN or infinite values (in {col})" in rep.errors[0]  # (named: volume's NaNs read as the prices')
     assert rep.quality <= 50
 
 

@@ -180,10 +180,11 @@ def test_a_meme_coin_price_shows_its_digits():
 
     from threadx.units import d3_format, format_metric, table_view
 
-    assert format_metric("entry_price", 1.2345e-05) == "0.00001234"
+    assert format_metric("entry_price", 1.2345e-05) == "0.0000123450"  # six significant digits
+    assert format_metric("entry_price", 1.0805049e-07) != format_metric("exit_price", 1.081084e-07)
     assert format_metric("exit_price", 65432.125) == "65,432.1250"  # (as before: four decimals)
     assert format_metric("stop_at_exit", 1e-20) == "1.0000e-20"
     _, config = table_view(pd.DataFrame({"entry_price": [1.2345e-05, 2.5e-05], "exit_price": [65432.1, 65000.0]}))
-    assert config["entry_price"]["type_config"]["format"] == "%,.8f"
+    assert config["entry_price"]["type_config"]["format"] == "%,.10f"
     assert config["exit_price"]["type_config"]["format"] == "%,.4f"
     assert d3_format("entry_price") == ",.6~g"

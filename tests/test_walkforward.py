@@ -225,3 +225,14 @@ def test_windows_without_a_winner_are_said(wf, synthetic_bars):
     assert some.idle_note() == (f"{idle:,} of {len(trades):,} windows had no winner (no combo had at least "
                                 f"{int(trades.max()):,} in-sample trades and a finite objective): the record is flat "
                                 "through their OOS part")
+
+
+def test_windows_given_in_days_say_how_days_became_bars(synthetic_bars):
+    """3 OOS days of weekly bars read "out-of-sample length must be a whole number of bars >= 2,
+    got 0"; days counted round the clock on session data asked for bars the user never gave."""
+    with pytest.raises(ParamError, match=r"oos_days 0.04 is 1 1h bar\(s\): a window needs at least 2; give at least "
+                                         r"two bars' time \(2 h\)"):
+        walk_forward(synthetic_bars, "ma_crossover", SPACE, is_days=30, oos_days=0.04)
+    with pytest.raises(ParamError, match=r"no walk-forward window fits .* \(days become bars at 24 1h bars a day, "
+                                         "round the clock"):
+        walk_forward(synthetic_bars, "ma_crossover", SPACE, is_days=700, oos_days=100)

@@ -356,20 +356,21 @@ def format_plain(value: Any, *, ascii_only: bool = False) -> str:
     return str(value)
 
 
-MAX_PRICE_DECIMALS = 12
+MAX_PRICE_DECIMALS = 14
 
 
 def price_decimals(value: float, decimals: int = 4) -> int:
-    """The decimals a price is shown with: ``decimals``, more below 1 so that four significant
-    digits show (at most :data:`MAX_PRICE_DECIMALS`).
+    """The decimals a price is shown with: ``decimals``, more below 1 so that six significant
+    digits show (at most :data:`MAX_PRICE_DECIMALS`): with four, a coin at 1e-7 showed the
+    entry and the exit of a losing trade alike (0.0000001081 both: 1.08050e-7 and 1.08108e-7).
 
     >>> price_decimals(65432.1), price_decimals(0.5), price_decimals(1.2345e-05)
-    (4, 4, 8)
+    (4, 6, 10)
     """
     v = abs(float(value))
     if not math.isfinite(v) or v == 0.0 or v >= 1.0:
         return decimals
-    return min(MAX_PRICE_DECIMALS, max(decimals, 3 - math.floor(math.log10(v))))
+    return min(MAX_PRICE_DECIMALS, max(decimals, 5 - math.floor(math.log10(v))))
 
 
 def format_as(value: Any, unit: Unit, *, ascii_only: bool = False) -> str:

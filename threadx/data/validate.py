@@ -299,8 +299,10 @@ def validate_ohlcv(df: pd.DataFrame, timeframe: str | None = None, *, dedupe: bo
     nan_mask = ~(np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & np.isfinite(c) & np.isfinite(v))
     if nan_mask.any():
         rep.nan_rows = sorted(rows[nan_mask].tolist())
+        columns = [name for name, col in zip(OHLCV_COLUMNS, (o, h, lo, c, v)) if not np.isfinite(col).all()]
         rep.errors.append(
-            f"{len(rep.nan_rows)} row(s) with NaN or infinite values, first at {_times(time_ns, rep.nan_rows)}"
+            f"{len(rep.nan_rows)} row(s) with NaN or infinite values (in {', '.join(columns)}), first at "
+            f"{_times(time_ns, rep.nan_rows)}"
         )
     with np.errstate(invalid="ignore"):
         nonpos = ~nan_mask & ((o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0) | (v < 0))

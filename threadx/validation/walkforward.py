@@ -43,6 +43,7 @@ from threadx.optimize.shared import PreparedIndicators, indicator_requests, prep
 from threadx.optimize.space import SearchSpace, declared_space
 from threadx.strategy.base import get_strategy
 from threadx.timings import Stopwatch
+from threadx.units import format_duration
 from threadx.validation.common import json_safe, to_python
 
 _METRIC = {name: k for k, name in enumerate(METRIC_NAMES)}
@@ -158,7 +159,11 @@ def window_lengths(timeframe: str | None, *, is_bars: int | None = None, is_days
                 raise ParamError(f"{name}_days must be a number, got {days!r}") from None
             if not math.isfinite(days) or days <= 0 or days > _MAX_WINDOW_DAYS:
                 raise ParamError(f"{name}_days must be > 0 and at most {_MAX_WINDOW_DAYS:,} (a century), got {days!r}")
-            return int(round(days * 86400 / timeframe_seconds(timeframe)))
+            bars = int(round(days * 86400 / timeframe_seconds(timeframe)))
+            if bars < 2 and name != "step":  # (it read "must be a whole number of bars >= 2, got 0": 3 days of 1w bars)
+                raise ParamError(f"{name}_days {days:g} is {bars} {timeframe} bar(s): a window needs at least 2; give "
+                                 f"at least two bars' time ({format_duration(2 * timeframe_seconds(timeframe))})")
+            return bars
         if bars is None and required:
             raise ParamError(f"give the {name} window length ({name}_bars or {name}_days)")
         return bars
@@ -349,7 +354,14 @@ def walk_forward(
         is_len, oos_len, step_len = window_lengths(bars.timeframe, is_bars=is_bars, is_days=is_days,
                                                    oos_bars=oos_bars, oos_days=oos_days, step_bars=step_bars,
                                                    step_days=step_days)
-        windows = plan_windows(len(bars), is_len, oos_len, step_len, anchored, purge, embargo)
+        try:
+            windows = plan_windows(len(bars), is_len, oos_len, step_len, anchored, purge, embargo)
+        except ParamError as exc:
+            if is_days is None and oos_days is None:
+                raise
+            per_day = 86400 / timeframe_seconds(bars.timeframe)  # (days are counted round the clock)
+            raise ParamError(f"{exc} (days become bars at {per_day:g} {bars.timeframe} bars a day, round the clock: "
+                             "data in sessions holds fewer)") from None
         if sampler == "grid":
             ids = np.concatenate([chunk for chunk, _ in grid_ids(search, limit=grid_limit)]
                                  or [np.empty(0, np.int64)])
