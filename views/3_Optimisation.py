@@ -271,7 +271,11 @@ def show_run(view: sweep_runs.RunView) -> None:
     searched = [("sampler", sampler, m.get("sampler"))]
     if sampler != "grid" and m.get("sampler") != "grid":
         searched += [("n", n, m.get("n")), ("seed", seed, m.get("seed"))]
-    compared = (("dataset", dataset, m.get("dataset")), ("strategy", strategy, m.get("strategy")), *searched)
+    # and other costs (Launch ran fee 10 and next_open beside a run of 25 and close, unsaid)
+    engine = m.get("engine") or {}
+    costs = [("fee", f"{float(fee_bps):g} bps", None if engine.get("fee_bps") is None
+              else f"{float(engine['fee_bps']):g} bps"), ("fill", fill, engine.get("fill"))]
+    compared = (("dataset", dataset, m.get("dataset")), ("strategy", strategy, m.get("strategy")), *searched, *costs)
     other = [f"{what} **{number_text(mine) if isinstance(mine, int) else plain(mine)}**"
              for what, mine, its in compared if its is not None and its != "" and mine != its]
     moved = sweep_runs.space_differences(search, m) if count_error is None and strategy == m.get("strategy") else []
@@ -292,6 +296,8 @@ def show_run(view: sweep_runs.RunView) -> None:
     running_here = working is not None and working.is_active and working.run_id == run_id
     if running_here:
         c[1].caption("A job is running this run: see its progress above.")
+    elif view.resumable and not int(m.get("done") or 0) and not view.to_retry:
+        c[1].caption("Nothing stored to resume: **Launch** starts it again.")  # (a Resume beside "nothing to resume")
     elif view.resumable:
         todo = int(m.get("total") or 0) - int(m.get("done") or 0)
         what = f"{todo:,} combos left" if todo > 0 else f"{view.to_retry:,} combos to run again"

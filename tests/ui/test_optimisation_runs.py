@@ -397,3 +397,24 @@ def test_a_run_searched_over_another_space_than_the_form_says_so(data_file):
     assert space_differences(SearchSpace(spec, {"fast_period": "5:40:5", "slow_period": [50]}), run.manifest) == []
     assert space_differences(SearchSpace(spec, {"fast_period": "5:40:5", "slow_period": [60]}),
                              run.manifest) == ["slow_period"]
+
+
+def test_a_run_of_other_costs_than_the_form_says_so(data_file):
+    """A run of fee 25 bps and close fills showed under a form of 10 bps and next-open fills with a
+    note naming only the dataset and the space: Launch would run the form's costs."""
+    sweep(data_file, "costly", fee_bps=25.0, fill="close")
+    at = page(run="costly")
+    at.selectbox(key="opt_strategy").set_value("ma_crossover").run()
+    notes = [i.value for i in at.info if i.value.startswith("The form above is set to")]
+    assert len(notes) == 1 and "fee **10 bps**" in notes[0] and "fill **next_open**" in notes[0], notes
+    at.number_input(key="opt_fee").set_value(25.0).run()
+    at.selectbox(key="opt_fill").set_value("close").run()
+    assert not any("fee **" in i.value or "fill **" in i.value for i in at.info)
+
+
+def test_a_run_stopped_before_any_combo_offers_no_resume_in_its_view(data_file):
+    """"Stopped before any combo was stored: nothing to resume", and the run's own view offered Resume."""
+    sweep(data_file, "empty", cancel_after=0)
+    at = page(run="empty")
+    assert "opt_resume" not in [b.key for b in at.button]
+    assert "Nothing stored to resume: **Launch** starts it again." in [c.value for c in at.caption]
