@@ -416,9 +416,14 @@ if shown and df is not None:
     # the trades table is always drawn (its selection zooms the chart); the other tabs only when open
     tabs = st.tabs(["Trades", "Trade returns", "Run details"], key="bt_tab", on_change="rerun")
     with tabs[0]:
-        st.caption("Times in UTC; click a column header to sort, select a row to zoom the chart to that trade.")
-        widgets.trades_table(result.trades, key="bt_trades", quote=quote)
-    if tabs[1].open and len(result.trades):
+        if len(result.trades):
+            st.caption("Times in UTC; click a column header to sort, select a row to zoom the chart to that trade.")
+            widgets.trades_table(result.trades, key="bt_trades", quote=quote)
+        else:  # (nine blank rows under "select a row to zoom the chart to that trade")
+            st.caption("No trades in this run.")
+    if tabs[1].open and not len(result.trades):
+        tabs[1].caption("No trades: no trade returns to draw.")  # (the tab was blank)
+    elif tabs[1].open:
         with tabs[1]:
             st.plotly_chart(session_memo("bt_figures", ("returns", id(result)),
                                          lambda: charts.returns_histogram(result.trades)), width="stretch")

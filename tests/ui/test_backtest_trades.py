@@ -135,3 +135,16 @@ def test_the_downloads_are_named_for_the_run_that_made_them():
     assert shown["bt_id"] and download_stem(shown["strategy"], shown["dataset"], shown["bt_id"]) == (
         f"bb_atr_synthetic-BTC_USDT-1h_{shown['bt_id']}")
     assert download_stem("s", "a/b:c", None, "") == "s_a-b-c"
+
+
+def test_a_run_without_trades_says_so_in_its_tabs_and_draws_a_readable_drawdown():
+    """No trades: nine blank rows under "select a row to zoom the chart", a blank Trade returns
+    tab, and a drawdown axis autoscaled over -100 % .. +100 % for a drawdown of 0."""
+    at = open_page("2_Backtest.py")
+    at.number_input(key="bt:bb_atr:entry_z").set_value(5.0).run()
+    at.button(key="bt_run").click().run()
+    assert not at.exception, at.exception
+    assert at.metric[0] is not None and "No trades in this run." in [c.value for c in at.caption]
+    assert not [d for d in at.dataframe if d.key == "bt_trades"]
+    equity = json.loads(at.get("plotly_chart")[1].proto.spec)
+    assert equity["layout"]["yaxis2"]["range"] == [-0.01, 0.0]

@@ -679,6 +679,8 @@ def equity_figure(
                      type="log" if log_y else "linear", row=1, col=1)
     # two decimals where they tell ticks apart, none where they do not ("0%, 0%, 0%, -1%" for a shallow drawdown)
     fig.update_yaxes(title_text="Drawdown", tickformat=".2~%", row=2, col=1)
+    if not (drawdown.to_numpy() < 0).any():  # never below its peak: autoscale spread 0 over -100 % .. +100 %
+        fig.update_yaxes(range=[-0.01, 0.0], row=2, col=1)
     return fig
 
 
