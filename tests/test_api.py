@@ -163,3 +163,15 @@ def test_no_trades_note_names_bars_flagged_both_ways(strategy_dir):
     assert result.metrics["n_trades"] == 0 and result.metrics["n_skipped"] == 10 and result.meta["both_sides"] == 10
     assert result.no_trades_note() == ("No trades: 10 bars were flagged to enter both long and short, and neither side "
                                        "is taken on such a bar.")
+
+
+def test_no_trades_note_names_the_minimum_order_value_as_the_page_and_cli_do():
+    """It read "below the smallest one (min_notional)", beside a box labelled Min order value."""
+    from threadx.data.synthetic import generate_synthetic
+
+    result = threadx.backtest(generate_synthetic(days=60, seed=2), "ma_crossover", min_notional=1e9)
+    assert result.metrics["n_trades"] == 0 and result.metrics["n_skipped"] > 0
+    assert result.no_trades_note() == (f"No trades: {int(result.metrics['n_skipped']):,} entries were skipped: each "
+                                       "gave an order below the minimum order value (min_notional 1,000,000,000) or a "
+                                       "quantity of zero (under risk sizing: no stop distance, a level line of NaN or "
+                                       "at the price).")

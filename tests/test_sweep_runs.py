@@ -217,3 +217,24 @@ def test_a_manifest_without_its_planned_count_says_so_instead_of_zero(synthetic_
     row = sweep_runs.history(store).set_index("run_id").loc["a"]
     assert row["done"] == 8 and pd.isna(row["planned"])
     assert sweep_runs.settings_of(manifest)["combos done / planned"] == "8 / not recorded"
+
+
+def test_the_size_band_plans_with_this_machines_measured_rate(synthetic_bars, tmp_path, monkeypatch):
+    """The band assumed 5,000 backtests/s: a grid of 271,215 combos read "fast" where the machine
+    ran 2,100-5,700/s (92/s under load). Runs of 1,000 combos or more measure the rate."""
+    import json
+
+    from threadx.optimize.space import size_text
+
+    store = ResultStore(tmp_path)
+    assert sweep_runs.measured_rate(store, "ma_crossover", len(synthetic_bars)) is None
+    monkeypatch.setattr(sweep_runs, "RATE_MIN_COMBOS", 8)
+    threadx.sweep(synthetic_bars, "ma_crossover", SPACE, store=store, run_id="a", executor="inline", workers=1)
+    path = tmp_path / "a" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["elapsed_s"] = 4.0  # 8 combos in 4 s: 2 a second on these bars
+    path.write_text(json.dumps(manifest))
+    assert sweep_runs.measured_rate(store, "ma_crossover", len(synthetic_bars)) == pytest.approx(2.0)
+    assert sweep_runs.measured_rate(store, "ma_crossover", 2 * len(synthetic_bars)) == pytest.approx(1.0)
+    assert sweep_runs.measured_rate(store, "bb_atr", len(synthetic_bars)) is None
+    assert size_text(240, 2.0) == "**minutes** (about 2 min at 2 backtests/s, this machine's recent runs)"

@@ -53,7 +53,7 @@ ADVICE = {
     "kernel": "fewer combos or windows, a coarser timeframe or more workers",
     "store": "fewer combos per run, or a faster disk for the results folder",
     "check": "a slow strategy's signals: 24 combos re-run one by one (threadx.optimize.spot_check)",
-    "report": "shorter data for the full result (trades and equity), or fewer windows",
+    "report": "shorter data for the full result (trades and equity); in a walk-forward, fewer windows",
     "robustness": "fewer bootstrap resamples (--bootstrap) or PBO blocks (--S)",
 }
 

@@ -20,15 +20,15 @@ from threadx.optimize.runner import default_workers
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
 from threadx.optimize.samplers import check_grid_size
-from threadx.optimize.space import SearchSpace, size_band
+from threadx.optimize.space import SearchSpace, size_text
 from threadx.optimize.store import ResultStore
 from threadx.requests import BacktestRequest, DatasetRef, SweepRequest, describe_run
 from threadx.ui import charts, sweep_runs, workspace
 from threadx.units import counted, format_metric, table_view
 from threadx.ui import strategies as strategies_ui
 from threadx.ui.jobs import JobRegistry
-from threadx.ui.state import (cuda_status, dataset_picker, drop_linked_run, handover, linked_run, plain,
-                              strategy_fell_back, strategy_picker, valid_combos)
+from threadx.ui.state import (cuda_status, dataset_bars, dataset_picker, drop_linked_run, handover, linked_run,
+                              plain, strategy_fell_back, strategy_picker, valid_combos)
 from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, followed_job, funding_caption, funding_toggle,
                                 job_progress, launch_held, number_box, number_text, page_button, preset_space,
                                 show_problems, space_editor, timings_section)
@@ -103,20 +103,21 @@ funding_caption(dataset, funding)
 count_error = None
 try:
     search = SearchSpace(spec, space)
+    rate = sweep_runs.measured_rate(store, strategy, dataset_bars(dataset))  # (else a typical rate: "fast" misled)
     if sampler == "grid":
         check_grid_size(search, "grid", sweep_settings.grid_limit)  # (the limit of threadx.toml, as the sweep's)
-        band = size_band(search.size, limit=sweep_settings.grid_limit)
+        band = size_text(search.size, rate, limit=sweep_settings.grid_limit)
         if search.size > COUNTED_UPTO:  # (counting the valid combos of a bigger grid on every rerun is too slow)
             st.info(f"**{search.size:,}** combos in the grid, fewer to run where constraints drop some (not counted "
-                    f"above {COUNTED_UPTO:,}) — **{band}**")
+                    f"above {COUNTED_UPTO:,}) — {band}")
         else:
             total = valid_combos(search, COUNTED_UPTO)
             st.info(f"**{total:,}** combos to run ({search.size:,} in the grid, {search.size - total:,} dropped by "
-                    f"constraints) — **{band}**")
+                    f"constraints) — {band}")
     elif not box_problems:  # (n out of range: said below)
         check_grid_size(search, sampler, sweep_settings.grid_limit, n)
         drawn = min(n, search.size)  # a space smaller than n runs each combo once (as the runner does)
-        st.info(f"**{drawn:,}** combos drawn from a space of {search.size:,} — **{size_band(drawn)}**"
+        st.info(f"**{drawn:,}** combos drawn from a space of {search.size:,} — {size_text(drawn, rate)}"
                 + (f" (n = {n:,} is more than the space holds: each combo runs once)" if n > search.size else ""))
 except ThreadXError as exc:
     count_error = str(exc)

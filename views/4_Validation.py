@@ -29,7 +29,7 @@ from threadx.optimize.runner import default_workers
 from threadx.engine.layout import METRIC_NAMES
 from threadx.errors import ThreadXError
 from threadx.filestamp import file_stamp
-from threadx.optimize.space import SearchSpace, size_band
+from threadx.optimize.space import SearchSpace, size_text
 from threadx.optimize.store import ResultStore
 from threadx.requests import (DatasetRef, WalkForwardRequest, describe_data, describe_options, describe_run,
                               funding_words)
@@ -572,7 +572,7 @@ with tab_wf:
                 + (f", purge {purge:,} bars" if purge else "") + (f", embargo {embargo:,} bars" if embargo else "")
                 + f" · **{combos:,} combos** run in every window "
                 f"({runs:,} backtests: each combo in sample and out of sample in each of the {len(windows)} windows, "
-                f"and once on the whole period) — **{size_band(runs, limit=math.inf)}**")  # (the combos' limit is above)
+                f"and once on the whole period) — {size_text(runs, limit=math.inf)}")  # (the combos' limit is above)
     for problem in problems:
         st.warning(f"Cannot run: {problem}.")
     if df is not None and windows_boxed:

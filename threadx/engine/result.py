@@ -76,15 +76,17 @@ class Result:
             return None
         skipped = int(self.metrics.get("n_skipped") or 0)
         both = min(int(self.meta.get("both_sides") or 0), skipped)  # (a bar flagged long and short is skipped too)
+        smallest = (self.meta.get("options") or {}).get("min_notional")
+        # (named as the page's box and the CLI's flag: "below the smallest one (min_notional)" named neither)
+        floor = "the minimum order value" + (f" (min_notional {smallest:,.10g})" if smallest is not None else "")
         if both:
-            rest = (f"; the other {skipped - both:,} gave a quantity of zero or an order below the smallest one "
-                    "(min_notional)") if skipped > both else ""
+            rest = (f"; the other {skipped - both:,} gave an order below {floor} or a quantity of zero"
+                    if skipped > both else "")
             return (f"No trades: {both:,} bars were flagged to enter both long and short, and neither side is taken "
                     f"on such a bar{rest}.")
         if skipped:
-            return (f"No trades: {skipped:,} entries were skipped: each gave a quantity of zero or an order below the "
-                    "smallest one (min_notional), e.g. a stop distance of NaN or 0 from a level line under risk "
-                    "sizing.")
+            return (f"No trades: {skipped:,} entries were skipped: each gave an order below {floor} or a quantity "
+                    "of zero (under risk sizing: no stop distance, a level line of NaN or at the price).")
         text = f"No trades: the entry conditions never held with these parameters on these {len(self.equity):,} bars"
         never = self.meta.get("never_defined") or []
         if never:

@@ -66,6 +66,15 @@ def dataset_names() -> list[str]:
     return list(table["name"]) if len(table) else [DEFAULT_DATASET]
 
 
+def dataset_bars(name: str) -> int:
+    """The bars of dataset ``name`` as the catalog counts them (0 when it is not listed)."""
+    from threadx.data.catalog import list_datasets
+
+    table = list_datasets()
+    rows = table[table["name"] == name] if len(table) else table
+    return int(rows["bars"].iloc[0]) if len(rows) else 0
+
+
 # one shared frame rather than a copy per rerun (cache_data): pages only read it, and the
 # engine's Bars keeps its own copy, checked against the frame (threadx.data.bars.as_bars)
 @st.cache_resource(show_spinner=False, max_entries=16)
