@@ -213,6 +213,9 @@ def reopen(request: BacktestRequest, origin: str | None, pick: bool = True,
         reopened, overlays = run_backtest(request, frame)
     except (ThreadXError, ValueError) as exc:
         forget_link()
+        # not bound to data that cannot be loaded: Run backtest failed on it again and again while the picker
+        # showed another dataset (only picking another and back freed it)
+        st.session_state.pop("bt_handed_data", None)
         return exc
     show(reopened, request, frame, origin, overlays)
     return None
@@ -233,7 +236,8 @@ if handed:
     origin = f"run {handed['run_id']}" if handed.get("run_id") else "the Optimisation page"
     error = reopen(request, origin)
     if error is not None:
-        st.error(f"Cannot reopen {origin}: {error}")
+        st.error(f"Cannot reopen {origin}: {error}. Its strategy, parameters and options are set below: **Run "
+                 "backtest** runs them on the dataset picked.")
     else:
         st.info(f"Parameters carried over from {origin}: its winner, run on its data and engine options.")
 else:

@@ -97,6 +97,13 @@ def test_open_in_backtest_reopens_an_older_reloaded_run(workspace):
     bt = backtest_page(handed)
     assert any("changed since the run" in e.value and "run older" in e.value for e in bt.error)
     assert "backtest" not in bt.session_state
+    # and the page is not left bound to it: Run backtest failed on it again and again, under a picker showing
+    # another dataset (only picking another one and back freed it)
+    assert "bt_handed_data" not in bt.session_state
+    assert any("**Run backtest** runs them on the dataset picked" in e.value for e in bt.error)
+    bt.button(key="bt_run").click().run()
+    assert not bt.error, [e.value for e in bt.error]
+    assert bt.session_state["backtest"]["strategy"] == "ma_crossover"  # the run's params, on the picked dataset
 
 
 def test_validation_page_finds_a_file_runs_data(workspace):
