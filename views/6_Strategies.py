@@ -125,18 +125,14 @@ def excerpt(path: Path, where: str, around: int = 3) -> str | None:
     return "\n".join(f"{'>' if n == line else ' '} {n:4d} | {lines[n - 1]}" for n in range(lo, hi + 1))
 
 
-flash = st.session_state.pop("strat_flash", None)
-if flash:
-    kind, what = flash
-    if kind == "saved" and what in errored_files:
-        st.warning(f"Saved {what}, but it does not load now: its strategies are left out until it is fixed "
-                   "(the error is below).")
-    elif kind == "saved":
-        st.success(f"Saved {what}: reloaded, the next backtest, sweep or check runs this code.")
-    else:
-        st.success(what)
+flash = st.session_state.pop("strat_flash", None)  # said beside the strategy picker, where Save was pressed
+# a file just saved that does not load: its error and editor there too, not only at the top (the picker fell back
+# to bb_atr where the user had pressed Save, the error and the fix out of view)
+saved_broken = flash[1] if flash and flash[0] == "saved" and flash[1] in errored_files else None
 
-for err in errors:  # prominent, and the rest of the page works
+
+def load_error(err) -> None:
+    """A file that does not load: its error, the lines around it and (locally) an editor to fix it."""
     st.error(f"**{plain(err.file)}** does not load, its strategies are left out until it is fixed:  \n"
              f"`{err.where}` {plain(err.text, 600)}")
     lines = excerpt(err.path, err.where)
@@ -145,6 +141,11 @@ for err in errors:  # prominent, and the rest of the page works
     if editable and err.path.exists() and err.file not in loaded_files:  # else edited with its strategy below
         with st.expander(f"Fix {err.file} here", expanded=st.session_state.get("strat_want") == err.file):
             editor(err.path, file_text(err.path))
+
+
+for err in errors:  # prominent, and the rest of the page works
+    if err.file != saved_broken:
+        load_error(err)
 
 if not mine and not errors:
     where = "is empty" if folder.is_dir() else "does not exist yet"
@@ -172,6 +173,15 @@ if want:
         st.session_state.pop("strat_want")
 if st.session_state.get("strat_pick") not in names:  # the session's strategy, as on the other pages (a link's)
     st.session_state["strat_pick"] = active_strategy(names)
+if flash:
+    kind, what = flash
+    if saved_broken:
+        st.warning(f"Saved {what}, but it does not load now: its strategies are left out until it is fixed.")
+        load_error(next(err for err in errors if err.file == saved_broken))
+    elif kind == "saved":
+        st.success(f"Saved {what}: reloaded, the next backtest, sweep or check runs this code.")
+    else:
+        st.success(what)
 row = st.columns([4, 1.7, 1], vertical_alignment="bottom")  # ("Open in Backtest" was cut at 1024 px)
 choice = row[0].selectbox("Strategy", names, key="strat_pick",
                           on_change=lambda: st.session_state.pop("strat_want", None))
