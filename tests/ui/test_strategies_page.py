@@ -121,7 +121,7 @@ def test_the_page_editor_saves_and_a_syntax_error_shows_at_once(strategy_dir, lo
     assert re.search(r"edited\.py:\d+", error) and "SyntaxError" in error, error
     assert "edited" not in listed(at) and "does not load now" in texts(at.warning)
     # said once, beside the picker where Save was pressed (it was at the top, the picker fallen back to bb_atr)
-    assert [e.value for e in at.error if "edited.py" in e.value].__len__() == 1
+    assert len([e.value for e in at.error if "edited.py" in e.value]) == 1
     assert at.text_area(key=editor_key(at, "edited.py")).value == broken  # the editor in the error's box
     at.text_area(key=editor_key(at, "edited.py")).input(changed)
     at.button(key="strat_save:edited.py").click().run()
