@@ -190,3 +190,15 @@ def test_a_changed_dataset_pairs_the_runs_span_with_the_runs_fingerprint():
     text = str(ref.changed("bf6d69ea1c92" + "1" * 20))
     assert ("the run used its candles (1h, 2025-01-01 00:00 to 2025-02-28 23:00) with fingerprint f82bf8b3ebec, "
             "its candles now give bf6d69ea1c92") in text
+
+
+def test_a_file_and_a_dataset_both_gone_say_so_in_one_short_line(candles, data_root):
+    """It read "dataset X, file P is gone: P: file not found; unknown dataset 'X' in ...; available:
+    <every dataset under two names>"."""
+    ref = DatasetRef.of(threadx.load_ohlcv(str(candles)))
+    assert ref.name and ref.name != ref.source
+    candles.unlink()
+    with pytest.raises(DataError) as gone:
+        ref.load()
+    assert str(gone.value) == (f"dataset {ref.name} is gone: its file {ref.source} is not found, and no dataset of "
+                               "that name is in the data folder")

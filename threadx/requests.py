@@ -130,6 +130,9 @@ class DatasetRef:
             try:  # the file moved: a dataset of the same name, if its candles are the same
                 df = threadx.load_ohlcv(self.name, self.timeframe, self.start, self.end)
             except DataError as again:
+                if not _present(self.name):  # (it repeated the path and listed every dataset under two names)
+                    raise DataError(f"dataset {self.name} is gone: its file {self.source} is not found, and no "
+                                    "dataset of that name is in the data folder") from None
                 raise DataError(f"dataset {self.label} is gone: {gone}; {str(again).splitlines()[0]}") from None
             if self.fingerprint and as_bars(df).fingerprint != self.fingerprint:
                 raise DataError(f"dataset {self.label} is gone: {gone}; the dataset named {self.name} holds "
