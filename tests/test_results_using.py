@@ -43,9 +43,9 @@ def test_sweeps_and_walk_forwards_on_a_dataset_are_found_by_any_of_its_names(two
 
     assert results_using("binance/ABC_USDT-1h") == ["sweep on-abc", "sweep on-abc-short", "walk-forward wf-abc"]
     assert results_using("XYZ_USDT-1h") == ["sweep on-xyz", "portfolio pf-xyz"]
-    note = used_by_note("binance/ABC_USDT-1h", shown=2)
-    assert note == (" 3 stored results ran on it (sweep on-abc, sweep on-abc-short and 1 more): they stay readable "
-                    "but cannot be resumed, validated or re-run without it.")
+    note = used_by_note("binance/ABC_USDT-1h", shown=1)  # each kind named (a walk-forward hid in "and 1 more")
+    assert note == (" 3 stored results ran on it (2 sweeps: on-abc and 1 more; 1 walk-forward: wf-abc): they stay "
+                    "readable but cannot be resumed, validated or re-run without it.")
 
     assert main(["data", "delete", "binance/ABC_USDT-1h"]) == 2  # asked: the note says what it would leave
     assert "3 stored results ran on it" in capsys.readouterr().err

@@ -25,6 +25,7 @@ _KINDS = (("sweep", "", ("manifest.json", "plan.json")), ("walk-forward", "walkf
           ("research", "research", ("research.json",)), ("portfolio", "portfolios", ("portfolio.json",)))
 _MAX_JSON_BYTES = 4 << 20  # a result's description, not its rows: a larger file is not one of these
 _NAME_KEYS = ("dataset", "source")
+_NOUNS = {"research": ("research run", "research runs")}  # (a kind whose plural is not kind + "s")
 
 
 def results_using(name: str, data_root: str | os.PathLike | None = None,
@@ -108,7 +109,15 @@ def used_by_note(name: str, shown: int = 3) -> str:
         return ""
     if not found:
         return ""
-    listed = ", ".join(found[:shown]) + (f" and {len(found) - shown:,} more" if len(found) > shown else "")
+    by_kind: dict[str, list[str]] = {}
+    for item in found:
+        kind, _, result_id = item.partition(" ")
+        by_kind.setdefault(kind, []).append(result_id)
+    # each kind counted and named (the only walk-forward was hidden in "and 1 more" behind three sweeps)
+    listed = "; ".join(f"{counted(len(ids), *_NOUNS.get(kind, (kind,)))}: " + ", ".join(ids[:shown])
+                       + (f" and {len(ids) - shown:,} more" if len(ids) > shown else "") for kind, ids in by_kind.items())
+    if len(found) == 1:
+        listed = found[0]  # ("1 sweep: x" beside "1 stored result")
     they = "they stay readable but cannot" if len(found) > 1 else "it stays readable but cannot"
     return (f" {counted(len(found), 'stored result')} ran on it ({listed}): {they} be resumed, validated or "
             "re-run without it.")

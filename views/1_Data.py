@@ -181,6 +181,7 @@ def _rename_delete(dataset: str, table: pd.DataFrame) -> None:
             datasets_changed(f"Deleted {dataset}")
     if c[1].button("Cancel", key="data_delete_cancel"):
         st.session_state.pop("data_delete_pending", None)
+        st.session_state["data_flash"] = f"Delete cancelled: {dataset} is kept."  # (the note vanished without a word)
         st.rerun()
 
 

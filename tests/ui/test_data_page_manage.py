@@ -248,3 +248,6 @@ def test_delete_confirmation_names_the_stored_results_that_ran_on_it(stored, wor
     at.button(key="data_delete").click().run()
     asked = [w.value for w in at.warning if "cannot be undone" in w.value]
     assert asked and "1 stored result ran on it (sweep ran-on-it): it stays readable" in asked[0], asked
+    at.button(key="data_delete_cancel").click().run()  # (the note vanished without a word)
+    assert "Delete cancelled: binance/BTC_USDT-1h is kept." in [s.value for s in at.success]
+    assert (workspace / "data" / "binance" / "BTC_USDT-1h.parquet").exists()
