@@ -35,6 +35,7 @@ from threadx.ui.widgets import (CONTROL_PX, controls_row, follow_job, followed_j
 
 
 st.title("Optimisation")
+link_notes = st.container()  # what the page's link got wrong, said at the top (it sat under the run history)
 registry = JobRegistry()
 store = ResultStore()
 COUNTED_UPTO = 1_000_000  # a grid's valid combos are counted on every rerun up to this size
@@ -126,7 +127,7 @@ except ThreadXError as exc:
 def current_job():
     """The sweep job this session follows (None when none, or when its folder is gone); a new
     session follows the one the URL's ``job`` names (a refresh), else the only active sweep."""
-    return followed_job(registry, "sweep_job", "sweep")
+    return followed_job(registry, "sweep_job", "sweep", notes=link_notes)
 
 
 boxes_refused = show_problems(st, box_problems, "Launch")
@@ -243,7 +244,7 @@ def shown_run() -> sweep_runs.RunView | None:
     try:
         return sweep_runs.load_view(store, run_id)
     except ThreadXError as exc:
-        st.warning(f"Run `{run_id}` cannot be shown: {exc}")
+        link_notes.warning(f"Run `{run_id}` cannot be shown: {exc}")
         drop_linked_run("sweep_run", "run")
         return None
 

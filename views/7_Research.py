@@ -36,12 +36,13 @@ from threadx.validation.research import load_research
 SAMPLERS = ["random", "lhs", "sobol", "grid"]
 
 st.title("Research")
+link_notes = st.container()  # what the page's link got wrong, said at the top (it sat below the launch form)
 registry = JobRegistry()
 RESULTS_DIR = str(settings().results_dir)
 
 
 def current_job() -> JobInfo | None:
-    return followed_job(registry, "rs_job", "research", refresh=True)
+    return followed_job(registry, "rs_job", "research", refresh=True, notes=link_notes)
 
 
 def launch_form() -> None:
@@ -209,12 +210,12 @@ for research_id, why in damaged:
     st.warning(f"Stored research {research_id} is damaged and left out of the list: {why}.")
 if stored:
     info = {r["research_id"]: r for r in stored}
-    pick = stored_pick("Stored research", list(info), "rs", "research", what="research",
+    pick = stored_pick("Stored research", list(info), "rs", "research", what="research", notes=link_notes,
                        describe=lambda r: f"{r} · {info[r]['strategies']} · {info[r]['datasets']} · "
                                           f"{info[r]['cells']} cells · {info[r]['status']}")
     show_research(pick)
 else:
-    none_stored("rs", "research", "research")
+    none_stored("rs", "research", "research", notes=link_notes)
 if not stored and (job is None or job.is_finished):
     st.info("No stored research yet: pick one or more strategies and datasets above (the synthetic sample is "
             "enough) and press **Launch research**. Each strategy is walk-forwarded on each dataset; the "

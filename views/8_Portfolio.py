@@ -39,13 +39,14 @@ from threadx.units import format_metric, table_view
 DEFAULTS = EngineOptions()  # the one source of the engine's defaults
 FILLS = ["next_open", "close"]
 st.title("Portfolio")
+link_notes = st.container()  # what the page's link got wrong, said at the top
 registry = JobRegistry()
 RESULTS_DIR = str(settings().results_dir)
 st.session_state.setdefault("pf_runners", [])
 
 
 def current_job() -> JobInfo | None:
-    return followed_job(registry, "pf_job", "portfolio", refresh=True)
+    return followed_job(registry, "pf_job", "portfolio", refresh=True, notes=link_notes)
 
 
 def load_research_runners(research_id: str, strategy: str | None = None, kept_only: bool = False,
@@ -355,9 +356,9 @@ for portfolio_id, why in damaged:
     st.warning(f"Stored portfolio {portfolio_id} is damaged and left out of the list: {why}.")
 if stored:
     info = {p["portfolio_id"]: p for p in stored}
-    pick = stored_pick("Stored portfolios", list(info), "pf", "portfolio", what="portfolio",
+    pick = stored_pick("Stored portfolios", list(info), "pf", "portfolio", what="portfolio", notes=link_notes,
                        describe=lambda p: f"{p} · {info[p]['runners']} runners · return "
                                           f"{format_metric('total_return', info[p]['total_return'])}")
     show_portfolio(pick)
 else:
-    none_stored("pf", "portfolio", "portfolio")
+    none_stored("pf", "portfolio", "portfolio", notes=link_notes)

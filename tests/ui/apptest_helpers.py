@@ -61,3 +61,18 @@ def charts(at: AppTest) -> dict[str, dict]:
         lines = str(spec.get("layout", {}).get("title", {}).get("text", "")).split("<br>")
         out[" ".join(line for line in lines if not line.startswith("<span")) or lines[0]] = spec
     return out
+
+
+def in_order(at: AppTest) -> list[tuple[str, str]]:
+    """The main area's elements in page order, as (type, key or the start of its text)."""
+    out: list[tuple[str, str]] = []
+
+    def walk(node) -> None:
+        for child in getattr(node, "children", {}).values():
+            value = getattr(child, "value", "")
+            out.append((getattr(child, "type", ""), getattr(child, "key", None) or (value if isinstance(value, str)
+                                                                                   else "")[:60]))
+            walk(child)
+
+    walk(at.main)
+    return out

@@ -418,3 +418,13 @@ def test_a_run_stopped_before_any_combo_offers_no_resume_in_its_view(data_file):
     at = page(run="empty")
     assert "opt_resume" not in [b.key for b in at.button]
     assert "Nothing stored to resume: **Launch** starts it again." in [c.value for c in at.caption]
+
+
+def test_a_link_to_an_unknown_run_is_said_at_the_top_of_the_page():
+    """It sat at the very bottom, under the run history, out of view."""
+    from apptest_helpers import in_order
+
+    at = page(run="nope")
+    order = in_order(at)
+    said = next(k for k, (kind, text) in enumerate(order) if kind == "warning" and text.startswith("Run `nope`"))
+    assert said < order.index(("selectbox", "dataset_picker")), order[:6]

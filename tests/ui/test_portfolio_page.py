@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from apptest_helpers import ROOT, charts, open_page, run_until, texts  # noqa: E402
+from apptest_helpers import ROOT, charts, in_order, open_page, run_until, texts  # noqa: E402
 
 SAMPLE = "synthetic/BTC_USDT-1h"
 
@@ -64,6 +64,9 @@ def test_a_link_to_a_result_where_none_is_stored_is_said_and_dropped(page, param
     at = open_page(page, **{param: "nope"})
     assert [w.value for w in at.warning] == [f"The link names {what} **nope**, which is not stored (deleted?), and "
                                              f"no {what} is stored yet."]
+    order = in_order(at)  # under the title (it sat below the whole launch form)
+    assert [kind for kind, _ in order if kind in ("title", "warning")][:2] == ["title", "warning"], order[:4]
+    assert order.index(next(e for e in order if e[0] == "warning")) < 3, order[:4]
     assert param not in at.query_params
     at.run()
     assert not at.warning  # said once

@@ -220,16 +220,17 @@ def linked_run(session_key: str, param: str) -> str | None:
 
 
 def stored_pick(label: str, ids: list[str], prefix: str, param: str, describe: Callable[[str], str],
-                what: str) -> str:
+                what: str, notes: Any = None) -> str:
     """The stored result (of ``ids``, newest first) a page shows, picked in its history box
     (key ``<prefix>_history``): the session's (``<prefix>_run``, which a finished job sets with
     ``_<prefix>_repick``), else the one the URL's ``?param=`` names (a refresh, a link), else the
     newest; the URL names the pick. A refreshed page showed the newest stored one, maybe another
-    tab's. An unknown id in the URL is said (``what``: "research", "portfolio") and left out."""
+    tab's. An unknown id in the URL is said (``what``: "research", "portfolio"; in ``notes``, the
+    page's container for what its link got wrong, at its top) and left out."""
     held = linked_run(f"{prefix}_run", param)
     if held and held not in ids:
-        st.warning(f"The link names {what} **{plain(held)}**, which is not stored (deleted?): showing "
-                   f"{plain(ids[0])} instead.")
+        (notes or st).warning(f"The link names {what} **{plain(held)}**, which is not stored (deleted?): showing "
+                              f"{plain(ids[0])} instead.")
         held = st.session_state[f"{prefix}_run"] = None
     repick = st.session_state.pop(f"_{prefix}_repick", False)
     if repick or st.session_state.get(f"{prefix}_history") not in ids:
@@ -241,13 +242,13 @@ def stored_pick(label: str, ids: list[str], prefix: str, param: str, describe: C
     return pick
 
 
-def none_stored(prefix: str, param: str, what: str) -> None:
+def none_stored(prefix: str, param: str, what: str, notes: Any = None) -> None:
     """:func:`stored_pick` where nothing is stored: a link's ``?param=`` id is said (``what``:
     "research", "portfolio") and dropped (it was left in the URL without a word)."""
     held = linked_run(f"{prefix}_run", param)
     if held:
-        st.warning(f"The link names {what} **{plain(held)}**, which is not stored (deleted?), and no {what} is "
-                   "stored yet.")
+        (notes or st).warning(f"The link names {what} **{plain(held)}**, which is not stored (deleted?), and no "
+                              f"{what} is stored yet.")
         drop_linked_run(f"{prefix}_run", param)
 
 

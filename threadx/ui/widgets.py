@@ -512,7 +512,7 @@ def monitor_every(job: Any) -> float | None:
 JOB_PARAM = "job"  # the URL's query param naming the active job a page follows
 
 
-def followed_job(registry: Any, key: str, kind: str, refresh: bool = False) -> Any:
+def followed_job(registry: Any, key: str, kind: str, refresh: bool = False, notes: Any = None) -> Any:
     """The job of ``kind`` this page follows (:meth:`~threadx.ui.jobs.JobRegistry.follow`, the
     session's under ``key``), the URL's ``job`` naming it while it is active, so that a refresh
     or a copied link follows that job again (not another tab's). None when there is none."""
@@ -526,8 +526,8 @@ def followed_job(registry: Any, key: str, kind: str, refresh: bool = False) -> A
         st.session_state[f"_{key}_found"] = job.job_id
     if linked and job is None:  # (a portfolio page then showed the newest stored portfolio, unsaid)
         st.session_state[refused] = linked
-        st.warning(f"The link names job **{plain(linked)}**, which is not a {kind} job known here (ended and "
-                   "cleared, or a link from another machine or page): no job is followed.")
+        (notes or st).warning(f"The link names job **{plain(linked)}**, which is not a {kind} job known here (ended "
+                              "and cleared, or a link from another machine or page): no job is followed.")
     named = job.job_id if job is not None and job.is_active else None
     if st.query_params.get(JOB_PARAM) != named:  # (written only on a change: reruns send nothing)
         if named:
