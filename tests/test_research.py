@@ -503,3 +503,27 @@ def test_a_lost_cluster_is_one_error_saying_the_id_runs_the_rest():
     own.set_exception(ZeroDivisionError("a bug"))
     with pytest.raises(ZeroDivisionError):  # not the machinery's: as it was
         _cell_of(own, None)
+
+
+def test_a_transfer_onto_the_same_market_at_another_timeframe_over_its_dates_is_in_sample(tmp_path):
+    """BTC 2h, 4h, 1d and 5h over the same months were "other assets": the 2h cell read "kept 2 of
+    3" on transfers of params fitted on the same price path (a hostile test). Another symbol, and
+    the same symbol over other dates, stay out of sample."""
+    import pandas as pd
+
+    from threadx.data.io import write_ohlcv
+    from threadx.data.resample import resample_ohlcv
+    from threadx.data.synthetic import generate_synthetic
+
+    frame = generate_synthetic("AAA_USDT", days=400, seed=41)
+    later = generate_synthetic("AAA_USDT", days=400, seed=43)
+    later.index = later.index + pd.Timedelta(days=800)  # the same symbol, other dates
+    files = {"AAA_USDT-1h": frame, "AAA_USDT-4h": resample_ohlcv(frame, "4h"), "AAA_USDT-1h-later": later,
+             "BBB_USDT-1h": generate_synthetic("BBB_USDT", days=400, seed=42)}
+    for name, df in files.items():
+        write_ohlcv(df, tmp_path / f"{name}.parquet")
+    result = research("ma_crossover", [str(tmp_path / f"{n}.parquet") for n in files],
+                      {"fast_period": [5, 10], "slow_period": [40]}, results_dir=tmp_path, research_id="tf",
+                      is_days=90, oos_days=60, sampler="grid", bootstrap=100)
+    in_sample = {(t["source"], t["target"]) for t in result.transfer if t["in_sample"]}
+    assert in_sample == {(n, n) for n in files} | {("AAA_USDT-1h", "AAA_USDT-4h"), ("AAA_USDT-4h", "AAA_USDT-1h")}

@@ -99,6 +99,35 @@ class ResearchResult:
                 "cells": self.cells, "transfer": self.transfer, "meta": self.meta}
 
 
+def same_market_then(source: str, source_bars: Any, target: str, target_bars: Any) -> bool:
+    """Whether datasets ``source`` and ``target`` (names or files) are one market (the same symbol,
+    at any timeframe, on any exchange: the price paths move together) and ``target_bars`` overlap
+    the dates of ``source_bars``: params fitted on the source saw that stretch of the target's prices.
+
+    >>> import pandas as pd
+    >>> from threadx.data.bars import as_bars
+    >>> df = pd.DataFrame({c: [1.0, 2.0] for c in ("open", "high", "low", "close", "volume")},
+    ...                   index=pd.date_range("2024-01-01", periods=2, freq="h", tz="UTC"))
+    >>> same_market_then("binance/BTC_USDT-1h", as_bars(df), "BTCUSDT-4h.csv", as_bars(df))
+    True
+    >>> same_market_then("binance/BTC_USDT-1h", as_bars(df), "binance/ETH_USDT-1h", as_bars(df))
+    False
+    >>> same_market_then("binance/BTC_USDT-1h", as_bars(df), "sample:BTC_USDT-1h", as_bars(df))
+    False
+    """
+    from threadx.data.catalog import file_market
+
+    mine, theirs = file_market(Path(str(source)).name), file_market(Path(str(target)).name)
+    if mine is None or theirs is None or mine[0] != theirs[0] or _synthetic(source) != _synthetic(target):
+        return False  # (the synthetic sample's BTC is not BTC's path)
+    a, b = source_bars.time_ns, target_bars.time_ns
+    return bool(len(a) and len(b) and a[0] <= b[-1] and b[0] <= a[-1])
+
+
+def _synthetic(name: str) -> bool:
+    return str(name).startswith(("sample:", "synthetic/"))
+
+
 def transfer_in_sample(row: Mapping[str, Any]) -> bool:
     """Whether a transfer backtest is in sample: its params were chosen on the candles of its
     target's OOS span (the source itself, or one market under another name or cut: a research
@@ -371,8 +400,10 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     span_bank = IndicatorBank(disk=False)  # the OOS spans' indicators: shared by the sources, not cached on disk
     bars = {name: as_bars(frame) for name, frame in by_name.items()}
     # a target whose OOS span holds a source's own candles (the source, or one market under two names or
-    # cut two ways): those params were chosen on them, in sample
-    same = {(s, t): s == t or common_candles(bars[s], bars[t].slice(*spans[t])) > 0 for s in names for t in names}
+    # cut two ways), or the same market's at another timeframe or exchange over dates the source was fitted
+    # on (BTC 2h's winner on BTC 4h's OOS span read "kept" on another asset): in sample
+    same = {(s, t): s == t or common_candles(bars[s], bars[t].slice(*spans[t])) > 0
+            or same_market_then(s, bars[s], t, bars[t].slice(*spans[t])) for s in names for t in names}
     for cell in [c for c in cells if not c.get("error")] if status == "completed" else ():
         for target in names:
             if should_stop():
