@@ -117,3 +117,22 @@ def test_real_messy_file_resamples_without_gap_bins(shared_data: Path) -> None:
     for start, end, _ in gaps:  # no emitted bin overlaps a missing hour
         assert not ((out.index + pd.Timedelta("4h") > start) & (out.index < end)).any()
     assert len(out) > 0.99 * len(df) // 4 - len(gaps) * 3 - 20
+    # the 43 bars opening at hh:28 after the 2018 outage: no bin holds one that closes after the bin's end
+    late = df.index[(df.index.minute != 0) & ((df.index + pd.Timedelta("1h")).floor("4h") > df.index.floor("4h"))]
+    assert len(late) and not any(((out.index <= t) & (out.index + pd.Timedelta("4h") > t)).any() for t in late)
+
+
+def test_bars_off_the_grid_make_no_bin_that_ends_before_their_close() -> None:
+    """1h bars opening at :30 resampled to 4h came out green, each 4h bar holding prices up to 30
+    minutes after its labelled close; a few bars off the grid drop only the bins they leak out of."""
+    df = hourly(48)
+    shifted = df.copy()
+    shifted.index = shifted.index + pd.Timedelta("30min")
+    shifted.attrs["timeframe"] = "1h"
+    with pytest.raises(DataError, match="open off the 1h grid .* every 4h bin on the grid would hold prices from after"):
+        resample_ohlcv(shifted, "4h")
+    some = df.copy()
+    some.index = pd.DatetimeIndex([t + pd.Timedelta("28min") if 5 <= k <= 7 else t for k, t in enumerate(df.index)])
+    some.attrs["timeframe"] = "1h"
+    out = resample_ohlcv(some, "4h")
+    assert len(out) == 11 and T0 + pd.Timedelta("4h") not in out.index  # the bin of 07:28 -> 08:28 left out

@@ -4,7 +4,8 @@ Bins are UTC-aligned on the grid of :mod:`threadx.data.grid` (epoch origin; whol
 start on Monday): ``open`` first, ``high`` max, ``low`` min, ``close`` last, ``volume`` sum.
 A bin is emitted only when every source slot in it holds a bar (source bars counted by the
 source-grid slot they open in), so a bin with a gap inside is skipped and the last, still
-partial bin is dropped: no output bar uses data that a complete bar would not have had.
+partial bin is dropped: no output bar uses data that a complete bar would not have had; so is a
+bin holding a bar off the source grid that closes after the bin's end.
 """
 from __future__ import annotations
 
@@ -56,6 +57,18 @@ def resample_ohlcv(df: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     ends = np.r_[starts[1:], len(t)]
     filled = np.add.reduceat(new_slot, starts)
     complete = filled == target_s // native_s
+    # a bar off the source grid (opening at :30 of 1h bars) may close after the end of the bin it opens in:
+    # such a bin would hold prices from after its own close (hh:30 bars resampled to 4h came out green,
+    # each 4h bar ending 30 minutes later than labelled); it is not made
+    bin_end = slot_start_ns(bins, timeframe) + target_s * 10**9
+    late = (t + native_s * 10**9) > bin_end
+    if late.any():
+        complete &= ~np.logical_or.reduceat(late, starts)
+        if not complete.any():
+            first = pd.Timestamp(int(t[np.argmax(late)]), tz="UTC")
+            raise DataError(f"cannot resample to {timeframe}: the {native} bars open off the {native} grid (e.g. "
+                            f"{first:%Y-%m-%d %H:%M}), so every {timeframe} bin on the grid would hold prices from "
+                            "after its close; align the bars to the grid first")
     s, e = starts[complete], ends[complete]
     data = {
         "open": cols["open"][s],
