@@ -387,10 +387,13 @@ def check_ohlcv_file(
             rep.errors = [e + (where if "duplicate timestamp" in e else "") for e in rep.errors]
             rep.warnings = [w + (where if "duplicate timestamp" in w else "") for w in rep.warnings]
         if df.attrs.get("naive_times") == ASSUMED_UTC:  # (a local-time file read as UTC: every bar hours off)
-            rep.warnings.append("times carry no zone: read as UTC (if they are local times, give their zone: "
-                                "timezone=..., --timezone, the import form's 'Time zone')")
-            rep.errors = [e + ("; or local times repeating an hour when clocks go back: give their zone"
-                               if "duplicate timestamp" in e else "") for e in rep.errors]
+            # (where a zone can be given: the commands that run a file take none, so the advice is the import)
+            rep.warnings.append("times carry no zone: read as UTC (if they are local times, import the file with "
+                                "their zone: threadx data import --timezone ZONE, the import form's 'Time zone', or "
+                                "load_ohlcv(..., timezone=...))")
+            rep.errors = [e + ("; or local times repeating an hour when clocks go back: import the file with their "
+                               "zone (threadx data import --timezone ZONE)" if "duplicate timestamp" in e else "")
+                          for e in rep.errors]
         return rep
 
     return df, _cached_report(paths, options, report)
