@@ -692,8 +692,9 @@ with tab_sweep:
         c = st.columns([4, 1, 1, 1, 1], vertical_alignment="bottom")
         pick = c[0].selectbox(
             "Stored sweep", ids, index=ids.index(preferred) if preferred in ids else 0, key="val_run",
-            format_func=lambda r: f"{r} · {info.loc[r, 'strategy']} · {info.loc[r, 'dataset']} · "
-                                  f"{format_count(info.loc[r, 'done'])} combos · {info.loc[r, 'status']}")
+            # (status and count first: at 1280 px the box cut the label to "... · 3 combos · com")
+            format_func=lambda r: f"{r} · {info.loc[r, 'status']} · {format_count(info.loc[r, 'done'])} combos · "
+                                  f"{info.loc[r, 'strategy']} · {info.loc[r, 'dataset']}")
         val_problems: list[str] = []  # boxes out of range (checked here: see widgets.number_box)
         n_val = int(number_box(c[1], "Bootstrap resamples", DEFAULT_BOOTSTRAP, "val_n", val_problems,
                                *BOUNDS["boot"], clearable=False, step=100))
