@@ -211,15 +211,20 @@ def test_runner_cap_limits_one_runner():
     assert _two_hand_runners(runner_cap=0.5).skipped["runner_cap"] == 0  # 4,995 <= 5,000
 
 
-def test_kill_switch_holds_entries_for_the_cooldown():
-    # A buys at 106 (bar 2's open) and the price falls to 60 at bar 3: the portfolio falls ~22 %
-    # within the hour and the switch fires at bar 3's close (bar 4's time); entries are held for the
-    # 3h cooldown from then: B's fills due at the opens of bars 4, 5 and 6 are refused, and B fills at
-    # bar 7's open (its signal of bar 6's close)
+def _a_falls_while_b_would_enter():
+    """Runner A buys at 106 (bar 2's open) and falls to 60 at bar 3; B's entry signals start at bar
+    3's close: (A, B, their frames)."""
     a_closes = [100, 106, 106, 60, 60, 60, 60, 60, 60, 60]
     b_closes = [100, 100, 100, 105, 106, 107, 108, 109, 110, 111]
     a, b = hand_runner("A", exit_below=1.0), hand_runner("B")
-    frames = {a.label: hand_frame(a_closes, name="A"), b.label: hand_frame(b_closes, name="B")}
+    return a, b, {a.label: hand_frame(a_closes, name="A"), b.label: hand_frame(b_closes, name="B")}
+
+
+def test_kill_switch_holds_entries_for_the_cooldown():
+    # the portfolio falls ~22 % within the hour and the switch fires at bar 3's close (bar 4's time);
+    # entries are held for the 3h cooldown from then: B's fills due at the opens of bars 4, 5 and 6 are
+    # refused, and B fills at bar 7's open (its signal of bar 6's close)
+    a, b, frames = _a_falls_while_b_would_enter()
     result = portfolio_backtest([a, b], capital=10_000, frames=frames, save=False, fee_bps=FEE_BPS,
                                 kill_switch=0.15, kill_window="2h", cooldown="3h")
     assert len(result.events) == 1
@@ -248,10 +253,7 @@ def test_kill_switch_holds_entries_for_the_cooldown():
 def test_a_cooldown_of_one_bar_holds_the_next_bars_open():
     """The cooldown was counted from the firing bar's open: one bar's cooldown held nothing
     (397 events and no refusal on a real 1h run), 3h held 2h."""
-    a_closes = [100, 106, 106, 60, 60, 60, 60, 60, 60, 60]
-    b_closes = [100, 100, 100, 105, 106, 107, 108, 109, 110, 111]
-    a, b = hand_runner("A", exit_below=1.0), hand_runner("B")
-    frames = {a.label: hand_frame(a_closes, name="A"), b.label: hand_frame(b_closes, name="B")}
+    a, b, frames = _a_falls_while_b_would_enter()
     result = portfolio_backtest([a, b], capital=10_000, frames=frames, save=False, fee_bps=FEE_BPS,
                                 kill_switch=0.15, kill_window="2h", cooldown="1h")
     index = frames[a.label].index
