@@ -79,3 +79,10 @@ def test_the_sample_is_uniform_seeded_and_takes_only_rows_that_ran():
         assert sample.seen == 900 and len(sample.ids) == 24 and all(i % 10 for i in sample.ids)
         assert all(row[0] == i for i, row in zip(sample.ids, sample.rows))
     assert samples[0] == samples[1] and max(samples[0]) > 500  # the same draw; not only the first chunks
+    early = []  # uniform: the first half of the rows holds half of the sample on average
+    for seed in range(300):
+        sample = RowSample(size=24, seed=seed)
+        for start in range(0, 1000, 100):
+            sample.offer(chunk(start))
+        early.append(sum(i < 500 for i in sample.ids))
+    assert 11.0 < np.mean(early) < 13.0, np.mean(early)
