@@ -10,6 +10,7 @@ import pytest
 import threadx
 from threadx.data.bars import Bars
 from threadx.data.grid import span_bars
+from threadx.engine.layout import METRIC_NAMES
 from threadx.engine.metrics import metrics_from_equity
 from threadx.strategy.base import ExitRules
 
@@ -57,3 +58,46 @@ def test_a_sweep_row_takes_the_span_as_the_backtest_does():
     run_ = threadx.sweep(frame, "ma_crossover", {"fast_period": [5], "slow_period": [20]}, executor="inline",
                          workers=1, store=None)
     assert run_.results["cagr"].iloc[0] == single.metrics["cagr"]
+
+
+def _gapped_frame(hours: np.ndarray, seed: int = 4) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(hours))))
+    frame = pd.DataFrame({"open": np.r_[close[0], close[:-1]], "close": close, "volume": 1.0},
+                         index=pd.to_datetime(hours * HOUR_NS, utc=True))
+    frame["high"] = frame[["open", "close"]].max(axis=1) * 1.002
+    frame["low"] = frame[["open", "close"]].min(axis=1) * 0.998
+    frame = frame[["open", "high", "low", "close", "volume"]]
+    frame.attrs["timeframe"] = "1h"
+    return frame
+
+
+def test_walk_forward_windows_and_the_stitched_record_take_their_own_time():
+    """An OOS window holding a gap spans the gap; the stitched record of windows stepped further
+    apart than their length spans its windows only, not the time between them it never traded."""
+    from threadx.validation.walkforward import walk_forward
+
+    hours = np.r_[np.arange(1700), np.arange(1900, 2800)]  # a 200-hour hole inside the OOS window 1600-1900
+    frame = _gapped_frame(hours)
+    wf = walk_forward(frame, "ma_crossover", {"fast_period": [5, 10], "slow_period": [30]}, sampler="grid",
+                      is_bars=600, oos_bars=300, step_bars=500, min_trades=0, workers=1)
+    stamps = frame.index.as_unit("ns").asi8
+    spans = [span_bars(stamps[w.oos_start:w.oos_end], "1h") for w in wf.windows]
+    assert max(spans) > 300  # a window holds the hole
+    for w, span in zip(wf.windows, spans):
+        m = dict(zip(METRIC_NAMES, wf.oos_metrics[w.index, 0]))
+        assert m["cagr"] == pytest.approx((1 + m["total_return"]) ** (8760 / span) - 1, rel=1e-9)
+    summary = wf.oos_summary
+    assert summary["cagr"] == pytest.approx((1 + summary["total_return"]) ** (8760 / sum(spans)) - 1, rel=1e-9)
+
+
+def test_a_portfolio_takes_the_time_its_timeline_covers():
+    from threadx.portfolio import portfolio_backtest
+
+    frame = _gapped_frame(np.r_[np.arange(700), np.arange(1700, 2400)])
+    single = threadx.backtest(frame, "ma_crossover", {"fast_period": 5, "slow_period": 20})
+    pf = portfolio_backtest(["ma_crossover:gapped:fast_period=5,slow_period=20"], frames={"ma_crossover:gapped": frame},
+                            save=False)
+    assert pf.metrics["cagr"] == pytest.approx(single.metrics["cagr"], rel=1e-12)
+    assert single.metrics["cagr"] == pytest.approx((1 + single.metrics["total_return"]) ** (8760 / 2400) - 1,
+                                                   rel=1e-9)

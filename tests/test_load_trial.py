@@ -230,3 +230,20 @@ def test_the_load_of_changed_files_is_announced_around_its_trial_and_its_run_her
         assert isinstance(user_code.loading_spinner(["x.py"]), nullcontext)  # no page's script run here: nothing
     finally:
         user.set_load_announcer(None)
+
+
+def test_an_announcer_that_fails_does_not_leave_the_folder_unloadable(strategy_dir) -> None:
+    """The folder stayed "trying" when the announcer raised: no file of it loaded again until a restart."""
+    @contextmanager
+    def broken(names):
+        raise RuntimeError("no page to show it on")
+        yield  # (a generator)
+
+    _strategy("first_try")
+    user.set_load_announcer(broken)
+    try:
+        with pytest.raises(RuntimeError):
+            threadx.strategies()
+    finally:
+        user.set_load_announcer(None)
+    assert "first_try" in threadx.strategies()

@@ -518,12 +518,12 @@ def test_a_transfer_onto_the_same_market_at_another_timeframe_over_its_dates_is_
     frame = generate_synthetic("AAA_USDT", days=400, seed=41)
     later = generate_synthetic("AAA_USDT", days=400, seed=43)
     later.index = later.index + pd.Timedelta(days=800)  # the same symbol, other dates
-    files = {"AAA_USDT-1h": frame, "AAA_USDT-4h": resample_ohlcv(frame, "4h"), "AAA_USDT-1h-later": later,
-             "BBB_USDT-1h": generate_synthetic("BBB_USDT", days=400, seed=42)}
+    files = {"AAA_USDT-1h": frame, "AAA_USDC-4h": resample_ohlcv(frame, "4h"), "AAA_USDT-1h-later": later,
+             "BBB_USDT-1h": generate_synthetic("BBB_USDT", days=400, seed=42)}  # (USDT and USDC: one dollar)
     for name, df in files.items():
         write_ohlcv(df, tmp_path / f"{name}.parquet")
     result = research("ma_crossover", [str(tmp_path / f"{n}.parquet") for n in files],
                       {"fast_period": [5, 10], "slow_period": [40]}, results_dir=tmp_path, research_id="tf",
                       is_days=90, oos_days=60, sampler="grid", bootstrap=100)
     in_sample = {(t["source"], t["target"]) for t in result.transfer if t["in_sample"]}
-    assert in_sample == {(n, n) for n in files} | {("AAA_USDT-1h", "AAA_USDT-4h"), ("AAA_USDT-4h", "AAA_USDT-1h")}
+    assert in_sample == {(n, n) for n in files} | {("AAA_USDT-1h", "AAA_USDC-4h"), ("AAA_USDC-4h", "AAA_USDT-1h")}

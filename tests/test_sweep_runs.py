@@ -232,9 +232,14 @@ def test_the_size_band_plans_with_this_machines_measured_rate(synthetic_bars, tm
     threadx.sweep(synthetic_bars, "ma_crossover", SPACE, store=store, run_id="a", executor="inline", workers=1)
     path = tmp_path / "a" / "manifest.json"
     manifest = json.loads(path.read_text())
+    assert manifest["session_done"] == 8
     manifest["elapsed_s"] = 4.0  # 8 combos in 4 s: 2 a second on these bars
     path.write_text(json.dumps(manifest))
     assert sweep_runs.measured_rate(store, "ma_crossover", len(synthetic_bars)) == pytest.approx(2.0)
     assert sweep_runs.measured_rate(store, "ma_crossover", 2 * len(synthetic_bars)) == pytest.approx(1.0)
     assert sweep_runs.measured_rate(store, "bb_atr", len(synthetic_bars)) is None
+    # the same run asked again runs nothing in a few ms: not a rate (it read 19,943/s for 571/s)
+    threadx.sweep(synthetic_bars, "ma_crossover", SPACE, store=store, run_id="a", executor="inline", workers=1)
+    assert json.loads(path.read_text())["session_done"] == 0
+    assert sweep_runs.measured_rate(store, "ma_crossover", len(synthetic_bars)) is None
     assert size_text(240, 2.0) == "**minutes** (about 2 min at 2 backtests/s, this machine's recent runs)"

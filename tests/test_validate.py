@@ -284,8 +284,18 @@ def test_a_run_of_unchanged_bars_makes_the_verdict_amber(run: int) -> None:
         return
     assert rep.ok and rep.frozen_runs == [(T0 + 100 * H, T0 + (99 + run) * H, run)]
     level, reasons = rep.verdict
-    assert level == "amber" and (f"{run} bars in 1 run(s) of 12 or more that repeat the previous close unchanged (a "
-                                 "stale feed?)") in reasons, reasons  # (with spikes where it ends: its MAD is 0)
+    assert level == "amber" and (f"{run} bars in 1 run(s) of 12 h or more that repeat the previous close unchanged "
+                                 "(a stale feed?)") in reasons, reasons  # (with spikes where it ends: its MAD is 0)
+
+
+def test_a_short_unchanged_stretch_of_minute_bars_is_trading_not_a_stale_feed() -> None:
+    """12 unchanged 1m bars (an illiquid coin's quiet quarter hour) were amber; 12 hours of them are not."""
+    df = bars(2000, seed=3)
+    df.index = pd.date_range(T0, periods=2000, freq="1min", name="timestamp").as_unit("ns")
+    for start, run in ((100, 30), (900, 720)):
+        df.iloc[start:start + run, :4] = df["close"].iloc[start - 1]
+    rep = validate_ohlcv(df)
+    assert [r[2] for r in rep.frozen_runs] == [720]
 
 
 def test_spike_threshold_is_ten_rolling_mads() -> None:

@@ -21,8 +21,8 @@ close, or a low a fifth of them).
 **Verdict** (:attr:`ValidationReport.verdict`, the one traffic-light rule of the CLI and the
 UI): ``red`` when there is any error; ``amber`` when the data is usable but has notable
 warnings (gaps, off-grid timestamps, zero-volume bars, kept duplicates, unsorted rows, any
-implausible move or wick, runs of unchanged bars, and spikes on more than :data:`NOTABLE_SPIKE_SHARE` of the bars), each listed
-as a reason;
+implausible move or wick, runs of unchanged bars, and spikes on more than
+:data:`NOTABLE_SPIKE_SHARE` of the bars), each listed as a reason;
 ``green`` otherwise. Not notable: a missing time zone, and spikes at the rate of crypto's fat
 tails (the synthetic sample and Binance's 1h/5m history: 0.3-0.5% of bars).
 
@@ -87,7 +87,10 @@ _IMPLAUSIBLE = f"bar(s) whose close is {IMPLAUSIBLE_MOVE:g}x the previous one or
 # the same bound within one bar: a high this many times its body's top, or a low this many times below its
 # bottom (a wick of 1e300 beside closes of 60,000 was green; it sets off every stop and swells the ATR for
 # thousands of bars)
-FROZEN_RUN = 12  # this many bars in a row that repeat the previous close as open, high, low and close: a stale feed
+# this many bars in a row, lasting this long at least, that repeat the previous close as open, high, low and close:
+# a stale feed (12 minutes unchanged on an illiquid coin's 1m bars is trading, 12 hours is not)
+FROZEN_RUN = 12
+FROZEN_HOURS = 12
 _IMPLAUSIBLE_WICK = (f"bar(s) whose high is {IMPLAUSIBLE_MOVE:g}x the higher of its open and close, or whose low "
                      f"is less than 1/{IMPLAUSIBLE_MOVE:g} of the lower")
 
@@ -116,8 +119,9 @@ class ValidationReport:
     zero_volume: int = 0
     spikes: list[pd.Timestamp] = field(default_factory=list)
     implausible: list[pd.Timestamp] = field(default_factory=list)  # bars whose close moved IMPLAUSIBLE_MOVE-fold
-    implausible_wicks: list[pd.Timestamp] = field(default_factory=list)  # high or low IMPLAUSIBLE_MOVE-fold off the body
-    frozen_runs: list[tuple[pd.Timestamp, pd.Timestamp, int]] = field(default_factory=list)  # FROZEN_RUN+ unchanged bars
+    # a high or low IMPLAUSIBLE_MOVE-fold off the body; runs of FROZEN_RUN+ unchanged bars (first, last, bars)
+    implausible_wicks: list[pd.Timestamp] = field(default_factory=list)
+    frozen_runs: list[tuple[pd.Timestamp, pd.Timestamp, int]] = field(default_factory=list)
     quality: float = 0.0
     low_quality: bool = False  # quality below MIN_QUALITY (one of the errors)
     first: pd.Timestamp | None = None
@@ -150,7 +154,8 @@ class ValidationReport:
             (len(self.implausible), f"{len(self.implausible)} {_IMPLAUSIBLE} (a bad tick or a change of units?)"),
             (len(self.implausible_wicks), f"{len(self.implausible_wicks)} {_IMPLAUSIBLE_WICK} (a bad tick?)"),
             (len(self.frozen_runs), f"{sum(r[2] for r in self.frozen_runs):,} bars in {len(self.frozen_runs)} run(s) "
-                                    f"of {FROZEN_RUN} or more that repeat the previous close unchanged (a stale feed?)"),
+                                    f"of {FROZEN_HOURS} h or more that repeat the previous close unchanged (a stale "
+                                    "feed?)"),
             (self.zero_volume, f"{self.zero_volume} zero-volume bar(s)"),
             (self.duplicates, f"{self.duplicates} duplicate timestamp(s), the last of each kept"),
             (not self.sorted, "rows out of time order"),
@@ -472,18 +477,22 @@ def _wick_check(rep: ValidationReport, o: np.ndarray, h: np.ndarray, lo: np.ndar
 
 def _frozen_check(rep: ValidationReport, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
                   t: np.ndarray) -> None:
-    """Runs of :data:`FROZEN_RUN` or more bars whose open, high, low and close all repeat the
-    previous close: a feed that stopped (2,000 bars at one price, or two frozen weeks inside
-    real candles, were green; Binance's BTC, ETH and SOL histories hold none over one bar)."""
+    """Runs of :data:`FROZEN_RUN` or more bars, lasting :data:`FROZEN_HOURS` at least, whose
+    open, high, low and close all repeat the previous close: a feed that stopped (2,000 bars at
+    one price, or two frozen weeks inside real candles, were green; Binance's BTC, ETH and SOL
+    histories hold none over one bar)."""
     frozen = np.zeros(len(c), dtype=bool)
     frozen[1:] = (o[1:] == c[:-1]) & (h[1:] == c[:-1]) & (lo[1:] == c[:-1]) & (c[1:] == c[:-1])
     edges = np.flatnonzero(np.diff(np.r_[0, frozen.astype(np.int8), 0]))
-    runs = [(int(a), int(b)) for a, b in zip(edges[0::2], edges[1::2]) if b - a >= FROZEN_RUN]
+    step = float(np.median(np.diff(t))) if len(t) > 1 else 0.0  # (a bar's length, gaps aside)
+    least = max(FROZEN_RUN, math.ceil(FROZEN_HOURS * 3600e9 / step)) if step > 0 else FROZEN_RUN
+    runs = [(int(a), int(b)) for a, b in zip(edges[0::2], edges[1::2]) if b - a >= least]
     if runs:
         rep.frozen_runs = [(_ts(t[a]), _ts(t[b - 1]), b - a) for a, b in runs]
         shown = ", ".join(f"{_iso(x)} to {_iso(y)}" for x, y, _ in rep.frozen_runs[:_SHOW])
-        rep.warnings.append(f"{sum(b - a for a, b in runs):,} bars in {len(runs)} run(s) of {FROZEN_RUN} or more "
-                            f"that repeat the previous close as open, high, low and close (a stale feed?): {shown}"
+        rep.warnings.append(f"{sum(b - a for a, b in runs):,} bars in {len(runs)} run(s) of {FROZEN_HOURS} h or "
+                            "more that repeat the previous close as open, high, low and close (a stale feed?): "
+                            f"{shown}"
                             + (" ..." if len(runs) > _SHOW else ""))
 
 

@@ -890,7 +890,8 @@ class _Session:
                     writer.manifest.pop("error", None)  # (a resume that completes clears an earlier one)
                 writer.update_manifest(status=status, done=done, failed=failed, total=total,
                                        finished_at=datetime.now(timezone.utc).isoformat(),
-                                       elapsed_s=time.perf_counter() - self.started, timings=self.watch.record())
+                                       elapsed_s=time.perf_counter() - self.started, timings=self.watch.record(),
+                                       session_done=int(self.counts["new"]))  # (what elapsed_s ran: a rate's)
             finally:
                 writer.close()
             self.total = total

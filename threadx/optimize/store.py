@@ -45,8 +45,8 @@ _LEGACY_OPTIONAL = ("strategy_code", "rows_code")  # plan keys that runs stored 
 # "not batched, 11 GiB budget" beside the resumed session's 2 batches)
 _ADAPTIVE_PLAN_KEYS = ("objective", "maximize", "min_trades")  # session keys that are plan keys to an adaptive run
 _SESSION_KEYS = ("objective", "maximize", "min_trades", "machine", "versions", "started_at", "memory")
-_PROGRESS_KEYS = ("status", "done", "failed", "finished_at", "elapsed_s", "quarantined", "gpu", "warnings",
-                  "executors", "error")
+_PROGRESS_KEYS = ("status", "done", "failed", "finished_at", "elapsed_s", "session_done", "quarantined", "gpu",
+                  "warnings", "executors", "error")
 _PLAN_FILE = "plan.json"  # the manifest as first written, less its progress keys (and the warnings since)
 QUARANTINE = "quarantine"  # damaged parts are moved here, never deleted
 # A run's token, drawn when it is created: in its manifest, its plan.json and each part's footer,
@@ -528,7 +528,7 @@ def read_manifest(folder: Path, run_id: str) -> dict[str, Any] | None:
 _MANIFEST_KINDS: dict[str, Kind] = {
     **{key: TEXT for key in ("strategy", "status", "objective", "started_at", "finished_at", "sampler", "run_id",
                              "dataset", "timeframe", "fingerprint", "strategy_code", "rows_code", _TOKEN, "error")},
-    **{key: WHOLE for key in ("done", "total", "failed", "n", "bars", "seed")},
+    **{key: WHOLE for key in ("done", "total", "failed", "n", "bars", "seed", "session_done")},
     **{key: OBJECT for key in ("engine", "machine", "request", "timings", "data")},
     # (read whenever present)
     "space": OBJECT.not_null(), "min_trades": WHOLE.not_null(), "maximize": SWITCH.not_null(), "param_names": LIST,

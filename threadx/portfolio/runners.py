@@ -242,11 +242,11 @@ def research_engine_options(research: Any) -> dict[str, Any]:
     from threadx.engine.inputs import options_from
 
     result = research if isinstance(research, ResearchResult) else load_research(str(research))
-    recorded = (result.config.get("walk_forward") or {}).get("engine_options") or {}
-    options = {key: recorded[key] for key in RESEARCH_ENGINE_KEYS if recorded.get(key) is not None}
-    try:
-        options_from(**options)  # (checked here: the page put a recorded "abc" fee in a number box, a traceback)
-    except ThreadXError as exc:
+    try:  # (checked here: the page put a recorded "abc" fee in a number box, a traceback)
+        recorded = (result.config.get("walk_forward") or {}).get("engine_options") or {}
+        options = {key: recorded[key] for key in RESEARCH_ENGINE_KEYS if recorded.get(key) is not None}
+        options_from(**options)
+    except (ThreadXError, TypeError, ValueError, AttributeError) as exc:  # (a list or {} where a value belongs)
         raise ThreadXError(f"the engine options recorded by research {result.research_id} cannot be used: "
                            f"{first_line(exc)}") from None
     return options

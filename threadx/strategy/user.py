@@ -663,14 +663,14 @@ def _current(known: Mapping[str, Any]) -> _Resolved:
             return folder.resolved(known)
         folder.trying = True
     tried = None
-    with (_announce or _quietly)([path.name for path in texts]):
-        try:
+    try:  # (the announcer inside: one that failed left the folder "trying" for good, no file loaded again)
+        with (_announce or _quietly)([path.name for path in texts]):
             tried = trial([(str(path), str(path.resolve()), text) for path, (_, text) in texts.items()])
-        finally:
             with _LOCK:
-                folder.trying = False
-                if tried is not None:
-                    folder.apply(texts, tried)
+                folder.apply(texts, tried)
+    finally:
+        with _LOCK:
+            folder.trying = False
     with _LOCK:
         return folder.resolved(known)
 

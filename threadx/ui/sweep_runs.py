@@ -141,9 +141,12 @@ def summarize(store: ResultStore, run_id: str) -> dict[str, Any]:
                    best=best_value(ok, objective, maximize, int(m.get("min_trades") or 0)),
                    status=m.get("status"),
                    started_at=_started(m))
-        elapsed, bars = float(m.get("elapsed_s") or 0.0), int(m.get("bars") or 0)
-        if str(m.get("status")) == "completed" and elapsed > 0 and bars and len(rows) >= RATE_MIN_COMBOS:
-            row["bar_rate"] = len(rows) * bars / elapsed  # combo-bars a second: what the size band plans with
+        # combo-bars a second of the last session (what elapsed_s timed: the run's rows over a resume's
+        # time read 35 times too fast), on this machine's CPUs (a GPU's or a cluster's rate is another)
+        elapsed, bars, ran = float(m.get("elapsed_s") or 0.0), int(m.get("bars") or 0), int(m.get("session_done") or 0)
+        cpu = not set(map(str, m.get("executors") or [])) & {"gpu", "dask"}
+        if str(m.get("status")) == "completed" and elapsed > 0 and bars and ran >= RATE_MIN_COMBOS and cpu:
+            row["bar_rate"] = ran * bars / elapsed
     except RunDamaged as exc:
         row["status"] = f"damaged: {exc.why}"
     except (ThreadXError, OSError, ValueError) as exc:

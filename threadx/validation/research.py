@@ -99,10 +99,12 @@ class ResearchResult:
                 "cells": self.cells, "transfer": self.transfer, "meta": self.meta}
 
 
-def same_market_then(source: str, source_bars: Any, target: str, target_bars: Any) -> bool:
+def same_market_then(source: str, source_bars: Any, target: str, target_bars: Any,
+                     synthetic: tuple[bool, bool] = (False, False)) -> bool:
     """Whether datasets ``source`` and ``target`` (names or files) are one market (the same symbol,
     at any timeframe, on any exchange: the price paths move together) and ``target_bars`` overlap
-    the dates of ``source_bars``: params fitted on the source saw that stretch of the target's prices.
+    the dates of ``source_bars``: params fitted on the source saw that stretch of the target's prices
+    (``synthetic``: whether each is made-up data, never the same market as real data).
 
     >>> import pandas as pd
     >>> from threadx.data.bars import as_bars
@@ -115,17 +117,44 @@ def same_market_then(source: str, source_bars: Any, target: str, target_bars: An
     >>> same_market_then("binance/BTC_USDT-1h", as_bars(df), "sample:BTC_USDT-1h", as_bars(df))
     False
     """
-    from threadx.data.catalog import file_market
-
-    mine, theirs = file_market(Path(str(source)).name), file_market(Path(str(target)).name)
-    if mine is None or theirs is None or mine[0] != theirs[0] or _synthetic(source) != _synthetic(target):
+    mine, theirs = market_of(source), market_of(target)
+    if mine is None or mine != theirs or _synthetic(source, synthetic[0]) != _synthetic(target, synthetic[1]):
         return False  # (the synthetic sample's BTC is not BTC's path)
     a, b = source_bars.time_ns, target_bars.time_ns
     return bool(len(a) and len(b) and a[0] <= b[-1] and b[0] <= a[-1])
 
 
-def _synthetic(name: str) -> bool:
-    return str(name).startswith(("sample:", "synthetic/"))
+_DOLLARS = ("USDT", "USDC", "BUSD", "TUSD", "FDUSD", "USD")  # quotes that are one currency to a price path
+
+
+def market_of(name: str) -> tuple[str, str] | None:
+    """(base, quote) of a dataset's symbol, a dollar stablecoin's quote read as USD and a
+    perpetual's settlement suffix dropped, None for a name without one: BTC/USDT spot, its
+    USDT-settled perpetual and BTC/USDC are one market; ETH/BTC is not ETH/USDT.
+
+    >>> market_of("binance/BTC_USDT-1h"), market_of("bybit/BTC_USDT_USDT-4h"), market_of("/data/BTCUSDC-1d.csv")
+    (('BTC', 'USD'), ('BTC', 'USD'), ('BTC', 'USD'))
+    >>> market_of("binance/ETH_BTC-1h"), market_of("local/GOLD-1d")
+    (('ETH', 'BTC'), None)
+    """
+    from threadx.data.catalog import parse_dataset_name, quote_currency
+
+    shown = str(name)
+    if os.sep in shown or shown.endswith((".parquet", ".csv", ".feather", ".json", ".zip")):
+        shown = Path(shown).stem  # a file: its name
+    try:
+        symbol = parse_dataset_name(shown)[1].upper()
+    except (ThreadXError, ValueError):
+        return None
+    quote = quote_currency(shown if "/" in shown else f"x/{shown}")
+    if not quote:
+        return None
+    base = symbol.split("_")[0] if "_" in symbol else symbol[: -len(quote)]
+    return base, "USD" if quote in _DOLLARS else quote
+
+
+def _synthetic(name: str, flagged: bool) -> bool:
+    return bool(flagged) or str(name).startswith(("sample:", "synthetic/"))
 
 
 def transfer_in_sample(row: Mapping[str, Any]) -> bool:
@@ -403,7 +432,9 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     # cut two ways), or the same market's at another timeframe or exchange over dates the source was fitted
     # on (BTC 2h's winner on BTC 4h's OOS span read "kept" on another asset): in sample
     same = {(s, t): s == t or common_candles(bars[s], bars[t].slice(*spans[t])) > 0
-            or same_market_then(s, bars[s], t, bars[t].slice(*spans[t])) for s in names for t in names}
+            or same_market_then(s, bars[s], t, bars[t].slice(*spans[t]), (bool(by_name[s].attrs.get("synthetic")),
+                                                                         bool(by_name[t].attrs.get("synthetic"))))
+            for s in names for t in names}
     for cell in [c for c in cells if not c.get("error")] if status == "completed" else ():
         for target in names:
             if should_stop():

@@ -596,9 +596,11 @@ def _assemble(evaluator: Evaluator, bars: Bars, windows: list[Window], combos: p
     oos_equity = pd.concat(equities).rename("equity")
     oos_trades = (pd.concat(trade_frames, ignore_index=True) if trade_frames
                   else trades_frame(np.empty((0, N_TRADE_COLS)), index).assign(window=0))
+    # the years of its CAGR: those of its windows (a step longer than the OOS windows leaves time between
+    # them that the record never traded: counted, -65.9 % a year read -35.0 %)
+    spanned = sum(span_bars(bars.time_ns[w.oos_start:w.oos_end], bars.timeframe) for w in windows)
     summary = metrics_from_equity(oos_equity.to_numpy(), oos_trades, float(config["initial_capital"]),
-                                  float(config["bars_per_year"]), span_bars=span_bars(
-                                      bars.time_ns[windows[0].oos_start:windows[-1].oos_end], bars.timeframe))
+                                  float(config["bars_per_year"]), span_bars=spanned)
     chosen = table.dropna(subset=["combo_id"])
     if len(chosen):
         mean_is, mean_oos = float(chosen["is_sharpe"].mean()), float(chosen["oos_sharpe"].mean())
