@@ -115,7 +115,8 @@ def used_by_note(name: str, shown: int = 3) -> str:
         by_kind.setdefault(kind, []).append(result_id)
     # each kind counted and named (the only walk-forward was hidden in "and 1 more" behind three sweeps)
     listed = "; ".join(f"{counted(len(ids), *_NOUNS.get(kind, (kind,)))}: " + ", ".join(ids[:shown])
-                       + (f" and {len(ids) - shown:,} more" if len(ids) > shown else "") for kind, ids in by_kind.items())
+                       + (f" and {len(ids) - shown:,} more" if len(ids) > shown else "")
+                       for kind, ids in by_kind.items())
     if len(found) == 1:
         listed = found[0]  # ("1 sweep: x" beside "1 stored result")
     they = "they stay readable but cannot" if len(found) > 1 else "it stays readable but cannot"

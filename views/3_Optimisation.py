@@ -77,6 +77,7 @@ maximize = c.selectbox("Direction", ["maximise", "minimise"], key="opt_direction
                        width=w) == "maximise"
 min_trades = int(number_box(c, "Min trades", DEFAULT_MIN_TRADES, "opt_min_trades", box_problems, 0, step=5,
                             help="Fewest trades of the winner: a Sharpe of a few trades is luck", **boxes))
+FORM = {"objective": objective, "maximize": maximize, "min_trades": min_trades}  # (show_run's own are the run's)
 gpu = cuda_status()
 use_gpu = gpu.available and bool(st.session_state.get("opt_gpu"))
 c = controls_row()
@@ -276,7 +277,13 @@ def show_run(view: sweep_runs.RunView) -> None:
     # and other costs (Launch ran fee 10 and next_open beside a run of 25 and close, unsaid)
     engine = m.get("engine") or {}
     costs = [("fee", f"{float(fee_bps):g} bps", None if engine.get("fee_bps") is None
-              else f"{float(engine['fee_bps']):g} bps"), ("fill", fill, engine.get("fill"))]
+              else f"{float(engine['fee_bps']):g} bps"), ("fill", fill, engine.get("fill")),
+             # (no box: Launch runs the default; a run of 3 bps said nothing)
+             ("slippage", f"{float(engine_defaults.slippage_bps):g} bps", None if engine.get("slippage_bps") is None
+              else f"{float(engine['slippage_bps']):g} bps"),
+             ("objective", f"{FORM['objective']} {'max' if FORM['maximize'] else 'min'}", None
+              if m.get("objective") is None else f"{m['objective']} {'max' if m.get('maximize', True) else 'min'}"),
+             ("min trades", FORM["min_trades"], m.get("min_trades"))]
     compared = (("dataset", dataset, m.get("dataset")), ("strategy", strategy, m.get("strategy")), *searched, *costs)
     other = [f"{what} **{number_text(mine) if isinstance(mine, int) else plain(mine)}**"
              for what, mine, its in compared if its is not None and its != "" and mine != its]
@@ -284,8 +291,10 @@ def show_run(view: sweep_runs.RunView) -> None:
     if moved:
         other.append(f"another search space (**{', '.join(plain(name) for name in moved)}**)")
     if other:
-        st.info(f"The form above is set to {' and '.join(other)}, not this run's: **Launch** runs the form's; "
-                "Resume and Open in Backtest use this run's.")
+        offered = [what for what, ok in (("Resume", view.resumable and bool(int(m.get("done") or 0) or view.to_retry)),
+                                         ("Open in Backtest", view.best is not None)) if ok]
+        st.info(f"The form above is set to {' and '.join(other)}, not this run's: **Launch** runs the form's"
+                + (f"; {' and '.join(offered)} use{'s' if len(offered) == 1 else ''} this run's." if offered else "."))
     for text in m.get("warnings") or []:  # what the sweep warned of about its own rows
         st.warning(f"This run's rows may not all be right: {text}")
     stale = sweep_runs.code_changes(m)
@@ -314,6 +323,7 @@ def show_run(view: sweep_runs.RunView) -> None:
         st.warning(f"{failed:,} combos failed; why:\n{lines}{more}")
     if view.ok.empty:
         st.info("No successful combo stored." if view.status.startswith("completed") or view.status == "failed"
+                else "No combo was stored before it was stopped." if view.status == "cancelled"
                 else "No successful combo stored yet.")
         return
     objective = m.get("objective", "sharpe")

@@ -93,6 +93,8 @@ def editor(path: Path, text: str) -> None:
     else:
         drafts.pop(name, None)
     saved = st.button("Save", type="primary", key=f"strat_save:{name}")
+    if flash == ("saved", name) and name not in errored_files:  # under the button pressed, in view
+        st.success(f"Saved {name}: reloaded, the next backtest, sweep or check runs this code.")
     if not saved:
         return
     seen = st.session_state.setdefault("strat_conflict_seen", {})
@@ -125,7 +127,7 @@ def excerpt(path: Path, where: str, around: int = 3) -> str | None:
     return "\n".join(f"{'>' if n == line else ' '} {n:4d} | {lines[n - 1]}" for n in range(lo, hi + 1))
 
 
-flash = st.session_state.pop("strat_flash", None)  # said beside the strategy picker, where Save was pressed
+flash = st.session_state.pop("strat_flash", None)  # a Save's result is said where Save was pressed
 # a file just saved that does not load: its error and editor there too, not only at the top (the picker fell back
 # to bb_atr where the user had pressed Save, the error and the fix out of view)
 saved_broken = flash[1] if flash and flash[0] == "saved" and flash[1] in errored_files else None
@@ -173,15 +175,8 @@ if want:
         st.session_state.pop("strat_want")
 if st.session_state.get("strat_pick") not in names:  # the session's strategy, as on the other pages (a link's)
     st.session_state["strat_pick"] = active_strategy(names)
-if flash:
-    kind, what = flash
-    if saved_broken:
-        st.warning(f"Saved {what}, but it does not load now: its strategies are left out until it is fixed.")
-        load_error(next(err for err in errors if err.file == saved_broken))
-    elif kind == "saved":
-        st.success(f"Saved {what}: reloaded, the next backtest, sweep or check runs this code.")
-    else:
-        st.success(what)
+if flash and flash[0] != "saved":  # (a Save's result is said where Save was pressed: below)
+    st.success(flash[1])
 row = st.columns([4, 1.7, 1], vertical_alignment="bottom")  # ("Open in Backtest" was cut at 1024 px)
 choice = row[0].selectbox("Strategy", names, key="strat_pick",
                           on_change=lambda: st.session_state.pop("strat_want", None))
@@ -193,6 +188,9 @@ check_clicked = row[2].button("Check", key="strat_check", type="primary", width=
 if open_clicked:
     st.session_state["strategy"] = st.session_state["bt_strategy"] = choice
     st.switch_page("views/2_Backtest.py")
+if saved_broken:  # in place of the strategy's view, where its Save was pressed (the picker fell back to bb_atr)
+    st.warning(f"Saved {saved_broken}, but it does not load now: its strategies are left out until it is fixed.")
+    load_error(next(err for err in errors if err.file == saved_broken))
 
 with st.expander("New strategy", expanded=not mine and not errors):
     if st.session_state.pop("strat_new_clear", False):

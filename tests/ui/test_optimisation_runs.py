@@ -402,11 +402,13 @@ def test_a_run_searched_over_another_space_than_the_form_says_so(data_file):
 def test_a_run_of_other_costs_than_the_form_says_so(data_file):
     """A run of fee 25 bps and close fills showed under a form of 10 bps and next-open fills with a
     note naming only the dataset and the space: Launch would run the form's costs."""
-    sweep(data_file, "costly", fee_bps=25.0, fill="close")
+    sweep(data_file, "costly", fee_bps=25.0, fill="close", slippage_bps=3.0, objective="total_return", min_trades=3)
     at = page(run="costly")
     at.selectbox(key="opt_strategy").set_value("ma_crossover").run()
     notes = [i.value for i in at.info if i.value.startswith("The form above is set to")]
     assert len(notes) == 1 and "fee **10 bps**" in notes[0] and "fill **next_open**" in notes[0], notes
+    assert "slippage **0 bps**" in notes[0] and "objective **sharpe max**" in notes[0], notes  # (no box for slippage)
+    assert "min trades **" in notes[0], notes
     at.number_input(key="opt_fee").set_value(25.0).run()
     at.selectbox(key="opt_fill").set_value("close").run()
     assert not any("fee **" in i.value or "fill **" in i.value for i in at.info)
@@ -418,6 +420,7 @@ def test_a_run_stopped_before_any_combo_offers_no_resume_in_its_view(data_file):
     at = page(run="empty")
     assert "opt_resume" not in [b.key for b in at.button]
     assert "Nothing stored to resume: **Launch** starts it again." in [c.value for c in at.caption]
+    assert "No combo was stored before it was stopped." in [i.value for i in at.info]
 
 
 def test_a_link_to_an_unknown_run_is_said_at_the_top_of_the_page():

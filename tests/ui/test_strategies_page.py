@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from apptest_helpers import ROOT, open_page, texts  # noqa: E402
+from apptest_helpers import ROOT, in_order, open_page, texts  # noqa: E402
 
 from threadx.strategy.base import builtin_names  # noqa: E402
 
@@ -109,6 +109,9 @@ def test_the_page_editor_saves_and_a_syntax_error_shows_at_once(strategy_dir, lo
     assert path.read_text() == changed
     assert "Saved edited.py: reloaded" in texts(at.success)
     assert at.selectbox(key="strat_pick").value == "edited"
+    order = in_order(at)  # under the Save button pressed, 1,400 px below the picker (it showed above the view)
+    saved_at = next(k for k, (kind, text) in enumerate(order) if kind == "success" and text.startswith("Saved edited"))
+    assert saved_at == order.index(("button", "strat_save:edited.py")) + 1, order[saved_at - 3:saved_at + 1]
     params = at.dataframe[1].value
     assert params[params["Param"] == "oversold"].iloc[0]["Default"] == "27"
 
@@ -120,8 +123,12 @@ def test_the_page_editor_saves_and_a_syntax_error_shows_at_once(strategy_dir, lo
     error = texts(at.error)
     assert re.search(r"edited\.py:\d+", error) and "SyntaxError" in error, error
     assert "edited" not in listed(at) and "does not load now" in texts(at.warning)
-    # said once, beside the picker where Save was pressed (it was at the top, the picker fallen back to bb_atr)
+    # said once, after the picker where the strategy's view and its Save were (it was at the top, the picker fallen
+    # back to bb_atr in view)
     assert len([e.value for e in at.error if "edited.py" in e.value]) == 1
+    order = in_order(at)
+    said = next(k for k, (kind, text) in enumerate(order) if kind == "warning" and "does not load now" in text)
+    assert said > order.index(("selectbox", "strat_pick")), order[said - 2:said + 1]
     assert at.text_area(key=editor_key(at, "edited.py")).value == broken  # the editor in the error's box
     at.text_area(key=editor_key(at, "edited.py")).input(changed)
     at.button(key="strat_save:edited.py").click().run()

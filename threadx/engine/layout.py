@@ -80,7 +80,8 @@ P_PTP_BAND = P_STOP_BAND + 2  # 1 = partial target at the previous close's far b
 P_ARM_R = P_STOP_BAND + 3  # exit signals count once a close gains this many times the initial stop distance
 P_ARM_BAND = P_STOP_BAND + 4  # 1 = ... or once a close is beyond the far band
 # the bars of the timeframe the data spans, its gaps included (first open to last close; 0 = unknown): CAGR
-# annualises over it (over the bars present, a 60-day hole read +8.30 % a year for +7.31 %, sessions +58.9 % for +10.2 %)
+# annualises over it (over the bars present, a 60-day hole read +8.30 % a year for +7.31 %, sessions +58.9 %
+# for +10.2 %)
 P_SPAN_BARS = P_STOP_BAND + 5
 N_PARAMS = P_STOP_BAND + 6
 

@@ -538,7 +538,8 @@ def _event(row: np.ndarray, index: pd.DatetimeIndex, bar_ns: int) -> dict[str, A
     the first tick whose legs may open again."""
     values = dict(zip(EVENT_COLUMNS, row.tolist()))
     resume = int(values["resume_tick"])
-    return {"time": (index[int(values["tick"])] + pd.Timedelta(bar_ns, unit="ns")).isoformat(), "drawdown": values["drawdown"],
+    fired = index[int(values["tick"])] + pd.Timedelta(bar_ns, unit="ns")
+    return {"time": fired.isoformat(), "drawdown": values["drawdown"],
             "window_peak": values["window_peak"], "equity": values["equity"],
             "resumes": index[resume].isoformat() if resume < len(index) else None}
 

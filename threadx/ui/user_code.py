@@ -214,13 +214,10 @@ def loading_spinner(names: list[str]) -> ContextManager[Any]:
     import streamlit as st
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-    from threadx.strategy import user
-
     if get_script_run_ctx(suppress_warning=True) is None:
         return nullcontext()
     listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    return st.spinner(f"Loading {listed} from the strategies folder: the code runs first in a process of its own "
-                      f"(a top level still running after {user.LOAD_LIMIT_S:g} s is stopped)")
+    return st.spinner(f"Loading {listed}…", show_time=True)  # (a long sentence wrapped onto 5 lines in the sidebar)
 
 
 def trial_loads(files: list[tuple[str, str, str]]) -> dict[str, dict[str, Any]]:
