@@ -245,7 +245,10 @@ def shown_run() -> sweep_runs.RunView | None:
     try:
         return sweep_runs.load_view(store, run_id)
     except ThreadXError as exc:
-        link_notes.warning(f"Run `{run_id}` cannot be shown: {exc}")
+        if not (store.root / run_id).exists():  # (as the other pages say it, without the server's folder)
+            link_notes.warning(f"The link names run **{plain(run_id)}**, which is not stored (deleted?).")
+        else:
+            link_notes.warning(f"Run `{run_id}` cannot be shown: {exc}")
         drop_linked_run("sweep_run", "run")
         return None
 

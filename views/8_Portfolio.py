@@ -321,8 +321,10 @@ def show_portfolio(portfolio_id: str) -> None:
     elif not result.events:
         st.caption("The kill switch never fired.")
     else:
-        shown, config = table_view(pf.events_table(result),
-                                   aliases={"window_peak": "final_equity", "equity": "final_equity"})
+        money = f" ({pf.portfolio_quote(result)})" if pf.portfolio_quote(result) else ""
+        shown, config = table_view(pf.events_table(result),  # (headed "window_peak", "equity", with no currency)
+                                   aliases={"window_peak": "final_equity", "equity": "final_equity"},
+                                   labels={"window_peak": f"window peak{money}", "equity": f"equity when fired{money}"})
         st.dataframe(shown, hide_index=True, width="stretch", key="pf_events", column_config=config)
     if "pf_correlation" in figures:
         st.plotly_chart(figures["pf_correlation"], width="stretch", key="pf_correlation")

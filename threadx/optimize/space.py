@@ -291,4 +291,6 @@ def size_text(n_combos: int, rate_per_s: float | None = None, limit: int = DEFAU
         return f"**{band}**"
     source = "this machine's recent runs" if rate_per_s and rate_per_s > 0 else None
     at = f"{rate:,.0f} backtests/s, {source}" if source else f"a typical {rate:,.0f} backtests/s"
-    return f"**{band}** (about {format_duration(n_combos / rate)} at {at})"
+    seconds = n_combos / rate
+    took = format_duration(seconds) if seconds >= 1 else "a second or less"  # ("about 0 s" for 41 combos)
+    return f"**{band}** (about {took} at {at})"
