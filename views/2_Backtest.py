@@ -439,7 +439,8 @@ if shown and df is not None:
                                     shown.get("bt_id") or ((shown.get("data") or {}).get("fingerprint") or "")[:12])
     d = st.columns(3)  # the files are made when a button is clicked, not on every rerun
     d[0].download_button("Trades (CSV)", lambda: result.trades.to_csv(index=False),
-                         file_name=f"{made_by}-trades.csv", mime="text/csv", key="dl_trades")
+                         file_name=f"{made_by}-trades.csv", mime="text/csv", key="dl_trades",
+                         disabled=not len(result.trades), help=None if len(result.trades) else "No trades to export")
     d[1].download_button("Metrics (CSV)", lambda: pd.DataFrame([result.metrics]).to_csv(index=False),
                          file_name=f"{made_by}-metrics.csv", mime="text/csv", key="dl_metrics")
     d[2].download_button("Run (JSON)", lambda: json.dumps(result.to_dict(), default=str),

@@ -148,3 +148,4 @@ def test_a_run_without_trades_says_so_in_its_tabs_and_draws_a_readable_drawdown(
     assert not [d for d in at.dataframe if d.key == "bt_trades"]
     equity = json.loads(at.get("plotly_chart")[1].proto.spec)
     assert equity["layout"]["yaxis2"]["range"] == [-0.01, 0.0]
+    assert at.get("download_button")[0].proto.disabled  # (an empty Trades CSV was offered)
