@@ -390,3 +390,17 @@ def test_a_sparse_file_backtested_from_the_cli_says_its_low_quality_once(tmp_pat
     assert main(["backtest", "--data", str(path), "--strategy", "ma_crossover"]) == 0
     err = capsys.readouterr().err
     assert err.count(f"is below {MIN_QUALITY:g}") == 1, err
+
+
+def test_sparse_data_says_it_annualises_as_if_every_bar_were_there(tmp_path) -> None:
+    """Stock-hours data (7 bars a weekday of 1h) read a Sharpe of 0.96 for 0.44, unsaid."""
+    from threadx.data import load_ohlcv
+    from threadx.data.io import write_ohlcv
+
+    df = candles(24 * 60)
+    hours = df[(df.index.hour >= 14) & (df.index.hour < 21) & (df.index.dayofweek < 5)]
+    write_ohlcv(hours, tmp_path / "STK_USD-1h.parquet")
+    notes = [w for w in load_ohlcv(tmp_path / "STK_USD-1h.parquet").attrs["warnings"] if "room for" in w]
+    assert len(notes) == 1 and "Sharpe and volatility annualise as if every bar were there" in notes[0], notes
+    write_ohlcv(df, tmp_path / "ALL_USD-1h.parquet")
+    assert not [w for w in load_ohlcv(tmp_path / "ALL_USD-1h.parquet").attrs["warnings"] if "room for" in w]
