@@ -42,25 +42,8 @@ def test_cagr_over_the_time_covered(hours, span):
     assert reference["cagr"] == pytest.approx(m["cagr"], rel=1e-12)
 
 
-def test_a_sweep_row_takes_the_span_as_the_backtest_does():
-    hours = np.r_[np.arange(300), np.arange(2000, 2300)]
-    rng = np.random.default_rng(4)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(hours))))
-    frame = pd.DataFrame({"open": np.r_[close[0], close[:-1]], "close": close, "volume": 1.0},
-                         index=pd.to_datetime(hours * HOUR_NS, utc=True))
-    frame["high"] = frame[["open", "close"]].max(axis=1) * 1.002
-    frame["low"] = frame[["open", "close"]].min(axis=1) * 0.998
-    frame = frame[["open", "high", "low", "close", "volume"]]
-    frame.attrs["timeframe"] = "1h"
-    single = threadx.backtest(frame, "ma_crossover", {"fast_period": 5, "slow_period": 20})
-    years = 2300 / 8760
-    assert single.metrics["cagr"] == pytest.approx((1 + single.metrics["total_return"]) ** (1 / years) - 1, rel=1e-9)
-    run_ = threadx.sweep(frame, "ma_crossover", {"fast_period": [5], "slow_period": [20]}, executor="inline",
-                         workers=1, store=None)
-    assert run_.results["cagr"].iloc[0] == single.metrics["cagr"]
-
-
 def _gapped_frame(hours: np.ndarray, seed: int = 4) -> pd.DataFrame:
+    """Random-walk 1h candles at ``hours`` (hours since the epoch): gaps where hours are skipped."""
     rng = np.random.default_rng(seed)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(hours))))
     frame = pd.DataFrame({"open": np.r_[close[0], close[:-1]], "close": close, "volume": 1.0},
@@ -70,6 +53,16 @@ def _gapped_frame(hours: np.ndarray, seed: int = 4) -> pd.DataFrame:
     frame = frame[["open", "high", "low", "close", "volume"]]
     frame.attrs["timeframe"] = "1h"
     return frame
+
+
+def test_a_sweep_row_takes_the_span_as_the_backtest_does():
+    frame = _gapped_frame(np.r_[np.arange(300), np.arange(2000, 2300)])
+    single = threadx.backtest(frame, "ma_crossover", {"fast_period": 5, "slow_period": 20})
+    years = 2300 / 8760
+    assert single.metrics["cagr"] == pytest.approx((1 + single.metrics["total_return"]) ** (1 / years) - 1, rel=1e-9)
+    run_ = threadx.sweep(frame, "ma_crossover", {"fast_period": [5], "slow_period": [20]}, executor="inline",
+                         workers=1, store=None)
+    assert run_.results["cagr"].iloc[0] == single.metrics["cagr"]
 
 
 def test_walk_forward_windows_and_the_stitched_record_take_their_own_time():
