@@ -87,12 +87,12 @@ _IMPLAUSIBLE = f"bar(s) whose close is {IMPLAUSIBLE_MOVE:g}x the previous one or
 # the same bound within one bar: a high this many times its body's top, or a low this many times below its
 # bottom (a wick of 1e300 beside closes of 60,000 was green; it sets off every stop and swells the ATR for
 # thousands of bars)
+_IMPLAUSIBLE_WICK = (f"bar(s) whose high is {IMPLAUSIBLE_MOVE:g}x the higher of its open and close, or whose low "
+                     f"is less than 1/{IMPLAUSIBLE_MOVE:g} of the lower")
 # this many bars in a row, lasting this long at least, that repeat the previous close as open, high, low and close:
 # a stale feed (12 minutes unchanged on an illiquid coin's 1m bars is trading, 12 hours is not)
 FROZEN_RUN = 12
 FROZEN_HOURS = 12
-_IMPLAUSIBLE_WICK = (f"bar(s) whose high is {IMPLAUSIBLE_MOVE:g}x the higher of its open and close, or whose low "
-                     f"is less than 1/{IMPLAUSIBLE_MOVE:g} of the lower")
 
 
 @dataclass
@@ -458,9 +458,8 @@ def _implausible_check(rep: ValidationReport, close: np.ndarray, t: np.ndarray) 
     if len(idx):
         rep.implausible = [_ts(x) for x in t[idx]]
         worst = int(idx[np.argmax(np.abs(r[idx - 1]))])
-        shown = ", ".join(_iso(_ts(x)) for x in t[idx[:_SHOW]]) + (" ..." if len(idx) > _SHOW else "")
         rep.warnings.append(f"{len(idx)} {_IMPLAUSIBLE}, largest x{math.exp(r[worst - 1]):.4g} at "
-                            f"{_iso(_ts(t[worst]))} (a bad tick or a change of units?): {shown}")
+                            f"{_iso(_ts(t[worst]))} (a bad tick or a change of units?): {_times(t, idx)}")
 
 
 def _wick_check(rep: ValidationReport, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
@@ -471,8 +470,7 @@ def _wick_check(rep: ValidationReport, o: np.ndarray, h: np.ndarray, lo: np.ndar
     idx = np.flatnonzero((h >= IMPLAUSIBLE_MOVE * np.maximum(o, c)) | (lo * IMPLAUSIBLE_MOVE <= np.minimum(o, c)))
     if len(idx):
         rep.implausible_wicks = [_ts(x) for x in t[idx]]
-        shown = ", ".join(_iso(_ts(x)) for x in t[idx[:_SHOW]]) + (" ..." if len(idx) > _SHOW else "")
-        rep.warnings.append(f"{len(idx)} {_IMPLAUSIBLE_WICK} (a bad tick?): {shown}")
+        rep.warnings.append(f"{len(idx)} {_IMPLAUSIBLE_WICK} (a bad tick?): {_times(t, idx)}")
 
 
 def _frozen_check(rep: ValidationReport, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
@@ -550,6 +548,6 @@ def _iso(ts: pd.Timestamp | None) -> str | None:
     return None if ts is None else ts.isoformat()
 
 
-def _times(time_ns: np.ndarray, positions: list[int]) -> str:
+def _times(time_ns: np.ndarray, positions: list[int] | np.ndarray) -> str:
     shown = ", ".join(_iso(_ts(time_ns[i])) for i in positions[:_SHOW])
     return shown + (" ..." if len(positions) > _SHOW else "")
