@@ -15,7 +15,7 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -176,19 +176,22 @@ def _started(manifest: Mapping[str, Any]) -> str | None:
 RATE_MIN_COMBOS = 1_000  # a run of fewer is mostly start-up: its rate says little of a large sweep's
 
 
+def _summaries(store: ResultStore) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(folder, :func:`summarize` row) of every readable run folder, each row read from its
+    files only when the run's signature changed (cached; the row is shared: not to be edited)."""
+    for folder in _run_folders(store):
+        signature = run_signature(folder)
+        if signature is not None:
+            yield folder, _cached_summary(str(store.root), folder.name, signature)
+
+
 def measured_rate(store: ResultStore, strategy: str, bars: int, last: int = 5) -> float | None:
     """Backtests a second that this machine's last ``last`` completed runs of ``strategy`` (of at
     least :data:`RATE_MIN_COMBOS` combos) reached, scaled to ``bars`` bars (the median; None
     without such a run): what a sweep's size band plans with, rather than a fixed 5,000/s (a grid
     of 271,215 combos read "fast" where this machine ran 2,100-5,700/s)."""
-    found = []
-    for folder in _run_folders(store):
-        signature = run_signature(folder)
-        if signature is None:
-            continue
-        row = _cached_summary(str(store.root), folder.name, signature)
-        if row.get("strategy") == strategy and row.get("bar_rate"):
-            found.append((row.get("started_at") or "", float(row["bar_rate"])))
+    found = [(row.get("started_at") or "", float(row["bar_rate"])) for _, row in _summaries(store)
+             if row.get("strategy") == strategy and row.get("bar_rate")]
     if not found or bars <= 0:
         return None
     recent = [rate for _, rate in sorted(found)[-last:]]
@@ -198,14 +201,7 @@ def measured_rate(store: ResultStore, strategy: str, bars: int, last: int = 5) -
 def history(store: ResultStore) -> pd.DataFrame:
     """Every stored run, newest first (columns :data:`HISTORY_COLUMNS`). A run's parts are
     read only when its signature changed since the last call."""
-    rows = []
-    for folder in _run_folders(store):
-        signature = run_signature(folder)
-        if signature is None:
-            continue
-        row = dict(_cached_summary(str(store.root), folder.name, signature))
-        row["status"] = _live_status(folder, row["status"])
-        rows.append(row)
+    rows = [{**row, "status": _live_status(folder, row["status"])} for folder, row in _summaries(store)]
     frame = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
     if frame.empty:
         return frame
