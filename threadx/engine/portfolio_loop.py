@@ -88,7 +88,7 @@ _SUMMED = (S_N_WINS, S_N_LOSSES, S_GROSS_PROFIT, S_GROSS_LOSS, S_FEES, S_FUNDING
 
 @njit(cache=True, nogil=True)
 def run_portfolio(o, h, l, c, sig, atr, blo, bmid, bhi, funding, bar_start, params, bar_tick, tick_ns,
-                  trade_start, guard, cap, kill_dd, window_ns, cooldown_ns, bar_ns):
+                  trade_start, guard, cap, kill_dd, window_ns, cooldown_ns, bar_ns, span):
     """Run the runners of a portfolio together (module docstring).
 
     Runner ``r``'s bars are ``[bar_start[r], bar_start[r + 1])`` of the concatenated arrays
@@ -98,7 +98,8 @@ def run_portfolio(o, h, l, c, sig, atr, blo, bmid, bhi, funding, bar_start, para
     ``[trade_start[r], trade_start[r + 1])``. ``guard`` / ``cap``: fractions of the portfolio
     equity (<= 0: off); ``kill_dd`` (<= 0: off), ``window_ns``, ``cooldown_ns``: the kill switch,
     which fires on a tick's close marks, ``bar_ns`` after the tick's time (its bars' length), and
-    holds the legs that would open from then until ``cooldown_ns`` later.
+    holds the legs that would open from then until ``cooldown_ns`` later. ``span``: the bars the
+    timeline spans (:func:`threadx.data.grid.span_bars`), the years of the portfolio's CAGR.
 
     Returns (portfolio metrics, the runners' states, their metrics, the trade rows, the
     per-bar equity of every runner, the per-tick series (``TICK_COLUMNS``), the kill-switch
@@ -130,8 +131,7 @@ def run_portfolio(o, h, l, c, sig, atr, blo, bmid, bhi, funding, bar_start, para
     pst[S_LARGEST_LOSS] = np.inf
     pp = np.zeros(N_PARAMS)
     pp[P_INITIAL_CAPITAL] = total
-    if bar_ns > 0 and n_ticks > 0:  # the years of the portfolio's CAGR: the time its timeline covers
-        pp[P_SPAN_BARS] = (tick_ns[n_ticks - 1] - tick_ns[0]) / bar_ns + 1.0
+    pp[P_SPAN_BARS] = span
     for r in range(n_run):
         if params[r][P_BARS_PER_YEAR] > pp[P_BARS_PER_YEAR]:
             pp[P_BARS_PER_YEAR] = params[r][P_BARS_PER_YEAR]  # the finest timeframe's

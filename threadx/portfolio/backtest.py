@@ -37,7 +37,7 @@ from threadx.config import STORED
 from threadx.contract import SIG_ENTRIES, prepare_signals
 from threadx.data.bars import as_bars, common_candles
 from threadx.data.funding import funding_fingerprint, stored_funding
-from threadx.data.grid import timeframe_ns
+from threadx.data.grid import span_bars, timeframe_ns
 from threadx.data.timeframe import timeframe_seconds
 from threadx.engine import kernel
 from threadx.engine.inputs import (EngineOptions, funding_per_bar, kernel_args, largest_first_order, options_from,
@@ -154,7 +154,8 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     times = np.unique(np.concatenate([p["bars"].time_ns for p in prepared]))
     _check_memory(prepared, len(times), memory_budget)
     arrays = _concatenated(prepared, times)
-    out = run_portfolio(*arrays, guard, cap, kill, window_ns, cooldown_ns, bar_ns)
+    out = run_portfolio(*arrays, guard, cap, kill, window_ns, cooldown_ns, bar_ns,
+                        span_bars(times, prepared[0]["bars"].timeframe))  # (the timeline's, gaps included)
     if should_stop():  # (the loop itself is one numba call: a stop during it lands here)
         raise Cancelled(f"portfolio {portfolio_id} stopped after its run, before its report: nothing saved")
     m, states, runner_metrics, trade_rows, _, ticks, events, runner_eq, runner_margin = out
