@@ -431,10 +431,10 @@ def research(strategies: Sequence[str] | str, datasets: Sequence[Any], space: Ma
     # a target whose OOS span holds a source's own candles (the source, or one market under two names or
     # cut two ways), or the same market's at another timeframe or exchange over dates the source was fitted
     # on (BTC 2h's winner on BTC 4h's OOS span read "kept" on another asset): in sample
-    same = {(s, t): s == t or common_candles(bars[s], bars[t].slice(*spans[t])) > 0
-            or same_market_then(s, bars[s], t, bars[t].slice(*spans[t]), (bool(by_name[s].attrs.get("synthetic")),
-                                                                         bool(by_name[t].attrs.get("synthetic"))))
-            for s in names for t in names}
+    oos = {t: bars[t].slice(*spans[t]) for t in names}  # (cut once per target, not once per test and source)
+    synthetic = {name: bool(frame.attrs.get("synthetic")) for name, frame in by_name.items()}
+    same = {(s, t): s == t or common_candles(bars[s], oos[t]) > 0
+            or same_market_then(s, bars[s], t, oos[t], (synthetic[s], synthetic[t])) for s in names for t in names}
     for cell in [c for c in cells if not c.get("error")] if status == "completed" else ():
         for target in names:
             if should_stop():
