@@ -285,12 +285,12 @@ def size_text(n_combos: int, rate_per_s: float | None = None, limit: int = DEFAU
     """
     from threadx.units import format_duration
 
-    rate = rate_per_s if rate_per_s and rate_per_s > 0 else TYPICAL_RATE
+    measured = bool(rate_per_s and rate_per_s > 0)
+    rate = rate_per_s if measured else TYPICAL_RATE
     band = size_band(n_combos, rate, limit)
     if band == "refused":
         return f"**{band}**"
-    source = "this machine's recent runs" if rate_per_s and rate_per_s > 0 else None
-    at = f"{rate:,.0f} backtests/s, {source}" if source else f"a typical {rate:,.0f} backtests/s"
+    at = f"{rate:,.0f} backtests/s, this machine's recent runs" if measured else f"a typical {rate:,.0f} backtests/s"
     seconds = n_combos / rate
     took = format_duration(seconds) if seconds >= 1 else "a second or less"  # ("about 0 s" for 41 combos)
     return f"**{band}** (about {took} at {at})"

@@ -237,9 +237,8 @@ def research_engine_options(research: Any) -> dict[str, Any]:
     :class:`~threadx.validation.research.ResearchResult` or a stored id): a portfolio of them
     runs under these unless told otherwise (with 10 bps and next-open fills, winners chosen at 0
     bps and close fills made -65.75 % where they make -5.54 %). {} when none is recorded."""
-    from threadx.validation.research import ResearchResult, load_research
-
     from threadx.engine.inputs import options_from
+    from threadx.validation.research import ResearchResult, load_research
 
     result = research if isinstance(research, ResearchResult) else load_research(str(research))
     try:  # (checked here: the page put a recorded "abc" fee in a number box, a traceback)
