@@ -294,7 +294,7 @@ def show_run(view: sweep_runs.RunView) -> None:
     if moved:
         other.append(f"another search space (**{', '.join(plain(name) for name in moved)}**)")
     if other:
-        offered = [what for what, ok in (("Resume", view.resumable and bool(int(m.get("done") or 0) or view.to_retry)),
+        offered = [what for what, ok in (("Resume", view.resumable and not view.nothing_stored),
                                          ("Open in Backtest", view.best is not None)) if ok]
         st.info(f"The form above is set to {' and '.join(other)}, not this run's: **Launch** runs the form's"
                 + (f"; {' and '.join(offered)} use{'s' if len(offered) == 1 else ''} this run's." if offered else "."))
@@ -310,7 +310,7 @@ def show_run(view: sweep_runs.RunView) -> None:
     running_here = working is not None and working.is_active and working.run_id == run_id
     if running_here:
         c[1].caption("A job is running this run: see its progress above.")
-    elif view.resumable and not int(m.get("done") or 0) and not view.to_retry:
+    elif view.resumable and view.nothing_stored:
         c[1].caption("Nothing stored to resume: **Launch** starts it again.")  # (a Resume beside "nothing to resume")
     elif view.resumable:
         todo = int(m.get("total") or 0) - int(m.get("done") or 0)

@@ -10,7 +10,6 @@ name whose first strategy is selected once it loads: after New or Save), ``strat
 """
 from __future__ import annotations
 
-
 import time
 from pathlib import Path
 

@@ -239,6 +239,12 @@ class RunView:
         status = self.status
         return status in RESUMABLE or (status.startswith("completed with") and self.to_retry > 0)
 
+    @property
+    def nothing_stored(self) -> bool:
+        """Whether the run holds no combo and none to run again (stopped at once: a resume would be
+        a new launch)."""
+        return not int(self.manifest.get("done") or 0) and not self.to_retry
+
 
 def read_view(store: ResultStore, run_id: str) -> RunView:
     """Read a run for display (uncached; :func:`load_view` caches it). ThreadXError (RunDamaged
