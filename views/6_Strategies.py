@@ -127,8 +127,8 @@ def excerpt(path: Path, where: str, around: int = 3) -> str | None:
 
 
 flash = st.session_state.pop("strat_flash", None)  # a Save's result is said where Save was pressed
-# a file just saved that does not load: its error and editor there too, not only at the top (the picker fell back
-# to bb_atr where the user had pressed Save, the error and the fix out of view)
+# a file just saved that does not load: its error and editor after the picker, where its view and Save were, not at
+# the top (the picker fell back to bb_atr where the user had pressed Save, the error and the fix out of view)
 saved_broken = flash[1] if flash and flash[0] == "saved" and flash[1] in errored_files else None
 
 

@@ -321,7 +321,8 @@ def show_portfolio(portfolio_id: str) -> None:
     elif not result.events:
         st.caption("The kill switch never fired.")
     else:
-        money = f" ({pf.portfolio_quote(result)})" if pf.portfolio_quote(result) else ""
+        quote = pf.portfolio_quote(result)
+        money = f" ({quote})" if quote else ""
         shown, config = table_view(pf.events_table(result),  # (headed "window_peak", "equity", with no currency)
                                    aliases={"window_peak": "final_equity", "equity": "final_equity"},
                                    labels={"window_peak": f"window peak{money}", "equity": f"equity when fired{money}"})
