@@ -155,7 +155,7 @@ def file_market(path: str | os.PathLike) -> tuple[str, str] | None:
     >>> file_market("BTC_USDT-60m.csv"), file_market("BTCUSDT-1h-2025-02 (1).zip"), file_market("prices.csv")
     (('BTCUSDT', '1h'), ('BTCUSDT', '1h'), None)
     """
-    stem = re.sub(r" \(\d+\)$", "", _stem(Path(path).name))
+    stem = re.sub(r" \(\d+\)$", "", file_stem(Path(path).name))
     try:
         _, symbol, timeframe, _ = _parse(stem)
         return re.sub(r"[_/:]", "", symbol.upper()), canonical_timeframe(timeframe)
@@ -240,7 +240,7 @@ def check_resampled_out(path: Path, source: str, timeframe: str, data_root: str 
 
 def existing_dataset(path: Path) -> DatasetExists | None:
     """A :class:`DatasetExists` for the dataset stored at ``path`` (in any format), None when the name is free."""
-    found = _dataset_files(path.parent.parent).get((path.parent.name, _stem(path.name)))
+    found = _dataset_files(path.parent.parent).get((path.parent.name, file_stem(path.name)))
     if found is None:
         return None
     first, last, bars, *_ = _file_stats(found)
@@ -260,7 +260,7 @@ def rename_dataset(old: str, new: str, data_root: str | os.PathLike | None = Non
                         f"{timeframe} could not be loaded); to get {timeframe} bars, resample it")
     target = dataset_path(new_exchange or exchange, symbol, timeframe, root, label[1:] or None)
     refuse_sample_label(target.parent.name, new)
-    if _stem(target.name) == _stem(path.name) and target.parent == path.parent:
+    if file_stem(target.name) == file_stem(path.name) and target.parent == path.parent:
         raise DataError(f"{new} is the name {old} has already (a timeframe has one spelling: "
                         f"{timeframe} is {canonical_timeframe(timeframe)})")
     taken = existing_dataset(target)
@@ -268,9 +268,9 @@ def rename_dataset(old: str, new: str, data_root: str | os.PathLike | None = Non
         raise DataError(f"{taken.describe()}; choose another name, or delete it first")
     target.parent.mkdir(parents=True, exist_ok=True)
     for source in _all_formats(path):
-        source.rename(target.with_name(_stem(target.name) + _suffix(source.name)))
+        source.rename(target.with_name(file_stem(target.name) + _suffix(source.name)))
     _drop_if_empty(path.parent)
-    return target.with_name(_stem(target.name) + _suffix(path.name))
+    return target.with_name(file_stem(target.name) + _suffix(path.name))
 
 
 def delete_dataset(name: str, data_root: str | os.PathLike | None = None, *, dry_run: bool = False) -> list[Path]:
@@ -293,7 +293,7 @@ def _drop_if_empty(folder: Path) -> None:
 
 def dataset_name(path: Path) -> str:
     """The dataset name of a file in the data root (``.../binance/BTC_USDT-1h.parquet`` -> ``binance/BTC_USDT-1h``)."""
-    return f"{path.parent.name}/{_stem(path.name)}"
+    return f"{path.parent.name}/{file_stem(path.name)}"
 
 
 def resolve_dataset(name: str | os.PathLike, data_root: str | os.PathLike | None = None) -> Path:
@@ -390,8 +390,8 @@ def refuse_sample_label(exchange: str | None, shown: str) -> None:
 
 def _all_formats(path: Path) -> list[Path]:
     """The files of one dataset: ``path`` and its siblings with the same stem in other formats."""
-    stem = _stem(path.name)
-    return sorted(p for p in path.parent.iterdir() if p.is_file() and _suffix(p.name) and _stem(p.name) == stem)
+    stem = file_stem(path.name)
+    return sorted(p for p in path.parent.iterdir() if p.is_file() and _suffix(p.name) and file_stem(p.name) == stem)
 
 
 def _refuse_folder(candidate: Path | None, name: str | os.PathLike) -> None:
@@ -474,7 +474,7 @@ def _dataset_files(root: Path) -> dict[tuple[str, str], Path]:
             fmt = file_format(path)
             if fmt is None or path.name.startswith(".") or not path.is_file():
                 continue
-            stem = _stem(path.name)
+            stem = file_stem(path.name)
             if not _NAME.fullmatch(f"{exchange}/{stem}"):
                 continue
             rank = _FORMAT_PREFERENCE[fmt]
@@ -492,7 +492,7 @@ def _suffix(filename: str) -> str:
     return next((s for s in sorted(FORMATS, key=len, reverse=True) if lower.endswith(s)), "")
 
 
-def _stem(filename: str) -> str:
+def file_stem(filename: str) -> str:
     """A data file's name without its format suffix (``BTC_USDT-1h.csv.gz`` -> ``BTC_USDT-1h``)."""
     return filename[: len(filename) - len(_suffix(filename))]
 

@@ -137,11 +137,11 @@ def market_of(name: str) -> tuple[str, str] | None:
     >>> market_of("binance/ETH_BTC-1h"), market_of("local/GOLD-1d")
     (('ETH', 'BTC'), None)
     """
-    from threadx.data.catalog import parse_dataset_name, quote_currency
+    from threadx.data.catalog import file_stem, parse_dataset_name, quote_currency
 
     shown = str(name)
-    if os.sep in shown or shown.endswith((".parquet", ".csv", ".feather", ".json", ".zip")):
-        shown = Path(shown).stem  # a file: its name
+    if os.sep in shown or file_stem(shown) != shown:
+        shown = file_stem(Path(shown).name)  # a file: its name without its format's suffix
     try:
         symbol = parse_dataset_name(shown)[1].upper()
     except (ThreadXError, ValueError):
