@@ -134,8 +134,8 @@ def market_of(name: str) -> tuple[str, str] | None:
 
     >>> market_of("binance/BTC_USDT-1h"), market_of("bybit/BTC_USDT_USDT-4h"), market_of("/data/BTCUSDC-1d.csv")
     (('BTC', 'USD'), ('BTC', 'USD'), ('BTC', 'USD'))
-    >>> market_of("binance/ETH_BTC-1h"), market_of("local/GOLD-1d")
-    (('ETH', 'BTC'), None)
+    >>> market_of("binance/ETH_BTC-1h"), market_of("local/GOLD-1d"), market_of("sample:BTC_USDT-1h")
+    (('ETH', 'BTC'), None, ('BTC', 'USD'))
     """
     from threadx.data.catalog import file_stem, parse_dataset_name, quote_currency
 
@@ -143,10 +143,12 @@ def market_of(name: str) -> tuple[str, str] | None:
     if os.sep in shown or file_stem(shown) != shown:
         shown = file_stem(Path(shown).name)  # a file: its name without its format's suffix
     try:
-        symbol = parse_dataset_name(shown)[1].upper()
+        exchange, symbol, _ = parse_dataset_name(shown)
     except (ThreadXError, ValueError):
         return None
-    quote = quote_currency(shown if "/" in shown else f"x/{shown}")
+    symbol = symbol.upper()
+    # (a name without an exchange read as an exchange's: "x/sample:BTC_USDT-1h" gave the quote BTC)
+    quote = quote_currency(shown if exchange else f"x/{shown}")
     if not quote:
         return None
     base = symbol.split("_")[0] if "_" in symbol else symbol[: -len(quote)]
