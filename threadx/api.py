@@ -8,7 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from threadx import logs
+from threadx import aot, logs
 from threadx.data.bars import Bars, as_bars
 from threadx.engine.inputs import (EngineOptions, check_bar_count, funding_file_record, funding_per_bar, kernel_args,
                                    options_from, override_conflict, strategy_rules)
@@ -75,7 +75,7 @@ def backtest(
         indicators, sig, levels = prepare_signals(spec, bars, values, bank, stage=watch.stage)
     with watch.stage("kernel"):
         args = kernel_args(bars, sig, levels, rules, options, funding_per_bar(options.funding, bars))
-        output = kernel.run_full(*args)
+        output = aot.call(kernel.run_full, *args)
     with watch.stage("report"):
         result = wrap_full(output, bars.index, bars.timeframe, values, run_meta(spec, bars, options, rules),
                            initial_capital=float(args.params[P_INITIAL_CAPITAL]))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, NamedT
 
 import numpy as np
 
+from threadx import aot
 from threadx.errors import ParamError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -212,7 +213,7 @@ def rule_signals(spec: "StrategySpec", bars: "Bars", param_sets: list[Mapping[st
     matrix = np.stack(lines)
     matrix.flags.writeable = False  # as a sweep hands it over (one compiled version)
     out = np.zeros((len(param_sets), len(bars)), dtype=np.uint8)
-    rule.many(matrix, rows, values, out)
+    aot.call(rule.many, matrix, rows, values, out)
     return out
 
 

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from threadx import aot
 from threadx.data.timeframe import timeframe_seconds
 from threadx.engine import kernel
 from threadx.engine.inputs import KernelInputs
@@ -118,7 +119,7 @@ def full_result(inputs: KernelInputs, index: pd.DatetimeIndex, timeframe: str | 
     output: metrics (with ``max_drawdown_days`` when the timeframe is known), the trades frame
     (``entry_i`` / ``exit_i`` are positions in ``index``) and the equity Series. ``params`` and
     ``meta`` are stored as given (copied)."""
-    return wrap_full(kernel.run_full(*inputs), index, timeframe, params, meta,
+    return wrap_full(aot.call(kernel.run_full, *inputs), index, timeframe, params, meta,
                      initial_capital=float(inputs.params[P_INITIAL_CAPITAL]))
 
 

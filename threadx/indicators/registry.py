@@ -24,6 +24,7 @@ import numpy as np
 
 from threadx.data.bars import Bars, as_bars
 from threadx.errors import ParamError
+from threadx.aot import call
 from threadx.indicators import kernels as K
 
 SOURCES = ("open", "high", "low", "close", "volume", "hl2", "hlc3", "ohlc4")
@@ -150,35 +151,35 @@ class Intermediates:
     def sma(self, src: str, n: int) -> np.ndarray:
         # never mean_std's mean: after a rebuild only the variance asks for, their last bits
         # differ, and an sma must not depend on which indicator was requested first
-        return self._get(("sma", src, n), lambda: K.sma(self.source(src), n))
+        return self._get(("sma", src, n), lambda: call(K.sma, self.source(src), n))
 
     def mean_std(self, src: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-        return self._get(("mean_std", src, n), lambda: K.rolling_mean_std(self.source(src), n))
+        return self._get(("mean_std", src, n), lambda: call(K.rolling_mean_std, self.source(src), n))
 
     def ema(self, src: str, n: int) -> np.ndarray:
-        return self._get(("ema", src, n), lambda: K.ema(self.source(src), n))
+        return self._get(("ema", src, n), lambda: call(K.ema, self.source(src), n))
 
     def rma(self, src: str, n: int) -> np.ndarray:
-        return self._get(("rma", src, n), lambda: K.rma(self.source(src), n))
+        return self._get(("rma", src, n), lambda: call(K.rma, self.source(src), n))
 
     def tr(self) -> np.ndarray:
-        return self._get(("tr",), lambda: K.true_range(self.h, self.l, self.c))
+        return self._get(("tr",), lambda: call(K.true_range, self.h, self.l, self.c))
 
     def atr(self, n: int, method: str) -> np.ndarray:
         code = K.ATR_METHODS[method]
-        return self._get(("atr", n, method), lambda: K.smooth(self.tr(), n, code))
+        return self._get(("atr", n, method), lambda: call(K.smooth, self.tr(), n, code))
 
     def gains_losses(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._get(("gains_losses",), lambda: K.gains_losses(self.c))
+        return self._get(("gains_losses",), lambda: call(K.gains_losses, self.c))
 
     def dm(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self._get(("dm",), lambda: K.directional_movement(self.h, self.l, self.c))
+        return self._get(("dm",), lambda: call(K.directional_movement, self.h, self.l, self.c))
 
     def rolling_max(self, src: str, n: int) -> np.ndarray:
-        return self._get(("rmax", src, n), lambda: K.rolling_max(self.source(src), n))
+        return self._get(("rmax", src, n), lambda: call(K.rolling_max, self.source(src), n))
 
     def rolling_min(self, src: str, n: int) -> np.ndarray:
-        return self._get(("rmin", src, n), lambda: K.rolling_min(self.source(src), n))
+        return self._get(("rmin", src, n), lambda: call(K.rolling_min, self.source(src), n))
 
 
 # ------------------------------------------------------------------------ definitions
@@ -287,25 +288,25 @@ def _f_atr(ctx: Intermediates, p: dict) -> tuple:
 
 def _f_bollinger(ctx: Intermediates, p: dict) -> tuple:
     mid, sigma = ctx.mean_std("close", p["period"])
-    return K.bollinger_from_stats(ctx.c, mid, sigma, p["std"])
+    return call(K.bollinger_from_stats, ctx.c, mid, sigma, p["std"])
 
 
 def _f_rsi(ctx: Intermediates, p: dict) -> tuple:
     gain, loss = ctx.gains_losses()
-    return (K.rsi_from_gains_losses(gain, loss, p["period"]),)
+    return (call(K.rsi_from_gains_losses, gain, loss, p["period"]),)
 
 
 def _f_macd(ctx: Intermediates, p: dict) -> tuple:
-    return K.macd_from_emas(ctx.ema("close", p["fast"]), ctx.ema("close", p["slow"]), p["signal"])
+    return call(K.macd_from_emas, ctx.ema("close", p["fast"]), ctx.ema("close", p["slow"]), p["signal"])
 
 
 def _f_adx(ctx: Intermediates, p: dict) -> tuple:
     pdm, mdm, tr = ctx.dm()
-    return K.adx_from_dm(pdm, mdm, tr, p["period"])
+    return call(K.adx_from_dm, pdm, mdm, tr, p["period"])
 
 
 def _f_supertrend(ctx: Intermediates, p: dict) -> tuple:
-    return K.supertrend_from_atr(ctx.h, ctx.l, ctx.c, ctx.atr(p["period"], "wilder"), p["multiplier"])
+    return call(K.supertrend_from_atr, ctx.h, ctx.l, ctx.c, ctx.atr(p["period"], "wilder"), p["multiplier"])
 
 
 def _f_donchian(ctx: Intermediates, p: dict) -> tuple:

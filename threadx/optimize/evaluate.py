@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 import threadx
+from threadx import aot
 from threadx.codehash import source_hash
 from threadx.contract import prepare_signals
 from threadx.data.bars import Bars
@@ -117,8 +118,8 @@ class Evaluator:
         """Fast-mode metrics of one param set (with its block moments when the task asks)."""
         args = self.kernel_inputs(params)
         if self.block_end is not None:
-            return kernel.run_fast_blocks(*args, self.block_end)
-        return kernel.run_fast(*args)
+            return aot.call(kernel.run_fast_blocks, *args, self.block_end)
+        return aot.call(kernel.run_fast, *args)
 
     def evaluate(self, ids: np.ndarray) -> ChunkResult:
         """Metrics of every combo id; a combo that raises is recorded, the rest go on.

@@ -37,7 +37,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from threadx import logs
+from threadx import aot, logs
 from threadx.contract import (BAR_LABEL, ExitRules, Levels, indicator_needs, prepare_indicators, prepare_signals,
                               signal_flags, strategy_levels)
 from threadx.data.bars import Bars
@@ -708,8 +708,9 @@ class Planner:
         out = self._matrices.zeros(n, self.n_bars)  # (rows come zeroed: see SignalRule)
         bounds = np.linspace(0, n, min(self.threads, n) + 1).astype(int).tolist()
         try:
-            self._map(lambda k: rule.many(lines, rows[bounds[k]:bounds[k + 1]], values[bounds[k]:bounds[k + 1]],
-                                          out[bounds[k]:bounds[k + 1]]), list(range(len(bounds) - 1)), 2)
+            self._map(lambda k: aot.call(rule.many, lines, rows[bounds[k]:bounds[k + 1]],
+                                         values[bounds[k]:bounds[k + 1]], out[bounds[k]:bounds[k + 1]]),
+                      list(range(len(bounds) - 1)), 2)
         except Exception:  # noqa: BLE001 - redone one by one, which words the error
             return ["the signal rule raised"] * n
         self.stats["rule_signals"] = self.stats.get("rule_signals", 0) + n
@@ -932,7 +933,7 @@ def run_plan(plan: Plan, bars: Bars, funding: np.ndarray | None, block_end: np.n
 
     def part(call: KernelCall) -> None:
         positions, args = call
-        m, b = kernel.run_plan(*args)
+        m, b = aot.call(kernel.run_plan, *args)
         metrics[positions] = m
         if blocks is not None:
             blocks[positions] = b

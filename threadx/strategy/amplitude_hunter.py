@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from threadx import aot
 from threadx.strategy import (BAR_LABEL, SIG_ADD_LONG, SIG_ADD_SHORT, SIG_ENTER_LONG, SIG_ENTER_SHORT,
                               SIG_EXIT_LONG, SIG_EXIT_SHORT, Constraint, ExitRules, Levels, Param, SignalRule,
                               StrategySpec)
@@ -208,7 +209,8 @@ def _indicators(p):
 def _signals(bars, ind, p):
     bb = ind["bb"]
     chandelier = "swing" in ind
-    return amplitude_signals(
+    return aot.call(
+        amplitude_signals,
         bars.close, bars.volume, bb["upper"], bb["lower"], bb["pctb"], ind["macd"]["hist"], ind["atr"]["value"],
         ind["swing"]["upper"] if chandelier else _NO_LINE, ind["swing"]["lower"] if chandelier else _NO_LINE,
         ind["adx"]["adx"] if "adx" in ind else _NO_LINE, bool(p["use_adx_filter"]),

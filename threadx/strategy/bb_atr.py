@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from threadx import aot
 from threadx.strategy import (BAR_LABEL, ExitRules, Levels, Param, SignalRule, StrategySpec, zscore_reversion_rows,
                               zscore_reversion_signals)
 
@@ -29,7 +30,7 @@ def _indicators(p):
 def _signals(bars, ind, p):
     use_trend = p["trend_period"] > 0
     trend = ind["trend"]["value"] if use_trend else _NO_TREND
-    return zscore_reversion_signals(ind["bb"]["z"], float(p["entry_z"]), bars.close, trend, use_trend)
+    return aot.call(zscore_reversion_signals, ind["bb"]["z"], float(p["entry_z"]), bars.close, trend, use_trend)
 
 
 def _exits(p):

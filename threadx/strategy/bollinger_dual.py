@@ -1,6 +1,7 @@
 """bollinger_dual: band excursion confirmed by an MA cross, band-based trailing stop (SPEC §4)."""
 from __future__ import annotations
 
+from threadx import aot
 from threadx.strategy import (BAR_LABEL, ExitRules, Levels, Param, SignalRule, StrategySpec, band_ma_rows,
                               band_ma_signals)
 
@@ -14,7 +15,7 @@ def _indicators(p):
 
 def _signals(bars, ind, p):
     bb = ind["bb"]
-    return band_ma_signals(bars.close, bb["lower"], bb["upper"], ind["ma"]["value"], p["allow_short"],
+    return aot.call(band_ma_signals, bars.close, bb["lower"], bb["upper"], ind["ma"]["value"], p["allow_short"],
                            p["setup_lookback"])
 
 

@@ -1,6 +1,7 @@
 """donchian_breakout: channel breakout with ATR stop and target (SPEC §4)."""
 from __future__ import annotations
 
+from threadx import aot
 from threadx.strategy import (BAR_LABEL, ExitRules, Levels, Param, SignalRule, StrategySpec, breakout_rows,
                               breakout_signals)
 
@@ -14,7 +15,7 @@ def _indicators(p):
 
 def _signals(bars, ind, p):
     dc = ind["dc"]
-    return breakout_signals(bars.close, dc["upper"], dc["lower"], p["allow_short"])
+    return aot.call(breakout_signals, bars.close, dc["upper"], dc["lower"], p["allow_short"])
 
 
 def _exits(p):

@@ -1,6 +1,7 @@
 """ma_crossover: fast/slow moving-average crossover (SPEC §4)."""
 from __future__ import annotations
 
+from threadx import aot
 from threadx.strategy import (Constraint, Param, SignalRule, StrategySpec, cross_signals, cross_signals_rows, no_levels,
                               percent_exit_params, percent_exits)
 
@@ -11,7 +12,7 @@ def _indicators(p):
 
 
 def _signals(bars, ind, p):
-    return cross_signals(ind["fast"]["value"], ind["slow"]["value"], p["allow_short"])
+    return aot.call(cross_signals, ind["fast"]["value"], ind["slow"]["value"], p["allow_short"])
 
 
 def _fast_below_slow(p) -> bool:

@@ -1,6 +1,7 @@
 """supertrend: trade SuperTrend direction flips (SPEC §4)."""
 from __future__ import annotations
 
+from threadx import aot
 from threadx.strategy import (Param, SignalRule, StrategySpec, flip_rows, flip_signals, no_levels, percent_exit_params,
                               percent_exits)
 
@@ -10,7 +11,7 @@ def _indicators(p):
 
 
 def _signals(bars, ind, p):
-    return flip_signals(ind["st"]["direction"], p["allow_short"])
+    return aot.call(flip_signals, ind["st"]["direction"], p["allow_short"])
 
 
 def _overlays(p) -> dict[str, tuple[str, str]]:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from threadx import aot
 from threadx.config import DEFAULT_MIN_TRADES, DEFAULT_SEED, DEFAULT_WF_SAMPLES
 from threadx.data.bars import Bars, as_bars
 from threadx.data.grid import span_bars
@@ -490,10 +491,10 @@ def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, wi
                 before = time.perf_counter()
                 args = evaluator.kernel_inputs(params)
                 signals += time.perf_counter() - before
-                full[k], blocks[k] = kernel.run_fast_blocks(*args, evaluator.block_end)
+                full[k], blocks[k] = aot.call(kernel.run_fast_blocks, *args, evaluator.block_end)
                 for j, win in enumerate(windows):
-                    is_m[j, k] = kernel.run_fast(*_is_args(args, win, evaluator.bars))
-                    oos_m[j, k] = kernel.run_fast(*_slice_args(args, win.oos_start, win.oos_end, evaluator.bars))
+                    is_m[j, k] = aot.call(kernel.run_fast, *_is_args(args, win, evaluator.bars))
+                    oos_m[j, k] = aot.call(kernel.run_fast, *_slice_args(args, win.oos_start, win.oos_end, evaluator.bars))
             except Exception as exc:  # recorded per combo; the walk-forward goes on
                 errors[int(ids[k])] = failure_text(exc)  # (with a strategy file's line, as a sweep's rows)
                 full[k] = np.nan
