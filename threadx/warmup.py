@@ -110,7 +110,7 @@ def warm_in_background() -> None:
 
 
 COMPILING = "Compiling kernels, first start only (about 1-3 min)"  # the first warm-up: 2.5 min on 2 cores
-AOT_COMPILING = "Compiling the sweep kernels ahead of time, once (about 1 min)"  # threadx.aot
+AOT_COMPILING = "Compiling the sweep kernels ahead of time, once (about 10-30 s)"  # threadx.aot: 9-12 s on 2 cores
 
 
 def warming_note() -> str | None:
