@@ -130,6 +130,14 @@ def test_only_exactly_the_built_types_run_ahead_of_time(built):
     with aot.jit_only():
         assert aot.compiled_for(K.sma, (close, 5)) is None
     np.testing.assert_array_equal(aot.call(K.sma, close.astype(np.float32), 5), K.sma(close.astype(np.float32), 5))
+    writable = close.copy()
+    for bad, error in [(-3, ValueError), (0, ZeroDivisionError)]:  # a kernel's errors, as numba's raise them
+        assert aot.compiled_for(K.smooth, (writable, bad, 0)) is not None
+        with pytest.raises(error) as by_aot:
+            aot.call(K.smooth, writable, bad, 0)
+        with pytest.raises(error) as by_numba:
+            K.smooth(writable, bad, 0)
+        assert str(by_aot.value) == str(by_numba.value)
 
 
 def test_the_built_kernels_release_the_gil(built):
