@@ -596,6 +596,19 @@ def test_walkforward_save_writes_strict_json(tmp_path, capsys):
     json.loads(text, parse_constant=lambda token: pytest.fail(f"non-strict token {token}"))
 
 
+def test_walkforward_report_source_names_the_run_id(tmp_path, capsys):
+    """validation.source.run_id was null in the CLI's report though --run-id named the run."""
+    from threadx.validation.storage import load_walk_forward
+
+    saved = tmp_path / "wf.json"
+    assert main(["walkforward", "--strategy", "ma_crossover", "--param", "fast_period=5,10", "--param",
+                 "slow_period=30", "--is-days", "60", "--oos-days", "30", "--sampler", "grid", "--bootstrap", "100",
+                 "--S", "4", "--run-id", "wf-src", "--save", str(saved)]) == 0
+    data = json.loads(saved.read_text())
+    assert data["run_id"] == data["validation"]["source"]["run_id"] == "wf-src"
+    assert load_walk_forward("wf-src")[1].source["run_id"] == "wf-src"
+
+
 def test_a_walkforward_is_stored_as_the_pages_are(tmp_path, capsys):
     """The CLI's walk-forward was printed and gone: the Validation page could not open it."""
     from threadx.validation.storage import list_walk_forwards, load_walk_forward

@@ -68,7 +68,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     end_live_line()
     with watch.stage("robustness"):
-        report = validate_walk_forward(wf, n=args.bootstrap, block=args.block, seed=args.seed, S=args.S)
+        report = validate_walk_forward(wf, n=args.bootstrap, block=args.block, seed=args.seed, S=args.S,
+                                       run_id=run_id)
     wf.meta["timings"] = watch.record()
     total = time.perf_counter() - started
     logs.logger().info("walk-forward %s finished: %d windows, grade %s, %.1f s", args.strategy, len(wf.windows),

@@ -350,8 +350,9 @@ def validate_sweep(run: SweepRun | str, df: pd.DataFrame | Bars | None = None, *
 
 
 def validate_walk_forward(wf: WalkForwardResult, *, n: int = DEFAULT_BOOTSTRAP, block: int | None = None,
-                          seed: int = DEFAULT_SEED, S: int = 16) -> ValidationReport:
-    """The full report for a walk-forward (see the module docstring for each input)."""
+                          seed: int = DEFAULT_SEED, S: int = 16, run_id: str | None = None) -> ValidationReport:
+    """The full report for a walk-forward (see the module docstring for each input); ``run_id``
+    names it in ``source`` (default: the run id of the request stored in its meta, if any)."""
     S = check_S(S)
     bpy = wf.config["bars_per_year"]
     robust = bootstrap(wf, n=n, block=block, seed=seed)
@@ -384,7 +385,7 @@ def validate_walk_forward(wf: WalkForwardResult, *, n: int = DEFAULT_BOOTSTRAP, 
         "return": table.get("oos_total_return", np.nan), "sharpe": table.get("oos_sharpe", np.nan),
     })
     return _report(
-        {"kind": "walk_forward", "run_id": (wf.meta.get("request") or {}).get("run_id"),
+        {"kind": "walk_forward", "run_id": run_id or (wf.meta.get("request") or {}).get("run_id"),
          "strategy": wf.config["strategy"], "params": wf.benchmark_params, "dataset": wf.meta.get("dataset"),
          "data": wf.meta.get("data"), "engine": wf.config.get("engine"), "objective": wf.objective},
         robust, dsr, pbo_result, pbo_error, stab, periods, wf.efficiency, wf.consistency, len(wf.oos_trades),
