@@ -131,6 +131,22 @@ def test_cli_walkforward_and_validate(run, data_root, tmp_path, capsys):
     assert "grade " in out and "PBO:" in out and "deflated Sharpe" in out
 
 
+def test_cli_validate_refuses_a_block_leaving_fewer_than_10_blocks(run, synthetic_bars, data_root, tmp_path, capsys):
+    """--block as long as the series gave a zero-width Sharpe CI and p = 0.001 (a better grade)."""
+    store = str(run._parts[0].parent.parent)
+    path = tmp_path / "same.parquet"
+    write_ohlcv(generate_synthetic(days=365, seed=7), path)  # the candles of the synthetic_bars fixture
+    t = len(synthetic_bars)  # the winner's per-bar returns: one per bar
+    argv = ["validate", "vr", "--store", store, "--data", str(path), "--bootstrap", "100", "--S", "4"]
+    assert main([*argv, "--block", str(t)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: --block must be at most {t // 10:,} bars for {t:,} returns (at least 10 blocks per "
+                   f"resample), got {t}: longer blocks only rotate the series, which narrows the Sharpe interval to "
+                   "a point and makes any p-value look significant")
+    assert main([*argv, "--block", str(t // 10)]) == 0
+    assert f"block {t // 10:,} bars" in capsys.readouterr().out
+
+
 def test_cli_validate_errors(data_root, tmp_path, capsys):
     assert main(["validate", "missing", "--store", str(tmp_path)]) == 2
     assert "no run" in capsys.readouterr().err

@@ -76,18 +76,18 @@ def test_drawdown_counts_a_first_bar_loss_from_the_initial_equity() -> None:
 
 def test_bootstrap_resamples_are_circular_blocks_and_seeded() -> None:
     # Returns 0..T-1 scaled: from a resample's values we can read back its indices.
-    t, block = 50, 7
+    t, block, n = 100, 7, 100  # (at least 10 blocks of 7 in a resample: t >= 70)
     r = np.arange(t) * 1e-4
-    a = block_bootstrap(r, n=20, block=block, seed=9, bars_per_year=365)
-    b = block_bootstrap(r, n=20, block=block, seed=9, bars_per_year=365)
-    c = block_bootstrap(r, n=20, block=block, seed=10, bars_per_year=365)
+    a = block_bootstrap(r, n=n, block=block, seed=9, bars_per_year=365)
+    b = block_bootstrap(r, n=n, block=block, seed=9, bars_per_year=365)
+    c = block_bootstrap(r, n=n, block=block, seed=10, bars_per_year=365)
     for k in a.samples:
         np.testing.assert_array_equal(a.samples[k], b.samples[k])
     assert not np.array_equal(a.samples["sharpe"], c.samples["sharpe"])
     # Rebuild the first resample from the generator stream and check its statistics.
     rng = np.random.default_rng(9)
-    starts = rng.integers(0, t, size=(20, math.ceil(t / block)))
-    idx = ((starts[:, :, None] + np.arange(block)).reshape(20, -1)[:, :t]) % t
+    starts = rng.integers(0, t, size=(n, math.ceil(t / block)))
+    idx = ((starts[:, :, None] + np.arange(block)).reshape(n, -1)[:, :t]) % t
     x = r[idx]
     sharpe = x.mean(axis=1) / x.std(axis=1, ddof=1) * math.sqrt(365)
     np.testing.assert_allclose(a.samples["sharpe"], sharpe, rtol=1e-12)
@@ -162,6 +162,29 @@ def test_p_value_is_roughly_uniform_under_the_null() -> None:
     assert ps.min() >= 1 / 301 and ps.max() <= 1.0
 
 
+def test_bootstrap_refuses_a_block_that_leaves_fewer_than_10_blocks() -> None:
+    """A block of T bars only rotates the series: every resample has the observed Sharpe (a
+    zero-width interval) and every null resample Sharpe 0, so p = 1 / (1 + n) out of nothing."""
+    r = np.random.default_rng(4).normal(0.0002, 0.01, 1000)
+    with pytest.raises(ParamError, match=r"block must be at most 100 bars for 1,000 returns \(at least 10 blocks"):
+        block_bootstrap(r, n=100, block=1000, seed=1, bars_per_year=8760)
+    with pytest.raises(ParamError, match="at most 100 bars"):
+        block_bootstrap(r, n=100, block=101, seed=1, bars_per_year=8760)
+    res = block_bootstrap(r, n=100, block=100, seed=1, bars_per_year=8760)  # 10 blocks: the longest allowed
+    assert res.block == 100 and res.ci["sharpe"][1] - res.ci["sharpe"][0] > 0
+
+
+def test_bootstrap_default_block_on_a_short_series() -> None:
+    """ceil(sqrt(T)) leaves fewer than 10 blocks below T = 100: cut to T // 10; under 10 returns
+    no block does, and the refusal says why."""
+    r = np.random.default_rng(5).normal(0.0, 0.01, 60)
+    assert block_bootstrap(r, n=100, seed=1, bars_per_year=365).block == 6
+    assert block_bootstrap(r[:10], n=100, seed=1, bars_per_year=365).block == 1
+    assert block_bootstrap(np.resize(r, 100), n=100, seed=1, bars_per_year=365).block == 10
+    with pytest.raises(ParamError, match="cannot bootstrap 9 returns: .* at least 10 blocks"):
+        block_bootstrap(r[:9], n=100, seed=1, bars_per_year=365)
+
+
 def test_bootstrap_input_validation() -> None:
     ok = np.random.default_rng(0).normal(0, 0.01, 20)
     with pytest.raises(ParamError, match="at least 2"):
@@ -174,8 +197,8 @@ def test_bootstrap_input_validation() -> None:
         block_bootstrap(ok, n=0, bars_per_year=365)
     with pytest.raises(ParamError, match="block must"):
         block_bootstrap(ok, block=0, bars_per_year=365)
-    with pytest.raises(ParamError, match="longer than"):
-        block_bootstrap(ok, block=21, bars_per_year=365)
+    with pytest.raises(ParamError, match="block must be at most 2 bars for 20 returns"):
+        block_bootstrap(ok, block=3, bars_per_year=365)
     with pytest.raises(ParamError, match="bars_per_year"):
         block_bootstrap(ok, bars_per_year=0)
     with pytest.raises(ParamError, match="confidence"):

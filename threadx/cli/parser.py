@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection_arguments(p, ("grid", "random", "lhs", "sobol"), "random", DEFAULT_WF_SAMPLES)
     p.add_argument("--workers", type=int)
     p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="bootstrap resamples")
-    p.add_argument("--block", type=int, help="bootstrap block length in bars (default sqrt of the bar count)")
+    p.add_argument("--block", type=int, help="bootstrap block length in bars (default sqrt of the bar count, "
+                   "at most a tenth of it)")
     p.add_argument("--S", type=int, default=16, help="PBO (CSCV) blocks")
     p.add_argument("--timeframe")
     _add_span_arguments(p)
@@ -259,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="the sweep's data when it was not a named dataset")
     p.add_argument("--timeframe")
     p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="bootstrap resamples")
-    p.add_argument("--block", type=int, help="bootstrap block length in bars (default sqrt of the bar count)")
+    p.add_argument("--block", type=int, help="bootstrap block length in bars (default sqrt of the bar count, "
+                   "at most a tenth of it)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--S", type=int, default=16, help="PBO (CSCV) blocks")
     p.add_argument("--json", action="store_true", help=JSON_HELP)

@@ -5,6 +5,10 @@ bootstrap (Politis & Romano 1992): each resample is ``ceil(T / block)`` blocks o
 ``block`` consecutive bars, each block starting at a uniformly drawn bar and wrapping
 around the end, cut to ``T`` bars. Blocks keep the short-range dependence (volatility
 clustering, trades spanning several bars) that an i.i.d. resample would destroy.
+A resample holds at least :data:`MIN_BLOCKS` blocks (block <= T // 10, :func:`check_block`):
+with one block of T bars every resample is a rotation of the series, its Sharpe is the
+observed one and the null's is 0, so the interval shrinks to a point and the p-value to
+1 / (1 + n) (a "significant" edge out of nothing).
 
 Per resample it computes the SPEC §5 statistics: annualised Sharpe (mean / std ddof 1 *
 sqrt(bars_per_year), 0 for zero variance), total return prod(1 + r) - 1 and max drawdown
@@ -37,12 +41,38 @@ from threadx.errors import ParamError, whole
 
 STATS = ("sharpe", "total_return", "max_drawdown")
 MAX_RESAMPLES = 1_000_000  # bootstrap / shuffle samples: more do not sharpen a percentile interval worth showing
+MIN_BLOCKS = 10  # fewest blocks in a resample: block <= T // 10 (one block of T bars only rotates the series)
 
 
 def check_resamples(n: Any, name: str = "n") -> int:
     """``n`` resamples as an int in 1..MAX_RESAMPLES; ParamError naming ``name`` otherwise (a
     caller checks it before any work: a walk-forward's bootstrap was refused after its windows)."""
     return whole(n, name, 1, MAX_RESAMPLES)
+
+
+def check_block(block: Any, t: int) -> int:
+    """The block length for a bootstrap of ``t`` returns: ``block`` when it leaves at least
+    MIN_BLOCKS blocks in a resample (1 <= block <= t // MIN_BLOCKS), else ParamError naming the
+    largest allowed; None gives the default ceil(sqrt(t)), cut to t // MIN_BLOCKS below 100 returns.
+    Fewer than MIN_BLOCKS returns cannot be bootstrapped at all (ParamError saying so).
+
+    >>> check_block(None, 12556), check_block(None, 50), check_block(1255, 12556)
+    (113, 5, 1255)
+    """
+    most = t // MIN_BLOCKS
+    if most < 1:
+        raise ParamError(f"cannot bootstrap {t} returns: a block bootstrap needs at least {MIN_BLOCKS} blocks of "
+                         f"one bar or more per resample, so at least {MIN_BLOCKS} returns")
+    if block is None:
+        return min(math.ceil(math.sqrt(t)), most)
+    block = whole(block, "block", 1)
+    if block > most:
+        raise ParamError(f"block must be at most {most:,} bars for {t:,} returns (at least {MIN_BLOCKS} blocks per "
+                         f"resample), got {block}: longer blocks only rotate the series, which narrows the Sharpe "
+                         "interval to a point and makes any p-value look significant")
+    return block
+
+
 # Resamples are processed in chunks whose working set (indices + a few float rows) stays
 # under this many bytes; T = 50k bars gives chunks of ~60 resamples.
 MEMORY_BUDGET_BYTES = 150_000_000
@@ -107,18 +137,15 @@ def block_bootstrap(
 ) -> BootstrapResult:
     """Circular moving-block bootstrap of per-bar strategy returns (fractions, e.g. 0.01 = +1 %).
 
-    ``block`` defaults to ceil(sqrt(T)); ``confidence`` sets the two-sided percentile
-    intervals in ``ci``. Deterministic for a given ``seed``. Raises ParamError for fewer
-    than 2 returns, non-finite returns or returns below -1, n < 1, block outside 1..T,
-    bars_per_year <= 0 or confidence outside (0, 1).
+    ``block`` defaults to ceil(sqrt(T)) (at most T // 10, see :func:`check_block`); ``confidence``
+    sets the two-sided percentile intervals in ``ci``. Deterministic for a given ``seed``. Raises
+    ParamError for fewer than 10 returns, non-finite returns or returns below -1, n < 1, block outside 1..T // 10, bars_per_year <= 0 or confidence outside (0, 1).
     """
     r = _check_returns(returns)
     t = len(r)
     n = check_resamples(n)
     seed = whole(seed, "seed")
-    block = math.ceil(math.sqrt(t)) if block is None else whole(block, "block", 1)
-    if block > t:
-        raise ParamError(f"block length {block} is longer than the {t} returns: use a block of at most {t} bars")
+    block = check_block(block, t)
     if not (isinstance(bars_per_year, (int, float, np.number)) and math.isfinite(bars_per_year) and bars_per_year > 0):
         raise ParamError(f"bars_per_year must be a positive number, got {bars_per_year!r}")
     if not 0.0 < float(confidence) < 1.0:
