@@ -128,7 +128,7 @@ def test_walkforward_save_on_a_full_disk_keeps_the_earlier_file_and_prints_the_r
     saved.write_text('{"earlier": "report"}')
     err = one_error(capsys, ["walkforward", "--strategy", "ma_crossover", "--param", "fast_period=5,10",
                              "--param", "slow_period=40", "--is-days", "120", "--oos-days", "60", "--bootstrap",
-                             "50", "--S", "4", "--save", str(saved)])
+                             "100", "--S", "4", "--save", str(saved)])
     assert err == f"error: cannot save the walk-forward and its report to {saved}: no space left on the disk; " \
                   "wf.json is unchanged"
     assert saved.read_text() == '{"earlier": "report"}' and not list(tmp_path.glob(".wf.json*"))  # no temp file
@@ -152,7 +152,7 @@ def test_a_walk_forward_stored_on_a_full_disk_is_one_error_naming_it(tmp_path, f
     df = threadx.load_ohlcv("sample:BTC_USDT-1h")
     wf = threadx.walk_forward(df, "ma_crossover", {"fast_period": [5, 10], "slow_period": [40]}, is_days=120,
                               oos_days=60)
-    report = validate_walk_forward(wf, n=50, S=4)
+    report = validate_walk_forward(wf, n=100, S=4)
     with pytest.raises(ThreadXError, match=r"cannot store walk-forward wf1 in .*wf1: no space left on the disk; "
                                            "it is not stored whole"):
         save_walk_forward("wf1", wf, report, tmp_path)
@@ -179,6 +179,9 @@ def test_a_param_given_twice_is_refused(capsys, command):
     (["walkforward", "--strategy", "ma_crossover", "--is-days", "60", "--oos-days", "30", "--bootstrap", "2000000"],
      "--bootstrap"),
     (["validate", "no-such-run", "--bootstrap", "0"], "--bootstrap"),
+    (["validate", "no-such-run", "--bootstrap", "1"], "--bootstrap"),  # (a zero-width "95 % CI")
+    (["walkforward", "--strategy", "ma_crossover", "--is-days", "60", "--oos-days", "30", "--bootstrap", "99"],
+     "--bootstrap"),
     (["research", "--strategy", "ma_crossover", "--data", "sample:BTC_USDT-1h", "--is-days", "60", "--oos-days",
       "30", "--bootstrap", "2000000"], "--bootstrap"),
 ])

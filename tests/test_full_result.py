@@ -60,6 +60,6 @@ def test_the_reports_winner_is_the_backtest_of_its_params(synthetic_bars, tmp_pa
     backtest = threadx.backtest(synthetic_bars, "ma_crossover", winner.params, **ENGINE)
     assert_same_result(winner, backtest)
     assert backtest.meta["options"] == options_from(**ENGINE).to_dict()
-    report = threadx.validate(run, synthetic_bars, n=50, S=4)
+    report = threadx.validate(run, synthetic_bars, n=100, S=4)
     pd.testing.assert_series_equal(report.equity, backtest.equity, check_exact=True)
     assert report.n_trades == len(backtest.trades) and report.source["params"] == backtest.params

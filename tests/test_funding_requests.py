@@ -93,7 +93,7 @@ def test_a_sweep_resumes_validates_and_reopens_with_the_rates_it_ran_with(funded
     best = {k: row[k] for k in ("fast_period", "slow_period")}
     opened = BacktestRequest.from_manifest(run.manifest, best).run()  # "Open in Backtest"
     assert opened.metrics["total_return"] == row["total_return"] and opened.metrics["total_funding"] != 0.0
-    report = validate_sweep(run, n=50, S=4)  # (a stored file's record was "not stored": refused)
+    report = validate_sweep(run, n=100, S=4)  # (a stored file's record was "not stored": refused)
     assert report is not None
     resumed = resume_request(store.load(run.run_id).manifest)
     assert resumed.engine_options["funding"] == run.manifest["engine"]["funding"]  # the rows it ran with
@@ -104,7 +104,7 @@ def test_a_sweep_resumes_validates_and_reopens_with_the_rates_it_ran_with(funded
     with pytest.raises(DataError, match="changed since this run"):
         BacktestRequest.from_manifest(run.manifest, best).run()
     with pytest.raises(DataError, match="changed since this run"):
-        validate_sweep(store.load(run.run_id), n=50, S=4)
+        validate_sweep(store.load(run.run_id), n=100, S=4)
 
 
 def test_a_cut_or_edited_copy_of_a_stored_series_is_not_recorded_as_the_file(funded):

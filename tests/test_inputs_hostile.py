@@ -98,8 +98,8 @@ def test_params_may_be_a_series(df):
 def test_validation_arguments_are_checked_before_any_work(df, tmp_path):
     result = threadx.backtest(df, "ma_crossover")
     with pytest.raises(ParamError, match="seed must be a whole number >= 0"):
-        threadx.bootstrap(result, n=10, seed=-1)
-    with pytest.raises(ParamError, match=r"n must be a whole number >= 1 and <= 1,000,000"):
+        threadx.bootstrap(result, n=100, seed=-1)
+    with pytest.raises(ParamError, match=r"n must be a whole number >= 100 and <= 1,000,000"):
         threadx.bootstrap(result, n=10**13)
     with pytest.raises(ParamError, match="n_blocks must be a whole number >= 1, got 0"):
         threadx.walk_forward(df, "ma_crossover", {"fast_period": [5, 10], "slow_period": [20, 30]}, is_bars=600,

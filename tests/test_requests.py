@@ -156,7 +156,7 @@ def test_cli_validate_finds_a_file_runs_data(candles, tmp_path, capsys):
                  "--param", "slow_period=40,60", "--run-id", "from-file", "--store", store, "--workers", "1",
                  "--json"]) == 0
     capsys.readouterr()
-    assert main(["validate", "from-file", "--store", store, "--bootstrap", "50", "--S", "4"]) == 0
+    assert main(["validate", "from-file", "--store", store, "--bootstrap", "100", "--S", "4"]) == 0
     out = capsys.readouterr().out
     assert "run from-file" in out and str(candles) in out and "fee 10 bps" in out and "grade " in out
 

@@ -203,7 +203,7 @@ def _two_asset_research(tmp_path, research_id: str):
         write_ohlcv(generate_synthetic(path.stem.split("-")[0], days=400, seed=20 + seed), path)
     return paths, research("ma_crossover", [str(p) for p in paths], {"fast_period": [5, 10], "slow_period": [40]},
                            results_dir=tmp_path, research_id=research_id, is_days=120, oos_days=60, sampler="grid",
-                           bootstrap=50, S=4)
+                           bootstrap=100, S=4)
 
 
 def test_the_winners_of_a_research_never_run_on_candles_replaced_since(tmp_path):
@@ -282,7 +282,7 @@ def test_a_strategy_that_fails_is_its_cells_error_and_the_rest_is_kept(strategy_
         write_ohlcv(generate_synthetic(symbol, "1h", days=300, seed=k), data[-1])
     result = research(["bb_atr", "s_raise"], [str(p) for p in data],
                       spaces={"bb_atr": {"bb_period": [20, 40]}, "s_raise": {"oversold": [25, 30]}},
-                      results_dir=tmp_path / "results", is_days=90, oos_days=30, sampler="grid", bootstrap=50)
+                      results_dir=tmp_path / "results", is_days=90, oos_days=30, sampler="grid", bootstrap=100)
     assert result.status == "completed"
     failed = [c for c in result.cells if c.get("error")]
     assert [(c["strategy"], c["dataset"]) for c in failed] == [("s_raise", "AAA_USDT-1h"), ("s_raise", "BBB_USDT-1h")]
@@ -291,7 +291,7 @@ def test_a_strategy_that_fails_is_its_cells_error_and_the_rest_is_kept(strategy_
     assert {(t["strategy"], t["source"]) for t in result.transfer} == {("bb_atr", "AAA_USDT-1h"), ("bb_atr", "BBB_USDT-1h")}
     assert load_research(result.research_id, tmp_path / "results").cells == json.loads(json.dumps(result.cells))
     argv = ["research", "--strategy", "bb_atr", "--strategy", "s_raise", "--data", str(data[0]), "--is-days", "90",
-            "--oos-days", "30", "--n", "3", "--bootstrap", "50", "--id", "cli-failed"]
+            "--oos-days", "30", "--n", "3", "--bootstrap", "100", "--id", "cli-failed"]
     monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path / "cli"))
     assert main(argv) == 1  # it exited 0: a script saw a whole matrix
     out, err = capsys.readouterr()
@@ -300,7 +300,7 @@ def test_a_strategy_that_fails_is_its_cells_error_and_the_rest_is_kept(strategy_
     assert [c["strategy"] for c in json.loads(capsys.readouterr().out)["cells"] if c.get("error")] == ["s_raise"]
     with pytest.raises(ParamError, match="every cell of the research failed: s_raise on AAA_USDT-1h: .*KeyError"):
         research("s_raise", [str(data[0])], {"oversold": [25, 30]}, results_dir=tmp_path / "results", is_days=90,
-                 oos_days=30, sampler="grid", bootstrap=50)
+                 oos_days=30, sampler="grid", bootstrap=100)
 
 
 
@@ -335,7 +335,7 @@ def test_each_cell_and_transfer_runs_with_its_datasets_funding_file(tmp_path, mo
     write_funding(pd.Series(0.002, index=index), tmp_path / "data" / "test" / "AAA_USDT-funding.parquet")
     names = ["test/AAA_USDT-1h", "test/BBB_USDT-1h"]
     space = {"fast_period": [5, 10], "slow_period": [40]}
-    options = dict(is_days=90, oos_days=60, sampler="grid", bootstrap=50, S=4, results_dir=tmp_path / "results")
+    options = dict(is_days=90, oos_days=60, sampler="grid", bootstrap=100, S=4, results_dir=tmp_path / "results")
     result = research("ma_crossover", names, space, research_id="funded", **options)
     funded = stored_funding(names[0])
     wf = threadx.walk_forward(frames["AAA_USDT"], "ma_crossover", space, is_days=90, oos_days=60, sampler="grid",

@@ -34,7 +34,7 @@ def test_sweeps_and_walk_forwards_on_a_dataset_are_found_by_any_of_its_names(two
     _sweep("binance/XYZ_USDT-1h", "on-xyz")
     assert main(["walkforward", "--data", "binance/ABC_USDT-1h", "--strategy", "ma_crossover", "--param",
                  "fast_period=5,10", "--param", "slow_period=30", "--is-days", "40", "--oos-days", "20", "--sampler",
-                 "grid", "--bootstrap", "50", "--S", "4", "--run-id", "wf-abc"]) == 0
+                 "grid", "--bootstrap", "100", "--S", "4", "--run-id", "wf-abc"]) == 0
     portfolio = two_datasets / "results" / "portfolios" / "pf-xyz"
     portfolio.mkdir(parents=True)
     (portfolio / "portfolio.json").write_text(json.dumps({"runners": [{"data": {"source": "binance/XYZ_USDT-1h"}}]}))

@@ -107,7 +107,7 @@ def test_lost_rows_are_counted_from_the_parts_and_run_again(runs, df, capsys):
     code, out, _ = cli(capsys, "runs", "show", "a", "--store", str(runs))
     # shown, and exit 2 as for an unreadable part (it was 0)
     assert code == 2 and "6/8 combos" in out and "damaged: parts hold 6 rows, the manifest counts 8 done" in out
-    code, _, err = cli(capsys, "validate", "a", "--store", str(runs), "--bootstrap", "10")
+    code, _, err = cli(capsys, "validate", "a", "--store", str(runs), "--bootstrap", "100")
     assert_one_error_line(code, err, "run a is damaged: parts hold 6 rows")
     run = resume(runs, df)  # a resume runs what the parts lack
     assert run.manifest["status"] == "completed" and len(run.results) == 8 and run.manifest["done"] == 8
@@ -120,7 +120,7 @@ def test_an_unreadable_manifest_is_reported_by_every_reader(runs, df, capsys, co
     assert listed(runs)["b"] == "completed" and listed(runs)["a"].startswith("damaged: has an unreadable manifest.json")
     code, out, _ = cli(capsys, "runs", "list", "--store", str(runs))
     assert code == 0 and "damaged: has an unreadable manifest.json" in out
-    for argv in (("runs", "show", "a"), ("validate", "a", "--bootstrap", "10")):
+    for argv in (("runs", "show", "a"), ("validate", "a", "--bootstrap", "100")):
         code, _, err = cli(capsys, *argv, "--store", str(runs))
         assert_one_error_line(code, err, "unreadable manifest.json")
     with pytest.raises(RunDamaged, match="unreadable manifest.json"):
@@ -158,7 +158,7 @@ def test_a_bad_part_is_reported_then_quarantined_and_its_combos_run_again(runs, 
     part = sorted((runs / "a").glob("part-*.parquet"))[1]
     part.write_bytes(part.read_bytes()[:40])  # truncated
     assert listed(runs)["a"].startswith(f"damaged: has an unreadable part {part.name}") and listed(runs)["b"] == "completed"
-    for argv in (("runs", "show", "a"), ("validate", "a", "--bootstrap", "10")):
+    for argv in (("runs", "show", "a"), ("validate", "a", "--bootstrap", "100")):
         code, _, err = cli(capsys, *argv, "--store", str(runs))
         assert_one_error_line(code, err, f"unreadable part {part.name}")
     if fix == "repair":
@@ -380,7 +380,7 @@ def test_a_manifest_naming_other_params_than_its_rows_is_damage_that_repair_mend
     path = runs / "a" / "manifest.json"
     manifest = json.loads(path.read_text())
     path.write_text(json.dumps({**manifest, "param_names": ["nope"]}))
-    for argv in (("runs", "show", "a"), ("validate", "a", "--bootstrap", "10")):
+    for argv in (("runs", "show", "a"), ("validate", "a", "--bootstrap", "100")):
         code, _, err = cli(capsys, *argv, "--store", str(runs))
         assert_one_error_line(code, err, "has a manifest naming params ['nope'] where its parts hold")
     code, out, _ = cli(capsys, "runs", "repair", "a", "--store", str(runs))
@@ -404,7 +404,7 @@ def test_a_part_damaged_in_its_block_returns_stops_validate_not_grades_it(runs, 
     from threadx.validation.report import validate_sweep
 
     with pytest.raises(RunDamaged, match=f"unreadable part {part.name}"):
-        validate_sweep("a", df, store=ResultStore(runs), n=10, S=4)
+        validate_sweep("a", df, store=ResultStore(runs), n=100, S=4)
 
 
 # --- files copied in from another run (a hostile test: shown as good numbers, validated, repaired) ----------------

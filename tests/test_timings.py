@@ -124,7 +124,7 @@ def test_runs_show_timings_of_a_stored_walk_forward(capsys, tmp_path, synthetic_
 
     wf = threadx.walk_forward(synthetic_bars, "ma_crossover", {"fast_period": [5, 10]}, sampler="grid", is_days=90,
                               oos_days=30, workers=1)
-    save_walk_forward("wf-t", wf, validate_walk_forward(wf, n=20, S=4), tmp_path)
+    save_walk_forward("wf-t", wf, validate_walk_forward(wf, n=100, S=4), tmp_path)
     assert main(["runs", "show", "wf-t", "--store", str(tmp_path), "--timings"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("walk-forward wf-t (stored in") and "Run combos (workers)" in out

@@ -292,7 +292,7 @@ def test_a_resume_with_changed_code_is_refused(rsi: Path, frame, tmp_path) -> No
     # the stored rows are untouched, and the validation of the stored run refuses to re-run combos
     assert len(ResultStore(tmp_path).load("r1").results) == len(first.results)
     with pytest.raises(ParamError, match="computed with other code of strategy 'rsi_mine'"):
-        validate_sweep("r1", frame, store=ResultStore(tmp_path), n=50)
+        validate_sweep("r1", frame, store=ResultStore(tmp_path), n=100)
 
 
 def test_walk_forward_and_validation_of_a_user_strategy(rsi: Path, frame, tmp_path) -> None:
@@ -301,7 +301,7 @@ def test_walk_forward_and_validation_of_a_user_strategy(rsi: Path, frame, tmp_pa
     assert wf.config["strategy_code"] == threadx.get_strategy("rsi_mine").code_hash
     assert len(wf.windows) >= 3
     _sweep(frame, tmp_path, "v", executor="inline", block_returns=8)
-    report = validate_sweep("v", frame, store=ResultStore(tmp_path), n=50, S=8)
+    report = validate_sweep("v", frame, store=ResultStore(tmp_path), n=100, S=8)
     assert report.grade is not None
 
 
@@ -312,11 +312,11 @@ def test_a_walk_forward_is_validated_with_the_code_it_ran_whatever_the_file_hold
 
     wf = threadx.walk_forward(frame, "rsi_mine", SPACE, is_bars=1500, oos_bars=700, sampler="grid",
                               objective="total_return", min_trades=1, bank=IndicatorBank(disk=False))
-    before = validate_walk_forward(wf, n=50, S=8)
+    before = validate_walk_forward(wf, n=100, S=8)
     _edit(rsi, "def levels(ind, p):", "def levels(ind, p)")  # a syntax error: rsi_mine cannot load now
     with pytest.raises(ThreadXError):
         threadx.get_strategy("rsi_mine")
-    after = validate_walk_forward(wf, n=50, S=8)
+    after = validate_walk_forward(wf, n=100, S=8)
     assert after.grade.score == before.grade.score and after.dsr.n_trials == before.dsr.n_trials
 
 

@@ -74,7 +74,7 @@ def test_a_sweep_reports_periods_are_the_blocks_its_pbo_splits(run, synthetic_ba
     stored blocks into S groups: edges a few bars apart, a block's return of another sign."""
     from threadx.validation.pbo import block_groups
 
-    report = threadx.validate(run, synthetic_bars, n=50, S=S)
+    report = threadx.validate(run, synthetic_bars, n=100, S=S)
     block_end = np.asarray(run.manifest["block_end"])
     ends = [int(block_end[group[-1]]) for group in block_groups(len(block_end), S)]
     starts = [0, *ends[:-1]]
@@ -86,7 +86,7 @@ def test_a_sweep_reports_periods_are_the_blocks_its_pbo_splits(run, synthetic_ba
 
 def test_sweep_validation_refuses_other_data(run, synthetic_bars):
     with pytest.raises(ParamError, match="differs"):
-        threadx.validate(run, synthetic_bars.slice(0, 5000), n=50)
+        threadx.validate(run, synthetic_bars.slice(0, 5000), n=100)
 
 
 def test_api_bootstrap_dsr_and_pbo(run, synthetic_bars):
@@ -122,11 +122,11 @@ def test_cli_walkforward_and_validate(run, data_root, tmp_path, capsys):
     assert code == 0
     assert data["validation"]["grade"]["letter"] in "ABCDF" and len(data["walk_forward"]["windows"]) == 10
     store = str(run._parts[0].parent.parent)
-    assert main(["validate", "vr", "--store", store, "--data", "sample:BTC_USDT-1h", "--bootstrap", "50"]) == 2
+    assert main(["validate", "vr", "--store", store, "--data", "sample:BTC_USDT-1h", "--bootstrap", "100"]) == 2
     assert "differs" in capsys.readouterr().err  # the run was swept on other candles
     path = tmp_path / "same.parquet"
     write_ohlcv(generate_synthetic(days=365, seed=7), path)  # the candles of the synthetic_bars fixture
-    assert main(["validate", "vr", "--store", store, "--data", str(path), "--bootstrap", "50", "--S", "4"]) == 0
+    assert main(["validate", "vr", "--store", store, "--data", str(path), "--bootstrap", "100", "--S", "4"]) == 0
     out = capsys.readouterr().out
     assert "grade " in out and "PBO:" in out and "deflated Sharpe" in out
 
@@ -227,7 +227,7 @@ def test_a_reloaded_walk_forward_rebuilds_its_evaluator(synthetic_bars, data_roo
 
     wf = threadx.walk_forward(synthetic_bars, "ma_crossover", SPACE, sampler="grid", is_days=90, oos_days=30,
                               workers=1)
-    report = validate_walk_forward(wf, n=50, S=4)
+    report = validate_walk_forward(wf, n=100, S=4)
     save_walk_forward("wf1", wf, report, tmp_path)
     loaded, stored_report = load_walk_forward("wf1", tmp_path)
     assert loaded.evaluator is None and stored_report.grade.score == report.grade.score
@@ -237,7 +237,7 @@ def test_a_reloaded_walk_forward_rebuilds_its_evaluator(synthetic_bars, data_roo
     with pytest.raises(ParamError, match="differs"):
         walk_forward_evaluator(loaded, synthetic_bars.slice(0, 4000))
     # its dataset name is not in this (empty) data root: stability says why instead of failing
-    rerun = validate_walk_forward(loaded, n=50, S=4)
+    rerun = validate_walk_forward(loaded, n=100, S=4)
     assert np.isnan(rerun.stability.ratio) and "no data to evaluate neighbours" in rerun.stability.note
 
 
@@ -304,6 +304,6 @@ def test_a_sweep_on_fewer_bars_than_two_per_block_still_reports(n_bars, tmp_path
     bars = generate_synthetic(days=2, seed=5).iloc[:n_bars]
     swept = threadx.sweep(bars, "ma_crossover", {"fast_period": [2, 3], "slow_period": [4, 5]}, min_trades=0,
                           executor="inline", workers=1, store=tmp_path)
-    report = threadx.validate(swept, bars, n=50, S=16)
+    report = threadx.validate(swept, bars, n=100, S=16)
     assert len(report.periods) == 16 and set(report.periods["regime"]) <= {"crash", "bull", "bear", "range"}
     json.dumps(report.to_dict(), allow_nan=False)

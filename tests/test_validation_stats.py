@@ -49,7 +49,7 @@ def _phi(z: float) -> float:
 def test_bootstrap_statistics_follow_the_spec_conventions() -> None:
     rng = np.random.default_rng(3)
     r = rng.normal(0.0004, 0.01, 800)
-    res = block_bootstrap(r, n=50, seed=1, bars_per_year=8760.0)
+    res = block_bootstrap(r, n=100, seed=1, bars_per_year=8760.0)
     eq = np.cumprod(1 + r)
     ref = metrics_from_equity(eq, pd.DataFrame({"pnl": [], "fees": [], "bars_held": []}), 1.0, 8760.0)
     assert res.observed["sharpe"] == pytest.approx(ref["sharpe"], rel=1e-12)
@@ -185,6 +185,17 @@ def test_bootstrap_default_block_on_a_short_series() -> None:
         block_bootstrap(r[:9], n=100, seed=1, bars_per_year=365)
 
 
+def test_bootstrap_refuses_fewer_than_100_resamples() -> None:
+    """One resample gave a zero-width "95 % CI"; the bootstrap and the trade shuffles take 100 or more."""
+    r = np.random.default_rng(6).normal(0.0, 0.01, 400)
+    for n in (1, 99):
+        with pytest.raises(ParamError, match=f"n must be at least 100 resamples, got {n}"):
+            block_bootstrap(r, n=n, bars_per_year=365)
+        with pytest.raises(ParamError, match="at least 100 resamples"):
+            trade_shuffle_drawdowns(np.array([0.1, -0.05, 0.02]), n=n)
+    assert block_bootstrap(r, n=100, bars_per_year=365).samples["sharpe"].shape == (100,)
+
+
 def test_bootstrap_input_validation() -> None:
     ok = np.random.default_rng(0).normal(0, 0.01, 20)
     with pytest.raises(ParamError, match="at least 2"):
@@ -208,7 +219,7 @@ def test_bootstrap_input_validation() -> None:
 
 
 def test_constant_returns_have_zero_sharpe() -> None:
-    res = block_bootstrap(np.full(100, 0.001), n=20, bars_per_year=365)
+    res = block_bootstrap(np.full(100, 0.001), n=100, bars_per_year=365)
     assert res.observed["sharpe"] == 0.0
     assert np.all(res.samples["sharpe"] == 0.0)
     assert res.p_value == 1.0  # every null Sharpe (0) >= the observed 0
@@ -246,7 +257,7 @@ def test_trade_shuffle_drawdowns() -> None:
     q = drawdown_quantiles(mixed, levels=(0.25, 0.95))
     assert q == {"q25": pytest.approx(-0.1), "q95": pytest.approx(-0.19)}
     with pytest.raises(ParamError):
-        trade_shuffle_drawdowns(np.array([]), n=10)
+        trade_shuffle_drawdowns(np.array([]), n=100)
 
 
 # ----------------------------------------------------------------------------- DSR

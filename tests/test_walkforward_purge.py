@@ -142,7 +142,7 @@ def test_cli_purge_and_embargo(capsys, data_root):
 
     argv = ["walkforward", "--strategy", "ma_crossover", "--param", "fast_period=5:15:5", "--param",
             "slow_period=40:80:20", "--sampler", "grid", "--is-days", "120", "--oos-days", "60", "--anchored",
-            "--bootstrap", "50", "--S", "4", "--workers", "1"]
+            "--bootstrap", "100", "--S", "4", "--workers", "1"]
     assert main([*argv, "--purge", "24", "--embargo", "12"]) == 0
     out = capsys.readouterr().out
     assert "anchored, purge 24 bars, embargo 12 bars)" in out

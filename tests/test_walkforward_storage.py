@@ -23,7 +23,7 @@ SPACE = {"fast_period": "5:15:5", "slow_period": "20:40:10"}
 def stored(tmp_path_factory, synthetic_bars):
     wf = threadx.walk_forward(synthetic_bars, "ma_crossover", SPACE, sampler="grid", is_days=90, oos_days=30,
                               workers=1)
-    report = validate_walk_forward(wf, n=50, S=4)
+    report = validate_walk_forward(wf, n=100, S=4)
     root = tmp_path_factory.mktemp("results")
     save_walk_forward("wf1", wf, report, root)
     return wf, report, root
@@ -256,7 +256,7 @@ def test_a_walk_forward_searching_a_choice_is_stored_and_read_back(synthetic_bar
     wf = threadx.walk_forward(synthetic_bars, "ma_crossover", {"fast_period": [5, 10], "slow_period": [40],
                                                                "ma_type": ["ema", "sma"]},
                               sampler="grid", is_days=90, oos_days=30, workers=1)
-    report = validate_walk_forward(wf, n=50, S=4)
+    report = validate_walk_forward(wf, n=100, S=4)
     assert set(map(type, wf.drift.set_index("param").loc["ma_type", "values"])) == {str}
     save_walk_forward("choice", wf, report, tmp_path)
     loaded, loaded_report = load_walk_forward("choice", tmp_path)

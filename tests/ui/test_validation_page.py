@@ -378,7 +378,7 @@ def test_a_walk_forward_whose_candles_were_replaced_since_says_so(workspace):
 
     ref = DatasetRef.of(threadx.load_ohlcv(str(path)), str(path))
     run_cell(WalkForwardRequest(data=ref, strategy="ma_crossover", space={"fast_period": [5, 10], "slow_period": [40]},
-                                sampler="grid", is_days=120, oos_days=60, bootstrap=50, S=4, run_id="wf-xyz"), None)
+                                sampler="grid", is_days=120, oos_days=60, bootstrap=100, S=4, run_id="wf-xyz"), None)
     at = page()
     at.button(key="wf_reload").click().run()
     assert not at.exception, at.exception
@@ -472,7 +472,7 @@ def test_a_walk_forward_opens_again_from_its_link():
 
     assert main(["walkforward", "--data", "synthetic/BTC_USDT-1h", "--strategy", "ma_crossover", "--param",
                  "fast_period=5,10", "--param", "slow_period=40", "--is-days", "120", "--oos-days", "60",
-                 "--sampler", "grid", "--bootstrap", "50", "--S", "4", "--run-id", "wf-link"]) == 0
+                 "--sampler", "grid", "--bootstrap", "100", "--S", "4", "--run-id", "wf-link"]) == 0
     at = page()
     at.query_params["wf"] = "wf-link"
     at.run()
@@ -499,7 +499,7 @@ def test_a_stored_grade_that_is_no_letter_is_never_put_into_the_page_as_html(wor
 
     assert main(["walkforward", "--data", "synthetic/BTC_USDT-1h", "--strategy", "ma_crossover", "--param",
                  "fast_period=5,10", "--param", "slow_period=40", "--is-days", "120", "--oos-days", "60",
-                 "--sampler", "grid", "--bootstrap", "50", "--S", "4", "--run-id", "wf-html"]) == 0
+                 "--sampler", "grid", "--bootstrap", "100", "--S", "4", "--run-id", "wf-html"]) == 0
     tree = workspace / "results" / "walkforward" / "wf-html" / "result" / "tree.json"
     payload = "<a href='https://evil.example/login'>Session expired</a><input type=password>"
 

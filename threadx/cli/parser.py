@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_window_arguments(p)
     _add_selection_arguments(p, ("grid", "random", "lhs", "sobol"), "random", DEFAULT_WF_SAMPLES)
     p.add_argument("--workers", type=int)
-    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="bootstrap resamples")
+    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="bootstrap resamples (at least 100)")
     p.add_argument("--block", type=int, help="bootstrap block length in bars (default sqrt of the bar count, "
                    "at most a tenth of it)")
     p.add_argument("--S", type=int, default=16, help="PBO (CSCV) blocks")
@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=("inline", "local", "dask"), default="inline",
                    help="inline: cells one after another here; local: one process per cell; dask: one task per cell")
     p.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster of --workers)")
-    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="bootstrap resamples")
+    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="bootstrap resamples (at least 100)")
     p.add_argument("--S", type=int, default=16, help="PBO (CSCV) blocks")
     p.add_argument("--id", help="research id (default: research-<time>-<random>)")
     p.epilog = (f"exit status {EXIT_CELL_FAILED} when a cell failed as it ran (it is named; the other cells are "
@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store")
     p.add_argument("--data", help="the sweep's data when it was not a named dataset")
     p.add_argument("--timeframe")
-    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="bootstrap resamples")
+    p.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, help="bootstrap resamples (at least 100)")
     p.add_argument("--block", type=int, help="bootstrap block length in bars (default sqrt of the bar count, "
                    "at most a tenth of it)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)

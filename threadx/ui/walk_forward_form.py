@@ -17,6 +17,7 @@ from threadx.errors import ThreadXError
 from threadx.requests import funding_words
 from threadx.strategy.base import StrategySpec
 from threadx.ui.widgets import space_widget_state
+from threadx.validation.bootstrap import MIN_RESAMPLES
 from threadx.validation.pbo import MAX_S
 
 __all__ = ["BOUNDS", "form_state", "space_state"]
@@ -26,7 +27,7 @@ __all__ = ["BOUNDS", "form_state", "space_state"]
 # box's default there without a word)
 BOUNDS: dict[str, tuple[float, float | None]] = {
     "is_days": (1.0, None), "oos_days": (1.0, None), "step_days": (0.0, None), "purge": (0, None),
-    "embargo": (0, None), "n": (1, None), "seed": (0, None), "min_trades": (0, None), "boot": (100, 20_000),
+    "embargo": (0, None), "n": (1, None), "seed": (0, None), "min_trades": (0, None), "boot": (MIN_RESAMPLES, 20_000),
     "S": (2, MAX_S), "fee": (0.0, MAX_COST_BOX_BPS),
 }
 _LABELS = {"is_days": "the in-sample window", "oos_days": "the out-of-sample window", "step_days": "the step",

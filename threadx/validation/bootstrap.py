@@ -8,7 +8,8 @@ clustering, trades spanning several bars) that an i.i.d. resample would destroy.
 A resample holds at least :data:`MIN_BLOCKS` blocks (block <= T // 10, :func:`check_block`):
 with one block of T bars every resample is a rotation of the series, its Sharpe is the
 observed one and the null's is 0, so the interval shrinks to a point and the p-value to
-1 / (1 + n) (a "significant" edge out of nothing).
+1 / (1 + n) (a "significant" edge out of nothing). At least :data:`MIN_RESAMPLES` resamples
+are drawn (:func:`check_resamples`); SPEC §7 asks 1000+, the default.
 
 Per resample it computes the SPEC §5 statistics: annualised Sharpe (mean / std ddof 1 *
 sqrt(bars_per_year), 0 for zero variance), total return prod(1 + r) - 1 and max drawdown
@@ -37,17 +38,23 @@ import pandas as pd
 
 from threadx.config import DEFAULT_BOOTSTRAP, DEFAULT_SEED
 from threadx.engine.metrics import metrics_from_equity
-from threadx.errors import ParamError, whole
+from threadx.errors import ParamError, is_whole, whole
 
 STATS = ("sharpe", "total_return", "max_drawdown")
 MAX_RESAMPLES = 1_000_000  # bootstrap / shuffle samples: more do not sharpen a percentile interval worth showing
+# Fewest resamples: a 95 % percentile interval then has 2.5 resamples beyond each end and the
+# p-value a resolution of 0.01 (the grade's steps are 0.05 and 0.10); 1 resample gave a zero-width "CI".
+MIN_RESAMPLES = 100
 MIN_BLOCKS = 10  # fewest blocks in a resample: block <= T // 10 (one block of T bars only rotates the series)
 
 
 def check_resamples(n: Any, name: str = "n") -> int:
-    """``n`` resamples as an int in 1..MAX_RESAMPLES; ParamError naming ``name`` otherwise (a
+    """``n`` resamples as an int in MIN_RESAMPLES..MAX_RESAMPLES; ParamError naming ``name`` otherwise (a
     caller checks it before any work: a walk-forward's bootstrap was refused after its windows)."""
-    return whole(n, name, 1, MAX_RESAMPLES)
+    if is_whole(n) and 1 <= n < MIN_RESAMPLES:
+        raise ParamError(f"{name} must be at least {MIN_RESAMPLES} resamples, got {n}: fewer leave a 95 % interval "
+                         f"without tails (1 gives it zero width); {DEFAULT_BOOTSTRAP:,} or more is the norm")
+    return whole(n, name, MIN_RESAMPLES, MAX_RESAMPLES)
 
 
 def check_block(block: Any, t: int) -> int:
@@ -139,7 +146,8 @@ def block_bootstrap(
 
     ``block`` defaults to ceil(sqrt(T)) (at most T // 10, see :func:`check_block`); ``confidence``
     sets the two-sided percentile intervals in ``ci``. Deterministic for a given ``seed``. Raises
-    ParamError for fewer than 10 returns, non-finite returns or returns below -1, n < 1, block outside 1..T // 10, bars_per_year <= 0 or confidence outside (0, 1).
+    ParamError for fewer than 10 returns, non-finite returns or returns below -1, n outside
+    MIN_RESAMPLES..MAX_RESAMPLES, block outside 1..T // 10, bars_per_year <= 0 or confidence outside (0, 1).
     """
     r = _check_returns(returns)
     t = len(r)
