@@ -147,6 +147,19 @@ def test_cli_validate_refuses_a_block_leaving_fewer_than_10_blocks(run, syntheti
     assert f"block {t // 10:,} bars" in capsys.readouterr().out
 
 
+def test_cli_walkforward_refuses_a_block_too_long_for_its_data_before_running(data_root, tmp_path, capsys):
+    """A block longer than a tenth of the bars is refused for any stitched out-of-sample series
+    (fewer returns than bars): said before the windows run, not after them."""
+    path = tmp_path / "d.parquet"
+    write_ohlcv(generate_synthetic(days=60, seed=7), path)
+    n = 60 * 24
+    assert main(["walkforward", "--strategy", "ma_crossover", "--data", str(path), "--is-days", "20",
+                 "--oos-days", "10", "--block", str(n // 10 + 1), "--run-id", "wf-long-block", "-q"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: --block must be at most {n // 10:,} bars for {n:,} returns")
+    assert "window" not in captured.out
+
+
 def test_cli_validate_errors(data_root, tmp_path, capsys):
     assert main(["validate", "missing", "--store", str(tmp_path)]) == 2
     assert "no run" in capsys.readouterr().err

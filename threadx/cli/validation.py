@@ -14,7 +14,7 @@ from threadx.cli.common import (
 from threadx.config import STORED
 from threadx.errors import ParamError, ThreadXError
 from threadx.units import counted, format_count
-from threadx.validation.bootstrap import check_resamples
+from threadx.validation.bootstrap import check_block, check_resamples
 from threadx.validation.grading import score_text
 from threadx.validation.pbo import check_S
 
@@ -48,6 +48,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     with watch.stage("load"):
         df = _load_data(args)
         funding = _dataset_funding(args)
+    if args.block is not None:  # the stitched out-of-sample returns are fewer than the bars: surely too long
+        check_block(args.block, len(df))
     engine = dict(_engine_options(args), **({"funding": funding} if funding is not None else {}))
     started = time.perf_counter()
     logs.logger().info("walk-forward %s on %s started (%s, %s combos)", args.strategy,
