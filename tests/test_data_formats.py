@@ -247,13 +247,36 @@ def test_a_column_mixing_zoned_and_naive_times_reads_only_the_naive_ones_in_the_
                           "volume": np.arange(1.0, 13.0)})
     path = tmp_path / "MIXED_EUR-1h.csv"
     frame.to_csv(path, index=False)
-    for zone in ("Europe/Berlin", None):
-        got = read_ohlcv_file(path, timezone=zone)
-        wall_as_utc = index[:6].tz_localize(None).tz_localize("UTC")
-        expected = list(index.tz_convert("UTC")) if zone else [*wall_as_utc, *index[6:].tz_convert("UTC")]
-        assert list(got.index) == expected, zone
-        assert got.attrs["naive_times"] == (zone or "UTC (assumed)")
-        assert list(got["volume"]) == list(np.arange(1.0, 13.0))
+    got = read_ohlcv_file(path, timezone="Europe/Berlin")
+    assert list(got.index) == list(index.tz_convert("UTC"))
+    assert got.attrs["naive_times"] == "Europe/Berlin"
+    assert list(got["volume"]) == list(np.arange(1.0, 13.0))
+    with pytest.raises(DataError, match="mixes times with a zone"):  # without a zone: refused (next test)
+        read_ohlcv_file(path)
+
+
+def test_a_column_mixing_zoned_and_unzoned_times_is_refused_without_a_zone(tmp_path):
+    """Paris times, every other row with its +02:00 and the others without a zone, imported amber
+    ("rows out of time order"): the zone-less half read as UTC, 2 h late, the series zig-zagging."""
+    index = pd.date_range("2024-09-14 02:00", periods=6, freq="1h", tz="Europe/Paris")
+    text = [t.strftime("%Y-%m-%dT%H:%M:%S%z") if k % 2 else t.strftime("%Y-%m-%d %H:%M:%S")
+            for k, t in enumerate(index)]
+    frame = pd.DataFrame({"timestamp": text, "open": 100.0, "high": 101.0, "low": 99.0, "close": 100.5,
+                          "volume": np.arange(1.0, 7.0)})
+    path = tmp_path / "XYZ_USDT-1h-mixzone.csv"
+    frame.to_csv(path, index=False)
+    for call in (lambda: read_ohlcv_file(path), lambda: import_ohlcv(path, data_root=tmp_path / "data")):
+        with pytest.raises(DataError, match=r"mixes times with a zone \(row 1: .*\) and times without one "
+                                            r"\(row 0: .*--timezone") as caught:
+            call()
+        assert "\n" not in str(caught.value)
+    assert not (tmp_path / "data").exists()
+    got = read_ohlcv_file(path, timezone="Europe/Paris")  # their zone given: every row at its instant
+    assert list(got.index) == list(index.tz_convert("UTC"))
+    both = frame.assign(timestamp=[t.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ") if k % 2
+                                   else t.strftime("%Y-%m-%dT%H:%M:%S%z") for k, t in enumerate(index)])
+    both.to_csv(tmp_path / "XYZ_USDT-1h-zoned.csv", index=False)  # Z and +02:00: every time zoned, accepted
+    assert list(read_ohlcv_file(tmp_path / "XYZ_USDT-1h-zoned.csv").index) == list(index.tz_convert("UTC"))
 
 
 def test_a_time_error_names_the_value_that_does_not_read_and_a_format_that_reads_it(tmp_path):

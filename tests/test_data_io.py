@@ -70,13 +70,16 @@ def test_csv_iso_strings_and_upper_case_columns(tmp_path: Path) -> None:
 
 def test_csv_naive_datetime_is_utc_and_offsets_convert(tmp_path: Path) -> None:
     path = tmp_path / "tz.csv"
-    path.write_text(
-        "time,open,high,low,close,volume\n"
-        "2024-03-01 00:00:00,1,2,0.5,1.5,3\n"
-        "2024-03-01T02:00:00+01:00,1,2,0.5,1.5,3\n"
-    )
-    got = read_ohlcv_file(path)
-    assert list(got.index) == [T0, T0 + pd.Timedelta("1h")]
+    path.write_text("time,open,high,low,close,volume\n2024-03-01 00:00:00,1,2,0.5,1.5,3\n"
+                    "2024-03-01 01:00:00,1,2,0.5,1.5,3\n")
+    assert list(read_ohlcv_file(path).index) == [T0, T0 + pd.Timedelta("1h")]
+    path.write_text("time,open,high,low,close,volume\n2024-03-01T01:00:00+01:00,1,2,0.5,1.5,3\n"
+                    "2024-03-01T02:00:00+01:00,1,2,0.5,1.5,3\n")
+    assert list(read_ohlcv_file(path).index) == [T0, T0 + pd.Timedelta("1h")]
+    path.write_text("time,open,high,low,close,volume\n2024-03-01 00:00:00,1,2,0.5,1.5,3\n"
+                    "2024-03-01T02:00:00+01:00,1,2,0.5,1.5,3\n")  # one of each: refused (test_data_formats)
+    with pytest.raises(DataError, match="mixes times with a zone"):
+        read_ohlcv_file(path)
 
 
 def test_csv_open_time_column_and_extra_columns(tmp_path: Path) -> None:

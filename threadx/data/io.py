@@ -61,7 +61,8 @@ def read_ohlcv_file(
     milliseconds, microseconds or nanoseconds by their magnitude (a column mixing units is
     refused); datetimes without a zone in ``timezone`` (an IANA name such as ``Europe/Berlin``;
     a repeated hour when clocks go back is told apart by its order), else as UTC, which
-    ``attrs["naive_times"]`` records. Date text is read as ISO 8601, else with ``date_format``
+    ``attrs["naive_times"]`` records (date text mixing zoned and zone-less times without
+    ``timezone`` is refused). Date text is read as ISO 8601, else with ``date_format``
     (strftime codes), else in the one day/month order that reads every value: a column that reads
     both day-first and month-first (``03/04/2024``) is refused unless ``date_format`` or
     ``dayfirst`` says which. Raises DataError (one line naming the file) if the file is missing,
@@ -685,6 +686,8 @@ def _to_utc_index(values: Any, path: Path, date_format: str | None, dayfirst: bo
                 index = _parse_datetimes(series, path, date_format, dayfirst)
                 naive_rows = _naive_rows(series)
                 naive = bool(naive_rows.any())
+                if naive and not timezone:
+                    _refuse_mixed_zones(series, naive_rows, path)
         if naive and timezone:
             if naive_rows is None or naive_rows.all():
                 index = _in_zone(index, timezone, path)
@@ -719,6 +722,20 @@ def _naive_rows(series: pd.Series) -> np.ndarray:
     if uniform:  # (ISO 8601 parsing refuses the words UTC and GMT: no such row is here)
         return present & (getattr(probe.dtype, "tz", None) is None)
     return present & ~np.array([bool(_ZONED.search(str(v).strip())) for v in series], dtype=bool)
+
+
+def _refuse_mixed_zones(series: pd.Series, naive_rows: np.ndarray, path: Path) -> None:
+    """DataError when date text mixes times with a zone and times without one and no zone is given:
+    the zone-less ones would be read as UTC beside the others read as written (Paris times with
+    ``+02:00`` on half the rows: the other half stored 2 h late, zig-zagging, only amber)."""
+    zoned = series.notna().to_numpy() & ~naive_rows
+    if not zoned.any():
+        return
+    z, n = int(np.flatnonzero(zoned)[0]), int(np.flatnonzero(naive_rows)[0])
+    raise DataError(f"{path}: the time column mixes times with a zone (row {z}: {series.iloc[z]!r}) and times "
+                    f"without one (row {n}: {series.iloc[n]!r}; {int(naive_rows.sum()):,} of {int(len(series)):,}), "
+                    "which would be read as UTC: give their zone (--timezone, timezone=, the import form's "
+                    "'Time zone') or write every time with its offset")
 
 
 def _in_zone(index: pd.DatetimeIndex, timezone: str, path: Path) -> pd.DatetimeIndex:
