@@ -497,6 +497,35 @@ def test_files_of_other_markets_are_not_spliced_into_one_dataset(tmp_path):
     assert target.name == "BTCUSDT-1h.parquet"
 
 
+def test_a_file_of_other_bars_among_monthly_files_is_refused_naming_it(tmp_path, monkeypatch, capsys):
+    """A month of 4h bars in an archive named 1h among 1h monthly dumps was stored as a 1h dataset,
+    amber for gaps only (the spacing check saw the whole series, mostly 1h)."""
+    from threadx.cli import main
+
+    jan, feb = reference(744, "2025-01-01", seed=1), reference(672, "2025-02-01", seed=2)
+    mar = reference(12, "2025-03-01", seed=3)
+    mar.index = pd.date_range("2025-03-01", periods=12, freq="4h", tz="UTC", name="timestamp")
+    files = [tmp_path / f"BTCUSDT-1h-2025-0{k}.zip" for k in (1, 2, 3)]
+    for path, month in zip(files, (jan, feb, mar)):
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr(path.with_suffix(".csv").name, binance_rows(month))
+    with pytest.raises(DataError, match=r"BTCUSDT-1h-2025-03.zip: the bars are mostly 4h apart, not 1h as the "
+                                        r"file names say: one dataset holds one timeframe"):
+        import_ohlcv(files, data_root=tmp_path / "data")
+    monkeypatch.setenv("THREADX_DATA_ROOT", str(tmp_path / "cli"))
+    assert main(["data", "import", *map(str, files), "--exchange", "binance"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "BTCUSDT-1h-2025-03.zip: the bars are mostly 4h" in err[0]
+    with zipfile.ZipFile(tmp_path / "Q1.zip", "w") as archive:  # the months inside one archive
+        for name, month in (("jan.csv", jan), ("feb.csv", feb), ("mar.csv", mar)):
+            archive.writestr(name, binance_rows(month))
+    with pytest.raises(DataError, match=r"Q1.zip:mar.csv: the bars are mostly 4h apart, not 1h as most bars"):
+        import_ohlcv(tmp_path / "Q1.zip", "binance", "BTC_USDT", data_root=tmp_path / "data")
+    assert not (tmp_path / "data").exists() and not (tmp_path / "cli").exists()
+    _, target = import_ohlcv(files[:2], data_root=tmp_path / "data")  # the 1h months alone: one dataset
+    assert target.name == "BTCUSDT-1h.parquet"
+
+
 def test_files_given_twice_are_named_with_their_duplicates(tmp_path):
     jan = tmp_path / "BTCUSDT-1h-2025-01.csv"
     copy = tmp_path / "BTCUSDT-1h-2025-01-copy.csv"
