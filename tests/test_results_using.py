@@ -64,3 +64,23 @@ def test_the_other_kinds_folders_are_not_read_as_sweeps(two_datasets):
     portfolios.mkdir(parents=True)
     (portfolios / "manifest.json").write_text(json.dumps({"dataset": "binance/ABC_USDT-1h"}))  # not a sweep's
     assert results_using("binance/ABC_USDT-1h") == ["sweep on-abc"]
+
+
+def test_a_rename_names_the_results_that_ran_on_it_and_warns_of_another_market(two_datasets, capsys):
+    """README: rename and delete "both name the stored sweeps ... that ran on the dataset"; the
+    rename said nothing, and the sweep then read "dataset ... is gone"."""
+    _sweep("binance/ABC_USDT-1h", "on-abc")
+    capsys.readouterr()
+    assert main(["data", "rename", "binance/ABC_USDT-1h", "binance/ABC_USDT-1h-moved"]) == 0
+    out, err = capsys.readouterr()
+    assert "renamed binance/ABC_USDT-1h to binance/ABC_USDT-1h-moved" in out
+    assert err.strip() == ("note: 1 stored result ran on it (sweep on-abc): it stays readable but cannot be resumed, "
+                           "validated or re-run under its new name (rename it back to binance/ABC_USDT-1h for that).")
+    assert main(["data", "rename", "binance/XYZ_USDT-1h", "binance/QQQ_USDT-1h"]) == 0  # BTC's bars named ETH's
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["warning: the bars stay XYZ_USDT's, now named QQQ_USDT: every backtest, research and portfolio "
+                   "reads them as QQQ_USDT's"]
+    assert main(["data", "rename", "binance/QQQ_USDT-1h", "binance/QQQUSDT-1h"]) == 0  # the same market
+    assert capsys.readouterr().err == ""
+    assert main(["data", "delete", "binance/QQQUSDT-1h"]) == 2  # no result: one sentence, no capital after ';'
+    assert "(QQQUSDT-1h.parquet) cannot be undone. Add --yes to delete it." in capsys.readouterr().err

@@ -100,9 +100,10 @@ def _collect(data: Any, names: set[str]) -> None:
             _collect(item, names)
 
 
-def used_by_note(name: str, shown: int = 3) -> str:
+def used_by_note(name: str, shown: int = 3, without: str = "without it") -> str:
     """A sentence naming the stored results that ran on dataset ``name`` (the first ``shown`` of
-    them), for a delete's confirmation; "" when none did or they cannot be listed."""
+    them), for a delete's confirmation or a rename's note (``without``: what they lack, e.g.
+    "under its new name"); "" when none did or they cannot be listed."""
     try:
         found = results_using(name)
     except (ThreadXError, OSError):
@@ -121,4 +122,4 @@ def used_by_note(name: str, shown: int = 3) -> str:
         listed = found[0]  # ("1 sweep: x" beside "1 stored result")
     they = "they stay readable but cannot" if len(found) > 1 else "it stays readable but cannot"
     return (f" {counted(len(found), 'stored result')} ran on it ({listed}): {they} be resumed, validated or "
-            "re-run without it.")
+            f"re-run {without}.")

@@ -17,6 +17,7 @@ from threadx.data.catalog import (
     existing_dataset,
     is_sample,
     list_datasets,
+    market_change,
     quote_currency,
     rename_dataset,
     resampled_path,
@@ -157,11 +158,16 @@ def _rename_delete(dataset: str, table: pd.DataFrame) -> None:
     c = st.columns([3, 1], vertical_alignment="bottom")
     new = c[0].text_input("New name ([exchange/]SYMBOL-tf[-label])", key="data_rename_to")
     if c[1].button("Rename", key="data_rename_go"):
+        used = used_by_note(dataset, without=f"under its new name (rename it back to {dataset} for that)")
         try:
             target = rename_dataset(dataset, new.strip())
         except (ThreadXError, ValueError, OSError) as exc:
             st.error(f"Rename failed: {exc}")
-        else:
+        else:  # (the results that ran on it and a market's change: said where the success is, as warnings)
+            moved = market_change(dataset, dataset_name(target))
+            notes = ([moved[0].upper() + moved[1:] + "."] if moved else []) + ([used.strip()] if used else [])
+            if notes:
+                st.session_state["data_flash_warning"] = " ".join(notes)
             datasets_changed(f"Renamed {dataset} to {dataset_name(target)}", select=dataset_name(target))
     if st.button("Delete…", key="data_delete"):
         st.session_state["data_delete_pending"] = dataset
@@ -187,9 +193,12 @@ def _rename_delete(dataset: str, table: pd.DataFrame) -> None:
 
 st.title("Data")
 flash = st.session_state.pop("data_flash", None)
+flash_warning = st.session_state.pop("data_flash_warning", None)
 with st.container():  # always there, so the tabs below keep their place (and the open tab) when it empties
     if flash:
         st.success(flash)
+    if flash_warning:
+        st.warning(flash_warning)
 
 dataset = dataset_picker()
 table = list_datasets()

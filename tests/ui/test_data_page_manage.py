@@ -251,3 +251,24 @@ def test_delete_confirmation_names_the_stored_results_that_ran_on_it(stored, wor
     at.button(key="data_delete_cancel").click().run()  # (the note vanished without a word)
     assert "Delete cancelled: binance/BTC_USDT-1h is kept." in [s.value for s in at.success]
     assert (workspace / "data" / "binance" / "BTC_USDT-1h.parquet").exists()
+
+
+def test_rename_names_the_stored_results_that_ran_on_it_and_warns_of_another_market(stored, workspace):
+    """The page's Rename said nothing of the sweep that ran on the dataset (it then read "dataset
+    ... is gone"), nor that BTC's bars were now named ETH's."""
+    import threadx
+
+    threadx.sweep(threadx.load_ohlcv("binance/BTC_USDT-1h"), "ma_crossover", {"fast_period": [5], "slow_period": [30]},
+                  store=workspace / "results", run_id="ran-on-it", executor="inline", workers=1)
+    at = open_page("1_Data.py")
+    at.selectbox(key="dataset_picker").set_value("binance/BTC_USDT-1h").run()
+    at.text_input(key="data_rename_to").set_value("binance/ETH_USDT-1h").run()
+    at.button(key="data_rename_go").click().run()
+    assert not at.exception, at.exception
+    assert any("Renamed binance/BTC_USDT-1h to binance/ETH_USDT-1h" in s.value for s in at.success)
+    said = " ".join(w.value for w in at.warning)
+    assert "The bars stay BTC_USDT's, now named ETH_USDT" in said, said
+    assert ("1 stored result ran on it (sweep ran-on-it): it stays readable but cannot be resumed, validated or "
+            "re-run under its new name (rename it back to binance/BTC_USDT-1h for that)") in said, said
+    at.run()  # said once, not on every later run
+    assert not [w for w in at.warning if "stored result" in w.value]

@@ -63,10 +63,19 @@ def cmd_data_import(args: argparse.Namespace) -> int:
 
 
 def cmd_data_rename(args: argparse.Namespace) -> int:
-    from threadx.data.catalog import dataset_name, rename_dataset
+    """Rename a dataset; warn when the new name is another market's, and name the stored results
+    that ran on it (found before the rename: they name the old one)."""
+    from threadx.data.catalog import dataset_name, market_change, rename_dataset
+    from threadx.results_using import used_by_note
 
+    used = used_by_note(args.old, without=f"under its new name (rename it back to {args.old} for that)")
     target = rename_dataset(args.old, args.new)
     print(f"renamed {args.old} to {dataset_name(target)} ({target})")
+    moved = market_change(args.old, dataset_name(target))
+    if moved:
+        print(f"warning: {moved}", file=sys.stderr)
+    if used:
+        print(f"note:{used}", file=sys.stderr)
     return 0
 
 
@@ -78,7 +87,7 @@ def cmd_data_delete(args: argparse.Namespace) -> int:
     removed = delete_dataset(args.name, dry_run=True)  # unknown names and the sample refused first
     used = used_by_note(args.name)
     if not args.yes:
-        print(f"error: deleting {args.name} ({', '.join(p.name for p in removed)}) cannot be undone;{used} "
+        print(f"error: deleting {args.name} ({', '.join(p.name for p in removed)}) cannot be undone.{used} "
               "Add --yes to delete it.", file=sys.stderr)
         return EXIT_BAD_INPUT
     removed = delete_dataset(args.name)

@@ -273,6 +273,26 @@ def rename_dataset(old: str, new: str, data_root: str | os.PathLike | None = Non
     return target.with_name(file_stem(target.name) + _suffix(path.name))
 
 
+def market_change(old: str, new: str) -> str:
+    """A warning when renaming the dataset ``old`` to ``new`` names its bars after another market
+    (``BTC_USDT-4h`` -> ``ETH_USDT-4h``: BTC's prices then read as ETH's, in another quote currency
+    perhaps), "" when both names carry the same symbol (separators aside: ``BTCUSDT`` is ``BTC_USDT``).
+
+    >>> market_change("binance/BTC_USDT-4h", "binance/BTCUSDT-4h-2024")
+    ''
+    >>> market_change("BTC_USDT-4h", "x/ETH_USDT-4h")[:45]
+    "the bars stay BTC_USDT's, now named ETH_USDT:"
+    """
+    try:
+        before, after = _parse(old)[1], _parse(new)[1]
+    except (DataError, ValueError):
+        return ""
+    if re.sub(r"[_/:]", "", before) == re.sub(r"[_/:]", "", after):
+        return ""
+    return (f"the bars stay {before}'s, now named {after}: every backtest, research and portfolio reads them as "
+            f"{after}'s")
+
+
 def delete_dataset(name: str, data_root: str | os.PathLike | None = None, *, dry_run: bool = False) -> list[Path]:
     """Delete the stored dataset ``name`` (every format of it); the files removed (or, with
     ``dry_run``, that would be). Takes a dataset name only, never a file path; refuses the synthetic sample."""
