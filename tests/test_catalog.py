@@ -190,3 +190,30 @@ def test_a_timeframe_is_named_one_way_whatever_its_spelling(data_root: Path) -> 
     frame = bars()
     frame.attrs["timeframe"] = "60m"
     assert as_bars(frame).timeframe == "1h"
+
+
+def test_every_listed_name_is_one_every_command_takes(data_root: Path, capsys: pytest.CaptureFixture) -> None:
+    """A dataset in a folder in capitals (copied by hand) was listed as BX/ADA_USDT-1h, and every
+    command refused that name ("unknown dataset 'BX/ADA_USDT-1h'; available: BX/ADA_USDT-1h"); one
+    imported under the exchange label binance-us (a valid label) was never listed nor found."""
+    from threadx.cli import main
+    from threadx.data.io import import_ohlcv
+
+    (data_root / "BX").mkdir(parents=True)
+    bars().reset_index().to_csv(data_root / "BX" / "ADA_USDT-1h.csv", index=False)
+    source = data_root.parent / "BTC_USDT-1h.csv"
+    bars().reset_index().to_csv(source, index=False)
+    import_ohlcv(source, "binance-us")
+    (data_root / "my data").mkdir()  # no exchange label: no dataset
+    bars().reset_index().to_csv(data_root / "my data" / "ETH_USDT-1h.csv", index=False)
+    names = list(list_datasets()["name"])
+    assert names == ["binance-us/BTC_USDT-1h", "bx/ADA_USDT-1h"]
+    for name in names:
+        assert resolve_dataset(name).exists()
+        assert main(["data", "validate", name]) == 0
+    assert resolve_dataset("BX/ADA_USDT-1h") == data_root / "BX" / "ADA_USDT-1h.csv"  # as the folder is spelled
+    assert main(["data", "rename", "bx/ADA_USDT-1h", "bx/ADA_USDT-1h-copied"]) == 0
+    assert "renamed bx/ADA_USDT-1h to bx/ADA_USDT-1h-copied" in capsys.readouterr().out
+    assert main(["data", "delete", "BX/ADA_USDT-1h-copied", "--yes"]) == 0
+    assert main(["data", "delete", "binance-us/BTC_USDT-1h", "--yes"]) == 0
+    assert list_datasets().empty

@@ -40,7 +40,7 @@ LIST_COLUMNS = ["name", "exchange", "symbol", "timeframe", "path", "first", "las
 _FORMAT_PREFERENCE = {"parquet": 0, "feather": 1, "csv": 2, "json": 3, "zip": 4}
 # exchange: lower-case id (ccxt style); symbol: BASE_QUOTE (more parts allowed) or BASE/QUOTE[:SETTLE]
 _NAME = re.compile(  # used with fullmatch: a trailing newline never passes
-    r"(?:(?P<exchange>[a-z0-9][a-z0-9_.]*)/)?"
+    rf"(?:(?P<exchange>{EXCHANGE.pattern})/)?"  # (names.EXCHANGE: every exchange an import writes is found)
     r"(?P<symbol>[A-Za-z0-9]+(?:[_/:][A-Za-z0-9]+)*)"
     r"-(?P<timeframe>\d+[smhdw])"
     r"(?P<label>-[A-Za-z0-9_.-]+)?"
@@ -312,8 +312,9 @@ def _drop_if_empty(folder: Path) -> None:
 
 
 def dataset_name(path: Path) -> str:
-    """The dataset name of a file in the data root (``.../binance/BTC_USDT-1h.parquet`` -> ``binance/BTC_USDT-1h``)."""
-    return f"{path.parent.name}/{file_stem(path.name)}"
+    """The dataset name of a file in the data root (``.../binance/BTC_USDT-1h.parquet`` -> ``binance/BTC_USDT-1h``;
+    a folder in capitals, copied by hand, names its lower-case exchange, as :func:`list_datasets` lists it)."""
+    return f"{path.parent.name.lower()}/{file_stem(path.name)}"
 
 
 def resolve_dataset(name: str | os.PathLike, data_root: str | os.PathLike | None = None) -> Path:
@@ -480,16 +481,20 @@ def _root(data_root: str | os.PathLike | None) -> Path:
 
 
 def _dataset_files(root: Path) -> dict[tuple[str, str], Path]:
-    """``{(exchange, stem): path}`` for data files in ``root/<exchange>/``; Parquet wins over other formats."""
+    """``{(exchange, stem): path}`` for data files in ``root/<exchange>/``; Parquet wins over other formats.
+
+    The exchange is the folder's name in lower case, as every name given is read (a folder ``BX``
+    copied by hand was listed as ``BX/...``, a name no command found); a folder whose name is no
+    exchange label (:data:`threadx.names.EXCHANGE`) holds no datasets."""
     from threadx.data.readers import file_format
 
     found: dict[tuple[str, str], tuple[int, Path]] = {}
     if not root.is_dir():
         return {}
-    for folder in root.iterdir():
-        if not folder.is_dir() or folder.name.startswith("."):
+    for folder in sorted(root.iterdir(), key=lambda f: f.name != f.name.lower()):  # (bx/ before BX/ on a tie)
+        exchange = folder.name.lower()
+        if not folder.is_dir() or not EXCHANGE.fullmatch(exchange):
             continue
-        exchange = folder.name
         for path in folder.iterdir():
             fmt = file_format(path)
             if fmt is None or path.name.startswith(".") or not path.is_file():
