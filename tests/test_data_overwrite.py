@@ -290,6 +290,22 @@ def test_a_file_named_with_a_label_is_imported_under_it(stored, tmp_path, data_r
         "BTC_USDT-1h-old.parquet"  # a label given wins
 
 
+@pytest.mark.parametrize("label", ["2017 2020", "été", "x" * 200])
+def test_a_file_name_label_that_is_no_label_is_refused_not_dropped(stored, tmp_path, data_root, capsys, label):
+    """BTC_USDT-1h-2017 2020.csv was stored as the bare BTC_USDT-1h (its label dropped without a word),
+    while a label too long was refused: each is refused, naming the label and the file."""
+    path = tmp_path / f"BTC_USDT-1h-{label}.csv"
+    candles(150, OLD, seed=9).reset_index().to_csv(path, index=False)
+    err = one_error_line(capsys, ["data", "import", str(path), "--exchange", "binance"])
+    assert f"invalid dataset label {label!r}" in err and f"(taken from the file name {path.name!r})" in err
+    assert "--label" in err
+    assert main(["data", "import", str(path), "--exchange", "binance", "--label", "old"]) == 0  # a label given wins
+    assert sorted(p.name for p in stored.parent.iterdir()) == ["BTC_USDT-1h-old.parquet", "BTC_USDT-1h.parquet"]
+    copy = tmp_path / "BTC_USDT-1h (1).csv"  # a browser's copy mark is no label
+    path.rename(copy)
+    assert import_ohlcv(copy, "kraken", data_root=data_root)[1].name == "BTC_USDT-1h.parquet"
+
+
 
 def test_the_sample_resampled_is_written_under_local_and_a_stray_synthetic_file_can_be_deleted(data_root, capsys):
     """A resample of the sample was written to synthetic/BTC_USDT-4h, listed as the sample and

@@ -24,7 +24,7 @@ from threadx.data.catalog import (
     resolve_dataset,
     without_empty_problem,
 )
-from threadx.data.io import check_ohlcv_file, import_ohlcv, load_resampled, write_ohlcv
+from threadx.data.io import check_ohlcv_file, file_label, import_ohlcv, load_resampled, write_ohlcv
 from threadx.data.readers import UPLOAD_TYPES
 from threadx.errors import ThreadXError
 from threadx.results_using import used_by_note
@@ -91,6 +91,8 @@ def _run_import(*, replace: bool = False, label: str | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="threadx-upload-") as scratch:  # deleted after the import
             source, stem, shown = _import_source(scratch)
             try:
+                if label is None and isinstance(source, str) and source in shown:  # an upload's copy may have
+                    label = file_label(shown[source])  # another name (upload0.csv): the label is the user's name's
                 frame, target = import_ohlcv(source, field("data_exchange") or "local",
                                              field("data_symbol") or stem.split("-")[0], field("data_timeframe"),
                                              date_format=field("data_date_format"), timezone=field("data_timezone"),

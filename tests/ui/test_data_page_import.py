@@ -79,3 +79,44 @@ def test_a_typed_path_with_brackets_is_that_file_not_a_pattern(workspace):
     at.button(key="data_import").click().run()
     assert not at.exception
     assert any("Imported 48 bars" in s.value for s in at.success), [e.value for e in at.error]  # "no file matches"
+
+
+class _Upload:
+    """What the page reads of Streamlit's UploadedFile: its name and bytes."""
+
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name, self._data = name, data
+
+    def getvalue(self) -> bytes:
+        return self._data
+
+
+def test_an_upload_named_with_a_label_that_is_no_label_is_refused_naming_it(workspace, monkeypatch):
+    """An upload named BTC_USDT-1h-<200 characters>.csv was saved as upload0.csv and imported as the
+    bare local/BTC_USDT-1h, its label dropped without a word (AppTest drives no file uploader: a
+    stand-in puts the files under the uploader's key, which is all the page reads)."""
+    import streamlit as st
+
+    pending: list[_Upload] = []
+
+    def uploader(label, type=None, key=None, accept_multiple_files=False, **kwargs):
+        if pending:
+            st.session_state[key] = list(pending)
+        return st.session_state.get(key) or []
+
+    monkeypatch.setattr(st, "file_uploader", uploader)
+    index = pd.date_range("2024-11-30", periods=48, freq="1h", tz="UTC")
+    data = pd.DataFrame({"timestamp": index.as_unit("ms").asi8, "open": 100.0, "high": 101.0, "low": 99.0,
+                         "close": 100.5, "volume": 1.0}).to_csv(index=False).encode()
+    at = open_page("1_Data.py")
+    for name in ("BTC_USDT-1h-" + "x" * 200 + ".csv", "BTC_USDT-1h-2017 2020.csv"):
+        pending[:] = [_Upload(name, data)]
+        at.button(key="data_import").click().run()
+        assert not at.exception, at.exception
+        assert any("Import failed: invalid dataset label" in e.value and f"(taken from the file name {name!r})"
+                   in e.value for e in at.error), [e.value for e in at.error]
+        assert not (workspace / "data" / "local").exists()
+    pending[:] = [_Upload("BTC_USDT-1h-2024 (1).csv", data)]  # (a browser's copy mark: the label is 2024)
+    at.button(key="data_import").click().run()
+    assert any("Imported 48 bars into local/BTC_USDT-1h-2024" in s.value for s in at.success), \
+        [e.value for e in at.error]

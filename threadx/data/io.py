@@ -496,7 +496,7 @@ def import_ohlcv(
     if not (timeframe or native):
         raise DataError(f"{shown}: cannot tell the timeframe of a single bar; give one")
     if label is None and not several:  # the file name's own label (BTC_USDT-1h-2017-2020.parquet: "2017-2020")
-        label = _name_label(first.name)
+        label = file_label(first.name)
     try:
         target = dataset_path(exchange, symbol or first.stem.split("-")[0], timeframe or native, data_root, label)
     except ParamError as exc:
@@ -524,16 +524,33 @@ def import_ohlcv(
 
 # --------------------------------------------------------------------------------- helpers
 
-def _name_label(file_name: str) -> str | None:
-    """The label of a file named as a dataset (``BTC_USDT-1h-2017-2020.csv.gz`` -> ``2017-2020``), else None.
+_LABELLED = re.compile(r"[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*-\d+[smhdw]-(?P<label>.+)", re.DOTALL)  # SYMBOL-tf-anything
 
-    >>> _name_label("BTC_USDT-1h-2017-2020.parquet"), _name_label("BTC_USDT-1h.csv.gz"), _name_label("prices.csv")
+
+def file_label(file_name: str) -> str | None:
+    """The label of a file named as a dataset (``BTC_USDT-1h-2017-2020.csv.gz`` -> ``2017-2020``), else None;
+    ParamError naming the file when what follows its timeframe is no valid label (``BTC_USDT-1h-2017 2020.csv``,
+    ``BTC_USDT-1h-été.csv``: dropped without a word, the file was stored under the bare name), as a label too
+    long is refused. A browser's copy mark (``BTC_USDT-1h (1).csv``) is no label.
+
+    >>> file_label("BTC_USDT-1h-2017-2020.parquet"), file_label("BTC_USDT-1h.csv.gz"), file_label("prices.csv")
     ('2017-2020', None, None)
     """
     from threadx.data.catalog import parse_label
+    from threadx.names import NAME, check_name
 
-    stem = file_name.split(".")[0]
-    return parse_label(stem)
+    stem = re.sub(r" \(\d+\)$", "", Path(file_name).name.split(".")[0])
+    label = parse_label(stem)
+    written = _LABELLED.fullmatch(stem)
+    if label is None and written is not None and not NAME.fullmatch(written.group("label")):
+        label = written.group("label")  # (not a label: said below, not dropped)
+    if label is None:
+        return None
+    try:
+        return check_name(label, "dataset label", NAME)
+    except ParamError as exc:
+        raise ParamError(f"{exc} (taken from the file name {Path(file_name).name!r}): rename the file, or give a "
+                         "label (--label NAME, label=...)") from None
 
 _REPORTS: dict[tuple, Any] = {}
 _REPORTS_MAX = 64
