@@ -110,7 +110,8 @@ def _run_import(*, replace: bool = False, label: str | None = None) -> None:
                                               "incoming": exc.incoming}
         return
     except (ThreadXError, ValueError, OSError) as exc:
-        st.session_state.pop("data_collision", None)
+        if not (replace or label):  # (an answer to the choice that failed, a bad label say, keeps the choice)
+            st.session_state.pop("data_collision", None)
         st.error(f"Import failed: {exc}")
         return
     st.session_state.pop("data_collision", None)

@@ -85,6 +85,25 @@ def test_collision_keep_both_without_a_label_says_one_is_needed(stored, older):
     assert stored.read_bytes() == before and sorted(p.name for p in stored.parent.iterdir()) == ["BTC_USDT-1h.parquet"]
 
 
+def test_collision_keep_both_with_a_bad_label_keeps_the_choice_then_a_good_one_imports(stored, older):
+    """After Keep both with the label '../x' (refused, one error), the choice was gone on the next
+    run: the corrected label and Keep both did nothing, and nothing said so."""
+    before = stored.read_bytes()
+    at = start_import(older)
+    at.text_input(key="data_collision_label").set_value("../x")
+    at.button(key="data_collision_keep").click().run()
+    assert not at.exception, at.exception
+    assert any("Import failed: invalid dataset label '../x'" in e.value for e in at.error)
+    assert {"data_collision_replace", "data_collision_keep"} <= {b.key for b in at.button}  # the choice stays
+    at.text_input(key="data_collision_label").set_value("good").run()  # (editing the label reruns the page)
+    assert any("already exists" in w.value for w in at.warning)
+    at.button(key="data_collision_keep").click().run()
+    assert not at.exception, at.exception
+    assert any("into binance/BTC_USDT-1h-good" in s.value for s in at.success), [e.value for e in at.error]
+    assert sorted(p.name for p in stored.parent.iterdir()) == ["BTC_USDT-1h-good.parquet", "BTC_USDT-1h.parquet"]
+    assert stored.read_bytes() == before
+
+
 def test_collision_cancel_writes_nothing(stored, older):
     before = stored.read_bytes()
     at = start_import(older)
