@@ -280,6 +280,22 @@ def test_cli_resample_keeps_the_label_and_refuses_an_existing_target(stored, old
     assert main(["data", "resample", "binance/BTC_USDT-1h-2017-2020", "--to", "4h", "--replace"]) == 0
 
 
+def test_a_resample_to_the_dataset_s_own_timeframe_or_a_finer_one_is_refused(data_root, capsys):
+    """A CSV-stored 1h dataset resampled to 1h with --replace wrote a Parquet copy beside the CSV:
+    one dataset, two files (without --replace: "already exists", not "already 1h")."""
+    folder = data_root / "r8"
+    folder.mkdir(parents=True)
+    candles(200, NEW).reset_index().to_csv(folder / "AVAX_USDT-1h.csv", index=False)
+    for extra in ([], ["--replace"]):
+        for to in ("1h", "60m"):
+            err = one_error_line(capsys, ["data", "resample", "r8/AVAX_USDT-1h", "--to", to, *extra])
+            assert err == "error: r8/AVAX_USDT-1h holds 1h bars already: resample it to a coarser timeframe than 1h"
+        err = one_error_line(capsys, ["data", "resample", "r8/AVAX_USDT-1h", "--to", "15m", *extra])
+        assert err == "error: r8/AVAX_USDT-1h holds 1h bars: 15m is finer; resampling makes coarser bars only"
+    assert sorted(p.name for p in folder.iterdir()) == ["AVAX_USDT-1h.csv"]
+    assert main(["data", "resample", "r8/AVAX_USDT-1h", "--to", "4h"]) == 0
+
+
 def test_a_file_named_with_a_label_is_imported_under_it(stored, tmp_path, data_root):
     """BTC_USDT-1h-2017-2020.parquet was stored as binance/BTC_USDT-1h: its label dropped (and
     the 2024 file imported next collided with it), though its symbol was read from its name."""

@@ -18,6 +18,7 @@ from threadx.data.catalog import (
     is_sample,
     list_datasets,
     market_change,
+    parse_dataset_name,
     quote_currency,
     rename_dataset,
     resampled_path,
@@ -26,6 +27,7 @@ from threadx.data.catalog import (
 )
 from threadx.data.io import check_ohlcv_file, file_label, import_ohlcv, load_resampled, write_ohlcv
 from threadx.data.readers import UPLOAD_TYPES
+from threadx.data.timeframe import timeframe_seconds
 from threadx.errors import ThreadXError
 from threadx.results_using import used_by_note
 from threadx.ui import charts
@@ -55,6 +57,19 @@ def _show_verdict(report) -> None:
     text = (f"{icon} **{level.upper()}** — quality {format_metric('quality', report.quality)}/100, "
             f"{len(report.errors)} error(s), {warned} warning(s){notable}")
     box("\n".join([text, "", *(f"- {r}" for r in reasons)]))
+
+
+RESAMPLE_TIMEFRAMES = ("5m", "15m", "1h", "4h", "1d", "1w")
+
+
+def _coarser_timeframes(dataset: str) -> list[str]:
+    """The timeframes of :data:`RESAMPLE_TIMEFRAMES` a resample of ``dataset`` makes: coarser than its
+    own and whole multiples of it (4h first for 1h bars); every one when its name gives none."""
+    try:
+        native = timeframe_seconds(parse_dataset_name(dataset)[2])
+    except ThreadXError:
+        return list(RESAMPLE_TIMEFRAMES)
+    return [tf for tf in RESAMPLE_TIMEFRAMES if timeframe_seconds(tf) > native and timeframe_seconds(tf) % native == 0]
 
 
 def _upload_key() -> str:
@@ -298,9 +313,13 @@ with tabs[3]:
 
 with tabs[4]:
     c = st.columns(3, vertical_alignment="bottom")
-    target_tf = c[0].selectbox("Resample to", ["4h", "1d", "1w", "15m", "1h"], key="resample_tf")
+    coarser = _coarser_timeframes(dataset)  # (the same or a finer one: a copy, or bars the data does not hold)
+    target_tf = c[0].selectbox("Resample to", coarser, key="resample_tf")
     replace = c[1].checkbox("Replace an existing dataset", key="resample_replace")
-    if c[2].button("Resample", key="resample_go"):
+    if not coarser:
+        st.info(f"No coarser timeframe of {', '.join(RESAMPLE_TIMEFRAMES)} is a whole number of {dataset}'s bars: "
+                "resample it with `threadx data resample NAME --to TIMEFRAME`.")
+    elif c[2].button("Resample", key="resample_go"):
         try:
             target = resampled_path(dataset, target_tf)
             taken = existing_dataset(target)

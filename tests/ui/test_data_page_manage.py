@@ -239,6 +239,26 @@ def test_resample_refuses_an_existing_target_unless_replace_is_ticked(stored, wo
     assert four.read_bytes() != before
 
 
+def test_resample_offers_only_timeframes_coarser_than_the_dataset_s(stored, workspace):
+    """The Resample box offered 1h and 15m for a 1h dataset, and with Replace ticked rewrote it onto
+    itself ("Wrote 200 complete 1h bars")."""
+    from threadx.data import write_ohlcv
+
+    at = open_page("1_Data.py")
+    at.selectbox(key="dataset_picker").set_value("binance/BTC_USDT-1h").run()
+    assert at.selectbox(key="resample_tf").options == ["4h", "1d", "1w"]
+    write_ohlcv(candles(200, NEW).iloc[::3], workspace / "data" / "binance" / "BTC_USDT-3h.parquet")
+    at.run()
+    at.selectbox(key="dataset_picker").set_value("binance/BTC_USDT-3h").run()
+    assert at.selectbox(key="resample_tf").options == ["1d", "1w"]  # (4h is no whole number of 3h bars)
+    write_ohlcv(candles(200, NEW).iloc[::168], workspace / "data" / "binance" / "BTC_USDT-1w.parquet")
+    at.run()
+    at.selectbox(key="dataset_picker").set_value("binance/BTC_USDT-1w").run()
+    assert not at.exception, at.exception
+    assert "resample_go" not in {b.key for b in at.button}
+    assert any("No coarser timeframe" in i.value for i in at.info)
+
+
 def test_resample_writes_nothing_that_validation_refuses(workspace):
     """The page wrote a 4h dataset with an infinite volume (two 1e308 volumes summed): red in
     the list, refused by every backtest. It now says why and writes nothing."""
