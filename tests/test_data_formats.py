@@ -440,7 +440,7 @@ def test_compressed_content_is_refused_at_the_limit_nested_gzip_included(tmp_pat
         read_ohlcv_file(tmp_path / "bomb.csv.gz")
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "feather", "csv.gz", "parquet in zip"])
+@pytest.mark.parametrize("fmt", ["parquet", "feather", "csv.gz", "parquet in zip", "json", "json.gz"])
 def test_a_file_whose_rows_would_not_fit_in_memory_is_refused_before_it_is_read(tmp_path, monkeypatch, fmt):
     """An 8 MB Parquet file declaring 300 million rows was read until memory ran out (14 GB); a
     0.5 MB gzip of 22 million short CSV rows peaked at 4.2 GB, inside the 1 GiB unpack limit."""
@@ -459,6 +459,11 @@ def test_a_file_whose_rows_would_not_fit_in_memory_is_refused_before_it_is_read(
         feather.write_feather(frame, path)
     elif fmt == "csv.gz":
         path.write_bytes(gzip.compress(binance_rows(reference(30_000)).encode()))
+    elif fmt.startswith("json"):  # (read whole and parsed with no size check: ~10 bytes of memory a byte of text)
+        text = json.dumps([[int(t), *row] for t, row in zip(epoch_ms(reference(30_000)),
+                                                            reference(30_000).to_numpy().tolist())]).encode()
+        path = tmp_path / f"BTCUSDT-1h.{fmt}"
+        path.write_bytes(gzip.compress(text) if fmt == "json.gz" else text)
     else:
         buffer = io.BytesIO()
         pq.write_table(pa.Table.from_pandas(frame), buffer)
@@ -468,7 +473,7 @@ def test_a_file_whose_rows_would_not_fit_in_memory_is_refused_before_it_is_read(
     assert len(read_ohlcv_file(path)) == 30_000  # (the memory free here holds it)
     real = psutil.virtual_memory
     monkeypatch.setattr(psutil, "virtual_memory", lambda: types.SimpleNamespace(
-        **{**real()._asdict(), "available": (16 if fmt == "csv.gz" else 8) * 2**20}))  # (the text unpacks first)
+        **{**real()._asdict(), "available": (16 if fmt in ("csv.gz", "json.gz") else 8) * 2**20}))  # (unpacked first)
     with pytest.raises(DataError, match=r"30,00\d rows of \d+ columns take about .* more than half the memory free"):
         read_ohlcv_file(path)
 

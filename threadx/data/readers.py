@@ -98,23 +98,27 @@ def read_raw(path: Path) -> list[tuple[str, pd.DataFrame, dict]]:
     if fmt == "feather":
         return [(path.name, _read_feather(path, str(path)), {})]
     if fmt == "json":
+        check_frame_size(str(path), *_json_rows(_chunks(path)), copies=JSON_READ_COPIES)  # (before it is read)
         return [(path.name, read_json_text(decode_text(path.read_bytes(), str(path)), str(path)), {})]
     return [(path.name, read_csv_source(path, str(path)), {})]  # (pandas reads the file itself)
 
 
 READ_COPIES = 4  # a frame's peak while read, parsed and checked, in copies of its cells as float64 (measured:
 # a CSV of 22 million rows x 6 columns peaked at 4.2 GB)
+JSON_READ_COPIES = 14  # JSON's: every value a Python object first (measured: 500,000 rows of 6 values peaked
+# 338 MB over the start as a JSON list, 100 MB as CSV)
 
 
-def check_frame_size(name: str, rows: int, columns: int) -> None:
+def check_frame_size(name: str, rows: int, columns: int, copies: int = READ_COPIES) -> None:
     """Refuse, before reading them, ``rows`` x ``columns`` that would not fit in half the memory
-    free now (an 8 MB Parquet file can declare 300 million rows; a 0.5 MB gzip, 22 million).
+    free now (an 8 MB Parquet file can declare 300 million rows; a 0.5 MB gzip, 22 million);
+    ``copies``: the peak while they are read, in copies of the cells as float64.
 
     >>> check_frame_size("x.parquet", 1_000, 6)
     """
     import psutil
 
-    need = rows * max(columns, 1) * 8 * READ_COPIES
+    need = rows * max(columns, 1) * 8 * copies
     free = psutil.virtual_memory().available
     if need > free // 2:
         raise DataError(f"{name}: {rows:,} rows of {columns} columns take about {format_bytes(need)} to read, more "
@@ -126,6 +130,24 @@ def _text_rows(data: bytes) -> tuple[int, int]:
     """(lines, columns of the first line) of a CSV's bytes, for :func:`check_frame_size`."""
     first = data[:data.find(b"\n")] if b"\n" in data[:1_000_000] else data[:1_000_000]
     return data.count(b"\n") + 1, max(first.count(sep) for sep in (b",", b";", b"\t", b"|")) + 1
+
+
+def _chunks(path: Path, size: int = 16 * 2**20) -> Any:
+    """A file's bytes in chunks (counted without holding the file)."""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(size):
+            yield chunk
+
+
+def _json_rows(chunks: Any) -> tuple[int, int]:
+    """(rows, columns) of a JSON text, counted without parsing it, for :func:`check_frame_size`:
+    its values by the commas between them, its rows by the brackets or braces that open them (a
+    column mapping's rows and columns come out swapped; their product, the values, does not)."""
+    commas = brackets = braces = 0
+    for chunk in chunks:
+        commas, brackets, braces = commas + chunk.count(b","), brackets + chunk.count(b"["), braces + chunk.count(b"{")
+    rows = max(brackets, braces, 2) - 1
+    return rows, max(1, round((commas + 1) / rows))
 
 
 class _Budget:
@@ -191,6 +213,7 @@ def _read_bytes(name: str, data: bytes, fmt: str | None, budget: _Budget) -> tup
     if fmt == "feather":
         return _read_feather(io.BytesIO(data), name), {}
     if fmt == "json":
+        check_frame_size(name, *_json_rows([data]), copies=JSON_READ_COPIES)
         return read_json_text(decode_text(data, name), name), {}
     check_frame_size(name, *_text_rows(data))
     return read_csv_source(data, name), {}
