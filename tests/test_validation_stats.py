@@ -176,13 +176,14 @@ def test_bootstrap_refuses_a_block_that_leaves_fewer_than_10_blocks() -> None:
 
 def test_bootstrap_default_block_on_a_short_series() -> None:
     """ceil(sqrt(T)) leaves fewer than 10 blocks below T = 100: cut to T // 10; under 10 returns
-    no block does, and the refusal says why."""
+    blocks of one bar (a short walk-forward's out-of-sample record is still reported), and no longer."""
     r = np.random.default_rng(5).normal(0.0, 0.01, 60)
     assert block_bootstrap(r, n=100, seed=1, bars_per_year=365).block == 6
     assert block_bootstrap(r[:10], n=100, seed=1, bars_per_year=365).block == 1
     assert block_bootstrap(np.resize(r, 100), n=100, seed=1, bars_per_year=365).block == 10
-    with pytest.raises(ParamError, match="cannot bootstrap 9 returns: .* at least 10 blocks"):
-        block_bootstrap(r[:9], n=100, seed=1, bars_per_year=365)
+    assert block_bootstrap(r[:3], n=100, seed=1, bars_per_year=365).block == 1
+    with pytest.raises(ParamError, match="block must be at most 1 bar for 9 returns"):
+        block_bootstrap(r[:9], n=100, seed=1, block=2, bars_per_year=365)
 
 
 def test_bootstrap_refuses_fewer_than_100_resamples() -> None:

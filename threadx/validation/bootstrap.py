@@ -61,20 +61,18 @@ def check_block(block: Any, t: int) -> int:
     """The block length for a bootstrap of ``t`` returns: ``block`` when it leaves at least
     MIN_BLOCKS blocks in a resample (1 <= block <= t // MIN_BLOCKS), else ParamError naming the
     largest allowed; None gives the default ceil(sqrt(t)), cut to t // MIN_BLOCKS below 100 returns.
-    Fewer than MIN_BLOCKS returns cannot be bootstrapped at all (ParamError saying so).
+    Below MIN_BLOCKS returns only blocks of one bar are allowed (an i.i.d. resample: as many
+    blocks as returns; a short walk-forward's out-of-sample record is still reported).
 
-    >>> check_block(None, 12556), check_block(None, 50), check_block(1255, 12556)
-    (113, 5, 1255)
+    >>> check_block(None, 12556), check_block(None, 50), check_block(1255, 12556), check_block(None, 5)
+    (113, 5, 1255, 1)
     """
-    most = t // MIN_BLOCKS
-    if most < 1:
-        raise ParamError(f"cannot bootstrap {t} returns: a block bootstrap needs at least {MIN_BLOCKS} blocks of "
-                         f"one bar or more per resample, so at least {MIN_BLOCKS} returns")
+    most = max(1, t // MIN_BLOCKS)
     if block is None:
         return min(math.ceil(math.sqrt(t)), most)
     block = whole(block, "block", 1)
     if block > most:
-        raise ParamError(f"block must be at most {most:,} bars for {t:,} returns (at least {MIN_BLOCKS} blocks per "
+        raise ParamError(f"block must be at most {most:,} bar{'s' if most > 1 else ''} for {t:,} returns (at least {MIN_BLOCKS} blocks per "
                          f"resample), got {block}: longer blocks only rotate the series, which narrows the Sharpe "
                          "interval to a point and makes any p-value look significant")
     return block
@@ -146,7 +144,7 @@ def block_bootstrap(
 
     ``block`` defaults to ceil(sqrt(T)) (at most T // 10, see :func:`check_block`); ``confidence``
     sets the two-sided percentile intervals in ``ci``. Deterministic for a given ``seed``. Raises
-    ParamError for fewer than 10 returns, non-finite returns or returns below -1, n outside
+    ParamError for fewer than 2 returns, non-finite returns or returns below -1, n outside
     MIN_RESAMPLES..MAX_RESAMPLES, block outside 1..T // 10, bars_per_year <= 0 or confidence outside (0, 1).
     """
     r = _check_returns(returns)

@@ -494,7 +494,8 @@ def _evaluate_all(evaluator: Evaluator, search: SearchSpace, ids: np.ndarray, wi
                 full[k], blocks[k] = aot.call(kernel.run_fast_blocks, *args, evaluator.block_end)
                 for j, win in enumerate(windows):
                     is_m[j, k] = aot.call(kernel.run_fast, *_is_args(args, win, evaluator.bars))
-                    oos_m[j, k] = aot.call(kernel.run_fast, *_slice_args(args, win.oos_start, win.oos_end, evaluator.bars))
+                    oos_args = _slice_args(args, win.oos_start, win.oos_end, evaluator.bars)
+                    oos_m[j, k] = aot.call(kernel.run_fast, *oos_args)
             except Exception as exc:  # recorded per combo; the walk-forward goes on
                 errors[int(ids[k])] = failure_text(exc)  # (with a strategy file's line, as a sweep's rows)
                 full[k] = np.nan
