@@ -147,17 +147,26 @@ def test_cli_validate_refuses_a_block_leaving_fewer_than_10_blocks(run, syntheti
     assert f"block {t // 10:,} bars" in capsys.readouterr().out
 
 
-def test_cli_walkforward_refuses_a_block_too_long_for_its_data_before_running(data_root, tmp_path, capsys):
-    """A block longer than a tenth of the bars is refused for any stitched out-of-sample series
-    (fewer returns than bars): said before the windows run, not after them."""
+def test_cli_walkforward_refuses_a_block_too_long_for_its_data_before_running(data_root, tmp_path, capsys,
+                                                                              monkeypatch):
+    """The block is checked against the stitched out-of-sample record (its windows' bars: fewer than
+    the data's) before the windows run: a block that passed a check against all the bars failed after
+    every window had run, and nothing was stored."""
+    monkeypatch.setenv("THREADX_RESULTS_DIR", str(tmp_path / "results"))
     path = tmp_path / "d.parquet"
     write_ohlcv(generate_synthetic(days=60, seed=7), path)
-    n = 60 * 24
-    assert main(["walkforward", "--strategy", "ma_crossover", "--data", str(path), "--is-days", "20",
-                 "--oos-days", "10", "--block", str(n // 10 + 1), "--run-id", "wf-long-block", "-q"]) == 2
+    oos = 4 * 10 * 24  # IS 20 days, OOS 10 days: 4 windows in 60 days
+    argv = ["walkforward", "--strategy", "ma_crossover", "--data", str(path), "--is-days", "20", "--oos-days", "10",
+            "--run-id", "wf-long-block", "-q", "--block"]
+    assert oos // 10 + 1 < 60 * 24 // 10  # (passed a check against the data's bars)
+    run = threadx.walk_forward
+    with monkeypatch.context() as patched:
+        patched.setattr(threadx, "walk_forward", lambda *a, **k: pytest.fail("the windows ran"))
+        assert main([*argv, str(oos // 10 + 1)]) == 2
     captured = capsys.readouterr()
-    assert captured.err.startswith(f"error: --block must be at most {n // 10:,} bars for {n:,} returns")
-    assert "window" not in captured.out
+    assert captured.err.startswith(f"error: --block must be at most {oos // 10:,} bars for {oos:,} returns")
+    assert threadx.walk_forward is run
+    assert main([*argv, str(oos // 10), "--n", "4", "--bootstrap", "100"]) == 0
 
 
 def test_cli_validate_errors(data_root, tmp_path, capsys):

@@ -19,6 +19,20 @@ from threadx.validation.grading import score_text
 from threadx.validation.pbo import check_S
 
 
+def _oos_bar_count(args: argparse.Namespace, df: Any) -> int:
+    """Bars of the stitched out-of-sample record of ``threadx walkforward`` with ``args`` on
+    ``df``: its windows' (they tile, one after the other), as the walk-forward will plan them."""
+    from threadx.data.bars import as_bars
+    from threadx.validation.walkforward import plan_windows, window_lengths
+
+    bars = as_bars(df)
+    is_len, oos_len, step_len = window_lengths(bars.timeframe, is_bars=args.is_bars, is_days=args.is_days,
+                                               oos_bars=args.oos_bars, oos_days=args.oos_days,
+                                               step_bars=args.step_bars, step_days=args.step_days)
+    windows = plan_windows(len(bars), is_len, oos_len, step_len, args.anchored, args.purge, args.embargo)
+    return len(windows) * oos_len
+
+
 def cmd_walkforward(args: argparse.Namespace) -> int:
     import time
 
@@ -48,8 +62,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     with watch.stage("load"):
         df = _load_data(args)
         funding = _dataset_funding(args)
-    if args.block is not None:  # the stitched out-of-sample returns are fewer than the bars: surely too long
-        check_block(args.block, len(df))
+    if args.block is not None:  # against the stitched out-of-sample record's returns, before its windows run
+        check_block(args.block, _oos_bar_count(args, df))
     engine = dict(_engine_options(args), **({"funding": funding} if funding is not None else {}))
     started = time.perf_counter()
     logs.logger().info("walk-forward %s on %s started (%s, %s combos)", args.strategy,
