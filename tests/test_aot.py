@@ -202,3 +202,17 @@ print(sorted(d.py_func.__name__ for d in gc.get_objects() if isinstance(d, Dispa
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def test_the_build_is_the_one_of_the_kernels_this_process_imported(monkeypatch, tmp_path):
+    """Beside numba's cache of them, as chosen when threadx was imported (a build made after a
+    later edit of a kernel's source is another process's), and named by the settings the code
+    depends on: numba's bounds checking, say, gives another folder."""
+    from numba.core import config
+
+    assert aot.folder().parent.parent == Path(config.CACHE_DIR)
+    before = aot.folder()
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path))
+    assert aot.folder().parent.parent == tmp_path and aot.folder().name == before.name
+    monkeypatch.setattr(config, "BOUNDSCHECK", 1)
+    assert aot.folder().name != before.name

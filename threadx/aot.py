@@ -55,15 +55,22 @@ def enabled() -> bool:
 
 
 def folder() -> Path:
-    """Where this machine's build of this version of the kernels lives (it may not exist)."""
+    """Where this machine's build of the kernels this process imported lives (it may not exist):
+    beside numba's cache of them (the folder chosen as ``threadx`` was imported, named by their
+    sources' hash: a build made after a later edit of a kernel is not this process's), named by
+    everything else the compiled code depends on: this module, numba's, numpy's and Python's
+    versions, numba's code-generation settings and the CPU's name and features."""
     import llvmlite.binding as llvm
     import numba
+    from numba.core import config
 
     from threadx.jit_cache import cache_dir
 
-    what = "\n".join((numba.__version__, np.__version__, sys.version, llvm.get_host_cpu_name(),
-                      llvm.get_host_cpu_features().flatten()))
-    return cache_dir() / "aot" / hashlib.sha256(what.encode()).hexdigest()[:16]
+    base = Path(config.CACHE_DIR) if config.CACHE_DIR else cache_dir()
+    settings = (config.OPT, config.BOUNDSCHECK, config.DEBUGINFO_DEFAULT, config.CPU_NAME, config.CPU_FEATURES)
+    what = "\n".join((Path(__file__).read_text(), numba.__version__, np.__version__, sys.version, repr(settings),
+                      llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()))
+    return base / "aot" / hashlib.sha256(what.encode()).hexdigest()[:16]
 
 
 def _kernel_name(kernel: Any) -> tuple[str, str] | None:
@@ -90,21 +97,35 @@ def _matches(spec: list, args: tuple) -> bool:
     return True
 
 
-def _load() -> dict[tuple[str, str], list[tuple[list, Callable]]]:
-    """{(module, name): [(argument spec, compiled function)]} of this machine's build; empty
-    when there is none, it is turned off or it cannot be loaded (numba's dispatchers then)."""
+def _valid_spec(spec: Any) -> bool:
+    """Whether ``spec`` is an argument spec :func:`_matches` reads (see :func:`_arg_spec`)."""
+    if not isinstance(spec, list) or not spec:
+        return False
+    if spec[0] == "array":
+        return (len(spec) == 4 and isinstance(spec[1], str) and type(spec[2]) is int and spec[2] >= 1
+                and type(spec[3]) is bool)
+    return len(spec) == 1 and spec[0] in _SCALARS
+
+
+def _load(where: Path | None = None) -> dict[tuple[str, str], list[tuple[list, Callable]]]:
+    """{(module, name): [(argument spec, compiled function)]} of the build in ``where`` (default:
+    this machine's, :func:`folder`); empty when there is none, it is turned off or it cannot be
+    loaded (numba's dispatchers then)."""
     if not enabled():
         return {}
     try:
-        where = folder()
+        where = folder() if where is None else where
         exports = json.loads((where / MANIFEST).read_text())["exports"]
-        path = next(where.glob(MODULE + ".*"))
+        suffixes = importlib.machinery.EXTENSION_SUFFIXES
+        path = next(f for suffix in suffixes if (f := where / (MODULE + suffix)).is_file())
         loader = importlib.machinery.ExtensionFileLoader(MODULE, str(path))
         spec = importlib.util.spec_from_file_location(MODULE, path, loader=loader)
         module = importlib.util.module_from_spec(spec)
         loader.exec_module(module)
         table: dict[tuple[str, str], list[tuple[list, Callable]]] = {}
         for export in exports:
+            if not all(_valid_spec(spec) for spec in export["args"]):
+                return {}  # a manifest this version cannot read: numba's dispatchers
             table.setdefault((export["module"], export["name"]), []).append(
                 (export["args"], getattr(module, export["symbol"])))
         return table
@@ -210,15 +231,18 @@ def _record(recorded: dict, kernel: Any, name: tuple[str, str], args: tuple) -> 
 
 
 def is_built() -> bool:
-    """Whether this machine has a build of this version of the kernels."""
-    return (folder() / MANIFEST).is_file()
+    """Whether this process has a build of its kernels loaded (this machine's, readable)."""
+    return bool(table())
 
 
 @contextlib.contextmanager
-def _gil_released_wrappers() -> Iterator[None]:
-    """Build the extension's functions to release the GIL while they run, as the kernels'
-    ``nogil=True`` does (a sweep's threads run them side by side). pycc has no such option: the
-    compiler flags it makes are given ``release_gil`` for the duration of the build."""
+def _as_numba_compiles() -> Iterator[None]:
+    """Build as numba's own compiler does for this machine, two things pycc has no option for,
+    set for the duration of the build: the functions release the GIL while they run, as the
+    kernels' ``nogil=True`` does (a sweep's threads run them side by side), and the code is for
+    the CPU's features as the machine reports them, not all of its model's (a VM that turns
+    some off would stop the process at an instruction it lacks)."""
+    from numba.core.codegen import AOTCPUCodegen
     from numba.pycc import compiler as pycc_compiler
 
     base = pycc_compiler.Flags
@@ -228,18 +252,20 @@ def _gil_released_wrappers() -> Iterator[None]:
             super().__init__(*args, **kwargs)
             self.release_gil = True
 
+    features = AOTCPUCodegen._customize_tm_features
     pycc_compiler.Flags = NoGilFlags
+    AOTCPUCodegen._customize_tm_features = lambda self: self._get_host_cpu_features()  # numba's JIT's choice
     try:
         yield
     finally:
         pycc_compiler.Flags = base
+        AOTCPUCodegen._customize_tm_features = features
 
 
 def build(recorded: dict) -> Path | None:
     """Compile the recorded kernels (see :func:`recording`) into this machine's extension module,
     replacing none that exists (another process's build wins); its folder, or None when nothing
     was recorded. Raises what the compiler raises (no C compiler: the warm-up says so)."""
-    import llvmlite.binding as llvm
     from filelock import FileLock
     from numba.pycc import CC
 
@@ -248,13 +274,13 @@ def build(recorded: dict) -> Path | None:
     target = folder()
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if (target / MANIFEST).is_file():
+        if _load(target):  # (another process's build, made while this one waited)
             return target
         work = Path(tempfile.mkdtemp(prefix="build-", dir=target.parent))
         try:
             cc = CC(MODULE)
             cc.output_dir = str(work)
-            cc.target_cpu = llvm.get_host_cpu_name()
+            cc.target_cpu = "host"  # (numba's name for it: NUMBA_CPU_NAME when set)
             exports = []
             for k, (key, (kernel, signature, specs)) in enumerate(sorted(recorded.items())):
                 (module, name), _ = key
@@ -262,10 +288,10 @@ def build(recorded: dict) -> Path | None:
                 cc.export(symbol, signature)(kernel.py_func)
                 exports.append({"symbol": symbol, "module": module, "name": name, "args": specs,
                                 "signature": str(signature)})
-            with _gil_released_wrappers(), contextlib.redirect_stdout(sys.stderr):
+            with _as_numba_compiles(), contextlib.redirect_stdout(sys.stderr):
                 cc.compile()
             (work / MANIFEST).write_text(json.dumps({"exports": exports}, indent=1))
-            shutil.rmtree(target, ignore_errors=True)  # a damaged one (no manifest)
+            shutil.rmtree(target, ignore_errors=True)  # a damaged one (unreadable)
             os.replace(work, target)
         finally:
             shutil.rmtree(work, ignore_errors=True)
