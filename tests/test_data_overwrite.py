@@ -322,6 +322,12 @@ def test_a_file_name_label_that_is_no_label_is_refused_not_dropped(stored, tmp_p
     assert import_ohlcv(copy, "kraken", data_root=data_root)[1].name == "BTC_USDT-1h.parquet"
 
 
+def test_a_file_name_label_keeps_its_dots(tmp_path, data_root):
+    """BTC_USDT-1h-v1.5.csv.gz was stored under the label 'v1' (cut at the first dot, without a word)."""
+    path = tmp_path / "BTC_USDT-1h-v1.5.csv"
+    candles(150, OLD, seed=9).reset_index().to_csv(path, index=False)
+    assert import_ohlcv(path, "kraken", data_root=data_root)[1].name == "BTC_USDT-1h-v1.5.parquet"
+
 
 def test_the_sample_resampled_is_written_under_local_and_a_stray_synthetic_file_can_be_deleted(data_root, capsys):
     """A resample of the sample was written to synthetic/BTC_USDT-4h, listed as the sample and

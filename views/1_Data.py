@@ -102,16 +102,18 @@ def _import_source(scratch: str) -> tuple[str | Path | list[str], str, dict[str,
 def _run_import(*, replace: bool = False, label: str | None = None) -> None:
     """Import with the form's settings; a name in use opens the replace / keep both / cancel choice."""
     field = lambda key: st.session_state.get(key, "").strip() or None  # noqa: E731
+    answer = replace or label is not None  # to the name-in-use choice (kept when the answer fails)
     try:
         with tempfile.TemporaryDirectory(prefix="threadx-upload-") as scratch:  # deleted after the import
             source, stem, shown = _import_source(scratch)
             try:
-                if label is None and isinstance(source, str) and source in shown:  # an upload's copy may have
-                    label = file_label(shown[source])  # another name (upload0.csv): the label is the user's name's
+                named = label
+                if named is None and isinstance(source, str) and source in shown:  # an upload's copy may have
+                    named = file_label(shown[source])  # another name (upload0.csv): the label is the user's name's
                 frame, target = import_ohlcv(source, field("data_exchange") or "local",
                                              field("data_symbol") or stem.split("-")[0], field("data_timeframe"),
                                              date_format=field("data_date_format"), timezone=field("data_timezone"),
-                                             label=label, replace=replace,
+                                             label=named, replace=replace,
                                              dedupe=bool(st.session_state.get("data_dedupe")))
             except DatasetExists:
                 raise
@@ -125,7 +127,7 @@ def _run_import(*, replace: bool = False, label: str | None = None) -> None:
                                               "incoming": exc.incoming}
         return
     except (ThreadXError, ValueError, OSError) as exc:
-        if not (replace or label):  # (an answer to the choice that failed, a bad label say, keeps the choice)
+        if not answer:  # (an answer to the choice that failed, a bad label say, keeps the choice)
             st.session_state.pop("data_collision", None)
         st.error(f"Import failed: {exc}")
         return

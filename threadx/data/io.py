@@ -544,11 +544,13 @@ def file_label(file_name: str) -> str | None:
 
     >>> file_label("BTC_USDT-1h-2017-2020.parquet"), file_label("BTC_USDT-1h.csv.gz"), file_label("prices.csv")
     ('2017-2020', None, None)
+    >>> file_label("BTC_USDT-1h-v1.5.csv.gz"), file_label("BTC_USDT-1h (1).csv")
+    ('v1.5', None)
     """
-    from threadx.data.catalog import parse_label
+    from threadx.data.catalog import file_stem, parse_label
     from threadx.names import NAME, check_name
 
-    stem = re.sub(r" \(\d+\)$", "", Path(file_name).name.split(".")[0])
+    stem = re.sub(r" \(\d+\)$", "", file_stem(Path(file_name).name))  # (a label may hold dots: v1.5)
     label = parse_label(stem)
     written = _LABELLED.fullmatch(stem)
     if label is None and written is not None and not NAME.fullmatch(written.group("label")):
