@@ -292,6 +292,8 @@ def test_a_resample_to_the_dataset_s_own_timeframe_or_a_finer_one_is_refused(dat
             assert err == "error: r8/AVAX_USDT-1h holds 1h bars already: resample it to a coarser timeframe than 1h"
         err = one_error_line(capsys, ["data", "resample", "r8/AVAX_USDT-1h", "--to", "15m", *extra])
         assert err == "error: r8/AVAX_USDT-1h holds 1h bars: 15m is finer; resampling makes coarser bars only"
+    err = one_error_line(capsys, ["data", "resample", "r8/AVAX_USDT-1h", "--to", "90m"])  # (what the page never offers)
+    assert err == "error: r8/AVAX_USDT-1h: 90m is not a whole multiple of 1h: a bar would end past its bin"
     assert sorted(p.name for p in folder.iterdir()) == ["AVAX_USDT-1h.csv"]
     assert main(["data", "resample", "r8/AVAX_USDT-1h", "--to", "4h"]) == 0
 

@@ -27,7 +27,7 @@ from threadx.data.catalog import (
 )
 from threadx.data.io import check_ohlcv_file, file_label, import_ohlcv, load_resampled, write_ohlcv
 from threadx.data.readers import UPLOAD_TYPES
-from threadx.data.timeframe import timeframe_seconds
+from threadx.data.timeframe import resample_problem, timeframe_seconds
 from threadx.errors import ThreadXError
 from threadx.results_using import used_by_note
 from threadx.ui import charts
@@ -66,10 +66,11 @@ def _coarser_timeframes(dataset: str) -> list[str]:
     """The timeframes of :data:`RESAMPLE_TIMEFRAMES` a resample of ``dataset`` makes: coarser than its
     own and whole multiples of it (4h first for 1h bars); every one when its name gives none."""
     try:
-        native = timeframe_seconds(parse_dataset_name(dataset)[2])
+        native = parse_dataset_name(dataset)[2]
+        timeframe_seconds(native)
     except ThreadXError:
         return list(RESAMPLE_TIMEFRAMES)
-    return [tf for tf in RESAMPLE_TIMEFRAMES if timeframe_seconds(tf) > native and timeframe_seconds(tf) % native == 0]
+    return [tf for tf in RESAMPLE_TIMEFRAMES if resample_problem(native, tf) is None]
 
 
 def _upload_key() -> str:

@@ -386,19 +386,18 @@ def _sparse_note(report: Any) -> list[str]:
 
 def load_resampled(source: str | os.PathLike, timeframe: str) -> pd.DataFrame:
     """``source`` resampled to ``timeframe`` as a dataset to store: DataError, naming both,
-    when ``timeframe`` is not coarser than the source's own, or when validation refuses the bars
-    (a single bar; a volume summed past float64's range), as an import would refuse them."""
+    when ``timeframe`` is not a coarser multiple of the source's own (``resample_problem``), or when
+    validation refuses the bars (a single bar; a volume summed past float64's range), as an import
+    would refuse them."""
     from threadx.data.catalog import name_timeframe, resolve_dataset
-    from threadx.data.timeframe import timeframe_seconds
+    from threadx.data.timeframe import resample_problem, timeframe_seconds
     from threadx.data.validate import validate_ohlcv
 
-    wanted = timeframe_seconds(timeframe)  # (an unknown timeframe fails before any reading)
+    timeframe_seconds(timeframe)  # (an unknown timeframe fails before any reading)
     native = name_timeframe(resolve_dataset(source)) or load_ohlcv(source).attrs.get("timeframe")
-    if native and wanted <= timeframe_seconds(native):  # (the same: a copy under its own name, or a Parquet
-        # beside the CSV it was read from; finer: bars the data does not hold)
-        raise DataError(f"{source} holds {native} bars already: resample it to a coarser timeframe than {native}"
-                        if wanted == timeframe_seconds(native) else
-                        f"{source} holds {native} bars: {timeframe} is finer; resampling makes coarser bars only")
+    problem = resample_problem(native, timeframe) if native else None
+    if problem:  # (the same: a copy under its own name, or a Parquet beside the CSV it was read from)
+        raise DataError(f"{source} {problem}" if problem.startswith("holds") else f"{source}: {problem}")
     df = load_ohlcv(source, timeframe=timeframe)
     report = validate_ohlcv(df, timeframe)
     if not report.ok:

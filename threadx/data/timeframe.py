@@ -92,3 +92,21 @@ def spacing_timeframe(step_ns: int) -> str | None:
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
     return None
+
+
+def resample_problem(native: str, target: str) -> str | None:
+    """Why bars of ``native`` cannot be resampled to ``target`` (None when they can): the target
+    must be coarser (the same is a copy; finer bars are not in the data) and a whole multiple
+    (3h bars in 4h bins: a bar ends past the bin it is counted in).
+
+    >>> resample_problem("1h", "4h"), resample_problem("3h", "4h")
+    (None, '4h is not a whole multiple of 3h: a bar would end past its bin')
+    """
+    have, want = timeframe_seconds(native), timeframe_seconds(target)
+    if want == have:
+        return f"holds {native} bars already: resample it to a coarser timeframe than {native}"
+    if want < have:
+        return f"holds {native} bars: {target} is finer; resampling makes coarser bars only"
+    if want % have:
+        return f"{target} is not a whole multiple of {native}: a bar would end past its bin"
+    return None
