@@ -14,7 +14,9 @@ source with the same options: the results are the same bit for bit (tests/test_a
 The module lives in the versioned kernel cache (:func:`threadx.jit_cache.cache_dir`, whose name
 hashes the kernels' sources) under a folder named by numba's, numpy's and Python's versions and
 this machine's CPU: a change to any of them never runs an old build. ``THREADX_AOT=off`` turns
-it off (no build, no use).
+it off (no build, no use). numba marks ``pycc`` for deprecation in favour of a successor: a numba
+without it, like a machine without a C compiler, gets "Not built" from the warm-up and runs
+numba's kernels as before.
 
 Example::
 
