@@ -120,8 +120,8 @@ def _run_import(*, replace: bool = False, label: str | None = None) -> None:
                 raise
             except (ThreadXError, ValueError, OSError) as exc:  # worded with the user's file, not the copy
                 text = str(exc)
-                for copy, given in shown.items():
-                    text = text.replace(copy, given)
+                for copy, given in shown.items():  # (some messages name the copy by its file name alone)
+                    text = text.replace(copy, given).replace(Path(copy).name, given)
                 raise ThreadXError(text) from None
     except DatasetExists as exc:
         st.session_state["data_collision"] = {"existing": f"{exc.describe()}", "name": exc.name,

@@ -32,7 +32,8 @@ def gpu_section(snap: dict) -> None:
     else:
         st.caption(f"GPU sweeps unavailable, sweeps run on the CPU: {status.reason or 'no CUDA device'}")
     if not snap["gpus"]:
-        st.caption(f"No GPU telemetry: {snap.get('gpu_status') or 'no CUDA device'}")
+        why = snap.get("gpu_status") or "no CUDA device"  # ("no GPU monitoring: ...", "no NVIDIA driver: ...")
+        st.caption(f"No GPU telemetry ({why})" if not why.startswith("no ") else why[0].upper() + why[1:])
         return
     for gpu in snap["gpus"]:
         c = st.columns(5)

@@ -120,3 +120,29 @@ def test_an_upload_named_with_a_label_that_is_no_label_is_refused_naming_it(work
     at.button(key="data_import").click().run()
     assert any("Imported 48 bars into local/BTC_USDT-1h-2024" in s.value for s in at.success), \
         [e.value for e in at.error]
+
+
+def test_two_overlapping_uploads_are_named_as_the_user_named_them(workspace, monkeypatch):
+    """The overlap error named the first file by its saved copy (upload0.csv), though its start named
+    it as the user did: the copies' file names alone are mapped back too."""
+    import streamlit as st
+
+    pending: list[_Upload] = []
+
+    def uploader(label, type=None, key=None, accept_multiple_files=False, **kwargs):
+        if pending:
+            st.session_state[key] = list(pending)
+        return st.session_state.get(key) or []
+
+    monkeypatch.setattr(st, "file_uploader", uploader)
+    index = pd.date_range("2024-11-30", periods=48, freq="1h", tz="UTC")
+    data = pd.DataFrame({"timestamp": index.as_unit("ms").asi8, "open": 100.0, "high": 101.0, "low": 99.0,
+                         "close": 100.5, "volume": 1.0}).to_csv(index=False).encode()
+    at = open_page("1_Data.py")
+    # (names with a space: saved as uploadN.csv)
+    pending[:] = [_Upload("BTC_USDT-1h-2024 a.csv", data), _Upload("BTC_USDT-1h-2024 b.csv", data)]
+    at.button(key="data_import").click().run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert any("overlap" in e and "BTC_USDT-1h-2024 b.csv" in e for e in errors), errors
+    assert not any("upload0" in e or "upload1" in e for e in errors), errors
