@@ -1,8 +1,9 @@
 """Ahead-of-time compiled kernels: the numba kernels a sweep calls, built once as a C extension.
 
 A process's first call of a numba kernel, even one cached on disk, pays numba's own start-up
-(its compiler's registries, scipy.linalg's import) and the kernel's load: 0.4 s on a 2-core
-machine before a sweep's first combo, as long as the rest of a 10,000-combo ``bb_atr`` sweep.
+(its compiler's registries, scipy.linalg's import) and the kernel's load: 0.25-0.45 s on a
+2-core machine before a sweep's first combo, half as long as the rest of a 10,000-combo
+``bb_atr`` sweep (0.80 s in all, 0.54 s with this module's build).
 ``python -m threadx.warmup`` (run by ``make app`` and ``make test``) therefore also compiles the
 kernels that Python code calls through :func:`call` into an extension module (numba's ``pycc``),
 with the argument types the warm-up's backtests and sweeps of every built-in strategy gave
@@ -12,8 +13,9 @@ machine without a C compiler behave as before). Both are compiled by numba from 
 source with the same options: the results are the same bit for bit (tests/test_aot.py).
 
 The module lives in the versioned kernel cache (:func:`threadx.jit_cache.cache_dir`, whose name
-hashes the kernels' sources) under a folder named by numba's, numpy's and Python's versions and
-this machine's CPU: a change to any of them never runs an old build. ``THREADX_AOT=off`` turns
+hashes the kernels' sources) under a folder named by this module, numba's, numpy's and Python's
+versions, numba's code-generation settings and this machine's CPU (:func:`folder`): a change to
+any of them never runs an old build. ``THREADX_AOT=off`` turns
 it off (no build, no use). numba marks ``pycc`` for deprecation in favour of a successor: a numba
 without it, like a machine without a C compiler, gets "Not built" from the warm-up and runs
 numba's kernels as before.
