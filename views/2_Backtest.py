@@ -390,6 +390,9 @@ if shown and df is not None:
                 "form's result.")
     quote = quote_currency(shown["dataset"])  # (prices, money cards, trades: "Price (USDT)")
     metric_grid(charts.metric_cards(result.metrics, quote))
+    sparse = df.attrs.get("sparse_note") if df is not None else None  # (session data: said at load, and here)
+    if sparse:
+        st.caption(sparse[:1].upper() + sparse[1:] + ".")
     bust = result.liquidation_note()
     if bust:
         st.error(bust)

@@ -149,3 +149,27 @@ def test_a_run_without_trades_says_so_in_its_tabs_and_draws_a_readable_drawdown(
     equity = json.loads(at.get("plotly_chart")[1].proto.spec)
     assert equity["layout"]["yaxis2"]["range"] == [-0.01, 0.0]
     assert at.get("download_button")[0].proto.disabled  # (an empty Trades CSV was offered)
+
+
+def test_session_data_says_beside_the_metrics_that_its_sharpe_annualises_every_bar(workspace):
+    """Stock-hours data (7 bars a weekday) read a Sharpe about x1.5 too high: said at load in the CLI,
+    not on the page showing that Sharpe."""
+    from candles import candles
+
+    from threadx.data.io import write_ohlcv
+
+    df = candles(24 * 120, pd.Timestamp("2024-01-01"))
+    hours = df[(df.index.hour >= 14) & (df.index.hour < 21) & (df.index.day_of_week < 5)]
+    (workspace / "data" / "local").mkdir(parents=True)
+    write_ohlcv(hours, workspace / "data" / "local" / "STK_USD-1h.parquet")
+    at = open_page("2_Backtest.py")
+    at.session_state["dataset"] = "local/STK_USD-1h"
+    at.run()
+    at.button(key="bt_run").click().run()
+    assert not at.exception, at.exception
+    notes = [c.value for c in at.caption if "annualise as if every bar were there" in c.value]
+    assert len(notes) == 1 and notes[0].startswith("The data holds"), [c.value for c in at.caption]
+    at.session_state["dataset"] = "synthetic/BTC_USDT-1h"  # round-the-clock data: nothing to say
+    at.run()
+    at.button(key="bt_run").click().run()
+    assert not [c.value for c in at.caption if "annualise as if" in c.value]

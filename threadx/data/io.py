@@ -362,6 +362,7 @@ def load_ohlcv(
             "quality": report.quality,
             "warnings": list(report.warnings) + (list(report.errors) if report.low_quality else [])
             + _sparse_note(report),
+            "sparse_note": next(iter(_sparse_note(report)), None),  # (pages say it beside the Sharpe they show)
             "logged": list(report.errors) if report.low_quality else [],  # (said by the log as it loaded)
         }
     )
