@@ -23,14 +23,12 @@ def _oos_bar_count(args: argparse.Namespace, df: Any) -> int:
     """Bars of the stitched out-of-sample record of ``threadx walkforward`` with ``args`` on
     ``df``: its windows' (they tile, one after the other), as the walk-forward will plan them."""
     from threadx.data.bars import as_bars
-    from threadx.validation.walkforward import plan_windows, window_lengths
+    from threadx.validation.walkforward import planned_windows
 
-    bars = as_bars(df)
-    is_len, oos_len, step_len = window_lengths(bars.timeframe, is_bars=args.is_bars, is_days=args.is_days,
-                                               oos_bars=args.oos_bars, oos_days=args.oos_days,
-                                               step_bars=args.step_bars, step_days=args.step_days)
-    windows = plan_windows(len(bars), is_len, oos_len, step_len, args.anchored, args.purge, args.embargo)
-    return len(windows) * oos_len
+    windows, _ = planned_windows(as_bars(df), is_bars=args.is_bars, is_days=args.is_days, oos_bars=args.oos_bars,
+                                 oos_days=args.oos_days, step_bars=args.step_bars, step_days=args.step_days,
+                                 anchored=args.anchored, purge=args.purge, embargo=args.embargo)
+    return sum(win.oos_end - win.oos_start for win in windows)
 
 
 def cmd_walkforward(args: argparse.Namespace) -> int:

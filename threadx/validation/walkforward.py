@@ -173,6 +173,26 @@ def window_lengths(timeframe: str | None, *, is_bars: int | None = None, is_days
             pick(step_bars, step_days, "step", False))
 
 
+def planned_windows(bars: Bars, *, is_bars: int | None = None, is_days: float | None = None,
+                    oos_bars: int | None = None, oos_days: float | None = None, step_bars: int | None = None,
+                    step_days: float | None = None, anchored: bool = False, purge: int = 0,
+                    embargo: int = 0) -> tuple[list[Window], tuple[int, int, int | None]]:
+    """(windows, (IS, OOS, step) lengths in bars) that :func:`walk_forward` runs over ``bars``
+    (lengths in bars or days, see :func:`window_lengths` and :func:`plan_windows`); ParamError as it
+    words it (windows given in days say how days become bars)."""
+    is_len, oos_len, step_len = window_lengths(bars.timeframe, is_bars=is_bars, is_days=is_days, oos_bars=oos_bars,
+                                               oos_days=oos_days, step_bars=step_bars, step_days=step_days)
+    try:
+        windows = plan_windows(len(bars), is_len, oos_len, step_len, anchored, purge, embargo)
+    except ParamError as exc:
+        if is_days is None and oos_days is None:
+            raise
+        per_day = 86400 / timeframe_seconds(bars.timeframe)  # (days are counted round the clock)
+        raise ParamError(f"{exc} (days become bars at {per_day:g} {bars.timeframe} bars a day, round the clock: "
+                         "data in sessions holds fewer)") from None
+    return windows, (is_len, oos_len, step_len)
+
+
 @dataclass
 class WalkForwardResult:
     """Everything a walk-forward produced; arrays are indexed [window, combo, metric]."""
@@ -352,17 +372,9 @@ def walk_forward(
             whole(workers, "workers", 1)
         options = options_from(**engine_options)
     with watch.stage("plan"):
-        is_len, oos_len, step_len = window_lengths(bars.timeframe, is_bars=is_bars, is_days=is_days,
-                                                   oos_bars=oos_bars, oos_days=oos_days, step_bars=step_bars,
-                                                   step_days=step_days)
-        try:
-            windows = plan_windows(len(bars), is_len, oos_len, step_len, anchored, purge, embargo)
-        except ParamError as exc:
-            if is_days is None and oos_days is None:
-                raise
-            per_day = 86400 / timeframe_seconds(bars.timeframe)  # (days are counted round the clock)
-            raise ParamError(f"{exc} (days become bars at {per_day:g} {bars.timeframe} bars a day, round the clock: "
-                             "data in sessions holds fewer)") from None
+        windows, (is_len, oos_len, step_len) = planned_windows(
+            bars, is_bars=is_bars, is_days=is_days, oos_bars=oos_bars, oos_days=oos_days, step_bars=step_bars,
+            step_days=step_days, anchored=anchored, purge=purge, embargo=embargo)
         if sampler == "grid":
             ids = np.concatenate([chunk for chunk, _ in grid_ids(search, limit=grid_limit)]
                                  or [np.empty(0, np.int64)])
