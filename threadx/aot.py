@@ -128,7 +128,7 @@ def _load(where: Path | None = None) -> dict[tuple[str, str], list[tuple[list, C
         loader.exec_module(module)
         table: dict[tuple[str, str], list[tuple[list, Callable]]] = {}
         for export in exports:
-            if not all(_valid_spec(spec) for spec in export["args"]):
+            if not all(_valid_spec(arg) for arg in export["args"]):
                 return {}  # a manifest this version cannot read: numba's dispatchers
             table.setdefault((export["module"], export["name"]), []).append(
                 (export["args"], getattr(module, export["symbol"])))

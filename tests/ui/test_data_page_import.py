@@ -91,10 +91,10 @@ class _Upload:
         return self._data
 
 
-def test_an_upload_named_with_a_label_that_is_no_label_is_refused_naming_it(workspace, monkeypatch):
-    """An upload named BTC_USDT-1h-<200 characters>.csv was saved as upload0.csv and imported as the
-    bare local/BTC_USDT-1h, its label dropped without a word (AppTest drives no file uploader: a
-    stand-in puts the files under the uploader's key, which is all the page reads)."""
+@pytest.fixture
+def uploads(monkeypatch) -> tuple[list[_Upload], bytes]:
+    """(files the uploader holds at the next run, 48 bars of CSV): AppTest drives no file uploader,
+    so a stand-in puts the files under the uploader's key, which is all the page reads."""
     import streamlit as st
 
     pending: list[_Upload] = []
@@ -108,6 +108,13 @@ def test_an_upload_named_with_a_label_that_is_no_label_is_refused_naming_it(work
     index = pd.date_range("2024-11-30", periods=48, freq="1h", tz="UTC")
     data = pd.DataFrame({"timestamp": index.as_unit("ms").asi8, "open": 100.0, "high": 101.0, "low": 99.0,
                          "close": 100.5, "volume": 1.0}).to_csv(index=False).encode()
+    return pending, data
+
+
+def test_an_upload_named_with_a_label_that_is_no_label_is_refused_naming_it(workspace, uploads):
+    """An upload named BTC_USDT-1h-<200 characters>.csv was saved as upload0.csv and imported as the
+    bare local/BTC_USDT-1h, its label dropped without a word."""
+    pending, data = uploads
     at = open_page("1_Data.py")
     for name in ("BTC_USDT-1h-" + "x" * 200 + ".csv", "BTC_USDT-1h-2017 2020.csv"):
         pending[:] = [_Upload(name, data)]
@@ -122,22 +129,10 @@ def test_an_upload_named_with_a_label_that_is_no_label_is_refused_naming_it(work
         [e.value for e in at.error]
 
 
-def test_two_overlapping_uploads_are_named_as_the_user_named_them(workspace, monkeypatch):
+def test_two_overlapping_uploads_are_named_as_the_user_named_them(workspace, uploads):
     """The overlap error named the first file by its saved copy (upload0.csv), though its start named
     it as the user did: the copies' file names alone are mapped back too."""
-    import streamlit as st
-
-    pending: list[_Upload] = []
-
-    def uploader(label, type=None, key=None, accept_multiple_files=False, **kwargs):
-        if pending:
-            st.session_state[key] = list(pending)
-        return st.session_state.get(key) or []
-
-    monkeypatch.setattr(st, "file_uploader", uploader)
-    index = pd.date_range("2024-11-30", periods=48, freq="1h", tz="UTC")
-    data = pd.DataFrame({"timestamp": index.as_unit("ms").asi8, "open": 100.0, "high": 101.0, "low": 99.0,
-                         "close": 100.5, "volume": 1.0}).to_csv(index=False).encode()
+    pending, data = uploads
     at = open_page("1_Data.py")
     # (names with a space: saved as uploadN.csv)
     pending[:] = [_Upload("BTC_USDT-1h-2024 a.csv", data), _Upload("BTC_USDT-1h-2024 b.csv", data)]
