@@ -95,9 +95,10 @@ def read_ohlcv_file(
     for name, raw, meta in parts:  # (several: the data files of an archive, in name order)
         where = path if len(parts) == 1 else Path(f"{path}:{name}")
         frames.append(_to_canonical(raw, where, date_format, dayfirst, timezone))
+    joined = frames[0] if len(frames) == 1 else _joined(frames)
     if len(frames) > 1:  # (an archive of several monthly files: each one's bars checked as those of several files)
-        _check_each_spacing([(f"{path}:{name}", f) for (name, _, _), f in zip(parts, frames)], _joined(frames), path)
-    df = _open_times(frames[0] if len(frames) == 1 else _joined(frames))
+        _check_each_spacing([(f"{path}:{name}", f) for (name, _, _), f in zip(parts, frames)], joined, path)
+    df = _open_times(joined)
     meta = parts[0][2]
     df.attrs["source"] = str(path)
     if meta.get("synthetic"):
@@ -352,6 +353,7 @@ def load_ohlcv(
         if bars and df.empty:  # (written as a dataset of no bars, or "no bars" later with no why)
             raise DataError(f"{path.name}: no complete {timeframe} bar in its {bars:,} {native} bars (a {timeframe} "
                             f"bar is made only when every {native} bar of it is there)")
+    sparse = _sparse_note(report)
     df.attrs.clear()
     df.attrs.update(
         {
@@ -360,9 +362,8 @@ def load_ohlcv(
             "synthetic": synthetic,
             "source": str(path),
             "quality": report.quality,
-            "warnings": list(report.warnings) + (list(report.errors) if report.low_quality else [])
-            + _sparse_note(report),
-            "sparse_note": next(iter(_sparse_note(report)), None),  # (pages say it beside the Sharpe they show)
+            "warnings": list(report.warnings) + (list(report.errors) if report.low_quality else []) + sparse,
+            "sparse_note": next(iter(sparse), None),  # (pages say it beside the Sharpe they show)
             "logged": list(report.errors) if report.low_quality else [],  # (said by the log as it loaded)
         }
     )
