@@ -72,7 +72,8 @@ def check_block(block: Any, t: int) -> int:
         return min(math.ceil(math.sqrt(t)), most)
     block = whole(block, "block", 1)
     if block > most:
-        raise ParamError(f"block must be at most {most:,} bar{'s' if most > 1 else ''} for {t:,} returns (at least {MIN_BLOCKS} blocks per "
+        bars = f"{most:,} bar{'s' if most > 1 else ''}"
+        raise ParamError(f"block must be at most {bars} for {t:,} returns (at least {MIN_BLOCKS} blocks per "
                          f"resample), got {block}: longer blocks only rotate the series, which narrows the Sharpe "
                          "interval to a point and makes any p-value look significant")
     return block
