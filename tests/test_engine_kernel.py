@@ -90,6 +90,19 @@ def test_signal_on_last_bar_is_not_filled():
         assert m["n_trades"] == 0 and len(t) == 0
 
 
+@pytest.mark.parametrize("fill, entry_i", [("next_open", 5), ("close", 4)])
+def test_signal_on_the_bar_before_last_fills_on_the_last(fill, entry_i):
+    """A flat run's entry flag on bar n - 2: the order placed at its close fills at the last
+    open (next-open fills) and is closed at the end of data; the bars before keep the cash."""
+    bars = make_bars([100] * 5 + [104], [101] * 5 + [106], [99] * 5 + [103], [100] * 5 + [105])
+    m, t, eq = run(bars, {4: EL}, fill=fill)
+    row = t.iloc[0]
+    assert m["n_trades"] == 1 and row.entry_i == entry_i and row.exit_i == 5
+    assert row.exit_reason == "end_of_data" and row.exit_price == 105
+    assert list(eq[:entry_i]) == [10_000.0] * entry_i
+    assert eq[-1] == pytest.approx(10_000 + row.pnl, rel=1e-12)
+
+
 def test_slippage_moves_fills_against_the_trader():
     bars = make_bars([100, 100, 100, 110, 110], [101] * 3 + [111] * 2, [99] * 3 + [109] * 2, [100] * 3 + [110] * 2)
     _, t, _ = run(bars, {1: EL, 3: XL}, slippage_bps=50, fee_bps=0)

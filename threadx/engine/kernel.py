@@ -1278,26 +1278,38 @@ def skip_flat_bars(i, n, sig, st, equity, o, h, l, atr, bmid, p):
     mark its cash (no entry flag, or only one that :func:`step` refuses for the spacing from
     the last entry's signal bar, or trading ended by liquidation; the last bar never acts
     when flat); return the first bar that needs :func:`step`. A bar flagged both ways goes
-    to step, which counts it as skipped.
+    to step, which counts it as skipped. With next-open fills, the entry flag that ends the run
+    is acted on here as step would act on it (its order placed, its bar marked at the cash):
+    the bar after it, where the order fills, is the one returned.
 
     The caller checks that the previous close left equity at the cash (``EQ_PREV == CASH``),
     so these bars add zero returns and the running figures change as one ``step`` per bar
     would change them: the bar count, the peak bar, the drawdown length."""
     j = i
+    entry = False
     if st[S_LIQUIDATED] > 0.0:
         j = n
     else:
         if p[P_GRID_K] > 0.0:
             j = next_grid_bar(j, n, sig, h, l, atr, bmid, p)  # (a grid level fills on the bar where this stops)
         else:
+            # the run stops at an entry flag that step would take, or at a contradictory signal (it
+            # counts it): while the spacing from the last entry's signal bar refuses entries, only
+            # the latter; then the first flag (one loop testing both branched on every flagged
+            # bar, a branch the CPU often guessed wrong)
             spacing = p[P_SPACING]
             last_entry = st[S_LAST_ENTRY_SIG]
-            while j < n - 1:
-                flags = sig[j] & SIG_ENTRIES
-                if flags != 0 and (flags == SIG_ENTRIES or j - last_entry >= spacing):
-                    break  # an entry step would take, or a contradictory signal it counts
+            while j < n - 1 and not (j - last_entry >= spacing) and (sig[j] & SIG_ENTRIES) != SIG_ENTRIES:
                 j += 1
-        if j == n - 1:
+            if j < n - 1 and j - last_entry >= spacing:
+                while j < n - 1 and (sig[j] & SIG_ENTRIES) == 0:
+                    j += 1
+            entry = j < n - 1 and p[P_FILL] != FILL_CLOSE and (sig[j] & SIG_ENTRIES) != SIG_ENTRIES
+        if entry:  # the order step would place at this close, to fill at the next open: placed here
+            st[S_PEND_ENTRY] = 1.0 if (sig[j] & SIG_ENTER_LONG) != 0 else -1.0
+            st[S_PEND_SIG_I] = float(j)
+            j += 1  # (its bar is marked with the flat ones below: a flat account's close is its cash)
+        elif j == n - 1:
             j = n
     if j == i:
         return i
