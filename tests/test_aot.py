@@ -5,6 +5,7 @@ kernel at all (its start-up is what the build saves)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -216,3 +217,23 @@ def test_the_build_is_the_one_of_the_kernels_this_process_imported(monkeypatch, 
     assert aot.folder().parent.parent == tmp_path and aot.folder().name == before.name
     monkeypatch.setattr(config, "BOUNDSCHECK", 1)
     assert aot.folder().name != before.name
+
+
+def test_prune_removes_other_builds_and_stale_build_folders_only(tmp_path, monkeypatch):
+    current = tmp_path / "aot" / "0123456789abcdef"
+    other = tmp_path / "aot" / "fedcba9876543210"  # another numba / CPU / module version's
+    busy = tmp_path / "aot" / "00000000ffffffff"  # being built by another process now
+    stale, fresh = tmp_path / "aot" / "build-old1", tmp_path / "aot" / "build-new1"
+    unrelated = tmp_path / "aot" / "notes"
+    for path in (current, other, busy, stale, fresh, unrelated):
+        path.mkdir(parents=True)
+        (path / "x").write_text("x")
+    old = time.time() - 2 * aot._STALE_BUILD_S
+    os.utime(stale, (old, old))
+    monkeypatch.setattr(aot, "folder", lambda: current)
+    from filelock import FileLock
+
+    with FileLock(str(busy) + ".lock"):
+        removed = aot.prune()
+    assert sorted(removed) == sorted([other, stale])
+    assert all(p.is_dir() for p in (current, busy, fresh, unrelated)) and not other.exists() and not stale.exists()

@@ -15,7 +15,8 @@ source with the same options: the results are the same bit for bit (tests/test_a
 The module lives in the versioned kernel cache (:func:`threadx.jit_cache.cache_dir`, whose name
 hashes the kernels' sources) under a folder named by this module, numba's, numpy's and Python's
 versions, numba's code-generation settings and this machine's CPU (:func:`folder`): a change to
-any of them never runs an old build. ``THREADX_AOT=off`` turns
+any of them never runs an old build; the warm-up removes the builds for other versions beside it
+(:func:`prune`: 1 MB or so each). ``THREADX_AOT=off`` turns
 it off (no build, no use). numba marks ``pycc`` for deprecation in favour of a successor: a numba
 without it, like a machine without a C compiler, gets "Not built" from the warm-up and runs
 numba's kernels as before.
@@ -38,6 +39,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -264,6 +266,43 @@ def _as_numba_compiles() -> Iterator[None]:
     finally:
         pycc_compiler.Flags = base
         AOTCPUCodegen._customize_tm_features = features
+
+
+_STALE_BUILD_S = 3600.0  # a build folder this old was left by a killed build (one takes seconds)
+
+
+def prune() -> list[Path]:
+    """Remove the builds beside this process's one (made for another version of numba, numpy,
+    Python or this module, or another CPU: never loaded by this installation again) and
+    temporary folders that killed builds left; what was removed. A build that another process
+    is making now (its lock held) is left alone."""
+    from filelock import FileLock, Timeout
+
+    current = folder()
+    removed: list[Path] = []
+    try:
+        entries = sorted(current.parent.iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        if path == current or not path.is_dir() or path.is_symlink():
+            continue
+        if path.name.startswith("build-"):
+            try:
+                stale = time.time() - path.stat().st_mtime > _STALE_BUILD_S
+            except OSError:
+                continue
+            if stale:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        elif len(path.name) == len(current.name) and all(ch in "0123456789abcdef" for ch in path.name):
+            try:
+                with FileLock(str(path) + ".lock", timeout=0):
+                    shutil.rmtree(path, ignore_errors=True)
+            except Timeout:
+                continue
+            removed.append(path)
+    return removed
 
 
 def build(recorded: dict) -> Path | None:

@@ -125,6 +125,7 @@ def main() -> int:
     from threadx.jit_cache import prune
 
     prune()  # the compiled kernels of other versions of their sources
+    aot.prune()  # ahead-of-time builds for another numba, numpy, Python or CPU
     warm = _cache_is_warm()
     print("Loading kernels ..." if warm else f"{COMPILING} ...", flush=True)
     started = time.perf_counter()
