@@ -136,3 +136,23 @@ def test_bars_off_the_grid_make_no_bin_that_ends_before_their_close() -> None:
     some.attrs["timeframe"] = "1h"
     out = resample_ohlcv(some, "4h")
     assert len(out) == 11 and T0 + pd.Timedelta("4h") not in out.index  # the bin of 07:28 -> 08:28 left out
+
+
+@pytest.mark.parametrize("file_name", ["BTC_USDT-1h.csv", "btc_hourly.csv"])
+def test_a_resample_to_store_reads_its_source_once(tmp_path: Path, monkeypatch, file_name: str) -> None:
+    """``load_resampled`` (``threadx data resample``) gives what ``load_ohlcv(timeframe=)`` gives,
+    reading the file once, also when its name says no timeframe (it was read twice)."""
+    from threadx.data import io
+
+    path = tmp_path / file_name
+    hourly(24 * 6).rename_axis("timestamp").reset_index().to_csv(path, index=False)
+    want = load_ohlcv(path, timeframe="4h")
+    reads = []
+    real = io.read_ohlcv_file
+    monkeypatch.setattr(io, "read_ohlcv_file", lambda *a, **k: reads.append(a) or real(*a, **k))
+    got = io.load_resampled(path, "4h")
+    assert len(reads) == 1
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert got.attrs == want.attrs and got.attrs["timeframe"] == "4h" and len(got) == 36
+    with pytest.raises(DataError, match="coarser|multiple"):
+        io.load_resampled(path, "90m")

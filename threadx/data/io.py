@@ -308,7 +308,6 @@ def load_ohlcv(
     ``(frame, ValidationReport)``.
     """
     from threadx.data.catalog import name_timeframe, resolve_dataset
-    from threadx.data.resample import resample_ohlcv
     from threadx.data.timeframe import timeframe_seconds
 
     if timeframe is not None:
@@ -345,14 +344,7 @@ def load_ohlcv(
             mask &= df.index < as_utc(end)
         df = df[mask]
     if timeframe is not None and native is not None and timeframe != native:
-        if timeframe_seconds(timeframe) < timeframe_seconds(native):
-            raise DataError(f"{path.name}: cannot load {timeframe} bars from {native} data (finer than the data)")
-        df.attrs["timeframe"] = native
-        bars = len(df)
-        df = resample_ohlcv(df, timeframe)
-        if bars and df.empty:  # (written as a dataset of no bars, or "no bars" later with no why)
-            raise DataError(f"{path.name}: no complete {timeframe} bar in its {bars:,} {native} bars (a {timeframe} "
-                            f"bar is made only when every {native} bar of it is there)")
+        df = _resampled(df, native, timeframe, path.name)
     sparse = _sparse_note(report)
     df.attrs.clear()
     df.attrs.update(
@@ -369,6 +361,23 @@ def load_ohlcv(
     )
     df.attrs["fingerprint"] = as_bars(df).fingerprint  # (a copy edited in memory keeps the attrs, not this)
     return (df, report) if with_report else df
+
+
+def _resampled(df: pd.DataFrame, native: str, timeframe: str, name: str) -> pd.DataFrame:
+    """``df``'s ``native`` bars as ``timeframe`` bars (:func:`resample_ohlcv`); DataError naming
+    ``name`` when ``timeframe`` is finer, or when no complete bar comes out."""
+    from threadx.data.resample import resample_ohlcv
+    from threadx.data.timeframe import timeframe_seconds
+
+    if timeframe_seconds(timeframe) < timeframe_seconds(native):
+        raise DataError(f"{name}: cannot load {timeframe} bars from {native} data (finer than the data)")
+    df.attrs["timeframe"] = native
+    bars = len(df)
+    out = resample_ohlcv(df, timeframe)
+    if bars and out.empty:  # (written as a dataset of no bars, or "no bars" later with no why)
+        raise DataError(f"{name}: no complete {timeframe} bar in its {bars:,} {native} bars (a {timeframe} "
+                        f"bar is made only when every {native} bar of it is there)")
+    return out
 
 
 SPARSE_SHARE = 0.8  # data holding fewer of the bars its span has room for is said to annualise as if it held all
@@ -395,12 +404,20 @@ def load_resampled(source: str | os.PathLike, timeframe: str) -> pd.DataFrame:
     from threadx.data.timeframe import resample_problem, timeframe_seconds
     from threadx.data.validate import validate_ohlcv
 
+    def refuse_unless_coarser(native: str | None) -> None:
+        problem = resample_problem(native, timeframe) if native else None
+        if problem:  # (the same: a copy under its own name, or a Parquet beside the CSV it was read from)
+            raise DataError(f"{source} {problem}" if problem.startswith("holds") else f"{source}: {problem}")
+
     timeframe_seconds(timeframe)  # (an unknown timeframe fails before any reading)
-    native = name_timeframe(resolve_dataset(source)) or load_ohlcv(source).attrs.get("timeframe")
-    problem = resample_problem(native, timeframe) if native else None
-    if problem:  # (the same: a copy under its own name, or a Parquet beside the CSV it was read from)
-        raise DataError(f"{source} {problem}" if problem.startswith("holds") else f"{source}: {problem}")
-    df = load_ohlcv(source, timeframe=timeframe)
+    refuse_unless_coarser(name_timeframe(resolve_dataset(source)))  # (before reading, when the name says it)
+    native = load_ohlcv(source)  # read once: a name without a timeframe learns it from the bars
+    if not native.attrs.get("timeframe"):
+        raise DataError(f"{source}: its bars' timeframe is unknown (too few bars, or spaced unevenly): nothing to "
+                        "resample from")
+    refuse_unless_coarser(native.attrs["timeframe"])
+    df = _resampled(native, native.attrs["timeframe"], timeframe, Path(native.attrs["source"]).name)
+    df.attrs["fingerprint"] = as_bars(df).fingerprint
     report = validate_ohlcv(df, timeframe)
     if not report.ok:
         raise DataError(f"{source} resampled to {timeframe}: not written: {report.first_errors()}")
