@@ -78,6 +78,11 @@ def _upload_key() -> str:
     return f"data_upload_{st.session_state.get('data_upload_round', 0)}"
 
 
+def _empty_uploader() -> None:
+    """A new uploader key for the next run: the files of an import that ended are not joined to the next."""
+    st.session_state["data_upload_round"] = st.session_state.get("data_upload_round", 0) + 1
+
+
 def _import_source(scratch: str) -> tuple[str | Path | list[str], str, dict[str, str]]:
     """The file(s) to import (uploads written to ``scratch``, or a typed path or pattern such as
     ``~/dumps/BTCUSDT-1h-2024-*.zip``), the first name's stem and, for each path, the name the user
@@ -126,12 +131,17 @@ def _run_import(*, replace: bool = False, label: str | None = None) -> None:
     except DatasetExists as exc:
         st.session_state["data_collision"] = {"existing": f"{exc.describe()}", "name": exc.name,
                                               "incoming": exc.incoming}
-        return
+        return  # (the uploader keeps the files: the choice's answers import them)
     except (ThreadXError, ValueError, OSError) as exc:
-        if not answer:  # (an answer to the choice that failed, a bad label say, keeps the choice)
-            st.session_state.pop("data_collision", None)
-        st.error(f"Import failed: {exc}")
-        return
+        if answer:  # (an answer to the choice that failed, a bad label say, keeps the choice and its files)
+            st.error(f"Import failed: {exc}")
+            return
+        # the refused files leave the uploader (the next ones dropped there were imported with them);
+        # the error is said on the run that shows it empty
+        st.session_state.pop("data_collision", None)
+        st.session_state["data_import_error"] = f"Import failed: {exc}"
+        _empty_uploader()
+        st.rerun()
     st.session_state.pop("data_collision", None)
     name = dataset_name(target)
     done = (f"Replaced {name} with {len(frame):,} bars ({target})" if replace
@@ -142,7 +152,7 @@ def _run_import(*, replace: bool = False, label: str | None = None) -> None:
     # said under the Import button, where the user is (the top of the page was out of sight), and
     # the uploader emptied (the same files again asked to replace what they had just made)
     st.session_state["data_import_done"] = done + (f"\n\nFound in the data:{found}" if found else "")
-    st.session_state["data_upload_round"] = st.session_state.get("data_upload_round", 0) + 1
+    _empty_uploader()
     datasets_changed("", select=name)
 
 
@@ -165,6 +175,7 @@ def _collision_choice(collision: dict) -> None:
             st.warning(f"Keep both needs a label for the new one: it is stored as {collision['name']}-LABEL.")
     if c[3].button("Cancel", key="data_collision_cancel"):
         st.session_state.pop("data_collision", None)
+        _empty_uploader()
         st.session_state["data_import_note"] = "Import cancelled: nothing was written."
         st.rerun()  # (the choice's buttons were drawn already: they stayed, and Replace then did nothing)
 
@@ -282,6 +293,9 @@ with tabs[2]:
                 help="a file with a timestamp more than once is refused unless this is ticked (CLI: --dedupe)")
     if st.button("Import", key="data_import"):
         _run_import()
+    failed = st.session_state.pop("data_import_error", None)
+    if failed:
+        st.error(failed)
     done = st.session_state.pop("data_import_done", None)
     if done:
         st.success(done)

@@ -91,18 +91,28 @@ class _Upload:
         return self._data
 
 
+class _Dropped(list):
+    """Files the user drops into the uploader before the next run; ``shown``: the names it listed
+    at the last run."""
+
+    shown: list[str] = []
+
+
 @pytest.fixture
-def uploads(monkeypatch) -> tuple[list[_Upload], bytes]:
-    """(files the uploader holds at the next run, 48 bars of CSV): AppTest drives no file uploader,
-    so a stand-in puts the files under the uploader's key, which is all the page reads."""
+def uploads(monkeypatch) -> tuple[_Dropped, bytes]:
+    """(files dropped into the uploader before the next run, 48 bars of CSV): AppTest drives no
+    file uploader, so a stand-in keeps the files under the uploader's key, which is all the page
+    reads. As in the browser, dropped files join those it holds, and a new key starts it empty."""
     import streamlit as st
 
-    pending: list[_Upload] = []
+    pending, held = _Dropped(), {}
 
     def uploader(label, type=None, key=None, accept_multiple_files=False, **kwargs):
-        if pending:
-            st.session_state[key] = list(pending)
-        return st.session_state.get(key) or []
+        held.setdefault(key, []).extend(pending)
+        pending.clear()
+        st.session_state[key] = list(held[key])
+        pending.shown = [f.name for f in held[key]]
+        return st.session_state[key]
 
     monkeypatch.setattr(st, "file_uploader", uploader)
     index = pd.date_range("2024-11-30", periods=48, freq="1h", tz="UTC")
@@ -141,3 +151,38 @@ def test_two_overlapping_uploads_are_named_as_the_user_named_them(workspace, upl
     errors = [e.value for e in at.error]
     assert any("overlap" in e and "BTC_USDT-1h-2024 b.csv" in e for e in errors), errors
     assert not any("upload0" in e or "upload1" in e for e in errors), errors
+
+
+def test_a_failed_upload_leaves_the_uploader_empty_and_its_error_shown(workspace, uploads):
+    """A refused upload stayed in the uploader, and the next file dropped there was imported with
+    it (refused again, or two files joined that the user never meant as one)."""
+    pending, data = uploads
+    at = open_page("1_Data.py")
+    pending[:] = [_Upload("BAD_USDT-1h.csv", b"this,is\nnot,ohlcv\n")]
+    at.button(key="data_import").click().run()
+    assert not at.exception, at.exception
+    assert any("Import failed" in e.value and "BAD_USDT-1h.csv" in e.value for e in at.error), \
+        [e.value for e in at.error]  # (said on the run that emptied the uploader)
+    assert pending.shown == []
+    pending[:] = [_Upload("GOOD_USDT-1h.csv", data)]
+    at.button(key="data_import").click().run()
+    assert not at.exception, at.exception
+    assert any("Imported 48 bars into local/GOOD_USDT-1h" in s.value for s in at.success), \
+        [e.value for e in at.error]
+    assert not at.error and pending.shown == []  # (the success too, said once the uploader is empty)
+    assert sorted(p.name for p in (workspace / "data" / "local").iterdir()) == ["GOOD_USDT-1h.parquet"]
+
+
+def test_a_cancelled_upload_leaves_the_uploader_empty(workspace, uploads):
+    pending, data = uploads
+    at = open_page("1_Data.py")
+    pending[:] = [_Upload("ABC_USDT-1h.csv", data)]
+    at.button(key="data_import").click().run()
+    assert any("Imported 48 bars" in s.value for s in at.success)
+    pending[:] = [_Upload("ABC_USDT-1h.csv", data)]
+    at.button(key="data_import").click().run()
+    assert any("already exists" in w.value for w in at.warning)
+    assert pending.shown == ["ABC_USDT-1h.csv"]  # (the choice's answers import it: it stays for them)
+    at.button(key="data_collision_cancel").click().run()
+    assert not at.exception, at.exception
+    assert any("cancelled" in i.value for i in at.info) and pending.shown == []
