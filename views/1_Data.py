@@ -130,7 +130,7 @@ def _run_import(*, replace: bool = False, label: str | None = None) -> None:
                 raise ThreadXError(text) from None
     except DatasetExists as exc:
         st.session_state["data_collision"] = {"existing": f"{exc.describe()}", "name": exc.name,
-                                              "incoming": exc.incoming}
+                                              "bars": exc.bars, "incoming": exc.incoming}
         return  # (the uploader keeps the files: the choice's answers import them)
     except (ThreadXError, ValueError, OSError) as exc:
         if answer:  # (an answer to the choice that failed, a bad label say, keeps the choice and its files)
@@ -159,20 +159,23 @@ def _run_import(*, replace: bool = False, label: str | None = None) -> None:
 def _collision_choice(collision: dict) -> None:
     """Replace / keep both / cancel, for an import onto a name in use."""
     first, last, bars = collision["incoming"] or (None, None, 0)
+    name, stored = collision["name"], format_count(collision.get("bars", 0))
     st.warning(f"{collision['existing'][0].upper()}{collision['existing'][1:]}. The import holds "
-               f"{_span(first, last, bars)}. Replace the stored dataset, keep both (the file under a "
-               "label), or cancel?")
+               f"{_span(first, last, bars)}. **Keep both** stores it as {name}-LABEL beside the stored one; "
+               f"**Replace** overwrites {name} with it (its {stored} bars are lost); **Cancel** writes nothing.")
     default = "new" if first is None else f"{first:%Y}" + (f"-{last:%Y}" if last.year != first.year else "")
-    c = st.columns([1, 2, 1, 1], vertical_alignment="bottom")
-    if c[0].button("Replace", key="data_collision_replace", type="primary"):
-        _run_import(replace=True)
-    label = c[1].text_input("Label for the new one", value=default, key="data_collision_label",
-                            help=f"stored as {collision['name']}-LABEL")
-    if c[2].button("Keep both", key="data_collision_keep"):
+    # (the answer that loses nothing is the prominent one)
+    c = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
+    label = c[0].text_input("Label for the new one", value=default, key="data_collision_label",
+                            help=f"stored as {name}-LABEL")
+    if c[1].button("Keep both", key="data_collision_keep", type="primary"):
         if label.strip():
             _run_import(label=label.strip())
         else:  # (without one the import met the same name again: the same question, and no word why)
-            st.warning(f"Keep both needs a label for the new one: it is stored as {collision['name']}-LABEL.")
+            st.warning(f"Keep both needs a label for the new one: it is stored as {name}-LABEL.")
+    if c[2].button("Replace", key="data_collision_replace",
+                   help=f"overwrite {name} ({stored} bars) with the import: this cannot be undone"):
+        _run_import(replace=True)
     if c[3].button("Cancel", key="data_collision_cancel"):
         st.session_state.pop("data_collision", None)
         _empty_uploader()

@@ -61,6 +61,16 @@ def test_collision_replace(stored, older):
     assert not [w for w in at.warning if "already exists" in w.value]  # the question is answered
 
 
+def test_collision_keep_both_is_the_primary_answer_and_replace_says_what_it_loses(stored, older):
+    """Replace, which overwrites the stored dataset, was the prominent (primary) button."""
+    at = start_import(older)
+    assert at.button(key="data_collision_keep").proto.type == "primary"
+    assert at.button(key="data_collision_replace").proto.type == "secondary"
+    asked = " ".join(w.value for w in at.warning)
+    assert "**Replace** overwrites binance/BTC_USDT-1h" in asked and "its 200 bars are lost" in asked, asked
+    assert "cannot be undone" in at.button(key="data_collision_replace").proto.help
+
+
 def test_collision_keep_both_under_a_label(stored, older):
     before = stored.read_bytes()
     at = start_import(older)
