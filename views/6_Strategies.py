@@ -6,11 +6,16 @@ Session keys of this page: ``strat_pick`` (the selected strategy), ``strat_want`
 name whose first strategy is selected once it loads: after New or Save), ``strat_flash``
 (a message shown once), ``strat_new_*`` (the New strategy form), ``strat_src:FILE``
 (the editor of FILE), ``strat_base`` (FILE -> hash of the text the editor was loaded with),
-``strat_fresh:FILE`` (reload the editor from the file), ``strat_conflict_seen``.
+``strat_fresh:FILE`` (reload the editor from the file, its draft dropped), ``strat_conflict_seen``,
+``strat_drafts`` (FILE -> an edit not saved and its base), ``strat_kept`` (FILE -> that edit as last
+kept on disk, .drafts/ of the strategies folder), ``strat_offers`` (FILE -> a disk draft of a file
+changed since, offered), ``strat_restore:FILE`` (put that draft in the box), ``strat_restored``
+(FILE -> the disk draft a new session put in the box).
 """
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
@@ -53,23 +58,81 @@ def file_text(path: Path) -> str:
         return f"# cannot read {path}: {exc}\n"
 
 
+def draft_time(draft: logic.Draft) -> str:
+    """When ``draft`` was written, in the server's local time (the user's: a loopback server)."""
+    try:
+        return datetime.fromisoformat(draft.saved_at).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return draft.saved_at
+
+
+KEPT = "Kept on disk meanwhile: a refresh or a server restart restores it."
+
+
+def keep_draft(name: str, text: str, base: str, waiting: bool) -> str:
+    """Keep the edit ``text`` of ``name`` on disk as its draft (not while an earlier draft of it
+    waits for Restore or Discard: ``waiting``); what the editor says of it."""
+    if waiting:
+        return "Not kept on disk while the earlier draft above waits: restore or discard it."
+    try:
+        logic.write_draft(folder, name, text, base)
+    except ThreadXError as exc:
+        return f"Not kept on disk ({plain(str(exc), 300)}): a refresh or a server restart loses it."
+    return KEPT
+
+
 def editor(path: Path, text: str) -> None:
     """The source of ``path`` (its text on disk now: ``text``) in a box with Save (loopback
     servers only): written atomically, then the page re-reads it. The box keeps what was typed
     across reruns; it follows the file when the file changes on disk and the box holds no edit
-    of its own, else it says so, and the first Save after that change does not overwrite it."""
+    of its own, else it says so, and the first Save after that change does not overwrite it.
+    An edit not saved is also kept on disk (:func:`threadx.ui.strategies.write_draft`) and
+    restored in a new session (a refresh, a server restart); when the file changed since, it
+    is offered instead."""
     key, name = f"strat_src:{path.name}", path.name
     bases = st.session_state.setdefault("strat_base", {})  # file -> hash of the text the box was loaded with
     # file -> (text typed and not saved, its base): Streamlit drops a box's state on a run that does
     # not draw it (another strategy picked, another page), and the edit was lost without a word
     drafts = st.session_state.setdefault("strat_drafts", {})
+    kept = st.session_state.setdefault("strat_kept", {})  # file -> (the draft last kept on disk, what was said of it)
+    offers = st.session_state.setdefault("strat_offers", {})  # file -> its disk draft, of a file changed since
+    restored = st.session_state.setdefault("strat_restored", {})  # file -> its disk draft put in the box
     disk = user.text_hash(text)
     conflict = False
     if st.session_state.pop(f"strat_fresh:{name}", False):
         drafts.pop(name, None)
+        kept.pop(name, None)
+        restored.pop(name, None)
+        if name not in offers:  # (a draft waiting for Restore is not this box's edit)
+            logic.drop_draft(folder, name)
         st.session_state[key], bases[name] = text, disk
+    elif st.session_state.pop(f"strat_restore:{name}", False) and name in offers:
+        found = offers.pop(name)  # (then the box's edit of a file changed since: the warning below)
+        drafts[name] = (found.text, found.base)
+        kept[name] = (drafts[name], KEPT)  # (on disk already)
+        st.session_state[key], bases[name] = drafts[name]
     elif key not in st.session_state:
+        if name not in drafts and name not in offers:  # a new session: the draft an earlier one kept
+            found = logic.read_draft(folder, name)
+            if found is not None and found.base == disk:
+                restored[name], drafts[name] = found, (found.text, found.base)
+                kept[name] = (drafts[name], KEPT)
+            elif found is not None:
+                offers[name] = found
         st.session_state[key], bases[name] = drafts.get(name) or (text, disk)
+    if name in offers:
+        st.warning(f"Your unsaved edits of {name} from {draft_time(offers[name])} are kept, but {name} changed on "
+                   "disk since. **Restore draft** puts them in the box in place of its text (**Save** then "
+                   "overwrites that change); **Discard draft** drops them.")
+        c = st.columns([1, 1, 4])
+        if c[0].button("Restore draft", key=f"strat_draft_restore:{name}", width="stretch"):
+            st.session_state[f"strat_restore:{name}"] = True
+            st.rerun()
+        if c[1].button("Discard draft", key=f"strat_draft_discard:{name}", width="stretch"):
+            offers.pop(name)
+            kept.pop(name, None)  # the box's own edit, if any, is kept on disk in its place
+            logic.drop_draft(folder, name)
+            st.rerun()
     if bases.get(name) != disk:
         if user.text_hash(st.session_state[key] or "") == bases.get(name):  # no edit here: follow the file
             st.session_state[key], bases[name] = text, disk
@@ -81,17 +144,34 @@ def editor(path: Path, text: str) -> None:
             if st.button("Reload from disk", key=f"strat_reload:{name}"):
                 st.session_state[f"strat_fresh:{name}"] = True
                 st.rerun()
+    if name in restored and user.text_hash(st.session_state[key] or "") != bases[name]:
+        st.info(f"Restored your unsaved edits from {draft_time(restored[name])}: **Save** writes them, "
+                "**Discard** drops them.")
     # no form: the box's text reaches the server when it loses focus, so an edit not saved yet is
     # known (kept, and never replaced by the file's new text) on every rerun
     new = st.text_area(name, height=560, key=key,
                        help="Save writes the file; the next backtest, sweep or check runs the new code.")
-    if user.text_hash(new or "") != bases[name]:
+    edited = user.text_hash(new or "") != bases[name]
+    if edited:
         drafts[name] = (new or "", bases[name])
+        if kept.get(name, (None,))[0] != drafts[name]:  # (written once per change, not on every rerun)
+            kept[name] = (drafts[name], keep_draft(name, *drafts[name], waiting=name in offers))
         st.caption(f"Not saved yet: the text above differs from {name} as loaded (kept while you visit other "
-                   "strategies or pages); **Save** writes it.")
+                   f"strategies or pages); **Save** writes it. {kept[name][1]}")
     else:
-        drafts.pop(name, None)
-    saved = st.button("Save", type="primary", key=f"strat_save:{name}")
+        if drafts.pop(name, None) is not None and name not in offers:  # typed back to the file's text
+            logic.drop_draft(folder, name)
+        kept.pop(name, None)
+        restored.pop(name, None)
+    if edited:
+        c = st.columns([1, 1, 4])
+        saved = c[0].button("Save", type="primary", key=f"strat_save:{name}", width="stretch")
+        if c[1].button("Discard", key=f"strat_discard:{name}", width="stretch",
+                       help=f"Drop the edits above (and the copy kept on disk): the box shows {name} again"):
+            st.session_state[f"strat_fresh:{name}"] = True
+            st.rerun()
+    else:
+        saved = st.button("Save", type="primary", key=f"strat_save:{name}")
     if flash == ("saved", name) and name not in errored_files:  # under the button pressed, in view
         st.success(f"Saved {name}: reloaded, the next backtest, sweep or check runs this code.")
     if not saved:
@@ -107,7 +187,7 @@ def editor(path: Path, text: str) -> None:
         st.error(f"Cannot save {path}: {exc}")
         return
     seen.pop(name, None)
-    st.session_state[f"strat_fresh:{name}"] = True  # the box reloads the file as written
+    st.session_state[f"strat_fresh:{name}"] = True  # the box reloads the file as written (its draft dropped)
     st.session_state["strat_want"] = name
     st.session_state["strat_flash"] = ("saved", name)
     st.rerun()
@@ -140,7 +220,8 @@ def load_error(err) -> None:
     if lines:
         st.code(lines, language=None)
     if editable and err.path.exists() and err.file not in loaded_files:  # else edited with its strategy below
-        with st.expander(f"Fix {err.file} here", expanded=st.session_state.get("strat_want") == err.file):
+        drafted = err.file in st.session_state.get("strat_drafts", {}) or logic.read_draft(folder, err.file) is not None
+        with st.expander(f"Fix {err.file} here", expanded=drafted or st.session_state.get("strat_want") == err.file):
             editor(err.path, file_text(err.path))
 
 
@@ -210,6 +291,7 @@ with st.expander("New strategy", expanded=not mine and not errors):
         else:
             st.session_state["strat_want"] = path.name
             st.session_state[f"strat_fresh:{path.name}"] = True  # (an unsaved draft of a file once of that name: gone)
+            st.session_state.get("strat_offers", {}).pop(path.name, None)  # (its disk draft too, even one offered)
             st.session_state["strat_new_clear"] = True
             st.session_state["strat_flash"] = ("new", f"Wrote `{path}`: edit it below, press Check, or open it in "
                                                       "Backtest.")

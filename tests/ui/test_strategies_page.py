@@ -423,3 +423,130 @@ def test_an_unknown_strategy_link_shows_the_strategy_its_warning_names(strategy_
     assert any("nope" in w.value and f"showing {shown} instead" in w.value for w in at.warning), texts(at.warning)
     assert shown == "bb_atr"
     assert open_page(PAGE).selectbox(key="strat_pick").value == "bb_atr"
+
+
+def drafted(strategy_dir, name: str = "drafted") -> tuple[AppTest, str, str]:
+    """A strategy file ``name``.py, a session whose editor holds an edit of it not saved (kept on
+    disk), the file's text and the edit."""
+    from threadx.strategy.scaffold import new_strategy_file
+
+    source = new_strategy_file(name).read_text()
+    at = open_page(PAGE)
+    at.selectbox(key="strat_pick").set_value(name).run()
+    mine = source.replace("RSI length (bars)", "RSI length, typed and not saved")
+    at.text_area(key=f"strat_src:{name}.py").input(mine).run()
+    assert not at.exception, at.exception
+    assert "Not saved yet" in texts(at.caption) and "Kept on disk meanwhile" in texts(at.caption)
+    return at, source, mine
+
+
+def reopened(name: str = "drafted") -> AppTest:
+    """A new session of the page on strategy ``name`` (a refresh of the browser, a server restart)."""
+    at = open_page(PAGE)
+    at.selectbox(key="strat_pick").set_value(name).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_an_edit_not_saved_survives_a_new_session_and_save_drops_its_draft(strategy_dir, loopback_address):
+    """An edit lived in the session only: a refresh, a server restart or a closed tab lost it without a word."""
+    from threadx.strategy.user import text_hash
+    from threadx.ui.strategies import draft_path, read_draft
+
+    at, source, mine = drafted(strategy_dir)
+    draft = read_draft(strategy_dir, "drafted.py")
+    assert draft is not None and draft.text == mine and draft.base == text_hash(source)
+    assert draft_path(strategy_dir, "drafted.py").parent == strategy_dir / ".drafts"
+    assert "drafted" in listed(at) and not at.error  # the folder's loader never reads a draft as strategies
+
+    at = reopened()
+    assert at.text_area(key="strat_src:drafted.py").value == mine
+    note = texts(at.info)
+    assert re.search(r"Restored your unsaved edits from \d{4}-\d\d-\d\d \d\d:\d\d: \*\*Save\*\* writes them, "
+                     r"\*\*Discard\*\* drops them", note), note
+    assert "Not saved yet" in texts(at.caption)
+    assert (strategy_dir / "drafted.py").read_text() == source  # nothing written to the file by the restore
+    at.button(key="strat_save:drafted.py").click().run()
+    assert not at.exception, at.exception
+    assert (strategy_dir / "drafted.py").read_text() == mine and "Saved drafted.py" in texts(at.success)
+    assert read_draft(strategy_dir, "drafted.py") is None and "Restored" not in texts(at.info)
+    at = reopened()
+    assert at.text_area(key="strat_src:drafted.py").value == mine and not at.info
+    assert "Not saved yet" not in texts(at.caption)
+
+
+def test_discard_drops_a_restored_draft_and_an_edit_back_to_the_file_drops_it_too(strategy_dir, loopback_address):
+    from threadx.ui.strategies import read_draft
+
+    _, source, mine = drafted(strategy_dir)
+    at = reopened()
+    assert at.text_area(key="strat_src:drafted.py").value == mine
+    at.button(key="strat_discard:drafted.py").click().run()
+    assert not at.exception, at.exception
+    assert at.text_area(key="strat_src:drafted.py").value == source and not at.info
+    assert read_draft(strategy_dir, "drafted.py") is None and (strategy_dir / "drafted.py").read_text() == source
+    assert reopened().text_area(key="strat_src:drafted.py").value == source
+
+    at, _, mine = drafted(strategy_dir, "typed_back")
+    assert read_draft(strategy_dir, "typed_back.py") is not None
+    at.text_area(key="strat_src:typed_back.py").input(source.replace("drafted", "typed_back")).run()
+    assert "Not saved yet" not in texts(at.caption) and read_draft(strategy_dir, "typed_back.py") is None
+
+
+def test_a_draft_of_a_file_changed_on_disk_since_is_offered_not_put_in_the_box(strategy_dir, loopback_address):
+    from threadx.ui.strategies import read_draft
+
+    _, source, mine = drafted(strategy_dir)
+    path = strategy_dir / "drafted.py"
+    outside = source.replace("ATR length (bars)", "ATR length, edited in an IDE")
+    path.write_text(outside)  # changed on disk after the draft was kept
+    at = reopened()
+    assert at.text_area(key="strat_src:drafted.py").value == outside  # the file, not the draft
+    warning = texts(at.warning)
+    assert "Your unsaved edits of drafted.py from" in warning and "changed on disk since" in warning, warning
+    assert not at.info and read_draft(strategy_dir, "drafted.py").text == mine
+    # typed over the file meanwhile: kept in the session, not on disk over the draft waiting
+    at.text_area(key="strat_src:drafted.py").input(outside + "# another edit\n").run()
+    assert "Not kept on disk while the earlier draft above waits" in texts(at.caption)
+    assert read_draft(strategy_dir, "drafted.py").text == mine
+    at.button(key="strat_draft_restore:drafted.py").click().run()
+    assert not at.exception, at.exception
+    assert at.text_area(key="strat_src:drafted.py").value == mine
+    assert "changed on disk since this editor loaded it" in texts(at.warning)  # the page's conflict flow
+    at.button(key="strat_save:drafted.py").click().run()  # the change on disk not overwritten by a first Save
+    assert path.read_text() == outside and "Not saved" in texts(at.error)
+    assert read_draft(strategy_dir, "drafted.py").text == mine
+
+    at = reopened()  # Discard draft: dropped, the box keeps the file
+    at.button(key="strat_draft_discard:drafted.py").click().run()
+    assert not at.exception, at.exception
+    assert read_draft(strategy_dir, "drafted.py") is None and "Your unsaved edits" not in texts(at.warning)
+    assert at.text_area(key="strat_src:drafted.py").value == outside and path.read_text() == outside
+
+
+def test_a_draft_of_a_deleted_file_is_not_shown_for_a_new_file_of_that_name(strategy_dir, loopback_address):
+    from threadx.ui.strategies import read_draft
+
+    drafted(strategy_dir)
+    (strategy_dir / "drafted.py").unlink()
+    at = open_page(PAGE)
+    create(at, "drafted")
+    assert not at.exception, at.exception
+    assert at.text_area(key="strat_src:drafted.py").value == (strategy_dir / "drafted.py").read_text()
+    assert "Not saved yet" not in texts(at.caption) and not at.info and read_draft(strategy_dir, "drafted.py") is None
+
+
+def test_a_draft_is_bounded_and_its_file_name_checked(strategy_dir, loopback_address):
+    from threadx.errors import ParamError
+    from threadx.ui.strategies import MAX_DRAFT_BYTES, draft_path, read_draft, write_draft
+
+    at, source, mine = drafted(strategy_dir)
+    huge = mine + "#" * MAX_DRAFT_BYTES
+    at.text_area(key="strat_src:drafted.py").input(huge).run()
+    assert not at.exception, at.exception
+    assert "Not kept on disk (over 1 MiB, too large to keep on disk)" in texts(at.caption)
+    assert read_draft(strategy_dir, "drafted.py") is None  # the earlier, shorter one is not restored as the last
+    with pytest.raises(ParamError):
+        draft_path(strategy_dir, "../drafted.py")
+    with pytest.raises(ParamError):
+        write_draft(strategy_dir, ".hidden.py", "x", "0")

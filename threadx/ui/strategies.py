@@ -1,7 +1,8 @@
 """The Strategies page's logic (``views/6_Strategies.py``), kept out of the view so it can be
 tested on its own: the table of strategies (built-in and of the strategies folder) with their
 last check, the files that failed to load, a strategy's params and source, writing a new
-strategy file or an edited one, and running ``threadx.checks.strategy`` on a dataset.
+strategy file or an edited one, the editor's drafts kept on disk, and running
+``threadx.checks.strategy`` on a dataset.
 
 Editing a strategy's code in the browser runs that code on the server, so the page offers it
 only when the server listens on a loopback address and the request names a loopback host
@@ -11,6 +12,7 @@ run code.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import sys
 import time
@@ -20,18 +22,26 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
+from threadx.errors import ParamError, ThreadXError, os_reason
+from threadx.names import check_name
 from threadx.strategy.base import StrategySpec, builtin_names
 
 __all__ = ["TEMPLATE_CHOICE", "LoadError", "source_label", "check_status",
            "strategy_table", "params_table", "constraint_lines", "source_text", "load_errors", "create_strategy",
            "save_source", "run_check", "report_results", "report_verdict", "report_heading", "throttled",
-           "TEST_ONLY_PREFIX", "reserved_for_tests"]
+           "TEST_ONLY_PREFIX", "reserved_for_tests", "Draft", "DRAFTS_FOLDER", "MAX_DRAFT_BYTES", "draft_path",
+           "read_draft", "write_draft", "drop_draft"]
 
 TEMPLATE_CHOICE = "template (RSI mean reversion + ATR stop)"  # "start from" of the New strategy form
 
 # the test suite registers strategies of its own in the process it runs the pages in: the
 # pickers leave out names with this prefix, and a new strategy file may not take one
 TEST_ONLY_PREFIX = "test_"
+
+# the editor's drafts (text typed, not saved), one JSON file per strategy file in this hidden folder of the
+# strategies folder: the loader reads only the folder's own *.py files, and a draft belongs to that folder
+DRAFTS_FOLDER = ".drafts"
+MAX_DRAFT_BYTES = 2**20  # a larger text is not kept on disk (the editor and Save have no limit of their own)
 
 # last check status of a strategy (the table's "Last check" column)
 PASS, FAIL, NOT_CHECKED, NEVER, STALE = "PASS", "FAIL", "NOT CHECKED", "never", "stale"
@@ -185,7 +195,6 @@ def create_strategy(name: str, start_from: str | None) -> Path:
     """Write the strategies folder's ``<name>.py`` from the template (``start_from`` None or
     :data:`TEMPLATE_CHOICE`) or from a built-in; ParamError on a bad or taken name, or on a
     name kept for the tests (:func:`reserved_for_tests`), which no picker would offer."""
-    from threadx.errors import ParamError
     from threadx.strategy.scaffold import new_strategy_file
 
     if reserved_for_tests(name.strip()):
@@ -210,6 +219,66 @@ def save_source(path: str | Path, text: str) -> Path:
     atomic_write_bytes(path, text.encode("utf-8"))
     os.chmod(path, mode)
     return path
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An edit of a strategy file not saved yet, as kept on disk: its ``text``, the :func:`text_hash
+    <threadx.strategy.user.text_hash>` of the file's text it was typed over (``base``) and when it
+    was written (``saved_at``, ISO 8601 UTC)."""
+
+    text: str
+    base: str
+    saved_at: str
+
+
+def draft_path(folder: Path, file: str) -> Path:
+    """Where the draft of the strategies folder's file ``file`` is kept; ParamError on a file name
+    that is no plain name (:func:`threadx.names.check_name`)."""
+    return Path(folder) / DRAFTS_FOLDER / f"{check_name(file, 'strategy file name')}.json"
+
+
+def read_draft(folder: Path, file: str) -> Draft | None:
+    """The draft kept for ``file``; None when there is none, or it cannot be read as one."""
+    try:
+        data = json.loads(draft_path(folder, file).read_text(encoding="utf-8"))
+        draft = Draft(data["text"], data["base"], data["saved_at"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
+    return draft if all(isinstance(v, str) for v in (draft.text, draft.base, draft.saved_at)) else None
+
+
+def write_draft(folder: Path, file: str, text: str, base: str) -> Draft:
+    """Keep ``text`` as the draft of ``file`` typed over the file text of hash ``base``, written
+    whole or not at all. ParamError on a bad file name, or a text over :data:`MAX_DRAFT_BYTES`
+    (an earlier draft of the file is dropped: never restored as if it were the last);
+    ThreadXError when it cannot be written."""
+    from datetime import datetime, timezone
+
+    from threadx.files import remove_dead_temps, save_atomically
+
+    path = draft_path(folder, file)
+    if len(text.encode("utf-8")) > MAX_DRAFT_BYTES:
+        drop_draft(folder, file)
+        raise ParamError(f"over {MAX_DRAFT_BYTES // 2**20} MiB, too large to keep on disk")
+    if not path.parent.is_dir():
+        try:
+            path.parent.mkdir(exist_ok=True)
+            (path.parent / ".gitignore").write_text("*\n")  # a strategies folder kept in git: drafts stay out of it
+        except OSError as exc:
+            raise ThreadXError(f"cannot create {path.parent}: {os_reason(exc)}") from exc
+    draft = Draft(text, base, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    remove_dead_temps(path)
+    save_atomically(path, json.dumps({"file": file, **vars(draft)}).encode("utf-8"), f"the draft of {file}")
+    return draft
+
+
+def drop_draft(folder: Path, file: str) -> None:
+    """Remove the draft kept for ``file`` (none: nothing to do)."""
+    try:
+        draft_path(folder, file).unlink(missing_ok=True)
+    except (OSError, ParamError):
+        pass
 
 
 def throttled(progress: Callable[[str, float], None], every_s: float = 0.1) -> Callable[[str, float], None]:
