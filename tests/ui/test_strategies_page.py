@@ -544,9 +544,21 @@ def test_a_draft_is_bounded_and_its_file_name_checked(strategy_dir, loopback_add
     huge = mine + "#" * MAX_DRAFT_BYTES
     at.text_area(key="strat_src:drafted.py").input(huge).run()
     assert not at.exception, at.exception
-    assert "Not kept on disk (over 1 MiB, too large to keep on disk)" in texts(at.caption)
+    assert "Not kept on disk (the text is over 1 MiB, the most a draft keeps)" in texts(at.caption)
     assert read_draft(strategy_dir, "drafted.py") is None  # the earlier, shorter one is not restored as the last
     with pytest.raises(ParamError):
         draft_path(strategy_dir, "../drafted.py")
     with pytest.raises(ParamError):
         write_draft(strategy_dir, ".hidden.py", "x", "0")
+
+
+def test_a_server_on_a_network_address_neither_restores_nor_writes_drafts(strategy_dir, network_address):
+    from threadx.strategy.scaffold import new_strategy_file
+    from threadx.strategy.user import text_hash
+    from threadx.ui.strategies import read_draft, write_draft
+
+    source = new_strategy_file("remote").read_text()
+    kept = write_draft(strategy_dir, "remote.py", source + "# typed on a local server\n", text_hash(source))
+    at = open_page(PAGE)
+    at.selectbox(key="strat_pick").set_value("remote").run()
+    assert not at.text_area and "Restored" not in texts(at.info) and read_draft(strategy_dir, "remote.py") == kept

@@ -260,7 +260,7 @@ def write_draft(folder: Path, file: str, text: str, base: str) -> Draft:
     path = draft_path(folder, file)
     if len(text.encode("utf-8")) > MAX_DRAFT_BYTES:
         drop_draft(folder, file)
-        raise ParamError(f"over {MAX_DRAFT_BYTES // 2**20} MiB, too large to keep on disk")
+        raise ParamError(f"the text is over {MAX_DRAFT_BYTES // 2**20} MiB, the most a draft keeps")
     if not path.parent.is_dir():
         try:
             path.parent.mkdir(exist_ok=True)
