@@ -299,7 +299,7 @@ def prune() -> list[Path]:
             try:
                 with FileLock(str(path) + ".lock", timeout=0):
                     shutil.rmtree(path, ignore_errors=True)
-            except Timeout:
+            except (Timeout, OSError):  # (being built now; or a folder this user may not write: left)
                 continue
             removed.append(path)
     return removed
