@@ -79,8 +79,15 @@ def _upload_key() -> str:
 
 
 def _empty_uploader() -> None:
-    """A new uploader key for the next run: the files of an import that ended are not joined to the next."""
+    """A new uploader key for the next run: the files of an import done are not imported again."""
     st.session_state["data_upload_round"] = st.session_state.get("data_upload_round", 0) + 1
+
+
+def _keep_uploads() -> None:
+    """Leave the uploader's files for another try (an option changed, a name freed) after an import
+    that did not end well, and remember them: a file dropped beside them is not joined to them
+    without a word (:func:`_import_source`)."""
+    st.session_state["data_left_uploads"] = [Path(u.name).name for u in st.session_state.get(_upload_key()) or []]
 
 
 def _import_source(scratch: str) -> tuple[str | Path | list[str], str, dict[str, str]]:
@@ -91,6 +98,13 @@ def _import_source(scratch: str) -> tuple[str | Path | list[str], str, dict[str,
     path_text = st.session_state.get("data_path", "").strip() if local_only()[0] else ""
     if uploads and path_text:  # (the upload won, the typed pattern was dropped without a word)
         raise ThreadXError("a file is uploaded and a path is typed: clear one of them (one import, one source)")
+    left = st.session_state.pop("data_left_uploads", None)  # the files of the last import that did not end well
+    names = [Path(u.name).name for u in uploads]
+    added = [n for n in names if n not in (left or [])]
+    if left and added and set(left) & set(names):  # (they were imported with the next file dropped beside them)
+        raise ThreadXError(f"{', '.join(left)} (not imported just now) is still in the box beside "
+                           f"{', '.join(added)}: remove it (its ×) to import {'them' if len(added) > 1 else 'that'} "
+                           "alone, or press Import again to import them all as one dataset")
     if uploads:
         sources, shown = save_uploads(uploads, scratch)
         first = Path(uploads[0].name).name
@@ -109,6 +123,7 @@ def _run_import(*, replace: bool = False, label: str | None = None) -> None:
     """Import with the form's settings; a name in use opens the replace / keep both / cancel choice."""
     field = lambda key: st.session_state.get(key, "").strip() or None  # noqa: E731
     answer = replace or label is not None  # to the name-in-use choice (kept when the answer fails)
+    named = label  # the dataset's label: the one given, else the uploaded file name's
     try:
         with tempfile.TemporaryDirectory(prefix="threadx-upload-") as scratch:  # deleted after the import
             source, stem, shown = _import_source(scratch)
@@ -129,19 +144,22 @@ def _run_import(*, replace: bool = False, label: str | None = None) -> None:
                     text = text.replace(copy, given).replace(Path(copy).name, given)
                 raise ThreadXError(text) from None
     except DatasetExists as exc:
+        earlier = st.session_state.get("data_collision") or {}
+        # the name in use (what Replace overwrites: a Keep both whose label is taken too asks again about
+        # that labelled name, and Replace overwrote the unlabelled one) and the name Keep both labels
+        base = exc.name[:-len(named) - 1] if named and exc.name.endswith(f"-{named}") else exc.name
         st.session_state["data_collision"] = {"existing": f"{exc.describe()}", "name": exc.name,
-                                              "bars": exc.bars, "incoming": exc.incoming}
+                                              "base": earlier.get("base", base) if label else base,
+                                              "label": label, "bars": exc.bars, "incoming": exc.incoming}
+        if answer:  # the question about the name a Keep both met (the one drawn above is about the other)
+            st.rerun()
         return  # (the uploader keeps the files: the choice's answers import them)
     except (ThreadXError, ValueError, OSError) as exc:
-        if answer:  # (an answer to the choice that failed, a bad label say, keeps the choice and its files)
-            st.error(f"Import failed: {exc}")
-            return
-        # the refused files leave the uploader (the next ones dropped there were imported with them);
-        # the error is said on the run that shows it empty
-        st.session_state.pop("data_collision", None)
-        st.session_state["data_import_error"] = f"Import failed: {exc}"
-        _empty_uploader()
-        st.rerun()
+        if not answer:  # (an answer to the choice that failed, a bad label say, keeps the choice)
+            st.session_state.pop("data_collision", None)
+        _keep_uploads()
+        st.error(f"Import failed: {exc}")
+        return
     st.session_state.pop("data_collision", None)
     name = dataset_name(target)
     done = (f"Replaced {name} with {len(frame):,} bars ({target})" if replace
@@ -160,25 +178,26 @@ def _collision_choice(collision: dict) -> None:
     """Replace / keep both / cancel, for an import onto a name in use."""
     first, last, bars = collision["incoming"] or (None, None, 0)
     name, stored = collision["name"], format_count(collision.get("bars", 0))
+    base = collision.get("base", name)
     st.warning(f"{collision['existing'][0].upper()}{collision['existing'][1:]}. The import holds "
-               f"{_span(first, last, bars)}. **Keep both** stores it as {name}-LABEL beside the stored one; "
+               f"{_span(first, last, bars)}. **Keep both** stores it as {base}-LABEL beside the stored one; "
                f"**Replace** overwrites {name} with it (its {stored} bars are lost); **Cancel** writes nothing.")
     default = "new" if first is None else f"{first:%Y}" + (f"-{last:%Y}" if last.year != first.year else "")
     # (the answer that loses nothing is the prominent one)
     c = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
     label = c[0].text_input("Label for the new one", value=default, key="data_collision_label",
-                            help=f"stored as {name}-LABEL")
+                            help=f"stored as {base}-LABEL")
     if c[1].button("Keep both", key="data_collision_keep", type="primary"):
         if label.strip():
             _run_import(label=label.strip())
         else:  # (without one the import met the same name again: the same question, and no word why)
-            st.warning(f"Keep both needs a label for the new one: it is stored as {name}-LABEL.")
+            st.warning(f"Keep both needs a label for the new one: it is stored as {base}-LABEL.")
     if c[2].button("Replace", key="data_collision_replace",
                    help=f"overwrite {name} ({stored} bars) with the import: this cannot be undone"):
-        _run_import(replace=True)
+        _run_import(replace=True, label=collision.get("label"))  # (the name shown: labelled when a label met it)
     if c[3].button("Cancel", key="data_collision_cancel"):
         st.session_state.pop("data_collision", None)
-        _empty_uploader()
+        _keep_uploads()
         st.session_state["data_import_note"] = "Import cancelled: nothing was written."
         st.rerun()  # (the choice's buttons were drawn already: they stayed, and Replace then did nothing)
 
@@ -296,9 +315,6 @@ with tabs[2]:
                 help="a file with a timestamp more than once is refused unless this is ticked (CLI: --dedupe)")
     if st.button("Import", key="data_import"):
         _run_import()
-    failed = st.session_state.pop("data_import_error", None)
-    if failed:
-        st.error(failed)
     done = st.session_state.pop("data_import_done", None)
     if done:
         st.success(done)

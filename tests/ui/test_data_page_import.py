@@ -93,9 +93,10 @@ class _Upload:
 
 class _Dropped(list):
     """Files the user drops into the uploader before the next run; ``shown``: the names it listed
-    at the last run."""
+    at the last run; ``remove_held``: the user removes the files it holds (their ×) first."""
 
     shown: list[str] = []
+    remove_held = False
 
 
 @pytest.fixture
@@ -108,6 +109,8 @@ def uploads(monkeypatch) -> tuple[_Dropped, bytes]:
     pending, held = _Dropped(), {}
 
     def uploader(label, type=None, key=None, accept_multiple_files=False, **kwargs):
+        if pending.remove_held:
+            held[key], pending.remove_held = [], False
         held.setdefault(key, []).extend(pending)
         pending.clear()
         st.session_state[key] = list(held[key])
@@ -127,13 +130,13 @@ def test_an_upload_named_with_a_label_that_is_no_label_is_refused_naming_it(work
     pending, data = uploads
     at = open_page("1_Data.py")
     for name in ("BTC_USDT-1h-" + "x" * 200 + ".csv", "BTC_USDT-1h-2017 2020.csv"):
-        pending[:] = [_Upload(name, data)]
+        pending[:], pending.remove_held = [_Upload(name, data)], True  # (the refused one removed: its ×)
         at.button(key="data_import").click().run()
         assert not at.exception, at.exception
         assert any("Import failed: invalid dataset label" in e.value and f"(taken from the file name {name!r})"
                    in e.value for e in at.error), [e.value for e in at.error]
         assert not (workspace / "data" / "local").exists()
-    pending[:] = [_Upload("BTC_USDT-1h-2024 (1).csv", data)]  # (a browser's copy mark: the label is 2024)
+    pending[:], pending.remove_held = [_Upload("BTC_USDT-1h-2024 (1).csv", data)], True  # (the label is 2024)
     at.button(key="data_import").click().run()
     assert any("Imported 48 bars into local/BTC_USDT-1h-2024" in s.value for s in at.success), \
         [e.value for e in at.error]
@@ -153,36 +156,59 @@ def test_two_overlapping_uploads_are_named_as_the_user_named_them(workspace, upl
     assert not any("upload0" in e or "upload1" in e for e in errors), errors
 
 
-def test_a_failed_upload_leaves_the_uploader_empty_and_its_error_shown(workspace, uploads):
-    """A refused upload stayed in the uploader, and the next file dropped there was imported with
-    it (refused again, or two files joined that the user never meant as one)."""
+def test_a_refused_upload_stays_for_another_try_and_is_not_joined_to_the_next_file_without_a_word(workspace, uploads):
+    """A refused upload stayed in the uploader and the next file dropped there was imported with it
+    (refused again, or two files joined that the user never meant as one); emptying the uploader
+    instead made a refusal that an option fixes (Drop repeated timestamps) a new upload."""
     pending, data = uploads
     at = open_page("1_Data.py")
     pending[:] = [_Upload("BAD_USDT-1h.csv", b"this,is\nnot,ohlcv\n")]
     at.button(key="data_import").click().run()
     assert not at.exception, at.exception
-    assert any("Import failed" in e.value and "BAD_USDT-1h.csv" in e.value for e in at.error), \
-        [e.value for e in at.error]  # (said on the run that emptied the uploader)
-    assert pending.shown == []
-    pending[:] = [_Upload("GOOD_USDT-1h.csv", data)]
+    assert any("Import failed" in e.value and "BAD_USDT-1h.csv" in e.value for e in at.error)
+    assert pending.shown == ["BAD_USDT-1h.csv"]  # (still there: an option may be what it needs)
+    pending[:] = [_Upload("GOOD_USDT-1h.csv", data)]  # dropped beside it
+    at.button(key="data_import").click().run()
+    errors = [e.value for e in at.error]
+    assert any("BAD_USDT-1h.csv (not imported just now) is still in the box beside GOOD_USDT-1h.csv" in e
+               and "remove it" in e for e in errors), errors
+    assert not (workspace / "data" / "local").exists()  # nothing joined, nothing written
+    at.button(key="data_import").click().run()  # pressed again: the user means them as one (refused here)
+    assert any("Import failed" in e.value and "still in the box" not in e.value for e in at.error)
+
+
+def test_a_refused_upload_imports_once_the_option_it_needs_is_ticked(workspace, uploads):
+    pending, _ = uploads
+    index = pd.date_range("2024-04-01", periods=100, freq="1h", tz="UTC")
+    frame = pd.DataFrame({"timestamp": index.as_unit("ms").asi8, "open": 100.0, "high": 101.0, "low": 99.0,
+                          "close": 100.5, "volume": 1.0})
+    twice = pd.concat([frame.iloc[:13], frame.iloc[12:13], frame.iloc[13:]]).to_csv(index=False).encode()
+    at = open_page("1_Data.py")
+    pending[:] = [_Upload("DUP_USDT-1h.csv", twice)]
+    at.button(key="data_import").click().run()
+    assert any("Import failed" in e.value and "Drop repeated timestamps" in e.value for e in at.error)
+    at.checkbox(key="data_dedupe").check()
     at.button(key="data_import").click().run()
     assert not at.exception, at.exception
-    assert any("Imported 48 bars into local/GOOD_USDT-1h" in s.value for s in at.success), \
-        [e.value for e in at.error]
-    assert not at.error and pending.shown == []  # (the success too, said once the uploader is empty)
-    assert sorted(p.name for p in (workspace / "data" / "local").iterdir()) == ["GOOD_USDT-1h.parquet"]
+    assert any("Imported 100 bars into local/DUP_USDT-1h" in s.value for s in at.success), [e.value for e in at.error]
+    assert pending.shown == []  # (imported: the uploader is empty for the next one)
 
 
-def test_a_cancelled_upload_leaves_the_uploader_empty(workspace, uploads):
+def test_a_cancelled_upload_stays_and_is_not_joined_to_the_next_file_without_a_word(workspace, uploads):
     pending, data = uploads
     at = open_page("1_Data.py")
     pending[:] = [_Upload("ABC_USDT-1h.csv", data)]
     at.button(key="data_import").click().run()
-    assert any("Imported 48 bars" in s.value for s in at.success)
+    assert any("Imported 48 bars" in s.value for s in at.success) and pending.shown == []
     pending[:] = [_Upload("ABC_USDT-1h.csv", data)]
     at.button(key="data_import").click().run()
     assert any("already exists" in w.value for w in at.warning)
     assert pending.shown == ["ABC_USDT-1h.csv"]  # (the choice's answers import it: it stays for them)
     at.button(key="data_collision_cancel").click().run()
     assert not at.exception, at.exception
-    assert any("cancelled" in i.value for i in at.info) and pending.shown == []
+    assert any("cancelled" in i.value for i in at.info)
+    pending[:] = [_Upload("XYZ_USDT-1h.csv", data)]
+    at.button(key="data_import").click().run()
+    assert any("ABC_USDT-1h.csv (not imported just now) is still in the box beside XYZ_USDT-1h.csv" in e.value
+               for e in at.error), [e.value for e in at.error]
+    assert sorted(p.name for p in (workspace / "data" / "local").iterdir()) == ["ABC_USDT-1h.parquet"]

@@ -321,3 +321,23 @@ def test_rename_names_the_stored_results_that_ran_on_it_and_warns_of_another_mar
             "re-run under its new name (rename it back to binance/BTC_USDT-1h for that)") in said, said
     at.run()  # said once, not on every later run
     assert not [w for w in at.warning if "stored result" in w.value]
+
+
+def test_a_keep_both_label_taken_too_asks_about_that_name_and_replace_overwrites_that_one(stored, older, workspace):
+    """Keep both under a label in use too named the labelled dataset as the one Replace overwrites,
+    and Replace then overwrote the unlabelled one (200 bars lost, the named one untouched)."""
+    from threadx.data import write_ohlcv
+
+    labelled = write_ohlcv(candles(50, NEW), workspace / "data" / "binance" / "BTC_USDT-1h-2017-2020.parquet")
+    at = start_import(older)
+    at.button(key="data_collision_keep").click().run()  # its default label, 2017-2020: taken too
+    assert not at.exception, at.exception
+    asked = " ".join(w.value for w in at.warning)
+    assert "binance/BTC_USDT-1h-2017-2020 already exists" in asked, asked
+    assert "overwrites binance/BTC_USDT-1h-2017-2020" in asked and "stores it as binance/BTC_USDT-1h-LABEL" in asked
+    base, other = stored.read_bytes(), labelled.read_bytes()
+    at.button(key="data_collision_replace").click().run()
+    assert not at.exception, at.exception
+    assert any("Replaced binance/BTC_USDT-1h-2017-2020 with 26,000 bars" in s.value for s in at.success), \
+        [e.value for e in at.error]
+    assert stored.read_bytes() == base and labelled.read_bytes() != other
