@@ -101,10 +101,10 @@ def editor(path: Path, text: str) -> None:
     conflict = False
     if st.session_state.pop(f"strat_fresh:{name}", False):
         drafts.pop(name, None)
-        kept.pop(name, None)
+        mine = kept.pop(name, None)
         restored.pop(name, None)
-        if name not in offers:  # (a draft waiting for Restore is not this box's edit)
-            logic.drop_draft(folder, name)
+        if name not in offers and mine is not None:  # (a draft waiting for Restore is not this box's edit)
+            logic.drop_draft(folder, name, only=mine[0])  # (not one another tab wrote since)
         st.session_state[key], bases[name] = text, disk
     elif st.session_state.pop(f"strat_restore:{name}", False) and name in offers:
         found = offers.pop(name)  # (then the box's edit of a file changed since: the warning below)
@@ -129,9 +129,9 @@ def editor(path: Path, text: str) -> None:
             st.session_state[f"strat_restore:{name}"] = True
             st.rerun()
         if c[1].button("Discard draft", key=f"strat_draft_discard:{name}", width="stretch"):
-            offers.pop(name)
+            found = offers.pop(name)
             kept.pop(name, None)  # the box's own edit, if any, is kept on disk in its place
-            logic.drop_draft(folder, name)
+            logic.drop_draft(folder, name, only=(found.text, found.base))
             st.rerun()
     if bases.get(name) != disk:
         if user.text_hash(st.session_state[key] or "") == bases.get(name):  # no edit here: follow the file
@@ -159,9 +159,9 @@ def editor(path: Path, text: str) -> None:
         st.caption(f"Not saved yet: the text above differs from {name} as loaded (kept while you visit other "
                    f"strategies or pages); **Save** writes it. {kept[name][1]}")
     else:
-        if drafts.pop(name, None) is not None and name not in offers:  # typed back to the file's text
-            logic.drop_draft(folder, name)
-        kept.pop(name, None)
+        mine = kept.pop(name, None)
+        if drafts.pop(name, None) is not None and name not in offers and mine is not None:  # typed back
+            logic.drop_draft(folder, name, only=mine[0])  # to the file's text (a draft of another tab stays)
         restored.pop(name, None)
     if edited:
         c = st.columns([1, 1, 4])
@@ -292,6 +292,7 @@ with st.expander("New strategy", expanded=not mine and not errors):
             st.session_state["strat_want"] = path.name
             st.session_state[f"strat_fresh:{path.name}"] = True  # (an unsaved draft of a file once of that name: gone)
             st.session_state.get("strat_offers", {}).pop(path.name, None)  # (its disk draft too, even one offered)
+            logic.drop_draft(folder, path.name)
             st.session_state["strat_new_clear"] = True
             st.session_state["strat_flash"] = ("new", f"Wrote `{path}`: edit it below, press Check, or open it in "
                                                       "Backtest.")

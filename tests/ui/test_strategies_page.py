@@ -562,3 +562,23 @@ def test_a_server_on_a_network_address_neither_restores_nor_writes_drafts(strate
     at = open_page(PAGE)
     at.selectbox(key="strat_pick").set_value("remote").run()
     assert not at.text_area and "Restored" not in texts(at.info) and read_draft(strategy_dir, "remote.py") == kept
+
+
+def test_a_tab_drops_only_its_own_draft_not_one_another_tab_wrote_since(strategy_dir, loopback_address):
+    """Discard or Save in one tab deleted the draft another tab had written since, which that tab
+    still said was kept on disk (and a refresh lost its edit)."""
+    from threadx.ui.strategies import read_draft
+
+    at1, source, mine = drafted(strategy_dir)
+    at2 = reopened()  # a second tab
+    theirs = source + "# typed in the second tab\n"
+    at2.text_area(key="strat_src:drafted.py").input(theirs).run()
+    assert read_draft(strategy_dir, "drafted.py").text == theirs
+    at1.button(key="strat_discard:drafted.py").click().run()
+    assert not at1.exception, at1.exception
+    assert read_draft(strategy_dir, "drafted.py").text == theirs  # the second tab's, kept
+    at1.text_area(key="strat_src:drafted.py").input(source + "# the first tab again\n").run()
+    assert read_draft(strategy_dir, "drafted.py").text.endswith("# the first tab again\n")  # (the last one wins)
+    at1.button(key="strat_save:drafted.py").click().run()
+    assert not at1.exception, at1.exception
+    assert read_draft(strategy_dir, "drafted.py") is None  # its own: dropped by its Save

@@ -273,8 +273,13 @@ def write_draft(folder: Path, file: str, text: str, base: str) -> Draft:
     return draft
 
 
-def drop_draft(folder: Path, file: str) -> None:
-    """Remove the draft kept for ``file`` (none: nothing to do)."""
+def drop_draft(folder: Path, file: str, only: tuple[str, str] | None = None) -> None:
+    """Remove the draft kept for ``file`` (none: nothing to do); with ``only`` (text, base), only
+    when it is that one: a draft another tab wrote since is that tab's to drop."""
+    if only is not None:
+        found = read_draft(folder, file)
+        if found is not None and (found.text, found.base) != tuple(only):
+            return
     try:
         draft_path(folder, file).unlink(missing_ok=True)
     except (OSError, ParamError):
