@@ -29,3 +29,27 @@ def test_the_advice_is_off_and_children_inherit_it(numpy_first):
 def test_a_users_own_choice_is_kept():
     assert _probe("1", numpy_first=False) == "True 1"
     assert _probe("0", numpy_first=True) == "False 0"
+
+
+def _arrow_probe(env_value: str | None, code: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "MIMALLOC_ALLOW_THP"}
+    env["MIMALLOC_VERBOSE"] = "1"  # (mimalloc prints its options as pyarrow loads it)
+    if env_value is not None:
+        env["MIMALLOC_ALLOW_THP"] = env_value
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+
+
+@pytest.mark.parametrize("user_value, want", [(None, "0"), ("1", "1")], ids=["unset", "the user's"])
+def test_pyarrows_allocator_stays_off_huge_pages_unless_the_user_chose(user_value, want):
+    pa = pytest.importorskip("pyarrow")
+    if pa.default_memory_pool().backend_name != "mimalloc":
+        pytest.skip("pyarrow's pool is not mimalloc here")
+    got = _arrow_probe(user_value, "import os, threadx, pyarrow; pyarrow.array([1]); "
+                                   "print(os.environ['MIMALLOC_ALLOW_THP'])")
+    assert got.stdout.strip() == want
+    assert f"option 'allow_thp': {want}" in got.stderr  # as mimalloc read it
+
+
+def test_with_pyarrow_loaded_first_the_processes_threadx_starts_still_get_it():
+    got = _arrow_probe(None, "import os, pandas, threadx; print(os.environ['MIMALLOC_ALLOW_THP'])")
+    assert got.stdout.strip() == "0"

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from threadx.hugepages import no_numpy_hugepages  # noqa: E402 - before numpy is imported (numba imports it)
+from threadx.hugepages import no_arrow_hugepages, no_numpy_hugepages  # noqa: E402 - before numpy is imported
 
 no_numpy_hugepages()
+no_arrow_hugepages()
 
 from threadx.jit_cache import use_versioned_cache  # noqa: E402 - before any kernel module is compiled or loaded
 

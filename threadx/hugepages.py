@@ -8,6 +8,13 @@ Measured on a 2-core Linux host (``benchmarks/bench_issue12.py``, goal e): a GPU
 plan batch took 2.50 s with the advice and 0.36 s without; an ``ma_crossover`` sweep of 1,860
 combos on one thread 0.34-0.51 s with it, 0.22-0.28 s without. ``NUMPY_MADVISE_HUGEPAGE`` set
 by the user (0 or 1) is kept as it is.
+
+pyarrow's allocator (mimalloc) maps its memory with huge pages too: a sweep's last Parquet part
+(10,000 rows) took 40-80 ms of system time in about one write of four, 10 ms otherwise; with
+``MIMALLOC_ALLOW_THP=0``, 10 writes of 10 took about 10 ms. mimalloc reads it as pyarrow loads,
+so it holds in the processes ThreadX starts (the workstation's job process, spawned workers) and in
+this one when pyarrow is imported after ThreadX (pandas imports it: a script importing pandas
+first keeps pyarrow's choice). A value the user set is kept.
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ import os
 import sys
 
 ADVICE_VARIABLE = "NUMPY_MADVISE_HUGEPAGE"  # NumPy's own switch, read when numpy is imported
+ARROW_VARIABLE = "MIMALLOC_ALLOW_THP"  # pyarrow's allocator's switch, read when pyarrow is loaded
 
 
 def no_numpy_hugepages() -> None:
@@ -31,3 +39,9 @@ def no_numpy_hugepages() -> None:
         if switch is not None:
             switch(False)
             return
+
+
+def no_arrow_hugepages() -> None:
+    """Keep pyarrow's allocator off huge pages in the processes started from now on (and in this
+    one, when pyarrow is not loaded yet), unless ``MIMALLOC_ALLOW_THP`` is set already."""
+    os.environ.setdefault(ARROW_VARIABLE, "0")
