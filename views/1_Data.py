@@ -31,7 +31,7 @@ from threadx.data.timeframe import resample_problem, timeframe_seconds
 from threadx.errors import ThreadXError
 from threadx.results_using import used_by_note
 from threadx.ui import charts
-from threadx.ui.state import dataset_picker, datasets_changed, label_dataset, load_dataset
+from threadx.ui.state import dataset_picker, datasets_changed, label_dataset, load_dataset, sentence
 from threadx.ui.uploads import save_uploads
 from threadx.ui.serving import local_only
 from threadx.units import format_count, format_metric, table_view
@@ -83,11 +83,16 @@ def _empty_uploader() -> None:
     st.session_state["data_upload_round"] = st.session_state.get("data_upload_round", 0) + 1
 
 
+def _upload_names(uploads: list) -> list[str]:
+    """The names the user gave the uploader's files (their base names)."""
+    return [Path(u.name).name for u in uploads]
+
+
 def _keep_uploads() -> None:
     """Leave the uploader's files for another try (an option changed, a name freed) after an import
     that did not end well, and remember them: a file dropped beside them is not joined to them
     without a word (:func:`_import_source`)."""
-    st.session_state["data_left_uploads"] = [Path(u.name).name for u in st.session_state.get(_upload_key()) or []]
+    st.session_state["data_left_uploads"] = _upload_names(st.session_state.get(_upload_key()) or [])
 
 
 def _import_source(scratch: str) -> tuple[str | Path | list[str], str, dict[str, str]]:
@@ -99,7 +104,7 @@ def _import_source(scratch: str) -> tuple[str | Path | list[str], str, dict[str,
     if uploads and path_text:  # (the upload won, the typed pattern was dropped without a word)
         raise ThreadXError("a file is uploaded and a path is typed: clear one of them (one import, one source)")
     left = st.session_state.pop("data_left_uploads", None)  # the files of the last import that did not end well
-    names = [Path(u.name).name for u in uploads]
+    names = _upload_names(uploads)
     added = [n for n in names if n not in (left or [])]
     if left and added and set(left) & set(names):  # (they were imported with the next file dropped beside them)
         raise ThreadXError(f"{', '.join(left)} (not imported just now) is still in the box beside "
@@ -128,7 +133,6 @@ def _run_import(*, replace: bool = False, label: str | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="threadx-upload-") as scratch:  # deleted after the import
             source, stem, shown = _import_source(scratch)
             try:
-                named = label
                 if named is None and isinstance(source, str) and source in shown:  # an upload's copy may have
                     named = file_label(shown[source])  # another name (upload0.csv): the label is the user's name's
                 frame, target = import_ohlcv(source, field("data_exchange") or "local",
@@ -219,7 +223,7 @@ def _rename_delete(dataset: str, table: pd.DataFrame) -> None:
             st.error(f"Rename failed: {exc}")
         else:  # (the results that ran on it and a market's change: said where the success is, as warnings)
             moved = market_change(dataset, dataset_name(target))
-            notes = ([moved[0].upper() + moved[1:] + "."] if moved else []) + ([used.strip()] if used else [])
+            notes = ([sentence(moved)] if moved else []) + ([used.strip()] if used else [])
             if notes:
                 st.session_state["data_flash_warning"] = " ".join(notes)
             datasets_changed(f"Renamed {dataset} to {dataset_name(target)}", select=dataset_name(target))

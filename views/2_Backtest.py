@@ -21,7 +21,7 @@ from threadx.ui import charts, user_code, widgets, workspace
 from threadx.ui import strategies as strategies_ui
 from threadx.ui.workspace import finite_number
 from threadx.ui.state import (dataset_and_strategy, dataset_names, label_dataset, load_dataset, strategy_fell_back,
-                              load_dataset_or_error, plain, restore_from_url, session_memo)
+                              load_dataset_or_error, plain, restore_from_url, sentence, session_memo)
 from threadx.ui.widgets import (differences, funding_as_run, funding_caption, funding_toggle, metric_grid, number_box,
                                param_form, param_text, show_problems)
 from threadx.warmup import warming_note
@@ -390,9 +390,9 @@ if shown and df is not None:
                 "form's result.")
     quote = quote_currency(shown["dataset"])  # (prices, money cards, trades: "Price (USDT)")
     metric_grid(charts.metric_cards(result.metrics, quote))
-    sparse = df.attrs.get("sparse_note") if df is not None else None  # (session data: said at load, and here)
+    sparse = df.attrs.get("sparse_note")  # (session data: said at load, and here)
     if sparse:
-        st.caption(sparse[:1].upper() + sparse[1:] + ".")
+        st.caption(sentence(sparse))
     bust = result.liquidation_note()
     if bust:
         st.error(bust)

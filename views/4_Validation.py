@@ -37,7 +37,7 @@ from threadx.ui import strategies as strategies_ui
 from threadx.ui import sweep_runs, validation_charts as vc
 from threadx.ui.jobs import JobInfo, JobRegistry
 from threadx.ui.state import (dataset_and_strategy, dataset_names, drop_linked_run, label_dataset, linked_run,
-                              load_dataset_or_error, strategy_fell_back, valid_combos)
+                              load_dataset_or_error, sentence, strategy_fell_back, valid_combos)
 from threadx.ui.walk_forward_form import BOUNDS, form_state
 from threadx.ui.widgets import (CONTROL_PX, choice_box, controls_row, differences, follow_job, followed_job,
                                 funding_as_run, funding_caption, funding_toggle, job_progress, launch_held, metric_grid,
@@ -275,7 +275,7 @@ def robustness_sections(report: Any, key: str, heatmap: Callable[[], None] | Non
          "the searched range: the optimum may lie outside it."),
     ])
     edge = f" On a grid edge: {', '.join(s.on_edge)}." if s.on_edge else ""
-    st.caption(s.note[:1].upper() + s.note[1:] + "." + edge)
+    st.caption(sentence(s.note) + edge)
     if heatmap is not None:
         heatmap()
     with st.expander("One-step neighbours", expanded=heatmap is None):
@@ -397,7 +397,7 @@ def show_walk_forward(run_id: str, form: dict[str, Any] | None = None) -> bool:
         load_settings_button(wf, report)
     gone = data_problem(meta.get("data"))
     if gone:
-        st.warning(f"{gone[:1].upper()}{gone[1:]}. This report stands for the candles the walk-forward ran on; "
+        st.warning(f"{sentence(gone)} This report stands for the candles the walk-forward ran on; "
                    "its params, run again or in a portfolio, would meet other data.")
     if meta.get("cancelled"):
         st.warning(f"Stopped early: the results cover {meta['combos_done']:,} of {meta['combos_planned']:,} combos.")
@@ -662,7 +662,7 @@ def show_sweep_report(run_id: str, n_boot: int, S: int, seed: int) -> None:
     st.caption(describe_run(m))
     partial = partial_note(run)  # of the run as it is now (a report cached while it ran says 'running')
     if partial:
-        st.warning(partial[:1].upper() + partial[1:] + ".")
+        st.warning(sentence(partial))
     params = report.source.get("params", {})
     st.markdown(f"Winner by {m.get('objective', 'sharpe')} among {format_count(m.get('done'))} combos: "
                 + ", ".join(f"`{k}={params[k]}`" for k in (varying or params) if k in params))

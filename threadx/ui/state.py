@@ -152,6 +152,15 @@ def _default_dataset(names: list[str]) -> str:
 _MARKDOWN = re.compile(r"([\\`*\[\]()<>#!|~$])")
 
 
+def sentence(text: str) -> str:
+    """A note (lower-case, no full stop, as functions word them) as a sentence of its own.
+
+    >>> sentence("the bars stay BTC_USDT's")
+    "The bars stay BTC_USDT's."
+    """
+    return text[:1].upper() + text[1:] + "."
+
+
 def plain(text: str, limit: int = 80) -> str:
     """Text from outside (a URL) shown in Markdown as typed: cut to ``limit`` characters,
     Markdown's link, emphasis, HTML and math characters escaped."""
