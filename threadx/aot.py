@@ -278,6 +278,8 @@ def prune() -> list[Path]:
     is making now (its lock held) is left alone."""
     from filelock import FileLock, Timeout
 
+    from threadx.jit_cache import is_hash_name
+
     current = folder()
     removed: list[Path] = []
     try:
@@ -295,7 +297,7 @@ def prune() -> list[Path]:
             if stale:
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
-        elif len(path.name) == len(current.name) and all(ch in "0123456789abcdef" for ch in path.name):
+        elif is_hash_name(path.name):
             try:
                 with FileLock(str(path) + ".lock", timeout=0):
                     shutil.rmtree(path, ignore_errors=True)

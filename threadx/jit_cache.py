@@ -73,6 +73,12 @@ def use_versioned_cache() -> Path:
     return folder
 
 
+def is_hash_name(name: str) -> bool:
+    """Whether ``name`` is a folder name of :func:`sources_hash`'s form (16 hex digits), as the
+    versions of this cache and the ahead-of-time builds in it are named."""
+    return len(name) == 16 and all(ch in "0123456789abcdef" for ch in name)
+
+
 def prune() -> list[Path]:
     """Remove the cache folders of other versions beside this one's, and the files numba cached
     beside the sources before there were versions (``__pycache__/*.nbi``, ``*.nbc``); what was
@@ -84,7 +90,7 @@ def prune() -> list[Path]:
     except OSError:
         siblings = []
     for folder in siblings:
-        if len(folder.name) == 16 and all(ch in "0123456789abcdef" for ch in folder.name):
+        if is_hash_name(folder.name):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     for name in JIT_SOURCES:
