@@ -37,6 +37,15 @@ def table_names(at) -> list[str]:
     return list(at.dataframe[0].value["name"])
 
 
+def rename_on_page(old: str, new: str):
+    """The page with ``old`` picked and Rename pressed with ``new`` typed."""
+    at = open_page("1_Data.py")
+    at.selectbox(key="dataset_picker").set_value(old).run()
+    at.text_input(key="data_rename_to").set_value(new).run()
+    at.button(key="data_rename_go").click().run()
+    return at
+
+
 def start_import(older: Path):
     at = open_page("1_Data.py")
     at.text_input(key="data_path").set_value(str(older))
@@ -141,10 +150,7 @@ def test_a_new_import_shows_up_in_the_table_and_the_picker_at_once(workspace):
 
 
 def test_rename_then_delete_with_confirmation(stored):
-    at = open_page("1_Data.py")
-    at.selectbox(key="dataset_picker").set_value("binance/BTC_USDT-1h").run()
-    at.text_input(key="data_rename_to").set_value("binance/BTC_USDT-1h-2024").run()
-    at.button(key="data_rename_go").click().run()
+    at = rename_on_page("binance/BTC_USDT-1h", "binance/BTC_USDT-1h-2024")
     assert not at.exception, at.exception
     assert any("Renamed binance/BTC_USDT-1h to binance/BTC_USDT-1h-2024" in s.value for s in at.success)
     assert "binance/BTC_USDT-1h-2024" in table_names(at) and "binance/BTC_USDT-1h" not in table_names(at)
@@ -165,10 +171,7 @@ def test_rename_then_delete_with_confirmation(stored):
 
 
 def test_rename_onto_the_sample_name_is_refused(stored):
-    at = open_page("1_Data.py")
-    at.selectbox(key="dataset_picker").set_value("binance/BTC_USDT-1h").run()
-    at.text_input(key="data_rename_to").set_value("synthetic/BTC_USDT-1h").run()
-    at.button(key="data_rename_go").click().run()
+    at = rename_on_page("binance/BTC_USDT-1h", "synthetic/BTC_USDT-1h")
     assert any("Rename failed" in e.value and "synthetic sample" in e.value for e in at.error)
     assert stored.exists()
 
@@ -309,10 +312,7 @@ def test_rename_names_the_stored_results_that_ran_on_it_and_warns_of_another_mar
 
     threadx.sweep(threadx.load_ohlcv("binance/BTC_USDT-1h"), "ma_crossover", {"fast_period": [5], "slow_period": [30]},
                   store=workspace / "results", run_id="ran-on-it", executor="inline", workers=1)
-    at = open_page("1_Data.py")
-    at.selectbox(key="dataset_picker").set_value("binance/BTC_USDT-1h").run()
-    at.text_input(key="data_rename_to").set_value("binance/ETH_USDT-1h").run()
-    at.button(key="data_rename_go").click().run()
+    at = rename_on_page("binance/BTC_USDT-1h", "binance/ETH_USDT-1h")
     assert not at.exception, at.exception
     assert any("Renamed binance/BTC_USDT-1h to binance/ETH_USDT-1h" in s.value for s in at.success)
     said = " ".join(w.value for w in at.warning)
