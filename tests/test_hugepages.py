@@ -53,3 +53,27 @@ def test_pyarrows_allocator_stays_off_huge_pages_unless_the_user_chose(user_valu
 def test_with_pyarrow_loaded_first_the_processes_threadx_starts_still_get_it():
     got = _arrow_probe(None, "import os, pandas, threadx; print(os.environ['MIMALLOC_ALLOW_THP'])")
     assert got.stdout.strip() == "0"
+
+
+THP_PROBE = "import pandas, threadx; print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('THP_enabled')))"
+
+
+@pytest.mark.parametrize("user_value, want", [(None, "0"), ("1", "1")], ids=["unset", "the user's"])
+def test_with_pyarrow_loaded_first_this_process_is_off_huge_pages_as_mimalloc_would_make_it(user_value, want):
+    """mimalloc applies MIMALLOC_ALLOW_THP=0 to the whole process as pyarrow loads; loaded before
+    threadx, it had read no such variable: threadx makes the same call (Linux 6.6+ shows it)."""
+    with open("/proc/self/status") as status:
+        if not sys.platform.startswith("linux") or "THP_enabled" not in status.read():
+            pytest.skip("the kernel does not show a process's huge-page switch")
+    env = {k: v for k, v in os.environ.items() if k != "MIMALLOC_ALLOW_THP"}
+    if user_value is not None:
+        env["MIMALLOC_ALLOW_THP"] = user_value
+    got = subprocess.run([sys.executable, "-c", THP_PROBE], env=env, capture_output=True, text=True, check=True,
+                         preexec_fn=_thp_allowed)  # (a child inherits the switch: this process has it off)
+    assert got.stdout.strip() == want
+
+
+def _thp_allowed() -> None:
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(41, 0, 0, 0, 0)  # PR_SET_THP_DISABLE, off

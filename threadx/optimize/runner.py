@@ -50,7 +50,10 @@ from threadx.timings import Stopwatch
 from threadx.units import format_bytes
 
 EXECUTORS = ("auto", "local", "inline", "dask", "gpu")
-_SECONDS_PER_BAR_GUESS = 2e-8  # one combo on 12.5k bars takes about 0.2 ms
+# a combo's kernel time per bar, above every built-in's measured on its declared space (0.6 ns
+# amplitude_hunter .. 8.3 ns grid_atr; bb_atr 1.9 ns, 5.6 ns on the benchmark's space: `threadx bench`'s
+# kernel_us_per_combo, BTC 1h, 2026-12-05): one combo on 12.5k bars takes at most about 0.13 ms
+_SECONDS_PER_BAR_GUESS = 1e-8
 _INLINE_BELOW_SECONDS = 1.5  # smaller sweeps run in-process: a pool would cost more to start
 _CHECK_LEAST_S = 0.5  # the rows' spot check may take this long, or this share of the sweep's time if more
 _CHECK_SHARE = 0.05
