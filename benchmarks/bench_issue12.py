@@ -377,8 +377,8 @@ def workload_c(path: Path, parent: Path, repeat: int, notes: list[str]) -> list[
         notes.append(f"c. {label}: wall clock runs {runs([g['elapsed'] for g in side])} s; steady state runs "
                      f"{runs([g['steady'] for g in side], '{:,.0f}')} /s; second sweep in the process runs "
                      f"{runs([g['again'] for g in side])} s")
-    notes.append(f"c. as a workstation job runs {runs([j['elapsed'] for j in jobs])} s "
-                 f"({', '.join(j['state'] + (' in the standby process' if j['standby'] else ', NOT in the standby') for j in jobs)})")
+    where = [j["state"] + (" in the standby process" if j["standby"] else ", NOT in the standby") for j in jobs]
+    notes.append(f"c. as a workstation job runs {runs([j['elapsed'] for j in jobs])} s ({', '.join(where)})")
     from threadx import aot
 
     notes.append("c. kernels: " + ("the ahead-of-time build (threadx.aot, made by `python -m threadx.warmup`)"
@@ -395,8 +395,8 @@ def workload_c(path: Path, parent: Path, repeat: int, notes: list[str]) -> list[
             Row("c. the same, a second sweep in that process (one-time costs paid)",
                 f"{median([g['again'] for g in got]):.2f} s", "-",
                 f"{n / median([g['again'] for g in got]):,.0f} /s", "-", None),
-            Row("c. the same on the process pool (executor local: 2 worker processes), wall clock", f"{pool_wall:.2f} s",
-                "-", f"{median([g['n'] / g['elapsed'] for g in pooled]):,.0f} /s", "-", None),
+            Row("c. the same on the process pool (executor local: 2 worker processes), wall clock",
+                f"{pool_wall:.2f} s", "-", f"{median([g['n'] / g['elapsed'] for g in pooled]):,.0f} /s", "-", None),
             Row("c. the same as a workstation job: handed to the job process started ahead, submit -> completed",
                 f"{job:.2f} s", "-", f"{n / job:,.0f} /s", "-", None)]
 

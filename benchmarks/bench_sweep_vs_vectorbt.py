@@ -171,7 +171,8 @@ def main() -> None:
 
     print("\n2. bb_atr random sweep, 10,000 combos, 2 workers")
     bb, _ = run_step("bb-10k", path, store)
-    print(f"   {bb['n']:,} combos in {bb['elapsed']:.2f} s ({bb['executor']}): {bb['n'] / bb['elapsed']:,.0f} backtests/s wall clock "
+    print(f"   {bb['n']:,} combos in {bb['elapsed']:.2f} s ({bb['executor']}): "
+          f"{bb['n'] / bb['elapsed']:,.0f} backtests/s wall clock "
           f"(worker start-up, indicators and store included); steady state {bb['steady']:,.0f}/s; "
           f"a second sweep in the same process {bb['n'] / bb['again']:,.0f}/s")
 

@@ -283,6 +283,17 @@ def test_flags_refused_for_spacing_or_contradiction_while_flat(fill, entries):
     assert eq[-1] == pytest.approx(10_000 + t.pnl.sum(), rel=1e-12)
 
 
+@pytest.mark.parametrize("spacing", [2, 5, 17, 39, 60])
+@pytest.mark.parametrize("fill, delay", [("close", 0), ("next_open", 1)])
+def test_an_entry_flag_on_every_bar_enters_every_spacing_bars(fill, delay, spacing):
+    """Flags on every bar and none both ways: the flat run after a trade passes over the bars the
+    spacing refuses (the kernel jumps them) and enters on the first one it allows, to the end."""
+    n = 40
+    _, t, _ = run(flat_bars(n), {i: EL for i in range(n)}, ExitRules(max_hold_bars=1, spacing_bars=spacing),
+                  fill=fill)
+    assert list(t.entry_i) == [s + delay for s in range(0, n - 1, spacing)]
+
+
 # --- sizing, leverage, liquidation, funding ---------------------------------------------
 
 def test_risk_sizing_quantity():

@@ -55,7 +55,8 @@ def test_with_pyarrow_loaded_first_the_processes_threadx_starts_still_get_it():
     assert got.stdout.strip() == "0"
 
 
-THP_PROBE = "import pandas, threadx; print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('THP_enabled')))"
+THP_PROBE = ("import pandas, threadx; "
+             "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('THP_enabled')))")
 
 
 @pytest.mark.parametrize("user_value, want", [(None, "0"), ("1", "1")], ids=["unset", "the user's"])

@@ -86,7 +86,10 @@ executors, fills = ["auto", "local", "inline", "dask"], ["next_open", "close"]
 workers = int(number_box(c, "Workers", min(256, default_workers()), "opt_workers", box_problems, 1, 256, step=1,
                          help="CPU threads for combos a failed GPU hands back" if use_gpu else None, **boxes))
 executor = c.selectbox("Executor", executors, key="opt_executor", persist_state="session", disabled=use_gpu, width=w,
-                       index=executors.index(sweep_settings.executor) if sweep_settings.executor in executors else 0)
+                       index=executors.index(sweep_settings.executor) if sweep_settings.executor in executors else 0,
+                       help="auto: threads of the job process for a small sweep (no workers to start), else local; "
+                            "local: worker processes (a combo that crashes costs its chunk only); inline: threads; "
+                            "dask: a local Dask cluster")
 fee_bps = number_box(c, "Fee (bps)", float(engine_defaults.fee_bps), "opt_fee", box_problems, 0.0, MAX_COST_BOX_BPS,
                      step=0.5, **boxes)
 fill = c.selectbox("Fill", fills, index=fills.index(engine_defaults.fill), key="opt_fill", persist_state="session",
