@@ -294,6 +294,27 @@ def test_an_entry_flag_on_every_bar_enters_every_spacing_bars(fill, delay, spaci
     assert list(t.entry_i) == [s + delay for s in range(0, n - 1, spacing)]
 
 
+@pytest.mark.parametrize("spacing", [1, 7, 150, 10**18 - 300, 10**18, 10**18 + 256, 2**62])
+@pytest.mark.parametrize("fill", ["close", "next_open"])
+def test_the_spacing_jump_gives_what_the_walk_gives(fill, spacing):
+    """A row with no bar flagged both ways lets the flat run jump the spacing window; the same row
+    with such a flag on its last bar (which never acts) makes it walk: the results are the same,
+    also for spacings whose test against the no-entry-yet mark (-1e18) rounds (10**18 + 256
+    refused entries up to bar 191 in both: a walked run's arithmetic, which the jump keeps)."""
+    n = 400
+    rng = np.random.default_rng(spacing % 1000)
+    c = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    bars = make_bars(np.r_[c[0], c[:-1]], c * 1.01, c * 0.99, c)
+    flags = {int(i): int(rng.choice([EL, ES, XL, XS])) for i in rng.choice(n - 1, 120, replace=False)}
+    flags.update({5: EL, 200: EL})
+    rules = ExitRules(stop_pct=0.02, max_hold_bars=4, spacing_bars=spacing)
+    jumped = run(bars, flags, rules, fill=fill)
+    walked = run(bars, {**flags, n - 1: EL | ES}, rules, fill=fill)
+    assert jumped[1].equals(walked[1]) and np.array_equal(jumped[2], walked[2])
+    assert {k: v for k, v in jumped[0].items() if v == v} == {k: v for k, v in walked[0].items() if v == v}
+    assert len(jumped[1]) > 0 or spacing > 10**18 + n  # (2**62: no entry ever passes)
+
+
 # --- sizing, leverage, liquidation, funding ---------------------------------------------
 
 def test_risk_sizing_quantity():

@@ -180,7 +180,8 @@ def test_device_run_in_full_mode_records_the_cpu_trades_and_levels(bars, strateg
 
     @cuda.jit
     def one(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity, block_end, blocks):  # one thread
-        device_run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity, block_end, blocks)
+        device_run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity, block_end, blocks,
+                   False)  # (as the batch kernel: no spacing jump)
 
     spec = get_strategy(strategy)
     values = spec.normalize(params)

@@ -1312,7 +1312,7 @@ def skip_flat_bars(i, n, sig, st, equity, o, h, l, atr, bmid, p, jump):
             # bar, a branch the CPU often guessed wrong)
             spacing = p[P_SPACING]
             last_entry = st[S_LAST_ENTRY_SIG]
-            if jump and not (j - last_entry >= spacing):
+            if jump and last_entry > _NO_SIGNAL_BAR and not (j - last_entry >= spacing):
                 # the first bar the spacing allows is ceil(last_entry + spacing) (> j >= 0 here), the
                 # truncation at most one bar before it (the loop below walks that bar, by the test itself)
                 k = int(last_entry + spacing)
@@ -1580,7 +1580,7 @@ def hold_quiet_bars(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, 
 
 
 @njit(**_LOOP_JIT)
-def run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity, block_end, blocks):
+def run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity, block_end, blocks, jump_ok):
     """Run the whole backtest. Full mode: ``trades`` has rows and ``equity`` has n slots;
     fast mode: pass a (0, N_TRADE_COLS) trades array and an empty equity array.
 
@@ -1590,7 +1590,11 @@ def run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity,
     (the Sharpe's returns, so any union of blocks yields its exact per-bar Sharpe; for PBO).
 
     Bars on which nothing can happen are run in bulk (:func:`skip_flat_bars`,
-    :func:`hold_quiet_bars`); every other bar goes through :func:`step`."""
+    :func:`hold_quiet_bars`); every other bar goes through :func:`step`. ``jump_ok``: no bar of
+    ``sig`` flags both entries (:func:`entries_contradict`: the callers on the CPU find it, once
+    per signal row for a plan; the CUDA batch passes False, as a thread's pass over its row
+    has not been measured against the walk it saves), so that a flat run may jump the bars
+    the spacing refuses."""
     n = c.shape[0]
     init_state(st, p)
     nb = block_end.shape[0]
@@ -1598,7 +1602,7 @@ def run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity,
         blocks[b, 0] = 0.0
         blocks[b, 1] = 0.0
     b = 0  # the block of the last return added on the step path
-    jump = p[P_SPACING] > 0.0 and not entries_contradict(sig)  # (see skip_flat_bars)
+    jump = jump_ok and p[P_SPACING] > 0.0  # (see skip_flat_bars)
     i = 0
     while i < n:
         # the bar a bulk run stops at needs step (the same test again would stop there again)
@@ -1627,7 +1631,7 @@ def run_fast(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p):
     st = np.empty(N_STATE)
     m = np.empty(N_METRICS)
     run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, np.empty((0, N_TRADE_COLS)), np.empty(0),
-        np.empty(0, dtype=np.int64), np.empty((0, 2)))
+        np.empty(0, dtype=np.int64), np.empty((0, 2)), not entries_contradict(sig))
     return m
 
 
@@ -1638,7 +1642,7 @@ def run_fast_blocks(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, block_end)
     m = np.empty(N_METRICS)
     blocks = np.empty((block_end.shape[0], 2))
     run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, np.empty((0, N_TRADE_COLS)), np.empty(0),
-        block_end, blocks)
+        block_end, blocks, not entries_contradict(sig))
     return m, blocks
 
 
@@ -1658,10 +1662,14 @@ def run_plan(o, h, l, c, funding, signals, lines, sig_row, line_rows, params, bl
     blocks = np.empty((nb, 2))
     no_trades = np.empty((0, N_TRADE_COLS))
     no_equity = np.empty(0)
+    jump_ok = np.full(signals.shape[0], -1, np.int8)  # per signal row: entries_contradict, found on first use
     for k in range(k_rows):
         r = line_rows[k]
-        run(o, h, l, c, signals[sig_row[k]], lines[r[0]], lines[r[1]], lines[r[2]], lines[r[3]], funding, params[k],
-            st, m, no_trades, no_equity, block_end, blocks)
+        s = sig_row[k]
+        if jump_ok[s] < 0:
+            jump_ok[s] = 0 if entries_contradict(signals[s]) else 1
+        run(o, h, l, c, signals[s], lines[r[0]], lines[r[1]], lines[r[2]], lines[r[3]], funding, params[k],
+            st, m, no_trades, no_equity, block_end, blocks, jump_ok[s] > 0)
         out[k, :] = m
         moments[k, :, :] = blocks
     return out, moments
@@ -1697,5 +1705,5 @@ def run_full(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p):
     trades = np.empty((trade_capacity(n, p), N_TRADE_COLS))
     equity = np.empty(n)
     run(o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, m, trades, equity, np.empty(0, dtype=np.int64),
-        np.empty((0, 2)))
+        np.empty((0, 2)), not entries_contradict(sig))
     return m, trades[: int(st[S_TRADE_ROWS])].copy(), equity

@@ -94,7 +94,7 @@ def _batch(o, h, l, c, funding, signals, lines, order, rows, sig_row, line_rows,
         m = cuda.local.array(N_METRICS, float64)
         r = line_rows[k]
         _run(o, h, l, c, signals[sig_row[k]], lines[r[0]], lines[r[1]], lines[r[2]], lines[r[3]], funding,
-             p, st, m, trades, equity, block_end, blocks[out])
+             p, st, m, trades, equity, block_end, blocks[out], False)  # (no spacing jump: see engine.run)
         for j in range(N_METRICS):
             metrics[out, j] = m[j]
 

@@ -97,15 +97,17 @@ class Evaluator:
         self.indicators = indicators
         self.funding = funding_per_bar(task.options.funding, bars)
         self.block_end = kernel.block_bounds(len(bars), task.n_blocks) if task.n_blocks > 0 else None
-        self._planning = threading.Lock()
-        self._planner = None
+        self._planners = threading.local()
 
     @property
     def planner(self) -> Planner:
-        """The sweep plan of this evaluator's chunks (made on first use)."""
-        if self._planner is None:
-            self._planner = Planner(self, threads=1, cache_bytes=_PLAN_CACHE_BYTES)
-        return self._planner
+        """The sweep plan of this evaluator's chunks in this thread (made on first use): each thread
+        of an inline sweep plans its chunks with a planner of its own (a shared one behind a lock
+        had the second thread wait for the first one's signals before its first chunk)."""
+        planner = getattr(self._planners, "planner", None)
+        if planner is None:
+            planner = self._planners.planner = Planner(self, threads=1, cache_bytes=_PLAN_CACHE_BYTES)
+        return planner
 
     def kernel_inputs(self, params: Mapping[str, Any]) -> KernelInputs:
         """Kernel arguments of one param set over the whole history."""
@@ -129,11 +131,10 @@ class Evaluator:
         exits one param vector) and run in one kernel call, bit for bit what one run per
         combo gives (:meth:`run_one`)."""
         ids = np.asarray(ids, dtype=np.int64)
-        with self._planning:  # the planner's caches are shared by the threads of an inline sweep
-            start = time.perf_counter()  # after the wait for the lock: a worker's own planning time
-            plan = self.planner.plan(ids)
-            calls = kernel_calls(plan, self.bars, self.funding, self.block_end)  # (see kernel_calls)
-            planned = time.perf_counter()
+        start = time.perf_counter()
+        plan = self.planner.plan(ids)
+        calls = kernel_calls(plan, self.bars, self.funding, self.block_end)  # (see kernel_calls)
+        planned = time.perf_counter()
         metrics, blocks = run_plan(plan, self.bars, self.funding, self.block_end, calls=calls)
         stages = {"signals": planned - start, "kernel": time.perf_counter() - planned}  # per chunk, not per combo
         return ChunkResult(ids, metrics, plan.status, dict(plan.errors), blocks, stages, plan.warnings)

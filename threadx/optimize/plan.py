@@ -903,9 +903,8 @@ def kernel_calls(plan: Plan, bars: Bars, funding: np.ndarray | None, block_end: 
     """The ``kernel.run_plan`` calls of a plan's combos that planned: one per thread (none when
     no combo planned), their inputs stacked and read-only (one compiled version, see frozen).
 
-    Made apart from :func:`run_plan` so that a sweep's thread makes them while it still holds
-    its planning turn: numpy's copies release the GIL, and another thread planning then kept
-    it for up to a switch interval (5 ms a chunk, seen in inline sweeps)."""
+    Made apart from :func:`run_plan` so that the time a sweep's chunk spends on them counts as
+    planning (the chunk's "signals" stage), not as the kernel's."""
     ok = plan.ok
     if not len(ok):
         return []

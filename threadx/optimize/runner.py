@@ -55,6 +55,9 @@ EXECUTORS = ("auto", "local", "inline", "dask", "gpu")
 # kernel_us_per_combo, BTC 1h, 2026-12-05): one combo on 12.5k bars takes at most about 0.13 ms
 _SECONDS_PER_BAR_GUESS = 1e-8
 _INLINE_BELOW_SECONDS = 1.5  # smaller sweeps run in-process: a pool would cost more to start
+# a chunk's work by that guess: signals included, a combo costs up to 2.5 times it (amplitude_hunter,
+# 25 ns a bar), so a chunk takes 0.2 s (bb_atr) to about 0.9 s, and a stop waits about that long
+_CHUNK_SECONDS = 0.35
 _CHECK_LEAST_S = 0.5  # the rows' spot check may take this long, or this share of the sweep's time if more
 _CHECK_SHARE = 0.05
 _EXACT_COUNT_LIMIT = 1_000_000  # larger constrained grids show an estimated total first
@@ -598,13 +601,13 @@ class _Session:
         return iter([self.planned])
 
     def _chunk(self) -> int:
-        """About 0.5 s of work per chunk (from the bar count), at least 4 chunks per worker."""
+        """About :data:`_CHUNK_SECONDS` of work per chunk (from the bar count), at least 4 chunks per worker."""
         if self.chunk_size:
             return self.chunk_size
         per_combo = _SECONDS_PER_BAR_GUESS * max(len(self.bars), 1)
         remaining = max(0, self.total - self.counts["done"])
         per_worker = max(1, remaining // (4 * self.workers))
-        return int(max(1, min(0.5 / per_combo, per_worker)))
+        return int(max(1, min(_CHUNK_SECONDS / per_combo, per_worker)))
 
     def _pending(self, sources: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
         """Chunks of ids not stored yet, ``_chunk()`` at a time."""
