@@ -79,4 +79,6 @@ def test_with_pyarrow_loaded_first_this_process_is_off_huge_pages_as_mimalloc_wo
 def _thp_allowed() -> None:
     import ctypes
 
-    ctypes.CDLL(None, use_errno=True).prctl(41, 0, 0, 0, 0)  # PR_SET_THP_DISABLE, off
+    from threadx.hugepages import _PR_SET_THP_DISABLE
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_THP_DISABLE, 0, 0, 0, 0)  # the switch off
