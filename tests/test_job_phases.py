@@ -112,11 +112,12 @@ def test_a_job_has_a_phase_from_submission_to_the_end_and_then_leaves_the_active
     seen = []
     deadline = time.monotonic() + 120
     while True:
+        active = [j.job_id for j in registry.active()]  # read before the state: the job may end in between
         info = registry.get(job_id)
         seen.append((info.state, info.phase, info.status_line))
         if info.is_finished or time.monotonic() > deadline:
             break
-        assert [j.job_id for j in registry.active()] == [job_id]
+        assert active == [job_id], (active, info.state)
         time.sleep(0.05)
     assert info.state == "completed", registry.log(job_id)
     assert seen[0][1] in ("submitted", "starting the job process", "starting") or seen[0][0] == "running"
