@@ -511,3 +511,17 @@ def test_whole_counts_held_in_floats_are_those_counts():
     assert run(bars, {0: 1, 1: 1}, legs)[1].equals(run(bars, {0: 1, 1: 1}, ExitRules(max_legs=2, stop_pct=0.05))[1])
     with pytest.raises(ParamError, match="max_legs must be a whole number from 1 to 8, got 2.5"):
         run(bars, {}, ExitRules(max_legs=2.5))
+
+
+@pytest.mark.parametrize("case", ["first leg", "added leg"])
+def test_a_leg_whose_quantity_underflows_to_zero_is_skipped(case):
+    """Cash all but gone (a blown account, leverage 100): the notional was positive but its quantity
+    underflowed to 0, and the liquidation price divided by that zero quantity (ZeroDivisionError)."""
+    bars = flat_bars(5, price=1000.0)
+    if case == "first leg":  # 1e-321 / 1000 rounds to 0 units
+        m, trades, eq = run(bars, {0: EL}, initial_capital=1e-321, min_notional=0.0)
+        assert m["n_skipped"] == 1 and m["n_trades"] == 0 and m["final_equity"] == 1e-321
+    else:  # a first leg of 4e-319 / 1000 units, then an add of 1/1000 of its notional: 0 units
+        rules = ExitRules(sizing="fraction", fraction=0.4, max_legs=2, add_scale=0.001)
+        m, trades, eq = run(bars, {0: EL, 1: L.SIG_ADD_LONG}, rules, initial_capital=1e-318, min_notional=0.0)
+        assert m["n_skipped"] == 1 and m["n_trades"] == 1 and trades["qty"].iloc[0] > 0.0

@@ -383,6 +383,9 @@ def open_position(i, sig_i, raw_price, direction, p, st, a, lo, mid, hi, notiona
         return False
 
     qty = notional / px
+    if not (qty > 0.0):  # a notional so small (cash all but gone) that its quantity underflows to zero
+        st[S_SKIPPED] += 1.0
+        return False
     fee = notional * fee_rate
     margin = notional / lev
     if margin_refused(st, margin):
@@ -485,6 +488,9 @@ def add_leg(i, sig_i, raw_price, p, st, notional_req):
         st[S_SKIPPED] += 1.0
         return False
     qty = notional / px
+    if not (qty > 0.0):
+        st[S_SKIPPED] += 1.0
+        return False
     fee = notional * fee_rate
     margin = notional / lev
     if margin_refused(st, margin):
