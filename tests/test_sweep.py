@@ -182,7 +182,7 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.mark.parametrize("executor", ["inline", "local"])
 def test_resume_after_kill_9_of_the_parent(tmp_path, executor):
-    space = {"fast_period": "5:24:1", "slow_period": [30, 40], "mode": 3}
+    space = {"fast_period": "5:44:1", "slow_period": [50, 60], "mode": 3}  # 80 combos of 20 ms: ~1 s after 3 parts
     store = tmp_path / "runs"
     env = dict(os.environ, THREADX_CACHE_DIR=str(tmp_path / "cache"))
     before = shm_segments()
@@ -194,12 +194,12 @@ def test_resume_after_kill_9_of_the_parent(tmp_path, executor):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     partial = ResultStore(store).load("kill")
-    assert 0 < len(partial.results) < 40
+    assert 0 < len(partial.results) < 80
     resumed = sweep(_df(), "test_faulty", space, store=store, run_id="kill", executor="inline",
                     bank=IndicatorBank(cache_dir=tmp_path / "cache"))
     ids = pd.concat([pd.read_parquet(p) for p in sorted((store / "kill").glob("part-*.parquet"))]).combo_id
-    assert ids.is_unique and len(ids) == 40  # every combo exactly once
-    assert len(resumed.results) == 40 and (resumed.results.status == "ok").all()
+    assert ids.is_unique and len(ids) == 80  # every combo exactly once
+    assert len(resumed.results) == 80 and (resumed.results.status == "ok").all()
     deadline = time.time() + 15  # orphaned workers exit, then the resource tracker unlinks the segment
     while time.time() < deadline and not shm_segments() <= before:
         time.sleep(0.1)

@@ -19,10 +19,14 @@ def _fresh_bank(tmp_path):
     return IndicatorBank(cache_dir=tmp_path / "cache", disk=False)  # indicators really computed
 
 
-def _check_adds_up(timings, wall):
+def _adds_up(timings, wall) -> bool:
+    """The stages add up to the measured wall time, and so does the recorded wall time, within 10 %."""
     stages = sum(timings["stages"].values())
-    assert abs(stages - wall) <= 0.1 * wall, (timings, wall)
-    assert abs(timings["wall_s"] - wall) <= 0.1 * wall, (timings, wall)
+    return abs(stages - wall) <= 0.1 * wall and abs(timings["wall_s"] - wall) <= 0.1 * wall
+
+
+def _check_adds_up(timings, wall):
+    assert _adds_up(timings, wall), (timings, wall)
     assert all(sec >= 0 for sec in timings["stages"].values())
 
 
@@ -46,8 +50,9 @@ def test_nested_stages_count_once():
         with watch.stage("indicators"):
             time.sleep(0.03)
     record = watch.record()
-    assert record["stages"]["indicators"] == pytest.approx(0.03, abs=0.02)
-    assert record["stages"]["run"] == pytest.approx(0.02, abs=0.02)
+    # a sleep lasts at least its time; a loaded machine may add to it (so no tight upper bound)
+    assert 0.029 <= record["stages"]["indicators"] < 0.5
+    assert 0.019 <= record["stages"]["run"] < 0.5
     assert sum(record["stages"].values()) == pytest.approx(record["wall_s"], abs=0.005)
 
 
@@ -62,7 +67,7 @@ def test_backtest_timings_add_up(tmp_path):
         wall = time.perf_counter() - started
         timings = res.meta["timings"]
         assert list(timings["stages"]) == ["validation", "indicators", "signals", "kernel", "report"]
-        if attempt == 2 or abs(sum(timings["stages"].values()) - wall) <= 0.1 * wall:
+        if _adds_up(timings, wall):
             break
     _check_adds_up(timings, wall)
 
@@ -71,11 +76,14 @@ def test_backtest_timings_add_up(tmp_path):
 def test_sweep_timings_add_up(synthetic_bars, tmp_path, executor):
     threadx.sweep(synthetic_bars, "bb_atr", {"bb_period": "10:12:2"}, store=tmp_path / "warm", executor=executor,
                   workers=2)
-    watch = Stopwatch()
-    run = threadx.sweep(synthetic_bars, "bb_atr", SPACE, store=tmp_path / "runs", run_id="t", executor=executor,
-                        workers=2, bank=_fresh_bank(tmp_path), stopwatch=watch)
-    wall = watch.wall()  # the sweep's call, its final manifest write included
-    timings = run.manifest["timings"]
+    for attempt in range(3):  # (a sweep of ~0.2 s: a pause of a loaded machine in an untimed moment is 10 % of it)
+        watch = Stopwatch()
+        run = threadx.sweep(synthetic_bars, "bb_atr", SPACE, store=tmp_path / "runs", run_id=f"t{attempt}",
+                            executor=executor, workers=2, bank=_fresh_bank(tmp_path / str(attempt)), stopwatch=watch)
+        wall = watch.wall()  # the sweep's call, its final manifest write included
+        timings = run.manifest["timings"]
+        if _adds_up(timings, wall):
+            break
     assert {"validation", "plan", "indicators", "run", "store"} <= set(timings["stages"])
     assert set(timings["workers"]) == {"signals", "kernel"}  # summed over the workers (CPU-seconds)
     assert timings["workers"]["kernel"] > 0
@@ -89,11 +97,14 @@ def test_walk_forward_timings_add_up(synthetic_bars, tmp_path):
     space = {"fast_period": "5:30:5", "slow_period": "40:120:20"}
     walk_forward(synthetic_bars, "ma_crossover", {"fast_period": [5, 10]}, sampler="grid", is_days=90, oos_days=30,
                  workers=2)
-    started = time.perf_counter()
-    wf = walk_forward(synthetic_bars, "ma_crossover", space, sampler="grid", is_days=90, oos_days=30, workers=2,
-                      bank=_fresh_bank(tmp_path))
-    wall = time.perf_counter() - started
-    timings = wf.meta["timings"]
+    for attempt in range(3):  # (a run of ~35 ms)
+        started = time.perf_counter()
+        wf = walk_forward(synthetic_bars, "ma_crossover", space, sampler="grid", is_days=90, oos_days=30, workers=2,
+                          bank=_fresh_bank(tmp_path / str(attempt)))
+        wall = time.perf_counter() - started
+        timings = wf.meta["timings"]
+        if _adds_up(timings, wall):
+            break
     assert list(timings["stages"]) == ["validation", "plan", "indicators", "run", "report"]
     assert set(timings["workers"]) == {"signals", "kernel"}
     _check_adds_up(timings, wall)

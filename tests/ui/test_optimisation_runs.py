@@ -185,7 +185,8 @@ def test_a_job_shows_its_phase_and_leaves_the_sidebar_once_finished(workspace):
 
     at = page()
     at.selectbox(key="opt_strategy").set_value("ma_crossover").run()
-    set_ranges(at, "opt:ma_crossover", {"fast_period": (2, 200, 1), "slow_period": (3, 600, 1)})  # a long grid
+    set_ranges(at, "opt:ma_crossover", {"fast_period": (2, 200, 1), "slow_period": (3, 600, 1),
+                                        "stop_loss_pct": (0.0, 2.0, 0.5)})  # a long grid: ~500k combos, ~20 s
     at.button(key="opt_launch").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     job_id = at.session_state["sweep_job"]

@@ -85,6 +85,9 @@ def test_backtest_page_bad_params_show_an_error():
     assert at.button(key="bt_run").disabled
 
 
+LONG_GRID_EXITS = {"stop_loss_pct": (0.0, 2.0, 0.5)}  # x5 a long grid's combos, no indicator more
+
+
 def grid_page(fast=(5, 15, 5), slow=(20, 40, 10)) -> AppTest:
     at = page("3_Optimisation.py")
     at.selectbox(key="opt_strategy").set_value("ma_crossover").run()
@@ -104,10 +107,11 @@ def test_optimisation_small_grid_runs_to_completion():
 
 
 def launch_long_sweep() -> tuple[AppTest, str, object]:
-    """(page, job id, registry) of a sweep of ~119k combos launched from the page, once running."""
+    """(page, job id, registry) of a sweep of ~500k combos (~20 s on 2 cores) launched from the page, once
+    running: long enough that a slow test machine still finds it running when it acts on it."""
     from threadx.ui.jobs import JobRegistry
 
-    at = grid_page(fast=(2, 200, 1), slow=(3, 600, 1))
+    at = set_ranges(grid_page(fast=(2, 200, 1), slow=(3, 600, 1)), "opt:ma_crossover", LONG_GRID_EXITS)
     at.button(key="opt_launch").click().run()
     job_id = at.session_state["sweep_job"]
     registry = JobRegistry()
