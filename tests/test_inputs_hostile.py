@@ -57,6 +57,7 @@ def test_a_column_given_twice_is_refused(df):
     ({"funding": float("inf")}, "funding is too large|below 0.1 in size"),
     ({"funding": 1e300}, "below 0.1 in size"),
     ({"funding": {"a": 1}}, "funding must be a rate per 8h settlement"),
+    ({"min_notional": float("inf")}, "min_notional must be a finite number >= 0"),  # was: every order refused
 ])
 def test_engine_options_of_the_wrong_kind_or_size(df, options, match):
     with pytest.raises(ParamError, match=match):
@@ -152,6 +153,17 @@ def test_a_strategys_own_leverage_is_checked_like_the_options(df, tmp_path, leve
      r"risk_per_trade must be a fraction of equity up to 1: 0.01 = 1 %, got 5.0"),
     # a negative stop with risk sizing read "needs a stop: set a stop-loss param" (one was set)
     (dict(stop_atr=-2.0, sizing="risk", risk_per_trade=0.01), r"stop_atr must be a finite number >= 0 \(0 = off\), got -2.0"),
+    # several-position fields of the wrong type were TypeErrors from the comparisons that check them
+    (dict(reduce_fraction="0.5"), r"reduce_fraction must be a number, got '0.5'"),
+    (dict(max_legs=2, add_scale=None), r"add_scale must be a number, got None"),
+    (dict(stop_band="0.5"), r"stop_band must be a number, got '0.5'"),
+    (dict(grid_levels=2, grid_pct=np.array([0.01, 0.02])),
+     r"grid_pct must be a tuple of numbers \(one per level\)"),
+    (dict(grid_levels=1, grid_pct=("0.01",)), r"grid_pct must be a tuple of numbers"),
+    (dict(grid_levels=1, grid_pct=0.01), r"grid_pct must be a tuple of numbers"),
+    (dict(leverage=None), r"leverage must be from 1 to 1000, got None"),
+    (dict(target_mid="no"), r"switches \(target_mid, partial_tp_band, arm_exits_band\) must be True or False, "
+                            r"got 'no'"),  # was on
 ])
 def test_exit_rules_that_are_out_of_range_or_misspelt_are_refused(df, tmp_path, rules, match):
     """Checked where they enter the param vector, as the leverage is: a negative or NaN stop
@@ -167,6 +179,19 @@ def test_exit_rules_that_are_out_of_range_or_misspelt_are_refused(df, tmp_path, 
         threadx.backtest(df, name)
     run = threadx.sweep(df, name, {"fast_period": [5, 6]}, executor="inline", store=tmp_path)
     assert (run.results["status"] == "failed").all() and run.results["error"].str.contains("the exit rules'").all()
+
+
+def test_a_switch_is_no_grid_level_count(df):
+    """grid_levels=True ran one level (a bool is an int to Python)."""
+    import dataclasses
+
+    from threadx.contract import ExitRules
+    from threadx.strategy.base import get_strategy, register
+
+    register(dataclasses.replace(get_strategy("ma_crossover"), name="test_grid_levels_true",
+                                 exits=lambda p: ExitRules(grid_levels=True, grid_pct=(0.01,))))
+    with pytest.raises(ParamError, match="grid_levels must be a whole number from 0 to 6, got True"):
+        threadx.backtest(df, "test_grid_levels_true")
 
 
 @pytest.mark.parametrize("needs, match", [

@@ -525,3 +525,56 @@ def test_a_leg_whose_quantity_underflows_to_zero_is_skipped(case):
         rules = ExitRules(sizing="fraction", fraction=0.4, max_legs=2, add_scale=0.001)
         m, trades, eq = run(bars, {0: EL, 1: L.SIG_ADD_LONG}, rules, initial_capital=1e-318, min_notional=0.0)
         assert m["n_skipped"] == 1 and m["n_trades"] == 1 and trades["qty"].iloc[0] > 0.0
+
+
+def test_reduces_of_every_bar_close_the_position_once_what_is_left_is_dust():
+    """reduce_fraction 0.5 on every bar halved the leg down to 0 units: a trade of 0 units booked, then its
+    return divided by 0 (ZeroDivisionError); at 0.75 the liquidation price divided by the 0 left."""
+    n = 1_200
+    bars = flat_bars(n)
+    for fraction in (0.5, 0.75):
+        rules = ExitRules(sizing="fraction", fraction=0.5, reduce_fraction=fraction)
+        m, trades, eq = run(bars, {0: EL, **{i: RL for i in range(1, n - 1)}}, rules, fee_bps=10, min_notional=0.0)
+        assert (trades["qty"] > 0).all() and np.isfinite(trades["return_pct"]).all()
+        # the reduces stop once a further one would leave a billionth of the first leg: the last one closes it all
+        left = trades["qty"].sum() * 100.0
+        assert len(trades) == m["n_trades"] < 60 and left == approx(0.5 * CAPITAL)
+        assert trades["exit_reason"].eq("signal").all() and trades["exit_i"].max() < 60
+        check_books(m, trades, eq)
+
+
+def test_a_leg_whose_liquidation_price_underflows_is_held_not_a_division_by_zero():
+    """A fee of 60 % on a quantity of 5e-324 units: qty x (1 - fee) underflows to 0, the liquidation
+    price's divisor."""
+    bars = flat_bars(5, price=1000.0)
+    m, trades, eq = run(bars, {0: EL, 2: XL}, initial_capital=8e-321, fee_bps=6000, min_notional=0.0)
+    assert m["n_trades"] == 1 and trades["qty"].iloc[0] == 5e-324 and trades["exit_i"].iloc[0] == 3
+
+
+def test_a_grid_with_entry_signals_records_every_trade():
+    """A signal's leg beside the K grid legs: the trade rows, sized for K legs a bar, dropped half the
+    trades without a word (n_trades 597, 301 rows; the rows' PnL no longer the equity's change)."""
+    n = 300
+    rng = np.random.default_rng(1)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n)))
+    open_ = np.r_[close[0], close[:-1]]
+    bars = make_bars(open_, np.maximum(open_, close) * 1.01, np.minimum(open_, close) * 0.99, close)
+    rules = ExitRules(grid_levels=1, grid_pct=(0.0,), allocation=0.5, sizing="fraction", fraction=0.3,
+                      max_hold_bars=1)
+    m, trades, eq = run(bars, {i: EL for i in range(n)}, rules, Levels(band_mid=close), fill="close", fee_bps=10)
+    assert len(trades) == m["n_trades"] > 1.5 * (n + 1)  # both legs of most bars: more than K rows a bar
+    assert trades["pnl"].sum() == pytest.approx(m["final_equity"] - CAPITAL, rel=1e-9)
+
+
+@pytest.mark.parametrize("side", [1, -1])
+def test_an_entry_at_the_close_beyond_its_own_liquidation_price_is_bust_at_once(side):
+    """Leverage 1,000 all in, slippage 20 bps: the margin (0.1 %) is less than the slippage, so the fill
+    is beyond the position's liquidation price. The close marked equity at -29,920 (max drawdown -3);
+    an entry at the open is liquidated in its bar: so is this one, at its close, the loss cut at the equity."""
+    bars = flat_bars(6)
+    m, trades, eq = run(bars, {1: EL if side > 0 else ES}, ExitRules(leverage=1000.0), fill="close",
+                        slippage_bps=20.0)
+    assert len(trades) == 1 and trades["exit_reason"].iloc[0] == "liquidation"
+    assert trades["entry_i"].iloc[0] == trades["exit_i"].iloc[0] == 1
+    assert trades["pnl"].iloc[0] == approx(-CAPITAL) and m["liquidated"] == 1.0
+    assert eq.min() == 0.0 and m["max_drawdown"] == -1.0 and m["final_equity"] == 0.0

@@ -15,7 +15,7 @@ from threadx.data.bars import Bars
 from threadx.data.grid import span_bars, timeframe_ns
 from threadx.data.timeframe import bars_per_year
 from threadx.engine import layout as L
-from threadx.errors import TOO_LARGE, DataError, ParamError, is_real
+from threadx.errors import TOO_LARGE, DataError, ParamError, is_real, is_whole
 from threadx.contract import ExitRules, KernelInputs, Levels
 
 def frozen(arr: np.ndarray) -> np.ndarray:
@@ -94,8 +94,8 @@ class EngineOptions:
             check_sizing("leverage", self.leverage)
         if self.fraction is not None:
             check_sizing("fraction", self.fraction)
-        if not self.min_notional >= 0:
-            raise ParamError(f"min_notional must be >= 0, got {self.min_notional}")
+        if not (math.isfinite(self.min_notional) and self.min_notional >= 0):
+            raise ParamError(f"min_notional must be a finite number >= 0, got {self.min_notional}")
         if self.ambiguity not in ("conservative", "optimistic"):
             raise ParamError(f"ambiguity must be conservative or optimistic, got {self.ambiguity!r}")
         funding_rate(self.funding)
@@ -130,7 +130,7 @@ def check_sizing(name: str, value: Any, whose: str = "") -> None:
     or a fraction in (0, 1] (``name`` "fraction"); ``whose`` words where it came from."""
     number = _real(f"{whose}{name}", value)
     low, low_ok, high, words = _SIZING_RANGES[name]
-    if not ((low <= number if low_ok else low < number) and number <= high):  # (NaN compares false)
+    if number is None or not ((low <= number if low_ok else low < number) and number <= high):  # (NaN: false)
         raise ParamError(f"{whose}{name} must be {words}, got {value!r}")
 
 
@@ -305,10 +305,11 @@ def check_legs(rules: ExitRules) -> None:
     """ParamError for several-position rules the kernel cannot hold (SPEC §3)."""
     if tuple(getattr(rules, name) for name in _LEG_RULES) == _ONE_POSITION:
         return  # one position: nothing to check (the common case, once per exit group of a sweep)
+    _check_leg_types(rules)
     k = rules.grid_levels
-    if not (isinstance(rules.max_legs, (int, np.integer)) and 1 <= rules.max_legs <= L.MAX_LEGS):
+    if not (is_whole(rules.max_legs) and 1 <= rules.max_legs <= L.MAX_LEGS):
         raise ParamError(f"max_legs must be a whole number from 1 to {L.MAX_LEGS}, got {rules.max_legs!r}")
-    if not (isinstance(k, (int, np.integer)) and 0 <= k <= L.MAX_GRID_LEVELS):
+    if not (is_whole(k) and 0 <= k <= L.MAX_GRID_LEVELS):
         raise ParamError(f"grid_levels must be a whole number from 0 to {L.MAX_GRID_LEVELS}, got {k!r}")
     if k and (len(rules.grid_pct) not in (0, k) or len(rules.grid_atr) not in (0, k)
               or not (rules.grid_pct or rules.grid_atr)):
@@ -344,6 +345,22 @@ def check_legs(rules: ExitRules) -> None:
         raise ParamError(f"arm_exits_r must be >= 0, got {rules.arm_exits_r}")
     if rules.arm_exits_r > 0 and rules.stop_pct <= 0 and rules.stop_atr <= 0 and rules.stop_band is None:
         raise ParamError("arm_exits_r counts gains in stop distances: it needs a stop (stop_pct, stop_atr or stop_band)")
+
+
+_LEG_NUMBERS = ("add_scale", "reduce_fraction", "partial_tp_pct", "partial_tp_atr", "allocation", "arm_exits_r")
+
+
+def _check_leg_types(rules: ExitRules) -> None:
+    """ParamError for a several-position rule of the wrong type (text, None, an array for a tuple):
+    :func:`check_legs` compares numbers, and a str field was a TypeError from there."""
+    for name in _LEG_NUMBERS:
+        if _real(f"the exit rules' {name}", getattr(rules, name)) is None:
+            raise ParamError(f"the exit rules' {name} must be a number, got None")
+    _real("the exit rules' stop_band", rules.stop_band)  # (None = off)
+    for name in ("grid_pct", "grid_atr"):
+        values = getattr(rules, name)
+        if not isinstance(values, (tuple, list)) or not all(is_real(v) for v in values):
+            raise ParamError(f"the exit rules' {name} must be a tuple of numbers (one per level), got {values!r}")
 
 
 def _grid_offsets(values: tuple, k: int) -> list[float]:
@@ -388,6 +405,10 @@ def _mode(name: str, modes: Mapping[str, float], value: Any) -> float:
 
 
 def _flag(value: Any) -> float:
+    """A switch of the exit rules (target_mid, ...): a bool (or 0 / 1); text such as "no" was on."""
+    if not isinstance(value, (bool, np.bool_)) and not (is_real(value) and value in (0, 1)):
+        raise ParamError(f"the exit rules' switches (target_mid, partial_tp_band, arm_exits_band) must be True or "
+                         f"False, got {value!r}")
     return 1.0 if value else 0.0
 
 

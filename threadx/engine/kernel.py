@@ -604,7 +604,8 @@ def record_trade(i, d, qty, entry_px, px, entry_fee, fee, funding, pnl, entry_i,
         trades[row, T_FEES] = entry_fee + fee
         trades[row, T_FUNDING] = funding
         trades[row, T_PNL] = pnl
-        trades[row, T_RETURN_PCT] = 100.0 * pnl / (qty * entry_px)
+        notional = qty * entry_px
+        trades[row, T_RETURN_PCT] = 100.0 * pnl / notional if notional > 0.0 else np.nan
         trades[row, T_BARS_HELD] = bars
         trades[row, T_REASON] = float(reason)
         trades[row, T_CYCLE] = st[S_CYCLE_ID]
@@ -726,7 +727,8 @@ def reduce_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
     ``i`` (one trade per leg for the part closed; its entry fee and funding in proportion);
     the whole position when the fraction is 1."""
     f = p[P_REDUCE_FRACTION]
-    if f >= 1.0:
+    if f >= 1.0 or not (st[S_QTY] * (1.0 - f) * st[S_ENTRY_PX] > DUST * st[S_FIRST_NOTIONAL]):
+        # (what a reduce would leave is rounding's: reduces of every bar halved a leg down to 0 units)
         close_position(i, raw_price, reason, p, st, trades, bmid, tested_i)
         return
     d = st[S_DIR]
@@ -764,7 +766,10 @@ def liquidation_price(p, st):
     and slippage: solves cash + margin + d*qty*(fill - entry) - qty*fill*fee = 0."""
     d = st[S_DIR]
     qty = st[S_QTY]
-    fill = (d * qty * st[S_ENTRY_PX] - st[S_CASH] - st[S_MARGIN]) / (qty * (d - p[P_FEE_RATE]))
+    per_unit = qty * (d - p[P_FEE_RATE])
+    if per_unit == 0.0:  # a quantity so small (a fee near 100 %) that this underflows: nothing to liquidate
+        return np.nan
+    fill = (d * qty * st[S_ENTRY_PX] - st[S_CASH] - st[S_MARGIN]) / per_unit
     return fill / (1.0 - d * p[P_SLIP_RATE])
 
 
@@ -1201,8 +1206,12 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
                     s & (SIG_ADD_LONG if st[S_DIR] > 0.0 else SIG_ADD_SHORT)) != 0) else 0
             if want != 0 and i - st[S_LAST_ENTRY_SIG] >= p[P_SPACING]:
                 if close_fill:
-                    open_position(i, i, c[i], want, p, st, line_at(atr, i), line_at(blo, i), line_at(bmid, i),
-                                  line_at(bhi, i), 0.0)
+                    if open_position(i, i, c[i], want, p, st, line_at(atr, i), line_at(blo, i), line_at(bmid, i),
+                                     line_at(bhi, i), 0.0) and st[S_DIR] * (c[i] - st[S_LIQ]) <= 0.0:
+                        # filled beyond its own liquidation price (a slippage above the margin: leverage
+                        # 1,000): bust at once, as an entry at the open is in its bar (the close marked the
+                        # equity below zero)
+                        close_position(i, c[i], EXIT_LIQUIDATION, p, st, trades, bmid, i)
                 else:
                     st[S_PEND_ENTRY] = float(want)
                     st[S_PEND_SIG_I] = float(i)
@@ -1684,12 +1693,13 @@ def run_plan(o, h, l, c, funding, signals, lines, sig_row, line_rows, params, bl
 @njit(**_STEP_JIT)
 def trade_capacity(n, p):
     """Trade rows a run of ``n`` bars can book: one per leg filled (at most the legs a
-    position may hold, or a grid's K levels, per bar), twice with partial closes."""
+    position may hold, or a grid's K levels and a signal's leg, per bar), three times with
+    partial closes."""
     legs = p[P_MAX_LEGS]
-    if p[P_GRID_K] > legs:
-        legs = p[P_GRID_K]
     if legs < 1.0:
         legs = 1.0
+    if p[P_GRID_K] > 0.0:  # a grid's K levels, and the leg an entry signal may open beside them
+        legs = p[P_GRID_K] + 1.0
     rows = (n + 1) * int(legs)
     if p[P_REDUCE_FRACTION] > 0.0:
         rows *= 3  # a reduce pending at the open, the partial target and the close

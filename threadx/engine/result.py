@@ -17,7 +17,7 @@ from threadx import aot
 from threadx.data.timeframe import timeframe_seconds
 from threadx.engine import kernel
 from threadx.engine.inputs import KernelInputs
-from threadx.engine.layout import EXIT_REASONS, P_INITIAL_CAPITAL, TRADE_COLUMNS
+from threadx.engine.layout import EXIT_REASONS, M_N_TRADES, P_INITIAL_CAPITAL, TRADE_COLUMNS
 from threadx.engine.metrics import longest_drawdown_days, metrics_dict
 from threadx.shapes import json_number
 
@@ -127,6 +127,7 @@ def wrap_full(output: tuple, index: pd.DatetimeIndex, timeframe: str | None, par
               meta: Mapping[str, Any] | None = None, *, initial_capital: float) -> Result:
     """The :class:`Result` of ``kernel.run_full``'s output (see :func:`full_result`)."""
     m, trade_rows, equity = output
+    check_rows_complete(m, trade_rows)
     tf_seconds = timeframe_seconds(timeframe) if timeframe else None
     days = longest_drawdown_days(equity, index.as_unit("ns").asi8, tf_seconds, initial_capital) if tf_seconds else None
     return Result(
@@ -136,6 +137,15 @@ def wrap_full(output: tuple, index: pd.DatetimeIndex, timeframe: str | None, par
         params=dict(params),
         meta=dict(meta or {}),
     )
+
+
+def check_rows_complete(m: np.ndarray, rows: np.ndarray) -> None:
+    """RuntimeError unless the kernel recorded a row for each trade it counted: rows past the
+    capacity :func:`kernel.trade_capacity` gave are dropped, and a trade list short of its
+    trades (its PnL no longer the equity's change) must not reach a user as a result."""
+    if len(rows) != int(m[M_N_TRADES]):
+        raise RuntimeError(f"the engine counted {int(m[M_N_TRADES])} trades but recorded {len(rows)}: "
+                           "its trade rows were sized too small (an engine bug: please report it)")
 
 
 def trades_frame(rows: np.ndarray, index: pd.DatetimeIndex) -> pd.DataFrame:

@@ -52,7 +52,7 @@ from threadx.engine.layout import (
 )
 from threadx.engine.metrics import longest_drawdown_days, metrics_dict
 from threadx.engine.portfolio_loop import EVENT_COLUMNS, TICK_COLUMNS, run_portfolio
-from threadx.engine.result import trades_frame
+from threadx.engine.result import check_rows_complete, trades_frame
 from threadx.errors import Cancelled, ParamError, ThreadXError, first_line
 from threadx.names import check_name, new_run_id
 from threadx.portfolio.result import PortfolioResult, portfolio_root, save_portfolio
@@ -169,6 +169,7 @@ def portfolio_backtest(runners: Sequence[Runner | str | Mapping[str, Any]], *, c
     for k, (runner, label, prep) in enumerate(zip(runner_list, labels, prepared)):
         st = states[k]
         used = trade_rows[trade_start[k]:trade_start[k] + int(st[S_TRADE_ROWS])]
+        check_rows_complete(runner_metrics[k], used)
         frame = trades_frame(used, prep["bars"].index)
         frame.insert(0, "runner", label)
         trades.append(frame)
