@@ -157,13 +157,13 @@ def test_a_strategys_own_leverage_is_checked_like_the_options(df, tmp_path, leve
     (dict(reduce_fraction="0.5"), r"reduce_fraction must be a number, got '0.5'"),
     (dict(max_legs=2, add_scale=None), r"add_scale must be a number, got None"),
     (dict(stop_band="0.5"), r"stop_band must be a number, got '0.5'"),
-    (dict(grid_levels=2, grid_pct=np.array([0.01, 0.02])),
+    (dict(grid_levels=2, grid_pct=np.array([[0.01, 0.02]])),
      r"grid_pct must be a tuple of numbers \(one per level\)"),
+    (dict(grid_pct="abc"), r"grid_pct must be a tuple of numbers"),  # no grid: a ValueError from the vector
     (dict(grid_levels=1, grid_pct=("0.01",)), r"grid_pct must be a tuple of numbers"),
     (dict(grid_levels=1, grid_pct=0.01), r"grid_pct must be a tuple of numbers"),
     (dict(leverage=None), r"leverage must be from 1 to 1000, got None"),
-    (dict(target_mid="no"), r"switches \(target_mid, partial_tp_band, arm_exits_band\) must be True or False, "
-                            r"got 'no'"),  # was on
+    (dict(target_mid="no"), r"target_mid must be True or False, got 'no'"),  # was on
 ])
 def test_exit_rules_that_are_out_of_range_or_misspelt_are_refused(df, tmp_path, rules, match):
     """Checked where they enter the param vector, as the leverage is: a negative or NaN stop
@@ -179,6 +179,24 @@ def test_exit_rules_that_are_out_of_range_or_misspelt_are_refused(df, tmp_path, 
         threadx.backtest(df, name)
     run = threadx.sweep(df, name, {"fast_period": [5, 6]}, executor="inline", store=tmp_path)
     assert (run.results["status"] == "failed").all() and run.results["error"].str.contains("the exit rules'").all()
+
+
+def test_grid_offsets_in_a_list_or_an_array_are_that_tuple_and_a_switch_of_none_is_off(df):
+    import dataclasses
+
+    from threadx.contract import ExitRules, Levels
+    from threadx.strategy.base import get_strategy, register
+
+    base = get_strategy("ma_crossover")
+    results = []
+    for name, rules in (("tuple", ExitRules(grid_levels=2, grid_pct=(0.01, 0.02), target_mid=False)),
+                        ("list", ExitRules(grid_levels=2, grid_pct=[0.01, 0.02], target_mid=None)),
+                        ("array", ExitRules(grid_levels=2, grid_pct=np.array([0.01, 0.02]), target_mid=None))):
+        register(dataclasses.replace(base, name=f"test_offsets_{name}", exits=lambda p, rules=rules: rules,
+                                     levels=lambda ind, p: Levels(band_mid=ind["slow"]["value"])))
+        results.append(threadx.backtest(df, f"test_offsets_{name}"))
+    assert results[0].metrics["n_trades"] > 0
+    assert all(pd.Series(r.metrics).equals(pd.Series(results[0].metrics)) for r in results[1:])
 
 
 def test_a_switch_is_no_grid_level_count(df):

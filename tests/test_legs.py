@@ -569,7 +569,7 @@ def test_a_grid_with_entry_signals_records_every_trade():
 @pytest.mark.parametrize("side", [1, -1])
 def test_an_entry_at_the_close_beyond_its_own_liquidation_price_is_bust_at_once(side):
     """Leverage 1,000 all in, slippage 20 bps: the margin (0.1 %) is less than the slippage, so the fill
-    is beyond the position's liquidation price. The close marked equity at -29,920 (max drawdown -3);
+    is beyond the position's liquidation price. The close marked equity at -9,960 (max drawdown -2);
     an entry at the open is liquidated in its bar: so is this one, at its close, the loss cut at the equity."""
     bars = flat_bars(6)
     m, trades, eq = run(bars, {1: EL if side > 0 else ES}, ExitRules(leverage=1000.0), fill="close",
@@ -578,3 +578,40 @@ def test_an_entry_at_the_close_beyond_its_own_liquidation_price_is_bust_at_once(
     assert trades["entry_i"].iloc[0] == trades["exit_i"].iloc[0] == 1
     assert trades["pnl"].iloc[0] == approx(-CAPITAL) and m["liquidated"] == 1.0
     assert eq.min() == 0.0 and m["max_drawdown"] == -1.0 and m["final_equity"] == 0.0
+
+
+def test_an_add_signal_pending_at_the_open_adds_nothing_once_that_opens_reduce_closed_the_position():
+    """next_open: a reduce and an add signal on one bar; the reduce at the next open left dust (closed it
+    all), and the add then opened a new cycle sized by the sizing rule (49.95 units, not an add of 5)."""
+    bars = flat_bars(40)
+    rules = ExitRules(sizing="fraction", fraction=0.5, max_legs=2, add_scale=0.1, reduce_fraction=0.9)
+    signals = {0: EL, **{i: RL for i in range(2, 10)}, 10: RL | L.SIG_ADD_LONG, 30: XL}
+    m, trades, eq = run(bars, signals, rules, fee_bps=10)
+    assert trades["exit_i"].max() == 11 and trades["entry_i"].max() == 1  # closed at bar 11's open; no entry after
+    assert m["n_cycles"] == 1
+    check_books(m, trades, eq)
+    # an entry signal in the position's direction is an entry: the closed position leaves it a new cycle
+    m, trades, eq = run(bars, {**signals, 10: RL | EL}, rules, fee_bps=10)
+    assert m["n_cycles"] == 2 and trades["entry_i"].max() == 11
+    check_books(m, trades, eq)
+
+
+def test_a_trade_list_short_of_its_trades_is_an_error_not_a_result():
+    from threadx.engine.result import check_rows_complete
+
+    m = np.zeros(len(L.METRIC_NAMES))
+    m[L.M_N_TRADES] = 3
+    check_rows_complete(m, np.zeros((3, L.N_TRADE_COLS)))
+    with pytest.raises(RuntimeError, match="counted 3 trades but recorded 2"):
+        check_rows_complete(m, np.zeros((2, L.N_TRADE_COLS)))
+
+
+def test_a_reduce_that_would_round_a_legs_part_to_zero_units_closes_the_position():
+    """A second leg of 2e-9 of the first on a capital of 1e-305: the position as a whole stays above dust
+    while that leg's halves round to 0 units (rows of 0 units, their return NaN)."""
+    n = 60
+    bars = flat_bars(n)
+    rules = ExitRules(max_legs=2, add_scale=2e-9, reduce_fraction=0.5, sizing="fraction", fraction=0.5)
+    m, trades, eq = run(bars, {0: EL, 1: L.SIG_ADD_LONG, **{i: RL for i in range(2, n - 1)}}, rules,
+                        initial_capital=1e-305, min_notional=0.0, fill="close")
+    assert (trades["qty"] > 0).all() and np.isfinite(trades["return_pct"]).all() and len(trades) == m["n_trades"]

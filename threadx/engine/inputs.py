@@ -289,10 +289,15 @@ def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
 
 def whole_counts(rules: ExitRules) -> ExitRules:
     """``rules`` with a leg or level count held in a float (a float param's 2.0) as the int it
-    is (check_legs refused 2.0 as "not a whole number"); ``rules`` itself when there is none."""
-    changes = {name: int(value) for name in ("max_legs", "grid_levels")
-               if not isinstance(value := getattr(rules, name), (int, np.integer))
-               and is_real(value) and math.isfinite(value) and float(value).is_integer()}
+    is (check_legs refused 2.0 as "not a whole number"), and grid offsets given as a list or a
+    1-D array as the tuple they stand for; ``rules`` itself when there is none."""
+    changes: dict[str, Any] = {name: int(value) for name in ("max_legs", "grid_levels")
+                               if not isinstance(value := getattr(rules, name), (int, np.integer))
+                               and is_real(value) and math.isfinite(value) and float(value).is_integer()}
+    for name in ("grid_pct", "grid_atr"):
+        value = getattr(rules, name)
+        if isinstance(value, list) or (isinstance(value, np.ndarray) and value.ndim == 1):
+            changes[name] = tuple(value.tolist() if isinstance(value, np.ndarray) else value)
     return replace(rules, **changes) if changes else rules
 
 
@@ -303,6 +308,10 @@ _ONE_POSITION = tuple(getattr(ExitRules(), name) for name in _LEG_RULES)  # Exit
 
 def check_legs(rules: ExitRules) -> None:
     """ParamError for several-position rules the kernel cannot hold (SPEC §3)."""
+    for name in ("grid_pct", "grid_atr"):  # (read by the param vector even without a grid)
+        values = getattr(rules, name)
+        if not isinstance(values, tuple) or not all(is_real(v) for v in values):
+            raise ParamError(f"the exit rules' {name} must be a tuple of numbers (one per level), got {values!r}")
     if tuple(getattr(rules, name) for name in _LEG_RULES) == _ONE_POSITION:
         return  # one position: nothing to check (the common case, once per exit group of a sweep)
     _check_leg_types(rules)
@@ -357,10 +366,6 @@ def _check_leg_types(rules: ExitRules) -> None:
         if _real(f"the exit rules' {name}", getattr(rules, name)) is None:
             raise ParamError(f"the exit rules' {name} must be a number, got None")
     _real("the exit rules' stop_band", rules.stop_band)  # (None = off)
-    for name in ("grid_pct", "grid_atr"):
-        values = getattr(rules, name)
-        if not isinstance(values, (tuple, list)) or not all(is_real(v) for v in values):
-            raise ParamError(f"the exit rules' {name} must be a tuple of numbers (one per level), got {values!r}")
 
 
 def _grid_offsets(values: tuple, k: int) -> list[float]:
@@ -404,11 +409,11 @@ def _mode(name: str, modes: Mapping[str, float], value: Any) -> float:
     return modes[value]
 
 
-def _flag(value: Any) -> float:
-    """A switch of the exit rules (target_mid, ...): a bool (or 0 / 1); text such as "no" was on."""
-    if not isinstance(value, (bool, np.bool_)) and not (is_real(value) and value in (0, 1)):
-        raise ParamError(f"the exit rules' switches (target_mid, partial_tp_band, arm_exits_band) must be True or "
-                         f"False, got {value!r}")
+def _flag(name: str, value: Any) -> float:
+    """A switch of the exit rules (target_mid, ...): a bool, 0 / 1, or None for off; text such
+    as "no" was on."""
+    if value is not None and not isinstance(value, (bool, np.bool_)) and not (is_real(value) and value in (0, 1)):
+        raise ParamError(f"the exit rules' {name} must be True or False, got {value!r}")
     return 1.0 if value else 0.0
 
 
@@ -435,11 +440,11 @@ RULE_COLUMNS: dict[str, tuple[int, Any]] = {
     "sizing": (L.P_SIZING, partial(_mode, "sizing", L.SIZING_MODES)),
     "fraction": (L.P_FRACTION, partial(_rules_sizing, "fraction")),
     "leverage": (L.P_LEVERAGE, partial(_rules_sizing, "leverage")),
-    "target_mid": (L.P_TARGET_MID, _flag),
+    "target_mid": (L.P_TARGET_MID, partial(_flag, "target_mid")),
     "trail": (L.P_TRAIL_MODE, partial(_mode, "trail", L.TRAIL_MODES)),
     "grid_sides": (L.P_GRID_SIDES, partial(_mode, "grid_sides", L.GRID_SIDES)),
-    "partial_tp_band": (L.P_PTP_BAND, _flag),
-    "arm_exits_band": (L.P_ARM_BAND, _flag),
+    "partial_tp_band": (L.P_PTP_BAND, partial(_flag, "partial_tp_band")),
+    "arm_exits_band": (L.P_ARM_BAND, partial(_flag, "arm_exits_band")),
     **{name: (col, partial(_amount, name)) for name, col in _AMOUNT_COLUMNS.items()},
 }
 

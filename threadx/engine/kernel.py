@@ -725,10 +725,17 @@ def end_cycle(st):
 def reduce_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
     """Close ``reduce_fraction`` of every leg of the open position at ``raw_price`` on bar
     ``i`` (one trade per leg for the part closed; its entry fee and funding in proportion);
-    the whole position when the fraction is 1."""
+    the whole position when the fraction is 1, when what it would leave is dust (:data:`DUST`
+    of the cycle's first leg or less: reduces of every bar halved a leg down to 0 units, and a
+    dust position kept the account from entering again), or when a leg's part closed or left
+    would round to 0 units."""
     f = p[P_REDUCE_FRACTION]
-    if f >= 1.0 or not (st[S_QTY] * (1.0 - f) * st[S_ENTRY_PX] > DUST * st[S_FIRST_NOTIONAL]):
-        # (what a reduce would leave is rounding's: reduces of every bar halved a leg down to 0 units)
+    whole = f >= 1.0 or not (st[S_QTY] * (1.0 - f) * st[S_ENTRY_PX] > DUST * st[S_FIRST_NOTIONAL])
+    for k in range(int(st[S_N_LEGS])):
+        qty = st[S_LEGS + k * N_LEG_FIELDS + LEG_QTY]
+        if not (qty * f > 0.0 and qty * (1.0 - f) > 0.0):
+            whole = True
+    if whole:
         close_position(i, raw_price, reason, p, st, trades, bmid, tested_i)
         return
     d = st[S_DIR]
@@ -758,6 +765,16 @@ def reduce_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
         st[S_ENTRY_FEE] -= entry_fee
         st[S_FUNDING] -= funding
     st[S_LIQ] = liquidation_price(p, st)
+
+
+@njit(**_TRADE_JIT)
+def liquidate_at_close(i, price, p, st, trades, bmid):
+    """Liquidate a position just filled at the close ``price`` of bar ``i`` at or beyond its
+    own liquidation price (a margin no larger than the slippage paid plus the exit's fee and
+    slippage: leverage 1,000): bust at once, as an entry at the open is in its bar (the close
+    marked such an account, with 20 bps of slippage, at -9,960 of 10,000). Out of line: a
+    second copy of the exit code in the bar loop costs the hot path."""
+    close_position(i, price, EXIT_LIQUIDATION, p, st, trades, bmid, i)
 
 
 @njit(**_STEP_JIT)
@@ -860,7 +877,7 @@ def stop_reason(d, st):
 @njit(**_STEP_JIT)
 def take_partial(i, px, p, st, trades, bmid):
     """The cycle's partial target at ``px`` on bar ``i``; True when it closed the whole
-    position (a reduce fraction of 1)."""
+    position (a reduce fraction of 1, or dust left: see :func:`reduce_position`)."""
     st[S_PTP_DONE] = 1.0
     reduce_position(i, px, EXIT_TAKE_PROFIT, p, st, trades, bmid, i)
     return st[S_DIR] == 0.0
@@ -1144,10 +1161,13 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
         if st[S_DIR] != 0.0:
             reduce_position(i, o[i], EXIT_SIGNAL, p, st, trades, bmid, i - 1)
         st[S_PEND_REDUCE] = 0.0
-    if st[S_PEND_ENTRY] != 0.0:
-        if st[S_LIQUIDATED] == 0.0 and (st[S_DIR] == 0.0 or st[S_DIR] == st[S_PEND_ENTRY]):
+    pend = st[S_PEND_ENTRY]
+    if pend != 0.0:
+        want = 1 if pend > 0.0 else -1
+        # (+-2: an add signal's, which has nothing to add to once this open's reduce closed the position)
+        if st[S_LIQUIDATED] == 0.0 and (st[S_DIR] == want or (st[S_DIR] == 0.0 and (pend == 1.0 or pend == -1.0))):
             k = int(st[S_PEND_SIG_I])
-            open_position(i, k, o[i], int(st[S_PEND_ENTRY]), p, st, line_at(atr, k), line_at(blo, k), line_at(bmid, k),
+            open_position(i, k, o[i], want, p, st, line_at(atr, k), line_at(blo, k), line_at(bmid, k),
                           line_at(bhi, k), 0.0)
         st[S_PEND_ENTRY] = 0.0
 
@@ -1201,19 +1221,18 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
                 want = 1
             elif enter_short:
                 want = -1
+            add_only = False
             if adding:  # an entry or add signal in the position's direction adds a leg
-                want = int(st[S_DIR]) if (want == int(st[S_DIR]) or (
-                    s & (SIG_ADD_LONG if st[S_DIR] > 0.0 else SIG_ADD_SHORT)) != 0) else 0
+                if want != int(st[S_DIR]):
+                    add_only = (s & (SIG_ADD_LONG if st[S_DIR] > 0.0 else SIG_ADD_SHORT)) != 0
+                    want = int(st[S_DIR]) if add_only else 0
             if want != 0 and i - st[S_LAST_ENTRY_SIG] >= p[P_SPACING]:
                 if close_fill:
                     if open_position(i, i, c[i], want, p, st, line_at(atr, i), line_at(blo, i), line_at(bmid, i),
                                      line_at(bhi, i), 0.0) and st[S_DIR] * (c[i] - st[S_LIQ]) <= 0.0:
-                        # filled beyond its own liquidation price (a slippage above the margin: leverage
-                        # 1,000): bust at once, as an entry at the open is in its bar (the close marked the
-                        # equity below zero)
-                        close_position(i, c[i], EXIT_LIQUIDATION, p, st, trades, bmid, i)
+                        liquidate_at_close(i, c[i], p, st, trades, bmid)
                 else:
-                    st[S_PEND_ENTRY] = float(want)
+                    st[S_PEND_ENTRY] = 2.0 * want if add_only else float(want)
                     st[S_PEND_SIG_I] = float(i)
         if st[S_DIR] != 0.0 and st[S_PEND_EXIT] == 0.0 and p[P_TRAIL_MODE] > 0.0:
             update_trailing_stop(i, h, l, c, atr, blo, bmid, bhi, p, st)
