@@ -615,3 +615,13 @@ def test_a_reduce_that_would_round_a_legs_part_to_zero_units_closes_the_position
     m, trades, eq = run(bars, {0: EL, 1: L.SIG_ADD_LONG, **{i: RL for i in range(2, n - 1)}}, rules,
                         initial_capital=1e-305, min_notional=0.0, fill="close")
     assert (trades["qty"] > 0).all() and np.isfinite(trades["return_pct"]).all() and len(trades) == m["n_trades"]
+
+
+def test_a_reduce_whose_part_rounds_to_zero_units_leaves_the_position_as_it_is():
+    """reduce_fraction 5e-324 of 0.1 units: each part to close is 0 units; no row is booked, nothing changes
+    (it was a row of 0 units, its return 0 / 0)."""
+    bars = flat_bars(8, price=100_000.0)
+    plain, _, _ = run(bars, {0: EL}, ExitRules(), fee_bps=10)
+    m, trades, eq = run(bars, {0: EL, 2: RL, 3: RL, 4: RL}, ExitRules(reduce_fraction=5e-324), fee_bps=10)
+    assert len(trades) == 1 and trades["exit_reason"].iloc[0] == "end_of_data"
+    assert m["final_equity"] == plain["final_equity"]

@@ -727,13 +727,13 @@ def reduce_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
     ``i`` (one trade per leg for the part closed; its entry fee and funding in proportion);
     the whole position when the fraction is 1, when what it would leave is dust (:data:`DUST`
     of the cycle's first leg or less: reduces of every bar halved a leg down to 0 units, and a
-    dust position kept the account from entering again), or when a leg's part closed or left
-    would round to 0 units."""
+    dust position kept the account from entering again), or when what it would leave of a leg
+    rounds to 0 units. A leg whose part to close rounds to 0 units (a fraction of 5e-324) is
+    left as it is."""
     f = p[P_REDUCE_FRACTION]
     whole = f >= 1.0 or not (st[S_QTY] * (1.0 - f) * st[S_ENTRY_PX] > DUST * st[S_FIRST_NOTIONAL])
     for k in range(int(st[S_N_LEGS])):
-        qty = st[S_LEGS + k * N_LEG_FIELDS + LEG_QTY]
-        if not (qty * f > 0.0 and qty * (1.0 - f) > 0.0):
+        if not (st[S_LEGS + k * N_LEG_FIELDS + LEG_QTY] * (1.0 - f) > 0.0):
             whole = True
     if whole:
         close_position(i, raw_price, reason, p, st, trades, bmid, tested_i)
@@ -745,6 +745,8 @@ def reduce_position(i, raw_price, reason, p, st, trades, bmid, tested_i):
     for k in range(int(st[S_N_LEGS])):
         base = S_LEGS + k * N_LEG_FIELDS
         qty = st[base + LEG_QTY] * f
+        if not (qty > 0.0):
+            continue
         entry_px = st[base + LEG_PX]
         entry_fee = st[base + LEG_FEE] * f
         funding = st[base + LEG_FUNDING] * f
