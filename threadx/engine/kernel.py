@@ -1163,13 +1163,13 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
         if st[S_DIR] != 0.0:
             reduce_position(i, o[i], EXIT_SIGNAL, p, st, trades, bmid, i - 1)
         st[S_PEND_REDUCE] = 0.0
-    pend = st[S_PEND_ENTRY]
-    if pend != 0.0:
-        want = 1 if pend > 0.0 else -1
-        # (+-2: an add signal's, which has nothing to add to once this open's reduce closed the position)
-        if st[S_LIQUIDATED] == 0.0 and (st[S_DIR] == want or (st[S_DIR] == 0.0 and (pend == 1.0 or pend == -1.0))):
-            k = int(st[S_PEND_SIG_I])
-            open_position(i, k, o[i], want, p, st, line_at(atr, k), line_at(blo, k), line_at(bmid, k),
+    if st[S_PEND_ENTRY] != 0.0:
+        k = int(st[S_PEND_SIG_I])
+        # flat at this open (its reduce closed the position): only an entry signal a flat account takes
+        # enters; an add signal has nothing to add to
+        if st[S_LIQUIDATED] == 0.0 and (st[S_DIR] == st[S_PEND_ENTRY] or (st[S_DIR] == 0.0 and (
+                sig[k] & SIG_ENTRIES) == (SIG_ENTER_LONG if st[S_PEND_ENTRY] > 0.0 else SIG_ENTER_SHORT))):
+            open_position(i, k, o[i], int(st[S_PEND_ENTRY]), p, st, line_at(atr, k), line_at(blo, k), line_at(bmid, k),
                           line_at(bhi, k), 0.0)
         st[S_PEND_ENTRY] = 0.0
 
@@ -1223,18 +1223,16 @@ def step(i, n, o, h, l, c, sig, atr, blo, bmid, bhi, funding, p, st, trades, equ
                 want = 1
             elif enter_short:
                 want = -1
-            add_only = False
             if adding:  # an entry or add signal in the position's direction adds a leg
-                if want != int(st[S_DIR]):
-                    add_only = (s & (SIG_ADD_LONG if st[S_DIR] > 0.0 else SIG_ADD_SHORT)) != 0
-                    want = int(st[S_DIR]) if add_only else 0
+                want = int(st[S_DIR]) if (want == int(st[S_DIR]) or (
+                    s & (SIG_ADD_LONG if st[S_DIR] > 0.0 else SIG_ADD_SHORT)) != 0) else 0
             if want != 0 and i - st[S_LAST_ENTRY_SIG] >= p[P_SPACING]:
                 if close_fill:
                     if open_position(i, i, c[i], want, p, st, line_at(atr, i), line_at(blo, i), line_at(bmid, i),
                                      line_at(bhi, i), 0.0) and st[S_DIR] * (c[i] - st[S_LIQ]) <= 0.0:
                         liquidate_at_close(i, c[i], p, st, trades, bmid)
                 else:
-                    st[S_PEND_ENTRY] = 2.0 * want if add_only else float(want)
+                    st[S_PEND_ENTRY] = float(want)
                     st[S_PEND_SIG_I] = float(i)
         if st[S_DIR] != 0.0 and st[S_PEND_EXIT] == 0.0 and p[P_TRAIL_MODE] > 0.0:
             update_trailing_stop(i, h, l, c, atr, blo, bmid, bhi, p, st)

@@ -104,7 +104,7 @@ S_TP = 9  # fixed take-profit level, NaN = none
 S_TRAILED = 10  # 1 once the trailing rule moved the stop
 S_ARMED = 11  # band trailing armed
 S_PEND_EXIT = 12  # next_open: exit reason + 1 pending, 0 none
-S_PEND_ENTRY = 13  # next_open: +1 / -1 entry (or add) pending, +2 / -2 an add signal's add, 0 none
+S_PEND_ENTRY = 13  # next_open: +1 / -1 entry (or add) pending, 0 none
 S_PEND_SIG_I = 14
 S_LAST_ENTRY_SIG = 15
 S_EQ_PREV = 16
