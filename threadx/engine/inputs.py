@@ -273,7 +273,7 @@ def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
     """Strategy rules with the engine's overrides (:data:`ENGINE_OVERRIDES`) applied."""
     changes = {name: value if name == "sizing" else float(value) for name in ENGINE_OVERRIDES
                if (value := getattr(options, name)) is not None}
-    rules = whole_counts(replace(rules, **changes) if changes else rules)
+    rules = canonical_rules(replace(rules, **changes) if changes else rules)
     check_legs(rules)
     if rules.grid_levels > 0:
         return rules  # grid legs are sized by allocation, not by the sizing rule
@@ -287,10 +287,11 @@ def effective_rules(rules: ExitRules, options: EngineOptions) -> ExitRules:
     return rules
 
 
-def whole_counts(rules: ExitRules) -> ExitRules:
-    """``rules`` with a leg or level count held in a float (a float param's 2.0) as the int it
-    is (check_legs refused 2.0 as "not a whole number"), and grid offsets given as a list or a
-    1-D array as the tuple they stand for; ``rules`` itself when there is none."""
+def canonical_rules(rules: ExitRules) -> ExitRules:
+    """``rules`` in the types :func:`check_legs` and the param vector read: a leg or level count
+    held in a float (a float param's 2.0) as the int it is (check_legs refused 2.0 as "not a whole
+    number"), and grid offsets given as a list or a 1-D array as the tuple they stand for;
+    ``rules`` itself when nothing needs it."""
     changes: dict[str, Any] = {name: int(value) for name in ("max_legs", "grid_levels")
                                if not isinstance(value := getattr(rules, name), (int, np.integer))
                                and is_real(value) and math.isfinite(value) and float(value).is_integer()}
@@ -587,7 +588,7 @@ def kernel_args(bars: Bars, sig: np.ndarray, levels: Levels, rules: ExitRules, o
                 funding: np.ndarray | None = None) -> KernelInputs:
     """The arguments of ``kernel.run_fast`` / ``kernel.run_full`` (:class:`KernelInputs`)."""
     n = check_bar_count(bars)
-    rules = whole_counts(rules)
+    rules = canonical_rules(rules)
     check_legs(rules)  # (before the lines: a rule the kernel cannot hold is the error to report)
     p = param_vector(rules, options, bars.timeframe, funding is not None, span_bars(bars.time_ns, bars.timeframe))
     atr, lo, mid, hi = level_arrays(levels, rules, n)
